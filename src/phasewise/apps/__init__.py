@@ -1,0 +1,1 @@
+"""User-facing applications: the command line (and later the planner report, twin server, scenarios)."""

@@ -1,0 +1,59 @@
+"""Rich rendering of an Estimate for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from phasewise.perf.estimate import Estimate
+
+
+def _fmt_flops(x: float) -> str:
+    for unit, div in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if x >= div:
+            return f"{x / div:.2f} {unit}"
+    return f"{x:.0f}"
+
+
+def _fmt_bytes(x: float) -> str:
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if x >= div:
+            return f"{x / div:.2f} {unit}"
+    return f"{x:.0f} B"
+
+
+def render_estimate(console: Console, est: Estimate) -> None:
+    d = est.to_dict()
+    cm = est.cost_model
+    console.print(
+        f"[bold]{d['model']}[/] on [bold]{d['hardware']}[/] x{cm.tp * cm.pp} (tp={cm.tp}, pp={cm.pp}), "
+        f"{d['precision']} weights, {d['kv_dtype']} KV, engine {d['engine']}; "
+        f"ridge {d['ridge_flops_per_byte']:.0f} FLOP/byte"
+    )
+    for phase, it, title in (
+        ("prefill", est.prefill, f"Prefill: {est.batch} x {est.prompt_len} tokens in one iteration"),
+        ("decode", est.decode, f"Decode step: {est.batch} sequences at {est.context_len} cached tokens"),
+    ):
+        p = d[phase]
+        table = Table(title=f"{title} -> {p['latency_ms']:.2f} ms, {p['tokens_per_s']:,.0f} tok/s, "
+                            f"{p['bound']}-bound, intensity {p['arithmetic_intensity']:.1f} FLOP/B",
+                      title_justify="left")
+        for col in ("operator", "x", "time ms", "compute ms", "memory ms", "dispatch ms", "FLOPs", "bytes",
+                    "FLOP/B", "bound"):
+            table.add_column(col, justify="right" if col not in ("operator", "bound") else "left")
+        for op in it.operators:
+            table.add_row(op.name, str(op.count), f"{op.time_s * 1e3:.3f}", f"{op.compute_s * 1e3:.3f}",
+                          f"{op.memory_s * 1e3:.3f}", f"{(op.dispatch_s + op.launch_s) * 1e3:.3f}",
+                          _fmt_flops(op.flops), _fmt_bytes(op.bytes), f"{op.arithmetic_intensity:.1f}", op.bound)
+        table.add_row("host overhead", "1", f"{it.host_s * 1e3:.3f}", "", "", f"{it.host_s * 1e3:.3f}", "", "", "",
+                      "dispatch")
+        console.print(table)
+    m = d["memory"]
+    gib = 2**30
+    status = "[green]fits[/]" if m["fits"] else f"[red]does not fit[/]: {m['reason']}"
+    console.print(
+        f"Memory per GPU: weights {m['weight_bytes'] / gib:.2f} GiB, activations {m['activation_bytes'] / gib:.2f} GiB, "
+        f"reserved {m['reserved_bytes'] / gib:.2f} GiB of {m['usable_bytes'] / gib:.1f} GiB usable; "
+        f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "
+        f"(max batch {m['max_batch_at_context']:,} at this context); {status}"
+    )

@@ -1,0 +1,88 @@
+"""What one forward iteration processes, reduced to the sums the cost model needs.
+
+A batch is a list of sequences, each with `new` tokens to process this iteration and `cached`
+tokens already in its KV cache. Pure prefill is (prompt, 0); a decode step is (1, context);
+a chunk of chunked prefill is (chunk, done_so_far); a speculative verify step is (k+1, context).
+All are the same call; the cost model only sees the sums below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# A sequence with cached context and at most this many new tokens runs the decode attention kernel
+# (memory-bound KV reads, e.g. paged/flash-decoding); longer ones run the prefill kernel.
+DECODE_MAX_NEW_TOKENS = 16
+
+
+def attention_pairs(new: int, cached: int, causal: bool = True, window: int | None = None) -> int:
+    """(query, key) pairs attention computes for `new` queries after `cached` keys."""
+    if not causal:
+        keys = cached + new if window is None else min(cached + new, window)
+        return new * keys
+    a, b = cached + 1, cached + new  # each query j in a..b sees min(j, window) keys
+    if window is None or b <= window:
+        return (a + b) * new // 2
+    if a > window:
+        return new * window
+    return (a + window) * (window - a + 1) // 2 + (b - window) * window
+
+
+@dataclass(slots=True)
+class BatchShape:
+    """Sums over the sequences of one iteration, split by the attention kernel they run."""
+
+    prefill_seqs: int = 0
+    prefill_tokens: int = 0
+    prefill_pairs: int = 0  # attention (query, key) pairs
+    prefill_kv_tokens: int = 0  # KV entries read (cached + new, windowed)
+    decode_seqs: int = 0
+    decode_tokens: int = 0
+    decode_pairs: int = 0
+    decode_kv_tokens: int = 0
+    logit_tokens: int = 0  # tokens that go through the LM head
+
+    @property
+    def seqs(self) -> int:
+        return self.prefill_seqs + self.decode_seqs
+
+    @property
+    def tokens(self) -> int:
+        return self.prefill_tokens + self.decode_tokens
+
+    def add(self, new: int, cached: int, causal: bool = True, window: int | None = None,
+            logits: int | None = None) -> None:
+        """Add one sequence. `logits` defaults to 1 for prefill and `new` for decode/verify."""
+        if new <= 0 or cached < 0:
+            raise ValueError(f"a sequence needs new >= 1 and cached >= 0 tokens (got new={new}, cached={cached})")
+        pairs = attention_pairs(new, cached, causal, window)
+        kv = cached + new if window is None else min(cached + new, window)
+        if cached > 0 and new <= DECODE_MAX_NEW_TOKENS:
+            self.decode_seqs += 1
+            self.decode_tokens += new
+            self.decode_pairs += pairs
+            self.decode_kv_tokens += kv
+            self.logit_tokens += new if logits is None else logits
+        else:
+            self.prefill_seqs += 1
+            self.prefill_tokens += new
+            self.prefill_pairs += pairs
+            self.prefill_kv_tokens += kv
+            self.logit_tokens += 1 if logits is None else logits
+
+    @classmethod
+    def from_sequences(cls, seqs: Iterable[tuple[int, int]], causal: bool = True,
+                       window: int | None = None) -> BatchShape:
+        shape = cls()
+        for new, cached in seqs:
+            shape.add(new, cached, causal, window)
+        return shape
+
+    @classmethod
+    def uniform(cls, batch: int, new: int, cached: int, causal: bool = True,
+                window: int | None = None) -> BatchShape:
+        """`batch` identical sequences, in O(1)."""
+        one = cls()
+        one.add(new, cached, causal, window)
+        return cls(*(getattr(one, f) * batch for f in cls.__slots__))

@@ -1,0 +1,110 @@
+"""`phasewise estimate`: prefill latency, one decode step and memory fit for one configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.batch import BatchShape
+from phasewise.perf.cost import CostModel, IterationCost
+from phasewise.perf.memory import MemoryFit, memory_fit
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+
+@dataclass(slots=True)
+class Estimate:
+    cost_model: CostModel
+    batch: int
+    prompt_len: int
+    context_len: int
+    prefill: IterationCost  # the whole batch of prompts as one iteration
+    decode: IterationCost  # one decode step of the batch at context_len cached tokens
+    memory: MemoryFit
+
+    def to_dict(self) -> dict[str, Any]:
+        cm = self.cost_model
+        ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
+
+        def phase(it: IterationCost, tokens: int) -> dict[str, Any]:
+            return {
+                "latency_ms": it.latency_s * 1e3,
+                "stage_ms": it.stage_s * 1e3,
+                "host_overhead_ms": it.host_s * 1e3,
+                "flops": it.flops,
+                "bytes": it.bytes,
+                "arithmetic_intensity": it.flops / it.bytes if it.bytes else 0.0,
+                "tokens_per_s": tokens / it.latency_s,
+                "bound": it.bound,
+            }
+
+        def ops(it: IterationCost) -> list[dict[str, Any]]:
+            return [
+                {"name": o.name, "count": o.count, "time_ms": o.time_s * 1e3, "compute_ms": o.compute_s * 1e3,
+                 "memory_ms": o.memory_s * 1e3, "dispatch_ms": (o.dispatch_s + o.launch_s) * 1e3,
+                 "flops": o.flops, "bytes": o.bytes, "arithmetic_intensity": o.arithmetic_intensity,
+                 "bound": o.bound}
+                for o in it.operators
+            ]
+
+        mem = self.memory
+        return {
+            "model": cm.model.name,
+            "hardware": cm.hw.key,
+            "engine": cm.engine.name,
+            "precision": cm.quant.name,
+            "kv_dtype": cm.quant.kv_dtype,
+            "tp": cm.tp,
+            "pp": cm.pp,
+            "batch": self.batch,
+            "prompt_len": self.prompt_len,
+            "context_len": self.context_len,
+            "ridge_flops_per_byte": ridge,
+            "prefill_ms": self.prefill.latency_s * 1e3,
+            "decode_step_ms": self.decode.latency_s * 1e3,
+            "prefill": phase(self.prefill, self.batch * self.prompt_len),
+            "decode": phase(self.decode, self.batch),
+            "operators": {"prefill": ops(self.prefill), "decode": ops(self.decode)},
+            "fits": mem.fits,
+            "memory": {
+                "fits": mem.fits,
+                "reason": mem.reason(),
+                "capacity_bytes": mem.capacity_bytes,
+                "usable_bytes": mem.usable_bytes,
+                "weight_bytes": mem.weight_bytes,
+                "activation_bytes": mem.activation_bytes,
+                "reserved_bytes": mem.reserved_bytes,
+                "kv_bytes_per_token": mem.kv_bytes_per_token,
+                "kv_capacity_tokens": mem.kv_capacity_tokens,
+                "kv_needed_tokens": mem.kv_needed_tokens,
+                "max_batch_at_context": mem.kv_capacity_tokens // max(self.context_len + 1, 1),
+            },
+        }
+
+
+def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: str = "bf16",
+             kv_dtype: str | None = None, engine: str = "vllm", batch: int = 1, prompt_len: int = 1024,
+             context_len: int | None = None, memory_fraction: float = 0.9) -> Estimate:
+    """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len`."""
+    for field, value in (("batch", batch), ("prompt-len", prompt_len)):
+        if value < 1:
+            raise PhasewiseError(f"--{field} must be >= 1 (got {value})")
+    if context_len is None:
+        context_len = prompt_len
+    if context_len < 0:
+        raise PhasewiseError(f"--context-len must be >= 0 (got {context_len})")
+    if not 0 < memory_fraction <= 1:
+        raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
+    spec = load_model(model)
+    hw = load_hardware(hardware)
+    quant = load_quant(precision, kv_dtype)
+    cm = CostModel(spec, hw, quant, load_engine(engine), tp, pp)
+    window = spec.sliding_window
+    prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
+    # A decode step at zero context is the first token after an empty prompt: one new token, no cache.
+    decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
+    per_seq = max(prompt_len, context_len + 1)
+    needed = batch * (min(per_seq, window) if window else per_seq)
+    mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=batch * prompt_len, max_seqs=batch,
+                     kv_needed_tokens=needed, memory_fraction=memory_fraction)
+    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem)

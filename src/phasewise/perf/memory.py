@@ -1,0 +1,90 @@
+"""Memory per GPU: weights, KV cache per token, activation peak -> how many KV tokens fit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from phasewise.perf.cost import kv_heads_per_gpu
+from phasewise.specs.hardware import HardwareSpec
+from phasewise.specs.model import ModelSpec
+from phasewise.specs.quant import QuantScheme, dtype_bytes
+
+
+@dataclass(slots=True, frozen=True)
+class MemoryFit:
+    """Bytes on the most loaded GPU of a TP x PP group (the first pipeline stage holds the embedding)."""
+
+    capacity_bytes: float
+    usable_bytes: float  # capacity x memory fraction
+    weight_bytes: float
+    activation_bytes: float
+    reserved_bytes: float  # runtime context and workspace (HardwareSpec.efficiency.reserved_bytes)
+    kv_bytes_per_token: float  # all layers of one stage, this GPU's share of the KV heads
+    kv_capacity_tokens: int
+    kv_needed_tokens: int
+
+    @property
+    def kv_free_bytes(self) -> float:
+        return self.usable_bytes - self.weight_bytes - self.activation_bytes - self.reserved_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.kv_free_bytes > 0 and self.kv_capacity_tokens >= self.kv_needed_tokens
+
+    def reason(self) -> str:
+        gib = 2**30
+        if self.kv_free_bytes <= 0:
+            return (f"weights {self.weight_bytes / gib:.1f} GiB + activations {self.activation_bytes / gib:.1f} GiB"
+                    f" + reserved {self.reserved_bytes / gib:.1f} GiB exceed the usable "
+                    f"{self.usable_bytes / gib:.1f} GiB per GPU")
+        if self.kv_capacity_tokens < self.kv_needed_tokens:
+            return (f"the batch needs {self.kv_needed_tokens} KV tokens but only "
+                    f"{self.kv_capacity_tokens} fit per GPU")
+        return "fits"
+
+
+def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
+    m = model
+    hp = dtype_bytes(quant.compute_dtype if quant.compute_dtype in ("fp32", "fp16") else "bf16")
+    layers = math.ceil(m.num_layers / pp)
+    moe_share = m.num_moe_layers / m.num_layers
+    kv_rep = kv_heads_per_gpu(m.num_kv_heads, tp) * tp / m.num_kv_heads  # >1 when TP replicates KV heads
+    attn = (m.hidden_size * (2 * m.q_size + 2 * m.kv_size * kv_rep)) / tp
+    mlp = (m.dense_mlp_params * (1 - moe_share) + m.moe_layer_params * moe_share) / tp
+    norms = 2 * m.hidden_size * hp
+    per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms
+    embed = m.embedding_params / tp * hp
+    lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
+    first = layers * per_layer + embed + (lm_head if pp == 1 else 0.0)
+    last = (m.num_layers - layers * (pp - 1)) * per_layer + lm_head if pp > 1 else first
+    return max(first, last)
+
+
+def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
+    layers = math.ceil(model.num_layers / pp)
+    return 2 * kv_heads_per_gpu(model.num_kv_heads, tp) * model.head_dim * quant.kv_bytes_per_element * layers
+
+
+def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
+    """Peak transient memory of one iteration: live hidden states, QKV, MLP intermediate, fp32 logits."""
+    m = model
+    a = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
+    inter = max(m.intermediate_size, m.expert_intermediate_size * max(m.experts_per_token, 1))
+    per_token = (4 * m.hidden_size + (m.q_size + 2 * m.kv_size) / tp + 2 * inter / tp) * a
+    return max_tokens * per_token + max_seqs * m.vocab_size / tp * 4.0
+
+
+def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
+               max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
+               memory_fraction: float = 0.9) -> MemoryFit:
+    """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch."""
+    usable = hardware.memory_capacity_bytes * memory_fraction
+    weights = weight_bytes_per_gpu(model, quant, tp, pp)
+    acts = activation_bytes(model, quant, tp, max_tokens, max_seqs)
+    reserved = hardware.efficiency.reserved_bytes
+    per_token = kv_bytes_per_token(model, quant, tp, pp)
+    free = usable - weights - acts - reserved
+    capacity = int(free // per_token) if free > 0 else 0
+    return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
+                     capacity, kv_needed_tokens)

@@ -1,0 +1,165 @@
+"""Hardware: spec-sheet figures (with sources) plus the named efficiencies the cost model applies.
+
+Spec sheets live in specs/data/hardware_specs.yaml, efficiencies in specs/data/efficiency.yaml
+(a default per hardware kind, overridden per entry). A user's chip is one YAML entry in the
+spec-sheet format, optionally with its own `efficiency:` block.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
+from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+
+
+class Efficiency(BaseModel):
+    """Fractions of the spec-sheet peaks real kernels reach, and fixed costs. See efficiency.yaml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemm_efficiency_max: float = Field(gt=0, le=1)
+    gemm_half_rows: float = Field(ge=0)
+    memory_efficiency_max: float = Field(gt=0, le=1)
+    memory_half_bytes: float = Field(ge=0)
+    attention_efficiency_max: float = Field(gt=0, le=1)
+    attention_half_tokens: float = Field(ge=0)
+    attention_memory_efficiency: float = Field(gt=0, le=1)
+    vector_efficiency: float = Field(gt=0, le=1)
+    dequant_tile_rows: int = Field(gt=0)
+    kernel_launch_s: float = Field(ge=0)
+    link_efficiency: float = Field(gt=0, le=1)
+    reserved_bytes: float = Field(ge=0)
+
+
+class Interconnect(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    intra_node_bandwidth_bytes_per_s: float = Field(gt=0)
+    intra_node_latency_s: float = Field(ge=0)
+    inter_node_bandwidth_bytes_per_s: float = Field(gt=0)
+    inter_node_latency_s: float = Field(ge=0)
+    pcie_bandwidth_bytes_per_s: float = Field(default=32e9, gt=0)
+    gpus_per_node: int = Field(default=8, gt=0)
+
+
+class HardwareSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    name: str
+    kind: Literal["gpu", "edge", "cpu", "accelerator"] = "gpu"
+    peak_flops: dict[str, float]
+    vector_flops: float = Field(gt=0)
+    memory_bandwidth_bytes_per_s: float = Field(gt=0)
+    memory_capacity_bytes: float = Field(gt=0)
+    memory_type: str = ""
+    interconnect: Interconnect
+    tdp_w: float = Field(ge=0)
+    idle_w: float | None = Field(default=None, ge=0)
+    price_per_hour_usd: float = Field(ge=0)
+    sources: dict[str, str] = Field(default_factory=dict)
+    efficiency: Efficiency
+
+    def peak(self, dtype: str) -> float:
+        """Dense tensor peak for a compute dtype; a one-line error if the chip has no such path."""
+        value = self.peak_flops.get(dtype)
+        if value is None or value <= 0:
+            has = ", ".join(k for k, v in self.peak_flops.items() if v > 0)
+            raise PhasewiseError(
+                f"hardware '{self.key}' has no {dtype} compute path (has: {has}); "
+                "choose another --precision"
+            )
+        return value
+
+    @property
+    def ridge_flops_per_byte(self) -> float:
+        return self.peak_flops.get("bf16", max(self.peak_flops.values())) / self.memory_bandwidth_bytes_per_s
+
+
+class EngineProfile(BaseModel):
+    """Host-side costs of a serving engine (scheduler, input preparation, kernel dispatch)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    iteration_overhead_s: float = Field(ge=0)
+    per_sequence_overhead_s: float = Field(ge=0)
+    eager_launch_s: float = Field(ge=0)
+    collective_overhead_s: float = Field(default=0.0, ge=0)
+    compute_efficiency: float = Field(default=1.0, gt=0, le=1)
+    collective_efficiency: float = Field(default=1.0, gt=0, le=1)
+    decode_attention_tensor_cores: bool = True
+    cuda_graphs: bool = True
+    cuda_graph_max_batch: int = Field(default=512, ge=0)
+    source: str = ""
+
+
+_ALLOWED_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
+
+
+def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
+    """Validate one spec-sheet entry, filling efficiencies from its kind's default where absent."""
+    eff_data = packaged("efficiency.yaml")
+    entry = dict(entry)
+    kind = entry.get("kind", "gpu")
+    defaults = eff_data["defaults"].get(kind)
+    if defaults is None:
+        raise PhasewiseError(f"{where}: kind '{kind}' is not one of {', '.join(eff_data['defaults'])}")
+    eff = {k: v for k, v in defaults.items() if not k.startswith("source")}
+    eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
+    eff.update(entry.pop("efficiency", None) or {})
+    entry.pop("efficiency_sources", None)
+    bad = [d for d in (entry.get("peak_flops") or {}) if d not in _ALLOWED_DTYPES]
+    if bad:
+        raise PhasewiseError(
+            f"{where}: peak_flops.{bad[0]} is not a known dtype (allowed: {', '.join(_ALLOWED_DTYPES)})"
+        )
+    try:
+        return HardwareSpec(key=key, efficiency=eff, **entry)
+    except ValidationError as exc:
+        raise pydantic_message(where, exc) from None
+    except TypeError as exc:
+        raise PhasewiseError(f"{where}: {exc}") from None
+
+
+def hardware_names() -> list[str]:
+    return list(packaged("hardware_specs.yaml")["hardware"])
+
+
+def load_hardware(name_or_path: str) -> HardwareSpec:
+    """A catalog chip by key (case-insensitive), or a YAML file holding one entry or `hardware: {key: entry}`."""
+    if looks_like_path(name_or_path):
+        data = read_user_file(name_or_path, "hardware")
+        if isinstance(data.get("hardware"), dict):
+            if len(data["hardware"]) != 1:
+                raise PhasewiseError(
+                    f"hardware file '{name_or_path}' must hold exactly one entry under 'hardware:' "
+                    f"(found {len(data['hardware'])})"
+                )
+            key, entry = next(iter(data["hardware"].items()))
+        else:
+            key, entry = str(data.get("key") or data.get("name") or name_or_path), data
+            entry = {k: v for k, v in entry.items() if k != "key"}
+        if not isinstance(entry, dict):
+            raise PhasewiseError(f"hardware file '{name_or_path}': the entry must be a mapping")
+        return build_hardware(str(key), entry, f"hardware file '{name_or_path}'")
+    catalog = packaged("hardware_specs.yaml")["hardware"]
+    key = {k.lower(): k for k in catalog}.get(name_or_path.lower())
+    if key is None:
+        raise unknown_name("hardware", name_or_path, catalog)
+    return build_hardware(key, catalog[key], f"hardware '{key}'")
+
+
+def load_engine(name: str) -> EngineProfile:
+    engines = packaged("engines.yaml")["engines"]
+    key = name.lower()
+    if key not in engines:
+        raise unknown_name("engine", name, engines)
+    try:
+        return EngineProfile(name=key, **engines[key])
+    except ValidationError as exc:
+        raise pydantic_message(f"engine '{name}'", exc) from None
