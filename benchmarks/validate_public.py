@@ -3,9 +3,10 @@
     python benchmarks/validate_public.py            # evaluate with the catalog's constants
     python benchmarks/validate_public.py --fit      # refit the named constants on the 'fit' points
 
-
-
-
+Prints one row per point: the prediction with the catalog's constants, the error with the GPU-class
+default efficiencies instead of the fitted per-GPU ones ('class-eff'), and the error of a pure
+roofline (spec-sheet peaks, no efficiencies, no overheads); then the median absolute error of each
+over the fit points, the held-out (test) points and each kind of point.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def estimate_cmd(
     est = estimate(model, hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                    batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction)
     mem = est.memory
-    if mem.kv_free_bytes <= 0:
+    if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
         raise PhasewiseError(
             f"{est.cost_model.model.name} does not fit on {hardware} at tp={tp} pp={pp} in {precision}: "
             f"{mem.reason()}; raise --tp/--pp or use a smaller --precision (fp8, w4a16)"
@@ -97,13 +97,11 @@ def main() -> None:
     except PhasewiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except Exception as exc:  # click usage errors and aborts
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors of typer's (vendored or external) click: print, no traceback
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
     except KeyboardInterrupt:

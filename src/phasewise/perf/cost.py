@@ -250,8 +250,9 @@ class CostModel:
             active = E * (1.0 - (1.0 - k / E) ** T)  # expected experts hit by at least one token
             f1, b1, c1, _ = self._gemm(assignments, h, up * i, self.w_bytes, self.peak, True, weights=active)
             f2, b2, c2, _ = self._gemm(assignments, i, h, self.w_bytes, self.peak, True, weights=active)
-            # Permute tokens to experts and back: read/write the hidden state of every assignment twice.
-            b = b1 + b2 + 4 * assignments * h * self.a_bytes
+            # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
+            # the top-k combine then reads every expert output and writes one hidden state per token.
+            b = b1 + b2 + (assignments + T) * h * self.a_bytes
             ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))
             if m.shared_expert_intermediate_size:

@@ -12,6 +12,11 @@ from phasewise.perf.memory import MemoryFit, memory_fit
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 
 
+# Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
+# TensorRT-LLM's max_num_tokens default to 8192-16384): larger prefills run in several iterations.
+MAX_BATCHED_TOKENS = 16384
+
+
 @dataclass(slots=True)
 class Estimate:
     cost_model: CostModel
@@ -105,6 +110,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
     per_seq = max(prompt_len, context_len + 1)
     needed = batch * (min(per_seq, window) if window else per_seq)
-    mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=batch * prompt_len, max_seqs=batch,
+    # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
+    mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
+                     max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=memory_fraction)
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem)

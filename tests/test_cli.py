@@ -1,0 +1,84 @@
+"""`phasewise estimate` end to end: JSON keys, the rich table, and one-line errors for bad input."""
+
+import json
+
+import pytest
+
+
+def test_estimate_json_has_the_documented_keys(run_cli):
+    code, out, err = run_cli("estimate", "--model", "meta-llama/Llama-3.1-8B", "--hardware", "h100-sxm",
+                             "--batch", "8", "--prompt-len", "2048", "--context-len", "1024", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    for key in ("prefill_ms", "decode_step_ms", "operators", "fits", "memory", "prefill", "decode"):
+        assert key in d
+    assert d["fits"] is True
+    assert d["prefill"]["bound"] == "compute" and d["decode"]["bound"] == "memory"
+    names = {o["name"] for o in d["operators"]["decode"]}
+    assert {"qkv_proj", "attention", "o_proj", "mlp_gate_up", "mlp_down", "lm_head"} <= names
+    for op in d["operators"]["prefill"]:
+        assert op["bound"] in ("compute", "memory", "dispatch", "network")
+        assert op["time_ms"] >= 0 and op["arithmetic_intensity"] >= 0
+    assert d["prefill_ms"] > d["decode_step_ms"] > 0
+
+
+def test_estimate_table_renders(run_cli):
+    code, out, _ = run_cli("estimate", "--model", "Qwen/Qwen3-30B-A3B", "--hardware", "h200-sxm", "--tp", "2",
+                           "--precision", "fp8", "--batch", "4", "--prompt-len", "512")
+    assert code == 0
+    assert "moe_experts" in out and "tp_allreduce" in out and "Memory per GPU" in out
+
+
+def test_listing_commands(run_cli):
+    assert "Qwen/Qwen3-235B-A22B" in run_cli("models")[1]
+    assert "jetson-agx-orin" in run_cli("hardware")[1]
+
+
+def test_kv_shortfall_is_reported_not_fatal(run_cli):
+    code, out, _ = run_cli("estimate", "--model", "meta-llama/Llama-3.1-8B", "--batch", "512",
+                           "--prompt-len", "8192", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["fits"] is False and "KV tokens" in d["memory"]["reason"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "llama-3.1-8b-instrct"], "unknown model 'llama-3.1-8b-instrct'; did you mean"),
+        (["--hardware", "h100-sxm5"], "unknown hardware 'h100-sxm5'; did you mean h100-sxm"),
+        (["--tp", "3"], "--tp 3 does not divide num_attention_heads=32"),
+        (["--model", "meta-llama/Llama-3.1-70B"], "does not fit on h100-sxm"),
+        (["--prompt-len", "-5"], "--prompt-len must be >= 1"),
+        (["--batch", "0"], "--batch must be >= 1"),
+        (["--context-len", "-1"], "--context-len must be >= 0"),
+        (["--precision", "int3"], "unknown precision 'int3'"),
+        (["--hardware", "a100-sxm-80gb", "--precision", "fp8"], "no fp8 compute path"),
+        (["--kv-dtype", "fp2"], "--kv-dtype 'fp2' is not supported"),
+        (["--engine", "sglang-9"], "unknown engine"),
+        (["--memory-fraction", "1.5"], "--memory-fraction must be in (0, 1]"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(run_cli, args, message):
+    code, out, err = run_cli("estimate", *args)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_malformed_files_are_one_line(run_cli, tmp_path):
+    bad_yaml = tmp_path / "chip.yaml"
+    bad_yaml.write_text("hardware:\n  chip: {peak_flops: [1, 2\n")
+    code, _, err = run_cli("estimate", "--hardware", str(bad_yaml))
+    assert code == 2 and "malformed" in err and err.count("\n") == 1
+    bad_cfg = tmp_path / "config.json"
+    bad_cfg.write_text('{"model_type": "llama", "hidden_size": "wide"}')
+    code, _, err = run_cli("estimate", "--model", str(bad_cfg))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    code, _, err = run_cli("estimate", "--model", str(tmp_path / "missing.json"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_non_numeric_option_is_a_usage_error(run_cli):
+    code, _, err = run_cli("estimate", "--batch", "many")
+    assert code == 2 and "Traceback" not in err

@@ -1,0 +1,51 @@
+"""Memory model: weights, KV per token, capacity; what does and does not fit."""
+
+import pytest
+
+from phasewise.perf import memory_fit
+from phasewise.specs import load_hardware, load_model, load_quant
+
+
+def fit(model, hw="h100-sxm", precision="bf16", tp=1, pp=1, **kw):
+    return memory_fit(load_model(model), load_hardware(hw), load_quant(precision), tp, pp, **kw)
+
+
+def test_kv_bytes_per_token_hand_computed():
+    # Llama-3.1-8B: 2 (K, V) x 8 KV heads x 128 x 32 layers x 2 bytes
+    assert fit("meta-llama/Llama-3.1-8B").kv_bytes_per_token == 2 * 8 * 128 * 32 * 2
+    # TP 2 splits the KV heads; TP 16 on 8 KV heads replicates them (1 head per GPU)
+    assert fit("meta-llama/Llama-3.1-70B", tp=2).kv_bytes_per_token == 2 * 4 * 128 * 80 * 2
+    assert fit("meta-llama/Llama-3.1-70B", tp=16).kv_bytes_per_token == 2 * 1 * 128 * 80 * 2
+    assert fit("meta-llama/Llama-3.1-8B", precision="w4a8").kv_bytes_per_token == pytest.approx(
+        2 * 8 * 128 * 32 * (0.5 + 2 / 128))
+
+
+def test_weights_scale_with_precision_and_parallelism():
+    bf16 = fit("meta-llama/Llama-3.1-70B", tp=4).weight_bytes
+    fp8 = fit("meta-llama/Llama-3.1-70B", precision="fp8", tp=4).weight_bytes
+    assert 0.5 < fp8 / bf16 < 0.56  # linear layers halve; embeddings stay 16-bit
+    assert fit("meta-llama/Llama-3.1-70B", tp=8).weight_bytes == pytest.approx(bf16 / 2, rel=0.01)
+    m = load_model("meta-llama/Llama-3.1-8B")
+    assert fit("meta-llama/Llama-3.1-8B").weight_bytes == pytest.approx(m.total_params * 2, rel=0.001)
+
+
+def test_70b_does_not_fit_one_h100_but_fits_two():
+    assert not fit("meta-llama/Llama-3.1-70B").fits
+    assert fit("meta-llama/Llama-3.1-70B").kv_capacity_tokens == 0
+    assert fit("meta-llama/Llama-3.1-70B", tp=2).fits
+    assert fit("meta-llama/Llama-3.1-70B", hw="h200-sxm", precision="fp8").fits
+
+
+def test_kv_capacity_limits_the_batch():
+    f = fit("meta-llama/Llama-3.1-8B", kv_needed_tokens=10**7)
+    assert not f.fits and "KV tokens" in f.reason()
+    expected = int(f.kv_free_bytes // f.kv_bytes_per_token)
+    assert f.kv_capacity_tokens == expected
+    assert 400_000 < expected < 500_000  # ~57 GiB free for 128 KiB tokens
+
+
+def test_pipeline_stage_holds_its_share():
+    one = fit("meta-llama/Llama-3.1-70B", hw="h200-sxm")
+    two = fit("meta-llama/Llama-3.1-70B", hw="h200-sxm", pp=2)
+    assert two.weight_bytes < one.weight_bytes * 0.55
+    assert two.kv_bytes_per_token == one.kv_bytes_per_token / 2

@@ -1,0 +1,205 @@
+"""Catalogs: every entry loads, parameter counts match the published sizes, errors are one line."""
+
+import json
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.catalog import packaged
+from phasewise.specs.hardware import hardware_names
+from phasewise.specs.quant import quant_names
+
+REQUIRED_MODELS = [
+    "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-70b-hf",
+    "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B",
+    "meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen3-8B", "Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B",
+    "Qwen/Qwen3-235B-A22B", "mistralai/Mixtral-8x7B-v0.1", "lmsys/vicuna-7b-v1.3", "facebook/opt-13b",
+    "GSAI-ML/LLaDA-8B-Instruct",
+]
+REQUIRED_HARDWARE = ["a100-sxm-80gb", "h100-sxm", "h100-pcie", "h200-sxm", "b200", "l40s", "a6000",
+                     "jetson-agx-orin", "cpu-local"]
+
+
+@pytest.mark.parametrize("name", REQUIRED_MODELS)
+def test_required_models_load(name):
+    assert load_model(name).num_layers > 0
+
+
+@pytest.mark.parametrize("key", list(packaged("models.yaml")["models"]))
+def test_every_catalog_model_loads_with_a_source(key):
+    entry = packaged("models.yaml")["models"][key]
+    assert entry["source"].startswith("https://huggingface.co/")
+    load_model(key)
+
+
+@pytest.mark.parametrize(
+    "name, total_b, active_b",
+    [
+        ("meta-llama/Llama-2-7b-hf", 6.74, 6.74),
+        ("meta-llama/Llama-2-70b-hf", 68.98, 68.98),
+        ("meta-llama/Llama-3.1-8B", 8.03, 8.03),
+        ("meta-llama/Llama-3.1-70B", 70.55, 70.55),
+        ("Qwen/Qwen3-8B", 8.19, 8.19),
+        ("Qwen/Qwen3-32B", 32.76, 32.76),
+        ("Qwen/Qwen3-30B-A3B", 30.53, 3.35),
+        ("Qwen/Qwen3-235B-A22B", 235.09, 22.2),
+        ("mistralai/Mixtral-8x7B-v0.1", 46.70, 12.88),
+        ("facebook/opt-13b", 12.85, 12.85),
+        ("GSAI-ML/LLaDA-8B-Instruct", 8.02, 8.02),
+    ],
+)
+def test_parameter_counts_match_published_sizes(name, total_b, active_b):
+    m = load_model(name)
+    assert m.total_params / 1e9 == pytest.approx(total_b, rel=0.01)
+    assert m.active_params / 1e9 == pytest.approx(active_b, rel=0.02)
+
+
+def test_architecture_details():
+    q = load_model("Qwen/Qwen3-32B")
+    assert (q.num_heads, q.num_kv_heads, q.head_dim, q.hidden_size) == (64, 8, 128, 5120)
+    assert q.q_size == 8192  # head_dim x heads differs from hidden_size
+    assert q.sliding_window is None  # use_sliding_window: false
+    mix = load_model("mistralai/Mixtral-8x7B-v0.1")
+    assert (mix.num_experts, mix.experts_per_token, mix.num_moe_layers) == (8, 2, 32)
+    opt = load_model("facebook/opt-13b")
+    assert not opt.mlp_gated and opt.norm == "layer" and opt.tie_embeddings
+    llada = load_model("GSAI-ML/LLaDA-8B-Instruct")
+    assert not llada.causal
+    assert load_model("mistralai/Mistral-7B-v0.1").sliding_window == 4096
+
+
+def test_aliases_and_case_resolve_to_the_same_architecture():
+    base = load_model("meta-llama/Llama-3.1-8B")
+    for alias in ("meta-llama/Llama-3.1-8B-Instruct", "META-LLAMA/LLAMA-3.1-8B-INSTRUCT", "Llama-3.1-8B-Instruct"):
+        assert load_model(alias).model_dump(exclude={"name"}) == base.model_dump(exclude={"name"})
+
+
+def test_config_json_by_path(tmp_path):
+    cfg = packaged("models.yaml")["models"]["Qwen/Qwen3-8B"]["config"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    m = load_model(str(path))
+    assert m.total_params == load_model("Qwen/Qwen3-8B").total_params
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "malformed"),
+        ('{"model_type": "llama", "hidden_size": 4096}', "missing field num_attention_heads"),
+        ('{"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": -2,'
+         ' "vocab_size": 10, "intermediate_size": 10}', "num_layers"),
+        ('[1, 2]', "mapping"),
+    ],
+)
+def test_bad_config_json_is_one_line(tmp_path, text, match):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(PhasewiseError, match=match) as err:
+        load_model(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(PhasewiseError, match="did you mean.*Llama-3.1-8B"):
+        load_model("meta-llama/Llama-3.1-8b-instrct")
+
+
+@pytest.mark.parametrize("key", REQUIRED_HARDWARE)
+def test_required_hardware_loads(key):
+    assert load_hardware(key).memory_bandwidth_bytes_per_s > 0
+
+
+@pytest.mark.parametrize("key", hardware_names())
+def test_every_hardware_figure_has_a_source(key):
+    entry = packaged("hardware_specs.yaml")["hardware"][key]
+    for group in ("peak_flops", "memory", "interconnect", "tdp_w", "price_per_hour_usd"):
+        assert entry["sources"].get(group), f"{key}: no source for {group}"
+
+
+def test_hardware_peaks_are_consistent_with_papers_constants():
+    h100 = load_hardware("h100-sxm")
+    assert h100.peak_flops["bf16"] == pytest.approx(989e12, rel=0.01)
+    assert h100.peak_flops["fp8"] == pytest.approx(1979e12, rel=0.01)
+    assert h100.memory_bandwidth_bytes_per_s == pytest.approx(3.35e12)
+    assert "fp8" not in load_hardware("a100-sxm-80gb").peak_flops
+    assert load_hardware("h200-sxm").memory_bandwidth_bytes_per_s == pytest.approx(4.8e12)
+
+
+def test_hardware_without_a_compute_path_is_a_clear_error():
+    with pytest.raises(PhasewiseError, match="no fp8 compute path"):
+        load_hardware("a100-sxm-80gb").peak("fp8")
+
+
+def test_user_hardware_yaml(tmp_path):
+    entry = dict(packaged("hardware_specs.yaml")["hardware"]["h100-sxm"])
+    entry["peak_flops"] = {"bf16": 1.92e15}
+    entry["memory_bandwidth_bytes_per_s"] = 2.048e12
+    entry["efficiency"] = {"gemm_efficiency_max": 0.5}
+    import yaml
+
+    path = tmp_path / "prefill-chip.yaml"
+    path.write_text(yaml.safe_dump({"hardware": {"spad-prefill": entry}}))
+    hw = load_hardware(str(path))
+    assert hw.key == "spad-prefill" and hw.peak("bf16") == 1.92e15
+    assert hw.efficiency.gemm_efficiency_max == 0.5
+    # Unspecified efficiencies come from the GPU class defaults, not from the entry it was copied from.
+    assert hw.efficiency.memory_efficiency_max == packaged("efficiency.yaml")["defaults"]["gpu"]["memory_efficiency_max"]
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda e: e.pop("memory_bandwidth_bytes_per_s"), "memory_bandwidth_bytes_per_s"),
+        (lambda e: e.update(memory_capacity_bytes=-1), "memory_capacity_bytes"),
+        (lambda e: e["peak_flops"].update(bf17=1.0), "peak_flops.bf17"),
+        (lambda e: e.update(kind="quantum"), "kind 'quantum'"),
+        (lambda e: e.update(efficiency={"gemm_efficiency_max": 3}), "gemm_efficiency_max"),
+    ],
+)
+def test_bad_hardware_yaml_names_the_field(tmp_path, mutate, match):
+    import copy
+
+    import yaml
+
+    entry = copy.deepcopy(packaged("hardware_specs.yaml")["hardware"]["h100-sxm"])
+    mutate(entry)
+    path = tmp_path / "hw.yaml"
+    path.write_text(yaml.safe_dump({"hardware": {"mine": entry}}))
+    with pytest.raises(PhasewiseError, match=match) as err:
+        load_hardware(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_malformed_hardware_yaml(tmp_path):
+    path = tmp_path / "hw.yaml"
+    path.write_text("hardware: {a: [1, 2\n")
+    with pytest.raises(PhasewiseError, match="malformed"):
+        load_hardware(str(path))
+
+
+@pytest.mark.parametrize("name", quant_names())
+def test_every_quant_scheme_loads(name):
+    q = load_quant(name)
+    assert q.weight_bytes_per_param > 0
+
+
+def test_quant_bytes():
+    assert load_quant("bf16").weight_bytes_per_param == 2
+    assert load_quant("fp8").weight_bytes_per_param == 1
+    assert load_quant("w4a16").weight_bytes_per_param == pytest.approx(0.5 + 2.5 / 128)
+    assert load_quant("w4a8").kv_dtype == "int4"
+    assert load_quant("w4a8").kv_bytes_per_element == pytest.approx(0.5 + 2 / 128)
+    assert load_quant("bf16", "fp8").kv_bytes_per_element == 1
+    with pytest.raises(PhasewiseError, match="allowed"):
+        load_quant("bf16", "fp3")
+    with pytest.raises(PhasewiseError, match="unknown precision"):
+        load_quant("fp9")
+
+
+def test_engines_load():
+    for name in ("vllm", "vllm-2023", "trtllm", "ideal"):
+        assert load_engine(name).iteration_overhead_s >= 0
+    with pytest.raises(PhasewiseError, match="unknown engine"):
+        load_engine("tgi-2019")
