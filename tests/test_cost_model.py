@@ -142,3 +142,19 @@ def test_engine_overhead_is_dispatch():
     old = cost(engine="vllm-2023").iteration(BatchShape.uniform(1, 1, 10))
     assert ideal.host_s == 0
     assert old.host_s > 0.01 and old.bound == "dispatch"
+
+
+def test_decode_series_matches_iteration_by_iteration():
+    import numpy as np
+
+    for hw, engine, tp, pp in (("h100-sxm", "vllm", 1, 1), ("a100-sxm-80gb", "vllm-2023", 2, 2)):
+        cm = cost(TINY, hw=hw, engine=engine, tp=tp, pp=pp)
+        seqs = [(1, c) for c in (10, 200, 3000)]
+        shape = BatchShape.from_sequences(seqs)
+        n = 50
+        j = np.arange(n)
+        lat, base = cm.decode_series(shape, shape.decode_pairs + 3 * j, shape.decode_kv_tokens + 3 * j)
+        for step in (0, 7, 49):
+            expected = cm.iteration(BatchShape.from_sequences([(1, c + step) for _, c in seqs])).latency_s
+            assert lat[step] == pytest.approx(expected, rel=1e-12)
+        assert base.latency_s == pytest.approx(lat[0], rel=1e-12)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
@@ -210,28 +212,46 @@ class CostModel:
             stage += send.time_s / (self.pp - 1)
         return IterationCost(latency + host, stage + host, host, ops)
 
+    def _attention_part(self, seqs: int, tokens: int, pairs, kv, is_decode: bool):
+        """FLOPs, bytes, compute_s, memory_s of one layer's attention for one kernel class.
+        `pairs` and `kv` may be numpy arrays (a series of decode iterations)."""
+        hd, eff = self.model.head_dim, self.eff
+        f = 4.0 * hd * self.heads * pairs
+        # KV read (cached + new) and written (new), q read and output written.
+        b = (kv + tokens) * self.kv_bytes_per_token_layer + 2 * tokens * self.heads * hd * self.a_bytes
+        rows = tokens / seqs * (self.heads / self.kv_heads if is_decode else 1.0)
+        rate = self.attn_peak * self.attn_eff * rows / (rows + eff.attention_half_tokens)
+        if is_decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
+            rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
+            return f, b, f / rate, b / (self.bw * eff.attention_memory_efficiency)
+        return f, b, f / rate, self._memory_s(b)
+
     def _attention(self, s: BatchShape, L: int, eager: bool) -> OperatorCost:
-        hd, ab, eff = self.model.head_dim, self.a_bytes, self.eff
         flops = bytes_ = compute = memory = 0.0
-        q_per_kv = self.heads / self.kv_heads
-        for seqs, tokens, pairs, kv, is_decode in (
-            (s.prefill_seqs, s.prefill_tokens, s.prefill_pairs, s.prefill_kv_tokens, False),
-            (s.decode_seqs, s.decode_tokens, s.decode_pairs, s.decode_kv_tokens, True),
-        ):
-            if not seqs:
-                continue
-            f = 4.0 * hd * self.heads * pairs
-            # KV read (cached + new) and written (new), q read and output written.
-            b = (kv + tokens) * self.kv_bytes_per_token_layer + 2 * tokens * self.heads * hd * ab
-            rows = tokens / seqs * (q_per_kv if is_decode else 1.0)
-            rate = self.attn_peak * self.attn_eff * rows / (rows + eff.attention_half_tokens)
-            if is_decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
-                rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
-            flops += f
-            bytes_ += b
-            compute += f / rate
-            memory += self._memory_s(b, eff.attention_memory_efficiency if is_decode else None)
+        if s.prefill_seqs:
+            f, b, c, m = self._attention_part(s.prefill_seqs, s.prefill_tokens, s.prefill_pairs,
+                                              s.prefill_kv_tokens, False)
+            flops, bytes_, compute, memory = f, b, c, m
+        if s.decode_seqs:
+            f, b, c, m = self._attention_part(s.decode_seqs, s.decode_tokens, s.decode_pairs,
+                                              s.decode_kv_tokens, True)
+            flops, bytes_, compute, memory = flops + f, bytes_ + b, compute + c, memory + m
         return self._op("attention", L, flops, bytes_, compute, memory, eager)
+
+    def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, IterationCost]:
+        """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
+        attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
+        Returns the latencies and the full cost of the first iteration."""
+        if shape.prefill_seqs:
+            raise ValueError("decode_series takes pure-decode batches")
+        base = self.iteration(shape)
+        att0 = next(o for o in base.operators if o.name == "attention")
+        L, k = self.layers_per_stage, KERNELS["attention"]
+        _, _, c, m = self._attention_part(shape.decode_seqs, shape.decode_tokens, pairs, kv, True)
+        dispatch = k * self.engine.eager_launch_s if self.eager(shape) else 0.0
+        att = L * np.maximum(np.maximum(c, m), dispatch) + L * k * self.eff.kernel_launch_s
+        scale = self.model.num_layers / L if self.pp > 1 else 1.0
+        return base.latency_s + (att - att0.time_s) * scale, base
 
     def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
         m, h = self.model, self.model.hidden_size

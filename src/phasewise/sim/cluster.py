@@ -1,0 +1,169 @@
+"""The cluster: instances, the router in front of them, KV transfers between phases, and the
+per-request bookkeeping when a request finishes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from phasewise.sim.events import EventLoop
+from phasewise.sim.link import Link
+from phasewise.sim.metrics import TbtHistogram
+from phasewise.sim.request import SimRequest
+
+if TYPE_CHECKING:
+    from phasewise.sim.deployment import Deployment
+    from phasewise.sim.instance import Instance
+
+
+class Router:
+    """Picks an instance for each request: round_robin, least_outstanding (tokens), kv_aware (free blocks)."""
+
+    def __init__(self, policy: str, instances: list[Instance]) -> None:
+        self.policy, self.instances = policy, instances
+        self._cycle = itertools.cycle(range(len(instances)))
+
+    def pick(self) -> Instance:
+        inst = self.instances
+        if len(inst) == 1:
+            return inst[0]
+        if self.policy == "round_robin":
+            return inst[next(self._cycle)]
+        if self.policy == "kv_aware":
+            return max(inst, key=lambda i: (i.kv.free, -i.outstanding))
+        return min(inst, key=lambda i: i.outstanding)
+
+
+class Cluster:
+    def __init__(self, deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False) -> None:
+        self.deployment, self.loop, self.check = deployment, loop, check
+        self.instances: list[Instance] = []
+        self.front: Router | None = None  # collocated or prefill instances
+        self.back: Router | None = None  # decode instances
+        self.links: dict[str, Link] = {}
+        self.kv_bytes_per_token = 0.0  # whole model, for transfers
+        self.tbt = TbtHistogram()
+        n = n_requests
+        self.first_token_s = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.scheduled_s = np.full(n, np.nan)
+        self.tpot_s = np.full(n, np.nan)
+        self.max_tbt_s = np.full(n, np.nan)
+        self.preemptions = np.zeros(n, dtype=np.int64)
+        self.instance_of = np.full(n, -1, dtype=np.int64)
+        self.done = 0
+        self.rejected = 0
+        self.on_finish = None  # closed-loop hook: called with the finished request
+        self.tokens_emitted = 0
+        self.transfers_in_flight = 0
+
+    def wire(self, instances: list[Instance], router: str, link_for) -> None:
+        self.instances = instances
+        front = [i for i in instances if i.role in ("collocated", "prefill")]
+        back = [i for i in instances if i.role == "decode"]
+        self.front = Router(router, front)
+        self.back = Router(router, back) if back else None
+        for i in front:
+            if back:
+                self.links[i.name] = link_for(i)
+
+    # --- request flow --------------------------------------------------------------------------
+    def arrive(self, req: SimRequest) -> None:
+        self.front.pick().enqueue(req)
+
+    def requeue(self, req: SimRequest) -> None:
+        """A request preempted on a decode instance recomputes its KV on a prefill instance."""
+        self.front.pick().enqueue(req)
+
+    def transfer(self, req: SimRequest, src: Instance) -> None:
+        """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""
+        dst = self.back.pick()
+        req.src_blocks = req.kv_blocks
+        req.kv_blocks = 0
+        dst.pending_transfers.append((req, src))
+        self.try_transfers(dst)
+
+    def try_transfers(self, dst: Instance) -> None:
+        """Start queued transfers to `dst` while it has free blocks for them (FIFO: capacity-limited admission)."""
+        while dst.pending_transfers:
+            req, src = dst.pending_transfers[0]
+            blocks = dst.kv.blocks_for(dst._kv_tokens(req.prompt + req.generated + 1))
+            if blocks > dst.kv.free:
+                return
+            dst.pending_transfers.popleft()
+            dst.kv.allocate(blocks)
+            req.kv_blocks = blocks
+            nbytes = (req.prompt + req.generated) * self.kv_bytes_per_token
+            self.transfers_in_flight += 1
+            self.links[src.name].send(req.id, nbytes, lambda r=req, s=src, d=dst: self._arrived(r, s, d))
+
+    def _arrived(self, req: SimRequest, src: Instance, dst: Instance) -> None:
+        self.transfers_in_flight -= 1
+        src.kv.free_blocks(req.src_blocks)
+        req.src_blocks = 0
+        req.kv_ready_s = self.loop.now
+        src.poke()  # freed blocks may admit waiting prompts
+        dst.join_ready(req)
+
+    def reject(self, req: SimRequest) -> None:
+        self.rejected += 1
+        if self.on_finish:
+            self.on_finish(req)
+
+    def finish(self, req: SimRequest) -> None:
+        """Record the request's latencies from the token times of its segments."""
+        i = req.id
+        self.done += 1
+        self.first_token_s[i] = req.first_token_s
+        self.finish_s[i] = req.finish_s
+        self.scheduled_s[i] = req.scheduled_s
+        self.preemptions[i] = req.preemptions
+        times = self._token_times(req)
+        self.tokens_emitted += len(times)
+        if len(times) > 1:
+            gaps = np.diff(times)
+            self.tbt.add(gaps)
+            self.max_tbt_s[i] = gaps.max()
+            self.tpot_s[i] = (times[-1] - times[0]) / (len(times) - 1)
+        last = req.segments[-1][0] if req.segments else None
+        self.instance_of[i] = self.instances.index(last) if last is not None else -1
+        if self.check:
+            self._check_request(req, times)
+        if self.on_finish:
+            self.on_finish(req)
+
+    def _token_times(self, req: SimRequest) -> np.ndarray:
+        parts = []
+        for seg in req.segments:
+            inst = seg[0]
+            if inst is None:
+                parts.append(np.array([seg[1]]))
+                continue
+            _, start, steps, offset = seg
+            times = inst.decode_end.slice(start, start + steps)
+            if inst.spec:
+                g = inst.g
+                k = np.arange(offset, offset + steps + 1)
+                counts = np.diff(np.floor(g * k)).astype(np.int64)
+                times = np.repeat(times, counts)
+            parts.append(times)
+        times = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return times[: req.output]
+
+    def _check_request(self, req: SimRequest, times: np.ndarray) -> None:
+        """Invariants (enabled in tests): exact token count, order, causality, TTFT <= end-to-end."""
+        if len(times) != req.output:
+            raise AssertionError(f"request {req.id}: {len(times)} tokens emitted, {req.output} expected")
+        if (np.diff(times) < 0).any():
+            raise AssertionError(f"request {req.id}: tokens out of order")
+        if not (req.arrival_s <= req.scheduled_s <= req.first_token_s <= req.finish_s):
+            raise AssertionError(f"request {req.id}: arrival/schedule/first token/finish out of order")
+        if times[0] != req.first_token_s or times[-1] != req.finish_s:
+            raise AssertionError(f"request {req.id}: first/last token time mismatch")
+        if not math.isnan(req.kv_ready_s) and req.preemptions == 0:
+            decode_times = times[1:]
+            if len(decode_times) and decode_times.min() < req.kv_ready_s:
+                raise AssertionError(f"request {req.id}: decoded before its KV arrived")

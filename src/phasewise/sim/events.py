@@ -1,0 +1,32 @@
+"""The event heap (in the spirit of SimPy's core): callbacks ordered by time, ties by insertion."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+
+class EventLoop:
+    __slots__ = ("now", "_heap", "_seq", "events")
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable[..., Any], tuple]] = []
+        self._seq = 0
+        self.events = 0
+
+    def at(self, t: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Call fn(*args) at simulated time t (never in the past)."""
+        if t < self.now:
+            raise RuntimeError(f"causality: event at {t} scheduled after now={self.now}")
+        heapq.heappush(self._heap, (t, self._seq, fn, args))
+        self._seq += 1
+
+    def run(self) -> None:
+        heap, pop = self._heap, heapq.heappop
+        while heap:
+            t, _, fn, args = pop(heap)
+            self.now = t
+            self.events += 1
+            fn(*args)

@@ -1,0 +1,416 @@
+"""One serving instance (a TP x PP group): its scheduler, KV blocks, and the iterations it runs.
+
+Iterations come in three kinds:
+  prefill  prompts only (prefill-first scheduling pauses the decodes, as vLLM's default did);
+  mixed    all decoding sequences plus prefill chunks within a token budget (Sarathi-style);
+  decode   a *run* of pure-decode iterations. Between events these differ only in their context
+           length, so a run of n of them is costed in one vectorized call (CostModel.decode_series)
+           and committed at once. A run ends early, at an iteration boundary, when work arrives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from phasewise.perf import BatchShape, CostModel
+from phasewise.sim.kv import KVBlocks
+from phasewise.sim.metrics import InstanceStats
+from phasewise.sim.request import SimRequest
+from phasewise.sim.running import RunningSet
+from phasewise.sim.series import Series
+
+if TYPE_CHECKING:
+    from phasewise.sim.cluster import Cluster
+    from phasewise.sim.deployment import InstanceGroup
+
+MAX_RUN = 4096  # decode iterations costed in one call at most
+
+
+class Instance:
+    def __init__(self, name: str, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
+                 cluster: Cluster, draft: CostModel | None) -> None:
+        self.name, self.group, self.role, self.cost, self.cluster = name, group, group.role, cost, cluster
+        self.loop = cluster.loop
+        self.model = cost.model
+        self.kv = KVBlocks(kv_capacity_tokens // group.block_size, group.block_size)
+        spec = cluster.deployment.speculative
+        self.spec = spec
+        self.g = spec.tokens_per_step if spec else 1.0  # tokens accepted per decode step
+        self.new = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
+        self.draft = draft
+        self.window = self.model.sliding_window
+        self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
+        self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
+        self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
+        self.pending_transfers: deque = deque()  # decode role: (request, source) waiting for free blocks
+        self.running = RunningSet()
+        self.finish_heap: list[tuple[int, int, SimRequest, int]] = []
+        self.decode_end = Series()  # end time of every decode-participating iteration
+        self.d = 0  # decode iterations done
+        self.A = 0.0  # sum over running of (c_join - g * d_join): sum of contexts = A + S*g*d
+        self.busy = False
+        self.version = 0
+        self.run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
+        self.outstanding = 0  # tokens of assigned, unfinished requests (for the router)
+        gpus = group.tp * group.pp
+        hw = cost.hw
+        self.stats = InstanceStats(name, self.role, gpus, kv_capacity_blocks=self.kv.capacity,
+                                   peak_flops=cost.peak * gpus, bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
+        self.idle_w = hw.idle_w if hw.idle_w is not None else 0.3 * hw.tdp_w  # documented assumption
+        self.tdp_w = hw.tdp_w
+
+    # --- entry points ------------------------------------------------------------------------
+    def enqueue(self, req: SimRequest) -> None:
+        self.outstanding += req.prompt + req.output
+        self.waiting.append(req)
+        self.poke()
+
+    def join_ready(self, req: SimRequest) -> None:
+        """Decode role: a request whose KV has arrived joins the decoding set at the next boundary."""
+        self.outstanding += req.prompt + req.output
+        self.ready.append(req)
+        self.poke()
+
+    def poke(self) -> None:
+        """New work: start now if idle, or end a decode run at its next iteration boundary."""
+        if not self.busy:
+            self.busy = True
+            self.loop.at(self.loop.now, self._step)
+        elif self.run is not None:
+            start, ends, _, base = self.run
+            i = int(np.searchsorted(ends, self.loop.now, side="left"))  # the iteration in flight
+            if i < len(ends) - 1:
+                self.version += 1
+                self.run = (start, ends[: i + 1], self.version, base)
+                self.loop.at(float(ends[i]), self._end_run, self.version)
+
+    # --- scheduling ----------------------------------------------------------------------------
+    def _step(self) -> None:
+        """Choose and launch the next iteration (or go idle)."""
+        if self.pending_transfers:
+            self.cluster.try_transfers(self)
+        if self.ready:
+            self._join_ready()
+        if self.role != "decode" and (self.waiting or self.prefilling):
+            if self.group.scheduler == "sarathi":
+                chunks = self._admit_chunks()
+                if chunks:
+                    return self._launch(chunks, with_decodes=True)
+            else:
+                chunks = self._admit_prompts()
+                if chunks:
+                    return self._launch(chunks, with_decodes=False)
+        if len(self.running):
+            return self._launch_run()
+        if self.waiting and not self.prefilling and self.kv.used == 0:
+            self._reject(self.waiting.popleft())  # larger than the whole KV cache: can never run
+            return self._step()
+        self.busy = False
+
+    def _seats(self) -> int:
+        return self.group.max_batch - len(self.running) - len(self.prefilling)
+
+    def _try_admit(self, req: SimRequest) -> bool:
+        blocks = self.kv.blocks_for(self._kv_tokens(req.prefill_target))
+        if blocks > self.kv.free or self._seats() <= 0:
+            return False
+        self.kv.allocate(blocks)
+        req.kv_blocks = blocks
+        req.prefilled = 0
+        if math.isnan(req.scheduled_s):
+            req.scheduled_s = self.loop.now
+        return True
+
+    def _admit_prompts(self) -> list[tuple[SimRequest, int]]:
+        """Prefill-first: whole prompts, FCFS, within max_batched_tokens (the first always fits)."""
+        chunks, budget = [], self.group.max_batched_tokens
+        while self.waiting:
+            req = self.waiting[0]
+            need = req.prefill_target
+            if chunks and need > budget:
+                break
+            if not self._try_admit(req):
+                break
+            self.waiting.popleft()
+            chunks.append((req, need))
+            budget -= need
+        return chunks
+
+    def _admit_chunks(self) -> list[tuple[SimRequest, int]]:
+        """Sarathi: decodes first; prefill chunks (in-progress first, then new) fill the token budget."""
+        budget = self.group.chunk_size - len(self.running) * self.new
+        chunks = []
+        for req in self.prefilling:
+            if budget <= 0:
+                return chunks
+            take = min(budget, req.prefill_target - req.prefilled)
+            chunks.append((req, take))
+            budget -= take
+        while budget > 0 and self.waiting and self._try_admit(self.waiting[0]):
+            req = self.waiting.popleft()
+            self.prefilling.append(req)
+            take = min(budget, req.prefill_target)
+            chunks.append((req, take))
+            budget -= take
+        return chunks
+
+    def _kv_tokens(self, tokens: float) -> float:
+        return min(tokens, self.window) if self.window else tokens
+
+    # --- the decoding set ----------------------------------------------------------------------
+    def _decode_shape(self) -> BatchShape:
+        """The decoding sequences at decode index self.d as one BatchShape part."""
+        S, new = len(self.running), self.new
+        if self.window:
+            ctx = self.running.contexts(self.d, self.g)
+            kv = float(np.minimum(ctx + new, self.window).sum())
+            pairs = float(np.minimum(ctx + new, self.window).sum()) * new
+        else:
+            ctx_sum = self.A + S * self.g * self.d
+            kv = ctx_sum + S * new
+            pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * (ctx_sum + S * new)
+        return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
+                          logit_tokens=S * new)
+
+    def _steps_to_finish(self, req: SimRequest) -> int:
+        remaining = req.output - req.generated
+        if not self.spec:
+            return remaining
+        g, o = self.g, req.spec_steps
+        base = math.floor(g * o)
+        j = max(1, math.ceil((remaining + base) / g) - o)
+        while math.floor(g * (o + j)) - base < remaining:
+            j += 1
+        while j > 1 and math.floor(g * (o + j - 1)) - base >= remaining:
+            j -= 1
+        return j
+
+    def _join(self, req: SimRequest) -> None:
+        req.d_join = self.d
+        req.c_join = req.prompt + req.generated - 1
+        self.running.add(req, req.kv_blocks)
+        self.A += req.c_join - self.g * req.d_join
+        heapq.heappush(self.finish_heap, (self.d + self._steps_to_finish(req), req.id, req, req.epoch))
+
+    def _leave(self, req: SimRequest, d: int) -> int:
+        """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
+        steps = d - req.d_join
+        if steps:
+            req.segments.append((self, req.d_join, steps, req.spec_steps))
+            if self.spec:
+                req.generated += math.floor(self.g * (req.spec_steps + steps)) - math.floor(self.g * req.spec_steps)
+                req.spec_steps += steps
+            else:
+                req.generated += steps
+            req.generated = min(req.generated, req.output)
+        self.A -= req.c_join - self.g * req.d_join
+        return self.running.remove(req)
+
+    def _join_ready(self) -> None:
+        while self.ready:
+            req = self.ready.popleft()
+            if math.isnan(req.scheduled_s):
+                req.scheduled_s = self.loop.now
+            self._join(req)
+
+    def _exact_blocks(self, d: int) -> np.ndarray:
+        """Blocks each decoding sequence needs to run decode step d (its context plus the new tokens)."""
+        tokens = self.running.contexts(d, self.g) + self.new
+        if self.window:
+            tokens = np.minimum(tokens, self.window)
+        return np.ceil(tokens / self.kv.block_size).astype(np.int64)
+
+    def _top_up(self, d: int) -> None:
+        """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity)."""
+        n = len(self.running)
+        if n:
+            need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
+            grow = int((need - self.running.blocks[:n]).sum())
+            if grow:
+                self.kv.allocate(grow)
+                self.running.blocks[:n] = need
+
+    def _preempt_newest(self) -> None:
+        """vLLM's recompute preemption: the latest-arrived decoding request gives its blocks back and
+        waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
+        run = self.running
+        i = int(np.argmax(run.arrival[: run.n]))
+        req = run.reqs[i]
+        held = self._leave(req, self.d)
+        self.kv.free_blocks(held)
+        req.kv_blocks = 0
+        req.epoch += 1
+        req.preemptions += 1
+        self.stats.preemptions += 1
+        if self.role == "decode":  # no prefill here: recompute on a prefill instance
+            self.outstanding -= req.prompt + req.output
+            self.cluster.requeue(req)
+        else:
+            self.waiting.appendleft(req)
+
+    def _run_length(self) -> int:
+        """Decode iterations until the next finish, bounded so the KV blocks never overflow."""
+        n = MAX_RUN if not self.window else 256
+        while self.finish_heap and self.finish_heap[0][3] != self.finish_heap[0][2].epoch:
+            heapq.heappop(self.finish_heap)  # stale entry of a preempted request
+        if self.finish_heap:
+            n = min(n, self.finish_heap[0][0] - self.d)
+        S = len(self.running)
+        bs = self.kv.block_size
+        other = self.kv.used - int(self.running.blocks[:S].sum())
+        # Upper bound on blocks at step d+j: (sum of tokens)/bs + S. Find the largest safe j.
+        tokens0 = self.A + S * self.g * self.d + S * self.new
+        room = (self.kv.capacity - other - S) * bs - tokens0
+        safe = int(room // (S * self.g)) + 1 if room >= 0 else 0
+        if safe >= n:
+            return n
+        # Near capacity: check the next step exactly; one step at a time is enough to make progress.
+        return max(1, min(n, safe)) if self._make_room() else 0
+
+    def _make_room(self) -> bool:
+        """Preempt until the next decode step's blocks fit; False if no decoding sequence is left."""
+        while len(self.running):
+            S = len(self.running)
+            held = self.running.blocks[:S]
+            if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.d), held).sum()) \
+                    <= self.kv.capacity:
+                return True
+            self._preempt_newest()
+        return False
+
+    # --- launching and committing iterations -------------------------------------------------
+    def _launch(self, chunks: list[tuple[SimRequest, int]], with_decodes: bool) -> None:
+        now = self.loop.now
+        if with_decodes and len(self.running):
+            self._make_room()
+        shape = self._decode_shape() if with_decodes and len(self.running) else BatchShape()
+        decodes = shape.decode_seqs
+        causal, window = self.model.causal, self.window
+        for req, take in chunks:
+            shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
+        it = self.cost.iteration(shape)
+        t = it.latency_s
+        if decodes and self.draft is not None:
+            t += self._draft_time(shape)
+        self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1)
+        self.loop.at(now + t, self._end_iteration, chunks, decodes > 0)
+
+    def _end_iteration(self, chunks: list[tuple[SimRequest, int]], decoded: bool) -> None:
+        now = self.loop.now
+        if decoded:
+            self.decode_end.append(now)
+            self.d += 1
+            self._top_up(self.d - 1)
+            self._finish_due()
+        for req, take in chunks:
+            req.prefilled += take
+            if req.prefilled < req.prefill_target:
+                continue
+            if req in self.prefilling:
+                self.prefilling.remove(req)
+            self._prefill_done(req, now)
+        self._step()
+
+    def _prefill_done(self, req: SimRequest, now: float) -> None:
+        """The iteration that completes a prompt samples the next token."""
+        if math.isnan(req.first_token_s):
+            req.first_token_s = now
+        req.segments.append((None, now))
+        req.generated += 1
+        if req.generated >= req.output:
+            self._finish(req, now)
+        elif self.role == "prefill":
+            self.outstanding -= req.prompt + req.output
+            self.cluster.transfer(req, self)
+        else:
+            self._join(req)
+
+    def _launch_run(self) -> None:
+        n = self._run_length()
+        if n <= 0:  # everything was preempted
+            return self._step()
+        now = self.loop.now
+        shape = self._decode_shape()
+        S, g, new = len(self.running), self.g, self.new
+        j = np.arange(n, dtype=np.float64)
+        if self.window:
+            ctx = self.running.contexts(self.d, g)[:, None] + g * j[None, :]
+            kv = np.minimum(ctx + new, self.window).sum(axis=0)
+            pairs = kv * new
+        else:
+            kv = shape.decode_kv_tokens + S * g * j
+            pairs = shape.decode_pairs + new * S * g * j
+        lat, base = self.cost.decode_series(shape, pairs, kv)
+        if self.draft is not None:
+            lat = lat + self._draft_time(shape)
+        ends = now + np.cumsum(lat)
+        self.version += 1
+        self.run = (now, ends, self.version, base)
+        self.loop.at(float(ends[-1]), self._end_run, self.version)
+
+    def _end_run(self, version: int) -> None:
+        if version != self.version or self.run is None:
+            return
+        start, ends, _, base = self.run
+        self.run = None
+        n = len(ends)
+        self._account(base, float(ends[-1] - start), len(self.running), 0, len(self.running) * self.new * n, n)
+        self.decode_end.extend(ends)
+        self.d += n
+        self._top_up(self.d - 1)
+        self._finish_due()
+        self._step()
+
+    def _finish_due(self) -> None:
+        heap = self.finish_heap
+        while heap and heap[0][0] <= self.d:
+            d_fin, _, req, epoch = heapq.heappop(heap)
+            if epoch != req.epoch:
+                continue
+            end = self.decode_end.data[d_fin - 1]
+            held = self._leave(req, d_fin)
+            self.kv.free_blocks(held)
+            req.kv_blocks = 0
+            self._finish(req, float(end))
+
+    def _finish(self, req: SimRequest, t: float) -> None:
+        if req.kv_blocks:
+            self.kv.free_blocks(req.kv_blocks)
+            req.kv_blocks = 0
+        req.finish_s = t
+        self.outstanding -= req.prompt + req.output
+        self.cluster.finish(req)
+
+    def _reject(self, req: SimRequest) -> None:
+        self.outstanding -= req.prompt + req.output
+        self.cluster.reject(req)
+
+    def _draft_time(self, shape: BatchShape) -> float:
+        """k autoregressive draft steps (draft model or MTP layer) for the decoding sequences."""
+        S = shape.decode_seqs
+        ctx = shape.decode_kv_tokens / S
+        one = self.draft.iteration(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal)).latency_s
+        return self.spec.draft_tokens * one
+
+    def _account(self, it, t: float, seqs: int, prefill_tokens: int, decode_tokens: float, iterations: int) -> None:
+        st = self.stats
+        gpus = st.gpus
+        scale = self.cost.tp * self.cost.pp * iterations
+        flops, nbytes = it.flops * scale, it.bytes * scale
+        st.busy_s += t
+        st.iterations += iterations
+        st.decode_iterations += iterations if decode_tokens else 0
+        st.prefill_tokens += prefill_tokens
+        st.decode_tokens += int(decode_tokens)
+        st.batch_seqs_sum += seqs * iterations
+        st.flops += flops
+        st.bytes += nbytes
+        util = min(1.0, max(flops / (st.peak_flops * t), nbytes / (st.bandwidth * t))) if t > 0 else 0.0
+        st.energy_j += gpus * (self.idle_w + (self.tdp_w - self.idle_w) * util) * t
+        st.kv_token_seconds += self.kv.used * t
+        st.kv_peak_blocks = max(st.kv_peak_blocks, self.kv.used)

@@ -1,0 +1,38 @@
+"""Paged KV-cache accounting (vLLM-style blocks of `block_size` tokens) with conservation counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class KVBlocks:
+    capacity: int  # blocks
+    block_size: int = 16
+    used: int = 0
+    allocated_total: int = 0
+    freed_total: int = 0
+    peak: int = 0
+
+    def blocks_for(self, tokens: int | float) -> int:
+        return -(-int(tokens) // self.block_size)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.used
+
+    def allocate(self, n: int) -> None:
+        if n < 0:
+            raise ValueError("negative allocation")
+        self.used += n
+        self.allocated_total += n
+        if self.used > self.capacity:
+            raise RuntimeError(f"KV over capacity: {self.used} > {self.capacity} blocks")
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def free_blocks(self, n: int) -> None:
+        if n < 0 or n > self.used:
+            raise RuntimeError(f"KV free of {n} blocks with {self.used} in use")
+        self.used -= n
+        self.freed_total += n

@@ -1,0 +1,40 @@
+"""A request's state inside the simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NAN = float("nan")
+
+
+@dataclass(slots=True, eq=False)
+class SimRequest:
+    id: int
+    arrival_s: float
+    prompt: int
+    output: int
+    priority: int = 0
+    client: int = -1  # closed-loop client id, -1 for open loop
+    generated: int = 0  # output tokens emitted so far
+    prefilled: int = 0  # tokens of the current prefill attempt processed (chunked prefill)
+    first_token_s: float = NAN
+    scheduled_s: float = NAN  # first time any of its tokens entered an iteration
+    finish_s: float = NAN
+    preemptions: int = 0
+    kv_blocks: int = 0  # blocks held on the instance it is on
+    kv_ready_s: float = NAN  # disaggregation: when its KV arrived at the decode instance
+    # decode participation: on instance `inst`, decode iterations [d_join, d_join + steps)
+    d_join: int = 0
+    c_join: int = 0  # cached tokens at its first decode step there
+    spec_steps: int = 0  # verify steps done before this segment (speculative decoding)
+    epoch: int = 0  # bumps on preemption (invalidates heap entries)
+    slot: int = -1  # index in its instance's running set
+    # tokens in emission order: (None, time) for a token sampled at the end of a prefill, or
+    # (instance, d_start, steps, spec_offset) for a run of decode steps there
+    segments: list = field(default_factory=list)
+    src_blocks: int = 0  # disaggregation: blocks still held on the prefill instance during transfer
+
+    @property
+    def prefill_target(self) -> int:
+        """Tokens the current prefill attempt must process (recompute after preemption adds outputs)."""
+        return self.prompt + self.generated

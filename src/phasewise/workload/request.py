@@ -1,0 +1,64 @@
+"""A workload: arrays of arrival times, prompt and output lengths (one row per request)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+
+
+@dataclass(slots=True)
+class Workload:
+    """Open-loop requests. Arrays are index-aligned; arrivals are sorted ascending."""
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    priority: np.ndarray | None = None  # optional class: 0 = most urgent
+    name: str = "workload"
+
+    def __post_init__(self) -> None:
+        self.arrival_s = np.asarray(self.arrival_s, dtype=np.float64)
+        self.prompt_tokens = np.asarray(self.prompt_tokens, dtype=np.int64)
+        self.output_tokens = np.asarray(self.output_tokens, dtype=np.int64)
+        n = len(self.arrival_s)
+        if not (len(self.prompt_tokens) == len(self.output_tokens) == n):
+            raise PhasewiseError("workload arrays differ in length")
+        if n == 0:
+            raise PhasewiseError("workload has no requests")
+        if self.priority is not None:
+            self.priority = np.asarray(self.priority, dtype=np.int64)
+        checks = (
+            (np.isfinite(self.arrival_s) & (self.arrival_s >= 0), "arrival time must be a finite number >= 0"),
+            (self.prompt_tokens >= 1, "prompt tokens must be >= 1"),
+            (self.output_tokens >= 1, "output tokens must be >= 1"),
+        )
+        for ok, what in checks:
+            if not ok.all():
+                row = int(np.argmin(ok))
+                raise PhasewiseError(f"{self.name}: request {row}: {what}")
+        if n > 1 and (np.diff(self.arrival_s) < 0).any():
+            row = int(np.argmax(np.diff(self.arrival_s) < 0)) + 1
+            raise PhasewiseError(f"{self.name}: request {row}: arrivals are not sorted ascending")
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.arrival_s[-1] - self.arrival_s[0])
+
+    def head(self, n: int) -> Workload:
+        pr = None if self.priority is None else self.priority[:n]
+        return Workload(self.arrival_s[:n], self.prompt_tokens[:n], self.output_tokens[:n], pr, self.name)
+
+    def scaled_to_rate(self, rate_rps: float) -> Workload:
+        """Same requests and arrival pattern, time-scaled to a mean rate (how trace replays are swept)."""
+        if rate_rps <= 0:
+            raise PhasewiseError(f"rate must be > 0 (got {rate_rps})")
+        t = self.arrival_s - self.arrival_s[0]
+        span = t[-1] if t[-1] > 0 else 1.0
+        factor = (len(self) - 1) / span / rate_rps if len(self) > 1 else 1.0
+        return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name)

@@ -1,0 +1,102 @@
+"""Trace files: the Azure LLM inference trace CSV (both column namings) and JSONL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+from phasewise.workload.request import Workload
+
+# Column names: Azure's original release, and the splitwise/vidur processed variant.
+COLUMNS = [
+    ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
+    ("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
+]
+BUNDLED = {"azure-conv": "azure_conv_excerpt.csv", "azure-code": "azure_code_excerpt.csv"}
+
+
+def _timestamp(value: str) -> float:
+    """Seconds: a number, or an ISO date-time as in Azure's original TIMESTAMP column."""
+    try:
+        return float(value)
+    except ValueError:
+        from datetime import datetime
+
+        text = value.strip().replace(" ", "T")
+        if "." in text:  # Azure writes 7 fractional digits; Python parses at most 6
+            head, frac = text.split(".", 1)
+            digits = "".join(c for c in frac if c.isdigit())
+            tail = frac[len(digits):]
+            text = f"{head}.{digits[:6]}{tail}"
+        return datetime.fromisoformat(text).timestamp()
+
+
+def _rows_csv(path: Path) -> tuple[list[tuple[str, str, str]], int]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        for cols in COLUMNS:
+            if all(c in header for c in cols):
+                return [(r[cols[0]], r[cols[1]], r[cols[2]]) for r in reader], 2
+        wanted = " or ".join("/".join(c) for c in COLUMNS)
+        raise PhasewiseError(f"trace '{path}': missing columns; need {wanted} (found {', '.join(header) or 'none'})")
+
+
+def _rows_jsonl(path: Path) -> tuple[list[tuple[str, str, str]], int]:
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PhasewiseError(f"trace '{path}' line {i}: not JSON ({exc.msg})") from None
+        for cols in COLUMNS:
+            if all(c in obj for c in cols):
+                rows.append(tuple(str(obj[c]) for c in cols))
+                break
+        else:
+            raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}")
+    return rows, 1
+
+
+def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
+    """A bundled excerpt ('azure-conv', 'azure-code') or a CSV/JSONL file; arrivals start at 0."""
+    if name_or_path in BUNDLED:
+        ref = resources.files("phasewise.workload").joinpath("data", BUNDLED[name_or_path])
+        with resources.as_file(ref) as p:
+            return load_trace(str(p), limit)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise PhasewiseError(f"trace '{name_or_path}' does not exist (bundled: {', '.join(BUNDLED)})")
+    rows, first_line = _rows_jsonl(path) if path.suffix in (".jsonl", ".json") else _rows_csv(path)
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise PhasewiseError(f"trace '{path}' has no requests")
+    arrival = np.empty(len(rows))
+    prompt = np.empty(len(rows), dtype=np.int64)
+    output = np.empty(len(rows), dtype=np.int64)
+    for i, (t, p, o) in enumerate(rows):
+        where = f"trace '{path}' row {i + first_line}"
+        try:
+            arrival[i] = _timestamp(t)
+            pf, of = float(p), float(o)
+        except ValueError:
+            raise PhasewiseError(f"{where}: non-numeric value in ({t!r}, {p!r}, {o!r})") from None
+        if not math.isfinite(pf) or pf < 1 or pf != int(pf):
+            raise PhasewiseError(f"{where}: prompt tokens must be an integer >= 1 (got {p!r})")
+        if not math.isfinite(of) or of < 1 or of != int(of):
+            raise PhasewiseError(f"{where}: output tokens must be an integer >= 1 (got {o!r})")
+        if i and arrival[i] < arrival[i - 1]:
+            raise PhasewiseError(f"{where}: arrivals are not sorted ascending ({arrival[i]} after {arrival[i - 1]})")
+        prompt[i], output[i] = int(pf), int(of)
+    if not np.isfinite(arrival).all() or (arrival < 0).any():
+        raise PhasewiseError(f"trace '{path}': arrival times must be finite and >= 0")
+    return Workload(arrival - arrival[0], prompt, output, name=path.name)
