@@ -1,5 +1,6 @@
 """Properties of the cost model over random shapes: monotone in work, the right roof binds."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,3 +105,20 @@ def test_mixed_batch_costs_no_more_than_separate_iterations(seqs):
     together = model.iteration(BatchShape.from_sequences(seqs)).latency_s
     alone = sum(model.iteration(BatchShape.from_sequences([s])).latency_s for s in seqs)
     assert together <= alone * (1 + 1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, st.sampled_from([1, 2]), st.lists(st.tuples(st.integers(1, 4096), st.integers(0, 8192)), min_size=1,
+                                                 max_size=12))
+def test_fast_path_equals_the_breakdown(config, pp, seqs):
+    """CostModel.fast (cached, used by the simulator) returns exactly what iteration() sums to."""
+    model, hw, precision, engine, tp = config
+    cmodel = CostModel(load_model(model), load_hardware(hw), load_quant(precision), load_engine(engine), tp, pp)
+    shape = BatchShape.from_sequences(seqs)
+    it = cmodel.iteration(shape)
+    for _ in range(2):  # cold and cached
+        lat, stage, flops, nbytes = cmodel.fast(shape)
+        assert lat == pytest.approx(it.latency_s, rel=1e-12)
+        assert stage == pytest.approx(it.stage_s, rel=1e-12)
+        assert flops == pytest.approx(it.flops, rel=1e-12)
+        assert nbytes == pytest.approx(it.bytes, rel=1e-12)

@@ -115,6 +115,12 @@ class CostModel:
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
         self.attn_eff = eff.attention_efficiency_max * engine.compute_efficiency
         self.vector_rate = hardware.vector_flops * eff.vector_efficiency
+        self._att_flops_per_pair = 4.0 * m.head_dim * self.heads
+        self._att_q_bytes = 2 * self.heads * m.head_dim * self.a_bytes
+        self._q_per_kv = self.heads / self.kv_heads
+        self._att_rate = self.attn_peak * self.attn_eff
+        self._decode_s_per_byte = 1.0 / (self.bw * eff.attention_memory_efficiency)
+        self._cache: dict[tuple, tuple] = {}  # fast(): non-attention cost by (tokens, logit tokens, eager)
 
     # --- building blocks ------------------------------------------------------------------------
     def _memory_s(self, nbytes: float, efficiency: float | None = None) -> float:
@@ -164,16 +170,62 @@ class CostModel:
         return shape.prefill_tokens > 0 or shape.seqs > e.cuda_graph_max_batch
 
     def iteration(self, shape: BatchShape) -> IterationCost:
-        """Cost of one forward pass over `shape` (see BatchShape) on this deployment."""
-        m, eff = self.model, self.eff
+        """Cost of one forward pass over `shape` (see BatchShape), operator by operator."""
         T = shape.tokens
         if T <= 0:
             raise ValueError("an iteration needs at least one token")
-        L = self.layers_per_stage
         eager = self.eager(shape)
+        ops = self._other_ops(T, shape.logit_tokens, eager)
+        ops.insert(2, self._attention(shape, self.layers_per_stage, eager))
+        times = {op.name: op.time_s for op in ops}
+        per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
+        latency, stage = self._assemble(per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0))
+        host = self._host_s(shape)
+        return IterationCost(latency + host, stage + host, host, ops)
+
+    def fast(self, shape: BatchShape) -> tuple[float, float, float, float]:
+        """(latency_s, stage_s, flops, bytes) of iteration(shape), without building the breakdown:
+        everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
+        T = shape.tokens
+        if T <= 0:
+            raise ValueError("an iteration needs at least one token")
+        eager = self.eager(shape)
+        key = (T, shape.logit_tokens, eager)
+        c = self._cache.get(key)
+        if c is None:
+            ops = self._other_ops(T, shape.logit_tokens, eager)
+            times = {op.name: op.time_s for op in ops}
+            per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
+            c = (per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0),
+                 sum(op.flops for op in ops), sum(op.bytes for op in ops))
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = c
+        f, b, comp, mem = self._attention_terms(shape)
+        L = self.layers_per_stage
+        disp = KERNELS["attention"] * self.engine.eager_launch_s if eager else 0.0
+        att = L * max(comp, mem, disp) + L * KERNELS["attention"] * self.eff.kernel_launch_s  # = _attention_time
+        latency, stage = self._assemble(c[0] + att, c[1], c[2], c[3])
+        host = self._host_s(shape)
+        return latency + host, stage + host, c[4] + L * f, c[5] + L * b
+
+    def _host_s(self, shape: BatchShape) -> float:
+        return self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
+
+    def _assemble(self, per_layer: float, embedding: float, lm_head: float, send: float) -> tuple[float, float]:
+        """Latency through all pipeline stages, and the slowest stage's time (pp > 1)."""
+        if self.pp == 1:
+            stage = per_layer + embedding + lm_head
+            return stage, stage
+        latency = per_layer / self.layers_per_stage * self.model.num_layers + embedding + lm_head + send
+        return latency, per_layer + max(embedding, lm_head) + send / (self.pp - 1)
+
+    def _other_ops(self, T: int, logit_tokens: int, eager: bool) -> list[OperatorCost]:
+        """Every operator of the iteration except attention (which depends on the batch's contexts)."""
+        m = self.model
+        L = self.layers_per_stage
         hd, h, ab = m.head_dim, m.hidden_size, self.a_bytes
         ops: list[OperatorCost] = []
-
         # Per-layer elementwise work: 2 fused add+norms, RoPE on q and k, the MLP activation.
         inter = (m.intermediate_size * (1 - self.moe_share)
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
@@ -181,77 +233,68 @@ class CostModel:
         act = (3 if m.mlp_gated else 2) * inter
         elem_bytes = T * ab * (10 * h + 2 * (self.heads + self.kv_heads) * hd + act)
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
-
         qkv_n = (self.heads + 2 * self.kv_heads) * hd
         ops.append(self._op("qkv_proj", L, *self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True), eager))
-        ops.append(self._attention(shape, L, eager))
         ops.append(self._op("o_proj", L, *self._gemm(T, self.heads * hd, h, self.w_bytes, self.peak, True), eager))
         ops.extend(self._mlp(T, L, eager))
-
         if self.tp > 1:
             ops.append(self._collective("tp_allreduce", 2 * L, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager))
         # Embedding gather on the first stage, final norm + LM head + sampling on the last.
         emb_bytes = T * h * (self.hp_bytes + ab)
         ops.append(self._op("embedding", 1, 0.0, emb_bytes, 0.0, self._memory_s(emb_bytes), eager))
-        lt = shape.logit_tokens
-        f, b, c, mem = self._gemm(lt, h, m.vocab_size / self.tp, self.hp_bytes, self.attn_peak, False)
-        b += lt * m.vocab_size / self.tp * 4.0  # fp32 logits written and read by the sampler
+        f, b, c, _ = self._gemm(logit_tokens, h, m.vocab_size / self.tp, self.hp_bytes, self.attn_peak, False)
+        b += logit_tokens * m.vocab_size / self.tp * 4.0  # fp32 logits written and read by the sampler
         ops.append(self._op("lm_head", 1, f, b, c, self._memory_s(b), eager))
-
-        host = self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
-        stage = sum(op.time_s for op in ops)
-        latency = stage
         if self.pp > 1:
-            per_layer = sum(op.time_s for op in ops if op.name not in FIXED_OPERATORS)
-            fixed = stage - per_layer
-            full_layers = per_layer / L * m.num_layers
-            send = self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager)
-            ops.append(send)
-            latency = full_layers + fixed + send.time_s
-            stage = per_layer + max(op.time_s for op in ops if op.name in FIXED_OPERATORS)
-            stage += send.time_s / (self.pp - 1)
-        return IterationCost(latency + host, stage + host, host, ops)
+            ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
+        return ops
 
     def _attention_part(self, seqs: int, tokens: int, pairs, kv, is_decode: bool):
         """FLOPs, bytes, compute_s, memory_s of one layer's attention for one kernel class.
         `pairs` and `kv` may be numpy arrays (a series of decode iterations)."""
-        hd, eff = self.model.head_dim, self.eff
-        f = 4.0 * hd * self.heads * pairs
+        f = self._att_flops_per_pair * pairs
         # KV read (cached + new) and written (new), q read and output written.
-        b = (kv + tokens) * self.kv_bytes_per_token_layer + 2 * tokens * self.heads * hd * self.a_bytes
-        rows = tokens / seqs * (self.heads / self.kv_heads if is_decode else 1.0)
-        rate = self.attn_peak * self.attn_eff * rows / (rows + eff.attention_half_tokens)
+        b = (kv + tokens) * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes
+        rows = tokens / seqs * (self._q_per_kv if is_decode else 1.0)
+        rate = self._att_rate * rows / (rows + self.eff.attention_half_tokens)
         if is_decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
             rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
-            return f, b, f / rate, b / (self.bw * eff.attention_memory_efficiency)
+            return f, b, f / rate, b * self._decode_s_per_byte
         return f, b, f / rate, self._memory_s(b)
 
-    def _attention(self, s: BatchShape, L: int, eager: bool) -> OperatorCost:
-        flops = bytes_ = compute = memory = 0.0
+    def _attention_terms(self, s: BatchShape) -> tuple[float, float, float, float]:
+        """One layer's attention over both kernel classes: FLOPs, bytes, compute_s, memory_s."""
         if s.prefill_seqs:
             f, b, c, m = self._attention_part(s.prefill_seqs, s.prefill_tokens, s.prefill_pairs,
                                               s.prefill_kv_tokens, False)
-            flops, bytes_, compute, memory = f, b, c, m
-        if s.decode_seqs:
-            f, b, c, m = self._attention_part(s.decode_seqs, s.decode_tokens, s.decode_pairs,
-                                              s.decode_kv_tokens, True)
-            flops, bytes_, compute, memory = flops + f, bytes_ + b, compute + c, memory + m
-        return self._op("attention", L, flops, bytes_, compute, memory, eager)
+            if s.decode_seqs:
+                f2, b2, c2, m2 = self._attention_part(s.decode_seqs, s.decode_tokens, s.decode_pairs,
+                                                      s.decode_kv_tokens, True)
+                return f + f2, b + b2, c + c2, m + m2
+            return f, b, c, m
+        return self._attention_part(s.decode_seqs, s.decode_tokens, s.decode_pairs, s.decode_kv_tokens, True)
 
-    def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, IterationCost]:
+    def _attention(self, s: BatchShape, L: int, eager: bool) -> OperatorCost:
+        return self._op("attention", L, *self._attention_terms(s), eager)
+
+    def _attention_time(self, compute, memory, eager: bool):
+        """Time of the attention operator over the stage's layers (same rule as _op; arrays allowed)."""
+        L, k = self.layers_per_stage, KERNELS["attention"]
+        dispatch = k * self.engine.eager_launch_s if eager else 0.0
+        return L * np.maximum(np.maximum(compute, memory), dispatch) + L * k * self.eff.kernel_launch_s
+
+    def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
+                      ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
-        Returns the latencies and the full cost of the first iteration."""
+        Returns the latencies and fast(shape) of the first iteration."""
         if shape.prefill_seqs:
             raise ValueError("decode_series takes pure-decode batches")
-        base = self.iteration(shape)
-        att0 = next(o for o in base.operators if o.name == "attention")
-        L, k = self.layers_per_stage, KERNELS["attention"]
+        base = self.fast(shape)
         _, _, c, m = self._attention_part(shape.decode_seqs, shape.decode_tokens, pairs, kv, True)
-        dispatch = k * self.engine.eager_launch_s if self.eager(shape) else 0.0
-        att = L * np.maximum(np.maximum(c, m), dispatch) + L * k * self.eff.kernel_launch_s
-        scale = self.model.num_layers / L if self.pp > 1 else 1.0
-        return base.latency_s + (att - att0.time_s) * scale, base
+        att = self._attention_time(c, m, self.eager(shape))
+        scale = self.model.num_layers / self.layers_per_stage if self.pp > 1 else 1.0
+        return base[0] + (att - att[0]) * scale, base  # pairs[0], kv[0] are shape's own
 
     def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
         m, h = self.model, self.model.hidden_size

@@ -41,6 +41,7 @@ class Cluster:
     def __init__(self, deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False) -> None:
         self.deployment, self.loop, self.check = deployment, loop, check
         self.instances: list[Instance] = []
+        self.instances_built: list[Instance] = []
         self.front: Router | None = None  # collocated or prefill instances
         self.back: Router | None = None  # decode instances
         self.links: dict[str, Link] = {}
@@ -124,12 +125,11 @@ class Cluster:
         times = self._token_times(req)
         self.tokens_emitted += len(times)
         if len(times) > 1:
-            gaps = np.diff(times)
+            gaps = times[1:] - times[:-1]
             self.tbt.add(gaps)
             self.max_tbt_s[i] = gaps.max()
             self.tpot_s[i] = (times[-1] - times[0]) / (len(times) - 1)
-        last = req.segments[-1][0] if req.segments else None
-        self.instance_of[i] = self.instances.index(last) if last is not None else -1
+        self.instance_of[i] = req.last_instance
         if self.check:
             self._check_request(req, times)
         if self.on_finish:

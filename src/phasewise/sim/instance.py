@@ -35,6 +35,8 @@ class Instance:
     def __init__(self, name: str, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None) -> None:
         self.name, self.group, self.role, self.cost, self.cluster = name, group, group.role, cost, cluster
+        self.index = len(cluster.instances_built)
+        cluster.instances_built.append(self)
         self.loop = cluster.loop
         self.model = cost.model
         self.kv = KVBlocks(kv_capacity_tokens // group.block_size, group.block_size)
@@ -53,6 +55,7 @@ class Instance:
         self.decode_end = Series()  # end time of every decode-participating iteration
         self.d = 0  # decode iterations done
         self.A = 0.0  # sum over running of (c_join - g * d_join): sum of contexts = A + S*g*d
+        self.held = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
         self.busy = False
         self.version = 0
         self.run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
@@ -115,10 +118,23 @@ class Instance:
     def _seats(self) -> int:
         return self.group.max_batch - len(self.running) - len(self.prefilling)
 
+    def _free_blocks_bound(self) -> float:
+        """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound."""
+        S = len(self.running)
+        if not S:
+            return self.kv.free
+        tokens = self.A + S * self.g * self.d + S * self.new
+        grown = tokens / self.kv.block_size + S - self.held
+        return self.kv.free - max(grown, 0.0)
+
     def _try_admit(self, req: SimRequest) -> bool:
         blocks = self.kv.blocks_for(self._kv_tokens(req.prefill_target))
-        if blocks > self.kv.free or self._seats() <= 0:
+        if self._seats() <= 0:
             return False
+        if blocks > self._free_blocks_bound():
+            self._top_up(self.d - 1)  # exact accounting before saying no
+            if blocks > self.kv.free:
+                return False
         self.kv.allocate(blocks)
         req.kv_blocks = blocks
         req.prefilled = 0
@@ -194,6 +210,7 @@ class Instance:
         req.d_join = self.d
         req.c_join = req.prompt + req.generated - 1
         self.running.add(req, req.kv_blocks)
+        self.held += req.kv_blocks
         self.A += req.c_join - self.g * req.d_join
         heapq.heappush(self.finish_heap, (self.d + self._steps_to_finish(req), req.id, req, req.epoch))
 
@@ -209,7 +226,14 @@ class Instance:
                 req.generated += steps
             req.generated = min(req.generated, req.output)
         self.A -= req.c_join - self.g * req.d_join
-        return self.running.remove(req)
+        tokens = req.c_join + self.g * (d - 1 - req.d_join) + self.new  # written by its last step
+        final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
+        held = self.running.remove(req)
+        self.held -= held
+        if final > held:
+            self.kv.allocate(final - held)
+            held = final
+        return held
 
     def _join_ready(self) -> None:
         while self.ready:
@@ -226,7 +250,8 @@ class Instance:
         return np.ceil(tokens / self.kv.block_size).astype(np.int64)
 
     def _top_up(self, d: int) -> None:
-        """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity)."""
+        """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).
+        Done lazily: before an admission the bound would refuse, and at every run in check mode."""
         n = len(self.running)
         if n:
             need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
@@ -234,6 +259,7 @@ class Instance:
             if grow:
                 self.kv.allocate(grow)
                 self.running.blocks[:n] = need
+                self.held += grow
 
     def _preempt_newest(self) -> None:
         """vLLM's recompute preemption: the latest-arrived decoding request gives its blocks back and
@@ -262,7 +288,7 @@ class Instance:
             n = min(n, self.finish_heap[0][0] - self.d)
         S = len(self.running)
         bs = self.kv.block_size
-        other = self.kv.used - int(self.running.blocks[:S].sum())
+        other = self.kv.used - self.held
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S. Find the largest safe j.
         tokens0 = self.A + S * self.g * self.d + S * self.new
         room = (self.kv.capacity - other - S) * bs - tokens0
@@ -274,6 +300,8 @@ class Instance:
 
     def _make_room(self) -> bool:
         """Preempt until the next decode step's blocks fit; False if no decoding sequence is left."""
+        if len(self.running) and self._free_blocks_bound() >= 0:
+            return True  # even the upper bound fits
         while len(self.running):
             S = len(self.running)
             held = self.running.blocks[:S]
@@ -293,8 +321,8 @@ class Instance:
         causal, window = self.model.causal, self.window
         for req, take in chunks:
             shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
-        it = self.cost.iteration(shape)
-        t = it.latency_s
+        it = self.cost.fast(shape)
+        t = it[0]
         if decodes and self.draft is not None:
             t += self._draft_time(shape)
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1)
@@ -305,7 +333,8 @@ class Instance:
         if decoded:
             self.decode_end.append(now)
             self.d += 1
-            self._top_up(self.d - 1)
+            if self.cluster.check:
+                self._top_up(self.d - 1)
             self._finish_due()
         for req, take in chunks:
             req.prefilled += take
@@ -362,7 +391,8 @@ class Instance:
         self._account(base, float(ends[-1] - start), len(self.running), 0, len(self.running) * self.new * n, n)
         self.decode_end.extend(ends)
         self.d += n
-        self._top_up(self.d - 1)
+        if self.cluster.check:
+            self._top_up(self.d - 1)
         self._finish_due()
         self._step()
 
@@ -383,6 +413,7 @@ class Instance:
             self.kv.free_blocks(req.kv_blocks)
             req.kv_blocks = 0
         req.finish_s = t
+        req.last_instance = self.index
         self.outstanding -= req.prompt + req.output
         self.cluster.finish(req)
 
@@ -394,14 +425,14 @@ class Instance:
         """k autoregressive draft steps (draft model or MTP layer) for the decoding sequences."""
         S = shape.decode_seqs
         ctx = shape.decode_kv_tokens / S
-        one = self.draft.iteration(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal)).latency_s
+        one = self.draft.fast(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal))[0]
         return self.spec.draft_tokens * one
 
     def _account(self, it, t: float, seqs: int, prefill_tokens: int, decode_tokens: float, iterations: int) -> None:
         st = self.stats
         gpus = st.gpus
         scale = self.cost.tp * self.cost.pp * iterations
-        flops, nbytes = it.flops * scale, it.bytes * scale
+        flops, nbytes = it[2] * scale, it[3] * scale
         st.busy_s += t
         st.iterations += iterations
         st.decode_iterations += iterations if decode_tokens else 0
@@ -412,5 +443,6 @@ class Instance:
         st.bytes += nbytes
         util = min(1.0, max(flops / (st.peak_flops * t), nbytes / (st.bandwidth * t))) if t > 0 else 0.0
         st.energy_j += gpus * (self.idle_w + (self.tdp_w - self.idle_w) * util) * t
-        st.kv_token_seconds += self.kv.used * t
-        st.kv_peak_blocks = max(st.kv_peak_blocks, self.kv.used)
+        used = min(self.kv.capacity, self.kv.capacity - self._free_blocks_bound())
+        st.kv_token_seconds += used * t
+        st.kv_peak_blocks = max(st.kv_peak_blocks, int(used))

@@ -31,15 +31,27 @@ class Slo:
 
 
 class TbtHistogram:
-    __slots__ = ("counts", "zeros", "n", "total")
+    __slots__ = ("counts", "zeros", "n", "total", "_pending", "_pending_n")
 
     def __init__(self) -> None:
         self.counts = np.zeros(_TBT_NBINS + 2, dtype=np.int64)
         self.zeros = 0  # gaps of 0 (tokens of the same speculative step)
         self.n = 0
         self.total = 0.0
+        self._pending: list[np.ndarray] = []  # binned in batches: one numpy pass per ~64k gaps
+        self._pending_n = 0
 
     def add(self, gaps: np.ndarray) -> None:
+        self._pending.append(gaps)
+        self._pending_n += len(gaps)
+        if self._pending_n >= 65536:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        gaps = np.concatenate(self._pending)
+        self._pending, self._pending_n = [], 0
         if not len(gaps):
             return
         self.n += len(gaps)
@@ -51,6 +63,7 @@ class TbtHistogram:
         self.counts += np.bincount(idx, minlength=_TBT_NBINS + 2)
 
     def percentile(self, q: float) -> float:
+        self._flush()
         if self.n == 0:
             return math.nan
         rank = q / 100 * (self.n - 1)
@@ -62,6 +75,7 @@ class TbtHistogram:
 
     @property
     def mean(self) -> float:
+        self._flush()
         return self.total / self.n if self.n else math.nan
 
 

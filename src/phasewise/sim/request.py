@@ -29,6 +29,7 @@ class SimRequest:
     spec_steps: int = 0  # verify steps done before this segment (speculative decoding)
     epoch: int = 0  # bumps on preemption (invalidates heap entries)
     slot: int = -1  # index in its instance's running set
+    last_instance: int = -1  # index of the instance it finished on
     # tokens in emission order: (None, time) for a token sampled at the end of a prefill, or
     # (instance, d_start, steps, spec_offset) for a run of decode steps there
     segments: list = field(default_factory=list)
