@@ -50,6 +50,77 @@ def estimate_cmd(
         render_estimate(console, est)
 
 
+@app.command("simulate")
+def simulate_cmd(
+    model: Annotated[str, typer.Option(help="HF id or alias, or a config.json path")] = "meta-llama/Llama-3.1-8B",
+    hardware: Annotated[str, typer.Option(help="catalog key or hardware YAML")] = "h100-sxm",
+    tp: Annotated[int, typer.Option(help="tensor-parallel degree per instance")] = 1,
+    pp: Annotated[int, typer.Option(help="pipeline-parallel degree per instance")] = 1,
+    precision: Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|fp32")] = "bf16",
+    kv_dtype: Annotated[Optional[str], typer.Option(help="KV-cache dtype")] = None,
+    engine: Annotated[str, typer.Option(help="engine overhead profile: vllm|vllm-2023|trtllm|ideal")] = "vllm",
+    replicas: Annotated[int, typer.Option(help="collocated instances")] = 1,
+    arch: Annotated[str, typer.Option(help="collocated|disagg")] = "collocated",
+    prefill_workers: Annotated[int, typer.Option(help="disagg: prefill instances")] = 1,
+    prefill_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")] = None,
+    decode_workers: Annotated[int, typer.Option(help="disagg: decode instances")] = 1,
+    decode_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")] = None,
+    kv_link: Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")] = "nvlink",
+    deployment: Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")] = None,
+    router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware")] = "least_outstanding",
+    scheduler: Annotated[str, typer.Option(help="vllm (prefill-first) | sarathi (chunked, decode-first)")] = "vllm",
+    chunk_size: Annotated[int, typer.Option(help="sarathi token budget per iteration")] = 512,
+    max_batch: Annotated[int, typer.Option(help="max sequences per iteration")] = 256,
+    max_batched_tokens: Annotated[int, typer.Option(help="vllm prefill token budget")] = 8192,
+    memory_fraction: Annotated[float, typer.Option(help="device memory fraction for the engine")] = 0.9,
+    spec_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")] = 0,
+    spec_acceptance: Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")] = 0.7,
+    spec_draft: Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")] = "mtp",
+    trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace, or azure-conv / azure-code (bundled excerpts)")] = None,
+    trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
+    requests: Annotated[int, typer.Option(help="requests to generate")] = 1000,
+    isl: Annotated[float, typer.Option(help="mean prompt tokens")] = 1024,
+    osl: Annotated[float, typer.Option(help="mean output tokens")] = 256,
+    isl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
+    osl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
+    isl_spread: Annotated[float, typer.Option(help="uniform: +- fraction of mean; lognormal: sigma")] = 0.0,
+    osl_spread: Annotated[float, typer.Option(help="uniform: +- fraction of mean; lognormal: sigma")] = 0.0,
+    arrival: Annotated[str, typer.Option(help="poisson|gamma")] = "poisson",
+    cv: Annotated[float, typer.Option(help="gamma arrivals: coefficient of variation")] = 1.0,
+    concurrency: Annotated[Optional[int], typer.Option(help="closed loop: concurrent clients")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = float("inf"),
+    slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = float("inf"),
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    out: Annotated[Optional[str], typer.Option(help="directory for per-request records and summary.json")] = None,
+    out_format: Annotated[str, typer.Option("--format", help="records format: csv|parquet")] = "csv",
+) -> None:
+    """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
+    from phasewise.apps.simulate_view import render_summary, write_records
+    from phasewise.sim.api import build
+    from phasewise.sim.simulate import simulate
+
+    spec = build(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
+                 engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
+                 decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment,
+                 router=router, scheduler=scheduler, chunk_size=chunk_size, max_batch=max_batch,
+                 max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction, spec_tokens=spec_tokens,
+                 spec_acceptance=spec_acceptance, spec_draft=spec_draft, trace=trace, trace_limit=trace_limit,
+                 rate=rate, requests=requests, isl=isl, osl=osl, isl_dist=isl_dist, osl_dist=osl_dist,
+                 isl_spread=isl_spread, osl_spread=osl_spread, arrival=arrival, cv=cv, concurrency=concurrency,
+                 seed=seed, slo_ttft_ms=slo_ttft_ms, slo_tbt_ms=slo_tbt_ms)
+    result = simulate(spec.deployment, spec.workload, spec.slo)
+    summary = result.summary()
+    if out:
+        for path in write_records(result, summary, out, out_format):
+            print(f"wrote {path}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        render_summary(console, summary)
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""

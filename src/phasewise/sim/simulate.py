@@ -69,7 +69,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         cost, kv_tokens, draft = build_group(deployment, g, gi)
         price += cost.hw.price_per_hour_usd * g.gpus
         for r in range(g.replicas):
-            instances.append(Instance(f"{g.role}{gi}.{r}", g, cost, kv_tokens, cluster, draft))
+            short = {"collocated": "col", "prefill": "pre", "decode": "dec"}[g.role]
+            instances.append(Instance(f"{short}{gi}.{r}", g, cost, kv_tokens, cluster, draft))
     m = instances[0].model
     cluster.kv_bytes_per_token = 2 * m.num_kv_heads * m.head_dim * instances[0].cost.kv_bytes * m.num_layers
 

@@ -1,0 +1,81 @@
+"""Rich rendering of a simulation summary, and writing per-request records."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from phasewise.errors import PhasewiseError
+from phasewise.sim.metrics import SimResult
+
+
+def render_summary(console: Console, s: dict[str, Any]) -> None:
+    t = s["throughput"]
+    console.print(
+        f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {s['gpus']} GPU(s): "
+        f"{t['requests_per_s']:.2f} req/s, {t['output_tokens_per_s']:,.0f} output tok/s "
+        f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU, {t['output_tokens_per_dollar']:,.0f}/$), "
+        f"{s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))
+    table = Table(title="Latency (ms)", title_justify="left")
+    for col in ("metric", "mean", "p50", "p90", "p99"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, label in (("ttft_ms", "TTFT"), ("tbt_ms", "TBT (every token)"), ("tpot_ms", "TPOT (per request)"),
+                       ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
+        d = s[key]
+        table.add_row(label, *(f"{d[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+    console.print(table)
+    slo, g = s["slo"], s["goodput"]
+    console.print(f"SLO TTFT <= {slo['ttft_ms']:g} ms and TPOT <= {slo['tbt_ms']:g} ms: attainment "
+                  f"{slo['attainment']:.1%} (TTFT {slo['ttft_attainment']:.1%}, TPOT {slo['tpot_attainment']:.1%}); "
+                  f"goodput {g['requests_per_s']:.2f} req/s ({g['requests_per_s_per_gpu']:.2f}/GPU)")
+    inst = Table(title="Instances", title_justify="left")
+    for col in ("instance", "role", "GPUs", "busy", "iterations", "mean batch", "tokens/iter", "KV mean", "KV peak",
+                "compute util", "BW util", "energy kJ", "preempt"):
+        inst.add_column(col, justify="left" if col in ("instance", "role") else "right")
+    for i in s["instances"]:
+        inst.add_row(i["name"], i["role"], str(i["gpus"]), f"{i['busy_fraction']:.0%}", f"{i['iterations']:,}",
+                     f"{i['mean_batch_seqs']:.1f}", f"{i['mean_tokens_per_iteration']:.0f}", f"{i['kv_mean_use']:.0%}",
+                     f"{i['kv_peak_use']:.0%}", f"{i['compute_utilization']:.0%}", f"{i['bandwidth_utilization']:.0%}",
+                     f"{i['energy_j'] / 1e3:,.1f}", str(i["preemptions"]))
+    console.print(inst)
+    sim = s["sim"]
+    console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
+                  f"{sim['events']:,} events)[/]")
+
+
+def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt: str) -> list[Path]:
+    """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PhasewiseError(f"--out '{out_dir}': cannot create the directory ({exc.strerror})") from None
+    cols = result.records()
+    written = []
+    if fmt == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise PhasewiseError("--format parquet needs pyarrow: pip install pyarrow (or use --format csv)") from None
+        path = out / "requests.parquet"
+        pq.write_table(pa.table({k: v for k, v in cols.items()}), path)
+    elif fmt == "csv":
+        path = out / "requests.csv"
+        names = list(cols)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(names)
+            w.writerows(zip(*(cols[n].tolist() for n in names)))
+    else:
+        raise PhasewiseError(f"--format '{fmt}' is not one of csv, parquet")
+    written.append(path)
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2))
+    written.append(summary_path)
+    return written

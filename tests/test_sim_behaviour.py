@@ -1,0 +1,166 @@
+"""The known effects of serving architectures, named, on the simulator."""
+
+import numpy as np
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.sim import Slo, simulate
+from phasewise.sim.api import build, run
+from phasewise.sim.deployment import build_deployment, collocated, disaggregated
+from phasewise.workload import LengthDist, load_trace, open_loop
+
+M = "meta-llama/Llama-3.1-8B"
+
+
+@pytest.fixture(scope="module")
+def conv():
+    return load_trace("azure-conv", 1000)
+
+
+def test_chunked_prefill_lowers_p99_tbt_and_raises_ttft(conv):
+    work = conv.scaled_to_rate(10)
+    first = simulate(collocated(M, "h100-sxm", scheduler="vllm"), work).summary()
+    chunked = simulate(collocated(M, "h100-sxm", scheduler="sarathi", chunk_size=512), work).summary()
+    assert chunked["tbt_ms"]["p99"] < 0.5 * first["tbt_ms"]["p99"]
+    assert chunked["ttft_ms"]["p50"] > first["ttft_ms"]["p50"]
+
+
+def test_latency_explodes_past_capacity():
+    p, o = LengthDist("fixed", 1024), LengthDist("fixed", 256)
+    ttft = []
+    for rate in (2, 8, 30):
+        res = simulate(collocated(M, "h100-sxm"), open_loop(rate, 600, p, o, seed=3))
+        ttft.append(res.summary()["ttft_ms"]["p90"])
+    assert ttft[0] < 200 and ttft[1] < 1000
+    assert ttft[2] > 20 * ttft[1]  # queueing: past capacity the queue grows without bound
+
+
+def test_disaggregation_removes_prefill_decode_interference(conv):
+    work = conv.scaled_to_rate(8)
+    col = simulate(collocated(M, "h100-sxm", replicas=2), work).summary()
+    dis = simulate(disaggregated(M, "h100-sxm", 1, 1), work).summary()
+    assert dis["tbt_ms"]["p99"] < 0.4 * col["tbt_ms"]["p99"]
+    # a decode instance's steps vary only with batch and context: p99 TBT stays near p50
+    assert dis["tbt_ms"]["p99"] < 1.5 * dis["tbt_ms"]["p50"]
+
+
+def test_too_small_kv_causes_preemptions(conv):
+    work = conv.scaled_to_rate(10)
+    roomy = simulate(collocated(M, "h100-sxm"), work, check_invariants=True)
+    tight = simulate(collocated(M, "h100-sxm", memory_fraction=0.26), work, check_invariants=True)
+    assert roomy.preemptions.sum() == 0
+    assert tight.preemptions.sum() > 10
+    assert tight.instances[0].kv_peak_blocks <= tight.instances[0].kv_capacity_blocks
+
+
+def test_speculative_decoding_lowers_tpot_at_low_load():
+    base = run(model=M, rate=1, requests=200, isl=512, osl=256)
+    spec = run(model=M, rate=1, requests=200, isl=512, osl=256, spec_tokens=4, spec_acceptance=0.8)
+    assert spec.summary()["tpot_ms"]["p50"] < 0.6 * base.summary()["tpot_ms"]["p50"]
+    assert spec.output_tokens.sum() == base.output_tokens.sum()
+
+
+def test_slower_kv_link_delays_the_second_token():
+    gaps = {}
+    for link in ("nvlink", "rdma"):
+        dep = build_deployment({"model": "meta-llama/Llama-3.1-70B", "kv_link": link, "instances": [
+            {"role": "prefill", "hardware": "h100-sxm", "tp": 4}, {"role": "decode", "hardware": "h100-sxm", "tp": 4}]})
+        res = simulate(dep, open_loop(0.5, 40, LengthDist("fixed", 8000), LengthDist("fixed", 50), seed=1))
+        gaps[link] = np.median(res.max_tbt_s)
+    assert gaps["rdma"] > gaps["nvlink"] * 1.2
+
+
+def test_tp_speeds_up_decode():
+    one = run(model=M, rate=0.5, requests=50, isl=512, osl=128)
+    two = run(model=M, tp=2, rate=0.5, requests=50, isl=512, osl=128)
+    assert two.summary()["tpot_ms"]["p50"] < 0.75 * one.summary()["tpot_ms"]["p50"]
+
+
+def test_round_robin_spreads_requests():
+    res = run(model=M, replicas=4, router="round_robin", rate=4, requests=400, isl=256, osl=64)
+    counts = np.bincount(res.instance, minlength=4)
+    assert counts.min() == counts.max() == 100
+
+
+def test_summary_keys_and_goodput():
+    res = run(model=M, rate=4, requests=300, isl=1024, osl=128, slo_ttft_ms=500, slo_tbt_ms=30)
+    s = res.summary()
+    for key in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms"):
+        assert set(s[key]) == {"mean", "p50", "p90", "p99"}
+    assert 0 < s["goodput"]["requests_per_s"] <= s["throughput"]["requests_per_s"] + 1e-9
+    assert 0 < s["slo"]["attainment"] <= 1
+    inst = s["instances"][0]
+    assert 0 < inst["busy_fraction"] <= 1 and 0 < inst["bandwidth_utilization"] <= 1 and inst["energy_j"] > 0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a,b,c\n1,2,3\n", "missing columns"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,-3,5\n", "row 3: prompt tokens must be an integer >= 1"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,abc,5\n", "row 3: non-numeric"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n5,10,5\n1,10,5\n", "row 3: arrivals are not sorted"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,0\n", "row 2: output tokens must be an integer >= 1"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n", "has no requests"),
+    ],
+)
+def test_bad_traces_name_the_row(tmp_path, text, message):
+    path = tmp_path / "trace.csv"
+    path.write_text(text)
+    with pytest.raises(PhasewiseError, match=message) as err:
+        build(trace=str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_both_trace_namings_and_jsonl(tmp_path):
+    a = tmp_path / "a.csv"
+    a.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+                 "2023-11-16 18:15:50.9951690,396,109\n")
+    w = load_trace(str(a))
+    assert list(w.prompt_tokens) == [374, 396] and w.arrival_s[1] == pytest.approx(4.314579, abs=1e-6)
+    j = tmp_path / "t.jsonl"
+    j.write_text('{"arrived_at": 0, "num_prefill_tokens": 5, "num_decode_tokens": 2}\n'
+                 '{"arrived_at": 1.5, "num_prefill_tokens": 7, "num_decode_tokens": 3}\n')
+    assert list(load_trace(str(j)).output_tokens) == [2, 3]
+
+
+def test_full_shared_trace_loads_when_present():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure_llm_2023_conv.csv"
+    if not path.exists():
+        pytest.skip("../shared/traces not present")
+    w = load_trace(str(path))
+    assert len(w) == 19366 and np.median(w.prompt_tokens) == pytest.approx(1020, abs=5)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"instances": [{"role": "prefill"}]}, "needs at least one decode instance"),
+        ({"instances": [{"role": "decode"}]}, "needs at least one prefill instance"),
+        ({"instances": []}, "instances"),
+        ({"instances": [{"hardware": "h100-sxm", "tp": 0}]}, "instances.0.tp"),
+        ({"instances": [{"scheduler": "fcfs"}]}, "instances.0.scheduler"),
+        ({"router": "random", "instances": [{}]}, "router"),
+    ],
+)
+def test_bad_deployments_name_the_field(data, message):
+    with pytest.raises(PhasewiseError, match=message):
+        build_deployment(data)
+
+
+def test_deployment_that_does_not_fit_memory():
+    dep = collocated("meta-llama/Llama-3.1-70B", "h100-sxm", tp=1)
+    with pytest.raises(PhasewiseError, match=r"instances\[0\].*does not fit in memory"):
+        simulate(dep, open_loop(1, 5, LengthDist(), LengthDist()))
+
+
+def test_zero_decode_workers_flag():
+    with pytest.raises(PhasewiseError, match="--decode-workers must be >= 1"):
+        build(arch="disagg", decode_workers=0, rate=1)
+
+
+def test_bad_slo():
+    with pytest.raises(PhasewiseError, match="--slo-ttft-ms must be > 0"):
+        Slo(0, 10)
