@@ -186,21 +186,8 @@ class CostModel:
     def fast(self, shape: BatchShape) -> tuple[float, float, float, float]:
         """(latency_s, stage_s, flops, bytes) of iteration(shape), without building the breakdown:
         everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
-        T = shape.tokens
-        if T <= 0:
-            raise ValueError("an iteration needs at least one token")
         eager = self.eager(shape)
-        key = (T, shape.logit_tokens, eager)
-        c = self._cache.get(key)
-        if c is None:
-            ops = self._other_ops(T, shape.logit_tokens, eager)
-            times = {op.name: op.time_s for op in ops}
-            per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
-            c = (per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0),
-                 sum(op.flops for op in ops), sum(op.bytes for op in ops))
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[key] = c
+        c = self._static(shape.tokens, shape.logit_tokens, eager)
         f, b, comp, mem = self._attention_terms(shape)
         L = self.layers_per_stage
         disp = KERNELS["attention"] * self.engine.eager_launch_s if eager else 0.0
@@ -208,6 +195,23 @@ class CostModel:
         latency, stage = self._assemble(c[0] + att, c[1], c[2], c[3])
         host = self._host_s(shape)
         return latency + host, stage + host, c[4] + L * f, c[5] + L * b
+
+    def _static(self, T: int, logit_tokens: int, eager: bool) -> tuple:
+        """Cached: (per-layer time without attention, embedding, LM head, PP send, FLOPs, bytes)."""
+        key = (T, logit_tokens, eager)
+        c = self._cache.get(key)
+        if c is None:
+            if T <= 0:
+                raise ValueError("an iteration needs at least one token")
+            ops = self._other_ops(T, logit_tokens, eager)
+            times = {op.name: op.time_s for op in ops}
+            per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
+            c = (per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0),
+                 sum(op.flops for op in ops), sum(op.bytes for op in ops))
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = c
+        return c
 
     def _host_s(self, shape: BatchShape) -> float:
         return self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
@@ -284,17 +288,19 @@ class CostModel:
         return L * np.maximum(np.maximum(compute, memory), dispatch) + L * k * self.eff.kernel_launch_s
 
     def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
-                      ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+                      ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
-        Returns the latencies and fast(shape) of the first iteration."""
+        pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
         if shape.prefill_seqs:
             raise ValueError("decode_series takes pure-decode batches")
-        base = self.fast(shape)
-        _, _, c, m = self._attention_part(shape.decode_seqs, shape.decode_tokens, pairs, kv, True)
-        att = self._attention_time(c, m, self.eager(shape))
-        scale = self.model.num_layers / self.layers_per_stage if self.pp > 1 else 1.0
-        return base[0] + (att - att[0]) * scale, base  # pairs[0], kv[0] are shape's own
+        eager = self.eager(shape)
+        c = self._static(shape.tokens, shape.logit_tokens, eager)
+        f, b, comp, mem = self._attention_part(shape.decode_seqs, shape.decode_tokens, pairs, kv, True)
+        latency, _ = self._assemble(c[0] + self._attention_time(comp, mem, eager), c[1], c[2], c[3])
+        latency += self._host_s(shape)
+        L = self.layers_per_stage
+        return latency, (float(latency[0]), c[4] + L * float(f[0]), c[5] + L * float(b[0]))
 
     def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
         m, h = self.model, self.model.hidden_size

@@ -58,7 +58,8 @@ class Cluster:
         self.done = 0
         self.rejected = 0
         self.on_finish = None  # closed-loop hook: called with the finished request
-        self.tokens_emitted = 0
+        self._gaps: list[float] = []  # gaps at segment boundaries, binned in batches
+        self._check_gaps: list[np.ndarray] = []  # check mode: every request's gaps, recomputed explicitly
         self.transfers_in_flight = 0
 
     def wire(self, instances: list[Instance], router: str, link_for) -> None:
@@ -115,46 +116,119 @@ class Cluster:
             self.on_finish(req)
 
     def finish(self, req: SimRequest) -> None:
-        """Record the request's latencies from the token times of its segments."""
+        """Record the request's latencies. Gaps inside a decode segment are the instance's iteration
+        gaps, binned in bulk by finalize(); only the gaps at segment boundaries are handled here."""
         i = req.id
         self.done += 1
         self.first_token_s[i] = req.first_token_s
         self.finish_s[i] = req.finish_s
         self.scheduled_s[i] = req.scheduled_s
         self.preemptions[i] = req.preemptions
-        times = self._token_times(req)
-        self.tokens_emitted += len(times)
-        if len(times) > 1:
-            gaps = times[1:] - times[:-1]
-            self.tbt.add(gaps)
-            self.max_tbt_s[i] = gaps.max()
-            self.tpot_s[i] = (times[-1] - times[0]) / (len(times) - 1)
         self.instance_of[i] = req.last_instance
+        if req.output > 1:
+            self.tpot_s[i] = (req.finish_s - req.first_token_s) / (req.output - 1)
+        prev = math.nan
+        worst = 0.0
+        for seg in req.segments:
+            inst = seg[0]
+            if inst is None:
+                t = seg[1]
+                if prev == prev:  # not NaN: a token after a preemption's recompute
+                    self._gaps.append(t - prev)
+                    worst = max(worst, t - prev)
+                prev = t
+                continue
+            _, lo, steps, _, tokens = seg
+            ends = inst.decode_end.data
+            gap = ends[lo] - prev
+            self._gaps.append(gap)
+            worst = max(worst, gap)
+            if steps > 1:
+                inst.tbt_ranges.extend((lo + 1, lo + steps, i))
+            if tokens > steps:
+                self.tbt.add_zeros(tokens - steps)
+            prev = ends[lo + steps - 1]
+        self.max_tbt_s[i] = worst if req.output > 1 else math.nan
+        if len(self._gaps) >= 65536:
+            self.tbt.add(np.array(self._gaps))
+            self._gaps = []
         if self.check:
+            times = self._token_times(req)
             self._check_request(req, times)
+            self._check_gaps.append(np.diff(times))
         if self.on_finish:
             self.on_finish(req)
 
+    def finalize(self) -> None:
+        """Bin every in-segment gap: per instance, iteration gap k counts once per request decoding
+        across it; per request, the largest gap is a range maximum over its segments."""
+        if self._gaps:
+            self.tbt.add(np.array(self._gaps))
+            self._gaps = []
+        for inst in self.instances:
+            if not inst.tbt_ranges:
+                continue
+            n = inst.decode_end.n
+            ends = inst.decode_end.data[:n]
+            gaps = np.empty(n)
+            gaps[0] = 0.0
+            np.subtract(ends[1:], ends[:-1], out=gaps[1:])
+            r = np.asarray(inst.tbt_ranges, dtype=np.int64).reshape(-1, 3)
+            inst.tbt_ranges = []
+            lo, hi, owner = r[:, 0], r[:, 1], r[:, 2]
+            cover = np.zeros(n + 1, dtype=np.int64)
+            np.add.at(cover, lo, 1)
+            np.add.at(cover, hi, -1)
+            self.tbt.add_weighted(gaps, np.cumsum(cover[:n]))
+            bounds = np.empty(2 * len(lo), dtype=np.int64)
+            bounds[0::2], bounds[1::2] = lo, np.minimum(hi, n - 1)
+            widest = np.maximum.reduceat(gaps, bounds)[0::2]
+            last = hi - 1  # reduceat excludes the end index; include gaps[hi - 1]
+            widest = np.maximum(widest, gaps[last])
+            np.fmax.at(self.max_tbt_s, owner, widest)
+        if self.check:
+            self._check_tbt()
+
+    def _check_tbt(self) -> None:
+        """The bulk-binned gaps equal the explicit per-request token gaps, bin for bin."""
+        from phasewise.sim.metrics import TbtHistogram
+
+        explicit = TbtHistogram()
+        for g in self._check_gaps:
+            explicit.add(g)
+        explicit._flush()
+        self.tbt._flush()
+        if explicit.n != self.tbt.n or explicit.zeros != self.tbt.zeros or \
+                not np.array_equal(explicit.counts, self.tbt.counts):
+            raise AssertionError(f"TBT histogram mismatch: {self.tbt.n} gaps binned, {explicit.n} explicit")
+        worst = np.array([g.max() if len(g) else np.nan for g in self._check_gaps])
+        done = np.sort(np.flatnonzero(np.isfinite(self.finish_s)))
+        if len(worst) and not np.allclose(np.sort(worst[np.isfinite(worst)]),
+                                          np.sort(self.max_tbt_s[done][np.isfinite(self.max_tbt_s[done])])):
+            raise AssertionError("per-request max TBT differs from the explicit token gaps")
+
     def _token_times(self, req: SimRequest) -> np.ndarray:
+        """Every token's emission time, in order (used by the invariant checks)."""
         parts = []
         for seg in req.segments:
             inst = seg[0]
             if inst is None:
                 parts.append(np.array([seg[1]]))
                 continue
-            _, start, steps, offset = seg
+            _, start, steps, offset, tokens = seg
             times = inst.decode_end.slice(start, start + steps)
             if inst.spec:
-                g = inst.g
                 k = np.arange(offset, offset + steps + 1)
-                counts = np.diff(np.floor(g * k)).astype(np.int64)
-                times = np.repeat(times, counts)
+                times = np.repeat(times, np.diff(np.floor(inst.g * k)).astype(np.int64))[:tokens]
             parts.append(times)
-        times = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return times[: req.output]
+        return np.concatenate(parts)
 
     def _check_request(self, req: SimRequest, times: np.ndarray) -> None:
         """Invariants (enabled in tests): exact token count, order, causality, TTFT <= end-to-end."""
+        if len(times) > 1:
+            tpot = (times[-1] - times[0]) / (len(times) - 1)
+            if abs(tpot - self.tpot_s[req.id]) > 1e-9 * max(tpot, 1.0):
+                raise AssertionError(f"request {req.id}: TPOT {self.tpot_s[req.id]} != token times' {tpot}")
         if len(times) != req.output:
             raise AssertionError(f"request {req.id}: {len(times)} tokens emitted, {req.output} expected")
         if (np.diff(times) < 0).any():

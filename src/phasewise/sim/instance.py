@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from phasewise.sim.deployment import InstanceGroup
 
 MAX_RUN = 4096  # decode iterations costed in one call at most
+_STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 
 class Instance:
@@ -53,6 +54,7 @@ class Instance:
         self.running = RunningSet()
         self.finish_heap: list[tuple[int, int, SimRequest, int]] = []
         self.decode_end = Series()  # end time of every decode-participating iteration
+        self.tbt_ranges: list[int] = []  # flat (lo, hi, request id): a request decoded across gaps lo..hi-1
         self.d = 0  # decode iterations done
         self.A = 0.0  # sum over running of (c_join - g * d_join): sum of contexts = A + S*g*d
         self.held = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
@@ -108,7 +110,7 @@ class Instance:
                 chunks = self._admit_prompts()
                 if chunks:
                     return self._launch(chunks, with_decodes=False)
-        if len(self.running):
+        if self.running.n:
             return self._launch_run()
         if self.waiting and not self.prefilling and self.kv.used == 0:
             self._reject(self.waiting.popleft())  # larger than the whole KV cache: can never run
@@ -116,11 +118,11 @@ class Instance:
         self.busy = False
 
     def _seats(self) -> int:
-        return self.group.max_batch - len(self.running) - len(self.prefilling)
+        return self.group.max_batch - self.running.n - len(self.prefilling)
 
     def _free_blocks_bound(self) -> float:
         """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound."""
-        S = len(self.running)
+        S = self.running.n
         if not S:
             return self.kv.free
         tokens = self.A + S * self.g * self.d + S * self.new
@@ -159,7 +161,7 @@ class Instance:
 
     def _admit_chunks(self) -> list[tuple[SimRequest, int]]:
         """Sarathi: decodes first; prefill chunks (in-progress first, then new) fill the token budget."""
-        budget = self.group.chunk_size - len(self.running) * self.new
+        budget = self.group.chunk_size - self.running.n * self.new
         chunks = []
         for req in self.prefilling:
             if budget <= 0:
@@ -181,7 +183,7 @@ class Instance:
     # --- the decoding set ----------------------------------------------------------------------
     def _decode_shape(self) -> BatchShape:
         """The decoding sequences at decode index self.d as one BatchShape part."""
-        S, new = len(self.running), self.new
+        S, new = self.running.n, self.new
         if self.window:
             ctx = self.running.contexts(self.d, self.g)
             kv = float(np.minimum(ctx + new, self.window).sum())
@@ -218,13 +220,15 @@ class Instance:
         """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
         steps = d - req.d_join
         if steps:
-            req.segments.append((self, req.d_join, steps, req.spec_steps))
             if self.spec:
-                req.generated += math.floor(self.g * (req.spec_steps + steps)) - math.floor(self.g * req.spec_steps)
+                tokens = math.floor(self.g * (req.spec_steps + steps)) - math.floor(self.g * req.spec_steps)
+                tokens = min(tokens, req.output - req.generated)
+                req.segments.append((self, req.d_join, steps, req.spec_steps, tokens))
                 req.spec_steps += steps
             else:
-                req.generated += steps
-            req.generated = min(req.generated, req.output)
+                tokens = steps
+                req.segments.append((self, req.d_join, steps, 0, tokens))
+            req.generated += tokens
         self.A -= req.c_join - self.g * req.d_join
         tokens = req.c_join + self.g * (d - 1 - req.d_join) + self.new  # written by its last step
         final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
@@ -252,7 +256,7 @@ class Instance:
     def _top_up(self, d: int) -> None:
         """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).
         Done lazily: before an admission the bound would refuse, and at every run in check mode."""
-        n = len(self.running)
+        n = self.running.n
         if n:
             need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
             grow = int((need - self.running.blocks[:n]).sum())
@@ -286,7 +290,7 @@ class Instance:
             heapq.heappop(self.finish_heap)  # stale entry of a preempted request
         if self.finish_heap:
             n = min(n, self.finish_heap[0][0] - self.d)
-        S = len(self.running)
+        S = self.running.n
         bs = self.kv.block_size
         other = self.kv.used - self.held
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S. Find the largest safe j.
@@ -300,10 +304,10 @@ class Instance:
 
     def _make_room(self) -> bool:
         """Preempt until the next decode step's blocks fit; False if no decoding sequence is left."""
-        if len(self.running) and self._free_blocks_bound() >= 0:
+        if self.running.n and self._free_blocks_bound() >= 0:
             return True  # even the upper bound fits
-        while len(self.running):
-            S = len(self.running)
+        while self.running.n:
+            S = self.running.n
             held = self.running.blocks[:S]
             if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.d), held).sum()) \
                     <= self.kv.capacity:
@@ -314,9 +318,9 @@ class Instance:
     # --- launching and committing iterations -------------------------------------------------
     def _launch(self, chunks: list[tuple[SimRequest, int]], with_decodes: bool) -> None:
         now = self.loop.now
-        if with_decodes and len(self.running):
+        if with_decodes and self.running.n:
             self._make_room()
-        shape = self._decode_shape() if with_decodes and len(self.running) else BatchShape()
+        shape = self._decode_shape() if with_decodes and self.running.n else BatchShape()
         decodes = shape.decode_seqs
         causal, window = self.model.causal, self.window
         for req, take in chunks:
@@ -365,8 +369,8 @@ class Instance:
             return self._step()
         now = self.loop.now
         shape = self._decode_shape()
-        S, g, new = len(self.running), self.g, self.new
-        j = np.arange(n, dtype=np.float64)
+        S, g, new = self.running.n, self.g, self.new
+        j = _STEPS[:n]
         if self.window:
             ctx = self.running.contexts(self.d, g)[:, None] + g * j[None, :]
             kv = np.minimum(ctx + new, self.window).sum(axis=0)
@@ -388,7 +392,7 @@ class Instance:
         start, ends, _, base = self.run
         self.run = None
         n = len(ends)
-        self._account(base, float(ends[-1] - start), len(self.running), 0, len(self.running) * self.new * n, n)
+        self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.new * n, n)
         self.decode_end.extend(ends)
         self.d += n
         if self.cluster.check:
@@ -428,11 +432,11 @@ class Instance:
         one = self.draft.fast(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal))[0]
         return self.spec.draft_tokens * one
 
-    def _account(self, it, t: float, seqs: int, prefill_tokens: int, decode_tokens: float, iterations: int) -> None:
+    def _account(self, it: tuple, t: float, seqs: int, prefill_tokens: int, decode_tokens: float, iterations: int) -> None:
         st = self.stats
         gpus = st.gpus
         scale = self.cost.tp * self.cost.pp * iterations
-        flops, nbytes = it[2] * scale, it[3] * scale
+        flops, nbytes = it[-2] * scale, it[-1] * scale
         st.busy_s += t
         st.iterations += iterations
         st.decode_iterations += iterations if decode_tokens else 0

@@ -52,15 +52,28 @@ class TbtHistogram:
             return
         gaps = np.concatenate(self._pending)
         self._pending, self._pending_n = [], 0
+        self.add_weighted(gaps, None)
+
+    def add_zeros(self, n: int) -> None:
+        """Gaps of zero: tokens released together by one speculative verify step."""
+        self.zeros += n
+        self.n += n
+
+    def add_weighted(self, gaps: np.ndarray, weights: np.ndarray | None) -> None:
+        """Each gaps[i] occurring weights[i] times (1 when weights is None)."""
+        if weights is None:
+            weights = np.ones(len(gaps), dtype=np.int64)
+        keep = weights > 0
+        gaps, weights = gaps[keep], weights[keep]
         if not len(gaps):
             return
-        self.n += len(gaps)
-        self.total += float(gaps.sum())
+        self.n += int(weights.sum())
+        self.total += float((gaps * weights).sum())
         pos = gaps > 0
-        self.zeros += int(len(gaps) - pos.sum())
+        self.zeros += int(weights[~pos].sum())
         idx = np.floor((np.log10(gaps[pos]) - math.log10(_TBT_LO)) * _TBT_BINS_PER_DECADE).astype(np.int64) + 1
         np.clip(idx, 0, _TBT_NBINS + 1, out=idx)
-        self.counts += np.bincount(idx, minlength=_TBT_NBINS + 2)
+        self.counts += np.bincount(idx, weights=weights[pos], minlength=_TBT_NBINS + 2).astype(np.int64)
 
     def percentile(self, q: float) -> float:
         self._flush()

@@ -31,7 +31,7 @@ class SimRequest:
     slot: int = -1  # index in its instance's running set
     last_instance: int = -1  # index of the instance it finished on
     # tokens in emission order: (None, time) for a token sampled at the end of a prefill, or
-    # (instance, d_start, steps, spec_offset) for a run of decode steps there
+    # (instance, d_start, steps, spec_offset, tokens) for a run of decode steps there
     segments: list = field(default_factory=list)
     src_blocks: int = 0  # disaggregation: blocks still held on the prefill instance during transfer
 

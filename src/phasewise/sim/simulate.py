@@ -85,7 +85,9 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
 
     cluster.wire(instances, deployment.router, link_for)
 
-    reqs = [SimRequest(i, 0.0, int(prompts[i]), int(outputs[i]), int(priority[i])) for i in range(n)]
+    def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
+        return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]))
+
     if closed:
         issued = iter(range(n))
 
@@ -93,8 +95,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
             i = next(issued, None)
             if i is None:
                 return
-            req = reqs[i]
-            req.arrival_s = loop.now
+            req = request(i, loop.now)
             req.client = client
             arrival[i] = loop.now
             cluster.arrive(req)
@@ -104,14 +105,13 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
             loop.at(0.0, issue, c)
     else:
         def arrive(i: int) -> None:  # one pending arrival at a time keeps the heap small
-            req = reqs[i]
-            req.arrival_s = float(arrival[i])
-            cluster.arrive(req)
+            cluster.arrive(request(i, float(arrival[i])))
             if i + 1 < n:
                 loop.at(float(arrival[i + 1]), arrive, i + 1)
 
         loop.at(float(arrival[0]), arrive, 0)
     loop.run()
+    cluster.finalize()
 
     if cluster.done + cluster.rejected != n:
         raise RuntimeError(f"simulation ended with {n - cluster.done - cluster.rejected} requests unfinished")
