@@ -25,7 +25,9 @@ so the stub costs about the same per iteration or slightly less (it never loops 
 The simulated latencies are therefore roofline numbers, not Vidur's calibrated ones: only the wall
 time is the point. Vidur writes its metrics (request_metrics.csv and CDF CSVs) at the end of run();
 plots, the chrome trace, the JSON event trace and wandb are off. That write is timed separately.
-Output goes to a temporary directory that is deleted afterwards.
+Output goes to a temporary directory that is deleted afterwards. Vidur's Poisson generator caps
+each gap at 3/rate, so its effective rate is ~5% higher (10.5 req/s at --rate 10): 10,000 arrivals
+span ~950 s, not ~1000 s as in bench_sim.py.
 """
 
 from __future__ import annotations

@@ -291,16 +291,29 @@ class CostModel:
                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
-        pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
+        pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first.
+        (The same arithmetic as _attention_part + _attention_time + _assemble, folded into few array ops.)"""
         if shape.prefill_seqs:
             raise ValueError("decode_series takes pure-decode batches")
         eager = self.eager(shape)
         c = self._static(shape.tokens, shape.logit_tokens, eager)
-        f, b, comp, mem = self._attention_part(shape.decode_seqs, shape.decode_tokens, pairs, kv, True)
-        latency, _ = self._assemble(c[0] + self._attention_time(comp, mem, eager), c[1], c[2], c[3])
-        latency += self._host_s(shape)
+        seqs, tokens = shape.decode_seqs, shape.decode_tokens
+        f0, b0, _, _ = self._attention_part(seqs, tokens, shape.decode_pairs, shape.decode_kv_tokens, True)
+        rows = tokens / seqs * self._q_per_kv
+        rate = self._att_rate * rows / (rows + self.eff.attention_half_tokens)
+        rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
+        compute = pairs * (self._att_flops_per_pair / rate)
+        memory = kv * (self.kv_bytes_per_token_layer * self._decode_s_per_byte)
+        memory += (tokens * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes) * self._decode_s_per_byte
+        att = np.maximum(compute, memory, out=compute)
+        if eager:
+            np.maximum(att, KERNELS["attention"] * self.engine.eager_launch_s, out=att)
         L = self.layers_per_stage
-        return latency, (float(latency[0]), c[4] + L * float(f[0]), c[5] + L * float(b[0]))
+        att *= L
+        att += L * KERNELS["attention"] * self.eff.kernel_launch_s
+        latency, _ = self._assemble(c[0] + att, c[1], c[2], c[3])
+        latency += self._host_s(shape)
+        return latency, (float(latency[0]), c[4] + L * f0, c[5] + L * b0)
 
     def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
         m, h = self.model, self.model.hidden_size

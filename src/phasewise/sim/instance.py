@@ -68,6 +68,10 @@ class Instance:
                                    peak_flops=cost.peak * gpus, bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
         self.idle_w = hw.idle_w if hw.idle_w is not None else 0.3 * hw.tdp_w  # documented assumption
         self.tdp_w = hw.tdp_w
+        self._work_scale = cost.tp * cost.pp  # FLOPs/bytes of one GPU -> the whole group
+        self._inv_peak, self._inv_bw = 1.0 / self.stats.peak_flops, 1.0 / self.stats.bandwidth
+        self._idle_power = gpus * self.idle_w
+        self._dynamic_power = gpus * (self.tdp_w - self.idle_w)
 
     # --- entry points ------------------------------------------------------------------------
     def enqueue(self, req: SimRequest) -> None:
@@ -376,12 +380,15 @@ class Instance:
             kv = np.minimum(ctx + new, self.window).sum(axis=0)
             pairs = kv * new
         else:
-            kv = shape.decode_kv_tokens + S * g * j
-            pairs = shape.decode_pairs + new * S * g * j
+            grown = j * (S * g)  # context tokens added to the batch after j steps
+            kv = grown + shape.decode_kv_tokens
+            grown *= new
+            pairs = np.add(grown, shape.decode_pairs, out=grown)
         lat, base = self.cost.decode_series(shape, pairs, kv)
         if self.draft is not None:
-            lat = lat + self._draft_time(shape)
-        ends = now + np.cumsum(lat)
+            lat += self._draft_time(shape)
+        ends = np.cumsum(lat, out=lat)
+        ends += now
         self.version += 1
         self.run = (now, ends, self.version, base)
         self.loop.at(float(ends[-1]), self._end_run, self.version)
@@ -432,21 +439,27 @@ class Instance:
         one = self.draft.fast(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal))[0]
         return self.spec.draft_tokens * one
 
-    def _account(self, it: tuple, t: float, seqs: int, prefill_tokens: int, decode_tokens: float, iterations: int) -> None:
+    def _account(self, it: tuple, t: float, seqs: int, prefill_tokens: int, decode_tokens: float,
+                 iterations: int) -> None:
+        """Busy time, work, energy (power between idle and TDP by utilization) and KV use of iterations."""
         st = self.stats
-        gpus = st.gpus
-        scale = self.cost.tp * self.cost.pp * iterations
+        scale = self._work_scale * iterations
         flops, nbytes = it[-2] * scale, it[-1] * scale
         st.busy_s += t
         st.iterations += iterations
-        st.decode_iterations += iterations if decode_tokens else 0
+        if decode_tokens:
+            st.decode_iterations += iterations
+            st.decode_tokens += int(decode_tokens)
         st.prefill_tokens += prefill_tokens
-        st.decode_tokens += int(decode_tokens)
         st.batch_seqs_sum += seqs * iterations
         st.flops += flops
         st.bytes += nbytes
-        util = min(1.0, max(flops / (st.peak_flops * t), nbytes / (st.bandwidth * t))) if t > 0 else 0.0
-        st.energy_j += gpus * (self.idle_w + (self.tdp_w - self.idle_w) * util) * t
-        used = min(self.kv.capacity, self.kv.capacity - self._free_blocks_bound())
+        if t > 0:
+            util = max(flops * self._inv_peak, nbytes * self._inv_bw) / t
+            st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
+        S = self.running.n
+        used = self.kv.used - self.held + ((self.A + S * self.g * self.d + S * self.new) / self.kv.block_size
+                                           + S / 2 if S else 0.0)  # half a block of slack per sequence
         st.kv_token_seconds += used * t
-        st.kv_peak_blocks = max(st.kv_peak_blocks, int(used))
+        if used > st.kv_peak_blocks:
+            st.kv_peak_blocks = min(int(used), self.kv.capacity)
