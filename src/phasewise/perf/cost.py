@@ -259,8 +259,12 @@ class CostModel:
         f = self._att_flops_per_pair * pairs
         # KV read (cached + new) and written (new), q read and output written.
         b = (kv + tokens) * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes
-        rows = tokens / seqs * (self._q_per_kv if is_decode else 1.0)
-        rate = self._att_rate * rows / (rows + self.eff.attention_half_tokens)
+        if is_decode:
+            rows = tokens / seqs * self._q_per_kv
+            rate = self._att_rate * rows / (rows + self.eff.decode_attention_half_rows)
+        else:
+            rows = tokens / seqs
+            rate = self._att_rate * rows / (rows + self.eff.attention_half_tokens)
         if is_decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
             rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
             return f, b, f / rate, b * self._decode_s_per_byte
@@ -300,7 +304,7 @@ class CostModel:
         seqs, tokens = shape.decode_seqs, shape.decode_tokens
         f0, b0, _, _ = self._attention_part(seqs, tokens, shape.decode_pairs, shape.decode_kv_tokens, True)
         rows = tokens / seqs * self._q_per_kv
-        rate = self._att_rate * rows / (rows + self.eff.attention_half_tokens)
+        rate = self._att_rate * rows / (rows + self.eff.decode_attention_half_rows)
         rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
         compute = pairs * (self._att_flops_per_pair / rate)
         memory = kv * (self.kv_bytes_per_token_layer * self._decode_s_per_byte)

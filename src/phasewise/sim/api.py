@@ -32,7 +32,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           decode_workers: int = 1, decode_tp: int | None = None, kv_link: str = "nvlink",
           deployment: str | None = None, router: str = "least_outstanding",
           scheduler: str = "vllm", chunk_size: int = 512, max_batch: int = 256, max_batched_tokens: int = 8192,
-          memory_fraction: float = 0.9, spec_tokens: int = 0, spec_acceptance: float = 0.7, spec_draft: str = "mtp",
+          memory_fraction: float = 0.9, kv_admission: str = "greedy", spec_tokens: int = 0, spec_acceptance: float = 0.7, spec_draft: str = "mtp",
           trace: str | None = None, trace_limit: int | None = None, rate: float | None = None,
           requests: int = 1000, isl: float = 1024, osl: float = 256, isl_dist: str = "fixed",
           osl_dist: str = "fixed", isl_spread: float = 0.0, osl_spread: float = 0.0, arrival: str = "poisson",
@@ -44,7 +44,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     else:
         common = dict(hardware=hardware, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                       scheduler=scheduler, chunk_size=chunk_size, max_batch=max_batch,
-                      max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction)
+                      max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction,
+                      kv_admission=kv_admission)
         if arch == "collocated":
             groups = [dict(role="collocated", tp=tp, replicas=replicas, **common)]
         elif arch == "disagg":

@@ -56,6 +56,9 @@ class InstanceGroup(BaseModel):
     max_batched_tokens: int = Field(default=8192, ge=16)  # prefill-first token budget (max_num_batched_tokens)
     memory_fraction: float = Field(default=0.9, gt=0, le=1)
     block_size: int = Field(default=16, ge=1)
+    # greedy: admit when the prompt's blocks fit, preempt (recompute) when decodes run out (vLLM);
+    # reserve: admit only when prompt + all output blocks fit, never evict (TensorRT-LLM GUARANTEED_NO_EVICT)
+    kv_admission: Literal["greedy", "reserve"] = "greedy"
 
     @property
     def gpus(self) -> int:

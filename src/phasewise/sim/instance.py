@@ -134,7 +134,10 @@ class Instance:
         return self.kv.free - max(grown, 0.0)
 
     def _try_admit(self, req: SimRequest) -> bool:
-        blocks = self.kv.blocks_for(self._kv_tokens(req.prefill_target))
+        tokens = req.prefill_target
+        if self.group.kv_admission == "reserve":
+            tokens += req.output - req.generated
+        blocks = self.kv.blocks_for(self._kv_tokens(tokens))
         if self._seats() <= 0:
             return False
         if blocks > self._free_blocks_bound():

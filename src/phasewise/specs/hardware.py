@@ -26,6 +26,7 @@ class Efficiency(BaseModel):
     memory_half_bytes: float = Field(ge=0)
     attention_efficiency_max: float = Field(gt=0, le=1)
     attention_half_tokens: float = Field(ge=0)
+    decode_attention_half_rows: float = Field(ge=0)
     attention_memory_efficiency: float = Field(gt=0, le=1)
     vector_efficiency: float = Field(gt=0, le=1)
     dequant_tile_rows: int = Field(gt=0)
