@@ -54,3 +54,13 @@ def test_refit_reproduces_the_shipped_constants(vp, capsys):
         shipped = (load_hardware(key).efficiency if section == "hardware" else load_engine(key)).model_dump()
         for name, value in values.items():
             assert value == pytest.approx(shipped[name], rel=0.02), (section, key, name)
+
+
+def test_serving_throughput_against_trtllm_perf_overview():
+    """Offline in-flight-batching throughput (PAPERS.md Table B), 10 % of each benchmark's requests."""
+    spec = importlib.util.spec_from_file_location("validate_serving", PATH.parent / "validate_serving.py")
+    vs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vs)
+    errs = [abs(vs.predict(p, None, 0.1) / p[7] - 1) for p in vs.POINTS]
+    assert statistics.median(errs) <= 0.20
+    assert max(errs) <= 0.35

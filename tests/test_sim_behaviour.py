@@ -164,3 +164,12 @@ def test_zero_decode_workers_flag():
 def test_bad_slo():
     with pytest.raises(PhasewiseError, match="--slo-ttft-ms must be > 0"):
         Slo(0, 10)
+
+
+def test_reserve_admission_never_preempts():
+    work = load_trace("azure-conv", 600).scaled_to_rate(10)
+    tight = dict(memory_fraction=0.26)
+    greedy = simulate(collocated(M, "h100-sxm", **tight), work, check_invariants=True)
+    reserve = simulate(collocated(M, "h100-sxm", kv_admission="reserve", **tight), work, check_invariants=True)
+    assert greedy.preemptions.sum() > 0
+    assert reserve.preemptions.sum() == 0
