@@ -159,3 +159,5 @@ def test_decode_series_matches_iteration_by_iteration():
             assert lat[step] == pytest.approx(expected, rel=1e-12)
         first = cm.fast(shape)
         assert base == pytest.approx((first[0], first[2], first[3]), rel=1e-12)
+        linear, base2 = cm.decode_series_linear(shape, j, 3, 3)
+        assert linear == pytest.approx(lat, rel=1e-12) and base2 == base

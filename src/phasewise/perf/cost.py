@@ -291,33 +291,71 @@ class CostModel:
         dispatch = k * self.engine.eager_launch_s if eager else 0.0
         return L * np.maximum(np.maximum(compute, memory), dispatch) + L * k * self.eff.kernel_launch_s
 
+    def _decode_coefficients(self, shape: BatchShape) -> tuple:
+        """A pure-decode iteration's latency as max(pairs * a, kv * b + c, floor) * scale + offset, where
+        only the attention pairs and KV tokens vary as the contexts grow (the same arithmetic as
+        _attention_part + _attention_time + _assemble + _host_s, rearranged; cached by batch size).
+        Also returns (latency, flops, bytes) of `shape` itself."""
+        if shape.prefill_seqs:
+            raise ValueError("decode series take pure-decode batches")
+        seqs, tokens, logits = shape.decode_seqs, shape.decode_tokens, shape.logit_tokens
+        key = ("decode", seqs, tokens, logits)
+        k = self._cache.get(key)
+        if k is None:
+            eager = self.eager(shape)
+            c = self._static(tokens, logits, eager)
+            rows = tokens / seqs * self._q_per_kv
+            rate = self._att_rate * rows / (rows + self.eff.decode_attention_half_rows)
+            rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
+            a = self._att_flops_per_pair / rate
+            b = self.kv_bytes_per_token_layer * self._decode_s_per_byte
+            cst = (tokens * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes) * self._decode_s_per_byte
+            floor = KERNELS["attention"] * self.engine.eager_launch_s if eager else 0.0
+            L = self.layers_per_stage
+            per_layer = c[0] + L * KERNELS["attention"] * self.eff.kernel_launch_s
+            if self.pp == 1:
+                scale, offset = L, per_layer + c[1] + c[2]
+            else:
+                r = self.model.num_layers / L
+                scale, offset = L * r, per_layer * r + c[1] + c[2] + c[3]
+            offset += self._host_s(shape)
+            k = (a, b, cst, floor, scale, offset, c[4], c[5])
+            self._cache[key] = k
+        a, b, cst, floor, scale, offset, flops, nbytes = k
+        pairs, kv = shape.decode_pairs, shape.decode_kv_tokens
+        first = max(pairs * a, kv * b + cst, floor) * scale + offset
+        L = self.layers_per_stage
+        f0 = self._att_flops_per_pair * pairs  # = _attention_part's flops and bytes
+        b0 = (kv + tokens) * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes
+        return a, b, cst, floor, scale, offset, (first, flops + L * f0, nbytes + L * b0)
+
     def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
-        pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first.
-        (The same arithmetic as _attention_part + _attention_time + _assemble, folded into few array ops.)"""
-        if shape.prefill_seqs:
-            raise ValueError("decode_series takes pure-decode batches")
-        eager = self.eager(shape)
-        c = self._static(shape.tokens, shape.logit_tokens, eager)
-        seqs, tokens = shape.decode_seqs, shape.decode_tokens
-        f0, b0, _, _ = self._attention_part(seqs, tokens, shape.decode_pairs, shape.decode_kv_tokens, True)
-        rows = tokens / seqs * self._q_per_kv
-        rate = self._att_rate * rows / (rows + self.eff.decode_attention_half_rows)
-        rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
-        compute = pairs * (self._att_flops_per_pair / rate)
-        memory = kv * (self.kv_bytes_per_token_layer * self._decode_s_per_byte)
-        memory += (tokens * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes) * self._decode_s_per_byte
-        att = np.maximum(compute, memory, out=compute)
-        if eager:
-            np.maximum(att, KERNELS["attention"] * self.engine.eager_launch_s, out=att)
-        L = self.layers_per_stage
-        att *= L
-        att += L * KERNELS["attention"] * self.eff.kernel_launch_s
-        latency, _ = self._assemble(c[0] + att, c[1], c[2], c[3])
-        latency += self._host_s(shape)
-        return latency, (float(latency[0]), c[4] + L * f0, c[5] + L * b0)
+        pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
+        a, b, cst, floor, scale, offset, first = self._decode_coefficients(shape)
+        att = np.maximum(pairs * a, kv * b + cst)
+        if floor:
+            np.maximum(att, floor, out=att)
+        att *= scale
+        att += offset
+        return att, first
+
+    def decode_series_linear(self, shape: BatchShape, steps: np.ndarray, kv_per_step: float, pairs_per_step: float
+                             ) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """decode_series for contexts growing linearly: KV tokens kv0 + kv_per_step*j, pairs likewise."""
+        a, b, cst, floor, scale, offset, first = self._decode_coefficients(shape)
+        att = steps * (pairs_per_step * a)
+        att += shape.decode_pairs * a
+        mem = steps * (kv_per_step * b)
+        mem += shape.decode_kv_tokens * b + cst
+        np.maximum(att, mem, out=att)
+        if floor:
+            np.maximum(att, floor, out=att)
+        att *= scale
+        att += offset
+        return att, first
 
     def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
         m, h = self.model, self.model.hidden_size

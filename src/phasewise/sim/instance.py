@@ -381,13 +381,9 @@ class Instance:
         if self.window:
             ctx = self.running.contexts(self.d, g)[:, None] + g * j[None, :]
             kv = np.minimum(ctx + new, self.window).sum(axis=0)
-            pairs = kv * new
-        else:
-            grown = j * (S * g)  # context tokens added to the batch after j steps
-            kv = grown + shape.decode_kv_tokens
-            grown *= new
-            pairs = np.add(grown, shape.decode_pairs, out=grown)
-        lat, base = self.cost.decode_series(shape, pairs, kv)
+            lat, base = self.cost.decode_series(shape, kv * new, kv)
+        else:  # every step adds g tokens to each of the S contexts
+            lat, base = self.cost.decode_series_linear(shape, j, S * g, S * g * new)
         if self.draft is not None:
             lat += self._draft_time(shape)
         ends = np.cumsum(lat, out=lat)
