@@ -18,13 +18,17 @@ $(VENV)/.installed-dev: $(BIN)/activate pyproject.toml
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
-	$(BIN)/phasewise estimate --model meta-llama/Llama-3.1-8B --hardware h100-sxm --batch 16 --prompt-len 1024 --context-len 1024
+	$(BIN)/phasewise plan --model meta-llama/Llama-3.1-8B --hardware h100-sxm --gpus 8 \
+		--slo-ttft-ms 1000 --slo-tbt-ms 50 --attainment 0.9 --report phasewise-report.html
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/validate_public.py
+	$(BIN)/python benchmarks/validate_serving.py
+	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_plan.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -123,6 +123,93 @@ def simulate_cmd(
         render_summary(console, summary)
 
 
+def _ints(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise PhasewiseError(f"{flag} must be comma-separated integers (got '{text}')") from None
+    if not values or min(values) < 1:
+        raise PhasewiseError(f"{flag} must list integers >= 1 (got '{text}')")
+    return values
+
+
+@app.command("plan")
+def plan_cmd(
+    model: Annotated[str, typer.Option(help="HF id or alias, or a config.json path")] = "meta-llama/Llama-3.1-8B",
+    hardware: Annotated[str, typer.Option(help="catalog key or hardware YAML")] = "h100-sxm",
+    gpus: Annotated[int, typer.Option(help="GPU budget")] = 8,
+    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = 1000.0,
+    slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = 50.0,
+    attainment: Annotated[float, typer.Option(help="fraction of requests that must meet both SLOs")] = 0.9,
+    workload: Annotated[Optional[str], typer.Option(help="trace CSV/JSONL or azure-conv/azure-code (default: Azure conversation lengths)")] = None,
+    arrivals: Annotated[str, typer.Option(help="poisson | trace (the trace's own arrival pattern, time-scaled)")] = "poisson",
+    isl: Annotated[Optional[float], typer.Option(help="mean prompt tokens (instead of a trace)")] = None,
+    osl: Annotated[Optional[float], typer.Option(help="mean output tokens (instead of a trace)")] = None,
+    isl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
+    osl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
+    isl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
+    osl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
+    objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt")] = "goodput-per-gpu",
+    tp_options: Annotated[str, typer.Option(help="TP degrees to try")] = "1,2,4,8",
+    pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
+    precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8")] = "bf16",
+    chunk_sizes: Annotated[str, typer.Option(help="chunked-prefill token budgets to try (prefill-first always)")] = "512,2048",
+    batch_caps: Annotated[str, typer.Option(help="max sequences per iteration to try")] = "256",
+    disagg: Annotated[bool, typer.Option("--disagg/--no-disagg", help="include disaggregated xPyD strategies")] = True,
+    spec: Annotated[bool, typer.Option("--spec/--no-spec", help="also try speculative decoding")] = False,
+    spec_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step")] = 3,
+    spec_acceptance: Annotated[float, typer.Option(help="speculative decoding: acceptance rate (an assumption)")] = 0.7,
+    engine: Annotated[str, typer.Option(help="engine overhead profile")] = "vllm",
+    kv_link: Annotated[str, typer.Option(help="disaggregated KV link: nvlink|pcie|rdma")] = "nvlink",
+    top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
+    backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="local worker processes (default: CPU count)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    report: Annotated[str, typer.Option(help="HTML report path ('' for none)")] = "phasewise-report.html",
+    as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON")] = False,
+) -> None:
+    """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from phasewise.apps.plan_view import render_plan, winners_detail, workload_spec
+    from phasewise.plan import PlanOptions, plan
+    from phasewise.sim import Slo
+
+    if gpus < 1:
+        raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
+    if top < 1:
+        raise PhasewiseError(f"--top must be >= 1 (got {top})")
+    opts = PlanOptions(tp_options=_ints("--tp-options", tp_options), pp_options=_ints("--pp-options", pp_options),
+                       precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+                       chunk_sizes=_ints("--chunk-sizes", chunk_sizes), batch_caps=_ints("--batch-caps", batch_caps),
+                       disaggregated=disagg, speculative=(False, True) if spec else (False,),
+                       spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link)
+    if min(opts.tp_options) * min(opts.pp_options) > gpus:
+        raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
+                             f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
+    slo = Slo(slo_ttft_ms, slo_tbt_ms)
+    work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
+        def progress(stage: str, done: int, total: int):
+            task = bar.add_task(stage, total=total)
+            return lambda k: bar.advance(task, k)
+
+        result = plan(model, hardware, gpus, slo, work, target=attainment, objective=objective, opts=opts,
+                      refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
+    if as_json:
+        print(json.dumps({"rows": result.rows(), "pareto": result.pareto(), "pruned": result.pruned,
+                          "wall_s": result.wall_s}, default=float))
+    else:
+        render_plan(console, result)
+    if report:
+        from phasewise.apps.report import write_report
+
+        path = write_report(result, winners_detail(result, work, slo), report)
+        print(f"report: {path}", file=sys.stderr)
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""

@@ -40,6 +40,7 @@ class Router:
 class Cluster:
     def __init__(self, deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False) -> None:
         self.deployment, self.loop, self.check = deployment, loop, check
+        self.record_timeline = False
         self.instances: list[Instance] = []
         self.instances_built: list[Instance] = []
         self.front: Router | None = None  # collocated or prefill instances
@@ -83,6 +84,7 @@ class Cluster:
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""
         dst = self.back.pick()
+        dst.outstanding += req.prompt + req.output  # counted now, so the next pick sees it
         req.src_blocks = req.kv_blocks
         req.kv_blocks = 0
         dst.pending_transfers.append((req, src))

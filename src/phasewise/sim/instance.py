@@ -80,8 +80,8 @@ class Instance:
         self.poke()
 
     def join_ready(self, req: SimRequest) -> None:
-        """Decode role: a request whose KV has arrived joins the decoding set at the next boundary."""
-        self.outstanding += req.prompt + req.output
+        """Decode role: a request whose KV has arrived joins the decoding set at the next boundary
+        (its tokens were added to `outstanding` when the transfer was routed here)."""
         self.ready.append(req)
         self.poke()
 
@@ -336,7 +336,7 @@ class Instance:
         t = it[0]
         if decodes and self.draft is not None:
             t += self._draft_time(shape)
-        self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1)
+        self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, now)
         self.loop.at(now + t, self._end_iteration, chunks, decodes > 0)
 
     def _end_iteration(self, chunks: list[tuple[SimRequest, int]], decoded: bool) -> None:
@@ -398,7 +398,7 @@ class Instance:
         start, ends, _, base = self.run
         self.run = None
         n = len(ends)
-        self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.new * n, n)
+        self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.new * n, n, start)
         self.decode_end.extend(ends)
         self.d += n
         if self.cluster.check:
@@ -439,11 +439,14 @@ class Instance:
         return self.spec.draft_tokens * one
 
     def _account(self, it: tuple, t: float, seqs: int, prefill_tokens: int, decode_tokens: float,
-                 iterations: int) -> None:
+                 iterations: int, start: float) -> None:
         """Busy time, work, energy (power between idle and TDP by utilization) and KV use of iterations."""
         st = self.stats
         scale = self._work_scale * iterations
         flops, nbytes = it[-2] * scale, it[-1] * scale
+        if self.cluster.record_timeline and t > 0:
+            util = max(flops * self._inv_peak, nbytes * self._inv_bw) / t
+            st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
         st.busy_s += t
         st.iterations += iterations
         if decode_tokens:

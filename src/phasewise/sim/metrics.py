@@ -112,7 +112,9 @@ class InstanceStats:
     bandwidth: float = 0.0  # the group's memory bandwidth, all its GPUs
     kv_peak_blocks: int = 0
     preemptions: int = 0
-    timeline: list = field(default_factory=list)  # (start_s, end_s, kind, seqs, tokens) when recorded
+    # when recorded, per launch: (start_s, duration_s, roofline utilization = max(compute, bandwidth) share,
+    # sequences, prefill tokens, decode tokens)
+    timeline: list = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
 import numpy as np
 
@@ -21,8 +22,14 @@ from phasewise.workload import ClosedLoop, Workload
 
 def build_group(dep: Deployment, g: InstanceGroup, index: int) -> tuple[CostModel, int, CostModel | None]:
     """Cost model, KV capacity (tokens) and draft cost model of one instance group."""
+    return _build_group(dep.model, g, dep.speculative, index)
+
+
+@lru_cache(maxsize=128)
+def _build_group(dep_model: str, g: InstanceGroup, spec, index: int) -> tuple[CostModel, int, CostModel | None]:
+    """Cached per process: planners simulate the same groups many times (and keep their cost caches)."""
     where = f"deployment instances[{index}] ({g.role} {g.hardware} tp={g.tp} pp={g.pp} {g.precision})"
-    model = load_model(g.model or dep.model)
+    model = load_model(g.model or dep_model)
     hw = load_hardware(g.hardware)
     quant = load_quant(g.precision, g.kv_dtype)
     try:
@@ -35,7 +42,6 @@ def build_group(dep: Deployment, g: InstanceGroup, index: int) -> tuple[CostMode
     if mem.kv_capacity_tokens < g.block_size:
         raise PhasewiseError(f"{where}: does not fit in memory: {mem.reason()}")
     draft = None
-    spec = dep.speculative
     if spec is not None:
         if spec.draft == "mtp":  # one extra decoder layer + LM head per draft token
             draft_model = model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1)})
@@ -46,7 +52,7 @@ def build_group(dep: Deployment, g: InstanceGroup, index: int) -> tuple[CostMode
 
 
 def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
-             check_invariants: bool = False) -> SimResult:
+             check_invariants: bool = False, record_timeline: bool = False) -> SimResult:
     """Run the workload through the deployment; per-request latencies and per-instance statistics."""
     wall0 = time.perf_counter()
     slo = slo or Slo()
@@ -62,6 +68,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
     cluster = Cluster(deployment, loop, n, check_invariants)
+    cluster.record_timeline = record_timeline
 
     instances: list[Instance] = []
     price = 0.0

@@ -1,0 +1,150 @@
+"""The plan's HTML report: one self-contained file (plotly.js inlined), no network needed to view it.
+
+Sections: the ranked table, SLO attainment (goodput) vs request rate, TTFT and TPOT CDFs of the
+winners at their goodput rate, the Pareto front of throughput per GPU vs per-user token rate, and
+the winner's per-instance utilization over time.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.planner import PlanResult
+from phasewise.sim.metrics import SimResult
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def _fig_html(fig, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _table(result: PlanResult) -> str:
+    head = ("rank", "strategy", "GPUs", "goodput req/s", "per GPU", result.objective, "TTFT p90 ms", "TPOT p90 ms",
+            "TBT p99 ms", "tok/s/GPU", "verified", "why")
+    rows = []
+    for r in result.rows():
+        ok = r["verified_attainment"] >= result.target - 0.03
+        verified = "-" if math.isnan(r["verified_attainment"]) else f"{r['verified_attainment']:.1%} {'✓' if ok else '✗'}"
+        cells = (r["rank"], r["strategy"], r["gpus"], f"{r['goodput_rps']:.2f}", f"{r['goodput_rps_per_gpu']:.2f}",
+                 f"{r['objective']:.4g}", f"{r['ttft_p90_ms']:.0f}", f"{r['tpot_p90_ms']:.1f}", f"{r['tbt_p99_ms']:.1f}",
+                 f"{r['tokens_per_s_per_gpu']:,.0f}", verified, r["reason"])
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return ("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = np.sort(values[np.isfinite(values)])
+    return v, np.arange(1, len(v) + 1) / max(len(v), 1)
+
+
+def write_report(result: PlanResult, winners: dict[str, SimResult], path: str | Path) -> Path:
+    """Write the report; `winners` maps strategy names to a simulation at their goodput rate
+    (with record_timeline=True for the first one)."""
+    try:
+        import plotly.graph_objects as go
+        from plotly.offline import get_plotlyjs
+    except ImportError:
+        raise PhasewiseError("the HTML report needs plotly: pip install plotly") from None
+    figs = []
+
+    # 1. attainment vs rate
+    fig = go.Figure()
+    for i, r in enumerate(result.ranked):
+        xs = [c["rate_rps"] for c in r.curve]
+        ys = [c["attainment"] for c in r.curve]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=r.strategy.name,
+                                 line={"color": COLORS[i % len(COLORS)]}))
+    fig.add_hline(y=result.target, line_dash="dash", annotation_text=f"target {result.target:.0%}")
+    fig.update_layout(title="SLO attainment vs request rate (goodput = highest rate above the target)",
+                      xaxis_title="request rate (req/s, whole deployment)", yaxis_title="SLO attainment",
+                      yaxis_range=[0, 1.05], height=420)
+    figs.append(("curves", fig))
+
+    # 2. CDFs of the winners
+    for metric, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)")):
+        fig = go.Figure()
+        for i, (name, sim) in enumerate(winners.items()):
+            x, y = _cdf((sim.ttft_s if metric == "ttft" else sim.tpot_s) * 1e3)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line={"color": COLORS[i % len(COLORS)]}))
+        limit = result.slo.ttft_ms if metric == "ttft" else result.slo.tbt_ms
+        if math.isfinite(limit):
+            fig.add_vline(x=limit, line_dash="dash", annotation_text="SLO")
+        fig.update_layout(title=f"{label.split(' ')[0]} CDF of the winners at their goodput rate", xaxis_title=label,
+                          yaxis_title="fraction of requests", height=380)
+        figs.append((f"cdf_{metric}", fig))
+
+    # 3. Pareto front
+    fig = go.Figure()
+    pts = [(c["tokens_per_s_per_user"], c["tokens_per_s_per_gpu"], r.strategy.name)
+           for r in result.screened + result.ranked for c in r.curve if math.isfinite(c["tokens_per_s_per_user"])]
+    if pts:
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name="simulated points",
+                                 text=[p[2] for p in pts], marker={"color": "#bbbbbb", "size": 6}))
+    front = result.pareto()
+    fig.add_trace(go.Scatter(x=[p["tokens_per_s_per_user"] for p in front], y=[p["tokens_per_s_per_gpu"] for p in front],
+                             mode="lines+markers", name="Pareto front", text=[p["strategy"] for p in front],
+                             line={"color": COLORS[1]}))
+    fig.update_layout(title="Throughput per GPU vs per-user token rate", xaxis_title="tokens/s per user (1 / TPOT)",
+                      yaxis_title="output tokens/s per GPU", height=420)
+    figs.append(("pareto", fig))
+
+    # 4. utilization timeline of the winner
+    if winners:
+        name, sim = next(iter(winners.items()))
+        fig = go.Figure()
+        end = float(np.nanmax(sim.finish_s)) if np.isfinite(sim.finish_s).any() else 0.0
+        bins = np.linspace(0, max(end, 1e-9), 121)
+        width = bins[1] - bins[0]
+        for i, st in enumerate(sim.instances):
+            used = np.zeros(len(bins) - 1)
+            for start, dur, util, *_ in st.timeline:
+                a, b = start, start + dur
+                lo, hi = int(a // width), min(int(b // width), len(used) - 1)
+                for k in range(lo, hi + 1):
+                    used[k] += util * max(0.0, min(b, bins[k + 1]) - max(a, bins[k]))
+            fig.add_trace(go.Scatter(x=bins[:-1], y=used / width, mode="lines", name=f"{st.name} ({st.role})",
+                                     line={"color": COLORS[i % len(COLORS)]}))
+        fig.update_layout(title=f"Roofline utilization per instance over time, max(compute, bandwidth): {name}",
+                          xaxis_title="simulated time (s)", yaxis_title="utilization", yaxis_range=[0, 1.05],
+                          height=380)
+        figs.append(("timeline", fig))
+
+    slo = result.slo
+    pruned = "".join(f"<li>{html.escape(p)}</li>" for p in result.pruned[:50])
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>phasewise plan: {html.escape(result.model)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+th {{ background: #f3f3f3; }}
+.meta {{ color: #555; }}
+</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>phasewise plan</h1>
+<p class="meta">{html.escape(result.model)} on up to {result.gpus} x {html.escape(result.hardware)};
+workload {html.escape(result.workload)}; SLOs TTFT &le; {slo.ttft_ms:g} ms and TPOT &le; {slo.tbt_ms:g} ms
+for {result.target:.0%} of requests; objective {html.escape(result.objective)};
+{len(result.screened)} strategies simulated, {len(result.pruned)} pruned; planned in {result.wall_s:.1f} s.</p>
+<h2>Ranked strategies</h2>
+{_table(result)}
+<h2>Goodput, latency distributions, Pareto front, utilization</h2>
+{''.join(_fig_html(f, name) for name, f in figs)}
+<h2>Pruned</h2><ul>{pruned or '<li>none</li>'}</ul>
+</body></html>"""
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise PhasewiseError(f"--report '{path}': cannot write ({exc.strerror})") from None
+    return out

@@ -1,0 +1,67 @@
+"""Where strategy evaluations run: a local process pool (default) or a Ray cluster (--backend ray).
+Each evaluation is deterministic, so both give identical results for the same inputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+
+BACKENDS = ("local", "ray")
+
+
+def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "local", workers: int | None = None,
+            ray_address: str | None = None, progress: Callable[[int], None] | None = None) -> list[Any]:
+    """fn(*task) for every task, results in task order; progress(k) after each completion."""
+    if backend not in BACKENDS:
+        raise PhasewiseError(f"--backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        return _run_ray(fn, tasks, ray_address, progress)
+    workers = workers or min(len(tasks), os.cpu_count() or 1)
+    if workers <= 1 or len(tasks) <= 1:
+        out = []
+        for t in tasks:
+            out.append(fn(*t))
+            if progress:
+                progress(1)
+        return out
+    results: list[Any] = [None] * len(tasks)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(fn, *t): i for i, t in enumerate(tasks)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            if progress:
+                progress(1)
+    return results
+
+
+def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None,
+             progress: Callable[[int], None] | None) -> list[Any]:
+    try:
+        import ray
+    except ImportError:
+        raise PhasewiseError("--backend ray needs Ray: pip install 'phasewise[ray]' (or pip install ray)") from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count())
+        except Exception as exc:  # connection failures come as several exception types
+            raise PhasewiseError(f"--backend ray: cannot start or reach Ray ({type(exc).__name__}: {exc})") from None
+    remote = ray.remote(fn)
+    refs = [remote.remote(*t) for t in tasks]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[Any] = [None] * len(tasks)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            results[index[ref]] = ray.get(ref)
+            if progress:
+                progress(1)
+    return results

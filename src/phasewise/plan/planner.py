@@ -1,0 +1,150 @@
+"""`plan()`: enumerate strategies, screen every one's goodput cheaply, refine the best with larger
+simulations, verify each answer by re-simulating at that rate with fresh random numbers, rank."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.backends import run_all
+from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate
+from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+from phasewise.sim import Slo, simulate
+from phasewise.sim.deployment import build_deployment
+from phasewise.specs import load_hardware
+
+OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar", "goodput-per-watt")
+VERIFY_TOLERANCE = 0.03  # sampling noise allowed when re-simulating at the goodput rate
+SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
+REFINE = dict(steps=6, window_s=60.0, min_requests=500)
+PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
+
+
+@dataclass(slots=True)
+class PlanResult:
+    model: str
+    hardware: str
+    gpus: int
+    slo: Slo
+    target: float
+    objective: str
+    workload: str
+    ranked: list[GoodputResult]  # refined strategies, best first
+    screened: list[GoodputResult]  # every strategy's screening result
+    pruned: list[str]
+    verified: dict[str, float] = field(default_factory=dict)  # strategy name -> attainment on re-simulation
+    wall_s: float = 0.0
+
+    def score(self, r: GoodputResult) -> float:
+        return objective_value(self.objective, r, self.hardware)
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for rank, r in enumerate(self.ranked, start=1):
+            at = r.at_goodput
+            c = next((p for p in r.curve if p["rate_rps"] == r.goodput_rps), {})
+            out.append({
+                "rank": rank, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
+                "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
+                "objective": self.score(r),
+                "ttft_p90_ms": at.get("ttft_ms", {}).get("p90", math.nan) if at else math.nan,
+                "tpot_p90_ms": at.get("tpot_ms", {}).get("p90", math.nan) if at else math.nan,
+                "tbt_p99_ms": at.get("tbt_ms", {}).get("p99", math.nan) if at else math.nan,
+                "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu", math.nan),
+                "verified_attainment": self.verified.get(r.strategy.name, math.nan),
+                "binding": r.binding, "reason": reason(r),
+            })
+        return out
+
+    def pareto(self) -> list[dict[str, float]]:
+        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every simulated rate."""
+        pts = [dict(p, strategy=r.strategy.name) for r in self.screened + self.ranked for p in r.curve
+               if math.isfinite(p["tokens_per_s_per_user"])]
+        pts.sort(key=lambda p: (-p["tokens_per_s_per_gpu"], -p["tokens_per_s_per_user"]))
+        front, best_user = [], -math.inf
+        for p in pts:
+            if p["tokens_per_s_per_user"] > best_user:
+                front.append(p)
+                best_user = p["tokens_per_s_per_user"]
+        return front
+
+
+def objective_value(objective: str, r: GoodputResult, hardware: str) -> float:
+    if objective == "goodput-per-gpu":
+        return r.goodput_rps / r.gpus
+    if objective == "goodput-per-dollar":  # requests per dollar of GPU time
+        price = load_hardware(hardware).price_per_hour_usd * r.gpus
+        return r.goodput_rps * 3600 / price if price > 0 else math.nan
+    power = r.at_goodput.get("energy_j", 0) / r.at_goodput["duration_s"] if r.at_goodput else 0
+    return r.goodput_rps / power if power > 0 else 0.0  # requests per joule
+
+
+def reason(r: GoodputResult) -> str:
+    if r.goodput_rps <= 0:
+        return "meets the SLOs at no tested rate"
+    c = next((p for p in r.curve if p["rate_rps"] == r.goodput_rps), None)
+    why = f"{r.binding} binds above {r.goodput_rps:.2f} req/s"
+    if c:
+        why += (f"; at it TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms, "
+                f"{c['tokens_per_s_per_gpu']:,.0f} tok/s/GPU")
+    return why
+
+
+def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, target: float = 0.9,
+         objective: str = "goodput-per-gpu", opts: PlanOptions | None = None, refine: int = 5,
+         backend: str = "local", workers: int | None = None, ray_address: str | None = None,
+         progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> PlanResult:
+    """Rank every strategy the budget allows by `objective` under the SLOs (attainment >= target)."""
+    t0 = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
+    if not 0 < target <= 1:
+        raise PhasewiseError(f"--attainment must be in (0, 1] (got {target})")
+    if not (math.isfinite(slo.ttft_ms) or math.isfinite(slo.tbt_ms)):
+        raise PhasewiseError("plan needs at least one SLO: --slo-ttft-ms and/or --slo-tbt-ms")
+    opts = opts or PlanOptions()
+    if max(min(opts.tp_options), 1) > gpus:
+        raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
+    strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
+    caps = [capacity_estimate(s, work) for s in strategies]
+    best = max(caps)
+    kept = []
+    for s, c in zip(strategies, caps):
+        if c >= PRESCREEN * best:
+            kept.append(s)
+        else:
+            pruned.append(f"{s.name}: analytic capacity {c:.1f} req/s is under {PRESCREEN:.0%} of the best {best:.1f}")
+    strategies = kept
+
+    def tick(stage: str, total: int) -> Callable[[int], None] | None:
+        return progress(stage, 0, total) if progress else None
+
+    screen = run_all(evaluate, [(s, work, slo, target, SCREEN["steps"], SCREEN["window_s"],
+                                 SCREEN["min_requests"]) for s in strategies],
+                     backend, workers, ray_address, tick("screening", len(strategies)))
+    screen.sort(key=lambda r: objective_value(objective, r, hardware), reverse=True)
+    top = [r.strategy for r in screen[:refine]]
+    refined = run_all(evaluate, [(s, work, slo, target, REFINE["steps"], REFINE["window_s"],
+                                  REFINE["min_requests"]) for s in top],
+                      backend, workers, ray_address, tick("refining", len(top)))
+    refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
+    checks = [(r.strategy.deployment, r.goodput_rps, work, slo) for r in refined if r.goodput_rps > 0]
+    verified_vals = run_all(verify, checks, backend, workers, ray_address, tick("verifying", len(checks)))
+    verified = {r.strategy.name: v for r, v in zip([r for r in refined if r.goodput_rps > 0], verified_vals)}
+    # A strategy whose whole deployment misses the target on fresh random numbers ranks after the ones that hold.
+    refined.sort(key=lambda r: (verified.get(r.strategy.name, 0.0) >= target - VERIFY_TOLERANCE,
+                                objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
+    return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned, verified,
+                      time.perf_counter() - t0)
+
+
+def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo) -> float:
+    """SLO attainment of the whole deployment, behind its router, at `rate` on fresh random numbers."""
+    dep = build_deployment(deployment)
+    n = int(max(REFINE["min_requests"], rate * REFINE["window_s"]))
+    fresh = replace(work, seed=work.seed + 1)
+    return float(simulate(dep, fresh.at_rate(rate, n), slo).summary()["slo"]["attainment"])

@@ -1,0 +1,144 @@
+"""Serving strategies a GPU budget allows: collocated (TP x PP x replicas, prefill-first or chunked,
+batch caps) and disaggregated (xPyD with per-phase TP), by precision and speculative decoding.
+Strategies whose instances cannot hold the model (and a batch's KV) are pruned before simulation."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import memory_fit
+from phasewise.perf.cost import check_parallelism
+from phasewise.specs import load_hardware, load_model, load_quant
+
+
+@dataclass(slots=True, frozen=True)
+class PlanOptions:
+    """What the planner may choose from (the CLI's --tp-options, --chunk-sizes, ... flags)."""
+
+    tp_options: tuple[int, ...] = (1, 2, 4, 8)
+    pp_options: tuple[int, ...] = (1,)
+    precisions: tuple[str, ...] = ("bf16",)
+    chunk_sizes: tuple[int, ...] = (512, 2048)  # sarathi token budgets; prefill-first is always tried
+    batch_caps: tuple[int, ...] = (256,)
+    disaggregated: bool = True
+    ratios: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1))  # prefill:decode instances
+    speculative: tuple[bool, ...] = (False,)
+    spec_tokens: int = 3
+    spec_acceptance: float = 0.7
+    engine: str = "vllm"
+    kv_link: str = "nvlink"
+    memory_fraction: float = 0.9
+
+
+@dataclass(slots=True)
+class Strategy:
+    """A deployment of `units` identical units (one collocated replica, or one xPyD group). Goodput is
+    searched on one unit at 1/units of the rate (independent queues behind the router), then
+    verified on the whole deployment."""
+
+    name: str
+    deployment: dict[str, Any]  # the whole budget's Deployment fields
+    unit: dict[str, Any]  # one unit's Deployment fields
+    units: int
+    gpus: int
+    kind: str  # collocated | disaggregated
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float,
+          min_kv_tokens: int) -> bool:
+    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction)
+    return mem.kv_capacity_tokens >= min_kv_tokens
+
+
+def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOptions,
+                         min_kv_tokens: int = 8192) -> tuple[list[Strategy], list[str]]:
+    """Every strategy within the budget, and the reasons others were pruned (one line each)."""
+    if gpus < 1:
+        raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
+    model, hw = load_model(model_name), load_hardware(hardware)
+    pruned: list[str] = []
+    out: list[Strategy] = []
+
+    def parallel_ok(tp: int, pp: int) -> bool:
+        try:
+            check_parallelism(model, tp, pp)
+        except PhasewiseError as exc:
+            pruned.append(f"tp={tp} pp={pp}: {exc}")
+            return False
+        return tp * pp <= gpus
+
+    for precision in opts.precisions:
+        quant = load_quant(precision)
+        hw.peak(quant.compute_dtype)  # a one-line error if the chip lacks the path
+        for spec in opts.speculative:
+            spec_cfg = {"draft_tokens": opts.spec_tokens, "acceptance": opts.spec_acceptance} if spec else None
+            tag = f"{precision}{' +spec' if spec else ''}"
+            base = dict(hardware=hardware, precision=precision, engine=opts.engine,
+                        memory_fraction=opts.memory_fraction)
+            # --- collocated: replicas of one TP x PP group fill the budget ---------------------------
+            for tp, pp in itertools.product(opts.tp_options, opts.pp_options):
+                if not parallel_ok(tp, pp):
+                    continue
+                replicas = gpus // (tp * pp)
+                for cap in opts.batch_caps:
+                    if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens):
+                        pruned.append(f"collocated tp={tp} pp={pp} {tag}: model + KV for {min_kv_tokens} tokens "
+                                      f"do not fit in {hardware} memory")
+                        continue
+                    for chunk in (None, *opts.chunk_sizes):
+                        sched = "prefill-first" if chunk is None else f"chunked {chunk}"
+                        group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, max_batch=cap,
+                                     scheduler="vllm" if chunk is None else "sarathi", chunk_size=chunk or 512)
+                        name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''} {sched} b{cap} {tag}"
+                        out.append(Strategy(name, _deployment(model_name, [group], opts, spec_cfg),
+                                            _deployment(model_name, [dict(group, replicas=1)], opts, spec_cfg),
+                                            replicas, replicas * tp * pp, "collocated",
+                                            dict(tp=tp, pp=pp, replicas=replicas, scheduler=sched, batch_cap=cap,
+                                                 precision=precision, speculative=spec)))
+            # --- disaggregated: x prefill and y decode instances, each phase with its own TP --------
+            if not opts.disaggregated:
+                continue
+            for p_tp, d_tp in itertools.product(opts.tp_options, opts.tp_options):
+                if not (parallel_ok(p_tp, 1) and parallel_ok(d_tp, 1)):
+                    continue
+                if not (_fits(model, hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens)
+                        and _fits(model, hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens)):
+                    pruned.append(f"disaggregated P-TP{p_tp}/D-TP{d_tp} {tag}: an instance does not fit in memory")
+                    continue
+                for x, y in opts.ratios:
+                    unit = x * p_tp + y * d_tp
+                    if unit > gpus:
+                        continue
+                    k = gpus // unit  # replicate the xPyD unit to fill the budget
+                    px, dy = x * k, y * k
+                    groups = [dict(base, role="prefill", tp=p_tp, replicas=px, max_batch=64),
+                              dict(base, role="decode", tp=d_tp, replicas=dy, max_batch=opts.batch_caps[-1])]
+                    one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
+                    name = f"{px}P(TP{p_tp}) {dy}D(TP{d_tp}) {tag}"
+                    out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
+                                        _deployment(model_name, one, opts, spec_cfg), k, k * unit,
+                                        "disaggregated", dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp,
+                                                              precision=precision, speculative=spec)))
+    names = set()
+    unique = []
+    for s in out:  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
+        if s.name not in names:
+            names.add(s.name)
+            unique.append(s)
+    if not unique:
+        raise PhasewiseError(
+            f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
+            f"({'; '.join(pruned[:3]) or 'raise --gpus or allow larger --tp-options'})")
+    return unique, pruned
+
+
+def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None) -> dict[str, Any]:
+    dep: dict[str, Any] = {"model": model, "instances": groups, "router": "least_outstanding",
+                           "kv_link": opts.kv_link}
+    if spec:
+        dep["speculative"] = spec
+    return dep
