@@ -173,3 +173,12 @@ def test_reserve_admission_never_preempts():
     reserve = simulate(collocated(M, "h100-sxm", kv_admission="reserve", **tight), work, check_invariants=True)
     assert greedy.preemptions.sum() > 0
     assert reserve.preemptions.sum() == 0
+
+
+def test_batch_cap_holds_on_every_role():
+    for dep in (collocated(M, "h100-sxm", max_batch=32), disaggregated(M, "h100-sxm", 1, 1, max_batch=32)):
+        res = simulate(dep, open_loop(200, 800, LengthDist("fixed", 128), LengthDist("fixed", 256), seed=2),
+                       check_invariants=True)
+        for st in res.instances:
+            if st.role != "prefill":
+                assert st.batch_seqs_sum / st.iterations <= 32 + 1e-9

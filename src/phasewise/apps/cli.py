@@ -210,6 +210,31 @@ def plan_cmd(
         print(f"report: {path}", file=sys.stderr)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[str, typer.Argument(help="sweep YAML: models x hardware x workloads x strategies")],
+    out: Annotated[str, typer.Option(help="output file (.csv or .parquet)")] = "sweep.csv",
+    backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="local worker processes")] = None,
+) -> None:
+    """Goodput of every strategy over a grid of models x hardware x workloads, to CSV/Parquet."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from phasewise.plan.sweep import load_sweep, run_sweep, write_rows
+
+    cfg = load_sweep(config)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        def progress(stage: str, done: int, total: int):
+            task = bar.add_task(stage, total=total)
+            return lambda k: bar.advance(task, k)
+
+        rows = run_sweep(cfg, backend, workers, ray_address, progress)
+    path = write_rows(rows, out)
+    console.print(f"{len(rows)} rows -> {path}")
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""

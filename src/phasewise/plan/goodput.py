@@ -12,7 +12,7 @@ import numpy as np
 
 from phasewise.perf import BatchShape, CostModel, memory_fit
 from phasewise.plan.strategies import Strategy
-from phasewise.sim import Slo, simulate
+from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.workload import Workload
@@ -61,6 +61,8 @@ class GoodputResult:
     at_goodput: dict[str, Any]  # summary of the simulation at the goodput rate
     curve: list[dict[str, float]] = field(default_factory=list)  # every simulated rate
     simulations: int = 0
+    search_rps: float = math.nan  # the unit search's answer, before verification on the whole deployment
+    verified_attainment: float = math.nan
 
     @property
     def gpus(self) -> int:
@@ -72,6 +74,7 @@ def _lite(s: dict[str, Any], rate: float) -> dict[str, float]:
     return {
         "rate_rps": rate,
         "attainment": s["slo"]["attainment"],
+        "stable": float(s.get("stable", True)),
         "ttft_attainment": s["slo"]["ttft_attainment"],
         "tpot_attainment": s["slo"]["tpot_attainment"],
         "ttft_p90_ms": s["ttft_ms"]["p90"],
@@ -81,6 +84,26 @@ def _lite(s: dict[str, Any], rate: float) -> dict[str, float]:
         "tokens_per_s_per_user": 1e3 / tpot if tpot and tpot == tpot else math.nan,
         "power_w": s["energy_j"] / s["duration_s"] if s["duration_s"] > 0 else math.nan,
     }
+
+
+def stable(res: SimResult) -> bool:
+    """Whether the deployment keeps up: the requests in the system over the last fifth of the arrival
+    window are not clearly more than over its middle (a growing backlog is overload, whatever a finite
+    window's attainment says: a lenient TPOT SLO can hide a queue that grows for minutes). At exactly
+    the capacity the backlog wanders like a random walk; the margin only flags clear growth."""
+    arrival, finish = res.arrival_s, res.finish_s
+    end = float(arrival.max())
+    if end <= 0:
+        return True
+    order = np.sort(arrival)
+    done = np.sort(np.where(np.isfinite(finish), finish, np.inf))
+
+    def in_system(ts: np.ndarray) -> float:
+        return float(np.mean(np.searchsorted(order, ts, side="right") - np.searchsorted(done, ts, side="right")))
+
+    middle = in_system(np.linspace(0.3, 0.5, 9) * end)
+    last = in_system(np.linspace(0.8, 1.0, 9) * end)
+    return last <= 1.5 * middle + 20
 
 
 def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
@@ -123,10 +146,12 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
 
     def attains(rate: float) -> bool:
         n = int(max(min_requests, rate / k * window_s))
-        s = simulate(unit, work.at_rate(rate / k, n), slo).summary()
+        res = simulate(unit, work.at_rate(rate / k, n), slo)
+        s = res.summary()
+        s["stable"] = stable(res)
         summaries[rate] = s
         curve.append(_lite(s, rate))
-        return s["slo"]["attainment"] >= target
+        return s["slo"]["attainment"] >= target and s["stable"]
 
     hi = max(cap * 1.25, 1e-3)
     lo = 0.0
@@ -154,6 +179,9 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     binding = "-"
     if above is not None:
         t, d = above["slo"]["ttft_attainment"], above["slo"]["tpot_attainment"]
-        binding = "prefill (TTFT)" if t < d else "decode (TBT)"
+        if min(t, d) >= target and not above["stable"]:
+            binding = "capacity (backlog grows)"
+        else:
+            binding = "prefill (TTFT)" if t < d else "decode (TBT)"
     curve.sort(key=lambda c: c["rate_rps"])
     return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve))

@@ -1,5 +1,6 @@
 """`plan()`: enumerate strategies, screen every one's goodput cheaply, refine the best with larger
-simulations, verify each answer by re-simulating at that rate with fresh random numbers, rank."""
+simulations, verify each answer on the whole deployment with fresh random numbers (stepping down 5 %
+at a time until it holds), rank by the verified goodput."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
-from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate
+from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate, stable
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware
 
 OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar", "goodput-per-watt")
-VERIFY_TOLERANCE = 0.03  # sampling noise allowed when re-simulating at the goodput rate
+VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
+VERIFY_WINDOW_S = 60.0
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
 REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
@@ -33,10 +35,9 @@ class PlanResult:
     target: float
     objective: str
     workload: str
-    ranked: list[GoodputResult]  # refined strategies, best first
+    ranked: list[GoodputResult]  # refined and verified strategies, best first
     screened: list[GoodputResult]  # every strategy's screening result
     pruned: list[str]
-    verified: dict[str, float] = field(default_factory=dict)  # strategy name -> attainment on re-simulation
     wall_s: float = 0.0
 
     def score(self, r: GoodputResult) -> float:
@@ -55,7 +56,8 @@ class PlanResult:
                 "tpot_p90_ms": at.get("tpot_ms", {}).get("p90", math.nan) if at else math.nan,
                 "tbt_p99_ms": at.get("tbt_ms", {}).get("p99", math.nan) if at else math.nan,
                 "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu", math.nan),
-                "verified_attainment": self.verified.get(r.strategy.name, math.nan),
+                "search_rps": r.search_rps,
+                "verified_attainment": r.verified_attainment,
                 "binding": r.binding, "reason": reason(r),
             })
         return out
@@ -132,19 +134,28 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                   REFINE["min_requests"]) for s in top],
                       backend, workers, ray_address, tick("refining", len(top)))
     refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
-    checks = [(r.strategy.deployment, r.goodput_rps, work, slo) for r in refined if r.goodput_rps > 0]
-    verified_vals = run_all(verify, checks, backend, workers, ray_address, tick("verifying", len(checks)))
-    verified = {r.strategy.name: v for r, v in zip([r for r in refined if r.goodput_rps > 0], verified_vals)}
-    # A strategy whose whole deployment misses the target on fresh random numbers ranks after the ones that hold.
-    refined.sort(key=lambda r: (verified.get(r.strategy.name, 0.0) >= target - VERIFY_TOLERANCE,
-                                objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
-    return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned, verified,
+    checks = [(r.strategy.deployment, r.goodput_rps, work, slo, target) for r in refined]
+    for r, (rate, att) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
+                                               tick("verifying", len(checks)))):
+        r.search_rps, r.goodput_rps, r.verified_attainment = r.goodput_rps, rate, att
+    refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
+    return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0)
 
 
-def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo) -> float:
-    """SLO attainment of the whole deployment, behind its router, at `rate` on fresh random numbers."""
+def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo, target: float) -> tuple[float, float]:
+    """The whole deployment, behind its router, on fresh random numbers: the highest of rate x
+    (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, and
+    the attainment there; (0, attainment at 0.8 x rate) if none holds."""
     dep = build_deployment(deployment)
-    n = int(max(REFINE["min_requests"], rate * REFINE["window_s"]))
     fresh = replace(work, seed=work.seed + 1)
-    return float(simulate(dep, fresh.at_rate(rate, n), slo).summary()["slo"]["attainment"])
+    att = 0.0
+    if rate <= 0:
+        return 0.0, math.nan
+    for factor in (1.0, 0.95, 0.9, 0.85, 0.8):
+        r = rate * factor
+        res = simulate(dep, fresh.at_rate(r, int(max(REFINE["min_requests"], r * VERIFY_WINDOW_S))), slo)
+        att = float(res.summary()["slo"]["attainment"])
+        if att >= target - VERIFY_TOLERANCE and stable(res):
+            return r, att
+    return 0.0, att

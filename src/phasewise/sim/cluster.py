@@ -91,21 +91,26 @@ class Cluster:
         self.try_transfers(dst)
 
     def try_transfers(self, dst: Instance) -> None:
-        """Start queued transfers to `dst` while it has free blocks for them (FIFO: capacity-limited admission)."""
+        """Start queued transfers to `dst` (FIFO) while it has a seat and free blocks for them: the decode
+        instance pulls KV only for requests it can schedule, and its capacity limits admission."""
         while dst.pending_transfers:
+            if dst.running.n + len(dst.ready) + dst.incoming >= dst.group.max_batch:
+                return  # pull KV only for requests a seat awaits (max_batch)
             req, src = dst.pending_transfers[0]
             blocks = dst.kv.blocks_for(dst._kv_tokens(req.prompt + req.generated + 1))
-            if blocks > dst.kv.free:
+            if not dst.can_reserve(blocks):
                 return
             dst.pending_transfers.popleft()
             dst.kv.allocate(blocks)
             req.kv_blocks = blocks
             nbytes = (req.prompt + req.generated) * self.kv_bytes_per_token
             self.transfers_in_flight += 1
+            dst.incoming += 1
             self.links[src.name].send(req.id, nbytes, lambda r=req, s=src, d=dst: self._arrived(r, s, d))
 
     def _arrived(self, req: SimRequest, src: Instance, dst: Instance) -> None:
         self.transfers_in_flight -= 1
+        dst.incoming -= 1
         src.kv.free_blocks(req.src_blocks)
         req.src_blocks = 0
         req.kv_ready_s = self.loop.now

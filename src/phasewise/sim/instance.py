@@ -50,7 +50,8 @@ class Instance:
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
-        self.pending_transfers: deque = deque()  # decode role: (request, source) waiting for free blocks
+        self.pending_transfers: deque = deque()  # decode role: (request, source) waiting for a seat and blocks
+        self.incoming = 0  # decode role: transfers on their way here
         self.running = RunningSet()
         self.finish_heap: list[tuple[int, int, SimRequest, int]] = []
         self.decode_end = Series()  # end time of every decode-participating iteration
@@ -58,6 +59,8 @@ class Instance:
         self.d = 0  # decode iterations done
         self.A = 0.0  # sum over running of (c_join - g * d_join): sum of contexts = A + S*g*d
         self.held = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
+        self.d_planned = 0  # decode step the iterations in flight will reach (>= d)
+        self.excess = 0  # sum of the decoding set's blocks reserved beyond their first step's need
         self.busy = False
         self.version = 0
         self.run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
@@ -96,6 +99,7 @@ class Instance:
             if i < len(ends) - 1:
                 self.version += 1
                 self.run = (start, ends[: i + 1], self.version, base)
+                self.d_planned = self.d + i
                 self.loop.at(float(ends[i]), self._end_run, self.version)
 
     # --- scheduling ----------------------------------------------------------------------------
@@ -129,21 +133,30 @@ class Instance:
         S = self.running.n
         if not S:
             return self.kv.free
-        tokens = self.A + S * self.g * self.d + S * self.new
-        grown = tokens / self.kv.block_size + S - self.held
+        # the iterations in flight will grow the contexts up to decode step d_planned
+        tokens = self.A + S * self.g * self.d_planned + S * self.new
+        grown = tokens / self.kv.block_size + S + self.excess - self.held
         return self.kv.free - max(grown, 0.0)
+
+    def can_reserve(self, blocks: int) -> bool:
+        """Whether `blocks` can be allocated now without starving the decoding set's growth so far."""
+        if blocks <= self._free_blocks_bound():
+            return True
+        # exact: the decoding set's blocks through the steps in flight, then what is left
+        S = self.running.n
+        if S:
+            held = self.running.blocks[:S]
+            need = int(np.maximum(self._exact_blocks(self.d_planned), held).sum())
+            return self.kv.used - self.held + need + blocks <= self.kv.capacity
+        return blocks <= self.kv.free
 
     def _try_admit(self, req: SimRequest) -> bool:
         tokens = req.prefill_target
         if self.group.kv_admission == "reserve":
             tokens += req.output - req.generated
         blocks = self.kv.blocks_for(self._kv_tokens(tokens))
-        if self._seats() <= 0:
+        if self._seats() <= 0 or not self.can_reserve(blocks):
             return False
-        if blocks > self._free_blocks_bound():
-            self._top_up(self.d - 1)  # exact accounting before saying no
-            if blocks > self.kv.free:
-                return False
         self.kv.allocate(blocks)
         req.kv_blocks = blocks
         req.prefilled = 0
@@ -162,6 +175,7 @@ class Instance:
             if not self._try_admit(req):
                 break
             self.waiting.popleft()
+            self.prefilling.append(req)  # holds a seat while its prompt is in flight
             chunks.append((req, need))
             budget -= need
         return chunks
@@ -220,6 +234,9 @@ class Instance:
         req.c_join = req.prompt + req.generated - 1
         self.running.add(req, req.kv_blocks)
         self.held += req.kv_blocks
+        # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
+        req.kv_excess = max(0, req.kv_blocks - self.kv.blocks_for(self._kv_tokens(req.c_join + self.new)))
+        self.excess += req.kv_excess
         self.A += req.c_join - self.g * req.d_join
         heapq.heappush(self.finish_heap, (self.d + self._steps_to_finish(req), req.id, req, req.epoch))
 
@@ -237,6 +254,7 @@ class Instance:
                 req.segments.append((self, req.d_join, steps, 0, tokens))
             req.generated += tokens
         self.A -= req.c_join - self.g * req.d_join
+        self.excess -= req.kv_excess
         tokens = req.c_join + self.g * (d - 1 - req.d_join) + self.new  # written by its last step
         final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
         held = self.running.remove(req)
@@ -247,7 +265,8 @@ class Instance:
         return held
 
     def _join_ready(self) -> None:
-        while self.ready:
+        """Arrived requests take free seats (max_batch); the rest wait, their KV already here."""
+        while self.ready and self.running.n < self.group.max_batch:
             req = self.ready.popleft()
             if math.isnan(req.scheduled_s):
                 req.scheduled_s = self.loop.now
@@ -300,9 +319,9 @@ class Instance:
         S = self.running.n
         bs = self.kv.block_size
         other = self.kv.used - self.held
-        # Upper bound on blocks at step d+j: (sum of tokens)/bs + S. Find the largest safe j.
+        # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
         tokens0 = self.A + S * self.g * self.d + S * self.new
-        room = (self.kv.capacity - other - S) * bs - tokens0
+        room = (self.kv.capacity - other - S - self.excess) * bs - tokens0
         safe = int(room // (S * self.g)) + 1 if room >= 0 else 0
         if safe >= n:
             return n
@@ -344,6 +363,7 @@ class Instance:
         if decoded:
             self.decode_end.append(now)
             self.d += 1
+            self.d_planned = self.d
             if self.cluster.check:
                 self._top_up(self.d - 1)
             self._finish_due()
@@ -390,6 +410,7 @@ class Instance:
         ends += now
         self.version += 1
         self.run = (now, ends, self.version, base)
+        self.d_planned = self.d + n - 1
         self.loop.at(float(ends[-1]), self._end_run, self.version)
 
     def _end_run(self, version: int) -> None:
@@ -401,6 +422,7 @@ class Instance:
         self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.new * n, n, start)
         self.decode_end.extend(ends)
         self.d += n
+        self.d_planned = self.d
         if self.cluster.check:
             self._top_up(self.d - 1)
         self._finish_due()

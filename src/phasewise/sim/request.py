@@ -22,6 +22,7 @@ class SimRequest:
     finish_s: float = NAN
     preemptions: int = 0
     kv_blocks: int = 0  # blocks held on the instance it is on
+    kv_excess: int = 0  # blocks held beyond its first decode step's need when it joined
     kv_ready_s: float = NAN  # disaggregation: when its KV arrived at the decode instance
     # decode participation: on instance `inst`, decode iterations [d_join, d_join + steps)
     d_join: int = 0

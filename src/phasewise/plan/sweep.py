@@ -1,0 +1,135 @@
+"""`phasewise sweep config.yaml`: goodput of every strategy over a grid of models x hardware x
+workloads, written as one row per (model, hardware, workload, strategy) to CSV or Parquet.
+
+    models: [meta-llama/Llama-3.1-8B, Qwen/Qwen3-8B]
+    hardware: [h100-sxm, a100-sxm-80gb]
+    gpus: 8
+    workloads:
+      - {name: conv, trace: azure-conv}
+      - {name: short, isl: 512, osl: 128}
+    slo: {ttft_ms: 1000, tbt_ms: 50}
+    attainment: 0.9
+    strategies: {tp_options: [1, 2], chunk_sizes: [512], disaggregated: false}
+    fidelity: screen          # screen (fast) | refine (longer simulations, more bisection steps)
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.plan.backends import run_all
+from phasewise.plan.goodput import WorkloadSpec, evaluate
+from phasewise.plan.planner import REFINE, SCREEN, objective_value
+from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+from phasewise.sim import Slo
+from phasewise.specs.catalog import read_user_file
+
+
+class SweepWorkload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    trace: str | None = None
+    arrivals: Literal["poisson", "trace"] = "poisson"
+    isl: float | None = Field(default=None, gt=0)
+    osl: float | None = Field(default=None, gt=0)
+    isl_dist: str = "fixed"
+    osl_dist: str = "fixed"
+    isl_spread: float = Field(default=0.0, ge=0)
+    osl_spread: float = Field(default=0.0, ge=0)
+
+
+class SweepSlo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttft_ms: float = Field(default=float("inf"), gt=0)
+    tbt_ms: float = Field(default=float("inf"), gt=0)
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[str] = Field(min_length=1)
+    hardware: list[str] = Field(min_length=1)
+    gpus: int = Field(default=8, ge=1)
+    workloads: list[SweepWorkload] = Field(min_length=1)
+    slo: SweepSlo = SweepSlo()
+    attainment: float = Field(default=0.9, gt=0, le=1)
+    strategies: dict[str, Any] = Field(default_factory=dict)
+    fidelity: Literal["screen", "refine"] = "screen"
+    seed: int = 0
+
+
+def load_sweep(path: str) -> SweepConfig:
+    data = read_user_file(path, "sweep config")
+    try:
+        return SweepConfig(**data)
+    except ValidationError as exc:
+        raise pydantic_message(f"sweep config '{path}'", exc) from None
+
+
+def _options(cfg: SweepConfig) -> PlanOptions:
+    allowed = set(PlanOptions.__dataclass_fields__)
+    unknown = set(cfg.strategies) - allowed
+    if unknown:
+        raise PhasewiseError(f"sweep config: strategies.{sorted(unknown)[0]} is not an option "
+                             f"(allowed: {', '.join(sorted(allowed))})")
+    fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+              for k, v in cfg.strategies.items()}
+    return PlanOptions(**fields)
+
+
+def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
+              progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
+    from phasewise.apps.plan_view import workload_spec
+
+    opts = _options(cfg)
+    slo = Slo(cfg.slo.ttft_ms, cfg.slo.tbt_ms)
+    settings = SCREEN if cfg.fidelity == "screen" else REFINE
+    jobs: list[tuple[dict[str, Any], tuple]] = []
+    for model in cfg.models:
+        for hw in cfg.hardware:
+            strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
+            for w in cfg.workloads:
+                work: WorkloadSpec = workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist,
+                                                   w.isl_spread, w.osl_spread, cfg.seed)
+                for s in strategies:
+                    jobs.append(({"model": model, "hardware": hw, "workload": w.name},
+                                 (s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
+                                  settings["min_requests"])))
+    tick = progress("sweeping", 0, len(jobs)) if progress else None
+    results = run_all(evaluate, [j[1] for j in jobs], backend, workers, ray_address, tick)
+    rows = []
+    for (key, _), r in zip(jobs, results):
+        c = next((p for p in r.curve if p["rate_rps"] == r.goodput_rps), {})
+        rows.append({**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
+                     "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
+                     "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r, key["hardware"]),
+                     "goodput_requests_per_joule": objective_value("goodput-per-watt", r, key["hardware"]),
+                     "binding": r.binding, "ttft_p90_ms": c.get("ttft_p90_ms"), "tpot_p90_ms": c.get("tpot_p90_ms"),
+                     "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu"), "simulations": r.simulations})
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], path: str) -> Path:
+    out = Path(path)
+    if not rows:
+        raise PhasewiseError("the sweep produced no rows")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise PhasewiseError("--out *.parquet needs pyarrow: pip install pyarrow (or write .csv)") from None
+        pq.write_table(pa.Table.from_pylist(rows), out)
+        return out
+    if out.suffix != ".csv":
+        raise PhasewiseError(f"--out '{path}' must end in .csv or .parquet")
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
