@@ -182,3 +182,16 @@ def test_batch_cap_holds_on_every_role():
         for st in res.instances:
             if st.role != "prefill":
                 assert st.batch_seqs_sum / st.iterations <= 32 + 1e-9
+
+
+def test_out_dir_writes_csv_and_parquet(run_cli, tmp_path):
+    code, _, err = run_cli("simulate", "--rate", "2", "--requests", "50", "--isl", "256", "--osl", "32",
+                           "--out", str(tmp_path / "csv"))
+    assert code == 0, err
+    lines = (tmp_path / "csv" / "requests.csv").read_text().splitlines()
+    assert len(lines) == 51 and lines[0].startswith("request_id,arrival_s")
+    pq = pytest.importorskip("pyarrow.parquet")
+    code, _, err = run_cli("simulate", "--rate", "2", "--requests", "50", "--isl", "256", "--osl", "32",
+                           "--out", str(tmp_path / "pq"), "--format", "parquet")
+    assert code == 0, err
+    assert pq.read_table(tmp_path / "pq" / "requests.parquet").num_rows == 50
