@@ -25,9 +25,9 @@ def main() -> None:
         cm = CostModel(load_model(model), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"), tp)
         decode = BatchShape.uniform(64, 1, 1500)
         mixed = BatchShape.from_sequences([(512, 1024)] + [(1, 1000 + i) for i in range(63)])
-        print(f"{model:28} tp={tp}: decode {rate(lambda: cm.iteration(decode)):9,.0f} iterations/s, "
-              f"mixed {rate(lambda: cm.iteration(mixed)):9,.0f} iterations/s, "
-              f"BatchShape.add {rate(lambda: BatchShape().add(512, 1024)):9,.0f}/s")
+        print(f"{model:26} tp={tp}: with breakdown: decode {rate(lambda: cm.iteration(decode)):8,.0f}/s, "
+              f"mixed {rate(lambda: cm.iteration(mixed)):8,.0f}/s; fast path (simulator): "
+              f"decode {rate(lambda: cm.fast(decode)):9,.0f}/s, mixed {rate(lambda: cm.fast(mixed)):9,.0f}/s")
 
 
 if __name__ == "__main__":
