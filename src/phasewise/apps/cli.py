@@ -235,6 +235,78 @@ def sweep_cmd(
     console.print(f"{len(rows)} rows -> {path}")
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    out: Annotated[str, typer.Option(help="hardware YAML to write")] = "hw.yaml",
+    quick: Annotated[bool, typer.Option("--quick", help="fewer shapes and repeats (seconds, noisier)")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for timing (default 1)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="key of the hardware entry (default cpu-local / cuda-local)")] = None,
+) -> None:
+    """Measure this machine with PyTorch micro-benchmarks and write a hardware entry (plus its engine profile)."""
+    import yaml
+
+    from phasewise.measure.calibrate import calibrate
+
+    with console.status("calibrating") as status:
+        result = calibrate(device, quick, threads, name, progress=lambda m: status.update(f"calibrating: {m}"))
+    measurements = result.pop("measurements")
+    try:
+        with open(out, "w") as f:
+            f.write("# Written by `phasewise calibrate`; use with --hardware " + out + "\n")
+            yaml.safe_dump(result, f, sort_keys=False)
+    except OSError as exc:
+        raise PhasewiseError(f"--out '{out}': cannot write ({exc.strerror})") from None
+    (key, entry), = result["hardware"].items()
+    eff = entry["efficiency"]
+    peak = next(iter(entry["peak_flops"].values()))
+    console.print(f"[bold]{key}[/]: peak {peak / 1e9:,.1f} GFLOP/s, bandwidth "
+                  f"{entry['memory_bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s, GEMM efficiency by rows "
+                  + ", ".join(f"{int(r)}:{e:.2f}" for r, e in eff["gemm_efficiency_curve"])
+                  + f"; per-kernel dispatch {eff['kernel_launch_s'] * 1e6:.1f} us, per-forward "
+                    f"{measurements['iteration_overhead_s'] * 1e3:.2f} ms -> {out}")
+
+
+@app.command("validate")
+def validate_cmd(
+    model: Annotated[str, typer.Option(help="architecture to build (catalog id or config.json)")] = "meta-llama/Llama-3.1-8B",
+    hardware: Annotated[str, typer.Option(help="hardware entry: calibrate's YAML or a catalog key")] = "hw.yaml",
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    layers: Annotated[Optional[int], typer.Option(help="scale down: decoder layers")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="scale down: hidden size (head_dim, GQA and MLP ratios kept)")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="engine profile (default: the one calibrate measured, else hf-eager)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="smaller grid")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default 1)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Time a real model (random weights) on prefill and decode and compare with the cost model."""
+    from phasewise.measure.validate import summary, validate
+
+    if device == "cpu" and (layers is None or hidden is None):
+        layers, hidden = layers or 6, hidden or 768  # a ~100-300M-parameter model, CPU-sized
+    with console.status("validating") as status:
+        points, info = validate(model, hardware, device, layers, hidden, engine, quick, threads,
+                                progress=lambda m: status.update(f"validating: {m}"))
+    stats = summary(points)
+    if as_json:
+        print(json.dumps({"info": info, "summary": stats, "points": [
+            {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
+             "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
+        return
+    table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware']}, "
+                        f"engine {info['engine']}", title_justify="left")
+    for col in ("phase", "batch", "tokens", "measured ms", "predicted ms", "error"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for p in points:
+        label = "prompt" if p.phase == "prefill" else "context"
+        table.add_row(p.phase, str(p.batch), f"{p.tokens} {label}", f"{p.measured_s * 1e3:.1f}",
+                      f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}")
+    console.print(table)
+    console.print("median |error|: " + ", ".join(f"{k.replace('_median_abs_error', '')} {v:.1%}"
+                                                 for k, v in stats.items() if k != "median_abs_error")
+                  + f", all {stats['median_abs_error']:.1%}")
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""

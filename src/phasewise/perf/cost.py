@@ -11,6 +11,7 @@ Every constant comes from HardwareSpec.efficiency or EngineProfile; see specs/da
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -120,6 +121,8 @@ class CostModel:
         self._q_per_kv = self.heads / self.kv_heads
         self._att_rate = self.attn_peak * self.attn_eff
         self._decode_s_per_byte = 1.0 / (self.bw * eff.attention_memory_efficiency)
+        curve = eff.gemm_efficiency_curve
+        self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
         self._cache: dict[tuple, tuple] = {}  # fast(): non-attention cost by (tokens, logit tokens, eager)
 
     # --- building blocks ------------------------------------------------------------------------
@@ -136,13 +139,28 @@ class CostModel:
             return 0.0, 0.0, 0.0, 0.0
         flops = 2.0 * rows * k * n
         nbytes = weights * k * n * w_bytes + rows * (k + n) * self.a_bytes
-        eff = self.gemm_eff * rows / (rows + self.eff.gemm_half_rows)
+        eff = self._gemm_efficiency(rows / weights)
         compute = flops / (peak * eff)
         if dequant and self.quant.dequant_ops_per_weight:
             tiles = math.ceil(rows / weights / self.eff.dequant_tile_rows)
             compute += (weights * k * n * tiles * self.quant.dequant_ops_per_weight
                         / self.vector_rate)
         return flops, nbytes, compute, self._memory_s(nbytes)
+
+    def _gemm_efficiency(self, rows: float) -> float:
+        """Fraction of the tensor peak a GEMM with `rows` activation rows per weight matrix reaches."""
+        curve = self._curve
+        if curve is None:
+            return self.gemm_eff * rows / (rows + self.eff.gemm_half_rows)
+        x = math.log(max(rows, 1.0))
+        xs, ys = curve
+        if x <= xs[0]:
+            return ys[0] * self.engine.compute_efficiency
+        if x >= xs[-1]:
+            return ys[-1] * self.engine.compute_efficiency
+        i = bisect.bisect_right(xs, x)
+        t = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return (ys[i - 1] + t * (ys[i] - ys[i - 1])) * self.engine.compute_efficiency
 
     def _op(self, name: str, count: int, flops: float, nbytes: float, compute: float, memory: float,
             eager: bool, extra_s: float = 0.0) -> OperatorCost:
@@ -235,7 +253,7 @@ class CostModel:
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
                  * self.moe_share) / self.tp
         act = (3 if m.mlp_gated else 2) * inter
-        elem_bytes = T * ab * (10 * h + 2 * (self.heads + self.kv_heads) * hd + act)
+        elem_bytes = T * ab * (10 * h + 2 * (self.heads + self.kv_heads) * hd + act) * self.engine.elementwise_passes
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
         qkv_n = (self.heads + 2 * self.kv_heads) * hd
         ops.append(self._op("qkv_proj", L, *self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True), eager))

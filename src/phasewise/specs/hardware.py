@@ -22,6 +22,8 @@ class Efficiency(BaseModel):
 
     gemm_efficiency_max: float = Field(gt=0, le=1)
     gemm_half_rows: float = Field(ge=0)
+    # measured alternative to the two numbers above: [[rows, efficiency], ...], interpolated in log(rows)
+    gemm_efficiency_curve: tuple[tuple[float, float], ...] | None = None
     memory_efficiency_max: float = Field(gt=0, le=1)
     memory_half_bytes: float = Field(ge=0)
     attention_efficiency_max: float = Field(gt=0, le=1)
@@ -93,6 +95,7 @@ class EngineProfile(BaseModel):
     collective_overhead_s: float = Field(default=0.0, ge=0)
     compute_efficiency: float = Field(default=1.0, gt=0, le=1)
     collective_efficiency: float = Field(default=1.0, gt=0, le=1)
+    elementwise_passes: float = Field(default=1.0, ge=1)
     decode_attention_tensor_cores: bool = True
     cuda_graphs: bool = True
     cuda_graph_max_batch: int = Field(default=512, ge=0)
@@ -155,12 +158,22 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     return build_hardware(key, catalog[key], f"hardware '{key}'")
 
 
-def load_engine(name: str) -> EngineProfile:
-    engines = packaged("engines.yaml")["engines"]
-    key = name.lower()
-    if key not in engines:
-        raise unknown_name("engine", name, engines)
+def load_engine(name_or_path: str) -> EngineProfile:
+    """A catalog engine by name, or a YAML file with one entry under `engines:` (as calibrate writes)."""
+    if looks_like_path(name_or_path):
+        data = read_user_file(name_or_path, "engine")
+        engines = data.get("engines")
+        if not isinstance(engines, dict) or len(engines) != 1:
+            raise PhasewiseError(f"engine file '{name_or_path}' must hold exactly one entry under 'engines:'")
+        key, entry = next(iter(engines.items()))
+        where = f"engine file '{name_or_path}'"
+    else:
+        engines = packaged("engines.yaml")["engines"]
+        key = name_or_path.lower()
+        if key not in engines:
+            raise unknown_name("engine", name_or_path, engines)
+        entry, where = engines[key], f"engine '{name_or_path}'"
     try:
-        return EngineProfile(name=key, **engines[key])
-    except ValidationError as exc:
-        raise pydantic_message(f"engine '{name}'", exc) from None
+        return EngineProfile(name=str(key), **entry)
+    except (ValidationError, TypeError) as exc:
+        raise pydantic_message(where, exc) from None

@@ -1,0 +1,247 @@
+"""`phasewise calibrate`: micro-benchmarks with PyTorch fitted into a hardware entry (and an engine
+profile) in the catalog's own format.
+
+Measured, then fitted:
+  GEMM          x @ W^T over activation rows (1 .. 1024) at the hidden-size shapes transformers use:
+                the peak FLOP/s of the best shape, and the efficiency curve over rows;
+  memory        large copies (bandwidth) and small ones (the size at which half of it is reached);
+  attention     scaled_dot_product_attention at prefill shapes (causal, efficiency over query rows)
+                and decode shapes (one query row over a growing KV: bandwidth fraction);
+  overheads     a real transformers Llama at tiny width, 1 and 5 layers, one token: time per layer
+                (-> per-kernel dispatch) and per forward (-> the engine's per-iteration overhead),
+                and batch 1 vs 16 (-> per-sequence overhead).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.measure.torch_env import median_time, need_transformers, torch_and_device
+from phasewise.perf.cost import KERNELS
+
+COLD_ROWS = 32  # up to this many rows GEMMs are timed with their weights streamed from memory
+DENSE_LAYER_KERNELS = sum(KERNELS[k] for k in ("elementwise", "qkv_proj", "attention", "o_proj", "mlp_gate_up",
+                                                 "mlp_down"))
+
+
+def _fit_half(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Fit y = ymax * x / (x + h) to (x, y) points by a log-space grid search over h; (ymax, h)."""
+    best = (math.inf, 1.0, 0.0)
+    for h in [0.0] + [2 ** (k / 4) for k in range(0, 60)]:
+        shape = [x / (x + h) for x, _ in points]
+        ymax = statistics.median(y / s for (_, y), s in zip(points, shape))
+        err = sum(math.log(max(ymax * s, 1e-30) / y) ** 2 for (_, y), s in zip(points, shape))
+        if err < best[0]:
+            best = (err, min(ymax, 1.0), h)
+    return best[1], best[2]
+
+
+def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = None, name: str | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the micro-benchmarks; returns {'hardware': {key: entry}, 'engines': {key: profile}}."""
+    torch, dev = torch_and_device(device, threads)
+    cuda = dev.type == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    dname = "bf16" if cuda else "fp32"
+    esize = 2 if cuda else 4
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    reps = 3 if quick else 5
+    say = progress or (lambda _msg: None)
+
+    # --- GEMM -----------------------------------------------------------------------------------
+    # The weight shapes transformer layers multiply by: projections (h x h), MLP up (h x 4h) and down
+    # (4h x h), an LM head (h x 32000), at a small and a large width. Up to COLD_ROWS rows the weights
+    # are streamed from memory as in a real decode step (a pool of copies larger than the caches,
+    # used round-robin), so the measured efficiency includes what skinny GEMMs lose to memory; above
+    # that the GEMMs are compute-bound and measured warm. The efficiency at each row count is the
+    # geometric mean over shapes (one curve for all shapes is a compromise, stated).
+    widths = (768,) if quick else (768, 2048)
+    shapes = [(k, n) for h in widths for k, n in ((h, h), (h, 4 * h), (4 * h, h), (h, 32000))]
+    rows_grid = (1, 2, 4, 8, 16, 64, 256) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    pool_bytes = (128 if quick else 512) * 2**20
+    rates: dict[int, list[float]] = {m: [] for m in rows_grid}
+    cold_rates: list[float] = []  # bytes/s of weight streaming at one row (matrix-vector)
+    for k, n in shapes:
+        count = max(2, pool_bytes // (k * n * esize))
+        pool = [torch.randn(n, k, device=dev, dtype=dtype) for _ in range(count)]
+        for m in rows_grid:
+            say(f"GEMM {m}x{k}x{n}" + (" (weights from memory)" if m <= COLD_ROWS else ""))
+            x = torch.randn(m, k, device=dev, dtype=dtype)
+            if m <= COLD_ROWS:
+                t = median_time(lambda: [torch.nn.functional.linear(x, w) for w in pool], sync, reps) / count
+            else:
+                w = pool[0]
+                t = median_time(lambda: torch.nn.functional.linear(x, w), sync, reps, min_time_s=0.01)
+            rates[m].append(2.0 * m * k * n / t)
+            if m == 1:
+                cold_rates.append(k * n * esize / t)
+        del pool
+    peak = max(max(r) for r in rates.values())
+    geo = {m: math.exp(statistics.fmean(math.log(r) for r in rates[m])) for m in rows_grid}
+    curve = [[float(m), round(geo[m] / peak, 4)] for m in rows_grid]
+    eff_max, half_rows = _fit_half([(float(m), geo[m] / peak) for m in rows_grid])
+
+    # --- memory -----------------------------------------------------------------------------------
+    # up to 512 MiB: far beyond any last-level cache, so the largest copies measure DRAM
+    sizes = (1 << 16, 1 << 20, 1 << 24, 1 << 27, 1 << 29) if not quick else (1 << 16, 1 << 20, 1 << 28)
+    bws = []
+    for size in sizes:
+        say(f"copy {size / 1e6:.1f} MB")
+        n = size // esize
+        a = torch.empty(n, device=dev, dtype=dtype).normal_()
+        b = torch.empty_like(a)
+        t = median_time(lambda: b.copy_(a), sync, reps, min_time_s=0.01)
+        bws.append((float(size), 2.0 * size / t))  # read + write
+    # Streaming weights is what decode does: the bandwidth is that of the matrix-vector products over
+    # weights streamed from memory above (geometric mean over the shapes), bytes read / time; copies
+    # (read + write-allocate) are kept in the measurements.
+    bandwidth = math.exp(statistics.fmean(math.log(r) for r in cold_rates))
+    mem_eff, mem_half = 1.0, 0.0
+
+    # --- attention ----------------------------------------------------------------------------------
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    heads, hd = 8, 64
+    pre = []
+    for seq in ((64, 256) if quick else (64, 256, 1024)):
+        say(f"attention prefill {seq}")
+        q = torch.randn(1, heads, seq, hd, device=dev, dtype=dtype)
+        t = median_time(lambda: sdpa(q, q, q, is_causal=True), sync, reps, min_time_s=0.01)
+        flops = 4.0 * hd * heads * seq * (seq + 1) / 2
+        pre.append((float(seq), flops / t / peak))
+    att_eff, att_half = _fit_half(pre)
+    dec = []
+    for ctx in ((256, 2048) if quick else (512, 2048, 8192)):
+        say(f"attention decode {ctx}")
+        q = torch.randn(8, heads, 1, hd, device=dev, dtype=dtype)
+        kv = torch.randn(8, heads, ctx, hd, device=dev, dtype=dtype)
+        t = median_time(lambda: sdpa(q, kv, kv), sync, reps, min_time_s=0.01)
+        dec.append(2.0 * kv.numel() * esize / t / bandwidth)
+    att_mem_eff = min(1.0, max(dec))
+
+    # --- dispatch and per-iteration overheads, from a real (tiny) transformers Llama --------------
+    layer_s, iteration_s, per_seq_s = _overheads(torch, dev, dtype, sync, reps, say)
+    passes = _elementwise_passes(torch, dev, dtype, esize, sync, reps, bandwidth, say)
+    kernel_launch = max(layer_s / DENSE_LAYER_KERNELS, 0.0)
+
+    key = name or ("cpu-local" if not cuda else "cuda-local")
+    gpu_name = torch.cuda.get_device_name(dev) if cuda else (platform.processor() or platform.machine())
+    total_mem = (torch.cuda.get_device_properties(dev).total_memory if cuda else _host_memory_bytes())
+    source = (f"measured by `phasewise calibrate --device {device}{' --quick' if quick else ''}` on {gpu_name}, "
+              f"torch {torch.__version__}, {torch.get_num_threads() if not cuda else 'GPU'} thread(s)")
+    entry = {
+        "name": f"{gpu_name} (calibrated)",
+        "kind": "gpu" if cuda else "cpu",
+        "peak_flops": {dname: float(f"{peak:.4g}")},
+        "vector_flops": float(f"{peak:.4g}") if not cuda else float(f"{peak / 15:.4g}"),
+        "memory_bandwidth_bytes_per_s": float(f"{bandwidth:.4g}"),
+        "memory_capacity_bytes": float(total_mem),
+        "memory_type": "measured",
+        "interconnect": {"intra_node_bandwidth_bytes_per_s": float(f"{bandwidth:.4g}"), "intra_node_latency_s": 1e-6,
+                         "inter_node_bandwidth_bytes_per_s": 1.25e9, "inter_node_latency_s": 5e-5,
+                         "pcie_bandwidth_bytes_per_s": float(f"{bandwidth:.4g}"), "gpus_per_node": 1},
+        "tdp_w": 0.0,
+        "price_per_hour_usd": 0.0,
+        "sources": {"peak_flops": source, "memory": source, "interconnect": "not measured (single device)",
+                    "tdp_w": "not measured", "price_per_hour_usd": "not applicable"},
+        "efficiency": {
+            "gemm_efficiency_max": round(eff_max, 4),
+            "gemm_half_rows": round(half_rows, 3),
+            "gemm_efficiency_curve": curve,
+            "memory_efficiency_max": round(mem_eff, 4),
+            "memory_half_bytes": float(f"{mem_half:.4g}"),
+            "attention_efficiency_max": round(min(att_eff, 1.0), 4),
+            "attention_half_tokens": round(att_half, 3),
+            "attention_memory_efficiency": round(att_mem_eff, 4),
+            "kernel_launch_s": float(f"{kernel_launch:.4g}"),
+        },
+    }
+    engine = {
+        "description": f"transformers eager forward on {key} (measured)",
+        "iteration_overhead_s": float(f"{max(iteration_s, 0.0):.4g}"),
+        "per_sequence_overhead_s": float(f"{max(per_seq_s, 0.0):.4g}"),
+        "eager_launch_s": 0.0,  # synchronous CPU execution: dispatch is additive (kernel_launch_s)
+        "elementwise_passes": round(passes, 3),
+        "cuda_graphs": False,
+        "cuda_graph_max_batch": 0,
+        "decode_attention_tensor_cores": bool(cuda),
+        "source": source,
+    }
+    if cuda:
+        engine["eager_launch_s"], entry["efficiency"]["kernel_launch_s"] = float(f"{kernel_launch:.4g}"), 2e-6
+    return {"hardware": {key: entry}, "engines": {f"{key}-eager": engine},
+            "measurements": {"gemm_flops_by_rows": geo,
+                             "copy_bytes_per_s_by_size": dict(bws), "cold_matvec_bytes_per_s": cold_rates, "prefill_attention_efficiency": dict(pre),
+                             "decode_attention_bandwidth_fraction": dec, "layer_overhead_s": layer_s,
+                             "iteration_overhead_s": iteration_s, "per_sequence_overhead_s": per_seq_s}}
+
+
+def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, float]:
+    transformers = need_transformers()
+    times = {}
+    for layers, batch in ((1, 1), (5, 1), (1, 16)):
+        say(f"overheads: tiny Llama, {layers} layer(s), batch {batch}")
+        cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                                       num_attention_heads=2, num_key_value_heads=1, vocab_size=256,
+                                       max_position_embeddings=512)
+        model = transformers.LlamaForCausalLM(cfg).to(dev, dtype).eval()
+        ids = torch.randint(0, 256, (batch, 8), device=dev)
+        with torch.inference_mode():
+            out = model(ids, use_cache=True)
+            cache = out.past_key_values
+            nxt = ids[:, -1:]
+
+            def step():
+                model(nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache.crop(-1)  # drop the token just appended: every step sees the same context
+
+            times[(layers, batch)] = median_time(step, sync, reps * 3, warmup=3)
+    per_layer = (times[(5, 1)] - times[(1, 1)]) / 4
+    iteration = times[(1, 1)] - per_layer - 3 * per_layer / DENSE_LAYER_KERNELS  # embedding + LM head kernels
+    per_seq = (times[(1, 16)] - times[(1, 1)]) / 15
+    return per_layer, iteration, per_seq
+
+
+def _elementwise_passes(torch, dev, dtype, esize: int, sync, reps: int, bandwidth: float, say) -> float:
+    """How many times an eager engine's unfused elementwise work (RMSNorms in fp32, residual adds,
+    RoPE, SiLU-gating) streams a layer's activations, relative to the fused count the cost model uses
+    (10 hidden-size vectors + q/k + 3 MLP-width vectors per token)."""
+    transformers = need_transformers()
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
+
+    tokens, h, inter, heads, hd = 512, 1024, 4096, 16, 64
+    say("elementwise passes")
+    norm = LlamaRMSNorm(h).to(dev, dtype)
+    x = torch.randn(1, tokens, h, device=dev, dtype=dtype)
+    g = torch.randn(1, tokens, inter, device=dev, dtype=dtype)
+    q = torch.randn(1, heads, tokens, hd, device=dev, dtype=dtype)
+    cos = torch.randn(1, tokens, hd, device=dev, dtype=dtype)
+    act = torch.nn.functional.silu
+
+    def layer_elementwise():
+        a = norm(x)
+        b = x + a
+        norm(b)
+        apply_rotary_pos_emb(q, q, cos, cos)
+        act(g) * g
+        return b + a
+
+    t = median_time(layer_elementwise, sync, reps, min_time_s=0.02)
+    fused_bytes = tokens * esize * (10 * h + 2 * 2 * heads * hd + 3 * inter)
+    del transformers
+    return max(1.0, t * bandwidth / fused_bytes)
+
+
+def _host_memory_bytes() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    raise PhasewiseError("cannot read the host memory size (/proc/meminfo)")

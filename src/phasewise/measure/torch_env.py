@@ -1,0 +1,60 @@
+"""Importing PyTorch on demand, with one-line errors that say what to install or change."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from phasewise.errors import PhasewiseError
+
+DEVICES = ("cpu", "cuda")
+
+
+def torch_and_device(device: str, threads: int | None = None):
+    """(torch, torch.device); CPU timing uses `threads` threads (1 by default: a busy second core
+    otherwise makes times blow up 8-15x on small machines)."""
+    if device not in DEVICES:
+        raise PhasewiseError(f"--device '{device}' is not one of {', '.join(DEVICES)}")
+    try:
+        import torch
+    except ImportError:
+        raise PhasewiseError("measuring needs PyTorch: pip install 'phasewise[measure]' "
+                             "(on this machine: pip install torch==2.13.0 transformers)") from None
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PhasewiseError("--device cuda: torch.cuda.is_available() is False (no GPU or a CPU build of "
+                             "torch); use --device cpu")
+    if device == "cpu":
+        torch.set_num_threads(threads or 1)
+    return torch, torch.device(device)
+
+
+def need_transformers():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise PhasewiseError("validate needs transformers: pip install 'phasewise[measure]'") from None
+    return transformers
+
+
+def median_time(fn: Callable[[], object], sync: Callable[[], None], repeats: int = 5, warmup: int = 1,
+                min_time_s: float = 0.0) -> float:
+    """Median wall time of fn() over `repeats` runs after `warmup` runs; each run may loop to last
+    at least `min_time_s` (very short kernels), and is divided by its loop count."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        loops, start = 0, time.perf_counter()
+        while True:
+            fn()
+            loops += 1
+            sync()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time_s:
+                break
+        times.append(elapsed / loops)
+    return statistics.median(times)

@@ -1,0 +1,133 @@
+"""`phasewise validate`: a real transformers model of the given architecture (random weights, built
+from its config, optionally scaled down) timed on prefill and decode over a grid, against the cost
+model's prediction on the calibrated hardware entry."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.measure.torch_env import median_time, need_transformers, torch_and_device
+from phasewise.perf import BatchShape, CostModel
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.catalog import read_user_file
+from phasewise.specs.model import ModelSpec
+
+DEFAULT_GRID = {
+    "prefill": [(1, 128), (1, 512), (4, 128), (1, 1024)],  # (batch, prompt tokens)
+    "decode": [(1, 128), (1, 1024), (4, 512), (16, 256)],  # (batch, cached tokens)
+}
+QUICK_GRID = {"prefill": [(1, 64), (1, 256), (4, 64)], "decode": [(1, 64), (4, 256), (8, 128)]}
+
+
+@dataclass(slots=True)
+class Point:
+    phase: str
+    batch: int
+    tokens: int
+    measured_s: float
+    predicted_s: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted_s / self.measured_s - 1
+
+
+def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> dict[str, Any]:
+    """A LlamaConfig-style dict of `model`'s shape, optionally narrowed to `hidden` and `layers`
+    (head_dim, the GQA ratio and the MLP ratio kept)."""
+    if model.num_experts or model.norm != "rms" or not model.mlp_gated:
+        raise PhasewiseError(f"validate builds Llama-shaped models; {model.name} is "
+                             f"{'MoE' if model.num_experts else 'not a gated-MLP RMSNorm model'}")
+    h = hidden or model.hidden_size
+    head_dim = model.head_dim if h >= model.head_dim else h
+    heads = max(1, h // head_dim)
+    ratio = model.num_heads // model.num_kv_heads
+    kv = max(1, heads // ratio)
+    while heads % kv:
+        kv -= 1
+    inter = int(round(model.intermediate_size * h / model.hidden_size / 64)) * 64 or 64
+    return dict(hidden_size=h, intermediate_size=inter, num_hidden_layers=layers or model.num_layers,
+                num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, vocab_size=model.vocab_size,
+                tie_word_embeddings=model.tie_embeddings, max_position_embeddings=8192, hidden_act="silu",
+                model_type="llama", architectures=["LlamaForCausalLM"])
+
+
+def validate(model: str, hardware: str, device: str = "cpu", layers: int | None = None, hidden: int | None = None,
+             engine: str | None = None, quick: bool = False, threads: int | None = None,
+             grid: dict[str, list[tuple[int, int]]] | None = None,
+             progress: Callable[[str], None] | None = None) -> tuple[list[Point], dict[str, Any]]:
+    """Measured vs predicted for every grid point; also returns what was built."""
+    torch, dev = torch_and_device(device, threads)
+    transformers = need_transformers()
+    spec = load_model(model)
+    cfg = scaled_config(spec, layers, hidden)
+    from phasewise.specs.model import from_hf_config
+
+    small = from_hf_config(f"{spec.name} (scaled)", cfg)
+    hw = load_hardware(hardware)
+    cuda = dev.type == "cuda"
+    quant = load_quant("bf16" if cuda else "fp32")
+    if engine:
+        eng = load_engine(engine)
+    elif hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
+        eng = load_engine(hardware)  # the engine profile calibrate measured beside the hardware entry
+    else:
+        eng = load_engine("hf-eager")
+    cm = CostModel(small, hw, quant, eng)
+    params_bytes = small.total_params * (2 if cuda else 4)
+    free = torch.cuda.mem_get_info(dev)[0] if cuda else hw.memory_capacity_bytes * 0.8
+    if params_bytes > free:
+        raise PhasewiseError(f"{small.name} needs {params_bytes / 2**30:.1f} GiB of weights but {device} has "
+                             f"{free / 2**30:.1f} GiB free; pass smaller --layers/--hidden")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    say = progress or (lambda _m: None)
+    say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{k: v for k, v in cfg.items()
+                                                                  if k not in ("model_type", "architectures")}))
+    hf = hf.to(dev, dtype).eval()
+    grid = grid or (QUICK_GRID if quick else DEFAULT_GRID)
+    reps = 3 if quick else 5
+    points: list[Point] = []
+    vocab = small.vocab_size
+    with torch.inference_mode():
+        for batch, prompt in grid["prefill"]:
+            say(f"prefill batch {batch} x {prompt}")
+            ids = torch.randint(0, vocab, (batch, prompt), device=dev)
+            t = median_time(lambda: hf(ids, use_cache=True, logits_to_keep=1), sync, reps)
+            pred = cm.iteration(BatchShape.uniform(batch, prompt, 0)).latency_s
+            points.append(Point("prefill", batch, prompt, t, pred))
+        for batch, ctx in grid["decode"]:
+            say(f"decode batch {batch} at {ctx}")
+            ids = torch.randint(0, vocab, (batch, ctx), device=dev)
+            # A preallocated (static) KV cache, as serving engines keep one: a step writes its token in
+            # place instead of concatenating the whole cache (DynamicCache would copy O(context) per step)
+            cache = transformers.StaticCache(config=hf.config, max_cache_len=ctx + reps + 2)
+            hf(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            nxt = ids[:, -1:]
+
+            def step():  # each step appends one token: the context grows by at most reps + 1 tokens
+                hf(nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+
+            t = median_time(step, sync, reps)
+            pred = cm.iteration(BatchShape.uniform(batch, 1, ctx)).latency_s
+            points.append(Point("decode", batch, ctx, t, pred))
+    info = {"model": small.name, "params": small.total_params, "config": cfg, "hardware": hw.key,
+            "engine": eng.name, "device": device, "threads": torch.get_num_threads() if not cuda else None}
+    return points, info
+
+
+def summary(points: list[Point]) -> dict[str, float]:
+    out = {}
+    for phase in ("prefill", "decode"):
+        errs = [abs(p.error) for p in points if p.phase == phase]
+        if errs:
+            out[f"{phase}_median_abs_error"] = statistics.median(errs)
+    errs = [abs(p.error) for p in points]
+    out["median_abs_error"] = statistics.median(errs) if errs else math.nan
+    return out
