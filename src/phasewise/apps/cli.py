@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Annotated, Optional
 
@@ -277,6 +278,11 @@ def validate_cmd(
     engine: Annotated[Optional[str], typer.Option(help="engine profile (default: the one calibrate measured, else hf-eager)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="smaller grid")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default 1)")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="also replay a closed loop through a real continuous-batching loop")] = False,
+    clients: Annotated[int, typer.Option(help="--serve: concurrent clients (closed loop)")] = 4,
+    requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
+    prompt: Annotated[int, typer.Option(help="--serve: prompt tokens")] = 128,
+    output: Annotated[int, typer.Option(help="--serve: output tokens")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
@@ -284,12 +290,19 @@ def validate_cmd(
 
     if device == "cpu" and (layers is None or hidden is None):
         layers, hidden = layers or 6, hidden or 768  # a ~100-300M-parameter model, CPU-sized
+    serving = None
+    if serve:
+        from phasewise.measure.serve import serve_check
+
+        with console.status("serving a closed loop through a real continuous-batching loop"):
+            serving = serve_check(model, hardware, device, layers, hidden, engine, clients, requests, prompt,
+                                  output, threads)
     with console.status("validating") as status:
         points, info = validate(model, hardware, device, layers, hidden, engine, quick, threads,
                                 progress=lambda m: status.update(f"validating: {m}"))
     stats = summary(points)
     if as_json:
-        print(json.dumps({"info": info, "summary": stats, "points": [
+        print(json.dumps({"info": info, "summary": stats, "serve": serving, "points": [
             {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
              "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
         return
@@ -305,6 +318,19 @@ def validate_cmd(
     console.print("median |error|: " + ", ".join(f"{k.replace('_median_abs_error', '')} {v:.1%}"
                                                  for k, v in stats.items() if k != "median_abs_error")
                   + f", all {stats['median_abs_error']:.1%}")
+    if serving:
+        st = Table(title=f"Closed loop: {serving['clients']} clients, {serving['requests']} requests of "
+                         f"{serving['prompt']}/{serving['output']} tokens, real loop vs phasewise simulate",
+                   title_justify="left")
+        for col in ("metric", "real", "simulated", "error"):
+            st.add_column(col, justify="left" if col == "metric" else "right")
+        for m in ("ttft_ms", "tbt_ms"):
+            for q in ("p50", "p90", "mean"):
+                st.add_row(f"{m[:-3].upper()} {q} ms", f"{serving['real'][m][q]:.1f}",
+                           f"{serving['simulated'][m][q]:.1f}", f"{serving['errors'].get(f'{m}_{q}', math.nan):+.1%}")
+        st.add_row("duration s", f"{serving['real']['duration_s']:.2f}", f"{serving['simulated']['duration_s']:.2f}",
+                   f"{serving['errors']['duration']:+.1%}")
+        console.print(st)
 
 
 @app.command("models")

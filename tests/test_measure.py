@@ -1,0 +1,85 @@
+"""calibrate + validate on this machine's CPU with PyTorch (skips cleanly without torch/transformers).
+
+Error bounds asserted are what a quick run holds here with margin: the quick calibration (seconds,
+few shapes) and a tiny 2-layer model time in milliseconds, where a noisy shared 2-core machine moves
+numbers by 10-20 %; observed medians were 16-24 % (prefill 3-18 %, decode 21-33 %). The full-size
+figures (a 230M-parameter model after a full calibrate: 1-18 % prefill, 10-13 % decode) are in the
+README and come from the benchmark commands, not from CI.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def hw_yaml(tmp_path_factory):
+    import yaml
+
+    from phasewise.measure.calibrate import calibrate
+
+    result = calibrate("cpu", quick=True)
+    result.pop("measurements")
+    path = tmp_path_factory.mktemp("cal") / "hw.yaml"
+    path.write_text(yaml.safe_dump(result))
+    return str(path)
+
+
+def test_calibration_is_a_loadable_hardware_entry(hw_yaml):
+    from phasewise.specs import load_engine, load_hardware
+
+    hw = load_hardware(hw_yaml)
+    assert hw.key == "cpu-local" and hw.peak("fp32") > 1e9 and hw.memory_bandwidth_bytes_per_s > 1e9
+    curve = hw.efficiency.gemm_efficiency_curve
+    assert curve[0][1] < curve[-1][1] <= 1.0  # skinny GEMMs run far below peak on CPUs
+    eng = load_engine(hw_yaml)
+    assert eng.iteration_overhead_s >= 0 and hw.efficiency.kernel_launch_s > 0 and eng.elementwise_passes >= 1
+
+
+def test_quick_validate_error_bound(hw_yaml):
+    from phasewise.measure.validate import summary, validate
+
+    points, info = validate("meta-llama/Llama-2-7b-hf", hw_yaml, layers=2, hidden=256, quick=True)
+    assert info["params"] > 1e6 and len(points) == 6
+    stats = summary(points)
+    assert stats["median_abs_error"] <= 0.40, stats
+
+
+def test_serve_check_against_simulate(hw_yaml):
+    from phasewise.measure.serve import serve_check
+
+    out = serve_check("meta-llama/Llama-3.1-8B", hw_yaml, layers=2, hidden=256, clients=2, requests=6,
+                      prompt=64, output=8)
+    assert out["real"]["duration_s"] > 0 and out["simulated"]["duration_s"] > 0
+    assert out["median_abs_error"] <= 0.40, out["errors"]
+
+
+def test_measure_errors(monkeypatch, hw_yaml):
+    from phasewise.measure.torch_env import torch_and_device
+    from phasewise.measure.validate import validate
+
+    if not torch.cuda.is_available():
+        with pytest.raises(PhasewiseError, match="torch.cuda.is_available"):
+            torch_and_device("cuda")
+    with pytest.raises(PhasewiseError, match="--device 'tpu' is not one of"):
+        torch_and_device("tpu")
+    with pytest.raises(PhasewiseError, match="pass smaller --layers/--hidden"):
+        validate("meta-llama/Llama-3.1-405B", hw_yaml)  # full size: does not fit this machine's memory
+    with pytest.raises(PhasewiseError, match="Llama-shaped"):
+        validate("Qwen/Qwen3-30B-A3B", hw_yaml, layers=1, hidden=128)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(PhasewiseError, match="pip install"):
+        torch_and_device("cpu")
+
+
+def test_the_rest_of_the_package_does_not_import_torch():
+    code = ("import sys, phasewise.apps.cli, phasewise.plan, phasewise.sim, phasewise.perf; "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"
