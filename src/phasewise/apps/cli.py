@@ -333,6 +333,52 @@ def validate_cmd(
         console.print(st)
 
 
+@app.command("serve")
+def serve_cmd(
+    model: Annotated[str, typer.Option(help="HF id or alias (served under this name), or a config.json path")] = "meta-llama/Llama-3.1-8B",
+    hardware: Annotated[str, typer.Option(help="catalog key or hardware YAML")] = "h100-sxm",
+    tp: Annotated[int, typer.Option(help="tensor-parallel degree per instance")] = 1,
+    pp: Annotated[int, typer.Option(help="pipeline-parallel degree per instance")] = 1,
+    precision: Annotated[str, typer.Option(help="weights/compute precision")] = "bf16",
+    kv_dtype: Annotated[Optional[str], typer.Option(help="KV-cache dtype")] = None,
+    engine: Annotated[str, typer.Option(help="engine overhead profile")] = "vllm",
+    replicas: Annotated[int, typer.Option(help="collocated instances")] = 1,
+    arch: Annotated[str, typer.Option(help="collocated|disagg")] = "collocated",
+    prefill_workers: Annotated[int, typer.Option(help="disagg: prefill instances")] = 1,
+    decode_workers: Annotated[int, typer.Option(help="disagg: decode instances")] = 1,
+    deployment: Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")] = None,
+    scheduler: Annotated[str, typer.Option(help="vllm | sarathi")] = "vllm",
+    chunk_size: Annotated[int, typer.Option(help="sarathi token budget")] = 512,
+    max_batch: Annotated[int, typer.Option(help="max sequences per iteration")] = 256,
+    spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens (0 = off)")] = 0,
+    spec_acceptance: Annotated[float, typer.Option(help="speculative decoding acceptance")] = 0.7,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 1.0,
+    tokenizer: Annotated[Optional[str], typer.Option(help="tokenizer.json (default: built-in approximate count)")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option(help="model id clients must send (default --model)")] = None,
+) -> None:
+    """An OpenAI-compatible server whose tokens stream at the simulator's timings (the digital twin)."""
+    import uvicorn
+
+    from phasewise.apps.tokenizer import Tokenizer
+    from phasewise.apps.twin import LiveSim, create_app
+    from phasewise.sim.api import deployment_from_flags
+
+    if not 0 < port < 65536:
+        raise PhasewiseError(f"--port must be in 1..65535 (got {port})")
+    dep = deployment_from_flags(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
+                                engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers,
+                                decode_workers=decode_workers, deployment=deployment, scheduler=scheduler,
+                                chunk_size=chunk_size, max_batch=max_batch, spec_tokens=spec_tokens,
+                                spec_acceptance=spec_acceptance)
+    live = LiveSim(dep, speed)
+    name = served_model_name or (dep.model if deployment else model)
+    app = create_app(live, name, Tokenizer(tokenizer))
+    console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
+    uvicorn.run(app, host=host, port=port, log_level="warning", loop="auto", http="auto")
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""

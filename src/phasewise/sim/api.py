@@ -26,6 +26,37 @@ class SimSpec:
     slo: Slo
 
 
+def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1,
+                          pp: int = 1, precision: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm",
+                          replicas: int = 1, arch: str = "collocated", prefill_workers: int = 1,
+                          prefill_tp: int | None = None, decode_workers: int = 1, decode_tp: int | None = None,
+                          kv_link: str = "nvlink", deployment: str | None = None, router: str = "least_outstanding",
+                          scheduler: str = "vllm", chunk_size: int = 512, max_batch: int = 256,
+                          max_batched_tokens: int = 8192, memory_fraction: float = 0.9, kv_admission: str = "greedy",
+                          spec_tokens: int = 0, spec_acceptance: float = 0.7, spec_draft: str = "mtp") -> Deployment:
+    """A Deployment from the CLI's deployment flags (or from --deployment FILE, which replaces them)."""
+    if deployment is not None:
+        return load_deployment(deployment)
+    common = dict(hardware=hardware, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
+                  scheduler=scheduler, chunk_size=chunk_size, max_batch=max_batch,
+                  max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction, kv_admission=kv_admission)
+    if arch == "collocated":
+        groups = [dict(role="collocated", tp=tp, replicas=replicas, **common)]
+    elif arch == "disagg":
+        if decode_workers < 1:
+            raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
+        if prefill_workers < 1:
+            raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
+        groups = [dict(role="prefill", tp=prefill_tp or tp, replicas=prefill_workers, **common),
+                  dict(role="decode", tp=decode_tp or tp, replicas=decode_workers, **common)]
+    else:
+        raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
+    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
+    if spec_tokens:
+        data["speculative"] = {"draft_tokens": spec_tokens, "acceptance": spec_acceptance, "draft": spec_draft}
+    return build_deployment(data, "deployment flags")
+
+
 def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1, pp: int = 1,
           precision: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm", replicas: int = 1,
           arch: str = "collocated", prefill_workers: int = 1, prefill_tp: int | None = None,
@@ -39,28 +70,13 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           cv: float = 1.0, concurrency: int | None = None, seed: int = 0,
           slo_ttft_ms: float = float("inf"), slo_tbt_ms: float = float("inf")) -> SimSpec:
     slo = Slo(slo_ttft_ms, slo_tbt_ms)
-    if deployment is not None:
-        dep = load_deployment(deployment)
-    else:
-        common = dict(hardware=hardware, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
-                      scheduler=scheduler, chunk_size=chunk_size, max_batch=max_batch,
-                      max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction,
-                      kv_admission=kv_admission)
-        if arch == "collocated":
-            groups = [dict(role="collocated", tp=tp, replicas=replicas, **common)]
-        elif arch == "disagg":
-            if decode_workers < 1:
-                raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
-            if prefill_workers < 1:
-                raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
-            groups = [dict(role="prefill", tp=prefill_tp or tp, replicas=prefill_workers, **common),
-                      dict(role="decode", tp=decode_tp or tp, replicas=decode_workers, **common)]
-        else:
-            raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
-        data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
-        if spec_tokens:
-            data["speculative"] = {"draft_tokens": spec_tokens, "acceptance": spec_acceptance, "draft": spec_draft}
-        dep = build_deployment(data, "deployment flags")
+    dep = deployment_from_flags(
+        model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
+        replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
+        decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment, router=router,
+        scheduler=scheduler, chunk_size=chunk_size, max_batch=max_batch, max_batched_tokens=max_batched_tokens,
+        memory_fraction=memory_fraction, kv_admission=kv_admission, spec_tokens=spec_tokens,
+        spec_acceptance=spec_acceptance, spec_draft=spec_draft)
 
     if trace is not None:
         work: Workload | ClosedLoop = load_trace(trace, trace_limit)

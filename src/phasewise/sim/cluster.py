@@ -41,6 +41,9 @@ class Cluster:
     def __init__(self, deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False) -> None:
         self.deployment, self.loop, self.check = deployment, loop, check
         self.record_timeline = False
+        self.live = False  # the digital twin: every token is notified, no per-request arrays are kept
+        self.on_token = None  # live: on_token(request, tokens, time)
+        self.on_done = None  # live: on_done(request) when it finishes, is rejected or cancelled
         self.instances: list[Instance] = []
         self.instances_built: list[Instance] = []
         self.front: Router | None = None  # collocated or prefill instances
@@ -113,20 +116,42 @@ class Cluster:
         dst.incoming -= 1
         src.kv.free_blocks(req.src_blocks)
         req.src_blocks = 0
+        if req.cancelled:  # the client left during the transfer
+            dst.kv.free_blocks(req.kv_blocks)
+            req.kv_blocks = 0
+            dst.outstanding -= req.prompt + req.output
+            src.poke()
+            dst.poke()
+            return
         req.kv_ready_s = self.loop.now
         src.poke()  # freed blocks may admit waiting prompts
         dst.join_ready(req)
 
+    def cancel(self, req: SimRequest) -> None:
+        """Live: the client disconnected; take the request out of wherever it is and free its KV."""
+        if req.cancelled or req.finish_s == req.finish_s:  # already cancelled or finished
+            return
+        req.cancelled = True
+        for inst in self.instances:
+            if inst.cancel(req):
+                break
+        self.done += 1
+
     def reject(self, req: SimRequest) -> None:
         self.rejected += 1
+        if self.on_done:
+            self.on_done(req)
         if self.on_finish:
             self.on_finish(req)
 
     def finish(self, req: SimRequest) -> None:
         """Record the request's latencies. Gaps inside a decode segment are the instance's iteration
         gaps, binned in bulk by finalize(); only the gaps at segment boundaries are handled here."""
-        i = req.id
         self.done += 1
+        if self.live:
+            self.on_done(req)
+            return
+        i = req.id
         self.first_token_s[i] = req.first_token_s
         self.finish_s[i] = req.finish_s
         self.scheduled_s[i] = req.scheduled_s

@@ -23,6 +23,20 @@ class EventLoop:
         heapq.heappush(self._heap, (t, self._seq, fn, args))
         self._seq += 1
 
+    def run_until(self, t: float) -> None:
+        """Process every event due at or before t, then stand at t (the live twin's clock)."""
+        heap, pop = self._heap, heapq.heappop
+        while heap and heap[0][0] <= t:
+            when, _, fn, args = pop(heap)
+            self.now = when
+            self.events += 1
+            fn(*args)
+        if t > self.now:
+            self.now = t
+
+    def next_time(self) -> float:
+        return self._heap[0][0] if self._heap else float("inf")
+
     def run(self) -> None:
         heap, pop = self._heap, heapq.heappop
         while heap:

@@ -366,8 +366,12 @@ class Instance:
             self.d_planned = self.d
             if self.cluster.check:
                 self._top_up(self.d - 1)
+            if self.cluster.live:
+                self._notify_decodes()
             self._finish_due()
         for req, take in chunks:
+            if req.cancelled:
+                continue
             req.prefilled += take
             if req.prefilled < req.prefill_target:
                 continue
@@ -382,6 +386,9 @@ class Instance:
             req.first_token_s = now
         req.segments.append((None, now))
         req.generated += 1
+        if self.cluster.live:
+            req.streamed = req.generated
+            self.cluster.on_token(req, 1, now)
         if req.generated >= req.output:
             self._finish(req, now)
         elif self.role == "prefill":
@@ -392,6 +399,8 @@ class Instance:
 
     def _launch_run(self) -> None:
         n = self._run_length()
+        if self.cluster.live:
+            n = min(n, 1)  # the twin streams every token at its iteration's end
         if n <= 0:  # everything was preempted
             return self._step()
         now = self.loop.now
@@ -425,8 +434,47 @@ class Instance:
         self.d_planned = self.d
         if self.cluster.check:
             self._top_up(self.d - 1)
+        if self.cluster.live:
+            self._notify_decodes()
         self._finish_due()
         self._step()
+
+    def _notify_decodes(self) -> None:
+        """Live: every decoding request's tokens produced by the iteration that just ended."""
+        now, g, spec = self.loop.now, self.g, self.spec
+        for r in self.running.reqs:
+            steps = self.d - r.d_join
+            made = (math.floor(g * (r.spec_steps + steps)) - math.floor(g * r.spec_steps)) if spec else steps
+            total = min(r.generated + made, r.output)
+            if total > r.streamed:
+                self.cluster.on_token(r, total - r.streamed, now)
+                r.streamed = total
+
+    def cancel(self, req: SimRequest) -> bool:
+        """Remove a cancelled request from this instance, freeing its KV; False if it is not here."""
+        if req in self.waiting:
+            self.waiting.remove(req)
+        elif req in self.prefilling:
+            self.prefilling.remove(req)
+            self.kv.free_blocks(req.kv_blocks)
+        elif req.slot >= 0 and req.slot < self.running.n and self.running.reqs[req.slot] is req:
+            self.kv.free_blocks(self._leave(req, self.d))
+            req.epoch += 1
+        elif req in self.ready:
+            self.ready.remove(req)
+            self.kv.free_blocks(req.kv_blocks)
+        elif any(r is req for r, _ in self.pending_transfers):  # its KV still sits on the prefill instance
+            src = next(s for r, s in self.pending_transfers if r is req)
+            self.pending_transfers = deque(p for p in self.pending_transfers if p[0] is not req)
+            src.kv.free_blocks(req.src_blocks)
+            req.src_blocks = 0
+            src.poke()
+        else:
+            return False
+        req.kv_blocks = 0
+        self.outstanding -= req.prompt + req.output
+        self.poke()
+        return True
 
     def _finish_due(self) -> None:
         heap = self.finish_heap

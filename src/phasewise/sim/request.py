@@ -35,6 +35,9 @@ class SimRequest:
     # (instance, d_start, steps, spec_offset, tokens) for a run of decode steps there
     segments: list = field(default_factory=list)
     src_blocks: int = 0  # disaggregation: blocks still held on the prefill instance during transfer
+    streamed: int = 0  # live twin: tokens already notified
+    cancelled: bool = False  # live twin: the client went away
+    handle: object = None  # live twin: the server's per-request state
 
     @property
     def prefill_target(self) -> int:

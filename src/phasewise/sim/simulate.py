@@ -51,25 +51,12 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int) -> tuple[Co
     return cost, mem.kv_capacity_tokens, draft
 
 
-def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
-             check_invariants: bool = False, record_timeline: bool = False) -> SimResult:
-    """Run the workload through the deployment; per-request latencies and per-instance statistics."""
-    wall0 = time.perf_counter()
-    slo = slo or Slo()
-    loop = EventLoop()
-    closed = isinstance(workload, ClosedLoop)
-    if closed:
-        n = workload.requests
-        prompts, outputs = workload.lengths()
-        arrival = np.full(n, np.nan)
-        priority = np.zeros(n, dtype=np.int64)
-    else:
-        n = len(workload)
-        prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
-        priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
-    cluster = Cluster(deployment, loop, n, check_invariants)
-    cluster.record_timeline = record_timeline
-
+def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False,
+                  live: bool = False) -> tuple[Cluster, list[Instance], float]:
+    """The deployment's instances, router and links on `loop`; also the deployment's price per hour.
+    `live` (the digital twin) notifies every token as it is produced and keeps no per-request arrays."""
+    cluster = Cluster(deployment, loop, n_requests, check)
+    cluster.live = live
     instances: list[Instance] = []
     price = 0.0
     for gi, g in enumerate(deployment.instances):
@@ -91,6 +78,27 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat)
 
     cluster.wire(instances, deployment.router, link_for)
+    return cluster, instances, price
+
+
+def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
+             check_invariants: bool = False, record_timeline: bool = False) -> SimResult:
+    """Run the workload through the deployment; per-request latencies and per-instance statistics."""
+    wall0 = time.perf_counter()
+    slo = slo or Slo()
+    loop = EventLoop()
+    closed = isinstance(workload, ClosedLoop)
+    if closed:
+        n = workload.requests
+        prompts, outputs = workload.lengths()
+        arrival = np.full(n, np.nan)
+        priority = np.zeros(n, dtype=np.int64)
+    else:
+        n = len(workload)
+        prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
+        priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
+    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants)
+    cluster.record_timeline = record_timeline
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
         return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]))
