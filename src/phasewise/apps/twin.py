@@ -348,11 +348,19 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         if streaming:
+            # Every content chunk differs only in its text: format the JSON once, splice the text in.
+            head, tail = chunk("", rid, created, "\x00", None, chat, False).split('"\\u0000"')
+
             async def sse():
-                first = True
+                first = chat  # the first chat chunk also carries the assistant role
                 try:
                     async for n in tokens(stream):
-                        yield chunk("", rid, created, filler(stream.emitted - n, n), None, chat, first)
+                        text = filler(stream.emitted - n, n)
+                        if first:
+                            yield chunk("", rid, created, text, None, chat, True)
+                            first = False
+                        else:
+                            yield f'{head}"{text}"{tail}'
                         first = False
                 except ApiError as exc:  # after the headers went out: an error event, then the end
                     yield f"data: {json.dumps(exc.body())}\n\n"
