@@ -362,13 +362,7 @@ class Instance:
         now = self.loop.now
         if decoded:
             self.decode_end.append(now)
-            self.d += 1
-            self.d_planned = self.d
-            if self.cluster.check:
-                self._top_up(self.d - 1)
-            if self.cluster.live:
-                self._notify_decodes()
-            self._finish_due()
+            self._decode_steps_done(1)
         for req, take in chunks:
             if req.cancelled:
                 continue
@@ -430,6 +424,11 @@ class Instance:
         n = len(ends)
         self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.new * n, n, start)
         self.decode_end.extend(ends)
+        self._decode_steps_done(n)
+        self._step()
+
+    def _decode_steps_done(self, n: int) -> None:
+        """Commit n decode steps whose end times were just recorded: finish who is due."""
         self.d += n
         self.d_planned = self.d
         if self.cluster.check:
@@ -437,7 +436,6 @@ class Instance:
         if self.cluster.live:
             self._notify_decodes()
         self._finish_due()
-        self._step()
 
     def _notify_decodes(self) -> None:
         """Live: every decoding request's tokens produced by the iteration that just ended."""
