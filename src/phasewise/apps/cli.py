@@ -17,21 +17,41 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Predict, plan and emulate LLM serving, prefill and decode treated as two workloads.")
 console = Console(width=None if sys.stdout.isatty() else 140)
 
+# Options several commands share, defined once.
+Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a config.json path")]
+Hardware = Annotated[str, typer.Option(help="catalog key or a hardware YAML path")]
+Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
+Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
+Precision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|fp32")]
+KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
+Engine = Annotated[str, typer.Option(help="engine overhead profile: vllm|vllm-2023|trtllm|trtllm-pytorch|hf-eager|ideal, or a YAML")]
+Replicas = Annotated[int, typer.Option(help="collocated instances")]
+Arch = Annotated[str, typer.Option(help="collocated|disagg")]
+PrefillWorkers = Annotated[int, typer.Option(help="disagg: prefill instances")]
+DecodeWorkers = Annotated[int, typer.Option(help="disagg: decode instances")]
+DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
+Scheduler = Annotated[str, typer.Option(help="vllm (prefill-first) | sarathi (chunked, decode-first)")]
+ChunkSize = Annotated[int, typer.Option(help="sarathi token budget per iteration")]
+MaxBatch = Annotated[int, typer.Option(help="max sequences per iteration")]
+SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
+SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
+Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
 
 @app.command("estimate")
 def estimate_cmd(
-    model: Annotated[str, typer.Option(help="HF id or alias from the catalog, or a config.json path")] = "meta-llama/Llama-3.1-8B",
-    hardware: Annotated[str, typer.Option(help="catalog key or a hardware YAML path")] = "h100-sxm",
-    tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
-    pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
-    precision: Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|fp32")] = "bf16",
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")] = None,
-    engine: Annotated[str, typer.Option(help="serving-engine overhead profile: vllm|vllm-2023|trtllm|ideal")] = "vllm",
+    model: Model = "meta-llama/Llama-3.1-8B",
+    hardware: Hardware = "h100-sxm",
+    tp: Tp = 1,
+    pp: Pp = 1,
+    precision: Precision = "bf16",
+    kv_dtype: KvDtype = None,
+    engine: Engine = "vllm",
     batch: Annotated[int, typer.Option(help="sequences in the batch")] = 1,
     prompt_len: Annotated[int, typer.Option(help="prompt tokens per sequence (prefill)")] = 1024,
     context_len: Annotated[Optional[int], typer.Option(help="cached tokens per sequence at the decode step (default: prompt-len)")] = None,
     memory_fraction: Annotated[float, typer.Option(help="fraction of device memory the engine may use")] = 0.9,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Json = False,
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
     from phasewise.apps.estimate_view import render_estimate
@@ -53,30 +73,30 @@ def estimate_cmd(
 
 @app.command("simulate")
 def simulate_cmd(
-    model: Annotated[str, typer.Option(help="HF id or alias, or a config.json path")] = "meta-llama/Llama-3.1-8B",
-    hardware: Annotated[str, typer.Option(help="catalog key or hardware YAML")] = "h100-sxm",
-    tp: Annotated[int, typer.Option(help="tensor-parallel degree per instance")] = 1,
-    pp: Annotated[int, typer.Option(help="pipeline-parallel degree per instance")] = 1,
-    precision: Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|fp32")] = "bf16",
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV-cache dtype")] = None,
-    engine: Annotated[str, typer.Option(help="engine overhead profile: vllm|vllm-2023|trtllm|ideal")] = "vllm",
-    replicas: Annotated[int, typer.Option(help="collocated instances")] = 1,
-    arch: Annotated[str, typer.Option(help="collocated|disagg")] = "collocated",
-    prefill_workers: Annotated[int, typer.Option(help="disagg: prefill instances")] = 1,
+    model: Model = "meta-llama/Llama-3.1-8B",
+    hardware: Hardware = "h100-sxm",
+    tp: Tp = 1,
+    pp: Pp = 1,
+    precision: Precision = "bf16",
+    kv_dtype: KvDtype = None,
+    engine: Engine = "vllm",
+    replicas: Replicas = 1,
+    arch: Arch = "collocated",
+    prefill_workers: PrefillWorkers = 1,
     prefill_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")] = None,
-    decode_workers: Annotated[int, typer.Option(help="disagg: decode instances")] = 1,
+    decode_workers: DecodeWorkers = 1,
     decode_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")] = None,
     kv_link: Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")] = "nvlink",
-    deployment: Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")] = None,
+    deployment: DeploymentFile = None,
     router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware")] = "least_outstanding",
-    scheduler: Annotated[str, typer.Option(help="vllm (prefill-first) | sarathi (chunked, decode-first)")] = "vllm",
-    chunk_size: Annotated[int, typer.Option(help="sarathi token budget per iteration")] = 512,
-    max_batch: Annotated[int, typer.Option(help="max sequences per iteration")] = 256,
+    scheduler: Scheduler = "vllm",
+    chunk_size: ChunkSize = 512,
+    max_batch: MaxBatch = 256,
     max_batched_tokens: Annotated[int, typer.Option(help="vllm prefill token budget")] = 8192,
     memory_fraction: Annotated[float, typer.Option(help="device memory fraction for the engine")] = 0.9,
     kv_admission: Annotated[str, typer.Option(help="greedy (vLLM: preempt when full) | reserve (TRT-LLM: no evict)")] = "greedy",
-    spec_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")] = 0,
-    spec_acceptance: Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")] = 0.7,
+    spec_tokens: SpecTokens = 0,
+    spec_acceptance: SpecAcceptance = 0.7,
     spec_draft: Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")] = "mtp",
     trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace, or azure-conv / azure-code (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
@@ -94,7 +114,7 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = float("inf"),
     slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = float("inf"),
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Json = False,
     out: Annotated[Optional[str], typer.Option(help="directory for per-request records and summary.json")] = None,
     out_format: Annotated[str, typer.Option("--format", help="records format: csv|parquet")] = "csv",
 ) -> None:
@@ -136,8 +156,8 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 
 @app.command("plan")
 def plan_cmd(
-    model: Annotated[str, typer.Option(help="HF id or alias, or a config.json path")] = "meta-llama/Llama-3.1-8B",
-    hardware: Annotated[str, typer.Option(help="catalog key or hardware YAML")] = "h100-sxm",
+    model: Model = "meta-llama/Llama-3.1-8B",
+    hardware: Hardware = "h100-sxm",
     gpus: Annotated[int, typer.Option(help="GPU budget")] = 8,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = 1000.0,
     slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = 50.0,
@@ -159,8 +179,8 @@ def plan_cmd(
     disagg: Annotated[bool, typer.Option("--disagg/--no-disagg", help="include disaggregated xPyD strategies")] = True,
     spec: Annotated[bool, typer.Option("--spec/--no-spec", help="also try speculative decoding")] = False,
     spec_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step")] = 3,
-    spec_acceptance: Annotated[float, typer.Option(help="speculative decoding: acceptance rate (an assumption)")] = 0.7,
-    engine: Annotated[str, typer.Option(help="engine overhead profile")] = "vllm",
+    spec_acceptance: SpecAcceptance = 0.7,
+    engine: Engine = "vllm",
     kv_link: Annotated[str, typer.Option(help="disaggregated KV link: nvlink|pcie|rdma")] = "nvlink",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
@@ -270,7 +290,7 @@ def calibrate_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    model: Annotated[str, typer.Option(help="architecture to build (catalog id or config.json)")] = "meta-llama/Llama-3.1-8B",
+    model: Model = "meta-llama/Llama-3.1-8B",
     hardware: Annotated[str, typer.Option(help="hardware entry: calibrate's YAML or a catalog key")] = "hw.yaml",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     layers: Annotated[Optional[int], typer.Option(help="scale down: decoder layers")] = None,
@@ -283,7 +303,7 @@ def validate_cmd(
     requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
     prompt: Annotated[int, typer.Option(help="--serve: prompt tokens")] = 128,
     output: Annotated[int, typer.Option(help="--serve: output tokens")] = 32,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
     from phasewise.measure.validate import summary, validate
@@ -335,23 +355,23 @@ def validate_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    model: Annotated[str, typer.Option(help="HF id or alias (served under this name), or a config.json path")] = "meta-llama/Llama-3.1-8B",
-    hardware: Annotated[str, typer.Option(help="catalog key or hardware YAML")] = "h100-sxm",
-    tp: Annotated[int, typer.Option(help="tensor-parallel degree per instance")] = 1,
-    pp: Annotated[int, typer.Option(help="pipeline-parallel degree per instance")] = 1,
-    precision: Annotated[str, typer.Option(help="weights/compute precision")] = "bf16",
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV-cache dtype")] = None,
-    engine: Annotated[str, typer.Option(help="engine overhead profile")] = "vllm",
-    replicas: Annotated[int, typer.Option(help="collocated instances")] = 1,
-    arch: Annotated[str, typer.Option(help="collocated|disagg")] = "collocated",
-    prefill_workers: Annotated[int, typer.Option(help="disagg: prefill instances")] = 1,
-    decode_workers: Annotated[int, typer.Option(help="disagg: decode instances")] = 1,
-    deployment: Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")] = None,
-    scheduler: Annotated[str, typer.Option(help="vllm | sarathi")] = "vllm",
-    chunk_size: Annotated[int, typer.Option(help="sarathi token budget")] = 512,
-    max_batch: Annotated[int, typer.Option(help="max sequences per iteration")] = 256,
-    spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens (0 = off)")] = 0,
-    spec_acceptance: Annotated[float, typer.Option(help="speculative decoding acceptance")] = 0.7,
+    model: Model = "meta-llama/Llama-3.1-8B",
+    hardware: Hardware = "h100-sxm",
+    tp: Tp = 1,
+    pp: Pp = 1,
+    precision: Precision = "bf16",
+    kv_dtype: KvDtype = None,
+    engine: Engine = "vllm",
+    replicas: Replicas = 1,
+    arch: Arch = "collocated",
+    prefill_workers: PrefillWorkers = 1,
+    decode_workers: DecodeWorkers = 1,
+    deployment: DeploymentFile = None,
+    scheduler: Scheduler = "vllm",
+    chunk_size: ChunkSize = 512,
+    max_batch: MaxBatch = 256,
+    spec_tokens: SpecTokens = 0,
+    spec_acceptance: SpecAcceptance = 0.7,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 1.0,
