@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-MODEL = "meta-llama/Llama-3.1-8B"
+MODEL = "meta-llama/Llama-3.1-8B"  # --model overrides
 
 
 def free_port() -> int:
@@ -51,6 +51,7 @@ async def one(session, url: str, prompt: str, max_tokens: int, out: dict) -> Non
                 out["errors"] += 1
                 return
             async for raw in resp.content:
+                arrived = time.perf_counter() - t0  # before any parsing: what the client saw
                 line = raw.decode().strip()
                 if not line:
                     continue
@@ -66,7 +67,7 @@ async def one(session, url: str, prompt: str, max_tokens: int, out: dict) -> Non
                     usage = obj["usage"]
                 for ch in obj.get("choices", []):
                     if ch.get("text"):
-                        times.append(time.perf_counter() - t0)
+                        times.append(arrived)
                         tokens += len(ch["text"].split())
     except Exception:  # connection errors count as lost responses
         out["errors"] += 1
@@ -107,10 +108,13 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--soak", type=float, default=0, help="seconds of steady load (sampling server RSS)")
     ap.add_argument("--deadline", type=float, default=300)
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--tp", type=int, default=1)
     args = ap.parse_args()
+    globals()["MODEL"] = args.model
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "phasewise.apps.cli", "serve", "--port", str(port),
-                               "--model", MODEL, "--max-batch", "256"], stdout=subprocess.DEVNULL,
+                               "--model", MODEL, "--tp", str(args.tp), "--max-batch", "256"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
         import urllib.request
@@ -152,13 +156,13 @@ def main() -> None:
     from phasewise.workload import ClosedLoop, LengthDist
 
     n = args.clients * args.per_client
-    sim = simulate(collocated(MODEL, "h100-sxm", max_batch=256),
+    sim = simulate(collocated(MODEL, "h100-sxm", tp=args.tp, max_batch=256),
                    ClosedLoop(args.clients, n, LengthDist("fixed", args.prompt_words),
                               LengthDist("fixed", args.max_tokens)))
     s = sim.summary()
     ttft = np.array(res["ttft"]) * 1e3
     gaps = np.array(res["gaps"]) * 1e3
-    print(f"{args.clients} concurrent streams, {n} requests of {args.prompt_words}/{args.max_tokens} tokens: "
+    print(f"{MODEL} tp={args.tp}: {args.clients} concurrent streams, {n} requests of {args.prompt_words}/{args.max_tokens} tokens: "
           f"{res['ok']} ok, {res['errors']} lost, {res['malformed']} malformed; {wall:.1f} s wall; server RSS "
           f"{rss:.0f} MiB")
     rows = [("TTFT p50 ms", np.percentile(ttft, 50), s["ttft_ms"]["p50"]),
