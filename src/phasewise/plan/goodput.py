@@ -68,6 +68,11 @@ class GoodputResult:
     def gpus(self) -> int:
         return self.strategy.gpus
 
+    def point(self) -> dict[str, float]:
+        """The simulated point of the search's answer (latencies, tokens/s at the goodput found)."""
+        rate = self.goodput_rps if math.isnan(self.search_rps) else self.search_rps
+        return next((p for p in self.curve if p["rate_rps"] == rate), {})
+
 
 def _lite(s: dict[str, Any], rate: float) -> dict[str, float]:
     tpot = s["tpot_ms"]["mean"]

@@ -47,7 +47,7 @@ class PlanResult:
         out = []
         for rank, r in enumerate(self.ranked, start=1):
             at = r.at_goodput
-            c = next((p for p in r.curve if p["rate_rps"] == r.goodput_rps), {})
+            c = r.point()
             out.append({
                 "rank": rank, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
                 "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
@@ -88,8 +88,9 @@ def objective_value(objective: str, r: GoodputResult, hardware: str) -> float:
 def reason(r: GoodputResult) -> str:
     if r.goodput_rps <= 0:
         return "meets the SLOs at no tested rate"
-    c = next((p for p in r.curve if p["rate_rps"] == r.goodput_rps), None)
-    why = f"{r.binding} binds above {r.goodput_rps:.2f} req/s"
+    c = r.point() or None
+    found = r.goodput_rps if math.isnan(r.search_rps) else r.search_rps
+    why = f"{r.binding} binds above {found:.2f} req/s"
     if c:
         why += (f"; at it TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms, "
                 f"{c['tokens_per_s_per_gpu']:,.0f} tok/s/GPU")

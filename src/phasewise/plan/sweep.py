@@ -104,7 +104,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     results = run_all(evaluate, [j[1] for j in jobs], backend, workers, ray_address, tick)
     rows = []
     for (key, _), r in zip(jobs, results):
-        c = next((p for p in r.curve if p["rate_rps"] == r.goodput_rps), {})
+        c = r.point()
         rows.append({**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
                      "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
                      "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r, key["hardware"]),
