@@ -12,7 +12,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
-from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate, stable
+from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
@@ -157,6 +157,6 @@ def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo, target: 
         r = rate * factor
         res = simulate(dep, fresh.at_rate(r, int(max(REFINE["min_requests"], r * VERIFY_WINDOW_S))), slo)
         att = float(res.summary()["slo"]["attainment"])
-        if att >= target - VERIFY_TOLERANCE and stable(res):
+        if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
             return r, att
     return 0.0, att
