@@ -151,6 +151,6 @@ def test_trace_arrivals_are_replayed_and_bursts_lower_goodput():
                                                                    "fixed", 0, 0, 0), opts=opts, refine=1, workers=1)
     bursty = plan(M, "h100-sxm", 1, Slo(1000, 50), workload_spec("azure-code", "trace", None, None, "fixed",
                                                                   "fixed", 0, 0, 0), opts=opts, refine=1, workers=1)
-    # the Azure coding trace arrives in bursts (gap CV ~13): replayed, the TTFT SLO binds far earlier
+    # the Azure coding trace arrives in bursts (gap CV ~13): replayed, the SLOs break far earlier
     assert 0 < bursty.ranked[0].goodput_rps < 0.5 * poisson.ranked[0].goodput_rps
-    assert bursty.ranked[0].binding == "prefill (TTFT)"
+    assert "capacity" not in bursty.ranked[0].binding  # bursts are not read as a growing backlog
