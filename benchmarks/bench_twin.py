@@ -14,22 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from twin_server import start_twin
 
 MODEL = "meta-llama/Llama-3.1-8B"  # --model overrides
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -112,19 +103,8 @@ def main() -> None:
     ap.add_argument("--tp", type=int, default=1)
     args = ap.parse_args()
     globals()["MODEL"] = args.model
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "phasewise.apps.cli", "serve", "--port", str(port),
-                               "--model", MODEL, "--tp", str(args.tp), "--max-batch", "256"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    server, port = start_twin("--model", MODEL, "--tp", str(args.tp), "--max-batch", "256")
     try:
-        import urllib.request
-
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         prompt = " ".join(["word"] * args.prompt_words)  # 1 token per word under the built-in count
         if args.soak:
             samples = []

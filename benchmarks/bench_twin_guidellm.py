@@ -18,15 +18,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from twin_server import start_twin
 
 MODEL = "meta-llama/Llama-3.1-8B"
 TOKENIZER_SCRIPT = r'''
@@ -60,20 +59,10 @@ def main() -> None:
     tok.mkdir()
     gl_python = str(Path(args.guidellm).parent / "python")
     subprocess.run([gl_python, "-c", TOKENIZER_SCRIPT, str(tok)], check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "phasewise.apps.cli", "serve", "--port", str(port), "--model", MODEL,
-                               "--max-batch", "256", "--tokenizer", str(tok / "tokenizer.json"),
-                               "--served-model-name", str(tok)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server, port = start_twin("--model", MODEL, "--max-batch", "256", "--tokenizer", str(tok / "tokenizer.json"),
+                              "--served-model-name", str(tok))
     out_json = work / "guidellm.json"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         cmd = [args.guidellm, "run", "--backend", f"kind=openai_http,target=http://127.0.0.1:{port},model={tok}",
                "--profile", f"kind=concurrent,streams={args.streams}",
                "--data", f"kind=synthetic_text,prompt_tokens={args.prompt_tokens},output_tokens={args.output_tokens}",
