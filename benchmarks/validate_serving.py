@@ -19,7 +19,6 @@ cache (ModelOpt FP8 checkpoints quantize the KV cache too: an assumption, stated
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 

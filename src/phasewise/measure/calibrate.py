@@ -80,7 +80,7 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
             rates[m].append(2.0 * m * k * n / t)
             if m == 1:
                 cold_rates.append(k * n * esize / t)
-        del pool
+        pool.clear()  # free the weights before the next shape
     peak = max(max(r) for r in rates.values())
     geo = {m: math.exp(statistics.fmean(math.log(r) for r in rates[m])) for m in rows_grid}
     curve = [[float(m), round(geo[m] / peak, 4)] for m in rows_grid]
