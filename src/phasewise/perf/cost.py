@@ -126,11 +126,10 @@ class CostModel:
         self._cache: dict[tuple, tuple] = {}  # fast(): non-attention cost by (tokens, logit tokens, eager)
 
     # --- building blocks ------------------------------------------------------------------------
-    def _memory_s(self, nbytes: float, efficiency: float | None = None) -> float:
+    def _memory_s(self, nbytes: float) -> float:
         if nbytes <= 0:
             return 0.0
-        e = efficiency or self.eff.memory_efficiency_max * nbytes / (nbytes + self.eff.memory_half_bytes)
-        return nbytes / (self.bw * e)
+        return nbytes / (self.bw * self.eff.memory_efficiency_max * nbytes / (nbytes + self.eff.memory_half_bytes))
 
     def _gemm(self, rows: float, k: float, n: float, w_bytes: float, peak: float, dequant: bool,
               weights: float = 1.0) -> tuple[float, float, float, float]:
@@ -195,9 +194,7 @@ class CostModel:
         eager = self.eager(shape)
         ops = self._other_ops(T, shape.logit_tokens, eager)
         ops.insert(2, self._attention(shape, self.layers_per_stage, eager))
-        times = {op.name: op.time_s for op in ops}
-        per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
-        latency, stage = self._assemble(per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0))
+        latency, stage = self._assemble(*_stage_parts(ops))
         host = self._host_s(shape)
         return IterationCost(latency + host, stage + host, host, ops)
 
@@ -209,7 +206,7 @@ class CostModel:
         f, b, comp, mem = self._attention_terms(shape)
         L = self.layers_per_stage
         disp = KERNELS["attention"] * self.engine.eager_launch_s if eager else 0.0
-        att = L * max(comp, mem, disp) + L * KERNELS["attention"] * self.eff.kernel_launch_s  # = _attention_time
+        att = L * max(comp, mem, disp) + L * KERNELS["attention"] * self.eff.kernel_launch_s  # _op's rule
         latency, stage = self._assemble(c[0] + att, c[1], c[2], c[3])
         host = self._host_s(shape)
         return latency + host, stage + host, c[4] + L * f, c[5] + L * b
@@ -222,10 +219,7 @@ class CostModel:
             if T <= 0:
                 raise ValueError("an iteration needs at least one token")
             ops = self._other_ops(T, logit_tokens, eager)
-            times = {op.name: op.time_s for op in ops}
-            per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
-            c = (per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0),
-                 sum(op.flops for op in ops), sum(op.bytes for op in ops))
+            c = (*_stage_parts(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops))
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[key] = c
@@ -303,16 +297,10 @@ class CostModel:
     def _attention(self, s: BatchShape, L: int, eager: bool) -> OperatorCost:
         return self._op("attention", L, *self._attention_terms(s), eager)
 
-    def _attention_time(self, compute, memory, eager: bool):
-        """Time of the attention operator over the stage's layers (same rule as _op; arrays allowed)."""
-        L, k = self.layers_per_stage, KERNELS["attention"]
-        dispatch = k * self.engine.eager_launch_s if eager else 0.0
-        return L * np.maximum(np.maximum(compute, memory), dispatch) + L * k * self.eff.kernel_launch_s
-
     def _decode_coefficients(self, shape: BatchShape) -> tuple:
         """A pure-decode iteration's latency as max(pairs * a, kv * b + c, floor) * scale + offset, where
         only the attention pairs and KV tokens vary as the contexts grow (the same arithmetic as
-        _attention_part + _attention_time + _assemble + _host_s, rearranged; cached by batch size).
+        _attention_part + _op + _assemble + _host_s, rearranged; cached by batch size).
         Also returns (latency, flops, bytes) of `shape` itself."""
         if shape.prefill_seqs:
             raise ValueError("decode series take pure-decode batches")
@@ -403,6 +391,13 @@ class CostModel:
                 f2, b2, c2, m2 = self._gemm(T, si, h, self.w_bytes, self.peak, True)
                 ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager))
         return ops
+
+
+def _stage_parts(ops: list[OperatorCost]) -> tuple[float, float, float, float]:
+    """(per-layer operators' time, embedding, LM head, PP send/recv) of an iteration's operators."""
+    times = {op.name: op.time_s for op in ops}
+    per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
+    return per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0)
 
 
 def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:

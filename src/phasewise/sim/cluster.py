@@ -45,7 +45,6 @@ class Cluster:
         self.on_token = None  # live: on_token(request, tokens, time)
         self.on_done = None  # live: on_done(request) when it finishes, is rejected or cancelled
         self.instances: list[Instance] = []
-        self.instances_built: list[Instance] = []
         self.front: Router | None = None  # collocated or prefill instances
         self.back: Router | None = None  # decode instances
         self.links: dict[str, Link] = {}
@@ -64,7 +63,6 @@ class Cluster:
         self.on_finish = None  # closed-loop hook: called with the finished request
         self._gaps: list[float] = []  # gaps at segment boundaries, binned in batches
         self._check_gaps: list[np.ndarray] = []  # check mode: every request's gaps, recomputed explicitly
-        self.transfers_in_flight = 0
 
     def wire(self, instances: list[Instance], router: str, link_for) -> None:
         self.instances = instances
@@ -107,12 +105,10 @@ class Cluster:
             dst.kv.allocate(blocks)
             req.kv_blocks = blocks
             nbytes = (req.prompt + req.generated) * self.kv_bytes_per_token
-            self.transfers_in_flight += 1
             dst.incoming += 1
             self.links[src.name].send(req.id, nbytes, lambda r=req, s=src, d=dst: self._arrived(r, s, d))
 
     def _arrived(self, req: SimRequest, src: Instance, dst: Instance) -> None:
-        self.transfers_in_flight -= 1
         dst.incoming -= 1
         src.kv.free_blocks(req.src_blocks)
         req.src_blocks = 0

@@ -33,11 +33,10 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 
 class Instance:
-    def __init__(self, name: str, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
+    def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None) -> None:
         self.name, self.group, self.role, self.cost, self.cluster = name, group, group.role, cost, cluster
-        self.index = len(cluster.instances_built)
-        cluster.instances_built.append(self)
+        self.index = index  # position in the cluster's instance list
         self.loop = cluster.loop
         self.model = cost.model
         self.kv = KVBlocks(kv_capacity_tokens // group.block_size, group.block_size)

@@ -8,7 +8,7 @@ from phasewise.sim.events import EventLoop
 
 
 class Link:
-    __slots__ = ("loop", "bandwidth", "latency_s", "active", "last_s", "version", "bytes_total", "transfers")
+    __slots__ = ("loop", "bandwidth", "latency_s", "active", "last_s", "version")
 
     def __init__(self, loop: EventLoop, bandwidth_bytes_per_s: float, latency_s: float) -> None:
         self.loop = loop
@@ -17,13 +17,9 @@ class Link:
         self.active: dict[int, list] = {}  # transfer id -> [remaining bytes, callback]
         self.last_s = 0.0
         self.version = 0
-        self.bytes_total = 0.0
-        self.transfers = 0
 
     def send(self, key: int, nbytes: float, done: Callable[[], None]) -> None:
         """Start a transfer; `done()` runs when its last byte arrives (after the link latency)."""
-        self.bytes_total += nbytes
-        self.transfers += 1
         self._advance()
         self.active[key] = [nbytes, done]
         self._reschedule()

@@ -64,7 +64,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         price += cost.hw.price_per_hour_usd * g.gpus
         for r in range(g.replicas):
             short = {"collocated": "col", "prefill": "pre", "decode": "dec"}[g.role]
-            instances.append(Instance(f"{short}{gi}.{r}", g, cost, kv_tokens, cluster, draft))
+            instances.append(Instance(f"{short}{gi}.{r}", len(instances), g, cost, kv_tokens, cluster, draft))
     m = instances[0].model
     cluster.kv_bytes_per_token = 2 * m.num_kv_heads * m.head_dim * instances[0].cost.kv_bytes * m.num_layers
 
