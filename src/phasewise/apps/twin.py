@@ -325,7 +325,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
         return admit(max(prompt_tokens, 1), max_tokens), stream, include_usage
 
-    def chunk(_kind: str, rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
+    def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
               first: bool) -> str:
         if chat:
             d: dict[str, Any] = {}
@@ -349,7 +349,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         created = int(time.time())
         if streaming:
             # Every content chunk differs only in its text: format the JSON once, splice the text in.
-            head, tail = chunk("", rid, created, "\x00", None, chat, False).split('"\\u0000"')
+            head, tail = chunk(rid, created, "\x00", None, chat, False).split('"\\u0000"')
 
             async def sse():
                 first = chat  # the first chat chunk also carries the assistant role
@@ -357,16 +357,15 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                     async for n in tokens(stream):
                         text = filler(stream.emitted - n, n)
                         if first:
-                            yield chunk("", rid, created, text, None, chat, True)
+                            yield chunk(rid, created, text, None, chat, True)
                             first = False
                         else:
                             yield f'{head}"{text}"{tail}'
-                        first = False
                 except ApiError as exc:  # after the headers went out: an error event, then the end
                     yield f"data: {json.dumps(exc.body())}\n\n"
                     yield "data: [DONE]\n\n"
                     return
-                yield chunk("", rid, created, None if chat else "", "length", chat, False)
+                yield chunk(rid, created, None if chat else "", "length", chat, False)
                 if include_usage:
                     obj = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                            "created": created, "model": model_name, "choices": [], "usage": usage(stream)}
