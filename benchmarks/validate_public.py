@@ -35,7 +35,7 @@ FIT_GROUPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("hardware", "a100-sxm-80gb", ("gemm_efficiency_max", "gemm_half_rows", "memory_efficiency_max")),
     ("engine", "vllm-2023", ("iteration_overhead_s", "per_sequence_overhead_s", "compute_efficiency",
                              "collective_efficiency")),
-    ("engine", "trtllm", ("iteration_overhead_s", "eager_launch_s")),
+    ("engine", "trtllm-0.5", ("iteration_overhead_s", "eager_launch_s")),
 ]
 UPPER = {"gemm_efficiency_max": 1.0, "memory_efficiency_max": 1.0, "compute_efficiency": 1.0, "collective_efficiency": 1.0}
 

@@ -10,7 +10,7 @@ from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 MODELS = ["meta-llama/Llama-3.1-8B", "Qwen/Qwen3-30B-A3B", "meta-llama/Llama-2-13b-hf", "facebook/opt-13b",
           "mistralai/Mistral-7B-v0.1"]
 GPUS = ["a100-sxm-80gb", "h100-sxm", "h100-pcie", "h200-sxm", "b200", "l40s", "a6000"]
-ENGINES = ["vllm", "trtllm", "ideal", "vllm-2023"]
+ENGINES = ["vllm", "trtllm-0.5", "ideal", "vllm-2023"]
 
 _cache: dict = {}
 

@@ -199,7 +199,7 @@ def test_quant_bytes():
 
 
 def test_engines_load():
-    for name in ("vllm", "vllm-2023", "trtllm", "ideal"):
+    for name in ("vllm", "vllm-2023", "trtllm-0.5", "ideal"):
         assert load_engine(name).iteration_overhead_s >= 0
     with pytest.raises(PhasewiseError, match="unknown engine"):
         load_engine("tgi-2019")
