@@ -22,7 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--rate", type=float, default=10.0)
-    ap.add_argument("--scheduler", default="vllm", choices=["vllm", "sarathi"])
+    ap.add_argument("--engine", default="vllm", help="engine preset: vllm, sglang, trtllm, vllm-v0, sarathi")
     ap.add_argument("--disagg", action="store_true", help="1 prefill + 1 decode instance instead")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -33,7 +33,7 @@ def main() -> None:
     if args.disagg:
         dep = disaggregated("meta-llama/Llama-3.1-8B", "h100-sxm", 1, 1)
     else:
-        dep = collocated("meta-llama/Llama-3.1-8B", "h100-sxm", scheduler=args.scheduler)
+        dep = collocated("meta-llama/Llama-3.1-8B", "h100-sxm", engine=args.engine)
     best = None
     for _ in range(args.repeat):
         t0 = time.perf_counter()
@@ -42,7 +42,7 @@ def main() -> None:
         best = wall if best is None else min(best, wall)
     s = res.summary()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.requests} requests @ {args.rate} req/s ({'disagg 1P1D' if args.disagg else args.scheduler}): "
+    print(f"{args.requests} requests @ {args.rate} req/s ({'disagg 1P1D' if args.disagg else args.engine}): "
           f"best of {args.repeat}: {best:.3f} s wall, {args.requests / best:,.0f} simulated requests/s, "
           f"{res.events:,} events, peak RSS {rss:.0f} MiB; simulated {s['duration_s']:.0f} s, "
           f"TTFT p50 {s['ttft_ms']['p50']:.0f} ms, TBT p99 {s['tbt_ms']['p99']:.1f} ms, "

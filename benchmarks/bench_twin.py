@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--tp", type=int, default=1)
     args = ap.parse_args()
     globals()["MODEL"] = args.model
-    server, port = start_twin("--model", MODEL, "--tp", str(args.tp), "--max-batch", "256")
+    server, port = start_twin("--model", MODEL, "--tp", str(args.tp), "--max-num-seqs", "256")
     try:
         prompt = " ".join(["word"] * args.prompt_words)  # 1 token per word under the built-in count
         if args.soak:
@@ -136,7 +136,7 @@ def main() -> None:
     from phasewise.workload import ClosedLoop, LengthDist
 
     n = args.clients * args.per_client
-    sim = simulate(collocated(MODEL, "h100-sxm", tp=args.tp, max_batch=256),
+    sim = simulate(collocated(MODEL, "h100-sxm", tp=args.tp, max_num_seqs=256),
                    ClosedLoop(args.clients, n, LengthDist("fixed", args.prompt_words),
                               LengthDist("fixed", args.max_tokens)))
     s = sim.summary()

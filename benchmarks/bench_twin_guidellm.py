@@ -59,7 +59,7 @@ def main() -> None:
     tok.mkdir()
     gl_python = str(Path(args.guidellm).parent / "python")
     subprocess.run([gl_python, "-c", TOKENIZER_SCRIPT, str(tok)], check=True, capture_output=True)
-    server, port = start_twin("--model", MODEL, "--max-batch", "256", "--tokenizer", str(tok / "tokenizer.json"),
+    server, port = start_twin("--model", MODEL, "--max-num-seqs", "256", "--tokenizer", str(tok / "tokenizer.json"),
                               "--served-model-name", str(tok))
     out_json = work / "guidellm.json"
     try:
@@ -89,7 +89,7 @@ def main() -> None:
     from phasewise.sim.deployment import collocated
     from phasewise.workload import Workload
 
-    sim = simulate(collocated(MODEL, "h100-sxm", max_batch=256), Workload(starts - starts[0], prompts, outputs))
+    sim = simulate(collocated(MODEL, "h100-sxm", max_num_seqs=256), Workload(starts - starts[0], prompts, outputs))
     sim_ttft, sim_tpot = sim.ttft_s * 1e3, sim.tpot_s * 1e3
     malformed = int((outputs != args.output_tokens).sum())
     print(f"guidellm concurrent@{args.streams}: {len(ok)} ok, {lost} lost, {malformed} with a wrong token count; "

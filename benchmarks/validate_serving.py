@@ -8,8 +8,8 @@ default. (--fit shows that fitting it to B1 worsens the other points: B1's gap i
 
 Table B: TensorRT-LLM v1.0 perf-overview (`trtllm-bench throughput`, PyTorch backend, in-flight
 batching, max-throughput): fixed-length synthetic requests all submitted at once; metric = output
-tokens/s of the whole TP group. Simulated as an offline run (every request arrives at t=0) with
-mixed prefill/decode batching (TRT-LLM's in-flight batching) under a token budget of 8192
+tokens/s of the whole TP group. Simulated as an offline run (every request arrives at t=0) with the
+`trtllm-bench` engine preset: mixed prefill/decode batching (TRT-LLM's in-flight batching) under a token budget of 8192
 (`max_num_tokens` default), up to 2048 sequences per iteration, 92 % of memory for the engine
 (kv_cache_free_gpu_mem_fraction 0.90-0.95 of what the weights leave), admission that reserves a
 request's whole KV (the GUARANTEED_NO_EVICT capacity policy, TRT-LLM's default), FP8 weights and an FP8 KV
@@ -26,6 +26,7 @@ import numpy as np
 
 from phasewise.sim import simulate
 from phasewise.sim.deployment import build_deployment
+from phasewise.sim.simulate import _build_group
 from phasewise.specs import load_engine
 from phasewise.workload import Workload
 
@@ -54,17 +55,18 @@ def predict(point, overrides: dict | None = None, scale: float = 1.0) -> float:
     _, model, hw, tp, isl, osl, n, _, _ = point
     n = max(1, int(n * scale))
     dep = build_deployment({"model": model, "instances": [dict(
-        hardware=hw, tp=tp, precision="fp8", kv_dtype="fp8", engine="trtllm-pytorch", scheduler="sarathi",
-        chunk_size=8192, max_batch=2048, memory_fraction=0.92,
-        kv_admission="reserve")]})
+        hardware=hw, tp=tp, precision="fp8", kv_dtype="fp8", engine="trtllm-bench", enable_chunked_prefill=True,
+        max_num_tokens=8192, max_batch_size=2048, memory_fraction=0.92)]})
     if overrides:
-        sim_mod = sys.modules["phasewise.sim.simulate"]  # the module, not the function of that name
-        real = sim_mod.load_engine
-        sim_mod.load_engine = lambda name: real(name).model_copy(update=overrides) if name == "trtllm-pytorch" else real(name)
+        engines_mod = sys.modules["phasewise.specs.engines"]
+        real = engines_mod.load_engine
+        engines_mod.load_engine = lambda name: real(name).model_copy(update=overrides) if name == "trtllm-pytorch" else real(name)
+        _build_group.cache_clear()
         try:
             res = simulate(dep, Workload(np.zeros(n), np.full(n, isl), np.full(n, osl)))
         finally:
-            sim_mod.load_engine = real
+            engines_mod.load_engine = real
+            _build_group.cache_clear()
     else:
         res = simulate(dep, Workload(np.zeros(n), np.full(n, isl), np.full(n, osl)))
     return float(res.output_tokens.sum() / res.duration_s)

@@ -82,3 +82,18 @@ def test_malformed_files_are_one_line(run_cli, tmp_path):
 def test_non_numeric_option_is_a_usage_error(run_cli):
     code, _, err = run_cli("estimate", "--batch", "many")
     assert code == 2 and "Traceback" not in err
+
+
+def test_simulate_json_without_slos_is_strict_json(run_cli, tmp_path):
+    """Unset SLOs are inf: stdout and summary.json must say null, not the non-JSON token Infinity."""
+
+    def no_constants(token):
+        raise AssertionError(f"non-JSON constant {token} in the output")
+
+    code, out, err = run_cli("simulate", "--model", "meta-llama/Llama-3.1-8B", "--hardware", "h100-sxm",
+                             "--requests", "20", "--rate", "2", "--json", "--out", str(tmp_path))
+    assert code == 0, err
+    for text in (out, (tmp_path / "summary.json").read_text()):
+        d = json.loads(text, parse_constant=no_constants)
+        assert d["slo"]["ttft_ms"] is None and d["slo"]["tbt_ms"] is None
+        assert d["slo"]["attainment"] == 1.0 and d["completed"] == 20

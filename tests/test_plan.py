@@ -136,7 +136,8 @@ def test_sweep_writes_grid(run_cli, tmp_path):
     code, _, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
     assert code == 0, err
     lines = out.read_text().splitlines()
-    assert len(lines) == 1 + 2 * 2 and lines[0].startswith("model,hardware,workload,strategy")
+    # per hardware: vLLM with its default budget, chunked at 512, and V0 prefill-first
+    assert len(lines) == 1 + 2 * 3 and lines[0].startswith("model,hardware,workload,strategy")
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [m]\nhardware: [h100-sxm]\nworkloads: [{name: a}]\nstrategies: {tp: [1]}\n")
     code, _, err = run_cli("sweep", str(bad), "--out", str(out))

@@ -1,11 +1,13 @@
 """The cost model against public measurements (PAPERS.md Part 2), via benchmarks/validate_public.py.
 
-Bounds asserted here are what the model holds today with the shipped constants, with a margin:
-held-out median |error| <= 20 %, and a pure roofline is far worse (> 40 %).
+The split is by measured run (public_points.yaml `fit_runs`); the fit may use fit runs only and the held-out
+figures may count held-out runs only. Error bounds asserted here are what the model holds today with the shipped
+constants on the held-out runs, with a margin.
 """
 
 import importlib.util
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,24 +19,110 @@ PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_public.py"
 def vp():
     spec = importlib.util.spec_from_file_location("validate_public", PATH)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def fitted(vp):
+    return vp.fit(vp.load_points(), say=lambda *_: None)
 
 
 def errors(vp, points, mode="catalog"):
     return [abs(vp.predict(p, {}, mode) / p["measured"] - 1) for p in points]
 
 
-def test_held_out_median_error(vp):
-    test = [p for p in vp.load_points() if p["split"] == "test"]
-    assert len(test) >= 40
-    assert statistics.median(errors(vp, test)) <= 0.20
-    assert statistics.median(errors(vp, test, "roofline")) > 0.40
+def cell(cells, kind, engine, side):
+    return next(c for c in cells if (c["kind"], c["engine"], c["side"]) == (kind, engine, side))
 
 
-def test_kernel_profiles_within_10_percent(vp):
+def test_a_run_is_one_unit_of_the_split(vp):
+    points = vp.load_points()
+    side: dict[str, set] = {}
+    for p in points:
+        side.setdefault(p["run"], set()).add(p["split"])
+    assert all(len(s) == 1 for s in side.values()), {r: s for r, s in side.items() if len(s) > 1}
+    # A Splitwise row's TTFT and TBT were measured together: one run.
+    for row in {p["id"] for p in points if p["id"].startswith("D")}:
+        figures = [p for p in points if p["id"] == row]
+        assert {p["kind"] for p in figures} == {"ttft_ms", "tbt_ms"} and len({p["run"] for p in figures}) == 1
+
+
+def test_no_point_used_by_the_fit_is_counted_held_out(vp, fitted):
+    points = vp.load_points()
+    used = fitted.used_runs
+    assert used, "the fit used no run"
+    by_label = {vp.label(p): p for p in points}
+    for group, labels in fitted.used.items():
+        assert all(by_label[lab]["split"] == "fit" for lab in labels), group
+        assert {by_label[lab]["run"] for lab in labels} == fitted.runs[group]
+    cells = vp.summarize(vp.evaluate(points, fitted))
+    held = [c for c in cells if c["side"] == "held-out"]
+    assert held and sum(c["fitted"]["n"] for c in held if c["kind"] != "all") == sum(
+        p["split"] == "held-out" for p in points)
+    for c in held:
+        assert not c["runs"] & used, (c["kind"], c["engine"], sorted(c["runs"] & used))
+        assert all(by_label[lab]["run"] not in used for lab in c["labels"])
+
+
+def test_far_fewer_constants_than_fit_runs(vp, fitted):
+    for group in vp.FIT_GROUPS:
+        assert len(fitted.runs[group]) > len(group.params), group
+    assert 2 * fitted.constants <= len(fitted.used_runs)
+
+
+def test_refit_reproduces_the_shipped_constants(vp, fitted):
+    from phasewise.specs import load_engine, load_hardware
+
+    for group in vp.FIT_GROUPS:
+        for key in group.keys:
+            values = fitted.overrides[(group.section, key)]
+            shipped = (load_hardware(key).efficiency if group.section == "hardware" else load_engine(key)).model_dump()
+            for name in group.params:
+                assert values[name] == pytest.approx(shipped[name], rel=0.01), (key, name)
+            if group.section == "engine":  # what is not fitted is the class default the fit started from
+                default = vp.class_default_engine(key).model_dump()
+                for name in (*vp.HOST, *vp.NEUTRAL):
+                    if name not in group.params:
+                        assert shipped[name] == pytest.approx(default[name], rel=1e-9), (key, name)
+    # Hence the catalog predicts what the class defaults plus the fit predict, point by point.
+    for p in vp.load_points():
+        assert vp.predict(p) == pytest.approx(vp.predict(p, fitted.overrides, "defaults"), rel=2e-3), vp.label(p)
+
+
+def test_fit_cli_prints_the_shipped_values(vp, capsys):
+    """`--fit` prints, for each entry, the values to paste into the YAML: they are the shipped ones."""
+    import yaml
+
+    from phasewise.specs import load_engine, load_hardware
+
+    assert vp.main(["--fit"]) == 0
+    pasted = yaml.safe_load(capsys.readouterr().out.split("values to paste", 1)[1].split("\n", 1)[1])
+    assert set(pasted) == {key for group in vp.FIT_GROUPS for key in group.keys}
+    for group in vp.FIT_GROUPS:
+        for key in group.keys:
+            shipped = (load_hardware(key).efficiency if group.section == "hardware" else load_engine(key)).model_dump()
+            assert set(pasted[key]) == set(group.params)
+            for name, value in pasted[key].items():
+                assert value == pytest.approx(shipped[name], rel=1e-3), (key, name)
+
+
+def test_held_out_errors(vp):
+    cells = vp.summarize(vp.evaluate(vp.load_points()))
+    held = cell(cells, "all", "all", "held-out")
+    assert held["fitted"]["n"] >= 35
+    assert held["fitted"]["median"] <= 0.15
+    assert held["fitted"]["median"] < held["class-default"]["median"]  # the fit helps on runs it did not see
+    assert held["roofline"]["median"] > 0.35
+    assert cell(cells, "kernel", "-", "held-out")["fitted"]["median"] <= 0.08
+    assert cell(cells, "TTFT", "vllm-2023", "held-out")["fitted"]["median"] <= 0.20
+    assert cell(cells, "TBT", "vllm-2023", "held-out")["fitted"]["median"] <= 0.25
+
+
+def test_kernel_profiles_within_15_percent(vp):
     linear = [p for p in vp.load_points() if p["kind"] == "linear_ms_per_layer"]
-    assert max(errors(vp, linear)) <= 0.10
+    assert max(errors(vp, linear)) <= 0.15
 
 
 def test_tbt_needs_the_dispatch_term(vp):
@@ -44,16 +132,6 @@ def test_tbt_needs_the_dispatch_term(vp):
     assert len(tp8) >= 4
     assert min(errors(vp, tp8, "roofline")) > 0.5
     assert statistics.median(errors(vp, tp8)) <= 0.20
-
-
-def test_refit_reproduces_the_shipped_constants(vp, capsys):
-    fitted = vp.fit(vp.load_points())
-    from phasewise.specs import load_engine, load_hardware
-
-    for (section, key), values in fitted.items():
-        shipped = (load_hardware(key).efficiency if section == "hardware" else load_engine(key)).model_dump()
-        for name, value in values.items():
-            assert value == pytest.approx(shipped[name], rel=0.02), (section, key, name)
 
 
 def test_serving_throughput_against_trtllm_perf_overview():

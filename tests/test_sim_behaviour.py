@@ -19,8 +19,8 @@ def conv():
 
 def test_chunked_prefill_lowers_p99_tbt_and_raises_ttft(conv):
     work = conv.scaled_to_rate(10)
-    first = simulate(collocated(M, "h100-sxm", scheduler="vllm"), work).summary()
-    chunked = simulate(collocated(M, "h100-sxm", scheduler="sarathi", chunk_size=512), work).summary()
+    first = simulate(collocated(M, "h100-sxm", engine="vllm-v0"), work).summary()
+    chunked = simulate(collocated(M, "h100-sxm", engine="sarathi", chunk_size=512), work).summary()
     assert chunked["tbt_ms"]["p99"] < 0.5 * first["tbt_ms"]["p99"]
     assert chunked["ttft_ms"]["p50"] > first["ttft_ms"]["p50"]
 
@@ -141,7 +141,7 @@ def test_full_shared_trace_loads_when_present():
         ({"instances": [{"role": "decode"}]}, "needs at least one prefill instance"),
         ({"instances": []}, "instances"),
         ({"instances": [{"hardware": "h100-sxm", "tp": 0}]}, "instances.0.tp"),
-        ({"instances": [{"scheduler": "fcfs"}]}, "instances.0.scheduler"),
+        ({"instances": [{"entry_point": "fcfs"}]}, "instances.0.entry_point"),
         ({"router": "random", "instances": [{}]}, "router"),
     ],
 )
@@ -170,13 +170,13 @@ def test_reserve_admission_never_preempts():
     work = load_trace("azure-conv", 600).scaled_to_rate(10)
     tight = dict(memory_fraction=0.26)
     greedy = simulate(collocated(M, "h100-sxm", **tight), work, check_invariants=True)
-    reserve = simulate(collocated(M, "h100-sxm", kv_admission="reserve", **tight), work, check_invariants=True)
+    reserve = simulate(collocated(M, "h100-sxm", engine="trtllm", **tight), work, check_invariants=True)
     assert greedy.preemptions.sum() > 0
     assert reserve.preemptions.sum() == 0
 
 
 def test_batch_cap_holds_on_every_role():
-    for dep in (collocated(M, "h100-sxm", max_batch=32), disaggregated(M, "h100-sxm", 1, 1, max_batch=32)):
+    for dep in (collocated(M, "h100-sxm", max_num_seqs=32), disaggregated(M, "h100-sxm", 1, 1, max_num_seqs=32)):
         res = simulate(dep, open_loop(200, 800, LengthDist("fixed", 128), LengthDist("fixed", 256), seed=2),
                        check_invariants=True)
         for st in res.instances:

@@ -13,16 +13,36 @@ from phasewise.workload import ClosedLoop, LengthDist, Workload
 MODELS = ["meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1", "Qwen/Qwen3-30B-A3B"]
 
 
+def engine_fields(draw, max_new_tokens: int) -> dict:
+    """An engine preset with knobs it has; token budgets kept >= sequences x tokens per decode step."""
+    engine = draw(st.sampled_from(["vllm", "vllm-v0", "sarathi", "sglang", "trtllm"]))
+    seqs = draw(st.sampled_from([4, 32, 256]))
+    budget = draw(st.sampled_from([b for b in (64, 256, 512, 2048, 8192) if b >= seqs * max_new_tokens]))
+    if engine == "vllm":
+        return dict(engine=engine, max_num_seqs=seqs, max_num_batched_tokens=budget)
+    if engine == "vllm-v0":
+        return dict(engine=engine, max_num_seqs=seqs, max_num_batched_tokens=max(budget, 2048))
+    if engine == "sarathi":
+        return dict(engine=engine, max_num_seqs=seqs, chunk_size=budget)
+    if engine == "sglang":
+        return dict(engine=engine, max_running_requests=seqs, chunked_prefill_size=budget,
+                    enable_mixed_chunk=draw(st.booleans()))
+    return dict(engine=engine, max_batch_size=seqs, max_num_tokens=budget,
+                enable_chunked_prefill=draw(st.booleans()))
+
+
 @st.composite
 def deployments(draw):
     model = draw(st.sampled_from(MODELS))
+    speculative = None
+    if draw(st.booleans()):
+        speculative = dict(draft_tokens=draw(st.integers(1, 6)), acceptance=draw(st.floats(0.0, 0.95)))
+    step_tokens = speculative["draft_tokens"] + 1 if speculative else 1
     common = dict(hardware=draw(st.sampled_from(["h100-sxm", "a100-sxm-80gb", "h200-sxm"])),
-                  scheduler=draw(st.sampled_from(["vllm", "sarathi"])),
-                  chunk_size=draw(st.sampled_from([64, 256, 512])),
-                  max_batch=draw(st.sampled_from([4, 32, 256])),
-                  max_batched_tokens=draw(st.sampled_from([2048, 8192])),
+                  pp=draw(st.sampled_from([1, 1, 2])),  # PP replicas run virtual engines through one pipeline
                   # small memory fractions force KV pressure and preemption
-                  memory_fraction=draw(st.sampled_from([0.9, 0.5])) if model != "Qwen/Qwen3-30B-A3B" else 0.9)
+                  memory_fraction=draw(st.sampled_from([0.9, 0.5])) if model != "Qwen/Qwen3-30B-A3B" else 0.9,
+                  **engine_fields(draw, step_tokens))
     if draw(st.booleans()):
         groups = [dict(role="prefill", replicas=draw(st.integers(1, 2)), **common),
                   dict(role="decode", replicas=draw(st.integers(1, 2)), **common)]
@@ -31,8 +51,8 @@ def deployments(draw):
     data = dict(model=model, instances=groups, router=draw(st.sampled_from(["round_robin", "least_outstanding",
                                                                             "kv_aware"])),
                 kv_link=draw(st.sampled_from(["nvlink", "pcie", "rdma"])))
-    if draw(st.booleans()):
-        data["speculative"] = dict(draft_tokens=draw(st.integers(1, 6)), acceptance=draw(st.floats(0.0, 0.95)))
+    if speculative:
+        data["speculative"] = speculative
     return build_deployment(data)
 
 
@@ -62,9 +82,19 @@ def test_invariants_hold(dep, work):
 def test_closed_loop_invariants(dep, concurrency, n):
     res = simulate(dep, ClosedLoop(concurrency, n, LengthDist("uniform", 800, 0.9), LengthDist("uniform", 100, 0.9)),
                    check_invariants=True)
-    assert np.isfinite(res.finish_s).sum() + res.rejected == n
-    order = np.argsort(res.arrival_s)
-    assert (np.diff(res.arrival_s[order]) >= 0).all()
+    done = np.isfinite(res.finish_s)
+    assert done.sum() + res.rejected == n
+    # Request i is the i-th through the client's semaphore: arrivals in id order, the first wave at t = 0.
+    assert (np.diff(res.arrival_s) >= 0).all()
+    assert (res.arrival_s[:concurrency] == 0).all()
+    a, s, f = res.arrival_s[done], res.scheduled_s[done], res.first_token_s[done]
+    assert (a <= s).all() and (s <= f).all() and (f <= res.finish_s[done]).all()
+    if res.rejected == 0:
+        # think_s = 0: every later request is sent the instant an earlier one finishes, so the arrivals
+        # after the first wave are exactly the n - concurrency earliest finish times (never more than
+        # `concurrency` in flight, never an idle client).
+        later = res.arrival_s[concurrency:]
+        assert np.array_equal(later, np.sort(res.finish_s)[:len(later)])
 
 
 def test_determinism():

@@ -203,3 +203,74 @@ def test_engines_load():
         assert load_engine(name).iteration_overhead_s >= 0
     with pytest.raises(PhasewiseError, match="unknown engine"):
         load_engine("tgi-2019")
+
+
+# --- Blackwell entries and the system names of ../shared/measured/blackwell_serving.csv ----------------
+
+MEASURED_SYSTEMS = {"b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300"}
+NEW_BLACKWELL = ["b300", "gb200", "gb300"]
+
+
+@pytest.mark.parametrize("system, key", list(MEASURED_SYSTEMS.items()))
+def test_measured_system_names_resolve_to_catalog_entries(system, key):
+    assert load_hardware(system).key == key
+    assert load_hardware(system.upper()).key == key  # aliases are case-insensitive like keys
+
+
+def test_unknown_hardware_alias_is_still_an_error():
+    with pytest.raises(PhasewiseError, match="unknown hardware 'b400_sxm'") as err:
+        load_hardware("b400_sxm")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key", NEW_BLACKWELL)
+def test_blackwell_entries_load_with_a_source_for_every_figure_group(key):
+    entry = packaged("hardware_specs.yaml")["hardware"][key]
+    for group in ("peak_flops", "vector_flops", "memory", "interconnect", "tdp_w", "idle_w", "price_per_hour_usd"):
+        assert entry["sources"].get(group, "").strip(), f"{key}: no source for {group}"
+    hw = load_hardware(key)
+    assert set(hw.peak_flops) == {"fp32", "bf16", "fp16", "fp8", "int8", "fp4"}
+    assert all(isinstance(v, float) for v in hw.peak_flops.values())  # '1e15' would be a YAML string
+    assert hw.idle_w is not None and 0 < hw.idle_w < hw.tdp_w
+
+
+def test_blackwell_figures_follow_the_datasheets():
+    b200, b300, gb200, gb300 = (load_hardware(k) for k in ("b200", "b300", "gb200", "gb300"))
+    # Blackwell Ultra: more dense FP4 and memory, INT8 cut to ~1/30 (Technical Brief v2.1 Table 3).
+    assert b300.peak("fp4") == pytest.approx(14e15) and b300.peak("fp4") > b200.peak("fp4")
+    assert b300.peak("int8") < b200.peak("int8") / 25
+    assert gb300.peak("int8") < gb200.peak("int8") / 25
+    assert b300.memory_capacity_bytes > 1.4 * b200.memory_capacity_bytes
+    # GB200/GB300 run at 1,200/1,400 W with 8 TB/s; one NVLink domain spans the 72-GPU rack.
+    assert (gb200.tdp_w, gb300.tdp_w, b300.tdp_w) == (1200, 1400, 1100)
+    assert gb200.peak("fp4") == pytest.approx(10e15) and gb300.peak("fp4") == pytest.approx(15e15)
+    for hw in (gb200, gb300):
+        assert hw.memory_bandwidth_bytes_per_s == pytest.approx(8e12)
+        assert hw.interconnect.gpus_per_node == 72
+    assert b300.interconnect.gpus_per_node == 8
+
+
+def test_tp16_stays_on_nvlink_on_an_nvl72_rack_but_not_on_hgx():
+    from phasewise.perf.cost import link
+
+    assert link(load_hardware("gb200").interconnect, 16)[0] == pytest.approx(900e9)
+    assert link(load_hardware("b300").interconnect, 16)[0] == pytest.approx(100e9)
+
+
+def test_measured_model_paths_resolve():
+    assert load_model("nvidia/Qwen3-32B-NVFP4").model_dump(exclude={"name"}) == \
+        load_model("Qwen/Qwen3-32B").model_dump(exclude={"name"})
+    assert load_model("meta-llama/Llama-3.1-70B").num_layers == 80
+
+
+def test_estimate_llama70b_on_b300_tp2_nvfp4():
+    from phasewise.perf import estimate
+
+    est = estimate("meta-llama/Llama-3.1-70B", "b300", tp=2, precision="nvfp4", batch=8, prompt_len=1024)
+    d = est.to_dict()
+    assert d["hardware"] == "b300" and d["precision"] == "nvfp4" and d["fits"] is True
+    assert d["prefill_ms"] > d["decode_step_ms"] > 0
+    # NVFP4 weights are ~0.56 byte/param: 70.6e9 params over 2 GPUs is ~20 GB per GPU, far below 288 GB.
+    assert 15e9 < d["memory"]["weight_bytes"] < 30e9
+    # Decode streams those weights: the step cannot beat weight bytes / HBM bandwidth.
+    assert d["decode_step_ms"] / 1e3 > d["memory"]["weight_bytes"] / 7.7e12

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import math
+import re
 import socket
 import threading
 import time
@@ -11,7 +13,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from phasewise.apps.tokenizer import Tokenizer  # noqa: E402
+from phasewise.apps.tokenizer import Tokenizer, filler  # noqa: E402
 from phasewise.apps.twin import LiveSim, create_app  # noqa: E402
 from phasewise.sim.deployment import collocated  # noqa: E402
 
@@ -25,7 +27,7 @@ def server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    live = LiveSim(collocated(M, "h100-sxm", max_batch=64))
+    live = LiveSim(collocated(M, "h100-sxm", max_num_seqs=64))
     config = uvicorn.Config(create_app(live, M, Tokenizer()), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -152,10 +154,93 @@ def test_disconnect_cancels_in_the_simulation(server):
     assert all(inst.kv.used == 0 for inst in live.instances)  # its KV blocks were freed
 
 
+FOX = "The quick brown fox jumps over the lazy dog."  # 13 prompt tokens (test_completion_non_streaming)
+HISTOGRAMS = ("vllm:time_to_first_token_seconds", "vllm:time_per_output_token_seconds",
+              "vllm:e2e_request_latency_seconds")
+
+
+def samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value}; every other line must be a # comment."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, value = line.rsplit(" ", 1)
+        assert re.fullmatch(r'[a-zA-Z_:][a-zA-Z0-9_:]*\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\}', key), line
+        out[key] = float(value)
+    return out
+
+
 def test_metrics_exposition(server):
-    text = httpx.get(server[0] + "/metrics").text
-    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc",
-                 "vllm:time_to_first_token_seconds_bucket", "vllm:time_per_output_token_seconds_count",
-                 "vllm:generation_tokens_total"):
-        assert name in text
-    assert json.loads(json.dumps(text))  # plain text, one sample per line
+    base = server[0]
+    before = samples(httpx.get(base + "/metrics").text)
+    r = httpx.post(base + "/v1/completions", json={"model": M, "prompt": FOX, "max_tokens": 5}, timeout=30)
+    assert r.status_code == 200
+    after = samples(httpx.get(base + "/metrics").text)
+    lab = f'{{model_name="{M}"}}'
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc"):
+        assert name + lab in after
+
+    def delta(name: str) -> float:
+        return after[name + lab] - before[name + lab]
+
+    # One finished request of 13 prompt and 5 output tokens: 1 TTFT sample, 4 inter-token samples.
+    assert delta("vllm:prompt_tokens_total") == 13 and delta("vllm:generation_tokens_total") == 5
+    assert delta("vllm:request_success_total") == 1
+    assert delta("vllm:time_to_first_token_seconds_count") == 1
+    assert delta("vllm:time_per_output_token_seconds_count") == 4
+    assert delta("vllm:e2e_request_latency_seconds_count") == 1
+    assert delta("vllm:e2e_request_latency_seconds_sum") >= delta("vllm:time_to_first_token_seconds_sum") > 0
+    for h in HISTOGRAMS:  # buckets are cumulative, in increasing `le`, ending at +Inf = _count
+        buckets = [(float(re.search(r'le="([^"]+)"', k)[1]), v) for k, v in after.items()
+                   if k.startswith(h + "_bucket{")]
+        assert [le for le, _ in buckets] == sorted(le for le, _ in buckets)
+        assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+        assert buckets[-1] == (math.inf, after[h + "_count" + lab])
+
+
+def sse_payloads(base: str, path: str, body: dict) -> list[str]:
+    """The `data:` payloads of one streamed response, read as raw SSE (no SDK to smooth them over)."""
+    with httpx.stream("POST", base + path, json=body, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        lines = list(r.iter_lines())
+    assert all(line == "" or line.startswith("data: ") for line in lines)
+    return [line.removeprefix("data: ") for line in lines if line]
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_raw_sse_chunks_follow_the_openai_stream_schema(server, chat):
+    n = 6
+    if chat:
+        path, body = "/v1/chat/completions", {"messages": [{"role": "user", "content": FOX}], "max_tokens": n}
+    else:
+        path, body = "/v1/completions", {"prompt": FOX, "max_tokens": n}
+    body["model"] = M
+    plain = httpx.post(server[0] + path, json=body, timeout=30).json()
+    payloads = sse_payloads(server[0], path, body | {"stream": True, "stream_options": {"include_usage": True}})
+    assert payloads[-1] == "[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]  # every payload before [DONE] is one JSON object
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk" if chat else "text_completion"}
+    assert {c["model"] for c in chunks} == {M} and len({c["created"] for c in chunks}) == 1
+    (rid,) = {c["id"] for c in chunks}  # one id for the whole stream, new for each request
+    assert rid.startswith("chatcmpl-" if chat else "cmpl-") and rid != plain["id"]
+
+    *content, last, usage = chunks
+    choices = [c["choices"][0] for c in content]
+    texts = [ch["delta"]["content"] if chat else ch["text"] for ch in choices]
+    assert len(content) == n and all(len(t.split()) == 1 for t in texts)  # one token a chunk
+    assert "".join(texts) == filler(0, n)
+    assert all(ch["index"] == 0 and ch["finish_reason"] is None for ch in choices)
+    if chat:  # the role comes once, on the first chunk
+        assert [ch["delta"].get("role") for ch in choices] == ["assistant"] + [None] * (n - 1)
+        assert plain["choices"][0]["message"]["content"] == "".join(texts)
+    else:
+        assert plain["choices"][0]["text"] == "".join(texts)
+    assert last["choices"][0]["finish_reason"] == "length"
+    assert usage["choices"] == [] and usage["usage"] == plain["usage"]
+    u = usage["usage"]
+    assert u["completion_tokens"] == n and u["total_tokens"] == u["prompt_tokens"] + n
+    if chat:
+        assert u["prompt_tokens"] > 13  # the chat template adds tokens around the message
+    else:
+        assert u["prompt_tokens"] == 13

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from typing import Annotated, Optional
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,18 +24,40 @@ Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
 Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
 Precision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|fp32")]
 KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
-Engine = Annotated[str, typer.Option(help="engine overhead profile: vllm|vllm-2023|trtllm|trtllm-pytorch|hf-eager|ideal, or a YAML")]
+Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
+                                           "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
 Replicas = Annotated[int, typer.Option(help="collocated instances")]
 Arch = Annotated[str, typer.Option(help="collocated|disagg")]
 PrefillWorkers = Annotated[int, typer.Option(help="disagg: prefill instances")]
 DecodeWorkers = Annotated[int, typer.Option(help="disagg: decode instances")]
 DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
-Scheduler = Annotated[str, typer.Option(help="vllm (prefill-first) | sarathi (chunked, decode-first)")]
-ChunkSize = Annotated[int, typer.Option(help="sarathi token budget per iteration")]
-MaxBatch = Annotated[int, typer.Option(help="max sequences per iteration")]
+EntryPoint = Annotated[str, typer.Option(help="server|offline: engine defaults of the OpenAI server or the LLM class")]
+# Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
+MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step")]
+MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step")]
+ChunkedPrefill = Annotated[Optional[bool], typer.Option("--enable-chunked-prefill/--no-enable-chunked-prefill",
+                                                        help="vllm (>= 0.12), trtllm: split prompts across steps")]
+PartialPrefills = Annotated[Optional[int], typer.Option(help="vllm: prompts part-way through prefill at once")]
+ChunkSize = Annotated[Optional[int], typer.Option(help="sarathi: token budget per iteration")]
+ChunkedPrefillSize = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens per prefill step")]
+MaxRunningRequests = Annotated[Optional[int], typer.Option(help="sglang: max running requests")]
+MaxPrefillTokens = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens admitted per prefill batch")]
+MixedChunk = Annotated[Optional[bool], typer.Option("--enable-mixed-chunk/--no-enable-mixed-chunk",
+                                                    help="sglang: run prefill chunks with the decodes")]
+CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest decode batch with a CUDA graph")]
+Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
+MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
+MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
 SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _knobs(params: dict) -> dict:
+    """The engine knobs among a command's parameters (unset ones are None and dropped downstream)."""
+    from phasewise.specs.engines import KNOB_TYPES
+
+    return {k: params[k] for k in KNOB_TYPES if k in params}
 
 
 @app.command("estimate")
@@ -66,7 +88,7 @@ def estimate_cmd(
             f"{mem.reason()}; raise --tp/--pp or use a smaller --precision (fp8, w4a16)"
         )
     if as_json:
-        print(json.dumps(est.to_dict()))
+        print(dumps(est.to_dict()))
     else:
         render_estimate(console, est)
 
@@ -89,28 +111,40 @@ def simulate_cmd(
     kv_link: Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")] = "nvlink",
     deployment: DeploymentFile = None,
     router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware")] = "least_outstanding",
-    scheduler: Scheduler = "vllm",
-    chunk_size: ChunkSize = 512,
-    max_batch: MaxBatch = 256,
-    max_batched_tokens: Annotated[int, typer.Option(help="vllm prefill token budget")] = 8192,
+    entry_point: EntryPoint = "server",
+    max_num_seqs: MaxNumSeqs = None,
+    max_num_batched_tokens: MaxNumBatchedTokens = None,
+    enable_chunked_prefill: ChunkedPrefill = None,
+    max_num_partial_prefills: PartialPrefills = None,
+    chunk_size: ChunkSize = None,
+    chunked_prefill_size: ChunkedPrefillSize = None,
+    max_running_requests: MaxRunningRequests = None,
+    max_prefill_tokens: MaxPrefillTokens = None,
+    enable_mixed_chunk: MixedChunk = None,
+    cuda_graph_max_bs: CudaGraphMaxBs = None,
+    schedule_conservativeness: Conservativeness = None,
+    max_batch_size: MaxBatchSize = None,
+    max_num_tokens: MaxNumTokens = None,
     memory_fraction: Annotated[float, typer.Option(help="device memory fraction for the engine")] = 0.9,
-    kv_admission: Annotated[str, typer.Option(help="greedy (vLLM: preempt when full) | reserve (TRT-LLM: no evict)")] = "greedy",
     spec_tokens: SpecTokens = 0,
     spec_acceptance: SpecAcceptance = 0.7,
     spec_draft: Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")] = "mtp",
     trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace, or azure-conv / azure-code (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
-    requests: Annotated[int, typer.Option(help="requests to generate")] = 1000,
+    requests: Annotated[Optional[int], typer.Option(help="requests to generate (default 1000; with --client, the client's count)")] = None,
     isl: Annotated[float, typer.Option(help="mean prompt tokens")] = 1024,
     osl: Annotated[float, typer.Option(help="mean output tokens")] = 256,
-    isl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
-    osl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
+    isl_dist: Annotated[Optional[str], typer.Option(help="fixed|uniform|lognormal (default fixed, or --client's sampling)")] = None,
+    osl_dist: Annotated[Optional[str], typer.Option(help="fixed|uniform|lognormal (default fixed, or --client's sampling)")] = None,
     isl_spread: Annotated[float, typer.Option(help="uniform: +- fraction of mean; lognormal: sigma")] = 0.0,
     osl_spread: Annotated[float, typer.Option(help="uniform: +- fraction of mean; lognormal: sigma")] = 0.0,
     arrival: Annotated[str, typer.Option(help="poisson|gamma")] = "poisson",
     cv: Annotated[float, typer.Option(help="gamma arrivals: coefficient of variation")] = 1.0,
     concurrency: Annotated[Optional[int], typer.Option(help="closed loop: concurrent clients")] = None,
+    client: Annotated[Optional[str], typer.Option(help="benchmark client at --concurrency: vllm-bench|sglang-bench|aiperf|genai-perf (its request count, warm-up, lengths)")] = None,
+    num_prompts: Annotated[Optional[int], typer.Option(help="requests measured, as the clients name it (default: the client's, else 1000)")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="closed loop: warm-up requests, simulated, excluded from every figure (default: the client's)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = float("inf"),
     slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = float("inf"),
@@ -126,20 +160,19 @@ def simulate_cmd(
     spec = build(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                  engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
                  decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment,
-                 router=router, scheduler=scheduler, chunk_size=chunk_size, max_batch=max_batch,
-                 max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction, kv_admission=kv_admission,
-                 spec_tokens=spec_tokens,
+                 router=router, entry_point=entry_point, memory_fraction=memory_fraction, spec_tokens=spec_tokens,
                  spec_acceptance=spec_acceptance, spec_draft=spec_draft, trace=trace, trace_limit=trace_limit,
                  rate=rate, requests=requests, isl=isl, osl=osl, isl_dist=isl_dist, osl_dist=osl_dist,
                  isl_spread=isl_spread, osl_spread=osl_spread, arrival=arrival, cv=cv, concurrency=concurrency,
-                 seed=seed, slo_ttft_ms=slo_ttft_ms, slo_tbt_ms=slo_tbt_ms)
+                 seed=seed, slo_ttft_ms=slo_ttft_ms, slo_tbt_ms=slo_tbt_ms,
+                 client=client, num_prompts=num_prompts, warmup=warmup, **_knobs(locals()))
     result = simulate(spec.deployment, spec.workload, spec.slo)
     summary = result.summary()
     if out:
         for path in write_records(result, summary, out, out_format):
             print(f"wrote {path}", file=sys.stderr)
     if as_json:
-        print(json.dumps(summary))
+        print(dumps(summary))
     else:
         render_summary(console, summary)
 
@@ -220,8 +253,8 @@ def plan_cmd(
         result = plan(model, hardware, gpus, slo, work, target=attainment, objective=objective, opts=opts,
                       refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
     if as_json:
-        print(json.dumps({"rows": result.rows(), "pareto": result.pareto(), "pruned": result.pruned,
-                          "wall_s": result.wall_s}, default=float))
+        print(dumps({"rows": result.rows(), "pareto": result.pareto(), "pruned": result.pruned,
+                     "wall_s": result.wall_s}, default=float))
     else:
         render_plan(console, result)
     if report:
@@ -322,7 +355,7 @@ def validate_cmd(
                                 progress=lambda m: status.update(f"validating: {m}"))
     stats = summary(points)
     if as_json:
-        print(json.dumps({"info": info, "summary": stats, "serve": serving, "points": [
+        print(dumps({"info": info, "summary": stats, "serve": serving, "points": [
             {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
              "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
         return
@@ -367,9 +400,20 @@ def serve_cmd(
     prefill_workers: PrefillWorkers = 1,
     decode_workers: DecodeWorkers = 1,
     deployment: DeploymentFile = None,
-    scheduler: Scheduler = "vllm",
-    chunk_size: ChunkSize = 512,
-    max_batch: MaxBatch = 256,
+    entry_point: EntryPoint = "server",
+    max_num_seqs: MaxNumSeqs = None,
+    max_num_batched_tokens: MaxNumBatchedTokens = None,
+    enable_chunked_prefill: ChunkedPrefill = None,
+    max_num_partial_prefills: PartialPrefills = None,
+    chunk_size: ChunkSize = None,
+    chunked_prefill_size: ChunkedPrefillSize = None,
+    max_running_requests: MaxRunningRequests = None,
+    max_prefill_tokens: MaxPrefillTokens = None,
+    enable_mixed_chunk: MixedChunk = None,
+    cuda_graph_max_bs: CudaGraphMaxBs = None,
+    schedule_conservativeness: Conservativeness = None,
+    max_batch_size: MaxBatchSize = None,
+    max_num_tokens: MaxNumTokens = None,
     spec_tokens: SpecTokens = 0,
     spec_acceptance: SpecAcceptance = 0.7,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -389,9 +433,8 @@ def serve_cmd(
         raise PhasewiseError(f"--port must be in 1..65535 (got {port})")
     dep = deployment_from_flags(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                                 engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers,
-                                decode_workers=decode_workers, deployment=deployment, scheduler=scheduler,
-                                chunk_size=chunk_size, max_batch=max_batch, spec_tokens=spec_tokens,
-                                spec_acceptance=spec_acceptance)
+                                decode_workers=decode_workers, deployment=deployment, entry_point=entry_point,
+                                spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, **_knobs(locals()))
     live = LiveSim(dep, speed)
     name = served_model_name or (dep.model if deployment else model)
     app = create_app(live, name, Tokenizer(tokenizer))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
 from phasewise.sim.metrics import SimResult
 
@@ -29,6 +29,21 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         d = s[key]
         table.add_row(label, *(f"{d[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
     console.print(table)
+    if s.get("warmup_requests"):
+        console.print(f"{s['warmup_requests']} warm-up request(s) simulated first and excluded from every figure")
+    ss, conc = s.get("steady_state"), s.get("concurrency")
+    if ss:
+        def fig(d: dict[str, Any]) -> str:
+            return "/".join(f"{d[k]:.1f}" for k in ("mean", "p50", "p99"))
+
+        console.print(f"Steady state ({ss['requests']} requests, first/last wave of {ss['concurrency']} excluded), "
+                      f"mean/p50/p99 ms:\n  TTFT {fig(ss['ttft_ms'])}, TPOT {fig(ss['tpot_ms'])}, "
+                      f"ITL {fig(ss['tbt_ms'])}"
+                      f"\n  vs all {s['requests']} requests (as the client reports them): TTFT {fig(s['ttft_ms'])}, "
+                      f"TPOT {fig(s['tpot_ms'])}, ITL {fig(s['tbt_ms'])}")
+    elif conc:
+        console.print(f"Steady state: none (all {s['requests']} requests are in the first or last wave of {conc}; "
+                      f"more than {2 * conc} needed)")
     slo, g = s["slo"], s["goodput"]
     console.print(f"SLO TTFT <= {slo['ttft_ms']:g} ms and TPOT <= {slo['tbt_ms']:g} ms: attainment "
                   f"{slo['attainment']:.1%} (TTFT {slo['ttft_attainment']:.1%}, TPOT {slo['tpot_attainment']:.1%}); "
@@ -76,6 +91,6 @@ def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt:
         raise PhasewiseError(f"--format '{fmt}' is not one of csv, parquet")
     written.append(path)
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2))
+    summary_path.write_text(dumps(summary, indent=2))
     written.append(summary_path)
     return written

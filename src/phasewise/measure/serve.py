@@ -178,10 +178,11 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
         with open(eng_path, "w") as f:
-            yaml.safe_dump({"engines": {eng.name: eng.model_dump(exclude={"name"})}}, f)
+            entry = dict(eng.model_dump(mode="json", exclude={"name"}), scheduler="vllm-v0")  # the loop's policy
+            yaml.safe_dump({"engines": {eng.name: entry}}, f)
         dep = build_deployment({"model": cfg_path, "instances": [dict(
-            hardware=hardware, precision="bf16" if dev.type == "cuda" else "fp32", engine=eng_path, scheduler="vllm",
-            max_batch=clients, max_batched_tokens=prompt, memory_fraction=0.5)]})
+            hardware=hardware, precision="bf16" if dev.type == "cuda" else "fp32", engine=eng_path,
+            max_num_seqs=clients, max_num_batched_tokens=prompt, memory_fraction=0.5)]})
         sim = simulate(dep, ClosedLoop(clients, requests, LengthDist("fixed", prompt), LengthDist("fixed", output)),
                        Slo())
 

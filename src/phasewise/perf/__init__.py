@@ -2,7 +2,9 @@
 
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost, OperatorCost
+from phasewise.perf.stages import IterationParts, StageParts
 from phasewise.perf.memory import MemoryFit, memory_fit
 from phasewise.perf.estimate import Estimate, estimate
 
-__all__ = ["Estimate", "estimate", "BatchShape", "CostModel", "IterationCost", "MemoryFit", "OperatorCost", "memory_fit"]
+__all__ = ["Estimate", "estimate", "BatchShape", "CostModel", "IterationCost", "IterationParts", "MemoryFit",
+           "OperatorCost", "StageParts", "memory_fit"]

@@ -7,84 +7,57 @@ Each operator costs  max(compute, memory, eager dispatch) + device launch,  wher
 Collectives (TP all-reduce, PP send/recv) cost latency + bytes over the link. The iteration adds
 the engine's host overhead (scheduler, input preparation, sampling) per iteration and per sequence.
 Every constant comes from HardwareSpec.efficiency or EngineProfile; see specs/data/*.yaml.
+
+One formula per operator: attention's is AttentionCost (attention.py), shared by iteration(), fast() and
+the decode series; how layers, embedding, LM head and transfers form pipeline stages is Pipeline
+(stages.py), shared likewise; iteration_parts() gives an iteration by stage and operator group
+(operators.py names the operators, their kernels and groups).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from phasewise.errors import PhasewiseError
+from phasewise.perf.attention import AttentionCost
 from phasewise.perf.batch import BatchShape
+from phasewise.perf.operators import KERNELS, IterationCost, OperatorCost
+from phasewise.perf.stages import IterationParts, Pipeline, stage_inputs
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
 
-# Kernels per operator in a fused modern engine (vLLM/TRT-LLM): fused add+norm x2, RoPE, activation;
-# one GEMM per projection; attention plus the KV-cache write; router, permute, grouped GEMMs, combine.
-KERNELS = {
-    "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
-    "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "tp_allreduce": 1, "embedding": 1,
-    "lm_head": 3, "pp_send_recv": 1,
-}
-FIXED_OPERATORS = ("embedding", "lm_head")  # once per iteration, not per layer
+__all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
+           "kv_heads_per_gpu", "link"]
+
+# One layer's attention time at which decode series read their latency's slope off fast()'s assembly
+# (a power of two, so dividing by it is exact).
+PROBE_S = 2.0 ** 20
 
 
-@dataclass(slots=True)
-class OperatorCost:
-    """One operator summed over the layers it runs in (count = layers, or 1 for per-iteration ops)."""
+class DecodeLine(NamedTuple):
+    """A pure-decode batch whose contexts grow, in fast()'s arithmetic with only its attention pairs and KV
+    tokens varying:  attention_s = max(pairs x s_per_pair, kv_tokens x s_per_kv_token + fixed_s, dispatch_s)
+    (one layer), latency_s = attention_s x latency_per_attention_s + latency_offset_s, stage_s likewise,
+    FLOPs = flops + pairs x flops_per_pair, bytes = bytes + kv_tokens x bytes_per_kv_token."""
 
-    name: str
-    count: int
-    flops: float
-    bytes: float
-    compute_s: float
-    memory_s: float
+    s_per_pair: float
+    s_per_kv_token: float
+    fixed_s: float
     dispatch_s: float
-    launch_s: float
-    time_s: float = field(init=False)
-    bound: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        top = max(self.compute_s, self.memory_s, self.dispatch_s)
-        self.time_s = top + self.launch_s
-        if self.name in ("tp_allreduce", "pp_send_recv"):
-            self.bound = "network" if self.memory_s >= self.dispatch_s else "dispatch"
-        elif top == self.dispatch_s or self.launch_s > top:
-            self.bound = "dispatch"
-        else:
-            self.bound = "compute" if self.compute_s >= self.memory_s else "memory"
-
-    @property
-    def arithmetic_intensity(self) -> float:
-        return self.flops / self.bytes if self.bytes else 0.0
-
-
-@dataclass(slots=True)
-class IterationCost:
-    latency_s: float  # wall time of the iteration through all pipeline stages
-    stage_s: float  # time of the slowest pipeline stage (= latency_s when pp == 1)
-    host_s: float  # engine host overhead included in both
-    operators: list[OperatorCost]
-
-    @property
-    def flops(self) -> float:
-        return sum(op.flops for op in self.operators)
-
-    @property
-    def bytes(self) -> float:
-        return sum(op.bytes for op in self.operators)
-
-    @property
-    def bound(self) -> str:
-        """The roof that accounts for most of the iteration's time."""
-        by: dict[str, float] = {"dispatch": self.host_s}
-        for op in self.operators:
-            by[op.bound] = by.get(op.bound, 0.0) + op.time_s
-        return max(by, key=by.__getitem__)
+    latency_per_attention_s: float
+    latency_offset_s: float
+    stage_per_attention_s: float
+    stage_offset_s: float
+    flops_per_pair: float
+    flops: float
+    bytes_per_kv_token: float
+    bytes: float
+    overlapped_host_s: float  # with overlap scheduling: each latency is at least this host time (else 0)
 
 
 class CostModel:
@@ -104,26 +77,29 @@ class CostModel:
         self.a_bytes = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
         self.kv_bytes = quant.kv_bytes_per_element
         self.bw = hardware.memory_bandwidth_bytes_per_s
-        self.layers_per_stage = math.ceil(model.num_layers / pp)
+        self.pipeline = Pipeline(model.num_layers, pp)
+        self.layers_per_stage = self.pipeline.layers_per_stage
         m = model
         self.heads = m.num_heads // tp
         self.kv_heads = kv_heads_per_gpu(m.num_kv_heads, tp)
-        self.kv_bytes_per_token_layer = 2 * self.kv_heads * m.head_dim * self.kv_bytes
         ic = hardware.interconnect
         self.tp_bw, self.tp_lat = link(ic, tp)
         self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
-        self.attn_eff = eff.attention_efficiency_max * engine.compute_efficiency
         self.vector_rate = hardware.vector_flops * eff.vector_efficiency
-        self._att_flops_per_pair = 4.0 * m.head_dim * self.heads
-        self._att_q_bytes = 2 * self.heads * m.head_dim * self.a_bytes
-        self._q_per_kv = self.heads / self.kv_heads
-        self._att_rate = self.attn_peak * self.attn_eff
-        self._decode_s_per_byte = 1.0 / (self.bw * eff.attention_memory_efficiency)
+        self.attention = AttentionCost(hardware, engine, head_dim=m.head_dim, heads=self.heads,
+                                       kv_heads=self.kv_heads, kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes,
+                                       tensor_peak_flops=self.attn_peak, vector_flops_per_s=self.vector_rate,
+                                       memory_s=self._memory_s)
+        # the attention operator over a stage's layers (_op's rule): a dispatch floor per layer when eager,
+        # and the launches of all its kernels
+        self._attention_dispatch_s = KERNELS["attention"] * engine.eager_launch_s
+        self._attention_launch_s = self.layers_per_stage * KERNELS["attention"] * eff.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
-        self._cache: dict[tuple, tuple] = {}  # fast(): non-attention cost by (tokens, logit tokens, eager)
+        # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: _decode_line by batch
+        self._cache: dict[tuple, tuple] = {}
 
     # --- building blocks ------------------------------------------------------------------------
     def _memory_s(self, nbytes: float) -> float:
@@ -181,60 +157,86 @@ class CostModel:
 
     # --- one iteration --------------------------------------------------------------------------
     def eager(self, shape: BatchShape) -> bool:
-        e = self.engine
-        if not e.cuda_graphs:
-            return True
-        return shape.prefill_tokens > 0 or shape.seqs > e.cuda_graph_max_batch
+        return self.graph_launch(shape)[0]
+
+    def graph_launch(self, shape: BatchShape) -> tuple[bool, int]:
+        """Whether the iteration runs eagerly (no captured CUDA graph), and the tokens its GEMMs process:
+        a graph replays at a captured size, so a batch between sizes pads up to the next one (its padded
+        rows cost GEMM work, not attention). Decode-only graphs are captured by batch size; vLLM V1's
+        piecewise graphs by token count, mixed batches included (EngineProfile.cuda_graph_mixed)."""
+        engine, tokens = self.engine, shape.tokens
+        if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
+            return True, tokens
+        size = tokens if engine.cuda_graph_mixed else shape.seqs
+        sizes = engine.cuda_graph_sizes
+        if not sizes:
+            return size > engine.cuda_graph_max_batch, tokens
+        if size > sizes[-1]:
+            return True, tokens
+        captured = sizes[bisect.bisect_left(sizes, size)]
+        if captured == size:
+            return False, tokens
+        if not engine.cuda_graph_padding:
+            return True, tokens
+        per_unit = 1 if engine.cuda_graph_mixed else tokens // shape.seqs
+        return False, tokens + (captured - size) * per_unit
+
+    def _with_host(self, device_s: float, host_s: float) -> float:
+        """An iteration's time from its device time and its host work: their sum, or, when the engine's
+        scheduler overlaps the host work of the next step with this one (overlap_scheduling), the larger."""
+        return max(device_s, host_s) if self.engine.overlap_scheduling else device_s + host_s
 
     def iteration(self, shape: BatchShape) -> IterationCost:
         """Cost of one forward pass over `shape` (see BatchShape), operator by operator."""
-        T = shape.tokens
-        if T <= 0:
+        if shape.tokens <= 0:
             raise ValueError("an iteration needs at least one token")
-        eager = self.eager(shape)
-        ops = self._other_ops(T, shape.logit_tokens, eager)
-        ops.insert(2, self._attention(shape, self.layers_per_stage, eager))
-        latency, stage = self._assemble(*_stage_parts(ops))
-        host = self._host_s(shape)
-        return IterationCost(latency + host, stage + host, host, ops)
+        eager, gemm_tokens = self.graph_launch(shape)
+        ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager)
+        ops.insert(2, self._op("attention", self.layers_per_stage, *self.attention.layer(shape), eager))
+        latency_s, stage_s = self.pipeline.times(*stage_inputs(ops))
+        host_s = self.host_s(shape)
+        return IterationCost(self._with_host(latency_s, host_s), self._with_host(stage_s, host_s), host_s, ops)
+
+    def iteration_parts(self, shape: BatchShape) -> IterationParts:
+        """iteration(shape) by pipeline stage and operator group (attention, dense GEMMs, elementwise,
+        communication) plus host overhead; the stages sum to its latency_s and the slowest is its stage_s.
+        How the stages are formed: stages.py."""
+        cost = self.iteration(shape)
+        return self.pipeline.split(cost.operators, cost.host_s, self.engine.overlap_scheduling)
 
     def fast(self, shape: BatchShape) -> tuple[float, float, float, float]:
         """(latency_s, stage_s, flops, bytes) of iteration(shape), without building the breakdown:
         everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
-        eager = self.eager(shape)
-        c = self._static(shape.tokens, shape.logit_tokens, eager)
-        f, b, comp, mem = self._attention_terms(shape)
-        L = self.layers_per_stage
-        disp = KERNELS["attention"] * self.engine.eager_launch_s if eager else 0.0
-        att = L * max(comp, mem, disp) + L * KERNELS["attention"] * self.eff.kernel_launch_s  # _op's rule
-        latency, stage = self._assemble(c[0] + att, c[1], c[2], c[3])
-        host = self._host_s(shape)
-        return latency + host, stage + host, c[4] + L * f, c[5] + L * b
+        eager, gemm_tokens = self.graph_launch(shape)
+        layers_s, embedding_s, lm_head_s, send_s, flops, nbytes = self._static(gemm_tokens, shape.logit_tokens,
+                                                                               eager)
+        attention_flops, attention_bytes, compute_s, memory_s = self.attention.layer(shape)
+        layers = self.layers_per_stage
+        dispatch_s = self._attention_dispatch_s if eager else 0.0
+        layers_s += layers * max(compute_s, memory_s, dispatch_s) + self._attention_launch_s  # _op's rule
+        latency_s, stage_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
+        host_s = self.host_s(shape)
+        return (self._with_host(latency_s, host_s), self._with_host(stage_s, host_s),
+                flops + layers * attention_flops, nbytes + layers * attention_bytes)
 
-    def _static(self, T: int, logit_tokens: int, eager: bool) -> tuple:
-        """Cached: (per-layer time without attention, embedding, LM head, PP send, FLOPs, bytes)."""
-        key = (T, logit_tokens, eager)
-        c = self._cache.get(key)
-        if c is None:
-            if T <= 0:
+    def _static(self, tokens: int, logit_tokens: int, eager: bool) -> tuple:
+        """Cached by (tokens, logit tokens, eager): (time of a stage's layers without attention, embedding,
+        LM head, PP send/recv, FLOPs, bytes) of every operator but attention."""
+        key = (tokens, logit_tokens, eager)
+        static = self._cache.get(key)
+        if static is None:
+            if tokens <= 0:
                 raise ValueError("an iteration needs at least one token")
-            ops = self._other_ops(T, logit_tokens, eager)
-            c = (*_stage_parts(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops))
+            ops = self._other_ops(tokens, logit_tokens, eager)
+            static = (*stage_inputs(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops))
             if len(self._cache) > 200_000:
                 self._cache.clear()
-            self._cache[key] = c
-        return c
+            self._cache[key] = static
+        return static
 
-    def _host_s(self, shape: BatchShape) -> float:
+    def host_s(self, shape: BatchShape) -> float:
+        """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling)."""
         return self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
-
-    def _assemble(self, per_layer: float, embedding: float, lm_head: float, send: float) -> tuple[float, float]:
-        """Latency through all pipeline stages, and the slowest stage's time (pp > 1)."""
-        if self.pp == 1:
-            stage = per_layer + embedding + lm_head
-            return stage, stage
-        latency = per_layer / self.layers_per_stage * self.model.num_layers + embedding + lm_head + send
-        return latency, per_layer + max(embedding, lm_head) + send / (self.pp - 1)
 
     def _other_ops(self, T: int, logit_tokens: int, eager: bool) -> list[OperatorCost]:
         """Every operator of the iteration except attention (which depends on the batch's contexts)."""
@@ -265,103 +267,96 @@ class CostModel:
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
         return ops
 
-    def _attention_part(self, seqs: int, tokens: int, pairs, kv, is_decode: bool):
-        """FLOPs, bytes, compute_s, memory_s of one layer's attention for one kernel class.
-        `pairs` and `kv` may be numpy arrays (a series of decode iterations)."""
-        f = self._att_flops_per_pair * pairs
-        # KV read (cached + new) and written (new), q read and output written.
-        b = (kv + tokens) * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes
-        if is_decode:
-            rows = tokens / seqs * self._q_per_kv
-            rate = self._att_rate * rows / (rows + self.eff.decode_attention_half_rows)
-        else:
-            rows = tokens / seqs
-            rate = self._att_rate * rows / (rows + self.eff.attention_half_tokens)
-        if is_decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
-            rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
-            return f, b, f / rate, b * self._decode_s_per_byte
-        return f, b, f / rate, self._memory_s(b)
-
-    def _attention_terms(self, s: BatchShape) -> tuple[float, float, float, float]:
-        """One layer's attention over both kernel classes: FLOPs, bytes, compute_s, memory_s."""
-        if s.prefill_seqs:
-            f, b, c, m = self._attention_part(s.prefill_seqs, s.prefill_tokens, s.prefill_pairs,
-                                              s.prefill_kv_tokens, False)
-            if s.decode_seqs:
-                f2, b2, c2, m2 = self._attention_part(s.decode_seqs, s.decode_tokens, s.decode_pairs,
-                                                      s.decode_kv_tokens, True)
-                return f + f2, b + b2, c + c2, m + m2
-            return f, b, c, m
-        return self._attention_part(s.decode_seqs, s.decode_tokens, s.decode_pairs, s.decode_kv_tokens, True)
-
-    def _attention(self, s: BatchShape, L: int, eager: bool) -> OperatorCost:
-        return self._op("attention", L, *self._attention_terms(s), eager)
-
-    def _decode_coefficients(self, shape: BatchShape) -> tuple:
-        """A pure-decode iteration's latency as max(pairs * a, kv * b + c, floor) * scale + offset, where
-        only the attention pairs and KV tokens vary as the contexts grow (the same arithmetic as
-        _attention_part + _op + _assemble + _host_s, rearranged; cached by batch size).
-        Also returns (latency, flops, bytes) of `shape` itself."""
+    # --- series of decode iterations ---------------------------------------------------------------
+    def _decode_line(self, shape: BatchShape) -> DecodeLine:
+        """fast() of a pure-decode batch as a function of its attention pairs and KV tokens (see DecodeLine):
+        read off attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size."""
         if shape.prefill_seqs:
             raise ValueError("decode series take pure-decode batches")
-        seqs, tokens, logits = shape.decode_seqs, shape.decode_tokens, shape.logit_tokens
-        key = ("decode", seqs, tokens, logits)
-        k = self._cache.get(key)
-        if k is None:
-            eager = self.eager(shape)
-            c = self._static(tokens, logits, eager)
-            rows = tokens / seqs * self._q_per_kv
-            rate = self._att_rate * rows / (rows + self.eff.decode_attention_half_rows)
-            rate = max(rate, self.vector_rate) if self.engine.decode_attention_tensor_cores else self.vector_rate
-            a = self._att_flops_per_pair / rate
-            b = self.kv_bytes_per_token_layer * self._decode_s_per_byte
-            cst = (tokens * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes) * self._decode_s_per_byte
-            floor = KERNELS["attention"] * self.engine.eager_launch_s if eager else 0.0
-            L = self.layers_per_stage
-            per_layer = c[0] + L * KERNELS["attention"] * self.eff.kernel_launch_s
-            if self.pp == 1:
-                scale, offset = L, per_layer + c[1] + c[2]
-            else:
-                r = self.model.num_layers / L
-                scale, offset = L * r, per_layer * r + c[1] + c[2] + c[3]
-            offset += self._host_s(shape)
-            k = (a, b, cst, floor, scale, offset, c[4], c[5])
-            self._cache[key] = k
-        a, b, cst, floor, scale, offset, flops, nbytes = k
+        key = ("decode", shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
+        line = self._cache.get(key)
+        if line is None:
+            eager, gemm_tokens = self.graph_launch(shape)
+            layers_s, embedding_s, lm_head_s, send_s, flops, nbytes = self._static(gemm_tokens,
+                                                                                   shape.logit_tokens, eager)
+            layers_s += self._attention_launch_s
+            latency0_s, stage0_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
+            latency1_s, stage1_s = self.pipeline.times(layers_s + self.layers_per_stage * PROBE_S, embedding_s,
+                                                       lm_head_s, send_s)
+            host_s = self.host_s(shape)
+            overlapped_host_s = host_s if self.engine.overlap_scheduling else 0.0
+            if overlapped_host_s:
+                host_s = 0.0  # applied as a floor after the line (max, not sum)
+            per_pair, per_kv_token, fixed = self.attention.decode_linear(shape.decode_seqs, shape.decode_tokens)
+            layers = self.layers_per_stage
+            line = DecodeLine(
+                s_per_pair=per_pair[2], s_per_kv_token=per_kv_token[3], fixed_s=fixed[3],
+                dispatch_s=self._attention_dispatch_s if eager else 0.0,
+                latency_per_attention_s=(latency1_s - latency0_s) / PROBE_S, latency_offset_s=latency0_s + host_s,
+                stage_per_attention_s=(stage1_s - stage0_s) / PROBE_S, stage_offset_s=stage0_s + host_s,
+                flops_per_pair=layers * per_pair[0], flops=flops + layers * fixed[0],
+                bytes_per_kv_token=layers * per_kv_token[1], bytes=nbytes + layers * fixed[1],
+                overlapped_host_s=overlapped_host_s)
+            self._cache[key] = line
+        return line
+
+    def _decode_first(self, shape: BatchShape, line: DecodeLine) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of `shape` itself: fast(shape) less its stage_s."""
+        (s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s, _, _,
+         flops_per_pair, flops, bytes_per_kv_token, nbytes, overlapped_host_s) = line
         pairs, kv = shape.decode_pairs, shape.decode_kv_tokens
-        first = max(pairs * a, kv * b + cst, floor) * scale + offset
-        L = self.layers_per_stage
-        f0 = self._att_flops_per_pair * pairs  # = _attention_part's flops and bytes
-        b0 = (kv + tokens) * self.kv_bytes_per_token_layer + tokens * self._att_q_bytes
-        return a, b, cst, floor, scale, offset, (first, flops + L * f0, nbytes + L * b0)
+        attention_s = max(pairs * s_per_pair, kv * s_per_kv_token + fixed_s, dispatch_s)
+        latency_s = max(attention_s * latency_per_attention_s + latency_offset_s, overlapped_host_s)
+        return latency_s, flops + pairs * flops_per_pair, nbytes + kv * bytes_per_kv_token
 
     def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
         pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
-        a, b, cst, floor, scale, offset, first = self._decode_coefficients(shape)
-        att = np.maximum(pairs * a, kv * b + cst)
-        if floor:
-            np.maximum(att, floor, out=att)
-        att *= scale
-        att += offset
-        return att, first
+        line = self._decode_line(shape)
+        s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s = line[:6]
+        latency = np.maximum(pairs * s_per_pair, kv * s_per_kv_token + fixed_s)  # one layer's attention
+        if dispatch_s:
+            np.maximum(latency, dispatch_s, out=latency)
+        latency *= latency_per_attention_s
+        latency += latency_offset_s
+        if line.overlapped_host_s:
+            np.maximum(latency, line.overlapped_host_s, out=latency)
+        return latency, self._decode_first(shape, line)
 
     def decode_series_linear(self, shape: BatchShape, steps: np.ndarray, kv_per_step: float, pairs_per_step: float
                              ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """decode_series for contexts growing linearly: KV tokens kv0 + kv_per_step*j, pairs likewise."""
-        a, b, cst, floor, scale, offset, first = self._decode_coefficients(shape)
-        att = steps * (pairs_per_step * a)
-        att += shape.decode_pairs * a
-        mem = steps * (kv_per_step * b)
-        mem += shape.decode_kv_tokens * b + cst
-        np.maximum(att, mem, out=att)
-        if floor:
-            np.maximum(att, floor, out=att)
-        att *= scale
-        att += offset
-        return att, first
+        line = self._decode_line(shape)
+        s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s = line[:6]
+        latency = steps * (pairs_per_step * s_per_pair)  # one layer's attention: compute, then max(memory)
+        latency += shape.decode_pairs * s_per_pair
+        memory = steps * (kv_per_step * s_per_kv_token)
+        memory += shape.decode_kv_tokens * s_per_kv_token + fixed_s
+        np.maximum(latency, memory, out=latency)
+        if dispatch_s:
+            np.maximum(latency, dispatch_s, out=latency)
+        latency *= latency_per_attention_s
+        latency += latency_offset_s
+        if line.overlapped_host_s:
+            np.maximum(latency, line.overlapped_host_s, out=latency)
+        return latency, self._decode_first(shape, line)
+
+    def decode_stage_series(self, shape: BatchShape, latencies: np.ndarray) -> np.ndarray:
+        """stage_s of each iteration of a decode series, given the latencies decode_series or
+        decode_series_linear returned for `shape` (before anything is added to them): what fast() returns
+        as stage_s for each iteration; a copy of `latencies` when pp == 1."""
+        if self.pp == 1:
+            return np.array(latencies, dtype=np.float64)
+        line = self._decode_line(shape)
+        stage = np.subtract(latencies, line.latency_offset_s)
+        stage *= line.stage_per_attention_s / line.latency_per_attention_s
+        stage += line.stage_offset_s
+        if line.overlapped_host_s:  # a latency held at the host floor had a device stage below it too
+            np.maximum(stage, line.overlapped_host_s, out=stage)
+            np.minimum(stage, latencies, out=stage)
+        return stage
 
     def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
         m, h = self.model, self.model.hidden_size
@@ -391,13 +386,6 @@ class CostModel:
                 f2, b2, c2, m2 = self._gemm(T, si, h, self.w_bytes, self.peak, True)
                 ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager))
         return ops
-
-
-def _stage_parts(ops: list[OperatorCost]) -> tuple[float, float, float, float]:
-    """(per-layer operators' time, embedding, LM head, PP send/recv) of an iteration's operators."""
-    times = {op.name: op.time_s for op in ops}
-    per_layer = sum(t for n, t in times.items() if n not in FIXED_OPERATORS and n != "pp_send_recv")
-    return per_layer, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0)
 
 
 def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from phasewise.perf import BatchShape, CostModel, memory_fit
+from phasewise.perf import BatchShape
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.sim.simulate import build_group
 from phasewise.workload import Workload
 
 
@@ -116,30 +116,34 @@ def stable(res: SimResult) -> bool:
 
 
 def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
-    """Requests/s the whole deployment can process at most, from the cost model alone (a bisection bracket)."""
-    dep = strategy.deployment
+    """Requests/s the whole deployment can process at most (a bisection bracket), from the simulator's own
+    cost path: each group's cost model, KV capacity, draft model and engine as `simulate` builds them; a
+    prompt's prefill and a decode step at the batch the KV and the engine's sequence cap allow, timed by
+    the slowest pipeline stage (PP micro-batches overlap), speculative steps emitting their expected tokens."""
+    dep = build_deployment(strategy.deployment, f"strategy '{strategy.name}'")
     isl, osl = work.mean_prompt, work.mean_output
+    spec = dep.speculative
+    tokens_per_step = spec.tokens_per_step if spec else 1.0
+    step_tokens = spec.draft_tokens + 1 if spec else 1
     prefill_rps = decode_rps = 0.0
-    for g in dep["instances"]:
-        model = load_model(g.get("model") or dep["model"])
-        hw, quant = load_hardware(g["hardware"]), load_quant(g.get("precision", "bf16"))
-        cm = CostModel(model, hw, quant, load_engine(g.get("engine", "vllm")), g.get("tp", 1), g.get("pp", 1))
-        mem = memory_fit(model, hw, quant, g.get("tp", 1), g.get("pp", 1), memory_fraction=g.get("memory_fraction", 0.9))
-        batch = max(1, min(g.get("max_batch", 256), int(mem.kv_capacity_tokens / (isl + osl / 2))))
-        t_prefill = cm.fast(BatchShape.uniform(1, max(int(isl), 1), 0))[1]
-        t_step = cm.fast(BatchShape.uniform(batch, 1, int(isl + osl / 2)))[1]
+    for index, group in enumerate(dep.instances):
+        cost, kv_tokens, draft, engine = build_group(dep, group, index)
+        batch = max(1, min(engine.max_seqs, int(kv_tokens / (isl + osl / 2))))
+        context = int(isl + osl / 2)
+        t_prefill = cost.fast(BatchShape.uniform(1, max(int(isl), 1), 0))[1]
+        t_step = cost.fast(BatchShape.uniform(batch, step_tokens, context))[1]
+        if draft is not None:
+            t_step += spec.draft_tokens * draft.fast(BatchShape.uniform(batch, 1, context))[0]
         per_prefill = 1.0 / t_prefill
-        per_decode = batch / (max(osl - 1, 1.0) * t_step)
-        n = g.get("replicas", 1)
-        if g["role"] == "prefill":
+        per_decode = batch * tokens_per_step / (max(osl - 1, 1.0) * t_step)
+        n = group.replicas
+        if group.role == "prefill":
             prefill_rps += n * per_prefill
-        elif g["role"] == "decode":
+        elif group.role == "decode":
             decode_rps += n * per_decode
         else:
             prefill_rps += n / (1.0 / per_prefill + 1.0 / per_decode)
             decode_rps = math.inf
-    if dep.get("speculative"):
-        decode_rps *= 2.5  # accepted tokens per step bound the gain
     return min(prefill_rps, decode_rps)
 
 

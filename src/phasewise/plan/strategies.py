@@ -12,6 +12,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs.engines import engine_knobs, knob_values
 
 
 @dataclass(slots=True, frozen=True)
@@ -21,7 +22,7 @@ class PlanOptions:
     tp_options: tuple[int, ...] = (1, 2, 4, 8)
     pp_options: tuple[int, ...] = (1,)
     precisions: tuple[str, ...] = ("bf16",)
-    chunk_sizes: tuple[int, ...] = (512, 2048)  # sarathi token budgets; prefill-first is always tried
+    chunk_sizes: tuple[int, ...] = (512, 2048)  # chunked-prefill token budgets; the engine's own default too
     batch_caps: tuple[int, ...] = (256,)
     disaggregated: bool = True
     ratios: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1))  # prefill:decode instances
@@ -78,7 +79,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             spec_cfg = {"draft_tokens": opts.spec_tokens, "acceptance": opts.spec_acceptance} if spec else None
             tag = f"{precision}{' +spec' if spec else ''}"
             base = dict(hardware=hardware, precision=precision, engine=opts.engine,
-                        memory_fraction=opts.memory_fraction)
+                        memory_fraction=opts.memory_fraction)  # engine fields per variant replace `engine`
             # --- collocated: replicas of one TP x PP group fill the budget ---------------------------
             for tp, pp in itertools.product(opts.tp_options, opts.pp_options):
                 if not parallel_ok(tp, pp):
@@ -89,10 +90,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                         pruned.append(f"collocated tp={tp} pp={pp} {tag}: model + KV for {min_kv_tokens} tokens "
                                       f"do not fit in {hardware} memory")
                         continue
-                    for chunk in (None, *opts.chunk_sizes):
-                        sched = "prefill-first" if chunk is None else f"chunked {chunk}"
-                        group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, max_batch=cap,
-                                     scheduler="vllm" if chunk is None else "sarathi", chunk_size=chunk or 512)
+                    for sched, engine_fields in _scheduling_variants(opts, cap):
+                        group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **engine_fields)
                         name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''} {sched} b{cap} {tag}"
                         out.append(Strategy(name, _deployment(model_name, [group], opts, spec_cfg),
                                             _deployment(model_name, [dict(group, replicas=1)], opts, spec_cfg),
@@ -115,8 +114,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                         continue
                     k = gpus // unit  # replicate the xPyD unit to fill the budget
                     px, dy = x * k, y * k
-                    groups = [dict(base, role="prefill", tp=p_tp, replicas=px, max_batch=64),
-                              dict(base, role="decode", tp=d_tp, replicas=dy, max_batch=opts.batch_caps[-1])]
+                    groups = [dict(base, role="prefill", tp=p_tp, replicas=px, **knob_values(opts.engine, 64)),
+                              dict(base, role="decode", tp=d_tp, replicas=dy,
+                                   **knob_values(opts.engine, opts.batch_caps[-1]))]
                     one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
                     name = f"{px}P(TP{p_tp}) {dy}D(TP{d_tp}) {tag}"
                     out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
@@ -134,6 +134,21 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join(pruned[:3]) or 'raise --gpus or allow larger --tp-options'})")
     return unique, pruned
+
+
+def _scheduling_variants(opts: PlanOptions, cap: int) -> list[tuple[str, dict[str, Any]]]:
+    """(label, engine fields) of each way to schedule a collocated instance with at most `cap` sequences:
+    the engine with its default token budget, with each of --chunk-sizes as its budget (chunking on),
+    and, for vLLM, V0's prefill-first scheduler as the unchunked baseline."""
+    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap)))]
+    chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
+    for chunk in opts.chunk_sizes:
+        if chunk >= cap:  # a budget below the sequence cap would starve prefills
+            out.append((f"chunked {chunk}", dict(engine=opts.engine, **knob_values(opts.engine, cap, chunk),
+                                                 **chunk_on)))
+    if opts.engine.split("@")[0] == "vllm":
+        out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))
+    return out
 
 
 def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None) -> dict[str, Any]:

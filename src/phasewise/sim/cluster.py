@@ -3,7 +3,6 @@ per-request bookkeeping when a request finishes."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -13,28 +12,11 @@ from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
 from phasewise.sim.metrics import TbtHistogram
 from phasewise.sim.request import SimRequest
+from phasewise.sim.routers import Router, make_router
 
 if TYPE_CHECKING:
     from phasewise.sim.deployment import Deployment
     from phasewise.sim.instance import Instance
-
-
-class Router:
-    """Picks an instance for each request: round_robin, least_outstanding (tokens), kv_aware (free blocks)."""
-
-    def __init__(self, policy: str, instances: list[Instance]) -> None:
-        self.policy, self.instances = policy, instances
-        self._cycle = itertools.cycle(range(len(instances)))
-
-    def pick(self) -> Instance:
-        inst = self.instances
-        if len(inst) == 1:
-            return inst[0]
-        if self.policy == "round_robin":
-            return inst[next(self._cycle)]
-        if self.policy == "kv_aware":
-            return max(inst, key=lambda i: (i.kv.free, -i.outstanding))
-        return min(inst, key=lambda i: i.outstanding)
 
 
 class Cluster:
@@ -68,8 +50,8 @@ class Cluster:
         self.instances = instances
         front = [i for i in instances if i.role in ("collocated", "prefill")]
         back = [i for i in instances if i.role == "decode"]
-        self.front = Router(router, front)
-        self.back = Router(router, back) if back else None
+        self.front = make_router(router, front)
+        self.back = make_router(router, back) if back else None
         for i in front:
             if back:
                 self.links[i.name] = link_for(i)
@@ -95,8 +77,8 @@ class Cluster:
         """Start queued transfers to `dst` (FIFO) while it has a seat and free blocks for them: the decode
         instance pulls KV only for requests it can schedule, and its capacity limits admission."""
         while dst.pending_transfers:
-            if dst.running.n + len(dst.ready) + dst.incoming >= dst.group.max_batch:
-                return  # pull KV only for requests a seat awaits (max_batch)
+            if dst.running.n + len(dst.ready) + dst.incoming >= dst.max_seqs:
+                return  # pull KV only for requests a seat awaits
             req, src = dst.pending_transfers[0]
             blocks = dst.kv.blocks_for(dst._kv_tokens(req.prompt + req.generated + 1))
             if not dst.can_reserve(blocks):
@@ -247,7 +229,7 @@ class Cluster:
             times = inst.decode_end.slice(start, start + steps)
             if inst.spec:
                 k = np.arange(offset, offset + steps + 1)
-                times = np.repeat(times, np.diff(np.floor(inst.g * k)).astype(np.int64))[:tokens]
+                times = np.repeat(times, np.diff(np.floor(inst.tokens_per_step * k)).astype(np.int64))[:tokens]
             parts.append(times)
         return np.concatenate(parts)
 

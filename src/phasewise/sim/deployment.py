@@ -7,7 +7,7 @@ YAML form (same fields as the CLI flags):
     kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer)
     instances:
       - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}
-      - {role: decode, hardware: h100-sxm, tp: 1, replicas: 1, max_batch: 256}
+      - {role: decode, hardware: h100-sxm, tp: 1, replicas: 1, engine: vllm, max_num_seqs: 256}
     speculative: {draft_tokens: 4, acceptance: 0.7, draft: mtp}
 """
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.specs.catalog import read_user_file
+from phasewise.specs.engines import KNOB_TYPES
 
 
 class SpecDecode(BaseModel):
@@ -39,6 +40,10 @@ class SpecDecode(BaseModel):
 
 
 class InstanceGroup(BaseModel):
+    """Identical instances: hardware, parallelism, precision, and the serving engine with its knobs.
+    A knob left unset takes the engine's default for the GPU, version and entry point
+    (specs/data/engine_presets.yaml); a knob the engine does not have is an error."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["collocated", "prefill", "decode"] = "collocated"
@@ -49,16 +54,29 @@ class InstanceGroup(BaseModel):
     replicas: int = Field(default=1, ge=1)
     precision: str = "bf16"
     kv_dtype: str | None = None
-    engine: str = "vllm"
-    scheduler: Literal["vllm", "sarathi"] = "vllm"
-    chunk_size: int = Field(default=512, ge=16)  # sarathi token budget per iteration
-    max_batch: int = Field(default=256, ge=1)  # max sequences in an iteration (vLLM max_num_seqs)
-    max_batched_tokens: int = Field(default=8192, ge=16)  # prefill-first token budget (max_num_batched_tokens)
+    engine: str = "vllm"  # preset[@version] (vllm, sglang, trtllm, vllm-v0, sarathi, ...), or a host profile
+    entry_point: Literal["server", "offline"] = "server"
     memory_fraction: float = Field(default=0.9, gt=0, le=1)
     block_size: int = Field(default=16, ge=1)
-    # greedy: admit when the prompt's blocks fit, preempt (recompute) when decodes run out (vLLM);
-    # reserve: admit only when prompt + all output blocks fit, never evict (TensorRT-LLM GUARANTEED_NO_EVICT)
-    kv_admission: Literal["greedy", "reserve"] = "greedy"
+    # Engine knobs, named as the engines name them (None: the engine's default).
+    max_num_seqs: int | None = None  # vllm, vllm-v0, sarathi
+    max_num_batched_tokens: int | None = None  # vllm, vllm-v0
+    enable_chunked_prefill: bool | None = None  # vllm (>= 0.12), trtllm
+    max_num_partial_prefills: int | None = None  # vllm
+    chunk_size: int | None = None  # sarathi
+    chunked_prefill_size: int | None = None  # sglang
+    max_running_requests: int | None = None  # sglang
+    max_prefill_tokens: int | None = None  # sglang
+    enable_mixed_chunk: bool | None = None  # sglang
+    cuda_graph_max_bs: int | None = None  # sglang
+    schedule_conservativeness: float | None = None  # sglang
+    max_batch_size: int | None = None  # trtllm
+    max_num_tokens: int | None = None  # trtllm
+
+    @property
+    def knobs(self) -> dict[str, object]:
+        """The engine knobs this group sets."""
+        return {k: getattr(self, k) for k in KNOB_TYPES if getattr(self, k) is not None}
 
     @property
     def gpus(self) -> int:

@@ -1,11 +1,17 @@
-"""One serving instance (a TP x PP group): its scheduler, KV blocks, and the iterations it runs.
+"""One serving instance (a TP group, or one virtual engine of a pipeline-parallel replica): its
+queues, KV blocks, and the iterations it runs. What runs next is the scheduling policy's choice
+(sim/schedulers/); the instance keeps the mechanics.
 
 Iterations come in three kinds:
-  prefill  prompts only (prefill-first scheduling pauses the decodes, as vLLM's default did);
-  mixed    all decoding sequences plus prefill chunks within a token budget (Sarathi-style);
+  prefill  prompts only (the decodes wait: vLLM V0, SGLang);
+  mixed    the decoding set plus prefill chunks within a token budget (vLLM V1, TensorRT-LLM, Sarathi);
   decode   a *run* of pure-decode iterations. Between events these differ only in their context
            length, so a run of n of them is costed in one vectorized call (CostModel.decode_series)
            and committed at once. A run ends early, at an iteration boundary, when work arrives.
+
+Pipeline parallelism: a PP replica is `pp` virtual engines (as vLLM's and TensorRT-LLM's micro-batches),
+each with its share of the KV blocks and sequence slots, sharing one PipelineGate: a micro-batch enters
+the first stage when the previous one has left it, and its tokens come out a full pipeline latency later.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import numpy as np
 from phasewise.perf import BatchShape, CostModel
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.metrics import InstanceStats
+from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
+from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
     from phasewise.sim.deployment import InstanceGroup
+    from phasewise.specs.engines import EngineConfig
 
 MAX_RUN = 4096  # decode iterations costed in one call at most
 _STEPS = np.arange(MAX_RUN, dtype=np.float64)
@@ -34,16 +43,22 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 class Instance:
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
-                 cluster: Cluster, draft: CostModel | None) -> None:
+                 cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
+                 pipeline: PipelineGate | None = None) -> None:
         self.name, self.group, self.role, self.cost, self.cluster = name, group, group.role, cost, cluster
         self.index = index  # position in the cluster's instance list
         self.loop = cluster.loop
         self.model = cost.model
-        self.kv = KVBlocks(kv_capacity_tokens // group.block_size, group.block_size)
+        self.engine = engine
+        self.scheduler = make_scheduler(engine)
+        self.pipeline = pipeline  # shared by the virtual engines of one PP replica (None: no PP)
+        engines = pipeline.virtual_engines if pipeline else 1
+        self.max_seqs = max(1, engine.max_seqs // engines)  # sequences this (virtual) engine may hold
+        self.kv = KVBlocks(kv_capacity_tokens // engines // group.block_size, group.block_size)
         spec = cluster.deployment.speculative
         self.spec = spec
-        self.g = spec.tokens_per_step if spec else 1.0  # tokens accepted per decode step
-        self.new = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
+        self.tokens_per_step = spec.tokens_per_step if spec else 1.0  # tokens accepted per decode step
+        self.decode_new_tokens = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
         self.draft = draft
         self.window = self.model.sliding_window
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
@@ -55,16 +70,18 @@ class Instance:
         self.finish_heap: list[tuple[int, int, SimRequest, int]] = []
         self.decode_end = Series()  # end time of every decode-participating iteration
         self.tbt_ranges: list[int] = []  # flat (lo, hi, request id): a request decoded across gaps lo..hi-1
-        self.d = 0  # decode iterations done
-        self.A = 0.0  # sum over running of (c_join - g * d_join): sum of contexts = A + S*g*d
-        self.held = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
-        self.d_planned = 0  # decode step the iterations in flight will reach (>= d)
-        self.excess = 0  # sum of the decoding set's blocks reserved beyond their first step's need
+        self.decode_steps = 0  # decode iterations done
+        # sum over the decoding set of (join_context - tokens_per_step * join_step), so that the sum of
+        # their contexts at decode step d is context_base_sum + seqs * tokens_per_step * d
+        self.context_base_sum = 0.0
+        self.decoding_blocks = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
+        self.planned_steps = 0  # decode step the iterations in flight will reach (>= decode_steps)
+        self.reserved_ahead_blocks = 0  # sum of the decoding set's blocks reserved beyond their first step's need
         self.busy = False
         self.version = 0
-        self.run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
+        self.decode_run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
         self.outstanding = 0  # tokens of assigned, unfinished requests (for the router)
-        gpus = group.tp * group.pp
+        gpus = group.tp * group.pp // engines  # a virtual engine's share of its replica's GPUs (= tp)
         hw = cost.hw
         self.stats = InstanceStats(name, self.role, gpus, kv_capacity_blocks=self.kv.capacity,
                                    peak_flops=cost.peak * gpus, bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
@@ -92,13 +109,13 @@ class Instance:
         if not self.busy:
             self.busy = True
             self.loop.at(self.loop.now, self._step)
-        elif self.run is not None:
-            start, ends, _, base = self.run
+        elif self.decode_run is not None:
+            start, ends, _, base = self.decode_run
             i = int(np.searchsorted(ends, self.loop.now, side="left"))  # the iteration in flight
             if i < len(ends) - 1:
                 self.version += 1
-                self.run = (start, ends[: i + 1], self.version, base)
-                self.d_planned = self.d + i
+                self.decode_run = (start, ends[: i + 1], self.version, base)
+                self.planned_steps = self.decode_steps + i
                 self.loop.at(float(ends[i]), self._end_run, self.version)
 
     # --- scheduling ----------------------------------------------------------------------------
@@ -109,15 +126,15 @@ class Instance:
         if self.ready:
             self._join_ready()
         if self.role != "decode" and (self.waiting or self.prefilling):
-            if self.group.scheduler == "sarathi":
-                chunks = self._admit_chunks()
-                if chunks:
-                    return self._launch(chunks, with_decodes=True)
-            else:
-                chunks = self._admit_prompts()
-                if chunks:
-                    return self._launch(chunks, with_decodes=False)
+            batch = self.scheduler.next_batch(self)
+            if batch is not None:
+                return self._launch(batch)
         if self.running.n:
+            if self.pipeline is not None:  # one micro-batch at a time through the shared pipeline
+                self.make_room()
+                if self.running.n:
+                    return self._launch(Batch())
+                return self._step()
             return self._launch_run()
         if self.waiting and not self.prefilling and self.kv.used == 0:
             self._reject(self.waiting.popleft())  # larger than the whole KV cache: can never run
@@ -125,7 +142,7 @@ class Instance:
         self.busy = False
 
     def _seats(self) -> int:
-        return self.group.max_batch - self.running.n - len(self.prefilling)
+        return self.max_seqs - self.running.n - len(self.prefilling)
 
     def _free_blocks_bound(self) -> float:
         """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound."""
@@ -133,8 +150,8 @@ class Instance:
         if not S:
             return self.kv.free
         # the iterations in flight will grow the contexts up to decode step d_planned
-        tokens = self.A + S * self.g * self.d_planned + S * self.new
-        grown = tokens / self.kv.block_size + S + self.excess - self.held
+        tokens = self.context_base_sum + S * self.tokens_per_step * self.planned_steps + S * self.decode_new_tokens
+        grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
         return self.kv.free - max(grown, 0.0)
 
     def can_reserve(self, blocks: int) -> bool:
@@ -145,16 +162,18 @@ class Instance:
         S = self.running.n
         if S:
             held = self.running.blocks[:S]
-            need = int(np.maximum(self._exact_blocks(self.d_planned), held).sum())
-            return self.kv.used - self.held + need + blocks <= self.kv.capacity
+            need = int(np.maximum(self._exact_blocks(self.planned_steps), held).sum())
+            return self.kv.used - self.decoding_blocks + need + blocks <= self.kv.capacity
         return blocks <= self.kv.free
 
-    def _try_admit(self, req: SimRequest) -> bool:
+    def try_admit(self, req: SimRequest, extra_blocks: int = 0) -> bool:
+        """Take a seat and the KV blocks of `req`'s prompt (and, with reserve admission, of its whole
+        output) if the seats and blocks allow, keeping `extra_blocks` free beyond them."""
         tokens = req.prefill_target
-        if self.group.kv_admission == "reserve":
+        if self.engine.kv_admission == "reserve":
             tokens += req.output - req.generated
         blocks = self.kv.blocks_for(self._kv_tokens(tokens))
-        if self._seats() <= 0 or not self.can_reserve(blocks):
+        if self._seats() <= 0 or not self.can_reserve(blocks + extra_blocks):
             return False
         self.kv.allocate(blocks)
         req.kv_blocks = blocks
@@ -163,53 +182,19 @@ class Instance:
             req.scheduled_s = self.loop.now
         return True
 
-    def _admit_prompts(self) -> list[tuple[SimRequest, int]]:
-        """Prefill-first: whole prompts, FCFS, within max_batched_tokens (the first always fits)."""
-        chunks, budget = [], self.group.max_batched_tokens
-        while self.waiting:
-            req = self.waiting[0]
-            need = req.prefill_target
-            if chunks and need > budget:
-                break
-            if not self._try_admit(req):
-                break
-            self.waiting.popleft()
-            self.prefilling.append(req)  # holds a seat while its prompt is in flight
-            chunks.append((req, need))
-            budget -= need
-        return chunks
-
-    def _admit_chunks(self) -> list[tuple[SimRequest, int]]:
-        """Sarathi: decodes first; prefill chunks (in-progress first, then new) fill the token budget."""
-        budget = self.group.chunk_size - self.running.n * self.new
-        chunks = []
-        for req in self.prefilling:
-            if budget <= 0:
-                return chunks
-            take = min(budget, req.prefill_target - req.prefilled)
-            chunks.append((req, take))
-            budget -= take
-        while budget > 0 and self.waiting and self._try_admit(self.waiting[0]):
-            req = self.waiting.popleft()
-            self.prefilling.append(req)
-            take = min(budget, req.prefill_target)
-            chunks.append((req, take))
-            budget -= take
-        return chunks
-
     def _kv_tokens(self, tokens: float) -> float:
         return min(tokens, self.window) if self.window else tokens
 
     # --- the decoding set ----------------------------------------------------------------------
     def _decode_shape(self) -> BatchShape:
-        """The decoding sequences at decode index self.d as one BatchShape part."""
-        S, new = self.running.n, self.new
+        """The decoding sequences at decode index self.decode_steps as one BatchShape part."""
+        S, new = self.running.n, self.decode_new_tokens
         if self.window:
-            ctx = self.running.contexts(self.d, self.g)
+            ctx = self.running.contexts(self.decode_steps, self.tokens_per_step)
             kv = float(np.minimum(ctx + new, self.window).sum())
             pairs = float(np.minimum(ctx + new, self.window).sum()) * new
         else:
-            ctx_sum = self.A + S * self.g * self.d
+            ctx_sum = self.context_base_sum + S * self.tokens_per_step * self.decode_steps
             kv = ctx_sum + S * new
             pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * (ctx_sum + S * new)
         return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
@@ -219,7 +204,7 @@ class Instance:
         remaining = req.output - req.generated
         if not self.spec:
             return remaining
-        g, o = self.g, req.spec_steps
+        g, o = self.tokens_per_step, req.spec_steps
         base = math.floor(g * o)
         j = max(1, math.ceil((remaining + base) / g) - o)
         while math.floor(g * (o + j)) - base < remaining:
@@ -229,35 +214,35 @@ class Instance:
         return j
 
     def _join(self, req: SimRequest) -> None:
-        req.d_join = self.d
-        req.c_join = req.prompt + req.generated - 1
+        req.join_step = self.decode_steps
+        req.join_context = req.prompt + req.generated - 1
         self.running.add(req, req.kv_blocks)
-        self.held += req.kv_blocks
+        self.decoding_blocks += req.kv_blocks
         # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
-        req.kv_excess = max(0, req.kv_blocks - self.kv.blocks_for(self._kv_tokens(req.c_join + self.new)))
-        self.excess += req.kv_excess
-        self.A += req.c_join - self.g * req.d_join
-        heapq.heappush(self.finish_heap, (self.d + self._steps_to_finish(req), req.id, req, req.epoch))
+        req.kv_excess = max(0, req.kv_blocks - self.kv.blocks_for(self._kv_tokens(req.join_context + self.decode_new_tokens)))
+        self.reserved_ahead_blocks += req.kv_excess
+        self.context_base_sum += req.join_context - self.tokens_per_step * req.join_step
+        heapq.heappush(self.finish_heap, (self.decode_steps + self._steps_to_finish(req), req.id, req, req.epoch))
 
     def _leave(self, req: SimRequest, d: int) -> int:
         """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
-        steps = d - req.d_join
+        steps = d - req.join_step
         if steps:
             if self.spec:
-                tokens = math.floor(self.g * (req.spec_steps + steps)) - math.floor(self.g * req.spec_steps)
+                tokens = math.floor(self.tokens_per_step * (req.spec_steps + steps)) - math.floor(self.tokens_per_step * req.spec_steps)
                 tokens = min(tokens, req.output - req.generated)
-                req.segments.append((self, req.d_join, steps, req.spec_steps, tokens))
+                req.segments.append((self, req.join_step, steps, req.spec_steps, tokens))
                 req.spec_steps += steps
             else:
                 tokens = steps
-                req.segments.append((self, req.d_join, steps, 0, tokens))
+                req.segments.append((self, req.join_step, steps, 0, tokens))
             req.generated += tokens
-        self.A -= req.c_join - self.g * req.d_join
-        self.excess -= req.kv_excess
-        tokens = req.c_join + self.g * (d - 1 - req.d_join) + self.new  # written by its last step
+        self.context_base_sum -= req.join_context - self.tokens_per_step * req.join_step
+        self.reserved_ahead_blocks -= req.kv_excess
+        tokens = req.join_context + self.tokens_per_step * (d - 1 - req.join_step) + self.decode_new_tokens  # written by its last step
         final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
         held = self.running.remove(req)
-        self.held -= held
+        self.decoding_blocks -= held
         if final > held:
             self.kv.allocate(final - held)
             held = final
@@ -265,7 +250,7 @@ class Instance:
 
     def _join_ready(self) -> None:
         """Arrived requests take free seats (max_batch); the rest wait, their KV already here."""
-        while self.ready and self.running.n < self.group.max_batch:
+        while self.ready and self.running.n < self.max_seqs:
             req = self.ready.popleft()
             if math.isnan(req.scheduled_s):
                 req.scheduled_s = self.loop.now
@@ -273,7 +258,7 @@ class Instance:
 
     def _exact_blocks(self, d: int) -> np.ndarray:
         """Blocks each decoding sequence needs to run decode step d (its context plus the new tokens)."""
-        tokens = self.running.contexts(d, self.g) + self.new
+        tokens = self.running.contexts(d, self.tokens_per_step) + self.decode_new_tokens
         if self.window:
             tokens = np.minimum(tokens, self.window)
         return np.ceil(tokens / self.kv.block_size).astype(np.int64)
@@ -288,15 +273,13 @@ class Instance:
             if grow:
                 self.kv.allocate(grow)
                 self.running.blocks[:n] = need
-                self.held += grow
+                self.decoding_blocks += grow
 
-    def _preempt_newest(self) -> None:
-        """vLLM's recompute preemption: the latest-arrived decoding request gives its blocks back and
+    def _preempt(self) -> None:
+        """Recompute preemption (SGLang: retraction) of the policy's victim: it gives its blocks back and
         waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
-        run = self.running
-        i = int(np.argmax(run.arrival[: run.n]))
-        req = run.reqs[i]
-        held = self._leave(req, self.d)
+        req = self.running.reqs[self.scheduler.victim(self)]
+        held = self._leave(req, self.decode_steps)
         self.kv.free_blocks(held)
         req.kv_blocks = 0
         req.epoch += 1
@@ -307,6 +290,7 @@ class Instance:
             self.cluster.requeue(req)
         else:
             self.waiting.appendleft(req)
+        self.scheduler.on_preempt(self)
 
     def _run_length(self) -> int:
         """Decode iterations until the next finish, bounded so the KV blocks never overflow."""
@@ -314,37 +298,41 @@ class Instance:
         while self.finish_heap and self.finish_heap[0][3] != self.finish_heap[0][2].epoch:
             heapq.heappop(self.finish_heap)  # stale entry of a preempted request
         if self.finish_heap:
-            n = min(n, self.finish_heap[0][0] - self.d)
+            n = min(n, self.finish_heap[0][0] - self.decode_steps)
         S = self.running.n
         bs = self.kv.block_size
-        other = self.kv.used - self.held
+        other = self.kv.used - self.decoding_blocks
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
-        tokens0 = self.A + S * self.g * self.d + S * self.new
-        room = (self.kv.capacity - other - S - self.excess) * bs - tokens0
-        safe = int(room // (S * self.g)) + 1 if room >= 0 else 0
+        tokens0 = self.context_base_sum + S * self.tokens_per_step * self.decode_steps + S * self.decode_new_tokens
+        room = (self.kv.capacity - other - S - self.reserved_ahead_blocks) * bs - tokens0
+        safe = int(room // (S * self.tokens_per_step)) + 1 if room >= 0 else 0
         if safe >= n:
             return n
         # Near capacity: check the next step exactly; one step at a time is enough to make progress.
-        return max(1, min(n, safe)) if self._make_room() else 0
+        self.make_room()
+        return max(1, min(n, safe)) if self.running.n else 0
 
-    def _make_room(self) -> bool:
-        """Preempt until the next decode step's blocks fit; False if no decoding sequence is left."""
+    def make_room(self) -> int:
+        """Preempt until the next decode step's blocks fit; returns how many requests were preempted."""
         if self.running.n and self._free_blocks_bound() >= 0:
-            return True  # even the upper bound fits
+            return 0  # even the upper bound fits
+        preempted = 0
         while self.running.n:
-            S = self.running.n
-            held = self.running.blocks[:S]
-            if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.d), held).sum()) \
+            seqs = self.running.n
+            held = self.running.blocks[:seqs]
+            if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.decode_steps), held).sum()) \
                     <= self.kv.capacity:
-                return True
-            self._preempt_newest()
-        return False
+                break
+            self._preempt()
+            preempted += 1
+        return preempted
 
     # --- launching and committing iterations -------------------------------------------------
-    def _launch(self, chunks: list[tuple[SimRequest, int]], with_decodes: bool) -> None:
+    def _launch(self, batch: Batch) -> None:
         now = self.loop.now
+        chunks, with_decodes = batch.chunks, batch.with_decodes
         if with_decodes and self.running.n:
-            self._make_room()
+            self.make_room()
         shape = self._decode_shape() if with_decodes and self.running.n else BatchShape()
         decodes = shape.decode_seqs
         causal, window = self.model.causal, self.window
@@ -354,8 +342,14 @@ class Instance:
         t = it[0]
         if decodes and self.draft is not None:
             t += self._draft_time(shape)
-        self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, now)
-        self.loop.at(now + t, self._end_iteration, chunks, decodes > 0)
+        start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
+        self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
+        self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
+
+    def _stage_device_s(self, shape: BatchShape, stage_s: float) -> float:
+        """How long a micro-batch holds a pipeline stage: its slowest stage without the host work, which
+        overlaps the other micro-batches' device time (unless the cost already overlaps it)."""
+        return stage_s if self.cost.engine.overlap_scheduling else stage_s - self.cost.host_s(shape)
 
     def _end_iteration(self, chunks: list[tuple[SimRequest, int]], decoded: bool) -> None:
         now = self.loop.now
@@ -398,10 +392,10 @@ class Instance:
             return self._step()
         now = self.loop.now
         shape = self._decode_shape()
-        S, g, new = self.running.n, self.g, self.new
+        S, g, new = self.running.n, self.tokens_per_step, self.decode_new_tokens
         j = _STEPS[:n]
         if self.window:
-            ctx = self.running.contexts(self.d, g)[:, None] + g * j[None, :]
+            ctx = self.running.contexts(self.decode_steps, g)[:, None] + g * j[None, :]
             kv = np.minimum(ctx + new, self.window).sum(axis=0)
             lat, base = self.cost.decode_series(shape, kv * new, kv)
         else:  # every step adds g tokens to each of the S contexts
@@ -411,36 +405,36 @@ class Instance:
         ends = np.cumsum(lat, out=lat)
         ends += now
         self.version += 1
-        self.run = (now, ends, self.version, base)
-        self.d_planned = self.d + n - 1
+        self.decode_run = (now, ends, self.version, base)
+        self.planned_steps = self.decode_steps + n - 1
         self.loop.at(float(ends[-1]), self._end_run, self.version)
 
     def _end_run(self, version: int) -> None:
-        if version != self.version or self.run is None:
+        if version != self.version or self.decode_run is None:
             return
-        start, ends, _, base = self.run
-        self.run = None
+        start, ends, _, base = self.decode_run
+        self.decode_run = None
         n = len(ends)
-        self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.new * n, n, start)
+        self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.decode_new_tokens * n, n, start)
         self.decode_end.extend(ends)
         self._decode_steps_done(n)
         self._step()
 
     def _decode_steps_done(self, n: int) -> None:
         """Commit n decode steps whose end times were just recorded: finish who is due."""
-        self.d += n
-        self.d_planned = self.d
+        self.decode_steps += n
+        self.planned_steps = self.decode_steps
         if self.cluster.check:
-            self._top_up(self.d - 1)
+            self._top_up(self.decode_steps - 1)
         if self.cluster.live:
             self._notify_decodes()
         self._finish_due()
 
     def _notify_decodes(self) -> None:
         """Live: every decoding request's tokens produced by the iteration that just ended."""
-        now, g, spec = self.loop.now, self.g, self.spec
+        now, g, spec = self.loop.now, self.tokens_per_step, self.spec
         for r in self.running.reqs:
-            steps = self.d - r.d_join
+            steps = self.decode_steps - r.join_step
             made = (math.floor(g * (r.spec_steps + steps)) - math.floor(g * r.spec_steps)) if spec else steps
             total = min(r.generated + made, r.output)
             if total > r.streamed:
@@ -455,7 +449,7 @@ class Instance:
             self.prefilling.remove(req)
             self.kv.free_blocks(req.kv_blocks)
         elif req.slot >= 0 and req.slot < self.running.n and self.running.reqs[req.slot] is req:
-            self.kv.free_blocks(self._leave(req, self.d))
+            self.kv.free_blocks(self._leave(req, self.decode_steps))
             req.epoch += 1
         elif req in self.ready:
             self.ready.remove(req)
@@ -475,7 +469,7 @@ class Instance:
 
     def _finish_due(self) -> None:
         heap = self.finish_heap
-        while heap and heap[0][0] <= self.d:
+        while heap and heap[0][0] <= self.decode_steps:
             d_fin, _, req, epoch = heapq.heappop(heap)
             if epoch != req.epoch:
                 continue
@@ -527,7 +521,7 @@ class Instance:
             util = max(flops * self._inv_peak, nbytes * self._inv_bw) / t
             st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
         S = self.running.n
-        used = self.kv.used - self.held + ((self.A + S * self.g * self.d + S * self.new) / self.kv.block_size
+        used = self.kv.used - self.decoding_blocks + ((self.context_base_sum + S * self.tokens_per_step * self.decode_steps + S * self.decode_new_tokens) / self.kv.block_size
                                            + S / 2 if S else 0.0)  # half a block of slack per sequence
         st.kv_token_seconds += used * t
         if used > st.kv_peak_blocks:

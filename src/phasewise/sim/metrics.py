@@ -91,6 +91,30 @@ class TbtHistogram:
         self._flush()
         return self.total / self.n if self.n else math.nan
 
+    def subtract(self, other: TbtHistogram) -> None:
+        """Remove gaps binned in `other` (they must have been binned here too: warm-up requests' gaps)."""
+        self._flush()
+        other._flush()
+        self.counts -= other.counts
+        self.zeros -= other.zeros
+        self.n -= other.n
+        self.total -= other.total
+        if self.n < 0 or self.zeros < 0 or (self.counts < 0).any():
+            raise AssertionError("TBT histogram: subtracted gaps that were never binned")
+
+    def figures(self) -> dict[str, float]:
+        """mean, p50, p90, p99 in ms."""
+        return {"mean": self.mean * 1e3, **{f"p{q}": self.percentile(q) * 1e3 for q in (50, 90, 99)}}
+
+
+def _dist(x: np.ndarray) -> dict[str, float]:
+    """mean, p50, p90, p99 in ms of the finite values of x (seconds)."""
+    x = x[np.isfinite(x)] * 1e3
+    if not len(x):
+        return {k: math.nan for k in ("mean", "p50", "p90", "p99")}
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
 
 @dataclass(slots=True)
 class InstanceStats:
@@ -139,6 +163,15 @@ class SimResult:
     wall_s: float = 0.0
     events: int = 0
     rejected: int = 0
+    # Benchmark clients (closed loops): which requests the client counts (False: warm-up requests, simulated
+    # but excluded from every summary figure); None = all. Measured ids are in release order.
+    measured: np.ndarray | None = None
+    concurrency: int | None = None  # closed loop: requests in flight (one wave); None for open loops
+    steady_tbt: TbtHistogram | None = None  # every gap of the steady-state requests (see steady_state())
+
+    @property
+    def measured_mask(self) -> np.ndarray:
+        return np.ones(len(self.arrival_s), dtype=bool) if self.measured is None else self.measured
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -154,7 +187,17 @@ class SimResult:
 
     @property
     def duration_s(self) -> float:
+        """Simulated time of all requests, warm-up included (what the instances' statistics cover)."""
         return float(np.nanmax(self.finish_s) - self.arrival_s.min())
+
+    @property
+    def measured_duration_s(self) -> float:
+        """First measured request sent to last measured request finished (the clients' benchmark duration)."""
+        m = self.measured_mask
+        fin = self.finish_s[m]
+        if not np.isfinite(fin).any():
+            return math.nan
+        return float(np.nanmax(fin) - self.arrival_s[m].min())
 
     def attained(self, slo: Slo | None = None) -> np.ndarray:
         slo = slo or self.slo
@@ -162,32 +205,60 @@ class SimResult:
         tpot_ok = np.where(self.output_tokens > 1, self.tpot_s * 1e3 <= slo.tbt_ms, True)
         return done & (self.ttft_s * 1e3 <= slo.ttft_ms) & tpot_ok
 
-    def summary(self) -> dict[str, Any]:
-        def dist(x: np.ndarray) -> dict[str, float]:
-            x = x[np.isfinite(x)] * 1e3
-            if not len(x):
-                return {k: math.nan for k in ("mean", "p50", "p90", "p99")}
-            p50, p90, p99 = np.percentile(x, [50, 90, 99])
-            return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    def steady_state(self) -> dict[str, Any] | None:
+        """The latency figures without the first wave (the first `concurrency` requests released, which
+        arrive together) and the last wave (the last `concurrency` released, which drain the system);
+        None for open loops, or when no request is left in between."""
+        c = self.concurrency
+        if c is None:
+            return None
+        ids = np.flatnonzero(self.measured_mask)
+        if len(ids) <= 2 * c:
+            return None
+        w = ids[c:len(ids) - c]
+        done = np.isfinite(self.finish_s[w])
+        return {
+            "requests": len(w),
+            "completed": int(done.sum()),
+            "concurrency": c,
+            "excluded_first": c,
+            "excluded_last": c,
+            "ttft_ms": _dist(self.ttft_s[w]),
+            "tpot_ms": _dist(self.tpot_s[w]),
+            "tbt_ms": self.steady_tbt.figures() if self.steady_tbt is not None else
+            {k: math.nan for k in ("mean", "p50", "p90", "p99")},
+            "e2e_ms": _dist(self.e2e_s[w]),
+        }
 
-        dur = self.duration_s
-        done = int(np.isfinite(self.finish_s).sum())
-        out_tokens = int(self.output_tokens[np.isfinite(self.finish_s)].sum())
-        attained = self.attained()
+    def summary(self) -> dict[str, Any]:
+        """Figures over all completed measured requests, as benchmark clients report them (TPOT per request
+        = (E2E - TTFT) / (output - 1); TBT = ITL, every gap), plus the closed loop's steady state."""
+        m = self.measured_mask
+        dur = self.measured_duration_s
+        finished = np.isfinite(self.finish_s) & m
+        done = int(finished.sum())
+        out_tokens = int(self.output_tokens[finished].sum())
+        attained = self.attained()[m]
         tps = out_tokens / dur if dur > 0 else math.nan
         dollars_per_s = self.price_per_hour_usd / 3600.0
         energy = sum(s.energy_j for s in self.instances)
+        span = self.duration_s
+        ttft, tpot = self.ttft_s[m], self.tpot_s[m]
+        multi = self.output_tokens[m] > 1
         return {
-            "requests": len(self.arrival_s),
+            "requests": int(m.sum()),
             "completed": done,
-            "rejected": self.rejected,
+            "rejected": self.rejected if self.measured is None else int(m.sum()) - done,
+            "warmup_requests": int((~m).sum()),
+            "concurrency": self.concurrency,
             "duration_s": dur,
-            "ttft_ms": dist(self.ttft_s),
-            "tpot_ms": dist(self.tpot_s),
-            "tbt_ms": {"mean": self.tbt.mean * 1e3, **{f"p{q}": self.tbt.percentile(q) * 1e3 for q in (50, 90, 99)}},
-            "e2e_ms": dist(self.e2e_s),
-            "queue_ms": dist(self.queue_s),
-            "preemptions": int(self.preemptions.sum()),
+            "ttft_ms": _dist(ttft),
+            "tpot_ms": _dist(tpot),
+            "tbt_ms": self.tbt.figures(),
+            "e2e_ms": _dist(self.e2e_s[m]),
+            "queue_ms": _dist(self.queue_s[m]),
+            "steady_state": self.steady_state(),
+            "preemptions": int(self.preemptions[m].sum()),
             "throughput": {
                 "requests_per_s": done / dur if dur > 0 else math.nan,
                 "output_tokens_per_s": tps,
@@ -197,16 +268,15 @@ class SimResult:
             },
             "slo": {"ttft_ms": self.slo.ttft_ms, "tbt_ms": self.slo.tbt_ms,
                     "attainment": float(attained.mean()),
-                    "ttft_attainment": float((self.ttft_s * 1e3 <= self.slo.ttft_ms).mean()),
-                    "tpot_attainment": float(np.where(self.output_tokens > 1, self.tpot_s * 1e3 <= self.slo.tbt_ms,
-                                                      True).mean())},
+                    "ttft_attainment": float((ttft * 1e3 <= self.slo.ttft_ms).mean()),
+                    "tpot_attainment": float(np.where(multi, tpot * 1e3 <= self.slo.tbt_ms, True).mean())},
             "goodput": {"requests_per_s": attained.sum() / dur if dur > 0 else math.nan,
                         "requests_per_s_per_gpu": attained.sum() / dur / self.gpus if dur > 0 else math.nan},
             "gpus": self.gpus,
             "energy_j": energy,
             "sim": {"wall_s": self.wall_s, "events": self.events,
                     "requests_per_wall_s": len(self.arrival_s) / self.wall_s if self.wall_s else math.nan},
-            "instances": [self._instance_summary(s, dur) for s in self.instances],
+            "instances": [self._instance_summary(s, span) for s in self.instances],
         }
 
     def _instance_summary(self, s: InstanceStats, dur: float) -> dict[str, Any]:
@@ -233,5 +303,5 @@ class SimResult:
             "arrival_s": self.arrival_s, "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
             "ttft_ms": self.ttft_s * 1e3, "tpot_ms": self.tpot_s * 1e3, "max_tbt_ms": self.max_tbt_s * 1e3,
             "e2e_ms": self.e2e_s * 1e3, "queue_ms": self.queue_s * 1e3, "preemptions": self.preemptions,
-            "instance": self.instance, "slo_attained": self.attained(),
+            "instance": self.instance, "slo_attained": self.attained(), "measured": self.measured_mask,
         }

@@ -24,15 +24,15 @@ class SimRequest:
     kv_blocks: int = 0  # blocks held on the instance it is on
     kv_excess: int = 0  # blocks held beyond its first decode step's need when it joined
     kv_ready_s: float = NAN  # disaggregation: when its KV arrived at the decode instance
-    # decode participation: on instance `inst`, decode iterations [d_join, d_join + steps)
-    d_join: int = 0
-    c_join: int = 0  # cached tokens at its first decode step there
+    # decode participation: on its instance, decode steps [join_step, join_step + steps)
+    join_step: int = 0
+    join_context: int = 0  # cached tokens at its first decode step there
     spec_steps: int = 0  # verify steps done before this segment (speculative decoding)
     epoch: int = 0  # bumps on preemption (invalidates heap entries)
     slot: int = -1  # index in its instance's running set
     last_instance: int = -1  # index of the instance it finished on
     # tokens in emission order: (None, time) for a token sampled at the end of a prefill, or
-    # (instance, d_start, steps, spec_offset, tokens) for a run of decode steps there
+    # (instance, first_step, steps, spec_offset, tokens) for a run of decode steps there
     segments: list = field(default_factory=list)
     src_blocks: int = 0  # disaggregation: blocks still held on the prefill instance during transfer
     streamed: int = 0  # live twin: tokens already notified

@@ -1,5 +1,7 @@
 """The decoding set of an instance, as parallel arrays so per-iteration sums are O(1) and exact
-block counts are one vectorized expression."""
+block counts are one vectorized expression. A request joins at decode step `join_step` with
+`join_context` cached tokens and `join_generated` output tokens; at decode step d it has
+join_context + tokens_per_step * (d - join_step) cached tokens."""
 
 from __future__ import annotations
 
@@ -7,14 +9,18 @@ import numpy as np
 
 from phasewise.sim.request import SimRequest
 
+_ARRAYS = ("join_context", "join_step", "join_generated", "output", "blocks", "arrival")
+
 
 class RunningSet:
-    __slots__ = ("reqs", "c_join", "d_join", "blocks", "arrival", "n")
+    __slots__ = ("reqs", "n", *_ARRAYS)
 
     def __init__(self, capacity: int = 256) -> None:
         self.reqs: list[SimRequest] = []
-        self.c_join = np.empty(capacity)
-        self.d_join = np.empty(capacity)
+        self.join_context = np.empty(capacity)
+        self.join_step = np.empty(capacity)
+        self.join_generated = np.empty(capacity)
+        self.output = np.empty(capacity)
         self.blocks = np.empty(capacity, dtype=np.int64)
         self.arrival = np.empty(capacity)
         self.n = 0
@@ -23,8 +29,8 @@ class RunningSet:
         return self.n
 
     def add(self, req: SimRequest, blocks: int) -> None:
-        if self.n == len(self.c_join):
-            for name in ("c_join", "d_join", "blocks", "arrival"):
+        if self.n == len(self.join_context):
+            for name in _ARRAYS:
                 old = getattr(self, name)
                 new = np.empty(2 * len(old), dtype=old.dtype)
                 new[: self.n] = old[: self.n]
@@ -32,7 +38,8 @@ class RunningSet:
         i = self.n
         req.slot = i
         self.reqs.append(req)
-        self.c_join[i], self.d_join[i], self.blocks[i], self.arrival[i] = req.c_join, req.d_join, blocks, req.arrival_s
+        self.join_context[i], self.join_step[i], self.blocks[i] = req.join_context, req.join_step, blocks
+        self.join_generated[i], self.output[i], self.arrival[i] = req.generated, req.output, req.arrival_s
         self.n += 1
 
     def remove(self, req: SimRequest) -> int:
@@ -43,14 +50,27 @@ class RunningSet:
             moved = self.reqs[last]
             self.reqs[i] = moved
             moved.slot = i
-            for arr in (self.c_join, self.d_join, self.blocks, self.arrival):
+            for name in _ARRAYS:
+                arr = getattr(self, name)
                 arr[i] = arr[last]
         self.reqs.pop()
         self.n = last
         req.slot = -1
         return held
 
-    def contexts(self, d: float, g: float) -> np.ndarray:
-        """Cached tokens of every decoding sequence at decode index d (g tokens accepted per step)."""
+    def contexts(self, step: float, tokens_per_step: float) -> np.ndarray:
+        """Cached tokens of every decoding sequence at decode step `step`."""
         n = self.n
-        return self.c_join[:n] + g * (d - self.d_join[:n])
+        return self.join_context[:n] + tokens_per_step * (step - self.join_step[:n])
+
+    def generated(self, step: float, tokens_per_step: float) -> np.ndarray:
+        """Output tokens every decoding sequence has produced by decode step `step`."""
+        n = self.n
+        return self.join_generated[:n] + tokens_per_step * (step - self.join_step[:n])
+
+    def remaining_tokens(self, step: float, tokens_per_step: float, clip: float) -> float:
+        """Sum over the decoding set of the output tokens still to come, each clipped at `clip`."""
+        if not self.n:
+            return 0.0
+        left = self.output[: self.n] - self.generated(step, tokens_per_step)
+        return float(np.clip(left, 0.0, clip).sum())

@@ -14,32 +14,44 @@ from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.events import EventLoop
 from phasewise.sim.instance import Instance
 from phasewise.sim.link import Link
-from phasewise.sim.metrics import SimResult, Slo
+from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.request import SimRequest
+from phasewise.sim.pipeline import PipelineGate
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.engines import EngineConfig, resolve_engine
 from phasewise.workload import ClosedLoop, Workload
 
 
-def build_group(dep: Deployment, g: InstanceGroup, index: int) -> tuple[CostModel, int, CostModel | None]:
-    """Cost model, KV capacity (tokens) and draft cost model of one instance group."""
+def build_group(dep: Deployment, g: InstanceGroup, index: int
+                ) -> tuple[CostModel, int, CostModel | None, EngineConfig]:
+    """Cost model, KV capacity (tokens), draft cost model and resolved engine of one instance group."""
     return _build_group(dep.model, g, dep.speculative, index)
 
 
 @lru_cache(maxsize=128)
-def _build_group(dep_model: str, g: InstanceGroup, spec, index: int) -> tuple[CostModel, int, CostModel | None]:
+def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
+                 ) -> tuple[CostModel, int, CostModel | None, EngineConfig]:
     """Cached per process: planners simulate the same groups many times (and keep their cost caches)."""
     where = f"deployment instances[{index}] ({g.role} {g.hardware} tp={g.tp} pp={g.pp} {g.precision})"
     model = load_model(g.model or dep_model)
     hw = load_hardware(g.hardware)
     quant = load_quant(g.precision, g.kv_dtype)
     try:
-        cost = CostModel(model, hw, quant, load_engine(g.engine), g.tp, g.pp)
+        engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp)
+        mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
+                         max_seqs=min(engine.max_seqs, 1024), memory_fraction=g.memory_fraction)
+        if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
+            engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, mem.kv_capacity_tokens)
+        if spec is not None and engine.scheduler in ("vllm", "sarathi") \
+                and engine.token_budget < engine.max_seqs * (spec.draft_tokens + 1):
+            raise PhasewiseError(
+                f"the token budget ({engine.token_budget}) is below max sequences ({engine.max_seqs}) x "
+                f"{spec.draft_tokens + 1} tokens per speculative decode step: prefills would starve; raise "
+                f"--max-num-batched-tokens / --chunk-size or lower --max-num-seqs")
+        cost = CostModel(model, hw, quant, engine.profile, g.tp, g.pp)
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
-    max_tokens = g.chunk_size if g.scheduler == "sarathi" else g.max_batched_tokens
-    mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=max_tokens, max_seqs=g.max_batch,
-                     memory_fraction=g.memory_fraction)
-    if mem.kv_capacity_tokens < g.block_size:
+    if mem.kv_capacity_tokens < g.block_size * g.pp:
         raise PhasewiseError(f"{where}: does not fit in memory: {mem.reason()}")
     draft = None
     if spec is not None:
@@ -48,7 +60,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int) -> tuple[Co
             draft = CostModel(draft_model, hw, quant, load_engine("ideal"), g.tp, 1)
         else:
             draft = CostModel(load_model(spec.draft), hw, quant, load_engine("ideal"), g.tp, 1)
-    return cost, mem.kv_capacity_tokens, draft
+    return cost, mem.kv_capacity_tokens, draft, engine
 
 
 def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False,
@@ -59,16 +71,30 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
     cluster.live = live
     instances: list[Instance] = []
     price = 0.0
+    replica_of: dict[str, str] = {}  # instance name -> its replica (virtual engines share a replica's link)
     for gi, g in enumerate(deployment.instances):
-        cost, kv_tokens, draft = build_group(deployment, g, gi)
+        cost, kv_tokens, draft, engine = build_group(deployment, g, gi)
         price += cost.hw.price_per_hour_usd * g.gpus
+        short = {"collocated": "col", "prefill": "pre", "decode": "dec"}[g.role]
         for r in range(g.replicas):
-            short = {"collocated": "col", "prefill": "pre", "decode": "dec"}[g.role]
-            instances.append(Instance(f"{short}{gi}.{r}", len(instances), g, cost, kv_tokens, cluster, draft))
+            replica = f"{short}{gi}.{r}"
+            gate = PipelineGate(g.pp) if g.pp > 1 else None
+            for ve in range(g.pp if gate else 1):  # a PP replica runs pp virtual engines (micro-batches)
+                name = f"{replica}.ve{ve}" if gate else replica
+                replica_of[name] = replica
+                instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
     m = instances[0].model
     cluster.kv_bytes_per_token = 2 * m.num_kv_heads * m.head_dim * instances[0].cost.kv_bytes * m.num_layers
 
+    links: dict[str, Link] = {}
+
     def link_for(src: Instance) -> Link:
+        replica = replica_of[src.name]
+        if replica not in links:
+            links[replica] = new_link(src)
+        return links[replica]
+
+    def new_link(src: Instance) -> Link:
         ic = src.cost.hw.interconnect
         decode_tp = min(i.group.tp for i in instances if i.role == "decode")
         lanes = min(src.group.tp, decode_tp)  # each TP rank sends its shard in parallel
@@ -88,9 +114,13 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     slo = slo or Slo()
     loop = EventLoop()
     closed = isinstance(workload, ClosedLoop)
-    if closed:
-        n = workload.requests
+    if closed:  # measured requests are ids 0..n_measured-1 in release order; warm-up requests come after
+        n_measured, n_warm = workload.requests, workload.warmup_requests
+        n = n_measured + n_warm
         prompts, outputs = workload.lengths()
+        if n_warm:
+            warm_prompts, warm_outputs = workload.warmup_lengths(prompts, outputs)
+            prompts, outputs = np.concatenate([prompts, warm_prompts]), np.concatenate([outputs, warm_outputs])
         arrival = np.full(n, np.nan)
         priority = np.zeros(n, dtype=np.int64)
     else:
@@ -103,21 +133,57 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
         return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]))
 
+    warm_tbt, steady_tbt = TbtHistogram(), None
     if closed:
-        issued = iter(range(n))
+        # A benchmark client: warm-up requests first (behind the semaphore of C, alone), then, warmup_sleep_s
+        # after the last one finished, every measured request released behind the semaphore: C in flight,
+        # the next sent when one finishes (+ think_s). Warm-up gaps are kept apart to be taken out of the
+        # TBT histogram; the steady-state requests' (neither the first nor the last wave of C) are collected.
+        conc = workload.concurrency
+        measured_ids, warm_ids = iter(range(n_measured)), iter(range(n_measured, n))
+        warm_left = n_warm
+        steady_lo, steady_hi = conc, n_measured - conc
+        steady_tbt = TbtHistogram() if steady_hi > steady_lo else None
 
-        def issue(client: int) -> None:
-            i = next(issued, None)
-            if i is None:
-                return
+        def send(i: int, client: int) -> None:
             req = request(i, loop.now)
             req.client = client
             arrival[i] = loop.now
             cluster.arrive(req)
 
-        cluster.on_finish = lambda req: loop.at(loop.now + workload.think_s, issue, req.client)
-        for c in range(min(workload.concurrency, n)):
-            loop.at(0.0, issue, c)
+        def issue(client: int) -> None:
+            i = next(measured_ids, None)
+            if i is not None:
+                send(i, client)
+
+        def release() -> None:
+            for c in range(min(conc, n_measured)):
+                loop.at(loop.now, issue, c)
+
+        def finished(req: SimRequest) -> None:
+            nonlocal warm_left
+            completed = req.finish_s == req.finish_s  # not rejected
+            if req.id >= n_measured:
+                if completed:
+                    warm_tbt.add(np.diff(cluster._token_times(req)))
+                warm_left -= 1
+                j = next(warm_ids, None)
+                if j is not None:
+                    loop.at(loop.now, send, j, req.client)
+                elif warm_left == 0:
+                    loop.at(loop.now + workload.warmup_sleep_s, release)
+                return
+            if steady_tbt is not None and completed and steady_lo <= req.id < steady_hi:
+                steady_tbt.add(np.diff(cluster._token_times(req)))
+            loop.at(loop.now + workload.think_s, issue, req.client)
+
+        cluster.on_finish = finished
+        if n_warm:
+            for c in range(min(conc, n_warm)):
+                loop.at(0.0, send, next(warm_ids), c)
+        else:
+            for c in range(min(conc, n_measured)):
+                loop.at(0.0, issue, c)
     else:
         def arrive(i: int) -> None:  # one pending arrival at a time keeps the heap small
             cluster.arrive(request(i, float(arrival[i])))
@@ -127,6 +193,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         loop.at(float(arrival[0]), arrive, 0)
     loop.run()
     cluster.finalize()
+    if closed and n_warm:  # warm-up requests are excluded from every summary figure
+        cluster.tbt.subtract(warm_tbt)
 
     if cluster.done + cluster.rejected != n:
         raise RuntimeError(f"simulation ended with {n - cluster.done - cluster.rejected} requests unfinished")
@@ -144,7 +212,9 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         scheduled_s=cluster.scheduled_s, tpot_s=cluster.tpot_s, max_tbt_s=cluster.max_tbt_s,
         preemptions=cluster.preemptions, instance=cluster.instance_of, tbt=cluster.tbt,
         instances=[i.stats for i in instances], gpus=deployment.gpus, price_per_hour_usd=price, slo=slo,
-        events=loop.events, rejected=cluster.rejected)
+        events=loop.events, rejected=cluster.rejected,
+        measured=(np.arange(n) < n_measured) if closed and n_warm else None,
+        concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt)
     dur = result.duration_s if cluster.done else 0.0
     for inst in instances:  # idle power for the time each instance was not busy
         st = inst.stats

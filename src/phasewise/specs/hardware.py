@@ -99,6 +99,12 @@ class EngineProfile(BaseModel):
     decode_attention_tensor_cores: bool = True
     cuda_graphs: bool = True
     cuda_graph_max_batch: int = Field(default=512, ge=0)
+    # Captured sizes (empty: every batch up to cuda_graph_max_batch); a batch pads up to the next size
+    # (padding) or runs eagerly when its size was not captured (no padding, TensorRT-LLM's default).
+    cuda_graph_sizes: tuple[int, ...] = ()
+    cuda_graph_padding: bool = True
+    cuda_graph_mixed: bool = False  # graphs also cover batches with prefill tokens, by token count (vLLM V1)
+    overlap_scheduling: bool = False  # host work of step n+1 overlaps the device time of step n
     source: str = ""
 
 
@@ -117,6 +123,7 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
     eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
     eff.update(entry.pop("efficiency", None) or {})
     entry.pop("efficiency_sources", None)
+    entry.pop("aliases", None)  # other names for a catalog entry; used only by load_hardware
     bad = [d for d in (entry.get("peak_flops") or {}) if d not in _ALLOWED_DTYPES]
     if bad:
         raise PhasewiseError(
@@ -134,8 +141,16 @@ def hardware_names() -> list[str]:
     return list(packaged("hardware_specs.yaml")["hardware"])
 
 
+def catalog_key(name: str) -> str | None:
+    """The catalog key a name or one of an entry's `aliases:` refers to (case-insensitive); keys win."""
+    catalog = packaged("hardware_specs.yaml")["hardware"]
+    names = {str(alias).lower(): key for key, entry in catalog.items() for alias in entry.get("aliases") or []}
+    names.update({key.lower(): key for key in catalog})
+    return names.get(name.lower())
+
+
 def load_hardware(name_or_path: str) -> HardwareSpec:
-    """A catalog chip by key (case-insensitive), or a YAML file holding one entry or `hardware: {key: entry}`."""
+    """A catalog chip by key or alias (case-insensitive), or a YAML file: one entry or `hardware: {key: entry}`."""
     if looks_like_path(name_or_path):
         data = read_user_file(name_or_path, "hardware")
         if isinstance(data.get("hardware"), dict):
@@ -152,7 +167,7 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
             raise PhasewiseError(f"hardware file '{name_or_path}': the entry must be a mapping")
         return build_hardware(str(key), entry, f"hardware file '{name_or_path}'")
     catalog = packaged("hardware_specs.yaml")["hardware"]
-    key = {k.lower(): k for k in catalog}.get(name_or_path.lower())
+    key = catalog_key(name_or_path)
     if key is None:
         raise unknown_name("hardware", name_or_path, catalog)
     return build_hardware(key, catalog[key], f"hardware '{key}'")
@@ -166,6 +181,8 @@ def load_engine(name_or_path: str) -> EngineProfile:
         if not isinstance(engines, dict) or len(engines) != 1:
             raise PhasewiseError(f"engine file '{name_or_path}' must hold exactly one entry under 'engines:'")
         key, entry = next(iter(engines.items()))
+        if isinstance(entry, dict):
+            entry = {k: v for k, v in entry.items() if k != "scheduler"}  # read by specs.engines
         where = f"engine file '{name_or_path}'"
     else:
         engines = packaged("engines.yaml")["engines"]

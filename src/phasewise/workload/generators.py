@@ -32,6 +32,8 @@ class LengthDist:
             raise PhasewiseError(f"mean length must be >= 1 (got {self.mean})")
         if self.spread < 0:
             raise PhasewiseError(f"length spread must be >= 0 (got {self.spread})")
+        if self.kind == "lognormal" and self.spread <= 0:  # used to become 1.0 silently
+            raise PhasewiseError("a lognormal length needs spread (sigma of log length) > 0, e.g. 0.8")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.kind == "fixed":
@@ -40,7 +42,7 @@ class LengthDist:
             lo, hi = self.mean * (1 - self.spread), self.mean * (1 + self.spread)
             x = rng.uniform(lo, hi + 1, n)
         elif self.kind == "lognormal":
-            sigma = self.spread or 1.0
+            sigma = self.spread
             x = rng.lognormal(np.log(self.mean) - sigma**2 / 2, sigma, n)  # keeps the requested mean
         else:
             x = rng.choice(np.asarray(self.samples), n)
@@ -70,7 +72,15 @@ def open_loop(rate_rps: float, n: int, prompt: LengthDist, output: LengthDist, *
 
 @dataclass(slots=True, frozen=True)
 class ClosedLoop:
-    """`concurrency` clients, each sending its next request when its last one finishes (benchmark clients)."""
+    """`concurrency` clients, each sending its next request when its last one finishes (benchmark clients).
+
+    With think_s = 0 this is what `vllm bench serve --max-concurrency C`, SGLang's bench_serving, aiperf
+    and genai-perf do: every request released at t=0 behind a semaphore of C, no jitter; a request's
+    arrival (TTFT start) is when it passes the semaphore. Request i is the i-th to pass.
+    Warm-up: `warmup_requests` requests, each with the lengths of the first measured request (outputs
+    capped at `warmup_output_cap` when set), run first behind the same semaphore; the measured requests
+    are released `warmup_sleep_s` after the last warm-up request finishes. Warm-up requests take
+    simulated time but are excluded from every summary figure."""
 
     concurrency: int
     requests: int
@@ -78,13 +88,33 @@ class ClosedLoop:
     output: LengthDist
     think_s: float = 0.0
     seed: int = 0
+    warmup_requests: int = 0
+    warmup_sleep_s: float = 0.0
+    warmup_output_cap: int | None = None
+    name: str = "closed loop"
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise PhasewiseError(f"--concurrency must be >= 1 (got {self.concurrency})")
         if self.requests < 1:
             raise PhasewiseError(f"--requests must be >= 1 (got {self.requests})")
+        if self.warmup_requests < 0:
+            raise PhasewiseError(f"--warmup must be >= 0 (got {self.warmup_requests})")
+        if not (self.warmup_sleep_s >= 0 and np.isfinite(self.warmup_sleep_s)):
+            raise PhasewiseError(f"warm-up sleep must be a finite number of seconds >= 0 (got {self.warmup_sleep_s})")
+        if self.warmup_output_cap is not None and self.warmup_output_cap < 1:
+            raise PhasewiseError(f"warm-up output cap must be >= 1 (got {self.warmup_output_cap})")
+        if not (self.think_s >= 0 and np.isfinite(self.think_s)):
+            raise PhasewiseError(f"think time must be a finite number of seconds >= 0 (got {self.think_s})")
 
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and output lengths of the measured requests (in release order)."""
         rng = np.random.default_rng(self.seed)
         return self.prompt.sample(rng, self.requests), self.output.sample(rng, self.requests)
+
+    def warmup_lengths(self, prompts: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The warm-up requests' lengths: the first measured request's (as vLLM's and SGLang's clients
+        send input_requests[0]), outputs capped at `warmup_output_cap`."""
+        w = self.warmup_requests
+        out = int(outputs[0]) if self.warmup_output_cap is None else min(int(outputs[0]), self.warmup_output_cap)
+        return np.full(w, int(prompts[0]), dtype=np.int64), np.full(w, out, dtype=np.int64)

@@ -1,0 +1,702 @@
+"""Fixed-concurrency serving runs: predicted vs measured mean TTFT and mean TPOT, grouped by engine.
+
+    python benchmarks/validate_concurrency.py                   # every covered row, class-default constants
+    python benchmarks/validate_concurrency.py --limit 20 --engine vllm
+    python benchmarks/validate_concurrency.py --fit --csv out.csv
+
+Sources
+  ../shared/measured/blackwell_serving.csv (AIConfigurator's measured Blackwell runs): the DENSE
+  COLLOCATED rows (mode=agg; meta-llama/Llama-3.1-70B, Qwen/Qwen3-32B, nvidia/Qwen3-32B-NVFP4). MoE
+  models and disaggregated rows belong to other issues; they, and every other row this harness cannot
+  map, are counted under a skip reason. The Hopper rows of the same source are reserved for an
+  independent check and are not used here in any way. nvidia/Qwen3-32B-NVFP4 is simulated as the
+  Qwen/Qwen3-32B architecture (precision nvfp4) when the model catalog does not list the checkpoint.
+  benchmarks/public_concurrency.yaml: the public tables of ../shared/measured/public_concurrency.md.
+  Tables whose hardware part or precision the page does not state are skipped with the reason.
+
+Row -> simulation: one function, `predict(case, constants)`. It first tries the engine-preset API
+(engine="vllm"|"sglang"|"trtllm" bringing the engine's scheduler and defaults, client=...,
+num_prompts=..., warmup=..., the row's batch_size as the engine's own sequence-cap knob). If run()
+does not accept that (TypeError / ImportError / PhasewiseError) and today's API does, it switches to
+today's API for the rest of the process; the output says which API was used. With today's API,
+`engine` is a host-overhead profile only ('vllm', 'trtllm-pytorch'); --legacy-mapping says what else:
+  plain (default)  run()'s own scheduler defaults: what today's API gives a user (the "before" figure).
+  engine-defaults  each engine's documented defaults (../shared/ENGINES.md) in today's options:
+    vllm    scheduler 'sarathi' (V1: chunked prefill, decodes and prefill chunks in one step), token
+            budget 8192 (OpenAI-server default on >= 70 GiB non-A100 GPUs), greedy KV admission with
+            recompute preemption, 0.9 of GPU memory;
+    trtllm  scheduler 'sarathi' with a budget of max(8192, isl + max batch) (chunking off: an
+            iteration must hold a whole prompt next to the running decodes), 'reserve' admission
+            (GUARANTEED_NO_EVICT), 0.9 of GPU memory;
+    sglang  scheduler 'vllm' (prefill-first, prefill and decode not mixed), 16384 tokens.
+Either way the row's own settings are passed: TP, PP, precision (CSV fp8 -> fp8, fp4/nvfp4 -> nvfp4,
+empty/bf16 -> bf16), max batch = batch_size, replicas. A public table whose engine is not stated is
+simulated as vllm (printed as such). A row whose concurrency is a multiple k > 1 of its batch_size
+(no attention-DP) is simulated as k replicas behind one router, the reading AIConfigurator's
+generator uses (estimated concurrency = workers x max batch size).
+
+Benchmark client and request count (the CSV does not say). Assumption: the rows were measured the way
+AIConfigurator's own 2025 `eval` pipeline measures a deployment (not proven: the CSV names no client),
+which runs genai-perf at fixed concurrency C with --request-count 10*C,
+--warmup-request-count 2*C, fixed ISL/OSL (stddev 0, min_tokens = max_tokens = OSL, ignore_eos)
+(ai-dynamo/aiconfigurator src/aiconfigurator/eval/benchmarks/genai_perf_runner.py, called by
+src/aiconfigurator/eval/pipeline.py). Its newer generated bench_run.sh uses aiperf with
+--num-requests 50*C and --warmup-request-count 2*C (backend_templates/benchmark/bench_run.sh.j2):
+`--rounds 50` reproduces that reading. So each row simulates N = rounds * C requests (default 10*C)
+from C closed-loop clients that all start at t=0; the 2*C warm-up requests are assumed to finish
+before the measured ones start and are not simulated (today's API; the preset API gets warmup=2*C).
+Public tables that do not state a request count get max(10, 2*C) (genai-perf's default rule).
+
+Fit / held-out split (fixed before any error was looked at): a row is one unit, and rows are
+assigned by configuration = (backend, model, system, precision, TP). Within each backend, the
+configurations are ordered by sha256 of that key and the first ceil(n/3) of them are 'fit', the rest
+'test' (held out): held-out rows are configurations the fit never saw. The split is computed over
+every dense collocated configuration in the CSV, whether or not its hardware loads today, so it does
+not move when new hardware entries land. Public tables are always held out.
+
+Constants and --fit. 'class-default' (the default --constants) = the engine profiles as in
+engines.yaml (class defaults, not fitted) and each hardware entry's efficiencies reset to its kind's
+defaults in efficiency.yaml; '--constants catalog' takes the catalog as shipped. Candidate constants
+are applied without editing YAML: in each worker process the module-level names through which
+phasewise.sim.simulate (and, with presets, phasewise.specs.engines) load profiles and hardware
+(load_engine, load_hardware) are wrapped so the profile / efficiency comes back with the candidate
+values, and the cached cost models (_build_group) are cleared whenever the candidate changes (the
+same hook benchmarks/validate_serving.py uses). --fit runs coordinate descent with a golden-section
+search per constant (numpy only) over, per engine, iteration_overhead_s and per_sequence_overhead_s
+and, shared by the Blackwell entries (b200, b300, gb200, gb300), gemm_efficiency_max and
+memory_efficiency_max, minimizing the mean over fit rows of |ln(pred/measured)| of mean TTFT plus
+that of mean TPOT (each capped at ln 10); by default the fit simulates 2*C requests per row
+(--fit-rounds; 0 = as many as the evaluation). Fitted constants are printed, never written to the YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared"
+CSV_PATH = SHARED / "measured" / "blackwell_serving.csv"
+YAML_PATH = HERE / "public_concurrency.yaml"
+
+DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
+# a checkpoint name the model catalog may not list, and the architecture it is a quantization of
+MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B"}
+# CSV system -> names to try in order (the CSV's own name first: aliases are being added)
+HARDWARE_NAMES = {"b200_sxm": ("b200_sxm", "b200"), "b300_sxm": ("b300_sxm", "b300"),
+                  "gb200": ("gb200",), "gb300": ("gb300",)}
+BLACKWELL = ("b200", "b300", "gb200", "gb300", "b200_sxm", "b300_sxm")
+PRECISION = {"fp8": "fp8", "fp4": "nvfp4", "nvfp4": "nvfp4", "": "bf16", "bf16": "bf16"}
+ENGINES = ("vllm", "sglang", "trtllm")
+# benchmark clients the engine-preset API names; others are not passed (printed as not modelled)
+PRESET_CLIENTS = {"genai-perf": "genai-perf", "aiperf": "aiperf", "vllm bench serve": "vllm-bench",
+                  "sglang bench_serving": "sglang-bench"}
+LN10 = math.log(10.0)
+
+
+# --- rows -> cases --------------------------------------------------------------------------------
+@cache
+def resolve_hardware(names: tuple[str, ...]) -> str | None:
+    from phasewise.specs import load_hardware
+    for name in names:
+        try:
+            load_hardware(name)
+            return name
+        except Exception:  # noqa: BLE001 - any failure means "does not load yet"
+            continue
+    return None
+
+
+@cache
+def resolve_model(name: str) -> str | None:
+    from phasewise.specs import load_model
+    for candidate in (name, MODEL_FALLBACK.get(name)):
+        if candidate is None:
+            continue
+        try:
+            load_model(candidate)
+            return candidate
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+def config_key(row: dict[str, str]) -> str:
+    return "|".join((row["backend"], row["model_path"], row["system"], row["precision"], row["tp_size"]))
+
+
+def split_configs(rows: list[dict[str, str]]) -> set[str]:
+    """The 'fit' configurations: per backend, the first ceil(n/3) by sha256 of the key."""
+    by_backend: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        by_backend[r["backend"]].add(config_key(r))
+    fit: set[str] = set()
+    for keys in by_backend.values():
+        ordered = sorted(keys, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+        fit.update(ordered[: math.ceil(len(ordered) / 3)])
+    return fit
+
+
+def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
+                   ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """Cases for the dense collocated rows; every other row as (source, id, skip reason)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    dense_agg = [r for r in rows if r["model_path"] in DENSE_MODELS and r["mode"] == "agg"]
+    fit = split_configs(dense_agg)
+    cases, skipped = [], []
+    for r in rows:
+        why = None
+        if r["model_path"] not in DENSE_MODELS:
+            why = "MoE model (another issue)"
+        elif r["mode"] != "agg":
+            why = "disaggregated (mode=disagg; another issue)"
+        elif not r["concurrency"]:
+            why = "concurrency not stated in the source"
+        elif r["backend"] not in ENGINES:
+            why = f"backend '{r['backend']}' not mapped"
+        elif r["precision"] not in PRECISION:
+            why = f"precision '{r['precision']}' not mapped"
+        if why is None:
+            hw = resolve_hardware(HARDWARE_NAMES.get(r["system"], (r["system"],)))
+            model = resolve_model(r["model_path"])
+            c, batch = int(r["concurrency"]), int(r["batch_size"] or r["concurrency"])
+            adp = int(r["attention_dp_size"] or 1)
+            if hw is None:
+                why = f"hardware '{r['system']}' not in the catalog yet"
+            elif model is None:
+                why = f"model '{r['model_path']}' not in the catalog"
+            elif adp > 1:
+                why = "attention data parallel"
+            elif c % batch:
+                why = "concurrency not a multiple of batch_size"
+        if why is not None:
+            skipped.append(("csv", r["id"], why))
+            continue
+        replicas = c // batch
+        cases.append({
+            "source": "csv", "id": r["id"], "group": f"csv:{r['backend']}", "engine": r["backend"],
+            "model": model, "model_stated": r["model_path"], "hardware": hw, "system": r["system"],
+            "tp": int(r["tp_size"]), "pp": int(r["pp_size"] or 1), "replicas": replicas, "max_batch": batch,
+            "precision": PRECISION[r["precision"]], "isl": int(r["isl"]), "osl": int(r["osl"]),
+            "concurrency": c, "requests": rounds * c, "warmup": warmup_rounds * c, "client": "genai-perf",
+            "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
+            "split": "fit" if config_key(r) in fit else "test", "config": config_key(r),
+            "notes": [f"{replicas} replicas (inferred: concurrency / batch_size)"] if replicas > 1 else [],
+        })
+    return cases, skipped
+
+
+def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """Cases for the public tables' rows (all held out); the rest as (source, id, skip reason)."""
+    tables = yaml.safe_load(path.read_text())["tables"]
+    cases, skipped = [], []
+    for t in tables:
+        s = t["settings"]
+        for i, row in enumerate(t["rows"]):
+            get = lambda k: row.get(k, s.get(k, "unknown"))  # noqa: E731 - row overrides table
+            rid = f"{t['id']}#{i + 1}"
+            reasons = []
+            if get("hardware") == "unknown":
+                reasons.append(f"hardware part not stated ('{s.get('stated_hardware', '?')}')")
+            if get("precision") == "unknown":
+                reasons.append("precision not stated")
+            if not isinstance(get("concurrency"), int):
+                reasons.append("not fixed concurrency")
+            if get("lengths") in ("sharegpt",):
+                reasons.append("ShareGPT lengths")
+            model = resolve_model(get("model"))
+            if not reasons and model is None:
+                reasons.append(f"model '{get('model')}' not in the catalog")
+            hw = None if reasons else resolve_hardware((get("hardware"),))
+            if not reasons and hw is None:
+                reasons.append(f"hardware '{get('hardware')}' does not load")
+            if reasons:
+                skipped.append(("public", rid, "; ".join(reasons)))
+                continue
+            notes = []
+            c = int(get("concurrency"))
+            engine = get("engine")
+            if engine not in ENGINES:
+                notes.append("engine not stated: simulated with the vllm mapping")
+            tp, pp = get("tp"), get("pp")
+            if tp == "unknown":
+                tp = int(get("gpus"))
+                notes.append(f"TP not stated: assumed TP{tp} (all stated GPUs in one instance)")
+            if pp == "unknown":
+                pp = 1
+            n = get("requests")
+            if not isinstance(n, int):
+                n = max(10, 2 * c)
+                notes.append(f"request count not stated: assumed max(10, 2C) = {n}")
+            if get("lengths") != "fixed":
+                notes.append("length distribution not stated: simulated fixed")
+            client = get("client")
+            if client not in PRESET_CLIENTS:
+                notes.append(f"client '{client}' not modelled")
+            cases.append({
+                "source": "public", "id": rid, "group": f"public:{t['id']}",
+                "engine": engine if engine in ENGINES else "unknown",
+                "model": model, "model_stated": get("model"), "hardware": hw, "system": get("hardware"),
+                "tp": int(tp), "pp": int(pp), "replicas": 1, "max_batch": max(c, 256),
+                "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
+                "concurrency": c, "requests": n, "warmup": 0, "client": client,
+                "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
+                "split": "test", "config": t["id"], "notes": notes,
+            })
+    return cases, skipped
+
+
+# --- one case -> one simulation -------------------------------------------------------------------
+_STATE: dict[str, Any] = {"api": None, "api_note": "", "applied": None}
+
+
+def _legacy_engine_kwargs(case: dict[str, Any]) -> dict[str, Any]:
+    """Today's API: `engine` is a host-overhead profile only. 'plain' leaves the scheduler to run()'s
+    defaults (what a user of today's API gets); 'engine-defaults' spells out each engine's documented
+    defaults with today's scheduler options (see the module docstring)."""
+    engine = case["engine"] if case["engine"] in ENGINES else "vllm"
+    profile = {"trtllm": "trtllm-pytorch"}.get(engine, "vllm")
+    if case.get("legacy_mapping", "plain") == "plain":
+        return dict(engine=profile)
+    if engine == "trtllm":
+        return dict(engine=profile, scheduler="sarathi", chunk_size=max(8192, case["isl"] + case["max_batch"]),
+                    kv_admission="reserve", memory_fraction=0.9)
+    if engine == "sglang":
+        return dict(engine=profile, scheduler="vllm", max_batched_tokens=16384, kv_admission="greedy",
+                    memory_fraction=0.9)
+    return dict(engine=profile, scheduler="sarathi", chunk_size=8192, kv_admission="greedy", memory_fraction=0.9)
+
+
+def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
+    """The engine-preset API's arguments: the preset brings the scheduler and its defaults; the row adds
+    its client, request count, warm-up and the sequence cap (batch_size) in the engine's own knob name."""
+    from phasewise.specs.engines import knob_values  # ImportError: no presets yet
+
+    engine = case["engine"] if case["engine"] in ENGINES else "vllm"
+    kw = dict(engine=engine, num_prompts=case["requests"], warmup=case["warmup"],
+              **knob_values(engine, max_seqs=case["max_batch"]))
+    if engine == "trtllm" and case["isl"] + case["max_batch"] > 8192:
+        # chunking off: max_num_tokens must hold a whole prompt next to the running decodes
+        kw.update(knob_values(engine, token_budget=case["isl"] + case["max_batch"]))
+    client = PRESET_CLIENTS.get(case["client"])
+    if client is not None:
+        kw["client"] = client
+    return kw
+
+
+def _family(case: dict[str, Any]) -> str:
+    return case["engine"] if case["engine"] in ENGINES else "vllm"
+
+
+def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
+    """Make phasewise.sim.simulate load engine profiles / hardware with the candidate constants.
+
+    constants: {"base": "class-default"|"catalog", "engine:<family>": {field: value},
+                "hardware:<key>" or "hardware:blackwell": {efficiency field: value}}."""
+    from phasewise.specs.catalog import packaged
+
+    sim_mod = importlib.import_module("phasewise.sim.simulate")  # the module: phasewise.sim exports a function of that name
+
+    constants = constants or {}
+    key = json.dumps([constants.get("base", "class-default"), constants.get(f"engine:{family}"),
+                      {k: v for k, v in constants.items() if k.startswith("hardware:")}], sort_keys=True)
+    if _STATE["applied"] == key:
+        return
+    # every module that resolves engine profiles by this name (presets load theirs in specs.engines)
+    engine_mods = [sim_mod] + [sys.modules[m] for m in ("phasewise.specs.engines",) if m in sys.modules]
+    if "orig" not in _STATE:
+        _STATE["orig"] = (sim_mod.load_engine, sim_mod.load_hardware)
+    real_engine, real_hardware = _STATE["orig"]
+    base = constants.get("base", "class-default")
+    engine_upd = constants.get(f"engine:{family}") or {}
+
+    def load_engine(name: str):
+        profile = real_engine(name)
+        return profile.model_copy(update=engine_upd) if engine_upd and profile.name != "ideal" else profile
+
+    def load_hardware(name: str):
+        hw = real_hardware(name)
+        upd: dict[str, Any] = {}
+        if base == "class-default":
+            upd.update({k: v for k, v in packaged("efficiency.yaml")["defaults"][hw.kind].items()
+                        if not k.startswith("source")})
+        if hw.key in BLACKWELL:
+            upd.update(constants.get("hardware:blackwell") or {})
+        upd.update(constants.get(f"hardware:{hw.key}") or {})
+        return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=upd)}) if upd else hw
+
+    for mod in engine_mods:
+        if hasattr(mod, "load_engine"):
+            mod.load_engine = load_engine
+    sim_mod.load_hardware = load_hardware
+    sim_mod._build_group.cache_clear()
+    _STATE["applied"] = key
+
+
+def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> tuple[float, float]:
+    """Mean TTFT and mean TPOT (ms) the simulator predicts for one measured row."""
+    from phasewise.errors import PhasewiseError
+    from phasewise.sim.api import run
+
+    apply_constants(constants, _family(case))
+    common = dict(model=case["model"], hardware=case["hardware"], tp=case["tp"], pp=case["pp"],
+                  precision=case["precision"], replicas=case["replicas"], concurrency=case["concurrency"],
+                  isl=case["isl"], osl=case["osl"])
+    legacy = dict(common, requests=case["requests"], max_batch=case["max_batch"], **_legacy_engine_kwargs(case))
+    if _STATE["api"] == "legacy":
+        result = run(**legacy)
+    elif _STATE["api"] == "preset":
+        result = run(**common, **_preset_kwargs(case))
+    else:  # first call in this process: try the engine-preset API once
+        try:
+            result = run(**common, **_preset_kwargs(case))
+            _STATE["api"] = "preset"
+        except (TypeError, ImportError, PhasewiseError) as exc:
+            result = run(**legacy)  # raises if the row itself is the problem: the API stays undecided
+            _STATE["api"] = "legacy"
+            _STATE["api_note"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    s = result.summary()
+    return float(s["ttft_ms"]["mean"]), float(s["tpot_ms"]["mean"])
+
+
+def _work(task: tuple[int, dict[str, Any], dict[str, Any] | None]) -> dict[str, Any]:
+    index, case, constants = task
+    t0 = time.perf_counter()
+    try:
+        ttft, tpot = predict(case, constants)
+        err = ""
+    except Exception as exc:  # noqa: BLE001 - one failing row must not stop the run
+        ttft = tpot = math.nan
+        err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    return {"index": index, "ttft": ttft, "tpot": tpot, "error": err, "api": _STATE["api"] or "",
+            "api_note": _STATE["api_note"], "wall_s": time.perf_counter() - t0}
+
+
+def evaluate(cases: list[dict[str, Any]], constants: dict[str, Any] | None, pool) -> list[dict[str, Any]]:
+    """Predictions for `cases` (in their order); the heaviest simulations are started first."""
+    order = sorted(range(len(cases)), key=lambda i: -cases[i]["requests"] * cases[i]["osl"])
+    tasks = [(i, cases[i], constants) for i in order]
+    results = list(pool.map(_work, tasks)) if pool is not None else [_work(t) for t in tasks]
+    out: list[dict[str, Any]] = [{}] * len(cases)
+    for r in results:
+        out[r["index"]] = r
+    return out
+
+
+# --- errors and tables ----------------------------------------------------------------------------
+def rel_err(pred: float, meas: float) -> float:
+    return pred / meas - 1 if math.isfinite(pred) and meas > 0 else math.nan
+
+
+def stats(errs: list[float]) -> tuple[float, float, float]:
+    """median, p90 and worst |error| (nan-free); a failed prediction counts as infinite error."""
+    a = np.abs(np.array([e if math.isfinite(e) else math.inf for e in errs], dtype=float))
+    if not len(a):
+        return (math.nan,) * 3
+    return float(np.median(a)), float(np.percentile(a, 90, method="higher")), float(a.max())
+
+
+def fmt_pct(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "fail"
+    return f"{x:.0%}" if abs(x) < 100 else f"{x + 1:.0f}x"
+
+
+def loss(case: dict[str, Any], res: dict[str, Any]) -> float:
+    total = 0.0
+    for pred, meas in ((res["ttft"], case["measured_ttft_ms"]), (res["tpot"], case["measured_tpot_ms"])):
+        total += min(abs(math.log(pred / meas)), LN10) if math.isfinite(pred) and pred > 0 else LN10
+    return total
+
+
+def print_rows(cases, results, fitted=None) -> None:
+    print(f"\n{'group':<42} {'model':<16} {'hw':<8} {'prec':<5} {'tp':>2} {'rep':>3} {'isl/osl':>10} {'C':>4} "
+          f"{'N':>5} | {'TTFT ms':>9} {'pred':>9} {'err':>6} | {'TPOT ms':>7} {'pred':>7} {'err':>6} | split"
+          + ("  | fitted TTFT err  TPOT err" if fitted else ""))
+    for i in sorted(range(len(cases)), key=lambda i: (cases[i]["group"], cases[i]["model"], cases[i]["precision"],
+                                                     cases[i]["tp"], cases[i]["isl"], cases[i]["osl"],
+                                                     cases[i]["concurrency"])):
+        c, r = cases[i], results[i]
+        shape = f"{c['isl']}/{c['osl']}"
+        line = (f"{c['group']:<42} {c['model_stated'].split('/')[-1][:16]:<16} {c['hardware'][:8]:<8} "
+                f"{c['precision']:<5} {c['tp']:>2} {c['replicas']:>3} {shape:>10} "
+                f"{c['concurrency']:>4} {c['requests']:>5} | {c['measured_ttft_ms']:>9.1f} {r['ttft']:>9.1f} "
+                f"{fmt_pct(rel_err(r['ttft'], c['measured_ttft_ms'])):>6} | {c['measured_tpot_ms']:>7.2f} "
+                f"{r['tpot']:>7.2f} {fmt_pct(rel_err(r['tpot'], c['measured_tpot_ms'])):>6} | {c['split']}")
+        if fitted:
+            f = fitted[i]
+            line += (f"  | {fmt_pct(rel_err(f['ttft'], c['measured_ttft_ms'])):>15} "
+                     f"{fmt_pct(rel_err(f['tpot'], c['measured_tpot_ms'])):>9}")
+        if r["error"]:
+            line += f"  ! {r['error']}"
+        if c["notes"]:
+            line += "  [" + "; ".join(c["notes"]) + "]"
+        print(line)
+
+
+def print_table(cases, columns: list[tuple[str, list[dict[str, Any]], str]]) -> None:
+    """columns: (label, results, which rows: 'all' | 'fit' | 'test')."""
+    print(f"\n{'group':<42} {'constants':<14} {'rows':<9} {'n':>3} | {'TTFT |err| median':>17} {'p90':>6} "
+          f"{'worst':>6} | {'TPOT |err| median':>17} {'p90':>6} {'worst':>6}")
+    groups = sorted({c["group"] for c in cases}) + ["ALL csv", "ALL public"]
+    for g in groups:
+        if g.startswith("ALL"):
+            idx = [i for i, c in enumerate(cases) if c["source"] == g.split()[1]]
+        else:
+            idx = [i for i, c in enumerate(cases) if c["group"] == g]
+        for label, results, which in columns:
+            sel = [i for i in idx if which == "all" or cases[i]["split"] == which]
+            if not sel:
+                continue
+            t = stats([rel_err(results[i]["ttft"], cases[i]["measured_ttft_ms"]) for i in sel])
+            p = stats([rel_err(results[i]["tpot"], cases[i]["measured_tpot_ms"]) for i in sel])
+            print(f"{g:<42} {label:<14} {which:<9} {len(sel):>3} | {fmt_pct(t[0]):>17} {fmt_pct(t[1]):>6} "
+                  f"{fmt_pct(t[2]):>6} | {fmt_pct(p[0]):>17} {fmt_pct(p[1]):>6} {fmt_pct(p[2]):>6}")
+
+
+# --- fitting --------------------------------------------------------------------------------------
+# (constants key, field, low, high, log-scale search)
+FIT_PARAMS = [
+    ("hardware:blackwell", "gemm_efficiency_max", 0.3, 1.0, False),
+    ("hardware:blackwell", "memory_efficiency_max", 0.5, 1.0, False),
+]
+for _eng in ENGINES:
+    FIT_PARAMS += [(f"engine:{_eng}", "iteration_overhead_s", 1e-5, 2e-2, True),
+                   (f"engine:{_eng}", "per_sequence_overhead_s", 1e-7, 1e-3, True)]
+
+
+def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:
+    """Minimize f on [lo, hi] with `evals` evaluations; returns (x, f(x)) of the best point seen."""
+    g = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(c), f(d)
+    best = min((fc, c), (fd, d))
+    for _ in range(max(evals - 2, 0)):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = f(c)
+            best = min(best, (fc, c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = f(d)
+            best = min(best, (fd, d))
+    return best[1], best[0]
+
+
+def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None) -> dict[str, Any]:
+    """Coordinate descent over FIT_PARAMS on the 'fit' rows (optionally with fewer requests per row)."""
+    from phasewise.specs import load_engine
+    from phasewise.specs.catalog import packaged
+
+    rows = [dict(c) for c in cases if c["split"] == "fit"]
+    if rounds:
+        for c in rows:
+            c["requests"] = rounds * c["concurrency"]
+    fams = sorted({_family(c) for c in rows})
+    def profile(*names: str):
+        for name in names:
+            try:
+                return load_engine(name)
+            except Exception:  # noqa: BLE001
+                continue
+        raise RuntimeError(f"no engine profile among {names}")
+
+    start = {"engine:vllm": profile("vllm"), "engine:sglang": profile("sglang", "vllm"),
+             "engine:trtllm": profile("trtllm-pytorch")}
+    gpu = packaged("efficiency.yaml")["defaults"]["gpu"]
+    consts: dict[str, Any] = {"base": base}
+    for key, field, *_ in FIT_PARAMS:
+        if key.startswith("engine:") and key.split(":")[1] not in fams:
+            continue
+        value = getattr(start[key], field) if key.startswith("engine:") else gpu[field]
+        consts.setdefault(key, {})[field] = value
+    per_fam: dict[str, float] = {}
+
+    def family_loss(fam: str, cs: dict[str, Any]) -> float:
+        sel = [c for c in rows if _family(c) == fam]
+        res = evaluate(sel, cs, pool)
+        return sum(loss(c, r) for c, r in zip(sel, res)) / max(len(rows), 1)
+
+    for fam in fams:
+        per_fam[fam] = family_loss(fam, consts)
+    print(f"fit: {len(rows)} rows, start loss {sum(per_fam.values()):.4f}", flush=True)
+    for sweep in range(sweeps):
+        for key, field, lo, hi, log in FIT_PARAMS:
+            if key not in consts:
+                continue
+            fams_hit = fams if key.startswith("hardware:") else [key.split(":")[1]]
+
+            def objective(x: float) -> float:
+                cs = json.loads(json.dumps(consts))
+                cs[key][field] = 10 ** x if log else x
+                return sum(family_loss(f, cs) if f in fams_hit else per_fam[f] for f in fams)
+
+            a, b = (math.log10(lo), math.log10(hi)) if log else (lo, hi)
+            x, fx = golden_section(objective, a, b, evals)
+            current = sum(per_fam.values())
+            if fx < current:
+                consts[key][field] = 10 ** x if log else x
+                for f in fams_hit:
+                    per_fam[f] = family_loss(f, consts)
+            print(f"fit sweep {sweep + 1}: {key} {field} = {consts[key][field]:.4g}  loss {sum(per_fam.values()):.4f}",
+                  flush=True)
+    return consts
+
+
+# --- main -----------------------------------------------------------------------------------------
+def write_csv(path: str, cases, results, fitted, skipped) -> None:
+    cols = ["source", "id", "group", "engine", "model", "hardware", "precision", "tp", "pp", "replicas",
+            "max_batch", "isl", "osl", "concurrency", "requests", "split", "status", "api",
+            "measured_ttft_ms", "measured_tpot_ms", "pred_ttft_ms", "pred_tpot_ms", "err_ttft", "err_tpot",
+            "fitted_ttft_ms", "fitted_tpot_ms", "fitted_err_ttft", "fitted_err_tpot", "notes"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for i, (c, r) in enumerate(zip(cases, results)):
+            row = {k: c.get(k, "") for k in cols}
+            row.update(status="error: " + r["error"] if r["error"] else "ok", api=r["api"],
+                       model=c["model_stated"], pred_ttft_ms=r["ttft"], pred_tpot_ms=r["tpot"],
+                       err_ttft=rel_err(r["ttft"], c["measured_ttft_ms"]),
+                       err_tpot=rel_err(r["tpot"], c["measured_tpot_ms"]), notes="; ".join(c["notes"]))
+            if fitted:
+                fr = fitted[i]
+                row.update(fitted_ttft_ms=fr["ttft"], fitted_tpot_ms=fr["tpot"],
+                           fitted_err_ttft=rel_err(fr["ttft"], c["measured_ttft_ms"]),
+                           fitted_err_tpot=rel_err(fr["tpot"], c["measured_tpot_ms"]))
+            w.writerow(row)
+        for source, rid, why in skipped:
+            w.writerow({"source": source, "id": rid, "status": f"skipped: {why}"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2, help="processes (1 = in this process)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N covered rows (CSV order, then public)")
+    ap.add_argument("--engine", choices=ENGINES + ("unknown",), default=None, help="only rows of this engine")
+    ap.add_argument("--source", choices=("all", "csv", "public"), default="all")
+    ap.add_argument("--max-concurrency", type=int, default=None, help="only rows with concurrency <= this")
+    ap.add_argument("--rounds", type=int, default=10, help="CSV rows: requests per row = rounds x concurrency")
+    ap.add_argument("--warmup-rounds", type=int, default=2, help="CSV rows: warm-up requests = this x concurrency")
+    ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
+    ap.add_argument("--legacy-mapping", choices=("plain", "engine-defaults"), default="plain",
+                    help="without engine presets: run()'s scheduler defaults, or each engine's defaults spelled out")
+    ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
+    ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
+    ap.add_argument("--fit-sweeps", type=int, default=1)
+    ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
+    ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
+    ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
+    args = ap.parse_args(argv)
+
+    if not CSV_PATH.exists() and args.source != "public":
+        print(f"{CSV_PATH} not found (../shared is not present)", file=sys.stderr)
+        return 2
+    cases: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str, str]] = []
+    if args.source in ("all", "csv"):
+        c, s = load_csv_cases(CSV_PATH, args.rounds, args.warmup_rounds)
+        cases += c
+        skipped += s
+    if args.source in ("all", "public"):
+        c, s = load_public_cases(YAML_PATH)
+        cases += c
+        skipped += s
+    all_fit = sorted({c["config"] for c in cases if c["split"] == "fit"})
+    all_test = sorted({c["config"] for c in cases if c["split"] == "test" and c["source"] == "csv"})
+    if args.engine:
+        cases = [c for c in cases if c["engine"] == args.engine]
+    if args.max_concurrency:
+        cases = [c for c in cases if c["concurrency"] <= args.max_concurrency]
+    if args.limit is not None:
+        cases = cases[: args.limit]
+    for c in cases:
+        c["legacy_mapping"] = args.legacy_mapping
+
+    import phasewise
+
+    print(__doc__.splitlines()[0])
+    print(f"simulator: {Path(phasewise.__file__).parent}")
+    print(f"constants: {args.constants}; CSV rows: N = {args.rounds} x C requests from C closed-loop clients "
+          f"(genai-perf --request-count {args.rounds}*C; warm-up {args.warmup_rounds}*C assumed drained first)")
+    by_source = Counter(s for s, _, _ in skipped)
+    csv_skips = Counter(why for s, _, why in skipped if s == "csv")
+    print(f"fit split: {len(all_fit)} of {len(all_fit) + len(all_test)} covered CSV configurations "
+          f"(backend|model|system|precision|TP) are 'fit', the rest and every public row held out:")
+    for key in all_fit:
+        print(f"  fit: {key}")
+    print(f"\ncoverage: {sum(c['source'] == 'csv' for c in cases)} CSV rows and "
+          f"{sum(c['source'] == 'public' for c in cases)} public rows selected; skipped: "
+          f"{by_source.get('csv', 0)} CSV rows, {by_source.get('public', 0)} public rows")
+    for why, n in csv_skips.most_common():
+        print(f"  skipped {n:>5} CSV rows: {why}")
+    pub_skips = Counter(f"{rid.split('#')[0]}: {why}" for s, rid, why in skipped if s == "public")
+    for why, n in pub_skips.most_common():
+        print(f"  skipped {n:>5} public rows ({why})")
+    if not cases:
+        print("nothing to simulate")
+        return 1
+
+    t0 = time.perf_counter()
+    pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
+    try:
+        base = {"base": args.constants}
+        results = evaluate(cases, base, pool)
+        fitted = None
+        fitted_consts = None
+        if args.fit:
+            fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps,
+                                args.fit_rounds or None)
+            fitted = evaluate(cases, fitted_consts, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    wall = time.perf_counter() - t0
+
+    apis = Counter(r["api"] for r in results if r["api"])
+    notes = {r["api_note"] for r in results if r["api_note"]}
+    print(f"\nAPI used: {', '.join(f'{k} ({v} rows)' for k, v in apis.items()) or 'none'}"
+          + (f" [legacy mapping: {args.legacy_mapping}]" if "legacy" in apis else "")
+          + (f" - engine presets not accepted: {'; '.join(sorted(notes))}" if notes else ""))
+    failed = [(c, r) for c, r in zip(cases, results) if r["error"]]
+    print(f"simulated {len(cases)} rows in {wall:.0f} s wall ({args.workers} workers); {len(failed)} failed")
+    if not args.no_rows:
+        print_rows(cases, results, fitted)
+    columns = [(args.constants, results, "all")]
+    if fitted is not None:
+        columns = [(args.constants, results, "fit"), ("fitted", fitted, "fit"),
+                   (args.constants, results, "test"), ("fitted", fitted, "test")]
+    print_table(cases, columns)
+    if fitted_consts is not None:
+        print("\nfitted constants (not written to the catalog):")
+        for key, upd in fitted_consts.items():
+            if key != "base":
+                print(f"  {key}: " + ", ".join(f"{k}: {v:.4g}" for k, v in upd.items()))
+    if args.csv:
+        write_csv(args.csv, cases, results, fitted, skipped)
+        print(f"\nwrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Attention of one layer on one GPU: the one formula the iteration, the fast path and decode series share.
+
+A batch's sequences run one of two kernel classes (see batch.DECODE_MAX_NEW_TOKENS):
+  prefill  many query rows per sequence: tensor-core FlashAttention whose efficiency grows with the
+           query tokens per sequence; memory traffic at the streaming efficiency of any large copy;
+  decode   a few query rows per sequence (x the query heads sharing a KV head): tensor cores when the
+           engine's kernel uses them and they beat CUDA cores, else CUDA cores; the KV cache is read
+           at the attention kernels' own bandwidth efficiency.
+Both compute 4 x head_dim FLOPs per (query, key) pair and head, read the cached and new KV, write the
+new KV, read q and write the output. Decode time is linear in the pairs and the KV tokens, which is
+what lets a series of decode iterations be costed as arrays (CostModel.decode_series).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from phasewise.perf.batch import BatchShape
+from phasewise.specs.hardware import EngineProfile, HardwareSpec
+
+# Where decode_linear() evaluates the decode kernel besides zero: far from it, so that the slopes read off
+# carry only rounding relative to themselves, and a power of two, so that dividing by it is exact.
+PROBE_TOKENS = 2.0 ** 32
+
+
+class AttentionCost:
+    """FLOPs, bytes, compute_s and memory_s of one layer's attention, per kernel class."""
+
+    __slots__ = ("flops_per_pair", "kv_bytes_per_token", "q_bytes_per_token", "queries_per_kv_head",
+                 "tensor_flops_per_s", "vector_flops_per_s", "decode_tensor_cores", "prefill_half_tokens",
+                 "decode_half_rows", "decode_s_per_byte", "memory_s")
+
+    def __init__(self, hardware: HardwareSpec, engine: EngineProfile, *, head_dim: int, heads: int,
+                 kv_heads: int, kv_bytes: float, activation_bytes: float, tensor_peak_flops: float,
+                 vector_flops_per_s: float, memory_s: Callable[[float], float]) -> None:
+        """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device."""
+        eff = hardware.efficiency
+        self.flops_per_pair = 4.0 * head_dim * heads  # q.k and p.v, 2 FLOPs per multiply-add
+        self.kv_bytes_per_token = 2 * kv_heads * head_dim * kv_bytes  # K and V
+        self.q_bytes_per_token = 2 * heads * head_dim * activation_bytes  # q read, output written
+        self.queries_per_kv_head = heads / kv_heads
+        self.tensor_flops_per_s = tensor_peak_flops * eff.attention_efficiency_max * engine.compute_efficiency
+        self.vector_flops_per_s = vector_flops_per_s
+        self.decode_tensor_cores = engine.decode_attention_tensor_cores
+        self.prefill_half_tokens = eff.attention_half_tokens
+        self.decode_half_rows = eff.decode_attention_half_rows
+        self.decode_s_per_byte = 1.0 / (hardware.memory_bandwidth_bytes_per_s * eff.attention_memory_efficiency)
+        self.memory_s = memory_s
+
+    def kernel(self, seqs: int, tokens: int, pairs, kv_tokens, decode: bool) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of one kernel class over `seqs` sequences with `tokens` new
+        tokens, `pairs` (query, key) pairs and `kv_tokens` cached + new keys. For decode, `pairs` and
+        `kv_tokens` may be numpy arrays (a series of iterations): every result is then an array."""
+        flops = self.flops_per_pair * pairs
+        nbytes = (kv_tokens + tokens) * self.kv_bytes_per_token + tokens * self.q_bytes_per_token
+        if decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
+            if self.decode_tensor_cores:
+                rows = tokens / seqs * self.queries_per_kv_head
+                flops_per_s = max(self.tensor_flops_per_s * rows / (rows + self.decode_half_rows),
+                                  self.vector_flops_per_s)
+            else:
+                flops_per_s = self.vector_flops_per_s
+            return flops, nbytes, flops / flops_per_s, nbytes * self.decode_s_per_byte
+        rows = tokens / seqs
+        flops_per_s = self.tensor_flops_per_s * rows / (rows + self.prefill_half_tokens)
+        return flops, nbytes, flops / flops_per_s, self.memory_s(nbytes)
+
+    def layer(self, shape: BatchShape) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of one layer's attention over both kernel classes of `shape`."""
+        if not shape.prefill_seqs:
+            return self.kernel(shape.decode_seqs, shape.decode_tokens, shape.decode_pairs,
+                               shape.decode_kv_tokens, True)
+        flops, nbytes, compute_s, memory_s = self.kernel(shape.prefill_seqs, shape.prefill_tokens,
+                                                         shape.prefill_pairs, shape.prefill_kv_tokens, False)
+        if not shape.decode_seqs:
+            return flops, nbytes, compute_s, memory_s
+        decode_flops, decode_bytes, decode_compute_s, decode_memory_s = self.kernel(
+            shape.decode_seqs, shape.decode_tokens, shape.decode_pairs, shape.decode_kv_tokens, True)
+        return flops + decode_flops, nbytes + decode_bytes, compute_s + decode_compute_s, memory_s + decode_memory_s
+
+    def decode_linear(self, seqs: int, tokens: int) -> tuple[tuple, tuple, tuple]:
+        """The decode kernel of `seqs` sequences with `tokens` new tokens as linear in its pairs and KV tokens:
+        (per_pair, per_kv_token, fixed), each a (flops, bytes, compute_s, memory_s) tuple, such that
+        kernel(..., pairs, kv_tokens, True) = pairs x per_pair + kv_tokens x per_kv_token + fixed.
+        Read off kernel() at no context and PROBE_TOKENS pairs or KV tokens."""
+        fixed = self.kernel(seqs, tokens, 0.0, 0.0, True)
+        per_pair = self.kernel(seqs, tokens, PROBE_TOKENS, 0.0, True)
+        per_kv_token = self.kernel(seqs, tokens, 0.0, PROBE_TOKENS, True)
+        return (tuple((value - zero) / PROBE_TOKENS for value, zero in zip(per_pair, fixed)),
+                tuple((value - zero) / PROBE_TOKENS for value, zero in zip(per_kv_token, fixed)), fixed)

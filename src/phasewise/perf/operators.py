@@ -1,0 +1,84 @@
+"""The operators of one forward iteration: their kernels, their group, and what each one costs.
+
+Each operator costs  max(compute, memory, eager dispatch) + device launch  (OperatorCost); an
+iteration is the list of them plus the engine's host overhead (IterationCost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Kernels per operator in a fused modern engine (vLLM/TRT-LLM): fused add+norm x2, RoPE, activation;
+# one GEMM per projection; attention plus the KV-cache write; router, permute, grouped GEMMs, combine.
+KERNELS = {
+    "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
+    "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "tp_allreduce": 1, "embedding": 1,
+    "lm_head": 3, "pp_send_recv": 1,
+}
+FIXED_OPERATORS = ("embedding", "lm_head")  # once per iteration (first / last pipeline stage), not per layer
+
+# Operator groups, the units that can run apart (another device, another substrate): attention over the
+# KV cache; dense GEMMs over weights; memory-bound elementwise work (norms, RoPE, activation, the
+# embedding gather); communication between GPUs (TP all-reduce, PP activation transfer).
+OPERATOR_GROUP = {
+    "attention": "attention",
+    "qkv_proj": "dense", "o_proj": "dense", "mlp_gate_up": "dense", "mlp_down": "dense", "moe_router": "dense",
+    "moe_experts": "dense", "moe_shared": "dense", "lm_head": "dense",
+    "elementwise": "elementwise", "embedding": "elementwise",
+    "tp_allreduce": "communication", "pp_send_recv": "communication",
+}
+GROUPS = ("attention", "dense", "elementwise", "communication")
+
+
+@dataclass(slots=True)
+class OperatorCost:
+    """One operator summed over the layers it runs in (count = layers, or 1 for per-iteration ops)."""
+
+    name: str
+    count: int
+    flops: float
+    bytes: float
+    compute_s: float
+    memory_s: float
+    dispatch_s: float
+    launch_s: float
+    time_s: float = field(init=False)
+    bound: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        top = max(self.compute_s, self.memory_s, self.dispatch_s)
+        self.time_s = top + self.launch_s
+        if self.name in ("tp_allreduce", "pp_send_recv"):
+            self.bound = "network" if self.memory_s >= self.dispatch_s else "dispatch"
+        elif top == self.dispatch_s or self.launch_s > top:
+            self.bound = "dispatch"
+        else:
+            self.bound = "compute" if self.compute_s >= self.memory_s else "memory"
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else 0.0
+
+
+@dataclass(slots=True)
+class IterationCost:
+    latency_s: float  # wall time of the iteration through all pipeline stages
+    stage_s: float  # time of the slowest pipeline stage (= latency_s when pp == 1)
+    host_s: float  # engine host overhead included in both
+    operators: list[OperatorCost]
+
+    @property
+    def flops(self) -> float:
+        return sum(op.flops for op in self.operators)
+
+    @property
+    def bytes(self) -> float:
+        return sum(op.bytes for op in self.operators)
+
+    @property
+    def bound(self) -> str:
+        """The roof that accounts for most of the iteration's time."""
+        by: dict[str, float] = {"dispatch": self.host_s}
+        for op in self.operators:
+            by[op.bound] = by.get(op.bound, 0.0) + op.time_s
+        return max(by, key=by.__getitem__)

@@ -1,0 +1,23 @@
+"""The router seam: a policy picks the instance each arriving request (or each KV transfer) goes to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from phasewise.sim.instance import Instance
+
+
+class Router:
+    """Base policy over a fixed list of instances; subclasses implement `choose` for two or more."""
+
+    __slots__ = ("instances",)
+
+    def __init__(self, instances: list[Instance]) -> None:
+        self.instances = instances
+
+    def pick(self) -> Instance:
+        return self.instances[0] if len(self.instances) == 1 else self.choose()
+
+    def choose(self) -> Instance:
+        raise NotImplementedError

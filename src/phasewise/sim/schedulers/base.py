@@ -1,0 +1,91 @@
+"""The scheduler seam: a policy chooses each iteration's work for one instance; the instance runs it.
+
+A policy sees the instance's queues (`waiting`, `prefilling`, the decoding set `running`), its KV
+blocks and its budgets (the engine's EngineConfig), and returns the next iteration as prefill chunks
+plus whether the decoding set joins it; `None` means no prefill this step (the instance then runs
+decode iterations, or idles). Admission goes through `Instance.try_admit`, preemption through
+`Instance.make_room`, which asks the policy for its victim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from phasewise.sim.instance import Instance
+    from phasewise.sim.request import SimRequest
+    from phasewise.specs.engines import EngineConfig
+
+
+@dataclass(slots=True)
+class Batch:
+    """One iteration's prefill work: (request, tokens of its prompt this step), and whether the
+    decoding set runs in the same iteration (mixed batch) or waits (prefill-only iteration)."""
+
+    chunks: list[tuple[SimRequest, int]] = field(default_factory=list)
+    with_decodes: bool = True
+
+
+class Scheduler:
+    """Base policy: FCFS admission of waiting prompts into a token budget, recompute preemption of the
+    newest request. Subclasses override `next_batch`, and `victim`/`admission_extra_blocks` where the
+    engine differs."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+
+    def next_batch(self, inst: Instance) -> Batch | None:
+        raise NotImplementedError
+
+    def admission_extra_blocks(self, inst: Instance, req: SimRequest) -> int:
+        """Blocks that must stay free beyond the prompt's own for `req` to be admitted (SGLang)."""
+        return 0
+
+    def victim(self, inst: Instance) -> int:
+        """Index in the decoding set of the request to preempt: the latest arrival (vLLM)."""
+        run = inst.running
+        return int(run.arrival[: run.n].argmax())
+
+    def on_preempt(self, inst: Instance) -> None:
+        """Called after a preemption or retraction."""
+
+    # --- helpers the policies share -------------------------------------------------------------
+    def continue_prefills(self, inst: Instance, batch: Batch, budget: int) -> int:
+        """Partial prefills already admitted get the budget first (oldest first); returns what is left."""
+        for req in inst.prefilling:
+            if budget <= 0:
+                break
+            take = min(budget, req.prefill_target - req.prefilled)
+            batch.chunks.append((req, take))
+            budget -= take
+        return budget
+
+    def admit_waiting(self, inst: Instance, batch: Batch, budget: int, chunked: bool, max_partial: int) -> int:
+        """FCFS: admit waiting prompts while seats, KV blocks and the budget allow. With chunking a
+        prompt is cut to the budget left (at most `max_partial` prompts part-way at once); without it a
+        prompt must fit whole in what is left, except that one longer than the whole budget runs as the
+        step's only prompt (as if the budget were raised to fit it, as trtllm-bench does)."""
+        while budget > 0 and inst.waiting:
+            req = inst.waiting[0]
+            need = req.prefill_target
+            if need > budget:
+                if chunked:
+                    if self.partial_count(batch) >= max_partial:
+                        break
+                elif batch.chunks or need <= self.config.token_budget:
+                    break  # waits for a step with room (a prompt longer than any budget runs without others)
+            if not inst.try_admit(req, self.admission_extra_blocks(inst, req)):
+                break
+            inst.waiting.popleft()
+            inst.prefilling.append(req)
+            take = min(budget, need) if chunked else need
+            batch.chunks.append((req, take))
+            budget -= take
+        return budget
+
+    @staticmethod
+    def partial_count(batch: Batch) -> int:
+        """Prompts this batch leaves part-way through their prefill."""
+        return sum(1 for req, take in batch.chunks if req.prefilled + take < req.prefill_target)

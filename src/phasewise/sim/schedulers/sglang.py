@@ -1,0 +1,53 @@
+"""SGLang: when a prefill batch can be formed it runs instead of that step's decode batch (no mixing
+unless enable_mixed_chunk); a prefill batch holds at most chunked_prefill_size prompt tokens (a longer
+prompt continues in the next prefill batch). Admission keeps KV for the future output of every running
+request and of the new one, scaled by a new-token ratio that starts at init_new_token_ratio, decays
+linearly to its floor over new_token_ratio_decay_steps decode steps and is reset by a retraction; when
+the KV runs out mid-decode, running requests are retracted (back to the queue, to be recomputed),
+fewest decoded tokens first (srt/managers/scheduler.py, schedule_policy.py; ../shared/ENGINES.md).
+Simplification: after a retraction the ratio returns to its initial value (SGLang recomputes it from
+the remaining requests); output lengths are clipped at CLIP_MAX_NEW_TOKENS as SGLang does."""
+
+from __future__ import annotations
+
+from phasewise.sim.schedulers.base import Batch, Scheduler
+
+CLIP_MAX_NEW_TOKENS = 4096  # SGLang's clip of max_new_tokens in admission estimates (schedule_policy.py)
+
+
+class SglangScheduler(Scheduler):
+    __slots__ = ("reset_step",)
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.reset_step = 0  # decode step at which the new-token ratio was last reset
+
+    def new_token_ratio(self, inst) -> float:
+        init, floor, steps = self.config.new_token_ratio
+        decayed = init - (init - floor) / steps * (inst.decode_steps - self.reset_step)
+        return max(floor, decayed)
+
+    def next_batch(self, inst):
+        cfg = self.config
+        batch = Batch(with_decodes=cfg.mixed_batches and inst.running.n > 0)
+        budget = cfg.prefill_chunk_tokens
+        if batch.with_decodes:
+            budget -= inst.running.n * inst.decode_new_tokens
+        budget = self.continue_prefills(inst, batch, budget)
+        self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills)
+        return batch if batch.chunks else None
+
+    def admission_extra_blocks(self, inst, req) -> int:
+        ratio = self.new_token_ratio(inst)
+        future = inst.running.remaining_tokens(inst.decode_steps, inst.tokens_per_step, CLIP_MAX_NEW_TOKENS)
+        future += min(req.output - req.generated, CLIP_MAX_NEW_TOKENS)
+        return inst.kv.blocks_for(ratio * future)
+
+    def victim(self, inst) -> int:
+        """Fewest decoded tokens first; among those, the longest prompt."""
+        run = inst.running
+        generated = run.generated(inst.decode_steps, inst.tokens_per_step)
+        return min(range(run.n), key=lambda i: (generated[i], -run.reqs[i].prompt))
+
+    def on_preempt(self, inst) -> None:
+        self.reset_step = inst.decode_steps

@@ -1,0 +1,225 @@
+"""Serving-engine presets: `--engine vllm | sglang | trtllm | vllm-v0 | ...[@version]` resolved, for one
+GPU and entry point, into the scheduler to run and the values of its knobs (data in engine_presets.yaml).
+
+A knob is named as its engine names it (`max_num_batched_tokens`, `chunked_prefill_size`,
+`max_num_tokens`); `EngineConfig` carries both those names (for display and errors) and the generic
+quantities the simulator's schedulers read (token budget, sequence cap, chunking, admission rule)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from phasewise.errors import PhasewiseError, unknown_name
+from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
+
+SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm")
+ENTRY_POINTS = ("server", "offline")
+# Every knob any preset has, with the type a value must have.
+KNOB_TYPES: dict[str, type] = {
+    "max_num_seqs": int, "max_num_batched_tokens": int, "enable_chunked_prefill": bool,
+    "max_num_partial_prefills": int, "chunk_size": int, "chunked_prefill_size": int,
+    "max_running_requests": int, "max_prefill_tokens": int, "enable_mixed_chunk": bool, "cuda_graph_max_bs": int,
+    "schedule_conservativeness": float, "max_batch_size": int, "max_num_tokens": int,
+}
+GIB = 1024**3
+SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
+
+
+@dataclass(slots=True, frozen=True)
+class EngineConfig:
+    """One engine as it runs on one GPU type: its scheduler, host profile and every knob in force."""
+
+    engine: str  # preset key, e.g. 'vllm'
+    version: str
+    scheduler: str  # one of SCHEDULERS
+    profile: EngineProfile  # host-side costs, CUDA-graph coverage, overlap
+    max_seqs: int  # sequences one iteration may hold (running + prefilling)
+    token_budget: int  # tokens one iteration may process
+    chunked_prefill: bool  # a prompt may be split across iterations
+    prefill_chunk_tokens: int  # largest prefill chunk (SGLang's chunked_prefill_size; else the budget)
+    mixed_batches: bool  # prefill chunks share iterations with the decodes
+    kv_admission: str  # greedy (prompt blocks) | reserve (prompt + whole output) | ratio (SGLang)
+    preemption: str  # recompute (newest first) | retract (fewest decoded first) | none
+    partial_prefills: int  # prompts that may be part-way through prefill at once
+    new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
+    knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine}@{self.version}"
+
+
+def preset_names() -> list[str]:
+    return list(packaged("engine_presets.yaml")["presets"])
+
+
+def engine_knobs(engine: str) -> tuple[str, ...]:
+    """The knobs an engine has (a profile name or file behaves as vLLM V1)."""
+    presets = packaged("engine_presets.yaml")["presets"]
+    name = engine.split("@", 1)[0].lower()
+    return tuple(presets.get(name, presets["vllm"])["knobs"])
+
+
+def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | None = None) -> dict[str, int]:
+    """Generic caps in the engine's own knob names (for planners that vary them across engines)."""
+    names = {"max_seqs": ("max_num_seqs", "max_running_requests", "max_batch_size"),
+             "token_budget": ("max_num_batched_tokens", "chunk_size", "chunked_prefill_size", "max_num_tokens")}
+    own = engine_knobs(engine)
+    out: dict[str, int] = {}
+    for generic, value in (("max_seqs", max_seqs), ("token_budget", token_budget)):
+        if value is not None:
+            out[next(k for k in names[generic] if k in own)] = int(value)
+    return out
+
+
+def _pick(rule: Any, hw: HardwareSpec, entry_point: str) -> Any:
+    """A default's value for this GPU and entry point (see the forms in engine_presets.yaml)."""
+    if isinstance(rule, dict) and set(rule) <= set(ENTRY_POINTS):
+        rule = rule[entry_point]
+    if isinstance(rule, dict) and "by_memory_gib" in rule:
+        for prefix, value in (rule.get("except") or {}).items():
+            if hw.key.lower().startswith(prefix):
+                return value
+        gib = hw.memory_capacity_bytes / GIB
+        for limit, value in rule["by_memory_gib"]:
+            if limit is None or gib < limit:
+                return value
+    if isinstance(rule, dict) and "value" in rule:
+        return rule["value"]
+    return rule
+
+
+def _version_table(name: str, entry: dict, version: str) -> dict[str, Any]:
+    versions = entry["versions"]
+    if version not in versions:
+        raise PhasewiseError(f"--engine {name}@{version}: unknown version (known: {', '.join(versions)})")
+    table = dict(versions[version])
+    while "inherit" in table:
+        parent = dict(versions[table.pop("inherit")])
+        parent.update(table)
+        table = parent
+    return table
+
+
+def graph_sizes(spec: list) -> tuple[int, ...]:
+    """CUDA-graph capture sizes from the YAML form (ints and {from, to, step} ranges)."""
+    sizes: list[int] = []
+    for item in spec:
+        if isinstance(item, dict):
+            sizes.extend(range(item["from"], item["to"] + 1, item["step"]))
+        else:
+            sizes.append(int(item))
+    return tuple(sorted(set(sizes)))
+
+
+def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
+                   entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None) -> EngineConfig:
+    """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs."""
+    knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
+    if entry_point not in ENTRY_POINTS:
+        raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
+    presets = packaged("engine_presets.yaml")["presets"]
+    name, _, version = engine.partition("@")
+    key = name.lower()
+    bare = False  # a host profile alone keeps its own CUDA-graph and overlap settings
+    if key in presets:
+        entry = presets[key]
+        profile = load_engine(entry["profile"])
+    elif looks_like_path(engine) or key in packaged("engines.yaml")["engines"]:
+        # A bare host profile (e.g. what `phasewise calibrate` writes): scheduled as its file says, else vLLM V1.
+        profile = load_engine(engine)
+        sched = _file_scheduler(engine) if looks_like_path(engine) else "vllm"
+        entry = dict(presets[{"vllm-v0": "vllm-v0", "sarathi": "sarathi", "sglang": "sglang",
+                              "trtllm": "trtllm"}.get(sched, "vllm")])
+        key, version, bare = engine, version or entry["default_version"], True
+    else:
+        raise unknown_name("engine", engine, list(presets) + list(packaged("engines.yaml")["engines"]))
+    version = version or entry["default_version"]
+    table = _version_table(name, entry, version)
+    allowed = entry["knobs"]
+    for knob, value in knobs.items():
+        if knob not in allowed:
+            raise PhasewiseError(f"--{knob.replace('_', '-')} is not a knob of {name} "
+                                 f"(its knobs: {', '.join('--' + k.replace('_', '-') for k in allowed)})")
+        want = KNOB_TYPES[knob]
+        if want is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise PhasewiseError(f"--{knob.replace('_', '-')} must be an integer >= 1 (got {value!r})")
+        if want is bool and not isinstance(value, bool):
+            raise PhasewiseError(f"--{knob.replace('_', '-')} must be true or false (got {value!r})")
+        if want is float and (not isinstance(value, (int, float)) or value <= 0):
+            raise PhasewiseError(f"--{knob.replace('_', '-')} must be a number > 0 (got {value!r})")
+        fixed = table.get(knob)
+        if isinstance(fixed, dict) and "fixed" in fixed and value != fixed["value"]:
+            raise PhasewiseError(f"--{knob.replace('_', '-')}={value} is not possible on {name}@{version}: {fixed['fixed']}")
+    values = {k: _pick(table[k], hw, entry_point) for k in allowed if k in table}
+    values.update(knobs)
+    sched = entry["scheduler"]
+    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens)
+    if bare:
+        config = replace(config, profile=profile)
+    return config
+
+
+def _file_scheduler(path: str) -> str:
+    entry = next(iter((read_user_file(path, "engine").get("engines") or {None: {}}).values()), {}) or {}
+    sched = entry.get("scheduler", "vllm") if isinstance(entry, dict) else "vllm"
+    if sched not in SCHEDULERS:
+        raise PhasewiseError(f"engine file '{path}': scheduler '{sched}' is not one of {', '.join(SCHEDULERS)}")
+    return sched
+
+
+def _build(key: str, version: str, sched: str, profile: EngineProfile, values: dict[str, Any], table: dict,
+           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None) -> EngineConfig:
+    graphs: dict[str, Any] = {}
+    if "cuda_graph_sizes" in table:
+        graphs["cuda_graph_sizes"] = graph_sizes(table["cuda_graph_sizes"])
+    if "cuda_graph_padding" in table:
+        graphs["cuda_graph_padding"] = bool(table["cuda_graph_padding"])
+    if sched == "vllm":
+        budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
+        sizes = graphs.get("cuda_graph_sizes", ())
+        cap = min(2 * seqs, 512, budget)  # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget)
+        graphs["cuda_graph_sizes"] = tuple(s for s in sizes if s <= cap) or (1,)
+        graphs["cuda_graph_mixed"] = True  # V1 piecewise graphs cover mixed batches by token count
+        graphs["overlap_scheduling"] = bool(table.get("async_scheduling")) and pp == 1
+        chunked = values["enable_chunked_prefill"]
+        cfg = dict(max_seqs=seqs, token_budget=budget, chunked_prefill=chunked, prefill_chunk_tokens=budget,
+                   mixed_batches=True, kv_admission="greedy", preemption="recompute",
+                   partial_prefills=values.get("max_num_partial_prefills", 1))
+    elif sched == "vllm-v0":
+        cfg = dict(max_seqs=values["max_num_seqs"], token_budget=values["max_num_batched_tokens"],
+                   chunked_prefill=False, prefill_chunk_tokens=values["max_num_batched_tokens"],
+                   mixed_batches=False, kv_admission="greedy", preemption="recompute", partial_prefills=0)
+    elif sched == "sarathi":
+        cfg = dict(max_seqs=values["max_num_seqs"], token_budget=values["chunk_size"], chunked_prefill=True,
+                   prefill_chunk_tokens=values["chunk_size"], mixed_batches=True, kv_admission="greedy",
+                   preemption="recompute", partial_prefills=1 << 30)
+    elif sched == "sglang":
+        chunk = values["chunked_prefill_size"]
+        running = values.get("max_running_requests")
+        if running is None:
+            kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL
+            running = max(1, min(kv // 2, SGLANG_REQUEST_POOL))
+        graphs["cuda_graph_sizes"] = tuple(range(1, values["cuda_graph_max_bs"] + 1))
+        ratio = values["schedule_conservativeness"] * table["init_new_token_ratio"]
+        cfg = dict(max_seqs=running, token_budget=max(values["max_prefill_tokens"], chunk),
+                   chunked_prefill=True, prefill_chunk_tokens=chunk, mixed_batches=values["enable_mixed_chunk"],
+                   kv_admission="ratio", preemption="retract", partial_prefills=1,
+                   new_token_ratio=(min(ratio, 1.0), ratio * table["min_new_token_ratio_factor"],
+                                    int(table["new_token_ratio_decay_steps"])))
+    else:  # trtllm
+        chunked = values.get("enable_chunked_prefill", False)
+        cfg = dict(max_seqs=values["max_batch_size"], token_budget=values["max_num_tokens"], chunked_prefill=chunked,
+                   prefill_chunk_tokens=values["max_num_tokens"], mixed_batches=True, kv_admission="reserve",
+                   preemption="none", partial_prefills=1)
+    if sched in ("vllm", "sarathi") and cfg["token_budget"] < cfg["max_seqs"]:
+        name = "max_num_batched_tokens" if sched == "vllm" else "chunk_size"
+        raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
+                             f"({cfg['max_seqs']}): a step's decodes alone would use the whole budget and "
+                             f"prefills would starve (vLLM enforces the same)")
+    if graphs:
+        profile = profile.model_copy(update=graphs)
+    return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")), **cfg)

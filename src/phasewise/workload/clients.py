@@ -1,0 +1,118 @@
+"""Benchmark clients at fixed concurrency, as they really run: request count, warm-up and length sampling.
+
+    from phasewise.workload.clients import client_workload
+    work = client_workload("sglang-bench", concurrency=64, isl=2048, osl=256)   # a ClosedLoop
+    simulate(deployment, work).summary()["steady_state"]
+
+The presets are data (workload/data/clients.yaml, a source per value). All four clients release every
+request at t=0 behind a semaphore of C with no jitter, which is `ClosedLoop` with think_s = 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from phasewise.errors import PhasewiseError
+from phasewise.workload.generators import ClosedLoop, LengthDist
+
+LENGTHS = ("fixed", "vllm-random", "sglang-random")
+_FIELDS = ("num_prompts", "num_prompts_per_concurrency", "warmup_requests", "warmup_sleep_s",
+           "warmup_output_cap", "lengths", "range_ratio")
+
+
+@dataclass(slots=True, frozen=True)
+class BenchmarkClient:
+    """One benchmark client's behaviour at fixed concurrency (values and their sources from clients.yaml)."""
+
+    name: str
+    num_prompts: int  # requests measured: max(num_prompts, num_prompts_per_concurrency x C)
+    num_prompts_per_concurrency: int
+    warmup_requests: int  # sent first, not counted
+    warmup_sleep_s: float  # pause after the warm-up, before the measured requests are released
+    warmup_output_cap: int | None  # warm-up output tokens = min(first request's, cap)
+    lengths: str  # fixed | vllm-random | sglang-random
+    range_ratio: float
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        where = f"client '{self.name}'"
+        if self.num_prompts < 1 or self.num_prompts_per_concurrency < 0:
+            raise PhasewiseError(f"{where}: num_prompts must be >= 1 and num_prompts_per_concurrency >= 0")
+        if self.warmup_requests < 0 or not self.warmup_sleep_s >= 0:
+            raise PhasewiseError(f"{where}: warmup_requests and warmup_sleep_s must be >= 0")
+        if self.lengths not in LENGTHS:
+            raise PhasewiseError(f"{where}: lengths '{self.lengths}' is not one of {', '.join(LENGTHS)}")
+        if not 0 <= self.range_ratio < 1:
+            raise PhasewiseError(f"{where}: range_ratio must be in [0, 1) (got {self.range_ratio})")
+
+    def default_num_prompts(self, concurrency: int) -> int:
+        return max(self.num_prompts, self.num_prompts_per_concurrency * concurrency)
+
+    def length_dist(self, mean: float) -> LengthDist:
+        """The lengths this client's random/synthetic dataset draws for a nominal length `mean`."""
+        length = max(int(mean), 1)
+        r = self.range_ratio
+        if self.lengths == "vllm-random":  # randint(int(L(1-r)), int(L(1+r)) + 1)
+            lo, hi = max(int(length * (1 - r)), 1), int(length * (1 + r))
+        elif self.lengths == "sglang-random":  # randint(max(int(L r), 1), L + 1); outputs from int(L r), >= 1 here
+            lo, hi = max(int(length * r), 1), length
+        else:
+            return LengthDist("fixed", mean)
+        return uniform_integers(lo, hi)
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, "")
+
+
+def uniform_integers(lo: int, hi: int) -> LengthDist:
+    """Integers uniform in [lo, hi] (numpy's randint(lo, hi + 1)), as a LengthDist."""
+    if lo == hi:
+        return LengthDist("fixed", lo)
+    return LengthDist("uniform", (lo + hi) / 2, (hi - lo) / (hi + lo), min_tokens=lo, max_tokens=hi)
+
+
+@lru_cache(maxsize=1)
+def _presets() -> dict[str, BenchmarkClient]:
+    text = resources.files("phasewise.workload").joinpath("data", "clients.yaml").read_text()
+    clients = {}
+    for name, entry in yaml.safe_load(text)["clients"].items():
+        missing = [f for f in _FIELDS if f not in entry]
+        if missing:
+            raise PhasewiseError(f"clients.yaml: client '{name}' lacks {', '.join(missing)}")
+        values = {f: entry[f]["value"] for f in _FIELDS}
+        clients[name] = BenchmarkClient(name=name, sources={f: str(entry[f]["source"]) for f in _FIELDS}, **values)
+    return clients
+
+
+def client_names() -> tuple[str, ...]:
+    return tuple(_presets())
+
+
+def load_client(name: str) -> BenchmarkClient:
+    presets = _presets()
+    if name not in presets:
+        raise PhasewiseError(f"--client '{name}' is not one of {', '.join(presets)}")
+    return presets[name]
+
+
+def client_workload(client: str | BenchmarkClient, concurrency: int, num_prompts: int | None = None,
+                    warmup: int | None = None, isl: float = 1024, osl: float = 256, seed: int = 0, *,
+                    prompt: LengthDist | None = None, output: LengthDist | None = None) -> ClosedLoop:
+    """The closed loop `client` runs at `concurrency`: its request count (unless `num_prompts`), its warm-up
+    (unless `warmup`), and its length sampling around isl/osl (unless `prompt`/`output` are given)."""
+    c = client if isinstance(client, BenchmarkClient) else load_client(client)
+    if concurrency < 1:
+        raise PhasewiseError(f"--concurrency must be >= 1 (got {concurrency})")
+    if num_prompts is not None and num_prompts < 1:
+        raise PhasewiseError(f"--num-prompts must be >= 1 (got {num_prompts})")
+    n = c.default_num_prompts(concurrency) if num_prompts is None else num_prompts
+    w = c.warmup_requests if warmup is None else warmup
+    if w < 0:
+        raise PhasewiseError(f"--warmup must be >= 0 (got {w})")
+    return ClosedLoop(concurrency, n, prompt or c.length_dist(isl), output or c.length_dist(osl),
+                      seed=seed, warmup_requests=w, warmup_sleep_s=c.warmup_sleep_s if w else 0.0,
+                      warmup_output_cap=c.warmup_output_cap, name=c.name)

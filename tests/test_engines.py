@@ -1,0 +1,173 @@
+"""Each engine preset's signature behaviour, and the presets' defaults and knob checks."""
+
+import numpy as np
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.sim import simulate
+from phasewise.sim.api import run
+from phasewise.sim.deployment import collocated
+from phasewise.specs import load_hardware
+from phasewise.specs.engines import resolve_engine
+from phasewise.workload import Workload, load_trace
+
+M = "meta-llama/Llama-3.1-8B"
+DECODERS = 32  # requests decoding when the prompts arrive
+
+
+def _decodes_then_prompts(engine: str):
+    """32 long decodes; then 20 long prompts arrive while they decode."""
+    arrival = np.concatenate([np.zeros(DECODERS), 0.5 + np.arange(20) * 0.25])
+    prompts = np.concatenate([np.full(DECODERS, 512), np.full(20, 4096)])
+    outputs = np.concatenate([np.full(DECODERS, 400), np.full(20, 8)])
+    alone = simulate(collocated(M, "h100-sxm", engine=engine),
+                     Workload(np.zeros(DECODERS), np.full(DECODERS, 512), np.full(DECODERS, 400)))
+    mixed = simulate(collocated(M, "h100-sxm", engine=engine), Workload(arrival, prompts, outputs))
+    return (np.nanmean(mixed.tpot_s[:DECODERS]) / np.nanmean(alone.tpot_s),
+            np.nanmax(mixed.max_tbt_s[:DECODERS]))
+
+
+def test_sglang_decodes_wait_for_prefills_vllm_v1_mixes_them():
+    sglang_rise, sglang_gap = _decodes_then_prompts("sglang")
+    vllm_rise, vllm_gap = _decodes_then_prompts("vllm")
+    assert sglang_rise > 1.2  # decodes wait while prefill batches run alone
+    assert sglang_rise > vllm_rise  # V1 folds the decodes into the prefill's step
+    assert sglang_gap > 1.5 * vllm_gap  # SGLang's longest stall: a prefill batch and then a decode step
+
+
+def test_trtllm_never_preempts_where_vllm_and_sglang_do():
+    work = load_trace("azure-conv", 600).scaled_to_rate(10)
+    tight = dict(memory_fraction=0.26)
+    preempted = {e: int(simulate(collocated(M, "h100-sxm", engine=e, **tight), work,
+                                 check_invariants=True).preemptions.sum()) for e in ("vllm", "sglang", "trtllm")}
+    assert preempted["vllm"] > 0 and preempted["sglang"] > 0
+    assert preempted["trtllm"] == 0
+
+
+def _distinct_finishes(engine: str) -> int:
+    res = run(model=M, engine=engine, concurrency=64, requests=640, isl=2048, osl=128, check_invariants=True)
+    return len(np.unique(res.finish_s))
+
+
+def test_a_burst_spreads_out_under_chunking_and_stays_in_lock_step_without():
+    # 10 waves of 64 equal requests released at t=0: without mixing, each wave prefills, decodes and
+    # finishes together (one finish time per wave); with chunked, mixed steps the waves dissolve.
+    assert _distinct_finishes("vllm-v0") <= 12
+    assert _distinct_finishes("sglang") <= 12
+    assert _distinct_finishes("vllm") > 5 * 12
+    assert _distinct_finishes("trtllm") > 5 * 12
+
+
+def test_pipeline_parallelism_pipelines():
+    """PP=2 runs two micro-batches through the two stages at once, each holding its share of twice the
+    KV memory: > 1.6x the saturated throughput of PP=1 with the engine's defaults (KV-bound there)."""
+    tput = {}
+    for pp in (1, 2):
+        res = run(model=M, hardware="h100-sxm", pp=pp, engine="vllm", rate=1000, requests=4000, isl=1024,
+                  osl=256, check_invariants=True)
+        tput[pp] = res.summary()["throughput"]["output_tokens_per_s"]
+    assert tput[2] > 1.6 * tput[1]
+
+
+def test_pipeline_micro_batches_overlap_in_the_stages():
+    """At a fixed sequence cap, two micro-batches of half the batch each still beat one batch: their
+    stages overlap (the gain is below 2x: each weight read now serves half as many tokens)."""
+    tput = {}
+    for pp in (1, 2):
+        res = run(model=M, hardware="h100-sxm", pp=pp, engine="vllm", max_num_seqs=256, rate=1000,
+                  requests=3000, isl=1024, osl=256)
+        tput[pp] = res.summary()["throughput"]["output_tokens_per_s"]
+    assert 1.2 * tput[1] < tput[2] < 2 * tput[1]
+
+
+def test_pipeline_bubbles_at_low_load():
+    """One request at a time cannot fill two stages: PP=2 is no faster per token than PP=1."""
+    tpot = {}
+    for pp in (1, 2):
+        res = run(model=M, hardware="h100-sxm", pp=pp, engine="vllm", concurrency=1, requests=4, isl=512, osl=64)
+        tpot[pp] = res.summary()["tpot_ms"]["mean"]
+    assert tpot[2] >= 0.95 * tpot[1]
+
+
+@pytest.mark.parametrize("hardware, engine, budget, seqs", [
+    ("h100-sxm", "vllm", 8192, 1024),  # server defaults, GPU >= 70 GiB
+    ("a100-sxm-80gb", "vllm", 2048, 256),  # A100 excluded from the large-GPU defaults (vLLM PR #17885)
+    ("a100-sxm-80gb", "vllm@0.8.5", 8192, 1024),  # 0.8.5 had no A100 exclusion
+    ("l40s", "vllm", 2048, 256),
+    ("h100-sxm", "trtllm", 8192, 2048),
+])
+def test_engine_defaults_by_gpu_and_version(hardware, engine, budget, seqs):
+    cfg = resolve_engine(engine, load_hardware(hardware))
+    assert (cfg.token_budget, cfg.max_seqs) == (budget, seqs)
+
+
+def test_sglang_chunk_size_follows_gpu_memory():
+    sizes = {hw: resolve_engine("sglang", load_hardware(hw)).prefill_chunk_tokens
+             for hw in ("l40s", "h100-sxm", "b200")}
+    assert sizes == {"l40s": 4096, "h100-sxm": 8192, "b200": 16384}
+    assert resolve_engine("sglang@0.5.2", load_hardware("l40s")).prefill_chunk_tokens == 8192
+
+
+def test_offline_entry_point_doubles_vllm_budget():
+    hw = load_hardware("h100-sxm")
+    assert resolve_engine("vllm", hw, entry_point="offline").token_budget == 16384
+
+
+@pytest.mark.parametrize("engine, knobs, message", [
+    ("sglang", {"max_num_seqs": 8}, "--max-num-seqs is not a knob of sglang"),
+    ("trtllm", {"chunked_prefill_size": 512}, "--chunked-prefill-size is not a knob of trtllm"),
+    ("vllm@0.11", {"enable_chunked_prefill": False}, "forces|turn chunked prefill on"),
+    ("vllm", {"max_num_seqs": 512, "max_num_batched_tokens": 256}, "must be >= --max-num-seqs"),
+    ("vllm@9.9", {}, "unknown version"),
+    ("vlm", {}, "vllm"),
+])
+def test_bad_engine_knobs_are_one_line_errors(engine, knobs, message):
+    with pytest.raises(PhasewiseError, match=message):
+        resolve_engine(engine, load_hardware("h100-sxm"), knobs)
+
+
+def test_knob_beside_deployment_file_is_an_error(tmp_path):
+    path = tmp_path / "dep.yaml"
+    path.write_text("model: meta-llama/Llama-3.1-8B\ninstances: [{engine: sglang}]\n")
+    with pytest.raises(PhasewiseError, match="cannot be combined with --deployment"):
+        run(deployment=str(path), tp=2, rate=1, requests=4)
+    with pytest.raises(PhasewiseError, match="cannot be combined with --deployment"):
+        run(deployment=str(path), max_num_seqs=8, rate=1, requests=4)
+    assert run(deployment=str(path), rate=1, requests=4).summary()["completed"] == 4
+
+
+def test_cuda_graphs_pad_in_vllm_and_run_eagerly_between_sizes_in_trtllm():
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_model, load_quant
+
+    hw = load_hardware("h100-sxm")
+    model, quant = load_model(M), load_quant("bf16")
+    vllm = CostModel(model, hw, quant, resolve_engine("vllm", hw).profile)
+    trtllm = CostModel(model, hw, quant, resolve_engine("trtllm", hw).profile)
+    decode = lambda seqs: BatchShape.uniform(seqs, 1, 1000)  # noqa: E731
+    assert vllm.graph_launch(decode(37)) == (False, 40)  # padded to the next captured size
+    assert vllm.graph_launch(decode(600)) == (True, 600)  # above the largest capture size (512)
+    mixed = BatchShape.uniform(4, 1, 1000)
+    mixed.add(100, 0)
+    assert vllm.graph_launch(mixed)[0] is False  # V1's piecewise graphs cover mixed batches by tokens
+    assert trtllm.graph_launch(mixed)[0] is True  # TensorRT-LLM: decode-only graphs
+    assert trtllm.graph_launch(decode(32)) == (False, 32)
+    assert trtllm.graph_launch(decode(40)) == (True, 40)  # not captured, no padding: eager
+    assert trtllm.graph_launch(decode(256)) == (True, 256)  # above 128
+
+
+def test_overlap_scheduling_hides_host_work_behind_the_device():
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_engine, load_model, load_quant
+
+    hw, model, quant = load_hardware("h100-sxm"), load_model(M), load_quant("bf16")
+    serial = load_engine("vllm").model_copy(update={"overlap_scheduling": False, "iteration_overhead_s": 0.02})
+    overlapped = serial.model_copy(update={"overlap_scheduling": True})
+    shape = BatchShape.uniform(64, 1, 2000)
+    a, b = CostModel(model, hw, quant, serial), CostModel(model, hw, quant, overlapped)
+    host = a.host_s(shape)
+    device = a.fast(shape)[0] - host
+    assert b.fast(shape)[0] == pytest.approx(max(device, host))
+    assert b.iteration(shape).latency_s == pytest.approx(max(device, host))
+    series, _ = b.decode_series_linear(shape, np.arange(4.0), 64, 64)
+    assert series.min() >= host  # every step of a decode run waits at least for the host work

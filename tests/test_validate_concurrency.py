@@ -1,0 +1,68 @@
+"""benchmarks/validate_concurrency.py: output structure on a few rows (not accuracy).
+
+Skips when ../shared (the measured CSV) is absent."""
+
+import csv
+import importlib.util
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PATH = ROOT / "benchmarks" / "validate_concurrency.py"
+CSV_PATH = ROOT.parent / "shared" / "measured" / "blackwell_serving.csv"
+
+pytestmark = pytest.mark.skipif(not CSV_PATH.exists(), reason="../shared/measured/blackwell_serving.csv not present")
+
+
+@pytest.fixture(scope="module")
+def vc():
+    spec = importlib.util.spec_from_file_location("validate_concurrency", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_split_takes_whole_configurations(vc):
+    cases, skipped = vc.load_csv_cases()
+    assert cases and skipped
+    by_config = defaultdict(set)
+    for c in cases:
+        by_config[c["config"]].add(c["split"])
+    assert all(len(splits) == 1 for splits in by_config.values())  # a configuration is never split
+    for engine in {c["engine"] for c in cases}:
+        splits = [next(iter(s)) for k, s in by_config.items() if k.startswith(engine + "|")]
+        assert "test" in splits
+    assert all(c["source"] == "csv" and c["requests"] == 10 * c["concurrency"] for c in cases)
+    reasons = {why for _, _, why in skipped}
+    assert "MoE model (another issue)" in reasons
+
+
+def test_public_tables_keep_unknowns(vc):
+    cases, skipped = vc.load_public_cases()
+    skipped_tables = {rid.split("#")[0] for _, rid, _ in skipped}
+    assert "sglang-cookbook-llama3.1-70b-a100" in skipped_tables  # A100 part and precision not stated
+    assert all(c["split"] == "test" for c in cases)
+    assert any(c["group"] == "public:nim-llama3.3-70b-h100" for c in cases)
+
+
+def test_three_rows_end_to_end(vc, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    code = vc.main(["--limit", "3", "--workers", "1", "--source", "csv", "--max-concurrency", "8",
+                    "--csv", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "coverage: 3 CSV rows" in text
+    assert "API used:" in text and "fit split:" in text
+    assert "TTFT |err| median" in text and "TPOT |err| median" in text
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    done = [r for r in rows if r["status"] == "ok"]
+    assert len(done) == 3
+    for r in done:
+        assert r["api"] in ("preset", "legacy")
+        for k in ("pred_ttft_ms", "pred_tpot_ms", "measured_ttft_ms", "measured_tpot_ms"):
+            assert math.isfinite(float(r[k])) and float(r[k]) > 0
+    assert any(r["status"].startswith("skipped: ") for r in rows)
