@@ -14,26 +14,25 @@ Sources
   benchmarks/public_concurrency.yaml: the public tables of ../shared/measured/public_concurrency.md.
   Tables whose hardware part or precision the page does not state are skipped with the reason.
 
-Row -> simulation: one function, `predict(case, constants)`. It first tries the engine-preset API
-(engine="vllm"|"sglang"|"trtllm" bringing the engine's scheduler and defaults, client=...,
-num_prompts=..., warmup=..., the row's batch_size as the engine's own sequence-cap knob). If run()
-does not accept that (TypeError / ImportError / PhasewiseError) and today's API does, it switches to
-today's API for the rest of the process; the output says which API was used. With today's API,
-`engine` is a host-overhead profile only ('vllm', 'trtllm-pytorch'); --legacy-mapping says what else:
-  plain (default)  run()'s own scheduler defaults: what today's API gives a user (the "before" figure).
-  engine-defaults  each engine's documented defaults (../shared/ENGINES.md) in today's options:
-    vllm    scheduler 'sarathi' (V1: chunked prefill, decodes and prefill chunks in one step), token
-            budget 8192 (OpenAI-server default on >= 70 GiB non-A100 GPUs), greedy KV admission with
-            recompute preemption, 0.9 of GPU memory;
-    trtllm  scheduler 'sarathi' with a budget of max(8192, isl + max batch) (chunking off: an
-            iteration must hold a whole prompt next to the running decodes), 'reserve' admission
-            (GUARANTEED_NO_EVICT), 0.9 of GPU memory;
-    sglang  scheduler 'vllm' (prefill-first, prefill and decode not mixed), 16384 tokens.
+Row -> simulation: one function, `predict(case, constants)`: `phasewise.sim.api.run` with the row's
+engine preset (engine="vllm"|"sglang"|"trtllm": each brings its scheduler and its defaults for the GPU
+and version), its benchmark client, request count and warm-up, and the row's batch_size as the engine's
+own sequence-cap knob (max_num_seqs / max_running_requests / max_batch_size). TensorRT-LLM rows whose
+prompt plus batch exceeds max_num_tokens get max_num_tokens = isl + batch (chunking is off: a step must
+hold a whole prompt beside the running decodes, as trtllm-bench sets it). CSV rows: the token budget
+(vLLM max_num_batched_tokens, TensorRT-LLM max_num_tokens) is batch_size + isl + 1500, the value
+AIConfigurator's generator writes for an aggregated worker (generator/rule_plugin/benchmark/{trtllm,vllm}.rule;
+assumed to be how its silicon rows were deployed: the CSV does not list engine flags). KV cache: FP8 for fp8 and fp4 rows. Evidence: the TensorRT-LLM FP8 TP1 1024/8192 run at
+concurrency 64 holds 64 x 9,216 tokens of KV (590k) with a 347 ms mean TTFT, which a bf16 KV cache
+(320 KiB/token on Llama-3.1-70B: 189 GB) cannot hold on one B200 next to 70 GB of weights, and FP8
+checkpoints of NVIDIA's Model Optimizer quantize the KV cache too (an assumption otherwise: stated).
+(The baseline before the presets existed: median |error| of mean TTFT 135 %, TPOT 17 %, over 265 rows.)
 Either way the row's own settings are passed: TP, PP, precision (CSV fp8 -> fp8, fp4/nvfp4 -> nvfp4,
 empty/bf16 -> bf16), max batch = batch_size, replicas. A public table whose engine is not stated is
-simulated as vllm (printed as such). A row whose concurrency is a multiple k > 1 of its batch_size
-(no attention-DP) is simulated as k replicas behind one router, the reading AIConfigurator's
-generator uses (estimated concurrency = workers x max batch size).
+simulated as vllm (printed as such). A row whose concurrency differs from its batch_size
+(no attention-DP) does not state its deployment (the CSV has no worker count): read as k = C / batch
+replicas, such rows contradict themselves (Qwen3-32B on gb200: batch 1 at concurrency 2 measures 5x the
+TPOT of concurrency 1), so they are skipped with that reason.
 
 Benchmark client and request count (the CSV does not say). Assumption: the rows were measured the way
 AIConfigurator's own 2025 `eval` pipeline measures a deployment (not proven: the CSV names no client),
@@ -107,6 +106,10 @@ ENGINES = ("vllm", "sglang", "trtllm")
 PRESET_CLIENTS = {"genai-perf": "genai-perf", "aiperf": "aiperf", "vllm bench serve": "vllm-bench",
                   "sglang bench_serving": "sglang-bench"}
 LN10 = math.log(10.0)
+# AIConfigurator's generator sets an agg worker's token budget (TensorRT-LLM max_num_tokens, vLLM
+# max_num_batched_tokens) to max_batch_size + isl + 1500 (generator/rule_plugin/benchmark/trtllm.rule and
+# vllm.rule, "agg max_num_tokens = max_batch_size + SlaConfig.isl + 1500")
+AIC_BUDGET_MARGIN = 1500
 
 
 # --- rows -> cases --------------------------------------------------------------------------------
@@ -183,8 +186,10 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
                 why = f"model '{r['model_path']}' not in the catalog"
             elif adp > 1:
                 why = "attention data parallel"
-            elif c % batch:
-                why = "concurrency not a multiple of batch_size"
+            elif c != batch:
+                # e.g. Qwen3-32B on gb200, batch 1 at concurrency 2: read as 2 replicas, its measured TPOT
+                # (42 ms) is 5x that at concurrency 1 (8 ms), which 2 replicas cannot give
+                why = "deployment not stated: concurrency != batch_size and no worker count"
         if why is not None:
             skipped.append(("csv", r["id"], why))
             continue
@@ -263,35 +268,21 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
 
 
 # --- one case -> one simulation -------------------------------------------------------------------
-_STATE: dict[str, Any] = {"api": None, "api_note": "", "applied": None}
-
-
-def _legacy_engine_kwargs(case: dict[str, Any]) -> dict[str, Any]:
-    """Today's API: `engine` is a host-overhead profile only. 'plain' leaves the scheduler to run()'s
-    defaults (what a user of today's API gets); 'engine-defaults' spells out each engine's documented
-    defaults with today's scheduler options (see the module docstring)."""
-    engine = case["engine"] if case["engine"] in ENGINES else "vllm"
-    profile = {"trtllm": "trtllm-pytorch"}.get(engine, "vllm")
-    if case.get("legacy_mapping", "plain") == "plain":
-        return dict(engine=profile)
-    if engine == "trtllm":
-        return dict(engine=profile, scheduler="sarathi", chunk_size=max(8192, case["isl"] + case["max_batch"]),
-                    kv_admission="reserve", memory_fraction=0.9)
-    if engine == "sglang":
-        return dict(engine=profile, scheduler="vllm", max_batched_tokens=16384, kv_admission="greedy",
-                    memory_fraction=0.9)
-    return dict(engine=profile, scheduler="sarathi", chunk_size=8192, kv_admission="greedy", memory_fraction=0.9)
+_STATE: dict[str, Any] = {"applied": None}
 
 
 def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     """The engine-preset API's arguments: the preset brings the scheduler and its defaults; the row adds
     its client, request count, warm-up and the sequence cap (batch_size) in the engine's own knob name."""
-    from phasewise.specs.engines import knob_values  # ImportError: no presets yet
+    from phasewise.specs.engines import knob_values
 
     engine = case["engine"] if case["engine"] in ENGINES else "vllm"
     kw = dict(engine=engine, num_prompts=case["requests"], warmup=case["warmup"],
+              kv_dtype="fp8" if case["precision"] in ("fp8", "nvfp4") else None,
               **knob_values(engine, max_seqs=case["max_batch"]))
-    if engine == "trtllm" and case["isl"] + case["max_batch"] > 8192:
+    if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
+        kw.update(knob_values(engine, token_budget=case["max_batch"] + case["isl"] + AIC_BUDGET_MARGIN))
+    elif engine == "trtllm" and case["isl"] + case["max_batch"] > 8192:
         # chunking off: max_num_tokens must hold a whole prompt next to the running decodes
         kw.update(knob_values(engine, token_budget=case["isl"] + case["max_batch"]))
     client = PRESET_CLIENTS.get(case["client"])
@@ -339,6 +330,9 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
         if hw.key in BLACKWELL:
             upd.update(constants.get("hardware:blackwell") or {})
         upd.update(constants.get(f"hardware:{hw.key}") or {})
+        for key in [k for k in upd if "." in k]:  # a dict field's entry, e.g. weight_read_efficiency.fp4
+            field, entry = key.split(".", 1)
+            upd[field] = {**getattr(hw.efficiency, field), **upd.get(field, {}), entry: upd.pop(key)}
         return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=upd)}) if upd else hw
 
     for mod in engine_mods:
@@ -351,26 +345,12 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
 
 def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> tuple[float, float]:
     """Mean TTFT and mean TPOT (ms) the simulator predicts for one measured row."""
-    from phasewise.errors import PhasewiseError
     from phasewise.sim.api import run
 
     apply_constants(constants, _family(case))
-    common = dict(model=case["model"], hardware=case["hardware"], tp=case["tp"], pp=case["pp"],
-                  precision=case["precision"], replicas=case["replicas"], concurrency=case["concurrency"],
-                  isl=case["isl"], osl=case["osl"])
-    legacy = dict(common, requests=case["requests"], max_batch=case["max_batch"], **_legacy_engine_kwargs(case))
-    if _STATE["api"] == "legacy":
-        result = run(**legacy)
-    elif _STATE["api"] == "preset":
-        result = run(**common, **_preset_kwargs(case))
-    else:  # first call in this process: try the engine-preset API once
-        try:
-            result = run(**common, **_preset_kwargs(case))
-            _STATE["api"] = "preset"
-        except (TypeError, ImportError, PhasewiseError) as exc:
-            result = run(**legacy)  # raises if the row itself is the problem: the API stays undecided
-            _STATE["api"] = "legacy"
-            _STATE["api_note"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    result = run(model=case["model"], hardware=case["hardware"], tp=case["tp"], pp=case["pp"],
+                 precision=case["precision"], replicas=case["replicas"], concurrency=case["concurrency"],
+                 isl=case["isl"], osl=case["osl"], **_preset_kwargs(case))
     s = result.summary()
     return float(s["ttft_ms"]["mean"]), float(s["tpot_ms"]["mean"])
 
@@ -384,8 +364,7 @@ def _work(task: tuple[int, dict[str, Any], dict[str, Any] | None]) -> dict[str, 
     except Exception as exc:  # noqa: BLE001 - one failing row must not stop the run
         ttft = tpot = math.nan
         err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-    return {"index": index, "ttft": ttft, "tpot": tpot, "error": err, "api": _STATE["api"] or "",
-            "api_note": _STATE["api_note"], "wall_s": time.perf_counter() - t0}
+    return {"index": index, "ttft": ttft, "tpot": tpot, "error": err, "wall_s": time.perf_counter() - t0}
 
 
 def evaluate(cases: list[dict[str, Any]], constants: dict[str, Any] | None, pool) -> list[dict[str, Any]]:
@@ -474,13 +453,17 @@ def print_table(cases, columns: list[tuple[str, list[dict[str, Any]], str]]) -> 
 
 # --- fitting --------------------------------------------------------------------------------------
 # (constants key, field, low, high, log-scale search)
+# Ranges are what the constants can physically be (a GEMM efficiency above 0.9 of the dense FP8/FP4 peak,
+# or a kernel gap above 20 us, would be a fit absorbing something else).
 FIT_PARAMS = [
-    ("hardware:blackwell", "gemm_efficiency_max", 0.3, 1.0, False),
-    ("hardware:blackwell", "memory_efficiency_max", 0.5, 1.0, False),
+    ("hardware:blackwell", "gemm_efficiency_max", 0.5, 0.9, False),
+    ("hardware:blackwell", "weight_read_efficiency.fp4", 0.3, 1.0, False),
+    ("hardware:blackwell", "memory_efficiency_max", 0.4, 0.95, False),
+    ("hardware:blackwell", "kernel_launch_s", 5e-7, 2e-5, True),
 ]
 for _eng in ENGINES:
     FIT_PARAMS += [(f"engine:{_eng}", "iteration_overhead_s", 1e-5, 2e-2, True),
-                   (f"engine:{_eng}", "per_sequence_overhead_s", 1e-7, 1e-3, True)]
+                   (f"engine:{_eng}", "collective_overhead_s", 1e-7, 1e-4, True)]
 
 
 def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:
@@ -529,7 +512,7 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None) -> 
     for key, field, *_ in FIT_PARAMS:
         if key.startswith("engine:") and key.split(":")[1] not in fams:
             continue
-        value = getattr(start[key], field) if key.startswith("engine:") else gpu[field]
+        value = getattr(start[key], field) if key.startswith("engine:") else gpu.get(field, 1.0)
         consts.setdefault(key, {})[field] = value
     per_fam: dict[str, float] = {}
 
@@ -567,7 +550,7 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None) -> 
 # --- main -----------------------------------------------------------------------------------------
 def write_csv(path: str, cases, results, fitted, skipped) -> None:
     cols = ["source", "id", "group", "engine", "model", "hardware", "precision", "tp", "pp", "replicas",
-            "max_batch", "isl", "osl", "concurrency", "requests", "split", "status", "api",
+            "max_batch", "isl", "osl", "concurrency", "requests", "split", "status",
             "measured_ttft_ms", "measured_tpot_ms", "pred_ttft_ms", "pred_tpot_ms", "err_ttft", "err_tpot",
             "fitted_ttft_ms", "fitted_tpot_ms", "fitted_err_ttft", "fitted_err_tpot", "notes"]
     with open(path, "w", newline="") as f:
@@ -575,7 +558,7 @@ def write_csv(path: str, cases, results, fitted, skipped) -> None:
         w.writeheader()
         for i, (c, r) in enumerate(zip(cases, results)):
             row = {k: c.get(k, "") for k in cols}
-            row.update(status="error: " + r["error"] if r["error"] else "ok", api=r["api"],
+            row.update(status="error: " + r["error"] if r["error"] else "ok",
                        model=c["model_stated"], pred_ttft_ms=r["ttft"], pred_tpot_ms=r["tpot"],
                        err_ttft=rel_err(r["ttft"], c["measured_ttft_ms"]),
                        err_tpot=rel_err(r["tpot"], c["measured_tpot_ms"]), notes="; ".join(c["notes"]))
@@ -599,11 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=10, help="CSV rows: requests per row = rounds x concurrency")
     ap.add_argument("--warmup-rounds", type=int, default=2, help="CSV rows: warm-up requests = this x concurrency")
     ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
-    ap.add_argument("--legacy-mapping", choices=("plain", "engine-defaults"), default="plain",
-                    help="without engine presets: run()'s scheduler defaults, or each engine's defaults spelled out")
     ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
     ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
-    ap.add_argument("--fit-sweeps", type=int, default=1)
+    ap.add_argument("--fit-sweeps", type=int, default=2)
     ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
@@ -630,8 +611,6 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if c["concurrency"] <= args.max_concurrency]
     if args.limit is not None:
         cases = cases[: args.limit]
-    for c in cases:
-        c["legacy_mapping"] = args.legacy_mapping
 
     import phasewise
 
@@ -673,16 +652,11 @@ def main(argv: list[str] | None = None) -> int:
             pool.shutdown()
     wall = time.perf_counter() - t0
 
-    apis = Counter(r["api"] for r in results if r["api"])
-    notes = {r["api_note"] for r in results if r["api_note"]}
-    print(f"\nAPI used: {', '.join(f'{k} ({v} rows)' for k, v in apis.items()) or 'none'}"
-          + (f" [legacy mapping: {args.legacy_mapping}]" if "legacy" in apis else "")
-          + (f" - engine presets not accepted: {'; '.join(sorted(notes))}" if notes else ""))
     failed = [(c, r) for c, r in zip(cases, results) if r["error"]]
     print(f"simulated {len(cases)} rows in {wall:.0f} s wall ({args.workers} workers); {len(failed)} failed")
     if not args.no_rows:
         print_rows(cases, results, fitted)
-    columns = [(args.constants, results, "all")]
+    columns = [(args.constants, results, "fit"), (args.constants, results, "test")]
     if fitted is not None:
         columns = [(args.constants, results, "fit"), ("fitted", fitted, "fit"),
                    (args.constants, results, "test"), ("fitted", fitted, "test")]

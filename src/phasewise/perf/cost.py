@@ -74,6 +74,7 @@ class CostModel:
         self.attn_peak = hardware.peak(self.hp_dtype)
         self.hp_bytes = dtype_bytes(self.hp_dtype)
         self.w_bytes = quant.weight_bytes_per_param
+        self._weight_read_efficiency = eff.weight_read_efficiency.get(quant.weight_dtype, 1.0)
         self.a_bytes = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
         self.kv_bytes = quant.kv_bytes_per_element
         self.bw = hardware.memory_bandwidth_bytes_per_s
@@ -120,7 +121,10 @@ class CostModel:
             tiles = math.ceil(rows / weights / self.eff.dequant_tile_rows)
             compute += (weights * k * n * tiles * self.quant.dequant_ops_per_weight
                         / self.vector_rate)
-        return flops, nbytes, compute, self._memory_s(nbytes)
+        memory = self._memory_s(nbytes)
+        if dequant:  # the model's own (quantized) weights: their kernels' streaming efficiency
+            memory /= self._weight_read_efficiency
+        return flops, nbytes, compute, memory
 
     def _gemm_efficiency(self, rows: float) -> float:
         """Fraction of the tensor peak a GEMM with `rows` activation rows per weight matrix reaches."""
@@ -147,12 +151,20 @@ class CostModel:
 
     def _collective(self, name: str, count: int, nbytes: float, ranks: int, bw: float, lat: float,
                     eager: bool) -> OperatorCost:
-        """Ring all-reduce (2(r-1) steps) for TP; one point-to-point hop for PP."""
+        """TP all-reduce: NCCL's ring (2(r-1) latency steps, 2(r-1)/r of the bytes over each link) or, with
+        the engine's custom all-reduce inside one NVLink domain, the fastest of ring, two-shot (reduce-scatter
+        + all-gather through peer memory: 2 steps, the ring's bytes) and one-shot (every rank reads the r-1
+        peer buffers: 1 step, (r-1) x the bytes), as those kernels pick by message size. PP: one hop."""
+        rate = bw * self.eff.link_efficiency * self.engine.collective_efficiency
         if name == "tp_allreduce":
-            steps, traffic = 2 * (ranks - 1), 2 * (ranks - 1) / ranks * nbytes
+            ring = 2 * (ranks - 1) * lat + 2 * (ranks - 1) / ranks * nbytes / rate
+            net = ring
+            if self.engine.custom_allreduce and ranks <= self.hw.interconnect.gpus_per_node:
+                two_shot = 2 * lat + 2 * (ranks - 1) / ranks * nbytes / rate
+                one_shot = lat + (ranks - 1) * nbytes / rate
+                net = min(ring, two_shot, one_shot)
         else:
-            steps, traffic = 1, nbytes
-        net = steps * lat + traffic / (bw * self.eff.link_efficiency * self.engine.collective_efficiency)
+            net = lat + nbytes / rate
         return self._op(name, count, 0.0, nbytes, 0.0, net, eager, self.engine.collective_overhead_s)
 
     # --- one iteration --------------------------------------------------------------------------

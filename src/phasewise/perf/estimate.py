@@ -9,7 +9,8 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.memory import MemoryFit, memory_fit
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs.engines import resolve_engine
 
 
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
@@ -103,7 +104,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     spec = load_model(model)
     hw = load_hardware(hardware)
     quant = load_quant(precision, kv_dtype)
-    cm = CostModel(spec, hw, quant, load_engine(engine), tp, pp)
+    cm = CostModel(spec, hw, quant, resolve_engine(engine, hw, pp=pp).profile, tp, pp)  # a preset's host profile
     window = spec.sliding_window
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
     # A decode step at zero context is the first token after an empty prompt: one new token, no cache.

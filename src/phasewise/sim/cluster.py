@@ -62,7 +62,7 @@ class Cluster:
 
     def requeue(self, req: SimRequest) -> None:
         """A request preempted on a decode instance recomputes its KV on a prefill instance."""
-        self.front.pick().enqueue(req)
+        self.front.pick().enqueue(req, through_frontend=False)
 
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""

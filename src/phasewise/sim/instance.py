@@ -81,6 +81,7 @@ class Instance:
         self.version = 0
         self.decode_run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
         self.outstanding = 0  # tokens of assigned, unfinished requests (for the router)
+        self.frontend_free_s = 0.0  # when the engine's frontend takes the next request
         gpus = group.tp * group.pp // engines  # a virtual engine's share of its replica's GPUs (= tp)
         hw = cost.hw
         self.stats = InstanceStats(name, self.role, gpus, kv_capacity_blocks=self.kv.capacity,
@@ -93,8 +94,25 @@ class Instance:
         self._dynamic_power = gpus * (self.tdp_w - self.idle_w)
 
     # --- entry points ------------------------------------------------------------------------
-    def enqueue(self, req: SimRequest) -> None:
+    def enqueue(self, req: SimRequest, through_frontend: bool = True) -> None:
+        """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request
+        validation, tokenization, hand-off to the scheduler), one request at a time, so requests sent
+        together reach the scheduler staggered; a recomputed one goes straight to the queue."""
         self.outstanding += req.prompt + req.output
+        engine = self.cost.engine
+        frontend_s = engine.frontend_request_s + engine.frontend_token_s * req.prompt if through_frontend else 0.0
+        if frontend_s > 0.0:
+            start_s = max(self.loop.now, self.frontend_free_s)
+            self.frontend_free_s = start_s + frontend_s
+            self.loop.at(self.frontend_free_s, self._reach_scheduler, req)
+            return
+        self.waiting.append(req)
+        self.poke()
+
+    def _reach_scheduler(self, req: SimRequest) -> None:
+        if req.cancelled:  # the client left while its request was in the frontend
+            self.outstanding -= req.prompt + req.output
+            return
         self.waiting.append(req)
         self.poke()
 
@@ -249,7 +267,7 @@ class Instance:
         return held
 
     def _join_ready(self) -> None:
-        """Arrived requests take free seats (max_batch); the rest wait, their KV already here."""
+        """Arrived requests take free seats (max_seqs); the rest wait, their KV already here."""
         while self.ready and self.running.n < self.max_seqs:
             req = self.ready.popleft()
             if math.isnan(req.scheduled_s):
@@ -392,14 +410,14 @@ class Instance:
             return self._step()
         now = self.loop.now
         shape = self._decode_shape()
-        S, g, new = self.running.n, self.tokens_per_step, self.decode_new_tokens
-        j = _STEPS[:n]
+        seqs, accepted, fed = self.running.n, self.tokens_per_step, self.decode_new_tokens
+        steps = _STEPS[:n]
         if self.window:
-            ctx = self.running.contexts(self.decode_steps, g)[:, None] + g * j[None, :]
-            kv = np.minimum(ctx + new, self.window).sum(axis=0)
-            lat, base = self.cost.decode_series(shape, kv * new, kv)
-        else:  # every step adds g tokens to each of the S contexts
-            lat, base = self.cost.decode_series_linear(shape, j, S * g, S * g * new)
+            contexts = self.running.contexts(self.decode_steps, accepted)[:, None] + accepted * steps[None, :]
+            kv = np.minimum(contexts + fed, self.window).sum(axis=0)
+            lat, base = self.cost.decode_series(shape, kv * fed, kv)
+        else:  # every step adds `accepted` tokens to each of the `seqs` contexts
+            lat, base = self.cost.decode_series_linear(shape, steps, seqs * accepted, seqs * accepted * fed)
         if self.draft is not None:
             lat += self._draft_time(shape)
         ends = np.cumsum(lat, out=lat)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
@@ -33,8 +33,19 @@ class Efficiency(BaseModel):
     vector_efficiency: float = Field(gt=0, le=1)
     dequant_tile_rows: int = Field(gt=0)
     kernel_launch_s: float = Field(ge=0)
+    # per weight dtype: how much of memory_efficiency_max the GEMMs streaming weights of that dtype reach
+    # (block-scaled FP4 kernels at decode batch sizes reach less than FP8/BF16 ones); absent = 1
+    weight_read_efficiency: dict[str, float] = Field(default_factory=dict)
     link_efficiency: float = Field(gt=0, le=1)
     reserved_bytes: float = Field(ge=0)
+
+    @field_validator("weight_read_efficiency")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        for dtype, fraction in value.items():
+            if not 0 < fraction <= 1:
+                raise ValueError(f"weight_read_efficiency.{dtype} must be in (0, 1] (got {fraction})")
+        return value
 
 
 class Interconnect(BaseModel):
@@ -105,6 +116,11 @@ class EngineProfile(BaseModel):
     cuda_graph_padding: bool = True
     cuda_graph_mixed: bool = False  # graphs also cover batches with prefill tokens, by token count (vLLM V1)
     overlap_scheduling: bool = False  # host work of step n+1 overlaps the device time of step n
+    custom_allreduce: bool = False  # one-shot / two-shot all-reduce kernels inside an NVLink domain
+    # The API server in front of the scheduler handles one request at a time (HTTP, validation,
+    # tokenization, hand-off): per request and per prompt token.
+    frontend_request_s: float = Field(default=0.0, ge=0)
+    frontend_token_s: float = Field(default=0.0, ge=0)
     source: str = ""
 
 
