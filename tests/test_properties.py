@@ -66,12 +66,14 @@ def test_time_grows_with_batch(config, batch, more, cached):
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(MODELS), st.sampled_from(GPUS), st.integers(1, 32), st.integers(128, 8192))
 def test_decode_is_memory_bound_on_gpus(model, hw, batch, context):
-    """One decode step at moderate batch: the bytes roof binds, not the FLOPs roof."""
+    """One decode step at moderate batch: the bytes roof binds, not the FLOPs roof (unless the per-kernel
+    device gaps outweigh both: a few-billion-active-parameter MoE on a B200)."""
     it = cm(model, hw, engine="ideal").iteration(BatchShape.uniform(batch, 1, context))
     compute = sum(o.compute_s for o in it.operators)
     memory = sum(o.memory_s for o in it.operators)
+    launch = sum(o.launch_s for o in it.operators)
     assert memory > compute
-    assert it.bound == "memory"
+    assert it.bound == ("memory" if launch < memory else "dispatch")
 
 
 DENSE = [m for m in MODELS if not load_model(m).num_experts]
