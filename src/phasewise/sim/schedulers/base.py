@@ -51,6 +51,17 @@ class Scheduler:
     def on_preempt(self, inst: Instance) -> None:
         """Called after a preemption or retraction."""
 
+    def mixed_batch(self, inst: Instance, admit: bool = True) -> Batch | None:
+        """The decoding set plus prefill chunks within the token budget: partial prefills first, then
+        (if `admit`) waiting prompts, chunked or whole as the engine does (vLLM V1, TensorRT-LLM, Sarathi)."""
+        cfg = self.config
+        batch = Batch(with_decodes=inst.running.n > 0)
+        budget = cfg.token_budget - inst.running.n * inst.decode_new_tokens
+        budget = self.continue_prefills(inst, batch, budget)
+        if admit:
+            self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills)
+        return batch if batch.chunks else None
+
     # --- helpers the policies share -------------------------------------------------------------
     def continue_prefills(self, inst: Instance, batch: Batch, budget: int) -> int:
         """Partial prefills already admitted get the budget first (oldest first); returns what is left."""

@@ -3,16 +3,11 @@ fixed token budget per iteration (`chunk_size`); any number of prompts may be pa
 
 from __future__ import annotations
 
-from phasewise.sim.schedulers.base import Batch, Scheduler
+from phasewise.sim.schedulers.base import Scheduler
 
 
 class SarathiScheduler(Scheduler):
     __slots__ = ()
 
     def next_batch(self, inst):
-        cfg = self.config
-        batch = Batch(with_decodes=inst.running.n > 0)
-        budget = cfg.token_budget - inst.running.n * inst.decode_new_tokens
-        budget = self.continue_prefills(inst, batch, budget)
-        self.admit_waiting(inst, batch, budget, True, cfg.partial_prefills)
-        return batch if batch.chunks else None
+        return self.mixed_batch(inst)

@@ -6,16 +6,11 @@ the KV of its prompt and its whole output is reserved, so nothing is ever preemp
 
 from __future__ import annotations
 
-from phasewise.sim.schedulers.base import Batch, Scheduler
+from phasewise.sim.schedulers.base import Scheduler
 
 
 class TrtllmScheduler(Scheduler):
     __slots__ = ()
 
     def next_batch(self, inst):
-        cfg = self.config
-        batch = Batch(with_decodes=inst.running.n > 0)
-        budget = cfg.token_budget - inst.running.n * inst.decode_new_tokens
-        budget = self.continue_prefills(inst, batch, budget)
-        self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills)
-        return batch if batch.chunks else None
+        return self.mixed_batch(inst)

@@ -5,18 +5,12 @@ was preempted in that step (vllm v1/core/sched/scheduler.py; ../shared/ENGINES.m
 
 from __future__ import annotations
 
-from phasewise.sim.schedulers.base import Batch, Scheduler
+from phasewise.sim.schedulers.base import Scheduler
 
 
 class VllmV1Scheduler(Scheduler):
     __slots__ = ()
 
     def next_batch(self, inst):
-        cfg = self.config
         preempted = inst.make_room() if inst.running.n else 0
-        batch = Batch(with_decodes=inst.running.n > 0)
-        budget = cfg.token_budget - inst.running.n * inst.decode_new_tokens
-        budget = self.continue_prefills(inst, batch, budget)
-        if not preempted:
-            self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills)
-        return batch if batch.chunks else None
+        return self.mixed_batch(inst, admit=not preempted)
