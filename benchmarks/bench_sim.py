@@ -2,9 +2,14 @@
 
     python benchmarks/bench_sim.py                 # 10,000-request Poisson run, Llama-3.1-8B on one H100
     python benchmarks/bench_sim.py --requests 1000000
+    python benchmarks/bench_sim.py --engine vllm,sglang,trtllm,vllm-v0        # one line per engine preset
+    python benchmarks/bench_sim.py --trace ../shared/traces/azure_llm_2023_conv.csv --replicas 2 --engine all
 
 Lengths are drawn from the Azure 2023 conversation trace (bundled excerpt), arrivals are Poisson at
---rate. Reports wall time, requests/s, events, and peak RSS (resource.getrusage).
+--rate; with --trace, the trace file itself is replayed (its own arrivals and lengths), as
+`phasewise simulate --trace FILE --replicas N` does. Reports wall time of the simulation (best of
+--repeat), requests/s, events, and peak RSS (resource.getrusage). The first repeat of each engine also
+fills the cost model's caches; a `phasewise simulate` command pays that, and Python's start-up, once.
 """
 
 from __future__ import annotations
@@ -14,39 +19,55 @@ import resource
 import time
 
 from phasewise.sim import Slo, simulate
+from phasewise.sim.api import deployment_from_flags
 from phasewise.sim.deployment import collocated, disaggregated
 from phasewise.workload import LengthDist, load_trace, open_loop
+
+ENGINES = ("vllm", "sglang", "trtllm", "vllm-v0", "sarathi")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--rate", type=float, default=10.0)
-    ap.add_argument("--engine", default="vllm", help="engine preset: vllm, sglang, trtllm, vllm-v0, sarathi")
+    ap.add_argument("--engine", default="vllm",
+                    help="engine preset, a comma-separated list, or 'all': vllm, sglang, trtllm, vllm-v0, sarathi")
+    ap.add_argument("--trace", help="replay this trace (CSV/JSONL, or azure-conv / azure-code) instead")
+    ap.add_argument("--replicas", type=int, default=1, help="collocated instances")
     ap.add_argument("--disagg", action="store_true", help="1 prefill + 1 decode instance instead")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    trace = load_trace("azure-conv")
-    prompt = LengthDist("empirical", samples=tuple(int(x) for x in trace.prompt_tokens))
-    output = LengthDist("empirical", samples=tuple(int(x) for x in trace.output_tokens))
-    work = open_loop(args.rate, args.requests, prompt, output, seed=1)
-    if args.disagg:
-        dep = disaggregated("meta-llama/Llama-3.1-8B", "h100-sxm", 1, 1)
+    engines = ENGINES if args.engine == "all" else tuple(e.strip() for e in args.engine.split(",") if e.strip())
+    if args.trace:
+        work = load_trace(args.trace)
+        what = f"{len(work)} requests of {args.trace}"
     else:
-        dep = collocated("meta-llama/Llama-3.1-8B", "h100-sxm", engine=args.engine)
-    best = None
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        res = simulate(dep, work, Slo(1000, 50))
-        wall = time.perf_counter() - t0
-        best = wall if best is None else min(best, wall)
-    s = res.summary()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.requests} requests @ {args.rate} req/s ({'disagg 1P1D' if args.disagg else args.engine}): "
-          f"best of {args.repeat}: {best:.3f} s wall, {args.requests / best:,.0f} simulated requests/s, "
-          f"{res.events:,} events, peak RSS {rss:.0f} MiB; simulated {s['duration_s']:.0f} s, "
-          f"TTFT p50 {s['ttft_ms']['p50']:.0f} ms, TBT p99 {s['tbt_ms']['p99']:.1f} ms, "
-          f"{s['throughput']['output_tokens_per_s']:.0f} tok/s")
+        trace = load_trace("azure-conv")
+        prompt = LengthDist("empirical", samples=tuple(int(x) for x in trace.prompt_tokens))
+        output = LengthDist("empirical", samples=tuple(int(x) for x in trace.output_tokens))
+        work = open_loop(args.rate, args.requests, prompt, output, seed=1)
+        what = f"{args.requests} requests @ {args.rate} req/s"
+    for engine in engines:
+        if args.disagg:
+            dep, label = disaggregated("meta-llama/Llama-3.1-8B", "h100-sxm", 1, 1), "disagg 1P1D"
+        elif args.replicas > 1:
+            dep, label = deployment_from_flags(engine=engine, replicas=args.replicas), f"{engine} x{args.replicas}"
+        else:
+            dep, label = collocated("meta-llama/Llama-3.1-8B", "h100-sxm", engine=engine), engine
+        best = None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            res = simulate(dep, work, Slo(1000, 50))
+            wall = time.perf_counter() - t0
+            best = wall if best is None else min(best, wall)
+        s = res.summary()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{what} ({label}): best of {args.repeat}: {best:.3f} s wall, {len(work) / best:,.0f} simulated "
+              f"requests/s, {res.events:,} events, peak RSS {rss:.0f} MiB; simulated {s['duration_s']:.0f} s, "
+              f"TTFT p50 {s['ttft_ms']['p50']:.0f} ms, TBT p99 {s['tbt_ms']['p99']:.1f} ms, "
+              f"{s['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
+        if args.disagg:
+            break
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
@@ -339,6 +338,8 @@ def validate_cmd(
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
+    from rich.table import Table
+
     from phasewise.measure.validate import summary, validate
 
     if device == "cpu" and (layers is None or hidden is None):
@@ -445,6 +446,8 @@ def serve_cmd(
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""
+    from rich.table import Table
+
     from phasewise.specs.catalog import packaged
     from phasewise.specs.model import load_model
 
@@ -463,6 +466,8 @@ def models_cmd() -> None:
 @app.command("hardware")
 def hardware_cmd() -> None:
     """List the hardware catalog."""
+    from rich.table import Table
+
     from phasewise.specs.hardware import hardware_names, load_hardware
 
     table = Table(title="Hardware catalog (dense peaks)")

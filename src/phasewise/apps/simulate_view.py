@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
-from phasewise.sim.metrics import SimResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from phasewise.sim.metrics import SimResult
 
 
 def render_summary(console: Console, s: dict[str, Any]) -> None:
+    from rich.table import Table  # (imported here: --json output needs no table)
+
     t = s["throughput"]
     console.print(
         f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {s['gpus']} GPU(s): "

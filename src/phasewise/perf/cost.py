@@ -37,6 +37,10 @@ __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorC
 # One layer's attention time at which decode series read their latency's slope off fast()'s assembly
 # (a power of two, so dividing by it is exact).
 PROBE_S = 2.0 ** 20
+# A decode series' attention is max(compute line, KV-read line), both linear in the step. Where one exceeds the
+# other at both ends of the series by this factor, far above their rounding (~1e-16 relative), it exceeds it at
+# every step in between, and max() is that line alone: the other is not evaluated (the same values, faster).
+DOMINANCE = 1.0 + 1e-9
 
 
 class DecodeLine(NamedTuple):
@@ -78,6 +82,7 @@ class CostModel:
         self.a_bytes = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
         self.kv_bytes = quant.kv_bytes_per_element
         self.bw = hardware.memory_bandwidth_bytes_per_s
+        self._stream_bw = self.bw * eff.memory_efficiency_max  # _memory_s's first factor
         self.pipeline = Pipeline(model.num_layers, pp)
         self.layers_per_stage = self.pipeline.layers_per_stage
         m = model
@@ -99,14 +104,17 @@ class CostModel:
         self._attention_launch_s = self.layers_per_stage * KERNELS["attention"] * eff.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
-        # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: _decode_line by batch
+        # _op's per-call dispatch (eager) and launch times of each operator's kernels
+        self._op_dispatch_s = {name: k * engine.eager_launch_s for name, k in KERNELS.items()}
+        self._op_launch_s = {name: k * eff.kernel_launch_s for name, k in KERNELS.items()}
+        # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: decode_line by batch
         self._cache: dict[tuple, tuple] = {}
 
     # --- building blocks ------------------------------------------------------------------------
     def _memory_s(self, nbytes: float) -> float:
         if nbytes <= 0:
             return 0.0
-        return nbytes / (self.bw * self.eff.memory_efficiency_max * nbytes / (nbytes + self.eff.memory_half_bytes))
+        return nbytes / (self._stream_bw * nbytes / (nbytes + self.eff.memory_half_bytes))
 
     def _gemm(self, rows: float, k: float, n: float, w_bytes: float, peak: float, dequant: bool,
               weights: float = 1.0) -> tuple[float, float, float, float]:
@@ -144,10 +152,9 @@ class CostModel:
     def _op(self, name: str, count: int, flops: float, nbytes: float, compute: float, memory: float,
             eager: bool, extra_s: float = 0.0) -> OperatorCost:
         """Scale one layer's cost by `count`; `extra_s` is a fixed cost per call added to launch."""
-        k = KERNELS[name]
-        dispatch = k * self.engine.eager_launch_s if eager else 0.0
+        dispatch = self._op_dispatch_s[name] if eager else 0.0  # k kernels x eager launch
         return OperatorCost(name, count, flops * count, nbytes * count, compute * count, memory * count,
-                            dispatch * count, (k * self.eff.kernel_launch_s + extra_s) * count)
+                            dispatch * count, (self._op_launch_s[name] + extra_s) * count)
 
     def _collective(self, name: str, count: int, nbytes: float, ranks: int, bw: float, lat: float,
                     eager: bool) -> OperatorCost:
@@ -281,13 +288,19 @@ class CostModel:
 
     # --- series of decode iterations ---------------------------------------------------------------
     def _decode_line(self, shape: BatchShape) -> DecodeLine:
-        """fast() of a pure-decode batch as a function of its attention pairs and KV tokens (see DecodeLine):
-        read off attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size."""
+        """decode_line() of a pure-decode `shape`."""
         if shape.prefill_seqs:
             raise ValueError("decode series take pure-decode batches")
-        key = ("decode", shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
+        return self.decode_line(shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
+
+    def decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine:
+        """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
+        through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
+        attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size."""
+        key = ("decode", seqs, tokens, logit_tokens)
         line = self._cache.get(key)
         if line is None:
+            shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, logit_tokens=logit_tokens)
             eager, gemm_tokens = self.graph_launch(shape)
             layers_s, embedding_s, lm_head_s, send_s, flops, nbytes = self._static(gemm_tokens,
                                                                                    shape.logit_tokens, eager)
@@ -312,11 +325,12 @@ class CostModel:
             self._cache[key] = line
         return line
 
-    def _decode_first(self, shape: BatchShape, line: DecodeLine) -> tuple[float, float, float]:
-        """(latency_s, flops, bytes) of `shape` itself: fast(shape) less its stage_s."""
+    @staticmethod
+    def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch with `pairs` attention pairs and `kv` KV tokens on `line`:
+        fast() of it less its stage_s."""
         (s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s, _, _,
          flops_per_pair, flops, bytes_per_kv_token, nbytes, overlapped_host_s) = line
-        pairs, kv = shape.decode_pairs, shape.decode_kv_tokens
         attention_s = max(pairs * s_per_pair, kv * s_per_kv_token + fixed_s, dispatch_s)
         latency_s = max(attention_s * latency_per_attention_s + latency_offset_s, overlapped_host_s)
         return latency_s, flops + pairs * flops_per_pair, nbytes + kv * bytes_per_kv_token
@@ -335,25 +349,40 @@ class CostModel:
         latency += latency_offset_s
         if line.overlapped_host_s:
             np.maximum(latency, line.overlapped_host_s, out=latency)
-        return latency, self._decode_first(shape, line)
+        return latency, self._decode_first(line, shape.decode_pairs, shape.decode_kv_tokens)
 
     def decode_series_linear(self, shape: BatchShape, steps: np.ndarray, kv_per_step: float, pairs_per_step: float
                              ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """decode_series for contexts growing linearly: KV tokens kv0 + kv_per_step*j, pairs likewise."""
-        line = self._decode_line(shape)
+        return self.decode_line_series(self._decode_line(shape), shape.decode_pairs, shape.decode_kv_tokens, steps,
+                                       kv_per_step, pairs_per_step)
+
+    def decode_line_series(self, line: DecodeLine, pairs: float, kv: float, steps: np.ndarray, kv_per_step: float,
+                           pairs_per_step: float) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """decode_series_linear from the batch's sums instead of a BatchShape: its DecodeLine (decode_line())
+        and its first iteration's attention pairs and KV tokens (what the simulator's decode runs call).
+        `steps` ascend (step indices)."""
         s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s = line[:6]
-        latency = steps * (pairs_per_step * s_per_pair)  # one layer's attention: compute, then max(memory)
-        latency += shape.decode_pairs * s_per_pair
-        memory = steps * (kv_per_step * s_per_kv_token)
-        memory += shape.decode_kv_tokens * s_per_kv_token + fixed_s
-        np.maximum(latency, memory, out=latency)
+        # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
+        compute_0, compute_step = pairs * s_per_pair, pairs_per_step * s_per_pair
+        memory_0, memory_step = kv * s_per_kv_token + fixed_s, kv_per_step * s_per_kv_token
+        first, last = float(steps[0]), float(steps[-1])
+        # both lines >= 0 and growing over the steps: no latency is below the first, and _exceeds() holds
+        growing = 0 <= first <= last and min(compute_0, compute_step, memory_0, memory_step) >= 0
+        latency = steps * memory_step
+        latency += memory_0
+        if not (growing and _exceeds(memory_0, memory_step, compute_0, compute_step, first, last)):
+            compute = steps * compute_step
+            compute += compute_0
+            np.maximum(compute, latency, out=latency)
         if dispatch_s:
             np.maximum(latency, dispatch_s, out=latency)
         latency *= latency_per_attention_s
         latency += latency_offset_s
-        if line.overlapped_host_s:
-            np.maximum(latency, line.overlapped_host_s, out=latency)
-        return latency, self._decode_first(shape, line)
+        host_s = line.overlapped_host_s
+        if host_s and not (growing and latency[0] >= host_s):  # (a floor below every latency changes none)
+            np.maximum(latency, host_s, out=latency)
+        return latency, self._decode_first(line, pairs, kv)
 
     def decode_stage_series(self, shape: BatchShape, latencies: np.ndarray) -> np.ndarray:
         """stage_s of each iteration of a decode series, given the latencies decode_series or
@@ -398,6 +427,13 @@ class CostModel:
                 f2, b2, c2, m2 = self._gemm(T, si, h, self.w_bytes, self.peak, True)
                 ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager))
         return ops
+
+
+def _exceeds(a_0: float, a_step: float, b_0: float, b_step: float, first: float, last: float) -> bool:
+    """Whether the line a_0 + a_step x j exceeds b_0 + b_step x j, each as numpy rounds it, at every step j from
+    `first` to `last` (all of them >= 0): by the DOMINANCE factor at both ends (see DOMINANCE)."""
+    return (a_0 + first * a_step > (b_0 + first * b_step) * DOMINANCE
+            and a_0 + last * a_step > (b_0 + last * b_step) * DOMINANCE)
 
 
 def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:

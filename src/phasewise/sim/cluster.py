@@ -150,14 +150,14 @@ class Cluster:
                 continue
             _, lo, steps, _, tokens = seg
             ends = inst.decode_end.data
-            gap = ends[lo] - prev
+            gap = ends.item(lo) - prev  # (item(): a Python float, cheaper to compute with than a numpy scalar)
             self._gaps.append(gap)
             worst = max(worst, gap)
             if steps > 1:
                 inst.tbt_ranges.extend((lo + 1, lo + steps, i))
             if tokens > steps:
                 self.tbt.add_zeros(tokens - steps)
-            prev = ends[lo + steps - 1]
+            prev = ends.item(lo + steps - 1)
         self.max_tbt_s[i] = worst if req.output > 1 else math.nan
         if len(self._gaps) >= 65536:
             self.tbt.add(np.array(self._gaps))

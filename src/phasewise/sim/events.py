@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
+from heapq import heappop, heappush
 from typing import Any
 
 
@@ -20,12 +20,13 @@ class EventLoop:
         """Call fn(*args) at simulated time t (never in the past)."""
         if t < self.now:
             raise RuntimeError(f"causality: event at {t} scheduled after now={self.now}")
-        heapq.heappush(self._heap, (t, self._seq, fn, args))
-        self._seq += 1
+        seq = self._seq
+        heappush(self._heap, (t, seq, fn, args))
+        self._seq = seq + 1
 
     def run_until(self, t: float) -> None:
         """Process every event due at or before t, then stand at t (the live twin's clock)."""
-        heap, pop = self._heap, heapq.heappop
+        heap, pop = self._heap, heappop
         while heap and heap[0][0] <= t:
             when, _, fn, args = pop(heap)
             self.now = when
@@ -38,7 +39,7 @@ class EventLoop:
         return self._heap[0][0] if self._heap else float("inf")
 
     def run(self) -> None:
-        heap, pop = self._heap, heapq.heappop
+        heap, pop = self._heap, heappop
         while heap:
             t, _, fn, args = pop(heap)
             self.now = t

@@ -42,6 +42,14 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 
 class Instance:
+    # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
+    __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
+                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "waiting",
+                 "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
+                 "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
+                 "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
+                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power")
+
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
                  pipeline: PipelineGate | None = None) -> None:
@@ -129,7 +137,7 @@ class Instance:
             self.loop.at(self.loop.now, self._step)
         elif self.decode_run is not None:
             start, ends, _, base = self.decode_run
-            i = int(np.searchsorted(ends, self.loop.now, side="left"))  # the iteration in flight
+            i = int(ends.searchsorted(self.loop.now, side="left"))  # the iteration in flight
             if i < len(ends) - 1:
                 self.version += 1
                 self.decode_run = (start, ends[: i + 1], self.version, base)
@@ -207,16 +215,21 @@ class Instance:
     def _decode_shape(self) -> BatchShape:
         """The decoding sequences at decode index self.decode_steps as one BatchShape part."""
         S, new = self.running.n, self.decode_new_tokens
+        pairs, kv = self._decode_sums()
+        return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
+                          logit_tokens=S * new)
+
+    def _decode_sums(self) -> tuple[float, float]:
+        """(attention pairs, KV tokens) of the decoding sequences at decode index self.decode_steps."""
+        S, new = self.running.n, self.decode_new_tokens
         if self.window:
             ctx = self.running.contexts(self.decode_steps, self.tokens_per_step)
             kv = float(np.minimum(ctx + new, self.window).sum())
-            pairs = float(np.minimum(ctx + new, self.window).sum()) * new
-        else:
-            ctx_sum = self.context_base_sum + S * self.tokens_per_step * self.decode_steps
-            kv = ctx_sum + S * new
-            pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * (ctx_sum + S * new)
-        return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
-                          logit_tokens=S * new)
+            return kv * new, kv
+        ctx_sum = self.context_base_sum + S * self.tokens_per_step * self.decode_steps
+        kv = ctx_sum + S * new
+        pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * (ctx_sum + S * new)
+        return pairs, kv
 
     def _steps_to_finish(self, req: SimRequest) -> int:
         remaining = req.output - req.generated
@@ -232,32 +245,34 @@ class Instance:
         return j
 
     def _join(self, req: SimRequest) -> None:
-        req.join_step = self.decode_steps
-        req.join_context = req.prompt + req.generated - 1
-        self.running.add(req, req.kv_blocks)
-        self.decoding_blocks += req.kv_blocks
+        d, blocks = self.decode_steps, req.kv_blocks
+        req.join_step = d
+        req.join_context = context = req.prompt + req.generated - 1
+        self.running.add(req, blocks)
+        self.decoding_blocks += blocks
         # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
-        req.kv_excess = max(0, req.kv_blocks - self.kv.blocks_for(self._kv_tokens(req.join_context + self.decode_new_tokens)))
-        self.reserved_ahead_blocks += req.kv_excess
-        self.context_base_sum += req.join_context - self.tokens_per_step * req.join_step
-        heapq.heappush(self.finish_heap, (self.decode_steps + self._steps_to_finish(req), req.id, req, req.epoch))
+        req.kv_excess = excess = max(0, blocks - self.kv.blocks_for(self._kv_tokens(context + self.decode_new_tokens)))
+        self.reserved_ahead_blocks += excess
+        self.context_base_sum += context - self.tokens_per_step * d
+        heapq.heappush(self.finish_heap, (d + self._steps_to_finish(req), req.id, req, req.epoch))
 
     def _leave(self, req: SimRequest, d: int) -> int:
         """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
-        steps = d - req.join_step
+        join_step, context, accepted = req.join_step, req.join_context, self.tokens_per_step
+        steps = d - join_step
         if steps:
             if self.spec:
-                tokens = math.floor(self.tokens_per_step * (req.spec_steps + steps)) - math.floor(self.tokens_per_step * req.spec_steps)
+                tokens = math.floor(accepted * (req.spec_steps + steps)) - math.floor(accepted * req.spec_steps)
                 tokens = min(tokens, req.output - req.generated)
-                req.segments.append((self, req.join_step, steps, req.spec_steps, tokens))
+                req.segments.append((self, join_step, steps, req.spec_steps, tokens))
                 req.spec_steps += steps
             else:
                 tokens = steps
-                req.segments.append((self, req.join_step, steps, 0, tokens))
+                req.segments.append((self, join_step, steps, 0, tokens))
             req.generated += tokens
-        self.context_base_sum -= req.join_context - self.tokens_per_step * req.join_step
+        self.context_base_sum -= context - accepted * join_step
         self.reserved_ahead_blocks -= req.kv_excess
-        tokens = req.join_context + self.tokens_per_step * (d - 1 - req.join_step) + self.decode_new_tokens  # written by its last step
+        tokens = context + accepted * (d - 1 - join_step) + self.decode_new_tokens  # written by its last step
         final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
         held = self.running.remove(req)
         self.decoding_blocks -= held
@@ -313,17 +328,17 @@ class Instance:
     def _run_length(self) -> int:
         """Decode iterations until the next finish, bounded so the KV blocks never overflow."""
         n = MAX_RUN if not self.window else 256
-        while self.finish_heap and self.finish_heap[0][3] != self.finish_heap[0][2].epoch:
-            heapq.heappop(self.finish_heap)  # stale entry of a preempted request
-        if self.finish_heap:
-            n = min(n, self.finish_heap[0][0] - self.decode_steps)
-        S = self.running.n
-        bs = self.kv.block_size
-        other = self.kv.used - self.decoding_blocks
+        heap = self.finish_heap
+        while heap and heap[0][3] != heap[0][2].epoch:
+            heapq.heappop(heap)  # stale entry of a preempted request
+        if heap:
+            n = min(n, heap[0][0] - self.decode_steps)
+        S, kv, accepted = self.running.n, self.kv, self.tokens_per_step
+        other = kv.used - self.decoding_blocks
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
-        tokens0 = self.context_base_sum + S * self.tokens_per_step * self.decode_steps + S * self.decode_new_tokens
-        room = (self.kv.capacity - other - S - self.reserved_ahead_blocks) * bs - tokens0
-        safe = int(room // (S * self.tokens_per_step)) + 1 if room >= 0 else 0
+        tokens0 = self.context_base_sum + S * accepted * self.decode_steps + S * self.decode_new_tokens
+        room = (kv.capacity - other - S - self.reserved_ahead_blocks) * kv.block_size - tokens0
+        safe = int(room // (S * accepted)) + 1 if room >= 0 else 0
         if safe >= n:
             return n
         # Near capacity: check the next step exactly; one step at a time is enough to make progress.
@@ -359,7 +374,7 @@ class Instance:
         it = self.cost.fast(shape)
         t = it[0]
         if decodes and self.draft is not None:
-            t += self._draft_time(shape)
+            t += self._draft_time(decodes, shape.decode_kv_tokens)
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
@@ -409,18 +424,21 @@ class Instance:
         if n <= 0:  # everything was preempted
             return self._step()
         now = self.loop.now
-        shape = self._decode_shape()
         seqs, accepted, fed = self.running.n, self.tokens_per_step, self.decode_new_tokens
         steps = _STEPS[:n]
+        pairs, kv = self._decode_sums()
         if self.window:
             contexts = self.running.contexts(self.decode_steps, accepted)[:, None] + accepted * steps[None, :]
-            kv = np.minimum(contexts + fed, self.window).sum(axis=0)
-            lat, base = self.cost.decode_series(shape, kv * fed, kv)
-        else:  # every step adds `accepted` tokens to each of the `seqs` contexts
-            lat, base = self.cost.decode_series_linear(shape, steps, seqs * accepted, seqs * accepted * fed)
+            kv_series = np.minimum(contexts + fed, self.window).sum(axis=0)
+            lat, base = self.cost.decode_series(self._decode_shape(), kv_series * fed, kv_series)
+        else:  # every step adds `accepted` tokens to each of the `seqs` contexts (no BatchShape: only its sums)
+            line = self.cost.decode_line(seqs, seqs * fed, seqs * fed)
+            lat, base = self.cost.decode_line_series(line, pairs, kv, steps, seqs * accepted, seqs * accepted * fed)
         if self.draft is not None:
-            lat += self._draft_time(shape)
-        ends = np.cumsum(lat, out=lat)
+            lat += self._draft_time(seqs, kv)
+        # end times: np.cumsum(lat) (without its wrapper, which costs more than a short run's sum) + now, written
+        # straight past the end of decode_end, which keeps those the run completes when it ends
+        ends = np.add.accumulate(lat, out=self.decode_end.tail(n))
         ends += now
         self.version += 1
         self.decode_run = (now, ends, self.version, base)
@@ -432,9 +450,9 @@ class Instance:
             return
         start, ends, _, base = self.decode_run
         self.decode_run = None
-        n = len(ends)
-        self._account(base, float(ends[-1] - start), self.running.n, 0, self.running.n * self.decode_new_tokens * n, n, start)
-        self.decode_end.extend(ends)
+        n, seqs = len(ends), self.running.n
+        self._account(base, float(ends[-1]) - start, seqs, 0, seqs * self.decode_new_tokens * n, n, start)
+        self.decode_end.commit(n)  # (ends were written there)
         self._decode_steps_done(n)
         self._step()
 
@@ -486,16 +504,16 @@ class Instance:
         return True
 
     def _finish_due(self) -> None:
-        heap = self.finish_heap
+        heap, ends = self.finish_heap, self.decode_end.data
         while heap and heap[0][0] <= self.decode_steps:
             d_fin, _, req, epoch = heapq.heappop(heap)
             if epoch != req.epoch:
                 continue
-            end = self.decode_end.data[d_fin - 1]
+            end = ends.item(d_fin - 1)
             held = self._leave(req, d_fin)
             self.kv.free_blocks(held)
             req.kv_blocks = 0
-            self._finish(req, float(end))
+            self._finish(req, end)
 
     def _finish(self, req: SimRequest, t: float) -> None:
         if req.kv_blocks:
@@ -510,10 +528,10 @@ class Instance:
         self.outstanding -= req.prompt + req.output
         self.cluster.reject(req)
 
-    def _draft_time(self, shape: BatchShape) -> float:
-        """k autoregressive draft steps (draft model or MTP layer) for the decoding sequences."""
-        S = shape.decode_seqs
-        ctx = shape.decode_kv_tokens / S
+    def _draft_time(self, S: int, kv_tokens: float) -> float:
+        """k autoregressive draft steps (draft model or MTP layer) for the S decoding sequences that hold
+        `kv_tokens` KV tokens."""
+        ctx = kv_tokens / S
         one = self.draft.fast(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal))[0]
         return self.spec.draft_tokens * one
 
@@ -523,9 +541,12 @@ class Instance:
         st = self.stats
         scale = self._work_scale * iterations
         flops, nbytes = it[-2] * scale, it[-1] * scale
-        if self.cluster.record_timeline and t > 0:
-            util = max(flops * self._inv_peak, nbytes * self._inv_bw) / t
-            st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
+        if t > 0:
+            compute, memory = flops * self._inv_peak, nbytes * self._inv_bw
+            util = (compute if compute >= memory else memory) / t  # max(compute, memory) / t
+            if self.cluster.record_timeline:
+                st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
+            st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
         st.busy_s += t
         st.iterations += iterations
         if decode_tokens:
@@ -535,12 +556,11 @@ class Instance:
         st.batch_seqs_sum += seqs * iterations
         st.flops += flops
         st.bytes += nbytes
-        if t > 0:
-            util = max(flops * self._inv_peak, nbytes * self._inv_bw) / t
-            st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
-        S = self.running.n
-        used = self.kv.used - self.decoding_blocks + ((self.context_base_sum + S * self.tokens_per_step * self.decode_steps + S * self.decode_new_tokens) / self.kv.block_size
-                                           + S / 2 if S else 0.0)  # half a block of slack per sequence
+        S, kv = self.running.n, self.kv
+        used = kv.used - self.decoding_blocks
+        if S:  # the decoding set's tokens in blocks, plus half a block of slack per sequence
+            used += (self.context_base_sum + S * self.tokens_per_step * self.decode_steps
+                     + S * self.decode_new_tokens) / kv.block_size + S / 2
         st.kv_token_seconds += used * t
         if used > st.kv_peak_blocks:
-            st.kv_peak_blocks = min(int(used), self.kv.capacity)
+            st.kv_peak_blocks = min(int(used), kv.capacity)

@@ -20,14 +20,27 @@ class Series:
             self.data = grown
 
     def append(self, x: float) -> None:
-        self._reserve(1)
-        self.data[self.n] = x
-        self.n += 1
+        n = self.n
+        if n == len(self.data):
+            self._reserve(1)
+        self.data[n] = x
+        self.n = n + 1
 
     def extend(self, xs: np.ndarray) -> None:
-        self._reserve(len(xs))
-        self.data[self.n : self.n + len(xs)] = xs
-        self.n += len(xs)
+        n, k = self.n, len(xs)
+        if n + k > len(self.data):
+            self._reserve(k)
+        self.data[n : n + k] = xs
+        self.n = n + k
+
+    def tail(self, k: int) -> np.ndarray:
+        """The k slots after the last value (reserved), to be filled and then kept by commit()."""
+        self._reserve(k)
+        return self.data[self.n : self.n + k]
+
+    def commit(self, k: int) -> None:
+        """Keep the first k slots of tail() as values."""
+        self.n += k
 
     def slice(self, start: int, stop: int) -> np.ndarray:
         return self.data[start:stop]
