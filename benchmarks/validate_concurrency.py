@@ -315,7 +315,9 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
         _STATE["orig"] = (sim_mod.load_engine, sim_mod.load_hardware)
     real_engine, real_hardware = _STATE["orig"]
     base = constants.get("base", "class-default")
-    engine_upd = constants.get(f"engine:{family}") or {}
+    # class defaults: the engine constant fitted on these rows (vllm's collective_overhead_s) back at 0
+    engine_upd = {"collective_overhead_s": 0.0} if base == "class-default" else {}
+    engine_upd.update(constants.get(f"engine:{family}") or {})
 
     def load_engine(name: str):
         profile = real_engine(name)
@@ -324,9 +326,10 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
     def load_hardware(name: str):
         hw = real_hardware(name)
         upd: dict[str, Any] = {}
-        if base == "class-default":
+        if base == "class-default":  # every efficiency at its kind's default (absent ones: their own)
             upd.update({k: v for k, v in packaged("efficiency.yaml")["defaults"][hw.kind].items()
                         if not k.startswith("source")})
+            upd.setdefault("weight_read_efficiency", {})
         if hw.key in BLACKWELL:
             upd.update(constants.get("hardware:blackwell") or {})
         upd.update(constants.get(f"hardware:{hw.key}") or {})
