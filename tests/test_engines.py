@@ -171,3 +171,20 @@ def test_overlap_scheduling_hides_host_work_behind_the_device():
     assert b.iteration(shape).latency_s == pytest.approx(max(device, host))
     series, _ = b.decode_series_linear(shape, np.arange(4.0), 64, 64)
     assert series.min() >= host  # every step of a decode run waits at least for the host work
+
+
+def test_the_frontend_staggers_requests_sent_together(tmp_path):
+    """An engine whose API server takes 5 ms per request: 8 requests sent at t=0 reach the scheduler
+    5 ms apart, so the last one's TTFT is at least 8 x 5 ms."""
+    from phasewise.specs import load_engine
+
+    profile = load_engine("vllm").model_dump(mode="json", exclude={"name"})
+    path = tmp_path / "engine.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({"engines": {"slow-frontend": dict(profile, frontend_request_s=0.005)}}))
+    work = Workload(np.zeros(8), np.full(8, 16), np.full(8, 4))
+    fast = simulate(collocated(M, "h100-sxm"), work)
+    slow = simulate(collocated(M, "h100-sxm", engine=str(path)), work, check_invariants=True)
+    assert np.nanmax(slow.first_token_s) >= 8 * 0.005
+    assert np.nanmax(slow.first_token_s) > np.nanmax(fast.first_token_s) + 0.02

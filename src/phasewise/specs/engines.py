@@ -132,8 +132,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
         # A bare host profile (e.g. what `phasewise calibrate` writes): scheduled as its file says, else vLLM V1.
         profile = load_engine(engine)
         sched = _file_scheduler(engine) if looks_like_path(engine) else "vllm"
-        entry = dict(presets[{"vllm-v0": "vllm-v0", "sarathi": "sarathi", "sglang": "sglang",
-                              "trtllm": "trtllm"}.get(sched, "vllm")])
+        entry = presets[sched]  # every scheduler has a preset of its own name
         key, version, bare = engine, version or entry["default_version"], True
     else:
         raise unknown_name("engine", engine, list(presets) + list(packaged("engines.yaml")["engines"]))
