@@ -176,7 +176,7 @@ class Instance:
         if not S:
             return self.kv.free
         # the iterations in flight will grow the contexts up to decode step d_planned
-        tokens = self.context_base_sum + S * self.tokens_per_step * self.planned_steps + S * self.decode_new_tokens
+        tokens = self._decoding_tokens(self.planned_steps)
         grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
         return self.kv.free - max(grown, 0.0)
 
@@ -226,10 +226,18 @@ class Instance:
             ctx = self.running.contexts(self.decode_steps, self.tokens_per_step)
             kv = float(np.minimum(ctx + new, self.window).sum())
             return kv * new, kv
-        ctx_sum = self.context_base_sum + S * self.tokens_per_step * self.decode_steps
+        ctx_sum = self._decoding_contexts(self.decode_steps)
         kv = ctx_sum + S * new
-        pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * (ctx_sum + S * new)
+        pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * kv
         return pairs, kv
+
+    def _decoding_contexts(self, step: float) -> float:
+        """Cached tokens of the whole decoding set at decode step `step` (before it runs)."""
+        return self.context_base_sum + self.running.n * self.tokens_per_step * step
+
+    def _decoding_tokens(self, step: float) -> float:
+        """KV tokens the decoding set holds once decode step `step` has written its new tokens."""
+        return self._decoding_contexts(step) + self.running.n * self.decode_new_tokens
 
     def _steps_to_finish(self, req: SimRequest) -> int:
         remaining = req.output - req.generated
@@ -336,7 +344,7 @@ class Instance:
         S, kv, accepted = self.running.n, self.kv, self.tokens_per_step
         other = kv.used - self.decoding_blocks
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
-        tokens0 = self.context_base_sum + S * accepted * self.decode_steps + S * self.decode_new_tokens
+        tokens0 = self._decoding_tokens(self.decode_steps)
         room = (kv.capacity - other - S - self.reserved_ahead_blocks) * kv.block_size - tokens0
         safe = int(room // (S * accepted)) + 1 if room >= 0 else 0
         if safe >= n:
@@ -559,8 +567,7 @@ class Instance:
         S, kv = self.running.n, self.kv
         used = kv.used - self.decoding_blocks
         if S:  # the decoding set's tokens in blocks, plus half a block of slack per sequence
-            used += (self.context_base_sum + S * self.tokens_per_step * self.decode_steps
-                     + S * self.decode_new_tokens) / kv.block_size + S / 2
+            used += self._decoding_tokens(self.decode_steps) / kv.block_size + S / 2
         st.kv_token_seconds += used * t
         if used > st.kv_peak_blocks:
             st.kv_peak_blocks = min(int(used), kv.capacity)

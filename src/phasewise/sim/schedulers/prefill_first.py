@@ -10,17 +10,6 @@ class PrefillFirstScheduler(Scheduler):
     __slots__ = ()
 
     def next_batch(self, inst):
-        batch = Batch(with_decodes=False)
-        budget = self.config.token_budget
-        while inst.waiting:
-            req = inst.waiting[0]
-            need = req.prefill_target
-            if batch.chunks and need > budget:
-                break
-            if not inst.try_admit(req):
-                break
-            inst.waiting.popleft()
-            inst.prefilling.append(req)  # holds a seat while its prompt is in flight
-            batch.chunks.append((req, need))
-            budget -= need
+        batch = Batch(with_decodes=False)  # prompts finish in their iteration: no partial prefills to continue
+        self.admit_waiting(inst, batch, self.config.token_budget, chunked=False, max_partial=0)
         return batch if batch.chunks else None
