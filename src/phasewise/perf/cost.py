@@ -341,15 +341,23 @@ class CostModel:
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
         pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
         line = self._decode_line(shape)
-        s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s = line[:6]
-        latency = np.maximum(pairs * s_per_pair, kv * s_per_kv_token + fixed_s)  # one layer's attention
-        if dispatch_s:
-            np.maximum(latency, dispatch_s, out=latency)
-        latency *= latency_per_attention_s
-        latency += latency_offset_s
-        if line.overlapped_host_s:
-            np.maximum(latency, line.overlapped_host_s, out=latency)
-        return latency, self._decode_first(line, shape.decode_pairs, shape.decode_kv_tokens)
+        attention = np.maximum(pairs * line.s_per_pair, kv * line.s_per_kv_token + line.fixed_s)  # one layer's
+        return (self._series_latencies(line, attention, ascending=False),
+                self._decode_first(line, shape.decode_pairs, shape.decode_kv_tokens))
+
+    @staticmethod
+    def _series_latencies(line: DecodeLine, attention: np.ndarray, ascending: bool) -> np.ndarray:
+        """A decode series' latencies from one layer's attention time per iteration (in place): the
+        dispatch floor, the rest of the iteration, then the overlapped host floor (skipped when the
+        latencies ascend and the first already clears it: then it changes none)."""
+        if line.dispatch_s:
+            np.maximum(attention, line.dispatch_s, out=attention)
+        attention *= line.latency_per_attention_s
+        attention += line.latency_offset_s
+        host_s = line.overlapped_host_s
+        if host_s and not (ascending and attention[0] >= host_s):
+            np.maximum(attention, host_s, out=attention)
+        return attention
 
     def decode_series_linear(self, shape: BatchShape, steps: np.ndarray, kv_per_step: float, pairs_per_step: float
                              ) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -362,7 +370,7 @@ class CostModel:
         """decode_series_linear from the batch's sums instead of a BatchShape: its DecodeLine (decode_line())
         and its first iteration's attention pairs and KV tokens (what the simulator's decode runs call).
         `steps` ascend (step indices)."""
-        s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s = line[:6]
+        s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair, pairs_per_step * s_per_pair
         memory_0, memory_step = kv * s_per_kv_token + fixed_s, kv_per_step * s_per_kv_token
@@ -375,14 +383,7 @@ class CostModel:
             compute = steps * compute_step
             compute += compute_0
             np.maximum(compute, latency, out=latency)
-        if dispatch_s:
-            np.maximum(latency, dispatch_s, out=latency)
-        latency *= latency_per_attention_s
-        latency += latency_offset_s
-        host_s = line.overlapped_host_s
-        if host_s and not (growing and latency[0] >= host_s):  # (a floor below every latency changes none)
-            np.maximum(latency, host_s, out=latency)
-        return latency, self._decode_first(line, pairs, kv)
+        return self._series_latencies(line, latency, ascending=growing), self._decode_first(line, pairs, kv)
 
     def decode_stage_series(self, shape: BatchShape, latencies: np.ndarray) -> np.ndarray:
         """stage_s of each iteration of a decode series, given the latencies decode_series or
