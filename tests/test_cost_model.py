@@ -9,8 +9,7 @@ import pytest
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.batch import attention_pairs
-from phasewise.specs import (EngineProfile, HardwareSpec, QuantScheme, load_engine, load_hardware, load_model,
-                             load_quant)
+from phasewise.specs import EngineProfile, HardwareSpec, QuantScheme, load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.model import ModelSpec
 
 # A small GQA model whose numbers are easy to check by hand.

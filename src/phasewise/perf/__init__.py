@@ -2,9 +2,9 @@
 
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost, OperatorCost
-from phasewise.perf.stages import IterationParts, StageParts
-from phasewise.perf.memory import MemoryFit, memory_fit
 from phasewise.perf.estimate import Estimate, estimate
+from phasewise.perf.memory import MemoryFit, memory_fit
+from phasewise.perf.stages import IterationParts, StageParts
 
 __all__ = ["Estimate", "estimate", "BatchShape", "CostModel", "IterationCost", "IterationParts", "MemoryFit",
            "OperatorCost", "StageParts", "memory_fit"]

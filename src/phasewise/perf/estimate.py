@@ -12,7 +12,6 @@ from phasewise.perf.memory import MemoryFit, memory_fit
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import resolve_engine
 
-
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
 # TensorRT-LLM's max_num_tokens default to 8192-16384): larger prefills run in several iterations.
 MAX_BATCHED_TOKENS = 16384

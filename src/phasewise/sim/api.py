@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import Deployment, build_deployment, load_deployment
 from phasewise.sim.metrics import SimResult, Slo
-from phasewise.specs.engines import KNOB_TYPES
 from phasewise.sim.simulate import simulate
+from phasewise.specs.engines import KNOB_TYPES
 from phasewise.workload import ClosedLoop, LengthDist, Workload, client_workload, load_trace, open_loop
 
 

@@ -15,8 +15,8 @@ from phasewise.sim.events import EventLoop
 from phasewise.sim.instance import Instance
 from phasewise.sim.link import Link
 from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
-from phasewise.sim.request import SimRequest
 from phasewise.sim.pipeline import PipelineGate
+from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import EngineConfig, resolve_engine
 from phasewise.workload import ClosedLoop, Workload
