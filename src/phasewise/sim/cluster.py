@@ -31,6 +31,7 @@ class Cluster:
         self.back: Router | None = None  # decode instances
         self.links: dict[str, Link] = {}
         self.kv_bytes_per_token = 0.0  # whole model, for transfers
+        self.policy_stats: dict = {}  # serving-policy figures (offloads, migrations, ...) -> SimResult.policy
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)

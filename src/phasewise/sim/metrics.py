@@ -168,6 +168,8 @@ class SimResult:
     measured: np.ndarray | None = None
     concurrency: int | None = None  # closed loop: requests in flight (one wave); None for open loops
     steady_tbt: TbtHistogram | None = None  # every gap of the steady-state requests (see steady_state())
+    # figures of the deployment's serving policy (priority pools' offloads, attention offload, ...), by name
+    policy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def measured_mask(self) -> np.ndarray:
@@ -277,6 +279,7 @@ class SimResult:
             "sim": {"wall_s": self.wall_s, "events": self.events,
                     "requests_per_wall_s": len(self.arrival_s) / self.wall_s if self.wall_s else math.nan},
             "instances": [self._instance_summary(s, span) for s in self.instances],
+            "policy": self.policy,
         }
 
     def _instance_summary(self, s: InstanceStats, dur: float) -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""Paper scenarios for `phasewise reproduce`: one module per paper, each defining SCENARIO (base.Scenario).
+
+Scenarios compose public capabilities only; the technique itself lives in its layer (a scheduler in
+sim/schedulers, a chip part in specs, an operator mapping in perf)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from phasewise.errors import PhasewiseError
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, ScenarioResult, parse_sets
+
+_NOT_SCENARIOS = {"base"}
+
+
+def scenarios() -> dict[str, Scenario]:
+    """Every scenario, in the papers' order (PAPERS.md numbering)."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name in _NOT_SCENARIOS:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        scenario = getattr(module, "SCENARIO", None)
+        if isinstance(scenario, Scenario):
+            found.append(scenario)
+    return {s.name: s for s in sorted(found, key=lambda s: (s.number, s.name))}
+
+
+def get_scenario(name: str) -> Scenario:
+    known = scenarios()
+    if name not in known:
+        raise PhasewiseError(f"unknown scenario '{name}' (known: {', '.join(known)})")
+    return known[name]
+
+
+__all__ = ["Check", "Outcome", "Param", "Scenario", "ScenarioResult", "get_scenario", "parse_sets", "scenarios"]

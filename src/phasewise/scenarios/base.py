@@ -1,0 +1,168 @@
+"""What a scenario is: a paper's comparison rerun on public capabilities, its setup declared as data.
+
+A scenario module defines `SCENARIO = Scenario(...)`: the paper, the one-line claim, the setup (every
+parameter with its default and where that default comes from) and `run(setup) -> Outcome`, which uses
+only public APIs (sim.api, plan, perf, specs) and returns checks (phasewise's figure against the
+paper's, within a band) and plotly figures for the HTML report. Contract: ../shared/SCENARIOS.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One setup parameter: its default, where the default comes from (the paper, PAPERS.md, a datasheet,
+    or "assumed: <why>"), and, for a choice among names, the allowed values."""
+
+    value: Any
+    source: str
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+
+@dataclass(slots=True)
+class Check:
+    """phasewise's figure against the paper's: passes when it lies inside `band` (inclusive)."""
+
+    name: str
+    claim: str
+    paper: float | list[float] | None
+    phasewise: float
+    band: tuple[float, float]
+    why: str
+
+    @property
+    def passed(self) -> bool:
+        lo, hi = self.band
+        x = self.phasewise
+        return isinstance(x, (int, float)) and math.isfinite(x) and lo <= x <= hi
+
+    def to_json(self) -> dict[str, Any]:
+        paper = list(self.paper) if isinstance(self.paper, (list, tuple)) else self.paper
+        return {"name": self.name, "claim": self.claim, "paper": paper, "phasewise": float(self.phasewise),
+                "band": [float(self.band[0]), float(self.band[1])], "pass": self.passed, "why": self.why}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a scenario's run produced: its checks, its figures (plotly Figure objects or dicts with `data`
+    and `layout`) and tables for the report ({"title": str, "columns": [...], "rows": [[...]]})."""
+
+    checks: list[Check]
+    figures: list[Any] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    scenario: Scenario
+    setup: dict[str, Any]
+    outcome: Outcome
+    wall_s: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outcome.checks) and all(c.passed for c in self.outcome.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.name, "paper": self.scenario.paper, "setup": self.setup,
+                "checks": [c.to_json() for c in self.outcome.checks], "pass": self.passed}
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str  # what `phasewise reproduce NAME` takes
+    number: int  # the paper's number in PAPERS.md (listing order)
+    paper: str  # the paper's title
+    claim: str  # the comparison rerun, in one line
+    setup: dict[str, Param]
+    run_fn: Callable[[dict[str, Any]], Outcome]
+
+    def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+        """The setup's values with `--set key=value` overrides parsed to each default's type."""
+        values = {k: p.value for k, p in self.setup.items()}
+        for key, text in (overrides or {}).items():
+            if key not in self.setup:
+                raise PhasewiseError(f"reproduce {self.name}: unknown --set key '{key}' "
+                                     f"(known: {', '.join(self.setup)})")
+            values[key] = parse_value(self.name, key, text, self.setup[key])
+        return values
+
+    def run(self, overrides: dict[str, str] | None = None) -> ScenarioResult:
+        setup = self.resolve(overrides)
+        wall0 = time.perf_counter()
+        outcome = self.run_fn(dict(setup))
+        return ScenarioResult(self, setup, outcome, time.perf_counter() - wall0)
+
+
+def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
+    """`text` as the type of `param`'s default: bool, int, float, str (one of `choices` if given), or a
+    comma-separated list of the first element's type."""
+    default = param.value
+
+    def bad(kind: str) -> PhasewiseError:
+        allowed = f" (allowed: {', '.join(param.choices)})" if param.choices else ""
+        return PhasewiseError(f"reproduce {scenario}: --set {key}={text!r} is not {kind}{allowed}")
+
+    def one(proto: Any, raw: str) -> Any:
+        raw = raw.strip()
+        if isinstance(proto, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise bad("a boolean (true/false)")
+        if isinstance(proto, int):
+            try:
+                return int(raw)
+            except ValueError:
+                raise bad("an integer") from None
+        if isinstance(proto, float):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise bad("a number") from None
+            if not math.isfinite(value):
+                raise bad("a finite number")
+            return value
+        if param.choices and raw not in param.choices:
+            raise bad("an allowed value")
+        if not raw:
+            raise bad("a non-empty value")
+        return raw
+
+    if isinstance(default, (list, tuple)):
+        proto = default[0] if default else ""
+        items = [one(proto, part) for part in text.split(",") if part.strip()]
+        if not items:
+            raise bad("a comma-separated list")
+        return items
+    return one(default, text)
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """`--set key=value` flags as a dict (a key given twice: the last wins is surprising, so an error)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PhasewiseError(f"--set takes key=value (got {item!r})")
+        if key in out:
+            raise PhasewiseError(f"--set {key} given twice")
+        out[key] = value
+    return out
+
+
+def ratio_check(name: str, claim: str, paper: float | list[float] | None, value: float, band: tuple[float, float],
+                why: str) -> Check:
+    """A check (shorthand used by the scenarios)."""
+    return Check(name, claim, paper, float(value), (float(band[0]), float(band[1])), why)
