@@ -145,7 +145,7 @@ def test_sweep_writes_grid(run_cli, tmp_path):
 
 
 def test_trace_arrivals_are_replayed_and_bursts_lower_goodput():
-    from phasewise.apps.plan_view import workload_spec
+    from phasewise.plan.goodput import workload_spec
 
     opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), disaggregated=False)
     poisson = plan(M, "h100-sxm", 1, Slo(1000, 50), workload_spec("azure-code", "poisson", None, None, "fixed",

@@ -7,35 +7,9 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from phasewise.errors import PhasewiseError
 from phasewise.plan import PlanResult, WorkloadSpec
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
-from phasewise.workload import LengthDist, load_trace
-
-
-def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
-                  osl_dist: str, isl_spread: float, osl_spread: float, seed: int) -> WorkloadSpec:
-    """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions."""
-    if arrivals not in ("poisson", "trace"):
-        raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
-    if isl is not None or osl is not None:
-        if workload is not None:
-            raise PhasewiseError("give either --workload or --isl/--osl, not both")
-        if arrivals == "trace":
-            raise PhasewiseError("--arrivals trace needs --workload")
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        p = LengthDist(isl_dist, isl if isl is not None else 1024, isl_spread).sample(rng, 4096)
-        o = LengthDist(osl_dist, osl if osl is not None else 256, osl_spread).sample(rng, 4096)
-        return WorkloadSpec(tuple(int(x) for x in p), tuple(int(x) for x in o), None, seed=seed,
-                            name=f"prompts {isl_dist} {isl or 1024:g}, outputs {osl_dist} {osl or 256:g}")
-    trace = load_trace(workload or "azure-conv")
-    name = f"{workload or 'azure-conv'} lengths" + (", trace arrivals" if arrivals == "trace" else ", Poisson arrivals")
-    pattern = tuple(float(x) for x in trace.arrival_s) if arrivals == "trace" else None
-    return WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
-                        pattern, seed=seed, name=name)
 
 
 def render_plan(console: Console, result: PlanResult) -> None:

@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
-from phasewise.workload import Workload
+from phasewise.workload import LengthDist, Workload, load_trace
 
 
 @dataclass(slots=True, frozen=True)
@@ -33,10 +34,14 @@ class WorkloadSpec:
     def at_rate(self, rate: float, requests: int | None = None) -> Workload:
         n = requests or self.requests
         rng = np.random.default_rng(self.seed)
-        if self.arrivals is not None:
-            k = min(n, len(self.arrivals))
-            base = Workload(np.asarray(self.arrivals[:k]), np.asarray(self.prompts[:k]), np.asarray(self.outputs[:k]))
-            return base.scaled_to_rate(rate)
+        if self.arrivals is not None:  # the whole trace at the rate, looped when the window needs more requests
+            base = Workload(np.asarray(self.arrivals), np.asarray(self.prompts), np.asarray(self.outputs))
+            n = max(n, len(base))
+            if n > len(base):
+                span = base.arrival_s[-1] - base.arrival_s[0]
+                base = base.looped(n * span / max(len(base) - 1, 1))
+            first = Workload(base.arrival_s[:n], base.prompt_tokens[:n], base.output_tokens[:n])
+            return first.scaled_to_rate(rate)
         gaps = rng.exponential(1.0, n)
         gaps[0] = 0.0
         idx_p = rng.integers(0, len(self.prompts), n)
@@ -54,6 +59,29 @@ class WorkloadSpec:
     @property
     def mean_output(self) -> float:
         return float(np.mean(self.outputs))
+
+
+def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
+                  osl_dist: str, isl_spread: float, osl_spread: float, seed: int) -> WorkloadSpec:
+    """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions."""
+    if arrivals not in ("poisson", "trace"):
+        raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
+    if isl is not None or osl is not None:
+        if workload is not None:
+            raise PhasewiseError("give either --workload or --isl/--osl, not both")
+        if arrivals == "trace":
+            raise PhasewiseError("--arrivals trace needs --workload")
+        rng = np.random.default_rng(seed)
+        p = LengthDist(isl_dist, isl if isl is not None else 1024, isl_spread).sample(rng, 4096)
+        o = LengthDist(osl_dist, osl if osl is not None else 256, osl_spread).sample(rng, 4096)
+        return WorkloadSpec(tuple(int(x) for x in p), tuple(int(x) for x in o), None, seed=seed,
+                            name=f"prompts {isl_dist} {isl or 1024:g}, outputs {osl_dist} {osl or 256:g}")
+    trace = load_trace(workload or "azure-conv")
+    name = f"{workload or 'azure-conv'} lengths" + (", trace arrivals" if arrivals == "trace" else ", Poisson arrivals")
+    pattern = tuple(float(x) for x in trace.arrival_s) if arrivals == "trace" else None
+    return WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
+                        pattern, seed=seed, name=name)
+
 
 
 @dataclass(slots=True)

@@ -84,7 +84,7 @@ def _options(cfg: SweepConfig) -> PlanOptions:
 
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
-    from phasewise.apps.plan_view import workload_spec
+    from phasewise.plan.goodput import workload_spec
 
     opts = _options(cfg)
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tbt_ms)

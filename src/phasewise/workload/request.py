@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,3 +63,18 @@ class Workload:
         span = t[-1] if t[-1] > 0 else 1.0
         factor = (len(self) - 1) / span / rate_rps if len(self) > 1 else 1.0
         return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name)
+
+    def looped(self, duration_s: float) -> Workload:
+        """The requests replayed back to back (each copy starts one mean gap after the previous one ends)
+        until the arrivals span at least `duration_s`: a short trace excerpt at a high rate lasts long
+        enough to reach its steady state."""
+        t = self.arrival_s - self.arrival_s[0]
+        n = len(self)
+        period = t[-1] + (t[-1] / (n - 1) if n > 1 and t[-1] > 0 else 1.0)
+        copies = max(1, math.ceil(duration_s / period)) if duration_s > t[-1] else 1
+        if copies == 1:
+            return self
+        shift = np.repeat(np.arange(copies) * period, n)
+        priority = None if self.priority is None else np.tile(self.priority, copies)
+        return Workload(np.tile(t, copies) + shift, np.tile(self.prompt_tokens, copies),
+                        np.tile(self.output_tokens, copies), priority, self.name)

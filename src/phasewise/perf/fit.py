@@ -1,0 +1,127 @@
+"""Fitting a few constants of the cost model to measured latencies: a user's own measurements, or a
+paper's table (BestServe-1 fits an engine's host costs to Splitwise's measured vLLM latencies).
+
+A point is one measured figure of one run: the prefill of `batch` prompts of `prompt` tokens as one
+iteration (TTFT), or one decode step of `batch` sequences at `context` cached tokens (TBT). The run is
+the unit of a fit/test split: a run's TTFT and TBT are on the same side. The fit is a pattern search in
+log space over named EngineProfile fields, minimising the mean |log(predicted / measured)|.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.batch import BatchShape
+from phasewise.perf.cost import CostModel
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.hardware import EngineProfile
+
+FITTABLE = ("iteration_overhead_s", "per_sequence_overhead_s", "eager_launch_s", "elementwise_passes",
+            "collective_overhead_s", "compute_efficiency", "collective_efficiency")
+_BOUNDS = {"compute_efficiency": (1e-3, 1.0), "collective_efficiency": (1e-3, 1.0), "elementwise_passes": (1.0, 1e3)}
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPoint:
+    run: str  # the measured run this figure belongs to
+    phase: str  # "prefill" (TTFT of the batch's prompts) or "decode" (one step's TBT)
+    model: str
+    hardware: str
+    tp: int
+    batch: int
+    tokens: int  # prefill: prompt tokens per sequence; decode: cached context per sequence
+    measured_ms: float
+    precision: str = "fp16"
+
+    @property
+    def label(self) -> str:
+        return f"{self.run} {'TTFT' if self.phase == 'prefill' else 'TBT'}"
+
+
+@cache
+def _specs(model: str, hardware: str, precision: str):
+    return load_model(model), load_hardware(hardware), load_quant(precision)
+
+
+def predict_ms(point: LatencyPoint, engine: EngineProfile, roofline: bool = False) -> float:
+    """The cost model's figure for `point` with `engine`'s host costs; `roofline`: spec-sheet peaks with
+    every efficiency 1 and no host, launch or dispatch time (the pure roofline)."""
+    model, hw, quant = _specs(point.model, point.hardware, point.precision)
+    if roofline:
+        eff = hw.efficiency.model_copy(update=dict(
+            gemm_efficiency_max=1.0, gemm_half_rows=0.0, gemm_efficiency_curve=(), memory_efficiency_max=1.0,
+            memory_half_bytes=0.0, attention_efficiency_max=1.0, attention_half_tokens=0.0,
+            attention_memory_efficiency=1.0, kernel_launch_s=0.0, link_efficiency=1.0))
+        hw = hw.model_copy(update={"efficiency": eff})
+        engine = load_engine("ideal")
+    cost = CostModel(model, hw, quant, engine, point.tp, 1)
+    if point.phase == "prefill":
+        shape = BatchShape.uniform(point.batch, point.tokens, 0, model.causal)
+    elif point.phase == "decode":
+        shape = BatchShape.uniform(point.batch, 1, point.tokens, model.causal)
+    else:
+        raise PhasewiseError(f"latency point {point.run}: phase '{point.phase}' is not one of prefill, decode")
+    return cost.fast(shape)[0] * 1e3
+
+
+def log_error(point: LatencyPoint, engine: EngineProfile, roofline: bool = False) -> float:
+    """|log(predicted / measured)|."""
+    return abs(math.log(predict_ms(point, engine, roofline) / point.measured_ms))
+
+
+def relative_error(point: LatencyPoint, engine: EngineProfile, roofline: bool = False) -> float:
+    """(predicted - measured) / measured."""
+    return predict_ms(point, engine, roofline) / point.measured_ms - 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FitResult:
+    engine: EngineProfile  # the start profile with the fitted fields
+    values: dict[str, float]
+    loss: float  # mean |log error| over the fit points
+    points: int
+    runs: int
+
+
+def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[str, ...],
+               rounds: int = 60) -> FitResult:
+    """Fit `params` (EngineProfile fields, at most as many as the fit has runs) of `start` to `points`."""
+    unknown = [p for p in params if p not in FITTABLE]
+    if unknown:
+        raise PhasewiseError(f"cannot fit '{unknown[0]}' (fittable: {', '.join(FITTABLE)})")
+    runs = {p.run for p in points}
+    if len(params) > len(runs):
+        raise PhasewiseError(f"{len(params)} constants cannot be fitted on {len(runs)} runs")
+    values = {k: float(getattr(start, k)) or _floor(k) for k in params}
+
+    def loss(trial: dict[str, float]) -> float:
+        engine = start.model_copy(update=trial)
+        return sum(log_error(p, engine) for p in points) / len(points)
+
+    best = loss(values)
+    step = math.log(4.0)
+    for _ in range(rounds):
+        improved = False
+        for key in params:
+            for direction in (1.0, -1.0):
+                lo, hi = _BOUNDS.get(key, (0.0, math.inf))
+                trial = dict(values)
+                trial[key] = min(max(values[key] * math.exp(direction * step), lo), hi)
+                if trial[key] == values[key]:
+                    continue
+                value = loss(trial)
+                if value < best - 1e-12:
+                    values, best, improved = trial, value, True
+        if not improved:
+            step /= 2
+            if step < 1e-3:
+                break
+    return FitResult(start.model_copy(update=values), values, best, len(points), len(runs))
+
+
+def _floor(key: str) -> float:
+    """A starting value for a field that is 0 in the start profile (log steps need a positive value)."""
+    return {"elementwise_passes": 1.0, "compute_efficiency": 1.0, "collective_efficiency": 1.0}.get(key, 1e-6)

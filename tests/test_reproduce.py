@@ -1,0 +1,154 @@
+"""`phasewise reproduce`: the scenario contract (../shared/SCENARIOS.md) and the BestServe scenario."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.fit import LatencyPoint, fit_engine, relative_error
+from phasewise.scenarios import Check, Param, get_scenario, parse_sets, scenarios
+from phasewise.specs import load_engine
+from phasewise.workload import Workload
+
+
+def test_every_scenario_declares_its_setup_with_sources():
+    found = scenarios()
+    assert "bestserve" in found
+    for s in found.values():
+        assert s.paper and s.claim
+        for key, p in s.setup.items():
+            assert p.source.strip(), f"{s.name}.{key} has no source"
+        assert s.resolve() == {k: p.value for k, p in s.setup.items()}
+
+
+def test_set_parses_to_the_defaults_type_and_rejects_bad_input():
+    s = get_scenario("bestserve")
+    v = s.resolve(parse_sets(["gpus=16", "slo_ttft_ms=1500", "tp_options=4,8", "trace=azure-code"]))
+    assert v["gpus"] == 16 and v["slo_ttft_ms"] == 1500.0 and v["tp_options"] == [4, 8] and v["trace"] == "azure-code"
+    with pytest.raises(PhasewiseError, match="unknown --set key 'nope' \\(known: fit_engine"):
+        s.resolve({"nope": "1"})
+    with pytest.raises(PhasewiseError, match="is not an integer"):
+        s.resolve({"gpus": "eight"})
+    with pytest.raises(PhasewiseError, match="allowed: azure-conv, azure-code"):
+        s.resolve({"trace": "sharegpt"})
+    with pytest.raises(PhasewiseError, match="finite"):
+        s.resolve({"slo_ttft_ms": "inf"})
+    with pytest.raises(PhasewiseError, match="key=value"):
+        parse_sets(["gpus"])
+    with pytest.raises(PhasewiseError, match="given twice"):
+        parse_sets(["gpus=1", "gpus=2"])
+    with pytest.raises(PhasewiseError, match="unknown scenario 'nope' \\(known: .*bestserve"):
+        get_scenario("nope")
+
+
+def test_check_passes_only_inside_its_band():
+    assert Check("a", "c", 1.0, 1.2, (1.0, 1.5), "w").passed
+    assert not Check("a", "c", 1.0, 1.6, (1.0, 1.5), "w").passed
+    assert not Check("a", "c", None, math.nan, (0.0, 1.0), "w").passed
+    out = Check("a", "c", [1.2, 1.7], 1.3, (1.2, 1.7), "w").to_json()
+    assert out == {"name": "a", "claim": "c", "paper": [1.2, 1.7], "phasewise": 1.3, "band": [1.2, 1.7], "pass": True,
+                   "why": "w"}
+    assert Param(1, "assumed: x").choices is None
+
+
+def test_fit_recovers_a_known_constant_and_never_fits_more_constants_than_runs():
+    """Points made by the cost model with a known eager launch time: the fit finds it again from the default."""
+    truth = load_engine("vllm-2023")
+    start = truth.model_copy(update={"eager_launch_s": 4e-6})
+    shapes = [("decode", 1, 512, "D1"), ("decode", 16, 2048, "D2"), ("prefill", 1, 512, "D3")]
+    points = []
+    for phase, batch, tokens, run in shapes:
+        probe = LatencyPoint(run, phase, "meta-llama/Llama-2-70b-hf", "h100-sxm", 8, batch, tokens, 1.0)
+        measured = 1.0 + relative_error(probe, truth)  # the model's own figure in ms
+        points.append(LatencyPoint(run, phase, "meta-llama/Llama-2-70b-hf", "h100-sxm", 8, batch, tokens, measured))
+    fit = fit_engine(points, start, ("eager_launch_s",))
+    assert fit.values["eager_launch_s"] == pytest.approx(truth.eager_launch_s, rel=0.01)
+    assert fit.loss < 1e-3
+    with pytest.raises(PhasewiseError, match="3 constants cannot be fitted on 2 runs"):
+        fit_engine(points[:2], start, ("eager_launch_s", "per_sequence_overhead_s", "elementwise_passes"))
+    with pytest.raises(PhasewiseError, match="cannot fit 'cuda_graphs'"):
+        fit_engine(points, start, ("cuda_graphs",))
+
+
+def test_looped_trace_keeps_its_pattern_and_covers_the_duration():
+    w = Workload(np.array([0.0, 1.0, 3.0]), np.array([10, 20, 30]), np.array([1, 2, 3]))
+    looped = w.looped(10.0)
+    assert looped.arrival_s[-1] >= 10.0
+    assert (np.diff(looped.arrival_s) > 0).all()
+    assert list(looped.prompt_tokens[:6]) == [10, 20, 30, 10, 20, 30]
+    assert looped.arrival_s[3] == pytest.approx(4.5)  # the next copy one mean gap (1.5 s) after the last arrival
+    assert w.looped(2.0) is w
+
+
+def _run(name: str, **sets: str) -> dict:
+    return get_scenario(name).run({k: str(v) for k, v in sets.items()}).to_json()
+
+
+def _assert_contract(out: dict) -> None:
+    assert set(out) == {"scenario", "paper", "setup", "checks", "pass"}
+    json.dumps(out, allow_nan=False)
+    for c in out["checks"]:
+        assert set(c) == {"name", "claim", "paper", "phasewise", "band", "pass", "why"}
+        assert c["pass"] == (c["band"][0] <= c["phasewise"] <= c["band"][1])
+
+
+def test_bestserve_passes_on_its_defaults():
+    out = _run("bestserve")
+    _assert_contract(out)
+    failed = [(c["name"], c["phasewise"], c["why"]) for c in out["checks"] if not c["pass"]]
+    assert not failed and out["pass"]
+
+
+@pytest.mark.parametrize("sets", [{"hardware": "a100-sxm-80gb"}, {"slo_ttft_ms": 1000, "slo_tpot_ms": 100}],
+                         ids=["a100", "tighter-slos"])
+def test_bestserve_direction_holds_on_other_setups(sets):
+    """The planner's pick stays the best by replay, and its goodput close to the replay's."""
+    checks = {c["name"]: c for c in _run("bestserve", **sets)["checks"]}
+    assert checks["planner's pick is the best by replay"]["pass"]
+    assert checks["planner goodput vs replay"]["pass"]
+
+
+def test_reproduce_lists_the_scenarios(run_cli):
+    code, out, _ = run_cli("reproduce", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [s["scenario"] for s in listed] == list(scenarios())
+    code, out, _ = run_cli("reproduce")
+    assert code == 0 and "bestserve" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (("reproduce", "bestserve", "--set", "nope=1"), "unknown --set key 'nope'"),
+    (("reproduce", "nope"), "unknown scenario 'nope'"),
+    (("reproduce", "bestserve", "--all"), "either a scenario NAME or --all"),
+    (("reproduce", "--all", "--set", "gpus=4"), "run it by NAME"),
+    (("reproduce", "--set", "gpus=4"), "need a scenario NAME"),
+])
+def test_reproduce_bad_input_is_one_line(run_cli, args, message):
+    code, out, err = run_cli(*args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_reproduce_all_json_passes_every_check(run_cli, tmp_path):
+    """The contract's CI check: `reproduce --all --json` prints one object and every check passes."""
+    code, out, err = run_cli("reproduce", "--all", "--json")
+    data = json.loads(out)
+    assert [r["scenario"] for r in data["scenarios"]] == list(scenarios())
+    for run in data["scenarios"]:
+        _assert_contract(run)
+    failed = [(r["scenario"], c["name"], c["why"]) for r in data["scenarios"] for c in r["checks"] if not c["pass"]]
+    assert not failed
+    assert code == 0 and data["pass"]
+
+
+def test_reproduce_report_has_the_comparison_plots(run_cli, tmp_path):
+    path = tmp_path / "bestserve.html"
+    code, out, err = run_cli("reproduce", "bestserve", "--set", "top=2", "--report", str(path))
+    assert code == 0, err
+    page = path.read_text()
+    assert "Predicted vs measured" in page and "SLO attainment vs request rate" in page and "plotly" in page
+    assert "Setup" in page and "PAPERS.md" in page
