@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from phasewise.errors import PhasewiseError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -39,6 +41,64 @@ class LatencyPoint:
     @property
     def label(self) -> str:
         return f"{self.run} {'TTFT' if self.phase == 'prefill' else 'TBT'}"
+
+
+class MeasuredRun(BaseModel):
+    """One row of a points file: a run's configuration and its measured TTFT and/or TBT.
+
+    points:
+      - {run: D1, model: meta-llama/Llama-2-70b-hf, hardware: h100-sxm, tp: 8, batch: 1, prompt: 512,
+         tbt_context: 576, ttft_ms: 53.4, tbt_ms: 29.8, precision: fp16}
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run: str = Field(min_length=1)
+    model: str
+    hardware: str
+    tp: int = Field(default=1, ge=1)
+    batch: int = Field(default=1, ge=1)
+    precision: str = "fp16"
+    prompt: int | None = Field(default=None, ge=1)  # prompt tokens per sequence of the measured prefill
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tbt_context: int | None = Field(default=None, ge=0)  # cached tokens per sequence at the measured decode step
+    tbt_ms: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> MeasuredRun:
+        if (self.prompt is None) != (self.ttft_ms is None):
+            raise ValueError("prompt and ttft_ms go together")
+        if (self.tbt_context is None) != (self.tbt_ms is None):
+            raise ValueError("tbt_context and tbt_ms go together")
+        if self.ttft_ms is None and self.tbt_ms is None:
+            raise ValueError("a run needs ttft_ms (with prompt) or tbt_ms (with tbt_context)")
+        return self
+
+    def points(self) -> list[LatencyPoint]:
+        common = dict(model=self.model, hardware=self.hardware, tp=self.tp, batch=self.batch,
+                      precision=self.precision)
+        out = []
+        if self.ttft_ms is not None:
+            out.append(LatencyPoint(self.run, "prefill", tokens=self.prompt, measured_ms=self.ttft_ms, **common))
+        if self.tbt_ms is not None:
+            out.append(LatencyPoint(self.run, "decode", tokens=self.tbt_context, measured_ms=self.tbt_ms, **common))
+        return out
+
+
+def parse_points(data: dict, where: str) -> list[LatencyPoint]:
+    """The latency points of a points file's parsed content (`points:` a list of MeasuredRun rows)."""
+    rows = data.get("points") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise PhasewiseError(f"{where}: needs a non-empty list under 'points:'")
+    points: list[LatencyPoint] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise PhasewiseError(f"{where}: points[{i}] must be a mapping")
+        try:
+            points += MeasuredRun(**row).points()
+        except ValidationError as exc:
+            raise pydantic_message(f"{where}: points[{i}]", exc) from None
+    return points
 
 
 @cache

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from phasewise.perf.fit import LatencyPoint, fit_engine, relative_error
+from phasewise.perf.fit import LatencyPoint, fit_engine, parse_points, relative_error
 from phasewise.plan.goodput import WorkloadSpec
 from phasewise.plan.planner import plan
 from phasewise.plan.strategies import PlanOptions
@@ -62,14 +62,7 @@ SETUP = {
 
 def table_d() -> list[LatencyPoint]:
     text = resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text()
-    data = yaml.safe_load(text)
-    points = []
-    for row in data["points"]:
-        common = dict(model=row["model"], hardware=row["hardware"], tp=row["tp"], batch=row["batch"])
-        points.append(LatencyPoint(row["run"], "prefill", tokens=row["prompt"], measured_ms=row["ttft_ms"], **common))
-        points.append(LatencyPoint(row["run"], "decode", tokens=row["tbt_context"], measured_ms=row["tbt_ms"],
-                                   **common))
-    return points
+    return parse_points(yaml.safe_load(text), "splitwise_vllm.yaml")
 
 
 def fit_run(run: str) -> bool:

@@ -1,0 +1,81 @@
+"""`phasewise fit-engine`: an engine's host constants fitted to a user's measured TTFT/TBT points, the
+error on held-out runs beside the unfitted start's, and an engine YAML that `--engine FILE` accepts."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.fit import FITTABLE, fit_engine, parse_points, relative_error
+from phasewise.specs import load_engine
+from phasewise.specs.catalog import read_user_file
+from phasewise.specs.engines import SCHEDULERS
+
+HOLDOUTS = ("every-other", "none")
+
+
+def run_fit(points_path: str, engine: str, params: str, holdout: str) -> dict[str, Any]:
+    if holdout not in HOLDOUTS:
+        raise PhasewiseError(f"--holdout '{holdout}' is not one of {', '.join(HOLDOUTS)}")
+    names = tuple(p.strip() for p in params.split(",") if p.strip())
+    if not names:
+        raise PhasewiseError(f"--params needs at least one of {', '.join(FITTABLE)}")
+    points = parse_points(read_user_file(points_path, "points"), f"points file '{points_path}'")
+    start = load_engine(engine)
+    runs = list(dict.fromkeys(p.run for p in points))  # file order
+    held = set(runs[1::2]) if holdout == "every-other" and len(runs) > 1 else set()
+    fit = fit_engine([p for p in points if p.run not in held], start, names)
+    rows = [{"figure": p.label, "split": "held-out" if p.run in held else "fit", "measured_ms": p.measured_ms,
+             "fitted_error": relative_error(p, fit.engine), "start_error": relative_error(p, start)} for p in points]
+    return {"engine": start.name, "values": fit.values, "fit_runs": fit.runs, "held_out_runs": len(held),
+            "summary": {side: _errors([r for r in rows if r["split"] == side]) for side in ("fit", "held-out")},
+            "points": rows, "profile": fit.engine}
+
+
+def _errors(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    if not rows:
+        return None
+    fitted = sorted(abs(r["fitted_error"]) for r in rows)
+    start = sorted(abs(r["start_error"]) for r in rows)
+    return {"figures": len(rows), "fitted_median": statistics.median(fitted), "fitted_worst": fitted[-1],
+            "start_median": statistics.median(start), "start_worst": start[-1]}
+
+
+def write_engine(result: dict[str, Any], engine: str, points_path: str, out: str) -> Path:
+    profile = result["profile"]
+    entry = profile.model_dump(exclude={"name"})
+    entry["cuda_graph_sizes"] = list(entry["cuda_graph_sizes"])
+    scheduler = engine.split("@")[0]
+    if scheduler in SCHEDULERS:
+        entry["scheduler"] = scheduler
+    entry["source"] = (f"phasewise fit-engine {points_path} --engine {engine}: "
+                       + ", ".join(f"{k} {v:.4g}" for k, v in result["values"].items())
+                       + f" fitted on {result['fit_runs']} runs ({result['held_out_runs']} held out)")
+    path = Path(out)
+    try:
+        path.write_text(yaml.safe_dump({"engines": {f"{profile.name}-fit": entry}}, sort_keys=False))
+    except OSError as exc:
+        raise PhasewiseError(f"--out {out}: cannot write ({exc.strerror})") from None
+    return path
+
+
+def render_fit(console, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"fit-engine {result['engine']}: " + ", ".join(f"{k} = {v:.4g}"
+                                                                       for k, v in result["values"].items()))
+    for col in ("figure", "split", "measured ms", "fitted", "unfitted"):
+        table.add_column(col)
+    for r in result["points"]:
+        table.add_row(r["figure"], r["split"], f"{r['measured_ms']:.4g}", f"{r['fitted_error']:+.1%}",
+                      f"{r['start_error']:+.1%}")
+    console.print(table)
+    for side, s in result["summary"].items():
+        if s:
+            console.print(f"{side}: {s['figures']} figures, median |error| fitted {s['fitted_median']:.1%} "
+                          f"(worst {s['fitted_worst']:.1%}), unfitted {s['start_median']:.1%} "
+                          f"(worst {s['start_worst']:.1%})")
