@@ -128,6 +128,14 @@ def simulate_cmd(
     spec_tokens: SpecTokens = 0,
     spec_acceptance: SpecAcceptance = 0.7,
     spec_draft: Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")] = "mtp",
+    scheduler: Annotated[Optional[str], typer.Option(help="plain | ascendra (priority pools: --replicas split into LP and --hp-instances HP, proactive offload; needs SLOs)")] = None,
+    hp_instances: Annotated[Optional[int], typer.Option(help="ascendra: high-priority instances among --replicas (default 1)")] = None,
+    lp_engine: Annotated[str, typer.Option(help="ascendra: engine of the low-priority pool (engine knobs apply to it)")] = "ascendra-lp",
+    hp_engine: Annotated[str, typer.Option(help="ascendra: engine of the high-priority pool")] = "ascendra-hp",
+    slack_margin_ms: Annotated[float, typer.Option(help="ascendra: offload when a request's predicted SLO slack is below this")] = 300.0,
+    migration: Annotated[str, typer.Option(help="ascendra: how a decoding request moves to HP: auto|transfer|recompute")] = "auto",
+    attention_offload: Annotated[str, typer.Option(help="disagg: offload decode attention of extra requests to prefill instances (Adrenaline): auto|N|off")] = "off",
+    attention_offload_sm_share: Annotated[Optional[float], typer.Option(help="attention offload: the prefill GPU's SM share for offloaded attention (default: what keeps it bandwidth-bound)")] = None,
     trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace, or azure-conv / azure-code (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -164,7 +172,10 @@ def simulate_cmd(
                  rate=rate, requests=requests, isl=isl, osl=osl, isl_dist=isl_dist, osl_dist=osl_dist,
                  isl_spread=isl_spread, osl_spread=osl_spread, arrival=arrival, cv=cv, concurrency=concurrency,
                  seed=seed, slo_ttft_ms=slo_ttft_ms, slo_tbt_ms=slo_tbt_ms,
-                 client=client, num_prompts=num_prompts, warmup=warmup, **_knobs(locals()))
+                 client=client, num_prompts=num_prompts, warmup=warmup, scheduler=scheduler,
+                 hp_instances=hp_instances, lp_engine=lp_engine, hp_engine=hp_engine,
+                 slack_margin_ms=slack_margin_ms, migration=migration, attention_offload=attention_offload,
+                 attention_offload_sm_share=attention_offload_sm_share, **_knobs(locals()))
     result = simulate(spec.deployment, spec.workload, spec.slo)
     summary = result.summary()
     if out:
@@ -225,8 +236,9 @@ def plan_cmd(
     """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from phasewise.apps.plan_view import render_plan, winners_detail, workload_spec
+    from phasewise.apps.plan_view import render_plan, winners_detail
     from phasewise.plan import PlanOptions, plan
+    from phasewise.plan.goodput import workload_spec
     from phasewise.sim import Slo
 
     if gpus < 1:
@@ -441,6 +453,82 @@ def serve_cmd(
     app = create_app(live, name, Tokenizer(tokenizer))
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
     uvicorn.run(app, host=host, port=port, log_level="warning", loop="auto", http="auto")
+
+
+@app.command("fit-engine")
+def fit_engine_cmd(
+    points: Annotated[str, typer.Argument(help="YAML/JSON with measured runs under 'points:' (see README)")],
+    engine: Annotated[str, typer.Option(help="engine profile to start from (its unfitted values)")] = "vllm",
+    params: Annotated[str, typer.Option(help="comma-separated EngineProfile fields to fit")] =
+        "per_sequence_overhead_s,eager_launch_s,elementwise_passes",
+    holdout: Annotated[str, typer.Option(help="every-other: every second run (file order) is held out; none")] =
+        "every-other",
+    out: Annotated[Optional[str], typer.Option(help="write the fitted engine YAML here (use with --engine FILE)")] = None,
+    json_out: Json = False,
+) -> None:
+    """Fit an engine's host constants to measured TTFT/TBT points; report held-out error beside the unfitted."""
+    from phasewise.apps.fit_view import render_fit, run_fit, write_engine
+
+    result = run_fit(points, engine, params, holdout)
+    if out:
+        write_engine(result, engine, points, out)
+    if json_out:
+        print(dumps({k: v for k, v in result.items() if k != "profile"}))
+        return
+    render_fit(console, result)
+    if out:
+        console.print(f"engine written: {out} (phasewise simulate --engine {out} ...)")
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="scenario to run (none: list them)")] = None,
+    run_all: Annotated[bool, typer.Option("--all", help="run every scenario; one table of all checks")] = False,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help="override a setup parameter: key=value")] = None,
+    json_out: Json = False,
+    report: Annotated[Optional[str], typer.Option(help="write the scenario's HTML report here")] = None,
+) -> None:
+    """Rerun a paper's comparison and hold phasewise's figures against the paper's (../shared/SCENARIOS.md)."""
+    from phasewise.apps.reproduce_view import render_checks, render_list
+    from phasewise.scenarios import get_scenario, parse_sets, scenarios
+
+    overrides = parse_sets(sets)
+    if run_all and name is not None:
+        raise PhasewiseError("give either a scenario NAME or --all, not both")
+    if name is None and not run_all:
+        if overrides or report:
+            raise PhasewiseError("--set and --report need a scenario NAME (or --all for --set-free runs)")
+        known = scenarios()
+        if json_out:
+            print(dumps([{"scenario": s.name, "paper": s.paper, "claim": s.claim, "setup": list(s.setup)}
+                         for s in known.values()]))
+        else:
+            render_list(console, known)
+        return
+    if run_all:
+        if overrides:
+            raise PhasewiseError("--set applies to one scenario's setup; run it by NAME")
+        if report:
+            raise PhasewiseError("--report writes one scenario's report; run it by NAME")
+        results = [s.run() for s in scenarios().values()]
+    else:
+        scenario = get_scenario(name)
+        scenario.resolve(overrides)  # bad keys and values fail before anything runs
+        results = [scenario.run(overrides)]
+    if report:
+        from phasewise.apps.scenario_report import write_scenario_report
+
+        write_scenario_report(results[0], report)
+    passed = all(r.passed for r in results)
+    if json_out:
+        print(dumps(results[0].to_json() if not run_all else
+                    {"scenarios": [r.to_json() for r in results], "pass": passed}))
+    else:
+        render_checks(console, results)
+        if report:
+            console.print(f"report: {report}")
+    if not passed:
+        raise typer.Exit(1)
 
 
 @app.command("models")

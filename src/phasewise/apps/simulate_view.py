@@ -61,6 +61,16 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                      f"{i['kv_peak_use']:.0%}", f"{i['compute_utilization']:.0%}", f"{i['bandwidth_utilization']:.0%}",
                      f"{i['energy_j'] / 1e3:,.1f}", str(i["preemptions"]))
     console.print(inst)
+    pools = (s.get("policy") or {}).get("priority_pools")
+    if pools:
+        console.print(
+            f"Priority pools: LP {', '.join(s['instances'][i]['name'] for i in pools['lp_instances'])}; "
+            f"HP {', '.join(s['instances'][i]['name'] for i in pools['hp_instances'])}. Offloaded "
+            f"{pools['offloaded_requests']:,} requests ({pools['offload_fraction']:.1%}): "
+            f"{pools['offloads_waiting']:,} from the queue, {pools['migrations_transfer']:,} decodes by KV transfer, "
+            f"{pools['migrations_recompute']:,} by recompute. HP finished {pools['hp_requests']:,}: "
+            f"{pools['hp_ttft_violations']:,} missed TTFT, {pools['hp_tbt_violations']:,} missed TBT. "
+            f"Busy: LP {pools['lp_busy_fraction']:.0%}, HP {pools['hp_busy_fraction']:.0%}.")
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")

@@ -12,6 +12,7 @@ import inspect
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
+from phasewise.sim.attention_offload import offload_block
 from phasewise.sim.deployment import Deployment, build_deployment, load_deployment
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.simulate import simulate
@@ -34,10 +35,17 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           prefill_workers: int = 1, prefill_tp: int | None = None, decode_workers: int = 1,
                           decode_tp: int | None = None, kv_link: str = "nvlink", deployment: str | None = None,
                           router: str = "least_outstanding", memory_fraction: float = 0.9, spec_tokens: int = 0,
-                          spec_acceptance: float = 0.7, spec_draft: str = "mtp", **knobs) -> Deployment:
+                          spec_acceptance: float = 0.7, spec_draft: str = "mtp", scheduler: str | None = None,
+                          hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
+                          hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
+                          attention_offload: str = "off", attention_offload_sm_share: float | None = None,
+                          **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
-    names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...)."""
+    names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...).
+    `scheduler='ascendra'`: priority pools (Ascendra) over the `replicas` instances, `hp_instances` of them
+    (default 1) high-priority with `hp_engine`, the rest low-priority with `lp_engine` (engine knobs apply
+    to the low-priority instances); see sim/priority_pools.py."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -54,6 +62,16 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         return load_deployment(deployment)
     common = dict(hardware=hardware, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                   entry_point=entry_point, memory_fraction=memory_fraction, **knobs)
+    pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
+                                engine, replicas)
+    if pools is not None:
+        common.pop("engine")
+        lp_count, block = pools
+        hp = {k: v for k, v in common.items() if k not in knobs}
+        groups = [dict(role="collocated", pool="lp", tp=tp, replicas=lp_count, engine=lp_engine, **common),
+                  dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
+        return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
+                                 "priority_pools": block}, "deployment flags")
     if arch == "collocated":
         groups = [dict(role="collocated", tp=tp, replicas=replicas, **common)]
     elif arch == "disagg":
@@ -68,7 +86,45 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
     if spec_tokens:
         data["speculative"] = {"draft_tokens": spec_tokens, "acceptance": spec_acceptance, "draft": spec_draft}
+    offload = offload_block(attention_offload, attention_offload_sm_share, arch == "disagg")
+    if offload is not None:
+        data["attention_offload"] = offload
     return build_deployment(data, "deployment flags")
+
+
+SCHEDULER_MODES = ("plain", "ascendra")
+MIGRATIONS = ("auto", "transfer", "recompute")
+
+
+def priority_pool_flags(scheduler: str | None, hp_instances: int | None, lp_engine: str, hp_engine: str,
+                        slack_margin_ms: float, migration: str, arch: str, engine: str, replicas: int
+                        ) -> tuple[int, dict] | None:
+    """--scheduler ascendra's flags checked: (low-priority instance count, the priority_pools block), or None
+    for a plain deployment (then the pool flags must be left alone)."""
+    if scheduler not in (None, *SCHEDULER_MODES):
+        raise PhasewiseError(f"--scheduler '{scheduler}' is not one of {', '.join(SCHEDULER_MODES)}")
+    if scheduler != "ascendra":
+        flags = (("--hp-instances", hp_instances, None), ("--lp-engine", lp_engine, "ascendra-lp"),
+                 ("--hp-engine", hp_engine, "ascendra-hp"), ("--slack-margin-ms", slack_margin_ms, 300.0),
+                 ("--migration", migration, "auto"))
+        given = [flag for flag, value, default in flags if value != default]
+        if given:
+            raise PhasewiseError(f"{given[0]} needs --scheduler ascendra (priority pools)")
+        return None
+    if arch != "collocated":
+        raise PhasewiseError("--scheduler ascendra needs --arch collocated (priority pools of collocated instances)")
+    if engine != "vllm":
+        raise PhasewiseError("--engine does not apply with --scheduler ascendra: the pools' engines are --lp-engine "
+                             "and --hp-engine")
+    hp = 1 if hp_instances is None else hp_instances
+    if not 1 <= hp < replicas:
+        raise PhasewiseError(f"--hp-instances must be between 1 and --replicas - 1 = {replicas - 1} "
+                             f"(got {hp}; --replicas {replicas} is the LP and HP instances together)")
+    if migration not in MIGRATIONS:
+        raise PhasewiseError(f"--migration '{migration}' is not one of {', '.join(MIGRATIONS)}")
+    if not slack_margin_ms >= 0:
+        raise PhasewiseError(f"--slack-margin-ms must be >= 0 (got {slack_margin_ms})")
+    return replicas - hp, {"slack_margin_ms": slack_margin_ms, "migration": migration}
 
 
 def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1, pp: int = 1,
@@ -77,7 +133,10 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           decode_workers: int = 1, decode_tp: int | None = None, kv_link: str = "nvlink",
           deployment: str | None = None, router: str = "least_outstanding", entry_point: str = "server",
           memory_fraction: float = 0.9, spec_tokens: int = 0, spec_acceptance: float = 0.7, spec_draft: str = "mtp",
-          trace: str | None = None, trace_limit: int | None = None, rate: float | None = None,
+          scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
+          hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
+          attention_offload: str = "off", attention_offload_sm_share: float | None = None, trace: str | None = None,
+          trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float = 1024, osl: float = 256, isl_dist: str | None = None,
           osl_dist: str | None = None, isl_spread: float = 0.0, osl_spread: float = 0.0, arrival: str = "poisson",
           cv: float = 1.0, concurrency: int | None = None, seed: int = 0,
@@ -90,7 +149,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
         decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment, router=router,
         entry_point=entry_point, memory_fraction=memory_fraction, spec_tokens=spec_tokens,
-        spec_acceptance=spec_acceptance, spec_draft=spec_draft, **knobs)
+        spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
+        lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
+        attention_offload=attention_offload, attention_offload_sm_share=attention_offload_sm_share, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     if requests is not None and num_prompts is not None:

@@ -32,6 +32,8 @@ class Cluster:
         self.links: dict[str, Link] = {}
         self.kv_bytes_per_token = 0.0  # whole model, for transfers
         self.policy_stats: dict = {}  # serving-policy figures (offloads, migrations, ...) -> SimResult.policy
+        self.pools = None  # priority pools' controller (sim/priority_pools.py), when the deployment has them
+        self.offload = None  # attention offload's controller (sim/attention_offload.py), when the deployment has it
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)
@@ -49,7 +51,7 @@ class Cluster:
 
     def wire(self, instances: list[Instance], router: str, link_for) -> None:
         self.instances = instances
-        front = [i for i in instances if i.role in ("collocated", "prefill")]
+        front = [i for i in instances if i.role in ("collocated", "prefill") and i.group.pool != "hp"]
         back = [i for i in instances if i.role == "decode"]
         self.front = make_router(router, front)
         self.back = make_router(router, back) if back else None
@@ -68,6 +70,8 @@ class Cluster:
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""
         dst = self.back.pick()
+        if self.offload is not None and self.offload.try_offload(req, src, dst):
+            return  # its KV stays on src, where its attention runs
         dst.outstanding += req.prompt + req.output  # counted now, so the next pick sees it
         req.src_blocks = req.kv_blocks
         req.kv_blocks = 0
@@ -131,6 +135,8 @@ class Cluster:
             self.on_done(req)
             return
         i = req.id
+        if self.check and self.finish_s[i] == self.finish_s[i]:
+            raise AssertionError(f"request {i} finished twice")
         self.first_token_s[i] = req.first_token_s
         self.finish_s[i] = req.finish_s
         self.scheduled_s[i] = req.scheduled_s
@@ -199,6 +205,10 @@ class Cluster:
             np.fmax.at(self.max_tbt_s, owner, widest)
         if self.check:
             self._check_tbt()
+        if self.pools is not None:
+            self.pools.finalize()
+        if self.offload is not None:
+            self.offload.finalize()
 
     def _check_tbt(self) -> None:
         """The bulk-binned gaps equal the explicit per-request token gaps, bin for bin."""

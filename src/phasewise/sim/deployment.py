@@ -9,6 +9,9 @@ YAML form (same fields as the CLI flags):
       - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}
       - {role: decode, hardware: h100-sxm, tp: 1, replicas: 1, engine: vllm, max_num_seqs: 256}
     speculative: {draft_tokens: 4, acceptance: 0.7, draft: mtp}
+    # priority pools (Ascendra): instance groups take `pool: lp|hp`, and
+    # priority_pools: {slack_margin_ms: 300, migration: auto}   # see PriorityPools
+    attention_offload: {mode: auto}   # Adrenaline (disaggregated): or {mode: fixed, requests: 64, sm_share: 0.2}
 """
 
 from __future__ import annotations
@@ -39,6 +42,24 @@ class SpecDecode(BaseModel):
         return (1 - a ** (k + 1)) / (1 - a)
 
 
+class PriorityPools(BaseModel):
+    """Priority pools with proactive offload (Ascendra): arrivals go to the low-priority (`pool: lp`)
+    instances, which serve for throughput; a controller predicts, with the instances' own cost model,
+    each waiting or decoding request's TTFT/TPOT against its deadline and moves those predicted to miss
+    to the high-priority (`pool: hp`) instances before they miss (sim/priority_pools.py).
+    SLOs: per request class (the workload's priority, 0 first) from `class_slo_ms`, else `slo_ttft_ms` /
+    `slo_tbt_ms`, else the run's SLOs (--slo-ttft-ms / --slo-tbt-ms)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slo_ttft_ms: float | None = Field(default=None, gt=0)
+    slo_tbt_ms: float | None = Field(default=None, gt=0)  # applied to the TPOT, as the run's SLO
+    class_slo_ms: list[tuple[float, float]] | None = None  # [(ttft_ms, tbt_ms)] by request class
+    slack_margin_ms: float = Field(default=300.0, ge=0)  # offload when predicted slack < this margin
+    migration: Literal["auto", "transfer", "recompute"] = "auto"  # how a decoding request moves
+    check_interval_ms: float = Field(default=200.0, ge=0)  # an LP instance re-predicts at most this often
+
+
 class InstanceGroup(BaseModel):
     """Identical instances: hardware, parallelism, precision, and the serving engine with its knobs.
     A knob left unset takes the engine's default for the GPU, version and entry point
@@ -47,6 +68,7 @@ class InstanceGroup(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["collocated", "prefill", "decode"] = "collocated"
+    pool: Literal["lp", "hp"] | None = None  # priority pools: low (arrivals, throughput) / high (latency)
     model: str | None = None  # defaults to the deployment's model
     hardware: str = "h100-sxm"
     tp: int = Field(default=1, ge=1)
@@ -83,6 +105,35 @@ class InstanceGroup(BaseModel):
         return self.tp * self.pp * self.replicas
 
 
+class AttentionOffload(BaseModel):
+    """Adrenaline's attention offload (disaggregated deployments): the decode attention of extra requests runs
+    on a prefill instance, which keeps their KV in its HBM; the decode batch grows from its local M to M + N.
+    mode auto: a load-aware controller picks N within the TPOT SLO, the prefill GPU's free HBM, the overlap
+    of the exchange with the decode step, and the prefill's load and TTFT SLO (0 when the prefill saturates);
+    fixed: at most `requests` offloaded per decode instance; off: none (the plain deployment).
+    sm_share: the prefill GPU's SM share the offloaded attention gets (None: what keeps it bandwidth-bound).
+    SLOs: `tpot_slo_ms` / `ttft_slo_ms`, else the run's (--slo-tbt-ms / --slo-ttft-ms).
+    (sim/attention_offload.py; cost of a step: perf/attention_offload.py)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["auto", "fixed", "off"] = "auto"
+    requests: int | None = Field(default=None, ge=0)  # fixed: offloaded requests per decode instance
+    sm_share: float | None = Field(default=None, gt=0, lt=1)
+    prefill_kv_headroom: float = Field(default=0.1, ge=0, lt=1)  # share of the prefill KV kept for prompts
+    max_prefill_utilization: float = Field(default=0.8, gt=0, le=1)  # auto: prefill busy share, slowdown included
+    tpot_slo_ms: float | None = Field(default=None, gt=0)
+    ttft_slo_ms: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _requests(self) -> AttentionOffload:
+        if self.mode == "fixed" and self.requests is None:
+            raise ValueError("attention_offload mode fixed needs `requests` (offloaded requests per decode instance)")
+        if self.mode != "fixed" and self.requests is not None:
+            raise ValueError(f"attention_offload `requests` applies to mode fixed (mode is {self.mode})")
+        return self
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,6 +142,36 @@ class Deployment(BaseModel):
     router: Literal["round_robin", "least_outstanding", "kv_aware"] = "least_outstanding"
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
+    priority_pools: PriorityPools | None = None
+    attention_offload: AttentionOffload | None = None  # Adrenaline (disaggregated only)
+
+    @model_validator(mode="after")
+    def _offload(self) -> Deployment:
+        offload = self.attention_offload
+        if offload is None or offload.mode == "off":
+            return self
+        if not self.disaggregated:
+            raise ValueError("attention_offload needs a disaggregated deployment (prefill and decode instances)")
+        if self.speculative is not None:
+            raise ValueError("attention_offload does not combine with speculative decoding")
+        if any(g.pp > 1 for g in self.instances):
+            raise ValueError("attention_offload supports pp=1 instances only")
+        return self
+
+    @model_validator(mode="after")
+    def _pools(self) -> Deployment:
+        pools = [g.pool for g in self.instances]
+        if self.priority_pools is None:
+            if any(pools):
+                raise ValueError("instance `pool` needs the deployment's `priority_pools` block")
+            return self
+        if self.disaggregated:
+            raise ValueError("priority_pools applies to collocated instances only")
+        if "hp" not in pools:
+            raise ValueError("priority_pools needs at least one instance group with pool: hp")
+        if all(p == "hp" for p in pools):
+            raise ValueError("priority_pools needs at least one low-priority instance group (pool: lp)")
+        return self
 
     @model_validator(mode="after")
     def _roles(self) -> Deployment:

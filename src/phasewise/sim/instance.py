@@ -48,7 +48,8 @@ class Instance:
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
-                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power")
+                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
+                 "controller", "offload")
 
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
@@ -90,6 +91,8 @@ class Instance:
         self.decode_run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
         self.outstanding = 0  # tokens of assigned, unfinished requests (for the router)
         self.frontend_free_s = 0.0  # when the engine's frontend takes the next request
+        self.controller = None  # priority pools: the controller consulted at each boundary (sim/priority_pools.py)
+        self.offload = None  # attention offload (sim/attention_offload.py), when the deployment has it
         gpus = group.tp * group.pp // engines  # a virtual engine's share of its replica's GPUs (= tp)
         hw = cost.hw
         self.stats = InstanceStats(name, self.role, gpus, kv_capacity_blocks=self.kv.capacity,
@@ -147,15 +150,19 @@ class Instance:
     # --- scheduling ----------------------------------------------------------------------------
     def _step(self) -> None:
         """Choose and launch the next iteration (or go idle)."""
+        if self.controller is not None:  # priority pools: offload requests predicted to miss their SLOs
+            self.controller.on_step(self)
         if self.pending_transfers:
             self.cluster.try_transfers(self)
         if self.ready:
             self._join_ready()
+        if self.offload is not None and self.role == "decode":
+            self.offload.join(self)
         if self.role != "decode" and (self.waiting or self.prefilling):
             batch = self.scheduler.next_batch(self)
             if batch is not None:
                 return self._launch(batch)
-        if self.running.n:
+        if self.running.n or (self.offload is not None and self.role == "decode" and self.offload.decoding(self)):
             if self.pipeline is not None:  # one micro-batch at a time through the shared pipeline
                 self.make_room()
                 if self.running.n:
@@ -342,6 +349,8 @@ class Instance:
         if heap:
             n = min(n, heap[0][0] - self.decode_steps)
         S, kv, accepted = self.running.n, self.kv, self.tokens_per_step
+        if not S:  # only offloaded requests decode (attention offload): nothing grows here
+            return n
         other = kv.used - self.decoding_blocks
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
         tokens0 = self._decoding_tokens(self.decode_steps)
@@ -381,6 +390,8 @@ class Instance:
             shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
         it = self.cost.fast(shape)
         t = it[0]
+        if self.offload is not None:  # attention offload: a prefill sharing its SMs runs slower
+            t = self.offload.prefill_time(self, t)
         if decodes and self.draft is not None:
             t += self._draft_time(decodes, shape.decode_kv_tokens)
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
@@ -429,13 +440,17 @@ class Instance:
         n = self._run_length()
         if self.cluster.live:
             n = min(n, 1)  # the twin streams every token at its iteration's end
+        if self.offload is not None:
+            n = self.offload.run_length(self, n)
         if n <= 0:  # everything was preempted
             return self._step()
         now = self.loop.now
         seqs, accepted, fed = self.running.n, self.tokens_per_step, self.decode_new_tokens
         steps = _STEPS[:n]
         pairs, kv = self._decode_sums()
-        if self.window:
+        if self.offload is not None and self.offload.decoding(self):  # attention offload (no window, no spec)
+            lat, base = self.offload.series(self, steps, seqs, pairs, kv)
+        elif self.window:
             contexts = self.running.contexts(self.decode_steps, accepted)[:, None] + accepted * steps[None, :]
             kv_series = np.minimum(contexts + fed, self.window).sum(axis=0)
             lat, base = self.cost.decode_series(self._decode_shape(), kv_series * fed, kv_series)
@@ -459,6 +474,8 @@ class Instance:
         start, ends, _, base = self.decode_run
         self.decode_run = None
         n, seqs = len(ends), self.running.n
+        if self.offload is not None and self.role == "decode":  # offloaded requests decoded in the run too
+            seqs += self.offload.end_run(self, n, float(ends[-1]) - start)
         self._account(base, float(ends[-1]) - start, seqs, 0, seqs * self.decode_new_tokens * n, n, start)
         self.decode_end.commit(n)  # (ends were written there)
         self._decode_steps_done(n)
@@ -473,6 +490,8 @@ class Instance:
         if self.cluster.live:
             self._notify_decodes()
         self._finish_due()
+        if self.offload is not None and self.role == "decode":
+            self.offload.finish_due(self)
 
     def _notify_decodes(self) -> None:
         """Live: every decoding request's tokens produced by the iteration that just ended."""

@@ -13,6 +13,10 @@ class KVBlocks:
     allocated_total: int = 0
     freed_total: int = 0
     peak: int = 0
+    # when a clock (the event loop) is set: the integral of blocks in use over simulated time since 0
+    clock: object = None
+    block_seconds: float = 0.0
+    last_s: float = 0.0
 
     def blocks_for(self, tokens: int | float) -> int:
         return -(-int(tokens) // self.block_size)
@@ -24,6 +28,8 @@ class KVBlocks:
     def allocate(self, n: int) -> None:
         if n < 0:
             raise ValueError("negative allocation")
+        if self.clock is not None:
+            self.advance()
         self.used += n
         self.allocated_total += n
         if self.used > self.capacity:
@@ -34,5 +40,13 @@ class KVBlocks:
     def free_blocks(self, n: int) -> None:
         if n < 0 or n > self.used:
             raise RuntimeError(f"KV free of {n} blocks with {self.used} in use")
+        if self.clock is not None:
+            self.advance()
         self.used -= n
         self.freed_total += n
+
+    def advance(self) -> None:
+        """Integrate the blocks in use up to the clock's time (block_seconds)."""
+        now = self.clock.now
+        self.block_seconds += self.used * (now - self.last_s)
+        self.last_s = now

@@ -46,3 +46,11 @@ class Link:
         _, done = self.active.pop(key)
         self.loop.at(self.loop.now + self.latency_s, done)
         self._reschedule()
+
+
+def link_rate(interconnect, kind: str) -> tuple[float, float]:
+    """(bandwidth bytes/s per lane, latency s) of a KV link of `kind` (nvlink | pcie | rdma) on a GPU's interconnect."""
+    ic = interconnect
+    return {"nvlink": (ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s),
+            "pcie": (ic.pcie_bandwidth_bytes_per_s, ic.intra_node_latency_s),
+            "rdma": (ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s)}[kind]

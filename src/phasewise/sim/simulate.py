@@ -9,13 +9,15 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
+from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.events import EventLoop
 from phasewise.sim.instance import Instance
-from phasewise.sim.link import Link
+from phasewise.sim.link import Link, link_rate
 from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.pipeline import PipelineGate
+from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import EngineConfig, resolve_engine
@@ -64,9 +66,10 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
 
 
 def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False,
-                  live: bool = False) -> tuple[Cluster, list[Instance], float]:
+                  live: bool = False, slo: Slo | None = None) -> tuple[Cluster, list[Instance], float]:
     """The deployment's instances, router and links on `loop`; also the deployment's price per hour.
-    `live` (the digital twin) notifies every token as it is produced and keeps no per-request arrays."""
+    `live` (the digital twin) notifies every token as it is produced and keeps no per-request arrays.
+    `slo`: the run's SLOs (priority pools take their deadlines from them unless their block sets its own)."""
     cluster = Cluster(deployment, loop, n_requests, check)
     cluster.live = live
     instances: list[Instance] = []
@@ -95,15 +98,17 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         return links[replica]
 
     def new_link(src: Instance) -> Link:
-        ic = src.cost.hw.interconnect
         decode_tp = min(i.group.tp for i in instances if i.role == "decode")
         lanes = min(src.group.tp, decode_tp)  # each TP rank sends its shard in parallel
-        bw, lat = {"nvlink": (ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s),
-                   "pcie": (ic.pcie_bandwidth_bytes_per_s, ic.intra_node_latency_s),
-                   "rdma": (ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s)}[deployment.kv_link]
+        bw, lat = link_rate(src.cost.hw.interconnect, deployment.kv_link)
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat)
 
     cluster.wire(instances, deployment.router, link_for)
+    if deployment.priority_pools is not None:
+        cluster.pools = PoolController(deployment.priority_pools, cluster, instances, slo)
+    offload = deployment.attention_offload
+    if offload is not None and offload.mode != "off":
+        cluster.offload = AttentionOffloadController(offload, cluster, instances, slo)
     return cluster, instances, price
 
 
@@ -127,7 +132,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         n = len(workload)
         prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
-    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants)
+    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo)
     cluster.record_timeline = record_timeline
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished

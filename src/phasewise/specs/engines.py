@@ -14,7 +14,7 @@ from phasewise.errors import PhasewiseError, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
 
-SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm")
+SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
 ENTRY_POINTS = ("server", "offline")
 # Every knob any preset has, with the type a value must have.
 KNOB_TYPES: dict[str, type] = {
@@ -177,14 +177,14 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["cuda_graph_sizes"] = graph_sizes(table["cuda_graph_sizes"])
     if "cuda_graph_padding" in table:
         graphs["cuda_graph_padding"] = bool(table["cuda_graph_padding"])
-    if sched == "vllm":
+    if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
         sizes = graphs.get("cuda_graph_sizes", ())
         cap = min(2 * seqs, 512, budget)  # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget)
         graphs["cuda_graph_sizes"] = tuple(s for s in sizes if s <= cap) or (1,)
         graphs["cuda_graph_mixed"] = True  # V1 piecewise graphs cover mixed batches by token count
         graphs["overlap_scheduling"] = bool(table.get("async_scheduling")) and pp == 1
-        chunked = values["enable_chunked_prefill"]
+        chunked = values.get("enable_chunked_prefill", True)
         cfg = dict(max_seqs=seqs, token_budget=budget, chunked_prefill=chunked, prefill_chunk_tokens=budget,
                    mixed_batches=True, kv_admission="greedy", preemption="recompute",
                    partial_prefills=values.get("max_num_partial_prefills", 1))
@@ -214,8 +214,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cfg = dict(max_seqs=values["max_batch_size"], token_budget=values["max_num_tokens"], chunked_prefill=chunked,
                    prefill_chunk_tokens=values["max_num_tokens"], mixed_batches=True, kv_admission="reserve",
                    preemption="none", partial_prefills=1)
-    if sched in ("vllm", "sarathi") and cfg["token_budget"] < cfg["max_seqs"]:
-        name = "max_num_batched_tokens" if sched == "vllm" else "chunk_size"
+    if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
+        name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
         raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
                              f"({cfg['max_seqs']}): a step's decodes alone would use the whole budget and "
                              f"prefills would starve (vLLM enforces the same)")

@@ -6,6 +6,7 @@ from phasewise.sim.schedulers.base import Batch, Scheduler
 from phasewise.sim.schedulers.prefill_first import PrefillFirstScheduler
 from phasewise.sim.schedulers.sarathi import SarathiScheduler
 from phasewise.sim.schedulers.sglang import SglangScheduler
+from phasewise.sim.schedulers.shortest_prefill import ShortestPrefillFirstScheduler
 from phasewise.sim.schedulers.trtllm import TrtllmScheduler
 from phasewise.sim.schedulers.vllm import VllmV1Scheduler
 
@@ -15,6 +16,7 @@ POLICIES: dict[str, type[Scheduler]] = {
     "sarathi": SarathiScheduler,
     "sglang": SglangScheduler,
     "trtllm": TrtllmScheduler,
+    "shortest-prefill": ShortestPrefillFirstScheduler,
 }
 
 

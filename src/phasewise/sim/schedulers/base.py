@@ -32,6 +32,7 @@ class Scheduler:
     engine differs."""
 
     __slots__ = ("config",)
+    reorders = False  # whether waiting prompts are served out of arrival order (priority pools predict by it)
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
