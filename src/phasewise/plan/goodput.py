@@ -5,6 +5,7 @@ found by bisection on simulations that share their random numbers across rates."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +176,34 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     return min(prefill_rps, decode_rps)
 
 
+def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> tuple[float, float]:
+    """(the highest rate found to attain, the lowest found not to; 0 for the first if none does), assuming
+    attainment falls with the rate: a bracket from `guess` (doubled while it attains, at most 4 times, or
+    quartered until one attains, at most 6 times), then `steps` bisections."""
+    hi, lo = guess, 0.0
+    for _ in range(4):  # the bracket's top must fail
+        if not attains(hi):
+            break
+        lo, hi = hi, hi * 2
+    else:
+        return hi, hi
+    if lo == 0.0:  # find any attaining rate by quartering
+        probe = hi / 4
+        for _ in range(6):
+            if attains(probe):
+                lo = probe
+                break
+            hi, probe = probe, probe / 4
+    if lo > 0.0:
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            if attains(mid):
+                lo = mid
+            else:
+                hi = mid
+    return lo, hi
+
+
 def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0.9, steps: int = 6,
              window_s: float = 60.0, min_requests: int = 300) -> GoodputResult:
     """Bisection for the highest total rate whose SLO attainment >= target, simulating one unit at
@@ -194,28 +223,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
         curve.append(_lite(s, rate))
         return s["slo"]["attainment"] >= target and s["stable"]
 
-    hi = max(cap * 1.25, 1e-3)
-    lo = 0.0
-    for _ in range(4):  # the bracket's top must fail
-        if not attains(hi):
-            break
-        lo, hi = hi, hi * 2
-    else:
-        lo = hi
-    if lo == 0.0:  # find any attaining rate by quartering
-        probe = hi / 4
-        for _ in range(6):
-            if attains(probe):
-                lo = probe
-                break
-            hi, probe = probe, probe / 4
-    if lo > 0.0:
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            if attains(mid):
-                lo = mid
-            else:
-                hi = mid
+    lo, hi = highest_rate(attains, max(cap * 1.25, 1e-3), steps)
     above = summaries.get(hi)
     binding = "-"
     if above is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from phasewise.perf import BatchShape
+from phasewise.plan.goodput import highest_rate
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import Deployment, build_deployment
@@ -82,7 +83,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     def attains(policy: str, rate: float) -> bool:
         return float(sim(policy, rate).attained().mean()) >= setup["attainment"]
 
-    goodput = {p: bisect(lambda r, p=p: attains(p, r), setup["rate_max_rps"], setup["bisect_steps"])
+    goodput = {p: highest_rate(lambda r, p=p: attains(p, r), setup["rate_max_rps"], setup["bisect_steps"])[0]
                for p in (*POLICIES, *UNCHECKED)}
     vllm, sarathi, ascendra = (goodput[p] for p in POLICIES)
     grid = [x * vllm for x in setup["rate_grid"]] if vllm > 0 else []
@@ -180,24 +181,6 @@ def lp_budget(setup: dict[str, Any], decodes: int = 64, context: int = 1200) -> 
             break
         budget *= 2
     return budget
-
-
-def bisect(attains, top: float, steps: int) -> float:
-    """Highest rate that attains (0 if none), assuming attainment falls with the rate."""
-    lo, hi = 0.0, top
-    for _ in range(4):
-        if not attains(hi):
-            break
-        lo, hi = hi, 2 * hi
-    else:
-        return lo
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        if attains(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 def pool_figures(result: SimResult) -> dict[str, Any]:

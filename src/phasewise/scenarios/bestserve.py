@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from phasewise.perf.fit import LatencyPoint, fit_engine, parse_points, relative_error
-from phasewise.plan.goodput import WorkloadSpec
+from phasewise.plan.goodput import WorkloadSpec, highest_rate
 from phasewise.plan.planner import plan
 from phasewise.plan.strategies import PlanOptions
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario
@@ -93,7 +93,8 @@ def latency_model(setup: dict[str, Any]) -> dict[str, Any]:
 def replay_goodput(deployment: dict[str, Any], trace, slo: Slo, target: float, guess: float, window_s: float,
                    steps: int = 6) -> tuple[float, list[tuple[float, float]]]:
     """The highest rate at which the trace, replayed with its own arrivals rescaled (looped to last at least
-    `window_s`), meets `target` attainment on the whole deployment: bisection in a bracket grown around `guess`."""
+    `window_s`), meets `target` attainment on the whole deployment: the planner's bracket-and-bisect search
+    (plan.goodput.highest_rate) from `guess`, on the replay instead of the planner's unit simulations."""
     dep = build_deployment(deployment)
     curve: list[tuple[float, float]] = []
 
@@ -103,23 +104,7 @@ def replay_goodput(deployment: dict[str, Any], trace, slo: Slo, target: float, g
         curve.append((rate, att))
         return att
 
-    lo, hi = guess * 0.6, guess * 1.5
-    for _ in range(4):
-        if attainment(lo) >= target:
-            break
-        hi, lo = lo, lo / 2
-    else:
-        return 0.0, sorted(curve)
-    for _ in range(4):
-        if attainment(hi) < target:
-            break
-        lo, hi = hi, hi * 1.5
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        if attainment(mid) >= target:
-            lo = mid
-        else:
-            hi = mid
+    lo, _ = highest_rate(lambda rate: attainment(rate) >= target, guess * 1.25, steps)
     return lo, sorted(curve)
 
 
