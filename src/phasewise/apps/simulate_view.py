@@ -71,6 +71,15 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"{pools['migrations_recompute']:,} by recompute. HP finished {pools['hp_requests']:,}: "
             f"{pools['hp_ttft_violations']:,} missed TTFT, {pools['hp_tbt_violations']:,} missed TBT. "
             f"Busy: LP {pools['lp_busy_fraction']:.0%}, HP {pools['hp_busy_fraction']:.0%}.")
+    offload = (s.get("policy") or {}).get("attention_offload")
+    if offload:
+        hosts = "; ".join(f"{h['name']} HBM {h['hbm_use']:.0%}" for h in offload["hosts"])
+        refused = ", ".join(f"{k} {v:,}" for k, v in offload["declined"].items()) or "none"
+        console.print(
+            f"Attention offload ({offload['mode']}): {offload['offloaded_requests']:,} requests' decode attention ran "
+            f"on prefill GPUs; mean decode batch {offload['mean_local_seqs']:.0f} local + "
+            f"{offload['mean_offloaded_seqs']:.0f} offloaded (N/M {offload['offloaded_per_local']:.2f}); "
+            f"prefill {hosts}; refused: {refused}.")
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")
