@@ -155,15 +155,14 @@ def run(setup: dict[str, Any]) -> Outcome:
         Check("prefill_hbm_capacity", "prefill-instance HBM capacity use up 2.28x", 2.28, ratio("prefill_hbm"),
               (1.6, 3.0), f"(weights + KV in use) / HBM: {plain['prefill_hbm']:.0%} -> {offload['prefill_hbm']:.0%}:"
               " the offloaded requests' KV lives on the prefill GPU"),
-        Check("prefill_hbm_bandwidth", "prefill-instance HBM bandwidth use rises (paper: 2.07x); a direction check: "
-              "the magnitude is the offloaded KV reads over the prefill's own traffic, which the paper does not give",
-              2.07, ratio("prefill_bandwidth"), (1.5, 10.0),
+        Check("prefill_hbm_bandwidth", "prefill-instance HBM bandwidth use up 2.07x", 2.07,
+              ratio("prefill_bandwidth"), (1.5, 3.0),
               f"{plain['prefill_bandwidth']:.1%} -> {offload['prefill_bandwidth']:.1%} of the prefill GPU's "
               f"bandwidth, of which the offloaded attention's KV reads {offload['prefill_attention_bandwidth']:.1%}"
-              f" and the prefill's own traffic the rest: {ratio('prefill_bandwidth'):.2f}x "
-              + ("exceeds the paper's 2.07x, as the short ShareGPT prompts leave the prefill's own traffic small "
-                 "here (the paper's prompt lengths are not accessible)" if ratio("prefill_bandwidth") > 2.5 else
-                 "is near the paper's 2.07x")),
+              " and the prefill's own traffic the rest: the ratio is the offloaded KV reads over the prefill's own "
+              "traffic, which the paper's prompt lengths (not accessible) set"
+              + (": ShareGPT's short prompts leave the prefill's own traffic small here, so it overshoots the paper's"
+                 if ratio("prefill_bandwidth") > 3.0 else "")),
         Check("decode_compute", "decode-instance compute use up 1.67x", 1.67, ratio("decode_compute"), (1.2, 1.9),
               f"{plain['decode_compute']:.1%} -> {offload['decode_compute']:.1%} of peak: the dense layers run "
               "M + N rows per step"),
