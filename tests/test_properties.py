@@ -73,7 +73,13 @@ def test_decode_is_memory_bound_on_gpus(model, hw, batch, context):
     memory = sum(o.memory_s for o in it.operators)
     launch = sum(o.launch_s for o in it.operators)
     assert memory > compute
-    assert it.bound == ("memory" if launch < memory else "dispatch")
+    # the iteration's bound adds up each operator's time under that operator's own roof (launch gaps count as
+    # dispatch only in operators where they exceed the roofs), so near launch ~ memory either label is right
+    assert it.bound in ("memory", "dispatch")
+    if launch < memory / 2:
+        assert it.bound == "memory"
+    elif launch > 2 * memory:
+        assert it.bound == "dispatch"
 
 
 DENSE = [m for m in MODELS if not load_model(m).num_experts]
