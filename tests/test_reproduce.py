@@ -133,6 +133,18 @@ KNOWN_GAPS = {
     ("adrenaline", "prefill_hbm_bandwidth"): "3.4x vs the paper's 2.07x: the offloaded KV reads over a prefill whose "
                                              "own traffic is small with ShareGPT's short prompts (the paper's prompt "
                                              "lengths are not accessible)",
+    ("spad", "cluster TDP at equal SLOs (azure-conv)"): "1.10 vs 0.83-0.98: the Prefill Chip's doubled arrays at full "
+                                                        "clock (830 W vs 598 W, assumed pJ/FLOP) cost more power than "
+                                                        "its prefill speed-up saves",
+    ("spad", "cluster TDP at equal SLOs (azure-code)"): "1.20 vs 0.83-0.98: as for azure-conv, more so on the "
+                                                        "prefill-heavy coding trace",
+    ("spad", "cluster hardware cost at equal SLOs (azure-code)"): "0.41 vs 0.59-0.81: a larger saving than the paper's "
+                                                                  "best case (cheap GDDR7 chips on a prefill-heavy trace)",
+    ("halo", "geomean speedup over AttAcc-like"): "3.2x vs 18x: with CiM weights programmed at the HBM rate, HALO's "
+                                                  "per-token gain is bounded by the CiD's internal-bandwidth multiple",
+    ("fireq", "meta-llama/Meta-Llama-3-8B prefill speedup over QServe"): "1.368 vs 1.16-1.36: linear layers are 64 % "
+                                                                         "of QServe's modelled prefill (the paper's "
+                                                                         "1.26x implies ~51 %)",
 }
 
 

@@ -72,6 +72,8 @@ def estimate_cmd(
     prompt_len: Annotated[int, typer.Option(help="prompt tokens per sequence (prefill)")] = 1024,
     context_len: Annotated[Optional[int], typer.Option(help="cached tokens per sequence at the decode step (default: prompt-len)")] = None,
     memory_fraction: Annotated[float, typer.Option(help="fraction of device memory the engine may use")] = 0.9,
+    mapping: Annotated[Optional[str], typer.Option(help="operator mapping onto the chip's substrates: halo|all-cid|"
+                                                        "attacc|all-cim or a YAML (needs a chip with substrates)")] = None,
     as_json: Json = False,
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
@@ -79,7 +81,8 @@ def estimate_cmd(
     from phasewise.perf.estimate import estimate
 
     est = estimate(model, hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
-                   batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction)
+                   batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
+                   mapping=mapping)
     mem = est.memory
     if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
         raise PhasewiseError(
@@ -107,6 +110,8 @@ def simulate_cmd(
     prefill_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")] = None,
     decode_workers: DecodeWorkers = 1,
     decode_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")] = None,
+    prefill_hardware: Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")] = None,
+    decode_hardware: Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")] = None,
     kv_link: Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")] = "nvlink",
     deployment: DeploymentFile = None,
     router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware")] = "least_outstanding",
@@ -175,7 +180,8 @@ def simulate_cmd(
                  client=client, num_prompts=num_prompts, warmup=warmup, scheduler=scheduler,
                  hp_instances=hp_instances, lp_engine=lp_engine, hp_engine=hp_engine,
                  slack_margin_ms=slack_margin_ms, migration=migration, attention_offload=attention_offload,
-                 attention_offload_sm_share=attention_offload_sm_share, **_knobs(locals()))
+                 attention_offload_sm_share=attention_offload_sm_share, prefill_hardware=prefill_hardware,
+                 decode_hardware=decode_hardware, **_knobs(locals()))
     result = simulate(spec.deployment, spec.workload, spec.slo)
     summary = result.summary()
     if out:
@@ -213,7 +219,7 @@ def plan_cmd(
     osl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
     isl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
     osl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
-    objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt")] = "goodput-per-gpu",
+    objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
     tp_options: Annotated[str, typer.Option(help="TP degrees to try")] = "1,2,4,8",
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
     precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8")] = "bf16",
@@ -225,6 +231,8 @@ def plan_cmd(
     spec_acceptance: SpecAcceptance = 0.7,
     engine: Engine = "vllm",
     kv_link: Annotated[str, typer.Option(help="disaggregated KV link: nvlink|pcie|rdma")] = "nvlink",
+    prefill_hardware: Annotated[str, typer.Option(help="disaggregated: chips prefill instances may run on, comma-separated (default --hardware)")] = "",
+    decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
@@ -249,7 +257,9 @@ def plan_cmd(
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        chunk_sizes=_ints("--chunk-sizes", chunk_sizes), batch_caps=_ints("--batch-caps", batch_caps),
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
-                       spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link)
+                       spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link,
+                       prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
+                       decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()))
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
@@ -578,7 +588,9 @@ def hardware_cmd() -> None:
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(code) comes back as its return value
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except PhasewiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from phasewise.apps.mapping_view import render_mapped
 from phasewise.perf.estimate import Estimate
 
 
@@ -48,6 +49,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
         table.add_row("host overhead", "1", f"{it.host_s * 1e3:.3f}", "", "", f"{it.host_s * 1e3:.3f}", "", "", "",
                       "dispatch")
         console.print(table)
+    if est.mapped is not None:
+        render_mapped(console, est.mapped)
     m = d["memory"]
     gib = 2**30
     status = "[green]fits[/]" if m["fits"] else f"[red]does not fit[/]: {m['reason']}"

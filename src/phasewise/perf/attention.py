@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from phasewise.perf.batch import BatchShape
+from phasewise.perf.quant_kernels import attention_compute_s
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
+from phasewise.specs.quant import AttentionKernel
 
 # Where decode_linear() evaluates the decode kernel besides zero: far from it, so that the slopes read off
 # carry only rounding relative to themselves, and a power of two, so that dividing by it is exact.
@@ -28,12 +30,15 @@ class AttentionCost:
 
     __slots__ = ("flops_per_pair", "kv_bytes_per_token", "q_bytes_per_token", "queries_per_kv_head",
                  "tensor_flops_per_s", "vector_flops_per_s", "decode_tensor_cores", "prefill_half_tokens",
-                 "decode_half_rows", "decode_s_per_byte", "memory_s")
+                 "decode_half_rows", "decode_s_per_byte", "memory_s", "prefill_kernel",
+                 "prefill_tensor_flops_per_s")
 
     def __init__(self, hardware: HardwareSpec, engine: EngineProfile, *, head_dim: int, heads: int,
                  kv_heads: int, kv_bytes: float, activation_bytes: float, tensor_peak_flops: float,
-                 vector_flops_per_s: float, memory_s: Callable[[float], float]) -> None:
-        """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device."""
+                 vector_flops_per_s: float, memory_s: Callable[[float], float],
+                 prefill_kernel: AttentionKernel | None = None) -> None:
+        """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device;
+        `prefill_kernel`: the quantization scheme's own prefill kernel (quant_kernels.py), else the generic one."""
         eff = hardware.efficiency
         self.flops_per_pair = 4.0 * head_dim * heads  # q.k and p.v, 2 FLOPs per multiply-add
         self.kv_bytes_per_token = 2 * kv_heads * head_dim * kv_bytes  # K and V
@@ -46,6 +51,9 @@ class AttentionCost:
         self.decode_half_rows = eff.decode_attention_half_rows
         self.decode_s_per_byte = 1.0 / (hardware.memory_bandwidth_bytes_per_s * eff.attention_memory_efficiency)
         self.memory_s = memory_s
+        self.prefill_kernel = prefill_kernel
+        self.prefill_tensor_flops_per_s = self.tensor_flops_per_s if prefill_kernel is None else (
+            hardware.peak(prefill_kernel.q_dtype) * eff.attention_efficiency_max * engine.compute_efficiency)
 
     def kernel(self, seqs: int, tokens: int, pairs, kv_tokens, decode: bool) -> tuple:
         """(flops, bytes, compute_s, memory_s) of one kernel class over `seqs` sequences with `tokens` new
@@ -62,8 +70,12 @@ class AttentionCost:
                 flops_per_s = self.vector_flops_per_s
             return flops, nbytes, flops / flops_per_s, nbytes * self.decode_s_per_byte
         rows = tokens / seqs
-        flops_per_s = self.tensor_flops_per_s * rows / (rows + self.prefill_half_tokens)
-        return flops, nbytes, flops / flops_per_s, self.memory_s(nbytes)
+        flops_per_s = self.prefill_tensor_flops_per_s * rows / (rows + self.prefill_half_tokens)
+        compute_s = flops / flops_per_s
+        if self.prefill_kernel is not None:
+            compute_s = attention_compute_s(self.prefill_kernel, compute_s, pairs, rows, self.flops_per_pair,
+                                            self.vector_flops_per_s)
+        return flops, nbytes, compute_s, self.memory_s(nbytes)
 
     def layer(self, shape: BatchShape) -> tuple:
         """(flops, bytes, compute_s, memory_s) of one layer's attention over both kernel classes of `shape`."""

@@ -26,7 +26,9 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.operators import KERNELS, IterationCost, OperatorCost
+from phasewise.perf.quant_kernels import gemm_compute_s
 from phasewise.perf.stages import IterationParts, Pipeline, stage_inputs
+from phasewise.perf.tiling import array_utilization
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -93,11 +95,13 @@ class CostModel:
         self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
+        # a chip built from parts: a GEMM's efficiency follows from how it tiles onto the arrays (tiling.py)
+        self._arrays = hardware.parts.compute if hardware.parts is not None else None
         self.vector_rate = hardware.vector_flops * eff.vector_efficiency
         self.attention = AttentionCost(hardware, engine, head_dim=m.head_dim, heads=self.heads,
                                        kv_heads=self.kv_heads, kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes,
                                        tensor_peak_flops=self.attn_peak, vector_flops_per_s=self.vector_rate,
-                                       memory_s=self._memory_s)
+                                       memory_s=self._memory_s, prefill_kernel=quant.attention_kernel)
         # the attention operator over a stage's layers (_op's rule): a dispatch floor per layer when eager,
         # and the launches of all its kernels
         self._attention_dispatch_s = KERNELS["attention"] * engine.eager_launch_s
@@ -123,9 +127,16 @@ class CostModel:
             return 0.0, 0.0, 0.0, 0.0
         flops = 2.0 * rows * k * n
         nbytes = weights * k * n * w_bytes + rows * (k + n) * self.a_bytes
-        eff = self._gemm_efficiency(rows / weights)
+        if self._arrays is None:
+            eff = self._gemm_efficiency(rows / weights)
+        else:
+            eff = self.gemm_eff * array_utilization(rows / weights, k, n, self._arrays)
         compute = flops / (peak * eff)
-        if dequant and self.quant.dequant_ops_per_weight:
+        kernel = self.quant.gemm_kernel
+        if dequant and kernel is not None:  # the scheme's own main loop (quant_kernels.py)
+            compute = gemm_compute_s(kernel, compute, weights * k * n, rows / weights,
+                                     self.quant.dequant_ops_per_weight, self.vector_rate, self.eff.sync_mma_efficiency)
+        elif dequant and self.quant.dequant_ops_per_weight:
             tiles = math.ceil(rows / weights / self.eff.dequant_tile_rows)
             compute += (weights * k * n * tiles * self.quant.dequant_ops_per_weight
                         / self.vector_rate)

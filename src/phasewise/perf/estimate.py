@@ -8,9 +8,11 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
+from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import MemoryFit, memory_fit
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import resolve_engine
+from phasewise.specs.mappings import load_mapping
 
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
 # TensorRT-LLM's max_num_tokens default to 8192-16384): larger prefills run in several iterations.
@@ -26,6 +28,7 @@ class Estimate:
     prefill: IterationCost  # the whole batch of prompts as one iteration
     decode: IterationCost  # one decode step of the batch at context_len cached tokens
     memory: MemoryFit
+    mapped: MappedPhases | None = None  # --mapping: the prefill and decode step on the chip's substrates
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -84,12 +87,13 @@ class Estimate:
                 "kv_needed_tokens": mem.kv_needed_tokens,
                 "max_batch_at_context": mem.kv_capacity_tokens // max(self.context_len + 1, 1),
             },
+            **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
         }
 
 
 def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: str = "bf16",
              kv_dtype: str | None = None, engine: str = "vllm", batch: int = 1, prompt_len: int = 1024,
-             context_len: int | None = None, memory_fraction: float = 0.9) -> Estimate:
+             context_len: int | None = None, memory_fraction: float = 0.9, mapping: str | None = None) -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len`."""
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
         if value < 1:
@@ -114,4 +118,35 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=memory_fraction)
-    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem)
+    mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
+    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped)
+
+
+def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:
+    """The prefill and the decode step of estimate() with each operator on the substrate `mapping` gives it."""
+    mapped = MappedCost(cm, load_mapping(mapping))
+    model = cm.model
+    return MappedPhases(
+        mapped.mapping.name,
+        mapped.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.sliding_window), "prefill"),
+        mapped.iteration(BatchShape.uniform(batch, 1, context_len, model.causal, model.sliding_window), "decode"))
+
+
+def mapped_dict(mapped: MappedPhases) -> dict[str, Any]:
+    """--mapping's part of estimate's JSON: per phase, latency, energy and every operator on its substrate."""
+    out: dict[str, Any] = {"name": mapped.mapping}
+    for it in (mapped.prefill, mapped.decode):
+        phase = it.phase
+        out[phase] = {
+            "latency_ms": it.latency_s * 1e3, "energy_j": it.energy_j,
+            "by_substrate": {k: {"time_ms": t * 1e3, "energy_j": e} for k, (t, e) in it.by_substrate().items()},
+            "operators": [{"name": op.name, "class": op.op_class, "substrate": op.substrate, "kind": op.kind,
+                           "count": op.count, "time_ms": op.time_s * 1e3, "compute_ms": op.compute_s * 1e3,
+                           "memory_ms": op.memory_s * 1e3, "program_ms": op.program_s * 1e3,
+                           "energy_j": op.energy_j, "flops": op.flops, "stationary_bytes": op.stationary_bytes,
+                           "activation_bytes": op.activation_bytes, "programmed_bytes": op.programmed_bytes}
+                          for op in it.operators],
+            "movements": [{"edge": m.edge, "from": m.source, "to": m.target, "bytes": m.bytes,
+                           "time_ms": m.time_s * 1e3, "energy_j": m.energy_j} for m in it.movements],
+        }
+    return out

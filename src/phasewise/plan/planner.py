@@ -12,13 +12,16 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
+from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware
 
-OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar", "goodput-per-watt")
+# cost / power: goodput per dollar of cluster hardware (chips from parts) / per watt of cluster TDP: the cheapest /
+# lowest-TDP cluster meeting the SLOs at a given rate (plan/cluster_cost.py)
+OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar", "goodput-per-watt", "cost", "power")
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
 VERIFY_WINDOW_S = 60.0
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
@@ -60,6 +63,10 @@ class PlanResult:
                 "verified_attainment": r.verified_attainment,
                 "binding": r.binding, "reason": reason(r),
             })
+            if self.objective in ("cost", "power"):
+                cluster = cluster_hardware(r.strategy.deployment, with_cost=self.objective == "cost")
+                out[-1].update(cluster_cost_usd=cluster.cost_usd if self.objective == "cost" else math.nan,
+                               cluster_tdp_w=cluster.tdp_w, chips=cluster.chips)
         return out
 
     def pareto(self) -> list[dict[str, float]]:
@@ -76,6 +83,10 @@ class PlanResult:
 
 
 def objective_value(objective: str, r: GoodputResult, hardware: str) -> float:
+    if objective in ("cost", "power"):  # requests/s per $1,000 of hardware / per kW of TDP
+        cluster = cluster_hardware(r.strategy.deployment, with_cost=objective == "cost")
+        per = cluster.cost_usd / 1e3 if objective == "cost" else cluster.tdp_w / 1e3
+        return r.goodput_rps / per if per > 0 else math.nan
     if objective == "goodput-per-gpu":
         return r.goodput_rps / r.gpus
     if objective == "goodput-per-dollar":  # requests per dollar of GPU time
@@ -113,6 +124,9 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     if max(min(opts.tp_options), 1) > gpus:
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
+    if objective == "cost":  # a one-line error now if a chip has no parts to cost
+        for s in strategies:
+            cluster_hardware(s.deployment)
     caps = [capacity_estimate(s, work) for s in strategies]
     best = max(caps)
     kept = []

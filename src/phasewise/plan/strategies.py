@@ -32,6 +32,9 @@ class PlanOptions:
     engine: str = "vllm"
     kv_link: str = "nvlink"
     memory_fraction: float = 0.9
+    # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
+    prefill_hardware: tuple[str, ...] = ()
+    decode_hardware: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -72,9 +75,12 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             return False
         return tp * pp <= gpus
 
+    prefill_chips = [(name, load_hardware(name)) for name in opts.prefill_hardware or (hardware,)]
+    decode_chips = [(name, load_hardware(name)) for name in opts.decode_hardware or (hardware,)]
     for precision in opts.precisions:
         quant = load_quant(precision)
-        hw.peak(quant.compute_dtype)  # a one-line error if the chip lacks the path
+        for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
+            chip.peak(quant.compute_dtype)  # a one-line error if a chip lacks the path
         for spec in opts.speculative:
             spec_cfg = {"draft_tokens": opts.spec_tokens, "acceptance": opts.spec_acceptance} if spec else None
             tag = f"{precision}{' +spec' if spec else ''}"
@@ -101,12 +107,15 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             # --- disaggregated: x prefill and y decode instances, each phase with its own TP --------
             if not opts.disaggregated:
                 continue
-            for p_tp, d_tp in itertools.product(opts.tp_options, opts.tp_options):
+            for (p_name, p_hw), (d_name, d_hw), p_tp, d_tp in itertools.product(
+                    prefill_chips, decode_chips, opts.tp_options, opts.tp_options):
                 if not (parallel_ok(p_tp, 1) and parallel_ok(d_tp, 1)):
                     continue
-                if not (_fits(model, hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens)
-                        and _fits(model, hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens)):
-                    pruned.append(f"disaggregated P-TP{p_tp}/D-TP{d_tp} {tag}: an instance does not fit in memory")
+                chips = "" if p_name == d_name == hardware else f" {p_name}/{d_name}"
+                if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens)
+                        and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens)):
+                    pruned.append(f"disaggregated P-TP{p_tp}/D-TP{d_tp}{chips} {tag}: an instance does not fit in "
+                                  "memory")
                     continue
                 for x, y in opts.ratios:
                     unit = x * p_tp + y * d_tp
@@ -114,15 +123,17 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                         continue
                     k = gpus // unit  # replicate the xPyD unit to fill the budget
                     px, dy = x * k, y * k
-                    groups = [dict(base, role="prefill", tp=p_tp, replicas=px, **knob_values(opts.engine, 64)),
-                              dict(base, role="decode", tp=d_tp, replicas=dy,
+                    groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px,
+                                   **knob_values(opts.engine, 64)),
+                              dict(base, role="decode", hardware=d_name, tp=d_tp, replicas=dy,
                                    **knob_values(opts.engine, opts.batch_caps[-1]))]
                     one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
-                    name = f"{px}P(TP{p_tp}) {dy}D(TP{d_tp}) {tag}"
+                    name = f"{px}P(TP{p_tp}) {dy}D(TP{d_tp}){chips} {tag}"
                     out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
                                         _deployment(model_name, one, opts, spec_cfg), k, k * unit,
                                         "disaggregated", dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp,
-                                                              precision=precision, speculative=spec)))
+                                                              precision=precision, speculative=spec,
+                                                              prefill_hardware=p_name, decode_hardware=d_name)))
     names = set()
     unique = []
     for s in out:  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)

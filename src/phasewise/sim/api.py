@@ -39,13 +39,15 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
                           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
                           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
+                          prefill_hardware: str | None = None, decode_hardware: str | None = None,
                           **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
     names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...).
     `scheduler='ascendra'`: priority pools (Ascendra) over the `replicas` instances, `hp_instances` of them
     (default 1) high-priority with `hp_engine`, the rest low-priority with `lp_engine` (engine knobs apply
-    to the low-priority instances); see sim/priority_pools.py."""
+    to the low-priority instances); see sim/priority_pools.py.
+    `prefill_hardware` / `decode_hardware` (disagg): the chips of the prefill / decode instances (default `hardware`)."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -72,6 +74,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                   dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
         return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
                                  "priority_pools": block}, "deployment flags")
+    if arch != "disagg" and (prefill_hardware or decode_hardware):
+        raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     if arch == "collocated":
         groups = [dict(role="collocated", tp=tp, replicas=replicas, **common)]
     elif arch == "disagg":
@@ -79,8 +83,10 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
             raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
-        groups = [dict(role="prefill", tp=prefill_tp or tp, replicas=prefill_workers, **common),
-                  dict(role="decode", tp=decode_tp or tp, replicas=decode_workers, **common)]
+        groups = [dict(role="prefill", tp=prefill_tp or tp, replicas=prefill_workers,
+                       **dict(common, hardware=prefill_hardware or hardware)),
+                  dict(role="decode", tp=decode_tp or tp, replicas=decode_workers,
+                       **dict(common, hardware=decode_hardware or hardware))]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
     data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
@@ -135,7 +141,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           memory_fraction: float = 0.9, spec_tokens: int = 0, spec_acceptance: float = 0.7, spec_draft: str = "mtp",
           scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
-          attention_offload: str = "off", attention_offload_sm_share: float | None = None, trace: str | None = None,
+          attention_offload: str = "off", attention_offload_sm_share: float | None = None,
+          prefill_hardware: str | None = None, decode_hardware: str | None = None, trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float = 1024, osl: float = 256, isl_dist: str | None = None,
           osl_dist: str | None = None, isl_spread: float = 0.0, osl_spread: float = 0.0, arrival: str = "poisson",
@@ -151,7 +158,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         entry_point=entry_point, memory_fraction=memory_fraction, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
         lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
-        attention_offload=attention_offload, attention_offload_sm_share=attention_offload_sm_share, **knobs)
+        attention_offload=attention_offload, attention_offload_sm_share=attention_offload_sm_share,
+        prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     if requests is not None and num_prompts is not None:

@@ -101,6 +101,10 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         decode_tp = min(i.group.tp for i in instances if i.role == "decode")
         lanes = min(src.group.tp, decode_tp)  # each TP rank sends its shard in parallel
         bw, lat = link_rate(src.cost.hw.interconnect, deployment.kv_link)
+        for chip in {i.cost.hw.key: i.cost.hw for i in instances if i.role == "decode"}.values():
+            if chip.key != src.cost.hw.key:  # prefill and decode on different chips: the slower end sets the link
+                other_bw, other_lat = link_rate(chip.interconnect, deployment.kv_link)
+                bw, lat = min(bw, other_bw), max(lat, other_lat)
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat)
 
     cluster.wire(instances, deployment.router, link_for)

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.chip_cost import fill_from_parts
+from phasewise.specs.parts import ChipParts
+from phasewise.specs.substrates import Substrate, check_unique_names
 
 
 class Efficiency(BaseModel):
@@ -32,6 +35,9 @@ class Efficiency(BaseModel):
     attention_memory_efficiency: float = Field(gt=0, le=1)
     vector_efficiency: float = Field(gt=0, le=1)
     dequant_tile_rows: int = Field(gt=0)
+    # fraction of the GEMM efficiency that kernels built on warp-synchronous mma.sync (Ampere-style, e.g.
+    # QServe's W4A8 main loop) reach on this chip; 1 where that is the native tensor-core instruction
+    sync_mma_efficiency: float = Field(default=1.0, gt=0, le=1)
     kernel_launch_s: float = Field(ge=0)
     # per weight dtype: how much of memory_efficiency_max the GEMMs streaming weights of that dtype reach
     # (block-scaled FP4 kernels at decode batch sizes reach less than FP8/BF16 ones); absent = 1
@@ -76,6 +82,14 @@ class HardwareSpec(BaseModel):
     price_per_hour_usd: float = Field(ge=0)
     sources: dict[str, str] = Field(default_factory=dict)
     efficiency: Efficiency
+    parts: ChipParts | None = None  # a chip built from parts (specs/parts.py): its figures derive from them
+    # compute substrates (specs/substrates.py): parts an operator mapping places operators on (HALO, CENT)
+    substrates: tuple[Substrate, ...] = ()
+
+    @field_validator("substrates")
+    @classmethod
+    def _unique_substrates(cls, value: tuple[Substrate, ...]) -> tuple[Substrate, ...]:
+        return check_unique_names(value)
 
     def peak(self, dtype: str) -> float:
         """Dense tensor peak for a compute dtype; a one-line error if the chip has no such path."""
@@ -140,6 +154,8 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
     eff.update(entry.pop("efficiency", None) or {})
     entry.pop("efficiency_sources", None)
     entry.pop("aliases", None)  # other names for a catalog entry; used only by load_hardware
+    if entry.get("parts") is not None:
+        entry = fill_from_parts(entry, where)
     bad = [d for d in (entry.get("peak_flops") or {}) if d not in _ALLOWED_DTYPES]
     if bad:
         raise PhasewiseError(

@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import packaged
+
+
+class GemmKernel(BaseModel):
+    """How a scheme's GEMM kernel expands its stored weights inside the main loop (perf/quant_kernels.py).
+
+    Each thread block dequantizes the weight tile it multiplies, so the CUDA-core work is
+    weights x ceil(rows / tile_rows) x the scheme's dequant_ops_per_weight. `pipelined`: warp-specialized
+    producer warps dequantize the next tile while the consumer warps' MMAs run on this one (Hopper
+    TMA + wgmma, FireQ); otherwise the same warps dequantize then multiply (QServe's main loop)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dequant: str  # the dequantization path, in words (lut-int4-fp8, int4-int8-mainloop)
+    pipelined: bool
+    # async: the chip's native tensor-core instructions (wgmma on Hopper); sync: warp-level mma.sync, which
+    # reaches the hardware's sync_mma_efficiency of its GEMM efficiency (Efficiency, efficiency.yaml)
+    mma: Literal["async", "sync"] = "async"
+    tile_rows: int = Field(gt=0)
+
+
+class AttentionKernel(BaseModel):
+    """A scheme's prefill attention kernel (perf/quant_kernels.py): the tensor path its q.k and p.v run on,
+    the CUDA-core ops that expand one cached K/V element per query tile of `tile_rows` rows, and whether a
+    pipeline of `pipeline_stages` >= 3 (FlashAttention-3: load / dequant / MMA) hides that expansion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    q_dtype: str
+    dequant_ops_per_element: float = Field(ge=0)
+    tile_rows: int = Field(gt=0)
+    pipeline_stages: int = Field(ge=1)
 
 
 class QuantScheme(BaseModel):
@@ -21,6 +54,8 @@ class QuantScheme(BaseModel):
     activation_dtype: str
     kv_dtype: str
     dequant_ops_per_weight: float = Field(default=0.0, ge=0)
+    gemm_kernel: GemmKernel | None = None  # None: the generic dequant term of perf/cost.py
+    attention_kernel: AttentionKernel | None = None  # None: the generic AttentionCost prefill kernel
 
     @property
     def weight_bytes_per_param(self) -> float:

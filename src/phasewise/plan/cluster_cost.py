@@ -1,0 +1,36 @@
+"""Hardware cost and TDP of a deployment's cluster: every instance group's chips, each at its chip's cost
+(specs/chip_cost.py, chips built from parts) and TDP (any chip). What `plan --objective cost|power` divides
+goodput by: ranking by goodput per dollar (per watt) of hardware is ranking by the cheapest (lowest-TDP)
+cluster that serves a given request rate within the SLOs, as the strategy's units scale with the rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.specs import load_hardware
+from phasewise.specs.chip_cost import hardware_cost_usd
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterHardware:
+    chips: dict[str, int]  # hardware key -> chips
+    cost_usd: float
+    tdp_w: float
+
+
+def cluster_hardware(deployment: dict[str, Any], with_cost: bool = True) -> ClusterHardware:
+    """Chips, hardware cost (when `with_cost`: every chip must be built from parts) and TDP of a deployment
+    given as its fields (as Strategy.deployment)."""
+    chips: dict[str, int] = {}
+    for group in deployment["instances"]:
+        count = int(group.get("tp", 1)) * int(group.get("pp", 1)) * int(group.get("replicas", 1))
+        name = group.get("hardware", "h100-sxm")
+        chips[name] = chips.get(name, 0) + count
+    cost = tdp = 0.0
+    for name, count in chips.items():
+        hw = load_hardware(name)
+        tdp += hw.tdp_w * count
+        if with_cost:
+            cost += hardware_cost_usd(hw) * count
+    return ClusterHardware(chips, cost, tdp)

@@ -1,0 +1,188 @@
+"""FireQ-1: INT4 weights x FP8 activations on Hopper (FireQ) against INT4 x INT8 (QServe), kernel by kernel.
+
+The two W4A8 schemes' kernels (quant.yaml, perf/quant_kernels.py): FireQ expands INT4 weights to FP8 through
+a lookup on CUDA cores in warp-specialized stages that overlap Hopper's wgmma; QServe expands INT4 to INT8 in
+the MMA warps' own main loop, built on Ampere-style mma.sync. ONE kernel constant is fitted on ONE point, the
+paper's 1.68x FFN speedup on Llama-2-7B (the MLP at bsz x 1024 tokens): the fraction of the chip's GEMM
+efficiency mma.sync kernels reach on H100 (from its class default 1). Held out: the Llama-3-8B prefill speedup
+(1.26 +/- 0.10 at 16 x 1024 tokens, an Amdahl split of linear layers, FP8 INT4-KV FlashAttention-3 against
+the BF16 attention, and the elementwise work both share) and the ratio near 1 at batch 1 decode, where both
+stream the same INT4 weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from phasewise.perf import BatchShape, kernel_fit
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+SETUP = {
+    "hardware": Param("h100-sxm", "PAPERS.md section 4: FireQ validated on NVIDIA H100"),
+    "engine": Param("hf-eager", "FireQ's benchmarks/prefill_benchmark.py times a Hugging Face transformers forward of "
+                    "the fused model (eager PyTorch); the same engine for both schemes isolates the kernels"),
+    "fireq": Param("w4a8-fp8", "quant.yaml: FireQ's INT4 x FP8 scheme and kernels"),
+    "qserve": Param("w4a8", "quant.yaml: QServe's W4A8KV4 scheme and kernels"),
+    "fit_model": Param("meta-llama/Llama-2-7b-hf", "FireQ abstract: 1.68x faster FFN on Llama2-7B vs QServe"),
+    "fit_batch": Param(16, "FireQ benchmarks/mlp_benchmark.py: default --bsz 16 (the MLP benchmark's setting)"),
+    "fit_seq_len": Param(1024, "FireQ benchmarks/mlp_benchmark.py: default --seq_len 1024 (PAPERS.md section 4)"),
+    "ffn_speedup": Param(1.68, "FireQ abstract: 1.68x faster inference in FFN layers on Llama2-7B vs QServe"),
+    "seq_len": Param(1024, "FireQ benchmarks/prefill_benchmark.py: default --seq_len 1024 (PAPERS.md section 4)"),
+    "model": Param("meta-llama/Meta-Llama-3-8B", "FireQ abstract: 1.26x faster prefill on Llama3-8B vs QServe"),
+    "batch": Param(16, "FireQ benchmarks/prefill_benchmark.py: default --bsz 16; PAPERS.md FireQ-1: bsz 16 x 1024"),
+    "prefill_speedup": Param(1.26, "FireQ abstract: 1.26x faster prefill phase on Llama3-8B vs QServe"),
+    "prefill_tolerance": Param(0.10, "PAPERS.md FireQ-1: predict the prefill ratio within 1.26 +/- 0.10"),
+    "all_logits": Param(True, "FireQ's prefill benchmark calls model(input_ids): a transformers forward without "
+                        "logits_to_keep computes the LM head at every position"),
+    "batches": Param([1, 4, 16, 64], "PAPERS.md section 4: MLP benchmark bsz {1, 4, 16, 64}"),
+    "decode_tolerance": Param(0.10, "assumed: 'ratio near 1.0 at batch 1' (PAPERS.md FireQ-1) read as within 10 %"),
+    "class_sync_mma_efficiency": Param(1.0, "efficiency.yaml: sync_mma_efficiency absent = 1, the class default "
+                                       "the fit starts from (the unfitted prediction)"),
+}
+
+
+def prefill_shape(batch: int, seq_len: int, all_logits: bool) -> BatchShape:
+    shape = BatchShape.uniform(batch, seq_len, 0)
+    return dataclasses.replace(shape, logit_tokens=batch * seq_len) if all_logits else shape
+
+
+def run(setup: dict[str, Any]) -> Outcome:
+    start_hw = kernel_fit.with_sync_mma_efficiency(load_hardware(setup["hardware"]),
+                                                   setup["class_sync_mma_efficiency"])
+    engine = load_engine(setup["engine"])
+    fireq, qserve = load_quant(setup["fireq"]), load_quant(setup["qserve"])
+    fit_model, model = load_model(setup["fit_model"]), load_model(setup["model"])
+    seq = setup["seq_len"]
+    fit_shape = BatchShape.uniform(setup["fit_batch"], setup["fit_seq_len"], 0)
+    fit = kernel_fit.fit_sync_mma_efficiency(fit_model, start_hw, qserve, fireq, engine, fit_shape,
+                                             setup["ffn_speedup"])
+    fitted_hw = fit.hardware(start_hw)
+
+    def ratios(hw, batch: int) -> dict[str, float]:
+        prefill = prefill_shape(batch, seq, setup["all_logits"])
+        decode = BatchShape.uniform(batch, 1, seq)
+        ffn = kernel_fit.FFN_OPERATORS
+        return {"ffn_prefill": kernel_fit.speedup(model, hw, qserve, fireq, engine, prefill, ffn),
+                "ffn_decode": kernel_fit.speedup(model, hw, qserve, fireq, engine, decode, ffn),
+                "prefill": kernel_fit.speedup(model, hw, qserve, fireq, engine, prefill)}
+
+    batches = sorted(set(setup["batches"]) | {1, setup["batch"]})
+    fitted = {b: ratios(fitted_hw, b) for b in batches}
+    unfitted = {b: ratios(start_hw, b) for b in batches}
+    target = fitted[setup["batch"]]["prefill"]
+    split = amdahl_split(model, fitted_hw, qserve, fireq, engine, prefill_shape(setup["batch"], seq,
+                                                                                    setup["all_logits"]))
+    linear = next(row for row in split if row[0] == "linear layers")
+    paper, tol = setup["prefill_speedup"], setup["prefill_tolerance"]
+    decode_1 = fitted[1]["ffn_decode"]
+    lowest_prefill = min(fitted[b]["prefill"] for b in batches)
+    checks = [
+        Check(f"{model.name} prefill speedup over QServe",
+              f"FireQ's prefill ({setup['batch']} x {seq} tokens) is {paper}x faster than QServe's (held out: one "
+              "constant fitted on the Llama-2-7B FFN)", paper, target, (paper - tol, paper + tol),
+              f"Amdahl: linear layers are {linear[1]:.0%} of QServe's prefill and run {linear[3]:.2f}x faster; "
+              + "; ".join(f"{name} {share:.0%} at {ratio:.2f}x" for name, share, _, ratio in split
+                          if name != "linear layers")
+              + f". Unfitted (sync_mma_efficiency {fit.start:g}): {unfitted[setup['batch']]['prefill']:.3f}. "
+              + implied_share(paper, linear, tol, target)),
+        Check("batch-1 decode: FFN speedup near 1",
+              "at batch 1 both kernels stream the same INT4 weights: memory-bound, ratio ~1.0 (PAPERS.md FireQ-1)",
+              1.0, decode_1, (1.0 - setup["decode_tolerance"], 1.0 + setup["decode_tolerance"]),
+              f"FFN of {model.name} at batch 1 decode; the ratio grows with batch to "
+              f"{fitted[batches[-1]]['ffn_decode']:.2f}x at {batches[-1]} as QServe's serial main loop turns "
+              f"compute-bound (unfitted {unfitted[1]['ffn_decode']:.3f})"),
+        Check("FireQ faster at every prefill batch, by less than its FFN speedup",
+              "direction: 1 < prefill speedup < FFN speedup at every benchmark batch (Amdahl)",
+              [1.0, setup["ffn_speedup"]], lowest_prefill, (1.0, setup["ffn_speedup"]),
+              "lowest whole-prefill speedup over batches " + ", ".join(
+                  f"{b}: {fitted[b]['prefill']:.2f}x" for b in batches)),
+    ]
+    return Outcome(checks, figures=[speedup_figure(fitted, unfitted, setup, fit.start, fit.value)],
+                   tables=[fit_table(fit, setup), batch_table(fitted, unfitted, setup),
+                           {"title": f"Amdahl split of QServe's prefill, {model.name}, {setup['batch']} x {seq}",
+                            "columns": ["part", "share of QServe time", "share of FireQ time", "speedup"],
+                            "rows": [[n, f"{s:.1%}", f"{f:.1%}", f"{r:.3f}"] for n, s, f, r in split]}])
+
+
+def implied_share(paper: float, linear: tuple[str, float, float, float], tolerance: float, value: float) -> str:
+    """What the paper's whole-prefill speedup implies of the linear layers' share (Amdahl, at the modelled
+    linear speedup), beside the modelled share; said only when the prediction is outside the band."""
+    if abs(value - paper) <= tolerance:
+        return "Within the band"
+    speed = linear[3]
+    share = (1.0 - 1.0 / paper) / (1.0 - 1.0 / speed) if speed > 1.0 else float("nan")
+    return (f"Outside the band: at a {speed:.2f}x linear-layer speedup the paper's {paper}x needs linear layers to "
+            f"be {share:.0%} of QServe's prefill, the model has {linear[1]:.0%}: the measured prefill spends "
+            + ("more" if share < linear[1] else "less")
+            + " time outside the GEMMs (framework, attention, unfused elementwise work) than this roofline of the "
+            "transformers forward sees")
+
+
+PARTS = (("linear layers", kernel_fit.LINEAR_OPERATORS), ("attention", ("attention",)),
+         ("elementwise", ("elementwise", "embedding")), ("LM head", ("lm_head",)))
+
+
+def amdahl_split(model, hardware, slow, fast, engine, shape) -> list[tuple[str, float, float, float]]:
+    """(part, share of `slow`'s iteration, share of `fast`'s, speedup) of the iteration's operator groups."""
+    slow_total = kernel_fit.operator_time_s(model, hardware, slow, engine, shape)
+    fast_total = kernel_fit.operator_time_s(model, hardware, fast, engine, shape)
+    rows = []
+    for name, operators in PARTS:
+        slow_s = kernel_fit.operator_time_s(model, hardware, slow, engine, shape, operators)
+        fast_s = kernel_fit.operator_time_s(model, hardware, fast, engine, shape, operators)
+        rows.append((name, slow_s / slow_total, fast_s / fast_total, slow_s / fast_s if fast_s else 1.0))
+    rest_slow = 1.0 - sum(r[1] for r in rows)
+    rest_fast = 1.0 - sum(r[2] for r in rows)
+    rows.append(("host and launches", rest_slow, rest_fast,
+                 rest_slow * slow_total / (rest_fast * fast_total) if rest_fast > 0 else 1.0))
+    return rows
+
+
+def fit_table(fit, setup: dict[str, Any]) -> dict[str, Any]:
+    return {"title": "The one fitted kernel constant",
+            "columns": ["constant", "fitted on", "class default", "FFN speedup there", "fitted", "FFN speedup"],
+            "rows": [["sync_mma_efficiency (QServe's mma.sync main loop on " + setup["hardware"] + ")",
+                      f"{setup['fit_model']} MLP, {setup['fit_batch']} x {setup['fit_seq_len']} tokens, "
+                      f"paper {setup['ffn_speedup']}x", f"{fit.start:g}", f"{fit.start_speedup:.3f}",
+                      f"{fit.value:.4f}", f"{fit.fitted_speedup:.3f}"]]}
+
+
+def batch_table(fitted: dict, unfitted: dict, setup: dict[str, Any]) -> dict[str, Any]:
+    rows = [[b, f"{fitted[b]['ffn_prefill']:.3f}", f"{fitted[b]['ffn_decode']:.3f}", f"{fitted[b]['prefill']:.3f}",
+             f"{unfitted[b]['ffn_prefill']:.3f}", f"{unfitted[b]['ffn_decode']:.3f}", f"{unfitted[b]['prefill']:.3f}"]
+            for b in sorted(fitted)]
+    return {"title": f"FireQ speedup over QServe vs batch, {setup['model']} (seq {setup['seq_len']})",
+            "columns": ["batch", "FFN, prefill rows", "FFN, decode", "whole prefill", "unfitted FFN prefill",
+                        "unfitted FFN decode", "unfitted prefill"], "rows": rows}
+
+
+def speedup_figure(fitted: dict, unfitted: dict, setup: dict[str, Any], start: float, value: float) -> Any:
+    import plotly.graph_objects as go
+
+    xs = sorted(fitted)
+    fig = go.Figure()
+    for key, name in (("ffn_prefill", f"FFN kernels, batch x {setup['seq_len']} rows"),
+                      ("ffn_decode", "FFN kernels, decode (batch rows)"), ("prefill", "whole prefill")):
+        fig.add_trace(go.Scatter(x=xs, y=[fitted[b][key] for b in xs], mode="lines+markers",
+                                 name=f"{name} (fitted {value:.2f})"))
+        fig.add_trace(go.Scatter(x=xs, y=[unfitted[b][key] for b in xs], mode="lines", line={"dash": "dot"},
+                                 name=f"{name} (class default {start:g})"))
+    fig.add_trace(go.Scatter(x=[setup["fit_batch"]], y=[setup["ffn_speedup"]], mode="markers",
+                             marker={"symbol": "x", "size": 12}, name="paper: FFN, Llama-2-7B (fitted point)"))
+    fig.add_trace(go.Scatter(x=[setup["batch"]], y=[setup["prefill_speedup"]], mode="markers",
+                             error_y={"type": "constant", "value": setup["prefill_tolerance"]},
+                             marker={"symbol": "diamond", "size": 11}, name="paper: prefill, Llama-3-8B"))
+    fig.update_layout(title=f"FireQ (INT4 x FP8) speedup over QServe (INT4 x INT8) vs batch, {setup['model']}, "
+                            f"{setup['hardware']}", xaxis={"title": "batch", "type": "log"},
+                      yaxis={"title": "speedup (QServe time / FireQ time)"})
+    return fig
+
+
+SCENARIO = Scenario(
+    name="fireq", number=4,
+    paper="FireQ: Fast INT4-FP8 Kernel and RoPE-aware Quantization for LLM Inference Acceleration",
+    claim="INT4xFP8 pipelined kernels run the Llama-2-7B FFN 1.68x and Llama-3-8B prefill 1.26x faster than "
+          "QServe's INT4xINT8 main loop on H100; ~1x at batch 1",
+    setup=SETUP, run_fn=run)

@@ -1,0 +1,132 @@
+"""Cost and power of a chip from its parts (LLMCompass's area model, a negative-binomial yield model):
+
+    die area   = logic transistors / density + SRAM bits x bit cell / array efficiency
+                 + memory and link PHYs (which do not shrink with the node) + other_mm2
+    dies/wafer = pi r^2 / A - pi d / sqrt(2 A)                      (300 mm wafer)
+    yield      = (1 + A x defect density / cluster)^-cluster
+    die cost   = wafer price / (dies per wafer x yield)
+    chip cost  = die cost + memory GB x $/GB of its type + package (organic, or 2.5D interposer for HBM)
+    TDP        = static W/mm2 x A + tensor pJ/FLOP x peak + vector pJ/FLOP x vector peak
+                 + memory pJ/bit x bandwidth + link pJ/bit x link bandwidth
+Every constant with its source: specs/data/chip_parts.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.specs.parts import ChipParts, chip_constants, derived_figures, parse_parts
+
+WAFER_DIAMETER_MM = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChipCost:
+    area_mm2: dict[str, float]  # die area by part
+    dies_per_wafer: float
+    die_yield: float
+    die_usd: float
+    memory_usd: float
+    package_usd: float
+    power_w: dict[str, float]  # TDP by part
+
+    @property
+    def die_area_mm2(self) -> float:
+        return sum(self.area_mm2.values())
+
+    @property
+    def total_usd(self) -> float:
+        return self.die_usd + self.memory_usd + self.package_usd
+
+    @property
+    def tdp_w(self) -> float:
+        return sum(self.power_w.values())
+
+
+def sram_mm2(nbytes: float, node: dict) -> float:
+    logic = chip_constants()["logic"]
+    return nbytes * 8 * node["sram_bitcell_mm2"] / logic["sram_area_efficiency"]
+
+
+def die_area_mm2(parts: ChipParts) -> dict[str, float]:
+    """Die area by part (mm2)."""
+    logic, node = chip_constants()["logic"], parts.node
+    density = node["mtr_per_mm2"]
+    c, memory = parts.compute, parts.memory
+    kind = memory.constants
+    vector_mtr = c.vector_width * (logic["vector_fp32_mtr"] + logic["vector_int32_mtr"] + logic["lane_control_mtr"])
+    return {
+        "systolic arrays": c.arrays * c.array_rows * c.array_cols * logic["pe_mtr"] / density,
+        "vector units": c.arrays * vector_mtr / density,
+        "core SRAM": c.cores * sram_mm2(c.sram_per_core_bytes + c.register_bytes_per_core, node),
+        "core crossbar": c.cores * logic["core_comm_mtr"] / density,
+        "L2": sram_mm2(parts.l2_bytes, node),
+        "memory PHY": memory.units * (kind["phy_mm2_per_unit"] + kind["controller_mtr_per_unit"] / density),
+        "links": parts.links * (logic["link_phy_mm2"] + logic["link_controller_mtr"] / density),
+        "other": parts.other_mm2,
+    }
+
+
+def dies_per_wafer(area_mm2: float) -> float:
+    radius = WAFER_DIAMETER_MM / 2
+    return math.pi * radius ** 2 / area_mm2 - math.pi * WAFER_DIAMETER_MM / math.sqrt(2 * area_mm2)
+
+
+def die_yield(area_mm2: float, node: dict) -> float:
+    cluster = node["cluster"]
+    return (1 + area_mm2 * node["defect_per_mm2"] / cluster) ** -cluster
+
+
+def power_w(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> dict[str, float]:
+    """TDP by part (W): every part at full rate at once."""
+    power = chip_constants()["power"]
+    c, memory = parts.compute, parts.memory
+    return {
+        "static": power["static_w_per_mm2"] * sum(die_area_mm2(parts).values()),
+        "tensor": power["tensor_pj_per_flop"] * 1e-12 * c.tensor_flops("bf16"),
+        "vector": power["vector_pj_per_flop"] * 1e-12 * c.vector_flops,
+        "memory": memory.constants["pj_per_bit"] * 1e-12 * 8 * memory.bandwidth_bytes_per_s,
+        "links": power["link_pj_per_bit"] * 1e-12 * 8 * link_bandwidth_bytes_per_s if parts.links else 0.0,
+    }
+
+
+def chip_cost(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> ChipCost:
+    """Die, memory and package cost and TDP of one chip. `link_bandwidth_bytes_per_s`: both directions of its
+    chip-to-chip links together (their power)."""
+    constants, node, memory = chip_constants(), parts.node, parts.memory
+    area = die_area_mm2(parts)
+    total = sum(area.values())
+    per_wafer = dies_per_wafer(total)
+    if per_wafer < 1:
+        raise PhasewiseError(f"a {total:,.0f} mm2 die does not fit on a {WAFER_DIAMETER_MM:.0f} mm wafer")
+    good = die_yield(total, node)
+    packaging = constants["packaging"]
+    package = packaging["interposer_usd"] if memory.constants["stacked"] else packaging["organic_usd"]
+    die_usd = node["wafer_usd"] / (per_wafer * good) * packaging["die_margin"]
+    return ChipCost(area, per_wafer, good, die_usd, memory.capacity_bytes / 1e9 * memory.constants["usd_per_gb"],
+                    package, power_w(parts, link_bandwidth_bytes_per_s))
+
+
+def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """A hardware entry with `parts:` completed by the figures the parts determine (peaks, bandwidth, capacity,
+    memory type, TDP; no rental price: 0). Figures the entry gives itself are kept."""
+    parts = parse_parts(entry["parts"], where)
+    out = {**derived_figures(parts), "price_per_hour_usd": 0.0, **entry, "parts": parts}
+    if "tdp_w" not in entry:
+        links = entry.get("interconnect") or {}
+        link_bw = 2 * float(links.get("intra_node_bandwidth_bytes_per_s", 0.0)) if isinstance(links, dict) else 0.0
+        out["tdp_w"] = chip_cost(parts, link_bw).tdp_w
+    return out
+
+
+def hardware_cost_usd(hardware: Any) -> float:
+    """One chip's hardware cost from its parts; a one-line error for a catalog chip without parts."""
+    parts = getattr(hardware, "parts", None)
+    if parts is None:
+        raise PhasewiseError(f"hardware '{hardware.key}' has no parts: a hardware cost needs a chip built from "
+                             "parts (`parts:` in its YAML; see specs/parts.py)")
+    ic = hardware.interconnect
+    return chip_cost(parts, 2 * ic.intra_node_bandwidth_bytes_per_s).total_usd

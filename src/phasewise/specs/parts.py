@@ -1,0 +1,159 @@
+"""A chip described by its parts (LLMCompass-style): compute cores of systolic arrays and vector units,
+on-chip SRAM, a memory of a known type, links and a process node. The spec-sheet figures the cost model
+reads (tensor peak per dtype, vector peak, memory bandwidth and capacity) follow from the parts:
+
+    tensor peak  = cores x lanes_per_core x array_rows x array_cols x 2 FLOP x clock x dtype rate
+    vector peak  = cores x lanes_per_core x vector_width x 2 FLOP x clock
+    bandwidth    = interface_bits x gbps_per_pin / 8
+A hardware YAML entry may give `parts:` instead of (or beside) those figures; figures it gives win.
+Constants per memory type and process node: specs/data/chip_parts.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.specs.catalog import packaged
+
+# MACs per PE per cycle relative to BF16, when the parts do not say (Hopper-class tensor paths: FP8 and
+# INT8 at twice the BF16 rate, TF32 at half)
+DEFAULT_DTYPE_RATES = {"fp32": 0.5, "bf16": 1.0, "fp16": 1.0, "fp8": 2.0, "int8": 2.0}
+
+
+def chip_constants() -> dict[str, Any]:
+    return packaged("chip_parts.yaml")
+
+
+class ComputeUnits(BaseModel):
+    """`cores` of `lanes_per_core` sub-lanes, each with one array_rows x array_cols systolic array (K x N of a
+    GEMM's weight tile) and `vector_width` FP32 vector lanes; SRAM per core (L1 / shared memory) and registers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cores: int = Field(gt=0)
+    lanes_per_core: int = Field(gt=0)
+    array_rows: int = Field(gt=0)
+    array_cols: int = Field(gt=0)
+    clock_hz: float = Field(gt=0)
+    vector_width: int = Field(gt=0)
+    sram_per_core_bytes: float = Field(default=0.0, ge=0)
+    register_bytes_per_core: float = Field(default=0.0, ge=0)
+    dtype_rates: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DTYPE_RATES))
+
+    @field_validator("dtype_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for dtype, rate in value.items():
+            if not rate > 0:
+                raise ValueError(f"dtype_rates.{dtype} must be > 0 (got {rate})")
+        return value
+
+    @property
+    def arrays(self) -> int:
+        return self.cores * self.lanes_per_core
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.arrays * self.array_rows * self.array_cols
+
+    def tensor_flops(self, dtype: str = "bf16") -> float:
+        return 2.0 * self.macs_per_cycle * self.clock_hz * self.dtype_rates.get(dtype, 0.0)
+
+    @property
+    def vector_flops(self) -> float:
+        return 2.0 * self.arrays * self.vector_width * self.clock_hz
+
+
+class Memory(BaseModel):
+    """Off-chip memory: its type (chip_parts.yaml memory_types), bus width, pin rate and capacity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    interface_bits: int = Field(gt=0)
+    gbps_per_pin: float = Field(gt=0)
+    capacity_bytes: float = Field(gt=0)
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        known = chip_constants()["memory_types"]
+        if value not in known:
+            raise ValueError(f"unknown memory type '{value}' (known: {', '.join(known)})")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> Memory:
+        kind = self.constants
+        if self.interface_bits % kind["interface_unit_bits"]:
+            raise ValueError(f"interface_bits {self.interface_bits} is not a multiple of {self.type}'s "
+                             f"{kind['interface_unit_bits']}-bit unit")
+        if self.gbps_per_pin > kind["max_gbps_per_pin"]:
+            raise ValueError(f"gbps_per_pin {self.gbps_per_pin} exceeds {self.type}'s {kind['max_gbps_per_pin']}")
+        return self
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        return chip_constants()["memory_types"][self.type]
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        return self.interface_bits * self.gbps_per_pin * 1e9 / 8
+
+    @property
+    def units(self) -> int:
+        """PHY / controller units (HBM stacks, GDDR devices' channels)."""
+        return self.interface_bits // self.constants["interface_unit_bits"]
+
+
+class ChipParts(BaseModel):
+    """A chip's parts. `other_mm2`: die area the parts do not model (schedulers, media engines, I/O)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    process_node: str = "N5"
+    compute: ComputeUnits
+    l2_bytes: float = Field(default=0.0, ge=0)
+    memory: Memory
+    links: int = Field(default=0, ge=0)  # chip-to-chip link PHYs (NVLink-class)
+    other_mm2: float = Field(default=0.0, ge=0)
+
+    @field_validator("process_node")
+    @classmethod
+    def _node(cls, value: str) -> str:
+        known = chip_constants()["process_nodes"]
+        if value not in known:
+            raise ValueError(f"unknown process node '{value}' (known: {', '.join(known)})")
+        return value
+
+    @property
+    def node(self) -> dict[str, Any]:
+        return chip_constants()["process_nodes"][self.process_node]
+
+    def peak_flops(self) -> dict[str, float]:
+        return {dtype: self.compute.tensor_flops(dtype) for dtype in self.compute.dtype_rates}
+
+
+def parse_parts(data: Any, where: str) -> ChipParts:
+    """`parts:` of a hardware entry, as one line on any error."""
+    if isinstance(data, ChipParts):
+        return data
+    if not isinstance(data, dict):
+        raise PhasewiseError(f"{where}: parts must be a mapping")
+    try:
+        return ChipParts(**data)
+    except ValidationError as exc:
+        raise pydantic_message(f"{where} parts", exc) from None
+    except TypeError as exc:
+        raise PhasewiseError(f"{where} parts: {exc}") from None
+
+
+def derived_figures(parts: ChipParts) -> dict[str, Any]:
+    """The spec-sheet fields the parts determine (the caller's own values win over these)."""
+    memory = parts.memory
+    return {"peak_flops": parts.peak_flops(), "vector_flops": parts.compute.vector_flops,
+            "memory_bandwidth_bytes_per_s": memory.bandwidth_bytes_per_s,
+            "memory_capacity_bytes": memory.capacity_bytes, "memory_type": memory.type}
