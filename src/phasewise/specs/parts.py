@@ -80,10 +80,7 @@ class Memory(BaseModel):
     @field_validator("type")
     @classmethod
     def _known(cls, value: str) -> str:
-        known = chip_constants()["memory_types"]
-        if value not in known:
-            raise ValueError(f"unknown memory type '{value}' (known: {', '.join(known)})")
-        return value
+        return known_constant("memory_types", value, "memory type")
 
     @model_validator(mode="after")
     def _fits_type(self) -> Memory:
@@ -124,10 +121,7 @@ class ChipParts(BaseModel):
     @field_validator("process_node")
     @classmethod
     def _node(cls, value: str) -> str:
-        known = chip_constants()["process_nodes"]
-        if value not in known:
-            raise ValueError(f"unknown process node '{value}' (known: {', '.join(known)})")
-        return value
+        return known_constant("process_nodes", value, "process node")
 
     @property
     def node(self) -> dict[str, Any]:
@@ -135,6 +129,14 @@ class ChipParts(BaseModel):
 
     def peak_flops(self) -> dict[str, float]:
         return {dtype: self.compute.tensor_flops(dtype) for dtype in self.compute.dtype_rates}
+
+
+def known_constant(table: str, value: str, what: str) -> str:
+    """`value` if chip_parts.yaml's `table` has it, else the validation error naming the known ones."""
+    known = chip_constants()[table]
+    if value not in known:
+        raise ValueError(f"unknown {what} '{value}' (known: {', '.join(known)})")
+    return value
 
 
 def parse_parts(data: Any, where: str) -> ChipParts:
