@@ -171,3 +171,11 @@ def test_reproduce_report_has_the_comparison_plots(run_cli, tmp_path):
     page = path.read_text()
     assert "Predicted vs measured" in page and "SLO attainment vs request rate" in page and "plotly" in page
     assert "Setup" in page and "PAPERS.md" in page
+
+
+def test_set_keeps_positive_quantities_positive():
+    with pytest.raises(PhasewiseError, match="is not a number > 0"):
+        get_scenario("bestserve").resolve({"slo_ttft_ms": "-5"})
+    with pytest.raises(PhasewiseError, match="is not a number >= 0"):
+        get_scenario("bestserve").resolve({"seed": "-1"})
+    assert get_scenario("bestserve").resolve({"seed": "0"})["seed"] == 0

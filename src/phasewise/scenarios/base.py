@@ -120,18 +120,19 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise bad("a boolean (true/false)")
-        if isinstance(proto, int):
+        if isinstance(proto, (int, float)):
             try:
-                return int(raw)
+                value = int(raw) if isinstance(proto, int) else float(raw)
             except ValueError:
-                raise bad("an integer") from None
-        if isinstance(proto, float):
-            try:
-                value = float(raw)
-            except ValueError:
-                raise bad("a number") from None
+                raise bad("an integer" if isinstance(proto, int) else "a number") from None
             if not math.isfinite(value):
                 raise bad("a finite number")
+            # a quantity declared positive (rates, lengths, counts, SLOs) stays positive; one declared 0 (a seed,
+            # an "auto" 0) stays >= 0
+            if proto > 0 and not value > 0:
+                raise bad("a number > 0")
+            if proto == 0 and value < 0:
+                raise bad("a number >= 0")
             return value
         if param.choices and raw not in param.choices:
             raise bad("an allowed value")
