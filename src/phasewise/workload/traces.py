@@ -19,6 +19,7 @@ COLUMNS = [
     ("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
 ]
 BUNDLED = {"azure-conv": "azure_conv_excerpt.csv", "azure-code": "azure_code_excerpt.csv"}
+PRIORITY = "priority"  # optional column: the request's class (0 = most urgent)
 
 
 def _timestamp(value: str) -> float:
@@ -37,7 +38,7 @@ def _timestamp(value: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
-def _rows_csv(path: Path) -> tuple[list[tuple[str, str, str]], int]:
+def _rows_csv(path: Path) -> tuple[list[tuple[str, str, str]], int, list | None]:
     # csv.reader rather than DictReader (a dict per row costs more than the parsing), read as DictReader reads:
     # blank lines skipped, a repeated column name meaning its last column, a short row's missing fields None
     with path.open(newline="") as f:
@@ -52,13 +53,18 @@ def _rows_csv(path: Path) -> tuple[list[tuple[str, str, str]], int]:
                 def short(r: list[str]) -> tuple:  # a row with fewer fields: the missing ones None
                     return tuple(r[i] if i < len(r) else None for i in (a, b, c))
 
-                return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2
+                if PRIORITY not in index:
+                    return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2, None
+                raw = [r for r in reader if r]
+                k = index[PRIORITY]
+                return ([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], 2,
+                        [r[k] if k < len(r) else None for r in raw])
         wanted = " or ".join("/".join(c) for c in COLUMNS)
         raise PhasewiseError(f"trace '{path}': missing columns; need {wanted} (found {', '.join(header) or 'none'})")
 
 
-def _rows_jsonl(path: Path) -> tuple[list[tuple[str, str, str]], int]:
-    rows = []
+def _rows_jsonl(path: Path) -> tuple[list[tuple[str, str, str]], int, list | None]:
+    rows, priorities = [], []
     for i, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -66,13 +72,31 @@ def _rows_jsonl(path: Path) -> tuple[list[tuple[str, str, str]], int]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PhasewiseError(f"trace '{path}' line {i}: not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise PhasewiseError(f"trace '{path}' line {i}: not a JSON object")
         for cols in COLUMNS:
             if all(c in obj for c in cols):
                 rows.append(tuple(str(obj[c]) for c in cols))
+                priorities.append(obj.get(PRIORITY))
                 break
         else:
             raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}")
-    return rows, 1
+    return rows, 1, priorities if any(p is not None for p in priorities) else None
+
+
+def _priorities(values: list, path: Path, first_line: int) -> np.ndarray:
+    """The optional request-class column (0 = most urgent; priority pools give each class its SLOs)."""
+    out = np.empty(len(values), dtype=np.int64)
+    for i, value in enumerate(values):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (number >= 0 and number == int(number)):
+            raise PhasewiseError(f"trace '{path}' row {i + first_line}: {PRIORITY} must be an integer >= 0 "
+                                 f"(got {value!r})")
+        out[i] = int(number)
+    return out
 
 
 def _columns(rows: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -101,15 +125,16 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
     path = Path(name_or_path)
     if not path.is_file():
         raise PhasewiseError(f"trace '{name_or_path}' does not exist (bundled: {', '.join(BUNDLED)})")
-    rows, first_line = _rows_jsonl(path) if path.suffix in (".jsonl", ".json") else _rows_csv(path)
+    rows, first_line, classes = _rows_jsonl(path) if path.suffix in (".jsonl", ".json") else _rows_csv(path)
     if limit:
         rows = rows[:limit]
     if not rows:
         raise PhasewiseError(f"trace '{path}' has no requests")
+    priority = None if classes is None else _priorities(classes[:len(rows)], path, first_line)
     fast = _columns(rows)
     if fast is not None:
         arrival, prompt, output = fast
-        return Workload(arrival - arrival[0], prompt, output, name=path.name)
+        return Workload(arrival - arrival[0], prompt, output, priority, name=path.name)
     arrival = np.empty(len(rows))
     prompt = np.empty(len(rows), dtype=np.int64)
     output = np.empty(len(rows), dtype=np.int64)
@@ -129,4 +154,4 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
         prompt[i], output[i] = int(pf), int(of)
     if not np.isfinite(arrival).all() or (arrival < 0).any():
         raise PhasewiseError(f"trace '{path}': arrival times must be finite and >= 0")
-    return Workload(arrival - arrival[0], prompt, output, name=path.name)
+    return Workload(arrival - arrival[0], prompt, output, priority, name=path.name)
