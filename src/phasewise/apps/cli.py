@@ -50,6 +50,9 @@ MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget 
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
 SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operator mapping onto the chip's substrates "
+                                                   "(halo|all-cid|attacc|all-cim or a YAML): every iteration costed on "
+                                                   "them; needs a chip with substrates, tp=1, pp=1")]
 
 
 def _knobs(params: dict) -> dict:
@@ -141,6 +144,7 @@ def simulate_cmd(
     migration: Annotated[str, typer.Option(help="ascendra: how a decoding request moves to HP: auto|transfer|recompute")] = "auto",
     attention_offload: Annotated[str, typer.Option(help="disagg: offload decode attention of extra requests to prefill instances (Adrenaline): auto|N|off")] = "off",
     attention_offload_sm_share: Annotated[Optional[float], typer.Option(help="attention offload: the prefill GPU's SM share for offloaded attention (default: what keeps it bandwidth-bound)")] = None,
+    mapping: MappingOption = None,
     trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace, or azure-conv / azure-code (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -181,7 +185,7 @@ def simulate_cmd(
                  hp_instances=hp_instances, lp_engine=lp_engine, hp_engine=hp_engine,
                  slack_margin_ms=slack_margin_ms, migration=migration, attention_offload=attention_offload,
                  attention_offload_sm_share=attention_offload_sm_share, prefill_hardware=prefill_hardware,
-                 decode_hardware=decode_hardware, **_knobs(locals()))
+                 decode_hardware=decode_hardware, mapping=mapping, **_knobs(locals()))
     result = simulate(spec.deployment, spec.workload, spec.slo)
     summary = result.summary()
     if out:
@@ -233,6 +237,7 @@ def plan_cmd(
     kv_link: Annotated[str, typer.Option(help="disaggregated KV link: nvlink|pcie|rdma")] = "nvlink",
     prefill_hardware: Annotated[str, typer.Option(help="disaggregated: chips prefill instances may run on, comma-separated (default --hardware)")] = "",
     decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
+    mapping: MappingOption = None,
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
@@ -259,7 +264,8 @@ def plan_cmd(
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
                        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link,
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
-                       decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()))
+                       decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
+                       mapping=mapping)
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")

@@ -13,6 +13,7 @@ from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_knobs, knob_values
+from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +36,7 @@ class PlanOptions:
     # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
     prefill_hardware: tuple[str, ...] = ()
     decode_hardware: tuple[str, ...] = ()
+    mapping: str | None = None  # operator mapping of every group (its chips need substrates; tp = pp = 1 only)
 
 
 @dataclass(slots=True)
@@ -68,6 +70,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     out: list[Strategy] = []
 
     def parallel_ok(tp: int, pp: int) -> bool:
+        if opts.mapping and (tp, pp) != (1, 1):
+            pruned.append(f"tp={tp} pp={pp}: an operator mapping places one chip's operators (tp=1, pp=1 only)")
+            return False
         try:
             check_parallelism(model, tp, pp)
         except PhasewiseError as exc:
@@ -77,6 +82,10 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
 
     prefill_chips = [(name, load_hardware(name)) for name in opts.prefill_hardware or (hardware,)]
     decode_chips = [(name, load_hardware(name)) for name in opts.decode_hardware or (hardware,)]
+    if opts.mapping:  # one-line errors before any simulation: an unknown mapping, a chip without substrates
+        mapping = load_mapping(opts.mapping)
+        for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
+            resolve_mapping(mapping, chip)
     for precision in opts.precisions:
         quant = load_quant(precision)
         for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
@@ -86,6 +95,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             tag = f"{precision}{' +spec' if spec else ''}"
             base = dict(hardware=hardware, precision=precision, engine=opts.engine,
                         memory_fraction=opts.memory_fraction)  # engine fields per variant replace `engine`
+            if opts.mapping:
+                base["mapping"] = opts.mapping
             # --- collocated: replicas of one TP x PP group fill the budget ---------------------------
             for tp, pp in itertools.product(opts.tp_options, opts.pp_options):
                 if not parallel_ok(tp, pp):

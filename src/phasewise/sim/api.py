@@ -40,14 +40,15 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
                           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
                           prefill_hardware: str | None = None, decode_hardware: str | None = None,
-                          **knobs) -> Deployment:
+                          mapping: str | None = None, **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
     names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...).
     `scheduler='ascendra'`: priority pools (Ascendra) over the `replicas` instances, `hp_instances` of them
     (default 1) high-priority with `hp_engine`, the rest low-priority with `lp_engine` (engine knobs apply
     to the low-priority instances); see sim/priority_pools.py.
-    `prefill_hardware` / `decode_hardware` (disagg): the chips of the prefill / decode instances (default `hardware`)."""
+    `prefill_hardware` / `decode_hardware` (disagg): the chips of the prefill / decode instances (default `hardware`).
+    `mapping`: every instance group's operator mapping onto its chip's substrates (perf/mapped_cost.py)."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -64,6 +65,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         return load_deployment(deployment)
     common = dict(hardware=hardware, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                   entry_point=entry_point, memory_fraction=memory_fraction, **knobs)
+    if mapping is not None:
+        common["mapping"] = mapping
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     if pools is not None:
@@ -142,7 +145,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
-          prefill_hardware: str | None = None, decode_hardware: str | None = None, trace: str | None = None,
+          prefill_hardware: str | None = None, decode_hardware: str | None = None, mapping: str | None = None,
+          trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float = 1024, osl: float = 256, isl_dist: str | None = None,
           osl_dist: str | None = None, isl_spread: float = 0.0, osl_spread: float = 0.0, arrival: str = "poisson",
@@ -159,7 +163,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
         lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
         attention_offload=attention_offload, attention_offload_sm_share=attention_offload_sm_share,
-        prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, **knobs)
+        prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, mapping=mapping, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     if requests is not None and num_prompts is not None:

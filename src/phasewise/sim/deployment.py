@@ -6,7 +6,7 @@ YAML form (same fields as the CLI flags):
     router: least_outstanding        # round_robin | least_outstanding | kv_aware
     kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer)
     instances:
-      - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}
+      - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}   # + mapping: halo (a chip with substrates)
       - {role: decode, hardware: h100-sxm, tp: 1, replicas: 1, engine: vllm, max_num_seqs: 256}
     speculative: {draft_tokens: 4, acceptance: 0.7, draft: mtp}
     # priority pools (Ascendra): instance groups take `pool: lp|hp`, and
@@ -80,6 +80,9 @@ class InstanceGroup(BaseModel):
     entry_point: Literal["server", "offline"] = "server"
     memory_fraction: float = Field(default=0.9, gt=0, le=1)
     block_size: int = Field(default=16, ge=1)
+    # operator mapping onto the chip's substrates (a catalog name: halo, all-cid, attacc, all-cim; or a YAML):
+    # every iteration is costed on them (perf/mapped_cost.py); the chip must list `substrates:`, tp = pp = 1
+    mapping: str | None = None
     # Engine knobs, named as the engines name them (None: the engine's default).
     max_num_seqs: int | None = None  # vllm, vllm-v0, sarathi
     max_num_batched_tokens: int | None = None  # vllm, vllm-v0
@@ -156,6 +159,17 @@ class Deployment(BaseModel):
             raise ValueError("attention_offload does not combine with speculative decoding")
         if any(g.pp > 1 for g in self.instances):
             raise ValueError("attention_offload supports pp=1 instances only")
+        return self
+
+    @model_validator(mode="after")
+    def _mapping(self) -> Deployment:
+        if not any(g.mapping for g in self.instances):
+            return self
+        if self.speculative is not None:
+            raise ValueError("an operator mapping does not combine with speculative decoding (the draft model "
+                             "would run off the mapping)")
+        if self.attention_offload is not None and self.attention_offload.mode != "off":
+            raise ValueError("an operator mapping does not combine with attention_offload")
         return self
 
     @model_validator(mode="after")

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.sim.kv import KVBlocks
+from phasewise.sim.mapped_energy import MappedEnergy
 from phasewise.sim.metrics import InstanceStats
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.request import SimRequest
@@ -49,7 +51,7 @@ class Instance:
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
                  "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
-                 "controller", "offload")
+                 "controller", "offload", "mapped_energy")
 
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
@@ -93,6 +95,8 @@ class Instance:
         self.frontend_free_s = 0.0  # when the engine's frontend takes the next request
         self.controller = None  # priority pools: the controller consulted at each boundary (sim/priority_pools.py)
         self.offload = None  # attention offload (sim/attention_offload.py), when the deployment has it
+        # an operator mapping: the energy of its iterations on the chip's substrates (sim/mapped_energy.py)
+        self.mapped_energy = MappedEnergy(cost) if isinstance(cost, MappedCostModel) else None
         gpus = group.tp * group.pp // engines  # a virtual engine's share of its replica's GPUs (= tp)
         hw = cost.hw
         self.stats = InstanceStats(name, self.role, gpus, kv_capacity_blocks=self.kv.capacity,
@@ -390,6 +394,8 @@ class Instance:
             shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
         it = self.cost.fast(shape)
         t = it[0]
+        if self.mapped_energy is not None:
+            self.mapped_energy.add_iteration(shape)
         if self.offload is not None:  # attention offload: a prefill sharing its SMs runs slower
             t = self.offload.prefill_time(self, t)
         if decodes and self.draft is not None:
@@ -477,6 +483,8 @@ class Instance:
         if self.offload is not None and self.role == "decode":  # offloaded requests decoded in the run too
             seqs += self.offload.end_run(self, n, float(ends[-1]) - start)
         self._account(base, float(ends[-1]) - start, seqs, 0, seqs * self.decode_new_tokens * n, n, start)
+        if self.mapped_energy is not None:
+            self.mapped_energy.add_decode_run(self, n)
         self.decode_end.commit(n)  # (ends were written there)
         self._decode_steps_done(n)
         self._step()

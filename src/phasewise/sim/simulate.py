@@ -9,18 +9,21 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
+from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.events import EventLoop
 from phasewise.sim.instance import Instance
 from phasewise.sim.link import Link, link_rate
+from phasewise.sim.mapped_energy import mapping_summary
 from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import EngineConfig, resolve_engine
+from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, Workload
 
 
@@ -50,7 +53,10 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                 f"the token budget ({engine.token_budget}) is below max sequences ({engine.max_seqs}) x "
                 f"{spec.draft_tokens + 1} tokens per speculative decode step: prefills would starve; raise "
                 f"--max-num-batched-tokens / --chunk-size or lower --max-num-seqs")
-        cost = CostModel(model, hw, quant, engine.profile, g.tp, g.pp)
+        if g.mapping is None:
+            cost = CostModel(model, hw, quant, engine.profile, g.tp, g.pp)
+        else:  # every iteration on the chip's substrates
+            cost = MappedCostModel(model, hw, quant, engine.profile, load_mapping(g.mapping), g.tp, g.pp)
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
     if mem.kv_capacity_tokens < g.block_size * g.pp:
@@ -202,6 +208,9 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         loop.at(float(arrival[0]), arrive, 0)
     loop.run()
     cluster.finalize()
+    energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
+    if energies:  # operator mappings: energy on the substrates
+        cluster.policy_stats["mapping"] = mapping_summary(energies)
     if closed and n_warm:  # warm-up requests are excluded from every summary figure
         cluster.tbt.subtract(warm_tbt)
 
