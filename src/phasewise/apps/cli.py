@@ -238,6 +238,7 @@ def plan_cmd(
     prefill_hardware: Annotated[str, typer.Option(help="disaggregated: chips prefill instances may run on, comma-separated (default --hardware)")] = "",
     decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
     mapping: MappingOption = None,
+    policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated)")] = "",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
@@ -265,7 +266,7 @@ def plan_cmd(
                        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link,
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
-                       mapping=mapping)
+                       mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()))
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")

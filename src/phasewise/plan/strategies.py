@@ -37,6 +37,13 @@ class PlanOptions:
     prefill_hardware: tuple[str, ...] = ()
     decode_hardware: tuple[str, ...] = ()
     mapping: str | None = None  # operator mapping of every group (its chips need substrates; tp = pp = 1 only)
+    # serving policies also tried: priority-pools (Ascendra: LP + HP pools of collocated instances),
+    # attention-offload (Adrenaline: every disaggregated strategy with decode attention offloaded, auto)
+    policies: tuple[str, ...] = ()
+
+
+POLICIES = ("priority-pools", "attention-offload")
+POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 runs (PAPERS.md section 6)
 
 
 @dataclass(slots=True)
@@ -65,6 +72,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     """Every strategy within the budget, and the reasons others were pruned (one line each)."""
     if gpus < 1:
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
+    unknown = [p for p in opts.policies if p not in POLICIES]
+    if unknown:
+        raise PhasewiseError(f"--policies '{unknown[0]}' is not one of {', '.join(POLICIES)}")
     model, hw = load_model(model_name), load_hardware(hardware)
     pruned: list[str] = []
     out: list[Strategy] = []
@@ -115,6 +125,13 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                                             replicas, replicas * tp * pp, "collocated",
                                             dict(tp=tp, pp=pp, replicas=replicas, scheduler=sched, batch_cap=cap,
                                                  precision=precision, speculative=spec)))
+                    if "priority-pools" in opts.policies:
+                        pools = _priority_pools(model_name, base, tp, pp, replicas, cap, tag, opts, spec_cfg)
+                        if pools is None:
+                            pruned.append(f"priority pools tp={tp} pp={pp} {tag}: need pp = 1, no speculative "
+                                          f"decoding and at least 2 instances (budget gives {replicas})")
+                        else:
+                            out.append(pools)
             # --- disaggregated: x prefill and y decode instances, each phase with its own TP --------
             if not opts.disaggregated:
                 continue
@@ -140,11 +157,17 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                                    **knob_values(opts.engine, opts.batch_caps[-1]))]
                     one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
                     name = f"{px}P(TP{p_tp}) {dy}D(TP{d_tp}){chips} {tag}"
+                    details = dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp, precision=precision,
+                                   speculative=spec, prefill_hardware=p_name, decode_hardware=d_name)
                     out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
                                         _deployment(model_name, one, opts, spec_cfg), k, k * unit,
-                                        "disaggregated", dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp,
-                                                              precision=precision, speculative=spec,
-                                                              prefill_hardware=p_name, decode_hardware=d_name)))
+                                        "disaggregated", details))
+                    if "attention-offload" in opts.policies and spec_cfg is None and not opts.mapping:
+                        offload = {"attention_offload": {"mode": "auto"}}
+                        out.append(Strategy(f"{name} +offload",
+                                            {**_deployment(model_name, groups, opts, None), **offload},
+                                            {**_deployment(model_name, one, opts, None), **offload}, k, k * unit,
+                                            "disaggregated", dict(details, attention_offload="auto")))
     names = set()
     unique = []
     for s in out:  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
@@ -156,6 +179,29 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join(pruned[:3]) or 'raise --gpus or allow larger --tp-options'})")
     return unique, pruned
+
+
+def _priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas: int, cap: int, tag: str,
+                    opts: PlanOptions, spec: dict | None) -> Strategy | None:
+    """Ascendra's priority pools over the collocated replicas: units of POOL_UNIT instances (fewer if the budget
+    has fewer), one of each high-priority (`ascendra-hp`) and the rest low-priority (`ascendra-lp`, shortest
+    prefill first, capped at `cap` sequences); deadlines come from the plan's SLOs. None where they do not apply."""
+    if pp != 1 or spec is not None or replicas < 2 or opts.mapping:
+        return None
+    size = min(POOL_UNIT, replicas)
+    units = replicas // size
+    fields = {k: v for k, v in base.items() if k != "engine"}
+    lp = dict(fields, role="collocated", tp=tp, pool="lp", engine="ascendra-lp", max_num_seqs=cap)
+    hp = dict(fields, role="collocated", tp=tp, pool="hp", engine="ascendra-hp")
+
+    def deployment(n: int) -> dict[str, Any]:
+        dep = _deployment(model, [dict(lp, replicas=(size - 1) * n), dict(hp, replicas=n)], opts, None)
+        return {**dep, "priority_pools": {}}
+
+    name = f"{units * size}x TP{tp} priority pools {(size - 1) * units}LP+{units}HP b{cap} {tag}"
+    return Strategy(name, deployment(units), deployment(1), units, units * size * tp, "collocated",
+                    dict(tp=tp, pp=pp, replicas=units * size, scheduler="priority pools", batch_cap=cap,
+                         precision=base["precision"], speculative=False))
 
 
 def _scheduling_variants(opts: PlanOptions, cap: int) -> list[tuple[str, dict[str, Any]]]:
