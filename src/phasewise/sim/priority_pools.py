@@ -180,7 +180,9 @@ class PoolController:
             earliest_due = min(r.arrival_s for r in lp.waiting) + self.default_slo_s[0]
             if earliest_due - latest >= self.margin_s:
                 return total
-        order = sorted(lp.waiting, key=_prefill_target) if reorders else list(lp.waiting)
+        if reorders:  # the policy's own order (its queue kept ordered: only new arrivals are placed)
+            lp.scheduler.order(lp.waiting)
+        order = list(lp.waiting)
         n = len(order)
         tokens = np.fromiter((r.prefill_target for r in order), dtype=np.float64, count=n)
         # the queue ahead of each: partial prefills' rest, then the prompts before it in the policy's order
@@ -355,7 +357,3 @@ class PoolController:
             "hp_tbt_violation_fraction": tbt_miss / served if served else 0.0,
             "lp_busy_fraction": busy(self.lp), "hp_busy_fraction": busy(self.hp), "checks": self.checks,
         }
-
-
-def _prefill_target(req: SimRequest) -> int:
-    return req.prefill_target

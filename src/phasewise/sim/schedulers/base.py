@@ -52,6 +52,9 @@ class Scheduler:
     def on_preempt(self, inst: Instance) -> None:
         """Called after a preemption or retraction."""
 
+    def order(self, waiting) -> None:
+        """Put the waiting queue in the order the policy admits from (FCFS: arrival order, as it stands)."""
+
     def mixed_batch(self, inst: Instance, admit: bool = True) -> Batch | None:
         """The decoding set plus prefill chunks within the token budget: partial prefills first, then
         (if `admit`) waiting prompts, chunked or whole as the engine does (vLLM V1, TensorRT-LLM, Sarathi)."""
