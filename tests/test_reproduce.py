@@ -109,9 +109,13 @@ def test_reproduce_lists_the_scenarios(run_cli):
     code, out, _ = run_cli("reproduce", "--json")
     assert code == 0
     listed = json.loads(out)
-    assert [s["scenario"] for s in listed] == list(scenarios())
+    assert [p["number"] for p in listed] == list(range(1, 11))  # the ten papers, each with its status
+    assert [p["scenario"] for p in listed if p["status"] == "runs"] == list(scenarios())
+    assert all(p["status"].startswith("not yet (issue ") for p in listed if p["scenario"] not in scenarios())
+    numbers = {p["scenario"]: p["number"] for p in listed}  # every scenario is one of the papers, by its number
+    assert all(numbers.get(name) == s.number for name, s in scenarios().items())
     code, out, _ = run_cli("reproduce")
-    assert code == 0 and "bestserve" in out
+    assert code == 0 and "bestserve" in out and "not yet (issue 13)" in out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -507,7 +507,7 @@ def reproduce_cmd(
 ) -> None:
     """Rerun a paper's comparison and hold phasewise's figures against the paper's (../shared/SCENARIOS.md)."""
     from phasewise.apps.reproduce_view import render_checks, render_list
-    from phasewise.scenarios import get_scenario, parse_sets, scenarios
+    from phasewise.scenarios import get_scenario, papers, parse_sets, scenarios
 
     overrides = parse_sets(sets)
     if run_all and name is not None:
@@ -515,12 +515,14 @@ def reproduce_cmd(
     if name is None and not run_all:
         if overrides or report:
             raise PhasewiseError("--set and --report need a scenario NAME (or --all for --set-free runs)")
-        known = scenarios()
+        known, listed = scenarios(), papers()
         if json_out:
-            print(dumps([{"scenario": s.name, "paper": s.paper, "claim": s.claim, "setup": list(s.setup)}
-                         for s in known.values()]))
+            print(dumps([{"number": p["number"], "paper": p["title"], "scenario": p["scenario"], "status": p["status"],
+                          "claim": known[p["scenario"]].claim if p["scenario"] in known else None,
+                          "setup": list(known[p["scenario"]].setup) if p["scenario"] in known else []}
+                         for p in listed]))
         else:
-            render_list(console, known)
+            render_list(console, listed, known)
         return
     if run_all:
         if overrides:

@@ -22,12 +22,14 @@ def figure(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def render_list(console: Console, scenarios: dict[str, Scenario]) -> None:
-    table = Table(title="Paper scenarios (phasewise reproduce NAME [--set key=value ...])")
-    for col in ("scenario", "paper", "claim", "setup keys"):
+def render_list(console: Console, papers: list[dict[str, Any]], scenarios: dict[str, Scenario]) -> None:
+    table = Table(title="The ten papers (phasewise reproduce NAME [--set key=value ...]; --all runs every one)")
+    for col in ("#", "paper", "scenario", "status", "claim rerun"):
         table.add_column(col, overflow="fold")
-    for s in scenarios.values():
-        table.add_row(s.name, s.paper, s.claim, ", ".join(s.setup))
+    for paper in papers:
+        scenario = scenarios.get(paper["scenario"])
+        table.add_row(str(paper["number"]), f"{paper['short']}: {paper['title']}", paper["scenario"],
+                      paper["status"], scenario.claim if scenario else "-")
     console.print(table)
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from importlib import resources
+from typing import Any
+
+import yaml
 
 from phasewise.errors import PhasewiseError
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario, ScenarioResult, parse_sets
@@ -34,4 +38,17 @@ def get_scenario(name: str) -> Scenario:
     return known[name]
 
 
-__all__ = ["Check", "Outcome", "Param", "Scenario", "ScenarioResult", "get_scenario", "parse_sets", "scenarios"]
+def papers() -> list[dict[str, Any]]:
+    """The ten seed papers with their scenario's name and status: 'runs' (`phasewise reproduce NAME`) or the
+    issue that brings it (scenarios/data/papers.yaml)."""
+    text = resources.files(__name__).joinpath("data", "papers.yaml").read_text()
+    known = scenarios()
+    out = []
+    for paper in yaml.safe_load(text)["papers"]:
+        runs = paper["scenario"] in known
+        out.append({**paper, "status": "runs" if runs else f"not yet (issue {paper['issue']})"})
+    return out
+
+
+__all__ = ["Check", "Outcome", "Param", "Scenario", "ScenarioResult", "get_scenario", "papers", "parse_sets",
+           "scenarios"]
