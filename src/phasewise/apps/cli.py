@@ -550,6 +550,39 @@ def reproduce_cmd(
         raise typer.Exit(1)
 
 
+@app.command("edge")
+def edge_cmd(
+    model: Model = "lmsys/vicuna-7b-v1.3",
+    topology: Annotated[Optional[str], typer.Option(help="topology YAML: devices, links, split (replaces "
+                                                         "--devices/--mbps/--latency-ms)")] = None,
+    devices: Annotated[str, typer.Option(help="comma-separated hardware, chained by links")] =
+        "jetson-agx-orin,jetson-agx-orin,jetson-agx-orin,jetson-agx-orin",
+    mbps: Annotated[float, typer.Option(help="bandwidth of each link (Mbit/s)")] = 1000.0,
+    latency_ms: Annotated[float, typer.Option(help="latency of each link (ms)")] = 1.0,
+    split: Annotated[str, typer.Option(help="layers per device (8,8,8,8), auto (planned) or file (the YAML's)")] =
+        "auto",
+    precision: Precision = "bf16",
+    engine: Engine = "ideal",
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
+    output_len: Annotated[int, typer.Option(help="output tokens")] = 128,
+    subsequences: Annotated[int, typer.Option(help="prefill sub-sequences S (0: planned)")] = 0,
+    outline_points: Annotated[int, typer.Option(help="outline points decoded in parallel (1: plain AR)")] = 1,
+    outline_tokens: Annotated[int, typer.Option(help="skeleton tokens decoded before the points")] = 0,
+    medusa_heads: Annotated[int, typer.Option(help="Medusa heads (0: none)")] = 0,
+    acceptance: Annotated[float, typer.Option(help="Medusa mean tokens accepted per step")] = 1.0,
+    as_json: Json = False,
+) -> None:
+    """One request through a model split over edge devices and links (Jupiter-style pipelined prefill and decode)."""
+    from phasewise.apps.edge_view import render_edge, run_edge
+
+    result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
+                      subsequences, outline_points, outline_tokens, medusa_heads, acceptance)
+    if as_json:
+        print(dumps(result))
+        return
+    render_edge(console, result)
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the model catalog."""

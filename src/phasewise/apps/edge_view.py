@@ -1,0 +1,76 @@
+"""`phasewise edge`: one request through a model split over edge devices (topology YAML or flags)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.edge_split import plan_edge_split
+from phasewise.sim.split_model import SplitModel
+from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.topology import chain_topology, load_topology
+
+
+def run_edge(model: str, topology: str | None, devices: str, mbps: float, latency_ms: float, split: str,
+             precision: str, engine: str, prompt_len: int, output_len: int, subsequences: int, outline_points: int,
+             outline_tokens: int, medusa_heads: int, acceptance: float) -> dict[str, Any]:
+    if prompt_len < 1 or output_len < 0 or subsequences < 0 or outline_points < 1 or medusa_heads < 0:
+        raise PhasewiseError("--prompt-len and --outline-points must be >= 1; --output-len, --subsequences and "
+                             "--medusa-heads >= 0")
+    if acceptance < 1.0 or acceptance > 1 + medusa_heads:
+        raise PhasewiseError(f"--acceptance must lie in [1, 1 + medusa heads] = [1, {1 + medusa_heads}] "
+                             f"(got {acceptance})")
+    spec, quant, profile = load_model(model), load_quant(precision), load_engine(engine)
+    file_split = None
+    if topology:
+        topo, file_split = load_topology(topology)
+    else:
+        topo = chain_topology([d.strip() for d in devices.split(",") if d.strip()], mbps, latency_ms / 1e3)
+    hardware = [load_hardware(d.hardware) for d in topo.devices]
+    for i in range(len(topo.devices) - 1):
+        topo.route(i, i + 1)  # every consecutive pair of stages must be connected
+    decode = DecodePlan(points=outline_points, outline_tokens=outline_tokens if outline_points > 1 else 0,
+                        verify_tokens=1 + medusa_heads, acceptance=acceptance)
+    planned = None
+    if split == "auto" or subsequences == 0:
+        options = None if subsequences == 0 else [subsequences]
+        planned = plan_edge_split(spec, quant, profile, topo, hardware, prompt_len, output_len,
+                                  medusa_heads=medusa_heads, sub_sequence_options=options)
+    if split == "auto":
+        layers = list(planned.split)
+    elif split == "file":
+        if file_split is None:
+            raise PhasewiseError("--split file needs a topology YAML with a 'split:' entry")
+        layers = file_split
+    else:
+        try:
+            layers = [int(x) for x in split.split(",")]
+        except ValueError:
+            raise PhasewiseError(f"--split must be auto, file or layer counts like 8,8,8,8 (got '{split}')") from None
+    subs = planned.sub_sequences if subsequences == 0 else subsequences
+    model_split = SplitModel(spec, quant, profile, topo, hardware, layers, medusa_heads)
+    model_split.check_memory(prompt_len + output_len + outline_tokens, sub_sequence_lengths(prompt_len, subs)[0],
+                             outline_points)
+    run = run_split(model_split, prompt_len, output_len, subs, decode)
+    return {"model": spec.name, "devices": [f"{d.name} ({d.hardware})" for d in topo.devices],
+            "split": model_split.split, "sub_sequences": subs, "ttft_s": run.ttft_s, "tpot_s": run.tpot_s,
+            "total_s": run.end_s, "decode_steps": run.decode_steps,
+            "ttft_by_sub_sequences": [list(x) for x in planned.ttft_by_sub_sequences] if planned else None,
+            "busy_s": run.busy_s()}
+
+
+def render_edge(console, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console.print(f"{result['model']} over {', '.join(result['devices'])}: split {result['split']}, "
+                  f"S={result['sub_sequences']}")
+    console.print(f"TTFT {result['ttft_s'] * 1e3:.1f} ms, TPOT {result['tpot_s'] * 1e3:.2f} ms, "
+                  f"total {result['total_s']:.3f} s ({result['decode_steps']} decode steps)")
+    table = Table(title="Where the time goes (busy time per device and link)")
+    table.add_column("resource")
+    table.add_column("busy s")
+    table.add_column("share of total")
+    for name, busy in result["busy_s"].items():
+        table.add_row(name, f"{busy:.3f}", f"{busy / result['total_s']:.0%}" if result["total_s"] else "-")
+    console.print(table)

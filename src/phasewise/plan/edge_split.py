@@ -1,0 +1,117 @@
+"""Jupiter's parallelism planning: the layer split and the number of prefill sub-sequences S that minimise the
+simulated TTFT of a prompt on heterogeneous devices and links.
+
+Objective: TTFT of one prompt of `prompt_tokens`, by the event simulation (sim/split_pipeline.py), so the
+stage compute, the hidden-state transfers and their contention are all in it; among splits whose every stage
+fits its device's memory (weights, the KV cache of prompt + output, the activation peak).
+Search: for each S in 1..max_sub_sequences, start from the split proportional to each device's speed (its
+time for one layer of an n/S-token sub-sequence), then move one layer across a stage boundary at a time while
+that lowers TTFT (steepest descent; contiguous splits only, one stage per device in topology order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.batch import BatchShape
+from phasewise.sim.split_model import SplitModel
+from phasewise.sim.split_pipeline import run_split, sub_sequence_lengths
+from phasewise.specs.hardware import EngineProfile, HardwareSpec
+from phasewise.specs.model import ModelSpec
+from phasewise.specs.quant import QuantScheme
+from phasewise.specs.topology import Topology
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePlan:
+    split: tuple[int, ...]
+    sub_sequences: int
+    ttft_s: float
+    ttft_by_sub_sequences: tuple[tuple[int, float], ...]  # (S, best TTFT at that S)
+    evaluated: int  # simulations run
+
+
+def proportional_split(speeds: list[float], layers: int) -> list[int]:
+    """`layers` split in proportion to `speeds` (largest remainders), at least one layer each."""
+    total = sum(speeds)
+    shares = [layers * s / total for s in speeds]
+    split = [max(1, int(x)) for x in shares]
+    order = sorted(range(len(speeds)), key=lambda i: shares[i] - int(shares[i]), reverse=True)
+    k = 0
+    while sum(split) < layers:
+        split[order[k % len(order)]] += 1
+        k += 1
+    while sum(split) > layers:
+        i = max(range(len(split)), key=lambda j: split[j] - shares[j])
+        split[i] -= 1
+    return split
+
+
+def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
+                    hardware: list[HardwareSpec], prompt_tokens: int, output_tokens: int = 0,
+                    max_sub_sequences: int = 16, medusa_heads: int = 0,
+                    sub_sequence_options: list[int] | None = None) -> EdgePlan:
+    """The split and S of least simulated TTFT (see module doc)."""
+    stages = len(topology.devices)
+    if stages > model.num_layers:
+        raise PhasewiseError(f"{stages} devices for {model.num_layers} layers: at least one layer per device")
+    cache: dict[tuple, float] = {}
+    models: dict[tuple[int, ...], SplitModel] = {}
+
+    def split_model(split: tuple[int, ...]) -> SplitModel:
+        found = models.get(split)
+        if found is None:
+            found = models[split] = SplitModel(model, quant, engine, topology, hardware, list(split), medusa_heads)
+        return found
+
+    def ttft(split: tuple[int, ...], sub: int) -> float:
+        key = (split, sub)
+        if key not in cache:
+            sm = split_model(split)
+            piece = sub_sequence_lengths(prompt_tokens, sub)[0]
+            if not sm.fits(prompt_tokens + output_tokens, piece, 1):
+                cache[key] = float("inf")
+            else:
+                cache[key] = run_split(sm, prompt_tokens, 0, sub).ttft_s
+        return cache[key]
+
+    options = sub_sequence_options or list(range(1, max_sub_sequences + 1))
+    best: tuple[float, tuple[int, ...], int] | None = None
+    by_sub = []
+    probe = SplitModel(model, quant, engine, topology, hardware, [1] * (stages - 1) + [model.num_layers - stages + 1])
+    for sub in options:
+        if sub > prompt_tokens:
+            continue
+        piece = sub_sequence_lengths(prompt_tokens, sub)[0]
+        speeds = [1.0 / _one_layer_s(probe, i, piece) for i in range(stages)]
+        split = tuple(proportional_split(speeds, model.num_layers))
+        current = ttft(split, sub)
+        while True:
+            moves = []
+            for b in range(stages - 1):
+                for give, take in ((b, b + 1), (b + 1, b)):
+                    if split[give] > 1:
+                        moved = list(split)
+                        moved[give] -= 1
+                        moved[take] += 1
+                        moves.append(tuple(moved))
+            scored = min(((ttft(m, sub), m) for m in moves), default=(float("inf"), split))
+            if scored[0] < current:
+                current, split = scored
+            else:
+                break
+        by_sub.append((sub, current))
+        if best is None or current < best[0]:
+            best = (current, split, sub)
+    if best is None or best[0] == float("inf"):
+        raise PhasewiseError("no layer split fits the devices' memory")
+    return EdgePlan(best[1], best[2], best[0], tuple(by_sub), len(cache))
+
+
+def _one_layer_s(split: SplitModel, device: int, tokens: int) -> float:
+    """A device's time for one layer of a `tokens`-token prefill (its speed for the proportional split)."""
+    shape = BatchShape()
+    shape.add(tokens, 0, logits=0)
+    cost = split.cost_model(device, 1).iteration(shape)
+    return sum(op.time_s for op in cost.operators if op.name not in ("embedding", "lm_head")) or 1e-12

@@ -1,0 +1,133 @@
+"""A model split into consecutive layer ranges placed on devices: each stage's compute time and memory.
+
+A stage of k layers is costed by CostModel on a copy of the model with num_layers = k, on its device's
+hardware: its layers, plus the embedding gather on the first stage only and the final norm + LM head on the
+last stage only (CostModel prices both on every pp=1 model; the other stages drop them, so nothing is
+counted twice). Medusa heads (one LM-head-sized projection each; their hidden x hidden ResBlock, ~11 % of a
+head's weights for Vicuna-7B, is left out) run on the last stage. What crosses a stage boundary is the
+hidden states: tokens x hidden_size x activation bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.batch import BatchShape
+from phasewise.perf.cost import CostModel
+from phasewise.perf.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_gpu
+from phasewise.specs.hardware import EngineProfile, HardwareSpec
+from phasewise.specs.model import ModelSpec
+from phasewise.specs.quant import QuantScheme, dtype_bytes
+from phasewise.specs.topology import Topology, parse_split
+
+TOKEN_ID_BYTES = 8  # sampled token ids sent back to the first stage (int64, as torch sends them)
+
+
+def hidden_state_bytes(model: ModelSpec, quant: QuantScheme, tokens: int) -> float:
+    """Bytes of the hidden states of `tokens` tokens crossing a stage boundary."""
+    return tokens * model.hidden_size * quant.activation_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    device: int  # index into the topology's devices
+    first_layer: int
+    end_layer: int  # exclusive
+
+    @property
+    def layers(self) -> int:
+        return self.end_layer - self.first_layer
+
+
+class SplitModel:
+    """Stages of `model` over `topology`'s devices (stage i on device i), with cached stage costs."""
+
+    __slots__ = ("model", "quant", "engine", "topology", "hardware", "stages", "medusa_heads", "_costs", "_times")
+
+    def __init__(self, model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
+                 hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
+        ranges = parse_split(split, model.num_layers, len(topology.devices))
+        self.model, self.quant, self.engine, self.topology = model, quant, engine, topology
+        self.hardware = hardware
+        self.stages = tuple(Stage(i, a, b) for i, (a, b) in enumerate(ranges))
+        self.medusa_heads = medusa_heads
+        self._costs: dict[tuple[int, int], CostModel] = {}
+        self._times: dict[tuple, float] = {}
+
+    @property
+    def split(self) -> list[int]:
+        return [s.layers for s in self.stages]
+
+    def cost_model(self, device: int, layers: int) -> CostModel:
+        key = (device, layers)
+        cost = self._costs.get(key)
+        if cost is None:
+            part = self.model.model_copy(update={"num_layers": layers, "num_moe_layers": min(
+                self.model.num_moe_layers, layers)})
+            cost = self._costs[key] = CostModel(part, self.hardware[device], self.quant, self.engine)
+        return cost
+
+    def stage_s(self, index: int, sequences: list[tuple[int, int, int]]) -> float:
+        """Compute time of stage `index` for one forward of `sequences` (new tokens, cached tokens, logit tokens)
+        each: its layers, the embedding if first, the LM head (and Medusa heads) if last, host overhead."""
+        key = (index, tuple(sequences))
+        cached = self._times.get(key)
+        if cached is not None:
+            return cached
+        stage = self.stages[index]
+        shape = BatchShape()
+        for new, context, logits in sequences:
+            shape.add(new, context, logits=logits)
+        cost = self.cost_model(stage.device, stage.layers).iteration(shape)
+        first, last = index == 0, index == len(self.stages) - 1
+        device_s = 0.0
+        for op in cost.operators:
+            if op.name == "embedding" and not first or op.name == "lm_head" and not last:
+                continue
+            device_s += op.time_s
+            if op.name == "lm_head" and last:
+                device_s += self.medusa_heads * op.time_s
+        host_s = cost.host_s
+        time_s = max(device_s, host_s) if self.engine.overlap_scheduling else device_s + host_s
+        self._times[key] = time_s
+        return time_s
+
+    def stage_memory_bytes(self, index: int, context_tokens: int, batch_tokens: int, sequences: int) -> float:
+        """Weights of a stage (embedding on the first, LM head and Medusa heads on the last), the KV cache of
+        `context_tokens`, the activation peak of a forward of `batch_tokens`, and the runtime's reserve."""
+        stage = self.stages[index]
+        part = self.model.model_copy(update={"num_layers": stage.layers,
+                                             "num_moe_layers": min(self.model.num_moe_layers, stage.layers)})
+        hp = dtype_bytes(self.quant.compute_dtype if self.quant.compute_dtype in ("fp32", "fp16") else "bf16")
+        embed = self.model.embedding_params * hp
+        lm_head = embed if not self.model.tie_embeddings else 0.0
+        weights = weight_bytes_per_gpu(part, self.quant, 1, 1) - embed - lm_head
+        if index == 0:
+            weights += embed
+        if index == len(self.stages) - 1:
+            weights += lm_head if lm_head else embed * (index != 0)
+            weights += self.medusa_heads * embed
+        kv = kv_bytes_per_token(part, self.quant, 1, 1) * context_tokens
+        act = activation_bytes(self.model, self.quant, 1, batch_tokens, sequences)
+        return weights + kv + act + self.hardware[stage.device].efficiency.reserved_bytes
+
+    def check_memory(self, context_tokens: int, batch_tokens: int, sequences: int,
+                     memory_fraction: float = 0.9) -> None:
+        """A one-line error for the first stage that does not fit in its device's memory."""
+        for index, stage in enumerate(self.stages):
+            need = self.stage_memory_bytes(index, context_tokens, batch_tokens, sequences)
+            hw = self.hardware[stage.device]
+            usable = hw.memory_capacity_bytes * memory_fraction
+            if need > usable:
+                name = self.topology.devices[stage.device].name
+                raise PhasewiseError(
+                    f"stage {index} (layers {stage.first_layer}-{stage.end_layer - 1}) needs "
+                    f"{need / 2**30:.1f} GiB on '{name}' ({hw.key}), which has {usable / 2**30:.1f} GiB usable")
+
+    def fits(self, context_tokens: int, batch_tokens: int, sequences: int, memory_fraction: float = 0.9) -> bool:
+        try:
+            self.check_memory(context_tokens, batch_tokens, sequences, memory_fraction)
+        except PhasewiseError:
+            return False
+        return True

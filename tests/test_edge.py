@@ -1,0 +1,174 @@
+"""Edge topologies, split models, Jupiter's pipelined prefill and decode modes, the split planner, the scenario."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.edge_split import plan_edge_split, proportional_split
+from phasewise.scenarios import get_scenario
+from phasewise.sim.events import EventLoop
+from phasewise.sim.link import Link
+from phasewise.sim.split_model import SplitModel, hidden_state_bytes
+from phasewise.sim.split_pipeline import DecodePlan, run_split
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.topology import chain_topology, parse_split, parse_topology
+
+VICUNA = load_model("lmsys/vicuna-7b-v1.3")
+BF16 = load_quant("bf16")
+IDEAL = load_engine("ideal")
+
+
+def split_model(mbps: float, split=(8, 8, 8, 8), hardware=("jetson-agx-orin",) * 4, heads: int = 0,
+                model=VICUNA) -> SplitModel:
+    topology = chain_topology(list(hardware), mbps, 1e-3, ring=True)
+    return SplitModel(model, BF16, IDEAL, topology, [load_hardware(h) for h in hardware], list(split), heads)
+
+
+def test_topology_yaml_and_one_line_errors():
+    topo = parse_topology({"devices": ["jetson-agx-orin", {"name": "x", "hardware": "a6000"}],
+                           "links": [{"a": "jetson-agx-orin-0", "b": "x", "mbps": 100, "latency_s": 0.002}]})
+    assert topo.links[0].bandwidth_bytes_per_s == pytest.approx(12.5e6) and topo.route(1, 0) == [0]
+    with pytest.raises(PhasewiseError, match="link 0 names unknown device 'y'"):
+        parse_topology({"devices": ["jetson-agx-orin"], "links": [{"a": "jetson-agx-orin-0", "b": "y", "mbps": 1}]})
+    with pytest.raises(PhasewiseError, match="no route"):
+        parse_topology({"devices": ["a6000", "a6000"]}).route(0, 1)
+    with pytest.raises(PhasewiseError, match="bandwidth_bps"):
+        parse_topology({"devices": ["a6000", {"name": "b", "hardware": "a6000"}],
+                        "links": [{"a": "a6000-0", "b": "b", "mbps": -1}]})
+    assert parse_split([[0, 10], [10, 32]], 32, 2) == ((0, 10), (10, 32))
+    with pytest.raises(PhasewiseError, match="covers 30 layers, the model has 32"):
+        parse_split([10, 10, 10], 32, 3)
+    with pytest.raises(PhasewiseError, match="consecutive"):
+        parse_split([[0, 10], [12, 32]], 32, 2)
+
+
+def test_a_stage_that_does_not_fit_is_an_error():
+    big = load_model("meta-llama/Llama-2-70b-hf")
+    split = split_model(1000, (40, 40), ("jetson-agx-orin",) * 2, model=big)
+    with pytest.raises(PhasewiseError, match="stage 0 \\(layers 0-39\\) needs .* GiB on 'dev0'"):
+        split.check_memory(1024, 128, 1)
+    assert split_model(1000).fits(1024, 128, 1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--topology", "TOPO", "--split", "file"), "link 0 names unknown device 'c'"),
+    (("--split", "8,8,8"), "3 stages for 4 devices"),
+    (("--split", "8,8,8,7"), "covers 31 layers, the model has 32"),
+    (("--model", "meta-llama/Llama-2-70b-hf", "--devices", "jetson-agx-orin,jetson-agx-orin", "--split", "40,40",
+      "--subsequences", "4"), "does not fit|needs"),
+])
+def test_bad_topologies_are_one_line_cli_errors(run_cli, tmp_path, args, message):
+    path = tmp_path / "t.yaml"
+    path.write_text("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
+                    "links: [{a: a, b: c, mbps: 100}]\nsplit: [16, 16]\n")
+    code, out, err = run_cli("edge", *[str(path) if a == "TOPO" else a for a in args])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert any(m in err for m in message.split("|")), err
+
+
+def test_edge_cli_runs_a_topology_file(run_cli, tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
+                    "links: [{a: a, b: b, mbps: 1000, latency_s: 0.001}]\nsplit: [[0, 16], [16, 32]]\n")
+    code, out, _ = run_cli("edge", "--topology", str(path), "--split", "file", "--subsequences", "4",
+                           "--output-len", "8", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["split"] == [16, 16] and result["sub_sequences"] == 4
+    assert set(result["busy_s"]) == {"device a", "device b", "link a-b"}
+
+
+def test_hidden_states_cross_links_with_their_real_size():
+    assert hidden_state_bytes(VICUNA, BF16, 128) == 128 * 4096 * 2
+    split = split_model(100, (16, 16), ("jetson-agx-orin",) * 2)
+    run = run_split(split, 128, 0, 1)
+    link = next(s for s in run.spans if s.resource.startswith("link"))
+    assert link.end_s - link.start_s == pytest.approx(128 * 4096 * 2 / 12.5e6 + 1e-3)
+
+
+def test_a_shared_link_slows_concurrent_transfers():
+    loop = EventLoop()
+    link = Link(loop, 1e6, 0.0)
+    done: list[float] = []
+    link.send(1, 1e6, lambda: done.append(loop.now))
+    link.send(2, 1e6, lambda: done.append(loop.now))
+    loop.run()
+    assert done == pytest.approx([2.0, 2.0])
+    # two stage boundaries routed over the one link of a two-hop chain contend in the split pipeline too
+    topo = parse_topology({"devices": [{"name": n, "hardware": "jetson-agx-orin"} for n in "abc"],
+                           "links": [{"a": "a", "b": "c", "mbps": 100}, {"a": "c", "b": "b", "mbps": 100}]})
+    hardware = [load_hardware("jetson-agx-orin")] * 3
+    shared = run_split(SplitModel(VICUNA, BF16, IDEAL, topo, hardware, [10, 11, 11]), 640, 0, 8).ttft_s
+    own = run_split(split_model(100, (10, 11, 11), ("jetson-agx-orin",) * 3), 640, 0, 8).ttft_s
+    assert shared > 1.3 * own
+
+
+def test_pipelined_prefill_follows_the_pipeline_arithmetic():
+    """Compute-bound (links out of the way): TTFT(S) = (S+P-1) x t_stage(n/S)."""
+    split = split_model(1e6)
+    for subs in (1, 2, 5, 8):
+        piece = 640 // subs
+        stage_s = max(sum(split.stage_s(i, [(piece, piece * j, int(j == subs - 1))]) for j in range(subs)) / subs
+                      for i in range(4))
+        assert run_split(split, 640, 0, subs).ttft_s == pytest.approx((subs + 3) * stage_s, rel=0.03)
+
+
+def test_decode_modes_order():
+    plain, medusa = split_model(1000), split_model(1000, heads=5)
+    ar = run_split(plain, 640, 64, 5, DecodePlan()).tpot_s
+    outline = run_split(plain, 640, 64, 5, DecodePlan(points=4)).tpot_s
+    both = run_split(medusa, 640, 64, 5, DecodePlan(points=4, verify_tokens=6, acceptance=2.5)).tpot_s
+    assert both < outline < ar
+    assert 3.0 < ar / outline <= 4.05
+
+
+def test_planner_picks_sub_sequences_and_balances_heterogeneous_devices():
+    assert proportional_split([1.0, 1.0, 2.0], 32) == [8, 8, 16]
+    hardware = ["jetson-agx-orin", "jetson-agx-orin", "a6000"]
+    topo = chain_topology(hardware, 1000, 1e-3)
+    planned = plan_edge_split(VICUNA, BF16, IDEAL, topo, [load_hardware(h) for h in hardware], 640, 128)
+    assert planned.sub_sequences > 1
+    assert planned.split[2] > max(planned.split[:2])  # the faster device takes the most layers
+    ttft = dict(planned.ttft_by_sub_sequences)
+    assert planned.ttft_s == min(ttft.values()) < ttft[1]
+
+
+def _checks(**sets) -> dict:
+    out = get_scenario("jupiter").run({k: str(v) for k, v in sets.items()}).to_json()
+    return {c["name"]: c for c in out["checks"]}
+
+
+DIRECTIONS = ("prefill pipeline arithmetic", "decode: outline points keep the stages busy",
+              "end-to-end reduction vs layer pipelining at low bandwidth", "planner beats the paper's configuration")
+
+
+@pytest.mark.parametrize("sets", [{}, {"low_mbps": 50, "high_mbps": 500}, {"devices": 2, "prompt_tokens": 1024}],
+                         ids=["defaults", "slower-links", "two-devices-longer-prompt"])
+def test_jupiter_directions_hold(sets):
+    checks = _checks(**sets)
+    for name in DIRECTIONS:
+        assert checks[name]["pass"], (name, checks[name])
+    e2e = checks["end-to-end reduction vs layer pipelining at low bandwidth"]["phasewise"]
+    assert e2e > 1.0
+
+
+def test_tensor_parallel_all_reduce_is_a_ring_over_the_links():
+    from phasewise.sim.split_tensor_parallel import TensorParallelEdge
+
+    hardware = ["jetson-agx-orin"] * 4
+    topo = chain_topology(hardware, 100, 1e-3, ring=True)
+    tp = TensorParallelEdge(VICUNA, BF16, IDEAL, topo, [load_hardware(h) for h in hardware])
+    nbytes = 4096 * 2 * 640
+    assert tp.allreduce_s(nbytes) == pytest.approx(6 * (nbytes / 4 / 12.5e6 + 1e-3))
+    run = tp.run(640, 4)
+    assert run.allreduce_share > 0.9  # at 100 Mbps the per-layer all-reduces dominate
+
+
+def test_link_jitter_only_delays():
+    steady = split_model(100, (16, 16), ("jetson-agx-orin",) * 2)
+    topo = chain_topology(["jetson-agx-orin"] * 2, 100, 1e-3, jitter_s=0.01)
+    jittery = SplitModel(VICUNA, BF16, IDEAL, topo, [load_hardware("jetson-agx-orin")] * 2, [16, 16])
+    base = run_split(steady, 640, 0, 4).ttft_s
+    assert base < run_split(jittery, 640, 0, 4, seed=1).ttft_s < base + 4 * 0.01 + 1e-9
