@@ -362,8 +362,13 @@ def validate_cmd(
     serve: Annotated[bool, typer.Option("--serve", help="also replay a closed loop through a real continuous-batching loop")] = False,
     clients: Annotated[int, typer.Option(help="--serve: concurrent clients (closed loop)")] = 4,
     requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
-    prompt: Annotated[int, typer.Option(help="--serve: prompt tokens")] = 128,
-    output: Annotated[int, typer.Option(help="--serve: output tokens")] = 32,
+    prompt: Annotated[int, typer.Option(help="--serve / --pipeline: prompt tokens")] = 128,
+    output: Annotated[int, typer.Option(help="--serve: output tokens; --pipeline: decode steps timed")] = 32,
+    pipeline: Annotated[int, typer.Option(help="split the model over this many OS processes (2) joined by a "
+                                               "throttled local socket; compare with the split simulator")] = 0,
+    link_mbps: Annotated[str, typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated")] = "20,200",
+    sub_sequences: Annotated[str, typer.Option(help="--pipeline: prefill sub-sequence counts S")] = "1,2,4,8",
+    repeats: Annotated[int, typer.Option(help="--pipeline: runs per point (median)")] = 3,
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
@@ -371,6 +376,14 @@ def validate_cmd(
 
     from phasewise.measure.validate import summary, validate
 
+    if pipeline:
+        from phasewise.apps.pipeline_view import run_pipeline_validate
+
+        if device != "cpu":
+            raise PhasewiseError("--pipeline runs its stages as CPU processes on this machine: use --device cpu")
+        run_pipeline_validate(console, model, hardware, pipeline, link_mbps, sub_sequences, layers or 4,
+                              hidden or 512, engine, prompt, output, repeats, as_json)
+        return
     if device == "cpu" and (layers is None or hidden is None):
         layers, hidden = layers or 6, hidden or 768  # a ~100-300M-parameter model, CPU-sized
     serving = None
@@ -581,6 +594,45 @@ def edge_cmd(
         print(dumps(result))
         return
     render_edge(console, result)
+
+
+@app.command("device-cloud")
+def device_cloud_cmd(
+    model: Model = "meta-llama/Llama-2-7b-hf",
+    setup: Annotated[Optional[str], typer.Option(help="device-cloud YAML (specs/device_cloud.py; replaces the "
+                                                      "flags below)")] = None,
+    devices: Annotated[int, typer.Option(help="devices sharing the cloud, one request each")] = 30,
+    device_hardware: Annotated[str, typer.Option(help="each device's hardware")] = "jetson-agx-orin",
+    cloud_hardware: Annotated[str, typer.Option(help="the cloud's GPUs")] = "a6000",
+    cloud_gpus: Annotated[int, typer.Option(help="cloud GPUs, each a copy of the middle layers")] = 8,
+    uplink_mbps: Annotated[float, typer.Option(help="each device's uplink (Mbit/s)")] = 100.0,
+    downlink_mbps: Annotated[float, typer.Option(help="each device's downlink (Mbit/s)")] = 100.0,
+    latency_ms: Annotated[float, typer.Option(help="one-way device-cloud latency (ms)")] = 10.0,
+    input_layers: Annotated[int, typer.Option(help="first layers on the device")] = 1,
+    output_layers: Annotated[int, typer.Option(help="last layers on the device")] = 1,
+    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")] = 1,
+    precision: Precision = "fp16",
+    engine: Engine = "ideal",
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,
+    output_len: Annotated[int, typer.Option(help="output tokens")] = 64,
+    chunk: Annotated[int, typer.Option(help="prompt chunk tokens (0: planned per device)")] = 0,
+    draft_tokens: Annotated[int, typer.Option(help="tokens the device drafts per verify (0: plain AR)")] = 4,
+    acceptance: Annotated[float, typer.Option(help="per-token draft acceptance (i.i.d.)")] = 0.8,
+    as_json: Json = False,
+) -> None:
+    """Many devices sharing one cloud server over a U-shaped split (HAT-style chunked upload and drafting)."""
+    from phasewise.apps.device_cloud_view import render_device_cloud, run_device_cloud_view
+
+    flags = {"devices": devices, "device_hardware": device_hardware, "cloud_hardware": cloud_hardware,
+             "cloud_gpus": cloud_gpus, "uplink_mbps": uplink_mbps, "downlink_mbps": downlink_mbps,
+             "latency_s": latency_ms / 1e3, "input_layers": input_layers, "output_layers": output_layers,
+             "adapter_layers": adapter_layers}
+    result = run_device_cloud_view(model, setup, flags, precision, engine, prompt_len, output_len, chunk,
+                                   draft_tokens, acceptance)
+    if as_json:
+        print(dumps(result))
+        return
+    render_device_cloud(console, result)
 
 
 @app.command("models")

@@ -1,0 +1,113 @@
+"""Measured TTFT (per sub-sequence count S and link speed) and decode per-token latency of a real two-process
+pipeline (measure/pipeline_check.py) against the split simulator on the calibrated hardware entry."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.measure.pipeline_check import TwoStagePipeline
+from phasewise.measure.validate import scaled_config
+from phasewise.sim.split_model import SplitModel
+from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.catalog import read_user_file
+from phasewise.specs.topology import chain_topology
+
+
+@dataclass(slots=True)
+class PipelinePoint:
+    metric: str  # "ttft" or "decode" (per token)
+    link_mbps: float
+    sub_sequences: int
+    measured_s: float
+    predicted_s: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted_s / self.measured_s - 1
+
+
+def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: list[float] | None = None,
+                      sub_sequences: list[int] | None = None, layers: int = 4, hidden: int = 512,
+                      prompt_tokens: int = 512, decode_steps: int = 16, repeats: int = 3, engine: str | None = None,
+                      progress: Callable[[str], None] | None = None) -> tuple[list[PipelinePoint], dict[str, Any]]:
+    if stages != 2:
+        raise PhasewiseError(f"--pipeline {stages}: only 2 stages (two processes on this machine) are built")
+    if layers < 2 or prompt_tokens < 1 or repeats < 1 or decode_steps < 0:
+        raise PhasewiseError("--pipeline needs --layers >= 2, a prompt >= 1 token, repeats >= 1, decode steps >= 0")
+    link_mbps = link_mbps or [20.0, 200.0]
+    sub_sequences = sub_sequences or [1, 2, 4, 8]
+    if any(m <= 0 for m in link_mbps) or any(s < 1 for s in sub_sequences):
+        raise PhasewiseError("--link-mbps must be > 0 and sub-sequence counts >= 1")
+    say = progress or (lambda _m: None)
+    hf_config = scaled_config(load_model(model), layers, hidden)
+    config = {k: v for k, v in hf_config.items() if k not in ("model_type", "architectures")}
+    from phasewise.specs.model import from_hf_config
+
+    small = from_hf_config(f"{load_model(model).name} (scaled)", hf_config)
+    boundary = layers // 2
+    hw = load_hardware(hardware)
+    if engine:
+        eng = load_engine(engine)
+    elif hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
+        eng = load_engine(hardware)  # the engine profile calibrate measured beside the hardware entry
+    else:
+        eng = load_engine("hf-eager")
+    quant = load_quant("fp32")
+
+    measured: dict[tuple[str, float, int], list[float]] = {}
+    wall_start = time.perf_counter()
+    say(f"starting two stage processes ({small.total_params / 1e6:.0f}M parameters, split {boundary}+"
+        f"{layers - boundary})")
+    with TwoStagePipeline(config, boundary) as pipeline:
+        latency_s = pipeline.one_way_latency_s()
+        warm = sub_sequence_lengths(prompt_tokens, max(sub_sequences))
+        pipeline.run(warm, min(decode_steps, 2), max(link_mbps))  # warm-up: allocator, first-call paths
+        for mbps in link_mbps:
+            for subs in sub_sequences:
+                say(f"TTFT at {mbps:g} Mbit/s, S={subs}")
+                lengths = sub_sequence_lengths(prompt_tokens, subs)
+                for _ in range(repeats):
+                    run = pipeline.run(lengths, 0, mbps)
+                    measured.setdefault(("ttft", mbps, subs), []).append(run.ttft_s)
+            if decode_steps:
+                say(f"decode at {mbps:g} Mbit/s")
+                for _ in range(repeats):
+                    run = pipeline.run([prompt_tokens], decode_steps, mbps)
+                    measured.setdefault(("decode", mbps, 1), []).append(run.token_gap_s)
+    wall_s = time.perf_counter() - wall_start
+
+    points = []
+    for (metric, mbps, subs), times in measured.items():
+        topo = chain_topology([hardware, hardware], mbps, latency_s)
+        split = SplitModel(small, quant, eng, topo, [hw, hw], [boundary, layers - boundary])
+        if metric == "ttft":
+            predicted = run_split(split, prompt_tokens, 0, subs).ttft_s
+        else:
+            predicted = run_split(split, prompt_tokens, decode_steps, 1, DecodePlan()).tpot_s
+        points.append(PipelinePoint(metric, mbps, subs, statistics.median(times), predicted))
+    info = {"model": small.name, "params": small.total_params, "layers": layers, "hidden": hidden,
+            "split": [boundary, layers - boundary], "hardware": hw.key, "engine": eng.name,
+            "prompt_tokens": prompt_tokens, "decode_steps": decode_steps, "repeats": repeats,
+            "socket_one_way_latency_s": latency_s, "measure_wall_s": wall_s,
+            "hidden_state_bytes": prompt_tokens * small.hidden_size * 4}
+    return points, info
+
+
+def pipeline_summary(points: list[PipelinePoint]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in ("ttft", "decode"):
+        errs = [abs(p.error) for p in points if p.metric == metric]
+        if errs:
+            out[f"{metric}_median_abs_error"] = statistics.median(errs)
+            out[f"{metric}_worst_abs_error"] = max(errs)
+    errs = [abs(p.error) for p in points]
+    out["median_abs_error"] = statistics.median(errs) if errs else math.nan
+    out["worst_abs_error"] = max(errs) if errs else math.nan
+    return out
