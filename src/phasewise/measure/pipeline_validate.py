@@ -12,7 +12,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.pipeline_check import TwoStagePipeline
-from phasewise.measure.validate import scaled_config
+from phasewise.measure.validate import relative_error, scaled_config
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -30,7 +30,7 @@ class PipelinePoint:
 
     @property
     def error(self) -> float:
-        return self.predicted_s / self.measured_s - 1
+        return relative_error(self.predicted_s, self.measured_s)
 
 
 def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: list[float] | None = None,

@@ -34,7 +34,12 @@ class Point:
 
     @property
     def error(self) -> float:
-        return self.predicted_s / self.measured_s - 1
+        return relative_error(self.predicted_s, self.measured_s)
+
+
+def relative_error(predicted_s: float, measured_s: float) -> float:
+    """predicted / measured - 1: the signed error every measured-vs-predicted table reports."""
+    return predicted_s / measured_s - 1
 
 
 def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> dict[str, Any]:
