@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: $(BIN)/activate pyproject.toml
 
 run: $(VENV)/.installed
 	$(BIN)/phasewise plan --model meta-llama/Llama-3.1-8B --hardware h100-sxm --gpus 8 \
-		--slo-ttft-ms 1000 --slo-tbt-ms 50 --attainment 0.9 --report phasewise-report.html
+		--slo-ttft-ms 1000 --slo-tpot-ms 50 --attainment 0.9 --report phasewise-report.html
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

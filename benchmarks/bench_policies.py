@@ -21,10 +21,10 @@ from phasewise.sim.api import build
 from phasewise.workload import Workload
 
 ASCENDRA = dict(model="meta-llama/Meta-Llama-3-8B", hardware="a100-sxm-80gb", trace="azure-conv", slo_ttft_ms=1000,
-                slo_tbt_ms=100, replicas=4)
+                slo_tpot_ms=100, replicas=4)
 ADRENALINE = dict(model="meta-llama/Llama-2-7b-hf", hardware="a100-sxm-80gb", trace=None, isl_dist="lognormal",
                   isl=161, isl_spread=0.8, osl_dist="lognormal", osl=338, osl_spread=0.8, slo_ttft_ms=1000,
-                  slo_tbt_ms=100, arch="disagg", max_num_seqs=1024)
+                  slo_tpot_ms=100, arch="disagg", max_num_seqs=1024)
 # the scenarios' setups (scenarios/ascendra.py, scenarios/adrenaline.py) at loads where the policies act
 CASES = {
     "vllm x4 @25": dict(ASCENDRA, engine="vllm", rate=25.0),

@@ -7,7 +7,8 @@
 Sources
   ../shared/measured/blackwell_serving.csv (AIConfigurator's measured Blackwell runs): the DENSE
   COLLOCATED rows (mode=agg; meta-llama/Llama-3.1-70B, Qwen/Qwen3-32B, nvidia/Qwen3-32B-NVFP4). MoE
-  models and disaggregated rows belong to other issues; they, and every other row this harness cannot
+  models and disaggregated rows are benchmarks/validate_moe.py's (which reuses this file's simulation,
+  constants, fit and tables; predict_deployment below); here they, and every other row this harness cannot
   map, are counted under a skip reason. The Hopper rows of the same source are reserved for an
   independent check and are not used here in any way. nvidia/Qwen3-32B-NVFP4 is simulated as the
   Qwen/Qwen3-32B architecture (precision nvfp4) when the model catalog does not list the checkpoint.
@@ -351,10 +352,27 @@ def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> tu
     from phasewise.sim.api import run
 
     apply_constants(constants, _family(case))
+    if case.get("deployment") is not None:  # MoE / disaggregated rows (benchmarks/validate_moe.py)
+        return predict_deployment(case)
     result = run(model=case["model"], hardware=case["hardware"], tp=case["tp"], pp=case["pp"],
                  precision=case["precision"], replicas=case["replicas"], concurrency=case["concurrency"],
                  isl=case["isl"], osl=case["osl"], **_preset_kwargs(case))
     s = result.summary()
+    return float(s["ttft_ms"]["mean"]), float(s["tpot_ms"]["mean"])
+
+
+def predict_deployment(case: dict[str, Any]) -> tuple[float, float]:
+    """Mean TTFT and mean TPOT (ms) for a case that carries its whole deployment (instance groups with their
+    layouts and per-role engine knobs, as a deployment YAML holds them), from the same closed-loop client."""
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.metrics import Slo
+    from phasewise.sim.simulate import simulate
+    from phasewise.workload import client_workload
+
+    dep = build_deployment(case["deployment"], f"CSV row {case['id']}")
+    work = client_workload(PRESET_CLIENTS[case["client"]], case["concurrency"], case["requests"], case["warmup"],
+                           case["isl"], case["osl"])
+    s = simulate(dep, work, Slo(math.inf, math.inf)).summary()
     return float(s["ttft_ms"]["mean"]), float(s["tpot_ms"]["mean"])
 
 

@@ -31,7 +31,7 @@ def disagg(offload=None, memory_fraction=0.9, max_num_seqs=1024, model=LLAMA2, h
 def sharegpt_like(rate, n=600, seed=0):
     return build(model=LLAMA2, hardware=A100, arch="disagg", rate=rate, requests=n, isl=161, osl=338,
                  isl_dist="lognormal", osl_dist="lognormal", isl_spread=0.8, osl_spread=0.8, seed=seed,
-                 slo_ttft_ms=1000, slo_tbt_ms=100, max_num_seqs=1024)
+                 slo_ttft_ms=1000, slo_tpot_ms=100, max_num_seqs=1024)
 
 
 # --- the cost of an offloaded step --------------------------------------------------------------
@@ -76,7 +76,7 @@ def test_off_and_fixed_zero_equal_the_plain_deployment():
     zero = simulate(disagg({"mode": "fixed", "requests": 0}), spec.workload, spec.slo)
     flags = build(model=LLAMA2, hardware=A100, arch="disagg", rate=30, requests=1000, isl=161, osl=338,
                   isl_dist="lognormal", osl_dist="lognormal", isl_spread=0.8, osl_spread=0.8, slo_ttft_ms=1000,
-                  slo_tbt_ms=100, max_num_seqs=1024, attention_offload="off")
+                  slo_tpot_ms=100, max_num_seqs=1024, attention_offload="off")
     assert flags.deployment == spec.deployment
     for other in (off, zero):
         assert np.array_equal(other.finish_s, plain.finish_s)

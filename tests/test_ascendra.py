@@ -108,7 +108,7 @@ def test_offloads_and_migrations_conserve_requests_blocks_and_token_order(dep, w
 
 def test_flags_build_the_pools_and_bad_values_are_one_line_errors():
     res = run(model="meta-llama/Meta-Llama-3-8B", hardware=A100, replicas=4, scheduler="ascendra", hp_instances=1,
-              rate=20, requests=60, isl=512, osl=64, slo_ttft_ms=1000, slo_tbt_ms=100, migration="transfer",
+              rate=20, requests=60, isl=512, osl=64, slo_ttft_ms=1000, slo_tpot_ms=100, migration="transfer",
               max_num_batched_tokens=2048)
     assert res.policy["priority_pools"]["lp_instances"] == [0, 1, 2]
     assert res.policy["priority_pools"]["hp_instances"] == [3]
@@ -138,7 +138,7 @@ def test_yaml_pools(tmp_path):
                     "instances:\n"
                     "  - {hardware: a100-sxm-80gb, engine: ascendra-lp, replicas: 3, pool: lp}\n"
                     "  - {hardware: a100-sxm-80gb, engine: ascendra-hp, replicas: 1, pool: hp, chunk_size: 128}\n"
-                    "priority_pools: {slo_ttft_ms: 800, slo_tbt_ms: 80, migration: recompute}\n")
+                    "priority_pools: {slo_ttft_ms: 800, slo_tpot_ms: 80, migration: recompute}\n")
     dep = load_deployment(str(path))
     assert dep.priority_pools.migration == "recompute" and dep.instances[1].pool == "hp"
     res = simulate(dep, starving_workload(n=60, rate=10.0), check_invariants=True)  # the block's own SLOs
@@ -160,7 +160,7 @@ def test_scenario_passes_on_defaults():
 
 @pytest.mark.parametrize("sets", [
     {"model": "Qwen/Qwen3-8B", "trace": "azure-code"},
-    {"hardware": "h100-sxm", "slo_ttft_ms": "500", "slo_tbt_ms": "40"},
+    {"hardware": "h100-sxm", "slo_ttft_ms": "500", "slo_tpot_ms": "40"},
 ])
 def test_scenario_direction_holds_under_other_setups(sets):
     result = get_scenario("ascendra").run(sets)

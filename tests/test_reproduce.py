@@ -115,7 +115,7 @@ def test_reproduce_lists_the_scenarios(run_cli):
     numbers = {p["scenario"]: p["number"] for p in listed}  # every scenario is one of the papers, by its number
     assert all(numbers.get(name) == s.number for name, s in scenarios().items())
     code, out, _ = run_cli("reproduce")
-    assert code == 0 and "bestserve" in out and "not yet (issue 13)" in out
+    assert code == 0 and "bestserve" in out and "odb-dllm" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -154,6 +154,15 @@ KNOWN_GAPS = {
     ("fireq", "meta-llama/Meta-Llama-3-8B prefill speedup over QServe"): "1.368 vs 1.16-1.36: linear layers are 64 % "
                                                                          "of QServe's modelled prefill (the paper's "
                                                                          "1.26x implies ~51 %)",
+    ("odb-dllm", "a100-sxm-80gb: 128-token forward vs 32-token forward"): "1.22 vs <= 1.15: at 128 rows the A100's "
+        "GEMMs reach ~47 % of peak in the cost model (gemm_half_rows 76.5), so a 128-token forward is compute-bound "
+        "below the nominal 153 FLOP/B ridge (H100: 1.01)",
+    ("odb-dllm", "ODB-dLLM vs Fast-dLLM, end to end"): "2.43x vs 2.6-6.3x: at batch 1 with a 1000-token 5-shot "
+        "prompt in every refresh, ODB's 64 block steps (12.8 ms each, hf-eager) are 64 % of its time; jump-share's "
+        "assumed acceptance (1 extra token a step) cuts them 1.33x (A100: 2.76x; device time only: 2.66x)",
+    ("alchemist", "peak training memory (offload vs recompute)"): "0.67 vs <= 0.53: full fine-tuning's grads and "
+        "AdamW state (26 GiB per GPU at TP4) stay resident; offloading frees only the activations (15.6 -> 2.0 GiB "
+        "for 8192-token batches of ShareGPT prompts; the paper's batch sizes are not accessible)",
 }
 
 
@@ -161,7 +170,7 @@ def test_reproduce_all_json_passes_every_check(run_cli, tmp_path):
     """The contract's CI check: `reproduce --all --json` prints one object and every check passes, but the known
     gaps above, which must fail (so that one now reached is noticed)."""
     code, out, err = run_cli("reproduce", "--all", "--json")
-    data = json.loads(out)
+    data = json.loads(out, parse_constant=lambda token: pytest.fail(f"non-JSON constant {token} (issue 16)"))
     assert [r["scenario"] for r in data["scenarios"]] == list(scenarios())
     for run in data["scenarios"]:
         _assert_contract(run)

@@ -83,7 +83,7 @@ def test_round_robin_spreads_requests():
 
 
 def test_summary_keys_and_goodput():
-    res = run(model=M, rate=4, requests=300, isl=1024, osl=128, slo_ttft_ms=500, slo_tbt_ms=30)
+    res = run(model=M, rate=4, requests=300, isl=1024, osl=128, slo_ttft_ms=500, slo_tpot_ms=30)
     s = res.summary()
     for key in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms"):
         assert set(s[key]) == {"mean", "p50", "p90", "p99"}

@@ -89,7 +89,9 @@ def test_config_json_by_path(tmp_path):
         ("{not json", "malformed"),
         ('{"model_type": "llama", "hidden_size": 4096}', "missing field num_attention_heads"),
         ('{"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": -2,'
-         ' "vocab_size": 10, "intermediate_size": 10}', "num_layers"),
+         ' "vocab_size": 10, "intermediate_size": 10}', "num_hidden_layers must be a positive integer"),
+        ('{"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 0, "num_hidden_layers": 2,'
+         ' "vocab_size": 10, "intermediate_size": 10}', "num_attention_heads must be a positive integer"),
         ('[1, 2]', "mapping"),
     ],
 )
@@ -258,8 +260,9 @@ def test_tp16_stays_on_nvlink_on_an_nvl72_rack_but_not_on_hgx():
 
 
 def test_measured_model_paths_resolve():
-    assert load_model("nvidia/Qwen3-32B-NVFP4").model_dump(exclude={"name"}) == \
-        load_model("Qwen/Qwen3-32B").model_dump(exclude={"name"})
+    assert load_model("nvidia/Qwen3-32B-NVFP4").model_dump(exclude={"name", "native_precision"}) == \
+        load_model("Qwen/Qwen3-32B").model_dump(exclude={"name", "native_precision"})
+    assert load_model("nvidia/Qwen3-32B-NVFP4").default_precision == "nvfp4"
     assert load_model("meta-llama/Llama-3.1-70B").num_layers == 80
 
 

@@ -4,14 +4,14 @@ import asyncio
 import json
 import math
 import re
-import socket
-import threading
 import time
 
 import httpx
 import pytest
 
 openai = pytest.importorskip("openai")
+
+from conftest import serving  # noqa: E402
 
 from phasewise.apps.tokenizer import Tokenizer, filler  # noqa: E402
 from phasewise.apps.twin import LiveSim, create_app  # noqa: E402
@@ -22,25 +22,9 @@ M = "lmsys/vicuna-7b-v1.3"  # a 2,048-token context, to exercise context_length_
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     live = LiveSim(collocated(M, "h100-sxm", max_num_seqs=64))
-    config = uvicorn.Config(create_app(live, M, Tokenizer()), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", live
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(live, M, Tokenizer())) as url:
+        yield url, live
 
 
 @pytest.fixture

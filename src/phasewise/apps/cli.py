@@ -21,7 +21,8 @@ Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a 
 Hardware = Annotated[str, typer.Option(help="catalog key or a hardware YAML path")]
 Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
 Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
-Precision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|fp32")]
+Precision = Annotated[Optional[str], typer.Option(help="bf16|fp16|fp8|fp8-block|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|mxfp4|fp32 (default: the checkpoint's own format, else bf16)")]
+DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|fp32")]
 KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
 Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
                                            "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
@@ -31,6 +32,26 @@ PrefillWorkers = Annotated[int, typer.Option(help="disagg: prefill instances")]
 DecodeWorkers = Annotated[int, typer.Option(help="disagg: decode instances")]
 DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
 EntryPoint = Annotated[str, typer.Option(help="server|offline: engine defaults of the OpenAI server or the LLM class")]
+# SLOs: TPOT is each request's mean gap between output tokens (DistServe's definition), TBT every single gap.
+SloTpot = Annotated[float, typer.Option(help="TPOT SLO (ms): each request's mean time per output token")]
+SloTbt = Annotated[float, typer.Option(help="TBT SLO (ms): every gap between two output tokens of a request")]
+# Deployment options `simulate` and `serve` share.
+PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")]
+DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]
+PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
+DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
+KvLink = Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")]
+MemoryFraction = Annotated[float, typer.Option(help="device memory fraction for the engine")]
+SpecDraft = Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")]
+# How an instance's tp GPUs split MoE experts and attention (perf/parallel.py), as the engines name it.
+Ep = Annotated[Optional[int], typer.Option(help="MoE expert-parallel size (each GPU holds experts / ep; ep x moe-tp = tp)")]
+MoeTp = Annotated[Optional[int], typer.Option(help="MoE tensor-parallel size (default tp / ep)")]
+AttentionDp = Annotated[Optional[int], typer.Option(help="attention data-parallel ranks (each runs its own sequences over tp / attention-dp GPUs)")]
+PrefillEp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --ep")]
+DecodeEp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --ep")]
+PrefillAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --attention-dp")]
+DecodeAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --attention-dp")]
+MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean (default: uniform routing's sampling noise)")]
 # Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
 MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step")]
 MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step")]
@@ -55,6 +76,29 @@ MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operato
                                                    "them; needs a chip with substrates, tp=1, pp=1")]
 
 
+LAYOUT_FLAGS = ("ep", "moe_tp", "attention_dp", "prefill_ep", "decode_ep", "prefill_attention_dp",
+                "decode_attention_dp", "moe_imbalance")
+
+
+def _layout(params: dict) -> dict:
+    """The MoE / attention layout flags among a command's parameters (perf/parallel.py)."""
+    return {k: params[k] for k in LAYOUT_FLAGS if k in params}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from phasewise import __version__
+
+        print(f"phasewise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Predict, plan and emulate LLM serving, prefill and decode treated as two workloads."""
+
+
 def _knobs(params: dict) -> dict:
     """The engine knobs among a command's parameters (unset ones are None and dropped downstream)."""
     from phasewise.specs.engines import KNOB_TYPES
@@ -68,7 +112,7 @@ def estimate_cmd(
     hardware: Hardware = "h100-sxm",
     tp: Tp = 1,
     pp: Pp = 1,
-    precision: Precision = "bf16",
+    precision: Precision = None,
     kv_dtype: KvDtype = None,
     engine: Engine = "vllm",
     batch: Annotated[int, typer.Option(help="sequences in the batch")] = 1,
@@ -77,6 +121,10 @@ def estimate_cmd(
     memory_fraction: Annotated[float, typer.Option(help="fraction of device memory the engine may use")] = 0.9,
     mapping: Annotated[Optional[str], typer.Option(help="operator mapping onto the chip's substrates: halo|all-cid|"
                                                         "attacc|all-cim or a YAML (needs a chip with substrates)")] = None,
+    ep: Ep = None,
+    moe_tp: MoeTp = None,
+    attention_dp: AttentionDp = None,
+    moe_imbalance: MoeImbalance = None,
     as_json: Json = False,
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
@@ -85,11 +133,12 @@ def estimate_cmd(
 
     est = estimate(model, hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                    batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
-                   mapping=mapping)
+                   mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp, moe_imbalance=moe_imbalance)
     mem = est.memory
     if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
         raise PhasewiseError(
-            f"{est.cost_model.model.name} does not fit on {hardware} at tp={tp} pp={pp} in {precision}: "
+            f"{est.cost_model.model.name} does not fit on {hardware} at tp={tp} pp={pp} in "
+            f"{precision or est.cost_model.model.default_precision}: "
             f"{mem.reason()}; raise --tp/--pp or use a smaller --precision (fp8, w4a16)"
         )
     if as_json:
@@ -104,20 +153,21 @@ def simulate_cmd(
     hardware: Hardware = "h100-sxm",
     tp: Tp = 1,
     pp: Pp = 1,
-    precision: Precision = "bf16",
+    precision: Precision = None,
     kv_dtype: KvDtype = None,
     engine: Engine = "vllm",
     replicas: Replicas = 1,
     arch: Arch = "collocated",
     prefill_workers: PrefillWorkers = 1,
-    prefill_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")] = None,
+    prefill_tp: PrefillTp = None,
     decode_workers: DecodeWorkers = 1,
-    decode_tp: Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")] = None,
-    prefill_hardware: Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")] = None,
-    decode_hardware: Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")] = None,
-    kv_link: Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")] = "nvlink",
+    decode_tp: DecodeTp = None,
+    prefill_hardware: PrefillHardware = None,
+    decode_hardware: DecodeHardware = None,
+    kv_link: KvLink = "nvlink",
     deployment: DeploymentFile = None,
-    router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware")] = "least_outstanding",
+    router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
+    prefix_caching: Annotated[Optional[str], typer.Option(help="on|off: share cached prompt-prefix KV blocks (default: the engine's; traces with prefix hashes, e.g. Mooncake)")] = None,
     entry_point: EntryPoint = "server",
     max_num_seqs: MaxNumSeqs = None,
     max_num_batched_tokens: MaxNumBatchedTokens = None,
@@ -132,10 +182,10 @@ def simulate_cmd(
     schedule_conservativeness: Conservativeness = None,
     max_batch_size: MaxBatchSize = None,
     max_num_tokens: MaxNumTokens = None,
-    memory_fraction: Annotated[float, typer.Option(help="device memory fraction for the engine")] = 0.9,
+    memory_fraction: MemoryFraction = 0.9,
     spec_tokens: SpecTokens = 0,
     spec_acceptance: SpecAcceptance = 0.7,
-    spec_draft: Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")] = "mtp",
+    spec_draft: SpecDraft = "mtp",
     scheduler: Annotated[Optional[str], typer.Option(help="plain | ascendra (priority pools: --replicas split into LP and --hp-instances HP, proactive offload; needs SLOs)")] = None,
     hp_instances: Annotated[Optional[int], typer.Option(help="ascendra: high-priority instances among --replicas (default 1)")] = None,
     lp_engine: Annotated[str, typer.Option(help="ascendra: engine of the low-priority pool (engine knobs apply to it)")] = "ascendra-lp",
@@ -144,8 +194,24 @@ def simulate_cmd(
     migration: Annotated[str, typer.Option(help="ascendra: how a decoding request moves to HP: auto|transfer|recompute")] = "auto",
     attention_offload: Annotated[str, typer.Option(help="disagg: offload decode attention of extra requests to prefill instances (Adrenaline): auto|N|off")] = "off",
     attention_offload_sm_share: Annotated[Optional[float], typer.Option(help="attention offload: the prefill GPU's SM share for offloaded attention (default: what keeps it bandwidth-bound)")] = None,
+    online_training: Annotated[str, typer.Option(help="collocated: a trainer on the serving GPUs learning from feedback (Alchemist): full|lora|off")] = "off",
+    train_reuse_mode: Annotated[Optional[str], typer.Option(help="online training: recompute (own forward) | keep (reuse prefill activations on the GPU) | offload (to host, reloaded in backward order)")] = None,
+    feedback_share: Annotated[Optional[float], typer.Option(help="online training: share of served requests that become training samples (default 0.1)")] = None,
+    train_batch_tokens: Annotated[Optional[int], typer.Option(help="online training: tokens per training step (default 8192)")] = None,
+    gpu_sharing: Annotated[Optional[str], typer.Option(help="online training: time-slice | sm-partition (default time-slice)")] = None,
+    trainer_sm_share: Annotated[Optional[float], typer.Option(help="online training, sm-partition: the trainer's SM share (default 0.3)")] = None,
+    lora_rank: Annotated[Optional[int], typer.Option(help="online training lora: adapter rank (default 16)")] = None,
+    keep_layers: Annotated[Optional[int], typer.Option(help="online training, offload: layers whose recordings stay on the GPU")] = None,
     mapping: MappingOption = None,
-    trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace, or azure-conv / azure-code (bundled excerpts)")] = None,
+    ep: Ep = None,
+    moe_tp: MoeTp = None,
+    attention_dp: AttentionDp = None,
+    prefill_ep: PrefillEp = None,
+    decode_ep: DecodeEp = None,
+    prefill_attention_dp: PrefillAttentionDp = None,
+    decode_attention_dp: DecodeAttentionDp = None,
+    moe_imbalance: MoeImbalance = None,
+    trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace (Mooncake JSONL with hash_ids too), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
     requests: Annotated[Optional[int], typer.Option(help="requests to generate (default 1000; with --client, the client's count)")] = None,
@@ -163,13 +229,29 @@ def simulate_cmd(
     warmup: Annotated[Optional[int], typer.Option(help="closed loop: warm-up requests, simulated, excluded from every figure (default: the client's)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = float("inf"),
-    slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = float("inf"),
+    slo_tpot_ms: SloTpot = float("inf"),
+    slo_tbt_ms: SloTbt = float("inf"),
     as_json: Json = False,
     out: Annotated[Optional[str], typer.Option(help="directory for per-request records and summary.json")] = None,
     out_format: Annotated[str, typer.Option("--format", help="records format: csv|parquet")] = "csv",
+    # diffusion LMs (apps/dllm_view.py): --osl is the answer length, the end marker's place in the canvas
+    dllm: Annotated[Optional[str], typer.Option(help="diffusion-LM decoding (LLaDA models): baseline|fast-dllm|alp|odb")] = None,
+    gen_length: Annotated[Optional[int], typer.Option(help="--dllm: masked canvas positions per request (default 1024)")] = None,
+    block_length: Annotated[Optional[int], typer.Option(help="--dllm: canvas positions per block (default 32)")] = None,
+    dllm_steps: Annotated[Optional[int], typer.Option(help="--dllm baseline: forwards per canvas (default --gen-length)")] = None,
+    dllm_threshold: Annotated[Optional[float], typer.Option(help="--dllm fast-dllm|alp|odb: confidence threshold (default 0.9)")] = None,
+    dllm_cache: Annotated[Optional[str], typer.Option(help="--dllm: none|prefix|dual (default: the mode's)")] = None,
+    tokens_per_step: Annotated[Optional[float], typer.Option(help="--dllm: mean answer tokens a forward decides at the threshold (default 2.77)")] = None,
+    jump_copies: Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")] = None,
+    jump_probs: Annotated[Optional[str], typer.Option(help="--dllm odb: P(0, 1, 2 extra tokens accepted), comma-separated")] = None,
+    batch_cap: Annotated[Optional[int], typer.Option(help="--dllm: requests batched per instance (default 1)")] = None,
 ) -> None:
     """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
-    from phasewise.apps.simulate_view import render_summary, write_records
+    from phasewise.apps.dllm_view import dllm_requested, simulate_dllm_cmd
+
+    if dllm_requested(model, dllm, locals()):
+        return simulate_dllm_cmd(console, dllm, dict(locals()), as_json=as_json, out=out, out_format=out_format)
+    from phasewise.apps.simulate_view import progress_after, render_summary, write_records
     from phasewise.sim.api import build
     from phasewise.sim.simulate import simulate
 
@@ -180,13 +262,21 @@ def simulate_cmd(
                  spec_acceptance=spec_acceptance, spec_draft=spec_draft, trace=trace, trace_limit=trace_limit,
                  rate=rate, requests=requests, isl=isl, osl=osl, isl_dist=isl_dist, osl_dist=osl_dist,
                  isl_spread=isl_spread, osl_spread=osl_spread, arrival=arrival, cv=cv, concurrency=concurrency,
-                 seed=seed, slo_ttft_ms=slo_ttft_ms, slo_tbt_ms=slo_tbt_ms,
+                 seed=seed, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_tbt_ms=slo_tbt_ms,
                  client=client, num_prompts=num_prompts, warmup=warmup, scheduler=scheduler,
                  hp_instances=hp_instances, lp_engine=lp_engine, hp_engine=hp_engine,
                  slack_margin_ms=slack_margin_ms, migration=migration, attention_offload=attention_offload,
                  attention_offload_sm_share=attention_offload_sm_share, prefill_hardware=prefill_hardware,
-                 decode_hardware=decode_hardware, mapping=mapping, **_knobs(locals()))
-    result = simulate(spec.deployment, spec.workload, spec.slo)
+                 decode_hardware=decode_hardware, mapping=mapping, online_training=online_training,
+                 train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
+                 train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
+                 lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching, **_layout(locals()),
+                 **_knobs(locals()))
+    with progress_after(console, "simulating", enabled=not as_json) as progress:
+        result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True)
+    warning = result.rejection_warning()  # requests beyond the context or KV cache (all of them: an error)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     summary = result.summary()
     if out:
         for path in write_records(result, summary, out, out_format):
@@ -194,7 +284,10 @@ def simulate_cmd(
     if as_json:
         print(dumps(summary))
     else:
+        from phasewise.apps.online_training_view import render_online_training
+
         render_summary(console, summary)
+        render_online_training(console, summary)
 
 
 def _ints(flag: str, text: str) -> tuple[int, ...]:
@@ -213,7 +306,8 @@ def plan_cmd(
     hardware: Hardware = "h100-sxm",
     gpus: Annotated[int, typer.Option(help="GPU budget")] = 8,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = 1000.0,
-    slo_tbt_ms: Annotated[float, typer.Option(help="TBT SLO (ms), applied to each request's TPOT")] = 50.0,
+    slo_tpot_ms: SloTpot = 50.0,
+    slo_tbt_ms: SloTbt = float("inf"),
     attainment: Annotated[float, typer.Option(help="fraction of requests that must meet both SLOs")] = 0.9,
     workload: Annotated[Optional[str], typer.Option(help="trace CSV/JSONL or azure-conv/azure-code (default: Azure conversation lengths)")] = None,
     arrivals: Annotated[str, typer.Option(help="poisson | trace (the trace's own arrival pattern, time-scaled)")] = "poisson",
@@ -226,7 +320,7 @@ def plan_cmd(
     objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
     tp_options: Annotated[str, typer.Option(help="TP degrees to try")] = "1,2,4,8",
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
-    precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8")] = "bf16",
+    precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8 (default: the checkpoint's own format, else bf16)")] = "",
     chunk_sizes: Annotated[str, typer.Option(help="chunked-prefill token budgets to try (prefill-first always)")] = "512,2048",
     batch_caps: Annotated[str, typer.Option(help="max sequences per iteration to try")] = "256",
     disagg: Annotated[bool, typer.Option("--disagg/--no-disagg", help="include disaggregated xPyD strategies")] = True,
@@ -239,18 +333,27 @@ def plan_cmd(
     decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
     mapping: MappingOption = None,
     policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated)")] = "",
+    moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
     workers: Annotated[Optional[int], typer.Option(help="local worker processes (default: CPU count)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    report: Annotated[str, typer.Option(help="HTML report path ('' for none)")] = "phasewise-report.html",
-    as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON")] = False,
+    report: Annotated[Optional[str], typer.Option(help="write the HTML report to this path (none unless asked)")] = None,
+    export: Annotated[Optional[str], typer.Option(help="write the --rank strategy's deployment.yaml and launch.sh (vllm/sglang/trtllm) to this directory")] = None,
+    rank: Annotated[int, typer.Option(help="--export: which ranked strategy (1 = the winner)")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON (each row with its deployment)")] = False,
+    dllm: Annotated[Optional[str], typer.Option(help="diffusion LM (LLaDA): rank chips (--hardware, comma-separated) x --batch-caps (default 1,2,4,8,16,32) of one-GPU instances for this decoding: baseline|fast-dllm|alp|odb")] = None,
 ) -> None:
-    """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them)."""
+    """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them).
+    Exit status 1 when no strategy meets the SLOs (one line names the closest and the SLO that binds)."""
+    from phasewise.apps.dllm_view import dllm_requested, plan_dllm_cmd
+
+    if dllm_requested(model, dllm, {}):
+        return plan_dllm_cmd(console, dllm, dict(locals()))
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from phasewise.apps.plan_view import render_plan, winners_detail
+    from phasewise.apps.plan_view import render_plan, winner_timeline
     from phasewise.plan import PlanOptions, plan
     from phasewise.plan.goodput import workload_spec
     from phasewise.sim import Slo
@@ -259,6 +362,8 @@ def plan_cmd(
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
     if top < 1:
         raise PhasewiseError(f"--top must be >= 1 (got {top})")
+    if rank < 1:
+        raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
     opts = PlanOptions(tp_options=_ints("--tp-options", tp_options), pp_options=_ints("--pp-options", pp_options),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        chunk_sizes=_ints("--chunk-sizes", chunk_sizes), batch_caps=_ints("--batch-caps", batch_caps),
@@ -266,11 +371,12 @@ def plan_cmd(
                        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link,
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
-                       mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()))
+                       mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
+                       moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()))
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
-    slo = Slo(slo_ttft_ms, slo_tbt_ms)
+    slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
     work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
@@ -280,15 +386,25 @@ def plan_cmd(
 
         result = plan(model, hardware, gpus, slo, work, target=attainment, objective=objective, opts=opts,
                       refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
+    if not result.feasible:  # one line, the closest strategy and the SLO that binds; no table of zeros
+        if as_json:
+            print(dumps({"feasible": False, "closest": result.closest(), "pruned": result.pruned,
+                         "wall_s": result.wall_s}, default=float))
+        print(result.infeasible_line(), file=sys.stderr)
+        raise typer.Exit(1)
     if as_json:
-        print(dumps({"rows": result.rows(), "pareto": result.pareto(), "pruned": result.pruned,
+        print(dumps({"feasible": True, "rows": result.rows(), "pareto": result.pareto(), "pruned": result.pruned,
                      "wall_s": result.wall_s}, default=float))
     else:
         render_plan(console, result)
+    if export:
+        from phasewise.apps.launch import write_export
+
+        print(f"export: {', '.join(str(p) for p in write_export(result, export, rank))}", file=sys.stderr)
     if report:
         from phasewise.apps.report import write_report
 
-        path = write_report(result, winners_detail(result, work, slo), report)
+        path = write_report(result, winner_timeline(result, work), report)
         print(f"report: {path}", file=sys.stderr)
 
 
@@ -351,7 +467,8 @@ def calibrate_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    model: Model = "meta-llama/Llama-3.1-8B",
+    model: Annotated[Optional[str], typer.Option(help="HF id or alias from the catalog, or a config.json path "
+                                                 "(default meta-llama/Llama-3.1-8B; --dllm: GSAI-ML/LLaDA-8B-Instruct)")] = None,
     hardware: Annotated[str, typer.Option(help="hardware entry: calibrate's YAML or a catalog key")] = "hw.yaml",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     layers: Annotated[Optional[int], typer.Option(help="scale down: decoder layers")] = None,
@@ -362,13 +479,21 @@ def validate_cmd(
     serve: Annotated[bool, typer.Option("--serve", help="also replay a closed loop through a real continuous-batching loop")] = False,
     clients: Annotated[int, typer.Option(help="--serve: concurrent clients (closed loop)")] = 4,
     requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
-    prompt: Annotated[int, typer.Option(help="--serve / --pipeline: prompt tokens")] = 128,
+    prompt: Annotated[int, typer.Option(help="--serve / --pipeline / --dllm: prompt tokens")] = 128,
     output: Annotated[int, typer.Option(help="--serve: output tokens; --pipeline: decode steps timed")] = 32,
     pipeline: Annotated[int, typer.Option(help="split the model over this many OS processes (2) joined by a "
                                                "throttled local socket; compare with the split simulator")] = 0,
     link_mbps: Annotated[str, typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated")] = "20,200",
     sub_sequences: Annotated[str, typer.Option(help="--pipeline: prefill sub-sequence counts S")] = "1,2,4,8",
     repeats: Annotated[int, typer.Option(help="--pipeline: runs per point (median)")] = 3,
+    dllm: Annotated[bool, typer.Option("--dllm", help="time bidirectional (diffusion-LM) block forwards over a cached "
+                                                      "prompt and full refreshes over prompt + canvas")] = False,
+    canvas: Annotated[int, typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x prompt + canvas)")] = 256,
+    blocks: Annotated[str, typer.Option(help="--dllm: block sizes (new positions), comma-separated")] = "32,64,128,256",
+    train_reuse: Annotated[bool, typer.Option("--train-reuse", help="time training steps with the forward recomputed "
+                                              "vs its saved activations reused (Alchemist) against the training cost "
+                                              "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
+    train_method: Annotated[str, typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v)")] = "full",
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
@@ -376,6 +501,20 @@ def validate_cmd(
 
     from phasewise.measure.validate import summary, validate
 
+    if train_reuse:
+        from phasewise.apps.train_reuse_view import check_train_reuse_flags, run_train_reuse_validate
+
+        check_train_reuse_flags(device, serve, pipeline, {"--dllm": dllm})
+        run_train_reuse_validate(console, model or "mistralai/Mistral-7B-v0.1", hardware, layers, hidden,
+                                 train_method, quick, engine, threads, as_json)
+        return
+    if dllm:
+        from phasewise.apps.dllm_validate_view import run_dllm_validate
+
+        run_dllm_validate(console, model, hardware, device, layers, hidden, engine, prompt, canvas, blocks, quick,
+                          threads, as_json, serve, pipeline)
+        return
+    model = model or "meta-llama/Llama-3.1-8B"
     if pipeline:
         from phasewise.apps.pipeline_view import run_pipeline_validate
 
@@ -435,7 +574,7 @@ def serve_cmd(
     hardware: Hardware = "h100-sxm",
     tp: Tp = 1,
     pp: Pp = 1,
-    precision: Precision = "bf16",
+    precision: Precision = None,
     kv_dtype: KvDtype = None,
     engine: Engine = "vllm",
     replicas: Replicas = 1,
@@ -459,30 +598,60 @@ def serve_cmd(
     max_num_tokens: MaxNumTokens = None,
     spec_tokens: SpecTokens = 0,
     spec_acceptance: SpecAcceptance = 0.7,
+    spec_draft: SpecDraft = "mtp",
+    prefill_tp: PrefillTp = None,
+    decode_tp: DecodeTp = None,
+    prefill_hardware: PrefillHardware = None,
+    decode_hardware: DecodeHardware = None,
+    kv_link: KvLink = "nvlink",
+    router: Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|... (as simulate)")] = "least_outstanding",
+    memory_fraction: MemoryFraction = 0.9,
+    mapping: MappingOption = None,
+    ep: Ep = None,
+    moe_tp: MoeTp = None,
+    attention_dp: AttentionDp = None,
+    prefill_ep: PrefillEp = None,
+    decode_ep: DecodeEp = None,
+    prefill_attention_dp: PrefillAttentionDp = None,
+    decode_attention_dp: DecodeAttentionDp = None,
+    moe_imbalance: MoeImbalance = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 1.0,
     tokenizer: Annotated[Optional[str], typer.Option(help="tokenizer.json (default: built-in approximate count)")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="model id clients must send (default --model)")] = None,
+    max_request_bytes: Annotated[int, typer.Option(help="largest request body accepted (413 beyond)")] = 4 * 2**20,
+    max_concurrent_requests: Annotated[int, typer.Option(help="requests in flight before new ones get 429")] = 4096,
 ) -> None:
     """An OpenAI-compatible server whose tokens stream at the simulator's timings (the digital twin)."""
     import uvicorn
 
     from phasewise.apps.tokenizer import Tokenizer
-    from phasewise.apps.twin import LiveSim, create_app
+    from phasewise.apps.twin import LiveSim, create_app, draining_server
     from phasewise.sim.api import deployment_from_flags
 
+    DrainingServer = draining_server()
     if not 0 < port < 65536:
         raise PhasewiseError(f"--port must be in 1..65535 (got {port})")
     dep = deployment_from_flags(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                                 engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers,
                                 decode_workers=decode_workers, deployment=deployment, entry_point=entry_point,
-                                spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, **_knobs(locals()))
+                                spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, spec_draft=spec_draft,
+                                prefill_tp=prefill_tp, decode_tp=decode_tp, prefill_hardware=prefill_hardware,
+                                decode_hardware=decode_hardware, kv_link=kv_link, router=router,
+                                memory_fraction=memory_fraction, mapping=mapping, **_layout(locals()),
+                                **_knobs(locals()))
+    for flag, value in (("--max-request-bytes", max_request_bytes),
+                        ("--max-concurrent-requests", max_concurrent_requests)):
+        if value < 1:
+            raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
     live = LiveSim(dep, speed)
     name = served_model_name or (dep.model if deployment else model)
-    app = create_app(live, name, Tokenizer(tokenizer))
+    app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
+                     max_concurrent_requests=max_concurrent_requests)
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
-    uvicorn.run(app, host=host, port=port, log_level="warning", loop="auto", http="auto")
+    server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
+    server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0
 
 
 @app.command("fit-engine")
@@ -574,7 +743,7 @@ def edge_cmd(
     latency_ms: Annotated[float, typer.Option(help="latency of each link (ms)")] = 1.0,
     split: Annotated[str, typer.Option(help="layers per device (8,8,8,8), auto (planned) or file (the YAML's)")] =
         "auto",
-    precision: Precision = "bf16",
+    precision: DevicePrecision = "bf16",
     engine: Engine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
     output_len: Annotated[int, typer.Option(help="output tokens")] = 128,
@@ -611,7 +780,7 @@ def device_cloud_cmd(
     input_layers: Annotated[int, typer.Option(help="first layers on the device")] = 1,
     output_layers: Annotated[int, typer.Option(help="last layers on the device")] = 1,
     adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")] = 1,
-    precision: Precision = "fp16",
+    precision: DevicePrecision = "fp16",
     engine: Engine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,
     output_len: Annotated[int, typer.Option(help="output tokens")] = 64,
@@ -644,13 +813,21 @@ def models_cmd() -> None:
     from phasewise.specs.model import load_model
 
     table = Table(title="Model catalog (HF config.json fields)")
-    for col in ("model", "params", "active", "layers", "hidden", "heads/kv", "experts", "aliases"):
+    for col in ("model", "params", "active", "layers", "hidden", "attention", "experts", "format", "aliases"):
         table.add_column(col)
     for key, entry in packaged("models.yaml")["models"].items():
         m = load_model(key)
         experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts else "-"
+        attention = (f"MLA {m.num_heads}h, {m.kv_latent_size} cached" if m.latent_attention
+                     else f"{m.num_heads}/{m.num_kv_heads} heads")
+        if m.window_layer_share:
+            attention += f", {m.sliding_window_layers} of {m.num_layers} layers windowed {m.sliding_window}"
+        elif m.window_all_layers:
+            attention += f", window {m.sliding_window}"
+        if not m.causal:
+            attention += ", bidirectional"
         table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.num_layers),
-                      str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", experts,
+                      str(m.hidden_size), attention, experts, m.default_precision,
                       ", ".join(entry.get("aliases") or []))
     console.print(table)
 

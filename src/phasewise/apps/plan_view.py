@@ -1,4 +1,6 @@
-"""The plan command's pieces: its workload, the rich ranking table, and the winners' detail runs."""
+"""The plan command's pieces: the rich ranking table (units in every header; fewer columns on a narrow
+terminal, the objective column never truncated), the one line of an infeasible plan, and the winner's
+verification run again with its utilization timeline (for the report)."""
 
 from __future__ import annotations
 
@@ -8,39 +10,74 @@ from rich.console import Console
 from rich.table import Table
 
 from phasewise.plan import PlanResult, WorkloadSpec
-from phasewise.sim import SimResult, Slo, simulate
-from phasewise.sim.deployment import build_deployment
+from phasewise.plan.planner import OBJECTIVE_UNITS, verified_timeline
+from phasewise.sim import SimResult
+
+WIDE_COLUMNS = 120  # assumed: below this many terminal columns the table drops its secondary columns
+
+
+def _verified(r: dict) -> str:
+    v, search = r["verified_attainment"], r["search_rps"]
+    if math.isnan(v):
+        return "-"
+    if r["goodput_rps"] <= 0:
+        return "failed"
+    return f"{v:.0%} at {r['goodput_rps'] / search:.0%}"
+
+
+def _num(x: float, fmt: str) -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def plan_table(result: PlanResult, width: int) -> Table:
+    """The ranking: every column's unit in its header; under WIDE_COLUMNS wide, only rank, strategy (wrapped),
+    GPUs, goodput, the objective, the p90 latencies and the binding phase."""
+    wide = width >= WIDE_COLUMNS
+    unit = OBJECTIVE_UNITS[result.objective]
+    objective = f"{result.objective}\n({unit})"
+    table = Table(title=f"Top strategies by {result.objective}, goodput verified on the whole deployment"
+                        + (" (attainment there, at what share of the search's rate)" if wide else ""),
+                  title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("strategy", ratio=1, overflow="fold", min_width=12)
+    table.add_column("GPUs", justify="right")
+    table.add_column("goodput\nreq/s", justify="right")
+    per_gpu = wide and result.objective != "goodput-per-gpu"
+    if per_gpu:
+        table.add_column("goodput\nreq/s/GPU", justify="right")
+    table.add_column(objective, justify="right", no_wrap=True,
+                     min_width=max(len(result.objective), len(unit) + 2))
+    table.add_column("TTFT p90\nms", justify="right")
+    table.add_column("TPOT p90\nms", justify="right")
+    if wide:
+        table.add_column("tok/s/GPU", justify="right")
+        table.add_column("verified", justify="right")
+    table.add_column("binds", overflow="fold")
+    for r in result.rows():
+        cells = [str(r["rank"]), r["strategy"], str(r["gpus"]), f"{r['goodput_rps']:.2f}"]
+        if per_gpu:
+            cells.append(f"{r['goodput_rps_per_gpu']:.2f}")
+        cells += [_num(r["objective"], ".4g"), _num(r["ttft_p90_ms"], ".0f"), _num(r["tpot_p90_ms"], ".1f")]
+        if wide:
+            cells += [_num(r["tokens_per_s_per_gpu"], ",.0f"), _verified(r)]
+        cells.append(r["binding"] if wide else r["binding"].split(" (")[0])
+        table.add_row(*cells)
+    return table
 
 
 def render_plan(console: Console, result: PlanResult) -> None:
     slo = result.slo
     console.print(f"[bold]{result.model}[/] on up to {result.gpus} x {result.hardware}; {result.workload}; "
-                  f"TTFT <= {slo.ttft_ms:g} ms and TPOT <= {slo.tbt_ms:g} ms for {result.target:.0%} of requests; "
+                  f"{slo.describe()} for {result.target:.0%} of requests; "
                   f"{len(result.screened)} strategies simulated, {len(result.pruned)} pruned, "
                   f"{result.wall_s:.1f} s")
-    table = Table(title=f"Top strategies by {result.objective} (goodput verified on the whole deployment: "
-                        f"attainment there, at what share of the search's rate)", title_justify="left")
-    for col in ("#", "strategy", "GPUs", "goodput req/s", "per GPU", result.objective, "TTFT p90 ms", "TPOT p90 ms",
-                "tok/s/GPU", "verified", "binds"):
-        table.add_column(col, justify="right" if col not in ("strategy", "binds") else "left")
-    for r in result.rows():
-        v, search = r["verified_attainment"], r["search_rps"]
-        if math.isnan(v):
-            verified = "-"
-        elif r["goodput_rps"] <= 0:
-            verified = "failed"
-        else:
-            verified = f"{v:.0%} at {r['goodput_rps'] / search:.0%}"
-        table.add_row(str(r["rank"]), r["strategy"], str(r["gpus"]), f"{r['goodput_rps']:.2f}",
-                      f"{r['goodput_rps_per_gpu']:.2f}", f"{r['objective']:.4g}", f"{r['ttft_p90_ms']:.0f}",
-                      f"{r['tpot_p90_ms']:.1f}", f"{r['tokens_per_s_per_gpu']:,.0f}",
-                      verified, r["binding"])
-    console.print(table)
+    console.print(plan_table(result, console.width))
     front = result.pareto()
     if front:
         pareto = Table(title="Pareto front: output tokens/s per GPU vs tokens/s per user", title_justify="left")
-        for col in ("tok/s/GPU", "tok/s/user", "rate req/s", "strategy"):
-            pareto.add_column(col, justify="left" if col == "strategy" else "right")
+        for col in ("tok/s/GPU", "tok/s/user", "rate req/s"):
+            pareto.add_column(col, justify="right")
+        pareto.add_column("strategy", ratio=1, overflow="fold")
         step = max(1, len(front) // 8)
         for p in front[::step]:
             pareto.add_row(f"{p['tokens_per_s_per_gpu']:,.0f}", f"{p['tokens_per_s_per_user']:.1f}",
@@ -48,13 +85,7 @@ def render_plan(console: Console, result: PlanResult) -> None:
         console.print(pareto)
 
 
-def winners_detail(result: PlanResult, work: WorkloadSpec, slo: Slo, count: int = 3) -> dict[str, SimResult]:
-    """Re-simulate the top strategies at their goodput rate, with the utilization timeline recorded."""
-    out: dict[str, SimResult] = {}
-    for r in result.ranked[:count]:
-        if r.goodput_rps <= 0:
-            continue
-        dep = build_deployment(r.strategy.deployment)
-        n = int(max(500, r.goodput_rps * 30))
-        out[r.strategy.name] = simulate(dep, work.at_rate(r.goodput_rps, n), slo, record_timeline=True)
-    return out
+def winner_timeline(result: PlanResult, work: WorkloadSpec) -> dict[str, SimResult]:
+    """{winner's name: its verification run again, with the utilization timeline} (empty if none verified)."""
+    res = verified_timeline(result, work, 1)
+    return {result.ranked[0].strategy.name: res} if res is not None else {}

@@ -1,8 +1,12 @@
 """The plan's HTML report: one self-contained file (plotly.js inlined), no network needed to view it.
 
 Sections: the ranked table, SLO attainment (goodput) vs request rate, TTFT and TPOT CDFs of the
-winners at their goodput rate, the Pareto front of throughput per GPU vs per-user token rate, and
-the winner's per-instance utilization over time.
+top strategies, the Pareto front of throughput per GPU vs per-user token rate, the winner's
+per-instance utilization over time, and each ranked strategy's deployment (YAML).
+
+Every latency figure comes from the runs the table comes from: each strategy's verification run on
+the whole deployment at the goodput shown (plan.verify); the timeline is the winner's verification
+run again with the timeline recorded (deterministic: the same requests, checked).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.plan.planner import PlanResult
+from phasewise.plan.export import deployment_yaml
+from phasewise.plan.planner import OBJECTIVE_UNITS, PlanResult
 from phasewise.sim.metrics import SimResult
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
@@ -26,8 +31,9 @@ def _fig_html(fig, div_id: str) -> str:
 
 
 def _table(result: PlanResult) -> str:
-    head = ("rank", "strategy", "GPUs", "goodput req/s", "per GPU", result.objective, "TTFT p90 ms", "TPOT p90 ms",
-            "TBT p99 ms", "tok/s/GPU", "verified", "why")
+    unit = OBJECTIVE_UNITS[result.objective]
+    head = ("rank", "strategy", "GPUs", "goodput req/s", "goodput req/s/GPU", f"{result.objective} ({unit})",
+            "TTFT p90 ms", "TPOT p90 ms", "TBT p99 ms", "tok/s/GPU", "verified", "why")
     rows = []
     for r in result.rows():
         v = r["verified_attainment"]
@@ -41,8 +47,18 @@ def _table(result: PlanResult) -> str:
                  f"{r['objective']:.4g}", f"{r['ttft_p90_ms']:.0f}", f"{r['tpot_p90_ms']:.1f}", f"{r['tbt_p99_ms']:.1f}",
                  f"{r['tokens_per_s_per_gpu']:,.0f}", verified, r["reason"])
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    return ("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+    return ("<table id=\"ranked\"><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _deployments(result: PlanResult) -> str:
+    """Each ranked strategy's deployment, the YAML `plan --export` writes (simulate/serve --deployment read it)."""
+    out = []
+    for rank, r in enumerate(result.ranked, start=1):
+        text = deployment_yaml(r.strategy.deployment)
+        out.append(f"<details{' open' if rank == 1 else ''}><summary>{rank}. {html.escape(r.strategy.name)}"
+                   f"</summary><pre>{html.escape(text)}</pre></details>")
+    return "".join(out)
 
 
 def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +66,9 @@ def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v, np.arange(1, len(v) + 1) / max(len(v), 1)
 
 
-def write_report(result: PlanResult, winners: dict[str, SimResult], path: str | Path) -> Path:
-    """Write the report; `winners` maps strategy names to a simulation at their goodput rate
-    (with record_timeline=True for the first one)."""
+def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str | Path, cdfs: int = 3) -> Path:
+    """Write the report: CDFs of the top `cdfs` strategies from their verification runs; `timeline` maps the
+    winner's name to its verification run re-simulated with record_timeline=True (apps.plan_view.winner_timeline)."""
     try:
         import plotly.graph_objects as go
         from plotly.offline import get_plotlyjs
@@ -67,22 +83,30 @@ def write_report(result: PlanResult, winners: dict[str, SimResult], path: str | 
         ys = [c["attainment"] for c in r.curve]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=r.strategy.name,
                                  line={"color": COLORS[i % len(COLORS)]}))
+        if r.verified is not None:  # the table's goodput: its verification run on the whole deployment
+            fig.add_trace(go.Scatter(x=[r.goodput_rps], y=[r.verified_attainment], mode="markers",
+                                     name=f"{r.strategy.name} (verified)", showlegend=False,
+                                     marker={"symbol": "star", "size": 14, "color": COLORS[i % len(COLORS)]}))
     fig.add_hline(y=result.target, line_dash="dash", annotation_text=f"target {result.target:.0%}")
-    fig.update_layout(title="SLO attainment vs request rate (goodput = highest rate above the target)",
+    fig.update_layout(title="SLO attainment vs request rate: the search on one unit (lines) and the verification run on the "
+                            "whole deployment (stars, the table's goodput)",
                       xaxis_title="request rate (req/s, whole deployment)", yaxis_title="SLO attainment",
                       yaxis_range=[0, 1.05], height=420)
     figs.append(("curves", fig))
 
-    # 2. CDFs of the winners
+    # 2. CDFs of the top strategies: their verification runs, the runs the table's percentiles come from
+    verified = [r for r in result.ranked if r.verified is not None][:cdfs]
     for metric, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)")):
         fig = go.Figure()
-        for i, (name, sim) in enumerate(winners.items()):
-            x, y = _cdf((sim.ttft_s if metric == "ttft" else sim.tpot_s) * 1e3)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line={"color": COLORS[i % len(COLORS)]}))
-        limit = result.slo.ttft_ms if metric == "ttft" else result.slo.tbt_ms
+        for i, r in enumerate(verified):
+            x, y = _cdf(r.verified.ttft_ms if metric == "ttft" else r.verified.tpot_ms)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=r.strategy.name,
+                                     line={"color": COLORS[i % len(COLORS)]}))
+        limit = result.slo.ttft_ms if metric == "ttft" else result.slo.tpot_ms
         if math.isfinite(limit):
             fig.add_vline(x=limit, line_dash="dash", annotation_text="SLO")
-        fig.update_layout(title=f"{label.split(' ')[0]} CDF of the winners at their goodput rate", xaxis_title=label,
+        fig.update_layout(title=f"{label.split(' ')[0]} CDF of the top strategies in their verification runs "
+                                "(whole deployment at the goodput shown; the table's p90s)", xaxis_title=label,
                           yaxis_title="fraction of requests", height=380)
         figs.append((f"cdf_{metric}", fig))
 
@@ -102,8 +126,8 @@ def write_report(result: PlanResult, winners: dict[str, SimResult], path: str | 
     figs.append(("pareto", fig))
 
     # 4. utilization timeline of the winner
-    if winners:
-        name, sim = next(iter(winners.items()))
+    if timeline:
+        name, sim = next(iter(timeline.items()))
         fig = go.Figure()
         end = float(np.nanmax(sim.finish_s)) if np.isfinite(sim.finish_s).any() else 0.0
         bins = np.linspace(0, max(end, 1e-9), 121)
@@ -137,13 +161,18 @@ th {{ background: #f3f3f3; }}
 </head><body>
 <h1>phasewise plan</h1>
 <p class="meta">{html.escape(result.model)} on up to {result.gpus} x {html.escape(result.hardware)};
-workload {html.escape(result.workload)}; SLOs TTFT &le; {slo.ttft_ms:g} ms and TPOT &le; {slo.tbt_ms:g} ms
+workload {html.escape(result.workload)}; SLOs {html.escape(slo.describe())}
 for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 {len(result.screened)} strategies simulated, {len(result.pruned)} pruned; planned in {result.wall_s:.1f} s.</p>
 <h2>Ranked strategies</h2>
 {_table(result)}
 <h2>Goodput, latency distributions, Pareto front, utilization</h2>
 {''.join(_fig_html(f, name) for name, f in figs)}
+<h2>Deployments</h2>
+<p class="meta">Each ranked strategy's deployment; <code>phasewise plan --export DIR [--rank N]</code> writes it with
+the engines' launch commands, and <code>phasewise simulate --deployment</code> / <code>serve --deployment</code> read
+it unchanged.</p>
+{_deployments(result)}
 <h2>Pruned</h2><ul>{pruned or '<li>none</li>'}</ul>
 </body></html>"""
     out = Path(path)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,39 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from phasewise.sim.metrics import SimResult
+
+
+# A run shows a progress bar only once it has taken this long (short runs print nothing extra).
+PROGRESS_AFTER_S = 2.0
+
+
+@contextmanager
+def progress_after(console: Console, label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+    """A `progress(done, total)` callback for long work: on a terminal, a transient bar that appears once the work
+    has taken PROGRESS_AFTER_S; None (no reporting at all) when output is not a terminal or `enabled` is off."""
+    if not (enabled and console.is_terminal):
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    start = time.perf_counter()
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                   transient=True)
+    task: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not task:
+            if time.perf_counter() - start < PROGRESS_AFTER_S:
+                return
+            bar.start()
+            task.append(bar.add_task(label, total=total))
+        bar.update(task[0], completed=done, total=total)
+
+    try:
+        yield progress
+    finally:
+        if task:
+            bar.stop()
 
 
 def render_summary(console: Console, s: dict[str, Any]) -> None:
@@ -48,8 +84,8 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         console.print(f"Steady state: none (all {s['requests']} requests are in the first or last wave of {conc}; "
                       f"more than {2 * conc} needed)")
     slo, g = s["slo"], s["goodput"]
-    console.print(f"SLO TTFT <= {slo['ttft_ms']:g} ms and TPOT <= {slo['tbt_ms']:g} ms: attainment "
-                  f"{slo['attainment']:.1%} (TTFT {slo['ttft_attainment']:.1%}, TPOT {slo['tpot_attainment']:.1%}); "
+    console.print(f"SLO {slo['applied']}: attainment {slo['attainment']:.1%} (TTFT {slo['ttft_attainment']:.1%}, "
+                  f"TPOT {slo['tpot_attainment']:.1%}, every TBT {slo['tbt_attainment']:.1%}); "
                   f"goodput {g['requests_per_s']:.2f} req/s ({g['requests_per_s_per_gpu']:.2f}/GPU)")
     inst = Table(title="Instances", title_justify="left")
     for col in ("instance", "role", "GPUs", "busy", "iterations", "mean batch", "tokens/iter", "KV mean", "KV peak",
@@ -80,6 +116,13 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"on prefill GPUs; mean decode batch {offload['mean_local_seqs']:.0f} local + "
             f"{offload['mean_offloaded_seqs']:.0f} offloaded (N/M {offload['offloaded_per_local']:.2f}); "
             f"prefill {hosts}; refused: {refused}.")
+    cache = s.get("prefix_cache")
+    if cache:
+        console.print(
+            f"Prefix cache ({cache['instances']} instance(s)): hit rate {cache['hit_rate_tokens']:.1%} of prompt "
+            f"tokens, "
+            f"{cache['hit_rate_blocks']:.1%} of shareable 512-token blocks; {cache['saved_prefill_tokens']:,} prefill "
+            f"tokens saved; {cache['evicted_blocks']:,} KV blocks evicted")
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.reading import TOKENIZER_MAX_BYTES, read_text
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 _FILLER = (" data", " text", " time", " road", " tree", " blue", " note", " fine", " wave", " calm",
@@ -21,21 +22,48 @@ class Tokenizer:
     def __init__(self, path: str | None = None) -> None:
         self.name = "approximate (4 characters per token)"
         self._tok = None
+        self._longest: int | None = None
         if path:
             try:
                 from tokenizers import Tokenizer as HFTokenizer
             except ImportError:
                 raise PhasewiseError("--tokenizer needs the tokenizers package: pip install tokenizers") from None
+            text = read_text(path, "--tokenizer", TOKENIZER_MAX_BYTES)  # missing, too large, binary: one line
             try:
-                self._tok = HFTokenizer.from_file(path)
+                self._tok = HFTokenizer.from_str(text)
             except Exception as exc:  # the library raises its own exception types
-                raise PhasewiseError(f"--tokenizer '{path}' cannot be loaded ({exc})") from None
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise PhasewiseError(f"--tokenizer file '{path}' cannot be loaded ({first})") from None
             self.name = path
+
+    def min_tokens(self, text: str) -> int:
+        """A lower bound on count(text), in linear time without tokenizing: every token covers at most
+        `longest` non-space characters (4 for the built-in count; a real vocabulary's longest token)."""
+        if self._longest is None:
+            self._longest = 4 if self._tok is None else max(
+                (len(t.encode()) for t in self._tok.get_vocab()), default=1) or 1
+        return -(-non_space_chars(text) // self._longest)
 
     def count(self, text: str) -> int:
         if self._tok is not None:
-            return len(self._tok.encode(text, add_special_tokens=False).ids)
+            try:
+                return len(self._tok.encode(text, add_special_tokens=False).ids)
+            except Exception:  # a lone surrogate (valid in JSON, not in UTF-8): counted as the replacement character
+                return len(self._tok.encode(text.encode("utf-8", "replace").decode(), add_special_tokens=False).ids)
         return sum(1 if not w[0].isalnum() and w[0] != "_" else -(-len(w) // 4) for w in _WORD.findall(text))
+
+
+# The characters str.split() splits on (str.isspace), ASCII ones also as bytes
+_SPACES = tuple(chr(c) for c in range(0x3001) if chr(c).isspace())
+_ASCII_SPACES = bytes(ord(c) for c in _SPACES if ord(c) < 128)
+
+
+def non_space_chars(text: str) -> int:
+    """sum(map(len, text.split())) without building the words (a 3 MB prompt: ~10 ms instead of ~170 ms on the
+    server's event loop)."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _ASCII_SPACES))
+    return len(text) - sum(text.count(c) for c in _SPACES)
 
 
 def filler(start: int, n: int) -> str:

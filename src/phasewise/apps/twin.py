@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from phasewise.apps.tokenizer import Tokenizer, filler
 from phasewise.errors import PhasewiseError
@@ -175,10 +177,17 @@ class LiveSim:
             "# TYPE vllm:num_requests_waiting gauge", f"vllm:num_requests_waiting{{{lab}}} {g['waiting']}",
             "# HELP vllm:gpu_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
             "# TYPE vllm:gpu_cache_usage_perc gauge", f"vllm:gpu_cache_usage_perc{{{lab}}} {g['kv_usage']:.6f}",
+            # vLLM V1's current name of the same gauge (vllm/v1/metrics/loggers.py)
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+            "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{lab}}} {g['kv_usage']:.6f}",
             "# TYPE vllm:prompt_tokens_total counter", f"vllm:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
             "# TYPE vllm:generation_tokens_total counter",
             f"vllm:generation_tokens_total{{{lab}}} {m.generation_tokens}",
             "# TYPE vllm:request_success_total counter", f"vllm:request_success_total{{{lab}}} {m.success}",
+            # vLLM V1 labels successes by why they finished; the twin's requests all run to max_tokens
+            f'vllm:request_success_total{{{lab},finished_reason="length"}} {m.success}',
+            f'vllm:request_success_total{{{lab},finished_reason="stop"}} 0',
+            f'vllm:request_success_total{{{lab},finished_reason="abort"}} {m.cancelled}',
             "# TYPE phasewise:requests_cancelled_total counter",
             f"phasewise:requests_cancelled_total{{{lab}}} {m.cancelled}",
             "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.",
@@ -192,9 +201,45 @@ class LiveSim:
         return "\n".join(lines) + "\n"
 
 
+async def _counted(chunks, counter: list[int]):
+    """A streaming response's chunks; the request leaves the in-flight count when they end or the client leaves."""
+    try:
+        async for part in chunks:
+            yield part
+    finally:
+        counter[0] -= 1
+
+
+def draining_server():
+    import contextlib
+    import signal
+    import threading
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM or SIGINT ends it with exit status 0 once open streams have drained
+        (uvicorn re-raises the signal after its graceful shutdown, which a process manager reads as a crash)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return DrainingServer
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  kind: str = "invalid_request_error") -> None:
+        message = message.encode("utf-8", "backslashreplace").decode()  # a lone surrogate echoed from the body
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -213,10 +258,19 @@ def _int_field(body: dict, name: str) -> int | None:
     return v
 
 
-def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256):
+# Prompts longer than this many characters are tokenized on a worker thread, off the event loop that streams
+# every other request's tokens (a 700 KB prompt takes ~0.5 s to count here).
+INLINE_TOKENIZE_CHARS = 16384
+
+
+def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256,
+               max_request_bytes: int = 4 * 2**20, max_concurrent_requests: int = 4096):
+    """`max_request_bytes`: larger bodies get 413 before they are read whole; `max_concurrent_requests`: requests
+    in flight beyond it get 429 (every error in OpenAI's error shape)."""
     from contextlib import asynccontextmanager
 
     context = live.model.max_position_embeddings or 0
+    in_flight = [0]
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -229,6 +283,18 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
     @app.exception_handler(ApiError)
     async def api_error(_request, exc: ApiError):
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, exc: HTTPException):  # 404 unknown path, 405 wrong method, ...
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(ApiError(exc.status_code, str(exc.detail), kind=kind).body(), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request, exc: RequestValidationError):
+        first = (exc.errors() or [{}])[0]
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return JSONResponse(ApiError(422, str(first.get("msg", "invalid request")), param).body(), status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(_request, exc: Exception):
@@ -249,12 +315,23 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         return PlainTextResponse(live.prometheus(model_name), media_type="text/plain; version=0.0.4")
 
     async def parse(request: Request) -> dict:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_request_bytes:
+            raise ApiError(413, f"the request body has {int(declared)} bytes; this server accepts at most "
+                                f"{max_request_bytes}", code="request_too_large")
+        raw = bytearray()
+        async for part in request.stream():  # also bounds bodies sent without a Content-Length
+            raw += part
+            if len(raw) > max_request_bytes:
+                raise ApiError(413, f"the request body exceeds {max_request_bytes} bytes", code="request_too_large")
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
+        if "model" not in body:
+            raise ApiError(400, "missing field 'model'", "model")
         if body.get("model") != model_name:
             raise ApiError(404, f"the model '{body.get('model')}' does not exist; this server serves '{model_name}'",
                            "model", "model_not_found", "invalid_request_error")
@@ -263,12 +340,25 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             raise ApiError(400, "only n = 1 is supported", "n")
         return body
 
-    def admit(prompt_tokens: int, max_tokens: int) -> Stream:
-        if context and prompt_tokens + max_tokens > context:
-            raise ApiError(400, f"this model's maximum context length is {context} tokens; the request has "
-                                f"{prompt_tokens} prompt and {max_tokens} output tokens", "messages",
-                           "context_length_exceeded")
-        return live.submit(prompt_tokens, max_tokens)
+    def check_context(prompt_tokens: int, max_tokens: int, prompt_param: str, tokens_param: str,
+                      at_least: bool = False) -> None:
+        """The context-length error, naming what makes the request too long: the prompt alone, or the output
+        tokens asked for on top of it."""
+        if not context or prompt_tokens + max_tokens <= context:
+            return
+        counted = f"at least {prompt_tokens}" if at_least else str(prompt_tokens)
+        param = prompt_param if prompt_tokens >= context else tokens_param
+        raise ApiError(400, f"this model's maximum context length is {context} tokens; the request has {counted} "
+                            f"prompt and {max_tokens} output tokens ({param} is too large)", param,
+                       "context_length_exceeded")
+
+    async def count(text: str, max_tokens: int, prompt_param: str, tokens_param: str) -> int:
+        """Prompt tokens of `text`: a too-long prompt is refused from a linear-time bound before any tokenizing,
+        and a long one is tokenized off the event loop."""
+        check_context(tokenizer.min_tokens(text), max_tokens, prompt_param, tokens_param, at_least=True)
+        if len(text) > INLINE_TOKENIZE_CHARS:
+            return await asyncio.to_thread(tokenizer.count, text)
+        return tokenizer.count(text)
 
     def usage(stream: Stream) -> dict[str, int]:
         p, c = stream.req.prompt, stream.emitted
@@ -290,8 +380,11 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             if not stream.done:
                 live.cancel(stream)
 
-    def run(body: dict, chat: bool) -> tuple[Stream, bool, bool]:
+    async def run(body: dict, chat: bool) -> tuple[Stream, bool, bool]:
         if chat:
+            tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+            max_tokens = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens") \
+                or default_chat_tokens
             msgs = body.get("messages")
             if not isinstance(msgs, list) or not msgs:
                 raise ApiError(400, "'messages' must be a non-empty list", "messages")
@@ -301,29 +394,36 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                     raise ApiError(400, f"messages[{i}] must be an object with a 'role'", "messages")
                 c = m.get("content") or ""
                 if isinstance(c, list):  # content parts
-                    c = " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+                    c = " ".join(str(p.get("text", "")) for p in c if isinstance(p, dict))
                 text.append(str(c))
-            prompt_tokens = sum(tokenizer.count(t) + 4 for t in text) + 3  # chat template overhead
-            max_tokens = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens") \
-                or default_chat_tokens
+            overhead = 4 * len(text) + 3  # the chat template's tokens around each message
+            prompt_tokens = await count("\n".join(text), max_tokens + overhead, "messages", tokens_param) + overhead
+            check_context(prompt_tokens, max_tokens, "messages", tokens_param)
         else:
+            max_tokens = _int_field(body, "max_tokens") or 16
             prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1:
+            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
                 prompt = prompt[0]
             if isinstance(prompt, str):
-                prompt_tokens = tokenizer.count(prompt)
+                prompt_tokens = await count(prompt, max_tokens, "prompt", "max_tokens")
             elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
                 prompt_tokens = len(prompt)  # token ids
             else:
                 raise ApiError(400, "'prompt' must be a string, a list of one string, or a list of token ids",
                                "prompt")
-            max_tokens = _int_field(body, "max_tokens") or 16
+            check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
+        front = [i for i in live.instances if i.role != "decode"]
+        if all(i.never_fits(max(prompt_tokens, 1), max_tokens) for i in front):  # refused up front, with the reason
+            param = "messages" if chat else "prompt"
+            raise ApiError(400, f"the request's {prompt_tokens} prompt tokens do not fit in the simulated KV cache "
+                                f"of any instance ({max(i.kv.capacity * i.kv.block_size for i in front)} tokens)",
+                           param, "kv_cache_exhausted")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(400, "'stream' must be a boolean", "stream")
         opts = body.get("stream_options") or {}
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
-        return admit(max(prompt_tokens, 1), max_tokens), stream, include_usage
+        return live.submit(max(prompt_tokens, 1), max_tokens), stream, include_usage
 
     def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
               first: bool) -> str:
@@ -343,8 +443,25 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         return f"data: {json.dumps(obj)}\n\n"
 
     async def respond(request: Request, chat: bool):
+        if in_flight[0] >= max_concurrent_requests:
+            raise ApiError(429, f"{in_flight[0]} requests are in flight, the most this server takes "
+                                f"(--max-concurrent-requests); retry later", code="rate_limit_exceeded",
+                           kind="rate_limit_error")
+        in_flight[0] += 1
+        try:
+            response = await answer(request, chat)
+        except BaseException:
+            in_flight[0] -= 1
+            raise
+        if isinstance(response, StreamingResponse):  # in flight until its stream ends (or its client leaves)
+            response.body_iterator = _counted(response.body_iterator, in_flight)
+        else:
+            in_flight[0] -= 1
+        return response
+
+    async def answer(request: Request, chat: bool):
         body = await parse(request)
-        stream, streaming, include_usage = run(body, chat)
+        stream, streaming, include_usage = await run(body, chat)
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         if streaming:

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from phasewise.errors import PhasewiseError
 from phasewise.perf.cost import CostModel
 
 # The smallest SM share the offloaded attention gets. Assumed: MPS's active-thread percentage is set in
@@ -69,6 +70,8 @@ class AttentionOffloadCost:
                  link_latency_s: float) -> None:
         """`sm_share` None: the share that keeps the host's decode attention bandwidth-bound (at least
         MIN_SM_SHARE). The link's bandwidth is per direction (q/k/v go one way, outputs the other)."""
+        if decode.model.latent_attention:
+            raise PhasewiseError(f"attention offload does not model latent attention yet ({decode.model.name})")
         self.decode, self.host = decode, host
         self.layers = decode.layers_per_stage
         self.link_bandwidth_bytes_per_s, self.link_latency_s = link_bandwidth_bytes_per_s, link_latency_s

@@ -71,6 +71,17 @@ class BatchShape:
             self.prefill_kv_tokens += kv
             self.logit_tokens += 1 if logits is None else logits
 
+    def windowed(self, window: int) -> BatchShape:
+        """The same batch through a layer that attends over the last `window` keys only, from the sums alone:
+        each new token sees at most `window` keys and each sequence reads at most `window` cached ones. Exact when
+        every sequence's context reaches the window (a few hundred tokens for gpt-oss's 128); otherwise it
+        over-counts, by less than `window` pairs per new token of a shorter sequence."""
+        return BatchShape(self.prefill_seqs, self.prefill_tokens,
+                          min(self.prefill_pairs, self.prefill_tokens * window),
+                          min(self.prefill_kv_tokens, self.prefill_seqs * window),
+                          self.decode_seqs, self.decode_tokens, min(self.decode_pairs, self.decode_tokens * window),
+                          min(self.decode_kv_tokens, self.decode_seqs * window), self.logit_tokens)
+
     @classmethod
     def from_sequences(cls, seqs: Iterable[tuple[int, int]], causal: bool = True,
                        window: int | None = None) -> BatchShape:

@@ -23,9 +23,10 @@ from typing import NamedTuple
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.attention import AttentionCost
+from phasewise.perf.attention import AttentionCost, LatentAttention
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.operators import KERNELS, IterationCost, OperatorCost
+from phasewise.perf.operators import KERNELS, IterationCost, OperatorCost, kernel_counts
+from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.quant_kernels import gemm_compute_s
 from phasewise.perf.stages import IterationParts, Pipeline, stage_inputs
 from phasewise.perf.tiling import array_utilization
@@ -34,7 +35,7 @@ from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
 
 __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
-           "kv_heads_per_gpu", "link"]
+           "kv_heads_per_gpu", "kv_elements_per_token_layer", "link"]
 
 # One layer's attention time at which decode series read their latency's slope off fast()'s assembly
 # (a power of two, so dividing by it is exact).
@@ -66,13 +67,29 @@ class DecodeLine(NamedTuple):
     overlapped_host_s: float  # with overlap scheduling: each latency is at least this host time (else 0)
 
 
+class StepwiseDecode(NamedTuple):
+    """decode_line() of a batch whose decode step is not a DecodeLine (a hybrid sliding-window stack, an operator
+    on a CiM substrate): its runs are costed step by step with fast(): exact, slower."""
+
+    seqs: int
+    tokens: int
+    logit_tokens: int
+
+
 class CostModel:
     """Cost of forward iterations of one model on one TP x PP group of one hardware type."""
 
     def __init__(self, model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme,
-                 engine: EngineProfile, tp: int = 1, pp: int = 1) -> None:
-        check_parallelism(model, tp, pp)
+                 engine: EngineProfile, tp: int = 1, pp: int = 1, layout: ParallelLayout | None = None) -> None:
+        """`tp` GPUs per pipeline stage; `layout` (perf/parallel.py): how they split attention (tensor or data
+        parallel) and the MoE experts (tensor or expert parallel); None: all tensor-parallel."""
+        layout = layout or ParallelLayout(tp=tp)
+        if layout.tp != tp:
+            raise ValueError(f"layout for tp={layout.tp} given to a tp={tp} cost model")
+        check_parallelism(model, layout.attention_tp, pp)
         self.model, self.hw, self.quant, self.engine, self.tp, self.pp = model, hardware, quant, engine, tp, pp
+        self.layout = layout
+        self.attention_dp = layout.attention_dp  # attention ranks: each runs 1/attention_dp of the batch
         eff = hardware.efficiency
         self.eff = eff
         self.peak = hardware.peak(quant.compute_dtype)
@@ -88,12 +105,18 @@ class CostModel:
         self.pipeline = Pipeline(model.num_layers, pp)
         self.layers_per_stage = self.pipeline.layers_per_stage
         m = model
-        self.heads = m.num_heads // tp
-        self.kv_heads = kv_heads_per_gpu(m.num_kv_heads, tp)
+        self.heads = m.num_heads // layout.attention_tp
+        self.kv_heads = kv_heads_per_gpu(m.num_kv_heads, layout.attention_tp)
         ic = hardware.interconnect
-        self.tp_bw, self.tp_lat = link(ic, tp)
+        self.tp_bw, self.tp_lat = link(ic, layout.attention_tp)  # attention's all-reduce group
+        self.moe_bw, self.moe_lat = link(ic, tp)  # the MoE group: every GPU of the stage
         self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
+        # a hybrid stack: this share of the layers attends over the last `window` keys only (BatchShape.windowed)
+        self.window_share, self.hybrid_window = m.window_layer_share, m.sliding_window
+        if self.window_share and pp > 1:
+            raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid sliding-window stack ({model.name}) "
+                                 "is not modelled yet; use --pp 1")
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
         # a chip built from parts: a GEMM's efficiency follows from how it tiles onto the arrays (tiling.py)
         self._arrays = hardware.parts.compute if hardware.parts is not None else None
@@ -101,20 +124,43 @@ class CostModel:
         self.attention = AttentionCost(hardware, engine, head_dim=m.head_dim, heads=self.heads,
                                        kv_heads=self.kv_heads, kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes,
                                        tensor_peak_flops=self.attn_peak, vector_flops_per_s=self.vector_rate,
-                                       memory_s=self._memory_s, prefill_kernel=quant.attention_kernel)
+                                       memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
+                                       latent=self._latent_attention() if m.latent_attention else None,
+                                       ranks=layout.attention_dp)
         # the attention operator over a stage's layers (_op's rule): a dispatch floor per layer when eager,
         # and the launches of all its kernels
-        self._attention_dispatch_s = KERNELS["attention"] * engine.eager_launch_s
-        self._attention_launch_s = self.layers_per_stage * KERNELS["attention"] * eff.kernel_launch_s
+        kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0)
+        self._attention_dispatch_s = kernels["attention"] * engine.eager_launch_s
+        self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
         # _op's per-call dispatch (eager) and launch times of each operator's kernels
-        self._op_dispatch_s = {name: k * engine.eager_launch_s for name, k in KERNELS.items()}
-        self._op_launch_s = {name: k * eff.kernel_launch_s for name, k in KERNELS.items()}
+        self._op_dispatch_s = {name: k * engine.eager_launch_s for name, k in kernels.items()}
+        self._op_launch_s = {name: k * eff.kernel_launch_s for name, k in kernels.items()}
         # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: decode_line by batch
         self._cache: dict[tuple, tuple] = {}
 
     # --- building blocks ------------------------------------------------------------------------
+    def memory_s(self, nbytes: float) -> float:
+        """Time of `nbytes` of streaming memory traffic (reads + writes), by the rule every operator uses."""
+        return self._memory_s(nbytes)
+
+    def gemm(self, rows: float, k: float, n: float) -> tuple[float, float, float, float]:
+        """(FLOPs, bytes, compute_s, memory_s) of one `rows` x k @ k x n GEMM with high-precision weights and no
+        quantized kernel (e.g. a LoRA adapter), by the rule every projection of iteration() is costed with."""
+        return self._gemm(rows, k, n, self.hp_bytes, self.attn_peak, False)
+
+    def _latent_attention(self) -> LatentAttention:
+        """Multi-head latent attention's shapes on this GPU, and its per-head up-projections (the KV-up weight,
+        split by head across TP) as GEMMs of the model's own weight format."""
+        m = self.model
+
+        def up_projection(rows: float, k: float, n: float, heads: float) -> tuple[float, float, float, float]:
+            return self._gemm(rows, k, n, self.w_bytes, self.peak, True, weights=heads)
+
+        return LatentAttention(kv_lora_rank=m.kv_lora_rank, qk_rope_head_dim=m.qk_rope_head_dim,
+                               v_head_dim=m.v_dim, up_projection=up_projection)
+
     def _memory_s(self, nbytes: float) -> float:
         if nbytes <= 0:
             return 0.0
@@ -198,6 +244,8 @@ class CostModel:
         if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
             return True, tokens
         size = tokens if engine.cuda_graph_mixed else shape.seqs
+        if self.attention_dp > 1:  # each attention rank replays its own graph for its share of the batch
+            size = math.ceil(size / self.attention_dp)
         sizes = engine.cuda_graph_sizes
         if not sizes:
             return size > engine.cuda_graph_max_batch, tokens
@@ -222,7 +270,7 @@ class CostModel:
             raise ValueError("an iteration needs at least one token")
         eager, gemm_tokens = self.graph_launch(shape)
         ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager)
-        ops.insert(2, self._op("attention", self.layers_per_stage, *self.attention.layer(shape), eager))
+        ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), eager))
         latency_s, stage_s = self.pipeline.times(*stage_inputs(ops))
         host_s = self.host_s(shape)
         return IterationCost(self._with_host(latency_s, host_s), self._with_host(stage_s, host_s), host_s, ops)
@@ -240,7 +288,7 @@ class CostModel:
         eager, gemm_tokens = self.graph_launch(shape)
         layers_s, embedding_s, lm_head_s, send_s, flops, nbytes = self._static(gemm_tokens, shape.logit_tokens,
                                                                                eager)
-        attention_flops, attention_bytes, compute_s, memory_s = self.attention.layer(shape)
+        attention_flops, attention_bytes, compute_s, memory_s = self._attention_layer(shape)
         layers = self.layers_per_stage
         dispatch_s = self._attention_dispatch_s if eager else 0.0
         layers_s += layers * max(compute_s, memory_s, dispatch_s) + self._attention_launch_s  # _op's rule
@@ -264,6 +312,16 @@ class CostModel:
             self._cache[key] = static
         return static
 
+    def _attention_layer(self, shape: BatchShape) -> tuple:
+        """One layer's attention (flops, bytes, compute_s, memory_s); in a hybrid stack the mean over its full and
+        its windowed layers."""
+        full = self.attention.layer(shape)
+        if not self.window_share:
+            return full
+        windowed = self.attention.layer(shape.windowed(self.hybrid_window))
+        share = self.window_share
+        return tuple(f * (1 - share) + w * share for f, w in zip(full, windowed))
+
     def host_s(self, shape: BatchShape) -> float:
         """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling)."""
         return self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
@@ -274,24 +332,32 @@ class CostModel:
         L = self.layers_per_stage
         hd, h, ab = m.head_dim, m.hidden_size, self.a_bytes
         ops: list[OperatorCost] = []
+        all_tokens = T
+        if self.attention_dp > 1:  # this GPU's attention rank: its share of the batch's tokens
+            T, logit_tokens = T / self.attention_dp, logit_tokens / self.attention_dp
         # Per-layer elementwise work: 2 fused add+norms, RoPE on q and k, the MLP activation.
         inter = (m.intermediate_size * (1 - self.moe_share)
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
-                 * self.moe_share) / self.tp
+                 * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
-        elem_bytes = T * ab * (10 * h + 2 * (self.heads + self.kv_heads) * hd + act) * self.engine.elementwise_passes
+        roped = (self.heads + self.kv_heads) * hd if not m.latent_attention else self.heads * hd + m.kv_latent_size
+        elem_bytes = T * ab * (10 * h + 2 * roped + act) * self.engine.elementwise_passes
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
-        qkv_n = (self.heads + 2 * self.kv_heads) * hd
-        ops.append(self._op("qkv_proj", L, *self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True), eager))
-        ops.append(self._op("o_proj", L, *self._gemm(T, self.heads * hd, h, self.w_bytes, self.peak, True), eager))
-        ops.extend(self._mlp(T, L, eager))
-        if self.tp > 1:
-            ops.append(self._collective("tp_allreduce", 2 * L, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager))
+        if m.latent_attention:
+            ops.append(self._op("qkv_proj", L, *self._latent_down_projections(T), eager))
+        else:
+            qkv_n = (self.heads + 2 * self.kv_heads) * hd
+            ops.append(self._op("qkv_proj", L, *self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True), eager))
+        ops.append(self._op("o_proj", L, *self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True),
+                            eager))
+        ops.extend(self._mlp(T, L, eager, all_tokens))
+        ops.extend(self._reductions(T, L, eager, all_tokens))
         # Embedding gather on the first stage, final norm + LM head + sampling on the last.
         emb_bytes = T * h * (self.hp_bytes + ab)
         ops.append(self._op("embedding", 1, 0.0, emb_bytes, 0.0, self._memory_s(emb_bytes), eager))
-        f, b, c, _ = self._gemm(logit_tokens, h, m.vocab_size / self.tp, self.hp_bytes, self.attn_peak, False)
-        b += logit_tokens * m.vocab_size / self.tp * 4.0  # fp32 logits written and read by the sampler
+        vocab = m.vocab_size / self.layout.attention_tp
+        f, b, c, _ = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False)
+        b += logit_tokens * vocab * 4.0  # fp32 logits written and read by the sampler
         ops.append(self._op("lm_head", 1, f, b, c, self._memory_s(b), eager))
         if self.pp > 1:
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
@@ -304,10 +370,12 @@ class CostModel:
             raise ValueError("decode series take pure-decode batches")
         return self.decode_line(shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
 
-    def decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine:
+    def decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine | StepwiseDecode:
         """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
         through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
         attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size."""
+        if self.window_share:  # windowed layers cap their pairs and KV: not a line in them
+            return StepwiseDecode(seqs, tokens, logit_tokens)
         key = ("decode", seqs, tokens, logit_tokens)
         line = self._cache.get(key)
         if line is None:
@@ -352,6 +420,8 @@ class CostModel:
         attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
         pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
         line = self._decode_line(shape)
+        if isinstance(line, StepwiseDecode):
+            return self._stepwise(line, pairs, kv)
         attention = np.maximum(pairs * line.s_per_pair, kv * line.s_per_kv_token + line.fixed_s)  # one layer's
         return (self._series_latencies(line, attention, ascending=False),
                 self._decode_first(line, shape.decode_pairs, shape.decode_kv_tokens))
@@ -381,6 +451,8 @@ class CostModel:
         """decode_series_linear from the batch's sums instead of a BatchShape: its DecodeLine (decode_line())
         and its first iteration's attention pairs and KV tokens (what the simulator's decode runs call).
         `steps` ascend (step indices)."""
+        if isinstance(line, StepwiseDecode):
+            return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair, pairs_per_step * s_per_pair
@@ -395,6 +467,15 @@ class CostModel:
             compute += compute_0
             np.maximum(compute, latency, out=latency)
         return self._series_latencies(line, latency, ascending=growing), self._decode_first(line, pairs, kv)
+
+    def _stepwise(self, line: StepwiseDecode, pairs: np.ndarray, kv: np.ndarray
+                  ) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """fast() of every step: the latencies and (latency, flops, bytes) of the first."""
+        costs = [self.fast(BatchShape(decode_seqs=line.seqs, decode_tokens=line.tokens, decode_pairs=step_pairs,
+                                      decode_kv_tokens=step_kv, logit_tokens=line.logit_tokens))
+                 for step_pairs, step_kv in zip(np.asarray(pairs).tolist(), np.asarray(kv).tolist())]
+        first = costs[0]
+        return np.array([cost[0] for cost in costs], dtype=np.float64), (first[0], first[2], first[3])
 
     def decode_stage_series(self, shape: BatchShape, latencies: np.ndarray) -> np.ndarray:
         """stage_s of each iteration of a decode series, given the latencies decode_series or
@@ -411,21 +492,73 @@ class CostModel:
             np.minimum(stage, latencies, out=stage)
         return stage
 
-    def _mlp(self, T: int, L: int, eager: bool) -> list[OperatorCost]:
+    def _latent_down_projections(self, T: int) -> tuple[float, float, float, float]:
+        """Latent attention's projections of the new tokens, (flops, bytes, compute_s, memory_s) summed: q
+        (through its low-rank latent when q_lora_rank is set: the down-projection whole on every TP rank, the
+        up-projection split by head) and KV down to the latent + RoPE key (whole on every rank)."""
         m, h = self.model, self.model.hidden_size
+        q_width = self.heads * m.head_dim
+        parts = [self._gemm(T, h, m.kv_latent_size, self.w_bytes, self.peak, True)]
+        if m.q_lora_rank:
+            parts += [self._gemm(T, h, m.q_lora_rank, self.w_bytes, self.peak, True),
+                      self._gemm(T, m.q_lora_rank, q_width, self.w_bytes, self.peak, True)]
+        else:
+            parts.append(self._gemm(T, h, q_width, self.w_bytes, self.peak, True))
+        return tuple(sum(values) for values in zip(*parts))
+
+    def _reductions(self, T: float, L: int, eager: bool, all_tokens: int) -> list[OperatorCost]:
+        """Communication of a stage's layers: the all-reduce after attention (over the attention TP group) and
+        after each MLP (dense layers: the attention TP group; MoE layers: the whole stage), or for MoE layers
+        with attention DP beside EP an all-to-all dispatch of each token to its experts' GPUs and a combine back
+        (DeepEP-style: each GPU sends its tokens' hidden states to the (ep-1)/ep of their experts held
+        elsewhere, and receives the outputs back in BF16; with FP8 GEMMs the dispatch is FP8 with one FP32 scale
+        per 128 channels, as DeepEP's and SGLang's FP8 dispatch send it, else in the activation dtype)."""
+        m, h, ab, layout = self.model, self.model.hidden_size, self.a_bytes, self.layout
+        if layout.attention_dp == 1 and not layout.dispatches:  # the plain tensor-parallel stage
+            if self.tp == 1:
+                return []
+            return [self._collective("tp_allreduce", 2 * L, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
+        ops: list[OperatorCost] = []
+        moe_layers = L - round(L * (1 - self.moe_share))
+        attention_tp_reductions = L + (L - moe_layers)  # after attention, and after each dense MLP
+        if layout.attention_tp > 1:
+            ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
+                                        self.tp_bw, self.tp_lat, eager))
+        if moe_layers and layout.dispatches:
+            sent = T * m.experts_per_token * h * (layout.ep - 1) / layout.ep
+            rate = self.moe_bw * self.eff.link_efficiency * self.engine.collective_efficiency
+            dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else ab
+            dispatch_s = self.moe_lat + sent * dispatch_bytes / rate
+            combine_s = self.moe_lat + sent * self.hp_bytes / rate
+            ops.append(self._op("moe_all_to_all", moe_layers, 0.0, sent * (dispatch_bytes + self.hp_bytes), 0.0,
+                                dispatch_s + combine_s, eager, self.engine.collective_overhead_s))
+        elif moe_layers and self.tp > 1:  # every rank's tokens gathered, the outputs reduced and scattered back
+            ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_bw,
+                                        self.moe_lat, eager))
+        return ops
+
+    def _mlp(self, T: float, L: int, eager: bool, all_tokens: int | None = None) -> list[OperatorCost]:
+        """The MLP of this GPU's `T` tokens; MoE experts see the tokens of every attention rank
+        (`all_tokens`, default T) routed to the experts this GPU holds."""
+        m, h = self.model, self.model.hidden_size
+        layout = self.layout
+        all_tokens = T if all_tokens is None else all_tokens
         ops: list[OperatorCost] = []
         dense_layers = round(L * (1 - self.moe_share))
         moe_layers = L - dense_layers
         up = m.mlp_matrices - 1  # gate + up (2) or up (1)
         if dense_layers:
-            i = m.intermediate_size / self.tp
+            i = m.intermediate_size / layout.attention_tp
             ops.append(self._op("mlp_gate_up", dense_layers, *self._gemm(T, h, up * i, self.w_bytes, self.peak, True), eager))
             ops.append(self._op("mlp_down", dense_layers, *self._gemm(T, i, h, self.w_bytes, self.peak, True), eager))
         if moe_layers:
             E, k = m.num_experts, m.experts_per_token
-            i = m.expert_intermediate_size / self.tp
-            assignments = T * k
-            active = E * (1.0 - (1.0 - k / E) ** T)  # expected experts hit by at least one token
+            i = m.expert_intermediate_size / layout.moe_tp
+            assignments = all_tokens * k
+            active = E * (1.0 - (1.0 - k / E) ** all_tokens)  # expected experts hit by at least one token
+            if layout.ep > 1:  # this GPU's experts and the rows routed to them, on its most loaded
+                assignments = assignments / layout.ep * layout.imbalance(assignments)
+                active = active / layout.ep
             f1, b1, c1, _ = self._gemm(assignments, h, up * i, self.w_bytes, self.peak, True, weights=active)
             f2, b2, c2, _ = self._gemm(assignments, i, h, self.w_bytes, self.peak, True, weights=active)
             # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
@@ -433,8 +566,8 @@ class CostModel:
             b = b1 + b2 + (assignments + T) * h * self.a_bytes
             ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))
-            if m.shared_expert_intermediate_size:
-                si = m.shared_expert_intermediate_size / self.tp
+            if m.shared_expert_intermediate_size:  # on every attention rank, over its own tokens
+                si = m.shared_expert_intermediate_size / layout.attention_tp
                 f1, b1, c1, m1 = self._gemm(T, h, up * si, self.w_bytes, self.peak, True)
                 f2, b2, c2, m2 = self._gemm(T, si, h, self.w_bytes, self.peak, True)
                 ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager))
@@ -451,6 +584,15 @@ def _exceeds(a_0: float, a_step: float, b_0: float, b_step: float, first: float,
 def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:
     """KV heads stored per GPU: split across TP ranks, replicated when TP exceeds them."""
     return max(1, num_kv_heads // tp)
+
+
+def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
+    """KV-cache elements one token occupies in one layer on one GPU of a TP group: K and V of this GPU's
+    KV heads, or with latent attention the latent and the shared RoPE key, which every TP rank holds whole
+    (the heads are split, the latent is not)."""
+    if model.latent_attention:
+        return model.kv_latent_size
+    return 2 * kv_heads_per_gpu(model.num_kv_heads, tp) * model.head_dim
 
 
 def link(ic, ranks: int) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import MemoryFit, memory_fit
+from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import resolve_engine
 from phasewise.specs.mappings import load_mapping
@@ -91,10 +92,13 @@ class Estimate:
         }
 
 
-def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: str = "bf16",
+def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: str | None = None,
              kv_dtype: str | None = None, engine: str = "vllm", batch: int = 1, prompt_len: int = 1024,
-             context_len: int | None = None, memory_fraction: float = 0.9, mapping: str | None = None) -> Estimate:
-    """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len`."""
+             context_len: int | None = None, memory_fraction: float = 0.9, mapping: str | None = None,
+             ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
+             moe_imbalance: float | None = None) -> Estimate:
+    """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
+    data parallelism, `batch` is the instance's, spread over its attention ranks)."""
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
         if value < 1:
             raise PhasewiseError(f"--{field} must be >= 1 (got {value})")
@@ -106,9 +110,10 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
         raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
     spec = load_model(model)
     hw = load_hardware(hardware)
-    quant = load_quant(precision, kv_dtype)
-    cm = CostModel(spec, hw, quant, resolve_engine(engine, hw, pp=pp).profile, tp, pp)  # a preset's host profile
-    window = spec.sliding_window
+    quant = load_quant(precision or spec.default_precision, kv_dtype)
+    layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
+    cm = CostModel(spec, hw, quant, resolve_engine(engine, hw, pp=pp).profile, tp, pp, layout)  # a preset's host profile
+    window = spec.window_all_layers
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
     # A decode step at zero context is the first token after an empty prompt: one new token, no cache.
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
@@ -117,7 +122,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
-                     kv_needed_tokens=needed, memory_fraction=memory_fraction)
+                     kv_needed_tokens=needed, memory_fraction=memory_fraction, layout=layout)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped)
 
@@ -128,8 +133,8 @@ def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, cont
     model = cm.model
     return MappedPhases(
         mapped.mapping.name,
-        mapped.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.sliding_window), "prefill"),
-        mapped.iteration(BatchShape.uniform(batch, 1, context_len, model.causal, model.sliding_window), "decode"))
+        mapped.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.window_all_layers), "prefill"),
+        mapped.iteration(BatchShape.uniform(batch, 1, context_len, model.causal, model.window_all_layers), "decode"))
 
 
 def mapped_dict(mapped: MappedPhases) -> dict[str, Any]:

@@ -18,12 +18,8 @@ it: a sum of a line and a kink, not a max of two lines), decode runs fall back t
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.cost import CostModel, DecodeLine
+from phasewise.perf.cost import CostModel, DecodeLine, StepwiseDecode
 from phasewise.perf.mapping import MappedCost, MappedIteration
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.mappings import Mapping
@@ -32,14 +28,6 @@ from phasewise.specs.quant import QuantScheme
 
 # pairs / KV tokens at which decode_line() probes the mapped iteration (a power of two: slopes divide exactly)
 PROBE = 2.0 ** 20
-
-
-class StepwiseDecode(NamedTuple):
-    """decode_line() of a batch whose mapped decode step is not a DecodeLine: its runs are costed step by step."""
-
-    seqs: int
-    tokens: int
-    logit_tokens: int
 
 
 class MappedCostModel(CostModel):
@@ -100,29 +88,6 @@ class MappedCostModel(CostModel):
             latency_per_attention_s=1.0, latency_offset_s=offset_s, stage_per_attention_s=1.0, stage_offset_s=offset_s,
             flops_per_pair=(flops_p - flops_0) / PROBE, flops=flops_0, bytes_per_kv_token=(bytes_k - bytes_0) / PROBE,
             bytes=bytes_0, overlapped_host_s=overlapped_host_s)
-
-    def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
-                      ) -> tuple[np.ndarray, tuple[float, float, float]]:
-        line = self._decode_line(shape)
-        if isinstance(line, StepwiseDecode):
-            return self._stepwise(line, pairs, kv)
-        return super().decode_series(shape, pairs, kv)
-
-    def decode_line_series(self, line: DecodeLine | StepwiseDecode, pairs: float, kv: float, steps: np.ndarray,
-                           kv_per_step: float, pairs_per_step: float) -> tuple[np.ndarray, tuple[float, float, float]]:
-        if isinstance(line, StepwiseDecode):
-            return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
-        return super().decode_line_series(line, pairs, kv, steps, kv_per_step, pairs_per_step)
-
-    def _stepwise(self, line: StepwiseDecode, pairs: np.ndarray, kv: np.ndarray
-                  ) -> tuple[np.ndarray, tuple[float, float, float]]:
-        """fast() of every step: the latencies and (latency, flops, bytes) of the first."""
-        costs = [self.fast(BatchShape(decode_seqs=line.seqs, decode_tokens=line.tokens, decode_pairs=step_pairs,
-                                      decode_kv_tokens=step_kv, logit_tokens=line.logit_tokens))
-                 for step_pairs, step_kv in zip(np.asarray(pairs).tolist(), np.asarray(kv).tolist())]
-        first = costs[0]
-        return np.array([cost[0] for cost in costs], dtype=np.float64), (first[0], first[2], first[3])
-
 
 def _work(it: MappedIteration) -> tuple[float, float]:
     """(FLOPs, bytes read and written) of a mapped iteration."""

@@ -130,6 +130,8 @@ class MappedCost:
     def __init__(self, cost_model: CostModel, mapping: Mapping) -> None:
         if cost_model.tp != 1 or cost_model.pp != 1:
             raise PhasewiseError("an operator mapping places one chip's operators on its substrates: use tp=1, pp=1")
+        if cost_model.model.latent_attention:
+            raise PhasewiseError(f"operator mappings do not model latent attention yet ({cost_model.model.name})")
         self.cm, self.mapping = cost_model, mapping
         self.placement = resolve_mapping(mapping, cost_model.hw)
         m = cost_model.model
@@ -216,13 +218,13 @@ class MappedCost:
             raise PhasewiseError(f"a request needs prompt_len, output_len and batch >= 1 (got prompt_len={prompt_len}, "
                                  f"output_len={output_len}, batch={batch})")
         model = self.cm.model
-        prefill = self.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.sliding_window),
+        prefill = self.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.window_all_layers),
                                  "prefill")
         steps = np.unique(np.linspace(0, output_len - 1, min(samples, output_len)).round().astype(int))
         times, energies, first = [], [], None
         for step in steps:
             it = self.iteration(BatchShape.uniform(batch, 1, prompt_len + int(step), model.causal,
-                                                   model.sliding_window), "decode")
+                                                   model.window_all_layers), "decode")
             first = first or it
             times.append(it.latency_s)
             energies.append(it.energy_j)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from phasewise.perf.cost import kv_heads_per_gpu
+from phasewise.perf.cost import kv_elements_per_token_layer, kv_heads_per_gpu
+from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -44,17 +45,32 @@ class MemoryFit:
         return "fits"
 
 
-def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
+def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
+                         layout: ParallelLayout | None = None) -> float:
+    """Weights on the most loaded GPU. With attention data parallelism (`layout`) the attention, dense MLP,
+    shared experts and embeddings are whole on every attention rank's tp / attention_dp GPUs; the routed
+    experts are spread over all tp GPUs (expert or tensor parallel) either way."""
     m = model
     hp = dtype_bytes(quant.compute_dtype if quant.compute_dtype in ("fp32", "fp16") else "bf16")
     layers = math.ceil(m.num_layers / pp)
     moe_share = m.num_moe_layers / m.num_layers
-    kv_rep = kv_heads_per_gpu(m.num_kv_heads, tp) * tp / m.num_kv_heads  # >1 when TP replicates KV heads
-    attn = (m.hidden_size * (2 * m.q_size + 2 * m.kv_size * kv_rep)) / tp
-    mlp = (m.dense_mlp_params * (1 - moe_share) + m.moe_layer_params * moe_share) / tp
+    dp = layout.attention_dp if layout is not None else 1
+    attention_tp = tp // dp
+    if m.latent_attention:  # the q and KV down-projections are whole on every TP rank, the rest split by head
+        whole = m.hidden_size * (m.q_lora_rank + m.kv_latent_size)
+        attn = whole + (m.attention_params - whole) / attention_tp
+    else:  # >1 when TP replicates KV heads
+        kv_rep = kv_heads_per_gpu(m.num_kv_heads, attention_tp) * attention_tp / m.num_kv_heads
+        attn = (m.hidden_size * (2 * m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
+    if dp == 1:
+        mlp = (m.dense_mlp_params * (1 - moe_share) + m.moe_layer_params * moe_share) / tp
+    else:
+        shared = m.mlp_matrices * m.hidden_size * m.shared_expert_intermediate_size
+        mlp = (m.dense_mlp_params * (1 - moe_share) / attention_tp
+               + ((m.moe_layer_params - shared) / tp + shared / attention_tp) * moe_share)
     norms = 2 * m.hidden_size * hp
     per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms
-    embed = m.embedding_params / tp * hp
+    embed = m.embedding_params / attention_tp * hp
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     first = layers * per_layer + embed + (lm_head if pp == 1 else 0.0)
     last = (m.num_layers - layers * (pp - 1)) * per_layer + lm_head if pp > 1 else first
@@ -62,8 +78,12 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int)
 
 
 def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
+    """KV bytes of one token on one GPU of a stage whose attention runs over `tp` GPUs (with attention data
+    parallelism: tp / attention_dp, and the token lives on one attention rank only)."""
     layers = math.ceil(model.num_layers / pp)
-    return 2 * kv_heads_per_gpu(model.num_kv_heads, tp) * model.head_dim * quant.kv_bytes_per_element * layers
+    if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
+        layers -= round(layers * model.window_layer_share)  # per token, only its full layers count
+    return kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element * layers
 
 
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
@@ -77,14 +97,18 @@ def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: 
 
 def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
-               memory_fraction: float = 0.9) -> MemoryFit:
-    """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch."""
+               memory_fraction: float = 0.9, layout: ParallelLayout | None = None) -> MemoryFit:
+    """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
+    data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
+    of the batch: kv_capacity_tokens is then the instance's, all ranks together."""
+    dp = layout.attention_dp if layout is not None else 1
+    attention_tp = tp // dp
     usable = hardware.memory_capacity_bytes * memory_fraction
-    weights = weight_bytes_per_gpu(model, quant, tp, pp)
-    acts = activation_bytes(model, quant, tp, max_tokens, max_seqs)
+    weights = weight_bytes_per_gpu(model, quant, tp, pp, layout)
+    acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp))
     reserved = hardware.efficiency.reserved_bytes
-    per_token = kv_bytes_per_token(model, quant, tp, pp)
+    per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
     free = usable - weights - acts - reserved
-    capacity = int(free // per_token) if free > 0 else 0
+    capacity = int(free // per_token) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
                      capacity, kv_needed_tokens)

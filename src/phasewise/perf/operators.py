@@ -13,8 +13,29 @@ from dataclasses import dataclass, field
 KERNELS = {
     "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
     "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "tp_allreduce": 1, "embedding": 1,
-    "lm_head": 3, "pp_send_recv": 1,
+    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2,
 }
+# Latent attention (DeepSeek, Kimi), counted in vLLM's model_executor/models/deepseek_v2.py (DeepseekV2MLAAttention)
+# and v1/attention/backends/mla/common.py (MLACommonImpl): projections = the fused q_a + kv_a down GEMM, the q-latent
+# and kv-latent RMSNorms and the q_b up GEMM (4); attention = the latent cache write (concat_and_cache_mla), the
+# absorbed K-up bmm, the q_nope/q_pe concat, the decode kernel and its split-KV combine (FlashMLA) and the V-up bmm
+# (6). RoPE is among the elementwise kernels as for every model.
+LATENT_KERNELS = {"qkv_proj": 4, "attention": 6}
+# A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
+# the elementwise kernels count)
+SHARED_EXPERT_KERNELS = 3
+
+
+def kernel_counts(latent_attention: bool, shared_experts: bool) -> dict[str, int]:
+    """Kernels per operator for a model: KERNELS, with latent attention's and shared experts' own."""
+    counts = dict(KERNELS)
+    if latent_attention:
+        counts.update(LATENT_KERNELS)
+    if shared_experts:
+        counts["moe_shared"] = SHARED_EXPERT_KERNELS
+    return counts
+
+
 FIXED_OPERATORS = ("embedding", "lm_head")  # once per iteration (first / last pipeline stage), not per layer
 
 # Operator groups, the units that can run apart (another device, another substrate): attention over the
@@ -25,7 +46,7 @@ OPERATOR_GROUP = {
     "qkv_proj": "dense", "o_proj": "dense", "mlp_gate_up": "dense", "mlp_down": "dense", "moe_router": "dense",
     "moe_experts": "dense", "moe_shared": "dense", "lm_head": "dense",
     "elementwise": "elementwise", "embedding": "elementwise",
-    "tp_allreduce": "communication", "pp_send_recv": "communication",
+    "tp_allreduce": "communication", "pp_send_recv": "communication", "moe_all_to_all": "communication",
 }
 GROUPS = ("attention", "dense", "elementwise", "communication")
 

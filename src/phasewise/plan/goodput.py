@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -86,16 +86,34 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
 
 
 @dataclass(slots=True)
+class VerifiedRun:
+    """The whole-deployment simulation that verified a goodput (plan.verify): the rate and request count it ran,
+    its summary, and every request's TTFT and TPOT, so the table's percentiles and the report's CDFs are one run.
+    `seed` and `requests` rebuild its workload exactly (`workload(work)`)."""
+
+    rate_rps: float
+    requests: int
+    seed: int
+    summary: dict[str, Any]
+    ttft_ms: np.ndarray
+    tpot_ms: np.ndarray
+
+    def workload(self, work: WorkloadSpec) -> Workload:
+        return replace(work, seed=self.seed).at_rate(self.rate_rps, self.requests)
+
+
+@dataclass(slots=True)
 class GoodputResult:
     strategy: Strategy
     goodput_rps: float  # highest rate meeting the attainment target (0 if none)
     capacity_estimate_rps: float
-    binding: str  # which phase's SLO fails first above the goodput: prefill (TTFT) or decode (TBT)
+    binding: str  # which SLO fails first above the goodput: prefill (TTFT), decode (TPOT) or decode (every TBT)
     at_goodput: dict[str, Any]  # summary of the simulation at the goodput rate
     curve: list[dict[str, float]] = field(default_factory=list)  # every simulated rate
     simulations: int = 0
     search_rps: float = math.nan  # the unit search's answer, before verification on the whole deployment
     verified_attainment: float = math.nan
+    verified: VerifiedRun | None = None  # the run at goodput_rps that verified it (None: not verified, or failed)
 
     @property
     def gpus(self) -> int:
@@ -115,6 +133,7 @@ def _lite(s: dict[str, Any], rate: float) -> dict[str, float]:
         "stable": float(s.get("stable", True)),
         "ttft_attainment": s["slo"]["ttft_attainment"],
         "tpot_attainment": s["slo"]["tpot_attainment"],
+        "tbt_attainment": s["slo"]["tbt_attainment"],
         "ttft_p90_ms": s["ttft_ms"]["p90"],
         "tpot_p90_ms": s["tpot_ms"]["p90"],
         "tbt_p99_ms": s["tbt_ms"]["p99"],
@@ -227,10 +246,10 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     above = summaries.get(hi)
     binding = "-"
     if above is not None:
-        t, d = above["slo"]["ttft_attainment"], above["slo"]["tpot_attainment"]
-        if min(t, d) >= target and not above["stable"]:
+        t, d, g = (above["slo"][k] for k in ("ttft_attainment", "tpot_attainment", "tbt_attainment"))
+        if min(t, d, g) >= target and not above["stable"]:
             binding = "capacity (backlog grows)"
         else:
-            binding = "prefill (TTFT)" if t < d else "decode (TBT)"
+            binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
     curve.sort(key=lambda c: c["rate_rps"])
     return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve))

@@ -10,18 +10,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
-from phasewise.plan.goodput import GoodputResult, WorkloadSpec, capacity_estimate, evaluate
+from phasewise.plan.goodput import GoodputResult, VerifiedRun, WorkloadSpec, capacity_estimate, evaluate
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
-from phasewise.sim import Slo, simulate
+from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware
 
 # cost / power: goodput per dollar of cluster hardware (chips from parts) / per watt of cluster TDP: the cheapest /
 # lowest-TDP cluster meeting the SLOs at a given rate (plan/cluster_cost.py)
 OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar", "goodput-per-watt", "cost", "power")
+# the objective's unit, for table headers and JSON (objective_value below)
+OBJECTIVE_UNITS = {"goodput-per-gpu": "req/s/GPU", "goodput-per-dollar": "req/$", "goodput-per-watt": "req/J",
+                   "cost": "req/s per $1k", "power": "req/s per kW"}
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
 VERIFY_WINDOW_S = 60.0
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
@@ -47,27 +52,68 @@ class PlanResult:
         return objective_value(self.objective, r, self.hardware)
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment
+        at the goodput shown); NaN where no rate verified. `deployment`: its whole Deployment fields, as
+        `simulate --deployment` / `serve --deployment` read them."""
         out = []
         for rank, r in enumerate(self.ranked, start=1):
-            at = r.at_goodput
-            c = r.point()
+            v = r.verified.summary if r.verified is not None else {}
             out.append({
                 "rank": rank, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
                 "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
-                "objective": self.score(r),
-                "ttft_p90_ms": at.get("ttft_ms", {}).get("p90", math.nan) if at else math.nan,
-                "tpot_p90_ms": at.get("tpot_ms", {}).get("p90", math.nan) if at else math.nan,
-                "tbt_p99_ms": at.get("tbt_ms", {}).get("p99", math.nan) if at else math.nan,
-                "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu", math.nan),
+                "objective": self.score(r), "objective_unit": OBJECTIVE_UNITS[self.objective],
+                "ttft_p90_ms": v.get("ttft_ms", {}).get("p90", math.nan),
+                "tpot_p90_ms": v.get("tpot_ms", {}).get("p90", math.nan),
+                "tbt_p99_ms": v.get("tbt_ms", {}).get("p99", math.nan),
+                "tokens_per_s_per_gpu": v.get("throughput", {}).get("output_tokens_per_s_per_gpu", math.nan),
                 "search_rps": r.search_rps,
                 "verified_attainment": r.verified_attainment,
                 "binding": r.binding, "reason": reason(r),
+                "deployment": r.strategy.deployment,
             })
             if self.objective in ("cost", "power"):
                 cluster = cluster_hardware(r.strategy.deployment, with_cost=self.objective == "cost")
                 out[-1].update(cluster_cost_usd=cluster.cost_usd if self.objective == "cost" else math.nan,
                                cluster_tdp_w=cluster.tdp_w, chips=cluster.chips)
         return out
+
+    @property
+    def feasible(self) -> bool:
+        """Whether any strategy meets the SLOs at some rate (verified on the whole deployment)."""
+        return any(r.goodput_rps > 0 for r in self.ranked)
+
+    def closest(self) -> dict[str, Any]:
+        """When no strategy meets the SLOs: the simulated point with the highest attainment (on a tie, the one
+        whose worse p90 is nearest its SLO), its strategy, and the SLO that binds there (the one fewer meet)."""
+        def key(p: dict) -> tuple[float, float]:
+            excess = max(p["ttft_p90_ms"] / self.slo.ttft_ms, p["tpot_p90_ms"] / self.slo.tpot_ms)
+            return p["attainment"], -excess if math.isfinite(excess) else -math.inf
+
+        pts = [(key(p), r.strategy.name, p) for r in self.screened + self.ranked for p in r.curve]
+        if not pts:
+            return {}
+        _, name, p = max(pts, key=lambda t: t[0])
+        att = p["attainment"]
+        ttft, tpot = p["ttft_attainment"], p["tpot_attainment"]
+        binds = min((ttft, f"TTFT <= {self.slo.ttft_ms:g} ms"), (tpot, f"TPOT <= {self.slo.tpot_ms:g} ms"),
+                    (p.get("tbt_attainment", 1.0), f"every TBT <= {self.slo.max_tbt_ms:g} ms"),
+                    key=lambda pair: pair[0])[1]
+        return {"strategy": name, "attainment": att, "rate_rps": p["rate_rps"], "binds": binds,
+                "ttft_attainment": ttft, "tpot_attainment": tpot, "ttft_p90_ms": p["ttft_p90_ms"],
+                "tpot_p90_ms": p["tpot_p90_ms"]}
+
+    def infeasible_line(self) -> str:
+        """One line for a plan no strategy meets (no table of zeros)."""
+        c = self.closest()
+        line = (f"no strategy meets {self.slo.describe()} for "
+                f"{self.target:.0%} of requests on {self.gpus} x {self.hardware}")
+        if not c:
+            return line
+        if c["attainment"] >= self.target:  # the search met them on one unit; the whole deployment did not
+            return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} on one unit at {c['rate_rps']:.3g} "
+                    f"req/s, not held on the whole deployment (verification at 80-100 % of that rate)")
+        return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} at {c['rate_rps']:.3g} req/s "
+                f"({c['binds']} binds: TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms)")
 
     def pareto(self) -> list[dict[str, float]]:
         """Non-dominated (tokens/s per GPU, tokens/s per user) points over every simulated rate."""
@@ -97,15 +143,12 @@ def objective_value(objective: str, r: GoodputResult, hardware: str) -> float:
 
 
 def reason(r: GoodputResult) -> str:
+    """Why the goodput is what it is: the SLO that fails first above the search's answer (latencies are the
+    verification run's, in the row's own columns)."""
     if r.goodput_rps <= 0:
         return "meets the SLOs at no tested rate"
-    c = r.point() or None
     found = r.goodput_rps if math.isnan(r.search_rps) else r.search_rps
-    why = f"{r.binding} binds above {found:.2f} req/s"
-    if c:
-        why += (f"; at it TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms, "
-                f"{c['tokens_per_s_per_gpu']:,.0f} tok/s/GPU")
-    return why
+    return f"{r.binding} binds above {found:.2f} req/s (the search, on one unit)"
 
 
 def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, target: float = 0.9,
@@ -118,8 +161,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
     if not 0 < target <= 1:
         raise PhasewiseError(f"--attainment must be in (0, 1] (got {target})")
-    if not (math.isfinite(slo.ttft_ms) or math.isfinite(slo.tbt_ms)):
-        raise PhasewiseError("plan needs at least one SLO: --slo-ttft-ms and/or --slo-tbt-ms")
+    if not any(math.isfinite(v) for v in (slo.ttft_ms, slo.tpot_ms, slo.max_tbt_ms)):
+        raise PhasewiseError("plan needs at least one SLO: --slo-ttft-ms, --slo-tpot-ms or --slo-tbt-ms")
     opts = opts or PlanOptions()
     if max(min(opts.tp_options), 1) > gpus:
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
@@ -150,27 +193,49 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                       backend, workers, ray_address, tick("refining", len(top)))
     refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
     checks = [(r.strategy.deployment, r.goodput_rps, work, slo, target) for r in refined]
-    for r, (rate, att) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
-                                               tick("verifying", len(checks)))):
-        r.search_rps, r.goodput_rps, r.verified_attainment = r.goodput_rps, rate, att
+    for r, (rate, att, run) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
+                                                    tick("verifying", len(checks)))):
+        r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
     refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0)
 
 
-def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo, target: float) -> tuple[float, float]:
+def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo,
+           target: float) -> tuple[float, float, VerifiedRun | None]:
     """The whole deployment, behind its router, on fresh random numbers: the highest of rate x
-    (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, and
-    the attainment there; (0, attainment at 0.8 x rate) if none holds."""
+    (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the
+    attainment there and that run (the table's latencies and the report's CDFs come from it);
+    (0, attainment at 0.8 x rate, None) if none holds."""
     dep = build_deployment(deployment)
     fresh = replace(work, seed=work.seed + 1)
     att = 0.0
     if rate <= 0:
-        return 0.0, math.nan
+        return 0.0, math.nan, None
     for factor in (1.0, 0.95, 0.9, 0.85, 0.8):
         r = rate * factor
-        res = simulate(dep, fresh.at_rate(r, int(max(REFINE["min_requests"], r * VERIFY_WINDOW_S))), slo)
-        att = float(res.summary()["slo"]["attainment"])
+        n = int(max(REFINE["min_requests"], r * VERIFY_WINDOW_S))
+        res = simulate(dep, fresh.at_rate(r, n), slo)
+        s = res.summary()
+        att = float(s["slo"]["attainment"])
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
-            return r, att
-    return 0.0, att
+            m = res.measured_mask
+            kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "slo", "throughput", "energy_j",
+                                      "duration_s", "requests", "completed")}
+            return r, att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3)
+    return 0.0, att, None
+
+
+def verified_timeline(result: PlanResult, work: WorkloadSpec, rank: int = 1) -> SimResult | None:
+    """The rank-th strategy's verification run again, identical inputs, with the utilization timeline recorded
+    (the run is deterministic: the same requests, the same TTFTs; checked). None if it was not verified."""
+    r = result.ranked[rank - 1] if 0 < rank <= len(result.ranked) else None
+    if r is None or r.verified is None:
+        return None
+    run = r.verified
+    res = simulate(build_deployment(r.strategy.deployment), run.workload(work), result.slo, record_timeline=True)
+    m = res.measured_mask
+    if not np.array_equal(res.ttft_s[m] * 1e3, run.ttft_ms, equal_nan=True):
+        raise PhasewiseError(f"strategy '{r.strategy.name}': re-running its verification run gave other TTFTs "
+                             "(the simulation is not deterministic); the report would not match its table")
+    return res

@@ -11,6 +11,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
+from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_knobs, knob_values
 from phasewise.specs.mappings import load_mapping, resolve_mapping
@@ -22,7 +23,7 @@ class PlanOptions:
 
     tp_options: tuple[int, ...] = (1, 2, 4, 8)
     pp_options: tuple[int, ...] = (1,)
-    precisions: tuple[str, ...] = ("bf16",)
+    precisions: tuple[str, ...] = ()  # empty: the model's native format (its checkpoint's), else bf16
     chunk_sizes: tuple[int, ...] = (512, 2048)  # chunked-prefill token budgets; the engine's own default too
     batch_caps: tuple[int, ...] = (256,)
     disaggregated: bool = True
@@ -40,9 +41,14 @@ class PlanOptions:
     # serving policies also tried: priority-pools (Ascendra: LP + HP pools of collocated instances),
     # attention-offload (Adrenaline: every disaggregated strategy with decode attention offloaded, auto)
     policies: tuple[str, ...] = ()
+    # MoE models: how each instance's GPUs split attention and experts (perf/parallel.py): tp (all tensor
+    # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
+    # and experts expert-parallel: the wide-EP layout SGLang and TensorRT-LLM run DeepSeek with)
+    moe_layouts: tuple[str, ...] = ("tp", "ep", "dp-ep")
 
 
 POLICIES = ("priority-pools", "attention-offload")
+MOE_LAYOUTS = ("tp", "ep", "dp-ep")
 POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 runs (PAPERS.md section 6)
 
 
@@ -62,9 +68,33 @@ class Strategy:
 
 
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float,
-          min_kv_tokens: int) -> bool:
-    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction)
+          min_kv_tokens: int, layout: dict[str, Any] | None = None) -> bool:
+    split = parallel_layout(model, tp, **layout) if layout else None
+    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
+                     layout=split)
     return mem.kv_capacity_tokens >= min_kv_tokens
+
+
+def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run
+    (a dense model, or tp = 1: tensor parallel only)."""
+    unknown = [name for name in opts.moe_layouts if name not in MOE_LAYOUTS]
+    if unknown:
+        raise PhasewiseError(f"--moe-layouts '{unknown[0]}' is not one of {', '.join(MOE_LAYOUTS)}")
+    if not model.num_experts or tp == 1:
+        return [("", {})]
+    out = []
+    for name in opts.moe_layouts:
+        fields = {"tp": {}, "ep": {"ep": tp}, "dp-ep": {"ep": tp, "attention_dp": tp}}[name]
+        try:
+            if fields:
+                parallel_layout(model, tp, **fields)
+        except PhasewiseError as exc:
+            pruned.append(f"tp={tp} {name}: {exc}")
+            continue
+        suffix = {"tp": "", "ep": f" EP{tp}", "dp-ep": f" DP{tp}EP{tp}"}[name]
+        out.append((suffix, fields))
+    return out
 
 
 def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOptions,
@@ -96,7 +126,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
         mapping = load_mapping(opts.mapping)
         for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
             resolve_mapping(mapping, chip)
-    for precision in opts.precisions:
+    for precision in opts.precisions or (model.default_precision,):
         quant = load_quant(precision)
         for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
             chip.peak(quant.compute_dtype)  # a one-line error if a chip lacks the path
@@ -112,19 +142,22 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                 if not parallel_ok(tp, pp):
                     continue
                 replicas = gpus // (tp * pp)
-                for cap in opts.batch_caps:
-                    if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens):
-                        pruned.append(f"collocated tp={tp} pp={pp} {tag}: model + KV for {min_kv_tokens} tokens "
-                                      f"do not fit in {hardware} memory")
+                for cap, (split, layout) in itertools.product(opts.batch_caps, _layouts(model, tp, opts, pruned)):
+                    if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout):
+                        pruned.append(f"collocated tp={tp}{split} pp={pp} {tag}: model + KV for {min_kv_tokens} "
+                                      f"tokens do not fit in {hardware} memory")
                         continue
-                    for sched, engine_fields in _scheduling_variants(opts, cap):
-                        group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **engine_fields)
-                        name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''} {sched} b{cap} {tag}"
+                    for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1):
+                        group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **layout,
+                                     **engine_fields)
+                        name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} b{cap} {tag}"
                         out.append(Strategy(name, _deployment(model_name, [group], opts, spec_cfg),
                                             _deployment(model_name, [dict(group, replicas=1)], opts, spec_cfg),
                                             replicas, replicas * tp * pp, "collocated",
                                             dict(tp=tp, pp=pp, replicas=replicas, scheduler=sched, batch_cap=cap,
-                                                 precision=precision, speculative=spec)))
+                                                 precision=precision, speculative=spec, **layout)))
+                    if layout:
+                        continue  # the policies below run on tensor-parallel instances
                     if "priority-pools" in opts.policies:
                         pools = _priority_pools(model_name, base, tp, pp, replicas, cap, tag, opts, spec_cfg)
                         if pools is None:
@@ -132,7 +165,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                                           f"decoding and at least 2 instances (budget gives {replicas})")
                         else:
                             out.append(pools)
-            # --- disaggregated: x prefill and y decode instances, each phase with its own TP --------
+            # --- disaggregated: x prefill and y decode instances, each phase with its own TP and layout -----
             if not opts.disaggregated:
                 continue
             for (p_name, p_hw), (d_name, d_hw), p_tp, d_tp in itertools.product(
@@ -140,34 +173,40 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                 if not (parallel_ok(p_tp, 1) and parallel_ok(d_tp, 1)):
                     continue
                 chips = "" if p_name == d_name == hardware else f" {p_name}/{d_name}"
-                if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens)
-                        and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens)):
-                    pruned.append(f"disaggregated P-TP{p_tp}/D-TP{d_tp}{chips} {tag}: an instance does not fit in "
-                                  "memory")
-                    continue
-                for x, y in opts.ratios:
-                    unit = x * p_tp + y * d_tp
-                    if unit > gpus:
+                for (p_split, p_layout), (d_split, d_layout) in _role_layouts(model, p_tp, d_tp, opts, pruned):
+                    roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
+                    if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens,
+                                  p_layout)
+                            and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens,
+                                      d_layout)):
+                        pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
-                    k = gpus // unit  # replicate the xPyD unit to fill the budget
-                    px, dy = x * k, y * k
-                    groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px,
-                                   **knob_values(opts.engine, 64)),
-                              dict(base, role="decode", hardware=d_name, tp=d_tp, replicas=dy,
-                                   **knob_values(opts.engine, opts.batch_caps[-1]))]
-                    one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
-                    name = f"{px}P(TP{p_tp}) {dy}D(TP{d_tp}){chips} {tag}"
-                    details = dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp, precision=precision,
-                                   speculative=spec, prefill_hardware=p_name, decode_hardware=d_name)
-                    out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
-                                        _deployment(model_name, one, opts, spec_cfg), k, k * unit,
-                                        "disaggregated", details))
-                    if "attention-offload" in opts.policies and spec_cfg is None and not opts.mapping:
-                        offload = {"attention_offload": {"mode": "auto"}}
-                        out.append(Strategy(f"{name} +offload",
-                                            {**_deployment(model_name, groups, opts, None), **offload},
-                                            {**_deployment(model_name, one, opts, None), **offload}, k, k * unit,
-                                            "disaggregated", dict(details, attention_offload="auto")))
+                    for x, y in opts.ratios:
+                        unit = x * p_tp + y * d_tp
+                        if unit > gpus:
+                            continue
+                        k = gpus // unit  # replicate the xPyD unit to fill the budget
+                        px, dy = x * k, y * k
+                        groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px, **p_layout,
+                                       **knob_values(opts.engine, 64)),
+                                  dict(base, role="decode", hardware=d_name, tp=d_tp, replicas=dy, **d_layout,
+                                       **knob_values(opts.engine, opts.batch_caps[-1]))]
+                        one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
+                        name = f"{px}P(TP{p_tp}{p_split}) {dy}D(TP{d_tp}{d_split}){chips} {tag}"
+                        details = dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp, precision=precision,
+                                       speculative=spec, prefill_hardware=p_name, decode_hardware=d_name,
+                                       **{f"prefill_{k}": v for k, v in p_layout.items()},
+                                       **{f"decode_{k}": v for k, v in d_layout.items()})
+                        out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
+                                            _deployment(model_name, one, opts, spec_cfg), k, k * unit,
+                                            "disaggregated", details))
+                        if ("attention-offload" in opts.policies and spec_cfg is None and not opts.mapping
+                                and not (p_layout or d_layout)):
+                            offload = {"attention_offload": {"mode": "auto"}}
+                            out.append(Strategy(f"{name} +offload",
+                                                {**_deployment(model_name, groups, opts, None), **offload},
+                                                {**_deployment(model_name, one, opts, None), **offload}, k, k * unit,
+                                                "disaggregated", dict(details, attention_offload="auto")))
     names = set()
     unique = []
     for s in out:  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
@@ -179,6 +218,16 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join(pruned[:3]) or 'raise --gpus or allow larger --tp-options'})")
     return unique, pruned
+
+
+def _role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple]:
+    """Layout pairs of a disaggregated unit: each --moe-layouts layout on both roles, and prefill with experts
+    expert-parallel beside decode in the wide-EP layout (as the Blackwell disaggregated DeepSeek rows run)."""
+    prefill, decode = _layouts(model, p_tp, opts, pruned), _layouts(model, d_tp, opts, pruned)
+    pairs = [(p, d) for p in prefill for d in decode if p[1].keys() == d[1].keys()]
+    pairs += [(p, d) for p in prefill for d in decode if "attention_dp" not in p[1] and "attention_dp" in d[1]
+              and p[1]]
+    return pairs
 
 
 def _priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas: int, cap: int, tag: str,
@@ -204,14 +253,15 @@ def _priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas
                          precision=base["precision"], speculative=False))
 
 
-def _scheduling_variants(opts: PlanOptions, cap: int) -> list[tuple[str, dict[str, Any]]]:
-    """(label, engine fields) of each way to schedule a collocated instance with at most `cap` sequences:
-    the engine with its default token budget, with each of --chunk-sizes as its budget (chunking on),
-    and, for vLLM, V0's prefill-first scheduler as the unchunked baseline."""
+def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1) -> list[tuple[str, dict[str, Any]]]:
+    """(label, engine fields) of each way to schedule a collocated instance with at most `cap` sequences of
+    `tokens_per_step` tokens per decode step (speculative decoding: draft + 1): the engine with its default token
+    budget, with each of --chunk-sizes as its budget (chunking on) where it holds a full decode step, and, for
+    vLLM, V0's prefill-first scheduler as the unchunked baseline."""
     out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap)))]
     chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
     for chunk in opts.chunk_sizes:
-        if chunk >= cap:  # a budget below the sequence cap would starve prefills
+        if chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
             out.append((f"chunked {chunk}", dict(engine=opts.engine, **knob_values(opts.engine, cap, chunk),
                                                  **chunk_on)))
     if opts.engine.split("@")[0] == "vllm":

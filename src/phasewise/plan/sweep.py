@@ -7,7 +7,7 @@ workloads, written as one row per (model, hardware, workload, strategy) to CSV o
     workloads:
       - {name: conv, trace: azure-conv}
       - {name: short, isl: 512, osl: 128}
-    slo: {ttft_ms: 1000, tbt_ms: 50}
+    slo: {ttft_ms: 1000, tpot_ms: 50}
     attainment: 0.9
     strategies: {tp_options: [1, 2], chunk_sizes: [512], disaggregated: false}
     fidelity: screen          # screen (fast) | refine (longer simulations, more bisection steps)
@@ -45,8 +45,11 @@ class SweepWorkload(BaseModel):
 
 
 class SweepSlo(BaseModel):
+    """TTFT, TPOT (each request's mean gap) and every-gap TBT limits, as plan's --slo-ttft-ms / --slo-tpot-ms /
+    --slo-tbt-ms."""
     model_config = ConfigDict(extra="forbid")
     ttft_ms: float = Field(default=float("inf"), gt=0)
+    tpot_ms: float = Field(default=float("inf"), gt=0)
     tbt_ms: float = Field(default=float("inf"), gt=0)
 
 
@@ -87,7 +90,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     from phasewise.plan.goodput import workload_spec
 
     opts = _options(cfg)
-    slo = Slo(cfg.slo.ttft_ms, cfg.slo.tbt_ms)
+    slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
     for model in cfg.models:

@@ -61,7 +61,7 @@ def _run(setup: dict[str, Any], rate: float, offload: dict) -> SimResult:
                  engine=setup["engine"], max_num_seqs=setup["max_num_seqs"], rate=rate, requests=setup["requests"],
                  isl=setup["prompt_tokens"], osl=setup["output_tokens"], isl_dist="lognormal",
                  osl_dist="lognormal", isl_spread=setup["length_sigma"], osl_spread=setup["length_sigma"],
-                 slo_ttft_ms=setup["slo_ttft_ms"], slo_tbt_ms=setup["slo_tpot_ms"], seed=setup["seed"])
+                 slo_ttft_ms=setup["slo_ttft_ms"], slo_tpot_ms=setup["slo_tpot_ms"], seed=setup["seed"])
     deployment = build_deployment({**spec.deployment.model_dump(), "attention_offload": offload})
     return simulate(deployment, spec.workload, spec.slo)
 

@@ -35,7 +35,7 @@ SETUP = {
     "instances": Param(4, "PAPERS.md section 6 (Ascendra-1): 4 instances, the same GPUs for every policy"),
     "hp_instances": Param(1, "PAPERS.md section 6 (Ascendra-1): 3 LP + 1 HP"),
     "slo_ttft_ms": Param(1000.0, "PAPERS.md section 6 (Ascendra-1): TTFT SLO e.g. 1 s"),
-    "slo_tbt_ms": Param(100.0, "PAPERS.md section 6 (Ascendra-1): TBT SLO e.g. 100 ms (on each request's TPOT)"),
+    "slo_tpot_ms": Param(100.0, "PAPERS.md section 6 (Ascendra-1): TBT SLO e.g. 100 ms (on each request's TPOT)"),
     "attainment": Param(0.9, "PAPERS.md section 6 (Ascendra-1): >= 90 % of requests meet both SLOs"),
     "trace": Param("azure-conv", "PAPERS.md section 6 (Ascendra-1): Splitwise conversation trace lengths (bundled "
                    "Azure 2023 excerpt)", choices=("azure-conv", "azure-code")),
@@ -60,7 +60,7 @@ SETUP = {
 
 
 def run(setup: dict[str, Any]) -> Outcome:
-    slo = Slo(setup["slo_ttft_ms"], setup["slo_tbt_ms"])
+    slo = Slo(setup["slo_ttft_ms"], setup["slo_tpot_ms"])
     lengths = load_trace(setup["trace"], setup["requests"])
     unit_gaps = np.random.default_rng(setup["seed"]).exponential(1.0, len(lengths))
     unit_gaps[0] = 0.0
@@ -177,7 +177,7 @@ def lp_budget(setup: dict[str, Any], decodes: int = 64, context: int = 1200) -> 
     while budget < 16384:
         shape = BatchShape.uniform(decodes, 1, context)
         shape.add(2 * budget, 0)
-        if cost.fast(shape)[0] * 1e3 > 0.9 * setup["slo_tbt_ms"]:
+        if cost.fast(shape)[0] * 1e3 > 0.9 * setup["slo_tpot_ms"]:
             break
         budget *= 2
     return budget
@@ -243,7 +243,7 @@ def cdf_figure(sim, rate, slo):
             fig.add_trace(go.Scatter(x=x, y=np.arange(1, len(x) + 1) / max(len(x), 1), mode="lines", name=LABELS[p],
                                      legendgroup=p, showlegend=col == 1), row=1, col=col)
     fig.add_vline(x=slo.ttft_ms, line_dash="dash", row=1, col=1)
-    fig.add_vline(x=slo.tbt_ms, line_dash="dash", row=1, col=2)
+    fig.add_vline(x=slo.tpot_ms, line_dash="dash", row=1, col=2)
     fig.update_xaxes(type="log", title_text="ms")
     fig.update_yaxes(title_text="share of requests", row=1, col=1)
     fig.update_layout(title=f"Latency CDFs per policy at {rate:.1f} req/s (dashed: SLOs)")

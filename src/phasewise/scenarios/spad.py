@@ -263,7 +263,7 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
                  "Chip) req/s")
         checks.append(Check(f"cluster hardware cost at equal SLOs ({trace_name})",
                             "Prefill + Decode Chip clusters cost 19-41 % less than H100-model clusters serving the same "
-                            f"rate within the SLOs (cost ratio; TTFT {slo.ttft_ms:.0f} ms, TPOT {slo.tbt_ms:.0f} ms)",
+                            f"rate within the SLOs (cost ratio; TTFT {slo.ttft_ms:.0f} ms, TPOT {slo.tpot_ms:.0f} ms)",
                             CLUSTER_COST[0], spad_usd / base_usd, CLUSTER_COST[1], shape))
         checks.append(Check(f"cluster TDP at equal SLOs ({trace_name})",
                             "Prefill + Decode Chip clusters draw 2-17 % less TDP than H100-model clusters at equal SLOs",

@@ -2,7 +2,7 @@
 
     from phasewise.sim.api import build, run
     result = run(model="meta-llama/Llama-3.1-8B", hardware="h100-sxm", rate=8, requests=2000,
-                 isl=1024, osl=256, slo_ttft_ms=1000, slo_tbt_ms=50)
+                 isl=1024, osl=256, slo_ttft_ms=1000, slo_tpot_ms=50)
     result.summary()["goodput"]
 """
 
@@ -15,6 +15,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.sim.attention_offload import offload_block
 from phasewise.sim.deployment import Deployment, build_deployment, load_deployment
 from phasewise.sim.metrics import SimResult, Slo
+from phasewise.sim.online_training import training_block
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
 from phasewise.workload import ClosedLoop, LengthDist, Workload, client_workload, load_trace, open_loop
@@ -30,7 +31,7 @@ class SimSpec:
 
 
 def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1,
-                          pp: int = 1, precision: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm",
+                          pp: int = 1, precision: str | None = None, kv_dtype: str | None = None, engine: str = "vllm",
                           entry_point: str = "server", replicas: int = 1, arch: str = "collocated",
                           prefill_workers: int = 1, prefill_tp: int | None = None, decode_workers: int = 1,
                           decode_tp: int | None = None, kv_link: str = "nvlink", deployment: str | None = None,
@@ -40,7 +41,15 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
                           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
                           prefill_hardware: str | None = None, decode_hardware: str | None = None,
-                          mapping: str | None = None, **knobs) -> Deployment:
+                          mapping: str | None = None, online_training: str = "off",
+                          train_reuse_mode: str | None = None, feedback_share: float | None = None,
+                          train_batch_tokens: int | None = None, gpu_sharing: str | None = None,
+                          trainer_sm_share: float | None = None, lora_rank: int | None = None,
+                          keep_layers: int | None = None, ep: int | None = None, moe_tp: int | None = None,
+                          attention_dp: int | None = None, prefill_ep: int | None = None,
+                          decode_ep: int | None = None, prefill_attention_dp: int | None = None,
+                          decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
+                          prefix_caching: str | None = None, **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
     names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...).
@@ -48,7 +57,11 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     (default 1) high-priority with `hp_engine`, the rest low-priority with `lp_engine` (engine knobs apply
     to the low-priority instances); see sim/priority_pools.py.
     `prefill_hardware` / `decode_hardware` (disagg): the chips of the prefill / decode instances (default `hardware`).
-    `mapping`: every instance group's operator mapping onto its chip's substrates (perf/mapped_cost.py)."""
+    `mapping`: every instance group's operator mapping onto its chip's substrates (perf/mapped_cost.py).
+    `online_training` full|lora (and train_reuse_mode, feedback_share, ...): a colocated trainer on every collocated
+    instance (sim/online_training.py).
+    `ep`, `moe_tp`, `attention_dp` (and per role `prefill_ep`, `decode_ep`, `prefill_attention_dp`,
+    `decode_attention_dp`): how each instance's tp GPUs split the MoE experts and attention (perf/parallel.py)."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -63,12 +76,22 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError(f"--{flag} cannot be combined with --deployment (the file sets the whole "
                                  f"deployment; put {beside[0]} in it)")
         return load_deployment(deployment)
-    common = dict(hardware=hardware, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
-                  entry_point=entry_point, memory_fraction=memory_fraction, **knobs)
+    common = dict(hardware=hardware, pp=pp, kv_dtype=kv_dtype, engine=engine, entry_point=entry_point,
+                  memory_fraction=memory_fraction, **knobs)
+    if precision is not None:  # else each group takes its model's native format (InstanceGroup.precision)
+        common["precision"] = precision
     if mapping is not None:
         common["mapping"] = mapping
+    if prefix_caching is not None:  # on|off; unset: each engine's default (sim/prefix_cache.py)
+        if prefix_caching not in ("on", "off"):
+            raise PhasewiseError(f"--prefix-caching '{prefix_caching}' is not one of on, off")
+        common["prefix_caching"] = prefix_caching == "on"
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
+    training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
+                              trainer_sm_share, lora_rank, keep_layers, arch == "collocated")
+    if training is not None and pools is not None:
+        raise PhasewiseError("--online-training does not combine with --scheduler ascendra")
     if pools is not None:
         common.pop("engine")
         lp_count, block = pools
@@ -79,17 +102,19 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                                  "priority_pools": block}, "deployment flags")
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
+    layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
+                               decode_attention_dp, moe_imbalance)
     if arch == "collocated":
-        groups = [dict(role="collocated", tp=tp, replicas=replicas, **common)]
+        groups = [dict(role="collocated", tp=tp, replicas=replicas, **common, **layouts["collocated"])]
     elif arch == "disagg":
         if decode_workers < 1:
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
             raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
         groups = [dict(role="prefill", tp=prefill_tp or tp, replicas=prefill_workers,
-                       **dict(common, hardware=prefill_hardware or hardware)),
+                       **dict(common, hardware=prefill_hardware or hardware), **layouts["prefill"]),
                   dict(role="decode", tp=decode_tp or tp, replicas=decode_workers,
-                       **dict(common, hardware=decode_hardware or hardware))]
+                       **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
     data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
@@ -98,7 +123,28 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     offload = offload_block(attention_offload, attention_offload_sm_share, arch == "disagg")
     if offload is not None:
         data["attention_offload"] = offload
+    if training is not None:
+        data["online_training"] = training
     return build_deployment(data, "deployment flags")
+
+
+def moe_layout_flags(arch: str, ep: int | None, moe_tp: int | None, attention_dp: int | None,
+                     prefill_ep: int | None, decode_ep: int | None, prefill_attention_dp: int | None,
+                     decode_attention_dp: int | None, moe_imbalance: float | None) -> dict[str, dict]:
+    """The instance-group fields of the layout flags, by role (only the flags given)."""
+    per_role = {"--prefill-ep": prefill_ep, "--decode-ep": decode_ep,
+                "--prefill-attention-dp": prefill_attention_dp, "--decode-attention-dp": decode_attention_dp}
+    given = [flag for flag, value in per_role.items() if value is not None]
+    if given and arch != "disagg":
+        raise PhasewiseError(f"{given[0]} needs --arch disagg (collocated instances take --ep / --attention-dp)")
+
+    def fields(role_ep: int | None, role_dp: int | None) -> dict:
+        values = dict(ep=role_ep if role_ep is not None else ep, moe_tp=moe_tp,
+                      attention_dp=role_dp if role_dp is not None else attention_dp, moe_imbalance=moe_imbalance)
+        return {k: v for k, v in values.items() if v is not None}
+
+    return {"collocated": fields(None, None), "prefill": fields(prefill_ep, prefill_attention_dp),
+            "decode": fields(decode_ep, decode_attention_dp)}
 
 
 SCHEDULER_MODES = ("plain", "ascendra")
@@ -137,7 +183,7 @@ def priority_pool_flags(scheduler: str | None, hp_instances: int | None, lp_engi
 
 
 def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1, pp: int = 1,
-          precision: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm", replicas: int = 1,
+          precision: str | None = None, kv_dtype: str | None = None, engine: str = "vllm", replicas: int = 1,
           arch: str = "collocated", prefill_workers: int = 1, prefill_tp: int | None = None,
           decode_workers: int = 1, decode_tp: int | None = None, kv_link: str = "nvlink",
           deployment: str | None = None, router: str = "least_outstanding", entry_point: str = "server",
@@ -146,15 +192,19 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
           prefill_hardware: str | None = None, decode_hardware: str | None = None, mapping: str | None = None,
-          trace: str | None = None,
+          online_training: str = "off", train_reuse_mode: str | None = None, feedback_share: float | None = None,
+          train_batch_tokens: int | None = None, gpu_sharing: str | None = None,
+          trainer_sm_share: float | None = None, lora_rank: int | None = None, keep_layers: int | None = None,
+          prefix_caching: str | None = None, trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float = 1024, osl: float = 256, isl_dist: str | None = None,
           osl_dist: str | None = None, isl_spread: float = 0.0, osl_spread: float = 0.0, arrival: str = "poisson",
           cv: float = 1.0, concurrency: int | None = None, seed: int = 0,
           client: str | None = None, num_prompts: int | None = None, warmup: int | None = None,
-          slo_ttft_ms: float = float("inf"), slo_tbt_ms: float = float("inf"), **knobs) -> SimSpec:
+          slo_ttft_ms: float = float("inf"), slo_tpot_ms: float = float("inf"), slo_tbt_ms: float = float("inf"),
+          **knobs) -> SimSpec:
     """`knobs`: engine knobs by their engines' names (see deployment_from_flags)."""
-    slo = Slo(slo_ttft_ms, slo_tbt_ms)
+    slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
     dep = deployment_from_flags(
         model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
@@ -163,7 +213,10 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
         lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
         attention_offload=attention_offload, attention_offload_sm_share=attention_offload_sm_share,
-        prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, mapping=mapping, **knobs)
+        prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, mapping=mapping,
+        online_training=online_training, train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
+        train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
+        lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     if requests is not None and num_prompts is not None:

@@ -115,7 +115,7 @@ class AttentionOffloadController:
         model = instances[0].model
         if model.sliding_window:
             raise PhasewiseError(f"attention_offload does not support sliding-window attention ({model.name})")
-        tpot_ms = config.tpot_slo_ms or (slo.tbt_ms if slo is not None else math.inf)
+        tpot_ms = config.tpot_slo_ms or (slo.tpot_ms if slo is not None else math.inf)
         ttft_ms = config.ttft_slo_ms or (slo.ttft_ms if slo is not None else math.inf)
         self.tpot_slo_s, self.ttft_slo_s = tpot_ms / 1e3, ttft_ms / 1e3
         self.hosts = [i for i in instances if i.role == "prefill"]

@@ -11,6 +11,7 @@ import numpy as np
 from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
 from phasewise.sim.metrics import TbtHistogram
+from phasewise.sim.prefix_cache import attach_prefix_caches, summarize
 from phasewise.sim.request import SimRequest
 from phasewise.sim.routers import Router, make_router
 
@@ -34,6 +35,7 @@ class Cluster:
         self.policy_stats: dict = {}  # serving-policy figures (offloads, migrations, ...) -> SimResult.policy
         self.pools = None  # priority pools' controller (sim/priority_pools.py), when the deployment has them
         self.offload = None  # attention offload's controller (sim/attention_offload.py), when the deployment has it
+        self.trainer = None  # online training's colocated trainers (sim/online_training.py), when the deployment has them
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)
@@ -45,6 +47,8 @@ class Cluster:
         self.instance_of = np.full(n, -1, dtype=np.int64)
         self.done = 0
         self.rejected = 0
+        self.rejected_by: dict[str, int] = {}  # requests that can never run, per reason (metrics.REJECT_REASONS)
+        self.refuse_beyond_context = False  # reject a prompt beyond the model's context on arrival (an engine's check)
         self.on_finish = None  # closed-loop hook: called with the finished request
         self._gaps: list[float] = []  # gaps at segment boundaries, binned in batches
         self._check_gaps: list[np.ndarray] = []  # check mode: every request's gaps, recomputed explicitly
@@ -55,17 +59,18 @@ class Cluster:
         back = [i for i in instances if i.role == "decode"]
         self.front = make_router(router, front)
         self.back = make_router(router, back) if back else None
+        attach_prefix_caches(self.deployment, front)
         for i in front:
             if back:
                 self.links[i.name] = link_for(i)
 
     # --- request flow --------------------------------------------------------------------------
     def arrive(self, req: SimRequest) -> None:
-        self.front.pick().enqueue(req)
+        self.front.pick_for(req).enqueue(req)
 
     def requeue(self, req: SimRequest) -> None:
         """A request preempted on a decode instance recomputes its KV on a prefill instance."""
-        self.front.pick().enqueue(req, through_frontend=False)
+        self.front.pick_for(req).enqueue(req, through_frontend=False)
 
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""
@@ -97,7 +102,7 @@ class Cluster:
 
     def _arrived(self, req: SimRequest, src: Instance, dst: Instance) -> None:
         dst.incoming -= 1
-        src.kv.free_blocks(req.src_blocks)
+        src.kv.free_blocks(req.src_blocks, req)
         req.src_blocks = 0
         if req.cancelled:  # the client left during the transfer
             dst.kv.free_blocks(req.kv_blocks)
@@ -120,8 +125,9 @@ class Cluster:
                 break
         self.done += 1
 
-    def reject(self, req: SimRequest) -> None:
+    def reject(self, req: SimRequest, reason: str) -> None:
         self.rejected += 1
+        self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
         if self.on_done:
             self.on_done(req)
         if self.on_finish:
@@ -135,6 +141,8 @@ class Cluster:
             self.on_done(req)
             return
         i = req.id
+        if self.trainer is not None:  # online training: the request's feedback becomes a sample
+            self.trainer.feedback(req)
         if self.check and self.finish_s[i] == self.finish_s[i]:
             raise AssertionError(f"request {i} finished twice")
         self.first_token_s[i] = req.first_token_s
@@ -209,6 +217,11 @@ class Cluster:
             self.pools.finalize()
         if self.offload is not None:
             self.offload.finalize()
+        if self.trainer is not None:
+            self.trainer.finalize()
+        caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
+        if caches and any(c.requests or c.recompute_lookups for c in caches):  # only where prompts had prefix hashes
+            self.policy_stats["prefix_cache"] = summarize(caches)
 
     def _check_tbt(self) -> None:
         """The bulk-binned gaps equal the explicit per-request token gaps, bin for bin."""

@@ -3,7 +3,7 @@
 YAML form (same fields as the CLI flags):
 
     model: meta-llama/Llama-3.1-8B
-    router: least_outstanding        # round_robin | least_outstanding | kv_aware
+    router: least_outstanding        # round_robin | least_outstanding | kv_aware | prefix_aware
     kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer)
     instances:
       - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}   # + mapping: halo (a chip with substrates)
@@ -12,6 +12,7 @@ YAML form (same fields as the CLI flags):
     # priority pools (Ascendra): instance groups take `pool: lp|hp`, and
     # priority_pools: {slack_margin_ms: 300, migration: auto}   # see PriorityPools
     attention_offload: {mode: auto}   # Adrenaline (disaggregated): or {mode: fixed, requests: 64, sm_share: 0.2}
+    online_training: {method: lora, reuse: offload, feedback_share: 0.1}   # Alchemist (collocated): see OnlineTraining
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ class PriorityPools(BaseModel):
     each waiting or decoding request's TTFT/TPOT against its deadline and moves those predicted to miss
     to the high-priority (`pool: hp`) instances before they miss (sim/priority_pools.py).
     SLOs: per request class (the workload's priority, 0 first) from `class_slo_ms`, else `slo_ttft_ms` /
-    `slo_tbt_ms`, else the run's SLOs (--slo-ttft-ms / --slo-tbt-ms)."""
+    `slo_tpot_ms`, else the run's SLOs (--slo-ttft-ms / --slo-tpot-ms)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     slo_ttft_ms: float | None = Field(default=None, gt=0)
-    slo_tbt_ms: float | None = Field(default=None, gt=0)  # applied to the TPOT, as the run's SLO
-    class_slo_ms: list[tuple[float, float]] | None = None  # [(ttft_ms, tbt_ms)] by request class
+    slo_tpot_ms: float | None = Field(default=None, gt=0)
+    class_slo_ms: list[tuple[float, float]] | None = None  # [(ttft_ms, tpot_ms)] by request class
     slack_margin_ms: float = Field(default=300.0, ge=0)  # offload when predicted slack < this margin
     migration: Literal["auto", "transfer", "recompute"] = "auto"  # how a decoding request moves
     check_interval_ms: float = Field(default=200.0, ge=0)  # an LP instance re-predicts at most this often
@@ -73,13 +74,20 @@ class InstanceGroup(BaseModel):
     hardware: str = "h100-sxm"
     tp: int = Field(default=1, ge=1)
     pp: int = Field(default=1, ge=1)
+    # how the tp GPUs split MoE experts and attention (perf/parallel.py); None: all tensor-parallel
+    ep: int | None = Field(default=None, ge=1)  # MoE expert-parallel size
+    moe_tp: int | None = Field(default=None, ge=1)  # MoE tensor-parallel size (ep x moe_tp = tp)
+    attention_dp: int | None = Field(default=None, ge=1)  # attention data-parallel ranks
+    moe_imbalance: float | None = Field(default=None, ge=1)  # most-loaded GPU's expert rows over the mean
     replicas: int = Field(default=1, ge=1)
-    precision: str = "bf16"
+    precision: str | None = None  # None: the model's native format (its checkpoint's), else bf16
     kv_dtype: str | None = None
     engine: str = "vllm"  # preset[@version] (vllm, sglang, trtllm, vllm-v0, sarathi, ...), or a host profile
     entry_point: Literal["server", "offline"] = "server"
     memory_fraction: float = Field(default=0.9, gt=0, le=1)
     block_size: int = Field(default=16, ge=1)
+    # prefix caching (sim/prefix_cache.py): None = the engine's default (engine_presets.yaml `prefix_caching`)
+    prefix_caching: bool | None = None
     # operator mapping onto the chip's substrates (a catalog name: halo, all-cid, attacc, all-cim; or a YAML):
     # every iteration is costed on them (perf/mapped_cost.py); the chip must list `substrates:`, tp = pp = 1
     mapping: str | None = None
@@ -115,7 +123,7 @@ class AttentionOffload(BaseModel):
     of the exchange with the decode step, and the prefill's load and TTFT SLO (0 when the prefill saturates);
     fixed: at most `requests` offloaded per decode instance; off: none (the plain deployment).
     sm_share: the prefill GPU's SM share the offloaded attention gets (None: what keeps it bandwidth-bound).
-    SLOs: `tpot_slo_ms` / `ttft_slo_ms`, else the run's (--slo-tbt-ms / --slo-ttft-ms).
+    SLOs: `tpot_slo_ms` / `ttft_slo_ms`, else the run's (--slo-tpot-ms / --slo-ttft-ms).
     (sim/attention_offload.py; cost of a step: perf/attention_offload.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -137,16 +145,72 @@ class AttentionOffload(BaseModel):
         return self
 
 
+class OnlineTraining(BaseModel):
+    """A trainer colocated with serving on every (collocated) instance (online continual learning; Alchemist when
+    `reuse` is keep or offload). Served requests chosen for feedback (`feedback_share` of them) become training
+    samples (their prompt, or prompt + answer) queued on the instance that served them; each `train_batch_tokens`
+    of samples is one training step (forward + backward + optimizer, perf/training.py) of `method` (full or LoRA of
+    `lora_rank`). reuse: recompute (the trainer runs its own forward), keep (the activations serving's prefill
+    recorded stay on the GPU and are reused), offload (recorded to host memory over `host_link`, reloaded in
+    backward order; `keep_layers` of them stay on the GPU). sharing: time-slice (a step holds the GPU between
+    serving iterations) or sm-partition (the trainer holds `trainer_sm_share` of the SMs while it runs).
+    placement separate: the trainer runs on a GPU of its own (the paper's "separate training cluster"), serving
+    pays only for recording. (sim/online_training.py)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["full", "lora"] = "full"
+    lora_rank: int = Field(default=16, ge=1)  # assumed: a common LoRA rank (Hu et al. 2021 use 1-64)
+    reuse: Literal["recompute", "keep", "offload"] = "recompute"
+    # offload: layers whose recordings stay on the GPU (hedging; None: the fewest that hide the reload behind the
+    # backward, sim/online_training.py)
+    keep_layers: int | None = Field(default=None, ge=0)
+    # assumed: one served request in ten gets feedback (ratings are sparse; no public rate)
+    feedback_share: float = Field(default=0.1, gt=0, le=1)
+    sample: Literal["prompt", "prompt+answer"] = "prompt+answer"  # the tokens a feedback sample trains on
+    train_batch_tokens: int = Field(default=8192, ge=1)  # assumed: a small online batch (PAPERS.md: "small batches")
+    sharing: Literal["time-slice", "sm-partition"] = "time-slice"
+    trainer_sm_share: float | None = Field(default=None, gt=0, lt=1)  # sm-partition (default 0.3, assumed)
+    host_link: Literal["pcie", "nvlink"] = "pcie"  # offload: the chip's host link, or NVLink to a peer's memory
+    # keep: GPU memory for recordings, in batches. Assumed: the batch in training plus half a batch recorded meanwhile
+    record_buffer_batches: float = Field(default=1.5, gt=0)
+    placement: Literal["colocated", "separate"] = "colocated"
+
+    @model_validator(mode="after")
+    def _sharing(self) -> OnlineTraining:
+        if self.trainer_sm_share is not None and self.sharing != "sm-partition":
+            raise ValueError("online_training trainer_sm_share applies to sharing sm-partition")
+        if self.keep_layers is not None and self.reuse != "offload":
+            raise ValueError(f"online_training keep_layers applies to reuse offload (reuse is {self.reuse})")
+        if self.placement == "separate" and (self.reuse == "keep" or self.sharing != "time-slice"):
+            raise ValueError("online_training placement separate takes reuse recompute or offload (keep holds the "
+                             "recordings on the serving GPU) and no GPU sharing")
+        return self
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = "meta-llama/Llama-3.1-8B"
     instances: list[InstanceGroup] = Field(min_length=1)
-    router: Literal["round_robin", "least_outstanding", "kv_aware"] = "least_outstanding"
+    router: Literal["round_robin", "least_outstanding", "kv_aware", "prefix_aware"] = "least_outstanding"
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
     priority_pools: PriorityPools | None = None
     attention_offload: AttentionOffload | None = None  # Adrenaline (disaggregated only)
+    online_training: OnlineTraining | None = None  # a colocated trainer (Alchemist; collocated only)
+
+    @model_validator(mode="after")
+    def _training(self) -> Deployment:
+        if self.online_training is None:
+            return self
+        if self.disaggregated:
+            raise ValueError("online_training needs collocated instances (the trainer shares their GPUs)")
+        if self.priority_pools is not None:
+            raise ValueError("online_training does not combine with priority_pools")
+        if any(g.pp > 1 or g.mapping for g in self.instances):
+            raise ValueError("online_training supports pp=1 instances without an operator mapping")
+        return self
 
     @model_validator(mode="after")
     def _offload(self) -> Deployment:

@@ -38,10 +38,22 @@ class EventLoop:
     def next_time(self) -> float:
         return self._heap[0][0] if self._heap else float("inf")
 
-    def run(self) -> None:
+    def run(self, tick: Callable[[], None] | None = None, every: int = 1 << 16) -> None:
+        """Process every event; `tick()` is called every `every` events (a progress report), if given."""
         heap, pop = self._heap, heappop
+        if tick is None:
+            while heap:
+                t, _, fn, args = pop(heap)
+                self.now = t
+                self.events += 1
+                fn(*args)
+            return
         while heap:
-            t, _, fn, args = pop(heap)
-            self.now = t
-            self.events += 1
-            fn(*args)
+            for _ in range(every):
+                if not heap:
+                    break
+                t, _, fn, args = pop(heap)
+                self.now = t
+                self.events += 1
+                fn(*args)
+            tick()

@@ -51,7 +51,7 @@ class Instance:
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
                  "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
-                 "controller", "offload", "mapped_energy")
+                 "controller", "offload", "mapped_energy", "trainer")
 
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
@@ -71,7 +71,7 @@ class Instance:
         self.tokens_per_step = spec.tokens_per_step if spec else 1.0  # tokens accepted per decode step
         self.decode_new_tokens = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
         self.draft = draft
-        self.window = self.model.sliding_window
+        self.window = self.model.window_all_layers  # a hybrid stack windows some layers: the cost model does that
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
@@ -95,6 +95,7 @@ class Instance:
         self.frontend_free_s = 0.0  # when the engine's frontend takes the next request
         self.controller = None  # priority pools: the controller consulted at each boundary (sim/priority_pools.py)
         self.offload = None  # attention offload (sim/attention_offload.py), when the deployment has it
+        self.trainer = None  # a colocated trainer (sim/online_training.py), when the deployment has one
         # an operator mapping: the energy of its iterations on the chip's substrates (sim/mapped_energy.py)
         self.mapped_energy = MappedEnergy(cost) if isinstance(cost, MappedCostModel) else None
         gpus = group.tp * group.pp // engines  # a virtual engine's share of its replica's GPUs (= tp)
@@ -113,6 +114,10 @@ class Instance:
         """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request
         validation, tokenization, hand-off to the scheduler), one request at a time, so requests sent
         together reach the scheduler staggered; a recomputed one goes straight to the queue."""
+        if (through_frontend and self.cluster.refuse_beyond_context
+                and 0 < self.model.max_position_embeddings < req.prompt + req.output):
+            self.cluster.reject(req, "beyond_context")  # refused on arrival, as vLLM refuses it (max_model_len)
+            return
         self.outstanding += req.prompt + req.output
         engine = self.cost.engine
         frontend_s = engine.frontend_request_s + engine.frontend_token_s * req.prompt if through_frontend else 0.0
@@ -154,6 +159,8 @@ class Instance:
     # --- scheduling ----------------------------------------------------------------------------
     def _step(self) -> None:
         """Choose and launch the next iteration (or go idle)."""
+        if self.trainer is not None and self.trainer.take_turn(self):  # time-sliced training step
+            return
         if self.controller is not None:  # priority pools: offload requests predicted to miss their SLOs
             self.controller.on_step(self)
         if self.pending_transfers:
@@ -174,7 +181,7 @@ class Instance:
                 return self._step()
             return self._launch_run()
         if self.waiting and not self.prefilling and self.kv.used == 0:
-            self._reject(self.waiting.popleft())  # larger than the whole KV cache: can never run
+            self._reject(self.waiting.popleft(), "beyond_kv_capacity")  # larger than the whole KV cache
             return self._step()
         self.busy = False
 
@@ -210,6 +217,16 @@ class Instance:
         if self.engine.kv_admission == "reserve":
             tokens += req.output - req.generated
         blocks = self.kv.blocks_for(self._kv_tokens(tokens))
+        cache = self.kv.prefix
+        if cache is not None and req.prefix is not None:  # prefix caching: its cached prefix is shared, not computed
+            hit, held = cache.probe(req)
+            if self._seats() <= 0 or not self.can_reserve(blocks - held + extra_blocks):
+                return False
+            req.prefilled = cache.acquire(req, blocks, hit, held)
+            req.kv_blocks = blocks
+            if math.isnan(req.scheduled_s):
+                req.scheduled_s = self.loop.now
+            return True
         if self._seats() <= 0 or not self.can_reserve(blocks + extra_blocks):
             return False
         self.kv.allocate(blocks)
@@ -218,6 +235,12 @@ class Instance:
         if math.isnan(req.scheduled_s):
             req.scheduled_s = self.loop.now
         return True
+
+    def never_fits(self, prompt_tokens: int, output_tokens: int) -> bool:
+        """Whether a request this long cannot be admitted even to this instance empty: its prompt's KV blocks (its
+        whole output's too, with reserve admission) exceed the whole cache, so step() would reject it."""
+        tokens = prompt_tokens + (output_tokens if self.engine.kv_admission == "reserve" else 0)
+        return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
 
     def _kv_tokens(self, tokens: float) -> float:
         return min(tokens, self.window) if self.window else tokens
@@ -332,7 +355,7 @@ class Instance:
         waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
         req = self.running.reqs[self.scheduler.victim(self)]
         held = self._leave(req, self.decode_steps)
-        self.kv.free_blocks(held)
+        self.kv.free_blocks(held, req)
         req.kv_blocks = 0
         req.epoch += 1
         req.preemptions += 1
@@ -398,6 +421,8 @@ class Instance:
             self.mapped_energy.add_iteration(shape)
         if self.offload is not None:  # attention offload: a prefill sharing its SMs runs slower
             t = self.offload.prefill_time(self, t)
+        if self.trainer is not None:  # online training: recording the prompts' activations, a trainer beside
+            t = self.trainer.prefill_time(self, chunks, t)
         if decodes and self.draft is not None:
             t += self._draft_time(decodes, shape.decode_kv_tokens)
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
@@ -465,6 +490,8 @@ class Instance:
             lat, base = self.cost.decode_line_series(line, pairs, kv, steps, seqs * accepted, seqs * accepted * fed)
         if self.draft is not None:
             lat += self._draft_time(seqs, kv)
+        if self.trainer is not None:  # online training: slower beside an SM-partitioned trainer
+            lat = self.trainer.run_latencies(self, lat)
         # end times: np.cumsum(lat) (without its wrapper, which costs more than a short run's sum) + now, written
         # straight past the end of decode_end, which keeps those the run completes when it ends
         ends = np.add.accumulate(lat, out=self.decode_end.tail(n))
@@ -518,17 +545,17 @@ class Instance:
             self.waiting.remove(req)
         elif req in self.prefilling:
             self.prefilling.remove(req)
-            self.kv.free_blocks(req.kv_blocks)
+            self.kv.free_blocks(req.kv_blocks, req)
         elif req.slot >= 0 and req.slot < self.running.n and self.running.reqs[req.slot] is req:
-            self.kv.free_blocks(self._leave(req, self.decode_steps))
+            self.kv.free_blocks(self._leave(req, self.decode_steps), req)
             req.epoch += 1
         elif req in self.ready:
             self.ready.remove(req)
-            self.kv.free_blocks(req.kv_blocks)
+            self.kv.free_blocks(req.kv_blocks, req)
         elif any(r is req for r, _ in self.pending_transfers):  # its KV still sits on the prefill instance
             src = next(s for r, s in self.pending_transfers if r is req)
             self.pending_transfers = deque(p for p in self.pending_transfers if p[0] is not req)
-            src.kv.free_blocks(req.src_blocks)
+            src.kv.free_blocks(req.src_blocks, req)
             req.src_blocks = 0
             src.poke()
         else:
@@ -546,22 +573,22 @@ class Instance:
                 continue
             end = ends.item(d_fin - 1)
             held = self._leave(req, d_fin)
-            self.kv.free_blocks(held)
+            self.kv.free_blocks(held, req)
             req.kv_blocks = 0
             self._finish(req, end)
 
     def _finish(self, req: SimRequest, t: float) -> None:
         if req.kv_blocks:
-            self.kv.free_blocks(req.kv_blocks)
+            self.kv.free_blocks(req.kv_blocks, req)
             req.kv_blocks = 0
         req.finish_s = t
         req.last_instance = self.index
         self.outstanding -= req.prompt + req.output
         self.cluster.finish(req)
 
-    def _reject(self, req: SimRequest) -> None:
+    def _reject(self, req: SimRequest, reason: str) -> None:
         self.outstanding -= req.prompt + req.output
-        self.cluster.reject(req)
+        self.cluster.reject(req, reason)
 
     def _draft_time(self, S: int, kv_tokens: float) -> float:
         """k autoregressive draft steps (draft model or MTP layer) for the S decoding sequences that hold

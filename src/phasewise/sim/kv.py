@@ -17,6 +17,9 @@ class KVBlocks:
     clock: object = None
     block_seconds: float = 0.0
     last_s: float = 0.0
+    # prefix caching (sim/prefix_cache.py): shared blocks count once in `used`; its idle cached blocks count as free
+    # and are evicted (least recently used first) when an allocation needs them
+    prefix: object = None
 
     def blocks_for(self, tokens: int | float) -> int:
         return -(-int(tokens) // self.block_size)
@@ -30,6 +33,8 @@ class KVBlocks:
             raise ValueError("negative allocation")
         if self.clock is not None:
             self.advance()
+        if self.prefix is not None:
+            self.prefix.make_room(n)
         self.used += n
         self.allocated_total += n
         if self.used > self.capacity:
@@ -37,7 +42,11 @@ class KVBlocks:
         if self.used > self.peak:
             self.peak = self.used
 
-    def free_blocks(self, n: int) -> None:
+    def free_blocks(self, n: int, req=None) -> None:
+        """Free `n` blocks; with `req` (the request that held them) under prefix caching, its blocks other requests
+        still share stay in use and its cached blocks become idle."""
+        if req is not None and req.prefix_cache is not None and req.prefix_cache is self.prefix:
+            n -= self.prefix.release(req)
         if n < 0 or n > self.used:
             raise RuntimeError(f"KV free of {n} blocks with {self.used} in use")
         if self.clock is not None:

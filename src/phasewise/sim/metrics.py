@@ -18,16 +18,38 @@ _TBT_NBINS = _TBT_DECADES * _TBT_BINS_PER_DECADE
 
 @dataclass(slots=True, frozen=True)
 class Slo:
-    """Latency SLOs: a request attains them if TTFT <= ttft_ms and its TPOT (mean inter-token time)
-    <= tbt_ms. (DistServe's definition; per-token TBT percentiles are reported separately.)"""
+    """Latency SLOs: a request attains them if its TTFT <= ttft_ms, its TPOT (the mean gap between its output
+    tokens, DistServe's definition) <= tpot_ms, and every gap between two of its tokens (TBT) <= max_tbt_ms.
+    Unset limits are infinite (--slo-ttft-ms, --slo-tpot-ms, --slo-tbt-ms)."""
 
     ttft_ms: float = math.inf
-    tbt_ms: float = math.inf
+    tpot_ms: float = math.inf
+    max_tbt_ms: float = math.inf
 
     def __post_init__(self) -> None:
-        for name, v in (("--slo-ttft-ms", self.ttft_ms), ("--slo-tbt-ms", self.tbt_ms)):
+        for name, v in (("--slo-ttft-ms", self.ttft_ms), ("--slo-tpot-ms", self.tpot_ms),
+                        ("--slo-tbt-ms", self.max_tbt_ms)):
             if not v > 0:
                 raise PhasewiseError(f"{name} must be > 0 (got {v})")
+
+    def describe(self) -> str:
+        """The limits set, in words: 'TTFT <= 1000 ms and TPOT <= 50 ms' ('no SLO' when none)."""
+        parts = [f"{name} <= {v:g} ms" for name, v in (("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms),
+                                                       ("every TBT", self.max_tbt_ms)) if math.isfinite(v)]
+        return " and ".join(parts) or "no SLO"
+
+
+# Why a request can never run (Cluster.reject's reasons), as the one-line note names them
+REJECT_REASONS = {"beyond_context": "prompt + output tokens beyond the model's context (max_position_embeddings)",
+                  "beyond_kv_capacity": "prompt + output tokens beyond one instance's whole KV cache"}
+
+
+def rejected_note(rejected_by: dict[str, int], requests: int) -> str | None:
+    """One line naming how many requests can never run and why; None when every request can run."""
+    if not rejected_by:
+        return None
+    parts = [f"{n} with {REJECT_REASONS.get(reason, reason)}" for reason, n in sorted(rejected_by.items())]
+    return f"{sum(rejected_by.values())} of {requests} requests can never run and were rejected: {'; '.join(parts)}"
 
 
 class TbtHistogram:
@@ -163,6 +185,7 @@ class SimResult:
     wall_s: float = 0.0
     events: int = 0
     rejected: int = 0
+    rejected_by: dict[str, int] = field(default_factory=dict)  # requests that can never run, per REJECT_REASONS key
     # Benchmark clients (closed loops): which requests the client counts (False: warm-up requests, simulated
     # but excluded from every summary figure); None = all. Measured ids are in release order.
     measured: np.ndarray | None = None
@@ -170,6 +193,14 @@ class SimResult:
     steady_tbt: TbtHistogram | None = None  # every gap of the steady-state requests (see steady_state())
     # figures of the deployment's serving policy (priority pools' offloads, attention offload, ...), by name
     policy: dict[str, Any] = field(default_factory=dict)
+
+    def rejection_warning(self) -> str | None:
+        """The one-line note on requests that can never run (None if every one can); a one-line error when no
+        request can run at all (nothing to report then)."""
+        note = rejected_note(self.rejected_by, len(self.arrival_s))
+        if note and self.rejected == len(self.arrival_s):
+            raise PhasewiseError(f"nothing can run: {note}")
+        return note
 
     @property
     def measured_mask(self) -> np.ndarray:
@@ -204,8 +235,11 @@ class SimResult:
     def attained(self, slo: Slo | None = None) -> np.ndarray:
         slo = slo or self.slo
         done = np.isfinite(self.finish_s)
-        tpot_ok = np.where(self.output_tokens > 1, self.tpot_s * 1e3 <= slo.tbt_ms, True)
-        return done & (self.ttft_s * 1e3 <= slo.ttft_ms) & tpot_ok
+        multi = self.output_tokens > 1
+        ok = done & (self.ttft_s * 1e3 <= slo.ttft_ms) & np.where(multi, self.tpot_s * 1e3 <= slo.tpot_ms, True)
+        if math.isfinite(slo.max_tbt_ms):
+            ok &= np.where(multi, self.max_tbt_s * 1e3 <= slo.max_tbt_ms, True)
+        return ok
 
     def steady_state(self) -> dict[str, Any] | None:
         """The latency figures without the first wave (the first `concurrency` requests released, which
@@ -247,10 +281,11 @@ class SimResult:
         span = self.duration_s
         ttft, tpot = self.ttft_s[m], self.tpot_s[m]
         multi = self.output_tokens[m] > 1
-        return {
+        out = {
             "requests": int(m.sum()),
             "completed": done,
             "rejected": self.rejected if self.measured is None else int(m.sum()) - done,
+            "rejected_by": dict(self.rejected_by),  # every request's, warm-up included
             "warmup_requests": int((~m).sum()),
             "concurrency": self.concurrency,
             "duration_s": dur,
@@ -268,10 +303,13 @@ class SimResult:
                 "output_tokens_per_dollar": tps / dollars_per_s if dollars_per_s > 0 else math.nan,
                 "output_tokens_per_joule": out_tokens / energy if energy > 0 else math.nan,
             },
-            "slo": {"ttft_ms": self.slo.ttft_ms, "tbt_ms": self.slo.tbt_ms,
+            "slo": {"ttft_ms": self.slo.ttft_ms, "tpot_ms": self.slo.tpot_ms, "tbt_ms": self.slo.max_tbt_ms,
+                    "applied": self.slo.describe(),
                     "attainment": float(attained.mean()),
                     "ttft_attainment": float((ttft * 1e3 <= self.slo.ttft_ms).mean()),
-                    "tpot_attainment": float(np.where(multi, tpot * 1e3 <= self.slo.tbt_ms, True).mean())},
+                    "tpot_attainment": float(np.where(multi, tpot * 1e3 <= self.slo.tpot_ms, True).mean()),
+                    "tbt_attainment": float(np.where(multi, self.max_tbt_s[m] * 1e3 <= self.slo.max_tbt_ms,
+                                                     True).mean())},
             "goodput": {"requests_per_s": attained.sum() / dur if dur > 0 else math.nan,
                         "requests_per_s_per_gpu": attained.sum() / dur / self.gpus if dur > 0 else math.nan},
             "gpus": self.gpus,
@@ -280,7 +318,11 @@ class SimResult:
                     "requests_per_wall_s": len(self.arrival_s) / self.wall_s if self.wall_s else math.nan},
             "instances": [self._instance_summary(s, span) for s in self.instances],
             "policy": self.policy,
+            # prefix caching (sim/prefix_cache.py): hit rates, saved prefill tokens, evictions; None without hashes
+            "prefix_cache": self.policy.get("prefix_cache"),
         }
+        out["aiperf"] = replay_names(out)
+        return out
 
     def _instance_summary(self, s: InstanceStats, dur: float) -> dict[str, Any]:
         it = max(s.iterations, 1)
@@ -308,3 +350,20 @@ class SimResult:
             "e2e_ms": self.e2e_s * 1e3, "queue_ms": self.queue_s * 1e3, "preemptions": self.preemptions,
             "instance": self.instance, "slo_attained": self.attained(), "measured": self.measured_mask,
         }
+
+
+def replay_names(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A summary's headline figures under the names NVIDIA's replay/benchmark tools print (aiperf's
+    profile_export_aiperf.json: per metric a stats block with `unit`, `avg`, `p50`, `p90`, `p99`; docs.nvidia.com/aiperf
+    reference/json-export-schema and the metrics reference), so results compare key for key. aiperf's
+    inter_token_latency is per request, (request_latency - time_to_first_token) / (output_sequence_length - 1)
+    (aiperf metrics/types/inter_token_latency_metric.py): TPOT here, not every gap."""
+
+    def stats(d: dict[str, float]) -> dict[str, Any]:
+        return {"unit": "ms", "avg": d["mean"], "p50": d["p50"], "p90": d["p90"], "p99": d["p99"]}
+
+    t = s["throughput"]
+    return {"time_to_first_token": stats(s["ttft_ms"]), "inter_token_latency": stats(s["tpot_ms"]),
+            "request_latency": stats(s["e2e_ms"]),
+            "output_token_throughput": {"unit": "tokens/sec", "avg": t["output_tokens_per_s"]},
+            "request_throughput": {"unit": "requests/sec", "avg": t["requests_per_s"]}}

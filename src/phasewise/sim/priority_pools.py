@@ -58,12 +58,12 @@ class PoolController:
         self.lp = [i for i in instances if i.group.pool != "hp"]
         self.hp = [i for i in instances if i.group.pool == "hp"]
         ttft_ms = config.slo_ttft_ms or (slo.ttft_ms if slo else math.inf)
-        tbt_ms = config.slo_tbt_ms or (slo.tbt_ms if slo else math.inf)
+        tbt_ms = config.slo_tpot_ms or (slo.tpot_ms if slo else math.inf)
         self.default_slo_s = (ttft_ms / 1e3, tbt_ms / 1e3)
         self.class_slo_s = [(t / 1e3, b / 1e3) for t, b in config.class_slo_ms or []]
         if not self.class_slo_s and not (math.isfinite(ttft_ms) or math.isfinite(tbt_ms)):
-            raise PhasewiseError("priority pools need SLOs to set deadlines: give --slo-ttft-ms and/or --slo-tbt-ms "
-                                 "(or slo_ttft_ms / slo_tbt_ms / class_slo_ms in the priority_pools block)")
+            raise PhasewiseError("priority pools need SLOs to set deadlines: give --slo-ttft-ms and/or --slo-tpot-ms "
+                                 "(or slo_ttft_ms / slo_tpot_ms / class_slo_ms in the priority_pools block)")
         self.margin_s = config.slack_margin_ms / 1e3
         self.interval_s = config.check_interval_ms / 1e3
         self.next_check_s = [0.0] * len(instances)

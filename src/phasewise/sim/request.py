@@ -38,6 +38,9 @@ class SimRequest:
     streamed: int = 0  # live twin: tokens already notified
     cancelled: bool = False  # live twin: the client went away
     handle: object = None  # live twin: the server's per-request state
+    prefix: tuple | None = None  # its prompt's prefix block hashes (Mooncake traces); None: nothing to share
+    prefix_keys: tuple | None = None  # (block size, its shareable blocks' keys), computed on first lookup
+    prefix_cache: object = None  # the prefix cache holding its references (sim/prefix_cache.py), while it holds any
 
     @property
     def prefill_target(self) -> int:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
+from phasewise.perf.cost import kv_elements_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
+from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
@@ -18,6 +21,7 @@ from phasewise.sim.instance import Instance
 from phasewise.sim.link import Link, link_rate
 from phasewise.sim.mapped_energy import mapping_summary
 from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
+from phasewise.sim.online_training import OnlineTrainer
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
@@ -37,14 +41,16 @@ def build_group(dep: Deployment, g: InstanceGroup, index: int
 def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                  ) -> tuple[CostModel, int, CostModel | None, EngineConfig]:
     """Cached per process: planners simulate the same groups many times (and keep their cost caches)."""
-    where = f"deployment instances[{index}] ({g.role} {g.hardware} tp={g.tp} pp={g.pp} {g.precision})"
     model = load_model(g.model or dep_model)
+    precision = g.precision or model.default_precision
+    where = f"deployment instances[{index}] ({g.role} {g.hardware} tp={g.tp} pp={g.pp} {precision})"
     hw = load_hardware(g.hardware)
-    quant = load_quant(g.precision, g.kv_dtype)
+    quant = load_quant(precision, g.kv_dtype)
     try:
+        layout = parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance)
         engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp)
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
-                         max_seqs=min(engine.max_seqs, 1024), memory_fraction=g.memory_fraction)
+                         max_seqs=min(engine.max_seqs, 1024), memory_fraction=g.memory_fraction, layout=layout)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, mem.kv_capacity_tokens)
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \
@@ -54,7 +60,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                 f"{spec.draft_tokens + 1} tokens per speculative decode step: prefills would starve; raise "
                 f"--max-num-batched-tokens / --chunk-size or lower --max-num-seqs")
         if g.mapping is None:
-            cost = CostModel(model, hw, quant, engine.profile, g.tp, g.pp)
+            cost = CostModel(model, hw, quant, engine.profile, g.tp, g.pp, layout)
         else:  # every iteration on the chip's substrates
             cost = MappedCostModel(model, hw, quant, engine.profile, load_mapping(g.mapping), g.tp, g.pp)
     except PhasewiseError as exc:
@@ -65,7 +71,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     if spec is not None:
         if spec.draft == "mtp":  # one extra decoder layer + LM head per draft token
             draft_model = model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1)})
-            draft = CostModel(draft_model, hw, quant, load_engine("ideal"), g.tp, 1)
+            draft = CostModel(draft_model, hw, quant, load_engine("ideal"), g.tp, 1, layout)
         else:
             draft = CostModel(load_model(spec.draft), hw, quant, load_engine("ideal"), g.tp, 1)
     return cost, mem.kv_capacity_tokens, draft, engine
@@ -93,7 +99,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
     m = instances[0].model
-    cluster.kv_bytes_per_token = 2 * m.num_kv_heads * m.head_dim * instances[0].cost.kv_bytes * m.num_layers
+    cluster.kv_bytes_per_token = kv_elements_per_token_layer(m, 1) * instances[0].cost.kv_bytes * m.num_layers
 
     links: dict[str, Link] = {}
 
@@ -119,12 +125,18 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
     offload = deployment.attention_offload
     if offload is not None and offload.mode != "off":
         cluster.offload = AttentionOffloadController(offload, cluster, instances, slo)
+    if deployment.online_training is not None:
+        cluster.trainer = OnlineTrainer(deployment.online_training, cluster, instances)
     return cluster, instances, price
 
 
 def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
-             check_invariants: bool = False, record_timeline: bool = False) -> SimResult:
-    """Run the workload through the deployment; per-request latencies and per-instance statistics."""
+             check_invariants: bool = False, record_timeline: bool = False,
+             progress: Callable[[int, int], None] | None = None, refuse_beyond_context: bool = False) -> SimResult:
+    """Run the workload through the deployment; per-request latencies and per-instance statistics.
+    `progress(done, total)` is called now and then with the requests finished so far (a progress bar).
+    `refuse_beyond_context`: reject a request whose prompt + output tokens exceed the model's context on arrival,
+    as a serving engine does (`phasewise simulate`); off, it runs if its KV fits, as the papers' replays run them."""
     wall0 = time.perf_counter()
     slo = slo or Slo()
     loop = EventLoop()
@@ -143,9 +155,14 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
     cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo)
+    cluster.refuse_beyond_context = refuse_beyond_context
     cluster.record_timeline = record_timeline
 
+    hashes = None if closed else workload.prefix_hashes  # prefix block hashes (Mooncake traces)
+
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
+        if hashes is not None:
+            return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]), prefix=hashes[i])
         return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]))
 
     warm_tbt, steady_tbt = TbtHistogram(), None
@@ -206,7 +223,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
                 loop.at(float(arrival[i + 1]), arrive, i + 1)
 
         loop.at(float(arrival[0]), arrive, 0)
-    loop.run()
+    loop.run(None if progress is None else lambda: progress(cluster.done + cluster.rejected, n))
     cluster.finalize()
     energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
     if energies:  # operator mappings: energy on the substrates
@@ -230,7 +247,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         scheduled_s=cluster.scheduled_s, tpot_s=cluster.tpot_s, max_tbt_s=cluster.max_tbt_s,
         preemptions=cluster.preemptions, instance=cluster.instance_of, tbt=cluster.tbt,
         instances=[i.stats for i in instances], gpus=deployment.gpus, price_per_hour_usd=price, slo=slo,
-        events=loop.events, rejected=cluster.rejected,
+        events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
         concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats)
     dur = result.duration_s if cluster.done else 0.0

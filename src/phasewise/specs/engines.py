@@ -44,6 +44,7 @@ class EngineConfig:
     preemption: str  # recompute (newest first) | retract (fewest decoded first) | none
     partial_prefills: int  # prompts that may be part-way through prefill at once
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
+    prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
 
@@ -221,4 +222,5 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                              f"prefills would starve (vLLM enforces the same)")
     if graphs:
         profile = profile.model_copy(update=graphs)
-    return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")), **cfg)
+    return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")),
+                        prefix_caching=bool(table.get("prefix_caching", False)), **cfg)

@@ -37,8 +37,21 @@ class ModelSpec(BaseModel):
     shared_expert_intermediate_size: int = Field(default=0, ge=0)
     num_moe_layers: int = Field(default=0, ge=0)
     sliding_window: int | None = Field(default=None, gt=0)
+    # layers attending over the last sliding_window keys only; None: all of them (with sliding_window set).
+    # Fewer than num_layers: a hybrid stack (gpt-oss alternates windowed and full layers)
+    sliding_window_layers: int | None = Field(default=None, ge=0)
     max_position_embeddings: int = Field(default=0, ge=0)
     norm: Literal["rms", "layer"] = "rms"
+    # Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi-K2; kv_lora_rank > 0): K and V are up-projected
+    # from a per-token latent of kv_lora_rank elements plus a shared RoPE key of qk_rope_head_dim, which is
+    # all the KV cache holds; head_dim is then the q.k width (qk_nope_head_dim + qk_rope_head_dim).
+    q_lora_rank: int = Field(default=0, ge=0)  # 0: q projected from the hidden state directly
+    kv_lora_rank: int = Field(default=0, ge=0)
+    qk_rope_head_dim: int = Field(default=0, ge=0)
+    v_head_dim: int = Field(default=0, ge=0)  # 0: head_dim
+    mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction modules (num_nextn_predict_layers)
+    # the checkpoint's own weight format (its quantization_config), a --precision name; None: unquantized (bf16)
+    native_precision: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -58,9 +71,47 @@ class ModelSpec(BaseModel):
                 raise ValueError("more MoE layers than layers")
         if self.num_moe_layers < self.num_layers and self.intermediate_size <= 0:
             raise ValueError("dense layers need a positive intermediate_size")
+        if self.kv_lora_rank and not 0 < self.qk_rope_head_dim < self.head_dim:
+            raise ValueError(f"latent attention needs 0 < qk_rope_head_dim < head_dim={self.head_dim} "
+                             f"(got qk_rope_head_dim={self.qk_rope_head_dim})")
+        if self.sliding_window_layers is not None and (
+                not self.sliding_window or self.sliding_window_layers > self.num_layers):
+            raise ValueError(f"sliding_window_layers={self.sliding_window_layers} needs a sliding_window and at "
+                             f"most {self.num_layers} layers")
+        if not self.kv_lora_rank and (self.q_lora_rank or self.qk_rope_head_dim):
+            raise ValueError("q_lora_rank / qk_rope_head_dim belong to latent attention: kv_lora_rank is missing")
         return self
 
     # --- parameter counts (per layer unless named otherwise) ---------------------------------
+    @property
+    def default_precision(self) -> str:
+        """The --precision a run takes when none is given: the checkpoint's native format, as engines load it."""
+        return self.native_precision or "bf16"
+
+    @property
+    def window_all_layers(self) -> int | None:
+        """The sliding window when every layer has it (then a BatchShape carries it), else None."""
+        if self.sliding_window and self.sliding_window_layers in (None, self.num_layers):
+            return self.sliding_window
+        return None
+
+    @property
+    def window_layer_share(self) -> float:
+        """Share of the layers that are windowed in a hybrid stack (0 when none or all are)."""
+        if self.window_all_layers or not self.sliding_window or not self.sliding_window_layers:
+            return 0.0
+        return self.sliding_window_layers / self.num_layers
+
+    @property
+    def latent_attention(self) -> bool:
+        """Multi-head latent attention (MLA): the KV cache holds a compressed latent, not K and V."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def v_dim(self) -> int:
+        """Width of one head's value (and attention output)."""
+        return self.v_head_dim or self.head_dim
+
     @property
     def q_size(self) -> int:
         return self.num_heads * self.head_dim
@@ -70,9 +121,21 @@ class ModelSpec(BaseModel):
         return self.num_kv_heads * self.head_dim
 
     @property
+    def kv_latent_size(self) -> int:
+        """MLA: elements cached per token and layer (latent + shared RoPE key), shared by every head."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    @property
     def attention_params(self) -> int:
-        """QKV and O projection weights of one layer."""
-        return self.hidden_size * (self.q_size + 2 * self.kv_size) + self.q_size * self.hidden_size
+        """QKV and O projection weights of one layer (MLA: q down/up, KV down (latent + RoPE key), KV up, O)."""
+        h = self.hidden_size
+        if not self.latent_attention:
+            return h * (self.q_size + 2 * self.kv_size) + self.q_size * h
+        nope = self.head_dim - self.qk_rope_head_dim
+        q = (h * self.q_lora_rank + self.q_lora_rank * self.q_size) if self.q_lora_rank else h * self.q_size
+        kv_down = h * self.kv_latent_size
+        kv_up = self.kv_lora_rank * self.num_heads * (nope + self.v_dim)
+        return q + kv_down + kv_up + self.num_heads * self.v_dim * h
 
     @property
     def mlp_matrices(self) -> int:
@@ -135,29 +198,122 @@ def _require(cfg: dict[str, Any], where: str, *keys: str) -> Any:
     value = _first(cfg, *keys)
     if value is None:
         raise PhasewiseError(f"{where}: missing field {' or '.join(keys)}")
+    if keys[0] in DIVISORS and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise PhasewiseError(f"{where}: field {keys[0]} must be a positive integer (got {value!r})")
     return value
 
 
+# fields other shapes are divided by: a zero, a fraction or a text there is refused by name, not left to fail
+DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model", "num_hidden_layers", "n_layers",
+            "n_layer")
+
+
+# model_type -> the parser that understands it. Llama-style: the common field names (hidden_size,
+# num_attention_heads, num_key_value_heads, head_dim, intermediate_size; MoE as Mixtral/Qwen/DeepSeek name it);
+# latent: the same plus DeepSeek's multi-head latent attention fields.
+LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gpt_oss",
+                     "minimax_m2")
+LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2")
+OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
+SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + OTHER_TYPES
+# Families whose cost depends on something the cost model does not represent yet: refused by name rather than
+# costed as if they were Llama.
+NOT_MODELLED = {
+    "gemma2": "alternating sliding-window layers", "gemma3": "alternating sliding-window layers",
+    "gemma3_text": "alternating sliding-window layers", "cohere2": "alternating sliding-window layers",
+    "llama4": "chunked-attention layers", "llama4_text": "chunked-attention layers",
+    "qwen3_next": "linear-attention (gated DeltaNet) layers", "deepseek_v32": "sparse attention (indexer)",
+    "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
+    "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
+}
+# Fields that change a layer's cost; a config carrying one its parser does not read is refused by name.
+LATENT_FIELDS = ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+LAYER_PATTERN_FIELDS = ("sliding_window_pattern", "attention_chunk_size", "full_attention_interval",
+                        "attn_type_list", "hybrid_override_pattern")
+
+
 def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> ModelSpec:
-    """Build a ModelSpec from the fields of a Hugging Face config.json (any of the common families)."""
+    """Build a ModelSpec from the fields of a Hugging Face config.json (any of the supported families);
+    an unknown model_type, or a field that changes the cost and that its parser does not read, is an error."""
     where = where or f"model '{name}'"
     mt = str(cfg.get("model_type", "")).lower()
+    if not mt and "d_model" in cfg:
+        mt = "olmo"
+    if not mt:
+        raise PhasewiseError(f"{where}: missing field model_type (supported: {', '.join(SUPPORTED_TYPES)})")
+    if mt in NOT_MODELLED:
+        raise PhasewiseError(f"{where}: model_type '{mt}' is not modelled yet ({NOT_MODELLED[mt]}); "
+                             f"supported: {', '.join(SUPPORTED_TYPES)}")
+    if mt not in SUPPORTED_TYPES:
+        raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
+    _refuse_unread_fields(cfg, where, mt)
     try:
         if mt == "opt":
             spec = _opt(name, cfg, where)
         elif mt == "bloom":
             spec = _bloom(name, cfg, where)
-        elif mt in ("llada", "olmo") or "d_model" in cfg:
+        elif mt in ("llada", "olmo"):
             spec = _olmo_style(name, cfg, where)
         else:
             spec = _llama_style(name, cfg, where, mt)
+        native = native_precision(cfg, where)
+        if native:
+            spec = spec.model_copy(update={"native_precision": native})
     except ValidationError as exc:
         raise pydantic_message(where, exc) from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. int('wide'), int(inf)
         if isinstance(exc, PhasewiseError):
             raise
         raise PhasewiseError(f"{where}: {exc}") from None
     return spec
+
+
+def native_precision(cfg: dict[str, Any], where: str) -> str | None:
+    """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
+    block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
+    (gpt-oss) mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16."""
+    qc = cfg.get("quantization_config")
+    if not qc:
+        return None
+    if not isinstance(qc, dict):
+        raise PhasewiseError(f"{where}: quantization_config must be a mapping")
+    method = str(qc.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8-block" if qc.get("weight_block_size") else "fp8"
+    if method == "mxfp4":
+        return "mxfp4"
+    if method == "modelopt":
+        algo = str(qc.get("quant_algo", "")).upper()
+        if algo in ("FP8", "NVFP4"):
+            return algo.lower()
+        raise PhasewiseError(f"{where}: quantization_config quant_algo '{algo}' is not modelled (known: FP8, NVFP4)")
+    if method in ("awq", "gptq") and int(qc.get("bits", qc.get("w_bit", 4))) == 4:
+        return "w4a16"
+    if method == "compressed-tensors":
+        groups = (qc.get("config_groups") or {}).values()
+        bits = {int(((g or {}).get("weights") or {}).get("num_bits", 0)) for g in groups}
+        if bits == {4}:
+            return "w4a16"
+        if bits == {8}:
+            return "fp8"
+    raise PhasewiseError(f"{where}: quantization_config quant_method '{method}' is not modelled "
+                         f"(known: fp8, mxfp4, modelopt, awq, gptq, compressed-tensors 4/8-bit); give --precision")
+
+
+def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
+    # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
+    full = cfg.get("attn_type_list") is not None and all(kind == 1 for kind in cfg["attn_type_list"])
+    unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)]
+    if mt not in LATENT_ATTENTION_TYPES:
+        unread += [k for k in LATENT_FIELDS if cfg.get(k)]
+    kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"}
+    if "sliding_attention" in (cfg.get("layer_types") or []) and not cfg.get("sliding_window"):
+        unread.append("layer_types (sliding_attention without a sliding_window)")
+    if kinds:
+        unread.append(f"layer_types ({', '.join(sorted(map(str, kinds)))})")
+    if unread:
+        raise PhasewiseError(f"{where}: field {unread[0]} is not modelled for model_type '{mt}' "
+                             f"(its layers would be costed wrongly)")
 
 
 def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
@@ -175,39 +331,61 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         n_shared = int(_first(cfg, "n_shared_experts", default=0))
         if n_shared and not shared_inter:
             shared_inter = n_shared * expert_inter
-        step = int(_first(cfg, "decoder_sparse_step", default=1)) or 1
+        step = int(_first(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
+        freq = int(_first(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
         dense_only = set(cfg.get("mlp_only_layers") or [])
         first_dense = int(_first(cfg, "first_k_dense_replace", default=0))
         moe_layers = sum(
             1
             for i in range(layers)
-            if i not in dense_only and i >= first_dense and (i + 1) % step == 0
+            if i not in dense_only and i >= first_dense and (i + 1) % step == 0 and i % freq == 0
         )
     window = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         window = None
+    layer_types = cfg.get("layer_types") or []
+    windowed_layers = None
+    if layer_types:  # a hybrid stack names each layer's attention (gpt-oss: sliding and full alternate)
+        if len(layer_types) != layers:
+            raise PhasewiseError(f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {layers}")
+        windowed_layers = sum(kind == "sliding_attention" for kind in layer_types)
+        if not windowed_layers:
+            window = None  # every layer full: a sliding_window field alone does not apply
+    # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
     act = str(_first(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
+    latent = {}
+    head_dim = int(_first(cfg, "head_dim", default=hidden // heads))
+    if mt in LATENT_ATTENTION_TYPES:
+        rope = int(_require(cfg, where, "qk_rope_head_dim"))
+        head_dim = int(_require(cfg, where, "qk_nope_head_dim")) + rope
+        latent = dict(q_lora_rank=int(_first(cfg, "q_lora_rank", default=0)),
+                      kv_lora_rank=int(_require(cfg, where, "kv_lora_rank")), qk_rope_head_dim=rope,
+                      v_head_dim=int(_require(cfg, where, "v_head_dim")),
+                      mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)))
     return ModelSpec(
         name=name,
-        model_type=mt or "llama",
+        model_type=mt,
         num_layers=layers,
         hidden_size=hidden,
         num_heads=heads,
         num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
-        head_dim=int(_first(cfg, "head_dim", default=hidden // heads)),
+        head_dim=head_dim,
         intermediate_size=int(_first(cfg, "intermediate_size", default=0))
         if moe_layers < layers
         else 0,
         vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        mlp_gated=act in _GATED_ACTS or mt in ("llama", "mistral", "mixtral", "qwen2", "qwen3"),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", mt == "gemma")),
+        # gated MLPs: SwiGLU (Llama, Mistral, Qwen, DeepSeek) and Gemma's GeGLU (gate_proj, up_proj, down_proj)
+        mlp_gated=act in _GATED_ACTS or mt in LLAMA_STYLE_TYPES or mt in LATENT_ATTENTION_TYPES,
         num_experts=num_experts,
         experts_per_token=top_k,
         expert_intermediate_size=expert_inter,
         shared_expert_intermediate_size=shared_inter,
         num_moe_layers=moe_layers,
         sliding_window=int(window) if window else None,
+        sliding_window_layers=windowed_layers if window else None,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        **latent,
     )
 
 
@@ -302,4 +480,8 @@ def load_model(name_or_path: str) -> ModelSpec:
     key = names.get(name_or_path.lower())
     if key is None:
         raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
-    return from_hf_config(key, packaged("models.yaml")["models"][key]["config"])
+    entry = packaged("models.yaml")["models"][key]
+    spec = from_hf_config(key, entry["config"])
+    requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
+    native = requantized.get(name_or_path.lower())
+    return spec.model_copy(update={"native_precision": native}) if native else spec

@@ -19,6 +19,8 @@ class Workload:
     output_tokens: np.ndarray
     priority: np.ndarray | None = None  # optional class: 0 = most urgent
     name: str = "workload"
+    # per request, its prompt's prefix block hashes (Mooncake traces, workload/mooncake.py); None: no prefix structure
+    prefix_hashes: list[tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         self.arrival_s = np.asarray(self.arrival_s, dtype=np.float64)
@@ -31,6 +33,8 @@ class Workload:
             raise PhasewiseError("workload has no requests")
         if self.priority is not None:
             self.priority = np.asarray(self.priority, dtype=np.int64)
+        if self.prefix_hashes is not None and len(self.prefix_hashes) != n:
+            raise PhasewiseError("workload prefix hashes differ in length from its requests")
         checks = (
             (np.isfinite(self.arrival_s) & (self.arrival_s >= 0), "arrival time must be a finite number >= 0"),
             (self.prompt_tokens >= 1, "prompt tokens must be >= 1"),
@@ -53,7 +57,8 @@ class Workload:
 
     def head(self, n: int) -> Workload:
         pr = None if self.priority is None else self.priority[:n]
-        return Workload(self.arrival_s[:n], self.prompt_tokens[:n], self.output_tokens[:n], pr, self.name)
+        hashes = None if self.prefix_hashes is None else self.prefix_hashes[:n]
+        return Workload(self.arrival_s[:n], self.prompt_tokens[:n], self.output_tokens[:n], pr, self.name, hashes)
 
     def scaled_to_rate(self, rate_rps: float) -> Workload:
         """Same requests and arrival pattern, time-scaled to a mean rate (how trace replays are swept)."""
@@ -62,7 +67,8 @@ class Workload:
         t = self.arrival_s - self.arrival_s[0]
         span = t[-1] if t[-1] > 0 else 1.0
         factor = (len(self) - 1) / span / rate_rps if len(self) > 1 else 1.0
-        return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name)
+        return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name,
+                        self.prefix_hashes)
 
     def looped(self, duration_s: float) -> Workload:
         """The requests replayed back to back (each copy starts one mean gap after the previous one ends)
@@ -76,5 +82,6 @@ class Workload:
             return self
         shift = np.repeat(np.arange(copies) * period, n)
         priority = None if self.priority is None else np.tile(self.priority, copies)
+        hashes = None if self.prefix_hashes is None else self.prefix_hashes * copies
         return Workload(np.tile(t, copies) + shift, np.tile(self.prompt_tokens, copies),
-                        np.tile(self.output_tokens, copies), priority, self.name)
+                        np.tile(self.output_tokens, copies), priority, self.name, hashes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from importlib import resources
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, read_text
+from phasewise.workload.mooncake import is_mooncake, load_mooncake
 from phasewise.workload.request import Workload
 
 # Column names: Azure's original release, and the splitwise/vidur processed variant.
@@ -18,7 +21,8 @@ COLUMNS = [
     ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
     ("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
 ]
-BUNDLED = {"azure-conv": "azure_conv_excerpt.csv", "azure-code": "azure_code_excerpt.csv"}
+BUNDLED = {"azure-conv": "azure_conv_excerpt.csv", "azure-code": "azure_code_excerpt.csv",
+           "mooncake": "mooncake_conversation_excerpt.jsonl"}
 PRIORITY = "priority"  # optional column: the request's class (0 = most urgent)
 
 
@@ -38,40 +42,49 @@ def _timestamp(value: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
-def _rows_csv(path: Path) -> tuple[list[tuple[str, str, str]], int, list | None]:
+def _rows_csv(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, list | None]:
     # csv.reader rather than DictReader (a dict per row costs more than the parsing), read as DictReader reads:
     # blank lines skipped, a repeated column name meaning its last column, a short row's missing fields None
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None) or []
-        index = {name: i for i, name in enumerate(header)}
-        for cols in COLUMNS:
-            if all(c in index for c in cols):
-                a, b, c = (index[col] for col in cols)
-                width = max(a, b, c) + 1
-
-                def short(r: list[str]) -> tuple:  # a row with fewer fields: the missing ones None
-                    return tuple(r[i] if i < len(r) else None for i in (a, b, c))
-
-                if PRIORITY not in index:
-                    return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2, None
-                raw = [r for r in reader if r]
-                k = index[PRIORITY]
-                return ([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], 2,
-                        [r[k] if k < len(r) else None for r in raw])
-        wanted = " or ".join("/".join(c) for c in COLUMNS)
-        raise PhasewiseError(f"trace '{path}': missing columns; need {wanted} (found {', '.join(header) or 'none'})")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _csv_columns(path, reader)
+    except csv.Error as exc:  # a quoted field never closed, a field beyond csv's size limit, ...
+        raise PhasewiseError(f"trace '{path}' line {reader.line_num}: not CSV ({exc})") from None
 
 
-def _rows_jsonl(path: Path) -> tuple[list[tuple[str, str, str]], int, list | None]:
+def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, list | None]:
+    header = next(reader, None) or []
+    index = {name: i for i, name in enumerate(header)}
+    for cols in COLUMNS:
+        if all(c in index for c in cols):
+            a, b, c = (index[col] for col in cols)
+            width = max(a, b, c) + 1
+
+            def short(r: list[str]) -> tuple:  # a row with fewer fields: the missing ones None
+                return tuple(r[i] if i < len(r) else None for i in (a, b, c))
+
+            if PRIORITY not in index:
+                return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2, None
+            raw = [r for r in reader if r]
+            k = index[PRIORITY]
+            return ([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], 2,
+                    [r[k] if k < len(r) else None for r in raw])
+    wanted = " or ".join("/".join(c) for c in COLUMNS)
+    found = ", ".join(repr(h)[1:-1][:40] for h in header[:12]) + (", ..." if len(header) > 12 else "")
+    raise PhasewiseError(f"trace '{path}': missing columns; need {wanted} (found {found or 'none'})")
+
+
+def _rows_jsonl(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, list | None]:
     rows, priorities = [], []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
+    for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PhasewiseError(f"trace '{path}' line {i}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PhasewiseError(f"trace '{path}' line {i}: nested too deeply to be a request") from None
         if not isinstance(obj, dict):
             raise PhasewiseError(f"trace '{path}' line {i}: not a JSON object")
         for cols in COLUMNS:
@@ -110,22 +123,26 @@ def _columns(rows: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray, 
         return None
     if not (np.isfinite(times).all() and times[0] >= 0 and (n == 1 or (times[1:] >= times[:-1]).all())):
         return None
-    for tokens in (prompts, outputs):  # integers >= 1, and exact in float64 (as int(float(text)) reads them)
-        if not ((tokens >= 1).all() and (tokens < 2.0 ** 53).all() and (tokens == np.floor(tokens)).all()):
+    for tokens in (prompts, outputs):  # integers in 1..MAX_TOKENS (exact in float64, as int(float(text)) reads)
+        if not ((tokens >= 1).all() and (tokens <= MAX_TOKENS).all() and (tokens == np.floor(tokens)).all()):
             return None
     return times, prompts.astype(np.int64), outputs.astype(np.int64)
 
 
 def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
-    """A bundled excerpt ('azure-conv', 'azure-code') or a CSV/JSONL file; arrivals start at 0."""
+    """A bundled excerpt ('azure-conv', 'azure-code', 'mooncake') or a CSV/JSONL file (a JSONL file with
+    Mooncake's `hash_ids` is read by workload/mooncake.py); arrivals start at 0."""
     if name_or_path in BUNDLED:
         ref = resources.files("phasewise.workload").joinpath("data", BUNDLED[name_or_path])
         with resources.as_file(ref) as p:
             return load_trace(str(p), limit)
     path = Path(name_or_path)
-    if not path.is_file():
+    if not path.exists():
         raise PhasewiseError(f"trace '{name_or_path}' does not exist (bundled: {', '.join(BUNDLED)})")
-    rows, first_line, classes = _rows_jsonl(path) if path.suffix in (".jsonl", ".json") else _rows_csv(path)
+    text = read_text(path, "trace", TRACE_MAX_BYTES)
+    if path.suffix in (".jsonl", ".json") and is_mooncake(text):
+        return load_mooncake(path, limit, text)
+    rows, first_line, classes = (_rows_jsonl if path.suffix in (".jsonl", ".json") else _rows_csv)(path, text)
     if limit:
         rows = rows[:limit]
     if not rows:
@@ -140,15 +157,17 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
     output = np.empty(len(rows), dtype=np.int64)
     for i, (t, p, o) in enumerate(rows):
         where = f"trace '{path}' row {i + first_line}"
+        if None in (t, p, o):
+            raise PhasewiseError(f"{where}: fewer fields than the header's columns")
         try:
             arrival[i] = _timestamp(t)
             pf, of = float(p), float(o)
-        except ValueError:
+        except (TypeError, ValueError, OverflowError, OSError):  # a missing field, an impossible date
             raise PhasewiseError(f"{where}: non-numeric value in ({t!r}, {p!r}, {o!r})") from None
-        if not math.isfinite(pf) or pf < 1 or pf != int(pf):
-            raise PhasewiseError(f"{where}: prompt tokens must be an integer >= 1 (got {p!r})")
-        if not math.isfinite(of) or of < 1 or of != int(of):
-            raise PhasewiseError(f"{where}: output tokens must be an integer >= 1 (got {o!r})")
+        if not 1 <= pf <= MAX_TOKENS or pf != int(pf):
+            raise PhasewiseError(f"{where}: prompt tokens must be an integer >= 1 and <= {MAX_TOKENS} (got {p!r})")
+        if not 1 <= of <= MAX_TOKENS or of != int(of):
+            raise PhasewiseError(f"{where}: output tokens must be an integer >= 1 and <= {MAX_TOKENS} (got {o!r})")
         if i and arrival[i] < arrival[i - 1]:
             raise PhasewiseError(f"{where}: arrivals are not sorted ascending ({arrival[i]} after {arrival[i - 1]})")
         prompt[i], output[i] = int(pf), int(of)

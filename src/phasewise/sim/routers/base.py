@@ -21,3 +21,7 @@ class Router:
 
     def choose(self) -> Instance:
         raise NotImplementedError
+
+    def pick_for(self, req) -> Instance:
+        """The instance for request `req` (a policy that looks at the request, e.g. its cached prefix, overrides)."""
+        return self.pick()

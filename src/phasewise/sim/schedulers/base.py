@@ -95,6 +95,7 @@ class Scheduler:
                 break
             inst.waiting.popleft()
             inst.prefilling.append(req)
+            need -= req.prefilled  # a prefix-cache hit: its prefill starts after the cached tokens
             take = min(budget, need) if chunked else need
             batch.chunks.append((req, take))
             budget -= take

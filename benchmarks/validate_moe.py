@@ -1,0 +1,537 @@
+"""MoE and disaggregated fixed-concurrency runs: predicted vs measured mean TTFT and mean TPOT, per model family,
+mode and engine (the companion of validate_concurrency.py: its simulation, constants, --fit and tables are reused).
+
+    python benchmarks/validate_moe.py --limit 20                      # class-default constants
+    python benchmarks/validate_moe.py --family DeepSeek-V3/R1 --mode agg --max-concurrency 64
+    python benchmarks/validate_moe.py --fit --max-concurrency 64 --fit-evals 6 --fit-sweeps 1 --csv out.csv
+    python benchmarks/validate_moe.py --rounds 2 --warmup-rounds 0    # the client read as genai-perf's defaults
+
+After the error tables (per family x mode x engine, then per family x mode; fit vs held-out) a bias table gives
+the signed median error by mode x engine x concurrency band and the median measured - predicted TTFT (ms).
+
+Rows. ../shared/measured/blackwell_serving.csv (AIConfigurator's measured Blackwell runs): every MoE row (agg
+and disagg) and every disaggregated row of a dense model; the dense collocated rows belong to
+validate_concurrency.py. The Hopper rows of the same source are reserved for an independent check and are
+not used here in any way. Rows phasewise cannot cost are counted under a skip reason:
+  Qwen/Qwen3.5-397B-A17B    model_type qwen3_5_moe: gated-DeltaNet linear attention in 3 of every 4 layers
+                            (transformers qwen3_5_moe layer_types, full_attention_interval 4), not modelled
+  zhipuai/GLM-5             model_type glm_moe_dsa: DeepSeek sparse attention (an indexer picks the top-k keys
+                            per query; transformers glm_moe_dsa index_topk), not modelled (as deepseek_v32)
+(openai/gpt-oss-120b, costed since its hybrid sliding-window layers are modelled, and MiniMaxAI/MiniMax-M2.5, an
+alias of the MiniMax-M2 entry whose all-1 attn_type_list the parser reads as full attention, were skipped in the
+first run of this harness.)
+Checkpoints costed as the architecture they quantize: nvidia/DeepSeek-R1-NVFP4 as DeepSeek-R1,
+nvidia/DeepSeek-V3.1-NVFP4 as DeepSeek-V3 (V3.1 keeps V3's DeepseekV3ForCausalLM fields), nvidia/Qwen3-32B-NVFP4
+as Qwen3-32B; moonshotai/Kimi-K2.5 is an alias of the Kimi-K2 text model (specs/data/models.yaml, with source).
+
+Layout columns -> instances. AIConfigurator writes each instance (agg worker, or per role for disagg) as tp_size,
+pp_size, attention_dp_size, moe_tp_size, moe_ep_size, and its MoE models assert
+tp_size x attention_dp_size == moe_tp_size x moe_ep_size (ai-dynamo/aiconfigurator src/aiconfigurator/sdk/
+models: "should be equal"), the instance's GPU count G; its generator launches a worker on
+gpus_per_worker = tp x pp x dp GPUs and, for TensorRT-LLM, tensor_parallel_size = moe_tp x moe_ep with
+enable_attention_dp when dp > 1 (generator/module_bridge.py, generator/rule_plugin/benchmark/trtllm.rule); the
+sampled rows are read back through cli_estimate with exactly these fields (tools/.../silicon_sample driver). So a
+row is the same layout whatever the engine: phasewise tp = G (the instance's GPUs), attention_dp =
+attention_dp_size (attention over G / attention_dp GPUs per rank, each rank with its own sequences), ep =
+moe_ep_size (moe_tp = G / ep). The engines differ only in how they spell it: SGLang --tp G --dp A
+--enable-dp-attention --ep E, TensorRT-LLM tp_size G enable_attention_dp moe_expert_parallel_size E, vLLM
+--tensor-parallel-size G/A --data-parallel-size A --enable-expert-parallel (EP = G).
+Two readings of the columns are not layouts, found in the CSV itself:
+  squared   moe_tp_size == moe_ep_size = g > 1 and one of tp_size / attention_dp_size equal to g x g (e.g.
+            SGLang tp 64, moe 8x8; TensorRT-LLM attention_dp 64, moe 8x8 on an 8-GPU b200 node). Each such row
+            that has a twin row of the same measurement (same model family, system, lengths, concurrency, TTFT and
+            TPOT) has it with g GPUs, pure EP g and attention as TP g (tp-style) or DP g (attention_dp-style),
+            batch_size x g = concurrency (--layout-evidence: of 242 squared agg rows, 93 have a twin and all 93
+            twins are laid out so; none another way). So the squared rows are read as g GPUs, attention TP or
+            DP g, EP g. (Ambiguous only where a real TP-g x EP-g layout would look the same: Qwen3.5 on b300,
+            tp 4, moe 2x2, 12 rows, skipped for its attention anyway.)
+  totals    pure tensor parallelism over more than 8 GPUs of a MoE model (tp_size = moe_tp_size = N, no
+            attention DP, no EP: N = 12, 20, 24, 28, 36, 40, 48, 52, 64, 72 on gb200, most of which do not divide
+            DeepSeek's 128 heads, at concurrencies up to 5,632): a deployment's GPU total, not an instance
+            layout; skipped.
+Instance count. Collocated: concurrency = batch_size x attention_dp_size (the source's rule), one instance; a
+row where it is not is skipped (deployment not stated). Disaggregated: prefill_num_workers and
+decode_num_workers instances, and concurrency = decode_batch_size x decode attention_dp x decode workers; rows
+without worker counts are skipped (the deployment is not stated).
+Engine knobs, as AIConfigurator's generator writes them (generator/rule_plugin/{sglang,trtllm}.rule and
+benchmark/*.rule; assumed to be how the silicon rows were deployed: the CSV lists no engine flags):
+sequence cap = batch_size x attention_dp (the engine's max_num_seqs / max_running_requests / max_batch_size,
+per instance); agg token budget = attention_dp x (batch_size + isl + 1500) (TensorRT-LLM max_num_tokens, vLLM
+max_num_batched_tokens; per rank in the engine, summed over the ranks here); SGLang agg: max_prefill_tokens =
+attention_dp x (isl + 1500) and enable_mixed_chunk true ("agg enable_mixed_chunk = true"); prefill role: token
+budget attention_dp x (isl + 1500); TensorRT-LLM decode role: max_num_tokens = its sequence cap. KV link: nvlink
+on gb200/gb300 (one NVL72 domain) or when prefill and decode fit one 8-GPU node, else rdma.
+Precision: gemm/moe quant nvfp4 -> nvfp4, fp8/fp8_block -> fp8-block (DeepSeek's 128x128 block scales), fp8/fp8
+-> fp8, int4_wo -> w4a16 (Kimi-K2.5's native INT4 experts; attention costed at INT4 too, an approximation),
+empty/bf16 -> bf16; KV cache FP8 for fp8, fp8-block and nvfp4 rows (validate_concurrency.py's rule and evidence).
+
+Duplicates: 1,147 in-scope rows repeat another row's measurement (same model family, system, backend, mode,
+lengths and concurrency, TTFT equal to 0.1 ms and TPOT to 0.01 ms: DeepSeek-R1 runs reappear labelled DeepSeek-V3,
+and some copies carry the values rounded to two decimals); the first row in file order that is not squared-encoded
+is kept, the rest are skipped as duplicates, so a measurement can never sit on both sides of the split.
+
+Fit / held-out split (fixed before any MoE or disaggregated error was looked at): rows are assigned by
+configuration = (backend, mode, model, system, precision, instance layout(s) and worker counts); within each
+(backend, mode) the configurations are ordered by sha256 of that key and the first ceil(n/3) are 'fit', the rest
+'test' (held out). The split is computed over every non-duplicate in-scope row whose layout maps, whether or not
+its model or hardware is costed today, so it does not move when a model family lands.
+Constants, request counts, warm-up and --fit: as validate_concurrency.py (class-default constants; N = 10 x C
+requests from C closed-loop genai-perf clients, 2 x C warm-up; --fit fits on fit rows only and reports held-out
+error beside the class-default one), except that rows at concurrency >= --large-c (1024) simulate
+--large-c-rounds (2) x C requests: the 58 such rows hold 87 % of all decode tokens, and 2 x C is genai-perf's own
+default count (printed on each such row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import validate_concurrency as vc  # noqa: E402 - the sibling harness: simulation, constants, fit, tables
+
+CSV_PATH = vc.CSV_PATH
+MODES = ("agg", "disagg")
+# checkpoints the catalog does not list -> the architecture they quantize
+MODEL_FALLBACK = {"nvidia/DeepSeek-R1-NVFP4": "deepseek-ai/DeepSeek-R1",
+                  "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-ai/DeepSeek-V3", "nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B"}
+FAMILY = {"deepseek-ai/DeepSeek-R1": "DeepSeek-V3/R1", "deepseek-ai/DeepSeek-V3": "DeepSeek-V3/R1",
+          "nvidia/DeepSeek-R1-NVFP4": "DeepSeek-V3/R1", "nvidia/DeepSeek-V3.1-NVFP4": "DeepSeek-V3/R1",
+          "moonshotai/Kimi-K2.5": "Kimi-K2.5", "nvidia/Qwen3-32B-NVFP4": "Qwen3-32B",
+          "openai/gpt-oss-120b": "gpt-oss", "Qwen/Qwen3.5-397B-A17B": "Qwen3.5", "zhipuai/GLM-5": "GLM-5",
+          "MiniMaxAI/MiniMax-M2.5": "MiniMax-M2.5"}
+NOT_COSTED = {
+    "Qwen/Qwen3.5-397B-A17B": "Qwen3.5: gated-DeltaNet linear attention layers not modelled",
+    "zhipuai/GLM-5": "GLM-5: DeepSeek sparse attention (glm_moe_dsa indexer) not modelled",
+}
+# (precision, gemm_quant_mode, moe_quant_mode) -> phasewise precision
+PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "fp8-block",
+             ("fp8", "fp8", "fp8"): "fp8", ("int4", "int4_wo", "int4_wo"): "w4a16",
+             ("bf16", "", ""): "bf16", ("", "", ""): "bf16"}
+FP8_KV = ("fp8", "fp8-block", "nvfp4")
+NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
+NVL72 = ("gb200", "gb300")
+AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One instance: G GPUs, attention over G / attention_dp GPUs per rank, experts over ep GPUs (moe_tp = G/ep)."""
+    gpus: int
+    attention_dp: int = 1
+    ep: int = 1
+    squared: bool = False  # read from the squared encoding (see the module docstring)
+
+    def text(self) -> str:
+        return f"{self.gpus}g" + (f"/dp{self.attention_dp}" if self.attention_dp > 1 else "") + \
+            (f"/ep{self.ep}" if self.ep > 1 else "")
+
+
+def _int(value: str, default: int = 1) -> int:
+    return int(value) if value not in ("", None) else default
+
+
+def instance_layout(row: dict[str, str], prefix: str = "", moe: bool = True) -> Layout:
+    """The instance layout of a row (agg: prefix ''; disagg: 'prefill_' / 'decode_'); ValueError(reason) when the
+    columns do not describe one. A dense model's MoE columns (0, empty or 1) mean nothing and are ignored."""
+    tp, pp = _int(row[prefix + "tp_size"]), _int(row[prefix + "pp_size"])
+    adp = _int(row[prefix + "attention_dp_size"])
+    mt_raw, ep_raw = row[prefix + "moe_tp_size"], row[prefix + "moe_ep_size"]
+    if not row[prefix + "tp_size"]:
+        raise ValueError("layout not stated")
+    if pp != 1:
+        raise ValueError(f"pipeline parallel (pp {pp}) not mapped")
+    if not moe:
+        return Layout(tp * adp, adp)
+    mt, ep = _int(mt_raw), _int(ep_raw)
+    attn, moe = tp * adp, mt * ep
+    if mt > 1 and mt == ep and attn == mt * ep and min(tp, adp) == 1:
+        return Layout(mt, mt if adp > 1 else 1, mt, squared=True)
+    if attn != moe:
+        raise ValueError(f"tp x attention_dp ({attn}) != moe_tp x moe_ep ({moe})")
+    if adp == 1 and ep == 1 and attn > NODE_GPUS:
+        raise ValueError(f"pure TP over {attn} GPUs of a MoE model (a deployment's GPU total, not an instance)")
+    return Layout(attn, adp, ep)
+
+
+def row_cap(row: dict[str, str], prefix: str = "") -> int:
+    """The instance's sequence cap: batch_size (per attention rank) x attention_dp_size, as the row writes them."""
+    return _int(row[prefix + "batch_size"]) * _int(row[prefix + "attention_dp_size"])
+
+
+def measurement_key(r: dict[str, str]) -> tuple:
+    """One measurement: the model family (DeepSeek-R1 runs also appear labelled DeepSeek-V3), system, engine, mode,
+    lengths, concurrency, and TTFT / TPOT to 0.1 / 0.01 ms (some copies carry them rounded to two decimals)."""
+    return (FAMILY.get(r["model_path"], r["model_path"]), r["system"], r["backend"], r["mode"], r["isl"], r["osl"],
+            r["concurrency"], round(float(r["silicon_ttft_ms"]), 1), round(float(r["silicon_tpot_ms"]), 2))
+
+
+def in_scope(r: dict[str, str]) -> bool:
+    return not (r["model_path"] in vc.DENSE_MODELS and r["mode"] == "agg")
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """A row's deployment as far as the CSV states it (models and hardware not resolved yet)."""
+    layouts: dict[str, Layout]  # role -> layout ('collocated' or 'prefill' and 'decode')
+    workers: dict[str, int]
+    caps: dict[str, int]
+
+    def key(self) -> str:
+        return ",".join(f"{role}:{self.workers[role]}x{lay.text()}" for role, lay in self.layouts.items())
+
+
+def map_row(r: dict[str, str]) -> Mapped:
+    """Row -> instances, worker counts and sequence caps; ValueError(reason) when the CSV does not state them."""
+    c = _int(r["concurrency"], 0)
+    moe = r["model_path"] not in vc.DENSE_MODELS
+    if not c:
+        raise ValueError("concurrency not stated")
+    if r["mode"] == "agg":
+        lay = instance_layout(r, "", moe)
+        cap = row_cap(r)
+        if cap != c:
+            raise ValueError("deployment not stated: concurrency != batch_size x attention_dp_size")
+        return Mapped({"collocated": lay}, {"collocated": 1}, {"collocated": cap})
+    layouts = {role: instance_layout(r, role + "_", moe) for role in ("prefill", "decode")}
+    if not (r["prefill_num_workers"] and r["decode_num_workers"]):
+        raise ValueError("disagg worker counts not stated")
+    workers = {role: _int(r[role + "_num_workers"]) for role in ("prefill", "decode")}
+    caps = {role: row_cap(r, role + "_") for role in ("prefill", "decode")}
+    if caps["decode"] * workers["decode"] != c:
+        raise ValueError("deployment not stated: concurrency != decode batch x attention_dp x workers")
+    return Mapped(layouts, workers, caps)
+
+
+def config_key(r: dict[str, str], m: Mapped) -> str:
+    return "|".join((r["backend"], r["mode"], r["model_path"], r["system"], r["precision"], m.key()))
+
+
+def split_configs(keyed: list[tuple[dict[str, str], Mapped]]) -> set[str]:
+    """The 'fit' configurations: per (backend, mode), the first ceil(n/3) by sha256 of the key."""
+    groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r, m in keyed:
+        groups[(r["backend"], r["mode"])].add(config_key(r, m))
+    fit: set[str] = set()
+    for keys in groups.values():
+        ordered = sorted(keys, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+        fit.update(ordered[: math.ceil(len(ordered) / 3)])
+    return fit
+
+
+def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: int) -> dict[str, Any]:
+    from phasewise.specs.engines import knob_values
+
+    kw = knob_values(engine, max_seqs=cap)
+    dp = lay.attention_dp
+    if role == "collocated":
+        if engine == "sglang":
+            kw.update(max_prefill_tokens=dp * (isl + AIC_MARGIN), enable_mixed_chunk=True)
+        else:
+            kw.update(knob_values(engine, token_budget=dp * (batch_rank + isl + AIC_MARGIN)))
+    elif role == "prefill":
+        if engine == "sglang":
+            kw.update(max_prefill_tokens=dp * (isl + AIC_MARGIN))
+        else:
+            kw.update(knob_values(engine, token_budget=dp * (isl + AIC_MARGIN)))
+    elif engine == "trtllm":  # decode: "decode max_num_tokens = max_batch_size"
+        kw.update(knob_values(engine, token_budget=cap))
+    return kw
+
+
+def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str) -> dict[str, Any]:
+    groups = []
+    for role, lay in m.layouts.items():
+        g: dict[str, Any] = dict(role=role, hardware=hw, tp=lay.gpus, replicas=m.workers[role], engine=r["backend"],
+                                 precision=precision)
+        if precision in FP8_KV:
+            g["kv_dtype"] = "fp8"
+        if lay.attention_dp > 1:
+            g["attention_dp"] = lay.attention_dp
+        if lay.ep > 1:
+            g["ep"] = lay.ep
+        g.update(_knobs(r["backend"], role, lay, m.caps[role], int(r["isl"]),
+                        m.caps[role] // max(lay.attention_dp, 1)))
+        groups.append(g)
+    data: dict[str, Any] = {"model": model, "instances": groups}
+    if r["mode"] == "disagg":
+        total = sum(m.layouts[k].gpus * m.workers[k] for k in m.layouts)
+        data["kv_link"] = "nvlink" if r["system"] in NVL72 or total <= NODE_GPUS else "rdma"
+    return data
+
+
+def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
+               ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """Cases for the in-scope rows phasewise can cost; every other in-scope row as ('csv', id, skip reason)."""
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if in_scope(r)]
+    kept: dict[tuple, dict[str, str]] = {}
+    for r in rows:  # the first twin that is not squared-encoded wins
+        k = measurement_key(r)
+        if k not in kept or (_squared(kept[k]) and not _squared(r)):
+            kept[k] = r
+    mapped: dict[str, Mapped | str] = {}
+    for r in rows:
+        try:
+            mapped[r["id"]] = map_row(r)
+        except ValueError as exc:
+            mapped[r["id"]] = str(exc)
+    first = {id(r) for r in kept.values()}
+    fit = split_configs([(r, mapped[r["id"]]) for r in rows
+                         if id(r) in first and isinstance(mapped[r["id"]], Mapped)])
+    cases, skipped = [], []
+    for r in rows:
+        m = mapped[r["id"]]
+        why = None
+        if id(r) not in first:
+            why = "duplicate measurement (its twin row is kept)"
+        elif isinstance(m, str):
+            why = m
+        elif r["model_path"] in NOT_COSTED:
+            why = NOT_COSTED[r["model_path"]]
+        elif r["backend"] not in vc.ENGINES:
+            why = f"backend '{r['backend']}' not mapped"
+        prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
+        if why is None and prec is None:
+            why = f"precision {r['precision']}/{r['gemm_quant_mode']}/{r['moe_quant_mode']} not mapped"
+        model = hw = None
+        if why is None:
+            model = _resolve_model(r["model_path"])
+            hw = vc.resolve_hardware(vc.HARDWARE_NAMES.get(r["system"], (r["system"],)))
+            if model is None:
+                why = f"model '{r['model_path']}' not in the catalog"
+            elif hw is None:
+                why = f"hardware '{r['system']}' not in the catalog yet"
+        if why is not None:
+            skipped.append(("csv", r["id"], why))
+            continue
+        c = int(r["concurrency"])
+        key = config_key(r, m)
+        family = FAMILY.get(r["model_path"], r["model_path"].split("/")[-1])
+        notes = ["squared layout columns read as " + m.layouts["collocated"].text()] \
+            if any(lay.squared for lay in m.layouts.values()) else []
+        cases.append({
+            "source": "csv", "id": r["id"], "group": f"{family}:{r['mode']}:{r['backend']}", "family": family,
+            "mode": r["mode"], "engine": r["backend"], "model": model, "model_stated": r["model_path"],
+            "hardware": hw, "system": r["system"], "precision": prec, "layout": m.key(),
+            "tp": max(lay.gpus for lay in m.layouts.values()), "replicas": sum(m.workers.values()),
+            "isl": int(r["isl"]), "osl": int(r["osl"]), "concurrency": c, "requests": rounds * c,
+            "warmup": warmup_rounds * c, "client": "genai-perf",
+            "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
+            "split": "fit" if key in fit else "test", "config": key, "notes": notes,
+            "deployment": deployment(r, m, model, hw, prec),
+        })
+    return cases, skipped
+
+
+def _squared(r: dict[str, str]) -> bool:
+    try:
+        return any(lay.squared for lay in map_row(r).layouts.values())
+    except ValueError:
+        return False
+
+
+def _resolve_model(name: str) -> str | None:
+    for candidate in (name, MODEL_FALLBACK.get(name)):
+        if candidate is not None and vc.resolve_model(candidate) is not None:
+            return vc.resolve_model(candidate)
+    return None
+
+
+def layout_evidence(path: Path = CSV_PATH) -> tuple[int, int, int]:
+    """(squared rows, squared rows with a twin, twins whose layout is the squared reading's) over the whole CSV."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_key: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        by_key[measurement_key(r)].append(r)
+    squared = with_twin = agree = 0
+    for r in rows:
+        if r["mode"] != "agg" or not _squared(r):
+            continue
+        squared += 1
+        twins = [t for t in by_key[measurement_key(r)] if t is not r and not _squared(t)]
+        if twins:
+            with_twin += 1
+            mine = instance_layout(r)
+            agree += all(_safe_layout(t) == Layout(mine.gpus, mine.attention_dp, mine.ep) for t in twins)
+    return squared, with_twin, agree
+
+
+def _safe_layout(r: dict[str, str]) -> Layout | None:
+    try:
+        return instance_layout(r)
+    except ValueError:
+        return None
+
+
+# --- tables ---------------------------------------------------------------------------------------------------
+def print_rows(cases, results, fitted=None) -> None:
+    print(f"\n{'group':<30} {'model':<18} {'hw':<6} {'prec':<9} {'layout':<30} {'isl/osl':>10} {'C':>5} | "
+          f"{'TTFT ms':>9} {'pred':>9} {'err':>6} | {'TPOT ms':>7} {'pred':>7} {'err':>6} | split"
+          + ("  | fitted TTFT  TPOT" if fitted else ""))
+    order = sorted(range(len(cases)), key=lambda i: (cases[i]["group"], cases[i]["system"], cases[i]["precision"],
+                                                     cases[i]["layout"], cases[i]["isl"], cases[i]["osl"],
+                                                     cases[i]["concurrency"]))
+    for i in order:
+        c, r = cases[i], results[i]
+        line = (f"{c['group']:<30} {c['model_stated'].split('/')[-1][:18]:<18} {c['hardware'][:6]:<6} "
+                f"{c['precision']:<9} {c['layout'][:30]:<30} {c['isl']:>5}/{c['osl']:<4} {c['concurrency']:>5} | "
+                f"{c['measured_ttft_ms']:>9.1f} {r['ttft']:>9.1f} {vc.fmt_pct(vc.rel_err(r['ttft'], c['measured_ttft_ms'])):>6} | "
+                f"{c['measured_tpot_ms']:>7.2f} {r['tpot']:>7.2f} {vc.fmt_pct(vc.rel_err(r['tpot'], c['measured_tpot_ms'])):>6} | "
+                f"{c['split']}")
+        if fitted:
+            f = fitted[i]
+            line += (f"  | {vc.fmt_pct(vc.rel_err(f['ttft'], c['measured_ttft_ms'])):>11} "
+                     f"{vc.fmt_pct(vc.rel_err(f['tpot'], c['measured_tpot_ms'])):>5}")
+        if r["error"]:
+            line += f"  ! {r['error']}"
+        if c["notes"]:
+            line += "  [" + "; ".join(c["notes"]) + "]"
+        print(line)
+
+
+def print_tables(cases, columns) -> None:
+    """Per family x mode x engine, then per family x mode (vc.print_table over relabelled copies)."""
+    vc.print_table(cases, columns)
+    coarse = [dict(c, group=f"{c['family']}:{c['mode']}") for c in cases]
+    vc.print_table(coarse, columns)
+
+
+def concurrency_bucket(c: int) -> str:
+    return "C<=8" if c <= 8 else "C16-64" if c <= 64 else "C128-512" if c <= 512 else "C>=1024"
+
+
+def print_regimes(cases, results) -> None:
+    """Signed median errors (bias) by mode x engine x concurrency band, every split together: where the model is
+    off and in which direction (diagnosis, not accuracy)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, c in enumerate(cases):
+        groups[(c["mode"], c["engine"], concurrency_bucket(c["concurrency"]))].append(i)
+    print(f"\n{'mode':<7} {'engine':<7} {'band':<9} {'n':>4} | {'TTFT bias':>9} {'meas-pred ms':>12} | {'TPOT bias':>9}")
+    for key in sorted(groups, key=lambda k: (k[0], k[1], ("C<=8", "C16-64", "C128-512", "C>=1024").index(k[2]))):
+        idx = [i for i in groups[key] if not results[i]["error"]]
+        if not idx:
+            continue
+        med = lambda xs: float(np.median(xs))  # noqa: E731
+        t = med([vc.rel_err(results[i]["ttft"], cases[i]["measured_ttft_ms"]) for i in idx])
+        gap = med([cases[i]["measured_ttft_ms"] - results[i]["ttft"] for i in idx])
+        p = med([vc.rel_err(results[i]["tpot"], cases[i]["measured_tpot_ms"]) for i in idx])
+        print(f"{key[0]:<7} {key[1]:<7} {key[2]:<9} {len(idx):>4} | {t:>+9.0%} {gap:>12.0f} | {p:>+9.0%}")
+
+
+# --- main -----------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2, help="processes (1 = in this process)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N covered rows (CSV order)")
+    ap.add_argument("--engine", choices=vc.ENGINES, default=None)
+    ap.add_argument("--mode", choices=MODES, default=None)
+    ap.add_argument("--family", default=None, help="only this model family (e.g. DeepSeek-V3/R1, Kimi-K2.5)")
+    ap.add_argument("--split", choices=("fit", "test"), default=None, help="only fit or held-out rows")
+    ap.add_argument("--max-concurrency", type=int, default=None, help="only rows with concurrency <= this")
+    ap.add_argument("--every", type=int, default=1, help="every k-th covered row (a spread-out subset)")
+    ap.add_argument("--rounds", type=int, default=10, help="requests per row = rounds x concurrency")
+    ap.add_argument("--warmup-rounds", type=int, default=2, help="warm-up requests = this x concurrency")
+    ap.add_argument("--large-c", type=int, default=1024, help="rows at this concurrency or more simulate "
+                    "--large-c-rounds x C requests (bounds the run: they hold ~87%% of the decode tokens)")
+    ap.add_argument("--large-c-rounds", type=int, default=2, help="requests per large-C row = this x concurrency")
+    ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
+    ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
+    ap.add_argument("--fit-evals", type=int, default=10)
+    ap.add_argument("--fit-sweeps", type=int, default=2)
+    ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
+    ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
+    ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
+    ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
+    args = ap.parse_args(argv)
+
+    if not CSV_PATH.exists():
+        print(f"{CSV_PATH} not found (../shared is not present)", file=sys.stderr)
+        return 2
+    if args.layout_evidence:
+        squared, twins, agree = layout_evidence()
+        print(f"squared-encoded agg rows: {squared}; with a bit-identical twin: {twins}; twins laid out as the "
+              f"squared reading says: {agree}")
+        return 0
+    cases, skipped = load_cases(CSV_PATH, args.rounds, args.warmup_rounds)
+    fit_keys = sorted({c["config"] for c in cases if c["split"] == "fit"})
+    n_configs = len({c["config"] for c in cases})
+    sel = [c for c in cases if (args.engine is None or c["engine"] == args.engine)
+           and (args.mode is None or c["mode"] == args.mode) and (args.family is None or c["family"] == args.family)
+           and (args.split is None or c["split"] == args.split)
+           and (args.max_concurrency is None or c["concurrency"] <= args.max_concurrency)]
+    sel = sel[:: max(args.every, 1)]
+    for i, c in enumerate(sel):
+        if c["concurrency"] >= args.large_c and args.large_c_rounds < args.rounds:
+            sel[i] = dict(c, requests=args.large_c_rounds * c["concurrency"],
+                          notes=c["notes"] + [f"N = {args.large_c_rounds} x C (large-C bound)"])
+    if args.limit is not None:
+        sel = sel[: args.limit]
+
+    import phasewise
+
+    print(__doc__.splitlines()[0])
+    print(f"simulator: {Path(phasewise.__file__).parent}")
+    print(f"constants: {args.constants}; N = {args.rounds} x C requests from C closed-loop clients "
+          f"({args.large_c_rounds} x C at C >= {args.large_c}), warm-up {args.warmup_rounds} x C")
+    print(f"fit split: {len(fit_keys)} of {n_configs} covered configurations are 'fit' (per backend x mode, "
+          f"sha256 order, first third), the rest held out")
+    print(f"\ncoverage: {len(cases)} in-scope rows costed ({len(sel)} selected), {len(skipped)} skipped")
+    for why, n in Counter(why for _, _, why in skipped).most_common():
+        print(f"  skipped {n:>5}: {why}")
+    by = Counter((c["group"], c["split"]) for c in cases)
+    for g in sorted({c["group"] for c in cases}):
+        print(f"  covered {g:<34} fit {by[(g, 'fit')]:>4}  test {by[(g, 'test')]:>4}")
+    if not sel:
+        print("nothing to simulate")
+        return 1
+
+    t0 = time.perf_counter()
+    pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
+    try:
+        results = vc.evaluate(sel, {"base": args.constants}, pool)
+        fitted = fitted_consts = None
+        if args.fit:
+            fitted_consts = vc.fit(sel, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None)
+            fitted = vc.evaluate(sel, fitted_consts, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    wall = time.perf_counter() - t0
+    failed = [(c, r) for c, r in zip(sel, results) if r["error"]]
+    print(f"\nsimulated {len(sel)} rows in {wall:.0f} s wall ({args.workers} workers); {len(failed)} failed")
+    for why, n in Counter(r["error"] for _, r in failed).most_common(8):
+        print(f"  failed {n:>4}: {why}")
+    if not args.no_rows:
+        print_rows(sel, results, fitted)
+    columns = [(args.constants, results, "fit"), (args.constants, results, "test")]
+    if fitted is not None:
+        columns = [(args.constants, results, "fit"), ("fitted", fitted, "fit"),
+                   (args.constants, results, "test"), ("fitted", fitted, "test")]
+    print_tables(sel, columns)
+    print_regimes(sel, results)
+    if fitted_consts is not None:
+        print("\nfitted constants (not written to the catalog):")
+        for key, upd in fitted_consts.items():
+            if key != "base":
+                print(f"  {key}: " + ", ".join(f"{k}: {v:.4g}" for k, v in upd.items()))
+    if args.csv:
+        vc.write_csv(args.csv, sel, results, fitted, skipped)
+        print(f"\nwrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

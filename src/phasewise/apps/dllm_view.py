@@ -1,0 +1,213 @@
+"""`phasewise simulate --dllm MODE`: diffusion-LM serving (sim/dllm.py) from the CLI's flags, and its printout.
+
+cli.py declares the flags and calls `dllm_requested` (which also refuses a diffusion model without --dllm and
+an autoregressive one with it) and `simulate_dllm_cmd`; everything else lives here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from phasewise.apps.jsonout import dumps
+from phasewise.errors import PhasewiseError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# --dllm's knobs: the simulate parameter and its flag
+KNOB_FLAGS = {"gen_length": "--gen-length", "block_length": "--block-length", "dllm_steps": "--dllm-steps",
+              "dllm_threshold": "--dllm-threshold", "dllm_cache": "--dllm-cache",
+              "tokens_per_step": "--tokens-per-step", "jump_copies": "--jump-copies", "jump_probs": "--jump-probs",
+              "batch_cap": "--batch-cap"}
+# simulate flags that describe an autoregressive deployment: with --dllm each must keep its default
+AR_ONLY = {"arch": ("--arch", "collocated"), "pp": ("--pp", 1), "spec_tokens": ("--spec-tokens", 0),
+           "deployment": ("--deployment", None), "scheduler": ("--scheduler", None),
+           "attention_offload": ("--attention-offload", "off"), "mapping": ("--mapping", None),
+           "client": ("--client", None), "warmup": ("--warmup", None),
+           "online_training": ("--online-training", "off")}
+# simulate --dllm reports latencies, not SLO attainment (plan --dllm ranks by goodput under SLOs)
+DLLM_SIMULATE_UNUSED = {"slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tpot-ms", "slo_tbt_ms": "--slo-tbt-ms"}
+
+
+def dllm_requested(model: str, dllm: str | None, knobs: dict[str, Any]) -> bool:
+    """Whether this simulate call is a dLLM one; a one-line error for a knob without --dllm, --dllm on an
+    autoregressive model, or a diffusion model without --dllm."""
+    from phasewise.specs import load_model
+
+    given = [KNOB_FLAGS[k] for k, v in knobs.items() if k in KNOB_FLAGS and v is not None]
+    if dllm is None and given:
+        raise PhasewiseError(f"{given[0]} needs --dllm baseline|fast-dllm|alp|odb (a diffusion-LM decoding)")
+    spec = load_model(model)
+    if dllm is not None and spec.causal:
+        raise PhasewiseError(f"--dllm needs a diffusion LM (bidirectional attention, e.g. GSAI-ML/LLaDA-8B-Instruct);"
+                             f" {spec.name} is autoregressive")
+    if dllm is None and not spec.causal:
+        raise PhasewiseError(f"{spec.name} is a diffusion LM (bidirectional, decoded block by block): it needs "
+                             "--dllm baseline|fast-dllm|alp|odb")
+    return dllm is not None
+
+
+def parse_probs(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise PhasewiseError(f"--jump-probs takes comma-separated numbers, P(0, 1, ... extra tokens) (got {text!r})"
+                             ) from None
+    if not values:
+        raise PhasewiseError("--jump-probs takes comma-separated numbers, P(0, 1, ... extra tokens)")
+    return values
+
+
+def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], *, as_json: bool, out: str | None,
+                      out_format: str) -> None:
+    """Build the decoding, the instance's cost model and the workload from simulate's flags; run; print."""
+    from phasewise.apps.simulate_view import write_records
+    from phasewise.perf.cost import CostModel
+    from phasewise.perf.dllm import DllmCost
+    from phasewise.sim.api import build
+    from phasewise.sim.dllm import simulate_dllm
+    from phasewise.specs import load_hardware, load_model, load_quant
+    from phasewise.specs.dllm import decoding
+    from phasewise.specs.engines import resolve_engine
+
+    for key, (flag, default) in AR_ONLY.items():
+        if params.get(key, default) != default:
+            raise PhasewiseError(f"{flag} does not apply with --dllm (a dLLM instance serves whole requests; "
+                                 "use --replicas and --batch-cap)")
+    for key, flag in DLLM_SIMULATE_UNUSED.items():
+        if params.get(key, float("inf")) != float("inf"):
+            raise PhasewiseError(f"{flag} does not apply to simulate --dllm (it reports time to first block, TPOT "
+                                 "and E2E; plan --dllm ranks under SLOs)")
+    dec = decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
+                   steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
+                   threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
+                   copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")))
+    model, hw = load_model(params["model"]), load_hardware(params["hardware"])
+    quant = load_quant(params.get("precision") or model.default_precision, params.get("kv_dtype"))
+    engine = resolve_engine(params.get("engine", "hf-eager"), hw).profile
+    cm = CostModel(model, hw, quant, engine, params.get("tp", 1), 1)
+    workload_keys = ("trace", "trace_limit", "rate", "requests", "isl", "osl", "isl_dist", "osl_dist", "isl_spread",
+                     "osl_spread", "arrival", "cv", "concurrency", "seed", "num_prompts")
+    spec = build(model=params["model"], hardware=params["hardware"], precision=quant.name,
+                 **{k: params[k] for k in workload_keys if k in params})
+    batch_cap = params.get("batch_cap") or 1
+    check_fits(cm, dec, spec.workload, batch_cap, params.get("memory_fraction", 0.9))
+    run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas", 1),
+                        batch_cap=batch_cap, seed=params.get("seed", 0))
+    summary = run.summary()
+    summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, engine.name
+    if out:
+        for path in write_records(run, summary, out, out_format):
+            print(f"wrote {path}", file=sys.stderr)
+    if as_json:
+        print(dumps(summary))
+    else:
+        render_dllm(console, summary)
+
+
+def check_fits(cm, dec, workload, batch_cap: int, memory_fraction: float) -> None:
+    """A one-line error when `batch_cap` requests of the longest prompt + canvas do not fit one instance."""
+    from phasewise.perf.dllm import dllm_memory
+    from phasewise.workload import ClosedLoop
+
+    prompts = workload.lengths()[0] if isinstance(workload, ClosedLoop) else workload.prompt_tokens
+    extra = (dec.copies - 1) * dec.block_length
+    mem = dllm_memory(cm, int(max(prompts)), dec.gen_length, batch_cap, extra, memory_fraction)
+    if not mem.fits:
+        raise PhasewiseError(f"--batch-cap {batch_cap} does not fit on {cm.hw.key}: {mem.reason()} (each request "
+                             f"keeps the KV of its prompt + {dec.gen_length}-token canvas); lower --batch-cap")
+
+
+def render_dllm(console: Console, s: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    d, t, f = s["dllm"], s["throughput"], s["per_request"]
+    knobs = (f"threshold {d['threshold']}, {d['tokens_per_step']:g} tokens/forward" if d["threshold"] is not None
+             else f"{d['steps']} steps")
+    extra = (", ALP" if d["alp"] else "") + (f", jump-share x{d['jump_copies']}" if d["jump_copies"] > 1 else "")
+    console.print(f"[bold]dLLM {d['mode']}[/] on {s.get('model', '')} / {s.get('hardware', '')}: canvas "
+                  f"{d['gen_length']} in blocks of {d['block_length']}, cache {d['cache']}, {knobs}{extra}")
+    console.print(f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.2f} simulated s on "
+                  f"{s['replicas']} instance(s), batch cap {s['batch_cap']}: {t['requests_per_s']:.2f} req/s, "
+                  f"{t['output_tokens_per_s']:,.0f} answer tok/s; per request {s['tokens_per_s']['mean']:,.1f} tok/s")
+    table = Table(title="Latency (ms)", title_justify="left")
+    for col in ("metric", "mean", "p50", "p90", "p99"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, label in (("ttft_ms", "time to first block (TTFT)"), ("tpot_ms", "TPOT after the first block"),
+                       ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
+        table.add_row(label, *(f"{s[key][k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+    console.print(table)
+    inst = s["instances"]
+    console.print(f"Per request: {f['answer_tokens']:.0f} answer tokens, canvas {f['canvas_tokens']:.0f}, "
+                  f"{f['forwards']:.1f} forwards ({f['refreshes']:.1f} full/refresh, {f['steps']:.1f} block steps), "
+                  f"{f['tokens_per_forward']:.2f} canvas tokens per forward. Instances: {inst['iterations']:,} "
+                  f"iterations, busy {inst['busy_fraction']:.0%}, mean batch {inst['mean_batch']:.2f}")
+    console.print(f"[dim]simulated in {s['sim']['wall_s']:.2f} s wall[/]")
+
+
+PLAN_AR_BATCH_CAPS = "256"  # plan's --batch-caps default (for autoregressive engines)
+PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
+PLAN_AR_ONLY = {"workload": ("--workload", None), "spec": ("--spec", False), "policies": ("--policies", ""),
+                "mapping": ("--mapping", None), "export": ("--export", None),
+                # a dLLM's tokens appear a block at a time: a gap between two of them is not a served quantity
+                "slo_tbt_ms": ("--slo-tbt-ms", float("inf"))}
+
+
+def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any]) -> None:
+    """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py)."""
+    from phasewise.plan.dllm_plan import rank_dllm
+    from phasewise.specs.dllm import decoding
+    from phasewise.workload import LengthDist
+
+    dllm_requested(params["model"], dllm, {})
+    for key, (flag, default) in PLAN_AR_ONLY.items():
+        if params.get(key, default) != default:
+            raise PhasewiseError(f"{flag} does not apply with --dllm (give --isl/--osl; a dLLM plan ranks chips "
+                                 "and batch caps)")
+    caps_text = params.get("batch_caps", PLAN_AR_BATCH_CAPS)
+    if caps_text == PLAN_AR_BATCH_CAPS:
+        caps = list(PLAN_DLLM_BATCH_CAPS)
+    else:
+        try:
+            caps = [int(x) for x in caps_text.split(",") if x.strip()]
+        except ValueError:
+            raise PhasewiseError(f"--batch-caps must be comma-separated integers (got '{caps_text}')") from None
+        if not caps or min(caps) < 1:
+            raise PhasewiseError(f"--batch-caps must list integers >= 1 (got '{caps_text}')")
+    chips = [h.strip() for h in params["hardware"].split(",") if h.strip()]
+    precision = (params.get("precisions") or "").split(",")[0].strip() or None
+    isl, osl = params.get("isl") or 1024, params.get("osl") or 256
+    ranked = rank_dllm(decoding(dllm), params["model"], chips, params["gpus"], caps,
+                       prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
+                       answer=LengthDist(params.get("osl_dist", "fixed"), osl, params.get("osl_spread", 0.0)),
+                       slo_ttft_ms=params["slo_ttft_ms"], slo_tpot_ms=params["slo_tpot_ms"],
+                       target=params["attainment"], engine=params.get("engine", "hf-eager"), precision=precision,
+                       objective=params.get("objective", "goodput-per-gpu"), seed=params.get("seed", 0))
+    if params.get("as_json"):
+        print(dumps({"dllm": dllm, "ranking": [r.to_json() for r in ranked]}))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"dLLM {dllm} deployments of {params['gpus']} GPU(s), ranked by "
+                            f"{params.get('objective', 'goodput-per-gpu')} (TTFT = time to first block <= "
+                            f"{params['slo_ttft_ms']:g} ms, TPOT <= {params['slo_tpot_ms']:g} ms for "
+                            f"{params['attainment']:.0%})", title_justify="left")
+        for col in ("#", "chip", "batch cap", "instances", "goodput req/s", "per GPU", "req/$", "TTFT p90 ms",
+                    "TPOT p90 ms", "E2E mean ms", "busy"):
+            table.add_column(col, justify="left" if col == "chip" else "right")
+        for i, r in enumerate(ranked, 1):
+            s = r.strategy
+            table.add_row(str(i), s.hardware, str(s.batch_cap), str(s.replicas), f"{r.goodput_rps:.2f}",
+                          f"{r.per_gpu_rps:.2f}", f"{r.requests_per_dollar:,.0f}", f"{r.ttft_p90_ms:.0f}",
+                          f"{r.tpot_p90_ms:.1f}", f"{r.e2e_mean_ms:.0f}", f"{r.busy_fraction:.0%}")
+        console.print(table)
+    if ranked[0].goodput_rps <= 0:
+        raise PhasewiseError("no dLLM deployment meets the SLOs at any rate (the time to first block or the TPOT "
+                             "after it is over its limit even unloaded); relax --slo-ttft-ms / --slo-tpot-ms")
+
+
+__all__ = ["AR_ONLY", "KNOB_FLAGS", "check_fits", "dllm_requested", "parse_probs", "plan_dllm_cmd", "render_dllm",
+           "simulate_dllm_cmd"]

@@ -1,0 +1,368 @@
+"""Launch commands for a deployment, in each engine's own argument names (apps/data/engine_flags.yaml):
+`vllm serve` (disaggregated: NixlConnector workers, as llm-d launches them), `python -m sglang.launch_server`
+(disaggregated: --disaggregation-mode workers behind sglang_router's PD router) and `trtllm-serve` with an
+LLM-API options YAML (disaggregated: context and generation servers behind `trtllm-serve disaggregated`).
+
+One command per instance; a field the engine has no argument for is a comment line of the script, never
+dropped silently."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.export import deployment_yaml, pick, plan_header
+from phasewise.plan.planner import PlanResult
+from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
+from phasewise.specs import load_model
+
+GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
+FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
+# our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
+# (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
+ONLINE_QUANT = {"fp8": "fp8"}
+UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`)
+KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3"}, "trtllm": {"fp8": "fp8"}}
+# the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
+# Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
+KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
+NIXL_SIDE_CHANNEL_PORT = 5600  # vLLM's default VLLM_NIXL_SIDE_CHANNEL_PORT (nixl_connector_usage.html), + GPU index
+
+
+@cache
+def engine_flags() -> dict[str, Any]:
+    """The published argument names each engine's command takes (apps/data/engine_flags.yaml)."""
+    return yaml.safe_load(resources.files("phasewise.apps").joinpath("data", "engine_flags.yaml").read_text())
+
+
+def engine_family(engine: str) -> str:
+    """vllm | sglang | trtllm: the engine whose commands a preset's group gets (vLLM for the others)."""
+    name = engine.split("@")[0]
+    return "sglang" if name.startswith("sglang") else "trtllm" if name.startswith("trtllm") else "vllm"
+
+
+@dataclass(slots=True)
+class Command:
+    """One process to start: its environment, argv, and comment lines (what the engine cannot express)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    comments: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # config files it reads, name -> text
+
+    def line(self) -> str:
+        env = " ".join(f"{k}={v}" for k, v in self.env.items())
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+def _precision(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
+    model = load_model(g.model or dep.model)
+    native = model.default_precision
+    precision = g.precision or native
+    if precision == native:
+        if precision not in UNQUANTIZED:
+            notes.append(f"precision {precision} is the checkpoint's own format: the engine reads it from the "
+                         "checkpoint's quantization config")
+        return []
+    if family == "trtllm":
+        notes.append(f"precision {precision}: TensorRT-LLM's PyTorch backend has no online quantization; serve a "
+                     f"{precision} checkpoint (e.g. quantized with NVIDIA ModelOpt) as MODEL")
+        return []
+    if precision in UNQUANTIZED:
+        return ["--dtype", UNQUANTIZED[precision]]
+    if precision in ONLINE_QUANT:
+        return ["--quantization", ONLINE_QUANT[precision]]
+    notes.append(f"precision {precision}: no online quantization in {family}; serve a pre-quantized {precision} "
+                 "checkpoint as MODEL (its format is read from the checkpoint)")
+    return []
+
+
+def _kv_dtype(g: InstanceGroup, family: str, notes: list[str]) -> str | None:
+    if g.kv_dtype is None or g.kv_dtype in UNQUANTIZED:
+        return None
+    value = KV_DTYPE[family].get(g.kv_dtype)
+    if value is None:
+        notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype (fp8 only); not set")
+    return value
+
+
+def _common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
+    notes = [f"{g.role} instances: {g.replicas} x {g.tp * g.pp} x {g.hardware}"]
+    name = g.engine.split("@")[0]
+    if name != family:
+        notes.append(f"planned engine '{g.engine}' (simulated scheduler) has no launch command of its own; "
+                     f"{family} is the nearest")
+    if name == "vllm-v0":
+        notes.append("prefill-first (vLLM V0) scheduling: vLLM >= 0.11 runs only V1; --no-enable-chunked-prefill "
+                     "keeps prompts whole but V1 still mixes them into decode steps")
+    if g.entry_point == "offline":
+        notes.append("entry_point offline: the planned engine defaults are the LLM class's, not the server's")
+    if g.moe_imbalance is not None:
+        notes.append(f"moe_imbalance {g.moe_imbalance:g} is a simulation input (expert load skew), not an argument")
+    if g.mapping:
+        notes.append(f"operator mapping '{g.mapping}' (chip substrates) has no engine equivalent")
+    if g.pool:
+        notes.append(f"priority pool '{g.pool}' (Ascendra): no engine equivalent; route by priority in front")
+    return notes
+
+
+def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
+    notes = _common_notes(dep, g, "vllm")
+    argv = ["vllm", "serve", g.model or dep.model, "--port", str(port)]
+    dp = g.attention_dp or 1
+    argv += ["--tensor-parallel-size", str(g.tp // dp)]
+    if dp > 1:
+        argv += ["--data-parallel-size", str(dp)]
+    if g.pp > 1:
+        argv += ["--pipeline-parallel-size", str(g.pp)]
+    ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
+    if ep > 1:
+        argv.append("--enable-expert-parallel")
+        if ep != g.tp:
+            notes.append(f"ep {ep} x moe_tp {g.tp // ep}: vLLM's expert parallelism spans all tp x dp GPUs "
+                         f"(ep = {g.tp}); a partial EP with MoE tensor parallelism has no vLLM argument")
+    argv += _precision(dep, g, "vllm", notes)
+    kv = _kv_dtype(g, "vllm", notes)
+    if kv:
+        argv += ["--kv-cache-dtype", kv]
+    knobs = g.knobs
+    if "chunk_size" in knobs:  # Sarathi's token budget is vLLM's chunked-prefill budget
+        knobs = dict(knobs, max_num_batched_tokens=knobs.pop("chunk_size"), enable_chunked_prefill=True)
+    for knob, value in knobs.items():
+        if knob in ("max_num_seqs", "max_num_batched_tokens", "max_num_partial_prefills"):
+            argv += [f"--{knob.replace('_', '-')}", str(value)]
+        elif knob == "enable_chunked_prefill":
+            argv.append("--enable-chunked-prefill" if value else "--no-enable-chunked-prefill")
+        else:
+            notes.append(f"{knob} {value}: no vLLM argument")
+    argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}", "--block-size", str(g.block_size)]
+    if g.prefix_caching is not None:
+        argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
+    if dep.speculative is not None:
+        argv += ["--speculative-config", json.dumps(_vllm_spec(dep, notes), separators=(",", ":"))]
+    if g.role != "collocated":
+        argv += ["--kv-transfer-config", json.dumps({"kv_connector": KV_BACKEND["vllm"], "kv_role": "kv_both"},
+                                                    separators=(",", ":"))]
+    return Command(argv, comments=notes)
+
+
+def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
+    spec = dep.speculative
+    notes.append(f"speculative decoding: acceptance {spec.acceptance:g} is the workload's, not an argument")
+    if spec.draft == "mtp":
+        notes.append("method mtp needs a checkpoint with MTP layers (e.g. DeepSeek-V3); else use an EAGLE draft")
+        return {"method": "mtp", "num_speculative_tokens": spec.draft_tokens}
+    return {"model": spec.draft, "num_speculative_tokens": spec.draft_tokens}
+
+
+def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
+    notes = _common_notes(dep, g, "sglang")
+    argv = ["python", "-m", "sglang.launch_server", "--model-path", g.model or dep.model, "--port", str(port),
+            "--tp-size", str(g.tp)]
+    if g.pp > 1:
+        argv += ["--pp-size", str(g.pp)]
+    if (g.attention_dp or 1) > 1:
+        argv += ["--dp-size", str(g.attention_dp), "--enable-dp-attention"]
+    ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
+    if ep > 1:
+        argv += ["--ep-size", str(ep)]  # SGLang's MoE tensor parallelism is then tp / ep, as planned
+    argv += _precision(dep, g, "sglang", notes)
+    kv = _kv_dtype(g, "sglang", notes)
+    if kv:
+        argv += ["--kv-cache-dtype", kv]
+    for knob, value in g.knobs.items():
+        if knob in ("max_running_requests", "chunked_prefill_size", "max_prefill_tokens", "cuda_graph_max_bs",
+                    "schedule_conservativeness"):
+            argv += [f"--{knob.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
+        elif knob == "enable_mixed_chunk":
+            if value:
+                argv.append("--enable-mixed-chunk")
+        else:
+            notes.append(f"{knob} {value}: no SGLang argument")
+    argv += ["--mem-fraction-static", f"{g.memory_fraction:g}", "--page-size", str(g.block_size)]
+    if g.prefix_caching is False:
+        argv.append("--disable-radix-cache")
+    if dep.speculative is not None:
+        spec = dep.speculative
+        if spec.draft == "mtp":
+            argv += ["--speculative-algorithm", "NEXTN", "--speculative-num-steps", str(spec.draft_tokens),
+                     "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(spec.draft_tokens + 1)]
+        else:
+            notes.append(f"speculative draft model {spec.draft}: SGLang drafts with EAGLE heads or MTP layers; "
+                         "pass an EAGLE draft with --speculative-algorithm EAGLE --speculative-draft-model-path")
+    if g.role != "collocated":
+        argv += ["--disaggregation-mode", g.role, "--disaggregation-transfer-backend", KV_BACKEND["sglang"]]
+    return Command(argv, comments=notes)
+
+
+def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command:
+    notes = _common_notes(dep, g, "trtllm")
+    options: dict[str, Any] = {}
+    ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
+    argv = ["trtllm-serve", g.model or dep.model, "--backend", "pytorch", "--port", str(port),
+            "--tp_size", str(g.tp)]
+    if g.pp > 1:
+        argv += ["--pp_size", str(g.pp)]
+    if ep > 1:
+        argv += ["--ep_size", str(ep)]
+        options.update(moe_expert_parallel_size=ep, moe_tensor_parallel_size=g.tp // ep)
+    dp = g.attention_dp or 1
+    if dp > 1:
+        options["enable_attention_dp"] = True
+        if dp != g.tp:
+            notes.append(f"attention_dp {dp} of tp {g.tp}: TensorRT-LLM's attention DP spans all tp ranks "
+                         f"(attention_dp = {g.tp}); a partial one has no argument")
+    argv += _precision(dep, g, "trtllm", notes)
+    kv_cache: dict[str, Any] = {"free_gpu_memory_fraction": g.memory_fraction, "tokens_per_block": g.block_size}
+    notes.append(f"memory_fraction {g.memory_fraction:g} (of the GPU) set as free_gpu_memory_fraction, which "
+                 "TensorRT-LLM takes of the memory left after the weights: its KV cache comes out larger")
+    kv = _kv_dtype(g, "trtllm", notes)
+    if kv:
+        kv_cache["dtype"] = kv
+    if g.prefix_caching is not None:
+        kv_cache["enable_block_reuse"] = g.prefix_caching
+    options["kv_cache_config"] = kv_cache
+    for knob, value in g.knobs.items():
+        if knob in ("max_batch_size", "max_num_tokens"):
+            argv += [f"--{knob}", str(value)]
+        elif knob == "enable_chunked_prefill":
+            options["enable_chunked_prefill"] = value
+        else:
+            notes.append(f"{knob} {value}: no TensorRT-LLM argument")
+    if dep.speculative is not None:
+        spec = dep.speculative
+        if spec.draft == "mtp":
+            options["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": spec.draft_tokens}
+        else:
+            options["speculative_config"] = {"decoding_type": "Eagle", "max_draft_len": spec.draft_tokens,
+                                             "speculative_model_dir": spec.draft}
+    if g.role != "collocated":
+        options["cache_transceiver_config"] = {"backend": KV_BACKEND["trtllm"]}
+        if g.role == "prefill":
+            options["disable_overlap_scheduler"] = True  # context servers run without the overlap scheduler
+    name = f"extra-llm-api-{g.role}-{index}.yaml"
+    argv += ["--extra_llm_api_options", name]
+    return Command(argv, comments=notes, files={name: yaml.safe_dump(options, sort_keys=False)})
+
+
+def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dict[str, str]]:
+    """(one command per instance, the front end's command or None, extra config files) for `dep`'s engines."""
+    workers: list[Command] = []
+    files: dict[str, str] = {}
+    gpu, port = 0, FRONT_PORT + 1
+    urls: dict[str, list[str]] = {"prefill": [], "decode": []}
+    families = set()
+    for index, g in enumerate(dep.instances):
+        family = engine_family(g.engine)
+        families.add(family)
+        for replica in range(g.replicas):
+            n = g.tp * g.pp
+            if gpu % GPUS_PER_NODE + n > GPUS_PER_NODE:  # an instance does not straddle two nodes
+                gpu += GPUS_PER_NODE - gpu % GPUS_PER_NODE
+            if family == "vllm":
+                cmd = _vllm(dep, g, port)
+            elif family == "sglang":
+                cmd = _sglang(dep, g, port)
+            else:
+                cmd = _trtllm(dep, g, port, index)
+            first = gpu % GPUS_PER_NODE
+            cmd.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + k) for k in range(min(n, GPUS_PER_NODE)))
+            if family == "vllm" and g.role != "collocated":  # NIXL's handshake port, one per worker on a host
+                cmd.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(NIXL_SIDE_CHANNEL_PORT + first)
+            node = gpu // GPUS_PER_NODE
+            cmd.comments.insert(0, f"{g.role} {replica + 1}/{g.replicas} on node {node}" + (
+                f" (spans {-(-n // GPUS_PER_NODE)} nodes: launch multi-node)" if n > GPUS_PER_NODE else ""))
+            if replica:
+                cmd.comments = cmd.comments[:1]  # the group's notes once
+            urls.setdefault(g.role, []).append(f"http://node{node}:{port}")
+            files.update(cmd.files)
+            workers.append(cmd)
+            gpu += n
+            port += 1
+    front = None
+    if dep.disaggregated:
+        front = _disagg_front(dep, families, urls, files)
+    elif len(workers) > 1:  # replicas behind one endpoint: the deployment's router policy, run by a gateway
+        front = Command([], comments=[f"{len(workers)} instances behind one endpoint: route with a {dep.router} "
+                                      "policy (e.g. llm-d's gateway, sglang_router, or a least-connections proxy) to "
+                                      + " ".join(u for us in urls.values() for u in us)])
+    return workers, front, files
+
+
+def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]],
+                  files: dict[str, str]) -> Command:
+    family = families.pop() if len(families) == 1 else "vllm"
+    note = [f"KV link planned: {dep.kv_link}; transfer: {KV_BACKEND[family]} (set UCX_TLS / UCX_NET_DEVICES "
+            "for your NICs)"]
+    if dep.attention_offload is not None and dep.attention_offload.mode != "off":
+        note.append("attention_offload (Adrenaline) has no engine equivalent: not launched")
+    if family == "sglang":
+        argv = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
+        for u in urls["prefill"]:
+            argv += ["--prefill", u]
+        for u in urls["decode"]:
+            argv += ["--decode", u]
+        return Command(argv + ["--host", "0.0.0.0", "--port", str(FRONT_PORT)], comments=note)
+    if family == "trtllm":
+        files["disagg.yaml"] = yaml.safe_dump({
+            "hostname": "0.0.0.0", "port": FRONT_PORT, "backend": "pytorch",
+            "context_servers": {"num_instances": len(urls["prefill"]),
+                                "urls": [u.removeprefix("http://") for u in urls["prefill"]]},
+            "generation_servers": {"num_instances": len(urls["decode"]),
+                                   "urls": [u.removeprefix("http://") for u in urls["decode"]]}}, sort_keys=False)
+        return Command(["trtllm-serve", "disaggregated", "-c", "disagg.yaml"], comments=note)
+    note += ["vLLM has no P/D router of its own: route with llm-d's inference scheduler (P/D disaggregation) or",
+             "NVIDIA Dynamo: `python -m dynamo.frontend` with each worker as `python -m dynamo.vllm` (prefill",
+             "workers with --is-prefill-worker); prefill " + " ".join(urls["prefill"]) + "; decode "
+             + " ".join(urls["decode"])]
+    return Command([], comments=note)
+
+
+def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, str]]:
+    """A bash script starting every instance (and the disaggregated front end), and its config files."""
+    workers, front, files = launch_commands(dep)
+    lines = ["#!/usr/bin/env bash", *[f"# {h}" for h in header],
+             "# One command per instance; on several nodes run each on the node its comment names",
+             "# (nodeN in URLs: that node's address). Unmapped fields are comment lines.",
+             f"# Deployment router policy planned: {dep.router} (the front end's / gateway's job)",
+             "set -euo pipefail", 'cd "$(dirname "$0")"', ""]
+    for cmd in workers:
+        lines += [f"# {c}" for c in cmd.comments] + [cmd.line() + " &", ""]
+    if front is not None:
+        lines += [f"# {c}" for c in front.comments]
+        if front.argv:
+            lines.append(front.line() + " &")
+        lines.append("")
+    lines.append("wait")
+    return "\n".join(lines) + "\n", files
+
+
+def write_export(result: PlanResult, directory: str | Path, rank: int = 1) -> list[Path]:
+    """`plan --export DIR [--rank N]`: the rank-th strategy's deployment.yaml (simulate/serve --deployment read
+    it unchanged), launch.sh for its engine, and the config files the commands read."""
+    r = pick(result, rank)
+    header = plan_header(result, r, rank)
+    dep = build_deployment(r.strategy.deployment, f"strategy '{r.strategy.name}'")
+    script, files = launch_script(dep, header)
+    out = Path(directory)
+    written = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in {"deployment.yaml": deployment_yaml(r.strategy.deployment, header),
+                           "launch.sh": script, **files}.items():
+            path = out / name
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        (out / "launch.sh").chmod(0o755)
+    except OSError as exc:
+        raise PhasewiseError(f"--export '{directory}': cannot write ({exc.strerror})") from None
+    return written

@@ -1,0 +1,87 @@
+"""How one pipeline stage's GPUs split a layer: attention tensor- or data-parallel, MoE experts
+tensor- or expert-parallel, as the engines name it.
+
+    tp            the stage's GPUs (vLLM --tensor-parallel-size, SGLang --tp, TensorRT-LLM tp_size)
+    attention_dp  attention data-parallel ranks (SGLang --enable-dp-attention --dp N, TensorRT-LLM
+                  enable_attention_dp, vLLM --data-parallel-size with expert parallelism): each rank runs
+                  attention, with its own sequences and KV cache, over tp / attention_dp GPUs
+    ep            MoE expert-parallel size (SGLang --ep, TensorRT-LLM moe_expert_parallel_size, vLLM
+                  --enable-expert-parallel): each GPU holds num_experts / ep experts
+    moe_tp        MoE tensor-parallel size (TensorRT-LLM moe_tensor_parallel_size): each expert split over
+                  moe_tp GPUs; ep x moe_tp = tp
+
+With attention_dp > 1 and ep > 1 (SGLang's and TensorRT-LLM's wide-EP DeepSeek layout) tokens reach their
+experts by an all-to-all dispatch and come back by an all-to-all combine; with attention_dp = 1 every GPU
+already holds every token and the MoE output is summed by the all-reduce that tensor parallelism runs anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from phasewise.errors import PhasewiseError
+from phasewise.specs.model import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ParallelLayout:
+    tp: int = 1
+    attention_dp: int = 1
+    ep: int = 1
+    moe_imbalance: float | None = None  # most-loaded GPU's expert rows over the mean; None: sampling noise only
+
+    @property
+    def attention_tp(self) -> int:
+        return self.tp // self.attention_dp
+
+    @property
+    def moe_tp(self) -> int:
+        return self.tp // self.ep
+
+    @property
+    def dispatches(self) -> bool:
+        """Whether MoE layers move tokens to their experts by all-to-all (attention DP beside EP)."""
+        return self.attention_dp > 1 and self.ep > 1
+
+    def imbalance(self, assignments: float) -> float:
+        """Expert rows on the most-loaded GPU over the mean for `assignments` token-expert pairs spread over
+        `ep` GPUs: the given `moe_imbalance`, else the balls-into-bins maximum under uniform routing,
+        1 + sqrt(2 ep ln(ep) / assignments) (Raab and Steger 1998, heavily loaded case): sampling noise alone,
+        a lower bound, since real routing is skewed (EPLB exists to replicate hot experts)."""
+        if self.ep == 1:
+            return 1.0
+        if self.moe_imbalance is not None:
+            return self.moe_imbalance
+        return 1.0 + math.sqrt(2.0 * self.ep * math.log(self.ep) / max(assignments, 1.0))
+
+
+def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: int | None = None,
+                    attention_dp: int | None = None, moe_imbalance: float | None = None) -> ParallelLayout:
+    """A validated layout; each error names the flag and what it may be."""
+    attention_dp = attention_dp or 1
+    if ep is None:
+        ep = tp // moe_tp if moe_tp else 1
+    moe_tp = moe_tp or tp // max(ep, 1)
+    for flag, value in (("--ep", ep), ("--moe-tp", moe_tp), ("--attention-dp", attention_dp)):
+        if value < 1:
+            raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
+    if tp % attention_dp:
+        raise PhasewiseError(f"--attention-dp {attention_dp} must divide --tp {tp} (attention runs over "
+                             f"tp / attention_dp GPUs per rank; allowed: {', '.join(map(str, _divisors(tp)))})")
+    if ep > 1 or moe_tp != tp:
+        if not model.num_experts:
+            raise PhasewiseError(f"--ep / --moe-tp apply to mixture-of-experts models; {model.name} is dense")
+        if ep * moe_tp != tp:
+            raise PhasewiseError(f"--ep {ep} x --moe-tp {moe_tp} must equal --tp {tp} (the stage's GPUs)")
+        if model.num_experts % ep:
+            raise PhasewiseError(f"--ep {ep} does not divide the {model.num_experts} experts of {model.name} "
+                                 f"(allowed: {', '.join(str(d) for d in _divisors(model.num_experts) if tp % d == 0)})")
+    if moe_imbalance is not None and moe_imbalance < 1:
+        raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: >= 1 "
+                             f"(got {moe_imbalance})")
+    return ParallelLayout(tp=tp, attention_dp=attention_dp, ep=ep, moe_imbalance=moe_imbalance)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]

@@ -1,0 +1,127 @@
+"""`phasewise plan --dllm MODE`: diffusion-LM deployments ranked by goodput under SLOs.
+
+Candidates: each chip x each batch cap whose requests fit one GPU (perf/dllm.py `dllm_memory`: every request
+keeps the KV of its prompt + canvas), with as many one-GPU instances as the budget holds. Goodput: the highest
+Poisson rate at which `attainment` of the requests meet both SLOs (time to first block <= the TTFT limit, TPOT
+after it <= the TBT limit) while the instance keeps up (it completes >= 90 % of the offered rate over the run):
+bisection on one instance fed rate / replicas (round-robin routing splits the load evenly), times the replicas.
+Every evaluation is deterministic (one seed for all rates: the same requests at every rate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.cost import CostModel
+from phasewise.perf.dllm import DllmCost, dllm_memory
+from phasewise.sim.dllm import DllmRun, simulate_dllm
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.dllm import DllmDecoding
+from phasewise.workload import ClosedLoop, LengthDist, open_loop
+
+OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar")
+KEEP_UP = 0.9  # assumed: an instance that completes < 90 % of the offered rate over the run is falling behind
+BISECTIONS = 10  # assumed: rate resolution of hi / 2^10, far below run-to-run noise
+
+
+@dataclass(frozen=True, slots=True)
+class DllmStrategy:
+    hardware: str
+    batch_cap: int
+    replicas: int
+
+
+@dataclass(slots=True)
+class DllmRanked:
+    strategy: DllmStrategy
+    goodput_rps: float
+    per_gpu_rps: float
+    requests_per_dollar: float
+    ttft_p90_ms: float  # at the goodput rate
+    tpot_p90_ms: float
+    e2e_mean_ms: float
+    busy_fraction: float
+
+    def to_json(self) -> dict:
+        s = self.strategy
+        return {"hardware": s.hardware, "batch_cap": s.batch_cap, "replicas": s.replicas,
+                "goodput_rps": self.goodput_rps, "goodput_rps_per_gpu": self.per_gpu_rps,
+                "requests_per_dollar": self.requests_per_dollar, "ttft_p90_ms": self.ttft_p90_ms,
+                "tpot_p90_ms": self.tpot_p90_ms, "e2e_mean_ms": self.e2e_mean_ms, "busy_fraction": self.busy_fraction}
+
+
+def attainment(run: DllmRun, slo_ttft_ms: float, slo_tpot_ms: float) -> float:
+    """Share of requests whose time to first block and TPOT both meet their limits."""
+    ok = (run.ttfb_s() * 1e3 <= slo_ttft_ms) & (run.tpot_s() * 1e3 <= slo_tpot_ms)
+    return float(ok.mean())
+
+
+def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, batch_caps: list[int], *,
+              prompt: LengthDist, answer: LengthDist, slo_ttft_ms: float, slo_tpot_ms: float, target: float,
+              engine: str = "hf-eager", precision: str | None = None, objective: str = "goodput-per-gpu",
+              requests: int = 200, seed: int = 0, memory_fraction: float = 0.9) -> list[DllmRanked]:
+    """Every fitting (chip, batch cap) with `gpus` one-GPU replicas, best first by `objective`."""
+    if objective not in OBJECTIVES:
+        raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)} with --dllm")
+    if not 0 < target <= 1:
+        raise PhasewiseError(f"--attainment must be in (0, 1] (got {target})")
+    if gpus < 1:
+        raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
+    spec = load_model(model)
+    quant = load_quant(precision or spec.default_precision)
+    longest = int(prompt.sample(np.random.default_rng(seed), requests).max())
+    out = []
+    for key in hardware:
+        hw = load_hardware(key)
+        cost = DllmCost.of(CostModel(spec, hw, quant, load_engine(engine)))
+        for cap in batch_caps:
+            extra = (dec.copies - 1) * dec.block_length
+            if not dllm_memory(cost.cm, longest, dec.gen_length, cap, extra, memory_fraction).fits:
+                continue
+            out.append(_evaluate(dec, cost, DllmStrategy(hw.key, cap, gpus), prompt, answer, slo_ttft_ms,
+                                 slo_tpot_ms, target, requests, seed))
+    if not out:
+        raise PhasewiseError(f"no batch cap in {', '.join(map(str, batch_caps))} fits {spec.name} with its "
+                             f"{dec.gen_length}-token canvas on {', '.join(hardware)}; try smaller --batch-caps")
+    metric = (lambda r: r.per_gpu_rps) if objective == "goodput-per-gpu" else (lambda r: r.requests_per_dollar)
+    return sorted(out, key=lambda r: (-metric(r), r.strategy.hardware, r.strategy.batch_cap))
+
+
+def _evaluate(dec: DllmDecoding, cost: DllmCost, strategy: DllmStrategy, prompt: LengthDist, answer: LengthDist,
+              slo_ttft_ms: float, slo_tpot_ms: float, target: float, requests: int, seed: int) -> DllmRanked:
+    alone = simulate_dllm(dec, cost, ClosedLoop(1, min(requests, 8), prompt, answer, seed=seed), seed=seed)
+    hi = 2.0 * strategy.batch_cap / float(alone.e2e_s().mean())  # past saturation for any batch speedup <= 2x cap
+
+    plans = None  # the same requests at every rate (open_loop draws the lengths after the gaps): drawn once
+
+    def run_at(rate: float) -> tuple[bool, DllmRun]:
+        nonlocal plans
+        run = simulate_dllm(dec, cost, open_loop(rate, requests, prompt, answer, seed=seed),
+                            batch_cap=strategy.batch_cap, seed=seed, timeline_requests=0, plans=plans)
+        plans = run.plans
+        arrived = float(run.arrival_s.max() - run.arrival_s.min())
+        served = float(run.finish_s.max() - run.arrival_s.min())
+        keeps_up = served <= 0 or arrived / served >= KEEP_UP
+        return keeps_up and attainment(run, slo_ttft_ms, slo_tpot_ms) >= target, run
+
+    lo, best = 0.0, None
+    for _ in range(BISECTIONS):
+        mid = (lo + hi) / 2
+        ok, run = run_at(mid)
+        if ok:
+            lo, best = mid, run
+        else:
+            hi = mid
+    price = load_hardware(strategy.hardware).price_per_hour_usd
+    rate = lo * strategy.replicas
+    if best is None:
+        return DllmRanked(strategy, 0.0, 0.0, 0.0, np.nan, np.nan, np.nan, 0.0)
+    s = best.summary()
+    return DllmRanked(strategy, rate, lo, rate * 3600 / (strategy.replicas * price) if price else np.nan,
+                      s["ttft_ms"]["p90"], s["tpot_ms"]["p90"], s["e2e_ms"]["mean"], s["instances"]["busy_fraction"])
+
+
+__all__ = ["DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "rank_dllm"]

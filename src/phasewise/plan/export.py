@@ -1,0 +1,43 @@
+"""A ranked strategy as a deployment YAML: the file `simulate --deployment` and `serve --deployment` read
+unchanged (sim/deployment.py's fields), headed by comment lines saying what the plan found for it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.goodput import GoodputResult
+from phasewise.plan.planner import PlanResult
+
+
+def pick(result: PlanResult, rank: int) -> GoodputResult:
+    """The rank-th strategy of the ranking (1 = the winner); a one-line error naming --rank otherwise."""
+    n = len(result.ranked)
+    if not 1 <= rank <= n:
+        raise PhasewiseError(f"--rank must be between 1 and {n}, the strategies ranked (got {rank})")
+    r = result.ranked[rank - 1]
+    if r.goodput_rps <= 0:
+        raise PhasewiseError(f"--rank {rank}: '{r.strategy.name}' meets the SLOs at no tested rate; "
+                             "export a strategy with a goodput")
+    return r
+
+
+def deployment_yaml(deployment: dict[str, Any], header: list[str] | None = None) -> str:
+    """The deployment's fields as YAML (comments first), keys in the order the planner built them."""
+    lines = [f"# {line}" for line in header or []]
+    return "\n".join(lines + [yaml.safe_dump(deployment, sort_keys=False, default_flow_style=False).rstrip()]) + "\n"
+
+
+def plan_header(result: PlanResult, r: GoodputResult, rank: int) -> list[str]:
+    """What the plan found for this strategy, as comment lines of its exported files."""
+    slo = result.slo
+    v = r.verified.summary if r.verified is not None else {}
+    p90 = (v.get("ttft_ms", {}).get("p90", math.nan), v.get("tpot_ms", {}).get("p90", math.nan))
+    return [f"phasewise plan, rank {rank} of {len(result.ranked)} by {result.objective}: {r.strategy.name}",
+            f"{result.model} on {r.gpus} x {result.hardware}; workload {result.workload}",
+            f"SLOs: {slo.describe()} for {result.target:.0%} of requests",
+            f"planned goodput {r.goodput_rps:.3f} req/s (verified: attainment {r.verified_attainment:.1%}, "
+            f"TTFT p90 {p90[0]:.0f} ms, TPOT p90 {p90[1]:.1f} ms); binds: {r.binding}"]

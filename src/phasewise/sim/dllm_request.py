@@ -1,0 +1,132 @@
+"""One diffusion-LM request's life: the forwards it runs, in order, and how many canvas tokens each decides.
+
+The life depends on the request and its own random numbers only, not on what it is batched with, so it is
+drawn once (`plan_request`) and the instance (sim/dllm.py) only times it. Structure, from the released code:
+
+* each block starts with a forward over prompt + canvas (cache none: every forward is one; prefix / dual: the
+  refresh that rebuilds the cache), then block steps until no position of the block is masked
+  (Fast-dLLM llada/generate.py, ODB-dLLM generate_alp_jump_share.py);
+* without a threshold a block takes the fixed `steps` schedule; with one, a forward decides 1 + Poisson(mean - 1)
+  of the block's answer tokens (the top one always, the rest above the threshold: the input distribution), and
+  the end-of-text filler after the answer in the whole block at its first forward (EOS predictions are
+  confident: in Fast-dLLM's released GSM8K decode histories, llada/predictions.jsonl, each all-EOS block is
+  decided by one forward);
+* without ALP all gen_length / block_length blocks are decoded (Fast-dLLM's dual-cache loop has no early exit);
+  with ALP the refresh of block `detect_block` finds the end marker confident and cuts the canvas to the
+  answer's end rounded up to a block (its later refreshes and steps cover prompt + that canvas), and decoding
+  stops after the block holding the end;
+* jump-share (copies > 1): a block step forwards copies x block tokens and decides `extra` more answer tokens,
+  drawn from jump_probs, when the speculative copies agree.
+Assumed where the papers give no figure: the end marker turns confident at a refresh drawn uniformly over the
+answer's blocks (ODB-dLLM publishes no per-refresh detection statistics), and the cut is exact (ALP keeps
+accuracy, ODB-dLLM abstract), i.e. never inside the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from phasewise.perf.dllm import shape_row
+from phasewise.specs.dllm import DllmDecoding
+
+KINDS = ("full", "refresh", "step")
+FULL, REFRESH, STEP = range(3)
+
+
+@lru_cache(maxsize=65536)
+def _row(new_tokens: int, cached_tokens: int, copies: int) -> tuple[int, ...]:
+    return shape_row(new_tokens, cached_tokens, copies)
+
+
+@dataclass(slots=True)
+class RequestPlan:
+    """Index-aligned per forward: kind (FULL/REFRESH/STEP), block, new and cached tokens, copies, tokens decided,
+    and the forward's BatchShape row (perf.dllm.shape_row)."""
+
+    prompt_tokens: int
+    answer_tokens: int
+    canvas_tokens: int  # positions decoded in all: gen_length, or the ALP canvas
+    detect_block: int | None
+    kind: list[int]
+    block: list[int]
+    new_tokens: list[int]
+    cached_tokens: list[int]
+    decided: list[int]
+    rows: list[tuple[int, ...]]
+    first_block_forward: int  # index of the forward that completes block 0
+
+    @property
+    def forwards(self) -> int:
+        return len(self.kind)
+
+    @property
+    def refreshes(self) -> int:
+        return sum(1 for k in self.kind if k != STEP)
+
+    @property
+    def steps(self) -> int:
+        return sum(1 for k in self.kind if k == STEP)
+
+
+def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng: np.random.Generator) -> RequestPlan:
+    """The forwards of one request with `prompt_tokens` and an answer of `answer_tokens` (capped at the canvas)."""
+    P, G, B = int(prompt_tokens), dec.gen_length, dec.block_length
+    A = min(max(int(answer_tokens), 1), G)
+    answer_blocks = math.ceil(A / B)
+    blocks = answer_blocks if dec.alp else dec.blocks
+    detect = int(rng.random() * answer_blocks) if dec.alp else None
+    schedule = dec.schedule() if dec.threshold is None else None
+    cumulative = np.cumsum(dec.jump_probs) / sum(dec.jump_probs)
+    last_extra = len(cumulative) - 1
+    mean_more = dec.tokens_per_step - 1.0
+    canvas = G
+    kind: list[int] = []
+    block: list[int] = []
+    new: list[int] = []
+    cached: list[int] = []
+    decided: list[int] = []
+    first_block_forward = -1
+    for b in range(blocks):
+        start = b * B
+        answer_left = min(max(A - start, 0), B)
+        eos_left = B - answer_left
+        i = 0
+        while answer_left + eos_left > 0:
+            if dec.cache == "none" or i == 0:
+                k, n, c = (FULL if dec.cache == "none" else REFRESH), P + canvas, 0
+            elif dec.cache == "dual":
+                k, n, c = STEP, B * dec.copies, P + canvas - B
+            else:  # prefix: the block and everything after it, over the cached prompt and finished blocks
+                k, n, c = STEP, canvas - start, P + start
+            if schedule is not None:
+                d = min(schedule[min(i, len(schedule) - 1)], answer_left + eos_left)
+                take = min(d, answer_left)
+                answer_left -= take
+                eos_left -= d - take
+            else:
+                d_answer = min(answer_left, 1 + int(rng.poisson(mean_more))) if answer_left else 0
+                if k == STEP and dec.copies > 1 and answer_left > d_answer:
+                    extra = min(int(np.searchsorted(cumulative, rng.random(), side="right")), last_extra)
+                    d_answer += min(extra, answer_left - d_answer)
+                d = d_answer + (eos_left if i == 0 else 0)
+                answer_left -= d_answer
+                eos_left -= d - d_answer
+            kind.append(k)
+            block.append(b)
+            new.append(n)
+            cached.append(c)
+            decided.append(d)
+            if dec.alp and b == detect and i == 0:
+                canvas = answer_blocks * B  # the end marker is confident: cut the canvas after this refresh
+            i += 1
+        if b == 0:
+            first_block_forward = len(kind) - 1
+    rows = [_row(n, c, dec.copies if k == STEP else 1) for k, n, c in zip(kind, new, cached)]
+    return RequestPlan(P, A, blocks * B, detect, kind, block, new, cached, decided, rows, first_block_forward)
+
+
+__all__ = ["FULL", "KINDS", "REFRESH", "RequestPlan", "STEP", "plan_request"]

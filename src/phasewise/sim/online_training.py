@@ -1,0 +1,414 @@
+"""Online continual learning on the serving GPUs: a trainer colocated with every collocated instance (Alchemist).
+
+  feedback  a served request chosen for feedback (`feedback_share` of them: request i is chosen when
+            floor((i + 1) x share) > floor(i x share), an even, seed-free draw) becomes, when it finishes, a
+            training sample queued on the instance that served it: its prompt, or prompt + answer (`sample`),
+            truncated to one batch;
+  batches   when the queued samples' tokens reach `train_batch_tokens`, the samples that fit it (FIFO) form one
+            training step, costed by perf/training.py (forward + backward + optimizer, and with reuse offload the
+            reload not hidden behind backward) on the instance's own cost model;
+  recording with reuse keep or offload, serving's prefill records the chosen requests' prompt activations and KV
+            (PAPERS.md section 10: recorded in the prefill phase only): the prefill iteration pays
+            recording_bytes_per_token x the recorded tokens at the chip's streaming bandwidth. Keep holds them on
+            the GPU in a buffer of `record_buffer_batches` batches (a request that does not fit is not recorded:
+            the trainer recomputes its forward); offload copies them to host memory over `host_link` (the copy
+            overlaps serving; its link time is reported) and holds the last `keep_layers` on the GPU through the
+            step (hedging; by default the fewest whose reload then hides behind the backward, within
+            HIDDEN_RELOAD of a full batch's step). Tokens not recorded (answers, requests not recorded) cost the
+            trainer their forward (the recompute step's forward x their share of the batch);
+  memory    the trainer's resident bytes (trained parameters' grads and optimizer state, and the activations its
+            step holds at once: a whole batch for recompute, the recording buffer for keep, the reload window for
+            offload) are taken from the KV cache at start: fewer KV blocks;
+  sharing   time-slice: a step holds the GPU between serving iterations (serving waits), alternating with them
+            when both have work; sm-partition: the trainer runs beside serving on `trainer_sm_share` of the SMs
+            (MPS-style), its step time divided by the share, serving iterations launched meanwhile divided by
+            1 - share (the slowdown of a compute-bound iteration; an upper bound for memory-bound decodes);
+            placement separate: the trainer has a GPU of its own (same chip), serving only records.
+Figures go to cluster.policy_stats["online_training"].
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.memory import kv_bytes_per_token
+from phasewise.perf.training import REUSE_MODES, TRAIN_METHODS, TrainingStep, recording_bytes_per_token, training_step
+from phasewise.sim.link import link_rate
+
+if TYPE_CHECKING:
+    from phasewise.sim.cluster import Cluster
+    from phasewise.sim.deployment import OnlineTraining
+    from phasewise.sim.instance import Instance
+    from phasewise.sim.request import SimRequest
+
+SHARINGS = ("time-slice", "sm-partition")
+# The trainer's SM share under sm-partition when none is given. Assumed: a minority of the SMs, so that serving
+# keeps most of the GPU (PAPERS.md section 10 gives no split; MPS shares are set per client).
+DEFAULT_SM_SHARE = 0.3
+# Hedging: the reload the default keep_layers leaves exposed, as a share of the step. Assumed: 1 %, "hidden".
+HIDDEN_RELOAD = 0.01
+
+
+def training_block(mode: str, reuse: str | None = None, feedback_share: float | None = None,
+                   batch_tokens: int | None = None, sharing: str | None = None, sm_share: float | None = None,
+                   lora_rank: int | None = None, keep_layers: int | None = None,
+                   collocated: bool = True) -> dict | None:
+    """The deployment's `online_training` block from the simulate flags --online-training full|lora|off,
+    --train-reuse-mode, --feedback-share, --train-batch-tokens, --gpu-sharing, --trainer-sm-share, --lora-rank,
+    --keep-layers (None: no block; then none of the others may be given)."""
+    flags = {"--train-reuse-mode": reuse, "--feedback-share": feedback_share, "--train-batch-tokens": batch_tokens,
+             "--gpu-sharing": sharing, "--trainer-sm-share": sm_share, "--lora-rank": lora_rank,
+             "--keep-layers": keep_layers}
+    text = str(mode).strip().lower()
+    if text == "off":
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise PhasewiseError(f"{given[0]} needs --online-training {'|'.join(TRAIN_METHODS)}")
+        return None
+    if text not in TRAIN_METHODS:
+        raise PhasewiseError(f"--online-training takes {', '.join(TRAIN_METHODS)} or off (got {mode!r})")
+    if not collocated:
+        raise PhasewiseError("--online-training needs --arch collocated (the trainer shares the serving GPUs)")
+    if reuse is not None and reuse not in REUSE_MODES:
+        raise PhasewiseError(f"--train-reuse-mode '{reuse}' is not one of {', '.join(REUSE_MODES)}")
+    if sharing is not None and sharing not in SHARINGS:
+        raise PhasewiseError(f"--gpu-sharing '{sharing}' is not one of {', '.join(SHARINGS)}")
+    if feedback_share is not None and not 0 < feedback_share <= 1:
+        raise PhasewiseError(f"--feedback-share must be in (0, 1] (got {feedback_share})")
+    if batch_tokens is not None and batch_tokens < 1:
+        raise PhasewiseError(f"--train-batch-tokens must be >= 1 (got {batch_tokens})")
+    if sm_share is not None:
+        if sharing != "sm-partition":
+            raise PhasewiseError("--trainer-sm-share needs --gpu-sharing sm-partition")
+        if not 0 < sm_share < 1:
+            raise PhasewiseError(f"--trainer-sm-share must be in (0, 1) (got {sm_share})")
+    if lora_rank is not None:
+        if text != "lora":
+            raise PhasewiseError("--lora-rank needs --online-training lora")
+        if lora_rank < 1:
+            raise PhasewiseError(f"--lora-rank must be >= 1 (got {lora_rank})")
+    if keep_layers is not None:
+        if reuse != "offload":
+            raise PhasewiseError("--keep-layers needs --train-reuse-mode offload (layers kept on the GPU)")
+        if keep_layers < 0:
+            raise PhasewiseError(f"--keep-layers must be >= 0 (got {keep_layers})")
+    block: dict = {"method": text}
+    for key, value in (("reuse", reuse), ("feedback_share", feedback_share), ("train_batch_tokens", batch_tokens),
+                       ("sharing", sharing), ("trainer_sm_share", sm_share), ("lora_rank", lora_rank),
+                       ("keep_layers", keep_layers)):
+        if value is not None:
+            block[key] = value
+    return block
+
+
+@dataclass(slots=True)
+class Sample:
+    """One feedback sample: the tokens it trains on, of which `recorded` were recorded by serving's prefill."""
+
+    id: int
+    tokens: int
+    recorded: int
+    held_bytes: float  # keep: its recordings' bytes in the instance's GPU buffer
+
+
+@dataclass(slots=True)
+class Lane:
+    """The trainer of one instance: its feedback queue, its recordings and its step in flight."""
+
+    inst: Instance
+    reserved_bytes: float  # per GPU, taken from the KV cache
+    buffer_bytes: float  # keep: the recording buffer per GPU
+    queue: deque = field(default_factory=deque)
+    queued_tokens: int = 0
+    recorded: dict = field(default_factory=dict)  # request id -> prompt tokens recorded so far (-1: not recorded)
+    held_bytes: float = 0.0  # keep: recordings on the GPU (per GPU)
+    training: bool = False  # a step in flight
+    trained_last: bool = False  # time-slice: the last turn was the trainer's
+
+
+class OnlineTrainer:
+    """The colocated trainers of a deployment's instances and their hooks into serving."""
+
+    def __init__(self, config: OnlineTraining, cluster: Cluster, instances: list[Instance]) -> None:
+        if cluster.live:
+            raise PhasewiseError("online_training is not supported by the digital twin (live mode)")
+        self.config, self.cluster, self.loop = config, cluster, cluster.loop
+        self.share = config.feedback_share
+        self.budget = config.train_batch_tokens
+        self.reuse = config.reuse
+        self.recording = config.reuse != "recompute"
+        self.sm_share = (config.trainer_sm_share or DEFAULT_SM_SHARE) if config.sharing == "sm-partition" else None
+        self.separate = config.placement == "separate"
+        self._steps: dict[tuple, TrainingStep] = {}
+        self.keep_layers = config.keep_layers or 0
+        if config.reuse == "offload" and config.keep_layers is None:
+            self.keep_layers = self._hedge(instances[0])
+        self.lanes: dict[int, Lane] = {}
+        self.bytes_per_token = recording_bytes_per_token(instances[0].model, config.method,
+                                                         lora_rank=config.lora_rank) if self.recording else 0.0
+        first = self._nominal(instances[0])
+        self.weight_state_bytes = first.weight_state_bytes
+        self.kv_blocks_reserved = 0
+        for inst in instances:
+            inst.trainer = self
+            self.lanes[inst.index] = self._lane(inst)
+        # figures
+        self.samples = self.trained_samples = self.steps = self.skipped = 0
+        self.trained_tokens = self.reused_tokens = 0
+        self.busy_s = self.forward_s = self.backward_s = self.optimizer_s = self.reload_s = self.extra_forward_s = 0.0
+        self.recorded_bytes = self.recording_s = self.serving_lost_s = self.record_link_s = 0.0
+        self.peak_activation_bytes = 0.0
+        self.peak_held_bytes = 0.0
+        self.last_end_s = 0.0
+        self.trained_ids: set[int] | None = set() if cluster.check else None
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def _host_bandwidth(self, inst: Instance) -> float:
+        bandwidth, _ = link_rate(inst.cost.hw.interconnect, self.config.host_link)
+        return bandwidth * inst.cost.eff.link_efficiency
+
+    def _cost(self, inst: Instance, seqs: int, tokens_per_seq: int, reuse: str) -> TrainingStep:
+        key = (inst.group, seqs, tokens_per_seq, reuse)
+        found = self._steps.get(key)
+        if found is None:
+            c = self.config
+            found = self._steps[key] = training_step(
+                inst.cost, seqs, tokens_per_seq, method=c.method, lora_rank=c.lora_rank, reuse=reuse,
+                host_link_bytes_per_s=self._host_bandwidth(inst) if reuse == "offload" else None,
+                keep_layers=self.keep_layers if reuse == "offload" else 0)
+        return found
+
+    def _hedge(self, inst: Instance) -> int:
+        """The fewest layers kept on the GPU for which a full batch's reload hides behind its backward."""
+        c, layers = self.config, inst.cost.layers_per_stage
+        host = self._host_bandwidth(inst)
+        for keep in range(layers + 1):
+            step = training_step(inst.cost, 1, self.budget, method=c.method, lora_rank=c.lora_rank, reuse="offload",
+                                 host_link_bytes_per_s=host, keep_layers=keep)
+            if step.reload_s <= HIDDEN_RELOAD * step.step_s:
+                return keep
+        return layers
+
+    def _nominal(self, inst: Instance) -> TrainingStep:
+        """A full batch (one sequence of train_batch_tokens): what the trainer must be able to hold."""
+        return self._cost(inst, 1, self.budget, self.reuse)
+
+    def _lane(self, inst: Instance) -> Lane:
+        """The instance's trainer, with its memory taken from the KV cache."""
+        nominal = self._nominal(inst)  # (perf/training.py's bytes are one GPU's)
+        if self.separate:  # its memory is on its own GPU
+            return Lane(inst, 0.0, 0.0)
+        buffer = 0.0
+        if self.reuse == "keep":
+            buffer = self.config.record_buffer_batches * nominal.activation_bytes
+        activations = max(buffer, nominal.peak_activation_bytes)
+        reserved = nominal.weight_state_bytes + activations
+        group = inst.group
+        kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, group.tp, group.pp)
+        blocks = math.ceil(reserved / (kv_token_bytes * inst.kv.block_size))
+        if blocks >= inst.kv.capacity:
+            gib = 2 ** 30
+            raise PhasewiseError(
+                f"online_training: the trainer needs {reserved / gib:.1f} GiB per GPU (grads and optimizer state "
+                f"{nominal.weight_state_bytes / gib:.1f} GiB, activations {activations / gib:.1f} GiB) but "
+                f"the KV cache of {inst.name} ({group.hardware} tp={group.tp}) has only "
+                f"{inst.kv.capacity * inst.kv.block_size * kv_token_bytes / gib:.1f} GiB: lower train_batch_tokens, "
+                f"use method lora or reuse offload, or raise tp")
+        inst.kv.capacity -= blocks
+        inst.stats.kv_capacity_blocks = inst.kv.capacity
+        self.kv_blocks_reserved += blocks
+        return Lane(inst, reserved, buffer)
+
+    # --- feedback ----------------------------------------------------------------------------------
+    def chosen(self, request_id: int) -> bool:
+        """Whether the request gets feedback (evenly, `feedback_share` of the request ids)."""
+        return math.floor((request_id + 1) * self.share) > math.floor(request_id * self.share)
+
+    def feedback(self, req: SimRequest) -> None:
+        """A request finished: if chosen, its sample joins the queue of the instance that served it."""
+        if not self.chosen(req.id):
+            return
+        lane = self.lanes[req.last_instance]
+        got = lane.recorded.pop(req.id, 0)
+        tokens = req.prompt + (req.output if self.config.sample == "prompt+answer" else 0)
+        tokens = min(tokens, self.budget)  # a sample longer than a batch is truncated to it
+        held = 0.0
+        if self.reuse == "keep" and got >= 0:  # its whole prompt was reserved in the buffer at its first chunk
+            held = req.prompt * self.bytes_per_token / lane.inst.cost.tp
+        lane.queue.append(Sample(req.id, tokens, min(max(got, 0), tokens), held))
+        lane.queued_tokens += tokens
+        self.samples += 1
+        if (self.sm_share is not None or self.separate) and not lane.training:
+            self._start(lane)
+
+    def _take(self, lane: Lane) -> list[Sample] | None:
+        """The next batch (the queued samples that fit one, FIFO), or None when fewer tokens are queued."""
+        if lane.queued_tokens < self.budget:
+            return None
+        batch, total = [], 0
+        while lane.queue and total + lane.queue[0].tokens <= self.budget:
+            sample = lane.queue.popleft()
+            batch.append(sample)
+            total += sample.tokens
+        lane.queued_tokens -= total
+        return batch
+
+    # --- training steps ----------------------------------------------------------------------------
+    def take_turn(self, inst: Instance) -> bool:
+        """Time-slice, at a serving iteration boundary: run a training step now (True) or let serving go.
+        With both waiting, the turns alternate (one serving iteration or decode run, one training step)."""
+        if self.sm_share is not None or self.separate:
+            return False
+        lane = self.lanes[inst.index]
+        serving = bool(inst.waiting or inst.prefilling or inst.running.n)
+        if lane.queued_tokens < self.budget or (lane.trained_last and serving):
+            lane.trained_last = False
+            return False
+        duration = self._start(lane)
+        if serving:
+            self.serving_lost_s += duration
+        lane.trained_last = True
+        return True
+
+    def _start(self, lane: Lane) -> float:
+        """Launch the lane's next training step if a batch is ready; returns its duration (0: none)."""
+        batch = self._take(lane)
+        if batch is None:
+            return 0.0
+        inst = lane.inst
+        total = sum(s.tokens for s in batch)
+        seqs = len(batch)
+        step = self._cost(inst, seqs, math.ceil(total / seqs), self.reuse)
+        extra = 0.0
+        reused = sum(s.recorded for s in batch) if self.recording else 0
+        if self.recording and reused < total:  # tokens serving did not record: the trainer's own forward
+            extra = self._cost(inst, seqs, math.ceil(total / seqs), "recompute").forward_s * (1 - reused / total)
+        duration = step.step_s + extra
+        if self.sm_share is not None:
+            duration /= self.sm_share
+        lane.training = True
+        self.steps += 1
+        self.trained_tokens += total
+        self.reused_tokens += reused
+        self.trained_samples += seqs
+        self.busy_s += duration
+        self.forward_s += step.forward_s
+        self.backward_s += step.backward_s
+        self.optimizer_s += step.optimizer_s
+        self.reload_s += step.reload_s
+        self.extra_forward_s += extra
+        self.peak_activation_bytes = max(self.peak_activation_bytes, step.peak_activation_bytes, lane.held_bytes)
+        if self.trained_ids is not None:
+            for s in batch:
+                if s.id in self.trained_ids:
+                    raise AssertionError(f"feedback sample {s.id} trained twice")
+                self.trained_ids.add(s.id)
+        self.loop.at(self.loop.now + duration, self._end, lane, batch)
+        if self.sm_share is not None:
+            inst.poke()  # serving's next iteration runs on the remaining SMs
+        return duration
+
+    def _end(self, lane: Lane, batch: list[Sample]) -> None:
+        lane.training = False
+        lane.held_bytes -= sum(s.held_bytes for s in batch)  # keep: the batch's recordings are consumed
+        self.last_end_s = self.loop.now
+        if self.separate:
+            self._start(lane)
+            return
+        if self.sm_share is None:
+            lane.inst._step()  # the GPU goes back to serving (or to the next step)
+            return
+        lane.inst.poke()
+        self._start(lane)
+
+    # --- hooks from the instance ---------------------------------------------------------------------
+    def prefill_time(self, inst: Instance, chunks: list, time_s: float) -> float:
+        """An iteration of `time_s` launched on `inst` with prefill `chunks` [(request, tokens)]: plus the writes
+        that record the chosen requests' prompt activations, and slower while an SM-partitioned trainer runs."""
+        lane = self.lanes[inst.index]
+        if self.recording and chunks:
+            tokens = 0
+            per_gpu = 1.0 / inst.cost.tp  # each TP rank records its share (assumed: an even split)
+            for req, take in chunks:
+                if not self.chosen(req.id):
+                    continue
+                got = lane.recorded.get(req.id)
+                if got is None:  # its first chunk: room for its whole prompt's recordings (keep: on the GPU)
+                    need = req.prompt * self.bytes_per_token * per_gpu
+                    if self.reuse == "keep" and lane.held_bytes + need > lane.buffer_bytes:
+                        lane.recorded[req.id] = -1
+                        self.skipped += 1
+                        continue
+                    if self.reuse == "keep":
+                        lane.held_bytes += need
+                        self.peak_held_bytes = max(self.peak_held_bytes, lane.held_bytes)
+                    got = 0
+                if got < 0:
+                    continue
+                end = min(req.prefilled + take, req.prompt)
+                new = end - max(req.prefilled, got)
+                if new > 0:
+                    tokens += new
+                    lane.recorded[req.id] = end
+            if tokens:
+                nbytes = tokens * self.bytes_per_token * per_gpu
+                hw = inst.cost.hw
+                extra = nbytes / (hw.memory_bandwidth_bytes_per_s * inst.cost.eff.memory_efficiency_max)
+                time_s += extra
+                self.recording_s += extra
+                self.recorded_bytes += nbytes / per_gpu
+                if self.reuse == "offload":  # the copy to host overlaps serving (copy engine); its link time
+                    self.record_link_s += nbytes / self._host_bandwidth(inst)
+        if self.sm_share is not None and lane.training:
+            slowed = time_s / (1.0 - self.sm_share)
+            self.serving_lost_s += slowed - time_s
+            return slowed
+        return time_s
+
+    def run_latencies(self, inst: Instance, latencies: np.ndarray) -> np.ndarray:
+        """A decode run's per-iteration latencies, slower while an SM-partitioned trainer runs."""
+        if self.sm_share is None or not self.lanes[inst.index].training:
+            return latencies
+        slowed = latencies / (1.0 - self.sm_share)
+        self.serving_lost_s += float(slowed.sum() - latencies.sum())
+        return slowed
+
+    # --- the end -------------------------------------------------------------------------------------
+    def finalize(self) -> None:
+        """The trainer's figures into the cluster's policy statistics (SimResult.policy)."""
+        if self.cluster.check and any(lane.training for lane in self.lanes.values()):
+            raise AssertionError("online_training: a training step still in flight at the end")
+        c = self.config
+        step_s = self.forward_s + self.backward_s + self.optimizer_s + self.reload_s + self.extra_forward_s
+        weight_state = self.weight_state_bytes
+        self.cluster.policy_stats["online_training"] = {
+            "method": c.method, "lora_rank": c.lora_rank if c.method == "lora" else None, "reuse": c.reuse,
+            "keep_layers": self.keep_layers if c.reuse == "offload" else None, "sharing": c.sharing,
+            "trainer_sm_share": self.sm_share,
+            "feedback_share": c.feedback_share, "sample": c.sample, "train_batch_tokens": self.budget,
+            "host_link": c.host_link, "placement": c.placement,
+            "samples": self.samples, "samples_trained": self.trained_samples,
+            "samples_untrained": sum(len(lane.queue) for lane in self.lanes.values()),
+            "recording_skipped": self.skipped, "steps": self.steps, "trained_tokens": self.trained_tokens,
+            "reused_tokens": self.reused_tokens, "trainer_busy_s": self.busy_s,
+            # training tokens per second of the trainer's own time (its capacity), and per simulated second
+            "training_tokens_per_trainer_s": self.trained_tokens / self.busy_s if self.busy_s else 0.0,
+            "training_tokens_per_s": self.trained_tokens / self.loop.now if self.loop.now > 0 else 0.0,
+            "step_s": {"forward": self.forward_s + self.extra_forward_s, "backward": self.backward_s,
+                       "optimizer": self.optimizer_s, "reload": self.reload_s},
+            "forward_share": (self.forward_s + self.extra_forward_s) / step_s if step_s else 0.0,
+            # per GPU: the trained parameters' state plus the most activations a step (or keep's buffer) held
+            "weight_state_bytes": weight_state, "peak_activation_bytes": self.peak_activation_bytes,
+            "peak_training_bytes": weight_state + self.peak_activation_bytes,
+            "reserved_bytes": next(iter(self.lanes.values())).reserved_bytes,
+            "kv_blocks_reserved": self.kv_blocks_reserved,
+            "recorded_bytes": self.recorded_bytes, "recording_s": self.recording_s,
+            # offload: the host link's busy share copying recordings (per GPU, over the simulated time)
+            "record_link_utilization": self.record_link_s / len(self.lanes) / self.loop.now if self.loop.now else 0.0,
+            "serving_time_lost_s": self.serving_lost_s + self.recording_s}

@@ -1,0 +1,180 @@
+"""Prefix caching: KV blocks keyed by the chained hash of the prompt prefix they hold, shared between requests,
+kept after their last user leaves and evicted least-recently-used when free blocks run out, as vLLM's automatic
+prefix caching (v1/core/block_pool.py, kv_cache_manager.py), SGLang's radix cache and TensorRT-LLM's block reuse do.
+
+The unit shared is a trace prefix block (a Mooncake block of 512 tokens, workload/mooncake.py): `per_key` engine
+KV blocks of the instance's block size, which every user of that prefix touches together (so vLLM's per-block LRU
+orders them together too); its blocks are evicted together.
+
+Accounting, with the instance's KVBlocks (sim/kv.py): `kv.used` counts the blocks in use, a block shared by several
+requests once; the cached blocks no request holds are idle here (an LRU, evictable) and count as free for
+admission, as in vLLM, whose free-block queue holds them; free + idle + in use == capacity at every step.
+
+A request's prompt prefix blocks are looked up when it is admitted: the longest run of leading cached ones is its
+hit (its prefill starts after those tokens); every one of its keys already cached is shared (referenced, not
+allocated again) and the rest are cached under its keys at once, so later requests hit them (vLLM V1 caches a block
+when it is scheduled; here the whole prompt's at admission, not chunk by chunk). When it leaves (finishes, is
+preempted, cancelled, or its KV has moved to a decode instance) it drops its references; a block whose last user
+left becomes idle, the prompt's tail first in line for eviction (vLLM frees a request's blocks in reverse order).
+Not modelled: caching of generated tokens' blocks, host-memory tiers. Lookups of recomputed (preempted) requests
+are counted apart, as vLLM's PrefixCacheStats does."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from phasewise.errors import PhasewiseError
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS, block_keys, engine_blocks_per_key
+
+if TYPE_CHECKING:
+    from phasewise.sim.kv import KVBlocks
+    from phasewise.sim.request import SimRequest
+
+
+class PrefixCache:
+    __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
+                 "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens")
+
+    def __init__(self, kv: KVBlocks) -> None:
+        self.kv = kv
+        self.per_key = 0  # engine blocks a key holds (set at the first lookup: block_size must divide the key's)
+        self.refs: dict[int, int] = {}  # key -> requests holding its blocks (0: idle, in `idle`)
+        self.idle: OrderedDict[int, None] = OrderedDict()  # keys no request holds, least recently used first
+        self.requests = 0  # first admissions looked up (recomputations apart)
+        self.prompt_tokens = 0  # their prompt tokens
+        self.hit_tokens = 0  # tokens of their leading cached prefix: prefill skipped
+        self.lookup_keys = 0  # their shareable prefix blocks
+        self.hit_keys = 0
+        self.shared_keys = 0  # prefix blocks referenced that were already cached (memory not allocated again)
+        self.evicted_blocks = 0  # engine blocks
+        self.recompute_lookups = 0
+        self.recompute_hit_tokens = 0
+
+    @property
+    def idle_blocks(self) -> int:
+        return len(self.idle) * self.per_key
+
+    def keys(self, req: SimRequest) -> list[int]:
+        if not self.per_key:
+            self.per_key = engine_blocks_per_key(self.kv.block_size)
+        if req.prefix_keys is None:
+            req.prefix_keys = block_keys(req.prefix, req.prompt)
+        return req.prefix_keys
+
+    def probe(self, req: SimRequest) -> tuple[int, int]:
+        """(leading cached prefix blocks, engine blocks of its keys held by running requests), changing nothing."""
+        refs = self.refs
+        hit, held, leading = 0, 0, True
+        for k in self.keys(req):
+            r = refs.get(k)
+            if r is None:
+                leading = False
+                continue
+            if leading:
+                hit += 1
+            if r:
+                held += 1
+        return hit, held * self.per_key
+
+    def matched_blocks(self, req: SimRequest) -> int:
+        """Leading prefix blocks of `req`'s prompt cached here (the cache-aware router's score)."""
+        refs, n = self.refs, 0
+        for k in self.keys(req):
+            if k not in refs:
+                break
+            n += 1
+        return n
+
+    def acquire(self, req: SimRequest, blocks: int, hit: int, held_blocks: int) -> int:
+        """Admit `req` holding `blocks` engine blocks: reference its cached keys, cache the others, allocate the
+        blocks not already in use. Returns the prompt tokens its hit skips."""
+        refs, idle = self.refs, self.idle
+        keys = self.keys(req)
+        present = 0
+        for k in keys:
+            r = refs.get(k)
+            if r is None:
+                refs[k] = 1
+                continue
+            if r == 0:
+                del idle[k]  # back in use: out of the LRU before the allocation below evicts
+            refs[k] = r + 1
+            present += 1
+        self.kv.allocate(blocks - held_blocks)
+        req.prefix_cache = self
+        tokens = hit * MOONCAKE_BLOCK_TOKENS
+        if req.preemptions:
+            self.recompute_lookups += 1
+            self.recompute_hit_tokens += tokens
+        else:
+            self.requests += 1
+            self.prompt_tokens += req.prompt
+            self.hit_tokens += tokens
+            self.lookup_keys += len(keys)
+            self.hit_keys += hit
+        self.shared_keys += present
+        return tokens
+
+    def release(self, req: SimRequest) -> int:
+        """Drop `req`'s references; returns how many of its engine blocks other requests still hold."""
+        refs, idle = self.refs, self.idle
+        still = 0
+        for k in reversed(self.keys(req)):  # the tail first: evicted before the prefix it extends
+            r = refs[k] - 1
+            refs[k] = r
+            if r:
+                still += 1
+            else:
+                idle[k] = None
+        req.prefix_cache = None
+        return still * self.per_key
+
+    def make_room(self, n: int) -> None:
+        """Evict least recently used idle prefix blocks until `n` more engine blocks fit beside the idle ones."""
+        kv, per = self.kv, self.per_key
+        over = kv.used + n + len(self.idle) * per - kv.capacity
+        if over <= 0 or not self.idle:
+            return
+        refs, idle = self.refs, self.idle
+        n_keys = min(-(-over // per), len(idle))
+        for _ in range(n_keys):
+            k, _ = idle.popitem(last=False)
+            del refs[k]
+        self.evicted_blocks += n_keys * per
+
+    def figures(self) -> dict[str, int]:
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "hit_tokens": self.hit_tokens,
+                "lookup_blocks": self.lookup_keys, "hit_blocks": self.hit_keys, "evicted_blocks": self.evicted_blocks,
+                "recompute_lookups": self.recompute_lookups, "recompute_hit_tokens": self.recompute_hit_tokens,
+                "shared_blocks": self.shared_keys, "cached_blocks": len(self.refs), "idle_blocks": len(self.idle)}
+
+
+def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
+    """The deployment's prefix-cache figures (SimResult.policy['prefix_cache']): hit rates by tokens (of all prompt
+    tokens looked up, as vLLM's prefix cache hit rate) and by shareable prefix blocks (MOONCAKE_BLOCK_TOKENS each;
+    evicted_blocks: engine blocks), prefill tokens saved (recomputations' hits included)."""
+    total = {k: sum(c.figures()[k] for c in caches) for k in caches[0].figures()}
+    total["instances"] = len(caches)
+    total["hit_rate_tokens"] = total["hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"] else 0.0
+    total["hit_rate_blocks"] = total["hit_blocks"] / total["lookup_blocks"] if total["lookup_blocks"] else 0.0
+    total["saved_prefill_tokens"] = total["hit_tokens"] + total["recompute_hit_tokens"]
+    return total
+
+
+def attach_prefix_caches(deployment, instances: list) -> None:
+    """A prefix cache on each instance that admits prompts, where its engine caches prefixes (the preset's default,
+    or the group's `prefix_caching`). Not with priority pools or attention offload, whose migrations move KV blocks
+    the cache does not follow, nor for sliding-window models."""
+    moves = deployment.priority_pools is not None or (deployment.attention_offload is not None
+                                                      and deployment.attention_offload.mode != "off")
+    for inst in instances:
+        asked = inst.group.prefix_caching
+        if moves or inst.window:
+            if asked:
+                why = "priority pools or attention offload" if moves else "a sliding-window model"
+                raise PhasewiseError(f"--prefix-caching on (prefix_caching: true) is not modelled with {why}; "
+                                     f"use --prefix-caching off")
+            continue
+        if asked if asked is not None else inst.engine.prefix_caching:
+            inst.kv.prefix = PrefixCache(inst.kv)

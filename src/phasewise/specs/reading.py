@@ -1,0 +1,130 @@
+"""The one reading layer for files a user gives: every failure (missing, a directory, unreadable, too large to be
+a sane input, binary data, not UTF-8, syntax, nesting too deep) becomes a one-line PhasewiseError naming the
+file, and the reader that parses the text names the row or field.
+
+Every reader of a user file goes through here: YAML/JSON configs (read_user_file: deployment, hardware, engine,
+model config.json, sweep, points, topology, device-cloud, mappings), traces (read_text: CSV, JSONL, Mooncake) and
+files a library opens itself (check_file: a tokenizer.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phasewise.errors import PhasewiseError
+
+# Largest sane inputs. Configs: assumed, 16 MiB is ~1000x the largest shipped catalog (models.yaml, ~60 KB) and
+# any HF config.json (a few KB). Traces: assumed, 1 GiB is ~10 M CSV rows (~25 M requests of the Azure 2024
+# week-long traces need ~1 GB); parsed rows cost ~10x their text in memory, so larger files would not fit the
+# memory of a laptop. Tokenizers: assumed, 256 MiB is ~8x the largest public tokenizer.json (Gemma 3, ~33 MB).
+CONFIG_MAX_BYTES = 16 << 20
+TRACE_MAX_BYTES = 1 << 30
+TOKENIZER_MAX_BYTES = 256 << 20
+# Largest token count a file may give one request: assumed, 2^31 - 1 is ~2000x the longest context of any model
+# (1 M tokens) so every request that could run is read, and sums over millions of requests stay exact in int64.
+MAX_TOKENS = 2**31 - 1
+# Values in one config file, aliases expanded: assumed, 1 M is ~1000x the largest shipped catalog (models.yaml,
+# ~800 values) and still walks in well under a second.
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def check_file(path: str | Path, what: str, max_bytes: int) -> Path:
+    """The path of an existing regular file no larger than max_bytes (a one-line error otherwise)."""
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise PhasewiseError(f"{what} file '{path}' does not exist")
+        if not p.is_file():
+            raise PhasewiseError(f"{what} file '{path}' is not a regular file")
+        size = p.stat().st_size
+    except OSError as exc:
+        raise PhasewiseError(f"{what} file '{path}' cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if size > max_bytes:
+        raise PhasewiseError(f"{what} file '{path}' is {_size(size)}, larger than the {_size(max_bytes)} a "
+                             f"{what} file may be")
+    return p
+
+
+def read_text(path: str | Path, what: str, max_bytes: int = CONFIG_MAX_BYTES) -> str:
+    """A user file's text (UTF-8, a leading byte-order mark dropped); binary or non-UTF-8 data is a one-line
+    error naming the file and the byte offset."""
+    p = check_file(path, what, max_bytes)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise PhasewiseError(f"{what} file '{path}' cannot be read ({exc.strerror or type(exc).__name__})") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise PhasewiseError(f"{what} file '{path}' holds binary data (a NUL byte at offset {nul}), not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PhasewiseError(f"{what} file '{path}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                             f"{exc.start})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _not_json(token: str) -> Any:
+    raise _NotJson(token)  # NaN, Infinity, -Infinity: Python's json reads them, JSON has no such numbers
+
+
+def parse_text(text: str, path: str | Path, what: str) -> Any:
+    """JSON (a .json file) or YAML text, a syntax error or too deep a nesting being one line naming the file."""
+    try:
+        return json.loads(text, parse_constant=_not_json) if Path(path).suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise PhasewiseError(f"{what} file '{path}' is malformed: {_first_line(exc)}") from None
+    except _NotJson as exc:
+        raise PhasewiseError(f"{what} file '{path}' is malformed: {exc} is not JSON (a number must be finite)") \
+            from None
+    except RecursionError:
+        raise PhasewiseError(f"{what} file '{path}' is nested too deeply to be a {what} file") from None
+
+
+def check_tree(data: Any, path: str | Path, what: str) -> None:
+    """Every key text, no YAML alias referring to itself, and at most MAX_CONFIG_VALUES values once aliases are
+    expanded (a YAML 'billion laughs' would otherwise stall whatever walks it next)."""
+    stack: list[tuple[Any, str, tuple[int, ...]]] = [(data, "", ())]
+    seen = 0
+    while stack:
+        node, where, ancestors = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise PhasewiseError(f"{what} file '{path}' expands to more than {MAX_CONFIG_VALUES:,} values "
+                                 "(YAML aliases repeated?)")
+        if not isinstance(node, (dict, list)):
+            continue
+        if id(node) in ancestors:
+            raise PhasewiseError(f"{what} file '{path}': {where or 'the top level'} contains itself (a YAML alias "
+                                 "loop)")
+        inside = (*ancestors, id(node))
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(node, dict) and not isinstance(key, str):
+                raise PhasewiseError(f"{what} file '{path}': key {key!r}{' in ' + where if where else ''} must be "
+                                     "text (quote it)")
+            stack.append((value, f"{where}.{key}" if isinstance(node, dict) and where else
+                          str(key) if isinstance(node, dict) else f"{where}[{key}]", inside))
+
+
+def read_user_file(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error."""
+    data = parse_text(read_text(path, what), path, what)
+    if not isinstance(data, dict):
+        raise PhasewiseError(f"{what} file '{path}' must hold a mapping at the top level")
+    check_tree(data, path, what)
+    return data

@@ -1,0 +1,119 @@
+"""Mooncake traces (Kimi production, FAST'25; kvcache-ai/Mooncake FAST25-release/traces, Apache-2.0): JSONL, one
+request a line with `timestamp` (ms from the start), `input_length` and `output_length` (tokens) and `hash_ids`, the
+prefix block hashes, one per MOONCAKE_BLOCK_TOKENS prompt tokens (equal ids at the same position: a reusable KV
+prefix). The format NVIDIA Dynamo's and AIConfigurator's replay tools also read.
+
+Prefix sharing happens at the trace's own granularity: a full Mooncake block (MOONCAKE_BLOCK_TOKENS tokens, i.e.
+MOONCAKE_BLOCK_TOKENS / block_size engine KV blocks) keyed by the chained hash of the ids up to it, so equal keys
+mean equal prefixes. Only the full Mooncake blocks of the prompt's first `input_length - 1` tokens are shareable: a
+partly filled last block is not (its hash is of a partial block, which a longer prompt does not share), and an
+engine always computes at least the prompt's last token (vLLM caps a hit at prompt - 1 tokens,
+v1/core/kv_cache_manager.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, read_text
+from phasewise.workload.request import Workload
+
+MOONCAKE_BLOCK_TOKENS = 512  # tokens per hash id (Mooncake FAST25-release/traces README; ../shared/traces/README.md)
+KEYS = ("timestamp", "input_length", "output_length", "hash_ids")
+
+
+def is_mooncake(text: str) -> bool:
+    """Whether a JSONL file's first request line (its text read by specs/reading.py) has Mooncake's keys."""
+    start = 0
+    while start < len(text):  # the first non-blank line, without splitting the whole file
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line, start = text[start:end], end + 1
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                return False
+            return isinstance(obj, dict) and "hash_ids" in obj
+    return False
+
+
+def _integer(obj: dict, key: str, where: str, low: int) -> int:
+    value = obj[key]
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= MAX_TOKENS
+            or value != int(value)):
+        raise PhasewiseError(f"{where}: `{key}` must be an integer >= {low} and <= {MAX_TOKENS} (got {value!r})")
+    return int(value)
+
+
+def load_mooncake(path: Path, limit: int | None = None, text: str | None = None) -> Workload:
+    """A Mooncake JSONL trace (first `limit` requests): arrivals in seconds from the first, and each request's
+    hash_ids (Workload.prefix_hashes). Bad rows are one-line errors naming the file and line; `text`: the file's
+    text when already read (specs/reading.py reads it otherwise)."""
+    if text is None:
+        text = read_text(path, "trace", TRACE_MAX_BYTES)
+    arrival, prompt, output, hashes = [], [], [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if limit and len(arrival) >= limit:
+            break
+        if not line.strip():
+            continue
+        where = f"trace '{path}' line {number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PhasewiseError(f"{where}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PhasewiseError(f"{where}: nested too deeply to be a request") from None
+        if not isinstance(obj, dict):
+            raise PhasewiseError(f"{where}: not a JSON object")
+        missing = [k for k in KEYS if k not in obj]
+        if missing:
+            raise PhasewiseError(f"{where}: missing {', '.join(missing)} "
+                                 f"(a Mooncake request has {', '.join(KEYS)})")
+        t = obj["timestamp"]
+        # below 1e15 ms (~30,000 years; assumed): finite, and a float to the millisecond
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1e15:
+            raise PhasewiseError(f"{where}: `timestamp` must be milliseconds >= 0 (got {t!r})")
+        n_in = _integer(obj, "input_length", where, 1)
+        n_out = _integer(obj, "output_length", where, 1)
+        ids = obj["hash_ids"]
+        if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in ids):
+            raise PhasewiseError(f"{where}: `hash_ids` must be a list of integers")
+        covered = len(ids) * MOONCAKE_BLOCK_TOKENS
+        if not covered - MOONCAKE_BLOCK_TOKENS < n_in <= covered:
+            raise PhasewiseError(f"{where}: {len(ids)} hash_ids cover {covered - MOONCAKE_BLOCK_TOKENS + 1}.."
+                                 f"{covered} prompt tokens at {MOONCAKE_BLOCK_TOKENS} a block, not "
+                                 f"input_length {n_in}")
+        if arrival and t / 1e3 < arrival[-1]:
+            raise PhasewiseError(f"{where}: timestamps are not sorted ascending ({t} ms after "
+                                 f"{arrival[-1] * 1e3:g} ms)")
+        arrival.append(t / 1e3)
+        prompt.append(n_in)
+        output.append(n_out)
+        hashes.append(tuple(ids))
+    if not arrival:
+        raise PhasewiseError(f"trace '{path}' has no requests")
+    t = np.asarray(arrival)
+    return Workload(t - t[0], np.asarray(prompt), np.asarray(output), name=path.name, prefix_hashes=hashes)
+
+
+def block_keys(hash_ids: tuple[int, ...], prompt_tokens: int) -> list[int]:
+    """The keys of a prompt's shareable Mooncake blocks (the full ones among its first prompt - 1 tokens), each the
+    chained hash of the ids up to it: equal keys mean equal prefixes up to the end of that block."""
+    keys, chain = [], 0
+    for h in hash_ids[:(prompt_tokens - 1) // MOONCAKE_BLOCK_TOKENS]:
+        chain = hash((chain, h))
+        keys.append(chain)
+    return keys
+
+
+def engine_blocks_per_key(block_size: int) -> int:
+    """Engine KV blocks of `block_size` tokens in one Mooncake block (block_size must divide it)."""
+    if block_size > MOONCAKE_BLOCK_TOKENS or MOONCAKE_BLOCK_TOKENS % block_size:
+        raise PhasewiseError(f"block_size {block_size} must divide the Mooncake block of {MOONCAKE_BLOCK_TOKENS} "
+                             f"tokens to share prefixes (e.g. 16 or 32)")
+    return MOONCAKE_BLOCK_TOKENS // block_size

@@ -1,0 +1,225 @@
+"""Model families as config.json describes them: multi-head latent attention (DeepSeek-V3, Kimi-K2), and the
+families and fields the parser does not model, refused by name instead of costed as Llama."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel, memory_fit
+from phasewise.perf.memory import kv_bytes_per_token
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+DEEPSEEK = "deepseek-ai/DeepSeek-V3"
+
+
+def test_deepseek_v3_parameter_counts_match_its_technical_report():
+    """arXiv 2412.19437: 671B total parameters, 37B activated per token (MTP module excluded)."""
+    m = load_model(DEEPSEEK)
+    assert m.latent_attention and m.head_dim == 192 and m.v_dim == 128
+    assert m.total_params == pytest.approx(671e9, rel=0.01)
+    assert m.active_params == pytest.approx(37e9, rel=0.03)
+    assert (m.num_moe_layers, m.mtp_layers) == (58, 1)
+    assert load_model("deepseek-ai/DeepSeek-R1").total_params == m.total_params
+
+
+def test_kimi_k2_is_a_trillion_parameter_latent_attention_model():
+    """moonshotai's model card: 1T total, 32B activated."""
+    m = load_model("moonshotai/Kimi-K2-Instruct")
+    assert m.total_params == pytest.approx(1.0e12, rel=0.04)
+    assert m.active_params == pytest.approx(32e9, rel=0.04)
+
+
+def test_latent_kv_cache_is_576_elements_per_token_and_layer_on_every_tp_rank():
+    """DeepSeek-V3's cache: kv_lora_rank 512 + RoPE key 64 per token and layer (70,272 bytes per token in
+    BF16 over 61 layers), not 2 x 128 heads x head_dim; every TP rank holds the whole latent."""
+    m, bf16 = load_model(DEEPSEEK), load_quant("bf16")
+    assert kv_bytes_per_token(m, bf16, 1, 1) == 70_272
+    assert kv_bytes_per_token(m, bf16, 8, 1) == 70_272
+    as_plain_attention = 2 * 128 * (7168 // 128) * 2 * 61  # the old misparse: MHA with head_dim 56
+    assert as_plain_attention / kv_bytes_per_token(m, bf16, 1, 1) == pytest.approx(24.9, abs=0.1)
+
+
+def _cost(model: str, tp: int = 8, precision: str = "fp8") -> CostModel:
+    return CostModel(load_model(model), load_hardware("h200-sxm"), load_quant(precision), load_engine("sglang"), tp=tp)
+
+
+def test_latent_decode_reads_the_latent_once_for_all_heads():
+    """Absorbed decode: attention bytes grow by 576 x 2 bytes per cached token and layer, whatever the heads."""
+    cm = _cost(DEEPSEEK)
+    short = cm.iteration(BatchShape.uniform(32, 1, 1024))
+    long = cm.iteration(BatchShape.uniform(32, 1, 9216))
+    attention = {op.name: op for op in long.operators}["attention"].bytes - \
+        {op.name: op for op in short.operators}["attention"].bytes
+    assert attention == pytest.approx(32 * 8192 * 576 * 2 * 61, rel=1e-9)
+    assert long.latency_s > short.latency_s
+
+
+def test_latent_prefill_up_projects_every_key_and_decode_absorbs():
+    """Prefill FLOPs per (query, key) pair and head: 2 x (192 + 128); decode: 2 x (576 + 512) over the latent."""
+    cm = _cost(DEEPSEEK, tp=1, precision="bf16")
+    assert cm.attention.flops_per_pair == 2 * 128 * (192 + 128)
+    assert cm.attention.decode_flops_per_pair == 2 * 128 * (576 + 512)
+
+    def attention_flops(prompt: int) -> float:
+        return {op.name: op for op in cm.iteration(BatchShape.uniform(1, prompt, 0)).operators}["attention"].flops
+
+    # 4x the prompt: 16x the (query, key) pairs but 4x the keys to up-project, so between the two
+    assert 4 < attention_flops(4096) / attention_flops(1024) < 16
+
+
+def test_gqa_models_keep_their_kv_and_costs():
+    m = load_model("meta-llama/Llama-3.1-8B")
+    assert not m.latent_attention
+    assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 2 * 8 * 128 * 2 * 32
+    assert kv_bytes_per_token(m, load_quant("bf16"), 2, 1) == 2 * 4 * 128 * 2 * 32
+
+
+def test_deepseek_v3_fits_one_h200_node_in_fp8_not_in_bf16():
+    m, hw = load_model(DEEPSEEK), load_hardware("h200-sxm")
+    assert memory_fit(m, hw, load_quant("fp8"), tp=8).fits
+    assert not memory_fit(m, hw, load_quant("bf16"), tp=8).fits
+
+
+def _write(tmp_path, cfg):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "num_hidden_layers": 2,
+         "intermediate_size": 4096, "vocab_size": 1000}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"model_type": "falcon"}, "unknown model_type 'falcon' \\(supported: llama"),
+    ({"model_type": "gemma2"}, "model_type .gemma2. is not modelled yet \\(alternating sliding-window"),
+    ({"model_type": "qwen3_next"}, "not modelled yet \\(linear-attention"),
+    ({"kv_lora_rank": 512}, "field kv_lora_rank is not modelled for model_type 'llama'"),
+    ({"layer_types": ["linear_attention", "full_attention"]}, "field layer_types \\(linear_attention\\)"),
+    ({"layer_types": ["sliding_attention", "full_attention"]}, "sliding_attention without a sliding_window"),
+    ({"sliding_window_pattern": 6}, "field sliding_window_pattern"),
+    ({"model_type": None}, "missing field model_type"),
+])
+def test_configs_it_cannot_cost_are_refused_by_name(tmp_path, change, match):
+    cfg = {k: v for k, v in {**LLAMA, **change}.items() if v is not None}
+    with pytest.raises(PhasewiseError, match=match) as err:
+        load_model(_write(tmp_path, cfg))
+    assert "\n" not in str(err.value)
+
+
+def test_full_attention_layer_types_are_accepted(tmp_path):
+    m = load_model(_write(tmp_path, {**LLAMA, "layer_types": ["full_attention", "full_attention"]}))
+    assert m.num_layers == 2
+
+
+def test_a_latent_config_missing_its_ranks_names_the_field(tmp_path):
+    cfg = {**LLAMA, "model_type": "deepseek_v3", "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128}
+    with pytest.raises(PhasewiseError, match="missing field kv_lora_rank"):
+        load_model(_write(tmp_path, cfg))
+
+
+def test_features_not_modelled_for_latent_attention_say_so():
+    from phasewise.perf.mapping import MappedCost
+    from phasewise.specs.mappings import load_mapping
+
+    cm = CostModel(load_model(DEEPSEEK), load_hardware("halo-2.5d"), load_quant("bf16"), load_engine("vllm"))
+    with pytest.raises(PhasewiseError, match="latent attention"):
+        MappedCost(cm, load_mapping("halo"))
+
+
+def test_a_checkpoint_runs_in_its_native_format_unless_told_otherwise():
+    """DeepSeek-V3 ships block-scaled FP8 (quantization_config weight_block_size [128, 128]): that is its default
+    --precision, as engines load it; re-quantized aliases carry their own format."""
+    assert load_model(DEEPSEEK).default_precision == "fp8-block"
+    assert load_model("Qwen/Qwen3-32B").default_precision == "bf16"
+    assert load_model("Qwen/Qwen3-32B-FP8").default_precision == "fp8-block"
+    assert load_model("nvidia/Qwen3-32B-NVFP4").default_precision == "nvfp4"
+    assert load_model("moonshotai/Kimi-K2-Thinking").default_precision == "w4a16"
+    from phasewise.perf import estimate
+
+    native = estimate(DEEPSEEK, "h200-sxm", tp=8)
+    assert native.memory.fits and native.cost_model.quant.weight_dtype == "fp8"
+    assert not estimate(DEEPSEEK, "h200-sxm", tp=8, precision="bf16").memory.fits
+
+
+@pytest.mark.parametrize("qc, precision", [
+    ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8-block"),
+    ({"quant_method": "fp8"}, "fp8"),
+    ({"quant_method": "mxfp4"}, "mxfp4"),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4"),
+    ({"quant_method": "awq", "bits": 4}, "w4a16"),
+])
+def test_quantization_configs_name_their_precision(tmp_path, qc, precision):
+    assert load_model(_write(tmp_path, {**LLAMA, "quantization_config": qc})).default_precision == precision
+
+
+def test_an_unknown_quantization_method_is_refused_by_name(tmp_path):
+    with pytest.raises(PhasewiseError, match="quant_method 'bitsandbytes' is not modelled .*give --precision"):
+        load_model(_write(tmp_path, {**LLAMA, "quantization_config": {"quant_method": "bitsandbytes"}}))
+
+
+def test_gemma_is_parsed_with_its_gated_gelu_mlp_and_tied_embeddings(tmp_path):
+    cfg = {"model_type": "gemma", "hidden_size": 3072, "num_attention_heads": 16, "num_key_value_heads": 16,
+           "head_dim": 256, "num_hidden_layers": 28, "intermediate_size": 24576, "vocab_size": 256000,
+           "hidden_act": "gelu"}
+    m = load_model(_write(tmp_path, cfg))
+    assert m.mlp_gated and m.tie_embeddings and m.head_dim == 256
+    assert m.total_params == pytest.approx(8.54e9, rel=0.01)  # Gemma-7B's model card: 8.54B parameters
+
+
+def test_gpt_oss_counts_match_its_model_card():
+    """arXiv 2508.10925: gpt-oss-120b 116.8B total and 5.1B active parameters (the card counts active ones
+    without the input embedding, a lookup), gpt-oss-20b 20.9B and 3.6B; both MXFP4 natively."""
+    for name, total, active in (("openai/gpt-oss-120b", 116.8e9, 5.13e9), ("openai/gpt-oss-20b", 20.9e9, 3.61e9)):
+        m = load_model(name)
+        assert m.total_params == pytest.approx(total, rel=0.005)
+        assert m.active_params - m.embedding_params == pytest.approx(active, rel=0.01)
+        assert m.default_precision == "mxfp4" and m.window_layer_share == 0.5 and m.window_all_layers is None
+
+
+def test_hybrid_windows_count_only_full_layers_kv_per_token():
+    """gpt-oss-120b: 18 full layers x K and V of 8 heads x 64 x 2 bytes = 36,864 bytes per token; the 18 windowed
+    layers keep 128 tokens per sequence whatever the context."""
+    assert kv_bytes_per_token(load_model("openai/gpt-oss-120b"), load_quant("bf16"), 1, 1) == 18 * 2 * 8 * 64 * 2
+
+
+def test_hybrid_window_layers_stop_growing_past_the_window():
+    cm = CostModel(load_model("openai/gpt-oss-120b"), load_hardware("b200"), load_quant("mxfp4"),
+                   load_engine("vllm"))
+
+    def attention_bytes(context: int) -> float:
+        return {op.name: op for op in cm.iteration(BatchShape.uniform(64, 1, context)).operators}["attention"].bytes
+
+    # past the window, each extra cached token is read by the 18 full layers only (of 36)
+    grow = attention_bytes(8192) - attention_bytes(4096)
+    one_layer = 64 * 4096 * 2 * 8 * 64 * 2  # 64 sequences x 4096 more tokens x K and V bytes
+    assert grow == pytest.approx(18 * one_layer, rel=1e-9)
+    shape = BatchShape.uniform(64, 1, 4096)
+    assert cm.fast(shape)[0] == pytest.approx(cm.iteration(shape).latency_s, rel=1e-12)
+
+
+def test_a_hybrid_model_simulates_step_by_step():
+    from phasewise.sim.api import run
+
+    result = run(model="openai/gpt-oss-20b", hardware="b200", rate=5, requests=40, isl=512, osl=64,
+                 check_invariants=True).summary()
+    assert result["completed"] == 40
+
+
+def test_layer_types_must_cover_every_layer(tmp_path):
+    cfg = {**LLAMA, "sliding_window": 64, "layer_types": ["sliding_attention"]}
+    with pytest.raises(PhasewiseError, match="layer_types lists 1 layers, num_hidden_layers is 2"):
+        load_model(_write(tmp_path, cfg))
+
+
+def test_minimax_m2_is_a_full_attention_moe_and_linear_attention_is_still_refused(tmp_path):
+    """MiniMax's model card: 230B total, 10B activated; its attn_type_list is all 1 (softmax attention)."""
+    m = load_model("MiniMaxAI/MiniMax-M2.5")
+    assert m.total_params == pytest.approx(230e9, rel=0.01)
+    assert m.active_params - m.embedding_params == pytest.approx(10e9, rel=0.05)
+    cfg = {**LLAMA, "model_type": "minimax_m2", "attn_type_list": [0, 1]}
+    with pytest.raises(PhasewiseError, match="field attn_type_list"):
+        load_model(_write(tmp_path, cfg))

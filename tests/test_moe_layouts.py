@@ -1,0 +1,132 @@
+"""MoE layouts: expert parallelism with all-to-all dispatch and combine, attention data parallelism beside it,
+MoE tensor parallelism; their memory, costs, flags and the planner's enumeration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel, memory_fit
+from phasewise.perf.parallel import ParallelLayout, parallel_layout
+from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+from phasewise.sim.api import run
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+DEEPSEEK = "deepseek-ai/DeepSeek-V3"
+QWEN_MOE = "Qwen/Qwen3-30B-A3B"
+
+
+def _cost(model: str, tp: int, layout: ParallelLayout | None, precision: str = "fp8") -> CostModel:
+    return CostModel(load_model(model), load_hardware("h200-sxm"), load_quant(precision), load_engine("sglang"),
+                     tp=tp, layout=layout)
+
+
+def _ops(cm: CostModel, shape: BatchShape) -> dict:
+    return {op.name: op for op in cm.iteration(shape).operators}
+
+
+def test_an_all_tensor_parallel_layout_costs_exactly_what_no_layout_costs():
+    shape = BatchShape.uniform(64, 1, 2048)
+    plain = _cost(QWEN_MOE, 4, None).iteration(shape)
+    same = _cost(QWEN_MOE, 4, parallel_layout(load_model(QWEN_MOE), 4)).iteration(shape)
+    assert plain.latency_s == same.latency_s
+    assert [op.bytes for op in plain.operators] == [op.bytes for op in same.operators]
+
+
+def test_all_to_all_bytes_are_each_tokens_hidden_state_to_the_experts_held_elsewhere():
+    """Per GPU and MoE layer: its tokens x top-k x hidden x (ep-1)/ep, dispatched in FP8 (1 byte + one FP32
+    scale per 128 channels) and combined back in BF16 (2 bytes)."""
+    m = load_model(DEEPSEEK)
+    cm = _cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8))
+    batch = 256
+    op = _ops(cm, BatchShape.uniform(batch, 1, 1024))["moe_all_to_all"]
+    per_rank_tokens = batch / 8
+    sent = per_rank_tokens * 8 * 7168 * 7 / 8
+    assert op.count == 58
+    assert op.bytes == pytest.approx(58 * sent * (1 + 4 / 128 + 2), rel=1e-12)
+
+
+def test_without_attention_dp_expert_parallelism_needs_no_all_to_all():
+    cm = _cost(DEEPSEEK, 8, parallel_layout(load_model(DEEPSEEK), 8, ep=8))
+    ops = _ops(cm, BatchShape.uniform(64, 1, 1024))
+    assert "moe_all_to_all" not in ops and ops["tp_allreduce"].count == 2 * 61
+
+
+def test_attention_dp_holds_each_latent_once_so_kv_capacity_grows():
+    """With attention TP the DeepSeek latent is replicated on all 8 GPUs; with 8 attention ranks each GPU holds
+    its own sequences' latents: about 8x the KV tokens, less what the replicated attention weights take."""
+    m, hw, fp8 = load_model(DEEPSEEK), load_hardware("h200-sxm"), load_quant("fp8")
+    tp_only = memory_fit(m, hw, fp8, 8, 1)
+    wide = memory_fit(m, hw, fp8, 8, 1, layout=parallel_layout(m, 8, ep=8, attention_dp=8))
+    assert wide.weight_bytes > tp_only.weight_bytes  # attention and shared experts whole on every GPU
+    assert 4 * tp_only.kv_capacity_tokens < wide.kv_capacity_tokens < 8 * tp_only.kv_capacity_tokens
+
+
+def test_expert_rows_on_the_most_loaded_gpu_grow_with_imbalance():
+    m = load_model(DEEPSEEK)
+    shape = BatchShape.uniform(128, 1, 1024)
+    even = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8, moe_imbalance=1.0)), shape)
+    skew = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8, moe_imbalance=1.5)), shape)
+    assert skew["moe_experts"].flops == pytest.approx(1.5 * even["moe_experts"].flops, rel=1e-9)
+
+
+def test_default_imbalance_is_uniform_routings_sampling_noise():
+    layout = ParallelLayout(tp=8, attention_dp=8, ep=8)
+    assert layout.imbalance(2048) == pytest.approx(1 + math.sqrt(2 * 8 * math.log(8) / 2048))
+    assert layout.imbalance(10**7) < 1.01 < layout.imbalance(64)
+    assert ParallelLayout(tp=8).imbalance(64) == 1.0
+
+
+def test_attention_dp_spreads_the_batch_over_ranks():
+    """A rank runs 1/8 of the sequences with all the heads: 256 sequences over 8 ranks cost one rank what 32
+    sequences cost one GPU running attention alone."""
+    m = load_model(DEEPSEEK)
+    wide = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8)), BatchShape.uniform(256, 1, 4096))
+    alone = _ops(_cost(DEEPSEEK, 1, None), BatchShape.uniform(32, 1, 4096))
+    for name in ("attention", "qkv_proj", "o_proj"):
+        assert wide[name].bytes == pytest.approx(alone[name].bytes, rel=1e-9)
+        assert wide[name].flops == pytest.approx(alone[name].flops, rel=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tp=8, ep=3), "--ep 3 x --moe-tp 2 must equal --tp 8"),
+    (dict(tp=6, ep=6), "--ep 6 does not divide the 256 experts"),
+    (dict(tp=8, attention_dp=3), "--attention-dp 3 must divide --tp 8"),
+    (dict(tp=8, ep=8, moe_imbalance=0.5), "--moe-imbalance .* >= 1"),
+])
+def test_bad_layouts_are_one_line_errors(kwargs, match):
+    with pytest.raises(PhasewiseError, match=match) as err:
+        parallel_layout(load_model(DEEPSEEK), **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_expert_parallelism_needs_an_moe_model():
+    with pytest.raises(PhasewiseError, match="apply to mixture-of-experts models"):
+        parallel_layout(load_model("meta-llama/Llama-3.1-8B"), 8, ep=8)
+
+
+def test_simulate_runs_wide_ep_collocated_and_per_role_disaggregated():
+    common = dict(model=DEEPSEEK, hardware="h200-sxm", tp=8, precision="fp8", rate=4, requests=60, isl=1024,
+                  osl=64, engine="sglang")
+    wide = run(**common, ep=8, attention_dp=8).summary()
+    assert wide["completed"] == 60
+    disagg = run(**common, arch="disagg", prefill_ep=8, decode_ep=8, decode_attention_dp=8).summary()
+    assert disagg["completed"] == 60
+
+
+def test_per_role_layout_flags_need_disaggregation(run_cli):
+    code, out, err = run_cli("simulate", "--model", DEEPSEEK, "--hardware", "h200-sxm", "--tp", "8",
+                             "--precision", "fp8", "--decode-ep", "8", "--requests", "5")
+    assert code == 2
+    assert "--decode-ep needs --arch disagg" in err and len(err.strip().splitlines()) == 1
+
+
+def test_planner_enumerates_moe_layouts_only_for_moe_models():
+    opts = PlanOptions(tp_options=(8,), precisions=("fp8",), chunk_sizes=(), ratios=((1, 1),))
+    moe, _ = enumerate_strategies("deepseek-ai/DeepSeek-R1", "h200-sxm", 16, opts)
+    names = " | ".join(s.name for s in moe)
+    assert "DP8EP8" in names and " EP8 " in names and "1P(TP8 EP8) 1D(TP8 DP8EP8)" in names
+    dense, _ = enumerate_strategies("meta-llama/Llama-3.1-8B", "h200-sxm", 16, opts)
+    assert not any("EP" in s.name for s in dense)

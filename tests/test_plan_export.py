@@ -1,0 +1,244 @@
+"""From the plan's answer to a deployment: `plan --export` writes a deployment YAML that `simulate --deployment`
+reads unchanged and that serves the planned goodput; the launch commands parse against each engine's published
+argument names (apps/data/engine_flags.yaml); an impossible SLO is one line and exit 1; the report is written
+only when asked; the table fits an 80-column terminal with units in its headers."""
+
+import argparse
+import contextlib
+import io
+import json
+import shlex
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+from rich.console import Console
+
+from phasewise.apps.launch import engine_flags, launch_commands, launch_script
+from phasewise.apps.plan_view import plan_table
+from phasewise.plan.goodput import WorkloadSpec, stable
+from phasewise.plan.planner import REFINE
+from phasewise.sim.deployment import build_deployment, load_deployment
+from phasewise.workload import Workload
+
+PLAN = ("plan", "--gpus", "1", "--tp-options", "1", "--chunk-sizes", "512", "--no-disagg", "--isl", "2048",
+        "--osl", "256", "--top", "2", "--workers", "1", "--slo-ttft-ms", "1000", "--slo-tpot-ms", "50")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One small plan through the CLI: its JSON and the export of the winner (the report is not asked for)."""
+    from phasewise.apps import cli
+
+    out = tmp_path_factory.mktemp("export")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(out)
+    mp.setattr("sys.argv", ["phasewise", *PLAN, "--json", "--export", str(out / "dep")])
+    buf = io.StringIO()
+    code = 0
+    try:
+        with contextlib.redirect_stdout(buf):
+            cli.main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        mp.undo()
+    assert code in (0, None)
+    return json.loads(buf.getvalue()), out
+
+
+def test_export_round_trips_through_simulate_at_the_planned_goodput(exported, run_cli):
+    d, out = exported
+    winner = d["rows"][0]
+    dep = out / "dep" / "deployment.yaml"
+    assert yaml.safe_load(dep.read_text()) == winner["deployment"]  # the JSON row carries the same deployment
+    assert load_deployment(str(dep)) == build_deployment(winner["deployment"])
+    goodput, search = winner["goodput_rps"], winner["search_rps"]
+
+    def attains(work: Workload, name: str) -> bool:
+        """The plan's goodput criterion (attainment >= target with a bounded backlog, plan.goodput.stable) on the
+        exported file through the CLI, the requests given as a trace file."""
+        trace, runs = out / f"{name}.csv", out / name
+        with trace.open("w") as f:
+            f.write("arrived_at,num_prefill_tokens,num_decode_tokens\n")
+            f.writelines(f"{float(a)!r},{p},{o}\n" for a, p, o in zip(work.arrival_s, work.prompt_tokens, work.output_tokens))
+        code, _, err = run_cli("simulate", "--deployment", str(dep), "--trace", str(trace), "--slo-ttft-ms", "1000",
+                               "--slo-tpot-ms", "50", "--out", str(runs))
+        assert code == 0, err
+        records = np.genfromtxt(runs / "requests.csv", delimiter=",", names=True)
+        backlog = SimpleNamespace(arrival_s=records["arrival_s"],
+                                  finish_s=records["arrival_s"] + records["e2e_ms"] / 1e3)
+        return json.loads((runs / "summary.json").read_text())["slo"]["attainment"] >= 0.9 and stable(backlog)
+
+    # the plan's own request sample (its search's seed, REFINE's window) at each rate: the exported YAML through the
+    # CLI must find the search's goodput again (bisection, 8 steps), and the verified one within 5 %
+    spec = WorkloadSpec((2048,), (256,))
+
+    def at(rate: float, name: str) -> bool:
+        return attains(spec.at_rate(rate, int(max(REFINE["min_requests"], rate * REFINE["window_s"]))), name)
+
+    lo, hi = 0.5 * search, 2.0 * search
+    assert at(lo, "lo") and not at(hi, "hi")
+    for step in range(8):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if at(mid, f"mid{step}") else (lo, mid)
+    assert lo == pytest.approx(goodput, rel=0.05)
+    # and on fresh random numbers (another seed), the planned goodput still meets the SLOs
+    assert attains(replace(spec, seed=7).at_rate(goodput, 600), "fresh")
+    assert not (out / "phasewise-report.html").exists()  # no --report, no report
+
+
+def test_export_script_launches_the_winner(exported):
+    _, out = exported
+    script = (out / "dep" / "launch.sh").read_text()
+    assert script.startswith("#!/usr/bin/env bash") and "vllm serve meta-llama/Llama-3.1-8B" in script
+    assert "planned goodput" in script and "--tensor-parallel-size 1" in script
+
+
+def test_impossible_slo_is_one_line_and_exit_1(run_cli):
+    code, out, err = run_cli(*PLAN[:-4], "--top", "1", "--slo-ttft-ms", "1", "--slo-tpot-ms", "50")
+    assert code == 1 and out.strip() == ""
+    assert err.count("\n") == 1 and "no strategy meets TTFT <= 1 ms" in err
+    assert "closest:" in err and "TTFT <= 1 ms binds" in err and "nan" not in err
+
+
+def test_rank_out_of_range_is_a_one_line_error(run_cli):
+    code, _, err = run_cli("plan", "--rank", "0", "--export", "x")
+    assert code == 2 and "--rank must be >= 1" in err and err.count("\n") == 1
+
+
+def _parser(spec: dict) -> argparse.ArgumentParser:
+    """An argument parser accepting exactly the published flags, with their value types and choices."""
+    p = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
+    p.add_argument("model", nargs="?")
+    kinds = {"int": int, "float": float, "str": str, "json": json.loads}
+    for flag, f in spec["flags"].items():
+        if f["takes"] == "flag":
+            p.add_argument(flag, action="store_true")
+        else:
+            choices = [str(c) if c is not None else "null" for c in f["choices"]] if "choices" in f else None
+            p.add_argument(flag, type=kinds[f["takes"]] if not choices else str, choices=choices,
+                           action="append" if f.get("repeat") else "store")
+    return p
+
+
+class _Fail(Exception):
+    pass
+
+
+def _parse(spec: dict, argv: list[str]):
+    p = _parser(spec)
+    p.error = lambda message: (_ for _ in ()).throw(_Fail(message))  # unknown or bad arguments raise
+    return p.parse_args(argv)
+
+
+M, MOE = "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-30B-A3B"
+DEPLOYMENTS = {
+    "collocated": {"model": M, "instances": [{"tp": 2, "replicas": 2, "max_num_seqs": 128,
+                                              "enable_chunked_prefill": True, "max_num_batched_tokens": 2048}]},
+    "fp8": {"model": M, "instances": [{"tp": 1, "precision": "fp8", "kv_dtype": "fp8", "prefix_caching": False}],
+            "speculative": {"draft_tokens": 3, "acceptance": 0.7}},
+    "moe": {"model": MOE, "instances": [{"tp": 4, "ep": 4, "attention_dp": 4}]},
+    "moe-partial": {"model": MOE, "instances": [{"tp": 4, "ep": 2, "moe_tp": 2}]},
+    "disagg": {"model": M, "kv_link": "rdma", "instances": [{"role": "prefill", "tp": 1, "replicas": 2},
+                                                             {"role": "decode", "tp": 2, "replicas": 1}]},
+}
+ENGINE_KNOBS = {"vllm": {}, "sglang": {"max_running_requests": 128, "chunked_prefill_size": 4096},
+                "trtllm": {"max_batch_size": 128, "max_num_tokens": 4096, "enable_chunked_prefill": True}}
+PREFIX = {"vllm": ["vllm", "serve"], "sglang": ["python", "-m", "sglang.launch_server"], "trtllm": ["trtllm-serve"]}
+
+
+def _with_engine(data: dict, engine: str) -> dict:
+    knobs = ENGINE_KNOBS[engine]
+    groups = [{k: v for k, v in g.items() if k not in ("max_num_seqs", "enable_chunked_prefill",
+                                                        "max_num_batched_tokens")} | {"engine": engine} | knobs
+              for g in data["instances"]]
+    return dict(data, instances=groups)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+@pytest.mark.parametrize("case", list(DEPLOYMENTS))
+def test_launch_commands_parse_against_published_flags(engine, case):
+    flags = engine_flags()[engine]
+    dep = build_deployment(_with_engine(DEPLOYMENTS[case], engine))
+    workers, front, files = launch_commands(dep)
+    assert len(workers) == sum(g.replicas for g in dep.instances)
+    for cmd in workers:
+        assert cmd.argv[:len(PREFIX[engine])] == PREFIX[engine]
+        args = _parse(flags, cmd.argv[len(PREFIX[engine]):])
+        g = dep.instances[0] if len(dep.instances) == 1 else next(
+            g for g in dep.instances if any(g.role in c for c in cmd.comments[:1]))
+        tp = {"vllm": "tensor_parallel_size", "sglang": "tp_size", "trtllm": "tp_size"}[engine]
+        dp = getattr(args, "data_parallel_size", None) or 1 if engine == "vllm" else 1
+        assert int(getattr(args, tp)) * dp == g.tp  # the GPUs of the instance
+        assert len(cmd.env["CUDA_VISIBLE_DEVICES"].split(",")) == g.tp and set(cmd.env) <= set(flags["env"])
+    if engine == "trtllm":  # the LLM-API options and the disaggregated server config use the published keys
+        api = flags["llm_api_options"]
+        for name, text in files.items():
+            options = yaml.safe_load(text)
+            keys = flags["disaggregated"]["keys"] if name == "disagg.yaml" else api
+            assert set(options) <= set(keys), (name, options)
+            for key, value in options.items():
+                if isinstance(value, dict) and name != "disagg.yaml":
+                    assert set(value) <= set(api[key]["keys"]), (key, value)
+                if name == "disagg.yaml" and key.endswith("_servers"):
+                    assert set(value) <= set(flags["disaggregated"]["server_keys"])
+    if dep.disaggregated:
+        assert front is not None
+        if engine == "sglang":
+            args = _parse(flags["router"], front.argv[3:])
+            assert len(args.prefill) == 2 and len(args.decode) == 1
+        roles = [a for c in workers for a in c.argv if a in ("prefill", "decode")]
+        kv = {"vllm": '"kv_connector":"NixlConnector"', "sglang": "--disaggregation-transfer-backend",
+              "trtllm": "cache_transceiver_config"}[engine]
+        assert kv in " ".join(shlex.join(c.argv) for c in workers) + "".join(files.values())
+        if engine == "sglang":
+            assert roles.count("prefill") == 2 and roles.count("decode") == 1
+
+
+def test_twin_serves_the_exported_deployment(exported):
+    """`serve --deployment` reads the exported file as `simulate --deployment` does, and answers a request."""
+    pytest.importorskip("uvicorn")
+    import httpx
+    from conftest import serving
+
+    from phasewise.apps.tokenizer import Tokenizer
+    from phasewise.apps.twin import LiveSim, create_app
+    from phasewise.sim.api import deployment_from_flags
+
+    _, out = exported
+    dep = deployment_from_flags(deployment=str(out / "dep" / "deployment.yaml"))
+    with serving(create_app(LiveSim(dep), dep.model, Tokenizer())) as url:
+        r = httpx.post(url + "/v1/completions", json={"model": dep.model, "prompt": "hello", "max_tokens": 3},
+                       timeout=30)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+
+
+def test_unmapped_fields_are_comment_lines():
+    vllm = build_deployment(DEPLOYMENTS["moe-partial"])
+    script, _ = launch_script(vllm, ["header"])
+    assert "# " in script and "partial EP with MoE tensor parallelism has no vLLM argument" in script
+    trt = build_deployment(_with_engine({"model": MOE, "instances": [{"tp": 4, "ep": 4, "attention_dp": 2}]},
+                                        "trtllm"))
+    script, files = launch_script(trt, [])
+    assert "a partial one has no argument" in script and "enable_attention_dp: true" in "".join(files.values())
+    fp8 = build_deployment(_with_engine(DEPLOYMENTS["fp8"], "trtllm"))
+    assert "no online quantization" in launch_script(fp8, [])[0]
+
+
+def test_table_fits_80_columns_with_units_and_the_whole_objective(exported):
+    from phasewise.plan import PlanOptions, WorkloadSpec, plan
+    from phasewise.sim import Slo
+
+    res = plan(M, "h100-sxm", 1, Slo(1000, 50), WorkloadSpec((2048,), (256,)), refine=1, workers=1,
+               objective="goodput-per-dollar", opts=PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False))
+    console = Console(width=80, record=True, color_system=None)
+    console.print(plan_table(res, console.width))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "goodput-per-dollar" in text and "(req/$)" in text and "req/s" in text and "…" not in text
+    wide = Console(width=160, record=True, color_system=None)
+    wide.print(plan_table(res, wide.width))
+    assert "tok/s/GPU" in wide.export_text() and "tok/s/GPU" not in text

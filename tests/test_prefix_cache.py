@@ -1,0 +1,216 @@
+"""Prefix caching on Mooncake traces: the simulated hit ratio against the ratio computed from the trace's hash_ids,
+bounded caches, block conservation and sharing (hypothesis), unchanged output counts, cache-aware routing, the
+Mooncake reader's one-line errors, and the full conversation trace when ../shared/traces is there."""
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phasewise.errors import PhasewiseError
+from phasewise.sim.api import run
+from phasewise.sim.kv import KVBlocks
+from phasewise.sim.prefix_cache import PrefixCache
+from phasewise.sim.request import SimRequest
+from phasewise.workload import load_trace
+
+FULL = Path(__file__).resolve().parents[2] / "shared" / "traces" / "mooncake_conversation.jsonl"
+# a KV pool larger than the excerpt's 11,384 distinct 512-token prefix blocks (5.8 M tokens): nothing is evicted
+UNBOUNDED = dict(model="meta-llama/Llama-3.1-8B", hardware="h200-sxm", tp=8, trace="mooncake")
+
+
+def excerpt_rows() -> list[dict]:
+    ref = resources.files("phasewise.workload").joinpath("data", "mooncake_conversation_excerpt.jsonl")
+    return [json.loads(line) for line in ref.read_text().splitlines() if line.strip()]
+
+
+def direct_ratio(rows: list[dict]) -> tuple[int, int]:
+    """(hits, lookups) straight from the hash_ids: each full 512-token block of a prompt's first input_length - 1
+    tokens is a lookup; the first occurrence of its prefix (the ids up to it) is a miss, every later one a hit."""
+    seen, hits, lookups = set(), 0, 0
+    for r in rows:
+        ids = r["hash_ids"]
+        for j in range(min((r["input_length"] - 1) // 512, len(ids))):
+            prefix = tuple(ids[: j + 1])
+            hits += prefix in seen
+            seen.add(prefix)
+            lookups += 1
+    return hits, lookups
+
+
+def test_unbounded_cache_hit_ratio_matches_the_trace():
+    hits, lookups = direct_ratio(excerpt_rows())
+    cache = run(**UNBOUNDED, check_invariants=True).summary()["prefix_cache"]
+    assert cache["evicted_blocks"] == 0 and cache["recompute_lookups"] == 0
+    assert (cache["hit_blocks"], cache["lookup_blocks"]) == (hits, lookups)
+    assert cache["hit_tokens"] == 512 * hits
+    assert 0.1 < cache["hit_rate_blocks"] < 0.3  # the excerpt's direct ratio is 16.7 %
+
+
+def test_bounded_caches_lower_the_hit_ratio_monotonically():
+    rates = [run(**UNBOUNDED, memory_fraction=f).summary()["prefix_cache"]["hit_rate_blocks"]
+             for f in (0.9, 0.5, 0.3, 0.2)]
+    assert all(a > b for a, b in zip(rates, rates[1:])), rates
+
+
+def test_traces_without_prefix_hashes_are_unchanged():
+    """vLLM's default turns prefix caching on; a trace without hashes has nothing to share: identical results."""
+    on = run(trace="azure-conv", trace_limit=300, rate=6.0).summary()
+    off = run(trace="azure-conv", trace_limit=300, rate=6.0, prefix_caching="off").summary()
+    assert on["prefix_cache"] is None and on["ttft_ms"] == off["ttft_ms"] and on["tbt_ms"] == off["tbt_ms"]
+    assert on["e2e_ms"] == off["e2e_ms"]
+    assert on["instances"][0]["prefill_tokens"] == off["instances"][0]["prefill_tokens"]
+
+
+def test_prefix_caching_saves_prefill_and_time():
+    on = run(trace="mooncake", trace_limit=200, rate=0.5).summary()
+    off = run(trace="mooncake", trace_limit=200, rate=0.5, prefix_caching="off").summary()
+    saved = on["prefix_cache"]["saved_prefill_tokens"]
+    assert saved > 0
+    assert on["instances"][0]["prefill_tokens"] == off["instances"][0]["prefill_tokens"] - saved
+    assert on["ttft_ms"]["mean"] < off["ttft_ms"]["mean"]
+
+
+def test_engine_defaults():
+    from phasewise.specs import load_hardware
+    from phasewise.specs.engines import resolve_engine
+
+    hw = load_hardware("h100-sxm")
+    on = {e: resolve_engine(e, hw).prefix_caching for e in ("vllm", "sglang", "trtllm", "vllm-v0", "trtllm-0.5")}
+    assert on == {"vllm": True, "sglang": True, "trtllm": True, "vllm-v0": False, "trtllm-0.5": False}
+
+
+def test_cache_aware_routing_gets_more_hits():
+    aware = run(trace="mooncake", replicas=4, router="prefix_aware").summary()["prefix_cache"]
+    plain = run(trace="mooncake", replicas=4, router="least_outstanding").summary()["prefix_cache"]
+    assert aware["hit_tokens"] > plain["hit_tokens"]
+
+
+# --- the cache and the KV blocks alone: sharing, conservation, eviction ------------------------------------------
+PREFIXES = [(0, 1, 2, 3), (0, 1, 2, 4), (0, 5), (6, 7, 8), (0, 1, 9, 10, 11)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PREFIXES), st.integers(1, 4), st.booleans()), min_size=1, max_size=40),
+       st.integers(40, 400))
+def test_shared_blocks_are_conserved_and_freed_once(ops, capacity):
+    """Random admissions and departures: free + idle + in use == capacity at every step; a block is in use while
+    any holder has it, and becomes idle exactly when its last holder leaves."""
+    kv = KVBlocks(capacity, block_size=128)  # 4 engine blocks per 512-token prefix block
+    cache = kv.prefix = PrefixCache(kv)
+    holding: list[SimRequest] = []
+    for i, (ids, tail, leave_first) in enumerate(ops):
+        if leave_first and holding:
+            req = holding.pop(0)
+            keys = cache.keys(req)
+            others = {k for r in holding for k in cache.keys(r)}
+            kv.free_blocks(req.kv_blocks, req)
+            for k in keys:
+                assert (k in cache.idle) == (k not in others)
+        req = SimRequest(i, 0.0, len(ids) * 512 - 100, 4, prefix=ids)
+        blocks = kv.blocks_for(req.prompt) + tail
+        hit, held = cache.probe(req)
+        if blocks - held > kv.free:
+            continue
+        cache.acquire(req, blocks, hit, held)
+        req.kv_blocks = blocks
+        holding.append(req)
+        in_use_keys = {k for r in holding for k in cache.keys(r)}
+        private = sum(r.kv_blocks - cache.per_key * len(cache.keys(r)) for r in holding)
+        assert kv.used == private + cache.per_key * len(in_use_keys)
+        assert kv.used + cache.idle_blocks <= kv.capacity
+        assert all(cache.refs[k] == sum(k in cache.keys(r) for r in holding) for k in in_use_keys)
+    while holding:
+        req = holding.pop()
+        kv.free_blocks(req.kv_blocks, req)
+    assert kv.used == 0 and kv.allocated_total == kv.freed_total
+    assert set(cache.idle) == set(cache.refs) and all(r == 0 for r in cache.refs.values())
+
+
+def test_lru_evicts_the_tail_first():
+    kv = KVBlocks(8 * 4, block_size=128)
+    cache = kv.prefix = PrefixCache(kv)
+    first = SimRequest(0, 0.0, 4 * 512 + 1, 1, prefix=(0, 1, 2, 3, 4))
+    cache.acquire(first, kv.blocks_for(first.prompt), *cache.probe(first))
+    first.kv_blocks = kv.blocks_for(first.prompt)
+    kv.free_blocks(first.kv_blocks, first)
+    assert kv.used == 0 and len(cache.idle) == 4
+    kv.allocate(kv.capacity - 3 * cache.per_key)  # room for 3 of the 4 cached prefix blocks: the tail goes
+    probe = SimRequest(1, 0.0, 4 * 512 + 1, 1, prefix=(0, 1, 2, 3, 4))
+    assert cache.matched_blocks(probe) == 3 and cache.evicted_blocks == cache.per_key
+
+
+# --- whole simulations: sharing never changes a request's output tokens -------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(1, 8), st.integers(1, 300)), min_size=2, max_size=25),
+       st.sampled_from(["vllm", "sglang", "trtllm"]), st.sampled_from([1, 2]))
+def test_sharing_keeps_output_counts_and_kv_conservation(tmp_path_factory, reqs, engine, replicas):
+    """Conversations sharing prefixes through a small KV pool (evictions and preemptions): with the invariant
+    checks on (every request emits exactly its output tokens; KV blocks all freed), caching on and off."""
+    path = tmp_path_factory.mktemp("mc") / "t.jsonl"
+    lines = []
+    for i, (conv, blocks, out) in enumerate(reqs):
+        ids = [1000 * conv + j for j in range(blocks)]
+        lines.append(json.dumps({"timestamp": 10 * i, "input_length": 512 * blocks - 7, "output_length": out,
+                                 "hash_ids": ids}))
+    path.write_text("\n".join(lines))
+    results = {}
+    for mode in ("on", "off"):
+        res = run(trace=str(path), engine=engine, replicas=replicas, router="prefix_aware", memory_fraction=0.25,
+                  prefix_caching=mode, check_invariants=True)
+        assert res.summary()["completed"] == len(reqs)
+        results[mode] = res
+    assert list(results["on"].output_tokens) == [out for _, _, out in reqs]
+    assert list(results["on"].output_tokens) == list(results["off"].output_tokens)
+
+
+# --- the reader: one-line errors, exit 2 ------------------------------------------------------------------------
+BAD = [
+    ({"timestamp": 0, "input_length": 10, "output_length": 5}, "missing hash_ids"),
+    ({"timestamp": 0, "input_length": -3, "output_length": 5, "hash_ids": [1]}, "`input_length` must be an integer"),
+    ({"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [1, "x"]}, "list of integers"),
+    ({"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": 7}, "list of integers"),
+    ({"timestamp": 0, "input_length": 2000, "output_length": 5, "hash_ids": [1, 2]}, "cover 513..1024"),
+    ({"timestamp": -1, "input_length": 10, "output_length": 5, "hash_ids": [1]}, "`timestamp` must be"),
+]
+
+
+@pytest.mark.parametrize("row,message", BAD)
+def test_bad_rows_are_one_line_errors(row, message, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    good = {"timestamp": 0, "input_length": 600, "output_length": 3, "hash_ids": [5, 6]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(PhasewiseError) as err:
+        load_trace(str(path))
+    assert message in str(err.value) and "line 2" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_trace_exits_2(run_cli, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1.5]}\n')
+    code, _, err = run_cli("simulate", "--trace", str(path))
+    assert code == 2 and "line 1" in err and "Traceback" not in err
+    code, _, err = run_cli("simulate", "--trace", "mooncake", "--prefix-caching", "maybe")
+    assert code == 2 and "on, off" in err
+
+
+def test_json_has_prefix_cache_and_replay_tool_names(run_cli):
+    code, out, err = run_cli("simulate", "--trace", "mooncake", "--trace-limit", "100", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert {"hit_rate_tokens", "hit_rate_blocks", "saved_prefill_tokens", "evicted_blocks"} <= set(d["prefix_cache"])
+    for name in ("time_to_first_token", "inter_token_latency", "request_latency"):
+        assert {"unit", "avg", "p50", "p90", "p99"} <= set(d["aiperf"][name])
+    assert d["aiperf"]["output_token_throughput"]["unit"] == "tokens/sec"
+
+
+@pytest.mark.skipif(not FULL.is_file(), reason="../shared/traces/mooncake_conversation.jsonl not present")
+def test_full_conversation_trace_runs(run_cli):
+    code, out, err = run_cli("simulate", "--trace", str(FULL), "--replicas", "4", "--router", "prefix_aware", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["completed"] == 12031
+    assert 0 < d["prefix_cache"]["hit_rate_tokens"] < 0.374  # below the unbounded ratio, 37.3 % of tokens

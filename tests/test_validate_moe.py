@@ -1,0 +1,102 @@
+"""benchmarks/validate_moe.py: the CSV layout columns -> instances mapping (synthetic rows always; real rows of
+each backend, and the every-row-is-a-case-or-skipped count, when ../shared/measured is present). No simulation."""
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PATH = ROOT / "benchmarks" / "validate_moe.py"
+CSV_PATH = ROOT.parent / "shared" / "measured" / "blackwell_serving.csv"
+needs_csv = pytest.mark.skipif(not CSV_PATH.exists(), reason="../shared/measured/blackwell_serving.csv not present")
+
+
+@pytest.fixture(scope="module")
+def vm():
+    sys.path.insert(0, str(PATH.parent))  # validate_moe imports its sibling validate_concurrency
+    spec = importlib.util.spec_from_file_location("validate_moe", PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["validate_moe"] = module  # its slotted dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rows():
+    with CSV_PATH.open(newline="") as f:
+        return {r["id"]: r for r in csv.DictReader(f)}
+
+
+def agg_row(tp, adp, moe_tp, ep, batch, c, model="deepseek-ai/DeepSeek-R1", pp="1"):
+    return {"model_path": model, "mode": "agg", "concurrency": str(c), "batch_size": str(batch), "tp_size": str(tp),
+            "pp_size": pp, "attention_dp_size": str(adp), "moe_tp_size": str(moe_tp), "moe_ep_size": str(ep)}
+
+
+@pytest.mark.parametrize("cols, gpus, adp, ep, squared", [
+    ((8, 1, 1, 8), 8, 1, 8, False),      # SGLang --tp 8 --ep 8: attention TP8, EP8
+    ((1, 8, 1, 8), 8, 8, 8, False),      # TensorRT-LLM DEP8: attention DP8, EP8
+    ((8, 1, 2, 4), 8, 1, 4, False),      # attention TP8, MoE TP2 x EP4
+    ((4, 4, 1, 16), 16, 4, 16, False),   # vLLM --tp 4 --dp 4 --enable-expert-parallel: 16 GPUs
+    ((64, 1, 8, 8), 8, 1, 8, True),      # squared, tp-style: 8 GPUs, TP8 EP8
+    ((1, 64, 8, 8), 8, 8, 8, True),      # squared, attention-DP-style: 8 GPUs, DP8 EP8
+])
+def test_layout_columns(vm, cols, gpus, adp, ep, squared):
+    lay = vm.instance_layout(agg_row(*cols, batch=1, c=1))
+    assert (lay.gpus, lay.attention_dp, lay.ep, lay.squared) == (gpus, adp, ep, squared)
+
+
+@pytest.mark.parametrize("cols, words", [
+    ((36, 1, 36, 1), "pure TP over 36"),  # a deployment's GPU total written as TP
+    ((8, 1, 1, 4), "!= moe_tp x moe_ep"),  # widths disagree
+])
+def test_layout_columns_refused(vm, cols, words):
+    with pytest.raises(ValueError, match=words.replace("!", "\\!")):
+        vm.instance_layout(agg_row(*cols, batch=1, c=1))
+
+
+def test_dense_rows_ignore_moe_columns_and_caps_follow_attention_dp(vm):
+    dense = agg_row(4, 1, 1, 1, batch=80, c=80, model="nvidia/Qwen3-32B-NVFP4")
+    assert vm.instance_layout(dense, "", moe=False).gpus == 4
+    m = vm.map_row(agg_row(1, 8, 1, 8, batch=32, c=256))  # concurrency = batch_size x attention_dp_size
+    assert m.caps == {"collocated": 256} and m.workers == {"collocated": 1}
+    with pytest.raises(ValueError, match="deployment not stated"):
+        vm.map_row(agg_row(8, 1, 2, 4, batch=12, c=96))
+
+
+@needs_csv
+@pytest.mark.parametrize("rid, key", [
+    ("dsr1_b200_sglang_fp4_agg_1024x8192_c4_cfg201", "collocated:1x8g/ep8"),  # SGLang, squared tp 64 / 8x8
+    ("dsr1_b200_trtllm_fp4_agg_1024x8192_c256_cfg191", "collocated:1x8g/dp8/ep8"),  # TRT-LLM, squared DP 64 / 8x8
+    ("2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp8_0_ep8_0_974", "collocated:1x8g/dp8/ep8"),
+    ("2026_03_25_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x1024_c8_tp8_0_ep8_0_248", "collocated:1x8g/ep8"),
+    ("kimik2_5_b200_vllm_fp4_agg_1024x1024_c32_cfg635", "collocated:1x16g/dp4/ep16"),  # vLLM DP4 x TP4, EP16
+    ("dsr1_gb200_trtllm_fp8_disagg_1024x8192_c2048_cfg375", "prefill:1x8g/dp8/ep8,decode:1x32g/dp32/ep32"),
+    ("dsr1_gb200_sglang_fp4_disagg_1024x1024_c8192_cfg483", "prefill:4x4g/dp4/ep4,decode:1x32g/dp32/ep32"),
+    ("kimik2_5_gb200_vllm_fp4_disagg_1024x1024_c256_cfg697", "prefill:1x4g/ep4,decode:1x16g/ep16"),
+    ("nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_disagg_15000x500_c480_tp_epnone_1",
+     "prefill:40x1g,decode:6x4g"),
+])
+def test_real_rows_map_to_documented_instances(vm, rows, rid, key):
+    assert vm.map_row(rows[rid]).key() == key
+
+
+@needs_csv
+def test_every_in_scope_row_is_a_case_or_skipped_with_a_reason(vm, rows):
+    cases, skipped = vm.load_cases()
+    in_scope = {rid for rid, r in rows.items() if vm.in_scope(r)}
+    case_ids = [c["id"] for c in cases]
+    skipped_ids = [rid for _, rid, _ in skipped]
+    assert len(set(case_ids)) == len(case_ids) and not set(case_ids) & set(skipped_ids)
+    assert set(case_ids) | set(skipped_ids) == in_scope and len(case_ids) + len(skipped_ids) == len(in_scope)
+    assert all(why for _, _, why in skipped)
+    by_config = {}
+    for c in cases:
+        assert by_config.setdefault(c["config"], c["split"]) == c["split"]  # a configuration is never split
+        assert c["deployment"]["instances"] and c["requests"] == 10 * c["concurrency"]
+    for engine in ("sglang", "trtllm"):
+        for mode in ("agg", "disagg"):
+            assert {c["split"] for c in cases if c["engine"] == engine and c["mode"] == mode} == {"fit", "test"}
+    assert len({vm.measurement_key(rows[i]) for i in case_ids}) == len(case_ids)  # no measurement twice
