@@ -119,3 +119,21 @@ def test_serve_takes_the_deployment_flags_simulate_takes(run_cli):
     assert code == 2 and "--decode-ep needs --arch disagg" in err
     code, _, err = run_cli("serve", "--kv-link", "carrier-pigeon", "--arch", "disagg", "--port", "1")
     assert code == 2 and "kv" in err.lower()
+
+
+def test_a_prompt_the_decode_instances_cannot_hold_is_refused_before_streaming():
+    """Disaggregated: the prefill instance (an H200) holds a 40k-token prompt, the decode instances (an L40S at
+    half its memory) cannot: a 400 naming the decode side, not a 503 inside a stream that already started."""
+    from phasewise.sim.deployment import build_deployment
+
+    dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [
+        {"role": "prefill", "hardware": "h200-sxm"},
+        {"role": "decode", "hardware": "l40s", "memory_fraction": 0.45}]}, "test")
+    live = LiveSim(dep)
+    decode = [i for i in live.instances if i.role == "decode"][0]
+    assert decode.never_fits(40_000, 16) and not live.instances[0].never_fits(40_000, 16)
+    with serving(create_app(live, "meta-llama/Llama-3.1-8B", Tokenizer())) as base:
+        r = httpx.post(base + "/v1/completions", json={"model": "meta-llama/Llama-3.1-8B",
+                                                       "prompt": "word " * 40_000, "max_tokens": 16}, timeout=30)
+        assert r.status_code == 400 and _error(r)["code"] == "kv_cache_exhausted"
+        assert "decode instance" in _error(r)["message"] and _error(r)["param"] == "prompt"

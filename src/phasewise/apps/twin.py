@@ -412,12 +412,16 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                 raise ApiError(400, "'prompt' must be a string, a list of one string, or a list of token ids",
                                "prompt")
             check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
+        # refused up front, with the reason: a request no instance of a role it needs could ever hold (front: the
+        # collocated or prefill instances; disaggregated, the decode instances too, which take its KV over)
         front = [i for i in live.instances if i.role != "decode"]
-        if all(i.never_fits(max(prompt_tokens, 1), max_tokens) for i in front):  # refused up front, with the reason
-            param = "messages" if chat else "prompt"
-            raise ApiError(400, f"the request's {prompt_tokens} prompt tokens do not fit in the simulated KV cache "
-                                f"of any instance ({max(i.kv.capacity * i.kv.block_size for i in front)} tokens)",
-                           param, "kv_cache_exhausted")
+        back = [i for i in live.instances if i.role == "decode"]
+        for group in (front, back):
+            if group and all(i.never_fits(max(prompt_tokens, 1), max_tokens) for i in group):
+                where = "decode instance" if group is back else "instance"
+                raise ApiError(400, f"the request's {prompt_tokens} prompt tokens do not fit in the simulated KV "
+                                    f"cache of any {where} ({max(i.kv.capacity * i.kv.block_size for i in group)} "
+                                    f"tokens)", "messages" if chat else "prompt", "kv_cache_exhausted")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(400, "'stream' must be a boolean", "stream")
