@@ -41,10 +41,9 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.torch_env import need_transformers, torch_and_device
-from phasewise.measure.validate import relative_error, scaled_config
+from phasewise.measure.validate import measured_engine, relative_error, scaled_config
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.catalog import read_user_file
 from phasewise.specs.model import ModelSpec, from_hf_config
 
 DLLM_MODEL = "GSAI-ML/LLaDA-8B-Instruct"  # the catalog's diffusion LM (Llama-shaped block, MHA, causal=False)
@@ -145,14 +144,6 @@ def median_wall_and_cpu_s(fn: Callable[[], object], repeats: int, warmup: int = 
     return statistics.median(walls), statistics.median(cpus)
 
 
-def _engine(hardware: str, engine: str | None):
-    if engine:
-        return load_engine(engine)
-    if hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
-        return load_engine(hardware)  # the engine profile calibrate measured beside the hardware entry
-    return load_engine(UNFITTED_ENGINE)
-
-
 def _positive(values: list[int], what: str) -> None:
     if not values or any(v < 1 for v in values):
         raise PhasewiseError(f"{what} must be positive integers (got {values})")
@@ -182,7 +173,7 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
         update={"causal": False})
     quant = load_quant("fp32")  # fp32 on this CPU (MEASURING.md: bf16 matmul ~1 GFLOP/s)
     hw = load_hardware(hardware)
-    eng = _engine(hardware, engine)
+    eng = measured_engine(hardware, engine)
     calibrated = CostModel(small, hw, quant, eng)
     unfitted = CostModel(small, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
     params_bytes = small.total_params * 4

@@ -12,11 +12,10 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.pipeline_check import TwoStagePipeline
-from phasewise.measure.validate import relative_error, scaled_config
+from phasewise.measure.validate import measured_engine, relative_error, scaled_config
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.catalog import read_user_file
+from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.topology import chain_topology
 
 
@@ -53,12 +52,7 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     small = from_hf_config(f"{load_model(model).name} (scaled)", hf_config)
     boundary = layers // 2
     hw = load_hardware(hardware)
-    if engine:
-        eng = load_engine(engine)
-    elif hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
-        eng = load_engine(hardware)  # the engine profile calibrate measured beside the hardware entry
-    else:
-        eng = load_engine("hf-eager")
+    eng = measured_engine(hardware, engine)
     quant = load_quant("fp32")
 
     measured: dict[tuple[str, float, int], list[float]] = {}

@@ -26,11 +26,10 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.torch_env import need_transformers, torch_and_device
-from phasewise.measure.validate import relative_error, scaled_config
+from phasewise.measure.validate import measured_engine, relative_error, scaled_config
 from phasewise.perf import CostModel
 from phasewise.perf.training import TRAIN_METHODS, training_step
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.catalog import read_user_file
 
 DEFAULT_GRID = [(1, 128), (2, 256), (4, 256), (1, 512)]  # (sequences, tokens per sequence)
 QUICK_GRID = [(1, 64), (2, 64), (1, 128)]
@@ -109,12 +108,7 @@ def train_reuse_validate(model: str, hardware: str, layers: int = 4, hidden: int
 
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
     hw = load_hardware(hardware)
-    if engine:
-        eng = load_engine(engine)
-    elif hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
-        eng = load_engine(hardware)  # the engine profile calibrate measured beside the hardware entry
-    else:
-        eng = load_engine("hf-eager")
+    eng = measured_engine(hardware, engine)
     quant = load_quant("fp32")
     cm = CostModel(small, hw, quant, eng)
     cm_unfitted = CostModel(small, load_hardware(UNFITTED[0]), quant, load_engine(UNFITTED[1]))

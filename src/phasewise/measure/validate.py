@@ -15,6 +15,7 @@ from phasewise.measure.torch_env import median_time, need_transformers, torch_an
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import read_user_file
+from phasewise.specs.hardware import EngineProfile
 from phasewise.specs.model import ModelSpec
 
 DEFAULT_GRID = {
@@ -40,6 +41,16 @@ class Point:
 def relative_error(predicted_s: float, measured_s: float) -> float:
     """predicted / measured - 1: the signed error every measured-vs-predicted table reports."""
     return predicted_s / measured_s - 1
+
+
+def measured_engine(hardware: str, engine: str | None = None) -> EngineProfile:
+    """The engine profile a check predicts with: `engine` if given, else the one `calibrate` measured beside the
+    hardware entry in its YAML, else transformers' eager forward (`hf-eager`)."""
+    if engine:
+        return load_engine(engine)
+    if hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
+        return load_engine(hardware)
+    return load_engine("hf-eager")
 
 
 def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> dict[str, Any]:
@@ -77,12 +88,7 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     hw = load_hardware(hardware)
     cuda = dev.type == "cuda"
     quant = load_quant("bf16" if cuda else "fp32")
-    if engine:
-        eng = load_engine(engine)
-    elif hardware.endswith((".yaml", ".yml")) and "engines" in (read_user_file(hardware, "hardware") or {}):
-        eng = load_engine(hardware)  # the engine profile calibrate measured beside the hardware entry
-    else:
-        eng = load_engine("hf-eager")
+    eng = measured_engine(hardware, engine)
     cm = CostModel(small, hw, quant, eng)
     params_bytes = small.total_params * (2 if cuda else 4)
     free = torch.cuda.mem_get_info(dev)[0] if cuda else hw.memory_capacity_bytes * 0.8
