@@ -1,109 +1,69 @@
-"""The `phasewise` command line."""
+"""The `phasewise` command line: the serving commands (estimate, simulate, plan, sweep, serve, reproduce) and the
+entry point; the measuring, device and catalog commands live in cli_measure.py and cli_devices.py."""
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from phasewise.apps.cli_common import (
+    Arch,
+    AttentionDp,
+    ChunkedPrefill,
+    ChunkedPrefillSize,
+    ChunkSize,
+    Conservativeness,
+    CudaGraphMaxBs,
+    DecodeAttentionDp,
+    DecodeEp,
+    DecodeHardware,
+    DecodeTp,
+    DecodeWorkers,
+    DeploymentFile,
+    Engine,
+    EntryPoint,
+    Ep,
+    Hardware,
+    Json,
+    KvDtype,
+    KvLink,
+    MappingOption,
+    MaxBatchSize,
+    MaxNumBatchedTokens,
+    MaxNumSeqs,
+    MaxNumTokens,
+    MaxPrefillTokens,
+    MaxRunningRequests,
+    MemoryFraction,
+    MixedChunk,
+    Model,
+    MoeImbalance,
+    MoeTp,
+    PartialPrefills,
+    Pp,
+    Precision,
+    PrefillAttentionDp,
+    PrefillEp,
+    PrefillHardware,
+    PrefillTp,
+    PrefillWorkers,
+    Replicas,
+    SloTbt,
+    SloTpot,
+    SpecAcceptance,
+    SpecDraft,
+    SpecTokens,
+    Tp,
+    app,
+    console,
+    given_knobs,
+    given_layout,
+    parse_ints,
+)
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Predict, plan and emulate LLM serving, prefill and decode treated as two workloads.")
-console = Console(width=None if sys.stdout.isatty() else 140)
-
-# Options several commands share, defined once.
-Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a config.json path")]
-Hardware = Annotated[str, typer.Option(help="catalog key or a hardware YAML path")]
-Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
-Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
-Precision = Annotated[Optional[str], typer.Option(help="bf16|fp16|fp8|fp8-block|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|mxfp4|fp32 (default: the checkpoint's own format, else bf16)")]
-DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|fp32")]
-KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
-Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
-                                           "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
-Replicas = Annotated[int, typer.Option(help="collocated instances")]
-Arch = Annotated[str, typer.Option(help="collocated|disagg")]
-PrefillWorkers = Annotated[int, typer.Option(help="disagg: prefill instances")]
-DecodeWorkers = Annotated[int, typer.Option(help="disagg: decode instances")]
-DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
-EntryPoint = Annotated[str, typer.Option(help="server|offline: engine defaults of the OpenAI server or the LLM class")]
-# SLOs: TPOT is each request's mean gap between output tokens (DistServe's definition), TBT every single gap.
-SloTpot = Annotated[float, typer.Option(help="TPOT SLO (ms): each request's mean time per output token")]
-SloTbt = Annotated[float, typer.Option(help="TBT SLO (ms): every gap between two output tokens of a request")]
-# Deployment options `simulate` and `serve` share.
-PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")]
-DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]
-PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
-DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
-KvLink = Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")]
-MemoryFraction = Annotated[float, typer.Option(help="device memory fraction for the engine")]
-SpecDraft = Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")]
-# How an instance's tp GPUs split MoE experts and attention (perf/parallel.py), as the engines name it.
-Ep = Annotated[Optional[int], typer.Option(help="MoE expert-parallel size (each GPU holds experts / ep; ep x moe-tp = tp)")]
-MoeTp = Annotated[Optional[int], typer.Option(help="MoE tensor-parallel size (default tp / ep)")]
-AttentionDp = Annotated[Optional[int], typer.Option(help="attention data-parallel ranks (each runs its own sequences over tp / attention-dp GPUs)")]
-PrefillEp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --ep")]
-DecodeEp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --ep")]
-PrefillAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --attention-dp")]
-DecodeAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --attention-dp")]
-MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean (default: uniform routing's sampling noise)")]
-# Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
-MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step")]
-MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step")]
-ChunkedPrefill = Annotated[Optional[bool], typer.Option("--enable-chunked-prefill/--no-enable-chunked-prefill",
-                                                        help="vllm (>= 0.12), trtllm: split prompts across steps")]
-PartialPrefills = Annotated[Optional[int], typer.Option(help="vllm: prompts part-way through prefill at once")]
-ChunkSize = Annotated[Optional[int], typer.Option(help="sarathi: token budget per iteration")]
-ChunkedPrefillSize = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens per prefill step")]
-MaxRunningRequests = Annotated[Optional[int], typer.Option(help="sglang: max running requests")]
-MaxPrefillTokens = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens admitted per prefill batch")]
-MixedChunk = Annotated[Optional[bool], typer.Option("--enable-mixed-chunk/--no-enable-mixed-chunk",
-                                                    help="sglang: run prefill chunks with the decodes")]
-CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest decode batch with a CUDA graph")]
-Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
-MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
-MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
-SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
-SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
-Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operator mapping onto the chip's substrates "
-                                                   "(halo|all-cid|attacc|all-cim or a YAML): every iteration costed on "
-                                                   "them; needs a chip with substrates, tp=1, pp=1")]
-
-
-LAYOUT_FLAGS = ("ep", "moe_tp", "attention_dp", "prefill_ep", "decode_ep", "prefill_attention_dp",
-                "decode_attention_dp", "moe_imbalance")
-
-
-def _layout(params: dict) -> dict:
-    """The MoE / attention layout flags among a command's parameters (perf/parallel.py)."""
-    return {k: params[k] for k in LAYOUT_FLAGS if k in params}
-
-
-def _version(value: bool) -> None:
-    if value:
-        from phasewise import __version__
-
-        print(f"phasewise {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="print the version and exit")] = False) -> None:
-    """Predict, plan and emulate LLM serving, prefill and decode treated as two workloads."""
-
-
-def _knobs(params: dict) -> dict:
-    """The engine knobs among a command's parameters (unset ones are None and dropped downstream)."""
-    from phasewise.specs.engines import KNOB_TYPES
-
-    return {k: params[k] for k in KNOB_TYPES if k in params}
 
 
 @app.command("estimate")
@@ -270,8 +230,8 @@ def simulate_cmd(
                  decode_hardware=decode_hardware, mapping=mapping, online_training=online_training,
                  train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
                  train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
-                 lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching, **_layout(locals()),
-                 **_knobs(locals()))
+                 lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching, **given_layout(locals()),
+                 **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
         result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True)
     warning = result.rejection_warning()  # requests beyond the context or KV cache (all of them: an error)
@@ -288,16 +248,6 @@ def simulate_cmd(
 
         render_summary(console, summary)
         render_online_training(console, summary)
-
-
-def _ints(flag: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise PhasewiseError(f"{flag} must be comma-separated integers (got '{text}')") from None
-    if not values or min(values) < 1:
-        raise PhasewiseError(f"{flag} must list integers >= 1 (got '{text}')")
-    return values
 
 
 @app.command("plan")
@@ -364,9 +314,9 @@ def plan_cmd(
         raise PhasewiseError(f"--top must be >= 1 (got {top})")
     if rank < 1:
         raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
-    opts = PlanOptions(tp_options=_ints("--tp-options", tp_options), pp_options=_ints("--pp-options", pp_options),
+    opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options), pp_options=parse_ints("--pp-options", pp_options),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
-                       chunk_sizes=_ints("--chunk-sizes", chunk_sizes), batch_caps=_ints("--batch-caps", batch_caps),
+                       chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
                        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link,
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
@@ -431,141 +381,6 @@ def sweep_cmd(
         rows = run_sweep(cfg, backend, workers, ray_address, progress)
     path = write_rows(rows, out)
     console.print(f"{len(rows)} rows -> {path}")
-
-
-@app.command("calibrate")
-def calibrate_cmd(
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
-    out: Annotated[str, typer.Option(help="hardware YAML to write")] = "hw.yaml",
-    quick: Annotated[bool, typer.Option("--quick", help="fewer shapes and repeats (seconds, noisier)")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for timing (default 1)")] = None,
-    name: Annotated[Optional[str], typer.Option(help="key of the hardware entry (default cpu-local / cuda-local)")] = None,
-) -> None:
-    """Measure this machine with PyTorch micro-benchmarks and write a hardware entry (plus its engine profile)."""
-    import yaml
-
-    from phasewise.measure.calibrate import calibrate
-
-    with console.status("calibrating") as status:
-        result = calibrate(device, quick, threads, name, progress=lambda m: status.update(f"calibrating: {m}"))
-    measurements = result.pop("measurements")
-    try:
-        with open(out, "w") as f:
-            f.write("# Written by `phasewise calibrate`; use with --hardware " + out + "\n")
-            yaml.safe_dump(result, f, sort_keys=False)
-    except OSError as exc:
-        raise PhasewiseError(f"--out '{out}': cannot write ({exc.strerror})") from None
-    (key, entry), = result["hardware"].items()
-    eff = entry["efficiency"]
-    peak = next(iter(entry["peak_flops"].values()))
-    console.print(f"[bold]{key}[/]: peak {peak / 1e9:,.1f} GFLOP/s, bandwidth "
-                  f"{entry['memory_bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s, GEMM efficiency by rows "
-                  + ", ".join(f"{int(r)}:{e:.2f}" for r, e in eff["gemm_efficiency_curve"])
-                  + f"; per-kernel dispatch {eff['kernel_launch_s'] * 1e6:.1f} us, per-forward "
-                    f"{measurements['iteration_overhead_s'] * 1e3:.2f} ms -> {out}")
-
-
-@app.command("validate")
-def validate_cmd(
-    model: Annotated[Optional[str], typer.Option(help="HF id or alias from the catalog, or a config.json path "
-                                                 "(default meta-llama/Llama-3.1-8B; --dllm: GSAI-ML/LLaDA-8B-Instruct)")] = None,
-    hardware: Annotated[str, typer.Option(help="hardware entry: calibrate's YAML or a catalog key")] = "hw.yaml",
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
-    layers: Annotated[Optional[int], typer.Option(help="scale down: decoder layers")] = None,
-    hidden: Annotated[Optional[int], typer.Option(help="scale down: hidden size (head_dim, GQA and MLP ratios kept)")] = None,
-    engine: Annotated[Optional[str], typer.Option(help="engine profile (default: the one calibrate measured, else hf-eager)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="smaller grid")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default 1)")] = None,
-    serve: Annotated[bool, typer.Option("--serve", help="also replay a closed loop through a real continuous-batching loop")] = False,
-    clients: Annotated[int, typer.Option(help="--serve: concurrent clients (closed loop)")] = 4,
-    requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
-    prompt: Annotated[int, typer.Option(help="--serve / --pipeline / --dllm: prompt tokens")] = 128,
-    output: Annotated[int, typer.Option(help="--serve: output tokens; --pipeline: decode steps timed")] = 32,
-    pipeline: Annotated[int, typer.Option(help="split the model over this many OS processes (2) joined by a "
-                                               "throttled local socket; compare with the split simulator")] = 0,
-    link_mbps: Annotated[str, typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated")] = "20,200",
-    sub_sequences: Annotated[str, typer.Option(help="--pipeline: prefill sub-sequence counts S")] = "1,2,4,8",
-    repeats: Annotated[int, typer.Option(help="--pipeline: runs per point (median)")] = 3,
-    dllm: Annotated[bool, typer.Option("--dllm", help="time bidirectional (diffusion-LM) block forwards over a cached "
-                                                      "prompt and full refreshes over prompt + canvas")] = False,
-    canvas: Annotated[int, typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x prompt + canvas)")] = 256,
-    blocks: Annotated[str, typer.Option(help="--dllm: block sizes (new positions), comma-separated")] = "32,64,128,256",
-    train_reuse: Annotated[bool, typer.Option("--train-reuse", help="time training steps with the forward recomputed "
-                                              "vs its saved activations reused (Alchemist) against the training cost "
-                                              "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
-    train_method: Annotated[str, typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v)")] = "full",
-    as_json: Json = False,
-) -> None:
-    """Time a real model (random weights) on prefill and decode and compare with the cost model."""
-    from rich.table import Table
-
-    from phasewise.measure.validate import summary, validate
-
-    if train_reuse:
-        from phasewise.apps.train_reuse_view import check_train_reuse_flags, run_train_reuse_validate
-
-        check_train_reuse_flags(device, serve, pipeline, {"--dllm": dllm})
-        run_train_reuse_validate(console, model or "mistralai/Mistral-7B-v0.1", hardware, layers, hidden,
-                                 train_method, quick, engine, threads, as_json)
-        return
-    if dllm:
-        from phasewise.apps.dllm_validate_view import run_dllm_validate
-
-        run_dllm_validate(console, model, hardware, device, layers, hidden, engine, prompt, canvas, blocks, quick,
-                          threads, as_json, serve, pipeline)
-        return
-    model = model or "meta-llama/Llama-3.1-8B"
-    if pipeline:
-        from phasewise.apps.pipeline_view import run_pipeline_validate
-
-        if device != "cpu":
-            raise PhasewiseError("--pipeline runs its stages as CPU processes on this machine: use --device cpu")
-        run_pipeline_validate(console, model, hardware, pipeline, link_mbps, sub_sequences, layers or 4,
-                              hidden or 512, engine, prompt, output, repeats, as_json)
-        return
-    if device == "cpu" and (layers is None or hidden is None):
-        layers, hidden = layers or 6, hidden or 768  # a ~100-300M-parameter model, CPU-sized
-    serving = None
-    if serve:
-        from phasewise.measure.serve import serve_check
-
-        with console.status("serving a closed loop through a real continuous-batching loop"):
-            serving = serve_check(model, hardware, device, layers, hidden, engine, clients, requests, prompt,
-                                  output, threads)
-    with console.status("validating") as status:
-        points, info = validate(model, hardware, device, layers, hidden, engine, quick, threads,
-                                progress=lambda m: status.update(f"validating: {m}"))
-    stats = summary(points)
-    if as_json:
-        print(dumps({"info": info, "summary": stats, "serve": serving, "points": [
-            {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
-             "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
-        return
-    table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware']}, "
-                        f"engine {info['engine']}", title_justify="left")
-    for col in ("phase", "batch", "tokens", "measured ms", "predicted ms", "error"):
-        table.add_column(col, justify="left" if col == "phase" else "right")
-    for p in points:
-        label = "prompt" if p.phase == "prefill" else "context"
-        table.add_row(p.phase, str(p.batch), f"{p.tokens} {label}", f"{p.measured_s * 1e3:.1f}",
-                      f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}")
-    console.print(table)
-    console.print("median |error|: " + ", ".join(f"{k.replace('_median_abs_error', '')} {v:.1%}"
-                                                 for k, v in stats.items() if k != "median_abs_error")
-                  + f", all {stats['median_abs_error']:.1%}")
-    if serving:
-        st = Table(title=f"Closed loop: {serving['clients']} clients, {serving['requests']} requests of "
-                         f"{serving['prompt']}/{serving['output']} tokens, real loop vs phasewise simulate",
-                   title_justify="left")
-        for col in ("metric", "real", "simulated", "error"):
-            st.add_column(col, justify="left" if col == "metric" else "right")
-        for m in ("ttft_ms", "tbt_ms"):
-            for q in ("p50", "p90", "mean"):
-                st.add_row(f"{m[:-3].upper()} {q} ms", f"{serving['real'][m][q]:.1f}",
-                           f"{serving['simulated'][m][q]:.1f}", f"{serving['errors'].get(f'{m}_{q}', math.nan):+.1%}")
-        st.add_row("duration s", f"{serving['real']['duration_s']:.2f}", f"{serving['simulated']['duration_s']:.2f}",
-                   f"{serving['errors']['duration']:+.1%}")
-        console.print(st)
 
 
 @app.command("serve")
@@ -639,8 +454,8 @@ def serve_cmd(
                                 spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, spec_draft=spec_draft,
                                 prefill_tp=prefill_tp, decode_tp=decode_tp, prefill_hardware=prefill_hardware,
                                 decode_hardware=decode_hardware, kv_link=kv_link, router=router,
-                                memory_fraction=memory_fraction, mapping=mapping, **_layout(locals()),
-                                **_knobs(locals()))
+                                memory_fraction=memory_fraction, mapping=mapping, **given_layout(locals()),
+                                **given_knobs(locals()))
     for flag, value in (("--max-request-bytes", max_request_bytes),
                         ("--max-concurrent-requests", max_concurrent_requests)):
         if value < 1:
@@ -652,31 +467,6 @@ def serve_cmd(
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
     server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
     server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0
-
-
-@app.command("fit-engine")
-def fit_engine_cmd(
-    points: Annotated[str, typer.Argument(help="YAML/JSON with measured runs under 'points:' (see README)")],
-    engine: Annotated[str, typer.Option(help="engine profile to start from (its unfitted values)")] = "vllm",
-    params: Annotated[str, typer.Option(help="comma-separated EngineProfile fields to fit")] =
-        "per_sequence_overhead_s,eager_launch_s,elementwise_passes",
-    holdout: Annotated[str, typer.Option(help="every-other: every second run (file order) is held out; none")] =
-        "every-other",
-    out: Annotated[Optional[str], typer.Option(help="write the fitted engine YAML here (use with --engine FILE)")] = None,
-    json_out: Json = False,
-) -> None:
-    """Fit an engine's host constants to measured TTFT/TBT points; report held-out error beside the unfitted."""
-    from phasewise.apps.fit_view import render_fit, run_fit, write_engine
-
-    result = run_fit(points, engine, params, holdout)
-    if out:
-        write_engine(result, engine, points, out)
-    if json_out:
-        print(dumps({k: v for k, v in result.items() if k != "profile"}))
-        return
-    render_fit(console, result)
-    if out:
-        console.print(f"engine written: {out} (phasewise simulate --engine {out} ...)")
 
 
 @app.command("reproduce")
@@ -732,128 +522,8 @@ def reproduce_cmd(
         raise typer.Exit(1)
 
 
-@app.command("edge")
-def edge_cmd(
-    model: Model = "lmsys/vicuna-7b-v1.3",
-    topology: Annotated[Optional[str], typer.Option(help="topology YAML: devices, links, split (replaces "
-                                                         "--devices/--mbps/--latency-ms)")] = None,
-    devices: Annotated[str, typer.Option(help="comma-separated hardware, chained by links")] =
-        "jetson-agx-orin,jetson-agx-orin,jetson-agx-orin,jetson-agx-orin",
-    mbps: Annotated[float, typer.Option(help="bandwidth of each link (Mbit/s)")] = 1000.0,
-    latency_ms: Annotated[float, typer.Option(help="latency of each link (ms)")] = 1.0,
-    split: Annotated[str, typer.Option(help="layers per device (8,8,8,8), auto (planned) or file (the YAML's)")] =
-        "auto",
-    precision: DevicePrecision = "bf16",
-    engine: Engine = "ideal",
-    prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
-    output_len: Annotated[int, typer.Option(help="output tokens")] = 128,
-    subsequences: Annotated[int, typer.Option(help="prefill sub-sequences S (0: planned)")] = 0,
-    outline_points: Annotated[int, typer.Option(help="outline points decoded in parallel (1: plain AR)")] = 1,
-    outline_tokens: Annotated[int, typer.Option(help="skeleton tokens decoded before the points")] = 0,
-    medusa_heads: Annotated[int, typer.Option(help="Medusa heads (0: none)")] = 0,
-    acceptance: Annotated[float, typer.Option(help="Medusa mean tokens accepted per step")] = 1.0,
-    as_json: Json = False,
-) -> None:
-    """One request through a model split over edge devices and links (Jupiter-style pipelined prefill and decode)."""
-    from phasewise.apps.edge_view import render_edge, run_edge
-
-    result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
-                      subsequences, outline_points, outline_tokens, medusa_heads, acceptance)
-    if as_json:
-        print(dumps(result))
-        return
-    render_edge(console, result)
-
-
-@app.command("device-cloud")
-def device_cloud_cmd(
-    model: Model = "meta-llama/Llama-2-7b-hf",
-    setup: Annotated[Optional[str], typer.Option(help="device-cloud YAML (specs/device_cloud.py; replaces the "
-                                                      "flags below)")] = None,
-    devices: Annotated[int, typer.Option(help="devices sharing the cloud, one request each")] = 30,
-    device_hardware: Annotated[str, typer.Option(help="each device's hardware")] = "jetson-agx-orin",
-    cloud_hardware: Annotated[str, typer.Option(help="the cloud's GPUs")] = "a6000",
-    cloud_gpus: Annotated[int, typer.Option(help="cloud GPUs, each a copy of the middle layers")] = 8,
-    uplink_mbps: Annotated[float, typer.Option(help="each device's uplink (Mbit/s)")] = 100.0,
-    downlink_mbps: Annotated[float, typer.Option(help="each device's downlink (Mbit/s)")] = 100.0,
-    latency_ms: Annotated[float, typer.Option(help="one-way device-cloud latency (ms)")] = 10.0,
-    input_layers: Annotated[int, typer.Option(help="first layers on the device")] = 1,
-    output_layers: Annotated[int, typer.Option(help="last layers on the device")] = 1,
-    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")] = 1,
-    precision: DevicePrecision = "fp16",
-    engine: Engine = "ideal",
-    prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,
-    output_len: Annotated[int, typer.Option(help="output tokens")] = 64,
-    chunk: Annotated[int, typer.Option(help="prompt chunk tokens (0: planned per device)")] = 0,
-    draft_tokens: Annotated[int, typer.Option(help="tokens the device drafts per verify (0: plain AR)")] = 4,
-    acceptance: Annotated[float, typer.Option(help="per-token draft acceptance (i.i.d.)")] = 0.8,
-    as_json: Json = False,
-) -> None:
-    """Many devices sharing one cloud server over a U-shaped split (HAT-style chunked upload and drafting)."""
-    from phasewise.apps.device_cloud_view import render_device_cloud, run_device_cloud_view
-
-    flags = {"devices": devices, "device_hardware": device_hardware, "cloud_hardware": cloud_hardware,
-             "cloud_gpus": cloud_gpus, "uplink_mbps": uplink_mbps, "downlink_mbps": downlink_mbps,
-             "latency_s": latency_ms / 1e3, "input_layers": input_layers, "output_layers": output_layers,
-             "adapter_layers": adapter_layers}
-    result = run_device_cloud_view(model, setup, flags, precision, engine, prompt_len, output_len, chunk,
-                                   draft_tokens, acceptance)
-    if as_json:
-        print(dumps(result))
-        return
-    render_device_cloud(console, result)
-
-
-@app.command("models")
-def models_cmd() -> None:
-    """List the model catalog."""
-    from rich.table import Table
-
-    from phasewise.specs.catalog import packaged
-    from phasewise.specs.model import load_model
-
-    table = Table(title="Model catalog (HF config.json fields)")
-    for col in ("model", "params", "active", "layers", "hidden", "attention", "experts", "format", "aliases"):
-        table.add_column(col)
-    for key, entry in packaged("models.yaml")["models"].items():
-        m = load_model(key)
-        experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts else "-"
-        attention = (f"MLA {m.num_heads}h, {m.kv_latent_size} cached" if m.latent_attention
-                     else f"{m.num_heads}/{m.num_kv_heads} heads")
-        if m.window_layer_share:
-            attention += f", {m.sliding_window_layers} of {m.num_layers} layers windowed {m.sliding_window}"
-        elif m.window_all_layers:
-            attention += f", window {m.sliding_window}"
-        if not m.causal:
-            attention += ", bidirectional"
-        table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.num_layers),
-                      str(m.hidden_size), attention, experts, m.default_precision,
-                      ", ".join(entry.get("aliases") or []))
-    console.print(table)
-
-
-@app.command("hardware")
-def hardware_cmd() -> None:
-    """List the hardware catalog."""
-    from rich.table import Table
-
-    from phasewise.specs.hardware import hardware_names, load_hardware
-
-    table = Table(title="Hardware catalog (dense peaks)")
-    for col in ("key", "name", "bf16 TFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
-        table.add_column(col)
-    for key in hardware_names():
-        hw = load_hardware(key)
-        pf = hw.peak_flops
-
-        def tf(d: str) -> str:
-            return f"{pf[d] / 1e12:.0f}" if d in pf else "-"
-
-        low = "/".join(tf(d) for d in ("int4", "fp4") if d in pf) or "-"
-        table.add_row(key, hw.name, tf("bf16"), tf("fp8"), tf("int8"), low,
-                      f"{hw.memory_bandwidth_bytes_per_s / 1e9:.0f}", f"{hw.memory_capacity_bytes / 2**30:.0f}",
-                      f"{hw.tdp_w:.0f}", f"{hw.price_per_hour_usd:.2f}")
-    console.print(table)
+# the other commands register themselves on the same app
+from phasewise.apps import cli_devices, cli_measure  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""What the `phasewise` commands share: the Typer app and console, the option types several commands take,
+and the helpers that read knob, layout and integer-list flags."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from phasewise.errors import PhasewiseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Predict, plan and emulate LLM serving, prefill and decode treated as two workloads.")
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+# Options several commands share, defined once.
+Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a config.json path")]
+Hardware = Annotated[str, typer.Option(help="catalog key or a hardware YAML path")]
+Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
+Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
+Precision = Annotated[Optional[str], typer.Option(help="bf16|fp16|fp8|fp8-block|int8|w8a16|w4a16|w4a8|w4a8-fp8|nvfp4|mxfp4|fp32 (default: the checkpoint's own format, else bf16)")]
+DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|fp32")]
+KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
+Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
+                                           "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
+Replicas = Annotated[int, typer.Option(help="collocated instances")]
+Arch = Annotated[str, typer.Option(help="collocated|disagg")]
+PrefillWorkers = Annotated[int, typer.Option(help="disagg: prefill instances")]
+DecodeWorkers = Annotated[int, typer.Option(help="disagg: decode instances")]
+DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
+EntryPoint = Annotated[str, typer.Option(help="server|offline: engine defaults of the OpenAI server or the LLM class")]
+# SLOs: TPOT is each request's mean gap between output tokens (DistServe's definition), TBT every single gap.
+SloTpot = Annotated[float, typer.Option(help="TPOT SLO (ms): each request's mean time per output token")]
+SloTbt = Annotated[float, typer.Option(help="TBT SLO (ms): every gap between two output tokens of a request")]
+# Deployment options `simulate` and `serve` share.
+PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")]
+DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]
+PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
+DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
+KvLink = Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")]
+MemoryFraction = Annotated[float, typer.Option(help="device memory fraction for the engine")]
+SpecDraft = Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")]
+# How an instance's tp GPUs split MoE experts and attention (perf/parallel.py), as the engines name it.
+Ep = Annotated[Optional[int], typer.Option(help="MoE expert-parallel size (each GPU holds experts / ep; ep x moe-tp = tp)")]
+MoeTp = Annotated[Optional[int], typer.Option(help="MoE tensor-parallel size (default tp / ep)")]
+AttentionDp = Annotated[Optional[int], typer.Option(help="attention data-parallel ranks (each runs its own sequences over tp / attention-dp GPUs)")]
+PrefillEp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --ep")]
+DecodeEp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --ep")]
+PrefillAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --attention-dp")]
+DecodeAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --attention-dp")]
+MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean (default: uniform routing's sampling noise)")]
+# Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
+MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step")]
+MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step")]
+ChunkedPrefill = Annotated[Optional[bool], typer.Option("--enable-chunked-prefill/--no-enable-chunked-prefill",
+                                                        help="vllm (>= 0.12), trtllm: split prompts across steps")]
+PartialPrefills = Annotated[Optional[int], typer.Option(help="vllm: prompts part-way through prefill at once")]
+ChunkSize = Annotated[Optional[int], typer.Option(help="sarathi: token budget per iteration")]
+ChunkedPrefillSize = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens per prefill step")]
+MaxRunningRequests = Annotated[Optional[int], typer.Option(help="sglang: max running requests")]
+MaxPrefillTokens = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens admitted per prefill batch")]
+MixedChunk = Annotated[Optional[bool], typer.Option("--enable-mixed-chunk/--no-enable-mixed-chunk",
+                                                    help="sglang: run prefill chunks with the decodes")]
+CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest decode batch with a CUDA graph")]
+Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
+MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
+MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
+SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
+SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
+Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operator mapping onto the chip's substrates "
+                                                   "(halo|all-cid|attacc|all-cim or a YAML): every iteration costed on "
+                                                   "them; needs a chip with substrates, tp=1, pp=1")]
+
+
+LAYOUT_FLAGS = ("ep", "moe_tp", "attention_dp", "prefill_ep", "decode_ep", "prefill_attention_dp",
+                "decode_attention_dp", "moe_imbalance")
+
+
+def given_layout(params: dict) -> dict:
+    """The MoE / attention layout flags among a command's parameters (perf/parallel.py)."""
+    return {k: params[k] for k in LAYOUT_FLAGS if k in params}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from phasewise import __version__
+
+        print(f"phasewise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Predict, plan and emulate LLM serving, prefill and decode treated as two workloads."""
+
+
+def given_knobs(params: dict) -> dict:
+    """The engine knobs among a command's parameters (unset ones are None and dropped downstream)."""
+    from phasewise.specs.engines import KNOB_TYPES
+
+    return {k: params[k] for k in KNOB_TYPES if k in params}
+
+
+def parse_ints(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise PhasewiseError(f"{flag} must be comma-separated integers (got '{text}')") from None
+    if not values or min(values) < 1:
+        raise PhasewiseError(f"{flag} must list integers >= 1 (got '{text}')")
+    return values

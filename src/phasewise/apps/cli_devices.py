@@ -1,0 +1,134 @@
+"""`phasewise edge`, `device-cloud`, `models` and `hardware`: split models over devices, and the catalogs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from phasewise.apps.cli_common import DevicePrecision, Engine, Json, Model, app, console
+from phasewise.apps.jsonout import dumps
+
+
+@app.command("edge")
+def edge_cmd(
+    model: Model = "lmsys/vicuna-7b-v1.3",
+    topology: Annotated[Optional[str], typer.Option(help="topology YAML: devices, links, split (replaces "
+                                                         "--devices/--mbps/--latency-ms)")] = None,
+    devices: Annotated[str, typer.Option(help="comma-separated hardware, chained by links")] =
+        "jetson-agx-orin,jetson-agx-orin,jetson-agx-orin,jetson-agx-orin",
+    mbps: Annotated[float, typer.Option(help="bandwidth of each link (Mbit/s)")] = 1000.0,
+    latency_ms: Annotated[float, typer.Option(help="latency of each link (ms)")] = 1.0,
+    split: Annotated[str, typer.Option(help="layers per device (8,8,8,8), auto (planned) or file (the YAML's)")] =
+        "auto",
+    precision: DevicePrecision = "bf16",
+    engine: Engine = "ideal",
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
+    output_len: Annotated[int, typer.Option(help="output tokens")] = 128,
+    subsequences: Annotated[int, typer.Option(help="prefill sub-sequences S (0: planned)")] = 0,
+    outline_points: Annotated[int, typer.Option(help="outline points decoded in parallel (1: plain AR)")] = 1,
+    outline_tokens: Annotated[int, typer.Option(help="skeleton tokens decoded before the points")] = 0,
+    medusa_heads: Annotated[int, typer.Option(help="Medusa heads (0: none)")] = 0,
+    acceptance: Annotated[float, typer.Option(help="Medusa mean tokens accepted per step")] = 1.0,
+    as_json: Json = False,
+) -> None:
+    """One request through a model split over edge devices and links (Jupiter-style pipelined prefill and decode)."""
+    from phasewise.apps.edge_view import render_edge, run_edge
+
+    result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
+                      subsequences, outline_points, outline_tokens, medusa_heads, acceptance)
+    if as_json:
+        print(dumps(result))
+        return
+    render_edge(console, result)
+
+
+@app.command("device-cloud")
+def device_cloud_cmd(
+    model: Model = "meta-llama/Llama-2-7b-hf",
+    setup: Annotated[Optional[str], typer.Option(help="device-cloud YAML (specs/device_cloud.py; replaces the "
+                                                      "flags below)")] = None,
+    devices: Annotated[int, typer.Option(help="devices sharing the cloud, one request each")] = 30,
+    device_hardware: Annotated[str, typer.Option(help="each device's hardware")] = "jetson-agx-orin",
+    cloud_hardware: Annotated[str, typer.Option(help="the cloud's GPUs")] = "a6000",
+    cloud_gpus: Annotated[int, typer.Option(help="cloud GPUs, each a copy of the middle layers")] = 8,
+    uplink_mbps: Annotated[float, typer.Option(help="each device's uplink (Mbit/s)")] = 100.0,
+    downlink_mbps: Annotated[float, typer.Option(help="each device's downlink (Mbit/s)")] = 100.0,
+    latency_ms: Annotated[float, typer.Option(help="one-way device-cloud latency (ms)")] = 10.0,
+    input_layers: Annotated[int, typer.Option(help="first layers on the device")] = 1,
+    output_layers: Annotated[int, typer.Option(help="last layers on the device")] = 1,
+    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")] = 1,
+    precision: DevicePrecision = "fp16",
+    engine: Engine = "ideal",
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,
+    output_len: Annotated[int, typer.Option(help="output tokens")] = 64,
+    chunk: Annotated[int, typer.Option(help="prompt chunk tokens (0: planned per device)")] = 0,
+    draft_tokens: Annotated[int, typer.Option(help="tokens the device drafts per verify (0: plain AR)")] = 4,
+    acceptance: Annotated[float, typer.Option(help="per-token draft acceptance (i.i.d.)")] = 0.8,
+    as_json: Json = False,
+) -> None:
+    """Many devices sharing one cloud server over a U-shaped split (HAT-style chunked upload and drafting)."""
+    from phasewise.apps.device_cloud_view import render_device_cloud, run_device_cloud_view
+
+    flags = {"devices": devices, "device_hardware": device_hardware, "cloud_hardware": cloud_hardware,
+             "cloud_gpus": cloud_gpus, "uplink_mbps": uplink_mbps, "downlink_mbps": downlink_mbps,
+             "latency_s": latency_ms / 1e3, "input_layers": input_layers, "output_layers": output_layers,
+             "adapter_layers": adapter_layers}
+    result = run_device_cloud_view(model, setup, flags, precision, engine, prompt_len, output_len, chunk,
+                                   draft_tokens, acceptance)
+    if as_json:
+        print(dumps(result))
+        return
+    render_device_cloud(console, result)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the model catalog."""
+    from rich.table import Table
+
+    from phasewise.specs.catalog import packaged
+    from phasewise.specs.model import load_model
+
+    table = Table(title="Model catalog (HF config.json fields)")
+    for col in ("model", "params", "active", "layers", "hidden", "attention", "experts", "format", "aliases"):
+        table.add_column(col)
+    for key, entry in packaged("models.yaml")["models"].items():
+        m = load_model(key)
+        experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts else "-"
+        attention = (f"MLA {m.num_heads}h, {m.kv_latent_size} cached" if m.latent_attention
+                     else f"{m.num_heads}/{m.num_kv_heads} heads")
+        if m.window_layer_share:
+            attention += f", {m.sliding_window_layers} of {m.num_layers} layers windowed {m.sliding_window}"
+        elif m.window_all_layers:
+            attention += f", window {m.sliding_window}"
+        if not m.causal:
+            attention += ", bidirectional"
+        table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.num_layers),
+                      str(m.hidden_size), attention, experts, m.default_precision,
+                      ", ".join(entry.get("aliases") or []))
+    console.print(table)
+
+
+@app.command("hardware")
+def hardware_cmd() -> None:
+    """List the hardware catalog."""
+    from rich.table import Table
+
+    from phasewise.specs.hardware import hardware_names, load_hardware
+
+    table = Table(title="Hardware catalog (dense peaks)")
+    for col in ("key", "name", "bf16 TFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
+        table.add_column(col)
+    for key in hardware_names():
+        hw = load_hardware(key)
+        pf = hw.peak_flops
+
+        def tf(d: str) -> str:
+            return f"{pf[d] / 1e12:.0f}" if d in pf else "-"
+
+        low = "/".join(tf(d) for d in ("int4", "fp4") if d in pf) or "-"
+        table.add_row(key, hw.name, tf("bf16"), tf("fp8"), tf("int8"), low,
+                      f"{hw.memory_bandwidth_bytes_per_s / 1e9:.0f}", f"{hw.memory_capacity_bytes / 2**30:.0f}",
+                      f"{hw.tdp_w:.0f}", f"{hw.price_per_hour_usd:.2f}")
+    console.print(table)

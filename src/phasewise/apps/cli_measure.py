@@ -1,0 +1,173 @@
+"""`phasewise calibrate`, `validate` and `fit-engine`: measuring this machine and real models, and fitting engine
+constants to a user's own measurements."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional
+
+import typer
+
+from phasewise.apps.cli_common import Json, app, console
+from phasewise.apps.jsonout import dumps
+from phasewise.errors import PhasewiseError
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    out: Annotated[str, typer.Option(help="hardware YAML to write")] = "hw.yaml",
+    quick: Annotated[bool, typer.Option("--quick", help="fewer shapes and repeats (seconds, noisier)")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for timing (default 1)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="key of the hardware entry (default cpu-local / cuda-local)")] = None,
+) -> None:
+    """Measure this machine with PyTorch micro-benchmarks and write a hardware entry (plus its engine profile)."""
+    import yaml
+
+    from phasewise.measure.calibrate import calibrate
+
+    with console.status("calibrating") as status:
+        result = calibrate(device, quick, threads, name, progress=lambda m: status.update(f"calibrating: {m}"))
+    measurements = result.pop("measurements")
+    try:
+        with open(out, "w") as f:
+            f.write("# Written by `phasewise calibrate`; use with --hardware " + out + "\n")
+            yaml.safe_dump(result, f, sort_keys=False)
+    except OSError as exc:
+        raise PhasewiseError(f"--out '{out}': cannot write ({exc.strerror})") from None
+    (key, entry), = result["hardware"].items()
+    eff = entry["efficiency"]
+    peak = next(iter(entry["peak_flops"].values()))
+    console.print(f"[bold]{key}[/]: peak {peak / 1e9:,.1f} GFLOP/s, bandwidth "
+                  f"{entry['memory_bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s, GEMM efficiency by rows "
+                  + ", ".join(f"{int(r)}:{e:.2f}" for r, e in eff["gemm_efficiency_curve"])
+                  + f"; per-kernel dispatch {eff['kernel_launch_s'] * 1e6:.1f} us, per-forward "
+                    f"{measurements['iteration_overhead_s'] * 1e3:.2f} ms -> {out}")
+
+
+@app.command("validate")
+def validate_cmd(
+    model: Annotated[Optional[str], typer.Option(help="HF id or alias from the catalog, or a config.json path "
+                                                 "(default meta-llama/Llama-3.1-8B; --dllm: GSAI-ML/LLaDA-8B-Instruct)")] = None,
+    hardware: Annotated[str, typer.Option(help="hardware entry: calibrate's YAML or a catalog key")] = "hw.yaml",
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    layers: Annotated[Optional[int], typer.Option(help="scale down: decoder layers")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="scale down: hidden size (head_dim, GQA and MLP ratios kept)")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="engine profile (default: the one calibrate measured, else hf-eager)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="smaller grid")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default 1)")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="also replay a closed loop through a real continuous-batching loop")] = False,
+    clients: Annotated[int, typer.Option(help="--serve: concurrent clients (closed loop)")] = 4,
+    requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
+    prompt: Annotated[int, typer.Option(help="--serve / --pipeline / --dllm: prompt tokens")] = 128,
+    output: Annotated[int, typer.Option(help="--serve: output tokens; --pipeline: decode steps timed")] = 32,
+    pipeline: Annotated[int, typer.Option(help="split the model over this many OS processes (2) joined by a "
+                                               "throttled local socket; compare with the split simulator")] = 0,
+    link_mbps: Annotated[str, typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated")] = "20,200",
+    sub_sequences: Annotated[str, typer.Option(help="--pipeline: prefill sub-sequence counts S")] = "1,2,4,8",
+    repeats: Annotated[int, typer.Option(help="--pipeline: runs per point (median)")] = 3,
+    dllm: Annotated[bool, typer.Option("--dllm", help="time bidirectional (diffusion-LM) block forwards over a cached "
+                                                      "prompt and full refreshes over prompt + canvas")] = False,
+    canvas: Annotated[int, typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x prompt + canvas)")] = 256,
+    blocks: Annotated[str, typer.Option(help="--dllm: block sizes (new positions), comma-separated")] = "32,64,128,256",
+    train_reuse: Annotated[bool, typer.Option("--train-reuse", help="time training steps with the forward recomputed "
+                                              "vs its saved activations reused (Alchemist) against the training cost "
+                                              "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
+    train_method: Annotated[str, typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v)")] = "full",
+    as_json: Json = False,
+) -> None:
+    """Time a real model (random weights) on prefill and decode and compare with the cost model."""
+    from rich.table import Table
+
+    from phasewise.measure.validate import summary, validate
+
+    if train_reuse:
+        from phasewise.apps.train_reuse_view import check_train_reuse_flags, run_train_reuse_validate
+
+        check_train_reuse_flags(device, serve, pipeline, {"--dllm": dllm})
+        run_train_reuse_validate(console, model or "mistralai/Mistral-7B-v0.1", hardware, layers, hidden,
+                                 train_method, quick, engine, threads, as_json)
+        return
+    if dllm:
+        from phasewise.apps.dllm_validate_view import run_dllm_validate
+
+        run_dllm_validate(console, model, hardware, device, layers, hidden, engine, prompt, canvas, blocks, quick,
+                          threads, as_json, serve, pipeline)
+        return
+    model = model or "meta-llama/Llama-3.1-8B"
+    if pipeline:
+        from phasewise.apps.pipeline_view import run_pipeline_validate
+
+        if device != "cpu":
+            raise PhasewiseError("--pipeline runs its stages as CPU processes on this machine: use --device cpu")
+        run_pipeline_validate(console, model, hardware, pipeline, link_mbps, sub_sequences, layers or 4,
+                              hidden or 512, engine, prompt, output, repeats, as_json)
+        return
+    if device == "cpu" and (layers is None or hidden is None):
+        layers, hidden = layers or 6, hidden or 768  # a ~100-300M-parameter model, CPU-sized
+    serving = None
+    if serve:
+        from phasewise.measure.serve import serve_check
+
+        with console.status("serving a closed loop through a real continuous-batching loop"):
+            serving = serve_check(model, hardware, device, layers, hidden, engine, clients, requests, prompt,
+                                  output, threads)
+    with console.status("validating") as status:
+        points, info = validate(model, hardware, device, layers, hidden, engine, quick, threads,
+                                progress=lambda m: status.update(f"validating: {m}"))
+    stats = summary(points)
+    if as_json:
+        print(dumps({"info": info, "summary": stats, "serve": serving, "points": [
+            {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
+             "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
+        return
+    table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware']}, "
+                        f"engine {info['engine']}", title_justify="left")
+    for col in ("phase", "batch", "tokens", "measured ms", "predicted ms", "error"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for p in points:
+        label = "prompt" if p.phase == "prefill" else "context"
+        table.add_row(p.phase, str(p.batch), f"{p.tokens} {label}", f"{p.measured_s * 1e3:.1f}",
+                      f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}")
+    console.print(table)
+    console.print("median |error|: " + ", ".join(f"{k.replace('_median_abs_error', '')} {v:.1%}"
+                                                 for k, v in stats.items() if k != "median_abs_error")
+                  + f", all {stats['median_abs_error']:.1%}")
+    if serving:
+        st = Table(title=f"Closed loop: {serving['clients']} clients, {serving['requests']} requests of "
+                         f"{serving['prompt']}/{serving['output']} tokens, real loop vs phasewise simulate",
+                   title_justify="left")
+        for col in ("metric", "real", "simulated", "error"):
+            st.add_column(col, justify="left" if col == "metric" else "right")
+        for m in ("ttft_ms", "tbt_ms"):
+            for q in ("p50", "p90", "mean"):
+                st.add_row(f"{m[:-3].upper()} {q} ms", f"{serving['real'][m][q]:.1f}",
+                           f"{serving['simulated'][m][q]:.1f}", f"{serving['errors'].get(f'{m}_{q}', math.nan):+.1%}")
+        st.add_row("duration s", f"{serving['real']['duration_s']:.2f}", f"{serving['simulated']['duration_s']:.2f}",
+                   f"{serving['errors']['duration']:+.1%}")
+        console.print(st)
+
+
+@app.command("fit-engine")
+def fit_engine_cmd(
+    points: Annotated[str, typer.Argument(help="YAML/JSON with measured runs under 'points:' (see README)")],
+    engine: Annotated[str, typer.Option(help="engine profile to start from (its unfitted values)")] = "vllm",
+    params: Annotated[str, typer.Option(help="comma-separated EngineProfile fields to fit")] =
+        "per_sequence_overhead_s,eager_launch_s,elementwise_passes",
+    holdout: Annotated[str, typer.Option(help="every-other: every second run (file order) is held out; none")] =
+        "every-other",
+    out: Annotated[Optional[str], typer.Option(help="write the fitted engine YAML here (use with --engine FILE)")] = None,
+    json_out: Json = False,
+) -> None:
+    """Fit an engine's host constants to measured TTFT/TBT points; report held-out error beside the unfitted."""
+    from phasewise.apps.fit_view import render_fit, run_fit, write_engine
+
+    result = run_fit(points, engine, params, holdout)
+    if out:
+        write_engine(result, engine, points, out)
+    if json_out:
+        print(dumps({k: v for k, v in result.items() if k != "profile"}))
+        return
+    render_fit(console, result)
+    if out:
+        console.print(f"engine written: {out} (phasewise simulate --engine {out} ...)")
