@@ -137,3 +137,15 @@ def test_a_prompt_the_decode_instances_cannot_hold_is_refused_before_streaming()
                                                        "prompt": "word " * 40_000, "max_tokens": 16}, timeout=30)
         assert r.status_code == 400 and _error(r)["code"] == "kv_cache_exhausted"
         assert "decode instance" in _error(r)["message"] and _error(r)["param"] == "prompt"
+
+
+def test_serve_takes_the_policy_flags_and_says_what_the_twin_cannot_run(run_cli):
+    code, _, err = run_cli("serve", "--arch", "disagg", "--attention-offload", "auto", "--port", "1")
+    assert code == 2 and "not supported by the digital twin" in err
+    code, _, err = run_cli("serve", "--scheduler", "ascendra", "--replicas", "2", "--port", "1")
+    assert code == 2 and "--slo-ttft-ms" in err  # priority pools steer by deadlines: serve takes them too
+    from phasewise.sim import Slo
+    from phasewise.sim.api import deployment_from_flags
+
+    live = LiveSim(deployment_from_flags(scheduler="ascendra", replicas=2), slo=Slo(1000, 50))
+    assert live.cluster.pools is not None

@@ -25,6 +25,7 @@ from phasewise.apps.tokenizer import Tokenizer, filler
 from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import Deployment
 from phasewise.sim.events import EventLoop
+from phasewise.sim.metrics import Slo
 from phasewise.sim.request import SimRequest
 from phasewise.sim.simulate import build_cluster
 
@@ -82,11 +83,12 @@ class TwinMetrics:
 class LiveSim:
     """The simulator advanced in real time (x speed) by a pump task on the server's event loop."""
 
-    def __init__(self, deployment: Deployment, speed: float = 1.0) -> None:
+    def __init__(self, deployment: Deployment, speed: float = 1.0, slo: Slo | None = None) -> None:
+        """`slo`: the deadlines priority pools steer by (their block's own, if it sets them, come first)."""
         if not speed > 0:
             raise PhasewiseError(f"--speed must be > 0 (got {speed})")
         self.loop = EventLoop()
-        self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True)
+        self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True, slo=slo)
         self.cluster.on_token, self.cluster.on_done = self._on_token, self._on_done
         self.speed = speed
         self.wall0 = time.perf_counter()
