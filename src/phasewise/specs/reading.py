@@ -9,6 +9,7 @@ files a library opens itself (check_file: a tokenizer.json)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,24 @@ def parse_text(text: str, path: str | Path, what: str) -> Any:
             from None
     except RecursionError:
         raise PhasewiseError(f"{what} file '{path}' is nested too deeply to be a {what} file") from None
+
+
+def jsonl_objects(text: str, path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSON-lines file; a line that is not a JSON object is a
+    one-line error naming the file and line."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"trace '{path}' line {number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PhasewiseError(f"{where}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PhasewiseError(f"{where}: nested too deeply to be a request") from None
+        if not isinstance(obj, dict):
+            raise PhasewiseError(f"{where}: not a JSON object")
+        yield number, obj
 
 
 def check_tree(data: Any, path: str | Path, what: str) -> None:

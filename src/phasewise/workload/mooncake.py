@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, read_text
+from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
 from phasewise.workload.request import Workload
 
 MOONCAKE_BLOCK_TOKENS = 512  # tokens per hash id (Mooncake FAST25-release/traces README; ../shared/traces/README.md)
@@ -56,20 +56,10 @@ def load_mooncake(path: Path, limit: int | None = None, text: str | None = None)
     if text is None:
         text = read_text(path, "trace", TRACE_MAX_BYTES)
     arrival, prompt, output, hashes = [], [], [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, obj in jsonl_objects(text, path):
         if limit and len(arrival) >= limit:
             break
-        if not line.strip():
-            continue
         where = f"trace '{path}' line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PhasewiseError(f"{where}: not JSON ({exc.msg})") from None
-        except RecursionError:
-            raise PhasewiseError(f"{where}: nested too deeply to be a request") from None
-        if not isinstance(obj, dict):
-            raise PhasewiseError(f"{where}: not a JSON object")
         missing = [k for k in KEYS if k not in obj]
         if missing:
             raise PhasewiseError(f"{where}: missing {', '.join(missing)} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, read_text
+from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
 from phasewise.workload.mooncake import is_mooncake, load_mooncake
 from phasewise.workload.request import Workload
 
@@ -76,17 +75,7 @@ def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, l
 
 def _rows_jsonl(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, list | None]:
     rows, priorities = [], []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PhasewiseError(f"trace '{path}' line {i}: not JSON ({exc.msg})") from None
-        except RecursionError:
-            raise PhasewiseError(f"trace '{path}' line {i}: nested too deeply to be a request") from None
-        if not isinstance(obj, dict):
-            raise PhasewiseError(f"trace '{path}' line {i}: not a JSON object")
+    for i, obj in jsonl_objects(text, path):
         for cols in COLUMNS:
             if all(c in obj for c in cols):
                 rows.append(tuple(str(obj[c]) for c in cols))
