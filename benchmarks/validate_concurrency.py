@@ -657,31 +657,40 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to simulate")
         return 1
 
-    t0 = time.perf_counter()
-    pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
-    try:
-        base = {"base": args.constants}
-        results = evaluate(cases, base, pool)
-        fitted = None
-        fitted_consts = None
-        if args.fit:
-            fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps,
-                                args.fit_rounds or None)
-            fitted = evaluate(cases, fitted_consts, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    wall = time.perf_counter() - t0
-
+    results, fitted, fitted_consts, wall = run_cases(cases, args)
     failed = [(c, r) for c, r in zip(cases, results) if r["error"]]
     print(f"simulated {len(cases)} rows in {wall:.0f} s wall ({args.workers} workers); {len(failed)} failed")
     if not args.no_rows:
         print_rows(cases, results, fitted)
+    report(args, cases, results, fitted, fitted_consts, skipped, print_table)
+    return 0
+
+
+def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
+    """Every case with the --constants, and with --fit the fitted constants too: (results, fitted results,
+    fitted constants, wall seconds)."""
+    t0 = time.perf_counter()
+    pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
+    try:
+        results = evaluate(cases, {"base": args.constants}, pool)
+        fitted = fitted_consts = None
+        if args.fit:
+            fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None)
+            fitted = evaluate(cases, fitted_consts, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return results, fitted, fitted_consts, time.perf_counter() - t0
+
+
+def report(args, cases, results, fitted, fitted_consts, skipped, tables) -> None:
+    """The error tables (`tables(cases, columns)`: fit and held-out, class-default and fitted), the fitted
+    constants, and the --csv file."""
     columns = [(args.constants, results, "fit"), (args.constants, results, "test")]
     if fitted is not None:
         columns = [(args.constants, results, "fit"), ("fitted", fitted, "fit"),
                    (args.constants, results, "test"), ("fitted", fitted, "test")]
-    print_table(cases, columns)
+    tables(cases, columns)
     if fitted_consts is not None:
         print("\nfitted constants (not written to the catalog):")
         for key, upd in fitted_consts.items():
@@ -690,7 +699,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         write_csv(args.csv, cases, results, fitted, skipped)
         print(f"\nwrote {args.csv}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -89,9 +89,7 @@ import csv
 import hashlib
 import math
 import sys
-import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -498,38 +496,18 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to simulate")
         return 1
 
-    t0 = time.perf_counter()
-    pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
-    try:
-        results = vc.evaluate(sel, {"base": args.constants}, pool)
-        fitted = fitted_consts = None
-        if args.fit:
-            fitted_consts = vc.fit(sel, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None)
-            fitted = vc.evaluate(sel, fitted_consts, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    wall = time.perf_counter() - t0
+    results, fitted, fitted_consts, wall = vc.run_cases(sel, args)
     failed = [(c, r) for c, r in zip(sel, results) if r["error"]]
     print(f"\nsimulated {len(sel)} rows in {wall:.0f} s wall ({args.workers} workers); {len(failed)} failed")
     for why, n in Counter(r["error"] for _, r in failed).most_common(8):
         print(f"  failed {n:>4}: {why}")
     if not args.no_rows:
         print_rows(sel, results, fitted)
-    columns = [(args.constants, results, "fit"), (args.constants, results, "test")]
-    if fitted is not None:
-        columns = [(args.constants, results, "fit"), ("fitted", fitted, "fit"),
-                   (args.constants, results, "test"), ("fitted", fitted, "test")]
-    print_tables(sel, columns)
-    print_regimes(sel, results)
-    if fitted_consts is not None:
-        print("\nfitted constants (not written to the catalog):")
-        for key, upd in fitted_consts.items():
-            if key != "base":
-                print(f"  {key}: " + ", ".join(f"{k}: {v:.4g}" for k, v in upd.items()))
-    if args.csv:
-        vc.write_csv(args.csv, sel, results, fitted, skipped)
-        print(f"\nwrote {args.csv}")
+    def tables(cases, columns) -> None:
+        print_tables(cases, columns)
+        print_regimes(cases, results)
+
+    vc.report(args, sel, results, fitted, fitted_consts, skipped, tables)
     return 0
 
 
