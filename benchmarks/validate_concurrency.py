@@ -104,7 +104,7 @@ BLACKWELL = ("b200", "b300", "gb200", "gb300", "b200_sxm", "b300_sxm")
 PRECISION = {"fp8": "fp8", "fp4": "nvfp4", "nvfp4": "nvfp4", "": "bf16", "bf16": "bf16"}
 ENGINES = ("vllm", "sglang", "trtllm")
 # benchmark clients the engine-preset API names; others are not passed (printed as not modelled)
-PRESET_CLIENTS = {"genai-perf": "genai-perf", "aiperf": "aiperf", "vllm bench serve": "vllm-bench",
+PRESET_CLIENTS = {"genai-perf": "genai-perf", "aiperf": "aiperf", "vllm bench serve": "vllm-bench", "inferencex": "inferencex",
                   "sglang bench_serving": "sglang-bench"}
 LN10 = math.log(10.0)
 # AIConfigurator's generator sets an agg worker's token budget (TensorRT-LLM max_num_tokens, vLLM
@@ -485,6 +485,10 @@ FIT_PARAMS = [
 for _eng in ENGINES:
     FIT_PARAMS += [(f"engine:{_eng}", "iteration_overhead_s", 1e-5, 2e-2, True),
                    (f"engine:{_eng}", "collective_overhead_s", 1e-7, 1e-4, True)]
+# The host time per kernel of an iteration without a CUDA graph: SGLang and TensorRT-LLM's PyTorch backend run
+# prefill eagerly (vLLM V1 replays piecewise graphs for mixed batches, so its value rarely matters). 1-100 us:
+# a PyTorch op from Python costs ~5-30 us of host time; 2023 vLLM's fitted value was 28 us (engines.yaml).
+FIT_PARAMS += [(f"engine:{_eng}", "eager_launch_s", 1e-6, 1e-4, True) for _eng in ("sglang", "trtllm")]
 
 
 def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:
@@ -508,8 +512,10 @@ def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:
     return best[1], best[0]
 
 
-def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None) -> dict[str, Any]:
-    """Coordinate descent over FIT_PARAMS on the 'fit' rows (optionally with fewer requests per row)."""
+def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
+        only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Coordinate descent over FIT_PARAMS on the 'fit' rows (optionally with fewer requests per row); `only`:
+    fit just the constants whose key or field starts with one of these (e.g. 'engine:', 'eager_launch_s')."""
     from phasewise.specs import load_engine
     from phasewise.specs.catalog import packaged
 
@@ -530,7 +536,8 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None) -> 
              "engine:trtllm": profile("trtllm-pytorch")}
     gpu = packaged("efficiency.yaml")["defaults"]["gpu"]
     consts: dict[str, Any] = {"base": base}
-    for key, field, *_ in FIT_PARAMS:
+    params = [p for p in FIT_PARAMS if not only or any(p[0].startswith(o) or p[1].startswith(o) for o in only)]
+    for key, field, *_ in params:
         if key.startswith("engine:") and key.split(":")[1] not in fams:
             continue
         value = getattr(start[key], field) if key.startswith("engine:") else gpu.get(field, 1.0)
@@ -546,7 +553,7 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None) -> 
         per_fam[fam] = family_loss(fam, consts)
     print(f"fit: {len(rows)} rows, start loss {sum(per_fam.values()):.4f}", flush=True)
     for sweep in range(sweeps):
-        for key, field, lo, hi, log in FIT_PARAMS:
+        for key, field, lo, hi, log in params:
             if key not in consts:
                 continue
             fams_hit = fams if key.startswith("hardware:") else [key.split(":")[1]]
@@ -604,11 +611,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-rounds", type=int, default=2, help="CSV rows: warm-up requests = this x concurrency")
     ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
     ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
+    ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
+                    "these (comma-separated, e.g. engine: or eager_launch_s); default: every one")
     ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
     ap.add_argument("--fit-sweeps", type=int, default=2)
     ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
+    ap.add_argument("--with", dest="with_", action="append", default=None, metavar="KEY.FIELD=VALUE",
+                    help="a candidate constant on top of --constants (repeatable), e.g. engine:sglang.eager_launch_s=3e-5")
     args = ap.parse_args(argv)
 
     if not CSV_PATH.exists() and args.source != "public":
@@ -672,15 +683,29 @@ def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
     t0 = time.perf_counter()
     pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
     try:
-        results = evaluate(cases, {"base": args.constants}, pool)
+        results = evaluate(cases, with_overrides({"base": args.constants}, getattr(args, "with_", None)), pool)
         fitted = fitted_consts = None
         if args.fit:
-            fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None)
+            fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None,
+                                tuple(x for x in (getattr(args, "fit_only", "") or "").split(",") if x))
             fitted = evaluate(cases, fitted_consts, pool)
     finally:
         if pool is not None:
             pool.shutdown()
     return results, fitted, fitted_consts, time.perf_counter() - t0
+
+
+def with_overrides(constants: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """`--with engine:sglang.eager_launch_s=3e-5` (repeatable): candidate constants on top of --constants, to
+    explore a mechanism before fitting it; the key is a constants key (engine:<family>, hardware:blackwell,
+    hardware:<key>), then the field."""
+    for item in overrides or []:
+        key_field, _, value = item.partition("=")
+        key, _, field = key_field.rpartition(".")
+        if not key or not field or not value:
+            raise SystemExit(f"--with {item!r}: expected KEY.FIELD=VALUE, e.g. engine:sglang.eager_launch_s=3e-5")
+        constants.setdefault(key, {})[field] = float(value)
+    return constants
 
 
 def report(args, cases, results, fitted, fitted_consts, skipped, tables) -> None:

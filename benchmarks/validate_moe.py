@@ -5,6 +5,8 @@ mode and engine (the companion of validate_concurrency.py: its simulation, const
     python benchmarks/validate_moe.py --family DeepSeek-V3/R1 --mode agg --max-concurrency 64
     python benchmarks/validate_moe.py --fit --max-concurrency 64 --fit-evals 6 --fit-sweeps 1 --csv out.csv
     python benchmarks/validate_moe.py --rounds 2 --warmup-rounds 0    # the client read as genai-perf's defaults
+    python benchmarks/validate_moe.py --reading inferencex            # deployed and measured as InferenceX does
+    python benchmarks/validate_moe.py --with engine:sglang.eager_launch_s=3e-5   # a candidate constant
 
 After the error tables (per family x mode x engine, then per family x mode; fit vs held-out) a bias table gives
 the signed median error by mode x engine x concurrency band and the median measured - predicted TTFT (ms).
@@ -61,6 +63,13 @@ max_num_batched_tokens; per rank in the engine, summed over the ranks here); SGL
 attention_dp x (isl + 1500) and enable_mixed_chunk true ("agg enable_mixed_chunk = true"); prefill role: token
 budget attention_dp x (isl + 1500); TensorRT-LLM decode role: max_num_tokens = its sequence cap. KV link: nvlink
 on gb200/gb300 (one NVL72 domain) or when prefill and decode fit one 8-GPU node, else rdma.
+--reading inferencex reads the rows as SemiAnalysis InferenceX's recipes deploy and measure them instead (the
+container images of many rows are those InferenceX's configs name, e.g. the enroot form nvcr.io#nvidia/...): its
+client (utils/bench_serving/benchmark_serving.py: 10 x C prompts, 2 x C warm-up copies of the first, input and
+output lengths uniform in [0.8 L, L], the workflow's RANDOM_RANGE_RATIO 0.8) and, for SGLang collocated rows, its
+DeepSeek-R1 scripts' flags (chunked prefill 32768 at TP8 / 8192 at TP4 for FP8, 16384 for FP4, no mixed chunks,
+--scheduler-recv-interval 10 below 16 concurrent requests and 30 from 16). Neither reading is proven; both are
+reported, and the one shipped is chosen on the fit rows.
 Precision: gemm/moe quant nvfp4 -> nvfp4, fp8/fp8_block -> fp8-block (DeepSeek's 128x128 block scales), fp8/fp8
 -> fp8, int4_wo -> w4a16 (Kimi-K2.5's native INT4 experts; attention costed at INT4 too, an approximation),
 empty/bf16 -> bf16; KV cache FP8 for fp8, fp8-block and nvfp4 rows (validate_concurrency.py's rule and evidence).
@@ -175,6 +184,19 @@ def measurement_key(r: dict[str, str]) -> tuple:
             r["concurrency"], round(float(r["silicon_ttft_ms"]), 1), round(float(r["silicon_tpot_ms"]), 2))
 
 
+# Rows measured with something the CSV has no column for. TensorRT-LLM 1.2.0rc6.post3's DeepSeek-R1 collocated
+# rows: at each of their 26 configurations also measured under rc6.post2 (same system, precision, layout, lengths
+# and concurrency) their TPOT is 0.62x the rc6.post2 one (median; 0.43-0.83) and their TTFT higher, the
+# signature of multi-token-prediction speculative decoding (InferenceX runs DeepSeek-R1 on TensorRT-LLM with
+# and without MTP: benchmarks/dsr1_*_b200_trt.sh and *_trt_mtp.sh); with no draft length or acceptance stated
+# they cannot be simulated as measured.
+PROBABLE_MTP = ("trtllm", "1.2.0rc6.post3", "deepseek-ai/DeepSeek-R1", "agg")
+
+
+def probable_mtp(r: dict[str, str]) -> bool:
+    return (r["backend"], r["backend_version"], r["model_path"], r["mode"]) == PROBABLE_MTP
+
+
 def in_scope(r: dict[str, str]) -> bool:
     return not (r["model_path"] in vc.DENSE_MODELS and r["mode"] == "agg")
 
@@ -228,12 +250,54 @@ def split_configs(keyed: list[tuple[dict[str, str], Mapped]]) -> set[str]:
     return fit
 
 
-def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: int) -> dict[str, Any]:
+# --reading inferencex: SGLang collocated rows deployed as SemiAnalysis InferenceX's DeepSeek-R1 B200 scripts
+# deploy them (benchmarks/dsr1_fp8_b200.sh: TP8 --chunked-prefill-size / --max-prefill-tokens 32768, TP4 8192;
+# benchmarks/dsr1_fp4_b200.sh: --chunked-prefill-size 16384; both --scheduler-recv-interval 10 below 16
+# concurrent requests and 30 from 16 up (fp8 TP4: 10), mixed chunks off (SGLang's default)). SGLang asserts the
+# recv interval off with attention DP (srt/managers/scheduler_recv_skipper.py), so DP rows keep 1.
+def _inferencex_sglang(lay: Layout, precision: str, concurrency: int) -> dict[str, Any]:
+    fp8 = precision != "nvfp4"
+    chunk = (32768 if lay.gpus >= 8 else 8192) if fp8 else 16384
+    interval = 10 if concurrency < 16 or (fp8 and lay.gpus < 8) else 30
+    kw: dict[str, Any] = dict(chunked_prefill_size=chunk, max_prefill_tokens=chunk, enable_mixed_chunk=False)
+    if lay.attention_dp == 1:
+        kw["scheduler_recv_interval"] = interval
+    return kw
+
+
+def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl: int, precision: str,
+                           concurrency: int) -> dict[str, Any]:
+    """Collocated rows' knobs as InferenceX's fixed-seq-len scripts pass them (benchmarks/single_node/fixed_seq_len/
+    *.sh, commit 8eec0d4 and earlier); a knob a script does not pass keeps the engine's default (the row's
+    sequence cap is kept where the script passes none, as the client never exceeds it)."""
+    from phasewise.specs.engines import knob_values
+
+    dp = lay.attention_dp
+    if engine == "sglang":
+        return {**knob_values(engine, max_seqs=cap), **_inferencex_sglang(lay, precision, concurrency)}
+    if engine == "vllm":
+        if family == "gpt-oss":  # gptoss_fp4_b200.sh: max-num-batched-tokens 8192, max-num-seqs 512
+            return dict(max_num_batched_tokens=dp * 8192, max_num_seqs=max(512, cap))
+        if family == "Kimi-K2.5" and precision == "nvfp4":  # kimik2.5_fp4_*.sh: max-num-seqs CONC, budget 2 x ISL
+            return dict(max_num_batched_tokens=dp * max(2 * isl, cap), max_num_seqs=cap)
+        if family == "Kimi-K2.5":  # kimik2.5_int4_*.sh: max-num-seqs CONC only
+            return dict(max_num_seqs=cap)
+        return dict(max_num_batched_tokens=dp * max(2 * isl, cap), max_num_seqs=max(1024, cap))  # minimaxm2.5: 2 x ISL
+    if family == "gpt-oss":  # gptoss_fp4_b200_trt.sh: max_batch_size 512, max_num_tokens 20000
+        return dict(max_batch_size=max(512, cap), max_num_tokens=20000)
+    # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64); max_batch_size not passed
+    return dict(max_batch_size=max(2048, cap), max_num_tokens=max(8192, -(-(concurrency + isl + 64) // 64) * 64))
+
+
+def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: int, reading: str = "aic",
+           precision: str = "", concurrency: int = 1, family: str = "") -> dict[str, Any]:
     from phasewise.specs.engines import knob_values
 
     kw = knob_values(engine, max_seqs=cap)
     dp = lay.attention_dp
-    if role == "collocated":
+    if role == "collocated" and reading == "inferencex":
+        kw = _inferencex_collocated(engine, family, lay, cap, isl, precision, concurrency)
+    elif role == "collocated":
         if engine == "sglang":
             kw.update(max_prefill_tokens=dp * (isl + AIC_MARGIN), enable_mixed_chunk=True)
         else:
@@ -248,7 +312,7 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
     return kw
 
 
-def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str) -> dict[str, Any]:
+def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str, reading: str = "aic") -> dict[str, Any]:
     groups = []
     for role, lay in m.layouts.items():
         g: dict[str, Any] = dict(role=role, hardware=hw, tp=lay.gpus, replicas=m.workers[role], engine=r["backend"],
@@ -260,7 +324,8 @@ def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str
         if lay.ep > 1:
             g["ep"] = lay.ep
         g.update(_knobs(r["backend"], role, lay, m.caps[role], int(r["isl"]),
-                        m.caps[role] // max(lay.attention_dp, 1)))
+                        m.caps[role] // max(lay.attention_dp, 1), reading, precision, int(r["concurrency"]),
+                        FAMILY.get(r["model_path"], "")))
         groups.append(g)
     data: dict[str, Any] = {"model": model, "instances": groups}
     if r["mode"] == "disagg":
@@ -269,7 +334,7 @@ def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str
     return data
 
 
-def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
+def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, reading: str = "aic"
                ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
     """Cases for the in-scope rows phasewise can cost; every other in-scope row as ('csv', id, skip reason)."""
     with path.open(newline="") as f:
@@ -298,6 +363,8 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
             why = m
         elif r["model_path"] in NOT_COSTED:
             why = NOT_COSTED[r["model_path"]]
+        elif probable_mtp(r):
+            why = "TensorRT-LLM 1.2.0rc6.post3 DeepSeek-R1: probable MTP speculative decoding (TPOT 0.62x its twins)"
         elif r["backend"] not in vc.ENGINES:
             why = f"backend '{r['backend']}' not mapped"
         prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
@@ -325,10 +392,10 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
             "hardware": hw, "system": r["system"], "precision": prec, "layout": m.key(),
             "tp": max(lay.gpus for lay in m.layouts.values()), "replicas": sum(m.workers.values()),
             "isl": int(r["isl"]), "osl": int(r["osl"]), "concurrency": c, "requests": rounds * c,
-            "warmup": warmup_rounds * c, "client": "genai-perf",
+            "warmup": warmup_rounds * c, "client": "genai-perf" if reading == "aic" else "inferencex",
             "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
             "split": "fit" if key in fit else "test", "config": key, "notes": notes,
-            "deployment": deployment(r, m, model, hw, prec),
+            "deployment": deployment(r, m, model, hw, prec, reading),
         })
     return cases, skipped
 
@@ -446,13 +513,21 @@ def main(argv: list[str] | None = None) -> int:
                     "--large-c-rounds x C requests (bounds the run: they hold ~87%% of the decode tokens)")
     ap.add_argument("--large-c-rounds", type=int, default=2, help="requests per large-C row = this x concurrency")
     ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
+    ap.add_argument("--reading", choices=("aic", "inferencex"), default="aic",
+                    help="how the rows were deployed and measured: aic = AIConfigurator's generator and genai-perf "
+                         "(fixed lengths); inferencex = SemiAnalysis InferenceX's scripts and client (lengths "
+                         "uniform in [0.8 L, L], SGLang's scheduler-recv-interval)")
     ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
+    ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
+                    "these (comma-separated, e.g. engine: or eager_launch_s); default: every one")
     ap.add_argument("--fit-evals", type=int, default=10)
     ap.add_argument("--fit-sweeps", type=int, default=2)
     ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
     ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
+    ap.add_argument("--with", dest="with_", action="append", default=None, metavar="KEY.FIELD=VALUE",
+                    help="a candidate constant on top of --constants (repeatable), e.g. engine:sglang.eager_launch_s=3e-5")
     args = ap.parse_args(argv)
 
     if not CSV_PATH.exists():
@@ -463,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"squared-encoded agg rows: {squared}; with a bit-identical twin: {twins}; twins laid out as the "
               f"squared reading says: {agree}")
         return 0
-    cases, skipped = load_cases(CSV_PATH, args.rounds, args.warmup_rounds)
+    cases, skipped = load_cases(CSV_PATH, args.rounds, args.warmup_rounds, args.reading)
     fit_keys = sorted({c["config"] for c in cases if c["split"] == "fit"})
     n_configs = len({c["config"] for c in cases})
     sel = [c for c in cases if (args.engine is None or c["engine"] == args.engine)

@@ -12,17 +12,18 @@ from phasewise.workload import ClosedLoop, LengthDist, client_names, client_work
 
 
 def test_presets_defaults():
-    assert set(client_names()) == {"vllm-bench", "sglang-bench", "genai-perf", "aiperf"}
-    expect = {  # name: (requests at C=8, at C=64, warm-up, sleep s)
+    assert set(client_names()) == {"vllm-bench", "sglang-bench", "genai-perf", "aiperf", "inferencex"}
+    expect = {  # name: (requests at C=8, at C=64, warm-up at C=64, sleep s)
         "vllm-bench": (1000, 1000, 1, 0.0),
         "sglang-bench": (1000, 1000, 1, 1.0),
         "genai-perf": (16, 128, 0, 0.0),  # max(10, 2 x C)
         "aiperf": (10, 10, 0, 0.0),
+        "inferencex": (80, 640, 128, 0.0),  # 10 x C prompts, 2 x C warm-up copies of the first
     }
     for name, (n8, n64, warm, sleep) in expect.items():
         c = load_client(name)
         assert c.default_num_prompts(8) == n8 and c.default_num_prompts(64) == n64
-        assert c.default_num_prompts(3) == (10 if name == "genai-perf" else n8)  # genai-perf: max(10, 6)
+        assert c.default_num_prompts(3) == {"genai-perf": 10, "inferencex": 30}.get(name, n8)  # genai-perf: max(10, 6)
         w = client_workload(name, 64)
         assert (w.requests, w.warmup_requests, w.warmup_sleep_s) == (n64, warm, sleep)
         assert w.think_s == 0.0 and w.concurrency == 64
@@ -53,6 +54,13 @@ def test_sglang_random_lengths_are_uniform_from_1_to_L():
     p, _ = client_workload("sglang-bench", 8, num_prompts=50, isl=1000, osl=200,
                            prompt=LengthDist("fixed", 1000)).lengths()
     assert (p == 1000).all()
+
+
+def test_inferencex_lengths_are_uniform_from_0_8_l_to_l():
+    p, o = client_workload("inferencex", 8, num_prompts=20000, isl=1024, osl=8192, seed=2).lengths()
+    for x, length in ((p, 1024), (o, 8192)):
+        assert x.min() == int(0.8 * length) and x.max() == length
+        assert abs(x.mean() - 0.9 * length) < 0.01 * length
 
 
 def test_unknown_client_lists_the_names():

@@ -223,3 +223,17 @@ def test_minimax_m2_is_a_full_attention_moe_and_linear_attention_is_still_refuse
     cfg = {**LLAMA, "model_type": "minimax_m2", "attn_type_list": [0, 1]}
     with pytest.raises(PhasewiseError, match="field attn_type_list"):
         load_model(_write(tmp_path, cfg))
+
+
+def test_minimax_qk_norm_spans_every_head_so_tp_adds_one_all_reduce_per_layer(tmp_path):
+    """MiniMax-M2's per_layer QK norm is one RMSNorm over all heads' q (and k) elements (vLLM's
+    MiniMaxText01RMSNormTP): TP ranks all-reduce each token's two FP32 sums of squares once per layer."""
+    minimax = "MiniMaxAI/MiniMax-M2.5"
+    assert load_model(minimax).qk_norm_across_heads
+    shape = BatchShape.uniform(4, 1, 1024)
+    ops = {op.name: op for op in _cost(minimax, tp=4).iteration(shape).operators}
+    qk = ops["qk_norm_allreduce"]
+    assert qk.count == 62 and qk.bytes == pytest.approx(62 * 4 * 2 * 4)
+    assert "qk_norm_allreduce" not in {op.name for op in _cost(minimax, tp=1).iteration(shape).operators}
+    per_head = {**LLAMA, "model_type": "qwen3", "use_qk_norm": True, "qk_norm_type": "per_head"}
+    assert not load_model(_write(tmp_path, per_head)).qk_norm_across_heads

@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 
 
 def test_token_bucket_throttles_a_socket():
-    from phasewise.measure.pipeline_check import CHUNK_BYTES, HIDDEN, TokenBucket, receive, send_throttled
+    from phasewise.measure.pipeline_check import HIDDEN, TokenBucket, receive, send_throttled
 
     rate_bytes_per_s, nbytes = 2e6, 200_000  # 16 Mbit/s, 200 kB: ~0.1 s on the wire
     left, right = socket.socketpair()
@@ -36,7 +36,7 @@ def test_token_bucket_throttles_a_socket():
         left.close()
         right.close()
     assert got["message"][0] == HIDDEN and len(got["message"][1]) == nbytes
-    expected_s = (nbytes - CHUNK_BYTES) / rate_bytes_per_s
+    expected_s = (nbytes + 16) / rate_bytes_per_s  # no burst credit: the whole message (and header) pays B/R
     assert 0.9 * expected_s <= elapsed_s <= 1.5 * expected_s, (elapsed_s, expected_s)
 
 
@@ -47,12 +47,25 @@ def test_two_process_pipeline_against_the_simulator():
                                      layers=2, hidden=128, prompt_tokens=128, decode_steps=4, repeats=2)
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("phasewise-stage")]
     assert {(p.metric, p.sub_sequences) for p in points} == {("ttft", 1), ("ttft", 4), ("decode", 1)}
-    assert 0 < info["socket_one_way_latency_s"] < 0.01
+    # the link's latency is measured on a decode step's own messages (hidden_size fp32 out, a token id back)
+    assert 0 < info["small_message_one_way_latency_s"] < 0.01 and 0 < info["socket_one_way_latency_s"] < 0.01
     ttft = {p.sub_sequences: p for p in points if p.metric == "ttft"}
     # 64 kB of hidden states at 10 Mbit/s: ~52 ms on the wire, more than the tiny model's compute
     assert ttft[1].measured_s >= 0.9 * info["hidden_state_bytes"] * 8 / 10e6
     stats = pipeline_summary(points)
     assert stats["median_abs_error"] <= 0.50, [(p.metric, p.sub_sequences, p.measured_s, p.predicted_s) for p in points]
+
+
+def test_a_small_message_pays_its_serialisation_time():
+    """A message smaller than a chunk (a decode step's hidden state) is not let through at once: B/R, as the
+    simulator's link charges it."""
+    from phasewise.measure.pipeline_check import TokenBucket
+
+    bucket = TokenBucket(1e6)  # 1 MB/s, starts full (one chunk of credit)
+    start = time.perf_counter()
+    bucket.begin()  # a message starts: the idle credit is dropped
+    bucket.take(2048)
+    assert bucket.empty_s >= start + 2048 / 1e6  # the 2 KB chunk left 2 ms after the message started
 
 
 def test_pipeline_errors():
@@ -62,3 +75,7 @@ def test_pipeline_errors():
         pipeline_validate("meta-llama/Llama-2-7b-hf", "cpu-local", stages=3)
     with pytest.raises(PhasewiseError, match="--link-mbps must be > 0"):
         pipeline_validate("meta-llama/Llama-2-7b-hf", "cpu-local", link_mbps=[-1.0])
+    from phasewise.measure.pipeline_check import TwoStagePipeline
+
+    with pytest.raises(PhasewiseError, match="ping: floats"):  # checked before any process is asked
+        TwoStagePipeline({}, 1).one_way_latency_s(0, idle_s=-1.0)

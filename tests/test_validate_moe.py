@@ -100,3 +100,24 @@ def test_every_in_scope_row_is_a_case_or_skipped_with_a_reason(vm, rows):
         for mode in ("agg", "disagg"):
             assert {c["split"] for c in cases if c["engine"] == engine and c["mode"] == mode} == {"fit", "test"}
     assert len({vm.measurement_key(rows[i]) for i in case_ids}) == len(case_ids)  # no measurement twice
+
+
+def test_inferencex_reading_sets_the_recipes_sglang_knobs(vm):
+    """InferenceX's dsr1 SGLang scripts: recv interval 10 below 16 concurrent requests, 30 from 16 (off with
+    attention DP, which SGLang refuses it beside); chunked prefill 32768 at TP8 / 8192 at TP4 (FP8), 16384 (FP4)."""
+    tp8, dp8 = vm.Layout(8), vm.Layout(8, attention_dp=8, ep=8)
+    low = vm._knobs("sglang", "collocated", tp8, 8, 1024, 8, "inferencex", "fp8-block", 8, "DeepSeek-V3/R1")
+    high = vm._knobs("sglang", "collocated", tp8, 64, 1024, 64, "inferencex", "nvfp4", 64, "DeepSeek-V3/R1")
+    assert (low["scheduler_recv_interval"], low["chunked_prefill_size"], low["enable_mixed_chunk"]) == (10, 32768, False)
+    assert (high["scheduler_recv_interval"], high["chunked_prefill_size"]) == (30, 16384)
+    assert "scheduler_recv_interval" not in vm._knobs("sglang", "collocated", dp8, 64, 1024, 8, "inferencex",
+                                                      "fp8-block", 64, "DeepSeek-V3/R1")
+    aic = vm._knobs("sglang", "collocated", tp8, 8, 1024, 8, "aic", "fp8-block", 8, "DeepSeek-V3/R1")
+    assert "scheduler_recv_interval" not in aic and aic["enable_mixed_chunk"] is True
+
+
+def test_probable_mtp_rows_are_the_rc6_post3_deepseek_trtllm_ones(vm):
+    row = {"backend": "trtllm", "backend_version": "1.2.0rc6.post3", "model_path": "deepseek-ai/DeepSeek-R1",
+           "mode": "agg"}
+    assert vm.probable_mtp(row)
+    assert not vm.probable_mtp({**row, "backend_version": "1.2.0rc6.post2"})

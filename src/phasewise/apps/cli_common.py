@@ -84,6 +84,8 @@ MixedChunk = Annotated[Optional[bool], typer.Option("--enable-mixed-chunk/--no-e
                                                     help="sglang: run prefill chunks with the decodes")]
 CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest decode batch with a CUDA graph")]
 Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
+RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new requests are read every N decode-only "
+                                                           "steps (a prefill step or idleness reads at once)")]
 MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
 MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]

@@ -181,7 +181,7 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         argv += ["--kv-cache-dtype", kv]
     for knob, value in g.knobs.items():
         if knob in ("max_running_requests", "chunked_prefill_size", "max_prefill_tokens", "cuda_graph_max_bs",
-                    "schedule_conservativeness"):
+                    "schedule_conservativeness", "scheduler_recv_interval"):
             argv += [f"--{knob.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
         elif knob == "enable_mixed_chunk":
             if value:

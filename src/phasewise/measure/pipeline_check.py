@@ -12,12 +12,21 @@ a KV cache, so sub-sequence j attends to those before it. TTFT: stage 0 starts -
 first token (both processes read the same monotonic clock). Decode: the token goes back to stage 0 and
 through both stages again; per-token latency is the mean gap between tokens sampled at stage 1.
 
-The bucket is one chunk (4 KiB) deep: a message smaller than that (a decode step's hidden state at small
-widths) leaves at once after an idle gap. Python sends chunk by chunk, so the rate holds up to a few hundred
-Mbit/s on this kind of machine (1 MiB at 20 / 200 Mbit/s: within 2 % of B/R; at 1000 Mbit/s it took 1.8x).
+A message keeps no credit from the link's idle time (TokenBucket.begin): each 4 KiB chunk leaves once its
+own serialisation time at the link rate has passed, so a message of B bytes takes B/R as on a real link and
+as the simulator charges it, however small (with an idle credit of one chunk a decode step's 2 KB hidden state
+went through at once: an 80 Mbit/s "20 Mbit/s" link). Within a message the bucket is one chunk deep, so a
+sleep that overshoots is made up on the next chunk. Python sends chunk by chunk, so the rate holds up to a few hundred Mbit/s on this kind of machine
+(1 MiB at 20 / 200 Mbit/s: within 2 % of B/R; at 1000 Mbit/s it took 1.8x).
 
 The prediction: the same split in the simulator, two devices of the given (calibrated) hardware joined by
-one link at the throttled rate with the socket's measured one-way latency; nothing is fitted here.
+one link at the throttled rate whose per-message latency is measured on the check's own message path before
+the runs (info's `socket_one_way_latency_s`): unthrottled round trips of a decode step's messages, a hidden state of
+hidden_size fp32 values out (serialised with .numpy().tobytes(), handed to the sender thread, sent, received,
+rebuilt with torch.frombuffer) and an 8-byte token id back, each after both processes idled (as pipeline
+stages wait for each other), half the median round trip. That is a property of the link (syscalls, thread
+hand-off, waking an idle process: ~0.2 ms each way here vs ~30 us back to back), measured, not fitted to
+the runs.
 """
 
 from __future__ import annotations
@@ -43,9 +52,10 @@ SOCKET_TIMEOUT_S = 120.0
 
 
 class TokenBucket:
-    """Bytes leave at `rate_bytes_per_s` on average; the bucket holds at most `depth_bytes` tokens, so a
-    transfer of B bytes after idling takes ~(B - depth) / rate. Kept as the time the bucket was last empty
-    (the generic cell-rate form), so a sleep that overshoots is credited to the next chunk, not lost."""
+    """Bytes leave at `rate_bytes_per_s` on average; the bucket holds at most `depth_bytes` tokens. Kept as the
+    time the bucket was last empty (the generic cell-rate form), so a sleep that overshoots is credited to the
+    next chunk, not lost. `begin()` empties it at the start of a message: a transfer of B bytes takes B / rate
+    (a real link's serialisation time), not (B - depth) / rate after an idle gap."""
 
     def __init__(self, rate_bytes_per_s: float, depth_bytes: int = CHUNK_BYTES) -> None:
         self.rate_bytes_per_s, self.depth_bytes = rate_bytes_per_s, depth_bytes
@@ -60,9 +70,15 @@ class TokenBucket:
             time.sleep(ready_s - now)
         self.empty_s += nbytes / self.rate_bytes_per_s
 
+    def begin(self) -> None:
+        """A message starts: drop the credit the idle link gathered (none is kept across messages)."""
+        self.empty_s = max(self.empty_s, time.perf_counter())
+
 
 def send_throttled(sock: socket.socket, bucket: TokenBucket | None, kind: int, payload: bytes) -> None:
     data = memoryview(HEADER.pack(kind, len(payload)) + payload)
+    if bucket is not None:
+        bucket.begin()
     for start in range(0, len(data), CHUNK_BYTES):
         chunk = data[start:start + CHUNK_BYTES]
         if bucket is not None:
@@ -156,17 +172,21 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> No
                 command, args = control.recv()
                 if command == "stop":
                     break
-                if command == "ping":  # round trips of a small message: the socket's latency
+                if command == "ping":  # unthrottled round trips of a decode step's messages: the link's latency
+                    round_trips, floats, idle_s = args
+                    sender.bucket = None
                     times = []
-                    for _ in range(args):
+                    for _ in range(round_trips):
                         if stage == 0:
+                            time.sleep(idle_s)  # both ends idle, blocked as in a pipeline, before each message
                             start = time.perf_counter()
-                            send_throttled(sock, None, PING, b"x")
+                            sender.send(PING, torch.zeros(1, 1, floats).contiguous().numpy().tobytes())
                             receive(sock)
                             times.append(time.perf_counter() - start)
                         else:
-                            receive(sock)
-                            send_throttled(sock, None, PING, b"x")
+                            _, payload = receive(sock)
+                            torch.frombuffer(payload, dtype=torch.float32)
+                            send_throttled(sock, None, PING, torch.zeros(1, dtype=torch.int64).numpy().tobytes())
                     control.send(("ping", times))
                     continue
                 lengths, decode_steps, rate_bytes_per_s = args
@@ -260,9 +280,15 @@ class TwoStagePipeline:
             raise PhasewiseError(f"pipeline stage {stage}: expected '{what}', got '{kind}'")
         return value
 
-    def one_way_latency_s(self, round_trips: int = 50) -> float:
+    def one_way_latency_s(self, floats: int = 1, round_trips: int = 50, idle_s: float = 0.0) -> float:
+        """Half the median unthrottled round trip of `floats` fp32 values out (as a hidden state goes: serialised,
+        through the sender thread) and an 8-byte token id back (as a sampled token goes), each after `idle_s`
+        with both processes blocked."""
+        if floats < 1 or round_trips < 1 or idle_s < 0:
+            raise PhasewiseError(f"ping: floats ({floats}), round trips ({round_trips}) must be >= 1, idle_s "
+                                 f"({idle_s}) >= 0")
         for control in self.controls:
-            control.send(("ping", round_trips))
+            control.send(("ping", (round_trips, floats, idle_s)))
         times = self._expect(0, "ping")
         self._expect(1, "ping")
         return statistics.median(times) / 2

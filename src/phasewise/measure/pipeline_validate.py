@@ -18,6 +18,12 @@ from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_len
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.topology import chain_topology
 
+# Idle time before each latency round trip: a decode message finds both stages blocked, waiting for each other
+# for a stage's forward (milliseconds). Measured here (2 vCPUs): one-way 33 us back to back, ~100-150 us after
+# 5-10 ms idle, 220-235 us after 20 ms, the same for 4 B, 2 KB and 4 KB payloads (a wake-up cost, not bytes);
+# the per-token transport measured inside the default decode run was ~0.2 ms per message.
+LINK_IDLE_S = 0.02
+
 
 @dataclass(slots=True)
 class PipelinePoint:
@@ -60,7 +66,9 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     say(f"starting two stage processes ({small.total_params / 1e6:.0f}M parameters, split {boundary}+"
         f"{layers - boundary})")
     with TwoStagePipeline(config, boundary) as pipeline:
-        latency_s = pipeline.one_way_latency_s()
+        ping_s = pipeline.one_way_latency_s(1)  # 4 bytes back to back: the bare socket, for reference
+        # a decode step's messages, from idle stages: the link's per-message latency
+        latency_s = pipeline.one_way_latency_s(small.hidden_size, 30, LINK_IDLE_S)
         warm = sub_sequence_lengths(prompt_tokens, max(sub_sequences))
         pipeline.run(warm, min(decode_steps, 2), max(link_mbps))  # warm-up: allocator, first-call paths
         for mbps in link_mbps:
@@ -89,7 +97,8 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     info = {"model": small.name, "params": small.total_params, "layers": layers, "hidden": hidden,
             "split": [boundary, layers - boundary], "hardware": hw.key, "engine": eng.name,
             "prompt_tokens": prompt_tokens, "decode_steps": decode_steps, "repeats": repeats,
-            "socket_one_way_latency_s": latency_s, "measure_wall_s": wall_s,
+            "socket_one_way_latency_s": latency_s, "small_message_one_way_latency_s": ping_s,
+            "measure_wall_s": wall_s,
             "hidden_state_bytes": prompt_tokens * small.hidden_size * 4}
     return points, info
 

@@ -220,7 +220,7 @@ class CostModel:
         + all-gather through peer memory: 2 steps, the ring's bytes) and one-shot (every rank reads the r-1
         peer buffers: 1 step, (r-1) x the bytes), as those kernels pick by message size. PP: one hop."""
         rate = bw * self.eff.link_efficiency * self.engine.collective_efficiency
-        if name == "tp_allreduce":
+        if name.endswith("allreduce"):
             ring = 2 * (ranks - 1) * lat + 2 * (ranks - 1) / ranks * nbytes / rate
             net = ring
             if self.engine.custom_allreduce and ranks <= self.hw.interconnect.gpus_per_node:
@@ -352,6 +352,12 @@ class CostModel:
                             eager))
         ops.extend(self._mlp(T, L, eager, all_tokens))
         ops.extend(self._reductions(T, L, eager, all_tokens))
+        if self.model.qk_norm_across_heads and self.layout.attention_tp > 1:
+            # a QK RMSNorm over every head's elements (MiniMax-M2): each TP rank holds some heads, so the per-token
+            # sums of squares of q and k are all-reduced (FP32, 2 per token) before normalising, once per layer
+            # (vLLM MiniMaxText01RMSNormTP.forward_qk)
+            ops.append(self._collective("qk_norm_allreduce", L, T * 2 * 4, self.layout.attention_tp, self.tp_bw,
+                                        self.tp_lat, eager))
         # Embedding gather on the first stage, final norm + LM head + sampling on the last.
         emb_bytes = T * h * (self.hp_bytes + ab)
         ops.append(self._op("embedding", 1, 0.0, emb_bytes, 0.0, self._memory_s(emb_bytes), eager))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 KERNELS = {
     "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
     "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "tp_allreduce": 1, "embedding": 1,
-    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2,
+    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "qk_norm_allreduce": 1,
 }
 # Latent attention (DeepSeek, Kimi), counted in vLLM's model_executor/models/deepseek_v2.py (DeepseekV2MLAAttention)
 # and v1/attention/backends/mla/common.py (MLACommonImpl): projections = the fused q_a + kv_a down GEMM, the q-latent
@@ -47,6 +47,7 @@ OPERATOR_GROUP = {
     "moe_experts": "dense", "moe_shared": "dense", "lm_head": "dense",
     "elementwise": "elementwise", "embedding": "elementwise",
     "tp_allreduce": "communication", "pp_send_recv": "communication", "moe_all_to_all": "communication",
+    "qk_norm_allreduce": "communication",
 }
 GROUPS = ("attention", "dense", "elementwise", "communication")
 
@@ -69,7 +70,7 @@ class OperatorCost:
     def __post_init__(self) -> None:
         top = max(self.compute_s, self.memory_s, self.dispatch_s)
         self.time_s = top + self.launch_s
-        if self.name in ("tp_allreduce", "pp_send_recv"):
+        if self.name in ("tp_allreduce", "pp_send_recv", "qk_norm_allreduce"):
             self.bound = "network" if self.memory_s >= self.dispatch_s else "dispatch"
         elif top == self.dispatch_s or self.launch_s > top:
             self.bound = "dispatch"

@@ -103,6 +103,7 @@ class InstanceGroup(BaseModel):
     enable_mixed_chunk: bool | None = None  # sglang
     cuda_graph_max_bs: int | None = None  # sglang
     schedule_conservativeness: float | None = None  # sglang
+    scheduler_recv_interval: int | None = None  # sglang
     max_batch_size: int | None = None  # trtllm
     max_num_tokens: int | None = None  # trtllm
 

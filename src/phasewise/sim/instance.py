@@ -29,6 +29,7 @@ from phasewise.sim.kv import KVBlocks
 from phasewise.sim.mapped_energy import MappedEnergy
 from phasewise.sim.metrics import InstanceStats
 from phasewise.sim.pipeline import PipelineGate
+from phasewise.sim.recv_interval import RecvInterval
 from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
@@ -51,7 +52,7 @@ class Instance:
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
                  "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
-                 "controller", "offload", "mapped_energy", "trainer")
+                 "controller", "offload", "mapped_energy", "trainer", "recv")
 
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
@@ -96,6 +97,8 @@ class Instance:
         self.controller = None  # priority pools: the controller consulted at each boundary (sim/priority_pools.py)
         self.offload = None  # attention offload (sim/attention_offload.py), when the deployment has it
         self.trainer = None  # a colocated trainer (sim/online_training.py), when the deployment has one
+        # SGLang --scheduler-recv-interval > 1: arrivals wait for the scheduler's next read (sim/recv_interval.py)
+        self.recv = RecvInterval(engine.recv_interval) if engine.recv_interval > 1 else None
         # an operator mapping: the energy of its iterations on the chip's substrates (sim/mapped_energy.py)
         self.mapped_energy = MappedEnergy(cost) if isinstance(cost, MappedCostModel) else None
         gpus = group.tp * group.pp // engines  # a virtual engine's share of its replica's GPUs (= tp)
@@ -126,12 +129,15 @@ class Instance:
             self.frontend_free_s = start_s + frontend_s
             self.loop.at(self.frontend_free_s, self._reach_scheduler, req)
             return
-        self.waiting.append(req)
-        self.poke()
+        self._reach_scheduler(req)
 
     def _reach_scheduler(self, req: SimRequest) -> None:
         if req.cancelled:  # the client left while its request was in the frontend
             self.outstanding -= req.prompt + req.output
+            return
+        if self.recv is not None and self.busy:  # read at the scheduler's next read point
+            self.recv.inbox.append(req)
+            self._end_run_at_read()
             return
         self.waiting.append(req)
         self.poke()
@@ -148,13 +154,22 @@ class Instance:
             self.busy = True
             self.loop.at(self.loop.now, self._step)
         elif self.decode_run is not None:
-            start, ends, _, base = self.decode_run
-            i = int(ends.searchsorted(self.loop.now, side="left"))  # the iteration in flight
-            if i < len(ends) - 1:
-                self.version += 1
-                self.decode_run = (start, ends[: i + 1], self.version, base)
-                self.planned_steps = self.decode_steps + i
-                self.loop.at(float(ends[i]), self._end_run, self.version)
+            self._cut_run(int(self.decode_run[1].searchsorted(self.loop.now, side="left")))  # the iteration in flight
+
+    def _cut_run(self, i: int) -> None:
+        """End the decode run in flight after its iteration i (if it would run longer)."""
+        start, ends, _, base = self.decode_run
+        if i < len(ends) - 1:
+            self.version += 1
+            self.decode_run = (start, ends[: i + 1], self.version, base)
+            self.planned_steps = self.decode_steps + i
+            self.loop.at(float(ends[i]), self._end_run, self.version)
+
+    def _end_run_at_read(self) -> None:
+        """Requests are held for the scheduler's next read: end the decode run in flight there."""
+        if self.decode_run is not None:
+            i = int(self.decode_run[1].searchsorted(self.loop.now, side="left"))  # the iteration in flight
+            self._cut_run(i + self.recv.steps_to_next_read(self.decode_steps + i + 1) % self.recv.interval)
 
     # --- scheduling ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -163,6 +178,8 @@ class Instance:
             return
         if self.controller is not None:  # priority pools: offload requests predicted to miss their SLOs
             self.controller.on_step(self)
+        if self.recv is not None and self.recv.inbox and self.recv.read_due(self.decode_steps):
+            self.waiting.extend(self.recv.read(self.decode_steps))
         if self.pending_transfers:
             self.cluster.try_transfers(self)
         if self.ready:
@@ -182,6 +199,9 @@ class Instance:
             return self._launch_run()
         if self.waiting and not self.prefilling and self.kv.used == 0:
             self._reject(self.waiting.popleft(), "beyond_kv_capacity")  # larger than the whole KV cache
+            return self._step()
+        if self.recv is not None and self.recv.inbox:  # an idle scheduler reads at once
+            self.waiting.extend(self.recv.read(self.decode_steps))
             return self._step()
         self.busy = False
 
@@ -439,6 +459,8 @@ class Instance:
         if decoded:
             self.decode_end.append(now)
             self._decode_steps_done(1)
+        if self.recv is not None and chunks:  # a forward with prompt tokens: the scheduler reads right after it
+            self.waiting.extend(self.recv.read(self.decode_steps, after_prompt=True))
         for req, take in chunks:
             if req.cancelled:
                 continue
@@ -500,6 +522,8 @@ class Instance:
         self.decode_run = (now, ends, self.version, base)
         self.planned_steps = self.decode_steps + n - 1
         self.loop.at(float(ends[-1]), self._end_run, self.version)
+        if self.recv is not None and self.recv.inbox:
+            self._end_run_at_read()
 
     def _end_run(self, version: int) -> None:
         if version != self.version or self.decode_run is None:

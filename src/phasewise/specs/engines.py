@@ -22,6 +22,7 @@ KNOB_TYPES: dict[str, type] = {
     "max_num_partial_prefills": int, "chunk_size": int, "chunked_prefill_size": int,
     "max_running_requests": int, "max_prefill_tokens": int, "enable_mixed_chunk": bool, "cuda_graph_max_bs": int,
     "schedule_conservativeness": float, "max_batch_size": int, "max_num_tokens": int,
+    "scheduler_recv_interval": int,
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
@@ -45,6 +46,7 @@ class EngineConfig:
     partial_prefills: int  # prompts that may be part-way through prefill at once
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
+    recv_interval: int = 1  # SGLang: new requests reach the scheduler every N decode-only forwards (sim/recv_interval.py)
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
 
@@ -209,7 +211,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                    chunked_prefill=True, prefill_chunk_tokens=chunk, mixed_batches=values["enable_mixed_chunk"],
                    kv_admission="ratio", preemption="retract", partial_prefills=1,
                    new_token_ratio=(min(ratio, 1.0), ratio * table["min_new_token_ratio_factor"],
-                                    int(table["new_token_ratio_decay_steps"])))
+                                    int(table["new_token_ratio_decay_steps"])),
+                   recv_interval=int(values.get("scheduler_recv_interval", 1)))
     else:  # trtllm
         chunked = values.get("enable_chunked_prefill", False)
         cfg = dict(max_seqs=values["max_batch_size"], token_budget=values["max_num_tokens"], chunked_prefill=chunked,

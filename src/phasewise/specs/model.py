@@ -50,6 +50,9 @@ class ModelSpec(BaseModel):
     qk_rope_head_dim: int = Field(default=0, ge=0)
     v_head_dim: int = Field(default=0, ge=0)  # 0: head_dim
     mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction modules (num_nextn_predict_layers)
+    # QK RMSNorm over the whole q and k projections, every head at once (MiniMax-M2: use_qk_norm with
+    # qk_norm_type per_layer), not per head: under attention TP it needs a cross-rank all-reduce per layer
+    qk_norm_across_heads: bool = False
     # the checkpoint's own weight format (its quantization_config), a --precision name; None: unquantized (bf16)
     native_precision: str | None = None
 
@@ -385,6 +388,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         sliding_window=int(window) if window else None,
         sliding_window_layers=windowed_layers if window else None,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
+        qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,
     )
 

@@ -4,7 +4,7 @@
     work = client_workload("sglang-bench", concurrency=64, isl=2048, osl=256)   # a ClosedLoop
     simulate(deployment, work).summary()["steady_state"]
 
-The presets are data (workload/data/clients.yaml, a source per value). All four clients release every
+The presets are data (workload/data/clients.yaml, a source per value). Every client here releases every
 request at t=0 behind a semaphore of C with no jitter, which is `ClosedLoop` with think_s = 0.
 """
 
@@ -20,8 +20,8 @@ from phasewise.errors import PhasewiseError
 from phasewise.workload.generators import ClosedLoop, LengthDist
 
 LENGTHS = ("fixed", "vllm-random", "sglang-random")
-_FIELDS = ("num_prompts", "num_prompts_per_concurrency", "warmup_requests", "warmup_sleep_s",
-           "warmup_output_cap", "lengths", "range_ratio")
+_FIELDS = ("num_prompts", "num_prompts_per_concurrency", "warmup_requests", "warmup_per_concurrency",
+           "warmup_sleep_s", "warmup_output_cap", "lengths", "range_ratio")
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,7 +31,8 @@ class BenchmarkClient:
     name: str
     num_prompts: int  # requests measured: max(num_prompts, num_prompts_per_concurrency x C)
     num_prompts_per_concurrency: int
-    warmup_requests: int  # sent first, not counted
+    warmup_requests: int  # sent first, not counted: max(warmup_requests, warmup_per_concurrency x C)
+    warmup_per_concurrency: int
     warmup_sleep_s: float  # pause after the warm-up, before the measured requests are released
     warmup_output_cap: int | None  # warm-up output tokens = min(first request's, cap)
     lengths: str  # fixed | vllm-random | sglang-random
@@ -42,8 +43,8 @@ class BenchmarkClient:
         where = f"client '{self.name}'"
         if self.num_prompts < 1 or self.num_prompts_per_concurrency < 0:
             raise PhasewiseError(f"{where}: num_prompts must be >= 1 and num_prompts_per_concurrency >= 0")
-        if self.warmup_requests < 0 or not self.warmup_sleep_s >= 0:
-            raise PhasewiseError(f"{where}: warmup_requests and warmup_sleep_s must be >= 0")
+        if self.warmup_requests < 0 or self.warmup_per_concurrency < 0 or not self.warmup_sleep_s >= 0:
+            raise PhasewiseError(f"{where}: warmup_requests, warmup_per_concurrency and warmup_sleep_s must be >= 0")
         if self.lengths not in LENGTHS:
             raise PhasewiseError(f"{where}: lengths '{self.lengths}' is not one of {', '.join(LENGTHS)}")
         if not 0 <= self.range_ratio < 1:
@@ -51,6 +52,9 @@ class BenchmarkClient:
 
     def default_num_prompts(self, concurrency: int) -> int:
         return max(self.num_prompts, self.num_prompts_per_concurrency * concurrency)
+
+    def default_warmup(self, concurrency: int) -> int:
+        return max(self.warmup_requests, self.warmup_per_concurrency * concurrency)
 
     def length_dist(self, mean: float) -> LengthDist:
         """The lengths this client's random/synthetic dataset draws for a nominal length `mean`."""
@@ -110,7 +114,7 @@ def client_workload(client: str | BenchmarkClient, concurrency: int, num_prompts
     if num_prompts is not None and num_prompts < 1:
         raise PhasewiseError(f"--num-prompts must be >= 1 (got {num_prompts})")
     n = c.default_num_prompts(concurrency) if num_prompts is None else num_prompts
-    w = c.warmup_requests if warmup is None else warmup
+    w = c.default_warmup(concurrency) if warmup is None else warmup
     if w < 0:
         raise PhasewiseError(f"--warmup must be >= 0 (got {w})")
     return ClosedLoop(concurrency, n, prompt or c.length_dist(isl), output or c.length_dist(osl),
