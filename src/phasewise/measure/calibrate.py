@@ -4,7 +4,8 @@ profile) in the catalog's own format.
 Measured, then fitted:
   GEMM          x @ W^T over activation rows (1 .. 1024) at the hidden-size shapes transformers use:
                 the peak FLOP/s of the best shape, and the efficiency curve over rows;
-  memory        large copies (bandwidth) and small ones (the size at which half of it is reached);
+  memory        matrix-vector products over weights streamed from memory at row lengths 256 .. 8192: the
+                bandwidth at long rows and the row length at which half of it is reached; large copies;
   attention     scaled_dot_product_attention at prefill shapes (causal, efficiency over query rows)
                 and decode shapes (one query row over a growing KV: bandwidth fraction);
   overheads     a real transformers Llama at tiny width, 1 and 5 layers, one token: time per layer
@@ -29,16 +30,27 @@ DENSE_LAYER_KERNELS = sum(KERNELS[k] for k in ("elementwise", "qkv_proj", "atten
                                                  "mlp_down"))
 
 
-def _fit_half(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Fit y = ymax * x / (x + h) to (x, y) points by a log-space grid search over h; (ymax, h)."""
+def _fit_half(points: list[tuple[float, float]], cap: float = 1.0) -> tuple[float, float]:
+    """Fit y = ymax * x / (x + h) to (x, y) points by a log-space grid search over h (1 .. 2^15 in steps of
+    2^(1/16), and 0); (ymax at most `cap`, h)."""
     best = (math.inf, 1.0, 0.0)
-    for h in [0.0] + [2 ** (k / 4) for k in range(0, 60)]:
+    for h in [0.0] + [2 ** (k / 16) for k in range(0, 241)]:
         shape = [x / (x + h) for x, _ in points]
         ymax = statistics.median(y / s for (_, y), s in zip(points, shape))
         err = sum(math.log(max(ymax * s, 1e-30) / y) ** 2 for (_, y), s in zip(points, shape))
         if err < best[0]:
-            best = (err, min(ymax, 1.0), h)
+            best = (err, min(ymax, cap), h)
     return best[1], best[2]
+
+
+def fit_weight_rows(rates: dict[int, float]) -> tuple[float, float]:
+    """(bandwidth at long rows in bytes/s, weight_row_half_elems) from weight-streaming rates by row length k:
+    rate(k) = bandwidth * k / (k + half)."""
+    if len(rates) < 2:
+        raise PhasewiseError("fitting weight_row_half_elems needs rates at 2 or more row lengths")
+    top = max(rates.values())
+    relative, half = _fit_half([(float(k), r / top) for k, r in rates.items()], cap=math.inf)
+    return relative * top, half
 
 
 def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = None, name: str | None = None,
@@ -86,6 +98,27 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
     curve = [[float(m), round(geo[m] / peak, 4)] for m in rows_grid]
     eff_max, half_rows = _fit_half([(float(m), geo[m] / peak) for m in rows_grid])
 
+    # --- weight streaming by row length -------------------------------------------------------------
+    # Decode streams every weight matrix once per step, row by row (torch stores W of x @ W^T as n x k, k
+    # the reduction dimension). Matrix-vector products over matrices of one size (16 MiB, n x k at each row
+    # length k) cut from a pool far beyond the caches, used round-robin: the rate grows with k as a per-row
+    # start-up cost (prefetchers restart, loop overheads) is spread over longer rows; fitted as
+    # bandwidth x k / (k + weight_row_half_elems) (the cost model's rule, perf/cost.py).
+    row_lengths = (512, 2048, 8192) if quick else (256, 512, 1024, 2048, 4096, 8192)
+    matrix_elems = 16 * 2**20 // esize
+    count = (128 if quick else 256) * 2**20 // esize // matrix_elems
+    buffer = torch.randn(count * matrix_elems, device=dev, dtype=dtype)
+    row_rates: dict[int, float] = {}
+    for k in row_lengths:
+        say(f"weight streaming, rows of {k} elements")
+        n = matrix_elems // k
+        mats = buffer.view(count, n, k)
+        x = torch.randn(1, k, device=dev, dtype=dtype)
+        t = median_time(lambda: [torch.nn.functional.linear(x, mats[i]) for i in range(count)], sync, reps) / count
+        row_rates[k] = n * k * esize / t
+    del buffer
+    bandwidth, row_half = fit_weight_rows(row_rates)
+
     # --- memory -----------------------------------------------------------------------------------
     # up to 512 MiB: far beyond any last-level cache, so the largest copies measure DRAM
     sizes = (1 << 16, 1 << 20, 1 << 24, 1 << 27, 1 << 29) if not quick else (1 << 16, 1 << 20, 1 << 28)
@@ -98,9 +131,8 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
         t = median_time(lambda: b.copy_(a), sync, reps, min_time_s=0.01)
         bws.append((float(size), 2.0 * size / t))  # read + write
     # Streaming weights is what decode does: the bandwidth is that of the matrix-vector products over
-    # weights streamed from memory above (geometric mean over the shapes), bytes read / time; copies
-    # (read + write-allocate) are kept in the measurements.
-    bandwidth = math.exp(statistics.fmean(math.log(r) for r in cold_rates))
+    # weights streamed from memory at long rows (fitted above), bytes read / time; copies (read +
+    # write-allocate) are kept in the measurements.
     mem_eff, mem_half = 1.0, 0.0
 
     # --- attention ----------------------------------------------------------------------------------
@@ -146,7 +178,12 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
                          "pcie_bandwidth_bytes_per_s": float(f"{bandwidth:.4g}"), "gpus_per_node": 1},
         "tdp_w": 0.0,
         "price_per_hour_usd": 0.0,
-        "sources": {"peak_flops": source, "memory": source, "interconnect": "not measured (single device)",
+        "sources": {"peak_flops": source, "memory": source,
+                    "weight_row_half_elems": "fitted with the bandwidth to cold matrix-vector products of 16 MiB "
+                                             "by row length k (elements: GB/s): " + ", ".join(
+                                                 f"{k}: {r / 1e9:.2f}" for k, r in row_rates.items())
+                                             + f" -> {bandwidth / 1e9:.2f} GB/s x k / (k + {row_half:.4g})",
+                    "interconnect": "not measured (single device)",
                     "tdp_w": "not measured", "price_per_hour_usd": "not applicable"},
         "efficiency": {
             "gemm_efficiency_max": round(eff_max, 4),
@@ -154,6 +191,7 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
             "gemm_efficiency_curve": curve,
             "memory_efficiency_max": round(mem_eff, 4),
             "memory_half_bytes": float(f"{mem_half:.4g}"),
+            "weight_row_half_elems": float(f"{row_half:.4g}"),
             "attention_efficiency_max": round(min(att_eff, 1.0), 4),
             "attention_half_tokens": round(att_half, 3),
             "attention_memory_efficiency": round(att_mem_eff, 4),
@@ -175,7 +213,9 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
         engine["eager_launch_s"], entry["efficiency"]["kernel_launch_s"] = float(f"{kernel_launch:.4g}"), 2e-6
     return {"hardware": {key: entry}, "engines": {f"{key}-eager": engine},
             "measurements": {"gemm_flops_by_rows": geo,
-                             "copy_bytes_per_s_by_size": dict(bws), "cold_matvec_bytes_per_s": cold_rates, "prefill_attention_efficiency": dict(pre),
+                             "copy_bytes_per_s_by_size": dict(bws), "cold_matvec_bytes_per_s": cold_rates,
+                             "weight_stream_bytes_per_s_by_row_length": row_rates,
+                             "prefill_attention_efficiency": dict(pre),
                              "decode_attention_bandwidth_fraction": dec, "layer_overhead_s": layer_s,
                              "iteration_overhead_s": iteration_s, "per_sequence_overhead_s": per_seq_s}}
 

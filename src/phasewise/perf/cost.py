@@ -166,13 +166,21 @@ class CostModel:
             return 0.0
         return nbytes / (self._stream_bw * nbytes / (nbytes + self.eff.memory_half_bytes))
 
+    def _row_start_bytes(self, k: float, weight_bytes: float) -> float:
+        """The per-row start-up cost of streaming `weight_bytes` of weight matrices whose contiguous rows hold `k`
+        elements (torch stores W of x @ W^T as n x k), as bytes of streaming: with them the weights stream at
+        k / (k + weight_row_half_elems) of the bandwidth (0 on GPUs: no effect)."""
+        return weight_bytes * self.eff.weight_row_half_elems / k
+
     def _gemm(self, rows: float, k: float, n: float, w_bytes: float, peak: float, dequant: bool,
-              weights: float = 1.0) -> tuple[float, float, float, float]:
-        """FLOPs, bytes, compute_s, memory_s of `rows` x k @ k x n, with `weights` copies of the weight read."""
+              weights: float = 1.0, extra_bytes: float = 0.0) -> tuple[float, float, float, float]:
+        """FLOPs, bytes, compute_s, memory_s of `rows` x k @ k x n, with `weights` copies of the weight read and
+        `extra_bytes` streamed beside it (an LM head's logits)."""
         if rows <= 0:
             return 0.0, 0.0, 0.0, 0.0
         flops = 2.0 * rows * k * n
-        nbytes = weights * k * n * w_bytes + rows * (k + n) * self.a_bytes
+        weight_bytes = weights * k * n * w_bytes
+        nbytes = weight_bytes + rows * (k + n) * self.a_bytes + extra_bytes
         if self._arrays is None:
             eff = self._gemm_efficiency(rows / weights)
         else:
@@ -186,7 +194,7 @@ class CostModel:
             tiles = math.ceil(rows / weights / self.eff.dequant_tile_rows)
             compute += (weights * k * n * tiles * self.quant.dequant_ops_per_weight
                         / self.vector_rate)
-        memory = self._memory_s(nbytes)
+        memory = self._memory_s(nbytes + self._row_start_bytes(k, weight_bytes))
         if dequant:  # the model's own (quantized) weights: their kernels' streaming efficiency
             memory /= self._weight_read_efficiency
         return flops, nbytes, compute, memory
@@ -362,9 +370,10 @@ class CostModel:
         emb_bytes = T * h * (self.hp_bytes + ab)
         ops.append(self._op("embedding", 1, 0.0, emb_bytes, 0.0, self._memory_s(emb_bytes), eager))
         vocab = m.vocab_size / self.layout.attention_tp
-        f, b, c, _ = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False)
-        b += logit_tokens * vocab * 4.0  # fp32 logits written and read by the sampler
-        ops.append(self._op("lm_head", 1, f, b, c, self._memory_s(b), eager))
+        # fp32 logits written and read by the sampler
+        lm_head = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False,
+                             extra_bytes=logit_tokens * vocab * 4.0)
+        ops.append(self._op("lm_head", 1, *lm_head, eager))
         if self.pp > 1:
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
         return ops
@@ -570,7 +579,10 @@ class CostModel:
             # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
             # the top-k combine then reads every expert output and writes one hidden state per token.
             b = b1 + b2 + (assignments + T) * h * self.a_bytes
-            ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b), eager))
+            # the experts' weights: up (rows of h elements) and down (rows of i), at their row lengths' rates
+            up_bytes = active * h * up * i * self.w_bytes
+            row_start = self._row_start_bytes(h, up_bytes) + self._row_start_bytes(i, up_bytes / up)
+            ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b + row_start), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))
             if m.shared_expert_intermediate_size:  # on every attention rank, over its own tokens
                 si = m.shared_expert_intermediate_size / layout.attention_tp

@@ -29,6 +29,9 @@ class Efficiency(BaseModel):
     gemm_efficiency_curve: tuple[tuple[float, float], ...] | None = None
     memory_efficiency_max: float = Field(gt=0, le=1)
     memory_half_bytes: float = Field(ge=0)
+    # a weight matrix whose contiguous rows hold k elements streams at k / (k + weight_row_half_elems) of the
+    # bandwidth (a per-row start-up cost: prefetchers restart, loop overheads); 0 = no effect (GPU tiles hide it)
+    weight_row_half_elems: float = Field(default=0.0, ge=0)
     attention_efficiency_max: float = Field(gt=0, le=1)
     attention_half_tokens: float = Field(ge=0)
     decode_attention_half_rows: float = Field(ge=0)
