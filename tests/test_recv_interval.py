@@ -85,3 +85,24 @@ def test_bad_recv_interval_is_a_one_line_error(engine, knobs, message):
 def test_default_reads_every_iteration():
     assert resolve_engine("sglang", load_hardware("h100-sxm")).recv_interval == 1
     assert resolve_engine("sglang", load_hardware("h100-sxm"), {"scheduler_recv_interval": 30}).recv_interval == 30
+
+
+def test_a_request_cancelled_before_the_scheduler_reads_it_never_runs():
+    from phasewise.sim.events import EventLoop
+    from phasewise.sim.request import SimRequest
+    from phasewise.sim.simulate import build_cluster
+
+    loop = EventLoop()
+    dep = collocated(M, "h100-sxm", engine="sglang", scheduler_recv_interval=30)
+    cluster, instances, _ = build_cluster(dep, loop, 0, live=True)
+    tokens: list[tuple[SimRequest, int]] = []
+    cluster.on_token, cluster.on_done = (lambda req, n, t: tokens.append((req, n))), (lambda req: None)
+    decoder, late = SimRequest(0, 0.0, 512, 400), SimRequest(1, 0.5, 64, 4)
+    cluster.arrive(decoder)
+    loop.run_until(0.5)
+    cluster.arrive(late)  # among decodes: held for the scheduler's next read
+    assert late in instances[0].recv.inbox
+    cluster.cancel(late)
+    assert not instances[0].recv.inbox
+    loop.run_until(10.0)
+    assert all(req is not late for req, _ in tokens) and any(req is decoder for req, _ in tokens)

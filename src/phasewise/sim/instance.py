@@ -567,6 +567,8 @@ class Instance:
         """Remove a cancelled request from this instance, freeing its KV; False if it is not here."""
         if req in self.waiting:
             self.waiting.remove(req)
+        elif self.recv is not None and req in self.recv.inbox:  # sent, not read by the scheduler yet
+            self.recv.inbox.remove(req)
         elif req in self.prefilling:
             self.prefilling.remove(req)
             self.kv.free_blocks(req.kv_blocks, req)
