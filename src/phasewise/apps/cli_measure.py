@@ -39,7 +39,8 @@ def calibrate_cmd(
     eff = entry["efficiency"]
     peak = next(iter(entry["peak_flops"].values()))
     console.print(f"[bold]{key}[/]: peak {peak / 1e9:,.1f} GFLOP/s, bandwidth "
-                  f"{entry['memory_bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s, GEMM efficiency by rows "
+                  f"{entry['memory_bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s (half of it at "
+                  f"{eff.get('weight_row_half_elems', 0.0):,.0f}-element weight rows), GEMM efficiency by rows "
                   + ", ".join(f"{int(r)}:{e:.2f}" for r, e in eff["gemm_efficiency_curve"])
                   + f"; per-kernel dispatch {eff['kernel_launch_s'] * 1e6:.1f} us, per-forward "
                     f"{measurements['iteration_overhead_s'] * 1e3:.2f} ms -> {out}")
