@@ -164,10 +164,18 @@ def main() -> int:
 
     import logging
 
-    from vidur.config import (CacheConfig, ClusterConfig, MetricsConfig, PoissonRequestIntervalGeneratorConfig,
-                              ReplicaConfig, RoundRobinGlobalSchedulerConfig, SimulationConfig,
-                              SyntheticRequestGeneratorConfig, TraceRequestLengthGeneratorConfig,
-                              VllmSchedulerConfig)
+    from vidur.config import (
+        CacheConfig,
+        ClusterConfig,
+        MetricsConfig,
+        PoissonRequestIntervalGeneratorConfig,
+        ReplicaConfig,
+        RoundRobinGlobalSchedulerConfig,
+        SimulationConfig,
+        SyntheticRequestGeneratorConfig,
+        TraceRequestLengthGeneratorConfig,
+        VllmSchedulerConfig,
+    )
     from vidur.metrics.constants import BatchMetricsCountDistribution as BM
     from vidur.metrics.constants import RequestMetricsTimeDistributions as RM
     from vidur.simulator import Simulator
