@@ -3,6 +3,8 @@
     python benchmarks/validate_concurrency.py                   # every covered row, class-default constants
     python benchmarks/validate_concurrency.py --limit 20 --engine vllm
     python benchmarks/validate_concurrency.py --fit --csv out.csv
+    python benchmarks/validate_concurrency.py --constants catalog --fit --fit-only engine:   # engine constants only
+    python benchmarks/validate_concurrency.py --with engine:trtllm.eager_launch_s=3e-5        # try one value
 
 Sources
   ../shared/measured/blackwell_serving.csv (AIConfigurator's measured Blackwell runs): the DENSE
