@@ -187,3 +187,19 @@ def test_scenario_direction_holds_under_overrides(overrides):
 def test_scenario_bad_set_is_an_error():
     with pytest.raises(PhasewiseError):
         get_scenario("adrenaline").run({"rate_factor": "1.0"})
+
+
+def test_preempting_an_offloaded_request_wakes_its_host():
+    """Found by the property test above: an offloaded request preempted on a small prefill host freed its KV there
+    without waking the host, whose waiting prompt then never ran (the run ended with it unfinished)."""
+    from phasewise.sim.deployment import build_deployment
+
+    group = dict(hardware="a100-sxm-80gb", tp=1, engine="vllm", memory_fraction=0.2, max_num_seqs=1024)
+    dep = build_deployment({"model": "meta-llama/Llama-2-7b-hf", "router": "least_outstanding",
+                            "instances": [dict(role="prefill", replicas=2, **group),
+                                          dict(role="decode", replicas=1, **group)],
+                            "attention_offload": {"mode": "fixed", "requests": 1}})
+    prompts, outputs = np.ones(58, dtype=int), np.ones(58, dtype=int)
+    prompts[[2, 3, 19]], outputs[[2, 3, 19]] = (139, 2369, 3000), (519, 513, 554)
+    res = simulate(dep, Workload(np.zeros(58), prompts, outputs), check_invariants=True)
+    assert np.isfinite(res.finish_s).sum() + res.rejected == 58

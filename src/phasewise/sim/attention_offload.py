@@ -365,6 +365,7 @@ class AttentionOffloadController:
         blocks = offload.running.remove(req)
         offload.host.kv.free_blocks(blocks)
         offload.held_blocks -= blocks
+        offload.host.poke()  # freed blocks may admit the host's waiting prompts
         req.kv_blocks = 0
         req.epoch += 1
         req.preemptions += 1
