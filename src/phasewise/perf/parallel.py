@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
+from phasewise.perf.expert_load import busiest_rank_ratio
 from phasewise.specs.model import ModelSpec
 
 
@@ -29,7 +30,8 @@ class ParallelLayout:
     tp: int = 1
     attention_dp: int = 1
     ep: int = 1
-    moe_imbalance: float | None = None  # most-loaded GPU's expert rows over the mean; None: sampling noise only
+    moe_imbalance: float | None = None  # most-loaded GPU's expert rows over the mean; None: as derived below
+    popularity_ratio: float = 1.0  # the busiest EP rank's expected share of the routing over the mean (expert_load.py)
 
     @property
     def attention_tp(self) -> int:
@@ -46,14 +48,16 @@ class ParallelLayout:
 
     def imbalance(self, assignments: float) -> float:
         """Expert rows on the most-loaded GPU over the mean for `assignments` token-expert pairs spread over
-        `ep` GPUs: the given `moe_imbalance`, else the balls-into-bins maximum under uniform routing,
-        1 + sqrt(2 ep ln(ep) / assignments) (Raab and Steger 1998, heavily loaded case): sampling noise alone,
-        a lower bound, since real routing is skewed (EPLB exists to replicate hot experts)."""
+        `ep` GPUs: the given `moe_imbalance`, else the busiest rank's expected popularity r (the model's
+        measured routing skew, expert_load.py; 1 when none is known) with the balls-into-bins sampling noise
+        on its r x assignments / ep expected rows: r (1 + sqrt(2 ep ln(ep) / (r x assignments))) (Raab and
+        Steger 1998, heavily loaded case; with r = 1, uniform routing's noise alone)."""
         if self.ep == 1:
             return 1.0
         if self.moe_imbalance is not None:
             return self.moe_imbalance
-        return 1.0 + math.sqrt(2.0 * self.ep * math.log(self.ep) / max(assignments, 1.0))
+        r = self.popularity_ratio
+        return r * (1.0 + math.sqrt(2.0 * self.ep * math.log(self.ep) / max(r * assignments, 1.0)))
 
 
 def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: int | None = None,
@@ -80,7 +84,10 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
     if moe_imbalance is not None and moe_imbalance < 1:
         raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: >= 1 "
                              f"(got {moe_imbalance})")
-    return ParallelLayout(tp=tp, attention_dp=attention_dp, ep=ep, moe_imbalance=moe_imbalance)
+    skew = model.expert_top20_share
+    ratio = busiest_rank_ratio(model.num_experts, ep, skew) if skew and ep > 1 else 1.0
+    return ParallelLayout(tp=tp, attention_dp=attention_dp, ep=ep, moe_imbalance=moe_imbalance,
+                          popularity_ratio=ratio)
 
 
 def _divisors(n: int) -> list[int]:

@@ -53,6 +53,9 @@ class ModelSpec(BaseModel):
     # QK RMSNorm over the whole q and k projections, every head at once (MiniMax-M2: use_qk_norm with
     # qk_norm_type per_layer), not per head: under attention TP it needs a cross-rank all-reduce per layer
     qk_norm_across_heads: bool = False
+    # measured routing skew: the share of routed tokens the busiest 20 % of experts take (0.2 = uniform); None:
+    # not measured (perf/expert_load.py turns it into the busiest expert-parallel GPU's load)
+    expert_top20_share: float | None = Field(default=None, ge=0.2, lt=1)
     # the checkpoint's own weight format (its quantization_config), a --precision name; None: unquantized (bf16)
     native_precision: str | None = None
 
@@ -487,6 +490,8 @@ def load_model(name_or_path: str) -> ModelSpec:
         raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
     entry = packaged("models.yaml")["models"][key]
     spec = from_hf_config(key, entry["config"])
+    if entry.get("routing_skew"):  # a measured property of the trained router, not a config.json field
+        spec = spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
     requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
     native = requantized.get(name_or_path.lower())
     return spec.model_copy(update={"native_precision": native}) if native else spec

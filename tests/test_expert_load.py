@@ -1,0 +1,52 @@
+"""Measured routing skew -> the busiest expert-parallel GPU's load (perf/expert_load.py, ParallelLayout)."""
+
+import math
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from phasewise.perf.expert_load import busiest_rank_ratio, zipf_popularity
+from phasewise.perf.parallel import parallel_layout
+from phasewise.specs import load_model
+
+
+@pytest.mark.parametrize("experts, share", [(256, 0.35), (128, 0.65), (64, 0.5)])
+def test_zipf_popularity_gives_the_top_20_percent_their_measured_share(experts, share):
+    p = zipf_popularity(experts, share)
+    assert p.sum() == pytest.approx(1.0) and np.all(np.diff(p) <= 0)
+    assert p[:round(0.2 * experts)].sum() == pytest.approx(share, abs=1e-9)
+
+
+def test_busiest_rank_ratio_grows_with_skew_and_with_ep_and_is_one_when_even():
+    assert busiest_rank_ratio(256, 8, 0.2) == 1.0 and busiest_rank_ratio(256, 1, 0.5) == 1.0
+    by_ep = [busiest_rank_ratio(256, ep, 0.35) for ep in (2, 4, 8, 16, 32)]
+    assert all(1.0 < a < b for a, b in zip(by_ep, by_ep[1:]))
+    assert busiest_rank_ratio(128, 8, 0.65) > busiest_rank_ratio(128, 8, 0.35) > 1.0
+    assert busiest_rank_ratio(256, 8, 0.35) == busiest_rank_ratio.__wrapped__(256, 8, 0.35)  # fixed seed
+
+
+def test_deepseek_ep_layouts_carry_its_measured_skew_and_the_flag_still_overrides():
+    deepseek = load_model("deepseek-ai/DeepSeek-R1")
+    assert deepseek.expert_top20_share == 0.35
+    layout = parallel_layout(deepseek, 8, ep=8, attention_dp=8)
+    r = layout.popularity_ratio
+    assert 1.1 < r < 1.2
+    rows = 8 * 1024
+    assert layout.imbalance(rows) == pytest.approx(r * (1 + math.sqrt(2 * 8 * math.log(8) / (r * rows))))
+    assert parallel_layout(deepseek, 8, ep=8, attention_dp=8, moe_imbalance=1.05).imbalance(rows) == 1.05
+    assert parallel_layout(deepseek, 8).imbalance(rows) == 1.0  # no EP: every GPU holds every expert
+
+
+def test_a_model_without_a_measurement_keeps_uniform_routings_noise():
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    assert gpt_oss.expert_top20_share is None
+    layout = parallel_layout(gpt_oss, 4, ep=4)
+    assert layout.popularity_ratio == 1.0
+    assert layout.imbalance(512) == pytest.approx(1 + math.sqrt(2 * 4 * math.log(4) / 512))
+
+
+def test_an_impossible_skew_is_refused():
+    with pytest.raises(ValidationError):
+        load_model("deepseek-ai/DeepSeek-R1").model_validate({**load_model("deepseek-ai/DeepSeek-R1").model_dump(),
+                                                              "expert_top20_share": 0.1})
