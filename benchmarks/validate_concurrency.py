@@ -611,17 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-concurrency", type=int, default=None, help="only rows with concurrency <= this")
     ap.add_argument("--rounds", type=int, default=10, help="CSV rows: requests per row = rounds x concurrency")
     ap.add_argument("--warmup-rounds", type=int, default=2, help="CSV rows: warm-up requests = this x concurrency")
-    ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
-    ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
-    ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
-                    "these (comma-separated, e.g. engine: or eager_launch_s); default: every one")
-    ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
-    ap.add_argument("--fit-sweeps", type=int, default=2)
-    ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
+    add_constant_options(ap)
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
-    ap.add_argument("--with", dest="with_", action="append", default=None, metavar="KEY.FIELD=VALUE",
-                    help="a candidate constant on top of --constants (repeatable), e.g. engine:sglang.eager_launch_s=3e-5")
     args = ap.parse_args(argv)
 
     if not CSV_PATH.exists() and args.source != "public":
@@ -679,17 +671,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def add_constant_options(ap: argparse.ArgumentParser) -> None:
+    """The options run_cases() reads: the constants, candidate values on top of them, and the fit."""
+    ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
+    ap.add_argument("--with", dest="with_", action="append", default=None, metavar="KEY.FIELD=VALUE",
+                    help="a candidate constant on top of --constants (repeatable), e.g. engine:sglang.eager_launch_s=3e-5")
+    ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
+    ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
+                    "these (comma-separated, e.g. engine: or eager_launch_s); default: every one")
+    ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
+    ap.add_argument("--fit-sweeps", type=int, default=2)
+    ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
+
+
 def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
     """Every case with the --constants, and with --fit the fitted constants too: (results, fitted results,
     fitted constants, wall seconds)."""
     t0 = time.perf_counter()
     pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
     try:
-        results = evaluate(cases, with_overrides({"base": args.constants}, getattr(args, "with_", None)), pool)
+        results = evaluate(cases, with_overrides({"base": args.constants}, args.with_), pool)
         fitted = fitted_consts = None
         if args.fit:
             fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None,
-                                tuple(x for x in (getattr(args, "fit_only", "") or "").split(",") if x))
+                                tuple(x for x in args.fit_only.split(",") if x))
             fitted = evaluate(cases, fitted_consts, pool)
     finally:
         if pool is not None:

@@ -512,22 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-c", type=int, default=1024, help="rows at this concurrency or more simulate "
                     "--large-c-rounds x C requests (bounds the run: they hold ~87%% of the decode tokens)")
     ap.add_argument("--large-c-rounds", type=int, default=2, help="requests per large-C row = this x concurrency")
-    ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
+    vc.add_constant_options(ap)
     ap.add_argument("--reading", choices=("aic", "inferencex"), default="aic",
                     help="how the rows were deployed and measured: aic = AIConfigurator's generator and genai-perf "
                          "(fixed lengths); inferencex = SemiAnalysis InferenceX's scripts and client (lengths "
                          "uniform in [0.8 L, L], SGLang's scheduler-recv-interval)")
-    ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
-    ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
-                    "these (comma-separated, e.g. engine: or eager_launch_s); default: every one")
-    ap.add_argument("--fit-evals", type=int, default=10)
-    ap.add_argument("--fit-sweeps", type=int, default=2)
-    ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
     ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
-    ap.add_argument("--with", dest="with_", action="append", default=None, metavar="KEY.FIELD=VALUE",
-                    help="a candidate constant on top of --constants (repeatable), e.g. engine:sglang.eager_launch_s=3e-5")
     args = ap.parse_args(argv)
 
     if not CSV_PATH.exists():
