@@ -154,7 +154,11 @@ class Instance:
             self.busy = True
             self.loop.at(self.loop.now, self._step)
         elif self.decode_run is not None:
-            self._cut_run(int(self.decode_run[1].searchsorted(self.loop.now, side="left")))  # the iteration in flight
+            self._cut_run(self._iteration_in_flight())
+
+    def _iteration_in_flight(self) -> int:
+        """Index, within the decode run in flight, of the iteration running now."""
+        return int(self.decode_run[1].searchsorted(self.loop.now, side="left"))
 
     def _cut_run(self, i: int) -> None:
         """End the decode run in flight after its iteration i (if it would run longer)."""
@@ -168,7 +172,7 @@ class Instance:
     def _end_run_at_read(self) -> None:
         """Requests are held for the scheduler's next read: end the decode run in flight there."""
         if self.decode_run is not None:
-            i = int(self.decode_run[1].searchsorted(self.loop.now, side="left"))  # the iteration in flight
+            i = self._iteration_in_flight()
             self._cut_run(i + self.recv.steps_to_next_read(self.decode_steps + i + 1) % self.recv.interval)
 
     # --- scheduling ----------------------------------------------------------------------------
