@@ -285,6 +285,8 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
               **knob_values(engine, max_seqs=case["max_batch"]))
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
         kw.update(knob_values(engine, token_budget=case["max_batch"] + case["isl"] + AIC_BUDGET_MARGIN))
+        if engine == "trtllm":  # and its trtllm.rule's CUDA graphs: padded, up to the worker's max_bs
+            kw.update(cuda_graph_padding_enabled=True, cuda_graph_max_batch_size=case["max_batch"])
     elif engine == "trtllm" and case["isl"] + case["max_batch"] > 8192:
         # chunking off: max_num_tokens must hold a whole prompt next to the running decodes
         kw.update(knob_values(engine, token_budget=case["isl"] + case["max_batch"]))

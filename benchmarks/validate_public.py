@@ -45,23 +45,34 @@ COLUMNS = ("class-default", "fitted", "roofline")
 class FitGroup:
     """Constants fitted together, on the fit runs among the points they cover; `keys` all receive the values."""
 
-    section: str  # "hardware" (efficiency.yaml) or "engine" (engines.yaml)
+    # "hardware" (efficiency.yaml: kernel constants), "host" (efficiency.yaml: the platform's host_speed) or
+    # "engine" (engines.yaml)
+    section: str
     keys: tuple[str, ...]
     params: tuple[str, ...]
+    on_hardware: tuple[str, ...] = ()  # engine: only its runs on these platforms (empty: all)
+    on_engine: str = ""  # host: the engine whose runs on these platforms set their host speed
 
     def covers(self, p: dict[str, Any]) -> bool:
         if self.section == "hardware":  # kernel constants from the engine-free operator profiles only
             return p["kind"] == "linear_ms_per_layer" and p["hardware"] in self.keys
-        return p.get("engine") in self.keys
+        if self.section == "host":
+            return p.get("engine") == self.on_engine and p["hardware"] in self.keys
+        return p.get("engine") in self.keys and (not self.on_hardware or p["hardware"] in self.on_hardware)
 
 
 # One set of GEMM/bandwidth constants for both NVIDIA GPUs (Vidur's profiles reach the same fractions of peak on
 # both: 71-76 % of tensor peak, 73-86 % of HBM), from the kernel profiles; then each engine's host costs from its
 # whole-iteration latencies with those kernels. vllm-2023's slowness is modelled as host dispatch and unfused
 # elementwise traffic, not as slower GEMMs: its compute_efficiency and collective_efficiency stay at 1.
+# vllm-2023's host costs are fitted on its H100 runs (Azure ND H100 v5, Xeon Platinum 8480C hosts), then the A100
+# platform's host speed relative to them on its A100 runs (NDm A100 v4, EPYC 7V12 hosts): an eager engine's
+# batch-1 decode is host-bound, so the host CPU, not the GPU, sets it.
 FIT_GROUPS: tuple[FitGroup, ...] = (
     FitGroup("hardware", ("h100-sxm", "a100-sxm-80gb"), ("gemm_efficiency_max", "gemm_half_rows", "memory_efficiency_max")),
-    FitGroup("engine", ("vllm-2023",), ("per_sequence_overhead_s", "eager_launch_s", "elementwise_passes")),
+    FitGroup("engine", ("vllm-2023",), ("per_sequence_overhead_s", "eager_launch_s", "elementwise_passes"),
+             on_hardware=("h100-sxm",)),
+    FitGroup("host", ("a100-sxm-80gb",), ("host_speed",), on_engine="vllm-2023"),
     FitGroup("engine", ("trtllm-0.5",), ("iteration_overhead_s", "eager_launch_s")),
 )
 BOUNDS = {"gemm_efficiency_max": (0.0, 1.0), "memory_efficiency_max": (0.0, 1.0), "elementwise_passes": (1.0, math.inf)}
@@ -123,6 +134,7 @@ def cost_model(p: dict[str, Any], overrides: dict, mode: str) -> CostModel:
     elif mode == "defaults":
         base = {k: v for k, v in packaged("efficiency.yaml")["defaults"][hw.kind].items() if k != "sources"}
         base.update(overrides.get(("hardware", hw.key), {}))
+        base.update(overrides.get(("host", hw.key), {}))
         hw = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=base)})
         engine = class_default_engine(engine.name).model_copy(update=overrides.get(("engine", engine.name), {}))
     elif mode != "catalog":
@@ -176,6 +188,8 @@ def log_error(p: dict[str, Any], overrides: dict) -> float:
 
 def start_values(group: FitGroup) -> dict[str, float]:
     key = group.keys[0]
+    if group.section == "host":
+        return {"host_speed": 1.0}
     if group.section == "hardware":
         src = packaged("efficiency.yaml")["defaults"][load_hardware(key).kind]
     else:
@@ -306,13 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {g.section} {'+'.join(g.keys)}: {', '.join(g.params)} on {len(runs)} runs ({', '.join(runs)})")
     if fitted:
         print("\nvalues to paste (efficiency.yaml `hardware:` entries, engines.yaml `engines:` entries):")
+        paste: dict[str, dict[str, float]] = {}  # a platform's kernel constants and host speed under one key
         for g in FIT_GROUPS:
             if g in fitted.used:
                 values = fitted.overrides[(g.section, g.keys[0])]
                 for key in g.keys:
-                    print(f"  {key}:")
-                    for k in g.params:
-                        print(f"    {k}: {yaml_number(values[k])}")
+                    paste.setdefault(key, {}).update({k: values[k] for k in g.params})
+        for key, values in paste.items():
+            print(f"  {key}:")
+            for k, v in values.items():
+                print(f"    {k}: {yaml_number(v)}")
     return 0
 
 

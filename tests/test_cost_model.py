@@ -145,6 +145,48 @@ def test_operator_time_is_max_of_roofs_plus_launch():
         assert op.time_s == pytest.approx(max(op.compute_s, op.memory_s, op.dispatch_s) + op.launch_s)
 
 
+def test_eager_launches_overlap_the_stage_device_time():
+    """Eager, the host launches a stage's kernels asynchronously, ahead of the device: the layers take the larger of
+    their device time and the host's dispatch of all their kernels, not the sum of per-operator maxima."""
+    cm = cost(load_model("meta-llama/Llama-3.1-8B"), engine="vllm-2023")
+    engine = load_engine("vllm-2023")
+    # per layer: 4 elementwise + qkv + 2 attention + o_proj + gate_up + down = 10 kernels; 32 layers, TP 1
+    host_s = 32 * 10 * engine.eager_launch_s
+    for shape in (BatchShape.uniform(1, 1, 10), BatchShape.uniform(8, 4096, 0)):
+        assert cm.eager(shape)
+        it = cm.iteration(shape)
+        layer_ops = [op for op in it.operators if op.host_overlapped]
+        assert {op.name for op in layer_ops} == {"elementwise", "qkv_proj", "attention", "o_proj", "mlp_gate_up",
+                                                 "mlp_down"}
+        device_s = sum(max(op.compute_s, op.memory_s) + op.launch_s for op in layer_ops)
+        assert sum(op.dispatch_s for op in layer_ops) == pytest.approx(host_s, rel=1e-12)
+        by_name = ops(it)
+        assert by_name["eager_dispatch"].time_s == pytest.approx(max(0.0, host_s - device_s), rel=1e-12)
+        once_s = by_name["embedding"].time_s + by_name["lm_head"].time_s
+        assert it.latency_s == pytest.approx(max(device_s, host_s) + once_s + it.host_s, rel=1e-12)
+        assert cm.fast(shape)[0] == pytest.approx(it.latency_s, rel=1e-12)
+        per_operator_s = sum(max(op.compute_s, op.memory_s, op.dispatch_s) + op.launch_s for op in layer_ops)
+        assert max(device_s, host_s) <= per_operator_s * (1 + 1e-12)
+        if host_s > device_s:  # the old per-operator rule charged the host's and the device's time both
+            assert max(device_s, host_s) < per_operator_s
+    decode, prefill = (cm.iteration(BatchShape.uniform(1, 1, 10)), cm.iteration(BatchShape.uniform(8, 4096, 0)))
+    assert decode.bound == "dispatch" and ops(decode)["eager_dispatch"].time_s > 0  # batch 1: host-bound
+    assert ops(prefill)["eager_dispatch"].time_s == 0  # 32k tokens: the device is the slower of the two
+
+
+def test_host_costs_divide_by_the_platform_host_speed():
+    hw = load_hardware("a100-sxm-80gb")
+    assert hw.efficiency.host_speed < 1  # fitted: Zen 2 hosts of the A100 platform (efficiency.yaml)
+    reference = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update={"host_speed": 1.0})})
+    model, quant, engine = load_model("meta-llama/Llama-3.1-8B"), load_quant("bf16"), load_engine("vllm-2023")
+    shape = BatchShape.uniform(1, 1, 10)  # host-bound eager decode
+    slow, fast = (CostModel(model, h, quant, engine).iteration(shape) for h in (hw, reference))
+    assert slow.host_s == pytest.approx(fast.host_s / hw.efficiency.host_speed, rel=1e-12)
+    assert ops(slow)["elementwise"].dispatch_s == pytest.approx(
+        ops(fast)["elementwise"].dispatch_s / hw.efficiency.host_speed, rel=1e-12)
+    assert slow.latency_s > fast.latency_s
+
+
 def test_engine_overhead_is_dispatch():
     ideal = cost(engine="ideal").iteration(BatchShape.uniform(1, 1, 10))
     old = cost(engine="vllm-2023").iteration(BatchShape.uniform(1, 1, 10))
@@ -255,7 +297,9 @@ def test_decode_stage_series_matches_fast_iteration_by_iteration():
 # tests/data/cost_model_reference.json holds iteration(), fast(), decode_series() and decode_series_linear()
 # on a seeded sample of models x hardware x precisions x engines x (tp, pp), with the specs they were
 # computed from (so catalog edits do not move them), recorded by `python tests/test_cost_model.py --record`
-# with the cost model of commit 1656420, before attention, fast path and decode series shared one formula.
+# with the cost model of commit 1656420, before attention, fast path and decode series shared one formula, and
+# re-recorded when eager host launches came to overlap a stage's device time (max of the two sums, not per
+# operator) and host costs to divide by the platform's host_speed.
 # Refactors must reproduce them to 1e-12; a deliberate change of the model re-records them.
 REFERENCE = Path(__file__).parent / "data" / "cost_model_reference.json"
 REF_MODELS = {"tiny": TINY, "tiny-moe": TINY_MOE, "tiny-mix": TINY_MIX}

@@ -156,6 +156,30 @@ def test_cuda_graphs_pad_in_vllm_and_run_eagerly_between_sizes_in_trtllm():
     assert trtllm.graph_launch(decode(256)) == (True, 256)  # above 128
 
 
+def test_trtllm_cuda_graph_config_sets_the_captured_batches():
+    """cuda_graph_config {max_batch_size, enable_padding}, with the batch sizes TensorRT-LLM's CudaGraphConfig
+    generates from them (llm_args.py _generate_cuda_graph_batch_sizes)."""
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_model, load_quant
+    from phasewise.specs.engines import trtllm_graph_sizes
+
+    assert trtllm_graph_sizes(128, False) == (*range(1, 32), 32, 64, 128)  # the default, as the preset has it
+    assert trtllm_graph_sizes(1024, True) == (1, 2, 4, *range(8, 129, 8), 256, 512, 1024)
+    assert trtllm_graph_sizes(300, False)[-4:] == (64, 128, 256, 300)
+    assert trtllm_graph_sizes(20, True) == (1, 2, 4, 8, 16, 20)
+    hw = load_hardware("h100-sxm")
+    config = resolve_engine("trtllm", hw, {"cuda_graph_max_batch_size": 512, "cuda_graph_padding_enabled": True})
+    assert config.profile.cuda_graph_padding and config.profile.cuda_graph_sizes[-1] == 512
+    trtllm = CostModel(load_model(M), hw, load_quant("bf16"), config.profile)
+    assert trtllm.graph_launch(BatchShape.uniform(40, 1, 1000)) == (False, 40)  # captured
+    assert trtllm.graph_launch(BatchShape.uniform(300, 1, 1000)) == (False, 512)  # padded up to 512
+    assert trtllm.graph_launch(BatchShape.uniform(600, 1, 1000)) == (True, 600)  # above the largest: eager
+    only_max = resolve_engine("trtllm", hw, {"cuda_graph_max_batch_size": 256}).profile
+    assert not only_max.cuda_graph_padding and only_max.cuda_graph_sizes[-3:] == (64, 128, 256)
+    with pytest.raises(PhasewiseError, match="--cuda-graph-max-batch-size is not a knob of vllm"):
+        resolve_engine("vllm", hw, {"cuda_graph_max_batch_size": 256})
+
+
 def test_overlap_scheduling_hides_host_work_behind_the_device():
     from phasewise.perf import BatchShape, CostModel
     from phasewise.specs import load_engine, load_model, load_quant

@@ -146,7 +146,8 @@ DEPLOYMENTS = {
                                                              {"role": "decode", "tp": 2, "replicas": 1}]},
 }
 ENGINE_KNOBS = {"vllm": {}, "sglang": {"max_running_requests": 128, "chunked_prefill_size": 4096},
-                "trtllm": {"max_batch_size": 128, "max_num_tokens": 4096, "enable_chunked_prefill": True}}
+                "trtllm": {"max_batch_size": 128, "max_num_tokens": 4096, "enable_chunked_prefill": True,
+                           "cuda_graph_max_batch_size": 64, "cuda_graph_padding_enabled": True}}
 PREFIX = {"vllm": ["vllm", "serve"], "sglang": ["python", "-m", "sglang.launch_server"], "trtllm": ["trtllm-serve"]}
 
 
@@ -176,6 +177,8 @@ def test_launch_commands_parse_against_published_flags(engine, case):
         assert len(cmd.env["CUDA_VISIBLE_DEVICES"].split(",")) == g.tp and set(cmd.env) <= set(flags["env"])
     if engine == "trtllm":  # the LLM-API options and the disaggregated server config use the published keys
         api = flags["llm_api_options"]
+        options = [yaml.safe_load(text) for name, text in files.items() if name != "disagg.yaml"]
+        assert all(o["cuda_graph_config"] == {"max_batch_size": 64, "enable_padding": True} for o in options)
         for name, text in files.items():
             options = yaml.safe_load(text)
             keys = flags["disaggregated"]["keys"] if name == "disagg.yaml" else api

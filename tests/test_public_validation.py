@@ -78,7 +78,7 @@ def test_refit_reproduces_the_shipped_constants(vp, fitted):
     for group in vp.FIT_GROUPS:
         for key in group.keys:
             values = fitted.overrides[(group.section, key)]
-            shipped = (load_hardware(key).efficiency if group.section == "hardware" else load_engine(key)).model_dump()
+            shipped = (load_engine(key) if group.section == "engine" else load_hardware(key).efficiency).model_dump()
             for name in group.params:
                 assert values[name] == pytest.approx(shipped[name], rel=0.01), (key, name)
             if group.section == "engine":  # what is not fitted is the class default the fit started from
@@ -102,10 +102,10 @@ def test_fit_cli_prints_the_shipped_values(vp, capsys):
     assert set(pasted) == {key for group in vp.FIT_GROUPS for key in group.keys}
     for group in vp.FIT_GROUPS:
         for key in group.keys:
-            shipped = (load_hardware(key).efficiency if group.section == "hardware" else load_engine(key)).model_dump()
-            assert set(pasted[key]) == set(group.params)
-            for name, value in pasted[key].items():
-                assert value == pytest.approx(shipped[name], rel=1e-3), (key, name)
+            shipped = (load_engine(key) if group.section == "engine" else load_hardware(key).efficiency).model_dump()
+            assert set(group.params) <= set(pasted[key])
+            for name in group.params:
+                assert pasted[key][name] == pytest.approx(shipped[name], rel=1e-3), (key, name)
 
 
 def test_held_out_errors(vp):

@@ -160,6 +160,9 @@ KNOWN_GAPS = {
     ("odb-dllm", "ODB-dLLM vs Fast-dLLM, end to end"): "2.43x vs 2.6-6.3x: at batch 1 with a 1000-token 5-shot "
         "prompt in every refresh, ODB's 64 block steps (12.8 ms each, hf-eager) are 64 % of its time; jump-share's "
         "assumed acceptance (1 extra token a step) cuts them 1.33x (A100: 2.76x; device time only: 2.66x)",
+    ("ascendra", "goodput vs Sarathi"): "1.72 vs 1.2-1.7 on the default arrival seed (seeds 1-3: 1.58-1.67): the "
+        "A100 platform's slower host (host_speed 0.70, fitted on Splitwise's A100 runs) costs Sarathi's 512-token "
+        "chunks, many iterations per prompt, more than Ascendra's pools (1.64 at host_speed 1)",
     ("alchemist", "peak training memory (offload vs recompute)"): "0.67 vs <= 0.53: full fine-tuning's grads and "
         "AdamW state (26 GiB per GPU at TP4) stay resident; offloading frees only the activations (15.6 -> 2.0 GiB "
         "for 8192-token batches of ShareGPT prompts; the paper's batch sizes are not accessible)",

@@ -88,6 +88,11 @@ RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new req
                                                            "steps (a prefill step or idleness reads at once)")]
 MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
 MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
+CudaGraphMaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: largest decode batch with a CUDA graph "
+                                                              "(cuda_graph_config.max_batch_size; default 128)")]
+CudaGraphPadding = Annotated[Optional[bool], typer.Option(
+    "--cuda-graph-padding-enabled/--no-cuda-graph-padding-enabled",
+    help="trtllm: pad a decode batch up to the next captured size (cuda_graph_config.enable_padding)")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
 SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]

@@ -236,6 +236,10 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
             argv += [f"--{knob}", str(value)]
         elif knob == "enable_chunked_prefill":
             options["enable_chunked_prefill"] = value
+        elif knob == "cuda_graph_max_batch_size":
+            options.setdefault("cuda_graph_config", {})["max_batch_size"] = value
+        elif knob == "cuda_graph_padding_enabled":
+            options.setdefault("cuda_graph_config", {})["enable_padding"] = value
         else:
             notes.append(f"{knob} {value}: no TensorRT-LLM argument")
     if dep.speculative is not None:

@@ -1,9 +1,13 @@
 """Time of one forward iteration, operator by operator.
 
-Each operator costs  max(compute, memory, eager dispatch) + device launch,  where
+Each operator costs  max(compute, memory) + device launch,  where
   compute = FLOPs / (peak of its dtype x efficiency that grows with the rows it multiplies),
-  memory  = bytes / (bandwidth x efficiency that grows with the transfer size),
-  dispatch = host-side launch time of its kernels when the engine runs them eagerly.
+  memory  = bytes / (bandwidth x efficiency that grows with the transfer size).
+When the engine runs an iteration eagerly (no captured CUDA graph) the host launches each kernel
+(dispatch = kernels x the engine's eager_launch_s), asynchronously: it runs ahead of the device, which
+waits only when the host falls behind, so a stage's layers take  max(their device time, the host's
+dispatch of all their kernels)  (the excess is the EAGER_DISPATCH operator). The embedding and LM head,
+once per iteration, keep max(compute, memory, dispatch) + launch each.
 Collectives (TP all-reduce, PP send/recv) cost latency + bytes over the link. The iteration adds
 the engine's host overhead (scheduler, input preparation, sampling) per iteration and per sequence.
 Every constant comes from HardwareSpec.efficiency or EngineProfile; see specs/data/*.yaml.
@@ -25,10 +29,10 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.operators import KERNELS, IterationCost, OperatorCost, kernel_counts
+from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.quant_kernels import gemm_compute_s
-from phasewise.perf.stages import IterationParts, Pipeline, stage_inputs
+from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
 from phasewise.perf.tiling import array_utilization
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
@@ -50,7 +54,8 @@ class DecodeLine(NamedTuple):
     """A pure-decode batch whose contexts grow, in fast()'s arithmetic with only its attention pairs and KV
     tokens varying:  attention_s = max(pairs x s_per_pair, kv_tokens x s_per_kv_token + fixed_s, dispatch_s)
     (one layer), latency_s = attention_s x latency_per_attention_s + latency_offset_s, stage_s likewise,
-    FLOPs = flops + pairs x flops_per_pair, bytes = bytes + kv_tokens x bytes_per_kv_token."""
+    FLOPs = flops + pairs x flops_per_pair, bytes = bytes + kv_tokens x bytes_per_kv_token. dispatch_s is the
+    eager host floor as one layer's attention time (the layers take at least their kernels' dispatch)."""
 
     s_per_pair: float
     s_per_kv_token: float
@@ -127,15 +132,16 @@ class CostModel:
                                        memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
                                        latent=self._latent_attention() if m.latent_attention else None,
                                        ranks=layout.attention_dp)
-        # the attention operator over a stage's layers (_op's rule): a dispatch floor per layer when eager,
-        # and the launches of all its kernels
+        # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
+        # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0)
-        self._attention_dispatch_s = kernels["attention"] * engine.eager_launch_s
+        self._eager_launch_s = engine.eager_launch_s / eff.host_speed  # host costs on this platform's CPU
+        self._attention_dispatch_s = kernels["attention"] * self._eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
         # _op's per-call dispatch (eager) and launch times of each operator's kernels
-        self._op_dispatch_s = {name: k * engine.eager_launch_s for name, k in kernels.items()}
+        self._op_dispatch_s = {name: k * self._eager_launch_s for name, k in kernels.items()}
         self._op_launch_s = {name: k * eff.kernel_launch_s for name, k in kernels.items()}
         # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: decode_line by batch
         self._cache: dict[tuple, tuple] = {}
@@ -216,10 +222,20 @@ class CostModel:
 
     def _op(self, name: str, count: int, flops: float, nbytes: float, compute: float, memory: float,
             eager: bool, extra_s: float = 0.0) -> OperatorCost:
-        """Scale one layer's cost by `count`; `extra_s` is a fixed cost per call added to launch."""
+        """Scale one layer's cost by `count`; `extra_s` is a fixed cost per call added to launch. Eager, a
+        layer operator's dispatch overlaps the stage's device time (_eager_dispatch())."""
         dispatch = self._op_dispatch_s[name] if eager else 0.0  # k kernels x eager launch
         return OperatorCost(name, count, flops * count, nbytes * count, compute * count, memory * count,
-                            dispatch * count, (self._op_launch_s[name] + extra_s) * count)
+                            dispatch * count, (self._op_launch_s[name] + extra_s) * count,
+                            host_overlapped=eager and name not in NOT_PER_LAYER)
+
+    def _eager_dispatch(self, operators: list[OperatorCost]) -> OperatorCost:
+        """EAGER_DISPATCH: the host's launches of a stage's layers beyond their device time, so that the
+        layers take max(device time, host dispatch) (module doc)."""
+        device_s = sum(op.time_s for op in operators if op.host_overlapped)
+        dispatch_s = sum(op.dispatch_s for op in operators if op.host_overlapped)
+        return OperatorCost(EAGER_DISPATCH, self.layers_per_stage, 0.0, 0.0, 0.0, 0.0,
+                            max(0.0, dispatch_s - device_s), 0.0)
 
     def _collective(self, name: str, count: int, nbytes: float, ranks: int, bw: float, lat: float,
                     eager: bool) -> OperatorCost:
@@ -279,6 +295,8 @@ class CostModel:
         eager, gemm_tokens = self.graph_launch(shape)
         ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager)
         ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), eager))
+        if eager:
+            ops.append(self._eager_dispatch(ops))
         latency_s, stage_s = self.pipeline.times(*stage_inputs(ops))
         host_s = self.host_s(shape)
         return IterationCost(self._with_host(latency_s, host_s), self._with_host(stage_s, host_s), host_s, ops)
@@ -294,27 +312,30 @@ class CostModel:
         """(latency_s, stage_s, flops, bytes) of iteration(shape), without building the breakdown:
         everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
         eager, gemm_tokens = self.graph_launch(shape)
-        layers_s, embedding_s, lm_head_s, send_s, flops, nbytes = self._static(gemm_tokens, shape.logit_tokens,
-                                                                               eager)
+        layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
+            gemm_tokens, shape.logit_tokens, eager)
         attention_flops, attention_bytes, compute_s, memory_s = self._attention_layer(shape)
         layers = self.layers_per_stage
-        dispatch_s = self._attention_dispatch_s if eager else 0.0
-        layers_s += layers * max(compute_s, memory_s, dispatch_s) + self._attention_launch_s  # _op's rule
+        layers_s += layers * max(compute_s, memory_s) + self._attention_launch_s  # _op's rule
+        if eager:  # _eager_dispatch's rule
+            layers_s = max(layers_s, dispatch_s + layers * self._attention_dispatch_s)
         latency_s, stage_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
         host_s = self.host_s(shape)
         return (self._with_host(latency_s, host_s), self._with_host(stage_s, host_s),
                 flops + layers * attention_flops, nbytes + layers * attention_bytes)
 
     def _static(self, tokens: int, logit_tokens: int, eager: bool) -> tuple:
-        """Cached by (tokens, logit tokens, eager): (time of a stage's layers without attention, embedding,
-        LM head, PP send/recv, FLOPs, bytes) of every operator but attention."""
+        """Cached by (tokens, logit tokens, eager): (device time of a stage's layers without attention,
+        embedding, LM head, PP send/recv, FLOPs, bytes, the host dispatch of those layers' kernels when eager)
+        of every operator but attention."""
         key = (tokens, logit_tokens, eager)
         static = self._cache.get(key)
         if static is None:
             if tokens <= 0:
                 raise ValueError("an iteration needs at least one token")
             ops = self._other_ops(tokens, logit_tokens, eager)
-            static = (*stage_inputs(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops))
+            static = (*stage_inputs(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops),
+                      sum(op.dispatch_s for op in ops if op.host_overlapped))
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[key] = static
@@ -332,7 +353,8 @@ class CostModel:
 
     def host_s(self, shape: BatchShape) -> float:
         """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling)."""
-        return self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
+        return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
+                ) / self.eff.host_speed
 
     def _other_ops(self, T: int, logit_tokens: int, eager: bool) -> list[OperatorCost]:
         """Every operator of the iteration except attention (which depends on the batch's contexts)."""
@@ -396,9 +418,14 @@ class CostModel:
         if line is None:
             shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, logit_tokens=logit_tokens)
             eager, gemm_tokens = self.graph_launch(shape)
-            layers_s, embedding_s, lm_head_s, send_s, flops, nbytes = self._static(gemm_tokens,
-                                                                                   shape.logit_tokens, eager)
+            layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
+                gemm_tokens, shape.logit_tokens, eager)
             layers_s += self._attention_launch_s
+            layers = self.layers_per_stage
+            # eager (_eager_dispatch): the layers take at least the host's dispatch of their kernels, i.e. one
+            # layer's attention at least this much
+            attention_floor_s = (max(0.0, (dispatch_s + layers * self._attention_dispatch_s - layers_s) / layers)
+                                 if eager else 0.0)
             latency0_s, stage0_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
             latency1_s, stage1_s = self.pipeline.times(layers_s + self.layers_per_stage * PROBE_S, embedding_s,
                                                        lm_head_s, send_s)
@@ -407,10 +434,9 @@ class CostModel:
             if overlapped_host_s:
                 host_s = 0.0  # applied as a floor after the line (max, not sum)
             per_pair, per_kv_token, fixed = self.attention.decode_linear(shape.decode_seqs, shape.decode_tokens)
-            layers = self.layers_per_stage
             line = DecodeLine(
                 s_per_pair=per_pair[2], s_per_kv_token=per_kv_token[3], fixed_s=fixed[3],
-                dispatch_s=self._attention_dispatch_s if eager else 0.0,
+                dispatch_s=attention_floor_s,
                 latency_per_attention_s=(latency1_s - latency0_s) / PROBE_S, latency_offset_s=latency0_s + host_s,
                 stage_per_attention_s=(stage1_s - stage0_s) / PROBE_S, stage_offset_s=stage0_s + host_s,
                 flops_per_pair=layers * per_pair[0], flops=flops + layers * fixed[0],

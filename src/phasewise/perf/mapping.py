@@ -24,6 +24,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, OperatorCost
+from phasewise.perf.operators import EAGER_DISPATCH
 from phasewise.specs.mappings import Mapping, resolve_mapping
 from phasewise.specs.substrates import ComputeInDram, ComputeInMemory, DigitalUnit, Substrate
 
@@ -168,6 +169,8 @@ class MappedCost:
         placement = self.placement[phase]
         rows = []
         for op in cost.operators:
+            if op.name == EAGER_DISPATCH:  # host launch time: substrates are priced by their own compute and memory
+                continue
             op_class = OPERATOR_CLASS.get(op.name)
             if op_class is None:
                 raise PhasewiseError(f"operator '{op.name}' has no operator class an operator mapping places")

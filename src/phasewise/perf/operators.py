@@ -1,7 +1,10 @@
 """The operators of one forward iteration: their kernels, their group, and what each one costs.
 
 Each operator costs  max(compute, memory, eager dispatch) + device launch  (OperatorCost); an
-iteration is the list of them plus the engine's host overhead (IterationCost).
+iteration is the list of them plus the engine's host overhead (IterationCost). In an eager iteration
+the host launches a stage's kernels asynchronously, ahead of the device, so its layers' operators
+carry their dispatch apart (host_overlapped: they cost max(compute, memory) + launch) and one
+EAGER_DISPATCH operator carries what the host's launches add beyond the device time (CostModel).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ KERNELS = {
     "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "tp_allreduce": 1, "embedding": 1,
     "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "qk_norm_allreduce": 1,
 }
+# The host time of an eager stage's kernel launches beyond its device time: the device waits for them
+EAGER_DISPATCH = "eager_dispatch"
 # Latent attention (DeepSeek, Kimi), counted in vLLM's model_executor/models/deepseek_v2.py (DeepseekV2MLAAttention)
 # and v1/attention/backends/mla/common.py (MLACommonImpl): projections = the fused q_a + kv_a down GEMM, the q-latent
 # and kv-latent RMSNorms and the q_b up GEMM (4); attention = the latent cache write (concat_and_cache_mla), the
@@ -48,8 +53,9 @@ OPERATOR_GROUP = {
     "elementwise": "elementwise", "embedding": "elementwise",
     "tp_allreduce": "communication", "pp_send_recv": "communication", "moe_all_to_all": "communication",
     "qk_norm_allreduce": "communication",
+    EAGER_DISPATCH: "host",
 }
-GROUPS = ("attention", "dense", "elementwise", "communication")
+GROUPS = ("attention", "dense", "elementwise", "communication", "host")
 
 
 @dataclass(slots=True)
@@ -64,15 +70,18 @@ class OperatorCost:
     memory_s: float
     dispatch_s: float
     launch_s: float
+    # its dispatch overlaps the device time of the stage's other operators: counted in EAGER_DISPATCH instead
+    host_overlapped: bool = False
     time_s: float = field(init=False)
     bound: str = field(init=False)
 
     def __post_init__(self) -> None:
-        top = max(self.compute_s, self.memory_s, self.dispatch_s)
+        top = max(self.compute_s, self.memory_s, 0.0 if self.host_overlapped else self.dispatch_s)
         self.time_s = top + self.launch_s
+        host_bound = not self.host_overlapped and top == self.dispatch_s
         if self.name in ("tp_allreduce", "pp_send_recv", "qk_norm_allreduce"):
-            self.bound = "network" if self.memory_s >= self.dispatch_s else "dispatch"
-        elif top == self.dispatch_s or self.launch_s > top:
+            self.bound = "dispatch" if host_bound and self.dispatch_s > self.memory_s else "network"
+        elif host_bound or self.launch_s > top:
             self.bound = "dispatch"
         else:
             self.bound = "compute" if self.compute_s >= self.memory_s else "memory"
@@ -101,6 +110,9 @@ class IterationCost:
     def bound(self) -> str:
         """The roof that accounts for most of the iteration's time."""
         by: dict[str, float] = {"dispatch": self.host_s}
+        # eager and host-bound: the host's launches set the layers' whole time, their device time runs under them
+        host_bound = any(op.name == EAGER_DISPATCH and op.time_s > 0 for op in self.operators)
         for op in self.operators:
-            by[op.bound] = by.get(op.bound, 0.0) + op.time_s
+            bound = "dispatch" if host_bound and op.host_overlapped else op.bound
+            by[bound] = by.get(bound, 0.0) + op.time_s
         return max(by, key=by.__getitem__)

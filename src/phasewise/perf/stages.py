@@ -35,10 +35,11 @@ class StageParts:
     dense_s: float  # GEMMs: qkv/o projections, MLP or MoE experts, router; the LM head on the last stage
     elementwise_s: float  # norms, RoPE, activation; the embedding gather on the first stage
     communication_s: float  # TP all-reduces of its layers, and the PP activation transfer charged to it
+    host_launch_s: float = 0.0  # eager: the host's kernel launches beyond the device time (EAGER_DISPATCH)
 
     @property
     def time_s(self) -> float:
-        return self.attention_s + self.dense_s + self.elementwise_s + self.communication_s
+        return self.attention_s + self.dense_s + self.elementwise_s + self.communication_s + self.host_launch_s
 
 
 @dataclass(slots=True)
@@ -73,6 +74,10 @@ class IterationParts:
     @property
     def elementwise_s(self) -> float:
         return sum(stage.elementwise_s for stage in self.stages)
+
+    @property
+    def host_launch_s(self) -> float:
+        return sum(stage.host_launch_s for stage in self.stages)
 
     @property
     def communication_s(self) -> float:
@@ -126,6 +131,7 @@ class Pipeline:
                 dense_s=share * layers_s["dense"] + (lm_head_s if index == last else 0.0),
                 elementwise_s=share * layers_s["elementwise"] + (embedding_s if index == 0 else 0.0),
                 communication_s=share * layers_s["communication"] + (hop_s if pays_hop else 0.0),
+                host_launch_s=share * layers_s["host"],
             ))
         return IterationParts(tuple(stages), host_s, host_overlapped)
 

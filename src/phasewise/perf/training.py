@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel
-from phasewise.perf.operators import FIXED_OPERATORS, OPERATOR_GROUP, OperatorCost
+from phasewise.perf.operators import EAGER_DISPATCH, FIXED_OPERATORS, OPERATOR_GROUP, OperatorCost
 from phasewise.specs.model import ModelSpec
 
 TRAIN_METHODS = ("full", "lora")
@@ -167,14 +167,14 @@ def _scaled(op: OperatorCost, flops: float, nbytes: float) -> OperatorCost:
     """`op`'s backward: compute (and FLOPs) x `flops`, memory traffic x `nbytes`, kernels x the larger."""
     kernels = max(flops, nbytes)
     return OperatorCost(op.name, op.count, op.flops * flops, op.bytes * nbytes, op.compute_s * flops,
-                        op.memory_s * nbytes, op.dispatch_s * kernels, op.launch_s * kernels)
+                        op.memory_s * nbytes, op.dispatch_s * kernels, op.launch_s * kernels, op.host_overlapped)
 
 
 def _gemm_op(cm: CostModel, name: str, count: int, rows: float, k: float, n: float, eager: bool) -> OperatorCost:
     flops, nbytes, compute_s, memory_s = cm.gemm(rows, k, n)
-    dispatch = cm.engine.eager_launch_s if eager else 0.0
+    dispatch = cm.engine.eager_launch_s / cm.eff.host_speed if eager else 0.0
     return OperatorCost(name, count, flops * count, nbytes * count, compute_s * count, memory_s * count,
-                        dispatch * count, cm.eff.kernel_launch_s * count)
+                        dispatch * count, cm.eff.kernel_launch_s * count, host_overlapped=eager)
 
 
 def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, method: str = "full",
@@ -213,7 +213,12 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
     layer_forward_s, head_s, embedding_s = 0.0, loss_forward_s, 0.0
     layer_backward_s, head_backward_s, embedding_backward_s = 0.0, loss_backward_s, 0.0
     gemm = GEMM_BACKWARD[method]
+    # eager: the layers' kernels are launched asynchronously, so each pass over them takes max(device time, host
+    # dispatch) (cost.py's rule; the layer operators' time_s is their device time)
+    forward_dispatch_s = backward_dispatch_s = 0.0
     for op in iteration.operators:
+        if op.name == EAGER_DISPATCH:  # recomputed below with the backward's and the adapters' launches
+            continue
         group = OPERATOR_GROUP[op.name]
         if op.name == "embedding":
             embedding_s += op.time_s
@@ -238,12 +243,19 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
         else:
             layer_forward_s += op.time_s
             layer_backward_s += back.time_s
+            forward_dispatch_s += op.dispatch_s
+            backward_dispatch_s += back.dispatch_s
     if method == "lora":  # the adapters: x A then (x A) B per target, forward; dX and dW of each, backward
         for n in _lora_outputs(m, cm.heads, cm.kv_heads):
             for op in (_gemm_op(cm, "lora_a", L, tokens, m.hidden_size, lora_rank, eager),
                        _gemm_op(cm, "lora_b", L, tokens, lora_rank, n, eager)):
+                back = _scaled(op, 2.0, 2.0)
                 layer_forward_s += op.time_s
-                layer_backward_s += _scaled(op, 2.0, 2.0).time_s
+                layer_backward_s += back.time_s
+                forward_dispatch_s += op.dispatch_s
+                backward_dispatch_s += back.dispatch_s
+    layer_forward_s = max(layer_forward_s, forward_dispatch_s)
+    layer_backward_s = max(layer_backward_s, backward_dispatch_s)
     host_s = iteration.host_s
 
     # memory: what the backward needs, and what is resident at once

@@ -106,6 +106,8 @@ class InstanceGroup(BaseModel):
     scheduler_recv_interval: int | None = None  # sglang
     max_batch_size: int | None = None  # trtllm
     max_num_tokens: int | None = None  # trtllm
+    cuda_graph_max_batch_size: int | None = None  # trtllm (1.x: cuda_graph_config.max_batch_size)
+    cuda_graph_padding_enabled: bool | None = None  # trtllm (1.x: cuda_graph_config.enable_padding)
 
     @property
     def knobs(self) -> dict[str, object]:

@@ -7,6 +7,7 @@ quantities the simulator's schedulers read (token budget, sequence cap, chunking
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +23,7 @@ KNOB_TYPES: dict[str, type] = {
     "max_num_partial_prefills": int, "chunk_size": int, "chunked_prefill_size": int,
     "max_running_requests": int, "max_prefill_tokens": int, "enable_mixed_chunk": bool, "cuda_graph_max_bs": int,
     "schedule_conservativeness": float, "max_batch_size": int, "max_num_tokens": int,
-    "scheduler_recv_interval": int,
+    "scheduler_recv_interval": int, "cuda_graph_max_batch_size": int, "cuda_graph_padding_enabled": bool,
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
@@ -116,6 +117,20 @@ def graph_sizes(spec: list) -> tuple[int, ...]:
         else:
             sizes.append(int(item))
     return tuple(sorted(set(sizes)))
+
+
+def trtllm_graph_sizes(max_batch_size: int, padding: bool) -> tuple[int, ...]:
+    """The decode batch sizes TensorRT-LLM 1.x captures CUDA graphs for from cuda_graph_config's max_batch_size and
+    enable_padding (flat in the 0.2x LLM API: cuda_graph_max_batch_size, cuda_graph_padding_enabled), as
+    llmapi/llm_args.py CudaGraphConfig._generate_cuda_graph_batch_sizes forms them: with padding 1, 2, 4 and the
+    multiples of 8 to 128, without it 1-31, 32, 64, 128; then the powers of two from 256 below max_batch_size,
+    those up to it, and max_batch_size itself."""
+    sizes = [1, 2, 4, *range(8, 129, 8)] if padding else [*range(1, 32), 32, 64, 128]
+    sizes += [2 ** e for e in range(8, math.ceil(math.log2(max_batch_size)))] if max_batch_size > 1 else []
+    sizes = sorted(size for size in set(sizes) if size <= max_batch_size)
+    if not sizes or sizes[-1] != max_batch_size:
+        sizes.append(max_batch_size)
+    return tuple(sizes)
 
 
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
@@ -214,6 +229,10 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                                     int(table["new_token_ratio_decay_steps"])),
                    recv_interval=int(values.get("scheduler_recv_interval", 1)))
     else:  # trtllm
+        if "cuda_graph_max_batch_size" in values or "cuda_graph_padding_enabled" in values:
+            padding = bool(values.get("cuda_graph_padding_enabled", graphs.get("cuda_graph_padding", False)))
+            graphs["cuda_graph_sizes"] = trtllm_graph_sizes(values.get("cuda_graph_max_batch_size", 128), padding)
+            graphs["cuda_graph_padding"] = padding
         chunked = values.get("enable_chunked_prefill", False)
         cfg = dict(max_seqs=values["max_batch_size"], token_budget=values["max_num_tokens"], chunked_prefill=chunked,
                    prefill_chunk_tokens=values["max_num_tokens"], mixed_batches=True, kv_admission="reserve",

@@ -42,6 +42,9 @@ class Efficiency(BaseModel):
     # QServe's W4A8 main loop) reach on this chip; 1 where that is the native tensor-core instruction
     sync_mma_efficiency: float = Field(default=1.0, gt=0, le=1)
     kernel_launch_s: float = Field(ge=0)
+    # single-thread speed of the platform's host CPU relative to the host the engines' host costs (eager launches,
+    # scheduler and per-sequence work: engines.yaml) were measured on; those costs divide by it
+    host_speed: float = Field(default=1.0, gt=0)
     # per weight dtype: how much of memory_efficiency_max the GEMMs streaming weights of that dtype reach
     # (block-scaled FP4 kernels at decode batch sizes reach less than FP8/BF16 ones); absent = 1
     weight_read_efficiency: dict[str, float] = Field(default_factory=dict)
