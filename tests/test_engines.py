@@ -180,6 +180,34 @@ def test_trtllm_cuda_graph_config_sets_the_captured_batches():
         resolve_engine("vllm", hw, {"cuda_graph_max_batch_size": 256})
 
 
+def test_sglang_piecewise_cuda_graphs_replay_prefill_batches_with_eager_attention():
+    """--enable-piecewise-cuda-graph: a batch with prompt tokens up to --piecewise-cuda-graph-max-tokens replays
+    graphs captured at SGLang's token counts (padded up); its attention still launches eagerly between them."""
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_model, load_quant
+    from phasewise.specs.engines import sglang_piecewise_tokens
+
+    sizes = sglang_piecewise_tokens(4096)
+    assert sizes[:9] == (4, 8, 12, 16, 20, 24, 28, 32, 48) and sizes[-2:] == (3968, 4096)
+    assert sglang_piecewise_tokens(8192)[-3:] == (7680, 7936, 8192)
+    hw = load_hardware("h100-sxm")
+    model, quant = load_model(M), load_quant("bf16")
+    eager = CostModel(model, hw, quant, resolve_engine("sglang", hw).profile)
+    piecewise = CostModel(model, hw, quant, resolve_engine("sglang", hw, {"enable_piecewise_cuda_graph": True}).profile)
+    prompt = BatchShape.uniform(1, 1000, 0)
+    assert eager.graph_launch(prompt) == (True, 1000)
+    assert piecewise.graph_launch(prompt) == (False, 1024)  # padded to the next captured size
+    assert piecewise.graph_launch(BatchShape.uniform(1, 5000, 0)) == (True, 5000)  # above 4096: eager
+    ops = {o.name: o for o in piecewise.iteration(prompt).operators}
+    assert ops["attention"].host_overlapped and ops["attention"].dispatch_s > 0
+    assert not ops["qkv_proj"].host_overlapped and ops["qkv_proj"].dispatch_s == 0
+    short = BatchShape.uniform(1, 64, 0)  # host-bound when eager
+    assert piecewise.iteration(short).latency_s < eager.iteration(short).latency_s
+    assert piecewise.fast(short)[0] == pytest.approx(piecewise.iteration(short).latency_s, rel=1e-12)
+    with pytest.raises(PhasewiseError, match="needs --enable-piecewise-cuda-graph"):
+        resolve_engine("sglang", hw, {"piecewise_cuda_graph_max_tokens": 8192})
+
+
 def test_overlap_scheduling_hides_host_work_behind_the_device():
     from phasewise.perf import BatchShape, CostModel
     from phasewise.specs import load_engine, load_model, load_quant

@@ -86,6 +86,11 @@ CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest dec
 Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
 RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new requests are read every N decode-only "
                                                            "steps (a prefill step or idleness reads at once)")]
+PiecewiseCudaGraph = Annotated[Optional[bool], typer.Option(
+    "--enable-piecewise-cuda-graph/--no-enable-piecewise-cuda-graph",
+    help="sglang: replay piecewise CUDA graphs for prefill batches (attention still eager)")]
+PiecewiseMaxTokens = Annotated[Optional[int], typer.Option(help="sglang: largest prefill batch (tokens) with a "
+                                                           "piecewise CUDA graph (default 4096)")]
 MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
 MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
 CudaGraphMaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: largest decode batch with a CUDA graph "

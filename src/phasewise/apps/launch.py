@@ -181,11 +181,11 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         argv += ["--kv-cache-dtype", kv]
     for knob, value in g.knobs.items():
         if knob in ("max_running_requests", "chunked_prefill_size", "max_prefill_tokens", "cuda_graph_max_bs",
-                    "schedule_conservativeness", "scheduler_recv_interval"):
+                    "schedule_conservativeness", "scheduler_recv_interval", "piecewise_cuda_graph_max_tokens"):
             argv += [f"--{knob.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
-        elif knob == "enable_mixed_chunk":
+        elif knob in ("enable_mixed_chunk", "enable_piecewise_cuda_graph"):
             if value:
-                argv.append("--enable-mixed-chunk")
+                argv.append(f"--{knob.replace('_', '-')}")
         else:
             notes.append(f"{knob} {value}: no SGLang argument")
     argv += ["--mem-fraction-static", f"{g.memory_fraction:g}", "--page-size", str(g.block_size)]

@@ -231,8 +231,9 @@ class CostModel:
 
     def _eager_dispatch(self, operators: list[OperatorCost]) -> OperatorCost:
         """EAGER_DISPATCH: the host's launches of a stage's layers beyond their device time, so that the
-        layers take max(device time, host dispatch) (module doc)."""
-        device_s = sum(op.time_s for op in operators if op.host_overlapped)
+        layers take max(device time, host dispatch) (module doc): the device time of all of them (graph-replayed
+        pieces too), the dispatch of the kernels launched eagerly."""
+        device_s = sum(op.time_s for op in operators if op.name not in NOT_PER_LAYER)
         dispatch_s = sum(op.dispatch_s for op in operators if op.host_overlapped)
         return OperatorCost(EAGER_DISPATCH, self.layers_per_stage, 0.0, 0.0, 0.0, 0.0,
                             max(0.0, dispatch_s - device_s), 0.0)
@@ -263,8 +264,18 @@ class CostModel:
         """Whether the iteration runs eagerly (no captured CUDA graph), and the tokens its GEMMs process:
         a graph replays at a captured size, so a batch between sizes pads up to the next one (its padded
         rows cost GEMM work, not attention). Decode-only graphs are captured by batch size; vLLM V1's
-        piecewise graphs by token count, mixed batches included (EngineProfile.cuda_graph_mixed)."""
+        piecewise graphs by token count, mixed batches included (EngineProfile.cuda_graph_mixed); SGLang's
+        piecewise graphs for batches with prefill tokens by token count (piecewise_graph_tokens). A batch
+        with prefill tokens that replays graphs still launches its attention eagerly between the pieces
+        (iteration())."""
         engine, tokens = self.engine, shape.tokens
+        if engine.cuda_graphs and shape.prefill_tokens > 0 and engine.piecewise_graph_tokens \
+                and not engine.cuda_graph_mixed:
+            sizes = engine.piecewise_graph_tokens
+            size = math.ceil(tokens / self.attention_dp)  # each attention rank replays its share
+            if size > sizes[-1]:
+                return True, tokens
+            return False, tokens + (sizes[bisect.bisect_left(sizes, size)] - size) * self.attention_dp
         if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
             return True, tokens
         size = tokens if engine.cuda_graph_mixed else shape.seqs
@@ -293,9 +304,10 @@ class CostModel:
         if shape.tokens <= 0:
             raise ValueError("an iteration needs at least one token")
         eager, gemm_tokens = self.graph_launch(shape)
+        attention_eager = eager or shape.prefill_tokens > 0  # piecewise graphs: attention between the pieces
         ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager)
-        ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), eager))
-        if eager:
+        ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), attention_eager))
+        if attention_eager:
             ops.append(self._eager_dispatch(ops))
         latency_s, stage_s = self.pipeline.times(*stage_inputs(ops))
         host_s = self.host_s(shape)
@@ -317,7 +329,7 @@ class CostModel:
         attention_flops, attention_bytes, compute_s, memory_s = self._attention_layer(shape)
         layers = self.layers_per_stage
         layers_s += layers * max(compute_s, memory_s) + self._attention_launch_s  # _op's rule
-        if eager:  # _eager_dispatch's rule
+        if eager or shape.prefill_tokens > 0:  # _eager_dispatch's rule (iteration()'s attention_eager)
             layers_s = max(layers_s, dispatch_s + layers * self._attention_dispatch_s)
         latency_s, stage_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
         host_s = self.host_s(shape)

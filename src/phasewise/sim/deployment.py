@@ -104,6 +104,8 @@ class InstanceGroup(BaseModel):
     cuda_graph_max_bs: int | None = None  # sglang
     schedule_conservativeness: float | None = None  # sglang
     scheduler_recv_interval: int | None = None  # sglang
+    enable_piecewise_cuda_graph: bool | None = None  # sglang
+    piecewise_cuda_graph_max_tokens: int | None = None  # sglang
     max_batch_size: int | None = None  # trtllm
     max_num_tokens: int | None = None  # trtllm
     cuda_graph_max_batch_size: int | None = None  # trtllm (1.x: cuda_graph_config.max_batch_size)

@@ -24,6 +24,7 @@ KNOB_TYPES: dict[str, type] = {
     "max_running_requests": int, "max_prefill_tokens": int, "enable_mixed_chunk": bool, "cuda_graph_max_bs": int,
     "schedule_conservativeness": float, "max_batch_size": int, "max_num_tokens": int,
     "scheduler_recv_interval": int, "cuda_graph_max_batch_size": int, "cuda_graph_padding_enabled": bool,
+    "enable_piecewise_cuda_graph": bool, "piecewise_cuda_graph_max_tokens": int,
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
@@ -133,6 +134,15 @@ def trtllm_graph_sizes(max_batch_size: int, padding: bool) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def sglang_piecewise_tokens(max_tokens: int) -> tuple[int, ...]:
+    """The token counts SGLang 0.5 captures piecewise CUDA graphs at for batches with prefill tokens
+    (--enable-piecewise-cuda-graph; srt/server_args.py _generate_piecewise_cuda_graph_tokens): 4-32 by 4,
+    48-256 by 16, 288-512 by 32, 640-4096 by 128, then by 256 up to --piecewise-cuda-graph-max-tokens."""
+    sizes = [*range(4, 33, 4), *range(48, 257, 16), *range(288, 513, 32), *range(640, 4097, 128),
+             *range(4352, max_tokens + 1, 256)]
+    return tuple(size for size in sizes if size <= max_tokens) or (max_tokens,)
+
+
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs."""
@@ -173,6 +183,9 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             raise PhasewiseError(f"--{knob.replace('_', '-')}={value} is not possible on {name}@{version}: {fixed['fixed']}")
     values = {k: _pick(table[k], hw, entry_point) for k in allowed if k in table}
     values.update(knobs)
+    if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
+        raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
+                             "--enable-piecewise-cuda-graph")
     sched = entry["scheduler"]
     config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens)
     if bare:
@@ -221,6 +234,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
             kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL
             running = max(1, min(kv // 2, SGLANG_REQUEST_POOL))
         graphs["cuda_graph_sizes"] = tuple(range(1, values["cuda_graph_max_bs"] + 1))
+        if values.get("enable_piecewise_cuda_graph"):
+            graphs["piecewise_graph_tokens"] = sglang_piecewise_tokens(values["piecewise_cuda_graph_max_tokens"])
         ratio = values["schedule_conservativeness"] * table["init_new_token_ratio"]
         cfg = dict(max_seqs=running, token_budget=max(values["max_prefill_tokens"], chunk),
                    chunked_prefill=True, prefill_chunk_tokens=chunk, mixed_batches=values["enable_mixed_chunk"],

@@ -135,6 +135,9 @@ class EngineProfile(BaseModel):
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = True
     cuda_graph_mixed: bool = False  # graphs also cover batches with prefill tokens, by token count (vLLM V1)
+    # token counts of the piecewise CUDA graphs an engine captures for batches with prefill tokens, beside its decode
+    # graphs (SGLang --enable-piecewise-cuda-graph): such a batch up to the largest replays them, padded up
+    piecewise_graph_tokens: tuple[int, ...] = ()
     overlap_scheduling: bool = False  # host work of step n+1 overlaps the device time of step n
     custom_allreduce: bool = False  # one-shot / two-shot all-reduce kernels inside an NVLink domain
     # The API server in front of the scheduler handles one request at a time (HTTP, validation,
