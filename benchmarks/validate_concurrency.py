@@ -277,7 +277,7 @@ _STATE: dict[str, Any] = {"applied": None}
 def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     """The engine-preset API's arguments: the preset brings the scheduler and its defaults; the row adds
     its client, request count, warm-up and the sequence cap (batch_size) in the engine's own knob name."""
-    from phasewise.specs.engines import knob_values
+    from phasewise.specs.engines import graph_knobs, knob_values
 
     engine = case["engine"] if case["engine"] in ENGINES else "vllm"
     kw = dict(engine=engine, num_prompts=case["requests"], warmup=case["warmup"],
@@ -285,8 +285,7 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
               **knob_values(engine, max_seqs=case["max_batch"]))
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
         kw.update(knob_values(engine, token_budget=case["max_batch"] + case["isl"] + AIC_BUDGET_MARGIN))
-        if engine == "trtllm":  # and its trtllm.rule's CUDA graphs: padded, up to the worker's max_bs
-            kw.update(cuda_graph_padding_enabled=True, cuda_graph_max_batch_size=case["max_batch"])
+        kw.update(graph_knobs(engine, case["max_batch"]))  # and its trtllm.rule's CUDA graphs: padded, to max_bs
     elif engine == "trtllm" and case["isl"] + case["max_batch"] > 8192:
         # chunking off: max_num_tokens must hold a whole prompt next to the running decodes
         kw.update(knob_values(engine, token_budget=case["isl"] + case["max_batch"]))

@@ -270,7 +270,7 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
     """Collocated rows' knobs as InferenceX's fixed-seq-len scripts pass them (benchmarks/single_node/fixed_seq_len/
     *.sh, commit 8eec0d4 and earlier); a knob a script does not pass keeps the engine's default (the row's
     sequence cap is kept where the script passes none, as the client never exceeds it)."""
-    from phasewise.specs.engines import knob_values
+    from phasewise.specs.engines import graph_knobs, knob_values
 
     dp = lay.attention_dp
     if engine == "sglang":
@@ -284,7 +284,7 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
             return dict(max_num_seqs=cap)
         return dict(max_num_batched_tokens=dp * max(2 * isl, cap), max_num_seqs=max(1024, cap))  # minimaxm2.5: 2 x ISL
     # both TRT-LLM scripts: cuda_graph_config {enable_padding: true, max_batch_size: CONC} (per attention-DP rank)
-    graphs = dict(cuda_graph_padding_enabled=True, cuda_graph_max_batch_size=max(1, concurrency // max(dp, 1)))
+    graphs = graph_knobs("trtllm", max(1, concurrency // max(dp, 1)))
     if family == "gpt-oss":  # gptoss_fp4_b200_trt.sh: max_batch_size 512, max_num_tokens 20000
         return dict(max_batch_size=max(512, cap), max_num_tokens=20000, **graphs)
     # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64); max_batch_size not passed
@@ -294,7 +294,7 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
 
 def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: int, reading: str = "aic",
            precision: str = "", concurrency: int = 1, family: str = "") -> dict[str, Any]:
-    from phasewise.specs.engines import knob_values
+    from phasewise.specs.engines import graph_knobs, knob_values
 
     kw = knob_values(engine, max_seqs=cap)
     dp = lay.attention_dp
@@ -312,9 +312,9 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
             kw.update(knob_values(engine, token_budget=dp * (isl + AIC_MARGIN)))
     elif engine == "trtllm":  # decode: "decode max_num_tokens = max_batch_size"
         kw.update(knob_values(engine, token_budget=cap))
-    if engine == "trtllm" and role != "prefill" and reading == "aic":
+    if role != "prefill" and reading == "aic":
         # AIConfigurator's trtllm.rule: CUDA graphs with padding up to the worker's max_bs (per attention-DP rank)
-        kw.update(cuda_graph_padding_enabled=True, cuda_graph_max_batch_size=max(1, batch_rank))
+        kw.update(graph_knobs(engine, max(1, batch_rank)))
     return kw
 
 

@@ -43,6 +43,19 @@ def test_strategies_that_do_not_fit_never_appear():
         enumerate_strategies("meta-llama/Llama-3.1-70B", "l40s", 1, PlanOptions(tp_options=(1,)))
 
 
+def test_trtllm_strategies_capture_decode_graphs_up_to_their_batch_cap():
+    """TensorRT-LLM captures decode graphs to 128 by default; the planner's TensorRT-LLM deployments set
+    cuda_graph_config to their batch cap with padding, as AIConfigurator's generator does (graph_knobs)."""
+    from phasewise.specs.engines import graph_knobs
+
+    assert graph_knobs("trtllm", 256) == {"cuda_graph_max_batch_size": 256, "cuda_graph_padding_enabled": True}
+    assert graph_knobs("vllm", 256) == {} and graph_knobs("sglang", 256) == {}
+    strategies, _ = enumerate_strategies(M, "h100-sxm", 2, PlanOptions(tp_options=(1,), engine="trtllm"))
+    groups = [g for s in strategies for g in s.deployment["instances"] if g.get("role", "collocated") != "prefill"]
+    assert groups and all(g["cuda_graph_max_batch_size"] == g["max_batch_size"] and g["cuda_graph_padding_enabled"]
+                          for g in groups)
+
+
 def test_goodput_search_is_monotone_and_verified():
     strategy = enumerate_strategies(M, "h100-sxm", 1, PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False))[0][0]
     work = fixed(1024, 128)

@@ -13,7 +13,7 @@ from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_knobs, knob_values
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 
@@ -190,7 +190,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                         groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px, **p_layout,
                                        **knob_values(opts.engine, 64)),
                                   dict(base, role="decode", hardware=d_name, tp=d_tp, replicas=dy, **d_layout,
-                                       **knob_values(opts.engine, opts.batch_caps[-1]))]
+                                       **knob_values(opts.engine, opts.batch_caps[-1]),
+                                       **graph_knobs(opts.engine, opts.batch_caps[-1]))]
                         one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
                         name = f"{px}P(TP{p_tp}{p_split}) {dy}D(TP{d_tp}{d_split}){chips} {tag}"
                         details = dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp, precision=precision,
@@ -258,11 +259,12 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1) 
     `tokens_per_step` tokens per decode step (speculative decoding: draft + 1): the engine with its default token
     budget, with each of --chunk-sizes as its budget (chunking on) where it holds a full decode step, and, for
     vLLM, V0's prefill-first scheduler as the unchunked baseline."""
-    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap)))]
+    graphs = graph_knobs(opts.engine, cap)  # decode graphs up to the cap, as a tuned deployment sets them
+    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap), **graphs))]
     chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
     for chunk in opts.chunk_sizes:
         if chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
-            out.append((f"chunked {chunk}", dict(engine=opts.engine, **knob_values(opts.engine, cap, chunk),
+            out.append((f"chunked {chunk}", dict(engine=opts.engine, **knob_values(opts.engine, cap, chunk), **graphs,
                                                  **chunk_on)))
     if opts.engine.split("@")[0] == "vllm":
         out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))

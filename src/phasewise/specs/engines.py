@@ -80,6 +80,16 @@ def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | No
     return out
 
 
+def graph_knobs(engine: str, max_seqs: int) -> dict[str, Any]:
+    """The CUDA-graph knobs a deployment tuned for `max_seqs` decode sequences sets where the engine's default
+    capture stops short of them: TensorRT-LLM captures up to 128 by default, and AIConfigurator's generator
+    (trtllm.rule) and InferenceX's recipes set cuda_graph_config {max_batch_size: the batch, enable_padding: true}.
+    None for the other engines (vLLM and SGLang capture up to 512 by default)."""
+    if "cuda_graph_max_batch_size" in engine_knobs(engine):
+        return {"cuda_graph_max_batch_size": int(max_seqs), "cuda_graph_padding_enabled": True}
+    return {}
+
+
 def _pick(rule: Any, hw: HardwareSpec, entry_point: str) -> Any:
     """A default's value for this GPU and entry point (see the forms in engine_presets.yaml)."""
     if isinstance(rule, dict) and set(rule) <= set(ENTRY_POINTS):
