@@ -35,6 +35,22 @@ def test_sglang_decodes_wait_for_prefills_vllm_v1_mixes_them():
     assert sglang_gap > 1.5 * vllm_gap  # SGLang's longest stall: a prefill batch and then a decode step
 
 
+def test_sglang_prefill_batches_stop_at_max_prefill_tokens():
+    """SGLang's PrefillAdder: a prompt that would reach what is left of max_prefill_tokens waits for the next
+    prefill batch unless it is the first. 5 prompts of 1,024 tokens at once (the first, read alone, starts a
+    batch by itself; the other 4 wait for the next): under the default 16,384 those 4 share one batch, under 2,524
+    (1,024 + 1,500, what AIConfigurator writes) two, under 512 one (the first always goes in)."""
+    work = Workload(np.zeros(5), np.full(5, 1024), np.full(5, 16))
+
+    def largest_batch(**knobs) -> int:  # the most prompts that got their first token together
+        ttft = simulate(collocated(M, "h100-sxm", engine="sglang", **knobs), work).ttft_s
+        return int(np.unique(np.round(ttft, 9), return_counts=True)[1].max())
+
+    assert largest_batch() == 4
+    assert largest_batch(max_prefill_tokens=2524) == 2
+    assert largest_batch(max_prefill_tokens=512) == 1
+
+
 def test_trtllm_never_preempts_where_vllm_and_sglang_do():
     work = load_trace("azure-conv", 600).scaled_to_rate(10)
     tight = dict(memory_fraction=0.26)

@@ -49,6 +49,8 @@ class EngineConfig:
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
     recv_interval: int = 1  # SGLang: new requests reach the scheduler every N decode-only forwards (sim/recv_interval.py)
+    # SGLang's max_prefill_tokens: the prompt tokens one prefill batch takes in (schedulers/sglang.py); None elsewhere
+    prefill_input_tokens: int | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
 
@@ -252,7 +254,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                    kv_admission="ratio", preemption="retract", partial_prefills=1,
                    new_token_ratio=(min(ratio, 1.0), ratio * table["min_new_token_ratio_factor"],
                                     int(table["new_token_ratio_decay_steps"])),
-                   recv_interval=int(values.get("scheduler_recv_interval", 1)))
+                   recv_interval=int(values.get("scheduler_recv_interval", 1)),
+                   prefill_input_tokens=int(values["max_prefill_tokens"]))
     else:  # trtllm
         if "cuda_graph_max_batch_size" in values or "cuda_graph_padding_enabled" in values:
             padding = bool(values.get("cuda_graph_padding_enabled", graphs.get("cuda_graph_padding", False)))

@@ -77,14 +77,19 @@ class Scheduler:
             budget -= take
         return budget
 
-    def admit_waiting(self, inst: Instance, batch: Batch, budget: int, chunked: bool, max_partial: int) -> int:
+    def admit_waiting(self, inst: Instance, batch: Batch, budget: int, chunked: bool, max_partial: int,
+                      input_budget: int | None = None) -> int:
         """FCFS: admit waiting prompts while seats, KV blocks and the budget allow. With chunking a
         prompt is cut to the budget left (at most `max_partial` prompts part-way at once); without it a
         prompt must fit whole in what is left, except that one longer than the whole budget runs as the
-        step's only prompt (as if the budget were raised to fit it, as trtllm-bench does)."""
-        while budget > 0 and inst.waiting:
+        step's only prompt (as if the budget were raised to fit it, as trtllm-bench does). `input_budget`
+        (SGLang's max_prefill_tokens left): a prompt whose tokens reach what is left of it waits unless it
+        is the batch's first, and admission stops once it is spent (PrefillAdder.add_one_req / budget_state)."""
+        while budget > 0 and inst.waiting and (input_budget is None or input_budget > 0):
             req = inst.waiting[0]
             need = req.prefill_target
+            if input_budget is not None and batch.chunks and need - req.prefilled >= input_budget:
+                break
             if need > budget:
                 if chunked:
                     if self.partial_count(batch) >= max_partial:
@@ -99,6 +104,8 @@ class Scheduler:
             take = min(budget, need) if chunked else need
             batch.chunks.append((req, take))
             budget -= take
+            if input_budget is not None:
+                input_budget -= take
         return budget
 
     @staticmethod

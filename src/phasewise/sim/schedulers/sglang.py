@@ -1,6 +1,8 @@
 """SGLang: when a prefill batch can be formed it runs instead of that step's decode batch (no mixing
 unless enable_mixed_chunk); a prefill batch holds at most chunked_prefill_size prompt tokens (a longer
-prompt continues in the next prefill batch). Admission keeps KV for the future output of every running
+prompt continues in the next prefill batch) and takes in prompts while max_prefill_tokens lasts: a prompt
+that would reach what is left of it waits for the next batch unless it is the batch's first (0.5.x
+schedule_policy.py PrefillAdder.add_one_req; later versions apply that wait only with chunking off). Admission keeps KV for the future output of every running
 request and of the new one, scaled by a new-token ratio that starts at init_new_token_ratio, decays
 linearly to its floor over new_token_ratio_decay_steps decode steps and is reset by a retraction; when
 the KV runs out mid-decode, running requests are retracted (back to the queue, to be recomputed),
@@ -28,13 +30,18 @@ class SglangScheduler(Scheduler):
         return max(floor, decayed)
 
     def next_batch(self, inst):
+        """A prefill batch within chunked_prefill_size (rem_chunk_tokens) and max_prefill_tokens (rem_input_tokens),
+        both less the running decodes' tokens when mixed; a chunked prompt's next chunk comes first."""
         cfg = self.config
         batch = Batch(with_decodes=cfg.mixed_batches and inst.running.n > 0)
         budget = cfg.prefill_chunk_tokens
+        inputs = cfg.prefill_input_tokens if cfg.prefill_input_tokens is not None else budget
         if batch.with_decodes:
             budget -= inst.running.n * inst.decode_new_tokens
-        budget = self.continue_prefills(inst, batch, budget)
-        self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills)
+            inputs -= inst.running.n * inst.decode_new_tokens
+        left = self.continue_prefills(inst, batch, budget)
+        self.admit_waiting(inst, batch, left, cfg.chunked_prefill, cfg.partial_prefills,
+                           input_budget=inputs - (budget - left))
         return batch if batch.chunks else None
 
     def admission_extra_blocks(self, inst, req) -> int:
