@@ -141,7 +141,8 @@ def run(setup: dict[str, Any]) -> Outcome:
               "recording prefill activations costs serving negligible latency (<= 5 %)", 5.0, overhead, (0.0, 5.0),
               f"mean of {len(paired)} paired runs (arrival seeds {setup['seed']}..{setup['seed'] + len(paired) - 1}); "
               f"seed {setup['seed']}: mean TTFT {recording['ttft_ms']:.2f} ms recording (offload, trainer on its own "
-              f"GPU) vs {alone['ttft_ms']:.2f} ms serving alone; {recording['training']['recorded_bytes'] / gib:.1f} GiB "
+              f"GPU) vs {alone['ttft_ms']:.2f} ms serving alone; "
+              f"{recording['training']['recorded_bytes'] / gib:.1f} GiB "
               f"recorded in {recording['training']['recording_s']:.2f} s of prefill time, their copies to host "
               f"keeping the link {recording['training']['record_link_utilization']:.1%} busy"),
     ]

@@ -136,8 +136,8 @@ def trtllm_graph_sizes(max_batch_size: int, padding: bool) -> tuple[int, ...]:
     """The decode batch sizes TensorRT-LLM 1.x captures CUDA graphs for from cuda_graph_config's max_batch_size and
     enable_padding (flat in the 0.2x LLM API: cuda_graph_max_batch_size, cuda_graph_padding_enabled), as
     llmapi/llm_args.py CudaGraphConfig._generate_cuda_graph_batch_sizes forms them: with padding 1, 2, 4 and the
-    multiples of 8 to 128, without it 1-31, 32, 64, 128; then the powers of two from 256 below max_batch_size,
-    those up to it, and max_batch_size itself."""
+    multiples of 8 to 128, without it 1-31, 32, 64, 128; then the powers of two from 256 that are below
+    max_batch_size; none above it, and max_batch_size itself last."""
     sizes = [1, 2, 4, *range(8, 129, 8)] if padding else [*range(1, 32), 32, 64, 128]
     sizes += [2 ** e for e in range(8, math.ceil(math.log2(max_batch_size)))] if max_batch_size > 1 else []
     sizes = sorted(size for size in set(sizes) if size <= max_batch_size)

@@ -2,9 +2,10 @@
 unless enable_mixed_chunk); a prefill batch holds at most chunked_prefill_size prompt tokens (a longer
 prompt continues in the next prefill batch) and takes in prompts while max_prefill_tokens lasts: a prompt
 that would reach what is left of it waits for the next batch unless it is the batch's first (0.5.x
-schedule_policy.py PrefillAdder.add_one_req; later versions apply that wait only with chunking off). Admission keeps KV for the future output of every running
-request and of the new one, scaled by a new-token ratio that starts at init_new_token_ratio, decays
-linearly to its floor over new_token_ratio_decay_steps decode steps and is reset by a retraction; when
+schedule_policy.py PrefillAdder.add_one_req; later versions apply that wait only with chunking off).
+Admission keeps KV for the future output of every running request and of the new one, scaled by a
+new-token ratio that starts at init_new_token_ratio, decays linearly to its floor over
+new_token_ratio_decay_steps decode steps and is reset by a retraction; when
 the KV runs out mid-decode, running requests are retracted (back to the queue, to be recomputed),
 fewest decoded tokens first (srt/managers/scheduler.py, schedule_policy.py; ../shared/ENGINES.md).
 Simplification: after a retraction the ratio returns to its initial value (SGLang recomputes it from
