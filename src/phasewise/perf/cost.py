@@ -135,13 +135,13 @@ class CostModel:
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0)
-        self._eager_launch_s = engine.eager_launch_s / eff.host_speed  # host costs on this platform's CPU
-        self._attention_dispatch_s = kernels["attention"] * self._eager_launch_s
+        self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
+        self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
         # _op's per-call dispatch (eager) and launch times of each operator's kernels
-        self._op_dispatch_s = {name: k * self._eager_launch_s for name, k in kernels.items()}
+        self._op_dispatch_s = {name: k * self.eager_launch_s for name, k in kernels.items()}
         self._op_launch_s = {name: k * eff.kernel_launch_s for name, k in kernels.items()}
         # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: decode_line by batch
         self._cache: dict[tuple, tuple] = {}
@@ -294,6 +294,12 @@ class CostModel:
         per_unit = 1 if engine.cuda_graph_mixed else tokens // shape.seqs
         return False, tokens + (captured - size) * per_unit
 
+    @staticmethod
+    def _attention_eager(shape: BatchShape, eager: bool) -> bool:
+        """Whether the iteration launches its attention eagerly: when it runs eagerly, and when a batch with
+        prefill tokens replays piecewise graphs (vLLM V1's, SGLang's), which leave attention between the pieces."""
+        return eager or shape.prefill_tokens > 0
+
     def _with_host(self, device_s: float, host_s: float) -> float:
         """An iteration's time from its device time and its host work: their sum, or, when the engine's
         scheduler overlaps the host work of the next step with this one (overlap_scheduling), the larger."""
@@ -304,7 +310,7 @@ class CostModel:
         if shape.tokens <= 0:
             raise ValueError("an iteration needs at least one token")
         eager, gemm_tokens = self.graph_launch(shape)
-        attention_eager = eager or shape.prefill_tokens > 0  # piecewise graphs: attention between the pieces
+        attention_eager = self._attention_eager(shape, eager)
         ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager)
         ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), attention_eager))
         if attention_eager:
@@ -329,7 +335,7 @@ class CostModel:
         attention_flops, attention_bytes, compute_s, memory_s = self._attention_layer(shape)
         layers = self.layers_per_stage
         layers_s += layers * max(compute_s, memory_s) + self._attention_launch_s  # _op's rule
-        if eager or shape.prefill_tokens > 0:  # _eager_dispatch's rule (iteration()'s attention_eager)
+        if self._attention_eager(shape, eager):  # _eager_dispatch's rule, as iteration() applies it
             layers_s = max(layers_s, dispatch_s + layers * self._attention_dispatch_s)
         latency_s, stage_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
         host_s = self.host_s(shape)

@@ -172,7 +172,7 @@ def _scaled(op: OperatorCost, flops: float, nbytes: float) -> OperatorCost:
 
 def _gemm_op(cm: CostModel, name: str, count: int, rows: float, k: float, n: float, eager: bool) -> OperatorCost:
     flops, nbytes, compute_s, memory_s = cm.gemm(rows, k, n)
-    dispatch = cm.engine.eager_launch_s / cm.eff.host_speed if eager else 0.0
+    dispatch = cm.eager_launch_s if eager else 0.0
     return OperatorCost(name, count, flops * count, nbytes * count, compute_s * count, memory_s * count,
                         dispatch * count, cm.eff.kernel_launch_s * count, host_overlapped=eager)
 
