@@ -90,6 +90,28 @@ def test_attention_dp_spreads_the_batch_over_ranks():
         assert wide[name].flops == pytest.approx(alone[name].flops, rel=1e-9)
 
 
+def test_an_attention_rank_runs_whole_sequences_and_the_busiest_sets_the_pace():
+    """A sequence lives on one attention-DP rank (its KV is there): one 2,048-token prompt costs its rank what
+    it costs one GPU alone, not an eighth of it, and 9 decode sequences over 8 ranks put 2 on the busiest.
+    Every rank waits for the busiest at the next MoE layer; the experts still see every rank's tokens."""
+    m = load_model(DEEPSEEK)
+    layout = parallel_layout(m, 8, ep=8, attention_dp=8)
+    assert [layout.busiest_rank_share(n) for n in (0, 1, 8, 9, 16)] == [1.0, 1.0, 1 / 8, 2 / 9, 1 / 8]
+    wide_cm = _cost(DEEPSEEK, 8, layout)
+    one = _ops(wide_cm, BatchShape.uniform(1, 2048, 0))
+    alone = _ops(_cost(DEEPSEEK, 1, None), BatchShape.uniform(1, 2048, 0))
+    for name in ("attention", "qkv_proj", "o_proj", "elementwise"):
+        assert one[name].flops == pytest.approx(alone[name].flops, rel=1e-9)
+    eight = _ops(wide_cm, BatchShape.uniform(8, 2048, 0))  # one prompt per rank: the same per-rank work
+    assert eight["attention"].flops == pytest.approx(one["attention"].flops, rel=1e-9)
+    assert eight["moe_experts"].flops > 7 * one["moe_experts"].flops  # the experts see all eight prompts
+    nine = _ops(wide_cm, BatchShape.uniform(9, 1, 4096))
+    two = _ops(_cost(DEEPSEEK, 1, None), BatchShape.uniform(2, 1, 4096))
+    assert nine["attention"].bytes == pytest.approx(two["attention"].bytes, rel=1e-9)
+    shape = BatchShape.from_sequences([(2048, 0)] + [(1, 4096)] * 20)  # fast() follows iteration()
+    assert wide_cm.fast(shape)[0] == pytest.approx(wide_cm.iteration(shape).latency_s, rel=1e-12)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(tp=8, ep=3), "--ep 3 x --moe-tp 2 must equal --tp 8"),
     (dict(tp=6, ep=6), "--ep 6 does not divide the 256 experts"),

@@ -20,6 +20,7 @@ scores and kv_lora for values, reading kv_lora + rope elements per cached token 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,8 +62,8 @@ class AttentionCost:
         """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device;
         `prefill_kernel`: the quantization scheme's own prefill kernel (quant_kernels.py), else the generic one;
         `latent`: the model's latent attention (then head_dim is the q.k width and kv_heads is not used);
-        `ranks`: attention data-parallel ranks, each running an equal share of the batch's sequences (the
-        costs are one rank's)."""
+        `ranks`: attention data-parallel ranks, each running whole sequences of the batch (the costs are the
+        busiest rank's: ceil(seqs / ranks) of the sequences)."""
         eff = hardware.efficiency
         self.latent, self.heads, self.head_dim, self.ranks = latent, heads, head_dim, ranks
         if latent is None:
@@ -98,9 +99,9 @@ class AttentionCost:
         """(flops, bytes, compute_s, memory_s) of one kernel class over `seqs` sequences with `tokens` new
         tokens, `pairs` (query, key) pairs and `kv_tokens` cached + new keys. For decode, `pairs` and
         `kv_tokens` may be numpy arrays (a series of iterations): every result is then an array."""
-        if self.ranks > 1:  # one attention rank's share
-            seqs, tokens, pairs, kv_tokens = (seqs / self.ranks, tokens / self.ranks, pairs / self.ranks,
-                                              kv_tokens / self.ranks)
+        if self.ranks > 1:  # the busiest attention rank's share: whole sequences, ceil(seqs / ranks) of them
+            share = math.ceil(seqs / self.ranks) / seqs
+            seqs, tokens, pairs, kv_tokens = seqs * share, tokens * share, pairs * share, kv_tokens * share
         if decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
             flops = self.decode_flops_per_pair * pairs
             nbytes = (kv_tokens + tokens) * self.decode_kv_bytes_per_token + tokens * self.decode_q_bytes_per_token

@@ -94,7 +94,7 @@ class CostModel:
         check_parallelism(model, layout.attention_tp, pp)
         self.model, self.hw, self.quant, self.engine, self.tp, self.pp = model, hardware, quant, engine, tp, pp
         self.layout = layout
-        self.attention_dp = layout.attention_dp  # attention ranks: each runs 1/attention_dp of the batch
+        self.attention_dp = layout.attention_dp  # attention ranks: each runs whole sequences of the batch
         eff = hardware.efficiency
         self.eff = eff
         self.peak = hardware.peak(quant.compute_dtype)
@@ -272,7 +272,7 @@ class CostModel:
         if engine.cuda_graphs and shape.prefill_tokens > 0 and engine.piecewise_graph_tokens \
                 and not engine.cuda_graph_mixed:
             sizes = engine.piecewise_graph_tokens
-            size = math.ceil(tokens / self.attention_dp)  # each attention rank replays its share
+            size = math.ceil(self._busiest_rank(shape)[0])  # each attention rank replays its share
             if size > sizes[-1]:
                 return True, tokens
             return False, tokens + (sizes[bisect.bisect_left(sizes, size)] - size) * self.attention_dp
@@ -292,7 +292,27 @@ class CostModel:
         if not engine.cuda_graph_padding:
             return True, tokens
         per_unit = 1 if engine.cuda_graph_mixed else tokens // shape.seqs
-        return False, tokens + (captured - size) * per_unit
+        return False, tokens + (captured - size) * per_unit * self.attention_dp  # every rank pads alike
+
+    def _busiest_rank(self, shape: BatchShape) -> tuple[float, float]:
+        """(tokens, logit tokens) of `shape` on its busiest attention-DP rank, before graph padding: each rank
+        runs whole sequences (ParallelLayout.busiest_rank_share, per kernel class); its logit tokens at the larger
+        of the two classes' shares. The batch's own without attention DP."""
+        if self.attention_dp == 1:
+            return shape.tokens, shape.logit_tokens
+        share = self.layout.busiest_rank_share
+        prefill, decode = share(shape.prefill_seqs), share(shape.decode_seqs)
+        tokens = shape.prefill_tokens * prefill + shape.decode_tokens * decode
+        logit_share = max(prefill if shape.prefill_seqs else 0.0, decode if shape.decode_seqs else 0.0)
+        return tokens, shape.logit_tokens * logit_share
+
+    def _rank_rows(self, shape: BatchShape, gemm_tokens: int) -> tuple[float, float]:
+        """(tokens, logit tokens) the busiest attention-DP rank's dense GEMMs process: its share of `shape`
+        (_busiest_rank) plus its graph padding (graph_launch pads every rank alike)."""
+        if self.attention_dp == 1:
+            return gemm_tokens, shape.logit_tokens
+        tokens, logit_tokens = self._busiest_rank(shape)
+        return tokens + (gemm_tokens - shape.tokens) / self.attention_dp, logit_tokens
 
     @staticmethod
     def _attention_eager(shape: BatchShape, eager: bool) -> bool:
@@ -311,7 +331,7 @@ class CostModel:
             raise ValueError("an iteration needs at least one token")
         eager, gemm_tokens = self.graph_launch(shape)
         attention_eager = self._attention_eager(shape, eager)
-        ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager)
+        ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens))
         ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), attention_eager))
         if attention_eager:
             ops.append(self._eager_dispatch(ops))
@@ -331,7 +351,7 @@ class CostModel:
         everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
         eager, gemm_tokens = self.graph_launch(shape)
         layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
-            gemm_tokens, shape.logit_tokens, eager)
+            gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens))
         attention_flops, attention_bytes, compute_s, memory_s = self._attention_layer(shape)
         layers = self.layers_per_stage
         layers_s += layers * max(compute_s, memory_s) + self._attention_launch_s  # _op's rule
@@ -342,16 +362,17 @@ class CostModel:
         return (self._with_host(latency_s, host_s), self._with_host(stage_s, host_s),
                 flops + layers * attention_flops, nbytes + layers * attention_bytes)
 
-    def _static(self, tokens: int, logit_tokens: int, eager: bool) -> tuple:
-        """Cached by (tokens, logit tokens, eager): (device time of a stage's layers without attention,
-        embedding, LM head, PP send/recv, FLOPs, bytes, the host dispatch of those layers' kernels when eager)
-        of every operator but attention."""
-        key = (tokens, logit_tokens, eager)
+    def _static(self, tokens: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float
+                ) -> tuple:
+        """Cached by its arguments: (device time of a stage's layers without attention, embedding, LM head, PP
+        send/recv, FLOPs, bytes, the host dispatch of those layers' kernels when eager) of every operator but
+        attention (_other_ops)."""
+        key = (tokens, logit_tokens, eager, rank_tokens, rank_logit_tokens)
         static = self._cache.get(key)
         if static is None:
             if tokens <= 0:
                 raise ValueError("an iteration needs at least one token")
-            ops = self._other_ops(tokens, logit_tokens, eager)
+            ops = self._other_ops(tokens, logit_tokens, eager, rank_tokens, rank_logit_tokens)
             static = (*stage_inputs(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops),
                       sum(op.dispatch_s for op in ops if op.host_overlapped))
             if len(self._cache) > 200_000:
@@ -374,15 +395,18 @@ class CostModel:
         return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
                 ) / self.eff.host_speed
 
-    def _other_ops(self, T: int, logit_tokens: int, eager: bool) -> list[OperatorCost]:
-        """Every operator of the iteration except attention (which depends on the batch's contexts)."""
+    def _other_ops(self, T: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float
+                   ) -> list[OperatorCost]:
+        """Every operator of the iteration except attention (which depends on the batch's contexts): `T` tokens
+        (`logit_tokens` through the LM head), of which the busiest attention-DP rank runs `rank_tokens`
+        (`rank_logit_tokens`; _rank_rows)."""
         m = self.model
         L = self.layers_per_stage
         hd, h, ab = m.head_dim, m.hidden_size, self.a_bytes
         ops: list[OperatorCost] = []
         all_tokens = T
-        if self.attention_dp > 1:  # this GPU's attention rank: its share of the batch's tokens
-            T, logit_tokens = T / self.attention_dp, logit_tokens / self.attention_dp
+        if self.attention_dp > 1:  # the busiest attention rank's tokens: the others wait for it at the MoE layers
+            T, logit_tokens = rank_tokens, rank_logit_tokens
         # Per-layer elementwise work: 2 fused add+norms, RoPE on q and k, the MLP activation.
         inter = (m.intermediate_size * (1 - self.moe_share)
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
@@ -437,7 +461,7 @@ class CostModel:
             shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, logit_tokens=logit_tokens)
             eager, gemm_tokens = self.graph_launch(shape)
             layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
-                gemm_tokens, shape.logit_tokens, eager)
+                gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens))
             layers_s += self._attention_launch_s
             layers = self.layers_per_stage
             # eager (_eager_dispatch): the layers take at least the host's dispatch of their kernels, i.e. one

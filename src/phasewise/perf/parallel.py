@@ -4,7 +4,8 @@ tensor- or expert-parallel, as the engines name it.
     tp            the stage's GPUs (vLLM --tensor-parallel-size, SGLang --tp, TensorRT-LLM tp_size)
     attention_dp  attention data-parallel ranks (SGLang --enable-dp-attention --dp N, TensorRT-LLM
                   enable_attention_dp, vLLM --data-parallel-size with expert parallelism): each rank runs
-                  attention, with its own sequences and KV cache, over tp / attention_dp GPUs
+                  attention, with its own whole sequences and their KV cache, over tp / attention_dp GPUs;
+                  an iteration lasts as long as its busiest rank (busiest_rank_share)
     ep            MoE expert-parallel size (SGLang --ep, TensorRT-LLM moe_expert_parallel_size, vLLM
                   --enable-expert-parallel): each GPU holds num_experts / ep experts
     moe_tp        MoE tensor-parallel size (TensorRT-LLM moe_tensor_parallel_size): each expert split over
@@ -45,6 +46,14 @@ class ParallelLayout:
     def dispatches(self) -> bool:
         """Whether MoE layers move tokens to their experts by all-to-all (attention DP beside EP)."""
         return self.attention_dp > 1 and self.ep > 1
+
+    def busiest_rank_share(self, seqs: float) -> float:
+        """The share of `seqs` like sequences that the busiest attention-DP rank runs: a sequence lives on one
+        rank (its KV cache is there), so the ranks hold whole sequences, ceil(seqs / attention_dp) on the
+        busiest; every rank waits for it at the next MoE layer. 1 without attention DP or sequences."""
+        if self.attention_dp == 1 or seqs <= 0:
+            return 1.0
+        return math.ceil(seqs / self.attention_dp) / seqs
 
     def imbalance(self, assignments: float) -> float:
         """Expert rows on the most-loaded GPU over the mean for `assignments` token-expert pairs spread over

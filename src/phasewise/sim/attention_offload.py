@@ -170,7 +170,7 @@ class AttentionOffloadController:
     def try_offload(self, req: SimRequest, src: Instance, dst: Instance) -> bool:
         """Prefill of `req` done on `src`, bound for `dst`: keep it on `src` with its attention offloaded
         (True), or leave it to the KV transfer (False)."""
-        ttft, latest = self.ttft_s, req.first_token_s - req.arrival_s
+        ttft, latest = self.ttft_s, self.loop.now - req.arrival_s  # its prefill's time to the first token
         ttft[src.index] = latest if not ttft[src.index] else ttft[src.index] + TTFT_WEIGHT * (latest - ttft[src.index])
         if self._local_room(req, dst):
             return False  # the decode instance takes it now: nothing to gain
@@ -292,6 +292,7 @@ class AttentionOffloadController:
             for req in offload.ready:
                 if math.isnan(req.scheduled_s):
                     req.scheduled_s = now
+                self.cluster.first_token_pending(req)
                 req.join_step = step
                 req.join_context = context = req.prompt + req.generated - 1
                 offload.running.add(req, req.kv_blocks)
@@ -358,6 +359,7 @@ class AttentionOffloadController:
         decode, step = offload.decode, offload.decode.decode_steps
         self._integrate(offload, self.loop.now)
         steps = step - req.join_step
+        self.cluster.first_token_at_decode(req, decode, req.join_step, steps)
         if steps:
             req.segments.append((decode, req.join_step, steps, 0, steps))
             req.generated += steps
@@ -431,6 +433,7 @@ class AttentionOffloadController:
                 if epoch != req.epoch:
                     continue
                 steps = d_fin - req.join_step
+                self.cluster.first_token_at_decode(req, decode, req.join_step, steps)
                 req.segments.append((decode, req.join_step, steps, 0, steps))
                 req.generated += steps
                 offload.context_base_sum -= req.join_context - req.join_step

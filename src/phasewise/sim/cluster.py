@@ -115,6 +115,28 @@ class Cluster:
         src.poke()  # freed blocks may admit waiting prompts
         dst.join_ready(req)
 
+    @staticmethod
+    def first_token_pending(req: SimRequest) -> None:
+        """Disaggregated serving: the first token, sampled by the prefill instance, reaches the client with the
+        request's first decode step on the decode instance it joins (after its KV arrived and a seat freed):
+        SGLang's decode server returns the first and second tokens together (sgl-project/sglang issue #8210,
+        maintainer's comment), and a vLLM decode pod behind llm-d's sidecar samples the first token itself
+        (inference-sim/inference-sim issue #930), so TTFT holds the KV transfer, the wait for a seat and one
+        decode step. Resolved by first_token_at_decode() when its first decode run is recorded."""
+        if math.isnan(req.first_token_s):
+            req.first_pending = True
+
+    def first_token_at_decode(self, req: SimRequest, inst: Instance, join_step: int, steps: int) -> None:
+        """Before a decode run of `steps` steps from `join_step` on `inst` is recorded: a pending first token
+        (first_token_pending) is emitted with the run's first step (at its end; when the run has no step, as
+        on a preemption before its first, now)."""
+        if not req.first_pending:
+            return
+        req.first_pending = False
+        t = inst.decode_end.data.item(join_step) if steps else self.loop.now
+        req.first_token_s = t
+        req.segments.append((None, t))
+
     def cancel(self, req: SimRequest) -> None:
         """Live: the client disconnected; take the request out of wherever it is and free its KV."""
         if req.cancelled or req.finish_s == req.finish_s:  # already cancelled or finished

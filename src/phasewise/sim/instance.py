@@ -326,6 +326,7 @@ class Instance:
         """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
         join_step, context, accepted = req.join_step, req.join_context, self.tokens_per_step
         steps = d - join_step
+        self.cluster.first_token_at_decode(req, self, join_step, steps)
         if steps:
             if self.spec:
                 tokens = math.floor(accepted * (req.spec_steps + steps)) - math.floor(accepted * req.spec_steps)
@@ -353,6 +354,7 @@ class Instance:
             req = self.ready.popleft()
             if math.isnan(req.scheduled_s):
                 req.scheduled_s = self.loop.now
+            self.cluster.first_token_pending(req)
             self._join(req)
 
     def _exact_blocks(self, d: int) -> np.ndarray:
@@ -477,11 +479,17 @@ class Instance:
         self._step()
 
     def _prefill_done(self, req: SimRequest, now: float) -> None:
-        """The iteration that completes a prompt samples the next token."""
+        """The iteration that completes a prompt samples the next token. A prefill instance's first token
+        reaches the client with the request's first decode step (Cluster.first_token_pending), as the
+        engines' disaggregated serving streams it, unless it is the request's only token."""
+        req.generated += 1
+        if self.role == "prefill" and math.isnan(req.first_token_s) and req.generated < req.output:
+            self.outstanding -= req.prompt + req.output
+            self.cluster.transfer(req, self)
+            return
         if math.isnan(req.first_token_s):
             req.first_token_s = now
         req.segments.append((None, now))
-        req.generated += 1
         if self.cluster.live:
             req.streamed = req.generated
             self.cluster.on_token(req, 1, now)

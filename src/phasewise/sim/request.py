@@ -37,6 +37,7 @@ class SimRequest:
     src_blocks: int = 0  # disaggregation: blocks still held on the prefill instance during transfer
     streamed: int = 0  # live twin: tokens already notified
     cancelled: bool = False  # live twin: the client went away
+    first_pending: bool = False  # disaggregation: its first token leaves with its first decode step (Cluster)
     handle: object = None  # live twin: the server's per-request state
     prefix: tuple | None = None  # its prompt's prefix block hashes (Mooncake traces); None: nothing to share
     prefix_keys: tuple | None = None  # (block size, its shareable blocks' keys), computed on first lookup
