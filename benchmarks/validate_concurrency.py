@@ -319,13 +319,16 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
         _STATE["orig"] = (sim_mod.load_engine, sim_mod.load_hardware)
     real_engine, real_hardware = _STATE["orig"]
     base = constants.get("base", "class-default")
-    # class defaults: the engine constant fitted on these rows (vllm's collective_overhead_s) back at 0
+    # class defaults: the engine constants fitted on these rows (vllm's collective_overhead_s, TensorRT-LLM's
+    # kv_handoff_s fitted on validate_moe.py's disaggregated fit rows) back at 0
     engine_upd = {"collective_overhead_s": 0.0} if base == "class-default" else {}
     engine_upd.update(constants.get(f"engine:{family}") or {})
+    fitted_here = {"trtllm-pytorch": {"kv_handoff_s": 0.0}} if base == "class-default" else {}
 
     def load_engine(name: str):
         profile = real_engine(name)
-        return profile.model_copy(update=engine_upd) if engine_upd and profile.name != "ideal" else profile
+        upd = {**fitted_here.get(profile.name, {}), **engine_upd}
+        return profile.model_copy(update=upd) if upd and profile.name != "ideal" else profile
 
     def load_hardware(name: str):
         hw = real_hardware(name)
@@ -492,6 +495,10 @@ for _eng in ENGINES:
 # prefill eagerly (vLLM V1 replays piecewise graphs for mixed batches, so its value rarely matters). 1-100 us:
 # a PyTorch op from Python costs ~5-30 us of host time; 2023 vLLM's fitted value was 28 us (engines.yaml).
 FIT_PARAMS += [(f"engine:{_eng}", "eager_launch_s", 1e-6, 1e-4, True) for _eng in ("sglang", "trtllm")]
+# Disaggregated serving's hand-off between a prefill's end and its KV being usable on the decode instance (EngineProfile
+# kv_handoff_s): 0.1-500 ms. Only benchmarks/validate_moe.py's disaggregated rows move it; vLLM has too few of them in
+# the fit split (3, all at 128+ clients) to fit it.
+FIT_PARAMS += [(f"engine:{_eng}", "kv_handoff_s", 1e-4, 0.5, True) for _eng in ("sglang", "trtllm")]
 
 
 def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:

@@ -90,6 +90,25 @@ def test_disaggregated_first_token_arrives_with_the_first_decode_step():
     assert np.median(res.first_token_s - res.arrival_s) > np.median(alone.first_token_s - alone.arrival_s)
 
 
+def test_kv_handoff_delays_every_first_token_by_the_same_time(tmp_path):
+    """An engine's kv_handoff_s (router hop, transfer setup, polling) delays each disaggregated first token by that
+    much at low load, and no token after it."""
+    import yaml
+
+    def deployment(handoff: float):
+        path = tmp_path / f"engine_{handoff}.yaml"
+        path.write_text(yaml.safe_dump({"engines": {"vllm-h": {
+            "iteration_overhead_s": 1e-3, "per_sequence_overhead_s": 1e-5, "eager_launch_s": 6e-6,
+            "kv_handoff_s": handoff, "scheduler": "vllm"}}}))
+        return build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [
+            {"role": "prefill", "hardware": "h100-sxm", "engine": str(path)},
+            {"role": "decode", "hardware": "h100-sxm", "engine": str(path)}]})
+    work = open_loop(0.2, 20, LengthDist("fixed", 1000), LengthDist("fixed", 20), seed=5)
+    none, some = simulate(deployment(0.0), work), simulate(deployment(0.1), work, check_invariants=True)
+    assert np.allclose((some.first_token_s - none.first_token_s), 0.1, atol=1e-3)
+    assert np.allclose(some.finish_s - some.first_token_s, none.finish_s - none.first_token_s, atol=1e-3)
+
+
 def test_tp_speeds_up_decode():
     one = run(model=M, rate=0.5, requests=50, isl=512, osl=128)
     two = run(model=M, tp=2, rate=0.5, requests=50, isl=512, osl=128)

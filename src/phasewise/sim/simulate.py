@@ -117,7 +117,9 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
             if chip.key != src.cost.hw.key:  # prefill and decode on different chips: the slower end sets the link
                 other_bw, other_lat = link_rate(chip.interconnect, deployment.kv_link)
                 bw, lat = min(bw, other_bw), max(lat, other_lat)
-        return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat)
+        # the prefill engine's hand-off (request-plane hop, transfer setup, decode-side polling) is a delay that
+        # uses no bandwidth, as the link latency is
+        return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
 
     cluster.wire(instances, deployment.router, link_for)
     if deployment.priority_pools is not None:

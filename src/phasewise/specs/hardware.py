@@ -144,6 +144,10 @@ class EngineProfile(BaseModel):
     # tokenization, hand-off): per request and per prompt token.
     frontend_request_s: float = Field(default=0.0, ge=0)
     frontend_token_s: float = Field(default=0.0, ge=0)
+    # Disaggregated serving: a fixed time between a prompt's prefill ending and its KV being usable on the decode
+    # instance, beyond the transfer's bytes and the link latency (the request-plane hop through the router, the
+    # transfer's setup, the decode side polling for its completion); the prefill instance's engine sets it.
+    kv_handoff_s: float = Field(default=0.0, ge=0)
     source: str = ""
 
 
