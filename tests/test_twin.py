@@ -228,3 +228,26 @@ def test_raw_sse_chunks_follow_the_openai_stream_schema(server, chat):
         assert u["prompt_tokens"] > 13  # the chat template adds tokens around the message
     else:
         assert u["prompt_tokens"] == 13
+
+
+def test_disaggregated_twin_streams_every_token_after_the_decode_side_takes_over():
+    """Disaggregated: the first token reaches the client with the decode instance's first step (after the KV
+    transfer and the engine's hand-off), then every other token; none is lost or doubled."""
+    from phasewise.sim.deployment import build_deployment
+
+    dep = build_deployment({"model": M, "instances": [{"role": "prefill", "hardware": "h100-sxm", "engine": "sglang"},
+                                                      {"role": "decode", "hardware": "h100-sxm"}]})
+    live = LiveSim(dep)
+    with serving(create_app(live, M, Tokenizer())) as url:
+        sdk = openai.OpenAI(base_url=url + "/v1", api_key="EMPTY", max_retries=0, timeout=30)
+        t0 = time.perf_counter()
+        stream = sdk.completions.create(model=M, prompt=filler(0, 1000), max_tokens=6, stream=True,
+                                        stream_options={"include_usage": True})
+        first = None
+        text = ""
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].text:
+                first = first if first is not None else time.perf_counter() - t0
+                text += chunk.choices[0].text
+        assert len(text.split()) == 6
+        assert first is not None and first >= 0.18  # SGLang's prefill-side hand-off (engines.yaml) is in it
