@@ -152,3 +152,23 @@ def test_planner_enumerates_moe_layouts_only_for_moe_models():
     assert "DP8EP8" in names and " EP8 " in names and "1P(TP8 EP8) 1D(TP8 DP8EP8)" in names
     dense, _ = enumerate_strategies("meta-llama/Llama-3.1-8B", "h200-sxm", 16, opts)
     assert not any("EP" in s.name for s in dense)
+
+
+def test_shared_expert_on_a_side_stream_hides_its_launch_gaps_in_graph_replayed_batches():
+    """vLLM, SGLang and TensorRT-LLM run DeepSeek's shared expert on a second CUDA stream in graph-replayed decode
+    batches up to a token threshold (engines.yaml shared_expert_stream_tokens): its kernels' launch gaps hide
+    behind the routed experts; its bytes and FLOPs stay. Eager batches, and larger ones, keep them."""
+    m = load_model(DEEPSEEK)
+    layout = parallel_layout(m, 8, ep=8)
+
+    def shared(engine: str, shape: BatchShape):
+        cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8"), load_engine(engine), tp=8, layout=layout)
+        return _ops(cm, shape)["moe_shared"]
+
+    decode = BatchShape.uniform(64, 1, 2048)
+    assert load_engine("sglang").shared_expert_stream_tokens == 1024
+    side, serial = shared("sglang", decode), shared("vllm-2023", decode)
+    assert side.launch_s == 0 and serial.launch_s > 0
+    assert side.bytes == pytest.approx(serial.bytes) and side.time_s > 0
+    assert shared("vllm", BatchShape.uniform(300, 1, 2048)).launch_s > 0  # above vLLM's 256-token threshold
+    assert shared("sglang", BatchShape.uniform(1, 512, 0)).launch_s > 0  # an eager prefill

@@ -221,12 +221,14 @@ class CostModel:
         return (ys[i - 1] + t * (ys[i] - ys[i - 1])) * self.engine.compute_efficiency
 
     def _op(self, name: str, count: int, flops: float, nbytes: float, compute: float, memory: float,
-            eager: bool, extra_s: float = 0.0) -> OperatorCost:
+            eager: bool, extra_s: float = 0.0, side_stream: bool = False) -> OperatorCost:
         """Scale one layer's cost by `count`; `extra_s` is a fixed cost per call added to launch. Eager, a
-        layer operator's dispatch overlaps the stage's device time (_eager_dispatch())."""
+        layer operator's dispatch overlaps the stage's device time (_eager_dispatch()). On a side stream its
+        kernels' launch gaps hide behind the main stream's kernels."""
         dispatch = self._op_dispatch_s[name] if eager else 0.0  # k kernels x eager launch
+        launch = 0.0 if side_stream else self._op_launch_s[name]
         return OperatorCost(name, count, flops * count, nbytes * count, compute * count, memory * count,
-                            dispatch * count, (self._op_launch_s[name] + extra_s) * count,
+                            dispatch * count, (launch + extra_s) * count,
                             host_overlapped=eager and name not in NOT_PER_LAYER)
 
     def _eager_dispatch(self, operators: list[OperatorCost]) -> OperatorCost:
@@ -656,7 +658,9 @@ class CostModel:
                 si = m.shared_expert_intermediate_size / layout.attention_tp
                 f1, b1, c1, m1 = self._gemm(T, h, up * si, self.w_bytes, self.peak, True)
                 f2, b2, c2, m2 = self._gemm(T, si, h, self.w_bytes, self.peak, True)
-                ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager))
+                side = not eager and T <= self.engine.shared_expert_stream_tokens  # beside the routed experts
+                ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager,
+                                    side_stream=side))
         return ops
 
 

@@ -148,6 +148,9 @@ class EngineProfile(BaseModel):
     # instance, beyond the transfer's bytes and the link latency (the request-plane hop through the router, the
     # transfer's setup, the decode side polling for its completion); the prefill instance's engine sets it.
     kv_handoff_s: float = Field(default=0.0, ge=0)
+    # Graph-replayed batches of at most this many tokens (per attention rank) run a MoE layer's shared expert on a
+    # second CUDA stream beside the routed experts, so its kernels' launch gaps hide behind them (0: never)
+    shared_expert_stream_tokens: int = Field(default=0, ge=0)
     source: str = ""
 
 
