@@ -140,7 +140,7 @@ KNOWN_GAPS = {
     ("adrenaline", "prefill_hbm_bandwidth"): "4.4x vs the paper's 2.07x: the offloaded KV reads over a prefill whose "
                                              "own traffic is small with ShareGPT's short prompts (the paper's prompt "
                                              "lengths are not accessible)",
-    ("spad", "cluster TDP at equal SLOs (azure-conv)"): "1.10 vs 0.83-0.98: the Prefill Chip's doubled arrays at full "
+    ("spad", "cluster TDP at equal SLOs (azure-conv)"): "1.08 vs 0.83-0.98: the Prefill Chip's doubled arrays at full "
                                                         "clock (830 W vs 598 W, assumed pJ/FLOP) cost more power than "
                                                         "its prefill speed-up saves",
     ("spad", "cluster TDP at equal SLOs (azure-code)"): "1.20 vs 0.83-0.98: as for azure-conv, more so on the "
