@@ -20,11 +20,11 @@ scores and kv_lora for values, reading kv_lora + rope elements per cached token 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from phasewise.perf.batch import BatchShape
+from phasewise.perf.parallel import busiest_rank_share
 from phasewise.perf.quant_kernels import attention_compute_s
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.quant import AttentionKernel
@@ -100,7 +100,7 @@ class AttentionCost:
         tokens, `pairs` (query, key) pairs and `kv_tokens` cached + new keys. For decode, `pairs` and
         `kv_tokens` may be numpy arrays (a series of iterations): every result is then an array."""
         if self.ranks > 1:  # the busiest attention rank's share: whole sequences, ceil(seqs / ranks) of them
-            share = math.ceil(seqs / self.ranks) / seqs
+            share = busiest_rank_share(seqs, self.ranks)
             seqs, tokens, pairs, kv_tokens = seqs * share, tokens * share, pairs * share, kv_tokens * share
         if decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
             flops = self.decode_flops_per_pair * pairs

@@ -48,12 +48,8 @@ class ParallelLayout:
         return self.attention_dp > 1 and self.ep > 1
 
     def busiest_rank_share(self, seqs: float) -> float:
-        """The share of `seqs` like sequences that the busiest attention-DP rank runs: a sequence lives on one
-        rank (its KV cache is there), so the ranks hold whole sequences, ceil(seqs / attention_dp) on the
-        busiest; every rank waits for it at the next MoE layer. 1 without attention DP or sequences."""
-        if self.attention_dp == 1 or seqs <= 0:
-            return 1.0
-        return math.ceil(seqs / self.attention_dp) / seqs
+        """busiest_rank_share(seqs, attention_dp)."""
+        return busiest_rank_share(seqs, self.attention_dp)
 
     def imbalance(self, assignments: float) -> float:
         """Expert rows on the most-loaded GPU over the mean for `assignments` token-expert pairs spread over
@@ -67,6 +63,15 @@ class ParallelLayout:
             return self.moe_imbalance
         r = self.popularity_ratio
         return r * (1.0 + math.sqrt(2.0 * self.ep * math.log(self.ep) / max(r * assignments, 1.0)))
+
+
+def busiest_rank_share(seqs: float, ranks: int) -> float:
+    """The share of `seqs` like sequences that the busiest of `ranks` attention data-parallel ranks runs: a
+    sequence lives on one rank (its KV cache is there), so the ranks hold whole sequences, ceil(seqs / ranks) on
+    the busiest; every rank waits for it at the next MoE layer. 1 with one rank or no sequences."""
+    if ranks == 1 or seqs <= 0:
+        return 1.0
+    return math.ceil(seqs / ranks) / seqs
 
 
 def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: int | None = None,

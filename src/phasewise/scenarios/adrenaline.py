@@ -143,7 +143,7 @@ def run(setup: dict[str, Any]) -> Outcome:
         plain_run = _figures(_run(setup, factor * base_rate, plain_mode), SATURATED_SKIP)
         offload_run = _figures(_run(setup, factor * base_rate, offload_mode), SATURATED_SKIP)
         runs.append((offload_run["throughput"] / plain_run["throughput"], factor * base_rate, plain_run, offload_run))
-    saturated_gain, saturated_rate, saturated_plain, saturated = sorted(runs, key=lambda run: run[0])[1]
+    saturated_gain, saturated_rate, saturated_plain, saturated = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
     spread = ", ".join(f"{rate:.1f} req/s: {gain:.2f}x ({sat['offloaded_requests']} offloaded)"
                        for gain, rate, _, sat in runs)
 
