@@ -483,16 +483,14 @@ class Instance:
         reaches the client with the request's first decode step (Cluster.first_token_pending), as the
         engines' disaggregated serving streams it, unless it is the request's only token."""
         req.generated += 1
-        if self.role == "prefill" and math.isnan(req.first_token_s) and req.generated < req.output:
-            self.outstanding -= req.prompt + req.output
-            self.cluster.transfer(req, self)
-            return
-        if math.isnan(req.first_token_s):
-            req.first_token_s = now
-        req.segments.append((None, now))
-        if self.cluster.live:
-            req.streamed = req.generated
-            self.cluster.on_token(req, 1, now)
+        to_decode_side = self.role == "prefill" and math.isnan(req.first_token_s) and req.generated < req.output
+        if not to_decode_side:  # the token is emitted here
+            if math.isnan(req.first_token_s):
+                req.first_token_s = now
+            req.segments.append((None, now))
+            if self.cluster.live:
+                req.streamed = req.generated
+                self.cluster.on_token(req, 1, now)
         if req.generated >= req.output:
             self._finish(req, now)
         elif self.role == "prefill":
