@@ -5,6 +5,7 @@ mode and engine (the companion of validate_concurrency.py: its simulation, const
     python benchmarks/validate_moe.py --family DeepSeek-V3/R1 --mode agg --max-concurrency 64
     python benchmarks/validate_moe.py --fit --max-concurrency 64 --fit-evals 6 --fit-sweeps 1 --csv out.csv
     python benchmarks/validate_moe.py --rounds 2 --warmup-rounds 0    # the client read as genai-perf's defaults
+    python benchmarks/validate_moe.py --reading aic                   # every row deployed as AIConfigurator writes it
     python benchmarks/validate_moe.py --reading inferencex            # deployed and measured as InferenceX does
     python benchmarks/validate_moe.py --with engine:sglang.eager_launch_s=3e-5   # a candidate constant
 
@@ -66,10 +67,19 @@ on gb200/gb300 (one NVL72 domain) or when prefill and decode fit one 8-GPU node,
 --reading inferencex reads the rows as SemiAnalysis InferenceX's recipes deploy and measure them instead (the
 container images of many rows are those InferenceX's configs name, e.g. the enroot form nvcr.io#nvidia/...): its
 client (utils/bench_serving/benchmark_serving.py: 10 x C prompts, 2 x C warm-up copies of the first, input and
-output lengths uniform in [0.8 L, L], the workflow's RANDOM_RANGE_RATIO 0.8) and, for SGLang collocated rows, its
-DeepSeek-R1 scripts' flags (chunked prefill 32768 at TP8 / 8192 at TP4 for FP8, 16384 for FP4, no mixed chunks,
---scheduler-recv-interval 10 below 16 concurrent requests and 30 from 16). Neither reading is proven; both are
-reported, and the one shipped is chosen on the fit rows.
+output lengths uniform in [0.8 L, L], the workflow's RANDOM_RANGE_RATIO 0.8) and, for collocated rows, its scripts'
+flags: SGLang DeepSeek-R1 (chunked prefill 32768 at TP8 / 8192 at TP4 for FP8, 16384 for FP4, no mixed chunks,
+--scheduler-recv-interval 10 below 16 concurrent requests and 30 from 16), TensorRT-LLM DeepSeek-R1 / gpt-oss
+(max_num_tokens per attention-DP rank, and with attention DP attention_dp_config enable_balance: timeout_iters 60
+and batching_wait_iters 0 for DeepSeek-R1, the defaults for gpt-oss: sim/context_wait.py), vLLM token budgets.
+--reading provenance (the default) reads each collocated measurement by where it ran: AIConfigurator's generator
+launches every worker through Dynamo (generator/config/backend_templates/*/run.sh.j2: python3 -m dynamo.trtllm |
+sglang | vllm), so a run whose image (on any of its twin rows) is the engine's own (lmsysorg/sglang,
+vllm/vllm-openai, nvidia/tensorrt-llm/release) was not deployed by it: those take InferenceX's flags, the rest
+(Dynamo images, no image, every disaggregated row) AIConfigurator's; the client sends fixed lengths to all, as the
+CSV's README states. Chosen on the fit rows (274): mean-TTFT median error 32.2 % (aic), 28.0 % (provenance);
+TPOT 16.85 % both. (Reading every row whose id starts with a date as InferenceX's gave 29.7 % / 17.2 % on the fit
+rows; an id's form is no evidence of who deployed the run, so it was not taken.)
 Precision: gemm/moe quant nvfp4 -> nvfp4, fp8/fp8_block -> fp8-block (DeepSeek's 128x128 block scales), fp8/fp8
 -> fp8, int4_wo -> w4a16 (Kimi-K2.5's native INT4 experts; attention costed at INT4 too, an approximation),
 empty/bf16 -> bf16; KV cache FP8 for fp8, fp8-block and nvfp4 rows (validate_concurrency.py's rule and evidence).
@@ -131,6 +141,14 @@ FP8_KV = ("fp8", "fp8-block", "nvfp4")
 NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
 NVL72 = ("gb200", "gb300")
 AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
+
+
+def launched_without_dynamo(r: dict[str, str]) -> bool:
+    """Whether the row's container is the engine's own release image (lmsysorg/sglang, vllm/vllm-openai,
+    nvidia/tensorrt-llm/release) rather than a Dynamo runtime: AIConfigurator's generator launches every worker
+    through Dynamo (generator/config/backend_templates/*/run.sh.j2: python3 -m dynamo.trtllm|sglang|vllm), so such a
+    run was not deployed by it; InferenceX's single-node recipes serve from exactly those images."""
+    return bool(r["image"]) and "ai-dynamo" not in r["image"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,11 +304,17 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
         return dict(max_num_batched_tokens=dp * max(2 * isl, cap), max_num_seqs=max(1024, cap))  # minimaxm2.5: 2 x ISL
     # both TRT-LLM scripts: cuda_graph_config {enable_padding: true, max_batch_size: CONC} (per attention-DP rank)
     graphs = graph_knobs("trtllm", max(1, concurrency // max(dp, 1)))
-    if family == "gpt-oss":  # gptoss_fp4_b200_trt.sh: max_batch_size 512, max_num_tokens 20000
-        return dict(max_batch_size=max(512, cap), max_num_tokens=20000, **graphs)
-    # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64); max_batch_size not passed
-    return dict(max_batch_size=max(2048, cap), max_num_tokens=max(8192, -(-(concurrency + isl + 64) // 64) * 64),
-                **graphs)
+    if family == "gpt-oss":  # gptoss_fp4_b200_trt.sh: max_batch_size 512, max_num_tokens 20000 (per rank); with attention DP
+        # attention_dp_config {enable_balance: true} (timeout_iters and batching_wait_iters at their defaults)
+        balance = dict(attention_dp_enable_balance=True) if dp > 1 else {}
+        return dict(max_batch_size=max(512, cap), max_num_tokens=dp * 20000, **graphs, **balance)
+    # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64) (per attention-DP rank, summed
+    # over the ranks here as the AIConfigurator reading does); max_batch_size not passed;
+    # with attention DP: attention_dp_config {batching_wait_iters: 0, enable_balance: true, timeout_iters: 60}
+    balance = dict(attention_dp_enable_balance=True, attention_dp_timeout_iters=60,
+                   attention_dp_batching_wait_iters=0) if dp > 1 else {}
+    return dict(max_batch_size=max(2048, cap), max_num_tokens=dp * max(8192, -(-(concurrency + isl + 64) // 64) * 64),
+                **graphs, **balance)
 
 
 def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: int, reading: str = "aic",
@@ -358,6 +382,10 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
         except ValueError as exc:
             mapped[r["id"]] = str(exc)
     first = {id(r) for r in kept.values()}
+    # --reading provenance: a collocated measurement served from the engine's own image on any of its twin rows
+    # (launched_without_dynamo) is deployed as InferenceX's scripts deploy it, every other one as AIConfigurator's
+    # generator does; the client sends fixed lengths to all (the CSV's README: "fixed prompt and output lengths")
+    inferencex_runs = {measurement_key(r) for r in rows if launched_without_dynamo(r)}
     fit = split_configs([(r, mapped[r["id"]]) for r in rows
                          if id(r) in first and isinstance(mapped[r["id"]], Mapped)])
     cases, skipped = [], []
@@ -390,6 +418,9 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             continue
         c = int(r["concurrency"])
         key = config_key(r, m)
+        row_reading = reading
+        if reading == "provenance":  # InferenceX's collocated scripts are the ones modelled (_inferencex_collocated)
+            row_reading = "inferencex" if r["mode"] == "agg" and measurement_key(r) in inferencex_runs else "aic"
         family = FAMILY.get(r["model_path"], r["model_path"].split("/")[-1])
         notes = ["squared layout columns read as " + m.layouts["collocated"].text()] \
             if any(lay.squared for lay in m.layouts.values()) else []
@@ -399,10 +430,10 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             "hardware": hw, "system": r["system"], "precision": prec, "layout": m.key(),
             "tp": max(lay.gpus for lay in m.layouts.values()), "replicas": sum(m.workers.values()),
             "isl": int(r["isl"]), "osl": int(r["osl"]), "concurrency": c, "requests": rounds * c,
-            "warmup": warmup_rounds * c, "client": "genai-perf" if reading == "aic" else "inferencex",
+            "warmup": warmup_rounds * c, "client": "inferencex" if reading == "inferencex" else "genai-perf",
             "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
             "split": "fit" if key in fit else "test", "config": key, "notes": notes,
-            "deployment": deployment(r, m, model, hw, prec, reading),
+            "deployment": deployment(r, m, model, hw, prec, row_reading),
         })
     return cases, skipped
 
@@ -520,10 +551,13 @@ def main(argv: list[str] | None = None) -> int:
                     "--large-c-rounds x C requests (a quick, biased look: off by default)")
     ap.add_argument("--large-c-rounds", type=int, default=2, help="requests per large-C row = this x concurrency")
     vc.add_constant_options(ap)
-    ap.add_argument("--reading", choices=("aic", "inferencex"), default="aic",
+    ap.add_argument("--reading", choices=("aic", "inferencex", "provenance"), default="provenance",
                     help="how the rows were deployed and measured: aic = AIConfigurator's generator and genai-perf "
                          "(fixed lengths); inferencex = SemiAnalysis InferenceX's scripts and client (lengths "
-                         "uniform in [0.8 L, L], SGLang's scheduler-recv-interval)")
+                         "uniform in [0.8 L, L], SGLang's scheduler-recv-interval, TensorRT-LLM's attention-DP "
+                         "balance); provenance = InferenceX's engine flags for the collocated measurements served "
+                         "from the engine's own image (not Dynamo's, which AIConfigurator's generator launches), "
+                         "AIConfigurator's for the rest, fixed lengths for all (the CSV README's statement)")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
     ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")

@@ -148,7 +148,10 @@ DEPLOYMENTS = {
 ENGINE_KNOBS = {"vllm": {}, "sglang": {"max_running_requests": 128, "chunked_prefill_size": 4096,
                            "enable_piecewise_cuda_graph": True, "piecewise_cuda_graph_max_tokens": 8192},
                 "trtllm": {"max_batch_size": 128, "max_num_tokens": 4096, "enable_chunked_prefill": True,
-                           "cuda_graph_max_batch_size": 64, "cuda_graph_padding_enabled": True}}
+                           "cuda_graph_max_batch_size": 64, "cuda_graph_padding_enabled": True,
+                           "attention_dp_enable_balance": True, "attention_dp_timeout_iters": 60,
+                           "attention_dp_batching_wait_iters": 0, "batch_wait_timeout_iters": 8,
+                           "batch_wait_max_tokens_ratio": 0.4}}
 PREFIX = {"vllm": ["vllm", "serve"], "sglang": ["python", "-m", "sglang.launch_server"], "trtllm": ["trtllm-serve"]}
 
 
@@ -180,6 +183,12 @@ def test_launch_commands_parse_against_published_flags(engine, case):
         api = flags["llm_api_options"]
         options = [yaml.safe_load(text) for name, text in files.items() if name != "disagg.yaml"]
         assert all(o["cuda_graph_config"] == {"max_batch_size": 64, "enable_padding": True} for o in options)
+        assert all(o["attention_dp_config"] == {"enable_balance": True, "timeout_iters": 60, "batching_wait_iters": 0}
+                   and o["batch_wait_timeout_iters"] == 8 for o in options)
+        # context servers run without the overlap scheduler, as phasewise simulates them (engine_presets.yaml)
+        for name, text in files.items():
+            if name != "disagg.yaml":
+                assert yaml.safe_load(text).get("disable_overlap_scheduler", False) == ("prefill" in name), name
         for name, text in files.items():
             options = yaml.safe_load(text)
             keys = flags["disaggregated"]["keys"] if name == "disagg.yaml" else api

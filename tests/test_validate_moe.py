@@ -121,3 +121,37 @@ def test_probable_mtp_rows_are_the_rc6_post3_deepseek_trtllm_ones(vm):
            "mode": "agg"}
     assert vm.probable_mtp(row)
     assert not vm.probable_mtp({**row, "backend_version": "1.2.0rc6.post2"})
+
+
+def test_inferencex_reading_sets_the_trtllm_attention_dp_balance(vm):
+    """InferenceX's dsr1 TensorRT-LLM scripts: with attention DP, attention_dp_config {enable_balance: true,
+    timeout_iters: 60, batching_wait_iters: 0}; its gpt-oss script: enable_balance only. max_num_tokens is per rank."""
+    dep8, tp8 = vm.Layout(8, attention_dp=8, ep=8), vm.Layout(8, ep=8)
+    ds = vm._knobs("trtllm", "collocated", dep8, 128, 1024, 16, "inferencex", "nvfp4", 128, "DeepSeek-V3/R1")
+    assert (ds["attention_dp_enable_balance"], ds["attention_dp_timeout_iters"],
+            ds["attention_dp_batching_wait_iters"]) == (True, 60, 0)
+    assert ds["max_num_tokens"] == 8 * 8192  # max(8192, 128 + 1024 + 64 rounded up to 64) on each of the 8 ranks
+    oss = vm._knobs("trtllm", "collocated", vm.Layout(2, attention_dp=2, ep=2), 64, 1024, 32, "inferencex", "nvfp4",
+                    64, "gpt-oss")
+    assert oss["attention_dp_enable_balance"] and "attention_dp_timeout_iters" not in oss
+    assert "attention_dp_enable_balance" not in vm._knobs("trtllm", "collocated", tp8, 64, 1024, 64, "inferencex",
+                                                          "nvfp4", 64, "DeepSeek-V3/R1")
+
+
+def test_provenance_reads_runs_from_the_engines_own_images_as_inferencex(vm):
+    """AIConfigurator's generator launches workers through Dynamo; a run served from the engine's own image was not."""
+    assert vm.launched_without_dynamo({"image": "nvcr.io#nvidia/tensorrt-llm/release:1.2.0rc6.post2"})
+    assert vm.launched_without_dynamo({"image": "lmsysorg/sglang:v0.5.9-cu130"})
+    assert not vm.launched_without_dynamo({"image": "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.5.0"})
+    assert not vm.launched_without_dynamo({"image": ""})  # not stated: AIConfigurator's reading
+
+
+@needs_csv
+def test_provenance_reading_deploys_collocated_engine_image_runs_as_inferencex(vm):
+    cases, _ = vm.load_cases(vm.CSV_PATH, reading="provenance")
+    adp = [c for c in cases if c["engine"] == "trtllm" and c["mode"] == "agg"
+           and c["deployment"]["instances"][0].get("attention_dp_enable_balance")]
+    assert len(adp) >= 10  # InferenceX's DeepSeek-R1 / gpt-oss DEP runs balance their attention-DP ranks
+    assert all(c["client"] == "genai-perf" for c in cases)  # fixed lengths, as the CSV's README says
+    disagg = [c for c in cases if c["mode"] == "disagg"]
+    assert disagg and not any("attention_dp_enable_balance" in g for c in disagg for g in c["deployment"]["instances"])

@@ -98,6 +98,20 @@ CudaGraphMaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: larg
 CudaGraphPadding = Annotated[Optional[bool], typer.Option(
     "--cuda-graph-padding-enabled/--no-cuda-graph-padding-enabled",
     help="trtllm: pad a decode batch up to the next captured size (cuda_graph_config.enable_padding)")]
+DisableOverlapScheduler = Annotated[Optional[bool], typer.Option(
+    "--disable-overlap-scheduler/--no-disable-overlap-scheduler",
+    help="trtllm: run without the overlap scheduler (default: with it; without it on a disaggregated prefill role)")]
+AdpEnableBalance = Annotated[Optional[bool], typer.Option(
+    "--attention-dp-enable-balance/--no-attention-dp-enable-balance",
+    help="trtllm: attention_dp_config.enable_balance: with attention DP, prompts wait until every rank has one "
+         "(or the timeout)")]
+AdpTimeoutIters = Annotated[Optional[int], typer.Option(help="trtllm: attention_dp_config.timeout_iters (default 50)")]
+AdpBatchingWaitIters = Annotated[Optional[int], typer.Option(
+    help="trtllm: attention_dp_config.batching_wait_iters (default 10)")]
+BatchWaitTimeoutIters = Annotated[Optional[int], typer.Option(
+    help="trtllm: without attention DP, prompts wait up to this many iterations beside decodes (default 0: off)")]
+BatchWaitMaxTokensRatio = Annotated[Optional[float], typer.Option(
+    help="trtllm: ... or until the iteration's tokens reach this share of max_num_tokens (default 0)")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
 SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]

@@ -23,6 +23,7 @@ from phasewise.plan.export import deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.specs import load_model
+from phasewise.specs.engines import role_knobs
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
@@ -231,11 +232,14 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     if g.prefix_caching is not None:
         kv_cache["enable_block_reuse"] = g.prefix_caching
     options["kv_cache_config"] = kv_cache
-    for knob, value in g.knobs.items():
+    for knob, value in {**role_knobs(g.engine, g.role), **g.knobs}.items():
         if knob in ("max_batch_size", "max_num_tokens"):
             argv += [f"--{knob}", str(value)]
-        elif knob == "enable_chunked_prefill":
-            options["enable_chunked_prefill"] = value
+        elif knob in ("enable_chunked_prefill", "disable_overlap_scheduler", "batch_wait_timeout_iters",
+                      "batch_wait_max_tokens_ratio"):
+            options[knob] = value
+        elif knob.startswith("attention_dp_"):  # attention_dp_config {enable_balance, timeout_iters, batching_wait_iters}
+            options.setdefault("attention_dp_config", {})[knob.removeprefix("attention_dp_")] = value
         elif knob == "cuda_graph_max_batch_size":
             options.setdefault("cuda_graph_config", {})["max_batch_size"] = value
         elif knob == "cuda_graph_padding_enabled":
@@ -251,8 +255,6 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
                                              "speculative_model_dir": spec.draft}
     if g.role != "collocated":
         options["cache_transceiver_config"] = {"backend": KV_BACKEND["trtllm"]}
-        if g.role == "prefill":
-            options["disable_overlap_scheduler"] = True  # context servers run without the overlap scheduler
     name = f"extra-llm-api-{g.role}-{index}.yaml"
     argv += ["--extra_llm_api_options", name]
     return Command(argv, comments=notes, files={name: yaml.safe_dump(options, sort_keys=False)})

@@ -110,6 +110,12 @@ class InstanceGroup(BaseModel):
     max_num_tokens: int | None = None  # trtllm
     cuda_graph_max_batch_size: int | None = None  # trtllm (1.x: cuda_graph_config.max_batch_size)
     cuda_graph_padding_enabled: bool | None = None  # trtllm (1.x: cuda_graph_config.enable_padding)
+    disable_overlap_scheduler: bool | None = None  # trtllm (default: off, on for a disaggregated prefill role)
+    attention_dp_enable_balance: bool | None = None  # trtllm (attention_dp_config.enable_balance)
+    attention_dp_timeout_iters: int | None = None  # trtllm (attention_dp_config.timeout_iters)
+    attention_dp_batching_wait_iters: int | None = None  # trtllm (attention_dp_config.batching_wait_iters)
+    batch_wait_timeout_iters: int | None = None  # trtllm
+    batch_wait_max_tokens_ratio: float | None = None  # trtllm
 
     @property
     def knobs(self) -> dict[str, object]:

@@ -534,6 +534,10 @@ class Instance:
         self.loop.at(float(ends[-1]), self._end_run, self.version)
         if self.recv is not None and self.recv.inbox:
             self._end_run_at_read()
+        if self.waiting or self.prefilling:  # prompts held back for some iterations (TensorRT-LLM's waiting)
+            look = self.scheduler.steps_before_next_look(self)
+            if look is not None:
+                self._cut_run(look - 1)
 
     def _end_run(self, version: int) -> None:
         if version != self.version or self.decode_run is None:

@@ -25,6 +25,13 @@ KNOB_TYPES: dict[str, type] = {
     "schedule_conservativeness": float, "max_batch_size": int, "max_num_tokens": int,
     "scheduler_recv_interval": int, "cuda_graph_max_batch_size": int, "cuda_graph_padding_enabled": bool,
     "enable_piecewise_cuda_graph": bool, "piecewise_cuda_graph_max_tokens": int,
+    "disable_overlap_scheduler": bool, "attention_dp_enable_balance": bool, "attention_dp_timeout_iters": int,
+    "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
+}
+# Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
+KNOB_RANGES: dict[str, tuple[float, float]] = {
+    "attention_dp_batching_wait_iters": (0, math.inf), "batch_wait_timeout_iters": (0, math.inf),
+    "batch_wait_max_tokens_ratio": (0.0, 1.0),
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
@@ -49,6 +56,11 @@ class EngineConfig:
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
     recv_interval: int = 1  # SGLang: new requests reach the scheduler every N decode-only forwards (sim/recv_interval.py)
+    # TensorRT-LLM holds context requests back (sim/context_wait.py): with attention DP and
+    # attention_dp_config.enable_balance, (timeout_iters, batching_wait_iters); without attention DP, batch waiting
+    # (batch_wait_timeout_iters, batch_wait_max_tokens_ratio). None: off (TensorRT-LLM's defaults)
+    adp_balance: tuple[int, int] | None = None
+    batch_wait: tuple[int, float] | None = None
     # SGLang's max_prefill_tokens: the prompt tokens one prefill batch takes in (schedulers/sglang.py); None elsewhere
     prefill_input_tokens: int | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
@@ -155,9 +167,19 @@ def sglang_piecewise_tokens(max_tokens: int) -> tuple[int, ...]:
     return tuple(size for size in sizes if size <= max_tokens) or (max_tokens,)
 
 
+def role_knobs(engine: str, role: str) -> dict[str, Any]:
+    """The knob values a preset takes by default in a deployment role (`role_defaults` in engine_presets.yaml:
+    TensorRT-LLM's context servers run without the overlap scheduler), which the user's knobs override."""
+    presets = packaged("engine_presets.yaml")["presets"]
+    entry = presets.get(engine.split("@", 1)[0].lower()) or {}
+    return dict((entry.get("role_defaults") or {}).get(role) or {})
+
+
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
-                   entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None) -> EngineConfig:
-    """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs."""
+                   entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
+                   role: str = "collocated") -> EngineConfig:
+    """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
+    instance in `role` (collocated, prefill or decode)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -183,17 +205,12 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
         if knob not in allowed:
             raise PhasewiseError(f"--{knob.replace('_', '-')} is not a knob of {name} "
                                  f"(its knobs: {', '.join('--' + k.replace('_', '-') for k in allowed)})")
-        want = KNOB_TYPES[knob]
-        if want is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise PhasewiseError(f"--{knob.replace('_', '-')} must be an integer >= 1 (got {value!r})")
-        if want is bool and not isinstance(value, bool):
-            raise PhasewiseError(f"--{knob.replace('_', '-')} must be true or false (got {value!r})")
-        if want is float and (not isinstance(value, (int, float)) or value <= 0):
-            raise PhasewiseError(f"--{knob.replace('_', '-')} must be a number > 0 (got {value!r})")
+        _check_knob(knob, value)
         fixed = table.get(knob)
         if isinstance(fixed, dict) and "fixed" in fixed and value != fixed["value"]:
             raise PhasewiseError(f"--{knob.replace('_', '-')}={value} is not possible on {name}@{version}: {fixed['fixed']}")
     values = {k: _pick(table[k], hw, entry_point) for k in allowed if k in table}
+    values.update({k: v for k, v in role_knobs(name, role).items() if k in allowed})
     values.update(knobs)
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
@@ -203,6 +220,22 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if bare:
         config = replace(config, profile=profile)
     return config
+
+
+def _check_knob(knob: str, value: Any) -> None:
+    """A one-line error unless `value` has the knob's type and lies in its range."""
+    want, flag = KNOB_TYPES[knob], f"--{knob.replace('_', '-')}"
+    low, high = KNOB_RANGES.get(knob, (1, math.inf) if want is int else (0.0, math.inf))
+    if want is bool and not isinstance(value, bool):
+        raise PhasewiseError(f"{flag} must be true or false (got {value!r})")
+    if want is int and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+        raise PhasewiseError(f"{flag} must be an integer >= {low:g} (got {value!r})")
+    if want is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if knob in KNOB_RANGES and not (number and low <= value <= high):
+            raise PhasewiseError(f"{flag} must be a number from {low:g} to {high:g} (got {value!r})")
+        if knob not in KNOB_RANGES and not (number and value > 0):
+            raise PhasewiseError(f"{flag} must be a number > 0 (got {value!r})")
 
 
 def _file_scheduler(path: str) -> str:
@@ -265,6 +298,12 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cfg = dict(max_seqs=values["max_batch_size"], token_budget=values["max_num_tokens"], chunked_prefill=chunked,
                    prefill_chunk_tokens=values["max_num_tokens"], mixed_batches=True, kv_admission="reserve",
                    preemption="none", partial_prefills=1)
+        if "disable_overlap_scheduler" in values:
+            graphs["overlap_scheduling"] = not values["disable_overlap_scheduler"]
+        if values.get("attention_dp_enable_balance"):
+            cfg["adp_balance"] = (values["attention_dp_timeout_iters"], values["attention_dp_batching_wait_iters"])
+        if values.get("batch_wait_timeout_iters", 0) > 0 or values.get("batch_wait_max_tokens_ratio", 0) > 0:
+            cfg["batch_wait"] = (values["batch_wait_timeout_iters"], values["batch_wait_max_tokens_ratio"])
     if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
         name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
         raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "

@@ -52,6 +52,11 @@ class Scheduler:
     def on_preempt(self, inst: Instance) -> None:
         """Called after a preemption or retraction."""
 
+    def steps_before_next_look(self, inst: Instance) -> int | None:
+        """After next_batch held the waiting prompts back: the decode iterations after which it must be asked
+        again (the instance ends its decode run there). None: when a request arrives or finishes, as usual."""
+        return None
+
     def order(self, waiting) -> None:
         """Put the waiting queue in the order the policy admits from (FCFS: arrival order, as it stands)."""
 
