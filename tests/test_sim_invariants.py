@@ -29,7 +29,10 @@ def engine_fields(draw, max_new_tokens: int) -> dict:
                     enable_mixed_chunk=draw(st.booleans()),
                     scheduler_recv_interval=draw(st.sampled_from([1, 1, 4, 30])))  # 1: read every iteration
     return dict(engine=engine, max_batch_size=seqs, max_num_tokens=budget,
-                enable_chunked_prefill=draw(st.booleans()))
+                enable_chunked_prefill=draw(st.booleans()),
+                # TensorRT-LLM's batch waiting (sim/context_wait.py): off, or holding prompts beside decodes
+                batch_wait_timeout_iters=draw(st.sampled_from([0, 0, 5, 40])),
+                batch_wait_max_tokens_ratio=draw(st.sampled_from([0.0, 0.3])))
 
 
 @st.composite
@@ -103,3 +106,15 @@ def test_determinism():
     work = Workload(np.linspace(0, 20, 200), np.full(200, 1500), np.full(200, 120))
     a, b = simulate(dep, work), simulate(dep, work)
     assert np.array_equal(a.finish_s, b.finish_s) and np.array_equal(a.first_token_s, b.first_token_s)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([1, 5, 60]), st.sampled_from([0, 3]), st.booleans(), workloads())
+def test_attention_dp_balance_never_loses_or_strands_a_request(timeout, batching, chunked, work):
+    """TensorRT-LLM's attention-DP balance holds prompts for iterations: every request still finishes, in order."""
+    dep = build_deployment(dict(model="Qwen/Qwen3-30B-A3B", instances=[dict(
+        hardware="h100-sxm", tp=4, attention_dp=4, ep=4, engine="trtllm", max_batch_size=64, max_num_tokens=8192,
+        enable_chunked_prefill=chunked, attention_dp_enable_balance=True, attention_dp_timeout_iters=timeout,
+        attention_dp_batching_wait_iters=batching)]))
+    res = simulate(dep, work, check_invariants=True)
+    assert np.isfinite(res.finish_s).sum() + res.rejected == len(work)
