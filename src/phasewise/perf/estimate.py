@@ -112,7 +112,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
-    cm = CostModel(spec, hw, quant, resolve_engine(engine, hw, pp=pp).profile, tp, pp, layout)  # a preset's host profile
+    config = resolve_engine(engine, hw, pp=pp)
+    cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
     window = spec.window_all_layers
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
     # A decode step at zero context is the first token after an empty prompt: one new token, no cache.
@@ -122,7 +123,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
-                     kv_needed_tokens=needed, memory_fraction=memory_fraction, layout=layout)
+                     kv_needed_tokens=needed, memory_fraction=memory_fraction, layout=layout,
+                     fraction_of_free=config.memory_fraction_of_free)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped)
 

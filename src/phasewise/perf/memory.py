@@ -97,16 +97,23 @@ def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: 
 
 def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
-               memory_fraction: float = 0.9, layout: ParallelLayout | None = None) -> MemoryFit:
+               memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
+               fraction_of_free: bool = False) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
-    of the batch: kv_capacity_tokens is then the instance's, all ranks together."""
+    of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` is of the
+    whole GPU (vLLM's gpu_memory_utilization, SGLang's mem_fraction_static), or with `fraction_of_free` of the
+    memory left once the weights, activations and runtime are in place (TensorRT-LLM's free_gpu_memory_fraction:
+    the KV pool is that share of torch.cuda.mem_get_info()'s free bytes, _torch/pyexecutor/resource_manager.py)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
-    usable = hardware.memory_capacity_bytes * memory_fraction
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout)
     acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp))
     reserved = hardware.efficiency.reserved_bytes
+    usable = hardware.memory_capacity_bytes * memory_fraction
+    if fraction_of_free:
+        taken = weights + acts + reserved
+        usable = taken + memory_fraction * max(hardware.memory_capacity_bytes - taken, 0.0)
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
     free = usable - weights - acts - reserved
     capacity = int(free // per_token) * dp if free > 0 else 0

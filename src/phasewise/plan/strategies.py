@@ -13,7 +13,7 @@ from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of_free
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 
@@ -68,10 +68,10 @@ class Strategy:
 
 
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float,
-          min_kv_tokens: int, layout: dict[str, Any] | None = None) -> bool:
+          min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm") -> bool:
     split = parallel_layout(model, tp, **layout) if layout else None
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
-                     layout=split)
+                     layout=split, fraction_of_free=memory_fraction_of_free(engine))
     return mem.kv_capacity_tokens >= min_kv_tokens
 
 
@@ -143,7 +143,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                     continue
                 replicas = gpus // (tp * pp)
                 for cap, (split, layout) in itertools.product(opts.batch_caps, _layouts(model, tp, opts, pruned)):
-                    if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout):
+                    if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
+                                 opts.engine):
                         pruned.append(f"collocated tp={tp}{split} pp={pp} {tag}: model + KV for {min_kv_tokens} "
                                       f"tokens do not fit in {hardware} memory")
                         continue
@@ -176,9 +177,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                 for (p_split, p_layout), (d_split, d_layout) in _role_layouts(model, p_tp, d_tp, opts, pruned):
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
                     if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens,
-                                  p_layout)
+                                  p_layout, opts.engine)
                             and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens,
-                                      d_layout)):
+                                      d_layout, opts.engine)):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
                     for x, y in opts.ratios:

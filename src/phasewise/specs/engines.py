@@ -55,6 +55,9 @@ class EngineConfig:
     partial_prefills: int  # prompts that may be part-way through prefill at once
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
+    # the deployment's memory_fraction is of the memory left after weights and activations (TensorRT-LLM's
+    # free_gpu_memory_fraction), not of the whole GPU (perf/memory.py memory_fit)
+    memory_fraction_of_free: bool = False
     recv_interval: int = 1  # SGLang: new requests reach the scheduler every N decode-only forwards (sim/recv_interval.py)
     # TensorRT-LLM holds context requests back (sim/context_wait.py): with attention DP and
     # attention_dp_config.enable_balance, (timeout_iters, batching_wait_iters); without attention DP, batch waiting
@@ -165,6 +168,13 @@ def sglang_piecewise_tokens(max_tokens: int) -> tuple[int, ...]:
     sizes = [*range(4, 33, 4), *range(48, 257, 16), *range(288, 513, 32), *range(640, 4097, 128),
              *range(4352, max_tokens + 1, 256)]
     return tuple(size for size in sizes if size <= max_tokens) or (max_tokens,)
+
+
+def memory_fraction_of_free(engine: str) -> bool:
+    """Whether a preset takes the memory fraction of the GPU memory left after the weights and activations
+    (`memory_fraction_of: free` in engine_presets.yaml: TensorRT-LLM) rather than of the whole GPU."""
+    presets = packaged("engine_presets.yaml")["presets"]
+    return (presets.get(engine.split("@", 1)[0].lower()) or {}).get("memory_fraction_of", "total") == "free"
 
 
 def role_knobs(engine: str, role: str) -> dict[str, Any]:
@@ -312,4 +322,5 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     if graphs:
         profile = profile.model_copy(update=graphs)
     return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")),
-                        prefix_caching=bool(table.get("prefix_caching", False)), **cfg)
+                        prefix_caching=bool(table.get("prefix_caching", False)),
+                        memory_fraction_of_free=memory_fraction_of_free(key), **cfg)
