@@ -49,3 +49,22 @@ def test_pipeline_stage_holds_its_share():
     two = fit("meta-llama/Llama-3.1-70B", hw="h200-sxm", pp=2)
     assert two.weight_bytes < one.weight_bytes * 0.55
     assert two.kv_bytes_per_token == one.kv_bytes_per_token / 2
+
+
+def test_trtllm_memory_fraction_is_of_the_free_memory():
+    """TensorRT-LLM sizes its KV pool as free_gpu_memory_fraction x the memory left once the weights and
+    activations are in (resource_manager.py: mem_get_info()'s free bytes x the fraction); vLLM and SGLang take
+    their fraction of the whole GPU."""
+    from phasewise.perf.memory import memory_fit
+    from phasewise.specs import load_hardware, load_model, load_quant
+    from phasewise.specs.engines import memory_fraction_of_free, resolve_engine
+
+    model, hw, quant = load_model("deepseek-ai/DeepSeek-R1"), load_hardware("b200"), load_quant("fp8", "fp8")
+    whole = memory_fit(model, hw, quant, tp=4, memory_fraction=0.9)
+    free = memory_fit(model, hw, quant, tp=4, memory_fraction=0.9, fraction_of_free=True)
+    left = hw.memory_capacity_bytes - free.weight_bytes - free.activation_bytes - free.reserved_bytes
+    assert abs(free.kv_free_bytes - 0.9 * left) < 1.0
+    assert free.kv_capacity_tokens > 10 * whole.kv_capacity_tokens > 0  # the weights nearly fill 0.9 of the GPU
+    assert memory_fraction_of_free("trtllm") and memory_fraction_of_free("trtllm-bench@1.0")
+    assert not memory_fraction_of_free("vllm") and not memory_fraction_of_free("sglang")
+    assert resolve_engine("trtllm", hw).memory_fraction_of_free and not resolve_engine("vllm", hw).memory_fraction_of_free
