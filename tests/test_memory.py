@@ -57,14 +57,17 @@ def test_trtllm_memory_fraction_is_of_the_free_memory():
     their fraction of the whole GPU."""
     from phasewise.perf.memory import memory_fit
     from phasewise.specs import load_hardware, load_model, load_quant
-    from phasewise.specs.engines import memory_fraction_of_free, resolve_engine
+    from phasewise.specs.engines import memory_fraction_of, resolve_engine
 
     model, hw, quant = load_model("deepseek-ai/DeepSeek-R1"), load_hardware("b200"), load_quant("fp8", "fp8")
     whole = memory_fit(model, hw, quant, tp=4, memory_fraction=0.9)
-    free = memory_fit(model, hw, quant, tp=4, memory_fraction=0.9, fraction_of_free=True)
+    free = memory_fit(model, hw, quant, tp=4, memory_fraction=0.9, fraction_of="free")
     left = hw.memory_capacity_bytes - free.weight_bytes - free.activation_bytes - free.reserved_bytes
     assert abs(free.kv_free_bytes - 0.9 * left) < 1.0
     assert free.kv_capacity_tokens > 10 * whole.kv_capacity_tokens > 0  # the weights nearly fill 0.9 of the GPU
-    assert memory_fraction_of_free("trtllm") and memory_fraction_of_free("trtllm-bench@1.0")
-    assert not memory_fraction_of_free("vllm") and not memory_fraction_of_free("sglang")
-    assert resolve_engine("trtllm", hw).memory_fraction_of_free and not resolve_engine("vllm", hw).memory_fraction_of_free
+    assert memory_fraction_of("trtllm") == memory_fraction_of("trtllm-bench@1.0") == "free"
+    assert memory_fraction_of("vllm") == "total" and memory_fraction_of("sglang") == "static"
+    assert resolve_engine("trtllm", hw).memory_fraction_of == "free"
+    # SGLang's mem_fraction_static holds the weights and the KV pool: activations and the runtime are outside it
+    static = memory_fit(model, hw, quant, tp=4, memory_fraction=0.95, fraction_of="static")
+    assert abs(static.kv_free_bytes - (0.95 * hw.memory_capacity_bytes - static.weight_bytes)) < 1.0

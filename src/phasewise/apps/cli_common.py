@@ -40,9 +40,9 @@ DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode inst
 PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
 DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
 KvLink = Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")]
-MemoryFraction = Annotated[float, typer.Option(help="device memory fraction for the engine (of the whole GPU; "
-                                                   "trtllm: of what the weights and activations leave, as its "
-                                                   "free_gpu_memory_fraction)")]
+MemoryFraction = Annotated[float, typer.Option(help="device memory fraction, as the engine means it: vllm of the "
+                                                   "whole GPU; sglang for weights + KV (mem_fraction_static); trtllm "
+                                                   "of what weights and activations leave (free_gpu_memory_fraction)")]
 SpecDraft = Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")]
 # Serving policies and options of a deployment (simulate and serve)
 Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")]

@@ -124,7 +124,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=memory_fraction, layout=layout,
-                     fraction_of_free=config.memory_fraction_of_free)
+                     fraction_of=config.memory_fraction_of)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped)
 

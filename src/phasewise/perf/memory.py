@@ -11,6 +11,8 @@ from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
 
+FRACTION_OF = ("total", "static", "free")  # what an engine's memory fraction is a fraction of (memory_fit)
+
 
 @dataclass(slots=True, frozen=True)
 class MemoryFit:
@@ -98,22 +100,29 @@ def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: 
 def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
-               fraction_of_free: bool = False) -> MemoryFit:
+               fraction_of: str = "total") -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
-    of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` is of the
-    whole GPU (vLLM's gpu_memory_utilization, SGLang's mem_fraction_static), or with `fraction_of_free` of the
-    memory left once the weights, activations and runtime are in place (TensorRT-LLM's free_gpu_memory_fraction:
-    the KV pool is that share of torch.cuda.mem_get_info()'s free bytes, _torch/pyexecutor/resource_manager.py)."""
+    of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
+      total   of the whole GPU, for everything the engine holds (vLLM's gpu_memory_utilization);
+      static  of the whole GPU, for the weights and the KV pool only: activations, CUDA graphs and the runtime
+              live in the rest (SGLang's mem_fraction_static, srt/server_args.py _handle_gpu_memory_settings);
+      free    of the memory left once the weights, activations and runtime are in (TensorRT-LLM's
+              free_gpu_memory_fraction: that share of torch.cuda.mem_get_info()'s free bytes,
+              _torch/pyexecutor/resource_manager.py)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout)
     acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp))
     reserved = hardware.efficiency.reserved_bytes
+    if fraction_of not in FRACTION_OF:
+        raise ValueError(f"fraction_of '{fraction_of}' is not one of {', '.join(FRACTION_OF)}")
     usable = hardware.memory_capacity_bytes * memory_fraction
-    if fraction_of_free:
+    if fraction_of == "free":
         taken = weights + acts + reserved
         usable = taken + memory_fraction * max(hardware.memory_capacity_bytes - taken, 0.0)
+    elif fraction_of == "static":  # the KV pool is what the weights leave of the fraction
+        usable += acts + reserved
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
     free = usable - weights - acts - reserved
     capacity = int(free // per_token) * dp if free > 0 else 0

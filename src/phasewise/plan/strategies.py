@@ -13,7 +13,7 @@ from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of_free
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 
@@ -71,7 +71,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
           min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm") -> bool:
     split = parallel_layout(model, tp, **layout) if layout else None
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
-                     layout=split, fraction_of_free=memory_fraction_of_free(engine))
+                     layout=split, fraction_of=memory_fraction_of(engine))
     return mem.kv_capacity_tokens >= min_kv_tokens
 
 

@@ -51,7 +51,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, role=g.role)
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=g.memory_fraction, layout=layout,
-                         fraction_of_free=engine.memory_fraction_of_free)
+                         fraction_of=engine.memory_fraction_of)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, mem.kv_capacity_tokens, role=g.role)
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \

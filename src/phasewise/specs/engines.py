@@ -55,9 +55,8 @@ class EngineConfig:
     partial_prefills: int  # prompts that may be part-way through prefill at once
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
-    # the deployment's memory_fraction is of the memory left after weights and activations (TensorRT-LLM's
-    # free_gpu_memory_fraction), not of the whole GPU (perf/memory.py memory_fit)
-    memory_fraction_of_free: bool = False
+    # what the deployment's memory_fraction is a fraction of (perf/memory.py memory_fit: total | static | free)
+    memory_fraction_of: str = "total"
     recv_interval: int = 1  # SGLang: new requests reach the scheduler every N decode-only forwards (sim/recv_interval.py)
     # TensorRT-LLM holds context requests back (sim/context_wait.py): with attention DP and
     # attention_dp_config.enable_balance, (timeout_iters, batching_wait_iters); without attention DP, batch waiting
@@ -170,11 +169,12 @@ def sglang_piecewise_tokens(max_tokens: int) -> tuple[int, ...]:
     return tuple(size for size in sizes if size <= max_tokens) or (max_tokens,)
 
 
-def memory_fraction_of_free(engine: str) -> bool:
-    """Whether a preset takes the memory fraction of the GPU memory left after the weights and activations
-    (`memory_fraction_of: free` in engine_presets.yaml: TensorRT-LLM) rather than of the whole GPU."""
+def memory_fraction_of(engine: str) -> str:
+    """What a preset's memory fraction is a fraction of (`memory_fraction_of` in engine_presets.yaml, default
+    total: vLLM): static (SGLang: the weights and KV pool), free (TensorRT-LLM: what the weights and activations
+    leave); a profile name or file behaves as vLLM."""
     presets = packaged("engine_presets.yaml")["presets"]
-    return (presets.get(engine.split("@", 1)[0].lower()) or {}).get("memory_fraction_of", "total") == "free"
+    return (presets.get(engine.split("@", 1)[0].lower()) or {}).get("memory_fraction_of", "total")
 
 
 def role_knobs(engine: str, role: str) -> dict[str, Any]:
@@ -323,4 +323,4 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         profile = profile.model_copy(update=graphs)
     return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")),
                         prefix_caching=bool(table.get("prefix_caching", False)),
-                        memory_fraction_of_free=memory_fraction_of_free(key), **cfg)
+                        memory_fraction_of=memory_fraction_of(key), **cfg)
