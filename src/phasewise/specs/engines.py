@@ -77,11 +77,16 @@ def preset_names() -> list[str]:
     return list(packaged("engine_presets.yaml")["presets"])
 
 
+def _preset_entry(engine: str) -> dict[str, Any]:
+    """A preset's entry in engine_presets.yaml by name (`preset[@version]`); a profile name or file behaves as
+    vLLM V1."""
+    presets = packaged("engine_presets.yaml")["presets"]
+    return presets.get(engine.split("@", 1)[0].lower(), presets["vllm"])
+
+
 def engine_knobs(engine: str) -> tuple[str, ...]:
     """The knobs an engine has (a profile name or file behaves as vLLM V1)."""
-    presets = packaged("engine_presets.yaml")["presets"]
-    name = engine.split("@", 1)[0].lower()
-    return tuple(presets.get(name, presets["vllm"])["knobs"])
+    return tuple(_preset_entry(engine)["knobs"])
 
 
 def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | None = None) -> dict[str, int]:
@@ -173,16 +178,13 @@ def memory_fraction_of(engine: str) -> str:
     """What a preset's memory fraction is a fraction of (`memory_fraction_of` in engine_presets.yaml, default
     total: vLLM): static (SGLang: the weights and KV pool), free (TensorRT-LLM: what the weights and activations
     leave); a profile name or file behaves as vLLM."""
-    presets = packaged("engine_presets.yaml")["presets"]
-    return (presets.get(engine.split("@", 1)[0].lower()) or {}).get("memory_fraction_of", "total")
+    return _preset_entry(engine).get("memory_fraction_of", "total")
 
 
 def role_knobs(engine: str, role: str) -> dict[str, Any]:
     """The knob values a preset takes by default in a deployment role (`role_defaults` in engine_presets.yaml:
     TensorRT-LLM's context servers run without the overlap scheduler), which the user's knobs override."""
-    presets = packaged("engine_presets.yaml")["presets"]
-    entry = presets.get(engine.split("@", 1)[0].lower()) or {}
-    return dict((entry.get("role_defaults") or {}).get(role) or {})
+    return dict((_preset_entry(engine).get("role_defaults") or {}).get(role) or {})
 
 
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
