@@ -50,3 +50,37 @@ def test_an_impossible_skew_is_refused():
     with pytest.raises(ValidationError):
         load_model("deepseek-ai/DeepSeek-R1").model_validate({**load_model("deepseek-ai/DeepSeek-R1").model_dump(),
                                                               "expert_top20_share": 0.1})
+
+
+def test_distinct_experts_follow_the_same_popularity_as_the_busiest_rank():
+    """Uniform routing keeps the closed form E (1 - (1 - k/E)^T); a measured skew sends a batch to fewer experts,
+    never more than E or k T, more of them as the batch grows; the cost model reads fewer expert weights."""
+    from phasewise.perf.expert_load import expected_distinct_experts
+
+    for tokens in (1, 4, 16, 64.5):
+        assert expected_distinct_experts(256, 8, tokens) == pytest.approx(256 * (1 - (1 - 8 / 256) ** tokens))
+        assert expected_distinct_experts(256, 8, tokens, 0.2) == expected_distinct_experts(256, 8, tokens)
+    assert expected_distinct_experts(256, 8, 1, 0.35) == pytest.approx(8.0, rel=1e-9)  # one token: its top k
+    previous = 0.0
+    for tokens in (1, 2, 4, 8, 16, 32, 64, 256, 4096):
+        skewed = expected_distinct_experts(128, 8, tokens, 0.65)
+        assert previous < skewed <= min(128, 8 * tokens) + 1e-9
+        assert skewed < expected_distinct_experts(128, 8, tokens) or tokens == 1 or skewed > 127.999
+        previous = skewed
+    assert expected_distinct_experts(256, 8, 0, 0.35) == 0.0
+
+
+def test_deepseek_decode_streams_fewer_expert_weights_than_uniform_routing():
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_engine, load_hardware, load_quant
+
+    model = load_model("deepseek-ai/DeepSeek-R1")
+    uniform = model.model_copy(update={"expert_top20_share": None})
+    hw, engine, quant = load_hardware("h200-sxm"), load_engine("vllm"), load_quant("fp8-block")
+    decode = BatchShape.uniform(8, 1, 1024)
+
+    def expert_bytes(spec):
+        cost = CostModel(spec, hw, quant, engine, tp=8).iteration(decode)
+        return next(op.bytes for op in cost.operators if op.name == "moe_experts")
+
+    assert expert_bytes(model) < expert_bytes(uniform)

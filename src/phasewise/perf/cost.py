@@ -29,6 +29,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention
 from phasewise.perf.batch import BatchShape
+from phasewise.perf.expert_load import expected_distinct_experts
 from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.quant_kernels import gemm_compute_s
@@ -640,7 +641,8 @@ class CostModel:
             E, k = m.num_experts, m.experts_per_token
             i = m.expert_intermediate_size / layout.moe_tp
             assignments = all_tokens * k
-            active = E * (1.0 - (1.0 - k / E) ** all_tokens)  # expected experts hit by at least one token
+            # expected experts hit by at least one token, under the model's measured routing skew (expert_load.py)
+            active = expected_distinct_experts(E, k, all_tokens, m.expert_top20_share)
             if layout.ep > 1:  # this GPU's experts and the rows routed to them, on its most loaded
                 assignments = assignments / layout.ep * layout.imbalance(assignments)
                 active = active / layout.ep

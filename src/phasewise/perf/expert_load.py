@@ -7,6 +7,11 @@ p_i ~ i^-s, with s solved so that the top 20 % carry that share. Engines place e
 (rank j holds experts j E/ep .. (j+1) E/ep - 1), which says nothing of their popularity, so the busiest rank's
 expected share is taken over random placements: `busiest_rank_ratio` = E[max over ranks of its experts'
 popularity] x ep (1 = perfectly even), by a fixed-seed draw of placements (deterministic, cached).
+
+The same popularity says how many distinct experts a batch touches, whose weights a decode step reads: a token
+picks expert i among its top k with probability q_i = min(1, k p_i), so T tokens touch
+`expected_distinct_experts` = sum_i 1 - (1 - q_i)^T of them (uniform routing: E (1 - (1 - k/E)^T)). Skewed
+routing sends a small batch's tokens to fewer experts than uniform routing, so fewer weights stream.
 """
 
 from __future__ import annotations
@@ -48,3 +53,20 @@ def busiest_rank_ratio(experts: int, ep: int, top20_share: float) -> float:
     placements = np.argsort(rng.random((PLACEMENTS, experts)), axis=1)  # a random permutation per row
     per_rank = popularity[placements].reshape(PLACEMENTS, ep, experts // ep).sum(axis=2)
     return float(per_rank.max(axis=1).mean() * ep)
+
+
+@lru_cache(maxsize=256)
+def _inclusion(experts: int, top_k: int, top20_share: float) -> np.ndarray:
+    """Each expert's probability of being among one token's top-k experts: k x its popularity, at most 1."""
+    return np.minimum(1.0, top_k * zipf_popularity(experts, top20_share))
+
+
+def expected_distinct_experts(experts: int, top_k: int, tokens: float, top20_share: float | None = None) -> float:
+    """Expected experts hit by at least one of `tokens` tokens, each routed to `top_k` of `experts`: uniform
+    routing when no skew is known (or top20_share <= 0.2), else the Zipf popularity of `zipf_popularity`."""
+    if tokens <= 0:
+        return 0.0
+    if not top20_share or top20_share <= 0.2:
+        return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+    missed = (1.0 - _inclusion(experts, top_k, top20_share)) ** tokens
+    return float(experts - missed.sum())
