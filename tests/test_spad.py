@@ -188,6 +188,7 @@ def assert_directions(checks: dict[str, float]) -> None:
 def test_spad_scenario_defaults_and_variations_keep_the_directions():
     scenario = get_scenario("spad")
     default = scenario.run()
+    assert default.wall_s < 12
     checks = {c.name: c for c in default.outcome.checks}
     for name in ("Prefill Chip prefill performance", "Prefill Chip hardware cost", "Decode Chip decode performance",
                  "Decode Chip TDP", "cluster hardware cost at equal SLOs (azure-conv)",
