@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from phasewise.perf.expert_load import busiest_rank_ratio, zipf_popularity
+from phasewise.perf.expert_load import busiest_rank_ratio, expected_distinct_experts, zipf_popularity
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_model
 
@@ -55,8 +55,6 @@ def test_an_impossible_skew_is_refused():
 def test_distinct_experts_follow_the_same_popularity_as_the_busiest_rank():
     """Uniform routing keeps the closed form E (1 - (1 - k/E)^T); a measured skew sends a batch to fewer experts,
     never more than E or k T, more of them as the batch grows; the cost model reads fewer expert weights."""
-    from phasewise.perf.expert_load import expected_distinct_experts
-
     for tokens in (1, 4, 16, 64.5):
         assert expected_distinct_experts(256, 8, tokens) == pytest.approx(256 * (1 - (1 - 8 / 256) ** tokens))
         assert expected_distinct_experts(256, 8, tokens, 0.2) == expected_distinct_experts(256, 8, tokens)
