@@ -108,7 +108,7 @@ def test_deployment_file_names_a_mapping(run_cli, tmp_path):
 def test_plan_with_a_mapping_ranks(run_cli):
     code, out, err = run_cli("plan", "--model", LLAMA2, "--hardware", "halo-2.5d", "--precisions", "int8",
                              "--mapping", "halo", "--gpus", "2", "--tp-options", "1,2", "--chunk-sizes", "2048",
-                             "--batch-caps", "16", "--isl", "512", "--osl", "32", "--top", "1", "--workers", "1",
+                             "--batch-caps", "16", "--isl", "512", "--osl", "32", "--top", "1", "--workers", "2",
                              "--report", "", "--json")
     assert code == 0, err
     data = json.loads(out)

@@ -30,7 +30,7 @@ def test_long_prompts_tight_tbt_favour_chunking_or_disaggregation():
 
 def test_short_prompts_loose_slo_favour_collocation():
     opts = PlanOptions(tp_options=(1,), chunk_sizes=(512,), ratios=((1, 1), (1, 3), (3, 1)))
-    res = plan(M, "h100-sxm", 4, Slo(5000, 200), fixed(256, 128), opts=opts, refine=3, workers=1)
+    res = plan(M, "h100-sxm", 4, Slo(5000, 200), fixed(256, 128), opts=opts, refine=3, workers=2)
     assert res.ranked[0].strategy.kind == "collocated"
 
 
@@ -76,7 +76,7 @@ def test_goodput_search_is_monotone_and_verified():
 
 def test_plan_ranks_by_objective_and_reports():
     opts = PlanOptions(tp_options=(1, 2), chunk_sizes=(1024,), ratios=((1, 1),))
-    res = plan(M, "h100-sxm", 2, Slo(1000, 50), fixed(1024, 128), opts=opts, refine=3, workers=1,
+    res = plan(M, "h100-sxm", 2, Slo(1000, 50), fixed(1024, 128), opts=opts, refine=3, workers=2,
                objective="goodput-per-dollar")
     scores = [res.score(r) for r in res.ranked]
     assert scores == sorted(scores, reverse=True)

@@ -151,7 +151,7 @@ def test_heterogeneous_disaggregation_simulates_and_the_link_takes_the_slower_en
 def test_plan_objectives_cost_and_power(run_cli):
     args = ("plan", "--model", SMALL_MODEL, "--hardware", "spad-h100-model", "--gpus", "2", "--tp-options", "1",
             "--chunk-sizes", "2048", "--batch-caps", "64", "--isl", "1024", "--osl", "32", "--top", "2",
-            "--workers", "1", "--report", "", "--json", "--prefill-hardware", "spad-h100-model,spad-prefill-chip",
+            "--workers", "2", "--report", "", "--json", "--prefill-hardware", "spad-h100-model,spad-prefill-chip",
             "--decode-hardware", "spad-decode-chip")
     code, out, err = run_cli(*args, "--objective", "cost")
     assert code == 0, err

@@ -545,7 +545,7 @@ def reproduce_cmd(
 ) -> None:
     """Rerun a paper's comparison and hold phasewise's figures against the paper's (../shared/SCENARIOS.md)."""
     from phasewise.apps.reproduce_view import render_checks, render_list
-    from phasewise.scenarios import get_scenario, papers, parse_sets, scenarios
+    from phasewise.scenarios import get_scenario, papers, parse_sets, run_scenarios, scenarios
 
     overrides = parse_sets(sets)
     if run_all and name is not None:
@@ -567,7 +567,7 @@ def reproduce_cmd(
             raise PhasewiseError("--set applies to one scenario's setup; run it by NAME")
         if report:
             raise PhasewiseError("--report writes one scenario's report; run it by NAME")
-        results = [s.run() for s in scenarios().values()]
+        results = run_scenarios(list(scenarios()))  # one process per core
     else:
         scenario = get_scenario(name)
         scenario.resolve(overrides)  # bad keys and values fail before anything runs

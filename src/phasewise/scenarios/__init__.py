@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from phasewise.errors import PhasewiseError
+from phasewise.plan import run_all
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario, ScenarioResult, parse_sets
 
 _NOT_SCENARIOS = {"base"}
@@ -38,6 +39,16 @@ def get_scenario(name: str) -> Scenario:
     return known[name]
 
 
+def run_scenarios(names: list[str]) -> list[ScenarioResult]:
+    """Each named scenario on its defaults, one process per core, results in `names`' order. Each run is
+    deterministic, so its figures are those of a run alone; its wall_s is its own run's."""
+    return run_all(_run_defaults, [(name,) for name in names])
+
+
+def _run_defaults(name: str) -> ScenarioResult:
+    return get_scenario(name).run()
+
+
 def papers() -> list[dict[str, Any]]:
     """The ten seed papers with their scenario's name and status: 'runs' (`phasewise reproduce NAME`) or the
     issue that brings it (scenarios/data/papers.yaml)."""
@@ -51,4 +62,4 @@ def papers() -> list[dict[str, Any]]:
 
 
 __all__ = ["Check", "Outcome", "Param", "Scenario", "ScenarioResult", "get_scenario", "papers", "parse_sets",
-           "scenarios"]
+           "run_scenarios", "scenarios"]

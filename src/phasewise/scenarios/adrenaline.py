@@ -22,6 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from phasewise.errors import PhasewiseError
+from phasewise.plan import run_all
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario
 from phasewise.sim.api import build
 from phasewise.sim.deployment import build_deployment
@@ -106,6 +107,11 @@ def _figures(result: SimResult, skip: float = 0.0) -> dict[str, float]:
     }
 
 
+def _saturated(setup: dict[str, Any], rate: float, offload: dict) -> dict[str, float]:
+    """Figures of an overloaded run: throughput over the second half of the arrivals, once the overload built up."""
+    return _figures(_run(setup, rate, offload), SATURATED_SKIP)
+
+
 def _capacity(setup: dict[str, Any], offload: dict) -> tuple[float, dict[str, float], list[tuple[float, dict]]]:
     """(rate where SLO attainment crosses the target, figures at the highest rate meeting it, every point)."""
     target, rate = setup["slo_attainment"], setup["rate_min"]
@@ -133,15 +139,16 @@ def run(setup: dict[str, Any]) -> Outcome:
     if not setup["rate_factor"] > 1.0 or not setup["saturated_factor"] > 1.0:
         raise PhasewiseError("reproduce adrenaline: rate_factor and saturated_factor must be > 1")
     plain_mode, offload_mode = {"mode": "fixed", "requests": 0}, {"mode": "auto"}
-    plain_cap, plain, plain_points = _capacity(setup, plain_mode)
-    offload_cap, offload, offload_points = _capacity(setup, offload_mode)
+    # the searches and runs below are independent and deterministic: one process per core
+    (plain_cap, plain, plain_points), (offload_cap, offload, offload_points) = run_all(
+        _capacity, [(setup, plain_mode), (setup, offload_mode)])
     top = max(r for r, _ in offload_points)  # the offloaded deployment's capacity (or the search's last rate)
     base_rate = setup["saturated_factor"] * (offload_cap if math.isfinite(offload_cap) else top)
-    # (throughput over the second half of the arrivals: once the overload has built up)
+    saturated_runs = run_all(_saturated, [(setup, factor * base_rate, mode) for factor in SATURATED_SPREAD
+                                          for mode in (plain_mode, offload_mode)])
     runs = []
-    for factor in SATURATED_SPREAD:
-        plain_run = _figures(_run(setup, factor * base_rate, plain_mode), SATURATED_SKIP)
-        offload_run = _figures(_run(setup, factor * base_rate, offload_mode), SATURATED_SKIP)
+    for i, factor in enumerate(SATURATED_SPREAD):
+        plain_run, offload_run = saturated_runs[2 * i], saturated_runs[2 * i + 1]
         runs.append((offload_run["throughput"] / plain_run["throughput"], factor * base_rate, plain_run, offload_run))
     saturated_gain, saturated_rate, saturated_plain, saturated = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
     spread = ", ".join(f"{rate:.1f} req/s: {gain:.2f}x ({sat['offloaded_requests']} offloaded)"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from phasewise.perf import BatchShape
+from phasewise.plan import run_all
 from phasewise.plan.goodput import highest_rate
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario
 from phasewise.sim import SimResult, Slo, simulate
@@ -59,34 +60,56 @@ SETUP = {
 }
 
 
+class _Runs:
+    """Every policy's runs on the same arrivals (unit-rate Poisson gaps time-scaled to each rate), memoised."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        self.setup, self.slo = setup, Slo(setup["slo_ttft_ms"], setup["slo_tpot_ms"])
+        self.lengths = load_trace(setup["trace"], setup["requests"])
+        unit_gaps = np.random.default_rng(setup["seed"]).exponential(1.0, len(self.lengths))
+        unit_gaps[0] = 0.0
+        self.unit_arrivals = np.cumsum(unit_gaps)  # mean gap 1 s: divided by the rate
+        self.deployments: dict[str, Deployment] = {}
+        self.runs: dict[tuple[str, float], SimResult] = {}
+
+    def __call__(self, policy: str, rate: float) -> SimResult:
+        key = (policy, round(rate, 6))
+        if key not in self.runs:
+            if policy not in self.deployments:
+                self.deployments[policy] = deployment(policy, self.setup)
+            work = Workload(self.unit_arrivals / rate, self.lengths.prompt_tokens, self.lengths.output_tokens,
+                            name=f"poisson@{rate:g}")
+            self.runs[key] = simulate(self.deployments[policy], work, self.slo)
+        return self.runs[key]
+
+    def goodput(self, policy: str) -> float:
+        """The highest rate at which >= `attainment` of the requests meet both SLOs (bracket and bisect)."""
+        setup = self.setup
+        return highest_rate(lambda rate: float(self(policy, rate).attained().mean()) >= setup["attainment"],
+                            setup["rate_max_rps"], setup["bisect_steps"])[0]
+
+
+def _goodput(setup: dict[str, Any], policy: str) -> float:
+    return _Runs(setup).goodput(policy)
+
+
+def _run_at(setup: dict[str, Any], policy: str, rate: float) -> SimResult:
+    return _Runs(setup)(policy, rate)
+
+
 def run(setup: dict[str, Any]) -> Outcome:
     slo = Slo(setup["slo_ttft_ms"], setup["slo_tpot_ms"])
-    lengths = load_trace(setup["trace"], setup["requests"])
-    unit_gaps = np.random.default_rng(setup["seed"]).exponential(1.0, len(lengths))
-    unit_gaps[0] = 0.0
-    unit_arrivals = np.cumsum(unit_gaps)  # mean gap 1 s: divided by the rate
-
-    def workload(rate: float) -> Workload:
-        return Workload(unit_arrivals / rate, lengths.prompt_tokens, lengths.output_tokens, name=f"poisson@{rate:g}")
-
     if setup["lp_token_budget"] <= 0:
         setup["lp_token_budget"] = lp_budget(setup)
-    deployments = {p: deployment(p, setup) for p in (*POLICIES, *UNCHECKED)}
-    runs: dict[tuple[str, float], SimResult] = {}
-
-    def sim(policy: str, rate: float) -> SimResult:
-        key = (policy, round(rate, 6))
-        if key not in runs:
-            runs[key] = simulate(deployments[policy], workload(rate), slo)
-        return runs[key]
-
-    def attains(policy: str, rate: float) -> bool:
-        return float(sim(policy, rate).attained().mean()) >= setup["attainment"]
-
-    goodput = {p: highest_rate(lambda r, p=p: attains(p, r), setup["rate_max_rps"], setup["bisect_steps"])[0]
-               for p in (*POLICIES, *UNCHECKED)}
+    # each policy's search, then the figures' runs: independent and deterministic, one process per core
+    policies = (*POLICIES, *UNCHECKED)
+    goodput = dict(zip(policies, run_all(_goodput, [(setup, p) for p in policies])))
     vllm, sarathi, ascendra = (goodput[p] for p in POLICIES)
     grid = [x * vllm for x in setup["rate_grid"]] if vllm > 0 else []
+    sim = _Runs(setup)
+    wanted = [(p, r) for p in POLICIES for r in grid] + ([("ascendra", ascendra)] if ascendra > 0 else [])
+    for (p, r), result in zip(wanted, run_all(_run_at, [(setup, p, r) for p, r in wanted])):
+        sim.runs[(p, round(r, 6))] = result
     at_goodput = pool_figures(sim("ascendra", ascendra)) if ascendra > 0 else {}
     offload = [pool_figures(sim("ascendra", r)).get("offload_fraction", math.nan) for r in grid]
     trend = spearman(grid, offload)

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from phasewise.perf.fit import LatencyPoint, fit_engine, parse_points, relative_error
+from phasewise.plan import run_all
 from phasewise.plan.goodput import WorkloadSpec, highest_rate
 from phasewise.plan.planner import plan
 from phasewise.plan.strategies import PlanOptions
@@ -147,17 +148,16 @@ def run(setup: dict[str, Any]) -> Outcome:
     opts = PlanOptions(tp_options=tuple(setup["tp_options"]), chunk_sizes=(), batch_caps=(256,),
                        disaggregated=True, engine=setup["engine"])
     planned = plan(setup["model"], setup["hardware"], setup["gpus"], slo, work, target=setup["attainment"],
-                   opts=opts, refine=max(setup["top"], 1), workers=1)
+                   opts=opts, refine=max(setup["top"], 1))
     top = [r for r in planned.ranked if r.goodput_rps > 0][: setup["top"]]
     if not top:
         checks.append(Check("planner's pick is the best by replay", "a strategy meets the SLOs", None, math.nan,
                             (1.0, 1.0), "no strategy meets the SLOs at any tested rate"))
         return Outcome(checks, figures=_latency_figures(rows))
-    replays = []
-    for r in top:
-        good, curve = replay_goodput(r.strategy.deployment, trace, slo, setup["attainment"], r.goodput_rps,
-                                     setup["replay_window_s"])
-        replays.append((r, good, curve))
+    # the replays are independent and deterministic: one process per core
+    found = run_all(replay_goodput, [(r.strategy.deployment, trace, slo, setup["attainment"], r.goodput_rps,
+                                      setup["replay_window_s"]) for r in top])
+    replays = [(r, good, curve) for r, (good, curve) in zip(top, found)]
     per_gpu = [g / r.gpus for r, g, _ in replays]  # the planner's objective (goodput per GPU), replayed
     pick_ratio = per_gpu[0] / max(per_gpu) if max(per_gpu) > 0 else math.nan
     errors = [abs(r.goodput_rps - g) / g if g > 0 else math.inf for r, g, _ in replays]
