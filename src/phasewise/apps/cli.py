@@ -567,11 +567,20 @@ def reproduce_cmd(
             raise PhasewiseError("--set applies to one scenario's setup; run it by NAME")
         if report:
             raise PhasewiseError("--report writes one scenario's report; run it by NAME")
-        results = run_scenarios(list(scenarios()))  # one process per core
     else:
         scenario = get_scenario(name)
         scenario.resolve(overrides)  # bad keys and values fail before anything runs
-        results = [scenario.run(overrides)]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=json_out) as bar:
+        if run_all:
+            names = list(scenarios())
+            task = bar.add_task("scenarios (one process per core)", total=len(names))
+            results = run_scenarios(names, progress=lambda k: bar.advance(task, k))
+        else:
+            bar.add_task(f"reproduce {name}", total=None)  # (elapsed time while it runs)
+            results = [scenario.run(overrides)]
     if report:
         from phasewise.apps.scenario_report import write_scenario_report
 

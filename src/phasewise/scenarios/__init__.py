@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -39,10 +40,10 @@ def get_scenario(name: str) -> Scenario:
     return known[name]
 
 
-def run_scenarios(names: list[str]) -> list[ScenarioResult]:
-    """Each named scenario on its defaults, one process per core, results in `names`' order. Each run is
-    deterministic, so its figures are those of a run alone; its wall_s is its own run's."""
-    return run_all(_run_defaults, [(name,) for name in names])
+def run_scenarios(names: list[str], progress: Callable[[int], None] | None = None) -> list[ScenarioResult]:
+    """Each named scenario on its defaults, one process per core, results in `names`' order; progress(1) as each
+    ends. Each run is deterministic, so its figures are those of a run alone; its wall_s is its own run's."""
+    return run_all(_run_defaults, [(name,) for name in names], progress=progress)
 
 
 def _run_defaults(name: str) -> ScenarioResult:
