@@ -492,9 +492,13 @@ for _eng in ENGINES:
     FIT_PARAMS += [(f"engine:{_eng}", "iteration_overhead_s", 1e-5, 2e-2, True),
                    (f"engine:{_eng}", "collective_overhead_s", 1e-7, 1e-4, True)]
 # The host time per kernel of an iteration without a CUDA graph: SGLang and TensorRT-LLM's PyTorch backend run
-# prefill eagerly (vLLM V1 replays piecewise graphs for mixed batches, so its value rarely matters). 1-100 us:
+# prefill eagerly (vLLM V1 replays piecewise graphs for mixed batches up to its largest size: see below). 1-100 us:
 # a PyTorch op from Python costs ~5-30 us of host time; 2023 vLLM's fitted value was 28 us (engines.yaml).
 FIT_PARAMS += [(f"engine:{_eng}", "eager_launch_s", 1e-6, 1e-4, True) for _eng in ("sglang", "trtllm")]
+# vLLM's is not fitted: its piecewise graphs stop at the largest captured size (512 tokens by default), so longer
+# prefills do run without graphs, but fitted on the 45 dense vLLM fit rows it goes to 48 us (TTFT 21 -> 16 %), which
+# on the 99 MoE vLLM fit rows (validate_moe.py), with their several times more kernels per layer, moves TTFT
+# 19.5 -> 28.3 % (p90 46 -> 90 %): a per-prefill cost of the dense TP8 rows, not a per-kernel one (2026-12-01).
 # Disaggregated serving's hand-off between a prefill's end and its KV being usable on the decode instance (EngineProfile
 # kv_handoff_s): 0.1-500 ms. Only benchmarks/validate_moe.py's disaggregated rows move it; vLLM has too few of them in
 # the fit split (3, all at 128+ clients) to fit it.
@@ -546,7 +550,8 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
              "engine:trtllm": profile("trtllm-pytorch")}
     gpu = packaged("efficiency.yaml")["defaults"]["gpu"]
     consts: dict[str, Any] = {"base": base}
-    params = [p for p in FIT_PARAMS if not only or any(p[0].startswith(o) or p[1].startswith(o) for o in only)]
+    params = [p for p in FIT_PARAMS if not only or any(p[0].startswith(o) or p[1].startswith(o)
+                                                         or f"{p[0]}.{p[1]}" == o for o in only)]
     for key, field, *_ in params:
         if key.startswith("engine:") and key.split(":")[1] not in fams:
             continue
@@ -686,7 +691,8 @@ def add_constant_options(ap: argparse.ArgumentParser) -> None:
                     help="a candidate constant on top of --constants (repeatable), e.g. engine:sglang.eager_launch_s=3e-5")
     ap.add_argument("--fit", action="store_true", help="fit the named constants on the fit rows, then evaluate")
     ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
-                    "these (comma-separated, e.g. engine: or eager_launch_s); default: every one")
+                    "these, or is exactly KEY.FIELD (comma-separated, e.g. engine:, eager_launch_s or "
+                    "engine:trtllm.eager_launch_s); default: every one")
     ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
     ap.add_argument("--fit-sweeps", type=int, default=2)
     ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
