@@ -10,7 +10,7 @@ import pytest
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.fit import LatencyPoint, fit_engine, relative_error
-from phasewise.scenarios import Check, Param, get_scenario, parse_sets, scenarios
+from phasewise.scenarios import Check, Param, get_scenario, parse_sets, run_scenarios, scenarios
 from phasewise.specs import load_engine
 from phasewise.workload import Workload
 
@@ -187,6 +187,18 @@ def test_reproduce_all_json_passes_every_check(run_cli, tmp_path):
                             if (r["scenario"], c["name"]) in unexpected]
     assert failed == set(KNOWN_GAPS), f"known gaps now reached (remove them from KNOWN_GAPS): {set(KNOWN_GAPS) - failed}"
     assert code == (1 if failed else 0) and data["pass"] == (not failed)
+
+
+def test_scenarios_run_in_parallel_give_the_serial_figures():
+    """`reproduce --all` runs the scenarios one process per core: same order, same checks as runs alone."""
+    names = ["fireq", "odb-dllm"]
+    ticks = []
+    parallel = run_scenarios(names, progress=ticks.append)
+    assert [r.scenario.name for r in parallel] == names and sum(ticks) == len(names)
+    for result in parallel:
+        alone = get_scenario(result.scenario.name).run()
+        assert json.dumps(result.to_json(), sort_keys=True) == json.dumps(alone.to_json(), sort_keys=True)
+        assert result.wall_s > 0
 
 
 def test_reproduce_report_has_the_comparison_plots(run_cli, tmp_path):
