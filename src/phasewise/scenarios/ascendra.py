@@ -89,8 +89,11 @@ class _Runs:
                             setup["rate_max_rps"], setup["bisect_steps"])[0]
 
 
-def _goodput(setup: dict[str, Any], policy: str) -> float:
-    return _Runs(setup).goodput(policy)
+def _goodput(setup: dict[str, Any], policy: str) -> tuple[float, dict[str, Any]]:
+    """The policy's goodput and, for Ascendra, its pools' figures at it (from the search's own run there)."""
+    runs = _Runs(setup)
+    rate = runs.goodput(policy)
+    return rate, pool_figures(runs(policy, rate)) if policy == "ascendra" and rate > 0 else {}
 
 
 def _run_at(setup: dict[str, Any], policy: str, rate: float) -> SimResult:
@@ -103,14 +106,15 @@ def run(setup: dict[str, Any]) -> Outcome:
         setup["lp_token_budget"] = lp_budget(setup)
     # each policy's search, then the figures' runs: independent and deterministic, one process per core
     policies = (*POLICIES, *UNCHECKED)
-    goodput = dict(zip(policies, run_all(_goodput, [(setup, p) for p in policies])))
+    searched = dict(zip(policies, run_all(_goodput, [(setup, p) for p in policies])))
+    goodput = {p: rate for p, (rate, _) in searched.items()}
     vllm, sarathi, ascendra = (goodput[p] for p in POLICIES)
     grid = [x * vllm for x in setup["rate_grid"]] if vllm > 0 else []
     sim = _Runs(setup)
-    wanted = [(p, r) for p in POLICIES for r in grid] + ([("ascendra", ascendra)] if ascendra > 0 else [])
+    wanted = [(p, r) for p in POLICIES for r in grid]
     for (p, r), result in zip(wanted, run_all(_run_at, [(setup, p, r) for p, r in wanted])):
         sim.runs[(p, round(r, 6))] = result
-    at_goodput = pool_figures(sim("ascendra", ascendra)) if ascendra > 0 else {}
+    at_goodput = searched["ascendra"][1]
     offload = [pool_figures(sim("ascendra", r)).get("offload_fraction", math.nan) for r in grid]
     trend = spearman(grid, offload)
     hp_tbt = at_goodput.get("hp_tbt_violation_fraction", math.nan)
