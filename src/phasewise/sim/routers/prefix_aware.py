@@ -13,7 +13,7 @@ A request without prefix hashes, or instances without a prefix cache: least outs
 
 from __future__ import annotations
 
-from phasewise.sim.routers.base import Router
+from phasewise.sim.routers.least_outstanding import LeastOutstandingRouter
 
 CACHE_THRESHOLD = 0.5  # sgl-router RouterArgs.cache_threshold default
 BALANCE_ABS_REQUESTS = 32  # sgl-router RouterArgs.balance_abs_threshold default
@@ -24,11 +24,8 @@ def _requests(inst) -> int:
     return len(inst.waiting) + len(inst.prefilling) + inst.running.n
 
 
-class PrefixAwareRouter(Router):
+class PrefixAwareRouter(LeastOutstandingRouter):  # choose(): the least outstanding work
     __slots__ = ()
-
-    def choose(self):
-        return min(self.instances, key=lambda i: i.outstanding)
 
     def pick_for(self, req):
         instances = self.instances
