@@ -72,8 +72,12 @@ class _Runs:
         self.deployments: dict[str, Deployment] = {}
         self.runs: dict[tuple[str, float], SimResult] = {}
 
+    @staticmethod
+    def key(policy: str, rate: float) -> tuple[str, float]:
+        return policy, round(rate, 6)
+
     def __call__(self, policy: str, rate: float) -> SimResult:
-        key = (policy, round(rate, 6))
+        key = self.key(policy, rate)
         if key not in self.runs:
             if policy not in self.deployments:
                 self.deployments[policy] = deployment(policy, self.setup)
@@ -113,7 +117,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     sim = _Runs(setup)
     wanted = [(p, r) for p in POLICIES for r in grid]
     for (p, r), result in zip(wanted, run_all(_run_at, [(setup, p, r) for p, r in wanted])):
-        sim.runs[(p, round(r, 6))] = result
+        sim.runs[sim.key(p, r)] = result
     at_goodput = searched["ascendra"][1]
     offload = [pool_figures(sim("ascendra", r)).get("offload_fraction", math.nan) for r in grid]
     trend = spearman(grid, offload)
