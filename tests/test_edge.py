@@ -124,6 +124,21 @@ def test_decode_modes_order():
     assert 3.0 < ar / outline <= 4.05
 
 
+def test_a_resplit_model_shares_its_caches_and_times_stages_as_a_fresh_one():
+    """The planner re-splits one model many times: stage times are cached by device, layer count and first/last
+    (not by stage index), so a stage that moves keeps its cost only when those match."""
+    hardware = ("jetson-agx-orin", "jetson-agx-orin", "a6000")
+    probe = split_model(1000, (1, 1, 30), hardware, heads=5)
+    for split in ((10, 11, 11), (11, 10, 11), (30, 1, 1), (1, 30, 1)):
+        moved, fresh = probe.resplit(list(split)), split_model(1000, split, hardware, heads=5)
+        assert moved.split == list(split)
+        for stage in range(3):
+            for sequences in ([(128, 0, 0)], [(128, 512, 1)], [(1, 700, 1), (1, 640, 1)]):
+                assert moved.stage_s(stage, sequences) == fresh.stage_s(stage, sequences)
+        assert run_split(moved, 640, 16, 5).ttft_s == run_split(fresh, 640, 16, 5).ttft_s
+        assert moved.route(0, 2) == fresh.topology.route(0, 2)
+
+
 def test_planner_picks_sub_sequences_and_balances_heterogeneous_devices():
     assert proportional_split([1.0, 1.0, 2.0], 32) == [8, 8, 16]
     hardware = ["jetson-agx-orin", "jetson-agx-orin", "a6000"]

@@ -58,11 +58,13 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
         raise PhasewiseError(f"{stages} devices for {model.num_layers} layers: at least one layer per device")
     cache: dict[tuple, float] = {}
     models: dict[tuple[int, ...], SplitModel] = {}
+    probe = SplitModel(model, quant, engine, topology, hardware, [1] * (stages - 1) + [model.num_layers - stages + 1],
+                       medusa_heads)
 
     def split_model(split: tuple[int, ...]) -> SplitModel:
         found = models.get(split)
         if found is None:
-            found = models[split] = SplitModel(model, quant, engine, topology, hardware, list(split), medusa_heads)
+            found = models[split] = probe.resplit(list(split))  # every split shares the probe's stage costs
         return found
 
     def ttft(split: tuple[int, ...], sub: int) -> float:
@@ -79,7 +81,6 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
     options = sub_sequence_options or list(range(1, max_sub_sequences + 1))
     best: tuple[float, tuple[int, ...], int] | None = None
     by_sub = []
-    probe = SplitModel(model, quant, engine, topology, hardware, [1] * (stages - 1) + [model.num_layers - stages + 1])
     for sub in options:
         if sub > prompt_tokens:
             continue

@@ -43,7 +43,8 @@ class Stage:
 class SplitModel:
     """Stages of `model` over `topology`'s devices (stage i on device i), with cached stage costs."""
 
-    __slots__ = ("model", "quant", "engine", "topology", "hardware", "stages", "medusa_heads", "_costs", "_times")
+    __slots__ = ("model", "quant", "engine", "topology", "hardware", "stages", "medusa_heads", "_costs", "_times",
+                 "_routes")
 
     def __init__(self, model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
                  hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
@@ -53,7 +54,23 @@ class SplitModel:
         self.stages = tuple(Stage(i, a, b) for i, (a, b) in enumerate(ranges))
         self.medusa_heads = medusa_heads
         self._costs: dict[tuple[int, int], CostModel] = {}
-        self._times: dict[tuple, float] = {}
+        self._times: dict[tuple, float] = {}  # by (device, layers, first, last, sequences): any split's stages
+        self._routes: dict[tuple[int, int], list[int]] = {}
+
+    def resplit(self, split) -> SplitModel:
+        """The same model, devices and links split as `split`, sharing this one's cost, stage-time and route
+        caches (a stage's time depends on its device, its layer count and whether it is first or last)."""
+        other = SplitModel(self.model, self.quant, self.engine, self.topology, self.hardware, split,
+                           self.medusa_heads)
+        other._costs, other._times, other._routes = self._costs, self._times, self._routes
+        return other
+
+    def route(self, src: int, dst: int) -> list[int]:
+        """topology.route(src, dst), cached."""
+        path = self._routes.get((src, dst))
+        if path is None:
+            path = self._routes[(src, dst)] = self.topology.route(src, dst)
+        return path
 
     @property
     def split(self) -> list[int]:
@@ -71,16 +88,16 @@ class SplitModel:
     def stage_s(self, index: int, sequences: list[tuple[int, int, int]]) -> float:
         """Compute time of stage `index` for one forward of `sequences` (new tokens, cached tokens, logit tokens)
         each: its layers, the embedding if first, the LM head (and Medusa heads) if last, host overhead."""
-        key = (index, tuple(sequences))
+        stage = self.stages[index]
+        first, last = index == 0, index == len(self.stages) - 1
+        key = (stage.device, stage.layers, first, last, tuple(sequences))
         cached = self._times.get(key)
         if cached is not None:
             return cached
-        stage = self.stages[index]
         shape = BatchShape()
         for new, context, logits in sequences:
             shape.add(new, context, logits=logits)
         cost = self.cost_model(stage.device, stage.layers).iteration(shape)
-        first, last = index == 0, index == len(self.stages) - 1
         device_s = 0.0
         for op in cost.operators:
             if op.name == "embedding" and not first or op.name == "lm_head" and not last:

@@ -123,7 +123,7 @@ class SplitPipeline:
 
     def transfer(self, src: int, dst: int, nbytes: float, label: str, done: Callable[[], None]) -> None:
         """Send `nbytes` from device `src` to device `dst` hop by hop; `done()` when the last hop delivers."""
-        path = self.split.topology.route(src, dst)
+        path = self.split.route(src, dst)
         links = self.split.topology.links
 
         def hop(step: int) -> None:
