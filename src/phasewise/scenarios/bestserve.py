@@ -51,8 +51,8 @@ SETUP = {
                    choices=("azure-conv", "azure-code")),
     "plan_arrivals": Param("trace", "assumed: the planner is given the trace, as `phasewise plan --arrivals trace` "
                            "(poisson: its lengths with Poisson arrivals)", choices=("trace", "poisson")),
-    "replay_requests": Param(1000, "assumed: the excerpt's first 1,000 requests (~3 minutes of the trace) keep the "
-                             "scenario within seconds; the planner and the replay see the same requests"),
+    "replay_requests": Param(500, "assumed: the excerpt's first 500 requests (~2 minutes of the conversation trace) "
+                             "keep the scenario within seconds; the planner and the replay see the same requests"),
     "replay_window_s": Param(60.0, "assumed: the planner's own refine window (60 s of arrivals); a short excerpt is "
                              "looped to last that long at high rates"),
     "top": Param(3, "PAPERS.md BestServe-1: the planner's top 3 against a discrete-event replay"),
