@@ -205,3 +205,12 @@ def test_spad_scenario_defaults_and_variations_keep_the_directions():
     # the variant chip really has the other memory: cheaper memory, less bandwidth
     chips = {row[0]: row for row in varied.outcome.tables[0]["rows"]}
     assert any(row[4] == "LPDDR5X" for row in chips.values())
+
+
+def test_spad_search_window_is_a_setup_parameter():
+    """The goodput searches' window (15 s of arrivals per rate by default) can be lengthened to see whether the
+    cluster figures have settled; a window that is not positive is a one-line error."""
+    scenario = get_scenario("spad")
+    assert scenario.resolve({"window_s": "30"})["window_s"] == 30.0
+    with pytest.raises(PhasewiseError, match="window_s='0' is not a number > 0"):
+        scenario.resolve({"window_s": "0"})

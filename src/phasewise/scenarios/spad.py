@@ -62,6 +62,7 @@ SETUP = {
     "attainment": Param(0.9, "DistServe goodput: 90 % of requests meet both SLOs"),
     "helpers": Param(6, "assumed: H100-model instances of the other phase, enough that it never binds (the table "
                      "shows the binding phase)"),
+    "window_s": Param(15.0, "assumed: each goodput search simulates this many seconds of arrivals per rate"),
     "seed": Param(0, "assumed: any seed"),
 }
 
@@ -152,7 +153,7 @@ def phase_goodput(setup: dict[str, Any], chip: str, phase: str, work: WorkloadSp
     helper = capacity_estimate(phase_unit(setup, chip, "decode" if phase == "prefill" else "prefill", many), work)
     helpers = max(setup["helpers"], math.ceil(1.5 * own / helper))
     unit = phase_unit(setup, chip, phase, helpers)
-    result = evaluate(unit, work, slo, setup["attainment"], steps=4, window_s=15.0, min_requests=200)
+    result = evaluate(unit, work, slo, setup["attainment"], steps=4, window_s=setup["window_s"], min_requests=200)
     return result.goodput_rps, f"{result.binding} ({helpers} helpers)"
 
 
