@@ -591,6 +591,15 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
 
 
 # --- main -----------------------------------------------------------------------------------------
+def output_csv(path: str) -> str:
+    """`--csv`'s type: an output file, never one of the measured inputs (../shared is read-only data)."""
+    target = Path(path).resolve()
+    if target == CSV_PATH.resolve() or SHARED.resolve() in target.parents or target == YAML_PATH.resolve():
+        raise argparse.ArgumentTypeError(f"{path} is measured input data; --csv writes the predictions, "
+                                         "give it a new file (e.g. /tmp/predictions.csv)")
+    return path
+
+
 def write_csv(path: str, cases, results, fitted, skipped) -> None:
     cols = ["source", "id", "group", "engine", "model", "hardware", "precision", "tp", "pp", "replicas",
             "max_batch", "isl", "osl", "concurrency", "requests", "split", "status",
@@ -626,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-rounds", type=int, default=2, help="CSV rows: warm-up requests = this x concurrency")
     add_constant_options(ap)
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
-    ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
+    ap.add_argument("--csv", type=output_csv, default=None,
+                    help="write every row's prediction (and every skipped row) here (an output file)")
     args = ap.parse_args(argv)
 
     if not CSV_PATH.exists() and args.source != "public":

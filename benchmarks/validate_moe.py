@@ -560,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                          "AIConfigurator's for the rest, fixed lengths for all (the CSV README's statement)")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
-    ap.add_argument("--csv", default=None, help="write every row's prediction (and every skipped row) here")
+    ap.add_argument("--csv", type=vc.output_csv, default=None,
+                    help="write every row's prediction (and every skipped row) here (an output file)")
     args = ap.parse_args(argv)
 
     if not CSV_PATH.exists():

@@ -65,3 +65,12 @@ def test_three_rows_end_to_end(vc, tmp_path, capsys):
         for k in ("pred_ttft_ms", "pred_tpot_ms", "measured_ttft_ms", "measured_tpot_ms"):
             assert math.isfinite(float(r[k])) and float(r[k]) > 0
     assert any(r["status"].startswith("skipped: ") for r in rows)
+
+
+def test_csv_output_never_overwrites_the_measured_data(vc, tmp_path):
+    """`--csv` is where the predictions go: the measured CSV (or anything in ../shared) is refused before any run."""
+    for path in (str(CSV_PATH), str(CSV_PATH.parent / "new.csv")):
+        with pytest.raises(SystemExit) as exc:
+            vc.main(["--csv", path])
+        assert exc.value.code == 2
+    assert vc.output_csv(str(tmp_path / "predictions.csv")) == str(tmp_path / "predictions.csv")
