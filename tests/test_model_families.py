@@ -237,3 +237,28 @@ def test_minimax_qk_norm_spans_every_head_so_tp_adds_one_all_reduce_per_layer(tm
     assert "qk_norm_allreduce" not in {op.name for op in _cost(minimax, tp=1).iteration(shape).operators}
     per_head = {**LLAMA, "model_type": "qwen3", "use_qk_norm": True, "qk_norm_type": "per_head"}
     assert not load_model(_write(tmp_path, per_head)).qk_norm_across_heads
+
+
+def test_mxfp4_runs_on_hopper_and_ampere_through_the_bf16_path():
+    """gpt-oss's native MXFP4 on a chip without an FP4 tensor path (H100, A100): the weights stay 4-bit in memory
+    and kernels expand them to BF16 in the GEMM main loop (quant.yaml mxfp4 without_compute_path: vLLM's Triton
+    matmul_ogs on Hopper); on Blackwell the FP4 path. A format without a declared expansion (NVFP4) still fails."""
+    model, mxfp4 = load_model("openai/gpt-oss-120b"), load_quant("mxfp4")
+    b200, h100 = load_hardware("b200"), load_hardware("h100-sxm")
+    assert mxfp4.on(b200) is mxfp4
+    expanded = mxfp4.on(h100)
+    assert (expanded.compute_dtype, expanded.weight_dtype) == ("bf16", "fp4") and expanded.dequant_ops_per_weight == 4
+    assert expanded.weight_bytes_per_param == mxfp4.weight_bytes_per_param  # the same bytes stream
+    engine = load_engine("vllm")
+    on_h100 = CostModel(model, h100, mxfp4, engine)
+    assert on_h100.quant.compute_dtype == "bf16"
+    assert memory_fit(model, h100, mxfp4, 1, 1).weight_bytes == memory_fit(model, b200, mxfp4, 1, 1).weight_bytes
+    # the expansion is CUDA-core work on top of the BF16 GEMM: a large prefill costs more than the same GEMMs
+    # with no expansion, and decode still streams the 4-bit weights
+    plain = CostModel(model, h100, expanded.model_copy(update={"dequant_ops_per_weight": 0.0}), engine)
+    prefill = BatchShape.uniform(1, 4096, 0)
+    assert on_h100.fast(prefill)[0] > plain.fast(prefill)[0]
+    decode = BatchShape.uniform(1, 1, 1024)
+    assert on_h100.fast(decode)[3] == pytest.approx(plain.fast(decode)[3])  # the same bytes
+    with pytest.raises(PhasewiseError, match="has no fp4 compute path"):
+        CostModel(model, h100, load_quant("nvfp4"), engine)

@@ -93,6 +93,7 @@ class CostModel:
         if layout.tp != tp:
             raise ValueError(f"layout for tp={layout.tp} given to a tp={tp} cost model")
         check_parallelism(model, layout.attention_tp, pp)
+        quant = quant.on(hardware)  # a format the chip has no tensor path for: the path its kernels expand it to
         self.model, self.hw, self.quant, self.engine, self.tp, self.pp = model, hardware, quant, engine, tp, pp
         self.layout = layout
         self.attention_dp = layout.attention_dp  # attention ranks: each runs whole sequences of the batch

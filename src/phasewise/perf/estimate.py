@@ -62,6 +62,7 @@ class Estimate:
             "hardware": cm.hw.key,
             "engine": cm.engine.name,
             "precision": cm.quant.name,
+            "compute_dtype": cm.quant.compute_dtype,
             "kv_dtype": cm.quant.kv_dtype,
             "tp": cm.tp,
             "pp": cm.pp,

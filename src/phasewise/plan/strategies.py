@@ -129,7 +129,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     for precision in opts.precisions or (model.default_precision,):
         quant = load_quant(precision)
         for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
-            chip.peak(quant.compute_dtype)  # a one-line error if a chip lacks the path
+            chip.peak(quant.on(chip).compute_dtype)  # a one-line error if a chip lacks the path
         for spec in opts.speculative:
             spec_cfg = {"draft_tokens": opts.spec_tokens, "acceptance": opts.spec_acceptance} if spec else None
             tag = f"{precision}{' +spec' if spec else ''}"

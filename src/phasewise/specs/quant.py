@@ -41,6 +41,17 @@ class AttentionKernel(BaseModel):
     pipeline_stages: int = Field(ge=1)
 
 
+class ComputeFallback(BaseModel):
+    """How kernels run a scheme on a chip without its tensor path (QuantScheme.on): the stored weights are expanded
+    inside the GEMM main loop to `compute_dtype`, at `dequant_ops_per_weight` CUDA-core ops per weight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    compute_dtype: str
+    dequant_ops_per_weight: float = Field(ge=0)
+    source: str
+
+
 class QuantScheme(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,6 +67,8 @@ class QuantScheme(BaseModel):
     dequant_ops_per_weight: float = Field(default=0.0, ge=0)
     gemm_kernel: GemmKernel | None = None  # None: the generic dequant term of perf/cost.py
     attention_kernel: AttentionKernel | None = None  # None: the generic AttentionCost prefill kernel
+    # where a chip has no `compute_dtype` tensor path: how kernels run the stored weights instead (None: an error)
+    without_compute_path: ComputeFallback | None = None
 
     @property
     def weight_bytes_per_param(self) -> float:
@@ -72,6 +85,16 @@ class QuantScheme(BaseModel):
     @property
     def kv_bytes_per_element(self) -> float:
         return kv_bytes_per_element(self.kv_dtype)
+
+    def on(self, hardware) -> QuantScheme:
+        """The scheme as `hardware` (a HardwareSpec) runs it: itself where the chip has its tensor path; where it
+        has not and the scheme says how kernels expand its weights (without_compute_path), that path, the weights
+        stored as they are; otherwise itself (HardwareSpec.peak then names the missing path in one line)."""
+        fallback = self.without_compute_path
+        if fallback is None or hardware.peak_flops.get(self.compute_dtype, 0.0) > 0:
+            return self
+        return self.model_copy(update={"compute_dtype": fallback.compute_dtype, "without_compute_path": None,
+                                       "dequant_ops_per_weight": fallback.dequant_ops_per_weight})
 
     def with_kv(self, kv_dtype: str | None) -> QuantScheme:
         if kv_dtype is None:
