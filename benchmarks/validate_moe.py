@@ -82,7 +82,9 @@ TPOT 16.85 % both. (Reading every row whose id starts with a date as InferenceX'
 rows; an id's form is no evidence of who deployed the run, so it was not taken.)
 Precision: gemm/moe quant nvfp4 -> nvfp4, fp8/fp8_block -> fp8-block (DeepSeek's 128x128 block scales), fp8/fp8
 -> fp8, int4_wo -> w4a16 (Kimi-K2.5's native INT4 experts; attention costed at INT4 too, an approximation),
-empty/bf16 -> bf16; KV cache FP8 for fp8, fp8-block and nvfp4 rows (validate_concurrency.py's rule and evidence).
+empty/bf16 -> bf16; gpt-oss-120b's FP4 rows (labelled nvfp4) -> mxfp4, the only format its checkpoint ships in (and
+AIConfigurator's w4a16_mxfp4 MoE mode -> mxfp4, its Hopper label); KV cache FP8 for fp8, fp8-block and FP4 rows
+(validate_concurrency.py's rule and evidence).
 
 Duplicates: 1,147 in-scope rows repeat another row's measurement (same model family, system, backend, mode,
 lengths and concurrency, TTFT equal to 0.1 ms and TPOT to 0.01 ms: DeepSeek-R1 runs reappear labelled DeepSeek-V3,
@@ -137,7 +139,21 @@ NOT_COSTED = {
 PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "fp8-block",
              ("fp8", "fp8", "fp8"): "fp8", ("int4", "int4_wo", "int4_wo"): "w4a16",
              ("bf16", "", ""): "bf16", ("", "", ""): "bf16"}
-FP8_KV = ("fp8", "fp8-block", "nvfp4")
+# a checkpoint released in one format only, whatever label the CSV gives its FP4 runs: openai/gpt-oss-120b ships its
+# experts in MXFP4 (config.json quant_method mxfp4) and the engines serve that checkpoint; AIConfigurator labels its
+# Blackwell FP4 runs nvfp4 and its Hopper MoE mode w4a16_mxfp4 ("native data format for gpt oss",
+# sdk/common.py MoEQuantMode)
+NATIVE_FP4 = {"openai/gpt-oss-120b": "mxfp4"}
+FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4")
+
+
+def row_precision(r: dict[str, str]) -> str | None:
+    """The phasewise precision of a row: its checkpoint's native FP4 format for an FP4 run (NATIVE_FP4, and
+    AIConfigurator's w4a16_mxfp4 MoE mode), else the (precision, gemm, moe quant) columns' PRECISION entry."""
+    if r["moe_quant_mode"] == "w4a16_mxfp4":
+        return "mxfp4"
+    prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
+    return NATIVE_FP4.get(r["model_path"], prec) if prec == "nvfp4" else prec
 NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
 NVL72 = ("gb200", "gb300")
 AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
@@ -402,7 +418,7 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             why = "TensorRT-LLM 1.2.0rc6.post3 DeepSeek-R1: probable MTP speculative decoding (TPOT 0.62x its twins)"
         elif r["backend"] not in vc.ENGINES:
             why = f"backend '{r['backend']}' not mapped"
-        prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
+        prec = row_precision(r)
         if why is None and prec is None:
             why = f"precision {r['precision']}/{r['gemm_quant_mode']}/{r['moe_quant_mode']} not mapped"
         model = hw = None
