@@ -100,8 +100,11 @@ DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-
 # a checkpoint name the model catalog may not list, and the architecture it is a quantization of
 MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B"}
 # CSV system -> names to try in order (the CSV's own name first: aliases are being added)
+# AIConfigurator's system names (its systems/*.yaml) -> catalog keys; the Hopper and Ampere ones too, so a CSV of the
+# same source's rows on those parts runs through this harness unchanged
 HARDWARE_NAMES = {"b200_sxm": ("b200_sxm", "b200"), "b300_sxm": ("b300_sxm", "b300"),
-                  "gb200": ("gb200",), "gb300": ("gb300",)}
+                  "gb200": ("gb200",), "gb300": ("gb300",), "h100_sxm": ("h100_sxm", "h100-sxm"),
+                  "h200_sxm": ("h200_sxm", "h200-sxm"), "a100_sxm": ("a100_sxm", "a100-sxm-80gb"), "l40s": ("l40s",)}
 BLACKWELL = ("b200", "b300", "gb200", "gb300", "b200_sxm", "b300_sxm")
 PRECISION = {"fp8": "fp8", "fp4": "nvfp4", "nvfp4": "nvfp4", "": "bf16", "bf16": "bf16"}
 ENGINES = ("vllm", "sglang", "trtllm")
@@ -600,6 +603,20 @@ def output_csv(path: str) -> str:
     return path
 
 
+def add_rows_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--rows", type=Path, default=CSV_PATH,
+                    help="the measured runs, a CSV with blackwell_serving.csv's columns (another part's rows of the "
+                         "same source, a user's own runs); default ../shared/measured/blackwell_serving.csv")
+
+
+def rows_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse argv; the --csv output may not be the --rows input (one-line errors, before any run)."""
+    args = ap.parse_args(argv)
+    if args.csv and Path(args.csv).resolve() == args.rows.resolve():
+        ap.error(f"argument --csv: {args.csv} is the --rows input; --csv writes the predictions, give it a new file")
+    return args
+
+
 def write_csv(path: str, cases, results, fitted, skipped) -> None:
     cols = ["source", "id", "group", "engine", "model", "hardware", "precision", "tp", "pp", "replicas",
             "max_batch", "isl", "osl", "concurrency", "requests", "split", "status",
@@ -637,15 +654,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--csv", type=output_csv, default=None,
                     help="write every row's prediction (and every skipped row) here (an output file)")
-    args = ap.parse_args(argv)
+    add_rows_option(ap)
+    args = rows_args(ap, argv)
 
-    if not CSV_PATH.exists() and args.source != "public":
-        print(f"{CSV_PATH} not found (../shared is not present)", file=sys.stderr)
+    if not args.rows.exists() and args.source != "public":
+        print(f"{args.rows} not found (../shared is not present)", file=sys.stderr)
         return 2
     cases: list[dict[str, Any]] = []
     skipped: list[tuple[str, str, str]] = []
     if args.source in ("all", "csv"):
-        c, s = load_csv_cases(CSV_PATH, args.rounds, args.warmup_rounds)
+        c, s = load_csv_cases(args.rows, args.rounds, args.warmup_rounds)
         cases += c
         skipped += s
     if args.source in ("all", "public"):

@@ -578,17 +578,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
     ap.add_argument("--csv", type=vc.output_csv, default=None,
                     help="write every row's prediction (and every skipped row) here (an output file)")
-    args = ap.parse_args(argv)
+    vc.add_rows_option(ap)
+    args = vc.rows_args(ap, argv)
 
-    if not CSV_PATH.exists():
-        print(f"{CSV_PATH} not found (../shared is not present)", file=sys.stderr)
+    if not args.rows.exists():
+        print(f"{args.rows} not found (../shared is not present)", file=sys.stderr)
         return 2
     if args.layout_evidence:
-        squared, twins, agree = layout_evidence()
+        squared, twins, agree = layout_evidence(args.rows)
         print(f"squared-encoded agg rows: {squared}; with a bit-identical twin: {twins}; twins laid out as the "
               f"squared reading says: {agree}")
         return 0
-    cases, skipped = load_cases(CSV_PATH, args.rounds, args.warmup_rounds, args.reading)
+    cases, skipped = load_cases(args.rows, args.rounds, args.warmup_rounds, args.reading)
     fit_keys = sorted({c["config"] for c in cases if c["split"] == "fit"})
     n_configs = len({c["config"] for c in cases})
     sel = [c for c in cases if (args.engine is None or c["engine"] == args.engine)

@@ -155,3 +155,43 @@ def test_provenance_reading_deploys_collocated_engine_image_runs_as_inferencex(v
     assert all(c["client"] == "genai-perf" for c in cases)  # fixed lengths, as the CSV's README says
     disagg = [c for c in cases if c["mode"] == "disagg"]
     assert disagg and not any("attention_dp_enable_balance" in g for c in disagg for g in c["deployment"]["instances"])
+
+
+COLUMNS = ("id,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,moe_quant_mode,"
+           "concurrency,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,silicon_ttft_ms,"
+           "silicon_tpot_ms,measured_on,image").split(",")
+
+
+def test_rows_of_another_part_run_through_the_harness(vm, tmp_path):
+    """--rows: a CSV in blackwell_serving.csv's columns from other parts (AIConfigurator's Hopper system names,
+    its w4a16_mxfp4 MoE mode for gpt-oss) is simulated, not skipped; --csv may not overwrite --rows. Synthetic rows:
+    their measured figures are placeholders, only the mapping and the run are checked."""
+    rows = [("oss", "vllm", "openai/gpt-oss-120b", "h100_sxm", "fp4", "bf16", "w4a16_mxfp4", "1"),
+            ("ds", "sglang", "deepseek-ai/DeepSeek-R1", "h200_sxm", "fp8", "fp8", "fp8_block", "8")]
+    path, out = tmp_path / "hopper.csv", tmp_path / "predictions.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
+        writer.writeheader()
+        for rid, engine, model, system, prec, gemm, moe, tp in rows:
+            writer.writerow(dict(id=rid, backend=engine, model_path=model, system=system, precision=prec, mode="agg",
+                                 isl="1024", osl="64", gemm_quant_mode=gemm, moe_quant_mode=moe, concurrency="2",
+                                 batch_size="2", tp_size=tp, pp_size="1", attention_dp_size="1", moe_tp_size=tp,
+                                 moe_ep_size="1", silicon_ttft_ms="100", silicon_tpot_ms="10"))
+    assert vm.main(["--rows", str(path), "--workers", "1", "--rounds", "2", "--warmup-rounds", "0", "--no-rows",
+                    "--csv", str(out)]) == 0
+    with out.open(newline="") as f:
+        got = {r["id"]: r for r in csv.DictReader(f)}
+    assert got["oss"]["status"] == got["ds"]["status"] == "ok"
+    assert (got["oss"]["hardware"], got["oss"]["precision"]) == ("h100-sxm", "mxfp4")
+    assert (got["ds"]["hardware"], got["ds"]["precision"]) == ("h200-sxm", "fp8-block")
+    assert float(got["oss"]["pred_tpot_ms"]) > 0 and float(got["ds"]["pred_ttft_ms"]) > 0
+    with pytest.raises(SystemExit):
+        vm.main(["--rows", str(path), "--csv", str(path)])
+    assert path.read_text().startswith("id,backend")  # untouched
+
+
+def test_gpt_oss_fp4_rows_are_costed_in_mxfp4(vm):
+    row = {"model_path": "openai/gpt-oss-120b", "precision": "fp4", "gemm_quant_mode": "nvfp4",
+           "moe_quant_mode": "nvfp4"}
+    assert vm.row_precision(row) == "mxfp4"
+    assert vm.row_precision({**row, "model_path": "deepseek-ai/DeepSeek-R1"}) == "nvfp4"
