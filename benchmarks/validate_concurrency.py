@@ -99,9 +99,8 @@ YAML_PATH = HERE / "public_concurrency.yaml"
 DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
 # a checkpoint name the model catalog may not list, and the architecture it is a quantization of
 MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B"}
-# CSV system -> names to try in order (the CSV's own name first: aliases are being added)
-# AIConfigurator's system names (its systems/*.yaml) -> catalog keys; the Hopper and Ampere ones too, so a CSV of the
-# same source's rows on those parts runs through this harness unchanged
+# CSV system (AIConfigurator's system names) -> names to try in order (the CSV's own name first); the Hopper and
+# Ampere ones too, so a CSV of the same source's rows on those parts runs through this harness unchanged (--rows)
 HARDWARE_NAMES = {"b200_sxm": ("b200_sxm", "b200"), "b300_sxm": ("b300_sxm", "b300"),
                   "gb200": ("gb200",), "gb300": ("gb300",), "h100_sxm": ("h100_sxm", "h100-sxm"),
                   "h200_sxm": ("h200_sxm", "h200-sxm"), "a100_sxm": ("a100_sxm", "a100-sxm-80gb"), "l40s": ("l40s",)}

@@ -145,6 +145,9 @@ PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "f
 # sdk/common.py MoEQuantMode)
 NATIVE_FP4 = {"openai/gpt-oss-120b": "mxfp4"}
 FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4")
+NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
+NVL72 = ("gb200", "gb300")
+AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
 
 
 def row_precision(r: dict[str, str]) -> str | None:
@@ -154,9 +157,6 @@ def row_precision(r: dict[str, str]) -> str | None:
         return "mxfp4"
     prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
     return NATIVE_FP4.get(r["model_path"], prec) if prec == "nvfp4" else prec
-NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
-NVL72 = ("gb200", "gb300")
-AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
 
 
 def launched_without_dynamo(r: dict[str, str]) -> bool:
