@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from phasewise.errors import PhasewiseError
@@ -201,7 +202,7 @@ def test_hybrid_window_layers_stop_growing_past_the_window():
     assert cm.fast(shape)[0] == pytest.approx(cm.iteration(shape).latency_s, rel=1e-12)
 
 
-def test_a_hybrid_model_simulates_step_by_step():
+def test_a_hybrid_model_simulates_with_its_invariants():
     from phasewise.sim.api import run
 
     result = run(model="openai/gpt-oss-20b", hardware="b200", rate=5, requests=40, isl=512, osl=64,
@@ -262,3 +263,32 @@ def test_mxfp4_runs_on_hopper_and_ampere_through_the_bf16_path():
     assert on_h100.fast(decode)[3] == pytest.approx(plain.fast(decode)[3])  # the same bytes
     with pytest.raises(PhasewiseError, match="has no fp4 compute path"):
         CostModel(model, h100, load_quant("nvfp4"), engine)
+
+
+@pytest.mark.parametrize("hardware, engine", [("b200", "vllm"), ("h100-sxm", "trtllm-pytorch")])
+def test_hybrid_decode_runs_are_costed_as_fast_does_step_by_step(hardware, engine):
+    """gpt-oss's decode runs through HybridDecodeLine (numpy over the steps) give fast()'s latency at every step,
+    with runs crossing the 128-token window and past it, and the first step's (latency, flops, bytes)."""
+    from phasewise.perf.cost import HybridDecodeLine
+
+    cm = CostModel(load_model("openai/gpt-oss-120b"), load_hardware(hardware), load_quant("mxfp4"),
+                   load_engine(engine))
+    steps = np.arange(300, dtype=np.float64)
+    for seqs in (1, 17, 256):
+        line = cm.decode_line(seqs, seqs, seqs)
+        assert isinstance(line, HybridDecodeLine)
+        for context in (20, 127, 2000):
+            pairs = kv = seqs * (context + 1.0)
+            latencies, first = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
+            for step in (0, 1, 107, 108, 299):
+                grown = pairs + seqs * step
+                shape = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown, decode_kv_tokens=grown,
+                                   logit_tokens=seqs)
+                fast = cm.fast(shape)
+                assert latencies[step] == pytest.approx(fast[0], rel=1e-12)
+                if step == 0:
+                    assert first == pytest.approx((fast[0], fast[2], fast[3]), rel=1e-12)
+            series, _ = cm.decode_series(BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=pairs,
+                                                    decode_kv_tokens=kv, logit_tokens=seqs),
+                                         pairs + seqs * steps, kv + seqs * steps)
+            assert series == pytest.approx(latencies, rel=1e-12)

@@ -73,9 +73,26 @@ class DecodeLine(NamedTuple):
     overlapped_host_s: float  # with overlap scheduling: each latency is at least this host time (else 0)
 
 
+class HybridDecodeLine(NamedTuple):
+    """decode_line() of a hybrid sliding-window stack (gpt-oss): its `line` in the effective pairs and KV tokens of
+    one layer, the mean over its full layers and its `window_share` of windowed ones, which see at most `pairs_cap`
+    pairs and `kv_cap` KV tokens (BatchShape.windowed): fast()'s averaged attention, step by step in numpy."""
+
+    line: DecodeLine
+    window_share: float
+    pairs_cap: float
+    kv_cap: float
+
+    def effective(self, pairs, kv):
+        """(pairs, KV tokens) of the mean layer, for arrays or floats of the batch's own."""
+        share = self.window_share
+        return ((1.0 - share) * pairs + share * np.minimum(pairs, self.pairs_cap),
+                (1.0 - share) * kv + share * np.minimum(kv, self.kv_cap))
+
+
 class StepwiseDecode(NamedTuple):
-    """decode_line() of a batch whose decode step is not a DecodeLine (a hybrid sliding-window stack, an operator
-    on a CiM substrate): its runs are costed step by step with fast(): exact, slower."""
+    """decode_line() of a batch whose decode step is not a DecodeLine (an operator on a CiM substrate,
+    mapped_cost.py): its runs are costed step by step with fast(): exact, slower."""
 
     seqs: int
     tokens: int
@@ -453,12 +470,19 @@ class CostModel:
             raise ValueError("decode series take pure-decode batches")
         return self.decode_line(shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
 
-    def decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine | StepwiseDecode:
+    def decode_line(self, seqs: int, tokens: int, logit_tokens: int
+                    ) -> DecodeLine | HybridDecodeLine | StepwiseDecode:
         """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
         through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
-        attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size."""
-        if self.window_share:  # windowed layers cap their pairs and KV: not a line in them
-            return StepwiseDecode(seqs, tokens, logit_tokens)
+        attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size. A hybrid
+        sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine)."""
+        line = self._plain_decode_line(seqs, tokens, logit_tokens)
+        if not self.window_share:
+            return line
+        return HybridDecodeLine(line, self.window_share, tokens * self.hybrid_window, seqs * self.hybrid_window)
+
+    def _plain_decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine:
+        """decode_line() but for a hybrid stack's windowed layers: every layer attends over the whole context."""
         key = ("decode", seqs, tokens, logit_tokens)
         line = self._cache.get(key)
         if line is None:
@@ -509,9 +533,14 @@ class CostModel:
         line = self._decode_line(shape)
         if isinstance(line, StepwiseDecode):
             return self._stepwise(line, pairs, kv)
+        first_pairs, first_kv = shape.decode_pairs, shape.decode_kv_tokens
+        if isinstance(line, HybridDecodeLine):
+            pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
+            first_pairs, first_kv = line.effective(first_pairs, first_kv)
+            line = line.line
         attention = np.maximum(pairs * line.s_per_pair, kv * line.s_per_kv_token + line.fixed_s)  # one layer's
         return (self._series_latencies(line, attention, ascending=False),
-                self._decode_first(line, shape.decode_pairs, shape.decode_kv_tokens))
+                self._decode_first(line, first_pairs, first_kv))
 
     @staticmethod
     def _series_latencies(line: DecodeLine, attention: np.ndarray, ascending: bool) -> np.ndarray:
@@ -540,6 +569,13 @@ class CostModel:
         `steps` ascend (step indices)."""
         if isinstance(line, StepwiseDecode):
             return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+        if isinstance(line, HybridDecodeLine):  # the mean layer's pairs and KV: lines capped in the windowed layers
+            pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+            attention = np.maximum(pair_series * line.line.s_per_pair,
+                                   kv_series * line.line.s_per_kv_token + line.line.fixed_s)
+            growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
+            return (self._series_latencies(line.line, attention, ascending=growing),
+                    self._decode_first(line.line, *line.effective(pairs, kv)))
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair, pairs_per_step * s_per_pair
