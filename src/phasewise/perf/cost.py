@@ -83,11 +83,17 @@ class HybridDecodeLine(NamedTuple):
     pairs_cap: float
     kv_cap: float
 
-    def effective(self, pairs, kv):
-        """(pairs, KV tokens) of the mean layer, for arrays or floats of the batch's own."""
+    def effective(self, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pairs, KV tokens) of the mean layer, from arrays of the batch's own."""
         share = self.window_share
         return ((1.0 - share) * pairs + share * np.minimum(pairs, self.pairs_cap),
                 (1.0 - share) * kv + share * np.minimum(kv, self.kv_cap))
+
+    def effective_one(self, pairs: float, kv: float) -> tuple[float, float]:
+        """effective() of one iteration's sums."""
+        share = self.window_share
+        return ((1.0 - share) * pairs + share * min(pairs, self.pairs_cap),
+                (1.0 - share) * kv + share * min(kv, self.kv_cap))
 
 
 class StepwiseDecode(NamedTuple):
@@ -536,7 +542,7 @@ class CostModel:
         first_pairs, first_kv = shape.decode_pairs, shape.decode_kv_tokens
         if isinstance(line, HybridDecodeLine):
             pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
-            first_pairs, first_kv = line.effective(first_pairs, first_kv)
+            first_pairs, first_kv = line.effective_one(first_pairs, first_kv)
             line = line.line
         attention = np.maximum(pairs * line.s_per_pair, kv * line.s_per_kv_token + line.fixed_s)  # one layer's
         return (self._series_latencies(line, attention, ascending=False),
@@ -575,7 +581,7 @@ class CostModel:
                                    kv_series * line.line.s_per_kv_token + line.line.fixed_s)
             growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
             return (self._series_latencies(line.line, attention, ascending=growing),
-                    self._decode_first(line.line, *line.effective(pairs, kv)))
+                    self._decode_first(line.line, *line.effective_one(pairs, kv)))
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair, pairs_per_step * s_per_pair
