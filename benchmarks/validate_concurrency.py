@@ -226,7 +226,8 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
                 reasons.append(f"hardware part not stated ('{s.get('stated_hardware', '?')}')")
             if get("precision") == "unknown":
                 reasons.append("precision not stated")
-            if not isinstance(get("concurrency"), int):
+            all_at_once = get("concurrency") == "unlimited" and isinstance(get("requests"), int)
+            if not isinstance(get("concurrency"), int) and not all_at_once:
                 reasons.append("not fixed concurrency")
             if get("lengths") in ("sharegpt",):
                 reasons.append("ShareGPT lengths")
@@ -240,7 +241,11 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
                 skipped.append(("public", rid, "; ".join(reasons)))
                 continue
             notes = []
-            c = int(get("concurrency"))
+            if all_at_once:  # every prompt released at t=0, no cap: C = N clients sending one request each
+                c = int(get("requests"))
+                notes.append(f"all {c} prompts at once: simulated as {c} clients sending one request each")
+            else:
+                c = int(get("concurrency"))
             engine = get("engine")
             if engine not in ENGINES:
                 notes.append("engine not stated: simulated with the vllm mapping")
@@ -254,8 +259,10 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
             if not isinstance(n, int):
                 n = max(10, 2 * c)
                 notes.append(f"request count not stated: assumed max(10, 2C) = {n}")
-            if get("lengths") != "fixed":
+            if get("lengths") == "unknown":
                 notes.append("length distribution not stated: simulated fixed")
+            elif get("lengths") != "fixed":
+                notes.append(f"lengths {get('lengths')}: simulated fixed at isl/osl")
             client = get("client")
             if client not in PRESET_CLIENTS:
                 notes.append(f"client '{client}' not modelled")
@@ -263,7 +270,8 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
                 "source": "public", "id": rid, "group": f"public:{t['id']}",
                 "engine": engine if engine in ENGINES else "unknown",
                 "model": model, "model_stated": get("model"), "hardware": hw, "system": get("hardware"),
-                "tp": int(tp), "pp": int(pp), "replicas": 1, "max_batch": max(c, 256),
+                "tp": int(tp), "pp": int(pp), "replicas": 1,
+                "max_batch": None if get("max_seqs") == "engine default" else max(c, 256),
                 "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
                 "concurrency": c, "requests": n, "warmup": 0, "client": client,
                 "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
@@ -288,7 +296,7 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
         kw.update(knob_values(engine, token_budget=case["max_batch"] + case["isl"] + AIC_BUDGET_MARGIN))
         kw.update(graph_knobs(engine, case["max_batch"]))  # and its trtllm.rule's CUDA graphs: padded, to max_bs
-    elif engine == "trtllm" and case["isl"] + case["max_batch"] > 8192:
+    elif engine == "trtllm" and case["max_batch"] and case["isl"] + case["max_batch"] > 8192:
         # chunking off: max_num_tokens must hold a whole prompt next to the running decodes
         kw.update(knob_values(engine, token_budget=case["isl"] + case["max_batch"]))
     client = PRESET_CLIENTS.get(case["client"])
