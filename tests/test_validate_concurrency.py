@@ -74,3 +74,17 @@ def test_csv_output_never_overwrites_the_measured_data(vc, tmp_path):
             vc.main(["--csv", path])
         assert exc.value.code == 2
     assert vc.output_csv(str(tmp_path / "predictions.csv")) == str(tmp_path / "predictions.csv")
+
+
+def test_public_rows_released_all_at_once_run_as_one_request_clients(vc):
+    """`concurrency: unlimited` with a stated request count (vllm bench serve at request rate inf): C = N clients
+    of one request each; a serve command without a sequence cap keeps the engine's own (max_batch None)."""
+    cases, skipped = vc.load_public_cases()
+    oss = [c for c in cases if c["group"] == "public:gpustack-gpt-oss-120b-a100-random"]
+    assert len(oss) == 4
+    assert all(c["concurrency"] == c["requests"] and c["max_batch"] is None and c["precision"] == "mxfp4"
+               and c["hardware"] == "a100-sxm-80gb" for c in oss)
+    assert all("one request each" in " ".join(c["notes"]) for c in oss)
+    assert "max_num_seqs" not in vc._preset_kwargs(oss[0])
+    reasons = {rid.split("#")[0]: why for _, rid, why in skipped}
+    assert "hardware part not stated" in reasons["gpustack-qwen3-32b-h100-random"]
