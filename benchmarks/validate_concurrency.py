@@ -160,11 +160,30 @@ def split_configs(rows: list[dict[str, str]]) -> set[str]:
     return fit
 
 
+# the measured CSV's columns (../shared/measured/README.md): a --rows file has them all (values may be empty)
+ROW_COLUMNS = ("id,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,moe_quant_mode,"
+               "concurrency,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,prefill_batch_size,"
+               "prefill_num_workers,prefill_tp_size,prefill_pp_size,prefill_attention_dp_size,prefill_moe_tp_size,"
+               "prefill_moe_ep_size,decode_batch_size,decode_num_workers,decode_tp_size,decode_pp_size,"
+               "decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms,"
+               "measured_on,image").split(",")
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a measured CSV; a one-line exit naming the missing columns when it lacks some of ROW_COLUMNS."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ROW_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise SystemExit(f"{path}: missing columns {', '.join(missing)} (a measured CSV has all of "
+                             "../shared/measured/blackwell_serving.csv's columns; values may be empty)")
+        return list(reader)
+
+
 def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
                    ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
     """Cases for the dense collocated rows; every other row as (source, id, skip reason)."""
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(path)
     dense_agg = [r for r in rows if r["model_path"] in DENSE_MODELS and r["mode"] == "agg"]
     fit = split_configs(dense_agg)
     cases, skipped = [], []
@@ -616,6 +635,13 @@ def add_rows_option(ap: argparse.ArgumentParser) -> None:
                          "same source, a user's own runs); default ../shared/measured/blackwell_serving.csv")
 
 
+def rows_missing(path: Path) -> str:
+    """The one-line message for a --rows file that is not there."""
+    if path == CSV_PATH:
+        return f"{path} not found (../shared is not present)"
+    return f"--rows {path}: no such file"
+
+
 def rows_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse argv; the --csv output may not be the --rows input (one-line errors, before any run)."""
     args = ap.parse_args(argv)
@@ -665,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     args = rows_args(ap, argv)
 
     if not args.rows.exists() and args.source != "public":
-        print(f"{args.rows} not found (../shared is not present)", file=sys.stderr)
+        print(rows_missing(args.rows), file=sys.stderr)
         return 2
     cases: list[dict[str, Any]] = []
     skipped: list[tuple[str, str, str]] = []

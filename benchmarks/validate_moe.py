@@ -107,7 +107,6 @@ the mean TTFT instead of a tenth (disaggregated TensorRT-LLM at C >= 1024: +181 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import math
 import sys
@@ -384,8 +383,7 @@ def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str
 def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, reading: str = "aic"
                ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
     """Cases for the in-scope rows phasewise can cost; every other in-scope row as ('csv', id, skip reason)."""
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if in_scope(r)]
+    rows = [r for r in vc.read_rows(path) if in_scope(r)]
     kept: dict[tuple, dict[str, str]] = {}
     for r in rows:  # the first twin that is not squared-encoded wins
         k = measurement_key(r)
@@ -470,8 +468,7 @@ def _resolve_model(name: str) -> str | None:
 
 def layout_evidence(path: Path = CSV_PATH) -> tuple[int, int, int]:
     """(squared rows, squared rows with a twin, twins whose layout is the squared reading's) over the whole CSV."""
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = vc.read_rows(path)
     by_key: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         by_key[measurement_key(r)].append(r)
@@ -582,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     args = vc.rows_args(ap, argv)
 
     if not args.rows.exists():
-        print(f"{args.rows} not found (../shared is not present)", file=sys.stderr)
+        print(vc.rows_missing(args.rows), file=sys.stderr)
         return 2
     if args.layout_evidence:
         squared, twins, agree = layout_evidence(args.rows)

@@ -157,11 +157,6 @@ def test_provenance_reading_deploys_collocated_engine_image_runs_as_inferencex(v
     assert disagg and not any("attention_dp_enable_balance" in g for c in disagg for g in c["deployment"]["instances"])
 
 
-COLUMNS = ("id,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,moe_quant_mode,"
-           "concurrency,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,silicon_ttft_ms,"
-           "silicon_tpot_ms,measured_on,image").split(",")
-
-
 def test_rows_of_another_part_run_through_the_harness(vm, tmp_path):
     """--rows: a CSV in blackwell_serving.csv's columns from other parts (AIConfigurator's Hopper system names,
     its w4a16_mxfp4 MoE mode for gpt-oss) is simulated, not skipped; --csv may not overwrite --rows. Synthetic rows:
@@ -170,7 +165,7 @@ def test_rows_of_another_part_run_through_the_harness(vm, tmp_path):
             ("ds", "sglang", "deepseek-ai/DeepSeek-R1", "h200_sxm", "fp8", "fp8", "fp8_block", "8")]
     path, out = tmp_path / "hopper.csv", tmp_path / "predictions.csv"
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
+        writer = csv.DictWriter(f, fieldnames=vm.vc.ROW_COLUMNS, restval="")
         writer.writeheader()
         for rid, engine, model, system, prec, gemm, moe, tp in rows:
             writer.writerow(dict(id=rid, backend=engine, model_path=model, system=system, precision=prec, mode="agg",
@@ -188,6 +183,11 @@ def test_rows_of_another_part_run_through_the_harness(vm, tmp_path):
     with pytest.raises(SystemExit):
         vm.main(["--rows", str(path), "--csv", str(path)])
     assert path.read_text().startswith("id,backend")  # untouched
+    short = tmp_path / "short.csv"
+    short.write_text("id,backend\nx,vllm\n")
+    with pytest.raises(SystemExit, match="missing columns backend_version, model_path"):
+        vm.main(["--rows", str(short)])
+    assert vm.main(["--rows", str(tmp_path / "absent.csv")]) == 2
 
 
 def test_gpt_oss_fp4_rows_are_costed_in_mxfp4(vm):
