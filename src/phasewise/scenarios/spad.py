@@ -114,7 +114,7 @@ def prefill_latencies(setup: dict[str, Any], chips: dict[str, str]) -> dict[str,
         hw = load_hardware(name)
         cost = CostModel(model, hw, quant, engine, setup["tp"], 1)
         latency, roofline = [], []
-        peak, bandwidth = hw.peak(quant.compute_dtype), hw.memory_bandwidth_bytes_per_s
+        peak, bandwidth = hw.peak(cost.quant.compute_dtype), hw.memory_bandwidth_bytes_per_s  # the path it runs on
         for prompt in setup["prompts"]:
             iteration = cost.iteration(BatchShape.uniform(1, prompt, 0))
             latency.append(iteration.latency_s)
