@@ -265,6 +265,34 @@ def test_mxfp4_runs_on_hopper_and_ampere_through_the_bf16_path():
         CostModel(model, h100, load_quant("nvfp4"), engine)
 
 
+@pytest.mark.parametrize("hardware", ["h100-sxm", "a100-sxm-80gb"])
+def test_weight_only_kernels_pad_a_small_batch_to_their_mma_tile(hardware):
+    """Hopper's and Ampere's GEMM ramp (gemm_half_rows 76.5) was fitted on cuBLAS BF16 GEMMs at 1, 512 and 4,096
+    rows; Marlin-style weight-only kernels (w4a16, w8a16, MXFP4 expanded to BF16) pad a small batch to their m16
+    MMA tile (quant.yaml kernel_half_rows: 16; Marlin's near-ideal 4x up to batch 16-32). Their MMAs follow that
+    tile, the expansion's CUDA-core work is added as before, and BF16 GEMMs keep the chip's fitted ramp."""
+    hw, engine = load_hardware(hardware), load_engine("vllm")
+    model = load_model("meta-llama/Llama-3.1-8B")
+    assert hw.efficiency.gemm_half_rows > 16
+    assert load_quant("w4a16").kernel_half_rows == 16 and load_quant("mxfp4").on(hw).kernel_half_rows == 16
+    assert load_quant("mxfp4").on(load_hardware("b200")).kernel_half_rows is None  # the FP4 tensor path: the chip's
+    rows = 16
+    decode = BatchShape.uniform(rows, 1, 1024)
+    peak = hw.peak("bf16")
+    gemm_eff = hw.efficiency.gemm_efficiency_max * engine.compute_efficiency
+
+    def qkv(quant):
+        return {op.name: op for op in CostModel(model, hw, quant, engine).iteration(decode).operators}["qkv_proj"]
+
+    w4 = load_quant("w4a16")
+    mma_only = qkv(w4.model_copy(update={"dequant_ops_per_weight": 0.0}))
+    assert mma_only.compute_s == pytest.approx(mma_only.flops / (peak * gemm_eff * rows / (rows + 16)))
+    assert qkv(w4).compute_s > mma_only.compute_s  # the expansion still costs CUDA-core time
+    bf16 = qkv(load_quant("bf16"))
+    assert bf16.compute_s == pytest.approx(
+        bf16.flops / (peak * gemm_eff * rows / (rows + hw.efficiency.gemm_half_rows)))
+
+
 @pytest.mark.parametrize("hardware, engine", [("b200", "vllm"), ("h100-sxm", "trtllm-pytorch")])
 def test_hybrid_decode_runs_are_costed_as_fast_does_step_by_step(hardware, engine):
     """gpt-oss's decode runs through HybridDecodeLine (numpy over the steps) give fast()'s latency at every step,

@@ -213,7 +213,7 @@ class CostModel:
         weight_bytes = weights * k * n * w_bytes
         nbytes = weight_bytes + rows * (k + n) * self.a_bytes + extra_bytes
         if self._arrays is None:
-            eff = self._gemm_efficiency(rows / weights)
+            eff = self._gemm_efficiency(rows / weights, dequant)
         else:
             eff = self.gemm_eff * array_utilization(rows / weights, k, n, self._arrays)
         compute = flops / (peak * eff)
@@ -230,11 +230,15 @@ class CostModel:
             memory /= self._weight_read_efficiency
         return flops, nbytes, compute, memory
 
-    def _gemm_efficiency(self, rows: float) -> float:
-        """Fraction of the tensor peak a GEMM with `rows` activation rows per weight matrix reaches."""
+    def _gemm_efficiency(self, rows: float, own_kernel: bool = False) -> float:
+        """Fraction of the tensor peak a GEMM with `rows` activation rows per weight matrix reaches; `own_kernel`:
+        the scheme's weight-expanding kernel multiplies the model's weights, at its kernel_half_rows where fewer."""
         curve = self._curve
         if curve is None:
-            return self.gemm_eff * rows / (rows + self.eff.gemm_half_rows)
+            half_rows = self.eff.gemm_half_rows
+            if own_kernel and self.quant.kernel_half_rows is not None:
+                half_rows = min(half_rows, self.quant.kernel_half_rows)
+            return self.gemm_eff * rows / (rows + half_rows)
         x = math.log(max(rows, 1.0))
         xs, ys = curve
         if x <= xs[0]:

@@ -49,6 +49,7 @@ class ComputeFallback(BaseModel):
 
     compute_dtype: str
     dequant_ops_per_weight: float = Field(ge=0)
+    kernel_half_rows: float | None = Field(default=None, gt=0)  # as QuantScheme's, for the expanding kernels
     source: str
 
 
@@ -66,6 +67,10 @@ class QuantScheme(BaseModel):
     kv_dtype: str
     dequant_ops_per_weight: float = Field(default=0.0, ge=0)
     gemm_kernel: GemmKernel | None = None  # None: the generic dequant term of perf/cost.py
+    # rows at which the scheme's own (weight-expanding) GEMM kernels reach half their tensor efficiency, where that
+    # is fewer than the chip's gemm_half_rows: kernels that pad a small batch to their MMA tile (Marlin's m16)
+    # rather than the chip's cuBLAS-fitted ramp. None: the chip's
+    kernel_half_rows: float | None = Field(default=None, gt=0)
     attention_kernel: AttentionKernel | None = None  # None: the generic AttentionCost prefill kernel
     # where a chip has no `compute_dtype` tensor path: how kernels run the stored weights instead (None: an error)
     without_compute_path: ComputeFallback | None = None
@@ -94,7 +99,8 @@ class QuantScheme(BaseModel):
         if fallback is None or hardware.peak_flops.get(self.compute_dtype, 0.0) > 0:
             return self
         return self.model_copy(update={"compute_dtype": fallback.compute_dtype, "without_compute_path": None,
-                                       "dequant_ops_per_weight": fallback.dequant_ops_per_weight})
+                                       "dequant_ops_per_weight": fallback.dequant_ops_per_weight,
+                                       "kernel_half_rows": fallback.kernel_half_rows})
 
     def with_kv(self, kv_dtype: str | None) -> QuantScheme:
         if kv_dtype is None:
