@@ -79,6 +79,7 @@ import hashlib
 import importlib
 import json
 import math
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -231,8 +232,11 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
     return cases, skipped
 
 
-def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
-    """Cases for the public tables' rows (all held out); the rest as (source, id, skip reason)."""
+def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | None = None
+                      ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """Cases for the public tables' rows (all held out); the rest as (source, id, skip reason). `assume_parts`
+    (--assume-part): a GPU named in a table's stated hardware (e.g. 'H100') -> the catalog part assumed for it
+    where the page does not pin one (printed in each row's notes); without it such tables are skipped."""
     tables = yaml.safe_load(path.read_text())["tables"]
     cases, skipped = [], []
     for t in tables:
@@ -240,9 +244,16 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
         for i, row in enumerate(t["rows"]):
             get = lambda k: row.get(k, s.get(k, "unknown"))  # noqa: E731 - row overrides table
             rid = f"{t['id']}#{i + 1}"
-            reasons = []
-            if get("hardware") == "unknown":
-                reasons.append(f"hardware part not stated ('{s.get('stated_hardware', '?')}')")
+            reasons, notes = [], []
+            hardware = get("hardware")
+            if hardware == "unknown":
+                stated = str(s.get("stated_hardware", "?"))
+                named = [gpu for gpu in (assume_parts or {}) if re.search(rf"\b{re.escape(gpu)}\b", stated)]
+                if len(named) == 1:
+                    hardware = assume_parts[named[0]]
+                    notes.append(f"hardware part not stated ('{stated}'): assumed {hardware} (--assume-part)")
+                else:
+                    reasons.append(f"hardware part not stated ('{stated}')")
             if get("precision") == "unknown":
                 reasons.append("precision not stated")
             all_at_once = get("concurrency") == "unlimited" and isinstance(get("requests"), int)
@@ -253,13 +264,12 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
             model = resolve_model(get("model"))
             if not reasons and model is None:
                 reasons.append(f"model '{get('model')}' not in the catalog")
-            hw = None if reasons else resolve_hardware((get("hardware"),))
+            hw = None if reasons else resolve_hardware((hardware,))
             if not reasons and hw is None:
-                reasons.append(f"hardware '{get('hardware')}' does not load")
+                reasons.append(f"hardware '{hardware}' does not load")
             if reasons:
                 skipped.append(("public", rid, "; ".join(reasons)))
                 continue
-            notes = []
             if all_at_once:  # every prompt released at t=0, no cap: C = N clients sending one request each
                 c = int(get("requests"))
                 notes.append(f"all {c} prompts at once: simulated as {c} clients sending one request each")
@@ -282,13 +292,16 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
                 notes.append("length distribution not stated: simulated fixed")
             elif get("lengths") != "fixed":
                 notes.append(f"lengths {get('lengths')}: simulated fixed at isl/osl")
+            version = stated_version(engine, get("engine_release"))
+            if engine in ENGINES and get("engine_release") != "unknown" and version is None:
+                notes.append(f"no preset for {get('engine_release')}: simulated with {engine}'s default version")
             client = get("client")
             if client not in PRESET_CLIENTS:
                 notes.append(f"client '{client}' not modelled")
             cases.append({
                 "source": "public", "id": rid, "group": f"public:{t['id']}",
-                "engine": engine if engine in ENGINES else "unknown",
-                "model": model, "model_stated": get("model"), "hardware": hw, "system": get("hardware"),
+                "engine": engine if engine in ENGINES else "unknown", "engine_version": version,
+                "model": model, "model_stated": get("model"), "hardware": hw, "system": hardware,
                 "tp": int(tp), "pp": int(pp), "replicas": 1,
                 "max_batch": None if get("max_seqs") == "engine default" else max(c, 256),
                 "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
@@ -297,6 +310,23 @@ def load_public_cases(path: Path = YAML_PATH) -> tuple[list[dict[str, Any]], lis
                 "split": "test", "config": t["id"], "notes": notes,
             })
     return cases, skipped
+
+
+def stated_version(engine: str, release: str) -> str | None:
+    """The engine preset's version a page's release string names ('vLLM 0.10.2' -> '0.10'), matched on the
+    preset's own version keys (major.minor, or the exact string); None where the preset has no such version."""
+    from phasewise.specs.engines import preset_versions
+
+    if engine not in ENGINES or not isinstance(release, str):
+        return None
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    if match is None:
+        return None
+    versions = preset_versions(engine)
+    for key in (match.group(0), f"{match.group(1)}.{match.group(2)}"):
+        if key in versions:
+            return key
+    return None
 
 
 # --- one case -> one simulation -------------------------------------------------------------------
@@ -309,7 +339,8 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     from phasewise.specs.engines import graph_knobs, knob_values
 
     engine = case["engine"] if case["engine"] in ENGINES else "vllm"
-    kw = dict(engine=engine, num_prompts=case["requests"], warmup=case["warmup"],
+    version = case.get("engine_version")
+    kw = dict(engine=f"{engine}@{version}" if version else engine, num_prompts=case["requests"], warmup=case["warmup"],
               kv_dtype="fp8" if case["precision"] in ("fp8", "nvfp4") else None,
               **knob_values(engine, max_seqs=case["max_batch"]))
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
@@ -688,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", type=output_csv, default=None,
                     help="write every row's prediction (and every skipped row) here (an output file)")
     add_rows_option(ap)
+    ap.add_argument("--assume-part", action="append", default=[], metavar="GPU=KEY", type=assumed_part,
+                    help="public tables whose page names a GPU but not its part (form factor, memory): run them "
+                         "on this catalog part, printed as an assumption (repeatable), e.g. H100=h100-sxm")
     args = rows_args(ap, argv)
 
     if not args.rows.exists() and args.source != "public":
@@ -700,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         cases += c
         skipped += s
     if args.source in ("all", "public"):
-        c, s = load_public_cases(YAML_PATH)
+        c, s = load_public_cases(YAML_PATH, dict(args.assume_part))
         cases += c
         skipped += s
     all_fit = sorted({c["config"] for c in cases if c["split"] == "fit"})
@@ -743,6 +777,16 @@ def main(argv: list[str] | None = None) -> int:
         print_rows(cases, results, fitted)
     report(args, cases, results, fitted, fitted_consts, skipped, print_table)
     return 0
+
+
+def assumed_part(text: str) -> tuple[str, str]:
+    """--assume-part GPU=KEY: a GPU name as pages state it and the catalog key assumed for it."""
+    gpu, _, key = text.partition("=")
+    if not gpu or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected GPU=KEY, e.g. H100=h100-sxm")
+    if resolve_hardware((key,)) is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: hardware '{key}' is not a catalog key or hardware YAML")
+    return gpu, key
 
 
 def add_constant_options(ap: argparse.ArgumentParser) -> None:

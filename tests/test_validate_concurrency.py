@@ -48,6 +48,37 @@ def test_public_tables_keep_unknowns(vc):
     assert any(c["group"] == "public:nim-llama3.3-70b-h100" for c in cases)
 
 
+def test_an_unpinned_part_runs_only_as_a_printed_assumption(vc, capsys):
+    """A page that names a GPU but not its part ('NVIDIA H100 GPUs') is skipped unless --assume-part names the
+    catalog part for it; then every such row carries the assumption in its notes. Tables that pin their part, or
+    name another GPU, are untouched; ShareGPT tables stay skipped."""
+    _, skipped = vc.load_public_cases()
+    reasons = {rid.split("#")[0]: why for _, rid, why in skipped}
+    assert reasons["gpustack-gpt-oss-120b-h100-random"].startswith("hardware part not stated")
+    cases, skipped = vc.load_public_cases(assume_parts={"H100": "h100-pcie", "A10": "a100-sxm-80gb"})
+    h100 = [c for c in cases if c["group"] == "public:gpustack-gpt-oss-120b-h100-random"]
+    assert len(h100) == 4 and {c["hardware"] for c in h100} == {"h100-pcie"}
+    assert all("assumed h100-pcie (--assume-part)" in " ".join(c["notes"]) for c in h100)
+    assert {c["hardware"] for c in cases if c["group"] == "public:gpustack-gpt-oss-120b-a100-random"} == {"a100-sxm-80gb"}
+    skipped_tables = {rid.split("#")[0] for _, rid, _ in skipped}
+    assert "sglang-cookbook-llama3.1-70b-a100" in skipped_tables  # 'A100' is not the word 'A10'
+    assert "gpustack-gpt-oss-120b-h100-sharegpt" in skipped_tables
+    with pytest.raises(SystemExit):
+        vc.main(["--source", "public", "--assume-part", "H100=h100-nonexistent"])
+    assert "is not a catalog key" in capsys.readouterr().err
+
+
+def test_a_stated_engine_release_picks_its_preset_version(vc):
+    """'vLLM 0.10.2' runs vllm@0.10 (its defaults: no async scheduling); a release without a preset keeps the
+    engine's default version, with a note."""
+    assert vc.stated_version("vllm", "vLLM 0.10.2") == "0.10" and vc.stated_version("vllm", "vLLM 0.11.0") == "0.11"
+    assert vc.stated_version("vllm", "vLLM 0.9.0") is None and vc.stated_version("unknown", "NIM 1.8.0") is None
+    cases, _ = vc.load_public_cases()
+    by_group = {c["group"]: c for c in cases}
+    assert by_group["public:gpustack-gpt-oss-120b-a100-random"]["engine_version"] == "0.11"
+    assert "no preset for vLLM 0.9.0" in " ".join(by_group["public:vllm-issue-20710-llama3.3-70b-b200"]["notes"])
+
+
 def test_three_rows_end_to_end(vc, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     code = vc.main(["--limit", "3", "--workers", "1", "--source", "csv", "--max-concurrency", "8",

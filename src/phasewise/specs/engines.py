@@ -84,6 +84,11 @@ def _preset_entry(engine: str) -> dict[str, Any]:
     return presets.get(engine.split("@", 1)[0].lower(), presets["vllm"])
 
 
+def preset_versions(engine: str) -> tuple[str, ...]:
+    """The versions a preset carries defaults for (`engine@version`); a profile name or file: vLLM V1's."""
+    return tuple(_preset_entry(engine).get("versions", {}))
+
+
 def engine_knobs(engine: str) -> tuple[str, ...]:
     """The knobs an engine has (a profile name or file behaves as vLLM V1)."""
     return tuple(_preset_entry(engine)["knobs"])
