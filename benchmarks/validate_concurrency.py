@@ -340,7 +340,8 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
 
     engine = case["engine"] if case["engine"] in ENGINES else "vllm"
     version = case.get("engine_version")
-    kw = dict(engine=f"{engine}@{version}" if version else engine, num_prompts=case["requests"], warmup=case["warmup"],
+    kw = dict(engine=f"{engine}@{version}" if version else engine, num_prompts=case["requests"],
+              warmup=case["warmup"],
               kv_dtype="fp8" if case["precision"] in ("fp8", "nvfp4") else None,
               **knob_values(engine, max_seqs=case["max_batch"]))
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker

@@ -6,8 +6,8 @@ fp32), which any other CPU misses by its speed ratio: on this machine's Zen 5 co
 GFLOP/s and the tiny model's CPU time is ~2x below that entry's prediction on its slow days, 3.5-3.7x below on its
 fast ones (2026-12-01: `sum(range(10**6))` 14.5 ms vs 27-55 ms on others; predicted 39.9 / 70.1 ms vs 10.7-11.3 /
 18.9 ms of CPU time). The bound is therefore "the same order": within a factor of 5 of the CPU time (the wall time
-on a shared 2-core machine is inflated 2-3x by other jobs). The accuracy figures (a full calibrate, then the default CPU-sized model) are in the README, from
-the command, not from CI.
+on a shared 2-core machine is inflated 2-3x by other jobs). The accuracy figures (a full calibrate, then the
+default CPU-sized model) are in the README, from the command, not from CI.
 """
 
 import json

@@ -148,6 +148,8 @@ class CostModel:
             raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid sliding-window stack ({model.name}) "
                                  "is not modelled yet; use --pp 1")
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
+        # the model's own weights run on the scheme's kernels: at their small-batch tile where it is fewer rows
+        self._own_kernel_half_rows = min(eff.gemm_half_rows, quant.kernel_half_rows or eff.gemm_half_rows)
         # a chip built from parts: a GEMM's efficiency follows from how it tiles onto the arrays (tiling.py)
         self._arrays = hardware.parts.compute if hardware.parts is not None else None
         self.vector_rate = hardware.vector_flops * eff.vector_efficiency
@@ -235,9 +237,7 @@ class CostModel:
         the scheme's weight-expanding kernel multiplies the model's weights, at its kernel_half_rows where fewer."""
         curve = self._curve
         if curve is None:
-            half_rows = self.eff.gemm_half_rows
-            if own_kernel and self.quant.kernel_half_rows is not None:
-                half_rows = min(half_rows, self.quant.kernel_half_rows)
+            half_rows = self._own_kernel_half_rows if own_kernel else self.eff.gemm_half_rows
             return self.gemm_eff * rows / (rows + half_rows)
         x = math.log(max(rows, 1.0))
         xs, ys = curve
