@@ -104,7 +104,7 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
     # length k) cut from a pool far beyond the caches, used round-robin: the rate grows with k as a per-row
     # start-up cost (prefetchers restart, loop overheads) is spread over longer rows; fitted as
     # bandwidth x k / (k + weight_row_half_elems) (the cost model's rule, perf/cost.py).
-    row_lengths = (512, 2048, 8192) if quick else (256, 512, 1024, 2048, 4096, 8192)
+    row_lengths = (256, 512, 2048, 8192) if quick else (256, 512, 1024, 2048, 4096, 8192)
     matrix_elems = 16 * 2**20 // esize
     count = (128 if quick else 256) * 2**20 // esize // matrix_elems
     buffer = torch.randn(count * matrix_elems, device=dev, dtype=dtype)
