@@ -307,7 +307,7 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
                 "concurrency": c, "requests": n, "warmup": 0, "client": client,
                 "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
-                "split": "test", "config": t["id"], "notes": notes,
+                "split": "test", "config": t["id"], "notes": notes, "knobs": dict(s.get("knobs") or {}),
             })
     return cases, skipped
 
@@ -353,6 +353,7 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     client = PRESET_CLIENTS.get(case["client"])
     if client is not None:
         kw["client"] = client
+    kw.update(case.get("knobs") or {})  # the page's own engine flags (e.g. vLLM's async_scheduling)
     return kw
 
 

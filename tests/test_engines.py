@@ -256,3 +256,36 @@ def test_the_frontend_staggers_requests_sent_together(tmp_path):
     slow = simulate(collocated(M, "h100-sxm", engine=str(path)), work, check_invariants=True)
     assert np.nanmax(slow.first_token_s) >= 8 * 0.005
     assert np.nanmax(slow.first_token_s) > np.nanmax(fast.first_token_s) + 0.02
+
+
+def test_vllm_async_scheduling_follows_the_version_pp_and_speculation():
+    hw = load_hardware("h100-sxm")
+    overlap = lambda engine, **kw: resolve_engine(engine, hw, **kw).profile.overlap_scheduling  # noqa: E731
+    assert overlap("vllm@0.10") is False and overlap("vllm@0.11", knobs={"async_scheduling": True}) is True
+    assert overlap("vllm") is True and overlap("vllm", knobs={"async_scheduling": False}) is False
+    assert overlap("vllm", pp=2) is False  # 0.14's default is off with PP > 1
+    assert overlap("vllm", speculative_draft="mtp") is True  # EAGLE-family drafts keep it (0.14)
+    assert overlap("vllm", speculative_draft="meta-llama/Llama-3.2-1B") is False  # a draft model turns it off
+    assert overlap("vllm@0.11", speculative_draft="mtp") is False
+    assert resolve_engine("vllm", hw).knobs["async_scheduling"] is True  # shown among the knobs in force
+
+
+@pytest.mark.parametrize("engine, knobs, kwargs, message", [
+    ("vllm", {"async_scheduling": True}, {"pp": 2}, "with pp=2 is not modelled"),
+    ("vllm@0.11", {"async_scheduling": True}, {"speculative_draft": "mtp"}, "runs with no speculative decoding"),
+    ("vllm", {"async_scheduling": True}, {"speculative_draft": "meta-llama/Llama-3.2-1B"}, "EAGLE-family"),
+    ("vllm@0.8.5", {"async_scheduling": True}, {}, "0.8.5 has no async scheduling"),
+    ("sglang", {"async_scheduling": True}, {}, "--async-scheduling is not a knob of sglang"),
+    ("vllm", {"async_scheduling": "yes"}, {}, "--async-scheduling must be true or false"),
+])
+def test_async_scheduling_where_vllm_refuses_it_is_a_one_line_error(engine, knobs, kwargs, message):
+    with pytest.raises(PhasewiseError, match=message):
+        resolve_engine(engine, load_hardware("h100-sxm"), knobs, **kwargs)
+
+
+def test_async_scheduling_hides_the_host_step_behind_the_device():
+    """vLLM 0.11 with --async-scheduling: the per-step host work overlaps the device time, so small-batch decode,
+    where the host step is a large share, gets faster."""
+    common = dict(model=M, hardware="h100-sxm", engine="vllm@0.11", concurrency=2, requests=6, isl=256, osl=64)
+    tpot = {flag: run(**common, async_scheduling=flag).summary()["tpot_ms"]["mean"] for flag in (False, True)}
+    assert tpot[True] < 0.97 * tpot[False], tpot

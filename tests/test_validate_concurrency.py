@@ -80,6 +80,18 @@ def test_a_stated_engine_release_picks_its_preset_version(vc):
     assert "no preset for vLLM 0.9.0" in " ".join(by_group["public:vllm-issue-20710-llama3.3-70b-b200"]["notes"])
 
 
+def test_a_page_s_engine_flags_reach_the_simulated_engine(vc):
+    """GPUStack's optimized H100 runs pass --async-scheduling to vLLM 0.10.2: the table's `knobs` go to the engine
+    preset (vllm@0.10 has it off by default); a table without knobs passes none."""
+    cases, _ = vc.load_public_cases(assume_parts={"H100": "h100-pcie"})
+    by_group = {c["group"]: c for c in cases}
+    tp2 = by_group["public:gpustack-gpt-oss-120b-h100-tp2-async-random"]
+    assert tp2["tp"] == 2 and tp2["engine_version"] == "0.10"
+    kw = vc._preset_kwargs(tp2)
+    assert kw["async_scheduling"] is True and kw["engine"] == "vllm@0.10"
+    assert "async_scheduling" not in vc._preset_kwargs(by_group["public:gpustack-gpt-oss-120b-h100-random"])
+
+
 def test_three_rows_end_to_end(vc, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     code = vc.main(["--limit", "3", "--workers", "1", "--source", "csv", "--max-concurrency", "8",

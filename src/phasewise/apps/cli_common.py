@@ -100,6 +100,10 @@ CudaGraphMaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: larg
 CudaGraphPadding = Annotated[Optional[bool], typer.Option(
     "--cuda-graph-padding-enabled/--no-cuda-graph-padding-enabled",
     help="trtllm: pad a decode batch up to the next captured size (cuda_graph_config.enable_padding)")]
+AsyncScheduling = Annotated[Optional[bool], typer.Option(
+    "--async-scheduling/--no-async-scheduling",
+    help="vllm >= 0.10: schedule step n+1 while step n runs (default: off to 0.12, on from 0.14 unless pp > 1 or "
+         "a draft model speculates)")]
 DisableOverlapScheduler = Annotated[Optional[bool], typer.Option(
     "--disable-overlap-scheduler/--no-disable-overlap-scheduler",
     help="trtllm: run without the overlap scheduler (default: with it; without it on a disaggregated prefill role)")]

@@ -143,6 +143,8 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv += [f"--{knob.replace('_', '-')}", str(value)]
         elif knob == "enable_chunked_prefill":
             argv.append("--enable-chunked-prefill" if value else "--no-enable-chunked-prefill")
+        elif knob == "async_scheduling":
+            argv.append("--async-scheduling" if value else "--no-async-scheduling")
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
     argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}", "--block-size", str(g.block_size)]

@@ -27,6 +27,7 @@ KNOB_TYPES: dict[str, type] = {
     "enable_piecewise_cuda_graph": bool, "piecewise_cuda_graph_max_tokens": int,
     "disable_overlap_scheduler": bool, "attention_dp_enable_balance": bool, "attention_dp_timeout_iters": int,
     "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
+    "async_scheduling": bool,
 }
 # Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
 KNOB_RANGES: dict[str, tuple[float, float]] = {
@@ -194,9 +195,10 @@ def role_knobs(engine: str, role: str) -> dict[str, Any]:
 
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
-                   role: str = "collocated") -> EngineConfig:
+                   role: str = "collocated", speculative_draft: str | None = None) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
-    instance in `role` (collocated, prefill or decode)."""
+    instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
+    draft model id; None without speculative decoding)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -232,11 +234,34 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
                              "--enable-piecewise-cuda-graph")
+    if "async_scheduling" in table:
+        values["async_scheduling"] = _async_scheduling(
+            f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
+            table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
     config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens)
     if bare:
         config = replace(config, profile=profile)
     return config
+
+
+def _async_scheduling(label: str, default: bool, speculation: str, asked: bool | None, pp: int,
+                      speculative_draft: str | None) -> bool:
+    """vLLM's async scheduling in force: the version's default, off with PP > 1 or a speculation it does not run
+    beside (`async_speculation` in engine_presets.yaml: none, or eagle = EAGLE-family drafts incl. MTP); asked
+    for (`--async-scheduling`) where vLLM refuses it or with PP > 1 (not modelled), a one-line error."""
+    spec_ok = speculative_draft is None or (speculation == "eagle" and speculative_draft == "mtp")
+    if asked:
+        if pp > 1:
+            raise PhasewiseError(f"--async-scheduling with pp={pp} is not modelled ({label}): vLLM's EngineArgs "
+                                 "refuse it from 0.11 ('not supported with pipeline-parallel-size > 1'); 0.10.2 "
+                                 "ran it with two batches in flight")
+        if not spec_ok:
+            runs_with = "no speculative decoding" if speculation == "none" else "EAGLE-family drafts (mtp) only"
+            raise PhasewiseError(f"--async-scheduling is not possible on {label} with the draft "
+                                 f"'{speculative_draft}': its async scheduling runs with {runs_with}")
+        return True
+    return asked is None and default and pp == 1 and spec_ok
 
 
 def _check_knob(knob: str, value: Any) -> None:
@@ -276,7 +301,7 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cap = min(2 * seqs, 512, budget)  # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget)
         graphs["cuda_graph_sizes"] = tuple(s for s in sizes if s <= cap) or (1,)
         graphs["cuda_graph_mixed"] = True  # V1 piecewise graphs cover mixed batches by token count
-        graphs["overlap_scheduling"] = bool(table.get("async_scheduling")) and pp == 1
+        graphs["overlap_scheduling"] = bool(values.get("async_scheduling", False))
         chunked = values.get("enable_chunked_prefill", True)
         cfg = dict(max_seqs=seqs, token_budget=budget, chunked_prefill=chunked, prefill_chunk_tokens=budget,
                    mixed_batches=True, kv_admission="greedy", preemption="recompute",
