@@ -145,7 +145,8 @@ DEPLOYMENTS = {
     "disagg": {"model": M, "kv_link": "rdma", "instances": [{"role": "prefill", "tp": 1, "replicas": 2},
                                                              {"role": "decode", "tp": 2, "replicas": 1}]},
 }
-ENGINE_KNOBS = {"vllm": {"async_scheduling": True}, "sglang": {"max_running_requests": 128, "chunked_prefill_size": 4096,
+ENGINE_KNOBS = {"vllm": {"async_scheduling": True},
+                "sglang": {"max_running_requests": 128, "chunked_prefill_size": 4096,
                            "enable_piecewise_cuda_graph": True, "piecewise_cuda_graph_max_tokens": 8192},
                 "trtllm": {"max_batch_size": 128, "max_num_tokens": 4096, "enable_chunked_prefill": True,
                            "cuda_graph_max_batch_size": 64, "cuda_graph_padding_enabled": True,

@@ -96,7 +96,7 @@ class InstanceGroup(BaseModel):
     max_num_batched_tokens: int | None = None  # vllm, vllm-v0
     enable_chunked_prefill: bool | None = None  # vllm (>= 0.12), trtllm
     max_num_partial_prefills: int | None = None  # vllm
-    async_scheduling: bool | None = None  # vllm >= 0.10 (default: off to 0.12, on from 0.14 unless pp > 1 or a draft model)
+    async_scheduling: bool | None = None  # vllm >= 0.10 (default: off to 0.12, on from 0.14 but with pp > 1 / a draft)
     chunk_size: int | None = None  # sarathi
     chunked_prefill_size: int | None = None  # sglang
     max_running_requests: int | None = None  # sglang

@@ -254,8 +254,7 @@ def _async_scheduling(label: str, default: bool, speculation: str, asked: bool |
     if asked:
         if pp > 1:
             raise PhasewiseError(f"--async-scheduling with pp={pp} is not modelled ({label}): vLLM's EngineArgs "
-                                 "refuse it from 0.11 ('not supported with pipeline-parallel-size > 1'); 0.10.2 "
-                                 "ran it with two batches in flight")
+                                 "refuse it from the 0.11 era ('not supported with pipeline-parallel-size > 1')")
         if not spec_ok:
             runs_with = "no speculative decoding" if speculation == "none" else "EAGLE-family drafts (mtp) only"
             raise PhasewiseError(f"--async-scheduling is not possible on {label} with the draft "
