@@ -66,7 +66,8 @@ def validate_cmd(
                                                "throttled local socket; compare with the split simulator")] = 0,
     link_mbps: Annotated[str, typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated")] = "20,200",
     sub_sequences: Annotated[str, typer.Option(help="--pipeline: prefill sub-sequence counts S")] = "1,2,4,8",
-    repeats: Annotated[int, typer.Option(help="--pipeline: runs per point (median)")] = 3,
+    repeats: Annotated[int, typer.Option(help="--pipeline: runs per point; --serve: runs of the real loop "
+                                              "(the median of each figure)")] = 3,
     dllm: Annotated[bool, typer.Option("--dllm", help="time bidirectional (diffusion-LM) block forwards over a cached "
                                                       "prompt and full refreshes over prompt + canvas")] = False,
     canvas: Annotated[int, typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x prompt + canvas)")] = 256,
@@ -112,7 +113,7 @@ def validate_cmd(
 
         with console.status("serving a closed loop through a real continuous-batching loop"):
             serving = serve_check(model, hardware, device, layers, hidden, engine, clients, requests, prompt,
-                                  output, threads)
+                                  output, threads, repeats)
     with console.status("validating") as status:
         points, info = validate(model, hardware, device, layers, hidden, engine, quick, threads,
                                 progress=lambda m: status.update(f"validating: {m}"))
@@ -136,7 +137,8 @@ def validate_cmd(
                   + f", all {stats['median_abs_error']:.1%}")
     if serving:
         st = Table(title=f"Closed loop: {serving['clients']} clients, {serving['requests']} requests of "
-                         f"{serving['prompt']}/{serving['output']} tokens, real loop vs phasewise simulate",
+                         f"{serving['prompt']}/{serving['output']} tokens, real loop (median of "
+                         f"{serving['repeats']} runs) vs phasewise simulate",
                    title_justify="left")
         for col in ("metric", "real", "simulated", "error"):
             st.add_column(col, justify="left" if col == "metric" else "right")

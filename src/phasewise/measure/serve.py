@@ -151,8 +151,10 @@ def run_real(hf, torch, dev, clients: int, requests: int, prompt: int, output: i
 
 def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | None = None, hidden: int | None = None,
                 engine: str | None = None, clients: int = 4, requests: int = 16, prompt: int = 128, output: int = 32,
-                threads: int | None = None) -> dict[str, Any]:
-    """Real loop vs simulate() for the same closed-loop workload: TTFT and TBT distributions."""
+                threads: int | None = None, repeats: int = 1) -> dict[str, Any]:
+    """Real loop vs simulate() for the same closed-loop workload: TTFT and TBT distributions. The real loop runs
+    `repeats` times and each figure is the median over the runs (a shared machine's speed moves between runs of a
+    second: this loop's TBT by up to 1.8x here, MEASURING.md)."""
     torch, dev = torch_and_device(device, threads)
     transformers = need_transformers()
     spec = load_model(model)
@@ -161,9 +163,9 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **{k: v for k, v in cfg.items() if k not in ("model_type", "architectures")}))
     hf = hf.to(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
-    if clients < 1 or requests < 1 or prompt < 1 or output < 2:
-        raise PhasewiseError("--serve needs clients, requests, prompt >= 1 and output >= 2")
-    real = run_real(hf, torch, dev, clients, requests, prompt, output, clients)
+    if clients < 1 or requests < 1 or prompt < 1 or output < 2 or repeats < 1:
+        raise PhasewiseError("--serve needs clients, requests, prompt, repeats >= 1 and output >= 2")
+    runs = [run_real(hf, torch, dev, clients, requests, prompt, output, clients) for _ in range(repeats)]
 
     # The same workload through the simulator: the calibrated chip and engine, prefill-first with one
     # prompt per prefill iteration, plus the loop's per-sequence attention dispatch.
@@ -195,13 +197,18 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
         x = x[np.isfinite(x)] * 1e3
         return {"p50": float(np.percentile(x, 50)), "p90": float(np.percentile(x, 90)), "mean": float(x.mean())}
 
-    real_ttft = np.array([r.token_times[0] - r.arrival for r in real])
-    real_tbt = np.concatenate([np.diff(r.token_times) for r in real])
+    def measured(real: list[Req]) -> dict[str, Any]:
+        return {"ttft_ms": dist(np.array([r.token_times[0] - r.arrival for r in real])),
+                "tbt_ms": dist(np.concatenate([np.diff(r.token_times) for r in real])),
+                "duration_s": max(r.token_times[-1] for r in real)}
+
+    per_run = [measured(real) for real in runs]
+    median = {m: {q: float(np.median([run[m][q] for run in per_run])) for q in ("p50", "p90", "mean")}
+              for m in ("ttft_ms", "tbt_ms")}
+    median["duration_s"] = float(np.median([run["duration_s"] for run in per_run]))
     sim_s = sim.summary()
     out = {"model": small.name, "params": small.total_params, "clients": clients, "requests": requests,
-           "prompt": prompt, "output": output,
-           "real": {"ttft_ms": dist(real_ttft), "tbt_ms": dist(real_tbt),
-                    "duration_s": max(r.token_times[-1] for r in real)},
+           "prompt": prompt, "output": output, "repeats": repeats, "real": median, "real_runs": per_run,
            "simulated": {"ttft_ms": {k: sim_s["ttft_ms"][k] for k in ("p50", "p90", "mean")},
                          "tbt_ms": {k: sim_s["tbt_ms"][k] for k in ("p50", "p90", "mean")},
                          "duration_s": sim_s["duration_s"]}}
