@@ -57,10 +57,10 @@ def test_serve_check_against_simulate(hw_yaml):
     """A real 6-request loop (warmed up, median of 3 runs) vs simulate() on the quick calibration. This model's
     decode is mostly its LM head (128,256 weight rows of `hidden` elements), which the quick calibration's
     matrix-vector probe (16 MiB matrices, one row) represents only roughly: at hidden 256 the simulated TBT ran
-    25-60 % slow on this machine's fast spells and the check's median |error| spread over 0.02-0.51 (17 runs, one
-    run each, 3 over 0.40, one of them in CI); at hidden 512 the TBT runs ~30 % fast, steadily, and the median
-    |error| stayed at 0.14-0.29 over 12 calibrate-and-check cycles, so the check runs at 512. One real run's TBT
-    moved up to 1.8x between consecutive runs here: hence the median of 3."""
+    25-60 % slow on this machine's fast spells and the check's median |error| spread over 0.02-0.51 in 28 runs
+    (19 of one real run, 8 of three, one clean-clone CI), 2 over 0.40; at hidden 512 the TBT runs ~30 % fast,
+    steadily, and the median |error| stayed at 0.14-0.29 over 12 calibrate-and-check cycles, so the check runs at
+    512. One real run's TBT moved up to 1.8x between consecutive runs here: hence the median of 3."""
     from phasewise.measure.serve import serve_check
 
     out = serve_check("meta-llama/Llama-3.1-8B", hw_yaml, layers=2, hidden=512, clients=2, requests=6,
