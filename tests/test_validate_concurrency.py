@@ -92,6 +92,10 @@ def test_a_page_s_engine_flags_reach_the_simulated_engine(vc):
     kw = vc._preset_kwargs(tp2)
     assert kw["async_scheduling"] is True and kw["engine"] == "vllm@0.10"
     assert "async_scheduling" not in vc._preset_kwargs(by_group["public:gpustack-gpt-oss-120b-h100-random"])
+    fp8 = by_group["public:gpustack-qwen3-235b-h100-fp8-tp4-random"]  # a budget the page sets
+    assert vc._preset_kwargs(fp8)["max_num_batched_tokens"] == 16384 and fp8["precision"] == "fp8-block"
+    cases, _ = vc.load_public_cases(assume_parts={"H200": "h200-sxm"})  # 'H200' names the DeepSeek page only
+    assert {c["group"] for c in cases if c["hardware"] == "h200-sxm"} == {"public:gpustack-deepseek-r1-h200-random"}
 
 
 @needs_csv
