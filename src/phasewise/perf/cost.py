@@ -85,15 +85,16 @@ class HybridDecodeLine(NamedTuple):
 
     def effective(self, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pairs, KV tokens) of the mean layer, from arrays of the batch's own."""
-        share = self.window_share
-        return ((1.0 - share) * pairs + share * np.minimum(pairs, self.pairs_cap),
-                (1.0 - share) * kv + share * np.minimum(kv, self.kv_cap))
+        return self._mean_layer(pairs, kv, np.minimum)
 
     def effective_one(self, pairs: float, kv: float) -> tuple[float, float]:
-        """effective() of one iteration's sums."""
+        """effective() of one iteration's sums (plain floats: no numpy on the per-series path)."""
+        return self._mean_layer(pairs, kv, min)
+
+    def _mean_layer(self, pairs, kv, minimum):
         share = self.window_share
-        return ((1.0 - share) * pairs + share * min(pairs, self.pairs_cap),
-                (1.0 - share) * kv + share * min(kv, self.kv_cap))
+        return ((1.0 - share) * pairs + share * minimum(pairs, self.pairs_cap),
+                (1.0 - share) * kv + share * minimum(kv, self.kv_cap))
 
 
 class StepwiseDecode(NamedTuple):
