@@ -377,9 +377,10 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
         return
     # every module that resolves engine profiles by this name (presets load theirs in specs.engines)
     engine_mods = [sim_mod] + [sys.modules[m] for m in ("phasewise.specs.engines",) if m in sys.modules]
-    if "orig" not in _STATE:
-        _STATE["orig"] = (sim_mod.load_engine, sim_mod.load_hardware)
-    real_engine, real_hardware = _STATE["orig"]
+    if "orig" not in _STATE:  # each patched module's own loaders, for restore_constants
+        _STATE["orig"] = {mod: {name: getattr(mod, name) for name in ("load_engine", "load_hardware")
+                                if hasattr(mod, name)} for mod in engine_mods}
+    real_engine, real_hardware = _STATE["orig"][sim_mod]["load_engine"], _STATE["orig"][sim_mod]["load_hardware"]
     base = constants.get("base", "class-default")
     # class defaults: the engine constants fitted on these rows (vllm's collective_overhead_s, TensorRT-LLM's
     # kv_handoff_s fitted on validate_moe.py's disaggregated fit rows) back at 0
@@ -413,6 +414,18 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
     sim_mod.load_hardware = load_hardware
     sim_mod._build_group.cache_clear()
     _STATE["applied"] = key
+
+
+def restore_constants() -> None:
+    """Undo apply_constants in this process: the catalog's own loaders back and the group cache cleared, so that a
+    caller running main() in-process (the tests) leaves no candidate constants behind for what runs after it."""
+    if "orig" not in _STATE:
+        return
+    for mod, loaders in _STATE.pop("orig").items():
+        for name, loader in loaders.items():
+            setattr(mod, name, loader)
+    importlib.import_module("phasewise.sim.simulate")._build_group.cache_clear()
+    _STATE["applied"] = None
 
 
 def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> tuple[float, float]:

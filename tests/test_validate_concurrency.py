@@ -23,7 +23,8 @@ def vc():
     spec = importlib.util.spec_from_file_location("validate_concurrency", PATH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    yield module
+    module.restore_constants()  # main() ran in this process: later tests get the catalog's constants back
 
 
 @needs_csv

@@ -21,7 +21,8 @@ def vm():
     module = importlib.util.module_from_spec(spec)
     sys.modules["validate_moe"] = module  # its slotted dataclasses look their module up there
     spec.loader.exec_module(module)
-    return module
+    yield module
+    module.vc.restore_constants()  # main() ran in this process: later tests get the catalog's constants back
 
 
 @pytest.fixture(scope="module")
