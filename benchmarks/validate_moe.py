@@ -61,8 +61,8 @@ benchmark/*.rule; assumed to be how the silicon rows were deployed: the CSV list
 sequence cap = batch_size x attention_dp (the engine's max_num_seqs / max_running_requests / max_batch_size,
 per instance); agg token budget = attention_dp x (batch_size + isl + 1500) (TensorRT-LLM max_num_tokens, vLLM
 max_num_batched_tokens; per rank in the engine, summed over the ranks here); SGLang agg: max_prefill_tokens =
-attention_dp x (isl + 1500) and enable_mixed_chunk true ("agg enable_mixed_chunk = true"); prefill role: token
-budget attention_dp x (isl + 1500); TensorRT-LLM decode role: max_num_tokens = its sequence cap. KV link: nvlink
+isl + 1500 (SGLang's flag is per attention-DP rank, and phasewise reads it so) and enable_mixed_chunk true ("agg
+enable_mixed_chunk = true"); prefill role: token budget attention_dp x (isl + 1500) (SGLang: isl + 1500 per rank); TensorRT-LLM decode role: max_num_tokens = its sequence cap. KV link: nvlink
 on gb200/gb300 (one NVL72 domain) or when prefill and decode fit one 8-GPU node, else rdma.
 --reading inferencex reads the rows as SemiAnalysis InferenceX's recipes deploy and measure them instead (the
 container images of many rows are those InferenceX's configs name, e.g. the enroot form nvcr.io#nvidia/...): its
@@ -341,13 +341,13 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
     if role == "collocated" and reading == "inferencex":
         kw = _inferencex_collocated(engine, family, lay, cap, isl, precision, concurrency)
     elif role == "collocated":
-        if engine == "sglang":
-            kw.update(max_prefill_tokens=dp * (isl + AIC_MARGIN), enable_mixed_chunk=True)
+        if engine == "sglang":  # SGLang's --max-prefill-tokens is each attention-DP rank's own (specs/engines.py)
+            kw.update(max_prefill_tokens=isl + AIC_MARGIN, enable_mixed_chunk=True)
         else:
             kw.update(knob_values(engine, token_budget=dp * (batch_rank + isl + AIC_MARGIN)))
     elif role == "prefill":
         if engine == "sglang":
-            kw.update(max_prefill_tokens=dp * (isl + AIC_MARGIN))
+            kw.update(max_prefill_tokens=isl + AIC_MARGIN)
         else:
             kw.update(knob_values(engine, token_budget=dp * (isl + AIC_MARGIN)))
     elif engine == "trtllm":  # decode: "decode max_num_tokens = max_batch_size"

@@ -289,3 +289,36 @@ def test_async_scheduling_hides_the_host_step_behind_the_device():
     common = dict(model=M, hardware="h100-sxm", engine="vllm@0.11", concurrency=2, requests=6, isl=256, osl=64)
     tpot = {flag: run(**common, async_scheduling=flag).summary()["tpot_ms"]["mean"] for flag in (False, True)}
     assert tpot[True] < 0.97 * tpot[False], tpot
+
+
+def test_sglang_attention_dp_gives_each_rank_its_share_of_the_chunk():
+    """--enable-dp-attention: SGLang gives each DP rank's scheduler chunked_prefill_size // dp prompt tokens and
+    scales schedule_conservativeness by 0.3 (srt/server_args.py); --max-prefill-tokens stays each rank's own."""
+    hw = load_hardware("b200")
+    alone, dp8 = resolve_engine("sglang", hw), resolve_engine("sglang", hw, attention_dp=8)
+    assert dp8.prefill_chunk_tokens == alone.prefill_chunk_tokens == 16384
+    assert (alone.prefill_rank_tokens, dp8.prefill_rank_tokens) == (None, 2048)
+    assert (alone.partial_prefills, dp8.partial_prefills) == (1, 8)
+    assert dp8.prefill_input_tokens == 8 * alone.prefill_input_tokens
+    assert dp8.new_token_ratio[0] == pytest.approx(0.3 * alone.new_token_ratio[0])
+    assert resolve_engine("vllm", hw, attention_dp=8).partial_prefills == resolve_engine("vllm", hw).partial_prefills
+    with pytest.raises(PhasewiseError, match=r"--chunked-prefill-size \(4\) must be >= --attention-dp \(8\)"):
+        resolve_engine("sglang", hw, {"chunked_prefill_size": 4}, attention_dp=8)
+
+
+def test_sglang_attention_dp_prefills_a_long_prompt_in_rank_sized_chunks():
+    """DeepSeek-R1 on 8 B200s, attention DP 8: an 8,192-token prompt alone takes four 2,048-token prefill batches on
+    its rank (slower than one 8,192-token batch, the chunk raised to 8 x 8,192), while 2,048-token prompts arriving
+    together go one per rank into one batch, eight at most (the first, read alone, starts a batch by itself)."""
+    layout = dict(engine="sglang", ep=8, attention_dp=8, max_running_requests=64)
+    dsr1 = "deepseek-ai/DeepSeek-R1"
+
+    def ttft(prompts: int, length: int, **knobs):
+        work = Workload(np.zeros(prompts), np.full(prompts, length), np.full(prompts, 4))
+        return simulate(collocated(dsr1, "b200", tp=8, **layout, **knobs), work, check_invariants=True).ttft_s
+
+    chunked, whole = ttft(1, 8192)[0], ttft(1, 8192, chunked_prefill_size=8 * 8192)[0]
+    assert chunked > 1.1 * whole
+    for prompts, batches in ((9, [1, 8]), (10, [1, 8, 1])):
+        firsts, counts = np.unique(np.round(ttft(prompts, 2048), 9), return_counts=True)
+        assert counts.tolist() == batches

@@ -36,6 +36,12 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
+# SGLang with --enable-dp-attention: schedule_conservativeness x 0.3 and chunked_prefill_size // dp_size per rank
+SGLANG_DP_CONSERVATIVENESS = 0.3
+SGLANG_DP_ATTENTION_SOURCE = (
+    "sglang srt/server_args.py: with enable_dp_attention, schedule_conservativeness *= 0.3 and chunked_prefill_size "
+    "//= dp_size ('DP attention is enabled. The chunked prefill size is adjusted to ... to avoid MoE kernel issues'); "
+    "read via the code search in a v0.4-era __post_init__ and the v0.5-era _handle_data_parallelism, unchanged between")
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,6 +72,10 @@ class EngineConfig:
     batch_wait: tuple[int, float] | None = None
     # SGLang's max_prefill_tokens: the prompt tokens one prefill batch takes in (schedulers/sglang.py); None elsewhere
     prefill_input_tokens: int | None = None
+    # SGLang with attention data parallelism: the prompt tokens one DP rank's prefill batch takes
+    # (chunked_prefill_size // dp); a prompt lives on one rank, so one step's chunk of it is at most this. None: the
+    # batch budget alone (schedulers/sglang.py)
+    prefill_rank_tokens: int | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
 
@@ -195,10 +205,11 @@ def role_knobs(engine: str, role: str) -> dict[str, Any]:
 
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
-                   role: str = "collocated", speculative_draft: str | None = None) -> EngineConfig:
+                   role: str = "collocated", speculative_draft: str | None = None,
+                   attention_dp: int = 1) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
     instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
-    draft model id; None without speculative decoding)."""
+    draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -239,7 +250,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
             table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
-    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens)
+    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp)
     if bare:
         config = replace(config, profile=profile)
     return config
@@ -288,7 +299,7 @@ def _file_scheduler(path: str) -> str:
 
 
 def _build(key: str, version: str, sched: str, profile: EngineProfile, values: dict[str, Any], table: dict,
-           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None) -> EngineConfig:
+           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None, attention_dp: int = 1) -> EngineConfig:
     graphs: dict[str, Any] = {}
     if "cuda_graph_sizes" in table:
         graphs["cuda_graph_sizes"] = graph_sizes(table["cuda_graph_sizes"])
@@ -322,14 +333,27 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["cuda_graph_sizes"] = tuple(range(1, values["cuda_graph_max_bs"] + 1))
         if values.get("enable_piecewise_cuda_graph"):
             graphs["piecewise_graph_tokens"] = sglang_piecewise_tokens(values["piecewise_cuda_graph_max_tokens"])
-        ratio = values["schedule_conservativeness"] * table["init_new_token_ratio"]
-        cfg = dict(max_seqs=running, token_budget=max(values["max_prefill_tokens"], chunk),
+        conservativeness = values["schedule_conservativeness"]
+        rank_chunk = None
+        if attention_dp > 1:
+            # --enable-dp-attention: SGLang reads --chunked-prefill-size as the whole instance's and gives each DP
+            # rank's scheduler chunked_prefill_size // dp; it also scales schedule_conservativeness by 0.3
+            # (srt/server_args.py, data-parallelism handling, v0.4-v0.5: see SGLANG_DP_ATTENTION_SOURCE)
+            rank_chunk = chunk // attention_dp
+            if rank_chunk < 1:
+                raise PhasewiseError(f"--chunked-prefill-size ({chunk}) must be >= --attention-dp ({attention_dp}): "
+                                     f"SGLang gives each attention-DP rank chunked_prefill_size // dp prompt tokens")
+            conservativeness *= SGLANG_DP_CONSERVATIVENESS
+        ratio = conservativeness * table["init_new_token_ratio"]
+        inputs = values["max_prefill_tokens"] * attention_dp  # --max-prefill-tokens is each DP rank's own
+        cfg = dict(max_seqs=running, token_budget=max(inputs, chunk),
                    chunked_prefill=True, prefill_chunk_tokens=chunk, mixed_batches=values["enable_mixed_chunk"],
-                   kv_admission="ratio", preemption="retract", partial_prefills=1,
+                   kv_admission="ratio", preemption="retract", partial_prefills=attention_dp,
+                   prefill_rank_tokens=rank_chunk,
                    new_token_ratio=(min(ratio, 1.0), ratio * table["min_new_token_ratio_factor"],
                                     int(table["new_token_ratio_decay_steps"])),
                    recv_interval=int(values.get("scheduler_recv_interval", 1)),
-                   prefill_input_tokens=int(values["max_prefill_tokens"]))
+                   prefill_input_tokens=int(inputs))
     else:  # trtllm
         if "cuda_graph_max_batch_size" in values or "cuda_graph_padding_enabled" in values:
             padding = bool(values.get("cuda_graph_padding_enabled", graphs.get("cuda_graph_padding", False)))

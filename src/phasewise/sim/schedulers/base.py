@@ -72,30 +72,36 @@ class Scheduler:
         return batch if batch.chunks else None
 
     # --- helpers the policies share -------------------------------------------------------------
-    def continue_prefills(self, inst: Instance, batch: Batch, budget: int) -> int:
-        """Partial prefills already admitted get the budget first (oldest first); returns what is left."""
+    def continue_prefills(self, inst: Instance, batch: Batch, budget: int, prompt_cap: int | None = None) -> int:
+        """Partial prefills already admitted get the budget first (oldest first), each at most `prompt_cap` tokens
+        (None: no cap of its own); returns what is left."""
         for req in inst.prefilling:
             if budget <= 0:
                 break
             take = min(budget, req.prefill_target - req.prefilled)
+            if prompt_cap is not None:
+                take = min(take, prompt_cap)
             batch.chunks.append((req, take))
             budget -= take
         return budget
 
     def admit_waiting(self, inst: Instance, batch: Batch, budget: int, chunked: bool, max_partial: int,
-                      input_budget: int | None = None) -> int:
+                      input_budget: int | None = None, prompt_cap: int | None = None) -> int:
         """FCFS: admit waiting prompts while seats, KV blocks and the budget allow. With chunking a
         prompt is cut to the budget left (at most `max_partial` prompts part-way at once); without it a
         prompt must fit whole in what is left, except that one longer than the whole budget runs as the
         step's only prompt (as if the budget were raised to fit it, as trtllm-bench does). `input_budget`
         (SGLang's max_prefill_tokens left): a prompt whose tokens reach what is left of it waits unless it
-        is the batch's first, and admission stops once it is spent (PrefillAdder.add_one_req / budget_state)."""
+        is the batch's first, and admission stops once it is spent (PrefillAdder.add_one_req / budget_state).
+        `prompt_cap` (chunked only): one prompt's tokens this step at most (SGLang's per-rank chunk with attention
+        DP); None: the budget left."""
         while budget > 0 and inst.waiting and (input_budget is None or input_budget > 0):
             req = inst.waiting[0]
             need = req.prefill_target
             if input_budget is not None and batch.chunks and need - req.prefilled >= input_budget:
                 break
-            if need > budget:
+            room = budget if prompt_cap is None or not chunked else min(budget, prompt_cap)
+            if need > room:
                 if chunked:
                     if self.partial_count(batch) >= max_partial:
                         break
@@ -106,7 +112,7 @@ class Scheduler:
             inst.waiting.popleft()
             inst.prefilling.append(req)
             need -= req.prefilled  # a prefix-cache hit: its prefill starts after the cached tokens
-            take = min(budget, need) if chunked else need
+            take = min(room, need) if chunked else need
             batch.chunks.append((req, take))
             budget -= take
             if input_budget is not None:

@@ -32,7 +32,9 @@ class SglangScheduler(Scheduler):
 
     def next_batch(self, inst):
         """A prefill batch within chunked_prefill_size (rem_chunk_tokens) and max_prefill_tokens (rem_input_tokens),
-        both less the running decodes' tokens when mixed; a chunked prompt's next chunk comes first."""
+        both less the running decodes' tokens when mixed; a chunked prompt's next chunk comes first. With attention
+        DP the instance's batch is its ranks' batches together: each prompt's chunk at most one rank's
+        chunked_prefill_size // dp, up to dp prompts part-way at once (one per rank)."""
         cfg = self.config
         batch = Batch(with_decodes=cfg.mixed_batches and inst.running.n > 0)
         budget = cfg.prefill_chunk_tokens
@@ -40,9 +42,10 @@ class SglangScheduler(Scheduler):
         if batch.with_decodes:
             budget -= inst.running.n * inst.decode_new_tokens
             inputs -= inst.running.n * inst.decode_new_tokens
-        left = self.continue_prefills(inst, batch, budget)
+        cap = cfg.prefill_rank_tokens
+        left = self.continue_prefills(inst, batch, budget, cap)
         self.admit_waiting(inst, batch, left, cfg.chunked_prefill, cfg.partial_prefills,
-                           input_budget=inputs - (budget - left))
+                           input_budget=inputs - (budget - left), prompt_cap=cap)
         return batch if batch.chunks else None
 
     def admission_extra_blocks(self, inst, req) -> int:
