@@ -58,11 +58,12 @@ decode_num_workers instances, and concurrency = decode_batch_size x decode atten
 without worker counts are skipped (the deployment is not stated).
 Engine knobs, as AIConfigurator's generator writes them (generator/rule_plugin/{sglang,trtllm}.rule and
 benchmark/*.rule; assumed to be how the silicon rows were deployed: the CSV lists no engine flags):
-sequence cap = batch_size x attention_dp (the engine's max_num_seqs / max_running_requests / max_batch_size,
-per instance); agg token budget = attention_dp x (batch_size + isl + 1500) (TensorRT-LLM max_num_tokens, vLLM
-max_num_batched_tokens; per rank in the engine, summed over the ranks here); SGLang agg: max_prefill_tokens =
-isl + 1500 (SGLang's flag is per attention-DP rank, and phasewise reads it so) and enable_mixed_chunk true ("agg
-enable_mixed_chunk = true"); prefill role: token budget attention_dp x (isl + 1500) (SGLang: isl + 1500 per rank); TensorRT-LLM decode role: max_num_tokens = its sequence cap. KV link: nvlink
+sequence cap = batch_size x attention_dp per instance (SGLang's max_running_requests; vLLM's max_num_seqs and
+TensorRT-LLM's max_batch_size are each attention-DP rank's, batch_size, as the engines and phasewise read them:
+specs/engines.py PER_RANK_KNOBS); agg token budget = batch_size + isl + 1500 per rank (TensorRT-LLM max_num_tokens,
+vLLM max_num_batched_tokens); SGLang agg: max_prefill_tokens = isl + 1500 per rank and enable_mixed_chunk true ("agg
+enable_mixed_chunk = true"); prefill role: token budget isl + 1500 per rank; TensorRT-LLM decode role: max_num_tokens
+= its sequence cap. KV link: nvlink
 on gb200/gb300 (one NVL72 domain) or when prefill and decode fit one 8-GPU node, else rdma.
 --reading inferencex reads the rows as SemiAnalysis InferenceX's recipes deploy and measure them instead (the
 container images of many rows are those InferenceX's configs name, e.g. the enroot form nvcr.io#nvidia/...): its
@@ -309,26 +310,27 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
     dp = lay.attention_dp
     if engine == "sglang":
         return {**knob_values(engine, max_seqs=cap), **_inferencex_sglang(lay, precision, concurrency)}
+    rank_cap = -(-cap // dp)  # vLLM's and TensorRT-LLM's caps are each attention-DP rank's (PER_RANK_KNOBS)
     if engine == "vllm":
         if family == "gpt-oss":  # gptoss_fp4_b200.sh: max-num-batched-tokens 8192, max-num-seqs 512
-            return dict(max_num_batched_tokens=dp * 8192, max_num_seqs=max(512, cap))
+            return dict(max_num_batched_tokens=8192, max_num_seqs=max(512, rank_cap))
         if family == "Kimi-K2.5" and precision == "nvfp4":  # kimik2.5_fp4_*.sh: max-num-seqs CONC, budget 2 x ISL
-            return dict(max_num_batched_tokens=dp * max(2 * isl, cap), max_num_seqs=cap)
+            return dict(max_num_batched_tokens=max(2 * isl, cap), max_num_seqs=rank_cap)
         if family == "Kimi-K2.5":  # kimik2.5_int4_*.sh: max-num-seqs CONC only
-            return dict(max_num_seqs=cap)
-        return dict(max_num_batched_tokens=dp * max(2 * isl, cap), max_num_seqs=max(1024, cap))  # minimaxm2.5: 2 x ISL
+            return dict(max_num_seqs=rank_cap)
+        return dict(max_num_batched_tokens=max(2 * isl, cap), max_num_seqs=max(1024, rank_cap))  # minimaxm2.5: 2 x ISL
     # both TRT-LLM scripts: cuda_graph_config {enable_padding: true, max_batch_size: CONC} (per attention-DP rank)
     graphs = graph_knobs("trtllm", max(1, concurrency // max(dp, 1)))
     if family == "gpt-oss":  # gptoss_fp4_b200_trt.sh: max_batch_size 512, max_num_tokens 20000 (per rank); with attention DP
         # attention_dp_config {enable_balance: true} (timeout_iters and batching_wait_iters at their defaults)
         balance = dict(attention_dp_enable_balance=True) if dp > 1 else {}
-        return dict(max_batch_size=max(512, cap), max_num_tokens=dp * 20000, **graphs, **balance)
+        return dict(max_batch_size=max(512, rank_cap), max_num_tokens=20000, **graphs, **balance)
     # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64) (per attention-DP rank, summed
     # over the ranks here as the AIConfigurator reading does); max_batch_size not passed;
     # with attention DP: attention_dp_config {batching_wait_iters: 0, enable_balance: true, timeout_iters: 60}
     balance = dict(attention_dp_enable_balance=True, attention_dp_timeout_iters=60,
                    attention_dp_batching_wait_iters=0) if dp > 1 else {}
-    return dict(max_batch_size=max(2048, cap), max_num_tokens=dp * max(8192, -(-(concurrency + isl + 64) // 64) * 64),
+    return dict(max_batch_size=max(2048, rank_cap), max_num_tokens=max(8192, -(-(concurrency + isl + 64) // 64) * 64),
                 **graphs, **balance)
 
 
@@ -336,22 +338,22 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
            precision: str = "", concurrency: int = 1, family: str = "") -> dict[str, Any]:
     from phasewise.specs.engines import graph_knobs, knob_values
 
-    kw = knob_values(engine, max_seqs=cap)
     dp = lay.attention_dp
+    kw = knob_values(engine, max_seqs=cap, attention_dp=dp)
     if role == "collocated" and reading == "inferencex":
         kw = _inferencex_collocated(engine, family, lay, cap, isl, precision, concurrency)
     elif role == "collocated":
         if engine == "sglang":  # SGLang's --max-prefill-tokens is each attention-DP rank's own (specs/engines.py)
             kw.update(max_prefill_tokens=isl + AIC_MARGIN, enable_mixed_chunk=True)
         else:
-            kw.update(knob_values(engine, token_budget=dp * (batch_rank + isl + AIC_MARGIN)))
+            kw.update(knob_values(engine, token_budget=dp * (batch_rank + isl + AIC_MARGIN), attention_dp=dp))
     elif role == "prefill":
         if engine == "sglang":
             kw.update(max_prefill_tokens=isl + AIC_MARGIN)
         else:
-            kw.update(knob_values(engine, token_budget=dp * (isl + AIC_MARGIN)))
+            kw.update(knob_values(engine, token_budget=dp * (isl + AIC_MARGIN), attention_dp=dp))
     elif engine == "trtllm":  # decode: "decode max_num_tokens = max_batch_size"
-        kw.update(knob_values(engine, token_budget=cap))
+        kw.update(knob_values(engine, token_budget=cap, attention_dp=dp))
     if role != "prefill" and reading == "aic":
         # AIConfigurator's trtllm.rule: CUDA graphs with padding up to the worker's max_bs (per attention-DP rank)
         kw.update(graph_knobs(engine, max(1, batch_rank)))

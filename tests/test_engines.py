@@ -8,7 +8,7 @@ from phasewise.sim import simulate
 from phasewise.sim.api import run
 from phasewise.sim.deployment import collocated
 from phasewise.specs import load_hardware
-from phasewise.specs.engines import resolve_engine
+from phasewise.specs.engines import graph_knobs, knob_values, resolve_engine
 from phasewise.workload import Workload, load_trace
 
 M = "meta-llama/Llama-3.1-8B"
@@ -301,7 +301,6 @@ def test_sglang_attention_dp_gives_each_rank_its_share_of_the_chunk():
     assert (alone.partial_prefills, dp8.partial_prefills) == (1, 8)
     assert dp8.prefill_input_tokens == 8 * alone.prefill_input_tokens
     assert dp8.new_token_ratio[0] == pytest.approx(0.3 * alone.new_token_ratio[0])
-    assert resolve_engine("vllm", hw, attention_dp=8).partial_prefills == resolve_engine("vllm", hw).partial_prefills
     with pytest.raises(PhasewiseError, match=r"--chunked-prefill-size \(4\) must be >= --attention-dp \(8\)"):
         resolve_engine("sglang", hw, {"chunked_prefill_size": 4}, attention_dp=8)
 
@@ -322,3 +321,34 @@ def test_sglang_attention_dp_prefills_a_long_prompt_in_rank_sized_chunks():
     for prompts, batches in ((9, [1, 8]), (10, [1, 8, 1])):
         firsts, counts = np.unique(np.round(ttft(prompts, 2048), 9), return_counts=True)
         assert counts.tolist() == batches
+
+
+def test_vllm_and_trtllm_caps_are_each_attention_dp_ranks():
+    """vLLM's --data-parallel-size runs one engine core, with its own scheduler, per rank, and TensorRT-LLM's
+    attention DP reads max_batch_size / max_num_tokens per rank: an instance of 4 ranks holds 4 x the caps, a prompt
+    at most one rank's budget a step. SGLang's --max-running-requests and --chunked-prefill-size are the instance's.
+    knob_values turns an instance's caps into the flags each engine takes."""
+    hw = load_hardware("b200")
+    vllm = resolve_engine("vllm", hw, {"max_num_seqs": 64, "max_num_batched_tokens": 4096}, attention_dp=4)
+    assert (vllm.max_seqs, vllm.token_budget, vllm.prefill_rank_tokens, vllm.partial_prefills) == (256, 16384, 4096, 4)
+    trt = resolve_engine("trtllm", hw, {"max_batch_size": 32, "max_num_tokens": 3000}, attention_dp=8)
+    assert (trt.max_seqs, trt.token_budget, trt.prefill_rank_tokens) == (256, 24000, 3000)
+    assert resolve_engine("vllm", hw, {"max_num_seqs": 64}).max_seqs == 64
+    assert knob_values("vllm", 256, 8192, attention_dp=4) == {"max_num_seqs": 64, "max_num_batched_tokens": 2048}
+    assert knob_values("trtllm", 256, 8192, attention_dp=8) == {"max_batch_size": 32, "max_num_tokens": 1024}
+    assert knob_values("sglang", 256, 8192, attention_dp=4) == {"max_running_requests": 256,
+                                                                "chunked_prefill_size": 8192}
+    assert graph_knobs("trtllm", 256, 8)["cuda_graph_max_batch_size"] == 32
+
+
+def test_vllm_attention_dp_chunks_a_prompt_at_its_ranks_budget():
+    """DeepSeek-R1 on 8 B200s, vLLM --data-parallel-size 8 with 2,048 batched tokens per rank: an 8,192-token prompt
+    alone is prefilled in four steps on its rank, slower than with 8,192 per rank (one step)."""
+    work = Workload(np.zeros(1), np.full(1, 8192), np.full(1, 4))
+
+    def ttft(budget: int) -> float:
+        dep = collocated("deepseek-ai/DeepSeek-R1", "b200", tp=8, engine="vllm", ep=8, attention_dp=8,
+                         max_num_batched_tokens=budget, max_num_seqs=64)
+        return float(simulate(dep, work, check_invariants=True).ttft_s[0])
+
+    assert ttft(2048) > 1.1 * ttft(8192)

@@ -131,7 +131,10 @@ def test_inferencex_reading_sets_the_trtllm_attention_dp_balance(vm):
     ds = vm._knobs("trtllm", "collocated", dep8, 128, 1024, 16, "inferencex", "nvfp4", 128, "DeepSeek-V3/R1")
     assert (ds["attention_dp_enable_balance"], ds["attention_dp_timeout_iters"],
             ds["attention_dp_batching_wait_iters"]) == (True, 60, 0)
-    assert ds["max_num_tokens"] == 8 * 8192  # max(8192, 128 + 1024 + 64 rounded up to 64) on each of the 8 ranks
+    assert ds["max_num_tokens"] == 8192  # max(8192, 128 + 1024 + 64 rounded up to 64), each of the 8 ranks' own
+    assert ds["max_batch_size"] == 2048  # the script passes none: the default, per rank (PER_RANK_KNOBS)
+    aic = vm._knobs("trtllm", "collocated", dep8, 128, 1024, 16, "aic", "nvfp4", 128, "DeepSeek-V3/R1")
+    assert (aic["max_batch_size"], aic["max_num_tokens"]) == (16, 16 + 1024 + 1500)  # AIConfigurator's, per rank
     oss = vm._knobs("trtllm", "collocated", vm.Layout(2, attention_dp=2, ep=2), 64, 1024, 32, "inferencex", "nvfp4",
                     64, "gpt-oss")
     assert oss["attention_dp_enable_balance"] and "attention_dp_timeout_iters" not in oss

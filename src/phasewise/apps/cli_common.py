@@ -73,15 +73,15 @@ PrefillAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the pre
 DecodeAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --attention-dp")]
 MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean (default: uniform routing's sampling noise)")]
 # Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
-MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step")]
-MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step")]
+MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step (vllm: per attention-DP rank)")]
+MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step (vllm: per attention-DP rank)")]
 ChunkedPrefill = Annotated[Optional[bool], typer.Option("--enable-chunked-prefill/--no-enable-chunked-prefill",
                                                         help="vllm (>= 0.12), trtllm: split prompts across steps")]
 PartialPrefills = Annotated[Optional[int], typer.Option(help="vllm: prompts part-way through prefill at once")]
 ChunkSize = Annotated[Optional[int], typer.Option(help="sarathi: token budget per iteration")]
-ChunkedPrefillSize = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens per prefill step")]
+ChunkedPrefillSize = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens per prefill step (the instance's: each attention-DP rank takes 1/dp)")]
 MaxRunningRequests = Annotated[Optional[int], typer.Option(help="sglang: max running requests")]
-MaxPrefillTokens = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens admitted per prefill batch")]
+MaxPrefillTokens = Annotated[Optional[int], typer.Option(help="sglang: prompt tokens admitted per prefill batch (per attention-DP rank)")]
 MixedChunk = Annotated[Optional[bool], typer.Option("--enable-mixed-chunk/--no-enable-mixed-chunk",
                                                     help="sglang: run prefill chunks with the decodes")]
 CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest decode batch with a CUDA graph")]
@@ -93,8 +93,8 @@ PiecewiseCudaGraph = Annotated[Optional[bool], typer.Option(
     help="sglang: replay piecewise CUDA graphs for prefill batches (attention still eager)")]
 PiecewiseMaxTokens = Annotated[Optional[int], typer.Option(help="sglang: largest prefill batch (tokens) with a "
                                                            "piecewise CUDA graph (default 4096)")]
-MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration")]
-MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration")]
+MaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: max sequences per iteration (per attention-DP rank)")]
+MaxNumTokens = Annotated[Optional[int], typer.Option(help="trtllm: token budget per iteration (per attention-DP rank)")]
 CudaGraphMaxBatchSize = Annotated[Optional[int], typer.Option(help="trtllm: largest decode batch with a CUDA graph "
                                                               "(cuda_graph_config.max_batch_size; default 128)")]
 CudaGraphPadding = Annotated[Optional[bool], typer.Option(

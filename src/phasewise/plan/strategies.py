@@ -148,7 +148,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                         pruned.append(f"collocated tp={tp}{split} pp={pp} {tag}: model + KV for {min_kv_tokens} "
                                       f"tokens do not fit in {hardware} memory")
                         continue
-                    for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1):
+                    for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
+                                                                     layout.get("attention_dp", 1)):
                         group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **layout,
                                      **engine_fields)
                         name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} b{cap} {tag}"
@@ -188,11 +189,12 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                             continue
                         k = gpus // unit  # replicate the xPyD unit to fill the budget
                         px, dy = x * k, y * k
+                        p_dp, d_dp = p_layout.get("attention_dp", 1), d_layout.get("attention_dp", 1)
                         groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px, **p_layout,
-                                       **knob_values(opts.engine, 64)),
+                                       **knob_values(opts.engine, 64, attention_dp=p_dp)),
                                   dict(base, role="decode", hardware=d_name, tp=d_tp, replicas=dy, **d_layout,
-                                       **knob_values(opts.engine, opts.batch_caps[-1]),
-                                       **graph_knobs(opts.engine, opts.batch_caps[-1]))]
+                                       **knob_values(opts.engine, opts.batch_caps[-1], attention_dp=d_dp),
+                                       **graph_knobs(opts.engine, opts.batch_caps[-1], d_dp))]
                         one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
                         name = f"{px}P(TP{p_tp}{p_split}) {dy}D(TP{d_tp}{d_split}){chips} {tag}"
                         details = dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp, precision=precision,
@@ -255,18 +257,21 @@ def _priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas
                          precision=base["precision"], speculative=False))
 
 
-def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1) -> list[tuple[str, dict[str, Any]]]:
+def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
+                         attention_dp: int = 1) -> list[tuple[str, dict[str, Any]]]:
     """(label, engine fields) of each way to schedule a collocated instance with at most `cap` sequences of
     `tokens_per_step` tokens per decode step (speculative decoding: draft + 1): the engine with its default token
     budget, with each of --chunk-sizes as its budget (chunking on) where it holds a full decode step, and, for
-    vLLM, V0's prefill-first scheduler as the unchunked baseline."""
-    graphs = graph_knobs(opts.engine, cap)  # decode graphs up to the cap, as a tuned deployment sets them
-    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap), **graphs))]
+    vLLM, V0's prefill-first scheduler as the unchunked baseline. `cap` and the chunk sizes are the instance's; a
+    knob the engine reads per attention-DP rank gets its rank's share (knob_values)."""
+    graphs = graph_knobs(opts.engine, cap, attention_dp)  # decode graphs up to the cap, as a tuned deployment sets them
+    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap, attention_dp=attention_dp),
+                                           **graphs))]
     chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
     for chunk in opts.chunk_sizes:
         if chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
-            out.append((f"chunked {chunk}", dict(engine=opts.engine, **knob_values(opts.engine, cap, chunk), **graphs,
-                                                 **chunk_on)))
+            knobs = knob_values(opts.engine, cap, chunk, attention_dp)
+            out.append((f"chunked {chunk}", dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
     if opts.engine.split("@")[0] == "vllm":
         out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))
     return out

@@ -36,6 +36,13 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
+# Knobs an engine reads per attention-DP rank, each rank scheduling its own sequences: vLLM's (--data-parallel-size:
+# one engine core, with its own scheduler, per rank), TensorRT-LLM's (enable_attention_dp: max_batch_size and
+# max_num_tokens per rank, as AIConfigurator's and InferenceX's recipes write them) and SGLang's --max-prefill-tokens;
+# an instance holds attention_dp times as much. SGLang's --chunked-prefill-size and --max-running-requests are the
+# instance's, divided over its ranks by SGLang itself.
+PER_RANK_KNOBS = frozenset({"max_num_seqs", "max_num_batched_tokens", "max_batch_size", "max_num_tokens",
+                            "max_prefill_tokens"})
 # SGLang with --enable-dp-attention: schedule_conservativeness x 0.3 and chunked_prefill_size // dp_size per rank
 SGLANG_DP_CONSERVATIVENESS = 0.3
 SGLANG_DP_ATTENTION_SOURCE = (
@@ -76,6 +83,7 @@ class EngineConfig:
     # (chunked_prefill_size // dp); a prompt lives on one rank, so one step's chunk of it is at most this. None: the
     # batch budget alone (schedulers/sglang.py)
     prefill_rank_tokens: int | None = None
+    attention_dp: int = 1  # attention data-parallel ranks, each scheduling its own sequences
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
 
@@ -105,25 +113,30 @@ def engine_knobs(engine: str) -> tuple[str, ...]:
     return tuple(_preset_entry(engine)["knobs"])
 
 
-def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | None = None) -> dict[str, int]:
-    """Generic caps in the engine's own knob names (for planners that vary them across engines)."""
+def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | None = None,
+                attention_dp: int = 1) -> dict[str, int]:
+    """Generic caps of a whole instance in the engine's own knob names (for planners that vary them across
+    engines); with attention DP, a knob the engine reads per DP rank (PER_RANK_KNOBS) gets the instance's value over
+    the ranks (at least 1)."""
     names = {"max_seqs": ("max_num_seqs", "max_running_requests", "max_batch_size"),
              "token_budget": ("max_num_batched_tokens", "chunk_size", "chunked_prefill_size", "max_num_tokens")}
     own = engine_knobs(engine)
     out: dict[str, int] = {}
     for generic, value in (("max_seqs", max_seqs), ("token_budget", token_budget)):
         if value is not None:
-            out[next(k for k in names[generic] if k in own)] = int(value)
+            knob = next(k for k in names[generic] if k in own)
+            out[knob] = max(1, int(value) // attention_dp) if knob in PER_RANK_KNOBS else int(value)
     return out
 
 
-def graph_knobs(engine: str, max_seqs: int) -> dict[str, Any]:
-    """The CUDA-graph knobs a deployment tuned for `max_seqs` decode sequences sets where the engine's default
-    capture stops short of them: TensorRT-LLM captures up to 128 by default, and AIConfigurator's generator
-    (trtllm.rule) and InferenceX's recipes set cuda_graph_config {max_batch_size: the batch, enable_padding: true}.
-    None for the other engines (vLLM and SGLang capture up to 512 by default)."""
+def graph_knobs(engine: str, max_seqs: int, attention_dp: int = 1) -> dict[str, Any]:
+    """The CUDA-graph knobs a deployment tuned for `max_seqs` decode sequences (the instance's) sets where the
+    engine's default capture stops short of them: TensorRT-LLM captures up to 128 by default, and AIConfigurator's
+    generator (trtllm.rule) and InferenceX's recipes set cuda_graph_config {max_batch_size: the batch, enable_padding:
+    true}, each attention-DP rank capturing its own share. None for the other engines (vLLM and SGLang capture up to
+    512 by default)."""
     if "cuda_graph_max_batch_size" in engine_knobs(engine):
-        return {"cuda_graph_max_batch_size": int(max_seqs), "cuda_graph_padding_enabled": True}
+        return {"cuda_graph_max_batch_size": max(1, int(max_seqs) // attention_dp), "cuda_graph_padding_enabled": True}
     return {}
 
 
@@ -369,6 +382,13 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
             cfg["adp_balance"] = (values["attention_dp_timeout_iters"], values["attention_dp_batching_wait_iters"])
         if values.get("batch_wait_timeout_iters", 0) > 0 or values.get("batch_wait_max_tokens_ratio", 0) > 0:
             cfg["batch_wait"] = (values["batch_wait_timeout_iters"], values["batch_wait_max_tokens_ratio"])
+    if attention_dp > 1 and sched in ("vllm", "shortest-prefill", "trtllm"):
+        # each rank schedules its own sequences within its own caps (PER_RANK_KNOBS): the instance's step holds the
+        # ranks' batches together, a prompt (on one rank) at most one rank's budget a step
+        rank_budget = cfg["token_budget"]
+        cfg.update(max_seqs=cfg["max_seqs"] * attention_dp, token_budget=rank_budget * attention_dp,
+                   prefill_chunk_tokens=cfg["prefill_chunk_tokens"] * attention_dp,
+                   partial_prefills=cfg["partial_prefills"] * attention_dp, prefill_rank_tokens=rank_budget)
     if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
         name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
         raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
@@ -377,5 +397,6 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     if graphs:
         profile = profile.model_copy(update=graphs)
     return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")),
+                        attention_dp=attention_dp,
                         prefix_caching=bool(table.get("prefix_caching", False)),
                         memory_fraction_of=memory_fraction_of(key), **cfg)

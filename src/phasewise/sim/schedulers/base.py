@@ -62,13 +62,18 @@ class Scheduler:
 
     def mixed_batch(self, inst: Instance, admit: bool = True) -> Batch | None:
         """The decoding set plus prefill chunks within the token budget: partial prefills first, then
-        (if `admit`) waiting prompts, chunked or whole as the engine does (vLLM V1, TensorRT-LLM, Sarathi)."""
+        (if `admit`) waiting prompts, chunked or whole as the engine does (vLLM V1, TensorRT-LLM, Sarathi); with
+        attention DP the ranks' batches together (EngineConfig.prefill_rank_tokens)."""
         cfg = self.config
         batch = Batch(with_decodes=inst.running.n > 0)
-        budget = cfg.token_budget - inst.running.n * inst.decode_new_tokens
-        budget = self.continue_prefills(inst, batch, budget)
+        decode_tokens = inst.running.n * inst.decode_new_tokens
+        budget = cfg.token_budget - decode_tokens
+        cap = cfg.prefill_rank_tokens
+        if cap is not None:  # attention DP: a prompt's chunk within one rank's budget less its share of the decodes
+            cap = max(1, cap - -(-decode_tokens // cfg.attention_dp))
+        budget = self.continue_prefills(inst, batch, budget, cap)
         if admit:
-            self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills)
+            self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills, prompt_cap=cap)
         return batch if batch.chunks else None
 
     # --- helpers the policies share -------------------------------------------------------------
