@@ -168,3 +168,20 @@ def test_trace_arrivals_are_replayed_and_bursts_lower_goodput():
     # the Azure coding trace arrives in bursts (gap CV ~13): replayed, the SLOs break far earlier
     assert 0 < bursty.ranked[0].goodput_rps < 0.5 * poisson.ranked[0].goodput_rps
     assert "capacity" not in bursty.ranked[0].binding  # bursts are not read as a growing backlog
+
+
+def test_verification_climbs_above_the_search_where_instances_share_a_router():
+    """verify: at a rate well inside what 2 replicas behind least-outstanding hold, the answer climbs in 10 % steps
+    (up to 1.1^6 x) and says so; a lone instance (searched whole) keeps the rate it was given; a rate that does not
+    hold steps down as before."""
+    from phasewise.plan.planner import VERIFY_CLIMB, VERIFY_CLIMB_STEPS, verify
+
+    work, slo = fixed(1024, 128), Slo(1000, 50)
+    two = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2}]}
+    one = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    rate, att, run = verify(two, 4.0, work, slo, 0.9)
+    assert 4.0 * VERIFY_CLIMB <= rate <= 4.0 * VERIFY_CLIMB ** VERIFY_CLIMB_STEPS * 1.0001 and run.rate_rps == rate
+    assert att >= 0.88
+    assert verify(one, 2.0, work, slo, 0.9)[0] == 2.0
+    too_high, _, none = verify(two, 400.0, work, slo, 0.9)
+    assert too_high == 0.0 and none is None

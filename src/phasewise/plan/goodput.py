@@ -17,13 +17,18 @@ from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
-from phasewise.workload import LengthDist, Workload, load_trace
+from phasewise.workload import LengthDist, Workload, load_trace, reusable_prompt_share
 
 
 @dataclass(slots=True, frozen=True)
 class WorkloadSpec:
     """Request lengths (samples) and an optional arrival pattern; `at_rate` builds the workload.
-    The same seed at every rate: lengths are identical and Poisson gaps scale as 1/rate."""
+    The same seed at every rate: lengths are identical and Poisson gaps scale as 1/rate.
+
+    A trace with prefix structure (`prefix_hashes`, Mooncake's hash_ids) keeps its requests in the trace's order,
+    so that the prefixes later turns share with earlier ones stay as the trace has them: with Poisson arrivals, a
+    window of the trace from a seed-chosen request on (wrapping), re-timed; `unit_at_rate` gives one unit of a
+    deployment its share of them as its router would."""
 
     prompts: tuple[int, ...]
     outputs: tuple[int, ...]
@@ -31,20 +36,27 @@ class WorkloadSpec:
     requests: int = 400
     seed: int = 0
     name: str = "workload"
+    prefix_hashes: tuple[tuple[int, ...], ...] | None = None  # per trace request, its prompt's block hashes
+    reusable_share: float = 0.0  # prompt tokens an unbounded prefix cache serves (reusable_prompt_share)
 
     def at_rate(self, rate: float, requests: int | None = None) -> Workload:
         n = requests or self.requests
         rng = np.random.default_rng(self.seed)
+        hashes = list(self.prefix_hashes) if self.prefix_hashes is not None else None
         if self.arrivals is not None:  # the whole trace at the rate, looped when the window needs more requests
-            base = Workload(np.asarray(self.arrivals), np.asarray(self.prompts), np.asarray(self.outputs))
+            base = Workload(np.asarray(self.arrivals), np.asarray(self.prompts), np.asarray(self.outputs),
+                            prefix_hashes=hashes)
             n = max(n, len(base))
             if n > len(base):
                 span = base.arrival_s[-1] - base.arrival_s[0]
                 base = base.looped(n * span / max(len(base) - 1, 1))
-            first = Workload(base.arrival_s[:n], base.prompt_tokens[:n], base.output_tokens[:n])
-            return first.scaled_to_rate(rate)
+            return base.head(n).scaled_to_rate(rate)
         gaps = rng.exponential(1.0, n)
         gaps[0] = 0.0
+        if hashes is not None:  # the trace's order from a random request on, Poisson-spaced
+            idx = (int(rng.integers(0, len(self.prompts))) + np.arange(n)) % len(self.prompts)
+            return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx], np.asarray(self.outputs)[idx],
+                            prefix_hashes=[hashes[i] for i in idx])
         idx_p = rng.integers(0, len(self.prompts), n)
         idx_o = idx_p if len(self.outputs) == len(self.prompts) else rng.integers(0, len(self.outputs), n)
         return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx_p], np.asarray(self.outputs)[idx_o])
@@ -78,10 +90,14 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
         return WorkloadSpec(tuple(int(x) for x in p), tuple(int(x) for x in o), None, seed=seed,
                             name=f"prompts {isl_dist} {isl or 1024:g}, outputs {osl_dist} {osl or 256:g}")
     trace = load_trace(workload or "azure-conv")
-    name = f"{workload or 'azure-conv'} lengths" + (", trace arrivals" if arrivals == "trace" else ", Poisson arrivals")
+    hashes = tuple(trace.prefix_hashes) if trace.prefix_hashes is not None else None
+    share = reusable_prompt_share(trace.prefix_hashes, trace.prompt_tokens) if hashes is not None else 0.0
+    name = f"{workload or 'azure-conv'} lengths" + (f" and prefixes ({share:.0%} of prompt tokens reusable), in order"
+                                                     if hashes is not None else "")
+    name += ", trace arrivals" if arrivals == "trace" else ", Poisson arrivals"
     pattern = tuple(float(x) for x in trace.arrival_s) if arrivals == "trace" else None
     return WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
-                        pattern, seed=seed, name=name)
+                        pattern, seed=seed, name=name, prefix_hashes=hashes, reusable_share=share)
 
 
 
@@ -167,7 +183,8 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     """Requests/s the whole deployment can process at most (a bisection bracket), from the simulator's own
     cost path: each group's cost model, KV capacity, draft model and engine as `simulate` builds them; a
     prompt's prefill and a decode step at the batch the KV and the engine's sequence cap allow, timed by
-    the slowest pipeline stage (PP micro-batches overlap), speculative steps emitting their expected tokens."""
+    the slowest pipeline stage (PP micro-batches overlap), speculative steps emitting their expected tokens; where
+    a group caches prefixes, its prefill skips the share of prompt tokens an unbounded cache would serve."""
     dep = build_deployment(strategy.deployment, f"strategy '{strategy.name}'")
     isl, osl = work.mean_prompt, work.mean_output
     spec = dep.speculative
@@ -178,7 +195,9 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
         cost, kv_tokens, draft, engine = build_group(dep, group, index)
         batch = max(1, min(engine.max_seqs, int(kv_tokens / (isl + osl / 2))))
         context = int(isl + osl / 2)
-        t_prefill = cost.fast(BatchShape.uniform(1, max(int(isl), 1), 0))[1]
+        caching = group.prefix_caching if group.prefix_caching is not None else engine.prefix_caching
+        cached = int(isl * work.reusable_share) if caching else 0
+        t_prefill = cost.fast(BatchShape.uniform(1, max(int(isl) - cached, 1), cached))[1]
         t_step = cost.fast(BatchShape.uniform(batch, step_tokens, context))[1]
         if draft is not None:
             t_step += spec.draft_tokens * draft.fast(BatchShape.uniform(batch, 1, context))[0]
@@ -226,9 +245,13 @@ def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> 
 def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0.9, steps: int = 6,
              window_s: float = 60.0, min_requests: int = 300) -> GoodputResult:
     """Bisection for the highest total rate whose SLO attainment >= target, simulating one unit at
-    1/units of it for at least `window_s` of arrivals. Runs in a worker process."""
-    unit = build_deployment(strategy.unit, f"strategy '{strategy.name}'")
-    k = strategy.units
+    1/units of it (the whole deployment for a workload with prefix structure) for at least `window_s` of arrivals.
+    Runs in a worker process."""
+    # a workload with prefix structure: which instance's cache a request finds depends on the router's choices over
+    # all of them, so the whole deployment is simulated at the whole rate (no unit stands for it)
+    whole = work.prefix_hashes is not None and strategy.units > 1
+    unit = build_deployment(strategy.deployment if whole else strategy.unit, f"strategy '{strategy.name}'")
+    k = 1 if whole else strategy.units
     cap = capacity_estimate(strategy, work)
     curve: list[dict[str, float]] = []
     summaries: dict[float, dict] = {}

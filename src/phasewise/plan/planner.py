@@ -29,6 +29,7 @@ OBJECTIVE_UNITS = {"goodput-per-gpu": "req/s/GPU", "goodput-per-dollar": "req/$"
                    "cost": "req/s per $1k", "power": "req/s per kW"}
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
 VERIFY_WINDOW_S = 60.0
+VERIFY_CLIMB, VERIFY_CLIMB_STEPS = 1.1, 6  # verification's steps above the search's rate (up to 1.77 x)
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
 REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
@@ -54,7 +55,8 @@ class PlanResult:
     def rows(self) -> list[dict[str, Any]]:
         """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment
         at the goodput shown); NaN where no rate verified. `deployment`: its whole Deployment fields, as
-        `simulate --deployment` / `serve --deployment` read them."""
+        `simulate --deployment` / `serve --deployment` read them. `prefix_hit_rate`: the prompt tokens the prefix
+        caches served in that run (a workload with prefix structure, engines caching prefixes; else NaN)."""
         out = []
         for rank, r in enumerate(self.ranked, start=1):
             v = r.verified.summary if r.verified is not None else {}
@@ -66,6 +68,7 @@ class PlanResult:
                 "tpot_p90_ms": v.get("tpot_ms", {}).get("p90", math.nan),
                 "tbt_p99_ms": v.get("tbt_ms", {}).get("p99", math.nan),
                 "tokens_per_s_per_gpu": v.get("throughput", {}).get("output_tokens_per_s_per_gpu", math.nan),
+                "prefix_hit_rate": (v.get("prefix_cache") or {}).get("hit_rate_tokens", math.nan),
                 "search_rps": r.search_rps,
                 "verified_attainment": r.verified_attainment,
                 "binding": r.binding, "reason": reason(r),
@@ -206,14 +209,16 @@ def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo,
     """The whole deployment, behind its router, on fresh random numbers: the highest of rate x
     (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the
     attainment there and that run (the table's latencies and the report's CDFs come from it);
-    (0, attainment at 0.8 x rate, None) if none holds."""
+    (0, attainment at 0.8 x rate, None) if none holds. When the search's rate holds, the rate climbs by
+    VERIFY_CLIMB while it still does (at most VERIFY_CLIMB_STEPS times): the search ran one unit at 1/units of the
+    rate, and units behind a load-aware router share their bursts (a prompt far longer than most waits on one
+    unit while the router sends the next requests to the others), so the whole can hold more than units x one."""
     dep = build_deployment(deployment)
     fresh = replace(work, seed=work.seed + 1)
-    att = 0.0
     if rate <= 0:
         return 0.0, math.nan, None
-    for factor in (1.0, 0.95, 0.9, 0.85, 0.8):
-        r = rate * factor
+
+    def attempt(r: float) -> tuple[float, VerifiedRun | None]:
         n = int(max(REFINE["min_requests"], r * VERIFY_WINDOW_S))
         res = simulate(dep, fresh.at_rate(r, n), slo)
         s = res.summary()
@@ -221,8 +226,23 @@ def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo,
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
             m = res.measured_mask
             kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "slo", "throughput", "energy_j",
-                                      "duration_s", "requests", "completed")}
-            return r, att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3)
+                                      "duration_s", "requests", "completed", "prefix_cache") if k in s}
+            return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3)
+        return att, None
+
+    att = 0.0
+    for factor in (1.0, 0.95, 0.9, 0.85, 0.8):
+        att, run = attempt(rate * factor)
+        if run is None:
+            continue
+        held = (rate * factor, att, run)
+        if factor == 1.0 and sum(g.replicas for g in dep.instances) > 1:  # one instance: the search ran it all
+            for step in range(1, VERIFY_CLIMB_STEPS + 1):
+                higher_att, higher = attempt(rate * VERIFY_CLIMB ** step)
+                if higher is None:
+                    break
+                held = (higher.rate_rps, higher_att, higher)
+        return held
     return 0.0, att, None
 
 

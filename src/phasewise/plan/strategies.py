@@ -5,6 +5,7 @@ Strategies whose instances cannot hold the model (and a batch's KV) are pruned b
 from __future__ import annotations
 
 import itertools
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.parallel import parallel_layout
+from phasewise.sim.deployment import Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of
 from phasewise.specs.mappings import load_mapping, resolve_mapping
@@ -45,9 +47,11 @@ class PlanOptions:
     # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
     # and experts expert-parallel: the wide-EP layout SGLang and TensorRT-LLM run DeepSeek with)
     moe_layouts: tuple[str, ...] = ("tp", "ep", "dp-ep")
+    router: str = "least_outstanding"  # the deployment's router in front of its units (sim/router.py)
 
 
 POLICIES = ("priority-pools", "attention-offload")
+ROUTERS = typing.get_args(Deployment.model_fields["router"].annotation)
 MOE_LAYOUTS = ("tp", "ep", "dp-ep")
 POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 runs (PAPERS.md section 6)
 
@@ -105,6 +109,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     unknown = [p for p in opts.policies if p not in POLICIES]
     if unknown:
         raise PhasewiseError(f"--policies '{unknown[0]}' is not one of {', '.join(POLICIES)}")
+    if opts.router not in ROUTERS:
+        raise PhasewiseError(f"--router '{opts.router}' is not one of {', '.join(ROUTERS)}")
     model, hw = load_model(model_name), load_hardware(hardware)
     pruned: list[str] = []
     out: list[Strategy] = []
@@ -278,7 +284,7 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
 
 
 def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None) -> dict[str, Any]:
-    dep: dict[str, Any] = {"model": model, "instances": groups, "router": "least_outstanding",
+    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.router,
                            "kv_link": opts.kv_link}
     if spec:
         dep["speculative"] = spec

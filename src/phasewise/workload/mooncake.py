@@ -107,3 +107,17 @@ def engine_blocks_per_key(block_size: int) -> int:
         raise PhasewiseError(f"block_size {block_size} must divide the Mooncake block of {MOONCAKE_BLOCK_TOKENS} "
                              f"tokens to share prefixes (e.g. 16 or 32)")
     return MOONCAKE_BLOCK_TOKENS // block_size
+
+
+def reusable_prompt_share(hashes: list[tuple[int, ...]], prompt_tokens) -> float:
+    """The share of the prompt tokens an unbounded prefix cache would serve: the tokens of each prompt's shareable
+    blocks (block_keys) that an earlier request's prompt already held, over all prompt tokens. A bounded cache, or
+    requests spread over instances, serve less: an upper bound on prefix caching's saving."""
+    seen: set[int] = set()
+    reused = 0
+    for ids, tokens in zip(hashes, prompt_tokens):
+        keys = block_keys(ids, int(tokens))
+        reused += sum(key in seen for key in keys) * MOONCAKE_BLOCK_TOKENS
+        seen.update(keys)
+    total = int(np.sum(prompt_tokens))
+    return reused / total if total else 0.0
