@@ -22,7 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.torch_env import median_time, need_transformers, torch_and_device
+from phasewise.measure.torch_env import (
+    kv_cache_arg,
+    median_time,
+    need_transformers,
+    returned_kv_cache,
+    torch_and_device,
+)
 from phasewise.perf.cost import KERNELS
 
 COLD_ROWS = 32  # up to this many rows GEMMs are timed with their weights streamed from memory
@@ -232,11 +238,12 @@ def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, f
         ids = torch.randint(0, 256, (batch, 8), device=dev)
         with torch.inference_mode():
             out = model(ids, use_cache=True)
-            cache = out.past_key_values
+            cache = returned_kv_cache(out)
+            kv = {kv_cache_arg(model): cache}
             nxt = ids[:, -1:]
 
             def step():
-                model(nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                model(nxt, **kv, use_cache=True, logits_to_keep=1)
                 cache.crop(-1)  # drop the token just appended: every step sees the same context
 
             times[(layers, batch)] = median_time(step, sync, reps * 3, warmup=3)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.torch_env import need_transformers, torch_and_device
+from phasewise.measure.torch_env import kv_cache_arg, need_transformers, torch_and_device
 from phasewise.measure.validate import measured_engine, relative_error, scaled_config
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -110,6 +110,7 @@ def bidirectionality(hf: Any, transformers: Any, torch: Any, prefix: int = 8, bl
     logits over a full forward ("full"), and the block's first position's logits over a block forward with a
     cached prefix ("block"). A causal model gives False for both."""
     vocab = hf.config.vocab_size
+    kv_arg = kv_cache_arg(hf)
     ids = torch.randint(0, vocab, (1, prefix + block))
     other = ids.clone()
     other[0, -1] = (ids[0, -1] + 1) % vocab
@@ -119,9 +120,9 @@ def bidirectionality(hf: Any, transformers: Any, torch: Any, prefix: int = 8, bl
 
     def block_first(x):
         cache = transformers.StaticCache(config=hf.config, max_cache_len=prefix + block)
-        hf(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        hf(ids, **{kv_arg: cache}, use_cache=True, logits_to_keep=1)
         cache.crop(-block)
-        return hf(x[:, prefix:], past_key_values=cache, use_cache=True).logits[0, 0]
+        return hf(x[:, prefix:], **{kv_arg: cache}, use_cache=True).logits[0, 0]
 
     with torch.inference_mode():
         full = [hf(x, use_cache=False).logits[0, 0] for x in (ids, other)]
@@ -185,6 +186,7 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
     config = transformers.LlamaConfig(**{k: v for k, v in cfg.items() if k not in ("model_type", "architectures")})
     hf = make_bidirectional(transformers.LlamaForCausalLM(config).to(dev, torch.float32).eval())
     checked = bidirectionality(hf, transformers, torch)
+    kv_arg = kv_cache_arg(hf)
     if not all(checked.values()):
         raise PhasewiseError(f"the model did not attend bidirectionally ({checked}): this transformers version "
                              "ignores is_causal=False")
@@ -203,12 +205,12 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
             say(f"block of {block} over a cached prefix of {prompt_tokens}")
             ids = torch.randint(0, vocab, (batch, prompt_tokens + block))
             cache = transformers.StaticCache(config=hf.config, max_cache_len=prompt_tokens + block)
-            hf(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)  # fills the prefix's (and block's) KV
+            hf(ids, **{kv_arg: cache}, use_cache=True, logits_to_keep=1)  # fills the prefix's (and block's) KV
             cache.crop(-block)
             block_ids = ids[:, prompt_tokens:]
 
             def step():  # writes the block's KV slots in place, then rewinds them: the context stays fixed
-                hf(block_ids, past_key_values=cache, use_cache=True, logits_to_keep=block)
+                hf(block_ids, **{kv_arg: cache}, use_cache=True, logits_to_keep=block)
                 cache.crop(-block)
 
             points.append(point("block", block, prompt_tokens, block, median_wall_and_cpu_s(step, reps)))

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.torch_env import need_transformers, torch_and_device
+from phasewise.measure.torch_env import kv_cache_arg, need_transformers, torch_and_device
 
 HEADER = struct.Struct("<qq")  # (kind, payload bytes)
 HIDDEN, TOKEN, PING = 1, 2, 3
@@ -153,6 +153,7 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> No
     sock = None
     try:
         hf = _build_stage(config, stage, boundary)
+        kv_arg = kv_cache_arg(hf.model)
         if stage == 1:
             listener = socket.create_server(("127.0.0.1", 0))
             listener.settimeout(STARTUP_TIMEOUT_S)
@@ -198,14 +199,14 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> No
                     start_s = time.perf_counter()
                     offset = 0
                     for length in lengths:
-                        hidden = hf.model(input_ids=ids[:, offset:offset + length], past_key_values=cache,
+                        hidden = hf.model(input_ids=ids[:, offset:offset + length], **{kv_arg: cache},
                                           use_cache=True).last_hidden_state
                         sender.send(HIDDEN, hidden.contiguous().numpy().tobytes())
                         offset += length
                     for _ in range(decode_steps):
                         _, payload = receive(sock)
                         token = torch.frombuffer(payload, dtype=torch.int64).view(1, 1)
-                        hidden = hf.model(input_ids=token, past_key_values=cache, use_cache=True).last_hidden_state
+                        hidden = hf.model(input_ids=token, **{kv_arg: cache}, use_cache=True).last_hidden_state
                         sender.send(HIDDEN, hidden.contiguous().numpy().tobytes())
                     if decode_steps:
                         receive(sock)  # the last token
@@ -215,7 +216,7 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> No
                     for step in range(len(lengths) + decode_steps):
                         _, payload = receive(sock)
                         hidden = torch.frombuffer(payload, dtype=torch.float32).view(1, -1, hidden_size)
-                        out = hf.model(inputs_embeds=hidden, past_key_values=cache, use_cache=True).last_hidden_state
+                        out = hf.model(inputs_embeds=hidden, **{kv_arg: cache}, use_cache=True).last_hidden_state
                         if step < len(lengths) - 1:
                             continue
                         token = hf.lm_head(out[:, -1:]).argmax(-1)

@@ -30,6 +30,20 @@ def torch_and_device(device: str, threads: int | None = None):
     return torch, torch.device(device)
 
 
+def kv_cache_arg(model) -> str:
+    """The keyword a transformers model's forward takes its KV cache by: `cache` (5.2x on, which deprecates
+    `past_key_values` and removes it in 5.40) or `past_key_values` (earlier releases)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_kv_cache(output):
+    """The KV cache a forward returned, under either name (kv_cache_arg)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
 def need_transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.torch_env import median_time, need_transformers, torch_and_device
+from phasewise.measure.torch_env import kv_cache_arg, median_time, need_transformers, torch_and_device
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import read_user_file
@@ -102,6 +102,7 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{k: v for k, v in cfg.items()
                                                                   if k not in ("model_type", "architectures")}))
     hf = hf.to(dev, dtype).eval()
+    kv_arg = kv_cache_arg(hf)
     grid = grid or (QUICK_GRID if quick else DEFAULT_GRID)
     reps = 3 if quick else 5
     points: list[Point] = []
@@ -119,11 +120,11 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
             # A preallocated (static) KV cache, as serving engines keep one: a step writes its token in
             # place instead of concatenating the whole cache (DynamicCache would copy O(context) per step)
             cache = transformers.StaticCache(config=hf.config, max_cache_len=ctx + reps + 2)
-            hf(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            hf(ids, **{kv_arg: cache}, use_cache=True, logits_to_keep=1)
             nxt = ids[:, -1:]
 
             def step():  # each step appends one token: the context grows by at most reps + 1 tokens
-                hf(nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                hf(nxt, **{kv_arg: cache}, use_cache=True, logits_to_keep=1)
 
             t = median_time(step, sync, reps)
             pred = cm.iteration(BatchShape.uniform(batch, 1, ctx)).latency_s
