@@ -325,8 +325,8 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
         # attention_dp_config {enable_balance: true} (timeout_iters and batching_wait_iters at their defaults)
         balance = dict(attention_dp_enable_balance=True) if dp > 1 else {}
         return dict(max_batch_size=max(512, rank_cap), max_num_tokens=20000, **graphs, **balance)
-    # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64) (per attention-DP rank, summed
-    # over the ranks here as the AIConfigurator reading does); max_batch_size not passed;
+    # dsr1_*_b200_trt.sh: max_num_tokens = max(8192, CONC + ISL + 64 rounded up to 64) (per attention-DP rank, as
+    # TensorRT-LLM and phasewise read it); max_batch_size not passed (the default, per rank);
     # with attention DP: attention_dp_config {batching_wait_iters: 0, enable_balance: true, timeout_iters: 60}
     balance = dict(attention_dp_enable_balance=True, attention_dp_timeout_iters=60,
                    attention_dp_batching_wait_iters=0) if dp > 1 else {}

@@ -27,8 +27,7 @@ class WorkloadSpec:
 
     A trace with prefix structure (`prefix_hashes`, Mooncake's hash_ids) keeps its requests in the trace's order,
     so that the prefixes later turns share with earlier ones stay as the trace has them: with Poisson arrivals, a
-    window of the trace from a seed-chosen request on (wrapping), re-timed; `unit_at_rate` gives one unit of a
-    deployment its share of them as its router would."""
+    window of the trace from a seed-chosen request on (wrapping), re-timed."""
 
     prompts: tuple[int, ...]
     outputs: tuple[int, ...]

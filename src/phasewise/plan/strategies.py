@@ -47,7 +47,7 @@ class PlanOptions:
     # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
     # and experts expert-parallel: the wide-EP layout SGLang and TensorRT-LLM run DeepSeek with)
     moe_layouts: tuple[str, ...] = ("tp", "ep", "dp-ep")
-    router: str = "least_outstanding"  # the deployment's router in front of its units (sim/router.py)
+    router: str = "least_outstanding"  # the deployment's router in front of its units (sim/routers/)
 
 
 POLICIES = ("priority-pools", "attention-offload")

@@ -37,8 +37,9 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
 # Knobs an engine reads per attention-DP rank, each rank scheduling its own sequences: vLLM's (--data-parallel-size:
-# one engine core, with its own scheduler, per rank), TensorRT-LLM's (enable_attention_dp: max_batch_size and
-# max_num_tokens per rank, as AIConfigurator's and InferenceX's recipes write them) and SGLang's --max-prefill-tokens;
+# one engine core, with its own scheduler, per rank), TensorRT-LLM's (enable_attention_dp: one executor per rank;
+# py_executor.py _balance_adp_requests compares each rank's own generation count with max_batch_size; AIConfigurator's
+# and InferenceX's recipes write both per rank) and SGLang's --max-prefill-tokens (not divided by server_args.py);
 # an instance holds attention_dp times as much. SGLang's --chunked-prefill-size and --max-running-requests are the
 # instance's, divided over its ranks by SGLang itself.
 PER_RANK_KNOBS = frozenset({"max_num_seqs", "max_num_batched_tokens", "max_batch_size", "max_num_tokens",
@@ -79,9 +80,9 @@ class EngineConfig:
     batch_wait: tuple[int, float] | None = None
     # SGLang's max_prefill_tokens: the prompt tokens one prefill batch takes in (schedulers/sglang.py); None elsewhere
     prefill_input_tokens: int | None = None
-    # SGLang with attention data parallelism: the prompt tokens one DP rank's prefill batch takes
-    # (chunked_prefill_size // dp); a prompt lives on one rank, so one step's chunk of it is at most this. None: the
-    # batch budget alone (schedulers/sglang.py)
+    # With attention data parallelism: the prompt tokens one rank's batch takes (SGLang: chunked_prefill_size // dp;
+    # vLLM, TensorRT-LLM: the rank's own token budget); a prompt lives on one rank, so one step's chunk of it is at
+    # most this. None: the batch budget alone (schedulers/base.py, schedulers/sglang.py)
     prefill_rank_tokens: int | None = None
     attention_dp: int = 1  # attention data-parallel ranks, each scheduling its own sequences
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
@@ -396,7 +397,10 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                              f"prefills would starve (vLLM enforces the same)")
     if graphs:
         profile = profile.model_copy(update=graphs)
-    return EngineConfig(key, version, sched, profile, knobs=values, source=str(table.get("source", "")),
+    source = str(table.get("source", ""))
+    if sched == "sglang" and attention_dp > 1:
+        source = f"{source}; {SGLANG_DP_ATTENTION_SOURCE}"
+    return EngineConfig(key, version, sched, profile, knobs=values, source=source,
                         attention_dp=attention_dp,
                         prefix_caching=bool(table.get("prefix_caching", False)),
                         memory_fraction_of=memory_fraction_of(key), **cfg)

@@ -98,8 +98,8 @@ class Scheduler:
         step's only prompt (as if the budget were raised to fit it, as trtllm-bench does). `input_budget`
         (SGLang's max_prefill_tokens left): a prompt whose tokens reach what is left of it waits unless it
         is the batch's first, and admission stops once it is spent (PrefillAdder.add_one_req / budget_state).
-        `prompt_cap` (chunked only): one prompt's tokens this step at most (SGLang's per-rank chunk with attention
-        DP); None: the budget left."""
+        `prompt_cap` (chunked only): one prompt's tokens this step at most (with attention DP, one rank's budget: a
+        prompt lives on one rank); None: the budget left."""
         while budget > 0 and inst.waiting and (input_budget is None or input_budget > 0):
             req = inst.waiting[0]
             need = req.prefill_target
