@@ -309,7 +309,9 @@ def test_sglang_attention_dp_prefills_a_long_prompt_in_rank_sized_chunks():
     """DeepSeek-R1 on 8 B200s, attention DP 8: an 8,192-token prompt alone takes four 2,048-token prefill batches on
     its rank (slower than one 8,192-token batch, the chunk raised to 8 x 8,192), while 2,048-token prompts arriving
     together go one per rank into one batch, eight at most (the first, read alone, starts a batch by itself)."""
-    layout = dict(engine="sglang", ep=8, attention_dp=8, max_running_requests=64)
+    # the memory fraction fixed: SGLang's default reserves 1.5 MiB of activations per token of chunk (0.349 at a
+    # 65,536-token chunk, where DeepSeek's weights no longer fit)
+    layout = dict(engine="sglang", ep=8, attention_dp=8, max_running_requests=64, memory_fraction=0.85)
     dsr1 = "deepseek-ai/DeepSeek-R1"
 
     def ttft(prompts: int, length: int, **knobs):
@@ -352,3 +354,36 @@ def test_vllm_attention_dp_chunks_a_prompt_at_its_ranks_budget():
         return float(simulate(dep, work, check_invariants=True).ttft_s[0])
 
     assert ttft(2048) > 1.1 * ttft(8192)
+
+
+def test_sglang_takes_its_own_memory_fraction_and_graph_cap_by_default():
+    """Without --memory-fraction SGLang computes mem_fraction_static (srt/server_args.py _handle_gpu_memory_settings):
+    (memory - reserve) / memory, reserve (MiB) = 512 + 1.5 x chunk + 2 x cuda_graph_max_bs + 1,024 x tp x pp / 8, at
+    least 10 GiB above 60 GiB; vLLM and TensorRT-LLM take 0.9. cuda_graph_max_bs: 256 below TP4, 512 from it on H100."""
+    h100, b200 = load_hardware("h100-sxm"), load_hardware("b200")
+    mib = h100.memory_capacity_bytes / 2**20
+    tp8 = resolve_engine("sglang", h100, tp=8)
+    graphs = resolve_engine("sglang", h100, tp=2).knobs["cuda_graph_max_bs"], tp8.knobs["cuda_graph_max_bs"]
+    assert graphs == (256, 512)
+    by_hand = (mib - (512 + 1.5 * 8192 + 2 * 512 + 1024)) / mib
+    assert tp8.memory_fraction == pytest.approx(round(by_hand, 3))
+    tp1 = resolve_engine("sglang", h100, tp=1)  # 13,440 MiB of reserve: above the 10 GiB floor
+    assert tp1.memory_fraction == pytest.approx(round((mib - (512 + 12288 + 512 + 128)) / mib, 3))
+    small = resolve_engine("sglang", h100, {"chunked_prefill_size": 2048}, tp=1)  # reserve under 10 GiB: the floor
+    assert small.memory_fraction == pytest.approx(round((mib - 10 * 1024) / mib, 3))
+    assert resolve_engine("sglang", b200, tp=8, attention_dp=8).memory_fraction < \
+        resolve_engine("sglang", b200, tp=8).memory_fraction  # attention DP reserves graph padding per rank
+    assert resolve_engine("sglang", b200, tp=8, speculative_draft="mtp").memory_fraction == pytest.approx(
+        resolve_engine("sglang", b200, tp=8).memory_fraction - 2048 / (b200.memory_capacity_bytes / 2**20), abs=1e-3)
+    assert resolve_engine("vllm", h100).memory_fraction == resolve_engine("trtllm", h100).memory_fraction == 0.9
+    assert tp8.fraction(None) == tp8.memory_fraction and tp8.fraction(0.7) == 0.7
+
+
+def test_a_deployment_that_does_not_fit_at_the_default_fraction_says_how_to_give_it_more():
+    with pytest.raises(PhasewiseError, match=r"does not fit in memory.*default memory fraction 0\.8\d+; "
+                                             r"--memory-fraction"):
+        simulate(collocated("deepseek-ai/DeepSeek-R1", "b200", tp=4, engine="sglang"),
+                 Workload(np.zeros(2), np.full(2, 128), np.full(2, 4)))
+    fits = simulate(collocated("deepseek-ai/DeepSeek-R1", "b200", tp=4, engine="sglang", memory_fraction=0.95),
+                    Workload(np.zeros(2), np.full(2, 128), np.full(2, 4)))
+    assert np.isfinite(fits.ttft_s).all()

@@ -256,3 +256,15 @@ def test_table_fits_80_columns_with_units_and_the_whole_objective(exported):
     wide = Console(width=160, record=True, color_system=None)
     wide.print(plan_table(res, wide.width))
     assert "tok/s/GPU" in wide.export_text() and "tok/s/GPU" not in text
+
+
+@pytest.mark.parametrize("engine, flag", [("vllm", "--gpu-memory-utilization"), ("sglang", "--mem-fraction-static"),
+                                          ("trtllm", "free_gpu_memory_fraction")])
+def test_memory_fraction_is_written_only_when_the_deployment_sets_one(engine, flag):
+    """Without memory_fraction the engine keeps its own default, as the simulation does (SGLang computes its own)."""
+    plain = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "engine": engine}]}
+    script, files = launch_script(build_deployment(plain), [])
+    assert flag not in script + "".join(files.values())
+    set_ = dict(plain, instances=[dict(plain["instances"][0], memory_fraction=0.8)])
+    script, files = launch_script(build_deployment(set_), [])
+    assert flag in script + "".join(files.values()) and "0.8" in script + "".join(files.values())

@@ -40,9 +40,10 @@ DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode inst
 PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
 DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
 KvLink = Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")]
-MemoryFraction = Annotated[float, typer.Option(help="device memory fraction, as the engine means it: vllm of the "
-                                                   "whole GPU; sglang for weights + KV (mem_fraction_static); trtllm "
-                                                   "of what weights and activations leave (free_gpu_memory_fraction)")]
+MemoryFraction = Annotated[Optional[float], typer.Option(
+    help="device memory fraction, as the engine means it: vllm of the whole GPU (default 0.9); sglang for weights + KV "
+         "(mem_fraction_static; default: what SGLang computes from the GPU, chunk, graphs and layout); trtllm of what "
+         "weights and activations leave (free_gpu_memory_fraction; default 0.9)")]
 SpecDraft = Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")]
 # Serving policies and options of a deployment (simulate and serve)
 Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")]

@@ -87,18 +87,18 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], *, as
                    copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")))
     model, hw = load_model(params["model"]), load_hardware(params["hardware"])
     quant = load_quant(params.get("precision") or model.default_precision, params.get("kv_dtype"))
-    engine = resolve_engine(params.get("engine", "hf-eager"), hw).profile
-    cm = CostModel(model, hw, quant, engine, params.get("tp", 1), 1)
+    config = resolve_engine(params.get("engine", "hf-eager"), hw, tp=params.get("tp", 1))
+    cm = CostModel(model, hw, quant, config.profile, params.get("tp", 1), 1)
     workload_keys = ("trace", "trace_limit", "rate", "requests", "isl", "osl", "isl_dist", "osl_dist", "isl_spread",
                      "osl_spread", "arrival", "cv", "concurrency", "seed", "num_prompts")
     spec = build(model=params["model"], hardware=params["hardware"], precision=quant.name,
                  **{k: params[k] for k in workload_keys if k in params})
     batch_cap = params.get("batch_cap") or 1
-    check_fits(cm, dec, spec.workload, batch_cap, params.get("memory_fraction", 0.9))
+    check_fits(cm, dec, spec.workload, batch_cap, config.fraction(params.get("memory_fraction")))
     run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas", 1),
                         batch_cap=batch_cap, seed=params.get("seed", 0))
     summary = run.summary()
-    summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, engine.name
+    summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, config.profile.name
     if out:
         for path in write_records(run, summary, out, out_format):
             print(f"wrote {path}", file=sys.stderr)

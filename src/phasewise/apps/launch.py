@@ -147,7 +147,9 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv.append("--async-scheduling" if value else "--no-async-scheduling")
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
-    argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}", "--block-size", str(g.block_size)]
+    if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
+        argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
+    argv += ["--block-size", str(g.block_size)]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
     if dep.speculative is not None:
@@ -191,7 +193,9 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
                 argv.append(f"--{knob.replace('_', '-')}")
         else:
             notes.append(f"{knob} {value}: no SGLang argument")
-    argv += ["--mem-fraction-static", f"{g.memory_fraction:g}", "--page-size", str(g.block_size)]
+    if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)
+        argv += ["--mem-fraction-static", f"{g.memory_fraction:g}"]
+    argv += ["--page-size", str(g.block_size)]
     if g.prefix_caching is False:
         argv.append("--disable-radix-cache")
     if dep.speculative is not None:
@@ -225,9 +229,9 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
             notes.append(f"attention_dp {dp} of tp {g.tp}: TensorRT-LLM's attention DP spans all tp ranks "
                          f"(attention_dp = {g.tp}); a partial one has no argument")
     argv += _precision(dep, g, "trtllm", notes)
-    kv_cache: dict[str, Any] = {"free_gpu_memory_fraction": g.memory_fraction, "tokens_per_block": g.block_size}
-    notes.append(f"memory_fraction {g.memory_fraction:g} (of the GPU) set as free_gpu_memory_fraction, which "
-                 "TensorRT-LLM takes of the memory left after the weights: its KV cache comes out larger")
+    kv_cache: dict[str, Any] = {"tokens_per_block": g.block_size}
+    if g.memory_fraction is not None:  # else TensorRT-LLM's own default (0.9), as simulated
+        kv_cache["free_gpu_memory_fraction"] = g.memory_fraction
     kv = _kv_dtype(g, "trtllm", notes)
     if kv:
         kv_cache["dtype"] = kv

@@ -95,7 +95,7 @@ class Estimate:
 
 def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: str | None = None,
              kv_dtype: str | None = None, engine: str = "vllm", batch: int = 1, prompt_len: int = 1024,
-             context_len: int | None = None, memory_fraction: float = 0.9, mapping: str | None = None,
+             context_len: int | None = None, memory_fraction: float | None = None, mapping: str | None = None,
              ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
              moe_imbalance: float | None = None) -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
@@ -107,13 +107,13 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
         context_len = prompt_len
     if context_len < 0:
         raise PhasewiseError(f"--context-len must be >= 0 (got {context_len})")
-    if not 0 < memory_fraction <= 1:
+    if memory_fraction is not None and not 0 < memory_fraction <= 1:
         raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
     spec = load_model(model)
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
-    config = resolve_engine(engine, hw, pp=pp)
+    config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
     window = spec.window_all_layers
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
@@ -124,7 +124,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
-                     kv_needed_tokens=needed, memory_fraction=memory_fraction, layout=layout,
+                     kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
                      fraction_of=config.memory_fraction_of)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped)

@@ -15,7 +15,7 @@ from phasewise.perf.cost import check_parallelism
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of, resolve_engine
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 
@@ -35,7 +35,7 @@ class PlanOptions:
     spec_acceptance: float = 0.7
     engine: str = "vllm"
     kv_link: str = "nvlink"
-    memory_fraction: float = 0.9
+    memory_fraction: float | None = None  # None: each engine's default (specs/engines.py EngineConfig.memory_fraction)
     # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
     prefill_hardware: tuple[str, ...] = ()
     decode_hardware: tuple[str, ...] = ()
@@ -71,9 +71,12 @@ class Strategy:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float,
+def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
           min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm") -> bool:
     split = parallel_layout(model, tp, **layout) if layout else None
+    if fraction is None:  # the engine's own default on this layout
+        dp = split.attention_dp if split else 1
+        fraction = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp).memory_fraction
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine))
     return mem.kv_capacity_tokens >= min_kv_tokens

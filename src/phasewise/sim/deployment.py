@@ -84,7 +84,9 @@ class InstanceGroup(BaseModel):
     kv_dtype: str | None = None
     engine: str = "vllm"  # preset[@version] (vllm, sglang, trtllm, vllm-v0, sarathi, ...), or a host profile
     entry_point: Literal["server", "offline"] = "server"
-    memory_fraction: float = Field(default=0.9, gt=0, le=1)
+    # None: the engine's default (vLLM 0.9 of the GPU, TensorRT-LLM 0.9 of what is free, SGLang's computed
+    # mem_fraction_static: specs/engines.py EngineConfig.memory_fraction)
+    memory_fraction: float | None = Field(default=None, gt=0, le=1)
     block_size: int = Field(default=16, ge=1)
     # prefix caching (sim/prefix_cache.py): None = the engine's default (engine_presets.yaml `prefix_caching`)
     prefix_caching: bool | None = None

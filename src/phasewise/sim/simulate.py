@@ -50,13 +50,14 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         layout = parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance)
         draft = spec.draft if spec is not None else None
         engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, role=g.role, speculative_draft=draft,
-                                attention_dp=layout.attention_dp)
+                                attention_dp=layout.attention_dp, tp=g.tp)
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
-                         max_seqs=min(engine.max_seqs, 1024), memory_fraction=g.memory_fraction, layout=layout,
+                         max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
+                         layout=layout,
                          fraction_of=engine.memory_fraction_of)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, mem.kv_capacity_tokens, role=g.role,
-                                    speculative_draft=draft, attention_dp=layout.attention_dp)
+                                    speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp)
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \
                 and engine.token_budget < engine.max_seqs * (spec.draft_tokens + 1):
             raise PhasewiseError(
@@ -70,7 +71,9 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
     if mem.kv_capacity_tokens < g.block_size * g.pp:
-        raise PhasewiseError(f"{where}: does not fit in memory: {mem.reason()}")
+        default = (f" (at {engine.label}'s default memory fraction {engine.memory_fraction:g}; --memory-fraction / "
+                   f"memory_fraction sets another)" if g.memory_fraction is None else "")
+        raise PhasewiseError(f"{where}: does not fit in memory: {mem.reason()}{default}")
     draft = None
     if spec is not None:
         if spec.draft == "mtp":  # one extra decoder layer + LM head per draft token

@@ -85,12 +85,20 @@ class EngineConfig:
     # most this. None: the batch budget alone (schedulers/base.py, schedulers/sglang.py)
     prefill_rank_tokens: int | None = None
     attention_dp: int = 1  # attention data-parallel ranks, each scheduling its own sequences
+    # the memory fraction (of what memory_fraction_of names) when the deployment sets none: vLLM's
+    # gpu_memory_utilization and TensorRT-LLM's free_gpu_memory_fraction default to 0.9; SGLang computes its
+    # mem_fraction_static (sglang_memory_fraction)
+    memory_fraction: float = 0.9
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.engine}@{self.version}"
+
+    def fraction(self, asked: float | None) -> float:
+        """The memory fraction in force: the deployment's, else this engine's default (memory_fraction)."""
+        return asked if asked is not None else self.memory_fraction
 
 
 def preset_names() -> list[str]:
@@ -141,8 +149,8 @@ def graph_knobs(engine: str, max_seqs: int, attention_dp: int = 1) -> dict[str, 
     return {}
 
 
-def _pick(rule: Any, hw: HardwareSpec, entry_point: str) -> Any:
-    """A default's value for this GPU and entry point (see the forms in engine_presets.yaml)."""
+def _pick(rule: Any, hw: HardwareSpec, entry_point: str, tp: int = 1) -> Any:
+    """A default's value for this GPU, entry point and tensor-parallel size (see the forms in engine_presets.yaml)."""
     if isinstance(rule, dict) and set(rule) <= set(ENTRY_POINTS):
         rule = rule[entry_point]
     if isinstance(rule, dict) and "by_memory_gib" in rule:
@@ -152,10 +160,33 @@ def _pick(rule: Any, hw: HardwareSpec, entry_point: str) -> Any:
         gib = hw.memory_capacity_bytes / GIB
         for limit, value in rule["by_memory_gib"]:
             if limit is None or gib < limit:
-                return value
+                rule = value
+                break
+    if isinstance(rule, dict) and "from_tp_4" in rule:
+        return rule["below_tp_4"] if tp < 4 else rule["from_tp_4"]
     if isinstance(rule, dict) and "value" in rule:
         return rule["value"]
     return rule
+
+
+def sglang_memory_fraction(memory_bytes: float, chunked_prefill_size: int, cuda_graph_max_bs: int, tp: int, pp: int,
+                           attention_dp: int, speculative_draft: str | None) -> float:
+    """SGLang's default --mem-fraction-static (weights + KV pool over the GPU's memory) on a GPU of `memory_bytes`:
+    (memory - reserved) / memory, the reserve (MiB) being 512 + 1.5 x max(chunked_prefill_size, 2048) + 2 x
+    cuda_graph_max_bs + 1,024 x tp x pp / 8, with DP attention 3 x cuda_graph_max_bs x dp more (4.5 x above 300),
+    at least 10 GiB on GPUs over 60 GiB, plus 2 GiB for an EAGLE/MTP draft or 6 GiB for a separate draft model
+    (srt/server_args.py _handle_gpu_memory_settings, 0.5.x; read via the code search)."""
+    memory_mib = memory_bytes / 2**20
+    reserved = 512 + max(chunked_prefill_size, 2048) * 1.5 + cuda_graph_max_bs * 2 + tp * pp / 8 * 1024
+    if attention_dp > 1:
+        reserved += cuda_graph_max_bs * attention_dp * 3
+        if cuda_graph_max_bs > 300:
+            reserved += cuda_graph_max_bs * attention_dp * 1.5
+    if memory_mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    if speculative_draft is not None:
+        reserved += 2 * 1024 if speculative_draft == "mtp" else 6 * 1024
+    return round((memory_mib - reserved) / memory_mib, 3)
 
 
 def _version_table(name: str, entry: dict, version: str) -> dict[str, Any]:
@@ -220,10 +251,11 @@ def role_knobs(engine: str, role: str) -> dict[str, Any]:
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
                    role: str = "collocated", speculative_draft: str | None = None,
-                   attention_dp: int = 1) -> EngineConfig:
+                   attention_dp: int = 1, tp: int = 1) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
     instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
-    draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks."""
+    draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks, `tp` its
+    GPUs per pipeline stage (SGLang's defaults follow both)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -253,7 +285,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
         fixed = table.get(knob)
         if isinstance(fixed, dict) and "fixed" in fixed and value != fixed["value"]:
             raise PhasewiseError(f"--{knob.replace('_', '-')}={value} is not possible on {name}@{version}: {fixed['fixed']}")
-    values = {k: _pick(table[k], hw, entry_point) for k in allowed if k in table}
+    values = {k: _pick(table[k], hw, entry_point, tp) for k in allowed if k in table}
     values.update({k: v for k, v in role_knobs(name, role).items() if k in allowed})
     values.update(knobs)
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
@@ -265,6 +297,10 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
     config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp)
+    if sched == "sglang":  # its --mem-fraction-static default follows the GPU, the chunk, the graphs and the layout
+        config = replace(config, memory_fraction=sglang_memory_fraction(
+            hw.memory_capacity_bytes, values["chunked_prefill_size"], values["cuda_graph_max_bs"], tp, pp, attention_dp,
+            speculative_draft))
     if bare:
         config = replace(config, profile=profile)
     return config
