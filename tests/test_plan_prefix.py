@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from phasewise.apps.report import write_report
 from phasewise.errors import PhasewiseError
 from phasewise.plan import PlanOptions, enumerate_strategies, evaluate, plan
 from phasewise.plan.goodput import capacity_estimate, workload_spec
@@ -60,7 +61,7 @@ def test_capacity_counts_the_reusable_prompt_tokens_where_engines_cache_prefixes
     assert capacity_estimate(off, work) == pytest.approx(capacity_estimate(off, plain))
 
 
-def test_plan_searches_a_prefix_trace_on_the_whole_deployment_and_reports_its_hits():
+def test_plan_searches_a_prefix_trace_on_the_whole_deployment_and_reports_its_hits(tmp_path):
     opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False, router="prefix_aware")
     strategy = next(s for s in enumerate_strategies(M, "h100-sxm", 2, opts)[0] if "default" in s.name)
     assert strategy.units == 2 and strategy.deployment["router"] == "prefix_aware"
@@ -70,6 +71,8 @@ def test_plan_searches_a_prefix_trace_on_the_whole_deployment_and_reports_its_hi
                refine=1, workers=1)
     row = res.rows()[0]
     assert row["deployment"]["router"] == "least_outstanding" and 0 < row["prefix_hit_rate"] < 1
+    page = write_report(res, {}, tmp_path / "plan.html").read_text()
+    assert "prefix hits % of prompt tokens" in page and f"<td>{row['prefix_hit_rate']:.1%}</td>" in page
 
 
 def test_bad_router_is_one_line(run_cli):

@@ -34,8 +34,12 @@ def _table(result: PlanResult) -> str:
     unit = OBJECTIVE_UNITS[result.objective]
     head = ("rank", "strategy", "GPUs", "goodput req/s", "goodput req/s/GPU", f"{result.objective} ({unit})",
             "TTFT p90 ms", "TPOT p90 ms", "TBT p99 ms", "tok/s/GPU", "verified", "why")
+    ranked = result.rows()
+    hits = any(math.isfinite(r["prefix_hit_rate"]) for r in ranked)  # a workload with prefix structure
+    if hits:
+        head = (*head[:10], "prefix hits % of prompt tokens", *head[10:])
     rows = []
-    for r in result.rows():
+    for r in ranked:
         v = r["verified_attainment"]
         if math.isnan(v):
             verified = "-"
@@ -46,6 +50,9 @@ def _table(result: PlanResult) -> str:
         cells = (r["rank"], r["strategy"], r["gpus"], f"{r['goodput_rps']:.2f}", f"{r['goodput_rps_per_gpu']:.2f}",
                  f"{r['objective']:.4g}", f"{r['ttft_p90_ms']:.0f}", f"{r['tpot_p90_ms']:.1f}", f"{r['tbt_p99_ms']:.1f}",
                  f"{r['tokens_per_s_per_gpu']:,.0f}", verified, r["reason"])
+        if hits:
+            cells = (*cells[:10], "-" if math.isnan(r["prefix_hit_rate"]) else f"{r['prefix_hit_rate']:.1%}",
+                     *cells[10:])
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return ("<table id=\"ranked\"><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
