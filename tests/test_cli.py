@@ -49,6 +49,8 @@ def test_kv_shortfall_is_reported_not_fatal(run_cli):
         (["--hardware", "h100-sxm5"], "unknown hardware 'h100-sxm5'; did you mean h100-sxm"),
         (["--tp", "3"], "--tp 3 does not divide num_attention_heads=32"),
         (["--model", "meta-llama/Llama-3.1-70B"], "does not fit on h100-sxm"),
+        (["--model", "deepseek-ai/DeepSeek-R1", "--hardware", "b200", "--tp", "4", "--engine", "sglang"],
+         "or a larger --memory-fraction (0.855 here, the engine default)"),  # SGLang's own mem_fraction_static
         (["--prompt-len", "-5"], "--prompt-len must be >= 1"),
         (["--batch", "0"], "--batch must be >= 1"),
         (["--context-len", "-1"], "--context-len must be >= 0"),

@@ -129,7 +129,8 @@ def estimate_cmd(
         raise PhasewiseError(
             f"{est.cost_model.model.name} does not fit on {hardware} at tp={tp} pp={pp} in "
             f"{precision or est.cost_model.model.default_precision}: "
-            f"{mem.reason()}; raise --tp/--pp or use a smaller --precision (fp8, w4a16)"
+            f"{mem.reason()}; raise --tp/--pp, use a smaller --precision (fp8, w4a16) or a larger --memory-fraction "
+            f"({est.memory_fraction:g} here{', the engine default' if memory_fraction is None else ''})"
         )
     if as_json:
         print(dumps(est.to_dict()))

@@ -30,6 +30,7 @@ class Estimate:
     decode: IterationCost  # one decode step of the batch at context_len cached tokens
     memory: MemoryFit
     mapped: MappedPhases | None = None  # --mapping: the prefill and decode step on the chip's substrates
+    memory_fraction: float = 0.9  # the fraction in force (the asked one, else the engine's default)
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -127,7 +128,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
                      fraction_of=config.memory_fraction_of)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
-    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped)
+    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction))
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:
