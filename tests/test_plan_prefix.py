@@ -62,12 +62,12 @@ def test_capacity_counts_the_reusable_prompt_tokens_where_engines_cache_prefixes
 
 
 def test_plan_searches_a_prefix_trace_on_the_whole_deployment_and_reports_its_hits(tmp_path):
-    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False, router="prefix_aware")
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False, routers=("prefix_aware",))
     strategy = next(s for s in enumerate_strategies(M, "h100-sxm", 2, opts)[0] if "default" in s.name)
     assert strategy.units == 2 and strategy.deployment["router"] == "prefix_aware"
     found = evaluate(strategy, mooncake(), Slo(3000, 100), steps=2, window_s=20.0, min_requests=60)
     assert found.at_goodput["prefix_cache"]["instances"] == 2  # both units, behind the router
-    res = plan(M, "h100-sxm", 2, Slo(3000, 100), mooncake(), opts=replace(opts, router="least_outstanding"),
+    res = plan(M, "h100-sxm", 2, Slo(3000, 100), mooncake(), opts=replace(opts, routers=("least_outstanding",)),
                refine=1, workers=1)
     row = res.rows()[0]
     assert row["deployment"]["router"] == "least_outstanding" and 0 < row["prefix_hit_rate"] < 1
@@ -77,6 +77,23 @@ def test_plan_searches_a_prefix_trace_on_the_whole_deployment_and_reports_its_hi
 
 def test_bad_router_is_one_line(run_cli):
     with pytest.raises(PhasewiseError, match="--router 'nearest' is not one of round_robin, least_outstanding"):
-        enumerate_strategies(M, "h100-sxm", 2, PlanOptions(router="nearest"))
+        enumerate_strategies(M, "h100-sxm", 2, PlanOptions(routers=("nearest",)))
     code, _, err = run_cli("plan", "--gpus", "1", "--router", "nearest")
     assert code == 2 and err.strip().count("\n") == 0 and "--router 'nearest'" in err
+
+
+def test_several_routers_are_tried_behind_every_multi_instance_strategy(run_cli):
+    opts = PlanOptions(tp_options=(1, 2), chunk_sizes=(), disaggregated=False,
+                       routers=("least_outstanding", "prefix_aware"))
+    strategies = {s.name: s for s in enumerate_strategies(M, "h100-sxm", 2, opts)[0]}
+    two = [n for n in strategies if n.startswith("2x TP1")]
+    assert two and all(n.endswith((" via least_outstanding", " via prefix_aware")) for n in two)
+    assert {strategies[n].deployment["router"] for n in two} == {"least_outstanding", "prefix_aware"}
+    assert all(strategies[n].unit["router"] == strategies[n].deployment["router"] for n in two)
+    one = [n for n in strategies if n.startswith("1x TP2")]  # one instance: nothing to route, tried once
+    assert one and not any(" via " in n for n in one)
+    code, out, err = run_cli("plan", "--gpus", "2", "--tp-options", "1", "--no-disagg", "--chunk-sizes", "512",
+                             "--isl", "512", "--osl", "64", "--top", "2", "--workers", "1",
+                             "--router", "least_outstanding,prefix_aware", "--json")
+    assert code == 0, err
+    assert " via " in out

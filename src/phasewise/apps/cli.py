@@ -327,7 +327,7 @@ def plan_cmd(
     mapping: MappingOption = None,
     policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated)")] = "",
     moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
-    router: Router = "least_outstanding",
+    router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
@@ -366,7 +366,8 @@ def plan_cmd(
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
                        mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
-                       moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()), router=router)
+                       moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
+                       routers=tuple(r.strip() for r in router.split(",") if r.strip()))
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")

@@ -73,10 +73,12 @@ def render_plan(console: Console, result: PlanResult) -> None:
                   f"{result.wall_s:.1f} s")
     console.print(plan_table(result, console.width))
     rows = [row for row in result.rows() if math.isfinite(row["prefix_hit_rate"])]
+    routers = {row["deployment"]["router"] for row in rows}
     if rows:
-        served = ", ".join(f"#{row['rank']} {row['prefix_hit_rate']:.1%}" for row in rows)
-        console.print(f"prefix caches served {served} of the prompt tokens in the verification runs, behind router "
-                      f"{rows[0]['deployment']['router']}")
+        served = ", ".join(f"#{row['rank']} {row['prefix_hit_rate']:.1%}"
+                           + (f" ({row['deployment']['router']})" if len(routers) > 1 else "") for row in rows)
+        console.print(f"prefix caches served {served} of the prompt tokens in the verification runs"
+                      + (f", behind router {routers.pop()}" if len(routers) == 1 else ""))
     front = result.pareto()
     if front:
         pareto = Table(title="Pareto front: output tokens/s per GPU vs tokens/s per user", title_justify="left")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from phasewise.errors import PhasewiseError
@@ -47,7 +47,9 @@ class PlanOptions:
     # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
     # and experts expert-parallel: the wide-EP layout SGLang and TensorRT-LLM run DeepSeek with)
     moe_layouts: tuple[str, ...] = ("tp", "ep", "dp-ep")
-    router: str = "least_outstanding"  # the deployment's router in front of its units (sim/routers/)
+    # the router(s) in front of a deployment's instances (sim/routers/): with several, each strategy of more than one
+    # instance is tried behind each (the first alone where one instance has nothing to route)
+    routers: tuple[str, ...] = ("least_outstanding",)
 
 
 POLICIES = ("priority-pools", "attention-offload")
@@ -112,8 +114,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     unknown = [p for p in opts.policies if p not in POLICIES]
     if unknown:
         raise PhasewiseError(f"--policies '{unknown[0]}' is not one of {', '.join(POLICIES)}")
-    if opts.router not in ROUTERS:
-        raise PhasewiseError(f"--router '{opts.router}' is not one of {', '.join(ROUTERS)}")
+    unknown = [r for r in opts.routers if r not in ROUTERS] or ([] if opts.routers else ["(none)"])
+    if unknown:
+        raise PhasewiseError(f"--router '{unknown[0]}' is not one of {', '.join(ROUTERS)}")
     model, hw = load_model(model_name), load_hardware(hardware)
     pruned: list[str] = []
     out: list[Strategy] = []
@@ -222,7 +225,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                                                 "disaggregated", dict(details, attention_offload="auto")))
     names = set()
     unique = []
-    for s in out:  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
+    for s in _behind_each_router(out, opts.routers):  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
         if s.name not in names:
             names.add(s.name)
             unique.append(s)
@@ -231,6 +234,23 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join(pruned[:3]) or 'raise --gpus or allow larger --tp-options'})")
     return unique, pruned
+
+
+def _behind_each_router(strategies: list[Strategy], routers: tuple[str, ...]) -> list[Strategy]:
+    """With several --router values, each strategy of more than one instance behind each of them (named with it);
+    a lone instance, which has nothing to route, and priority pools, which route by their own rule, behind the
+    first."""
+    if len(routers) == 1:
+        return strategies
+    out = []
+    for s in strategies:
+        several = (sum(g.get("replicas", 1) for g in s.deployment["instances"]) > 1
+                   and "priority_pools" not in s.deployment)
+        for router in routers if several else routers[:1]:
+            out.append(replace(s, name=f"{s.name} via {router}" if several else s.name,
+                               deployment=dict(s.deployment, router=router), unit=dict(s.unit, router=router),
+                               details=dict(s.details, router=router)))
+    return out
 
 
 def _role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple]:
@@ -287,7 +307,7 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
 
 
 def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None) -> dict[str, Any]:
-    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.router,
+    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
                            "kv_link": opts.kv_link}
     if spec:
         dep["speculative"] = spec
