@@ -49,15 +49,17 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     try:
         layout = parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance)
         draft = spec.draft if spec is not None else None
-        engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, role=g.role, speculative_draft=draft,
-                                attention_dp=layout.attention_dp, tp=g.tp)
+
+        def resolve(kv_capacity_tokens: int | None = None) -> EngineConfig:
+            return resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, kv_capacity_tokens, role=g.role,
+                                  speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp)
+
+        engine = resolve()
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
-                         layout=layout,
-                         fraction_of=engine.memory_fraction_of)
+                         layout=layout, fraction_of=engine.memory_fraction_of)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
-            engine = resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, mem.kv_capacity_tokens, role=g.role,
-                                    speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp)
+            engine = resolve(mem.kv_capacity_tokens)
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \
                 and engine.token_budget < engine.max_seqs * (spec.draft_tokens + 1):
             raise PhasewiseError(

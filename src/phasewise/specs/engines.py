@@ -134,8 +134,13 @@ def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | No
     for generic, value in (("max_seqs", max_seqs), ("token_budget", token_budget)):
         if value is not None:
             knob = next(k for k in names[generic] if k in own)
-            out[knob] = max(1, int(value) // attention_dp) if knob in PER_RANK_KNOBS else int(value)
+            out[knob] = rank_share(value, attention_dp) if knob in PER_RANK_KNOBS else int(value)
     return out
+
+
+def rank_share(value: float, attention_dp: int) -> int:
+    """One attention-DP rank's share of an instance-wide cap (at least 1)."""
+    return max(1, int(value) // attention_dp)
 
 
 def graph_knobs(engine: str, max_seqs: int, attention_dp: int = 1) -> dict[str, Any]:
@@ -145,7 +150,7 @@ def graph_knobs(engine: str, max_seqs: int, attention_dp: int = 1) -> dict[str, 
     true}, each attention-DP rank capturing its own share. None for the other engines (vLLM and SGLang capture up to
     512 by default)."""
     if "cuda_graph_max_batch_size" in engine_knobs(engine):
-        return {"cuda_graph_max_batch_size": max(1, int(max_seqs) // attention_dp), "cuda_graph_padding_enabled": True}
+        return {"cuda_graph_max_batch_size": rank_share(max_seqs, attention_dp), "cuda_graph_padding_enabled": True}
     return {}
 
 
