@@ -8,6 +8,8 @@ mode and engine (the companion of validate_concurrency.py: its simulation, const
     python benchmarks/validate_moe.py --reading aic                   # every row deployed as AIConfigurator writes it
     python benchmarks/validate_moe.py --reading inferencex            # deployed and measured as InferenceX does
     python benchmarks/validate_moe.py --with engine:sglang.eager_launch_s=3e-5   # a candidate constant
+    python benchmarks/validate_moe.py --split fit --with-dense --constants catalog --fit \
+        --fit-only hardware:blackwell.kernel_launch_s,hardware:blackwell.memory_efficiency_max   # efficiency.yaml b200
 
 After the error tables (per family x mode x engine, then per family x mode; fit vs held-out) a bias table gives
 the signed median error by mode x engine x concurrency band and the median measured - predicted TTFT (ms).
@@ -454,6 +456,13 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
     return cases, skipped
 
 
+def dense_case(case: dict[str, Any]) -> dict[str, Any]:
+    """A dense collocated row of validate_concurrency.py, labelled as this harness's tables group its rows (family
+    'dense', mode 'agg'); it keeps its own split (validate_concurrency.py's, fixed before these rows existed)."""
+    return dict(case, family="dense", mode="agg", group=f"dense:agg:{case['engine']}",
+                layout=f"collocated:{case['replicas']}x{case['tp']}g")
+
+
 def _squared(r: dict[str, str]) -> bool:
     try:
         return any(lay.squared for lay in map_row(r).layouts.values())
@@ -573,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
                          "balance); provenance = InferenceX's engine flags for the collocated measurements served "
                          "from the engine's own image (not Dynamo's, which AIConfigurator's generator launches), "
                          "AIConfigurator's for the rest, fixed lengths for all (the CSV README's statement)")
+    ap.add_argument("--with-dense", action="store_true",
+                    help="add validate_concurrency.py's dense collocated CSV rows (their own fit / held-out split, "
+                         "the same filters), so that --fit fits the shared constants on both sets of fit rows")
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--layout-evidence", action="store_true", help="count the squared rows' twins and exit")
     ap.add_argument("--csv", type=vc.output_csv, default=None,
@@ -595,6 +607,11 @@ def main(argv: list[str] | None = None) -> int:
            and (args.mode is None or c["mode"] == args.mode) and (args.family is None or c["family"] == args.family)
            and (args.split is None or c["split"] == args.split)
            and (args.max_concurrency is None or c["concurrency"] <= args.max_concurrency)]
+    if args.with_dense:
+        sel += [dense_case(c) for c in vc.load_csv_cases(args.rows, args.rounds, args.warmup_rounds)[0]
+                if (args.engine is None or c["engine"] == args.engine) and args.mode in (None, "agg")
+                and args.family in (None, "dense") and (args.split is None or c["split"] == args.split)
+                and (args.max_concurrency is None or c["concurrency"] <= args.max_concurrency)]
     sel = sel[:: max(args.every, 1)]
     for i, c in enumerate(sel):
         if args.large_c is not None and c["concurrency"] >= args.large_c and args.large_c_rounds < args.rounds:

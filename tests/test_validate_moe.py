@@ -199,3 +199,28 @@ def test_gpt_oss_fp4_rows_are_costed_in_mxfp4(vm):
            "moe_quant_mode": "nvfp4"}
     assert vm.row_precision(row) == "mxfp4"
     assert vm.row_precision({**row, "model_path": "deepseek-ai/DeepSeek-R1"}) == "nvfp4"
+
+
+def test_with_dense_adds_the_dense_rows_to_the_same_run(vm, tmp_path):
+    """--with-dense: validate_concurrency.py's dense collocated rows run beside the MoE rows (so that --fit fits the
+    shared constants on both), labelled family 'dense'; without it they are not simulated. Synthetic rows (placeholder
+    measurements): only which rows run, and how they are labelled, is checked."""
+    common = dict(backend="vllm", system="b200_sxm", mode="agg", isl="1024", osl="64", concurrency="2",
+                  batch_size="2", pp_size="1", attention_dp_size="1", moe_ep_size="1", silicon_ttft_ms="100",
+                  silicon_tpot_ms="10")
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=vm.vc.ROW_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerow(dict(common, id="moe", model_path="openai/gpt-oss-120b", precision="fp4",
+                             gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", tp_size="2", moe_tp_size="2"))
+        writer.writerow(dict(common, id="dense", model_path="Qwen/Qwen3-32B", precision="fp8", tp_size="1",
+                             moe_tp_size="1"))
+    for extra, expect in (([], {"moe"}), (["--with-dense"], {"moe", "dense"})):
+        out = tmp_path / f"out{len(extra)}.csv"
+        assert vm.main(["--rows", str(path), "--workers", "1", "--rounds", "2", "--warmup-rounds", "0", "--no-rows",
+                        "--csv", str(out), *extra]) == 0
+        with out.open(newline="") as f:
+            ran = {r["id"]: r for r in csv.DictReader(f) if r["status"] == "ok"}
+        assert set(ran) == expect
+    assert ran["dense"]["group"] == "dense:agg:vllm" and ran["moe"]["group"] == "gpt-oss:agg:vllm"
