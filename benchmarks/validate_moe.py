@@ -603,15 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     cases, skipped = load_cases(args.rows, args.rounds, args.warmup_rounds, args.reading)
     fit_keys = sorted({c["config"] for c in cases if c["split"] == "fit"})
     n_configs = len({c["config"] for c in cases})
+    if args.with_dense:
+        cases = cases + [dense_case(c) for c in vc.load_csv_cases(args.rows, args.rounds, args.warmup_rounds)[0]]
     sel = [c for c in cases if (args.engine is None or c["engine"] == args.engine)
            and (args.mode is None or c["mode"] == args.mode) and (args.family is None or c["family"] == args.family)
            and (args.split is None or c["split"] == args.split)
            and (args.max_concurrency is None or c["concurrency"] <= args.max_concurrency)]
-    if args.with_dense:
-        sel += [dense_case(c) for c in vc.load_csv_cases(args.rows, args.rounds, args.warmup_rounds)[0]
-                if (args.engine is None or c["engine"] == args.engine) and args.mode in (None, "agg")
-                and args.family in (None, "dense") and (args.split is None or c["split"] == args.split)
-                and (args.max_concurrency is None or c["concurrency"] <= args.max_concurrency)]
     sel = sel[:: max(args.every, 1)]
     for i, c in enumerate(sel):
         if args.large_c is not None and c["concurrency"] >= args.large_c and args.large_c_rounds < args.rounds:
