@@ -50,3 +50,11 @@ def test_plan_cli_takes_policies(run_cli):
     code, _, err = run_cli("plan", "--model", M, "--hardware", "a100-sxm-80gb", "--gpus", "2", "--tp-options", "1",
                            "--slo-ttft-ms", "1000", "--slo-tpot-ms", "100", "--policies", "nope", "--report", "")
     assert code == 2 and "--policies 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_deployment_names_the_routers_the_simulator_has():
+    # plan/strategies.py validates --router against the Deployment's field; the simulator builds from its registry
+    from phasewise.plan.strategies import ROUTERS as PLAN_ROUTERS
+    from phasewise.sim.routers import ROUTERS as SIM_ROUTERS
+
+    assert sorted(PLAN_ROUTERS) == sorted(SIM_ROUTERS)
