@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from phasewise.errors import PhasewiseError
+from phasewise.plan.strategies import ROUTERS as PLAN_ROUTERS
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
+from phasewise.sim.routers import ROUTERS as SIM_ROUTERS
 from phasewise.workload import LengthDist, open_loop
 
 M = "meta-llama/Meta-Llama-3-8B"
@@ -54,7 +56,4 @@ def test_plan_cli_takes_policies(run_cli):
 
 def test_the_deployment_names_the_routers_the_simulator_has():
     # plan/strategies.py validates --router against the Deployment's field; the simulator builds from its registry
-    from phasewise.plan.strategies import ROUTERS as PLAN_ROUTERS
-    from phasewise.sim.routers import ROUTERS as SIM_ROUTERS
-
     assert sorted(PLAN_ROUTERS) == sorted(SIM_ROUTERS)
