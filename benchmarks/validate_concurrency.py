@@ -290,6 +290,8 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 notes.append(f"request count not stated: assumed max(10, 2C) = {n}")
             if get("lengths") == "unknown":
                 notes.append("length distribution not stated: simulated fixed")
+            elif get("lengths") == "client default" and get("client") in PRESET_CLIENTS:
+                notes.append(f"lengths: the {PRESET_CLIENTS[get('client')]} client preset's")
             elif get("lengths") != "fixed":
                 notes.append(f"lengths {get('lengths')}: simulated fixed at isl/osl")
             version = stated_version(engine, get("engine_release"))
@@ -298,6 +300,11 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
             client = get("client")
             if client not in PRESET_CLIENTS:
                 notes.append(f"client '{client}' not modelled")
+            # warm-up requests before the measured ones: a stated count, the client preset's own ('client
+            # default': None lets the preset decide), or none where the page does not say
+            warmup = get("warmup")
+            warmup = None if warmup == "client default" and client in PRESET_CLIENTS else warmup
+            warmup = warmup if warmup is None or isinstance(warmup, int) else 0
             cases.append({
                 "source": "public", "id": rid, "group": f"public:{t['id']}",
                 "engine": engine if engine in ENGINES else "unknown", "engine_version": version,
@@ -305,9 +312,10 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 "tp": int(tp), "pp": int(pp), "replicas": 1,
                 "max_batch": None if get("max_seqs") == "engine default" else max(c, 256),
                 "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
-                "concurrency": c, "requests": n, "warmup": 0, "client": client,
+                "concurrency": c, "requests": n, "warmup": warmup, "client": client,
                 "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
-                "split": "test", "config": t["id"], "notes": notes, "knobs": dict(s.get("knobs") or {}),
+                "split": "test", "config": t["id"], "notes": notes,
+                "knobs": {**(s.get("knobs") or {}), **(row.get("knobs") or {})},  # a row's own flags win
             })
     return cases, skipped
 

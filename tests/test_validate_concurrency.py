@@ -95,8 +95,27 @@ def test_a_page_s_engine_flags_reach_the_simulated_engine(vc):
     assert "async_scheduling" not in vc._preset_kwargs(by_group["public:gpustack-gpt-oss-120b-h100-random"])
     fp8 = by_group["public:gpustack-qwen3-235b-h100-fp8-tp4-random"]  # a budget the page sets
     assert vc._preset_kwargs(fp8)["max_num_batched_tokens"] == 16384 and fp8["precision"] == "fp8-block"
-    cases, _ = vc.load_public_cases(assume_parts={"H200": "h200-sxm"})  # 'H200' names the DeepSeek page only
-    assert {c["group"] for c in cases if c["hardware"] == "h200-sxm"} == {"public:gpustack-deepseek-r1-h200-random"}
+    cases, _ = vc.load_public_cases(assume_parts={"H200": "h200-sxm"})  # 'H200' names the DeepSeek pages only
+    assert {c["group"] for c in cases if c["hardware"] == "h200-sxm"} == {
+        "public:gpustack-deepseek-r1-h200-random", "public:inferencex-issue-870-dsr1-fp8-h200-sglang-c4",
+        "public:inferencex-issue-870-dsr1-fp8-h200-sglang-sweep", "public:inferencex-issue-890-dsr1-fp8-h200-sglang"}
+
+
+def test_a_recipe_s_flags_client_and_per_row_knobs_reach_the_run(vc):
+    """InferenceX's H200 runs: the recipe's flags (table knobs) plus each row's own (its --max-running-requests by
+    length) reach the engine preset; `warmup: client default` and `lengths: client default` leave both to the
+    inferencex client preset (2 x C warm-ups, lengths in [0.8 L, L]) instead of none and fixed."""
+    cases, _ = vc.load_public_cases(assume_parts={"H200": "h200-sxm"})
+    c4 = [c for c in cases if c["group"] == "public:inferencex-issue-870-dsr1-fp8-h200-sglang-c4"]
+    assert [(c["isl"], c["osl"]) for c in c4] == [(1024, 1024), (1024, 8192), (8192, 1024)]
+    kw = vc._preset_kwargs(c4[1])
+    assert kw["engine"] == "sglang" and kw["client"] == "inferencex" and kw["warmup"] is None
+    assert kw["max_running_requests"] == 256 and kw["chunked_prefill_size"] == 32768
+    assert kw["prefix_caching"] == "off" and kw["memory_fraction"] == 0.82
+    assert vc._preset_kwargs(c4[0])["max_running_requests"] == 512
+    assert "lengths: the inferencex client preset's" in " ".join(c4[0]["notes"])
+    nim = next(c for c in cases if c["group"] == "public:nim-llama3.3-70b-h100")  # warm-up not stated: none
+    assert nim["warmup"] == 0
 
 
 @needs_csv

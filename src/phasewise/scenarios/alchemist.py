@@ -53,7 +53,7 @@ SETUP = {
     "seed": Param(0, "assumed"),
 }
 MODES = ("recompute", "keep", "offload")
-RECORDING_SEEDS = 3  # arrival seeds the recording overhead is averaged over (paired runs; see run())
+RECORDING_SEEDS = 8  # arrival seeds the recording overhead is averaged over (paired runs; see run())
 
 
 def _run(setup: dict[str, Any], training: dict | None) -> SimResult:
