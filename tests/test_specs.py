@@ -219,6 +219,25 @@ def test_measured_system_names_resolve_to_catalog_entries(system, key):
     assert load_hardware(system.upper()).key == key  # aliases are case-insensitive like keys
 
 
+# AIConfigurator's China-market Hopper systems (its systems/*.yaml names): the same GH100 family
+AIC_HOPPER = {"h800_sxm": "h800-sxm", "h20_sxm": "h20", "h20_3e": "h20-3e", "h20e_sxm": "h20-3e"}
+
+
+@pytest.mark.parametrize("system, key", list(AIC_HOPPER.items()))
+def test_aiconfigurator_hopper_system_names_resolve(system, key):
+    hw = load_hardware(system)
+    assert hw.key == key and "fp4" not in hw.peak_flops
+    h100 = load_hardware("h100-sxm")
+    assert hw.efficiency.kernel_launch_s == h100.efficiency.kernel_launch_s  # h100-sxm's constants, transferred
+    assert hw.efficiency.gemm_half_rows == h100.efficiency.gemm_half_rows
+
+
+def test_h800_is_h100_but_for_its_nvlink():
+    h800, h100 = load_hardware("h800_sxm"), load_hardware("h100-sxm")
+    assert h800.peak_flops == h100.peak_flops and h800.memory_bandwidth_bytes_per_s == h100.memory_bandwidth_bytes_per_s
+    assert h800.interconnect.intra_node_bandwidth_bytes_per_s == 200e9 < h100.interconnect.intra_node_bandwidth_bytes_per_s
+
+
 def test_unknown_hardware_alias_is_still_an_error():
     with pytest.raises(PhasewiseError, match="unknown hardware 'b400_sxm'") as err:
         load_hardware("b400_sxm")
