@@ -303,6 +303,11 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
             # warm-up requests before the measured ones: a stated count, the client preset's own ('client
             # default': None lets the preset decide), or none where the page does not say
             warmup = get("warmup")
+            if not isinstance(warmup, int) and warmup not in ("unknown", "client default"):
+                raise ValueError(f"{path.name} table {t['id']}: warmup {warmup!r} is not a count, 'client default' "
+                                 "or 'unknown'")
+            if warmup == "client default" and client not in PRESET_CLIENTS:
+                notes.append(f"warm-up: client '{client}' has no preset: none simulated")
             warmup = None if warmup == "client default" and client in PRESET_CLIENTS else warmup
             warmup = warmup if warmup is None or isinstance(warmup, int) else 0
             cases.append({

@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = ROOT / "benchmarks" / "validate_concurrency.py"
@@ -116,6 +117,17 @@ def test_a_recipe_s_flags_client_and_per_row_knobs_reach_the_run(vc):
     assert "lengths: the inferencex client preset's" in " ".join(c4[0]["notes"])
     nim = next(c for c in cases if c["group"] == "public:nim-llama3.3-70b-h100")  # warm-up not stated: none
     assert nim["warmup"] == 0
+
+
+def test_a_warmup_the_harness_cannot_read_is_an_error(vc, tmp_path):
+    table = {"id": "t", "settings": {"model": "meta-llama/Llama-3.1-8B", "engine": "vllm", "hardware": "h100-sxm",
+                                     "gpus": 1, "tp": 1, "pp": 1, "precision": "bf16", "client": "aiperf",
+                                     "requests": 10, "warmup": "2 x C", "isl": 128, "osl": 16, "lengths": "fixed"},
+             "rows": [{"concurrency": 1, "ttft_ms": 10.0, "tpot_ms": 5.0}]}
+    path = tmp_path / "tables.yaml"
+    path.write_text(yaml.safe_dump({"tables": [table]}))
+    with pytest.raises(ValueError, match="table t: warmup '2 x C' is not a count"):
+        vc.load_public_cases(path)
 
 
 @needs_csv
