@@ -303,13 +303,15 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
             # warm-up requests before the measured ones: a stated count, the client preset's own ('client
             # default': None lets the preset decide), or none where the page does not say
             warmup = get("warmup")
-            if not isinstance(warmup, int) and warmup not in ("unknown", "client default"):
+            if warmup == "client default" and client in PRESET_CLIENTS:
+                warmup = None  # the run's client preset decides
+            elif warmup in ("client default", "unknown"):
+                notes.append("warm-up: none simulated" + (f" (client '{client}' has no preset)"
+                                                          if warmup == "client default" else " (not stated)"))
+                warmup = 0
+            elif not isinstance(warmup, int):
                 raise ValueError(f"{path.name} table {t['id']}: warmup {warmup!r} is not a count, 'client default' "
                                  "or 'unknown'")
-            if warmup == "client default" and client not in PRESET_CLIENTS:
-                notes.append(f"warm-up: client '{client}' has no preset: none simulated")
-            warmup = None if warmup == "client default" and client in PRESET_CLIENTS else warmup
-            warmup = warmup if warmup is None or isinstance(warmup, int) else 0
             cases.append({
                 "source": "public", "id": rid, "group": f"public:{t['id']}",
                 "engine": engine if engine in ENGINES else "unknown", "engine_version": version,
