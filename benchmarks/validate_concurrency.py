@@ -112,6 +112,8 @@ ENGINES = ("vllm", "sglang", "trtllm")
 PRESET_CLIENTS = {"genai-perf": "genai-perf", "aiperf": "aiperf", "vllm bench serve": "vllm-bench", "inferencex": "inferencex",
                   "sglang bench_serving": "sglang-bench"}
 LN10 = math.log(10.0)
+# A public table's TTFT quantiles, where its page gives them beside the mean: (case key, the table's metric key)
+TTFT_QUANTILES = (("ttft_p50", "ttft_median_ms"), ("ttft_p99", "ttft_p99_ms"))
 # AIConfigurator's generator sets an agg worker's token budget (TensorRT-LLM max_num_tokens, vLLM
 # max_num_batched_tokens) to max_batch_size + isl + 1500 (generator/rule_plugin/benchmark/trtllm.rule and
 # vllm.rule, "agg max_num_tokens = max_batch_size + SlaConfig.isl + 1500")
@@ -321,6 +323,8 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
                 "concurrency": c, "requests": n, "warmup": warmup, "client": client,
                 "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
+                # TTFT quantiles where the page gives them (compared apart: print_ttft_quantiles)
+                **{f"measured_{q}_ms": float(row[key]) for q, key in TTFT_QUANTILES if key in row},
                 "split": "test", "config": t["id"], "notes": notes,
                 "knobs": {**(s.get("knobs") or {}), **(row.get("knobs") or {})},  # a row's own flags win
             })
@@ -443,8 +447,9 @@ def restore_constants() -> None:
     _STATE["applied"] = None
 
 
-def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> tuple[float, float]:
-    """Mean TTFT and mean TPOT (ms) the simulator predicts for one measured row."""
+def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> dict[str, float]:
+    """What the simulator predicts for one measured row (ms): mean TTFT ('ttft') and mean TPOT ('tpot'), the
+    metrics every row is scored on, and the median and p99 TTFT ('ttft_p50', 'ttft_p99') of the same run."""
     from phasewise.sim.api import run
 
     apply_constants(constants, _family(case))
@@ -453,13 +458,18 @@ def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> tu
     result = run(model=case["model"], hardware=case["hardware"], tp=case["tp"], pp=case["pp"],
                  precision=case["precision"], replicas=case["replicas"], concurrency=case["concurrency"],
                  isl=case["isl"], osl=case["osl"], **_preset_kwargs(case))
-    s = result.summary()
-    return float(s["ttft_ms"]["mean"]), float(s["tpot_ms"]["mean"])
+    return _predicted(result.summary())
 
 
-def predict_deployment(case: dict[str, Any]) -> tuple[float, float]:
-    """Mean TTFT and mean TPOT (ms) for a case that carries its whole deployment (instance groups with their
-    layouts and per-role engine knobs, as a deployment YAML holds them), from the same closed-loop client."""
+def _predicted(summary: dict[str, Any]) -> dict[str, float]:
+    ttft = summary["ttft_ms"]
+    return {"ttft": float(ttft["mean"]), "tpot": float(summary["tpot_ms"]["mean"]),
+            "ttft_p50": float(ttft["p50"]), "ttft_p99": float(ttft["p99"])}
+
+
+def predict_deployment(case: dict[str, Any]) -> dict[str, float]:
+    """predict() for a case that carries its whole deployment (instance groups with their layouts and
+    per-role engine knobs, as a deployment YAML holds them), from the same closed-loop client."""
     from phasewise.sim.deployment import build_deployment
     from phasewise.sim.metrics import Slo
     from phasewise.sim.simulate import simulate
@@ -468,20 +478,19 @@ def predict_deployment(case: dict[str, Any]) -> tuple[float, float]:
     dep = build_deployment(case["deployment"], f"CSV row {case['id']}")
     work = client_workload(PRESET_CLIENTS[case["client"]], case["concurrency"], case["requests"], case["warmup"],
                            case["isl"], case["osl"])
-    s = simulate(dep, work, Slo(math.inf, math.inf)).summary()
-    return float(s["ttft_ms"]["mean"]), float(s["tpot_ms"]["mean"])
+    return _predicted(simulate(dep, work, Slo(math.inf, math.inf)).summary())
 
 
 def _work(task: tuple[int, dict[str, Any], dict[str, Any] | None]) -> dict[str, Any]:
     index, case, constants = task
     t0 = time.perf_counter()
     try:
-        ttft, tpot = predict(case, constants)
+        pred = predict(case, constants)
         err = ""
     except Exception as exc:  # noqa: BLE001 - one failing row must not stop the run
-        ttft = tpot = math.nan
+        pred = dict.fromkeys(("ttft", "tpot", "ttft_p50", "ttft_p99"), math.nan)
         err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-    return {"index": index, "ttft": ttft, "tpot": tpot, "error": err, "wall_s": time.perf_counter() - t0}
+    return {"index": index, **pred, "error": err, "wall_s": time.perf_counter() - t0}
 
 
 def evaluate(cases: list[dict[str, Any]], constants: dict[str, Any] | None, pool) -> list[dict[str, Any]]:
@@ -546,6 +555,33 @@ def print_rows(cases, results, fitted=None) -> None:
         if c["notes"]:
             line += "  [" + "; ".join(c["notes"]) + "]"
         print(line)
+
+
+def print_ttft_quantiles(cases, results) -> None:
+    """The rows whose page gives a TTFT median or p99 beside the mean, each against the same simulated run's:
+    whether the mean's error sits in the typical request (the median) or in the tail. Reported apart, scored
+    nowhere (every row is scored on its means)."""
+    idx = [i for i, c in enumerate(cases) if any(f"measured_{q}_ms" in c for q, _ in TTFT_QUANTILES)]
+    if not idx:
+        return
+    print(f"\nTTFT quantiles where the page gives them (ms, measured / predicted, error):\n"
+          f"{'group':<52} {'isl/osl':>10} {'C':>4} | {'mean':>22} | {'median':>22} | {'p99':>22}")
+    errs: dict[str, list[float]] = {"ttft": [], "ttft_p50": [], "ttft_p99": []}
+    for i in idx:
+        c, r = cases[i], results[i]
+        cells = []
+        for q in ("ttft", "ttft_p50", "ttft_p99"):
+            meas = c.get("measured_ttft_ms" if q == "ttft" else f"measured_{q}_ms")
+            if meas is None:
+                cells.append(f"{'-':>22}")
+                continue
+            err = rel_err(r[q], meas)
+            errs[q].append(err)
+            cells.append(f"{meas:>8.0f} {r[q]:>7.0f} {fmt_pct(err):>5}")
+        print(f"{c['group'][:52]:<52} {c['isl']:>5}/{c['osl']:<4} {c['concurrency']:>4} | " + " | ".join(cells))
+    summary = ", ".join(f"{name} {fmt_pct(stats(errs[q])[0])} ({len(errs[q])} rows)"
+                        for name, q in (("mean", "ttft"), ("median", "ttft_p50"), ("p99", "ttft_p99")) if errs[q])
+    print(f"median |error|: {summary}")
 
 
 def print_table(cases, columns: list[tuple[str, list[dict[str, Any]], str]]) -> None:
@@ -805,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simulated {len(cases)} rows in {wall:.0f} s wall ({args.workers} workers); {len(failed)} failed")
     if not args.no_rows:
         print_rows(cases, results, fitted)
+    print_ttft_quantiles(cases, results)
     report(args, cases, results, fitted, fitted_consts, skipped, print_table)
     return 0
 

@@ -171,3 +171,26 @@ def test_public_rows_released_all_at_once_run_as_one_request_clients(vc):
     assert "max_num_seqs" not in vc._preset_kwargs(oss[0])
     reasons = {rid.split("#")[0]: why for _, rid, why in skipped}
     assert "hardware part not stated" in reasons["gpustack-qwen3-32b-h100-random"]
+
+
+def test_a_page_s_ttft_quantiles_are_compared_beside_the_mean(vc, tmp_path, capsys):
+    """A public row's median and p99 TTFT, where its page gives them, reach the case and are printed against the
+    same simulated run's (that run's quantiles, ordered: p50 <= p99), reported apart from the scored means."""
+    table = {"id": "t", "settings": {"model": "meta-llama/Llama-3.1-8B", "engine": "vllm", "hardware": "h100-sxm",
+                                     "gpus": 1, "tp": 1, "pp": 1, "precision": "bf16", "client": "aiperf",
+                                     "requests": 8, "warmup": 0, "isl": 128, "osl": 8, "lengths": "fixed"},
+             "rows": [{"concurrency": 2, "ttft_ms": 20.0, "ttft_median_ms": 15.0, "ttft_p99_ms": 60.0,
+                       "tpot_ms": 5.0},
+                      {"concurrency": 4, "ttft_ms": 30.0, "tpot_ms": 6.0}]}
+    path = tmp_path / "tables.yaml"
+    path.write_text(yaml.safe_dump({"tables": [table]}))
+    cases, _ = vc.load_public_cases(path)
+    assert cases[0]["measured_ttft_p50_ms"] == 15.0 and cases[0]["measured_ttft_p99_ms"] == 60.0
+    assert "measured_ttft_p50_ms" not in cases[1]
+    results = [vc._work((i, c, None)) for i, c in enumerate(cases)]
+    assert all(not r["error"] and 0 < r["ttft_p50"] <= r["ttft_p99"] for r in results)
+    vc.print_ttft_quantiles(cases, results)
+    out = capsys.readouterr().out
+    assert "TTFT quantiles where the page gives them" in out
+    assert out.count("public:t ") == 1  # only the row with quantiles
+    assert "median |error|: mean" in out and "median" in out and "(1 rows)" in out
