@@ -384,22 +384,24 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
     """Make phasewise.sim.simulate load engine profiles / hardware with the candidate constants.
 
     constants: {"base": "class-default"|"catalog", "engine:<family>": {field: value},
-                "hardware:<key>" or "hardware:blackwell": {efficiency field: value}}."""
+                "hardware:<key>" or "hardware:blackwell": {efficiency field: value},
+                "model:<catalog id>": {ModelSpec field: value}}."""
     from phasewise.specs.catalog import packaged
 
     sim_mod = importlib.import_module("phasewise.sim.simulate")  # the module: phasewise.sim exports a function of that name
 
     constants = constants or {}
     key = json.dumps([constants.get("base", "class-default"), constants.get(f"engine:{family}"),
-                      {k: v for k, v in constants.items() if k.startswith("hardware:")}], sort_keys=True)
+                      {k: v for k, v in constants.items() if k.startswith(("hardware:", "model:"))}], sort_keys=True)
     if _STATE["applied"] == key:
         return
     # every module that resolves engine profiles by this name (presets load theirs in specs.engines)
     engine_mods = [sim_mod] + [sys.modules[m] for m in ("phasewise.specs.engines",) if m in sys.modules]
     if "orig" not in _STATE:  # each patched module's own loaders, for restore_constants
-        _STATE["orig"] = {mod: {name: getattr(mod, name) for name in ("load_engine", "load_hardware")
+        _STATE["orig"] = {mod: {name: getattr(mod, name) for name in ("load_engine", "load_hardware", "load_model")
                                 if hasattr(mod, name)} for mod in engine_mods}
     real_engine, real_hardware = _STATE["orig"][sim_mod]["load_engine"], _STATE["orig"][sim_mod]["load_hardware"]
+    real_model = _STATE["orig"][sim_mod]["load_model"]
     base = constants.get("base", "class-default")
     # class defaults: the engine constants fitted on these rows (vllm's collective_overhead_s, TensorRT-LLM's
     # kv_handoff_s fitted on validate_moe.py's disaggregated fit rows) back at 0
@@ -427,10 +429,20 @@ def apply_constants(constants: dict[str, Any] | None, family: str) -> None:
             upd[field] = {**getattr(hw.efficiency, field), **upd.get(field, {}), entry: upd.pop(key)}
         return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=upd)}) if upd else hw
 
+    model_upd = {k.split(":", 1)[1]: v for k, v in constants.items() if k.startswith("model:")}
+
+    def load_model(name: str):
+        spec = real_model(name)
+        # class defaults: the model constants fitted on these rows back at their unfitted values
+        upd = {**(FITTED_MODEL_CONSTANTS.get(spec.name, {}) if base == "class-default" else {}),
+               **model_upd.get(spec.name, {})}
+        return spec.model_copy(update=upd) if upd else spec
+
     for mod in engine_mods:
         if hasattr(mod, "load_engine"):
             mod.load_engine = load_engine
     sim_mod.load_hardware = load_hardware
+    sim_mod.load_model = load_model
     sim_mod._build_group.cache_clear()
     _STATE["applied"] = key
 
@@ -629,6 +641,13 @@ FIT_PARAMS += [(f"engine:{_eng}", "eager_launch_s", 1e-6, 1e-4, True) for _eng i
 # kv_handoff_s): 0.1-500 ms. Only benchmarks/validate_moe.py's disaggregated rows move it; vLLM has too few of them in
 # the fit split (3, all at 128+ clients) to fit it.
 FIT_PARAMS += [(f"engine:{_eng}", "kv_handoff_s", 1e-4, 0.5, True) for _eng in ("sglang", "trtllm")]
+# A MoE model's routing skew where no measurement is published (perf/expert_load.py: the busiest 20 % of the
+# experts' share of the routed tokens; 0.2 = uniform, 0.65 = the most skewed published, Qwen3-235B's): it sets how
+# many distinct experts, so how many weights, a decode step of a given batch reads. Only benchmarks/validate_moe.py's
+# gpt-oss rows move it.
+FIT_PARAMS += [("model:openai/gpt-oss-120b", "expert_top20_share", 0.2, 0.8, False)]
+# the model constants fitted by the line above, at their unfitted values (the class-default column)
+FITTED_MODEL_CONSTANTS = {"openai/gpt-oss-120b": {"expert_top20_share": None}}
 
 
 def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:
@@ -656,7 +675,7 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
         only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Coordinate descent over FIT_PARAMS on the 'fit' rows (optionally with fewer requests per row); `only`:
     fit just the constants whose key or field starts with one of these (e.g. 'engine:', 'eager_launch_s')."""
-    from phasewise.specs import load_engine
+    from phasewise.specs import load_engine, load_model
     from phasewise.specs.catalog import packaged
 
     rows = [dict(c) for c in cases if c["split"] == "fit"]
@@ -681,7 +700,10 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
     for key, field, *_ in params:
         if key.startswith("engine:") and key.split(":")[1] not in fams:
             continue
-        value = getattr(start[key], field) if key.startswith("engine:") else gpu.get(field, 1.0)
+        if key.startswith("model:"):  # its catalog value, else uniform routing
+            value = getattr(load_model(key.split(":", 1)[1]), field) or 0.2
+        else:
+            value = getattr(start[key], field) if key.startswith("engine:") else gpu.get(field, 1.0)
         consts.setdefault(key, {})[field] = value
     per_fam: dict[str, float] = {}
 
@@ -697,7 +719,7 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
         for key, field, lo, hi, log in params:
             if key not in consts:
                 continue
-            fams_hit = fams if key.startswith("hardware:") else [key.split(":")[1]]
+            fams_hit = fams if key.startswith(("hardware:", "model:")) else [key.split(":")[1]]
 
             def objective(x: float) -> float:
                 cs = json.loads(json.dumps(consts))
@@ -891,7 +913,7 @@ def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
 def with_overrides(constants: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """`--with engine:sglang.eager_launch_s=3e-5` (repeatable): candidate constants on top of --constants, to
     explore a mechanism before fitting it; the key is a constants key (engine:<family>, hardware:blackwell,
-    hardware:<key>), then the field."""
+    hardware:<key>, model:<catalog id>), then the field."""
     for item in overrides or []:
         key_field, _, value = item.partition("=")
         key, _, field = key_field.rpartition(".")

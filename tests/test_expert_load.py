@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from phasewise.perf.expert_load import busiest_rank_ratio, expected_distinct_experts, zipf_popularity
+from phasewise.perf.expert_load import (
+    busiest_rank_ratio,
+    expected_distinct_experts,
+    expected_row_tiles,
+    zipf_popularity,
+)
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_model
+from phasewise.specs.catalog import packaged
 
 
 @pytest.mark.parametrize("experts, share", [(256, 0.35), (128, 0.65), (64, 0.5)])
@@ -39,7 +45,7 @@ def test_deepseek_ep_layouts_carry_its_measured_skew_and_the_flag_still_override
 
 
 def test_a_model_without_a_measurement_keeps_uniform_routings_noise():
-    gpt_oss = load_model("openai/gpt-oss-120b")
+    gpt_oss = load_model("openai/gpt-oss-20b")
     assert gpt_oss.expert_top20_share is None
     layout = parallel_layout(gpt_oss, 4, ep=4)
     assert layout.popularity_ratio == 1.0
@@ -82,3 +88,57 @@ def test_deepseek_decode_streams_fewer_expert_weights_than_uniform_routing():
         return next(op.bytes for op in cost.operators if op.name == "moe_experts")
 
     assert expert_bytes(model) < expert_bytes(uniform)
+
+
+def test_gpt_oss_120b_carries_its_fitted_skew_and_says_so():
+    """No measurement of gpt-oss's routing is published: its skew is fitted on the measured runs' fit split and
+    its catalog source says that, and how (benchmarks/validate_moe.py --fit --fit-only model:)."""
+    assert load_model("openai/gpt-oss-120b").expert_top20_share == 0.70
+    source = packaged("models.yaml")["models"]["openai/gpt-oss-120b"]["routing_skew"]["source"]
+    assert source.startswith("fitted, not measured") and "--fit-only model:" in source
+
+
+@pytest.mark.parametrize("experts, top_k, tokens, tile_rows, share",
+                         [(128, 4, 2048, 64, None), (128, 4, 300, 16, None), (128, 4, 2048, 64, 0.7),
+                          (256, 8, 512, 32, 0.35)])
+def test_row_tiles_match_a_monte_carlo_of_routed_tokens(experts, top_k, tokens, tile_rows, share):
+    """sum over experts of ceil(rows / R), rows from tokens each routed to top_k distinct experts drawn by
+    the model's popularity (seeded), against expected_row_tiles's Poisson/normal form: within 3 %."""
+    rng = np.random.default_rng(0)
+    p = zipf_popularity(experts, share) if share else np.full(experts, 1.0 / experts)
+    draws = []
+    for _ in range(100):
+        keys = np.log(rng.random((tokens, experts))) / p  # top-k of Gumbel-like keys: weighted sampling w/o replacement
+        picks = np.argpartition(-keys, top_k, axis=1)[:, :top_k]
+        rows = np.bincount(picks.ravel(), minlength=experts)
+        draws.append(np.ceil(rows / tile_rows).sum())
+    assert expected_row_tiles(experts, top_k, tokens, tile_rows, share) == pytest.approx(np.mean(draws), rel=0.03)
+
+
+def test_row_tiles_limits():
+    """Few tokens: every expert hit runs one tile (= the distinct experts); many: the rows over R plus about half
+    a tile per expert of rounding; none: none."""
+    for tokens in (1, 4, 8):
+        assert expected_row_tiles(128, 4, tokens, 64) == pytest.approx(expected_distinct_experts(128, 4, tokens))
+        assert expected_row_tiles(128, 4, tokens, 64, 0.7) == pytest.approx(expected_distinct_experts(128, 4, tokens, 0.7))
+    many = expected_row_tiles(128, 4, 65536, 64)
+    assert many == pytest.approx(65536 * 4 / 64 + 0.5 * 128, rel=0.01)
+    assert expected_row_tiles(128, 4, 0, 64) == 0.0
+
+
+def test_a_weight_expanding_moe_kernel_costs_its_row_tiles_smoothly():
+    """gpt-oss's MXFP4 experts on an A100 (expanded to BF16 once per tile of each expert's rows): the prefill's
+    expert time grows smoothly with the prompt, with no step where the mean rows per expert cross a tile."""
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_engine, load_hardware, load_quant
+
+    cost = CostModel(load_model("openai/gpt-oss-120b"), load_hardware("a100-sxm-80gb"), load_quant("mxfp4"),
+                     load_engine("vllm"), tp=1)
+
+    def experts_ms(tokens):
+        it = cost.iteration(BatchShape.uniform(1, tokens, 0))
+        return 1e3 * next(op.time_s for op in it.operators if op.name == "moe_experts")
+
+    times = [experts_ms(t) for t in (2000, 2040, 2048, 2056, 2100)]
+    assert all(a < b for a, b in zip(times, times[1:]))
+    assert max(b / a for a, b in zip(times, times[1:])) < 1.03

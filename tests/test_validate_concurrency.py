@@ -194,3 +194,22 @@ def test_a_page_s_ttft_quantiles_are_compared_beside_the_mean(vc, tmp_path, caps
     assert "TTFT quantiles where the page gives them" in out
     assert out.count("public:t ") == 1  # only the row with quantiles
     assert "median |error|: mean" in out and "median" in out and "(1 rows)" in out
+
+
+def test_model_constants_reach_the_simulation_and_the_class_default_unfits_them(vc):
+    """`model:<id>` constants (--with, --fit) reach the simulator's model loader; the class-default column puts
+    the model constants fitted on these rows (gpt-oss-120b's routing skew) back at their unfitted values and keeps
+    the measured ones (DeepSeek's); restore_constants gives the catalog back."""
+    import importlib
+
+    sim_mod = importlib.import_module("phasewise.sim.simulate")  # the module (phasewise.sim exports a function)
+    vc.apply_constants({"base": "catalog", "model:openai/gpt-oss-120b": {"expert_top20_share": 0.5}}, "vllm")
+    assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.5
+    assert sim_mod.load_model("deepseek-ai/DeepSeek-R1").expert_top20_share == 0.35
+    vc.apply_constants({"base": "class-default"}, "vllm")
+    assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share is None
+    assert sim_mod.load_model("deepseek-ai/DeepSeek-R1").expert_top20_share == 0.35
+    vc.restore_constants()
+    assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.70
+    assert vc.with_overrides({}, ["model:openai/gpt-oss-120b.expert_top20_share=0.4"]) == {
+        "model:openai/gpt-oss-120b": {"expert_top20_share": 0.4}}

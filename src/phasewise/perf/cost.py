@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +30,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.expert_load import expected_distinct_experts
+from phasewise.perf.expert_load import expected_distinct_experts, expected_row_tiles
 from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.quant_kernels import gemm_compute_s
@@ -207,9 +208,11 @@ class CostModel:
         return weight_bytes * self.eff.weight_row_half_elems / k
 
     def _gemm(self, rows: float, k: float, n: float, w_bytes: float, peak: float, dequant: bool,
-              weights: float = 1.0, extra_bytes: float = 0.0) -> tuple[float, float, float, float]:
+              weights: float = 1.0, extra_bytes: float = 0.0,
+              row_tiles: Callable[[int], float] | None = None) -> tuple[float, float, float, float]:
         """FLOPs, bytes, compute_s, memory_s of `rows` x k @ k x n, with `weights` copies of the weight read and
-        `extra_bytes` streamed beside it (an LM head's logits)."""
+        `extra_bytes` streamed beside it (an LM head's logits); `row_tiles(R)`: the row tiles of R rows over all
+        `weights` where their rows differ (a grouped GEMM's experts), else ceil(rows / weights / R) each."""
         if rows <= 0:
             return 0.0, 0.0, 0.0, 0.0
         flops = 2.0 * rows * k * n
@@ -222,12 +225,14 @@ class CostModel:
         compute = flops / (peak * eff)
         kernel = self.quant.gemm_kernel
         if dequant and kernel is not None:  # the scheme's own main loop (quant_kernels.py)
+            per_weight = row_tiles(kernel.tile_rows) / weights if row_tiles else None
             compute = gemm_compute_s(kernel, compute, weights * k * n, rows / weights,
-                                     self.quant.dequant_ops_per_weight, self.vector_rate, self.eff.sync_mma_efficiency)
+                                     self.quant.dequant_ops_per_weight, self.vector_rate, self.eff.sync_mma_efficiency,
+                                     per_weight)
         elif dequant and self.quant.dequant_ops_per_weight:
-            tiles = math.ceil(rows / weights / self.eff.dequant_tile_rows)
-            compute += (weights * k * n * tiles * self.quant.dequant_ops_per_weight
-                        / self.vector_rate)
+            tile = self.eff.dequant_tile_rows
+            tiles = row_tiles(tile) if row_tiles else weights * math.ceil(rows / weights / tile)
+            compute += k * n * tiles * self.quant.dequant_ops_per_weight / self.vector_rate
         memory = self._memory_s(nbytes + self._row_start_bytes(k, weight_bytes))
         if dequant:  # the model's own (quantized) weights: their kernels' streaming efficiency
             memory /= self._weight_read_efficiency
@@ -691,11 +696,19 @@ class CostModel:
             assignments = all_tokens * k
             # expected experts hit by at least one token, under the model's measured routing skew (expert_load.py)
             active = expected_distinct_experts(E, k, all_tokens, m.expert_top20_share)
+            share = 1.0  # this GPU's share of the experts' rows
             if layout.ep > 1:  # this GPU's experts and the rows routed to them, on its most loaded
-                assignments = assignments / layout.ep * layout.imbalance(assignments)
+                share = layout.imbalance(assignments) / layout.ep
+                assignments = assignments * share
                 active = active / layout.ep
-            f1, b1, c1, _ = self._gemm(assignments, h, up * i, self.w_bytes, self.peak, True, weights=active)
-            f2, b2, c2, _ = self._gemm(assignments, i, h, self.w_bytes, self.peak, True, weights=active)
+
+            def row_tiles(tile_rows: int) -> float:  # the experts' rows differ: each runs its own row tiles
+                return share * expected_row_tiles(E, k, all_tokens, tile_rows, m.expert_top20_share)
+
+            f1, b1, c1, _ = self._gemm(assignments, h, up * i, self.w_bytes, self.peak, True, weights=active,
+                                       row_tiles=row_tiles)
+            f2, b2, c2, _ = self._gemm(assignments, i, h, self.w_bytes, self.peak, True, weights=active,
+                                       row_tiles=row_tiles)
             # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
             # the top-k combine then reads every expert output and writes one hidden state per token.
             b = b1 + b2 + (assignments + T) * h * self.a_bytes

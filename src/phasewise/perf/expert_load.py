@@ -12,10 +12,14 @@ The same popularity says how many distinct experts a batch touches, whose weight
 picks expert i among its top k with probability q_i = min(1, k p_i), so T tokens touch
 `expected_distinct_experts` = sum_i 1 - (1 - q_i)^T of them (uniform routing: E (1 - (1 - k/E)^T)). Skewed
 routing sends a small batch's tokens to fewer experts than uniform routing, so fewer weights stream.
+And how many row tiles a grouped GEMM runs, which a kernel that expands each expert's weights once per tile of
+its rows pays for (`expected_row_tiles`): expert i's rows X_i ~ Poisson(T q_i), and it runs ceil(X_i / R) tiles
+of R rows, so the hot experts' many rows cost more expansions than the mean rows per expert would say.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -70,3 +74,32 @@ def expected_distinct_experts(experts: int, top_k: int, tokens: float, top20_sha
         return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
     missed = (1.0 - _inclusion(experts, top_k, top20_share)) ** tokens
     return float(experts - missed.sum())
+
+
+def expected_row_tiles(experts: int, top_k: int, tokens: float, tile_rows: int,
+                       top20_share: float | None = None) -> float:
+    """Expected row tiles of `tile_rows` rows a grouped GEMM runs over the experts, sum_i E[ceil(X_i / R)], X_i
+    the rows routed to expert i: E[ceil(X / R)] = sum_{j >= 0} P(X > jR), with P(X > 0) = 1 - (1 - q_i)^T exact
+    and the terms j >= 1 from X_i ~ Poisson(T q_i) by the continuity-corrected normal approximation."""
+    if tokens <= 0:
+        return 0.0
+    if not top20_share or top20_share <= 0.2:
+        inclusion = np.full(experts, min(1.0, top_k / experts))
+    else:
+        inclusion = _inclusion(experts, top_k, top20_share)
+    hit = float((1.0 - (1.0 - inclusion) ** tokens).sum())
+    mean = tokens * inclusion
+    spread = np.sqrt(np.maximum(mean, 1e-12))
+    last = int((mean.max() + 8.0 * spread.max()) // tile_rows) + 1
+    thresholds = np.arange(1, last + 1, dtype=np.float64)[:, None] * tile_rows
+    z = (thresholds + 0.5 - mean) / spread
+    return hit + float((0.5 * _erfc(z / math.sqrt(2.0))).sum())
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """The complementary error function (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7), elementwise."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    tail = poly * np.exp(-a * a)
+    return np.where(x >= 0, tail, 2.0 - tail)

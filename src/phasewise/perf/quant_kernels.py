@@ -34,21 +34,25 @@ def main_loop_s(mma_s: float, dequant_s: float, pipelined: bool) -> float:
 
 
 def gemm_dequant_s(weight_elements: float, rows_per_weight: float, tile_rows: int, ops_per_weight: float,
-                   vector_flops_per_s: float) -> float:
-    """CUDA-core time expanding `weight_elements` stored weights once per thread block along the rows."""
+                   vector_flops_per_s: float, tiles_per_weight: float | None = None) -> float:
+    """CUDA-core time expanding `weight_elements` stored weights once per thread block along the rows:
+    ceil(rows / tile_rows) blocks, or `tiles_per_weight` where the rows differ between the weight matrices (a
+    grouped GEMM's experts, perf/expert_load.py expected_row_tiles)."""
     if ops_per_weight <= 0 or rows_per_weight <= 0:
         return 0.0
-    return weight_elements * math.ceil(rows_per_weight / tile_rows) * ops_per_weight / vector_flops_per_s
+    tiles = math.ceil(rows_per_weight / tile_rows) if tiles_per_weight is None else tiles_per_weight
+    return weight_elements * tiles * ops_per_weight / vector_flops_per_s
 
 
 def gemm_compute_s(kernel: GemmKernel, mma_s: float, weight_elements: float, rows_per_weight: float,
-                   ops_per_weight: float, vector_flops_per_s: float, sync_mma_efficiency: float = 1.0) -> float:
+                   ops_per_weight: float, vector_flops_per_s: float, sync_mma_efficiency: float = 1.0,
+                   tiles_per_weight: float | None = None) -> float:
     """Compute time of a quantized GEMM on `kernel`: its MMAs (`mma_s` at the chip's GEMM efficiency, slowed
     to sync_mma_efficiency of it when the kernel uses mma.sync) and its weight expansion, overlapped or not."""
     if kernel.mma == "sync":
         mma_s /= sync_mma_efficiency
     dequant_s = gemm_dequant_s(weight_elements, rows_per_weight, kernel.tile_rows, ops_per_weight,
-                               vector_flops_per_s)
+                               vector_flops_per_s, tiles_per_weight)
     return main_loop_s(mma_s, dequant_s, kernel.pipelined)
 
 
