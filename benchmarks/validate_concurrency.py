@@ -60,13 +60,13 @@ Constants and --fit. 'class-default' (the default --constants) = the engine prof
 engines.yaml (class defaults, not fitted) and each hardware entry's efficiencies reset to its kind's
 defaults in efficiency.yaml; '--constants catalog' takes the catalog as shipped. Candidate constants
 are applied without editing YAML: in each worker process the module-level names through which
-phasewise.sim.simulate (and, with presets, phasewise.specs.engines) load profiles and hardware
-(load_engine, load_hardware) are wrapped so the profile / efficiency comes back with the candidate
-values, and the cached cost models (_build_group) are cleared whenever the candidate changes (the
-same hook benchmarks/validate_serving.py uses). --fit runs coordinate descent with a golden-section
-search per constant (numpy only) over, per engine, iteration_overhead_s and per_sequence_overhead_s
-and, shared by the Blackwell entries (b200, b300, gb200, gb300), gemm_efficiency_max and
-memory_efficiency_max, minimizing the mean over fit rows of |ln(pred/measured)| of mean TTFT plus
+phasewise.sim.simulate (and, with presets, phasewise.specs.engines) load profiles, hardware and models
+(load_engine, load_hardware, load_model) are wrapped so the profile / efficiency / model comes back with the
+candidate values (`--with model:openai/gpt-oss-120b.expert_top20_share=0.5`), and the cached cost models
+(_build_group) are cleared whenever the candidate changes (the same hook benchmarks/validate_serving.py uses).
+--fit runs coordinate descent with a golden-section search per constant (numpy only) over FIT_PARAMS (per
+engine its host constants; shared by the Blackwell entries (b200, b300, gb200, gb300) their GEMM and memory
+efficiencies and per-kernel gap; the routing skew of a MoE model whose skew no measurement gives), minimizing the mean over fit rows of |ln(pred/measured)| of mean TTFT plus
 that of mean TPOT (each capped at ln 10); by default the fit simulates 2*C requests per row
 (--fit-rounds; 0 = as many as the evaluation). Fitted constants are printed, never written to the YAML.
 """
