@@ -66,8 +66,9 @@ candidate values (`--with model:openai/gpt-oss-120b.expert_top20_share=0.5`), an
 (_build_group) are cleared whenever the candidate changes (the same hook benchmarks/validate_serving.py uses).
 --fit runs coordinate descent with a golden-section search per constant (numpy only) over FIT_PARAMS (per
 engine its host constants; shared by the Blackwell entries (b200, b300, gb200, gb300) their GEMM and memory
-efficiencies and per-kernel gap; the routing skew of a MoE model whose skew no measurement gives), minimizing the mean over fit rows of |ln(pred/measured)| of mean TTFT plus
-that of mean TPOT (each capped at ln 10); by default the fit simulates 2*C requests per row
+efficiencies and per-kernel gap; the routing skew of a MoE model whose skew no measurement gives), minimizing
+the mean over fit rows of |ln(pred/measured)| of mean TTFT plus that of mean TPOT (each capped at ln 10); by
+default the fit simulates 2*C requests per row
 (--fit-rounds; 0 = as many as the evaluation). Fitted constants are printed, never written to the YAML.
 """
 

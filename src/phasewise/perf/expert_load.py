@@ -76,6 +76,7 @@ def expected_distinct_experts(experts: int, top_k: int, tokens: float, top20_sha
     return float(experts - missed.sum())
 
 
+@lru_cache(maxsize=4096)  # a MoE layer's two GEMMs ask for the same tiles, iteration after iteration
 def expected_row_tiles(experts: int, top_k: int, tokens: float, tile_rows: int,
                        top20_share: float | None = None) -> float:
     """Expected row tiles of `tile_rows` rows a grouped GEMM runs over the experts, sum_i E[ceil(X_i / R)], X_i
