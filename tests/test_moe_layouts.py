@@ -113,7 +113,10 @@ def test_an_attention_rank_runs_whole_sequences_and_the_busiest_sets_the_pace():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(tp=8, ep=3), "--ep 3 x --moe-tp 2 must equal --tp 8"),
+    (dict(tp=8, ep=3), r"--ep 3 must divide --tp 8 \(ep x moe-tp = tp.*allowed: 1, 2, 4, 8\)"),
+    (dict(tp=1, ep=3), r"--ep 3 must divide --tp 1 .*allowed: 1\)"),  # not a derived '--moe-tp 0'
+    (dict(tp=4, moe_tp=3), r"--moe-tp 3 must divide --tp 4 .*allowed: 1, 2, 4\)"),
+    (dict(tp=8, ep=2, moe_tp=2), "--ep 2 x --moe-tp 2 must equal --tp 8"),
     (dict(tp=6, ep=6), "--ep 6 does not divide the 256 experts"),
     (dict(tp=8, attention_dp=3), "--attention-dp 3 must divide --tp 8"),
     (dict(tp=8, ep=8, moe_imbalance=0.5), "--moe-imbalance .* >= 1"),

@@ -78,6 +78,13 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
                     attention_dp: int | None = None, moe_imbalance: float | None = None) -> ParallelLayout:
     """A validated layout; each error names the flag and what it may be."""
     attention_dp = attention_dp or 1
+    for flag, value in (("--ep", ep), ("--moe-tp", moe_tp)):  # the one given alone sets the other: tp / it
+        other = moe_tp if flag == "--ep" else ep
+        if value is not None and value >= 1 and other is None and tp % value:
+            allowed = [d for d in _divisors(tp)
+                       if flag == "--moe-tp" or not model.num_experts or model.num_experts % d == 0]
+            raise PhasewiseError(f"{flag} {value} must divide --tp {tp} (ep x moe-tp = tp, the stage's GPUs; "
+                                 f"allowed: {', '.join(map(str, allowed))})")
     if ep is None:
         ep = tp // moe_tp if moe_tp else 1
     moe_tp = moe_tp or tp // max(ep, 1)
