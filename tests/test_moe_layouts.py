@@ -179,3 +179,41 @@ def test_shared_expert_on_a_side_stream_hides_its_launch_gaps_in_graph_replayed_
     assert side.bytes == pytest.approx(serial.bytes) and side.time_s > 0
     assert shared("vllm", BatchShape.uniform(300, 1, 2048)).launch_s > 0  # above vLLM's 256-token threshold
     assert shared("sglang", BatchShape.uniform(1, 512, 0)).launch_s > 0  # an eager prefill
+
+
+def test_routing_skew_of_the_users_traffic_reaches_every_surface(run_cli):
+    """--routing-skew (the busiest 20 % of the experts' share of the routed tokens) replaces the model's: a more
+    skewed batch reads fewer experts' weights (estimate), every simulated group carries it (simulate, plan), a YAML
+    group may set it; a dense model, an impossible share for the expert count, or --dllm are one-line errors."""
+    from phasewise.perf.estimate import estimate
+    from phasewise.perf.expert_load import with_routing_skew
+    from phasewise.sim.api import deployment_from_flags
+
+    def decode_expert_bytes(skew):
+        est = estimate(QWEN_MOE, "h200-sxm", batch=16, precision="fp8", routing_skew=skew)
+        return next(op.bytes for op in est.decode.operators if op.name == "moe_experts")
+
+    assert decode_expert_bytes(0.65) < decode_expert_bytes(0.35) < decode_expert_bytes(0.2)
+    assert decode_expert_bytes(None) == decode_expert_bytes(0.2)  # no measurement for this model: uniform
+    model = load_model(QWEN_MOE)
+    assert with_routing_skew(model, None) is model and with_routing_skew(model, 0.2).expert_top20_share is None
+    dep = deployment_from_flags(model=QWEN_MOE, hardware="h200-sxm", tp=2, arch="disagg", routing_skew=0.5)
+    assert {g.routing_skew for g in dep.instances} == {0.5}
+    opts = PlanOptions(tp_options=(2,), precisions=("fp8",), chunk_sizes=(), ratios=((1, 1),), routing_skew=0.5)
+    strategies, _ = enumerate_strategies(QWEN_MOE, "h200-sxm", 4, opts)
+    assert strategies and all(g["routing_skew"] == 0.5 for s in strategies for g in s.deployment["instances"])
+    summary = run(model=QWEN_MOE, hardware="h200-sxm", tp=2, precision="fp8", rate=2, requests=20, isl=512, osl=32,
+                  routing_skew=0.5).summary()
+    assert summary["completed"] == 20
+    for call, message in (
+            (lambda: with_routing_skew(load_model("meta-llama/Llama-3.1-8B"), 0.4), "applies to mixture-of-experts"),
+            (lambda: with_routing_skew(load_model("mistralai/Mixtral-8x7B-v0.1"), 0.22), "outside what 8 experts"),
+            (lambda: with_routing_skew(model, 1.0), r"from 0.2 \(uniform\) to below 1 \(got 1.0\)"),
+            (lambda: run(model=QWEN_MOE, hardware="h200-sxm", tp=2, rate=1, requests=2, deployment=None,
+                         routing_skew=0.1), "routing_skew")):
+        with pytest.raises(PhasewiseError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+    code, _, err = run_cli("simulate", "--model", "GSAI-ML/LLaDA-8B-Instruct", "--dllm", "odb", "--rate", "1",
+                           "--routing-skew", "0.5")
+    assert code == 2 and "--routing-skew does not apply with --dllm" in err

@@ -75,6 +75,7 @@ from phasewise.apps.cli_common import (
     RecvIntervalOption,
     Replicas,
     Router,
+    RoutingSkew,
     Scheduler,
     SlackMarginMs,
     SloTbt,
@@ -115,6 +116,7 @@ def estimate_cmd(
     moe_tp: MoeTp = None,
     attention_dp: AttentionDp = None,
     moe_imbalance: MoeImbalance = None,
+    routing_skew: RoutingSkew = None,
     as_json: Json = False,
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
@@ -123,7 +125,8 @@ def estimate_cmd(
 
     est = estimate(model, hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                    batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
-                   mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp, moe_imbalance=moe_imbalance)
+                   mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp, moe_imbalance=moe_imbalance,
+                   routing_skew=routing_skew)
     mem = est.memory
     if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
         raise PhasewiseError(
@@ -214,6 +217,7 @@ def simulate_cmd(
     prefill_attention_dp: PrefillAttentionDp = None,
     decode_attention_dp: DecodeAttentionDp = None,
     moe_imbalance: MoeImbalance = None,
+    routing_skew: RoutingSkew = None,
     trace: Annotated[Optional[str], typer.Option(help="CSV/JSONL trace (Mooncake JSONL with hash_ids too), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -327,6 +331,7 @@ def plan_cmd(
     mapping: MappingOption = None,
     policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated)")] = "",
     moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
+    routing_skew: RoutingSkew = None,
     router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
@@ -367,7 +372,7 @@ def plan_cmd(
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
                        mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
                        moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
-                       routers=tuple(r.strip() for r in router.split(",") if r.strip()))
+                       routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew)
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
@@ -498,6 +503,7 @@ def serve_cmd(
     prefill_attention_dp: PrefillAttentionDp = None,
     decode_attention_dp: DecodeAttentionDp = None,
     moe_imbalance: MoeImbalance = None,
+    routing_skew: RoutingSkew = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 1.0,

@@ -73,6 +73,7 @@ DecodeEp = Annotated[Optional[int], typer.Option(help="disagg: the decode instan
 PrefillAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --attention-dp")]
 DecodeAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --attention-dp")]
 MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean (default: uniform routing's sampling noise)")]
+RoutingSkew = Annotated[Optional[float], typer.Option(help="MoE: your traffic's routing skew, the busiest 20 % of the experts' share of the routed tokens, 0.2 (uniform) to <1 (default: the model's, models.yaml routing_skew, else uniform)")]
 # Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
 MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step (vllm: per attention-DP rank)")]
 MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0: token budget per step (vllm: per attention-DP rank)")]
@@ -128,7 +129,7 @@ MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operato
 
 
 LAYOUT_FLAGS = ("ep", "moe_tp", "attention_dp", "prefill_ep", "decode_ep", "prefill_attention_dp",
-                "decode_attention_dp", "moe_imbalance")
+                "decode_attention_dp", "moe_imbalance", "routing_skew")
 
 
 def given_layout(params: dict) -> dict:

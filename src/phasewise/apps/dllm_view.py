@@ -25,7 +25,7 @@ AR_ONLY = {"arch": ("--arch", "collocated"), "pp": ("--pp", 1), "spec_tokens": (
            "deployment": ("--deployment", None), "scheduler": ("--scheduler", None),
            "attention_offload": ("--attention-offload", "off"), "mapping": ("--mapping", None),
            "client": ("--client", None), "warmup": ("--warmup", None),
-           "online_training": ("--online-training", "off")}
+           "online_training": ("--online-training", "off"), "routing_skew": ("--routing-skew", None)}
 # simulate --dllm reports latencies, not SLO attainment (plan --dllm ranks by goodput under SLOs)
 DLLM_SIMULATE_UNUSED = {"slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tpot-ms", "slo_tbt_ms": "--slo-tbt-ms"}
 
@@ -152,6 +152,7 @@ PLAN_AR_BATCH_CAPS = "256"  # plan's --batch-caps default (for autoregressive en
 PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
 PLAN_AR_ONLY = {"workload": ("--workload", None), "spec": ("--spec", False), "policies": ("--policies", ""),
                 "mapping": ("--mapping", None), "export": ("--export", None), "router": ("--router", "least_outstanding"),
+                "routing_skew": ("--routing-skew", None),
                 # a dLLM's tokens appear a block at a time: a gap between two of them is not a served quantity
                 "slo_tbt_ms": ("--slo-tbt-ms", float("inf"))}
 

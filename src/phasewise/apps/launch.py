@@ -109,6 +109,9 @@ def _common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
         notes.append("entry_point offline: the planned engine defaults are the LLM class's, not the server's")
     if g.moe_imbalance is not None:
         notes.append(f"moe_imbalance {g.moe_imbalance:g} is a simulation input (expert load skew), not an argument")
+    if g.routing_skew is not None:
+        notes.append(f"routing_skew {g.routing_skew:g} is a simulation input (the traffic's expert routing), not an "
+                     "argument")
     if g.mapping:
         notes.append(f"operator mapping '{g.mapping}' (chip substrates) has no engine equivalent")
     if g.pool:

@@ -8,6 +8,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
+from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import MemoryFit, memory_fit
 from phasewise.perf.parallel import parallel_layout
@@ -98,9 +99,10 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
              kv_dtype: str | None = None, engine: str = "vllm", batch: int = 1, prompt_len: int = 1024,
              context_len: int | None = None, memory_fraction: float | None = None, mapping: str | None = None,
              ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
-             moe_imbalance: float | None = None) -> Estimate:
+             moe_imbalance: float | None = None, routing_skew: float | None = None) -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
-    data parallelism, `batch` is the instance's, spread over its attention ranks)."""
+    data parallelism, `batch` is the instance's, spread over its attention ranks); `routing_skew`: the traffic's
+    MoE routing skew in place of the model's (perf/expert_load.py)."""
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
         if value < 1:
             raise PhasewiseError(f"--{field} must be >= 1 (got {value})")
@@ -110,7 +112,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
         raise PhasewiseError(f"--context-len must be >= 0 (got {context_len})")
     if memory_fraction is not None and not 0 < memory_fraction <= 1:
         raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
-    spec = load_model(model)
+    spec = with_routing_skew(load_model(model), routing_skew)
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)

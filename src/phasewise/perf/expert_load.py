@@ -24,6 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from phasewise.errors import PhasewiseError
+
 PLACEMENTS = 512  # random expert-to-rank placements averaged over (fixed seed)
 
 
@@ -104,3 +106,22 @@ def _erfc(x: np.ndarray) -> np.ndarray:
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
     tail = poly * np.exp(-a * a)
     return np.where(x >= 0, tail, 2.0 - tail)
+
+
+def with_routing_skew(model, top20_share: float | None, flag: str = "--routing-skew"):
+    """`model` (a ModelSpec) routing its traffic with `top20_share` (the busiest 20 % of the experts' share of the
+    routed tokens; 0.2 = uniform), e.g. a user's own measurement for their traffic, in place of the catalog's
+    (models.yaml routing_skew, measured or fitted on other traffic); None: `model` as it is."""
+    if top20_share is None:
+        return model
+    if not model.num_experts:
+        raise PhasewiseError(f"{flag} applies to mixture-of-experts models; {model.name} is dense")
+    if not 0.2 <= top20_share < 1:
+        raise PhasewiseError(f"{flag} is the busiest 20 % of the experts' share of the routed tokens: from 0.2 "
+                             f"(uniform) to below 1 (got {top20_share})")
+    if top20_share > 0.2:
+        try:
+            zipf_popularity(model.num_experts, top20_share)
+        except ValueError as exc:
+            raise PhasewiseError(f"{flag}: {exc}") from None
+    return model.model_copy(update={"expert_top20_share": top20_share if top20_share > 0.2 else None})

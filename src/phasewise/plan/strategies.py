@@ -12,6 +12,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
+from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -50,6 +51,8 @@ class PlanOptions:
     # the router(s) in front of a deployment's instances (sim/routers/): with several, each strategy of more than one
     # instance is tried behind each (the first alone where one instance has nothing to route)
     routers: tuple[str, ...] = ("least_outstanding",)
+    # MoE: the traffic's routing skew in every group (perf/expert_load.py); None: the model's
+    routing_skew: float | None = None
 
 
 POLICIES = ("priority-pools", "attention-offload")
@@ -117,7 +120,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     unknown = [r for r in opts.routers if r not in ROUTERS] or ([] if opts.routers else ["(none)"])
     if unknown:
         raise PhasewiseError(f"--router '{unknown[0]}' is not one of {', '.join(ROUTERS)}")
-    model, hw = load_model(model_name), load_hardware(hardware)
+    model, hw = with_routing_skew(load_model(model_name), opts.routing_skew), load_hardware(hardware)
     pruned: list[str] = []
     out: list[Strategy] = []
 
@@ -149,6 +152,8 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                         memory_fraction=opts.memory_fraction)  # engine fields per variant replace `engine`
             if opts.mapping:
                 base["mapping"] = opts.mapping
+            if opts.routing_skew is not None:
+                base["routing_skew"] = opts.routing_skew
             # --- collocated: replicas of one TP x PP group fill the budget ---------------------------
             for tp, pp in itertools.product(opts.tp_options, opts.pp_options):
                 if not parallel_ok(tp, pp):

@@ -49,7 +49,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           attention_dp: int | None = None, prefill_ep: int | None = None,
                           decode_ep: int | None = None, prefill_attention_dp: int | None = None,
                           decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
-                          prefix_caching: str | None = None, **knobs) -> Deployment:
+                          routing_skew: float | None = None, prefix_caching: str | None = None,
+                          **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
     names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...).
@@ -61,7 +62,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     `online_training` full|lora (and train_reuse_mode, feedback_share, ...): a colocated trainer on every collocated
     instance (sim/online_training.py).
     `ep`, `moe_tp`, `attention_dp` (and per role `prefill_ep`, `decode_ep`, `prefill_attention_dp`,
-    `decode_attention_dp`): how each instance's tp GPUs split the MoE experts and attention (perf/parallel.py)."""
+    `decode_attention_dp`): how each instance's tp GPUs split the MoE experts and attention (perf/parallel.py).
+    `routing_skew`: the traffic's MoE routing skew in place of the model's (perf/expert_load.py)."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -82,6 +84,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         common["precision"] = precision
     if mapping is not None:
         common["mapping"] = mapping
+    if routing_skew is not None:  # the traffic's routing skew, for every group (perf/expert_load.py)
+        common["routing_skew"] = routing_skew
     if prefix_caching is not None:  # on|off; unset: each engine's default (sim/prefix_cache.py)
         if prefix_caching not in ("on", "off"):
             raise PhasewiseError(f"--prefix-caching '{prefix_caching}' is not one of on, off")

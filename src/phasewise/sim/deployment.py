@@ -79,6 +79,9 @@ class InstanceGroup(BaseModel):
     moe_tp: int | None = Field(default=None, ge=1)  # MoE tensor-parallel size (ep x moe_tp = tp)
     attention_dp: int | None = Field(default=None, ge=1)  # attention data-parallel ranks
     moe_imbalance: float | None = Field(default=None, ge=1)  # most-loaded GPU's expert rows over the mean
+    # the busiest 20 % of the experts' share of this traffic's routed tokens (0.2 = uniform); None: the model's
+    # (models.yaml routing_skew), else uniform (perf/expert_load.py)
+    routing_skew: float | None = Field(default=None, ge=0.2, lt=1)
     replicas: int = Field(default=1, ge=1)
     precision: str | None = None  # None: the model's native format (its checkpoint's), else bf16
     kv_dtype: str | None = None

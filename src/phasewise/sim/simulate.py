@@ -11,6 +11,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.cost import kv_elements_per_token_layer
+from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
@@ -44,6 +45,10 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     model = load_model(g.model or dep_model)
     precision = g.precision or model.default_precision
     where = f"deployment instances[{index}] ({g.role} {g.hardware} tp={g.tp} pp={g.pp} {precision})"
+    try:
+        model = with_routing_skew(model, g.routing_skew, "routing_skew")
+    except PhasewiseError as exc:
+        raise PhasewiseError(f"{where}: {exc}") from None
     hw = load_hardware(g.hardware)
     quant = load_quant(precision, g.kv_dtype)
     try:
