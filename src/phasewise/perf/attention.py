@@ -45,6 +45,50 @@ class LatentAttention:
     up_projection: Callable[[float, float, float, float], tuple[float, float, float, float]]
 
 
+@dataclass(slots=True, frozen=True)
+class LinearAttention:
+    """Gated-DeltaNet linear-attention layers (Qwen3-Next, Qwen3.5), `share` of a hybrid stack's layers, as this GPU
+    runs them: `value_heads` of key_head_dim x value_head_dim recurrent state each (the key heads are shared by
+    value_heads / key_heads of them), `conv_dim` channels of a causal conv of `conv_taps` taps; states held at
+    `state_bytes` per element (the engine's recurrent-state dtype), activations at `activation_bytes`.
+
+    Prefill runs the chunked form (FLA chunk_gated_delta_rule, chunks of CHUNK_TOKENS): per chunk and value head the
+    chunk's K K^T, its triangular solve's W = A K and U = A V, the state's contributions W S, K^T (U - W S) and Q S,
+    and the chunk-local (Q K^T) (U - W S): C^2 (6 d_k + 4 d_v) + 6 C d_k d_v FLOPs, on tensor cores; each chunk's
+    state written and read back once. Decode runs the recurrence (fused_recurrent_gated_delta_rule): per token and
+    value head ~8 d_k d_v FLOPs (decay, k^T S, the rank-1 update, q S) on CUDA cores, each sequence's state read and
+    written once per step. Both read q, k, v (and beta, the decay), run the conv and the gated RMSNorm, write the
+    output."""
+
+    share: float
+    value_heads: float
+    key_head_dim: int
+    value_head_dim: int
+    conv_dim: float
+    conv_taps: int
+    state_bytes: float
+    activation_bytes: float
+
+    CHUNK_TOKENS = 64
+
+    def kernel(self, seqs: float, tokens: float, decode: bool, tensor_flops_per_s: float, vector_flops_per_s: float,
+               memory_s: Callable[[float], float]) -> tuple[float, float, float, float]:
+        """(flops, bytes, compute_s, memory_s) of one linear-attention layer over `seqs` sequences, `tokens` new."""
+        dk, dv, chunk = self.key_head_dim, self.value_head_dim, self.CHUNK_TOKENS
+        state = self.value_heads * dk * dv * self.state_bytes  # one sequence's recurrent state in this layer
+        # q, k, v in and out of the conv, its taps' state, beta and the decay, the gated norm's z and output
+        stream = tokens * (3 * self.conv_dim + 4 * self.value_heads * dv + 2 * self.value_heads) * self.activation_bytes
+        conv_state = seqs * self.conv_dim * max(self.conv_taps - 1, 0) * self.activation_bytes * 2
+        if decode:
+            flops = tokens * self.value_heads * 8.0 * dk * dv
+            nbytes = stream + conv_state + seqs * state * 2
+            return flops, nbytes, flops / vector_flops_per_s, memory_s(nbytes)
+        flops = tokens * self.value_heads * (chunk * (6.0 * dk + 4.0 * dv) + 6.0 * dk * dv)
+        chunks = tokens / chunk + seqs  # each sequence's last chunk is partial
+        nbytes = stream + conv_state + chunks * state * 2 + seqs * state * 2
+        return flops, nbytes, flops / tensor_flops_per_s, memory_s(nbytes)
+
+
 class AttentionCost:
     """FLOPs, bytes, compute_s and memory_s of one layer's attention, per kernel class."""
 
@@ -52,20 +96,21 @@ class AttentionCost:
                  "tensor_flops_per_s", "vector_flops_per_s", "decode_tensor_cores", "prefill_half_tokens",
                  "decode_half_rows", "decode_s_per_byte", "memory_s", "prefill_kernel",
                  "prefill_tensor_flops_per_s", "decode_flops_per_pair", "decode_kv_bytes_per_token",
-                 "decode_q_bytes_per_token", "latent", "heads", "head_dim", "ranks")
+                 "decode_q_bytes_per_token", "latent", "heads", "head_dim", "ranks", "linear")
 
     def __init__(self, hardware: HardwareSpec, engine: EngineProfile, *, head_dim: int, heads: int,
                  kv_heads: int, kv_bytes: float, activation_bytes: float, tensor_peak_flops: float,
                  vector_flops_per_s: float, memory_s: Callable[[float], float],
                  prefill_kernel: AttentionKernel | None = None, latent: LatentAttention | None = None,
-                 ranks: int = 1) -> None:
+                 ranks: int = 1, linear: LinearAttention | None = None) -> None:
         """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device;
         `prefill_kernel`: the quantization scheme's own prefill kernel (quant_kernels.py), else the generic one;
         `latent`: the model's latent attention (then head_dim is the q.k width and kv_heads is not used);
         `ranks`: attention data-parallel ranks, each running whole sequences of the batch (the costs are the
-        busiest rank's: ceil(seqs / ranks) of the sequences)."""
+        busiest rank's: ceil(seqs / ranks) of the sequences); `linear`: a hybrid stack's linear-attention layers
+        (then every cost is the mean layer's: the softmax layers' share of this one and linear's of its own)."""
         eff = hardware.efficiency
-        self.latent, self.heads, self.head_dim, self.ranks = latent, heads, head_dim, ranks
+        self.latent, self.heads, self.head_dim, self.ranks, self.linear = latent, heads, head_dim, ranks, linear
         if latent is None:
             self.flops_per_pair = 4.0 * head_dim * heads  # q.k and p.v, 2 FLOPs per multiply-add
             self.kv_bytes_per_token = 2 * kv_heads * head_dim * kv_bytes  # K and V
@@ -98,10 +143,22 @@ class AttentionCost:
     def kernel(self, seqs: int, tokens: int, pairs, kv_tokens, decode: bool) -> tuple:
         """(flops, bytes, compute_s, memory_s) of one kernel class over `seqs` sequences with `tokens` new
         tokens, `pairs` (query, key) pairs and `kv_tokens` cached + new keys. For decode, `pairs` and
-        `kv_tokens` may be numpy arrays (a series of iterations): every result is then an array."""
+        `kv_tokens` may be numpy arrays (a series of iterations): every result is then an array. A hybrid stack
+        with linear-attention layers: the mean layer, its linear share's time added to both times (_plus_kernels),
+        so that it is constant in the pairs and KV tokens (a decode line's fixed part)."""
         if self.ranks > 1:  # the busiest attention rank's share: whole sequences, ceil(seqs / ranks) of them
             share = busiest_rank_share(seqs, self.ranks)
             seqs, tokens, pairs, kv_tokens = seqs * share, tokens * share, pairs * share, kv_tokens * share
+        softmax = self._softmax_kernel(seqs, tokens, pairs, kv_tokens, decode)
+        lin = self.linear
+        if lin is None:
+            return softmax
+        full = 1.0 - lin.share
+        linear = lin.kernel(seqs, tokens, decode, self.tensor_flops_per_s, self.vector_flops_per_s, self.memory_s)
+        return _plus_kernels(*(value * full for value in softmax), [tuple(value * lin.share for value in linear)])
+
+    def _softmax_kernel(self, seqs, tokens, pairs, kv_tokens, decode: bool) -> tuple:
+        """kernel() of softmax attention, on the busiest rank's sequences."""
         if decode:  # few query rows per KV head: CUDA cores may beat padded tensor tiles
             flops = self.decode_flops_per_pair * pairs
             nbytes = (kv_tokens + tokens) * self.decode_kv_bytes_per_token + tokens * self.decode_q_bytes_per_token

@@ -72,6 +72,8 @@ class AttentionOffloadCost:
         MIN_SM_SHARE). The link's bandwidth is per direction (q/k/v go one way, outputs the other)."""
         if decode.model.latent_attention:
             raise PhasewiseError(f"attention offload does not model latent attention yet ({decode.model.name})")
+        if decode.model.linear_attention_layers:
+            raise PhasewiseError(f"attention offload does not model linear-attention layers yet ({decode.model.name})")
         self.decode, self.host = decode, host
         self.layers = decode.layers_per_stage
         self.link_bandwidth_bytes_per_s, self.link_latency_s = link_bandwidth_bytes_per_s, link_latency_s

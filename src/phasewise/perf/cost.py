@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.attention import AttentionCost, LatentAttention
+from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.expert_load import expected_distinct_experts, expected_row_tiles
 from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
@@ -119,6 +119,8 @@ class CostModel:
             raise ValueError(f"layout for tp={layout.tp} given to a tp={tp} cost model")
         check_parallelism(model, layout.attention_tp, pp)
         quant = quant.on(hardware)  # a format the chip has no tensor path for: the path its kernels expand it to
+        if model.linear_attention_layers and engine.overlap_scheduling and not engine.recurrent_state_overlap:
+            engine = engine.model_copy(update={"overlap_scheduling": False})  # e.g. SGLang's MambaRadixCache
         self.model, self.hw, self.quant, self.engine, self.tp, self.pp = model, hardware, quant, engine, tp, pp
         self.layout = layout
         self.attention_dp = layout.attention_dp  # attention ranks: each runs whole sequences of the batch
@@ -149,6 +151,11 @@ class CostModel:
         if self.window_share and pp > 1:
             raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid sliding-window stack ({model.name}) "
                                  "is not modelled yet; use --pp 1")
+        # a hybrid stack with linear-attention layers: every layer operator is the mean layer's (_mean_layer)
+        self.linear_share = m.linear_layer_share
+        if self.linear_share and pp > 1:
+            raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid linear-attention stack ({model.name}) "
+                                 "is not modelled yet; use --pp 1")
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
         # the model's own weights run on the scheme's kernels: at their small-batch tile where it is fewer rows
         self._own_kernel_half_rows = min(eff.gemm_half_rows, quant.kernel_half_rows or eff.gemm_half_rows)
@@ -160,7 +167,8 @@ class CostModel:
                                        tensor_peak_flops=self.attn_peak, vector_flops_per_s=self.vector_rate,
                                        memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
                                        latent=self._latent_attention() if m.latent_attention else None,
-                                       ranks=layout.attention_dp)
+                                       ranks=layout.attention_dp,
+                                       linear=self._linear_attention() if m.linear_attention_layers else None)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0)
@@ -195,6 +203,21 @@ class CostModel:
 
         return LatentAttention(kv_lora_rank=m.kv_lora_rank, qk_rope_head_dim=m.qk_rope_head_dim,
                                v_head_dim=m.v_dim, up_projection=up_projection)
+
+    def _linear_attention(self) -> LinearAttention:
+        """This GPU's share of the linear-attention layers' heads and conv channels (split by attention TP)."""
+        m, tp = self.model, self.layout.attention_tp
+        return LinearAttention(share=self.linear_share, value_heads=m.linear_value_heads / tp,
+                               key_head_dim=m.linear_key_head_dim, value_head_dim=m.linear_value_head_dim,
+                               conv_dim=m.linear_conv_dim / tp, conv_taps=m.linear_conv_kernel,
+                               state_bytes=dtype_bytes(self.engine.recurrent_state_dtype),
+                               activation_bytes=self.a_bytes)
+
+    def _mean_layer(self, softmax: tuple, linear: tuple) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of a hybrid stack's mean layer from a softmax-attention layer's and a
+        linear-attention layer's own (as _attention_layer averages a sliding-window stack's)."""
+        share = self.linear_share
+        return tuple(s * (1.0 - share) + x * share for s, x in zip(softmax, linear))
 
     def _memory_s(self, nbytes: float) -> float:
         if nbytes <= 0:
@@ -450,15 +473,27 @@ class CostModel:
                  * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
         roped = (self.heads + self.kv_heads) * hd if not m.latent_attention else self.heads * hd + m.kv_latent_size
-        elem_bytes = T * ab * (10 * h + 2 * roped + act) * self.engine.elementwise_passes
+        # the linear layers' own elementwise work (conv, gated norm) is the linear-attention kernel's (attention.py)
+        roped *= 1.0 - self.linear_share
+        # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
+        gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
+        elem_bytes = T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
         if m.latent_attention:
             ops.append(self._op("qkv_proj", L, *self._latent_down_projections(T), eager))
         else:
-            qkv_n = (self.heads + 2 * self.kv_heads) * hd
-            ops.append(self._op("qkv_proj", L, *self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True), eager))
-        ops.append(self._op("o_proj", L, *self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True),
-                            eager))
+            qkv_n = (self.heads * (2 if m.attention_output_gate else 1) + 2 * self.kv_heads) * hd
+            qkv = self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True)
+            if self.linear_share:  # the linear layers' in_proj: q, k, v, the gate z, beta and the decay
+                tp = self.layout.attention_tp
+                qkv = self._mean_layer(qkv, self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak,
+                                                       True))
+            ops.append(self._op("qkv_proj", L, *qkv, eager))
+        o_proj = self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True)
+        if self.linear_share:  # the linear layers' out_proj from their value heads
+            o_proj = self._mean_layer(o_proj, self._gemm(T, m.linear_value_dim / self.layout.attention_tp, h,
+                                                         self.w_bytes, self.peak, True))
+        ops.append(self._op("o_proj", L, *o_proj, eager))
         ops.extend(self._mlp(T, L, eager, all_tokens))
         ops.extend(self._reductions(T, L, eager, all_tokens))
         if self.model.qk_norm_across_heads and self.layout.attention_tp > 1:
@@ -770,5 +805,12 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
             f"--tp {tp} neither divides nor is a multiple of num_key_value_heads={model.num_kv_heads} "
             f"of {model.name}"
         )
+    if model.linear_attention_layers and (model.linear_key_heads % tp or model.linear_value_heads % tp):
+        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0
+              and model.linear_key_heads % d == 0 and model.linear_value_heads % d == 0]
+        raise PhasewiseError(
+            f"--tp {tp} does not divide the linear-attention heads of {model.name} (linear_num_key_heads="
+            f"{model.linear_key_heads}, linear_num_value_heads={model.linear_value_heads}; allowed: "
+            f"{', '.join(map(str, ok))})")
     if pp > model.num_layers:
         raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")

@@ -89,6 +89,8 @@ class Estimate:
                 "kv_bytes_per_token": mem.kv_bytes_per_token,
                 "kv_capacity_tokens": mem.kv_capacity_tokens,
                 "kv_needed_tokens": mem.kv_needed_tokens,
+                "recurrent_state_bytes_per_sequence": mem.state_bytes_per_sequence,
+                "recurrent_state_bytes": mem.state_bytes,
                 "max_batch_at_context": mem.kv_capacity_tokens // max(self.context_len + 1, 1),
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
@@ -128,7 +130,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
-                     fraction_of=config.memory_fraction_of)
+                     fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction))
 

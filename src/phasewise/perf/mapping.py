@@ -133,6 +133,8 @@ class MappedCost:
             raise PhasewiseError("an operator mapping places one chip's operators on its substrates: use tp=1, pp=1")
         if cost_model.model.latent_attention:
             raise PhasewiseError(f"operator mappings do not model latent attention yet ({cost_model.model.name})")
+        if cost_model.model.linear_attention_layers:
+            raise PhasewiseError(f"operator mappings do not model linear-attention layers yet ({cost_model.model.name})")
         self.cm, self.mapping = cost_model, mapping
         self.placement = resolve_mapping(mapping, cost_model.hw)
         m = cost_model.model

@@ -26,10 +26,14 @@ class MemoryFit:
     kv_bytes_per_token: float  # all layers of one stage, this GPU's share of the KV heads
     kv_capacity_tokens: int
     kv_needed_tokens: int
+    # linear-attention layers: each seat's recurrent state (all layers of a stage, this GPU's heads), held for every
+    # sequence the engine may run at once, out of what the KV cache would otherwise take
+    state_bytes_per_sequence: float = 0.0
+    state_bytes: float = 0.0
 
     @property
     def kv_free_bytes(self) -> float:
-        return self.usable_bytes - self.weight_bytes - self.activation_bytes - self.reserved_bytes
+        return self.usable_bytes - self.weight_bytes - self.activation_bytes - self.reserved_bytes - self.state_bytes
 
     @property
     def fits(self) -> bool:
@@ -38,8 +42,11 @@ class MemoryFit:
     def reason(self) -> str:
         gib = 2**30
         if self.kv_free_bytes <= 0:
+            state = (f" + recurrent state {self.state_bytes / gib:.1f} GiB (its seats x "
+                     f"{self.state_bytes_per_sequence / 2**20:.1f} MiB: lower the engine's max sequences)"
+                     if self.state_bytes else "")
             return (f"weights {self.weight_bytes / gib:.1f} GiB + activations {self.activation_bytes / gib:.1f} GiB"
-                    f" + reserved {self.reserved_bytes / gib:.1f} GiB exceed the usable "
+                    f" + reserved {self.reserved_bytes / gib:.1f} GiB{state} exceed the usable "
                     f"{self.usable_bytes / gib:.1f} GiB per GPU")
         if self.kv_capacity_tokens < self.kv_needed_tokens:
             return (f"the batch needs {self.kv_needed_tokens} KV tokens but only "
@@ -63,7 +70,9 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         attn = whole + (m.attention_params - whole) / attention_tp
     else:  # >1 when TP replicates KV heads
         kv_rep = kv_heads_per_gpu(m.num_kv_heads, attention_tp) * attention_tp / m.num_kv_heads
-        attn = (m.hidden_size * (2 * m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
+        attn = (m.hidden_size * (m.q_proj_size + m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
+    if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
+        attn = attn * (1 - m.linear_layer_share) + m.linear_attention_params / attention_tp * m.linear_layer_share
     if dp == 1:
         mlp = (m.dense_mlp_params * (1 - moe_share) + m.moe_layer_params * moe_share) / tp
     else:
@@ -85,7 +94,23 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     layers = math.ceil(model.num_layers / pp)
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
         layers -= round(layers * model.window_layer_share)  # per token, only its full layers count
+    layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
     return kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element * layers
+
+
+def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
+                                       state_dtype: str = "bf16") -> float:
+    """One sequence's recurrent state on one GPU of a stage whose attention runs over `tp` GPUs: in each
+    linear-attention layer its value heads' key_head_dim x value_head_dim matrices (at `state_dtype`, the engine's
+    recurrent_state_dtype) and the conv's last conv_kernel - 1 inputs per channel (activation dtype); 0 without
+    such layers."""
+    m = model
+    if not m.linear_attention_layers:
+        return 0.0
+    layers = round(math.ceil(m.num_layers / pp) * m.linear_layer_share)
+    ssm = m.linear_value_heads * m.linear_key_head_dim * m.linear_value_head_dim * dtype_bytes(state_dtype)
+    conv = m.linear_conv_dim * max(m.linear_conv_kernel - 1, 0) * quant.activation_bytes
+    return layers * (ssm + conv) / tp
 
 
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
@@ -100,7 +125,7 @@ def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: 
 def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
-               fraction_of: str = "total") -> MemoryFit:
+               fraction_of: str = "total", state_dtype: str = "bf16") -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -109,7 +134,10 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
               live in the rest (SGLang's mem_fraction_static, srt/server_args.py _handle_gpu_memory_settings);
       free    of the memory left once the weights, activations and runtime are in (TensorRT-LLM's
               free_gpu_memory_fraction: that share of torch.cuda.mem_get_info()'s free bytes,
-              _torch/pyexecutor/resource_manager.py)."""
+              _torch/pyexecutor/resource_manager.py).
+    Linear-attention layers: the recurrent state (at `state_dtype`) of `max_seqs` sequences is held beside the KV
+    cache, as the engines preallocate a state slot per running request (SGLang's mamba pool, vLLM's hybrid KV
+    cache groups)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout)
@@ -124,7 +152,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     elif fraction_of == "static":  # the KV pool is what the weights leave of the fraction
         usable += acts + reserved
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
-    free = usable - weights - acts - reserved
+    per_sequence = recurrent_state_bytes_per_sequence(model, quant, attention_tp, pp, state_dtype)
+    state = per_sequence * math.ceil(max_seqs / dp)
+    free = usable - weights - acts - reserved - state
     capacity = int(free // per_token) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
-                     capacity, kv_needed_tokens)
+                     capacity, kv_needed_tokens, per_sequence, state)

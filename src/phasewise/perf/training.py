@@ -195,6 +195,9 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
         raise PhasewiseError(f"lora_rank must be >= 1 (got {lora_rank})")
     if cm.pp != 1:
         raise PhasewiseError(f"training_step costs one pipeline stage: pp must be 1 (got {cm.pp})")
+    if cm.model.linear_attention_layers:
+        raise PhasewiseError(f"training steps of a hybrid linear-attention model ({cm.model.name}) are not modelled "
+                             "yet")
     L = cm.layers_per_stage
     if not 0 <= keep_layers <= L:
         raise PhasewiseError(f"keep_layers must be in 0..{L} (the model's layers; got {keep_layers})")

@@ -79,11 +79,13 @@ class Strategy:
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
           min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm") -> bool:
     split = parallel_layout(model, tp, **layout) if layout else None
+    dp = split.attention_dp if split else 1
+    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp)
     if fraction is None:  # the engine's own default on this layout
-        dp = split.attention_dp if split else 1
-        fraction = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp).memory_fraction
+        fraction = config.memory_fraction
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
-                     layout=split, fraction_of=memory_fraction_of(engine))
+                     layout=split, fraction_of=memory_fraction_of(engine),
+                     state_dtype=config.profile.recurrent_state_dtype)
     return mem.kv_capacity_tokens >= min_kv_tokens
 
 

@@ -32,6 +32,7 @@ class Cluster:
         self.back: Router | None = None  # decode instances
         self.links: dict[str, Link] = {}
         self.kv_bytes_per_token = 0.0  # whole model, for transfers
+        self.state_bytes_per_sequence = 0.0  # linear-attention layers' recurrent state, sent with each KV transfer
         self.policy_stats: dict = {}  # serving-policy figures (offloads, migrations, ...) -> SimResult.policy
         self.pools = None  # priority pools' controller (sim/priority_pools.py), when the deployment has them
         self.offload = None  # attention offload's controller (sim/attention_offload.py), when the deployment has it
@@ -96,7 +97,7 @@ class Cluster:
             dst.pending_transfers.popleft()
             dst.kv.allocate(blocks)
             req.kv_blocks = blocks
-            nbytes = (req.prompt + req.generated) * self.kv_bytes_per_token
+            nbytes = (req.prompt + req.generated) * self.kv_bytes_per_token + self.state_bytes_per_sequence
             dst.incoming += 1
             self.links[src.name].send(req.id, nbytes, lambda r=req, s=src, d=dst: self._arrived(r, s, d))
 

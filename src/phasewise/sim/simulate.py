@@ -13,6 +13,7 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.cost import kv_elements_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
+from phasewise.perf.memory import recurrent_state_bytes_per_sequence
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
@@ -62,7 +63,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         engine = resolve()
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
-                         layout=layout, fraction_of=engine.memory_fraction_of)
+                         layout=layout, fraction_of=engine.memory_fraction_of,
+                         state_dtype=engine.profile.recurrent_state_dtype)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \
@@ -84,7 +86,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     draft = None
     if spec is not None:
         if spec.draft == "mtp":  # one extra decoder layer + LM head per draft token
-            draft_model = model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1)})
+            draft_model = model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
+                                                   "linear_attention_layers": 0})
             draft = CostModel(draft_model, hw, quant, load_engine("ideal"), g.tp, 1, layout)
         else:
             draft = CostModel(load_model(spec.draft), hw, quant, load_engine("ideal"), g.tp, 1)
@@ -112,8 +115,10 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 name = f"{replica}.ve{ve}" if gate else replica
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
-    m = instances[0].model
-    cluster.kv_bytes_per_token = kv_elements_per_token_layer(m, 1) * instances[0].cost.kv_bytes * m.num_layers
+    m, first_cost = instances[0].model, instances[0].cost
+    cluster.kv_bytes_per_token = kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes * m.full_attention_layers
+    cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
+        m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)
 
     links: dict[str, Link] = {}
 

@@ -48,6 +48,8 @@ class SplitModel:
 
     def __init__(self, model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
                  hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
+        if model.linear_attention_layers:
+            raise PhasewiseError(f"device splits of a hybrid linear-attention model ({model.name}) are not modelled yet")
         ranges = parse_split(split, model.num_layers, len(topology.devices))
         self.model, self.quant, self.engine, self.topology = model, quant, engine, topology
         self.hardware = hardware

@@ -151,6 +151,10 @@ class EngineProfile(BaseModel):
     # Graph-replayed batches of at most this many tokens (per attention rank) run a MoE layer's shared expert on a
     # second CUDA stream beside the routed experts, so its kernels' launch gaps hide behind them (0: never)
     shared_expert_stream_tokens: int = Field(default=0, ge=0)
+    # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
+    # in, and whether its overlap scheduler stays on for such models (SGLang's default MambaRadixCache turns it off)
+    recurrent_state_dtype: Literal["fp32", "bf16", "fp16"] = "bf16"
+    recurrent_state_overlap: bool = True
     source: str = ""
 
 

@@ -53,6 +53,20 @@ class ModelSpec(BaseModel):
     # QK RMSNorm over the whole q and k projections, every head at once (MiniMax-M2: use_qk_norm with
     # qk_norm_type per_layer), not per head: under attention TP it needs a cross-rank all-reduce per layer
     qk_norm_across_heads: bool = False
+    # Gated attention (Qwen3-Next, Qwen3.5: attn_output_gate): q_proj also projects a per-head sigmoid gate of the
+    # query's width, applied to the attention output before o_proj
+    attention_output_gate: bool = False
+    # Linear-attention layers (gated DeltaNet: Qwen3-Next, Qwen3.5; layer_types "linear_attention"): this many layers
+    # replace softmax attention by a recurrence whose state per sequence is a key_head_dim x value_head_dim matrix per
+    # value head, constant in the context (no KV cache): in_proj (q, k, v and the output gate z; the per-head beta and
+    # decay), a causal depthwise conv of linear_conv_kernel taps over q, k and v, the gated delta rule, a gated
+    # RMSNorm, out_proj. The other layers keep softmax attention (full_attention) and the KV cache.
+    linear_attention_layers: int = Field(default=0, ge=0)
+    linear_key_heads: int = Field(default=0, ge=0)
+    linear_value_heads: int = Field(default=0, ge=0)
+    linear_key_head_dim: int = Field(default=0, ge=0)
+    linear_value_head_dim: int = Field(default=0, ge=0)
+    linear_conv_kernel: int = Field(default=0, ge=0)
     # measured routing skew: the share of routed tokens the busiest 20 % of experts take (0.2 = uniform); None:
     # not measured (perf/expert_load.py turns it into the busiest expert-parallel GPU's load)
     expert_top20_share: float | None = Field(default=None, ge=0.2, lt=1)
@@ -84,6 +98,20 @@ class ModelSpec(BaseModel):
                 not self.sliding_window or self.sliding_window_layers > self.num_layers):
             raise ValueError(f"sliding_window_layers={self.sliding_window_layers} needs a sliding_window and at "
                              f"most {self.num_layers} layers")
+        if self.linear_attention_layers:
+            if self.linear_attention_layers >= self.num_layers:
+                raise ValueError(f"linear_attention_layers={self.linear_attention_layers}: at least one of the "
+                                 f"{self.num_layers} layers must keep softmax attention (a stack of linear-attention "
+                                 "layers only is not modelled)")
+            if min(self.linear_key_heads, self.linear_value_heads, self.linear_key_head_dim,
+                   self.linear_value_head_dim) <= 0:
+                raise ValueError("linear-attention layers need positive linear_num_key_heads, linear_num_value_heads, "
+                                 "linear_key_head_dim and linear_value_head_dim")
+            if self.linear_value_heads % self.linear_key_heads:
+                raise ValueError(f"linear_num_value_heads={self.linear_value_heads} is not a multiple of "
+                                 f"linear_num_key_heads={self.linear_key_heads}")
+            if self.latent_attention or self.sliding_window_layers:
+                raise ValueError("linear-attention layers beside latent or sliding-window attention are not modelled")
         if not self.kv_lora_rank and (self.q_lora_rank or self.qk_rope_head_dim):
             raise ValueError("q_lora_rank / qk_rope_head_dim belong to latent attention: kv_lora_rank is missing")
         return self
@@ -132,11 +160,52 @@ class ModelSpec(BaseModel):
         return self.kv_lora_rank + self.qk_rope_head_dim
 
     @property
+    def q_proj_size(self) -> int:
+        """Output width of the query projection: the queries, and with an output gate the gate beside them."""
+        return self.q_size * (2 if self.attention_output_gate else 1)
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers with softmax attention (and a KV cache): all but the linear-attention ones."""
+        return self.num_layers - self.linear_attention_layers
+
+    @property
+    def linear_layer_share(self) -> float:
+        """Share of the layers that are linear attention (0 when none are)."""
+        return self.linear_attention_layers / self.num_layers
+
+    @property
+    def linear_key_dim(self) -> int:
+        return self.linear_key_heads * self.linear_key_head_dim
+
+    @property
+    def linear_value_dim(self) -> int:
+        return self.linear_value_heads * self.linear_value_head_dim
+
+    @property
+    def linear_conv_dim(self) -> int:
+        """Channels of the linear-attention layer's causal conv: q, k and v."""
+        return 2 * self.linear_key_dim + self.linear_value_dim
+
+    @property
+    def linear_in_proj_size(self) -> int:
+        """Output width of a linear-attention layer's input projections: q, k, v, the output gate z (value-wide),
+        and each value head's beta and decay."""
+        return 2 * self.linear_key_dim + 2 * self.linear_value_dim + 2 * self.linear_value_heads
+
+    @property
+    def linear_attention_params(self) -> int:
+        """Weights of one linear-attention layer's mixer: in_proj, the conv taps, out_proj (value -> hidden)."""
+        h = self.hidden_size
+        return h * self.linear_in_proj_size + self.linear_conv_dim * self.linear_conv_kernel + self.linear_value_dim * h
+
+    @property
     def attention_params(self) -> int:
-        """QKV and O projection weights of one layer (MLA: q down/up, KV down (latent + RoPE key), KV up, O)."""
+        """QKV and O projection weights of one softmax-attention layer (MLA: q down/up, KV down (latent + RoPE
+        key), KV up, O; an output gate: q_proj twice the query's width)."""
         h = self.hidden_size
         if not self.latent_attention:
-            return h * (self.q_size + 2 * self.kv_size) + self.q_size * h
+            return h * (self.q_proj_size + 2 * self.kv_size) + self.q_size * h
         nope = self.head_dim - self.qk_rope_head_dim
         q = (h * self.q_lora_rank + self.q_lora_rank * self.q_size) if self.q_lora_rank else h * self.q_size
         kv_down = h * self.kv_latent_size
@@ -170,7 +239,8 @@ class ModelSpec(BaseModel):
     def total_params(self) -> int:
         lm_head = 0 if self.tie_embeddings else self.embedding_params
         return (
-            self.num_layers * self.attention_params
+            self.full_attention_layers * self.attention_params
+            + self.linear_attention_layers * self.linear_attention_params
             + self.num_dense_layers * self.dense_mlp_params
             + self.num_moe_layers * self.moe_layer_params
             + self.embedding_params
@@ -220,15 +290,21 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gpt_oss",
                      "minimax_m2")
 LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2")
+# Llama-style fields plus gated-DeltaNet linear-attention layers (layer_types "linear_attention", or every layer but
+# each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
+LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
+# multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
+TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text"}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
-SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + OTHER_TYPES
+SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) \
+    + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
     "gemma2": "alternating sliding-window layers", "gemma3": "alternating sliding-window layers",
     "gemma3_text": "alternating sliding-window layers", "cohere2": "alternating sliding-window layers",
     "llama4": "chunked-attention layers", "llama4_text": "chunked-attention layers",
-    "qwen3_next": "linear-attention (gated DeltaNet) layers", "deepseek_v32": "sparse attention (indexer)",
+    "deepseek_v32": "sparse attention (indexer)",
     "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
     "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
 }
@@ -252,6 +328,14 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
                              f"supported: {', '.join(SUPPORTED_TYPES)}")
     if mt not in SUPPORTED_TYPES:
         raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
+    if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (the vision tower is not costed)
+        text = cfg.get("text_config")
+        if not isinstance(text, dict):
+            raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
+        inner = {"model_type": TEXT_WRAPPER_TYPES[mt], **text}
+        if cfg.get("quantization_config") is not None:
+            inner.setdefault("quantization_config", cfg["quantization_config"])
+        return from_hf_config(name, inner, where)
     _refuse_unread_fields(cfg, where, mt)
     try:
         if mt == "opt":
@@ -309,10 +393,17 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
 def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
     full = cfg.get("attn_type_list") is not None and all(kind == 1 for kind in cfg["attn_type_list"])
-    unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)]
+    hybrid = mt in LINEAR_HYBRID_TYPES
+    unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
+              and not (k == "full_attention_interval" and hybrid)]
     if mt not in LATENT_ATTENTION_TYPES:
         unread += [k for k in LATENT_FIELDS if cfg.get(k)]
-    kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"}
+    kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
+        {"linear_attention"} if hybrid else set())
+    if "linear_attention" in kinds:
+        unread.append("layer_types (linear_attention: gated DeltaNet, read for model_type "
+                      f"{', '.join(LINEAR_HYBRID_TYPES)} only)")
+        kinds.discard("linear_attention")
     if "sliding_attention" in (cfg.get("layer_types") or []) and not cfg.get("sliding_window"):
         unread.append("layer_types (sliding_attention without a sliding_window)")
     if kinds:
@@ -368,6 +459,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
                       kv_lora_rank=int(_require(cfg, where, "kv_lora_rank")), qk_rope_head_dim=rope,
                       v_head_dim=int(_require(cfg, where, "v_head_dim")),
                       mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)))
+    if mt in LINEAR_HYBRID_TYPES:
+        latent = _linear_attention_fields(cfg, where, layers, layer_types)
     return ModelSpec(
         name=name,
         model_type=mt,
@@ -394,6 +487,26 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
         qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,
+    )
+
+
+def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer_types: list) -> dict[str, Any]:
+    """A gated-DeltaNet hybrid's fields (transformers Qwen3NextConfig / Qwen3_5TextConfig): its linear-attention
+    layers from layer_types, else every layer but each full_attention_interval-th (the configs' own default rule);
+    the softmax layers' output gate (attn_output_gate; Qwen3-Next's attention always gates)."""
+    if layer_types:
+        linear = sum(kind == "linear_attention" for kind in layer_types)
+    else:
+        interval = int(_require(cfg, where, "full_attention_interval"))
+        linear = layers - layers // interval
+    return dict(
+        attention_output_gate=bool(cfg.get("attn_output_gate", True)),
+        linear_attention_layers=linear,
+        linear_key_heads=int(_require(cfg, where, "linear_num_key_heads")),
+        linear_value_heads=int(_require(cfg, where, "linear_num_value_heads")),
+        linear_key_head_dim=int(_require(cfg, where, "linear_key_head_dim")),
+        linear_value_head_dim=int(_require(cfg, where, "linear_value_head_dim")),
+        linear_conv_kernel=int(_require(cfg, where, "linear_conv_kernel_dim")),
     )
 
 
