@@ -213,11 +213,11 @@ class CostModel:
                                state_bytes=dtype_bytes(self.engine.recurrent_state_dtype),
                                activation_bytes=self.a_bytes)
 
-    def _mean_layer(self, softmax: tuple, linear: tuple) -> tuple:
-        """(flops, bytes, compute_s, memory_s) of a hybrid stack's mean layer from a softmax-attention layer's and a
-        linear-attention layer's own (as _attention_layer averages a sliding-window stack's)."""
-        share = self.linear_share
-        return tuple(s * (1.0 - share) + x * share for s, x in zip(softmax, linear))
+    @staticmethod
+    def _mean_layer(plain: tuple, other: tuple, share: float) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of a hybrid stack's mean layer: `share` of its layers cost `other`
+        (windowed attention, linear attention), the rest `plain`."""
+        return tuple(p * (1.0 - share) + o * share for p, o in zip(plain, other))
 
     def _memory_s(self, nbytes: float) -> float:
         if nbytes <= 0:
@@ -446,9 +446,7 @@ class CostModel:
         full = self.attention.layer(shape)
         if not self.window_share:
             return full
-        windowed = self.attention.layer(shape.windowed(self.hybrid_window))
-        share = self.window_share
-        return tuple(f * (1 - share) + w * share for f, w in zip(full, windowed))
+        return self._mean_layer(full, self.attention.layer(shape.windowed(self.hybrid_window)), self.window_share)
 
     def host_s(self, shape: BatchShape) -> float:
         """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling)."""
@@ -487,12 +485,12 @@ class CostModel:
             if self.linear_share:  # the linear layers' in_proj: q, k, v, the gate z, beta and the decay
                 tp = self.layout.attention_tp
                 qkv = self._mean_layer(qkv, self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak,
-                                                       True))
+                                                       True), self.linear_share)
             ops.append(self._op("qkv_proj", L, *qkv, eager))
         o_proj = self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True)
         if self.linear_share:  # the linear layers' out_proj from their value heads
             o_proj = self._mean_layer(o_proj, self._gemm(T, m.linear_value_dim / self.layout.attention_tp, h,
-                                                         self.w_bytes, self.peak, True))
+                                                         self.w_bytes, self.peak, True), self.linear_share)
         ops.append(self._op("o_proj", L, *o_proj, eager))
         ops.extend(self._mlp(T, L, eager, all_tokens))
         ops.extend(self._reductions(T, L, eager, all_tokens))
