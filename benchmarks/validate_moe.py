@@ -134,7 +134,6 @@ FAMILY = {"deepseek-ai/DeepSeek-R1": "DeepSeek-V3/R1", "deepseek-ai/DeepSeek-V3"
           "openai/gpt-oss-120b": "gpt-oss", "Qwen/Qwen3.5-397B-A17B": "Qwen3.5", "zhipuai/GLM-5": "GLM-5",
           "MiniMaxAI/MiniMax-M2.5": "MiniMax-M2.5"}
 NOT_COSTED = {
-    "zhipuai/GLM-5": "GLM-5: DeepSeek sparse attention (glm_moe_dsa indexer) not modelled",
 }
 # (precision, gemm_quant_mode, moe_quant_mode) -> phasewise precision
 PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "fp8-block",

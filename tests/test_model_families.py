@@ -97,7 +97,8 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
 @pytest.mark.parametrize("change, match", [
     ({"model_type": "falcon"}, "unknown model_type 'falcon' \\(supported: llama"),
     ({"model_type": "gemma2"}, "model_type .gemma2. is not modelled yet \\(alternating sliding-window"),
-    ({"model_type": "deepseek_v32"}, "not modelled yet \\(sparse attention"),
+    ({"model_type": "minimax"}, "not modelled yet \\(lightning \\(linear\\) attention"),
+    ({"index_topk": 2048}, "field index_topk is not modelled for model_type 'llama'"),
     ({"model_type": "qwen3_next"}, "missing field full_attention_interval"),
     ({"kv_lora_rank": 512}, "field kv_lora_rank is not modelled for model_type 'llama'"),
     ({"layer_types": ["linear_attention", "full_attention"]}, "field layer_types \\(linear_attention: gated DeltaNet, "

@@ -89,6 +89,27 @@ class LinearAttention:
         return flops, nbytes, flops / tensor_flops_per_s, memory_s(nbytes)
 
 
+@dataclass(slots=True, frozen=True)
+class SparseIndexer:
+    """DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2, GLM-5) as one GPU runs it: every new token's
+    `heads` x `head_dim` FP8 query scores every earlier token's indexer key (`key_bytes` each: FP8 key + FP32 scale)
+    on tensor cores (2 x heads x head_dim FLOPs per (query, key) pair), the FP32 scores written and read back by the
+    top-k selection; the attention itself then runs over each query's `topk` selected keys (AttentionCost.layer)."""
+
+    topk: int
+    heads: int
+    head_dim: int
+    key_bytes: float
+
+    def kernel(self, tokens: float, pairs, kv_tokens, tensor_flops_per_s: float,
+               memory_s: Callable[[float], float]) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of scoring `pairs` (query, key) pairs of `tokens` new tokens over
+        `kv_tokens` cached + new indexer keys, and selecting each query's top-k."""
+        flops = 2.0 * self.heads * self.head_dim * pairs
+        nbytes = kv_tokens * self.key_bytes + tokens * self.heads * self.head_dim + pairs * 4.0 * 2
+        return flops, nbytes, flops / tensor_flops_per_s, memory_s(nbytes)
+
+
 class AttentionCost:
     """FLOPs, bytes, compute_s and memory_s of one layer's attention, per kernel class."""
 
@@ -96,21 +117,23 @@ class AttentionCost:
                  "tensor_flops_per_s", "vector_flops_per_s", "decode_tensor_cores", "prefill_half_tokens",
                  "decode_half_rows", "decode_s_per_byte", "memory_s", "prefill_kernel",
                  "prefill_tensor_flops_per_s", "decode_flops_per_pair", "decode_kv_bytes_per_token",
-                 "decode_q_bytes_per_token", "latent", "heads", "head_dim", "ranks", "linear")
+                 "decode_q_bytes_per_token", "latent", "heads", "head_dim", "ranks", "linear", "sparse")
 
     def __init__(self, hardware: HardwareSpec, engine: EngineProfile, *, head_dim: int, heads: int,
                  kv_heads: int, kv_bytes: float, activation_bytes: float, tensor_peak_flops: float,
                  vector_flops_per_s: float, memory_s: Callable[[float], float],
                  prefill_kernel: AttentionKernel | None = None, latent: LatentAttention | None = None,
-                 ranks: int = 1, linear: LinearAttention | None = None) -> None:
+                 ranks: int = 1, linear: LinearAttention | None = None, sparse: SparseIndexer | None = None) -> None:
         """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device;
         `prefill_kernel`: the quantization scheme's own prefill kernel (quant_kernels.py), else the generic one;
         `latent`: the model's latent attention (then head_dim is the q.k width and kv_heads is not used);
         `ranks`: attention data-parallel ranks, each running whole sequences of the batch (the costs are the
         busiest rank's: ceil(seqs / ranks) of the sequences); `linear`: a hybrid stack's linear-attention layers
-        (then every cost is the mean layer's: the softmax layers' share of this one and linear's of its own)."""
+        (then every cost is the mean layer's: the softmax layers' share of this one and linear's of its own);
+        `sparse`: DeepSeek sparse attention's indexer (then each query attends over its top-k keys only)."""
         eff = hardware.efficiency
         self.latent, self.heads, self.head_dim, self.ranks, self.linear = latent, heads, head_dim, ranks, linear
+        self.sparse = sparse
         if latent is None:
             self.flops_per_pair = 4.0 * head_dim * heads  # q.k and p.v, 2 FLOPs per multiply-add
             self.kv_bytes_per_token = 2 * kv_heads * head_dim * kv_bytes  # K and V
@@ -195,7 +218,22 @@ class AttentionCost:
         return _plus_kernels(flops, nbytes, compute_s, self.memory_s(nbytes), up)
 
     def layer(self, shape: BatchShape) -> tuple:
-        """(flops, bytes, compute_s, memory_s) of one layer's attention over both kernel classes of `shape`."""
+        """(flops, bytes, compute_s, memory_s) of one layer's attention over both kernel classes of `shape`; with
+        sparse attention, the indexer over every earlier token, then attention over each query's top-k keys."""
+        if self.sparse is None:
+            return self._dense_layer(shape)
+        index = [self._indexer(seqs, tokens, pairs, kv) for seqs, tokens, pairs, kv in (
+            (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens),
+            (shape.decode_seqs, shape.decode_tokens, shape.decode_pairs, shape.decode_kv_tokens)) if seqs]
+        return _plus_kernels(*self._dense_layer(shape.windowed(self.sparse.topk)), index)
+
+    def _indexer(self, seqs, tokens, pairs, kv_tokens) -> tuple:
+        if self.ranks > 1:  # the busiest attention rank's sequences, as kernel() takes them
+            share = busiest_rank_share(seqs, self.ranks)
+            tokens, pairs, kv_tokens = tokens * share, pairs * share, kv_tokens * share
+        return self.sparse.kernel(tokens, pairs, kv_tokens, self.tensor_flops_per_s, self.memory_s)
+
+    def _dense_layer(self, shape: BatchShape) -> tuple:
         if not shape.prefill_seqs:
             return self.kernel(shape.decode_seqs, shape.decode_tokens, shape.decode_pairs,
                                shape.decode_kv_tokens, True)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention
+from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention, SparseIndexer
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.expert_load import expected_distinct_experts, expected_row_tiles
 from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
@@ -168,10 +168,13 @@ class CostModel:
                                        memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
                                        latent=self._latent_attention() if m.latent_attention else None,
                                        ranks=layout.attention_dp,
-                                       linear=self._linear_attention() if m.linear_attention_layers else None)
+                                       linear=self._linear_attention() if m.linear_attention_layers else None,
+                                       sparse=SparseIndexer(m.sparse_attention_topk, m.indexer_heads,
+                                                            m.indexer_head_dim, m.indexer_key_bytes)
+                                       if m.sparse_attention_topk else None)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
-        kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0)
+        kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -525,6 +528,8 @@ class CostModel:
         through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
         attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size. A hybrid
         sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine)."""
+        if self.model.sparse_attention_topk:  # top-k keys per query: not linear in the pairs, costed step by step
+            return StepwiseDecode(seqs, tokens, logit_tokens)
         line = self._plain_decode_line(seqs, tokens, logit_tokens)
         if not self.window_share:
             return line
@@ -676,6 +681,10 @@ class CostModel:
                       self._gemm(T, m.q_lora_rank, q_width, self.w_bytes, self.peak, True)]
         else:
             parts.append(self._gemm(T, h, q_width, self.w_bytes, self.peak, True))
+        if m.sparse_attention_topk:  # the indexer's query (from the q latent), key and per-head weights, whole per rank
+            parts += [self._gemm(T, m.q_lora_rank, m.indexer_heads * m.indexer_head_dim, self.w_bytes, self.peak, True),
+                      self._gemm(T, h, m.indexer_head_dim, self.w_bytes, self.peak, True),
+                      self._gemm(T, h, m.indexer_heads, self.hp_bytes, self.attn_peak, False)]
         return tuple(sum(values) for values in zip(*parts))
 
     def _reductions(self, T: float, L: int, eager: bool, all_tokens: int) -> list[OperatorCost]:

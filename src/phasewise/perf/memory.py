@@ -95,7 +95,8 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
         layers -= round(layers * model.window_layer_share)  # per token, only its full layers count
     layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
-    return kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element * layers
+    # sparse attention's indexer keys (FP8 + scale) beside the latent, on every rank
+    return (kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element + model.indexer_key_bytes) * layers
 
 
 def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,

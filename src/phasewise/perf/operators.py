@@ -26,16 +26,24 @@ EAGER_DISPATCH = "eager_dispatch"
 # absorbed K-up bmm, the q_nope/q_pe concat, the decode kernel and its split-KV combine (FlashMLA) and the V-up bmm
 # (6). RoPE is among the elementwise kernels as for every model.
 LATENT_KERNELS = {"qkv_proj": 4, "attention": 6}
+# DeepSeek sparse attention's indexer on top (DeepSeek-V3.2-Exp inference/model.py Indexer.forward, as SGLang's
+# nsa_indexer.py runs it): its wq_b, wk and weights_proj GEMMs (3); RoPE, Hadamard rotation and FP8 quantization of q
+# and of k, k's LayerNorm, the indexer-key cache write, the logits kernel and the top-k selection (10)
+SPARSE_INDEXER_KERNELS = {"qkv_proj": 3, "attention": 10}
 # A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
 # the elementwise kernels count)
 SHARED_EXPERT_KERNELS = 3
 
 
-def kernel_counts(latent_attention: bool, shared_experts: bool) -> dict[str, int]:
-    """Kernels per operator for a model: KERNELS, with latent attention's and shared experts' own."""
+def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False) -> dict[str, int]:
+    """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
+    own."""
     counts = dict(KERNELS)
     if latent_attention:
         counts.update(LATENT_KERNELS)
+    if sparse_attention:
+        for name, extra in SPARSE_INDEXER_KERNELS.items():
+            counts[name] += extra
     if shared_experts:
         counts["moe_shared"] = SHARED_EXPERT_KERNELS
     return counts

@@ -116,7 +116,8 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
     m, first_cost = instances[0].model, instances[0].cost
-    cluster.kv_bytes_per_token = kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes * m.full_attention_layers
+    cluster.kv_bytes_per_token = (kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes + m.indexer_key_bytes
+                                  ) * m.full_attention_layers
     cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
         m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)
 

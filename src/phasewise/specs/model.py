@@ -67,6 +67,12 @@ class ModelSpec(BaseModel):
     linear_key_head_dim: int = Field(default=0, ge=0)
     linear_value_head_dim: int = Field(default=0, ge=0)
     linear_conv_kernel: int = Field(default=0, ge=0)
+    # Sparse latent attention (DeepSeek sparse attention, DSA: DeepSeek-V3.2, GLM-5; index_topk > 0): a lightning
+    # indexer of indexer_heads x indexer_head_dim FP8 queries against one indexer key per cached token (its own small
+    # cache) scores every earlier token, and each query attends over the sparse_attention_topk best-scored only
+    sparse_attention_topk: int = Field(default=0, ge=0)
+    indexer_heads: int = Field(default=0, ge=0)
+    indexer_head_dim: int = Field(default=0, ge=0)
     # measured routing skew: the share of routed tokens the busiest 20 % of experts take (0.2 = uniform); None:
     # not measured (perf/expert_load.py turns it into the busiest expert-parallel GPU's load)
     expert_top20_share: float | None = Field(default=None, ge=0.2, lt=1)
@@ -112,6 +118,10 @@ class ModelSpec(BaseModel):
                                  f"linear_num_key_heads={self.linear_key_heads}")
             if self.latent_attention or self.sliding_window_layers:
                 raise ValueError("linear-attention layers beside latent or sliding-window attention are not modelled")
+        if self.sparse_attention_topk and (not self.latent_attention or self.indexer_heads <= 0
+                                           or self.indexer_head_dim <= 0 or not self.q_lora_rank):
+            raise ValueError("sparse attention (index_topk) is modelled on latent attention with a q_lora_rank and "
+                             "positive index_n_heads and index_head_dim")
         if not self.kv_lora_rank and (self.q_lora_rank or self.qk_rope_head_dim):
             raise ValueError("q_lora_rank / qk_rope_head_dim belong to latent attention: kv_lora_rank is missing")
         return self
@@ -158,6 +168,22 @@ class ModelSpec(BaseModel):
     def kv_latent_size(self) -> int:
         """MLA: elements cached per token and layer (latent + shared RoPE key), shared by every head."""
         return self.kv_lora_rank + self.qk_rope_head_dim
+
+    @property
+    def indexer_params(self) -> int:
+        """One layer's sparse-attention indexer: its query up-projection from the q latent, its key projection and
+        its per-head weights from the hidden state (0 without sparse attention)."""
+        if not self.sparse_attention_topk:
+            return 0
+        h = self.hidden_size
+        return self.q_lora_rank * self.indexer_heads * self.indexer_head_dim + h * self.indexer_head_dim \
+            + h * self.indexer_heads
+
+    @property
+    def indexer_key_bytes(self) -> int:
+        """Bytes per cached token and layer of the indexer's key cache: FP8 keys and one FP32 scale (DeepSeek-V3.2's
+        indexer, SGLang's NSA pool), whatever the KV dtype; 0 without sparse attention."""
+        return self.indexer_head_dim + 4 if self.sparse_attention_topk else 0
 
     @property
     def q_proj_size(self) -> int:
@@ -210,7 +236,7 @@ class ModelSpec(BaseModel):
         q = (h * self.q_lora_rank + self.q_lora_rank * self.q_size) if self.q_lora_rank else h * self.q_size
         kv_down = h * self.kv_latent_size
         kv_up = self.kv_lora_rank * self.num_heads * (nope + self.v_dim)
-        return q + kv_down + kv_up + self.num_heads * self.v_dim * h
+        return q + kv_down + kv_up + self.num_heads * self.v_dim * h + self.indexer_params
 
     @property
     def mlp_matrices(self) -> int:
@@ -289,7 +315,9 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gpt_oss",
                      "minimax_m2")
-LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2")
+# latent attention with DeepSeek sparse attention's indexer (index_topk, index_n_heads, index_head_dim)
+SPARSE_LATENT_TYPES = ("deepseek_v32", "glm_moe_dsa")
+LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATENT_TYPES
 # Llama-style fields plus gated-DeltaNet linear-attention layers (layer_types "linear_attention", or every layer but
 # each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
 LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
@@ -304,12 +332,12 @@ NOT_MODELLED = {
     "gemma2": "alternating sliding-window layers", "gemma3": "alternating sliding-window layers",
     "gemma3_text": "alternating sliding-window layers", "cohere2": "alternating sliding-window layers",
     "llama4": "chunked-attention layers", "llama4_text": "chunked-attention layers",
-    "deepseek_v32": "sparse attention (indexer)",
     "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
     "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
 }
 # Fields that change a layer's cost; a config carrying one its parser does not read is refused by name.
 LATENT_FIELDS = ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+SPARSE_FIELDS = ("index_topk", "index_n_heads", "index_head_dim")
 LAYER_PATTERN_FIELDS = ("sliding_window_pattern", "attention_chunk_size", "full_attention_interval",
                         "attn_type_list", "hybrid_override_pattern")
 
@@ -398,6 +426,8 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
               and not (k == "full_attention_interval" and hybrid)]
     if mt not in LATENT_ATTENTION_TYPES:
         unread += [k for k in LATENT_FIELDS if cfg.get(k)]
+    if mt not in SPARSE_LATENT_TYPES:
+        unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
     kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
         {"linear_attention"} if hybrid else set())
     if "linear_attention" in kinds:
@@ -459,6 +489,10 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
                       kv_lora_rank=int(_require(cfg, where, "kv_lora_rank")), qk_rope_head_dim=rope,
                       v_head_dim=int(_require(cfg, where, "v_head_dim")),
                       mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)))
+        if mt in SPARSE_LATENT_TYPES:
+            latent.update(sparse_attention_topk=int(_require(cfg, where, "index_topk")),
+                          indexer_heads=int(_require(cfg, where, "index_n_heads")),
+                          indexer_head_dim=int(_require(cfg, where, "index_head_dim")))
     if mt in LINEAR_HYBRID_TYPES:
         latent = _linear_attention_fields(cfg, where, layers, layer_types)
     return ModelSpec(

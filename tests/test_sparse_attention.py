@@ -1,0 +1,107 @@
+"""DeepSeek sparse attention (DSA: GLM-5, DeepSeek-V3.2): latent attention whose lightning indexer scores every earlier
+token and whose attention runs over each query's top-k keys, against hand computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.memory import kv_bytes_per_token
+from phasewise.perf.operators import KERNELS, LATENT_KERNELS, kernel_counts
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+GLM5 = "zai-org/GLM-5"
+
+
+def test_glm5_counts_match_its_name_by_hand():
+    """78 layers of 64-head latent attention (q latent 2048, KV latent 512 + RoPE 64, nope 192, v 256) with a
+    32 x 128 indexer; 3 dense MLPs of 12,288, then 75 MoE layers of 256 experts of 2,048 (top-8) and one shared."""
+    m = load_model("zhipuai/GLM-5")  # the measured rows' name
+    h = 6144
+    indexer = 2048 * 32 * 128 + h * 128 + h * 32
+    attention = h * 2048 + 2048 * 64 * 256 + h * 576 + 512 * 64 * (192 + 256) + 64 * 256 * h + indexer
+    assert m.indexer_params == indexer and m.attention_params == attention
+    moe = 256 * 3 * h * 2048 + 3 * h * 2048 + h * 256
+    assert m.total_params == 78 * attention + 3 * 3 * h * 12288 + 75 * moe + 2 * 154880 * h
+    assert m.total_params == pytest.approx(744e9, rel=0.01)  # GLM-5's 744B
+    assert m.active_params == pytest.approx(40e9, rel=0.06)  # and A40B
+
+
+def test_the_indexer_keys_are_cached_beside_the_latent():
+    """Per token and layer: the 576-element latent at the KV dtype, and the indexer's FP8 key of 128 with an FP32
+    scale, whatever the KV dtype, on every TP rank."""
+    m = load_model(GLM5)
+    assert kv_bytes_per_token(m, load_quant("bf16"), 8, 1) == 78 * (576 * 2 + 132)
+    assert kv_bytes_per_token(m, load_quant("fp8-block", "fp8"), 8, 1) == 78 * (576 + 132)
+
+
+def test_a_sparse_config_names_its_missing_indexer_fields(tmp_path):
+    cfg = {"model_type": "deepseek_v32", "hidden_size": 1024, "num_attention_heads": 8, "num_hidden_layers": 2,
+           "intermediate_size": 4096, "vocab_size": 1000, "kv_lora_rank": 64, "q_lora_rank": 128,
+           "qk_rope_head_dim": 16, "qk_nope_head_dim": 32, "v_head_dim": 32, "index_topk": 256,
+           "index_n_heads": 4, "index_head_dim": 64}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    m = load_model(str(path))
+    assert (m.sparse_attention_topk, m.indexer_heads, m.indexer_head_dim) == (256, 4, 64)
+    path.write_text(json.dumps({k: v for k, v in cfg.items() if k != "index_n_heads"}))
+    with pytest.raises(PhasewiseError, match="missing field index_n_heads") as err:
+        load_model(str(path))
+    assert "\n" not in str(err.value)
+
+
+def _cost(engine: str = "sglang") -> CostModel:
+    return CostModel(load_model(GLM5), load_hardware("b200"), load_quant("fp8-block", "fp8"), load_engine(engine), 8)
+
+
+def test_decode_reads_the_top_k_latents_and_scans_every_indexer_key():
+    """Past 2,048 cached tokens, a decode step's latent reads stop growing; the indexer still reads every cached
+    token's 132-byte key and scores it (2 x 32 x 128 FLOPs per pair)."""
+    cm = _cost()
+
+    def attention(context: int):
+        return {op.name: op for op in cm.iteration(BatchShape.uniform(64, 1, context)).operators}["attention"]
+
+    grown = 64 * 4096  # 64 sequences, 4,096 more cached tokens each
+    assert attention(8192).bytes - attention(4096).bytes == pytest.approx(78 * grown * (132 + 4 * 2), rel=1e-9)
+    assert attention(8192).flops - attention(4096).flops == pytest.approx(78 * grown * 2 * 32 * 128, rel=1e-9)
+    # below the top-k, every key is read as in dense latent attention
+    assert attention(1024).bytes - attention(512).bytes > 78 * 64 * 512 * 576
+
+
+def test_the_indexer_launches_its_own_kernels():
+    counts = kernel_counts(True, True, True)
+    assert counts["qkv_proj"] == LATENT_KERNELS["qkv_proj"] + 3
+    assert counts["attention"] == LATENT_KERNELS["attention"] + 10
+    assert kernel_counts(False, False)["attention"] == KERNELS["attention"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_sparse_decode_runs_are_costed_as_fast_does_step_by_step(engine):
+    from phasewise.perf.cost import StepwiseDecode
+
+    cm = _cost(engine)
+    steps = np.arange(40, dtype=np.float64)
+    for seqs in (1, 32):
+        line = cm.decode_line(seqs, seqs, seqs)
+        assert isinstance(line, StepwiseDecode)
+        for context in (100, 2040, 9000):
+            pairs = kv = seqs * (context + 1.0)
+            latencies, _ = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
+            for step in (0, 39):
+                grown = pairs + seqs * step
+                shape = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown, decode_kv_tokens=grown,
+                                   logit_tokens=seqs)
+                assert latencies[step] == pytest.approx(cm.fast(shape)[0], rel=1e-12)
+
+
+def test_a_sparse_attention_model_simulates_with_its_invariants():
+    from phasewise.sim.api import run
+
+    result = run(model=GLM5, hardware="b200", tp=8, precision="fp8-block", kv_dtype="fp8", engine="sglang", rate=3,
+                 requests=20, isl=3000, osl=32, check_invariants=True).summary()
+    assert result["completed"] == 20
