@@ -102,6 +102,10 @@ def models_cmd() -> None:
             attention += f", {m.sliding_window_layers} of {m.num_layers} layers windowed {m.sliding_window}"
         elif m.window_all_layers:
             attention += f", window {m.sliding_window}"
+        if m.linear_attention_layers:
+            attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear (gated DeltaNet)"
+        if m.sparse_attention_topk:
+            attention += f", sparse top-{m.sparse_attention_topk} (indexer {m.indexer_heads}x{m.indexer_head_dim})"
         if not m.causal:
             attention += ", bidirectional"
         table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.num_layers),
