@@ -191,3 +191,25 @@ def test_surfaces_that_do_not_model_linear_layers_say_so(surface):
 
         with pytest.raises(PhasewiseError, match="hybrid linear-attention model"):
             SplitModel(m, load_quant("bf16"), load_engine("vllm"), None, [], None)
+
+
+def test_sglang_gives_the_states_their_own_pool_whose_slots_cap_the_running_requests():
+    """SGLang's mamba pool: --mamba-full-memory-ratio 0.9 of the KV cache's memory (the pool 0.9 / 1.9 of what the
+    weights leave), its slots the most requests it runs; vLLM keeps a slot per max_num_seqs sequence instead."""
+    from phasewise.sim.simulate import _build_group
+    from phasewise.sim.deployment import build_deployment
+
+    m, hw, fp8 = load_model(QWEN35), load_hardware("b200"), load_quant("fp8-block")
+    per_sequence = recurrent_state_bytes_per_sequence(m, fp8, 4, 1, "fp32")
+    pooled = memory_fit(m, hw, fp8, 4, 1, state_dtype="fp32", state_pool_ratio=0.9)
+    left = pooled.usable_bytes - pooled.weight_bytes - pooled.activation_bytes - pooled.reserved_bytes
+    assert pooled.state_bytes == pytest.approx(left * 0.9 / 1.9)
+    assert pooled.state_seats == int(pooled.state_bytes // per_sequence)
+    assert memory_fit(m, hw, fp8, 4, 1, max_seqs=256, state_dtype="bf16").state_seats is None
+    dep = build_deployment({"model": QWEN35, "instances": [
+        {"role": "collocated", "hardware": "b200", "tp": 4, "precision": "fp8-block", "engine": "sglang",
+         "memory_fraction": 0.62}]}, "test")
+    _, _, _, engine = _build_group(dep.model, dep.instances[0], None, 0)
+    seats = memory_fit(m, hw, fp8, 4, 1, memory_fraction=0.62, fraction_of="static", state_dtype="fp32",
+                       state_pool_ratio=0.9).state_seats
+    assert 0 < engine.max_seqs == seats < 512

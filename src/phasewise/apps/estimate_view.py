@@ -58,7 +58,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
         f"Memory per GPU: weights {m['weight_bytes'] / gib:.2f} GiB, activations {m['activation_bytes'] / gib:.2f} GiB, "
         f"reserved {m['reserved_bytes'] / gib:.2f} GiB"
         + (f", recurrent state {m['recurrent_state_bytes'] / gib:.2f} GiB "
-           f"({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence)"
+           f"({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence"
+           + (f", {m['recurrent_state_seats']:,} sequences" if m["recurrent_state_seats"] is not None else "") + ")"
            if m["recurrent_state_bytes"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "
         f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "

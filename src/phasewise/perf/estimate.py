@@ -91,7 +91,9 @@ class Estimate:
                 "kv_needed_tokens": mem.kv_needed_tokens,
                 "recurrent_state_bytes_per_sequence": mem.state_bytes_per_sequence,
                 "recurrent_state_bytes": mem.state_bytes,
-                "max_batch_at_context": mem.kv_capacity_tokens // max(self.context_len + 1, 1),
+                "recurrent_state_seats": mem.state_seats,
+                "max_batch_at_context": min(mem.kv_capacity_tokens // max(self.context_len + 1, 1),
+                                            mem.state_seats if mem.state_seats is not None else 1 << 62),
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
         }
@@ -130,7 +132,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
-                     fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype)
+                     fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
+                     state_pool_ratio=config.profile.recurrent_state_pool_ratio)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction))
 

@@ -30,6 +30,7 @@ class MemoryFit:
     # sequence the engine may run at once, out of what the KV cache would otherwise take
     state_bytes_per_sequence: float = 0.0
     state_bytes: float = 0.0
+    state_seats: int | None = None  # sequences the states' own pool holds (an engine with such a pool), else None
 
     @property
     def kv_free_bytes(self) -> float:
@@ -37,7 +38,8 @@ class MemoryFit:
 
     @property
     def fits(self) -> bool:
-        return self.kv_free_bytes > 0 and self.kv_capacity_tokens >= self.kv_needed_tokens
+        return (self.kv_free_bytes > 0 and self.kv_capacity_tokens >= self.kv_needed_tokens
+                and self.state_seats != 0)
 
     def reason(self) -> str:
         gib = 2**30
@@ -48,6 +50,9 @@ class MemoryFit:
             return (f"weights {self.weight_bytes / gib:.1f} GiB + activations {self.activation_bytes / gib:.1f} GiB"
                     f" + reserved {self.reserved_bytes / gib:.1f} GiB{state} exceed the usable "
                     f"{self.usable_bytes / gib:.1f} GiB per GPU")
+        if self.state_seats == 0:
+            return (f"the recurrent-state pool holds no sequence ({self.state_bytes / gib:.2f} GiB for "
+                    f"{self.state_bytes_per_sequence / 2**20:.1f} MiB per sequence)")
         if self.kv_capacity_tokens < self.kv_needed_tokens:
             return (f"the batch needs {self.kv_needed_tokens} KV tokens but only "
                     f"{self.kv_capacity_tokens} fit per GPU")
@@ -126,7 +131,8 @@ def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: 
 def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
-               fraction_of: str = "total", state_dtype: str = "bf16") -> MemoryFit:
+               fraction_of: str = "total", state_dtype: str = "bf16",
+               state_pool_ratio: float | None = None) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -137,8 +143,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
               free_gpu_memory_fraction: that share of torch.cuda.mem_get_info()'s free bytes,
               _torch/pyexecutor/resource_manager.py).
     Linear-attention layers: the recurrent state (at `state_dtype`) of `max_seqs` sequences is held beside the KV
-    cache, as the engines preallocate a state slot per running request (SGLang's mamba pool, vLLM's hybrid KV
-    cache groups)."""
+    cache (a slot per sequence the engine may run, vLLM's hybrid KV cache groups); with `state_pool_ratio` the states
+    get their own pool of that many times the KV cache's memory instead, and its slots (state_seats) cap the
+    running sequences (SGLang's mamba pool, --mamba-full-memory-ratio)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout)
@@ -154,8 +161,13 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
         usable += acts + reserved
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
     per_sequence = recurrent_state_bytes_per_sequence(model, quant, attention_tp, pp, state_dtype)
-    state = per_sequence * math.ceil(max_seqs / dp)
+    seats = None
+    if per_sequence and state_pool_ratio:
+        state = max(usable - weights - acts - reserved, 0.0) * state_pool_ratio / (1.0 + state_pool_ratio)
+        seats = int(state // per_sequence) * dp
+    else:
+        state = per_sequence * math.ceil(max_seqs / dp)
     free = usable - weights - acts - reserved - state
     capacity = int(free // per_token) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
-                     capacity, kv_needed_tokens, per_sequence, state)
+                     capacity, kv_needed_tokens, per_sequence, state, seats)

@@ -85,7 +85,8 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
         fraction = config.memory_fraction
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine),
-                     state_dtype=config.profile.recurrent_state_dtype)
+                     state_dtype=config.profile.recurrent_state_dtype,
+                     state_pool_ratio=config.profile.recurrent_state_pool_ratio)
     return mem.kv_capacity_tokens >= min_kv_tokens
 
 

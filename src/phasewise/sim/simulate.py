@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -64,9 +65,12 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
                          layout=layout, fraction_of=engine.memory_fraction_of,
-                         state_dtype=engine.profile.recurrent_state_dtype)
+                         state_dtype=engine.profile.recurrent_state_dtype,
+                         state_pool_ratio=engine.profile.recurrent_state_pool_ratio)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
+        if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them
+            engine = replace(engine, max_seqs=mem.state_seats)
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \
                 and engine.token_budget < engine.max_seqs * (spec.draft_tokens + 1):
             raise PhasewiseError(
@@ -79,7 +83,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
             cost = MappedCostModel(model, hw, quant, engine.profile, load_mapping(g.mapping), g.tp, g.pp)
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
-    if mem.kv_capacity_tokens < g.block_size * g.pp:
+    if mem.kv_capacity_tokens < g.block_size * g.pp or not mem.fits:
         default = (f" (at {engine.label}'s default memory fraction {engine.memory_fraction:g}; --memory-fraction / "
                    f"memory_fraction sets another)" if g.memory_fraction is None else "")
         raise PhasewiseError(f"{where}: does not fit in memory: {mem.reason()}{default}")

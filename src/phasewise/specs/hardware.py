@@ -155,6 +155,9 @@ class EngineProfile(BaseModel):
     # in, and whether its overlap scheduler stays on for such models (SGLang's default MambaRadixCache turns it off)
     recurrent_state_dtype: Literal["fp32", "bf16", "fp16"] = "bf16"
     recurrent_state_overlap: bool = True
+    # the recurrent states' own pool, this many times the KV cache's memory (SGLang's mamba pool, whose slots then cap
+    # the running requests); None: a state slot for each of the engine's sequences, out of the KV cache's memory
+    recurrent_state_pool_ratio: float | None = Field(default=None, gt=0)
     source: str = ""
 
 
