@@ -196,8 +196,8 @@ def test_surfaces_that_do_not_model_linear_layers_say_so(surface):
 def test_sglang_gives_the_states_their_own_pool_whose_slots_cap_the_running_requests():
     """SGLang's mamba pool: --mamba-full-memory-ratio 0.9 of the KV cache's memory (the pool 0.9 / 1.9 of what the
     weights leave), its slots the most requests it runs; vLLM keeps a slot per max_num_seqs sequence instead."""
-    from phasewise.sim.simulate import _build_group
     from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import _build_group
 
     m, hw, fp8 = load_model(QWEN35), load_hardware("b200"), load_quant("fp8-block")
     per_sequence = recurrent_state_bytes_per_sequence(m, fp8, 4, 1, "fp32")
