@@ -285,23 +285,76 @@ def split_configs(keyed: list[tuple[dict[str, str], Mapped]]) -> set[str]:
     return fit
 
 
-# --reading inferencex: SGLang collocated rows deployed as SemiAnalysis InferenceX's DeepSeek-R1 B200 scripts
-# deploy them (benchmarks/dsr1_fp8_b200.sh: TP8 --chunked-prefill-size / --max-prefill-tokens 32768, TP4 8192;
-# benchmarks/dsr1_fp4_b200.sh: --chunked-prefill-size 16384; both --scheduler-recv-interval 10 below 16
-# concurrent requests and 30 from 16 up (fp8 TP4: 10), mixed chunks off (SGLang's default)). SGLang asserts the
-# recv interval off with attention DP (srt/managers/scheduler_recv_skipper.py), so DP rows keep 1.
-def _inferencex_sglang(lay: Layout, precision: str, concurrency: int) -> dict[str, Any]:
-    fp8 = precision != "nvfp4"
-    chunk = (32768 if lay.gpus >= 8 else 8192) if fp8 else 16384
-    interval = 10 if concurrency < 16 or (fp8 and lay.gpus < 8) else 30
-    kw: dict[str, Any] = dict(chunked_prefill_size=chunk, max_prefill_tokens=chunk, enable_mixed_chunk=False)
-    if lay.attention_dp == 1:
-        kw["scheduler_recv_interval"] = interval
+# --reading inferencex: SGLang collocated rows deployed as SemiAnalysis InferenceX's fixed-seq-len scripts deploy
+# each model (benchmarks/single_node/fixed_seq_len/<model>_<precision>_<b200|b300>.sh at commit 8eec0d4; the
+# qwen3.5 BF16 B300 one at f89cdfe): --mem-fraction-static, --chunked-prefill-size and --max-prefill-tokens,
+# --max-running-requests, --cuda-graph-max-bs, --scheduler-recv-interval (its rule on the concurrency), and for
+# Qwen3.5 FP8 / FP4 --mamba-ssm-dtype bfloat16; every one passes --disable-radix-cache and none --enable-mixed-chunk.
+# None: the flag is not passed (the engine's default; a sequence cap then stays the row's, as the client never
+# exceeds it). SGLang asserts the recv interval off with attention DP (srt/managers/scheduler_recv_skipper.py), so
+# DP rows keep 1. A model or layout without a script, or a run with more clients than its script's
+# --max-running-requests (which that script version could not have served without queueing: e.g. DeepSeek-R1 FP8
+# TP8 runs at 256 and 512 clients of 2026-03-25, against the 128 of the 8eec0d4 script), takes the DeepSeek-R1
+# scripts' chunk and recv-interval rules only.
+def _every(c: int) -> int:
+    return 30 if c >= 16 else 10
+
+
+INFERENCEX_SGLANG: dict[tuple[str, str, str, int | None], dict[str, Any]] = {
+    # (family, precision, system or "*", TP or None): mem, chunk (= max prefill unless given), running, graphs, recv
+    ("DeepSeek-V3/R1", "fp8-block", "*", 8): dict(mem=0.82, chunk=32768, running=128, graphs=128, recv=_every),
+    ("DeepSeek-V3/R1", "fp8-block", "*", 4): dict(mem=0.95, chunk=8192, running=32, graphs=32, recv=lambda c: 10),
+    ("DeepSeek-V3/R1", "nvfp4", "*", None): dict(mem=0.85, chunk=16384, running=256, graphs=256, recv=_every),
+    ("GLM-5", "nvfp4", "*", None): dict(mem=0.9, chunk=32768, running=None, graphs=256, recv=lambda c: 10),
+    ("GLM-5", "fp8-block", "*", None): dict(mem=0.85, chunk=32768, running="conc", graphs="conc", recv=None),
+    ("Qwen3.5", "bf16", "*", None): dict(mem=0.82, chunk=32768, running=128, graphs="conc", recv=_every),
+    ("Qwen3.5", "fp8-block", "b200_sxm", None): dict(mem=0.8, chunk=16384, running=None, graphs="conc",
+                                                     recv=lambda c: 30 if c > 4 else 10, ssm="bf16"),
+    ("Qwen3.5", "fp8-block", "b300_sxm", None): dict(mem=0.8, chunk=16384, running="conc", graphs="conc",
+                                                     recv=lambda c: 10, ssm="bf16"),
+    ("Qwen3.5", "nvfp4", "b200_sxm", None): dict(mem=0.8, chunk=16384, running=None, graphs="conc",
+                                                 recv=lambda c: 30 if c > 4 else 10, ssm="bf16"),
+    ("Qwen3.5", "nvfp4", "b300_sxm", None): dict(mem=0.8, chunk=32768, running=128, graphs="conc", recv=_every,
+                                                 ssm="bf16"),
+}
+
+
+def _inferencex_script(family: str, precision: str, system: str, tp: int) -> dict[str, Any] | None:
+    for key in ((family, precision, system, tp), (family, precision, system, None), (family, precision, "*", tp),
+                (family, precision, "*", None)):
+        if key in INFERENCEX_SGLANG:
+            return INFERENCEX_SGLANG[key]
+    return None
+
+
+def _inferencex_sglang(lay: Layout, precision: str, concurrency: int, family: str = "", system: str = "",
+                       cap: int = 1) -> dict[str, Any]:
+    script = _inferencex_script(family, precision, system, lay.gpus)
+    if script is not None and isinstance(script["running"], int) and concurrency > script["running"]:
+        script = None  # more clients than that script's --max-running-requests: measured with another version of it
+    if script is None:  # the DeepSeek-R1 scripts' rules (dsr1_fp8_b200.sh, dsr1_fp4_b200.sh)
+        fp8 = precision != "nvfp4"
+        chunk = (32768 if lay.gpus >= 8 else 8192) if fp8 else 16384
+        interval = 10 if concurrency < 16 or (fp8 and lay.gpus < 8) else 30
+        kw: dict[str, Any] = dict(chunked_prefill_size=chunk, max_prefill_tokens=chunk, enable_mixed_chunk=False)
+        if lay.attention_dp == 1:
+            kw["scheduler_recv_interval"] = interval
+        return kw
+    chunk = script["chunk"]
+    kw = dict(chunked_prefill_size=chunk, max_prefill_tokens=chunk, enable_mixed_chunk=False,
+              memory_fraction=script["mem"], prefix_caching=False)
+    for knob, value in (("max_running_requests", script["running"]), ("cuda_graph_max_bs", script["graphs"])):
+        if value is not None:
+            kw[knob] = concurrency if value == "conc" else value
+    if script["recv"] is not None and lay.attention_dp == 1:
+        kw["scheduler_recv_interval"] = script["recv"](concurrency)
+    if script.get("ssm"):
+        kw["mamba_ssm_dtype"] = script["ssm"]
     return kw
 
 
 def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl: int, precision: str,
-                           concurrency: int) -> dict[str, Any]:
+                           concurrency: int, system: str = "") -> dict[str, Any]:
     """Collocated rows' knobs as InferenceX's fixed-seq-len scripts pass them (benchmarks/single_node/fixed_seq_len/
     *.sh, commit 8eec0d4 and earlier); a knob a script does not pass keeps the engine's default (the row's
     sequence cap is kept where the script passes none, as the client never exceeds it)."""
@@ -309,7 +362,8 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
 
     dp = lay.attention_dp
     if engine == "sglang":
-        return {**knob_values(engine, max_seqs=cap), **_inferencex_sglang(lay, precision, concurrency)}
+        return {**knob_values(engine, max_seqs=cap),
+                **_inferencex_sglang(lay, precision, concurrency, family, system, cap)}
     rank_cap = -(-cap // dp)  # vLLM's and TensorRT-LLM's caps are each attention-DP rank's (PER_RANK_KNOBS)
     if engine == "vllm":
         if family == "gpt-oss":  # gptoss_fp4_b200.sh: max-num-batched-tokens 8192, max-num-seqs 512
@@ -335,13 +389,13 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
 
 
 def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: int, reading: str = "aic",
-           precision: str = "", concurrency: int = 1, family: str = "") -> dict[str, Any]:
+           precision: str = "", concurrency: int = 1, family: str = "", system: str = "") -> dict[str, Any]:
     from phasewise.specs.engines import graph_knobs, knob_values
 
     dp = lay.attention_dp
     kw = knob_values(engine, max_seqs=cap, attention_dp=dp)
     if role == "collocated" and reading == "inferencex":
-        kw = _inferencex_collocated(engine, family, lay, cap, isl, precision, concurrency)
+        kw = _inferencex_collocated(engine, family, lay, cap, isl, precision, concurrency, system)
     elif role == "collocated":
         if engine == "sglang":  # SGLang's --max-prefill-tokens is each attention-DP rank's own (specs/engines.py)
             kw.update(max_prefill_tokens=isl + AIC_MARGIN, enable_mixed_chunk=True)
@@ -373,7 +427,7 @@ def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str
             g["ep"] = lay.ep
         g.update(_knobs(r["backend"], role, lay, m.caps[role], int(r["isl"]),
                         m.caps[role] // max(lay.attention_dp, 1), reading, precision, int(r["concurrency"]),
-                        FAMILY.get(r["model_path"], "")))
+                        FAMILY.get(r["model_path"], ""), r["system"]))
         groups.append(g)
     data: dict[str, Any] = {"model": model, "instances": groups}
     if r["mode"] == "disagg":

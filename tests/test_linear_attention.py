@@ -213,3 +213,36 @@ def test_sglang_gives_the_states_their_own_pool_whose_slots_cap_the_running_requ
     seats = memory_fit(m, hw, fp8, 4, 1, memory_fraction=0.62, fraction_of="static", state_dtype="fp32",
                        state_pool_ratio=0.9).state_seats
     assert 0 < engine.max_seqs == seats < 512
+
+
+def test_sglang_keeps_its_overlap_scheduler_for_hybrids_with_the_radix_cache_off_and_reads_its_ssm_dtype():
+    """SGLang turns the overlap scheduler off for a hybrid only with its (no_buffer Mamba) radix cache on
+    (srt/server_args.py); --mamba-ssm-dtype bf16 halves each sequence's state."""
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import _build_group
+
+    def group(**extra):
+        dep = build_deployment({"model": QWEN35, "instances": [
+            {"role": "collocated", "hardware": "b200", "tp": 8, "precision": "fp8-block", "engine": "sglang",
+             **extra}]}, "test")
+        cost, _, _, engine = _build_group(dep.model, dep.instances[0], None, 0)
+        return cost, engine
+
+    assert not group()[0].engine.overlap_scheduling  # radix cache on by default
+    assert group(prefix_caching=False)[0].engine.overlap_scheduling
+    fp32, bf16 = group()[1], group(mamba_ssm_dtype="bf16")[1]
+    assert (fp32.profile.recurrent_state_dtype, bf16.profile.recurrent_state_dtype) == ("fp32", "bf16")
+    assert bf16.max_seqs > fp32.max_seqs  # the pool's slots hold twice the sequences
+    with pytest.raises(PhasewiseError, match="--mamba-ssm-dtype must be one of fp32, bf16"):
+        group(mamba_ssm_dtype="fp16")
+
+
+def test_a_hybrid_stack_launches_its_linear_layers_kernels():
+    """A gated-DeltaNet layer runs 2 projection GEMMs and 4 attention-side kernels (conv, gating, delta rule, gated
+    norm) where a softmax layer runs 1 and 2: the mean layer of Qwen3.5's 3/4 linear stack."""
+    from phasewise.perf.operators import KERNELS, kernel_counts
+
+    counts = kernel_counts(False, True, linear_share=0.75)
+    assert counts["qkv_proj"] == pytest.approx(KERNELS["qkv_proj"] + 0.75 * 1)
+    assert counts["attention"] == pytest.approx(KERNELS["attention"] + 0.75 * 2)
+    assert kernel_counts(False, True)["attention"] == KERNELS["attention"]

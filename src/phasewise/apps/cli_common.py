@@ -90,6 +90,8 @@ CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest dec
 Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
 RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new requests are read every N decode-only "
                                                            "steps (a prefill step or idleness reads at once)")]
+MambaSsmDtype = Annotated[Optional[str], typer.Option(help="sglang: dtype of linear-attention layers' recurrent "
+                                                              "states, fp32|bf16 (default fp32)")]
 PiecewiseCudaGraph = Annotated[Optional[bool], typer.Option(
     "--enable-piecewise-cuda-graph/--no-enable-piecewise-cuda-graph",
     help="sglang: replay piecewise CUDA graphs for prefill batches (attention still eager)")]

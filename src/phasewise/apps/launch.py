@@ -194,6 +194,8 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         elif knob in ("enable_mixed_chunk", "enable_piecewise_cuda_graph"):
             if value:
                 argv.append(f"--{knob.replace('_', '-')}")
+        elif knob == "mamba_ssm_dtype":
+            argv += ["--mamba-ssm-dtype", {"fp32": "float32", "bf16": "bfloat16"}[value]]
         else:
             notes.append(f"{knob} {value}: no SGLang argument")
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)

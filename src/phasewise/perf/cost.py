@@ -174,7 +174,8 @@ class CostModel:
                                        if m.sparse_attention_topk else None)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
-        kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0)
+        kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
+                                m.linear_layer_share)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s

@@ -30,15 +30,22 @@ LATENT_KERNELS = {"qkv_proj": 4, "attention": 6}
 # nsa_indexer.py runs it): its wq_b, wk and weights_proj GEMMs (3); RoPE, Hadamard rotation and FP8 quantization of q
 # and of k, k's LayerNorm, the indexer-key cache write, the logits kernel and the top-k selection (10)
 SPARSE_INDEXER_KERNELS = {"qkv_proj": 3, "attention": 10}
+# A gated-DeltaNet layer in place of softmax attention (Qwen3-Next / Qwen3.5 Qwen3GatedDeltaNet.forward, as SGLang and
+# vLLM run it): its in_proj_qkvz and in_proj_ba GEMMs (2); the causal conv, the fused gating (decay and beta), the
+# delta-rule kernel and the gated RMSNorm (4), the decode path's count
+LINEAR_ATTENTION_KERNELS = {"qkv_proj": 2, "attention": 4}
 # A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
 # the elementwise kernels count)
 SHARED_EXPERT_KERNELS = 3
 
 
-def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False) -> dict[str, int]:
+def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False,
+                  linear_share: float = 0.0) -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
-    own."""
-    counts = dict(KERNELS)
+    own; in a hybrid stack with `linear_share` of its layers linear attention, the mean layer's."""
+    counts: dict[str, float] = dict(KERNELS)
+    for name, linear in LINEAR_ATTENTION_KERNELS.items():
+        counts[name] += linear_share * (linear - KERNELS[name])
     if latent_attention:
         counts.update(LATENT_KERNELS)
     if sparse_attention:

@@ -112,6 +112,7 @@ class InstanceGroup(BaseModel):
     scheduler_recv_interval: int | None = None  # sglang
     enable_piecewise_cuda_graph: bool | None = None  # sglang
     piecewise_cuda_graph_max_tokens: int | None = None  # sglang
+    mamba_ssm_dtype: str | None = None  # sglang (fp32 | bf16)
     max_batch_size: int | None = None  # trtllm
     max_num_tokens: int | None = None  # trtllm
     cuda_graph_max_batch_size: int | None = None  # trtllm (1.x: cuda_graph_config.max_batch_size)

@@ -71,6 +71,10 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them
             engine = replace(engine, max_seqs=mem.state_seats)
+        caching = g.prefix_caching if g.prefix_caching is not None else engine.prefix_caching
+        if model.linear_attention_layers and not caching and not engine.profile.recurrent_state_overlap:
+            # the overlap scheduler is turned off only with the prefix cache on (SGLang: no_buffer MambaRadixCache)
+            engine = replace(engine, profile=engine.profile.model_copy(update={"recurrent_state_overlap": True}))
         if spec is not None and engine.scheduler in ("vllm", "sarathi") \
                 and engine.token_budget < engine.max_seqs * (spec.draft_tokens + 1):
             raise PhasewiseError(

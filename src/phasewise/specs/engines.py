@@ -27,8 +27,10 @@ KNOB_TYPES: dict[str, type] = {
     "enable_piecewise_cuda_graph": bool, "piecewise_cuda_graph_max_tokens": int,
     "disable_overlap_scheduler": bool, "attention_dp_enable_balance": bool, "attention_dp_timeout_iters": int,
     "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
-    "async_scheduling": bool,
+    "async_scheduling": bool, "mamba_ssm_dtype": str,
 }
+# Knobs that take one of a few names
+KNOB_CHOICES: dict[str, tuple[str, ...]] = {"mamba_ssm_dtype": ("fp32", "bf16")}
 # Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
 KNOB_RANGES: dict[str, tuple[float, float]] = {
     "attention_dp_batching_wait_iters": (0, math.inf), "batch_wait_timeout_iters": (0, math.inf),
@@ -332,6 +334,10 @@ def _async_scheduling(label: str, default: bool, speculation: str, asked: bool |
 def _check_knob(knob: str, value: Any) -> None:
     """A one-line error unless `value` has the knob's type and lies in its range."""
     want, flag = KNOB_TYPES[knob], f"--{knob.replace('_', '-')}"
+    if want is str:
+        if value not in KNOB_CHOICES[knob]:
+            raise PhasewiseError(f"{flag} must be one of {', '.join(KNOB_CHOICES[knob])} (got {value!r})")
+        return
     low, high = KNOB_RANGES.get(knob, (1, math.inf) if want is int else (0.0, math.inf))
     if want is bool and not isinstance(value, bool):
         raise PhasewiseError(f"{flag} must be true or false (got {value!r})")
@@ -386,6 +392,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
             kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL
             running = max(1, min(kv // 2, SGLANG_REQUEST_POOL))
         graphs["cuda_graph_sizes"] = tuple(range(1, values["cuda_graph_max_bs"] + 1))
+        if values.get("mamba_ssm_dtype"):  # --mamba-ssm-dtype: linear-attention layers' recurrent states
+            graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
         if values.get("enable_piecewise_cuda_graph"):
             graphs["piecewise_graph_tokens"] = sglang_piecewise_tokens(values["piecewise_cuda_graph_max_tokens"])
         conservativeness = values["schedule_conservativeness"]

@@ -152,7 +152,8 @@ class EngineProfile(BaseModel):
     # second CUDA stream beside the routed experts, so its kernels' launch gaps hide behind them (0: never)
     shared_expert_stream_tokens: int = Field(default=0, ge=0)
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
-    # in, and whether its overlap scheduler stays on for such models (SGLang's default MambaRadixCache turns it off)
+    # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
+    # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)
     recurrent_state_dtype: Literal["fp32", "bf16", "fp16"] = "bf16"
     recurrent_state_overlap: bool = True
     # the recurrent states' own pool, this many times the KV cache's memory (SGLang's mamba pool, whose slots then cap
