@@ -82,21 +82,31 @@ def test_the_indexer_launches_its_own_kernels():
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_sparse_decode_runs_are_costed_as_fast_does_step_by_step(engine):
-    from phasewise.perf.cost import StepwiseDecode
+    """SparseDecodeLine (numpy over the steps: the latent attention capped at the top-k keys, the indexer over all of
+    them) gives fast()'s latency at every step, across the top-k and past it, and the first step's (latency, flops,
+    bytes)."""
+    from phasewise.perf.cost import SparseDecodeLine
 
     cm = _cost(engine)
-    steps = np.arange(40, dtype=np.float64)
-    for seqs in (1, 32):
+    steps = np.arange(120, dtype=np.float64)
+    for seqs in (1, 32, 200):
         line = cm.decode_line(seqs, seqs, seqs)
-        assert isinstance(line, StepwiseDecode)
-        for context in (100, 2040, 9000):
+        assert isinstance(line, SparseDecodeLine)
+        for context in (100, 1990, 9000):
             pairs = kv = seqs * (context + 1.0)
-            latencies, _ = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
-            for step in (0, 39):
+            latencies, first = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
+            for step in (0, 57, 58, 119):
                 grown = pairs + seqs * step
                 shape = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown, decode_kv_tokens=grown,
                                    logit_tokens=seqs)
-                assert latencies[step] == pytest.approx(cm.fast(shape)[0], rel=1e-12)
+                fast = cm.fast(shape)
+                assert latencies[step] == pytest.approx(fast[0], rel=1e-12)
+                if step == 0:
+                    assert first == pytest.approx((fast[0], fast[2], fast[3]), rel=1e-12)
+            series, _ = cm.decode_series(BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=pairs,
+                                                    decode_kv_tokens=kv, logit_tokens=seqs),
+                                         pairs + seqs * steps, kv + seqs * steps)
+            assert series == pytest.approx(latencies, rel=1e-12)
 
 
 def test_a_sparse_attention_model_simulates_with_its_invariants():

@@ -222,12 +222,14 @@ class AttentionCost:
         sparse attention, the indexer over every earlier token, then attention over each query's top-k keys."""
         if self.sparse is None:
             return self._dense_layer(shape)
-        index = [self._indexer(seqs, tokens, pairs, kv) for seqs, tokens, pairs, kv in (
+        index = [self.indexer(seqs, tokens, pairs, kv) for seqs, tokens, pairs, kv in (
             (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens),
             (shape.decode_seqs, shape.decode_tokens, shape.decode_pairs, shape.decode_kv_tokens)) if seqs]
         return _plus_kernels(*self._dense_layer(shape.windowed(self.sparse.topk)), index)
 
-    def _indexer(self, seqs, tokens, pairs, kv_tokens) -> tuple:
+    def indexer(self, seqs, tokens, pairs, kv_tokens) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of the sparse-attention indexer over one kernel class's sequences (the
+        busiest attention-DP rank's), linear in `pairs` and `kv_tokens` (CostModel's SparseDecodeLine reads it so)."""
         if self.ranks > 1:  # the busiest attention rank's sequences, as kernel() takes them
             share = busiest_rank_share(seqs, self.ranks)
             tokens, pairs, kv_tokens = tokens * share, pairs * share, kv_tokens * share

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention, SparseIndexer
+from phasewise.perf.attention import PROBE_TOKENS, AttentionCost, LatentAttention, LinearAttention, SparseIndexer
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.expert_load import expected_distinct_experts, expected_row_tiles
 from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
@@ -96,6 +96,45 @@ class HybridDecodeLine(NamedTuple):
         share = self.window_share
         return ((1.0 - share) * pairs + share * minimum(pairs, self.pairs_cap),
                 (1.0 - share) * kv + share * minimum(kv, self.kv_cap))
+
+
+class SparseDecodeLine(NamedTuple):
+    """decode_line() of sparse attention (DSA: GLM-5, DeepSeek-V3.2): its latent attention's `line` over at most
+    `pairs_cap` pairs and `kv_cap` KV tokens (each new token's top-k keys: BatchShape.windowed), plus the indexer over
+    all of them, one layer's indexer taking max(pairs x index_s_per_pair, kv x index_s_per_kv_token + pairs x
+    index_read_s_per_pair + index_fixed_s) (perf/attention.py SparseIndexer, linear in both); its FLOPs and bytes
+    per pair and KV token over the stage's `layers`: AttentionCost.layer's sum, step by step in numpy."""
+
+    line: DecodeLine
+    pairs_cap: float
+    kv_cap: float
+    index_s_per_pair: float
+    index_s_per_kv_token: float
+    index_read_s_per_pair: float
+    index_fixed_s: float
+    index_flops_per_pair: float
+    index_bytes_per_kv_token: float
+    index_bytes_per_pair: float
+    index_bytes: float
+
+    def attention(self, pairs, kv, minimum, maximum):
+        """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.minimum / np.maximum,
+        floats with min / max): the capped latent attention and the uncapped indexer, one after the other."""
+        line = self.line
+        main = maximum(minimum(pairs, self.pairs_cap) * line.s_per_pair,
+                       minimum(kv, self.kv_cap) * line.s_per_kv_token + line.fixed_s)
+        return main + maximum(pairs * self.index_s_per_pair,
+                              kv * self.index_s_per_kv_token + pairs * self.index_read_s_per_pair + self.index_fixed_s)
+
+    def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s."""
+        line = self.line
+        attention_s = max(self.attention(pairs, kv, min, max), line.dispatch_s)
+        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+        flops = line.flops + min(pairs, self.pairs_cap) * line.flops_per_pair + pairs * self.index_flops_per_pair
+        nbytes = (line.bytes + min(kv, self.kv_cap) * line.bytes_per_kv_token + kv * self.index_bytes_per_kv_token
+                  + pairs * self.index_bytes_per_pair + self.index_bytes)
+        return latency_s, flops, nbytes
 
 
 class StepwiseDecode(NamedTuple):
@@ -524,14 +563,14 @@ class CostModel:
         return self.decode_line(shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
 
     def decode_line(self, seqs: int, tokens: int, logit_tokens: int
-                    ) -> DecodeLine | HybridDecodeLine | StepwiseDecode:
+                    ) -> DecodeLine | HybridDecodeLine | SparseDecodeLine | StepwiseDecode:
         """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
         through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
         attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size. A hybrid
         sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine)."""
-        if self.model.sparse_attention_topk:  # top-k keys per query: not linear in the pairs, costed step by step
-            return StepwiseDecode(seqs, tokens, logit_tokens)
         line = self._plain_decode_line(seqs, tokens, logit_tokens)
+        if self.model.sparse_attention_topk:
+            return self._sparse_decode_line(line, seqs, tokens)
         if not self.window_share:
             return line
         return HybridDecodeLine(line, self.window_share, tokens * self.hybrid_window, seqs * self.hybrid_window)
@@ -570,6 +609,22 @@ class CostModel:
             self._cache[key] = line
         return line
 
+    def _sparse_decode_line(self, line: DecodeLine, seqs: int, tokens: int) -> SparseDecodeLine:
+        """decode_line() of sparse attention: `line` (the latent attention alone: AttentionCost.kernel) capped at each
+        token's top-k keys, and the indexer's slopes read off AttentionCost.indexer at no context and PROBE_TOKENS
+        pairs or KV tokens."""
+        top_k, layers = self.model.sparse_attention_topk, self.layers_per_stage
+        index = self.attention.indexer
+        zero, per_pair, per_kv = (index(seqs, tokens, pairs, kv) for pairs, kv in
+                                  ((0.0, 0.0), (PROBE_TOKENS, 0.0), (0.0, PROBE_TOKENS)))
+        pair_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_pair, zero)]
+        kv_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_kv, zero)]
+        return SparseDecodeLine(line, tokens * top_k, seqs * top_k, index_s_per_pair=pair_slope[2],
+                                index_s_per_kv_token=kv_slope[3], index_read_s_per_pair=pair_slope[3],
+                                index_fixed_s=zero[3], index_flops_per_pair=layers * pair_slope[0],
+                                index_bytes_per_kv_token=layers * kv_slope[1],
+                                index_bytes_per_pair=layers * pair_slope[1], index_bytes=layers * zero[1])
+
     @staticmethod
     def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
         """(latency_s, flops, bytes) of the batch with `pairs` attention pairs and `kv` KV tokens on `line`:
@@ -589,6 +644,10 @@ class CostModel:
         if isinstance(line, StepwiseDecode):
             return self._stepwise(line, pairs, kv)
         first_pairs, first_kv = shape.decode_pairs, shape.decode_kv_tokens
+        if isinstance(line, SparseDecodeLine):
+            attention = line.attention(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64),
+                                       np.minimum, np.maximum)
+            return self._series_latencies(line.line, attention, ascending=False), line.first(first_pairs, first_kv)
         if isinstance(line, HybridDecodeLine):
             pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
             first_pairs, first_kv = line.effective_one(first_pairs, first_kv)
@@ -624,6 +683,10 @@ class CostModel:
         `steps` ascend (step indices)."""
         if isinstance(line, StepwiseDecode):
             return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+        if isinstance(line, SparseDecodeLine):
+            attention = line.attention(pairs + pairs_per_step * steps, kv + kv_per_step * steps, np.minimum, np.maximum)
+            growing = pairs_per_step >= 0 and kv_per_step >= 0
+            return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
         if isinstance(line, HybridDecodeLine):  # the mean layer's pairs and KV: lines capped in the windowed layers
             pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
             attention = np.maximum(pair_series * line.line.s_per_pair,
@@ -662,6 +725,8 @@ class CostModel:
         if self.pp == 1:
             return np.array(latencies, dtype=np.float64)
         line = self._decode_line(shape)
+        if isinstance(line, (HybridDecodeLine, SparseDecodeLine)):
+            line = line.line
         stage = np.subtract(latencies, line.latency_offset_s)
         stage *= line.stage_per_attention_s / line.latency_per_attention_s
         stage += line.stage_offset_s
