@@ -327,8 +327,8 @@ def _inferencex_script(family: str, precision: str, system: str, tp: int) -> dic
     return None
 
 
-def _inferencex_sglang(lay: Layout, precision: str, concurrency: int, family: str = "", system: str = "",
-                       cap: int = 1) -> dict[str, Any]:
+def _inferencex_sglang(lay: Layout, precision: str, concurrency: int, family: str = "", system: str = ""
+                       ) -> dict[str, Any]:
     script = _inferencex_script(family, precision, system, lay.gpus)
     if script is not None and isinstance(script["running"], int) and concurrency > script["running"]:
         script = None  # more clients than that script's --max-running-requests: measured with another version of it
@@ -363,7 +363,7 @@ def _inferencex_collocated(engine: str, family: str, lay: Layout, cap: int, isl:
     dp = lay.attention_dp
     if engine == "sglang":
         return {**knob_values(engine, max_seqs=cap),
-                **_inferencex_sglang(lay, precision, concurrency, family, system, cap)}
+                **_inferencex_sglang(lay, precision, concurrency, family, system)}
     rank_cap = -(-cap // dp)  # vLLM's and TensorRT-LLM's caps are each attention-DP rank's (PER_RANK_KNOBS)
     if engine == "vllm":
         if family == "gpt-oss":  # gptoss_fp4_b200.sh: max-num-batched-tokens 8192, max-num-seqs 512

@@ -117,6 +117,26 @@ def test_inferencex_reading_sets_the_recipes_sglang_knobs(vm):
     assert "scheduler_recv_interval" not in aic and aic["enable_mixed_chunk"] is True
 
 
+def test_inferencex_reading_takes_each_models_own_sglang_script(vm):
+    """fixed_seq_len/<model>_<precision>_<gpu>.sh (8eec0d4): GLM-5 FP8 runs --mem-fraction-static 0.85 with the
+    concurrency as its running and graph caps and no recv interval; Qwen3.5 FP8 on B200 0.8, chunks of 16384, a
+    bf16 Mamba state, recv interval 30 above 4 clients; every script disables the radix cache. A run with more clients
+    than its script's --max-running-requests (DeepSeek FP8 TP8: 128) keeps the DeepSeek-R1 rules."""
+    tp8 = vm.Layout(8)
+    glm = vm._knobs("sglang", "collocated", tp8, 32, 1024, 32, "inferencex", "fp8-block", 32, "GLM-5", "b200_sxm")
+    assert (glm["memory_fraction"], glm["max_running_requests"], glm["cuda_graph_max_bs"]) == (0.85, 32, 32)
+    assert "scheduler_recv_interval" not in glm and glm["prefix_caching"] is False
+    qwen = vm._knobs("sglang", "collocated", tp8, 8, 8192, 8, "inferencex", "fp8-block", 8, "Qwen3.5", "b200_sxm")
+    assert (qwen["memory_fraction"], qwen["chunked_prefill_size"], qwen["mamba_ssm_dtype"],
+            qwen["scheduler_recv_interval"]) == (0.8, 16384, "bf16", 30)
+    ds = vm._knobs("sglang", "collocated", tp8, 64, 1024, 64, "inferencex", "fp8-block", 64, "DeepSeek-V3/R1",
+                   "b200_sxm")
+    assert (ds["memory_fraction"], ds["max_running_requests"], ds["cuda_graph_max_bs"]) == (0.82, 128, 128)
+    beyond = vm._knobs("sglang", "collocated", tp8, 256, 1024, 256, "inferencex", "fp8-block", 256,
+                       "DeepSeek-V3/R1", "b200_sxm")
+    assert "memory_fraction" not in beyond and beyond["chunked_prefill_size"] == 32768
+
+
 def test_probable_mtp_rows_are_the_rc6_post3_deepseek_trtllm_ones(vm):
     row = {"backend": "trtllm", "backend_version": "1.2.0rc6.post3", "model_path": "deepseek-ai/DeepSeek-R1",
            "mode": "agg"}
