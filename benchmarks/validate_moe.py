@@ -17,14 +17,11 @@ the signed median error by mode x engine x concurrency band and the median measu
 Rows. ../shared/measured/blackwell_serving.csv (AIConfigurator's measured Blackwell runs): every MoE row (agg
 and disagg) and every disaggregated row of a dense model; the dense collocated rows belong to
 validate_concurrency.py. The Hopper rows of the same source are reserved for an independent check and are
-not used here in any way. Rows phasewise cannot cost are counted under a skip reason:
-  Qwen/Qwen3.5-397B-A17B    model_type qwen3_5_moe: gated-DeltaNet linear attention in 3 of every 4 layers
-                            (transformers qwen3_5_moe layer_types, full_attention_interval 4), not modelled
-  zhipuai/GLM-5             model_type glm_moe_dsa: DeepSeek sparse attention (an indexer picks the top-k keys
-                            per query; transformers glm_moe_dsa index_topk), not modelled (as deepseek_v32)
-(openai/gpt-oss-120b, costed since its hybrid sliding-window layers are modelled, and MiniMaxAI/MiniMax-M2.5, an
-alias of the MiniMax-M2 entry whose all-1 attn_type_list the parser reads as full attention, were skipped in the
-first run of this harness.)
+not used here in any way. Rows phasewise cannot cost are counted under a skip reason (NOT_COSTED: none today;
+Qwen/Qwen3.5-397B-A17B, gated-DeltaNet linear attention in 3 of every 4 layers, and zhipuai/GLM-5, DeepSeek sparse
+attention, were until their layers were modelled, as openai/gpt-oss-120b before its hybrid sliding-window layers and
+MiniMaxAI/MiniMax-M2.5, an alias of the MiniMax-M2 entry whose all-1 attn_type_list the parser reads as full
+attention, in the first run of this harness).
 Checkpoints costed as the architecture they quantize: nvidia/DeepSeek-R1-NVFP4 as DeepSeek-R1,
 nvidia/DeepSeek-V3.1-NVFP4 as DeepSeek-V3 (V3.1 keeps V3's DeepseekV3ForCausalLM fields), nvidia/Qwen3-32B-NVFP4
 as Qwen3-32B; moonshotai/Kimi-K2.5 is an alias of the Kimi-K2 text model (specs/data/models.yaml, with source).
