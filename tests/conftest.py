@@ -63,3 +63,31 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def assert_decode_runs_match_fast(cm, line_type, batch_sizes, contexts, n_steps: int, checked_steps) -> None:
+    """A cost model's closed-form decode runs (decode_line_series and decode_series over `n_steps` steps from each
+    context, for each batch size) give fast()'s latency at every checked step and the first step's (latency, flops,
+    bytes), to rounding; each batch's decode_line is a `line_type`."""
+    import numpy as np
+
+    from phasewise.perf import BatchShape
+
+    steps = np.arange(n_steps, dtype=np.float64)
+    for seqs in batch_sizes:
+        line = cm.decode_line(seqs, seqs, seqs)
+        assert isinstance(line, line_type)
+        for context in contexts:
+            pairs = kv = seqs * (context + 1.0)
+            latencies, first = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
+            for step in checked_steps:
+                grown = pairs + seqs * step
+                fast = cm.fast(BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown,
+                                          decode_kv_tokens=grown, logit_tokens=seqs))
+                assert latencies[step] == pytest.approx(fast[0], rel=1e-12)
+                if step == 0:
+                    assert first == pytest.approx((fast[0], fast[2], fast[3]), rel=1e-12)
+            series, _ = cm.decode_series(BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=pairs,
+                                                    decode_kv_tokens=kv, logit_tokens=seqs),
+                                         pairs + seqs * steps, kv + seqs * steps)
+            assert series == pytest.approx(latencies, rel=1e-12)

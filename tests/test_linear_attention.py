@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from conftest import assert_decode_runs_match_fast
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel, memory_fit
@@ -144,18 +144,9 @@ def test_sglang_runs_hybrid_linear_models_without_its_overlap_scheduler():
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_hybrid_linear_decode_runs_are_costed_as_fast_does_step_by_step(engine):
-    cm = _cost(engine)
-    steps = np.arange(200, dtype=np.float64)
-    for seqs in (1, 64):
-        line = cm.decode_line(seqs, seqs, seqs)
-        for context in (20, 8000):
-            pairs = kv = seqs * (context + 1.0)
-            latencies, _ = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
-            for step in (0, 150):
-                grown = pairs + seqs * step
-                shape = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown, decode_kv_tokens=grown,
-                                   logit_tokens=seqs)
-                assert latencies[step] == pytest.approx(cm.fast(shape)[0], rel=1e-12)
+    from phasewise.perf.cost import DecodeLine
+
+    assert_decode_runs_match_fast(_cost(engine), DecodeLine, (1, 64), (20, 8000), 200, (0, 150))
 
 
 def test_a_hybrid_linear_model_simulates_with_its_invariants():

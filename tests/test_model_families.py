@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from conftest import assert_decode_runs_match_fast
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel, memory_fit
@@ -304,22 +304,4 @@ def test_hybrid_decode_runs_are_costed_as_fast_does_step_by_step(hardware, engin
 
     cm = CostModel(load_model("openai/gpt-oss-120b"), load_hardware(hardware), load_quant("mxfp4"),
                    load_engine(engine))
-    steps = np.arange(300, dtype=np.float64)
-    for seqs in (1, 17, 256):
-        line = cm.decode_line(seqs, seqs, seqs)
-        assert isinstance(line, HybridDecodeLine)
-        for context in (20, 127, 2000):
-            pairs = kv = seqs * (context + 1.0)
-            latencies, first = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
-            for step in (0, 1, 107, 108, 299):
-                grown = pairs + seqs * step
-                shape = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown, decode_kv_tokens=grown,
-                                   logit_tokens=seqs)
-                fast = cm.fast(shape)
-                assert latencies[step] == pytest.approx(fast[0], rel=1e-12)
-                if step == 0:
-                    assert first == pytest.approx((fast[0], fast[2], fast[3]), rel=1e-12)
-            series, _ = cm.decode_series(BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=pairs,
-                                                    decode_kv_tokens=kv, logit_tokens=seqs),
-                                         pairs + seqs * steps, kv + seqs * steps)
-            assert series == pytest.approx(latencies, rel=1e-12)
+    assert_decode_runs_match_fast(cm, HybridDecodeLine, (1, 17, 256), (20, 127, 2000), 300, (0, 1, 107, 108, 299))

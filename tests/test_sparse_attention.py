@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from conftest import assert_decode_runs_match_fast
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
@@ -87,26 +87,8 @@ def test_sparse_decode_runs_are_costed_as_fast_does_step_by_step(engine):
     bytes)."""
     from phasewise.perf.cost import SparseDecodeLine
 
-    cm = _cost(engine)
-    steps = np.arange(120, dtype=np.float64)
-    for seqs in (1, 32, 200):
-        line = cm.decode_line(seqs, seqs, seqs)
-        assert isinstance(line, SparseDecodeLine)
-        for context in (100, 1990, 9000):
-            pairs = kv = seqs * (context + 1.0)
-            latencies, first = cm.decode_line_series(line, pairs, kv, steps, seqs, seqs)
-            for step in (0, 57, 58, 119):
-                grown = pairs + seqs * step
-                shape = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=grown, decode_kv_tokens=grown,
-                                   logit_tokens=seqs)
-                fast = cm.fast(shape)
-                assert latencies[step] == pytest.approx(fast[0], rel=1e-12)
-                if step == 0:
-                    assert first == pytest.approx((fast[0], fast[2], fast[3]), rel=1e-12)
-            series, _ = cm.decode_series(BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=pairs,
-                                                    decode_kv_tokens=kv, logit_tokens=seqs),
-                                         pairs + seqs * steps, kv + seqs * steps)
-            assert series == pytest.approx(latencies, rel=1e-12)
+    assert_decode_runs_match_fast(_cost(engine), SparseDecodeLine, (1, 32, 200), (100, 1990, 9000), 120,
+                                  (0, 57, 58, 119))
 
 
 def test_a_sparse_attention_model_simulates_with_its_invariants():
