@@ -188,6 +188,16 @@ def test_bad_rows_are_one_line_errors(row, message, tmp_path):
     assert message in str(err.value) and "line 2" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_mooncake_first_line_without_hash_ids_is_named(tmp_path):
+    path = tmp_path / "lengths_only.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5}\n')
+    with pytest.raises(PhasewiseError, match="line 1: missing hash_ids .a Mooncake request"):
+        load_trace(str(path))
+    path.write_text('{"timestamp": 0}\n')
+    with pytest.raises(PhasewiseError, match="Mooncake's timestamp/input_length/output_length/hash_ids"):
+        load_trace(str(path))
+
+
 def test_bad_trace_exits_2(run_cli, tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1.5]}\n')

@@ -26,7 +26,8 @@ KEYS = ("timestamp", "input_length", "output_length", "hash_ids")
 
 
 def is_mooncake(text: str) -> bool:
-    """Whether a JSONL file's first request line (its text read by specs/reading.py) has Mooncake's keys."""
+    """Whether a JSONL file's first request line (its text read by specs/reading.py) has Mooncake's keys (its
+    `hash_ids`, or its lengths' names, so that a Mooncake line missing a key is named as such)."""
     start = 0
     while start < len(text):  # the first non-blank line, without splitting the whole file
         end = text.find("\n", start)
@@ -37,7 +38,7 @@ def is_mooncake(text: str) -> bool:
                 obj = json.loads(line)
             except (json.JSONDecodeError, RecursionError):
                 return False
-            return isinstance(obj, dict) and "hash_ids" in obj
+            return isinstance(obj, dict) and ("hash_ids" in obj or {"input_length", "output_length"} <= obj.keys())
     return False
 
 

@@ -82,7 +82,8 @@ def _rows_jsonl(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int,
                 priorities.append(obj.get(PRIORITY))
                 break
         else:
-            raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}")
+            raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}"
+                                 " or Mooncake's timestamp/input_length/output_length/hash_ids")
     return rows, 1, priorities if any(p is not None for p in priorities) else None
 
 
