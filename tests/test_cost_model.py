@@ -84,6 +84,27 @@ def test_tensor_parallel_splits_weights_and_adds_all_reduce():
     assert two["tp_allreduce"].bytes == 4 * T * 1024 * 2
 
 
+def test_cross_node_all_reduce_runs_over_every_nic_of_the_node():
+    """NCCL's rings leave a node through every GPU's NIC at once: across nodes the ring's bytes move at the node's
+    NICs together (capped by NVLink), not at one GPU's NIC; its latency steps are unchanged."""
+    from phasewise.perf.cost import ring_bandwidth
+
+    hw = load_hardware("h100-sxm")
+    ic = hw.interconnect
+    assert ring_bandwidth(ic, 8) == ic.intra_node_bandwidth_bytes_per_s == 450e9
+    assert ring_bandwidth(ic, 16) == 8 * ic.inter_node_bandwidth_bytes_per_s == 400e9  # 8 x 400 Gb/s NDR
+    assert ring_bandwidth(ic, 12) == 4 * ic.inter_node_bandwidth_bytes_per_s  # packed: 8 + 4, the 4 bind
+    a100 = load_hardware("a100-sxm-80gb").interconnect
+    assert ring_bandwidth(a100, 16) == min(a100.intra_node_bandwidth_bytes_per_s,
+                                           8 * a100.inter_node_bandwidth_bytes_per_s)
+    wide = TINY.model_copy(update=dict(name="wide", num_heads=32, num_kv_heads=16))
+    T, engine = 4096, load_engine("ideal")
+    op = ops(cost(wide, tp=16).iteration(BatchShape.uniform(1, T, 0)))["tp_allreduce"]
+    rate = 400e9 * hw.efficiency.link_efficiency * engine.collective_efficiency
+    per_call = 2 * 15 * ic.inter_node_latency_s + 2 * 15 / 16 * T * 1024 * 2 / rate
+    assert op.count == 4 and op.memory_s == pytest.approx(4 * per_call, rel=1e-12)
+
+
 def test_tp_must_divide_heads():
     with pytest.raises(PhasewiseError, match="does not divide num_attention_heads=8.*allowed: 1, 2, 4, 8"):
         cost(tp=3)

@@ -181,8 +181,9 @@ class CostModel:
         self.heads = m.num_heads // layout.attention_tp
         self.kv_heads = kv_heads_per_gpu(m.num_kv_heads, layout.attention_tp)
         ic = hardware.interconnect
-        self.tp_bw, self.tp_lat = link(ic, layout.attention_tp)  # attention's all-reduce group
-        self.moe_bw, self.moe_lat = link(ic, tp)  # the MoE group: every GPU of the stage
+        self.tp_bw, self.tp_lat = ring_bandwidth(ic, layout.attention_tp), link(ic, layout.attention_tp)[1]
+        self.moe_bw, self.moe_lat = link(ic, tp)  # the MoE group, every GPU of the stage: its all-to-all
+        self.moe_ring_bw = ring_bandwidth(ic, tp)  # and its all-reduce
         self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
         # a hybrid stack: this share of the layers attends over the last `window` keys only (BatchShape.windowed)
@@ -780,7 +781,7 @@ class CostModel:
             ops.append(self._op("moe_all_to_all", moe_layers, 0.0, sent * (dispatch_bytes + self.hp_bytes), 0.0,
                                 dispatch_s + combine_s, eager, self.engine.collective_overhead_s))
         elif moe_layers and self.tp > 1:  # every rank's tokens gathered, the outputs reduced and scattered back
-            ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_bw,
+            ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_ring_bw,
                                         self.moe_lat, eager))
         return ops
 
@@ -857,10 +858,29 @@ def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
 
 
 def link(ic, ranks: int) -> tuple[float, float]:
-    """Bandwidth and latency of the link a group of `ranks` GPUs communicates over."""
+    """Bandwidth and latency of the link a group of `ranks` GPUs communicates over: NVLink inside a node, each
+    GPU's own NIC (inter_node_bandwidth_bytes_per_s is per GPU) across nodes."""
     if ranks <= ic.gpus_per_node:
         return ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s
     return ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s
+
+
+def ring_bandwidth(ic, ranks: int) -> float:
+    """Bus bandwidth of NCCL's ring all-reduce over `ranks` GPUs. Inside a node, the NVLink rate. Across nodes
+    NCCL runs one ring (channel) per NIC, each ring leaving a node through a different GPU's NIC, so all of a
+    node's NICs carry node-crossing hops at once: the bus bandwidth is the NICs of the node with the fewest
+    group members together (one NIC per GPU), at most the NVLink rate the rings' other hops run at. Sources:
+    NCCL's maintainers on two H100 nodes, "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (NVIDIA/nccl-tests
+    issue #290); three A100 nodes with 4 HDR NICs each, 100 GB/s bus bandwidth expected (4 x 200 Gb/s) and 85-96
+    GB/s measured (nccl-tests issue #119). A group split over nodes is taken as packed: gpus_per_node a node.
+    Checked after the change, not fitted: DeepSeek-R1 on 2 x 8 H100, SGLang TP16, one 8,192-token prompt
+    (tenstorrent/tt-inference-server issue #356): TTFT 264 ms measured, 859 ms predicted with one NIC's rate,
+    271 ms with this."""
+    bw, _ = link(ic, ranks)
+    if ranks <= ic.gpus_per_node:
+        return bw
+    fewest = ranks % ic.gpus_per_node or ic.gpus_per_node
+    return min(ic.intra_node_bandwidth_bytes_per_s, bw * fewest)
 
 
 def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
