@@ -435,7 +435,8 @@ class CostModel:
             raise ValueError("an iteration needs at least one token")
         eager, gemm_tokens = self.graph_launch(shape)
         attention_eager = self._attention_eager(shape, eager)
-        ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens))
+        ops = self._other_ops(gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens),
+                              shape.prefill_tokens > 0)
         ops.insert(2, self._op("attention", self.layers_per_stage, *self._attention_layer(shape), attention_eager))
         if attention_eager:
             ops.append(self._eager_dispatch(ops))
@@ -455,7 +456,7 @@ class CostModel:
         everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
         eager, gemm_tokens = self.graph_launch(shape)
         layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
-            gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens))
+            gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens), shape.prefill_tokens > 0)
         attention_flops, attention_bytes, compute_s, memory_s = self._attention_layer(shape)
         layers = self.layers_per_stage
         layers_s += layers * max(compute_s, memory_s) + self._attention_launch_s  # _op's rule
@@ -466,17 +467,17 @@ class CostModel:
         return (self._with_host(latency_s, host_s), self._with_host(stage_s, host_s),
                 flops + layers * attention_flops, nbytes + layers * attention_bytes)
 
-    def _static(self, tokens: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float
-                ) -> tuple:
+    def _static(self, tokens: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float,
+                extend: bool) -> tuple:
         """Cached by its arguments: (device time of a stage's layers without attention, embedding, LM head, PP
         send/recv, FLOPs, bytes, the host dispatch of those layers' kernels when eager) of every operator but
         attention (_other_ops)."""
-        key = (tokens, logit_tokens, eager, rank_tokens, rank_logit_tokens)
+        key = (tokens, logit_tokens, eager, rank_tokens, rank_logit_tokens, extend)
         static = self._cache.get(key)
         if static is None:
             if tokens <= 0:
                 raise ValueError("an iteration needs at least one token")
-            ops = self._other_ops(tokens, logit_tokens, eager, rank_tokens, rank_logit_tokens)
+            ops = self._other_ops(tokens, logit_tokens, eager, rank_tokens, rank_logit_tokens, extend)
             static = (*stage_inputs(ops), sum(op.flops for op in ops), sum(op.bytes for op in ops),
                       sum(op.dispatch_s for op in ops if op.host_overlapped))
             if len(self._cache) > 200_000:
@@ -497,11 +498,11 @@ class CostModel:
         return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
                 ) / self.eff.host_speed
 
-    def _other_ops(self, T: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float
-                   ) -> list[OperatorCost]:
+    def _other_ops(self, T: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float,
+                   extend: bool) -> list[OperatorCost]:
         """Every operator of the iteration except attention (which depends on the batch's contexts): `T` tokens
         (`logit_tokens` through the LM head), of which the busiest attention-DP rank runs `rank_tokens`
-        (`rank_logit_tokens`; _rank_rows)."""
+        (`rank_logit_tokens`; _rank_rows); `extend`: the batch has prompt tokens (an all-to-all's kernels)."""
         m = self.model
         L = self.layers_per_stage
         hd, h, ab = m.head_dim, m.hidden_size, self.a_bytes
@@ -537,7 +538,7 @@ class CostModel:
                                                          self.w_bytes, self.peak, True), self.linear_share)
         ops.append(self._op("o_proj", L, *o_proj, eager))
         ops.extend(self._mlp(T, L, eager, all_tokens))
-        ops.extend(self._reductions(T, L, eager, all_tokens))
+        ops.extend(self._reductions(T, L, eager, all_tokens, extend))
         if self.model.qk_norm_across_heads and self.layout.attention_tp > 1:
             # a QK RMSNorm over every head's elements (MiniMax-M2): each TP rank holds some heads, so the per-token
             # sums of squares of q and k are all-reduced (FP32, 2 per token) before normalising, once per layer
@@ -584,7 +585,7 @@ class CostModel:
             shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, logit_tokens=logit_tokens)
             eager, gemm_tokens = self.graph_launch(shape)
             layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
-                gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens))
+                gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens), False)
             layers_s += self._attention_launch_s
             layers = self.layers_per_stage
             # eager (_eager_dispatch): the layers take at least the host's dispatch of their kernels, i.e. one
@@ -754,14 +755,12 @@ class CostModel:
                       self._gemm(T, h, m.indexer_heads, self.hp_bytes, self.attn_peak, False)]
         return tuple(sum(values) for values in zip(*parts))
 
-    def _reductions(self, T: float, L: int, eager: bool, all_tokens: int) -> list[OperatorCost]:
+    def _reductions(self, T: float, L: int, eager: bool, all_tokens: int, extend: bool) -> list[OperatorCost]:
         """Communication of a stage's layers: the all-reduce after attention (over the attention TP group) and
         after each MLP (dense layers: the attention TP group; MoE layers: the whole stage), or for MoE layers
         with attention DP beside EP an all-to-all dispatch of each token to its experts' GPUs and a combine back
-        (DeepEP-style: each GPU sends its tokens' hidden states to the (ep-1)/ep of their experts held
-        elsewhere, and receives the outputs back in BF16; with FP8 GEMMs the dispatch is FP8 with one FP32 scale
-        per 128 channels, as DeepEP's and SGLang's FP8 dispatch send it, else in the activation dtype)."""
-        m, h, ab, layout = self.model, self.model.hidden_size, self.a_bytes, self.layout
+        (_all_to_all)."""
+        h, ab, layout = self.model.hidden_size, self.a_bytes, self.layout
         if layout.attention_dp == 1 and not layout.dispatches:  # the plain tensor-parallel stage
             if self.tp == 1:
                 return []
@@ -773,17 +772,46 @@ class CostModel:
             ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
                                         self.tp_bw, self.tp_lat, eager))
         if moe_layers and layout.dispatches:
-            sent = T * m.experts_per_token * h * (layout.ep - 1) / layout.ep
-            rate = self.moe_bw * self.eff.link_efficiency * self.engine.collective_efficiency
-            dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else ab
-            dispatch_s = self.moe_lat + sent * dispatch_bytes / rate
-            combine_s = self.moe_lat + sent * self.hp_bytes / rate
-            ops.append(self._op("moe_all_to_all", moe_layers, 0.0, sent * (dispatch_bytes + self.hp_bytes), 0.0,
-                                dispatch_s + combine_s, eager, self.engine.collective_overhead_s))
+            moved_bytes, network_s = self._all_to_all(T, extend)
+            ops.append(self._op("moe_all_to_all", moe_layers, 0.0, moved_bytes, 0.0, network_s, eager,
+                                self.engine.collective_overhead_s))
         elif moe_layers and self.tp > 1:  # every rank's tokens gathered, the outputs reduced and scattered back
             ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_ring_bw,
                                         self.moe_lat, eager))
         return ops
+
+    def _all_to_all(self, T: float, extend: bool) -> tuple[float, float]:
+        """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:
+        the dispatch in FP8 with one FP32 scale per 128 channels when the GEMMs run FP8 (else the activation
+        dtype), the combine in BF16. Inside one NVLink domain every (token, expert) copy held on another GPU
+        moves over NVLink. Across nodes (the EP group larger than a node, packed gpus_per_node a node), as
+        DeepEP's two kernel families do (deepseek-ai/DeepEP README): a batch with prompt tokens (SGLang's deepep
+        "auto" mode picks the normal kernels for extend batches) sends each token once over RDMA to every other
+        node holding one of its experts, and forwards it there over NVLink, RDMA being the bottleneck ("Internode
+        16 EP: 43 GB/s (RDMA)" on 400 Gb/s NICs); a decode batch (the low-latency kernels) sends each (token,
+        expert) copy straight to its GPU, over RDMA to other nodes and over NVLink inside its own (DeepEP PR
+        #173), the two at once. Checked, not fitted, against the README's low-latency table (H800, 128 tokens a
+        rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; test_cost_model.py)."""
+        m, layout, ic = self.model, self.layout, self.hw.interconnect
+        k, ep, h = m.experts_per_token, layout.ep, m.hidden_size
+        dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
+        per_token_bytes = h * (dispatch_bytes + self.hp_bytes)  # dispatched, then combined back
+        scale = self.eff.link_efficiency * self.engine.collective_efficiency
+        if ep <= ic.gpus_per_node:
+            copies = T * k * (ep - 1) / ep
+            return copies * per_token_bytes, 2 * self.moe_lat + copies * per_token_bytes / (self.moe_bw * scale)
+        nic_rate = ic.inter_node_bandwidth_bytes_per_s * scale
+        nvlink_rate = ic.intra_node_bandwidth_bytes_per_s * scale
+        local, nodes = ic.gpus_per_node, math.ceil(ep / ic.gpus_per_node)
+        if extend:  # normal kernels: once per other node the token's experts are on (uniform routing)
+            rdma_tokens = T * (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+            moved = rdma_tokens * per_token_bytes
+            return moved, 2 * ic.inter_node_latency_s + moved / nic_rate
+        rdma_copies = T * k * (ep - local) / ep
+        nvlink_copies = T * k * (local - 1) / ep
+        network_s = (2 * ic.inter_node_latency_s
+                     + max(rdma_copies / nic_rate, nvlink_copies / nvlink_rate) * per_token_bytes)
+        return (rdma_copies + nvlink_copies) * per_token_bytes, network_s
 
     def _mlp(self, T: float, L: int, eager: bool, all_tokens: int | None = None) -> list[OperatorCost]:
         """The MLP of this GPU's `T` tokens; MoE experts see the tokens of every attention rank
