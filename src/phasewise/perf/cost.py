@@ -901,9 +901,9 @@ def ring_bandwidth(ic, ranks: int) -> float:
     NCCL's maintainers on two H100 nodes, "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (NVIDIA/nccl-tests
     issue #290); three A100 nodes with 4 HDR NICs each, 100 GB/s bus bandwidth expected (4 x 200 Gb/s) and 85-96
     GB/s measured (nccl-tests issue #119). A group split over nodes is taken as packed: gpus_per_node a node.
-    Checked after the change, not fitted: DeepSeek-R1 on 2 x 8 H100, SGLang TP16, one 8,192-token prompt
-    (tenstorrent/tt-inference-server issue #356): TTFT 264 ms measured, 859 ms predicted with one NIC's rate,
-    271 ms with this."""
+    Checked after the change, not fitted: DeepSeek-R1 on 2 x 8 H100 under SGLang (TP16 assumed: the flags are
+    not in the part of tenstorrent/tt-inference-server issue #356 read), one 8,192-token prompt: TTFT 264 ms
+    measured, 859 ms predicted with one NIC's rate, 271 ms with this."""
     bw, _ = link(ic, ranks)
     if ranks <= ic.gpus_per_node:
         return bw
