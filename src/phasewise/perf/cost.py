@@ -453,7 +453,8 @@ class CostModel:
 
     def fast(self, shape: BatchShape) -> tuple[float, float, float, float]:
         """(latency_s, stage_s, flops, bytes) of iteration(shape), without building the breakdown:
-        everything but attention depends only on (tokens, logit tokens, eager) and is cached."""
+        everything but attention depends only on (tokens, logit tokens, eager, prompt tokens or not) and is
+        cached."""
         eager, gemm_tokens = self.graph_launch(shape)
         layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
             gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens), shape.prefill_tokens > 0)
@@ -791,7 +792,7 @@ class CostModel:
         16 EP: 43 GB/s (RDMA)" on 400 Gb/s NICs); a decode batch (the low-latency kernels) sends each (token,
         expert) copy straight to its GPU, over RDMA to other nodes and over NVLink inside its own (DeepEP PR
         #173), the two at once. Checked, not fitted, against the README's low-latency table (H800, 128 tokens a
-        rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; test_cost_model.py)."""
+        rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; tests/test_moe_layouts.py)."""
         m, layout, ic = self.model, self.layout, self.hw.interconnect
         k, ep, h = m.experts_per_token, layout.ep, m.hidden_size
         dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
