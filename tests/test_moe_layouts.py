@@ -86,6 +86,25 @@ def test_prefill_all_to_all_across_nodes_sends_a_token_once_per_other_node():
     assert crossing / (op.memory_s / 58) / 1e9 == pytest.approx(43, rel=0.10)
 
 
+def test_decode_runs_across_nodes_match_fast_and_prompts_take_the_normal_kernels():
+    """Wide EP over two nodes: the closed-form decode line (low-latency kernels) matches fast() step by step; a
+    batch with prompt tokens costs the normal kernels, a decode batch of the same size the low-latency ones."""
+    from conftest import assert_decode_runs_match_fast
+
+    from phasewise.perf.cost import DecodeLine
+
+    m = load_model(DEEPSEEK)
+    cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8-block"), load_engine("sglang"), tp=16,
+                   layout=ParallelLayout(tp=16, attention_dp=16, ep=16))
+    assert_decode_runs_match_fast(cm, DecodeLine, (16, 256), (100, 4000), 50, (0, 49))
+    seqs = 256
+    decode = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=seqs, decode_kv_tokens=seqs,
+                        logit_tokens=seqs)
+    prompt = BatchShape.uniform(seqs, 1, 0)  # the same tokens, as prompt tokens
+    low_latency, normal = _ops(cm, decode)["moe_all_to_all"], _ops(cm, prompt)["moe_all_to_all"]
+    assert normal.bytes < low_latency.bytes / 4  # once per other node against every expert copy
+
+
 def test_without_attention_dp_expert_parallelism_needs_no_all_to_all():
     cm = _cost(DEEPSEEK, 8, parallel_layout(load_model(DEEPSEEK), 8, ep=8))
     ops = _ops(cm, BatchShape.uniform(64, 1, 1024))

@@ -54,8 +54,10 @@ DOMINANCE = 1.0 + 1e-9
 
 class DecodeLine(NamedTuple):
     """A pure-decode batch whose contexts grow, in fast()'s arithmetic with only its attention pairs and KV
-    tokens varying:  attention_s = max(pairs x s_per_pair, kv_tokens x s_per_kv_token + fixed_s, dispatch_s)
-    (one layer), latency_s = attention_s x latency_per_attention_s + latency_offset_s, stage_s likewise,
+    tokens varying:  attention_s = max(pairs x s_per_pair + fixed_compute_s, kv_tokens x s_per_kv_token + fixed_s,
+    dispatch_s) (one layer; the fixed parts are the kernels that run beside attention's whatever the context, e.g.
+    latent attention's absorbed up-projections, added to both its times: attention.py _plus_kernels),
+    latency_s = attention_s x latency_per_attention_s + latency_offset_s, stage_s likewise,
     FLOPs = flops + pairs x flops_per_pair, bytes = bytes + kv_tokens x bytes_per_kv_token. dispatch_s is the
     eager host floor as one layer's attention time (the layers take at least their kernels' dispatch)."""
 
@@ -72,6 +74,7 @@ class DecodeLine(NamedTuple):
     bytes_per_kv_token: float
     bytes: float
     overlapped_host_s: float  # with overlap scheduling: each latency is at least this host time (else 0)
+    fixed_compute_s: float = 0.0
 
 
 class HybridDecodeLine(NamedTuple):
@@ -121,7 +124,7 @@ class SparseDecodeLine(NamedTuple):
         """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.minimum / np.maximum,
         floats with min / max): the capped latent attention and the uncapped indexer, one after the other."""
         line = self.line
-        main = maximum(minimum(pairs, self.pairs_cap) * line.s_per_pair,
+        main = maximum(minimum(pairs, self.pairs_cap) * line.s_per_pair + line.fixed_compute_s,
                        minimum(kv, self.kv_cap) * line.s_per_kv_token + line.fixed_s)
         return main + maximum(pairs * self.index_s_per_pair,
                               kv * self.index_s_per_kv_token + pairs * self.index_read_s_per_pair + self.index_fixed_s)
@@ -602,7 +605,7 @@ class CostModel:
                 host_s = 0.0  # applied as a floor after the line (max, not sum)
             per_pair, per_kv_token, fixed = self.attention.decode_linear(shape.decode_seqs, shape.decode_tokens)
             line = DecodeLine(
-                s_per_pair=per_pair[2], s_per_kv_token=per_kv_token[3], fixed_s=fixed[3],
+                s_per_pair=per_pair[2], s_per_kv_token=per_kv_token[3], fixed_s=fixed[3], fixed_compute_s=fixed[2],
                 dispatch_s=attention_floor_s,
                 latency_per_attention_s=(latency1_s - latency0_s) / PROBE_S, latency_offset_s=latency0_s + host_s,
                 stage_per_attention_s=(stage1_s - stage0_s) / PROBE_S, stage_offset_s=stage0_s + host_s,
@@ -633,8 +636,8 @@ class CostModel:
         """(latency_s, flops, bytes) of the batch with `pairs` attention pairs and `kv` KV tokens on `line`:
         fast() of it less its stage_s."""
         (s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s, _, _,
-         flops_per_pair, flops, bytes_per_kv_token, nbytes, overlapped_host_s) = line
-        attention_s = max(pairs * s_per_pair, kv * s_per_kv_token + fixed_s, dispatch_s)
+         flops_per_pair, flops, bytes_per_kv_token, nbytes, overlapped_host_s, fixed_compute_s) = line
+        attention_s = max(pairs * s_per_pair + fixed_compute_s, kv * s_per_kv_token + fixed_s, dispatch_s)
         latency_s = max(attention_s * latency_per_attention_s + latency_offset_s, overlapped_host_s)
         return latency_s, flops + pairs * flops_per_pair, nbytes + kv * bytes_per_kv_token
 
@@ -655,7 +658,8 @@ class CostModel:
             pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
             first_pairs, first_kv = line.effective_one(first_pairs, first_kv)
             line = line.line
-        attention = np.maximum(pairs * line.s_per_pair, kv * line.s_per_kv_token + line.fixed_s)  # one layer's
+        attention = np.maximum(pairs * line.s_per_pair + line.fixed_compute_s,
+                               kv * line.s_per_kv_token + line.fixed_s)  # one layer's
         return (self._series_latencies(line, attention, ascending=False),
                 self._decode_first(line, first_pairs, first_kv))
 
@@ -692,14 +696,14 @@ class CostModel:
             return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
         if isinstance(line, HybridDecodeLine):  # the mean layer's pairs and KV: lines capped in the windowed layers
             pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
-            attention = np.maximum(pair_series * line.line.s_per_pair,
+            attention = np.maximum(pair_series * line.line.s_per_pair + line.line.fixed_compute_s,
                                    kv_series * line.line.s_per_kv_token + line.line.fixed_s)
             growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
             return (self._series_latencies(line.line, attention, ascending=growing),
                     self._decode_first(line.line, *line.effective_one(pairs, kv)))
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
-        compute_0, compute_step = pairs * s_per_pair, pairs_per_step * s_per_pair
+        compute_0, compute_step = pairs * s_per_pair + line.fixed_compute_s, pairs_per_step * s_per_pair
         memory_0, memory_step = kv * s_per_kv_token + fixed_s, kv_per_step * s_per_kv_token
         first, last = float(steps[0]), float(steps[-1])
         # both lines >= 0 and growing over the steps: no latency is below the first, and _exceeds() holds
