@@ -1,4 +1,5 @@
-"""The long fuzz run: the fuzz tests of `make test` (tests/test_fuzz_inputs.py, tests/test_fuzz_twin.py) with many
+"""The long fuzz run: the fuzz tests of `make test` (tests/test_fuzz_inputs.py, tests/test_fuzz_twin.py,
+tests/test_decode_line_parity.py) with many
 more, fresh random examples per test (hypothesis; CI runs 25 each).
 
     python benchmarks/fuzz_long.py              # 600 examples per test
@@ -25,7 +26,8 @@ def main() -> int:
     os.environ["PHASEWISE_FUZZ_EXAMPLES"] = str(args.examples)
     start = time.perf_counter()
     code = pytest.main(["-q", "-p", "no:cacheprovider", str(HERE.parent / "tests" / "test_fuzz_inputs.py"),
-                        str(HERE.parent / "tests" / "test_fuzz_twin.py")])
+                        str(HERE.parent / "tests" / "test_fuzz_twin.py"),
+                        str(HERE.parent / "tests" / "test_decode_line_parity.py")])
     print(f"{args.examples} examples per test: exit {code} in {time.perf_counter() - start:.0f} s")
     return int(code)
 
