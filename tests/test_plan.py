@@ -43,6 +43,25 @@ def test_strategies_that_do_not_fit_never_appear():
         enumerate_strategies("meta-llama/Llama-3.1-70B", "l40s", 1, PlanOptions(tp_options=(1,)))
 
 
+def test_a_model_larger_than_one_node_is_planned_across_nodes_unless_tp_sizes_are_named(run_cli):
+    """DeepSeek-R1 in FP8 fits no 8 x H100 instance: with the default TP sizes the planner tries whole nodes (TP16
+    over two), saying so; with --tp-options named it keeps to them and the error names the next step."""
+    from phasewise.plan.strategies import ACROSS_NODES
+
+    opts = PlanOptions(chunk_sizes=(), disaggregated=False, moe_layouts=("tp",))
+    strategies, pruned = enumerate_strategies("deepseek-ai/DeepSeek-R1", "h100-sxm", 16, opts)
+    assert strategies and {s.details["tp"] for s in strategies} == {16}
+    assert pruned[0].startswith(ACROSS_NODES) and "tried TP 16 across nodes" in pruned[0]
+    named = PlanOptions(tp_options=(1, 2, 4, 8), tp_across_nodes=False, chunk_sizes=(), disaggregated=False)
+    with pytest.raises(PhasewiseError, match=r"tp=8 .*do not fit.*; --tp-options 16 spans two nodes$"):
+        enumerate_strategies("deepseek-ai/DeepSeek-R1", "h100-sxm", 16, named)
+    with pytest.raises(PhasewiseError, match="an instance of two 8-GPU nodes needs --gpus 16$"):
+        enumerate_strategies("deepseek-ai/DeepSeek-R1", "h100-sxm", 8, opts)
+    code, _, err = run_cli("plan", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h100-sxm", "--gpus", "16",
+                           "--tp-options", "8", "--no-disagg", "--chunk-sizes", "512")
+    assert code == 2 and "--tp-options 16 spans two nodes" in err and "Traceback" not in err
+
+
 def test_trtllm_strategies_capture_decode_graphs_up_to_their_batch_cap():
     """TensorRT-LLM captures decode graphs to 128 by default; the planner's TensorRT-LLM deployments set
     cuda_graph_config to their batch cap with padding, as AIConfigurator's generator does (graph_knobs)."""

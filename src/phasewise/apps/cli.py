@@ -317,7 +317,7 @@ def plan_cmd(
     isl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
     osl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
     objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
-    tp_options: Annotated[str, typer.Option(help="TP degrees to try")] = "1,2,4,8",
+    tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those)")] = None,
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
     precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8 (default: the checkpoint's own format, else bf16)")] = "",
     chunk_sizes: Annotated[str, typer.Option(help="chunked-prefill token budgets to try (prefill-first always)")] = "512,2048",
@@ -365,7 +365,8 @@ def plan_cmd(
         raise PhasewiseError(f"--top must be >= 1 (got {top})")
     if rank < 1:
         raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
-    opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options), pp_options=parse_ints("--pp-options", pp_options),
+    opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options or "1,2,4,8"), tp_across_nodes=tp_options is None,
+                       pp_options=parse_ints("--pp-options", pp_options),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from phasewise.plan import PlanResult, WorkloadSpec
 from phasewise.plan.planner import OBJECTIVE_UNITS, verified_timeline
+from phasewise.plan.strategies import ACROSS_NODES
 from phasewise.sim import SimResult
 
 WIDE_COLUMNS = 120  # assumed: below this many terminal columns the table drops its secondary columns
@@ -71,6 +72,9 @@ def render_plan(console: Console, result: PlanResult) -> None:
                   f"{slo.describe()} for {result.target:.0%} of requests; "
                   f"{len(result.screened)} strategies simulated, {len(result.pruned)} pruned, "
                   f"{result.wall_s:.1f} s")
+    across = [line for line in result.pruned if line.startswith(ACROSS_NODES)]
+    if across:  # the planner went beyond one node: say so, as the strategies' TP shows it
+        console.print(across[0])
     console.print(plan_table(result, console.width))
     rows = [row for row in result.rows() if math.isfinite(row["prefix_hit_rate"])]
     routers = {row["deployment"]["router"] for row in rows}

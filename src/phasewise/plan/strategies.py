@@ -19,12 +19,18 @@ from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of, resolve_engine
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
+ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
+
 
 @dataclass(slots=True, frozen=True)
 class PlanOptions:
     """What the planner may choose from (the CLI's --tp-options, --chunk-sizes, ... flags)."""
 
     tp_options: tuple[int, ...] = (1, 2, 4, 8)
+    # when no strategy fits within tp_options: also try TP across whole nodes (2, 4, ... x the chip's gpus_per_node,
+    # up to the budget), as a model larger than one node's memory needs (the CLI's default; off once the user names
+    # --tp-options)
+    tp_across_nodes: bool = True
     pp_options: tuple[int, ...] = (1,)
     precisions: tuple[str, ...] = ()  # empty: the model's native format (its checkpoint's), else bf16
     chunk_sizes: tuple[int, ...] = (512, 2048)  # chunked-prefill token budgets; the engine's own default too
@@ -114,7 +120,34 @@ def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple
 
 def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOptions,
                          min_kv_tokens: int = 8192) -> tuple[list[Strategy], list[str]]:
-    """Every strategy within the budget, and the reasons others were pruned (one line each)."""
+    """Every strategy within the budget, and the reasons others were pruned (one line each). When none fits and
+    opts.tp_across_nodes, instances of whole nodes (TP 2, 4, ... nodes, up to the budget) are tried too, with a
+    pruned line saying so."""
+    strategies, pruned = _enumerate(model_name, hardware, gpus, opts, min_kv_tokens)
+    node = load_hardware(hardware).interconnect.gpus_per_node
+    wider = tuple(n for n in (node * 2 ** i for i in range(1, 12)) if n <= gpus and n not in opts.tp_options)
+    if not strategies and opts.tp_across_nodes and wider:
+        strategies, more = _enumerate(model_name, hardware, gpus, replace(opts, tp_options=wider), min_kv_tokens)
+        pruned = [f"{ACROSS_NODES} {node}-GPU node of {hardware} at --tp-options "
+                  f"{','.join(map(str, opts.tp_options))}: tried TP {', '.join(map(str, wider))} across nodes",
+                  *more, *pruned]
+    if not strategies:
+        tried = max((*opts.tp_options, *(wider if opts.tp_across_nodes else ())))
+        largest = [line for line in pruned if f"tp={tried} " in line or f"TP{tried}" in line]
+        if tried < 2 * node:  # one node's GPUs at most: the next step is an instance of two nodes
+            hint = (f"an instance of two {node}-GPU nodes needs --gpus {2 * node}" if gpus < 2 * node
+                    else f"--tp-options {2 * node} spans two nodes")
+        else:
+            hint = "raise --gpus, or try --pp-options or a smaller --precision"
+        raise PhasewiseError(
+            f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
+            f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
+    return strategies, pruned
+
+
+def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int
+               ) -> tuple[list[Strategy], list[str]]:
+    """enumerate_strategies() at opts.tp_options as given: (strategies, pruned), possibly no strategy."""
     if gpus < 1:
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
     unknown = [p for p in opts.policies if p not in POLICIES]
@@ -237,10 +270,6 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
         if s.name not in names:
             names.add(s.name)
             unique.append(s)
-    if not unique:
-        raise PhasewiseError(
-            f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
-            f"({'; '.join(pruned[:3]) or 'raise --gpus or allow larger --tp-options'})")
     return unique, pruned
 
 

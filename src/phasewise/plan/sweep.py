@@ -82,6 +82,8 @@ def _options(cfg: SweepConfig) -> PlanOptions:
                              f"(allowed: {', '.join(sorted(allowed))})")
     fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
               for k, v in cfg.strategies.items()}
+    if "tp_options" in fields:  # TP sizes named: those only, as --tp-options on `plan`
+        fields.setdefault("tp_across_nodes", False)
     return PlanOptions(**fields)
 
 
