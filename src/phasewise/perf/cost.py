@@ -76,6 +76,11 @@ class DecodeLine(NamedTuple):
     overlapped_host_s: float  # with overlap scheduling: each latency is at least this host time (else 0)
     fixed_compute_s: float = 0.0
 
+    def attention(self, pairs, kv, maximum):
+        """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.maximum, floats with
+        max): the larger of its compute and memory lines, each with its fixed part."""
+        return maximum(pairs * self.s_per_pair + self.fixed_compute_s, kv * self.s_per_kv_token + self.fixed_s)
+
 
 class HybridDecodeLine(NamedTuple):
     """decode_line() of a hybrid sliding-window stack (gpt-oss): its `line` in the effective pairs and KV tokens of
@@ -123,9 +128,7 @@ class SparseDecodeLine(NamedTuple):
     def attention(self, pairs, kv, minimum, maximum):
         """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.minimum / np.maximum,
         floats with min / max): the capped latent attention and the uncapped indexer, one after the other."""
-        line = self.line
-        main = maximum(minimum(pairs, self.pairs_cap) * line.s_per_pair + line.fixed_compute_s,
-                       minimum(kv, self.kv_cap) * line.s_per_kv_token + line.fixed_s)
+        main = self.line.attention(minimum(pairs, self.pairs_cap), minimum(kv, self.kv_cap), maximum)
         return main + maximum(pairs * self.index_s_per_pair,
                               kv * self.index_s_per_kv_token + pairs * self.index_read_s_per_pair + self.index_fixed_s)
 
@@ -635,11 +638,9 @@ class CostModel:
     def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
         """(latency_s, flops, bytes) of the batch with `pairs` attention pairs and `kv` KV tokens on `line`:
         fast() of it less its stage_s."""
-        (s_per_pair, s_per_kv_token, fixed_s, dispatch_s, latency_per_attention_s, latency_offset_s, _, _,
-         flops_per_pair, flops, bytes_per_kv_token, nbytes, overlapped_host_s, fixed_compute_s) = line
-        attention_s = max(pairs * s_per_pair + fixed_compute_s, kv * s_per_kv_token + fixed_s, dispatch_s)
-        latency_s = max(attention_s * latency_per_attention_s + latency_offset_s, overlapped_host_s)
-        return latency_s, flops + pairs * flops_per_pair, nbytes + kv * bytes_per_kv_token
+        attention_s = max(line.attention(pairs, kv, max), line.dispatch_s)
+        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+        return latency_s, line.flops + pairs * line.flops_per_pair, line.bytes + kv * line.bytes_per_kv_token
 
     def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -658,8 +659,7 @@ class CostModel:
             pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
             first_pairs, first_kv = line.effective_one(first_pairs, first_kv)
             line = line.line
-        attention = np.maximum(pairs * line.s_per_pair + line.fixed_compute_s,
-                               kv * line.s_per_kv_token + line.fixed_s)  # one layer's
+        attention = line.attention(pairs, kv, np.maximum)  # one layer's
         return (self._series_latencies(line, attention, ascending=False),
                 self._decode_first(line, first_pairs, first_kv))
 
@@ -696,13 +696,12 @@ class CostModel:
             return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
         if isinstance(line, HybridDecodeLine):  # the mean layer's pairs and KV: lines capped in the windowed layers
             pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
-            attention = np.maximum(pair_series * line.line.s_per_pair + line.line.fixed_compute_s,
-                                   kv_series * line.line.s_per_kv_token + line.line.fixed_s)
+            attention = line.line.attention(pair_series, kv_series, np.maximum)
             growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
             return (self._series_latencies(line.line, attention, ascending=growing),
                     self._decode_first(line.line, *line.effective_one(pairs, kv)))
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
-        # one layer's attention: max(compute, memory), each a line over the steps: *_0 + *_step x step
+        # DecodeLine.attention over the steps: max(compute, memory), each a line *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair + line.fixed_compute_s, pairs_per_step * s_per_pair
         memory_0, memory_step = kv * s_per_kv_token + fixed_s, kv_per_step * s_per_kv_token
         first, last = float(steps[0]), float(steps[-1])
