@@ -37,7 +37,7 @@ def tiny_full(tiny_config):
     from phasewise.measure.train_reuse import train_reuse_validate
 
     return train_reuse_validate(tiny_config, "cpu-local", layers=2, hidden=256, grid=[(1, 64), (2, 64)],
-                                repeats=2)
+                                repeats=4)
 
 
 def test_quick_train_reuse_smoke_bound_and_directions(tiny_full):
@@ -47,8 +47,10 @@ def test_quick_train_reuse_smoke_bound_and_directions(tiny_full):
     assert len(points) == 2 and info["method"] == "full" and info["threads"] == 1
     for p in points:
         assert all(p.measured_s[m] > 0 and p.predicted_s[m] > 0 for m in METRICS)
-        assert p.measured_s["reuse_step"] < p.measured_s["step"]  # reusing the forward saves time, for real
         assert p.speedup("predicted") > 1 and p.saved_bytes > 0
+    # reusing the forward saves time, for real: over the grid (at 1 x 64 tokens alone the saving, ~15-40 % of a
+    # ~15 ms step, has once measured as -1.6 % on a busy 2-core CI machine)
+    assert sum(p.measured_s["reuse_step"] for p in points) < sum(p.measured_s["step"] for p in points)
     stats = train_reuse_summary(points)
     assert stats["unfitted_speedup_median_abs_error"] <= SMOKE_BOUND, stats
     assert stats["median_abs_error"] >= 0 and stats["unfitted_median_abs_error"] >= 0
