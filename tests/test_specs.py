@@ -108,6 +108,11 @@ def test_unknown_model_suggests_close_names():
         load_model("meta-llama/Llama-3.1-8b-instrct")
 
 
+def test_unknown_hardware_suggests_the_name_it_extends_first():
+    with pytest.raises(PhasewiseError, match=r"unknown hardware 'b200-sxm'; did you mean b200, "):
+        load_hardware("b200-sxm")
+
+
 @pytest.mark.parametrize("key", REQUIRED_HARDWARE)
 def test_required_hardware_loads(key):
     assert load_hardware(key).memory_bandwidth_bytes_per_s > 0

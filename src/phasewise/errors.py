@@ -14,7 +14,13 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> PhasewiseError:
     """Error for a name that is not in a catalog, suggesting the closest known names."""
     known = sorted(known)
     lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)
+    wanted = name.lower()
+    # a known name the input extends or shortens at a separator ('b200-sxm' -> 'b200') first: difflib's
+    # character ratio alone ranks 'h200-sxm' above it
+    stems = [k for k in lower if k != wanted and any(wanted.startswith(k + sep) or k.startswith(wanted + sep)
+                                                      for sep in "-_/ .")]
+    close = (stems + [c for c in difflib.get_close_matches(wanted, list(lower), n=3, cutoff=0.5)
+                      if c not in stems])[:3]
     hint = f"; did you mean {', '.join(lower[c] for c in close)}?" if close else ""
     shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
     return PhasewiseError(f"unknown {kind} '{name}'{hint} (known: {shown})")
