@@ -87,7 +87,7 @@ def test_tensor_parallel_splits_weights_and_adds_all_reduce():
 def test_cross_node_all_reduce_runs_over_every_nic_of_the_node():
     """NCCL's rings leave a node through every GPU's NIC at once: across nodes the ring's bytes move at the node's
     NICs together (capped by NVLink), not at one GPU's NIC; its latency steps are unchanged."""
-    from phasewise.perf.cost import ring_bandwidth
+    from phasewise.perf.collectives import ring_bandwidth
 
     hw = load_hardware("h100-sxm")
     ic = hw.interconnect

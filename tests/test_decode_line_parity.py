@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
-from phasewise.perf.cost import StepwiseDecode
+from phasewise.perf.decode_line import StepwiseDecode
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 

@@ -10,7 +10,8 @@ import pytest
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.cost import CostModel, DecodeLine
+from phasewise.perf.cost import CostModel
+from phasewise.perf.decode_line import DecodeLine
 from phasewise.perf.mapped_cost import MappedCostModel, StepwiseDecode
 from phasewise.perf.mapping import MappedCost
 from phasewise.sim.api import run as sim_run

@@ -144,7 +144,7 @@ def test_sglang_runs_hybrid_linear_models_without_its_overlap_scheduler():
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_hybrid_linear_decode_runs_are_costed_as_fast_does_step_by_step(engine):
-    from phasewise.perf.cost import DecodeLine
+    from phasewise.perf.decode_line import DecodeLine
 
     assert_decode_runs_match_fast(_cost(engine), DecodeLine, (1, 64), (20, 8000), 200, (0, 150))
 

@@ -300,7 +300,7 @@ def test_weight_only_kernels_pad_a_small_batch_to_their_mma_tile(hardware):
 def test_hybrid_decode_runs_are_costed_as_fast_does_step_by_step(hardware, engine):
     """gpt-oss's decode runs through HybridDecodeLine (numpy over the steps) give fast()'s latency at every step,
     with runs crossing the 128-token window and past it, and the first step's (latency, flops, bytes)."""
-    from phasewise.perf.cost import HybridDecodeLine
+    from phasewise.perf.decode_line import HybridDecodeLine
 
     cm = CostModel(load_model("openai/gpt-oss-120b"), load_hardware(hardware), load_quant("mxfp4"),
                    load_engine(engine))

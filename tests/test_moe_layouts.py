@@ -91,7 +91,7 @@ def test_decode_runs_across_nodes_match_fast_and_prompts_take_the_normal_kernels
     batch with prompt tokens costs the normal kernels, a decode batch of the same size the low-latency ones."""
     from conftest import assert_decode_runs_match_fast
 
-    from phasewise.perf.cost import DecodeLine
+    from phasewise.perf.decode_line import DecodeLine
 
     m = load_model(DEEPSEEK)
     cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8-block"), load_engine("sglang"), tp=16,

@@ -85,7 +85,7 @@ def test_sparse_decode_runs_are_costed_as_fast_does_step_by_step(engine):
     """SparseDecodeLine (numpy over the steps: the latent attention capped at the top-k keys, the indexer over all of
     them) gives fast()'s latency at every step, across the top-k and past it, and the first step's (latency, flops,
     bytes)."""
-    from phasewise.perf.cost import SparseDecodeLine
+    from phasewise.perf.decode_line import SparseDecodeLine
 
     assert_decode_runs_match_fast(_cost(engine), SparseDecodeLine, (1, 32, 200), (100, 1990, 9000), 120,
                                   (0, 57, 58, 119))

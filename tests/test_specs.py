@@ -277,7 +277,7 @@ def test_blackwell_figures_follow_the_datasheets():
 
 
 def test_tp16_stays_on_nvlink_on_an_nvl72_rack_but_not_on_hgx():
-    from phasewise.perf.cost import link
+    from phasewise.perf.collectives import link
 
     assert link(load_hardware("gb200").interconnect, 16)[0] == pytest.approx(900e9)
     assert link(load_hardware("b300").interconnect, 16)[0] == pytest.approx(100e9)

@@ -19,7 +19,8 @@ it: a sum of a line and a kink, not a max of two lines), decode runs fall back t
 from __future__ import annotations
 
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.cost import CostModel, DecodeLine, StepwiseDecode
+from phasewise.perf.cost import CostModel
+from phasewise.perf.decode_line import DecodeLine, StepwiseDecode
 from phasewise.perf.mapping import MappedCost, MappedIteration
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.mappings import Mapping

@@ -1,0 +1,122 @@
+"""Communication of a stage's GPUs, and the links it runs over.
+
+A TP all-reduce runs NCCL's ring or, inside one NVLink domain, the engine's one-shot / two-shot kernels; a PP
+hop is one send; a MoE layer with attention DP beside expert parallelism dispatches each token to its experts'
+GPUs and combines it back, as DeepEP's kernels move it (inside a node over NVLink, across nodes over RDMA).
+Communication is a base of CostModel (it reads the model's layout, dtypes and links); link() and ring_bandwidth()
+give the bandwidth and latency a group of GPUs communicates at.
+"""
+
+from __future__ import annotations
+
+import math
+
+from phasewise.perf.operators import OperatorCost
+
+__all__ = ["Communication", "link", "ring_bandwidth"]
+
+
+class Communication:
+    """CostModel's collectives (a base class: it reads the model's layout, dtypes, links and _op())."""
+
+    def _collective(self, name: str, count: int, nbytes: float, ranks: int, bw: float, lat: float,
+                    eager: bool) -> OperatorCost:
+        """TP all-reduce: NCCL's ring (2(r-1) latency steps, 2(r-1)/r of the bytes over each link) or, with
+        the engine's custom all-reduce inside one NVLink domain, the fastest of ring, two-shot (reduce-scatter
+        + all-gather through peer memory: 2 steps, the ring's bytes) and one-shot (every rank reads the r-1
+        peer buffers: 1 step, (r-1) x the bytes), as those kernels pick by message size. PP: one hop."""
+        rate = bw * self.eff.link_efficiency * self.engine.collective_efficiency
+        if name.endswith("allreduce"):
+            ring = 2 * (ranks - 1) * lat + 2 * (ranks - 1) / ranks * nbytes / rate
+            net = ring
+            if self.engine.custom_allreduce and ranks <= self.hw.interconnect.gpus_per_node:
+                two_shot = 2 * lat + 2 * (ranks - 1) / ranks * nbytes / rate
+                one_shot = lat + (ranks - 1) * nbytes / rate
+                net = min(ring, two_shot, one_shot)
+        else:
+            net = lat + nbytes / rate
+        return self._op(name, count, 0.0, nbytes, 0.0, net, eager, self.engine.collective_overhead_s)
+
+    def _reductions(self, T: float, L: int, eager: bool, all_tokens: int, extend: bool) -> list[OperatorCost]:
+        """Communication of a stage's layers: the all-reduce after attention (over the attention TP group) and
+        after each MLP (dense layers: the attention TP group; MoE layers: the whole stage), or for MoE layers
+        with attention DP beside EP an all-to-all dispatch of each token to its experts' GPUs and a combine back
+        (_all_to_all)."""
+        h, ab, layout = self.model.hidden_size, self.a_bytes, self.layout
+        if layout.attention_dp == 1 and not layout.dispatches:  # the plain tensor-parallel stage
+            if self.tp == 1:
+                return []
+            return [self._collective("tp_allreduce", 2 * L, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
+        ops: list[OperatorCost] = []
+        moe_layers = L - round(L * (1 - self.moe_share))
+        attention_tp_reductions = L + (L - moe_layers)  # after attention, and after each dense MLP
+        if layout.attention_tp > 1:
+            ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
+                                        self.tp_bw, self.tp_lat, eager))
+        if moe_layers and layout.dispatches:
+            moved_bytes, network_s = self._all_to_all(T, extend)
+            ops.append(self._op("moe_all_to_all", moe_layers, 0.0, moved_bytes, 0.0, network_s, eager,
+                                self.engine.collective_overhead_s))
+        elif moe_layers and self.tp > 1:  # every rank's tokens gathered, the outputs reduced and scattered back
+            ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_ring_bw,
+                                        self.moe_lat, eager))
+        return ops
+
+    def _all_to_all(self, T: float, extend: bool) -> tuple[float, float]:
+        """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:
+        the dispatch in FP8 with one FP32 scale per 128 channels when the GEMMs run FP8 (else the activation
+        dtype), the combine in BF16. Inside one NVLink domain every (token, expert) copy held on another GPU
+        moves over NVLink. Across nodes (the EP group larger than a node, packed gpus_per_node a node), as
+        DeepEP's two kernel families do (deepseek-ai/DeepEP README): a batch with prompt tokens (SGLang's deepep
+        "auto" mode picks the normal kernels for extend batches) sends each token once over RDMA to every other
+        node holding one of its experts, and forwards it there over NVLink, RDMA being the bottleneck ("Internode
+        16 EP: 43 GB/s (RDMA)" on 400 Gb/s NICs); a decode batch (the low-latency kernels) sends each (token,
+        expert) copy straight to its GPU, over RDMA to other nodes and over NVLink inside its own (DeepEP PR
+        #173), the two at once. Checked, not fitted, against the README's low-latency table (H800, 128 tokens a
+        rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; tests/test_moe_layouts.py)."""
+        m, layout, ic = self.model, self.layout, self.hw.interconnect
+        k, ep, h = m.experts_per_token, layout.ep, m.hidden_size
+        dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
+        per_token_bytes = h * (dispatch_bytes + self.hp_bytes)  # dispatched, then combined back
+        scale = self.eff.link_efficiency * self.engine.collective_efficiency
+        if ep <= ic.gpus_per_node:
+            copies = T * k * (ep - 1) / ep
+            return copies * per_token_bytes, 2 * self.moe_lat + copies * per_token_bytes / (self.moe_bw * scale)
+        nic_rate = ic.inter_node_bandwidth_bytes_per_s * scale
+        nvlink_rate = ic.intra_node_bandwidth_bytes_per_s * scale
+        local, nodes = ic.gpus_per_node, math.ceil(ep / ic.gpus_per_node)
+        if extend:  # normal kernels: once per other node the token's experts are on (uniform routing)
+            rdma_tokens = T * (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+            moved = rdma_tokens * per_token_bytes
+            return moved, 2 * ic.inter_node_latency_s + moved / nic_rate
+        rdma_copies = T * k * (ep - local) / ep
+        nvlink_copies = T * k * (local - 1) / ep
+        network_s = (2 * ic.inter_node_latency_s
+                     + max(rdma_copies / nic_rate, nvlink_copies / nvlink_rate) * per_token_bytes)
+        return (rdma_copies + nvlink_copies) * per_token_bytes, network_s
+
+
+def link(ic, ranks: int) -> tuple[float, float]:
+    """Bandwidth and latency of the link a group of `ranks` GPUs communicates over: NVLink inside a node, each
+    GPU's own NIC (inter_node_bandwidth_bytes_per_s is per GPU) across nodes."""
+    if ranks <= ic.gpus_per_node:
+        return ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s
+    return ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s
+
+
+def ring_bandwidth(ic, ranks: int) -> float:
+    """Bus bandwidth of NCCL's ring all-reduce over `ranks` GPUs. Inside a node, the NVLink rate. Across nodes
+    NCCL runs one ring (channel) per NIC, each ring leaving a node through a different GPU's NIC, so all of a
+    node's NICs carry node-crossing hops at once: the bus bandwidth is the NICs of the node with the fewest
+    group members together (one NIC per GPU), at most the NVLink rate the rings' other hops run at. Sources:
+    NCCL's maintainers on two H100 nodes, "For NDR @ 400Gbps you should see 46-48GB/s per NIC" (NVIDIA/nccl-tests
+    issue #290); three A100 nodes with 4 HDR NICs each, 100 GB/s bus bandwidth expected (4 x 200 Gb/s) and 85-96
+    GB/s measured (nccl-tests issue #119). A group split over nodes is taken as packed: gpus_per_node a node.
+    Checked after the change, not fitted: DeepSeek-R1 on 2 x 8 H100 under SGLang (TP16 assumed: the flags are
+    not in the part of tenstorrent/tt-inference-server issue #356 read), one 8,192-token prompt: TTFT 264 ms
+    measured, 859 ms predicted with one NIC's rate, 271 ms with this."""
+    bw, _ = link(ic, ranks)
+    if ranks <= ic.gpus_per_node:
+        return bw
+    fewest = ranks % ic.gpus_per_node or ic.gpus_per_node
+    return min(ic.intra_node_bandwidth_bytes_per_s, bw * fewest)

@@ -1,0 +1,317 @@
+"""Runs of pure-decode iterations whose contexts grow, in closed form.
+
+Between the iterations of a decode run only attention's pairs and KV tokens change, so fast()'s latency is a
+line in one layer's attention time, itself the larger of a compute line and a KV-read line (DecodeLine, read off
+the cost model's own assembly at no attention and at PROBE_S). DecodeSeries, a base of CostModel, builds the line
+of each batch size once and evaluates whole runs with numpy; a hybrid sliding-window stack (HybridDecodeLine) and
+sparse attention (SparseDecodeLine) have their own; a step with an operator on a compute-in-memory substrate is
+costed step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from phasewise.perf.attention import PROBE_TOKENS
+from phasewise.perf.batch import BatchShape
+
+__all__ = ["DOMINANCE", "PROBE_S", "DecodeLine", "DecodeSeries", "HybridDecodeLine", "SparseDecodeLine",
+           "StepwiseDecode"]
+
+# One layer's attention time at which decode series read their latency's slope off fast()'s assembly
+# (a power of two, so dividing by it is exact).
+PROBE_S = 2.0 ** 20
+# A decode series' attention is max(compute line, KV-read line), both linear in the step. Where one exceeds the
+# other at both ends of the series by this factor, far above their rounding (~1e-16 relative), it exceeds it at
+# every step in between, and max() is that line alone: the other is not evaluated (the same values, faster).
+DOMINANCE = 1.0 + 1e-9
+
+
+class DecodeLine(NamedTuple):
+    """A pure-decode batch whose contexts grow, in fast()'s arithmetic with only its attention pairs and KV
+    tokens varying:  attention_s = max(pairs x s_per_pair + fixed_compute_s, kv_tokens x s_per_kv_token + fixed_s,
+    dispatch_s) (one layer; the fixed parts are the kernels that run beside attention's whatever the context, e.g.
+    latent attention's absorbed up-projections, added to both its times: attention.py _plus_kernels),
+    latency_s = attention_s x latency_per_attention_s + latency_offset_s, stage_s likewise,
+    FLOPs = flops + pairs x flops_per_pair, bytes = bytes + kv_tokens x bytes_per_kv_token. dispatch_s is the
+    eager host floor as one layer's attention time (the layers take at least their kernels' dispatch)."""
+
+    s_per_pair: float
+    s_per_kv_token: float
+    fixed_s: float
+    dispatch_s: float
+    latency_per_attention_s: float
+    latency_offset_s: float
+    stage_per_attention_s: float
+    stage_offset_s: float
+    flops_per_pair: float
+    flops: float
+    bytes_per_kv_token: float
+    bytes: float
+    overlapped_host_s: float  # with overlap scheduling: each latency is at least this host time (else 0)
+    fixed_compute_s: float = 0.0
+
+    def attention(self, pairs, kv, maximum):
+        """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.maximum, floats with
+        max): the larger of its compute and memory lines, each with its fixed part."""
+        return maximum(pairs * self.s_per_pair + self.fixed_compute_s, kv * self.s_per_kv_token + self.fixed_s)
+
+
+class HybridDecodeLine(NamedTuple):
+    """decode_line() of a hybrid sliding-window stack (gpt-oss): its `line` in the effective pairs and KV tokens of
+    one layer, the mean over its full layers and its `window_share` of windowed ones, which see at most `pairs_cap`
+    pairs and `kv_cap` KV tokens (BatchShape.windowed): fast()'s averaged attention, step by step in numpy."""
+
+    line: DecodeLine
+    window_share: float
+    pairs_cap: float
+    kv_cap: float
+
+    def effective(self, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pairs, KV tokens) of the mean layer, from arrays of the batch's own."""
+        return self._mean_layer(pairs, kv, np.minimum)
+
+    def effective_one(self, pairs: float, kv: float) -> tuple[float, float]:
+        """effective() of one iteration's sums (plain floats: no numpy on the per-series path)."""
+        return self._mean_layer(pairs, kv, min)
+
+    def _mean_layer(self, pairs, kv, minimum):
+        share = self.window_share
+        return ((1.0 - share) * pairs + share * minimum(pairs, self.pairs_cap),
+                (1.0 - share) * kv + share * minimum(kv, self.kv_cap))
+
+
+class SparseDecodeLine(NamedTuple):
+    """decode_line() of sparse attention (DSA: GLM-5, DeepSeek-V3.2): its latent attention's `line` over at most
+    `pairs_cap` pairs and `kv_cap` KV tokens (each new token's top-k keys: BatchShape.windowed), plus the indexer over
+    all of them, one layer's indexer taking max(pairs x index_s_per_pair, kv x index_s_per_kv_token + pairs x
+    index_read_s_per_pair + index_fixed_s) (perf/attention.py SparseIndexer, linear in both); its FLOPs and bytes
+    per pair and KV token over the stage's `layers`: AttentionCost.layer's sum, step by step in numpy."""
+
+    line: DecodeLine
+    pairs_cap: float
+    kv_cap: float
+    index_s_per_pair: float
+    index_s_per_kv_token: float
+    index_read_s_per_pair: float
+    index_fixed_s: float
+    index_flops_per_pair: float
+    index_bytes_per_kv_token: float
+    index_bytes_per_pair: float
+    index_bytes: float
+
+    def attention(self, pairs, kv, minimum, maximum):
+        """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.minimum / np.maximum,
+        floats with min / max): the capped latent attention and the uncapped indexer, one after the other."""
+        main = self.line.attention(minimum(pairs, self.pairs_cap), minimum(kv, self.kv_cap), maximum)
+        return main + maximum(pairs * self.index_s_per_pair,
+                              kv * self.index_s_per_kv_token + pairs * self.index_read_s_per_pair + self.index_fixed_s)
+
+    def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s."""
+        line = self.line
+        attention_s = max(self.attention(pairs, kv, min, max), line.dispatch_s)
+        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+        flops = line.flops + min(pairs, self.pairs_cap) * line.flops_per_pair + pairs * self.index_flops_per_pair
+        nbytes = (line.bytes + min(kv, self.kv_cap) * line.bytes_per_kv_token + kv * self.index_bytes_per_kv_token
+                  + pairs * self.index_bytes_per_pair + self.index_bytes)
+        return latency_s, flops, nbytes
+
+
+class StepwiseDecode(NamedTuple):
+    """decode_line() of a batch whose decode step is not a DecodeLine (an operator on a CiM substrate,
+    mapped_cost.py): its runs are costed step by step with fast(): exact, slower."""
+
+    seqs: int
+    tokens: int
+    logit_tokens: int
+
+
+class DecodeSeries:
+    """CostModel's decode runs (a base class: it reads the model's attention, pipeline, caches and fast())."""
+
+    def _decode_line(self, shape: BatchShape) -> DecodeLine:
+        """decode_line() of a pure-decode `shape`."""
+        if shape.prefill_seqs:
+            raise ValueError("decode series take pure-decode batches")
+        return self.decode_line(shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
+
+    def decode_line(self, seqs: int, tokens: int, logit_tokens: int
+                    ) -> DecodeLine | HybridDecodeLine | SparseDecodeLine | StepwiseDecode:
+        """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
+        through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
+        attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size. A hybrid
+        sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine)."""
+        line = self._plain_decode_line(seqs, tokens, logit_tokens)
+        if self.model.sparse_attention_topk:
+            return self._sparse_decode_line(line, seqs, tokens)
+        if not self.window_share:
+            return line
+        return HybridDecodeLine(line, self.window_share, tokens * self.hybrid_window, seqs * self.hybrid_window)
+
+    def _plain_decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine:
+        """decode_line() but for a hybrid stack's windowed layers: every layer attends over the whole context."""
+        key = ("decode", seqs, tokens, logit_tokens)
+        line = self._cache.get(key)
+        if line is None:
+            shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, logit_tokens=logit_tokens)
+            eager, gemm_tokens = self.graph_launch(shape)
+            layers_s, embedding_s, lm_head_s, send_s, flops, nbytes, dispatch_s = self._static(
+                gemm_tokens, shape.logit_tokens, eager, *self._rank_rows(shape, gemm_tokens), False)
+            layers_s += self._attention_launch_s
+            layers = self.layers_per_stage
+            # eager (_eager_dispatch): the layers take at least the host's dispatch of their kernels, i.e. one
+            # layer's attention at least this much
+            attention_floor_s = (max(0.0, (dispatch_s + layers * self._attention_dispatch_s - layers_s) / layers)
+                                 if eager else 0.0)
+            latency0_s, stage0_s = self.pipeline.times(layers_s, embedding_s, lm_head_s, send_s)
+            latency1_s, stage1_s = self.pipeline.times(layers_s + self.layers_per_stage * PROBE_S, embedding_s,
+                                                       lm_head_s, send_s)
+            host_s = self.host_s(shape)
+            overlapped_host_s = host_s if self.engine.overlap_scheduling else 0.0
+            if overlapped_host_s:
+                host_s = 0.0  # applied as a floor after the line (max, not sum)
+            per_pair, per_kv_token, fixed = self.attention.decode_linear(shape.decode_seqs, shape.decode_tokens)
+            line = DecodeLine(
+                s_per_pair=per_pair[2], s_per_kv_token=per_kv_token[3], fixed_s=fixed[3], fixed_compute_s=fixed[2],
+                dispatch_s=attention_floor_s,
+                latency_per_attention_s=(latency1_s - latency0_s) / PROBE_S, latency_offset_s=latency0_s + host_s,
+                stage_per_attention_s=(stage1_s - stage0_s) / PROBE_S, stage_offset_s=stage0_s + host_s,
+                flops_per_pair=layers * per_pair[0], flops=flops + layers * fixed[0],
+                bytes_per_kv_token=layers * per_kv_token[1], bytes=nbytes + layers * fixed[1],
+                overlapped_host_s=overlapped_host_s)
+            self._cache[key] = line
+        return line
+
+    def _sparse_decode_line(self, line: DecodeLine, seqs: int, tokens: int) -> SparseDecodeLine:
+        """decode_line() of sparse attention: `line` (the latent attention alone: AttentionCost.kernel) capped at each
+        token's top-k keys, and the indexer's slopes read off AttentionCost.indexer at no context and PROBE_TOKENS
+        pairs or KV tokens."""
+        top_k, layers = self.model.sparse_attention_topk, self.layers_per_stage
+        index = self.attention.indexer
+        zero, per_pair, per_kv = (index(seqs, tokens, pairs, kv) for pairs, kv in
+                                  ((0.0, 0.0), (PROBE_TOKENS, 0.0), (0.0, PROBE_TOKENS)))
+        pair_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_pair, zero)]
+        kv_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_kv, zero)]
+        return SparseDecodeLine(line, tokens * top_k, seqs * top_k, index_s_per_pair=pair_slope[2],
+                                index_s_per_kv_token=kv_slope[3], index_read_s_per_pair=pair_slope[3],
+                                index_fixed_s=zero[3], index_flops_per_pair=layers * pair_slope[0],
+                                index_bytes_per_kv_token=layers * kv_slope[1],
+                                index_bytes_per_pair=layers * pair_slope[1], index_bytes=layers * zero[1])
+
+    @staticmethod
+    def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch with `pairs` attention pairs and `kv` KV tokens on `line`:
+        fast() of it less its stage_s."""
+        attention_s = max(line.attention(pairs, kv, max), line.dispatch_s)
+        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+        return latency_s, line.flops + pairs * line.flops_per_pair, line.bytes + kv * line.bytes_per_kv_token
+
+    def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
+                      ) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """Latencies of consecutive pure-decode iterations that differ from `shape` only in their
+        attention pairs and KV tokens (the context grows): exact, without rebuilding each iteration.
+        pairs[0], kv[0] must be shape's own. Returns the latencies and (latency, flops, bytes) of the first."""
+        line = self._decode_line(shape)
+        if isinstance(line, StepwiseDecode):
+            return self._stepwise(line, pairs, kv)
+        first_pairs, first_kv = shape.decode_pairs, shape.decode_kv_tokens
+        if isinstance(line, SparseDecodeLine):
+            attention = line.attention(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64),
+                                       np.minimum, np.maximum)
+            return self._series_latencies(line.line, attention, ascending=False), line.first(first_pairs, first_kv)
+        if isinstance(line, HybridDecodeLine):
+            pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
+            first_pairs, first_kv = line.effective_one(first_pairs, first_kv)
+            line = line.line
+        attention = line.attention(pairs, kv, np.maximum)  # one layer's
+        return (self._series_latencies(line, attention, ascending=False),
+                self._decode_first(line, first_pairs, first_kv))
+
+    @staticmethod
+    def _series_latencies(line: DecodeLine, attention: np.ndarray, ascending: bool) -> np.ndarray:
+        """A decode series' latencies from one layer's attention time per iteration (in place): the
+        dispatch floor, the rest of the iteration, then the overlapped host floor (skipped when the
+        latencies ascend and the first already clears it: then it changes none)."""
+        if line.dispatch_s:
+            np.maximum(attention, line.dispatch_s, out=attention)
+        attention *= line.latency_per_attention_s
+        attention += line.latency_offset_s
+        host_s = line.overlapped_host_s
+        if host_s and not (ascending and attention[0] >= host_s):
+            np.maximum(attention, host_s, out=attention)
+        return attention
+
+    def decode_series_linear(self, shape: BatchShape, steps: np.ndarray, kv_per_step: float, pairs_per_step: float
+                             ) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """decode_series for contexts growing linearly: KV tokens kv0 + kv_per_step*j, pairs likewise."""
+        return self.decode_line_series(self._decode_line(shape), shape.decode_pairs, shape.decode_kv_tokens, steps,
+                                       kv_per_step, pairs_per_step)
+
+    def decode_line_series(self, line: DecodeLine, pairs: float, kv: float, steps: np.ndarray, kv_per_step: float,
+                           pairs_per_step: float) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """decode_series_linear from the batch's sums instead of a BatchShape: its DecodeLine (decode_line())
+        and its first iteration's attention pairs and KV tokens (what the simulator's decode runs call).
+        `steps` ascend (step indices)."""
+        if isinstance(line, StepwiseDecode):
+            return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+        if isinstance(line, SparseDecodeLine):
+            attention = line.attention(pairs + pairs_per_step * steps, kv + kv_per_step * steps, np.minimum, np.maximum)
+            growing = pairs_per_step >= 0 and kv_per_step >= 0
+            return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
+        if isinstance(line, HybridDecodeLine):  # the mean layer's pairs and KV: lines capped in the windowed layers
+            pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+            attention = line.line.attention(pair_series, kv_series, np.maximum)
+            growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
+            return (self._series_latencies(line.line, attention, ascending=growing),
+                    self._decode_first(line.line, *line.effective_one(pairs, kv)))
+        s_per_pair, s_per_kv_token, fixed_s = line[:3]
+        # DecodeLine.attention over the steps: max(compute, memory), each a line *_0 + *_step x step
+        compute_0, compute_step = pairs * s_per_pair + line.fixed_compute_s, pairs_per_step * s_per_pair
+        memory_0, memory_step = kv * s_per_kv_token + fixed_s, kv_per_step * s_per_kv_token
+        first, last = float(steps[0]), float(steps[-1])
+        # both lines >= 0 and growing over the steps: no latency is below the first, and _exceeds() holds
+        growing = 0 <= first <= last and min(compute_0, compute_step, memory_0, memory_step) >= 0
+        latency = steps * memory_step
+        latency += memory_0
+        if not (growing and _exceeds(memory_0, memory_step, compute_0, compute_step, first, last)):
+            compute = steps * compute_step
+            compute += compute_0
+            np.maximum(compute, latency, out=latency)
+        return self._series_latencies(line, latency, ascending=growing), self._decode_first(line, pairs, kv)
+
+    def _stepwise(self, line: StepwiseDecode, pairs: np.ndarray, kv: np.ndarray
+                  ) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """fast() of every step: the latencies and (latency, flops, bytes) of the first."""
+        costs = [self.fast(BatchShape(decode_seqs=line.seqs, decode_tokens=line.tokens, decode_pairs=step_pairs,
+                                      decode_kv_tokens=step_kv, logit_tokens=line.logit_tokens))
+                 for step_pairs, step_kv in zip(np.asarray(pairs).tolist(), np.asarray(kv).tolist())]
+        first = costs[0]
+        return np.array([cost[0] for cost in costs], dtype=np.float64), (first[0], first[2], first[3])
+
+    def decode_stage_series(self, shape: BatchShape, latencies: np.ndarray) -> np.ndarray:
+        """stage_s of each iteration of a decode series, given the latencies decode_series or
+        decode_series_linear returned for `shape` (before anything is added to them): what fast() returns
+        as stage_s for each iteration; a copy of `latencies` when pp == 1."""
+        if self.pp == 1:
+            return np.array(latencies, dtype=np.float64)
+        line = self._decode_line(shape)
+        if isinstance(line, (HybridDecodeLine, SparseDecodeLine)):
+            line = line.line
+        stage = np.subtract(latencies, line.latency_offset_s)
+        stage *= line.stage_per_attention_s / line.latency_per_attention_s
+        stage += line.stage_offset_s
+        if line.overlapped_host_s:  # a latency held at the host floor had a device stage below it too
+            np.maximum(stage, line.overlapped_host_s, out=stage)
+            np.minimum(stage, latencies, out=stage)
+        return stage
+
+
+def _exceeds(a_0: float, a_step: float, b_0: float, b_step: float, first: float, last: float) -> bool:
+    """Whether the line a_0 + a_step x j exceeds b_0 + b_step x j, each as numpy rounds it, at every step j from
+    `first` to `last` (all of them >= 0): by the DOMINANCE factor at both ends (see DOMINANCE)."""
+    return (a_0 + first * a_step > (b_0 + first * b_step) * DOMINANCE
+            and a_0 + last * a_step > (b_0 + last * b_step) * DOMINANCE)
+
