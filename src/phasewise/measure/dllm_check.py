@@ -44,7 +44,8 @@ from phasewise.measure.torch_env import kv_cache_arg, need_transformers, torch_a
 from phasewise.measure.validate import measured_engine, relative_error, scaled_config
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.model import ModelSpec, from_hf_config
+from phasewise.specs.hf_config import from_hf_config
+from phasewise.specs.model import ModelSpec
 
 DLLM_MODEL = "GSAI-ML/LLaDA-8B-Instruct"  # the catalog's diffusion LM (Llama-shaped block, MHA, causal=False)
 # Issue 13: block forwards of 32, 64, 128, 256 new positions over a cached prefix.

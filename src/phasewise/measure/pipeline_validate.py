@@ -53,7 +53,7 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     say = progress or (lambda _m: None)
     hf_config = scaled_config(load_model(model), layers, hidden)
     config = {k: v for k, v in hf_config.items() if k not in ("model_type", "architectures")}
-    from phasewise.specs.model import from_hf_config
+    from phasewise.specs.hf_config import from_hf_config
 
     small = from_hf_config(f"{load_model(model).name} (scaled)", hf_config)
     boundary = layers // 2

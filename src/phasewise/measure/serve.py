@@ -22,7 +22,7 @@ from phasewise.measure.validate import scaled_config
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_engine, load_hardware, load_model
-from phasewise.specs.model import from_hf_config
+from phasewise.specs.hf_config import from_hf_config
 from phasewise.workload import ClosedLoop, LengthDist
 
 OPS_PER_SEQUENCE_LAYER = 6  # RoPE (2), two KV writes, attention, reshape: the loop's per-sequence dispatch

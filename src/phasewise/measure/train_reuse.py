@@ -104,7 +104,7 @@ def train_reuse_validate(model: str, hardware: str, layers: int = 4, hidden: int
     transformers = need_transformers()
     spec = load_model(model)
     cfg = scaled_config(spec, layers, hidden)
-    from phasewise.specs.model import from_hf_config
+    from phasewise.specs.hf_config import from_hf_config
 
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
     hw = load_hardware(hardware)

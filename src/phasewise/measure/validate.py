@@ -82,7 +82,7 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     transformers = need_transformers()
     spec = load_model(model)
     cfg = scaled_config(spec, layers, hidden)
-    from phasewise.specs.model import from_hf_config
+    from phasewise.specs.hf_config import from_hf_config
 
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
     hw = load_hardware(hardware)

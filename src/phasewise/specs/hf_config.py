@@ -1,0 +1,376 @@
+"""Hugging Face config.json -> ModelSpec, and the model catalog.
+
+Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
+indexer, gated-DeltaNet hybrids, OPT, BLOOM, OLMo-style); an unknown model_type, or a field that changes a layer's
+cost and that its parser does not read, is a one-line error naming it, never a fallback to another family.
+load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
+from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.model import ModelSpec
+
+__all__ = ["SUPPORTED_TYPES", "catalog_names", "from_hf_config", "load_model", "native_precision"]
+
+_GATED_ACTS = {"silu", "swiglu", "swish", "gelu_pytorch_tanh_gated"}
+
+
+def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if cfg.get(k) is not None:
+            return cfg[k]
+    return default
+
+
+def _require(cfg: dict[str, Any], where: str, *keys: str) -> Any:
+    value = _first(cfg, *keys)
+    if value is None:
+        raise PhasewiseError(f"{where}: missing field {' or '.join(keys)}")
+    if keys[0] in DIVISORS and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise PhasewiseError(f"{where}: field {keys[0]} must be a positive integer (got {value!r})")
+    return value
+
+
+# fields other shapes are divided by: a zero, a fraction or a text there is refused by name, not left to fail
+DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model", "num_hidden_layers", "n_layers",
+            "n_layer")
+
+
+# model_type -> the parser that understands it. Llama-style: the common field names (hidden_size,
+# num_attention_heads, num_key_value_heads, head_dim, intermediate_size; MoE as Mixtral/Qwen/DeepSeek name it);
+# latent: the same plus DeepSeek's multi-head latent attention fields.
+LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gpt_oss",
+                     "minimax_m2")
+# latent attention with DeepSeek sparse attention's indexer (index_topk, index_n_heads, index_head_dim)
+SPARSE_LATENT_TYPES = ("deepseek_v32", "glm_moe_dsa")
+LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATENT_TYPES
+# Llama-style fields plus gated-DeltaNet linear-attention layers (layer_types "linear_attention", or every layer but
+# each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
+LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
+# multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
+TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text"}
+OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
+SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) \
+    + OTHER_TYPES
+# Families whose cost depends on something the cost model does not represent yet: refused by name rather than
+# costed as if they were Llama.
+NOT_MODELLED = {
+    "gemma2": "alternating sliding-window layers", "gemma3": "alternating sliding-window layers",
+    "gemma3_text": "alternating sliding-window layers", "cohere2": "alternating sliding-window layers",
+    "llama4": "chunked-attention layers", "llama4_text": "chunked-attention layers",
+    "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
+    "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
+}
+# Fields that change a layer's cost; a config carrying one its parser does not read is refused by name.
+LATENT_FIELDS = ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+SPARSE_FIELDS = ("index_topk", "index_n_heads", "index_head_dim")
+LAYER_PATTERN_FIELDS = ("sliding_window_pattern", "attention_chunk_size", "full_attention_interval",
+                        "attn_type_list", "hybrid_override_pattern")
+
+
+def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> ModelSpec:
+    """Build a ModelSpec from the fields of a Hugging Face config.json (any of the supported families);
+    an unknown model_type, or a field that changes the cost and that its parser does not read, is an error."""
+    where = where or f"model '{name}'"
+    mt = str(cfg.get("model_type", "")).lower()
+    if not mt and "d_model" in cfg:
+        mt = "olmo"
+    if not mt:
+        raise PhasewiseError(f"{where}: missing field model_type (supported: {', '.join(SUPPORTED_TYPES)})")
+    if mt in NOT_MODELLED:
+        raise PhasewiseError(f"{where}: model_type '{mt}' is not modelled yet ({NOT_MODELLED[mt]}); "
+                             f"supported: {', '.join(SUPPORTED_TYPES)}")
+    if mt not in SUPPORTED_TYPES:
+        raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
+    if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (the vision tower is not costed)
+        text = cfg.get("text_config")
+        if not isinstance(text, dict):
+            raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
+        inner = {"model_type": TEXT_WRAPPER_TYPES[mt], **text}
+        if cfg.get("quantization_config") is not None:
+            inner.setdefault("quantization_config", cfg["quantization_config"])
+        return from_hf_config(name, inner, where)
+    _refuse_unread_fields(cfg, where, mt)
+    try:
+        if mt == "opt":
+            spec = _opt(name, cfg, where)
+        elif mt == "bloom":
+            spec = _bloom(name, cfg, where)
+        elif mt in ("llada", "olmo"):
+            spec = _olmo_style(name, cfg, where)
+        else:
+            spec = _llama_style(name, cfg, where, mt)
+        native = native_precision(cfg, where)
+        if native:
+            spec = spec.model_copy(update={"native_precision": native})
+    except ValidationError as exc:
+        raise pydantic_message(where, exc) from None
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. int('wide'), int(inf)
+        if isinstance(exc, PhasewiseError):
+            raise
+        raise PhasewiseError(f"{where}: {exc}") from None
+    return spec
+
+
+def native_precision(cfg: dict[str, Any], where: str) -> str | None:
+    """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
+    block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
+    (gpt-oss) mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16."""
+    qc = cfg.get("quantization_config")
+    if not qc:
+        return None
+    if not isinstance(qc, dict):
+        raise PhasewiseError(f"{where}: quantization_config must be a mapping")
+    method = str(qc.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8-block" if qc.get("weight_block_size") else "fp8"
+    if method == "mxfp4":
+        return "mxfp4"
+    if method == "modelopt":
+        algo = str(qc.get("quant_algo", "")).upper()
+        if algo in ("FP8", "NVFP4"):
+            return algo.lower()
+        raise PhasewiseError(f"{where}: quantization_config quant_algo '{algo}' is not modelled (known: FP8, NVFP4)")
+    if method in ("awq", "gptq") and int(qc.get("bits", qc.get("w_bit", 4))) == 4:
+        return "w4a16"
+    if method == "compressed-tensors":
+        groups = (qc.get("config_groups") or {}).values()
+        bits = {int(((g or {}).get("weights") or {}).get("num_bits", 0)) for g in groups}
+        if bits == {4}:
+            return "w4a16"
+        if bits == {8}:
+            return "fp8"
+    raise PhasewiseError(f"{where}: quantization_config quant_method '{method}' is not modelled "
+                         f"(known: fp8, mxfp4, modelopt, awq, gptq, compressed-tensors 4/8-bit); give --precision")
+
+
+def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
+    # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
+    full = cfg.get("attn_type_list") is not None and all(kind == 1 for kind in cfg["attn_type_list"])
+    hybrid = mt in LINEAR_HYBRID_TYPES
+    unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
+              and not (k == "full_attention_interval" and hybrid)]
+    if mt not in LATENT_ATTENTION_TYPES:
+        unread += [k for k in LATENT_FIELDS if cfg.get(k)]
+    if mt not in SPARSE_LATENT_TYPES:
+        unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
+    kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
+        {"linear_attention"} if hybrid else set())
+    if "linear_attention" in kinds:
+        unread.append("layer_types (linear_attention: gated DeltaNet, read for model_type "
+                      f"{', '.join(LINEAR_HYBRID_TYPES)} only)")
+        kinds.discard("linear_attention")
+    if "sliding_attention" in (cfg.get("layer_types") or []) and not cfg.get("sliding_window"):
+        unread.append("layer_types (sliding_attention without a sliding_window)")
+    if kinds:
+        unread.append(f"layer_types ({', '.join(sorted(map(str, kinds)))})")
+    if unread:
+        raise PhasewiseError(f"{where}: field {unread[0]} is not modelled for model_type '{mt}' "
+                             f"(its layers would be costed wrongly)")
+
+
+def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
+    hidden = int(_require(cfg, where, "hidden_size"))
+    heads = int(_require(cfg, where, "num_attention_heads"))
+    layers = int(_require(cfg, where, "num_hidden_layers"))
+    num_experts = int(_first(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=0))
+    top_k = int(_first(cfg, "num_experts_per_tok", default=0)) if num_experts else 0
+    moe_layers = 0
+    expert_inter = 0
+    shared_inter = 0
+    if num_experts:
+        expert_inter = int(_first(cfg, "moe_intermediate_size", "intermediate_size", default=0))
+        shared_inter = int(_first(cfg, "shared_expert_intermediate_size", default=0))
+        n_shared = int(_first(cfg, "n_shared_experts", default=0))
+        if n_shared and not shared_inter:
+            shared_inter = n_shared * expert_inter
+        step = int(_first(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
+        freq = int(_first(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
+        dense_only = set(cfg.get("mlp_only_layers") or [])
+        first_dense = int(_first(cfg, "first_k_dense_replace", default=0))
+        moe_layers = sum(
+            1
+            for i in range(layers)
+            if i not in dense_only and i >= first_dense and (i + 1) % step == 0 and i % freq == 0
+        )
+    window = cfg.get("sliding_window")
+    if cfg.get("use_sliding_window") is False:
+        window = None
+    layer_types = cfg.get("layer_types") or []
+    windowed_layers = None
+    if layer_types:  # a hybrid stack names each layer's attention (gpt-oss: sliding and full alternate)
+        if len(layer_types) != layers:
+            raise PhasewiseError(f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {layers}")
+        windowed_layers = sum(kind == "sliding_attention" for kind in layer_types)
+        if not windowed_layers:
+            window = None  # every layer full: a sliding_window field alone does not apply
+    # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
+    act = str(_first(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
+    latent = {}
+    head_dim = int(_first(cfg, "head_dim", default=hidden // heads))
+    if mt in LATENT_ATTENTION_TYPES:
+        rope = int(_require(cfg, where, "qk_rope_head_dim"))
+        head_dim = int(_require(cfg, where, "qk_nope_head_dim")) + rope
+        latent = dict(q_lora_rank=int(_first(cfg, "q_lora_rank", default=0)),
+                      kv_lora_rank=int(_require(cfg, where, "kv_lora_rank")), qk_rope_head_dim=rope,
+                      v_head_dim=int(_require(cfg, where, "v_head_dim")),
+                      mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)))
+        if mt in SPARSE_LATENT_TYPES:
+            latent.update(sparse_attention_topk=int(_require(cfg, where, "index_topk")),
+                          indexer_heads=int(_require(cfg, where, "index_n_heads")),
+                          indexer_head_dim=int(_require(cfg, where, "index_head_dim")))
+    if mt in LINEAR_HYBRID_TYPES:
+        latent = _linear_attention_fields(cfg, where, layers, layer_types)
+    return ModelSpec(
+        name=name,
+        model_type=mt,
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
+        head_dim=head_dim,
+        intermediate_size=int(_first(cfg, "intermediate_size", default=0))
+        if moe_layers < layers
+        else 0,
+        vocab_size=int(_require(cfg, where, "vocab_size")),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", mt == "gemma")),
+        # gated MLPs: SwiGLU (Llama, Mistral, Qwen, DeepSeek) and Gemma's GeGLU (gate_proj, up_proj, down_proj)
+        mlp_gated=act in _GATED_ACTS or mt in LLAMA_STYLE_TYPES or mt in LATENT_ATTENTION_TYPES,
+        num_experts=num_experts,
+        experts_per_token=top_k,
+        expert_intermediate_size=expert_inter,
+        shared_expert_intermediate_size=shared_inter,
+        num_moe_layers=moe_layers,
+        sliding_window=int(window) if window else None,
+        sliding_window_layers=windowed_layers if window else None,
+        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
+        qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
+        **latent,
+    )
+
+
+def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer_types: list) -> dict[str, Any]:
+    """A gated-DeltaNet hybrid's fields (transformers Qwen3NextConfig / Qwen3_5TextConfig): its linear-attention
+    layers from layer_types, else every layer but each full_attention_interval-th (the configs' own default rule);
+    the softmax layers' output gate (attn_output_gate; Qwen3-Next's attention always gates)."""
+    if layer_types:
+        linear = sum(kind == "linear_attention" for kind in layer_types)
+    else:
+        interval = int(_require(cfg, where, "full_attention_interval"))
+        linear = layers - layers // interval
+    return dict(
+        attention_output_gate=bool(cfg.get("attn_output_gate", True)),
+        linear_attention_layers=linear,
+        linear_key_heads=int(_require(cfg, where, "linear_num_key_heads")),
+        linear_value_heads=int(_require(cfg, where, "linear_num_value_heads")),
+        linear_key_head_dim=int(_require(cfg, where, "linear_key_head_dim")),
+        linear_value_head_dim=int(_require(cfg, where, "linear_value_head_dim")),
+        linear_conv_kernel=int(_require(cfg, where, "linear_conv_kernel_dim")),
+    )
+
+
+def _opt(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
+    hidden = int(_require(cfg, where, "hidden_size"))
+    heads = int(_require(cfg, where, "num_attention_heads"))
+    return ModelSpec(
+        name=name,
+        model_type="opt",
+        num_layers=int(_require(cfg, where, "num_hidden_layers")),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=hidden // heads,
+        intermediate_size=int(_require(cfg, where, "ffn_dim")),
+        vocab_size=int(_require(cfg, where, "vocab_size")),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        mlp_gated=False,
+        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        norm="layer",
+    )
+
+
+def _bloom(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
+    hidden = int(_require(cfg, where, "hidden_size", "n_embed"))
+    heads = int(_require(cfg, where, "n_head", "num_attention_heads"))
+    return ModelSpec(
+        name=name,
+        model_type="bloom",
+        num_layers=int(_require(cfg, where, "n_layer", "num_hidden_layers")),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=hidden // heads,
+        intermediate_size=4 * hidden,
+        vocab_size=int(_require(cfg, where, "vocab_size")),
+        tie_embeddings=True,
+        mlp_gated=False,
+        norm="layer",
+    )
+
+
+def _olmo_style(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
+    """OLMo-style names (LLaDA): d_model, n_heads, n_kv_heads, n_layers, mlp_hidden_size."""
+    hidden = int(_require(cfg, where, "d_model"))
+    heads = int(_require(cfg, where, "n_heads"))
+    mt = str(cfg.get("model_type", "olmo")).lower()
+    inter = _first(cfg, "mlp_hidden_size")
+    if inter is None:
+        inter = int(_require(cfg, where, "mlp_ratio")) * hidden
+    act = str(_first(cfg, "activation_type", default="swiglu")).lower()
+    return ModelSpec(
+        name=name,
+        model_type=mt,
+        num_layers=int(_require(cfg, where, "n_layers")),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=int(_first(cfg, "n_kv_heads", "effective_n_kv_heads", default=heads)),
+        head_dim=hidden // heads,
+        intermediate_size=int(inter),
+        vocab_size=int(_first(cfg, "embedding_size", "vocab_size")),
+        tie_embeddings=bool(cfg.get("weight_tying", False)),
+        mlp_gated=act in _GATED_ACTS,
+        causal=mt != "llada" and not cfg.get("bidirectional", False),
+        max_position_embeddings=int(_first(cfg, "max_sequence_length", default=0)),
+    )
+
+
+# --- catalog --------------------------------------------------------------------------------------
+
+
+def catalog_names() -> dict[str, str]:
+    """Lower-case name or alias -> canonical catalog id."""
+    names: dict[str, str] = {}
+    for key, entry in packaged("models.yaml")["models"].items():
+        names[key.lower()] = key
+        names[key.split("/")[-1].lower()] = key
+        for alias in entry.get("aliases") or []:
+            names[alias.lower()] = key
+            names[alias.split("/")[-1].lower()] = key
+    return names
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A catalog model by HF id or alias (case-insensitive), or a config.json / YAML file by path."""
+    if looks_like_path(name_or_path):
+        cfg = read_user_file(name_or_path, "model config")
+        if isinstance(cfg.get("config"), dict):  # a catalog-format entry
+            cfg = cfg["config"]
+        return from_hf_config(name_or_path, cfg, where=f"model config '{name_or_path}'")
+    names = catalog_names()
+    key = names.get(name_or_path.lower())
+    if key is None:
+        raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
+    entry = packaged("models.yaml")["models"][key]
+    spec = from_hf_config(key, entry["config"])
+    if entry.get("routing_skew"):  # a measured property of the trained router, not a config.json field
+        spec = spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
+    requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
+    native = requantized.get(name_or_path.lower())
+    return spec.model_copy(update={"native_precision": native}) if native else spec
