@@ -59,6 +59,7 @@ def test_kv_shortfall_is_reported_not_fatal(run_cli):
         (["--kv-dtype", "fp2"], "--kv-dtype 'fp2' is not supported"),
         (["--engine", "sglang-9"], "unknown engine"),
         (["--memory-fraction", "1.5"], "--memory-fraction must be in (0, 1]"),
+        (["--model", "llama\nbad"], "unknown model 'llama\\nbad'"),  # an echoed line break is escaped
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(run_cli, args, message):

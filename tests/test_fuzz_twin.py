@@ -13,7 +13,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from conftest import serving  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from phasewise.apps.tokenizer import Tokenizer  # noqa: E402
@@ -62,6 +62,8 @@ _KEYS = ["model", "prompt", "messages", "max_tokens", "max_completion_tokens", "
 @FUZZ
 @given(path=st.sampled_from(list(GOOD)), fields=st.dictionaries(st.sampled_from(_KEYS), _value, max_size=6),
        keep=st.booleans())
+@example(path="/v1/completions", fields={"model": "\n"}, keep=False)  # found by the long run: echoed line break
+@example(path="/v1/chat/completions", fields={"model": "a\u2028b\x00"}, keep=True)
 def test_json_bodies_with_random_fields(client, path, fields, keep):
     body = {**GOOD[path], **fields} if keep else fields
     _answered(client.post(path, content=json.dumps(body).encode(), headers={"content-type": "application/json"}))

@@ -10,6 +10,13 @@ class PhasewiseError(ValueError):
     """A problem with the user's input, reported as one line without a traceback."""
 
 
+def one_line(text: str) -> str:
+    """`text` as one printable line: a line break or other control character (echoed from the user's input, e.g. a
+    model named "a\nb") and a lone surrogate written as its escape."""
+    text = text.encode("utf-8", "backslashreplace").decode()
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> PhasewiseError:
     """Error for a name that is not in a catalog, suggesting the closest known names."""
     known = sorted(known)

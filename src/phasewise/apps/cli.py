@@ -95,7 +95,7 @@ from phasewise.apps.cli_common import (
     parse_ints,
 )
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, one_line
 
 
 @app.command("estimate")
@@ -624,7 +624,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except PhasewiseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # usage errors of typer's (vendored or external) click: print, no traceback
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):

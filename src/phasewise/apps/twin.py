@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from phasewise.apps.tokenizer import Tokenizer, filler
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, one_line
 from phasewise.sim.deployment import Deployment
 from phasewise.sim.events import EventLoop
 from phasewise.sim.metrics import Slo
@@ -241,7 +241,7 @@ def draining_server():
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  kind: str = "invalid_request_error") -> None:
-        message = message.encode("utf-8", "backslashreplace").decode()  # a lone surrogate echoed from the body
+        message = one_line(message)  # a line break or a lone surrogate echoed from the body, escaped
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
