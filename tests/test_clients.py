@@ -181,6 +181,18 @@ def test_build_wires_the_client():
         (["--trace", "azure-conv", "--concurrency", "8"], "--concurrency does not apply to --trace"),
         (["--rate", "5", "--isl-dist", "lognormal"], "--isl-spread must be > 0 for lognormal"),
         (["--rate", "5", "--osl-dist", "lognormal"], "--osl-spread must be > 0 for lognormal"),
+        # found by a fuzz of every flag: tracebacks, a NumPy warning, an out-of-memory kill
+        (["--rate", "5", "--isl", "nan"], "--isl must be a finite number of tokens >= 1 (got nan)"),
+        (["--concurrency", "4", "--osl", "inf"], "--osl must be a finite number of tokens >= 1 (got inf)"),
+        (["--rate", "5", "--seed", "-1"], "--seed must be >= 0 (got -1)"),
+        (["--rate", "5", "--requests", "99999999999"], "--requests must be <= 10,000,000"),
+        (["--rate", "5", "--replicas", "99999999999"], "instances.0.replicas: Input should be less than or equal to"),
+        # flags that used to be ignored without a word
+        (["--trace", "azure-conv", "--isl", "100"], "--isl does not apply to --trace"),
+        (["--trace", "azure-conv", "--osl-dist", "uniform"], "--osl-dist does not apply to --trace"),
+        (["--rate", "5", "--isl-spread", "0.5"], "--isl-spread applies to --isl-dist uniform or lognormal (got fixed)"),
+        (["--concurrency", "4", "--client", "vllm-bench", "--osl-spread", "0.2"], "(got the client's sampling)"),
+        (["--rate", "5", "--trace-limit", "30"], "--trace-limit needs --trace"),
     ],
 )
 def test_bad_combinations_are_one_line_errors(run_cli, args, message):

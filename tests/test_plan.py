@@ -142,6 +142,12 @@ def test_ray_backend_matches_local():
         (["--backend", "slurm", "--gpus", "1"], "--backend 'slurm' is not one of"),
         (["--model", "no/such-model"], "unknown model"),
         (["--hardware", "a100-sxm-80gb", "--precisions", "fp8"], "no fp8 compute path"),
+        # found by a fuzz of every flag (tracebacks) or ignored without a word before
+        (["--isl", "nan"], "--isl must be a finite number of tokens >= 1 (got nan)"),
+        (["--seed", "-1"], "--seed must be >= 0 (got -1)"),
+        (["--gpus", "1", "--workers", "0"], "--workers must be >= 1 (got 0)"),
+        (["--isl-dist", "uniform"], "--isl-dist uniform needs --isl/--osl"),
+        (["--isl", "500", "--isl-spread", "0.3"], "--isl-spread applies to --isl-dist uniform or lognormal"),
     ],
 )
 def test_plan_bad_input(run_cli, args, message):

@@ -18,9 +18,12 @@ def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "loca
     """fn(*task) for every task, results in task order; progress(k) after each completion."""
     if backend not in BACKENDS:
         raise PhasewiseError(f"--backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise PhasewiseError(f"--workers must be >= 1 (got {workers})")
     if backend == "ray":
         return _run_ray(fn, tasks, ray_address, progress)
-    workers = workers or min(len(tasks), os.cpu_count() or 1)
+    # at most one process a task (a larger --workers starts no idle processes)
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
     if workers <= 1 or len(tasks) <= 1:
         out = []
         for t in tasks:

@@ -78,6 +78,18 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
     """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions."""
     if arrivals not in ("poisson", "trace"):
         raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
+    if seed < 0:
+        raise PhasewiseError(f"--seed must be >= 0 (got {seed})")
+    for flag, mean in (("--isl", isl), ("--osl", osl)):
+        if mean is not None and not (math.isfinite(mean) and mean >= 1):
+            raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
+    for flag, dist, spread in (("--isl", isl_dist, isl_spread), ("--osl", osl_dist, osl_spread)):
+        if spread and dist not in ("uniform", "lognormal"):
+            raise PhasewiseError(f"{flag}-spread applies to {flag}-dist uniform or lognormal (got {dist})")
+        if isl is None and osl is None and (dist != "fixed" or spread):
+            shown = f"{flag}-dist {dist}" if dist != "fixed" else f"{flag}-spread"
+            raise PhasewiseError(f"{shown} needs --isl/--osl (without them the lengths are the trace's: "
+                                 f"{workload or 'azure-conv'})")
     if isl is not None or osl is not None:
         if workload is not None:
             raise PhasewiseError("give either --workload or --isl/--osl, not both")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
@@ -152,6 +153,9 @@ def moe_layout_flags(arch: str, ep: int | None, moe_tp: int | None, attention_dp
 
 
 SCHEDULER_MODES = ("plain", "ascendra")
+# requests one simulation generates at most (~12-16k simulated requests/s: benchmarks/bench_sim.py)
+MAX_REQUESTS = 10_000_000
+DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # mean prompt and output tokens when neither a trace nor --isl/--osl says
 MIGRATIONS = ("auto", "transfer", "recompute")
 
 
@@ -202,8 +206,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           trainer_sm_share: float | None = None, lora_rank: int | None = None, keep_layers: int | None = None,
           prefix_caching: str | None = None, trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
-          requests: int | None = None, isl: float = 1024, osl: float = 256, isl_dist: str | None = None,
-          osl_dist: str | None = None, isl_spread: float = 0.0, osl_spread: float = 0.0, arrival: str = "poisson",
+          requests: int | None = None, isl: float | None = None, osl: float | None = None,
+          isl_dist: str | None = None, osl_dist: str | None = None, isl_spread: float | None = None,
+          osl_spread: float | None = None, arrival: str = "poisson",
           cv: float = 1.0, concurrency: int | None = None, seed: int = 0,
           client: str | None = None, num_prompts: int | None = None, warmup: int | None = None,
           slo_ttft_ms: float = float("inf"), slo_tpot_ms: float = float("inf"), slo_tbt_ms: float = float("inf"),
@@ -234,6 +239,14 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     if warmup is not None and concurrency is None:
         raise PhasewiseError("--warmup needs --concurrency (and optionally --client): warm-up requests precede a "
                              "closed loop's measured ones")
+    if count is not None and count > MAX_REQUESTS:
+        flag = "--requests" if requests is not None else "--num-prompts"
+        raise PhasewiseError(f"{flag} must be <= {MAX_REQUESTS:,} (got {count:,}): a simulation this long is a sample "
+                             "of a steady state; a shorter one gives the same figures")
+    if seed < 0:
+        raise PhasewiseError(f"--seed must be >= 0 (got {seed})")
+    if trace_limit is not None and trace is None:
+        raise PhasewiseError("--trace-limit needs --trace (it takes a trace's first N requests)")
     if trace is not None:
         if count is not None:
             flag = "--requests" if requests is not None else "--num-prompts"
@@ -242,13 +255,26 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         if concurrency is not None:
             raise PhasewiseError("--concurrency does not apply to --trace (a trace replays its own arrival times; "
                                  "--rate rescales them)")
+        for flag, value in (("--isl", isl), ("--osl", osl), ("--isl-dist", isl_dist), ("--osl-dist", osl_dist),
+                            ("--isl-spread", isl_spread), ("--osl-spread", osl_spread)):
+            if value is not None:
+                raise PhasewiseError(f"{flag} does not apply to --trace (the trace gives every request's lengths)")
         work: Workload | ClosedLoop = load_trace(trace, trace_limit)
         if rate is not None:
             work = work.scaled_to_rate(rate)
     else:
+        isl = DEFAULT_ISL if isl is None else isl
+        osl = DEFAULT_OSL if osl is None else osl
+        for flag, mean in (("--isl", isl), ("--osl", osl)):
+            if not (math.isfinite(mean) and mean >= 1):
+                raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
         for flag, dist, spread in (("--isl-spread", isl_dist, isl_spread), ("--osl-spread", osl_dist, osl_spread)):
-            if dist == "lognormal" and not spread > 0:
+            if dist == "lognormal" and not (spread is not None and spread > 0):
                 raise PhasewiseError(f"{flag} must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
+            if spread and dist not in ("uniform", "lognormal"):
+                shown = dist or ("the client's sampling" if client else "fixed")
+                raise PhasewiseError(f"{flag} applies to {flag[:5]}-dist uniform or lognormal (got {shown})")
+        isl_spread, osl_spread = isl_spread or 0.0, osl_spread or 0.0
         prompt = LengthDist(isl_dist or "fixed", isl, isl_spread)
         output = LengthDist(osl_dist or "fixed", osl, osl_spread)
         if concurrency is not None:

@@ -82,7 +82,8 @@ class InstanceGroup(BaseModel):
     # the busiest 20 % of the experts' share of this traffic's routed tokens (0.2 = uniform); None: the model's
     # (models.yaml routing_skew), else uniform (perf/expert_load.py)
     routing_skew: float | None = Field(default=None, ge=0.2, lt=1)
-    replicas: int = Field(default=1, ge=1)
+    # at most 10,000 instances a group: a larger fleet is simulated as a representative slice of it
+    replicas: int = Field(default=1, ge=1, le=10_000)
     precision: str | None = None  # None: the model's native format (its checkpoint's), else bf16
     kv_dtype: str | None = None
     engine: str = "vllm"  # preset[@version] (vllm, sglang, trtllm, vllm-v0, sarathi, ...), or a host profile

@@ -28,10 +28,10 @@ class LengthDist:
             raise PhasewiseError(f"length distribution '{self.kind}' is not one of {', '.join(DISTRIBUTIONS)}")
         if self.kind == "empirical" and not self.samples:
             raise PhasewiseError("an empirical length distribution needs samples (a trace)")
-        if self.kind != "empirical" and self.mean < 1:
-            raise PhasewiseError(f"mean length must be >= 1 (got {self.mean})")
-        if self.spread < 0:
-            raise PhasewiseError(f"length spread must be >= 0 (got {self.spread})")
+        if self.kind != "empirical" and not (np.isfinite(self.mean) and self.mean >= 1):
+            raise PhasewiseError(f"mean length must be a finite number of tokens >= 1 (got {self.mean})")
+        if not (np.isfinite(self.spread) and self.spread >= 0):
+            raise PhasewiseError(f"length spread must be a finite number >= 0 (got {self.spread})")
         if self.kind == "lognormal" and self.spread <= 0:  # used to become 1.0 silently
             raise PhasewiseError("a lognormal length needs spread (sigma of log length) > 0, e.g. 0.8")
 
