@@ -92,7 +92,8 @@ def test_bad_decodings_are_one_line_errors():
              (dict(mode="baseline", threshold=None, steps=100, copies=1, alp=False, cache="none"),
               "--dllm-steps 100 must divide evenly"),
              (dict(mode="diffusion"), "--dllm 'diffusion' is not one of baseline, fast-dllm, alp, odb"),
-             (dict(mode="odb", tokens_per_step=0.5), "--tokens-per-step must be a number >= 1")]
+             (dict(mode="odb", tokens_per_step=0.5), "--tokens-per-step must be a number from 1 to --block-length 32"),
+             (dict(mode="odb", tokens_per_step=33), "a forward decides at most its block")]
     for kwargs, message in cases:
         with pytest.raises(PhasewiseError, match=message):
             DllmDecoding(**kwargs)

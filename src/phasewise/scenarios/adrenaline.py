@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape
 from phasewise.plan import run_all
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context
 from phasewise.sim.api import build
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.metrics import SimResult
@@ -44,15 +44,15 @@ SETUP = {
                                 "M = min(KV capacity, TPOT-feasible batch)), not by a seat cap"),
     "prompt_tokens": Param(161.0, f"{SHAREGPT} (unverified in this pass)"),
     "output_tokens": Param(338.0, f"{SHAREGPT} (unverified in this pass)"),
-    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)"),
+    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
     "slo_tpot_ms": Param(100.0, "assumed: the paper's SLOs are not accessible (PAPERS.md); a chat TPOT SLO"),
     "slo_ttft_ms": Param(1000.0, "assumed: the paper's SLOs are not accessible (PAPERS.md); a chat TTFT SLO"),
-    "slo_attainment": Param(0.9, "assumed: the usual 90 % SLO attainment of serving papers (DistServe)"),
+    "slo_attainment": Param(0.9, "assumed: the usual 90 % SLO attainment of serving papers (DistServe)", upper=1.0),
     "rate_min": Param(6.0, "assumed: below the plain deployment's capacity on the default setup (req/s)"),
     "rate_factor": Param(1.2, "assumed: the rate search's step (x per step; capacity is interpolated)"),
     "saturated_prefill_factor": Param(1.2, "assumed: the saturated rate is this many times the prefill instance's "
                                            "own prefill capacity (the paper's saturated prefill GPU: its prompts "
-                                           "alone keep it busy and queue)"),
+                                           "alone keep it busy and queue)", upper=100.0),
     "requests": Param(2000, "assumed: enough requests for the SLO attainment to show a steady overload (1000 "
                             "overstates both capacities), within the scenario's time"),
     "seed": Param(0, "assumed"),
@@ -157,6 +157,7 @@ def run(setup: dict[str, Any]) -> Outcome:
             raise PhasewiseError(f"reproduce adrenaline: {key} must be > 0")
     if not setup["rate_factor"] > 1.0 or not setup["saturated_prefill_factor"] > 1.0:
         raise PhasewiseError("reproduce adrenaline: rate_factor and saturated_prefill_factor must be > 1")
+    lengths_within_context("adrenaline", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
     plain_mode, offload_mode = {"mode": "fixed", "requests": 0}, {"mode": "auto"}
     # the searches and runs below are independent and deterministic: one process per core
     (plain_cap, plain, plain_points), (offload_cap, offload, offload_points) = run_all(

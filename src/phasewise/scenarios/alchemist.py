@@ -20,7 +20,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from phasewise.errors import PhasewiseError
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context
 from phasewise.sim.api import build
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import SimResult
@@ -39,14 +39,14 @@ SETUP = {
     "lora_rank": Param(16, "assumed: a common LoRA rank (Hu et al. 2021 use 1-64)"),
     "train_batch_tokens": Param(8192, "assumed: a small online batch (PAPERS.md: 'iteratively training the model "
                                       "with small batches of user feedback')"),
-    "feedback_share": Param(0.2, "assumed: one served request in five gets feedback (no public rate)"),
+    "feedback_share": Param(0.2, "assumed: one served request in five gets feedback (no public rate)", upper=1.0),
     "sweep_shares": Param([0.05, 0.1, 0.2, 0.4], "assumed: feedback shares of the report (training throughput and "
                                                  "serving latency vs feedback rate)"),
     "keep_layers": Param(-1, "PAPERS.md section 10: hedging (-1: the simulator's default, the fewest layers kept on "
                              "the GPU whose reload then hides behind the backward; N >= 0: N layers)"),
-    "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}"),
-    "output_tokens": Param(338.0, f"{SHAREGPT}"),
-    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)"),
+    "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}", upper=32768.0),
+    "output_tokens": Param(338.0, f"{SHAREGPT}", upper=4096.0),
+    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
     "rate": Param(6.0, "assumed: a moderate load for one H100 serving an 8B model (well below its capacity)"),
     "requests": Param(1200, "assumed: enough requests for tens of training steps at the sweep's shares, within "
                             "the scenario's time"),
@@ -90,6 +90,7 @@ def run(setup: dict[str, Any]) -> Outcome:
             raise PhasewiseError(f"reproduce alchemist: {key} must be > 0")
     if not 0 < setup["feedback_share"] <= 1 or not all(0 < x <= 1 for x in setup["sweep_shares"]):
         raise PhasewiseError("reproduce alchemist: feedback shares must be in (0, 1]")
+    lengths_within_context("alchemist", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
     alone = _figures(_run(setup, None))
     modes = {mode: _figures(_run(setup, _block(setup, mode))) for mode in MODES}
     # forward-order freeing at its best: every layer offloaded (no hedging), for the memory figure

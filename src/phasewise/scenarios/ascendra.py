@@ -37,7 +37,7 @@ SETUP = {
     "hp_instances": Param(1, "PAPERS.md section 6 (Ascendra-1): 3 LP + 1 HP"),
     "slo_ttft_ms": Param(1000.0, "PAPERS.md section 6 (Ascendra-1): TTFT SLO e.g. 1 s"),
     "slo_tpot_ms": Param(100.0, "PAPERS.md section 6 (Ascendra-1): TBT SLO e.g. 100 ms (on each request's TPOT)"),
-    "attainment": Param(0.9, "PAPERS.md section 6 (Ascendra-1): >= 90 % of requests meet both SLOs"),
+    "attainment": Param(0.9, "PAPERS.md section 6 (Ascendra-1): >= 90 % of requests meet both SLOs", upper=1.0),
     "trace": Param("azure-conv", "PAPERS.md section 6 (Ascendra-1): Splitwise conversation trace lengths (bundled "
                    "Azure 2023 excerpt)", choices=("azure-conv", "azure-code")),
     "requests": Param(1000, "assumed: 1,000 requests per simulation keep the whole run within seconds"),

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from phasewise.errors import PhasewiseError
+from pydantic import ValidationError
+
+from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.specs import load_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,8 @@ class Param:
     source: str
     choices: tuple[str, ...] | None = None
     help: str = ""
+    length: int | None = None  # a list of exactly this many values (a band's low and high, a pair of sizes)
+    upper: float | None = None  # the largest value allowed (a fraction's 1; a bound on what a run can simulate)
 
 
 @dataclass(slots=True)
@@ -99,7 +104,10 @@ class Scenario:
     def run(self, overrides: dict[str, str] | None = None) -> ScenarioResult:
         setup = self.resolve(overrides)
         wall0 = time.perf_counter()
-        outcome = self.run_fn(dict(setup))
+        try:
+            outcome = self.run_fn(dict(setup))
+        except ValidationError as exc:  # an override a deployment's or policy's schema refuses (e.g. acceptance 1)
+            raise pydantic_message(f"reproduce {self.name}", exc) from None
         return ScenarioResult(self, setup, outcome, time.perf_counter() - wall0)
 
 
@@ -133,6 +141,8 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
                 raise bad("a number > 0")
             if proto == 0 and value < 0:
                 raise bad("a number >= 0")
+            if param.upper is not None and value > param.upper:
+                raise bad(f"a number <= {param.upper:g}")
             return value
         if param.choices and raw not in param.choices:
             raise bad("an allowed value")
@@ -145,8 +155,19 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
         items = [one(proto, part) for part in text.split(",") if part.strip()]
         if not items:
             raise bad("a comma-separated list")
+        if param.length is not None and len(items) != param.length:
+            raise bad(f"a comma-separated list of {param.length} values")
         return items
     return one(default, text)
+
+
+def lengths_within_context(scenario: str, model: str, prompt_tokens: float, output_tokens: float) -> None:
+    """A one-line error when a scenario's mean prompt + output lengths exceed the model's context (no request of
+    such a workload would run: its figures would be divisions by zero, or a simulation without end)."""
+    context = load_model(model).max_position_embeddings
+    if context and prompt_tokens + output_tokens > context:
+        raise PhasewiseError(f"reproduce {scenario}: prompt_tokens + output_tokens = {prompt_tokens + output_tokens:g} "
+                             f"exceed the {context:,}-token context of {model}")
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

@@ -44,9 +44,12 @@ SETUP = {
     "engine": Param("vllm", "assumed: today's vLLM V1 default for the planning part (the fit is of vLLM 2023)"),
     "gpus": Param(8, "PAPERS.md BestServe-1: a fixed 8-GPU budget"),
     "tp_options": Param([2, 4, 8], "assumed: TP degrees a 70B model fits on (TP1 does not hold it in BF16)"),
-    "slo_ttft_ms": Param(2000.0, "PAPERS.md BestServe-1: MLPerf server limits for Llama-2-70B (TTFT 2 s)"),
-    "slo_tpot_ms": Param(200.0, "PAPERS.md BestServe-1: MLPerf server limits for Llama-2-70B (TPOT 200 ms)"),
-    "attainment": Param(0.9, "DistServe / BestServe goodput: 90 % of requests meet both SLOs"),
+    # at most 10 minutes: a looser SLO binds nothing, and the goodput search's rates climb without end
+    "slo_ttft_ms": Param(2000.0, "PAPERS.md BestServe-1: MLPerf server limits for Llama-2-70B (TTFT 2 s)",
+                         upper=600_000.0),
+    "slo_tpot_ms": Param(200.0, "PAPERS.md BestServe-1: MLPerf server limits for Llama-2-70B (TPOT 200 ms)",
+                         upper=600_000.0),
+    "attainment": Param(0.9, "DistServe / BestServe goodput: 90 % of requests meet both SLOs", upper=1.0),
     "trace": Param("azure-conv", "PAPERS.md Part 4: Azure LLM inference trace 2023 (bundled 2,000-request excerpt)",
                    choices=("azure-conv", "azure-code")),
     "plan_arrivals": Param("trace", "assumed: the planner is given the trace, as `phasewise plan --arrivals trace` "
@@ -54,7 +57,7 @@ SETUP = {
     "replay_requests": Param(500, "assumed: the excerpt's first 500 requests (~2 minutes of the conversation trace) "
                              "keep the scenario within seconds; the planner and the replay see the same requests"),
     "replay_window_s": Param(60.0, "assumed: the planner's own refine window (60 s of arrivals); a short excerpt is "
-                             "looped to last that long at high rates"),
+                             "looped to last that long at high rates", upper=3600.0),
     "top": Param(3, "PAPERS.md BestServe-1: the planner's top 3 against a discrete-event replay"),
     "goodput_tolerance": Param(0.20, "PAPERS.md BestServe-1: planner goodput within 20 % of the replay"),
     "seed": Param(0, "assumed: any seed; the planner's random numbers"),

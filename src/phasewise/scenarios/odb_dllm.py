@@ -54,20 +54,22 @@ SETUP = {
     "requests": Param(12, "assumed: enough requests at batch 1 for a stable mean within the 3 s budget"),
     "seed": Param(0, "assumed: any seed (each request draws its own numbers)"),
     "context_tokens": Param(2048, "PAPERS.md ODB-1: cached context = prompt + canvas <= 2k"),
-    "flat_tokens": Param([32, 128], "PAPERS.md ODB-1 (a): a 32-token block step vs jump-share's 128 tokens"),
+    "flat_tokens": Param([32, 128], "PAPERS.md ODB-1 (a): a 32-token block step vs jump-share's 128 tokens", length=2),
     "flat_limit": Param(1.15, "PAPERS.md ODB-1 (a): the 128-token forward <= 1.15x the 32-token one (+-15 %)"),
-    "linear_tokens": Param([512, 1024], "PAPERS.md ODB-1 (a): 256 -> 1024-token forwards start to scale linearly"),
+    "linear_tokens": Param([512, 1024], "PAPERS.md ODB-1 (a): 256 -> 1024-token forwards start to scale linearly",
+                           length=2),
     "linear_band": Param([1.7, 2.3], "linear = 2.0x per doubling, +-15 % (PAPERS.md ODB-1 tolerance on (a)); set "
-                                     "before the first run"),
+                                     "before the first run", length=2),
     "measured_tps": Param([27.89, 114.29, 19.15, 79.14], "d3LLM blog (hao-ai-lab), Table 1: LLaDA-8B-Instruct on "
                           "GSM8K-CoT, tokens/s of vanilla LLaDA and Fast-dLLM on H100, then on A100 (batch 1; shown "
-                          "for context, not a check)"),
+                          "for context, not a check)", length=4),
     "measured_gen_length": Param(256, "d3LLM's eval commands: gen_length=256, steps=256 (LLaDA), block_length=32, "
                                       "threshold 0.9 dual cache (Fast-dLLM)"),
     "measured_prompt_tokens": Param(150, "assumed: a zero-shot GSM8K-CoT question in LLaDA's chat template (~150 "
                                          "tokens); d3LLM does not state it"),
-    "fast_band": Param([2.6, 6.3], "PAPERS.md ODB-1 (b): ODB-dLLM 2.63-6.30x faster than Fast-dLLM"),
-    "baseline_band": Param([46.0, 162.0], "PAPERS.md ODB-1 (b): ODB-dLLM 46-162x faster than the LLaDA baseline"),
+    "fast_band": Param([2.6, 6.3], "PAPERS.md ODB-1 (b): ODB-dLLM 2.63-6.30x faster than Fast-dLLM", length=2),
+    "baseline_band": Param([46.0, 162.0], "PAPERS.md ODB-1 (b): ODB-dLLM 46-162x faster than the LLaDA baseline",
+                           length=2),
 }
 
 

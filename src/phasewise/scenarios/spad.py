@@ -59,13 +59,13 @@ SETUP = {
     "slo_ttft_ms": Param(2000.0, "assumed: the paper's SLOs were not recovered; MLPerf server limits for "
                          "Llama-2-70B (TTFT 2 s), as BestServe-1"),
     "slo_tpot_ms": Param(200.0, "assumed: MLPerf server limits for Llama-2-70B (TPOT 200 ms), as BestServe-1"),
-    "attainment": Param(0.9, "DistServe goodput: 90 % of requests meet both SLOs"),
+    "attainment": Param(0.9, "DistServe goodput: 90 % of requests meet both SLOs", upper=1.0),
     "helpers": Param(6, "assumed: H100-model instances of the other phase, enough that it never binds (the table "
                      "shows the binding phase)"),
     "window_s": Param(15.0, "assumed: each goodput search simulates this many seconds of arrivals per rate, within "
                       "seconds; settled to ~+-7 %, the searches' resolution: 30 / 60 s move the conversation trace's "
                       "cost ratio 0.62 -> 0.71 / 0.65 and TDP ratio 1.08 -> 1.17 / 1.13 (the Decode Chip's decode "
-                      "goodput is ~20 % higher at 15 s than at 30-60 s)"),
+                      "goodput is ~20 % higher at 15 s than at 30-60 s)", upper=3600.0),
     "seed": Param(0, "assumed: any seed"),
 }
 

@@ -82,8 +82,9 @@ class DllmDecoding:
                                      f"and be <= --gen-length {self.gen_length} (LLaDA's steps % num_blocks == 0)")
         elif not 0 < self.threshold <= 1:
             raise PhasewiseError(f"--dllm-threshold must be in (0, 1] (got {self.threshold})")
-        if not (math.isfinite(self.tokens_per_step) and self.tokens_per_step >= 1):
-            raise PhasewiseError(f"--tokens-per-step must be a number >= 1 (got {self.tokens_per_step})")
+        if not (math.isfinite(self.tokens_per_step) and 1 <= self.tokens_per_step <= self.block_length):
+            raise PhasewiseError(f"--tokens-per-step must be a number from 1 to --block-length {self.block_length} "
+                                 f"(a forward decides at most its block; got {self.tokens_per_step})")
         if self.copies > 1 and self.cache != "dual":
             raise PhasewiseError(f"--jump-copies {self.copies} needs --dllm-cache dual (jump-share forwards the "
                                  "block's copies over the dual cache)")
