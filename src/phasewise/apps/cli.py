@@ -260,7 +260,11 @@ def simulate_cmd(
 
     if dllm_requested(model, dllm, locals()):
         return simulate_dllm_cmd(console, dllm, dict(locals()), as_json=as_json, out=out, out_format=out_format)
-    from phasewise.apps.simulate_view import progress_after, render_summary, write_records
+    from phasewise.apps.simulate_view import (
+        progress_after,
+        render_summary,
+        write_records,
+    )
     from phasewise.sim.api import build
     from phasewise.sim.simulate import simulate
 
@@ -358,6 +362,7 @@ def plan_cmd(
     from phasewise.plan import PlanOptions, plan
     from phasewise.plan.goodput import workload_spec
     from phasewise.sim import Slo
+    from phasewise.specs import load_model
 
     if gpus < 1:
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
@@ -380,7 +385,8 @@ def plan_cmd(
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
-    work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed)
+    work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed,
+                         context_tokens=load_model(model).max_position_embeddings)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         def progress(stage: str, done: int, total: int):
@@ -561,7 +567,13 @@ def reproduce_cmd(
 ) -> None:
     """Rerun a paper's comparison and hold phasewise's figures against the paper's (../shared/SCENARIOS.md)."""
     from phasewise.apps.reproduce_view import render_checks, render_list
-    from phasewise.scenarios import get_scenario, papers, parse_sets, run_scenarios, scenarios
+    from phasewise.scenarios import (
+        get_scenario,
+        papers,
+        parse_sets,
+        run_scenarios,
+        scenarios,
+    )
 
     overrides = parse_sets(sets)
     if run_all and name is not None:

@@ -74,8 +74,10 @@ class WorkloadSpec:
 
 
 def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
-                  osl_dist: str, isl_spread: float, osl_spread: float, seed: int) -> WorkloadSpec:
-    """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions."""
+                  osl_dist: str, isl_spread: float, osl_spread: float, seed: int,
+                  context_tokens: int = 0) -> WorkloadSpec:
+    """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions; mean --isl +
+    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs."""
     if arrivals not in ("poisson", "trace"):
         raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
     if seed < 0:
@@ -90,6 +92,10 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
             shown = f"{flag}-dist {dist}" if dist != "fixed" else f"{flag}-spread"
             raise PhasewiseError(f"{shown} needs --isl/--osl (without them the lengths are the trace's: "
                                  f"{workload or 'azure-conv'})")
+    if context_tokens and (isl is not None or osl is not None):
+        total = (isl if isl is not None else 1024) + (osl if osl is not None else 256)
+        if total > context_tokens:
+            raise PhasewiseError(f"--isl + --osl = {total:g} tokens exceed the model's {context_tokens:,}-token context")
     if isl is not None or osl is not None:
         if workload is not None:
             raise PhasewiseError("give either --workload or --isl/--osl, not both")
