@@ -161,7 +161,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any]) -> None:
     """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py)."""
     from phasewise.plan.dllm_plan import rank_dllm
     from phasewise.specs.dllm import decoding
-    from phasewise.workload import LengthDist
+    from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist
 
     dllm_requested(params["model"], dllm, {})
     for key, (flag, default) in PLAN_AR_ONLY.items():
@@ -180,7 +180,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any]) -> None:
             raise PhasewiseError(f"--batch-caps must list integers >= 1 (got '{caps_text}')")
     chips = [h.strip() for h in params["hardware"].split(",") if h.strip()]
     precision = (params.get("precisions") or "").split(",")[0].strip() or None
-    isl, osl = params.get("isl") or 1024, params.get("osl") or 256
+    isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
     ranked = rank_dllm(decoding(dllm), params["model"], chips, params["gpus"], caps,
                        prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
                        answer=LengthDist(params.get("osl_dist", "fixed"), osl, params.get("osl_spread", 0.0)),

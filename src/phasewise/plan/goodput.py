@@ -17,7 +17,15 @@ from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
-from phasewise.workload import LengthDist, Workload, load_trace, reusable_prompt_share
+from phasewise.workload import (
+    DEFAULT_ISL,
+    DEFAULT_OSL,
+    LengthDist,
+    Workload,
+    check_length_flags,
+    load_trace,
+    reusable_prompt_share,
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,18 +90,14 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
         raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
     if seed < 0:
         raise PhasewiseError(f"--seed must be >= 0 (got {seed})")
-    for flag, mean in (("--isl", isl), ("--osl", osl)):
-        if mean is not None and not (math.isfinite(mean) and mean >= 1):
-            raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
+    check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread)
     for flag, dist, spread in (("--isl", isl_dist, isl_spread), ("--osl", osl_dist, osl_spread)):
-        if spread and dist not in ("uniform", "lognormal"):
-            raise PhasewiseError(f"{flag}-spread applies to {flag}-dist uniform or lognormal (got {dist})")
         if isl is None and osl is None and (dist != "fixed" or spread):
             shown = f"{flag}-dist {dist}" if dist != "fixed" else f"{flag}-spread"
             raise PhasewiseError(f"{shown} needs --isl/--osl (without them the lengths are the trace's: "
                                  f"{workload or 'azure-conv'})")
     if context_tokens and (isl is not None or osl is not None):
-        total = (isl if isl is not None else 1024) + (osl if osl is not None else 256)
+        total = (isl if isl is not None else DEFAULT_ISL) + (osl if osl is not None else DEFAULT_OSL)
         if total > context_tokens:
             raise PhasewiseError(f"--isl + --osl = {total:g} tokens exceed the model's {context_tokens:,}-token context")
     if isl is not None or osl is not None:
@@ -102,10 +106,10 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
         if arrivals == "trace":
             raise PhasewiseError("--arrivals trace needs --workload")
         rng = np.random.default_rng(seed)
-        p = LengthDist(isl_dist, isl if isl is not None else 1024, isl_spread).sample(rng, 4096)
-        o = LengthDist(osl_dist, osl if osl is not None else 256, osl_spread).sample(rng, 4096)
+        p = LengthDist(isl_dist, isl if isl is not None else DEFAULT_ISL, isl_spread).sample(rng, 4096)
+        o = LengthDist(osl_dist, osl if osl is not None else DEFAULT_OSL, osl_spread).sample(rng, 4096)
         return WorkloadSpec(tuple(int(x) for x in p), tuple(int(x) for x in o), None, seed=seed,
-                            name=f"prompts {isl_dist} {isl or 1024:g}, outputs {osl_dist} {osl or 256:g}")
+                            name=f"prompts {isl_dist} {isl or DEFAULT_ISL:g}, outputs {osl_dist} {osl or DEFAULT_OSL:g}")
     trace = load_trace(workload or "azure-conv")
     hashes = tuple(trace.prefix_hashes) if trace.prefix_hashes is not None else None
     share = reusable_prompt_share(trace.prefix_hashes, trace.prompt_tokens) if hashes is not None else 0.0

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
@@ -19,7 +18,17 @@ from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import training_block
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
-from phasewise.workload import ClosedLoop, LengthDist, Workload, client_workload, load_trace, open_loop
+from phasewise.workload import (
+    DEFAULT_ISL,
+    DEFAULT_OSL,
+    ClosedLoop,
+    LengthDist,
+    Workload,
+    check_length_flags,
+    client_workload,
+    load_trace,
+    open_loop,
+)
 
 
 @dataclass(slots=True)
@@ -155,7 +164,6 @@ def moe_layout_flags(arch: str, ep: int | None, moe_tp: int | None, attention_dp
 SCHEDULER_MODES = ("plain", "ascendra")
 # requests one simulation generates at most (~12-16k simulated requests/s: benchmarks/bench_sim.py)
 MAX_REQUESTS = 10_000_000
-DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # mean prompt and output tokens when neither a trace nor --isl/--osl says
 MIGRATIONS = ("auto", "transfer", "recompute")
 
 
@@ -263,17 +271,10 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         if rate is not None:
             work = work.scaled_to_rate(rate)
     else:
+        check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread,
+                           sampled_by="the client's sampling" if client else "fixed")
         isl = DEFAULT_ISL if isl is None else isl
         osl = DEFAULT_OSL if osl is None else osl
-        for flag, mean in (("--isl", isl), ("--osl", osl)):
-            if not (math.isfinite(mean) and mean >= 1):
-                raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
-        for flag, dist, spread in (("--isl-spread", isl_dist, isl_spread), ("--osl-spread", osl_dist, osl_spread)):
-            if dist == "lognormal" and not (spread is not None and spread > 0):
-                raise PhasewiseError(f"{flag} must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
-            if spread and dist not in ("uniform", "lognormal"):
-                shown = dist or ("the client's sampling" if client else "fixed")
-                raise PhasewiseError(f"{flag} applies to {flag[:5]}-dist uniform or lognormal (got {shown})")
         isl_spread, osl_spread = isl_spread or 0.0, osl_spread or 0.0
         prompt = LengthDist(isl_dist or "fixed", isl, isl_spread)
         output = LengthDist(osl_dist or "fixed", osl, osl_spread)

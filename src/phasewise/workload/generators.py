@@ -10,6 +10,21 @@ from phasewise.errors import PhasewiseError
 from phasewise.workload.request import Workload
 
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "empirical")
+DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # mean prompt and output tokens when neither a trace nor --isl/--osl says
+
+
+def check_length_flags(isl: float | None, osl: float | None, isl_dist: str | None, osl_dist: str | None,
+                       isl_spread: float | None, osl_spread: float | None, sampled_by: str = "fixed") -> None:
+    """One-line errors naming the flag for --isl / --osl means (finite, >= 1 token) and their spreads (> 0 for
+    lognormal; only for uniform or lognormal lengths, not for fixed ones or `sampled_by`, a client's own sampling)."""
+    for flag, mean in (("--isl", isl), ("--osl", osl)):
+        if mean is not None and not (np.isfinite(mean) and mean >= 1):
+            raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
+    for flag, dist, spread in (("--isl", isl_dist, isl_spread), ("--osl", osl_dist, osl_spread)):
+        if dist == "lognormal" and not (spread is not None and spread > 0):
+            raise PhasewiseError(f"{flag}-spread must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
+        if spread and dist not in ("uniform", "lognormal"):
+            raise PhasewiseError(f"{flag}-spread applies to {flag}-dist uniform or lognormal (got {dist or sampled_by})")
 
 
 @dataclass(slots=True, frozen=True)
