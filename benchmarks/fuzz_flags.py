@@ -11,7 +11,9 @@ kill or a run past --timeout seconds. Prints each run that does not, then the co
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -48,11 +50,17 @@ def bad(result: subprocess.CompletedProcess) -> bool:
 
 
 def run(args: list[str], timeout_s: float) -> tuple[bool, str]:
-    try:
-        result = subprocess.run([PHASEWISE, *args], capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return True, f"no answer in {timeout_s:g} s"
-    return bad(result), f"exit {result.returncode}: " + result.stderr[-300:].replace("\n", " | ")
+    # its own process group, killed whole on a timeout: a run's worker processes (plan, reproduce) do not outlive it
+    with subprocess.Popen([PHASEWISE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            _, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return True, f"no answer in {timeout_s:g} s"
+    result = subprocess.CompletedProcess(args, proc.returncode, "", stderr)
+    return bad(result), f"exit {result.returncode}: " + stderr[-300:].replace("\n", " | ")
 
 
 def main() -> int:
