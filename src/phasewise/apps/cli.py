@@ -260,11 +260,7 @@ def simulate_cmd(
 
     if dllm_requested(model, dllm, locals()):
         return simulate_dllm_cmd(console, dllm, dict(locals()), as_json=as_json, out=out, out_format=out_format)
-    from phasewise.apps.simulate_view import (
-        progress_after,
-        render_summary,
-        write_records,
-    )
+    from phasewise.apps.simulate_view import progress_after, render_summary, write_records
     from phasewise.sim.api import build
     from phasewise.sim.simulate import simulate
 
@@ -567,13 +563,7 @@ def reproduce_cmd(
 ) -> None:
     """Rerun a paper's comparison and hold phasewise's figures against the paper's (../shared/SCENARIOS.md)."""
     from phasewise.apps.reproduce_view import render_checks, render_list
-    from phasewise.scenarios import (
-        get_scenario,
-        papers,
-        parse_sets,
-        run_scenarios,
-        scenarios,
-    )
+    from phasewise.scenarios import get_scenario, papers, parse_sets, run_scenarios, scenarios
 
     overrides = parse_sets(sets)
     if run_all and name is not None:
