@@ -4,13 +4,16 @@ pruning, backends agree, bad input is one line, the sweep writes its grid."""
 import json
 import math
 
+import numpy as np
 import pytest
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan import PlanOptions, WorkloadSpec, enumerate_strategies, evaluate, plan
 from phasewise.plan.backends import run_all
+from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
+from phasewise.specs import load_hardware
 
 M = "meta-llama/Llama-3.1-8B"
 
@@ -203,11 +206,75 @@ def test_verification_climbs_above_the_search_where_instances_share_a_router():
     from phasewise.plan.planner import VERIFY_CLIMB, VERIFY_CLIMB_STEPS, verify
 
     work, slo = fixed(1024, 128), Slo(1000, 50)
-    two = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2}]}
-    one = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    one_dep = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    two_dep = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2}]}
+    two = Strategy("2x TP1", two_dep, one_dep, 2, 2, "collocated")
+    one = Strategy("1x TP1", one_dep, one_dep, 1, 1, "collocated")
     rate, att, run = verify(two, 4.0, work, slo, 0.9)
     assert 4.0 * VERIFY_CLIMB <= rate <= 4.0 * VERIFY_CLIMB ** VERIFY_CLIMB_STEPS * 1.0001 and run.rate_rps == rate
     assert att >= 0.88
     assert verify(one, 2.0, work, slo, 0.9)[0] == 2.0
     too_high, _, none = verify(two, 400.0, work, slo, 0.9)
     assert too_high == 0.0 and none is None
+
+
+def test_every_strategy_is_its_unit_times_its_units():
+    """Strategy.slice: the unit's groups scaled by `units` are the whole deployment, for every kind the planner
+    enumerates (collocated, disaggregated xPyD, priority pools, attention offload, each router), so a slice of the
+    fleet is the same deployment, smaller."""
+    opts = PlanOptions(tp_options=(1, 2), policies=("priority-pools", "attention-offload"),
+                       routers=("least_outstanding", "round_robin"))
+    strategies, _ = enumerate_strategies(M, "h100-sxm", 12, opts)
+    assert {s.kind for s in strategies} == {"collocated", "disaggregated"}
+    assert any("priority_pools" in s.deployment for s in strategies)
+    for s in strategies:
+        assert s.slice(s.units) == s.deployment, s.name
+        built = build_deployment(s.slice(1))
+        assert sum(g.replicas for g in built.instances) == s.instances_per_unit
+
+
+def test_large_fleets_verify_on_a_slice_that_errs_low():
+    """verify_units: past VERIFY_SLICE_INSTANCES instances the verification simulates the fewest whole units that
+    hold that many, at their share of the rate (a workload with prefix structure always whole). Here the slice
+    threshold is lowered to 4 instances of a 16-instance fleet: the slice's verified goodput is within 15 % of the
+    whole fleet's and not above it by more than the verification's sampling noise; the run says what it simulated,
+    and the report's timeline re-runs the slice."""
+    import phasewise.plan.planner as planner
+    from phasewise.plan.planner import verify, verify_units
+
+    one = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    fleet = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 16}]}
+    strategy = Strategy("16x TP1", fleet, one, 16, 16, "collocated")
+    work, slo = fixed(1024, 128), Slo(1000, 50)
+    assert verify_units(strategy, work) == 16  # under the default threshold: the whole fleet
+    whole_rate, _, whole = verify(strategy, 16 * 2.5, work, slo, 0.9)
+    assert whole is not None and not whole.sliced and whole.deployment == fleet
+    saved = planner.VERIFY_SLICE_INSTANCES
+    planner.VERIFY_SLICE_INSTANCES = 4
+    try:
+        assert verify_units(strategy, work) == 4
+        prefixed = WorkloadSpec((512,), (64,), prefix_hashes=((1,),))
+        assert verify_units(strategy, prefixed) == 16
+        slice_rate, att, part = verify(strategy, 16 * 2.5, work, slo, 0.9)
+    finally:
+        planner.VERIFY_SLICE_INSTANCES = saved
+    assert part is not None and part.sliced and (part.units_simulated, part.units) == (4, 16)
+    assert part.simulated_rate_rps == pytest.approx(slice_rate / 4)
+    assert sum(g["replicas"] for g in part.deployment["instances"]) == 4
+    assert 0.85 * whole_rate <= slice_rate <= 1.05 * whole_rate
+    rebuilt = simulate(build_deployment(part.deployment), part.workload(work), slo)
+    assert np.array_equal(rebuilt.ttft_s[rebuilt.measured_mask] * 1e3, part.ttft_ms, equal_nan=True)
+
+
+def test_goodput_per_watt_divides_by_the_whole_deployments_power():
+    """The per-watt objective's power is every GPU's (the search ran one unit; its power times the units, the
+    verification run's scaled from its slice): between the cluster's idle and TDP power, for four units or eight."""
+    opts = PlanOptions(tp_options=(1, 2), chunk_sizes=(), disaggregated=False)
+    result = plan(M, "h100-sxm", 8, Slo(1000, 50), fixed(1024, 128), objective="goodput-per-watt", opts=opts,
+                  refine=2, workers=1)
+    hw = load_hardware("h100-sxm")
+    assert {r.strategy.units for r in result.screened} == {4, 8}
+    assert all(r.verified is None for r in result.screened) and result.ranked[0].verified is not None
+    for r in result.screened + result.ranked:  # the search's power times its units; the verification run's
+        assert hw.idle_w * 8 <= r.power_w() <= hw.tdp_w * 8, r.strategy.name
+        assert result.score(r) == pytest.approx(r.goodput_rps / r.power_w())

@@ -23,7 +23,8 @@ def _verified(r: dict) -> str:
         return "-"
     if r["goodput_rps"] <= 0:
         return "failed"
-    return f"{v:.0%} at {r['goodput_rps'] / search:.0%}"
+    where = f" on {r['verified_units']}/{r['units']} units" if r["verified_units"] < r["units"] else ""
+    return f"{v:.0%} at {r['goodput_rps'] / search:.0%}{where}"
 
 
 def _num(x: float, fmt: str) -> str:
@@ -36,7 +37,9 @@ def plan_table(result: PlanResult, width: int) -> Table:
     wide = width >= WIDE_COLUMNS
     unit = OBJECTIVE_UNITS[result.objective]
     objective = f"{result.objective}\n({unit})"
-    table = Table(title=f"Top strategies by {result.objective}, goodput verified on the whole deployment"
+    sliced = any(r.verified is not None and r.verified.sliced for r in result.ranked)
+    where = "the whole deployment or a slice of its units" if sliced else "the whole deployment"
+    table = Table(title=f"Top strategies by {result.objective}, goodput verified on {where}"
                         + (" (attainment there, at what share of the search's rate)" if wide else ""),
                   title_justify="left")
     table.add_column("#", justify="right")
@@ -76,6 +79,13 @@ def render_plan(console: Console, result: PlanResult) -> None:
     if across:  # the planner went beyond one node: say so, as the strategies' TP shows it
         console.print(across[0])
     console.print(plan_table(result, console.width))
+    sliced = [r for r in result.ranked if r.verified is not None and r.verified.sliced]
+    if sliced:
+        shown = ", ".join(f"#{result.ranked.index(r) + 1} {r.verified.units_simulated} of {r.verified.units}"
+                          for r in sliced)
+        console.print(f"verified on a slice of identical units behind the same router, at their share of the rate "
+                      f"({shown} units): a large fleet's router smooths bursts at least as well, so the goodput "
+                      "errs low")
     rows = [row for row in result.rows() if math.isfinite(row["prefix_hit_rate"])]
     routers = {row["deployment"]["router"] for row in rows}
     if rows:

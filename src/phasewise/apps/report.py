@@ -5,7 +5,8 @@ top strategies, the Pareto front of throughput per GPU vs per-user token rate, t
 per-instance utilization over time, and each ranked strategy's deployment (YAML).
 
 Every latency figure comes from the runs the table comes from: each strategy's verification run on
-the whole deployment at the goodput shown (plan.verify); the timeline is the winner's verification
+the whole deployment (or, for a large fleet, a slice of its units at their share of the rate) at the goodput
+shown (plan.verify); the timeline is the winner's verification
 run again with the timeline recorded (deterministic: the same requests, checked).
 """
 
@@ -90,13 +91,13 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
         ys = [c["attainment"] for c in r.curve]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=r.strategy.name,
                                  line={"color": COLORS[i % len(COLORS)]}))
-        if r.verified is not None:  # the table's goodput: its verification run on the whole deployment
+        if r.verified is not None:  # the table's goodput: its verification run (the whole deployment, or its slice)
             fig.add_trace(go.Scatter(x=[r.goodput_rps], y=[r.verified_attainment], mode="markers",
                                      name=f"{r.strategy.name} (verified)", showlegend=False,
                                      marker={"symbol": "star", "size": 14, "color": COLORS[i % len(COLORS)]}))
     fig.add_hline(y=result.target, line_dash="dash", annotation_text=f"target {result.target:.0%}")
     fig.update_layout(title="SLO attainment vs request rate: the search on one unit (lines) and the verification run on the "
-                            "whole deployment (stars, the table's goodput)",
+                            "deployment (stars, the table's goodput)",
                       xaxis_title="request rate (req/s, whole deployment)", yaxis_title="SLO attainment",
                       yaxis_range=[0, 1.05], height=420)
     figs.append(("curves", fig))
@@ -113,7 +114,7 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
         if math.isfinite(limit):
             fig.add_vline(x=limit, line_dash="dash", annotation_text="SLO")
         fig.update_layout(title=f"{label.split(' ')[0]} CDF of the top strategies in their verification runs "
-                                "(whole deployment at the goodput shown; the table's p90s)", xaxis_title=label,
+                                "(at the goodput shown; the table's p90s)", xaxis_title=label,
                           yaxis_title="fraction of requests", height=380)
         figs.append((f"cdf_{metric}", fig))
 

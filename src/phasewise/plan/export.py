@@ -39,5 +39,8 @@ def plan_header(result: PlanResult, r: GoodputResult, rank: int) -> list[str]:
     return [f"phasewise plan, rank {rank} of {len(result.ranked)} by {result.objective}: {r.strategy.name}",
             f"{result.model} on {r.gpus} x {result.hardware}; workload {result.workload}",
             f"SLOs: {slo.describe()} for {result.target:.0%} of requests",
-            f"planned goodput {r.goodput_rps:.3f} req/s (verified: attainment {r.verified_attainment:.1%}, "
+            f"planned goodput {r.goodput_rps:.3f} req/s (verified"
+            + (f" on {r.verified.units_simulated} of its {r.verified.units} units at their share of the rate"
+               if r.verified is not None and r.verified.sliced else "")
+            + f": attainment {r.verified_attainment:.1%}, "
             f"TTFT p90 {p90[0]:.0f} ms, TPOT p90 {p90[1]:.1f} ms); binds: {r.binding}"]

@@ -124,9 +124,10 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
 
 @dataclass(slots=True)
 class VerifiedRun:
-    """The whole-deployment simulation that verified a goodput (plan.verify): the rate and request count it ran,
-    its summary, and every request's TTFT and TPOT, so the table's percentiles and the report's CDFs are one run.
-    `seed` and `requests` rebuild its workload exactly (`workload(work)`)."""
+    """The simulation that verified a goodput (plan.verify): the whole deployment, or a slice of its units at their
+    share of the rate (`units_simulated` of `units`; `deployment`: the fields simulated). `rate_rps` is the whole
+    deployment's rate, `simulated_rate_rps` the simulated one's; its summary and every request's TTFT and TPOT, so
+    the table's percentiles and the report's CDFs are one run. `workload(work)` rebuilds its workload exactly."""
 
     rate_rps: float
     requests: int
@@ -134,9 +135,17 @@ class VerifiedRun:
     summary: dict[str, Any]
     ttft_ms: np.ndarray
     tpot_ms: np.ndarray
+    simulated_rate_rps: float
+    units_simulated: int
+    units: int
+    deployment: dict[str, Any]
 
     def workload(self, work: WorkloadSpec) -> Workload:
-        return replace(work, seed=self.seed).at_rate(self.rate_rps, self.requests)
+        return replace(work, seed=self.seed).at_rate(self.simulated_rate_rps, self.requests)
+
+    @property
+    def sliced(self) -> bool:
+        return self.units_simulated < self.units
 
 
 @dataclass(slots=True)
@@ -151,10 +160,22 @@ class GoodputResult:
     search_rps: float = math.nan  # the unit search's answer, before verification on the whole deployment
     verified_attainment: float = math.nan
     verified: VerifiedRun | None = None  # the run at goodput_rps that verified it (None: not verified, or failed)
+    search_units: int = 1  # units the search's simulations held (all of them for a workload with prefix structure)
 
     @property
     def gpus(self) -> int:
         return self.strategy.gpus
+
+    def power_w(self) -> float:
+        """The whole deployment's mean power (simulated GPU energy / time) at its goodput: the verification run's,
+        scaled from its slice to every unit; before verification, the search's run at its answer times its units."""
+        if self.verified is not None:
+            summary, scale = self.verified.summary, self.verified.units / self.verified.units_simulated
+        else:
+            summary, scale = self.at_goodput, self.strategy.units / self.search_units
+        if not summary or summary.get("duration_s", 0) <= 0:
+            return math.nan
+        return summary["energy_j"] / summary["duration_s"] * scale
 
     def point(self) -> dict[str, float]:
         """The simulated point of the search's answer (latencies, tokens/s at the goodput found)."""
@@ -162,7 +183,8 @@ class GoodputResult:
         return next((p for p in self.curve if p["rate_rps"] == rate), {})
 
 
-def _lite(s: dict[str, Any], rate: float) -> dict[str, float]:
+def _lite(s: dict[str, Any], rate: float, units: float) -> dict[str, float]:
+    """The curve's point at `rate` (the whole deployment's) from a run of 1/`units` of it."""
     tpot = s["tpot_ms"]["mean"]
     return {
         "rate_rps": rate,
@@ -176,7 +198,7 @@ def _lite(s: dict[str, Any], rate: float) -> dict[str, float]:
         "tbt_p99_ms": s["tbt_ms"]["p99"],
         "tokens_per_s_per_gpu": s["throughput"]["output_tokens_per_s_per_gpu"],
         "tokens_per_s_per_user": 1e3 / tpot if tpot and tpot == tpot else math.nan,
-        "power_w": s["energy_j"] / s["duration_s"] if s["duration_s"] > 0 else math.nan,
+        "power_w": s["energy_j"] / s["duration_s"] * units if s["duration_s"] > 0 else math.nan,  # every GPU's
     }
 
 
@@ -273,6 +295,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     whole = work.prefix_hashes is not None and strategy.units > 1
     unit = build_deployment(strategy.deployment if whole else strategy.unit, f"strategy '{strategy.name}'")
     k = 1 if whole else strategy.units
+    simulated_units = strategy.units if whole else 1
     cap = capacity_estimate(strategy, work)
     curve: list[dict[str, float]] = []
     summaries: dict[float, dict] = {}
@@ -283,7 +306,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
         s = res.summary()
         s["stable"] = work.steady(res)
         summaries[rate] = s
-        curve.append(_lite(s, rate))
+        curve.append(_lite(s, rate, strategy.units / simulated_units))
         return s["slo"]["attainment"] >= target and s["stable"]
 
     lo, hi = highest_rate(attains, max(cap * 1.25, 1e-3), steps)
@@ -296,4 +319,4 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
         else:
             binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
     curve.sort(key=lambda c: c["rate_rps"])
-    return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve))
+    return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve), search_units=simulated_units)

@@ -1,6 +1,6 @@
 """`plan()`: enumerate strategies, screen every one's goodput cheaply, refine the best with larger
-simulations, verify each answer on the whole deployment with fresh random numbers (stepping down 5 %
-at a time until it holds), rank by the verified goodput."""
+simulations, verify each answer on the whole deployment (a slice of its units for a large fleet) with fresh
+random numbers (stepping down 5 % at a time until it holds), rank by the verified goodput."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import GoodputResult, VerifiedRun, WorkloadSpec, capacity_estimate, evaluate
-from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware
@@ -30,6 +30,7 @@ OBJECTIVE_UNITS = {"goodput-per-gpu": "req/s/GPU", "goodput-per-dollar": "req/$"
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
 VERIFY_WINDOW_S = 60.0
 VERIFY_CLIMB, VERIFY_CLIMB_STEPS = 1.1, 6  # verification's steps above the search's rate (up to 1.77 x)
+VERIFY_SLICE_INSTANCES = 32  # verification simulates whole units holding at least this many instances (verify_units)
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
 REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
@@ -53,8 +54,8 @@ class PlanResult:
         return objective_value(self.objective, r, self.hardware)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment
-        at the goodput shown); NaN where no rate verified. `deployment`: its whole Deployment fields, as
+        """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment,
+        or `verified_units` of its `units`, at the goodput shown); NaN where no rate verified. `deployment`: its whole Deployment fields, as
         `simulate --deployment` / `serve --deployment` read them. `prefix_hit_rate`: the prompt tokens the prefix
         caches served in that run (a workload with prefix structure, engines caching prefixes; else NaN)."""
         out = []
@@ -71,6 +72,9 @@ class PlanResult:
                 "prefix_hit_rate": (v.get("prefix_cache") or {}).get("hit_rate_tokens", math.nan),
                 "search_rps": r.search_rps,
                 "verified_attainment": r.verified_attainment,
+                # units the verification run simulated (a slice of the fleet past VERIFY_SLICE_INSTANCES) of its units
+                "verified_units": r.verified.units_simulated if r.verified is not None else math.nan,
+                "units": r.strategy.units,
                 "binding": r.binding, "reason": reason(r),
                 "deployment": r.strategy.deployment,
             })
@@ -141,8 +145,8 @@ def objective_value(objective: str, r: GoodputResult, hardware: str) -> float:
     if objective == "goodput-per-dollar":  # requests per dollar of GPU time
         price = load_hardware(hardware).price_per_hour_usd * r.gpus
         return r.goodput_rps * 3600 / price if price > 0 else math.nan
-    power = r.at_goodput.get("energy_j", 0) / r.at_goodput["duration_s"] if r.at_goodput else 0
-    return r.goodput_rps / power if power > 0 else 0.0  # requests per joule
+    power = r.power_w()
+    return r.goodput_rps / power if power > 0 else 0.0  # requests per joule of the whole deployment
 
 
 def reason(r: GoodputResult) -> str:
@@ -195,7 +199,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                   REFINE["min_requests"]) for s in top],
                       backend, workers, ray_address, tick("refining", len(top)))
     refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
-    checks = [(r.strategy.deployment, r.goodput_rps, work, slo, target) for r in refined]
+    checks = [(r.strategy, r.goodput_rps, work, slo, target) for r in refined]
     for r, (rate, att, run) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
                                                     tick("verifying", len(checks)))):
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
@@ -204,30 +208,47 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                       time.perf_counter() - t0)
 
 
-def verify(deployment: dict, rate: float, work: WorkloadSpec, slo: Slo,
+def verify_units(strategy: Strategy, work: WorkloadSpec) -> int:
+    """How many of the strategy's units its verification simulates: all of them, or, past VERIFY_SLICE_INSTANCES
+    instances, the fewest whole units holding at least that many (at their share of the rate). A slice stands for
+    the fleet because its units are identical and the router spreads the load evenly; the router's smoothing of
+    bursts grows with the instances it can choose from, so a slice errs on the low side (measured in the README).
+    A workload with prefix structure always runs whole: which instance's cache a request finds depends on the
+    router's choices over all of them."""
+    if work.prefix_hashes is not None:
+        return strategy.units
+    return min(strategy.units, max(1, math.ceil(VERIFY_SLICE_INSTANCES / strategy.instances_per_unit)))
+
+
+def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
            target: float) -> tuple[float, float, VerifiedRun | None]:
-    """The whole deployment, behind its router, on fresh random numbers: the highest of rate x
-    (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the
-    attainment there and that run (the table's latencies and the report's CDFs come from it);
-    (0, attainment at 0.8 x rate, None) if none holds. When the search's rate holds, the rate climbs by
-    VERIFY_CLIMB while it still does (at most VERIFY_CLIMB_STEPS times): the search ran one unit at 1/units of the
-    rate, and units behind a load-aware router share their bursts (a prompt far longer than most waits on one
-    unit while the router sends the next requests to the others), so the whole can hold more than units x one."""
-    dep = build_deployment(deployment)
-    fresh = replace(work, seed=work.seed + 1)
+    """The deployment (or its slice, verify_units), behind its router, on fresh random numbers: the highest of rate
+    x (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the attainment
+    there and that run (the table's latencies and the report's CDFs come from it); (0, attainment at 0.8 x rate,
+    None) if none holds. When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most
+    VERIFY_CLIMB_STEPS times): the search ran one unit at 1/units of the rate, and units behind a load-aware router
+    share their bursts (a prompt far longer than most waits on one unit while the router sends the next requests
+    to the others), so the whole can hold more than units x one. Rates are the whole deployment's."""
     if rate <= 0:
         return 0.0, math.nan, None
+    units = verify_units(strategy, work)
+    share = units / strategy.units
+    fields = strategy.slice(units)
+    dep = build_deployment(fields)
+    fresh = replace(work, seed=work.seed + 1)
 
     def attempt(r: float) -> tuple[float, VerifiedRun | None]:
-        n = int(max(REFINE["min_requests"], r * VERIFY_WINDOW_S))
-        res = simulate(dep, fresh.at_rate(r, n), slo)
+        simulated_rate = r * share
+        n = int(max(REFINE["min_requests"], simulated_rate * VERIFY_WINDOW_S))
+        res = simulate(dep, fresh.at_rate(simulated_rate, n), slo)
         s = res.summary()
         att = float(s["slo"]["attainment"])
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
             m = res.measured_mask
             kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "slo", "throughput", "energy_j",
                                       "duration_s", "requests", "completed", "prefix_cache") if k in s}
-            return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3)
+            return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3,
+                                    simulated_rate, units, strategy.units, fields)
         return att, None
 
     att = 0.0
@@ -253,7 +274,7 @@ def verified_timeline(result: PlanResult, work: WorkloadSpec, rank: int = 1) -> 
     if r is None or r.verified is None:
         return None
     run = r.verified
-    res = simulate(build_deployment(r.strategy.deployment), run.workload(work), result.slo, record_timeline=True)
+    res = simulate(build_deployment(run.deployment), run.workload(work), result.slo, record_timeline=True)
     m = res.measured_mask
     if not np.array_equal(res.ttft_s[m] * 1e3, run.ttft_ms, equal_nan=True):
         raise PhasewiseError(f"strategy '{r.strategy.name}': re-running its verification run gave other TTFTs "

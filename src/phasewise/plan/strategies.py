@@ -81,6 +81,16 @@ class Strategy:
     kind: str  # collocated | disaggregated
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def instances_per_unit(self) -> int:
+        return sum(g.get("replicas", 1) for g in self.unit["instances"])
+
+    def slice(self, units: int) -> dict[str, Any]:
+        """The Deployment fields of `units` of its units behind the same router (every group's replicas scaled:
+        the prefill:decode and LP:HP ratios kept); slice(units) is its whole deployment (tested)."""
+        return dict(self.unit, instances=[dict(g, replicas=g.get("replicas", 1) * units)
+                                          for g in self.unit["instances"]])
+
 
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
           min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm") -> bool:
