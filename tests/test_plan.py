@@ -233,31 +233,25 @@ def test_every_strategy_is_its_unit_times_its_units():
         assert sum(g.replicas for g in built.instances) == s.instances_per_unit
 
 
-def test_large_fleets_verify_on_a_slice_that_errs_low():
-    """verify_units: past VERIFY_SLICE_INSTANCES instances the verification simulates the fewest whole units that
-    hold that many, at their share of the rate (a workload with prefix structure always whole). Here the slice
-    threshold is lowered to 4 instances of a 16-instance fleet: the slice's verified goodput is within 15 % of the
+def test_large_fleets_verify_on_a_slice_that_errs_low(monkeypatch):
+    """slice_units: past SLICE_INSTANCES instances the verification simulates the fewest whole units that
+    hold that many, at their share of the rate. Here the slice threshold is lowered to 4 instances of a 16-instance fleet: the slice's verified goodput is within 15 % of the
     whole fleet's and not above it by more than the verification's sampling noise; the run says what it simulated,
     and the report's timeline re-runs the slice."""
-    import phasewise.plan.planner as planner
-    from phasewise.plan.planner import verify, verify_units
+    import phasewise.plan.goodput as goodput
+    from phasewise.plan.goodput import slice_units
+    from phasewise.plan.planner import verify
 
     one = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
     fleet = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 16}]}
     strategy = Strategy("16x TP1", fleet, one, 16, 16, "collocated")
     work, slo = fixed(1024, 128), Slo(1000, 50)
-    assert verify_units(strategy, work) == 16  # under the default threshold: the whole fleet
+    assert slice_units(strategy, work) == 16  # under the default threshold: the whole fleet
     whole_rate, _, whole = verify(strategy, 16 * 2.5, work, slo, 0.9)
     assert whole is not None and not whole.sliced and whole.deployment == fleet
-    saved = planner.VERIFY_SLICE_INSTANCES
-    planner.VERIFY_SLICE_INSTANCES = 4
-    try:
-        assert verify_units(strategy, work) == 4
-        prefixed = WorkloadSpec((512,), (64,), prefix_hashes=((1,),))
-        assert verify_units(strategy, prefixed) == 16
-        slice_rate, att, part = verify(strategy, 16 * 2.5, work, slo, 0.9)
-    finally:
-        planner.VERIFY_SLICE_INSTANCES = saved
+    monkeypatch.setattr(goodput, "SLICE_INSTANCES", 4)
+    assert slice_units(strategy, work) == 4
+    slice_rate, att, part = verify(strategy, 16 * 2.5, work, slo, 0.9)
     assert part is not None and part.sliced and (part.units_simulated, part.units) == (4, 16)
     assert part.simulated_rate_rps == pytest.approx(slice_rate / 4)
     assert sum(g["replicas"] for g in part.deployment["instances"]) == 4
@@ -278,3 +272,25 @@ def test_goodput_per_watt_divides_by_the_whole_deployments_power():
     for r in result.screened + result.ranked:  # the search's power times its units; the verification run's
         assert hw.idle_w * 8 <= r.power_w() <= hw.tdp_w * 8, r.strategy.name
         assert result.score(r) == pytest.approx(r.goodput_rps / r.power_w())
+
+
+def test_a_prefix_trace_is_searched_and_verified_on_a_slice_of_whole_conversations(monkeypatch):
+    """Past SLICE_INSTANCES instances a workload with prefix structure is searched and verified on a slice too; behind
+    prefix_aware the slice receives whole conversations; the verification run rebuilds exactly (report timeline)."""
+    import phasewise.plan.goodput as goodput
+    from phasewise.plan.goodput import workload_spec
+    from phasewise.plan.planner import verify
+
+    monkeypatch.setattr(goodput, "SLICE_INSTANCES", 2)
+    one = {"model": M, "router": "prefix_aware",
+           "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    fleet = dict(one, instances=[dict(one["instances"][0], replicas=8)])
+    strategy = Strategy("8x TP1", fleet, one, 8, 8, "collocated")
+    work, slo = workload_spec("mooncake", "poisson", None, None, "fixed", "fixed", 0, 0, 0), Slo(2000, 50)
+    searched = evaluate(strategy, work, slo, 0.9, steps=2, window_s=20.0, min_requests=100)
+    assert searched.search_units == 2 and searched.goodput_rps > 0
+    rate, _, run = verify(strategy, searched.goodput_rps, work, slo, 0.9)
+    assert run is not None and (run.units_simulated, run.units) == (2, 8)
+    assert run.simulated_rate_rps == pytest.approx(rate / 4)
+    rebuilt = simulate(build_deployment(run.deployment), run.workload(work), slo)
+    assert np.array_equal(rebuilt.ttft_s[rebuilt.measured_mask] * 1e3, run.ttft_ms, equal_nan=True)

@@ -83,9 +83,8 @@ def render_plan(console: Console, result: PlanResult) -> None:
     if sliced:
         shown = ", ".join(f"#{result.ranked.index(r) + 1} {r.verified.units_simulated} of {r.verified.units}"
                           for r in sliced)
-        console.print(f"verified on a slice of identical units behind the same router, at their share of the rate "
-                      f"({shown} units): a large fleet's router smooths bursts at least as well, so the goodput "
-                      "errs low")
+        console.print(f"verified on a slice of identical units behind the same router, receiving their share of the "
+                      f"traffic ({shown} units; how far a slice stands for the fleet: benchmarks/plan_slice.py)")
     rows = [row for row in result.rows() if math.isfinite(row["prefix_hit_rate"])]
     routers = {row["deployment"]["router"] for row in rows}
     if rows:

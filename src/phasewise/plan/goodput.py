@@ -26,6 +26,9 @@ from phasewise.workload import (
     load_trace,
     reusable_prompt_share,
 )
+from phasewise.workload.traffic_share import traffic_share
+
+SLICE_INSTANCES = 32  # a deployment of more instances is simulated as whole units holding at least this many
 
 
 @dataclass(slots=True, frozen=True)
@@ -141,7 +144,8 @@ class VerifiedRun:
     deployment: dict[str, Any]
 
     def workload(self, work: WorkloadSpec) -> Workload:
-        return replace(work, seed=self.seed).at_rate(self.simulated_rate_rps, self.requests)
+        return slice_traffic(replace(work, seed=self.seed), self.rate_rps, self.requests, self.units_simulated,
+                             self.units, build_deployment(self.deployment).router)
 
     @property
     def sliced(self) -> bool:
@@ -181,6 +185,33 @@ class GoodputResult:
         """The simulated point of the search's answer (latencies, tokens/s at the goodput found)."""
         rate = self.goodput_rps if math.isnan(self.search_rps) else self.search_rps
         return next((p for p in self.curve if p["rate_rps"] == rate), {})
+
+
+def slice_units(strategy: Strategy, work: WorkloadSpec) -> int:
+    """How many of the strategy's units a simulation of the whole deployment holds: all of them, or, past
+    SLICE_INSTANCES instances, the fewest whole units holding at least that many, receiving their share of the
+    traffic (slice_traffic). A slice stands for the fleet because its units are identical and the router spreads
+    the load evenly; the router's smoothing of bursts grows with the instances it can choose from, so a slice errs
+    on the low side (benchmarks/plan_slice.py)."""
+    return min(strategy.units, max(1, math.ceil(SLICE_INSTANCES / strategy.instances_per_unit)))
+
+
+def rate_share(rate_rps: float, units: int, of_units: int) -> float:
+    """The rate `units` of `of_units` identical units receive (exactly `rate_rps` for all of them)."""
+    return rate_rps if units >= of_units else rate_rps * units / of_units
+
+
+def slice_traffic(work: WorkloadSpec, rate_rps: float, requests: int, units: int, of_units: int,
+                  router: str) -> Workload:
+    """`requests` requests of the traffic `units` of a deployment's `of_units` identical units receive when the
+    whole receives `work` at `rate_rps`: at their share of the rate; for a workload with prefix structure, the
+    requests the router would send them out of the whole's, in the trace's order (workload/traffic_share.py:
+    whole conversations behind the prefix-aware router, which keeps them where their prefix is cached)."""
+    if work.prefix_hashes is None or units >= of_units:
+        return work.at_rate(rate_share(rate_rps, units, of_units), requests)
+    share = units / of_units
+    whole = work.at_rate(rate_rps, math.ceil(requests / share))
+    return traffic_share(whole, share, work.seed, whole_conversations=router == "prefix_aware")
 
 
 def _lite(s: dict[str, Any], rate: float, units: float) -> dict[str, float]:
@@ -288,21 +319,20 @@ def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> 
 def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0.9, steps: int = 6,
              window_s: float = 60.0, min_requests: int = 300) -> GoodputResult:
     """Bisection for the highest total rate whose SLO attainment >= target, simulating one unit at
-    1/units of it (the whole deployment for a workload with prefix structure) for at least `window_s` of arrivals.
-    Runs in a worker process."""
+    1/units of it (for a workload with prefix structure, the whole deployment or its slice: slice_units) for at
+    least `window_s` of arrivals. Runs in a worker process."""
     # a workload with prefix structure: which instance's cache a request finds depends on the router's choices over
-    # all of them, so the whole deployment is simulated at the whole rate (no unit stands for it)
-    whole = work.prefix_hashes is not None and strategy.units > 1
-    unit = build_deployment(strategy.deployment if whole else strategy.unit, f"strategy '{strategy.name}'")
-    k = 1 if whole else strategy.units
-    simulated_units = strategy.units if whole else 1
+    # all of them, so no one unit stands for the deployment
+    prefixed = work.prefix_hashes is not None and strategy.units > 1
+    simulated_units = slice_units(strategy, work) if prefixed else 1
+    unit = build_deployment(strategy.slice(simulated_units), f"strategy '{strategy.name}'")
     cap = capacity_estimate(strategy, work)
     curve: list[dict[str, float]] = []
     summaries: dict[float, dict] = {}
 
     def attains(rate: float) -> bool:
-        n = int(max(min_requests, rate / k * window_s))
-        res = simulate(unit, work.at_rate(rate / k, n), slo)
+        n = int(max(min_requests, rate_share(rate, simulated_units, strategy.units) * window_s))
+        res = simulate(unit, slice_traffic(work, rate, n, simulated_units, strategy.units, unit.router), slo)
         s = res.summary()
         s["stable"] = work.steady(res)
         summaries[rate] = s

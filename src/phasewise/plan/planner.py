@@ -15,7 +15,16 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
-from phasewise.plan.goodput import GoodputResult, VerifiedRun, WorkloadSpec, capacity_estimate, evaluate
+from phasewise.plan.goodput import (
+    GoodputResult,
+    VerifiedRun,
+    WorkloadSpec,
+    capacity_estimate,
+    evaluate,
+    rate_share,
+    slice_traffic,
+    slice_units,
+)
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
@@ -30,7 +39,6 @@ OBJECTIVE_UNITS = {"goodput-per-gpu": "req/s/GPU", "goodput-per-dollar": "req/$"
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
 VERIFY_WINDOW_S = 60.0
 VERIFY_CLIMB, VERIFY_CLIMB_STEPS = 1.1, 6  # verification's steps above the search's rate (up to 1.77 x)
-VERIFY_SLICE_INSTANCES = 32  # verification simulates whole units holding at least this many instances (verify_units)
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
 REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
@@ -208,21 +216,9 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                       time.perf_counter() - t0)
 
 
-def verify_units(strategy: Strategy, work: WorkloadSpec) -> int:
-    """How many of the strategy's units its verification simulates: all of them, or, past VERIFY_SLICE_INSTANCES
-    instances, the fewest whole units holding at least that many (at their share of the rate). A slice stands for
-    the fleet because its units are identical and the router spreads the load evenly; the router's smoothing of
-    bursts grows with the instances it can choose from, so a slice errs on the low side (measured in the README).
-    A workload with prefix structure always runs whole: which instance's cache a request finds depends on the
-    router's choices over all of them."""
-    if work.prefix_hashes is not None:
-        return strategy.units
-    return min(strategy.units, max(1, math.ceil(VERIFY_SLICE_INSTANCES / strategy.instances_per_unit)))
-
-
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
            target: float) -> tuple[float, float, VerifiedRun | None]:
-    """The deployment (or its slice, verify_units), behind its router, on fresh random numbers: the highest of rate
+    """The deployment (or its slice, slice_units), behind its router, on fresh random numbers: the highest of rate
     x (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the attainment
     there and that run (the table's latencies and the report's CDFs come from it); (0, attainment at 0.8 x rate,
     None) if none holds. When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most
@@ -231,16 +227,15 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
     to the others), so the whole can hold more than units x one. Rates are the whole deployment's."""
     if rate <= 0:
         return 0.0, math.nan, None
-    units = verify_units(strategy, work)
-    share = units / strategy.units
+    units = slice_units(strategy, work)
     fields = strategy.slice(units)
     dep = build_deployment(fields)
     fresh = replace(work, seed=work.seed + 1)
 
     def attempt(r: float) -> tuple[float, VerifiedRun | None]:
-        simulated_rate = r * share
+        simulated_rate = rate_share(r, units, strategy.units)
         n = int(max(REFINE["min_requests"], simulated_rate * VERIFY_WINDOW_S))
-        res = simulate(dep, fresh.at_rate(simulated_rate, n), slo)
+        res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo)
         s = res.summary()
         att = float(s["slo"]["attainment"])
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):

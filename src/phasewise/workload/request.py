@@ -60,6 +60,13 @@ class Workload:
         hashes = None if self.prefix_hashes is None else self.prefix_hashes[:n]
         return Workload(self.arrival_s[:n], self.prompt_tokens[:n], self.output_tokens[:n], pr, self.name, hashes)
 
+    def take(self, rows: np.ndarray) -> Workload:
+        """The requests at `rows` (ascending), with their arrival times."""
+        pr = None if self.priority is None else self.priority[rows]
+        hashes = None if self.prefix_hashes is None else [self.prefix_hashes[i] for i in rows]
+        return Workload(self.arrival_s[rows], self.prompt_tokens[rows], self.output_tokens[rows], pr, self.name,
+                        hashes)
+
     def scaled_to_rate(self, rate_rps: float) -> Workload:
         """Same requests and arrival pattern, time-scaled to a mean rate (how trace replays are swept)."""
         if rate_rps <= 0:
