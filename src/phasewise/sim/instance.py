@@ -12,6 +12,9 @@ Iterations come in three kinds:
 Pipeline parallelism: a PP replica is `pp` virtual engines (as vLLM's and TensorRT-LLM's micro-batches),
 each with its share of the KV blocks and sequence slots, sharing one PipelineGate: a micro-batch enters
 the first stage when the previous one has left it, and its tokens come out a full pipeline latency later.
+
+Its KV admission and preemption are sim/kv_admission.py's, its decoding set's bookkeeping (joins, leaves, the
+sums a decode step is costed by, finishes, run lengths) sim/decoding_set.py's: bases of Instance, on its state.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
+from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
 from phasewise.sim.kv import KVBlocks
+from phasewise.sim.kv_admission import KvAdmission
 from phasewise.sim.mapped_energy import MappedEnergy
 from phasewise.sim.metrics import InstanceStats
 from phasewise.sim.pipeline import PipelineGate
@@ -40,11 +45,10 @@ if TYPE_CHECKING:
     from phasewise.sim.deployment import InstanceGroup
     from phasewise.specs.engines import EngineConfig
 
-MAX_RUN = 4096  # decode iterations costed in one call at most
 _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 
-class Instance:
+class Instance(KvAdmission, DecodingSet):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
                  "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "waiting",
@@ -208,227 +212,6 @@ class Instance:
             self.waiting.extend(self.recv.read(self.decode_steps))
             return self._step()
         self.busy = False
-
-    def _seats(self) -> int:
-        return self.max_seqs - self.running.n - len(self.prefilling)
-
-    def _free_blocks_bound(self) -> float:
-        """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound."""
-        S = self.running.n
-        if not S:
-            return self.kv.free
-        # the iterations in flight will grow the contexts up to decode step d_planned
-        tokens = self._decoding_tokens(self.planned_steps)
-        grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
-        return self.kv.free - max(grown, 0.0)
-
-    def can_reserve(self, blocks: int) -> bool:
-        """Whether `blocks` can be allocated now without starving the decoding set's growth so far."""
-        if blocks <= self._free_blocks_bound():
-            return True
-        # exact: the decoding set's blocks through the steps in flight, then what is left
-        S = self.running.n
-        if S:
-            held = self.running.blocks[:S]
-            need = int(np.maximum(self._exact_blocks(self.planned_steps), held).sum())
-            return self.kv.used - self.decoding_blocks + need + blocks <= self.kv.capacity
-        return blocks <= self.kv.free
-
-    def try_admit(self, req: SimRequest, extra_blocks: int = 0) -> bool:
-        """Take a seat and the KV blocks of `req`'s prompt (and, with reserve admission, of its whole
-        output) if the seats and blocks allow, keeping `extra_blocks` free beyond them."""
-        tokens = req.prefill_target
-        if self.engine.kv_admission == "reserve":
-            tokens += req.output - req.generated
-        blocks = self.kv.blocks_for(self._kv_tokens(tokens))
-        cache = self.kv.prefix
-        if cache is not None and req.prefix is not None:  # prefix caching: its cached prefix is shared, not computed
-            hit, held = cache.probe(req)
-            if self._seats() <= 0 or not self.can_reserve(blocks - held + extra_blocks):
-                return False
-            req.prefilled = cache.acquire(req, blocks, hit, held)
-            req.kv_blocks = blocks
-            if math.isnan(req.scheduled_s):
-                req.scheduled_s = self.loop.now
-            return True
-        if self._seats() <= 0 or not self.can_reserve(blocks + extra_blocks):
-            return False
-        self.kv.allocate(blocks)
-        req.kv_blocks = blocks
-        req.prefilled = 0
-        if math.isnan(req.scheduled_s):
-            req.scheduled_s = self.loop.now
-        return True
-
-    def never_fits(self, prompt_tokens: int, output_tokens: int) -> bool:
-        """Whether a request this long cannot be admitted even to this instance empty: its prompt's KV blocks (its
-        whole output's too, with reserve admission) exceed the whole cache, so step() would reject it."""
-        tokens = prompt_tokens + (output_tokens if self.engine.kv_admission == "reserve" else 0)
-        return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
-
-    def _kv_tokens(self, tokens: float) -> float:
-        return min(tokens, self.window) if self.window else tokens
-
-    # --- the decoding set ----------------------------------------------------------------------
-    def _decode_shape(self) -> BatchShape:
-        """The decoding sequences at decode index self.decode_steps as one BatchShape part."""
-        S, new = self.running.n, self.decode_new_tokens
-        pairs, kv = self._decode_sums()
-        return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
-                          logit_tokens=S * new)
-
-    def _decode_sums(self) -> tuple[float, float]:
-        """(attention pairs, KV tokens) of the decoding sequences at decode index self.decode_steps."""
-        S, new = self.running.n, self.decode_new_tokens
-        if self.window:
-            ctx = self.running.contexts(self.decode_steps, self.tokens_per_step)
-            kv = float(np.minimum(ctx + new, self.window).sum())
-            return kv * new, kv
-        ctx_sum = self._decoding_contexts(self.decode_steps)
-        kv = ctx_sum + S * new
-        pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * kv
-        return pairs, kv
-
-    def _decoding_contexts(self, step: float) -> float:
-        """Cached tokens of the whole decoding set at decode step `step` (before it runs)."""
-        return self.context_base_sum + self.running.n * self.tokens_per_step * step
-
-    def _decoding_tokens(self, step: float) -> float:
-        """KV tokens the decoding set holds once decode step `step` has written its new tokens."""
-        return self._decoding_contexts(step) + self.running.n * self.decode_new_tokens
-
-    def _steps_to_finish(self, req: SimRequest) -> int:
-        remaining = req.output - req.generated
-        if not self.spec:
-            return remaining
-        g, o = self.tokens_per_step, req.spec_steps
-        base = math.floor(g * o)
-        j = max(1, math.ceil((remaining + base) / g) - o)
-        while math.floor(g * (o + j)) - base < remaining:
-            j += 1
-        while j > 1 and math.floor(g * (o + j - 1)) - base >= remaining:
-            j -= 1
-        return j
-
-    def _join(self, req: SimRequest) -> None:
-        d, blocks = self.decode_steps, req.kv_blocks
-        req.join_step = d
-        req.join_context = context = req.prompt + req.generated - 1
-        self.running.add(req, blocks)
-        self.decoding_blocks += blocks
-        # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
-        req.kv_excess = excess = max(0, blocks - self.kv.blocks_for(self._kv_tokens(context + self.decode_new_tokens)))
-        self.reserved_ahead_blocks += excess
-        self.context_base_sum += context - self.tokens_per_step * d
-        heapq.heappush(self.finish_heap, (d + self._steps_to_finish(req), req.id, req, req.epoch))
-
-    def _leave(self, req: SimRequest, d: int) -> int:
-        """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
-        join_step, context, accepted = req.join_step, req.join_context, self.tokens_per_step
-        steps = d - join_step
-        self.cluster.first_token_at_decode(req, self, join_step, steps)
-        if steps:
-            if self.spec:
-                tokens = math.floor(accepted * (req.spec_steps + steps)) - math.floor(accepted * req.spec_steps)
-                tokens = min(tokens, req.output - req.generated)
-                req.segments.append((self, join_step, steps, req.spec_steps, tokens))
-                req.spec_steps += steps
-            else:
-                tokens = steps
-                req.segments.append((self, join_step, steps, 0, tokens))
-            req.generated += tokens
-        self.context_base_sum -= context - accepted * join_step
-        self.reserved_ahead_blocks -= req.kv_excess
-        tokens = context + accepted * (d - 1 - join_step) + self.decode_new_tokens  # written by its last step
-        final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
-        held = self.running.remove(req)
-        self.decoding_blocks -= held
-        if final > held:
-            self.kv.allocate(final - held)
-            held = final
-        return held
-
-    def _join_ready(self) -> None:
-        """Arrived requests take free seats (max_seqs); the rest wait, their KV already here."""
-        while self.ready and self.running.n < self.max_seqs:
-            req = self.ready.popleft()
-            if math.isnan(req.scheduled_s):
-                req.scheduled_s = self.loop.now
-            self.cluster.first_token_pending(req)
-            self._join(req)
-
-    def _exact_blocks(self, d: int) -> np.ndarray:
-        """Blocks each decoding sequence needs to run decode step d (its context plus the new tokens)."""
-        tokens = self.running.contexts(d, self.tokens_per_step) + self.decode_new_tokens
-        if self.window:
-            tokens = np.minimum(tokens, self.window)
-        return np.ceil(tokens / self.kv.block_size).astype(np.int64)
-
-    def _top_up(self, d: int) -> None:
-        """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).
-        Done lazily: before an admission the bound would refuse, and at every run in check mode."""
-        n = self.running.n
-        if n:
-            need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
-            grow = int((need - self.running.blocks[:n]).sum())
-            if grow:
-                self.kv.allocate(grow)
-                self.running.blocks[:n] = need
-                self.decoding_blocks += grow
-
-    def _preempt(self) -> None:
-        """Recompute preemption (SGLang: retraction) of the policy's victim: it gives its blocks back and
-        waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
-        req = self.running.reqs[self.scheduler.victim(self)]
-        held = self._leave(req, self.decode_steps)
-        self.kv.free_blocks(held, req)
-        req.kv_blocks = 0
-        req.epoch += 1
-        req.preemptions += 1
-        self.stats.preemptions += 1
-        if self.role == "decode":  # no prefill here: recompute on a prefill instance
-            self.outstanding -= req.prompt + req.output
-            self.cluster.requeue(req)
-        else:
-            self.waiting.appendleft(req)
-        self.scheduler.on_preempt(self)
-
-    def _run_length(self) -> int:
-        """Decode iterations until the next finish, bounded so the KV blocks never overflow."""
-        n = MAX_RUN if not self.window else 256
-        heap = self.finish_heap
-        while heap and heap[0][3] != heap[0][2].epoch:
-            heapq.heappop(heap)  # stale entry of a preempted request
-        if heap:
-            n = min(n, heap[0][0] - self.decode_steps)
-        S, kv, accepted = self.running.n, self.kv, self.tokens_per_step
-        if not S:  # only offloaded requests decode (attention offload): nothing grows here
-            return n
-        other = kv.used - self.decoding_blocks
-        # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
-        tokens0 = self._decoding_tokens(self.decode_steps)
-        room = (kv.capacity - other - S - self.reserved_ahead_blocks) * kv.block_size - tokens0
-        safe = int(room // (S * accepted)) + 1 if room >= 0 else 0
-        if safe >= n:
-            return n
-        # Near capacity: check the next step exactly; one step at a time is enough to make progress.
-        self.make_room()
-        return max(1, min(n, safe)) if self.running.n else 0
-
-    def make_room(self) -> int:
-        """Preempt until the next decode step's blocks fit; returns how many requests were preempted."""
-        if self.running.n and self._free_blocks_bound() >= 0:
-            return 0  # even the upper bound fits
-        preempted = 0
-        while self.running.n:
-            seqs = self.running.n
-            held = self.running.blocks[:seqs]
-            if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.decode_steps), held).sum()) \
-                    <= self.kv.capacity:
-                break
-            self._preempt()
-            preempted += 1
-        return preempted
 
     # --- launching and committing iterations -------------------------------------------------
     def _launch(self, batch: Batch) -> None:

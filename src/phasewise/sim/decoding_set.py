@@ -1,0 +1,130 @@
+"""An instance's decoding set (a mixin of sim/instance.py's Instance, whose state it reads): requests joining and
+leaving it, the sums a decode step is costed by (context tokens grow by the tokens accepted per step, so the whole
+set's context at step d is one running sum plus seqs x accepted x d), when each request finishes (speculative
+steps accept a fractional number of tokens), and how long a run of pure-decode iterations may last before a
+finish or the KV blocks would overflow."""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+from phasewise.perf import BatchShape
+from phasewise.sim.request import SimRequest
+
+MAX_RUN = 4096  # decode iterations costed in one call at most
+
+
+class DecodingSet:
+    __slots__ = ()
+
+    def _decode_shape(self) -> BatchShape:
+        """The decoding sequences at decode index self.decode_steps as one BatchShape part."""
+        S, new = self.running.n, self.decode_new_tokens
+        pairs, kv = self._decode_sums()
+        return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
+                          logit_tokens=S * new)
+
+    def _decode_sums(self) -> tuple[float, float]:
+        """(attention pairs, KV tokens) of the decoding sequences at decode index self.decode_steps."""
+        S, new = self.running.n, self.decode_new_tokens
+        if self.window:
+            ctx = self.running.contexts(self.decode_steps, self.tokens_per_step)
+            kv = float(np.minimum(ctx + new, self.window).sum())
+            return kv * new, kv
+        ctx_sum = self._decoding_contexts(self.decode_steps)
+        kv = ctx_sum + S * new
+        pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * kv
+        return pairs, kv
+
+    def _decoding_contexts(self, step: float) -> float:
+        """Cached tokens of the whole decoding set at decode step `step` (before it runs)."""
+        return self.context_base_sum + self.running.n * self.tokens_per_step * step
+
+    def _decoding_tokens(self, step: float) -> float:
+        """KV tokens the decoding set holds once decode step `step` has written its new tokens."""
+        return self._decoding_contexts(step) + self.running.n * self.decode_new_tokens
+
+    def _steps_to_finish(self, req: SimRequest) -> int:
+        remaining = req.output - req.generated
+        if not self.spec:
+            return remaining
+        g, o = self.tokens_per_step, req.spec_steps
+        base = math.floor(g * o)
+        j = max(1, math.ceil((remaining + base) / g) - o)
+        while math.floor(g * (o + j)) - base < remaining:
+            j += 1
+        while j > 1 and math.floor(g * (o + j - 1)) - base >= remaining:
+            j -= 1
+        return j
+
+    def _join(self, req: SimRequest) -> None:
+        d, blocks = self.decode_steps, req.kv_blocks
+        req.join_step = d
+        req.join_context = context = req.prompt + req.generated - 1
+        self.running.add(req, blocks)
+        self.decoding_blocks += blocks
+        # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
+        req.kv_excess = excess = max(0, blocks - self.kv.blocks_for(self._kv_tokens(context + self.decode_new_tokens)))
+        self.reserved_ahead_blocks += excess
+        self.context_base_sum += context - self.tokens_per_step * d
+        heapq.heappush(self.finish_heap, (d + self._steps_to_finish(req), req.id, req, req.epoch))
+
+    def _leave(self, req: SimRequest, d: int) -> int:
+        """Remove from the decoding set after decode step d-1; record its decode segment; returns blocks held."""
+        join_step, context, accepted = req.join_step, req.join_context, self.tokens_per_step
+        steps = d - join_step
+        self.cluster.first_token_at_decode(req, self, join_step, steps)
+        if steps:
+            if self.spec:
+                tokens = math.floor(accepted * (req.spec_steps + steps)) - math.floor(accepted * req.spec_steps)
+                tokens = min(tokens, req.output - req.generated)
+                req.segments.append((self, join_step, steps, req.spec_steps, tokens))
+                req.spec_steps += steps
+            else:
+                tokens = steps
+                req.segments.append((self, join_step, steps, 0, tokens))
+            req.generated += tokens
+        self.context_base_sum -= context - accepted * join_step
+        self.reserved_ahead_blocks -= req.kv_excess
+        tokens = context + accepted * (d - 1 - join_step) + self.decode_new_tokens  # written by its last step
+        final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
+        held = self.running.remove(req)
+        self.decoding_blocks -= held
+        if final > held:
+            self.kv.allocate(final - held)
+            held = final
+        return held
+
+    def _join_ready(self) -> None:
+        """Arrived requests take free seats (max_seqs); the rest wait, their KV already here."""
+        while self.ready and self.running.n < self.max_seqs:
+            req = self.ready.popleft()
+            if math.isnan(req.scheduled_s):
+                req.scheduled_s = self.loop.now
+            self.cluster.first_token_pending(req)
+            self._join(req)
+
+    def _run_length(self) -> int:
+        """Decode iterations until the next finish, bounded so the KV blocks never overflow."""
+        n = MAX_RUN if not self.window else 256
+        heap = self.finish_heap
+        while heap and heap[0][3] != heap[0][2].epoch:
+            heapq.heappop(heap)  # stale entry of a preempted request
+        if heap:
+            n = min(n, heap[0][0] - self.decode_steps)
+        S, kv, accepted = self.running.n, self.kv, self.tokens_per_step
+        if not S:  # only offloaded requests decode (attention offload): nothing grows here
+            return n
+        other = kv.used - self.decoding_blocks
+        # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
+        tokens0 = self._decoding_tokens(self.decode_steps)
+        room = (kv.capacity - other - S - self.reserved_ahead_blocks) * kv.block_size - tokens0
+        safe = int(room // (S * accepted)) + 1 if room >= 0 else 0
+        if safe >= n:
+            return n
+        # Near capacity: check the next step exactly; one step at a time is enough to make progress.
+        self.make_room()
+        return max(1, min(n, safe)) if self.running.n else 0

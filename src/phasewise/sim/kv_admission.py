@@ -1,0 +1,126 @@
+"""An instance's KV-block admission (a mixin of sim/instance.py's Instance, whose state it reads): seats and blocks for
+a new prompt (with prefix caching, only its uncached blocks), the decoding set's lazily topped-up growth bounded
+from above between exact checks, and recompute preemption when the next decode step's blocks do not fit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from phasewise.sim.request import SimRequest
+
+
+class KvAdmission:
+    __slots__ = ()
+
+    def _seats(self) -> int:
+        return self.max_seqs - self.running.n - len(self.prefilling)
+
+    def _free_blocks_bound(self) -> float:
+        """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound."""
+        S = self.running.n
+        if not S:
+            return self.kv.free
+        # the iterations in flight will grow the contexts up to decode step d_planned
+        tokens = self._decoding_tokens(self.planned_steps)
+        grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
+        return self.kv.free - max(grown, 0.0)
+
+    def can_reserve(self, blocks: int) -> bool:
+        """Whether `blocks` can be allocated now without starving the decoding set's growth so far."""
+        if blocks <= self._free_blocks_bound():
+            return True
+        # exact: the decoding set's blocks through the steps in flight, then what is left
+        S = self.running.n
+        if S:
+            held = self.running.blocks[:S]
+            need = int(np.maximum(self._exact_blocks(self.planned_steps), held).sum())
+            return self.kv.used - self.decoding_blocks + need + blocks <= self.kv.capacity
+        return blocks <= self.kv.free
+
+    def try_admit(self, req: SimRequest, extra_blocks: int = 0) -> bool:
+        """Take a seat and the KV blocks of `req`'s prompt (and, with reserve admission, of its whole
+        output) if the seats and blocks allow, keeping `extra_blocks` free beyond them."""
+        tokens = req.prefill_target
+        if self.engine.kv_admission == "reserve":
+            tokens += req.output - req.generated
+        blocks = self.kv.blocks_for(self._kv_tokens(tokens))
+        cache = self.kv.prefix
+        if cache is not None and req.prefix is not None:  # prefix caching: its cached prefix is shared, not computed
+            hit, held = cache.probe(req)
+            if self._seats() <= 0 or not self.can_reserve(blocks - held + extra_blocks):
+                return False
+            req.prefilled = cache.acquire(req, blocks, hit, held)
+            req.kv_blocks = blocks
+            if math.isnan(req.scheduled_s):
+                req.scheduled_s = self.loop.now
+            return True
+        if self._seats() <= 0 or not self.can_reserve(blocks + extra_blocks):
+            return False
+        self.kv.allocate(blocks)
+        req.kv_blocks = blocks
+        req.prefilled = 0
+        if math.isnan(req.scheduled_s):
+            req.scheduled_s = self.loop.now
+        return True
+
+    def never_fits(self, prompt_tokens: int, output_tokens: int) -> bool:
+        """Whether a request this long cannot be admitted even to this instance empty: its prompt's KV blocks (its
+        whole output's too, with reserve admission) exceed the whole cache, so step() would reject it."""
+        tokens = prompt_tokens + (output_tokens if self.engine.kv_admission == "reserve" else 0)
+        return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
+
+    def _kv_tokens(self, tokens: float) -> float:
+        return min(tokens, self.window) if self.window else tokens
+
+    def _exact_blocks(self, d: int) -> np.ndarray:
+        """Blocks each decoding sequence needs to run decode step d (its context plus the new tokens)."""
+        tokens = self.running.contexts(d, self.tokens_per_step) + self.decode_new_tokens
+        if self.window:
+            tokens = np.minimum(tokens, self.window)
+        return np.ceil(tokens / self.kv.block_size).astype(np.int64)
+
+    def _top_up(self, d: int) -> None:
+        """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).
+        Done lazily: before an admission the bound would refuse, and at every run in check mode."""
+        n = self.running.n
+        if n:
+            need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
+            grow = int((need - self.running.blocks[:n]).sum())
+            if grow:
+                self.kv.allocate(grow)
+                self.running.blocks[:n] = need
+                self.decoding_blocks += grow
+
+    def _preempt(self) -> None:
+        """Recompute preemption (SGLang: retraction) of the policy's victim: it gives its blocks back and
+        waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
+        req = self.running.reqs[self.scheduler.victim(self)]
+        held = self._leave(req, self.decode_steps)
+        self.kv.free_blocks(held, req)
+        req.kv_blocks = 0
+        req.epoch += 1
+        req.preemptions += 1
+        self.stats.preemptions += 1
+        if self.role == "decode":  # no prefill here: recompute on a prefill instance
+            self.outstanding -= req.prompt + req.output
+            self.cluster.requeue(req)
+        else:
+            self.waiting.appendleft(req)
+        self.scheduler.on_preempt(self)
+
+    def make_room(self) -> int:
+        """Preempt until the next decode step's blocks fit; returns how many requests were preempted."""
+        if self.running.n and self._free_blocks_bound() >= 0:
+            return 0  # even the upper bound fits
+        preempted = 0
+        while self.running.n:
+            seqs = self.running.n
+            held = self.running.blocks[:seqs]
+            if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.decode_steps), held).sum()) \
+                    <= self.kv.capacity:
+                break
+            self._preempt()
+            preempted += 1
+        return preempted
