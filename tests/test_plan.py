@@ -234,10 +234,10 @@ def test_every_strategy_is_its_unit_times_its_units():
 
 
 def test_large_fleets_verify_on_a_slice_that_errs_low(monkeypatch):
-    """slice_units: past SLICE_INSTANCES instances the verification simulates the fewest whole units that
-    hold that many, at their share of the rate. Here the slice threshold is lowered to 4 instances of a 16-instance fleet: the slice's verified goodput is within 15 % of the
-    whole fleet's and not above it by more than the verification's sampling noise; the run says what it simulated,
-    and the report's timeline re-runs the slice."""
+    """slice_units: past SLICE_INSTANCES instances the verification simulates the fewest whole units that hold that
+    many, at their share of the rate. Here the slice threshold is lowered to 4 instances of a 16-instance fleet: the
+    slice's verified goodput is within 15 % of the whole fleet's and not above it by more than the verification's
+    sampling noise; the run says what it simulated, and the report's timeline re-runs the slice."""
     import phasewise.plan.goodput as goodput
     from phasewise.plan.goodput import slice_units
     from phasewise.plan.planner import verify

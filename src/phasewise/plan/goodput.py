@@ -192,7 +192,8 @@ def slice_units(strategy: Strategy, work: WorkloadSpec) -> int:
     SLICE_INSTANCES instances, the fewest whole units holding at least that many, receiving their share of the
     traffic (slice_traffic). A slice stands for the fleet because its units are identical and the router spreads
     the load evenly; the router's smoothing of bursts grows with the instances it can choose from, so a slice errs
-    on the low side (benchmarks/plan_slice.py)."""
+    on the low side (on a trace with prefix structure, within the whole fleet's seed-to-seed spread:
+    benchmarks/plan_slice.py, README)."""
     return min(strategy.units, max(1, math.ceil(SLICE_INSTANCES / strategy.instances_per_unit)))
 
 
@@ -214,8 +215,8 @@ def slice_traffic(work: WorkloadSpec, rate_rps: float, requests: int, units: int
     return traffic_share(whole, share, work.seed, whole_conversations=router == "prefix_aware")
 
 
-def _lite(s: dict[str, Any], rate: float, units: float) -> dict[str, float]:
-    """The curve's point at `rate` (the whole deployment's) from a run of 1/`units` of it."""
+def _lite(s: dict[str, Any], rate: float, scale: float) -> dict[str, float]:
+    """The curve's point at `rate` (the whole deployment's) from a run of 1/`scale` of it."""
     tpot = s["tpot_ms"]["mean"]
     return {
         "rate_rps": rate,
@@ -229,7 +230,7 @@ def _lite(s: dict[str, Any], rate: float, units: float) -> dict[str, float]:
         "tbt_p99_ms": s["tbt_ms"]["p99"],
         "tokens_per_s_per_gpu": s["throughput"]["output_tokens_per_s_per_gpu"],
         "tokens_per_s_per_user": 1e3 / tpot if tpot and tpot == tpot else math.nan,
-        "power_w": s["energy_j"] / s["duration_s"] * units if s["duration_s"] > 0 else math.nan,  # every GPU's
+        "power_w": s["energy_j"] / s["duration_s"] * scale if s["duration_s"] > 0 else math.nan,  # every GPU's
     }
 
 
@@ -325,14 +326,14 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     # all of them, so no one unit stands for the deployment
     prefixed = work.prefix_hashes is not None and strategy.units > 1
     simulated_units = slice_units(strategy, work) if prefixed else 1
-    unit = build_deployment(strategy.slice(simulated_units), f"strategy '{strategy.name}'")
+    simulated = build_deployment(strategy.slice(simulated_units), f"strategy '{strategy.name}'")
     cap = capacity_estimate(strategy, work)
     curve: list[dict[str, float]] = []
     summaries: dict[float, dict] = {}
 
     def attains(rate: float) -> bool:
         n = int(max(min_requests, rate_share(rate, simulated_units, strategy.units) * window_s))
-        res = simulate(unit, slice_traffic(work, rate, n, simulated_units, strategy.units, unit.router), slo)
+        res = simulate(simulated, slice_traffic(work, rate, n, simulated_units, strategy.units, simulated.router), slo)
         s = res.summary()
         s["stable"] = work.steady(res)
         summaries[rate] = s
@@ -349,4 +350,5 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
         else:
             binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
     curve.sort(key=lambda c: c["rate_rps"])
-    return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve), search_units=simulated_units)
+    return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve),
+                         search_units=simulated_units)

@@ -63,9 +63,10 @@ class PlanResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment,
-        or `verified_units` of its `units`, at the goodput shown); NaN where no rate verified. `deployment`: its whole Deployment fields, as
-        `simulate --deployment` / `serve --deployment` read them. `prefix_hit_rate`: the prompt tokens the prefix
-        caches served in that run (a workload with prefix structure, engines caching prefixes; else NaN)."""
+        or `verified_units` of its `units`, at the goodput shown); NaN where no rate verified. `deployment`: its
+        whole Deployment fields, as `simulate --deployment` / `serve --deployment` read them. `prefix_hit_rate`:
+        the prompt tokens the prefix caches served in that run (a workload with prefix structure, engines caching
+        prefixes; else NaN)."""
         out = []
         for rank, r in enumerate(self.ranked, start=1):
             v = r.verified.summary if r.verified is not None else {}
@@ -80,7 +81,7 @@ class PlanResult:
                 "prefix_hit_rate": (v.get("prefix_cache") or {}).get("hit_rate_tokens", math.nan),
                 "search_rps": r.search_rps,
                 "verified_attainment": r.verified_attainment,
-                # units the verification run simulated (a slice of the fleet past VERIFY_SLICE_INSTANCES) of its units
+                # units the verification run simulated (a slice of the fleet past goodput.SLICE_INSTANCES instances)
                 "verified_units": r.verified.units_simulated if r.verified is not None else math.nan,
                 "units": r.strategy.units,
                 "binding": r.binding, "reason": reason(r),
