@@ -1,5 +1,5 @@
 """`phasewise serve`: the digital twin, an OpenAI-compatible server whose tokens stream at the simulator's timings
-(apps/twin.py), on the deployment the same flags as `simulate` describe."""
+(apps/twin.py, apps/twin_live.py), on the deployment the same flags as `simulate` describe."""
 
 from __future__ import annotations
 
@@ -168,7 +168,8 @@ def serve_cmd(
     import uvicorn
 
     from phasewise.apps.tokenizer import Tokenizer
-    from phasewise.apps.twin import LiveSim, create_app, draining_server
+    from phasewise.apps.twin import create_app, draining_server
+    from phasewise.apps.twin_live import LiveSim
     from phasewise.sim import Slo
     from phasewise.sim.api import deployment_from_flags
 

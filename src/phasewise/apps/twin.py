@@ -3,17 +3,15 @@
 Every request enters a live simulation at its real arrival time; its first and every next token
 are sent when the simulated clock (wall clock x --speed) reaches them, so TTFT and TBT seen by a
 client rise with load, batching and KV pressure as the simulator predicts. A client that
-disconnects is cancelled in the simulation.
+disconnects is cancelled in the simulation (apps/twin_live.py: the live simulation and its metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,185 +20,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from phasewise.apps.tokenizer import Tokenizer, filler
-from phasewise.errors import PhasewiseError, one_line
-from phasewise.sim.deployment import Deployment
-from phasewise.sim.events import EventLoop
-from phasewise.sim.metrics import Slo
-from phasewise.sim.request import SimRequest
-from phasewise.sim.simulate import build_cluster
-
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-                40.0, 80.0)
-TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0)
-
-
-class Histogram:
-    __slots__ = ("buckets", "counts", "total", "n")
-
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets, self.counts, self.total, self.n = buckets, [0] * len(buckets), 0.0, 0
-
-    def observe(self, x: float, times: int = 1) -> None:
-        for i, b in enumerate(self.buckets):
-            if x <= b:
-                self.counts[i] += times
-                break
-        self.total += x * times
-        self.n += times
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out, cum = [], 0
-        for b, c in zip(self.buckets, self.counts):
-            cum += c
-            out.append(f'{name}_bucket{{{labels},le="{b}"}} {cum}')
-        out += [f'{name}_bucket{{{labels},le="+Inf"}} {self.n}', f"{name}_sum{{{labels}}} {self.total}",
-                f"{name}_count{{{labels}}} {self.n}"]
-        return out
-
-
-@dataclass(slots=True)
-class Stream:
-    req: SimRequest
-    queue: asyncio.Queue
-    last_token_s: float = math.nan
-    done: bool = False
-    emitted: int = 0
-
-
-@dataclass
-class TwinMetrics:
-    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
-    tpot: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
-    e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
-    prompt_tokens: int = 0
-    generation_tokens: int = 0
-    success: int = 0
-    cancelled: int = 0
-    rejected: int = 0
-
-
-class LiveSim:
-    """The simulator advanced in real time (x speed) by a pump task on the server's event loop."""
-
-    def __init__(self, deployment: Deployment, speed: float = 1.0, slo: Slo | None = None) -> None:
-        """`slo`: the deadlines priority pools steer by (their block's own, if it sets them, come first)."""
-        if not speed > 0:
-            raise PhasewiseError(f"--speed must be > 0 (got {speed})")
-        self.loop = EventLoop()
-        self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True, slo=slo)
-        self.cluster.on_token, self.cluster.on_done = self._on_token, self._on_done
-        self.speed = speed
-        self.wall0 = time.perf_counter()
-        self.started = int(time.time())
-        self.next_id = 0
-        self.metrics = TwinMetrics()
-        self.wakeup: asyncio.Event | None = None
-        self.model = self.instances[0].model
-
-    def now(self) -> float:
-        return (time.perf_counter() - self.wall0) * self.speed
-
-    def submit(self, prompt_tokens: int, output_tokens: int) -> Stream:
-        t = self.now()
-        self.loop.run_until(t)
-        req = SimRequest(self.next_id, t, prompt_tokens, output_tokens)
-        self.next_id += 1
-        stream = Stream(req, asyncio.Queue())
-        req.handle = stream
-        self.metrics.prompt_tokens += prompt_tokens
-        self.cluster.arrive(req)
-        if self.wakeup is not None:
-            self.wakeup.set()
-        return stream
-
-    def cancel(self, stream: Stream) -> None:
-        if not stream.done:
-            stream.done = True
-            self.cluster.cancel(stream.req)
-            self.metrics.cancelled += 1
-
-    def _on_token(self, req: SimRequest, n: int, t: float) -> None:
-        stream: Stream = req.handle
-        if stream is None or stream.done:
-            return
-        m = self.metrics
-        if math.isnan(stream.last_token_s):
-            m.ttft.observe(t - req.arrival_s)
-        else:
-            m.tpot.observe((t - stream.last_token_s) / n, n)
-        stream.last_token_s = t
-        m.generation_tokens += n
-        stream.queue.put_nowait(("tokens", n))
-
-    def _on_done(self, req: SimRequest) -> None:
-        stream: Stream = req.handle
-        if stream is None or stream.done:
-            return
-        stream.done = True
-        if req.finish_s == req.finish_s:
-            self.metrics.success += 1
-            self.metrics.e2e.observe(req.finish_s - req.arrival_s)
-            stream.queue.put_nowait(("done", None))
-        else:
-            self.metrics.rejected += 1
-            stream.queue.put_nowait(("error", "the request does not fit in the simulated KV cache"))
-
-    async def pump(self) -> None:
-        """Process simulated events as the clock reaches them; sleep until the next one or a new request."""
-        self.wakeup = asyncio.Event()
-        while True:
-            self.loop.run_until(self.now())
-            nxt = self.loop.next_time()
-            delay = 0.05 if nxt == math.inf else min(0.05, max(0.0, (nxt - self.now()) / self.speed))
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), timeout=delay)
-                except (asyncio.TimeoutError, TimeoutError):
-                    pass
-            else:
-                await asyncio.sleep(0)
-            self.wakeup.clear()
-
-    def gauges(self) -> dict[str, float]:
-        running = sum(i.running.n + len(i.ready) for i in self.instances)
-        waiting = sum(len(i.waiting) + len(i.prefilling) + len(i.pending_transfers) for i in self.instances)
-        cap = sum(i.kv.capacity for i in self.instances)
-        used = sum(i.kv.capacity - max(i._free_blocks_bound(), 0.0) for i in self.instances)
-        return {"running": running, "waiting": waiting, "kv_usage": used / cap if cap else 0.0}
-
-    def prometheus(self, model_name: str) -> str:
-        g, m = self.gauges(), self.metrics
-        lab = f'model_name="{model_name}"'
-        lines = [
-            "# HELP vllm:num_requests_running Number of requests in model execution batches.",
-            "# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{lab}}} {g['running']}",
-            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
-            "# TYPE vllm:num_requests_waiting gauge", f"vllm:num_requests_waiting{{{lab}}} {g['waiting']}",
-            "# HELP vllm:gpu_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
-            "# TYPE vllm:gpu_cache_usage_perc gauge", f"vllm:gpu_cache_usage_perc{{{lab}}} {g['kv_usage']:.6f}",
-            # vLLM V1's current name of the same gauge (vllm/v1/metrics/loggers.py)
-            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
-            "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{lab}}} {g['kv_usage']:.6f}",
-            "# TYPE vllm:prompt_tokens_total counter", f"vllm:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
-            "# TYPE vllm:generation_tokens_total counter",
-            f"vllm:generation_tokens_total{{{lab}}} {m.generation_tokens}",
-            "# TYPE vllm:request_success_total counter", f"vllm:request_success_total{{{lab}}} {m.success}",
-            # vLLM V1 labels successes by why they finished; the twin's requests all run to max_tokens
-            f'vllm:request_success_total{{{lab},finished_reason="length"}} {m.success}',
-            f'vllm:request_success_total{{{lab},finished_reason="stop"}} 0',
-            f'vllm:request_success_total{{{lab},finished_reason="abort"}} {m.cancelled}',
-            "# TYPE phasewise:requests_cancelled_total counter",
-            f"phasewise:requests_cancelled_total{{{lab}}} {m.cancelled}",
-            "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.",
-            "# TYPE vllm:time_to_first_token_seconds histogram", *m.ttft.lines("vllm:time_to_first_token_seconds", lab),
-            "# HELP vllm:time_per_output_token_seconds Histogram of time per output token in seconds.",
-            "# TYPE vllm:time_per_output_token_seconds histogram",
-            *m.tpot.lines("vllm:time_per_output_token_seconds", lab),
-            "# HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
-            "# TYPE vllm:e2e_request_latency_seconds histogram", *m.e2e.lines("vllm:e2e_request_latency_seconds", lab),
-        ]
-        return "\n".join(lines) + "\n"
+from phasewise.apps.twin_live import LiveSim, Stream
+from phasewise.errors import one_line
 
 
 async def _counted(chunks, counter: list[int]):
