@@ -294,3 +294,16 @@ def test_a_prefix_trace_is_searched_and_verified_on_a_slice_of_whole_conversatio
     assert run.simulated_rate_rps == pytest.approx(rate / 4)
     rebuilt = simulate(build_deployment(run.deployment), run.workload(work), slo)
     assert np.array_equal(rebuilt.ttft_s[rebuilt.measured_mask] * 1e3, run.ttft_ms, equal_nan=True)
+
+
+def test_a_budget_beyond_a_groups_instances_prunes_only_the_strategies_that_need_more():
+    """A deployment holds at most MAX_REPLICAS instances a group: at 20,000 GPUs the TP1 strategies (20,000
+    instances) are pruned with the reason, the TP2 ones (10,000) remain, and the plan answers (verified on slices)."""
+    from phasewise.sim.deployment import MAX_REPLICAS
+
+    strategies, pruned = enumerate_strategies(M, "h100-sxm", 2 * MAX_REPLICAS,
+                                              PlanOptions(tp_options=(1, 2), chunk_sizes=(), disaggregated=False))
+    assert strategies and all(s.details["tp"] == 2 for s in strategies)
+    assert any(f"{2 * MAX_REPLICAS:,} instances in one group" in line for line in pruned)
+    for s in strategies:
+        build_deployment(s.deployment)  # within the bound

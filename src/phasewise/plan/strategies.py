@@ -14,7 +14,7 @@ from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.parallel import parallel_layout
-from phasewise.sim.deployment import Deployment
+from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of, resolve_engine
 from phasewise.specs.mappings import load_mapping, resolve_mapping
@@ -277,6 +277,11 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     names = set()
     unique = []
     for s in _behind_each_router(out, opts.routers):  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
+        largest = max(g.get("replicas", 1) for g in s.deployment["instances"])
+        if largest > MAX_REPLICAS:
+            pruned.append(f"{s.name}: {largest:,} instances in one group, more than a deployment holds "
+                          f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)")
+            continue
         if s.name not in names:
             names.add(s.name)
             unique.append(s)

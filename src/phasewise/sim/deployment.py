@@ -25,6 +25,8 @@ from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.engines import KNOB_TYPES
 
+MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
+
 
 class SpecDecode(BaseModel):
     """Speculative decoding: `draft_tokens` proposals per step, each accepted with probability
@@ -82,8 +84,8 @@ class InstanceGroup(BaseModel):
     # the busiest 20 % of the experts' share of this traffic's routed tokens (0.2 = uniform); None: the model's
     # (models.yaml routing_skew), else uniform (perf/expert_load.py)
     routing_skew: float | None = Field(default=None, ge=0.2, lt=1)
-    # at most 10,000 instances a group: a larger fleet is simulated as a representative slice of it
-    replicas: int = Field(default=1, ge=1, le=10_000)
+    # at most MAX_REPLICAS instances a group (simulate's memory): plan simulates a larger fleet as a slice of it
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     precision: str | None = None  # None: the model's native format (its checkpoint's), else bf16
     kv_dtype: str | None = None
     engine: str = "vllm"  # preset[@version] (vllm, sglang, trtllm, vllm-v0, sarathi, ...), or a host profile
