@@ -307,3 +307,10 @@ def test_a_budget_beyond_a_groups_instances_prunes_only_the_strategies_that_need
     assert any(f"{2 * MAX_REPLICAS:,} instances in one group" in line for line in pruned)
     for s in strategies:
         build_deployment(s.deployment)  # within the bound
+
+
+def test_a_fleet_no_deployment_can_hold_says_so_and_how_to_plan_it():
+    with pytest.raises(PhasewiseError, match=r"needs more than a deployment's 10,000 instances in a group .*"
+                                             r"at TP2, --gpus 20,000 at most"):
+        enumerate_strategies(M, "h100-sxm", 100_000, PlanOptions(tp_options=(1, 2), chunk_sizes=(),
+                                                                  disaggregated=False, tp_across_nodes=False))

@@ -20,6 +20,7 @@ from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memo
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
+CAPPED = f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)"  # ends a pruned line: a group too large
 
 
 @dataclass(slots=True, frozen=True)
@@ -141,6 +142,12 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
         pruned = [f"{ACROSS_NODES} {node}-GPU node of {hardware} at --tp-options "
                   f"{','.join(map(str, opts.tp_options))}: tried TP {', '.join(map(str, wider))} across nodes",
                   *more, *pruned]
+    capped = [line for line in pruned if line.endswith(CAPPED)]
+    if not strategies and capped:
+        raise PhasewiseError(f"no strategy fits: every one that fits {model_name} on {gpus:,} x {hardware} needs more "
+                             f"than a deployment's {MAX_REPLICAS:,} instances in a group ({capped[0]}); its units are "
+                             f"identical: plan a share of the fleet (at TP{max(opts.tp_options)}, --gpus "
+                             f"{max(opts.tp_options) * MAX_REPLICAS:,} at most) and scale its goodput")
     if not strategies:
         tried = max((*opts.tp_options, *(wider if opts.tp_across_nodes else ())))
         largest = [line for line in pruned if f"tp={tried} " in line or f"TP{tried}" in line]
@@ -279,8 +286,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     for s in _behind_each_router(out, opts.routers):  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
         largest = max(g.get("replicas", 1) for g in s.deployment["instances"])
         if largest > MAX_REPLICAS:
-            pruned.append(f"{s.name}: {largest:,} instances in one group, more than a deployment holds "
-                          f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)")
+            pruned.append(f"{s.name}: {largest:,} instances in one group, more than a deployment holds {CAPPED}")
             continue
         if s.name not in names:
             names.add(s.name)
