@@ -48,6 +48,8 @@ def _table(result: PlanResult) -> str:
             verified = f"failed ({v:.1%} at 80 % of {r['search_rps']:.2f})"
         else:
             verified = f"{v:.1%} at {r['goodput_rps'] / r['search_rps']:.0%} of {r['search_rps']:.2f}"
+            if r["verified_units"] < r["units"]:
+                verified += f" on {r['verified_units']} of {r['units']} units"
         cells = (r["rank"], r["strategy"], r["gpus"], f"{r['goodput_rps']:.2f}", f"{r['goodput_rps_per_gpu']:.2f}",
                  f"{r['objective']:.4g}", f"{r['ttft_p90_ms']:.0f}", f"{r['tpot_p90_ms']:.1f}", f"{r['tbt_p99_ms']:.1f}",
                  f"{r['tokens_per_s_per_gpu']:,.0f}", verified, r["reason"])
