@@ -138,7 +138,6 @@ class VerifiedRun:
     summary: dict[str, Any]
     ttft_ms: np.ndarray
     tpot_ms: np.ndarray
-    simulated_rate_rps: float
     units_simulated: int
     units: int
     deployment: dict[str, Any]
@@ -146,6 +145,10 @@ class VerifiedRun:
     def workload(self, work: WorkloadSpec) -> Workload:
         return slice_traffic(replace(work, seed=self.seed), self.rate_rps, self.requests, self.units_simulated,
                              self.units, build_deployment(self.deployment).router)
+
+    @property
+    def simulated_rate_rps(self) -> float:
+        return rate_share(self.rate_rps, self.units_simulated, self.units)
 
     @property
     def sliced(self) -> bool:

@@ -234,8 +234,7 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
     fresh = replace(work, seed=work.seed + 1)
 
     def attempt(r: float) -> tuple[float, VerifiedRun | None]:
-        simulated_rate = rate_share(r, units, strategy.units)
-        n = int(max(REFINE["min_requests"], simulated_rate * VERIFY_WINDOW_S))
+        n = int(max(REFINE["min_requests"], rate_share(r, units, strategy.units) * VERIFY_WINDOW_S))
         res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo)
         s = res.summary()
         att = float(s["slo"]["attainment"])
@@ -243,8 +242,8 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
             m = res.measured_mask
             kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "slo", "throughput", "energy_j",
                                       "duration_s", "requests", "completed", "prefix_cache") if k in s}
-            return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3,
-                                    simulated_rate, units, strategy.units, fields)
+            return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3, units,
+                                    strategy.units, fields)
         return att, None
 
     att = 0.0
