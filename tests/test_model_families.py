@@ -96,7 +96,10 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
 
 @pytest.mark.parametrize("change, match", [
     ({"model_type": "falcon"}, "unknown model_type 'falcon' \\(supported: llama"),
-    ({"model_type": "gemma2"}, "model_type .gemma2. is not modelled yet \\(alternating sliding-window"),
+    ({"model_type": "cohere2"}, "model_type .cohere2. is not modelled yet \\(alternating sliding-window"),
+    ({"model_type": "gemma2", "use_bidirectional_attention": True}, "field use_bidirectional_attention"),
+    ({"model_type": "gemma3_text", "sliding_window": 64, "sliding_window_pattern": 0},
+     "field sliding_window_pattern must be a positive integer"),
     ({"model_type": "minimax"}, "not modelled yet \\(lightning \\(linear\\) attention"),
     ({"index_topk": 2048}, "field index_topk is not modelled for model_type 'llama'"),
     ({"model_type": "qwen3_next"}, "missing field full_attention_interval"),
@@ -172,6 +175,68 @@ def test_gemma_is_parsed_with_its_gated_gelu_mlp_and_tied_embeddings(tmp_path):
     m = load_model(_write(tmp_path, cfg))
     assert m.mlp_gated and m.tie_embeddings and m.head_dim == 256
     assert m.total_params == pytest.approx(8.54e9, rel=0.01)  # Gemma-7B's model card: 8.54B parameters
+
+
+GEMMA3_27B_TEXT = {"head_dim": 128, "hidden_size": 5376, "intermediate_size": 21504, "model_type": "gemma3_text",
+                   "num_attention_heads": 32, "num_hidden_layers": 62, "num_key_value_heads": 16,
+                   "query_pre_attn_scalar": 168, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                   "sliding_window": 1024}
+
+
+def test_gemma3_sparse_config_takes_the_config_class_defaults_and_its_five_to_one_windows(tmp_path):
+    """google/gemma-3-27b-it's config.json names 10 text fields under a gemma3 wrapper; transformers'
+    Gemma3TextConfig supplies the rest: vocab 262,208, GeGLU, tied embeddings, sliding_window_pattern 6 (layer i
+    global when i + 1 is a multiple of 6: 10 of 62). The same file with layer_types spelled out parses the same."""
+    wrapped = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+               "text_config": GEMMA3_27B_TEXT, "vision_config": {"hidden_size": 1152}}
+    m = load_model(_write(tmp_path, wrapped))
+    assert (m.vocab_size, m.head_dim, m.sliding_window, m.sliding_window_layers) == (262208, 128, 1024, 52)
+    assert m.mlp_gated and m.tie_embeddings and m.max_position_embeddings == 131072
+    assert m.total_params == pytest.approx(27.0e9, rel=0.01)  # the card's 27B, less its 0.4B vision encoder
+    listed = {**GEMMA3_27B_TEXT, "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+                                                 for i in range(62)]}
+    assert load_model(_write(tmp_path, listed)) == m.model_copy(update={"model_type": "gemma3_text"})
+    assert load_model("google/gemma-3-27b-it").sliding_window_layers == 52
+
+
+def test_gemma2_alternates_local_and_global_layers():
+    """transformers Gemma2Config: layer i windowed when i + 1 is odd: 23 of gemma-2-27b's 46 (27.2B parameters)."""
+    m = load_model("google/gemma-2-27b-it")
+    assert (m.sliding_window, m.sliding_window_layers, m.head_dim) == (4096, 23, 128)
+    assert m.total_params == pytest.approx(27.2e9, rel=0.01)
+
+
+def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
+    """Gemma-3-27B, BF16, TP1: per token 10 full layers x K and V of 16 heads x 128 x 2 bytes = 80 KiB; per
+    sequence its 52 windowed layers hold min(context, 1,024) tokens more, 5.2 full-layer tokens each: at 8,192
+    prompt tokens a sequence holds 8,193 + 5.2 x 1,024 = 13,518 tokens' KV, at 512 only 512 x 6.2 = 3,175."""
+    from phasewise.perf.estimate import estimate
+    from phasewise.perf.memory import kv_token_equivalents, kv_window_terms
+
+    m = load_model("google/gemma-3-27b-it")
+    assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 10 * 2 * 16 * 128 * 2
+    terms = kv_window_terms(m)
+    assert terms == (1.0, 5.2, 1024)
+    assert kv_token_equivalents(8193, terms) == pytest.approx(13517.8)
+    assert kv_token_equivalents(512, terms) == pytest.approx(3174.4)
+    mem = estimate("google/gemma-3-27b-it", "h100-sxm", prompt_len=8192).to_dict()["memory"]
+    assert mem["kv_tokens_per_sequence"] == 13518
+    assert mem["max_batch_at_context"] == mem["kv_capacity_tokens"] // 13518
+    # every layer windowed (Mistral-7B-v0.1, 4,096): a sequence holds its last window only
+    assert kv_token_equivalents(8193, kv_window_terms(load_model("mistralai/Mistral-7B-v0.1"))) == 4096
+
+
+def test_a_hybrid_sequence_holds_its_windowed_layers_blocks_in_the_simulator():
+    """One request alone, 2,000 prompt tokens and 8 out, 16-token blocks, conservation checked throughout: Gemma-3-27B
+    holds 2,000 + 5.2 x 1,024 = 7,325 tokens' KV at admission (458 blocks), at most 7,333 (459) by its last step;
+    gpt-oss-20b (12 windowed layers per 12 full, a 128-token window) 2,000 + 128 (133 blocks)."""
+    from phasewise.sim.api import run
+
+    for model, hardware, admitted, last in (("google/gemma-3-27b-it", "h100-sxm", 458, 459),
+                                            ("openai/gpt-oss-20b", "b200", 133, 134)):
+        stats = run(model=model, hardware=hardware, rate=1, requests=1, isl=2000, osl=8,
+                    check_invariants=True).instances[0]
+        assert admitted <= stats.kv_peak_blocks <= last, model
 
 
 def test_gpt_oss_counts_match_its_model_card():

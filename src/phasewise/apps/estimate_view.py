@@ -63,5 +63,6 @@ def render_estimate(console: Console, est: Estimate) -> None:
            if m["recurrent_state_bytes"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "
         f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "
-        f"(max batch {m['max_batch_at_context']:,} at this context); {status}"
+        f"(max batch {m['max_batch_at_context']:,} at this context, {m['kv_tokens_per_sequence']:,} tokens' KV each); "
+        f"{status}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
-from phasewise.perf.memory import MemoryFit, memory_fit
+from phasewise.perf.memory import MemoryFit, kv_token_equivalents, kv_window_terms, memory_fit
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import resolve_engine
@@ -36,6 +37,7 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
         ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
+        per_sequence_kv = math.ceil(kv_token_equivalents(max(self.context_len + 1, 1), kv_window_terms(cm.model)))
 
         def phase(it: IterationCost, tokens: int) -> dict[str, Any]:
             return {
@@ -92,7 +94,8 @@ class Estimate:
                 "recurrent_state_bytes_per_sequence": mem.state_bytes_per_sequence,
                 "recurrent_state_bytes": mem.state_bytes,
                 "recurrent_state_seats": mem.state_seats,
-                "max_batch_at_context": min(mem.kv_capacity_tokens // max(self.context_len + 1, 1),
+                "kv_tokens_per_sequence": per_sequence_kv,  # at this context, windowed layers' share included
+                "max_batch_at_context": min(mem.kv_capacity_tokens // per_sequence_kv,
                                             mem.state_seats if mem.state_seats is not None else 1 << 62),
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
@@ -127,7 +130,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     # A decode step at zero context is the first token after an empty prompt: one new token, no cache.
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
     per_seq = max(prompt_len, context_len + 1)
-    needed = batch * (min(per_seq, window) if window else per_seq)
+    needed = batch * math.ceil(kv_token_equivalents(per_seq, kv_window_terms(spec)))
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,

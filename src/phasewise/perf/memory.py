@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from phasewise.perf.cost import kv_elements_per_token_layer, kv_heads_per_gpu
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs.hardware import HardwareSpec
@@ -98,10 +100,35 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     parallelism: tp / attention_dp, and the token lives on one attention rank only)."""
     layers = math.ceil(model.num_layers / pp)
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
-        layers -= round(layers * model.window_layer_share)  # per token, only its full layers count
+        layers -= round(layers * model.window_layer_share)  # per token, only its full layers count (kv_window_terms)
     layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
     # sparse attention's indexer keys (FP8 + scale) beside the latent, on every rank
     return (kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element + model.indexer_key_bytes) * layers
+
+
+def kv_window_terms(model: ModelSpec) -> tuple[float, float, int]:
+    """(full, windowed, window) of kv_token_equivalents: how one sequence's context maps onto the tokens of
+    kv_bytes_per_token (its full layers' KV per token). Every layer windowed: min(context, window); a hybrid stack:
+    the context on its full layers plus, on its windowed layers (this many per full layer), the last `window` tokens
+    only, as engines keep them (vLLM's hybrid KV cache manager frees blocks that leave the window, SGLang keeps
+    them in its SWA pool, TensorRT-LLM's variable-window KV cache sizes each layer's window); no window: the
+    context."""
+    if model.window_all_layers:
+        return 0.0, 1.0, model.window_all_layers
+    if model.window_layer_share:
+        windowed = model.sliding_window_layers
+        return 1.0, windowed / (model.num_layers - windowed), model.sliding_window
+    return 1.0, 0.0, 0
+
+
+def kv_token_equivalents(tokens, terms: tuple[float, float, int]):
+    """Full-layer KV tokens one sequence of `tokens` context holds (a number, or a numpy array of contexts): the
+    unit of kv_bytes_per_token, MemoryFit.kv_capacity_tokens and the simulator's KV blocks."""
+    full, windowed, window = terms
+    if not windowed:
+        return tokens
+    capped = np.minimum(tokens, window) if isinstance(tokens, np.ndarray) else min(tokens, window)
+    return capped if not full else tokens + windowed * capped
 
 
 def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,

@@ -13,6 +13,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
+from phasewise.perf.memory import kv_token_equivalents, kv_window_terms
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -104,7 +105,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio)
-    return mem.kv_capacity_tokens >= min_kv_tokens
+    return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, kv_window_terms(model))
 
 
 def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
+from phasewise.perf.memory import kv_window_terms
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
@@ -51,7 +52,8 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 class Instance(KvAdmission, DecodingSet):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
-                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "waiting",
+                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "kv_terms",
+                 "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
@@ -77,6 +79,7 @@ class Instance(KvAdmission, DecodingSet):
         self.decode_new_tokens = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
         self.draft = draft
         self.window = self.model.window_all_layers  # a hybrid stack windows some layers: the cost model does that
+        self.kv_terms = kv_window_terms(self.model)  # a sequence's KV blocks: its windowed layers' share included
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary

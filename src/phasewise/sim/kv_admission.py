@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from phasewise.perf.memory import kv_token_equivalents
 from phasewise.sim.request import SimRequest
 
 
@@ -24,6 +25,9 @@ class KvAdmission:
             return self.kv.free
         # the iterations in flight will grow the contexts up to decode step d_planned
         tokens = self._decoding_tokens(self.planned_steps)
+        full, windowed, window = self.kv_terms
+        if windowed:  # sum of min(context, window) <= min(sum of contexts, S x window): still a bound
+            tokens = full * tokens + windowed * min(tokens, S * window)
         grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
         return self.kv.free - max(grown, 0.0)
 
@@ -72,14 +76,13 @@ class KvAdmission:
         return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
 
     def _kv_tokens(self, tokens: float) -> float:
-        return min(tokens, self.window) if self.window else tokens
+        """Full-layer KV tokens a sequence of `tokens` context holds (perf/memory.py kv_token_equivalents)."""
+        return kv_token_equivalents(tokens, self.kv_terms)
 
     def _exact_blocks(self, d: int) -> np.ndarray:
         """Blocks each decoding sequence needs to run decode step d (its context plus the new tokens)."""
         tokens = self.running.contexts(d, self.tokens_per_step) + self.decode_new_tokens
-        if self.window:
-            tokens = np.minimum(tokens, self.window)
-        return np.ceil(tokens / self.kv.block_size).astype(np.int64)
+        return np.ceil(kv_token_equivalents(tokens, self.kv_terms) / self.kv.block_size).astype(np.int64)
 
     def _top_up(self, d: int) -> None:
         """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).

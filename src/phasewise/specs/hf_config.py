@@ -45,8 +45,25 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # model_type -> the parser that understands it. Llama-style: the common field names (hidden_size,
 # num_attention_heads, num_key_value_heads, head_dim, intermediate_size; MoE as Mixtral/Qwen/DeepSeek name it);
 # latent: the same plus DeepSeek's multi-head latent attention fields.
-LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gpt_oss",
-                     "minimax_m2")
+LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
+                     "gemma3_text", "gpt_oss", "minimax_m2")
+# Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern when the config does not list
+# layer_types: layer i is windowed unless (i + 1) is a multiple of the pattern (transformers Gemma2Config: every
+# other layer; Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global)
+GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
+WINDOW_PATTERN_DEFAULT = {"gemma2": 2, "gemma3_text": 6}
+# Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
+# them (google/gemma-3-27b-it's text_config names 10 fields; vocab_size, the activation and the window pattern come
+# from Gemma3TextConfig). Values: the config classes' __init__ defaults (transformers
+# models/gemma2/configuration_gemma2.py, models/gemma3/configuration_gemma3.py)
+CONFIG_CLASS_DEFAULTS = {
+    "gemma2": dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                   num_attention_heads=8, num_key_value_heads=4, head_dim=256, hidden_activation="gelu_pytorch_tanh",
+                   max_position_embeddings=8192, sliding_window=4096, tie_word_embeddings=True),
+    "gemma3_text": dict(vocab_size=262208, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                        num_attention_heads=8, num_key_value_heads=4, head_dim=256, hidden_activation="gelu_pytorch_tanh",
+                        max_position_embeddings=131072, sliding_window=4096, tie_word_embeddings=True),
+}
 # latent attention with DeepSeek sparse attention's indexer (index_topk, index_n_heads, index_head_dim)
 SPARSE_LATENT_TYPES = ("deepseek_v32", "glm_moe_dsa")
 LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATENT_TYPES
@@ -54,15 +71,14 @@ LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATE
 # each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
 LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
-TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text"}
+TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text"}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) \
     + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
-    "gemma2": "alternating sliding-window layers", "gemma3": "alternating sliding-window layers",
-    "gemma3_text": "alternating sliding-window layers", "cohere2": "alternating sliding-window layers",
+    "cohere2": "alternating sliding-window layers with parallel attention and MLP blocks",
     "llama4": "chunked-attention layers", "llama4_text": "chunked-attention layers",
     "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
     "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
@@ -96,6 +112,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         if cfg.get("quantization_config") is not None:
             inner.setdefault("quantization_config", cfg["quantization_config"])
         return from_hf_config(name, inner, where)
+    cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     _refuse_unread_fields(cfg, where, mt)
     try:
         if mt == "opt":
@@ -155,7 +172,10 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     full = cfg.get("attn_type_list") is not None and all(kind == 1 for kind in cfg["attn_type_list"])
     hybrid = mt in LINEAR_HYBRID_TYPES
     unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
-              and not (k == "full_attention_interval" and hybrid)]
+              and not (k == "full_attention_interval" and hybrid)
+              and not (k == "sliding_window_pattern" and mt in WINDOW_PATTERN_DEFAULT)]
+    if cfg.get("use_bidirectional_attention"):  # EmbeddingGemma-style encoders: not causal decoders
+        unread.append("use_bidirectional_attention")
     if mt not in LATENT_ATTENTION_TYPES:
         unread += [k for k in LATENT_FIELDS if cfg.get(k)]
     if mt not in SPARSE_LATENT_TYPES:
@@ -210,6 +230,13 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         windowed_layers = sum(kind == "sliding_attention" for kind in layer_types)
         if not windowed_layers:
             window = None  # every layer full: a sliding_window field alone does not apply
+    elif window and mt in WINDOW_PATTERN_DEFAULT:
+        pattern = _first(cfg, "sliding_window_pattern", "_sliding_window_pattern", default=WINDOW_PATTERN_DEFAULT[mt])
+        if not (isinstance(pattern, int) and not isinstance(pattern, bool) and pattern > 0):
+            raise PhasewiseError(f"{where}: field sliding_window_pattern must be a positive integer (got {pattern!r})")
+        windowed_layers = sum(1 for i in range(layers) if (i + 1) % pattern)
+        if not windowed_layers:
+            window = None  # a pattern of 1: every layer global
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
     act = str(_first(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
     latent = {}
@@ -239,7 +266,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         if moe_layers < layers
         else 0,
         vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", mt == "gemma")),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", mt in GEMMA_TYPES)),
         # gated MLPs: SwiGLU (Llama, Mistral, Qwen, DeepSeek) and Gemma's GeGLU (gate_proj, up_proj, down_proj)
         mlp_gated=act in _GATED_ACTS or mt in LLAMA_STYLE_TYPES or mt in LATENT_ATTENTION_TYPES,
         num_experts=num_experts,
