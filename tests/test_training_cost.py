@@ -136,3 +136,17 @@ def test_reuse_never_costs_more_than_recompute_and_offload_never_holds_more(cm, 
     assert off.reload_s >= 0 and off.step_s == pytest.approx(kept.step_s + off.reload_s)
     assert off.peak_activation_bytes <= kept.peak_activation_bytes == base.activation_bytes
     assert base.optimizer_s == kept.optimizer_s > 0 and base.weight_state_bytes > 0
+
+
+def test_a_hybrid_window_stack_trains_its_full_layers_over_the_whole_sequence():
+    """gpt-oss-20b windows half its layers (128 tokens): a training forward over 8,192-token sequences attends over
+    the whole sequence in its 12 full layers, so it costs more than the same model with every layer windowed."""
+    hybrid = load_model("openai/gpt-oss-20b")
+    windowed = hybrid.model_copy(update={"sliding_window_layers": None})
+    assert windowed.window_all_layers == 128 and hybrid.window_all_layers is None
+
+    def forward_s(model):
+        return training_step(CostModel(model, load_hardware("b200"), load_quant("bf16"), load_engine("ideal")),
+                             1, 8192).forward_s
+
+    assert forward_s(hybrid) > 1.05 * forward_s(windowed)

@@ -205,7 +205,7 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
         raise PhasewiseError(f"host_link_bytes_per_s must be > 0 (got {host_link_bytes_per_s})")
     m = cm.model
     tokens = seqs * tokens_per_seq
-    shape = BatchShape.uniform(seqs, tokens_per_seq, 0, causal=m.causal, window=m.sliding_window)
+    shape = BatchShape.uniform(seqs, tokens_per_seq, 0, causal=m.causal, window=m.window_all_layers)
     shape.logit_tokens = tokens  # the loss needs every token's logits
     iteration = cm.iteration(shape)
     eager = cm.eager(shape)
