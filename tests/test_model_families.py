@@ -100,6 +100,11 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     ({"model_type": "gemma2", "use_bidirectional_attention": True}, "field use_bidirectional_attention"),
     ({"model_type": "gemma3_text", "sliding_window": 64, "sliding_window_pattern": 0},
      "field sliding_window_pattern must be a positive integer"),
+    ({"model_type": "llama4_text", "no_rope_layers": [1, 0, 1]}, "field no_rope_layers must list one 0 or 1 per layer"),
+    ({"model_type": "llama4_text", "num_local_experts": 4, "moe_layers": [0, 5]},
+     "field moe_layers must list layer indices in 0..1"),
+    ({"model_type": "llama4_text", "layer_types": ["chunked_attention", "linear_attention"]},
+     "field layer_types \\(linear_attention"),
     ({"model_type": "minimax"}, "not modelled yet \\(lightning \\(linear\\) attention"),
     ({"index_topk": 2048}, "field index_topk is not modelled for model_type 'llama'"),
     ({"model_type": "qwen3_next"}, "missing field full_attention_interval"),
@@ -204,6 +209,28 @@ def test_gemma2_alternates_local_and_global_layers():
     m = load_model("google/gemma-2-27b-it")
     assert (m.sliding_window, m.sliding_window_layers, m.head_dim) == (4096, 23, 128)
     assert m.total_params == pytest.approx(27.2e9, rel=0.01)
+
+
+def test_llama4_chunked_layers_moe_interleave_and_shared_expert_match_the_model_cards():
+    """Llama 4 (transformers Llama4TextConfig): RoPE layers attend within 8,192-token chunks, every 4th (NoPE)
+    globally: 36 of 48 chunked; Scout's 48 MoE layers of 16 experts top-1 plus a shared expert (107.8 B text
+    parameters, the card's 109 B with the vision encoder; 17 B active), Maverick's 24 of 128 experts with dense
+    16,384-wide MLPs between them (400 B, 17 B active). Chunked layers hold a chunk's worth of KV at most: per
+    sequence 3 x min(context, 8,192) tokens beyond the 12 global layers' context."""
+    from phasewise.perf.memory import kv_window_terms
+
+    scout, maverick = (load_model(f"meta-llama/Llama-4-{name}-Instruct") for name in ("Scout-17B-16E",
+                                                                                          "Maverick-17B-128E"))
+    for m in (scout, maverick):
+        assert (m.sliding_window, m.sliding_window_layers, m.chunked_attention) == (8192, 36, True)
+        assert m.active_params == pytest.approx(17.2e9, rel=0.01)
+        assert kv_window_terms(m) == (1.0, 3.0, 8192)
+        assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 12 * 2 * 8 * 128 * 2
+    assert (scout.num_moe_layers, scout.num_experts, scout.intermediate_size) == (48, 16, 0)
+    assert scout.shared_expert_intermediate_size == scout.expert_intermediate_size == 8192
+    assert scout.total_params == pytest.approx(107.8e9, rel=0.005)
+    assert (maverick.num_moe_layers, maverick.num_experts, maverick.intermediate_size) == (24, 128, 16384)
+    assert maverick.total_params == pytest.approx(400.7e9, rel=0.005)
 
 
 def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):

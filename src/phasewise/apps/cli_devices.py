@@ -99,7 +99,8 @@ def models_cmd() -> None:
         attention = (f"MLA {m.num_heads}h, {m.kv_latent_size} cached" if m.latent_attention
                      else f"{m.num_heads}/{m.num_kv_heads} heads")
         if m.window_layer_share:
-            attention += f", {m.sliding_window_layers} of {m.num_layers} layers windowed {m.sliding_window}"
+            kind = "chunked" if m.chunked_attention else "windowed"
+            attention += f", {m.sliding_window_layers} of {m.num_layers} layers {kind} {m.sliding_window}"
         elif m.window_all_layers:
             attention += f", window {m.sliding_window}"
         if m.linear_attention_layers:

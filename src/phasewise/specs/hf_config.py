@@ -46,7 +46,7 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # num_attention_heads, num_key_value_heads, head_dim, intermediate_size; MoE as Mixtral/Qwen/DeepSeek name it);
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-                     "gemma3_text", "gpt_oss", "minimax_m2")
+                     "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text")
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern when the config does not list
 # layer_types: layer i is windowed unless (i + 1) is a multiple of the pattern (transformers Gemma2Config: every
 # other layer; Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global)
@@ -60,6 +60,15 @@ CONFIG_CLASS_DEFAULTS = {
     "gemma2": dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
                    num_attention_heads=8, num_key_value_heads=4, head_dim=256, hidden_activation="gelu_pytorch_tanh",
                    max_position_embeddings=8192, sliding_window=4096, tie_word_embeddings=True),
+    # Llama 4 (transformers models/llama4/configuration_llama4.py Llama4TextConfig): RoPE layers attend within
+    # chunks of attention_chunk_size, every no_rope_layer_interval-th layer (NoPE) globally; MoE layers every
+    # interleave_moe_layer_step-th, each with one shared expert of intermediate_size beside the routed ones, the
+    # dense layers' MLP intermediate_size_mlp wide
+    "llama4_text": dict(vocab_size=202048, hidden_size=5120, intermediate_size=8192, intermediate_size_mlp=16384,
+                        num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, head_dim=128,
+                        num_experts_per_tok=1, num_local_experts=16, interleave_moe_layer_step=1,
+                        no_rope_layer_interval=4, attention_chunk_size=8192, max_position_embeddings=131072,
+                        tie_word_embeddings=False),
     "gemma3_text": dict(vocab_size=262208, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
                         num_attention_heads=8, num_key_value_heads=4, head_dim=256, hidden_activation="gelu_pytorch_tanh",
                         max_position_embeddings=131072, sliding_window=4096, tie_word_embeddings=True),
@@ -71,7 +80,8 @@ LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATE
 # each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
 LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
-TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text"}
+TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text",
+                      "llama4": "llama4_text"}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) \
     + OTHER_TYPES
@@ -79,7 +89,6 @@ SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYP
 # costed as if they were Llama.
 NOT_MODELLED = {
     "cohere2": "alternating sliding-window layers with parallel attention and MLP blocks",
-    "llama4": "chunked-attention layers", "llama4_text": "chunked-attention layers",
     "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
     "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
 }
@@ -173,7 +182,8 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     hybrid = mt in LINEAR_HYBRID_TYPES
     unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
               and not (k == "full_attention_interval" and hybrid)
-              and not (k == "sliding_window_pattern" and mt in WINDOW_PATTERN_DEFAULT)]
+              and not (k == "sliding_window_pattern" and mt in WINDOW_PATTERN_DEFAULT)
+              and not (k == "attention_chunk_size" and mt == "llama4_text")]
     if cfg.get("use_bidirectional_attention"):  # EmbeddingGemma-style encoders: not causal decoders
         unread.append("use_bidirectional_attention")
     if mt not in LATENT_ATTENTION_TYPES:
@@ -181,7 +191,7 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     if mt not in SPARSE_LATENT_TYPES:
         unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
     kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
-        {"linear_attention"} if hybrid else set())
+        {"linear_attention"} if hybrid else set()) - ({"chunked_attention"} if mt == "llama4_text" else set())
     if "linear_attention" in kinds:
         unread.append("layer_types (linear_attention: gated DeltaNet, read for model_type "
                       f"{', '.join(LINEAR_HYBRID_TYPES)} only)")
@@ -219,10 +229,17 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
             for i in range(layers)
             if i not in dense_only and i >= first_dense and (i + 1) % step == 0 and i % freq == 0
         )
+        if mt == "llama4_text":  # its own rule: moe_layers, else every interleave_moe_layer_step-th layer
+            moe_layers, shared_inter = _llama4_moe_layers(cfg, where, layers), expert_inter
     window = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         window = None
     layer_types = cfg.get("layer_types") or []
+    chunked = mt == "llama4_text" and bool(cfg.get("attention_chunk_size"))
+    if chunked:  # chunked local attention in the RoPE layers, costed as a window of the chunk (ModelSpec)
+        window = cfg["attention_chunk_size"]
+        layer_types = [("sliding_attention" if kind == "chunked_attention" else kind) for kind in layer_types] or [
+            "sliding_attention" if rope else "full_attention" for rope in _llama4_rope_layers(cfg, where, layers)]
     windowed_layers = None
     if layer_types:  # a hybrid stack names each layer's attention (gpt-oss: sliding and full alternate)
         if len(layer_types) != layers:
@@ -262,7 +279,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         num_heads=heads,
         num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
         head_dim=head_dim,
-        intermediate_size=int(_first(cfg, "intermediate_size", default=0))
+        intermediate_size=int(_first(cfg, "intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size",
+                                     default=0))
         if moe_layers < layers
         else 0,
         vocab_size=int(_require(cfg, where, "vocab_size")),
@@ -276,11 +294,38 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         num_moe_layers=moe_layers,
         sliding_window=int(window) if window else None,
         sliding_window_layers=windowed_layers if window else None,
+        chunked_attention=chunked and bool(windowed_layers),
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
         # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
         qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,
     )
+
+
+def _llama4_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
+    listed = cfg.get("moe_layers")
+    if listed is not None:
+        if not isinstance(listed, list) or any(not isinstance(i, int) or not 0 <= i < layers for i in listed):
+            raise PhasewiseError(f"{where}: field moe_layers must list layer indices in 0..{layers - 1}")
+        return len(set(listed))
+    step = cfg.get("interleave_moe_layer_step")
+    if not (isinstance(step, int) and not isinstance(step, bool) and step > 0):
+        raise PhasewiseError(f"{where}: field interleave_moe_layer_step must be a positive integer (got {step!r})")
+    return len(range(step - 1, layers, step))
+
+
+def _llama4_rope_layers(cfg: dict[str, Any], where: str, layers: int) -> list[bool]:
+    """Which layers use RoPE (and so chunked attention): no_rope_layers (1 = RoPE), else all but each
+    no_rope_layer_interval-th (Llama4TextConfig's default)."""
+    listed = cfg.get("no_rope_layers")
+    if listed:
+        if not isinstance(listed, list) or len(listed) != layers:
+            raise PhasewiseError(f"{where}: field no_rope_layers must list one 0 or 1 per layer ({layers})")
+        return [bool(rope) for rope in listed]
+    interval = cfg.get("no_rope_layer_interval")
+    if not (isinstance(interval, int) and not isinstance(interval, bool) and interval > 0):
+        raise PhasewiseError(f"{where}: field no_rope_layer_interval must be a positive integer (got {interval!r})")
+    return [(i + 1) % interval != 0 for i in range(layers)]
 
 
 def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer_types: list) -> dict[str, Any]:

@@ -38,6 +38,10 @@ class ModelSpec(BaseModel):
     # layers attending over the last sliding_window keys only; None: all of them (with sliding_window set).
     # Fewer than num_layers: a hybrid stack (gpt-oss alternates windowed and full layers)
     sliding_window_layers: int | None = Field(default=None, ge=0)
+    # the windowed layers attend within fixed chunks of sliding_window tokens (Llama 4's chunked local attention:
+    # a token sees its own chunk's earlier keys only), costed as a window of the chunk: exact while a sequence is
+    # within its first chunk, an upper bound past it (a chunked layer reads (t mod chunk) + 1 keys, a window chunk)
+    chunked_attention: bool = False
     max_position_embeddings: int = Field(default=0, ge=0)
     norm: Literal["rms", "layer"] = "rms"
     # Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi-K2; kv_lora_rank > 0): K and V are up-projected
