@@ -14,6 +14,19 @@ tokens/s of the whole TP group. Simulated as an offline run (every request arriv
 (kv_cache_free_gpu_mem_fraction 0.90-0.95 of what the weights leave), admission that reserves a
 request's whole KV (the GUARANTEED_NO_EVICT capacity policy, TRT-LLM's default), FP8 weights and an FP8 KV
 cache (ModelOpt FP8 checkpoints quantize the KV cache too: an assumption, stated).
+
+    python benchmarks/validate_serving.py --moe    # the same page's MoE tables, nothing fitted on them
+
+--moe: the perf-overview file at the same commit also tabulates four MoE models (Llama 4 Scout and Maverick,
+Qwen3-235B-A22B, Qwen3-30B-A3B) on B200/GB200 (NVFP4 checkpoints) and H200/H100 (FP8), 117 points, none of
+them used by any fit in the catalog: a held-out check of the MoE path (expert parallelism, the shared expert,
+Llama 4's chunked layers, NVFP4 grouped GEMMs) at maximum throughput. Its MoE command is `trtllm-bench --tp
+$tp_size --ep $ep_size` with llm_options naming `enable_attention_dp: true`, but nested under
+`cuda_graph_config`, a StrictBaseModel that forbids unknown fields (tensorrt_llm/llmapi/llm_args.py): that file
+cannot be what ran, and $ep_size is not given per table. Read as the page intends (declared before any MoE error
+was seen): EP = TP with attention data parallelism over the TP group (max_batch_size and max_num_tokens then per
+attention rank, as TensorRT-LLM's executors are); `--moe-attention tp` gives the other reading (EP = TP, attention
+tensor-parallel) beside it.
 """
 
 from __future__ import annotations
@@ -51,12 +64,76 @@ POINTS = [
 ]
 
 
+# The perf-overview's MoE tables (same file and commit): model -> columns (hardware, TP, precision) and per
+# ISL/OSL row the measured output tokens/s of each column (None: not published). Request counts per ISL/OSL from the
+# page's own table. Checkpoints: nvidia/*-FP4 (NVFP4) on Blackwell, *-FP8 (ModelOpt per-tensor FP8) on Hopper.
+MOE_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (500, 2000): 3000, (1000, 1000): 3000,
+                (1000, 2000): 1500, (2048, 128): 3000, (2048, 2048): 1500, (5000, 500): 1500, (20000, 2000): 1000}
+MOE_LENGTHS = list(MOE_REQUESTS)
+DENSE_TABLES = {
+    L70: (
+        [("b200", 1, "nvfp4"), ("gb200", 1, "nvfp4"), ("h200-sxm", 1, "fp8"), ("h100-sxm", 2, "fp8")],
+        [(11147, 12189, 3803, 6378), (9922, 11309, 4336, 6651), (6831, 7849, 2872, 4199), (7762, 9028, 3666, 5222),
+         (7007, 7326, 2909, 4205), (6271, 6513, 2994, 4146), (1339, 1450, 442, 762), (4783, 5646, 2003, 3082),
+         (1459, 1602, 566, 898), (665, 755, 283, 437)]),
+    L405: (
+        [("b200", 4, "nvfp4"), ("gb200", 4, "nvfp4"), ("h200-sxm", 8, "fp8"), ("h100-sxm", 8, "fp8")],
+        [(6281, 6740, 3814, 3627), (8020, 8151, 5348, 4340), (6345, 6608, 4741, 3116), (6244, 6540, 4724, 3994),
+         (5209, 5389, 3330, 2919), (4933, 5135, 3722, 2895), (749, 797, 456, 453), (4212, 4407, 2948, 2296),
+         (1048, 1112, 650, 610), (672, 739, 505, 345)]),
+    L8: (
+        [("h200-sxm", 1, "fp8"), ("h100-sxm", 1, "fp8")],
+        [(27911, 28312), (26221, 22714), (18027, 14325), (20770, 17660), (17744, 15220), (16828, 13899),
+         (3538, 3450), (12194, 9305), (3902, 3459), (1804, 1351)]),
+}
+MOE_TABLES = {
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": (
+        [("b200", 1, "nvfp4"), ("gb200", 1, "nvfp4"), ("h200-sxm", 4, "fp8"), ("h100-sxm", 4, "fp8")],
+        [(25342, 19954, 30354, None), (14699, 15238, 34316, 15130), (8932, 9556, 21332, 8603),
+         (11977, 11795, 24630, 12399), (10591, 7738, 21636, 12129), (9356, 8581, 18499, 9838),
+         (3137, 3295, 3699, 3253), (7152, 7464, 14949, 7972), (2937, 3107, 4605, 3342), (1644, 1767, 2105, None)]),
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": (
+        [("b200", 8, "nvfp4"), ("h200-sxm", 8, "fp8"), ("h100-sxm", 8, "fp8")],
+        [(124323, 63994, None), (112676, 40572, 10829), (68170, 24616, 6744), (None, 37835, 10108),
+         (79617, 31782, 9677), (63766, 34734, 9151), (18088, 7307, None), (52195, 20957, 6916),
+         (None, 8456, 3457), (12678, 4106, None)]),
+    "Qwen/Qwen3-235B-A22B": (
+        [("b200", 8, "nvfp4"), ("h200-sxm", 8, "fp8"), ("h100-sxm", 8, "fp8")],
+        [(63362, 30429, None), (66057, 42821, 19658), (39496, 26852, 12447), (57117, 28026, 18351),
+         (42391, 23789, 14898), (34105, 22061, 15136), (7329, 3331, None), (26854, 16672, 9924),
+         (8190, 3623, 3225), (4453, 1876, None)]),
+    "Qwen/Qwen3-30B-A3B": (
+        [("b200", 1, "nvfp4"), ("gb200", 1, "nvfp4")],
+        [(39827, 24107), (37844, 31311), (24953, 26337), (27817, 20604), (25828, 17481), (22051, 17177),
+         (6251, 6595), (17554, 14719), (6142, 5908), (2944, 3203)]),
+}
+
+
+def page_points(tables: dict, attention: str = "dp") -> list[tuple]:
+    """A page's tables as points: (id, model, hardware, tp, isl, osl, requests, measured, split, instance fields);
+    MoE models over TP > 1 get EP = TP and attention data- or tensor-parallel over TP (`attention`)."""
+    points = []
+    for model, (columns, rows) in tables.items():
+        short = model.split("/")[-1].split("-Instruct")[0]
+        for (isl, osl), row in zip(MOE_LENGTHS, rows):
+            for (hw, tp, precision), measured in zip(columns, row):
+                if measured is None:
+                    continue
+                extra = {"precision": precision}
+                if tp > 1 and model in MOE_TABLES:
+                    extra.update(ep=tp, attention_dp=tp if attention == "dp" else 1)
+                points.append((f"{short}:{hw}", model, hw, tp, isl, osl, MOE_REQUESTS[(isl, osl)], measured,
+                               "test", extra))
+    return points
+
+
 def predict(point, overrides: dict | None = None, scale: float = 1.0) -> float:
-    _, model, hw, tp, isl, osl, n, _, _ = point
+    _, model, hw, tp, isl, osl, n, _, _ = point[:9]
+    extra = point[9] if len(point) > 9 else {}
     n = max(1, int(n * scale))
-    dep = build_deployment({"model": model, "instances": [dict(
+    dep = build_deployment({"model": model, "instances": [dict(dict(
         hardware=hw, tp=tp, precision="fp8", kv_dtype="fp8", engine="trtllm-bench", enable_chunked_prefill=True,
-        max_num_tokens=8192, max_batch_size=2048, memory_fraction=0.92)]})
+        max_num_tokens=8192, max_batch_size=2048, memory_fraction=0.92), **extra)]})
     if overrides:
         engines_mod = sys.modules["phasewise.specs.engines"]
         real = engines_mod.load_engine
@@ -88,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the benchmark's request count to simulate")
+    ap.add_argument("--moe", action="store_true", help="the page's MoE tables instead of Table B's dense points")
+    ap.add_argument("--dense-page", action="store_true",
+                    help="every dense table of the page (Table B's 15 points are a subset), Blackwell NVFP4 included")
+    ap.add_argument("--moe-attention", choices=("dp", "tp"), default="dp",
+                    help="--moe: attention data-parallel over the TP group (the page's intent) or tensor-parallel")
     args = ap.parse_args(argv)
+    if args.moe or args.dense_page:
+        return page_main(args)
     overrides = None
     if args.fit:
         v = fit_overhead(POINTS[0])
@@ -109,6 +193,38 @@ def main(argv: list[str] | None = None) -> int:
         if v:
             within = sum(x <= 0.2 for x in v) / len(v)
             print(f"median |error| {split}: {statistics.median(v):.1%} over {len(v)} points ({within:.0%} within 20 %)")
+    return 0
+
+
+def page_main(args) -> int:
+    if args.moe:
+        print(f"MoE tables, EP = TP, attention {'data' if args.moe_attention == 'dp' else 'tensor'}-parallel over "
+              "TP; nothing fitted on these points")
+    else:
+        print("Dense tables of the page; nothing fitted on these points")
+    tables = MOE_TABLES if args.moe else DENSE_TABLES
+    print(f"\n{'model:hardware':40} {'tp':>2} {'prec':5} {'isl/osl':>11} {'measured':>9} {'predicted':>9} {'err':>7}")
+    errs: dict[str, list[float]] = {}
+    for p in page_points(tables, args.moe_attention):
+        try:
+            pred = predict(p, None, args.scale)
+        except Exception as exc:  # a layout the model cannot take is reported, not fatal
+            print(f"{p[0]:40} {p[3]:>2} {p[9]['precision']:5} {f'{p[4]}/{p[5]}':>11} {p[7]:>9,}  failed: {exc}")
+            continue
+        e = pred / p[7] - 1
+        errs.setdefault(p[0], []).append(e)
+        print(f"{p[0]:40} {p[3]:>2} {p[9]['precision']:5} {f'{p[4]}/{p[5]}':>11} {p[7]:>9,} {pred:>9,.0f} {e:>+7.1%}")
+    print()
+    every = [abs(e) for v in errs.values() for e in v]
+    for key, v in errs.items():
+        a = sorted(abs(e) for e in v)
+        print(f"{key:40} n={len(v):>2}  median |error| {statistics.median(a):6.1%}  worst {a[-1]:6.1%}  "
+              f"signed median {statistics.median(v):+6.1%}")
+    if every:
+        every.sort()
+        print(f"{'all':40} n={len(every):>2}  median |error| {statistics.median(every):6.1%}  "
+              f"p90 {every[int(0.9 * (len(every) - 1))]:6.1%}  worst {every[-1]:6.1%}  "
+              f"within 20 %: {sum(x <= 0.2 for x in every) / len(every):.0%}")
     return 0
 
 
