@@ -142,3 +142,24 @@ def test_serving_throughput_against_trtllm_perf_overview():
     errs = [abs(vs.predict(p, None, 0.1) / p[7] - 1) for p in vs.POINTS]
     assert statistics.median(errs) <= 0.20
     assert max(errs) <= 0.35
+
+
+def test_the_perf_overview_pages_moe_tables_are_read_as_published():
+    """The page's MoE and dense tables as points (110 and 100 published figures; blanks skipped), the MoE models over
+    TP > 1 with EP = TP and attention data- or tensor-parallel by the reading; one point of each MoE model predicts
+    (a check of the pipeline, not of accuracy: the README gives those figures)."""
+    spec = importlib.util.spec_from_file_location("validate_serving", PATH.parent / "validate_serving.py")
+    vs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vs)
+    for tables in (vs.MOE_TABLES, vs.DENSE_TABLES):
+        for columns, rows in tables.values():
+            assert len(rows) == len(vs.MOE_LENGTHS) and all(len(row) == len(columns) for row in rows)
+    moe, dense = vs.page_points(vs.MOE_TABLES), vs.page_points(vs.DENSE_TABLES)
+    assert (len(moe), len(dense)) == (110, 100)
+    assert all("ep" not in p[9] for p in dense)
+    maverick = next(p for p in moe if p[0] == "Llama-4-Maverick-17B-128E:h200-sxm" and p[4:6] == (1000, 1000))
+    assert maverick[7] == 31782 and maverick[9] == {"precision": "fp8", "ep": 8, "attention_dp": 8}
+    assert next(p for p in vs.page_points(vs.MOE_TABLES, "tp") if p[:6] == maverick[:6])[9]["attention_dp"] == 1
+    for model in vs.MOE_TABLES:
+        point = next(p for p in moe if p[1] == model and p[4:6] == (1000, 1000))
+        assert vs.predict(point, None, 0.05) > 0
