@@ -235,11 +235,13 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
     if cfg.get("use_sliding_window") is False:
         window = None
     layer_types = cfg.get("layer_types") or []
-    chunked = mt == "llama4_text" and bool(cfg.get("attention_chunk_size"))
+    chunked = mt == "llama4_text" and cfg.get("attention_chunk_size") is not None
     if chunked:  # chunked local attention in the RoPE layers, costed as a window of the chunk (ModelSpec)
-        window = cfg["attention_chunk_size"]
+        window = _positive_int(cfg, where, "attention_chunk_size")
         layer_types = [("sliding_attention" if kind == "chunked_attention" else kind) for kind in layer_types] or [
             "sliding_attention" if rope else "full_attention" for rope in _llama4_rope_layers(cfg, where, layers)]
+    if window and not chunked:
+        window = _positive_int(cfg, where, "sliding_window")
     windowed_layers = None
     if layer_types:  # a hybrid stack names each layer's attention (gpt-oss: sliding and full alternate)
         if len(layer_types) != layers:
@@ -302,6 +304,13 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
     )
 
 
+def _positive_int(cfg: dict[str, Any], where: str, key: str) -> int:
+    value = cfg.get(key)
+    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise PhasewiseError(f"{where}: field {key} must be a positive integer (got {value!r})")
+    return value
+
+
 def _llama4_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
     listed = cfg.get("moe_layers")
     if listed is not None:
@@ -319,7 +328,7 @@ def _llama4_rope_layers(cfg: dict[str, Any], where: str, layers: int) -> list[bo
     no_rope_layer_interval-th (Llama4TextConfig's default)."""
     listed = cfg.get("no_rope_layers")
     if listed:
-        if not isinstance(listed, list) or len(listed) != layers:
+        if not isinstance(listed, list) or len(listed) != layers or any(rope not in (0, 1) for rope in listed):
             raise PhasewiseError(f"{where}: field no_rope_layers must list one 0 or 1 per layer ({layers})")
         return [bool(rope) for rope in listed]
     interval = cfg.get("no_rope_layer_interval")
