@@ -269,6 +269,17 @@ def test_a_hybrid_sequence_holds_its_windowed_layers_blocks_in_the_simulator():
         assert admitted <= stats.kv_peak_blocks <= last, model
 
 
+def test_a_hybrid_stack_under_kv_pressure_keeps_its_blocks_within_the_cache():
+    """Gemma-3-27B on an H200 at half its memory, the bundled Mooncake excerpt (long prompts): each decode step adds up
+    to 6.2 full-layer tokens per sequence below the window, not 1, so the decode runs and the admission bound must
+    count that (they had overflowed the cache by 25 blocks); preemption makes room and every request completes."""
+    from phasewise.sim.api import run
+
+    result = run(model="google/gemma-3-27b-it", hardware="h200-sxm", trace="mooncake", trace_limit=60, rate=10,
+                 memory_fraction=0.5, check_invariants=True)
+    assert result.summary()["completed"] == 60 and result.instances[0].preemptions >= 1
+
+
 def test_gpt_oss_counts_match_its_model_card():
     """arXiv 2508.10925: gpt-oss-120b 116.8B total and 5.1B active parameters (the card counts active ones
     without the input embedding, a lookup), gpt-oss-20b 20.9B and 3.6B; both MXFP4 natively."""

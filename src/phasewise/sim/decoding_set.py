@@ -120,9 +120,9 @@ class DecodingSet:
             return n
         other = kv.used - self.decoding_blocks
         # Upper bound on blocks at step d+j: (sum of tokens)/bs + S (+ blocks reserved ahead). Largest safe j:
-        tokens0 = self._decoding_tokens(self.decode_steps)
+        tokens0 = self._kv_tokens_bound(self._decoding_tokens(self.decode_steps), S)
         room = (kv.capacity - other - S - self.reserved_ahead_blocks) * kv.block_size - tokens0
-        safe = int(room // (S * accepted)) + 1 if room >= 0 else 0
+        safe = int(room // (S * accepted * self._kv_growth_per_token())) + 1 if room >= 0 else 0
         if safe >= n:
             return n
         # Near capacity: check the next step exactly; one step at a time is enough to make progress.

@@ -446,8 +446,8 @@ class Instance(KvAdmission, DecodingSet):
         st.bytes += nbytes
         S, kv = self.running.n, self.kv
         used = kv.used - self.decoding_blocks
-        if S:  # the decoding set's tokens in blocks, plus half a block of slack per sequence
-            used += self._decoding_tokens(self.decode_steps) / kv.block_size + S / 2
+        if S:  # the decoding set's tokens in blocks (a hybrid's windows bounded), plus half a block of slack each
+            used += self._kv_tokens_bound(self._decoding_tokens(self.decode_steps), S) / kv.block_size + S / 2
         st.kv_token_seconds += used * t
         if used > st.kv_peak_blocks:
             st.kv_peak_blocks = min(int(used), kv.capacity)

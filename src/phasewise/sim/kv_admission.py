@@ -24,10 +24,7 @@ class KvAdmission:
         if not S:
             return self.kv.free
         # the iterations in flight will grow the contexts up to decode step d_planned
-        tokens = self._decoding_tokens(self.planned_steps)
-        full, windowed, window = self.kv_terms
-        if windowed:  # sum of min(context, window) <= min(sum of contexts, S x window): still a bound
-            tokens = full * tokens + windowed * min(tokens, S * window)
+        tokens = self._kv_tokens_bound(self._decoding_tokens(self.planned_steps), S)
         grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
         return self.kv.free - max(grown, 0.0)
 
@@ -74,6 +71,22 @@ class KvAdmission:
         whole output's too, with reserve admission) exceed the whole cache, so step() would reject it."""
         tokens = prompt_tokens + (output_tokens if self.engine.kv_admission == "reserve" else 0)
         return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
+
+    def _kv_tokens_bound(self, tokens: float, seqs: int) -> float:
+        """An upper bound on the full-layer KV tokens of `seqs` sequences whose contexts sum to `tokens`: a hybrid
+        stack's windowed layers add at most (windowed per full layer) x min(tokens, seqs x window), since the sum of
+        min(context, window) is at most min(sum of contexts, seqs x window). Every layer or none windowed: `tokens`
+        (the windows only lower it)."""
+        full, windowed, window = self.kv_terms
+        if full and windowed:
+            return tokens + windowed * min(tokens, seqs * window)
+        return tokens
+
+    def _kv_growth_per_token(self) -> float:
+        """Full-layer KV tokens one more context token adds to a sequence, at most (1 + windowed per full layer in a
+        hybrid stack, below its window)."""
+        full, windowed, _ = self.kv_terms
+        return 1.0 + windowed if full and windowed else 1.0
 
     def _kv_tokens(self, tokens: float) -> float:
         """Full-layer KV tokens a sequence of `tokens` context holds (perf/memory.py kv_token_equivalents)."""
