@@ -12,7 +12,7 @@ from phasewise.workload import ClosedLoop, LengthDist, Workload
 
 # Gemma-3-27B: a hybrid window stack (52 of 62 layers keep 1,024 tokens), run where it fits with KV pressure
 MODELS = ["meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1", "Qwen/Qwen3-30B-A3B", "google/gemma-3-27b-it"]
-HYBRID = {"google/gemma-3-27b-it": dict(hardware="h200-sxm", pp=1, memory_fraction=0.5)}
+HYBRID = {"google/gemma-3-27b-it": dict(hardware="h200-sxm", memory_fraction=0.5)}
 
 
 def engine_fields(draw, max_new_tokens: int) -> dict:
@@ -49,7 +49,7 @@ def deployments(draw):
                   # small memory fractions force KV pressure and preemption
                   memory_fraction=draw(st.sampled_from([0.9, 0.5])) if model != "Qwen/Qwen3-30B-A3B" else 0.9,
                   **engine_fields(draw, step_tokens))
-    common.update(HYBRID.get(model, {}))  # one H200 at half its memory; no PP for a hybrid window stack
+    common.update(HYBRID.get(model, {}))  # H200s at half their memory
     if draw(st.booleans()):
         groups = [dict(role="prefill", replicas=draw(st.integers(1, 2)), **common),
                   dict(role="decode", replicas=draw(st.integers(1, 2)), **common)]

@@ -85,11 +85,10 @@ class CostModel(DecodeSeries, Communication):
         self.moe_ring_bw = ring_bandwidth(ic, tp)  # and its all-reduce
         self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
-        # a hybrid stack: this share of the layers attends over the last `window` keys only (BatchShape.windowed)
+        # a hybrid stack: this share of the layers attends over the last `window` keys only (BatchShape.windowed);
+        # under PP every stage takes the stack's share (exact where a stage holds whole repeats of the pattern:
+        # gpt-oss's pairs, Gemma 3's sixes at PP 2, Llama 4's fours at PP 2-4; within a layer per stage otherwise)
         self.window_share, self.hybrid_window = m.window_layer_share, m.sliding_window
-        if self.window_share and pp > 1:
-            raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid sliding-window stack ({model.name}) "
-                                 "is not modelled yet; use --pp 1")
         # a hybrid stack with linear-attention layers: every layer operator is the mean layer's (_mean_layer)
         self.linear_share = m.linear_layer_share
         if self.linear_share and pp > 1:
