@@ -92,7 +92,7 @@ def models_cmd() -> None:
 
     table = Table(title="Model catalog (HF config.json fields)")
     for col in ("model", "params", "active", "layers", "hidden", "attention", "experts", "format", "aliases"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # ids are copied from here: wrapped, never cut
     for key, entry in packaged("models.yaml")["models"].items():
         m = load_model(key)
         experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts else "-"
