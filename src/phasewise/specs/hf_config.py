@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.hf_layers import WINDOW_PATTERN_DEFAULT, llama4_moe_layers, window_layers
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "catalog_names", "from_hf_config", "load_model", "native_precision"]
@@ -47,11 +48,8 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
                      "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text")
-# Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern when the config does not list
-# layer_types: layer i is windowed unless (i + 1) is a multiple of the pattern (transformers Gemma2Config: every
-# other layer; Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global)
+# Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
-WINDOW_PATTERN_DEFAULT = {"gemma2": 2, "gemma3_text": 6}
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
 # them (google/gemma-3-27b-it's text_config names 10 fields; vocab_size, the activation and the window pattern come
 # from Gemma3TextConfig). Values: the config classes' __init__ defaults (transformers
@@ -230,32 +228,9 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
             if i not in dense_only and i >= first_dense and (i + 1) % step == 0 and i % freq == 0
         )
         if mt == "llama4_text":  # its own rule: moe_layers, else every interleave_moe_layer_step-th layer
-            moe_layers, shared_inter = _llama4_moe_layers(cfg, where, layers), expert_inter
-    window = cfg.get("sliding_window")
-    if cfg.get("use_sliding_window") is False:
-        window = None
+            moe_layers, shared_inter = llama4_moe_layers(cfg, where, layers), expert_inter
     layer_types = cfg.get("layer_types") or []
-    chunked = mt == "llama4_text" and cfg.get("attention_chunk_size") is not None
-    if chunked:  # chunked local attention in the RoPE layers, costed as a window of the chunk (ModelSpec)
-        window = _positive_int(cfg, where, "attention_chunk_size")
-        layer_types = [("sliding_attention" if kind == "chunked_attention" else kind) for kind in layer_types] or [
-            "sliding_attention" if rope else "full_attention" for rope in _llama4_rope_layers(cfg, where, layers)]
-    if window and not chunked:
-        window = _positive_int(cfg, where, "sliding_window")
-    windowed_layers = None
-    if layer_types:  # a hybrid stack names each layer's attention (gpt-oss: sliding and full alternate)
-        if len(layer_types) != layers:
-            raise PhasewiseError(f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {layers}")
-        windowed_layers = sum(kind == "sliding_attention" for kind in layer_types)
-        if not windowed_layers:
-            window = None  # every layer full: a sliding_window field alone does not apply
-    elif window and mt in WINDOW_PATTERN_DEFAULT:
-        pattern = _first(cfg, "sliding_window_pattern", "_sliding_window_pattern", default=WINDOW_PATTERN_DEFAULT[mt])
-        if not (isinstance(pattern, int) and not isinstance(pattern, bool) and pattern > 0):
-            raise PhasewiseError(f"{where}: field sliding_window_pattern must be a positive integer (got {pattern!r})")
-        windowed_layers = sum(1 for i in range(layers) if (i + 1) % pattern)
-        if not windowed_layers:
-            window = None  # a pattern of 1: every layer global
+    window, windowed_layers, chunked = window_layers(cfg, where, mt, layers)
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
     act = str(_first(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
     latent = {}
@@ -296,45 +271,12 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         num_moe_layers=moe_layers,
         sliding_window=int(window) if window else None,
         sliding_window_layers=windowed_layers if window else None,
-        chunked_attention=chunked and bool(windowed_layers),
+        chunked_attention=chunked,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
         # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
         qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,
     )
-
-
-def _positive_int(cfg: dict[str, Any], where: str, key: str) -> int:
-    value = cfg.get(key)
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise PhasewiseError(f"{where}: field {key} must be a positive integer (got {value!r})")
-    return value
-
-
-def _llama4_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
-    listed = cfg.get("moe_layers")
-    if listed is not None:
-        if not isinstance(listed, list) or any(not isinstance(i, int) or not 0 <= i < layers for i in listed):
-            raise PhasewiseError(f"{where}: field moe_layers must list layer indices in 0..{layers - 1}")
-        return len(set(listed))
-    step = cfg.get("interleave_moe_layer_step")
-    if not (isinstance(step, int) and not isinstance(step, bool) and step > 0):
-        raise PhasewiseError(f"{where}: field interleave_moe_layer_step must be a positive integer (got {step!r})")
-    return len(range(step - 1, layers, step))
-
-
-def _llama4_rope_layers(cfg: dict[str, Any], where: str, layers: int) -> list[bool]:
-    """Which layers use RoPE (and so chunked attention): no_rope_layers (1 = RoPE), else all but each
-    no_rope_layer_interval-th (Llama4TextConfig's default)."""
-    listed = cfg.get("no_rope_layers")
-    if listed:
-        if not isinstance(listed, list) or len(listed) != layers or any(rope not in (0, 1) for rope in listed):
-            raise PhasewiseError(f"{where}: field no_rope_layers must list one 0 or 1 per layer ({layers})")
-        return [bool(rope) for rope in listed]
-    interval = cfg.get("no_rope_layer_interval")
-    if not (isinstance(interval, int) and not isinstance(interval, bool) and interval > 0):
-        raise PhasewiseError(f"{where}: field no_rope_layer_interval must be a positive integer (got {interval!r})")
-    return [(i + 1) % interval != 0 for i in range(layers)]
 
 
 def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer_types: list) -> dict[str, Any]:
