@@ -236,6 +236,17 @@ def test_llama4_chunked_layers_moe_interleave_and_shared_expert_match_the_model_
     assert maverick.total_params == pytest.approx(400.7e9, rel=0.005)
 
 
+def test_glm45_air_is_a_deepseek_style_moe_under_wide_grouped_query_attention():
+    """zai-org/GLM-4.5-Air (model card: 106B total, 12B active): 128 routed experts top-8 plus a shared one in 45 of
+    46 layers, 96 query heads of 128 over a 4,096 hidden, 8 KV heads: 46 x 2 x 8 x 128 x 2 bytes of KV per token."""
+    m = load_model("zai-org/GLM-4.5-Air")
+    assert (m.num_moe_layers, m.num_experts, m.experts_per_token, m.shared_expert_intermediate_size) == (45, 128, 8,
+                                                                                                        1408)
+    assert m.q_size == 96 * 128 and m.total_params == pytest.approx(106.9e9, rel=0.005)
+    assert m.active_params - m.embedding_params * 2 == pytest.approx(12.2e9, rel=0.01)
+    assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 46 * 2 * 8 * 128 * 2
+
+
 def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
     """Gemma-3-27B, BF16, TP1: per token 10 full layers x K and V of 16 heads x 128 x 2 bytes = 80 KiB; per
     sequence its 52 windowed layers hold min(context, 1,024) tokens more, 5.2 full-layer tokens each: at 8,192
