@@ -100,3 +100,14 @@ def test_simulate_json_without_slos_is_strict_json(run_cli, tmp_path):
         d = json.loads(text, parse_constant=no_constants)
         assert d["slo"]["ttft_ms"] is None and d["slo"]["tbt_ms"] is None
         assert d["slo"]["attainment"] == 1.0 and d["completed"] == 20
+
+
+@pytest.mark.parametrize("command", [["plan", "--gpus", "1", "--slo-ttft-ms", "1000", "--trace", ""],
+                                     ["plan", "--gpus", "1", "--slo-ttft-ms", "1000", "--workload", " "],
+                                     ["simulate", "--trace", ""], ["simulate", "--workload", "no-such-trace"]])
+def test_a_trace_flag_is_never_silently_the_default(run_cli, command):
+    """plan's --workload and simulate's --trace take each other's name; an empty one is an error (plan had run the
+    default Azure conversation lengths), a missing one too."""
+    code, out, err = run_cli(*command)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert ("trace name is empty" in err) if "no-such-trace" not in command else ("does not exist" in err)

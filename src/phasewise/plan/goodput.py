@@ -113,7 +113,7 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
         o = LengthDist(osl_dist, osl if osl is not None else DEFAULT_OSL, osl_spread).sample(rng, 4096)
         return WorkloadSpec(tuple(int(x) for x in p), tuple(int(x) for x in o), None, seed=seed,
                             name=f"prompts {isl_dist} {isl or DEFAULT_ISL:g}, outputs {osl_dist} {osl or DEFAULT_OSL:g}")
-    trace = load_trace(workload or "azure-conv")
+    trace = load_trace("azure-conv" if workload is None else workload)
     hashes = tuple(trace.prefix_hashes) if trace.prefix_hashes is not None else None
     share = reusable_prompt_share(trace.prefix_hashes, trace.prompt_tokens) if hashes is not None else 0.0
     name = f"{workload or 'azure-conv'} lengths" + (f" and prefixes ({share:.0%} of prompt tokens reusable), in order"

@@ -126,6 +126,8 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
         ref = resources.files("phasewise.workload").joinpath("data", BUNDLED[name_or_path])
         with resources.as_file(ref) as p:
             return load_trace(str(p), limit)
+    if not name_or_path.strip():
+        raise PhasewiseError(f"trace name is empty: give a CSV/JSONL file or one of {', '.join(BUNDLED)}")
     path = Path(name_or_path)
     if not path.exists():
         raise PhasewiseError(f"trace '{name_or_path}' does not exist (bundled: {', '.join(BUNDLED)})")
