@@ -111,3 +111,18 @@ def test_a_trace_flag_is_never_silently_the_default(run_cli, command):
     code, out, err = run_cli(*command)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert ("trace name is empty" in err) if "no-such-trace" not in command else ("does not exist" in err)
+
+
+@pytest.mark.parametrize("command, message", [
+    (["simulate", "--spec-acceptance", "0.9", "--requests", "5", "--rate", "1"], "--spec-acceptance needs --spec-tokens"),
+    (["simulate", "--spec-draft", "eagle", "--requests", "5", "--rate", "1"], "--spec-draft needs --spec-tokens"),
+    (["plan", "--spec-tokens", "5", "--gpus", "1", "--slo-ttft-ms", "1000"], "--spec-tokens needs --spec"),
+    (["simulate", "--precision", "", "--requests", "5", "--rate", "1"], "--precision is empty"),
+    (["simulate", "--isl-dist", " ", "--requests", "5", "--rate", "1"], "--isl-dist is empty"),
+    (["estimate", "--mapping", ""], "--mapping is empty"),
+    (["plan", "--tp-options", "", "--gpus", "1", "--slo-ttft-ms", "1000"], "--tp-options is empty"),
+])
+def test_a_flag_that_would_change_nothing_is_an_error(run_cli, command, message):
+    """Speculative-decoding knobs without speculative decoding, and a text flag given empty, had run as if absent."""
+    code, out, err = run_cli(*command)
+    assert code == 2 and message in err and err.count("\n") == 1

@@ -17,6 +17,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+def refuse_empty(flags: dict) -> None:
+    """A text flag given as an empty string is a one-line error naming it (never read as its default)."""
+    for name, value in flags.items():
+        if isinstance(value, str) and not value.strip():
+            raise PhasewiseError(f"--{name.replace('_', '-')} is empty: give a value or leave the flag out")
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> PhasewiseError:
     """Error for a name that is not in a catalog, suggesting the closest known names."""
     known = sorted(known)

@@ -96,7 +96,7 @@ from phasewise.apps.cli_common import (
     parse_ints,
 )
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError, one_line
+from phasewise.errors import PhasewiseError, one_line, refuse_empty
 
 
 @app.command("estimate")
@@ -193,8 +193,8 @@ def simulate_cmd(
     batch_wait_max_tokens_ratio: BatchWaitMaxTokensRatio = None,
     memory_fraction: MemoryFraction = None,
     spec_tokens: SpecTokens = 0,
-    spec_acceptance: SpecAcceptance = 0.7,
-    spec_draft: SpecDraft = "mtp",
+    spec_acceptance: SpecAcceptance = None,
+    spec_draft: SpecDraft = None,
     scheduler: Scheduler = None,
     hp_instances: HpInstances = None,
     lp_engine: LpEngine = "ascendra-lp",
@@ -325,8 +325,8 @@ def plan_cmd(
     batch_caps: Annotated[str, typer.Option(help="max sequences per iteration to try")] = "256",
     disagg: Annotated[bool, typer.Option("--disagg/--no-disagg", help="include disaggregated xPyD strategies")] = True,
     spec: Annotated[bool, typer.Option("--spec/--no-spec", help="also try speculative decoding")] = False,
-    spec_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step")] = 3,
-    spec_acceptance: SpecAcceptance = 0.7,
+    spec_tokens: Annotated[Optional[int], typer.Option(help="speculative decoding (--spec): draft tokens per step (default 3)")] = None,
+    spec_acceptance: SpecAcceptance = None,
     engine: Engine = "vllm",
     kv_link: Annotated[str, typer.Option(help="disaggregated KV link: nvlink|pcie|rdma")] = "nvlink",
     prefill_hardware: Annotated[str, typer.Option(help="disaggregated: chips prefill instances may run on, comma-separated (default --hardware)")] = "",
@@ -367,12 +367,19 @@ def plan_cmd(
         raise PhasewiseError(f"--top must be >= 1 (got {top})")
     if rank < 1:
         raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
+    refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
+                      objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist))
+    if not spec and (spec_tokens is not None or spec_acceptance is not None):
+        flag = "--spec-tokens" if spec_tokens is not None else "--spec-acceptance"
+        raise PhasewiseError(f"{flag} needs --spec (the strategies try speculative decoding only with it)")
+    spec_values = {k: v for k, v in (("spec_tokens", spec_tokens), ("spec_acceptance", spec_acceptance))
+                   if v is not None}  # unset: PlanOptions' defaults
     opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options or "1,2,4,8"), tp_across_nodes=tp_options is None,
                        pp_options=parse_ints("--pp-options", pp_options),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
-                       spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, engine=engine, kv_link=kv_link,
+                       **spec_values, engine=engine, kv_link=kv_link,
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
                        mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),

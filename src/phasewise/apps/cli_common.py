@@ -44,7 +44,7 @@ MemoryFraction = Annotated[Optional[float], typer.Option(
     help="device memory fraction, as the engine means it: vllm of the whole GPU (default 0.9); sglang for weights + KV "
          "(mem_fraction_static; default: what SGLang computes from the GPU, chunk, graphs and layout); trtllm of what "
          "weights and activations leave (free_gpu_memory_fraction; default 0.9)")]
-SpecDraft = Annotated[str, typer.Option(help="speculative decoding: 'mtp' or a draft model id")]
+SpecDraft = Annotated[Optional[str], typer.Option(help="speculative decoding: 'mtp' or a draft model id (default mtp)")]
 # Serving policies and options of a deployment (simulate and serve)
 Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")]
 PrefixCaching = Annotated[Optional[str], typer.Option(help="on|off: share cached prompt-prefix KV blocks (default: the engine's; traces with prefix hashes, e.g. Mooncake)")]
@@ -123,7 +123,7 @@ BatchWaitTimeoutIters = Annotated[Optional[int], typer.Option(
 BatchWaitMaxTokensRatio = Annotated[Optional[float], typer.Option(
     help="trtllm: ... or until the iteration's tokens reach this share of max_num_tokens (default 0)")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
-SpecAcceptance = Annotated[float, typer.Option(help="speculative decoding: per-token acceptance rate")]
+SpecAcceptance = Annotated[Optional[float], typer.Option(help="speculative decoding: per-token acceptance rate (default 0.7)")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operator mapping onto the chip's substrates "
                                                    "(halo|all-cid|attacc|all-cim or a YAML): every iteration costed on "

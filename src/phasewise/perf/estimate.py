@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, refuse_empty
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.expert_load import with_routing_skew
@@ -110,6 +110,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
     data parallelism, `batch` is the instance's, spread over its attention ranks); `routing_skew`: the traffic's
     MoE routing skew in place of the model's (perf/expert_load.py)."""
+    refuse_empty(dict(model=model, hardware=hardware, precision=precision, kv_dtype=kv_dtype, engine=engine,
+                      mapping=mapping))
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
         if value < 1:
             raise PhasewiseError(f"--{field} must be >= 1 (got {value})")

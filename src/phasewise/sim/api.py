@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, refuse_empty
 from phasewise.sim.attention_offload import offload_block
 from phasewise.sim.deployment import Deployment, build_deployment, load_deployment
 from phasewise.sim.metrics import SimResult, Slo
@@ -46,7 +46,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           prefill_workers: int = 1, prefill_tp: int | None = None, decode_workers: int = 1,
                           decode_tp: int | None = None, kv_link: str = "nvlink", deployment: str | None = None,
                           router: str = "least_outstanding", memory_fraction: float | None = None, spec_tokens: int = 0,
-                          spec_acceptance: float = 0.7, spec_draft: str = "mtp", scheduler: str | None = None,
+                          spec_acceptance: float | None = None, spec_draft: str | None = None,
+                          scheduler: str | None = None,
                           hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
                           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
                           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
@@ -77,6 +78,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
+    refuse_empty(locals())
     knobs = {k: v for k, v in knobs.items() if v is not None}
     if deployment is not None:
         given = dict(locals())
@@ -132,8 +134,13 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
     data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
-    if spec_tokens:
-        data["speculative"] = {"draft_tokens": spec_tokens, "acceptance": spec_acceptance, "draft": spec_draft}
+    if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
+        data["speculative"] = {"draft_tokens": spec_tokens, **({"acceptance": spec_acceptance}
+                                                               if spec_acceptance is not None else {}),
+                               **({"draft": spec_draft} if spec_draft is not None else {})}
+    elif spec_acceptance is not None or spec_draft is not None:
+        flag = "--spec-acceptance" if spec_acceptance is not None else "--spec-draft"
+        raise PhasewiseError(f"{flag} needs --spec-tokens N (speculative decoding is off without draft tokens)")
     offload = offload_block(attention_offload, attention_offload_sm_share, arch == "disagg")
     if offload is not None:
         data["attention_offload"] = offload
@@ -203,8 +210,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           arch: str = "collocated", prefill_workers: int = 1, prefill_tp: int | None = None,
           decode_workers: int = 1, decode_tp: int | None = None, kv_link: str = "nvlink",
           deployment: str | None = None, router: str = "least_outstanding", entry_point: str = "server",
-          memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float = 0.7,
-          spec_draft: str = "mtp",
+          memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
+          spec_draft: str | None = None,
           scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
           attention_offload: str = "off", attention_offload_sm_share: float | None = None,
@@ -222,6 +229,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           slo_ttft_ms: float = float("inf"), slo_tpot_ms: float = float("inf"), slo_tbt_ms: float = float("inf"),
           **knobs) -> SimSpec:
     """`knobs`: engine knobs by their engines' names (see deployment_from_flags)."""
+    refuse_empty(dict(isl_dist=isl_dist, osl_dist=osl_dist, arrival=arrival, client=client))
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
     dep = deployment_from_flags(
         model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
