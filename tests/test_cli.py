@@ -126,3 +126,17 @@ def test_a_flag_that_would_change_nothing_is_an_error(run_cli, command, message)
     """Speculative-decoding knobs without speculative decoding, and a text flag given empty, had run as if absent."""
     code, out, err = run_cli(*command)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prefill-workers", "2"], "--prefill-workers needs --arch disagg"),
+    (["--decode-tp", "2"], "--decode-tp needs --arch disagg"),
+    (["--kv-link", "rdma"], "--kv-link needs --arch disagg or --scheduler ascendra"),
+    (["--arch", "disagg", "--replicas", "2"], "--replicas counts collocated instances"),
+    (["--cv", "3"], "--cv shapes gamma arrivals"),
+    (["--concurrency", "4", "--arrival", "gamma"], "--arrival shapes open-loop arrivals"),
+])
+def test_a_deployment_or_arrival_flag_the_run_would_not_use_is_an_error(run_cli, flags, message):
+    args = ["simulate", *flags, "--requests", "5"] + ([] if "--concurrency" in flags else ["--rate", "1"])
+    code, out, err = run_cli(*args)
+    assert code == 2 and message in err and err.count("\n") == 1

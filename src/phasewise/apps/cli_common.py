@@ -25,10 +25,10 @@ DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a
 KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
 Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
                                            "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
-Replicas = Annotated[int, typer.Option(help="collocated instances")]
+Replicas = Annotated[Optional[int], typer.Option(help="collocated instances (default 1)")]
 Arch = Annotated[str, typer.Option(help="collocated|disagg")]
-PrefillWorkers = Annotated[int, typer.Option(help="disagg: prefill instances")]
-DecodeWorkers = Annotated[int, typer.Option(help="disagg: decode instances")]
+PrefillWorkers = Annotated[Optional[int], typer.Option(help="disagg: prefill instances (default 1)")]
+DecodeWorkers = Annotated[Optional[int], typer.Option(help="disagg: decode instances (default 1)")]
 DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
 EntryPoint = Annotated[str, typer.Option(help="server|offline: engine defaults of the OpenAI server or the LLM class")]
 # SLOs: TPOT is each request's mean gap between output tokens (DistServe's definition), TBT every single gap.
@@ -39,7 +39,7 @@ PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill in
 DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]
 PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
 DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
-KvLink = Annotated[str, typer.Option(help="disagg KV transfer link: nvlink|pcie|rdma")]
+KvLink = Annotated[Optional[str], typer.Option(help="KV transfer link between instances (disagg, priority pools): nvlink|pcie|rdma (default nvlink)")]
 MemoryFraction = Annotated[Optional[float], typer.Option(
     help="device memory fraction, as the engine means it: vllm of the whole GPU (default 0.9); sglang for weights + KV "
          "(mem_fraction_static; default: what SGLang computes from the GPU, chunk, graphs and layout); trtllm of what "

@@ -25,7 +25,11 @@ AR_ONLY = {"arch": ("--arch", "collocated"), "pp": ("--pp", 1), "spec_tokens": (
            "deployment": ("--deployment", None), "scheduler": ("--scheduler", None),
            "attention_offload": ("--attention-offload", "off"), "mapping": ("--mapping", None),
            "client": ("--client", None), "warmup": ("--warmup", None),
-           "online_training": ("--online-training", "off"), "routing_skew": ("--routing-skew", None)}
+           "online_training": ("--online-training", "off"), "routing_skew": ("--routing-skew", None),
+           "kv_link": ("--kv-link", None), "prefill_workers": ("--prefill-workers", None),
+           "decode_workers": ("--decode-workers", None), "prefill_tp": ("--prefill-tp", None),
+           "decode_tp": ("--decode-tp", None), "spec_acceptance": ("--spec-acceptance", None),
+           "spec_draft": ("--spec-draft", None)}
 # simulate --dllm reports latencies, not SLO attainment (plan --dllm ranks by goodput under SLOs)
 DLLM_SIMULATE_UNUSED = {"slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tpot-ms", "slo_tbt_ms": "--slo-tbt-ms"}
 
@@ -95,7 +99,7 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], *, as
                  **{k: params[k] for k in workload_keys if k in params})
     batch_cap = params.get("batch_cap") or 1
     check_fits(cm, dec, spec.workload, batch_cap, config.fraction(params.get("memory_fraction")))
-    run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas", 1),
+    run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas") or 1,
                         batch_cap=batch_cap, seed=params.get("seed", 0))
     summary = run.summary()
     summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, config.profile.name

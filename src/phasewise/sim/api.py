@@ -42,9 +42,10 @@ class SimSpec:
 
 def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1,
                           pp: int = 1, precision: str | None = None, kv_dtype: str | None = None, engine: str = "vllm",
-                          entry_point: str = "server", replicas: int = 1, arch: str = "collocated",
-                          prefill_workers: int = 1, prefill_tp: int | None = None, decode_workers: int = 1,
-                          decode_tp: int | None = None, kv_link: str = "nvlink", deployment: str | None = None,
+                          entry_point: str = "server", replicas: int | None = None, arch: str = "collocated",
+                          prefill_workers: int | None = None, prefill_tp: int | None = None,
+                          decode_workers: int | None = None, decode_tp: int | None = None,
+                          kv_link: str | None = None, deployment: str | None = None,
                           router: str = "least_outstanding", memory_fraction: float | None = None, spec_tokens: int = 0,
                           spec_acceptance: float | None = None, spec_draft: str | None = None,
                           scheduler: str | None = None,
@@ -90,6 +91,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError(f"--{flag} cannot be combined with --deployment (the file sets the whole "
                                  f"deployment; put {beside[0]} in it)")
         return load_deployment(deployment)
+    replicas, kv_link = role_flags(arch, scheduler, replicas, prefill_workers, decode_workers, prefill_tp, decode_tp,
+                                   kv_link)
     common = dict(hardware=hardware, pp=pp, kv_dtype=kv_dtype, engine=engine, entry_point=entry_point,
                   memory_fraction=memory_fraction, **knobs)
     if precision is not None:  # else each group takes its model's native format (InstanceGroup.precision)
@@ -123,6 +126,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     if arch == "collocated":
         groups = [dict(role="collocated", tp=tp, replicas=replicas, **common, **layouts["collocated"])]
     elif arch == "disagg":
+        prefill_workers = 1 if prefill_workers is None else prefill_workers
+        decode_workers = 1 if decode_workers is None else decode_workers
         if decode_workers < 1:
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
@@ -174,6 +179,27 @@ MAX_REQUESTS = 10_000_000
 MIGRATIONS = ("auto", "transfer", "recompute")
 
 
+def role_flags(arch: str, scheduler: str | None, replicas: int | None, prefill_workers: int | None,
+               decode_workers: int | None, prefill_tp: int | None, decode_tp: int | None,
+               kv_link: str | None) -> tuple[int, str]:
+    """(replicas, kv_link) once each flag is checked against the architecture it shapes: --replicas counts collocated
+    instances (a disaggregated deployment counts --prefill-workers and --decode-workers), the per-role flags need
+    --arch disagg, and --kv-link carries KV between instances (disaggregated, or priority pools migrating requests).
+    Unset: 1 replica, NVLink."""
+    if arch == "disagg" and replicas is not None and scheduler != "ascendra":  # (pools say why they need collocated)
+        raise PhasewiseError("--replicas counts collocated instances; a disaggregated deployment takes "
+                             "--prefill-workers and --decode-workers")
+    if arch != "disagg":
+        for flag, value in (("--prefill-workers", prefill_workers), ("--decode-workers", decode_workers),
+                            ("--prefill-tp", prefill_tp), ("--decode-tp", decode_tp)):
+            if value is not None:
+                raise PhasewiseError(f"{flag} needs --arch disagg")
+        if kv_link is not None and scheduler != "ascendra":
+            raise PhasewiseError("--kv-link needs --arch disagg or --scheduler ascendra (it carries KV between "
+                                 "instances; collocated instances move none)")
+    return (1 if replicas is None else replicas), ("nvlink" if kv_link is None else kv_link)
+
+
 def priority_pool_flags(scheduler: str | None, hp_instances: int | None, lp_engine: str, hp_engine: str,
                         slack_margin_ms: float, migration: str, arch: str, engine: str, replicas: int
                         ) -> tuple[int, dict] | None:
@@ -206,9 +232,10 @@ def priority_pool_flags(scheduler: str | None, hp_instances: int | None, lp_engi
 
 
 def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1, pp: int = 1,
-          precision: str | None = None, kv_dtype: str | None = None, engine: str = "vllm", replicas: int = 1,
-          arch: str = "collocated", prefill_workers: int = 1, prefill_tp: int | None = None,
-          decode_workers: int = 1, decode_tp: int | None = None, kv_link: str = "nvlink",
+          precision: str | None = None, kv_dtype: str | None = None, engine: str = "vllm",
+          replicas: int | None = None, arch: str = "collocated", prefill_workers: int | None = None,
+          prefill_tp: int | None = None, decode_workers: int | None = None, decode_tp: int | None = None,
+          kv_link: str | None = None,
           deployment: str | None = None, router: str = "least_outstanding", entry_point: str = "server",
           memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
           spec_draft: str | None = None,
@@ -223,8 +250,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float | None = None, osl: float | None = None,
           isl_dist: str | None = None, osl_dist: str | None = None, isl_spread: float | None = None,
-          osl_spread: float | None = None, arrival: str = "poisson",
-          cv: float = 1.0, concurrency: int | None = None, seed: int = 0,
+          osl_spread: float | None = None, arrival: str | None = None,
+          cv: float | None = None, concurrency: int | None = None, seed: int = 0,
           client: str | None = None, num_prompts: int | None = None, warmup: int | None = None,
           slo_ttft_ms: float = float("inf"), slo_tpot_ms: float = float("inf"), slo_tbt_ms: float = float("inf"),
           **knobs) -> SimSpec:
@@ -261,6 +288,11 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
                              "of a steady state; a shorter one gives the same figures")
     if seed < 0:
         raise PhasewiseError(f"--seed must be >= 0 (got {seed})")
+    if trace is not None or concurrency is not None:
+        for flag, value in (("--arrival", arrival), ("--cv", cv)):
+            if value is not None:
+                raise PhasewiseError(f"{flag} shapes open-loop arrivals (--rate without --trace); "
+                                     f"{'a trace keeps its own' if trace is not None else 'a closed loop has none'}")
     if trace_limit is not None and trace is None:
         raise PhasewiseError("--trace-limit needs --trace (it takes a trace's first N requests)")
     if trace is not None:
@@ -299,7 +331,11 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         else:
             if rate is None:
                 raise PhasewiseError("the workload needs --trace, --rate (open loop) or --concurrency (closed loop)")
-            work = open_loop(rate, 1000 if count is None else count, prompt, output, arrival=arrival, cv=cv,
+            arrival = "poisson" if arrival is None else arrival
+            if cv is not None and arrival != "gamma":
+                raise PhasewiseError(f"--cv shapes gamma arrivals (--arrival gamma; got {arrival})")
+            work = open_loop(rate, 1000 if count is None else count, prompt, output, arrival=arrival,
+                             cv=1.0 if cv is None else cv,
                              seed=seed)
     return SimSpec(dep, work, slo)
 
