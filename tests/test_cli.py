@@ -140,3 +140,14 @@ def test_a_deployment_or_arrival_flag_the_run_would_not_use_is_an_error(run_cli,
     args = ["simulate", *flags, "--requests", "5"] + ([] if "--concurrency" in flags else ["--rate", "1"])
     code, out, err = run_cli(*args)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--no-disagg", "--kv-link", "rdma"], "--kv-link shapes disaggregated strategies"),
+    (["--no-disagg", "--prefill-hardware", "b200"], "--prefill-hardware shapes disaggregated strategies"),
+    (["--no-disagg", "--policies", "attention-offload"], "--policies attention-offload shapes disaggregated"),
+    (["--rank", "3"], "--rank 3 picks the strategy --export writes"),
+])
+def test_a_plan_flag_no_strategy_would_use_is_an_error(run_cli, flags, message):
+    code, out, err = run_cli("plan", *flags, "--gpus", "2", "--slo-ttft-ms", "1000")
+    assert code == 2 and message in err and err.count("\n") == 1

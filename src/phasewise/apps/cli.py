@@ -328,7 +328,7 @@ def plan_cmd(
     spec_tokens: Annotated[Optional[int], typer.Option(help="speculative decoding (--spec): draft tokens per step (default 3)")] = None,
     spec_acceptance: SpecAcceptance = None,
     engine: Engine = "vllm",
-    kv_link: Annotated[str, typer.Option(help="disaggregated KV link: nvlink|pcie|rdma")] = "nvlink",
+    kv_link: Annotated[Optional[str], typer.Option(help="KV link between instances (disaggregated, priority pools): nvlink|pcie|rdma (default nvlink)")] = None,
     prefill_hardware: Annotated[str, typer.Option(help="disaggregated: chips prefill instances may run on, comma-separated (default --hardware)")] = "",
     decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
     mapping: MappingOption = None,
@@ -367,6 +367,16 @@ def plan_cmd(
         raise PhasewiseError(f"--top must be >= 1 (got {top})")
     if rank < 1:
         raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
+    if rank != 1 and export is None:
+        raise PhasewiseError(f"--rank {rank} picks the strategy --export writes: give --export DIR")
+    if not disagg:  # flags that only shape disaggregated strategies
+        given = [flag for flag, value in (("--prefill-hardware", prefill_hardware), ("--decode-hardware",
+                 decode_hardware)) if value] + (["--policies attention-offload"] if "attention-offload" in policies
+                                                else [])
+        if kv_link is not None and "priority-pools" not in policies:
+            given.append("--kv-link")
+        if given:
+            raise PhasewiseError(f"{given[0]} shapes disaggregated strategies, which --no-disagg leaves out")
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
                       objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist))
     if not spec and (spec_tokens is not None or spec_acceptance is not None):
@@ -379,7 +389,7 @@ def plan_cmd(
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
-                       **spec_values, engine=engine, kv_link=kv_link,
+                       **spec_values, engine=engine, kv_link="nvlink" if kv_link is None else kv_link,
                        prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
                        mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),

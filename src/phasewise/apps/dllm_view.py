@@ -156,7 +156,8 @@ PLAN_AR_BATCH_CAPS = "256"  # plan's --batch-caps default (for autoregressive en
 PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
 PLAN_AR_ONLY = {"workload": ("--workload", None), "spec": ("--spec", False), "policies": ("--policies", ""),
                 "mapping": ("--mapping", None), "export": ("--export", None), "router": ("--router", "least_outstanding"),
-                "routing_skew": ("--routing-skew", None),
+                "routing_skew": ("--routing-skew", None), "kv_link": ("--kv-link", None),
+                "prefill_hardware": ("--prefill-hardware", ""), "decode_hardware": ("--decode-hardware", ""),
                 # a dLLM's tokens appear a block at a time: a gap between two of them is not a served quantity
                 "slo_tbt_ms": ("--slo-tbt-ms", float("inf"))}
 
