@@ -177,6 +177,7 @@ def test_an_attention_rank_runs_whole_sequences_and_the_busiest_sets_the_pace():
     (dict(tp=6, ep=6), "--ep 6 does not divide the 256 experts"),
     (dict(tp=8, attention_dp=3), "--attention-dp 3 must divide --tp 8"),
     (dict(tp=8, ep=8, moe_imbalance=0.5), "--moe-imbalance .* >= 1"),
+    (dict(tp=8, moe_imbalance=1.2), "--moe-imbalance applies to expert parallelism: give --ep > 1"),
 ])
 def test_bad_layouts_are_one_line_errors(kwargs, match):
     with pytest.raises(PhasewiseError, match=match) as err:

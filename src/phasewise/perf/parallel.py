@@ -105,6 +105,9 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
     if moe_imbalance is not None and moe_imbalance < 1:
         raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: >= 1 "
                              f"(got {moe_imbalance})")
+    if moe_imbalance is not None and ep == 1:  # one GPU holds every expert's rows: there is nothing to balance
+        raise PhasewiseError("--moe-imbalance applies to expert parallelism: give --ep > 1 (a mixture-of-experts "
+                             f"model; {model.name} runs with ep 1 here)")
     skew = model.expert_top20_share
     ratio = busiest_rank_ratio(model.num_experts, ep, skew) if skew and ep > 1 else 1.0
     return ParallelLayout(tp=tp, attention_dp=attention_dp, ep=ep, moe_imbalance=moe_imbalance,
