@@ -91,8 +91,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError(f"--{flag} cannot be combined with --deployment (the file sets the whole "
                                  f"deployment; put {beside[0]} in it)")
         return load_deployment(deployment)
-    replicas, kv_link = role_flags(arch, scheduler, replicas, prefill_workers, decode_workers, prefill_tp, decode_tp,
-                                   kv_link)
+    replicas, prefill_workers, decode_workers, kv_link = role_flags(arch, scheduler, replicas, prefill_workers,
+                                                                    decode_workers, prefill_tp, decode_tp, kv_link)
     common = dict(hardware=hardware, pp=pp, kv_dtype=kv_dtype, engine=engine, entry_point=entry_point,
                   memory_fraction=memory_fraction, **knobs)
     if precision is not None:  # else each group takes its model's native format (InstanceGroup.precision)
@@ -126,8 +126,6 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     if arch == "collocated":
         groups = [dict(role="collocated", tp=tp, replicas=replicas, **common, **layouts["collocated"])]
     elif arch == "disagg":
-        prefill_workers = 1 if prefill_workers is None else prefill_workers
-        decode_workers = 1 if decode_workers is None else decode_workers
         if decode_workers < 1:
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
@@ -181,11 +179,11 @@ MIGRATIONS = ("auto", "transfer", "recompute")
 
 def role_flags(arch: str, scheduler: str | None, replicas: int | None, prefill_workers: int | None,
                decode_workers: int | None, prefill_tp: int | None, decode_tp: int | None,
-               kv_link: str | None) -> tuple[int, str]:
-    """(replicas, kv_link) once each flag is checked against the architecture it shapes: --replicas counts collocated
+               kv_link: str | None) -> tuple[int, int, int, str]:
+    """(replicas, prefill workers, decode workers, kv_link) once each flag is checked against the architecture it shapes: --replicas counts collocated
     instances (a disaggregated deployment counts --prefill-workers and --decode-workers), the per-role flags need
     --arch disagg, and --kv-link carries KV between instances (disaggregated, or priority pools migrating requests).
-    Unset: 1 replica, NVLink."""
+    Unset: one instance a role, NVLink."""
     if arch == "disagg" and replicas is not None and scheduler != "ascendra":  # (pools say why they need collocated)
         raise PhasewiseError("--replicas counts collocated instances; a disaggregated deployment takes "
                              "--prefill-workers and --decode-workers")
@@ -197,7 +195,10 @@ def role_flags(arch: str, scheduler: str | None, replicas: int | None, prefill_w
         if kv_link is not None and scheduler != "ascendra":
             raise PhasewiseError("--kv-link needs --arch disagg or --scheduler ascendra (it carries KV between "
                                  "instances; collocated instances move none)")
-    return (1 if replicas is None else replicas), ("nvlink" if kv_link is None else kv_link)
+    def one(value: int | None) -> int:
+        return 1 if value is None else value
+
+    return one(replicas), one(prefill_workers), one(decode_workers), "nvlink" if kv_link is None else kv_link
 
 
 def priority_pool_flags(scheduler: str | None, hp_instances: int | None, lp_engine: str, hp_engine: str,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
-from phasewise.specs.hf_layers import WINDOW_PATTERN_DEFAULT, llama4_moe_layers, window_layers
+from phasewise.specs.hf_layers import WINDOW_PATTERN_DEFAULT, llama4_moe_layers, positive, window_layers
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "catalog_names", "from_hf_config", "load_model", "native_precision"]
@@ -33,9 +33,7 @@ def _require(cfg: dict[str, Any], where: str, *keys: str) -> Any:
     value = _first(cfg, *keys)
     if value is None:
         raise PhasewiseError(f"{where}: missing field {' or '.join(keys)}")
-    if keys[0] in DIVISORS and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise PhasewiseError(f"{where}: field {keys[0]} must be a positive integer (got {value!r})")
-    return value
+    return positive(value, where, keys[0]) if keys[0] in DIVISORS else value
 
 
 # fields other shapes are divided by: a zero, a fraction or a text there is refused by name, not left to fail
