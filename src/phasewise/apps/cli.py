@@ -370,11 +370,11 @@ def plan_cmd(
     if rank != 1 and export is None:
         raise PhasewiseError(f"--rank {rank} picks the strategy --export writes: give --export DIR")
     if not disagg:  # flags that only shape disaggregated strategies
-        given = [flag for flag, value in (("--prefill-hardware", prefill_hardware), ("--decode-hardware",
-                 decode_hardware)) if value] + (["--policies attention-offload"] if "attention-offload" in policies
-                                                else [])
-        if kv_link is not None and "priority-pools" not in policies:
-            given.append("--kv-link")
+        given = [flag for flag, used in (("--prefill-hardware", prefill_hardware),
+                                         ("--decode-hardware", decode_hardware),
+                                         ("--policies attention-offload", "attention-offload" in policies),
+                                         ("--kv-link", kv_link is not None and "priority-pools" not in policies))
+                 if used]
         if given:
             raise PhasewiseError(f"{given[0]} shapes disaggregated strategies, which --no-disagg leaves out")
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
