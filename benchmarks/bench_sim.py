@@ -4,6 +4,7 @@
     python benchmarks/bench_sim.py --requests 1000000
     python benchmarks/bench_sim.py --engine vllm,sglang,trtllm,vllm-v0        # one line per engine preset
     python benchmarks/bench_sim.py --trace ../shared/traces/azure_llm_2023_conv.csv --replicas 2 --engine all
+    python benchmarks/bench_sim.py --model google/gemma-3-27b-it --hardware h200-sxm --memory-fraction 0.5
 
 Lengths are drawn from the Azure 2023 conversation trace (bundled excerpt), arrivals are Poisson at
 --rate; with --trace, the trace file itself is replayed (its own arrivals and lengths), as
@@ -20,7 +21,6 @@ import time
 
 from phasewise.sim import Slo, simulate
 from phasewise.sim.api import deployment_from_flags
-from phasewise.sim.deployment import collocated, disaggregated
 from phasewise.workload import LengthDist, load_trace, open_loop
 
 ENGINES = ("vllm", "sglang", "trtllm", "vllm-v0", "sarathi")
@@ -36,6 +36,10 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=1, help="collocated instances")
     ap.add_argument("--disagg", action="store_true", help="1 prefill + 1 decode instance instead")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--model", default="meta-llama/Llama-3.1-8B")
+    ap.add_argument("--hardware", default="h100-sxm")
+    ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--memory-fraction", type=float, default=None, help="below the engine's: KV pressure")
     args = ap.parse_args()
     engines = ENGINES if args.engine == "all" else tuple(e.strip() for e in args.engine.split(",") if e.strip())
     if args.trace:
@@ -48,12 +52,12 @@ def main() -> None:
         work = open_loop(args.rate, args.requests, prompt, output, seed=1)
         what = f"{args.requests} requests @ {args.rate} req/s"
     for engine in engines:
+        where = dict(model=args.model, hardware=args.hardware, tp=args.tp, memory_fraction=args.memory_fraction)
         if args.disagg:
-            dep, label = disaggregated("meta-llama/Llama-3.1-8B", "h100-sxm", 1, 1), "disagg 1P1D"
-        elif args.replicas > 1:
-            dep, label = deployment_from_flags(engine=engine, replicas=args.replicas), f"{engine} x{args.replicas}"
+            dep, label = deployment_from_flags(**where, arch="disagg"), "disagg 1P1D"
         else:
-            dep, label = collocated("meta-llama/Llama-3.1-8B", "h100-sxm", engine=engine), engine
+            dep = deployment_from_flags(**where, engine=engine, replicas=args.replicas)
+            label = f"{engine} x{args.replicas}" if args.replicas > 1 else engine
         best = None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -62,7 +66,7 @@ def main() -> None:
             best = wall if best is None else min(best, wall)
         s = res.summary()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{what} ({label}): best of {args.repeat}: {best:.3f} s wall, {len(work) / best:,.0f} simulated "
+        print(f"{what} ({args.model.split('/')[-1]}, {label}): best of {args.repeat}: {best:.3f} s wall, {len(work) / best:,.0f} simulated "
               f"requests/s, {res.events:,} events, peak RSS {rss:.0f} MiB; simulated {s['duration_s']:.0f} s, "
               f"TTFT p50 {s['ttft_ms']['p50']:.0f} ms, TBT p99 {s['tbt_ms']['p99']:.1f} ms, "
               f"{s['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
