@@ -27,6 +27,15 @@ cannot be what ran, and $ep_size is not given per table. Read as the page intend
 was seen): EP = TP with attention data parallelism over the TP group (max_batch_size and max_num_tokens then per
 attention rank, as TensorRT-LLM's executors are); `--moe-attention tp` gives the other reading (EP = TP, attention
 tensor-parallel) beside it.
+
+    python benchmarks/validate_serving.py --online  # the v0.17 page's online-serving table: TTFT and ITL vs QPS
+
+--online: the same file at TensorRT-LLM v0.17 (commit 258c7540) tabulates online serving through the Triton
+TensorRT-LLM backend (v0.14.0, BF16, 500 requests a row): Llama-3.1-8B TP1 and Llama-3.1-70B TP4 on H100 and H200
+at 2-32 requests/s and all at once (INF), three ISL/OSL shapes, mean TTFT and mean ITL (72 rows). Simulated with
+the `trtllm` preset (TensorRT-LLM 1.x: the engine phasewise models; v0.14's C++ runtime is not a preset), 500
+requests with Poisson arrivals at the row's QPS (the page does not say how requests were spaced: assumed) or all at
+t=0 for INF; nothing fitted on them.
 """
 
 from __future__ import annotations
@@ -109,6 +118,85 @@ MOE_TABLES = {
 }
 
 
+# (model, hardware, tp): {(isl, osl): [(qps or None for INF, measured req/s, mean TTFT ms, mean ITL ms), ...]}
+ONLINE_TABLE = {
+    (L70.replace("3.3", "3.1"), "h100-sxm", 4): {
+        (467, 256): [(2, 2, 62, 21), (4, 4, 68, 24), (8, 7, 92, 32), (16, 12, 175, 66), (32, 16, 1229, 86),
+                     (None, 16, 9123, 85)],
+        (467, 16): [(2, 2, 53, 18), (4, 4, 58, 20), (8, 8, 71, 24), (16, 16, 109, 38), (32, 28, 1197, 482),
+                    (None, 28, 9126, 548)],
+        (202, 214): [(2, 2, 48, 20), (4, 4, 51, 22), (8, 7, 57, 25), (16, 11, 74, 32), (32, 14, 116, 42),
+                     (None, 16, 4482, 50)]},
+    ("meta-llama/Llama-3.1-8B-Instruct", "h100-sxm", 1): {
+        (467, 256): [(2, 2, 23, 8), (4, 4, 24, 9), (8, 8, 26, 9), (16, 15, 30, 11), (32, 26, 50, 19),
+                     (None, 37, 3335, 39)],
+        (467, 16): [(2, 2, 19, 7), (4, 4, 20, 7), (8, 8, 22, 7), (16, 16, 24, 8), (32, 31, 29, 10),
+                    (None, 79, 3280, 193)],
+        (202, 214): [(2, 2, 19, 7), (4, 4, 20, 8), (8, 7, 21, 9), (16, 13, 23, 10), (32, 23, 27, 11),
+                     (None, 39, 1657, 21)]},
+    (L70.replace("3.3", "3.1"), "h200-sxm", 4): {
+        (467, 256): [(2, 2, 58, 18), (4, 4, 63, 20), (8, 7, 84, 27), (16, 13, 165, 60), (32, 16, 1279, 83),
+                     (None, 16, 9222, 83)],
+        (467, 16): [(2, 2, 50, 15), (4, 4, 55, 16), (8, 8, 67, 20), (16, 16, 103, 33), (32, 28, 1259, 485),
+                    (None, 29, 9074, 546)],
+        (202, 214): [(2, 2, 43, 17), (4, 4, 46, 18), (8, 7, 51, 21), (16, 11, 67, 28), (32, 15, 112, 39),
+                     (None, 17, 4480, 48)]},
+    ("meta-llama/Llama-3.1-8B-Instruct", "h200-sxm", 1): {
+        (467, 256): [(2, 2, 21, 6), (4, 4, 23, 7), (8, 8, 24, 7), (16, 15, 27, 9), (32, 27, 44, 16),
+                     (None, 40, 3237, 36)],
+        (467, 16): [(2, 2, 18, 5), (4, 4, 19, 6), (8, 8, 20, 6), (16, 16, 22, 7), (32, 31, 27, 9),
+                    (None, 81, 3227, 190)],
+        (202, 214): [(2, 2, 17, 6), (4, 4, 18, 6), (8, 7, 19, 7), (16, 14, 20, 8), (32, 24, 24, 9),
+                     (None, 43, 1665, 19)]},
+}
+ONLINE_REQUESTS = 500
+
+
+def predict_online(model: str, hardware: str, tp: int, isl: int, osl: int, qps: float | None,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """(req/s, mean TTFT ms, mean TPOT ms) of one online row, simulated as the module docstring says."""
+    dep = build_deployment({"model": model, "instances": [dict(hardware=hardware, tp=tp, precision="bf16",
+                                                               engine="trtllm")]})
+    n = ONLINE_REQUESTS
+    arrivals = np.zeros(n) if qps is None else np.cumsum(np.random.default_rng(seed).exponential(1 / qps, n))
+    res = simulate(dep, Workload(arrivals, np.full(n, isl), np.full(n, osl)))
+    s = res.summary()
+    return s["completed"] / s["duration_s"], s["ttft_ms"]["mean"], s["tpot_ms"]["mean"]
+
+
+def online_main() -> int:
+    print(f"online serving (TensorRT-LLM v0.14 via Triton, BF16, {ONLINE_REQUESTS} requests a row) vs the trtllm "
+          "preset; nothing fitted")
+    print(f"\n{'model':24} {'hardware':9} {'tp':>2} {'isl/osl':>8} {'qps':>4} | {'req/s':>5} {'pred':>5} | "
+          f"{'TTFT meas':>9} {'pred':>7} {'err':>7} | {'ITL meas':>8} {'pred':>6} {'err':>7}")
+    ttft, itl, by_load = [], [], {"below saturation": ([], []), "at or past it": ([], [])}
+    for (model, hw, tp), shapes in ONLINE_TABLE.items():
+        for (isl, osl), rows in shapes.items():
+            for qps, tput, m_ttft, m_itl in rows:
+                p_tput, p_ttft, p_itl = predict_online(model, hw, tp, isl, osl, qps)
+                e1, e2 = p_ttft / m_ttft - 1, p_itl / m_itl - 1
+                ttft.append(e1)
+                itl.append(e2)
+                # a row where the measured throughput fell short of its QPS (or INF) ran saturated
+                load = by_load["below saturation" if qps is not None and tput >= 0.9 * qps else "at or past it"]
+                load[0].append(e1)
+                load[1].append(e2)
+                print(f"{model.split('/')[-1][:24]:24} {hw:9} {tp:>2} {f'{isl}/{osl}':>8} {qps or 'INF':>4} | "
+                      f"{tput:>5} {p_tput:>5.1f} | {m_ttft:>9,} {p_ttft:>7,.0f} {e1:>+7.0%} | {m_itl:>8,} {p_itl:>6.1f} {e2:>+7.0%}")
+
+    def line(label: str, t: list[float], i: list[float]) -> str:
+        at, ai = sorted(map(abs, t)), sorted(map(abs, i))
+        return (f"{label:18} n={len(t):>2}  TTFT median |error| {statistics.median(at):6.1%} (signed "
+                f"{statistics.median(t):+.0%}, worst {at[-1]:.0%})  ITL {statistics.median(ai):6.1%} (signed "
+                f"{statistics.median(i):+.0%}, worst {ai[-1]:.0%})")
+
+    print()
+    for label, (t, i) in by_load.items():
+        print(line(label, t, i))
+    print(line("all", ttft, itl))
+    return 0
+
+
 def page_points(tables: dict, attention: str = "dp") -> list[tuple]:
     """A page's tables as points: (id, model, hardware, tp, isl, osl, requests, measured, split, instance fields);
     MoE models over TP > 1 get EP = TP and attention data- or tensor-parallel over TP (`attention`)."""
@@ -166,11 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the benchmark's request count to simulate")
     ap.add_argument("--moe", action="store_true", help="the page's MoE tables instead of Table B's dense points")
+    ap.add_argument("--online", action="store_true", help="the v0.17 page's online-serving table (TTFT, ITL vs QPS)")
     ap.add_argument("--dense-page", action="store_true",
                     help="every dense table of the page (Table B's 15 points are a subset), Blackwell NVFP4 included")
     ap.add_argument("--moe-attention", choices=("dp", "tp"), default="dp",
                     help="--moe: attention data-parallel over the TP group (the page's intent) or tensor-parallel")
     args = ap.parse_args(argv)
+    if args.online:
+        return online_main()
     if args.moe or args.dense_page:
         return page_main(args)
     overrides = None

@@ -163,3 +163,14 @@ def test_the_perf_overview_pages_moe_tables_are_read_as_published():
     for model in vs.MOE_TABLES:
         point = next(p for p in moe if p[1] == model and p[4:6] == (1000, 1000))
         assert vs.predict(point, None, 0.05) > 0
+
+
+def test_the_online_serving_table_is_read_as_published():
+    """72 rows (2 models x 2 GPUs x 3 shapes x 6 loads); one row simulates (pipeline, not accuracy: README)."""
+    spec = importlib.util.spec_from_file_location("validate_serving", PATH.parent / "validate_serving.py")
+    vs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vs)
+    rows = [r for shapes in vs.ONLINE_TABLE.values() for rs in shapes.values() for r in rs]
+    assert len(rows) == 72 and sum(r[0] is None for r in rows) == 12
+    tput, ttft, itl = vs.predict_online("meta-llama/Llama-3.1-8B-Instruct", "h100-sxm", 1, 202, 214, 2)
+    assert 1.5 < tput < 2.5 and 0 < ttft < 100 and 0 < itl < 50
