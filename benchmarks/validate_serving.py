@@ -150,6 +150,29 @@ ONLINE_TABLE = {
                      (None, 43, 1665, 19)]},
 }
 ONLINE_REQUESTS = 500
+# The v0.17 page's throughput table (same commit as ONLINE_TABLE; trtllm-bench on engines built with --quantization
+# FP8, so FP8 weights and KV) for its MoE model, Mixtral-8x7B, experts split by tensor parallelism (TensorRT-LLM's
+# default moe_tp_size = tp_size when no EP size is given): TP -> per V017_LENGTHS row (H200, H100) output tok/s.
+V017_LENGTHS = [(128, 128), (128, 2048), (128, 4096), (500, 2000), (1000, 1000), (2048, 128), (2048, 2048),
+                (5000, 500), (20000, 2000)]
+MIXTRAL_V017 = {
+    1: [(17157.72, 15962.49), (15095.21, 8290.13), (9534.62, 4784.86), (12105.27, 6800.6), (10371.36, 6868.52),
+        (2009.67, 1892.81), (6940.32, 3983.1), (2309.1, 1764.7), (1151.78, 673.7)],
+    2: [(27825.34, 27451.13), (29584.05, 22830.08), (21564.68, 14237.01), (23410.63, 17036.04),
+        (19151.19, 15770.89), (3383.16, 3333.68), (14007.29, 10685.85), (4223.68, 3646.09), (2299.21, 1757.45)],
+    4: [(42551.59, 41068.23), (52291.78, 41164.73), (39513.73, 27912.48), (43818.99, 34489.34),
+        (33580.9, 27784.74), (5467.62, 5234.98), (24980.93, 19432.08), (7084.94, 6401.56), (4236.84, 3303.83)],
+    8: [(53212.55, 50849.55), (68608.45, 61607.7), (54827.78, 48280.37), (58706.39, 52583.65),
+        (44705.48, 40631.71), (7554.38, 6988.18), (36193.64, 30983.35), (10271.8, 9210.11), (6835.53, 5602.43)],
+}
+
+
+def mixtral_points() -> list[tuple]:
+    """The v0.17 Mixtral-8x7B rows as predict() points (request counts: MOE_REQUESTS, the same table)."""
+    return [(f"Mixtral-8x7B:{hw}", "mistralai/Mixtral-8x7B-v0.1", hw, tp, isl, osl, MOE_REQUESTS[(isl, osl)], m,
+             "test", {"precision": "fp8"})
+            for tp, rows in MIXTRAL_V017.items() for (isl, osl), pair in zip(V017_LENGTHS, rows)
+            for hw, m in zip(("h200-sxm", "h100-sxm"), pair)]
 
 
 def predict_online(model: str, hardware: str, tp: int, isl: int, osl: int, qps: float | None,
@@ -254,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the benchmark's request count to simulate")
     ap.add_argument("--moe", action="store_true", help="the page's MoE tables instead of Table B's dense points")
+    ap.add_argument("--mixtral", action="store_true", help="the v0.17 page's Mixtral-8x7B throughput table (TP 1-8)")
     ap.add_argument("--online", action="store_true", help="the v0.17 page's online-serving table (TTFT, ITL vs QPS)")
     ap.add_argument("--dense-page", action="store_true",
                     help="every dense table of the page (Table B's 15 points are a subset), Blackwell NVFP4 included")
@@ -262,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.online:
         return online_main()
-    if args.moe or args.dense_page:
+    if args.moe or args.dense_page or args.mixtral:
         return page_main(args)
     overrides = None
     if args.fit:
@@ -291,12 +315,16 @@ def page_main(args) -> int:
     if args.moe:
         print(f"MoE tables, EP = TP, attention {'data' if args.moe_attention == 'dp' else 'tensor'}-parallel over "
               "TP; nothing fitted on these points")
+        points = page_points(MOE_TABLES, args.moe_attention)
+    elif args.mixtral:
+        print("Mixtral-8x7B on the v0.17 page (experts tensor-parallel, FP8); nothing fitted on these points")
+        points = mixtral_points()
     else:
         print("Dense tables of the page; nothing fitted on these points")
-    tables = MOE_TABLES if args.moe else DENSE_TABLES
+        points = page_points(DENSE_TABLES)
     print(f"\n{'model:hardware':40} {'tp':>2} {'prec':5} {'isl/osl':>11} {'measured':>9} {'predicted':>9} {'err':>7}")
     errs: dict[str, list[float]] = {}
-    for p in page_points(tables, args.moe_attention):
+    for p in points:
         try:
             pred = predict(p, None, args.scale)
         except Exception as exc:  # a layout the model cannot take is reported, not fatal

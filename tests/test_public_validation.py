@@ -155,7 +155,8 @@ def test_the_perf_overview_pages_moe_tables_are_read_as_published():
         for columns, rows in tables.values():
             assert len(rows) == len(vs.MOE_LENGTHS) and all(len(row) == len(columns) for row in rows)
     moe, dense = vs.page_points(vs.MOE_TABLES), vs.page_points(vs.DENSE_TABLES)
-    assert (len(moe), len(dense)) == (110, 100)
+    assert (len(moe), len(dense), len(vs.mixtral_points())) == (110, 100, 72)
+    assert all(len(rows) == len(vs.V017_LENGTHS) for rows in vs.MIXTRAL_V017.values())
     assert all("ep" not in p[9] for p in dense)
     maverick = next(p for p in moe if p[0] == "Llama-4-Maverick-17B-128E:h200-sxm" and p[4:6] == (1000, 1000))
     assert maverick[7] == 31782 and maverick[9] == {"precision": "fp8", "ep": 8, "attention_dp": 8}
