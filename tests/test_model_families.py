@@ -247,6 +247,13 @@ def test_glm45_air_is_a_deepseek_style_moe_under_wide_grouped_query_attention():
     assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 46 * 2 * 8 * 128 * 2
 
 
+def test_phi4_is_llama_shaped():
+    """microsoft/phi-4 (card: 14B): 40 layers of 40 query heads over 10 KV heads, 17,920-wide SwiGLU, no window."""
+    m = load_model("microsoft/phi-4")
+    assert m.total_params == pytest.approx(14.66e9, rel=0.005) and m.sliding_window is None and m.mlp_gated
+    assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 40 * 2 * 10 * 128 * 2
+
+
 def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
     """Gemma-3-27B, BF16, TP1: per token 10 full layers x K and V of 16 heads x 128 x 2 bytes = 80 KiB; per
     sequence its 52 windowed layers hold min(context, 1,024) tokens more, 5.2 full-layer tokens each: at 8,192

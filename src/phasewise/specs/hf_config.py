@@ -45,7 +45,7 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # num_attention_heads, num_key_value_heads, head_dim, intermediate_size; MoE as Mixtral/Qwen/DeepSeek name it);
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-                     "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe")
+                     "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe", "phi3")
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
