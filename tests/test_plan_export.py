@@ -268,3 +268,19 @@ def test_memory_fraction_is_written_only_when_the_deployment_sets_one(engine, fl
     set_ = dict(plain, instances=[dict(plain["instances"][0], memory_fraction=0.8)])
     script, files = launch_script(build_deployment(set_), [])
     assert flag in script + "".join(files.values()) and "0.8" in script + "".join(files.values())
+
+
+def test_vllm_is_told_a_max_model_len_only_where_the_models_context_does_not_fit():
+    """vLLM refuses to start when one sequence of the model's whole context (Llama 4 Scout: 10,485,760 tokens) does
+    not fit the KV cache; the script then caps --max-model-len at the longest sequence the cache holds (its chunked
+    layers' 3 x 8,192 tokens counted). Llama-3.1-8B's 131,072 fit one H100: no flag."""
+    flags = engine_flags()["vllm"]
+    scout = build_deployment({"model": "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+                              "instances": [{"hardware": "h100-sxm", "tp": 4, "ep": 4, "engine": "vllm"}]})
+    (cmd,), _, _ = launch_commands(scout)
+    args = _parse(flags, cmd.argv[len(PREFIX["vllm"]):])
+    assert 1_000_000 < int(args.max_model_len) < 10_485_760 and int(args.max_model_len) % 16 == 0
+    assert any("--max-model-len caps it" in c for c in cmd.comments)
+    small = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [{"hardware": "h100-sxm"}]})
+    (cmd,), _, _ = launch_commands(small)
+    assert "--max-model-len" not in cmd.argv

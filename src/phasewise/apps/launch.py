@@ -19,9 +19,11 @@ from typing import Any
 import yaml
 
 from phasewise.errors import PhasewiseError
+from phasewise.perf.memory import kv_window_terms
 from phasewise.plan.export import deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
+from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
 from phasewise.specs.engines import role_knobs
 
@@ -152,6 +154,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             notes.append(f"{knob} {value}: no vLLM argument")
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
+    argv += _vllm_max_model_len(dep, g, notes)
     argv += ["--block-size", str(g.block_size)]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
@@ -161,6 +164,25 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         argv += ["--kv-transfer-config", json.dumps({"kv_connector": KV_BACKEND["vllm"], "kv_role": "kv_both"},
                                                     separators=(",", ":"))]
     return Command(argv, comments=notes)
+
+
+def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> list[str]:
+    """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
+    one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
+    cache check at start-up). The longest sequence the planned cache holds (an attention rank's share of it;
+    a hybrid stack's windowed layers counted), in whole blocks."""
+    model = load_model(g.model or dep.model)
+    _, kv_tokens, _, _ = build_group(dep, g, dep.instances.index(g))
+    full, windowed, window = kv_window_terms(model)
+    cap = kv_tokens // (g.attention_dp or 1)
+    longest = (cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)) if full \
+        else (model.max_position_embeddings if window <= cap else 0)
+    longest = int(longest) // g.block_size * g.block_size
+    if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
+        return []
+    notes.append(f"the model's {model.max_position_embeddings:,}-token context does not fit this instance's KV cache "
+                 f"({cap:,} tokens): --max-model-len caps it at the longest sequence the cache holds")
+    return ["--max-model-len", str(longest)]
 
 
 def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
