@@ -110,9 +110,9 @@ def kv_window_terms(model: ModelSpec) -> tuple[float, float, int]:
     """(full, windowed, window) of kv_token_equivalents: how one sequence's context maps onto the tokens of
     kv_bytes_per_token (its full layers' KV per token). Every layer windowed: min(context, window); a hybrid stack:
     the context on its full layers plus, on its windowed layers (this many per full layer), the last `window` tokens
-    only, as engines keep them (vLLM's hybrid KV cache manager frees blocks that leave the window, SGLang keeps
-    them in its SWA pool, TensorRT-LLM's variable-window KV cache sizes each layer's window); no window: the
-    context."""
+    only, as vLLM's hybrid KV cache manager keeps them (it frees blocks that leave the window; TensorRT-LLM's
+    variable-window KV cache sizes each layer's window likewise). SGLang sizes a separate window pool at a fixed
+    ratio of the full-layer pool (--swa-full-tokens-ratio, 0.8) instead: not modelled. No window: the context."""
     if model.window_all_layers:
         return 0.0, 1.0, model.window_all_layers
     if model.window_layer_share:
