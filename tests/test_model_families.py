@@ -227,7 +227,7 @@ def test_llama4_chunked_layers_moe_interleave_and_shared_expert_match_the_model_
     for m in (scout, maverick):
         assert (m.sliding_window, m.sliding_window_layers, m.chunked_attention) == (8192, 36, True)
         assert m.active_params == pytest.approx(17.2e9, rel=0.01)
-        assert kv_window_terms(m) == (1.0, 3.0, 8192)
+        assert kv_window_terms(m) == (1.0, 3.0, 8192, False)
         assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 12 * 2 * 8 * 128 * 2
     assert (scout.num_moe_layers, scout.num_experts, scout.intermediate_size) == (48, 16, 0)
     assert scout.shared_expert_intermediate_size == scout.expert_intermediate_size == 8192
@@ -264,7 +264,7 @@ def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
     m = load_model("google/gemma-3-27b-it")
     assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 10 * 2 * 16 * 128 * 2
     terms = kv_window_terms(m)
-    assert terms == (1.0, 5.2, 1024)
+    assert terms == (1.0, 5.2, 1024, False)
     assert kv_token_equivalents(8193, terms) == pytest.approx(13517.8)
     assert kv_token_equivalents(512, terms) == pytest.approx(3174.4)
     mem = estimate("google/gemma-3-27b-it", "h100-sxm", prompt_len=8192).to_dict()["memory"]

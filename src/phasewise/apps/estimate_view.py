@@ -8,6 +8,9 @@ from rich.table import Table
 from phasewise.apps.mapping_view import render_mapped
 from phasewise.perf.estimate import Estimate
 
+WINDOW_KV_WORDS = {"all_tokens": "every token on every layer (one pool)",
+                   "window_pool": "a pool of their own (--swa-full-tokens-ratio)"}
+
 
 def _fmt_flops(x: float) -> str:
     for unit, div in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
@@ -63,6 +66,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
            if m["recurrent_state_bytes"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "
         f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "
-        f"(max batch {m['max_batch_at_context']:,} at this context, {m['kv_tokens_per_sequence']:,} tokens' KV each); "
+        f"(max batch {m['max_batch_at_context']:,} at this context, {m['kv_tokens_per_sequence']:,} tokens' KV each"
+        + (f", windowed layers' KV: {WINDOW_KV_WORDS[m['window_kv_layout']]}"
+           if m["window_kv_layout"] not in (None, "per_sequence") else "") + "); "
         f"{status}"
     )

@@ -173,7 +173,7 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
     a hybrid stack's windowed layers counted), in whole blocks."""
     model = load_model(g.model or dep.model)
     _, kv_tokens, _, _ = build_group(dep, g, dep.instances.index(g))
-    full, windowed, window = kv_window_terms(model)
+    full, windowed, window, _ = kv_window_terms(model)  # vLLM's layout: per sequence
     cap = kv_tokens // (g.attention_dp or 1)
     longest = (cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)) if full \
         else (model.max_position_embeddings if window <= cap else 0)
@@ -216,6 +216,11 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         elif knob in ("enable_mixed_chunk", "enable_piecewise_cuda_graph"):
             if value:
                 argv.append(f"--{knob.replace('_', '-')}")
+        elif knob == "disable_hybrid_swa_memory":
+            if value:
+                argv.append("--disable-hybrid-swa-memory")
+        elif knob == "swa_full_tokens_ratio":
+            argv += ["--swa-full-tokens-ratio", f"{value:g}"]
         elif knob == "mamba_ssm_dtype":
             argv += ["--mamba-ssm-dtype", {"fp32": "float32", "bf16": "bfloat16"}[value]]
         else:

@@ -14,7 +14,7 @@ from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import MemoryFit, kv_token_equivalents, kv_window_terms, memory_fit
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import resolve_engine
+from phasewise.specs.engines import resolve_engine, window_kv
 from phasewise.specs.mappings import load_mapping
 
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
@@ -33,11 +33,14 @@ class Estimate:
     memory: MemoryFit
     mapped: MappedPhases | None = None  # --mapping: the prefill and decode step on the chip's substrates
     memory_fraction: float = 0.9  # the fraction in force (the asked one, else the engine's default)
+    # how the engine holds windowed layers' KV (specs/engines.py window_kv) and its kv_window_terms
+    window_kv_layout: str = "per_sequence"
+    kv_terms: tuple[float, float, int, bool] = (1.0, 0.0, 0, False)
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
         ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
-        per_sequence_kv = math.ceil(kv_token_equivalents(max(self.context_len + 1, 1), kv_window_terms(cm.model)))
+        per_sequence_kv = math.ceil(kv_token_equivalents(max(self.context_len + 1, 1), self.kv_terms))
 
         def phase(it: IterationCost, tokens: int) -> dict[str, Any]:
             return {
@@ -95,6 +98,8 @@ class Estimate:
                 "recurrent_state_bytes": mem.state_bytes,
                 "recurrent_state_seats": mem.state_seats,
                 "kv_tokens_per_sequence": per_sequence_kv,  # at this context, windowed layers' share included
+                # how the engine holds windowed layers' KV (perf/memory.py kv_window_terms); None: no windows
+                "window_kv_layout": self.window_kv_layout if cm.model.sliding_window else None,
                 "max_batch_at_context": min(mem.kv_capacity_tokens // per_sequence_kv,
                                             mem.state_seats if mem.state_seats is not None else 1 << 62),
             },
@@ -132,7 +137,9 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     # A decode step at zero context is the first token after an empty prompt: one new token, no cache.
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
     per_seq = max(prompt_len, context_len + 1)
-    needed = batch * math.ceil(kv_token_equivalents(per_seq, kv_window_terms(spec)))
+    window_layout, pool_ratio = window_kv(config, spec, hw)
+    kv_terms = kv_window_terms(spec, window_layout, pool_ratio)
+    needed = batch * math.ceil(kv_token_equivalents(per_seq, kv_terms))
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
@@ -140,7 +147,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
-    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction))
+    return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
+                    window_layout, kv_terms)
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

@@ -106,29 +106,82 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     return (kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element + model.indexer_key_bytes) * layers
 
 
-def kv_window_terms(model: ModelSpec) -> tuple[float, float, int]:
-    """(full, windowed, window) of kv_token_equivalents: how one sequence's context maps onto the tokens of
-    kv_bytes_per_token (its full layers' KV per token). Every layer windowed: min(context, window); a hybrid stack:
-    the context on its full layers plus, on its windowed layers (this many per full layer), the last `window` tokens
-    only, as vLLM's hybrid KV cache manager keeps them (it frees blocks that leave the window; TensorRT-LLM's
-    variable-window KV cache sizes each layer's window likewise). SGLang sizes a separate window pool at a fixed
-    ratio of the full-layer pool (--swa-full-tokens-ratio, 0.8) instead: not modelled. No window: the context."""
+WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool")
+
+
+def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0
+                    ) -> tuple[float, float, int, bool]:
+    """(full, windowed, window, pooled) of kv_token_equivalents: how one sequence's context maps onto the tokens of
+    kv_bytes_per_token (its full layers' KV per token; every layer's when every layer is windowed), as the engine
+    holds a windowed stack's KV (`layout`, specs/engines.py window_kv):
+    - per_sequence: the context on the full layers plus, on the windowed layers (this many per full layer), its
+      last `window` tokens; every layer windowed: min(context, window). vLLM's hybrid KV cache manager (it frees the
+      blocks that leave a window); TensorRT-LLM is modelled so too, unverified (README).
+    - all_tokens: every layer holds the whole context, the windows only masking attention (SGLang's one KV pool
+      for every model but the few its hybrid SWA pool takes, or with that pool disabled).
+    - window_pool: the windowed layers' KV in a pool of its own, `pool_ratio` of its tokens per full-pool token
+      (SGLang's --swa-full-tokens-ratio), the memory split between the two pools once: a sequence takes its context
+      from the full pool and its last `window` tokens from the window pool, so its share of the memory is the
+      larger of the two shares; in full-layer tokens max((1 + ratio x windowed) x context, (1 + ratio x windowed)
+      / ratio x min(context, window)) (pooled=True). Its transient at admission (a prompt's whole chunk sits in the
+      window pool until its forward ends) is not modelled.
+    No window: the context (every layout)."""
+    if layout not in WINDOW_KV_LAYOUTS:
+        raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
     if model.window_all_layers:
-        return 0.0, 1.0, model.window_all_layers
+        return (1.0, 0.0, 0, False) if layout == "all_tokens" else (0.0, 1.0, model.window_all_layers, False)
     if model.window_layer_share:
-        windowed = model.sliding_window_layers
-        return 1.0, windowed / (model.num_layers - windowed), model.sliding_window
-    return 1.0, 0.0, 0
+        windowed = model.sliding_window_layers / (model.num_layers - model.sliding_window_layers)
+        if layout == "all_tokens":
+            return 1.0 + windowed, 0.0, 0, False
+        if layout == "window_pool":
+            full = 1.0 + pool_ratio * windowed
+            return full, full / pool_ratio, model.sliding_window, True
+        return 1.0, windowed, model.sliding_window, False
+    return 1.0, 0.0, 0, False
 
 
-def kv_token_equivalents(tokens, terms: tuple[float, float, int]):
+def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence") -> tuple[float, float, int, bool]:
+    """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
+    memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
+    return kv_window_terms(model, "per_sequence" if layout == "window_pool" else layout)
+
+
+def kv_token_equivalents(tokens, terms: tuple[float, float, int, bool]):
     """Full-layer KV tokens one sequence of `tokens` context holds (a number, or a numpy array of contexts): the
     unit of kv_bytes_per_token, MemoryFit.kv_capacity_tokens and the simulator's KV blocks."""
-    full, windowed, window = terms
+    full, windowed, window, pooled = terms
     if not windowed:
-        return tokens
+        return tokens if full == 1.0 else full * tokens
     capped = np.minimum(tokens, window) if isinstance(tokens, np.ndarray) else min(tokens, window)
-    return capped if not full else tokens + windowed * capped
+    if not full:
+        return capped
+    if pooled:
+        return np.maximum(full * tokens, windowed * capped) if isinstance(tokens, np.ndarray) else max(
+            full * tokens, windowed * capped)
+    return tokens + windowed * capped
+
+
+def kv_tokens_bound(tokens: float, seqs: int, terms: tuple[float, float, int, bool]) -> float:
+    """An upper bound on the summed kv_token_equivalents of `seqs` sequences whose contexts sum to `tokens`. Per
+    sequence: full x context + windowed x min(context, window), concave in the context, so the sum is at most
+    full x tokens + windowed x min(tokens, seqs x window); a pooled sequence's max(full x context, windowed x
+    min(context, window)) is at most full x context + (windowed - full) x min(context, window) (windowed > full),
+    bounded likewise. Every layer windowed or none: the windows only lower `tokens`."""
+    full, windowed, window, pooled = terms
+    if not full:
+        return tokens
+    if not windowed:
+        return full * tokens
+    return full * tokens + (windowed - full if pooled else windowed) * min(tokens, seqs * window)
+
+
+def kv_growth_per_token(terms: tuple[float, float, int, bool]) -> float:
+    """Full-layer KV tokens one more context token adds to a sequence, at most (below its window)."""
+    full, windowed, _, pooled = terms
+    if not full:
+        return 1.0
+    return max(full, windowed) if pooled else full + windowed
 
 
 def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,

@@ -17,7 +17,14 @@ from phasewise.perf.memory import kv_token_equivalents, kv_window_terms
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of, resolve_engine
+from phasewise.specs.engines import (
+    engine_knobs,
+    graph_knobs,
+    knob_values,
+    memory_fraction_of,
+    resolve_engine,
+    window_kv,
+)
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -105,7 +112,8 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio)
-    return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, kv_window_terms(model))
+    terms = kv_window_terms(model, *window_kv(config, model, hw))
+    return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, terms)
 
 
 def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:

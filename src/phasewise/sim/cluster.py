@@ -33,7 +33,6 @@ class Cluster:
         self.back: Router | None = None  # decode instances
         self.links: dict[str, Link] = {}
         self.kv_bytes_per_token = 0.0  # whole model, per full-layer KV token (kv_transfer_bytes), for transfers
-        self.kv_terms = (1.0, 0.0, 0)  # perf/memory.py kv_window_terms of the model
         self.state_bytes_per_sequence = 0.0  # linear-attention layers' recurrent state, sent with each KV transfer
         self.policy_stats: dict = {}  # serving-policy figures (offloads, migrations, ...) -> SimResult.policy
         self.pools = None  # priority pools' controller (sim/priority_pools.py), when the deployment has them
@@ -99,13 +98,14 @@ class Cluster:
             dst.pending_transfers.popleft()
             dst.kv.allocate(blocks)
             req.kv_blocks = blocks
-            nbytes = self.kv_transfer_bytes(req.prompt + req.generated) + self.state_bytes_per_sequence
+            nbytes = self.kv_transfer_bytes(req.prompt + req.generated, src) + self.state_bytes_per_sequence
             dst.incoming += 1
             self.links[src.name].send(req.id, nbytes, lambda r=req, s=src, d=dst: self._arrived(r, s, d))
 
-    def kv_transfer_bytes(self, context_tokens: int) -> float:
-        """Bytes of the KV cache a sequence of `context_tokens` holds, all layers (its windowed layers' last window)."""
-        return kv_token_equivalents(context_tokens, self.kv_terms) * self.kv_bytes_per_token
+    def kv_transfer_bytes(self, context_tokens: int, source: Instance) -> float:
+        """Bytes of the KV cache a sequence of `context_tokens` holds on `source`, all layers (windowed layers as
+        its engine holds them: perf/memory.py kv_stored_terms)."""
+        return kv_token_equivalents(context_tokens, source.kv_stored) * self.kv_bytes_per_token
 
     def _arrived(self, req: SimRequest, src: Instance, dst: Instance) -> None:
         dst.incoming -= 1

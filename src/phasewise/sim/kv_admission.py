@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from phasewise.perf.memory import kv_token_equivalents
+from phasewise.perf.memory import kv_growth_per_token, kv_token_equivalents, kv_tokens_bound
 from phasewise.sim.request import SimRequest
 
 
@@ -73,20 +73,13 @@ class KvAdmission:
         return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
 
     def _kv_tokens_bound(self, tokens: float, seqs: int) -> float:
-        """An upper bound on the full-layer KV tokens of `seqs` sequences whose contexts sum to `tokens`: a hybrid
-        stack's windowed layers add at most (windowed per full layer) x min(tokens, seqs x window), since the sum of
-        min(context, window) is at most min(sum of contexts, seqs x window). Every layer or none windowed: `tokens`
-        (the windows only lower it)."""
-        full, windowed, window = self.kv_terms
-        if full and windowed:
-            return tokens + windowed * min(tokens, seqs * window)
-        return tokens
+        """An upper bound on the full-layer KV tokens of `seqs` sequences whose contexts sum to `tokens`
+        (perf/memory.py kv_tokens_bound)."""
+        return kv_tokens_bound(tokens, seqs, self.kv_terms)
 
     def _kv_growth_per_token(self) -> float:
-        """Full-layer KV tokens one more context token adds to a sequence, at most (1 + windowed per full layer in a
-        hybrid stack, below its window)."""
-        full, windowed, _ = self.kv_terms
-        return 1.0 + windowed if full and windowed else 1.0
+        """Full-layer KV tokens one more context token adds to a sequence, at most (perf/memory.py)."""
+        return kv_growth_per_token(self.kv_terms)
 
     def _kv_tokens(self, tokens: float) -> float:
         """Full-layer KV tokens a sequence of `tokens` context holds (perf/memory.py kv_token_equivalents)."""

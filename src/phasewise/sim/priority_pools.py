@@ -268,7 +268,7 @@ class PoolController:
         # its tokens so far (req.generated counts only those before it joined LP's decoding set)
         generated = min(req.generated + int(lp.tokens_per_step * (lp.decode_steps - req.join_step)), req.output - 1)
         context = req.prompt + generated  # cached tokens it would carry
-        nbytes = self.cluster.kv_transfer_bytes(context)
+        nbytes = self.cluster.kv_transfer_bytes(context, lp)
         link = self.links[lp.name]
         transfer_s = link.latency_s + nbytes * (len(link.active) + 1) / link.bandwidth
         mode = self.config.migration
@@ -308,7 +308,7 @@ class PoolController:
             req.kv_blocks = blocks
             req.src_blocks = held
             hp.incoming += 1
-            self.links[lp.name].send(req.id, self.cluster.kv_transfer_bytes(context),
+            self.links[lp.name].send(req.id, self.cluster.kv_transfer_bytes(context, lp),
                                      lambda r=req, s=lp, d=hp: self._arrived(r, s, d))
             return
         self.migrations_recompute += 1

@@ -14,7 +14,7 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.cost import kv_elements_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import kv_window_terms, recurrent_state_bytes_per_sequence
+from phasewise.perf.memory import recurrent_state_bytes_per_sequence
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
@@ -124,7 +124,6 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
     m, first_cost = instances[0].model, instances[0].cost
-    cluster.kv_terms = kv_window_terms(m)
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
     cluster.kv_bytes_per_token = (kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes + m.indexer_key_bytes
                                   ) * (m.full_attention_layers - windowed)

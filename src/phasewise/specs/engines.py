@@ -14,6 +14,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
+from phasewise.specs.model import ModelSpec
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
 ENTRY_POINTS = ("server", "offline")
@@ -27,14 +28,15 @@ KNOB_TYPES: dict[str, type] = {
     "enable_piecewise_cuda_graph": bool, "piecewise_cuda_graph_max_tokens": int,
     "disable_overlap_scheduler": bool, "attention_dp_enable_balance": bool, "attention_dp_timeout_iters": int,
     "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
-    "async_scheduling": bool, "mamba_ssm_dtype": str,
+    "async_scheduling": bool, "mamba_ssm_dtype": str, "swa_full_tokens_ratio": float,
+    "disable_hybrid_swa_memory": bool,
 }
 # Knobs that take one of a few names
 KNOB_CHOICES: dict[str, tuple[str, ...]] = {"mamba_ssm_dtype": ("fp32", "bf16")}
 # Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
 KNOB_RANGES: dict[str, tuple[float, float]] = {
     "attention_dp_batching_wait_iters": (0, math.inf), "batch_wait_timeout_iters": (0, math.inf),
-    "batch_wait_max_tokens_ratio": (0.0, 1.0),
+    "batch_wait_max_tokens_ratio": (0.0, 1.0), "swa_full_tokens_ratio": (0.01, 1.0),
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
@@ -93,6 +95,8 @@ class EngineConfig:
     memory_fraction: float = 0.9
     knobs: dict[str, Any] = field(default_factory=dict)  # engine-named values in force
     source: str = ""
+    # how a model with windowed layers holds its KV: the preset's `window_kv` rule (window_kv() reads it)
+    window_kv_rule: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -101,6 +105,34 @@ class EngineConfig:
     def fraction(self, asked: float | None) -> float:
         """The memory fraction in force: the deployment's, else this engine's default (memory_fraction)."""
         return asked if asked is not None else self.memory_fraction
+
+
+def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple[str, float]:
+    """(layout, window-pool ratio) of perf/memory.py kv_window_terms: how this engine holds `model`'s KV on `hw`
+    (the preset's `window_kv` rule in engine_presets.yaml, per_sequence without one), with the engine's knobs
+    (SGLang: --disable-hybrid-swa-memory, --swa-full-tokens-ratio)."""
+    rule = config.window_kv_rule
+    if not rule:
+        return "per_sequence", 1.0
+    ratio_knob = config.knobs.get("swa_full_tokens_ratio")
+    ratio = float(ratio_knob if ratio_knob is not None else rule.get("window_pool_ratio", 1.0))
+    pool_types = tuple(rule.get("window_pool_model_types", ()))
+    takes_pool = model.model_type in pool_types and bool(model.window_layer_share)
+    asked = [f"--{k.replace('_', '-')}" for k in ("swa_full_tokens_ratio", "disable_hybrid_swa_memory")
+             if config.knobs.get(k) is not None]
+    if asked and not takes_pool:
+        raise PhasewiseError(f"{' and '.join(asked)}: {config.label}'s hybrid SWA pool holds only the windowed layers "
+                             f"of {', '.join(pool_types)} models; {model.model_type} keeps every layer's KV in one "
+                             f"pool, so it would change nothing")
+    off_on = (rule.get("all_tokens_on") or {}).get(model.model_type, ())
+    pooled = takes_pool and not any(hw.key.lower().startswith(p) for p in off_on)
+    pooled = pooled and not config.knobs.get("disable_hybrid_swa_memory")
+    if ratio_knob is not None and not pooled:
+        why = ("--disable-hybrid-swa-memory" if config.knobs.get("disable_hybrid_swa_memory") else
+               f"{model.model_type} on {hw.key}: its default attention backend, trtllm_mha, turns the pool off")
+        raise PhasewiseError(f"--swa-full-tokens-ratio sizes {config.label}'s hybrid SWA pool, which is disabled "
+                             f"here ({why}): it would change nothing")
+    return ("window_pool" if pooled else rule.get("layout", "per_sequence")), ratio
 
 
 def preset_names() -> list[str]:
@@ -247,6 +279,10 @@ def memory_fraction_of(engine: str) -> str:
     total: vLLM): static (SGLang: the weights and KV pool), free (TensorRT-LLM: what the weights and activations
     leave); a profile name or file behaves as vLLM."""
     return _preset_entry(engine).get("memory_fraction_of", "total")
+
+
+def _window_kv_rule(engine: str) -> dict[str, Any]:
+    return dict(_preset_entry(engine).get("window_kv") or {})
 
 
 def role_knobs(engine: str, role: str) -> dict[str, Any]:
@@ -452,4 +488,4 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     return EngineConfig(key, version, sched, profile, knobs=values, source=source,
                         attention_dp=attention_dp,
                         prefix_caching=bool(table.get("prefix_caching", False)),
-                        memory_fraction_of=memory_fraction_of(key), **cfg)
+                        memory_fraction_of=memory_fraction_of(key), window_kv_rule=_window_kv_rule(key), **cfg)
