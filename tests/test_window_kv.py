@@ -151,10 +151,15 @@ def test_sglang_serves_fewer_long_gpt_oss_sequences_without_its_window_pool():
 
 
 def test_sglang_launch_lines_carry_the_window_pool_knobs():
-    from phasewise.apps.launch import launch_commands
+    from phasewise.apps.launch import engine_flags, launch_commands
     from phasewise.sim.deployment import Deployment
 
     dep = Deployment(model=GPT_OSS, instances=[dict(hardware="h100-sxm", tp=1, engine="sglang",
                                                     swa_full_tokens_ratio=0.6)])
     commands, _, _ = launch_commands(dep)
     assert "--swa-full-tokens-ratio 0.6" in " ".join(" ".join(c.argv) for c in commands)
+    published = engine_flags()["sglang"]["flags"]
+    assert {a for c in commands for a in c.argv if a.startswith("--")} <= set(published)
+    dep = Deployment(model=GPT_OSS, instances=[dict(hardware="h100-sxm", tp=1, engine="sglang",
+                                                    disable_hybrid_swa_memory=True)])
+    assert "--disable-hybrid-swa-memory" in launch_commands(dep)[0][0].argv
