@@ -95,6 +95,34 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     return max(first, last)
 
 
+def mtp_module(model: ModelSpec) -> ModelSpec:
+    """The model's multi-token-prediction module as a one-layer model: its Transformer block (a MoE one where the
+    model has MoE layers; softmax attention). DeepSeek-V3's technical report (arXiv 2412.19437, section 2.2): each
+    MTP module is a shared embedding, a shared output head, one Transformer block and a d x 2d projection."""
+    return model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
+                                    "linear_attention_layers": 0, "sliding_window": None, "chunked_attention": False,
+                                    "sliding_window_layers": None})
+
+
+def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, tp: int,
+                 layout: ParallelLayout | None = None) -> tuple[float, float]:
+    """(weight bytes, KV bytes per token) a speculative draft adds on one GPU of a tp-GPU target instance, its KV
+    held in the same pool as the target's (vLLM's KV cache groups, SGLang's draft pool of the same token count,
+    TensorRT-LLM's MTP layers in the target's KV cache manager). `draft` None: the model's MTP module (mtp_module):
+    its block and d x 2d projection (BF16, on every GPU), the embedding and output head the target's; else a draft
+    model at the target's TP, whole (its own embedding and head)."""
+    dp = layout.attention_dp if layout is not None else 1
+    if draft is None:
+        block = mtp_module(model)
+        hp = dtype_bytes("bf16")
+        embed = block.embedding_params / (tp // dp) * hp
+        head = 0.0 if block.tie_embeddings else embed
+        weights = weight_bytes_per_gpu(block, quant, tp, 1, layout) - embed - head \
+            + 2 * model.hidden_size * model.hidden_size * hp
+        return weights, kv_bytes_per_token(block, quant, tp // dp, 1)
+    return weight_bytes_per_gpu(draft, quant, tp, 1), kv_bytes_per_token(draft, quant, tp, 1)
+
+
 def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
     """KV bytes of one token on one GPU of a stage whose attention runs over `tp` GPUs (with attention data
     parallelism: tp / attention_dp, and the token lives on one attention rank only)."""
@@ -212,7 +240,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
                fraction_of: str = "total", state_dtype: str = "bf16",
-               state_pool_ratio: float | None = None) -> MemoryFit:
+               state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0)) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -225,10 +253,12 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     Linear-attention layers: the recurrent state (at `state_dtype`) of `max_seqs` sequences is held beside the KV
     cache (a slot per sequence the engine may run, vLLM's hybrid KV cache groups); with `state_pool_ratio` the states
     get their own pool of that many times the KV cache's memory instead, and its slots (state_seats) cap the
-    running sequences (SGLang's mamba pool, --mamba-full-memory-ratio)."""
+    running sequences (SGLang's mamba pool, --mamba-full-memory-ratio). `draft`: a speculative draft's (weight bytes,
+    KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
+    token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
-    weights = weight_bytes_per_gpu(model, quant, tp, pp, layout)
+    weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
     acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp))
     reserved = hardware.efficiency.reserved_bytes
     if fraction_of not in FRACTION_OF:
@@ -248,6 +278,6 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     else:
         state = per_sequence * math.ceil(max_seqs / dp)
     free = usable - weights - acts - reserved - state
-    capacity = int(free // per_token) * dp if free > 0 else 0
+    capacity = int(free // (per_token + draft[1])) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
                      capacity, kv_needed_tokens, per_sequence, state, seats)

@@ -13,7 +13,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.memory import kv_token_equivalents, kv_window_terms
+from phasewise.perf.memory import draft_memory, kv_token_equivalents, kv_window_terms
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -102,16 +102,19 @@ class Strategy:
 
 
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
-          min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm") -> bool:
+          min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False) -> bool:
+    """Whether the weights and `min_kv_tokens` of KV fit one instance (`mtp`: with the MTP draft beside them, the
+    planner's speculative decoding)."""
     split = parallel_layout(model, tp, **layout) if layout else None
     dp = split.attention_dp if split else 1
-    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp)
+    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None)
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
-                     state_pool_ratio=config.profile.recurrent_state_pool_ratio)
+                     state_pool_ratio=config.profile.recurrent_state_pool_ratio,
+                     draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0))
     terms = kv_window_terms(model, *window_kv(config, model, hw))
     return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, terms)
 
@@ -223,7 +226,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 replicas = gpus // (tp * pp)
                 for cap, (split, layout) in itertools.product(opts.batch_caps, _layouts(model, tp, opts, pruned)):
                     if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
-                                 opts.engine):
+                                 opts.engine, spec):
                         pruned.append(f"collocated tp={tp}{split} pp={pp} {tag}: model + KV for {min_kv_tokens} "
                                       f"tokens do not fit in {hardware} memory")
                         continue
@@ -257,9 +260,9 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 for (p_split, p_layout), (d_split, d_layout) in _role_layouts(model, p_tp, d_tp, opts, pruned):
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
                     if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens,
-                                  p_layout, opts.engine)
+                                  p_layout, opts.engine, spec)
                             and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens,
-                                      d_layout, opts.engine)):
+                                      d_layout, opts.engine, spec)):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
                     for x, y in opts.ratios:

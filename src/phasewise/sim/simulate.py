@@ -14,7 +14,7 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.cost import kv_elements_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import recurrent_state_bytes_per_sequence
+from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
@@ -62,11 +62,13 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                                   speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp)
 
         engine = resolve()
+        draft_mem = (0.0, 0.0) if spec is None else draft_memory(
+            model, None if spec.draft == "mtp" else load_model(spec.draft), quant, g.tp, layout)
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
                          layout=layout, fraction_of=engine.memory_fraction_of,
                          state_dtype=engine.profile.recurrent_state_dtype,
-                         state_pool_ratio=engine.profile.recurrent_state_pool_ratio)
+                         state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them
@@ -94,9 +96,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     draft = None
     if spec is not None:
         if spec.draft == "mtp":  # one extra decoder layer + LM head per draft token
-            draft_model = model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
-                                                   "linear_attention_layers": 0})
-            draft = CostModel(draft_model, hw, quant, load_engine("ideal"), g.tp, 1, layout)
+            draft = CostModel(mtp_module(model), hw, quant, load_engine("ideal"), g.tp, 1, layout)
         else:
             draft = CostModel(load_model(spec.draft), hw, quant, load_engine("ideal"), g.tp, 1)
     return cost, mem.kv_capacity_tokens, draft, engine
