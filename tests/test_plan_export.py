@@ -272,14 +272,19 @@ def test_memory_fraction_is_written_only_when_the_deployment_sets_one(engine, fl
 
 def test_vllm_is_told_a_max_model_len_only_where_the_models_context_does_not_fit():
     """vLLM refuses to start when one sequence of the model's whole context (Llama 4 Scout: 10,485,760 tokens) does
-    not fit the KV cache; the script then caps --max-model-len at the longest sequence the cache holds (its chunked
-    layers' 3 x 8,192 tokens counted). Llama-3.1-8B's 131,072 fit one H100: no flag."""
+    not fit the KV cache; the script then caps --max-model-len at the longest sequence the cache holds. Scout's
+    chunked local attention turns vLLM's hybrid KV cache manager off, so each of its 48 layers holds every token:
+    4 full-layer tokens' worth per token (12 full + 36 chunked layers). Llama-3.1-8B's 131,072 fit one H100: no
+    flag."""
+    from phasewise.sim.simulate import build_group
+
     flags = engine_flags()["vllm"]
     scout = build_deployment({"model": "meta-llama/Llama-4-Scout-17B-16E-Instruct",
                               "instances": [{"hardware": "h100-sxm", "tp": 4, "ep": 4, "engine": "vllm"}]})
     (cmd,), _, _ = launch_commands(scout)
     args = _parse(flags, cmd.argv[len(PREFIX["vllm"]):])
-    assert 1_000_000 < int(args.max_model_len) < 10_485_760 and int(args.max_model_len) % 16 == 0
+    _, kv_tokens, _, _ = build_group(scout, scout.instances[0], 0)
+    assert int(args.max_model_len) == kv_tokens // 4 // 16 * 16 < 10_485_760
     assert any("--max-model-len caps it" in c for c in cmd.comments)
     small = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [{"hardware": "h100-sxm"}]})
     (cmd,), _, _ = launch_commands(small)

@@ -163,3 +163,34 @@ def test_sglang_launch_lines_carry_the_window_pool_knobs():
     dep = Deployment(model=GPT_OSS, instances=[dict(hardware="h100-sxm", tp=1, engine="sglang",
                                                     disable_hybrid_swa_memory=True)])
     assert "--disable-hybrid-swa-memory" in launch_commands(dep)[0][0].argv
+
+
+def test_vllm_holds_every_token_where_its_hybrid_kv_cache_manager_is_off():
+    """vLLM's hybrid KV cache manager frees windowed layers' out-of-window blocks; it is off for Llama 4's chunked
+    local attention (vllm/config/vllm.py, without VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE), with a KV
+    connector (every disaggregated role: issue #41830), and for hybrid stacks before the hybrid allocator (0.8.5)."""
+    hw = load_hardware("h100-sxm")
+
+    def layout(model: str, engine: str = "vllm", role: str = "collocated") -> str:
+        return window_kv(resolve_engine(engine, hw, role=role), load_model(model), hw)[0]
+
+    assert layout(GPT_OSS) == layout(GEMMA) == "per_sequence"
+    assert layout(GPT_OSS, role="prefill") == layout(GPT_OSS, role="decode") == "all_tokens"
+    assert layout("meta-llama/Llama-4-Scout-17B-16E-Instruct") == "all_tokens"
+    assert layout(GPT_OSS, "vllm@0.8.5") == "all_tokens"
+    assert layout("mistralai/Mistral-7B-v0.1", "vllm@0.8.5") == "per_sequence"  # every layer windowed: freed
+    assert layout(GPT_OSS, "trtllm", role="decode") == "per_sequence"
+
+
+def test_a_disaggregated_vllm_decode_instance_holds_twice_gpt_oss_kv():
+    """gpt-oss-20b, 1P1D on H100s with vLLM: one 4,000-token request's KV on the decode instance takes
+    ~4,000 x 2 / 16 = 500 blocks (every layer every token) where a collocated instance takes (4,000 + 128) / 16 ~ 258."""
+    from phasewise.sim.api import run
+
+    disagg = run(model="openai/gpt-oss-20b", hardware="h100-sxm", arch="disagg", prefill_workers=1, decode_workers=1,
+                 rate=1, requests=1, isl=4000, osl=2, check_invariants=True)
+    decode = next(s for s in disagg.instances if s.role == "decode")
+    assert 500 <= decode.kv_peak_blocks <= 501
+    alone = run(model="openai/gpt-oss-20b", hardware="h100-sxm", rate=1, requests=1, isl=4000, osl=2,
+                check_invariants=True).instances[0]
+    assert 258 <= alone.kv_peak_blocks <= 259

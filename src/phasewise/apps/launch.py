@@ -25,7 +25,7 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engines import role_knobs
+from phasewise.specs.engines import role_knobs, window_kv
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
@@ -170,13 +170,17 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
     """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
     one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
     cache check at start-up). The longest sequence the planned cache holds (an attention rank's share of it;
-    a hybrid stack's windowed layers counted), in whole blocks."""
+    a hybrid stack's windowed layers counted as vLLM holds them: specs/engines.py window_kv), in whole blocks."""
     model = load_model(g.model or dep.model)
-    _, kv_tokens, _, _ = build_group(dep, g, dep.instances.index(g))
-    full, windowed, window, _ = kv_window_terms(model)  # vLLM's layout: per sequence
+    cost, kv_tokens, _, engine = build_group(dep, g, dep.instances.index(g))
+    full, windowed, window, _ = kv_window_terms(model, *window_kv(engine, model, cost.hw))  # never pooled in vLLM
     cap = kv_tokens // (g.attention_dp or 1)
-    longest = (cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)) if full \
-        else (model.max_position_embeddings if window <= cap else 0)
+    if not full:  # every layer windowed: a sequence holds its last window
+        longest = model.max_position_embeddings if window <= cap else 0
+    elif not windowed:  # every layer holds every token
+        longest = cap / full
+    else:
+        longest = cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)
     longest = int(longest) // g.block_size * g.block_size
     if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
         return []

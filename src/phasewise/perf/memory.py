@@ -146,7 +146,8 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
       last `window` tokens; every layer windowed: min(context, window). vLLM's hybrid KV cache manager (it frees the
       blocks that leave a window); TensorRT-LLM is modelled so too, unverified (README).
     - all_tokens: every layer holds the whole context, the windows only masking attention (SGLang's one KV pool
-      for every model but the few its hybrid SWA pool takes, or with that pool disabled).
+      for every model but the few its hybrid SWA pool takes, or with that pool disabled; vLLM with its hybrid KV
+      cache manager off: chunked local attention, a KV connector, versions before the hybrid allocator).
     - window_pool: the windowed layers' KV in a pool of its own, `pool_ratio` of its tokens per full-pool token
       (SGLang's --swa-full-tokens-ratio), the memory split between the two pools once: a sequence takes its context
       from the full pool and its last `window` tokens from the window pool, so its share of the memory is the

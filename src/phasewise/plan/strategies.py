@@ -102,12 +102,14 @@ class Strategy:
 
 
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
-          min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False) -> bool:
-    """Whether the weights and `min_kv_tokens` of KV fit one instance (`mtp`: with the MTP draft beside them, the
-    planner's speculative decoding)."""
+          min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
+          role: str = "collocated") -> bool:
+    """Whether the weights and `min_kv_tokens` of KV fit one instance in `role` (`mtp`: with the MTP draft beside
+    them, the planner's speculative decoding)."""
     split = parallel_layout(model, tp, **layout) if layout else None
     dp = split.attention_dp if split else 1
-    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None)
+    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
+                            role=role)
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
@@ -260,9 +262,9 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 for (p_split, p_layout), (d_split, d_layout) in _role_layouts(model, p_tp, d_tp, opts, pruned):
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
                     if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens,
-                                  p_layout, opts.engine, spec)
+                                  p_layout, opts.engine, spec, "prefill")
                             and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens,
-                                      d_layout, opts.engine, spec)):
+                                      d_layout, opts.engine, spec, "decode")):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
                     for x, y in opts.ratios:

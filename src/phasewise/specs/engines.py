@@ -97,6 +97,7 @@ class EngineConfig:
     source: str = ""
     # how a model with windowed layers holds its KV: the preset's `window_kv` rule (window_kv() reads it)
     window_kv_rule: dict[str, Any] = field(default_factory=dict)
+    role: str = "collocated"  # the deployment role it was resolved for (collocated, prefill, decode)
 
     @property
     def label(self) -> str:
@@ -114,6 +115,9 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
     rule = config.window_kv_rule
     if not rule:
         return "per_sequence", 1.0
+    whole = _vllm_whole_layers(config, model, rule)
+    if whole:
+        return "all_tokens", 1.0
     ratio_knob = config.knobs.get("swa_full_tokens_ratio")
     ratio = float(ratio_knob if ratio_knob is not None else rule.get("window_pool_ratio", 1.0))
     pool_types = tuple(rule.get("window_pool_model_types", ()))
@@ -133,6 +137,26 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
         raise PhasewiseError(f"--swa-full-tokens-ratio sizes {config.label}'s hybrid SWA pool, which is disabled "
                              f"here ({why}): it would change nothing")
     return ("window_pool" if pooled else rule.get("layout", "per_sequence")), ratio
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _vllm_whole_layers(config: EngineConfig, model: ModelSpec, rule: dict[str, Any]) -> bool:
+    """Whether a `hybrid_from_version` / `all_tokens_for` rule (vLLM's, engine_presets.yaml) turns the hybrid KV
+    cache manager off for this model and role: a hybrid stack before the hybrid allocator, chunked local attention,
+    a disaggregated role's KV connector."""
+    if not model.sliding_window:
+        return False
+    reasons = rule.get("all_tokens_for", ())
+    hybrid = bool(model.window_layer_share)
+    first = rule.get("hybrid_from_version")
+    if hybrid and first and _version_key(config.version) < _version_key(str(first)):
+        return True
+    if "chunked_attention" in reasons and model.chunked_attention:
+        return True
+    return hybrid and "kv_connector" in reasons and config.role in ("prefill", "decode")
 
 
 def preset_names() -> list[str]:
@@ -340,6 +364,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
     config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp)
+    config = replace(config, role=role)
     if sched == "sglang":  # its --mem-fraction-static default follows the GPU, the chunk, the graphs and the layout
         config = replace(config, memory_fraction=sglang_memory_fraction(
             hw.memory_capacity_bytes, values["chunked_prefill_size"], values["cuda_graph_max_bs"], tp, pp, attention_dp,
