@@ -62,10 +62,11 @@ class MemoryFit:
 
 
 def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
-                         layout: ParallelLayout | None = None) -> float:
+                         layout: ParallelLayout | None = None, embeddings: bool = True) -> float:
     """Weights on the most loaded GPU. With attention data parallelism (`layout`) the attention, dense MLP,
     shared experts and embeddings are whole on every attention rank's tp / attention_dp GPUs; the routed
-    experts are spread over all tp GPUs (expert or tensor parallel) either way."""
+    experts are spread over all tp GPUs (expert or tensor parallel) either way. `embeddings` False: without the
+    input embedding and output head (a module that shares the target's, draft_memory)."""
     m = model
     hp = dtype_bytes(quant.compute_dtype if quant.compute_dtype in ("fp32", "fp16") else "bf16")
     layers = math.ceil(m.num_layers / pp)
@@ -88,7 +89,7 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
                + ((m.moe_layer_params - shared) / tp + shared / attention_tp) * moe_share)
     norms = 2 * m.hidden_size * hp
     per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms
-    embed = m.embedding_params / attention_tp * hp
+    embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     first = layers * per_layer + embed + (lm_head if pp == 1 else 0.0)
     last = (m.num_layers - layers * (pp - 1)) * per_layer + lm_head if pp > 1 else first
@@ -114,11 +115,8 @@ def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, 
     dp = layout.attention_dp if layout is not None else 1
     if draft is None:
         block = mtp_module(model)
-        hp = dtype_bytes("bf16")
-        embed = block.embedding_params / (tp // dp) * hp
-        head = 0.0 if block.tie_embeddings else embed
-        weights = weight_bytes_per_gpu(block, quant, tp, 1, layout) - embed - head \
-            + 2 * model.hidden_size * model.hidden_size * hp
+        projection = 2 * model.hidden_size * model.hidden_size * dtype_bytes("bf16")
+        weights = weight_bytes_per_gpu(block, quant, tp, 1, layout, embeddings=False) + projection
         return weights, kv_bytes_per_token(block, quant, tp // dp, 1)
     return weight_bytes_per_gpu(draft, quant, tp, 1), kv_bytes_per_token(draft, quant, tp, 1)
 
