@@ -184,7 +184,8 @@ def test_vllm_holds_every_token_where_its_hybrid_kv_cache_manager_is_off():
 
 def test_a_disaggregated_vllm_decode_instance_holds_twice_gpt_oss_kv():
     """gpt-oss-20b, 1P1D on H100s with vLLM: one 4,000-token request's KV on the decode instance takes
-    ~4,000 x 2 / 16 = 500 blocks (every layer every token) where a collocated instance takes (4,000 + 128) / 16 ~ 258."""
+    ~4,000 x 2 / 16 = 500 blocks (every layer every token) where a collocated instance takes (4,000 + 128) / 16
+    ~ 258."""
     from phasewise.sim.api import run
 
     disagg = run(model="openai/gpt-oss-20b", hardware="h100-sxm", arch="disagg", prefill_workers=1, decode_workers=1,

@@ -53,8 +53,8 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 class Instance(KvAdmission, DecodingSet):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
-                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "kv_terms", "kv_stored",
-                 "waiting",
+                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "kv_terms",
+                 "kv_stored", "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",

@@ -115,8 +115,7 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
     rule = config.window_kv_rule
     if not rule:
         return "per_sequence", 1.0
-    whole = _vllm_whole_layers(config, model, rule)
-    if whole:
+    if _hybrid_manager_off(config, model, rule):
         return "all_tokens", 1.0
     ratio_knob = config.knobs.get("swa_full_tokens_ratio")
     ratio = float(ratio_knob if ratio_knob is not None else rule.get("window_pool_ratio", 1.0))
@@ -143,10 +142,10 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-def _vllm_whole_layers(config: EngineConfig, model: ModelSpec, rule: dict[str, Any]) -> bool:
-    """Whether a `hybrid_from_version` / `all_tokens_for` rule (vLLM's, engine_presets.yaml) turns the hybrid KV
-    cache manager off for this model and role: a hybrid stack before the hybrid allocator, chunked local attention,
-    a disaggregated role's KV connector."""
+def _hybrid_manager_off(config: EngineConfig, model: ModelSpec, rule: dict[str, Any]) -> bool:
+    """Whether the preset's `hybrid_from_version` / `all_tokens_for` rule (engine_presets.yaml: vLLM's) turns its
+    hybrid KV cache manager off for this model and role: a hybrid stack before the hybrid allocator, chunked local
+    attention, a disaggregated role's KV connector."""
     if not model.sliding_window:
         return False
     reasons = rule.get("all_tokens_for", ())
