@@ -96,7 +96,8 @@ SwaFullTokensRatio = Annotated[Optional[float], typer.Option(
     help="sglang: window-pool tokens per full-pool token of its hybrid SWA pool (gpt-oss, Llama 4; default 0.8)")]
 DisableHybridSwaMemory = Annotated[Optional[bool], typer.Option(
     "--disable-hybrid-swa-memory/--no-disable-hybrid-swa-memory",
-    help="sglang: no window pool, every layer holds every token (default: off, on for gpt-oss on B200/B300/GB200/GB300)")]
+    help="sglang: no window pool, every layer holds every token (default: off; on for gpt-oss on B200, B300, GB200, "
+         "GB300)")]
 PiecewiseCudaGraph = Annotated[Optional[bool], typer.Option(
     "--enable-piecewise-cuda-graph/--no-enable-piecewise-cuda-graph",
     help="sglang: replay piecewise CUDA graphs for prefill batches (attention still eager)")]
