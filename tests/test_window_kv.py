@@ -195,3 +195,13 @@ def test_a_disaggregated_vllm_decode_instance_holds_twice_gpt_oss_kv():
     alone = run(model="openai/gpt-oss-20b", hardware="h100-sxm", rate=1, requests=1, isl=4000, osl=2,
                 check_invariants=True).instances[0]
     assert 258 <= alone.kv_peak_blocks <= 259
+
+
+def test_estimate_gives_sglangs_two_pool_sizes_as_its_start_up_log_does():
+    """gpt-oss-120b on an H100 with SGLang: full pool = capacity / (1 + 0.8 x 1), window pool 0.8 of it, and the
+    sequences of 8,193 tokens that fit are the full pool's count (the window pool holds 128 each)."""
+    mem = estimate(GPT_OSS, "h100-sxm", prompt_len=8192, engine="sglang").to_dict()["memory"]
+    full, window = mem["window_pool_tokens"]
+    assert full == int(mem["kv_capacity_tokens"] / 1.8) and window == int(full * 0.8)
+    assert mem["max_batch_at_context"] == full // 8193
+    assert estimate(GEMMA, "h100-sxm", engine="sglang").to_dict()["memory"]["window_pool_tokens"] is None

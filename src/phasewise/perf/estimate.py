@@ -11,7 +11,7 @@ from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
-from phasewise.perf.memory import MemoryFit, kv_token_equivalents, kv_window_terms, memory_fit
+from phasewise.perf.memory import MemoryFit, kv_token_equivalents, kv_window_terms, memory_fit, window_pool_tokens
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import resolve_engine, window_kv
@@ -36,6 +36,7 @@ class Estimate:
     # how the engine holds windowed layers' KV (specs/engines.py window_kv) and its kv_window_terms
     window_kv_layout: str = "per_sequence"
     kv_terms: tuple[float, float, int, bool] = (1.0, 0.0, 0, False)
+    window_pool_tokens: tuple[int, int] | None = None  # window_pool: (full-pool, window-pool) tokens per attention rank
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -100,6 +101,8 @@ class Estimate:
                 "kv_tokens_per_sequence": per_sequence_kv,  # at this context, windowed layers' share included
                 # how the engine holds windowed layers' KV (perf/memory.py kv_window_terms); None: no windows
                 "window_kv_layout": self.window_kv_layout if cm.model.sliding_window else None,
+                # window_pool: the two pools' tokens per attention rank, as SGLang logs them at start-up
+                "window_pool_tokens": list(self.window_pool_tokens) if self.window_pool_tokens else None,
                 "max_batch_at_context": min(mem.kv_capacity_tokens // per_sequence_kv,
                                             mem.state_seats if mem.state_seats is not None else 1 << 62),
             },
@@ -147,8 +150,10 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
+    pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio) \
+        if window_layout == "window_pool" else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
-                    window_layout, kv_terms)
+                    window_layout, kv_terms, pools)
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

@@ -168,6 +168,15 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     return 1.0, 0.0, 0, False
 
 
+def window_pool_tokens(capacity_tokens: int, model: ModelSpec, pool_ratio: float) -> tuple[int, int]:
+    """(full-pool, window-pool) tokens a window_pool layout splits `capacity_tokens` full-layer tokens into: the
+    memory over (1 + ratio x windowed per full layer) full-layer tokens each, the window pool `pool_ratio` of that
+    (what SGLang logs as "Use sliding window memory pool. full_layer_tokens=..., swa_layer_tokens=...")."""
+    windowed = model.sliding_window_layers / (model.num_layers - model.sliding_window_layers)
+    full = int(capacity_tokens / (1.0 + pool_ratio * windowed))
+    return full, int(full * pool_ratio)
+
+
 def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence") -> tuple[float, float, int, bool]:
     """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
     memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
