@@ -55,3 +55,11 @@ def test_the_simulated_cache_holds_fewer_tokens_with_a_draft(draft):
     assert tokens_spec == fit.kv_capacity_tokens < tokens_plain
     free = fit.usable_bytes - fit.weight_bytes - fit.activation_bytes - fit.reserved_bytes
     assert tokens_spec == int(free // (fit.kv_bytes_per_token + extra[1]))
+
+
+def test_every_mtp_module_the_checkpoint_has_is_loaded():
+    model, quant = load_model(DEEPSEEK), load_quant("fp8-block")
+    one = draft_memory(model, None, quant, 8)
+    three = draft_memory(model.model_copy(update={"mtp_layers": 3}), None, quant, 8)
+    assert three == pytest.approx((3 * one[0], 3 * one[1]))
+    assert draft_memory(model.model_copy(update={"mtp_layers": 0}), None, quant, 8) == one  # an EAGLE-style head

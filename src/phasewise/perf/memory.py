@@ -109,15 +109,17 @@ def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, 
                  layout: ParallelLayout | None = None) -> tuple[float, float]:
     """(weight bytes, KV bytes per token) a speculative draft adds on one GPU of a tp-GPU target instance, its KV
     held in the same pool as the target's (vLLM's KV cache groups, SGLang's draft pool of the same token count,
-    TensorRT-LLM's MTP layers in the target's KV cache manager). `draft` None: the model's MTP module (mtp_module):
-    its block and d x 2d projection (BF16, on every GPU), the embedding and output head the target's; else a draft
-    model at the target's TP, whole (its own embedding and head)."""
+    TensorRT-LLM's MTP layers in the target's KV cache manager). `draft` None: the model's MTP modules (mtp_module;
+    its num_nextn_predict_layers, at least one), each its block and d x 2d projection (BF16, on every GPU), the
+    embedding and output head the target's; else a draft model at the target's TP, whole (its own embedding and
+    head)."""
     dp = layout.attention_dp if layout is not None else 1
     if draft is None:
         block = mtp_module(model)
         projection = 2 * model.hidden_size * model.hidden_size * dtype_bytes("bf16")
         weights = weight_bytes_per_gpu(block, quant, tp, 1, layout, embeddings=False) + projection
-        return weights, kv_bytes_per_token(block, quant, tp // dp, 1)
+        modules = max(model.mtp_layers, 1)
+        return modules * weights, modules * kv_bytes_per_token(block, quant, tp // dp, 1)
     return weight_bytes_per_gpu(draft, quant, tp, 1), kv_bytes_per_token(draft, quant, tp, 1)
 
 
