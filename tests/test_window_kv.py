@@ -180,6 +180,9 @@ def test_vllm_holds_every_token_where_its_hybrid_kv_cache_manager_is_off():
     assert layout(GPT_OSS, "vllm@0.8.5") == "all_tokens"
     assert layout("mistralai/Mistral-7B-v0.1", "vllm@0.8.5") == "per_sequence"  # every layer windowed: freed
     assert layout(GPT_OSS, "trtllm", role="decode") == "per_sequence"
+    # V0's block manager: one block table for every layer (hybrids whole), every-layer windows reuse their blocks
+    assert layout(GPT_OSS, "vllm-v0") == layout(GEMMA, "sarathi") == "all_tokens"
+    assert layout("mistralai/Mistral-7B-v0.1", "vllm-v0") == "per_sequence"
 
 
 def test_a_disaggregated_vllm_decode_instance_holds_twice_gpt_oss_kv():

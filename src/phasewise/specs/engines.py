@@ -143,9 +143,9 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def _hybrid_manager_off(config: EngineConfig, model: ModelSpec, rule: dict[str, Any]) -> bool:
-    """Whether the preset's `hybrid_from_version` / `all_tokens_for` rule (engine_presets.yaml: vLLM's) turns its
-    hybrid KV cache manager off for this model and role: a hybrid stack before the hybrid allocator, chunked local
-    attention, a disaggregated role's KV connector."""
+    """Whether the preset's `hybrid_from_version` / `all_tokens_for` rule (engine_presets.yaml: vLLM's and V0-era
+    engines') keeps every token on every layer for this model and role: a hybrid stack before the hybrid allocator
+    or on an engine without one (`hybrid`), chunked local attention, a disaggregated role's KV connector."""
     if not model.sliding_window:
         return False
     reasons = rule.get("all_tokens_for", ())
@@ -154,6 +154,8 @@ def _hybrid_manager_off(config: EngineConfig, model: ModelSpec, rule: dict[str, 
     if hybrid and first and _version_key(config.version) < _version_key(str(first)):
         return True
     if "chunked_attention" in reasons and model.chunked_attention:
+        return True
+    if "hybrid" in reasons and hybrid:
         return True
     return hybrid and "kv_connector" in reasons and config.role in ("prefill", "decode")
 
