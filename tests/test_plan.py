@@ -314,3 +314,29 @@ def test_a_fleet_no_deployment_can_hold_says_so_and_how_to_plan_it():
                                              r"at TP2, --gpus 20,000 at most"):
         enumerate_strategies(M, "h100-sxm", 100_000, PlanOptions(tp_options=(1, 2), chunk_sizes=(),
                                                                   disaggregated=False, tp_across_nodes=False))
+
+
+def test_several_engines_compete_in_one_ranking():
+    """--engine vllm,sglang: each engine's strategies, named after it and deploying it, in one list; the plan ranks
+    them together and its best runs the engine its name says."""
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(1024,), ratios=((1, 1),), engine="vllm,sglang")
+    strategies, _ = enumerate_strategies(M, "h100-sxm", 2, opts)
+    for engine in ("vllm", "sglang"):
+        mine = [s for s in strategies if s.name.startswith(engine + " ")]
+        # (vLLM's plan also tries its V0 prefill-first scheduler, vllm-v0, as a variant)
+        assert mine and all(g["engine"].split("-")[0] == engine for s in mine for g in s.deployment["instances"])
+        assert all(s.details["engine"] == engine for s in mine)
+    assert len({s.name for s in strategies}) == len(strategies)
+    one, _ = enumerate_strategies(M, "h100-sxm", 2, PlanOptions(tp_options=(1,), chunk_sizes=(1024,),
+                                                                ratios=((1, 1),), engine="sglang"))
+    assert {f"sglang {s.name}" for s in one} == {s.name for s in strategies if s.name.startswith("sglang ")}
+    res = plan(M, "h100-sxm", 2, Slo(1000, 50), fixed(1024, 128), opts=opts, refine=2, workers=1)
+    best = res.ranked[0].strategy
+    assert {g["engine"].split("-")[0] for g in best.deployment["instances"]} == {best.name.split()[0]}
+
+
+@pytest.mark.parametrize("engine, message", [("vllm,,sglang", "an empty name"), ("vllm,vllm", "names vllm twice"),
+                                             ("vllm,nosuch", "unknown engine 'nosuch'")])
+def test_plan_engine_lists_are_checked(engine, message):
+    with pytest.raises(PhasewiseError, match=message):
+        enumerate_strategies(M, "h100-sxm", 2, PlanOptions(tp_options=(1,), engine=engine))

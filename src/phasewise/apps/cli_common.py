@@ -25,6 +25,9 @@ DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a
 KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
 Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
                                            "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
+PlanEngines = Annotated[str, typer.Option(
+    "--engine", help="serving engine [@version] as for simulate, or several comma-separated (e.g. vllm,sglang,trtllm): "
+                     "each one's strategies compete in one ranking, named after it")]
 Replicas = Annotated[Optional[int], typer.Option(help="collocated instances (default 1)")]
 Arch = Annotated[str, typer.Option(help="collocated|disagg")]
 PrefillWorkers = Annotated[Optional[int], typer.Option(help="disagg: prefill instances (default 1)")]

@@ -147,7 +147,11 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                          min_kv_tokens: int = 8192) -> tuple[list[Strategy], list[str]]:
     """Every strategy within the budget, and the reasons others were pruned (one line each). When none fits and
     opts.tp_across_nodes, instances of whole nodes (TP 2, 4, ... nodes, up to the budget) are tried too, with a
-    pruned line saying so."""
+    pruned line saying so. opts.engine may list several engines (comma-separated): each one's strategies, named
+    after it, compete in one ranking."""
+    engines = plan_engines(opts.engine)
+    if len(engines) > 1:
+        return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines)
     strategies, pruned = _enumerate(model_name, hardware, gpus, opts, min_kv_tokens)
     node = load_hardware(hardware).interconnect.gpus_per_node
     wider = tuple(n for n in (node * 2 ** i for i in range(1, 12)) if n <= gpus and n not in opts.tp_options)
@@ -173,6 +177,38 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
         raise PhasewiseError(
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
+    return strategies, pruned
+
+
+def plan_engines(engine: str) -> list[str]:
+    """The engines a plan's --engine names (one, or several comma-separated), each once."""
+    engines = [name.strip() for name in engine.split(",")]
+    if not all(engines):
+        raise PhasewiseError(f"--engine '{engine}': an empty name in the list (give engines separated by commas)")
+    twice = next((name for name in engines if engines.count(name) > 1), None)
+    if twice:
+        raise PhasewiseError(f"--engine '{engine}' names {twice} twice")
+    return engines
+
+
+def _across_engines(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int,
+                    engines: list[str]) -> tuple[list[Strategy], list[str]]:
+    """enumerate_strategies() for each engine, its strategies and pruned lines prefixed with its name; an engine
+    with nothing that fits is a pruned line (an error only if none fits)."""
+    strategies: list[Strategy] = []
+    pruned: list[str] = []
+    for engine in engines:
+        try:
+            found, why = enumerate_strategies(model_name, hardware, gpus, replace(opts, engine=engine), min_kv_tokens)
+        except PhasewiseError as exc:
+            if str(exc).startswith("no strategy fits"):
+                pruned.append(f"{engine}: {exc}")
+                continue
+            raise
+        strategies += [replace(s, name=f"{engine} {s.name}", details=dict(s.details, engine=engine)) for s in found]
+        pruned += [f"{engine}: {line}" for line in why]
+    if not strategies:
+        raise PhasewiseError(f"no strategy fits with any of {', '.join(engines)}: " + "; ".join(pruned[:len(engines)]))
     return strategies, pruned
 
 
