@@ -340,3 +340,8 @@ def test_several_engines_compete_in_one_ranking():
 def test_plan_engine_lists_are_checked(engine, message):
     with pytest.raises(PhasewiseError, match=message):
         enumerate_strategies(M, "h100-sxm", 2, PlanOptions(tp_options=(1,), engine=engine))
+
+
+def test_no_engine_in_the_list_fits_is_one_error_naming_them():
+    with pytest.raises(PhasewiseError, match="no strategy fits with any of vllm, sglang: vllm: no strategy fits"):
+        enumerate_strategies("meta-llama/Llama-3.1-70B", "l40s", 1, PlanOptions(tp_options=(1,), engine="vllm,sglang"))

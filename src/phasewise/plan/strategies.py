@@ -71,6 +71,11 @@ class PlanOptions:
 
 
 POLICIES = ("priority-pools", "attention-offload")
+
+
+class NoStrategyFits(PhasewiseError):
+    """Nothing within the budget fits the model (a one-line error like any PhasewiseError)."""
+
 ROUTERS = typing.get_args(Deployment.model_fields["router"].annotation)
 MOE_LAYOUTS = ("tp", "ep", "dp-ep")
 POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 runs (PAPERS.md section 6)
@@ -162,7 +167,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                   *more, *pruned]
     capped = [line for line in pruned if line.endswith(CAPPED)]
     if not strategies and capped:
-        raise PhasewiseError(f"no strategy fits: every one that fits {model_name} on {gpus:,} x {hardware} needs more "
+        raise NoStrategyFits(f"no strategy fits: every one that fits {model_name} on {gpus:,} x {hardware} needs more "
                              f"than a deployment's {MAX_REPLICAS:,} instances in a group ({capped[0]}); its units are "
                              f"identical: plan a share of the fleet (at TP{max(opts.tp_options)}, --gpus "
                              f"{max(opts.tp_options) * MAX_REPLICAS:,} at most) and scale its goodput")
@@ -174,7 +179,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                     else f"--tp-options {2 * node} spans two nodes")
         else:
             hint = "raise --gpus, or try --pp-options or a smaller --precision"
-        raise PhasewiseError(
+        raise NoStrategyFits(
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
     return strategies, pruned
@@ -200,15 +205,13 @@ def _across_engines(model_name: str, hardware: str, gpus: int, opts: PlanOptions
     for engine in engines:
         try:
             found, why = enumerate_strategies(model_name, hardware, gpus, replace(opts, engine=engine), min_kv_tokens)
-        except PhasewiseError as exc:
-            if str(exc).startswith("no strategy fits"):
-                pruned.append(f"{engine}: {exc}")
-                continue
-            raise
+        except NoStrategyFits as exc:
+            pruned.append(f"{engine}: {exc}")
+            continue
         strategies += [replace(s, name=f"{engine} {s.name}", details=dict(s.details, engine=engine)) for s in found]
         pruned += [f"{engine}: {line}" for line in why]
     if not strategies:
-        raise PhasewiseError(f"no strategy fits with any of {', '.join(engines)}: " + "; ".join(pruned[:len(engines)]))
+        raise NoStrategyFits(f"no strategy fits with any of {', '.join(engines)}: " + "; ".join(pruned[:len(engines)]))
     return strategies, pruned
 
 
