@@ -289,3 +289,14 @@ def test_vllm_is_told_a_max_model_len_only_where_the_models_context_does_not_fit
     small = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [{"hardware": "h100-sxm"}]})
     (cmd,), _, _ = launch_commands(small)
     assert "--max-model-len" not in cmd.argv
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_launch_scripts_load_the_checkpoint_a_short_alias_names(engine):
+    """A catalog short alias is the planner's name, not a repository: the script loads the entry's Hugging Face id;
+    an alias that is a repository of its own (the -FP8 checkpoint) is loaded as given."""
+    for model, loaded in (("nemotron-3-nano", "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"),
+                          ("Qwen/Qwen3.5-397B-A17B-FP8", "Qwen/Qwen3.5-397B-A17B-FP8")):
+        dep = build_deployment({"model": model, "instances": [{"hardware": "b200", "tp": 8, "engine": engine}]})
+        (cmd,), _, _ = launch_commands(dep)
+        assert loaded in cmd.argv and model.lower() not in {arg.lower() for arg in cmd.argv} - {loaded.lower()}

@@ -104,7 +104,10 @@ def models_cmd() -> None:
         elif m.window_all_layers:
             attention += f", window {m.sliding_window}"
         if m.linear_attention_layers:
-            attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear (gated DeltaNet)"
+            kind = "Mamba-2" if m.linear_recurrence == "mamba2" else "gated DeltaNet"
+            attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
+        if m.mlp_free_layers:
+            attention += f", {m.mlp_free_layers} without an MLP"
         if m.sparse_attention_topk:
             attention += f", sparse top-{m.sparse_attention_topk} (indexer {m.indexer_heads}x{m.indexer_head_dim})"
         if not m.causal:

@@ -26,6 +26,7 @@ from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
 from phasewise.specs.engines import role_knobs, window_kv
+from phasewise.specs.hf_config import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
@@ -123,7 +124,7 @@ def _common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
 
 def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     notes = _common_notes(dep, g, "vllm")
-    argv = ["vllm", "serve", g.model or dep.model, "--port", str(port)]
+    argv = ["vllm", "serve", checkpoint_id(g.model or dep.model), "--port", str(port)]
     dp = g.attention_dp or 1
     argv += ["--tensor-parallel-size", str(g.tp // dp)]
     if dp > 1:
@@ -200,8 +201,8 @@ def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
 
 def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     notes = _common_notes(dep, g, "sglang")
-    argv = ["python", "-m", "sglang.launch_server", "--model-path", g.model or dep.model, "--port", str(port),
-            "--tp-size", str(g.tp)]
+    argv = ["python", "-m", "sglang.launch_server", "--model-path", checkpoint_id(g.model or dep.model),
+            "--port", str(port), "--tp-size", str(g.tp)]
     if g.pp > 1:
         argv += ["--pp-size", str(g.pp)]
     if (g.attention_dp or 1) > 1:
@@ -251,7 +252,7 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     notes = _common_notes(dep, g, "trtllm")
     options: dict[str, Any] = {}
     ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
-    argv = ["trtllm-serve", g.model or dep.model, "--backend", "pytorch", "--port", str(port),
+    argv = ["trtllm-serve", checkpoint_id(g.model or dep.model), "--backend", "pytorch", "--port", str(port),
             "--tp_size", str(g.tp)]
     if g.pp > 1:
         argv += ["--pp_size", str(g.pp)]

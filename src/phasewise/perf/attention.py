@@ -47,18 +47,26 @@ class LatentAttention:
 
 @dataclass(slots=True, frozen=True)
 class LinearAttention:
-    """Gated-DeltaNet linear-attention layers (Qwen3-Next, Qwen3.5), `share` of a hybrid stack's layers, as this GPU
-    runs them: `value_heads` of key_head_dim x value_head_dim recurrent state each (the key heads are shared by
-    value_heads / key_heads of them), `conv_dim` channels of a causal conv of `conv_taps` taps; states held at
-    `state_bytes` per element (the engine's recurrent-state dtype), activations at `activation_bytes`.
+    """Linear-attention layers (gated DeltaNet: Qwen3-Next, Qwen3.5; Mamba-2 below), `share` of a hybrid stack's
+    layers, as this GPU runs them: `value_heads` of key_head_dim x value_head_dim recurrent state each (the key
+    heads are shared by value_heads / key_heads of them), `conv_dim` channels of a causal conv of `conv_taps` taps;
+    states held at `state_bytes` per element (the engine's recurrent-state dtype), activations at `activation_bytes`.
 
-    Prefill runs the chunked form (FLA chunk_gated_delta_rule, chunks of CHUNK_TOKENS): per chunk and value head the
-    chunk's K K^T, its triangular solve's W = A K and U = A V, the state's contributions W S, K^T (U - W S) and Q S,
-    and the chunk-local (Q K^T) (U - W S): C^2 (6 d_k + 4 d_v) + 6 C d_k d_v FLOPs, on tensor cores; each chunk's
-    state written and read back once. Decode runs the recurrence (fused_recurrent_gated_delta_rule): per token and
-    value head ~8 d_k d_v FLOPs (decay, k^T S, the rank-1 update, q S) on CUDA cores, each sequence's state read and
-    written once per step. Both read q, k, v (and beta, the decay), run the conv and the gated RMSNorm, write the
-    output."""
+    Prefill runs the chunked form (FLA chunk_gated_delta_rule, chunks of chunk_tokens, 64): per chunk and value
+    head the chunk's K K^T, its triangular solve's W = A K and U = A V, the state's contributions W S,
+    K^T (U - W S) and Q S, and the chunk-local (Q K^T) (U - W S): C^2 (6 d_k + 4 d_v) + 6 C d_k d_v FLOPs, on
+    tensor cores; each chunk's state written and read back once. Decode runs the recurrence
+    (fused_recurrent_gated_delta_rule): per token and value head ~8 d_k d_v FLOPs (decay, k^T S, the rank-1 update,
+    q S) on CUDA cores, each sequence's state read and written once per step. Both read q, k, v (and beta, the
+    decay), run the conv and the gated RMSNorm, write the output.
+
+    Mamba-2 layers (`recurrence` "mamba2": Nemotron-H) run the SSD algorithm (Dao and Gu 2024, section 6; the
+    mamba_chunk_scan_combined kernels vLLM and SGLang call) with the same state per value head (ssm_state_size x
+    head_dim, key_head_dim here) and B and C shared by the `key_heads` groups: per chunk of C tokens, each group's
+    C B^T (2 C^2 d_k), and per value head the masked (C B^T) X (2 C^2 d_v), the chunk's state B^T X and the
+    states' output C S (2 C d_k d_v each), on tensor cores; decode (selective_state_update) per token and head
+    the decayed state plus dt x B^T (3 d_k d_v) and its output C S (2 d_k d_v) on CUDA cores. One dt per head
+    streams where DeltaNet has a beta and a decay."""
 
     share: float
     value_heads: float
@@ -68,22 +76,28 @@ class LinearAttention:
     conv_taps: int
     state_bytes: float
     activation_bytes: float
-
-    CHUNK_TOKENS = 64
+    recurrence: str = "gated_deltanet"
+    key_heads: float = 0.0  # this GPU's key heads (Mamba-2's groups); read for Mamba-2 only
+    chunk_tokens: int = 64
 
     def kernel(self, seqs: float, tokens: float, decode: bool, tensor_flops_per_s: float, vector_flops_per_s: float,
                memory_s: Callable[[float], float]) -> tuple[float, float, float, float]:
         """(flops, bytes, compute_s, memory_s) of one linear-attention layer over `seqs` sequences, `tokens` new."""
-        dk, dv, chunk = self.key_head_dim, self.value_head_dim, self.CHUNK_TOKENS
+        dk, dv, chunk = self.key_head_dim, self.value_head_dim, self.chunk_tokens
+        mamba = self.recurrence == "mamba2"
         state = self.value_heads * dk * dv * self.state_bytes  # one sequence's recurrent state in this layer
-        # q, k, v in and out of the conv, its taps' state, beta and the decay, the gated norm's z and output
-        stream = tokens * (3 * self.conv_dim + 4 * self.value_heads * dv + 2 * self.value_heads) * self.activation_bytes
+        # q, k, v in and out of the conv, its taps' state, the heads' scalars, the gated norm's z and output
+        scalars = (1 if mamba else 2) * self.value_heads
+        stream = tokens * (3 * self.conv_dim + 4 * self.value_heads * dv + scalars) * self.activation_bytes
         conv_state = seqs * self.conv_dim * max(self.conv_taps - 1, 0) * self.activation_bytes * 2
         if decode:
-            flops = tokens * self.value_heads * 8.0 * dk * dv
+            flops = tokens * self.value_heads * (5.0 if mamba else 8.0) * dk * dv
             nbytes = stream + conv_state + seqs * state * 2
             return flops, nbytes, flops / vector_flops_per_s, memory_s(nbytes)
-        flops = tokens * self.value_heads * (chunk * (6.0 * dk + 4.0 * dv) + 6.0 * dk * dv)
+        if mamba:
+            flops = tokens * (self.value_heads * (2.0 * chunk * dv + 4.0 * dk * dv) + self.key_heads * 2.0 * chunk * dk)
+        else:
+            flops = tokens * self.value_heads * (chunk * (6.0 * dk + 4.0 * dv) + 6.0 * dk * dv)
         chunks = tokens / chunk + seqs  # each sequence's last chunk is partial
         nbytes = stream + conv_state + chunks * state * 2 + seqs * state * 2
         return flops, nbytes, flops / tensor_flops_per_s, memory_s(nbytes)

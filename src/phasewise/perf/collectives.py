@@ -46,10 +46,12 @@ class Communication:
         if layout.attention_dp == 1 and not layout.dispatches:  # the plain tensor-parallel stage
             if self.tp == 1:
                 return []
-            return [self._collective("tp_allreduce", 2 * L, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
+            dense_layers, moe_layers = self.mlp_layers(L)  # after the mixer, and after each MLP
+            return [self._collective("tp_allreduce", L + dense_layers + moe_layers, T * h * ab, self.tp, self.tp_bw,
+                                     self.tp_lat, eager)]
         ops: list[OperatorCost] = []
-        moe_layers = L - round(L * (1 - self.moe_share))
-        attention_tp_reductions = L + (L - moe_layers)  # after attention, and after each dense MLP
+        dense_layers, moe_layers = self.mlp_layers(L)
+        attention_tp_reductions = L + dense_layers  # after attention, and after each dense MLP
         if layout.attention_tp > 1:
             ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
                                         self.tp_bw, self.tp_lat, eager))

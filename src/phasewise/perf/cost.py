@@ -85,6 +85,7 @@ class CostModel(DecodeSeries, Communication):
         self.moe_ring_bw = ring_bandwidth(ic, tp)  # and its all-reduce
         self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
+        self.mlp_free_share = m.mlp_free_share  # layers without an MLP (Nemotron-H's unpaired mixer blocks)
         # a hybrid stack: this share of the layers attends over the last `window` keys only (BatchShape.windowed);
         # under PP every stage takes the stack's share (exact where a stage holds whole repeats of the pattern:
         # gpt-oss's pairs, Gemma 3's sixes at PP 2, Llama 4's fours at PP 2-4; within a layer per stage otherwise)
@@ -153,7 +154,8 @@ class CostModel(DecodeSeries, Communication):
                                key_head_dim=m.linear_key_head_dim, value_head_dim=m.linear_value_head_dim,
                                conv_dim=m.linear_conv_dim / tp, conv_taps=m.linear_conv_kernel,
                                state_bytes=dtype_bytes(self.engine.recurrent_state_dtype),
-                               activation_bytes=self.a_bytes)
+                               activation_bytes=self.a_bytes, recurrence=m.linear_recurrence,
+                               key_heads=m.linear_key_heads / tp, chunk_tokens=m.linear_chunk_tokens)
 
     @staticmethod
     def _mean_layer(plain: tuple, other: tuple, share: float) -> tuple:
@@ -392,7 +394,7 @@ class CostModel(DecodeSeries, Communication):
         if self.attention_dp > 1:  # the busiest attention rank's tokens: the others wait for it at the MoE layers
             T, logit_tokens = rank_tokens, rank_logit_tokens
         # Per-layer elementwise work: 2 fused add+norms, RoPE on q and k, the MLP activation.
-        inter = (m.intermediate_size * (1 - self.moe_share)
+        inter = (m.intermediate_size * m.dense_layer_share
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
                  * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
@@ -456,6 +458,11 @@ class CostModel(DecodeSeries, Communication):
                       self._gemm(T, h, m.indexer_heads, self.hp_bytes, self.attn_peak, False)]
         return tuple(sum(values) for values in zip(*parts))
 
+    def mlp_layers(self, L: int) -> tuple[int, int]:
+        """(dense-MLP layers, MoE layers) among a stage's `L` layers, at the stack's shares (the rest have no MLP)."""
+        moe_layers = L - round(L * (1 - self.moe_share))
+        return L - moe_layers - round(L * self.mlp_free_share), moe_layers
+
     def _mlp(self, T: float, L: int, eager: bool, all_tokens: int | None = None) -> list[OperatorCost]:
         """The MLP of this GPU's `T` tokens; MoE experts see the tokens of every attention rank
         (`all_tokens`, default T) routed to the experts this GPU holds."""
@@ -463,8 +470,7 @@ class CostModel(DecodeSeries, Communication):
         layout = self.layout
         all_tokens = T if all_tokens is None else all_tokens
         ops: list[OperatorCost] = []
-        dense_layers = round(L * (1 - self.moe_share))
-        moe_layers = L - dense_layers
+        dense_layers, moe_layers = self.mlp_layers(L)
         up = m.mlp_matrices - 1  # gate + up (2) or up (1)
         if dense_layers:
             i = m.intermediate_size / layout.attention_tp

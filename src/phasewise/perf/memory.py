@@ -82,10 +82,10 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
         attn = attn * (1 - m.linear_layer_share) + m.linear_attention_params / attention_tp * m.linear_layer_share
     if dp == 1:
-        mlp = (m.dense_mlp_params * (1 - moe_share) + m.moe_layer_params * moe_share) / tp
+        mlp = (m.dense_mlp_params * m.dense_layer_share + m.moe_layer_params * moe_share) / tp
     else:
         shared = m.mlp_matrices * m.hidden_size * m.shared_expert_intermediate_size
-        mlp = (m.dense_mlp_params * (1 - moe_share) / attention_tp
+        mlp = (m.dense_mlp_params * m.dense_layer_share / attention_tp
                + ((m.moe_layer_params - shared) / tp + shared / attention_tp) * moe_share)
     norms = 2 * m.hidden_size * hp
     per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms

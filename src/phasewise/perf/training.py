@@ -111,7 +111,7 @@ def _mlp_width(model: ModelSpec, tp: int) -> float:
     """Intermediate elements per token of one layer, averaged over dense and MoE layers (as perf/cost.py)."""
     m = model
     moe_share = m.num_moe_layers / m.num_layers
-    return (m.intermediate_size * (1 - moe_share)
+    return (m.intermediate_size * m.dense_layer_share
             + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
             * moe_share) / tp
 

@@ -1,8 +1,9 @@
 """Hugging Face config.json -> ModelSpec, and the model catalog.
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
-indexer, gated-DeltaNet hybrids, OPT, BLOOM, OLMo-style); an unknown model_type, or a field that changes a layer's
-cost and that its parser does not read, is a one-line error naming it, never a fallback to another family.
+indexer, gated-DeltaNet hybrids, Nemotron-H's Mamba-2 hybrids, OPT, BLOOM, OLMo-style); an unknown model_type, or
+a field that changes a layer's cost and that its parser does not read, is a one-line error naming it, never a
+fallback to another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
 """
 
@@ -14,10 +15,16 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
-from phasewise.specs.hf_layers import WINDOW_PATTERN_DEFAULT, llama4_moe_layers, positive, window_layers
+from phasewise.specs.hf_layers import (
+    WINDOW_PATTERN_DEFAULT,
+    llama4_moe_layers,
+    nemotron_blocks,
+    positive,
+    window_layers,
+)
 from phasewise.specs.model import ModelSpec
 
-__all__ = ["SUPPORTED_TYPES", "catalog_names", "from_hf_config", "load_model", "native_precision"]
+__all__ = ["SUPPORTED_TYPES", "catalog_names", "checkpoint_id", "from_hf_config", "load_model", "native_precision"]
 
 _GATED_ACTS = {"silu", "swiglu", "swish", "gelu_pytorch_tanh_gated"}
 
@@ -75,12 +82,15 @@ LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATE
 # Llama-style fields plus gated-DeltaNet linear-attention layers (layer_types "linear_attention", or every layer but
 # each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
 LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
+# Mamba-2 hybrids whose layers are single blocks (a Mamba-2 mixer, attention, an MLP or a MoE) in a pattern:
+# Nemotron-H, Nemotron 3 (transformers nemotron_h)
+MAMBA_HYBRID_TYPES = ("nemotron_h",)
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text",
                       "llama4": "llama4_text"}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
-SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) \
-    + OTHER_TYPES
+SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
+    + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
@@ -126,6 +136,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = _bloom(name, cfg, where)
         elif mt in ("llada", "olmo"):
             spec = _olmo_style(name, cfg, where)
+        elif mt in MAMBA_HYBRID_TYPES:
+            spec = _nemotron_h(name, cfg, where)
         else:
             spec = _llama_style(name, cfg, where, mt)
         native = native_precision(cfg, where)
@@ -179,7 +191,10 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
               and not (k == "full_attention_interval" and hybrid)
               and not (k == "sliding_window_pattern" and mt in WINDOW_PATTERN_DEFAULT)
-              and not (k == "attention_chunk_size" and mt == "llama4_text")]
+              and not (k == "attention_chunk_size" and mt == "llama4_text")
+              and not (k == "hybrid_override_pattern" and mt in MAMBA_HYBRID_TYPES)]
+    if cfg.get("moe_latent_size"):  # Nemotron 3 Super's latent MoE: experts run in a projected, narrower space
+        unread.append("moe_latent_size (latent MoE: experts over a down-projected hidden state)")
     if cfg.get("use_bidirectional_attention"):  # EmbeddingGemma-style encoders: not causal decoders
         unread.append("use_bidirectional_attention")
     if mt not in LATENT_ATTENTION_TYPES:
@@ -297,6 +312,51 @@ def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer
     )
 
 
+def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
+    """Nemotron-H / Nemotron 3 (transformers NemotronHConfig): each layer one block, a Mamba-2 mixer (M), attention
+    (*), a non-gated squared-ReLU MLP (-) or a MoE of such experts with a shared one (E). Each MLP or MoE block is
+    paired with a mixer block into one layer of the cost model; the mixers left over are MLP-free layers (an MLP
+    block without a mixer to pair with is not modelled). Mamba-2: mamba_num_heads heads of mamba_head_dim, n_groups
+    groups sharing B and C of ssm_state_size, a conv of conv_kernel taps, chunked prefill in chunks of chunk_size."""
+    blocks = nemotron_blocks(cfg, where)
+    mixers, mlps = blocks["mamba"] + blocks["attention"], blocks["mlp"] + blocks["moe"]
+    if mlps > mixers:
+        raise PhasewiseError(f"{where}: {mlps} MLP / MoE blocks against {mixers} Mamba / attention blocks: MLP "
+                             "blocks without a mixer to pair with are not modelled")
+    hidden = int(_require(cfg, where, "hidden_size"))
+    heads = int(_require(cfg, where, "num_attention_heads"))
+    moe = {}
+    if blocks["moe"]:
+        expert_inter = int(_require(cfg, where, "moe_intermediate_size"))
+        moe = dict(num_experts=int(_require(cfg, where, "n_routed_experts")),
+                   experts_per_token=int(_require(cfg, where, "num_experts_per_tok")),
+                   expert_intermediate_size=expert_inter, num_moe_layers=blocks["moe"],
+                   # the shared expert's width as given (n_shared_experts 1 in the published configs)
+                   shared_expert_intermediate_size=int(_first(cfg, "moe_shared_expert_intermediate_size", default=0))
+                   * int(_first(cfg, "n_shared_experts", default=1)))
+    act = str(_first(cfg, "mlp_hidden_act", default="relu2")).lower()
+    return ModelSpec(
+        name=name, model_type="nemotron_h", num_layers=mixers, hidden_size=hidden, num_heads=heads,
+        num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
+        head_dim=int(_first(cfg, "head_dim", "attention_head_dim", default=hidden // heads)),
+        intermediate_size=int(_require(cfg, where, "intermediate_size")) if blocks["mlp"] else 0,
+        vocab_size=int(_require(cfg, where, "vocab_size")),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        mlp_gated=act in _GATED_ACTS,
+        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        mlp_free_layers=mixers - mlps,
+        linear_attention_layers=blocks["mamba"], linear_recurrence="mamba2",
+        linear_key_heads=int(_require(cfg, where, "n_groups")),
+        linear_value_heads=int(_require(cfg, where, "mamba_num_heads")),
+        linear_key_head_dim=int(_require(cfg, where, "ssm_state_size")),
+        linear_value_head_dim=int(_require(cfg, where, "mamba_head_dim")),
+        linear_conv_kernel=int(_require(cfg, where, "conv_kernel")),
+        # transformers NemotronHConfig's default chunk_size: 128
+        linear_chunk_tokens=int(_first(cfg, "chunk_size", default=128)),
+        **moe,
+    )
+
+
 def _opt(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     hidden = int(_require(cfg, where, "hidden_size"))
     heads = int(_require(cfg, where, "num_attention_heads"))
@@ -375,6 +435,14 @@ def catalog_names() -> dict[str, str]:
             names[alias.lower()] = key
             names[alias.split("/")[-1].lower()] = key
     return names
+
+
+def checkpoint_id(name_or_path: str) -> str:
+    """What an engine loads for `name_or_path`: a catalog short alias (no '/': 'nemotron-3-nano') becomes its
+    entry's Hugging Face id; an id, an alias that is a repository of its own (an -FP8 checkpoint) or a path stays."""
+    if "/" in name_or_path or looks_like_path(name_or_path):
+        return name_or_path
+    return catalog_names().get(name_or_path.lower(), name_or_path)
 
 
 def load_model(name_or_path: str) -> ModelSpec:

@@ -71,3 +71,33 @@ def llama4_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
         return len(set(listed))
     step = positive(cfg.get("interleave_moe_layer_step"), where, "interleave_moe_layer_step")
     return len(range(step - 1, layers, step))
+
+
+# Nemotron-H's block kinds: its hybrid_override_pattern characters, and the names layers_block_type lists
+# (transformers models/nemotron_h/configuration_nemotron_h.py: "M" mamba, "*" attention, "-" mlp, "E" moe)
+NEMOTRON_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+
+
+def nemotron_blocks(cfg: dict[str, Any], where: str) -> dict[str, int]:
+    """How many of each block kind a Nemotron-H stack has, from hybrid_override_pattern (one character a layer) or
+    a layers_block_type list; an unknown kind, or a stack whose length is not num_hidden_layers, is an error."""
+    pattern = cfg.get("hybrid_override_pattern")
+    listed = cfg.get("layers_block_type")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise PhasewiseError(f"{where}: field hybrid_override_pattern must be a string of "
+                                 f"{', '.join(NEMOTRON_BLOCKS)} (got {pattern!r})")
+        field, kinds = "hybrid_override_pattern", [NEMOTRON_BLOCKS.get(ch, ch) for ch in pattern]
+    elif isinstance(listed, list):
+        field, kinds = "layers_block_type", [str(kind) for kind in listed]
+    else:
+        raise PhasewiseError(f"{where}: missing field hybrid_override_pattern or layers_block_type (Nemotron-H's "
+                             "block of each layer)")
+    unknown = sorted(set(kinds) - set(NEMOTRON_BLOCKS.values()))
+    if unknown:
+        raise PhasewiseError(f"{where}: field {field} has block kind '{unknown[0]}' (allowed: "
+                             f"{', '.join(f'{ch} ({kind})' for ch, kind in NEMOTRON_BLOCKS.items())})")
+    layers = cfg.get("num_hidden_layers")
+    if layers is not None and layers != len(kinds):
+        raise PhasewiseError(f"{where}: field {field} names {len(kinds)} blocks but num_hidden_layers is {layers}")
+    return {kind: kinds.count(kind) for kind in NEMOTRON_BLOCKS.values()}

@@ -69,6 +69,16 @@ class ModelSpec(BaseModel):
     linear_key_head_dim: int = Field(default=0, ge=0)
     linear_value_head_dim: int = Field(default=0, ge=0)
     linear_conv_kernel: int = Field(default=0, ge=0)
+    # The recurrence those layers run: gated DeltaNet (above), or Mamba-2's SSD (Nemotron-H: mamba_num_heads value
+    # heads of mamba_head_dim, n_groups key heads whose B and C, ssm_state_size wide, the value heads share; in_proj
+    # to z, x, B, C and one dt per head; the conv over x, B and C; a gated RMSNorm; out_proj). linear_chunk_tokens:
+    # the chunk of the chunked prefill kernel (FLA's 64 for DeltaNet; the config's chunk_size for Mamba-2)
+    linear_recurrence: Literal["gated_deltanet", "mamba2"] = "gated_deltanet"
+    linear_chunk_tokens: int = Field(default=64, gt=0)
+    # Layers whose block has a token mixer (attention or a linear recurrence) but no MLP: Nemotron-H stacks mixer and
+    # MLP blocks as separate layers (hybrid_override_pattern), and pairs here each MLP block with a mixer block; the
+    # mixers left over (its attention blocks placed between two recurrent ones) are these
+    mlp_free_layers: int = Field(default=0, ge=0)
     # Sparse latent attention (DeepSeek sparse attention, DSA: DeepSeek-V3.2, GLM-5; index_topk > 0): a lightning
     # indexer of indexer_heads x indexer_head_dim FP8 queries against one indexer key per cached token (its own small
     # cache) scores every earlier token, and each query attends over the sparse_attention_topk best-scored only
@@ -97,7 +107,10 @@ class ModelSpec(BaseModel):
                 raise ValueError("an MoE model needs a positive expert intermediate size")
             if self.num_moe_layers > self.num_layers:
                 raise ValueError("more MoE layers than layers")
-        if self.num_moe_layers < self.num_layers and self.intermediate_size <= 0:
+        if self.num_moe_layers + self.mlp_free_layers > self.num_layers:
+            raise ValueError(f"num_moe_layers={self.num_moe_layers} and mlp_free_layers={self.mlp_free_layers} "
+                             f"exceed the {self.num_layers} layers")
+        if self.num_dense_layers > 0 and self.intermediate_size <= 0:
             raise ValueError("dense layers need a positive intermediate_size")
         if self.kv_lora_rank and not 0 < self.qk_rope_head_dim < self.head_dim:
             raise ValueError(f"latent attention needs 0 < qk_rope_head_dim < head_dim={self.head_dim} "
@@ -216,10 +229,15 @@ class ModelSpec(BaseModel):
         return 2 * self.linear_key_dim + self.linear_value_dim
 
     @property
+    def linear_head_scalars(self) -> int:
+        """Scalars in_proj makes per value head and token: DeltaNet's beta and decay, Mamba-2's dt."""
+        return 1 if self.linear_recurrence == "mamba2" else 2
+
+    @property
     def linear_in_proj_size(self) -> int:
-        """Output width of a linear-attention layer's input projections: q, k, v, the output gate z (value-wide),
-        and each value head's beta and decay."""
-        return 2 * self.linear_key_dim + 2 * self.linear_value_dim + 2 * self.linear_value_heads
+        """Output width of a linear-attention layer's input projections: q, k, v (Mamba-2: C, B, x), the output
+        gate z (value-wide), and each value head's scalars (linear_head_scalars)."""
+        return 2 * self.linear_key_dim + 2 * self.linear_value_dim + self.linear_head_scalars * self.linear_value_heads
 
     @property
     def linear_attention_params(self) -> int:
@@ -257,7 +275,17 @@ class ModelSpec(BaseModel):
 
     @property
     def num_dense_layers(self) -> int:
-        return self.num_layers - self.num_moe_layers
+        """Layers with a dense MLP: all but the MoE and the MLP-free ones."""
+        return self.num_layers - self.num_moe_layers - self.mlp_free_layers
+
+    @property
+    def dense_layer_share(self) -> float:
+        """Share of the layers with a dense MLP (the mean layer's, as the cost model builds it)."""
+        return self.num_dense_layers / self.num_layers
+
+    @property
+    def mlp_free_share(self) -> float:
+        return self.mlp_free_layers / self.num_layers
 
     @property
     def embedding_params(self) -> int:

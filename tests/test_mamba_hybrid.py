@@ -1,0 +1,152 @@
+"""Mamba-2 hybrids (Nemotron-H, Nemotron 3): the block pattern of their config.json, parameter counts, recurrent
+state and KV, the SSD kernel's cost and the MLP-free layers, each against a hand computation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import assert_decode_runs_match_fast
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.attention import LinearAttention
+from phasewise.perf.memory import kv_bytes_per_token, recurrent_state_bytes_per_sequence, weight_bytes_per_gpu
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+NANO = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
+PATTERN = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+# a dense Nemotron-H (Nemotron-H-8B's shape: Mamba-2 and squared-ReLU MLP blocks alternating, 4 attention blocks)
+DENSE = {"model_type": "nemotron_h", "hidden_size": 4096, "num_hidden_layers": 52,
+         "hybrid_override_pattern": "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-",
+         "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 21504,
+         "mlp_hidden_act": "relu2", "mamba_num_heads": 128, "mamba_head_dim": 64, "ssm_state_size": 128,
+         "n_groups": 8, "conv_kernel": 4, "chunk_size": 128, "vocab_size": 131072, "tie_word_embeddings": False}
+
+
+def _write(tmp_path, cfg):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _mamba_params(h: int, heads: int, head_dim: int, groups: int, state: int) -> int:
+    """in_proj to z and x (heads x head_dim each), B and C (groups x state each) and one dt per head; the 4-tap conv
+    over x, B and C; out_proj back to the hidden size."""
+    inner = heads * head_dim
+    return h * (2 * inner + 2 * groups * state + heads) + (inner + 2 * groups * state) * 4 + inner * h
+
+
+def test_nemotron_3_nano_blocks_and_parameters_by_hand():
+    """23 Mamba-2, 6 attention and 23 MoE blocks: 29 mixer layers, 23 of them paired with a MoE, 6 without an MLP;
+    31.6 B parameters and 3.6 B active with the embeddings (the model card's figures)."""
+    m = load_model(NANO)
+    assert (m.num_layers, m.linear_attention_layers, m.num_moe_layers, m.mlp_free_layers, m.num_dense_layers) == (
+        29, 23, 23, 6, 0)
+    assert (m.linear_recurrence, m.linear_chunk_tokens, m.mlp_gated) == ("mamba2", 128, False)
+    h = 2688
+    mamba = _mamba_params(h, 64, 64, 8, 128)
+    attention = h * (32 * 128 + 2 * 2 * 128) + 32 * 128 * h
+    moe = 128 * 2 * h * 1856 + 2 * h * 3712 + h * 128  # experts (up, down), the shared one, the router
+    assert m.linear_attention_params == mamba and m.attention_params == attention
+    assert m.total_params == 23 * mamba + 6 * attention + 23 * moe + 2 * 131072 * h
+    assert m.total_params == pytest.approx(31.6e9, rel=0.005)
+    assert m.active_params == pytest.approx(3.6e9, rel=0.01)
+
+
+def test_a_dense_nemotron_h_pairs_its_mlps_with_mixers(tmp_path):
+    """24 Mamba-2 + 4 attention mixers, 24 MLP blocks: 28 layers, 4 of them MLP-free; 8.1 B parameters."""
+    m = load_model(_write(tmp_path, DENSE))
+    assert (m.num_layers, m.linear_attention_layers, m.num_dense_layers, m.mlp_free_layers) == (28, 24, 24, 4)
+    h = 4096
+    mlp = 2 * h * 21504
+    attention = h * (32 * 128 + 2 * 8 * 128) + 32 * 128 * h
+    assert m.total_params == 24 * _mamba_params(h, 128, 64, 8, 128) + 4 * attention + 24 * mlp + 2 * 131072 * h
+    assert m.total_params == pytest.approx(8.1e9, rel=0.01)
+    listed = {k: v for k, v in DENSE.items() if k != "hybrid_override_pattern"} | {"layers_block_type": [
+        {"M": "mamba", "*": "attention", "-": "mlp"}[ch] for ch in DENSE["hybrid_override_pattern"]]}
+    assert load_model(_write(tmp_path, listed)).total_params == m.total_params
+
+
+def test_weights_per_gpu_follow_the_parameters_with_mlp_free_layers():
+    m, bf16 = load_model(NANO), load_quant("bf16")
+    norms = 29 * 2 * 2688 * 2
+    assert weight_bytes_per_gpu(m, bf16, 1, 1) == pytest.approx(m.total_params * 2 + norms, rel=1e-9)
+
+
+def test_recurrent_state_and_kv_of_nemotron_3_nano_by_hand():
+    m, bf16 = load_model(NANO), load_quant("bf16")
+    # 6 attention layers x K and V of 2 heads x 128 x 2 bytes; at TP 2 one head each
+    assert kv_bytes_per_token(m, bf16, 1, 1) == 6 * 2 * 2 * 128 * 2
+    assert kv_bytes_per_token(m, bf16, 2, 1) == 6 * 2 * 1 * 128 * 2
+    # 23 layers x (64 / 2 heads x 128 x 64 state elements + (4,096 + 2 x 8 x 128) / 2 conv channels x 3 taps)
+    assert recurrent_state_bytes_per_sequence(m, bf16, 2, 1, "fp32") == 23 * (32 * 128 * 64 * 4 + 3072 * 3 * 2)
+
+
+def test_mamba2_kernels_by_hand():
+    """SSD prefill (chunks of 128): per token, each value head 2 C d_v + 4 d_k d_v and each group 2 C d_k FLOPs;
+    decode: 5 d_k d_v per token and head; one dt per head streams where DeltaNet streams two scalars."""
+    args = dict(share=23 / 29, value_heads=32, key_head_dim=128, value_head_dim=64, conv_dim=3072, conv_taps=4,
+                state_bytes=4, activation_bytes=2)
+    mamba = LinearAttention(**args, recurrence="mamba2", key_heads=4, chunk_tokens=128)
+    flops, nbytes, compute_s, _ = mamba.kernel(1, 8192, False, 1e15, 1e14, lambda b: b / 4e12)
+    assert flops == 8192 * (32 * (2 * 128 * 64 + 4 * 128 * 64) + 4 * 2 * 128 * 128)
+    assert compute_s == flops / 1e15
+    flops, _, compute_s, _ = mamba.kernel(16, 16, True, 1e15, 1e14, lambda b: b / 4e12)
+    assert flops == 16 * 32 * 5 * 128 * 64 and compute_s == flops / 1e14
+    deltanet = LinearAttention(**args, chunk_tokens=128)
+    assert deltanet.kernel(1, 8192, False, 1e15, 1e14, lambda b: b)[1] - nbytes == 8192 * 32 * 2
+
+
+def _cost(model, tp: int, engine: str = "vllm") -> CostModel:
+    return CostModel(model, load_hardware("h100-sxm"), load_quant("bf16"), load_engine(engine), tp)
+
+
+def test_every_block_is_costed_once(tmp_path):
+    """The MLPs run in the paired layers only, and under TP each block (mixer or MLP) ends in one all-reduce: 52
+    all-reduces for 52 blocks, where a 29-layer stack of paired layers would have 58."""
+    for model, mlp_op, mlp_layers in ((load_model(NANO), "moe_experts", 23),
+                                      (load_model(_write(tmp_path, DENSE)), "mlp_gate_up", 24)):
+        ops = {op.name: op for op in _cost(model, 2).iteration(BatchShape.uniform(4, 512, 0)).operators}
+        assert ops[mlp_op].count == mlp_layers and ops["elementwise"].count == model.num_layers
+        assert ops["tp_allreduce"].count == 52
+    nano = _cost(load_model(NANO), 1).iteration(BatchShape.uniform(1, 4096, 0)).operators
+    assert "mlp_gate_up" not in {op.name for op in nano}  # no dense MLP anywhere
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_nemotron_decode_runs_are_costed_as_fast_does_step_by_step(engine):
+    from phasewise.perf.decode_line import DecodeLine
+
+    assert_decode_runs_match_fast(_cost(load_model(NANO), 2, engine), DecodeLine, (1, 64), (20, 8000), 200,
+                                  (0, 150))
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_nemotron_simulates_with_its_invariants(engine):
+    from phasewise.sim.api import run
+
+    result = run(model=NANO, hardware="h100-sxm", tp=2, engine=engine, rate=8, requests=40, isl=2048, osl=64,
+                 check_invariants=True).summary()
+    assert result["completed"] == 40
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hybrid_override_pattern": "M*X-"}, "block kind 'X'"),
+    ({"hybrid_override_pattern": "M*-M"}, "names 4 blocks but num_hidden_layers is 52"),
+    ({"hybrid_override_pattern": "*---", "num_hidden_layers": 4}, "3 MLP / MoE blocks against 1 Mamba"),
+    ({"hybrid_override_pattern": "M-M-", "num_hidden_layers": 4}, "at least one of the 2 layers must keep softmax"),
+    ({"hybrid_override_pattern": None}, "missing field hybrid_override_pattern or layers_block_type"),
+    ({"moe_latent_size": 1024}, "field moe_latent_size"),
+    ({"mamba_num_heads": None}, "missing field mamba_num_heads"),
+])
+def test_malformed_nemotron_configs_are_one_line_errors(tmp_path, change, message):
+    cfg = {k: v for k, v in {**DENSE, **change}.items() if v is not None}
+    with pytest.raises(PhasewiseError, match=message) as info:
+        load_model(_write(tmp_path, cfg))
+    assert "\n" not in str(info.value)
+
+
+def test_pipeline_parallelism_of_a_mamba_hybrid_says_it_is_not_modelled():
+    with pytest.raises(PhasewiseError, match="--pp 2: pipeline parallelism of a hybrid linear-attention stack"):
+        CostModel(load_model(NANO), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"), 1, 2)
