@@ -24,6 +24,16 @@ DENSE = {"model_type": "nemotron_h", "hidden_size": 4096, "num_hidden_layers": 5
          "n_groups": 8, "conv_kernel": 4, "chunk_size": 128, "vocab_size": 131072, "tie_word_embeddings": False}
 
 
+# Nemotron 3 Super's fields (88 layers: 40 Mamba-2, 40 latent-MoE and 8 attention blocks, as public checkpoint
+# validators check them); the order of the blocks below is a stand-in: the cost model reads their counts only
+SUPER = {"model_type": "nemotron_h", "hidden_size": 4096, "num_hidden_layers": 88,
+         "hybrid_override_pattern": ("ME" * 5 + "*") * 8, "num_attention_heads": 32, "num_key_value_heads": 2,
+         "head_dim": 128, "vocab_size": 131072, "n_routed_experts": 512, "num_experts_per_tok": 22,
+         "moe_intermediate_size": 2688, "moe_latent_size": 1024, "moe_shared_expert_intermediate_size": 5376,
+         "n_shared_experts": 1, "mlp_hidden_act": "relu2", "ssm_state_size": 128, "conv_kernel": 4,
+         "mamba_num_heads": 128, "mamba_head_dim": 64, "n_groups": 8, "chunk_size": 128}
+
+
 def _write(tmp_path, cfg):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
@@ -66,6 +76,50 @@ def test_a_dense_nemotron_h_pairs_its_mlps_with_mixers(tmp_path):
     listed = {k: v for k, v in DENSE.items() if k != "hybrid_override_pattern"} | {"layers_block_type": [
         {"M": "mamba", "*": "attention", "-": "mlp"}[ch] for ch in DENSE["hybrid_override_pattern"]]}
     assert load_model(_write(tmp_path, listed)).total_params == m.total_params
+
+
+def test_a_latent_moe_runs_its_experts_in_the_latent_width(tmp_path):
+    """Nemotron 3 Super: 512 experts of 1024 -> 2688 -> 1024 behind a 4096 -> 1024 projection and back (replicated on
+    every GPU), the router and a 5376-wide shared expert on the hidden state; 120.7 B parameters, 12.8 B active
+    (the name's 120B-A12B)."""
+    m = load_model(_write(tmp_path, SUPER))
+    assert (m.num_layers, m.linear_attention_layers, m.num_moe_layers, m.mlp_free_layers) == (48, 40, 40, 8)
+    h, latent = 4096, 1024
+    moe = 512 * 2 * latent * 2688 + 2 * h * 5376 + h * 512 + 2 * h * latent
+    attention = h * (32 * 128 + 2 * 2 * 128) + 32 * 128 * h
+    assert m.moe_layer_params == moe
+    assert m.total_params == 40 * _mamba_params(h, 128, 64, 8, 128) + 8 * attention + 40 * moe + 2 * 131072 * h
+    assert m.total_params == pytest.approx(120e9, rel=0.01) and m.active_params == pytest.approx(12.8e9, rel=0.01)
+    # at TP4 every GPU holds a quarter of the experts, the shared expert and the router, both projections whole
+    # (replicated); attention's 2 KV heads are replicated to one per GPU; BF16, untied embeddings split by TP
+    proj = 2 * h * latent
+    attention_per_gpu = h * (4096 + 4096 + 2 * 256 * 2) / 4
+    mixer = attention_per_gpu * 8 / 48 + _mamba_params(h, 128, 64, 8, 128) / 4 * 40 / 48
+    mlp = ((moe - proj) / 4 + proj) * 40 / 48
+    per_layer = (mixer + mlp) * 2 + 2 * h * 2
+    assert weight_bytes_per_gpu(m, load_quant("bf16"), 4, 1) == pytest.approx(
+        48 * per_layer + 2 * 131072 * h / 4 * 2, rel=1e-12)
+
+
+def test_a_latent_moe_dispatches_latent_tokens_and_projects_them_on_every_gpu(tmp_path):
+    """Expert parallelism with attention DP moves each token's latent (1024 wide) where a plain MoE moves its hidden
+    state (4096): a quarter of the all-to-all bytes; the two projections cost 4 x tokens x 4096 x 1024 FLOPs a
+    layer."""
+    from phasewise.perf.parallel import ParallelLayout
+
+    m = load_model(_write(tmp_path, SUPER))
+    plain = m.model_copy(update={"moe_latent_size": 0})
+    layout = ParallelLayout(tp=8, ep=8, attention_dp=8)
+
+    def ops(model):
+        cm = CostModel(model, load_hardware("b200"), load_quant("bf16"), load_engine("sglang"), 8, layout=layout)
+        return {op.name: op for op in cm.iteration(BatchShape.uniform(64, 1, 2048)).operators}
+
+    latent, hidden = ops(m), ops(plain)
+    assert latent["moe_all_to_all"].bytes == pytest.approx(hidden["moe_all_to_all"].bytes / 4, rel=1e-9)
+    tokens = 64 / 8  # the busiest attention rank's decode tokens
+    assert latent["moe_latent_proj"].flops == pytest.approx(40 * 4 * tokens * 4096 * 1024, rel=1e-9)
+    assert "moe_latent_proj" not in hidden
 
 
 def test_weights_per_gpu_follow_the_parameters_with_mlp_free_layers():
@@ -137,8 +191,9 @@ def test_nemotron_simulates_with_its_invariants(engine):
     ({"hybrid_override_pattern": "*---", "num_hidden_layers": 4}, "3 MLP / MoE blocks against 1 Mamba"),
     ({"hybrid_override_pattern": "M-M-", "num_hidden_layers": 4}, "at least one of the 2 layers must keep softmax"),
     ({"hybrid_override_pattern": None}, "missing field hybrid_override_pattern or layers_block_type"),
-    ({"moe_latent_size": 1024}, "field moe_latent_size"),
     ({"mamba_num_heads": None}, "missing field mamba_num_heads"),
+    ({"sliding_window": 4096}, "field sliding_window is not modelled"),
+    ({"block_configs": [{"block_type": "mamba"}]}, "field block_configs is not modelled"),
 ])
 def test_malformed_nemotron_configs_are_one_line_errors(tmp_path, change, message):
     cfg = {k: v for k, v in {**DENSE, **change}.items() if v is not None}
@@ -150,3 +205,27 @@ def test_malformed_nemotron_configs_are_one_line_errors(tmp_path, change, messag
 def test_pipeline_parallelism_of_a_mamba_hybrid_says_it_is_not_modelled():
     with pytest.raises(PhasewiseError, match="--pp 2: pipeline parallelism of a hybrid linear-attention stack"):
         CostModel(load_model(NANO), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"), 1, 2)
+
+
+def test_a_latent_moe_field_elsewhere_is_refused_by_name(tmp_path):
+    qwen = {"model_type": "qwen3_moe", "hidden_size": 2048, "num_hidden_layers": 4, "num_attention_heads": 32,
+            "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 6144, "num_experts": 128,
+            "num_experts_per_tok": 8, "moe_intermediate_size": 768, "vocab_size": 151936}
+    assert load_model(_write(tmp_path, qwen)).num_moe_layers == 4
+    with pytest.raises(PhasewiseError, match="field moe_latent_size .* is not modelled for model_type 'qwen3_moe'"):
+        load_model(_write(tmp_path, {**qwen, "moe_latent_size": 512}))
+
+
+def test_nemotron_attention_rotates_nothing():
+    """No RoPE pass over q and k (32 + 2 heads of 128 at TP1) in its 6 attention layers: each of the 29 mean
+    layers' elementwise traffic is 2 x 34 x 128 x 6/29 elements a token lighter than with RoPE."""
+    m = load_model(NANO)
+    assert not m.attention_rope
+
+    def elementwise_bytes(model):
+        cm = _cost(model, 1)
+        ops = {op.name: op for op in cm.iteration(BatchShape.uniform(1, 1000, 0)).operators}
+        return ops["elementwise"].bytes, cm.engine.elementwise_passes
+
+    (plain, passes), (roped, _) = elementwise_bytes(m), elementwise_bytes(m.model_copy(update={"attention_rope": True}))
+    assert roped - plain == pytest.approx(29 * 1000 * 2 * 2 * 34 * 128 * 6 / 29 * passes, rel=1e-9)

@@ -77,7 +77,7 @@ class Communication:
         #173), the two at once. Checked, not fitted, against the README's low-latency table (H800, 128 tokens a
         rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; tests/test_moe_layouts.py)."""
         m, layout, ic = self.model, self.layout, self.hw.interconnect
-        k, ep, h = m.experts_per_token, layout.ep, m.hidden_size
+        k, ep, h = m.experts_per_token, layout.ep, m.expert_hidden_size  # a latent MoE moves its latent
         dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
         per_token_bytes = h * (dispatch_bytes + self.hp_bytes)  # dispatched, then combined back
         scale = self.eff.link_efficiency * self.engine.collective_efficiency

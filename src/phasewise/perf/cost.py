@@ -400,7 +400,7 @@ class CostModel(DecodeSeries, Communication):
         act = (3 if m.mlp_gated else 2) * inter
         roped = (self.heads + self.kv_heads) * hd if not m.latent_attention else self.heads * hd + m.kv_latent_size
         # the linear layers' own elementwise work (conv, gated norm) is the linear-attention kernel's (attention.py)
-        roped *= 1.0 - self.linear_share
+        roped *= (1.0 - self.linear_share) * m.attention_rope
         # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
         gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
         elem_bytes = T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
@@ -491,18 +491,23 @@ class CostModel(DecodeSeries, Communication):
             def row_tiles(tile_rows: int) -> float:  # the experts' rows differ: each runs its own row tiles
                 return share * expected_row_tiles(E, k, all_tokens, tile_rows, m.expert_top20_share)
 
-            f1, b1, c1, _ = self._gemm(assignments, h, up * i, self.w_bytes, self.peak, True, weights=active,
+            he = m.expert_hidden_size  # what the experts read and write: the hidden state, or a latent MoE's latent
+            f1, b1, c1, _ = self._gemm(assignments, he, up * i, self.w_bytes, self.peak, True, weights=active,
                                        row_tiles=row_tiles)
-            f2, b2, c2, _ = self._gemm(assignments, i, h, self.w_bytes, self.peak, True, weights=active,
+            f2, b2, c2, _ = self._gemm(assignments, i, he, self.w_bytes, self.peak, True, weights=active,
                                        row_tiles=row_tiles)
             # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
             # the top-k combine then reads every expert output and writes one hidden state per token.
-            b = b1 + b2 + (assignments + T) * h * self.a_bytes
-            # the experts' weights: up (rows of h elements) and down (rows of i), at their row lengths' rates
-            up_bytes = active * h * up * i * self.w_bytes
-            row_start = self._row_start_bytes(h, up_bytes) + self._row_start_bytes(i, up_bytes / up)
+            b = b1 + b2 + (assignments + T) * he * self.a_bytes
+            # the experts' weights: up (rows of he elements) and down (rows of i), at their row lengths' rates
+            up_bytes = active * he * up * i * self.w_bytes
+            row_start = self._row_start_bytes(he, up_bytes) + self._row_start_bytes(i, up_bytes / up)
             ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b + row_start), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))
+            if m.moe_latent_size:  # fc1 / fc2_latent_proj: whole on every GPU (replicated), over its own tokens
+                down = self._gemm(T, h, m.moe_latent_size, self.w_bytes, self.peak, True)
+                back = self._gemm(T, m.moe_latent_size, h, self.w_bytes, self.peak, True)
+                ops.append(self._op("moe_latent_proj", moe_layers, *(a + b for a, b in zip(down, back)), eager))
             if m.shared_expert_intermediate_size:  # on every attention rank, over its own tokens
                 si = m.shared_expert_intermediate_size / layout.attention_tp
                 f1, b1, c1, m1 = self._gemm(T, h, up * si, self.w_bytes, self.peak, True)

@@ -18,7 +18,7 @@ from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
 
-FFN_OPERATORS = ("mlp_gate_up", "mlp_down", "moe_experts", "moe_shared")
+FFN_OPERATORS = ("mlp_gate_up", "mlp_down", "moe_experts", "moe_shared", "moe_latent_proj")
 LINEAR_OPERATORS = ("qkv_proj", "o_proj") + FFN_OPERATORS
 BISECTION_STEPS = 60
 

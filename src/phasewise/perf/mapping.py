@@ -34,7 +34,7 @@ PJ = 1e-12
 OPERATOR_CLASS = {
     "embedding": "embedding", "elementwise": "norms", "qkv_proj": "qkv", "attention": "attention",
     "o_proj": "o_proj", "mlp_gate_up": "ffn", "mlp_down": "ffn", "moe_router": "ffn", "moe_experts": "ffn",
-    "moe_shared": "ffn", "lm_head": "lm_head",
+    "moe_shared": "ffn", "moe_latent_proj": "ffn", "lm_head": "lm_head",
 }
 
 
@@ -152,7 +152,7 @@ class MappedCost:
         widths = {"qkv_proj": h + self.qkv_width, "o_proj": self.q_width + h, "attention": 2 * self.q_width}
         if op.name in widths:
             return tokens * widths[op.name] * ab * op.count
-        if op.name in ("mlp_gate_up", "mlp_down", "moe_experts", "moe_shared", "moe_router"):
+        if op.name in ("mlp_gate_up", "mlp_down", "moe_experts", "moe_shared", "moe_router", "moe_latent_proj"):
             return min(op.bytes, tokens * 2 * h * ab * op.count)  # hidden in, hidden out (the intermediate stays)
         if op.name == "lm_head":
             vocab = cm.model.vocab_size

@@ -81,12 +81,13 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         attn = (m.hidden_size * (m.q_proj_size + m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
     if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
         attn = attn * (1 - m.linear_layer_share) + m.linear_attention_params / attention_tp * m.linear_layer_share
+    latent = m.moe_latent_params  # a latent MoE's projections: whole on every GPU (replicated)
     if dp == 1:
-        mlp = (m.dense_mlp_params * m.dense_layer_share + m.moe_layer_params * moe_share) / tp
+        mlp = m.dense_mlp_params * m.dense_layer_share / tp + ((m.moe_layer_params - latent) / tp + latent) * moe_share
     else:
         shared = m.mlp_matrices * m.hidden_size * m.shared_expert_intermediate_size
         mlp = (m.dense_mlp_params * m.dense_layer_share / attention_tp
-               + ((m.moe_layer_params - shared) / tp + shared / attention_tp) * moe_share)
+               + ((m.moe_layer_params - shared - latent) / tp + shared / attention_tp + latent) * moe_share)
     norms = 2 * m.hidden_size * hp
     per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0

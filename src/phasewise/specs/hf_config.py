@@ -193,8 +193,10 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
               and not (k == "sliding_window_pattern" and mt in WINDOW_PATTERN_DEFAULT)
               and not (k == "attention_chunk_size" and mt == "llama4_text")
               and not (k == "hybrid_override_pattern" and mt in MAMBA_HYBRID_TYPES)]
-    if cfg.get("moe_latent_size"):  # Nemotron 3 Super's latent MoE: experts run in a projected, narrower space
+    if cfg.get("moe_latent_size") and mt not in MAMBA_HYBRID_TYPES:  # Nemotron 3 Super's latent MoE
         unread.append("moe_latent_size (latent MoE: experts over a down-projected hidden state)")
+    if mt in MAMBA_HYBRID_TYPES:  # per-layer windows and per-block widths (Nemotron-H Puzzle variants)
+        unread += [k for k in ("sliding_window", "block_configs") if cfg.get(k)]
     if cfg.get("use_bidirectional_attention"):  # EmbeddingGemma-style encoders: not causal decoders
         unread.append("use_bidirectional_attention")
     if mt not in LATENT_ATTENTION_TYPES:
@@ -317,7 +319,10 @@ def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     (*), a non-gated squared-ReLU MLP (-) or a MoE of such experts with a shared one (E). Each MLP or MoE block is
     paired with a mixer block into one layer of the cost model; the mixers left over are MLP-free layers (an MLP
     block without a mixer to pair with is not modelled). Mamba-2: mamba_num_heads heads of mamba_head_dim, n_groups
-    groups sharing B and C of ssm_state_size, a conv of conv_kernel taps, chunked prefill in chunks of chunk_size."""
+    groups sharing B and C of ssm_state_size, a conv of conv_kernel taps, chunked prefill in chunks of chunk_size.
+    A latent MoE (moe_latent_size: Nemotron 3 Super) runs its routed experts in the latent width (vLLM
+    models/nemotron_h.py NemotronHMoE: fc1_latent_proj / fc2_latent_proj replicated around the fused experts; the
+    shared expert, moe_shared_expert_intermediate_size x n_shared_experts wide, on the hidden state)."""
     blocks = nemotron_blocks(cfg, where)
     mixers, mlps = blocks["mamba"] + blocks["attention"], blocks["mlp"] + blocks["moe"]
     if mlps > mixers:
@@ -331,9 +336,10 @@ def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         moe = dict(num_experts=int(_require(cfg, where, "n_routed_experts")),
                    experts_per_token=int(_require(cfg, where, "num_experts_per_tok")),
                    expert_intermediate_size=expert_inter, num_moe_layers=blocks["moe"],
-                   # the shared expert's width as given (n_shared_experts 1 in the published configs)
+                   # the shared expert: moe_shared_expert_intermediate_size x n_shared_experts (vLLM NemotronHMoE)
                    shared_expert_intermediate_size=int(_first(cfg, "moe_shared_expert_intermediate_size", default=0))
-                   * int(_first(cfg, "n_shared_experts", default=1)))
+                   * int(_first(cfg, "n_shared_experts", default=1)),
+                   moe_latent_size=int(_first(cfg, "moe_latent_size", default=0)))
     act = str(_first(cfg, "mlp_hidden_act", default="relu2")).lower()
     return ModelSpec(
         name=name, model_type="nemotron_h", num_layers=mixers, hidden_size=hidden, num_heads=heads,
@@ -344,7 +350,7 @@ def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         mlp_gated=act in _GATED_ACTS,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
-        mlp_free_layers=mixers - mlps,
+        mlp_free_layers=mixers - mlps, attention_rope=False,  # NemotronHAttention rotates neither q nor k
         linear_attention_layers=blocks["mamba"], linear_recurrence="mamba2",
         linear_key_heads=int(_require(cfg, where, "n_groups")),
         linear_value_heads=int(_require(cfg, where, "mamba_num_heads")),

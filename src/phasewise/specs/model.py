@@ -34,6 +34,10 @@ class ModelSpec(BaseModel):
     expert_intermediate_size: int = Field(default=0, ge=0)
     shared_expert_intermediate_size: int = Field(default=0, ge=0)
     num_moe_layers: int = Field(default=0, ge=0)
+    # Latent MoE (Nemotron 3 Super: moe_latent_size): each MoE layer projects the hidden state down to this width
+    # (fc1_latent_proj) before dispatching it to the routed experts, which read and write it, and back up
+    # (fc2_latent_proj) after combining them; the router and the shared expert read the hidden state. 0: none
+    moe_latent_size: int = Field(default=0, ge=0)
     sliding_window: int | None = Field(default=None, gt=0)
     # layers attending over the last sliding_window keys only; None: all of them (with sliding_window set).
     # Fewer than num_layers: a hybrid stack (gpt-oss alternates windowed and full layers)
@@ -79,6 +83,8 @@ class ModelSpec(BaseModel):
     # MLP blocks as separate layers (hybrid_override_pattern), and pairs here each MLP block with a mixer block; the
     # mixers left over (its attention blocks placed between two recurrent ones) are these
     mlp_free_layers: int = Field(default=0, ge=0)
+    # RoPE on the softmax layers' q and k (Nemotron-H's attention has none: vLLM NemotronHAttention)
+    attention_rope: bool = True
     # Sparse latent attention (DeepSeek sparse attention, DSA: DeepSeek-V3.2, GLM-5; index_topk > 0): a lightning
     # indexer of indexer_heads x indexer_head_dim FP8 queries against one indexer key per cached token (its own small
     # cache) scores every earlier token, and each query attends over the sparse_attention_topk best-scored only
@@ -107,6 +113,8 @@ class ModelSpec(BaseModel):
                 raise ValueError("an MoE model needs a positive expert intermediate size")
             if self.num_moe_layers > self.num_layers:
                 raise ValueError("more MoE layers than layers")
+        if self.moe_latent_size and not self.num_experts:
+            raise ValueError("moe_latent_size belongs to a MoE: n_routed_experts is missing")
         if self.num_moe_layers + self.mlp_free_layers > self.num_layers:
             raise ValueError(f"num_moe_layers={self.num_moe_layers} and mlp_free_layers={self.mlp_free_layers} "
                              f"exceed the {self.num_layers} layers")
@@ -267,11 +275,21 @@ class ModelSpec(BaseModel):
         return self.mlp_matrices * self.hidden_size * self.intermediate_size
 
     @property
+    def expert_hidden_size(self) -> int:
+        """Width the routed experts read and write: a latent MoE's latent width, else the hidden size."""
+        return self.moe_latent_size or self.hidden_size
+
+    @property
+    def moe_latent_params(self) -> int:
+        """A latent MoE's down- and up-projections around its routed experts (0 without)."""
+        return 2 * self.hidden_size * self.moe_latent_size
+
+    @property
     def moe_layer_params(self) -> int:
-        """All routed + shared expert weights and the router of one MoE layer."""
-        per_expert = self.mlp_matrices * self.hidden_size * self.expert_intermediate_size
+        """All routed + shared expert weights, the router and the latent projections of one MoE layer."""
+        per_expert = self.mlp_matrices * self.expert_hidden_size * self.expert_intermediate_size
         shared = self.mlp_matrices * self.hidden_size * self.shared_expert_intermediate_size
-        return self.num_experts * per_expert + shared + self.hidden_size * self.num_experts
+        return self.num_experts * per_expert + shared + self.hidden_size * self.num_experts + self.moe_latent_params
 
     @property
     def num_dense_layers(self) -> int:
@@ -308,7 +326,8 @@ class ModelSpec(BaseModel):
         """Parameters one token touches (MoE: top-k experts + shared)."""
         if not self.num_experts:
             return self.total_params
-        per_expert = self.mlp_matrices * self.hidden_size * self.expert_intermediate_size
+        per_expert = self.mlp_matrices * self.expert_hidden_size * self.expert_intermediate_size
         shared = self.mlp_matrices * self.hidden_size * self.shared_expert_intermediate_size
-        active_moe = self.experts_per_token * per_expert + shared + self.hidden_size * self.num_experts
+        active_moe = (self.experts_per_token * per_expert + shared + self.hidden_size * self.num_experts
+                      + self.moe_latent_params)
         return self.total_params - self.num_moe_layers * (self.moe_layer_params - active_moe)
