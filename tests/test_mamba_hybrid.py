@@ -4,6 +4,7 @@ state and KV, the SSD kernel's cost and the MLP-free layers, each against a hand
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from conftest import assert_decode_runs_match_fast
@@ -229,3 +230,54 @@ def test_nemotron_attention_rotates_nothing():
 
     (plain, passes), (roped, _) = elementwise_bytes(m), elementwise_bytes(m.model_copy(update={"attention_rope": True}))
     assert roped - plain == pytest.approx(29 * 1000 * 2 * 2 * 34 * 128 * 6 / 29 * passes, rel=1e-9)
+
+
+NANO_STATE_BYTES = 23 * (64 * 128 * 64 * 2 + 6144 * 3 * 2)  # one sequence's BF16 states and conv inputs, TP1
+NANO_KV_PER_TOKEN = 6 * 2 * 2 * 128 * 2
+
+
+@pytest.mark.parametrize("engine, role, in_pool", [
+    ("vllm", "collocated", True),  # V1's hybrid KV cache manager: states from the KV pool
+    ("vllm@0.8.5", "collocated", False),  # V0's MambaCacheManager: a slot per max_num_seqs
+    ("vllm", "prefill", False), ("vllm", "decode", False),  # a KV connector turns the manager off
+    ("vllm-v0", "collocated", False), ("trtllm", "collocated", False), ("sglang", "collocated", False),
+])
+def test_which_engines_take_the_states_from_the_kv_pool(engine, role, in_pool):
+    from phasewise.specs.engines import recurrent_state_in_kv_pool, resolve_engine
+
+    config = resolve_engine(engine, load_hardware("h100-sxm"), role=role)
+    assert recurrent_state_in_kv_pool(config, load_model(NANO)) is in_pool
+    assert not recurrent_state_in_kv_pool(config, load_model("meta-llama/Llama-3.1-8B"))
+
+
+def test_vllm_takes_each_running_sequences_state_from_its_kv_pool():
+    """Nano on one H100 under vLLM V1: nothing held apart for max_num_seqs (its 1,024 seats' states, 23.8 GiB, did
+    not fit beside the 58.8 GiB of weights), each sequence costs its context plus 4,063 tokens' worth of KV for its
+    state; SGLang keeps its own state pool, whose slots cap the batch."""
+    from phasewise.perf import estimate
+    from phasewise.perf.memory import kv_state_tokens
+
+    state_tokens = NANO_STATE_BYTES / NANO_KV_PER_TOKEN
+    assert kv_state_tokens(load_model(NANO), load_quant("bf16"), 1, 1) == pytest.approx(state_tokens, rel=1e-12)
+    vllm = estimate(NANO, "h100-sxm", batch=64, prompt_len=2048).to_dict()["memory"]
+    assert vllm["fits"] and vllm["recurrent_state_in_kv_pool"] and vllm["recurrent_state_bytes"] == 0
+    assert vllm["kv_tokens_per_sequence"] == math.ceil(2049 + state_tokens)
+    assert vllm["max_batch_at_context"] == vllm["kv_capacity_tokens"] // vllm["kv_tokens_per_sequence"]
+    sglang = estimate(NANO, "h100-sxm", batch=64, prompt_len=2048, engine="sglang").to_dict()["memory"]
+    assert not sglang["recurrent_state_in_kv_pool"] and sglang["kv_tokens_per_sequence"] == 2049
+    assert sglang["max_batch_at_context"] == sglang["recurrent_state_seats"]
+
+
+def test_the_simulated_vllm_batch_is_capped_by_contexts_and_states_together():
+    """300 prompts of 2,048 tokens at once on one H100 at 0.8 of its memory (~424 k KV tokens beside the weights):
+    contexts and states together fit 69 sequences (6,144 tokens each at their last step), contexts alone 204; the
+    simulated batch stays within the 69; KV conservation checked throughout."""
+    from phasewise.sim.api import run
+
+    result = run(model=NANO, hardware="h100-sxm", engine="vllm", rate=1000, requests=300, isl=2048, osl=32,
+                 memory_fraction=0.8, check_invariants=True)
+    assert result.summary()["completed"] == 300
+    inst = result.instances[0]
+    most = inst.kv_capacity_blocks // math.ceil((2048 + 32 + NANO_STATE_BYTES / NANO_KV_PER_TOKEN) / 16)
+    assert most == 69 and inst.kv_capacity_blocks // (2080 // 16) == 204
+    assert 0.7 * most <= inst.batch_seqs_sum / inst.iterations <= most

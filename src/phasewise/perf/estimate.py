@@ -11,10 +11,17 @@ from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
-from phasewise.perf.memory import MemoryFit, kv_token_equivalents, kv_window_terms, memory_fit, window_pool_tokens
+from phasewise.perf.memory import (
+    MemoryFit,
+    kv_state_tokens,
+    kv_token_equivalents,
+    kv_window_terms,
+    memory_fit,
+    window_pool_tokens,
+)
 from phasewise.perf.parallel import parallel_layout
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import resolve_engine, window_kv
+from phasewise.specs.engines import recurrent_state_in_kv_pool, resolve_engine, window_kv
 from phasewise.specs.mappings import load_mapping
 
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
@@ -37,11 +44,13 @@ class Estimate:
     window_kv_layout: str = "per_sequence"
     kv_terms: tuple[float, float, int, bool] = (1.0, 0.0, 0, False)
     window_pool_tokens: tuple[int, int] | None = None  # window_pool: (full-pool, window-pool) tokens per attention rank
+    kv_state_tokens: float = 0.0  # KV tokens' worth of the pool each sequence's recurrent state takes (vLLM V1)
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
         ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
-        per_sequence_kv = math.ceil(kv_token_equivalents(max(self.context_len + 1, 1), self.kv_terms))
+        per_sequence_kv = math.ceil(kv_token_equivalents(max(self.context_len + 1, 1), self.kv_terms)
+                                    + self.kv_state_tokens)
 
         def phase(it: IterationCost, tokens: int) -> dict[str, Any]:
             return {
@@ -98,7 +107,10 @@ class Estimate:
                 "recurrent_state_bytes_per_sequence": mem.state_bytes_per_sequence,
                 "recurrent_state_bytes": mem.state_bytes,
                 "recurrent_state_seats": mem.state_seats,
-                "kv_tokens_per_sequence": per_sequence_kv,  # at this context, windowed layers' share included
+                # the states taken from the KV pool by each running sequence (vLLM V1), nothing held apart
+                "recurrent_state_in_kv_pool": mem.state_in_kv_pool,
+                # at this context, windowed layers' share and a state kept in the KV pool included
+                "kv_tokens_per_sequence": per_sequence_kv,
                 # how the engine holds windowed layers' KV (perf/memory.py kv_window_terms); None: no windows
                 "window_kv_layout": self.window_kv_layout if cm.model.sliding_window else None,
                 # window_pool: the two pools' tokens per attention rank, as SGLang logs them at start-up
@@ -142,18 +154,21 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     per_seq = max(prompt_len, context_len + 1)
     window_layout, pool_ratio = window_kv(config, spec, hw)
     kv_terms = kv_window_terms(spec, window_layout, pool_ratio)
-    needed = batch * math.ceil(kv_token_equivalents(per_seq, kv_terms))
+    in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
+    state_tokens = kv_state_tokens(spec, quant, tp // layout.attention_dp, pp, config.profile.recurrent_state_dtype) \
+        if in_pool else 0.0
+    needed = batch * math.ceil(kv_token_equivalents(per_seq, kv_terms) + state_tokens)
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
-                     state_pool_ratio=config.profile.recurrent_state_pool_ratio)
+                     state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio) \
         if window_layout == "window_pool" else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
-                    window_layout, kv_terms, pools)
+                    window_layout, kv_terms, pools, state_tokens)
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

@@ -33,6 +33,9 @@ class MemoryFit:
     state_bytes_per_sequence: float = 0.0
     state_bytes: float = 0.0
     state_seats: int | None = None  # sequences the states' own pool holds (an engine with such a pool), else None
+    # the states taken from the KV pool by each running sequence instead (vLLM V1's hybrid KV cache manager): none
+    # reserved up front (kv_state_tokens: what one takes)
+    state_in_kv_pool: bool = False
 
     @property
     def kv_free_bytes(self) -> float:
@@ -238,6 +241,13 @@ def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp:
     return layers * (ssm + conv) / tp
 
 
+def kv_state_tokens(model: ModelSpec, quant: QuantScheme, tp: int, pp: int, state_dtype: str = "bf16") -> float:
+    """KV tokens' worth (kv_bytes_per_token's unit) of one sequence's recurrent state: what it takes from the KV pool
+    where the engine keeps the states there (vLLM V1), beside its context's tokens; 0 without linear layers."""
+    state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, state_dtype)
+    return state / kv_bytes_per_token(model, quant, tp, pp) if state else 0.0
+
+
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
     """Peak transient memory of one iteration: live hidden states, QKV, MLP intermediate, fp32 logits."""
     m = model
@@ -251,7 +261,8 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                max_tokens: int = 8192, max_seqs: int = 256, kv_needed_tokens: int = 0,
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
                fraction_of: str = "total", state_dtype: str = "bf16",
-               state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0)) -> MemoryFit:
+               state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
+               state_in_kv_pool: bool = False) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -264,7 +275,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     Linear-attention layers: the recurrent state (at `state_dtype`) of `max_seqs` sequences is held beside the KV
     cache (a slot per sequence the engine may run, vLLM's hybrid KV cache groups); with `state_pool_ratio` the states
     get their own pool of that many times the KV cache's memory instead, and its slots (state_seats) cap the
-    running sequences (SGLang's mamba pool, --mamba-full-memory-ratio). `draft`: a speculative draft's (weight bytes,
+    running sequences (SGLang's mamba pool, --mamba-full-memory-ratio); with `state_in_kv_pool` nothing is held
+    apart: each running sequence takes its state from the KV pool (vLLM V1's hybrid KV cache manager;
+    kv_state_tokens, which the simulator's blocks, the planner's floor and estimate's batch count). `draft`: a speculative draft's (weight bytes,
     KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
     token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's)."""
     dp = layout.attention_dp if layout is not None else 1
@@ -286,9 +299,11 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     if per_sequence and state_pool_ratio:
         state = max(usable - weights - acts - reserved, 0.0) * state_pool_ratio / (1.0 + state_pool_ratio)
         seats = int(state // per_sequence) * dp
+    elif state_in_kv_pool:
+        state = 0.0
     else:
         state = per_sequence * math.ceil(max_seqs / dp)
     free = usable - weights - acts - reserved - state
     capacity = int(free // (per_token + draft[1])) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
-                     capacity, kv_needed_tokens, per_sequence, state, seats)
+                     capacity, kv_needed_tokens, per_sequence, state, seats, state_in_kv_pool and per_sequence > 0)

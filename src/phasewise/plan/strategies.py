@@ -13,7 +13,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.memory import draft_memory, kv_token_equivalents, kv_window_terms
+from phasewise.perf.memory import draft_memory, kv_state_tokens, kv_token_equivalents, kv_window_terms
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -22,6 +22,7 @@ from phasewise.specs.engines import (
     graph_knobs,
     knob_values,
     memory_fraction_of,
+    recurrent_state_in_kv_pool,
     resolve_engine,
     window_kv,
 )
@@ -121,9 +122,12 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio,
-                     draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0))
+                     draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
+                     state_in_kv_pool=recurrent_state_in_kv_pool(config, model))
     terms = kv_window_terms(model, *window_kv(config, model, hw))
-    return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, terms)
+    state = kv_state_tokens(model, quant, tp // dp, pp, config.profile.recurrent_state_dtype) \
+        if mem.state_in_kv_pool else 0.0
+    return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, terms) + state
 
 
 def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:

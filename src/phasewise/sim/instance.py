@@ -28,7 +28,7 @@ import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import kv_stored_terms, kv_window_terms
+from phasewise.perf.memory import kv_state_tokens, kv_stored_terms, kv_window_terms
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
@@ -40,7 +40,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
-from phasewise.specs.engines import window_kv
+from phasewise.specs.engines import recurrent_state_in_kv_pool, window_kv
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -53,7 +53,7 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 class Instance(KvAdmission, DecodingSet):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
-                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "kv_terms",
+                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "kv_terms", "kv_state",
                  "kv_stored", "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
@@ -83,6 +83,10 @@ class Instance(KvAdmission, DecodingSet):
         layout, pool_ratio = window_kv(engine, self.model, cost.hw)  # how the engine holds windowed layers' KV
         self.kv_terms = kv_window_terms(self.model, layout, pool_ratio)  # a sequence's share of the KV blocks
         self.kv_stored = kv_stored_terms(self.model, layout)  # the bytes its KV holds (what a transfer moves)
+        # KV tokens' worth of the pool a running sequence's recurrent state takes (vLLM V1 keeps them there)
+        self.kv_state = kv_state_tokens(self.model, cost.quant, cost.layout.attention_tp, cost.pp,
+                                        engine.profile.recurrent_state_dtype) \
+            if recurrent_state_in_kv_pool(engine, self.model) else 0.0
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary

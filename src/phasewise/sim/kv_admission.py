@@ -75,20 +75,22 @@ class KvAdmission:
     def _kv_tokens_bound(self, tokens: float, seqs: int) -> float:
         """An upper bound on the full-layer KV tokens of `seqs` sequences whose contexts sum to `tokens`
         (perf/memory.py kv_tokens_bound)."""
-        return kv_tokens_bound(tokens, seqs, self.kv_terms)
+        return kv_tokens_bound(tokens, seqs, self.kv_terms) + seqs * self.kv_state
 
     def _kv_growth_per_token(self) -> float:
         """Full-layer KV tokens one more context token adds to a sequence, at most (perf/memory.py)."""
         return kv_growth_per_token(self.kv_terms)
 
     def _kv_tokens(self, tokens: float) -> float:
-        """Full-layer KV tokens a sequence of `tokens` context holds (perf/memory.py kv_token_equivalents)."""
-        return kv_token_equivalents(tokens, self.kv_terms)
+        """Full-layer KV tokens a sequence of `tokens` context holds (perf/memory.py kv_token_equivalents), with its
+        recurrent state where the engine keeps it in the KV pool (kv_state)."""
+        return kv_token_equivalents(tokens, self.kv_terms) + self.kv_state
 
     def _exact_blocks(self, d: int) -> np.ndarray:
         """Blocks each decoding sequence needs to run decode step d (its context plus the new tokens)."""
         tokens = self.running.contexts(d, self.tokens_per_step) + self.decode_new_tokens
-        return np.ceil(kv_token_equivalents(tokens, self.kv_terms) / self.kv.block_size).astype(np.int64)
+        return np.ceil((kv_token_equivalents(tokens, self.kv_terms) + self.kv_state) / self.kv.block_size
+                       ).astype(np.int64)
 
     def _top_up(self, d: int) -> None:
         """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).

@@ -29,7 +29,7 @@ from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import EngineConfig, resolve_engine
+from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool, resolve_engine
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, Workload
 
@@ -68,7 +68,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
                          layout=layout, fraction_of=engine.memory_fraction_of,
                          state_dtype=engine.profile.recurrent_state_dtype,
-                         state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem)
+                         state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem,
+                         state_in_kv_pool=recurrent_state_in_kv_pool(engine, model))
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them

@@ -138,6 +138,19 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
     return ("window_pool" if pooled else rule.get("layout", "per_sequence")), ratio
 
 
+def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
+    """Whether this engine takes a linear-attention model's recurrent states from its KV pool, one per running
+    sequence, instead of holding them apart (the preset's `window_kv` rule `recurrent_state: kv_pool`: vLLM's hybrid
+    KV cache manager, from its `hybrid_from_version` on and not beside a disaggregated role's KV connector)."""
+    rule = config.window_kv_rule or {}
+    if not model.linear_attention_layers or rule.get("recurrent_state") != "kv_pool":
+        return False
+    first = rule.get("hybrid_from_version")
+    if first and _version_key(config.version) < _version_key(str(first)):
+        return False
+    return not ("kv_connector" in rule.get("all_tokens_for", ()) and config.role in ("prefill", "decode"))
+
+
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
