@@ -281,3 +281,26 @@ def test_the_simulated_vllm_batch_is_capped_by_contexts_and_states_together():
     most = inst.kv_capacity_blocks // math.ceil((2048 + 32 + NANO_STATE_BYTES / NANO_KV_PER_TOKEN) / 16)
     assert most == 69 and inst.kv_capacity_blocks // (2080 // 16) == 204
     assert 0.7 * most <= inst.batch_seqs_sum / inst.iterations <= most
+
+
+def test_vllm_reads_the_states_dtype_and_launches_it():
+    """vLLM's --mamba-ssm-cache-dtype float32 (NVIDIA's Nemotron recipes) doubles the SSM states (the conv inputs
+    stay BF16): each running sequence takes twice their KV-token worth from the pool; the export writes the flag;
+    on a model without linear layers the knob would change nothing and is refused."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.perf.memory import kv_state_tokens
+    from phasewise.sim.api import run
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import build_group
+
+    dep = build_deployment({"model": NANO, "instances": [{"hardware": "h100-sxm", "tp": 2, "engine": "vllm",
+                                                          "mamba_ssm_dtype": "fp32"}]})
+    assert build_group(dep, dep.instances[0], 0)[3].profile.recurrent_state_dtype == "fp32"
+    ssm, conv, per_token = 23 * 32 * 128 * 64, 23 * 3072 * 3 * 2, 6 * 2 * 1 * 128 * 2
+    assert kv_state_tokens(load_model(NANO), load_quant("bf16"), 2, 1, "fp32") == (ssm * 4 + conv) / per_token
+    assert kv_state_tokens(load_model(NANO), load_quant("bf16"), 2, 1) == (ssm * 2 + conv) / per_token
+    (cmd,), _, _ = launch_commands(dep)
+    assert cmd.argv[cmd.argv.index("--mamba-ssm-cache-dtype") + 1] == "float32"
+    with pytest.raises(PhasewiseError, match="has none, so it would change nothing"):
+        run(model="meta-llama/Llama-3.1-8B", engine="vllm", mamba_ssm_dtype="bf16", rate=1, requests=1, isl=8,
+            osl=2)

@@ -93,8 +93,9 @@ CudaGraphMaxBs = Annotated[Optional[int], typer.Option(help="sglang: largest dec
 Conservativeness = Annotated[Optional[float], typer.Option(help="sglang: scales the new-token ratio reserved at admission")]
 RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new requests are read every N decode-only "
                                                            "steps (a prefill step or idleness reads at once)")]
-MambaSsmDtype = Annotated[Optional[str], typer.Option(help="sglang: dtype of linear-attention layers' recurrent "
-                                                              "states, fp32|bf16 (default fp32)")]
+MambaSsmDtype = Annotated[Optional[str], typer.Option(help="sglang, vllm: dtype of linear-attention layers' "
+                                                              "recurrent states, fp32|bf16 (default sglang fp32, "
+                                                              "vllm bf16)")]
 SwaFullTokensRatio = Annotated[Optional[float], typer.Option(
     help="sglang: window-pool tokens per full-pool token of its hybrid SWA pool (gpt-oss, Llama 4; default 0.8)")]
 DisableHybridSwaMemory = Annotated[Optional[bool], typer.Option(

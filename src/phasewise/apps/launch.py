@@ -151,6 +151,8 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv.append("--enable-chunked-prefill" if value else "--no-enable-chunked-prefill")
         elif knob == "async_scheduling":
             argv.append("--async-scheduling" if value else "--no-async-scheduling")
+        elif knob == "mamba_ssm_dtype":  # auto: the model's dtype (BF16 checkpoints)
+            argv += ["--mamba-ssm-cache-dtype", {"fp32": "float32", "bf16": "auto"}[value]]
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated

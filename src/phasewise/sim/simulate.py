@@ -62,6 +62,9 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                                   speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp)
 
         engine = resolve()
+        if g.knobs.get("mamba_ssm_dtype") and not model.linear_attention_layers:
+            raise PhasewiseError(f"--mamba-ssm-dtype sets the dtype of linear-attention layers' recurrent states; "
+                                 f"{model.name} has none, so it would change nothing")
         draft_mem = (0.0, 0.0) if spec is None else draft_memory(
             model, None if spec.draft == "mtp" else load_model(spec.draft), quant, g.tp, layout)
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,

@@ -441,6 +441,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["cuda_graph_sizes"] = graph_sizes(table["cuda_graph_sizes"])
     if "cuda_graph_padding" in table:
         graphs["cuda_graph_padding"] = bool(table["cuda_graph_padding"])
+    if values.get("mamba_ssm_dtype"):  # SGLang --mamba-ssm-dtype, vLLM --mamba-ssm-cache-dtype: the states' dtype
+        graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
         sizes = graphs.get("cuda_graph_sizes", ())
@@ -467,8 +469,6 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
             kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL
             running = max(1, min(kv // 2, SGLANG_REQUEST_POOL))
         graphs["cuda_graph_sizes"] = tuple(range(1, values["cuda_graph_max_bs"] + 1))
-        if values.get("mamba_ssm_dtype"):  # --mamba-ssm-dtype: linear-attention layers' recurrent states
-            graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
         if values.get("enable_piecewise_cuda_graph"):
             graphs["piecewise_graph_tokens"] = sglang_piecewise_tokens(values["piecewise_cuda_graph_max_tokens"])
         conservativeness = values["schedule_conservativeness"]
