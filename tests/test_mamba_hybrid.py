@@ -304,3 +304,19 @@ def test_vllm_reads_the_states_dtype_and_launches_it():
     with pytest.raises(PhasewiseError, match="has none, so it would change nothing"):
         run(model="meta-llama/Llama-3.1-8B", engine="vllm", mamba_ssm_dtype="bf16", rate=1, requests=1, isl=8,
             osl=2)
+
+
+def test_an_mtp_draft_of_a_nemotron_is_one_attention_and_moe_block(tmp_path):
+    """Nemotron 3 Super's MTP module (num_nextn_predict_layers 1, mtp_hybrid_override_pattern "*E"): one layer of
+    attention and a latent MoE, without the stack's MLP-free layers; speculative decoding with it runs."""
+    from phasewise.perf.memory import mtp_module
+    from phasewise.sim.api import run
+
+    m = load_model(_write(tmp_path, {**SUPER, "num_nextn_predict_layers": 1, "mtp_hybrid_override_pattern": "*E"}))
+    block = mtp_module(m)
+    assert m.mtp_layers == 1
+    assert (block.num_layers, block.num_moe_layers, block.mlp_free_layers, block.linear_attention_layers) == (
+        1, 1, 0, 0)
+    result = run(model=NANO, hardware="h100-sxm", tp=2, rate=2, requests=10, isl=256, osl=32, spec_tokens=2,
+                 check_invariants=True)
+    assert result.summary()["completed"] == 10

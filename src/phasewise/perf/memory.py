@@ -106,7 +106,7 @@ def mtp_module(model: ModelSpec) -> ModelSpec:
     MTP module is a shared embedding, a shared output head, one Transformer block and a d x 2d projection."""
     return model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
                                     "linear_attention_layers": 0, "sliding_window": None, "chunked_attention": False,
-                                    "sliding_window_layers": None})
+                                    "sliding_window_layers": None, "mlp_free_layers": 0})
 
 
 def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, tp: int,

@@ -351,6 +351,8 @@ def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         mlp_gated=act in _GATED_ACTS,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
         mlp_free_layers=mixers - mlps, attention_rope=False,  # NemotronHAttention rotates neither q nor k
+        # MTP modules (Nemotron 3 Super: one, an attention and a MoE block, mtp_hybrid_override_pattern "*E")
+        mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)),
         linear_attention_layers=blocks["mamba"], linear_recurrence="mamba2",
         linear_key_heads=int(_require(cfg, where, "n_groups")),
         linear_value_heads=int(_require(cfg, where, "mamba_num_heads")),
