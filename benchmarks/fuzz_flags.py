@@ -6,6 +6,7 @@ kill or a run past --timeout seconds. Prints each run that does not, then the co
 
     python benchmarks/fuzz_flags.py                     # every command (~40 min on 2 cores)
     python benchmarks/fuzz_flags.py --commands simulate,estimate --timeout 60
+    python benchmarks/fuzz_flags.py --commands simulate,estimate --model nemotron-3-nano   # another model's paths
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main() -> int:
     ap.add_argument("--commands", default="estimate,simulate,plan,reproduce",
                     help="comma-separated: estimate, simulate, plan, reproduce")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take")
+    ap.add_argument("--model", help="estimate / simulate / plan this model instead of each command's default")
     args = ap.parse_args()
     start, runs, failures = time.perf_counter(), 0, 0
     for command in [c.strip() for c in args.commands.split(",") if c.strip()]:
@@ -83,7 +85,8 @@ def main() -> int:
                     cases += [["reproduce", name, "--set", f"{key}={value}", "--json"] for value in SCENARIO_VALUES]
         else:
             flags, base = FLAGS[command]
-            cases = [[command, *base, flag, value] for flag in flags for value in VALUES]
+            model = ["--model", args.model] if args.model else []
+            cases = [[command, *base, *model, flag, value] for flag in flags for value in VALUES]
         for case in cases:
             failed, what = run(case, args.timeout)
             runs += 1

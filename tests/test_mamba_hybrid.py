@@ -203,9 +203,16 @@ def test_malformed_nemotron_configs_are_one_line_errors(tmp_path, change, messag
     assert "\n" not in str(info.value)
 
 
-def test_pipeline_parallelism_of_a_mamba_hybrid_says_it_is_not_modelled():
-    with pytest.raises(PhasewiseError, match="--pp 2: pipeline parallelism of a hybrid linear-attention stack"):
-        CostModel(load_model(NANO), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"), 1, 2)
+@pytest.mark.parametrize("pp, message", [(2, "--pp 2: pipeline parallelism of a hybrid linear-attention stack"),
+                                         (20, "--pp 20: pipeline parallelism"), (10**11, "exceeds the 29 layers")])
+def test_pipeline_parallelism_of_a_mamba_hybrid_says_it_is_not_modelled(pp, message):
+    """Refused before the memory fit splits the stack (a stage of 20 or more would keep no KV layer at all)."""
+    from phasewise.sim.api import run
+
+    with pytest.raises(PhasewiseError, match=message):
+        CostModel(load_model(NANO), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"), 1, pp)
+    with pytest.raises(PhasewiseError, match=message):
+        run(model=NANO, hardware="h100-sxm", pp=pp, rate=1, requests=1, isl=8, osl=2)
 
 
 def test_a_latent_moe_field_elsewhere_is_refused_by_name(tmp_path):

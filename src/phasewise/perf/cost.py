@@ -92,9 +92,6 @@ class CostModel(DecodeSeries, Communication):
         self.window_share, self.hybrid_window = m.window_layer_share, m.sliding_window
         # a hybrid stack with linear-attention layers: every layer operator is the mean layer's (_mean_layer)
         self.linear_share = m.linear_layer_share
-        if self.linear_share and pp > 1:
-            raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid linear-attention stack ({model.name}) "
-                                 "is not modelled yet; use --pp 1")
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
         # the model's own weights run on the scheme's kernels: at their small-batch tile where it is fewer rows
         self._own_kernel_half_rows = min(eff.gemm_half_rows, quant.kernel_half_rows or eff.gemm_half_rows)
@@ -556,3 +553,6 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
             f"{', '.join(map(str, ok))})")
     if pp > model.num_layers:
         raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
+    if model.linear_attention_layers and pp > 1:
+        raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid linear-attention stack ({model.name}) "
+                             "is not modelled yet; use --pp 1")

@@ -11,7 +11,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
-from phasewise.perf.cost import kv_elements_per_token_layer
+from phasewise.perf.cost import check_parallelism, kv_elements_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence
@@ -55,6 +55,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     quant = load_quant(precision, g.kv_dtype)
     try:
         layout = parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance)
+        check_parallelism(model, layout.attention_tp, g.pp)  # before the memory fit divides the stack
         draft = spec.draft if spec is not None else None
 
         def resolve(kv_capacity_tokens: int | None = None) -> EngineConfig:
