@@ -327,3 +327,49 @@ def test_an_mtp_draft_of_a_nemotron_is_one_attention_and_moe_block(tmp_path):
     result = run(model=NANO, hardware="h100-sxm", tp=2, rate=2, requests=10, isl=256, osl=32, spec_tokens=2,
                  check_invariants=True)
     assert result.summary()["completed"] == 10
+
+
+# transformers' GraniteMoeHybrid example config (its model docs): 6 Mamba-2 and 2 attention mixers, each layer with a
+# MoE of 8 gated experts (top-2) beside a gated shared MLP; no RoPE
+GRANITE = {"model_type": "granitemoehybrid", "hidden_size": 512, "num_hidden_layers": 8,
+           "layer_types": ["mamba", "mamba", "mamba", "attention"] * 2, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "intermediate_size": 1024, "shared_intermediate_size": 512,
+           "num_local_experts": 8, "num_experts_per_tok": 2, "mamba_n_heads": 8, "mamba_d_head": 128,
+           "mamba_d_state": 128, "mamba_n_groups": 1, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_chunk_size": 256,
+           "position_embedding_type": "nope", "vocab_size": 49152, "tie_word_embeddings": True}
+
+
+def test_granite_4_hybrid_layers_by_hand(tmp_path):
+    """Every layer: a Mamba-2 (8 heads of 128, one group of state 128) or attention (8 heads of 64) mixer, then 8
+    gated experts of 1,024 and a gated shared MLP of 512; tied embeddings. Without experts the shared MLP is the
+    layer's dense MLP; mamba_d_head "auto" is mamba_expand x hidden over the heads."""
+    m = load_model(_write(tmp_path, GRANITE))
+    assert (m.num_layers, m.linear_attention_layers, m.num_moe_layers, m.mlp_free_layers) == (8, 6, 8, 0)
+    assert (m.linear_chunk_tokens, m.attention_rope, m.mlp_gated) == (256, False, True)
+    h = 512
+    mamba = h * (2 * 1024 + 2 * 128 + 8) + (1024 + 2 * 128) * 4 + 1024 * h
+    attention = h * (8 * 64 * 3) + 8 * 64 * h
+    moe = 8 * 3 * h * 1024 + 3 * h * 512 + h * 8
+    assert m.total_params == 6 * mamba + 2 * attention + 8 * moe + 49152 * h == 144_529_408
+    dense = load_model(_write(tmp_path, {**GRANITE, "num_local_experts": 0, "mamba_d_head": "auto"}))
+    assert (dense.num_moe_layers, dense.num_dense_layers, dense.intermediate_size) == (0, 8, 512)
+    assert dense.linear_value_head_dim == 128 and dense.total_params == 6 * mamba + 2 * attention + 8 * 3 * h * 512 \
+        + 49152 * h
+    result = __import__("phasewise.sim.api", fromlist=["run"]).run(
+        model=_write(tmp_path, GRANITE), hardware="h100-sxm", rate=5, requests=20, isl=512, osl=16,
+        check_invariants=True)
+    assert result.summary()["completed"] == 20
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"layer_types": ["mamba", "moe"] * 4}, r"field layer_types \(moe\) is not modelled"),
+    ({"layer_types": ["mamba"] * 4}, "names 4 layers but num_hidden_layers is 8"),
+    ({"layer_types": None}, "missing field layer_types"),
+    ({"position_embedding_type": "alibi"}, "position_embedding_type 'alibi' is not one of rope, nope"),
+    ({"mamba_n_heads": None}, "missing field mamba_n_heads"),
+])
+def test_malformed_granite_configs_are_one_line_errors(tmp_path, change, message):
+    cfg = {k: v for k, v in {**GRANITE, **change}.items() if v is not None}
+    with pytest.raises(PhasewiseError, match=message) as info:
+        load_model(_write(tmp_path, cfg))
+    assert "\n" not in str(info.value)

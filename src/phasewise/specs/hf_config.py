@@ -82,9 +82,11 @@ LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATE
 # Llama-style fields plus gated-DeltaNet linear-attention layers (layer_types "linear_attention", or every layer but
 # each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
 LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
-# Mamba-2 hybrids whose layers are single blocks (a Mamba-2 mixer, attention, an MLP or a MoE) in a pattern:
-# Nemotron-H, Nemotron 3 (transformers nemotron_h)
-MAMBA_HYBRID_TYPES = ("nemotron_h",)
+# Mamba-2 hybrids: Nemotron-H / Nemotron 3 (transformers nemotron_h; single-block layers in a pattern) and
+# Granite 4.0-H (granitemoehybrid; a Mamba-2 or attention mixer and a MoE + shared MLP in every layer)
+MAMBA_HYBRID_TYPES = ("nemotron_h", "granitemoehybrid")
+# Granite 4.0-H (transformers granitemoehybrid): layer_types names each layer's mixer, every layer has the MLP
+GRANITE_LAYER_KINDS = ("mamba", "attention")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text",
                       "llama4": "llama4_text"}
@@ -136,6 +138,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = _bloom(name, cfg, where)
         elif mt in ("llada", "olmo"):
             spec = _olmo_style(name, cfg, where)
+        elif mt == "granitemoehybrid":
+            spec = _granite_hybrid(name, cfg, where)
         elif mt in MAMBA_HYBRID_TYPES:
             spec = _nemotron_h(name, cfg, where)
         else:
@@ -204,7 +208,8 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     if mt not in SPARSE_LATENT_TYPES:
         unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
     kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
-        {"linear_attention"} if hybrid else set()) - ({"chunked_attention"} if mt == "llama4_text" else set())
+        {"linear_attention"} if hybrid else set()) - ({"chunked_attention"} if mt == "llama4_text" else set()) - (
+        set(GRANITE_LAYER_KINDS) if mt == "granitemoehybrid" else set())
     if "linear_attention" in kinds:
         unread.append("layer_types (linear_attention: gated DeltaNet, read for model_type "
                       f"{', '.join(LINEAR_HYBRID_TYPES)} only)")
@@ -361,6 +366,49 @@ def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         linear_conv_kernel=int(_require(cfg, where, "conv_kernel")),
         # transformers NemotronHConfig's default chunk_size: 128
         linear_chunk_tokens=int(_first(cfg, "chunk_size", default=128)),
+        **moe,
+    )
+
+
+def _granite_hybrid(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
+    """Granite 4.0-H (transformers GraniteMoeHybridConfig): layer_types names each layer's mixer, a Mamba-2
+    (mamba_n_heads heads of mamba_d_head, or "auto": mamba_expand x hidden over the heads; mamba_n_groups groups
+    sharing B and C of mamba_d_state; a conv of mamba_d_conv taps; chunks of mamba_chunk_size) or softmax attention
+    (no RoPE with position_embedding_type "nope"); every layer then runs a gated MoE of num_local_experts
+    (intermediate_size each) beside a gated shared MLP of shared_intermediate_size, or that MLP alone without
+    experts."""
+    kinds = cfg.get("layer_types")
+    if not isinstance(kinds, list) or not kinds:
+        raise PhasewiseError(f"{where}: missing field layer_types (each layer's mixer: "
+                             f"{', '.join(GRANITE_LAYER_KINDS)})")
+    layers = int(_require(cfg, where, "num_hidden_layers"))
+    if layers != len(kinds):
+        raise PhasewiseError(f"{where}: field layer_types names {len(kinds)} layers but num_hidden_layers is {layers}")
+    hidden = int(_require(cfg, where, "hidden_size"))
+    heads = int(_require(cfg, where, "num_attention_heads"))
+    mamba_heads = int(_require(cfg, where, "mamba_n_heads"))
+    head = _require(cfg, where, "mamba_d_head")
+    head_dim = int(_require(cfg, where, "mamba_expand")) * hidden // mamba_heads if head == "auto" else int(head)
+    shared = int(_require(cfg, where, "shared_intermediate_size"))
+    experts = int(_first(cfg, "num_local_experts", default=0))
+    moe = dict(num_experts=experts, experts_per_token=int(_require(cfg, where, "num_experts_per_tok")),
+               expert_intermediate_size=int(_require(cfg, where, "intermediate_size")),
+               shared_expert_intermediate_size=shared, num_moe_layers=layers) if experts else {}
+    position = str(_first(cfg, "position_embedding_type", default="rope")).lower()
+    if position not in ("rope", "nope"):
+        raise PhasewiseError(f"{where}: field position_embedding_type '{position}' is not one of rope, nope")
+    return ModelSpec(
+        name=name, model_type="granitemoehybrid", num_layers=layers, hidden_size=hidden, num_heads=heads,
+        num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)), head_dim=hidden // heads,
+        intermediate_size=0 if experts else shared, vocab_size=int(_require(cfg, where, "vocab_size")),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_gated=True,
+        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        attention_rope=position == "rope",
+        linear_attention_layers=kinds.count("mamba"), linear_recurrence="mamba2",
+        linear_key_heads=int(_require(cfg, where, "mamba_n_groups")), linear_value_heads=mamba_heads,
+        linear_key_head_dim=int(_require(cfg, where, "mamba_d_state")), linear_value_head_dim=head_dim,
+        linear_conv_kernel=int(_require(cfg, where, "mamba_d_conv")),
+        linear_chunk_tokens=int(_first(cfg, "mamba_chunk_size", default=256)),
         **moe,
     )
 
