@@ -263,9 +263,12 @@ def test_vllm_takes_each_running_sequences_state_from_its_kv_pool():
     state; SGLang keeps its own state pool, whose slots cap the batch."""
     from phasewise.perf import estimate
     from phasewise.perf.memory import kv_state_tokens
+    from phasewise.specs.engines import resolve_engine
 
     state_tokens = NANO_STATE_BYTES / NANO_KV_PER_TOKEN
-    assert kv_state_tokens(load_model(NANO), load_quant("bf16"), 1, 1) == pytest.approx(state_tokens, rel=1e-12)
+    nano, bf16, hw = load_model(NANO), load_quant("bf16"), load_hardware("h100-sxm")
+    assert kv_state_tokens(resolve_engine("vllm", hw), nano, bf16, 1, 1) == pytest.approx(state_tokens, rel=1e-12)
+    assert kv_state_tokens(resolve_engine("trtllm", hw), nano, bf16, 1, 1) == 0.0  # its states held apart
     vllm = estimate(NANO, "h100-sxm", batch=64, prompt_len=2048).to_dict()["memory"]
     assert vllm["fits"] and vllm["recurrent_state_in_kv_pool"] and vllm["recurrent_state_bytes"] == 0
     assert vllm["kv_tokens_per_sequence"] == math.ceil(2049 + state_tokens)
@@ -300,12 +303,17 @@ def test_vllm_reads_the_states_dtype_and_launches_it():
     from phasewise.sim.deployment import build_deployment
     from phasewise.sim.simulate import build_group
 
-    dep = build_deployment({"model": NANO, "instances": [{"hardware": "h100-sxm", "tp": 2, "engine": "vllm",
-                                                          "mamba_ssm_dtype": "fp32"}]})
-    assert build_group(dep, dep.instances[0], 0)[3].profile.recurrent_state_dtype == "fp32"
+    def engine(**knobs):
+        dep = build_deployment({"model": NANO, "instances": [{"hardware": "h100-sxm", "tp": 2, "engine": "vllm",
+                                                              **knobs}]})
+        return dep, build_group(dep, dep.instances[0], 0)[3]
+
+    dep, fp32 = engine(mamba_ssm_dtype="fp32")
+    assert fp32.profile.recurrent_state_dtype == "fp32" and engine()[1].profile.recurrent_state_dtype == "bf16"
     ssm, conv, per_token = 23 * 32 * 128 * 64, 23 * 3072 * 3 * 2, 6 * 2 * 1 * 128 * 2
-    assert kv_state_tokens(load_model(NANO), load_quant("bf16"), 2, 1, "fp32") == (ssm * 4 + conv) / per_token
-    assert kv_state_tokens(load_model(NANO), load_quant("bf16"), 2, 1) == (ssm * 2 + conv) / per_token
+    nano, bf16 = load_model(NANO), load_quant("bf16")
+    assert kv_state_tokens(fp32, nano, bf16, 2, 1) == (ssm * 4 + conv) / per_token
+    assert kv_state_tokens(engine()[1], nano, bf16, 2, 1) == (ssm * 2 + conv) / per_token
     (cmd,), _, _ = launch_commands(dep)
     assert cmd.argv[cmd.argv.index("--mamba-ssm-cache-dtype") + 1] == "float32"
     with pytest.raises(PhasewiseError, match="has none, so it would change nothing"):

@@ -155,8 +155,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     window_layout, pool_ratio = window_kv(config, spec, hw)
     kv_terms = kv_window_terms(spec, window_layout, pool_ratio)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
-    state_tokens = kv_state_tokens(spec, quant, tp // layout.attention_dp, pp, config.profile.recurrent_state_dtype) \
-        if in_pool else 0.0
+    state_tokens = kv_state_tokens(config, spec, quant, tp // layout.attention_dp, pp)
     needed = batch * math.ceil(kv_token_equivalents(per_seq, kv_terms) + state_tokens)
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),

@@ -9,6 +9,7 @@ import numpy as np
 
 from phasewise.perf.cost import kv_elements_per_token_layer, kv_heads_per_gpu
 from phasewise.perf.parallel import ParallelLayout
+from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -241,11 +242,14 @@ def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp:
     return layers * (ssm + conv) / tp
 
 
-def kv_state_tokens(model: ModelSpec, quant: QuantScheme, tp: int, pp: int, state_dtype: str = "bf16") -> float:
-    """KV tokens' worth (kv_bytes_per_token's unit) of one sequence's recurrent state: what it takes from the KV pool
-    where the engine keeps the states there (vLLM V1), beside its context's tokens; 0 without linear layers."""
-    state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, state_dtype)
-    return state / kv_bytes_per_token(model, quant, tp, pp) if state else 0.0
+def kv_state_tokens(config: EngineConfig, model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
+    """KV tokens' worth (kv_bytes_per_token's unit) of one running sequence's recurrent state that the engine takes
+    from its KV pool beside the context's tokens (vLLM V1: recurrent_state_in_kv_pool), at its state dtype; 0 for an
+    engine that holds the states apart, or a model without linear layers."""
+    if not recurrent_state_in_kv_pool(config, model):
+        return 0.0
+    state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, config.profile.recurrent_state_dtype)
+    return state / kv_bytes_per_token(model, quant, tp, pp)
 
 
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
@@ -273,12 +277,12 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
               free_gpu_memory_fraction: that share of torch.cuda.mem_get_info()'s free bytes,
               _torch/pyexecutor/resource_manager.py).
     Linear-attention layers: the recurrent state (at `state_dtype`) of `max_seqs` sequences is held beside the KV
-    cache (a slot per sequence the engine may run, vLLM's hybrid KV cache groups); with `state_pool_ratio` the states
-    get their own pool of that many times the KV cache's memory instead, and its slots (state_seats) cap the
-    running sequences (SGLang's mamba pool, --mamba-full-memory-ratio); with `state_in_kv_pool` nothing is held
-    apart: each running sequence takes its state from the KV pool (vLLM V1's hybrid KV cache manager;
-    kv_state_tokens, which the simulator's blocks, the planner's floor and estimate's batch count). `draft`: a speculative draft's (weight bytes,
-    KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
+    cache (a slot per sequence the engine may run: TensorRT-LLM, vLLM V0); with `state_pool_ratio` the states get
+    their own pool of that many times the KV cache's memory instead, and its slots (state_seats) cap the running
+    sequences (SGLang's mamba pool, --mamba-full-memory-ratio); with `state_in_kv_pool` nothing is held apart: each
+    running sequence takes its state from the KV pool (vLLM V1's hybrid KV cache manager; kv_state_tokens, which
+    the simulator's blocks, the planner's floor and estimate's batch count). `draft`: a speculative draft's (weight
+    bytes, KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
     token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp

@@ -125,8 +125,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model))
     terms = kv_window_terms(model, *window_kv(config, model, hw))
-    state = kv_state_tokens(model, quant, tp // dp, pp, config.profile.recurrent_state_dtype) \
-        if mem.state_in_kv_pool else 0.0
+    state = kv_state_tokens(config, model, quant, tp // dp, pp)
     return mem.kv_capacity_tokens >= kv_token_equivalents(min_kv_tokens, terms) + state
 
 

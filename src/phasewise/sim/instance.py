@@ -40,7 +40,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
-from phasewise.specs.engines import recurrent_state_in_kv_pool, window_kv
+from phasewise.specs.engines import window_kv
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -84,9 +84,7 @@ class Instance(KvAdmission, DecodingSet):
         self.kv_terms = kv_window_terms(self.model, layout, pool_ratio)  # a sequence's share of the KV blocks
         self.kv_stored = kv_stored_terms(self.model, layout)  # the bytes its KV holds (what a transfer moves)
         # KV tokens' worth of the pool a running sequence's recurrent state takes (vLLM V1 keeps them there)
-        self.kv_state = kv_state_tokens(self.model, cost.quant, cost.layout.attention_tp, cost.pp,
-                                        engine.profile.recurrent_state_dtype) \
-            if recurrent_state_in_kv_pool(engine, self.model) else 0.0
+        self.kv_state = kv_state_tokens(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp)
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
