@@ -381,3 +381,29 @@ def test_malformed_granite_configs_are_one_line_errors(tmp_path, change, message
     with pytest.raises(PhasewiseError, match=message) as info:
         load_model(_write(tmp_path, cfg))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("engine, model, caches", [
+    ("vllm", NANO, False),  # vLLM: off by default for hybrid models ("still experimental")
+    ("vllm", "meta-llama/Llama-3.1-8B", True),
+    ("sglang", NANO, True),  # SGLang's MambaRadixCache, on by default
+])
+def test_prefix_caching_defaults_follow_the_engine_for_hybrids(engine, model, caches):
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import build_group
+    from phasewise.specs.engines import prefix_caching_default, resolve_engine
+
+    assert prefix_caching_default(resolve_engine(engine, load_hardware("h100-sxm")), load_model(model)) is caches
+    dep = build_deployment({"model": model, "instances": [{"hardware": "h100-sxm", "tp": 2, "engine": engine}]})
+    assert build_group(dep, dep.instances[0], 0)[3].prefix_caching is caches
+
+
+def test_vllm_caches_a_hybrids_prefixes_only_when_asked():
+    """On the Mooncake trace's first 300 requests: no prefix cache by default, hits with --prefix-caching on."""
+    from phasewise.sim.api import run
+
+    plain = run(model=NANO, hardware="h100-sxm", tp=2, engine="vllm", trace="mooncake", trace_limit=300)
+    asked = run(model=NANO, hardware="h100-sxm", tp=2, engine="vllm", trace="mooncake", trace_limit=300,
+                prefix_caching="on")
+    assert plain.summary().get("prefix_cache") is None
+    assert asked.summary()["prefix_cache"]["hit_rate_blocks"] > 0.05

@@ -29,7 +29,7 @@ from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool, resolve_engine
+from phasewise.specs.engines import EngineConfig, prefix_caching_default, recurrent_state_in_kv_pool, resolve_engine
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, Workload
 
@@ -78,6 +78,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them
             engine = replace(engine, max_seqs=mem.state_seats)
+        engine = replace(engine, prefix_caching=prefix_caching_default(engine, model))
         caching = g.prefix_caching if g.prefix_caching is not None else engine.prefix_caching
         if model.linear_attention_layers and not caching and not engine.profile.recurrent_state_overlap:
             # the overlap scheduler is turned off only with the prefix cache on (SGLang: no_buffer MambaRadixCache)

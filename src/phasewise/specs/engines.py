@@ -151,6 +151,14 @@ def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
     return not ("kv_connector" in rule.get("all_tokens_for", ()) and config.role in ("prefill", "decode"))
 
 
+def prefix_caching_default(config: EngineConfig, model: ModelSpec) -> bool:
+    """Whether the engine caches prompt prefixes for `model` unless told: its preset's default, except where the
+    preset turns it off for linear-attention hybrids (`linear_hybrid_prefix_caching: false`: vLLM)."""
+    if model.linear_attention_layers and _preset_entry(config.engine).get("linear_hybrid_prefix_caching") is False:
+        return False
+    return config.prefix_caching
+
+
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
