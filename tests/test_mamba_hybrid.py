@@ -4,7 +4,6 @@ state and KV, the SSD kernel's cost and the MLP-free layers, each against a hand
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from conftest import assert_decode_runs_match_fast
@@ -257,21 +256,33 @@ def test_which_engines_take_the_states_from_the_kv_pool(engine, role, in_pool):
     assert not recurrent_state_in_kv_pool(config, load_model("meta-llama/Llama-3.1-8B"))
 
 
-def test_vllm_takes_each_running_sequences_state_from_its_kv_pool():
-    """Nano on one H100 under vLLM V1: nothing held apart for max_num_seqs (its 1,024 seats' states, 23.8 GiB, did
-    not fit beside the 58.8 GiB of weights), each sequence costs its context plus 4,063 tokens' worth of KV for its
-    state; SGLang keeps its own state pool, whose slots cap the batch."""
-    from phasewise.perf import estimate
-    from phasewise.perf.memory import kv_state_tokens
+def test_vllm_lays_out_its_kv_pool_for_a_hybrid_as_its_hybrid_manager_does(tmp_path):
+    """vLLM V1's one page size: the attention block grows to a multiple of 16 tokens whose KV per layer holds one
+    layer's state (Nano, one GPU: 1,085,440 state bytes over 1,024 KV bytes a token -> 1,072 tokens), the layers go
+    in groups of min(6 attention, 23 Mamba) = 6, each of the ceil(23 / 6) = 4 state groups one block per sequence:
+    4,288 tokens' worth. Nemotron 3 Super NVFP4 on one GPU with FP32 states and FP8 KV comes to the 8,320-token
+    block vLLM logs for it (vLLM issue #48401). Engines that hold states apart keep their blocks."""
+    from phasewise.perf.memory import kv_state_pages
     from phasewise.specs.engines import resolve_engine
 
-    state_tokens = NANO_STATE_BYTES / NANO_KV_PER_TOKEN
     nano, bf16, hw = load_model(NANO), load_quant("bf16"), load_hardware("h100-sxm")
-    assert kv_state_tokens(resolve_engine("vllm", hw), nano, bf16, 1, 1) == pytest.approx(state_tokens, rel=1e-12)
-    assert kv_state_tokens(resolve_engine("trtllm", hw), nano, bf16, 1, 1) == 0.0  # its states held apart
+    assert NANO_STATE_BYTES / 23 == 1_085_440 and NANO_KV_PER_TOKEN / 6 == 1024
+    assert kv_state_pages(resolve_engine("vllm", hw), nano, bf16, 1, 1) == (1072, 4 * 6 * 1072 / 6)
+    assert kv_state_pages(resolve_engine("trtllm", hw), nano, bf16, 1, 1) == (16, 0.0)  # its states held apart
+    super_ = load_model(_write(tmp_path, SUPER))
+    fp32_states = resolve_engine("vllm", load_hardware("b200"), {"mamba_ssm_dtype": "fp32"})
+    assert kv_state_pages(fp32_states, super_, load_quant("nvfp4", "fp8"), 1, 1)[0] == 8320
+
+
+def test_vllm_takes_each_running_sequences_state_from_its_kv_pool():
+    """Nano on one H100 under vLLM V1: nothing held apart for max_num_seqs (its 1,024 seats' states, 23.8 GiB, did
+    not fit beside the 58.8 GiB of weights); a 2,049-token sequence takes two 1,072-token blocks of context and four
+    of state (6,432 tokens' worth); SGLang keeps its own state pool, whose slots cap the batch."""
+    from phasewise.perf import estimate
+
     vllm = estimate(NANO, "h100-sxm", batch=64, prompt_len=2048).to_dict()["memory"]
     assert vllm["fits"] and vllm["recurrent_state_in_kv_pool"] and vllm["recurrent_state_bytes"] == 0
-    assert vllm["kv_tokens_per_sequence"] == math.ceil(2049 + state_tokens)
+    assert (vllm["kv_tokens_per_sequence"], vllm["hybrid_kv_block_tokens"]) == (2 * 1072 + 4 * 1072, 1072)
     assert vllm["max_batch_at_context"] == vllm["kv_capacity_tokens"] // vllm["kv_tokens_per_sequence"]
     sglang = estimate(NANO, "h100-sxm", batch=64, prompt_len=2048, engine="sglang").to_dict()["memory"]
     assert not sglang["recurrent_state_in_kv_pool"] and sglang["kv_tokens_per_sequence"] == 2049
@@ -279,17 +290,19 @@ def test_vllm_takes_each_running_sequences_state_from_its_kv_pool():
 
 
 def test_the_simulated_vllm_batch_is_capped_by_contexts_and_states_together():
-    """300 prompts of 2,048 tokens at once on one H100 at 0.8 of its memory (~424 k KV tokens beside the weights):
-    contexts and states together fit 69 sequences (6,144 tokens each at their last step), contexts alone 204; the
-    simulated batch stays within the 69; KV conservation checked throughout."""
+    """300 prompts of 2,048 tokens at once on one H100 at 0.8 of its memory: 395 blocks of 1,072 tokens beside the
+    weights; a sequence at its last step (2,080 tokens) holds 2 blocks of context and 4 of state, so 65 run at
+    once where contexts alone in 16-token blocks would fit 203; the simulated batch stays within the 65; KV
+    conservation checked throughout."""
     from phasewise.sim.api import run
 
     result = run(model=NANO, hardware="h100-sxm", engine="vllm", rate=1000, requests=300, isl=2048, osl=32,
                  memory_fraction=0.8, check_invariants=True)
     assert result.summary()["completed"] == 300
     inst = result.instances[0]
-    most = inst.kv_capacity_blocks // math.ceil((2048 + 32 + NANO_STATE_BYTES / NANO_KV_PER_TOKEN) / 16)
-    assert most == 69 and inst.kv_capacity_blocks // (2080 // 16) == 204
+    assert inst.kv_capacity_blocks == 395
+    most = inst.kv_capacity_blocks // (2 + 4)
+    assert most == 65 and inst.kv_capacity_blocks * 1072 // 16 // (2080 // 16) == 203
     assert 0.7 * most <= inst.batch_seqs_sum / inst.iterations <= most
 
 
@@ -298,7 +311,7 @@ def test_vllm_reads_the_states_dtype_and_launches_it():
     stay BF16): each running sequence takes twice their KV-token worth from the pool; the export writes the flag;
     on a model without linear layers the knob would change nothing and is refused."""
     from phasewise.apps.launch import launch_commands
-    from phasewise.perf.memory import kv_state_tokens
+    from phasewise.perf.memory import kv_state_pages
     from phasewise.sim.api import run
     from phasewise.sim.deployment import build_deployment
     from phasewise.sim.simulate import build_group
@@ -312,8 +325,10 @@ def test_vllm_reads_the_states_dtype_and_launches_it():
     assert fp32.profile.recurrent_state_dtype == "fp32" and engine()[1].profile.recurrent_state_dtype == "bf16"
     ssm, conv, per_token = 23 * 32 * 128 * 64, 23 * 3072 * 3 * 2, 6 * 2 * 1 * 128 * 2
     nano, bf16 = load_model(NANO), load_quant("bf16")
-    assert kv_state_tokens(fp32, nano, bf16, 2, 1) == (ssm * 4 + conv) / per_token
-    assert kv_state_tokens(engine()[1], nano, bf16, 2, 1) == (ssm * 2 + conv) / per_token
+    # at TP2 a layer's state (half the heads) fits 1,072 tokens of its KV (one head) in BF16, 2,096 in FP32
+    assert (ssm * 2 + conv) / 23 <= 1072 * per_token / 6 and (ssm * 4 + conv) / 23 <= 2096 * per_token / 6
+    assert kv_state_pages(fp32, nano, bf16, 2, 1) == (2096, 4 * 2096)
+    assert kv_state_pages(engine()[1], nano, bf16, 2, 1) == (1072, 4 * 1072)
     (cmd,), _, _ = launch_commands(dep)
     assert cmd.argv[cmd.argv.index("--mamba-ssm-cache-dtype") + 1] == "float32"
     with pytest.raises(PhasewiseError, match="has none, so it would change nothing"):
@@ -399,11 +414,13 @@ def test_prefix_caching_defaults_follow_the_engine_for_hybrids(engine, model, ca
 
 
 def test_vllm_caches_a_hybrids_prefixes_only_when_asked():
-    """On the Mooncake trace's first 300 requests: no prefix cache by default, hits with --prefix-caching on."""
+    """On the Mooncake trace's first 300 requests: no prefix cache by default; asked for, vLLM would share prefixes
+    in its raised 1,072-token blocks, which is not modelled: a one-line error says so."""
     from phasewise.sim.api import run
 
     plain = run(model=NANO, hardware="h100-sxm", tp=2, engine="vllm", trace="mooncake", trace_limit=300)
-    asked = run(model=NANO, hardware="h100-sxm", tp=2, engine="vllm", trace="mooncake", trace_limit=300,
-                prefix_caching="on")
     assert plain.summary().get("prefix_cache") is None
-    assert asked.summary()["prefix_cache"]["hit_rate_blocks"] > 0.05
+    with pytest.raises(PhasewiseError, match="raises .* KV block to 1072 tokens .* not modelled") as info:
+        run(model=NANO, hardware="h100-sxm", tp=2, engine="vllm", trace="mooncake", trace_limit=300,
+            prefix_caching="on")
+    assert "\n" not in str(info.value)

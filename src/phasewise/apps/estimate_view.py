@@ -64,8 +64,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
            f"({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence"
            + (f", {m['recurrent_state_seats']:,} sequences" if m["recurrent_state_seats"] is not None else "") + ")"
            if m["recurrent_state_bytes"] else "")
-        + (f", recurrent state from the KV pool ({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence)"
-           if m["recurrent_state_in_kv_pool"] else "")
+        + (f", recurrent state from the KV pool ({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence, "
+           f"blocks of {m['hybrid_kv_block_tokens']:,} tokens)" if m["recurrent_state_in_kv_pool"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "
         f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "
         f"(max batch {m['max_batch_at_context']:,} at this context, {m['kv_tokens_per_sequence']:,} tokens' KV each"

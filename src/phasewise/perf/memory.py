@@ -35,7 +35,7 @@ class MemoryFit:
     state_bytes: float = 0.0
     state_seats: int | None = None  # sequences the states' own pool holds (an engine with such a pool), else None
     # the states taken from the KV pool by each running sequence instead (vLLM V1's hybrid KV cache manager): none
-    # reserved up front (kv_state_tokens: what one takes)
+    # reserved up front (kv_state_pages: what one takes, in the blocks it comes in)
     state_in_kv_pool: bool = False
 
     @property
@@ -242,14 +242,31 @@ def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp:
     return layers * (ssm + conv) / tp
 
 
-def kv_state_tokens(config: EngineConfig, model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -> float:
-    """KV tokens' worth (kv_bytes_per_token's unit) of one running sequence's recurrent state that the engine takes
-    from its KV pool beside the context's tokens (vLLM V1: recurrent_state_in_kv_pool), at its state dtype; 0 for an
-    engine that holds the states apart, or a model without linear layers."""
+# vLLM rounds the attention block it raises for a hybrid's state page to a multiple of this many tokens
+# (platforms/interface.py, kernel_block_alignment_size; the sizes vLLM logs: 528, 864, 7,808, 8,320 tokens)
+HYBRID_BLOCK_ALIGN_TOKENS = 16
+
+
+def kv_state_pages(config: EngineConfig, model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
+                   block_tokens: int = 16) -> tuple[int, float]:
+    """(KV block tokens, state tokens) of an engine that takes a linear hybrid's recurrent states from its KV pool
+    (vLLM V1: recurrent_state_in_kv_pool), as its hybrid KV cache manager lays the pool out (docs/design/
+    hybrid_kv_cache_manager.md, case 4): one page size for every layer group, so the attention block grows until
+    one layer's block of KV holds one layer's state (a multiple of HYBRID_BLOCK_ALIGN_TOKENS: 1,072 tokens for
+    Nemotron-3-Nano), the states padded to it; layers grouped by the smaller of the two layer counts, each state
+    group one block per running sequence. The state tokens are in kv_bytes_per_token's unit (every attention layer's
+    KV of one token). Otherwise (block_tokens, 0): the states held apart, or none."""
     if not recurrent_state_in_kv_pool(config, model):
-        return 0.0
+        return block_tokens, 0.0
     state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, config.profile.recurrent_state_dtype)
-    return state / kv_bytes_per_token(model, quant, tp, pp)
+    kv_token = kv_bytes_per_token(model, quant, tp, pp)
+    linear = round(math.ceil(model.num_layers / pp) * model.linear_layer_share)
+    attention = math.ceil(model.num_layers / pp) - linear
+    align = HYBRID_BLOCK_ALIGN_TOKENS
+    raised = align * math.ceil(state / linear / (align * kv_token / attention))
+    block = max(block_tokens, raised)
+    group = min(attention, linear)
+    return block, math.ceil(linear / group) * group * block / attention
 
 
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
@@ -280,7 +297,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     cache (a slot per sequence the engine may run: TensorRT-LLM, vLLM V0); with `state_pool_ratio` the states get
     their own pool of that many times the KV cache's memory instead, and its slots (state_seats) cap the running
     sequences (SGLang's mamba pool, --mamba-full-memory-ratio); with `state_in_kv_pool` nothing is held apart: each
-    running sequence takes its state from the KV pool (vLLM V1's hybrid KV cache manager; kv_state_tokens, which
+    running sequence takes its state from the KV pool (vLLM V1's hybrid KV cache manager; kv_state_pages, which
     the simulator's blocks, the planner's floor and estimate's batch count). `draft`: a speculative draft's (weight
     bytes, KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
     token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's)."""

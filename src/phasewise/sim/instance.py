@@ -28,7 +28,7 @@ import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import kv_state_tokens, kv_stored_terms, kv_window_terms
+from phasewise.perf.memory import kv_state_pages, kv_stored_terms, kv_window_terms
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
@@ -73,7 +73,11 @@ class Instance(KvAdmission, DecodingSet):
         self.pipeline = pipeline  # shared by the virtual engines of one PP replica (None: no PP)
         engines = pipeline.virtual_engines if pipeline else 1
         self.max_seqs = max(1, engine.max_seqs // engines)  # sequences this (virtual) engine may hold
-        self.kv = KVBlocks(kv_capacity_tokens // engines // group.block_size, group.block_size)
+        # KV tokens' worth of the pool a running sequence's recurrent state takes, and the block it comes in (vLLM V1
+        # keeps them there, in blocks raised to one state's page)
+        block, self.kv_state = kv_state_pages(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp,
+                                              group.block_size)
+        self.kv = KVBlocks(kv_capacity_tokens // engines // block, block)
         spec = cluster.deployment.speculative
         self.spec = spec
         self.tokens_per_step = spec.tokens_per_step if spec else 1.0  # tokens accepted per decode step
@@ -83,8 +87,6 @@ class Instance(KvAdmission, DecodingSet):
         layout, pool_ratio = window_kv(engine, self.model, cost.hw)  # how the engine holds windowed layers' KV
         self.kv_terms = kv_window_terms(self.model, layout, pool_ratio)  # a sequence's share of the KV blocks
         self.kv_stored = kv_stored_terms(self.model, layout)  # the bytes its KV holds (what a transfer moves)
-        # KV tokens' worth of the pool a running sequence's recurrent state takes (vLLM V1 keeps them there)
-        self.kv_state = kv_state_tokens(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp)
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
