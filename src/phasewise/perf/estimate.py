@@ -13,8 +13,8 @@ from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import (
     MemoryFit,
+    kv_sequence_tokens,
     kv_state_pages,
-    kv_token_equivalents,
     kv_window_terms,
     memory_fit,
     window_pool_tokens,
@@ -44,15 +44,13 @@ class Estimate:
     window_kv_layout: str = "per_sequence"
     kv_terms: tuple[float, float, int, bool] = (1.0, 0.0, 0, False)
     window_pool_tokens: tuple[int, int] | None = None  # window_pool: (full-pool, window-pool) tokens per attention rank
-    kv_state_tokens: float = 0.0  # KV tokens' worth of the pool each sequence's recurrent state takes (vLLM V1)
-    kv_block_tokens: int = 1  # the block a sequence's KV rounds up to where it matters (vLLM's raised hybrid block)
+    # (block, state tokens) of a hybrid's states kept in the KV pool (vLLM V1: perf/memory.py kv_state_pages)
+    kv_pages: tuple[int, float] = (1, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
         ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
-        block = self.kv_block_tokens
-        per_sequence_kv = math.ceil(kv_token_equivalents(max(self.context_len + 1, 1), self.kv_terms) / block) * block \
-            + math.ceil(self.kv_state_tokens)
+        per_sequence_kv = math.ceil(kv_sequence_tokens(max(self.context_len + 1, 1), self.kv_terms, self.kv_pages))
 
         def phase(it: IterationCost, tokens: int) -> dict[str, Any]:
             return {
@@ -112,7 +110,7 @@ class Estimate:
                 # the states taken from the KV pool by each running sequence (vLLM V1), nothing held apart
                 "recurrent_state_in_kv_pool": mem.state_in_kv_pool,
                 # its KV block there: the attention block raised to one state's page (None: the engine's own)
-                "hybrid_kv_block_tokens": self.kv_block_tokens if mem.state_in_kv_pool else None,
+                "hybrid_kv_block_tokens": self.kv_pages[0] if mem.state_in_kv_pool else None,
                 # at this context, windowed layers' share and a state kept in the KV pool included
                 "kv_tokens_per_sequence": per_sequence_kv,
                 # how the engine holds windowed layers' KV (perf/memory.py kv_window_terms); None: no windows
@@ -159,8 +157,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     window_layout, pool_ratio = window_kv(config, spec, hw)
     kv_terms = kv_window_terms(spec, window_layout, pool_ratio)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
-    block, state_tokens = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
-    needed = batch * (math.ceil(kv_token_equivalents(per_seq, kv_terms) / block) * block + math.ceil(state_tokens))
+    pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
+    needed = batch * math.ceil(kv_sequence_tokens(per_seq, kv_terms, pages))
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
                      max_seqs=batch,
@@ -171,7 +169,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio) \
         if window_layout == "window_pool" else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
-                    window_layout, kv_terms, pools, state_tokens, block)
+                    window_layout, kv_terms, pools, pages)
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

@@ -269,6 +269,17 @@ def kv_state_pages(config: EngineConfig, model: ModelSpec, quant: QuantScheme, t
     return block, math.ceil(linear / group) * group * block / attention
 
 
+def kv_sequence_tokens(tokens: float, terms: tuple[float, float, int, bool], pages: tuple[int, float]) -> float:
+    """KV tokens one sequence of `tokens` context takes from the pool: its kv_token_equivalents (`terms`), rounded up
+    to whole blocks where the engine raised its block for a hybrid's states, plus those states' worth (`pages`:
+    kv_state_pages)."""
+    block, state = pages
+    equivalents = kv_token_equivalents(tokens, terms)
+    if block > 1:
+        equivalents = math.ceil(equivalents / block) * block
+    return equivalents + state
+
+
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
     """Peak transient memory of one iteration: live hidden states, QKV, MLP intermediate, fp32 logits."""
     m = model

@@ -5,7 +5,6 @@ Strategies whose instances cannot hold the model (and a batch's KV) are pruned b
 from __future__ import annotations
 
 import itertools
-import math
 import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,7 +13,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.memory import draft_memory, kv_state_pages, kv_token_equivalents, kv_window_terms
+from phasewise.perf.memory import draft_memory, kv_sequence_tokens, kv_state_pages, kv_window_terms
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -126,11 +125,8 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model))
     terms = kv_window_terms(model, *window_kv(config, model, hw))
-    block, state = kv_state_pages(config, model, quant, tp // dp, pp, 1)
-    tokens = kv_token_equivalents(min_kv_tokens, terms)
-    if block > 1:  # vLLM's raised hybrid block: the context rounds up to whole blocks
-        tokens = math.ceil(tokens / block) * block
-    return mem.kv_capacity_tokens >= tokens + state
+    pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
+    return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
 
 
 def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:
