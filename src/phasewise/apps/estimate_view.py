@@ -58,7 +58,10 @@ def render_estimate(console: Console, est: Estimate) -> None:
     gib = 2**30
     status = "[green]fits[/]" if m["fits"] else f"[red]does not fit[/]: {m['reason']}"
     console.print(
-        f"Memory per GPU: weights {m['weight_bytes'] / gib:.2f} GiB, activations {m['activation_bytes'] / gib:.2f} GiB, "
+        f"Memory per GPU: weights {m['weight_bytes'] / gib:.2f} GiB"
+        + (f" (a vision encoder of {m['encoder_params'] / 1e9:.2f} B parameters with them; image inputs not "
+           "modelled)" if m["encoder_params"] else "")
+        + f", activations {m['activation_bytes'] / gib:.2f} GiB, "
         f"reserved {m['reserved_bytes'] / gib:.2f} GiB"
         + (f", recurrent state {m['recurrent_state_bytes'] / gib:.2f} GiB "
            f"({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence"

@@ -99,6 +99,8 @@ class Estimate:
                 "capacity_bytes": mem.capacity_bytes,
                 "usable_bytes": mem.usable_bytes,
                 "weight_bytes": mem.weight_bytes,
+                # a multimodal checkpoint's vision encoder, held beside the language model (never run for text)
+                "encoder_params": cm.model.encoder_params,
                 "activation_bytes": mem.activation_bytes,
                 "reserved_bytes": mem.reserved_bytes,
                 "kv_bytes_per_token": mem.kv_bytes_per_token,

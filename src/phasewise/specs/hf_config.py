@@ -22,6 +22,7 @@ from phasewise.specs.hf_layers import (
     positive,
     window_layers,
 )
+from phasewise.specs.hf_vision import qwen3_vl_encoder_params
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "catalog_names", "checkpoint_id", "from_hf_config", "load_model", "native_precision"]
@@ -52,7 +53,8 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # num_attention_heads, num_key_value_heads, head_dim, intermediate_size; MoE as Mixtral/Qwen/DeepSeek name it);
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-                     "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe", "phi3")
+                     "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe", "phi3", "qwen3_vl_text",
+                     "qwen3_vl_moe_text")
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
@@ -89,7 +91,10 @@ MAMBA_HYBRID_TYPES = ("nemotron_h", "granitemoehybrid")
 GRANITE_LAYER_KINDS = ("mamba", "attention")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text",
-                      "llama4": "llama4_text"}
+                      "llama4": "llama4_text", "qwen3_vl": "qwen3_vl_text", "qwen3_vl_moe": "qwen3_vl_moe_text"}
+# wrappers whose vision tower's weights are counted (specs/hf_vision.py); the others' towers are not costed at all.
+# Qwen3-VL's language model is Qwen3's (dense or MoE) with interleaved multimodal RoPE, which costs as RoPE on text
+ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
@@ -126,9 +131,13 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         if not isinstance(text, dict):
             raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
         inner = {"model_type": TEXT_WRAPPER_TYPES[mt], **text}
-        if cfg.get("quantization_config") is not None:
-            inner.setdefault("quantization_config", cfg["quantization_config"])
-        return from_hf_config(name, inner, where)
+        for field in ("quantization_config", "tie_word_embeddings"):  # Qwen3-VL states both at the top level
+            if cfg.get(field) is not None:
+                inner.setdefault(field, cfg[field])
+        spec = from_hf_config(name, inner, where)
+        if mt in ENCODER_PARAMS and cfg.get("vision_config") is not None:
+            spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg["vision_config"], where)})
+        return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     _refuse_unread_fields(cfg, where, mt)
     try:

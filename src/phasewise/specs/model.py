@@ -96,6 +96,9 @@ class ModelSpec(BaseModel):
     expert_top20_share: float | None = Field(default=None, ge=0.2, lt=1)
     # the checkpoint's own weight format (its quantization_config), a --precision name; None: unquantized (bf16)
     native_precision: str | None = None
+    # a multimodal checkpoint's vision encoder (specs/hf_vision.py): weights held on the first pipeline stage, never
+    # run for a text request; image inputs are not modelled
+    encoder_params: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:

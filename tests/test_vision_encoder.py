@@ -1,0 +1,116 @@
+"""Qwen3-VL checkpoints: their language model parsed from text_config as Qwen3's, their vision encoder's parameters
+held in memory (counted by hand here), bad vision fields refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from phasewise.apps.cli import app
+from phasewise.errors import PhasewiseError
+from phasewise.perf.memory import weight_bytes_per_gpu
+from phasewise.specs import load_model, load_quant
+
+VL30 = "Qwen/Qwen3-VL-30B-A3B-Instruct"
+
+
+def _write(tmp_path, cfg, name="config.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _catalog_config(name):
+    from phasewise.specs.catalog import packaged
+    return json.loads(json.dumps(packaged("models.yaml")["models"][name]["config"]))
+
+
+def test_qwen3_vl_30b_encoder_counted_by_hand_and_its_language_model_is_qwen3_30b():
+    """Patch embedding 3 x 2 x 16 x 16 -> 1152 with bias; 2,304 positions; 27 blocks of two LayerNorms, qkv and
+    proj with bias and a 1152 -> 4304 -> 1152 MLP with bias; a merger (LayerNorm over 1152, 4608 -> 4608 ->
+    2048) and three deepstack mergers (LayerNorm over 4608)."""
+    m = load_model(VL30)
+    patch = 3 * 2 * 16 * 16 * 1152 + 1152
+    positions = 2304 * 1152
+    block = 4 * 1152 + (3 * 1152 * 1152 + 3 * 1152) + (1152 * 1152 + 1152) + (1152 * 4304 + 4304) \
+        + (4304 * 1152 + 1152)
+    fc = 4608 * 4608 + 4608 + 4608 * 2048 + 2048
+    assert m.encoder_params == patch + positions + 27 * block + (2 * 1152 + fc) + 3 * (2 * 4608 + fc)
+    assert m.encoder_params == 538_631_408
+    text = load_model("Qwen/Qwen3-30B-A3B")
+    assert (m.total_params, m.active_params, m.num_moe_layers) == (text.total_params, text.active_params, 48)
+    # the card's 31.1 B is the two together
+    assert round((m.total_params + m.encoder_params) / 1e8) == 311
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4])
+def test_the_encoder_weights_sit_beside_the_language_model_split_over_tp(tp):
+    vl, text, quant = load_model(VL30), load_model("Qwen/Qwen3-30B-A3B"), load_quant("fp8")
+    extra = weight_bytes_per_gpu(vl, quant, tp, 1) - weight_bytes_per_gpu(text, quant, tp, 1)
+    assert extra == pytest.approx(538_631_408 * 2 / tp)  # bf16 whatever the language model's precision
+
+
+def test_the_encoder_is_on_the_first_pipeline_stage_only():
+    vl, quant = load_model(VL30), load_quant("bf16")
+    no_encoder = vl.model_copy(update={"encoder_params": 0})
+    with_first = weight_bytes_per_gpu(vl, quant, 1, 2)
+    # the first stage holds the embedding and the encoder; the last the LM head: the most loaded is the first
+    assert with_first - weight_bytes_per_gpu(no_encoder, quant, 1, 2) == pytest.approx(538_631_408 * 2)
+
+
+def test_top_level_tie_word_embeddings_reaches_the_language_model(tmp_path):
+    """Qwen3-VL states tie_word_embeddings beside text_config; a text_config's own value wins."""
+    cfg = _catalog_config(VL30)
+    cfg["tie_word_embeddings"] = True
+    assert load_model(_write(tmp_path, cfg)).tie_embeddings
+    cfg["text_config"]["tie_word_embeddings"] = False
+    assert not load_model(_write(tmp_path, cfg)).tie_embeddings
+
+
+def test_dense_qwen3_vl_parses_as_qwen3(tmp_path):
+    text = {"model_type": "qwen3_vl_text", "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+            "rope_scaling": {"mrope_interleaved": True, "mrope_section": [24, 20, 20], "rope_type": "default"}}
+    vision = _catalog_config(VL30)["vision_config"] | {"out_hidden_size": 4096}
+    m = load_model(_write(tmp_path, {"model_type": "qwen3_vl", "text_config": text, "vision_config": vision,
+                                     "tie_word_embeddings": False}))
+    plain = load_model(_write(tmp_path, {**text, "model_type": "qwen3", "tie_word_embeddings": False}, "plain.json"))
+    assert m.total_params == plain.total_params and not m.num_experts
+    assert m.encoder_params == 576_388_336  # the 30B-A3B's encoder projecting to 4096
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("depth", 0, "vision_config.depth must be a positive integer"),
+    ("hidden_size", None, "vision_config.hidden_size must be a positive integer"),
+    ("out_hidden_size", "4096", "vision_config.out_hidden_size must be a positive integer"),
+    ("in_channels", -3, "vision_config.in_channels must be a positive integer"),
+    ("deepstack_visual_indexes", 8, "vision_config.deepstack_visual_indexes must be a list"),
+])
+def test_malformed_vision_fields_are_one_line_errors(tmp_path, field, value, message):
+    cfg = _catalog_config(VL30)
+    if value is None:
+        del cfg["vision_config"][field]
+    else:
+        cfg["vision_config"][field] = value
+    with pytest.raises(PhasewiseError, match=message) as err:
+        load_model(_write(tmp_path, cfg))
+    assert "\n" not in str(err.value)
+    cfg["vision_config"] = [1, 2]
+    with pytest.raises(PhasewiseError, match="vision_config must be an object"):
+        load_model(_write(tmp_path, cfg))
+
+
+def test_estimate_names_the_encoder_and_reports_it_in_json():
+    runner = CliRunner()
+    args = ["estimate", "--model", "qwen3-vl-30b-a3b", "--hardware", "h100-sxm"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "vision encoder of 0.54 B parameters" in " ".join(result.output.split())
+    data = json.loads(runner.invoke(app, args + ["--json"]).output)
+    assert data["memory"]["encoder_params"] == 538_631_408
+    text = json.loads(runner.invoke(app, ["estimate", "--model", "Qwen/Qwen3-30B-A3B", "--hardware", "h100-sxm",
+                                          "--json"]).output)
+    assert text["memory"]["encoder_params"] == 0
+    assert data["memory"]["kv_capacity_tokens"] < text["memory"]["kv_capacity_tokens"]
