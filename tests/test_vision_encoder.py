@@ -114,3 +114,64 @@ def test_estimate_names_the_encoder_and_reports_it_in_json():
                                           "--json"]).output)
     assert text["memory"]["encoder_params"] == 0
     assert data["memory"]["kv_capacity_tokens"] < text["memory"]["kv_capacity_tokens"]
+
+
+MS32 = "mistralai/Mistral-Small-3.2-24B-Instruct-2506"
+
+
+def test_mistral_small_pixtral_encoder_counted_by_hand():
+    """Pixtral: a 3 x 14 x 14 -> 1024 conv without bias and an RMSNorm; 24 blocks of two RMSNorms, q, k, v, o of
+    16 x 64 and a gated 1024 -> 4096 -> 1024 MLP, none with bias; the projector's RMSNorm, its 2 x 2 patch merger
+    (4096 -> 1024) and 1024 -> 5120 -> 5120 without bias."""
+    m = load_model(MS32)
+    patch = 3 * 14 * 14 * 1024 + 1024
+    block = 2 * 1024 + 4 * 1024 * 1024 + 3 * 1024 * 4096
+    projector = 1024 + 4096 * 1024 + 1024 * 5120 + 5120 * 5120
+    assert m.encoder_params == patch + 24 * block + projector == 438_958_080
+    assert round((m.total_params + m.encoder_params) / 1e9) == 24  # the name's 24 B
+    assert (m.model_type, m.num_layers, m.hidden_size, m.num_kv_heads) == ("mistral", 40, 5120, 8)
+
+
+def test_projector_bias_adds_its_biases(tmp_path):
+    cfg = _catalog_config(MS32)
+    cfg["multimodal_projector_bias"] = True
+    assert load_model(_write(tmp_path, cfg)).encoder_params == 438_958_080 + 2 * 5120
+
+
+def test_mistral3_wraps_a_ministral3_language_model(tmp_path):
+    """Ministral 3 / Devstral Small 2: the same wrapper around model_type ministral3 (YaRN RoPE and a query
+    temperature in rope_parameters: no cost); a flat ministral3 config (Devstral 2) parses alike."""
+    cfg = _catalog_config(MS32)
+    text = {**cfg["text_config"], "model_type": "ministral3",
+            "rope_parameters": {"rope_type": "yarn", "factor": 48.0, "llama_4_scaling_beta": 0.1}}
+    wrapped = load_model(_write(tmp_path, {**cfg, "text_config": text}))
+    flat = load_model(_write(tmp_path, {**text, "tie_word_embeddings": False}, "flat.json"))
+    plain = load_model(MS32)
+    assert wrapped.total_params == flat.total_params == plain.total_params
+    assert wrapped.encoder_params == plain.encoder_params and flat.encoder_params == 0
+
+
+def test_a_wrapper_refuses_a_language_model_it_does_not_hold(tmp_path):
+    cfg = _catalog_config(MS32)
+    cfg["text_config"]["model_type"] = "mistral4"
+    with pytest.raises(PhasewiseError, match=r"text_config.model_type 'mistral4' is not modelled inside model_type "
+                                             r"'mistral3' \(allowed: mistral, ministral3\)"):
+        load_model(_write(tmp_path, cfg))
+    vl = _catalog_config(VL30)
+    vl["text_config"]["model_type"] = "qwen3_moe"
+    with pytest.raises(PhasewiseError, match="allowed: qwen3_vl_moe_text"):
+        load_model(_write(tmp_path, vl))
+
+
+def test_malformed_pixtral_fields_are_one_line_errors(tmp_path):
+    for path, value, message in ((("vision_config", "num_hidden_layers"), 0, "vision_config.num_hidden_layers"),
+                                 (("vision_config", "head_dim"), 1.5, "vision_config.head_dim"),
+                                 (("spatial_merge_size",), -2, "spatial_merge_size")):
+        cfg = _catalog_config(MS32)
+        target = cfg
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        with pytest.raises(PhasewiseError, match=f"{message} must be a positive integer") as err:
+            load_model(_write(tmp_path, cfg))
+        assert "\n" not in str(err.value)

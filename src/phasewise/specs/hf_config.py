@@ -22,7 +22,7 @@ from phasewise.specs.hf_layers import (
     positive,
     window_layers,
 )
-from phasewise.specs.hf_vision import qwen3_vl_encoder_params
+from phasewise.specs.hf_vision import pixtral_encoder_params, qwen3_vl_encoder_params
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "catalog_names", "checkpoint_id", "from_hf_config", "load_model", "native_precision"]
@@ -54,7 +54,7 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
                      "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe", "phi3", "qwen3_vl_text",
-                     "qwen3_vl_moe_text")
+                     "qwen3_vl_moe_text", "ministral3")
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
@@ -90,11 +90,15 @@ MAMBA_HYBRID_TYPES = ("nemotron_h", "granitemoehybrid")
 # Granite 4.0-H (transformers granitemoehybrid): layer_types names each layer's mixer, every layer has the MLP
 GRANITE_LAYER_KINDS = ("mamba", "attention")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
-TEXT_WRAPPER_TYPES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text",
-                      "llama4": "llama4_text", "qwen3_vl": "qwen3_vl_text", "qwen3_vl_moe": "qwen3_vl_moe_text"}
+# (the language models each may hold; the first when text_config names none). Mistral 3 (Mistral Small 3.x, Devstral
+# Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost)
+TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
+                      "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
+                      "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3")}
 # wrappers whose vision tower's weights are counted (specs/hf_vision.py); the others' towers are not costed at all.
 # Qwen3-VL's language model is Qwen3's (dense or MoE) with interleaved multimodal RoPE, which costs as RoPE on text
-ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params}
+ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params,
+                  "mistral3": pixtral_encoder_params}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
@@ -130,13 +134,17 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         text = cfg.get("text_config")
         if not isinstance(text, dict):
             raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
-        inner = {"model_type": TEXT_WRAPPER_TYPES[mt], **text}
+        allowed = TEXT_WRAPPER_TYPES[mt]
+        inner = {"model_type": allowed[0], **text}
+        if str(inner["model_type"]).lower() not in allowed:
+            raise PhasewiseError(f"{where}: text_config.model_type '{inner['model_type']}' is not modelled inside "
+                                 f"model_type '{mt}' (allowed: {', '.join(allowed)})")
         for field in ("quantization_config", "tie_word_embeddings"):  # Qwen3-VL states both at the top level
             if cfg.get(field) is not None:
                 inner.setdefault(field, cfg[field])
         spec = from_hf_config(name, inner, where)
         if mt in ENCODER_PARAMS and cfg.get("vision_config") is not None:
-            spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg["vision_config"], where)})
+            spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg, where)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     _refuse_unread_fields(cfg, where, mt)

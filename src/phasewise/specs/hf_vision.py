@@ -10,6 +10,13 @@ embedding (in_channels x temporal_patch_size x patch_size^2 -> hidden_size, with
 output projection with bias, a GELU MLP hidden -> intermediate -> hidden with bias), a patch merger (a LayerNorm
 over hidden_size, then spatial_merge_size^2 x hidden_size -> the same -> out_hidden_size, with bias) and one more
 merger per deepstack_visual_indexes entry (its LayerNorm over the merged width).
+
+Mistral 3's (transformers models/pixtral PixtralVisionModel and models/mistral3 Mistral3MultiModalProjector; vLLM
+pixtral.py and mistral3.py): a Conv2d patch embedding without bias (num_channels x patch_size^2 -> hidden_size), an
+RMSNorm, `num_hidden_layers` blocks (two RMSNorms, q, k, v and o projections of num_attention_heads x head_dim
+without bias, a gated SiLU MLP hidden -> intermediate -> hidden without bias), then the projector: an RMSNorm, the
+patch merger (spatial_merge_size^2 x hidden -> hidden, no bias) and hidden -> text hidden -> text hidden
+(multimodal_projector_bias sets their biases).
 """
 
 from __future__ import annotations
@@ -18,26 +25,34 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 
-__all__ = ["qwen3_vl_encoder_params"]
+__all__ = ["pixtral_encoder_params", "qwen3_vl_encoder_params"]
 
 # the vision_config fields the count reads; each must be a positive integer
 _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "patch_size",
                     "temporal_patch_size", "spatial_merge_size", "num_position_embeddings")
 
 
-def qwen3_vl_encoder_params(vision: Any, where: str) -> int:
-    """Parameters of a Qwen3-VL vision encoder described by `vision` (a config.json's vision_config)."""
+_PIXTRAL_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "patch_size")
+
+
+def _sizes(vision: Any, where: str, fields: tuple[str, ...], defaults: dict[str, int]) -> dict[str, int]:
+    """`fields` (and `defaults`' fields where given, else their default) of a vision_config, each a positive integer."""
     if not isinstance(vision, dict):
-        raise PhasewiseError(f"{where}: vision_config must be an object with {', '.join(_QWEN3_VL_FIELDS)}")
+        raise PhasewiseError(f"{where}: vision_config must be an object with {', '.join(fields)}")
     sizes = {}
-    for field in _QWEN3_VL_FIELDS:
-        value = vision.get(field)
+    for field in fields + tuple(defaults):
+        value = vision.get(field, defaults.get(field))
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise PhasewiseError(f"{where}: vision_config.{field} must be a positive integer (got {value!r})")
         sizes[field] = value
-    channels = vision.get("in_channels", 3)
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-        raise PhasewiseError(f"{where}: vision_config.in_channels must be a positive integer (got {channels!r})")
+    return sizes
+
+
+def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str) -> int:
+    """Parameters of the Qwen3-VL vision encoder a config.json's vision_config describes."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, _QWEN3_VL_FIELDS, {"in_channels": 3})
+    channels = sizes["in_channels"]
     deepstack = vision.get("deepstack_visual_indexes") or []
     if not isinstance(deepstack, list):
         raise PhasewiseError(f"{where}: vision_config.deepstack_visual_indexes must be a list of layer indexes")
@@ -52,3 +67,23 @@ def qwen3_vl_encoder_params(vision: Any, where: str) -> int:
         return 2 * norm_width + (merged * merged + merged) + (merged * out + out)
 
     return patch + positions + sizes["depth"] * block + merger(hidden) + len(deepstack) * merger(merged)
+
+
+def pixtral_encoder_params(cfg: dict[str, Any], where: str) -> int:
+    """Parameters of the Pixtral vision encoder and Mistral 3 projector a config.json describes."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, _PIXTRAL_FIELDS, {"num_channels": 3})
+    hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
+    head_dim = vision.get("head_dim", hidden // sizes["num_attention_heads"])
+    merge = cfg.get("spatial_merge_size", 2)
+    text = cfg["text_config"].get("hidden_size")
+    for field, value in (("vision_config.head_dim", head_dim), ("spatial_merge_size", merge),
+                         ("text_config.hidden_size", text)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise PhasewiseError(f"{where}: {field} must be a positive integer (got {value!r})")
+    width = sizes["num_attention_heads"] * head_dim
+    patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden  # the conv and the RMSNorm after it
+    block = 2 * hidden + 4 * hidden * width + 3 * hidden * inter
+    bias = text if cfg.get("multimodal_projector_bias") else 0
+    projector = hidden + merge ** 2 * hidden * hidden + (hidden * text + bias) + (text * text + bias)
+    return patch + sizes["num_hidden_layers"] * block + projector
