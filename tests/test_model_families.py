@@ -203,7 +203,10 @@ def test_gemma3_sparse_config_takes_the_config_class_defaults_and_its_five_to_on
     assert m.total_params == pytest.approx(27.0e9, rel=0.01)  # the card's 27B, less its 0.4B vision encoder
     listed = {**GEMMA3_27B_TEXT, "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
                                                  for i in range(62)]}
-    assert load_model(_write(tmp_path, listed)) == m.model_copy(update={"model_type": "gemma3_text"})
+    # the wrapper's vision_config adds its encoder's weights (specs/hf_vision.py), nothing else
+    assert m.encoder_params > 0
+    assert load_model(_write(tmp_path, listed)) == m.model_copy(update={"model_type": "gemma3_text",
+                                                                         "encoder_params": 0})
     assert load_model("google/gemma-3-27b-it").sliding_window_layers == 52
 
 

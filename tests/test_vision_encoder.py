@@ -175,3 +175,26 @@ def test_malformed_pixtral_fields_are_one_line_errors(tmp_path):
         with pytest.raises(PhasewiseError, match=f"{message} must be a positive integer") as err:
             load_model(_write(tmp_path, cfg))
         assert "\n" not in str(err.value)
+
+
+def test_gemma3_siglip_encoder_counted_by_hand(tmp_path):
+    """SigLIP at Gemma 3 27B's shape: a 3 x 14 x 14 -> 1152 conv with bias and 64 x 64 positions; 27 blocks of two
+    LayerNorms, q, k, v, out with bias and a 1152 -> 4304 -> 1152 MLP with bias; a post-LayerNorm; the projector's
+    RMSNorm and 1152 -> 5376 (27.4 B in all). Fields the file leaves out take SiglipVisionConfig's defaults."""
+    cfg = _catalog_config("google/gemma-3-27b-it")
+    cfg["vision_config"] = {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304,
+                            "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
+                            "patch_size": 14, "vision_use_head": False}
+    m = load_model(_write(tmp_path, cfg))
+    patch = 3 * 14 * 14 * 1152 + 1152 + 64 * 64 * 1152
+    block = 4 * 1152 + 4 * (1152 * 1152 + 1152) + (1152 * 4304 + 4304) + (4304 * 1152 + 1152)
+    assert m.encoder_params == patch + 27 * block + 2 * 1152 + 1152 + 1152 * 5376 == 423_060_336
+    assert round((m.total_params + m.encoder_params) / 1e8) == 274
+    assert load_model("google/gemma-3-27b-it").encoder_params == 0  # the catalog entry quotes text_config alone
+    cfg["vision_config"] = {}  # SiglipVisionConfig's defaults: 768 wide, 12 layers, 224 / 16
+    patch = 3 * 16 * 16 * 768 + 768 + 14 * 14 * 768
+    block = 4 * 768 + 4 * (768 * 768 + 768) + 2 * 768 * 3072 + 3072 + 768
+    assert load_model(_write(tmp_path, cfg)).encoder_params == patch + 12 * block + 2 * 768 + 768 + 768 * 5376
+    cfg["vision_config"] = {"vision_use_head": True}
+    with pytest.raises(PhasewiseError, match="vision_config.vision_use_head is not modelled"):
+        load_model(_write(tmp_path, cfg))

@@ -22,7 +22,7 @@ from phasewise.specs.hf_layers import (
     positive,
     window_layers,
 )
-from phasewise.specs.hf_vision import pixtral_encoder_params, qwen3_vl_encoder_params
+from phasewise.specs.hf_vision import pixtral_encoder_params, qwen3_vl_encoder_params, siglip_encoder_params
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "catalog_names", "checkpoint_id", "from_hf_config", "load_model", "native_precision"]
@@ -95,10 +95,10 @@ GRANITE_LAYER_KINDS = ("mamba", "attention")
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3")}
-# wrappers whose vision tower's weights are counted (specs/hf_vision.py); the others' towers are not costed at all.
+# wrappers whose vision tower's weights are counted (specs/hf_vision.py); Llama 4's and Qwen3.5's are not costed.
 # Qwen3-VL's language model is Qwen3's (dense or MoE) with interleaved multimodal RoPE, which costs as RoPE on text
 ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params,
-                  "mistral3": pixtral_encoder_params}
+                  "mistral3": pixtral_encoder_params, "gemma3": siglip_encoder_params}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
@@ -144,7 +144,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
                 inner.setdefault(field, cfg[field])
         spec = from_hf_config(name, inner, where)
         if mt in ENCODER_PARAMS and cfg.get("vision_config") is not None:
-            spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg, where)})
+            spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     _refuse_unread_fields(cfg, where, mt)

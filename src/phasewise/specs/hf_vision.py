@@ -17,6 +17,13 @@ RMSNorm, `num_hidden_layers` blocks (two RMSNorms, q, k, v and o projections of 
 without bias, a gated SiLU MLP hidden -> intermediate -> hidden without bias), then the projector: an RMSNorm, the
 patch merger (spatial_merge_size^2 x hidden -> hidden, no bias) and hidden -> text hidden -> text hidden
 (multimodal_projector_bias sets their biases).
+
+Gemma 3's SigLIP encoder (transformers models/siglip SiglipVisionModel, models/gemma3 Gemma3MultiModalProjector;
+vLLM siglip.py, gemma3_mm.py): a Conv2d patch embedding with bias, a learned position per patch ((image_size /
+patch_size)^2 x hidden_size), `num_hidden_layers` blocks (two LayerNorms, q, k, v and out projections with bias,
+a GELU MLP hidden -> intermediate -> hidden with bias), a post-LayerNorm (no pooling head: vision_use_head false),
+then the projector's RMSNorm and its hidden -> text hidden projection. Fields a file leaves out take
+SiglipVisionConfig's defaults, as transformers does.
 """
 
 from __future__ import annotations
@@ -25,13 +32,16 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 
-__all__ = ["pixtral_encoder_params", "qwen3_vl_encoder_params"]
+__all__ = ["pixtral_encoder_params", "qwen3_vl_encoder_params", "siglip_encoder_params"]
 
 # the vision_config fields the count reads; each must be a positive integer
 _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "patch_size",
                     "temporal_patch_size", "spatial_merge_size", "num_position_embeddings")
 
 
+# transformers SiglipVisionConfig.__init__ defaults
+_SIGLIP_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_channels": 3,
+                    "image_size": 224, "patch_size": 16}
 _PIXTRAL_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "patch_size")
 
 
@@ -48,8 +58,9 @@ def _sizes(vision: Any, where: str, fields: tuple[str, ...], defaults: dict[str,
     return sizes
 
 
-def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str) -> int:
-    """Parameters of the Qwen3-VL vision encoder a config.json's vision_config describes."""
+def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
+    """Parameters of the Qwen3-VL vision encoder a config.json's vision_config describes (it names its own output
+    width, out_hidden_size; `text_hidden` is not read)."""
     vision = cfg.get("vision_config")
     sizes = _sizes(vision, where, _QWEN3_VL_FIELDS, {"in_channels": 3})
     channels = sizes["in_channels"]
@@ -69,16 +80,15 @@ def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str) -> int:
     return patch + positions + sizes["depth"] * block + merger(hidden) + len(deepstack) * merger(merged)
 
 
-def pixtral_encoder_params(cfg: dict[str, Any], where: str) -> int:
-    """Parameters of the Pixtral vision encoder and Mistral 3 projector a config.json describes."""
+def pixtral_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
+    """Parameters of the Pixtral vision encoder and Mistral 3 projector a config.json describes (`text_hidden`: the
+    language model's width)."""
     vision = cfg.get("vision_config")
     sizes = _sizes(vision, where, _PIXTRAL_FIELDS, {"num_channels": 3})
     hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
     head_dim = vision.get("head_dim", hidden // sizes["num_attention_heads"])
-    merge = cfg.get("spatial_merge_size", 2)
-    text = cfg["text_config"].get("hidden_size")
-    for field, value in (("vision_config.head_dim", head_dim), ("spatial_merge_size", merge),
-                         ("text_config.hidden_size", text)):
+    merge, text = cfg.get("spatial_merge_size", 2), text_hidden
+    for field, value in (("vision_config.head_dim", head_dim), ("spatial_merge_size", merge)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise PhasewiseError(f"{where}: {field} must be a positive integer (got {value!r})")
     width = sizes["num_attention_heads"] * head_dim
@@ -87,3 +97,18 @@ def pixtral_encoder_params(cfg: dict[str, Any], where: str) -> int:
     bias = text if cfg.get("multimodal_projector_bias") else 0
     projector = hidden + merge ** 2 * hidden * hidden + (hidden * text + bias) + (text * text + bias)
     return patch + sizes["num_hidden_layers"] * block + projector
+
+
+def siglip_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
+    """Parameters of the SigLIP encoder and Gemma 3 projector a config.json describes (`text_hidden`: the language
+    model's width)."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, (), _SIGLIP_DEFAULTS)
+    if vision.get("vision_use_head"):
+        raise PhasewiseError(f"{where}: vision_config.vision_use_head is not modelled (Gemma 3's encoder has none)")
+    hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
+    positions = (sizes["image_size"] // sizes["patch_size"]) ** 2
+    patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden + positions * hidden
+    block = 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
+    projector = hidden + hidden * text_hidden
+    return patch + sizes["num_hidden_layers"] * block + 2 * hidden + projector
