@@ -198,3 +198,21 @@ def test_gemma3_siglip_encoder_counted_by_hand(tmp_path):
     cfg["vision_config"] = {"vision_use_head": True}
     with pytest.raises(PhasewiseError, match="vision_config.vision_use_head is not modelled"):
         load_model(_write(tmp_path, cfg))
+
+
+def test_kimi_k25_wrapper_holds_the_kimi_k2_text_model(tmp_path):
+    """KimiK25ForConditionalGeneration (Kimi-K2.5, K2.6): text_config named deepseek_v3 or kimi_k2, the DeepSeek-V3
+    shape of Kimi-K2; its quantization_config (the top level's wins over one in text_config, as vLLM reads the
+    checkpoint's) and tie_word_embeddings at the top. MoonViT is not counted."""
+    text = _catalog_config("moonshotai/Kimi-K2-Instruct")
+    for inner in ("deepseek_v3", "kimi_k2"):
+        cfg = {"model_type": "kimi_k25", "architectures": ["KimiK25ForConditionalGeneration"],
+               "tie_word_embeddings": False, "text_config": {**text, "model_type": inner},
+               "vision_config": {"hidden_size": 1152},
+               "quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized",
+                                       "config_groups": {"group_0": {"weights": {"num_bits": 4, "group_size": 32,
+                                                                                 "type": "int"}}}}}
+        m = load_model(_write(tmp_path, cfg))
+        k2 = load_model("moonshotai/Kimi-K2-Instruct")
+        assert (m.total_params, m.kv_latent_size, m.encoder_params) == (k2.total_params, k2.kv_latent_size, 0)
+        assert m.native_precision == load_model("moonshotai/Kimi-K2-Thinking").native_precision == "w4a16"

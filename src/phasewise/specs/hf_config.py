@@ -91,11 +91,14 @@ MAMBA_HYBRID_TYPES = ("nemotron_h", "granitemoehybrid")
 GRANITE_LAYER_KINDS = ("mamba", "attention")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 # (the language models each may hold; the first when text_config names none). Mistral 3 (Mistral Small 3.x, Devstral
-# Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost)
+# Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost);
+# Kimi-K2.5 / K2.6 (KimiK25ForConditionalGeneration) a DeepSeek-V3-shaped one, named deepseek_v3 or kimi_k2
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
-                      "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3")}
-# wrappers whose vision tower's weights are counted (specs/hf_vision.py); Llama 4's and Qwen3.5's are not costed.
+                      "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
+                      "kimi_k25": ("deepseek_v3", "kimi_k2")}
+# wrappers whose vision tower's weights are counted (specs/hf_vision.py); Llama 4's, Qwen3.5's and Kimi-K2.5's
+# (MoonViT) are not costed.
 # Qwen3-VL's language model is Qwen3's (dense or MoE) with interleaved multimodal RoPE, which costs as RoPE on text
 ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params,
                   "mistral3": pixtral_encoder_params, "gemma3": siglip_encoder_params}
@@ -139,9 +142,10 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         if str(inner["model_type"]).lower() not in allowed:
             raise PhasewiseError(f"{where}: text_config.model_type '{inner['model_type']}' is not modelled inside "
                                  f"model_type '{mt}' (allowed: {', '.join(allowed)})")
-        for field in ("quantization_config", "tie_word_embeddings"):  # Qwen3-VL states both at the top level
-            if cfg.get(field) is not None:
-                inner.setdefault(field, cfg[field])
+        if cfg.get("quantization_config") is not None:  # the checkpoint's files: the top level's, as vLLM reads it
+            inner["quantization_config"] = cfg["quantization_config"]
+        if cfg.get("tie_word_embeddings") is not None:  # Qwen3-VL states it at the top level only
+            inner.setdefault("tie_word_embeddings", cfg["tie_word_embeddings"])
         spec = from_hf_config(name, inner, where)
         if mt in ENCODER_PARAMS and cfg.get("vision_config") is not None:
             spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg, where, spec.hidden_size)})
