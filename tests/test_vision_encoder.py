@@ -216,3 +216,16 @@ def test_kimi_k25_wrapper_holds_the_kimi_k2_text_model(tmp_path):
         k2 = load_model("moonshotai/Kimi-K2-Instruct")
         assert (m.total_params, m.kv_latent_size, m.encoder_params) == (k2.total_params, k2.kv_latent_size, 0)
         assert m.native_precision == load_model("moonshotai/Kimi-K2-Thinking").native_precision == "w4a16"
+
+
+def test_glm45v_wrapper_holds_glm45_air_shape(tmp_path):
+    """Glm4vMoeForConditionalGeneration (GLM-4.5V): text_config glm4v_moe_text in GLM-4.5-Air's shape (46 layers,
+    128 experts top-8 + 1 shared, the first dense) with multimodal RoPE: the same parameters as the catalog's Air."""
+    air = _catalog_config("zai-org/GLM-4.5-Air")
+    text = {k: v for k, v in air.items() if k not in ("architectures", "num_nextn_predict_layers")}
+    text["model_type"] = "glm4v_moe_text"
+    text["rope_parameters"] = {"mrope_section": [8, 12, 12], "partial_rotary_factor": 0.5, "rope_type": "default"}
+    m = load_model(_write(tmp_path, {"model_type": "glm4v_moe", "tie_word_embeddings": False, "text_config": text,
+                                     "vision_config": {"depth": 24, "hidden_size": 1536}}))
+    plain = load_model(_write(tmp_path, {k: v for k, v in air.items() if k != "num_nextn_predict_layers"}, "air.json"))
+    assert (m.total_params, m.num_moe_layers, m.encoder_params) == (plain.total_params, 45, 0)

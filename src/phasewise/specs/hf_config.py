@@ -54,7 +54,7 @@ DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model"
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
                      "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe", "phi3", "qwen3_vl_text",
-                     "qwen3_vl_moe_text", "ministral3")
+                     "qwen3_vl_moe_text", "ministral3", "glm4v_moe_text")
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
@@ -92,13 +92,14 @@ GRANITE_LAYER_KINDS = ("mamba", "attention")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 # (the language models each may hold; the first when text_config names none). Mistral 3 (Mistral Small 3.x, Devstral
 # Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost);
-# Kimi-K2.5 / K2.6 (KimiK25ForConditionalGeneration) a DeepSeek-V3-shaped one, named deepseek_v3 or kimi_k2
+# Kimi-K2.5 / K2.6 (KimiK25ForConditionalGeneration) a DeepSeek-V3-shaped one, named deepseek_v3 or kimi_k2;
+# GLM-4.5V / 4.6V (Glm4vMoeForConditionalGeneration) GLM-4.5-Air's shape with multimodal RoPE (glm4v_moe_text)
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
-                      "kimi_k25": ("deepseek_v3", "kimi_k2")}
-# wrappers whose vision tower's weights are counted (specs/hf_vision.py); Llama 4's, Qwen3.5's and Kimi-K2.5's
-# (MoonViT) are not costed.
+                      "kimi_k25": ("deepseek_v3", "kimi_k2"), "glm4v_moe": ("glm4v_moe_text",)}
+# wrappers whose vision tower's weights are counted (specs/hf_vision.py); Llama 4's, Qwen3.5's, Kimi-K2.5's (MoonViT)
+# and GLM-4.5V's are not costed.
 # Qwen3-VL's language model is Qwen3's (dense or MoE) with interleaved multimodal RoPE, which costs as RoPE on text
 ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params,
                   "mistral3": pixtral_encoder_params, "gemma3": siglip_encoder_params}
