@@ -66,7 +66,11 @@ class LinearAttention:
     C B^T (2 C^2 d_k), and per value head the masked (C B^T) X (2 C^2 d_v), the chunk's state B^T X and the
     states' output C S (2 C d_k d_v each), on tensor cores; decode (selective_state_update) per token and head
     the decayed state plus dt x B^T (3 d_k d_v) and its output C S (2 d_k d_v) on CUDA cores. One dt per head
-    streams where DeltaNet has a beta and a decay."""
+    streams where DeltaNet has a beta and a decay.
+
+    KDA layers (`recurrence` "kda": Kimi Linear; vLLM chunk_kda / fused_recurrent_kda) run DeltaNet's rule with a
+    decay per key channel instead of per head: costed with DeltaNet's FLOPs (the per-channel decay scales q and k
+    inside the chunk, elementwise work beside the matrix products), streaming each channel's decay."""
 
     share: float
     value_heads: float
@@ -86,8 +90,9 @@ class LinearAttention:
         dk, dv, chunk = self.key_head_dim, self.value_head_dim, self.chunk_tokens
         mamba = self.recurrence == "mamba2"
         state = self.value_heads * dk * dv * self.state_bytes  # one sequence's recurrent state in this layer
-        # q, k, v in and out of the conv, its taps' state, the heads' scalars, the gated norm's z and output
-        scalars = (1 if mamba else 2) * self.value_heads
+        # q, k, v in and out of the conv, its taps' state, the heads' scalars (KDA: beta and a decay per channel),
+        # the gated norm's z and output
+        scalars = {"mamba2": 1, "kda": 1 + dk}.get(self.recurrence, 2) * self.value_heads
         stream = tokens * (3 * self.conv_dim + 4 * self.value_heads * dv + scalars) * self.activation_bytes
         conv_state = seqs * self.conv_dim * max(self.conv_taps - 1, 0) * self.activation_bytes * 2
         if decode:

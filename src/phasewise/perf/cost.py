@@ -111,7 +111,7 @@ class CostModel(DecodeSeries, Communication):
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
-                                m.linear_layer_share)
+                                m.linear_layer_share, m.linear_recurrence)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -403,15 +403,13 @@ class CostModel(DecodeSeries, Communication):
         elem_bytes = T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
         if m.latent_attention:
-            ops.append(self._op("qkv_proj", L, *self._latent_down_projections(T), eager))
+            qkv = self._latent_down_projections(T)
         else:
             qkv_n = (self.heads * (2 if m.attention_output_gate else 1) + 2 * self.kv_heads) * hd
             qkv = self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True)
-            if self.linear_share:  # the linear layers' in_proj: q, k, v, the gate z, beta and the decay
-                tp = self.layout.attention_tp
-                qkv = self._mean_layer(qkv, self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak,
-                                                       True), self.linear_share)
-            ops.append(self._op("qkv_proj", L, *qkv, eager))
+        if self.linear_share:  # the linear layers' input projections in their share of the layers
+            qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
+        ops.append(self._op("qkv_proj", L, *qkv, eager))
         o_proj = self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True)
         if self.linear_share:  # the linear layers' out_proj from their value heads
             o_proj = self._mean_layer(o_proj, self._gemm(T, m.linear_value_dim / self.layout.attention_tp, h,
@@ -436,6 +434,19 @@ class CostModel(DecodeSeries, Communication):
         if self.pp > 1:
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
         return ops
+
+    def _linear_in_projections(self, T: int) -> tuple[float, float, float, float]:
+        """A linear-attention layer's projections of the new tokens, summed: in_proj (q, k, v, the gate z, the heads'
+        scalars) split by head; KDA's low-rank decay and output-gate pairs, their down-projections whole on every TP
+        rank (vLLM kda.py: ReplicatedLinear f_a_proj / g_a_proj) and their up-projections split."""
+        m, h, tp = self.model, self.model.hidden_size, self.layout.attention_tp
+        parts = [self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak, True)]
+        decay, gate = m.linear_low_rank
+        if decay or gate:
+            parts += [self._gemm(T, h, decay + gate, self.w_bytes, self.peak, True),
+                      self._gemm(T, decay, m.linear_key_dim / tp, self.w_bytes, self.peak, True),
+                      self._gemm(T, gate, m.linear_value_dim / tp, self.w_bytes, self.peak, True)]
+        return tuple(sum(values) for values in zip(*parts))
 
     def _latent_down_projections(self, T: int) -> tuple[float, float, float, float]:
         """Latent attention's projections of the new tokens, (flops, bytes, compute_s, memory_s) summed: q

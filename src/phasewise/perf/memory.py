@@ -84,7 +84,9 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         kv_rep = kv_heads_per_gpu(m.num_kv_heads, attention_tp) * attention_tp / m.num_kv_heads
         attn = (m.hidden_size * (m.q_proj_size + m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
     if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
-        attn = attn * (1 - m.linear_layer_share) + m.linear_attention_params / attention_tp * m.linear_layer_share
+        whole = m.hidden_size * sum(m.linear_low_rank)  # but KDA's low-rank down-projections, on every rank
+        linear = (m.linear_attention_params - whole) / attention_tp + whole
+        attn = attn * (1 - m.linear_layer_share) + linear * m.linear_layer_share
     latent = m.moe_latent_params  # a latent MoE's projections: whole on every GPU (replicated)
     if dp == 1:
         mlp = m.dense_mlp_params * m.dense_layer_share / tp + ((m.moe_layer_params - latent) / tp + latent) * moe_share

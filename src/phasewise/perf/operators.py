@@ -34,23 +34,28 @@ SPARSE_INDEXER_KERNELS = {"qkv_proj": 3, "attention": 10}
 # vLLM run it): its in_proj_qkvz and in_proj_ba GEMMs (2); the causal conv, the fused gating (decay and beta), the
 # delta-rule kernel and the gated RMSNorm (4), the decode path's count
 LINEAR_ATTENTION_KERNELS = {"qkv_proj": 2, "attention": 4}
+# A KDA layer (Kimi Linear: vLLM layers/kda.py KimiDeltaAttention.forward): q, k, v, b and the two low-rank pairs'
+# GEMMs (8); the three causal convs, the fused decay gate, the delta-rule kernel and the gated RMSNorm (6)
+KDA_KERNELS = {"qkv_proj": 8, "attention": 6}
 # A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
 # the elementwise kernels count)
 SHARED_EXPERT_KERNELS = 3
 
 
 def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False,
-                  linear_share: float = 0.0) -> dict[str, float]:
+                  linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet") -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
-    own; in a hybrid stack with `linear_share` of its layers linear attention, the mean layer's."""
+    own; in a hybrid stack with `linear_share` of its layers linear attention (of `linear_recurrence`), the mean
+    layer's."""
     counts: dict[str, float] = dict(KERNELS)
-    for name, linear in LINEAR_ATTENTION_KERNELS.items():
-        counts[name] += linear_share * (linear - KERNELS[name])
     if latent_attention:
         counts.update(LATENT_KERNELS)
     if sparse_attention:
         for name, extra in SPARSE_INDEXER_KERNELS.items():
             counts[name] += extra
+    linear_kernels = KDA_KERNELS if linear_recurrence == "kda" else LINEAR_ATTENTION_KERNELS
+    for name, linear in linear_kernels.items():
+        counts[name] += linear_share * (linear - counts[name])
     if shared_experts:
         counts["moe_shared"] = SHARED_EXPERT_KERNELS
     return counts

@@ -80,7 +80,15 @@ CONFIG_CLASS_DEFAULTS = {
 }
 # latent attention with DeepSeek sparse attention's indexer (index_topk, index_n_heads, index_head_dim)
 SPARSE_LATENT_TYPES = ("deepseek_v32", "glm_moe_dsa")
-LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2") + SPARSE_LATENT_TYPES
+LATENT_ATTENTION_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2", "kimi_linear") + SPARSE_LATENT_TYPES
+# Kimi Linear (moonshotai kimi_linear, vLLM models/kimi_linear.py): latent attention (NoPE: mla_use_nope) on the
+# layers linear_attn_config.full_attn_layers names, KDA on its kda_layers (both 1-based), a DeepSeek-style MoE that
+# names its fields num_experts_per_token and num_shared_experts. Kimi K3's additions on the same model_type
+# (routed_expert_hidden_size: a latent MoE; attn_res_block_size: attention residuals; mla_use_output_gate) are
+# refused by name
+KIMI_LINEAR_NAMES = {"num_experts_per_token": "num_experts_per_tok", "num_shared_experts": "n_shared_experts"}
+KIMI_LINEAR_UNREAD = {"routed_expert_hidden_size": "a latent MoE", "attn_res_block_size": "attention residuals",
+                      "mla_use_output_gate": "gated latent attention"}
 # Llama-style fields plus gated-DeltaNet linear-attention layers (layer_types "linear_attention", or every layer but
 # each full_attention_interval-th) and gated softmax attention (transformers qwen3_next, qwen3_5(_moe)_text)
 LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
@@ -152,6 +160,9 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
+    if mt == "kimi_linear":  # its own names for DeepSeek's MoE fields
+        cfg = {**{ours: cfg[theirs] for theirs, ours in KIMI_LINEAR_NAMES.items() if cfg.get(theirs) is not None},
+               **cfg}
     _refuse_unread_fields(cfg, where, mt)
     try:
         if mt == "opt":
@@ -223,6 +234,8 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         unread.append("moe_latent_size (latent MoE: experts over a down-projected hidden state)")
     if mt in MAMBA_HYBRID_TYPES:  # per-layer windows and per-block widths (Nemotron-H Puzzle variants)
         unread += [k for k in ("sliding_window", "block_configs") if cfg.get(k)]
+    if mt == "kimi_linear":
+        unread += [f"{k} ({what})" for k, what in KIMI_LINEAR_UNREAD.items() if cfg.get(k)]
     if cfg.get("use_bidirectional_attention"):  # EmbeddingGemma-style encoders: not causal decoders
         unread.append("use_bidirectional_attention")
     if mt not in LATENT_ATTENTION_TYPES:
@@ -290,6 +303,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
                           indexer_head_dim=int(_require(cfg, where, "index_head_dim")))
     if mt in LINEAR_HYBRID_TYPES:
         latent = _linear_attention_fields(cfg, where, layers, layer_types)
+    if mt == "kimi_linear":
+        latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
     return ModelSpec(
         name=name,
         model_type=mt,
@@ -339,6 +354,32 @@ def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer
         linear_value_head_dim=int(_require(cfg, where, "linear_value_head_dim")),
         linear_conv_kernel=int(_require(cfg, where, "linear_conv_kernel_dim")),
     )
+
+
+def _kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
+    """Kimi Linear's KDA layers (linear_attn_config: kda_layers and full_attn_layers, 1-based, covering every layer
+    once between them; num_heads heads of head_dim for q, k and v; a short conv of short_conv_kernel_size taps)."""
+    linear = cfg.get("linear_attn_config")
+    if not isinstance(linear, dict):
+        raise PhasewiseError(f"{where}: missing field linear_attn_config (kda_layers, full_attn_layers, num_heads, "
+                             "head_dim, short_conv_kernel_size)")
+    named = {}
+    for field in ("kda_layers", "full_attn_layers"):
+        value = linear.get(field)
+        if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+            raise PhasewiseError(f"{where}: linear_attn_config.{field} must be a list of layer numbers (1-based)")
+        named[field] = value
+    kda, full = named["kda_layers"], named["full_attn_layers"]
+    if sorted(kda + full) != list(range(1, layers + 1)):
+        raise PhasewiseError(f"{where}: linear_attn_config.kda_layers and full_attn_layers must name each of the "
+                             f"{layers} layers (1..{layers}) once between them")
+    sizes = {}
+    for field in ("num_heads", "head_dim", "short_conv_kernel_size"):
+        sizes[field] = positive(linear.get(field), where, f"linear_attn_config.{field}")
+    return dict(linear_attention_layers=len(kda), linear_key_heads=sizes["num_heads"],
+                linear_value_heads=sizes["num_heads"], linear_key_head_dim=sizes["head_dim"],
+                linear_value_head_dim=sizes["head_dim"], linear_conv_kernel=sizes["short_conv_kernel_size"],
+                linear_recurrence="kda")
 
 
 def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:

@@ -77,7 +77,10 @@ class ModelSpec(BaseModel):
     # heads of mamba_head_dim, n_groups key heads whose B and C, ssm_state_size wide, the value heads share; in_proj
     # to z, x, B, C and one dt per head; the conv over x, B and C; a gated RMSNorm; out_proj). linear_chunk_tokens:
     # the chunk of the chunked prefill kernel (FLA's 64 for DeltaNet; the config's chunk_size for Mamba-2)
-    linear_recurrence: Literal["gated_deltanet", "mamba2"] = "gated_deltanet"
+    # Kimi Delta Attention ("kda": Kimi Linear) is DeltaNet's rule with a per-channel decay: q, k and v projected
+    # apart, beta per head, the decay and the output gate each through a low-rank pair (hidden -> head_dim, whole on
+    # every TP rank, -> heads x head_dim, split), the conv over q, k and v
+    linear_recurrence: Literal["gated_deltanet", "mamba2", "kda"] = "gated_deltanet"
     linear_chunk_tokens: int = Field(default=64, gt=0)
     # Layers whose block has a token mixer (attention or a linear recurrence) but no MLP: Nemotron-H stacks mixer and
     # MLP blocks as separate layers (hybrid_override_pattern), and pairs here each MLP block with a mixer block; the
@@ -142,8 +145,11 @@ class ModelSpec(BaseModel):
             if self.linear_value_heads % self.linear_key_heads:
                 raise ValueError(f"linear_num_value_heads={self.linear_value_heads} is not a multiple of "
                                  f"linear_num_key_heads={self.linear_key_heads}")
-            if self.latent_attention or self.sliding_window_layers:
-                raise ValueError("linear-attention layers beside latent or sliding-window attention are not modelled")
+            if self.sliding_window_layers:
+                raise ValueError("linear-attention layers beside sliding-window attention are not modelled")
+            if self.latent_attention and self.linear_recurrence != "kda":
+                raise ValueError("linear-attention layers beside latent attention are modelled for KDA (Kimi Linear) "
+                                 "only")
         if self.sparse_attention_topk and (not self.latent_attention or self.indexer_heads <= 0
                                            or self.indexer_head_dim <= 0 or not self.q_lora_rank):
             raise ValueError("sparse attention (index_topk) is modelled on latent attention with a q_lora_rank and "
@@ -241,20 +247,36 @@ class ModelSpec(BaseModel):
 
     @property
     def linear_head_scalars(self) -> int:
-        """Scalars in_proj makes per value head and token: DeltaNet's beta and decay, Mamba-2's dt."""
-        return 1 if self.linear_recurrence == "mamba2" else 2
+        """Scalars in_proj makes per value head and token: DeltaNet's beta and decay, Mamba-2's dt, KDA's beta (its
+        decay is per channel, from the low-rank pair)."""
+        return 2 if self.linear_recurrence == "gated_deltanet" else 1
 
     @property
     def linear_in_proj_size(self) -> int:
-        """Output width of a linear-attention layer's input projections: q, k, v (Mamba-2: C, B, x), the output
-        gate z (value-wide), and each value head's scalars (linear_head_scalars)."""
-        return 2 * self.linear_key_dim + 2 * self.linear_value_dim + self.linear_head_scalars * self.linear_value_heads
+        """Output width of a linear-attention layer's input projections from the hidden state that TP splits: q, k,
+        v (Mamba-2: C, B, x), the output gate z (value-wide; KDA's comes from its low-rank pair instead), and each
+        value head's scalars (linear_head_scalars)."""
+        gate = 0 if self.linear_recurrence == "kda" else self.linear_value_dim
+        scalars = self.linear_head_scalars * self.linear_value_heads
+        return 2 * self.linear_key_dim + self.linear_value_dim + gate + scalars
+
+    @property
+    def linear_low_rank(self) -> tuple[int, int]:
+        """KDA's low-rank pairs (decay, output gate): their ranks (key_head_dim, value_head_dim), the down-projections
+        from the hidden state whole on every TP rank, the up-projections to key_dim / value_dim split; (0, 0) else."""
+        if self.linear_recurrence != "kda":
+            return 0, 0
+        return self.linear_key_head_dim, self.linear_value_head_dim
 
     @property
     def linear_attention_params(self) -> int:
-        """Weights of one linear-attention layer's mixer: in_proj, the conv taps, out_proj (value -> hidden)."""
+        """Weights of one linear-attention layer's mixer: in_proj, KDA's low-rank pairs, the conv taps, out_proj
+        (value -> hidden)."""
         h = self.hidden_size
-        return h * self.linear_in_proj_size + self.linear_conv_dim * self.linear_conv_kernel + self.linear_value_dim * h
+        decay, gate = self.linear_low_rank
+        low_rank = (h + self.linear_key_dim) * decay + (h + self.linear_value_dim) * gate  # down + up
+        return (h * self.linear_in_proj_size + low_rank + self.linear_conv_dim * self.linear_conv_kernel
+                + self.linear_value_dim * h)
 
     @property
     def attention_params(self) -> int:
