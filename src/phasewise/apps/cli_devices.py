@@ -104,7 +104,7 @@ def models_cmd() -> None:
         elif m.window_all_layers:
             attention += f", window {m.sliding_window}"
         if m.linear_attention_layers:
-            kind = "Mamba-2" if m.linear_recurrence == "mamba2" else "gated DeltaNet"
+            kind = {"mamba2": "Mamba-2", "kda": "KDA"}.get(m.linear_recurrence, "gated DeltaNet")
             attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
         if m.mlp_free_layers:
             attention += f", {m.mlp_free_layers} without an MLP"

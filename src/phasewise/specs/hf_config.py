@@ -1,7 +1,8 @@
 """Hugging Face config.json -> ModelSpec, and the model catalog.
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
-indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, OPT, BLOOM, OLMo-style); an
+indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, Kimi Linear's KDA beside latent
+attention, multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
 unknown model_type, or a field that changes a layer's cost and that its parser does not read, is a one-line error
 naming it, never a fallback to another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
