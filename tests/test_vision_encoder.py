@@ -229,3 +229,27 @@ def test_glm45v_wrapper_holds_glm45_air_shape(tmp_path):
                                      "vision_config": {"depth": 24, "hidden_size": 1536}}))
     plain = load_model(_write(tmp_path, {k: v for k, v in air.items() if k != "num_nextn_predict_layers"}, "air.json"))
     assert (m.total_params, m.num_moe_layers, m.encoder_params) == (plain.total_params, 45, 0)
+
+
+LLAMA4_SCOUT_VISION = {  # Llama-4-Scout-17B-16E's vision_config, as a public dump of its config prints it
+    "hidden_act": "gelu", "hidden_size": 1408, "image_size": 336, "intermediate_size": 5632,
+    "model_type": "llama4_vision_model", "multi_modal_projector_bias": False, "num_attention_heads": 16,
+    "num_channels": 3, "num_hidden_layers": 34, "patch_size": 14, "pixel_shuffle_ratio": 0.5,
+    "projector_input_dim": 4096, "projector_output_dim": 4096, "vision_output_dim": 4096}
+
+
+def test_llama4_vision_encoder_matches_a_module_by_module_count(tmp_path):
+    """The same dump's module table: class embedding 1,408; positions 812,416; patch linear 827,904; two
+    LayerNorms; per layer q, k, v, o 1,982,464 + 1,408 each, fc1 7,929,856 + 5,632, fc2 7,929,856 + 1,408, two
+    LayerNorms; the adapter's 23,068,672 and 16,777,216; the projector's 20,971,520 (to Scout's 5,120)."""
+    cfg = _catalog_config("meta-llama/Llama-4-Scout-17B-16E-Instruct")  # the wrapper, its text_config only
+    assert cfg["model_type"] == "llama4" and "vision_config" not in cfg
+    cfg["vision_config"] = dict(LLAMA4_SCOUT_VISION)
+    m = load_model(_write(tmp_path, cfg))
+    layer = 4 * (1_982_464 + 1_408) + 7_929_856 + 5_632 + 7_929_856 + 1_408 + 4 * 1_408
+    table = 1_408 + 812_416 + 827_904 + 4 * 1_408 + 34 * layer + 23_068_672 + 16_777_216 + 20_971_520
+    assert m.encoder_params == table == 871_932_416
+    assert m.total_params == load_model("meta-llama/Llama-4-Scout-17B-16E-Instruct").total_params
+    del cfg["vision_config"]["projector_input_dim"]
+    with pytest.raises(PhasewiseError, match="vision_config.projector_input_dim must be a positive integer"):
+        load_model(_write(tmp_path, cfg))

@@ -24,6 +24,13 @@ patch_size)^2 x hidden_size), `num_hidden_layers` blocks (two LayerNorms, q, k, 
 a GELU MLP hidden -> intermediate -> hidden with bias), a post-LayerNorm (no pooling head: vision_use_head false),
 then the projector's RMSNorm and its hidden -> text hidden projection. Fields a file leaves out take
 SiglipVisionConfig's defaults, as transformers does.
+
+Llama 4's (transformers models/llama4 Llama4VisionModel, Llama4MultiModalProjector): an unfold-and-linear patch
+embedding without bias, a class embedding and a learned position per patch plus one ((image_size / patch_size)^2 +
+1), a LayerNorm before and after, `num_hidden_layers` blocks (two LayerNorms, q, k, v and o of hidden_size with
+bias, a GELU MLP hidden -> intermediate -> hidden with bias), the pixel-shuffle adapter's two linears without bias
+(intermediate_size -> projector_input_dim -> projector_output_dim) and the projector vision_output_dim -> text hidden
+without bias.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 
-__all__ = ["pixtral_encoder_params", "qwen3_vl_encoder_params", "siglip_encoder_params"]
+__all__ = ["llama4_encoder_params", "pixtral_encoder_params", "qwen3_vl_encoder_params", "siglip_encoder_params"]
 
 # the vision_config fields the count reads; each must be a positive integer
 _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "patch_size",
@@ -42,6 +49,8 @@ _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_siz
 # transformers SiglipVisionConfig.__init__ defaults
 _SIGLIP_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_channels": 3,
                     "image_size": 224, "patch_size": 16}
+_LLAMA4_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "image_size", "patch_size",
+                  "projector_input_dim", "projector_output_dim", "vision_output_dim")
 _PIXTRAL_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "patch_size")
 
 
@@ -112,3 +121,15 @@ def siglip_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> 
     block = 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
     projector = hidden + hidden * text_hidden
     return patch + sizes["num_hidden_layers"] * block + 2 * hidden + projector
+
+
+def llama4_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
+    """Parameters of the Llama 4 vision encoder, adapter and projector a config.json describes (`text_hidden`: the
+    language model's width)."""
+    sizes = _sizes(cfg.get("vision_config"), where, _LLAMA4_FIELDS, {"num_channels": 3})
+    hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
+    positions = (sizes["image_size"] // sizes["patch_size"]) ** 2 + 1
+    patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden + positions * hidden + 4 * hidden
+    block = 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
+    adapter = inter * sizes["projector_input_dim"] + sizes["projector_output_dim"] ** 2
+    return patch + sizes["num_hidden_layers"] * block + adapter + sizes["vision_output_dim"] * text_hidden
