@@ -93,6 +93,25 @@ def test_invalid_json_and_missing_fields(server):
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
 
 
+def test_chat_text_parts_count_and_other_parts_are_refused(server, client):
+    """Content parts: text (and an assistant's refusal) counted as plain content; an image, audio or file part is a
+    400 naming it (the twin does not simulate an image's tokens or its encoder), not silently dropped."""
+    plain = client.chat.completions.create(model=M, messages=[{"role": "user", "content": "what is this"}],
+                                           max_tokens=2)
+    parts = client.chat.completions.create(model=M, max_tokens=2, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "what is this"}]}])
+    assert parts.usage.prompt_tokens == plain.usage.prompt_tokens
+    url = server[0] + "/v1/chat/completions"
+    for part in ({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                 {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}, "just a string"):
+        r = httpx.post(url, json={"model": M, "max_tokens": 2, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is this"}, part]}]})
+        error = r.json()["error"]
+        assert r.status_code == 400 and error["param"] == "messages"
+        assert error["message"].startswith("messages[0].content[1]: a part of type ")
+        assert "is not simulated (allowed: text, refusal" in error["message"]
+
+
 def test_load_raises_ttft(server):
     async def ttft(session, prompt_words):
         t0 = time.perf_counter()

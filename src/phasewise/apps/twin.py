@@ -84,6 +84,9 @@ def _int_field(body: dict, name: str) -> int | None:
 # Prompts longer than this many characters are tokenized on a worker thread, off the event loop that streams
 # every other request's tokens (a 700 KB prompt takes ~0.5 s to count here).
 INLINE_TOKENIZE_CHARS = 16384
+# chat content parts the twin counts (OpenAI's text part, and an assistant message's refusal text); image, audio,
+# video and file parts are refused: their tokens and encoders are not simulated
+TEXT_PARTS = ("text", "refusal")
 
 
 def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256,
@@ -216,8 +219,14 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                 if not isinstance(m, dict) or "role" not in m:
                     raise ApiError(400, f"messages[{i}] must be an object with a 'role'", "messages")
                 c = m.get("content") or ""
-                if isinstance(c, list):  # content parts
-                    c = " ".join(str(p.get("text", "")) for p in c if isinstance(p, dict))
+                if isinstance(c, list):  # content parts: text only (an image's tokens and encoder are not simulated)
+                    for j, part in enumerate(c):
+                        kind = part.get("type", "text") if isinstance(part, dict) else None
+                        if kind not in TEXT_PARTS:
+                            raise ApiError(400, f"messages[{i}].content[{j}]: a part of type {kind!r} is not "
+                                           f"simulated (allowed: {', '.join(TEXT_PARTS)}; the twin costs text "
+                                           "prompts only)", "messages")
+                    c = " ".join(str(part.get(part.get("type", "text"), "")) for part in c)
                 text.append(str(c))
             overhead = 4 * len(text) + 3  # the chat template's tokens around each message
             prompt_tokens = await count("\n".join(text), max_tokens + overhead, "messages", tokens_param) + overhead
