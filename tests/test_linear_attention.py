@@ -65,15 +65,20 @@ def test_only_the_softmax_layers_hold_kv_and_every_sequence_holds_its_state():
 
 
 def test_the_multimodal_wrapper_and_its_text_config_parse_alike(tmp_path):
-    """The checkpoint's config.json nests the language model as text_config (the vision tower is not costed);
-    its quantization_config sits at the top and still sets the native precision."""
+    """The checkpoint's config.json nests the language model as text_config (its vision encoder, in Qwen3-VL's
+    fields, is held in memory, not run: specs/hf_vision.py); its quantization_config sits at the top and still
+    sets the native precision."""
+    vision = {"depth": 27, "hidden_size": 1152, "num_heads": 16, "intermediate_size": 4304, "out_hidden_size": 4096,
+              "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3,
+              "num_position_embeddings": 2304}
     wrapped = {"model_type": "qwen3_5_moe", "architectures": ["Qwen3_5MoeForConditionalGeneration"],
-               "text_config": {"model_type": "qwen3_5_moe_text", **TEXT},
-               "vision_config": {"depth": 27},
+               "text_config": {"model_type": "qwen3_5_moe_text", **TEXT}, "vision_config": vision,
                "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
     m = load_model(_write(tmp_path, wrapped))
     catalog = load_model(QWEN35)
     assert m.total_params == catalog.total_params and m.linear_attention_layers == 45
+    assert m.encoder_params == 576_388_336 - 3 * 40_125_952  # Qwen3-VL-235B's encoder less its 3 deepstack mergers
+    assert catalog.encoder_params == 0  # the catalog entry quotes text_config alone
     assert m.native_precision == "fp8-block"
     with pytest.raises(PhasewiseError, match="needs its language model's fields in text_config"):
         load_model(_write(tmp_path, {"model_type": "qwen3_5_moe"}))
