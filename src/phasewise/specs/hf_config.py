@@ -112,10 +112,9 @@ TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
                       "kimi_k25": ("deepseek_v3", "kimi_k2"), "glm4v_moe": ("glm4v_moe_text",)}
-# wrappers whose vision tower's weights are counted (specs/hf_vision.py); Kimi-K2.5's (MoonViT) and GLM-4.5V's are
-# not costed.
-# Qwen3-VL's language model is Qwen3's (dense or MoE) with interleaved multimodal RoPE, which costs as RoPE on text
-# Qwen3.5 / 3.6 (qwen3_5, qwen3_5_moe) describe their encoder with Qwen3-VL's fields (a public Qwen3.6-35B-A3B
+# (Qwen3-VL's language model is Qwen3's, dense or MoE, with interleaved multimodal RoPE, which costs as RoPE on text.)
+# The wrappers whose vision encoder's weights are counted (specs/hf_vision.py); Kimi-K2.5's (MoonViT) and GLM-4.5V's
+# are not. Qwen3.5 / 3.6 (qwen3_5, qwen3_5_moe) describe theirs with Qwen3-VL's fields (a public Qwen3.6-35B-A3B
 # config.json's vision_config: depth 27, hidden 1152, intermediate 4304, patch 16, out_hidden_size 2048, 2,304
 # positions; no deepstack_visual_indexes)
 ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params,

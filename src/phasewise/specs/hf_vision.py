@@ -67,6 +67,12 @@ def _sizes(vision: Any, where: str, fields: tuple[str, ...], defaults: dict[str,
     return sizes
 
 
+def _vit_block(hidden: int, inter: int) -> int:
+    """One ViT block with biases throughout: two LayerNorms, the q, k, v and output projections, and an MLP hidden ->
+    inter -> hidden (Qwen3-VL's fused qkv holds the same weights)."""
+    return 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
+
+
 def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
     """Parameters of the Qwen3-VL vision encoder a config.json's vision_config describes (it names its own output
     width, out_hidden_size; `text_hidden` is not read)."""
@@ -79,14 +85,13 @@ def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -
     hidden, inter, out = sizes["hidden_size"], sizes["intermediate_size"], sizes["out_hidden_size"]
     patch = channels * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2 * hidden + hidden
     positions = sizes["num_position_embeddings"] * hidden
-    block = 4 * hidden + (3 * hidden * hidden + 3 * hidden) + (hidden * hidden + hidden) \
-        + (hidden * inter + inter) + (inter * hidden + hidden)
     merged = hidden * sizes["spatial_merge_size"] ** 2
 
     def merger(norm_width: int) -> int:
         return 2 * norm_width + (merged * merged + merged) + (merged * out + out)
 
-    return patch + positions + sizes["depth"] * block + merger(hidden) + len(deepstack) * merger(merged)
+    return patch + positions + sizes["depth"] * _vit_block(hidden, inter) + merger(hidden) \
+        + len(deepstack) * merger(merged)
 
 
 def pixtral_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
@@ -118,9 +123,8 @@ def siglip_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> 
     hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
     positions = (sizes["image_size"] // sizes["patch_size"]) ** 2
     patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden + positions * hidden
-    block = 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
     projector = hidden + hidden * text_hidden
-    return patch + sizes["num_hidden_layers"] * block + 2 * hidden + projector
+    return patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + 2 * hidden + projector
 
 
 def llama4_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
@@ -130,6 +134,6 @@ def llama4_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> 
     hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
     positions = (sizes["image_size"] // sizes["patch_size"]) ** 2 + 1
     patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden + positions * hidden + 4 * hidden
-    block = 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
     adapter = inter * sizes["projector_input_dim"] + sizes["projector_output_dim"] ** 2
-    return patch + sizes["num_hidden_layers"] * block + adapter + sizes["vision_output_dim"] * text_hidden
+    return patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + adapter \
+        + sizes["vision_output_dim"] * text_hidden
