@@ -47,12 +47,19 @@ def _require(cfg: dict[str, Any], where: str, *keys: str) -> Any:
     value = _first(cfg, *keys)
     if value is None:
         raise PhasewiseError(f"{where}: missing field {' or '.join(keys)}")
+    if keys[0] in LAYER_COUNTS and positive(value, where, keys[0]) > MAX_LAYERS:
+        raise PhasewiseError(f"{where}: field {keys[0]} must be at most {MAX_LAYERS:,} (got {value}): no checkpoint "
+                             "has that many layers")
     return positive(value, where, keys[0]) if keys[0] in DIVISORS else value
 
 
 # fields other shapes are divided by: a zero, a fraction or a text there is refused by name, not left to fail
 DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model", "num_hidden_layers", "n_layers",
             "n_layer")
+# a layer count the parsers walk layer by layer (MoE and window patterns); a typo of 10^12 layers would hang them.
+# The deepest served decoders have a few hundred layers (Llama-3.1-405B: 126)
+LAYER_COUNTS = ("num_hidden_layers", "n_layers", "n_layer")
+MAX_LAYERS = 100_000
 
 
 # model_type -> the parser that understands it. Llama-style: the common field names (hidden_size,
