@@ -119,7 +119,7 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     ({"model_type": None}, "missing field model_type"),
     # a typo the MoE and window parsers would walk layer by layer (it hung them): refused at once
     ({"num_hidden_layers": 10**12, "num_experts": 8, "num_experts_per_tok": 2},
-     "field num_hidden_layers must be at most 100,000 \(got 1000000000000\)"),
+     r"field num_hidden_layers must be at most 100,000 \(got 1000000000000\)"),
 ])
 def test_configs_it_cannot_cost_are_refused_by_name(tmp_path, change, match):
     cfg = {k: v for k, v in {**LLAMA, **change}.items() if v is not None}
