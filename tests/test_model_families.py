@@ -117,6 +117,11 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     ({"layer_types": ["sliding_attention", "full_attention"]}, "sliding_attention without a sliding_window"),
     ({"sliding_window_pattern": 6}, "field sliding_window_pattern"),
     ({"model_type": None}, "missing field model_type"),
+    # a config fuzz found these failing with a TypeError / ZeroDivisionError instead of naming the field
+    ({"model_type": "minimax_m2", "attn_type_list": 7}, r"field attn_type_list must be a list of 0 \(lightning\)"),
+    ({"layer_types": 3}, "field layer_types must be a list of each layer's kind"),
+    ({"model_type": "qwen3_next", "full_attention_interval": 0},
+     "field full_attention_interval must be a positive integer"),
     # a typo the MoE and window parsers would walk layer by layer (it hung them): refused at once
     ({"num_hidden_layers": 10**12, "num_experts": 8, "num_experts_per_tok": 2},
      r"field num_hidden_layers must be at most 100,000 \(got 1000000000000\)"),

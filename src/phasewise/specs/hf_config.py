@@ -238,8 +238,14 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
 
 
 def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
+    # per-layer lists, refused by name when they are not lists (a number there failed in set() / all())
+    for field, what in (("layer_types", "each layer's kind"), ("attn_type_list", "0 (lightning) or 1 (softmax) per "
+                                                                                 "layer")):
+        if cfg.get(field) is not None and not isinstance(cfg[field], list):
+            raise PhasewiseError(f"{where}: field {field} must be a list of {what} (got {cfg[field]!r})")
     # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
-    full = cfg.get("attn_type_list") is not None and all(kind == 1 for kind in cfg["attn_type_list"])
+    kinds_listed = cfg.get("attn_type_list")
+    full = kinds_listed is not None and all(kind == 1 for kind in kinds_listed)
     hybrid = mt in LINEAR_HYBRID_TYPES
     unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
               and not (k == "full_attention_interval" and hybrid)
@@ -359,7 +365,7 @@ def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer
     if layer_types:
         linear = sum(kind == "linear_attention" for kind in layer_types)
     else:
-        interval = int(_require(cfg, where, "full_attention_interval"))
+        interval = positive(_require(cfg, where, "full_attention_interval"), where, "full_attention_interval")
         linear = layers - layers // interval
     return dict(
         attention_output_gate=bool(cfg.get("attn_output_gate", True)),
@@ -416,9 +422,10 @@ def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     heads = int(_require(cfg, where, "num_attention_heads"))
     moe = {}
     if blocks["moe"]:
-        expert_inter = int(_require(cfg, where, "moe_intermediate_size"))
-        moe = dict(num_experts=int(_require(cfg, where, "n_routed_experts")),
-                   experts_per_token=int(_require(cfg, where, "num_experts_per_tok")),
+        # E blocks need positive expert fields (a 0 or false left a MoE without experts, a ZeroDivisionError later)
+        expert_inter, experts, top_k = (positive(_require(cfg, where, key), where, key) for key in
+                                        ("moe_intermediate_size", "n_routed_experts", "num_experts_per_tok"))
+        moe = dict(num_experts=experts, experts_per_token=top_k,
                    expert_intermediate_size=expert_inter, num_moe_layers=blocks["moe"],
                    # the shared expert: moe_shared_expert_intermediate_size x n_shared_experts (vLLM NemotronHMoE)
                    shared_expert_intermediate_size=int(_first(cfg, "moe_shared_expert_intermediate_size", default=0))

@@ -119,6 +119,9 @@ class ModelSpec(BaseModel):
                 raise ValueError("an MoE model needs a positive expert intermediate size")
             if self.num_moe_layers > self.num_layers:
                 raise ValueError("more MoE layers than layers")
+        if self.num_moe_layers and not self.num_experts:
+            raise ValueError(f"{self.num_moe_layers} MoE layers need routed experts (num_experts / n_routed_experts "
+                             "is 0)")
         if self.moe_latent_size and not self.num_experts:
             raise ValueError("moe_latent_size belongs to a MoE: n_routed_experts is missing")
         if self.num_moe_layers + self.mlp_free_layers > self.num_layers:
