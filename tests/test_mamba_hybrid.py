@@ -384,7 +384,8 @@ def test_granite_4_hybrid_layers_by_hand(tmp_path):
     (GRANITE, {"mamba_n_heads": None}, "missing field mamba_n_heads"),
     # a config fuzz found a MoE without experts dividing by zero in the cost model
     (DENSE, {"hybrid_override_pattern": "M*ME", "num_hidden_layers": 4, "n_routed_experts": False,
-             "num_experts_per_tok": 2, "moe_intermediate_size": 64}, r"field n_routed_experts must be a positive integer"),
+             "num_experts_per_tok": 2, "moe_intermediate_size": 64},
+     r"field n_routed_experts must be a positive integer"),
 ])
 def test_malformed_mamba_hybrid_configs_are_one_line_errors(tmp_path, base, change, message):
     """Nemotron-H (DENSE) and Granite 4.0-H configs the parsers cannot cost."""
