@@ -259,3 +259,19 @@ def test_json_is_written_through_the_strict_writer():
     offenders = [str(p.relative_to(src)) for p in src.rglob("*.py") if str(p.relative_to(src)) not in allowed
                  and ("json.dumps(" in p.read_text() or "json.dump(" in p.read_text())]
     assert not offenders, offenders
+
+
+def test_mutated_catalog_configs_cost_or_fail_in_one_line(capsys, monkeypatch):
+    """benchmarks/fuzz_configs.py at a small size: every catalog model's config.json with one or two fields set to an
+    odd value or removed (nested ones included) either costs an iteration or fails with one PhasewiseError line; it
+    found a hang (10^12 layers), two ZeroDivisionErrors and two TypeErrors, each a named refusal now."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_configs.py"
+    spec = importlib.util.spec_from_file_location("fuzz_configs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr("sys.argv", ["fuzz_configs.py", "--cases", "15", "--seed", "11"])
+    assert module.main() == 0, capsys.readouterr().out
+    assert " 0 failing" in capsys.readouterr().out

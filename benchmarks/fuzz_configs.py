@@ -1,0 +1,112 @@
+"""Every catalog model's config.json with one or two of its fields (nested ones included: text_config,
+vision_config, linear_attn_config) set to an odd value (none, zero, negative, a fraction, text, a boolean, a list, an
+object, 10^12, NaN) or removed, in this process: each either parses and costs an iteration (a prefill and a decode
+step on an 8 x H200 instance) or fails with a one-line PhasewiseError, never another exception, a multi-line message
+or more than --seconds of work. Prints each case that does not, with the fields it changed, then the count.
+
+    python benchmarks/fuzz_configs.py                        # 40 cases a model, seed 0 (~1 min on 2 cores)
+    python benchmarks/fuzz_configs.py --cases 200 --seed 3 --model qwen3-vl-30b-a3b
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import signal
+import time
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel
+from phasewise.specs import load_engine, load_hardware, load_quant
+from phasewise.specs.catalog import packaged
+from phasewise.specs.hf_config import from_hf_config, load_model
+
+VALUES = [None, 0, -1, 1, 2, 3, 7, 1.5, "x", "4096", True, False, [], [1, 2], {}, {"a": 1}, 10**12, math.nan]
+REMOVED = object()
+
+
+def field_paths(cfg: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key of a config, nested objects' keys as paths."""
+    paths = []
+    for key, value in cfg.items():
+        paths.append(prefix + (key,))
+        if isinstance(value, dict):
+            paths += field_paths(value, prefix + (key,))
+    return paths
+
+
+def mutate(cfg: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], list]:
+    """A copy of `cfg` with one or two fields set to an odd value or removed, and what was changed."""
+    out, changes = copy.deepcopy(cfg), []
+    paths = field_paths(cfg)
+    for _ in range(rng.choice((1, 1, 2))):
+        path = rng.choice(paths)
+        parent = out
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict):  # an earlier change replaced the object this path went through
+            continue
+        value = REMOVED if rng.random() < 0.15 else rng.choice(VALUES)
+        if value is REMOVED:
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = value
+        changes.append((".".join(path), "removed" if value is REMOVED else value))
+    return out, changes
+
+
+def run_case(cfg: dict[str, Any]) -> None:
+    model = from_hf_config("fuzzed", cfg)
+    cost = CostModel(model, load_hardware("h200-sxm"), load_quant("bf16"), load_engine("vllm"), 8, 1)
+    cost.iteration(BatchShape.uniform(2, 64, 0))
+    cost.iteration(BatchShape.uniform(2, 1, 64))
+
+
+def _too_slow(*_: Any) -> None:
+    raise TimeoutError
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=40, help="mutated configs per model")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", action="append", help="only this catalog model (repeatable; default: every one)")
+    ap.add_argument("--seconds", type=int, default=10, help="the most one case may take")
+    args = ap.parse_args()
+    catalog = packaged("models.yaml")["models"]
+    names = [load_model(name).name for name in args.model] if args.model else list(catalog)
+    rng = random.Random(args.seed)
+    signal.signal(signal.SIGALRM, _too_slow)
+    failing, refused, costed, cases, t0 = 0, 0, 0, 0, time.perf_counter()
+    for name in names:
+        base = catalog[name]["config"]
+        for _ in range(args.cases):
+            cfg, changes = mutate(base, rng)
+            cases += 1
+            signal.alarm(args.seconds)
+            try:
+                run_case(cfg)
+                costed += 1
+            except PhasewiseError as exc:
+                refused += 1
+                if "\n" in str(exc):
+                    failing += 1
+                    print(f"{name} {changes}: a multi-line error: {exc!s:.200}")
+            except TimeoutError:
+                failing += 1
+                print(f"{name} {changes}: more than {args.seconds} s")
+            except Exception as exc:  # noqa: BLE001 - what this fuzz is for
+                failing += 1
+                print(f"{name} {changes}: {type(exc).__name__}: {exc!s:.200}")
+            finally:
+                signal.alarm(0)
+    print(f"{cases} cases over {len(names)} models: {costed} costed, {refused} refused by PhasewiseError, {failing} "
+          f"failing, in {time.perf_counter() - t0:.1f} s")
+    return 1 if failing else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
