@@ -1,11 +1,13 @@
-"""Every catalog model's config.json with one or two of its fields (nested ones included: text_config,
-vision_config, linear_attn_config) set to an odd value (none, zero, negative, a fraction, text, a boolean, a list, an
-object, 10^12, NaN) or removed, in this process: each either parses and costs an iteration (a prefill and a decode
-step on an 8 x H200 instance) or fails with a one-line PhasewiseError, never another exception, a multi-line message
-or more than --seconds of work. Prints each case that does not, with the fields it changed, then the count.
+"""Every catalog model's config.json, and every catalog chip's hardware entry written as a user's hardware YAML,
+with one or two of its fields (nested ones included: text_config, vision_config, linear_attn_config; interconnect,
+parts) set to an odd value (none, zero, negative, a fraction, text, a boolean, a list, an object, 10^12, NaN) or
+removed, in this process: each either loads and costs an iteration (a prefill and a decode step: a model on an
+8 x H200 instance, a chip under Llama-3.1-8B, with its memory fit) or fails with a one-line PhasewiseError, never
+another exception, a multi-line message or more than --seconds of work. Prints each case that does not, with the
+fields it changed, then the count.
 
-    python benchmarks/fuzz_configs.py                        # 40 cases a model, seed 0 (~1 min on 2 cores)
-    python benchmarks/fuzz_configs.py --cases 200 --seed 3 --model qwen3-vl-30b-a3b
+    python benchmarks/fuzz_configs.py                        # 40 cases an entry, seed 0 (a few seconds)
+    python benchmarks/fuzz_configs.py --cases 200 --seed 3 --model qwen3-vl-30b-a3b --kind model
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import copy
 import math
 import random
 import signal
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from phasewise.errors import PhasewiseError
-from phasewise.perf import BatchShape, CostModel
+from phasewise.perf import BatchShape, CostModel, memory_fit
 from phasewise.specs import load_engine, load_hardware, load_quant
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config, load_model
@@ -58,11 +64,22 @@ def mutate(cfg: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], lis
     return out, changes
 
 
-def run_case(cfg: dict[str, Any]) -> None:
-    model = from_hf_config("fuzzed", cfg)
-    cost = CostModel(model, load_hardware("h200-sxm"), load_quant("bf16"), load_engine("vllm"), 8, 1)
+def cost_one(model: Any, hardware: Any, tp: int) -> None:
+    """A prefill and a decode step of `model` on `tp` x `hardware`, and its memory fit."""
+    cost = CostModel(model, hardware, load_quant("bf16"), load_engine("vllm"), tp, 1)
     cost.iteration(BatchShape.uniform(2, 64, 0))
     cost.iteration(BatchShape.uniform(2, 1, 64))
+    memory_fit(model, hardware, load_quant("bf16"), tp, 1)
+
+
+def model_case(cfg: dict[str, Any], scratch: Path) -> None:
+    cost_one(from_hf_config("fuzzed", cfg), load_hardware("h200-sxm"), 8)
+
+
+def hardware_case(key: str, entry: dict[str, Any], scratch: Path) -> None:
+    path = scratch / "chip.yaml"  # as a user's hardware file, one entry under hardware:
+    path.write_text(yaml.safe_dump({"hardware": {key: entry}}))
+    cost_one(load_model("meta-llama/Llama-3.1-8B"), load_hardware(str(path)), 1)
 
 
 def _too_slow(*_: Any) -> None:
@@ -74,21 +91,29 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=40, help="mutated configs per model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", action="append", help="only this catalog model (repeatable; default: every one)")
+    ap.add_argument("--kind", choices=("all", "model", "hardware"), default="all", help="which catalog to mutate")
     ap.add_argument("--seconds", type=int, default=10, help="the most one case may take")
     args = ap.parse_args()
-    catalog = packaged("models.yaml")["models"]
-    names = [load_model(name).name for name in args.model] if args.model else list(catalog)
+    models = packaged("models.yaml")["models"]
+    chips = packaged("hardware_specs.yaml")["hardware"]
+    entries = []  # (name, base entry, case(mutated entry, scratch folder))
+    if args.kind in ("all", "model"):
+        names = [load_model(name).name for name in args.model] if args.model else list(models)
+        entries += [(name, models[name]["config"], model_case) for name in names]
+    if args.kind in ("all", "hardware"):
+        entries += [(key, entry, lambda cfg, scratch, key=key: hardware_case(key, cfg, scratch))
+                    for key, entry in chips.items()]
     rng = random.Random(args.seed)
     signal.signal(signal.SIGALRM, _too_slow)
+    scratch = Path(tempfile.mkdtemp(prefix="phasewise-fuzz-"))
     failing, refused, costed, cases, t0 = 0, 0, 0, 0, time.perf_counter()
-    for name in names:
-        base = catalog[name]["config"]
+    for name, base, case in entries:
         for _ in range(args.cases):
             cfg, changes = mutate(base, rng)
             cases += 1
             signal.alarm(args.seconds)
             try:
-                run_case(cfg)
+                case(cfg, scratch)
                 costed += 1
             except PhasewiseError as exc:
                 refused += 1
@@ -103,8 +128,10 @@ def main() -> int:
                 print(f"{name} {changes}: {type(exc).__name__}: {exc!s:.200}")
             finally:
                 signal.alarm(0)
-    print(f"{cases} cases over {len(names)} models: {costed} costed, {refused} refused by PhasewiseError, {failing} "
-          f"failing, in {time.perf_counter() - t0:.1f} s")
+    (scratch / "chip.yaml").unlink(missing_ok=True)
+    scratch.rmdir()
+    print(f"{cases} cases over {len(entries)} catalog entries: {costed} costed, {refused} refused by PhasewiseError, "
+          f"{failing} failing, in {time.perf_counter() - t0:.1f} s")
     return 1 if failing else 0
 
 

@@ -262,9 +262,10 @@ def test_json_is_written_through_the_strict_writer():
 
 
 def test_mutated_catalog_configs_cost_or_fail_in_one_line(capsys, monkeypatch):
-    """benchmarks/fuzz_configs.py at a small size: every catalog model's config.json with one or two fields set to an
-    odd value or removed (nested ones included) either costs an iteration or fails with one PhasewiseError line; it
-    found a hang (10^12 layers), two ZeroDivisionErrors and two TypeErrors, each a named refusal now."""
+    """benchmarks/fuzz_configs.py at a small size: every catalog model's config.json and chip's hardware YAML with one
+    or two fields set to an odd value or removed (nested ones included) either costs an iteration or fails with one
+    PhasewiseError line; it found a hang (10^12 layers), ZeroDivisionErrors, TypeErrors and a ValueError, each a
+    named refusal now."""
     import importlib.util
     from pathlib import Path
 

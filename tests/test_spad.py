@@ -101,6 +101,9 @@ def test_die_cost_and_yield_are_monotonic_and_sourced():
     (lambda e: e["parts"].update(process_node="N1"), "unknown process node"),
     (lambda e: e["parts"]["compute"].update(dtype_rates={"fp9": 1.0}), "fp9"),
     (lambda e: e.update(parts=[1, 2]), "parts must be a mapping"),
+    # a TypeError / ValueError in the TDP's link term before (benchmarks/fuzz_configs.py)
+    (lambda e: e.setdefault("interconnect", {}).update(intra_node_bandwidth_bytes_per_s="x"),
+     "interconnect.intra_node_bandwidth_bytes_per_s must be a number of bytes/s"),
 ])
 def test_malformed_parts_are_one_line_errors(tmp_path, mutate, match, run_cli):
     entry = chip_entry()

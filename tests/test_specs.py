@@ -163,6 +163,10 @@ def test_user_hardware_yaml(tmp_path):
         (lambda e: e["peak_flops"].update(bf17=1.0), "peak_flops.bf17"),
         (lambda e: e.update(kind="quantum"), "kind 'quantum'"),
         (lambda e: e.update(efficiency={"gemm_efficiency_max": 3}), "gemm_efficiency_max"),
+        # benchmarks/fuzz_configs.py found these failing with a TypeError instead of naming the field
+        (lambda e: e.update(kind=[]), r"kind \[\] is not one of gpu"),
+        (lambda e: e.update(peak_flops=2), "peak_flops must be a mapping of dtype: FLOP/s \\(got 2\\)"),
+        (lambda e: e.update(efficiency=3), "efficiency must be a mapping of constant: value"),
     ],
 )
 def test_bad_hardware_yaml_names_the_field(tmp_path, mutate, match):

@@ -117,8 +117,11 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
     out = {**derived_figures(parts), "price_per_hour_usd": 0.0, **entry, "parts": parts}
     if "tdp_w" not in entry:
         links = entry.get("interconnect") or {}
-        link_bw = 2 * float(links.get("intra_node_bandwidth_bytes_per_s", 0.0)) if isinstance(links, dict) else 0.0
-        out["tdp_w"] = chip_cost(parts, link_bw).tdp_w
+        per_direction = links.get("intra_node_bandwidth_bytes_per_s", 0.0) if isinstance(links, dict) else 0.0
+        if isinstance(per_direction, bool) or not isinstance(per_direction, (int, float)) or not per_direction >= 0:
+            raise PhasewiseError(f"{where}: interconnect.intra_node_bandwidth_bytes_per_s must be a number of bytes/s "
+                                 f"(got {per_direction!r})")
+        out["tdp_w"] = chip_cost(parts, 2 * float(per_direction)).tdp_w
     return out
 
 

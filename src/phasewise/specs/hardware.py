@@ -170,9 +170,14 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
     eff_data = packaged("efficiency.yaml")
     entry = dict(entry)
     kind = entry.get("kind", "gpu")
-    defaults = eff_data["defaults"].get(kind)
+    defaults = eff_data["defaults"].get(kind) if isinstance(kind, str) else None
     if defaults is None:
-        raise PhasewiseError(f"{where}: kind '{kind}' is not one of {', '.join(eff_data['defaults'])}")
+        raise PhasewiseError(f"{where}: kind {kind!r} is not one of {', '.join(eff_data['defaults'])}")
+    for field in ("efficiency", "peak_flops"):  # mappings: a number or a list there is refused by name
+        if entry.get(field) is not None and not isinstance(entry[field], dict):
+            raise PhasewiseError(f"{where}: {field} must be a mapping of "
+                                 f"{'dtype: FLOP/s' if field == 'peak_flops' else 'constant: value'} "
+                                 f"(got {entry[field]!r})")
     eff = {k: v for k, v in defaults.items() if not k.startswith("source")}
     eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
     eff.update(entry.pop("efficiency", None) or {})
