@@ -34,14 +34,22 @@ VALUES = [None, 0, -1, 1, 2, 3, 7, 1.5, "x", "4096", True, False, [], [1, 2], {}
 REMOVED = object()
 
 
-def field_paths(cfg: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every key of a config, nested objects' keys as paths."""
+def field_paths(cfg: dict[str, Any] | list, prefix: tuple = ()) -> list[tuple]:
+    """Every key of a config, nested objects' keys and list items' (by index) as paths."""
     paths = []
-    for key, value in cfg.items():
+    for key, value in (enumerate(cfg) if isinstance(cfg, list) else cfg.items()):
         paths.append(prefix + (key,))
-        if isinstance(value, dict):
+        if isinstance(value, (dict, list)):
             paths += field_paths(value, prefix + (key,))
     return paths
+
+
+def _child(parent: Any, key: Any) -> Any:
+    if isinstance(parent, dict):
+        return parent.get(key)
+    if isinstance(parent, list) and isinstance(key, int) and key < len(parent):
+        return parent[key]
+    return None
 
 
 def mutate(cfg: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], list]:
@@ -52,15 +60,15 @@ def mutate(cfg: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], lis
         path = rng.choice(paths)
         parent = out
         for key in path[:-1]:
-            parent = parent.get(key) if isinstance(parent, dict) else None
-        if not isinstance(parent, dict):  # an earlier change replaced the object this path went through
-            continue
+            parent = _child(parent, key)
+        if _child(parent, path[-1]) is None and not isinstance(parent, dict):
+            continue  # an earlier change replaced or shortened what this path went through
         value = REMOVED if rng.random() < 0.15 else rng.choice(VALUES)
         if value is REMOVED:
-            parent.pop(path[-1], None)
+            parent.pop(path[-1]) if isinstance(parent, list) else parent.pop(path[-1], None)
         else:
             parent[path[-1]] = value
-        changes.append((".".join(path), "removed" if value is REMOVED else value))
+        changes.append((".".join(map(str, path)), "removed" if value is REMOVED else value))
     return out, changes
 
 

@@ -120,6 +120,9 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     # a config fuzz found these failing with a TypeError / ZeroDivisionError instead of naming the field
     ({"model_type": "minimax_m2", "attn_type_list": 7}, r"field attn_type_list must be a list of 0 \(lightning\)"),
     ({"layer_types": 3}, "field layer_types must be a list of each layer's kind"),
+    ({"layer_types": ["full_attention", {}]}, "field layer_types must name each layer's kind as a string"),
+    ({"num_experts": 8, "num_experts_per_tok": 2, "mlp_only_layers": [[0]]},
+     "field mlp_only_layers must be a list of layer indices"),
     ({"model_type": "qwen3_next", "full_attention_interval": 0},
      "field full_attention_interval must be a positive integer"),
     # a typo the MoE and window parsers would walk layer by layer (it hung them): refused at once

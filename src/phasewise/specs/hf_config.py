@@ -243,6 +243,9 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
                                                                                  "layer")):
         if cfg.get(field) is not None and not isinstance(cfg[field], list):
             raise PhasewiseError(f"{where}: field {field} must be a list of {what} (got {cfg[field]!r})")
+    odd = [kind for kind in cfg.get("layer_types") or [] if not isinstance(kind, str)]
+    if odd:
+        raise PhasewiseError(f"{where}: field layer_types must name each layer's kind as a string (got {odd[0]!r})")
     # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
     kinds_listed = cfg.get("attn_type_list")
     full = kinds_listed is not None and all(kind == 1 for kind in kinds_listed)
@@ -297,7 +300,11 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
             shared_inter = n_shared * expert_inter
         step = int(_first(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
         freq = int(_first(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
-        dense_only = set(cfg.get("mlp_only_layers") or [])
+        dense_only = cfg.get("mlp_only_layers") or []
+        if not isinstance(dense_only, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                       for i in dense_only):
+            raise PhasewiseError(f"{where}: field mlp_only_layers must be a list of layer indices (got {dense_only!r})")
+        dense_only = set(dense_only)
         first_dense = int(_first(cfg, "first_k_dense_replace", default=0))
         moe_layers = sum(
             1
