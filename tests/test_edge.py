@@ -43,6 +43,11 @@ def test_topology_yaml_and_one_line_errors():
         parse_split([10, 10, 10], 32, 3)
     with pytest.raises(PhasewiseError, match="consecutive"):
         parse_split([[0, 10], [12, 32]], 32, 2)
+    # a fuzz of topology files found these failing with a ValueError / TypeError instead of one line
+    with pytest.raises(PhasewiseError, match="expected layer counts or \\[start, end\\) ranges"):
+        parse_split([[0, "x"], [10, 32]], 32, 2)
+    with pytest.raises(PhasewiseError, match="'links' must be a list"):
+        parse_topology({"devices": ["a6000", "a6000"], "links": 7})
 
 
 def test_a_stage_that_does_not_fit_is_an_error():

@@ -106,6 +106,8 @@ def parse_topology(data: Any, where: str = "topology") -> Topology:
     if len(set(names)) != len(names):
         raise PhasewiseError(f"{where}: device names repeat ({', '.join(names)})")
     links = []
+    if not isinstance(data.get("links") or [], list):
+        raise PhasewiseError(f"{where}: 'links' must be a list of {{a, b, mbps|bandwidth_bps, latency_s}}")
     for i, entry in enumerate(data.get("links") or []):
         if not isinstance(entry, dict):
             raise PhasewiseError(f"{where}: link {i} must be a mapping {{a, b, mbps|bandwidth_bps, latency_s}}")
@@ -157,8 +159,9 @@ def parse_split(split: Any, num_layers: int, stages: int) -> tuple[tuple[int, in
             raise PhasewiseError(f"split {list(split)}: every stage needs at least one layer")
         starts = [sum(split[:i]) for i in range(len(split))]
         ranges = tuple((s, s + n) for s, n in zip(starts, split))
-    elif all(isinstance(x, (list, tuple)) and len(x) == 2 for x in split):
-        ranges = tuple((int(a), int(b)) for a, b in split)
+    elif all(isinstance(x, (list, tuple)) and len(x) == 2
+             and all(isinstance(y, int) and not isinstance(y, bool) for y in x) for x in split):
+        ranges = tuple((a, b) for a, b in split)
     else:
         raise PhasewiseError(f"split {split}: expected layer counts or [start, end) ranges")
     if len(ranges) != stages:
