@@ -1,8 +1,8 @@
-"""Every flag of `estimate`, `simulate` and `plan`, and every `reproduce NAME --set` key, with odd values (negative,
-NaN, infinite, huge, empty, a line break, text where a number goes, a list where one value goes), each in its own
-`phasewise` process: each run either works (exit 0, or 1 for a scenario check that fails) or ends in one line
-`error: ...` with exit status 2 (or click's usage message for a value typer cannot parse), never a traceback, a
-kill or a run past --timeout seconds. Prints each run that does not, then the count.
+"""Every flag of `estimate`, `simulate`, `plan`, `edge` and `device-cloud`, and every `reproduce NAME --set` key,
+with odd values (negative, NaN, infinite, huge, empty, a line break, text where a number goes, a list where one
+value goes), each in its own `phasewise` process: each run either works (exit 0, or 1 for a scenario check that
+fails) or ends in one line `error: ...` with exit status 2 (or click's usage message for a value typer cannot
+parse), never a traceback, a kill or a run past --timeout seconds. Prints each run that does not, then the count.
 
     python benchmarks/fuzz_flags.py                     # every command (~40 min on 2 cores)
     python benchmarks/fuzz_flags.py --commands simulate,estimate --timeout 60
@@ -39,6 +39,15 @@ FLAGS = {
               "--batch-caps", "--spec-tokens", "--spec-acceptance", "--routing-skew", "--router", "--top", "--workers",
               "--seed", "--rank", "--moe-layouts", "--policies", "--kv-link", "--arrivals", "--isl-dist"],
              ["--gpus", "2", "--top", "1", "--workers", "1"]),
+    "edge": (["--devices", "--mbps", "--latency-ms", "--split", "--precision", "--engine", "--prompt-len",
+              "--output-len", "--subsequences", "--outline-points", "--outline-tokens", "--medusa-heads",
+              "--acceptance", "--topology"],
+             ["--output-len", "8"]),
+    "device-cloud": (["--devices", "--device-hardware", "--cloud-hardware", "--cloud-gpus", "--uplink-mbps",
+                      "--downlink-mbps", "--latency-ms", "--input-layers", "--output-layers", "--adapter-layers",
+                      "--precision", "--engine", "--prompt-len", "--output-len", "--chunk", "--draft-tokens",
+                      "--acceptance", "--setup"],
+                     ["--output-len", "8", "--devices", "2"]),
 }
 SCENARIO_VALUES = ["-1", "nan", "abc", "1e9", "[]", "\n"]
 
@@ -67,8 +76,8 @@ def run(args: list[str], timeout_s: float) -> tuple[bool, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--commands", default="estimate,simulate,plan,reproduce",
-                    help="comma-separated: estimate, simulate, plan, reproduce")
+    ap.add_argument("--commands", default="estimate,simulate,plan,reproduce,edge,device-cloud",
+                    help="comma-separated: estimate, simulate, plan, reproduce, edge, device-cloud")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take")
     ap.add_argument("--model", help="estimate / simulate / plan this model instead of each command's default")
     args = ap.parse_args()

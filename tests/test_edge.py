@@ -61,6 +61,7 @@ def test_a_stage_that_does_not_fit_is_an_error():
 @pytest.mark.parametrize("args, message", [
     (("--topology", "TOPO", "--split", "file"), "link 0 names unknown device 'c'"),
     (("--split", "8,8,8"), "3 stages for 4 devices"),
+    (("--acceptance", "nan"), "--acceptance must lie in [1, 1 + medusa heads]"),  # a traceback before
     (("--split", "8,8,8,7"), "covers 31 layers, the model has 32"),
     (("--model", "meta-llama/Llama-2-70b-hf", "--devices", "jetson-agx-orin,jetson-agx-orin", "--split", "40,40",
       "--subsequences", "4"), "does not fit|needs"),

@@ -132,6 +132,8 @@ def test_device_cloud_command_plans_the_chunk_and_rejects_bad_setups(run_cli, tm
     bad.write_text("devices: 2\ndevice_hardware: jetson-agx-orin\ncloud_hardware: a6000\nuplink_mbps: 50\n"
                    "downlink_mbps: 50\noutput_layers: 40\n")
     for args, match in ((["--setup", str(bad)], "leave none of the model's 32"),
-                        (["--uplink-mbps", "0"], "uplink_mbps"), (["--acceptance", "1.5"], "--acceptance")):
+                        (["--uplink-mbps", "0"], "uplink_mbps"), (["--acceptance", "1.5"], "--acceptance"),
+                        # each cloud GPU is a simulated worker: 10^11 of them hung (benchmarks/fuzz_flags.py)
+                        (["--cloud-gpus", "99999999999"], "cloud_gpus: Input should be less than or equal to 10000")):
         code, out, err = run_cli("device-cloud", *args)
         assert code == 2 and match in err and err.count("\n") == 1

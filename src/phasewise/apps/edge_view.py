@@ -18,7 +18,7 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
     if prompt_len < 1 or output_len < 0 or subsequences < 0 or outline_points < 1 or medusa_heads < 0:
         raise PhasewiseError("--prompt-len and --outline-points must be >= 1; --output-len, --subsequences and "
                              "--medusa-heads >= 0")
-    if acceptance < 1.0 or acceptance > 1 + medusa_heads:
+    if not 1.0 <= acceptance <= 1 + medusa_heads:  # NaN too
         raise PhasewiseError(f"--acceptance must lie in [1, 1 + medusa heads] = [1, {1 + medusa_heads}] "
                              f"(got {acceptance})")
     spec, quant, profile = load_model(model), load_quant(precision), load_engine(engine)

@@ -33,7 +33,7 @@ class DeviceCloud(BaseModel):
     devices: int = Field(ge=1)
     device_hardware: str = Field(min_length=1)
     cloud_hardware: str = Field(min_length=1)
-    cloud_gpus: int = Field(default=1, ge=1)
+    cloud_gpus: int = Field(default=1, ge=1, le=10_000)  # each simulated as its own worker: a typo of 10^11 hung
     uplink_mbps: float = Field(gt=0)
     downlink_mbps: float = Field(gt=0)
     latency_s: float = Field(default=0.0, ge=0)
