@@ -38,6 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.hf_layers import positive
 
 __all__ = ["llama4_encoder_params", "pixtral_encoder_params", "qwen3_vl_encoder_params", "siglip_encoder_params"]
 
@@ -58,13 +59,8 @@ def _sizes(vision: Any, where: str, fields: tuple[str, ...], defaults: dict[str,
     """`fields` (and `defaults`' fields where given, else their default) of a vision_config, each a positive integer."""
     if not isinstance(vision, dict):
         raise PhasewiseError(f"{where}: vision_config must be an object with {', '.join(fields)}")
-    sizes = {}
-    for field in fields + tuple(defaults):
-        value = vision.get(field, defaults.get(field))
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise PhasewiseError(f"{where}: vision_config.{field} must be a positive integer (got {value!r})")
-        sizes[field] = value
-    return sizes
+    return {field: positive(vision.get(field, defaults.get(field)), where, f"vision_config.{field}")
+            for field in fields + tuple(defaults)}
 
 
 def _vit_block(hidden: int, inter: int) -> int:
@@ -102,9 +98,8 @@ def pixtral_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) ->
     hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
     head_dim = vision.get("head_dim", hidden // sizes["num_attention_heads"])
     merge, text = cfg.get("spatial_merge_size", 2), text_hidden
-    for field, value in (("vision_config.head_dim", head_dim), ("spatial_merge_size", merge)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise PhasewiseError(f"{where}: {field} must be a positive integer (got {value!r})")
+    positive(head_dim, where, "vision_config.head_dim")
+    positive(merge, where, "spatial_merge_size")
     width = sizes["num_attention_heads"] * head_dim
     patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden  # the conv and the RMSNorm after it
     block = 2 * hidden + 4 * hidden * width + 3 * hidden * inter
