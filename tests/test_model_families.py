@@ -217,7 +217,7 @@ def test_gemma3_sparse_config_takes_the_config_class_defaults_and_its_five_to_on
     # the wrapper's vision_config adds its encoder's weights (specs/hf_vision.py), nothing else
     assert m.encoder_params > 0
     assert load_model(_write(tmp_path, listed)) == m.model_copy(update={"model_type": "gemma3_text",
-                                                                         "encoder_params": 0})
+                                                                         "vision": None})
     assert load_model("google/gemma-3-27b-it").sliding_window_layers == 52
 
 

@@ -54,7 +54,7 @@ def test_the_encoder_weights_sit_beside_the_language_model_split_over_tp(tp):
 
 def test_the_encoder_is_on_the_first_pipeline_stage_only():
     vl, quant = load_model(VL30), load_quant("bf16")
-    no_encoder = vl.model_copy(update={"encoder_params": 0})
+    no_encoder = vl.model_copy(update={"vision": None})
     with_first = weight_bytes_per_gpu(vl, quant, 1, 2)
     # the first stage holds the embedding and the encoder; the last the LM head: the most loaded is the first
     assert with_first - weight_bytes_per_gpu(no_encoder, quant, 1, 2) == pytest.approx(538_631_408 * 2)

@@ -43,6 +43,9 @@ from phasewise.apps.cli_common import (
     Hardware,
     HpEngine,
     HpInstances,
+    ImageShare,
+    ImageSize,
+    ImagesPerRequest,
     Json,
     KeepLayers,
     KvDtype,
@@ -122,16 +125,22 @@ def estimate_cmd(
     attention_dp: AttentionDp = None,
     moe_imbalance: MoeImbalance = None,
     routing_skew: RoutingSkew = None,
+    images_per_request: ImagesPerRequest = None,
+    image_size: ImageSize = None,
     as_json: Json = False,
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
     from phasewise.apps.estimate_view import render_estimate
     from phasewise.perf.estimate import estimate
+    from phasewise.workload import image_inputs
 
+    refuse_empty(dict(image_size=image_size))
+    images = image_inputs(images_per_request, image_size, None)
     est = estimate(model, hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
                    batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
                    mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp, moe_imbalance=moe_imbalance,
-                   routing_skew=routing_skew)
+                   routing_skew=routing_skew, images_per_sequence=images.per_request if images else 0,
+                   image_px=(images.width_px, images.height_px) if images else None)
     mem = est.memory
     if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
         raise PhasewiseError(
@@ -226,6 +235,9 @@ def simulate_cmd(
     decode_attention_dp: DecodeAttentionDp = None,
     moe_imbalance: MoeImbalance = None,
     routing_skew: RoutingSkew = None,
+    images_per_request: ImagesPerRequest = None,
+    image_size: ImageSize = None,
+    image_share: ImageShare = None,
     trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -264,6 +276,8 @@ def simulate_cmd(
     """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
     from phasewise.apps.dllm_view import dllm_requested, simulate_dllm_cmd
 
+    if dllm is not None and images_per_request is not None:
+        raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, locals()):
         return simulate_dllm_cmd(console, dllm, dict(locals()), as_json=as_json, out=out, out_format=out_format)
     from phasewise.apps.simulate_view import progress_after, render_summary, write_records
@@ -285,10 +299,12 @@ def simulate_cmd(
                  decode_hardware=decode_hardware, mapping=mapping, online_training=online_training,
                  train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
                  train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
-                 lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching, **given_layout(locals()),
-                 **given_knobs(locals()))
+                 lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
+                 images_per_request=images_per_request, image_size=image_size, image_share=image_share,
+                 **given_layout(locals()), **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
-        result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True)
+        result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True,
+                          images=spec.images)
     warning = result.rejection_warning()  # requests beyond the context or KV cache (all of them: an error)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -54,13 +54,21 @@ def render_estimate(console: Console, est: Estimate) -> None:
         console.print(table)
     if est.mapped is not None:
         render_mapped(console, est.mapped)
+    images = d.get("images")
+    if images:
+        console.print(
+            f"Images: {images['per_sequence']} of {images['size_px'][0]}x{images['size_px'][1]} px per prompt, resized "
+            f"to {images['resized_px'][0]}x{images['resized_px'][1]}: {images['patches_per_image']:,} encoder patches "
+            f"and {images['prompt_tokens_per_image']:,} prompt tokens each ({images['text_prompt_len']:,} text tokens "
+            f"+ the images' = {d['prompt_len']:,} prefilled); the vision encoder over the batch's images "
+            f"{images['encoder_ms']:.2f} ms, and with the prefill after it {images['prefill_with_encoder_ms']:.2f} ms")
     m = d["memory"]
     gib = 2**30
     status = "[green]fits[/]" if m["fits"] else f"[red]does not fit[/]: {m['reason']}"
     console.print(
         f"Memory per GPU: weights {m['weight_bytes'] / gib:.2f} GiB"
-        + (f" (a vision encoder of {m['encoder_params'] / 1e9:.2f} B parameters with them; image inputs not "
-           "modelled)" if m["encoder_params"] else "")
+        + (f" (a vision encoder of {m['encoder_params'] / 1e9:.2f} B parameters with them)" if m["encoder_params"]
+           else "")
         + f", activations {m['activation_bytes'] / gib:.2f} GiB, "
         f"reserved {m['reserved_bytes'] / gib:.2f} GiB"
         + (f", recurrent state {m['recurrent_state_bytes'] / gib:.2f} GiB "

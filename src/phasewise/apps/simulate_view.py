@@ -123,6 +123,17 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"tokens, "
             f"{cache['hit_rate_blocks']:.1%} of shareable 512-token blocks; {cache['saved_prefill_tokens']:,} prefill "
             f"tokens saved; {cache['evicted_blocks']:,} KV blocks evicted")
+    images = s.get("images")
+    if images:
+        encoded = sum(i.get("images_encoded", 0) for i in s["instances"])
+        busy = ", ".join(f"{i['name']} {i['encoder_busy_fraction']:.1%}" for i in s["instances"]
+                         if i.get("images_encoded"))
+        share = "" if images["share"] >= 1 else f" on {images['share']:.0%} of the requests"
+        console.print(
+            f"Images: {images['per_request']} per request{share}, {images['size_px'][0]}x{images['size_px'][1]} px "
+            f"resized to {images['resized_px'][0]}x{images['resized_px'][1]}: {images['patches_per_image']:,} encoder "
+            f"patches and {images['prompt_tokens_per_image']:,} prompt tokens each; {encoded:,} encoded (warm-up "
+            f"included), the encoder's share of the time: {busy}")
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")

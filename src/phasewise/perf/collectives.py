@@ -37,6 +37,11 @@ class Communication:
             net = lat + nbytes / rate
         return self._op(name, count, 0.0, nbytes, 0.0, net, eager, self.engine.collective_overhead_s)
 
+    def allreduce_s(self, nbytes: float) -> float:
+        """Time of one all-reduce of `nbytes` over the attention TP group, by _collective()'s rule."""
+        return self._collective("tp_allreduce", 1, nbytes, self.layout.attention_tp, self.tp_bw, self.tp_lat,
+                                False).time_s
+
     def _reductions(self, T: float, L: int, eager: bool, all_tokens: int, extend: bool) -> list[OperatorCost]:
         """Communication of a stage's layers: the all-reduce after attention (over the attention TP group) and
         after each MLP (dense layers: the attention TP group; MoE layers: the whole stage), or for MoE layers

@@ -37,6 +37,7 @@ from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.quant_kernels import gemm_compute_s
 from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
 from phasewise.perf.tiling import array_utilization
+from phasewise.perf.vision import EncoderCost, encoder_forward
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -132,6 +133,16 @@ class CostModel(DecodeSeries, Communication):
         """(FLOPs, bytes, compute_s, memory_s) of one `rows` x k @ k x n GEMM with high-precision weights and no
         quantized kernel (e.g. a LoRA adapter), by the rule every projection of iteration() is costed with."""
         return self._gemm(rows, k, n, self.hp_bytes, self.attn_peak, False)
+
+    def encoder(self, patches: tuple[int, ...]) -> EncoderCost:
+        """The model's vision encoder over images of `patches` patches each, in one forward (perf/vision.py)."""
+        key = ("encoder", tuple(sorted(patches)))
+        found = self._cache.get(key)
+        if found is None:
+            if self.model.vision is None:
+                raise PhasewiseError(f"model '{self.model.name}' has no vision encoder: it takes no image inputs")
+            found = self._cache[key] = encoder_forward(self, self.model.vision, patches)
+        return found
 
     def _latent_attention(self) -> LatentAttention:
         """Multi-head latent attention's shapes on this GPU, and its per-head up-projections (the KV-up weight,

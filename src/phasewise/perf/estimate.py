@@ -46,6 +46,8 @@ class Estimate:
     window_pool_tokens: tuple[int, int] | None = None  # window_pool: (full-pool, window-pool) tokens per attention rank
     # (block, state tokens) of a hybrid's states kept in the KV pool (vLLM V1: perf/memory.py kv_state_pages)
     kv_pages: tuple[int, float] = (1, 0.0)
+    # image inputs (--images-per-request): the images of one sequence and the encoder's forward over the batch's
+    images: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -123,6 +125,7 @@ class Estimate:
                                             mem.state_seats if mem.state_seats is not None else 1 << 62),
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
+            **({"images": self.images} if self.images else {}),
         }
 
 
@@ -130,29 +133,46 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
              kv_dtype: str | None = None, engine: str = "vllm", batch: int = 1, prompt_len: int = 1024,
              context_len: int | None = None, memory_fraction: float | None = None, mapping: str | None = None,
              ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
-             moe_imbalance: float | None = None, routing_skew: float | None = None) -> Estimate:
+             moe_imbalance: float | None = None, routing_skew: float | None = None, images_per_sequence: int = 0,
+             image_px: tuple[int, int] | None = None) -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
     data parallelism, `batch` is the instance's, spread over its attention ranks); `routing_skew`: the traffic's
-    MoE routing skew in place of the model's (perf/expert_load.py)."""
+    MoE routing skew in place of the model's (perf/expert_load.py); `images_per_sequence` images of `image_px`
+    (width, height) in each prompt: their tokens added to it, the vision encoder's forward over them reported."""
     refuse_empty(dict(model=model, hardware=hardware, precision=precision, kv_dtype=kv_dtype, engine=engine,
                       mapping=mapping))
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
         if value < 1:
             raise PhasewiseError(f"--{field} must be >= 1 (got {value})")
-    if context_len is None:
-        context_len = prompt_len
-    if context_len < 0:
+    if context_len is not None and context_len < 0:
         raise PhasewiseError(f"--context-len must be >= 0 (got {context_len})")
     if memory_fraction is not None and not 0 < memory_fraction <= 1:
         raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
     spec = with_routing_skew(load_model(model), routing_skew)
+    context_len = prompt_len if context_len is None and not images_per_sequence else context_len
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
     config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
     window = spec.window_all_layers
+    images = None
+    if images_per_sequence:
+        if spec.vision is None:
+            raise PhasewiseError(f"--images-per-request: model '{spec.name}' has no vision encoder, so it takes no "
+                                 "image inputs")
+        geometry = spec.vision.image_geometry(*image_px)
+        image_tokens = images_per_sequence * geometry.prompt_tokens
+        encoded = cm.encoder((geometry.patches,) * (images_per_sequence * batch))
+        images = {"per_sequence": images_per_sequence, "size_px": list(image_px),
+                  "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,
+                  "prompt_tokens_per_image": geometry.prompt_tokens, "text_prompt_len": prompt_len,
+                  "encoder_ms": encoded.time_s * 1e3, "encoder_flops": encoded.flops, "encoder_bytes": encoded.bytes}
+        context_len = prompt_len + image_tokens if context_len is None else context_len
+        prompt_len += image_tokens
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
+    if images is not None:
+        images["prefill_with_encoder_ms"] = images["encoder_ms"] + prefill.latency_s * 1e3
     # A decode step at zero context is the first token after an empty prompt: one new token, no cache.
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
     per_seq = max(prompt_len, context_len + 1)
@@ -171,7 +191,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio) \
         if window_layout == "window_pool" else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
-                    window_layout, kv_terms, pools, pages)
+                    window_layout, kv_terms, pools, pages, images)
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

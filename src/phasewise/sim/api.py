@@ -22,10 +22,12 @@ from phasewise.workload import (
     DEFAULT_ISL,
     DEFAULT_OSL,
     ClosedLoop,
+    ImageInputs,
     LengthDist,
     Workload,
     check_length_flags,
     client_workload,
+    image_inputs,
     load_trace,
     open_loop,
 )
@@ -38,6 +40,7 @@ class SimSpec:
     deployment: Deployment
     workload: Workload | ClosedLoop
     slo: Slo
+    images: ImageInputs | None = None  # the images requests carry (workload/images.py)
 
 
 def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1,
@@ -255,10 +258,12 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           cv: float | None = None, concurrency: int | None = None, seed: int = 0,
           client: str | None = None, num_prompts: int | None = None, warmup: int | None = None,
           slo_ttft_ms: float = float("inf"), slo_tpot_ms: float = float("inf"), slo_tbt_ms: float = float("inf"),
+          images_per_request: int | None = None, image_size: str | None = None, image_share: float | None = None,
           **knobs) -> SimSpec:
     """`knobs`: engine knobs by their engines' names (see deployment_from_flags)."""
-    refuse_empty(dict(isl_dist=isl_dist, osl_dist=osl_dist, arrival=arrival, client=client))
+    refuse_empty(dict(isl_dist=isl_dist, osl_dist=osl_dist, arrival=arrival, client=client, image_size=image_size))
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
+    images = image_inputs(images_per_request, image_size, image_share)
     dep = deployment_from_flags(
         model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
@@ -338,9 +343,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
             work = open_loop(rate, 1000 if count is None else count, prompt, output, arrival=arrival,
                              cv=1.0 if cv is None else cv,
                              seed=seed)
-    return SimSpec(dep, work, slo)
+    return SimSpec(dep, work, slo, images)
 
 
 def run(check_invariants: bool = False, **kwargs) -> SimResult:
     spec = build(**kwargs)
-    return simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants)
+    return simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images)

@@ -29,6 +29,7 @@ import numpy as np
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import kv_state_pages, kv_stored_terms, kv_window_terms
+from phasewise.perf.vision import EncoderCost
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
@@ -235,6 +236,9 @@ class Instance(KvAdmission, DecodingSet):
         for req, take in chunks:
             shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
         it = self.cost.fast(shape)
+        encoded = self._encode_images(chunks)
+        if encoded is not None:  # the vision encoder runs first, on the first pipeline stage
+            it = (it[0] + encoded.time_s, it[1] + encoded.time_s, it[2] + encoded.flops, it[3] + encoded.bytes)
         t = it[0]
         if self.mapped_energy is not None:
             self.mapped_energy.add_iteration(shape)
@@ -247,6 +251,21 @@ class Instance(KvAdmission, DecodingSet):
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
+
+    def _encode_images(self, chunks: list[tuple[SimRequest, int]]) -> EncoderCost | None:
+        """The vision encoder's forward over the images of the prompts whose prefill attempt starts with this
+        iteration's chunks (perf/vision.py); None when there are none."""
+        patches: list[int] = []
+        for req, _ in chunks:
+            if req.encode_due:
+                patches.extend(req.image_patches)
+                req.encode_due = False
+        if not patches:
+            return None
+        encoded = self.cost.encoder(tuple(patches))
+        self.stats.images_encoded += len(patches)
+        self.stats.encoder_busy_s += encoded.time_s
+        return encoded
 
     def _stage_device_s(self, shape: BatchShape, stage_s: float) -> float:
         """How long a micro-batch holds a pipeline stage: its slowest stage without the host work, which

@@ -158,6 +158,8 @@ class InstanceStats:
     bandwidth: float = 0.0  # the group's memory bandwidth, all its GPUs
     kv_peak_blocks: int = 0
     preemptions: int = 0
+    images_encoded: int = 0  # images its vision encoder ran over (perf/vision.py)
+    encoder_busy_s: float = 0.0  # the time those forwards took, within busy_s
     # when recorded, per launch: (start_s, duration_s, roofline utilization = max(compute, bandwidth) share,
     # sequences, prefill tokens, decode tokens)
     timeline: list = field(default_factory=list)
@@ -321,6 +323,8 @@ class SimResult:
             # prefix caching (sim/prefix_cache.py): hit rates, saved prefill tokens, evictions; None without hashes
             "prefix_cache": self.policy.get("prefix_cache"),
         }
+        if self.policy.get("images") is not None:  # image inputs (workload/images.py): what each carrying request had
+            out["images"] = self.policy["images"]
         out["aiperf"] = replay_names(out)
         return out
 
@@ -339,6 +343,8 @@ class SimResult:
             "bandwidth_utilization": s.bytes / (s.bandwidth * dur) if dur > 0 and s.bandwidth else 0.0,
             "energy_j": s.energy_j,
             "preemptions": s.preemptions,
+            **({"images_encoded": s.images_encoded, "encoder_busy_fraction": s.encoder_busy_s / dur if dur > 0
+                else math.nan} if s.images_encoded else {}),
         }
 
     def records(self) -> dict[str, np.ndarray]:

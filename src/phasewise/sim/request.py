@@ -42,6 +42,8 @@ class SimRequest:
     prefix: tuple | None = None  # its prompt's prefix block hashes (Mooncake traces); None: nothing to share
     prefix_keys: tuple | None = None  # (block size, its shareable blocks' keys), computed on first lookup
     prefix_cache: object = None  # the prefix cache holding its references (sim/prefix_cache.py), while it holds any
+    image_patches: tuple = ()  # its images' encoder patches (workload/images.py); their tokens are in `prompt`
+    encode_due: bool = False  # its images go through the encoder with its prefill attempt's first chunk
 
     @property
     def prefill_target(self) -> int:

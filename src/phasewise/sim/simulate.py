@@ -31,7 +31,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import EngineConfig, prefix_caching_default, recurrent_state_in_kv_pool, resolve_engine
 from phasewise.specs.mappings import load_mapping
-from phasewise.workload import ClosedLoop, Workload
+from phasewise.workload import ClosedLoop, ImageInputs, Workload
 
 
 def build_group(dep: Deployment, g: InstanceGroup, index: int
@@ -169,11 +169,13 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
 
 def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
              check_invariants: bool = False, record_timeline: bool = False,
-             progress: Callable[[int, int], None] | None = None, refuse_beyond_context: bool = False) -> SimResult:
+             progress: Callable[[int, int], None] | None = None, refuse_beyond_context: bool = False,
+             images: ImageInputs | None = None) -> SimResult:
     """Run the workload through the deployment; per-request latencies and per-instance statistics.
     `progress(done, total)` is called now and then with the requests finished so far (a progress bar).
     `refuse_beyond_context`: reject a request whose prompt + output tokens exceed the model's context on arrival,
-    as a serving engine does (`phasewise simulate`); off, it runs if its KV fits, as the papers' replays run them."""
+    as a serving engine does (`phasewise simulate`); off, it runs if its KV fits, as the papers' replays run them.
+    `images`: the images requests carry (workload/images.py), their tokens added to the prompts the workload gives."""
     wall0 = time.perf_counter()
     slo = slo or Slo()
     loop = EventLoop()
@@ -196,11 +198,17 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     cluster.record_timeline = record_timeline
 
     hashes = None if closed else workload.prefix_hashes  # prefix block hashes (Mooncake traces)
+    image_tokens, image_patches = _image_load(images, instances, cluster)
+    carries = np.array([images.carries(i) for i in range(n)], dtype=bool) if image_patches else None
+    if carries is not None:  # the prompts as the model reads them: text and the images' tokens
+        prompts = prompts + image_tokens * carries
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
-        if hashes is not None:
-            return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]), prefix=hashes[i])
-        return SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]))
+        req = SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]),
+                         prefix=None if hashes is None else hashes[i])
+        if carries is not None and carries[i]:
+            req.image_patches = image_patches
+        return req
 
     warm_tbt, steady_tbt = TbtHistogram(), None
     if closed:
@@ -293,3 +301,20 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         st.energy_j += st.gpus * inst.idle_w * max(dur - st.busy_s, 0.0)
     result.wall_s = time.perf_counter() - wall0
     return result
+
+
+def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple[int, tuple[int, ...]]:
+    """The prompt tokens and encoder patches the images of one carrying request add (none without images), as the
+    deployment's model processes them; recorded in the run's policy."""
+    if images is None:
+        return 0, ()
+    model = instances[0].cost.model
+    if model.vision is None:
+        raise PhasewiseError(f"--images-per-request: model '{model.name}' has no vision encoder (its config.json "
+                             "has no vision_config this parser reads), so it takes no image inputs")
+    geometry = model.vision.image_geometry(images.width_px, images.height_px)
+    cluster.policy_stats["images"] = {
+        "per_request": images.per_request, "size_px": [images.width_px, images.height_px], "share": images.share,
+        "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,
+        "prompt_tokens_per_image": geometry.prompt_tokens}
+    return images.per_request * geometry.prompt_tokens, (geometry.patches,) * images.per_request

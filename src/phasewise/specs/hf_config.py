@@ -24,10 +24,10 @@ from phasewise.specs.hf_layers import (
     window_layers,
 )
 from phasewise.specs.hf_vision import (
-    llama4_encoder_params,
-    pixtral_encoder_params,
-    qwen3_vl_encoder_params,
-    siglip_encoder_params,
+    llama4_encoder,
+    pixtral_encoder,
+    qwen3_vl_encoder,
+    siglip_encoder,
 )
 from phasewise.specs.model import ModelSpec
 
@@ -124,9 +124,9 @@ TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe
 # are not. Qwen3.5 / 3.6 (qwen3_5, qwen3_5_moe) describe theirs with Qwen3-VL's fields (a public Qwen3.6-35B-A3B
 # config.json's vision_config: depth 27, hidden 1152, intermediate 4304, patch 16, out_hidden_size 2048, 2,304
 # positions; no deepstack_visual_indexes)
-ENCODER_PARAMS = {"qwen3_vl": qwen3_vl_encoder_params, "qwen3_vl_moe": qwen3_vl_encoder_params,
-                  "qwen3_5": qwen3_vl_encoder_params, "qwen3_5_moe": qwen3_vl_encoder_params,
-                  "mistral3": pixtral_encoder_params, "gemma3": siglip_encoder_params, "llama4": llama4_encoder_params}
+ENCODERS = {"qwen3_vl": qwen3_vl_encoder, "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder,
+            "qwen3_5_moe": qwen3_vl_encoder, "mistral3": pixtral_encoder, "gemma3": siglip_encoder,
+            "llama4": llama4_encoder}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
@@ -158,7 +158,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
                              f"supported: {', '.join(SUPPORTED_TYPES)}")
     if mt not in SUPPORTED_TYPES:
         raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
-    if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (the vision tower is not costed)
+    if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (its vision encoder: ENCODERS)
         text = cfg.get("text_config")
         if not isinstance(text, dict):
             raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
@@ -172,8 +172,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         if cfg.get("tie_word_embeddings") is not None:  # Qwen3-VL states it at the top level only
             inner.setdefault("tie_word_embeddings", cfg["tie_word_embeddings"])
         spec = from_hf_config(name, inner, where)
-        if mt in ENCODER_PARAMS and cfg.get("vision_config") is not None:
-            spec = spec.model_copy(update={"encoder_params": ENCODER_PARAMS[mt](cfg, where, spec.hidden_size)})
+        if mt in ENCODERS and cfg.get("vision_config") is not None:
+            spec = spec.model_copy(update={"vision": ENCODERS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     if mt == "kimi_linear":  # its own names for DeepSeek's MoE fields

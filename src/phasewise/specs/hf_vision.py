@@ -1,8 +1,9 @@
-"""A multimodal checkpoint's vision encoder, from its config.json vision_config: the parameters it holds.
+"""A multimodal checkpoint's vision encoder (specs/vision.py VisionEncoder), from its config.json vision_config: the
+parameters it holds and the shapes of its forward.
 
 Serving engines load the encoder beside the language model, so its weights take GPU memory that the KV cache
-would otherwise get; a text-only request never runs it. Image and video inputs (the encoder's forward, the vision
-tokens it adds to a prompt) are not modelled.
+would otherwise get; a text-only request never runs it, a request with images runs it over their patches
+(perf/vision.py). Video inputs are not modelled.
 
 Qwen3-VL's encoder (transformers models/qwen3_vl Qwen3VLVisionModel; vLLM and SGLang qwen3_vl.py): a Conv3d patch
 embedding (in_channels x temporal_patch_size x patch_size^2 -> hidden_size, with bias), a learned position table
@@ -39,8 +40,9 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.hf_layers import positive
+from phasewise.specs.vision import VisionEncoder
 
-__all__ = ["llama4_encoder_params", "pixtral_encoder_params", "qwen3_vl_encoder_params", "siglip_encoder_params"]
+__all__ = ["llama4_encoder", "pixtral_encoder", "qwen3_vl_encoder", "siglip_encoder"]
 
 # the vision_config fields the count reads; each must be a positive integer
 _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "patch_size",
@@ -49,7 +51,7 @@ _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_siz
 
 # transformers SiglipVisionConfig.__init__ defaults
 _SIGLIP_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_channels": 3,
-                    "image_size": 224, "patch_size": 16}
+                    "image_size": 224, "patch_size": 16, "num_attention_heads": 12}
 _LLAMA4_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "image_size", "patch_size",
                   "projector_input_dim", "projector_output_dim", "vision_output_dim")
 _PIXTRAL_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "patch_size")
@@ -69,66 +71,112 @@ def _vit_block(hidden: int, inter: int) -> int:
     return 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
 
 
-def qwen3_vl_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
-    """Parameters of the Qwen3-VL vision encoder a config.json's vision_config describes (it names its own output
-    width, out_hidden_size; `text_hidden` is not read)."""
+def qwen3_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The Qwen3-VL vision encoder a config.json's vision_config describes (it names its own output width,
+    out_hidden_size; `text_hidden` is not read)."""
     vision = cfg.get("vision_config")
-    sizes = _sizes(vision, where, _QWEN3_VL_FIELDS, {"in_channels": 3})
-    channels = sizes["in_channels"]
+    sizes = _sizes(vision, where, _QWEN3_VL_FIELDS, {"in_channels": 3, "num_heads": 16})
     deepstack = vision.get("deepstack_visual_indexes") or []
     if not isinstance(deepstack, list):
         raise PhasewiseError(f"{where}: vision_config.deepstack_visual_indexes must be a list of layer indexes")
     hidden, inter, out = sizes["hidden_size"], sizes["intermediate_size"], sizes["out_hidden_size"]
-    patch = channels * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2 * hidden + hidden
+    patch_inputs = sizes["in_channels"] * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2
     positions = sizes["num_position_embeddings"] * hidden
-    merged = hidden * sizes["spatial_merge_size"] ** 2
+    merge = sizes["spatial_merge_size"] ** 2
+    merged = hidden * merge
+    mergers = 1 + len(deepstack)  # the merger and one per deepstack level, each over every merged token
 
     def merger(norm_width: int) -> int:
         return 2 * norm_width + (merged * merged + merged) + (merged * out + out)
 
-    return patch + positions + sizes["depth"] * _vit_block(hidden, inter) + merger(hidden) \
-        + len(deepstack) * merger(merged)
+    params = patch_inputs * hidden + hidden + positions + sizes["depth"] * _vit_block(hidden, inter) \
+        + merger(hidden) + len(deepstack) * merger(merged)
+    heads = sizes["num_heads"]
+    return VisionEncoder(family="qwen3_vl", params=params, depth=sizes["depth"], hidden_size=hidden,
+                         num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_heads"),
+                         patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
+                         head_gemms=((merged, merged), (merged, out)) * mergers, patch_size=sizes["patch_size"],
+                         merge=merge)
 
 
-def pixtral_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
-    """Parameters of the Pixtral vision encoder and Mistral 3 projector a config.json describes (`text_hidden`: the
-    language model's width)."""
+def pixtral_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The Pixtral vision encoder and Mistral 3 projector a config.json describes (`text_hidden`: the language
+    model's width)."""
     vision = cfg.get("vision_config")
-    sizes = _sizes(vision, where, _PIXTRAL_FIELDS, {"num_channels": 3})
-    hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
-    head_dim = vision.get("head_dim", hidden // sizes["num_attention_heads"])
+    sizes = _sizes(vision, where, _PIXTRAL_FIELDS, {"num_channels": 3, "image_size": 1024})
+    hidden, inter, heads = sizes["hidden_size"], sizes["intermediate_size"], sizes["num_attention_heads"]
+    head_dim = vision.get("head_dim", hidden // heads)
     merge, text = cfg.get("spatial_merge_size", 2), text_hidden
     positive(head_dim, where, "vision_config.head_dim")
     positive(merge, where, "spatial_merge_size")
-    width = sizes["num_attention_heads"] * head_dim
-    patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden  # the conv and the RMSNorm after it
+    width = heads * head_dim
+    patch_inputs = sizes["num_channels"] * sizes["patch_size"] ** 2
+    patch = patch_inputs * hidden + hidden  # the conv and the RMSNorm after it
     block = 2 * hidden + 4 * hidden * width + 3 * hidden * inter
     bias = text if cfg.get("multimodal_projector_bias") else 0
-    projector = hidden + merge ** 2 * hidden * hidden + (hidden * text + bias) + (text * text + bias)
-    return patch + sizes["num_hidden_layers"] * block + projector
+    head_gemms = ((merge ** 2 * hidden, hidden), (hidden, text), (text, text))  # the patch merger, the projector
+    projector = hidden + sum(k * n for k, n in head_gemms) + 2 * bias
+    return VisionEncoder(family="pixtral", params=patch + sizes["num_hidden_layers"] * block + projector,
+                         depth=sizes["num_hidden_layers"], hidden_size=hidden, num_heads=heads, head_dim=head_dim,
+                         patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, width, inter, gated=True),
+                         head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=merge ** 2,
+                         image_size=sizes["image_size"])
 
 
-def siglip_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
-    """Parameters of the SigLIP encoder and Gemma 3 projector a config.json describes (`text_hidden`: the language
-    model's width)."""
+def siglip_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The SigLIP encoder and Gemma 3 projector a config.json describes (`text_hidden`: the language model's
+    width)."""
     vision = cfg.get("vision_config")
     sizes = _sizes(vision, where, (), _SIGLIP_DEFAULTS)
     if vision.get("vision_use_head"):
         raise PhasewiseError(f"{where}: vision_config.vision_use_head is not modelled (Gemma 3's encoder has none)")
-    hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
-    positions = (sizes["image_size"] // sizes["patch_size"]) ** 2
-    patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden + positions * hidden
+    hidden, inter, heads = sizes["hidden_size"], sizes["intermediate_size"], sizes["num_attention_heads"]
+    patches = (sizes["image_size"] // sizes["patch_size"]) ** 2
+    tokens = positive(cfg.get("mm_tokens_per_image", 256), where, "mm_tokens_per_image")
+    patch_inputs = sizes["num_channels"] * sizes["patch_size"] ** 2
+    patch = patch_inputs * hidden + hidden + patches * hidden
     projector = hidden + hidden * text_hidden
-    return patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + 2 * hidden + projector
+    return VisionEncoder(family="siglip", params=patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter)
+                         + 2 * hidden + projector, depth=sizes["num_hidden_layers"], hidden_size=hidden,
+                         num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
+                         patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
+                         head_gemms=((hidden, text_hidden),), patch_size=sizes["patch_size"],
+                         merge=max(1, patches // tokens),
+                         image_size=sizes["image_size"], tokens_per_image=tokens)
 
 
-def llama4_encoder_params(cfg: dict[str, Any], where: str, text_hidden: int) -> int:
-    """Parameters of the Llama 4 vision encoder, adapter and projector a config.json describes (`text_hidden`: the
-    language model's width)."""
-    sizes = _sizes(cfg.get("vision_config"), where, _LLAMA4_FIELDS, {"num_channels": 3})
-    hidden, inter = sizes["hidden_size"], sizes["intermediate_size"]
+def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The Llama 4 vision encoder, adapter and projector a config.json describes (`text_hidden`: the language
+    model's width)."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, _LLAMA4_FIELDS, {"num_channels": 3, "num_attention_heads": 16})
+    hidden, inter, heads = sizes["hidden_size"], sizes["intermediate_size"], sizes["num_attention_heads"]
     positions = (sizes["image_size"] // sizes["patch_size"]) ** 2 + 1
-    patch = sizes["num_channels"] * sizes["patch_size"] ** 2 * hidden + hidden + positions * hidden + 4 * hidden
+    patch_inputs = sizes["num_channels"] * sizes["patch_size"] ** 2
+    patch = patch_inputs * hidden + hidden + positions * hidden + 4 * hidden
+    # the pixel-shuffle adapter's two linears (intermediate_size -> projector_input_dim -> projector_output_dim),
+    # then the projector vision_output_dim -> text hidden
+    head_gemms = ((inter, sizes["projector_input_dim"]), (sizes["projector_output_dim"], sizes["projector_output_dim"]),
+                  (sizes["vision_output_dim"], text_hidden))
     adapter = inter * sizes["projector_input_dim"] + sizes["projector_output_dim"] ** 2
-    return patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + adapter \
+    params = patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + adapter \
         + sizes["vision_output_dim"] * text_hidden
+    return VisionEncoder(family="llama4", params=params, depth=sizes["num_hidden_layers"], hidden_size=hidden,
+                         num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
+                         patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
+                         head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=4,
+                         image_size=sizes["image_size"])
+
+
+def _head_dim(hidden: int, heads: int, where: str, field: str) -> int:
+    if hidden % heads:
+        raise PhasewiseError(f"{where}: vision_config.hidden_size ({hidden}) must be a multiple of "
+                             f"vision_config.{field} ({heads})")
+    return hidden // heads
+
+
+def _vit_gemms(hidden: int, width: int, inter: int, gated: bool) -> tuple[tuple[int, int], ...]:
+    """(k, n) of a ViT block's projections per patch: q, k and v to `width` (the heads' total), the output back, the
+    MLP (gated: gate and up, then down)."""
+    mlp = ((hidden, inter), (hidden, inter), (inter, hidden)) if gated else ((hidden, inter), (inter, hidden))
+    return ((hidden, 3 * width), (width, hidden)) + mlp

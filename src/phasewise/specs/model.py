@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from phasewise.specs.vision import VisionEncoder
+
 
 class ModelSpec(BaseModel):
     """The shape of a decoder-only transformer, in the units the cost model needs."""
@@ -99,9 +101,9 @@ class ModelSpec(BaseModel):
     expert_top20_share: float | None = Field(default=None, ge=0.2, lt=1)
     # the checkpoint's own weight format (its quantization_config), a --precision name; None: unquantized (bf16)
     native_precision: str | None = None
-    # a multimodal checkpoint's vision encoder (specs/hf_vision.py): weights held on the first pipeline stage, never
-    # run for a text request; image inputs are not modelled
-    encoder_params: int = Field(default=0, ge=0)
+    # a multimodal checkpoint's vision encoder (specs/vision.py, built by specs/hf_vision.py): weights held on the
+    # first pipeline stage, run over a request's images (perf/vision.py), never for a text request
+    vision: VisionEncoder | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -162,6 +164,11 @@ class ModelSpec(BaseModel):
         return self
 
     # --- parameter counts (per layer unless named otherwise) ---------------------------------
+    @property
+    def encoder_params(self) -> int:
+        """The vision encoder's parameters (0 for a text-only model)."""
+        return self.vision.params if self.vision is not None else 0
+
     @property
     def default_precision(self) -> str:
         """The --precision a run takes when none is given: the checkpoint's native format, as engines load it."""

@@ -1,0 +1,74 @@
+"""A vision encoder's forward over the images of one iteration, on one GPU of the attention tensor-parallel group.
+
+The engines run a request's images through the encoder in the iteration that schedules its prompt's first chunk
+(vLLM V1's encoder inputs scheduled with the chunk that reaches their placeholder tokens, SGLang's multimodal
+embedding of a prefill batch, TensorRT-LLM's context phase), all of that iteration's images in one forward:
+  the patch embedding      every patch (the conv as a GEMM of patch_inputs x hidden), whole on every rank;
+  depth blocks             the q / k / v, output and MLP projections over every patch, their weights split over
+                           the attention TP ranks (vLLM's and SGLang's Column / RowParallelLinear, as the memory
+                           fit holds them), bidirectional attention within each image (patches^2 pairs, this GPU's
+                           heads), the norms, activations, residuals and RoPE as streamed elementwise traffic, and
+                           two all-reduces over the TP group;
+  the merger / projector   its projections over every merged token.
+Every GEMM and the attention are CostModel's (perf/cost.py gemm(), perf/attention.py AttentionCost) with the
+encoder's BF16 weights; the forward runs eagerly (no CUDA graph), its kernels launched from the host, so it takes
+max(device time, host dispatch) plus the launches. Not modelled: the image processor's CPU work in the frontend
+(resize, normalise), Qwen3-VL's position-embedding interpolation on the host, the encoder cache and budget that
+can defer a chunk (vLLM's max_num_encoder_input_tokens), video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from phasewise.perf.attention import AttentionCost
+from phasewise.specs.vision import VisionEncoder
+
+if TYPE_CHECKING:
+    from phasewise.perf.cost import CostModel
+
+# kernels one ViT block launches eagerly: two norms, the q/k/v projection, RoPE, attention, the output projection,
+# two residual adds, the MLP's up projection, activation and down projection, two all-reduces under TP
+ENCODER_BLOCK_KERNELS = 13
+
+
+@dataclass(slots=True, frozen=True)
+class EncoderCost:
+    """One encoder forward on one GPU."""
+
+    time_s: float
+    flops: float
+    bytes: float
+    images: int
+    patches: int
+
+
+def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[int]) -> EncoderCost:
+    """The forward of `vision` over images of `patches` patches each, on one GPU of `cost`'s attention TP group."""
+    tp = cost.layout.attention_tp
+    rows = float(sum(patches))
+    merged = float(sum(max(count // vision.merge, 1) for count in patches))
+    hidden, a_bytes = vision.hidden_size, cost.a_bytes
+    embedding = [cost.gemm(rows, vision.patch_inputs, hidden)]
+    block = [cost.gemm(rows, k, n / tp) for k, n in vision.block_gemms]
+    heads = max(vision.num_heads // tp, 1)
+    attention = AttentionCost(cost.hw, cost.engine, head_dim=vision.head_dim, heads=heads, kv_heads=heads,
+                              kv_bytes=a_bytes, activation_bytes=a_bytes, tensor_peak_flops=cost.attn_peak,
+                              vector_flops_per_s=cost.vector_rate, memory_s=cost.memory_s)
+    block.append(attention.kernel(len(patches), rows, float(sum(count * count for count in patches)), rows, False))
+    mlp_width = max(n for _, n in vision.block_gemms) / tp
+    # two norms and two residual adds over the hidden state, RoPE over q and k, the activation over the MLP's width
+    stream_bytes = rows * (10 * hidden + 4 * hidden / tp + 2 * mlp_width) * a_bytes
+    block.append((0.0, stream_bytes, 0.0, cost.memory_s(stream_bytes)))
+    head = [cost.gemm(merged, k, n / tp) for k, n in vision.head_gemms]
+    device_s = sum(max(part[2], part[3]) for part in embedding + head) \
+        + vision.depth * sum(max(part[2], part[3]) for part in block)
+    if tp > 1:
+        device_s += 2 * vision.depth * cost.allreduce_s(rows * hidden * a_bytes)
+    kernels = vision.depth * ENCODER_BLOCK_KERNELS + len(embedding) + len(head)
+    time_s = max(device_s, kernels * cost.eager_launch_s) + kernels * cost.eff.kernel_launch_s
+    flops = sum(part[0] for part in embedding + head) + vision.depth * sum(part[0] for part in block)
+    nbytes = sum(part[1] for part in embedding + head) + vision.depth * sum(part[1] for part in block)
+    return EncoderCost(time_s, flops, nbytes, len(patches), int(rows))

@@ -1,0 +1,110 @@
+"""A multimodal checkpoint's vision encoder as its forward runs (VisionEncoder), and how its image processor turns an
+image of W x H pixels into encoder patches and prompt tokens (image_geometry).
+
+The encoder embeds an image's patches, runs `depth` ViT blocks over them (bidirectional attention within the image),
+then merges neighbouring patches into the tokens the language model reads (a 2 x 2 merge, or Gemma 3's 4 x 4
+average pool) through its merger / projector GEMMs. specs/hf_vision.py builds one from a config.json's
+vision_config; perf/vision.py costs its forward.
+
+Image processors, as the checkpoints ship them:
+- Qwen3-VL, Qwen3.5 / 3.6 (transformers Qwen2VLImageProcessor's smart_resize, with the preprocessor_config.json
+  these checkpoints ship: patch 16, merge 2, shortest_edge 65,536 and longest_edge 16,777,216 pixels): each side
+  rounded to a multiple of patch x merge (32), the area scaled into [65,536, 16,777,216] pixels keeping the aspect
+  ratio (at most 200:1); (H / 16) x (W / 16) patches (a still image is one temporal patch of two copies), a quarter
+  of them as prompt tokens between a vision-start and a vision-end token.
+- Mistral 3 (Pixtral; transformers PixtralImageProcessor, vLLM mistral3.py): the image scaled down so that its
+  longer side is at most vision_config.image_size (1,540), each side rounded up to a multiple of patch x
+  spatial_merge_size (28); (H / 14) x (W / 14) patches; the language model reads the (H / 28) x (W / 28) merged
+  ones plus one [IMG_BREAK] / [IMG_END] token per row.
+- Gemma 3 (SigLIP; Gemma3ImageProcessor without pan-and-scan, its default): every image resized to image_size
+  (896) square, (896 / 14)^2 = 4,096 patches, average-pooled to mm_tokens_per_image (256) prompt tokens between a
+  begin- and an end-of-image token.
+- Llama 4 tiles an image into up to 16 crops of 336 x 336 plus a global view (Llama4ImageProcessor's best-fit
+  canvas): not modelled (image_geometry refuses it by name).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from phasewise.errors import PhasewiseError
+
+# Qwen3-VL's and Qwen3.5's preprocessor_config.json (Qwen2VLImageProcessorFast): "size": {"shortest_edge": 65536,
+# "longest_edge": 16777216}, i.e. 256 x 256 to 4096 x 4096 pixels of area; smart_resize refuses aspect ratios beyond
+QWEN_MIN_PIXELS, QWEN_MAX_PIXELS, QWEN_MAX_ASPECT = 65_536, 16_777_216, 200
+# The largest image a user may describe (a side in pixels): far beyond any processor's resize, it only bounds input
+MAX_IMAGE_SIDE_PX = 100_000
+
+
+@dataclass(slots=True, frozen=True)
+class ImageGeometry:
+    """One image as the encoder and the language model see it."""
+
+    patches: int  # encoder positions (patches of the resized image)
+    prompt_tokens: int  # tokens the image adds to the prompt (merged patches and the image's own marker tokens)
+    resized_px: tuple[int, int]  # width, height after the processor's resize
+
+
+class VisionEncoder(BaseModel):
+    """The shapes of a ViT encoder's forward (per patch and per merged token) and its image processor's sizes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    family: Literal["qwen3_vl", "pixtral", "siglip", "llama4"]
+    params: int = Field(ge=0)  # weights held (specs/hf_vision.py counts them)
+    depth: int = Field(gt=0)  # ViT blocks
+    hidden_size: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    patch_inputs: int = Field(gt=0)  # elements of one patch (channels x temporal patch x patch^2): the embedding's k
+    # (k, n) of every projection a block runs per patch: q, k, v (fused or not), the output, the MLP's
+    block_gemms: tuple[tuple[int, int], ...]
+    # (k, n) of the merger / projector projections, per token the language model reads
+    head_gemms: tuple[tuple[int, int], ...]
+    patch_size: int = Field(gt=0)
+    merge: int = Field(gt=0)  # patches per prompt token (2 x 2 merge: 4)
+    image_size: int = Field(default=0, ge=0)  # Pixtral: the longer side's limit; SigLIP: the fixed square side
+    tokens_per_image: int = Field(default=0, ge=0)  # SigLIP: mm_tokens_per_image after the pool
+
+    def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
+        """Patches and prompt tokens of one `width_px` x `height_px` image, as the checkpoint's processor resizes it
+        (module doc)."""
+        if self.family == "qwen3_vl":
+            width, height = _qwen_resize(width_px, height_px, self.patch_size * math.isqrt(self.merge))
+            patches = (width // self.patch_size) * (height // self.patch_size)
+            return ImageGeometry(patches, patches // self.merge + 2, (width, height))
+        if self.family == "pixtral":
+            scale = max(width_px / self.image_size, height_px / self.image_size, 1.0)
+            side = self.patch_size * math.isqrt(self.merge)
+            width = max(side, math.ceil(int(width_px / scale) / side) * side)
+            height = max(side, math.ceil(int(height_px / scale) / side) * side)
+            rows, cols = height // side, width // side
+            return ImageGeometry(rows * cols * self.merge, rows * cols + rows, (width, height))
+        if self.family == "siglip":
+            patches = (self.image_size // self.patch_size) ** 2
+            return ImageGeometry(patches, self.tokens_per_image + 2, (self.image_size, self.image_size))
+        raise PhasewiseError("image inputs for Llama 4 (its tiling into 336 x 336 crops and a global view) are not "
+                             "modelled; image inputs are modelled for Qwen3-VL, Qwen3.5 / 3.6, Mistral 3 and Gemma 3")
+
+
+def _qwen_resize(width_px: int, height_px: int, factor: int) -> tuple[int, int]:
+    """Qwen2VLImageProcessor's smart_resize: both sides multiples of `factor`, the area within the processor's
+    pixel bounds, the aspect ratio kept."""
+    if max(width_px, height_px) / min(width_px, height_px) > QWEN_MAX_ASPECT:
+        raise PhasewiseError(f"an image of {width_px}x{height_px} px (--image-size): Qwen's image processor refuses aspect ratios beyond "
+                             f"{QWEN_MAX_ASPECT}:1")
+    height = max(factor, round(height_px / factor) * factor)
+    width = max(factor, round(width_px / factor) * factor)
+    if height * width > QWEN_MAX_PIXELS:
+        beta = math.sqrt(height_px * width_px / QWEN_MAX_PIXELS)
+        height = max(factor, math.floor(height_px / beta / factor) * factor)
+        width = max(factor, math.floor(width_px / beta / factor) * factor)
+    elif height * width < QWEN_MIN_PIXELS:
+        beta = math.sqrt(QWEN_MIN_PIXELS / (height_px * width_px))
+        height = math.ceil(height_px * beta / factor) * factor
+        width = math.ceil(width_px * beta / factor) * factor
+    return width, height
