@@ -21,7 +21,7 @@ import time
 
 from phasewise.sim import Slo, simulate
 from phasewise.sim.api import deployment_from_flags
-from phasewise.workload import LengthDist, load_trace, open_loop
+from phasewise.workload import LengthDist, image_inputs, load_trace, open_loop
 
 ENGINES = ("vllm", "sglang", "trtllm", "vllm-v0", "sarathi")
 
@@ -40,7 +40,11 @@ def main() -> None:
     ap.add_argument("--hardware", default="h100-sxm")
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--memory-fraction", type=float, default=None, help="below the engine's: KV pressure")
+    ap.add_argument("--images-per-request", type=int, default=None, help="a multimodal model: images per request")
+    ap.add_argument("--image-size", default=None, help="with --images-per-request: WIDTHxHEIGHT pixels")
+    ap.add_argument("--image-share", type=float, default=None, help="with --images-per-request: requests carrying them")
     args = ap.parse_args()
+    images = image_inputs(args.images_per_request, args.image_size, args.image_share)
     engines = ENGINES if args.engine == "all" else tuple(e.strip() for e in args.engine.split(",") if e.strip())
     if args.trace:
         work = load_trace(args.trace)
@@ -61,11 +65,12 @@ def main() -> None:
         best = None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            res = simulate(dep, work, Slo(1000, 50))
+            res = simulate(dep, work, Slo(1000, 50), images=images)
             wall = time.perf_counter() - t0
             best = wall if best is None else min(best, wall)
         s = res.summary()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        label += f", {images.describe()}" if images else ""
         print(f"{what} ({args.model.split('/')[-1]}, {label}): best of {args.repeat}: {best:.3f} s wall, {len(work) / best:,.0f} simulated "
               f"requests/s, {res.events:,} events, peak RSS {rss:.0f} MiB; simulated {s['duration_s']:.0f} s, "
               f"TTFT p50 {s['ttft_ms']['p50']:.0f} ms, TBT p99 {s['tbt_ms']['p99']:.1f} ms, "
