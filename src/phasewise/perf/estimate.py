@@ -149,7 +149,6 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     if memory_fraction is not None and not 0 < memory_fraction <= 1:
         raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
     spec = with_routing_skew(load_model(model), routing_skew)
-    context_len = prompt_len if context_len is None and not images_per_sequence else context_len
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
@@ -168,8 +167,9 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                   "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,
                   "prompt_tokens_per_image": geometry.prompt_tokens, "text_prompt_len": prompt_len,
                   "encoder_ms": encoded.time_s * 1e3, "encoder_flops": encoded.flops, "encoder_bytes": encoded.bytes}
-        context_len = prompt_len + image_tokens if context_len is None else context_len
         prompt_len += image_tokens
+    if context_len is None:
+        context_len = prompt_len
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
     if images is not None:
         images["prefill_with_encoder_ms"] = images["encoder_ms"] + prefill.latency_s * 1e3

@@ -58,7 +58,7 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
                               kv_bytes=a_bytes, activation_bytes=a_bytes, tensor_peak_flops=cost.attn_peak,
                               vector_flops_per_s=cost.vector_rate, memory_s=cost.memory_s)
     block.append(attention.kernel(len(patches), rows, float(sum(count * count for count in patches)), rows, False))
-    mlp_width = max(n for _, n in vision.block_gemms) / tp
+    mlp_width = vision.intermediate_size / tp
     # two norms and two residual adds over the hidden state, RoPE over q and k, the activation over the MLP's width
     stream_bytes = rows * (10 * hidden + 4 * hidden / tp + 2 * mlp_width) * a_bytes
     block.append((0.0, stream_bytes, 0.0, cost.memory_s(stream_bytes)))

@@ -93,8 +93,9 @@ def qwen3_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
         + merger(hidden) + len(deepstack) * merger(merged)
     heads = sizes["num_heads"]
     return VisionEncoder(family="qwen3_vl", params=params, depth=sizes["depth"], hidden_size=hidden,
-                         num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_heads"),
-                         patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
+                         intermediate_size=inter, num_heads=heads,
+                         head_dim=_head_dim(hidden, heads, where, "num_heads"), patch_inputs=patch_inputs,
+                         block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=((merged, merged), (merged, out)) * mergers, patch_size=sizes["patch_size"],
                          merge=merge)
 
@@ -117,7 +118,8 @@ def pixtral_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Vision
     head_gemms = ((merge ** 2 * hidden, hidden), (hidden, text), (text, text))  # the patch merger, the projector
     projector = hidden + sum(k * n for k, n in head_gemms) + 2 * bias
     return VisionEncoder(family="pixtral", params=patch + sizes["num_hidden_layers"] * block + projector,
-                         depth=sizes["num_hidden_layers"], hidden_size=hidden, num_heads=heads, head_dim=head_dim,
+                         depth=sizes["num_hidden_layers"], hidden_size=hidden, intermediate_size=inter, num_heads=heads,
+                         head_dim=head_dim,
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, width, inter, gated=True),
                          head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=merge ** 2,
                          image_size=sizes["image_size"])
@@ -138,6 +140,7 @@ def siglip_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
     projector = hidden + hidden * text_hidden
     return VisionEncoder(family="siglip", params=patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter)
                          + 2 * hidden + projector, depth=sizes["num_hidden_layers"], hidden_size=hidden,
+                         intermediate_size=inter,
                          num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=((hidden, text_hidden),), patch_size=sizes["patch_size"],
@@ -162,6 +165,7 @@ def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
     params = patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + adapter \
         + sizes["vision_output_dim"] * text_hidden
     return VisionEncoder(family="llama4", params=params, depth=sizes["num_hidden_layers"], hidden_size=hidden,
+                         intermediate_size=inter,
                          num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=4,

@@ -58,6 +58,7 @@ class VisionEncoder(BaseModel):
     params: int = Field(ge=0)  # weights held (specs/hf_vision.py counts them)
     depth: int = Field(gt=0)  # ViT blocks
     hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)  # the MLP's width
     num_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
     patch_inputs: int = Field(gt=0)  # elements of one patch (channels x temporal patch x patch^2): the embedding's k
