@@ -190,3 +190,48 @@ def test_cli_simulate_and_estimate_print_the_images():
                                     "1280x720"])
     assert text.exit_code == 0, text.output
     assert "880 encoder patches" not in text.output and "3,520 encoder patches" in text.output
+
+
+def test_scaled_vision_config_keeps_the_encoders_ratios():
+    from phasewise.measure.vision_check import scaled_vision_config
+    from phasewise.specs.catalog import packaged
+
+    raw = packaged("models.yaml")["models"][VL30]["config"]["vision_config"]
+    small = scaled_vision_config(raw, 2, 128)
+    assert (small["depth"], small["hidden_size"], small["num_heads"], small["out_hidden_size"]) == (2, 128, 2, 128)
+    assert small["intermediate_size"] == 480 and small["deepstack_visual_indexes"] == [1]  # 128 x 4304 / 1152
+    with pytest.raises(PhasewiseError, match="multiple of 64"):
+        scaled_vision_config(raw, 2, 100)
+
+
+# A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time
+VISION_SMOKE_FACTOR = 4.0
+
+
+def test_quick_vision_validate_json(run_cli):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    code, out, err = run_cli("validate", "--vision", "--quick", "--hardware", "cpu-local", "--layers", "1",
+                             "--hidden", "128", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [(p["images"], p["width_px"], p["height_px"], p["patches"]) for p in data["points"]] == [
+        (1, 256, 256, 256), (1, 448, 352, 616), (2, 256, 256, 256)]
+    for key in ("median_abs_error", "worst_abs_error", "cpu_median_abs_error", "unfitted_median_abs_error"):
+        assert np.isfinite(data["summary"][key])
+    for p in data["points"]:
+        assert 0 < p["cpu_ms"] <= p["measured_ms"] * 1.05
+        assert 1 / VISION_SMOKE_FACTOR < p["predicted_ms"] / p["cpu_ms"] < VISION_SMOKE_FACTOR, p
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--dllm",), "--dllm"),
+    (("--serve",), "--serve"),
+    (("--device", "cuda"), "--device cpu"),
+    (("--threads", "2"), "--threads"),
+    (("--model", "meta-llama/Llama-3.1-8B"), "has none"),
+    (("--hidden", "100"), "multiple of 64"),
+])
+def test_vision_validate_flag_errors_are_one_line(run_cli, args, needle):
+    code, out, err = run_cli("validate", "--vision", *args)
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err

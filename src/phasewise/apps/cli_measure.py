@@ -76,6 +76,9 @@ def validate_cmd(
                                               "vs its saved activations reused (Alchemist) against the training cost "
                                               "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
     train_method: Annotated[str, typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v)")] = "full",
+    vision: Annotated[bool, typer.Option("--vision", help="time a Qwen3-VL vision encoder (random weights, scaled: "
+                                         "--layers blocks, --hidden width) on images of several sizes against the "
+                                         "cost model's encoder forward")] = False,
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
@@ -83,6 +86,12 @@ def validate_cmd(
 
     from phasewise.measure.validate import summary, validate
 
+    if vision:
+        from phasewise.apps.vision_validate_view import run_vision_validate
+
+        others = {"--dllm": dllm, "--serve": serve, "--pipeline": bool(pipeline), "--train-reuse": train_reuse}
+        run_vision_validate(console, model, hardware, device, layers, hidden, engine, quick, threads, as_json, others)
+        return
     if train_reuse:
         from phasewise.apps.train_reuse_view import check_train_reuse_flags, run_train_reuse_validate
 

@@ -1,0 +1,142 @@
+"""`phasewise validate --vision`: a real transformers Qwen3-VL vision encoder (random weights, scaled down) timed on
+images of several sizes, against the cost model's encoder forward (perf/vision.py).
+
+The encoder is transformers' `Qwen3VLVisionModel` built from the checkpoint's vision_config with fewer blocks and
+a narrower width (heads of 64, the MLP's ratio to the width and one deepstack merger kept), fp32, one torch thread
+(MEASURING.md). An image of W x H pixels (each a multiple of 32, as the processor resizes them) is (H / 16) x
+(W / 16) patches of 3 x 2 x 16 x 16 values, `grid_thw` [1, H / 16, W / 16]; several images go through one forward
+as the engines batch them (attention within each image). The same config goes through specs/hf_vision.py's parser,
+so the prediction costs exactly the shapes that ran.
+
+Timed as validate --dllm times (median wall time of repeats after a warm-up, the thread's CPU time beside it) and
+predicted on the calibrated hardware entry (`phasewise calibrate`: micro-benchmarks, none of these forwards) and on
+the catalog's class-default CPU entry (`cpu-local` with `hf-eager`): the unfitted error beside the calibrated one.
+What the forward runs besides the costed GEMMs, attention and streamed elementwise passes (the position-embedding
+interpolation and rotary tables built per image, the per-image attention split) is in the measurement and not in
+the prediction: the error shows it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.measure.dllm_check import median_wall_and_cpu_s
+from phasewise.measure.torch_env import need_transformers, torch_and_device
+from phasewise.measure.validate import measured_engine, relative_error
+from phasewise.perf import CostModel
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.hf_vision import qwen3_vl_encoder
+
+VISION_MODEL = "Qwen/Qwen3-VL-30B-A3B-Instruct"
+# (images in one forward, width, height) in pixels, multiples of 32 of at least the processor's 65,536 pixels: 256,
+# 616, 1,200 and 3,136 patches an image
+IMAGES = ((1, 256, 256), (1, 448, 352), (1, 640, 480), (1, 896, 896), (2, 448, 352), (4, 256, 256))
+QUICK_IMAGES = ((1, 256, 256), (1, 448, 352), (2, 256, 256))
+UNFITTED_HARDWARE = "cpu-local"
+UNFITTED_ENGINE = "hf-eager"
+HEAD_DIM = 64
+
+
+@dataclass(slots=True)
+class VisionPoint:
+    images: int
+    width_px: int
+    height_px: int
+    patches: int  # an image's
+    measured_s: float
+    cpu_s: float
+    predicted_s: float
+    unfitted_s: float
+
+    @property
+    def error(self) -> float:
+        return relative_error(self.predicted_s, self.measured_s)
+
+    @property
+    def cpu_error(self) -> float:
+        return relative_error(self.predicted_s, self.cpu_s)
+
+    @property
+    def unfitted_error(self) -> float:
+        return relative_error(self.unfitted_s, self.measured_s)
+
+
+def scaled_vision_config(vision: dict[str, Any], depth: int, hidden: int) -> dict[str, Any]:
+    """The checkpoint's vision_config at `depth` blocks and `hidden` width: heads of HEAD_DIM, the MLP's ratio to
+    the width kept (rounded to 16), the output as wide as the encoder, one deepstack merger halfway."""
+    if hidden % HEAD_DIM:
+        raise PhasewiseError(f"--hidden must be a multiple of {HEAD_DIM} for --vision (got {hidden})")
+    ratio = vision["intermediate_size"] / vision["hidden_size"]
+    return {**vision, "depth": depth, "hidden_size": hidden, "num_heads": hidden // HEAD_DIM,
+            "intermediate_size": int(round(hidden * ratio / 16) * 16), "out_hidden_size": hidden,
+            "deepstack_visual_indexes": [depth // 2]}
+
+
+def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hidden: int = 384,
+                    images: tuple[tuple[int, int, int], ...] | None = None, quick: bool = False,
+                    engine: str | None = None, repeats: int | None = None,
+                    progress: Callable[[str], None] | None = None) -> tuple[list[VisionPoint], dict[str, Any]]:
+    """Measured vs predicted encoder forwards over `images` ((count, width, height) each)."""
+    if depth < 1 or hidden < 1:
+        raise PhasewiseError(f"--layers/--hidden must be positive for --vision (got {depth}, {hidden})")
+    grid = images or (QUICK_IMAGES if quick else IMAGES)
+    spec = load_model(model)
+    if spec.vision is None or spec.vision.family != "qwen3_vl":
+        raise PhasewiseError(f"--vision times a Qwen3-VL vision encoder: '{spec.name}' has none (e.g. {VISION_MODEL})")
+    from phasewise.specs.catalog import packaged
+    raw = packaged("models.yaml")["models"].get(spec.name, {}).get("config", {}).get("vision_config")
+    if raw is None:
+        raise PhasewiseError(f"--vision needs the catalog's vision_config of '{spec.name}'")
+    config = scaled_vision_config(raw, depth, hidden)
+    vision = qwen3_vl_encoder({"vision_config": config}, f"model '{spec.name}' (scaled)", hidden)
+    small = spec.model_copy(update={"vision": vision})
+    quant = load_quant("fp32")  # fp32 on this CPU (MEASURING.md)
+    hw = load_hardware(hardware)
+    eng = measured_engine(hardware, engine)
+    calibrated = CostModel(small, hw, quant, eng)
+    unfitted = CostModel(small, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
+    torch, dev = torch_and_device("cpu", 1)
+    transformers = need_transformers()
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionConfig, Qwen3VLVisionModel
+
+    say = progress or (lambda _m: None)
+    say(f"building the encoder: {vision.params / 1e6:.0f}M parameters")
+    fields = {k: v for k, v in config.items() if k != "model_type"}
+    encoder = Qwen3VLVisionModel(Qwen3VLVisionConfig(**fields)).to(dev, torch.float32).eval()
+    reps = repeats or (3 if quick else 5)
+    patch_inputs = vision.patch_inputs
+    points: list[VisionPoint] = []
+    with torch.inference_mode():
+        for count, width, height in grid:
+            geometry = vision.image_geometry(width, height)
+            if geometry.resized_px != (width, height):
+                raise PhasewiseError(f"--vision image {width}x{height}: sides must be multiples of 32 within the "
+                                     "processor's bounds (it would resize it)")
+            rows, cols = height // vision.patch_size, width // vision.patch_size
+            say(f"{count} x {width}x{height} ({geometry.patches:,} patches each)")
+            pixels = torch.randn(count * geometry.patches, patch_inputs)
+            grid_thw = torch.tensor([[1, rows, cols]] * count)
+            wall, cpu = median_wall_and_cpu_s(lambda: encoder(pixels, grid_thw=grid_thw), reps)
+            patches = (geometry.patches,) * count
+            points.append(VisionPoint(count, width, height, geometry.patches, wall, cpu,
+                                      calibrated.encoder(patches).time_s, unfitted.encoder(patches).time_s))
+    info = {"model": f"{spec.name} vision encoder (scaled)", "params": vision.params, "config": config,
+            "hardware": hw.key, "hardware_source": hardware, "engine": eng.name,
+            "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
+            "transformers": transformers.__version__, "attention": encoder.config._attn_implementation}
+    return points, info
+
+
+def vision_summary(points: list[VisionPoint]) -> dict[str, float]:
+    """Median and worst |error| of the calibrated prediction against the wall and the CPU time, and of the
+    unfitted one against the wall time."""
+    out: dict[str, float] = {}
+    for label, errors in (("", [abs(p.error) for p in points]), ("cpu_", [abs(p.cpu_error) for p in points]),
+                          ("unfitted_", [abs(p.unfitted_error) for p in points])):
+        out[f"{label}median_abs_error"] = statistics.median(errors)
+        out[f"{label}worst_abs_error"] = max(errors)
+    return out
