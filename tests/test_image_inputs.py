@@ -235,3 +235,32 @@ def test_quick_vision_validate_json(run_cli):
 def test_vision_validate_flag_errors_are_one_line(run_cli, args, needle):
     code, out, err = run_cli("validate", "--vision", *args)
     assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_plan_weighs_the_images_and_names_them():
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.goodput import capacity_estimate, workload_spec
+    from phasewise.plan.planner import plan
+    from phasewise.plan.strategies import enumerate_strategies
+    from phasewise.sim import Slo
+
+    text = workload_spec(None, "poisson", 300, 100, "fixed", "fixed", 0.0, 0.0, 0)
+    images = workload_spec(None, "poisson", 300, 100, "fixed", "fixed", 0.0, 0.0, 0,
+                           images=ImageInputs(1, 640, 480))
+    assert images.name.endswith("1 x 640x480 px image(s) per request")
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), disaggregated=False, moe_layouts=("tp",))
+    strategy = enumerate_strategies(VL30, "h100-sxm", 1, opts)[0][0]
+    # a request's 302 image tokens and its encoder forward lower the analytic capacity
+    assert capacity_estimate(strategy, images) < 0.9 * capacity_estimate(strategy, text)
+    slo = Slo(500, 50)
+    with_images = plan(VL30, "h100-sxm", 1, slo, images, opts=opts, refine=1, workers=1)
+    without = plan(VL30, "h100-sxm", 1, slo, text, opts=opts, refine=1, workers=1)
+    assert with_images.feasible and with_images.workload.endswith("per request")
+    assert with_images.ranked[0].goodput_rps < without.ranked[0].goodput_rps
+    run = with_images.ranked[0].verified
+    assert run is not None and run.summary["requests"] > 0
+
+
+def test_plan_refuses_images_for_a_text_model(run_cli):
+    code, out, err = run_cli("plan", "--gpus", "1", "--images-per-request", "1", "--image-size", "64x64")
+    assert code != 0 and "has no vision encoder" in err and len(err.strip().splitlines()) == 1

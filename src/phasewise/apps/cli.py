@@ -338,6 +338,9 @@ def plan_cmd(
     osl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
     isl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
     osl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
+    images_per_request: ImagesPerRequest = None,
+    image_size: ImageSize = None,
+    image_share: ImageShare = None,
     objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
     tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those)")] = None,
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
@@ -372,6 +375,8 @@ def plan_cmd(
     Exit status 1 when no strategy meets the SLOs (one line names the closest and the SLO that binds)."""
     from phasewise.apps.dllm_view import dllm_requested, plan_dllm_cmd
 
+    if dllm is not None and images_per_request is not None:
+        raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, {}):
         return plan_dllm_cmd(console, dllm, dict(locals()))
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -399,7 +404,8 @@ def plan_cmd(
         if given:
             raise PhasewiseError(f"{given[0]} shapes disaggregated strategies, which --no-disagg leaves out")
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
-                      objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist))
+                      objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
+                      image_size=image_size))
     if not spec and (spec_tokens is not None or spec_acceptance is not None):
         flag = "--spec-tokens" if spec_tokens is not None else "--spec-acceptance"
         raise PhasewiseError(f"{flag} needs --spec (the strategies try speculative decoding only with it)")
@@ -420,8 +426,11 @@ def plan_cmd(
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
+    from phasewise.workload import image_inputs
+
     work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed,
-                         context_tokens=load_model(model).max_position_embeddings)
+                         context_tokens=load_model(model).max_position_embeddings,
+                         images=image_inputs(images_per_request, image_size, image_share))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         def progress(stage: str, done: int, total: int):

@@ -20,6 +20,7 @@ from phasewise.sim.simulate import build_group
 from phasewise.workload import (
     DEFAULT_ISL,
     DEFAULT_OSL,
+    ImageInputs,
     LengthDist,
     Workload,
     check_length_flags,
@@ -48,6 +49,7 @@ class WorkloadSpec:
     name: str = "workload"
     prefix_hashes: tuple[tuple[int, ...], ...] | None = None  # per trace request, its prompt's block hashes
     reusable_share: float = 0.0  # prompt tokens an unbounded prefix cache serves (reusable_prompt_share)
+    images: ImageInputs | None = None  # the images requests carry (workload/images.py), beside the text lengths
 
     def at_rate(self, rate: float, requests: int | None = None) -> Workload:
         n = requests or self.requests
@@ -86,9 +88,17 @@ class WorkloadSpec:
 
 def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
                   osl_dist: str, isl_spread: float, osl_spread: float, seed: int,
-                  context_tokens: int = 0) -> WorkloadSpec:
+                  context_tokens: int = 0, images: ImageInputs | None = None) -> WorkloadSpec:
     """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions; mean --isl +
-    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs."""
+    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs. `images`:
+    the images requests carry, their tokens added to the text lengths when simulated."""
+    spec = _text_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed, context_tokens)
+    return spec if images is None else replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
+
+
+def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
+               osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int) -> WorkloadSpec:
+    """workload_spec's text lengths and arrivals."""
     if arrivals not in ("poisson", "trace"):
         raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
     if seed < 0:
@@ -265,21 +275,25 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     a group caches prefixes, its prefill skips the share of prompt tokens an unbounded cache would serve."""
     dep = build_deployment(strategy.deployment, f"strategy '{strategy.name}'")
     isl, osl = work.mean_prompt, work.mean_output
+    images = work.images
     spec = dep.speculative
     tokens_per_step = spec.tokens_per_step if spec else 1.0
     step_tokens = spec.draft_tokens + 1 if spec else 1
     prefill_rps = decode_rps = 0.0
     for index, group in enumerate(dep.instances):
         cost, kv_tokens, draft, engine = build_group(dep, group, index)
-        batch = max(1, min(engine.max_seqs, int(kv_tokens / (isl + osl / 2))))
-        context = int(isl + osl / 2)
+        # a request's images: the mean prompt tokens they add and the encoder time they take
+        image_tokens, encoder_s = image_load(cost, images) if images is not None else (0.0, 0.0)
+        prompt = isl + image_tokens
+        batch = max(1, min(engine.max_seqs, int(kv_tokens / (prompt + osl / 2))))
+        context = int(prompt + osl / 2)
         caching = group.prefix_caching if group.prefix_caching is not None else engine.prefix_caching
         cached = int(isl * work.reusable_share) if caching else 0
-        t_prefill = cost.fast(BatchShape.uniform(1, max(int(isl) - cached, 1), cached))[1]
+        t_prefill = cost.fast(BatchShape.uniform(1, max(int(prompt) - cached, 1), cached))[1]
         t_step = cost.fast(BatchShape.uniform(batch, step_tokens, context))[1]
         if draft is not None:
             t_step += spec.draft_tokens * draft.fast(BatchShape.uniform(batch, 1, context))[0]
-        per_prefill = 1.0 / t_prefill
+        per_prefill = 1.0 / (t_prefill + encoder_s)
         per_decode = batch * tokens_per_step / (max(osl - 1, 1.0) * t_step)
         n = group.replicas
         if group.role == "prefill":
@@ -290,6 +304,18 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
             prefill_rps += n / (1.0 / per_prefill + 1.0 / per_decode)
             decode_rps = math.inf
     return min(prefill_rps, decode_rps)
+
+
+def image_load(cost, images: ImageInputs) -> tuple[float, float]:
+    """The mean prompt tokens a request's images add and the mean encoder time they take (`images.share` of the
+    requests carry them), by the model `cost` costs; a model without a vision encoder is a one-line error."""
+    vision = cost.model.vision
+    if vision is None:
+        raise PhasewiseError(f"--images-per-request: model '{cost.model.name}' has no vision encoder, so it takes no "
+                             "image inputs")
+    geometry = vision.image_geometry(images.width_px, images.height_px)
+    encoder_s = cost.encoder((geometry.patches,) * images.per_request).time_s
+    return images.share * images.per_request * geometry.prompt_tokens, images.share * encoder_s
 
 
 def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> tuple[float, float]:
@@ -336,7 +362,8 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
 
     def attains(rate: float) -> bool:
         n = int(max(min_requests, rate_share(rate, simulated_units, strategy.units) * window_s))
-        res = simulate(simulated, slice_traffic(work, rate, n, simulated_units, strategy.units, simulated.router), slo)
+        res = simulate(simulated, slice_traffic(work, rate, n, simulated_units, strategy.units, simulated.router), slo,
+                       images=work.images)
         s = res.summary()
         s["stable"] = work.steady(res)
         summaries[rate] = s

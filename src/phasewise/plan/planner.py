@@ -235,7 +235,7 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
 
     def attempt(r: float) -> tuple[float, VerifiedRun | None]:
         n = int(max(REFINE["min_requests"], rate_share(r, units, strategy.units) * VERIFY_WINDOW_S))
-        res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo)
+        res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo, images=work.images)
         s = res.summary()
         att = float(s["slo"]["attainment"])
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
@@ -269,7 +269,8 @@ def verified_timeline(result: PlanResult, work: WorkloadSpec, rank: int = 1) -> 
     if r is None or r.verified is None:
         return None
     run = r.verified
-    res = simulate(build_deployment(run.deployment), run.workload(work), result.slo, record_timeline=True)
+    res = simulate(build_deployment(run.deployment), run.workload(work), result.slo, record_timeline=True,
+                   images=work.images)
     m = res.measured_mask
     if not np.array_equal(res.ttft_s[m] * 1e3, run.ttft_ms, equal_nan=True):
         raise PhasewiseError(f"strategy '{r.strategy.name}': re-running its verification run gave other TTFTs "
