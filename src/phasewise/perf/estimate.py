@@ -157,10 +157,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     window = spec.window_all_layers
     images = None
     if images_per_sequence:
-        if spec.vision is None:
-            raise PhasewiseError(f"--images-per-request: model '{spec.name}' has no vision encoder, so it takes no "
-                                 "image inputs")
-        geometry = spec.vision.image_geometry(*image_px)
+        geometry = spec.image_geometry(*image_px)
         image_tokens = images_per_sequence * geometry.prompt_tokens
         encoded = cm.encoder((geometry.patches,) * (images_per_sequence * batch))
         images = {"per_sequence": images_per_sequence, "size_px": list(image_px),

@@ -309,11 +309,7 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
 def image_load(cost, images: ImageInputs) -> tuple[float, float]:
     """The mean prompt tokens a request's images add and the mean encoder time they take (`images.share` of the
     requests carry them), by the model `cost` costs; a model without a vision encoder is a one-line error."""
-    vision = cost.model.vision
-    if vision is None:
-        raise PhasewiseError(f"--images-per-request: model '{cost.model.name}' has no vision encoder, so it takes no "
-                             "image inputs")
-    geometry = vision.image_geometry(images.width_px, images.height_px)
+    geometry = cost.model.image_geometry(images.width_px, images.height_px)
     encoder_s = cost.encoder((geometry.patches,) * images.per_request).time_s
     return images.share * images.per_request * geometry.prompt_tokens, images.share * encoder_s
 

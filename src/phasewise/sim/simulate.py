@@ -308,11 +308,7 @@ def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple[i
     deployment's model processes them; recorded in the run's policy."""
     if images is None:
         return 0, ()
-    model = instances[0].cost.model
-    if model.vision is None:
-        raise PhasewiseError(f"--images-per-request: model '{model.name}' has no vision encoder (its config.json "
-                             "has no vision_config this parser reads), so it takes no image inputs")
-    geometry = model.vision.image_geometry(images.width_px, images.height_px)
+    geometry = instances[0].cost.model.image_geometry(images.width_px, images.height_px)
     cluster.policy_stats["images"] = {
         "per_request": images.per_request, "size_px": [images.width_px, images.height_px], "share": images.share,
         "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,

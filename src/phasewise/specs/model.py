@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from phasewise.specs.vision import VisionEncoder
+from phasewise.errors import PhasewiseError
+from phasewise.specs.vision import ImageGeometry, VisionEncoder
 
 
 class ModelSpec(BaseModel):
@@ -168,6 +169,14 @@ class ModelSpec(BaseModel):
     def encoder_params(self) -> int:
         """The vision encoder's parameters (0 for a text-only model)."""
         return self.vision.params if self.vision is not None else 0
+
+    def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
+        """One image's encoder patches and prompt tokens as this model's processor makes them (specs/vision.py); a
+        model without a vision encoder is a one-line error."""
+        if self.vision is None:
+            raise PhasewiseError(f"--images-per-request: model '{self.name}' has no vision encoder (its config.json "
+                                 "has no vision_config this parser reads), so it takes no image inputs")
+        return self.vision.image_geometry(width_px, height_px)
 
     @property
     def default_precision(self) -> str:
