@@ -83,7 +83,7 @@ from phasewise.apps.cli_common import (
     given_knobs,
     given_layout,
 )
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, refuse_empty
 
 
 @app.command("serve")
@@ -167,6 +167,7 @@ def serve_cmd(
     served_model_name: Annotated[Optional[str], typer.Option(help="model id clients must send (default --model)")] = None,
     max_request_bytes: Annotated[int, typer.Option(help="largest request body accepted (413 beyond)")] = 4 * 2**20,
     max_concurrent_requests: Annotated[int, typer.Option(help="requests in flight before new ones get 429")] = 4096,
+    image_size: Annotated[Optional[str], typer.Option(help="a multimodal model: the size WIDTHxHEIGHT of images sent by URL, which the twin does not fetch (an inline data: URL's size is read from it)")] = None,
 ) -> None:
     """An OpenAI-compatible server whose tokens stream at the simulator's timings (the digital twin)."""
     import uvicorn
@@ -196,9 +197,17 @@ def serve_cmd(
         if value < 1:
             raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
     live = LiveSim(dep, speed, Slo(slo_ttft_ms, slo_tpot_ms))
+    url_image_px = None
+    if image_size is not None:
+        from phasewise.workload import image_inputs
+
+        refuse_empty(dict(image_size=image_size))
+        one = image_inputs(1, image_size, None)
+        live.model.image_geometry(one.width_px, one.height_px)  # a text model, or a size its processor refuses
+        url_image_px = (one.width_px, one.height_px)
     name = served_model_name or (dep.model if deployment else model)
     app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
-                     max_concurrent_requests=max_concurrent_requests)
+                     max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px)
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
     server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
     server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0

@@ -19,9 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from phasewise.apps.image_header import data_url_size
 from phasewise.apps.tokenizer import Tokenizer, filler
 from phasewise.apps.twin_live import LiveSim, Stream
-from phasewise.errors import one_line
+from phasewise.errors import PhasewiseError, one_line
+from phasewise.specs.vision import MAX_IMAGE_SIDE_PX, ImageGeometry
 
 
 async def _counted(chunks, counter: list[int]):
@@ -84,19 +86,51 @@ def _int_field(body: dict, name: str) -> int | None:
 # Prompts longer than this many characters are tokenized on a worker thread, off the event loop that streams
 # every other request's tokens (a 700 KB prompt takes ~0.5 s to count here).
 INLINE_TOKENIZE_CHARS = 16384
-# chat content parts the twin counts (OpenAI's text part, and an assistant message's refusal text); image, audio,
-# video and file parts are refused: their tokens and encoders are not simulated
+# chat content parts the twin counts (OpenAI's text part, and an assistant message's refusal text); an image_url
+# part where the model has a vision encoder (its tokens and encoder patches, specs/vision.py); audio, video and file
+# parts are refused: their tokens and encoders are not simulated
 TEXT_PARTS = ("text", "refusal")
+IMAGE_PART = "image_url"
 
 
 def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256,
-               max_request_bytes: int = 4 * 2**20, max_concurrent_requests: int = 4096):
+               max_request_bytes: int = 4 * 2**20, max_concurrent_requests: int = 4096,
+               url_image_px: tuple[int, int] | None = None):
     """`max_request_bytes`: larger bodies get 413 before they are read whole; `max_concurrent_requests`: requests
-    in flight beyond it get 429 (every error in OpenAI's error shape)."""
+    in flight beyond it get 429 (every error in OpenAI's error shape); `url_image_px`: the (width, height) of an
+    image sent by URL, which the twin does not fetch (an inline data: URL's own size is read from its header)."""
     from contextlib import asynccontextmanager
 
     context = live.model.max_position_embeddings or 0
     in_flight = [0]
+    vision = live.model.vision is not None
+    allowed_parts = TEXT_PARTS + ((IMAGE_PART,) if vision else ())
+
+    def image_geometry(part: dict, where: str) -> ImageGeometry:
+        """An image_url part's patches and prompt tokens: its size read from an inline data: URL's header, else
+        url_image_px (the twin fetches nothing)."""
+        spec = part.get(IMAGE_PART)
+        url = spec.get("url") if isinstance(spec, dict) else spec
+        if not isinstance(url, str) or not url:
+            raise ApiError(400, f"{where}: image_url.url must be a non-empty string", "messages")
+        if url.startswith("data:"):
+            size = data_url_size(url)
+            if size is None:
+                raise ApiError(400, f"{where}: the data: URL does not hold a base64 PNG, JPEG, GIF, WebP or BMP image "
+                                    "whose size its header gives", "messages")
+        elif url_image_px is None:
+            raise ApiError(400, f"{where}: an image by URL: the twin fetches nothing, so its size is unknown; send it "
+                                "inline (data:image/...;base64,...) or start the twin with --image-size WxH",
+                           "messages")
+        else:
+            size = url_image_px
+        if not all(1 <= side <= MAX_IMAGE_SIDE_PX for side in size):
+            raise ApiError(400, f"{where}: an image of {size[0]}x{size[1]} px is outside 1..{MAX_IMAGE_SIDE_PX:,} px "
+                                "a side", "messages")
+        try:
+            return live.model.image_geometry(*size)
+        except PhasewiseError as exc:
+            raise ApiError(400, f"{where}: {exc}", "messages") from None
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -214,21 +248,25 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             msgs = body.get("messages")
             if not isinstance(msgs, list) or not msgs:
                 raise ApiError(400, "'messages' must be a non-empty list", "messages")
-            text = []
+            text, images = [], []
             for i, m in enumerate(msgs):
                 if not isinstance(m, dict) or "role" not in m:
                     raise ApiError(400, f"messages[{i}] must be an object with a 'role'", "messages")
                 c = m.get("content") or ""
-                if isinstance(c, list):  # content parts: text only (an image's tokens and encoder are not simulated)
+                if isinstance(c, list):  # content parts: text, and images where the model has a vision encoder
                     for j, part in enumerate(c):
                         kind = part.get("type", "text") if isinstance(part, dict) else None
-                        if kind not in TEXT_PARTS:
+                        if kind == IMAGE_PART and vision:
+                            images.append(image_geometry(part, f"messages[{i}].content[{j}]"))
+                        elif kind not in TEXT_PARTS:
                             raise ApiError(400, f"messages[{i}].content[{j}]: a part of type {kind!r} is not "
-                                           f"simulated (allowed: {', '.join(TEXT_PARTS)}; the twin costs text "
-                                           "prompts only)", "messages")
-                    c = " ".join(str(part.get(part.get("type", "text"), "")) for part in c)
+                                           f"simulated (allowed: {', '.join(allowed_parts)}; the twin costs "
+                                           f"{'text and images' if vision else 'text prompts only'})", "messages")
+                    c = " ".join(str(part.get(part.get("type", "text"), "")) for part in c
+                                 if part.get("type", "text") in TEXT_PARTS)
                 text.append(str(c))
             overhead = 4 * len(text) + 3  # the chat template's tokens around each message
+            overhead += sum(image.prompt_tokens for image in images)
             prompt_tokens = await count("\n".join(text), max_tokens + overhead, "messages", tokens_param) + overhead
             check_context(prompt_tokens, max_tokens, "messages", tokens_param)
         else:
@@ -259,7 +297,8 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             raise ApiError(400, "'stream' must be a boolean", "stream")
         opts = body.get("stream_options") or {}
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
-        return live.submit(max(prompt_tokens, 1), max_tokens), stream, include_usage
+        patches = tuple(image.patches for image in images) if chat else ()
+        return live.submit(max(prompt_tokens, 1), max_tokens, patches), stream, include_usage
 
     def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
               first: bool) -> str:

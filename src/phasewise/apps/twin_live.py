@@ -88,10 +88,11 @@ class LiveSim:
     def now(self) -> float:
         return (time.perf_counter() - self.wall0) * self.speed
 
-    def submit(self, prompt_tokens: int, output_tokens: int) -> Stream:
+    def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = ()) -> Stream:
+        """A request arriving now; `image_patches`: its images' encoder patches (their tokens in prompt_tokens)."""
         t = self.now()
         self.loop.run_until(t)
-        req = SimRequest(self.next_id, t, prompt_tokens, output_tokens)
+        req = SimRequest(self.next_id, t, prompt_tokens, output_tokens, image_patches=image_patches)
         self.next_id += 1
         stream = Stream(req, asyncio.Queue())
         req.handle = stream
