@@ -264,3 +264,25 @@ def test_plan_weighs_the_images_and_names_them():
 def test_plan_refuses_images_for_a_text_model(run_cli):
     code, out, err = run_cli("plan", "--gpus", "1", "--images-per-request", "1", "--image-size", "64x64")
     assert code != 0 and "has no vision encoder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_workloads_carry_images(run_cli, tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(f"models: [{VL30}]\nhardware: [h100-sxm]\ngpus: 1\n"
+                   "workloads: [{name: text, isl: 300, osl: 64}, {name: photo, isl: 300, osl: 64, "
+                   "images_per_request: 1, image_size: 1280x720}]\nslo: {ttft_ms: 500, tpot_ms: 50}\n"
+                   "strategies: {tp_options: [1], chunk_sizes: [2048], disaggregated: false, moe_layouts: [tp]}\n")
+    out = tmp_path / "s.csv"
+    code, _, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
+    assert code == 0, err
+    import csv
+    rows = list(csv.DictReader(out.open()))
+    by = {}
+    for row in rows:
+        by.setdefault(row["strategy"], {})[row["workload"]] = float(row["goodput_rps"])
+    assert by and all(0 < g["photo"] < g["text"] for g in by.values())
+    text_model = tmp_path / "bad.yaml"
+    text_model.write_text(cfg.read_text().replace(VL30, "meta-llama/Llama-3.1-8B"))
+    code, _, err = run_cli("sweep", str(text_model), "--out", str(out), "--workers", "1")
+    assert code != 0 and "workload 'photo': --images-per-request: model" in err
+    assert len(err.strip().splitlines()) == 1

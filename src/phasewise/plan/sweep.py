@@ -7,6 +7,7 @@ workloads, written as one row per (model, hardware, workload, strategy) to CSV o
     workloads:
       - {name: conv, trace: azure-conv}
       - {name: short, isl: 512, osl: 128}
+      - {name: photos, isl: 200, osl: 128, images_per_request: 1, image_size: 1280x720}   # multimodal models
     slo: {ttft_ms: 1000, tpot_ms: 50}
     attainment: 0.9
     strategies: {tp_options: [1, 2], chunk_sizes: [512], disaggregated: false}
@@ -42,6 +43,10 @@ class SweepWorkload(BaseModel):
     osl_dist: str = "fixed"
     isl_spread: float = Field(default=0.0, ge=0)
     osl_spread: float = Field(default=0.0, ge=0)
+    # images each request carries, as simulate's and plan's --images-per-request / --image-size / --image-share
+    images_per_request: int | None = None
+    image_size: str | None = None
+    image_share: float | None = None
 
 
 class SweepSlo(BaseModel):
@@ -90,6 +95,8 @@ def _options(cfg: SweepConfig) -> PlanOptions:
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
     from phasewise.plan.goodput import workload_spec
+    from phasewise.specs import load_model
+    from phasewise.workload import image_inputs
 
     opts = _options(cfg)
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
@@ -99,8 +106,14 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
         for hw in cfg.hardware:
             strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
             for w in cfg.workloads:
+                images = image_inputs(w.images_per_request, w.image_size, w.image_share)
+                if images is not None:  # a text model, or a size its processor refuses: one line naming the workload
+                    try:
+                        load_model(model).image_geometry(images.width_px, images.height_px)
+                    except PhasewiseError as exc:
+                        raise PhasewiseError(f"workload '{w.name}': {exc}") from None
                 work: WorkloadSpec = workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist,
-                                                   w.isl_spread, w.osl_spread, cfg.seed)
+                                                   w.isl_spread, w.osl_spread, cfg.seed, images=images)
                 for s in strategies:
                     jobs.append(({"model": model, "hardware": hw, "workload": w.name},
                                  (s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
