@@ -9,8 +9,8 @@ import struct
 
 import httpx
 import pytest
-
 from conftest import serving
+
 from phasewise.apps.image_header import data_url_size, image_size
 from phasewise.apps.tokenizer import Tokenizer
 from phasewise.apps.twin import LiveSim, create_app

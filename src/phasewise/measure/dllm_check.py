@@ -41,7 +41,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.torch_env import kv_cache_arg, need_transformers, torch_and_device
-from phasewise.measure.validate import measured_engine, relative_error, scaled_config
+from phasewise.measure.validate import MeasuredVsPredicted, measured_engine, scaled_config
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.hf_config import from_hf_config
@@ -59,7 +59,7 @@ KINDS = ("block", "refresh")
 
 
 @dataclass(slots=True)
-class DllmPoint:
+class DllmPoint(MeasuredVsPredicted):
     """One timed forward: `new` positions (the block, or prompt + canvas on a refresh) over `cached` ones."""
 
     kind: str  # "block" or "refresh"
@@ -71,22 +71,6 @@ class DllmPoint:
     cpu_s: float  # median CPU time of the timing thread (excludes waiting for a core on a shared machine)
     predicted_s: float  # on the calibrated entry
     unfitted_s: float  # on the class-default entry
-
-    @property
-    def error(self) -> float:
-        return relative_error(self.predicted_s, self.measured_s)
-
-    @property
-    def cpu_error(self) -> float:
-        return relative_error(self.predicted_s, self.cpu_s)
-
-    @property
-    def unfitted_error(self) -> float:
-        return relative_error(self.unfitted_s, self.measured_s)
-
-    @property
-    def unfitted_cpu_error(self) -> float:
-        return relative_error(self.unfitted_s, self.cpu_s)
 
 
 def forward_shape(batch: int, new: int, cached: int, logits_per_seq: int) -> BatchShape:

@@ -43,6 +43,30 @@ def relative_error(predicted_s: float, measured_s: float) -> float:
     return predicted_s / measured_s - 1
 
 
+class MeasuredVsPredicted:
+    """The errors of a timed point that holds measured_s (median wall time), cpu_s (the timing thread's CPU time),
+    predicted_s (on the calibrated entry) and unfitted_s (on the class-default entry): a mixin of slotted
+    dataclasses."""
+
+    __slots__ = ()
+
+    @property
+    def error(self) -> float:
+        return relative_error(self.predicted_s, self.measured_s)
+
+    @property
+    def cpu_error(self) -> float:
+        return relative_error(self.predicted_s, self.cpu_s)
+
+    @property
+    def unfitted_error(self) -> float:
+        return relative_error(self.unfitted_s, self.measured_s)
+
+    @property
+    def unfitted_cpu_error(self) -> float:
+        return relative_error(self.unfitted_s, self.cpu_s)
+
+
 def measured_engine(hardware: str, engine: str | None = None) -> EngineProfile:
     """The engine profile a check predicts with: `engine` if given, else the one `calibrate` measured beside the
     hardware entry in its YAML, else transformers' eager forward (`hf-eager`)."""

@@ -26,7 +26,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.measure.dllm_check import median_wall_and_cpu_s
 from phasewise.measure.torch_env import need_transformers, torch_and_device
-from phasewise.measure.validate import measured_engine, relative_error
+from phasewise.measure.validate import MeasuredVsPredicted, measured_engine
 from phasewise.perf import CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.hf_vision import qwen3_vl_encoder
@@ -42,7 +42,7 @@ HEAD_DIM = 64
 
 
 @dataclass(slots=True)
-class VisionPoint:
+class VisionPoint(MeasuredVsPredicted):
     images: int
     width_px: int
     height_px: int
@@ -51,18 +51,6 @@ class VisionPoint:
     cpu_s: float
     predicted_s: float
     unfitted_s: float
-
-    @property
-    def error(self) -> float:
-        return relative_error(self.predicted_s, self.measured_s)
-
-    @property
-    def cpu_error(self) -> float:
-        return relative_error(self.predicted_s, self.cpu_s)
-
-    @property
-    def unfitted_error(self) -> float:
-        return relative_error(self.unfitted_s, self.measured_s)
 
 
 def scaled_vision_config(vision: dict[str, Any], depth: int, hidden: int) -> dict[str, Any]:
