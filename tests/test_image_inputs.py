@@ -129,8 +129,17 @@ def test_an_image_share_picks_that_share_of_requests_the_same_for_every_run():
     assert abs(len(carried) - 300) <= 2
     result = _run(share)
     carrying = result.prompt_tokens > 300
-    assert result.summary()["instances"][0]["images_encoded"] == int(carrying.sum())
+    summary = result.summary()
+    assert summary["instances"][0]["images_encoded"] == int(carrying.sum())
     assert list(np.flatnonzero(carrying)) == [i for i in carried if i < 120]
+    # the records name each request's images; the summary splits TTFT between requests with and without them
+    assert np.array_equal(result.records()["images"], carrying.astype(int))
+    assert summary["images"]["requests_with_images"] == int(carrying.sum())
+    with_images, without = summary["images"]["ttft_ms_with_images"], summary["images"]["ttft_ms_without_images"]
+    assert with_images["p50"] == pytest.approx(np.median(result.ttft_s[carrying]) * 1e3)
+    assert without["p50"] == pytest.approx(np.median(result.ttft_s[~carrying]) * 1e3)
+    assert with_images["p50"] > without["p50"]
+    assert "images" not in _run(None).records()
 
 
 def test_closed_loop_and_disaggregated_runs_take_images():

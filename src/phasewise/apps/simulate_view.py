@@ -134,6 +134,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"resized to {images['resized_px'][0]}x{images['resized_px'][1]}: {images['patches_per_image']:,} encoder "
             f"patches and {images['prompt_tokens_per_image']:,} prompt tokens each; {encoded:,} encoded (warm-up "
             f"included), the encoder's share of the time: {busy}")
+        with_images, without = images["ttft_ms_with_images"], images["ttft_ms_without_images"]
+        console.print(f"TTFT p50 / p90 ms: {images['requests_with_images']:,} requests with images "
+                      f"{with_images['p50']:.1f} / {with_images['p90']:.1f}"
+                      + (f", without {without['p50']:.1f} / {without['p90']:.1f}" if images["share"] < 1 else ""))
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")

@@ -195,6 +195,7 @@ class SimResult:
     steady_tbt: TbtHistogram | None = None  # every gap of the steady-state requests (see steady_state())
     # figures of the deployment's serving policy (priority pools' offloads, attention offload, ...), by name
     policy: dict[str, Any] = field(default_factory=dict)
+    images: np.ndarray | None = None  # images each request carried (workload/images.py); None: a text workload
 
     def rejection_warning(self) -> str | None:
         """The one-line note on requests that can never run (None if every one can); a one-line error when no
@@ -323,8 +324,11 @@ class SimResult:
             # prefix caching (sim/prefix_cache.py): hit rates, saved prefill tokens, evictions; None without hashes
             "prefix_cache": self.policy.get("prefix_cache"),
         }
-        if self.policy.get("images") is not None:  # image inputs (workload/images.py): what each carrying request had
-            out["images"] = self.policy["images"]
+        if self.images is not None:  # image inputs (workload/images.py): what each carrying request had, and the
+            carried = self.images[m] > 0  # TTFT of the requests with images and of those without apart
+            out["images"] = {**self.policy["images"], "requests_with_images": int(carried.sum()),
+                             "ttft_ms_with_images": _dist(ttft[carried]),
+                             "ttft_ms_without_images": _dist(ttft[~carried])}
         out["aiperf"] = replay_names(out)
         return out
 
@@ -355,6 +359,7 @@ class SimResult:
             "ttft_ms": self.ttft_s * 1e3, "tpot_ms": self.tpot_s * 1e3, "max_tbt_ms": self.max_tbt_s * 1e3,
             "e2e_ms": self.e2e_s * 1e3, "queue_ms": self.queue_s * 1e3, "preemptions": self.preemptions,
             "instance": self.instance, "slo_attained": self.attained(), "measured": self.measured_mask,
+            **({"images": self.images} if self.images is not None else {}),
         }
 
 

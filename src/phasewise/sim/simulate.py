@@ -294,7 +294,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         instances=[i.stats for i in instances], gpus=deployment.gpus, price_per_hour_usd=price, slo=slo,
         events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
-        concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats)
+        concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats,
+        images=None if carries is None else carries * images.per_request)
     dur = result.duration_s if cluster.done else 0.0
     for inst in instances:  # idle power for the time each instance was not busy
         st = inst.stats
