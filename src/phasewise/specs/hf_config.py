@@ -18,6 +18,7 @@ from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hf_layers import (
     WINDOW_PATTERN_DEFAULT,
+    is_int_list,
     llama4_moe_layers,
     nemotron_blocks,
     positive,
@@ -301,8 +302,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         step = int(_first(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
         freq = int(_first(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
         dense_only = cfg.get("mlp_only_layers") or []
-        if not isinstance(dense_only, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                       for i in dense_only):
+        if not is_int_list(dense_only):
             raise PhasewiseError(f"{where}: field mlp_only_layers must be a list of layer indices (got {dense_only!r})")
         dense_only = set(dense_only)
         first_dense = int(_first(cfg, "first_k_dense_replace", default=0))
@@ -395,7 +395,7 @@ def _kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
     named = {}
     for field in ("kda_layers", "full_attn_layers"):
         value = linear.get(field)
-        if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        if not is_int_list(value):
             raise PhasewiseError(f"{where}: linear_attn_config.{field} must be a list of layer numbers (1-based)")
         named[field] = value
     kda, full = named["kda_layers"], named["full_attn_layers"]

@@ -19,6 +19,11 @@ def positive(value: Any, where: str, key: str) -> int:
     return value
 
 
+def is_int_list(value: Any) -> bool:
+    """Whether `value` is a list of integers (booleans excluded), as a config's layer-index fields hold them."""
+    return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+
+
 def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tuple[int | None, int | None, bool]:
     """(window, windowed layers, chunked) of a Llama-style stack: layer_types where the config lists them (gpt-oss's
     alternating sliding and full layers), else a family's pattern (Gemma), Llama 4's chunked local attention in its
