@@ -51,6 +51,9 @@ def test_qwen3_vl_processor_scales_a_large_image_down_and_refuses_extreme_aspect
     assert abs(width / height - 8000 / 6000) < 0.02
     with pytest.raises(PhasewiseError, match=r"^an image of 10x3000 px \(--image-size\).*200:1$"):
         vision.image_geometry(10, 3000)
+    for size in ((0, 10), (10, 0), (100_001, 5)):  # every caller (flags, the twin, the API) bounded in one place
+        with pytest.raises(PhasewiseError, match=r"is outside 1\.\.100,000 px a side$"):
+            vision.image_geometry(*size)
 
 
 def test_pixtral_processor_caps_the_longer_side_and_adds_a_break_per_row():

@@ -23,7 +23,7 @@ from phasewise.apps.image_header import data_url_size
 from phasewise.apps.tokenizer import Tokenizer, filler
 from phasewise.apps.twin_live import LiveSim, Stream
 from phasewise.errors import PhasewiseError, one_line
-from phasewise.specs.vision import MAX_IMAGE_SIDE_PX, ImageGeometry
+from phasewise.specs.vision import ImageGeometry
 
 
 async def _counted(chunks, counter: list[int]):
@@ -124,10 +124,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                            "messages")
         else:
             size = url_image_px
-        if not all(1 <= side <= MAX_IMAGE_SIDE_PX for side in size):
-            raise ApiError(400, f"{where}: an image of {size[0]}x{size[1]} px is outside 1..{MAX_IMAGE_SIDE_PX:,} px "
-                                "a side", "messages")
-        try:
+        try:  # the size's bounds and the processor's limits (specs/vision.py)
             return live.model.image_geometry(*size)
         except PhasewiseError as exc:
             raise ApiError(400, f"{where}: {exc}", "messages") from None

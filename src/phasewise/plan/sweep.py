@@ -102,18 +102,21 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
+    # each workload once (its trace read once), whatever the models and chips it runs on
+    works: list[WorkloadSpec] = [
+        workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist, w.isl_spread, w.osl_spread, cfg.seed,
+                      images=image_inputs(w.images_per_request, w.image_size, w.image_share))
+        for w in cfg.workloads]
     for model in cfg.models:
+        for w, work in zip(cfg.workloads, works):
+            if work.images is not None:  # a text model, or a size its processor refuses: one line naming the workload
+                try:
+                    load_model(model).image_geometry(work.images.width_px, work.images.height_px)
+                except PhasewiseError as exc:
+                    raise PhasewiseError(f"workload '{w.name}': {exc}") from None
         for hw in cfg.hardware:
             strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
-            for w in cfg.workloads:
-                images = image_inputs(w.images_per_request, w.image_size, w.image_share)
-                if images is not None:  # a text model, or a size its processor refuses: one line naming the workload
-                    try:
-                        load_model(model).image_geometry(images.width_px, images.height_px)
-                    except PhasewiseError as exc:
-                        raise PhasewiseError(f"workload '{w.name}': {exc}") from None
-                work: WorkloadSpec = workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist,
-                                                   w.isl_spread, w.osl_spread, cfg.seed, images=images)
+            for w, work in zip(cfg.workloads, works):
                 for s in strategies:
                     jobs.append(({"model": model, "hardware": hw, "workload": w.name},
                                  (s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],

@@ -73,7 +73,9 @@ class VisionEncoder(BaseModel):
 
     def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
         """Patches and prompt tokens of one `width_px` x `height_px` image, as the checkpoint's processor resizes it
-        (module doc)."""
+        (module doc); a side outside 1..MAX_IMAGE_SIDE_PX is a one-line error."""
+        if not (1 <= width_px <= MAX_IMAGE_SIDE_PX and 1 <= height_px <= MAX_IMAGE_SIDE_PX):
+            raise PhasewiseError(f"an image of {width_px}x{height_px} px is outside 1..{MAX_IMAGE_SIDE_PX:,} px a side")
         if self.family == "qwen3_vl":
             width, height = _qwen_resize(width_px, height_px, self.patch_size * math.isqrt(self.merge))
             patches = (width // self.patch_size) * (height // self.patch_size)
