@@ -258,7 +258,7 @@ def test_plan_weighs_the_images_and_names_them():
 
     text = workload_spec(None, "poisson", 300, 100, "fixed", "fixed", 0.0, 0.0, 0)
     images = workload_spec(None, "poisson", 300, 100, "fixed", "fixed", 0.0, 0.0, 0,
-                           images=ImageInputs(1, 640, 480))
+                           images_per_request=1, image_size="640x480")
     assert images.name.endswith("1 x 640x480 px image(s) per request")
     opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), disaggregated=False, moe_layouts=("tp",))
     strategy = enumerate_strategies(VL30, "h100-sxm", 1, opts)[0][0]

@@ -238,7 +238,7 @@ def simulate_cmd(
     images_per_request: ImagesPerRequest = None,
     image_size: ImageSize = None,
     image_share: ImageShare = None,
-    trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
+    trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too; optional priority and NumImages columns), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
     requests: Annotated[Optional[int], typer.Option(help="requests to generate (default 1000; with --client, the client's count)")] = None,
@@ -330,7 +330,7 @@ def plan_cmd(
     slo_tpot_ms: SloTpot = 50.0,
     slo_tbt_ms: SloTbt = float("inf"),
     attainment: Annotated[float, typer.Option(help="fraction of requests that must meet both SLOs")] = 0.9,
-    workload: Annotated[Optional[str], typer.Option("--workload", "--trace", help="trace CSV/JSONL (Mooncake JSONL with hash_ids too), or azure-conv / azure-code / mooncake (bundled excerpts); default: Azure conversation lengths")] = None,
+    workload: Annotated[Optional[str], typer.Option("--workload", "--trace", help="trace CSV/JSONL (Mooncake JSONL with hash_ids too; optional NumImages column), or azure-conv / azure-code / mooncake (bundled excerpts); default: Azure conversation lengths")] = None,
     arrivals: Annotated[str, typer.Option(help="poisson | trace (the trace's own arrival pattern, time-scaled)")] = "poisson",
     isl: Annotated[Optional[float], typer.Option(help="mean prompt tokens (instead of a trace)")] = None,
     osl: Annotated[Optional[float], typer.Option(help="mean output tokens (instead of a trace)")] = None,
@@ -426,11 +426,9 @@ def plan_cmd(
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
-    from phasewise.workload import image_inputs
-
     work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed,
                          context_tokens=load_model(model).max_position_embeddings,
-                         images=image_inputs(images_per_request, image_size, image_share))
+                         images_per_request=images_per_request, image_size=image_size, image_share=image_share)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         def progress(stage: str, done: int, total: int):

@@ -53,7 +53,7 @@ Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_awar
 PrefixCaching = Annotated[Optional[str], typer.Option(help="on|off: share cached prompt-prefix KV blocks (default: the engine's; traces with prefix hashes, e.g. Mooncake)")]
 # image inputs (workload/images.py): a multimodal model's images per request, their size, the requests carrying them
 ImagesPerRequest = Annotated[Optional[int], typer.Option(help="images each request carries (a model with a vision encoder: Qwen3-VL, Qwen3.5, Mistral 3, Gemma 3); their tokens are added to the prompt, the encoder runs at its prefill")]
-ImageSize = Annotated[Optional[str], typer.Option(help="with --images-per-request: WIDTHxHEIGHT in pixels, before the model's processor resizes it (e.g. 1280x720)")]
+ImageSize = Annotated[Optional[str], typer.Option(help="with --images-per-request, or alone for a trace with a NumImages column: WIDTHxHEIGHT in pixels, before the model's processor resizes it (e.g. 1280x720)")]
 ImageShare = Annotated[Optional[float], typer.Option(help="with --images-per-request: the share of requests that carry images, (0, 1] (default 1)")]
 Scheduler = Annotated[Optional[str], typer.Option(help="plain | ascendra (priority pools: --replicas split into LP and --hp-instances HP, proactive offload; needs SLOs)")]
 HpInstances = Annotated[Optional[int], typer.Option(help="ascendra: high-priority instances among --replicas (default 1)")]

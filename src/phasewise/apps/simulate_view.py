@@ -128,16 +128,23 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         encoded = sum(i.get("images_encoded", 0) for i in s["instances"])
         busy = ", ".join(f"{i['name']} {i['encoder_busy_fraction']:.1%}" for i in s["instances"]
                          if i.get("images_encoded"))
-        share = "" if images["share"] >= 1 else f" on {images['share']:.0%} of the requests"
+        if images["per_request"] == "trace":
+            carried = (f"the trace's NumImages ({images['images_carried']:,} on {images['requests_with_images']:,} "
+                       "requests)")
+        else:
+            share = "" if images["share"] >= 1 else f" on {images['share']:.0%} of the requests"
+            carried = f"{images['per_request']} per request{share}"
         console.print(
-            f"Images: {images['per_request']} per request{share}, {images['size_px'][0]}x{images['size_px'][1]} px "
+            f"Images: {carried}, {images['size_px'][0]}x{images['size_px'][1]} px "
             f"resized to {images['resized_px'][0]}x{images['resized_px'][1]}: {images['patches_per_image']:,} encoder "
             f"patches and {images['prompt_tokens_per_image']:,} prompt tokens each; {encoded:,} encoded (warm-up "
             f"included), the encoder's share of the time: {busy}")
         with_images, without = images["ttft_ms_with_images"], images["ttft_ms_without_images"]
-        console.print(f"TTFT p50 / p90 ms: {images['requests_with_images']:,} requests with images "
-                      f"{with_images['p50']:.1f} / {with_images['p90']:.1f}"
-                      + (f", without {without['p50']:.1f} / {without['p90']:.1f}" if images["share"] < 1 else ""))
+        if images["requests_with_images"]:
+            some_without = without["p50"] == without["p50"]  # not NaN: some requests carry none
+            console.print(f"TTFT p50 / p90 ms: {images['requests_with_images']:,} requests with images "
+                          f"{with_images['p50']:.1f} / {with_images['p90']:.1f}"
+                          + (f", without {without['p50']:.1f} / {without['p90']:.1f}" if some_without else ""))
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")

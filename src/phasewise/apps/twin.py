@@ -295,7 +295,8 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         opts = body.get("stream_options") or {}
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
         patches = tuple(image.patches for image in images) if chat else ()
-        return live.submit(max(prompt_tokens, 1), max_tokens, patches), stream, include_usage
+        tokens = tuple(image.prompt_tokens for image in images) if chat else ()
+        return live.submit(max(prompt_tokens, 1), max_tokens, patches, tokens), stream, include_usage
 
     def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
               first: bool) -> str:

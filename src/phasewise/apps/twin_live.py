@@ -88,11 +88,14 @@ class LiveSim:
     def now(self) -> float:
         return (time.perf_counter() - self.wall0) * self.speed
 
-    def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = ()) -> Stream:
-        """A request arriving now; `image_patches`: its images' encoder patches (their tokens in prompt_tokens)."""
+    def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = (),
+               image_tokens: tuple[int, ...] = ()) -> Stream:
+        """A request arriving now; `image_patches`, `image_tokens`: its images' encoder patches and prompt tokens
+        (those in prompt_tokens)."""
         t = self.now()
         self.loop.run_until(t)
-        req = SimRequest(self.next_id, t, prompt_tokens, output_tokens, image_patches=image_patches)
+        req = SimRequest(self.next_id, t, prompt_tokens, output_tokens, image_patches=image_patches,
+                         image_tokens=image_tokens)
         self.next_id += 1
         stream = Stream(req, asyncio.Queue())
         req.handle = stream

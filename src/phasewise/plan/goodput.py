@@ -24,6 +24,7 @@ from phasewise.workload import (
     LengthDist,
     Workload,
     check_length_flags,
+    image_inputs,
     load_trace,
     reusable_prompt_share,
 )
@@ -50,14 +51,16 @@ class WorkloadSpec:
     prefix_hashes: tuple[tuple[int, ...], ...] | None = None  # per trace request, its prompt's block hashes
     reusable_share: float = 0.0  # prompt tokens an unbounded prefix cache serves (reusable_prompt_share)
     images: ImageInputs | None = None  # the images requests carry (workload/images.py), beside the text lengths
+    image_counts: tuple[int, ...] | None = None  # per trace request, its images (a trace's NumImages column)
 
     def at_rate(self, rate: float, requests: int | None = None) -> Workload:
         n = requests or self.requests
         rng = np.random.default_rng(self.seed)
         hashes = list(self.prefix_hashes) if self.prefix_hashes is not None else None
+        counts = np.asarray(self.image_counts) if self.image_counts is not None else None
         if self.arrivals is not None:  # the whole trace at the rate, looped when the window needs more requests
             base = Workload(np.asarray(self.arrivals), np.asarray(self.prompts), np.asarray(self.outputs),
-                            prefix_hashes=hashes)
+                            prefix_hashes=hashes, image_counts=counts)
             n = max(n, len(base))
             if n > len(base):
                 span = base.arrival_s[-1] - base.arrival_s[0]
@@ -68,10 +71,12 @@ class WorkloadSpec:
         if hashes is not None:  # the trace's order from a random request on, Poisson-spaced
             idx = (int(rng.integers(0, len(self.prompts))) + np.arange(n)) % len(self.prompts)
             return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx], np.asarray(self.outputs)[idx],
-                            prefix_hashes=[hashes[i] for i in idx])
+                            prefix_hashes=[hashes[i] for i in idx],
+                            image_counts=None if counts is None else counts[idx])
         idx_p = rng.integers(0, len(self.prompts), n)
         idx_o = idx_p if len(self.outputs) == len(self.prompts) else rng.integers(0, len(self.outputs), n)
-        return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx_p], np.asarray(self.outputs)[idx_o])
+        return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx_p], np.asarray(self.outputs)[idx_o],
+                        image_counts=None if counts is None else counts[idx_p])
 
     def steady(self, res: SimResult) -> bool:
         """Backlog check (see stable) for stationary arrivals; a replayed trace's bursts are not overload."""
@@ -87,13 +92,19 @@ class WorkloadSpec:
 
 
 def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
-                  osl_dist: str, isl_spread: float, osl_spread: float, seed: int,
-                  context_tokens: int = 0, images: ImageInputs | None = None) -> WorkloadSpec:
+                  osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int = 0,
+                  images_per_request: int | None = None, image_size: str | None = None,
+                  image_share: float | None = None) -> WorkloadSpec:
     """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions; mean --isl +
-    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs. `images`:
-    the images requests carry, their tokens added to the text lengths when simulated."""
+    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs. The image
+    flags (workload/images.py image_inputs): the images requests carry, their tokens added to the text lengths when
+    simulated; a trace with a NumImages column gives each request's count itself."""
     spec = _text_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed, context_tokens)
-    return spec if images is None else replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
+    counts = None if spec.image_counts is None else np.asarray(spec.image_counts)
+    images = image_inputs(images_per_request, image_size, image_share, counts, f"workload '{workload}'")
+    if images is None:
+        return replace(spec, image_counts=None)
+    return replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
 
 
 def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
@@ -130,8 +141,10 @@ def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: floa
                                                      if hashes is not None else "")
     name += ", trace arrivals" if arrivals == "trace" else ", Poisson arrivals"
     pattern = tuple(float(x) for x in trace.arrival_s) if arrivals == "trace" else None
+    counts = None if trace.image_counts is None else tuple(int(x) for x in trace.image_counts)
     return WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
-                        pattern, seed=seed, name=name, prefix_hashes=hashes, reusable_share=share)
+                        pattern, seed=seed, name=name, prefix_hashes=hashes, reusable_share=share,
+                        image_counts=counts)
 
 
 
@@ -283,7 +296,7 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     for index, group in enumerate(dep.instances):
         cost, kv_tokens, draft, engine = build_group(dep, group, index)
         # a request's images: the mean prompt tokens they add and the encoder time they take
-        image_tokens, encoder_s = image_load(cost, images) if images is not None else (0.0, 0.0)
+        image_tokens, encoder_s = image_load(cost, work) if images is not None else (0.0, 0.0)
         prompt = isl + image_tokens
         batch = max(1, min(engine.max_seqs, int(kv_tokens / (prompt + osl / 2))))
         context = int(prompt + osl / 2)
@@ -306,12 +319,19 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     return min(prefill_rps, decode_rps)
 
 
-def image_load(cost, images: ImageInputs) -> tuple[float, float]:
-    """The mean prompt tokens a request's images add and the mean encoder time they take (`images.share` of the
-    requests carry them), by the model `cost` costs; a model without a vision encoder is a one-line error."""
-    geometry = cost.model.image_geometry(images.width_px, images.height_px)
-    encoder_s = cost.encoder((geometry.patches,) * images.per_request).time_s
-    return images.share * images.per_request * geometry.prompt_tokens, images.share * encoder_s
+def image_load(cost, work: WorkloadSpec) -> tuple[float, float]:
+    """The mean prompt tokens a request's images add and the mean encoder time they take, by the model `cost`
+    costs: `images.per_request` on `images.share` of the requests, or each request's count from the trace; a model
+    without a vision encoder is a one-line error."""
+    images = work.images
+    geometry = images.geometry(cost.model)
+    if images.per_request is not None:
+        encoder_s = cost.encoder((geometry.patches,) * images.per_request).time_s
+        return images.share * images.per_request * geometry.prompt_tokens, images.share * encoder_s
+    counts, requests = np.unique(np.asarray(work.image_counts), return_counts=True)
+    share = requests / requests.sum()
+    encoder_s = sum(p * cost.encoder((geometry.patches,) * int(k)).time_s for k, p in zip(counts, share) if k)
+    return float(share @ counts) * geometry.prompt_tokens, float(encoder_s)
 
 
 def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> tuple[float, float]:

@@ -8,6 +8,7 @@ workloads, written as one row per (model, hardware, workload, strategy) to CSV o
       - {name: conv, trace: azure-conv}
       - {name: short, isl: 512, osl: 128}
       - {name: photos, isl: 200, osl: 128, images_per_request: 1, image_size: 1280x720}   # multimodal models
+      - {name: lmm, trace: lmm.csv, image_size: 1280x720}   # a trace with a NumImages column: its counts
     slo: {ttft_ms: 1000, tpot_ms: 50}
     attainment: 0.9
     strategies: {tp_options: [1, 2], chunk_sizes: [512], disaggregated: false}
@@ -96,7 +97,6 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
     from phasewise.plan.goodput import workload_spec
     from phasewise.specs import load_model
-    from phasewise.workload import image_inputs
 
     opts = _options(cfg)
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
@@ -105,13 +105,13 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     # each workload once (its trace read once), whatever the models and chips it runs on
     works: list[WorkloadSpec] = [
         workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist, w.isl_spread, w.osl_spread, cfg.seed,
-                      images=image_inputs(w.images_per_request, w.image_size, w.image_share))
+                      images_per_request=w.images_per_request, image_size=w.image_size, image_share=w.image_share)
         for w in cfg.workloads]
     for model in cfg.models:
         for w, work in zip(cfg.workloads, works):
             if work.images is not None:  # a text model, or a size its processor refuses: one line naming the workload
                 try:
-                    load_model(model).image_geometry(work.images.width_px, work.images.height_px)
+                    work.images.geometry(load_model(model))
                 except PhasewiseError as exc:
                     raise PhasewiseError(f"workload '{w.name}': {exc}") from None
         for hw in cfg.hardware:

@@ -253,13 +253,25 @@ class Instance(KvAdmission, DecodingSet):
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
 
     def _encode_images(self, chunks: list[tuple[SimRequest, int]]) -> EncoderCost | None:
-        """The vision encoder's forward over the images of the prompts whose prefill attempt starts with this
-        iteration's chunks (perf/vision.py); None when there are none."""
+        """The vision encoder's forward over the images whose prompt tokens this iteration's chunks reach, as vLLM
+        V1 (`_try_schedule_encoder_inputs`) and SGLang (`_get_chunked_prefill_embedding`) schedule them: an image
+        is encoded with the first chunk that overlaps its tokens, one that lies wholly in a cached prefix not at
+        all; all of them batched into one forward (perf/vision.py). None when there are none."""
         patches: list[int] = []
-        for req, _ in chunks:
-            if req.encode_due:
-                patches.extend(req.image_patches)
-                req.encode_due = False
+        for req, take in chunks:
+            count = len(req.image_patches)
+            if req.images_done >= count:
+                continue
+            start = max(req.prompt - sum(req.image_tokens), 0)  # the images follow the text
+            for tokens in req.image_tokens[:req.images_done]:
+                start += tokens
+            end = req.prefilled + take
+            while req.images_done < count and start < end:
+                tokens = req.image_tokens[req.images_done]
+                if start + tokens > req.prefilled:  # not wholly in a cached prefix
+                    patches.append(req.image_patches[req.images_done])
+                start += tokens
+                req.images_done += 1
         if not patches:
             return None
         encoded = self.cost.encoder(tuple(patches))

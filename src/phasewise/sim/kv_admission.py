@@ -54,7 +54,7 @@ class KvAdmission:
                 return False
             req.prefilled = cache.acquire(req, blocks, hit, held)
             req.kv_blocks = blocks
-            req.encode_due = bool(req.image_patches)
+            req.images_done = 0
             if math.isnan(req.scheduled_s):
                 req.scheduled_s = self.loop.now
             return True
@@ -63,7 +63,7 @@ class KvAdmission:
         self.kv.allocate(blocks)
         req.kv_blocks = blocks
         req.prefilled = 0
-        req.encode_due = bool(req.image_patches)  # every attempt encodes its images again (no encoder cache kept)
+        req.images_done = 0  # every attempt encodes its images again (an engine frees a preempted one's encoder cache)
         if math.isnan(req.scheduled_s):
             req.scheduled_s = self.loop.now
         return True

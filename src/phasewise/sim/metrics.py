@@ -327,6 +327,7 @@ class SimResult:
         if self.images is not None:  # image inputs (workload/images.py): what each carrying request had, and the
             carried = self.images[m] > 0  # TTFT of the requests with images and of those without apart
             out["images"] = {**self.policy["images"], "requests_with_images": int(carried.sum()),
+                             "images_carried": int(self.images[m].sum()),
                              "ttft_ms_with_images": _dist(ttft[carried]),
                              "ttft_ms_without_images": _dist(ttft[~carried])}
         out["aiperf"] = replay_names(out)

@@ -42,8 +42,11 @@ class SimRequest:
     prefix: tuple | None = None  # its prompt's prefix block hashes (Mooncake traces); None: nothing to share
     prefix_keys: tuple | None = None  # (block size, its shareable blocks' keys), computed on first lookup
     prefix_cache: object = None  # the prefix cache holding its references (sim/prefix_cache.py), while it holds any
-    image_patches: tuple = ()  # its images' encoder patches (workload/images.py); their tokens are in `prompt`
-    encode_due: bool = False  # its images go through the encoder with its prefill attempt's first chunk
+    # its images (workload/images.py): each one's encoder patches and prompt tokens (those in `prompt`, after its
+    # text, as benchmark clients send them: text part first); images of the current prefill attempt encoded so far
+    image_patches: tuple = ()
+    image_tokens: tuple = ()
+    images_done: int = 0
 
     @property
     def prefill_target(self) -> int:

@@ -198,16 +198,17 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     cluster.record_timeline = record_timeline
 
     hashes = None if closed else workload.prefix_hashes  # prefix block hashes (Mooncake traces)
-    image_tokens, image_patches = _image_load(images, instances, cluster)
-    carries = np.array([images.carries(i) for i in range(n)], dtype=bool) if image_patches else None
-    if carries is not None:  # the prompts as the model reads them: text and the images' tokens
-        prompts = prompts + image_tokens * carries
+    image_counts = None if images is None else images.counts(n, None if closed else workload.image_counts)
+    tokens_per_image, patches_per_image = _image_load(images, instances, cluster)
+    if image_counts is not None:  # the prompts as the model reads them: text and the images' tokens
+        prompts = prompts + tokens_per_image * image_counts
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
         req = SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]),
                          prefix=None if hashes is None else hashes[i])
-        if carries is not None and carries[i]:
-            req.image_patches = image_patches
+        if image_counts is not None and image_counts[i]:
+            req.image_patches = (patches_per_image,) * int(image_counts[i])
+            req.image_tokens = (tokens_per_image,) * int(image_counts[i])
         return req
 
     warm_tbt, steady_tbt = TbtHistogram(), None
@@ -295,7 +296,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
         concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats,
-        images=None if carries is None else carries * images.per_request)
+        images=image_counts)
     dur = result.duration_s if cluster.done else 0.0
     for inst in instances:  # idle power for the time each instance was not busy
         st = inst.stats
@@ -304,14 +305,15 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     return result
 
 
-def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple[int, tuple[int, ...]]:
-    """The prompt tokens and encoder patches the images of one carrying request add (none without images), as the
-    deployment's model processes them; recorded in the run's policy."""
+def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple[int, int]:
+    """The prompt tokens and encoder patches one image adds (none without images), as the deployment's model
+    processes it; recorded in the run's policy."""
     if images is None:
-        return 0, ()
-    geometry = instances[0].cost.model.image_geometry(images.width_px, images.height_px)
+        return 0, 0
+    geometry = images.geometry(instances[0].cost.model)
     cluster.policy_stats["images"] = {
-        "per_request": images.per_request, "size_px": [images.width_px, images.height_px], "share": images.share,
+        "per_request": "trace" if images.per_request is None else images.per_request,
+        "size_px": [images.width_px, images.height_px], "share": images.share,
         "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,
         "prompt_tokens_per_image": geometry.prompt_tokens}
-    return images.per_request * geometry.prompt_tokens, (geometry.patches,) * images.per_request
+    return geometry.prompt_tokens, geometry.patches

@@ -2,7 +2,8 @@
 
 A request with images has its prompt lengthened by the tokens its model's image processor makes of them
 (specs/vision.py image_geometry) and runs the vision encoder over their patches when its prefill starts
-(perf/vision.py). The lengths a trace or a distribution gives are the text's.
+(perf/vision.py). The lengths a trace or a distribution gives are the text's. A trace with a `NumImages` column
+(workload/traces.py) gives each request's count; the flags then give only the images' size.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from phasewise.errors import PhasewiseError
-from phasewise.specs.vision import MAX_IMAGE_SIDE_PX
+from phasewise.specs.vision import MAX_IMAGE_SIDE_PX, ImageGeometry
 
 MAX_IMAGES_PER_REQUEST = 64
 # Which requests carry images: request i does when frac(i x GOLDEN) < share, a low-discrepancy sequence, so that
@@ -22,23 +25,58 @@ GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 @dataclass(slots=True, frozen=True)
 class ImageInputs:
-    per_request: int
+    per_request: int | None  # None: each request's count from its workload (a trace's NumImages column)
     width_px: int
     height_px: int
     share: float = 1.0  # of the requests that carry images
 
     def carries(self, request_id: int) -> bool:
-        """Whether request `request_id` carries images."""
+        """Whether request `request_id` carries images (of a fixed count per request)."""
         return self.share >= 1.0 or (request_id * GOLDEN) % 1.0 < self.share
 
+    def counts(self, requests: int, from_workload: np.ndarray | None) -> np.ndarray:
+        """The images each of `requests` requests carries: the workload's own counts, or `per_request` on the
+        requests `carries` picks."""
+        if self.per_request is None:
+            if from_workload is None or len(from_workload) != requests:
+                raise PhasewiseError("--image-size without --images-per-request needs a trace with a NumImages "
+                                     "column (each request's image count)")
+            return np.asarray(from_workload, dtype=np.int64)
+        return np.array([self.per_request if self.carries(i) else 0 for i in range(requests)], dtype=np.int64)
+
+    def geometry(self, model) -> ImageGeometry:
+        """One image's patches and prompt tokens as `model`'s processor makes them; a model without a vision
+        encoder is a one-line error (naming the trace's column when the counts are the trace's)."""
+        if self.per_request is None and model.vision is None:
+            raise PhasewiseError(f"the trace's NumImages column gives requests images, but model '{model.name}' has "
+                                 "no vision encoder: drop the column to replay the trace's text alone")
+        return model.image_geometry(self.width_px, self.height_px)
+
     def describe(self) -> str:
+        if self.per_request is None:
+            return f"the trace's NumImages x {self.width_px}x{self.height_px} px image(s) per request"
         share = "" if self.share >= 1.0 else f" on {self.share:.0%} of the requests"
         return f"{self.per_request} x {self.width_px}x{self.height_px} px image(s) per request{share}"
 
 
-def image_inputs(per_request: int | None, size: str | None, share: float | None) -> ImageInputs | None:
+def image_inputs(per_request: int | None, size: str | None, share: float | None,
+                 trace_counts: np.ndarray | None = None, trace: str = "the trace") -> ImageInputs | None:
     """The --images-per-request, --image-size and --image-share flags as ImageInputs (None when none is given);
-    a value out of range, or a size or share without a count, is a one-line error naming the flag."""
+    a value out of range, or a size or share without a count, is a one-line error naming the flag.
+    `trace_counts`: the workload's own per-request counts (a trace's NumImages column): then --image-size alone
+    gives their size, and a count or share of the flags' is an error (the trace has its own)."""
+    if trace_counts is not None:
+        for flag, value in (("--images-per-request", per_request), ("--image-share", share)):
+            if value is not None:
+                raise PhasewiseError(f"{flag} does not apply to {trace}: its NumImages column gives each request's "
+                                     "images (--image-size gives their size)")
+        if size is None:
+            if np.any(trace_counts > 0):
+                raise PhasewiseError(f"{trace} gives each request's image count (NumImages) but not the images' "
+                                     "size: give --image-size WIDTHxHEIGHT in pixels (e.g. 1280x720)")
+            return None
+        width, height = _size(size)
+        return ImageInputs(None, width, height)
     if per_request is None:
         for flag, value in (("--image-size", size), ("--image-share", share)):
             if value is not None:
@@ -48,12 +86,18 @@ def image_inputs(per_request: int | None, size: str | None, share: float | None)
         raise PhasewiseError(f"--images-per-request must be in 1..{MAX_IMAGES_PER_REQUEST} (got {per_request})")
     if size is None:
         raise PhasewiseError("--images-per-request needs --image-size WIDTHxHEIGHT in pixels (e.g. 1280x720)")
+    width, height = _size(size)
+    if share is not None and not 0.0 < share <= 1.0:
+        raise PhasewiseError(f"--image-share must be in (0, 1] (got {share})")
+    return ImageInputs(per_request, width, height, 1.0 if share is None else share)
+
+
+def _size(size: str) -> tuple[int, int]:
+    """--image-size WIDTHxHEIGHT as (width, height) pixels, each side in 1..MAX_IMAGE_SIDE_PX."""
     found = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", size)
     if found is None:
         raise PhasewiseError(f"--image-size must be WIDTHxHEIGHT in pixels, e.g. 1280x720 (got '{size}')")
     width, height = int(found.group(1)), int(found.group(2))
     if not (1 <= width <= MAX_IMAGE_SIDE_PX and 1 <= height <= MAX_IMAGE_SIDE_PX):
         raise PhasewiseError(f"--image-size sides must be in 1..{MAX_IMAGE_SIDE_PX:,} pixels (got '{size}')")
-    if share is not None and not 0.0 < share <= 1.0:
-        raise PhasewiseError(f"--image-share must be in (0, 1] (got {share})")
-    return ImageInputs(per_request, width, height, 1.0 if share is None else share)
+    return width, height

@@ -21,6 +21,8 @@ class Workload:
     name: str = "workload"
     # per request, its prompt's prefix block hashes (Mooncake traces, workload/mooncake.py); None: no prefix structure
     prefix_hashes: list[tuple[int, ...]] | None = None
+    # per request, the images it carries (a trace's NumImages column, workload/traces.py); None: not given
+    image_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.arrival_s = np.asarray(self.arrival_s, dtype=np.float64)
@@ -35,6 +37,10 @@ class Workload:
             self.priority = np.asarray(self.priority, dtype=np.int64)
         if self.prefix_hashes is not None and len(self.prefix_hashes) != n:
             raise PhasewiseError("workload prefix hashes differ in length from its requests")
+        if self.image_counts is not None:
+            self.image_counts = np.asarray(self.image_counts, dtype=np.int64)
+            if len(self.image_counts) != n or (self.image_counts < 0).any():
+                raise PhasewiseError(f"{self.name}: image counts must be one integer >= 0 per request")
         checks = (
             (np.isfinite(self.arrival_s) & (self.arrival_s >= 0), "arrival time must be a finite number >= 0"),
             (self.prompt_tokens >= 1, "prompt tokens must be >= 1"),
@@ -56,16 +62,15 @@ class Workload:
         return float(self.arrival_s[-1] - self.arrival_s[0])
 
     def head(self, n: int) -> Workload:
-        pr = None if self.priority is None else self.priority[:n]
-        hashes = None if self.prefix_hashes is None else self.prefix_hashes[:n]
-        return Workload(self.arrival_s[:n], self.prompt_tokens[:n], self.output_tokens[:n], pr, self.name, hashes)
+        return self.take(np.arange(min(n, len(self))))
 
     def take(self, rows: np.ndarray) -> Workload:
         """The requests at `rows` (ascending), with their arrival times."""
         pr = None if self.priority is None else self.priority[rows]
         hashes = None if self.prefix_hashes is None else [self.prefix_hashes[i] for i in rows]
+        images = None if self.image_counts is None else self.image_counts[rows]
         return Workload(self.arrival_s[rows], self.prompt_tokens[rows], self.output_tokens[rows], pr, self.name,
-                        hashes)
+                        hashes, images)
 
     def scaled_to_rate(self, rate_rps: float) -> Workload:
         """Same requests and arrival pattern, time-scaled to a mean rate (how trace replays are swept)."""
@@ -75,7 +80,7 @@ class Workload:
         span = t[-1] if t[-1] > 0 else 1.0
         factor = (len(self) - 1) / span / rate_rps if len(self) > 1 else 1.0
         return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name,
-                        self.prefix_hashes)
+                        self.prefix_hashes, self.image_counts)
 
     def looped(self, duration_s: float) -> Workload:
         """The requests replayed back to back (each copy starts one mean gap after the previous one ends)
@@ -90,5 +95,6 @@ class Workload:
         shift = np.repeat(np.arange(copies) * period, n)
         priority = None if self.priority is None else np.tile(self.priority, copies)
         hashes = None if self.prefix_hashes is None else self.prefix_hashes * copies
+        images = None if self.image_counts is None else np.tile(self.image_counts, copies)
         return Workload(np.tile(t, copies) + shift, np.tile(self.prompt_tokens, copies),
-                        np.tile(self.output_tokens, copies), priority, self.name, hashes)
+                        np.tile(self.output_tokens, copies), priority, self.name, hashes, images)

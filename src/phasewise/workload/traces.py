@@ -1,4 +1,5 @@
-"""Trace files: the Azure LLM inference trace CSV (both column namings) and JSONL."""
+"""Trace files: the Azure LLM inference trace CSV (both column namings) and JSONL, with two optional columns: a
+request's class (`priority`) and the images it carries (`NumImages`, as Azure's 2025 multimodal trace names it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
+from phasewise.workload.images import MAX_IMAGES_PER_REQUEST
 from phasewise.workload.mooncake import is_mooncake, load_mooncake
 from phasewise.workload.request import Workload
 
@@ -23,6 +25,10 @@ COLUMNS = [
 BUNDLED = {"azure-conv": "azure_conv_excerpt.csv", "azure-code": "azure_code_excerpt.csv",
            "mooncake": "mooncake_conversation_excerpt.jsonl"}
 PRIORITY = "priority"  # optional column: the request's class (0 = most urgent)
+# optional column: the images a request carries (the Azure LMM inference trace 2025, AzureLMMInferenceDataset2025.md:
+# TIMESTAMP, NumImages, ContextTokens, GeneratedTokens); its width and height are not in the trace (--image-size)
+IMAGES = "NumImages"
+OPTIONAL = (PRIORITY, IMAGES)
 
 
 def _timestamp(value: str) -> float:
@@ -41,7 +47,7 @@ def _timestamp(value: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
-def _rows_csv(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, list | None]:
+def _rows_csv(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
     # csv.reader rather than DictReader (a dict per row costs more than the parsing), read as DictReader reads:
     # blank lines skipped, a repeated column name meaning its last column, a short row's missing fields None
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -51,7 +57,8 @@ def _rows_csv(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, l
         raise PhasewiseError(f"trace '{path}' line {reader.line_num}: not CSV ({exc})") from None
 
 
-def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, list | None]:
+def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
+    """(arrival, prompt, output) text per row, the first data line's number, and the optional columns present."""
     header = next(reader, None) or []
     index = {name: i for i, name in enumerate(header)}
     for cols in COLUMNS:
@@ -62,42 +69,44 @@ def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, l
             def short(r: list[str]) -> tuple:  # a row with fewer fields: the missing ones None
                 return tuple(r[i] if i < len(r) else None for i in (a, b, c))
 
-            if PRIORITY not in index:
-                return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2, None
+            optional = [name for name in OPTIONAL if name in index]
+            if not optional:
+                return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2, {}
             raw = [r for r in reader if r]
-            k = index[PRIORITY]
-            return ([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], 2,
-                    [r[k] if k < len(r) else None for r in raw])
+            extra = {name: [r[index[name]] if index[name] < len(r) else None for r in raw] for name in optional}
+            return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], 2, extra
     wanted = " or ".join("/".join(c) for c in COLUMNS)
     found = ", ".join(repr(h)[1:-1][:40] for h in header[:12]) + (", ..." if len(header) > 12 else "")
     raise PhasewiseError(f"trace '{path}': missing columns; need {wanted} (found {found or 'none'})")
 
 
-def _rows_jsonl(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, list | None]:
-    rows, priorities = [], []
+def _rows_jsonl(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
+    rows, extra = [], {name: [] for name in OPTIONAL}
     for i, obj in jsonl_objects(text, path):
         for cols in COLUMNS:
             if all(c in obj for c in cols):
                 rows.append(tuple(str(obj[c]) for c in cols))
-                priorities.append(obj.get(PRIORITY))
+                for name, values in extra.items():
+                    values.append(obj.get(name))
                 break
         else:
             raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}"
                                  " or Mooncake's timestamp/input_length/output_length/hash_ids")
-    return rows, 1, priorities if any(p is not None for p in priorities) else None
+    return rows, 1, {name: values for name, values in extra.items() if any(v is not None for v in values)}
 
 
-def _priorities(values: list, path: Path, first_line: int) -> np.ndarray:
-    """The optional request-class column (0 = most urgent; priority pools give each class its SLOs)."""
+def _integers(values: list, path: Path, first_line: int, column: str, top: int | None = None) -> np.ndarray:
+    """An optional integer column (priority: 0 = most urgent, priority pools give each class its SLOs; NumImages:
+    0..`top`), every row's value checked."""
     out = np.empty(len(values), dtype=np.int64)
+    allowed = "an integer >= 0" if top is None else f"an integer in 0..{top}"
     for i, value in enumerate(values):
         try:
             number = float(value)
         except (TypeError, ValueError):
             number = math.nan
-        if not (number >= 0 and number == int(number)):
-            raise PhasewiseError(f"trace '{path}' row {i + first_line}: {PRIORITY} must be an integer >= 0 "
-                                 f"(got {value!r})")
+        if not (number >= 0 and number == int(number) and (top is None or number <= top)):
+            raise PhasewiseError(f"trace '{path}' row {i + first_line}: {column} must be {allowed} (got {value!r})")
         out[i] = int(number)
     return out
 
@@ -134,16 +143,18 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
     text = read_text(path, "trace", TRACE_MAX_BYTES)
     if path.suffix in (".jsonl", ".json") and is_mooncake(text):
         return load_mooncake(path, limit, text)
-    rows, first_line, classes = (_rows_jsonl if path.suffix in (".jsonl", ".json") else _rows_csv)(path, text)
+    rows, first_line, extra = (_rows_jsonl if path.suffix in (".jsonl", ".json") else _rows_csv)(path, text)
     if limit:
         rows = rows[:limit]
     if not rows:
         raise PhasewiseError(f"trace '{path}' has no requests")
-    priority = None if classes is None else _priorities(classes[:len(rows)], path, first_line)
+    priority, images = (None if name not in extra else
+                        _integers(extra[name][:len(rows)], path, first_line, name, top)
+                        for name, top in ((PRIORITY, None), (IMAGES, MAX_IMAGES_PER_REQUEST)))
     fast = _columns(rows)
     if fast is not None:
         arrival, prompt, output = fast
-        return Workload(arrival - arrival[0], prompt, output, priority, name=path.name)
+        return Workload(arrival - arrival[0], prompt, output, priority, name=path.name, image_counts=images)
     arrival = np.empty(len(rows))
     prompt = np.empty(len(rows), dtype=np.int64)
     output = np.empty(len(rows), dtype=np.int64)
@@ -165,4 +176,4 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
         prompt[i], output[i] = int(pf), int(of)
     if not np.isfinite(arrival).all() or (arrival < 0).any():
         raise PhasewiseError(f"trace '{path}': arrival times must be finite and >= 0")
-    return Workload(arrival - arrival[0], prompt, output, priority, name=path.name)
+    return Workload(arrival - arrival[0], prompt, output, priority, name=path.name, image_counts=images)
