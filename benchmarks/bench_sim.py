@@ -41,19 +41,22 @@ def main() -> None:
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--memory-fraction", type=float, default=None, help="below the engine's: KV pressure")
     ap.add_argument("--images-per-request", type=int, default=None, help="a multimodal model: images per request")
-    ap.add_argument("--image-size", default=None, help="with --images-per-request: WIDTHxHEIGHT pixels")
+    ap.add_argument("--image-size", default=None, help="with --images-per-request (or a trace's NumImages column): "
+                    "WIDTHxHEIGHT pixels")
     ap.add_argument("--image-share", type=float, default=None, help="with --images-per-request: requests carrying them")
     args = ap.parse_args()
-    images = image_inputs(args.images_per_request, args.image_size, args.image_share)
     engines = ENGINES if args.engine == "all" else tuple(e.strip() for e in args.engine.split(",") if e.strip())
     if args.trace:
         work = load_trace(args.trace)
         what = f"{len(work)} requests of {args.trace}"
+        # a trace with a NumImages column gives each request's count (--image-size their size)
+        images = image_inputs(args.images_per_request, args.image_size, args.image_share, work.image_counts)
     else:
         trace = load_trace("azure-conv")
         prompt = LengthDist("empirical", samples=tuple(int(x) for x in trace.prompt_tokens))
         output = LengthDist("empirical", samples=tuple(int(x) for x in trace.output_tokens))
         work = open_loop(args.rate, args.requests, prompt, output, seed=1)
+        images = image_inputs(args.images_per_request, args.image_size, args.image_share)
         what = f"{args.requests} requests @ {args.rate} req/s"
     for engine in engines:
         where = dict(model=args.model, hardware=args.hardware, tp=args.tp, memory_fraction=args.memory_fraction)

@@ -379,6 +379,27 @@ def test_sglang_takes_its_own_memory_fraction_and_graph_cap_by_default():
     assert tp8.fraction(None) == tp8.memory_fraction and tp8.fraction(0.7) == 0.7
 
 
+def test_sglang_lowers_its_default_fraction_for_a_vision_encoder():
+    """SGLang's adjust_mem_fraction_for_vlm: x 0.95 x (1 - 0.1 x (r - 1)) held to [0.8, 1.05], r = the ViT's layers
+    x hidden^2 over 24 x 1024^2; a fraction the user gives is left alone, and vLLM's and TensorRT-LLM's are too."""
+    from phasewise.specs import load_model
+    from phasewise.specs.engines import sglang_vision_factor
+
+    h100 = load_hardware("h100-sxm")
+    vision = load_model("Qwen/Qwen3-VL-30B-A3B-Instruct").vision  # 27 ViT blocks of 1,152
+    ratio = 27 * 1152**2 / (24 * 1024**2)  # 1.42
+    assert sglang_vision_factor(27, 1152) == pytest.approx(0.95 * (1 - 0.1 * (ratio - 1)))
+    assert sglang_vision_factor(24, 1024) == pytest.approx(0.95)  # ViT-L/14's shape: the base factor
+    assert sglang_vision_factor(34, 1408) == pytest.approx(0.95 * (1 - 0.1 * (34 * 1408**2 / (24 * 1024**2) - 1)))
+    assert sglang_vision_factor(45, 3200) == pytest.approx(0.95 * 0.8)  # InternViT-6B's shape (r 18): held at 0.8
+    assert sglang_vision_factor(6, 512) == pytest.approx(0.95 * 1.05)  # a small ViT: held at 1.05
+    text, multimodal = resolve_engine("sglang", h100), resolve_engine("sglang", h100, vision=vision)
+    assert multimodal.memory_fraction == pytest.approx(text.memory_fraction * sglang_vision_factor(27, 1152))
+    assert multimodal.fraction(0.8) == 0.8
+    for engine in ("vllm", "trtllm"):
+        assert resolve_engine(engine, h100, vision=vision).memory_fraction == 0.9
+
+
 def test_a_deployment_that_does_not_fit_at_the_default_fraction_says_how_to_give_it_more():
     with pytest.raises(PhasewiseError, match=r"does not fit in memory.*default memory fraction 0\.8\d+; "
                                              r"--memory-fraction"):

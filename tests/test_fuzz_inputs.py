@@ -34,6 +34,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG,
 CSV = "arrived_at,num_prefill_tokens,num_decode_tokens\n0,120,8\n0.5,300,20\n1.25,64,3\n"
 JSONL = "".join(json.dumps({"TIMESTAMP": t, "ContextTokens": p, "GeneratedTokens": o}) + "\n"
                 for t, p, o in ((0, 120, 8), (0.5, 300, 20)))
+LMM = ("TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n2024-10-15T12:00:00.269Z,0,770,491\n"
+       "2024-10-15T12:00:05.819Z,1,949,126\n2024-10-15T12:00:07.566Z,16,4564,137\n")  # Azure LMM 2025's columns
 MOONCAKE = "".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 5, "hash_ids": ids}) + "\n"
                    for t, n, ids in ((0, 600, [1, 2]), (40, 700, [1, 3])))
 CONFIG = json.dumps({"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
@@ -59,6 +61,7 @@ READERS = {
     "trace-csv": (CSV, ".csv", load_trace),
     "trace-jsonl": (JSONL, ".jsonl", load_trace),
     "trace-mooncake": (MOONCAKE, ".jsonl", load_trace),
+    "trace-images": (LMM, ".csv", load_trace),
     "model-config": (CONFIG, ".json", load_model),
     "hardware": (HARDWARE, ".yaml", load_hardware),
     "engine": (ENGINE, ".yaml", load_engine),

@@ -152,7 +152,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
-    config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp)
+    config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
     window = spec.window_all_layers
     images = None

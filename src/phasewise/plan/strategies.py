@@ -115,7 +115,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
     split = parallel_layout(model, tp, **layout) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
-                            role=role)
+                            role=role, vision=model.vision)
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,

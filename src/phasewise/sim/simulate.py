@@ -60,7 +60,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
 
         def resolve(kv_capacity_tokens: int | None = None) -> EngineConfig:
             return resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, kv_capacity_tokens, role=g.role,
-                                  speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp)
+                                  speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp,
+                                  vision=model.vision)
 
         engine = resolve()
         if g.knobs.get("mamba_ssm_dtype") and not model.linear_attention_layers:

@@ -15,6 +15,7 @@ from phasewise.errors import PhasewiseError, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
 from phasewise.specs.model import ModelSpec
+from phasewise.specs.vision import VisionEncoder
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
 ENTRY_POINTS = ("server", "offline")
@@ -274,6 +275,15 @@ def sglang_memory_fraction(memory_bytes: float, chunked_prefill_size: int, cuda_
     return round((memory_mib - reserved) / memory_mib, 3)
 
 
+def sglang_vision_factor(depth: int, hidden_size: int) -> float:
+    """What SGLang multiplies its default --mem-fraction-static by for a multimodal model, to leave room for the
+    vision encoder's activations (srt/server_args.py adjust_mem_fraction_for_vlm, 0.4.x-0.5.x; read via the code
+    search): 0.95 x (1 - 0.1 x (r - 1)), the second factor held to [0.8, 1.05], r = the ViT's layers x hidden_size^2
+    over ViT-L/14's 24 x 1024^2 (Qwen3-VL's 27 x 1152^2: r 1.42, x 0.910; Pixtral's 24 x 1024^2: x 0.95)."""
+    ratio = depth * hidden_size**2 / (24 * 1024**2)
+    return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
+
+
 def _version_table(name: str, entry: dict, version: str) -> dict[str, Any]:
     versions = entry["versions"]
     if version not in versions:
@@ -340,11 +350,12 @@ def role_knobs(engine: str, role: str) -> dict[str, Any]:
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
                    role: str = "collocated", speculative_draft: str | None = None,
-                   attention_dp: int = 1, tp: int = 1) -> EngineConfig:
+                   attention_dp: int = 1, tp: int = 1, vision: VisionEncoder | None = None) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
     instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
     draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks, `tp` its
-    GPUs per pipeline stage (SGLang's defaults follow both)."""
+    GPUs per pipeline stage (SGLang's defaults follow both); `vision` the model's vision encoder (SGLang lowers its
+    default memory fraction for one)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -390,7 +401,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if sched == "sglang":  # its --mem-fraction-static default follows the GPU, the chunk, the graphs and the layout
         config = replace(config, memory_fraction=sglang_memory_fraction(
             hw.memory_capacity_bytes, values["chunked_prefill_size"], values["cuda_graph_max_bs"], tp, pp, attention_dp,
-            speculative_draft))
+            speculative_draft) * (1.0 if vision is None else sglang_vision_factor(vision.depth, vision.hidden_size)))
     if bare:
         config = replace(config, profile=profile)
     return config
