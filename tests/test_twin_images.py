@@ -107,3 +107,17 @@ def test_serve_image_size_is_checked_in_one_line(run_cli):
                           (("--model", "meta-llama/Llama-3.1-8B", "--image-size", "64x64"), "has no vision encoder")):
         code, out, err = run_cli("serve", "--model", VL, *args) if args[0] != "--model" else run_cli("serve", *args)
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_twin_with_disaggregated_encoders_encodes_there():
+    from phasewise.sim.deployment import build_deployment
+
+    deployment = build_deployment({"model": VL, "encoders": {"replicas": 1},
+                                   "instances": [{"role": "collocated", "hardware": "h100-sxm"}]})
+    live = LiveSim(deployment)
+    with serving(create_app(live, VL, Tokenizer(), url_image_px=(640, 480))) as url:
+        picture = {"type": "image_url", "image_url": {"url": data_url(png(1280, 720))}}
+        reply = _chat(url, [{"type": "text", "text": "what is this"}, picture])
+        assert reply.status_code == 200, reply.text
+        worker = live.cluster.encoders.workers[0]
+        assert worker.stats.images_encoded == 1 and live.instances[0].stats.images_encoded == 0

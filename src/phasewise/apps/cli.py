@@ -35,6 +35,10 @@ from phasewise.apps.cli_common import (
     DeploymentFile,
     DisableHybridSwaMemory,
     DisableOverlapScheduler,
+    EncodeHardware,
+    EncodeLink,
+    EncodeTp,
+    EncodeWorkers,
     Engine,
     EntryPoint,
     Ep,
@@ -238,6 +242,10 @@ def simulate_cmd(
     images_per_request: ImagesPerRequest = None,
     image_size: ImageSize = None,
     image_share: ImageShare = None,
+    encode_workers: EncodeWorkers = None,
+    encode_tp: EncodeTp = None,
+    encode_hardware: EncodeHardware = None,
+    encode_link: EncodeLink = None,
     trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too; optional priority and NumImages columns), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -301,7 +309,8 @@ def simulate_cmd(
                  train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
                  lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
                  images_per_request=images_per_request, image_size=image_size, image_share=image_share,
-                 **given_layout(locals()), **given_knobs(locals()))
+                 encode_workers=encode_workers, encode_tp=encode_tp, encode_hardware=encode_hardware,
+                 encode_link=encode_link, **given_layout(locals()), **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
         result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True,
                           images=spec.images)

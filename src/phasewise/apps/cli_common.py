@@ -54,6 +54,10 @@ PrefixCaching = Annotated[Optional[str], typer.Option(help="on|off: share cached
 # image inputs (workload/images.py): a multimodal model's images per request, their size, the requests carrying them
 ImagesPerRequest = Annotated[Optional[int], typer.Option(help="images each request carries (a model with a vision encoder: Qwen3-VL, Qwen3.5, Mistral 3, Gemma 3); their tokens are added to the prompt, the encoder runs at its prefill")]
 ImageSize = Annotated[Optional[str], typer.Option(help="with --images-per-request, or alone for a trace with a NumImages column: WIDTHxHEIGHT in pixels, before the model's processor resizes it (e.g. 1280x720)")]
+EncodeWorkers = Annotated[Optional[int], typer.Option(help="disaggregated vision encoders: encode workers that run the model's vision encoder before the language model's instances (a multimodal model; default: none, each instance encodes its own requests' images)")]
+EncodeTp = Annotated[Optional[int], typer.Option(help="with --encode-workers: GPUs per encode worker (default 1)")]
+EncodeHardware = Annotated[Optional[str], typer.Option(help="with --encode-workers: their chip (default --hardware)")]
+EncodeLink = Annotated[Optional[str], typer.Option(help="with --encode-workers: nvlink|pcie|rdma, what carries the embeddings to the language model's instances (default nvlink)")]
 ImageShare = Annotated[Optional[float], typer.Option(help="with --images-per-request: the share of requests that carry images, (0, 1] (default 1)")]
 Scheduler = Annotated[Optional[str], typer.Option(help="plain | ascendra (priority pools: --replicas split into LP and --hp-instances HP, proactive offload; needs SLOs)")]
 HpInstances = Annotated[Optional[int], typer.Option(help="ascendra: high-priority instances among --replicas (default 1)")]

@@ -65,6 +65,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           decode_ep: int | None = None, prefill_attention_dp: int | None = None,
                           decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
                           routing_skew: float | None = None, prefix_caching: str | None = None,
+                          encode_workers: int | None = None, encode_tp: int | None = None,
+                          encode_hardware: str | None = None, encode_link: str | None = None,
                           **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
@@ -78,7 +80,9 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     instance (sim/online_training.py).
     `ep`, `moe_tp`, `attention_dp` (and per role `prefill_ep`, `decode_ep`, `prefill_attention_dp`,
     `decode_attention_dp`): how each instance's tp GPUs split the MoE experts and attention (perf/parallel.py).
-    `routing_skew`: the traffic's MoE routing skew in place of the model's (perf/expert_load.py)."""
+    `routing_skew`: the traffic's MoE routing skew in place of the model's (perf/expert_load.py).
+    `encode_workers` (and `encode_tp`, `encode_hardware`, `encode_link`): disaggregated vision encoders
+    (sim/encode_pool.py)."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -108,6 +112,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         if prefix_caching not in ("on", "off"):
             raise PhasewiseError(f"--prefix-caching '{prefix_caching}' is not one of on, off")
         common["prefix_caching"] = prefix_caching == "on"
+    encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
@@ -121,7 +126,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         groups = [dict(role="collocated", pool="lp", tp=tp, replicas=lp_count, engine=lp_engine, **common),
                   dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
         return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
-                                 "priority_pools": block}, "deployment flags")
+                                 "priority_pools": block, **encoders}, "deployment flags")
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
@@ -139,7 +144,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                        **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
-    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link}
+    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders}
     if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
         data["speculative"] = {"draft_tokens": spec_tokens, **({"acceptance": spec_acceptance}
                                                                if spec_acceptance is not None else {}),
@@ -172,6 +177,29 @@ def moe_layout_flags(arch: str, ep: int | None, moe_tp: int | None, attention_dp
 
     return {"collocated": fields(None, None), "prefill": fields(prefill_ep, prefill_attention_dp),
             "decode": fields(decode_ep, decode_attention_dp)}
+
+
+ENCODE_LINKS = ("nvlink", "pcie", "rdma")
+
+
+def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, link: str | None,
+                  default_hardware: str) -> dict:
+    """The `encoders` block of --encode-workers N (--encode-tp, --encode-hardware, default the instances' chip,
+    --encode-link), each flag checked; {} without --encode-workers (then the others must be left alone)."""
+    if workers is None:
+        for flag, value in (("--encode-tp", tp), ("--encode-hardware", hardware), ("--encode-link", link)):
+            if value is not None:
+                raise PhasewiseError(f"{flag} needs --encode-workers N (disaggregated vision encoders)")
+        return {}
+    if workers < 1:
+        raise PhasewiseError(f"--encode-workers must be >= 1 (got {workers})")
+    if tp is not None and tp < 1:
+        raise PhasewiseError(f"--encode-tp must be >= 1 (got {tp})")
+    if link is not None and link not in ENCODE_LINKS:
+        raise PhasewiseError(f"--encode-link '{link}' is not one of {', '.join(ENCODE_LINKS)}")
+    block = {"hardware": hardware or default_hardware, "replicas": workers, "tp": tp or 1,
+             **({"link": link} if link else {})}
+    return {"encoders": block}
 
 
 SCHEDULER_MODES = ("plain", "ascendra")
@@ -345,6 +373,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
             work = open_loop(rate, 1000 if count is None else count, prompt, output, arrival=arrival,
                              cv=1.0 if cv is None else cv,
                              seed=seed)
+    if knobs.get("encode_workers") is not None and images is None:
+        raise PhasewiseError("--encode-workers needs image inputs (--images-per-request, or a trace with a NumImages "
+                             "column and --image-size): without images the encode workers would have nothing to do")
     return SimSpec(dep, work, slo, images)
 
 

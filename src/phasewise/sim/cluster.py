@@ -38,6 +38,7 @@ class Cluster:
         self.pools = None  # priority pools' controller (sim/priority_pools.py), when the deployment has them
         self.offload = None  # attention offload's controller (sim/attention_offload.py), when the deployment has it
         self.trainer = None  # online training's colocated trainers (sim/online_training.py), when the deployment has them
+        self.encoders = None  # disaggregated vision encoders (sim/encode_pool.py), when the deployment has them
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)
@@ -68,6 +69,13 @@ class Cluster:
 
     # --- request flow --------------------------------------------------------------------------
     def arrive(self, req: SimRequest) -> None:
+        if self.encoders is not None and req.image_patches:  # its images first, on an encode worker
+            self.encoders.admit(req)
+            return
+        self.route(req)
+
+    def route(self, req: SimRequest) -> None:
+        """To the instance (collocated or prefill) the router picks."""
         self.front.pick_for(req).enqueue(req)
 
     def requeue(self, req: SimRequest) -> None:

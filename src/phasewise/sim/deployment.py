@@ -211,6 +211,30 @@ class OnlineTraining(BaseModel):
         return self
 
 
+class EncodeWorkers(BaseModel):
+    """Disaggregated vision encoders (encode / prefill / decode serving, as vLLM's disaggregated encoder, SGLang's
+    encoder-only servers and Dynamo's multimodal encode workers run them): `replicas` workers of `tp` GPUs of
+    `hardware` run the model's vision encoder over the images of the requests that carry them, in BF16, each
+    forward batching its queue's requests (whole, in arrival order) up to `max_batch_tokens` of image tokens;
+    a request's embeddings (its image tokens x the encoder's embedding width, BF16) then cross `link` to the
+    instance that prefills it, which runs no encoder for it. Requests without images go straight to the language
+    model's instances. (sim/encode_pool.py)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hardware: str = "h100-sxm"
+    tp: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    engine: str = "vllm"  # whose host dispatch launches the encoder's kernels (an engine preset or host profile)
+    link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
+    # assumed: vLLM's encoder compute budget is its max_num_batched_tokens (8,192 on an H100-class server)
+    max_batch_tokens: int = Field(default=8192, ge=1)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.replicas
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -222,6 +246,7 @@ class Deployment(BaseModel):
     priority_pools: PriorityPools | None = None
     attention_offload: AttentionOffload | None = None  # Adrenaline (disaggregated only)
     online_training: OnlineTraining | None = None  # a colocated trainer (Alchemist; collocated only)
+    encoders: EncodeWorkers | None = None  # disaggregated vision encoders (a model with one)
 
     @model_validator(mode="after")
     def _training(self) -> Deployment:
@@ -287,7 +312,7 @@ class Deployment(BaseModel):
 
     @property
     def gpus(self) -> int:
-        return sum(g.gpus for g in self.instances)
+        return sum(g.gpus for g in self.instances) + (self.encoders.gpus if self.encoders is not None else 0)
 
     @property
     def disaggregated(self) -> bool:

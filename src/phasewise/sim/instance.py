@@ -260,7 +260,7 @@ class Instance(KvAdmission, DecodingSet):
         patches: list[int] = []
         for req, take in chunks:
             count = len(req.image_patches)
-            if req.images_done >= count:
+            if req.images_done >= count or req.images_remote:
                 continue
             start = max(req.prompt - sum(req.image_tokens), 0)  # the images follow the text
             for tokens in req.image_tokens[:req.images_done]:

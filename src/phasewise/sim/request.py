@@ -47,6 +47,7 @@ class SimRequest:
     image_patches: tuple = ()
     image_tokens: tuple = ()
     images_done: int = 0
+    images_remote: bool = False  # encoded by a disaggregated encode worker (sim/encode_pool.py): none to run here
 
     @property
     def prefill_target(self) -> int:

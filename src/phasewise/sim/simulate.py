@@ -19,6 +19,7 @@ from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
+from phasewise.sim.encode_pool import EncodePool
 from phasewise.sim.events import EventLoop
 from phasewise.sim.instance import Instance
 from phasewise.sim.link import Link, link_rate
@@ -158,6 +159,9 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
 
     cluster.wire(instances, deployment.router, link_for)
+    if deployment.encoders is not None:
+        cluster.encoders = EncodePool(deployment, cluster)
+        price += load_hardware(deployment.encoders.hardware).price_per_hour_usd * deployment.encoders.gpus
     if deployment.priority_pools is not None:
         cluster.pools = PoolController(deployment.priority_pools, cluster, instances, slo)
     offload = deployment.attention_offload
@@ -277,6 +281,12 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         cluster.policy_stats["mapping"] = mapping_summary(energies)
     if closed and n_warm:  # warm-up requests are excluded from every summary figure
         cluster.tbt.subtract(warm_tbt)
+    workers = cluster.encoders.workers if cluster.encoders is not None else []
+    if workers:  # disaggregated encoders: what their workers did, and the requests they encoded
+        cluster.policy_stats["encoders"] = {
+            "workers": len(workers), "hardware": deployment.encoders.hardware, "tp": deployment.encoders.tp,
+            "link": deployment.encoders.link, "requests_encoded": cluster.encoders.encoded_requests,
+            "images_encoded": sum(w.stats.images_encoded for w in workers)}
 
     if cluster.done + cluster.rejected != n:
         raise RuntimeError(f"simulation ended with {n - cluster.done - cluster.rejected} requests unfinished")
@@ -293,13 +303,14 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         output_tokens=np.asarray(outputs), first_token_s=cluster.first_token_s, finish_s=cluster.finish_s,
         scheduled_s=cluster.scheduled_s, tpot_s=cluster.tpot_s, max_tbt_s=cluster.max_tbt_s,
         preemptions=cluster.preemptions, instance=cluster.instance_of, tbt=cluster.tbt,
-        instances=[i.stats for i in instances], gpus=deployment.gpus, price_per_hour_usd=price, slo=slo,
+        instances=[i.stats for i in instances] + [w.stats for w in workers], gpus=deployment.gpus,
+        price_per_hour_usd=price, slo=slo,
         events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
         concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats,
         images=image_counts)
     dur = result.duration_s if cluster.done else 0.0
-    for inst in instances:  # idle power for the time each instance was not busy
+    for inst in [*instances, *workers]:  # idle power for the time each instance or encode worker was not busy
         st = inst.stats
         st.energy_j += st.gpus * inst.idle_w * max(dur - st.busy_s, 0.0)
     result.wall_s = time.perf_counter() - wall0

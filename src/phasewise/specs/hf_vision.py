@@ -97,7 +97,7 @@ def qwen3_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
                          head_dim=_head_dim(hidden, heads, where, "num_heads"), patch_inputs=patch_inputs,
                          block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=((merged, merged), (merged, out)) * mergers, patch_size=sizes["patch_size"],
-                         merge=merge)
+                         merge=merge, embedding_width=out * mergers)
 
 
 def pixtral_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
@@ -122,7 +122,7 @@ def pixtral_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Vision
                          head_dim=head_dim,
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, width, inter, gated=True),
                          head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=merge ** 2,
-                         image_size=sizes["image_size"])
+                         image_size=sizes["image_size"], embedding_width=text)
 
 
 def siglip_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
@@ -145,7 +145,7 @@ def siglip_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=((hidden, text_hidden),), patch_size=sizes["patch_size"],
                          merge=max(1, patches // tokens),
-                         image_size=sizes["image_size"], tokens_per_image=tokens)
+                         image_size=sizes["image_size"], tokens_per_image=tokens, embedding_width=text_hidden)
 
 
 def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
@@ -169,7 +169,7 @@ def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
                          num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=4,
-                         image_size=sizes["image_size"])
+                         image_size=sizes["image_size"], embedding_width=text_hidden)
 
 
 def _head_dim(hidden: int, heads: int, where: str, field: str) -> int:

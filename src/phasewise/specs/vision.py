@@ -70,6 +70,9 @@ class VisionEncoder(BaseModel):
     merge: int = Field(gt=0)  # patches per prompt token (2 x 2 merge: 4)
     image_size: int = Field(default=0, ge=0)  # Pixtral: the longer side's limit; SigLIP: the fixed square side
     tokens_per_image: int = Field(default=0, ge=0)  # SigLIP: mm_tokens_per_image after the pool
+    # elements of one prompt token's embedding as the encoder hands it to the language model (what a disaggregated
+    # encoder sends): the language model's width, or Qwen3-VL's out_hidden_size x (1 + its deepstack levels)
+    embedding_width: int = Field(gt=0)
 
     def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
         """Patches and prompt tokens of one `width_px` x `height_px` image, as the checkpoint's processor resizes it

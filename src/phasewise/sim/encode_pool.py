@@ -1,0 +1,144 @@
+"""Disaggregated vision encoders (sim/deployment.py EncodeWorkers): encode workers of their own run the vision encoder
+over the images of the requests that carry them, before the language model sees those requests.
+
+A request with images is sent to the encode worker with the fewest image tokens outstanding. A worker runs one
+forward at a time over the requests waiting in its queue, whole and in arrival order, until the next one would take
+the batch beyond `max_batch_tokens` image tokens (the first always goes). When the forward ends, each request's
+embeddings (its image tokens x the encoder's embedding width, BF16) cross the worker's link to the language model's
+instances (sent together they share the link), and the request is routed there as any other arrival, its images
+marked encoded so that the instance that prefills it runs no encoder for it (a preempted request keeps them: the
+engines read them back from their encoder cache or the connector's store). Requests without images bypass the pool.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import CostModel
+from phasewise.perf.parallel import parallel_layout
+from phasewise.sim.link import Link, link_rate
+from phasewise.sim.metrics import InstanceStats
+from phasewise.sim.request import SimRequest
+from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs.engines import resolve_engine
+
+if TYPE_CHECKING:
+    from phasewise.sim.cluster import Cluster
+    from phasewise.sim.deployment import Deployment
+
+EMBEDDING_BYTES = 2  # BF16, as the encoders hand their embeddings to the language model
+
+
+class EncodeWorker:
+    """One encode worker: its queue, the forward in flight, and the link its embeddings leave by."""
+
+    __slots__ = ("name", "pool", "cost", "link", "queue", "busy", "outstanding_tokens", "stats", "idle_w",
+                 "_idle_power", "_dynamic_power", "_inv_peak", "_inv_bw")
+
+    def __init__(self, name: str, pool: EncodePool, cost: CostModel, link: Link) -> None:
+        self.name, self.pool, self.cost, self.link = name, pool, cost, link
+        self.queue: deque[SimRequest] = deque()
+        self.busy = False
+        self.outstanding_tokens = 0  # image tokens queued or in the forward (the pool's pick)
+        hw, gpus = cost.hw, cost.tp
+        self.stats = InstanceStats(name, "encode", gpus, peak_flops=cost.peak * gpus,
+                                   bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
+        self.idle_w = hw.idle_w if hw.idle_w is not None else 0.3 * hw.tdp_w  # as sim/instance.py assumes
+        self._idle_power, self._dynamic_power = gpus * self.idle_w, gpus * (hw.tdp_w - self.idle_w)
+        self._inv_peak, self._inv_bw = 1.0 / self.stats.peak_flops, 1.0 / self.stats.bandwidth
+
+    def enqueue(self, req: SimRequest) -> None:
+        self.queue.append(req)
+        self.outstanding_tokens += sum(req.image_tokens)
+        if not self.busy:
+            self._start()
+
+    def _start(self) -> None:
+        budget = self.pool.spec.max_batch_tokens
+        batch: list[SimRequest] = []
+        tokens = 0
+        while self.queue:
+            req = self.queue[0]
+            if req.cancelled:  # the client left while it waited (the twin)
+                self.queue.popleft()
+                self.outstanding_tokens -= sum(req.image_tokens)
+                continue
+            need = sum(req.image_tokens)
+            if batch and tokens + need > budget:
+                break
+            batch.append(self.queue.popleft())
+            tokens += need
+        if not batch:
+            return
+        patches = tuple(p for req in batch for p in req.image_patches)
+        encoded = self.cost.encoder(patches)
+        t = encoded.time_s
+        st = self.stats
+        flops, nbytes = encoded.flops * self.cost.tp, encoded.bytes * self.cost.tp  # one GPU's -> the worker's
+        util = min(max(flops * self._inv_peak, nbytes * self._inv_bw) / t, 1.0) if t > 0 else 0.0
+        st.energy_j += (self._idle_power + self._dynamic_power * util) * t
+        st.busy_s += t
+        st.encoder_busy_s += t
+        st.iterations += 1
+        st.batch_seqs_sum += len(batch)
+        st.prefill_tokens += tokens
+        st.images_encoded += len(patches)
+        st.flops += flops
+        st.bytes += nbytes
+        self.busy = True
+        loop = self.pool.cluster.loop
+        loop.at(loop.now + t, self._done, batch, tokens)
+
+    def _done(self, batch: list[SimRequest], tokens: int) -> None:
+        self.busy = False
+        self.outstanding_tokens -= tokens
+        width = self.pool.embedding_width
+        for req in batch:
+            nbytes = sum(req.image_tokens) * width * EMBEDDING_BYTES
+            self.link.send(req.id, nbytes, lambda r=req: self.pool.arrived(r))
+        if self.queue:
+            self._start()
+
+
+class EncodePool:
+    """The deployment's encode workers and the router in front of them."""
+
+    __slots__ = ("spec", "cluster", "workers", "embedding_width", "encoded_requests")
+
+    def __init__(self, deployment: Deployment, cluster: Cluster) -> None:
+        spec = deployment.encoders
+        self.spec, self.cluster = spec, cluster
+        model = load_model(deployment.model)
+        where = "deployment encoders"
+        if model.vision is None:
+            raise PhasewiseError(f"{where}: model '{model.name}' has no vision encoder (its config.json has no "
+                                 "vision_config this parser reads): there is nothing to disaggregate")
+        hw = load_hardware(spec.hardware)
+        layout = parallel_layout(model, spec.tp)
+        engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision)
+        cost = CostModel(model, hw, load_quant("bf16"), engine.profile, spec.tp, 1, layout)
+        weights = model.encoder_params * EMBEDDING_BYTES / spec.tp
+        if weights > 0.9 * hw.memory_capacity_bytes:
+            raise PhasewiseError(f"{where}: the vision encoder's {weights / 2**30:.1f} GiB of BF16 weights a GPU do "
+                                 f"not fit in a {hw.key}'s memory at tp={spec.tp}")
+        self.embedding_width = model.vision.embedding_width
+        self.encoded_requests = 0
+        bandwidth, latency = link_rate(hw.interconnect, spec.link)
+        lanes = spec.tp  # each GPU sends its share of the embeddings
+        self.workers = [EncodeWorker(f"enc.{r}", self, cost, Link(cluster.loop, bandwidth * lanes *
+                                                                 cost.eff.link_efficiency, latency))
+                        for r in range(spec.replicas)]
+
+    def admit(self, req: SimRequest) -> None:
+        """A request carrying images: to the worker with the fewest image tokens outstanding."""
+        min(self.workers, key=lambda w: w.outstanding_tokens).enqueue(req)
+
+    def arrived(self, req: SimRequest) -> None:
+        """Its embeddings reached the language model's side: routed there as an arrival, encoded already."""
+        if req.cancelled:
+            return
+        req.images_remote = True
+        self.encoded_requests += 1
+        self.cluster.route(req)
