@@ -131,3 +131,46 @@ def test_cli_prints_the_encode_workers(run_cli):
                              "--encode-workers", "2", "--encode-link", "rdma")
     assert code == 0, err
     assert "enc.0" in out and "enc.1" in out and "encode" in out
+
+
+def test_plan_tries_encode_workers_beside_its_units_and_weighs_them():
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.goodput import capacity_estimate, image_load, workload_spec
+    from phasewise.plan.strategies import enumerate_strategies
+    from phasewise.sim.encode_pool import encoder_cost
+
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), disaggregated=True, ratios=((1, 1),),
+                       moe_layouts=("tp",), policies=("encoders",))
+    strategies, _ = enumerate_strategies(VL30, "h100-sxm", 8, opts)
+    with_encoders = [s for s in strategies if s.deployment.get("encoders")]
+    assert with_encoders and all(s.name.endswith(f"+{s.units}E") for s in with_encoders)
+    for s in with_encoders:  # each unit: 1, 2, 4 or 8 of the base units and one encode GPU
+        assert s.slice(s.units) == s.deployment and s.deployment["encoders"]["replicas"] == s.units
+        lm = sum(g["tp"] * g["replicas"] for g in s.deployment["instances"])
+        assert s.gpus == lm + s.units <= 8 and build_deployment(s.deployment).gpus == s.gpus
+    names = {s.name for s in with_encoders}
+    assert {"4x TP1 vllm default b256 bf16 +4E", "2P(TP1) 2D(TP1) bf16 +2E"} <= names
+    # images whose encoder forward outweighs their prefill (attention over 65,536 patches an image): the encode
+    # GPUs bind, and the capacity is their rate
+    heavy = workload_spec(None, "poisson", 300, 100, "fixed", "fixed", 0.0, 0.0, 0, images_per_request=1,
+                          image_size="4096x4096")
+    four = next(s for s in with_encoders if s.name == "4x TP1 vllm default b256 bf16 +4E")
+    from phasewise.plan.cluster_cost import cluster_hardware
+    assert cluster_hardware(four.deployment, with_cost=False).chips == {"h100-sxm": 8}  # --objective power's count
+    encode_s = image_load(encoder_cost(build_deployment(four.deployment)), heavy)[1]
+    assert capacity_estimate(four, heavy) == pytest.approx(4 / encode_s)
+
+
+def test_plan_refuses_encoders_without_images_or_without_a_vision_encoder():
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.goodput import workload_spec
+    from phasewise.plan.planner import plan
+    from phasewise.plan.strategies import enumerate_strategies
+    from phasewise.sim import Slo
+
+    opts = PlanOptions(tp_options=(1,), disaggregated=False, policies=("encoders",))
+    text = workload_spec(None, "poisson", 300, 100, "fixed", "fixed", 0.0, 0.0, 0)
+    with pytest.raises(PhasewiseError, match=r"^--policies encoders needs image inputs"):
+        plan(VL30, "h100-sxm", 2, Slo(1000, 50), text, opts=opts)
+    with pytest.raises(PhasewiseError, match=r"^--policies encoders: model 'meta-llama/Llama-3.1-8B' has no vision"):
+        enumerate_strategies("meta-llama/Llama-3.1-8B", "h100-sxm", 2, opts)

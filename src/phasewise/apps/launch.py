@@ -339,6 +339,12 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
             workers.append(cmd)
             gpu += n
             port += 1
+    if dep.encoders is not None:  # planned, but no engine launches them from the same flags: said, not dropped
+        enc = dep.encoders
+        workers[0].comments.append(
+            f"disaggregated encoders planned: {enc.replicas} encode worker(s) of {enc.tp} x {enc.hardware}, embeddings "
+            f"over {enc.link}: not launched by this export; run them as vLLM's disaggregated encoder "
+            "(--ec-transfer-config), SGLang's encoder-only servers or Dynamo's multimodal encode workers")
     front = None
     if dep.disaggregated:
         front = _disagg_front(dep, families, urls, files)

@@ -23,7 +23,8 @@ def cluster_hardware(deployment: dict[str, Any], with_cost: bool = True) -> Clus
     """Chips, hardware cost (when `with_cost`: every chip must be built from parts) and TDP of a deployment
     given as its fields (as Strategy.deployment)."""
     chips: dict[str, int] = {}
-    for group in deployment["instances"]:
+    encoders = [deployment["encoders"]] if deployment.get("encoders") else []  # disaggregated encoders' GPUs too
+    for group in [*deployment["instances"], *encoders]:
         count = int(group.get("tp", 1)) * int(group.get("pp", 1)) * int(group.get("replicas", 1))
         name = group.get("hardware", "h100-sxm")
         chips[name] = chips.get(name, 0) + count

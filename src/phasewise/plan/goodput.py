@@ -16,6 +16,7 @@ from phasewise.perf import BatchShape
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
+from phasewise.sim.encode_pool import encoder_cost
 from phasewise.sim.simulate import build_group
 from phasewise.workload import (
     DEFAULT_ISL,
@@ -293,10 +294,17 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     tokens_per_step = spec.tokens_per_step if spec else 1.0
     step_tokens = spec.draft_tokens + 1 if spec else 1
     prefill_rps = decode_rps = 0.0
+    encode_rps = math.inf
+    if images is not None and dep.encoders is not None:  # disaggregated encoders: their forwards, not the prefill's
+        encode_s = image_load(encoder_cost(dep), work)[1]
+        encode_rps = dep.encoders.replicas / encode_s if encode_s > 0 else math.inf
     for index, group in enumerate(dep.instances):
         cost, kv_tokens, draft, engine = build_group(dep, group, index)
-        # a request's images: the mean prompt tokens they add and the encoder time they take
+        # a request's images: the mean prompt tokens they add and the encoder time they take (on an encode worker
+        # when the deployment has them)
         image_tokens, encoder_s = image_load(cost, work) if images is not None else (0.0, 0.0)
+        if dep.encoders is not None:
+            encoder_s = 0.0
         prompt = isl + image_tokens
         batch = max(1, min(engine.max_seqs, int(kv_tokens / (prompt + osl / 2))))
         context = int(prompt + osl / 2)
@@ -316,7 +324,7 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
         else:
             prefill_rps += n / (1.0 / per_prefill + 1.0 / per_decode)
             decode_rps = math.inf
-    return min(prefill_rps, decode_rps)
+    return min(prefill_rps, decode_rps, encode_rps)
 
 
 def image_load(cost, work: WorkloadSpec) -> tuple[float, float]:

@@ -180,6 +180,9 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     if not any(math.isfinite(v) for v in (slo.ttft_ms, slo.tpot_ms, slo.max_tbt_ms)):
         raise PhasewiseError("plan needs at least one SLO: --slo-ttft-ms, --slo-tpot-ms or --slo-tbt-ms")
     opts = opts or PlanOptions()
+    if "encoders" in opts.policies and work.images is None:
+        raise PhasewiseError("--policies encoders needs image inputs (--images-per-request, or a trace with a "
+                             "NumImages column and --image-size): without images encode workers have nothing to do")
     if max(min(opts.tp_options), 1) > gpus:
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)

@@ -5,6 +5,7 @@ Strategies whose instances cannot hold the model (and a batch's KV) are pruned b
 from __future__ import annotations
 
 import itertools
+import re
 import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -58,7 +59,8 @@ class PlanOptions:
     decode_hardware: tuple[str, ...] = ()
     mapping: str | None = None  # operator mapping of every group (its chips need substrates; tp = pp = 1 only)
     # serving policies also tried: priority-pools (Ascendra: LP + HP pools of collocated instances),
-    # attention-offload (Adrenaline: every disaggregated strategy with decode attention offloaded, auto)
+    # attention-offload (Adrenaline: every disaggregated strategy with decode attention offloaded, auto),
+    # encoders (a multimodal model's images: every strategy with one encode GPU per unit, sim/encode_pool.py)
     policies: tuple[str, ...] = ()
     # MoE models: how each instance's GPUs split attention and experts (perf/parallel.py): tp (all tensor
     # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
@@ -71,7 +73,7 @@ class PlanOptions:
     routing_skew: float | None = None
 
 
-POLICIES = ("priority-pools", "attention-offload")
+POLICIES = ("priority-pools", "attention-offload", "encoders")
 
 
 class NoStrategyFits(PhasewiseError):
@@ -103,8 +105,11 @@ class Strategy:
     def slice(self, units: int) -> dict[str, Any]:
         """The Deployment fields of `units` of its units behind the same router (every group's replicas scaled:
         the prefill:decode and LP:HP ratios kept); slice(units) is its whole deployment (tested)."""
-        return dict(self.unit, instances=[dict(g, replicas=g.get("replicas", 1) * units)
-                                          for g in self.unit["instances"]])
+        fields = dict(self.unit, instances=[dict(g, replicas=g.get("replicas", 1) * units)
+                                            for g in self.unit["instances"]])
+        if self.unit.get("encoders"):  # disaggregated encoders: each unit's own
+            fields["encoders"] = dict(self.unit["encoders"], replicas=self.unit["encoders"]["replicas"] * units)
+        return fields
 
 
 def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
@@ -337,6 +342,11 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                                                 {**_deployment(model_name, groups, opts, None), **offload},
                                                 {**_deployment(model_name, one, opts, None), **offload}, k, k * unit,
                                                 "disaggregated", dict(details, attention_offload="auto")))
+    if "encoders" in opts.policies:
+        if model.vision is None:
+            raise PhasewiseError(f"--policies encoders: model '{model_name}' has no vision encoder (its config.json "
+                                 "has no vision_config this parser reads)")
+        out += [v for s in list(out) for v in _with_encoders(s, gpus, hardware)]
     names = set()
     unique = []
     for s in _behind_each_router(out, opts.routers):  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
@@ -348,6 +358,36 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
             names.add(s.name)
             unique.append(s)
     return unique, pruned
+
+
+ENCODER_SHARES = (1, 2, 4, 8)  # encoders policy: base units per encode GPU tried
+
+
+def _with_encoders(s: Strategy, gpus: int, hardware: str) -> list[Strategy]:
+    """`s` with one encode GPU (TP1 on the plan's chip) beside every 1, 2, 4 or 8 of its units, as many such
+    units as the budget then holds (none for priority pools and attention offload, which keep their own units)."""
+    if s.unit.get("priority_pools") or s.unit.get("attention_offload"):
+        return []
+    per_unit = s.gpus // s.units
+    counts = {g["role"]: g.get("replicas", 1) for g in s.unit["instances"]}
+    out = []
+    for share in ENCODER_SHARES:
+        units = gpus // (share * per_unit + 1)
+        if units < 1:
+            break
+        grouped = dict(s.unit, instances=[dict(g, replicas=g.get("replicas", 1) * share) for g in s.unit["instances"]],
+                       encoders={"hardware": hardware, "tp": 1, "replicas": 1})
+        unit = Strategy(s.name, s.deployment, grouped, 1, share * per_unit + 1, s.kind, s.details)
+        if s.kind == "disaggregated":
+            name = re.sub(r"^\d+P", f"{counts['prefill'] * share * units}P", s.name)
+            name = re.sub(r" \d+D\(", f" {counts['decode'] * share * units}D(", name)
+            details = dict(s.details, prefill=counts["prefill"] * share * units, decode=counts["decode"] * share * units)
+        else:
+            name = re.sub(r"^\d+x", f"{share * units}x", s.name)
+            details = dict(s.details, replicas=share * units)
+        out.append(Strategy(f"{name} +{units}E", unit.slice(units), grouped, units, units * (share * per_unit + 1),
+                            s.kind, dict(details, encode_workers=units)))
+    return out
 
 
 def _behind_each_router(strategies: list[Strategy], routers: tuple[str, ...]) -> list[Strategy]:

@@ -13,6 +13,7 @@ engines read them back from their encoder cache or the connector's store). Reque
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from phasewise.errors import PhasewiseError
@@ -29,6 +30,19 @@ if TYPE_CHECKING:
     from phasewise.sim.deployment import Deployment
 
 EMBEDDING_BYTES = 2  # BF16, as the encoders hand their embeddings to the language model
+
+
+def encoder_cost(deployment: Deployment) -> CostModel:
+    """The cost model an encode worker of `deployment` runs its forwards by (its chip and TP, BF16 weights, its
+    engine's host dispatch); cached per deployment."""
+    return _encoder_cost(deployment.model, deployment.encoders)
+
+
+@lru_cache(maxsize=32)
+def _encoder_cost(model_name: str, spec) -> CostModel:
+    model, hw = load_model(model_name), load_hardware(spec.hardware)
+    engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision)
+    return CostModel(model, hw, load_quant("bf16"), engine.profile, spec.tp, 1, parallel_layout(model, spec.tp))
 
 
 class EncodeWorker:
@@ -116,9 +130,7 @@ class EncodePool:
             raise PhasewiseError(f"{where}: model '{model.name}' has no vision encoder (its config.json has no "
                                  "vision_config this parser reads): there is nothing to disaggregate")
         hw = load_hardware(spec.hardware)
-        layout = parallel_layout(model, spec.tp)
-        engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision)
-        cost = CostModel(model, hw, load_quant("bf16"), engine.profile, spec.tp, 1, layout)
+        cost = encoder_cost(deployment)
         weights = model.encoder_params * EMBEDDING_BYTES / spec.tp
         if weights > 0.9 * hw.memory_capacity_bytes:
             raise PhasewiseError(f"{where}: the vision encoder's {weights / 2**30:.1f} GiB of BF16 weights a GPU do "
