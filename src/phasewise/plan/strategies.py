@@ -381,7 +381,8 @@ def _with_encoders(s: Strategy, gpus: int, hardware: str) -> list[Strategy]:
         if s.kind == "disaggregated":
             name = re.sub(r"^\d+P", f"{counts['prefill'] * share * units}P", s.name)
             name = re.sub(r" \d+D\(", f" {counts['decode'] * share * units}D(", name)
-            details = dict(s.details, prefill=counts["prefill"] * share * units, decode=counts["decode"] * share * units)
+            details = dict(s.details, prefill=counts["prefill"] * share * units,
+                           decode=counts["decode"] * share * units)
         else:
             name = re.sub(r"^\d+x", f"{share * units}x", s.name)
             details = dict(s.details, replicas=share * units)
