@@ -118,6 +118,8 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
             strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
             for w, work in zip(cfg.workloads, works):
                 for s in strategies:
+                    if s.deployment.get("encoders") and work.images is None:
+                        continue  # encode workers beside a text workload: nothing for them to do
                     jobs.append(({"model": model, "hardware": hw, "workload": w.name},
                                  (s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
                                   settings["min_requests"])))
