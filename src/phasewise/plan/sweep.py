@@ -13,6 +13,9 @@ workloads, written as one row per (model, hardware, workload, strategy) to CSV o
     attainment: 0.9
     strategies: {tp_options: [1, 2], chunk_sizes: [512], disaggregated: false}
     fidelity: screen          # screen (fast) | refine (longer simulations, more bisection steps)
+
+With `strategies: {policies: [encoders]}` the strategies with encode workers (+NE) run on the workloads that
+carry images only.
 """
 
 from __future__ import annotations
