@@ -59,7 +59,7 @@ class EncodeWorker:
         hw, gpus = cost.hw, cost.tp
         self.stats = InstanceStats(name, "encode", gpus, peak_flops=cost.peak * gpus,
                                    bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
-        self.idle_w = hw.idle_w if hw.idle_w is not None else 0.3 * hw.tdp_w  # as sim/instance.py assumes
+        self.idle_w = hw.idle_power_w
         self._idle_power, self._dynamic_power = gpus * self.idle_w, gpus * (hw.tdp_w - self.idle_w)
         self._inv_peak, self._inv_bw = 1.0 / self.stats.peak_flops, 1.0 / self.stats.bandwidth
 

@@ -120,7 +120,7 @@ class Instance(KvAdmission, DecodingSet):
         hw = cost.hw
         self.stats = InstanceStats(name, self.role, gpus, kv_capacity_blocks=self.kv.capacity,
                                    peak_flops=cost.peak * gpus, bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
-        self.idle_w = hw.idle_w if hw.idle_w is not None else 0.3 * hw.tdp_w  # documented assumption
+        self.idle_w = hw.idle_power_w
         self.tdp_w = hw.tdp_w
         self._work_scale = cost.tp * cost.pp  # FLOPs/bytes of one GPU -> the whole group
         self._inv_peak, self._inv_bw = 1.0 / self.stats.peak_flops, 1.0 / self.stats.bandwidth

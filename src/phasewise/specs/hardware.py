@@ -109,6 +109,12 @@ class HardwareSpec(BaseModel):
         return value
 
     @property
+    def idle_power_w(self) -> float:
+        """A GPU's power when idle: `idle_w` when the entry gives it, else 30 % of its TDP (a documented
+        assumption; the simulator's energy runs between it and the TDP by utilization)."""
+        return self.idle_w if self.idle_w is not None else 0.3 * self.tdp_w
+
+    @property
     def ridge_flops_per_byte(self) -> float:
         return self.peak_flops.get("bf16", max(self.peak_flops.values())) / self.memory_bandwidth_bytes_per_s
 
