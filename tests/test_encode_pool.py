@@ -38,7 +38,7 @@ def _work(n: int, gap_s: float, prompt: int = 200, output: int = 16) -> Workload
 
 def test_images_run_on_the_encode_workers_and_requests_without_them_bypass_them():
     dep = _deployment({"replicas": 2})
-    res = simulate(dep, _work(40, 0.05), images=ImageInputs(2, 1280, 720, share=0.5), check_invariants=True)
+    res = simulate(dep, _work(40, 0.05), images=ImageInputs(2, ((1280, 720),), share=0.5), check_invariants=True)
     carrying = int((res.images > 0).sum())
     workers = [s for s in res.instances if s.role == "encode"]
     lm = [s for s in res.instances if s.role == "collocated"]
@@ -52,7 +52,7 @@ def test_images_run_on_the_encode_workers_and_requests_without_them_bypass_them(
 
 def test_a_lone_request_waits_for_its_encode_and_its_embeddings_then_prefills_without_an_encoder():
     one = _work(1, 1.0, prompt=200, output=2)
-    images = ImageInputs(3, 1280, 720)
+    images = ImageInputs(3, ((1280, 720),))
     plain = simulate(_deployment(), one, images=images)
     split = simulate(_deployment({"replicas": 1, "link": "rdma"}), one, images=images)
     cost = _encoder_cost()
@@ -72,7 +72,7 @@ def test_a_worker_batches_its_queue_up_to_the_token_budget():
     calls: list[int] = []
     for budget, forwards in ((4 * 882, 2), (2 * 882, 3), (1, 4)):
         dep = _deployment({"replicas": 1, "max_batch_tokens": budget})
-        res = simulate(dep, together, images=ImageInputs(1, 1280, 720))
+        res = simulate(dep, together, images=ImageInputs(1, ((1280, 720),)))
         worker = next(s for s in res.instances if s.role == "encode")
         calls.append(worker.iterations)
         assert worker.images_encoded == 4 and worker.prefill_tokens == 4 * geometry.prompt_tokens
@@ -84,7 +84,7 @@ def test_a_worker_batches_its_queue_up_to_the_token_budget():
 def test_disaggregated_prefill_and_decode_closed_loops_and_preemptions_keep_the_images_encoded_once():
     dep = build_deployment({"model": VL30, "encoders": {"replicas": 1}, "instances": [
         {"role": "prefill", "hardware": "h100-sxm"}, {"role": "decode", "hardware": "h100-sxm"}]})
-    res = simulate(dep, _work(30, 0.02, prompt=400, output=64), images=ImageInputs(1, 640, 480),
+    res = simulate(dep, _work(30, 0.02, prompt=400, output=64), images=ImageInputs(1, ((640, 480),)),
                    check_invariants=True)
     assert sum(s.images_encoded for s in res.instances if s.role == "encode") == 30
     assert sum(s.images_encoded for s in res.instances if s.role != "encode") == 0
@@ -94,11 +94,11 @@ def test_disaggregated_prefill_and_decode_closed_loops_and_preemptions_keep_the_
     assert closed.summary()["requests"] == 24
     # KV pressure: preempted requests recompute their prefill but never encode again
     tight = simulate(_deployment({"replicas": 1}, memory_fraction=0.8), _work(60, 0.001, prompt=3000, output=1500),
-                     images=ImageInputs(1, 640, 480), check_invariants=True)
+                     images=ImageInputs(1, ((640, 480),)), check_invariants=True)
     assert tight.preemptions.sum() > 0
     assert sum(s.images_encoded for s in tight.instances) == 60
     collocated = simulate(_deployment(memory_fraction=0.8), _work(60, 0.001, prompt=3000, output=1500),
-                          images=ImageInputs(1, 640, 480))  # each recompute encodes its image again
+                          images=ImageInputs(1, ((640, 480),)))  # each recompute encodes its image again
     assert sum(s.images_encoded for s in collocated.instances) == 60 + collocated.preemptions.sum()
 
 

@@ -114,7 +114,7 @@ def _run(images, **flags):
 
 def test_images_lengthen_the_prompt_and_the_encoder_runs_once_per_request():
     plain = _run(None)
-    images = ImageInputs(2, 1024, 1024)
+    images = ImageInputs(2, ((1024, 1024),))
     with_images = _run(images)
     assert np.array_equal(with_images.prompt_tokens, plain.prompt_tokens + 2 * 1026)
     summary = with_images.summary()
@@ -127,7 +127,7 @@ def test_images_lengthen_the_prompt_and_the_encoder_runs_once_per_request():
 
 
 def test_an_image_share_picks_that_share_of_requests_the_same_for_every_run():
-    share = ImageInputs(1, 640, 480, 0.3)
+    share = ImageInputs(1, ((640, 480),), share=0.3)
     carried = [i for i in range(1000) if share.carries(i)]
     assert abs(len(carried) - 300) <= 2
     result = _run(share)
@@ -146,9 +146,9 @@ def test_an_image_share_picks_that_share_of_requests_the_same_for_every_run():
 
 
 def test_closed_loop_and_disaggregated_runs_take_images():
-    closed = _run(ImageInputs(1, 800, 600), rate=None, concurrency=4, requests=40)
+    closed = _run(ImageInputs(1, ((800, 600),)), rate=None, concurrency=4, requests=40)
     assert closed.summary()["completed"] == 40
-    disagg = _run(ImageInputs(1, 800, 600), arch="disagg", prefill_workers=1, decode_workers=1)
+    disagg = _run(ImageInputs(1, ((800, 600),)), arch="disagg", prefill_workers=1, decode_workers=1)
     roles = {i["role"]: i.get("images_encoded", 0) for i in disagg.summary()["instances"]}
     assert roles == {"prefill": 120, "decode": 0}  # the prefill side runs the encoder
 

@@ -149,7 +149,8 @@ def test_an_image_is_encoded_with_the_first_chunk_that_reaches_its_tokens(monkey
     monkeypatch.setattr(CostModel, "encoder", record)
     spec = build(model=VL30, hardware="h100-sxm", rate=1.0, requests=1, isl=100, osl=2,
                  max_num_batched_tokens=1024)
-    res = simulate(spec.deployment, spec.workload, spec.slo, images=ImageInputs(3, 1280, 720), check_invariants=True)
+    res = simulate(spec.deployment, spec.workload, spec.slo, images=ImageInputs(3, ((1280, 720),)),
+                   check_invariants=True)
     # 100 text tokens, then three images of 882 tokens at [100, 982), [982, 1864), [1864, 2746): the first 1,024-token
     # chunk reaches the first two, the second chunk the third, the third chunk none
     assert res.prompt_tokens[0] == 100 + 3 * 882

@@ -144,7 +144,7 @@ def estimate_cmd(
                    batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
                    mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp, moe_imbalance=moe_imbalance,
                    routing_skew=routing_skew, images_per_sequence=images.per_request if images else 0,
-                   image_px=(images.width_px, images.height_px) if images else None)
+                   image_px=images.one_size("estimate") if images else None)
     mem = est.memory
     if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
         raise PhasewiseError(

@@ -53,7 +53,7 @@ Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_awar
 PrefixCaching = Annotated[Optional[str], typer.Option(help="on|off: share cached prompt-prefix KV blocks (default: the engine's; traces with prefix hashes, e.g. Mooncake)")]
 # image inputs (workload/images.py): a multimodal model's images per request, their size, the requests carrying them
 ImagesPerRequest = Annotated[Optional[int], typer.Option(help="images each request carries (a model with a vision encoder: Qwen3-VL, Qwen3.5, Mistral 3, Gemma 3); their tokens are added to the prompt, the encoder runs at its prefill")]
-ImageSize = Annotated[Optional[str], typer.Option(help="with --images-per-request, or alone for a trace with a NumImages column: WIDTHxHEIGHT in pixels, before the model's processor resizes it (e.g. 1280x720)")]
+ImageSize = Annotated[Optional[str], typer.Option(help="with --images-per-request, or alone for a trace with a NumImages column: WIDTHxHEIGHT in pixels, before the model's processor resizes it (e.g. 1280x720), or a mixture WIDTHxHEIGHT[:WEIGHT],... (e.g. 1280x720:0.7,640x480:0.3; simulate, plan, sweep)")]
 EncodeWorkers = Annotated[Optional[int], typer.Option(help="disaggregated vision encoders: encode workers that run the model's vision encoder before the language model's instances (a multimodal model; default: none, each instance encodes its own requests' images)")]
 EncodeTp = Annotated[Optional[int], typer.Option(help="with --encode-workers: GPUs per encode worker (default 1)")]
 EncodeHardware = Annotated[Optional[str], typer.Option(help="with --encode-workers: their chip (default --hardware)")]

@@ -202,9 +202,8 @@ def serve_cmd(
         from phasewise.workload import image_inputs
 
         refuse_empty(dict(image_size=image_size))
-        one = image_inputs(1, image_size, None)
-        live.model.image_geometry(one.width_px, one.height_px)  # a text model, or a size its processor refuses
-        url_image_px = (one.width_px, one.height_px)
+        url_image_px = image_inputs(1, image_size, None).one_size("serve")
+        live.model.image_geometry(*url_image_px)  # a text model, or a size its processor refuses
     name = served_model_name or (dep.model if deployment else model)
     app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
                      max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px)

@@ -134,11 +134,15 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         else:
             share = "" if images["share"] >= 1 else f" on {images['share']:.0%} of the requests"
             carried = f"{images['per_request']} per request{share}"
-        console.print(
-            f"Images: {carried}, {images['size_px'][0]}x{images['size_px'][1]} px "
-            f"resized to {images['resized_px'][0]}x{images['resized_px'][1]}: {images['patches_per_image']:,} encoder "
-            f"patches and {images['prompt_tokens_per_image']:,} prompt tokens each; {encoded:,} encoded (warm-up "
-            f"included), the encoder's share of the time: {busy}")
+        mixture = len(images["sizes"]) > 1
+
+        def size(s: dict) -> str:
+            weight = f" ({s['weight']:.0%})" if mixture else ""
+            return (f"{s['size_px'][0]}x{s['size_px'][1]} px{weight} resized to {s['resized_px'][0]}x"
+                    f"{s['resized_px'][1]}: {s['patches']:,} encoder patches and {s['prompt_tokens']:,} prompt tokens")
+
+        console.print(f"Images: {carried}, {'; '.join(size(s) for s in images['sizes'])} each; {encoded:,} encoded "
+                      f"(warm-up included), the encoder's share of the time: {busy}")
         with_images, without = images["ttft_ms_with_images"], images["ttft_ms_without_images"]
         if images["requests_with_images"]:
             some_without = without["p50"] == without["p50"]  # not NaN: some requests carry none

@@ -332,14 +332,18 @@ def image_load(cost, work: WorkloadSpec) -> tuple[float, float]:
     costs: `images.per_request` on `images.share` of the requests, or each request's count from the trace; a model
     without a vision encoder is a one-line error."""
     images = work.images
-    geometry = images.geometry(cost.model)
+    geometries = images.geometries(cost.model)
+    weights = images.weights
+    tokens = sum(w * g.prompt_tokens for w, g in zip(weights, geometries))  # an image's mean
+
+    def encode_s(k: int) -> float:  # k images in a request: as if all had one size, weighted over the sizes
+        return sum(w * cost.encoder((g.patches,) * k).time_s for w, g in zip(weights, geometries))
+
     if images.per_request is not None:
-        encoder_s = cost.encoder((geometry.patches,) * images.per_request).time_s
-        return images.share * images.per_request * geometry.prompt_tokens, images.share * encoder_s
+        return images.share * images.per_request * tokens, images.share * encode_s(images.per_request)
     counts, requests = np.unique(np.asarray(work.image_counts), return_counts=True)
     share = requests / requests.sum()
-    encoder_s = sum(p * cost.encoder((geometry.patches,) * int(k)).time_s for k, p in zip(counts, share) if k)
-    return float(share @ counts) * geometry.prompt_tokens, float(encoder_s)
+    return float(share @ counts) * tokens, float(sum(p * encode_s(int(k)) for k, p in zip(counts, share) if k))
 
 
 def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> tuple[float, float]:

@@ -114,7 +114,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
         for w, work in zip(cfg.workloads, works):
             if work.images is not None:  # a text model, or a size its processor refuses: one line naming the workload
                 try:
-                    work.images.geometry(load_model(model))
+                    work.images.geometries(load_model(model))
                 except PhasewiseError as exc:
                     raise PhasewiseError(f"workload '{w.name}': {exc}") from None
         for hw in cfg.hardware:

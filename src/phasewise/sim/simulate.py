@@ -204,16 +204,23 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
 
     hashes = None if closed else workload.prefix_hashes  # prefix block hashes (Mooncake traces)
     image_counts = None if images is None else images.counts(n, None if closed else workload.image_counts)
-    tokens_per_image, patches_per_image = _image_load(images, instances, cluster)
+    geometries = _image_load(images, instances, cluster)
     if image_counts is not None:  # the prompts as the model reads them: text and the images' tokens
-        prompts = prompts + tokens_per_image * image_counts
+        if len(geometries) == 1:
+            prompts = prompts + geometries[0].prompt_tokens * image_counts
+        else:  # a mixture of sizes: each image its own (ImageInputs.sizes_of)
+            extra = np.zeros(n, dtype=np.int64)
+            for i in np.flatnonzero(image_counts):
+                extra[i] = sum(geometries[s].prompt_tokens for s in images.sizes_of(int(i), int(image_counts[i])))
+            prompts = prompts + extra
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
         req = SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]),
                          prefix=None if hashes is None else hashes[i])
         if image_counts is not None and image_counts[i]:
-            req.image_patches = (patches_per_image,) * int(image_counts[i])
-            req.image_tokens = (tokens_per_image,) * int(image_counts[i])
+            each = [geometries[s] for s in images.sizes_of(i, int(image_counts[i]))]
+            req.image_patches = tuple(g.patches for g in each)
+            req.image_tokens = tuple(g.prompt_tokens for g in each)
         return req
 
     warm_tbt, steady_tbt = TbtHistogram(), None
@@ -317,15 +324,19 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     return result
 
 
-def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple[int, int]:
-    """The prompt tokens and encoder patches one image adds (none without images), as the deployment's model
-    processes it; recorded in the run's policy."""
+def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple:
+    """Each image size's geometry (its prompt tokens and encoder patches; none without images), as the deployment's
+    model processes it; recorded in the run's policy."""
     if images is None:
-        return 0, 0
-    geometry = images.geometry(instances[0].cost.model)
-    cluster.policy_stats["images"] = {
-        "per_request": "trace" if images.per_request is None else images.per_request,
-        "size_px": [images.width_px, images.height_px], "share": images.share,
-        "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,
-        "prompt_tokens_per_image": geometry.prompt_tokens}
-    return geometry.prompt_tokens, geometry.patches
+        return ()
+    geometries = images.geometries(instances[0].cost.model)
+    policy = {"per_request": "trace" if images.per_request is None else images.per_request, "share": images.share,
+              "sizes": [{"size_px": list(size), "weight": weight, "resized_px": list(g.resized_px),
+                         "patches": g.patches, "prompt_tokens": g.prompt_tokens}
+                        for size, weight, g in zip(images.sizes, images.weights, geometries)]}
+    if len(geometries) == 1:  # one size: its figures at the top level too
+        g = geometries[0]
+        policy.update({"size_px": list(images.sizes[0]), "resized_px": list(g.resized_px),
+                       "patches_per_image": g.patches, "prompt_tokens_per_image": g.prompt_tokens})
+    cluster.policy_stats["images"] = policy
+    return geometries
