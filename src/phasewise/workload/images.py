@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -53,10 +55,10 @@ class ImageInputs:
         """Which of `sizes` each of request `request_id`'s `count` images has (indexes; all 0 for one size)."""
         if len(self.sizes) == 1:
             return (0,) * count
-        bounds = np.cumsum(self.weights)
+        bounds = list(accumulate(self.weights))
+        last = len(bounds) - 1
         base = request_id * MAX_IMAGES_PER_REQUEST + 1
-        return tuple(min(int(np.searchsorted(bounds, ((base + k) * SILVER) % 1.0, side="right")), len(bounds) - 1)
-                     for k in range(count))
+        return tuple(min(bisect_right(bounds, ((base + k) * SILVER) % 1.0), last) for k in range(count))
 
     def geometries(self, model) -> tuple[ImageGeometry, ...]:
         """Each size's patches and prompt tokens as `model`'s processor makes them; a model without a vision
