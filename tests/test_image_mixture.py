@@ -86,3 +86,13 @@ def test_estimate_and_serve_take_one_size(run_cli):
                                          "sizes is for simulate, plan and sweep)")
     code, _, err = run_cli("serve", "--model", VL30, "--image-size", "1280x720,640x480", "--port", "18997")
     assert code == 2 and "takes one WIDTHxHEIGHT for serve" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_tokens_added_at_once_match_each_requests_sizes():
+    mixed = image_inputs(1, "1280x720:0.5,640x480:0.3,256x256:0.2", None)
+    counts = np.array([0, 3, 1, 0, 64, 2, 5] * 30)
+    tokens = (882, 302, 66)
+    by_request = [sum(tokens[s] for s in mixed.sizes_of(i, int(c))) for i, c in enumerate(counts)]
+    assert mixed.added_tokens(counts, tokens).tolist() == by_request
+    one = image_inputs(2, "640x480", None)
+    assert one.added_tokens(counts, (302,)).tolist() == (counts * 302).tolist()

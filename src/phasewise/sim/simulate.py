@@ -206,13 +206,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     image_counts = None if images is None else images.counts(n, None if closed else workload.image_counts)
     geometries = _image_load(images, instances, cluster)
     if image_counts is not None:  # the prompts as the model reads them: text and the images' tokens
-        if len(geometries) == 1:
-            prompts = prompts + geometries[0].prompt_tokens * image_counts
-        else:  # a mixture of sizes: each image its own (ImageInputs.sizes_of)
-            extra = np.zeros(n, dtype=np.int64)
-            for i in np.flatnonzero(image_counts):
-                extra[i] = sum(geometries[s].prompt_tokens for s in images.sizes_of(int(i), int(image_counts[i])))
-            prompts = prompts + extra
+        prompts = prompts + images.added_tokens(image_counts, tuple(g.prompt_tokens for g in geometries))
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
         req = SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]),

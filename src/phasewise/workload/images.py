@@ -60,6 +60,23 @@ class ImageInputs:
         base = request_id * MAX_IMAGES_PER_REQUEST + 1
         return tuple(min(bisect_right(bounds, ((base + k) * SILVER) % 1.0), last) for k in range(count))
 
+    def added_tokens(self, counts: np.ndarray, tokens_per_size: tuple[int, ...]) -> np.ndarray:
+        """The prompt tokens each request's images add (`counts` of them; a size's image `tokens_per_size[s]`): the
+        sizes `sizes_of` gives, computed for every image at once."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if len(self.sizes) == 1:
+            return counts * tokens_per_size[0]
+        carrying = np.flatnonzero(counts)
+        per = counts[carrying]
+        owner = np.repeat(carrying, per)  # each image's request
+        k = np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)  # its place in the request
+        draws = ((owner * MAX_IMAGES_PER_REQUEST + 1 + k) * SILVER) % 1.0
+        bounds = np.fromiter(accumulate(self.weights), dtype=np.float64)
+        size = np.minimum(np.searchsorted(bounds, draws, side="right"), len(bounds) - 1)
+        added = np.zeros(len(counts), dtype=np.int64)
+        np.add.at(added, owner, np.asarray(tokens_per_size, dtype=np.int64)[size])
+        return added
+
     def geometries(self, model) -> tuple[ImageGeometry, ...]:
         """Each size's patches and prompt tokens as `model`'s processor makes them; a model without a vision
         encoder is a one-line error (naming the trace's column when the counts are the trace's)."""
