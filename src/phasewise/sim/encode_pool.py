@@ -1,9 +1,11 @@
 """Disaggregated vision encoders (sim/deployment.py EncodeWorkers): encode workers of their own run the vision encoder
 over the images of the requests that carry them, before the language model sees those requests.
 
-A request with images is sent to the encode worker with the fewest image tokens outstanding. A worker runs one
-forward at a time over the requests waiting in its queue, whole and in arrival order, until the next one would take
-the batch beyond `max_batch_tokens` image tokens (the first always goes). When the forward ends, each request's
+A request with images is sent to the encode worker with the fewest image tokens outstanding. It passes the worker's
+frontend (its engine's per-request API-server time, one request at a time, as sim/instance.py's frontend), then
+waits in its queue. A worker runs one forward at a time over the requests waiting there, whole and in arrival order,
+until the next one would take the batch beyond `max_batch_tokens` image tokens (the first always goes); a forward
+takes the encoder's time (perf/vision.py) plus the engine's per-iteration host overhead. When it ends, each request's
 embeddings (its image tokens x the encoder's embedding width, BF16) cross the worker's link to the language model's
 instances (sent together they share the link), and the request is routed there as any other arrival, its images
 marked encoded so that the instance that prefills it runs no encoder for it (a preempted request keeps them: the
@@ -48,14 +50,15 @@ def _encoder_cost(model_name: str, spec) -> CostModel:
 class EncodeWorker:
     """One encode worker: its queue, the forward in flight, and the link its embeddings leave by."""
 
-    __slots__ = ("name", "pool", "cost", "link", "queue", "busy", "outstanding_tokens", "stats", "idle_w",
-                 "_idle_power", "_dynamic_power", "_inv_peak", "_inv_bw")
+    __slots__ = ("name", "pool", "cost", "link", "queue", "busy", "outstanding_tokens", "frontend_free_s", "stats",
+                 "idle_w", "_idle_power", "_dynamic_power", "_inv_peak", "_inv_bw")
 
     def __init__(self, name: str, pool: EncodePool, cost: CostModel, link: Link) -> None:
         self.name, self.pool, self.cost, self.link = name, pool, cost, link
         self.queue: deque[SimRequest] = deque()
         self.busy = False
         self.outstanding_tokens = 0  # image tokens queued or in the forward (the pool's pick)
+        self.frontend_free_s = 0.0  # when the worker's frontend takes the next request
         hw, gpus = cost.hw, cost.tp
         self.stats = InstanceStats(name, "encode", gpus, peak_flops=cost.peak * gpus,
                                    bandwidth=hw.memory_bandwidth_bytes_per_s * gpus)
@@ -64,8 +67,17 @@ class EncodeWorker:
         self._inv_peak, self._inv_bw = 1.0 / self.stats.peak_flops, 1.0 / self.stats.bandwidth
 
     def enqueue(self, req: SimRequest) -> None:
-        self.queue.append(req)
         self.outstanding_tokens += sum(req.image_tokens)
+        frontend_s = self.cost.engine.frontend_request_s
+        if frontend_s > 0.0:
+            loop = self.pool.cluster.loop
+            self.frontend_free_s = max(loop.now, self.frontend_free_s) + frontend_s
+            loop.at(self.frontend_free_s, self._queued, req)
+            return
+        self._queued(req)
+
+    def _queued(self, req: SimRequest) -> None:
+        self.queue.append(req)
         if not self.busy:
             self._start()
 
@@ -88,7 +100,7 @@ class EncodeWorker:
             return
         patches = tuple(p for req in batch for p in req.image_patches)
         encoded = self.cost.encoder(patches)
-        t = encoded.time_s
+        t = encoded.time_s + self.cost.engine.iteration_overhead_s  # a step of the worker's own engine
         st = self.stats
         flops, nbytes = encoded.flops * self.cost.tp, encoded.bytes * self.cost.tp  # one GPU's -> the worker's
         util = min(max(flops * self._inv_peak, nbytes * self._inv_bw) / t, 1.0) if t > 0 else 0.0
