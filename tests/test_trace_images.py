@@ -171,3 +171,37 @@ def test_an_image_wholly_in_a_cached_prefix_is_not_encoded():
     encoded = instance._encode_images([(req, 1000)])
     assert req.images_done == 3 and instance.stats.images_encoded == 2 and encoded is not None
     assert instance._encode_images([(req, 500)]) is None  # nothing left to encode in this attempt
+
+
+def test_lengths_that_count_the_images_tokens_are_not_lengthened_but_must_hold_them(tmp_path):
+    """--image-tokens-included: a trace from an engine's own logs (usage.prompt_tokens counts the images' tokens)."""
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.goodput import capacity_estimate, workload_spec
+    from phasewise.plan.strategies import enumerate_strategies
+
+    rows = ["TIMESTAMP,NumImages,ContextTokens,GeneratedTokens"]
+    rows += [f"{i * 0.5},{c},{1200 + 50 * i},{20 + i}" for i, c in enumerate(COUNTS)]  # the 16 images' has 1,450
+    path = tmp_path / "logs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    path = str(path)
+    spec = build(model=VL30, hardware="h100-sxm", trace=path, image_size="256x256", image_tokens_included=True)
+    res = simulate(spec.deployment, spec.workload, spec.slo, images=spec.images, check_invariants=True)
+    assert res.prompt_tokens.tolist() == load_trace(path).prompt_tokens.tolist()
+    assert sum(i.images_encoded for i in res.instances) == sum(COUNTS)  # the encoder still runs
+    assert res.summary()["images"]["tokens_in_prompt"] is True
+    tokens = load_model(VL30).image_geometry(1920, 1080).prompt_tokens  # 2,042 > 1,250: cannot be inside it
+    spec = build(model=VL30, hardware="h100-sxm", trace=path, image_size="1920x1080", image_tokens_included=True)
+    with pytest.raises(PhasewiseError, match=rf"^request 1: its 1250 prompt tokens cannot hold its 1 image\(s\)' "
+                                             rf"{tokens} tokens and any text \(--image-tokens-included"):
+        simulate(spec.deployment, spec.workload, spec.slo, images=spec.images)
+    with pytest.raises(PhasewiseError, match=r"^--image-tokens-included needs image inputs"):
+        build(model=VL30, hardware="h100-sxm", rate=1.0, requests=4, image_tokens_included=True)
+    # plan: the pre-screen's prompt is the length alone
+    inside = workload_spec(None, "poisson", 3000, 100, "fixed", "fixed", 0.0, 0.0, 0, images_per_request=1,
+                           image_size="1280x720", image_tokens_included=True)
+    beside = workload_spec(None, "poisson", 3000, 100, "fixed", "fixed", 0.0, 0.0, 0, images_per_request=1,
+                           image_size="1280x720")
+    assert inside.name.endswith("their tokens within the prompt lengths")
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), disaggregated=False, moe_layouts=("tp",))
+    strategy = enumerate_strategies(VL30, "h100-sxm", 1, opts)[0][0]
+    assert capacity_estimate(strategy, inside) > capacity_estimate(strategy, beside)

@@ -50,6 +50,7 @@ from phasewise.apps.cli_common import (
     ImageShare,
     ImageSize,
     ImagesPerRequest,
+    ImageTokensIncluded,
     Json,
     KeepLayers,
     KvDtype,
@@ -242,6 +243,7 @@ def simulate_cmd(
     images_per_request: ImagesPerRequest = None,
     image_size: ImageSize = None,
     image_share: ImageShare = None,
+    image_tokens_included: ImageTokensIncluded = False,
     encode_workers: EncodeWorkers = None,
     encode_tp: EncodeTp = None,
     encode_hardware: EncodeHardware = None,
@@ -309,8 +311,9 @@ def simulate_cmd(
                  train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
                  lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
                  images_per_request=images_per_request, image_size=image_size, image_share=image_share,
-                 encode_workers=encode_workers, encode_tp=encode_tp, encode_hardware=encode_hardware,
-                 encode_link=encode_link, **given_layout(locals()), **given_knobs(locals()))
+                 image_tokens_included=image_tokens_included, encode_workers=encode_workers, encode_tp=encode_tp,
+                 encode_hardware=encode_hardware, encode_link=encode_link, **given_layout(locals()),
+                 **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
         result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True,
                           images=spec.images)
@@ -350,6 +353,7 @@ def plan_cmd(
     images_per_request: ImagesPerRequest = None,
     image_size: ImageSize = None,
     image_share: ImageShare = None,
+    image_tokens_included: ImageTokensIncluded = False,
     objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
     tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those)")] = None,
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
@@ -437,7 +441,8 @@ def plan_cmd(
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
     work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed,
                          context_tokens=load_model(model).max_position_embeddings,
-                         images_per_request=images_per_request, image_size=image_size, image_share=image_share)
+                         images_per_request=images_per_request, image_size=image_size, image_share=image_share,
+                         image_tokens_included=image_tokens_included)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         def progress(stage: str, done: int, total: int):

@@ -58,6 +58,7 @@ EncodeWorkers = Annotated[Optional[int], typer.Option(help="disaggregated vision
 EncodeTp = Annotated[Optional[int], typer.Option(help="with --encode-workers: GPUs per encode worker (default 1)")]
 EncodeHardware = Annotated[Optional[str], typer.Option(help="with --encode-workers: their chip (default --hardware)")]
 EncodeLink = Annotated[Optional[str], typer.Option(help="with --encode-workers: nvlink|pcie|rdma, what carries the embeddings to the language model's instances (default nvlink)")]
+ImageTokensIncluded = Annotated[bool, typer.Option("--image-tokens-included", help="the prompt lengths (a trace's, or --isl) already count the images' tokens, as an engine's usage.prompt_tokens does: they are not added (each prompt must hold them)")]
 ImageShare = Annotated[Optional[float], typer.Option(help="with --images-per-request: the share of requests that carry images, (0, 1] (default 1)")]
 Scheduler = Annotated[Optional[str], typer.Option(help="plain | ascendra (priority pools: --replicas split into LP and --hp-instances HP, proactive offload; needs SLOs)")]
 HpInstances = Annotated[Optional[int], typer.Option(help="ascendra: high-priority instances among --replicas (default 1)")]

@@ -95,14 +95,15 @@ class WorkloadSpec:
 def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
                   osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int = 0,
                   images_per_request: int | None = None, image_size: str | None = None,
-                  image_share: float | None = None) -> WorkloadSpec:
+                  image_share: float | None = None, image_tokens_included: bool = False) -> WorkloadSpec:
     """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions; mean --isl +
     --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs. The image
     flags (workload/images.py image_inputs): the images requests carry, their tokens added to the text lengths when
     simulated; a trace with a NumImages column gives each request's count itself."""
     spec = _text_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed, context_tokens)
     counts = None if spec.image_counts is None else np.asarray(spec.image_counts)
-    images = image_inputs(images_per_request, image_size, image_share, counts, f"workload '{workload}'")
+    images = image_inputs(images_per_request, image_size, image_share, counts, f"workload '{workload}'",
+                          image_tokens_included)
     if images is None:
         return replace(spec, image_counts=None)
     return replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
@@ -305,7 +306,7 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
         image_tokens, encoder_s = image_load(cost, work) if images is not None else (0.0, 0.0)
         if dep.encoders is not None:
             encoder_s = 0.0
-        prompt = isl + image_tokens
+        prompt = isl if images is not None and images.in_prompt else isl + image_tokens
         batch = max(1, min(engine.max_seqs, int(kv_tokens / (prompt + osl / 2))))
         context = int(prompt + osl / 2)
         caching = group.prefix_caching if group.prefix_caching is not None else engine.prefix_caching

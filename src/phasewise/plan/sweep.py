@@ -51,6 +51,7 @@ class SweepWorkload(BaseModel):
     images_per_request: int | None = None
     image_size: str | None = None
     image_share: float | None = None
+    image_tokens_included: bool = False  # the lengths count the images' tokens (--image-tokens-included)
 
 
 class SweepSlo(BaseModel):
@@ -108,7 +109,8 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     # each workload once (its trace read once), whatever the models and chips it runs on
     works: list[WorkloadSpec] = [
         workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist, w.isl_spread, w.osl_spread, cfg.seed,
-                      images_per_request=w.images_per_request, image_size=w.image_size, image_share=w.image_share)
+                      images_per_request=w.images_per_request, image_size=w.image_size, image_share=w.image_share,
+                      image_tokens_included=w.image_tokens_included)
         for w in cfg.workloads]
     for model in cfg.models:
         for w, work in zip(cfg.workloads, works):

@@ -287,12 +287,13 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           client: str | None = None, num_prompts: int | None = None, warmup: int | None = None,
           slo_ttft_ms: float = float("inf"), slo_tpot_ms: float = float("inf"), slo_tbt_ms: float = float("inf"),
           images_per_request: int | None = None, image_size: str | None = None, image_share: float | None = None,
+          image_tokens_included: bool = False,
           **knobs) -> SimSpec:
     """`knobs`: engine knobs by their engines' names (see deployment_from_flags)."""
     refuse_empty(dict(isl_dist=isl_dist, osl_dist=osl_dist, arrival=arrival, client=client, image_size=image_size))
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
     if trace is None:
-        images = image_inputs(images_per_request, image_size, image_share)
+        images = image_inputs(images_per_request, image_size, image_share, included=image_tokens_included)
     dep = deployment_from_flags(
         model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
@@ -343,7 +344,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
             if value is not None:
                 raise PhasewiseError(f"{flag} does not apply to --trace (the trace gives every request's lengths)")
         work: Workload | ClosedLoop = load_trace(trace, trace_limit)
-        images = image_inputs(images_per_request, image_size, image_share, work.image_counts, f"trace '{trace}'")
+        images = image_inputs(images_per_request, image_size, image_share, work.image_counts, f"trace '{trace}'",
+                              image_tokens_included)
         if rate is not None:
             work = work.scaled_to_rate(rate)
     else:

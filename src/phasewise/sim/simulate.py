@@ -206,7 +206,14 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     image_counts = None if images is None else images.counts(n, None if closed else workload.image_counts)
     geometries = _image_load(images, instances, cluster)
     if image_counts is not None:  # the prompts as the model reads them: text and the images' tokens
-        prompts = prompts + images.added_tokens(image_counts, tuple(g.prompt_tokens for g in geometries))
+        added = images.added_tokens(image_counts, tuple(g.prompt_tokens for g in geometries))
+        if not images.in_prompt:
+            prompts = prompts + added
+        elif (prompts <= added).any():  # the lengths count the images' tokens: each must hold them and some text
+            i = int(np.argmax(prompts <= added))
+            raise PhasewiseError(f"request {i}: its {int(prompts[i])} prompt tokens cannot hold its "
+                                 f"{int(image_counts[i])} image(s)' {int(added[i])} tokens and any text "
+                                 f"(--image-tokens-included: the lengths count them; {images.describe_sizes()})")
 
     def request(i: int, t: float) -> SimRequest:  # created on arrival, dropped when finished
         req = SimRequest(i, t, int(prompts[i]), int(outputs[i]), int(priority[i]),
@@ -325,6 +332,7 @@ def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple:
         return ()
     geometries = images.geometries(instances[0].cost.model)
     policy = {"per_request": "trace" if images.per_request is None else images.per_request, "share": images.share,
+              "tokens_in_prompt": images.in_prompt,
               "sizes": [{"size_px": list(size), "weight": weight, "resized_px": list(g.resized_px),
                          "patches": g.patches, "prompt_tokens": g.prompt_tokens}
                         for size, weight, g in zip(images.sizes, images.weights, geometries)]}

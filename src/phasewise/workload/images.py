@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 
 import numpy as np
@@ -36,6 +36,9 @@ class ImageInputs:
     sizes: tuple[tuple[int, int], ...]  # (width, height) in pixels, before the model's processor resizes them
     weights: tuple[float, ...] = (1.0,)  # each size's share of the images (summing to 1)
     share: float = 1.0  # of the requests that carry images
+    # the prompt lengths (a trace's, or --isl) already count the images' tokens, as an engine's usage.prompt_tokens
+    # does: they are not added, and a prompt must hold them
+    in_prompt: bool = False
 
     def carries(self, request_id: int) -> bool:
         """Whether request `request_id` carries images (of a fixed count per request)."""
@@ -98,14 +101,29 @@ class ImageInputs:
         return "{" + ", ".join(f"{w}x{h} {p:.0%}" for (w, h), p in zip(self.sizes, self.weights)) + "} px"
 
     def describe(self) -> str:
+        within = ", their tokens within the prompt lengths" if self.in_prompt else ""
         if self.per_request is None:
-            return f"the trace's NumImages x {self.describe_sizes()} image(s) per request"
+            return f"the trace's NumImages x {self.describe_sizes()} image(s) per request{within}"
         share = "" if self.share >= 1.0 else f" on {self.share:.0%} of the requests"
-        return f"{self.per_request} x {self.describe_sizes()} image(s) per request{share}"
+        return f"{self.per_request} x {self.describe_sizes()} image(s) per request{share}{within}"
 
 
 def image_inputs(per_request: int | None, size: str | None, share: float | None,
-                 trace_counts: np.ndarray | None = None, trace: str = "the trace") -> ImageInputs | None:
+                 trace_counts: np.ndarray | None = None, trace: str = "the trace",
+                 included: bool = False) -> ImageInputs | None:
+    """_image_inputs(), and with `included` (--image-tokens-included) the prompt lengths counting the images'
+    tokens already (an error without images)."""
+    images = _image_inputs(per_request, size, share, trace_counts, trace)
+    if not included:
+        return images
+    if images is None:
+        raise PhasewiseError("--image-tokens-included needs image inputs (--images-per-request, or a trace with a "
+                             "NumImages column and --image-size): it says the prompt lengths count their tokens")
+    return replace(images, in_prompt=True)
+
+
+def _image_inputs(per_request: int | None, size: str | None, share: float | None,
+                  trace_counts: np.ndarray | None, trace: str) -> ImageInputs | None:
     """The --images-per-request, --image-size and --image-share flags as ImageInputs (None when none is given);
     a value out of range, or a size or share without a count, is a one-line error naming the flag.
     `trace_counts`: the workload's own per-request counts (a trace's NumImages column): then --image-size alone
