@@ -30,6 +30,11 @@ GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 SILVER = math.sqrt(2.0) - 1.0
 
 
+def _size_draw(request_id, k):
+    """The draw in [0, 1) that picks image k of request `request_id`'s size (ints or numpy arrays alike)."""
+    return ((request_id * MAX_IMAGES_PER_REQUEST + 1 + k) * SILVER) % 1.0
+
+
 @dataclass(slots=True, frozen=True)
 class ImageInputs:
     per_request: int | None  # None: each request's count from its workload (a trace's NumImages column)
@@ -60,8 +65,7 @@ class ImageInputs:
             return (0,) * count
         bounds = list(accumulate(self.weights))
         last = len(bounds) - 1
-        base = request_id * MAX_IMAGES_PER_REQUEST + 1
-        return tuple(min(bisect_right(bounds, ((base + k) * SILVER) % 1.0), last) for k in range(count))
+        return tuple(min(bisect_right(bounds, _size_draw(request_id, k)), last) for k in range(count))
 
     def added_tokens(self, counts: np.ndarray, tokens_per_size: tuple[int, ...]) -> np.ndarray:
         """The prompt tokens each request's images add (`counts` of them; a size's image `tokens_per_size[s]`): the
@@ -73,7 +77,7 @@ class ImageInputs:
         per = counts[carrying]
         owner = np.repeat(carrying, per)  # each image's request
         k = np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)  # its place in the request
-        draws = ((owner * MAX_IMAGES_PER_REQUEST + 1 + k) * SILVER) % 1.0
+        draws = _size_draw(owner, k)
         bounds = np.fromiter(accumulate(self.weights), dtype=np.float64)
         size = np.minimum(np.searchsorted(bounds, draws, side="right"), len(bounds) - 1)
         added = np.zeros(len(counts), dtype=np.int64)
