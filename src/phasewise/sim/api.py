@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError, refuse_empty
 from phasewise.sim.attention_offload import offload_block
-from phasewise.sim.deployment import Deployment, build_deployment, load_deployment
+from phasewise.sim.deployment import Deployment, EncodeWorkers, build_deployment, load_deployment
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import training_block
 from phasewise.sim.simulate import simulate
@@ -179,7 +180,7 @@ def moe_layout_flags(arch: str, ep: int | None, moe_tp: int | None, attention_dp
             "decode": fields(decode_ep, decode_attention_dp)}
 
 
-ENCODE_LINKS = ("nvlink", "pcie", "rdma")
+ENCODE_LINKS = typing.get_args(EncodeWorkers.model_fields["link"].annotation)  # the deployment field's values
 
 
 def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, link: str | None,
