@@ -76,6 +76,7 @@ from phasewise.apps.cli_common import (
     PiecewiseCudaGraph,
     PiecewiseMaxTokens,
     PlanEngines,
+    PlanHardware,
     Pp,
     Precision,
     PrefillAttentionDp,
@@ -336,7 +337,7 @@ def simulate_cmd(
 @app.command("plan")
 def plan_cmd(
     model: Model = "meta-llama/Llama-3.1-8B",
-    hardware: Hardware = "h100-sxm",
+    hardware: PlanHardware = "h100-sxm",
     gpus: Annotated[int, typer.Option(help="GPU budget")] = 8,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = 1000.0,
     slo_tpot_ms: SloTpot = 50.0,
@@ -373,7 +374,7 @@ def plan_cmd(
     moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
     routing_skew: RoutingSkew = None,
     router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
-    top: Annotated[int, typer.Option(help="strategies refined with long simulations")] = 5,
+    top: Annotated[int, typer.Option(help="strategies refined with long simulations (and, with several --hardware chips, each chip's best)")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
     workers: Annotated[Optional[int], typer.Option(help="local worker processes (default: CPU count)")] = None,

@@ -28,6 +28,9 @@ Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglan
 PlanEngines = Annotated[str, typer.Option(
     "--engine", help="serving engine [@version] as for simulate, or several comma-separated (e.g. vllm,sglang,trtllm): "
                      "each one's strategies compete in one ranking, named after it")]
+PlanHardware = Annotated[str, typer.Option(
+    "--hardware", help="catalog key or a hardware YAML path, or several comma-separated (e.g. h100-sxm,h200-sxm,b200): "
+                       "each chip's strategies, on the same --gpus, compete in one ranking, named after it")]
 Replicas = Annotated[Optional[int], typer.Option(help="collocated instances (default 1)")]
 Arch = Annotated[str, typer.Option(help="collocated|disagg")]
 PrefillWorkers = Annotated[Optional[int], typer.Option(help="disagg: prefill instances (default 1)")]

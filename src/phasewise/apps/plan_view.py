@@ -71,11 +71,11 @@ def plan_table(result: PlanResult, width: int) -> Table:
 
 def render_plan(console: Console, result: PlanResult) -> None:
     slo = result.slo
-    console.print(f"[bold]{result.model}[/] on up to {result.gpus} x {result.hardware}; {result.workload}; "
+    console.print(f"[bold]{result.model}[/] on up to {result.budget()}; {result.workload}; "
                   f"{slo.describe()} for {result.target:.0%} of requests; "
                   f"{len(result.screened)} strategies simulated, {len(result.pruned)} pruned, "
                   f"{result.wall_s:.1f} s")
-    across = [line for line in result.pruned if line.startswith(ACROSS_NODES)]
+    across = [line for line in result.pruned if ACROSS_NODES in line]
     if across:  # the planner went beyond one node: say so, as the strategies' TP shows it
         console.print(across[0])
     console.print(plan_table(result, console.width))

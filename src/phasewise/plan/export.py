@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from phasewise.errors import PhasewiseError
+from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import GoodputResult
 from phasewise.plan.planner import PlanResult
 
@@ -36,8 +37,10 @@ def plan_header(result: PlanResult, r: GoodputResult, rank: int) -> list[str]:
     slo = result.slo
     v = r.verified.summary if r.verified is not None else {}
     p90 = (v.get("ttft_ms", {}).get("p90", math.nan), v.get("tpot_ms", {}).get("p90", math.nan))
+    chips = " + ".join(f"{n} x {chip}" for chip, n in cluster_hardware(r.strategy.deployment, with_cost=False
+                                                                        ).chips.items())
     return [f"phasewise plan, rank {rank} of {len(result.ranked)} by {result.objective}: {r.strategy.name}",
-            f"{result.model} on {r.gpus} x {result.hardware}; workload {result.workload}",
+            f"{result.model} on {chips}; workload {result.workload}",
             f"SLOs: {slo.describe()} for {result.target:.0%} of requests",
             f"planned goodput {r.goodput_rps:.3f} req/s (verified"
             + (f" on {r.verified.units_simulated} of its {r.verified.units} units at their share of the rate"

@@ -25,10 +25,9 @@ from phasewise.plan.goodput import (
     slice_traffic,
     slice_units,
 )
-from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
+from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
-from phasewise.specs import load_hardware
 
 # cost / power: goodput per dollar of cluster hardware (chips from parts) / per watt of cluster TDP: the cheapest /
 # lowest-TDP cluster meeting the SLOs at a given rate (plan/cluster_cost.py)
@@ -58,8 +57,14 @@ class PlanResult:
     pruned: list[str]
     wall_s: float = 0.0
 
+    def budget(self) -> str:
+        """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips."""
+        *others, last = [c.strip() for c in self.hardware.split(",")]
+        plural = "s" if self.gpus != 1 else ""
+        return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}" if others else f"{self.gpus} x {last}"
+
     def score(self, r: GoodputResult) -> float:
-        return objective_value(self.objective, r, self.hardware)
+        return objective_value(self.objective, r)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment,
@@ -87,8 +92,9 @@ class PlanResult:
                 "binding": r.binding, "reason": reason(r),
                 "deployment": r.strategy.deployment,
             })
+            cluster = cluster_hardware(r.strategy.deployment, with_cost=self.objective == "cost")
+            out[-1]["price_per_hour_usd"] = cluster.price_per_hour_usd  # every chip at its catalog $/GPU-hour
             if self.objective in ("cost", "power"):
-                cluster = cluster_hardware(r.strategy.deployment, with_cost=self.objective == "cost")
                 out[-1].update(cluster_cost_usd=cluster.cost_usd if self.objective == "cost" else math.nan,
                                cluster_tdp_w=cluster.tdp_w, chips=cluster.chips)
         return out
@@ -122,7 +128,7 @@ class PlanResult:
         """One line for a plan no strategy meets (no table of zeros)."""
         c = self.closest()
         line = (f"no strategy meets {self.slo.describe()} for "
-                f"{self.target:.0%} of requests on {self.gpus} x {self.hardware}")
+                f"{self.target:.0%} of requests on {self.budget()}")
         if not c:
             return line
         if c["attainment"] >= self.target:  # the search met them on one unit; the whole deployment did not
@@ -144,15 +150,15 @@ class PlanResult:
         return front
 
 
-def objective_value(objective: str, r: GoodputResult, hardware: str) -> float:
+def objective_value(objective: str, r: GoodputResult) -> float:
     if objective in ("cost", "power"):  # requests/s per $1,000 of hardware / per kW of TDP
         cluster = cluster_hardware(r.strategy.deployment, with_cost=objective == "cost")
         per = cluster.cost_usd / 1e3 if objective == "cost" else cluster.tdp_w / 1e3
         return r.goodput_rps / per if per > 0 else math.nan
     if objective == "goodput-per-gpu":
         return r.goodput_rps / r.gpus
-    if objective == "goodput-per-dollar":  # requests per dollar of GPU time
-        price = load_hardware(hardware).price_per_hour_usd * r.gpus
+    if objective == "goodput-per-dollar":  # requests per dollar of GPU time, every group's chips at their price
+        price = cluster_hardware(r.strategy.deployment, with_cost=False).price_per_hour_usd
         return r.goodput_rps * 3600 / price if price > 0 else math.nan
     power = r.power_w()
     return r.goodput_rps / power if power > 0 else 0.0  # requests per joule of the whole deployment
@@ -171,7 +177,10 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
          objective: str = "goodput-per-gpu", opts: PlanOptions | None = None, refine: int = 5,
          backend: str = "local", workers: int | None = None, ray_address: str | None = None,
          progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> PlanResult:
-    """Rank every strategy the budget allows by `objective` under the SLOs (attainment >= target)."""
+    """Rank every strategy the budget allows by `objective` under the SLOs (attainment >= target). `hardware` may
+    name several chips (comma-separated): each one's strategies on the same budget compete in one ranking, the
+    analytic pre-screen weighs each chip's against that chip's best, and each chip's best screened strategy is
+    refined and verified beside the overall top `refine`, so the ranking shows every chip that meets the SLOs."""
     t0 = time.perf_counter()
     if objective not in OBJECTIVES:
         raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
@@ -190,13 +199,17 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         for s in strategies:
             cluster_hardware(s.deployment)
     caps = [capacity_estimate(s, work) for s in strategies]
-    best = max(caps)
+    best: dict[str, float] = {}  # per chip of a plan across chips: a slower chip may still win per dollar or watt
+    for s, c in zip(strategies, caps):
+        best[strategy_chip(s)] = max(best.get(strategy_chip(s), 0.0), c)
     kept = []
     for s, c in zip(strategies, caps):
-        if c >= PRESCREEN * best:
+        top_c = best[strategy_chip(s)]
+        if c >= PRESCREEN * top_c:
             kept.append(s)
         else:
-            pruned.append(f"{s.name}: analytic capacity {c:.1f} req/s is under {PRESCREEN:.0%} of the best {best:.1f}")
+            pruned.append(f"{s.name}: analytic capacity {c:.1f} req/s is under {PRESCREEN:.0%} of the best "
+                          f"{top_c:.1f}" + (f" on {strategy_chip(s)}" if strategy_chip(s) else ""))
     strategies = kept
 
     def tick(stage: str, total: int) -> Callable[[int], None] | None:
@@ -205,17 +218,20 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     screen = run_all(evaluate, [(s, work, slo, target, SCREEN["steps"], SCREEN["window_s"],
                                  SCREEN["min_requests"]) for s in strategies],
                      backend, workers, ray_address, tick("screening", len(strategies)))
-    screen.sort(key=lambda r: objective_value(objective, r, hardware), reverse=True)
+    screen.sort(key=lambda r: objective_value(objective, r), reverse=True)
     top = [r.strategy for r in screen[:refine]]
+    for r in screen:  # a plan across chips: each chip's best is refined too, so the ranking compares the chips
+        if r.goodput_rps > 0 and strategy_chip(r.strategy) not in {strategy_chip(s) for s in top}:
+            top.append(r.strategy)
     refined = run_all(evaluate, [(s, work, slo, target, REFINE["steps"], REFINE["window_s"],
                                   REFINE["min_requests"]) for s in top],
                       backend, workers, ray_address, tick("refining", len(top)))
-    refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
+    refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     checks = [(r.strategy, r.goodput_rps, work, slo, target) for r in refined]
     for r, (rate, att, run) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
                                                     tick("verifying", len(checks)))):
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
-    refined.sort(key=lambda r: (objective_value(objective, r, hardware), r.goodput_rps), reverse=True)
+    refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0)
 

@@ -162,6 +162,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     opts.tp_across_nodes, instances of whole nodes (TP 2, 4, ... nodes, up to the budget) are tried too, with a
     pruned line saying so. opts.engine may list several engines (comma-separated): each one's strategies, named
     after it, compete in one ranking."""
+    chips = plan_names("--hardware", hardware)
+    if len(chips) > 1:
+        return _across_chips(model_name, chips, gpus, opts, min_kv_tokens)
     engines = plan_engines(opts.engine)
     if len(engines) > 1:
         return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines)
@@ -193,15 +196,51 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     return strategies, pruned
 
 
+def plan_names(flag: str, value: str) -> list[str]:
+    """The names a plan's comma-separated `flag` gives (--engine, --hardware: one, or several), each once."""
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise PhasewiseError(f"{flag} '{value}': an empty name in the list (give names separated by commas)")
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice:
+        raise PhasewiseError(f"{flag} '{value}' names {twice} twice")
+    return names
+
+
 def plan_engines(engine: str) -> list[str]:
     """The engines a plan's --engine names (one, or several comma-separated), each once."""
-    engines = [name.strip() for name in engine.split(",")]
-    if not all(engines):
-        raise PhasewiseError(f"--engine '{engine}': an empty name in the list (give engines separated by commas)")
-    twice = next((name for name in engines if engines.count(name) > 1), None)
-    if twice:
-        raise PhasewiseError(f"--engine '{engine}' names {twice} twice")
-    return engines
+    return plan_names("--engine", engine)
+
+
+def strategy_chip(strategy: Strategy) -> str:
+    """The chip a strategy of a plan across chips runs on (details['chip']), else '' (a plan on one chip)."""
+    return strategy.details.get("chip", "")
+
+
+def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int
+                  ) -> tuple[list[Strategy], list[str]]:
+    """enumerate_strategies() on each chip of --hardware with the same GPU budget (engines, layouts, precisions
+    as asked), its strategies named and its pruned lines prefixed with the chip (details['chip']); a chip on which
+    nothing fits is a pruned line (an error only if nothing fits on any). Disaggregated strategies keep their
+    phases on one chip: --prefill-hardware / --decode-hardware pair chips for a plan on one --hardware."""
+    if opts.prefill_hardware or opts.decode_hardware:
+        flag = "--prefill-hardware" if opts.prefill_hardware else "--decode-hardware"
+        raise PhasewiseError(f"{flag} pairs chips for the phases of a plan on one --hardware; with several "
+                             f"--hardware chips ({', '.join(chips)}) each chip's strategies run on it alone")
+    strategies: list[Strategy] = []
+    pruned: list[str] = []
+    for chip in chips:
+        load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
+        try:
+            found, why = enumerate_strategies(model_name, chip, gpus, opts, min_kv_tokens)
+        except NoStrategyFits as exc:
+            pruned.append(f"{chip}: {exc}")
+            continue
+        strategies += [replace(s, name=f"{chip} {s.name}", details=dict(s.details, chip=chip)) for s in found]
+        pruned += [f"{chip}: {line}" for line in why]
+    if not strategies:
+        raise NoStrategyFits(f"no strategy fits on any of {', '.join(chips)}: " + "; ".join(pruned[:len(chips)]))
+    return strategies, pruned
 
 
 def _across_engines(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int,

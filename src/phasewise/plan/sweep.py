@@ -135,8 +135,8 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
         c = r.point()
         rows.append({**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
                      "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
-                     "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r, key["hardware"]),
-                     "goodput_requests_per_joule": objective_value("goodput-per-watt", r, key["hardware"]),
+                     "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r),
+                     "goodput_requests_per_joule": objective_value("goodput-per-watt", r),
                      "binding": r.binding, "ttft_p90_ms": c.get("ttft_p90_ms"), "tpot_p90_ms": c.get("tpot_p90_ms"),
                      "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu"), "simulations": r.simulations})
     return rows

@@ -1,0 +1,109 @@
+"""`plan --hardware A,B,C`: each chip's strategies on the same GPU budget compete in one ranking, and the
+goodput-per-dollar objective prices every group's chips at their own rate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan import GoodputResult, PlanOptions, WorkloadSpec, enumerate_strategies, plan
+from phasewise.plan.export import plan_header
+from phasewise.plan.goodput import capacity_estimate
+from phasewise.plan.planner import PRESCREEN, objective_value
+from phasewise.plan.strategies import strategy_chip
+from phasewise.sim import Slo
+from phasewise.specs import load_hardware
+
+M = "meta-llama/Llama-3.1-8B"
+ONE_LAYOUT = PlanOptions(tp_options=(1,), chunk_sizes=(1024,), ratios=((1, 1),))
+
+
+def _chips(deployment: dict) -> set[str]:
+    return {g["hardware"] for g in deployment["instances"]}
+
+
+def test_each_chips_strategies_are_named_after_it_and_run_on_it():
+    strategies, _ = enumerate_strategies(M, "h100-sxm,b200", 2, ONE_LAYOUT)
+    for chip in ("h100-sxm", "b200"):
+        mine = [s for s in strategies if s.name.startswith(chip + " ")]
+        alone, _ = enumerate_strategies(M, chip, 2, ONE_LAYOUT)
+        assert {s.name for s in mine} == {f"{chip} {s.name}" for s in alone}  # the chip's own plan, renamed
+        assert all(strategy_chip(s) == chip and _chips(s.deployment) == {chip} for s in mine)
+    assert len(strategies) == len({s.name for s in strategies})
+    assert all(strategy_chip(s) == "" for s in enumerate_strategies(M, "b200", 2, ONE_LAYOUT)[0])  # one chip: as before
+
+
+def test_a_chip_nothing_fits_on_is_a_pruned_line_and_none_anywhere_one_error():
+    """Llama-3.1-70B in BF16 (141 GB) on one GPU: not on an 80 GB A100, on a 288 GB B300."""
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False, tp_across_nodes=False)
+    strategies, pruned = enumerate_strategies("meta-llama/Llama-3.1-70B", "a100-sxm-80gb,b300", 1, opts)
+    assert strategies and {strategy_chip(s) for s in strategies} == {"b300"}
+    assert any(line.startswith("a100-sxm-80gb: no strategy fits") for line in pruned)
+    with pytest.raises(PhasewiseError, match="no strategy fits on any of a100-sxm-80gb, l40s: a100-sxm-80gb: "):
+        enumerate_strategies("meta-llama/Llama-3.1-70B", "a100-sxm-80gb,l40s", 1, opts)
+
+
+@pytest.mark.parametrize("hardware, message", [
+    ("h100-sxm,,b200", r"--hardware 'h100-sxm,,b200': an empty name in the list"),
+    ("b200,b200", "names b200 twice"),
+    ("b200,nosuch-gpu", "unknown hardware 'nosuch-gpu'"),
+])
+def test_chip_lists_are_checked(hardware, message):
+    with pytest.raises(PhasewiseError, match=message):
+        enumerate_strategies(M, hardware, 2, ONE_LAYOUT)
+
+
+def test_phase_chip_pairs_belong_to_a_plan_on_one_chip():
+    with pytest.raises(PhasewiseError, match=r"--decode-hardware pairs chips for the phases of a plan on one "
+                                             r"--hardware; with several --hardware chips \(h100-sxm, b200\)"):
+        enumerate_strategies(M, "h100-sxm,b200", 2, PlanOptions(tp_options=(1,), decode_hardware=("h200-sxm",)))
+
+
+def test_goodput_per_dollar_prices_each_groups_chips():
+    """A disaggregated strategy with its prefill on H100s and its decode on B200s costs each at its own $/GPU-hour
+    (before, the plan's --hardware rate for every GPU)."""
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), ratios=((2, 1),), decode_hardware=("b200",))
+    strategy = next(s for s in enumerate_strategies(M, "h100-sxm", 3, opts)[0] if s.kind == "disaggregated")
+    assert [(g["role"], g["hardware"], g["replicas"]) for g in strategy.deployment["instances"]] == \
+        [("prefill", "h100-sxm", 2), ("decode", "b200", 1)]
+    result = GoodputResult(strategy, goodput_rps=10.0, capacity_estimate_rps=10.0, binding="", at_goodput={})
+    per_hour = 2 * load_hardware("h100-sxm").price_per_hour_usd + load_hardware("b200").price_per_hour_usd
+    assert objective_value("goodput-per-dollar", result) == pytest.approx(10.0 * 3600 / per_hour)
+
+
+def test_every_chip_that_meets_the_slos_is_ranked_and_a_slow_chip_is_not_prescreened_out():
+    """An RTX A6000 (768 GB/s, $1.09/h) beside an H100 (3.35 TB/s, $3.99/h): its analytic capacity (11 req/s
+    here) is under 40 % of the H100's best (54), which pruned it in a single pool; weighed against its own best it
+    is simulated, and its best is refined and verified beside the overall top 1, so the ranking holds both chips."""
+    work = WorkloadSpec((512,), (64,), seed=0, name="512/64")
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False)
+    caps = {}
+    for s in enumerate_strategies(M, "h100-sxm,a6000", 1, opts)[0]:
+        caps[strategy_chip(s)] = max(caps.get(strategy_chip(s), 0.0), capacity_estimate(s, work))
+    assert caps["a6000"] < PRESCREEN * caps["h100-sxm"]  # what one pool's pre-screen would have pruned
+    result = plan(M, "h100-sxm,a6000", 1, Slo(2000, 100), work, objective="goodput-per-dollar", opts=opts,
+                  refine=1, workers=1)
+    assert {strategy_chip(r.strategy) for r in result.screened} == {"h100-sxm", "a6000"}
+    assert {strategy_chip(r.strategy) for r in result.ranked} == {"h100-sxm", "a6000"}
+    scores = [result.score(r) for r in result.ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert result.budget() == "1 GPU of h100-sxm or a6000"
+    for rank, r in enumerate(result.ranked, start=1):  # an exported file's header names the strategy's own chips
+        assert f"{M} on 1 x {strategy_chip(r.strategy)}; workload" in plan_header(result, r, rank)[1]
+
+
+def test_plan_cli_across_chips(run_cli):
+    code, out, err = run_cli("plan", "--model", M, "--hardware", "h100-sxm,b200", "--gpus", "1", "--tp-options", "1",
+                             "--chunk-sizes", "1024", "--no-disagg", "--isl", "512", "--osl", "64", "--top", "1",
+                             "--workers", "1", "--objective", "goodput-per-dollar", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert {row["strategy"].split()[0] for row in rows} == {"h100-sxm", "b200"}
+    for row in rows:
+        chip = row["strategy"].split()[0]
+        assert row["price_per_hour_usd"] == pytest.approx(load_hardware(chip).price_per_hour_usd * row["gpus"])
+        assert row["objective"] == pytest.approx(row["goodput_rps"] * 3600 / row["price_per_hour_usd"])
+    code, _, err = run_cli("plan", "--model", M, "--hardware", "h100-sxm,b200", "--decode-hardware", "b200")
+    assert code == 2 and "--decode-hardware pairs chips" in err and len(err.strip().splitlines()) == 1
