@@ -107,3 +107,17 @@ def test_plan_cli_across_chips(run_cli):
         assert row["objective"] == pytest.approx(row["goodput_rps"] * 3600 / row["price_per_hour_usd"])
     code, _, err = run_cli("plan", "--model", M, "--hardware", "h100-sxm,b200", "--decode-hardware", "b200")
     assert code == 2 and "--decode-hardware pairs chips" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_precision_a_chip_has_no_tensor_path_for_is_pruned_on_that_chip():
+    """NVFP4 beside FP8 on an H100 (no FP4 path) and a B200: the H100 keeps its FP8 strategies with a pruned line
+    naming the missing path, the B200 keeps both; on the H100 alone NVFP4 by itself is still the one-line error."""
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False, precisions=("fp8", "nvfp4"))
+    strategies, pruned = enumerate_strategies(M, "h100-sxm,b200", 1, opts)
+    kinds = {(strategy_chip(s), s.details["precision"]) for s in strategies}
+    assert kinds == {("h100-sxm", "fp8"), ("b200", "fp8"), ("b200", "nvfp4")}
+    assert "h100-sxm: nvfp4: hardware 'h100-sxm' has no fp4 compute path" in "\n".join(pruned)
+    alone, _ = enumerate_strategies(M, "h100-sxm", 1, opts)
+    assert {s.details["precision"] for s in alone} == {"fp8"}
+    with pytest.raises(PhasewiseError, match="hardware 'h100-sxm' has no fp4 compute path"):
+        enumerate_strategies(M, "h100-sxm", 1, PlanOptions(tp_options=(1,), precisions=("nvfp4",)))

@@ -294,10 +294,20 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
         mapping = load_mapping(opts.mapping)
         for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
             resolve_mapping(mapping, chip)
+    usable, missing = [], None
     for precision in opts.precisions or (model.default_precision,):
         quant = load_quant(precision)
-        for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
-            chip.peak(quant.on(chip).compute_dtype)  # a one-line error if a chip lacks the path
+        try:
+            for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
+                chip.peak(quant.on(chip).compute_dtype)  # a one-line error if a chip lacks the path
+        except PhasewiseError as exc:  # another precision (or, across chips, another chip) may still serve
+            pruned.append(f"{precision}: {exc}")
+            missing = missing or exc
+            continue
+        usable.append((precision, quant))
+    if not usable:  # the first precision's error, as one line
+        raise NoStrategyFits(str(missing))
+    for precision, quant in usable:
         for spec in opts.speculative:
             spec_cfg = {"draft_tokens": opts.spec_tokens, "acceptance": opts.spec_acceptance} if spec else None
             tag = f"{precision}{' +spec' if spec else ''}"
