@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from rich.console import Console
 
+from phasewise.apps.plan_view import render_plan
+from phasewise.apps.report import write_report
 from phasewise.errors import PhasewiseError
 from phasewise.plan import GoodputResult, PlanOptions, WorkloadSpec, enumerate_strategies, plan
 from phasewise.plan.export import plan_header
@@ -73,7 +76,7 @@ def test_goodput_per_dollar_prices_each_groups_chips():
     assert objective_value("goodput-per-dollar", result) == pytest.approx(10.0 * 3600 / per_hour)
 
 
-def test_every_chip_that_meets_the_slos_is_ranked_and_a_slow_chip_is_not_prescreened_out():
+def test_every_chip_that_meets_the_slos_is_ranked_and_a_slow_chip_is_not_prescreened_out(tmp_path):
     """An RTX A6000 (768 GB/s, $1.09/h) beside an H100 (3.35 TB/s, $3.99/h): its analytic capacity (11 req/s
     here) is under 40 % of the H100's best (54), which pruned it in a single pool; weighed against its own best it
     is simulated, and its best is refined and verified beside the overall top 1, so the ranking holds both chips."""
@@ -92,6 +95,15 @@ def test_every_chip_that_meets_the_slos_is_ranked_and_a_slow_chip_is_not_prescre
     assert result.budget() == "1 GPU of h100-sxm or a6000"
     for rank, r in enumerate(result.ranked, start=1):  # an exported file's header names the strategy's own chips
         assert f"{M} on 1 x {strategy_chip(r.strategy)}; workload" in plan_header(result, r, rank)[1]
+    best = result.best_per_chip()  # the answer to "which GPU": each chip's best, in ranking order
+    assert [(chip, rank) for chip, rank, _ in best] == [(strategy_chip(r.strategy), i) for i, r in
+                                                        enumerate(result.ranked, start=1)]
+    console = Console(record=True, width=200)
+    render_plan(console, result)
+    line = next(t for t in console.export_text().splitlines() if t.startswith("best per chip: "))
+    assert all(f"{chip} #{rank} {result.score(r):.4g} req/$" in line for chip, rank, r in best)
+    page = write_report(result, {}, tmp_path / "plan.html").read_text()
+    assert 'id="chips"' in page and "Each chip's best strategy by goodput-per-dollar" in page
 
 
 def test_plan_cli_across_chips(run_cli):

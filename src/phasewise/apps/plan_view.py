@@ -79,6 +79,12 @@ def render_plan(console: Console, result: PlanResult) -> None:
     if across:  # the planner went beyond one node: say so, as the strategies' TP shows it
         console.print(across[0])
     console.print(plan_table(result, console.width))
+    chips = result.best_per_chip()
+    if len(chips) > 1:  # a plan across chips: its answer to "which GPU", one line
+        unit = OBJECTIVE_UNITS[result.objective]
+        console.print("best per chip: " + "; ".join(
+            f"{chip} #{rank} {result.score(r):.4g} {unit} ({r.strategy.name.removeprefix(chip + ' ')})"
+            for chip, rank, r in chips))
     sliced = [r for r in result.ranked if r.verified is not None and r.verified.sliced]
     if sliced:
         shown = ", ".join(f"#{result.ranked.index(r) + 1} {r.verified.units_simulated} of {r.verified.units}"

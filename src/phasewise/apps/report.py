@@ -135,6 +135,17 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
                       yaxis_title="output tokens/s per GPU", height=420)
     figs.append(("pareto", fig))
 
+    # 3b. a plan across chips: each chip's best verified strategy by the objective
+    chips = result.best_per_chip()
+    if len(chips) > 1:
+        fig = go.Figure(go.Bar(x=[chip for chip, _, _ in chips], y=[result.score(r) for _, _, r in chips],
+                               text=[f"#{rank} {r.strategy.name}" for _, rank, r in chips], textposition="auto",
+                               marker={"color": [COLORS[i % len(COLORS)] for i in range(len(chips))]}))
+        fig.update_layout(title=f"Each chip's best strategy by {result.objective} (verified on the deployment)",
+                          xaxis_title="chip", yaxis_title=f"{result.objective} ({OBJECTIVE_UNITS[result.objective]})",
+                          height=380)
+        figs.append(("chips", fig))
+
     # 4. utilization timeline of the winner
     if timeline:
         name, sim = next(iter(timeline.items()))

@@ -63,6 +63,16 @@ class PlanResult:
         plural = "s" if self.gpus != 1 else ""
         return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}" if others else f"{self.gpus} x {last}"
 
+    def best_per_chip(self) -> list[tuple[str, int, GoodputResult]]:
+        """A plan across chips: (chip, rank, result) of each chip's best ranked strategy that meets the SLOs, in
+        ranking order (empty for a plan on one chip)."""
+        seen: dict[str, tuple[str, int, GoodputResult]] = {}
+        for rank, r in enumerate(self.ranked, start=1):
+            chip = strategy_chip(r.strategy)
+            if chip and chip not in seen and r.goodput_rps > 0:
+                seen[chip] = (chip, rank, r)
+        return list(seen.values())
+
     def score(self, r: GoodputResult) -> float:
         return objective_value(self.objective, r)
 
