@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from rich.console import Console
 
 from phasewise.apps.plan_view import render_plan
@@ -15,7 +16,7 @@ from phasewise.plan import GoodputResult, PlanOptions, WorkloadSpec, enumerate_s
 from phasewise.plan.export import plan_header
 from phasewise.plan.goodput import capacity_estimate
 from phasewise.plan.planner import PRESCREEN, objective_value
-from phasewise.plan.strategies import strategy_chip
+from phasewise.plan.strategies import _chip_labels, strategy_chip
 from phasewise.sim import Slo
 from phasewise.specs import load_hardware
 
@@ -133,3 +134,17 @@ def test_a_precision_a_chip_has_no_tensor_path_for_is_pruned_on_that_chip():
     assert {s.details["precision"] for s in alone} == {"fp8"}
     with pytest.raises(PhasewiseError, match="hardware 'h100-sxm' has no fp4 compute path"):
         enumerate_strategies(M, "h100-sxm", 1, PlanOptions(tp_options=(1,), precisions=("nvfp4",)))
+
+
+def test_a_users_chip_file_is_named_by_its_stem_unless_that_is_ambiguous(tmp_path):
+    """An architect's chip beside catalog chips: `--hardware chips/my_chip.yaml,h100-sxm` names its strategies
+    `my_chip ...` (the deployment keeps the path, to load it again); two files of one stem, or a stem that is a
+    catalog key, keep their paths."""
+    entry = load_hardware("h100-sxm").model_dump(mode="json", exclude={"key", "efficiency", "parts"})
+    mine = tmp_path / "my_chip.yaml"
+    mine.write_text(yaml.safe_dump(dict(entry, name="my chip")))
+    strategies, _ = enumerate_strategies(M, f"{mine},h100-sxm", 1, ONE_LAYOUT)
+    ours = [s for s in strategies if s.name.startswith("my_chip ")]
+    assert ours and all(strategy_chip(s) == "my_chip" and _chips(s.deployment) == {str(mine)} for s in ours)
+    assert _chip_labels(["a/x.yaml", "b/x.yaml", "c/b200.yaml", "h100-sxm"]) == {
+        "a/x.yaml": "a/x.yaml", "b/x.yaml": "b/x.yaml", "c/b200.yaml": "c/b200.yaml", "h100-sxm": "h100-sxm"}

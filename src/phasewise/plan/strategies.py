@@ -8,6 +8,7 @@ import itertools
 import re
 import typing
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from phasewise.errors import PhasewiseError
@@ -18,6 +19,7 @@ from phasewise.perf.memory import draft_memory, kv_sequence_tokens, kv_state_pag
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs.catalog import looks_like_path
 from phasewise.specs.engines import (
     engine_knobs,
     graph_knobs,
@@ -27,6 +29,7 @@ from phasewise.specs.engines import (
     resolve_engine,
     window_kv,
 )
+from phasewise.specs.hardware import catalog_key
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -217,6 +220,15 @@ def strategy_chip(strategy: Strategy) -> str:
     return strategy.details.get("chip", "")
 
 
+def _chip_labels(chips: list[str]) -> dict[str, str]:
+    """How a plan across chips names each: a catalog key as it is, a user's hardware YAML by its file's stem
+    (chips/my_chip.yaml -> my_chip) unless two files share it or it is a catalog key (then the path)."""
+    stems = {chip: Path(chip).stem if looks_like_path(chip) else chip for chip in chips}
+    taken = list(stems.values())
+    return {chip: stem if taken.count(stem) == 1 and (stem == chip or catalog_key(stem) is None) else chip
+            for chip, stem in stems.items()}
+
+
 def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int
                   ) -> tuple[list[Strategy], list[str]]:
     """enumerate_strategies() on each chip of --hardware with the same GPU budget (engines, layouts, precisions
@@ -229,15 +241,17 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
                              f"--hardware chips ({', '.join(chips)}) each chip's strategies run on it alone")
     strategies: list[Strategy] = []
     pruned: list[str] = []
+    labels = _chip_labels(chips)
     for chip in chips:
         load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
         try:
             found, why = enumerate_strategies(model_name, chip, gpus, opts, min_kv_tokens)
         except NoStrategyFits as exc:
-            pruned.append(f"{chip}: {exc}")
+            pruned.append(f"{labels[chip]}: {exc}")
             continue
-        strategies += [replace(s, name=f"{chip} {s.name}", details=dict(s.details, chip=chip)) for s in found]
-        pruned += [f"{chip}: {line}" for line in why]
+        strategies += [replace(s, name=f"{labels[chip]} {s.name}", details=dict(s.details, chip=labels[chip]))
+                       for s in found]
+        pruned += [f"{labels[chip]}: {line}" for line in why]
     if not strategies:
         raise NoStrategyFits(f"no strategy fits on any of {', '.join(chips)}: " + "; ".join(pruned[:len(chips)]))
     return strategies, pruned
