@@ -25,7 +25,7 @@ from phasewise.plan.goodput import (
     slice_traffic,
     slice_units,
 )
-from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
+from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, plan_names, strategy_chip
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 
@@ -59,7 +59,7 @@ class PlanResult:
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips."""
-        *others, last = [c.strip() for c in self.hardware.split(",")]
+        *others, last = plan_names("--hardware", self.hardware)
         plural = "s" if self.gpus != 1 else ""
         return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}" if others else f"{self.gpus} x {last}"
 
@@ -209,17 +209,17 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         for s in strategies:
             cluster_hardware(s.deployment)
     caps = [capacity_estimate(s, work) for s in strategies]
+    chips = [strategy_chip(s) for s in strategies]  # '' on one chip
     best: dict[str, float] = {}  # per chip of a plan across chips: a slower chip may still win per dollar or watt
-    for s, c in zip(strategies, caps):
-        best[strategy_chip(s)] = max(best.get(strategy_chip(s), 0.0), c)
+    for chip, c in zip(chips, caps):
+        best[chip] = max(best.get(chip, 0.0), c)
     kept = []
-    for s, c in zip(strategies, caps):
-        top_c = best[strategy_chip(s)]
-        if c >= PRESCREEN * top_c:
+    for s, chip, c in zip(strategies, chips, caps):
+        if c >= PRESCREEN * best[chip]:
             kept.append(s)
         else:
             pruned.append(f"{s.name}: analytic capacity {c:.1f} req/s is under {PRESCREEN:.0%} of the best "
-                          f"{top_c:.1f}" + (f" on {strategy_chip(s)}" if strategy_chip(s) else ""))
+                          f"{best[chip]:.1f}" + (f" on {chip}" if chip else ""))
     strategies = kept
 
     def tick(stage: str, total: int) -> Callable[[int], None] | None:
@@ -230,9 +230,11 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                      backend, workers, ray_address, tick("screening", len(strategies)))
     screen.sort(key=lambda r: objective_value(objective, r), reverse=True)
     top = [r.strategy for r in screen[:refine]]
+    refined_chips = {strategy_chip(s) for s in top}
     for r in screen:  # a plan across chips: each chip's best is refined too, so the ranking compares the chips
-        if r.goodput_rps > 0 and strategy_chip(r.strategy) not in {strategy_chip(s) for s in top}:
+        if r.goodput_rps > 0 and strategy_chip(r.strategy) not in refined_chips:
             top.append(r.strategy)
+            refined_chips.add(strategy_chip(r.strategy))
     refined = run_all(evaluate, [(s, work, slo, target, REFINE["steps"], REFINE["window_s"],
                                   REFINE["min_requests"]) for s in top],
                       backend, workers, ray_address, tick("refining", len(top)))
