@@ -53,6 +53,7 @@ def test_a_chip_nothing_fits_on_is_a_pruned_line_and_none_anywhere_one_error():
     ("h100-sxm,,b200", r"--hardware 'h100-sxm,,b200': an empty name in the list"),
     ("b200,b200", "names b200 twice"),
     ("b200,nosuch-gpu", "unknown hardware 'nosuch-gpu'"),
+    ("b200,B200", "--hardware names one chip twice: b200 and B200"),
 ])
 def test_chip_lists_are_checked(hardware, message):
     with pytest.raises(PhasewiseError, match=message):
@@ -146,5 +147,7 @@ def test_a_users_chip_file_is_named_by_its_stem_unless_that_is_ambiguous(tmp_pat
     strategies, _ = enumerate_strategies(M, f"{mine},h100-sxm", 1, ONE_LAYOUT)
     ours = [s for s in strategies if s.name.startswith("my_chip ")]
     assert ours and all(strategy_chip(s) == "my_chip" and _chips(s.deployment) == {str(mine)} for s in ours)
-    assert _chip_labels(["a/x.yaml", "b/x.yaml", "c/b200.yaml", "h100-sxm"]) == {
-        "a/x.yaml": "a/x.yaml", "b/x.yaml": "b/x.yaml", "c/b200.yaml": "c/b200.yaml", "h100-sxm": "h100-sxm"}
+    assert _chip_labels(["a/x.yaml", "b/x.yaml", "c/b200.yaml", "H100-SXM"]) == {
+        "a/x.yaml": "a/x.yaml", "b/x.yaml": "b/x.yaml", "c/b200.yaml": "c/b200.yaml", "H100-SXM": "h100-sxm"}
+    with pytest.raises(PhasewiseError, match="names one chip twice: .*my_chip.yaml and .*my_chip.yaml"):
+        enumerate_strategies(M, f"{mine},{tmp_path}/../{tmp_path.name}/my_chip.yaml", 1, ONE_LAYOUT)

@@ -223,10 +223,22 @@ def strategy_chip(strategy: Strategy) -> str:
 def _chip_labels(chips: list[str]) -> dict[str, str]:
     """How a plan across chips names each: a catalog key as it is, a user's hardware YAML by its file's stem
     (chips/my_chip.yaml -> my_chip) unless two files share it or it is a catalog key (then the path)."""
-    stems = {chip: Path(chip).stem if looks_like_path(chip) else chip for chip in chips}
+    stems = {chip: Path(chip).stem if looks_like_path(chip) else catalog_key(chip) or chip for chip in chips}
     taken = list(stems.values())
-    return {chip: stem if taken.count(stem) == 1 and (stem == chip or catalog_key(stem) is None) else chip
-            for chip, stem in stems.items()}
+    return {chip: stem if taken.count(stem) == 1 and (not looks_like_path(chip) or catalog_key(stem) is None)
+            else chip for chip, stem in stems.items()}
+
+
+def _same_chip_twice(chips: list[str]) -> tuple[str, str] | None:
+    """Two entries of a --hardware list that name one chip (a catalog key and its alias or another case, or one
+    file by two paths), else None."""
+    seen: dict[str, str] = {}
+    for chip in chips:
+        identity = str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
+        if identity in seen:
+            return seen[identity], chip
+        seen[identity] = chip
+    return None
 
 
 def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int
@@ -239,6 +251,9 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
         flag = "--prefill-hardware" if opts.prefill_hardware else "--decode-hardware"
         raise PhasewiseError(f"{flag} pairs chips for the phases of a plan on one --hardware; with several "
                              f"--hardware chips ({', '.join(chips)}) each chip's strategies run on it alone")
+    twice = _same_chip_twice(chips)
+    if twice:
+        raise PhasewiseError(f"--hardware names one chip twice: {twice[0]} and {twice[1]}")
     strategies: list[Strategy] = []
     pruned: list[str] = []
     labels = _chip_labels(chips)
