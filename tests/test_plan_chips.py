@@ -151,3 +151,25 @@ def test_a_users_chip_file_is_named_by_its_stem_unless_that_is_ambiguous(tmp_pat
         "a/x.yaml": "a/x.yaml", "b/x.yaml": "b/x.yaml", "c/b200.yaml": "c/b200.yaml", "H100-SXM": "h100-sxm"}
     with pytest.raises(PhasewiseError, match="names one chip twice: .*my_chip.yaml and .*my_chip.yaml"):
         enumerate_strategies(M, f"{mine},{tmp_path}/../{tmp_path.name}/my_chip.yaml", 1, ONE_LAYOUT)
+
+
+def test_estimate_puts_chips_side_by_side(run_cli):
+    """`estimate --hardware h100-sxm,b200,a100-sxm-80gb --precision fp8`: each chip's row is its own estimate's
+    figures with its price and tokens per dollar; the A100 (no FP8 path) is a row saying so; no chip that runs it
+    is one error line after the rows."""
+    args = ("estimate", "--model", M, "--tp", "2", "--precision", "fp8", "--batch", "8", "--prompt-len", "512")
+    code, out, err = run_cli(*args, "--hardware", "h100-sxm,b200,a100-sxm-80gb", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["chips"]
+    assert [r["hardware"] for r in rows] == ["h100-sxm", "b200", "a100-sxm-80gb"]
+    for row in rows[:2]:
+        code, alone, _ = run_cli(*args, "--hardware", row["hardware"], "--json")
+        assert code == 0 and row["estimate"] == json.loads(alone)
+        per_hour = 2 * load_hardware(row["hardware"]).price_per_hour_usd
+        assert row["fits"] and row["price_per_hour_usd"] == pytest.approx(per_hour)
+        assert row["decode_tokens_per_dollar"] == pytest.approx(row["estimate"]["decode"]["tokens_per_s"] * 3600
+                                                                / per_hour)
+    assert not rows[2]["fits"] and "has no fp8 compute path" in rows[2]["error"]
+    code, out, err = run_cli(*args, "--hardware", "a100-sxm-80gb,a6000")
+    assert code == 2 and "a6000" in out and len(err.strip().splitlines()) == 1
+    assert "no chip of --hardware a100-sxm-80gb,a6000 runs it" in err

@@ -24,6 +24,17 @@ def refuse_empty(flags: dict) -> None:
             raise PhasewiseError(f"--{name.replace('_', '-')} is empty: give a value or leave the flag out")
 
 
+def name_list(flag: str, value: str) -> list[str]:
+    """The names a comma-separated `flag` gives (--engine, --hardware: one, or several), each once."""
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise PhasewiseError(f"{flag} '{value}': an empty name in the list (give names separated by commas)")
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice:
+        raise PhasewiseError(f"{flag} '{value}' names {twice} twice")
+    return names
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> PhasewiseError:
     """Error for a name that is not in a catalog, suggesting the closest known names."""
     known = sorted(known)

@@ -108,13 +108,14 @@ from phasewise.apps.cli_common import (
     parse_ints,
 )
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError, one_line, refuse_empty
+from phasewise.errors import PhasewiseError, name_list, one_line, refuse_empty
 
 
 @app.command("estimate")
 def estimate_cmd(
     model: Model = "meta-llama/Llama-3.1-8B",
-    hardware: Hardware = "h100-sxm",
+    hardware: Annotated[str, typer.Option(help="catalog key or a hardware YAML path, or several comma-separated "
+                                               "(e.g. h100-sxm,h200-sxm,b200): one row per chip, side by side")] = "h100-sxm",
     tp: Tp = 1,
     pp: Pp = 1,
     precision: Precision = None,
@@ -142,19 +143,38 @@ def estimate_cmd(
 
     refuse_empty(dict(image_size=image_size))
     images = image_inputs(images_per_request, image_size, None)
-    est = estimate(model, hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
-                   batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
-                   mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp, moe_imbalance=moe_imbalance,
-                   routing_skew=routing_skew, images_per_sequence=images.per_request if images else 0,
-                   image_px=images.one_size("estimate") if images else None)
-    mem = est.memory
-    if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
-        raise PhasewiseError(
-            f"{est.cost_model.model.name} does not fit on {hardware} at tp={tp} pp={pp} in "
-            f"{precision or est.cost_model.model.default_precision}: "
-            f"{mem.reason()}; raise --tp/--pp, use a smaller --precision (fp8, w4a16) or a larger --memory-fraction "
-            f"({est.memory_fraction:g} here{', the engine default' if memory_fraction is None else ''})"
-        )
+
+    def one(chip: str):
+        est = estimate(model, chip, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
+                       batch=batch, prompt_len=prompt_len, context_len=context_len, memory_fraction=memory_fraction,
+                       mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp,
+                       moe_imbalance=moe_imbalance, routing_skew=routing_skew,
+                       images_per_sequence=images.per_request if images else 0,
+                       image_px=images.one_size("estimate") if images else None)
+        mem = est.memory
+        if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
+            default = ", the engine default" if memory_fraction is None else ""
+            raise PhasewiseError(
+                f"{est.cost_model.model.name} does not fit on {chip} at tp={tp} pp={pp} in "
+                f"{precision or est.cost_model.model.default_precision}: "
+                f"{mem.reason()}; raise --tp/--pp, use a smaller --precision (fp8, w4a16) or a larger "
+                f"--memory-fraction ({est.memory_fraction:g} here{default})"
+            )
+        return est
+
+    chips = name_list("--hardware", hardware)
+    if len(chips) > 1:  # one row per chip: the same model, layout and batch side by side
+        from phasewise.apps.estimate_view import compare_chips, render_comparison
+
+        rows = compare_chips(chips, one)
+        if as_json:
+            print(dumps({"chips": rows}))
+        else:
+            render_comparison(console, rows)
+        if not any(row["fits"] for row in rows):
+            raise PhasewiseError(f"no chip of --hardware {hardware} runs it: {rows[0]['error']}")
+        return
+    est = one(hardware)
     if as_json:
         print(dumps(est.to_dict()))
     else:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
 from phasewise.apps.mapping_view import render_mapped
+from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import Estimate
 
 WINDOW_KV_WORDS = {"all_tokens": "every token on every layer (one pool)",
@@ -86,3 +91,54 @@ def render_estimate(console: Console, est: Estimate) -> None:
            "attention rank" if m["window_pool_tokens"] else "") + "); "
         f"{status}"
     )
+
+
+def compare_chips(chips: list[str], estimate_on: Callable[[str], Estimate]) -> list[dict[str, Any]]:
+    """`estimate --hardware A,B,...`: one row per chip, its estimate's figures (estimate_on(chip)) or, where the
+    model does not fit or the chip lacks the precision's tensor path, that one-line reason (`fits` false, `error`).
+    Tokens per dollar: the phase's tokens/s over the instance's GPUs at the chip's $/GPU-hour (NaN for a chip with
+    no rental price)."""
+    rows = []
+    for chip in chips:
+        try:
+            est = estimate_on(chip)
+        except PhasewiseError as exc:
+            rows.append({"hardware": chip, "fits": False, "error": str(exc)})
+            continue
+        d, cm = est.to_dict(), est.cost_model
+        per_hour = cm.hw.price_per_hour_usd * cm.tp * cm.pp
+        row = {"hardware": chip, "fits": d["fits"], "error": None if d["fits"] else d["memory"]["reason"],
+               "gpus": cm.tp * cm.pp, "price_per_hour_usd": per_hour, "estimate": d}
+        for phase in ("prefill", "decode"):
+            tps = d[phase]["tokens_per_s"]
+            row[f"{phase}_tokens_per_dollar"] = tps * 3600 / per_hour if per_hour > 0 else math.nan
+        rows.append(row)
+    return rows
+
+
+def render_comparison(console: Console, rows: list[dict[str, Any]]) -> None:
+    first = next((r["estimate"] for r in rows if "estimate" in r), None)
+    if first is not None:
+        console.print(f"[bold]{first['model']}[/] (tp={first['tp']}, pp={first['pp']}, {first['precision']}, engine "
+                      f"{first['engine']}): prefill of {first['batch']} x {first['prompt_len']} tokens, a decode step "
+                      f"of {first['batch']} at {first['context_len']} cached tokens, per chip")
+    table = Table(title_justify="left")
+    for col in ("chip", "prefill ms", "prefill bound", "decode ms", "decode bound", "decode tok/s", "KV tokens",
+                "$/h", "prefill tok/$", "decode tok/$", "fits"):
+        table.add_column(col, justify="left" if col in ("chip", "prefill bound", "decode bound", "fits") else "right",
+                         no_wrap=col == "chip")
+    for r in rows:
+        if "estimate" not in r:
+            table.add_row(r["hardware"], *[""] * 9, "[red]no[/] (below)")
+            continue
+        d = r["estimate"]
+        per_dollar = [f"{r[k]:,.0f}" if math.isfinite(r[k]) else "n/a"
+                      for k in ("prefill_tokens_per_dollar", "decode_tokens_per_dollar")]
+        table.add_row(r["hardware"], f"{d['prefill']['latency_ms']:.2f}", d["prefill"]["bound"],
+                      f"{d['decode']['latency_ms']:.2f}", d["decode"]["bound"], f"{d['decode']['tokens_per_s']:,.0f}",
+                      f"{d['memory']['kv_capacity_tokens']:,}", f"{r['price_per_hour_usd']:.2f}", *per_dollar,
+                      "[green]yes[/]" if r["fits"] else "[red]no[/] (below)")
+    console.print(table)
+    for r in rows:
+        if not r["fits"]:
+            console.print(f"{r['hardware']}: {r['error']}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, name_list
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import (
@@ -25,7 +25,7 @@ from phasewise.plan.goodput import (
     slice_traffic,
     slice_units,
 )
-from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, plan_names, strategy_chip
+from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 
@@ -59,7 +59,7 @@ class PlanResult:
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips."""
-        *others, last = plan_names("--hardware", self.hardware)
+        *others, last = name_list("--hardware", self.hardware)
         plural = "s" if self.gpus != 1 else ""
         return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}" if others else f"{self.gpus} x {last}"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, name_list
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
@@ -165,7 +165,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     opts.tp_across_nodes, instances of whole nodes (TP 2, 4, ... nodes, up to the budget) are tried too, with a
     pruned line saying so. opts.engine may list several engines (comma-separated): each one's strategies, named
     after it, compete in one ranking."""
-    chips = plan_names("--hardware", hardware)
+    chips = name_list("--hardware", hardware)
     if len(chips) > 1:
         return _across_chips(model_name, chips, gpus, opts, min_kv_tokens)
     engines = plan_engines(opts.engine)
@@ -199,20 +199,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     return strategies, pruned
 
 
-def plan_names(flag: str, value: str) -> list[str]:
-    """The names a plan's comma-separated `flag` gives (--engine, --hardware: one, or several), each once."""
-    names = [name.strip() for name in value.split(",")]
-    if not all(names):
-        raise PhasewiseError(f"{flag} '{value}': an empty name in the list (give names separated by commas)")
-    twice = next((name for name in names if names.count(name) > 1), None)
-    if twice:
-        raise PhasewiseError(f"{flag} '{value}' names {twice} twice")
-    return names
-
-
 def plan_engines(engine: str) -> list[str]:
     """The engines a plan's --engine names (one, or several comma-separated), each once."""
-    return plan_names("--engine", engine)
+    return name_list("--engine", engine)
 
 
 def strategy_chip(strategy: Strategy) -> str:
