@@ -243,40 +243,37 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
     twice = _same_chip_twice(chips)
     if twice:
         raise PhasewiseError(f"--hardware names one chip twice: {twice[0]} and {twice[1]}")
-    strategies: list[Strategy] = []
-    pruned: list[str] = []
-    labels = _chip_labels(chips)
     for chip in chips:
         load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
-        try:
-            found, why = enumerate_strategies(model_name, chip, gpus, opts, min_kv_tokens)
-        except NoStrategyFits as exc:
-            pruned.append(f"{labels[chip]}: {exc}")
-            continue
-        strategies += [replace(s, name=f"{labels[chip]} {s.name}", details=dict(s.details, chip=labels[chip]))
-                       for s in found]
-        pruned += [f"{labels[chip]}: {line}" for line in why]
-    if not strategies:
-        raise NoStrategyFits(f"no strategy fits on any of {', '.join(chips)}: " + "; ".join(pruned[:len(chips)]))
-    return strategies, pruned
+    return _combined(_chip_labels(chips), "chip", f"on any of {', '.join(chips)}",
+                     lambda chip: enumerate_strategies(model_name, chip, gpus, opts, min_kv_tokens))
 
 
 def _across_engines(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int,
                     engines: list[str]) -> tuple[list[Strategy], list[str]]:
     """enumerate_strategies() for each engine, its strategies and pruned lines prefixed with its name; an engine
     with nothing that fits is a pruned line (an error only if none fits)."""
+    return _combined(
+        {engine: engine for engine in engines}, "engine", f"with any of {', '.join(engines)}",
+        lambda engine: enumerate_strategies(model_name, hardware, gpus, replace(opts, engine=engine), min_kv_tokens))
+
+
+def _combined(labels: dict[str, str], detail: str, which: str, enumerate_one) -> tuple[list[Strategy], list[str]]:
+    """The strategies of several plans in one list (several engines, several chips): enumerate_one(name) for each
+    of `labels`, its strategies named and its pruned lines prefixed with its label (details[detail] = the label);
+    one with nothing that fits is a pruned line, none with anything one error ('no strategy fits {which}: ...')."""
     strategies: list[Strategy] = []
     pruned: list[str] = []
-    for engine in engines:
+    for name, label in labels.items():
         try:
-            found, why = enumerate_strategies(model_name, hardware, gpus, replace(opts, engine=engine), min_kv_tokens)
+            found, why = enumerate_one(name)
         except NoStrategyFits as exc:
-            pruned.append(f"{engine}: {exc}")
+            pruned.append(f"{label}: {exc}")
             continue
-        strategies += [replace(s, name=f"{engine} {s.name}", details=dict(s.details, engine=engine)) for s in found]
-        pruned += [f"{engine}: {line}" for line in why]
+        strategies += [replace(s, name=f"{label} {s.name}", details=dict(s.details, **{detail: label})) for s in found]
+        pruned += [f"{label}: {line}" for line in why]
     if not strategies:
-        raise NoStrategyFits(f"no strategy fits with any of {', '.join(engines)}: " + "; ".join(pruned[:len(engines)]))
+        raise NoStrategyFits(f"no strategy fits {which}: " + "; ".join(pruned[:len(labels)]))
     return strategies, pruned
 
 
