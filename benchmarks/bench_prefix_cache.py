@@ -5,9 +5,10 @@
 
 Prints the trace's own prefix-reuse ratio (every repeated 512-token prefix block a hit: what an unbounded cache
 reaches), then one line per run: Llama-3.1-8B on 8 x H200 (TP 8) at several memory fractions (the KV pool, hence the
-cache, shrinks with it), and 4 x H100 replicas with prefix caching off, on behind least-outstanding routing, and on
-behind the prefix-aware router. Each line: wall time, simulated requests per wall-second, hit rate by prompt tokens
-and by shareable blocks, engine blocks evicted, mean and p99 TTFT.
+cache, shrinks with it), with a host-memory tier behind the smallest (--host-kv-cache-gb), and 4 x H100 replicas
+with prefix caching off, on behind least-outstanding routing, on behind the prefix-aware router, and with a host
+tier each. Each line: wall time, simulated requests per wall-second, hit rate by prompt tokens and by shareable
+blocks (the host tier's share of the tokens in brackets), engine blocks evicted, mean and p99 TTFT.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ RUNS = [
     ("8xH200 TP8 mem 0.9", dict(hardware="h200-sxm", tp=8, memory_fraction=0.9)),
     ("8xH200 TP8 mem 0.5", dict(hardware="h200-sxm", tp=8, memory_fraction=0.5)),
     ("8xH200 TP8 mem 0.3", dict(hardware="h200-sxm", tp=8, memory_fraction=0.3)),
+    ("8xH200 TP8 mem 0.3 +1TB host", dict(hardware="h200-sxm", tp=8, memory_fraction=0.3, host_kv_cache_gb=1000.0)),
+    ("8xH200 TP8 mem 0.3 +8TB host", dict(hardware="h200-sxm", tp=8, memory_fraction=0.3, host_kv_cache_gb=8000.0)),
     ("4xH100 caching off", dict(replicas=4, prefix_caching="off")),
     ("4xH100 least_outstanding", dict(replicas=4)),
     ("4xH100 prefix_aware", dict(replicas=4, router="prefix_aware")),
+    ("4xH100 least_out +500GB host", dict(replicas=4, host_kv_cache_gb=500.0)),
 ]
 
 
@@ -52,15 +56,16 @@ def main() -> None:
     ap.add_argument("--trace", default=str(FULL) if FULL.is_file() else "mooncake")
     args = ap.parse_args()
     print(f"{args.trace}: the trace's prefix reuse (unbounded cache) {trace_ratio(args.trace):.1%} of blocks")
-    print(f"{'run':28s} {'wall s':>7s} {'req/s':>8s} {'hit tok':>8s} {'hit blk':>8s} {'evicted':>11s} "
+    print(f"{'run':30s} {'wall s':>7s} {'req/s':>8s} {'hit tok':>8s} {'(host)':>8s} {'hit blk':>8s} {'evicted':>11s} "
           f"{'TTFT mean':>10s} {'TTFT p99':>10s}")
     for label, kw in RUNS:
         t0 = time.perf_counter()
         s = run(model="meta-llama/Llama-3.1-8B", trace=args.trace, **kw).summary()
         wall = time.perf_counter() - t0
-        c = s["prefix_cache"] or {"hit_rate_tokens": 0.0, "hit_rate_blocks": 0.0, "evicted_blocks": 0}
-        print(f"{label:28s} {wall:7.2f} {s['requests'] / wall:8,.0f} {c['hit_rate_tokens']:8.1%} "
-              f"{c['hit_rate_blocks']:8.1%} {c['evicted_blocks']:11,} {s['ttft_ms']['mean']:10,.0f} "
+        c = s["prefix_cache"] or {"hit_rate_tokens": 0.0, "hit_rate_blocks": 0.0, "evicted_blocks": 0,
+                                  "host_hit_rate_tokens": 0.0}
+        print(f"{label:30s} {wall:7.2f} {s['requests'] / wall:8,.0f} {c['hit_rate_tokens']:8.1%} "
+              f"{c['host_hit_rate_tokens']:8.1%} {c['hit_rate_blocks']:8.1%} {c['evicted_blocks']:11,} {s['ttft_ms']['mean']:10,.0f} "
               f"{s['ttft_ms']['p99']:10,.0f}")
 
 

@@ -142,6 +142,7 @@ DEPLOYMENTS = {
             "speculative": {"draft_tokens": 3, "acceptance": 0.7}},
     "moe": {"model": MOE, "instances": [{"tp": 4, "ep": 4, "attention_dp": 4}]},
     "moe-partial": {"model": MOE, "instances": [{"tp": 4, "ep": 2, "moe_tp": 2}]},
+    "host-tier": {"model": M, "instances": [{"tp": 2, "host_kv_cache_bytes": 64e9}]},
     "disagg": {"model": M, "kv_link": "rdma", "instances": [{"role": "prefill", "tp": 1, "replicas": 2},
                                                              {"role": "decode", "tp": 2, "replicas": 1}]},
 }

@@ -45,6 +45,7 @@ from phasewise.apps.cli_common import (
     FeedbackShare,
     GpuSharing,
     Hardware,
+    HostKvCache,
     HpEngine,
     HpInstances,
     ImageShare,
@@ -202,6 +203,7 @@ def simulate_cmd(
     deployment: DeploymentFile = None,
     router: Router = "least_outstanding",
     prefix_caching: PrefixCaching = None,
+    host_kv_cache_gb: HostKvCache = None,
     entry_point: EntryPoint = "server",
     max_num_seqs: MaxNumSeqs = None,
     max_num_batched_tokens: MaxNumBatchedTokens = None,
@@ -331,6 +333,7 @@ def simulate_cmd(
                  train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
                  train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
                  lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
+                 host_kv_cache_gb=host_kv_cache_gb,
                  images_per_request=images_per_request, image_size=image_size, image_share=image_share,
                  image_tokens_included=image_tokens_included, encode_workers=encode_workers, encode_tp=encode_tp,
                  encode_hardware=encode_hardware, encode_link=encode_link, **given_layout(locals()),
@@ -393,6 +396,7 @@ def plan_cmd(
     policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated), encoders (a multimodal model's images: one encode GPU beside every 1, 2, 4 or 8 units)")] = "",
     moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
     routing_skew: RoutingSkew = None,
+    host_kv_cache_gb: HostKvCache = None,
     router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations (and, with several --hardware chips, each chip's best)")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
@@ -419,6 +423,7 @@ def plan_cmd(
     from phasewise.plan import PlanOptions, plan
     from phasewise.plan.goodput import workload_spec
     from phasewise.sim import Slo
+    from phasewise.sim.api import host_kv_cache_bytes
     from phasewise.specs import load_model
 
     if gpus < 1:
@@ -455,7 +460,8 @@ def plan_cmd(
                        decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
                        mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
                        moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
-                       routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew)
+                       routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew,
+                       host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb))
     if min(opts.tp_options) * min(opts.pp_options) > gpus:
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")

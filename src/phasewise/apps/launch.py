@@ -161,6 +161,11 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     argv += ["--block-size", str(g.block_size)]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
+    if g.host_kv_cache_bytes and g.role == "collocated":  # vLLM's size is all the instance's ranks' together, GiB
+        argv += ["--kv-offloading-size", f"{g.host_kv_cache_bytes / 2**30:.4g}", "--kv-offloading-backend", "native"]
+    elif g.host_kv_cache_bytes:
+        notes.append("host_kv_cache_bytes beside the disaggregation connector needs vLLM's MultiConnector (NIXL + "
+                     "OffloadingConnector): not emitted")
     if dep.speculative is not None:
         argv += ["--speculative-config", json.dumps(_vllm_spec(dep, notes), separators=(",", ":"))]
     if g.role != "collocated":
@@ -237,6 +242,8 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     argv += ["--page-size", str(g.block_size)]
     if g.prefix_caching is False:
         argv.append("--disable-radix-cache")
+    if g.host_kv_cache_bytes:  # SGLang's --hicache-size: GB of host memory per rank
+        argv += ["--enable-hierarchical-cache", "--hicache-size", f"{g.host_kv_cache_bytes / (g.tp * g.pp) / 1e9:.4g}"]
     if dep.speculative is not None:
         spec = dep.speculative
         if spec.draft == "mtp":
@@ -276,6 +283,8 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
         kv_cache["dtype"] = kv
     if g.prefix_caching is not None:
         kv_cache["enable_block_reuse"] = g.prefix_caching
+    if g.host_kv_cache_bytes:  # bytes of host memory for offloaded blocks, each rank's own KV cache manager
+        kv_cache["host_cache_size"] = int(g.host_kv_cache_bytes / (g.tp * g.pp))
     options["kv_cache_config"] = kv_cache
     for knob, value in {**role_knobs(g.engine, g.role), **g.knobs}.items():
         if knob in ("max_batch_size", "max_num_tokens"):

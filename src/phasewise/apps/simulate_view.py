@@ -123,6 +123,12 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"tokens, "
             f"{cache['hit_rate_blocks']:.1%} of shareable 512-token blocks; {cache['saved_prefill_tokens']:,} prefill "
             f"tokens saved; {cache['evicted_blocks']:,} KV blocks evicted")
+        if cache["host_capacity_blocks"]:
+            console.print(
+                f"  host memory tier: {cache['host_hit_rate_tokens']:.1%} of prompt tokens hit there "
+                f"({cache['host_hit_blocks']:,} blocks copied back in {cache['host_load_s']:.3g} s of PCIe time); "
+                f"{cache['host_cached_blocks']:,} of {cache['host_capacity_blocks']:,} 512-token blocks held, "
+                f"{cache['host_written_blocks']:,} written, {cache['host_dropped_blocks']:,} dropped")
     images = s.get("images")
     if images:
         encoded = sum(i.get("images_encoded", 0) for i in s["instances"])

@@ -8,6 +8,7 @@ import itertools
 import re
 import typing
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from phasewise.specs.engines import (
     graph_knobs,
     knob_values,
     memory_fraction_of,
+    prefix_caching_default,
     recurrent_state_in_kv_pool,
     resolve_engine,
     window_kv,
@@ -74,6 +76,8 @@ class PlanOptions:
     routers: tuple[str, ...] = ("least_outstanding",)
     # MoE: the traffic's routing skew in every group (perf/expert_load.py); None: the model's
     routing_skew: float | None = None
+    # host memory per instance keeping evicted prefix blocks (sim/prefix_cache.py HostTier); 0: none
+    host_kv_cache_bytes: float = 0.0
 
 
 POLICIES = ("priority-pools", "attention-offload", "encoders")
@@ -332,6 +336,8 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 base["mapping"] = opts.mapping
             if opts.routing_skew is not None:
                 base["routing_skew"] = opts.routing_skew
+            if opts.host_kv_cache_bytes:
+                base["host_kv_cache_bytes"] = opts.host_kv_cache_bytes
             # --- collocated: replicas of one TP x PP group fill the budget ---------------------------
             for tp, pp in itertools.product(opts.tp_options, opts.pp_options):
                 if not parallel_ok(tp, pp):
@@ -403,8 +409,9 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                                 and not (p_layout or d_layout)):
                             offload = {"attention_offload": {"mode": "auto"}}
                             out.append(Strategy(f"{name} +offload",
-                                                {**_deployment(model_name, groups, opts, None), **offload},
-                                                {**_deployment(model_name, one, opts, None), **offload}, k, k * unit,
+                                                {**_deployment(model_name, groups, opts, None, False), **offload},
+                                                {**_deployment(model_name, one, opts, None, False), **offload}, k,
+                                                k * unit,
                                                 "disaggregated", dict(details, attention_offload="auto")))
     if "encoders" in opts.policies:
         if model.vision is None:
@@ -496,7 +503,8 @@ def _priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas
     hp = dict(fields, role="collocated", tp=tp, pool="hp", engine="ascendra-hp")
 
     def deployment(n: int) -> dict[str, Any]:
-        dep = _deployment(model, [dict(lp, replicas=(size - 1) * n), dict(hp, replicas=n)], opts, None)
+        dep = _deployment(model, [dict(lp, replicas=(size - 1) * n), dict(hp, replicas=n)], opts, None,
+                          host_tier=False)
         return {**dep, "priority_pools": {}}
 
     name = f"{units * size}x TP{tp} priority pools {(size - 1) * units}LP+{units}HP b{cap} {tag}"
@@ -525,9 +533,24 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
     return out
 
 
-def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None) -> dict[str, Any]:
+def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None,
+                host_tier: bool = True) -> dict[str, Any]:
+    """The deployment of `groups`; --host-kv-cache-gb on the groups that admit prompts with prefix caching (their
+    engine's default), unless `host_tier` is False (priority pools and attention offload keep no prefix cache)."""
+    if opts.host_kv_cache_bytes:
+        groups = [g if host_tier and g.get("role") != "decode"
+                  and _caches_prefixes(model, g.get("engine", opts.engine), g["hardware"])
+                  else {k: v for k, v in g.items() if k != "host_kv_cache_bytes"} for g in groups]
     dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
                            "kv_link": opts.kv_link}
     if spec:
         dep["speculative"] = spec
     return dep
+
+
+@lru_cache(maxsize=256)
+def _caches_prefixes(model: str, engine: str, hardware: str) -> bool:
+    """Whether `engine` caches prompt prefixes by default for `model` (the plan's --host-kv-cache-gb goes where it
+    does)."""
+    spec = load_model(model)
+    return not spec.window_all_layers and prefix_caching_default(resolve_engine(engine, load_hardware(hardware)), spec)

@@ -66,7 +66,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           decode_ep: int | None = None, prefill_attention_dp: int | None = None,
                           decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
                           routing_skew: float | None = None, prefix_caching: str | None = None,
-                          encode_workers: int | None = None, encode_tp: int | None = None,
+                          host_kv_cache_gb: float | None = None, encode_workers: int | None = None, encode_tp: int | None = None,
                           encode_hardware: str | None = None, encode_link: str | None = None,
                           **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
@@ -113,6 +113,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         if prefix_caching not in ("on", "off"):
             raise PhasewiseError(f"--prefix-caching '{prefix_caching}' is not one of on, off")
         common["prefix_caching"] = prefix_caching == "on"
+    if host_kv_cache_gb is not None:  # host memory for evicted prefix blocks (sim/prefix_cache.py HostTier)
+        common["host_kv_cache_bytes"] = host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb)
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
@@ -159,6 +161,15 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     if training is not None:
         data["online_training"] = training
     return build_deployment(data, "deployment flags")
+
+
+def host_kv_cache_bytes(flag: str, gb: float | None) -> float:
+    """Bytes of `flag`'s GB of host memory for evicted prefix blocks (0 when not given); > 0 when given."""
+    if gb is None:
+        return 0.0
+    if not gb > 0:
+        raise PhasewiseError(f"{flag} must be > 0 (got {gb:g}); leave it out for none")
+    return gb * 1e9
 
 
 def moe_layout_flags(arch: str, ep: int | None, moe_tp: int | None, attention_dp: int | None,
@@ -279,7 +290,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           online_training: str = "off", train_reuse_mode: str | None = None, feedback_share: float | None = None,
           train_batch_tokens: int | None = None, gpu_sharing: str | None = None,
           trainer_sm_share: float | None = None, lora_rank: int | None = None, keep_layers: int | None = None,
-          prefix_caching: str | None = None, trace: str | None = None,
+          prefix_caching: str | None = None, host_kv_cache_gb: float | None = None, trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float | None = None, osl: float | None = None,
           isl_dist: str | None = None, osl_dist: str | None = None, isl_spread: float | None = None,
@@ -306,7 +317,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, mapping=mapping,
         online_training=online_training, train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
         train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
-        lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching, **knobs)
+        lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
+        host_kv_cache_gb=host_kv_cache_gb, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     if requests is not None and num_prompts is not None:

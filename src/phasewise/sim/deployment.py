@@ -96,6 +96,9 @@ class InstanceGroup(BaseModel):
     block_size: int = Field(default=16, ge=1)
     # prefix caching (sim/prefix_cache.py): None = the engine's default (engine_presets.yaml `prefix_caching`)
     prefix_caching: bool | None = None
+    # host memory (all the instance's GPUs' together, bytes) keeping prefix blocks evicted from the GPU
+    # (sim/prefix_cache.py HostTier); 0: none, every engine's default
+    host_kv_cache_bytes: float = Field(default=0.0, ge=0)
     # operator mapping onto the chip's substrates (a catalog name: halo, all-cid, attacc, all-cim; or a YAML):
     # every iteration is costed on them (perf/mapped_cost.py); the chip must list `substrates:`, tp = pp = 1
     mapping: str | None = None

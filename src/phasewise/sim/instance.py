@@ -248,6 +248,12 @@ class Instance(KvAdmission, DecodingSet):
             t = self.trainer.prefill_time(self, chunks, t)
         if decodes and self.draft is not None:
             t += self._draft_time(decodes, shape.decode_kv_tokens)
+        load_s = 0.0
+        for req, _ in chunks:  # prefix blocks copied back from host memory, layer by layer beside the forward
+            load_s += req.kv_load_s
+            req.kv_load_s = 0.0
+        if load_s > t:
+            t = load_s
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)

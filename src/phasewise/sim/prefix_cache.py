@@ -16,8 +16,16 @@ allocated again) and the rest are cached under its keys at once, so later reques
 when it is scheduled; here the whole prompt's at admission, not chunk by chunk). When it leaves (finishes, is
 preempted, cancelled, or its KV has moved to a decode instance) it drops its references; a block whose last user
 left becomes idle, the prompt's tail first in line for eviction (vLLM frees a request's blocks in reverse order).
-Not modelled: caching of generated tokens' blocks, host-memory tiers. Lookups of recomputed (preempted) requests
-are counted apart, as vLLM's PrefixCacheStats does."""
+Lookups of recomputed (preempted) requests are counted apart, as vLLM's PrefixCacheStats does.
+
+A host-memory tier (`host_kv_cache_bytes` on the instance group; off by default in every engine: vLLM's
+--kv-offloading-size with its native OffloadingConnector, SGLang's --enable-hierarchical-cache, TensorRT-LLM's
+kv_cache_config.host_cache_size) keeps, in host DRAM, the prefix blocks evicted from the GPU, least recently used
+evicted first. A prompt's leading run of cached blocks then runs through either tier: blocks found only in host
+memory skip their prefill like GPU hits, but their KV is copied back over the GPU's PCIe link first (HostTier.load_s)
+and takes GPU blocks again. The host keeps its copy (SGLang's default write_through policy, vLLM's CPU LRU), so a
+block evicted twice is written once. Writes to host memory run in the background (a copy stream) and cost nothing
+here. Not modelled: caching of generated tokens' blocks, disk tiers."""
 
 from __future__ import annotations
 
@@ -25,6 +33,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from phasewise.errors import PhasewiseError
+from phasewise.perf.memory import kv_bytes_per_token
+from phasewise.sim.link import link_rate
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS, block_keys, engine_blocks_per_key
 
 if TYPE_CHECKING:
@@ -32,12 +42,40 @@ if TYPE_CHECKING:
     from phasewise.sim.request import SimRequest
 
 
+class HostTier:
+    """Prefix blocks kept in host memory (least recently used first) and what copying them back costs."""
+
+    __slots__ = ("capacity_keys", "load_s_per_key", "keys", "written_keys", "dropped_keys", "hit_keys", "load_s")
+
+    def __init__(self, capacity_keys: int, load_s_per_key: float) -> None:
+        self.capacity_keys = capacity_keys  # trace prefix blocks the host memory holds
+        self.load_s_per_key = load_s_per_key  # seconds to copy one back to the GPU (each GPU its own share)
+        self.keys: OrderedDict[int, None] = OrderedDict()
+        self.written_keys = 0  # blocks written to host memory (evicted from the GPU, not already there)
+        self.dropped_keys = 0  # blocks evicted from host memory
+        self.hit_keys = 0  # leading prompt blocks found only in host memory (first admissions)
+        self.load_s = 0.0  # copy-back time charged to those admissions
+
+    def keep(self, key: int) -> None:
+        """A block evicted from the GPU: kept here (written unless already here), the least recent dropped."""
+        keys = self.keys
+        if key in keys:
+            keys.move_to_end(key)
+            return
+        keys[key] = None
+        self.written_keys += 1
+        if len(keys) > self.capacity_keys:
+            keys.popitem(last=False)
+            self.dropped_keys += 1
+
+
 class PrefixCache:
     __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
-                 "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens")
+                 "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host")
 
-    def __init__(self, kv: KVBlocks) -> None:
+    def __init__(self, kv: KVBlocks, host: HostTier | None = None) -> None:
         self.kv = kv
+        self.host = host  # the host-memory tier, or None
         self.per_key = 0  # engine blocks a key holds (set at the first lookup: block_size must divide the key's)
         self.refs: dict[int, int] = {}  # key -> requests holding its blocks (0: idle, in `idle`)
         self.idle: OrderedDict[int, None] = OrderedDict()  # keys no request holds, least recently used first
@@ -65,11 +103,15 @@ class PrefixCache:
     def probe(self, req: SimRequest) -> tuple[int, int]:
         """(leading cached prefix blocks, engine blocks of its keys held by running requests), changing nothing."""
         refs = self.refs
+        host = self.host.keys if self.host is not None else ()
         hit, held, leading = 0, 0, True
         for k in self.keys(req):
             r = refs.get(k)
             if r is None:
-                leading = False
+                if leading and k in host:
+                    hit += 1  # a copy in host memory: loaded back, not computed
+                else:
+                    leading = False
                 continue
             if leading:
                 hit += 1
@@ -91,11 +133,15 @@ class PrefixCache:
         blocks not already in use. Returns the prompt tokens its hit skips."""
         refs, idle = self.refs, self.idle
         keys = self.keys(req)
-        present = 0
-        for k in keys:
+        present = loaded = 0
+        host = self.host
+        for i, k in enumerate(keys):
             r = refs.get(k)
             if r is None:
                 refs[k] = 1
+                if i < hit and host is not None:  # in the leading run only through host memory: copied back
+                    host.keys.move_to_end(k)
+                    loaded += 1
                 continue
             if r == 0:
                 del idle[k]  # back in use: out of the LRU before the allocation below evicts
@@ -104,6 +150,11 @@ class PrefixCache:
         self.kv.allocate(blocks - held_blocks)
         req.prefix_cache = self
         tokens = hit * MOONCAKE_BLOCK_TOKENS
+        req.kv_load_s = loaded * host.load_s_per_key if loaded else 0.0
+        if loaded:
+            if not req.preemptions:
+                host.hit_keys += loaded
+                host.load_s += req.kv_load_s
         if req.preemptions:
             self.recompute_lookups += 1
             self.recompute_hit_tokens += tokens
@@ -138,16 +189,26 @@ class PrefixCache:
             return
         refs, idle = self.refs, self.idle
         n_keys = min(-(-over // per), len(idle))
+        host = self.host
         for _ in range(n_keys):
             k, _ = idle.popitem(last=False)
             del refs[k]
+            if host is not None:
+                host.keep(k)
         self.evicted_blocks += n_keys * per
 
-    def figures(self) -> dict[str, int]:
+    def figures(self) -> dict[str, float]:
+        host = self.host
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "hit_tokens": self.hit_tokens,
                 "lookup_blocks": self.lookup_keys, "hit_blocks": self.hit_keys, "evicted_blocks": self.evicted_blocks,
                 "recompute_lookups": self.recompute_lookups, "recompute_hit_tokens": self.recompute_hit_tokens,
-                "shared_blocks": self.shared_keys, "cached_blocks": len(self.refs), "idle_blocks": len(self.idle)}
+                "shared_blocks": self.shared_keys, "cached_blocks": len(self.refs), "idle_blocks": len(self.idle),
+                # the host tier's, in trace prefix blocks (MOONCAKE_BLOCK_TOKENS each); zeros without one
+                "host_hit_blocks": host.hit_keys if host else 0, "host_load_s": host.load_s if host else 0.0,
+                "host_written_blocks": host.written_keys if host else 0,
+                "host_dropped_blocks": host.dropped_keys if host else 0,
+                "host_cached_blocks": len(host.keys) if host else 0,
+                "host_capacity_blocks": host.capacity_keys if host else 0}
 
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
@@ -159,6 +220,9 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     total["hit_rate_tokens"] = total["hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"] else 0.0
     total["hit_rate_blocks"] = total["hit_blocks"] / total["lookup_blocks"] if total["lookup_blocks"] else 0.0
     total["saved_prefill_tokens"] = total["hit_tokens"] + total["recompute_hit_tokens"]
+    total["host_hit_tokens"] = total["host_hit_blocks"] * MOONCAKE_BLOCK_TOKENS
+    total["host_hit_rate_tokens"] = (total["host_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
+                                     else 0.0)
     return total
 
 
@@ -171,14 +235,38 @@ def attach_prefix_caches(deployment, instances: list) -> None:
     for inst in instances:
         asked = inst.group.prefix_caching
         if moves or inst.window:
-            if asked:
+            if asked or inst.group.host_kv_cache_bytes:
                 why = "priority pools or attention offload" if moves else "a sliding-window model"
-                raise PhasewiseError(f"--prefix-caching on (prefix_caching: true) is not modelled with {why}; "
-                                     f"use --prefix-caching off")
+                raise PhasewiseError(f"--prefix-caching on (prefix_caching: true) and --host-kv-cache-gb are not "
+                                     f"modelled with {why}; use --prefix-caching off, without --host-kv-cache-gb")
             continue
         if asked if asked is not None else inst.engine.prefix_caching:
             if inst.kv.block_size != inst.group.block_size:
                 raise PhasewiseError(f"--prefix-caching on: {inst.engine.label} raises {inst.model.name}'s KV block to "
                                      f"{inst.kv.block_size} tokens (one recurrent state's page); prefix sharing in "
                                      f"such blocks is not modelled; use --prefix-caching off")
-            inst.kv.prefix = PrefixCache(inst.kv)
+            inst.kv.prefix = PrefixCache(inst.kv, host_tier(inst))
+        elif inst.group.host_kv_cache_bytes:
+            raise PhasewiseError(f"--host-kv-cache-gb (host_kv_cache_bytes) keeps evicted prefix blocks in host "
+                                 f"memory: it needs prefix caching, which is off on {inst.engine.label} here; add "
+                                 f"--prefix-caching on")
+
+
+def host_tier(inst) -> HostTier | None:
+    """The instance's host-memory tier from its group's `host_kv_cache_bytes` (all its GPUs' host memory for KV, as
+    vLLM's --kv-offloading-size counts it), or None. A trace prefix block takes its KV bytes on every GPU that holds
+    a share of it (attention TP x PP ranks); each GPU copies its share back over its own PCIe link at the link
+    efficiency collectives reach (as the online trainer's activation offload, sim/online_training.py)."""
+    host_bytes = inst.group.host_kv_cache_bytes
+    if not host_bytes:
+        return None
+    cost = inst.cost
+    per_gpu = MOONCAKE_BLOCK_TOKENS * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
+    gpus = cost.layout.attention_tp * cost.pp
+    capacity = int(host_bytes // (per_gpu * gpus))
+    if capacity < 1:
+        raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix "
+                             f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
+                             f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
+    bandwidth, _ = link_rate(cost.hw.interconnect, "pcie")
+    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency))

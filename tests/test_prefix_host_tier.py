@@ -1,0 +1,130 @@
+"""The prefix cache's host-memory tier (sim/prefix_cache.py HostTier; --host-kv-cache-gb): prefix blocks evicted
+from the GPU kept in host memory and copied back over PCIe on a hit. A host tier large enough restores exactly
+the hits an unbounded GPU cache gets (the trace's own ratio); hits grow with its size; the copy-back time is the
+blocks' KV bytes over each GPU's PCIe link and is on the first token's path; the flags' one-line errors; the
+launch arguments each engine takes for it."""
+
+import json
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_prefix_cache import UNBOUNDED, direct_ratio, excerpt_rows
+
+from phasewise.apps.launch import launch_commands
+from phasewise.perf.memory import kv_bytes_per_token
+from phasewise.sim.api import run
+from phasewise.sim.deployment import build_deployment
+from phasewise.sim.prefix_cache import HostTier
+from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs.catalog import packaged
+
+BOUNDED = dict(UNBOUNDED, memory_fraction=0.2)  # evicts: a fifth of the excerpt's distinct prefix blocks fit
+
+
+def prefix(**kw) -> dict:
+    return run(**BOUNDED, **kw).summary()["prefix_cache"]
+
+
+def test_a_large_host_tier_restores_the_trace_ratio():
+    hits, lookups = direct_ratio(excerpt_rows())
+    gpu_only = prefix()
+    assert gpu_only["evicted_blocks"] > 0 and gpu_only["hit_blocks"] < hits  # the bounded GPU cache loses hits
+    tiered = prefix(host_kv_cache_gb=2000.0, check_invariants=True)
+    assert tiered["evicted_blocks"] > 0 and tiered["host_dropped_blocks"] == 0
+    assert (tiered["hit_blocks"], tiered["lookup_blocks"]) == (hits, lookups)  # every evicted block came back
+    assert tiered["hit_tokens"] == 512 * hits
+    assert tiered["host_hit_tokens"] == 512 * tiered["host_hit_blocks"] > 0
+
+
+def test_host_tier_hits_grow_with_its_size():
+    hits = [prefix(host_kv_cache_gb=gb)["hit_blocks"] for gb in (None, 20.0, 100.0, 2000.0)]
+    assert all(a < b for a, b in zip(hits, hits[1:])), hits
+
+
+def test_copy_back_is_the_blocks_kv_bytes_over_pcie():
+    model, quant, hw = load_model(UNBOUNDED["model"]), load_quant("bf16"), load_hardware(UNBOUNDED["hardware"])
+    # Llama-3.1-8B at TP 8: 32 layers x 1 KV head per GPU x 128 x (K, V) x 2 bytes = 16,384 bytes a token per GPU
+    assert kv_bytes_per_token(model, quant, 8, 1) == 32 * 1 * 128 * 2 * 2
+    cache = prefix(host_kv_cache_gb=100.0)
+    per_block_s = 512 * 16384 / (hw.interconnect.pcie_bandwidth_bytes_per_s * hw.efficiency.link_efficiency)
+    assert cache["host_load_s"] == pytest.approx(cache["host_hit_blocks"] * per_block_s, rel=1e-9)
+    # 100 GB over the 8 GPUs' share of a 512-token block (8 x 8.4 MB)
+    assert cache["host_capacity_blocks"] == int(100e9 // (512 * 16384 * 8))
+
+
+def test_a_slow_host_link_costs_time_on_the_first_token(tmp_path):
+    """The copy back runs beside the forward: over a PCIe link slow enough it, not the skipped prefill, sets the
+    iteration, so the tier's hits make TTFT worse than recomputing them; at the chip's own PCIe they help."""
+    entry = packaged("hardware_specs.yaml")["hardware"][UNBOUNDED["hardware"]]
+    slow = dict(entry, interconnect=dict(entry["interconnect"], pcie_bandwidth_bytes_per_s=1.0e8))
+    chips = {}
+    for name, data in (("same", entry), ("slow", slow)):
+        chips[name] = tmp_path / f"{name}.yaml"
+        chips[name].write_text(yaml.safe_dump(data))
+
+    def ttft(chip, **kw) -> tuple[float, int]:
+        s = run(**dict(BOUNDED, hardware=str(chip)), **kw).summary()
+        return s["ttft_ms"]["mean"], s["prefix_cache"]["host_hit_blocks"]
+
+    alone, _ = ttft(chips["same"])
+    tiered, hits = ttft(chips["same"], host_kv_cache_gb=100.0)
+    slow_alone, _ = ttft(chips["slow"])
+    slow_tiered, slow_hits = ttft(chips["slow"], host_kv_cache_gb=100.0)
+    assert hits > 0 and slow_hits > 0
+    assert tiered < alone
+    assert slow_alone == pytest.approx(alone)  # PCIe carries nothing else here
+    assert slow_tiered > slow_alone
+
+
+def test_host_tier_keeps_lru_order_and_writes_a_block_once():
+    tier = HostTier(capacity_keys=2, load_s_per_key=1e-3)
+    for key in (1, 2, 1, 3):  # 1 again: refreshed, not rewritten; 3 drops the least recent, 2
+        tier.keep(key)
+    assert list(tier.keys) == [1, 3] and tier.written_keys == 3 and tier.dropped_keys == 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 8), st.integers(1, 200)), min_size=2, max_size=20),
+       st.sampled_from(["vllm", "sglang", "trtllm"]), st.floats(0.1, 5.0))
+def test_a_host_tier_keeps_output_counts_and_kv_conservation(tmp_path_factory, reqs, engine, host_gb):
+    """Conversations through a small KV pool with a host tier (evictions, copies back, preemptions), invariant
+    checks on: every request emits exactly its output tokens and all KV blocks are freed."""
+    path = tmp_path_factory.mktemp("mc") / "t.jsonl"
+    path.write_text("\n".join(json.dumps({"timestamp": 10 * i, "input_length": 512 * blocks - 7, "output_length": out,
+                                          "hash_ids": [1000 * conv + j for j in range(blocks)]})
+                              for i, (conv, blocks, out) in enumerate(reqs)))
+    res = run(trace=str(path), engine=engine, memory_fraction=0.25, host_kv_cache_gb=host_gb, check_invariants=True)
+    assert res.summary()["completed"] == len(reqs)
+    assert list(res.output_tokens) == [out for _, _, out in reqs]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--host-kv-cache-gb", "0"], "--host-kv-cache-gb must be > 0 (got 0)"),
+    (["--host-kv-cache-gb", "10", "--prefix-caching", "off"], "it needs prefix caching"),
+    (["--host-kv-cache-gb", "0.001"], "give at least that"),
+    (["--host-kv-cache-gb", "10", "--attention-offload", "auto", "--arch", "disagg"],
+     "--host-kv-cache-gb are not modelled with priority pools or attention offload"),
+])
+def test_bad_host_tiers_are_one_line_errors(run_cli, args, message):
+    code, out, err = run_cli("simulate", "--trace", "mooncake", "--trace-limit", "20", *args)
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_launch_arguments_size_the_host_memory_as_each_engine_counts_it():
+    """64 GB for a TP-2 instance: vLLM's --kv-offloading-size is all ranks' GiB, SGLang's --hicache-size GB per
+    rank, TensorRT-LLM's host_cache_size bytes per rank."""
+    data = {"model": UNBOUNDED["model"], "instances": [{"tp": 2, "host_kv_cache_bytes": 64e9}]}
+    argv = {}
+    files = {}
+    for engine in ("vllm", "sglang", "trtllm"):
+        dep = build_deployment(dict(data, instances=[dict(data["instances"][0], engine=engine)]))
+        workers, _, files[engine] = launch_commands(dep)
+        argv[engine] = workers[0].argv
+    vllm = argv["vllm"]
+    assert vllm[vllm.index("--kv-offloading-size") + 1] == f"{64e9 / 2**30:.4g}" and "native" in vllm
+    sglang = argv["sglang"]
+    assert "--enable-hierarchical-cache" in sglang and sglang[sglang.index("--hicache-size") + 1] == "32"
+    options = [yaml.safe_load(text) for text in files["trtllm"].values()]
+    assert options[0]["kv_cache_config"]["host_cache_size"] == 32_000_000_000
