@@ -128,3 +128,30 @@ def test_launch_arguments_size_the_host_memory_as_each_engine_counts_it():
     assert "--enable-hierarchical-cache" in sglang and sglang[sglang.index("--hicache-size") + 1] == "32"
     options = [yaml.safe_load(text) for text in files["trtllm"].values()]
     assert options[0]["kv_cache_config"]["host_cache_size"] == 32_000_000_000
+
+
+def test_plan_puts_the_host_tier_where_prompts_meet_a_prefix_cache():
+    """plan --host-kv-cache-gb: on the groups that admit prompts with an engine that caches prefixes (vLLM V1 here),
+    not on decode instances, nor where the engine variant caches none (vLLM V0's prefill-first), nor under
+    priority pools or attention offload (no prefix cache there)."""
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.strategies import enumerate_strategies
+
+    opts = PlanOptions(tp_options=(1,), policies=("priority-pools", "attention-offload"), host_kv_cache_bytes=50e9)
+    strategies, _ = enumerate_strategies(UNBOUNDED["model"], "h100-sxm", 4, opts)
+    seen = set()
+    for s in strategies:
+        for g in s.deployment["instances"]:
+            caches = (g.get("role") != "decode" and "priority_pools" not in s.deployment
+                      and "attention_offload" not in s.deployment
+                      and run_caches(g.get("engine", "vllm")))
+            assert ("host_kv_cache_bytes" in g) == caches, (s.name, g)
+            seen.add(caches)
+    assert seen == {True, False}
+    build_deployment(strategies[0].deployment)
+
+
+def run_caches(engine: str) -> bool:
+    from phasewise.specs.engines import resolve_engine
+
+    return resolve_engine(engine, load_hardware("h100-sxm")).prefix_caching

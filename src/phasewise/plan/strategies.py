@@ -336,8 +336,6 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 base["mapping"] = opts.mapping
             if opts.routing_skew is not None:
                 base["routing_skew"] = opts.routing_skew
-            if opts.host_kv_cache_bytes:
-                base["host_kv_cache_bytes"] = opts.host_kv_cache_bytes
             # --- collocated: replicas of one TP x PP group fill the budget ---------------------------
             for tp, pp in itertools.product(opts.tp_options, opts.pp_options):
                 if not parallel_ok(tp, pp):
@@ -537,10 +535,9 @@ def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | 
                 host_tier: bool = True) -> dict[str, Any]:
     """The deployment of `groups`; --host-kv-cache-gb on the groups that admit prompts with prefix caching (their
     engine's default), unless `host_tier` is False (priority pools and attention offload keep no prefix cache)."""
-    if opts.host_kv_cache_bytes:
-        groups = [g if host_tier and g.get("role") != "decode"
-                  and _caches_prefixes(model, g.get("engine", opts.engine), g["hardware"])
-                  else {k: v for k, v in g.items() if k != "host_kv_cache_bytes"} for g in groups]
+    if opts.host_kv_cache_bytes and host_tier:
+        groups = [dict(g, host_kv_cache_bytes=opts.host_kv_cache_bytes) if g.get("role") != "decode"
+                  and _caches_prefixes(model, g.get("engine", opts.engine), g["hardware"]) else g for g in groups]
     dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
                            "kv_link": opts.kv_link}
     if spec:

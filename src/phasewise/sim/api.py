@@ -66,7 +66,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           decode_ep: int | None = None, prefill_attention_dp: int | None = None,
                           decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
                           routing_skew: float | None = None, prefix_caching: str | None = None,
-                          host_kv_cache_gb: float | None = None, encode_workers: int | None = None, encode_tp: int | None = None,
+                          host_kv_cache_gb: float | None = None, encode_workers: int | None = None,
+                          encode_tp: int | None = None,
                           encode_hardware: str | None = None, encode_link: str | None = None,
                           **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
