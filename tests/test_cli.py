@@ -34,6 +34,23 @@ def test_listing_commands(run_cli):
     assert "jetson-agx-orin" in run_cli("hardware")[1]
 
 
+def test_listing_commands_as_json(run_cli):
+    """models / hardware --json: the catalog for scripts, every entry loadable by the key it is listed under."""
+    from phasewise.specs import load_hardware, load_model
+
+    code, out, _ = run_cli("models", "--json")
+    models = {m["model"]: m for m in json.loads(out)["models"]}
+    assert code == 0 and "deepseek-ai/DeepSeek-R1" in models["deepseek-ai/DeepSeek-V3"]["aliases"]
+    assert models["Qwen/Qwen3-235B-A22B"]["num_experts"] == 128
+    assert models["Qwen/Qwen3-235B-A22B"]["active_params"] == load_model("Qwen/Qwen3-235B-A22B").active_params
+    code, out, _ = run_cli("hardware", "--json")
+    chips = {h["key"]: h for h in json.loads(out)["hardware"]}
+    assert code == 0 and set(chips) >= {"h100-sxm", "b200", "jetson-agx-orin"}
+    h100 = load_hardware("h100-sxm")
+    assert chips["h100-sxm"]["peak_flops"]["bf16"] == h100.peak_flops["bf16"]
+    assert chips["h100-sxm"]["price_per_hour_usd"] == h100.price_per_hour_usd and chips["h100-sxm"]["sources"]
+
+
 def test_kv_shortfall_is_reported_not_fatal(run_cli):
     code, out, _ = run_cli("estimate", "--model", "meta-llama/Llama-3.1-8B", "--batch", "512",
                            "--prompt-len", "8192", "--json")

@@ -173,3 +173,5 @@ def test_estimate_puts_chips_side_by_side(run_cli):
     code, out, err = run_cli(*args, "--hardware", "a100-sxm-80gb,a6000")
     assert code == 2 and "a6000" in out and len(err.strip().splitlines()) == 1
     assert "no chip of --hardware a100-sxm-80gb,a6000 runs it" in err
+    code, _, err = run_cli(*args, "--hardware", "b200,B200")  # one chip twice: as plan says it
+    assert code == 2 and err.strip() == "error: --hardware names one chip twice: b200 and B200"

@@ -109,7 +109,7 @@ from phasewise.apps.cli_common import (
     parse_ints,
 )
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError, name_list, one_line, refuse_empty
+from phasewise.errors import PhasewiseError, one_line, refuse_empty
 
 
 @app.command("estimate")
@@ -140,6 +140,7 @@ def estimate_cmd(
     """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
     from phasewise.apps.estimate_view import render_estimate
     from phasewise.perf.estimate import estimate
+    from phasewise.specs.hardware import hardware_list
     from phasewise.workload import image_inputs
 
     refuse_empty(dict(image_size=image_size))
@@ -163,7 +164,7 @@ def estimate_cmd(
             )
         return est
 
-    chips = name_list("--hardware", hardware)
+    chips = hardware_list("--hardware", hardware)
     if len(chips) > 1:  # one row per chip: the same model, layout and batch side by side
         from phasewise.apps.estimate_view import compare_chips, render_comparison
 

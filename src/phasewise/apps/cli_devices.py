@@ -83,7 +83,7 @@ def device_cloud_cmd(
 
 
 @app.command("models")
-def models_cmd() -> None:
+def models_cmd(as_json: Json = False) -> None:
     """List the model catalog."""
     from rich.table import Table
 
@@ -93,6 +93,7 @@ def models_cmd() -> None:
     table = Table(title="Model catalog (HF config.json fields)")
     for col in ("model", "params", "active", "layers", "hidden", "attention", "experts", "format", "aliases"):
         table.add_column(col, overflow="fold")  # ids are copied from here: wrapped, never cut
+    rows = []
     for key, entry in packaged("models.yaml")["models"].items():
         m = load_model(key)
         experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts else "-"
@@ -112,14 +113,23 @@ def models_cmd() -> None:
             attention += f", sparse top-{m.sparse_attention_topk} (indexer {m.indexer_heads}x{m.indexer_head_dim})"
         if not m.causal:
             attention += ", bidirectional"
+        aliases = list(entry.get("aliases") or [])
+        rows.append({"model": key, "aliases": aliases, "total_params": m.total_params,
+                     "active_params": m.active_params, "layers": m.num_layers, "hidden_size": m.hidden_size,
+                     "attention": attention, "num_heads": m.num_heads, "num_kv_heads": m.num_kv_heads,
+                     "experts_per_token": m.experts_per_token, "num_experts": m.num_experts,
+                     "default_precision": m.default_precision,
+                     "max_position_embeddings": m.max_position_embeddings})
         table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.num_layers),
-                      str(m.hidden_size), attention, experts, m.default_precision,
-                      ", ".join(entry.get("aliases") or []))
+                      str(m.hidden_size), attention, experts, m.default_precision, ", ".join(aliases))
+    if as_json:
+        print(dumps({"models": rows}))
+        return
     console.print(table)
 
 
 @app.command("hardware")
-def hardware_cmd() -> None:
+def hardware_cmd(as_json: Json = False) -> None:
     """List the hardware catalog."""
     from rich.table import Table
 
@@ -128,6 +138,7 @@ def hardware_cmd() -> None:
     table = Table(title="Hardware catalog (dense peaks)")
     for col in ("key", "name", "bf16 TFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
         table.add_column(col)
+    rows = []
     for key in hardware_names():
         hw = load_hardware(key)
         pf = hw.peak_flops
@@ -139,4 +150,12 @@ def hardware_cmd() -> None:
         table.add_row(key, hw.name, tf("bf16"), tf("fp8"), tf("int8"), low,
                       f"{hw.memory_bandwidth_bytes_per_s / 1e9:.0f}", f"{hw.memory_capacity_bytes / 2**30:.0f}",
                       f"{hw.tdp_w:.0f}", f"{hw.price_per_hour_usd:.2f}")
+        rows.append({"key": key, "name": hw.name, "kind": hw.kind, "peak_flops": dict(hw.peak_flops),
+                     "vector_flops": hw.vector_flops, "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
+                     "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
+                     "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.tdp_w,
+                     "price_per_hour_usd": hw.price_per_hour_usd, "sources": dict(hw.sources)})
+    if as_json:
+        print(dumps({"hardware": rows}))
+        return
     console.print(table)

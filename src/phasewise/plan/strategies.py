@@ -31,7 +31,7 @@ from phasewise.specs.engines import (
     resolve_engine,
     window_kv,
 )
-from phasewise.specs.hardware import catalog_key
+from phasewise.specs.hardware import catalog_key, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -169,7 +169,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     opts.tp_across_nodes, instances of whole nodes (TP 2, 4, ... nodes, up to the budget) are tried too, with a
     pruned line saying so. opts.engine may list several engines (comma-separated): each one's strategies, named
     after it, compete in one ranking."""
-    chips = name_list("--hardware", hardware)
+    chips = hardware_list("--hardware", hardware)
     if len(chips) > 1:
         return _across_chips(model_name, chips, gpus, opts, min_kv_tokens)
     engines = plan_engines(opts.engine)
@@ -222,18 +222,6 @@ def _chip_labels(chips: list[str]) -> dict[str, str]:
             else chip for chip, stem in stems.items()}
 
 
-def _same_chip_twice(chips: list[str]) -> tuple[str, str] | None:
-    """Two entries of a --hardware list that name one chip (a catalog key and its alias or another case, or one
-    file by two paths), else None."""
-    seen: dict[str, str] = {}
-    for chip in chips:
-        identity = str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
-        if identity in seen:
-            return seen[identity], chip
-        seen[identity] = chip
-    return None
-
-
 def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int
                   ) -> tuple[list[Strategy], list[str]]:
     """enumerate_strategies() on each chip of --hardware with the same GPU budget (engines, layouts, precisions
@@ -244,9 +232,6 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
         flag = "--prefill-hardware" if opts.prefill_hardware else "--decode-hardware"
         raise PhasewiseError(f"{flag} pairs chips for the phases of a plan on one --hardware; with several "
                              f"--hardware chips ({', '.join(chips)}) each chip's strategies run on it alone")
-    twice = _same_chip_twice(chips)
-    if twice:
-        raise PhasewiseError(f"--hardware names one chip twice: {twice[0]} and {twice[1]}")
     for chip in chips:
         load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
     return _combined(_chip_labels(chips), "chip", f"on any of {', '.join(chips)}",

@@ -7,11 +7,12 @@ spec-sheet format, optionally with its own `efficiency:` block.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
+from phasewise.errors import PhasewiseError, name_list, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.chip_cost import fill_from_parts
 from phasewise.specs.parts import ChipParts
@@ -261,3 +262,16 @@ def load_engine(name_or_path: str) -> EngineProfile:
         return EngineProfile(name=str(key), **entry)
     except (ValidationError, TypeError) as exc:
         raise pydantic_message(where, exc) from None
+
+
+def hardware_list(flag: str, value: str) -> list[str]:
+    """The chips of a comma-separated `flag` (--hardware A,B,C), each named once: two entries naming one chip (a
+    catalog key and its alias or another case, or one file by two paths) are a one-line error."""
+    chips = name_list(flag, value)
+    seen: dict[str, str] = {}
+    for chip in chips:
+        identity = str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
+        if identity in seen:
+            raise PhasewiseError(f"{flag} names one chip twice: {seen[identity]} and {chip}")
+        seen[identity] = chip
+    return chips
