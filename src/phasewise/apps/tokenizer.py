@@ -8,6 +8,7 @@ space, so each is exactly one token under the built-in count.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from phasewise.errors import PhasewiseError
@@ -46,11 +47,44 @@ class Tokenizer:
 
     def count(self, text: str) -> int:
         if self._tok is not None:
-            try:
-                return len(self._tok.encode(text, add_special_tokens=False).ids)
-            except Exception:  # a lone surrogate (valid in JSON, not in UTF-8): counted as the replacement character
-                return len(self._tok.encode(text.encode("utf-8", "replace").decode(), add_special_tokens=False).ids)
-        return sum(1 if not w[0].isalnum() and w[0] != "_" else -(-len(w) // 4) for w in _WORD.findall(text))
+            return len(self._ids(text))
+        return sum(_word_tokens(w) for w in _WORD.findall(text))
+
+    def _ids(self, text: str) -> list[int]:
+        try:
+            return self._tok.encode(text, add_special_tokens=False).ids
+        except Exception:  # a lone surrogate (valid in JSON, not in UTF-8): counted as the replacement character
+            return self._tok.encode(text.encode("utf-8", "replace").decode(), add_special_tokens=False).ids
+
+    def count_and_blocks(self, text: str, block_tokens: int) -> tuple[int, tuple[int, ...]]:
+        """count(text), and a content hash of each full `block_tokens`-token block at its start, in one pass: equal
+        leading blocks of two prompts hash alike (the prefix cache's hash ids, sim/prefix_cache.py). The built-in
+        count cuts a block after the word that reaches its last token."""
+        if self._tok is not None:
+            ids = self._ids(text)
+            return len(ids), id_blocks(ids, block_tokens)
+        hashes, total, start, edge = [], 0, 0, block_tokens
+        for match in _WORD.finditer(text):
+            total += _word_tokens(match.group())
+            if total >= edge:
+                hashes.append(_digest(text[start:match.end()].encode("utf-8", "replace")))
+                start, edge = match.end(), edge + block_tokens
+        return total, tuple(hashes)
+
+
+def id_blocks(ids: list[int], block_tokens: int) -> tuple[int, ...]:
+    """A content hash of each full `block_tokens`-token block of a prompt given as token ids."""
+    return tuple(_digest(",".join(map(str, ids[i:i + block_tokens])).encode())
+                 for i in range(0, len(ids) - block_tokens + 1, block_tokens))
+
+
+def _digest(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def _word_tokens(word: str) -> int:
+    """The built-in count of one word or punctuation mark (about 4 characters per token)."""
+    return 1 if not word[0].isalnum() and word[0] != "_" else -(-len(word) // 4)
 
 
 # The characters str.split() splits on (str.isspace), ASCII ones also as bytes

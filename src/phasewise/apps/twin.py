@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from phasewise.apps.image_header import data_url_size
-from phasewise.apps.tokenizer import Tokenizer, filler
+from phasewise.apps.tokenizer import Tokenizer, filler, id_blocks
 from phasewise.apps.twin_live import LiveSim, Stream
 from phasewise.errors import PhasewiseError, one_line
 from phasewise.specs.vision import ImageGeometry
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 
 async def _counted(chunks, counter: list[int]):
@@ -209,13 +210,14 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                             f"prompt and {max_tokens} output tokens ({param} is too large)", param,
                        "context_length_exceeded")
 
-    async def count(text: str, max_tokens: int, prompt_param: str, tokens_param: str) -> int:
-        """Prompt tokens of `text`: a too-long prompt is refused from a linear-time bound before any tokenizing,
-        and a long one is tokenized off the event loop."""
+    async def count(text: str, max_tokens: int, prompt_param: str, tokens_param: str) -> tuple[int, tuple]:
+        """Prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, MOONCAKE_BLOCK_TOKENS each):
+        a too-long prompt is refused from a linear-time bound before any tokenizing, and a long one is tokenized
+        off the event loop."""
         check_context(tokenizer.min_tokens(text), max_tokens, prompt_param, tokens_param, at_least=True)
         if len(text) > INLINE_TOKENIZE_CHARS:
-            return await asyncio.to_thread(tokenizer.count, text)
-        return tokenizer.count(text)
+            return await asyncio.to_thread(tokenizer.count_and_blocks, text, MOONCAKE_BLOCK_TOKENS)
+        return tokenizer.count_and_blocks(text, MOONCAKE_BLOCK_TOKENS)
 
     def usage(stream: Stream) -> dict[str, int]:
         p, c = stream.req.prompt, stream.emitted
@@ -264,7 +266,10 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                 text.append(str(c))
             overhead = 4 * len(text) + 3  # the chat template's tokens around each message
             overhead += sum(image.prompt_tokens for image in images)
-            prompt_tokens = await count("\n".join(text), max_tokens + overhead, "messages", tokens_param) + overhead
+            prompt_tokens, blocks = await count("\n".join(text), max_tokens + overhead, "messages", tokens_param)
+            prompt_tokens += overhead
+            if images:  # their pixels are not hashed: such a prompt shares no prefix
+                blocks = None
             check_context(prompt_tokens, max_tokens, "messages", tokens_param)
         else:
             max_tokens = _int_field(body, "max_tokens") or 16
@@ -272,9 +277,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
                 prompt = prompt[0]
             if isinstance(prompt, str):
-                prompt_tokens = await count(prompt, max_tokens, "prompt", "max_tokens")
+                prompt_tokens, blocks = await count(prompt, max_tokens, "prompt", "max_tokens")
             elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-                prompt_tokens = len(prompt)  # token ids
+                prompt_tokens, blocks = len(prompt), id_blocks(prompt, MOONCAKE_BLOCK_TOKENS)  # token ids
             else:
                 raise ApiError(400, "'prompt' must be a string, a list of one string, or a list of token ids",
                                "prompt")
@@ -296,7 +301,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
         patches = tuple(image.patches for image in images) if chat else ()
         tokens = tuple(image.prompt_tokens for image in images) if chat else ()
-        return live.submit(max(prompt_tokens, 1), max_tokens, patches, tokens), stream, include_usage
+        return live.submit(max(prompt_tokens, 1), max_tokens, patches, tokens, blocks), stream, include_usage
 
     def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
               first: bool) -> str:

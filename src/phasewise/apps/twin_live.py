@@ -89,13 +89,14 @@ class LiveSim:
         return (time.perf_counter() - self.wall0) * self.speed
 
     def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = (),
-               image_tokens: tuple[int, ...] = ()) -> Stream:
+               image_tokens: tuple[int, ...] = (), prefix: tuple[int, ...] | None = None) -> Stream:
         """A request arriving now; `image_patches`, `image_tokens`: its images' encoder patches and prompt tokens
-        (those in prompt_tokens)."""
+        (those in prompt_tokens); `prefix`: its prompt's leading 512-token blocks' hashes, which the instances'
+        prefix caches share (None: nothing to share)."""
         t = self.now()
         self.loop.run_until(t)
         req = SimRequest(self.next_id, t, prompt_tokens, output_tokens, image_patches=image_patches,
-                         image_tokens=image_tokens)
+                         image_tokens=image_tokens, prefix=prefix)
         self.next_id += 1
         stream = Stream(req, asyncio.Queue())
         req.handle = stream
@@ -191,4 +192,11 @@ class LiveSim:
             "# HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
             "# TYPE vllm:e2e_request_latency_seconds histogram", *m.e2e.lines("vllm:e2e_request_latency_seconds", lab),
         ]
+        caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
+        if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)
+            queries, hits = sum(c.prompt_tokens for c in caches), sum(c.hit_tokens for c in caches)
+            lines += ["# HELP vllm:prefix_cache_queries Prefix cache queries, in terms of number of queried tokens.",
+                      "# TYPE vllm:prefix_cache_queries counter", f"vllm:prefix_cache_queries_total{{{lab}}} {queries}",
+                      "# HELP vllm:prefix_cache_hits Prefix cache hits, in terms of number of cached tokens.",
+                      "# TYPE vllm:prefix_cache_hits counter", f"vllm:prefix_cache_hits_total{{{lab}}} {hits}"]
         return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""The twin shares prompt prefixes: every prompt's leading 512-token blocks are hashed (apps/tokenizer.py
+count_and_blocks; token-id prompts by their ids), so requests repeating a prefix hit the instances' prefix caches
+as they do in simulate, and /metrics counts it under vLLM V1's names. On 127.0.0.1 only."""
+
+import httpx
+import pytest
+
+from conftest import serving
+from phasewise.apps.tokenizer import Tokenizer, id_blocks
+from phasewise.apps.twin import LiveSim, create_app
+from phasewise.sim.deployment import collocated
+from test_twin import samples
+
+M = "meta-llama/Llama-3.1-8B"
+LAB = f'{{model_name="{M}"}}'
+SHARED = "w " * 3000  # 3,000 built-in tokens: 5 full 512-token blocks, then each request's own question
+
+
+def test_leading_blocks_hash_alike_and_count_matches():
+    tok = Tokenizer()
+    a, a_blocks = tok.count_and_blocks(SHARED + "first question about oranges", 512)
+    b, b_blocks = tok.count_and_blocks(SHARED + "a second, different question", 512)
+    assert a == tok.count(SHARED + "first question about oranges") and len(a_blocks) == a // 512 == 5
+    assert a_blocks[:5] == b_blocks[:5]
+    assert tok.count_and_blocks("x " + SHARED, 512)[1][0] != a_blocks[0]  # one token earlier: another block
+    assert id_blocks(list(range(1100)), 512) == id_blocks(list(range(1024)) + [7] * 76, 512)
+    assert len(id_blocks(list(range(1100)), 512)) == 2
+
+
+@pytest.fixture(scope="module")
+def server():
+    live = LiveSim(collocated(M, "h100-sxm"))  # vLLM V1: prefix caching on by default
+    with serving(create_app(live, M, Tokenizer())) as url:
+        yield url
+
+
+def one(base: str, path: str, body: dict) -> dict[str, float]:
+    """Send one request (non-streaming), return the change in the metrics it made."""
+    before = samples(httpx.get(base + "/metrics").text)
+    r = httpx.post(base + path, json={"model": M, "max_tokens": 4, **body}, timeout=30)
+    assert r.status_code == 200, r.text
+    after = samples(httpx.get(base + "/metrics").text)
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def test_a_repeated_prefix_hits_the_cache_and_shortens_the_first_token(server):
+    first = one(server, "/v1/completions", {"prompt": SHARED + "first question about oranges"})
+    second = one(server, "/v1/completions", {"prompt": SHARED + "a second, different question"})
+    assert first["vllm:prefix_cache_hits_total" + LAB] == 0
+    assert second["vllm:prefix_cache_hits_total" + LAB] == 5 * 512  # the shared blocks, not the question's
+    assert second["vllm:prefix_cache_queries_total" + LAB] == second["vllm:prompt_tokens_total" + LAB]
+    ttft = "vllm:time_to_first_token_seconds_sum" + LAB
+    assert second[ttft] < 0.5 * first[ttft]  # (simulated time: the twin's clock runs the simulation)
+
+
+def test_chat_turns_and_token_id_prompts_share_too(server):
+    system = {"role": "system", "content": "z " * 1500}
+    turn = {"messages": [system, {"role": "user", "content": "hello"}]}
+    again = {"messages": [system, {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
+                          {"role": "user", "content": "more"}]}
+    one(server, "/v1/chat/completions", turn)
+    assert one(server, "/v1/chat/completions", again)["vllm:prefix_cache_hits_total" + LAB] == 2 * 512
+    ids = list(range(5, 1205))
+    one(server, "/v1/completions", {"prompt": ids})
+    assert one(server, "/v1/completions", {"prompt": ids})["vllm:prefix_cache_hits_total" + LAB] == 2 * 512
