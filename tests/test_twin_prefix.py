@@ -4,12 +4,12 @@ as they do in simulate, and /metrics counts it under vLLM V1's names. On 127.0.0
 
 import httpx
 import pytest
-
 from conftest import serving
+from test_twin import samples
+
 from phasewise.apps.tokenizer import Tokenizer, id_blocks
 from phasewise.apps.twin import LiveSim, create_app
 from phasewise.sim.deployment import collocated
-from test_twin import samples
 
 M = "meta-llama/Llama-3.1-8B"
 LAB = f'{{model_name="{M}"}}'
