@@ -20,12 +20,13 @@ Lookups of recomputed (preempted) requests are counted apart, as vLLM's PrefixCa
 
 A host-memory tier (`host_kv_cache_bytes` on the instance group; off by default in every engine: vLLM's
 --kv-offloading-size with its native OffloadingConnector, SGLang's --enable-hierarchical-cache, TensorRT-LLM's
-kv_cache_config.host_cache_size) keeps, in host DRAM, the prefix blocks evicted from the GPU, least recently used
-evicted first. A prompt's leading run of cached blocks then runs through either tier: blocks found only in host
-memory skip their prefill like GPU hits, but their KV is copied back over the GPU's PCIe link first (HostTier.load_s)
-and takes GPU blocks again. The host keeps its copy (SGLang's default write_through policy, vLLM's CPU LRU), so a
-block evicted twice is written once. Writes to host memory run in the background (a copy stream) and cost nothing
-here. Not modelled: caching of generated tokens' blocks, disk tiers."""
+kv_cache_config.host_cache_size) keeps a copy of the prefix blocks in host DRAM, written through as a prompt
+caches them (SGLang's default write_through policy; vLLM's connector stores the blocks it computes), least
+recently used dropped first, every use touching them. A prompt's leading run of cached blocks then runs through
+either tier: blocks found only in host memory (evicted from the GPU) skip their prefill like GPU hits, but their KV
+is copied back over the GPU's PCIe link first (HostTier.load_s_per_key) and takes GPU blocks again. Writes to host
+memory run in the background (a copy stream) and cost nothing here. Not modelled: caching of generated tokens'
+blocks, disk tiers."""
 
 from __future__ import annotations
 
@@ -51,13 +52,14 @@ class HostTier:
         self.capacity_keys = capacity_keys  # trace prefix blocks the host memory holds
         self.load_s_per_key = load_s_per_key  # seconds to copy one back to the GPU (each GPU its own share)
         self.keys: OrderedDict[int, None] = OrderedDict()
-        self.written_keys = 0  # blocks written to host memory (evicted from the GPU, not already there)
+        self.written_keys = 0  # blocks written to host memory (not already there)
         self.dropped_keys = 0  # blocks evicted from host memory
         self.hit_keys = 0  # leading prompt blocks found only in host memory (first admissions)
         self.load_s = 0.0  # copy-back time charged to those admissions
 
     def keep(self, key: int) -> None:
-        """A block evicted from the GPU: kept here (written unless already here), the least recent dropped."""
+        """A block a prompt uses: kept here, the most recently used (written unless already here), the least
+        recently used dropped beyond the capacity."""
         keys = self.keys
         if key in keys:
             keys.move_to_end(key)
@@ -140,13 +142,15 @@ class PrefixCache:
             if r is None:
                 refs[k] = 1
                 if i < hit and host is not None:  # in the leading run only through host memory: copied back
-                    host.keys.move_to_end(k)
                     loaded += 1
                 continue
             if r == 0:
                 del idle[k]  # back in use: out of the LRU before the allocation below evicts
             refs[k] = r + 1
             present += 1
+        if host is not None:  # write-through: every block the prompt uses is (kept) in host memory, touched
+            for k in keys:
+                host.keep(k)
         self.kv.allocate(blocks - held_blocks)
         req.prefix_cache = self
         tokens = hit * MOONCAKE_BLOCK_TOKENS
@@ -189,12 +193,9 @@ class PrefixCache:
             return
         refs, idle = self.refs, self.idle
         n_keys = min(-(-over // per), len(idle))
-        host = self.host
         for _ in range(n_keys):
             k, _ = idle.popitem(last=False)
             del refs[k]
-            if host is not None:
-                host.keep(k)
         self.evicted_blocks += n_keys * per
 
     def figures(self) -> dict[str, float]:
@@ -208,7 +209,8 @@ class PrefixCache:
                 "host_written_blocks": host.written_keys if host else 0,
                 "host_dropped_blocks": host.dropped_keys if host else 0,
                 "host_cached_blocks": len(host.keys) if host else 0,
-                "host_capacity_blocks": host.capacity_keys if host else 0}
+                "host_capacity_blocks": host.capacity_keys if host else 0,
+                "gpu_capacity_blocks": self.kv.capacity // self.per_key if self.per_key else 0}
 
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
