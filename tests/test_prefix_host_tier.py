@@ -84,6 +84,22 @@ def test_a_slow_host_link_costs_time_on_the_first_token(tmp_path):
     assert slow_tiered > slow_alone
 
 
+def test_vllm_waits_for_its_copies_while_the_others_decode(tmp_path):
+    """Over a PCIe link slow enough: vLLM holds a request whose prefix is loading (WAITING_FOR_REMOTE_KVS) and keeps
+    decoding the others, so their token gaps stay as they were; SGLang's layer-by-layer load stretches the iteration
+    that waits for it, and every decode in it."""
+    entry = packaged("hardware_specs.yaml")["hardware"][UNBOUNDED["hardware"]]
+    chip = tmp_path / "slow.yaml"
+    chip.write_text(yaml.safe_dump(dict(entry, interconnect=dict(entry["interconnect"],
+                                                                 pcie_bandwidth_bytes_per_s=1.0e8))))
+
+    def tbt_p99(engine: str, **kw) -> float:
+        return run(**dict(BOUNDED, hardware=str(chip), engine=engine), **kw).summary()["tbt_ms"]["p99"]
+
+    assert tbt_p99("vllm", host_kv_cache_gb=600.0) <= 1.1 * tbt_p99("vllm")
+    assert tbt_p99("sglang", host_kv_cache_gb=600.0) > 5 * tbt_p99("sglang")
+
+
 def test_host_tier_keeps_lru_order_and_writes_a_block_once():
     tier = HostTier(capacity_keys=2, load_s_per_key=1e-3)
     for key in (1, 2, 1, 3):  # 1 again: touched, not rewritten; 3 drops the least recently used, 2

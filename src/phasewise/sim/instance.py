@@ -59,6 +59,7 @@ class Instance(KvAdmission, DecodingSet):
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
+                 "host_link_free_s",
                  "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
                  "controller", "offload", "mapped_energy", "trainer", "recv")
 
@@ -109,6 +110,7 @@ class Instance(KvAdmission, DecodingSet):
         self.decode_run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
         self.outstanding = 0  # tokens of assigned, unfinished requests (for the router)
         self.frontend_free_s = 0.0  # when the engine's frontend takes the next request
+        self.host_link_free_s = 0.0  # when the PCIe link takes the next asynchronous copy from host memory
         self.controller = None  # priority pools: the controller consulted at each boundary (sim/priority_pools.py)
         self.offload = None  # attention offload (sim/attention_offload.py), when the deployment has it
         self.trainer = None  # a colocated trainer (sim/online_training.py), when the deployment has one
@@ -250,6 +252,7 @@ class Instance(KvAdmission, DecodingSet):
             t += self._draft_time(decodes, shape.decode_kv_tokens)
         load_s = 0.0
         for req, _ in chunks:  # prefix blocks copied back from host memory, layer by layer beside the forward
+            # (an engine that loads asynchronously has none left here: sim/kv_admission.py)
             load_s += req.kv_load_s
             req.kv_load_s = 0.0
         if load_s > t:

@@ -53,6 +53,11 @@ class KvAdmission:
             if self._seats() <= 0 or not self.can_reserve(blocks - held + extra_blocks):
                 return False
             req.prefilled = cache.acquire(req, blocks, hit, held)
+            if req.kv_load_s and self.engine.host_kv_load == "async":  # waits for its copy, the others run
+                start = max(self.loop.now, self.host_link_free_s)  # one copy at a time on the PCIe link
+                req.kv_ready_s = self.host_link_free_s = start + req.kv_load_s
+                req.kv_load_s = 0.0
+                self.loop.at(req.kv_ready_s, self.poke)
             req.kv_blocks = blocks
             req.images_done = 0
             if math.isnan(req.scheduled_s):

@@ -24,7 +24,9 @@ kv_cache_config.host_cache_size) keeps a copy of the prefix blocks in host DRAM,
 caches them (SGLang's default write_through policy; vLLM's connector stores the blocks it computes), least
 recently used dropped first, every use touching them. A prompt's leading run of cached blocks then runs through
 either tier: blocks found only in host memory (evicted from the GPU) skip their prefill like GPU hits, but their KV
-is copied back over the GPU's PCIe link first (HostTier.load_s_per_key) and takes GPU blocks again. Writes to host
+is copied back over the GPU's PCIe link (HostTier.load_s_per_key) and takes GPU blocks again: the request waits for
+it while the others run (EngineConfig.host_kv_load async, vLLM: sim/kv_admission.py), or the iteration that starts
+its prefill takes the longer of its forward and the copy (layerwise: sim/instance.py _launch). Writes to host
 memory run in the background (a copy stream) and cost nothing here. Not modelled: caching of generated tokens'
 blocks, disk tiers."""
 

@@ -80,9 +80,12 @@ class Scheduler:
     def continue_prefills(self, inst: Instance, batch: Batch, budget: int, prompt_cap: int | None = None) -> int:
         """Partial prefills already admitted get the budget first (oldest first), each at most `prompt_cap` tokens
         (None: no cap of its own); returns what is left."""
+        now = inst.loop.now
         for req in inst.prefilling:
             if budget <= 0:
                 break
+            if req.kv_ready_s > now:  # its cached prefix still on its way back from host memory
+                continue
             take = min(budget, req.prefill_target - req.prefilled)
             if prompt_cap is not None:
                 take = min(take, prompt_cap)
@@ -116,6 +119,8 @@ class Scheduler:
                 break
             inst.waiting.popleft()
             inst.prefilling.append(req)
+            if req.kv_ready_s > inst.loop.now:  # admitted, its cached prefix loading from host memory: no chunk yet
+                continue
             need -= req.prefilled  # a prefix-cache hit: its prefill starts after the cached tokens
             take = min(room, need) if chunked else need
             batch.chunks.append((req, take))
