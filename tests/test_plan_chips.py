@@ -114,6 +114,7 @@ def test_plan_cli_across_chips(run_cli):
                              "--workers", "1", "--objective", "goodput-per-dollar", "--json")
     assert code == 0, err
     rows = json.loads(out)["rows"]
+    assert json.loads(out)["budget"] == "1 GPU of h100-sxm or b200"  # --json says the budget too
     assert {row["strategy"].split()[0] for row in rows} == {"h100-sxm", "b200"}
     for row in rows:
         chip = row["strategy"].split()[0]
@@ -175,3 +176,70 @@ def test_estimate_puts_chips_side_by_side(run_cli):
     assert "no chip of --hardware a100-sxm-80gb,a6000 runs it" in err
     code, _, err = run_cli(*args, "--hardware", "b200,B200")  # one chip twice: as plan says it
     assert code == 2 and err.strip() == "error: --hardware names one chip twice: b200 and B200"
+
+
+# --- --chip-gpus: each chip its own GPU budget -------------------------------------------------------------------
+def _group_gpus(deployment: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for g in deployment["instances"]:
+        out[g["hardware"]] = out.get(g["hardware"], 0) + g["tp"] * g.get("pp", 1) * g.get("replicas", 1)
+    return out
+
+
+def test_chip_budgets_across_chips_give_each_chip_its_own():
+    from dataclasses import replace
+
+    opts = replace(ONE_LAYOUT, tp_options=(1, 2), chip_gpus=(("h100-sxm", 6), ("b200", 2)))
+    strategies, _ = enumerate_strategies(M, "h100-sxm,b200", 8, opts)
+    used = {chip: [_group_gpus(s.deployment)[chip] for s in strategies if strategy_chip(s) == chip]
+            for chip in ("h100-sxm", "b200")}
+    assert max(used["h100-sxm"]) == 6 and max(used["b200"]) == 2  # filled to each budget, never beyond
+    alone, _ = enumerate_strategies(M, "b200", 2, replace(opts, chip_gpus=()))
+    assert {s.name for s in strategies if strategy_chip(s) == "b200"} == {f"b200 {s.name}" for s in alone}
+
+
+def test_chip_budgets_bound_each_disaggregated_group_on_its_chip():
+    """Prefill on H100s (budget 6), decode on B200s (budget 2): each group within its chip's budget, the xPyD unit
+    replicated while both fit; without --chip-gpus the two groups share --gpus, as before."""
+    from dataclasses import replace
+
+    opts = replace(ONE_LAYOUT, tp_options=(1, 2), ratios=((1, 1), (2, 1), (3, 1)), prefill_hardware=("h100-sxm",),
+                   decode_hardware=("b200",))
+    budgeted, _ = enumerate_strategies(M, "h100-sxm", 8, replace(opts, chip_gpus=(("h100-sxm", 6), ("b200", 2))))
+    disagg = [s for s in budgeted if s.kind == "disaggregated"]
+    assert disagg
+    for s in disagg:
+        used = _group_gpus(s.deployment)
+        assert used["h100-sxm"] <= 6 and used["b200"] <= 2, (s.name, used)
+        d = s.details
+        unit_p, unit_d = d["prefill"] // s.units * d["prefill_tp"], d["decode"] // s.units * d["decode_tp"]
+        assert used["h100-sxm"] + unit_p > 6 or used["b200"] + unit_d > 2  # no room for another unit
+    assert any(_group_gpus(s.deployment) == {"h100-sxm": 6, "b200": 2} for s in disagg)
+    shared, _ = enumerate_strategies(M, "h100-sxm", 8, opts)
+    assert all(sum(_group_gpus(s.deployment).values()) <= 8 for s in shared)
+    assert any(_group_gpus(s.deployment).get("b200", 0) > 2 for s in shared if s.kind == "disaggregated")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--hardware", "h100-sxm,b200", "--chip-gpus", "h100-sxm:16"), "--chip-gpus 'h100-sxm:16' is not CHIP=N"),
+    (("--hardware", "h100-sxm,b200", "--chip-gpus", "b200=0"), "is not CHIP=N with N an integer >= 1"),
+    (("--hardware", "h100-sxm,b200", "--chip-gpus", "h200-sxm=8"), "names h200-sxm, which the plan does not use"),
+    (("--hardware", "h100-sxm,b200", "--chip-gpus", "b200=4,B200=8"), "--chip-gpus gives B200 twice"),
+    (("--hardware", "h100-sxm", "--chip-gpus", "h100-sxm=16"), "one chip: --gpus"),
+])
+def test_bad_chip_budgets_are_one_line_errors(run_cli, args, message):
+    code, _, err = run_cli("plan", "--model", M, *args, "--slo-ttft-ms", "1000")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_header_says_each_chips_budget():
+    from phasewise.plan.planner import PlanResult
+
+    across = PlanResult(M, "h100-sxm,b200,h200-sxm", 8, Slo(1000, 50), 0.9, "goodput-per-gpu", "w", [], [], [],
+                        chip_gpus=(("h100-sxm", 16), ("b200", 4)))
+    assert across.budget() == "16 x h100-sxm or 4 x b200 or 8 x h200-sxm"
+    together = PlanResult(M, "h100-sxm", 8, Slo(1000, 50), 0.9, "goodput-per-gpu", "w", [], [], [],
+                          chip_gpus=(("h100-sxm", 8), ("b200", 2)))
+    assert together.budget() == "8 x h100-sxm, 2 x b200"
+    assert PlanResult(M, "h100-sxm,b200", 8, Slo(1000, 50), 0.9, "goodput-per-gpu", "w", [], [], []).budget() == \
+        "8 GPUs of h100-sxm or b200"

@@ -398,6 +398,7 @@ def plan_cmd(
     moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
     routing_skew: RoutingSkew = None,
     host_kv_cache_gb: HostKvCache = None,
+    chip_gpus: Annotated[Optional[str], typer.Option(help="GPU budgets of some chips, in place of --gpus for them: CHIP=N,... (e.g. h100-sxm=16,b200=8), with several --hardware chips or --prefill-/--decode-hardware: each chip's strategies, and each disaggregated group, within its chip's")] = None,
     router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations (and, with several --hardware chips, each chip's best)")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
@@ -418,14 +419,18 @@ def plan_cmd(
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, {}):
         return plan_dllm_cmd(console, dllm, dict(locals()))
+    from dataclasses import replace
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from phasewise.apps.plan_view import render_plan, winner_timeline
     from phasewise.plan import PlanOptions, plan
     from phasewise.plan.goodput import workload_spec
+    from phasewise.plan.strategies import parse_chip_gpus
     from phasewise.sim import Slo
     from phasewise.sim.api import host_kv_cache_bytes
     from phasewise.specs import load_model
+    from phasewise.specs.hardware import chip_identity, hardware_list
 
     if gpus < 1:
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
@@ -463,7 +468,14 @@ def plan_cmd(
                        moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
                        routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew,
                        host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb))
-    if min(opts.tp_options) * min(opts.pp_options) > gpus:
+    if chip_gpus is not None:
+        chips = list(dict.fromkeys([*hardware_list("--hardware", hardware), *opts.prefill_hardware,
+                                    *opts.decode_hardware]))
+        if len({chip_identity(c) for c in chips}) < 2:
+            raise PhasewiseError("--chip-gpus gives several chips their own budgets: name them in --hardware A,B or "
+                                 "--prefill-hardware / --decode-hardware (one chip: --gpus)")
+        opts = replace(opts, chip_gpus=parse_chip_gpus(chip_gpus, chips))
+    if min(opts.tp_options) * min(opts.pp_options) > max([gpus, *(n for _, n in opts.chip_gpus)]):
         raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
                              f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
@@ -481,13 +493,13 @@ def plan_cmd(
                       refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
     if not result.feasible:  # one line, the closest strategy and the SLO that binds; no table of zeros
         if as_json:
-            print(dumps({"feasible": False, "closest": result.closest(), "pruned": result.pruned,
-                         "wall_s": result.wall_s}, default=float))
+            print(dumps({"feasible": False, "budget": result.budget(), "closest": result.closest(),
+                         "pruned": result.pruned, "wall_s": result.wall_s}, default=float))
         print(result.infeasible_line(), file=sys.stderr)
         raise typer.Exit(1)
     if as_json:
-        print(dumps({"feasible": True, "rows": result.rows(), "pareto": result.pareto(), "pruned": result.pruned,
-                     "wall_s": result.wall_s}, default=float))
+        print(dumps({"feasible": True, "budget": result.budget(), "rows": result.rows(), "pareto": result.pareto(),
+                     "pruned": result.pruned, "wall_s": result.wall_s}, default=float))
     else:
         render_plan(console, result)
     if export:

@@ -28,6 +28,7 @@ from phasewise.plan.goodput import (
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
+from phasewise.specs.hardware import chip_identity
 
 # cost / power: goodput per dollar of cluster hardware (chips from parts) / per watt of cluster TDP: the cheapest /
 # lowest-TDP cluster meeting the SLOs at a given rate (plan/cluster_cost.py)
@@ -56,10 +57,18 @@ class PlanResult:
     screened: list[GoodputResult]  # every strategy's screening result
     pruned: list[str]
     wall_s: float = 0.0
+    chip_gpus: tuple[tuple[str, int], ...] = ()  # --chip-gpus: some chips' own budgets
 
     def budget(self) -> str:
-        """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips."""
+        """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips; with
+        --chip-gpus, each chip's ('16 x h100-sxm or 8 x b200' across chips; '16 x h100-sxm, 8 x b200' when
+        disaggregated groups combine them)."""
         *others, last = name_list("--hardware", self.hardware)
+        if self.chip_gpus:
+            given = {chip_identity(c) for c, _ in self.chip_gpus}
+            rest = [c for c in (*others, last) if chip_identity(c) not in given]
+            parts = [f"{n} x {c}" for c, n in self.chip_gpus] + [f"{self.gpus} x {c}" for c in rest]
+            return " or ".join(parts) if others else ", ".join(parts)  # several chips: each alone; else together
         plural = "s" if self.gpus != 1 else ""
         return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}" if others else f"{self.gpus} x {last}"
 
@@ -202,7 +211,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     if "encoders" in opts.policies and work.images is None:
         raise PhasewiseError("--policies encoders needs image inputs (--images-per-request, or a trace with a "
                              "NumImages column and --image-size): without images encode workers have nothing to do")
-    if max(min(opts.tp_options), 1) > gpus:
+    if max(min(opts.tp_options), 1) > max([gpus, *(n for _, n in opts.chip_gpus)]):
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
     if objective == "cost":  # a one-line error now if a chip has no parts to cost
@@ -245,7 +254,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, opts.chip_gpus)
 
 
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,

@@ -31,7 +31,7 @@ from phasewise.specs.engines import (
     resolve_engine,
     window_kv,
 )
-from phasewise.specs.hardware import catalog_key, hardware_list
+from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -78,6 +78,10 @@ class PlanOptions:
     routing_skew: float | None = None
     # host memory per instance keeping evicted prefix blocks (sim/prefix_cache.py HostTier); 0: none
     host_kv_cache_bytes: float = 0.0
+    # GPU budgets of some chips ((chip, GPUs), ...: --chip-gpus), in place of the plan's --gpus for those chips:
+    # a plan across chips gives each its own; a disaggregated strategy's prefill and decode groups each stay within
+    # their chip's
+    chip_gpus: tuple[tuple[str, int], ...] = ()
 
 
 POLICIES = ("priority-pools", "attention-offload", "encoders")
@@ -172,6 +176,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     chips = hardware_list("--hardware", hardware)
     if len(chips) > 1:
         return _across_chips(model_name, chips, gpus, opts, min_kv_tokens)
+    gpus = chip_budget(opts, hardware, gpus)
     engines = plan_engines(opts.engine)
     if len(engines) > 1:
         return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines)
@@ -201,6 +206,30 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
     return strategies, pruned
+
+
+def chip_budget(opts: PlanOptions, chip: str, gpus: int) -> int:
+    """The GPUs `chip` may use: its --chip-gpus budget (by catalog key or file), else the plan's --gpus."""
+    identity = chip_identity(chip)
+    return next((n for name, n in opts.chip_gpus if chip_identity(name) == identity), gpus)
+
+
+def parse_chip_gpus(value: str, chips: list[str]) -> tuple[tuple[str, int], ...]:
+    """--chip-gpus 'h100-sxm=16,b200=8': each chip (one the plan uses) with its GPU budget (an integer >= 1)."""
+    used = {chip_identity(c): c for c in chips}
+    out: list[tuple[str, int]] = []
+    for item in name_list("--chip-gpus", value):
+        chip, sep, count = item.partition("=")
+        chip, count = chip.strip(), count.strip()
+        if not sep or not chip or not count.isdigit() or int(count) < 1:
+            raise PhasewiseError(f"--chip-gpus '{item}' is not CHIP=N with N an integer >= 1 (e.g. h100-sxm=16,b200=8)")
+        if chip_identity(chip) not in used:
+            raise PhasewiseError(f"--chip-gpus names {chip}, which the plan does not use (its chips: "
+                                 f"{', '.join(chips)})")
+        if any(chip_identity(name) == chip_identity(chip) for name, _ in out):
+            raise PhasewiseError(f"--chip-gpus gives {chip} twice")
+        out.append((used[chip_identity(chip)], int(count)))
+    return tuple(out)
 
 
 def plan_engines(engine: str) -> list[str]:
@@ -235,7 +264,8 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
     for chip in chips:
         load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
     return _combined(_chip_labels(chips), "chip", f"on any of {', '.join(chips)}",
-                     lambda chip: enumerate_strategies(model_name, chip, gpus, opts, min_kv_tokens))
+                     lambda chip: enumerate_strategies(model_name, chip, chip_budget(opts, chip, gpus), opts,
+                                                       min_kv_tokens))
 
 
 def _across_engines(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int,
@@ -281,7 +311,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     pruned: list[str] = []
     out: list[Strategy] = []
 
-    def parallel_ok(tp: int, pp: int) -> bool:
+    def parallel_ok(tp: int, pp: int, budget: int = gpus) -> bool:
         if opts.mapping and (tp, pp) != (1, 1):
             pruned.append(f"tp={tp} pp={pp}: an operator mapping places one chip's operators (tp=1, pp=1 only)")
             return False
@@ -290,7 +320,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
         except PhasewiseError as exc:
             pruned.append(f"tp={tp} pp={pp}: {exc}")
             return False
-        return tp * pp <= gpus
+        return tp * pp <= budget
 
     prefill_chips = [(name, load_hardware(name)) for name in opts.prefill_hardware or (hardware,)]
     decode_chips = [(name, load_hardware(name)) for name in opts.decode_hardware or (hardware,)]
@@ -356,7 +386,10 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 continue
             for (p_name, p_hw), (d_name, d_hw), p_tp, d_tp in itertools.product(
                     prefill_chips, decode_chips, opts.tp_options, opts.tp_options):
-                if not (parallel_ok(p_tp, 1) and parallel_ok(d_tp, 1)):
+                # budgets: one --gpus for both groups, unless --chip-gpus gives their chips their own
+                p_gpus, d_gpus = chip_budget(opts, p_name, gpus), chip_budget(opts, d_name, gpus)
+                apart = chip_identity(p_name) != chip_identity(d_name) and (p_gpus, d_gpus) != (gpus, gpus)
+                if not (parallel_ok(p_tp, 1, p_gpus) and parallel_ok(d_tp, 1, d_gpus)):
                     continue
                 chips = "" if p_name == d_name == hardware else f" {p_name}/{d_name}"
                 for (p_split, p_layout), (d_split, d_layout) in _role_layouts(model, p_tp, d_tp, opts, pruned):
@@ -369,9 +402,12 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                         continue
                     for x, y in opts.ratios:
                         unit = x * p_tp + y * d_tp
-                        if unit > gpus:
+                        if apart:  # each group within its own chip's budget
+                            k = min(p_gpus // (x * p_tp), d_gpus // (y * d_tp))
+                        else:
+                            k = p_gpus // unit  # replicate the xPyD unit to fill the budget
+                        if k < 1:
                             continue
-                        k = gpus // unit  # replicate the xPyD unit to fill the budget
                         px, dy = x * k, y * k
                         p_dp, d_dp = p_layout.get("attention_dp", 1), d_layout.get("attention_dp", 1)
                         groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px, **p_layout,

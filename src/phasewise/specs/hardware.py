@@ -270,8 +270,13 @@ def hardware_list(flag: str, value: str) -> list[str]:
     chips = name_list(flag, value)
     seen: dict[str, str] = {}
     for chip in chips:
-        identity = str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
+        identity = chip_identity(chip)
         if identity in seen:
             raise PhasewiseError(f"{flag} names one chip twice: {seen[identity]} and {chip}")
         seen[identity] = chip
     return chips
+
+
+def chip_identity(chip: str) -> str:
+    """What a chip name stands for: its catalog key (any alias or case), or its file's resolved path."""
+    return str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
