@@ -63,3 +63,18 @@ def test_chat_turns_and_token_id_prompts_share_too(server):
     ids = list(range(5, 1205))
     one(server, "/v1/completions", {"prompt": ids})
     assert one(server, "/v1/completions", {"prompt": ids})["vllm:prefix_cache_hits_total" + LAB] == 2 * 512
+
+
+def test_host_tier_hits_count_as_vllm_connector_hits():
+    """With --host-kv-cache-gb the twin counts host-tier hits as vLLM counts its KV connector's
+    (vllm:external_prefix_cache_hits_total) and the GPU's own apart: a prefix pushed out of a small GPU cache by
+    other prompts comes back from host memory."""
+    # ~20k tokens of KV (a few 3,000-token prompts) and 200 GB of host memory behind it
+    live = LiveSim(collocated(M, "h100-sxm", memory_fraction=0.25, host_kv_cache_bytes=200e9))
+    with serving(create_app(live, M, Tokenizer())) as url:
+        one(url, "/v1/completions", {"prompt": SHARED + "first"})
+        for i in range(12):  # other prompts, each of its own: they evict the shared blocks from the GPU
+            one(url, "/v1/completions", {"prompt": f"topic{i} " * 3000})
+        again = one(url, "/v1/completions", {"prompt": SHARED + "second"})
+    assert again["vllm:external_prefix_cache_hits_total" + LAB] == 5 * 512
+    assert again["vllm:prefix_cache_hits_total" + LAB] == 0

@@ -15,6 +15,7 @@ from phasewise.sim.events import EventLoop
 from phasewise.sim.metrics import Slo
 from phasewise.sim.request import SimRequest
 from phasewise.sim.simulate import build_cluster
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                 40.0, 80.0)
@@ -194,9 +195,20 @@ class LiveSim:
         ]
         caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
         if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)
-            queries, hits = sum(c.prompt_tokens for c in caches), sum(c.hit_tokens for c in caches)
+            queries = sum(c.prompt_tokens for c in caches)
+            host = sum(c.host.hit_keys for c in caches if c.host is not None) * MOONCAKE_BLOCK_TOKENS
+            hits = sum(c.hit_tokens for c in caches) - host  # the GPU's own; host-tier hits come through a connector
             lines += ["# HELP vllm:prefix_cache_queries Prefix cache queries, in terms of number of queried tokens.",
                       "# TYPE vllm:prefix_cache_queries counter", f"vllm:prefix_cache_queries_total{{{lab}}} {queries}",
                       "# HELP vllm:prefix_cache_hits Prefix cache hits, in terms of number of cached tokens.",
                       "# TYPE vllm:prefix_cache_hits counter", f"vllm:prefix_cache_hits_total{{{lab}}} {hits}"]
+            if any(c.host is not None for c in caches):  # the host tier as vLLM's KV connector counts it
+                lines += ["# HELP vllm:external_prefix_cache_queries Prefix tokens asked of the KV connector (here the "
+                          "host-memory tier): those the GPU's cache did not hold.",
+                          "# TYPE vllm:external_prefix_cache_queries counter",
+                          f"vllm:external_prefix_cache_queries_total{{{lab}}} {queries - hits}",
+                          "# HELP vllm:external_prefix_cache_hits Prefix tokens the KV connector (here the host-memory "
+                          "tier) served.",
+                          "# TYPE vllm:external_prefix_cache_hits counter",
+                          f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
         return "\n".join(lines) + "\n"
