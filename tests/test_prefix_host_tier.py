@@ -123,7 +123,8 @@ def test_a_host_tier_keeps_output_counts_and_kv_conservation(tmp_path_factory, r
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--host-kv-cache-gb", "0"], "--host-kv-cache-gb must be > 0 (got 0)"),
+    (["--host-kv-cache-gb", "0"], "--host-kv-cache-gb must be a finite number > 0 (got 0)"),
+    (["--host-kv-cache-gb", "inf"], "--host-kv-cache-gb must be a finite number > 0 (got inf)"),
     (["--host-kv-cache-gb", "10", "--prefix-caching", "off"], "it needs prefix caching"),
     (["--host-kv-cache-gb", "0.001"], "give at least that"),
     (["--host-kv-cache-gb", "10", "--attention-offload", "auto", "--arch", "disagg"],

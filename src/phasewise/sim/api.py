@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from dataclasses import dataclass
 
@@ -168,8 +169,8 @@ def host_kv_cache_bytes(flag: str, gb: float | None) -> float:
     """Bytes of `flag`'s GB of host memory for evicted prefix blocks (0 when not given); > 0 when given."""
     if gb is None:
         return 0.0
-    if not gb > 0:
-        raise PhasewiseError(f"{flag} must be > 0 (got {gb:g}); leave it out for none")
+    if not 0 < gb < math.inf:
+        raise PhasewiseError(f"{flag} must be a finite number > 0 (got {gb:g}); leave it out for none")
     return gb * 1e9
 
 

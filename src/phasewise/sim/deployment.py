@@ -98,7 +98,7 @@ class InstanceGroup(BaseModel):
     prefix_caching: bool | None = None
     # host memory (all the instance's GPUs' together, bytes) keeping prefix blocks evicted from the GPU
     # (sim/prefix_cache.py HostTier); 0: none, every engine's default
-    host_kv_cache_bytes: float = Field(default=0.0, ge=0)
+    host_kv_cache_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     # operator mapping onto the chip's substrates (a catalog name: halo, all-cid, attacc, all-cim; or a YAML):
     # every iteration is costed on them (perf/mapped_cost.py); the chip must list `substrates:`, tp = pp = 1
     mapping: str | None = None
