@@ -25,6 +25,9 @@ def test_leading_blocks_hash_alike_and_count_matches():
     assert tok.count_and_blocks("x " + SHARED, 512)[1][0] != a_blocks[0]  # one token earlier: another block
     assert id_blocks(list(range(1100)), 512) == id_blocks(list(range(1024)) + [7] * 76, 512)
     assert len(id_blocks(list(range(1100)), 512)) == 2
+    long_word = "x" * 8000  # 2,000 built-in tokens in one word: it closes 3 blocks
+    assert tok.count_and_blocks(long_word, 512) == (2000, tok.count_and_blocks(long_word, 512)[1])
+    assert len(tok.count_and_blocks(long_word, 512)[1]) == 3
 
 
 @pytest.fixture(scope="module")

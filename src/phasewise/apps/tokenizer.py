@@ -66,7 +66,7 @@ class Tokenizer:
         hashes, total, start, edge = [], 0, 0, block_tokens
         for match in _WORD.finditer(text):
             total += _word_tokens(match.group())
-            if total >= edge:
+            while total >= edge:  # a word may close several blocks (block_keys chains their hashes)
                 hashes.append(_digest(text[start:match.end()].encode("utf-8", "replace")))
                 start, edge = match.end(), edge + block_tokens
         return total, tuple(hashes)

@@ -157,10 +157,9 @@ class PrefixCache:
         req.prefix_cache = self
         tokens = hit * MOONCAKE_BLOCK_TOKENS
         req.kv_load_s = loaded * host.load_s_per_key if loaded else 0.0
-        if loaded:
-            if not req.preemptions:
-                host.hit_keys += loaded
-                host.load_s += req.kv_load_s
+        if loaded and not req.preemptions:  # first admissions' figures (recomputations apart, as below)
+            host.hit_keys += loaded
+            host.load_s += req.kv_load_s
         if req.preemptions:
             self.recompute_lookups += 1
             self.recompute_hit_tokens += tokens
