@@ -81,3 +81,22 @@ def test_host_tier_hits_count_as_vllm_connector_hits():
         again = one(url, "/v1/completions", {"prompt": SHARED + "second"})
     assert again["vllm:external_prefix_cache_hits_total" + LAB] == 5 * 512
     assert again["vllm:prefix_cache_hits_total" + LAB] == 0
+
+
+def test_an_sglang_twin_also_speaks_sglangs_metric_names():
+    """Instances of SGLang: /metrics adds SGLang's own names (srt/metrics/collector.py) for what its dashboards and
+    autoscalers read, beside vLLM's."""
+    live = LiveSim(collocated(M, "h100-sxm", engine="sglang"))
+    lab = LAB
+    with serving(create_app(live, M, Tokenizer())) as url:
+        first = one(url, "/v1/completions", {"prompt": SHARED + "first"})
+        second = one(url, "/v1/completions", {"prompt": SHARED + "second"})
+        after = samples(httpx.get(url + "/metrics").text)
+    assert first["sglang:prompt_tokens_total" + lab] == first["vllm:prompt_tokens_total" + lab] > 3000
+    assert second["sglang:time_to_first_token_seconds_count" + lab] == 1
+    assert second["sglang:inter_token_latency_seconds_count" + lab] == 3  # 4 output tokens, 3 gaps
+    assert after["sglang:num_running_reqs" + lab] == after["sglang:num_queue_reqs" + lab] == 0
+    # two prompts of 3,000 tokens, the second hitting 5 x 512 of them
+    queried = first["sglang:prompt_tokens_total" + lab] + second["sglang:prompt_tokens_total" + lab]
+    assert after["sglang:cache_hit_rate" + lab] == pytest.approx(5 * 512 / queried, abs=1e-6)
+    assert 0 <= after["sglang:token_usage" + lab] <= 1

@@ -211,4 +211,40 @@ class LiveSim:
                           "tier) served.",
                           "# TYPE vllm:external_prefix_cache_hits counter",
                           f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
+        if any(i.engine.scheduler == "sglang" for i in self.instances):
+            lines += self._sglang_lines(lab, g, m, caches)
         return "\n".join(lines) + "\n"
+
+    def _sglang_lines(self, lab: str, g: dict[str, float], m: TwinMetrics, caches: list) -> list[str]:
+        """The same state under SGLang's names (srt/metrics/collector.py), for a deployment of SGLang instances:
+        what its dashboards and autoscalers read. Its histograms here keep the twin's (vLLM's) buckets;
+        sglang:cache_hit_rate is the prefix cache's hit rate so far (SGLang's gauge: the last batch's)."""
+        used = sum(i.kv.used for i in self.instances) * self.instances[0].kv.block_size
+        queried = sum(c.prompt_tokens for c in caches)
+        rate = sum(c.hit_tokens for c in caches) / queried if queried else 0.0
+        return [
+            "# HELP sglang:num_running_reqs The number of running requests.",
+            "# TYPE sglang:num_running_reqs gauge", f"sglang:num_running_reqs{{{lab}}} {g['running']}",
+            "# HELP sglang:num_queue_reqs The number of requests in the waiting queue.",
+            "# TYPE sglang:num_queue_reqs gauge", f"sglang:num_queue_reqs{{{lab}}} {g['waiting']}",
+            "# HELP sglang:num_used_tokens The number of used tokens.",
+            "# TYPE sglang:num_used_tokens gauge", f"sglang:num_used_tokens{{{lab}}} {used}",
+            "# HELP sglang:token_usage The token usage.",
+            "# TYPE sglang:token_usage gauge", f"sglang:token_usage{{{lab}}} {g['kv_usage']:.6f}",
+            "# HELP sglang:cache_hit_rate The prefix cache hit rate.",
+            "# TYPE sglang:cache_hit_rate gauge", f"sglang:cache_hit_rate{{{lab}}} {rate:.6f}",
+            "# HELP sglang:prompt_tokens Number of prefill tokens processed.",
+            "# TYPE sglang:prompt_tokens counter", f"sglang:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
+            "# HELP sglang:generation_tokens Number of generation tokens processed.",
+            "# TYPE sglang:generation_tokens counter",
+            f"sglang:generation_tokens_total{{{lab}}} {m.generation_tokens}",
+            "# HELP sglang:time_to_first_token_seconds Histogram of time to first token in seconds.",
+            "# TYPE sglang:time_to_first_token_seconds histogram",
+            *m.ttft.lines("sglang:time_to_first_token_seconds", lab),
+            "# HELP sglang:inter_token_latency_seconds Histogram of inter-token latency in seconds.",
+            "# TYPE sglang:inter_token_latency_seconds histogram",
+            *m.tpot.lines("sglang:inter_token_latency_seconds", lab),
+            "# HELP sglang:e2e_request_latency_seconds Histogram of End-to-end request latency in seconds",
+            "# TYPE sglang:e2e_request_latency_seconds histogram",
+            *m.e2e.lines("sglang:e2e_request_latency_seconds", lab),
+        ]
