@@ -49,6 +49,18 @@ def test_host_tier_hits_grow_with_its_size_beyond_the_gpu_cache():
     assert all(a < b for a, b in zip(hits, hits[1:])), hits
 
 
+def test_tensorrt_llm_offloads_as_it_evicts_so_a_small_tier_still_adds_hits():
+    """TensorRT-LLM writes a block to host memory as the GPU reclaims it and moves it back out when it is copied
+    back (kvCacheManager.cpp offloadBlock / onboardBlock): the tiers hold different blocks, so a host tier smaller
+    than the GPU cache adds hits where vLLM's written-through copy adds none; a large one reaches the trace's own."""
+    hits, _ = direct_ratio(excerpt_rows())
+    alone, small, large = (prefix(engine="trtllm", host_kv_cache_gb=gb) for gb in (None, 150.0, 2000.0))
+    assert small["host_capacity_blocks"] < small["cached_blocks"]
+    assert small["hit_blocks"] > alone["hit_blocks"] and small["host_hit_blocks"] > 0
+    assert large["hit_blocks"] == hits
+    assert prefix(host_kv_cache_gb=150.0)["host_hit_blocks"] == 0  # vLLM, the same small tier
+
+
 def test_copy_back_is_the_blocks_kv_bytes_over_pcie():
     model, quant, hw = load_model(UNBOUNDED["model"]), load_quant("bf16"), load_hardware(UNBOUNDED["hardware"])
     # Llama-3.1-8B at TP 8: 32 layers x 1 KV head per GPU x 128 x (K, V) x 2 bytes = 16,384 bytes a token per GPU

@@ -129,7 +129,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                 f"({cache['host_hit_blocks']:,} blocks copied back in {cache['host_load_s']:.3g} s of PCIe time); "
                 f"{cache['host_cached_blocks']:,} of {cache['host_capacity_blocks']:,} 512-token blocks held, "
                 f"{cache['host_written_blocks']:,} written, {cache['host_dropped_blocks']:,} dropped")
-            if cache["host_capacity_blocks"] <= cache["gpu_capacity_blocks"]:
+            if cache["host_written_through"] and cache["host_capacity_blocks"] <= cache["gpu_capacity_blocks"]:
                 console.print(
                     f"  the host tier holds no more than the GPU KV cache ({cache['gpu_capacity_blocks']:,} blocks): "
                     "written through, it keeps the blocks the GPU keeps and adds few hits; SGLang sizes it at 2x the "

@@ -20,9 +20,10 @@ Lookups of recomputed (preempted) requests are counted apart, as vLLM's PrefixCa
 
 A host-memory tier (`host_kv_cache_bytes` on the instance group; off by default in every engine: vLLM's
 --kv-offloading-size with its native OffloadingConnector, SGLang's --enable-hierarchical-cache, TensorRT-LLM's
-kv_cache_config.host_cache_size) keeps a copy of the prefix blocks in host DRAM, written through as a prompt
-caches them (SGLang's default write_through policy; vLLM's connector stores the blocks it computes), least
-recently used dropped first, every use touching them. A prompt's leading run of cached blocks then runs through
+kv_cache_config.host_cache_size) keeps prefix blocks in host DRAM, least recently used dropped first: a copy of
+every block, written through as a prompt caches it and touched at every use (SGLang's default write_through policy;
+vLLM's connector stores the blocks it computes), or, TensorRT-LLM's, the blocks the GPU evicts, moved back out as
+they are copied back (EngineConfig.host_kv_write). A prompt's leading run of cached blocks then runs through
 either tier: blocks found only in host memory (evicted from the GPU) skip their prefill like GPU hits, but their KV
 is copied back over the GPU's PCIe link (HostTier.load_s_per_key) and takes GPU blocks again: the request waits for
 it while the others run (EngineConfig.host_kv_load async, vLLM: sim/kv_admission.py), or the iteration that starts
@@ -48,11 +49,15 @@ if TYPE_CHECKING:
 class HostTier:
     """Prefix blocks kept in host memory (least recently used first) and what copying them back costs."""
 
-    __slots__ = ("capacity_keys", "load_s_per_key", "keys", "written_keys", "dropped_keys", "hit_keys", "load_s")
+    __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "keys", "written_keys", "dropped_keys", "hit_keys",
+                 "load_s")
 
-    def __init__(self, capacity_keys: int, load_s_per_key: float) -> None:
+    def __init__(self, capacity_keys: int, load_s_per_key: float, on_evict: bool = False) -> None:
         self.capacity_keys = capacity_keys  # trace prefix blocks the host memory holds
         self.load_s_per_key = load_s_per_key  # seconds to copy one back to the GPU (each GPU its own share)
+        # written as the GPU evicts a block and moved back out when it is copied back (TensorRT-LLM), instead of
+        # written through as prompts cache blocks (vLLM, SGLang): EngineConfig.host_kv_write
+        self.on_evict = on_evict
         self.keys: OrderedDict[int, None] = OrderedDict()
         self.written_keys = 0  # blocks written to host memory (not already there)
         self.dropped_keys = 0  # blocks evicted from host memory
@@ -150,9 +155,12 @@ class PrefixCache:
                 del idle[k]  # back in use: out of the LRU before the allocation below evicts
             refs[k] = r + 1
             present += 1
-        if host is not None:  # write-through: every block the prompt uses is (kept) in host memory, touched
+        if host is not None and not host.on_evict:  # written through: every block the prompt uses, touched
             for k in keys:
                 host.keep(k)
+        elif host is not None and loaded:  # written on eviction: the blocks copied back leave host memory
+            for k in keys[:hit]:
+                host.keys.pop(k, None)
         self.kv.allocate(blocks - held_blocks)
         req.prefix_cache = self
         tokens = hit * MOONCAKE_BLOCK_TOKENS
@@ -194,9 +202,12 @@ class PrefixCache:
             return
         refs, idle = self.refs, self.idle
         n_keys = min(-(-over // per), len(idle))
+        host = self.host if self.host is not None and self.host.on_evict else None
         for _ in range(n_keys):
             k, _ = idle.popitem(last=False)
             del refs[k]
+            if host is not None:  # offloaded as the GPU reclaims it
+                host.keep(k)
         self.evicted_blocks += n_keys * per
 
     def figures(self) -> dict[str, float]:
@@ -211,6 +222,7 @@ class PrefixCache:
                 "host_dropped_blocks": host.dropped_keys if host else 0,
                 "host_cached_blocks": len(host.keys) if host else 0,
                 "host_capacity_blocks": host.capacity_keys if host else 0,
+                "host_written_through": int(host is not None and not host.on_evict),  # instances whose tier is
                 "gpu_capacity_blocks": self.kv.capacity // self.per_key if self.per_key else 0}
 
 
@@ -272,4 +284,4 @@ def host_tier(inst) -> HostTier | None:
                              f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
                              f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     bandwidth, _ = link_rate(cost.hw.interconnect, "pcie")
-    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency))
+    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency), inst.engine.host_kv_write == "evict")
