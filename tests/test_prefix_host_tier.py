@@ -110,6 +110,8 @@ def test_vllm_waits_for_its_copies_while_the_others_decode(tmp_path):
 
     assert tbt_p99("vllm", host_kv_cache_gb=600.0) <= 1.1 * tbt_p99("vllm")
     assert tbt_p99("sglang", host_kv_cache_gb=600.0) > 5 * tbt_p99("sglang")
+    # TensorRT-LLM's forward waits for the copies and for the writes of the blocks it offloaded (syncTransfers)
+    assert tbt_p99("trtllm", host_kv_cache_gb=600.0) > 5 * tbt_p99("sglang", host_kv_cache_gb=600.0)
 
 
 def test_host_tier_keeps_lru_order_and_writes_a_block_once():
@@ -117,6 +119,11 @@ def test_host_tier_keeps_lru_order_and_writes_a_block_once():
     for key in (1, 2, 1, 3):  # 1 again: touched, not rewritten; 3 drops the least recently used, 2
         tier.keep(key)
     assert list(tier.keys) == [1, 3] and tier.written_keys == 3 and tier.dropped_keys == 1
+    assert tier.pending_write_s == 0.0  # written in the background
+    synced = HostTier(capacity_keys=2, load_s_per_key=1e-3, on_evict=True, sync_writes=True)
+    for key in (1, 2, 1, 3):
+        synced.keep(key)
+    assert synced.pending_write_s == pytest.approx(3e-3)  # what the next forward waits for
 
 
 @settings(max_examples=15, deadline=None)

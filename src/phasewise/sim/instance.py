@@ -251,11 +251,14 @@ class Instance(KvAdmission, DecodingSet):
         if decodes and self.draft is not None:
             t += self._draft_time(decodes, shape.decode_kv_tokens)
         load_s = 0.0
-        for req, _ in chunks:  # prefix blocks copied back from host memory, layer by layer beside the forward
-            # (an engine that loads asynchronously has none left here: sim/kv_admission.py)
-            load_s += req.kv_load_s
+        for req, _ in chunks:  # prefix blocks copied back from host memory (an engine that loads asynchronously
+            load_s += req.kv_load_s  # has none left here: sim/kv_admission.py)
             req.kv_load_s = 0.0
-        if load_s > t:
+        host = self.kv.prefix.host if self.kv.prefix is not None else None
+        if host is not None and host.sync_writes:  # the forward waits for the copies and the offloads' writes
+            t += load_s + host.pending_write_s
+            host.pending_write_s = 0.0
+        elif load_s > t:  # layer by layer beside the forward
             t = load_s
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)

@@ -27,8 +27,9 @@ they are copied back (EngineConfig.host_kv_write). A prompt's leading run of cac
 either tier: blocks found only in host memory (evicted from the GPU) skip their prefill like GPU hits, but their KV
 is copied back over the GPU's PCIe link (HostTier.load_s_per_key) and takes GPU blocks again: the request waits for
 it while the others run (EngineConfig.host_kv_load async, vLLM: sim/kv_admission.py), or the iteration that starts
-its prefill takes the longer of its forward and the copy (layerwise: sim/instance.py _launch). Writes to host
-memory run in the background (a copy stream) and cost nothing here. Not modelled: caching of generated tokens'
+its prefill takes the longer of its forward and the copy (layerwise, SGLang: sim/instance.py _launch), or both in
+turn (serial, TensorRT-LLM, whose forward also waits for the writes of the blocks offloaded since the last one).
+Other engines' writes to host memory run in the background (a copy stream) and cost nothing here. Not modelled: caching of generated tokens'
 blocks, disk tiers."""
 
 from __future__ import annotations
@@ -49,15 +50,19 @@ if TYPE_CHECKING:
 class HostTier:
     """Prefix blocks kept in host memory (least recently used first) and what copying them back costs."""
 
-    __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "keys", "written_keys", "dropped_keys", "hit_keys",
-                 "load_s")
+    __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "sync_writes", "keys", "written_keys",
+                 "dropped_keys", "hit_keys", "load_s", "pending_write_s")
 
-    def __init__(self, capacity_keys: int, load_s_per_key: float, on_evict: bool = False) -> None:
+    def __init__(self, capacity_keys: int, load_s_per_key: float, on_evict: bool = False,
+                 sync_writes: bool = False) -> None:
         self.capacity_keys = capacity_keys  # trace prefix blocks the host memory holds
-        self.load_s_per_key = load_s_per_key  # seconds to copy one back to the GPU (each GPU its own share)
+        self.load_s_per_key = load_s_per_key  # seconds to copy one over the PCIe link (each GPU its own share)
         # written as the GPU evicts a block and moved back out when it is copied back (TensorRT-LLM), instead of
         # written through as prompts cache blocks (vLLM, SGLang): EngineConfig.host_kv_write
         self.on_evict = on_evict
+        # the next forward waits for the writes (TensorRT-LLM's syncTransfers); else they run in the background
+        self.sync_writes = sync_writes
+        self.pending_write_s = 0.0  # writes the next forward waits for (sync_writes)
         self.keys: OrderedDict[int, None] = OrderedDict()
         self.written_keys = 0  # blocks written to host memory (not already there)
         self.dropped_keys = 0  # blocks evicted from host memory
@@ -73,6 +78,8 @@ class HostTier:
             return
         keys[key] = None
         self.written_keys += 1
+        if self.sync_writes:
+            self.pending_write_s += self.load_s_per_key
         if len(keys) > self.capacity_keys:
             keys.popitem(last=False)
             self.dropped_keys += 1
@@ -284,4 +291,6 @@ def host_tier(inst) -> HostTier | None:
                              f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
                              f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     bandwidth, _ = link_rate(cost.hw.interconnect, "pcie")
-    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency), inst.engine.host_kv_write == "evict")
+    engine = inst.engine
+    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency), engine.host_kv_write == "evict",
+                    engine.host_kv_load == "serial")
