@@ -145,6 +145,8 @@ def test_a_host_tier_keeps_output_counts_and_kv_conservation(tmp_path_factory, r
     (["--host-kv-cache-gb", "0"], "--host-kv-cache-gb must be a finite number > 0 (got 0)"),
     (["--host-kv-cache-gb", "inf"], "--host-kv-cache-gb must be a finite number > 0 (got inf)"),
     (["--host-kv-cache-gb", "10", "--prefix-caching", "off"], "it needs prefix caching"),
+    (["--host-kv-cache-gb", "10", "--prefix-caching", "on", "--engine", "vllm-v0"],
+     "vllm-v0@0.6 keeps no host-memory KV tier"),
     (["--host-kv-cache-gb", "0.001"], "give at least that"),
     (["--host-kv-cache-gb", "10", "--attention-offload", "auto", "--arch", "disagg"],
      "--host-kv-cache-gb are not modelled with priority pools or attention offload"),

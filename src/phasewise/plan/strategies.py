@@ -568,7 +568,7 @@ def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | 
 
 @lru_cache(maxsize=256)
 def _caches_prefixes(model: str, engine: str, hardware: str) -> bool:
-    """Whether `engine` caches prompt prefixes by default for `model` (the plan's --host-kv-cache-gb goes where it
-    does)."""
-    spec = load_model(model)
-    return not spec.window_all_layers and prefix_caching_default(resolve_engine(engine, load_hardware(hardware)), spec)
+    """Whether `engine` caches prompt prefixes by default for `model` and keeps a host-memory tier (the plan's
+    --host-kv-cache-gb goes where both hold)."""
+    spec, config = load_model(model), resolve_engine(engine, load_hardware(hardware))
+    return not spec.window_all_layers and config.host_kv_load is not None and prefix_caching_default(config, spec)

@@ -282,6 +282,9 @@ def host_tier(inst) -> HostTier | None:
     host_bytes = inst.group.host_kv_cache_bytes
     if not host_bytes:
         return None
+    if inst.engine.host_kv_load is None:
+        raise PhasewiseError(f"--host-kv-cache-gb: {inst.engine.label} keeps no host-memory KV tier (vLLM V1's "
+                             f"offloading connector, SGLang's HiCache and TensorRT-LLM 1.x's host cache do)")
     cost = inst.cost
     per_gpu = MOONCAKE_BLOCK_TOKENS * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
     gpus = cost.layout.attention_tp * cost.pp

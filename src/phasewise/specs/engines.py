@@ -75,8 +75,10 @@ class EngineConfig:
     partial_prefills: int  # prompts that may be part-way through prefill at once
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
-    host_kv_load: str = "layerwise"  # a host-tier hit's copy back: layerwise | async (engine_presets.yaml)
-    host_kv_write: str = "through"  # when a block reaches the host tier: through | evict (engine_presets.yaml)
+    # a host-memory KV tier (sim/prefix_cache.py HostTier; engine_presets.yaml): how a hit is copied back (async |
+    # layerwise | serial; None: the engine has no such tier) and when a block is written there (through | evict)
+    host_kv_load: str | None = None
+    host_kv_write: str = "through"
     # what the deployment's memory_fraction is a fraction of (perf/memory.py memory_fit: total | static | free)
     memory_fraction_of: str = "total"
     recv_interval: int = 1  # SGLang: new requests reach the scheduler every N decode-only forwards (sim/recv_interval.py)
@@ -548,6 +550,6 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     return EngineConfig(key, version, sched, profile, knobs=values, source=source,
                         attention_dp=attention_dp,
                         prefix_caching=bool(table.get("prefix_caching", False)),
-                        host_kv_load=str(_preset_entry(key).get("host_kv_load", "layerwise")),
+                        host_kv_load=_preset_entry(key).get("host_kv_load"),
                         host_kv_write=str(_preset_entry(key).get("host_kv_write", "through")),
                         memory_fraction_of=memory_fraction_of(key), window_kv_rule=_window_kv_rule(key), **cfg)
