@@ -103,7 +103,10 @@ def main() -> None:
     ap.add_argument("--tp", type=int, default=1)
     args = ap.parse_args()
     globals()["MODEL"] = args.model
-    server, port = start_twin("--model", MODEL, "--tp", str(args.tp), "--max-num-seqs", "256")
+    # every client sends the same prompt: from 512 tokens on the twin would share its prefix (apps/twin.py), which
+    # the simulate() it is compared with (lengths only) cannot; caching off keeps the two alike
+    server, port = start_twin("--model", MODEL, "--tp", str(args.tp), "--max-num-seqs", "256",
+                              "--prefix-caching", "off")
     try:
         prompt = " ".join(["word"] * args.prompt_words)  # 1 token per word under the built-in count
         if args.soak:
