@@ -16,7 +16,7 @@ from phasewise.apps.launch import launch_commands
 from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.sim.api import run
 from phasewise.sim.deployment import build_deployment
-from phasewise.sim.prefix_cache import HostTier
+from phasewise.sim.kv_tiers import HostTier
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import packaged
 

@@ -1,0 +1,76 @@
+"""KV tiers below the GPU's prefix cache (sim/prefix_cache.py): a host-memory tier per instance (vLLM's CPU offloading
+connector, SGLang's HiCache, TensorRT-LLM's host cache) and a KV store shared by a deployment's instances (Mooncake
+Store, LMCache's remote backend, SGLang HiCache's storage backend). Each holds trace prefix blocks (keys), least
+recently used dropped first, and knows what copying one back to a GPU costs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.memory import kv_bytes_per_token
+from phasewise.sim.link import link_rate
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
+
+
+class HostTier:
+    """Prefix blocks kept in host memory (least recently used first) and what copying them back costs."""
+
+    __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "sync_writes", "keys", "written_keys",
+                 "dropped_keys", "hit_keys", "load_s", "pending_write_s")
+
+    def __init__(self, capacity_keys: int, load_s_per_key: float, on_evict: bool = False,
+                 sync_writes: bool = False) -> None:
+        self.capacity_keys = capacity_keys  # trace prefix blocks the host memory holds
+        self.load_s_per_key = load_s_per_key  # seconds to copy one over the PCIe link (each GPU its own share)
+        # written as the GPU evicts a block and moved back out when it is copied back (TensorRT-LLM), instead of
+        # written through as prompts cache blocks (vLLM, SGLang): EngineConfig.host_kv_write
+        self.on_evict = on_evict
+        # the next forward waits for the writes (TensorRT-LLM's syncTransfers); else they run in the background
+        self.sync_writes = sync_writes
+        self.pending_write_s = 0.0  # writes the next forward waits for (sync_writes)
+        self.keys: OrderedDict[int, None] = OrderedDict()
+        self.written_keys = 0  # blocks written to host memory (not already there)
+        self.dropped_keys = 0  # blocks evicted from host memory
+        self.hit_keys = 0  # leading prompt blocks found only in host memory (first admissions)
+        self.load_s = 0.0  # copy-back time charged to those admissions
+
+    def keep(self, key: int) -> None:
+        """A block a prompt uses: kept here, the most recently used (written unless already here), the least
+        recently used dropped beyond the capacity."""
+        keys = self.keys
+        if key in keys:
+            keys.move_to_end(key)
+            return
+        keys[key] = None
+        self.written_keys += 1
+        if self.sync_writes:
+            self.pending_write_s += self.load_s_per_key
+        if len(keys) > self.capacity_keys:
+            keys.popitem(last=False)
+            self.dropped_keys += 1
+
+
+def host_tier(inst) -> HostTier | None:
+    """The instance's host-memory tier from its group's `host_kv_cache_bytes` (all its GPUs' host memory for KV, as
+    vLLM's --kv-offloading-size counts it), or None. A trace prefix block takes its KV bytes on every GPU that holds
+    a share of it (attention TP x PP ranks); each GPU copies its share back over its own PCIe link at the link
+    efficiency collectives reach (as the online trainer's activation offload, sim/online_training.py)."""
+    host_bytes = inst.group.host_kv_cache_bytes
+    if not host_bytes:
+        return None
+    if inst.engine.host_kv_load is None:
+        raise PhasewiseError(f"--host-kv-cache-gb: {inst.engine.label} keeps no host-memory KV tier (vLLM V1's "
+                             f"offloading connector, SGLang's HiCache and TensorRT-LLM 1.x's host cache do)")
+    cost = inst.cost
+    per_gpu = MOONCAKE_BLOCK_TOKENS * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
+    gpus = cost.layout.attention_tp * cost.pp
+    capacity = int(host_bytes // (per_gpu * gpus))
+    if capacity < 1:
+        raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix "
+                             f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
+                             f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
+    bandwidth, _ = link_rate(cost.hw.interconnect, "pcie")
+    engine = inst.engine
+    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency), engine.host_kv_write == "evict",
+                    engine.host_kv_load == "serial")
