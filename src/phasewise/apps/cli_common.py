@@ -54,6 +54,7 @@ SpecDraft = Annotated[Optional[str], typer.Option(help="speculative decoding: 'm
 # Serving policies and options of a deployment (simulate and serve)
 Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")]
 HostKvCache = Annotated[Optional[float], typer.Option(help="GB of host memory per instance (all its GPUs) keeping prefix blocks evicted from the GPU, copied back over PCIe on a hit (vLLM --kv-offloading-size, SGLang HiCache); needs prefix caching")]
+KvStore = Annotated[Optional[float], typer.Option(help="GB of a KV store every instance that admits prompts shares (Mooncake Store, LMCache remote, SGLang HiCache storage): prefix blocks any instance cached, fetched over each GPU's RDMA link on a hit; needs prefix caching")]
 PrefixCaching = Annotated[Optional[str], typer.Option(help="on|off: share cached prompt-prefix KV blocks (default: the engine's; traces with prefix hashes, e.g. Mooncake)")]
 # image inputs (workload/images.py): a multimodal model's images per request, their size, the requests carrying them
 ImagesPerRequest = Annotated[Optional[int], typer.Option(help="images each request carries (a model with a vision encoder: Qwen3-VL, Qwen3.5, Mistral 3, Gemma 3); their tokens are added to the prompt, the encoder runs at its prefill")]

@@ -134,6 +134,12 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                     f"  the host tier holds no more than the GPU KV cache ({cache['gpu_capacity_blocks']:,} blocks): "
                     "written through, it keeps the blocks the GPU keeps and adds few hits; SGLang sizes it at 2x the "
                     "GPU pool by default")
+    if cache and cache["store_capacity_blocks"]:
+        console.print(
+            f"  shared KV store: {cache['store_hit_rate_tokens']:.1%} of prompt tokens hit there "
+            f"({cache['store_hit_blocks']:,} blocks fetched in {cache['store_load_s']:.3g} s of network time); "
+            f"{cache['store_cached_blocks']:,} of {cache['store_capacity_blocks']:,} 512-token blocks held, "
+            f"{cache['store_written_blocks']:,} written, {cache['store_dropped_blocks']:,} dropped")
     images = s.get("images")
     if images:
         encoded = sum(i.get("images_encoded", 0) for i in s["instances"])

@@ -196,19 +196,20 @@ class LiveSim:
         caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
         if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)
             queries = sum(c.prompt_tokens for c in caches)
-            host = sum(c.host.hit_keys for c in caches if c.host is not None) * MOONCAKE_BLOCK_TOKENS
-            hits = sum(c.hit_tokens for c in caches) - host  # the GPU's own; host-tier hits come through a connector
+            host = (sum(c.host.hit_keys for c in caches if c.host is not None)
+                    + sum(c.store_hit_keys for c in caches)) * MOONCAKE_BLOCK_TOKENS
+            hits = sum(c.hit_tokens for c in caches) - host  # the GPU's own; host tier and store through a connector
             lines += ["# HELP vllm:prefix_cache_queries Prefix cache queries, in terms of number of queried tokens.",
                       "# TYPE vllm:prefix_cache_queries counter", f"vllm:prefix_cache_queries_total{{{lab}}} {queries}",
                       "# HELP vllm:prefix_cache_hits Prefix cache hits, in terms of number of cached tokens.",
                       "# TYPE vllm:prefix_cache_hits counter", f"vllm:prefix_cache_hits_total{{{lab}}} {hits}"]
-            if any(c.host is not None for c in caches):  # the host tier as vLLM's KV connector counts it
+            if any(c.host is not None or c.store is not None for c in caches):  # as vLLM counts its KV connector's
                 lines += ["# HELP vllm:external_prefix_cache_queries Prefix tokens asked of the KV connector (here the "
-                          "host-memory tier): those the GPU's cache did not hold.",
+                          "host-memory tier and the shared store): those the GPU's cache did not hold.",
                           "# TYPE vllm:external_prefix_cache_queries counter",
                           f"vllm:external_prefix_cache_queries_total{{{lab}}} {queries - hits}",
                           "# HELP vllm:external_prefix_cache_hits Prefix tokens the KV connector (here the host-memory "
-                          "tier) served.",
+                          "tier and the shared store) served.",
                           "# TYPE vllm:external_prefix_cache_hits counter",
                           f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
         if any(i.engine.scheduler == "sglang" for i in self.instances):

@@ -67,7 +67,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           decode_ep: int | None = None, prefill_attention_dp: int | None = None,
                           decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
                           routing_skew: float | None = None, prefix_caching: str | None = None,
-                          host_kv_cache_gb: float | None = None, encode_workers: int | None = None,
+                          host_kv_cache_gb: float | None = None, kv_store_gb: float | None = None,
+                          encode_workers: int | None = None,
                           encode_tp: int | None = None,
                           encode_hardware: str | None = None, encode_link: str | None = None,
                           **knobs) -> Deployment:
@@ -130,8 +131,9 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         hp = {k: v for k, v in common.items() if k not in knobs}
         groups = [dict(role="collocated", pool="lp", tp=tp, replicas=lp_count, engine=lp_engine, **common),
                   dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
+        store = {"kv_store_bytes": host_kv_cache_bytes("--kv-store-gb", kv_store_gb)} if kv_store_gb is not None else {}
         return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
-                                 "priority_pools": block, **encoders}, "deployment flags")
+                                 "priority_pools": block, **encoders, **store}, "deployment flags")
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
@@ -150,6 +152,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
     data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders}
+    if kv_store_gb is not None:  # a KV store the instances share (sim/kv_tiers.py kv_store)
+        data["kv_store_bytes"] = host_kv_cache_bytes("--kv-store-gb", kv_store_gb)
     if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
         data["speculative"] = {"draft_tokens": spec_tokens, **({"acceptance": spec_acceptance}
                                                                if spec_acceptance is not None else {}),
@@ -166,7 +170,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
 
 
 def host_kv_cache_bytes(flag: str, gb: float | None) -> float:
-    """Bytes of `flag`'s GB of host memory for evicted prefix blocks (0 when not given); > 0 when given."""
+    """Bytes of `flag`'s GB of memory for prefix blocks (a host tier, a shared store; 0 when not given); a finite
+    number > 0 when given."""
     if gb is None:
         return 0.0
     if not 0 < gb < math.inf:
@@ -292,7 +297,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           online_training: str = "off", train_reuse_mode: str | None = None, feedback_share: float | None = None,
           train_batch_tokens: int | None = None, gpu_sharing: str | None = None,
           trainer_sm_share: float | None = None, lora_rank: int | None = None, keep_layers: int | None = None,
-          prefix_caching: str | None = None, host_kv_cache_gb: float | None = None, trace: str | None = None,
+          prefix_caching: str | None = None, host_kv_cache_gb: float | None = None, kv_store_gb: float | None = None,
+          trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float | None = None, osl: float | None = None,
           isl_dist: str | None = None, osl_dist: str | None = None, isl_spread: float | None = None,
@@ -320,7 +326,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         online_training=online_training, train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
         train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
         lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
-        host_kv_cache_gb=host_kv_cache_gb, **knobs)
+        host_kv_cache_gb=host_kv_cache_gb, kv_store_gb=kv_store_gb, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     if requests is not None and num_prompts is not None:

@@ -250,6 +250,9 @@ class Deployment(BaseModel):
     attention_offload: AttentionOffload | None = None  # Adrenaline (disaggregated only)
     online_training: OnlineTraining | None = None  # a colocated trainer (Alchemist; collocated only)
     encoders: EncodeWorkers | None = None  # disaggregated vision encoders (a model with one)
+    # a KV store shared by the instances that admit prompts (bytes across the cluster; sim/kv_tiers.py kv_store): a
+    # Mooncake Store, LMCache remote backend or SGLang HiCache storage backend; 0: none
+    kv_store_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _training(self) -> Deployment:

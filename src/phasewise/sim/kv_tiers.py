@@ -59,12 +59,9 @@ def host_tier(inst) -> HostTier | None:
     host_bytes = inst.group.host_kv_cache_bytes
     if not host_bytes:
         return None
-    if inst.engine.host_kv_load is None:
-        raise PhasewiseError(f"--host-kv-cache-gb: {inst.engine.label} keeps no host-memory KV tier (vLLM V1's "
-                             f"offloading connector, SGLang's HiCache and TensorRT-LLM 1.x's host cache do)")
+    _has_tier(inst, "--host-kv-cache-gb")
     cost = inst.cost
-    per_gpu = MOONCAKE_BLOCK_TOKENS * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
-    gpus = cost.layout.attention_tp * cost.pp
+    per_gpu, gpus = _block_bytes(inst), _gpus(inst)
     capacity = int(host_bytes // (per_gpu * gpus))
     if capacity < 1:
         raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix "
@@ -74,3 +71,47 @@ def host_tier(inst) -> HostTier | None:
     engine = inst.engine
     return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency), engine.host_kv_write == "evict",
                     engine.host_kv_load == "serial")
+
+
+def kv_store(deployment, caching: list) -> HostTier | None:
+    """The deployment's shared KV store (`kv_store_bytes`: host memory across the cluster holding the prefix blocks
+    every instance that admits prompts puts there, written through as prompts cache them, as a Mooncake Store or
+    LMCache remote backend is filled by its prefill instances), sized in blocks of the first caching instance's
+    layout; None without one. `caching`: the instances with a prefix cache."""
+    store_bytes = deployment.kv_store_bytes
+    if not store_bytes:
+        return None
+    if not caching:
+        raise PhasewiseError("--kv-store-gb (kv_store_bytes) shares prefix blocks between instances: it needs prefix "
+                             "caching on the instances that admit prompts; add --prefix-caching on")
+    for inst in caching:
+        _has_tier(inst, "--kv-store-gb")
+    per_key = _block_bytes(caching[0]) * _gpus(caching[0])
+    capacity = int(store_bytes // per_key)
+    if capacity < 1:
+        raise PhasewiseError(f"--kv-store-gb {store_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix block "
+                             f"takes {per_key / 1e9:.3g} GB; give at least that")
+    return HostTier(capacity, 0.0)
+
+
+def store_fetch_s(inst) -> float:
+    """Seconds for `inst` to fetch one prefix block from the shared store: each GPU its share over its own network
+    link (RDMA, at the link efficiency collectives reach)."""
+    bandwidth, _ = link_rate(inst.cost.hw.interconnect, "rdma")
+    return _block_bytes(inst) / (bandwidth * inst.cost.eff.link_efficiency)
+
+
+def _block_bytes(inst) -> float:
+    """KV bytes of one trace prefix block on one GPU of `inst` (its attention TP x PP share)."""
+    cost = inst.cost
+    return MOONCAKE_BLOCK_TOKENS * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
+
+
+def _gpus(inst) -> int:
+    return inst.cost.layout.attention_tp * inst.cost.pp
+
+
+def _has_tier(inst, flag: str) -> None:
+    if inst.engine.host_kv_load is None:
+        raise PhasewiseError(f"{flag}: {inst.engine.label} keeps no host-memory KV tier (vLLM V1's offloading "
+                             f"connector, SGLang's HiCache and TensorRT-LLM 1.x's host cache do)")

@@ -38,7 +38,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from phasewise.errors import PhasewiseError
-from phasewise.sim.kv_tiers import HostTier, host_tier
+from phasewise.sim.kv_tiers import HostTier, host_tier, kv_store, store_fetch_s
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS, block_keys, engine_blocks_per_key
 
 if TYPE_CHECKING:
@@ -48,11 +48,17 @@ if TYPE_CHECKING:
 
 class PrefixCache:
     __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
-                 "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host")
+                 "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host",
+                 "store", "store_fetch_s", "store_hit_keys", "store_load_s")
 
-    def __init__(self, kv: KVBlocks, host: HostTier | None = None) -> None:
+    def __init__(self, kv: KVBlocks, host: HostTier | None = None, store: HostTier | None = None,
+                 store_fetch_s: float = 0.0) -> None:
         self.kv = kv
         self.host = host  # the host-memory tier, or None
+        self.store = store  # the deployment's shared KV store (sim/kv_tiers.py kv_store), or None
+        self.store_fetch_s = store_fetch_s  # seconds to fetch one block from it to this instance
+        self.store_hit_keys = 0  # leading prompt blocks found only in the store (first admissions)
+        self.store_load_s = 0.0
         self.per_key = 0  # engine blocks a key holds (set at the first lookup: block_size must divide the key's)
         self.refs: dict[int, int] = {}  # key -> requests holding its blocks (0: idle, in `idle`)
         self.idle: OrderedDict[int, None] = OrderedDict()  # keys no request holds, least recently used first
@@ -81,12 +87,13 @@ class PrefixCache:
         """(leading cached prefix blocks, engine blocks of its keys held by running requests), changing nothing."""
         refs = self.refs
         host = self.host.keys if self.host is not None else ()
+        store = self.store.keys if self.store is not None else ()
         hit, held, leading = 0, 0, True
         for k in self.keys(req):
             r = refs.get(k)
             if r is None:
-                if leading and k in host:
-                    hit += 1  # a copy in host memory: loaded back, not computed
+                if leading and (k in host or k in store):
+                    hit += 1  # a copy in host memory or the shared store: loaded back, not computed
                 else:
                     leading = False
                 continue
@@ -110,14 +117,17 @@ class PrefixCache:
         blocks not already in use. Returns the prompt tokens its hit skips."""
         refs, idle = self.refs, self.idle
         keys = self.keys(req)
-        present = loaded = 0
-        host = self.host
+        present = loaded = fetched = 0
+        host, store = self.host, self.store
         for i, k in enumerate(keys):
             r = refs.get(k)
             if r is None:
                 refs[k] = 1
-                if i < hit and host is not None:  # in the leading run only through host memory: copied back
-                    loaded += 1
+                if i < hit:  # in the leading run through host memory (copied back) or the store (fetched)
+                    if host is not None and k in host.keys:
+                        loaded += 1
+                    else:
+                        fetched += 1
                 continue
             if r == 0:
                 del idle[k]  # back in use: out of the LRU before the allocation below evicts
@@ -129,13 +139,21 @@ class PrefixCache:
         elif host is not None and loaded:  # written on eviction: the blocks copied back leave host memory
             for k in keys[:hit]:
                 host.keys.pop(k, None)
+        if store is not None:  # the store takes every block a prompt caches (its prefill instances put them there)
+            for k in keys:
+                store.keep(k)
         self.kv.allocate(blocks - held_blocks)
         req.prefix_cache = self
         tokens = hit * MOONCAKE_BLOCK_TOKENS
-        req.kv_load_s = loaded * host.load_s_per_key if loaded else 0.0
-        if loaded and not req.preemptions:  # first admissions' figures (recomputations apart, as below)
-            host.hit_keys += loaded
-            host.load_s += req.kv_load_s
+        host_s = loaded * host.load_s_per_key if loaded else 0.0
+        store_s = fetched * self.store_fetch_s
+        req.kv_load_s = host_s + store_s
+        if not req.preemptions:  # first admissions' figures (recomputations apart, as below)
+            if loaded:
+                host.hit_keys += loaded
+                host.load_s += host_s
+            self.store_hit_keys += fetched
+            self.store_load_s += store_s
         if req.preemptions:
             self.recompute_lookups += 1
             self.recompute_hit_tokens += tokens
@@ -191,7 +209,9 @@ class PrefixCache:
                 "host_cached_blocks": len(host.keys) if host else 0,
                 "host_capacity_blocks": host.capacity_keys if host else 0,
                 "host_written_through": int(host is not None and not host.on_evict),  # instances whose tier is
-                "gpu_capacity_blocks": self.kv.capacity // self.per_key if self.per_key else 0}
+                "gpu_capacity_blocks": self.kv.capacity // self.per_key if self.per_key else 0,
+                # the shared store's hits and fetch time here (its own figures: summarize, once)
+                "store_hit_blocks": self.store_hit_keys, "store_load_s": self.store_load_s}
 
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
@@ -206,6 +226,14 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     total["host_hit_tokens"] = total["host_hit_blocks"] * MOONCAKE_BLOCK_TOKENS
     total["host_hit_rate_tokens"] = (total["host_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
                                      else 0.0)
+    total["store_hit_tokens"] = total["store_hit_blocks"] * MOONCAKE_BLOCK_TOKENS
+    total["store_hit_rate_tokens"] = (total["store_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
+                                      else 0.0)
+    store = caches[0].store  # one object, shared: its own figures once
+    total["store_capacity_blocks"] = store.capacity_keys if store else 0
+    total["store_cached_blocks"] = len(store.keys) if store else 0
+    total["store_written_blocks"] = store.written_keys if store else 0
+    total["store_dropped_blocks"] = store.dropped_keys if store else 0
     return total
 
 
@@ -215,6 +243,10 @@ def attach_prefix_caches(deployment, instances: list) -> None:
     the cache does not follow, nor for sliding-window models."""
     moves = deployment.priority_pools is not None or (deployment.attention_offload is not None
                                                       and deployment.attention_offload.mode != "off")
+    if moves and deployment.kv_store_bytes:
+        raise PhasewiseError("--kv-store-gb (kv_store_bytes) is not modelled with priority pools or attention "
+                             "offload, whose migrations move KV blocks the prefix caches do not follow")
+    caching = []
     for inst in instances:
         asked = inst.group.prefix_caching
         if moves or inst.window:
@@ -229,7 +261,11 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                                      f"{inst.kv.block_size} tokens (one recurrent state's page); prefix sharing in "
                                      f"such blocks is not modelled; use --prefix-caching off")
             inst.kv.prefix = PrefixCache(inst.kv, host_tier(inst))
+            caching.append(inst)
         elif inst.group.host_kv_cache_bytes:
             raise PhasewiseError(f"--host-kv-cache-gb (host_kv_cache_bytes) keeps evicted prefix blocks in host "
                                  f"memory: it needs prefix caching, which is off on {inst.engine.label} here; add "
                                  f"--prefix-caching on")
+    store = kv_store(deployment, caching)
+    for inst in caching if store is not None else ():
+        inst.kv.prefix.store, inst.kv.prefix.store_fetch_s = store, store_fetch_s(inst)
