@@ -32,7 +32,7 @@ FLAGS = {
                   "--routing-skew", "--spec-tokens", "--spec-acceptance", "--warmup", "--num-prompts", "--chunk-size",
                   "--prefill-workers", "--decode-workers", "--trace-limit", "--isl-dist", "--arrival", "--router",
                   "--prefix-caching", "--kv-link", "--client", "--gen-length", "--block-length", "--batch-cap",
-                  "--swa-full-tokens-ratio", "--host-kv-cache-gb"],
+                  "--swa-full-tokens-ratio", "--host-kv-cache-gb", "--kv-store-gb"],
                  ["--requests", "20", "--rate", "5"]),
     "plan": (["--gpus", "--slo-ttft-ms", "--slo-tpot-ms", "--slo-tbt-ms", "--attainment", "--isl", "--osl",
               "--isl-spread", "--objective", "--tp-options", "--pp-options", "--precisions", "--chunk-sizes",
