@@ -51,3 +51,19 @@ def test_a_small_store_adds_little_and_a_host_tier_comes_first():
 def test_bad_stores_are_one_line_errors(run_cli, args, message):
     code, out, err = run_cli("simulate", "--trace", "mooncake", "--trace-limit", "20", *args)
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_plan_shares_a_store_among_the_strategies_that_cache_and_says_export_leaves_it_to_its_connector():
+    from phasewise.apps.launch import launch_commands
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.strategies import enumerate_strategies
+    from phasewise.sim.deployment import build_deployment
+
+    opts = PlanOptions(tp_options=(1,), policies=("priority-pools",), kv_store_bytes=500e9)
+    strategies, _ = enumerate_strategies(FOUR["model"], "h100-sxm", 4, opts)
+    pools = [s for s in strategies if "priority_pools" in s.deployment]
+    assert pools and all("kv_store_bytes" not in s.deployment for s in pools)
+    shared = [s for s in strategies if s.deployment.get("kv_store_bytes") == 500e9]
+    assert shared and all(s.kind in ("collocated", "disaggregated") for s in shared)
+    workers, _, _ = launch_commands(build_deployment(shared[0].deployment))
+    assert any("a KV store the instances share" in note for note in workers[0].comments)

@@ -400,6 +400,7 @@ def plan_cmd(
     moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
     routing_skew: RoutingSkew = None,
     host_kv_cache_gb: HostKvCache = None,
+    kv_store_gb: KvStore = None,
     chip_gpus: Annotated[Optional[str], typer.Option(help="GPU budgets of some chips, in place of --gpus for them: CHIP=N,... (e.g. h100-sxm=16,b200=8), with several --hardware chips or --prefill-/--decode-hardware: each chip's strategies, and each disaggregated group, within its chip's")] = None,
     router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
     top: Annotated[int, typer.Option(help="strategies refined with long simulations (and, with several --hardware chips, each chip's best)")] = 5,
@@ -469,7 +470,8 @@ def plan_cmd(
                        mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
                        moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
                        routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew,
-                       host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb))
+                       host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb),
+                       kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb))
     if chip_gpus is not None:
         chips = list(dict.fromkeys([*hardware_list("--hardware", hardware), *opts.prefill_hardware,
                                     *opts.decode_hardware]))

@@ -119,6 +119,10 @@ def _common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
         notes.append(f"operator mapping '{g.mapping}' (chip substrates) has no engine equivalent")
     if g.pool:
         notes.append(f"priority pool '{g.pool}' (Ascendra): no engine equivalent; route by priority in front")
+    if dep.kv_store_bytes and g.role != "decode":
+        notes.append(f"kv_store_bytes {dep.kv_store_bytes / 1e9:g} GB: a KV store the instances share (Mooncake "
+                     "Store, LMCache's remote backend, SGLang HiCache's storage backend) is configured through its own "
+                     "connector, not written here")
     return notes
 
 

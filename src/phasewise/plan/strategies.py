@@ -76,8 +76,10 @@ class PlanOptions:
     routers: tuple[str, ...] = ("least_outstanding",)
     # MoE: the traffic's routing skew in every group (perf/expert_load.py); None: the model's
     routing_skew: float | None = None
-    # host memory per instance keeping evicted prefix blocks (sim/prefix_cache.py HostTier); 0: none
+    # host memory per instance keeping evicted prefix blocks (sim/kv_tiers.py HostTier); 0: none
     host_kv_cache_bytes: float = 0.0
+    # a KV store the deployment's instances share (sim/kv_tiers.py kv_store); 0: none
+    kv_store_bytes: float = 0.0
     # GPU budgets of some chips ((chip, GPUs), ...: --chip-gpus), in place of the plan's --gpus for those chips:
     # a plan across chips gives each its own; a disaggregated strategy's prefill and decode groups each stay within
     # their chip's
@@ -555,12 +557,17 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
 def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None,
                 host_tier: bool = True) -> dict[str, Any]:
     """The deployment of `groups`; --host-kv-cache-gb on the groups that admit prompts with prefix caching (their
-    engine's default), unless `host_tier` is False (priority pools and attention offload keep no prefix cache)."""
-    if opts.host_kv_cache_bytes and host_tier:
-        groups = [dict(g, host_kv_cache_bytes=opts.host_kv_cache_bytes) if g.get("role") != "decode"
-                  and _caches_prefixes(model, g.get("engine", opts.engine), g["hardware"]) else g for g in groups]
+    engine's default) and --kv-store-gb shared by them, unless `host_tier` is False (priority pools and attention
+    offload keep no prefix cache)."""
+    caching = [host_tier and g.get("role") != "decode"
+               and _caches_prefixes(model, g.get("engine", opts.engine), g["hardware"]) for g in groups]
+    if opts.host_kv_cache_bytes:
+        groups = [dict(g, host_kv_cache_bytes=opts.host_kv_cache_bytes) if caches else g
+                  for g, caches in zip(groups, caching)]
     dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
                            "kv_link": opts.kv_link}
+    if opts.kv_store_bytes and any(caching):
+        dep["kv_store_bytes"] = opts.kv_store_bytes
     if spec:
         dep["speculative"] = spec
     return dep
