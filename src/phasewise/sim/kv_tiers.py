@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_bytes_per_token
-from phasewise.sim.link import link_rate
+from phasewise.sim.link import effective_bandwidth
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 
@@ -67,9 +67,8 @@ def host_tier(inst) -> HostTier | None:
         raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix "
                              f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
                              f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
-    bandwidth, _ = link_rate(cost.hw.interconnect, "pcie")
     engine = inst.engine
-    return HostTier(capacity, per_gpu / (bandwidth * cost.eff.link_efficiency), engine.host_kv_write == "evict",
+    return HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), engine.host_kv_write == "evict",
                     engine.host_kv_load == "serial")
 
 
@@ -97,8 +96,7 @@ def kv_store(deployment, caching: list) -> HostTier | None:
 def store_fetch_s(inst) -> float:
     """Seconds for `inst` to fetch one prefix block from the shared store: each GPU its share over its own network
     link (RDMA, at the link efficiency collectives reach)."""
-    bandwidth, _ = link_rate(inst.cost.hw.interconnect, "rdma")
-    return _block_bytes(inst) / (bandwidth * inst.cost.eff.link_efficiency)
+    return _block_bytes(inst) / effective_bandwidth(inst.cost, "rdma")
 
 
 def _block_bytes(inst) -> float:

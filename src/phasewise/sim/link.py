@@ -54,3 +54,8 @@ def link_rate(interconnect, kind: str) -> tuple[float, float]:
     return {"nvlink": (ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s),
             "pcie": (ic.pcie_bandwidth_bytes_per_s, ic.intra_node_latency_s),
             "rdma": (ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s)}[kind]
+
+
+def effective_bandwidth(cost, kind: str) -> float:
+    """Bytes/s one GPU of `cost`'s chip moves over its link of `kind`, at the link efficiency collectives reach."""
+    return link_rate(cost.hw.interconnect, kind)[0] * cost.eff.link_efficiency

@@ -39,7 +39,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.perf.training import REUSE_MODES, TRAIN_METHODS, TrainingStep, recording_bytes_per_token, training_step
-from phasewise.sim.link import link_rate
+from phasewise.sim.link import effective_bandwidth
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -170,8 +170,7 @@ class OnlineTrainer:
 
     # --- set-up ----------------------------------------------------------------------------------
     def _host_bandwidth(self, inst: Instance) -> float:
-        bandwidth, _ = link_rate(inst.cost.hw.interconnect, self.config.host_link)
-        return bandwidth * inst.cost.eff.link_efficiency
+        return effective_bandwidth(inst.cost, self.config.host_link)
 
     def _cost(self, inst: Instance, seqs: int, tokens_per_seq: int, reuse: str) -> TrainingStep:
         key = (inst.group, seqs, tokens_per_seq, reuse)

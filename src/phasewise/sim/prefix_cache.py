@@ -29,8 +29,9 @@ is copied back over the GPU's PCIe link (HostTier.load_s_per_key) and takes GPU 
 it while the others run (EngineConfig.host_kv_load async, vLLM: sim/kv_admission.py), or the iteration that starts
 its prefill takes the longer of its forward and the copy (layerwise, SGLang: sim/instance.py _launch), or both in
 turn (serial, TensorRT-LLM, whose forward also waits for the writes of the blocks offloaded since the last one).
-Other engines' writes to host memory run in the background (a copy stream) and cost nothing here. Not modelled: caching of generated tokens'
-blocks, disk tiers."""
+Other engines' writes to host memory run in the background (a copy stream) and cost nothing here. A KV store the
+instances share (sim/kv_tiers.py kv_store) is a third tier, after the host's, its hits fetched over RDMA and copied
+back alike. Not modelled: caching of generated tokens' blocks, disk tiers."""
 
 from __future__ import annotations
 
