@@ -24,7 +24,8 @@ PHASEWISE = str(Path(sys.executable).with_name("phasewise"))
 VALUES = ["0", "-1", "1e400", "nan", "inf", "abc", "", "1.5", "99999999999", "\n", "1,2", "1e9", "[]"]
 FLAGS = {
     "estimate": (["--batch", "--prompt-len", "--context-len", "--tp", "--pp", "--ep", "--moe-tp", "--attention-dp",
-                  "--moe-imbalance", "--routing-skew", "--memory-fraction", "--precision", "--kv-dtype", "--engine"],
+                  "--moe-imbalance", "--routing-skew", "--memory-fraction", "--precision", "--kv-dtype", "--engine",
+                  "--weights-read-gbps", "--compile-cache"],
                  []),
     "simulate": (["--tp", "--pp", "--replicas", "--requests", "--rate", "--isl", "--osl", "--concurrency",
                   "--max-num-seqs", "--max-num-batched-tokens", "--slo-ttft-ms", "--slo-tpot-ms", "--seed",

@@ -23,6 +23,7 @@ from phasewise.apps.cli_common import (
     ChunkedPrefill,
     ChunkedPrefillSize,
     ChunkSize,
+    CompileCache,
     Conservativeness,
     CudaGraphMaxBatchSize,
     CudaGraphMaxBs,
@@ -103,6 +104,7 @@ from phasewise.apps.cli_common import (
     TrainBatchTokens,
     TrainerSmShare,
     TrainReuseMode,
+    WeightsReadGbps,
     app,
     console,
     given_knobs,
@@ -136,9 +138,11 @@ def estimate_cmd(
     routing_skew: RoutingSkew = None,
     images_per_request: ImagesPerRequest = None,
     image_size: ImageSize = None,
+    weights_read_gbps: WeightsReadGbps = None,
+    compile_cache: CompileCache = None,
     as_json: Json = False,
 ) -> None:
-    """Prefill latency, one decode step, the per-operator breakdown and the memory fit."""
+    """Prefill latency, one decode step, the per-operator breakdown, the memory fit and the start-up time."""
     from phasewise.apps.estimate_view import render_estimate
     from phasewise.perf.estimate import estimate
     from phasewise.specs.hardware import hardware_list
@@ -153,7 +157,8 @@ def estimate_cmd(
                        mapping=mapping, ep=ep, moe_tp=moe_tp, attention_dp=attention_dp,
                        moe_imbalance=moe_imbalance, routing_skew=routing_skew,
                        images_per_sequence=images.per_request if images else 0,
-                       image_px=images.one_size("estimate") if images else None)
+                       image_px=images.one_size("estimate") if images else None,
+                       weights_read_gbps=weights_read_gbps, compile_cache="cold" if compile_cache is None else compile_cache)
         mem = est.memory
         if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
             default = ", the engine default" if memory_fraction is None else ""

@@ -148,6 +148,8 @@ BatchWaitMaxTokensRatio = Annotated[Optional[float], typer.Option(
     help="trtllm: ... or until the iteration's tokens reach this share of max_num_tokens (default 0)")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
 SpecAcceptance = Annotated[Optional[float], typer.Option(help="speculative decoding: per-token acceptance rate (default 0.7)")]
+WeightsReadGbps = Annotated[Optional[float], typer.Option(help="start-up: GB/s a node reads the checkpoint at (default 5.3: a checkpoint in the page cache; a cold disk or network store reads ~0.3-2)")]
+CompileCache = Annotated[Optional[str], typer.Option(help="start-up: torch.compile's cache on disk, cold|warm (default cold; vLLM compiles, the others do not)")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operator mapping onto the chip's substrates "
                                                    "(halo|all-cid|attacc|all-cim or a YAML): every iteration costed on "

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Annotated, Optional
 
 import typer
@@ -20,6 +22,7 @@ from phasewise.apps.cli_common import (
     ChunkedPrefill,
     ChunkedPrefillSize,
     ChunkSize,
+    CompileCache,
     Conservativeness,
     CudaGraphMaxBatchSize,
     CudaGraphMaxBs,
@@ -80,6 +83,7 @@ from phasewise.apps.cli_common import (
     SpecTokens,
     SwaFullTokensRatio,
     Tp,
+    WeightsReadGbps,
     app,
     console,
     given_knobs,
@@ -172,6 +176,9 @@ def serve_cmd(
     max_request_bytes: Annotated[int, typer.Option(help="largest request body accepted (413 beyond)")] = 4 * 2**20,
     max_concurrent_requests: Annotated[int, typer.Option(help="requests in flight before new ones get 429")] = 4096,
     image_size: Annotated[Optional[str], typer.Option(help="a multimodal model: the size WIDTHxHEIGHT of images sent by URL, which the twin does not fetch (an inline data: URL's size is read from it)")] = None,
+    cold_start: Annotated[str, typer.Option(help="wait before listening, as an engine starting up does: off, auto (the engine's predicted start-up: weights, init, torch.compile, CUDA graphs) or SECONDS; simulated seconds, divided by --speed")] = "off",
+    weights_read_gbps: WeightsReadGbps = None,
+    compile_cache: CompileCache = None,
 ) -> None:
     """An OpenAI-compatible server whose tokens stream at the simulator's timings (the digital twin)."""
     import uvicorn
@@ -202,6 +209,7 @@ def serve_cmd(
         if value < 1:
             raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
     live = LiveSim(dep, speed, Slo(slo_ttft_ms, slo_tpot_ms))
+    startup_s, startup_words = cold_start_s(live, cold_start, weights_read_gbps, compile_cache)
     url_image_px = None
     if image_size is not None:
         from phasewise.workload import image_inputs
@@ -212,6 +220,34 @@ def serve_cmd(
     name = served_model_name or (dep.model if deployment else model)
     app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
                      max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px)
+    if startup_s > 0:  # as vLLM and SGLang do, the port opens once the engine is up: until then, refused
+        console.print(f"phasewise twin: starting up ({startup_words}), listening in {startup_s / speed:.1f} s")
+        time.sleep(startup_s / speed)
+        live.start_clock()
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
     server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
     server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0
+
+
+def cold_start_s(live, cold_start: str, weights_read_gbps: float | None,
+                 compile_cache: str | None) -> tuple[float, str]:
+    """`--cold-start`: the simulated seconds the twin waits before listening, and what they are made of."""
+    if cold_start == "auto":
+        estimate = live.startup(None if weights_read_gbps is None else weights_read_gbps * 1e9,
+                                "cold" if compile_cache is None else compile_cache)
+        return estimate.total_s, f"predicted {estimate.summary()}"
+    given = [flag for flag, value in (("--weights-read-gbps", weights_read_gbps),
+                                      ("--compile-cache", compile_cache))
+             if value is not None]
+    if given:
+        raise PhasewiseError(f"{given[0]} shapes the predicted start-up: it needs --cold-start auto "
+                             f"(got --cold-start {cold_start})")
+    if cold_start == "off":
+        return 0.0, ""
+    try:
+        seconds = float(cold_start)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise PhasewiseError(f"--cold-start must be off, auto or a number of seconds >= 0 (got '{cold_start}')")
+    return seconds, f"{seconds:g} s as given"

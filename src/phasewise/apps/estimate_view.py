@@ -91,6 +91,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
            "attention rank" if m["window_pool_tokens"] else "") + "); "
         f"{status}"
     )
+    if est.startup is not None:
+        console.print(f"Start-up (engine start to port open, perf/startup.py): {est.startup.summary()}")
 
 
 def compare_chips(chips: list[str], estimate_on: Callable[[str], Estimate]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from phasewise.errors import PhasewiseError
+from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.sim.deployment import Deployment
 from phasewise.sim.events import EventLoop
 from phasewise.sim.metrics import Slo
@@ -88,6 +89,16 @@ class LiveSim:
 
     def now(self) -> float:
         return (time.perf_counter() - self.wall0) * self.speed
+
+    def start_clock(self) -> None:
+        """Simulated time starts now (after a cold start the twin waited out before listening)."""
+        self.wall0 = time.perf_counter()
+        self.started = int(time.time())
+
+    def startup(self, read_bytes_per_s: float | None = None, compile_cache: str = "cold") -> StartupEstimate:
+        """The deployment's start-up (perf/startup.py): its instances start together, so the slowest one's."""
+        return max((startup_estimate(instance.cost, instance.engine, read_bytes_per_s, compile_cache)
+                    for instance in self.instances), key=lambda estimate: estimate.total_s)
 
     def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = (),
                image_tokens: tuple[int, ...] = (), prefix: tuple[int, ...] | None = None) -> Stream:

@@ -20,6 +20,7 @@ from phasewise.perf.memory import (
     window_pool_tokens,
 )
 from phasewise.perf.parallel import parallel_layout
+from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import recurrent_state_in_kv_pool, resolve_engine, window_kv
 from phasewise.specs.mappings import load_mapping
@@ -48,6 +49,7 @@ class Estimate:
     kv_pages: tuple[int, float] = (1, 0.0)
     # image inputs (--images-per-request): the images of one sequence and the encoder's forward over the batch's
     images: dict[str, Any] | None = None
+    startup: StartupEstimate | None = None  # the instance's start-up (perf/startup.py)
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -126,6 +128,7 @@ class Estimate:
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
             **({"images": self.images} if self.images else {}),
+            **({"startup": self.startup.to_dict()} if self.startup else {}),
         }
 
 
@@ -134,11 +137,13 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
              context_len: int | None = None, memory_fraction: float | None = None, mapping: str | None = None,
              ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
              moe_imbalance: float | None = None, routing_skew: float | None = None, images_per_sequence: int = 0,
-             image_px: tuple[int, int] | None = None) -> Estimate:
+             image_px: tuple[int, int] | None = None, weights_read_gbps: float | None = None,
+             compile_cache: str = "cold") -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
     data parallelism, `batch` is the instance's, spread over its attention ranks); `routing_skew`: the traffic's
     MoE routing skew in place of the model's (perf/expert_load.py); `images_per_sequence` images of `image_px`
-    (width, height) in each prompt: their tokens added to it, the vision encoder's forward over them reported."""
+    (width, height) in each prompt: their tokens added to it, the vision encoder's forward over them reported;
+    `weights_read_gbps` and `compile_cache` the instance's start-up (perf/startup.py)."""
     refuse_empty(dict(model=model, hardware=hardware, precision=precision, kv_dtype=kv_dtype, engine=engine,
                       mapping=mapping))
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
@@ -154,6 +159,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
     config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
+    startup = startup_estimate(cm, config, None if weights_read_gbps is None else weights_read_gbps * 1e9,
+                               compile_cache)
     window = spec.window_all_layers
     images = None
     if images_per_sequence:
@@ -188,7 +195,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio) \
         if window_layout == "window_pool" else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
-                    window_layout, kv_terms, pools, pages, images)
+                    window_layout, kv_terms, pools, pages, images, startup)
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

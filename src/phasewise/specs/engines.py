@@ -325,6 +325,16 @@ def trtllm_graph_sizes(max_batch_size: int, padding: bool) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def sglang_capture_sizes(max_bs: int) -> tuple[int, ...]:
+    """The decode batch sizes SGLang 0.5 captures CUDA graphs for at --cuda-graph-max-bs `max_bs`, without
+    speculative decoding or --disable-cuda-graph-padding (srt/server_args.py _generate_cuda_graph_batch_sizes):
+    1, 2, 4, 8, 12, then by 8 to 256, by 16 to 496, by 32 from 512, and max_bs itself (36 sizes at 256, 52 at 512).
+    What start-up captures (perf/startup.py); the simulated replay pads to every size up to max_bs."""
+    sizes = [1, 2, 4, 8, 12, *range(16, 257, 8), *range(272, 512, 16), *range(512, max_bs + 1, 32)]
+    sizes = [size for size in sizes if size <= max_bs]
+    return tuple(sizes if max_bs in sizes else [*sizes, max_bs])
+
+
 def sglang_piecewise_tokens(max_tokens: int) -> tuple[int, ...]:
     """The token counts SGLang 0.5 captures piecewise CUDA graphs at for batches with prefill tokens
     (--enable-piecewise-cuda-graph; srt/server_args.py _generate_piecewise_cuda_graph_tokens): 4-32 by 4,
