@@ -199,3 +199,43 @@ def run_caches(engine: str) -> bool:
     from phasewise.specs.engines import resolve_engine
 
     return resolve_engine(engine, load_hardware("h100-sxm")).prefix_caching
+
+
+def test_a_tier_beyond_the_nodes_host_memory_is_said_to_be_a_what_if(tmp_path, run_cli):
+    """An H100 node has 2 TiB of DIMMs for 8 GPUs (catalog, sourced): 274 GB a GPU with SGLang's 10 GiB kept free. A
+    tier within it says nothing; beyond it the summary, simulate's text and plan say so (it still runs: a node with
+    more memory is real, and a hardware YAML can say so); a node of unknown memory is not checked."""
+    h100 = load_hardware("h100-sxm")
+    assert h100.host_memory_per_gpu_bytes == pytest.approx((2.199e12 - 10 * 2**30) / 8)
+    assert load_hardware("l40s").host_memory_per_gpu_bytes is None
+
+    def on_one_gpu(hardware="h100-sxm", **kw):
+        return run(**dict(BOUNDED, hardware=hardware, tp=1, memory_fraction=0.5, **kw)).summary()["prefix_cache"]
+
+    assert on_one_gpu(host_kv_cache_gb=200.0)["host_beyond_node"] is None
+    assert prefix(host_kv_cache_gb=2000.0)["host_beyond_node"] is None  # 8 H200s: 250 GB a GPU
+    note = on_one_gpu(host_kv_cache_gb=600.0)["host_beyond_node"]
+    assert "600 GB of host memory per GPU" in note and "274 GB a GPU" in note
+    entry = dict(packaged("hardware_specs.yaml")["hardware"]["h100-sxm"])
+    entry["interconnect"] = dict(entry["interconnect"], host_memory_bytes_per_node=8.8e12)
+    path = tmp_path / "big-node.yaml"
+    path.write_text(yaml.safe_dump({"hardware": {"h100-big-node": entry}}))
+    assert on_one_gpu(str(path), host_kv_cache_gb=600.0)["host_beyond_node"] is None
+    code, out, _ = run_cli("simulate", "--trace", "mooncake", "--trace-limit", "100", "--host-kv-cache-gb", "600")
+    assert code == 0 and "a what-if beyond that node" in " ".join(out.split())
+    entry["interconnect"] = dict(entry["interconnect"], host_memory_bytes_per_node=-1)
+    path.write_text(yaml.safe_dump({"hardware": {"h100-big-node": entry}}))
+    code, _, err = run_cli("estimate", "--hardware", str(path))
+    assert code == 2 and "host_memory_bytes_per_node" in err and len(err.strip().splitlines()) == 1
+
+
+def test_plan_names_the_deployments_whose_tier_is_beyond_their_node():
+    from phasewise.apps.plan_view import host_tier_beyond_node
+
+    def row(rank, tp, host_bytes):
+        group = {"hardware": "h100-sxm", "tp": tp, "pp": 1, "host_kv_cache_bytes": host_bytes}
+        return {"rank": rank, "deployment": {"instances": [group]}}
+
+    assert host_tier_beyond_node([row(1, 2, 400e9), row(2, 1, 100e9)]) is None
+    line = host_tier_beyond_node([row(1, 2, 400e9), row(2, 1, 400e9), row(3, 1, 300e9)])
+    assert line.startswith("#2, #3: --host-kv-cache-gb 400 is 400 GB of host memory per GPU")

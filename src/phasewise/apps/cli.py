@@ -507,8 +507,12 @@ def plan_cmd(
         print(result.infeasible_line(), file=sys.stderr)
         raise typer.Exit(1)
     if as_json:
-        print(dumps({"feasible": True, "budget": result.budget(), "rows": result.rows(), "pareto": result.pareto(),
-                     "pruned": result.pruned, "wall_s": result.wall_s}, default=float))
+        from phasewise.apps.plan_view import host_tier_beyond_node
+
+        rows = result.rows()
+        print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
+                     "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
+                     "wall_s": result.wall_s}, default=float))
     else:
         render_plan(console, result)
     if export:

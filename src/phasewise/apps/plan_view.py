@@ -98,6 +98,9 @@ def render_plan(console: Console, result: PlanResult) -> None:
                            + (f" ({row['deployment']['router']})" if len(routers) > 1 else "") for row in rows)
         console.print(f"prefix caches served {served} of the prompt tokens in the verification runs"
                       + (f", behind router {routers.pop()}" if len(routers) == 1 else ""))
+    beyond = host_tier_beyond_node(result.rows())
+    if beyond:
+        console.print(f"[yellow]host memory[/]: {beyond}")
     front = result.pareto()
     if front:
         pareto = Table(title="Pareto front: output tokens/s per GPU vs tokens/s per user", title_justify="left")
@@ -115,3 +118,23 @@ def winner_timeline(result: PlanResult, work: WorkloadSpec) -> dict[str, SimResu
     """{winner's name: its verification run again, with the utilization timeline} (empty if none verified)."""
     res = verified_timeline(result, work, 1)
     return {result.ranked[0].strategy.name: res} if res is not None else {}
+
+
+def host_tier_beyond_node(rows: list[dict]) -> str | None:
+    """The ranked deployments whose --host-kv-cache-gb asks more host memory per GPU than their node has, and why
+    (the first), or None."""
+    from phasewise.sim.kv_tiers import beyond_node
+    from phasewise.specs import load_hardware
+
+    ranks, why = [], None
+    for row in rows:
+        for group in row["deployment"]["instances"]:
+            host_bytes = group.get("host_kv_cache_bytes")
+            if host_bytes:
+                reason = beyond_node(load_hardware(group["hardware"]), host_bytes,
+                                     group.get("tp", 1) * group.get("pp", 1))
+                if reason:
+                    ranks.append(f"#{row['rank']}")
+                    why = why or reason
+                    break
+    return f"{', '.join(ranks)}: {why}" if ranks else None

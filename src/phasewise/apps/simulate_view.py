@@ -134,6 +134,8 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                     f"  the host tier holds no more than the GPU KV cache ({cache['gpu_capacity_blocks']:,} blocks): "
                     "written through, it keeps the blocks the GPU keeps and adds few hits; SGLang sizes it at 2x the "
                     "GPU pool by default")
+        if cache.get("host_beyond_node"):
+            console.print(f"  [yellow]host memory[/]: {cache['host_beyond_node']}")
     if cache and cache["store_capacity_blocks"]:
         console.print(
             f"  shared KV store: {cache['store_hit_rate_tokens']:.1%} of prompt tokens hit there "

@@ -17,7 +17,7 @@ class HostTier:
     """Prefix blocks kept in host memory (least recently used first) and what copying them back costs."""
 
     __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "sync_writes", "keys", "written_keys",
-                 "dropped_keys", "hit_keys", "load_s", "pending_write_s")
+                 "dropped_keys", "hit_keys", "load_s", "pending_write_s", "beyond_node")
 
     def __init__(self, capacity_keys: int, load_s_per_key: float, on_evict: bool = False,
                  sync_writes: bool = False) -> None:
@@ -34,6 +34,7 @@ class HostTier:
         self.dropped_keys = 0  # blocks evicted from host memory
         self.hit_keys = 0  # leading prompt blocks found only in host memory (first admissions)
         self.load_s = 0.0  # copy-back time charged to those admissions
+        self.beyond_node: str | None = None  # why the tier asks more host memory than its GPUs' node has
 
     def keep(self, key: int) -> None:
         """A block a prompt uses: kept here, the most recently used (written unless already here), the least
@@ -68,8 +69,23 @@ def host_tier(inst) -> HostTier | None:
                              f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
                              f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     engine = inst.engine
-    return HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), engine.host_kv_write == "evict",
+    tier = HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), engine.host_kv_write == "evict",
                     engine.host_kv_load == "serial")
+    tier.beyond_node = beyond_node(cost.hw, host_bytes, gpus)
+    return tier
+
+
+def beyond_node(hw, host_bytes: float, gpus: int) -> str | None:
+    """Why `host_bytes` of host KV tier on `gpus` GPUs of `hw` is more than their share of the reference node's host
+    memory (each GPU its share, as the node's other GPUs serve too), or None (it fits, or the node is not known)."""
+    room = hw.host_memory_per_gpu_bytes
+    if room is None or host_bytes / gpus <= room:
+        return None
+    node = hw.interconnect
+    return (f"--host-kv-cache-gb {host_bytes / 1e9:g} is {host_bytes / gpus / 1e9:,.0f} GB of host memory per GPU; "
+            f"each {hw.key} node has {node.host_memory_bytes_per_node / 1e9:,.0f} GB for its {node.gpus_per_node} "
+            f"GPUs, {room / 1e9:,.0f} GB a GPU with 10 GiB kept free: a what-if beyond that node (a node with more: "
+            f"interconnect.host_memory_bytes_per_node in a hardware YAML)")
 
 
 def kv_store(deployment, caching: list) -> HostTier | None:

@@ -230,6 +230,8 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     total["store_hit_tokens"] = total["store_hit_blocks"] * MOONCAKE_BLOCK_TOKENS
     total["store_hit_rate_tokens"] = (total["store_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
                                       else 0.0)
+    notes = [c.host.beyond_node for c in caches if c.host is not None and c.host.beyond_node]
+    total["host_beyond_node"] = notes[0] if notes else None
     store = caches[0].store  # one object, shared: its own figures once
     total["store_capacity_blocks"] = store.capacity_keys if store else 0
     total["store_cached_blocks"] = len(store.keys) if store else 0

@@ -70,6 +70,8 @@ class Interconnect(BaseModel):
     inter_node_latency_s: float = Field(ge=0)
     pcie_bandwidth_bytes_per_s: float = Field(default=32e9, gt=0)
     gpus_per_node: int = Field(default=8, gt=0)
+    # the reference node's host memory (DIMMs), all its GPUs' together; None: not known (nothing checked against it)
+    host_memory_bytes_per_node: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class HardwareSpec(BaseModel):
@@ -114,6 +116,13 @@ class HardwareSpec(BaseModel):
         """A GPU's power when idle: `idle_w` when the entry gives it, else 30 % of its TDP (a documented
         assumption; the simulator's energy runs between it and the TDP by utilization)."""
         return self.idle_w if self.idle_w is not None else 0.3 * self.tdp_w
+
+    @property
+    def host_memory_per_gpu_bytes(self) -> float | None:
+        """A GPU's share of its node's host memory for a KV tier, HOST_MEMORY_RESERVE_BYTES kept free (None: the
+        node's memory is not known)."""
+        node = self.interconnect.host_memory_bytes_per_node
+        return None if node is None else max(node - HOST_MEMORY_RESERVE_BYTES, 0.0) / self.interconnect.gpus_per_node
 
     @property
     def ridge_flops_per_byte(self) -> float:
@@ -169,6 +178,9 @@ class EngineProfile(BaseModel):
     source: str = ""
 
 
+# host memory a KV tier leaves free on a node: SGLang's HiCache refuses a host pool beyond the available memory less
+# 10 GiB (mem_cache/memory_pool_host.py: "preserve at least 10GB for other usage", HICACHE_HOST_MEMORY_RESERVE_BYTES)
+HOST_MEMORY_RESERVE_BYTES = 10 * 2**30
 _ALLOWED_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 
