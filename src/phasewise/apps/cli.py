@@ -279,6 +279,10 @@ def simulate_cmd(
     encode_tp: EncodeTp = None,
     encode_hardware: EncodeHardware = None,
     encode_link: EncodeLink = None,
+    autoscale_min: Annotated[Optional[int], typer.Option(help="autoscale the collocated replicas between N and --replicas, as Kubernetes' HPA on an engine metric (sim/autoscaler.py); needs --autoscale-target")] = None,
+    autoscale_metric: Annotated[Optional[str], typer.Option(help="autoscale on: waiting (vllm:num_requests_waiting, default) | running | kv_usage, per ready replica")] = None,
+    autoscale_target: Annotated[Optional[float], typer.Option(help="autoscale: the metric's value per ready replica it aims at (kv_usage: a share in (0, 1])")] = None,
+    autoscale_startup_s: Annotated[Optional[float], typer.Option(help="autoscale: seconds a new replica takes to serve (default: its engine's predicted start-up, as estimate prints it)")] = None,
     trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too; optional priority and NumImages columns), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -344,8 +348,9 @@ def simulate_cmd(
                  host_kv_cache_gb=host_kv_cache_gb, kv_store_gb=kv_store_gb,
                  images_per_request=images_per_request, image_size=image_size, image_share=image_share,
                  image_tokens_included=image_tokens_included, encode_workers=encode_workers, encode_tp=encode_tp,
-                 encode_hardware=encode_hardware, encode_link=encode_link, **given_layout(locals()),
-                 **given_knobs(locals()))
+                 encode_hardware=encode_hardware, encode_link=encode_link, autoscale_min=autoscale_min,
+                 autoscale_metric=autoscale_metric, autoscale_target=autoscale_target,
+                 autoscale_startup_s=autoscale_startup_s, **given_layout(locals()), **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
         result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True,
                           images=spec.images)

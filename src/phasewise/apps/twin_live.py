@@ -167,10 +167,8 @@ class LiveSim:
             self.wakeup.clear()
 
     def gauges(self) -> dict[str, float]:
-        running = sum(i.running.n + len(i.ready) for i in self.instances)
-        waiting = sum(len(i.waiting) + len(i.prefilling) + len(i.pending_transfers) for i in self.instances)
+        running, waiting, used = (sum(column) for column in zip(*(i.gauges() for i in self.instances)))
         cap = sum(i.kv.capacity for i in self.instances)
-        used = sum(i.kv.capacity - max(i._free_blocks_bound(), 0.0) for i in self.instances)
         return {"running": running, "waiting": waiting, "kv_usage": used / cap if cap else 0.0}
 
     def prometheus(self, model_name: str) -> str:

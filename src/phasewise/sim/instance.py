@@ -129,6 +129,14 @@ class Instance(KvAdmission, DecodingSet):
         self._idle_power = gpus * self.idle_w
         self._dynamic_power = gpus * (self.tdp_w - self.idle_w)
 
+    def gauges(self) -> tuple[int, int, float]:
+        """What the engine's metrics report now: requests running (vllm:num_requests_running), waiting
+        (vllm:num_requests_waiting: queued, prefilling or, on a decode instance, their KV arrived or on its way)
+        and KV blocks in use (vllm:kv_cache_usage_perc x capacity)."""
+        running = self.running.n + len(self.ready)
+        waiting = len(self.waiting) + len(self.prefilling) + len(self.pending_transfers)
+        return running, waiting, self.kv.capacity - max(self._free_blocks_bound(), 0.0)
+
     # --- entry points ------------------------------------------------------------------------
     def enqueue(self, req: SimRequest, through_frontend: bool = True) -> None:
         """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request

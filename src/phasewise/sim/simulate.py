@@ -17,6 +17,7 @@ from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
+from phasewise.sim.autoscaler import Autoscaler
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.encode_pool import EncodePool
@@ -159,6 +160,11 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
 
     cluster.wire(instances, deployment.router, link_for)
+    if deployment.autoscale is not None:
+        if live:
+            raise PhasewiseError("autoscale is simulate's: the twin serves a fixed deployment; run a twin per replica "
+                                 "(serve --cold-start auto) and let your autoscaler start and stop them")
+        cluster.autoscaler = Autoscaler(deployment.autoscale, cluster, instances, n_requests)
     if deployment.encoders is not None:
         cluster.encoders = EncodePool(deployment, cluster)
         price += load_hardware(deployment.encoders.hardware).price_per_hour_usd * deployment.encoders.gpus
@@ -284,6 +290,12 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         loop.at(float(arrival[0]), arrive, 0)
     loop.run(None if progress is None else lambda: progress(cluster.done + cluster.rejected, n))
     cluster.finalize()
+    autoscaler = cluster.autoscaler
+    if autoscaler is not None:  # replicas hold GPUs from their start to their leaving: the price follows them
+        finished = cluster.finish_s[np.isfinite(cluster.finish_s)]
+        end_s = float(finished.max()) if len(finished) else loop.now
+        autoscaler.finish(end_s)
+        price *= sum(autoscaler.active_s) / (len(instances) * end_s) if end_s > 0 else 1.0
     energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
     if energies:  # operator mappings: energy on the substrates
         cluster.policy_stats["mapping"] = mapping_summary(energies)
@@ -320,7 +332,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     dur = result.duration_s if cluster.done else 0.0
     for inst in [*instances, *workers]:  # idle power for the time each instance or encode worker was not busy
         st = inst.stats
-        st.energy_j += st.gpus * inst.idle_w * max(dur - st.busy_s, 0.0)
+        held_s = autoscaler.active_seconds(inst) if autoscaler is not None and inst in instances else dur
+        st.energy_j += st.gpus * inst.idle_w * max(held_s - st.busy_s, 0.0)
     result.wall_s = time.perf_counter() - wall0
     return result
 

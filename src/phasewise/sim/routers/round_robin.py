@@ -13,6 +13,7 @@ class RoundRobinRouter(Router):
         self.next_index = 0
 
     def choose(self):
-        inst = self.instances[self.next_index]
-        self.next_index = (self.next_index + 1) % len(self.instances)
+        count = len(self.instances)  # an autoscaler adds and removes instances (sim/autoscaler.py)
+        inst = self.instances[self.next_index % count]
+        self.next_index = (self.next_index + 1) % count
         return inst

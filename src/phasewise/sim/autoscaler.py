@@ -1,0 +1,133 @@
+"""A horizontal autoscaler over a collocated group's replicas (the deployment's `autoscale` block,
+sim/deployment.py Autoscale), as Kubernetes' HPA runs one on an engine's metric.
+
+Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants
+ceil(ready x mean / target) replicas (none changed while the mean is within the tolerance of the target). More
+than it has: it starts them at once, at most max(100 %, 4) more a period (the HPA's default scale-up policies);
+each serves after its start-up (its engine's, perf/startup.py, or the block's startup_s) and holds its GPUs from the
+moment it starts. Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it
+stops first the replicas still starting, then the ready ones with the least outstanding work, which take no new
+requests and leave once their last one finishes (found at the next sync). The router sees the ready replicas only.
+A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+
+from phasewise.perf.startup import startup_estimate
+
+if TYPE_CHECKING:
+    from phasewise.sim.cluster import Cluster
+    from phasewise.sim.deployment import Autoscale
+    from phasewise.sim.instance import Instance
+
+SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current ones a period, the more of the two
+
+
+class Autoscaler:
+    __slots__ = ("config", "cluster", "loop", "replicas", "serving", "state", "since_s", "active_s", "version",
+                 "wants", "events", "startup_s", "n_requests", "peak")
+
+    def __init__(self, config: Autoscale, cluster: Cluster, replicas: list[Instance], n_requests: int) -> None:
+        self.config, self.cluster, self.loop = config, cluster, cluster.loop
+        self.replicas = replicas  # every replica the group may run, one instance each (pp 1)
+        self.serving = cluster.front.instances  # the router's list: the ready replicas, changed in place
+        first = replicas[0]
+        self.startup_s = config.startup_s if config.startup_s is not None else \
+            startup_estimate(first.cost, first.engine).total_s
+        n = len(replicas)
+        self.state = ["ready" if k < config.min_replicas else "off" for k in range(n)]
+        self.serving[:] = replicas[:config.min_replicas]
+        self.since_s = [0.0 if k < config.min_replicas else math.nan for k in range(n)]  # GPU time from here
+        self.active_s = [0.0] * n  # GPU time of the periods that ended
+        self.version = [0] * n  # a start the autoscaler took back does not become ready later
+        self.wants: deque[tuple[float, int]] = deque()  # (time, replicas wanted) over the scale-down window
+        self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
+        self.n_requests = n_requests
+        self.peak = config.min_replicas
+        self.loop.at(config.sync_period_s, self.sync)
+
+    def _count(self, state: str) -> int:
+        return sum(1 for s in self.state if s == state)
+
+    def _metric_mean(self) -> float:
+        ready = self.serving
+        if self.config.metric == "kv_usage":
+            return sum(i.gauges()[2] / i.kv.capacity for i in ready) / len(ready)
+        column = 0 if self.config.metric == "running" else 1
+        return sum(i.gauges()[column] for i in ready) / len(ready)
+
+    def sync(self) -> None:
+        now, config = self.loop.now, self.config
+        if self.cluster.done + self.cluster.rejected >= self.n_requests:  # the run is over
+            return
+        for k, inst in enumerate(self.replicas):  # drained replicas leave
+            if self.state[k] == "draining" and inst.outstanding == 0 and not inst.busy:
+                self._stop(k, now)
+        ready = len(self.serving)
+        current = ready + self._count("starting")
+        ratio = self._metric_mean() / config.target if ready else 1.0
+        wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
+        wanted = min(max(wanted, config.min_replicas), len(self.replicas))
+        self.wants.append((now, wanted))
+        while self.wants and self.wants[0][0] < now - config.scale_down_window_s:
+            self.wants.popleft()
+        if wanted > current:
+            self._scale_up(min(wanted, current + max(current, SCALE_UP_PODS)), current, now)
+        else:
+            floor = max(want for _, want in self.wants)  # the highest want of the window
+            if floor < current:
+                self._scale_down(current - floor, now)
+        self.loop.at(now + config.sync_period_s, self.sync)
+
+    def _scale_up(self, wanted: int, current: int, now: float) -> None:
+        for k in [k for k, s in enumerate(self.state) if s == "off"][:wanted - current]:
+            self.state[k], self.since_s[k] = "starting", now
+            self.version[k] += 1
+            self.loop.at(now + self.startup_s, self._ready, k, self.version[k])
+        self.peak = max(self.peak, wanted)
+        self.events.append((now, "up", wanted))
+
+    def _ready(self, k: int, version: int) -> None:
+        if self.state[k] == "starting" and self.version[k] == version:
+            self.state[k] = "ready"
+            self.serving.append(self.replicas[k])
+
+    def _scale_down(self, fewer: int, now: float) -> None:
+        starting = [k for k, s in enumerate(self.state) if s == "starting"]
+        for k in starting[:fewer]:  # not serving yet: stopped at once
+            self._stop(k, now)
+        left = fewer - min(fewer, len(starting))
+        by_load = sorted((k for k, s in enumerate(self.state) if s == "ready"),
+                         key=lambda k: self.replicas[k].outstanding)
+        for k in by_load[:left]:
+            self.state[k] = "draining"
+            self.serving.remove(self.replicas[k])
+        self.events.append((now, "down", len(self.serving) + self._count("starting")))
+
+    def _stop(self, k: int, now: float) -> None:
+        self.active_s[k] += now - self.since_s[k]
+        self.state[k], self.since_s[k] = "off", math.nan
+
+    def finish(self, end_s: float) -> None:
+        """At the run's end: every replica still holding GPUs counts them to `end_s`; the run's figures."""
+        for k, state in enumerate(self.state):
+            if state != "off":
+                self.active_s[k] += max(end_s - self.since_s[k], 0.0)
+                self.state[k], self.since_s[k] = "off", math.nan
+        replica_s = sum(self.active_s)
+        config = self.config
+        self.cluster.policy_stats["autoscale"] = {
+            "min_replicas": config.min_replicas, "max_replicas": len(self.replicas), "metric": config.metric,
+            "target": config.target, "sync_period_s": config.sync_period_s, "startup_s": self.startup_s,
+            "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
+            "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
+            "replica_seconds": replica_s, "mean_replicas": replica_s / end_s if end_s > 0 else math.nan,
+            "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events]}
+
+    def active_seconds(self, inst: Instance) -> float:
+        """The GPU time of `inst` (after finish())."""
+        return self.active_s[self.replicas.index(inst)]

@@ -1,0 +1,126 @@
+"""The autoscaler (sim/autoscaler.py): replicas added under load serve only after their start-up and leave after
+the load falls; no request reaches a replica before it serves; its price and idle energy follow the replicas'
+time; an autoscaler that cannot move (min = max) changes nothing; bad blocks and flags are one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf.estimate import estimate
+from phasewise.perf.startup import startup_estimate
+from phasewise.sim.deployment import build_deployment
+from phasewise.sim.metrics import Slo
+from phasewise.sim.simulate import simulate
+from phasewise.specs.engines import resolve_engine
+from phasewise.workload.request import Workload
+
+M = "meta-llama/Llama-3.1-8B"
+
+
+def step_load(rates=((2, 120), (80, 120), (2, 360)), prompt=2048, output=256, seed=0) -> Workload:
+    """Poisson arrivals whose rate steps through `rates` ((req/s, seconds), ...)."""
+    rng = np.random.default_rng(seed)
+    arrivals, start = [], 0.0
+    for rate, seconds in rates:
+        times = start + np.cumsum(rng.exponential(1 / rate, int(rate * seconds * 2)))
+        arrivals.extend(times[times < start + seconds])
+        start += seconds
+    n = len(arrivals)
+    return Workload(np.array(arrivals), np.full(n, prompt), np.full(n, output))
+
+
+def run(replicas=4, load=None, **autoscale):
+    dep = {"model": M, "instances": [{"hardware": "h100-sxm", "replicas": replicas}]}
+    if autoscale:
+        dep["autoscale"] = autoscale
+    result = simulate(build_deployment(dep), load or step_load(), Slo(), check_invariants=True)
+    return result, result.summary()
+
+
+FAST = dict(min_replicas=1, target=4, startup_s=30.0, scale_down_window_s=60.0)
+
+
+def test_scales_up_under_load_and_down_after():
+    result, summary = run(**FAST)
+    scale = summary["policy"]["autoscale"]
+    assert summary["completed"] == summary["requests"]
+    assert scale["scale_ups"] >= 1 and scale["scale_downs"] >= 1 and scale["peak_replicas"] == 4
+    assert 1 < scale["mean_replicas"] < 4
+    ups = [e for e in scale["events"] if e["action"] == "up"]
+    assert 120 <= ups[0]["t_s"] <= 120 + 2 * 15  # the first sync after the load steps up
+    assert ups[0]["replicas"] == 4  # from 1: at most max(100 %, 4) more a period, and the group's 4 at most
+    down = [e for e in scale["events"] if e["action"] == "down"][0]
+    assert down["t_s"] >= 240 + 60 - 15 and down["replicas"] == 1  # after the window, down to the minimum
+
+
+def test_no_request_reaches_a_replica_before_it_serves():
+    result, summary = run(**FAST)
+    first_up = summary["policy"]["autoscale"]["events"][0]["t_s"]
+    for replica in range(1, 4):
+        arrivals = result.arrival_s[result.instance == replica]
+        assert len(arrivals) and arrivals.min() >= first_up + 30.0
+    assert (result.instance == 0).any()
+
+
+def test_a_longer_start_up_costs_ttft_and_the_default_is_the_engines():
+    ttft_p90 = [run(**dict(FAST, startup_s=s))[1]["ttft_ms"]["p90"] for s in (15.0, 60.0, 120.0)]
+    assert ttft_p90[0] < ttft_p90[1] < ttft_p90[2]
+    _, summary = run(min_replicas=1, target=4)
+    est = estimate(M, "h100-sxm")
+    predicted = startup_estimate(est.cost_model, resolve_engine("vllm", est.cost_model.hw)).total_s
+    assert summary["policy"]["autoscale"]["startup_s"] == pytest.approx(predicted)
+
+
+def test_price_and_idle_energy_follow_the_replicas_time():
+    """The run's price is the H100's $/GPU-hour over the mean replicas; a replica never started spends nothing. (On
+    the KV cache's use, which cannot pass 1, the autoscaler grows by at most 1 / 0.7 a period: on the queue, the
+    backlog one replica gathers during a start-up asks for every replica at once.)"""
+    load = step_load(((2, 120), (30, 120), (2, 360)))
+    result, summary = run(replicas=8, load=load, **dict(FAST, metric="kv_usage", target=0.7))
+    scale = summary["policy"]["autoscale"]
+    assert 1 < scale["peak_replicas"] < 8
+    assert result.price_per_hour_usd == pytest.approx(3.99 * scale["mean_replicas"])
+    never = [s for s in result.instances[scale["peak_replicas"]:]]
+    assert never and all(s.energy_j == 0 and s.busy_s == 0 for s in never)
+    fixed, _ = run(replicas=8, load=load)
+    assert fixed.price_per_hour_usd == pytest.approx(3.99 * 8)
+
+
+def test_an_autoscaler_that_cannot_move_changes_nothing():
+    load = step_load(((5, 60), (30, 60)), prompt=512, output=64)
+    fixed, plain = run(replicas=2, load=load)
+    pinned, auto = run(replicas=2, load=load, min_replicas=2, target=1)
+    assert auto["policy"]["autoscale"]["scale_ups"] == auto["policy"]["autoscale"]["scale_downs"] == 0
+    assert np.array_equal(fixed.first_token_s, pinned.first_token_s)
+    assert np.array_equal(fixed.finish_s, pinned.finish_s)
+
+
+@pytest.mark.parametrize("block, words", [
+    ({"instances": [{"role": "prefill"}, {"role": "decode"}], "autoscale": {"target": 2}},
+     "autoscale scales one collocated instance group"),
+    ({"instances": [{"replicas": 2}], "autoscale": {"min_replicas": 3, "target": 2}}, "above the group's replicas"),
+    ({"instances": [{"replicas": 2}], "autoscale": {"target": 2, "metric": "kv_usage"}}, "in (0, 1]"),
+    ({"instances": [{"replicas": 2}], "autoscale": {"target": 2, "metric": "queue"}}, "'waiting', 'running'"),
+    ({"instances": [{"replicas": 2, "pp": 2}], "autoscale": {"target": 2}}, "pp=1 replicas only"),
+])
+def test_bad_autoscale_blocks_are_one_line_errors(block, words):
+    with pytest.raises(PhasewiseError, match=None) as err:
+        build_deployment({"model": M, **block})
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_flags_and_the_twin(run_cli, tmp_path):
+    code, out, _ = run_cli("simulate", "--requests", "200", "--rate", "20", "--replicas", "3", "--autoscale-min", "1",
+                           "--autoscale-target", "2", "--autoscale-startup-s", "5")
+    assert code == 0 and "Autoscaler (waiting -> 2 per replica, every 15 s): 1-3 replicas" in " ".join(out.split())
+    for flags, words in ((["--autoscale-target", "2"], "--autoscale-target needs --autoscale-min N"),
+                         (["--autoscale-min", "1"], "--autoscale-min needs --autoscale-target X")):
+        code, _, err = run_cli("simulate", "--requests", "20", *flags)
+        assert code == 2 and words in err
+    path = tmp_path / "scaled.yaml"
+    path.write_text(yaml.safe_dump({"model": M, "instances": [{"replicas": 2}], "autoscale": {"target": 2}}))
+    code, _, err = run_cli("serve", "--deployment", str(path), "--port", "1")
+    assert code == 2 and "autoscale is simulate's" in err
