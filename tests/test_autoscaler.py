@@ -83,6 +83,7 @@ def test_price_and_idle_energy_follow_the_replicas_time():
     scale = summary["policy"]["autoscale"]
     assert 1 < scale["peak_replicas"] < 8
     assert result.price_per_hour_usd == pytest.approx(3.99 * scale["mean_replicas"])
+    assert summary["gpus"] == pytest.approx(scale["mean_replicas"])  # the per-GPU figures over the GPUs held
     never = [s for s in result.instances[scale["peak_replicas"]:]]
     assert never and all(s.energy_j == 0 and s.busy_s == 0 for s in never)
     fixed, _ = run(replicas=8, load=load)

@@ -56,7 +56,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
 
     t = s["throughput"]
     console.print(
-        f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {s['gpus']} GPU(s): "
+        f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {s['gpus']:g} GPU(s): "
         f"{t['requests_per_s']:.2f} req/s, {t['output_tokens_per_s']:,.0f} output tok/s "
         f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU, {t['output_tokens_per_dollar']:,.0f}/$), "
         f"{s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))

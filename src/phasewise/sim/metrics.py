@@ -181,7 +181,7 @@ class SimResult:
     instance: np.ndarray
     tbt: TbtHistogram
     instances: list[InstanceStats]
-    gpus: int
+    gpus: float  # the deployment's GPUs (autoscaled: the mean it held over the run, sim/autoscaler.py)
     price_per_hour_usd: float
     slo: Slo
     wall_s: float = 0.0

@@ -291,11 +291,13 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     loop.run(None if progress is None else lambda: progress(cluster.done + cluster.rejected, n))
     cluster.finalize()
     autoscaler = cluster.autoscaler
-    if autoscaler is not None:  # replicas hold GPUs from their start to their leaving: the price follows them
+    gpus: float = deployment.gpus
+    if autoscaler is not None:  # replicas hold GPUs from their start to their leaving: price and GPUs follow them
         finished = cluster.finish_s[np.isfinite(cluster.finish_s)]
         end_s = float(finished.max()) if len(finished) else loop.now
         autoscaler.finish(end_s)
-        price *= sum(autoscaler.active_s) / (len(instances) * end_s) if end_s > 0 else 1.0
+        held = sum(autoscaler.active_s) / (len(instances) * end_s) if end_s > 0 else 1.0
+        price, gpus = price * held, gpus * held
     energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
     if energies:  # operator mappings: energy on the substrates
         cluster.policy_stats["mapping"] = mapping_summary(energies)
@@ -323,7 +325,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         output_tokens=np.asarray(outputs), first_token_s=cluster.first_token_s, finish_s=cluster.finish_s,
         scheduled_s=cluster.scheduled_s, tpot_s=cluster.tpot_s, max_tbt_s=cluster.max_tbt_s,
         preemptions=cluster.preemptions, instance=cluster.instance_of, tbt=cluster.tbt,
-        instances=[i.stats for i in instances] + [w.stats for w in workers], gpus=deployment.gpus,
+        instances=[i.stats for i in instances] + [w.stats for w in workers], gpus=gpus,
         price_per_hour_usd=price, slo=slo,
         events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
