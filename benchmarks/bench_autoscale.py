@@ -4,9 +4,9 @@ in latency, against fixed fleets, on a day-shaped trace and on a burst.
     python benchmarks/bench_autoscale.py          # ../shared/traces/azure_llm_2023_conv.csv if present, else the excerpt
 
 vLLM on H100s. The trace (an hour of Azure's conversation service, its rate varying 0.7-1.6x its mean) rescaled to
---rate req/s (16: 20 minutes) on Llama-3.1-70B FP8 at TP2 a replica (start-up predicted: 126 s); the burst, 2 req/s
+--rate req/s (16: 20 minutes) on Llama-3.1-70B FP8 at TP2 a replica (start-up predicted: 118 s); the burst, 2 req/s
 for 5 minutes, 60 req/s for 5, 2 req/s for 15 (2,048-token prompts, 256-token outputs), on Llama-3.1-8B a GPU
-(53 s). Each line: wall time, mean and peak replicas, replica-hours, TTFT p50 / p90 / p99,
+(49 s). Each line: wall time, mean and peak replicas, replica-hours, TTFT p50 / p90 / p99,
 TPOT p90, and the share of requests within TTFT 2 s and TPOT 100 ms.
 """
 
