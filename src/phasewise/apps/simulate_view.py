@@ -55,8 +55,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     from rich.table import Table  # (imported here: --json output needs no table)
 
     t = s["throughput"]
+    gpus_words = (f"{s['gpus']:.0f} GPU(s)" if s["gpus"] == int(s["gpus"])
+                  else f"{s['gpus']:.2f} GPU(s) (the mean held)")
     console.print(
-        f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {s['gpus']:g} GPU(s): "
+        f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {gpus_words}: "
         f"{t['requests_per_s']:.2f} req/s, {t['output_tokens_per_s']:,.0f} output tok/s "
         f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU, {t['output_tokens_per_dollar']:,.0f}/$), "
         f"{s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))
