@@ -95,6 +95,7 @@ def test_export_script_launches_the_winner(exported):
     script = (out / "dep" / "launch.sh").read_text()
     assert script.startswith("#!/usr/bin/env bash") and "vllm serve meta-llama/Llama-3.1-8B" in script
     assert "planned goodput" in script and "--tensor-parallel-size 1" in script
+    assert "# Predicted start-up of a collocated instance: 49 s: weights 3.0 s (16.1 GB)" in script  # perf/startup.py
 
 
 def test_impossible_slo_is_one_line_and_exit_1(run_cli):

@@ -20,6 +20,7 @@ import yaml
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_window_terms
+from phasewise.perf.startup import startup_estimate
 from phasewise.plan.export import deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
@@ -397,6 +398,17 @@ def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]
     return Command([], comments=note)
 
 
+def start_up_lines(dep: Deployment) -> list[str]:
+    """Comment lines with each group's predicted start-up (perf/startup.py: a checkpoint in the page cache, no
+    compile cache), for the health checks' and readiness probes' grace."""
+    lines = []
+    for gi, g in enumerate(dep.instances):
+        cost, _, _, engine = build_group(dep, g, gi)
+        lines.append(f"# Predicted start-up of a {g.role} instance: {startup_estimate(cost, engine).summary()} "
+                     "(perf/startup.py): give health checks at least that")
+    return lines
+
+
 def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, str]]:
     """A bash script starting every instance (and the disaggregated front end), and its config files."""
     workers, front, files = launch_commands(dep)
@@ -404,7 +416,7 @@ def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, st
              "# One command per instance; on several nodes run each on the node its comment names",
              "# (nodeN in URLs: that node's address). Unmapped fields are comment lines.",
              f"# Deployment router policy planned: {dep.router} (the front end's / gateway's job)",
-             "set -euo pipefail", 'cd "$(dirname "$0")"', ""]
+             *start_up_lines(dep), "set -euo pipefail", 'cd "$(dirname "$0")"', ""]
     for cmd in workers:
         lines += [f"# {c}" for c in cmd.comments] + [cmd.line() + " &", ""]
     if front is not None:

@@ -84,12 +84,16 @@ class Autoscaler:
         self.loop.at(now + config.sync_period_s, self.sync)
 
     def _scale_up(self, wanted: int, current: int, now: float) -> None:
-        for k in [k for k, s in enumerate(self.state) if s == "off"][:wanted - current]:
+        """Start up to `wanted` - `current` replicas: those off (the group's replicas hold GPUs at most, draining
+        ones included)."""
+        started = [k for k, s in enumerate(self.state) if s == "off"][:wanted - current]
+        for k in started:
             self.state[k], self.since_s[k] = "starting", now
             self.version[k] += 1
             self.loop.at(now + self.startup_s, self._ready, k, self.version[k])
-        self.peak = max(self.peak, wanted)
-        self.events.append((now, "up", wanted))
+        if started:
+            self.peak = max(self.peak, len(self.state) - self._count("off"))
+            self.events.append((now, "up", current + len(started)))
 
     def _ready(self, k: int, version: int) -> None:
         if self.state[k] == "starting" and self.version[k] == version:
