@@ -34,7 +34,7 @@ FLAGS = {
                   "--prefill-workers", "--decode-workers", "--trace-limit", "--isl-dist", "--arrival", "--router",
                   "--prefix-caching", "--kv-link", "--client", "--gen-length", "--block-length", "--batch-cap",
                   "--swa-full-tokens-ratio", "--host-kv-cache-gb", "--kv-store-gb", "--autoscale-min",
-                  "--autoscale-metric", "--autoscale-target", "--autoscale-startup-s"],
+                  "--autoscale-metric", "--autoscale-target", "--autoscale-startup-s", "--hicache-write-policy"],
                  ["--requests", "20", "--rate", "5"]),
     "plan": (["--gpus", "--slo-ttft-ms", "--slo-tpot-ms", "--slo-tbt-ms", "--attainment", "--isl", "--osl",
               "--isl-spread", "--objective", "--tp-options", "--pp-options", "--precisions", "--chunk-sizes",

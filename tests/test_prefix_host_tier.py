@@ -239,3 +239,46 @@ def test_plan_names_the_deployments_whose_tier_is_beyond_their_node():
     assert host_tier_beyond_node([row(1, 2, 400e9), row(2, 1, 100e9)]) is None
     line = host_tier_beyond_node([row(1, 2, 400e9), row(2, 1, 400e9), row(3, 1, 300e9)])
     assert line.startswith("#2, #3: --host-kv-cache-gb 400 is 400 GB of host memory per GPU")
+
+
+def test_sglang_write_policies():
+    """SGLang's --hicache-write-policy (mem_cache/hiradix_cache.py): write_through (the default) copies every block
+    as it is cached, so a tier smaller than the GPU cache (150 GB against ~210 GB) holds what the GPU holds and adds
+    no hit; write_back writes a block as the GPU evicts it and keeps it when it loads it back, so the same small tier
+    adds hits (as TensorRT-LLM's does) and a large one restores the trace's every hit with nothing dropped;
+    write_through_selective writes a block at its second use while the GPU holds it: far fewer writes, and the
+    excerpt's reuses, mostly after the GPU dropped a block, mostly lost."""
+    alone = prefix(engine="sglang")
+    through, back, selective = (prefix(engine="sglang", host_kv_cache_gb=150.0, hicache_write_policy=policy)
+                                for policy in ("write_through", "write_back", "write_through_selective"))
+    assert through["hit_blocks"] == alone["hit_blocks"] and through["host_hit_blocks"] == 0
+    assert back["hit_blocks"] > 1.5 * alone["hit_blocks"] and back["host_hit_blocks"] > 0
+    assert through == prefix(engine="sglang", host_kv_cache_gb=150.0)  # the default
+    assert selective["host_written_blocks"] < through["host_written_blocks"] / 10
+    assert selective["host_dropped_blocks"] == 0 and selective["hit_blocks"] >= alone["hit_blocks"]
+    hits, _ = direct_ratio(excerpt_rows())
+    large = prefix(engine="sglang", host_kv_cache_gb=600.0, hicache_write_policy="write_back", check_invariants=True)
+    assert large["hit_blocks"] == hits and large["host_dropped_blocks"] == 0
+    assert large["host_cached_blocks"] == large["host_written_blocks"]  # inclusive: a block loaded back stays
+
+
+def test_sglang_write_back_waits_for_its_writes(tmp_path, run_cli):
+    """write_back's eviction writes block (writing_check(write_back=True)): over a slow PCIe link the iterations
+    that follow them stretch, where write_through's background copies cost nothing; the knob is SGLang's alone."""
+    entry = packaged("hardware_specs.yaml")["hardware"][UNBOUNDED["hardware"]]
+    chip = tmp_path / "slow.yaml"
+    chip.write_text(yaml.safe_dump(dict(entry, interconnect=dict(entry["interconnect"],
+                                                                 pcie_bandwidth_bytes_per_s=1.0e8))))
+
+    def tbt_p99(policy: str) -> float:
+        return run(**dict(BOUNDED, hardware=str(chip), engine="sglang"), host_kv_cache_gb=150.0,
+                   hicache_write_policy=policy).summary()["tbt_ms"]["p99"]
+
+    assert tbt_p99("write_back") > 5 * tbt_p99("write_through")
+    code, _, err = run_cli("simulate", "--trace", "mooncake", "--hicache-write-policy", "write_back")
+    assert code == 2 and "--hicache-write-policy is not a knob of vllm" in err
+    code, _, err = run_cli("simulate", "--trace", "mooncake", "--engine", "sglang", "--hicache-write-policy", "lazy")
+    assert code == 2 and "write_through_selective" in err
+    code, _, err = run_cli("simulate", "--trace", "mooncake", "--engine", "sglang", "--hicache-write-policy",
+                           "write_back")
+    assert code == 2 and "it needs --host-kv-cache-gb" in err

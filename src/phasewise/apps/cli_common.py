@@ -110,6 +110,9 @@ RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new req
 MambaSsmDtype = Annotated[Optional[str], typer.Option(help="sglang, vllm: dtype of linear-attention layers' "
                                                               "recurrent states, fp32|bf16 (default sglang fp32, "
                                                               "vllm bf16)")]
+HicacheWritePolicy = Annotated[Optional[str], typer.Option(
+    help="sglang: when a prefix block reaches the host tier (--host-kv-cache-gb), write_through (default, as cached) | "
+         "write_through_selective (at its second use) | write_back (as the GPU evicts it, the forward waiting)")]
 SwaFullTokensRatio = Annotated[Optional[float], typer.Option(
     help="sglang: window-pool tokens per full-pool token of its hybrid SWA pool (gpt-oss, Llama 4; default 0.8)")]
 DisableHybridSwaMemory = Annotated[Optional[bool], typer.Option(

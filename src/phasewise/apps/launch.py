@@ -240,6 +240,8 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv += ["--swa-full-tokens-ratio", f"{value:g}"]
         elif knob == "mamba_ssm_dtype":
             argv += ["--mamba-ssm-dtype", {"fp32": "float32", "bf16": "bfloat16"}[value]]
+        elif knob == "hicache_write_policy":
+            argv += ["--hicache-write-policy", value]
         else:
             notes.append(f"{knob} {value}: no SGLang argument")
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)

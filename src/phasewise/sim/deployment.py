@@ -119,6 +119,7 @@ class InstanceGroup(BaseModel):
     enable_piecewise_cuda_graph: bool | None = None  # sglang
     piecewise_cuda_graph_max_tokens: int | None = None  # sglang
     mamba_ssm_dtype: str | None = None  # sglang, vllm (fp32 | bf16)
+    hicache_write_policy: str | None = None  # sglang (write_through | write_through_selective | write_back)
     swa_full_tokens_ratio: float | None = None  # sglang: window-pool tokens per full-pool token (hybrid SWA pool)
     disable_hybrid_swa_memory: bool | None = None  # sglang: every layer holds every token, no window pool
     max_batch_size: int | None = None  # trtllm

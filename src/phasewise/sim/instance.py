@@ -262,14 +262,14 @@ class Instance(KvAdmission, DecodingSet):
         for req, _ in chunks:  # prefix blocks copied back from host memory (an engine that loads asynchronously
             load_s += req.kv_load_s  # has none left here: sim/kv_admission.py)
             req.kv_load_s = 0.0
-        if self.engine.host_kv_load == "serial" and self.kv.prefix is not None:  # the forward waits for the
-            host = self.kv.prefix.host  # copies and for the writes of the blocks offloaded since the last one
-            if host is not None:
-                t += host.pending_write_s
-                host.pending_write_s = 0.0
+        if self.engine.host_kv_load == "serial":  # the forward waits for the copies
             t += load_s
         elif load_s > t:  # layer by layer beside the forward
             t = load_s
+        host = self.kv.prefix.host if self.kv.prefix is not None else None
+        if host is not None and host.pending_write_s:  # and for the writes of the blocks offloaded since the last
+            t += host.pending_write_s  # one, where they block (TensorRT-LLM's syncTransfers, SGLang's write_back)
+            host.pending_write_s = 0.0
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)

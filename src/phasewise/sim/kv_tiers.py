@@ -16,16 +16,22 @@ from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 class HostTier:
     """Prefix blocks kept in host memory (least recently used first) and what copying them back costs."""
 
-    __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "sync_writes", "keys", "written_keys",
-                 "dropped_keys", "hit_keys", "load_s", "pending_write_s", "beyond_node")
+    __slots__ = ("capacity_keys", "load_s_per_key", "on_evict", "exclusive", "write_after_uses", "uses",
+                 "sync_writes", "keys", "written_keys", "dropped_keys", "hit_keys", "load_s", "pending_write_s",
+                 "beyond_node")
 
     def __init__(self, capacity_keys: int, load_s_per_key: float, on_evict: bool = False,
-                 sync_writes: bool = False) -> None:
+                 sync_writes: bool = False, exclusive: bool = True, write_after_uses: int = 1) -> None:
         self.capacity_keys = capacity_keys  # trace prefix blocks the host memory holds
         self.load_s_per_key = load_s_per_key  # seconds to copy one over the PCIe link (each GPU its own share)
-        # written as the GPU evicts a block and moved back out when it is copied back (TensorRT-LLM), instead of
-        # written through as prompts cache blocks (vLLM, SGLang): EngineConfig.host_kv_write
+        # written as the GPU evicts a block (TensorRT-LLM, SGLang's write_back), instead of written through as
+        # prompts cache blocks (vLLM, SGLang's default): EngineConfig.host_kv_write
         self.on_evict = on_evict
+        self.exclusive = exclusive  # written on eviction: moved back out when copied back (TensorRT-LLM), or kept
+        # written through: at a block's n-th use (SGLang's write_through_selective: 2), its uses counted while the
+        # GPU holds it
+        self.write_after_uses = write_after_uses
+        self.uses: dict[int, int] = {}
         # the next forward waits for the writes (TensorRT-LLM's syncTransfers); else they run in the background
         self.sync_writes = sync_writes
         self.pending_write_s = 0.0  # writes the next forward waits for (sync_writes)
@@ -35,6 +41,16 @@ class HostTier:
         self.hit_keys = 0  # leading prompt blocks found only in host memory (first admissions)
         self.load_s = 0.0  # copy-back time charged to those admissions
         self.beyond_node: str | None = None  # why the tier asks more host memory than its GPUs' node has
+
+    def use(self, key: int) -> None:
+        """A block a prompt uses, written through: kept (keep) from its `write_after_uses`-th use."""
+        if self.write_after_uses > 1 and key not in self.keys:
+            count = self.uses.get(key, 0) + 1
+            if count < self.write_after_uses:
+                self.uses[key] = count
+                return
+            self.uses.pop(key, None)
+        self.keep(key)
 
     def keep(self, key: int) -> None:
         """A block a prompt uses: kept here, the most recently used (written unless already here), the least
@@ -69,8 +85,10 @@ def host_tier(inst) -> HostTier | None:
                              f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
                              f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     engine = inst.engine
-    tier = HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), engine.host_kv_write == "evict",
-                    engine.host_kv_load == "serial")
+    write = engine.host_kv_write  # through | selective | evict | back (specs/engines.py EngineConfig)
+    tier = HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), on_evict=write in ("evict", "back"),
+                    sync_writes=write == "back" or engine.host_kv_load == "serial", exclusive=write == "evict",
+                    write_after_uses=2 if write == "selective" else 1)
     tier.beyond_node = beyond_node(cost.hw, host_bytes, gpus)
     return tier
 

@@ -23,7 +23,9 @@ A host-memory tier (`host_kv_cache_bytes` on the instance group; off by default 
 kv_cache_config.host_cache_size) keeps prefix blocks in host DRAM, least recently used dropped first: a copy of
 every block, written through as a prompt caches it and touched at every use (SGLang's default write_through policy;
 vLLM's connector stores the blocks it computes), or, TensorRT-LLM's, the blocks the GPU evicts, moved back out as
-they are copied back (EngineConfig.host_kv_write). A prompt's leading run of cached blocks then runs through
+they are copied back (EngineConfig.host_kv_write); SGLang's other policies: write_through_selective writes a block at
+its second use while the GPU holds it, write_back as the GPU evicts it, the next forward waiting for the write, the
+copy kept when it is loaded back. A prompt's leading run of cached blocks then runs through
 either tier: blocks found only in host memory (evicted from the GPU) skip their prefill like GPU hits, but their KV
 is copied back over the GPU's PCIe link (HostTier.load_s_per_key) and takes GPU blocks again: the request waits for
 it while the others run (EngineConfig.host_kv_load async, vLLM: sim/kv_admission.py), or the iteration that starts
@@ -136,8 +138,8 @@ class PrefixCache:
             present += 1
         if host is not None and not host.on_evict:  # written through: every block the prompt uses, touched
             for k in keys:
-                host.keep(k)
-        elif host is not None and loaded:  # written on eviction: the blocks copied back leave host memory
+                host.use(k)
+        elif host is not None and loaded and host.exclusive:  # the blocks copied back leave host memory
             for k in keys[:hit]:
                 host.keys.pop(k, None)
         if store is not None:  # the store takes every block a prompt caches (its prefill instances put them there)
@@ -190,11 +192,14 @@ class PrefixCache:
         refs, idle = self.refs, self.idle
         n_keys = min(-(-over // per), len(idle))
         host = self.host if self.host is not None and self.host.on_evict else None
+        uses = self.host.uses if self.host is not None else {}
         for _ in range(n_keys):
             k, _ = idle.popitem(last=False)
             del refs[k]
             if host is not None:  # offloaded as the GPU reclaims it
                 host.keep(k)
+            elif uses:  # a block the GPU drops before its n-th use is forgotten, its count with it
+                uses.pop(k, None)
         self.evicted_blocks += n_keys * per
 
     def figures(self) -> dict[str, float]:
@@ -251,6 +256,9 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                              "offload, whose migrations move KV blocks the prefix caches do not follow")
     caching = []
     for inst in instances:
+        if inst.group.hicache_write_policy is not None and not inst.group.host_kv_cache_bytes:
+            raise PhasewiseError("--hicache-write-policy (hicache_write_policy) says when blocks reach the host tier: "
+                                 "it needs --host-kv-cache-gb (host_kv_cache_bytes)")
         asked = inst.group.prefix_caching
         if moves or inst.window:
             if asked or inst.group.host_kv_cache_bytes:

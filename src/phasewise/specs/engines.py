@@ -30,10 +30,15 @@ KNOB_TYPES: dict[str, type] = {
     "disable_overlap_scheduler": bool, "attention_dp_enable_balance": bool, "attention_dp_timeout_iters": int,
     "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
     "async_scheduling": bool, "mamba_ssm_dtype": str, "swa_full_tokens_ratio": float,
-    "disable_hybrid_swa_memory": bool,
+    "disable_hybrid_swa_memory": bool, "hicache_write_policy": str,
 }
 # Knobs that take one of a few names
-KNOB_CHOICES: dict[str, tuple[str, ...]] = {"mamba_ssm_dtype": ("fp32", "bf16")}
+KNOB_CHOICES: dict[str, tuple[str, ...]] = {
+    "mamba_ssm_dtype": ("fp32", "bf16"),
+    "hicache_write_policy": ("write_through", "write_through_selective", "write_back"),
+}
+# SGLang's --hicache-write-policy -> when a block reaches its host tier (EngineConfig.host_kv_write)
+HICACHE_WRITES = {"write_through": "through", "write_through_selective": "selective", "write_back": "back"}
 # Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
 KNOB_RANGES: dict[str, tuple[float, float]] = {
     "attention_dp_batching_wait_iters": (0, math.inf), "batch_wait_timeout_iters": (0, math.inf),
@@ -76,7 +81,9 @@ class EngineConfig:
     new_token_ratio: tuple[float, float, int] = (0.0, 0.0, 1)  # SGLang: initial, floor, decay steps
     prefix_caching: bool = False  # shares cached prompt-prefix KV blocks between requests (sim/prefix_cache.py)
     # a host-memory KV tier (sim/prefix_cache.py HostTier; engine_presets.yaml): how a hit is copied back (async |
-    # layerwise | serial; None: the engine has no such tier) and when a block is written there (through | evict)
+    # layerwise | serial; None: the engine has no such tier) and when a block is written there (through: as prompts
+    # cache it; selective: at its second use; evict: as the GPU reclaims it, moved back out on a hit; back: as the GPU
+    # reclaims it, the forward waiting for the write, kept on a hit)
     host_kv_load: str | None = None
     host_kv_write: str = "through"
     # what the deployment's memory_fraction is a fraction of (perf/memory.py memory_fit: total | static | free)
@@ -561,5 +568,6 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                         attention_dp=attention_dp,
                         prefix_caching=bool(table.get("prefix_caching", False)),
                         host_kv_load=_preset_entry(key).get("host_kv_load"),
-                        host_kv_write=str(_preset_entry(key).get("host_kv_write", "through")),
+                        host_kv_write=HICACHE_WRITES[values["hicache_write_policy"]] if values.get(
+                            "hicache_write_policy") else str(_preset_entry(key).get("host_kv_write", "through")),
                         memory_fraction_of=memory_fraction_of(key), window_kv_rule=_window_kv_rule(key), **cfg)
