@@ -42,7 +42,7 @@ def burst(seed: int = 0) -> Workload:
 
 def line(name: str, result, wall_s: float) -> str:
     s = result.summary()
-    scale = s["policy"].get("autoscale")
+    scale = (s["policy"].get("autoscale") or [None])[0]
     mean = scale["mean_replicas"] if scale else len(result.instances)
     peak = scale["peak_replicas"] if scale else len(result.instances)
     hours = mean * result.duration_s / 3600

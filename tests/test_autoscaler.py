@@ -45,7 +45,7 @@ FAST = dict(min_replicas=1, target=4, startup_s=30.0, scale_down_window_s=60.0)
 
 def test_scales_up_under_load_and_down_after():
     result, summary = run(**FAST)
-    scale = summary["policy"]["autoscale"]
+    scale = summary["policy"]["autoscale"][0]
     assert summary["completed"] == summary["requests"]
     assert scale["scale_ups"] >= 1 and scale["scale_downs"] >= 1 and scale["peak_replicas"] == 4
     assert 1 < scale["mean_replicas"] < 4
@@ -58,7 +58,7 @@ def test_scales_up_under_load_and_down_after():
 
 def test_no_request_reaches_a_replica_before_it_serves():
     result, summary = run(**FAST)
-    first_up = summary["policy"]["autoscale"]["events"][0]["t_s"]
+    first_up = summary["policy"]["autoscale"][0]["events"][0]["t_s"]
     for replica in range(1, 4):
         arrivals = result.arrival_s[result.instance == replica]
         assert len(arrivals) and arrivals.min() >= first_up + 30.0
@@ -71,7 +71,7 @@ def test_a_longer_start_up_costs_ttft_and_the_default_is_the_engines():
     _, summary = run(min_replicas=1, target=4)
     est = estimate(M, "h100-sxm")
     predicted = startup_estimate(est.cost_model, resolve_engine("vllm", est.cost_model.hw)).total_s
-    assert summary["policy"]["autoscale"]["startup_s"] == pytest.approx(predicted)
+    assert summary["policy"]["autoscale"][0]["startup_s"] == pytest.approx(predicted)
 
 
 def test_price_and_idle_energy_follow_the_replicas_time():
@@ -80,7 +80,7 @@ def test_price_and_idle_energy_follow_the_replicas_time():
     backlog one replica gathers during a start-up asks for every replica at once.)"""
     load = step_load(((2, 120), (30, 120), (2, 360)))
     result, summary = run(replicas=8, load=load, **dict(FAST, metric="kv_usage", target=0.7))
-    scale = summary["policy"]["autoscale"]
+    scale = summary["policy"]["autoscale"][0]
     assert 1 < scale["peak_replicas"] < 8
     assert result.price_per_hour_usd == pytest.approx(3.99 * scale["mean_replicas"])
     assert summary["gpus"] == pytest.approx(scale["mean_replicas"])  # the per-GPU figures over the GPUs held
@@ -94,14 +94,16 @@ def test_an_autoscaler_that_cannot_move_changes_nothing():
     load = step_load(((5, 60), (30, 60)), prompt=512, output=64)
     fixed, plain = run(replicas=2, load=load)
     pinned, auto = run(replicas=2, load=load, min_replicas=2, target=1)
-    assert auto["policy"]["autoscale"]["scale_ups"] == auto["policy"]["autoscale"]["scale_downs"] == 0
+    assert auto["policy"]["autoscale"][0]["scale_ups"] == auto["policy"]["autoscale"][0]["scale_downs"] == 0
     assert np.array_equal(fixed.first_token_s, pinned.first_token_s)
     assert np.array_equal(fixed.finish_s, pinned.finish_s)
 
 
 @pytest.mark.parametrize("block, words", [
     ({"instances": [{"role": "prefill"}, {"role": "decode"}], "autoscale": {"target": 2}},
-     "autoscale scales one collocated instance group"),
+     "give each group its own `autoscale` block"),
+    ({"instances": [{"replicas": 2, "autoscale": {"target": 2}}], "autoscale": {"target": 2}},
+     "autoscale is given for the deployment and for a group"),
     ({"instances": [{"replicas": 2}], "autoscale": {"min_replicas": 3, "target": 2}}, "above the group's replicas"),
     ({"instances": [{"replicas": 2}], "autoscale": {"target": 2, "metric": "kv_usage"}}, "in (0, 1]"),
     ({"instances": [{"replicas": 2}], "autoscale": {"target": 2, "metric": "queue"}}, "'waiting', 'running'"),
@@ -116,7 +118,7 @@ def test_bad_autoscale_blocks_are_one_line_errors(block, words):
 def test_flags_and_the_twin(run_cli, tmp_path):
     code, out, _ = run_cli("simulate", "--requests", "200", "--rate", "20", "--replicas", "3", "--autoscale-min", "1",
                            "--autoscale-target", "2", "--autoscale-startup-s", "5")
-    assert code == 0 and "Autoscaler (waiting -> 2 per replica, every 15 s): 1-3 replicas" in " ".join(out.split())
+    assert code == 0 and "Autoscaler of the collocated group 0 (waiting -> 2 per replica, every 15 s): 1-3 replicas" in " ".join(out.split())
     for flags, words in ((["--autoscale-target", "2"], "--autoscale-target needs --autoscale-min N"),
                          (["--autoscale-min", "1"], "--autoscale-min needs --autoscale-target X")):
         code, _, err = run_cli("simulate", "--requests", "20", *flags)
@@ -125,3 +127,25 @@ def test_flags_and_the_twin(run_cli, tmp_path):
     path.write_text(yaml.safe_dump({"model": M, "instances": [{"replicas": 2}], "autoscale": {"target": 2}}))
     code, _, err = run_cli("serve", "--deployment", str(path), "--port", "1")
     assert code == 2 and "autoscale is simulate's" in err
+
+
+def test_disaggregated_groups_scale_apart():
+    """A prefill group on its queue and a decode group on its running requests, each its own autoscaler (as
+    Dynamo's planner scales them): both grow under the burst and shrink after it, and no KV transfer reaches a
+    decode replica before it serves (a request finishing there had its first token after)."""
+    window = dict(startup_s=30.0, scale_down_window_s=60.0)
+    dep = {"model": M, "kv_link": "rdma", "instances": [
+        {"role": "prefill", "hardware": "h100-sxm", "replicas": 4, "autoscale": dict(target=4, **window)},
+        {"role": "decode", "hardware": "h100-sxm", "replicas": 4,
+         "autoscale": dict(metric="running", target=64, **window)}]}
+    result = simulate(build_deployment(dep), step_load(((2, 120), (40, 120), (2, 360))), Slo(),
+                      check_invariants=True)
+    summary = result.summary()
+    prefill, decode = summary["policy"]["autoscale"]
+    assert (prefill["role"], decode["role"]) == ("prefill", "decode")
+    for scale in (prefill, decode):
+        assert scale["scale_ups"] >= 1 and scale["scale_downs"] >= 1 and 1 < scale["mean_replicas"] < 4
+    first_up = decode["events"][0]["t_s"]
+    late = np.isin(result.instance, [5, 6, 7])  # decode replicas beyond the first (instances 4-7)
+    assert late.any() and (result.first_token_s[late] >= first_up + 30.0).all()
+    assert summary["gpus"] == pytest.approx(prefill["mean_replicas"] + decode["mean_replicas"])

@@ -118,10 +118,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"on prefill GPUs; mean decode batch {offload['mean_local_seqs']:.0f} local + "
             f"{offload['mean_offloaded_seqs']:.0f} offloaded (N/M {offload['offloaded_per_local']:.2f}); "
             f"prefill {hosts}; refused: {refused}.")
-    scale = (s.get("policy") or {}).get("autoscale")
-    if scale:
+    for scale in (s.get("policy") or {}).get("autoscale") or ():
         console.print(
-            f"Autoscaler ({scale['metric']} -> {scale['target']:g} per replica, every {scale['sync_period_s']:g} s): "
+            f"Autoscaler of the {scale['role']} group {scale['group']} ({scale['metric']} -> {scale['target']:g} per "
+            f"replica, every {scale['sync_period_s']:g} s): "
             f"{scale['min_replicas']}-{scale['max_replicas']} replicas, mean {scale['mean_replicas']:.2f}, peak "
             f"{scale['peak_replicas']}; {scale['scale_ups']} scale-ups (a replica serves {scale['startup_s']:.0f} s "
             f"after it starts), {scale['scale_downs']} scale-downs; {scale['replica_seconds'] / 3600:.2f} "

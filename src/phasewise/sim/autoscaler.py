@@ -1,5 +1,6 @@
-"""A horizontal autoscaler over a collocated group's replicas (the deployment's `autoscale` block,
-sim/deployment.py Autoscale), as Kubernetes' HPA runs one on an engine's metric.
+"""A horizontal autoscaler over an instance group's replicas (an `autoscale` block, sim/deployment.py Autoscale), as
+Kubernetes' HPA runs one on an engine's metric; a disaggregated deployment's prefill and decode groups each their own,
+as NVIDIA Dynamo's planner scales them apart.
 
 Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants
 ceil(ready x mean / target) replicas (none changed while the mean is within the tolerance of the target). More
@@ -7,7 +8,8 @@ than it has: it starts them at once, at most max(100 %, 4) more a period (the HP
 each serves after its start-up (its engine's, perf/startup.py, or the block's startup_s) and holds its GPUs from the
 moment it starts. Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it
 stops first the replicas still starting, then the ready ones with the least outstanding work, which take no new
-requests and leave once their last one finishes (found at the next sync). The router sees the ready replicas only.
+requests and leave once their last one finishes (found at the next sync). The router sees the ready replicas only
+(decode replicas: the KV transfers' router).
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
 """
 
@@ -28,19 +30,24 @@ SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current
 
 
 class Autoscaler:
-    __slots__ = ("config", "cluster", "loop", "replicas", "serving", "state", "since_s", "active_s", "version",
-                 "wants", "events", "startup_s", "n_requests", "peak")
+    __slots__ = ("config", "cluster", "loop", "group", "replicas", "serving", "routed", "state", "since_s",
+                 "active_s", "version", "wants", "events", "startup_s", "n_requests", "peak", "_end_s")
 
-    def __init__(self, config: Autoscale, cluster: Cluster, replicas: list[Instance], n_requests: int) -> None:
-        self.config, self.cluster, self.loop = config, cluster, cluster.loop
-        self.replicas = replicas  # every replica the group may run, one instance each (pp 1)
-        self.serving = cluster.front.instances  # the router's list: the ready replicas, changed in place
+    def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
+                 n_requests: int) -> None:
+        """`replicas`: every replica group `group` may run, one instance each (pp 1); `routed`: the router's list
+        of instances its role's requests (or KV transfers) go to, this group's ready replicas among them."""
+        self.config, self.cluster, self.loop, self.group = config, cluster, cluster.loop, group
+        self.replicas = replicas
+        self.routed = routed  # changed in place: the router sees the ready replicas only
         first = replicas[0]
         self.startup_s = config.startup_s if config.startup_s is not None else \
             startup_estimate(first.cost, first.engine).total_s
         n = len(replicas)
         self.state = ["ready" if k < config.min_replicas else "off" for k in range(n)]
-        self.serving[:] = replicas[:config.min_replicas]
+        self.serving = replicas[:config.min_replicas]  # this group's ready replicas
+        for inst in replicas[config.min_replicas:]:
+            routed.remove(inst)
         self.since_s = [0.0 if k < config.min_replicas else math.nan for k in range(n)]  # GPU time from here
         self.active_s = [0.0] * n  # GPU time of the periods that ended
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
@@ -48,6 +55,7 @@ class Autoscaler:
         self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
         self.n_requests = n_requests
         self.peak = config.min_replicas
+        self._end_s = 0.0
         self.loop.at(config.sync_period_s, self.sync)
 
     def _count(self, state: str) -> int:
@@ -99,6 +107,7 @@ class Autoscaler:
         if self.state[k] == "starting" and self.version[k] == version:
             self.state[k] = "ready"
             self.serving.append(self.replicas[k])
+            self.routed.append(self.replicas[k])
 
     def _scale_down(self, fewer: int, now: float) -> None:
         starting = [k for k, s in enumerate(self.state) if s == "starting"]
@@ -110,6 +119,7 @@ class Autoscaler:
         for k in by_load[:left]:
             self.state[k] = "draining"
             self.serving.remove(self.replicas[k])
+            self.routed.remove(self.replicas[k])
         self.events.append((now, "down", len(self.serving) + self._count("starting")))
 
     def _stop(self, k: int, now: float) -> None:
@@ -118,20 +128,26 @@ class Autoscaler:
 
     def finish(self, end_s: float) -> None:
         """At the run's end: every replica still holding GPUs counts them to `end_s`; the run's figures."""
+        self._end_s = end_s
         for k, state in enumerate(self.state):
             if state != "off":
                 self.active_s[k] += max(end_s - self.since_s[k], 0.0)
                 self.state[k], self.since_s[k] = "off", math.nan
         replica_s = sum(self.active_s)
         config = self.config
-        self.cluster.policy_stats["autoscale"] = {
-            "min_replicas": config.min_replicas, "max_replicas": len(self.replicas), "metric": config.metric,
+        self.cluster.policy_stats.setdefault("autoscale", []).append({
+            "group": self.group, "role": self.replicas[0].role, "min_replicas": config.min_replicas, "max_replicas": len(self.replicas), "metric": config.metric,
             "target": config.target, "sync_period_s": config.sync_period_s, "startup_s": self.startup_s,
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
             "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
             "replica_seconds": replica_s, "mean_replicas": replica_s / end_s if end_s > 0 else math.nan,
-            "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events]}
+            "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events]})
 
-    def active_seconds(self, inst: Instance) -> float:
-        """The GPU time of `inst` (after finish())."""
-        return self.active_s[self.replicas.index(inst)]
+    def held_share(self) -> float:
+        """The share of the run its replicas held their GPUs, over the group's whole (after finish())."""
+        end_s = self._end_s
+        return sum(self.active_s) / (len(self.replicas) * end_s) if end_s > 0 else 1.0
+
+    def active_seconds(self) -> dict[Instance, float]:
+        """Each replica's GPU time (after finish())."""
+        return dict(zip(self.replicas, self.active_s))

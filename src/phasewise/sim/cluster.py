@@ -39,7 +39,7 @@ class Cluster:
         self.offload = None  # attention offload's controller (sim/attention_offload.py), when the deployment has it
         self.trainer = None  # online training's colocated trainers (sim/online_training.py), when the deployment has them
         self.encoders = None  # disaggregated vision encoders (sim/encode_pool.py), when the deployment has them
-        self.autoscaler = None  # replicas added and removed with the load (sim/autoscaler.py), when it has one
+        self.autoscalers: list = []  # replicas added and removed with the load (sim/autoscaler.py), a group each
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)

@@ -63,6 +63,36 @@ class PriorityPools(BaseModel):
     check_interval_ms: float = Field(default=200.0, ge=0)  # an LP instance re-predicts at most this often
 
 
+class Autoscale(BaseModel):
+    """A horizontal autoscaler over a collocated group's replicas, as Kubernetes' HPA (or KEDA behind it) runs one on
+    an engine's metric: every `sync_period_s` it reads `metric` from the ready replicas (waiting: requests queued,
+    vllm:num_requests_waiting; running: in the batch, vllm:num_requests_running; kv_usage: the KV cache's used share,
+    vllm:kv_cache_usage_perc), wants ceil(replicas x mean / `target`) of them (no change within `tolerance` of the
+    target), adds them at once (at most max(100 %, 4) more a period) and removes them only when every want of the last
+    `scale_down_window_s` was lower. A replica added serves after `startup_s` (None: the engine's predicted start-up,
+    perf/startup.py); one removed stops taking requests and leaves when its last one finishes. The group's `replicas`
+    is the most it runs. Defaults: the HPA's (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale:
+    --horizontal-pod-autoscaler-sync-period 15 s, tolerance 0.1, scale-down stabilization window 300 s, scale-up
+    policies 100 % or 4 pods per 15 s). (sim/autoscaler.py)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=1)
+    metric: Literal["waiting", "running", "kv_usage"] = "waiting"
+    target: float = Field(gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share, at most 1)
+    sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    scale_down_window_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    startup_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _share(self) -> Autoscale:
+        if self.metric == "kv_usage" and self.target > 1:
+            raise ValueError(f"autoscale target for metric kv_usage is a share of the KV cache, in (0, 1] "
+                             f"(got {self.target:g})")
+        return self
+
+
 class InstanceGroup(BaseModel):
     """Identical instances: hardware, parallelism, precision, and the serving engine with its knobs.
     A knob left unset takes the engine's default for the GPU, version and entry point
@@ -96,6 +126,9 @@ class InstanceGroup(BaseModel):
     block_size: int = Field(default=16, ge=1)
     # prefix caching (sim/prefix_cache.py): None = the engine's default (engine_presets.yaml `prefix_caching`)
     prefix_caching: bool | None = None
+    # an autoscaler over this group's replicas (sim/autoscaler.py; `replicas` the most it runs): a disaggregated
+    # deployment's prefill and decode groups each their own, as Dynamo's planner scales them apart
+    autoscale: Autoscale | None = None
     # host memory (all the instance's GPUs' together, bytes) keeping prefix blocks evicted from the GPU
     # (sim/prefix_cache.py HostTier); 0: none, every engine's default
     host_kv_cache_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
@@ -239,36 +272,6 @@ class EncodeWorkers(BaseModel):
         return self.tp * self.replicas
 
 
-class Autoscale(BaseModel):
-    """A horizontal autoscaler over a collocated group's replicas, as Kubernetes' HPA (or KEDA behind it) runs one on
-    an engine's metric: every `sync_period_s` it reads `metric` from the ready replicas (waiting: requests queued,
-    vllm:num_requests_waiting; running: in the batch, vllm:num_requests_running; kv_usage: the KV cache's used share,
-    vllm:kv_cache_usage_perc), wants ceil(replicas x mean / `target`) of them (no change within `tolerance` of the
-    target), adds them at once (at most max(100 %, 4) more a period) and removes them only when every want of the last
-    `scale_down_window_s` was lower. A replica added serves after `startup_s` (None: the engine's predicted start-up,
-    perf/startup.py); one removed stops taking requests and leaves when its last one finishes. The group's `replicas`
-    is the most it runs. Defaults: the HPA's (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale:
-    --horizontal-pod-autoscaler-sync-period 15 s, tolerance 0.1, scale-down stabilization window 300 s, scale-up
-    policies 100 % or 4 pods per 15 s). (sim/autoscaler.py)"""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_replicas: int = Field(default=1, ge=1)
-    metric: Literal["waiting", "running", "kv_usage"] = "waiting"
-    target: float = Field(gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share, at most 1)
-    sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
-    tolerance: float = Field(default=0.1, ge=0, lt=1)
-    scale_down_window_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
-    startup_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _share(self) -> Autoscale:
-        if self.metric == "kv_usage" and self.target > 1:
-            raise ValueError(f"autoscale target for metric kv_usage is a share of the KV cache, in (0, 1] "
-                             f"(got {self.target:g})")
-        return self
-
-
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -288,20 +291,36 @@ class Deployment(BaseModel):
 
     @model_validator(mode="after")
     def _autoscale(self) -> Deployment:
-        if self.autoscale is None:
+        if self.autoscale is not None:
+            group = self.instances[0]
+            if len(self.instances) > 1 or group.role != "collocated":
+                raise ValueError("the deployment's autoscale scales one collocated instance group (its replicas); "
+                                 f"this deployment has {len(self.instances)} group(s), role {group.role}: give each "
+                                 "group its own `autoscale` block instead (a --deployment file)")
+        scaled = self.autoscaled()
+        if not scaled:
             return self
-        group = self.instances[0]
-        if len(self.instances) > 1 or group.role != "collocated":
-            raise ValueError("autoscale scales one collocated instance group (its replicas); this deployment has "
-                             f"{len(self.instances)} group(s), role {group.role}")
-        if self.priority_pools or self.online_training or self.encoders:
-            raise ValueError("autoscale does not combine with priority_pools, online_training or encoders")
-        if group.pp > 1:
-            raise ValueError("autoscale supports pp=1 replicas only")
-        if self.autoscale.min_replicas > group.replicas:
-            raise ValueError(f"autoscale min_replicas ({self.autoscale.min_replicas}) is above the group's replicas "
-                             f"({group.replicas}), the most it runs")
+        if self.priority_pools or self.online_training or self.encoders or (
+                self.attention_offload is not None and self.attention_offload.mode != "off"):
+            raise ValueError("autoscale does not combine with priority_pools, online_training, encoders or "
+                             "attention_offload")
+        for index, config in scaled:
+            group = self.instances[index]
+            if group.pp > 1:
+                raise ValueError("autoscale supports pp=1 replicas only")
+            if config.min_replicas > group.replicas:
+                raise ValueError(f"autoscale min_replicas ({config.min_replicas}) is above the group's replicas "
+                                 f"({group.replicas}), the most it runs")
         return self
+
+    def autoscaled(self) -> list[tuple[int, Autoscale]]:
+        """(group index, its autoscaler's block) of every autoscaled group: the deployment's block for its one
+        collocated group, or each group's own."""
+        if self.autoscale is not None:
+            if any(g.autoscale is not None for g in self.instances):
+                raise ValueError("autoscale is given for the deployment and for a group: give one")
+            return [(0, self.autoscale)]
+        return [(i, g.autoscale) for i, g in enumerate(self.instances) if g.autoscale is not None]
 
     @model_validator(mode="after")
     def _training(self) -> Deployment:

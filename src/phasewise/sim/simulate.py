@@ -121,6 +121,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
     instances: list[Instance] = []
     price = 0.0
     replica_of: dict[str, str] = {}  # instance name -> its replica (virtual engines share a replica's link)
+    group_instances: list[list[Instance]] = []
     for gi, g in enumerate(deployment.instances):
         cost, kv_tokens, draft, engine = build_group(deployment, g, gi)
         price += cost.hw.price_per_hour_usd * g.gpus
@@ -132,6 +133,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 name = f"{replica}.ve{ve}" if gate else replica
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
+        group_instances.append(instances[len(instances) - g.replicas * (g.pp if g.pp > 1 else 1):])
     m, first_cost = instances[0].model, instances[0].cost
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
     cluster.kv_bytes_per_token = (kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes + m.indexer_key_bytes
@@ -160,11 +162,13 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
 
     cluster.wire(instances, deployment.router, link_for)
-    if deployment.autoscale is not None:
+    for gi, config in deployment.autoscaled():
         if live:
             raise PhasewiseError("autoscale is simulate's: the twin serves a fixed deployment; run a twin per replica "
                                  "(serve --cold-start auto) and let your autoscaler start and stop them")
-        cluster.autoscaler = Autoscaler(deployment.autoscale, cluster, instances, n_requests)
+        group = group_instances[gi]
+        routed = cluster.back if group[0].role == "decode" else cluster.front
+        cluster.autoscalers.append(Autoscaler(config, cluster, gi, group, routed.instances, n_requests))
     if deployment.encoders is not None:
         cluster.encoders = EncodePool(deployment, cluster)
         price += load_hardware(deployment.encoders.hardware).price_per_hour_usd * deployment.encoders.gpus
@@ -290,14 +294,18 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         loop.at(float(arrival[0]), arrive, 0)
     loop.run(None if progress is None else lambda: progress(cluster.done + cluster.rejected, n))
     cluster.finalize()
-    autoscaler = cluster.autoscaler
     gpus: float = deployment.gpus
-    if autoscaler is not None:  # replicas hold GPUs from their start to their leaving: price and GPUs follow them
+    held_s: dict = {}  # autoscaled replicas' GPU time: price, GPUs and idle energy follow it
+    if cluster.autoscalers:
         finished = cluster.finish_s[np.isfinite(cluster.finish_s)]
         end_s = float(finished.max()) if len(finished) else loop.now
-        autoscaler.finish(end_s)
-        held = sum(autoscaler.active_s) / (len(instances) * end_s) if end_s > 0 else 1.0
-        price, gpus = price * held, gpus * held
+        for scaler in cluster.autoscalers:
+            scaler.finish(end_s)
+            held_s.update(scaler.active_seconds())
+            g = deployment.instances[scaler.group]
+            idle_share = 1.0 - scaler.held_share()
+            price -= scaler.replicas[0].cost.hw.price_per_hour_usd * g.gpus * idle_share
+            gpus -= g.gpus * idle_share
     energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
     if energies:  # operator mappings: energy on the substrates
         cluster.policy_stats["mapping"] = mapping_summary(energies)
@@ -334,8 +342,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     dur = result.duration_s if cluster.done else 0.0
     for inst in [*instances, *workers]:  # idle power for the time each instance or encode worker was not busy
         st = inst.stats
-        held_s = autoscaler.active_seconds(inst) if autoscaler is not None and inst in instances else dur
-        st.energy_j += st.gpus * inst.idle_w * max(held_s - st.busy_s, 0.0)
+        st.energy_j += st.gpus * inst.idle_w * max(held_s.get(inst, dur) - st.busy_s, 0.0)
     result.wall_s = time.perf_counter() - wall0
     return result
 
