@@ -7,7 +7,8 @@ vLLM on H100s. The trace (an hour of Azure's conversation service, its rate vary
 --rate req/s (16: 20 minutes) on Llama-3.1-70B FP8 at TP2 a replica (start-up predicted: 118 s); the burst, 2 req/s
 for 5 minutes, 60 req/s for 5, 2 req/s for 15 (2,048-token prompts, 256-token outputs), on Llama-3.1-8B a GPU
 (49 s). Each line: wall time, mean and peak replicas, replica-hours, TTFT p50 / p90 / p99,
-TPOT p90, and the share of requests within TTFT 2 s and TPOT 100 ms.
+TPOT p90, and the share of requests within TTFT 2 s and TPOT 100 ms. Last, the burst on four prefill and four decode
+GPUs, fixed and with each group autoscaled apart.
 """
 
 from __future__ import annotations
@@ -94,6 +95,27 @@ def main() -> None:
         t0 = time.perf_counter()
         result = simulate(build_deployment(dep), load, Slo(SLO["slo_ttft_ms"], SLO["slo_tpot_ms"]))
         print(line(name, result, time.perf_counter() - t0), flush=True)
+    disaggregated(load)
+
+
+def disaggregated(load: Workload) -> None:
+    """The burst on prefill and decode groups of four GPUs each (RDMA between them), fixed, then each group under its
+    own autoscaler (prefill on its queue, decode on its running requests), as Dynamo's planner scales them apart."""
+    for name, scaled in (("burst, 4P4D: fixed", False), ("burst, 4P4D: prefill 1-4 waiting 4, decode 1-4 running 64",
+                                                          True)):
+        groups = [{"role": role, "hardware": "h100-sxm", "replicas": 4} for role in ("prefill", "decode")]
+        if scaled:
+            groups[0]["autoscale"] = {"target": 4}
+            groups[1]["autoscale"] = {"metric": "running", "target": 64}
+        t0 = time.perf_counter()
+        result = simulate(build_deployment({"model": M, "kv_link": "rdma", "instances": groups}), load,
+                          Slo(SLO["slo_ttft_ms"], SLO["slo_tpot_ms"]))
+        s = result.summary()
+        scales = s["policy"].get("autoscale") or []
+        held = " + ".join(f"{g['role']} {g['mean_replicas']:.2f} (peak {g['peak_replicas']})" for g in scales)
+        print(f"{name:58} {time.perf_counter() - t0:5.1f} s  GPUs {s['gpus']:5.2f} {held}  TTFT p50 / p90 "
+              f"{s['ttft_ms']['p50']:8,.0f} / {s['ttft_ms']['p90']:9,.0f} ms  TPOT p90 {s['tpot_ms']['p90']:6.1f} ms  "
+              f"SLO {s['slo']['attainment']:6.1%}", flush=True)
 
 
 if __name__ == "__main__":
