@@ -30,8 +30,8 @@ SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current
 
 
 class Autoscaler:
-    __slots__ = ("config", "cluster", "loop", "group", "replicas", "serving", "routed", "state", "since_s",
-                 "active_s", "version", "wants", "events", "startup_s", "n_requests", "peak", "_end_s")
+    __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
+                 "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int) -> None:
@@ -45,7 +45,6 @@ class Autoscaler:
             startup_estimate(first.cost, first.engine).total_s
         n = len(replicas)
         self.state = ["ready" if k < config.min_replicas else "off" for k in range(n)]
-        self.serving = replicas[:config.min_replicas]  # this group's ready replicas
         for inst in replicas[config.min_replicas:]:
             routed.remove(inst)
         self.since_s = [0.0 if k < config.min_replicas else math.nan for k in range(n)]  # GPU time from here
@@ -55,14 +54,16 @@ class Autoscaler:
         self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
         self.n_requests = n_requests
         self.peak = config.min_replicas
-        self._end_s = 0.0
+        self.mean_replicas = math.nan  # over the run (finish())
         self.loop.at(config.sync_period_s, self.sync)
 
     def _count(self, state: str) -> int:
         return sum(1 for s in self.state if s == state)
 
-    def _metric_mean(self) -> float:
-        ready = self.serving
+    def _ready_replicas(self) -> list[Instance]:
+        return [inst for inst, state in zip(self.replicas, self.state) if state == "ready"]
+
+    def _metric_mean(self, ready: list[Instance]) -> float:
         if self.config.metric == "kv_usage":
             return sum(i.gauges()[2] / i.kv.capacity for i in ready) / len(ready)
         column = 0 if self.config.metric == "running" else 1
@@ -75,9 +76,10 @@ class Autoscaler:
         for k, inst in enumerate(self.replicas):  # drained replicas leave
             if self.state[k] == "draining" and inst.outstanding == 0 and not inst.busy:
                 self._stop(k, now)
-        ready = len(self.serving)
+        serving = self._ready_replicas()
+        ready = len(serving)
         current = ready + self._count("starting")
-        ratio = self._metric_mean() / config.target if ready else 1.0
+        ratio = self._metric_mean(serving) / config.target if ready else 1.0
         wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
         wanted = min(max(wanted, config.min_replicas), len(self.replicas))
         self.wants.append((now, wanted))
@@ -106,7 +108,6 @@ class Autoscaler:
     def _ready(self, k: int, version: int) -> None:
         if self.state[k] == "starting" and self.version[k] == version:
             self.state[k] = "ready"
-            self.serving.append(self.replicas[k])
             self.routed.append(self.replicas[k])
 
     def _scale_down(self, fewer: int, now: float) -> None:
@@ -118,9 +119,8 @@ class Autoscaler:
                          key=lambda k: self.replicas[k].outstanding)
         for k in by_load[:left]:
             self.state[k] = "draining"
-            self.serving.remove(self.replicas[k])
             self.routed.remove(self.replicas[k])
-        self.events.append((now, "down", len(self.serving) + self._count("starting")))
+        self.events.append((now, "down", self._count("ready") + self._count("starting")))
 
     def _stop(self, k: int, now: float) -> None:
         self.active_s[k] += now - self.since_s[k]
@@ -128,25 +128,21 @@ class Autoscaler:
 
     def finish(self, end_s: float) -> None:
         """At the run's end: every replica still holding GPUs counts them to `end_s`; the run's figures."""
-        self._end_s = end_s
         for k, state in enumerate(self.state):
             if state != "off":
                 self.active_s[k] += max(end_s - self.since_s[k], 0.0)
                 self.state[k], self.since_s[k] = "off", math.nan
         replica_s = sum(self.active_s)
+        self.mean_replicas = replica_s / end_s if end_s > 0 else float(len(self.replicas))
         config = self.config
         self.cluster.policy_stats.setdefault("autoscale", []).append({
-            "group": self.group, "role": self.replicas[0].role, "min_replicas": config.min_replicas, "max_replicas": len(self.replicas), "metric": config.metric,
-            "target": config.target, "sync_period_s": config.sync_period_s, "startup_s": self.startup_s,
+            "group": self.group, "role": self.replicas[0].role, "min_replicas": config.min_replicas,
+            "max_replicas": len(self.replicas), "metric": config.metric, "target": config.target,
+            "sync_period_s": config.sync_period_s, "startup_s": self.startup_s,
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
             "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
-            "replica_seconds": replica_s, "mean_replicas": replica_s / end_s if end_s > 0 else math.nan,
+            "replica_seconds": replica_s, "mean_replicas": self.mean_replicas,
             "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events]})
-
-    def held_share(self) -> float:
-        """The share of the run its replicas held their GPUs, over the group's whole (after finish())."""
-        end_s = self._end_s
-        return sum(self.active_s) / (len(self.replicas) * end_s) if end_s > 0 else 1.0
 
     def active_seconds(self) -> dict[Instance, float]:
         """Each replica's GPU time (after finish())."""

@@ -126,6 +126,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         cost, kv_tokens, draft, engine = build_group(deployment, g, gi)
         price += cost.hw.price_per_hour_usd * g.gpus
         short = {"collocated": "col", "prefill": "pre", "decode": "dec"}[g.role]
+        first = len(instances)
         for r in range(g.replicas):
             replica = f"{short}{gi}.{r}"
             gate = PipelineGate(g.pp) if g.pp > 1 else None
@@ -133,7 +134,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 name = f"{replica}.ve{ve}" if gate else replica
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
-        group_instances.append(instances[len(instances) - g.replicas * (g.pp if g.pp > 1 else 1):])
+        group_instances.append(instances[first:])
     m, first_cost = instances[0].model, instances[0].cost
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
     cluster.kv_bytes_per_token = (kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes + m.indexer_key_bytes
@@ -303,7 +304,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
             scaler.finish(end_s)
             held_s.update(scaler.active_seconds())
             g = deployment.instances[scaler.group]
-            idle_share = 1.0 - scaler.held_share()
+            idle_share = 1.0 - scaler.mean_replicas / len(scaler.replicas)
             price -= scaler.replicas[0].cost.hw.price_per_hour_usd * g.gpus * idle_share
             gpus -= g.gpus * idle_share
     energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
