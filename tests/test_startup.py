@@ -44,7 +44,7 @@ def test_vllm_start_up_by_hand():
     assert start.total_s == pytest.approx(start.weights_s + start.init_s + start.compile_s + start.graphs_s)
     _, warm = _startup(compile_cache="warm")
     assert warm.compile_s == pytest.approx(32 * vllm["compile_warm_s_per_layer"]) and warm.total_s < start.total_s
-    _, slow_disk = _startup(read_bytes_per_s=0.3e9)
+    _, slow_disk = _startup(weights_read_gbps=0.3)
     assert slow_disk.weights_s == pytest.approx(checkpoint / 0.3e9)
 
 

@@ -159,8 +159,7 @@ def estimate_cmd(
                        moe_imbalance=moe_imbalance, routing_skew=routing_skew,
                        images_per_sequence=images.per_request if images else 0,
                        image_px=images.one_size("estimate") if images else None,
-                       weights_read_gbps=weights_read_gbps,
-                       compile_cache="cold" if compile_cache is None else compile_cache)
+                       weights_read_gbps=weights_read_gbps, compile_cache=compile_cache)
         mem = est.memory
         if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
             default = ", the engine default" if memory_fraction is None else ""

@@ -235,8 +235,7 @@ def cold_start_s(live, cold_start: str, weights_read_gbps: float | None,
                  compile_cache: str | None) -> tuple[float, str]:
     """`--cold-start`: the simulated seconds the twin waits before listening, and what they are made of."""
     if cold_start == "auto":
-        estimate = live.startup(None if weights_read_gbps is None else weights_read_gbps * 1e9,
-                                "cold" if compile_cache is None else compile_cache)
+        estimate = live.startup(weights_read_gbps, compile_cache)
         return estimate.total_s, f"predicted {estimate.summary()}"
     given = [flag for flag, value in (("--weights-read-gbps", weights_read_gbps),
                                       ("--compile-cache", compile_cache))

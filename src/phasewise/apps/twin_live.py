@@ -95,9 +95,9 @@ class LiveSim:
         self.wall0 = time.perf_counter()
         self.started = int(time.time())
 
-    def startup(self, read_bytes_per_s: float | None = None, compile_cache: str = "cold") -> StartupEstimate:
+    def startup(self, weights_read_gbps: float | None = None, compile_cache: str | None = None) -> StartupEstimate:
         """The deployment's start-up (perf/startup.py): its instances start together, so the slowest one's."""
-        return max((startup_estimate(instance.cost, instance.engine, read_bytes_per_s, compile_cache)
+        return max((startup_estimate(instance.cost, instance.engine, weights_read_gbps, compile_cache)
                     for instance in self.instances), key=lambda estimate: estimate.total_s)
 
     def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = (),

@@ -138,7 +138,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
              ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
              moe_imbalance: float | None = None, routing_skew: float | None = None, images_per_sequence: int = 0,
              image_px: tuple[int, int] | None = None, weights_read_gbps: float | None = None,
-             compile_cache: str = "cold") -> Estimate:
+             compile_cache: str | None = None) -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
     data parallelism, `batch` is the instance's, spread over its attention ranks); `routing_skew`: the traffic's
     MoE routing skew in place of the model's (perf/expert_load.py); `images_per_sequence` images of `image_px`
@@ -159,8 +159,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
     config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
-    startup = startup_estimate(cm, config, None if weights_read_gbps is None else weights_read_gbps * 1e9,
-                               compile_cache)
+    startup = startup_estimate(cm, config, weights_read_gbps, compile_cache)
     window = spec.window_all_layers
     images = None
     if images_per_sequence:

@@ -58,8 +58,6 @@ def _table() -> dict[str, Any]:
     return packaged("startup.yaml")
 
 
-def default_read_bytes_per_s() -> float:
-    return float(_table()["weights_read_bytes_per_s"])
 
 
 def _constants(engine: EngineConfig) -> dict[str, Any]:
@@ -83,14 +81,16 @@ def captured_graphs(engine: EngineConfig) -> int:
     return len([size for size in (1, 2, 4) if size <= largest]) + largest // 8
 
 
-def startup_estimate(cost, engine: EngineConfig, read_bytes_per_s: float | None = None,
-                     compile_cache: str = "cold") -> StartupEstimate:
-    """The start-up of one instance whose forward `cost` (perf/cost.py CostModel) prices, run by `engine`."""
+def startup_estimate(cost, engine: EngineConfig, weights_read_gbps: float | None = None,
+                     compile_cache: str | None = None) -> StartupEstimate:
+    """The start-up of one instance whose forward `cost` (perf/cost.py CostModel) prices, run by `engine`; None:
+    a checkpoint in the page cache (startup.yaml's read rate), no compile cache."""
+    compile_cache = "cold" if compile_cache is None else compile_cache
     if compile_cache not in COMPILE_CACHES:
         raise PhasewiseError(f"--compile-cache must be one of {', '.join(COMPILE_CACHES)} (got '{compile_cache}')")
-    read = default_read_bytes_per_s() if read_bytes_per_s is None else read_bytes_per_s
-    if not (read > 0 and math.isfinite(read)):
-        raise PhasewiseError(f"--weights-read-gbps must be a finite number > 0 (got {read / 1e9:g})")
+    if weights_read_gbps is not None and not (weights_read_gbps > 0 and math.isfinite(weights_read_gbps)):
+        raise PhasewiseError(f"--weights-read-gbps must be a finite number > 0 (got {weights_read_gbps:g})")
+    read = float(_table()["weights_read_bytes_per_s"]) if weights_read_gbps is None else weights_read_gbps * 1e9
     constants = _constants(engine)
     stage_layers = cost.layers_per_stage
     gpus = cost.tp * cost.pp
