@@ -149,3 +149,30 @@ def test_disaggregated_groups_scale_apart():
     late = np.isin(result.instance, [5, 6, 7])  # decode replicas beyond the first (instances 4-7)
     assert late.any() and (result.first_token_s[late] >= first_up + 30.0).all()
     assert summary["gpus"] == pytest.approx(prefill["mean_replicas"] + decode["mean_replicas"])
+
+
+def test_scales_to_zero_and_back_from_the_gateway():
+    """min_replicas 0 (KEDA's or Knative's scale to zero): with no replica serving, requests wait at the gateway,
+    the first of them starts a replica at once, and they go to it when it serves; between two bursts the group goes
+    to zero and holds no GPU, and the next burst's first request waits out a start-up again."""
+    burst = step_load(((5, 60),), prompt=512, output=64)
+    n = len(burst.arrival_s)
+    load = Workload(np.concatenate([burst.arrival_s, burst.arrival_s + 960.0]), np.full(2 * n, 512),
+                    np.full(2 * n, 64))  # nothing arrives between 60 and 960 s
+    result, summary = run(replicas=2, load=load, min_replicas=0, target=2, startup_s=30.0, scale_down_window_s=60.0)
+    scale = summary["policy"]["autoscale"][0]
+    ups = [e for e in scale["events"] if e["action"] == "up"]
+    zero = [e for e in scale["events"] if e["action"] == "down" and e["replicas"] == 0]
+    assert len(ups) >= 2 and zero and zero[0]["t_s"] < 960 < ups[-1]["t_s"]
+    assert ups[0]["t_s"] == pytest.approx(result.arrival_s[0])  # woken by the first request, not the next sync
+    first = np.argsort(result.arrival_s)[0]
+    assert result.first_token_s[first] - result.arrival_s[first] >= 30.0
+    second = np.flatnonzero(result.arrival_s > 960)[0]
+    assert [e for e in ups if e["t_s"] > 900][0]["t_s"] == pytest.approx(result.arrival_s[second])
+    assert result.first_token_s[second] - result.arrival_s[second] >= 30.0
+    assert scale["mean_replicas"] < 0.5  # idle most of the run, at zero
+    assert summary["completed"] == summary["requests"]
+    with pytest.raises(PhasewiseError, match="a decode group's autoscale min_replicas must be >= 1"):
+        build_deployment({"model": M, "instances": [{"role": "prefill"}, {"role": "decode", "replicas": 2,
+                                                                          "autoscale": {"min_replicas": 0,
+                                                                                        "target": 2}}]})

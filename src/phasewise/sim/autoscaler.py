@@ -9,7 +9,8 @@ each serves after its start-up (its engine's, perf/startup.py, or the block's st
 moment it starts. Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it
 stops first the replicas still starting, then the ready ones with the least outstanding work, which take no new
 requests and leave once their last one finishes (found at the next sync). The router sees the ready replicas only
-(decode replicas: the KV transfers' router).
+(decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale to zero) requests
+wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves.
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
 """
 
@@ -57,6 +58,12 @@ class Autoscaler:
         self.mean_replicas = math.nan  # over the run (finish())
         self.loop.at(config.sync_period_s, self.sync)
 
+    def wake(self) -> None:
+        """A request reached the gateway with no replica serving: a group that takes requests and has none ready
+        or starting starts one now (scale from zero, as Knative's activator or KEDA's HTTP add-on wake it)."""
+        if self.replicas[0].role != "decode" and not self._count("ready") and not self._count("starting"):
+            self._scale_up(1, 0, self.loop.now)
+
     def _count(self, state: str) -> int:
         return sum(1 for s in self.state if s == state)
 
@@ -79,8 +86,11 @@ class Autoscaler:
         serving = self._ready_replicas()
         ready = len(serving)
         current = ready + self._count("starting")
-        ratio = self._metric_mean(serving) / config.target if ready else 1.0
-        wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
+        if ready:
+            ratio = self._metric_mean(serving) / config.target
+            wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
+        else:  # at zero (or all starting): the requests the gateway holds are the queue
+            wanted = max(current, math.ceil(len(self.cluster.gateway) / config.target))
         wanted = min(max(wanted, config.min_replicas), len(self.replicas))
         self.wants.append((now, wanted))
         while self.wants and self.wants[0][0] < now - config.scale_down_window_s:
@@ -109,6 +119,7 @@ class Autoscaler:
         if self.state[k] == "starting" and self.version[k] == version:
             self.state[k] = "ready"
             self.routed.append(self.replicas[k])
+            self.cluster.release_gateway()
 
     def _scale_down(self, fewer: int, now: float) -> None:
         starting = [k for k, s in enumerate(self.state) if s == "starting"]

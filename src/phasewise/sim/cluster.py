@@ -4,6 +4,7 @@ per-request bookkeeping when a request finishes."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +41,7 @@ class Cluster:
         self.trainer = None  # online training's colocated trainers (sim/online_training.py), when the deployment has them
         self.encoders = None  # disaggregated vision encoders (sim/encode_pool.py), when the deployment has them
         self.autoscalers: list = []  # replicas added and removed with the load (sim/autoscaler.py), a group each
+        self.gateway: deque = deque()  # requests held while no replica serves (an autoscaler at zero)
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)
@@ -77,11 +79,25 @@ class Cluster:
 
     def route(self, req: SimRequest) -> None:
         """To the instance (collocated or prefill) the router picks."""
-        self.front.pick_for(req).enqueue(req)
+        self._to_front(req, True)
 
     def requeue(self, req: SimRequest) -> None:
         """A request preempted on a decode instance recomputes its KV on a prefill instance."""
-        self.front.pick_for(req).enqueue(req, through_frontend=False)
+        self._to_front(req, False)
+
+    def _to_front(self, req: SimRequest, through_frontend: bool) -> None:
+        if not self.front.instances:  # an autoscaler at zero: held at the gateway, which starts a replica
+            self.gateway.append((req, through_frontend))
+            for scaler in self.autoscalers:
+                scaler.wake()
+            return
+        self.front.pick_for(req).enqueue(req, through_frontend=through_frontend)
+
+    def release_gateway(self) -> None:
+        """A replica serves again: the requests the gateway held go to the router, in arrival order."""
+        while self.gateway and self.front.instances:
+            req, through_frontend = self.gateway.popleft()
+            self.front.pick_for(req).enqueue(req, through_frontend=through_frontend)
 
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""

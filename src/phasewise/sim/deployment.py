@@ -77,7 +77,7 @@ class Autoscale(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_replicas: int = Field(default=1, ge=1)
+    min_replicas: int = Field(default=1, ge=0)  # 0: scaled to zero, requests held at the gateway meanwhile
     metric: Literal["waiting", "running", "kv_usage"] = "waiting"
     target: float = Field(gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share, at most 1)
     sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
@@ -308,6 +308,9 @@ class Deployment(BaseModel):
             group = self.instances[index]
             if group.pp > 1:
                 raise ValueError("autoscale supports pp=1 replicas only")
+            if config.min_replicas == 0 and group.role == "decode":
+                raise ValueError("a decode group's autoscale min_replicas must be >= 1: a finished prefill needs a "
+                                 "decode replica to send its KV to")
             if config.min_replicas > group.replicas:
                 raise ValueError(f"autoscale min_replicas ({config.min_replicas}) is above the group's replicas "
                                  f"({group.replicas}), the most it runs")
