@@ -176,3 +176,19 @@ def test_scales_to_zero_and_back_from_the_gateway():
         build_deployment({"model": M, "instances": [{"role": "prefill"}, {"role": "decode", "replicas": 2,
                                                                           "autoscale": {"min_replicas": 0,
                                                                                         "target": 2}}]})
+
+
+def test_knative_metrics_rps_and_concurrency():
+    """rps: requests routed a second over the last period, per instance taking them: 40 req/s against a target of 10
+    a replica wants 4, and holds there; concurrency (running + waiting, Knative's default) grows the group too; rps
+    on a decode group (it takes KV transfers, not requests) is a one-line error."""
+    load = step_load(((40, 120),), prompt=512, output=128)
+    _, summary = run(replicas=8, load=load, min_replicas=1, metric="rps", target=10, startup_s=10.0)
+    scale = summary["policy"]["autoscale"][0]
+    assert scale["peak_replicas"] == 4 and scale["events"][0]["replicas"] == 4
+    _, summary = run(replicas=8, load=load, min_replicas=1, metric="concurrency", target=8, startup_s=10.0)
+    assert summary["policy"]["autoscale"][0]["peak_replicas"] >= 2
+    with pytest.raises(PhasewiseError, match="autoscale metric rps counts the requests a group takes"):
+        build_deployment({"model": M, "instances": [{"role": "prefill"}, {"role": "decode", "replicas": 2,
+                                                                          "autoscale": {"metric": "rps",
+                                                                                        "target": 2}}]})

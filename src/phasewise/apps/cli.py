@@ -282,7 +282,7 @@ def simulate_cmd(
     encode_hardware: EncodeHardware = None,
     encode_link: EncodeLink = None,
     autoscale_min: Annotated[Optional[int], typer.Option(help="autoscale the collocated replicas between N (0: to zero, requests held at the gateway) and --replicas, as Kubernetes' HPA on an engine metric (sim/autoscaler.py); needs --autoscale-target")] = None,
-    autoscale_metric: Annotated[Optional[str], typer.Option(help="autoscale on: waiting (vllm:num_requests_waiting, default) | running | kv_usage, per ready replica")] = None,
+    autoscale_metric: Annotated[Optional[str], typer.Option(help="autoscale on: waiting (vllm:num_requests_waiting, default) | running | concurrency (both, as Knative) | rps (requests routed a second) | kv_usage, per ready replica")] = None,
     autoscale_target: Annotated[Optional[float], typer.Option(help="autoscale: the metric's value per ready replica it aims at (kv_usage: a share in (0, 1])")] = None,
     autoscale_startup_s: Annotated[Optional[float], typer.Option(help="autoscale: seconds a new replica takes to serve (default: its engine's predicted start-up, as estimate prints it)")] = None,
     trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too; optional priority and NumImages columns), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,

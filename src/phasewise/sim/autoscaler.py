@@ -32,7 +32,7 @@ SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current
 
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
-                 "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas")
+                 "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int) -> None:
@@ -56,6 +56,7 @@ class Autoscaler:
         self.n_requests = n_requests
         self.peak = config.min_replicas
         self.mean_replicas = math.nan  # over the run (finish())
+        self.last_routed = 0  # the cluster's routed requests at the last sync (rps)
         self.loop.at(config.sync_period_s, self.sync)
 
     def wake(self) -> None:
@@ -70,11 +71,18 @@ class Autoscaler:
     def _ready_replicas(self) -> list[Instance]:
         return [inst for inst, state in zip(self.replicas, self.state) if state == "ready"]
 
-    def _metric_mean(self, ready: list[Instance]) -> float:
-        if self.config.metric == "kv_usage":
+    def _metric_mean(self, ready: list[Instance], routed: int) -> float:
+        """The metric over the ready replicas; `routed`: requests routed since the last sync."""
+        metric = self.config.metric
+        if metric == "rps":  # a second over the last period, per instance taking them
+            return routed / self.config.sync_period_s / max(len(self.routed), 1)
+        if metric == "kv_usage":
             return sum(i.gauges()[2] / i.kv.capacity for i in ready) / len(ready)
-        column = 0 if self.config.metric == "running" else 1
-        return sum(i.gauges()[column] for i in ready) / len(ready)
+        gauges = [i.gauges() for i in ready]
+        if metric == "concurrency":
+            return sum(running + waiting for running, waiting, _ in gauges) / len(ready)
+        column = 0 if metric == "running" else 1
+        return sum(g[column] for g in gauges) / len(ready)
 
     def sync(self) -> None:
         now, config = self.loop.now, self.config
@@ -86,8 +94,9 @@ class Autoscaler:
         serving = self._ready_replicas()
         ready = len(serving)
         current = ready + self._count("starting")
+        routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
         if ready:
-            ratio = self._metric_mean(serving) / config.target
+            ratio = self._metric_mean(serving, routed) / config.target
             wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
         else:  # at zero (or all starting): the requests the gateway holds are the queue
             wanted = max(current, math.ceil(len(self.cluster.gateway) / config.target))

@@ -42,6 +42,7 @@ class Cluster:
         self.encoders = None  # disaggregated vision encoders (sim/encode_pool.py), when the deployment has them
         self.autoscalers: list = []  # replicas added and removed with the load (sim/autoscaler.py), a group each
         self.gateway: deque = deque()  # requests held while no replica serves (an autoscaler at zero)
+        self.routed_requests = 0  # new requests sent towards the collocated or prefill instances so far
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)
@@ -86,6 +87,7 @@ class Cluster:
         self._to_front(req, False)
 
     def _to_front(self, req: SimRequest, through_frontend: bool) -> None:
+        self.routed_requests += through_frontend  # new requests (an autoscaler's rps)
         if not self.front.instances:  # an autoscaler at zero: held at the gateway, which starts a replica
             self.gateway.append((req, through_frontend))
             for scaler in self.autoscalers:

@@ -66,8 +66,9 @@ class PriorityPools(BaseModel):
 class Autoscale(BaseModel):
     """A horizontal autoscaler over a collocated group's replicas, as Kubernetes' HPA (or KEDA behind it) runs one on
     an engine's metric: every `sync_period_s` it reads `metric` from the ready replicas (waiting: requests queued,
-    vllm:num_requests_waiting; running: in the batch, vllm:num_requests_running; kv_usage: the KV cache's used share,
-    vllm:kv_cache_usage_perc), wants ceil(replicas x mean / `target`) of them (no change within `tolerance` of the
+    vllm:num_requests_waiting; running: in the batch, vllm:num_requests_running; concurrency: both, in flight, as
+    Knative's autoscaler counts them; rps: requests routed a second, over the last period, Knative's other metric;
+    kv_usage: the KV cache's used share, vllm:kv_cache_usage_perc), wants ceil(replicas x mean / `target`) of them (no change within `tolerance` of the
     target), adds them at once (at most max(100 %, 4) more a period) and removes them only when every want of the last
     `scale_down_window_s` was lower. A replica added serves after `startup_s` (None: the engine's predicted start-up,
     perf/startup.py); one removed stops taking requests and leaves when its last one finishes. The group's `replicas`
@@ -78,7 +79,7 @@ class Autoscale(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_replicas: int = Field(default=1, ge=0)  # 0: scaled to zero, requests held at the gateway meanwhile
-    metric: Literal["waiting", "running", "kv_usage"] = "waiting"
+    metric: Literal["waiting", "running", "concurrency", "rps", "kv_usage"] = "waiting"
     target: float = Field(gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share, at most 1)
     sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
@@ -308,6 +309,9 @@ class Deployment(BaseModel):
             group = self.instances[index]
             if group.pp > 1:
                 raise ValueError("autoscale supports pp=1 replicas only")
+            if config.metric == "rps" and group.role == "decode":
+                raise ValueError("autoscale metric rps counts the requests a group takes: a decode group takes KV "
+                                 "transfers; use running, concurrency or kv_usage")
             if config.min_replicas == 0 and group.role == "decode":
                 raise ValueError("a decode group's autoscale min_replicas must be >= 1: a finished prefill needs a "
                                  "decode replica to send its KV to")
