@@ -58,8 +58,6 @@ def _table() -> dict[str, Any]:
     return packaged("startup.yaml")
 
 
-
-
 def _constants(engine: EngineConfig) -> dict[str, Any]:
     engines = _table()["engines"]
     return engines.get(engine.engine, engines["default"])

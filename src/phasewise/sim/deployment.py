@@ -64,17 +64,19 @@ class PriorityPools(BaseModel):
 
 
 class Autoscale(BaseModel):
-    """A horizontal autoscaler over a collocated group's replicas, as Kubernetes' HPA (or KEDA behind it) runs one on
-    an engine's metric: every `sync_period_s` it reads `metric` from the ready replicas (waiting: requests queued,
-    vllm:num_requests_waiting; running: in the batch, vllm:num_requests_running; concurrency: both, in flight, as
-    Knative's autoscaler counts them; rps: requests routed a second, over the last period, Knative's other metric;
-    kv_usage: the KV cache's used share, vllm:kv_cache_usage_perc), wants ceil(replicas x mean / `target`) of them (no change within `tolerance` of the
-    target), adds them at once (at most max(100 %, 4) more a period) and removes them only when every want of the last
-    `scale_down_window_s` was lower. A replica added serves after `startup_s` (None: the engine's predicted start-up,
-    perf/startup.py); one removed stops taking requests and leaves when its last one finishes. The group's `replicas`
-    is the most it runs. Defaults: the HPA's (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale:
-    --horizontal-pod-autoscaler-sync-period 15 s, tolerance 0.1, scale-down stabilization window 300 s, scale-up
-    policies 100 % or 4 pods per 15 s). (sim/autoscaler.py)"""
+    """A horizontal autoscaler over an instance group's replicas (the deployment's one collocated group, or any group,
+    a disaggregated deployment's prefill and decode groups each their own), as Kubernetes' HPA (or KEDA behind it)
+    runs one on an engine's metric: every `sync_period_s` it reads `metric` from the ready replicas (waiting:
+    requests queued, vllm:num_requests_waiting; running: in the batch, vllm:num_requests_running; concurrency: both,
+    in flight, as Knative's autoscaler counts them; rps: requests routed a second, over the last period, Knative's
+    other metric; kv_usage: the KV cache's used share, vllm:kv_cache_usage_perc), wants ceil(replicas x mean /
+    `target`) of them (no change within `tolerance` of the target), adds them at once (at most max(100 %, 4) more a
+    period) and removes them only when every want of the last `scale_down_window_s` was lower. A replica added
+    serves after `startup_s` (None: the engine's predicted start-up, perf/startup.py); one removed stops taking
+    requests and leaves when its last one finishes. The group's `replicas` is the most it runs. Defaults: the HPA's
+    (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale: --horizontal-pod-autoscaler-sync-period 15
+    s, tolerance 0.1, scale-down stabilization window 300 s, scale-up policies 100 % or 4 pods per 15 s).
+    (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
