@@ -8,7 +8,9 @@ vLLM on H100s. The trace (an hour of Azure's conversation service, its rate vary
 for 5 minutes, 60 req/s for 5, 2 req/s for 15 (2,048-token prompts, 256-token outputs), on Llama-3.1-8B a GPU
 (49 s). Each line: wall time, mean and peak replicas, replica-hours, TTFT p50 / p90 / p99,
 TPOT p90, and the share of requests within TTFT 2 s and TPOT 100 ms. Last, the burst on four prefill and four decode
-GPUs, fixed and with each group autoscaled apart.
+GPUs, fixed and with each group autoscaled apart; then NVIDIA Dynamo's SLA planner (metric sla, sim/sla_planner.py)
+on the same burst and on the trace (Llama-3.1-70B FP8, TP2 prefill and decode replicas), throughput-based,
+load-based and both, against fixed fleets and the HPA per group.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import Slo
 from phasewise.sim.simulate import simulate
 from phasewise.workload.request import Workload
+from phasewise.workload.traces import load_trace
 
 FULL = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure_llm_2023_conv.csv"
 M = "meta-llama/Llama-3.1-8B"
@@ -96,6 +99,48 @@ def main() -> None:
         result = simulate(build_deployment(dep), load, Slo(SLO["slo_ttft_ms"], SLO["slo_tpot_ms"]))
         print(line(name, result, time.perf_counter() - t0), flush=True)
     disaggregated(load)
+    planner(load, args.trace, args.rate)
+
+
+def disaggregated_line(name: str, deployment: dict, load: Workload) -> str:
+    t0 = time.perf_counter()
+    result = simulate(build_deployment(deployment), load, Slo(SLO["slo_ttft_ms"], SLO["slo_tpot_ms"]))
+    s = result.summary()
+    scales = s["policy"].get("autoscale") or []
+    held = " + ".join(f"{g['role']} {g['mean_replicas']:.2f} (peak {g['peak_replicas']})" for g in scales)
+    return (f"{name:58} {time.perf_counter() - t0:5.1f} s  GPUs {s['gpus']:5.2f} {held}  TTFT p50 / p90 "
+            f"{s['ttft_ms']['p50']:8,.0f} / {s['ttft_ms']['p90']:9,.0f} ms  TPOT p90 {s['tpot_ms']['p90']:6.1f} ms  "
+            f"SLO {s['slo']['attainment']:6.1%}")
+
+
+def planner(burst_load: Workload, trace: str, rate: float) -> None:
+    """Dynamo's SLA planner sized for the benchmark's SLO (TTFT 2 s, ITL 100 ms): throughput-based every 180 s,
+    load-based every 5 s, both; the trace on TP2 replicas of Llama-3.1-70B FP8 (up to 4 prefill and 4 decode)."""
+    sla = {"metric": "sla", "ttft_s": SLO["slo_ttft_ms"] / 1e3, "itl_s": SLO["slo_tpot_ms"] / 1e3}
+    modes = (("throughput-based", sla), ("load-based", {**sla, "throughput_scaling": False, "load_scaling": True}),
+             ("both", {**sla, "load_scaling": True}))
+    for name, block in modes:
+        groups = [{"role": role, "hardware": "h100-sxm", "replicas": 4, "autoscale": block}
+                  for role in ("prefill", "decode")]
+        print(disaggregated_line(f"burst, 4P4D: Dynamo planner {name}",
+                                 {"model": M, "kv_link": "rdma", "instances": groups}, burst_load), flush=True)
+    load = load_trace(trace).scaled_to_rate(rate)
+    big = {"hardware": "h100-sxm", "tp": 2, "precision": "fp8"}
+
+    def fleet(prefill: int, decode: int, prefill_block=None, decode_block=None) -> dict:
+        groups = [{"role": "prefill", "replicas": prefill, **big}, {"role": "decode", "replicas": decode, **big}]
+        for group, block in zip(groups, (prefill_block, decode_block)):
+            if block:
+                group["autoscale"] = block
+        return {"model": "meta-llama/Llama-3.1-70B", "kv_link": "rdma", "instances": groups}
+
+    runs = [("trace, 70B TP2: fixed 4P4D", fleet(4, 4)), ("trace, 70B TP2: fixed 3P2D", fleet(3, 2)),
+            ("trace, 70B TP2: fixed 2P2D", fleet(2, 2)),
+            ("trace, 70B TP2: HPA prefill waiting 4, decode running 64",
+             fleet(4, 4, {"target": 4}, {"metric": "running", "target": 64}))]
+    runs += [(f"trace, 70B TP2: Dynamo planner {name}", fleet(4, 4, block, block)) for name, block in modes]
+    for name, deployment in runs:
+        print(disaggregated_line(name, deployment, load), flush=True)
 
 
 def disaggregated(load: Workload) -> None:

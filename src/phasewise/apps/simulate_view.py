@@ -119,9 +119,17 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"{offload['mean_offloaded_seqs']:.0f} offloaded (N/M {offload['offloaded_per_local']:.2f}); "
             f"prefill {hosts}; refused: {refused}.")
     for scale in (s.get("policy") or {}).get("autoscale") or ():
+        if scale["metric"] == "sla":
+            modes = [f"throughput-based every {scale['sync_period_s']:g} s"] if scale["throughput_scaling"] else []
+            if scale["load_scaling"]:
+                modes.append(f"load-based every {scale['load_period_s']:g} s: {scale['load_scale_ups']} up, "
+                             f"{scale['load_scale_downs']} down")
+            how = (f"Dynamo's SLA planner, TTFT {scale['ttft_s']:g} s / ITL {scale['itl_s'] * 1e3:g} ms, "
+                   f"{'; '.join(modes)}")
+        else:
+            how = f"{scale['metric']} -> {scale['target']:g} per replica, every {scale['sync_period_s']:g} s"
         console.print(
-            f"Autoscaler of the {scale['role']} group {scale['group']} ({scale['metric']} -> {scale['target']:g} per "
-            f"replica, every {scale['sync_period_s']:g} s): "
+            f"Autoscaler of the {scale['role']} group {scale['group']} ({how}): "
             f"{scale['min_replicas']}-{scale['max_replicas']} replicas, mean {scale['mean_replicas']:.2f}, peak "
             f"{scale['peak_replicas']}; {scale['scale_ups']} scale-ups (a replica serves {scale['startup_s']:.0f} s "
             f"after it starts), {scale['scale_downs']} scale-downs; {scale['replica_seconds'] / 3600:.2f} "

@@ -183,6 +183,11 @@ def autoscale_flags(minimum: int | None, metric: str | None, target: float | Non
         if given:
             raise PhasewiseError(f"{given[0]} needs --autoscale-min N (the autoscaler is off without it)")
         return {}
+    if metric == "sla":
+        raise PhasewiseError("--autoscale-metric sla (Dynamo's SLA planner) scales a disaggregated deployment's "
+                             "prefill and decode groups: give each group an `autoscale: {metric: sla, ...}` block in a "
+                             "--deployment file; the --autoscale-* flags scale collocated replicas on waiting, "
+                             "running, concurrency, rps or kv_usage")
     if target is None:
         raise PhasewiseError("--autoscale-min needs --autoscale-target X: the metric's value per ready replica the "
                              "autoscaler aims at (waiting or running requests, or a KV cache share)")

@@ -12,6 +12,8 @@ requests and leave once their last one finishes (found at the next sync). The ro
 (decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale to zero) requests
 wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves.
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
+Metric sla: NVIDIA Dynamo's throughput-based planner sets the replicas instead, at each adjustment interval
+(sim/sla_planner.py), up or down at once; the replicas start, serve and drain as above.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from phasewise.perf.startup import startup_estimate
+from phasewise.sim.sla_planner import SlaPlanner
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -28,11 +31,14 @@ if TYPE_CHECKING:
     from phasewise.sim.instance import Instance
 
 SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current ones a period, the more of the two
+# a draining replica's leaving is found at the next sync, or this often when the period is longer (a planner's 180 s)
+DRAIN_CHECK_S = 15.0
 
 
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
-                 "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed")
+                 "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed",
+                 "planner", "drain_check")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int) -> None:
@@ -57,6 +63,10 @@ class Autoscaler:
         self.peak = config.min_replicas
         self.mean_replicas = math.nan  # over the run (finish())
         self.last_routed = 0  # the cluster's routed requests at the last sync (rps)
+        self.planner = SlaPlanner(config, cluster, first) if config.metric == "sla" else None
+        self.drain_check = False  # a check of the draining replicas is due (periods longer than DRAIN_CHECK_S)
+        if self.planner is not None and config.load_scaling:
+            self.loop.at(config.load_period_s, self.load_sync)
         self.loop.at(config.sync_period_s, self.sync)
 
     def wake(self) -> None:
@@ -88,13 +98,18 @@ class Autoscaler:
         now, config = self.loop.now, self.config
         if self.cluster.done + self.cluster.rejected >= self.n_requests:  # the run is over
             return
-        for k, inst in enumerate(self.replicas):  # drained replicas leave
-            if self.state[k] == "draining" and inst.outstanding == 0 and not inst.busy:
-                self._stop(k, now)
+        self._leave_drained(now)
         serving = self._ready_replicas()
         ready = len(serving)
         current = ready + self._count("starting")
         routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
+        if self.planner is not None:  # Dynamo's planner: the replicas its throughput-based mode wants, at once (with
+            if config.throughput_scaling:  # the load-based mode too: a floor for that one's decisions)
+                wanted = self.planner.wanted(now, ready)
+                if wanted is not None and not config.load_scaling:
+                    self._set(wanted, current, now)
+            self.loop.at(now + config.sync_period_s, self.sync)
+            return
         if ready:
             ratio = self._metric_mean(serving, routed) / config.target
             wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
@@ -111,6 +126,45 @@ class Autoscaler:
             if floor < current:
                 self._scale_down(current - floor, now)
         self.loop.at(now + config.sync_period_s, self.sync)
+
+    def load_sync(self) -> None:
+        """Dynamo's load-based mode: one replica more or fewer from the ready replicas' predicted latencies, none
+        while a scaling it asked for is still starting (its blocking scaling)."""
+        now = self.loop.now
+        if self.cluster.done + self.cluster.rejected >= self.n_requests:
+            return
+        self._leave_drained(now)
+        if not self._count("starting"):
+            step = self.planner.load_step(self._ready_replicas())
+            if step:
+                current = self._count("ready")
+                floor = self.planner.floor if self.config.throughput_scaling else 0
+                if self._set(max(current + step, floor), current, now):
+                    if step > 0:
+                        self.planner.load_ups += 1
+                    else:
+                        self.planner.load_downs += 1
+        self.loop.at(now + self.config.load_period_s, self.load_sync)
+
+    def _set(self, wanted: int, current: int, now: float) -> bool:
+        """The planner's replica count, within the group's bounds, at once; False: no change."""
+        wanted = min(max(wanted, self.config.min_replicas), len(self.replicas))
+        if wanted > current:
+            self._scale_up(wanted, current, now)
+        elif wanted < current:
+            self._scale_down(current - wanted, now)
+        return wanted != current
+
+    def _leave_drained(self, now: float) -> None:
+        for k, inst in enumerate(self.replicas):
+            if self.state[k] == "draining" and inst.outstanding == 0 and not inst.busy:
+                self._stop(k, now)
+
+    def _check_drains(self) -> None:
+        self._leave_drained(self.loop.now)
+        self.drain_check = "draining" in self.state and self.cluster.done + self.cluster.rejected < self.n_requests
+        if self.drain_check:
+            self.loop.at(self.loop.now + DRAIN_CHECK_S, self._check_drains)
 
     def _scale_up(self, wanted: int, current: int, now: float) -> None:
         """Start up to `wanted` - `current` replicas: those off (the group's replicas hold GPUs at most, draining
@@ -140,6 +194,9 @@ class Autoscaler:
         for k in by_load[:left]:
             self.state[k] = "draining"
             self.routed.remove(self.replicas[k])
+        if left and self.config.sync_period_s > DRAIN_CHECK_S and not self.drain_check:
+            self.drain_check = True
+            self.loop.at(now + DRAIN_CHECK_S, self._check_drains)
         self.events.append((now, "down", self._count("ready") + self._count("starting")))
 
     def _stop(self, k: int, now: float) -> None:
@@ -162,7 +219,8 @@ class Autoscaler:
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
             "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
             "replica_seconds": replica_s, "mean_replicas": self.mean_replicas,
-            "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events]})
+            "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events],
+            **(self.planner.summary() if self.planner is not None else {})})
 
     def active_seconds(self) -> dict[Instance, float]:
         """Each replica's GPU time (after finish())."""

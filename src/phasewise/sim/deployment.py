@@ -26,6 +26,9 @@ from phasewise.specs.catalog import read_user_file
 from phasewise.specs.engines import KNOB_TYPES
 
 MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
+# an Autoscale block's fields for metric sla only (Dynamo's planner)
+PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_scaling", "load_period_s",
+                  "load_down_sensitivity")
 
 
 class SpecDecode(BaseModel):
@@ -76,20 +79,65 @@ class Autoscale(BaseModel):
     requests and leaves when its last one finishes. The group's `replicas` is the most it runs. Defaults: the HPA's
     (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale: --horizontal-pod-autoscaler-sync-period 15
     s, tolerance 0.1, scale-down stabilization window 300 s, scale-up policies 100 % or 4 pods per 15 s).
+    metric `sla`: NVIDIA Dynamo's SLA planner instead (a disaggregated deployment's prefill or decode group;
+    sim/sla_planner.py): throughput-based, every `sync_period_s` (its adjustment interval, default 180 s) it sets the
+    replicas the predicted load needs to meet `ttft_s` and `itl_s` (defaults 0.5 s and 0.05 s), its profile the cost
+    model's; load-based (`load_scaling`, off by default as in Dynamo), every `load_period_s` (5 s) one more replica
+    when every replica's next TTFT (or ITL) is predicted above the SLA, one fewer when all are below
+    `load_down_sensitivity` (0.8) of it, the throughput-based count a floor when both run. No target, tolerance or
+    stabilization window (Dynamo's PlannerConfig defaults: components/planner, docs.nvidia.com/dynamo planner guide).
     (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_replicas: int = Field(default=1, ge=0)  # 0: scaled to zero, requests held at the gateway meanwhile
-    metric: Literal["waiting", "running", "concurrency", "rps", "kv_usage"] = "waiting"
-    target: float = Field(gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share, at most 1)
+    metric: Literal["waiting", "running", "concurrency", "rps", "kv_usage", "sla"] = "waiting"
+    target: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share)
     sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     scale_down_window_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     startup_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # metric sla: the SLA the planner sizes for (mean TTFT, mean inter-token latency); whether the throughput-based
+    # planner corrects its profile by the latencies it observes (Dynamo's --no-correction: False); its two modes
+    ttft_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    itl_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    correction: bool | None = None
+    throughput_scaling: bool | None = None
+    load_scaling: bool | None = None
+    load_period_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    load_down_sensitivity: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _planner_defaults(cls, data):
+        """metric sla takes Dynamo's planner defaults (components/planner/src/dynamo/planner/defaults.py
+        SLAPlannerDefaults: adjustment_interval 180 s, ttft 0.5 s, itl 0.05 s; PlannerConfig: throughput scaling
+        on, load scaling off, load_adjustment_interval 5 s, load_scaling_down_sensitivity 80) and refuses the HPA's
+        knobs."""
+        if not isinstance(data, dict) or data.get("metric") != "sla":
+            return data
+        given = [key for key in ("target", "tolerance", "scale_down_window_s") if data.get(key) is not None]
+        if given:
+            raise ValueError(f"autoscale metric sla (Dynamo's planner) sets the replicas its SLA needs: it takes no "
+                             f"{given[0]} (its fields: sync_period_s, {', '.join(PLANNER_FIELDS)})")
+        data = {key: value for key, value in data.items() if value is not None}
+        return {"sync_period_s": 180.0, "ttft_s": 0.5, "itl_s": 0.05, "correction": True, "throughput_scaling": True,
+                "load_scaling": False, "load_period_s": 5.0, "load_down_sensitivity": 0.8, **data, "tolerance": 0.0,
+                "scale_down_window_s": 0.0}
 
     @model_validator(mode="after")
-    def _share(self) -> Autoscale:
+    def _target(self) -> Autoscale:
+        if self.metric == "sla":
+            if not (self.throughput_scaling or self.load_scaling):
+                raise ValueError("autoscale metric sla needs throughput_scaling or load_scaling (or both) on")
+            return self
+        given = [key for key in PLANNER_FIELDS if getattr(self, key) is not None]
+        if given:
+            raise ValueError(f"autoscale {given[0]} is the sla planner's (metric sla); metric {self.metric} scales "
+                             f"on its target")
+        if self.target is None:
+            raise ValueError(f"autoscale metric {self.metric} needs a target: its value per ready replica (allowed "
+                             f"metrics: waiting, running, concurrency, rps, kv_usage, or sla without one)")
         if self.metric == "kv_usage" and self.target > 1:
             raise ValueError(f"autoscale target for metric kv_usage is a share of the KV cache, in (0, 1] "
                              f"(got {self.target:g})")
@@ -311,6 +359,10 @@ class Deployment(BaseModel):
             group = self.instances[index]
             if group.pp > 1:
                 raise ValueError("autoscale supports pp=1 replicas only")
+            if config.metric == "sla" and group.role == "collocated":
+                raise ValueError("autoscale metric sla (Dynamo's throughput-based planner) sizes a disaggregated "
+                                 "deployment's prefill and decode groups apart; a collocated group takes waiting, "
+                                 "running, concurrency, rps or kv_usage")
             if config.metric == "rps" and group.role == "decode":
                 raise ValueError("autoscale metric rps counts the requests a group takes: a decode group takes KV "
                                  "transfers; use running, concurrency or kv_usage")

@@ -1,0 +1,194 @@
+"""NVIDIA Dynamo's SLA planner for one group of a disaggregated deployment (an `autoscale` block with metric sla;
+sim/autoscaler.py calls it), as components/planner (planner_core.py, its PrefillPlanner and DecodePlanner) sizes
+prefill and decode workers, its profile and its latency regressions the cost model's instead of a profiling sweep's
+and of forward-pass metrics.
+
+Throughput-based: every adjustment interval it reads the frontend's counters over the interval
+(sim/frontend_counters.py): requests received, and over the requests finished their mean ISL, OSL, TTFT, ITL and
+duration; it skips the adjustment where none finished (its metrics NaN: "no active requests"). It predicts the
+next interval's load as the last one (its constant predictor; Dynamo's default ARIMA and Prophet fits are not
+here) and wants
+- prefill: ceil(requests x ISL / interval x min(1, TTFT correction) / (ISL / TTFT(ISL))), an engine's prefill
+  throughput its profile's for one request of ISL tokens alone (chunked as the engine chunks it); the group's
+  min_replicas where that TTFT is above the SLA (no throughput meets it);
+- decode: ceil(requests x OSL / interval / decode throughput), the engine's best (the largest batch at a context of
+  ISL + OSL / 2 that its KV cache holds and whose step meets ITL / ITL correction; min_replicas where none does);
+never fewer than the group's min_replicas. Corrections (unless `correction: false`): the observed mean TTFT over
+the profile's at the observed ISL, and the observed ITL over the profile's at the decode replicas' mean
+concurrency (requests / replicas x duration / interval). Replicas are set to what it wants at once, up or down
+(no tolerance, no stabilization window); the group's `replicas` caps it, in place of Dynamo's max_gpu_budget.
+
+Load-based (`load_scaling`): every load period, unless a scaling it asked for is still starting, it predicts each
+ready replica's next latency from what it holds: prefill, the TTFT of its queued prompt tokens plus a mean prompt
+(the finished requests' so far) in token-budget chunks; decode, the step of its running and queued sequences over
+their KV tokens. All above the SLA: one replica more; all below load_down_sensitivity x the SLA: one fewer (never
+below min_replicas, nor below the throughput-based count when both run).
+
+A replica removed drains its requests (sim/autoscaler.py); Dynamo documents that its planner terminates a worker
+without draining, so the simulated scale-downs are the kind case.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from phasewise.perf.batch import BatchShape
+
+if TYPE_CHECKING:
+    from phasewise.sim.cluster import Cluster
+    from phasewise.sim.deployment import Autoscale
+    from phasewise.sim.instance import Instance
+
+
+@dataclass(slots=True, frozen=True)
+class Adjustment:
+    """One adjustment's inputs and result (the run's `policy` / `autoscale` / `adjustments`)."""
+
+    t_s: float
+    requests: int  # received over the interval (the predicted load for the next)
+    isl: float
+    osl: float
+    ttft_s: float  # observed means over the requests finished in the interval
+    itl_s: float
+    correction: float  # the prefill group's TTFT correction, or the decode group's ITL correction
+    replicas: int  # wanted
+
+
+class SlaPlanner:
+    __slots__ = ("config", "cluster", "engine", "role", "last", "last_routed", "correction", "adjustments",
+                 "floor", "load_ups", "load_downs", "_chunk_s")  # load_ups / downs: its decisions that changed
+                                                                 # the replicas (sim/autoscaler.py counts them)
+
+    def __init__(self, config: Autoscale, cluster: Cluster, engine: Instance) -> None:
+        """`engine`: one of the group's replicas, whose cost model, engine knobs and KV cache are the profile."""
+        self.config, self.cluster, self.engine, self.role = config, cluster, engine, engine.role
+        self.last = cluster.frontend.copy()
+        self.last_routed = cluster.routed_requests
+        self.correction = 1.0
+        self.adjustments: list[Adjustment] = []
+        self.floor = config.min_replicas  # the throughput-based count, a floor for the load-based decisions
+        self.load_ups = self.load_downs = 0
+        self._chunk_s: dict[int, float] = {}  # a prefill chunk's seconds by its tokens (the load-based TTFT)
+
+    # --- the profile (Dynamo's pre-deployment sweep, here the cost model's) ---------------------------------------
+    def prefill_ttft_s(self, isl: int) -> float:
+        """One request of `isl` tokens alone on the engine: its prefill chunks' iterations in turn."""
+        engine, inst = self.engine.engine, self.engine
+        chunk = engine.prefill_chunk_tokens if engine.chunked_prefill else isl
+        total_s, done = 0.0, 0
+        while done < isl:
+            take = min(chunk, isl - done)
+            shape = BatchShape()
+            shape.add(take, done, inst.model.causal, inst.window, logits=1 if done + take >= isl else 0)
+            total_s += inst.cost.fast(shape)[0]
+            done += take
+        return total_s
+
+    def decode_itl_s(self, batch: int, context: int) -> float:
+        """A decode step of `batch` sequences at `context` tokens each (the seconds between a sequence's tokens,
+        speculative decoding's accepted tokens a step counted)."""
+        inst = self.engine
+        one = BatchShape()
+        one.add(inst.decode_new_tokens, context, inst.model.causal, inst.window)
+        shape = replace(one, decode_seqs=batch, decode_tokens=one.decode_tokens * batch,
+                        decode_pairs=one.decode_pairs * batch, decode_kv_tokens=one.decode_kv_tokens * batch,
+                        logit_tokens=one.logit_tokens * batch)
+        return inst.cost.fast(shape)[0] / inst.tokens_per_step
+
+    def best_decode_tokens_per_s(self, itl_s: float, context: int) -> float:
+        """The engine's decode throughput at the largest batch whose step meets `itl_s` (its KV cache and sequence
+        cap bounding the batch); the batch of one where none does, as Dynamo's interpolator falls back to its
+        lowest KV load. A step's time rises with the batch: bisection. 0 where even one sequence misses it."""
+        inst = self.engine
+        most = max(1, min(inst.max_seqs, inst.kv.capacity * inst.kv.block_size // max(context, 1)))
+        low, high = 1, most
+        if self.decode_itl_s(most, context) <= itl_s:
+            low = most
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.decode_itl_s(middle, context) <= itl_s:
+                low = middle
+            else:
+                high = middle
+        if low == 1 and self.decode_itl_s(1, context) > itl_s:
+            return 0.0
+        return low / self.decode_itl_s(low, context)
+
+    # --- one adjustment -------------------------------------------------------------------------------------------
+    def wanted(self, now: float, ready: int) -> int | None:
+        """The replicas the next interval needs; None: no request finished in the interval (no adjustment)."""
+        config = self.config
+        interval = self.cluster.frontend.since(self.last)
+        self.last = self.cluster.frontend.copy()
+        requests, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
+        isl, osl, ttft_s, itl_s, duration_s = interval.means()
+        if math.isnan(isl):
+            return None
+        period = config.sync_period_s
+        context = max(int(isl + osl / 2), 1)
+        if self.role == "prefill":
+            profile_ttft_s = self.prefill_ttft_s(max(int(round(isl)), 1))
+            if config.correction:
+                self.correction = ttft_s / profile_ttft_s
+            need = requests * isl / period * min(1.0, self.correction)
+            want = math.ceil(need / (isl / profile_ttft_s)) if profile_ttft_s <= config.ttft_s else 0
+        else:
+            if config.correction and ready and not math.isnan(itl_s):
+                concurrency = requests / ready * duration_s / period
+                self.correction = itl_s / self.decode_itl_s(max(int(round(concurrency)), 1), context)
+            target_s = config.itl_s / self.correction if self.correction > 0 else config.itl_s
+            best = self.best_decode_tokens_per_s(target_s, context)
+            want = math.ceil(requests * osl / period / best) if best > 0 else 0
+        want = max(want, config.min_replicas)
+        self.floor = want
+        self.adjustments.append(Adjustment(now, requests, isl, osl, ttft_s, itl_s, self.correction, want))
+        return want
+
+    # --- load-based -----------------------------------------------------------------------------------------------
+    def _prefill_chunk_s(self, tokens: int) -> float:
+        if tokens not in self._chunk_s:
+            shape = BatchShape()
+            shape.add(tokens, 0, self.engine.model.causal, self.engine.window)
+            self._chunk_s[tokens] = self.engine.cost.fast(shape)[0]
+        return self._chunk_s[tokens]
+
+    def next_latency_s(self, inst: Instance) -> float:
+        """A ready replica's predicted next TTFT (prefill) or ITL (decode) from what it holds now."""
+        if self.role == "prefill":
+            queued = sum(req.prefill_target - req.prefilled for req in inst.waiting)
+            queued += sum(req.prefill_target - req.prefilled for req in inst.prefilling)
+            frontend = self.cluster.frontend
+            tokens = queued + (frontend.input_tokens // frontend.requests if frontend.requests else 0)
+            budget = inst.engine.token_budget
+            full, rest = divmod(tokens, budget)
+            return full * self._prefill_chunk_s(budget) + (self._prefill_chunk_s(rest) if rest else 0.0)
+        seqs = inst.running.n + len(inst.ready) + len(inst.pending_transfers)
+        if not seqs:
+            return 0.0
+        kv_tokens = inst.kv.used * inst.kv.block_size + sum(req.prompt for req, _ in inst.pending_transfers)
+        return self.decode_itl_s(seqs, max(kv_tokens // seqs, 1))
+
+    def load_step(self, ready: list[Instance]) -> int:
+        """+1, -1 or 0 replicas: the load-based decision over the ready replicas."""
+        if not ready:
+            return 0
+        sla_s = self.config.ttft_s if self.role == "prefill" else self.config.itl_s
+        latencies = [self.next_latency_s(inst) for inst in ready]
+        if all(latency > sla_s for latency in latencies):
+            return 1
+        if len(ready) > 1 and all(latency < sla_s * self.config.load_down_sensitivity for latency in latencies):
+            return -1
+        return 0
+
+    def summary(self) -> dict:
+        """The planner's settings and decisions, for the autoscaler's entry in the run's `policy`."""
+        config = self.config
+        return {"ttft_s": config.ttft_s, "itl_s": config.itl_s, "throughput_scaling": config.throughput_scaling,
+                "correction": config.correction, "load_scaling": config.load_scaling,
+                "load_period_s": config.load_period_s, "load_down_sensitivity": config.load_down_sensitivity,
+                "load_scale_ups": self.load_ups, "load_scale_downs": self.load_downs,
+                "adjustments": [{"t_s": a.t_s, "requests": a.requests, "isl": a.isl, "osl": a.osl,
+                                 "ttft_s": a.ttft_s, "itl_s": a.itl_s, "correction": a.correction,
+                                 "replicas": a.replicas} for a in self.adjustments]}
