@@ -2,18 +2,19 @@
 Kubernetes' HPA runs one on an engine's metric; a disaggregated deployment's prefill and decode groups each their own,
 as NVIDIA Dynamo's planner scales them apart.
 
-Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants
-ceil(ready x mean / target) replicas (none changed while the mean is within the tolerance of the target). More
-than it has: it starts them at once, at most max(100 %, 4) more a period (the HPA's default scale-up policies);
-each serves after its start-up (its engine's, perf/startup.py, or the block's startup_s) and holds its GPUs from the
-moment it starts. Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it
-stops first the replicas still starting, then the ready ones with the least outstanding work, which take no new
-requests and leave once their last one finishes (found at the next sync). The router sees the ready replicas only
-(decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale to zero) requests
-wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves.
+Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants ceil(ready x mean
+/ target) replicas (none changed while the mean is within the tolerance of the target). More than it has: it starts
+them at once, at most max(100 %, 4) more a period (the HPA's default scale-up policies); each serves after its
+start-up (its engine's, perf/startup.py, or the block's startup_s) and holds its GPUs from the moment it starts.
+Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it stops first the
+replicas still starting, then the ready ones with the least outstanding work, which take no new requests and leave
+once their last one finishes (found at the next sync, or within 15 s when the period is longer). The router sees the
+ready replicas only (decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale
+to zero) requests wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves.
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
-Metric sla: NVIDIA Dynamo's throughput-based planner sets the replicas instead, at each adjustment interval
-(sim/sla_planner.py), up or down at once; the replicas start, serve and drain as above.
+Metric sla: NVIDIA Dynamo's SLA planner sets the replicas instead (sim/sla_planner.py): its throughput-based mode at
+each adjustment interval, up or down at once; its load-based mode one at a time every load period; the replicas
+start, serve and drain as above.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Autoscaler:
         routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
         if self.planner is not None:  # Dynamo's planner: the replicas its throughput-based mode wants, at once (with
             if config.throughput_scaling:  # the load-based mode too: a floor for that one's decisions)
-                wanted = self.planner.wanted(now, ready)
+                wanted = self.planner.wanted(now, ready, routed)
                 if wanted is not None and not config.load_scaling:
                     self._set(wanted, current, now)
             self.loop.at(now + config.sync_period_s, self.sync)

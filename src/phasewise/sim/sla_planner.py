@@ -57,7 +57,7 @@ class Adjustment:
 
 
 class SlaPlanner:
-    __slots__ = ("config", "cluster", "engine", "role", "last", "last_routed", "correction", "adjustments",
+    __slots__ = ("config", "cluster", "engine", "role", "last", "correction", "adjustments",
                  "floor", "load_ups", "load_downs", "_chunk_s")  # load_ups / downs: its decisions that changed
                                                                  # the replicas (sim/autoscaler.py counts them)
 
@@ -65,7 +65,6 @@ class SlaPlanner:
         """`engine`: one of the group's replicas, whose cost model, engine knobs and KV cache are the profile."""
         self.config, self.cluster, self.engine, self.role = config, cluster, engine, engine.role
         self.last = cluster.frontend.copy()
-        self.last_routed = cluster.routed_requests
         self.correction = 1.0
         self.adjustments: list[Adjustment] = []
         self.floor = config.min_replicas  # the throughput-based count, a floor for the load-based decisions
@@ -117,12 +116,12 @@ class SlaPlanner:
         return low / self.decode_itl_s(low, context)
 
     # --- one adjustment -------------------------------------------------------------------------------------------
-    def wanted(self, now: float, ready: int) -> int | None:
-        """The replicas the next interval needs; None: no request finished in the interval (no adjustment)."""
+    def wanted(self, now: float, ready: int, requests: int) -> int | None:
+        """The replicas the next interval needs, `requests` routed over it; None: no request finished in the
+        interval (no adjustment)."""
         config = self.config
         interval = self.cluster.frontend.since(self.last)
         self.last = self.cluster.frontend.copy()
-        requests, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
         isl, osl, ttft_s, itl_s, duration_s = interval.means()
         if math.isnan(isl):
             return None
