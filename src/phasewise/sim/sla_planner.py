@@ -98,8 +98,8 @@ class SlaPlanner:
 
     def best_decode_tokens_per_s(self, itl_s: float, context: int) -> float:
         """The engine's decode throughput at the largest batch whose step meets `itl_s` (its KV cache and sequence
-        cap bounding the batch); the batch of one where none does, as Dynamo's interpolator falls back to its
-        lowest KV load. A step's time rises with the batch: bisection. 0 where even one sequence misses it."""
+        cap bounding the batch; a step's time rises with the batch: bisection); 0 where even a batch of one misses
+        it (no throughput meets the ITL: the group then stays at its minimum, Dynamo's DecodePlanner fallback)."""
         inst = self.engine
         most = max(1, min(inst.max_seqs, inst.kv.capacity * inst.kv.block_size // max(context, 1)))
         low, high = 1, most
