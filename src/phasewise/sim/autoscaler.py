@@ -76,6 +76,10 @@ class Autoscaler:
         if self.replicas[0].role != "decode" and not self._count("ready") and not self._count("starting"):
             self._scale_up(1, 0, self.loop.now)
 
+    def _run_over(self) -> bool:
+        """Every request finished or rejected: no more syncs or checks."""
+        return self.cluster.done + self.cluster.rejected >= self.n_requests
+
     def _count(self, state: str) -> int:
         return sum(1 for s in self.state if s == state)
 
@@ -97,7 +101,7 @@ class Autoscaler:
 
     def sync(self) -> None:
         now, config = self.loop.now, self.config
-        if self.cluster.done + self.cluster.rejected >= self.n_requests:  # the run is over
+        if self._run_over():
             return
         self._leave_drained(now)
         serving = self._ready_replicas()
@@ -132,7 +136,7 @@ class Autoscaler:
         """Dynamo's load-based mode: one replica more or fewer from the ready replicas' predicted latencies, none
         while a scaling it asked for is still starting (its blocking scaling)."""
         now = self.loop.now
-        if self.cluster.done + self.cluster.rejected >= self.n_requests:
+        if self._run_over():
             return
         self._leave_drained(now)
         if not self._count("starting"):
@@ -163,7 +167,7 @@ class Autoscaler:
 
     def _check_drains(self) -> None:
         self._leave_drained(self.loop.now)
-        self.drain_check = "draining" in self.state and self.cluster.done + self.cluster.rejected < self.n_requests
+        self.drain_check = "draining" in self.state and not self._run_over()
         if self.drain_check:
             self.loop.at(self.loop.now + DRAIN_CHECK_S, self._check_drains)
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from phasewise.perf.memory import kv_token_equivalents
 from phasewise.sim.events import EventLoop
-from phasewise.sim.frontend_counters import FrontendCounters
 from phasewise.sim.link import Link
 from phasewise.sim.metrics import TbtHistogram
 from phasewise.sim.prefix_cache import attach_prefix_caches, summarize
@@ -20,6 +19,7 @@ from phasewise.sim.routers import Router, make_router
 
 if TYPE_CHECKING:
     from phasewise.sim.deployment import Deployment
+    from phasewise.sim.frontend_counters import FrontendCounters
     from phasewise.sim.instance import Instance
 
 
@@ -44,7 +44,8 @@ class Cluster:
         self.autoscalers: list = []  # replicas added and removed with the load (sim/autoscaler.py), a group each
         self.gateway: deque = deque()  # requests held while no replica serves (an autoscaler at zero)
         self.routed_requests = 0  # new requests sent towards the collocated or prefill instances so far
-        self.frontend = FrontendCounters()  # over the finished requests, as a frontend's Prometheus counters (planners)
+        # over the finished requests, as a frontend's Prometheus counters: kept only for a planner that reads them
+        self.frontend: FrontendCounters | None = None
         self.tbt = TbtHistogram()
         n = n_requests
         self.first_token_s = np.full(n, np.nan)
@@ -195,7 +196,8 @@ class Cluster:
         """Record the request's latencies. Gaps inside a decode segment are the instance's iteration
         gaps, binned in bulk by finalize(); only the gaps at segment boundaries are handled here."""
         self.done += 1
-        self.frontend.observe(req)
+        if self.frontend is not None:
+            self.frontend.observe(req)
         if self.live:
             self.on_done(req)
             return

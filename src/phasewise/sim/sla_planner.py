@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from phasewise.perf.batch import BatchShape
+from phasewise.sim.frontend_counters import FrontendCounters
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -64,6 +65,8 @@ class SlaPlanner:
     def __init__(self, config: Autoscale, cluster: Cluster, engine: Instance) -> None:
         """`engine`: one of the group's replicas, whose cost model, engine knobs and KV cache are the profile."""
         self.config, self.cluster, self.engine, self.role = config, cluster, engine, engine.role
+        if cluster.frontend is None:  # the cluster counts finished requests from now on (every planner reads them)
+            cluster.frontend = FrontendCounters()
         self.last = cluster.frontend.copy()
         self.correction = 1.0
         self.adjustments: list[Adjustment] = []
