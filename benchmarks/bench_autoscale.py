@@ -115,10 +115,13 @@ def disaggregated_line(name: str, deployment: dict, load: Workload) -> str:
 
 def planner(burst_load: Workload, trace: str, rate: float) -> None:
     """Dynamo's SLA planner sized for the benchmark's SLO (TTFT 2 s, ITL 100 ms): throughput-based every 180 s,
-    load-based every 5 s, both; the trace on TP2 replicas of Llama-3.1-70B FP8 (up to 4 prefill and 4 decode)."""
+    load-based every 5 s, both; each throughput-based mode with the constant and the Kalman predictor; the trace on
+    TP2 replicas of Llama-3.1-70B FP8 (up to 4 prefill and 4 decode), also under a GPU budget over both groups."""
     sla = {"metric": "sla", "ttft_s": SLO["slo_ttft_ms"] / 1e3, "itl_s": SLO["slo_tpot_ms"] / 1e3}
+    kalman = {**sla, "predictor": "kalman"}
     modes = (("throughput-based", sla), ("load-based", {**sla, "throughput_scaling": False, "load_scaling": True}),
-             ("both", {**sla, "load_scaling": True}))
+             ("both", {**sla, "load_scaling": True}), ("throughput-based, Kalman", kalman),
+             ("both, Kalman", {**kalman, "load_scaling": True}))
     for name, block in modes:
         groups = [{"role": role, "hardware": "h100-sxm", "replicas": 4, "autoscale": block}
                   for role in ("prefill", "decode")]
@@ -139,6 +142,9 @@ def planner(burst_load: Workload, trace: str, rate: float) -> None:
             ("trace, 70B TP2: HPA prefill waiting 4, decode running 64",
              fleet(4, 4, {"target": 4}, {"metric": "running", "target": 64}))]
     runs += [(f"trace, 70B TP2: Dynamo planner {name}", fleet(4, 4, block, block)) for name, block in modes]
+    runs += [(f"trace, 70B TP2: Dynamo planner {name}, budget 8 GPUs",
+              fleet(4, 4, {**block, "max_gpu_budget": 8}, {**block, "max_gpu_budget": 8}))
+             for name, block in modes if name in ("throughput-based", "both")]
     for name, deployment in runs:
         print(disaggregated_line(name, deployment, load), flush=True)
 

@@ -120,7 +120,11 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"prefill {hosts}; refused: {refused}.")
     for scale in (s.get("policy") or {}).get("autoscale") or ():
         if scale["metric"] == "sla":
-            modes = [f"throughput-based every {scale['sync_period_s']:g} s"] if scale["throughput_scaling"] else []
+            modes = [f"throughput-based every {scale['sync_period_s']:g} s, {scale['predictor']} predictor"] \
+                if scale["throughput_scaling"] else []
+            if scale["max_gpu_budget"] is not None:
+                modes.append(f"both groups within {scale['max_gpu_budget']} GPUs ({scale['budget_trims']} "
+                             f"adjustments trimmed)")
             if scale["load_scaling"]:
                 modes.append(f"load-based every {scale['load_period_s']:g} s: {scale['load_scale_ups']} up, "
                              f"{scale['load_scale_downs']} down")

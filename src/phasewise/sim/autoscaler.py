@@ -14,7 +14,8 @@ to zero) requests wait at the cluster's gateway; the first starts a replica at o
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
 Metric sla: NVIDIA Dynamo's SLA planner sets the replicas instead (sim/sla_planner.py): its throughput-based mode at
 each adjustment interval, up or down at once; its load-based mode one at a time every load period; the replicas
-start, serve and drain as above.
+start, serve and drain as above. Two groups' planners under one GPU budget adjust together (sim/planner_budget.py
+calls them: `paired`).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ class Autoscaler:
                  "planner", "drain_check")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
-                 n_requests: int) -> None:
+                 n_requests: int, paired: bool = False) -> None:
         """`replicas`: every replica group `group` may run, one instance each (pp 1); `routed`: the router's list
-        of instances its role's requests (or KV transfers) go to, this group's ready replicas among them."""
+        of instances its role's requests (or KV transfers) go to, this group's ready replicas among them; `paired`:
+        its planner adjusts together with the other group's under a GPU budget (sim/planner_budget.py), which calls
+        it (no syncs of its own)."""
         self.config, self.cluster, self.loop, self.group = config, cluster, cluster.loop, group
         self.replicas = replicas
         self.routed = routed  # changed in place: the router sees the ready replicas only
@@ -66,6 +69,8 @@ class Autoscaler:
         self.last_routed = 0  # the cluster's routed requests at the last sync (rps)
         self.planner = SlaPlanner(config, cluster, first) if config.metric == "sla" else None
         self.drain_check = False  # a check of the draining replicas is due (periods longer than DRAIN_CHECK_S)
+        if paired:
+            return
         if self.planner is not None and config.load_scaling:
             self.loop.at(config.load_period_s, self.load_sync)
         self.loop.at(config.sync_period_s, self.sync)
@@ -99,22 +104,30 @@ class Autoscaler:
         column = 0 if metric == "running" else 1
         return sum(g[column] for g in gauges) / len(ready)
 
+    def planner_wanted(self, now: float) -> tuple[int | None, int]:
+        """The throughput-based planner's replicas for the next interval (None: no adjustment) and the current
+        count (ready and starting)."""
+        self._leave_drained(now)
+        ready = self._count("ready")
+        routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
+        return self.planner.wanted(now, ready, routed), ready + self._count("starting")
+
     def sync(self) -> None:
         now, config = self.loop.now, self.config
         if self._run_over():
+            return
+        if self.planner is not None:  # Dynamo's planner: the replicas its throughput-based mode wants, at once (with
+            if config.throughput_scaling:  # the load-based mode too: a floor for that one's decisions)
+                wanted, current = self.planner_wanted(now)
+                if wanted is not None and not config.load_scaling:
+                    self._set(wanted, current, now)
+            self.loop.at(now + config.sync_period_s, self.sync)
             return
         self._leave_drained(now)
         serving = self._ready_replicas()
         ready = len(serving)
         current = ready + self._count("starting")
         routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
-        if self.planner is not None:  # Dynamo's planner: the replicas its throughput-based mode wants, at once (with
-            if config.throughput_scaling:  # the load-based mode too: a floor for that one's decisions)
-                wanted = self.planner.wanted(now, ready, routed)
-                if wanted is not None and not config.load_scaling:
-                    self._set(wanted, current, now)
-            self.loop.at(now + config.sync_period_s, self.sync)
-            return
         if ready:
             ratio = self._metric_mean(serving, routed) / config.target
             wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
@@ -132,24 +145,43 @@ class Autoscaler:
                 self._scale_down(current - floor, now)
         self.loop.at(now + config.sync_period_s, self.sync)
 
+    def load_wanted(self) -> tuple[int | None, int]:
+        """The load-based planner's replicas (one more or fewer than the ready ones, the throughput-based count a
+        floor when both run; None: no step) and the ready count. Call it with none starting."""
+        self._leave_drained(self.loop.now)
+        current = self._count("ready")
+        step = self.planner.load_step(self._ready_replicas())
+        if not step:
+            return None, current
+        return max(current + step, self.planner.floor if self.config.throughput_scaling else 0), current
+
+    def load_kept(self, wanted: int | None, current: int) -> int:
+        """A load-based want, or where it took no step the current count, at least the throughput-based floor."""
+        if wanted is not None:
+            return wanted
+        return max(current, self.planner.floor if self.config.throughput_scaling else 0)
+
     def load_sync(self) -> None:
         """Dynamo's load-based mode: one replica more or fewer from the ready replicas' predicted latencies, none
         while a scaling it asked for is still starting (its blocking scaling)."""
         now = self.loop.now
         if self._run_over():
             return
-        self._leave_drained(now)
-        if not self._count("starting"):
-            step = self.planner.load_step(self._ready_replicas())
-            if step:
-                current = self._count("ready")
-                floor = self.planner.floor if self.config.throughput_scaling else 0
-                if self._set(max(current + step, floor), current, now):
-                    if step > 0:
-                        self.planner.load_ups += 1
-                    else:
-                        self.planner.load_downs += 1
+        if self._count("starting"):
+            self._leave_drained(now)
+        else:
+            wanted, current = self.load_wanted()
+            if wanted is not None:
+                self.set_counted(wanted, current, now)
         self.loop.at(now + self.config.load_period_s, self.load_sync)
+
+    def set_counted(self, wanted: int, current: int, now: float) -> None:
+        """A load-based decision applied, counted as the planner's scale-up or -down when it changes the group."""
+        if self._set(wanted, current, now):
+            if min(max(wanted, self.config.min_replicas), len(self.replicas)) > current:
+                self.planner.load_ups += 1
+            else:
+                self.planner.load_downs += 1
 
     def _set(self, wanted: int, current: int, now: float) -> bool:
         """The planner's replica count, within the group's bounds, at once; False: no change."""

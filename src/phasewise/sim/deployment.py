@@ -28,7 +28,9 @@ from phasewise.specs.engines import KNOB_TYPES
 MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
 # an Autoscale block's fields for metric sla only (Dynamo's planner)
 PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_scaling", "load_period_s",
-                  "load_down_sensitivity")
+                  "load_down_sensitivity", "predictor", "predictor_log1p", "kalman_q_level", "kalman_q_trend",
+                  "kalman_r", "max_gpu_budget")
+KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
 
 
 class SpecDecode(BaseModel):
@@ -84,9 +86,12 @@ class Autoscale(BaseModel):
     replicas the predicted load needs to meet `ttft_s` and `itl_s` (defaults 0.5 s and 0.05 s), its profile the cost
     model's; load-based (`load_scaling`, off by default as in Dynamo), every `load_period_s` (5 s) one more replica
     when every replica's next TTFT (or ITL) is predicted above the SLA, one fewer when all are below
-    `load_down_sensitivity` (0.8) of it, the throughput-based count a floor when both run. No target, tolerance or
-    stabilization window (Dynamo's PlannerConfig defaults: components/planner, docs.nvidia.com/dynamo planner guide).
-    (sim/autoscaler.py)"""
+    `load_down_sensitivity` (0.8) of it, the throughput-based count a floor when both run. `predictor`: how it
+    forecasts the next interval's requests, ISL and OSL (constant: the last interval; kalman: Dynamo's local linear
+    trend filter, sim/load_predictor.py). `max_gpu_budget`: Dynamo's GPU budget over both groups, given the same in
+    the prefill and the decode group's blocks (sim/planner_budget.py); none by default, where each group's `replicas`
+    caps it (Dynamo's default is 8 GPUs). No target, tolerance or stabilization window (Dynamo's PlannerConfig
+    defaults: components/planner, docs.nvidia.com/dynamo planner guide). (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,14 +111,21 @@ class Autoscale(BaseModel):
     load_scaling: bool | None = None
     load_period_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     load_down_sensitivity: float | None = Field(default=None, gt=0, le=1)
+    predictor: Literal["constant", "kalman"] | None = None
+    predictor_log1p: bool | None = None
+    kalman_q_level: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    kalman_q_trend: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    kalman_r: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_gpu_budget: int | None = Field(default=None, ge=1)  # GPUs over both planned groups (sim/planner_budget.py)
 
     @model_validator(mode="before")
     @classmethod
     def _planner_defaults(cls, data):
         """metric sla takes Dynamo's planner defaults (components/planner/src/dynamo/planner/defaults.py
         SLAPlannerDefaults: adjustment_interval 180 s, ttft 0.5 s, itl 0.05 s; PlannerConfig: throughput scaling
-        on, load scaling off, load_adjustment_interval 5 s, load_scaling_down_sensitivity 80) and refuses the HPA's
-        knobs."""
+        on, load scaling off, load_adjustment_interval 5 s, load_scaling_down_sensitivity 80, load_predictor_log1p
+        false, kalman_q_level 1.0, kalman_q_trend 0.1, kalman_r 10.0; the predictor constant, not Dynamo's arima)
+        and refuses the HPA's knobs."""
         if not isinstance(data, dict) or data.get("metric") != "sla":
             return data
         given = [key for key in ("target", "tolerance", "scale_down_window_s") if data.get(key) is not None]
@@ -121,15 +133,24 @@ class Autoscale(BaseModel):
             raise ValueError(f"autoscale metric sla (Dynamo's planner) sets the replicas its SLA needs: it takes no "
                              f"{given[0]} (its fields: sync_period_s, {', '.join(PLANNER_FIELDS)})")
         data = {key: value for key, value in data.items() if value is not None}
+        kalman = [key for key in KALMAN_FIELDS if key in data]
+        if kalman and data.get("predictor") != "kalman":
+            raise ValueError(f"autoscale {kalman[0]} is the kalman predictor's: give predictor: kalman (allowed "
+                             f"predictors: constant, kalman)")
+        filter_defaults = {"kalman_q_level": 1.0, "kalman_q_trend": 0.1, "kalman_r": 10.0} \
+            if data.get("predictor") == "kalman" else {}
         return {"sync_period_s": 180.0, "ttft_s": 0.5, "itl_s": 0.05, "correction": True, "throughput_scaling": True,
-                "load_scaling": False, "load_period_s": 5.0, "load_down_sensitivity": 0.8, **data, "tolerance": 0.0,
-                "scale_down_window_s": 0.0}
+                "load_scaling": False, "load_period_s": 5.0, "load_down_sensitivity": 0.8, "predictor": "constant",
+                "predictor_log1p": False, **filter_defaults, **data, "tolerance": 0.0, "scale_down_window_s": 0.0}
 
     @model_validator(mode="after")
     def _target(self) -> Autoscale:
         if self.metric == "sla":
             if not (self.throughput_scaling or self.load_scaling):
                 raise ValueError("autoscale metric sla needs throughput_scaling or load_scaling (or both) on")
+            if not self.throughput_scaling and (self.predictor != "constant" or self.predictor_log1p):
+                raise ValueError("autoscale predictor forecasts the load for the throughput-based mode: with "
+                                 "throughput_scaling false it does nothing (drop it, or turn throughput_scaling on)")
             return self
         given = [key for key in PLANNER_FIELDS if getattr(self, key) is not None]
         if given:
@@ -372,7 +393,33 @@ class Deployment(BaseModel):
             if config.min_replicas > group.replicas:
                 raise ValueError(f"autoscale min_replicas ({config.min_replicas}) is above the group's replicas "
                                  f"({group.replicas}), the most it runs")
+        self.planned_pair()
         return self
+
+    def planned_pair(self) -> tuple[int, int] | None:
+        """(prefill group, decode group) whose sla planners share a `max_gpu_budget` (sim/planner_budget.py), or
+        None; a budget given otherwise, or given apart, is an error."""
+        scaled = self.autoscaled()
+        budgeted = [(i, c) for i, c in scaled if c.metric == "sla" and c.max_gpu_budget is not None]
+        if not budgeted:
+            return None
+        planned = {self.instances[i].role: (i, c) for i, c in scaled if c.metric == "sla"}
+        roles = sorted(self.instances[i].role for i, c in scaled if c.metric == "sla")
+        if roles != ["decode", "prefill"] or len(budgeted) != 2:
+            raise ValueError("autoscale max_gpu_budget is Dynamo's planner's budget over a disaggregated "
+                             "deployment's prefill and decode groups: give it, the same, in the sla blocks of one "
+                             "prefill group and one decode group")
+        (p_index, prefill), (d_index, decode) = planned["prefill"], planned["decode"]
+        for field in ("max_gpu_budget", "sync_period_s", "throughput_scaling", "load_scaling", "load_period_s"):
+            if getattr(prefill, field) != getattr(decode, field):
+                raise ValueError(f"autoscale {field} differs between the prefill and decode groups' sla blocks "
+                                 f"({getattr(prefill, field)} and {getattr(decode, field)}): one planner with a GPU "
+                                 f"budget adjusts both groups together")
+        least = prefill.min_replicas * self.instances[p_index].tp + decode.min_replicas * self.instances[d_index].tp
+        if prefill.max_gpu_budget < least:
+            raise ValueError(f"autoscale max_gpu_budget ({prefill.max_gpu_budget}) is below the GPUs of the groups' "
+                             f"min_replicas ({least})")
+        return p_index, d_index
 
     def autoscaled(self) -> list[tuple[int, Autoscale]]:
         """(group index, its autoscaler's block) of every autoscaled group: the deployment's block for its one

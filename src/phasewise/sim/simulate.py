@@ -28,6 +28,7 @@ from phasewise.sim.mapped_energy import mapping_summary
 from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.online_training import OnlineTrainer
 from phasewise.sim.pipeline import PipelineGate
+from phasewise.sim.planner_budget import PlannerPair
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -163,13 +164,18 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
 
     cluster.wire(instances, deployment.router, link_for)
+    pair = deployment.planned_pair()  # two planners under one GPU budget (sim/planner_budget.py)
     for gi, config in deployment.autoscaled():
         if live:
             raise PhasewiseError("autoscale is simulate's: the twin serves a fixed deployment; run a twin per replica "
                                  "(serve --cold-start auto) and let your autoscaler start and stop them")
         group = group_instances[gi]
         routed = cluster.back if group[0].role == "decode" else cluster.front
-        cluster.autoscalers.append(Autoscaler(config, cluster, gi, group, routed.instances, n_requests))
+        cluster.autoscalers.append(Autoscaler(config, cluster, gi, group, routed.instances, n_requests,
+                                              paired=pair is not None and gi in pair))
+    if pair is not None:
+        by_group = {scaler.group: scaler for scaler in cluster.autoscalers}
+        PlannerPair(by_group[pair[0]], by_group[pair[1]])
     if deployment.encoders is not None:
         cluster.encoders = EncodePool(deployment, cluster)
         price += load_hardware(deployment.encoders.hardware).price_per_hour_usd * deployment.encoders.gpus

@@ -5,9 +5,9 @@ and of forward-pass metrics.
 
 Throughput-based: every adjustment interval it reads the frontend's counters over the interval
 (sim/frontend_counters.py): requests received, and over the requests finished their mean ISL, OSL, TTFT, ITL and
-duration; it skips the adjustment where none finished (its metrics NaN: "no active requests"). It predicts the
-next interval's load as the last one (its constant predictor; Dynamo's default ARIMA and Prophet fits are not
-here) and wants
+duration; it skips the adjustment where none finished (its metrics NaN: "no active requests"). Its predictors
+(sim/load_predictor.py: constant, the last interval's, or Kalman; one each for requests, ISL and OSL, fed every
+interval) forecast the next interval's load, and it wants
 - prefill: ceil(requests x ISL / interval x min(1, TTFT correction) / (ISL / TTFT(ISL))), an engine's prefill
   throughput its profile's for one request of ISL tokens alone (chunked as the engine chunks it); the group's
   min_replicas where that TTFT is above the SLA (no throughput meets it);
@@ -15,8 +15,9 @@ here) and wants
   ISL + OSL / 2 that its KV cache holds and whose step meets ITL / ITL correction; min_replicas where none does);
 never fewer than the group's min_replicas. Corrections (unless `correction: false`): the observed mean TTFT over
 the profile's at the observed ISL, and the observed ITL over the profile's at the decode replicas' mean
-concurrency (requests / replicas x duration / interval). Replicas are set to what it wants at once, up or down
-(no tolerance, no stabilization window); the group's `replicas` caps it, in place of Dynamo's max_gpu_budget.
+concurrency (requests / replicas x duration / interval), both over what the interval observed. Replicas are set
+to what it wants at once, up or down (no tolerance, no stabilization window); the group's `replicas` caps it, and
+a GPU budget over both groups trims both (sim/planner_budget.py).
 
 Load-based (`load_scaling`): every load period, unless a scaling it asked for is still starting, it predicts each
 ready replica's next latency from what it holds: prefill, the TTFT of its queued prompt tokens plus a mean prompt
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from phasewise.perf.batch import BatchShape
 from phasewise.sim.frontend_counters import FrontendCounters
+from phasewise.sim.load_predictor import LoadPredictor
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -55,12 +57,16 @@ class Adjustment:
     itl_s: float
     correction: float  # the prefill group's TTFT correction, or the decode group's ITL correction
     replicas: int  # wanted
+    next_requests: float  # the predictor's forecast for the next interval, which `replicas` is sized for
+    next_isl: float
+    next_osl: float
 
 
 class SlaPlanner:
-    __slots__ = ("config", "cluster", "engine", "role", "last", "correction", "adjustments",
-                 "floor", "load_ups", "load_downs", "_chunk_s")  # load_ups / downs: its decisions that changed
-                                                                 # the replicas (sim/autoscaler.py counts them)
+    __slots__ = ("config", "cluster", "engine", "role", "last", "correction", "adjustments", "floor", "load_ups",
+                 "load_downs", "budget_trims", "predictors", "_chunk_s")
+    # load_ups / downs: its decisions that changed the replicas (sim/autoscaler.py counts them); budget_trims: the
+    # adjustments a GPU budget over both groups lowered (sim/planner_budget.py)
 
     def __init__(self, config: Autoscale, cluster: Cluster, engine: Instance) -> None:
         """`engine`: one of the group's replicas, whose cost model, engine knobs and KV cache are the profile."""
@@ -71,7 +77,10 @@ class SlaPlanner:
         self.correction = 1.0
         self.adjustments: list[Adjustment] = []
         self.floor = config.min_replicas  # the throughput-based count, a floor for the load-based decisions
-        self.load_ups = self.load_downs = 0
+        self.load_ups = self.load_downs = self.budget_trims = 0
+        self.predictors = tuple(LoadPredictor(config.predictor, config.predictor_log1p, config.kalman_q_level or 0.0,
+                                              config.kalman_q_trend or 0.0, config.kalman_r or 0.0)
+                                for _ in range(3))  # requests, ISL, OSL
         self._chunk_s: dict[int, float] = {}  # a prefill chunk's seconds by its tokens (the load-based TTFT)
 
     # --- the profile (Dynamo's pre-deployment sweep, here the cost model's) ---------------------------------------
@@ -126,26 +135,32 @@ class SlaPlanner:
         interval = self.cluster.frontend.since(self.last)
         self.last = self.cluster.frontend.copy()
         isl, osl, ttft_s, itl_s, duration_s = interval.means()
+        for predictor, observed in zip(self.predictors, (requests, isl, osl)):
+            predictor.observe(observed)  # every interval, one with no request finished too (as 0)
         if math.isnan(isl):
             return None
         period = config.sync_period_s
-        context = max(int(isl + osl / 2), 1)
-        if self.role == "prefill":
+        if self.role == "prefill":  # the corrections compare the profile with what the interval observed
             profile_ttft_s = self.prefill_ttft_s(max(int(round(isl)), 1))
             if config.correction:
                 self.correction = ttft_s / profile_ttft_s
-            need = requests * isl / period * min(1.0, self.correction)
-            want = math.ceil(need / (isl / profile_ttft_s)) if profile_ttft_s <= config.ttft_s else 0
+        elif config.correction and ready and not math.isnan(itl_s):
+            concurrency = requests / ready * duration_s / period
+            observed_context = max(int(isl + osl / 2), 1)
+            self.correction = itl_s / self.decode_itl_s(max(int(round(concurrency)), 1), observed_context)
+        next_requests, next_isl, next_osl = (predictor.predict() for predictor in self.predictors)
+        if self.role == "prefill":  # the next interval's load at the profile's throughput for its prompts
+            profile_ttft_s = self.prefill_ttft_s(max(int(round(next_isl)), 1))
+            need = next_requests * next_isl / period * min(1.0, self.correction)
+            want = math.ceil(need / (max(next_isl, 1.0) / profile_ttft_s)) if profile_ttft_s <= config.ttft_s else 0
         else:
-            if config.correction and ready and not math.isnan(itl_s):
-                concurrency = requests / ready * duration_s / period
-                self.correction = itl_s / self.decode_itl_s(max(int(round(concurrency)), 1), context)
             target_s = config.itl_s / self.correction if self.correction > 0 else config.itl_s
-            best = self.best_decode_tokens_per_s(target_s, context)
-            want = math.ceil(requests * osl / period / best) if best > 0 else 0
+            best = self.best_decode_tokens_per_s(target_s, max(int(next_isl + next_osl / 2), 1))
+            want = math.ceil(next_requests * next_osl / period / best) if best > 0 else 0
         want = max(want, config.min_replicas)
         self.floor = want
-        self.adjustments.append(Adjustment(now, requests, isl, osl, ttft_s, itl_s, self.correction, want))
+        self.adjustments.append(Adjustment(now, requests, isl, osl, ttft_s, itl_s, self.correction, want,
+                                           next_requests, next_isl, next_osl))
         return want
 
     # --- load-based -----------------------------------------------------------------------------------------------
@@ -191,6 +206,9 @@ class SlaPlanner:
                 "correction": config.correction, "load_scaling": config.load_scaling,
                 "load_period_s": config.load_period_s, "load_down_sensitivity": config.load_down_sensitivity,
                 "load_scale_ups": self.load_ups, "load_scale_downs": self.load_downs,
+                "predictor": config.predictor, "predictor_log1p": config.predictor_log1p,
+                "max_gpu_budget": config.max_gpu_budget, "budget_trims": self.budget_trims,
                 "adjustments": [{"t_s": a.t_s, "requests": a.requests, "isl": a.isl, "osl": a.osl,
                                  "ttft_s": a.ttft_s, "itl_s": a.itl_s, "correction": a.correction,
-                                 "replicas": a.replicas} for a in self.adjustments]}
+                                 "replicas": a.replicas, "next_requests": a.next_requests, "next_isl": a.next_isl,
+                                 "next_osl": a.next_osl} for a in self.adjustments]}
