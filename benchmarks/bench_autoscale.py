@@ -91,6 +91,9 @@ def main() -> None:
         ("burst: autoscale 1-8, running 64, start-up 300 s",
          8, dict(min_replicas=1, metric="running", target=64, startup_s=300.0)),
         ("burst: autoscale 1-8, waiting 4, start-up predicted", 8, dict(min_replicas=1, target=4)),
+        ("burst: Dynamo aggregated planner 1-8", 8, dict(min_replicas=1, metric="sla", ttft_s=SLO["slo_ttft_ms"] / 1e3,
+                                                        itl_s=SLO["slo_tpot_ms"] / 1e3, throughput_scaling=False,
+                                                        load_scaling=True)),
     ):
         dep = {"model": M, "instances": [{"hardware": "h100-sxm", "replicas": replicas}]}
         if scale:
@@ -142,6 +145,9 @@ def planner(burst_load: Workload, trace: str, rate: float) -> None:
             ("trace, 70B TP2: HPA prefill waiting 4, decode running 64",
              fleet(4, 4, {"target": 4}, {"metric": "running", "target": 64}))]
     runs += [(f"trace, 70B TP2: Dynamo planner {name}", fleet(4, 4, block, block)) for name, block in modes]
+    aggregated = {**sla, "min_replicas": 3, "throughput_scaling": False, "load_scaling": True}
+    runs.append(("trace, 70B TP2: Dynamo aggregated planner, 3-8 collocated",
+                 {"model": "meta-llama/Llama-3.1-70B", "instances": [{"replicas": 8, **big, "autoscale": aggregated}]}))
     runs += [(f"trace, 70B TP2: Dynamo planner {name}, budget 8 GPUs",
               fleet(4, 4, {**block, "max_gpu_budget": 8}, {**block, "max_gpu_budget": 8}))
              for name, block in modes if name in ("throughput-based", "both")]

@@ -132,8 +132,27 @@ def test_bad_blocks_are_one_line_errors(block, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_collocated_group_and_the_flags_refuse_sla():
-    with pytest.raises(PhasewiseError, match="sizes a disaggregated deployment's prefill and decode groups"):
+def test_a_collocated_group_takes_the_load_based_mode_only_and_the_flags_refuse_sla():
+    with pytest.raises(PhasewiseError, match="aggregated planner, load-based only"):
         build_deployment({"model": M, "instances": [{"replicas": 2, "autoscale": {"metric": "sla"}}]})
+    with pytest.raises(PhasewiseError, match="aggregated planner, load-based only"):
+        build_deployment({"model": M, "instances": [{"replicas": 2, "autoscale": {
+            "metric": "sla", "load_scaling": True}}]})  # throughput-based stays on by default
     with pytest.raises(PhasewiseError, match="--deployment file"):
         autoscale_flags(1, "sla", None, None)
+
+
+def test_the_aggregated_planner_scales_a_collocated_group_on_either_latency():
+    """Dynamo's aggregated planner (load-based only) on up to 4 collocated replicas: up one at a time under the
+    2 -> 80 -> 2 req/s burst (every replica's TTFT or ITL predicted above the SLA), down after, never while one
+    starts; every request finishes."""
+    block = dict(SLA, throughput_scaling=False, load_scaling=True)
+    dep = build_deployment({"model": M, "instances": [{"hardware": "h100-sxm", "replicas": 4, "autoscale": block}]})
+    summary = simulate(dep, step_load(), Slo(), check_invariants=True).summary()
+    scale = summary["policy"]["autoscale"][0]
+    assert summary["completed"] == summary["requests"]
+    assert scale["role"] == "collocated" and scale["load_scale_ups"] >= 1 and scale["adjustments"] == []
+    ups = [e for e in scale["events"] if e["action"] == "up"]
+    assert [e["replicas"] for e in ups] == list(range(2, 2 + len(ups)))
+    assert all(b["t_s"] - a["t_s"] >= 30.0 for a, b in zip(ups, ups[1:]))
+    assert scale["load_scale_downs"] >= 1 and scale["events"][-1]["replicas"] == 1

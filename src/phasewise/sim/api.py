@@ -184,10 +184,10 @@ def autoscale_flags(minimum: int | None, metric: str | None, target: float | Non
             raise PhasewiseError(f"{given[0]} needs --autoscale-min N (the autoscaler is off without it)")
         return {}
     if metric == "sla":
-        raise PhasewiseError("--autoscale-metric sla (Dynamo's SLA planner) scales a disaggregated deployment's "
-                             "prefill and decode groups: give each group an `autoscale: {metric: sla, ...}` block in a "
-                             "--deployment file; the --autoscale-* flags scale collocated replicas on waiting, "
-                             "running, concurrency, rps or kv_usage")
+        raise PhasewiseError("--autoscale-metric sla (Dynamo's SLA planner) takes its SLA and modes from an "
+                             "`autoscale: {metric: sla, ...}` block in a --deployment file (each disaggregated "
+                             "group's, or a collocated one's, load-based); the --autoscale-* flags scale collocated "
+                             "replicas on waiting, running, concurrency, rps or kv_usage")
     if target is None:
         raise PhasewiseError("--autoscale-min needs --autoscale-target X: the metric's value per ready replica the "
                              "autoscaler aims at (waiting or running requests, or a KV cache share)")

@@ -81,17 +81,18 @@ class Autoscale(BaseModel):
     requests and leaves when its last one finishes. The group's `replicas` is the most it runs. Defaults: the HPA's
     (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale: --horizontal-pod-autoscaler-sync-period 15
     s, tolerance 0.1, scale-down stabilization window 300 s, scale-up policies 100 % or 4 pods per 15 s).
-    metric `sla`: NVIDIA Dynamo's SLA planner instead (a disaggregated deployment's prefill or decode group;
-    sim/sla_planner.py): throughput-based, every `sync_period_s` (its adjustment interval, default 180 s) it sets the
-    replicas the predicted load needs to meet `ttft_s` and `itl_s` (defaults 0.5 s and 0.05 s), its profile the cost
-    model's; load-based (`load_scaling`, off by default as in Dynamo), every `load_period_s` (5 s) one more replica
-    when every replica's next TTFT (or ITL) is predicted above the SLA, one fewer when all are below
-    `load_down_sensitivity` (0.8) of it, the throughput-based count a floor when both run. `predictor`: how it
-    forecasts the next interval's requests, ISL and OSL (constant: the last interval; kalman: Dynamo's local linear
-    trend filter, sim/load_predictor.py). `max_gpu_budget`: Dynamo's GPU budget over both groups, given the same in
-    the prefill and the decode group's blocks (sim/planner_budget.py); none by default, where each group's `replicas`
-    caps it (Dynamo's default is 8 GPUs). No target, tolerance or stabilization window (Dynamo's PlannerConfig
-    defaults: components/planner, docs.nvidia.com/dynamo planner guide). (sim/autoscaler.py)"""
+    metric `sla`: NVIDIA Dynamo's SLA planner instead (a disaggregated deployment's prefill or decode group, or a
+    collocated group with the load-based mode only; sim/sla_planner.py): throughput-based, every `sync_period_s`
+    (its adjustment interval, default 180 s) it sets the replicas the predicted load needs to meet `ttft_s` and
+    `itl_s` (defaults 0.5 s and 0.05 s), its profile the cost model's; load-based (`load_scaling`, off by default as
+    in Dynamo), every `load_period_s` (5 s) one more replica when every replica's next TTFT (or ITL) is predicted
+    above the SLA, one fewer when all are below `load_down_sensitivity` (0.8) of it, the throughput-based count a
+    floor when both run. `predictor`: how it forecasts the next interval's requests, ISL and OSL (constant: the last
+    interval; kalman: Dynamo's local linear trend filter, sim/load_predictor.py). `max_gpu_budget`: Dynamo's GPU
+    budget over both groups, given the same in the prefill and the decode group's blocks (sim/planner_budget.py);
+    none by default, where each group's `replicas` caps it (Dynamo's default is 8 GPUs). No target, tolerance or
+    stabilization window (Dynamo's PlannerConfig defaults: components/planner, docs.nvidia.com/dynamo planner
+    guide). (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -380,10 +381,11 @@ class Deployment(BaseModel):
             group = self.instances[index]
             if group.pp > 1:
                 raise ValueError("autoscale supports pp=1 replicas only")
-            if config.metric == "sla" and group.role == "collocated":
-                raise ValueError("autoscale metric sla (Dynamo's throughput-based planner) sizes a disaggregated "
-                                 "deployment's prefill and decode groups apart; a collocated group takes waiting, "
-                                 "running, concurrency, rps or kv_usage")
+            if config.metric == "sla" and group.role == "collocated" and (
+                    config.throughput_scaling or not config.load_scaling):
+                raise ValueError("autoscale metric sla on a collocated group is Dynamo's aggregated planner, "
+                                 "load-based only: give throughput_scaling: false and load_scaling: true (its "
+                                 "throughput-based mode sizes a disaggregated deployment's prefill and decode groups)")
             if config.metric == "rps" and group.role == "decode":
                 raise ValueError("autoscale metric rps counts the requests a group takes: a decode group takes KV "
                                  "transfers; use running, concurrency or kv_usage")

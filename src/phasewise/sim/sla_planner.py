@@ -1,4 +1,4 @@
-"""NVIDIA Dynamo's SLA planner for one group of a disaggregated deployment (an `autoscale` block with metric sla;
+"""NVIDIA Dynamo's SLA planner for one group of a deployment (an `autoscale` block with metric sla;
 sim/autoscaler.py calls it), as components/planner (planner_core.py, its PrefillPlanner and DecodePlanner) sizes
 prefill and decode workers, its profile and its latency regressions the cost model's instead of a profiling sweep's
 and of forward-pass metrics.
@@ -23,7 +23,12 @@ Load-based (`load_scaling`): every load period, unless a scaling it asked for is
 ready replica's next latency from what it holds: prefill, the TTFT of its queued prompt tokens plus a mean prompt
 (the finished requests' so far) in token-budget chunks; decode, the step of its running and queued sequences over
 their KV tokens. All above the SLA: one replica more; all below load_down_sensitivity x the SLA: one fewer (never
-below min_replicas, nor below the throughput-based count when both run).
+below min_replicas, nor below the throughput-based count when both run). A collocated group takes the load-based
+mode only, as Dynamo's aggregated planner (agg_planner.py): both predictions on every replica, one more when
+either is above its SLA everywhere, one fewer when both are below their thresholds everywhere. Dynamo learns
+these latencies by regression on the workers' forward-pass metrics (a collocated worker's TTFT and ITL include
+each other's interference); here the cost model prices the queued chunks and the decode step apart, an
+engine's mixed iterations not counted in either.
 
 A replica removed drains its requests (sim/autoscaler.py); Dynamo documents that its planner terminates a worker
 without draining, so the simulated scale-downs are the kind case.
@@ -171,9 +176,9 @@ class SlaPlanner:
             self._chunk_s[tokens] = self.engine.cost.fast(shape)[0]
         return self._chunk_s[tokens]
 
-    def next_latency_s(self, inst: Instance) -> float:
-        """A ready replica's predicted next TTFT (prefill) or ITL (decode) from what it holds now."""
-        if self.role == "prefill":
+    def next_latency_s(self, inst: Instance, role: str) -> float:
+        """A ready replica's predicted next TTFT (role prefill) or ITL (decode) from what it holds now."""
+        if role == "prefill":
             queued = sum(req.prefill_target - req.prefilled for req in inst.waiting)
             queued += sum(req.prefill_target - req.prefilled for req in inst.prefilling)
             frontend = self.cluster.frontend
@@ -188,16 +193,21 @@ class SlaPlanner:
         return self.decode_itl_s(seqs, max(kv_tokens // seqs, 1))
 
     def load_step(self, ready: list[Instance]) -> int:
-        """+1, -1 or 0 replicas: the load-based decision over the ready replicas."""
+        """+1, -1 or 0 replicas: the load-based decision over the ready replicas. A collocated group (Dynamo's
+        aggregated planner) weighs both: one more when either the TTFT or the ITL of every replica is predicted
+        above its SLA, one fewer only when both are below their thresholds on every replica."""
         if not ready:
             return 0
-        sla_s = self.config.ttft_s if self.role == "prefill" else self.config.itl_s
-        latencies = [self.next_latency_s(inst) for inst in ready]
-        if all(latency > sla_s for latency in latencies):
+        roles = ("prefill", "decode") if self.role == "collocated" else (self.role,)
+        ups, downs = [], []
+        for role in roles:
+            sla_s = self.config.ttft_s if role == "prefill" else self.config.itl_s
+            latencies = [self.next_latency_s(inst, role) for inst in ready]
+            ups.append(all(latency > sla_s for latency in latencies))
+            downs.append(all(latency < sla_s * self.config.load_down_sensitivity for latency in latencies))
+        if any(ups):
             return 1
-        if len(ready) > 1 and all(latency < sla_s * self.config.load_down_sensitivity for latency in latencies):
-            return -1
-        return 0
+        return -1 if len(ready) > 1 and all(downs) else 0
 
     def summary(self) -> dict:
         """The planner's settings and decisions, for the autoscaler's entry in the run's `policy`."""
