@@ -11,6 +11,7 @@ import yaml
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import estimate
 from phasewise.perf.startup import startup_estimate
+from phasewise.sim.autoscaler import hpa_replicas
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import Slo
 from phasewise.sim.simulate import simulate
@@ -192,3 +193,15 @@ def test_knative_metrics_rps_and_concurrency():
         build_deployment({"model": M, "instances": [{"role": "prefill"}, {"role": "decode", "replicas": 2,
                                                                           "autoscale": {"metric": "rps",
                                                                                         "target": 2}}]})
+
+
+def test_replicas_still_starting_count_as_the_hpa_counts_pods_without_a_metric():
+    """replica_calculator.go by hand: 2 ready replicas at 1.5 x the target, none starting -> ceil(3); with 2 starting
+    (at 0 on a scale-up) the recount is 3 / 4 = 0.75, the other way: keep 4. Ready at 0.5 x with 1 starting (at the
+    target on a scale-down): (2 x 0.5 + 1) / 3 = 0.67 -> ceil(2) = 2. At 3 x with 1 starting: 6 / 3 = 2 -> 6."""
+    assert hpa_replicas(1.5, 2, 0, 0.1) == 3
+    assert hpa_replicas(1.5, 2, 2, 0.1) == 4
+    assert hpa_replicas(0.5, 2, 1, 0.1) == 2
+    assert hpa_replicas(0.5, 2, 0, 0.1) == 1
+    assert hpa_replicas(3.0, 2, 1, 0.1) == 6
+    assert hpa_replicas(1.05, 3, 1, 0.1) == 4  # within the tolerance

@@ -3,7 +3,8 @@ Kubernetes' HPA runs one on an engine's metric; a disaggregated deployment's pre
 as NVIDIA Dynamo's planner scales them apart.
 
 Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants ceil(ready x mean
-/ target) replicas (none changed while the mean is within the tolerance of the target). More than it has: it starts
+/ target) replicas (none changed while the mean is within the tolerance of the target; replicas still starting
+count as the HPA counts pods without a metric: hpa_replicas). More than it has: it starts
 them at once, at most max(100 %, 4) more a period (the HPA's default scale-up policies); each serves after its
 start-up (its engine's, perf/startup.py, or the block's startup_s) and holds its GPUs from the moment it starts.
 Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it stops first the
@@ -35,6 +36,23 @@ if TYPE_CHECKING:
 SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current ones a period, the more of the two
 # a draining replica's leaving is found at the next sync, or this often when the period is longer (a planner's 180 s)
 DRAIN_CHECK_S = 15.0
+
+
+def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> int:
+    """The HPA's replica count for a pods metric (kubernetes pkg/controller/podautoscaler replica_calculator.go
+    calcPlainMetricReplicas): `ratio` the ready replicas' mean over the target. Replicas still starting have no
+    metric yet (its missing pods): on a scale-down they count as at the target, on a scale-up as at 0, and a
+    change that the recount turns within the tolerance or the other way keeps the current count."""
+    if not starting:
+        return ready if abs(ratio - 1.0) <= tolerance else math.ceil(ready * ratio)
+    current = ready + starting
+    recount = (ready * ratio + (starting if ratio < 1.0 else 0.0)) / current if ratio != 1.0 else ratio
+    if abs(recount - 1.0) <= tolerance or (ratio < 1.0 < recount) or (recount < 1.0 < ratio):
+        return current
+    wanted = math.ceil(recount * current)
+    if (recount < 1.0 and wanted > current) or (recount > 1.0 and wanted < current):
+        return current
+    return wanted
 
 
 class Autoscaler:
@@ -129,8 +147,8 @@ class Autoscaler:
         current = ready + self._count("starting")
         routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
         if ready:
-            ratio = self._metric_mean(serving, routed) / config.target
-            wanted = current if abs(ratio - 1.0) <= config.tolerance else math.ceil(ready * ratio)
+            wanted = hpa_replicas(self._metric_mean(serving, routed) / config.target, ready, current - ready,
+                                  config.tolerance)
         else:  # at zero (or all starting): the requests the gateway holds are the queue
             wanted = max(current, math.ceil(len(self.cluster.gateway) / config.target))
         wanted = min(max(wanted, config.min_replicas), len(self.replicas))
