@@ -10,7 +10,9 @@ for 5 minutes, 60 req/s for 5, 2 req/s for 15 (2,048-token prompts, 256-token ou
 TPOT p90, and the share of requests within TTFT 2 s and TPOT 100 ms. Last, the burst on four prefill and four decode
 GPUs, fixed and with each group autoscaled apart; then NVIDIA Dynamo's SLA planner (metric sla, sim/sla_planner.py)
 on the same burst and on the trace (Llama-3.1-70B FP8, TP2 prefill and decode replicas), throughput-based,
-load-based and both, against fixed fleets and the HPA per group.
+load-based and both, with its constant and Kalman predictors and a GPU budget over both groups, and its aggregated
+(collocated, load-based) planner, against fixed fleets and the HPA per group. Knative's Pod Autoscaler
+(autoscaler kpa, sim/kpa.py) on concurrency beside the HPA's on the trace and the burst.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ def main() -> None:
         ("trace: autoscale 3-8, running 48, start-up 600 s", dict(replicas=8, autoscale_min=3, **running,
                                                                    autoscale_startup_s=600)),
         ("trace: autoscale 1-8, running 48", dict(replicas=8, autoscale_min=1, **running)),
+        ("trace: Knative KPA 3-8, concurrency 64", dict(replicas=8, autoscale_min=3, autoscale_metric="concurrency",
+                                                        autoscale_target=64, autoscaler="kpa")),
+        ("trace: Knative KPA 3-8, concurrency 96", dict(replicas=8, autoscale_min=3, autoscale_metric="concurrency",
+                                                        autoscale_target=96, autoscaler="kpa")),
     ]
     for name, kw in trace_runs:
         t0 = time.perf_counter()
@@ -91,6 +97,9 @@ def main() -> None:
         ("burst: autoscale 1-8, running 64, start-up 300 s",
          8, dict(min_replicas=1, metric="running", target=64, startup_s=300.0)),
         ("burst: autoscale 1-8, waiting 4, start-up predicted", 8, dict(min_replicas=1, target=4)),
+        ("burst: Knative KPA 1-8, concurrency 64", 8, dict(min_replicas=1, metric="concurrency", target=64,
+                                                           autoscaler="kpa")),
+        ("burst: HPA 1-8, concurrency 64", 8, dict(min_replicas=1, metric="concurrency", target=64)),
         ("burst: Dynamo aggregated planner 1-8", 8, dict(min_replicas=1, metric="sla", ttft_s=SLO["slo_ttft_ms"] / 1e3,
                                                         itl_s=SLO["slo_tpot_ms"] / 1e3, throughput_scaling=False,
                                                         load_scaling=True)),

@@ -285,6 +285,7 @@ def simulate_cmd(
     autoscale_metric: Annotated[Optional[str], typer.Option(help="autoscale on: waiting (vllm:num_requests_waiting, default) | running | concurrency (both, as Knative) | rps (requests routed a second) | kv_usage, per ready replica")] = None,
     autoscale_target: Annotated[Optional[float], typer.Option(help="autoscale: the metric's value per ready replica it aims at (kv_usage: a share in (0, 1])")] = None,
     autoscale_startup_s: Annotated[Optional[float], typer.Option(help="autoscale: seconds a new replica takes to serve (default: its engine's predicted start-up, as estimate prints it)")] = None,
+    autoscaler: Annotated[Optional[str], typer.Option(help="autoscale with: hpa (Kubernetes' HPA, default) | kpa (Knative's Pod Autoscaler: concurrency or rps, stable and panic windows, sim/kpa.py)")] = None,
     trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too; optional priority and NumImages columns), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
@@ -352,7 +353,8 @@ def simulate_cmd(
                  image_tokens_included=image_tokens_included, encode_workers=encode_workers, encode_tp=encode_tp,
                  encode_hardware=encode_hardware, encode_link=encode_link, autoscale_min=autoscale_min,
                  autoscale_metric=autoscale_metric, autoscale_target=autoscale_target,
-                 autoscale_startup_s=autoscale_startup_s, **given_layout(locals()), **given_knobs(locals()))
+                 autoscale_startup_s=autoscale_startup_s, autoscaler=autoscaler, **given_layout(locals()),
+                 **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
         result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True,
                           images=spec.images)

@@ -130,6 +130,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                              f"{scale['load_scale_downs']} down")
             how = (f"Dynamo's SLA planner, TTFT {scale['ttft_s']:g} s / ITL {scale['itl_s'] * 1e3:g} ms, "
                    f"{'; '.join(modes)}")
+        elif scale.get("autoscaler") == "kpa":
+            how = (f"Knative's KPA, {scale['metric']} -> {scale['target']:g} x "
+                   f"{scale['target_utilization_percentage']:g} % per replica over {scale['stable_window_s']:g} s, "
+                   f"every {scale['sync_period_s']:g} s; {scale['panics']} panics")
         else:
             how = f"{scale['metric']} -> {scale['target']:g} per replica, every {scale['sync_period_s']:g} s"
         console.print(

@@ -73,7 +73,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           encode_hardware: str | None = None, encode_link: str | None = None,
                           autoscale_min: int | None = None, autoscale_metric: str | None = None,
                           autoscale_target: float | None = None, autoscale_startup_s: float | None = None,
-                          **knobs) -> Deployment:
+                          autoscaler: str | None = None, **knobs) -> Deployment:
     """A Deployment from the CLI's deployment flags, or from --deployment FILE (then no other deployment
     flag may be given: the file is the whole deployment). `knobs` are engine knobs by their engines'
     names (max_num_seqs, max_num_batched_tokens, chunked_prefill_size, max_num_tokens, ...).
@@ -89,8 +89,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     `routing_skew`: the traffic's MoE routing skew in place of the model's (perf/expert_load.py).
     `encode_workers` (and `encode_tp`, `encode_hardware`, `encode_link`): disaggregated vision encoders
     (sim/encode_pool.py).
-    `autoscale_min` (and `autoscale_metric`, `autoscale_target`, `autoscale_startup_s`): an autoscaler over the
-    collocated replicas, `replicas` the most it runs (sim/autoscaler.py)."""
+    `autoscale_min` (and `autoscale_metric`, `autoscale_target`, `autoscale_startup_s`, `autoscaler` hpa|kpa): an
+    autoscaler over the collocated replicas, `replicas` the most it runs (sim/autoscaler.py)."""
     unknown = sorted(set(knobs) - set(KNOB_TYPES))
     if unknown:
         raise PhasewiseError(f"unknown engine knob '{unknown[0]}' (known: {', '.join(KNOB_TYPES)})")
@@ -123,7 +123,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     if host_kv_cache_gb is not None:  # host memory for evicted prefix blocks (sim/prefix_cache.py HostTier)
         common["host_kv_cache_bytes"] = host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb)
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
-    encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s))
+    encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
+                                    autoscaler))
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
@@ -175,11 +176,13 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
 
 
 def autoscale_flags(minimum: int | None, metric: str | None, target: float | None,
-                    startup_s: float | None) -> dict:
-    """The deployment's `autoscale` block from the --autoscale-* flags ({} without --autoscale-min)."""
+                    startup_s: float | None, autoscaler: str | None = None) -> dict:
+    """The deployment's `autoscale` block from the --autoscale-* flags and --autoscaler ({} without
+    --autoscale-min)."""
     if minimum is None:
         given = [flag for flag, value in (("--autoscale-metric", metric), ("--autoscale-target", target),
-                                          ("--autoscale-startup-s", startup_s)) if value is not None]
+                                          ("--autoscale-startup-s", startup_s), ("--autoscaler", autoscaler))
+                 if value is not None]
         if given:
             raise PhasewiseError(f"{given[0]} needs --autoscale-min N (the autoscaler is off without it)")
         return {}
@@ -196,6 +199,8 @@ def autoscale_flags(minimum: int | None, metric: str | None, target: float | Non
         block["metric"] = metric
     if startup_s is not None:
         block["startup_s"] = startup_s
+    if autoscaler is not None:
+        block["autoscaler"] = autoscaler
     return {"autoscale": block}
 
 

@@ -16,7 +16,8 @@ A replica's GPU time is counted from its start to its leaving: the run's price a
 Metric sla: NVIDIA Dynamo's SLA planner sets the replicas instead (sim/sla_planner.py): its throughput-based mode at
 each adjustment interval, up or down at once; its load-based mode one at a time every load period; the replicas
 start, serve and drain as above. Two groups' planners under one GPU budget adjust together (sim/planner_budget.py
-calls them: `paired`).
+calls them: `paired`). Autoscaler kpa: Knative's Pod Autoscaler instead (sim/kpa.py) on concurrency or rps, sampled
+every second, deciding every tick (2 s), its count set at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from phasewise.perf.startup import startup_estimate
+from phasewise.sim.kpa import KpaDecider
 from phasewise.sim.sla_planner import SlaPlanner
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current ones a period, the more of the two
 # a draining replica's leaving is found at the next sync, or this often when the period is longer (a planner's 180 s)
 DRAIN_CHECK_S = 15.0
+KPA_SAMPLE_S = 1.0  # Knative's metric collector scrapes the revision's pods every second
 
 
 def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> int:
@@ -58,7 +61,7 @@ def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> i
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
                  "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed",
-                 "planner", "drain_check")
+                 "planner", "drain_check", "kpa", "sampled_routed")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int, paired: bool = False) -> None:
@@ -87,6 +90,13 @@ class Autoscaler:
         self.last_routed = 0  # the cluster's routed requests at the last sync (rps)
         self.planner = SlaPlanner(config, cluster, first) if config.metric == "sla" else None
         self.drain_check = False  # a check of the draining replicas is due (periods longer than DRAIN_CHECK_S)
+        self.kpa = None if config.autoscaler != "kpa" else KpaDecider(
+            config.target * config.target_utilization_percentage / 100.0, config.stable_window_s,
+            config.stable_window_s * config.panic_window_percentage / 100.0,
+            config.panic_threshold_percentage / 100.0, config.max_scale_up_rate, config.max_scale_down_rate)
+        self.sampled_routed = 0  # the cluster's routed requests at the last KPA sample
+        if self.kpa is not None:
+            self.loop.at(KPA_SAMPLE_S, self.kpa_sample)
         if paired:
             return
         if self.planner is not None and config.load_scaling:
@@ -130,9 +140,30 @@ class Autoscaler:
         routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
         return self.planner.wanted(now, ready, routed), ready + self._count("starting")
 
+    def kpa_sample(self) -> None:
+        """Knative's metric collection, every second: the revision's requests in flight (the ready replicas' and
+        the gateway's, as the activator reports those it holds) or the requests it received that second."""
+        if self._run_over():
+            return
+        if self.config.metric == "rps":
+            value = float(self.cluster.routed_requests - self.sampled_routed)
+            self.sampled_routed = self.cluster.routed_requests
+        else:
+            value = float(sum(running + waiting for running, waiting, _ in
+                              (inst.gauges() for inst in self._ready_replicas())) + len(self.cluster.gateway))
+        self.kpa.record(self.loop.now, value)
+        self.loop.at(self.loop.now + KPA_SAMPLE_S, self.kpa_sample)
+
     def sync(self) -> None:
         now, config = self.loop.now, self.config
         if self._run_over():
+            return
+        if self.kpa is not None:  # Knative's tick: the decider's count, at once (within the group's bounds)
+            self._leave_drained(now)
+            wanted = self.kpa.desired(now, self._count("ready"))
+            if wanted is not None:
+                self._set(wanted, self._count("ready") + self._count("starting"), now)
+            self.loop.at(now + config.sync_period_s, self.sync)
             return
         if self.planner is not None:  # Dynamo's planner: the replicas its throughput-based mode wants, at once (with
             if config.throughput_scaling:  # the load-based mode too: a floor for that one's decisions)
@@ -270,7 +301,9 @@ class Autoscaler:
         self.cluster.policy_stats.setdefault("autoscale", []).append({
             "group": self.group, "role": self.replicas[0].role, "min_replicas": config.min_replicas,
             "max_replicas": len(self.replicas), "metric": config.metric, "target": config.target,
-            "sync_period_s": config.sync_period_s, "startup_s": self.startup_s,
+            "sync_period_s": config.sync_period_s, "startup_s": self.startup_s, "autoscaler": config.autoscaler,
+            **({"panics": self.kpa.panics, "target_utilization_percentage": config.target_utilization_percentage,
+                "stable_window_s": config.stable_window_s} if self.kpa is not None else {}),
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
             "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
             "replica_seconds": replica_s, "mean_replicas": self.mean_replicas,

@@ -31,6 +31,9 @@ PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_s
                   "load_down_sensitivity", "predictor", "predictor_log1p", "kalman_q_level", "kalman_q_trend",
                   "kalman_r", "max_gpu_budget")
 KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
+# an Autoscale block's fields for autoscaler kpa only (Knative's Pod Autoscaler)
+KPA_FIELDS = ("stable_window_s", "panic_window_percentage", "panic_threshold_percentage", "max_scale_up_rate",
+              "max_scale_down_rate", "target_utilization_percentage")
 
 
 class SpecDecode(BaseModel):
@@ -92,7 +95,10 @@ class Autoscale(BaseModel):
     budget over both groups, given the same in the prefill and the decode group's blocks (sim/planner_budget.py);
     none by default, where each group's `replicas` caps it (Dynamo's default is 8 GPUs). No target, tolerance or
     stabilization window (Dynamo's PlannerConfig defaults: components/planner, docs.nvidia.com/dynamo planner
-    guide). (sim/autoscaler.py)"""
+    guide). `autoscaler: kpa`: Knative's Pod Autoscaler instead of the HPA's algorithm, on concurrency or rps
+    (sim/kpa.py): every second's revision-wide metric averaged over a stable and a panic window, a tick every 2 s,
+    `target` the per-replica target before `target_utilization_percentage` (70); its knobs are Knative's
+    config-autoscaler keys. (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -118,6 +124,41 @@ class Autoscale(BaseModel):
     kalman_q_trend: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     kalman_r: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_gpu_budget: int | None = Field(default=None, ge=1)  # GPUs over both planned groups (sim/planner_budget.py)
+    # hpa: Kubernetes' HPA algorithm (every metric); kpa: Knative's Pod Autoscaler (concurrency or rps; sim/kpa.py)
+    autoscaler: Literal["hpa", "kpa"] = "hpa"
+    stable_window_s: float | None = Field(default=None, ge=6, le=3600, allow_inf_nan=False)
+    panic_window_percentage: float | None = Field(default=None, ge=1, le=100)
+    panic_threshold_percentage: float | None = Field(default=None, ge=110, le=1000)
+    max_scale_up_rate: float | None = Field(default=None, gt=1, allow_inf_nan=False)
+    max_scale_down_rate: float | None = Field(default=None, gt=1, allow_inf_nan=False)
+    target_utilization_percentage: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _knative_defaults(cls, data):
+        """autoscaler kpa takes Knative's config-autoscaler defaults (stable-window 60s, panic-window-percentage 10,
+        panic-threshold-percentage 200, max-scale-up-rate 1000, max-scale-down-rate 2,
+        container-concurrency-target-percentage 70, tick-interval 2s) and refuses the HPA's knobs; the KPA's knobs
+        without it are errors."""
+        if not isinstance(data, dict):
+            return data
+        given = [key for key in KPA_FIELDS if data.get(key) is not None]
+        if data.get("autoscaler") != "kpa":
+            if given:
+                raise ValueError(f"autoscale {given[0]} is Knative's Pod Autoscaler's: give autoscaler: kpa (allowed "
+                                 f"autoscalers: hpa, kpa)")
+            return data
+        if data.get("metric") not in ("concurrency", "rps"):
+            raise ValueError(f"autoscaler kpa (Knative's Pod Autoscaler) scales on metric concurrency or rps (got "
+                             f"{data.get('metric', 'waiting')})")
+        hpa = [key for key in ("tolerance", "scale_down_window_s") if data.get(key) is not None]
+        if hpa:
+            raise ValueError(f"autoscaler kpa has no {hpa[0]} (the HPA's): its windows are stable_window_s and "
+                             f"panic_window_percentage")
+        return {"sync_period_s": 2.0, "stable_window_s": 60.0, "panic_window_percentage": 10.0,
+                "panic_threshold_percentage": 200.0, "max_scale_up_rate": 1000.0, "max_scale_down_rate": 2.0,
+                "target_utilization_percentage": 70.0,
+                **{key: value for key, value in data.items() if value is not None}}
 
     @model_validator(mode="before")
     @classmethod

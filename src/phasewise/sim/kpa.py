@@ -1,0 +1,66 @@
+"""Knative's Pod Autoscaler (KPA) decision (knative/serving pkg/autoscaler/scaling/autoscaler.go Scale), for an
+autoscale block with `autoscaler: kpa` on metric concurrency or rps (sim/autoscaler.py samples and applies it).
+
+The metric is sampled every second as the whole revision's (sum over the ready replicas of the requests in flight,
+plus those the activator, here the cluster's gateway, holds; or the requests received that second) and averaged
+over two windows: stable (60 s) and panic (10 % of it, 6 s). Every tick (2 s) it wants ceil(stable average / target
+value) replicas, the target value the per-replica target x the target utilization (70 %); both counts are kept
+within [floor(ready / max scale-down rate), ceil(ready x max scale-up rate)] (rates 2 and 1000), ready counted at
+least 1. When the panic count reaches the panic threshold (200 %) of the ready replicas it panics: it wants the
+larger of the two counts and never fewer than the most it wanted while panicking, until a whole stable window
+passes without crossing the threshold again. Defaults: Knative's config-autoscaler (stable-window 60s,
+panic-window-percentage 10.0, panic-threshold-percentage 200.0, max-scale-up-rate 1000.0, max-scale-down-rate 2.0,
+container-concurrency-target-percentage 70, tick-interval 2s; knative.dev/docs/serving/autoscaling). Not here:
+scale-down-delay (0 s by default), activation-scale, the target burst capacity's routing through the activator, the
+weighted-exponential window averaging (linear is the default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class KpaDecider:
+    target_value: float  # per replica: the target x the target utilization
+    stable_window_s: float = 60.0
+    panic_window_s: float = 6.0
+    panic_threshold: float = 2.0  # the panic count over the ready replicas that starts (or extends) panicking
+    max_scale_up_rate: float = 1000.0
+    max_scale_down_rate: float = 2.0
+    samples: deque[tuple[float, float]] = field(default_factory=deque)  # (time, the revision's metric)
+    panic_since_s: float = math.nan  # when it last crossed the panic threshold (NaN: not panicking)
+    max_panic_replicas: int = 0
+    panics: int = 0  # times it started panicking
+
+    def record(self, now: float, value: float) -> None:
+        self.samples.append((now, value))
+        while self.samples[0][0] <= now - self.stable_window_s:
+            self.samples.popleft()
+
+    def _average(self, now: float, window_s: float) -> float:
+        values = [value for t, value in self.samples if t > now - window_s]
+        return sum(values) / len(values) if values else 0.0
+
+    def desired(self, now: float, ready: int) -> int | None:
+        """The replicas it wants at this tick; None before the first sample (Knative's "no data")."""
+        if not self.samples:
+            return None
+        counted = max(1, ready)
+        most = math.ceil(self.max_scale_up_rate * counted)
+        fewest = math.floor(counted / self.max_scale_down_rate)
+        stable_count = math.ceil(self._average(now, self.stable_window_s) / self.target_value)
+        panic_count = math.ceil(self._average(now, self.panic_window_s) / self.target_value)
+        over = panic_count / counted >= self.panic_threshold
+        if over:
+            self.panics += math.isnan(self.panic_since_s)
+            self.panic_since_s = now
+        elif not math.isnan(self.panic_since_s) and self.panic_since_s + self.stable_window_s < now:
+            self.panic_since_s, self.max_panic_replicas = math.nan, 0  # the surge reached the stable window
+        wanted = min(max(stable_count, fewest), most)
+        if not math.isnan(self.panic_since_s):  # panicking: the larger count, and never down
+            wanted = max(wanted, min(max(panic_count, fewest), most), self.max_panic_replicas)
+            self.max_panic_replicas = wanted
+        return wanted
