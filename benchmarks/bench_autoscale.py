@@ -35,6 +35,11 @@ M = "meta-llama/Llama-3.1-8B"
 SLO = dict(slo_ttft_ms=2000.0, slo_tpot_ms=100.0)
 
 
+# Dynamo's aggregated planner's modes on collocated replicas
+AGG_MODES = (("throughput-based", {}), ("load-based", {"throughput_scaling": False, "load_scaling": True}),
+             ("both", {"load_scaling": True}))
+
+
 def burst(seed: int = 0) -> Workload:
     rng = np.random.default_rng(seed)
     arrivals, start = [], 0.0
@@ -100,9 +105,9 @@ def main() -> None:
         ("burst: Knative KPA 1-8, concurrency 64", 8, dict(min_replicas=1, metric="concurrency", target=64,
                                                            autoscaler="kpa")),
         ("burst: HPA 1-8, concurrency 64", 8, dict(min_replicas=1, metric="concurrency", target=64)),
-        ("burst: Dynamo aggregated planner 1-8", 8, dict(min_replicas=1, metric="sla", ttft_s=SLO["slo_ttft_ms"] / 1e3,
-                                                        itl_s=SLO["slo_tpot_ms"] / 1e3, throughput_scaling=False,
-                                                        load_scaling=True)),
+        *((f"burst: Dynamo aggregated planner 1-8, {name}", 8,
+           dict(min_replicas=1, metric="sla", ttft_s=SLO["slo_ttft_ms"] / 1e3, itl_s=SLO["slo_tpot_ms"] / 1e3, **modes))
+          for name, modes in AGG_MODES),
     ):
         dep = {"model": M, "instances": [{"hardware": "h100-sxm", "replicas": replicas}]}
         if scale:
@@ -154,9 +159,10 @@ def planner(burst_load: Workload, trace: str, rate: float) -> None:
             ("trace, 70B TP2: HPA prefill waiting 4, decode running 64",
              fleet(4, 4, {"target": 4}, {"metric": "running", "target": 64}))]
     runs += [(f"trace, 70B TP2: Dynamo planner {name}", fleet(4, 4, block, block)) for name, block in modes]
-    aggregated = {**sla, "min_replicas": 3, "throughput_scaling": False, "load_scaling": True}
-    runs.append(("trace, 70B TP2: Dynamo aggregated planner, 3-8 collocated",
-                 {"model": "meta-llama/Llama-3.1-70B", "instances": [{"replicas": 8, **big, "autoscale": aggregated}]}))
+    runs += [(f"trace, 70B TP2: Dynamo aggregated planner 3-8, {name}",
+              {"model": "meta-llama/Llama-3.1-70B",
+               "instances": [{"replicas": 8, **big, "autoscale": {**sla, "min_replicas": 3, **modes}}]})
+             for name, modes in AGG_MODES]
     runs += [(f"trace, 70B TP2: Dynamo planner {name}, budget 8 GPUs",
               fleet(4, 4, {**block, "max_gpu_budget": 8}, {**block, "max_gpu_budget": 8}))
              for name, block in modes if name in ("throughput-based", "both")]

@@ -12,12 +12,14 @@ import pytest
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import estimate
+from phasewise.sim.agg_profile import agg_engine_rps, agg_ttft_s, mixed_step_s
 from phasewise.sim.api import autoscale_flags
 from phasewise.sim.deployment import build_deployment
+from phasewise.sim.events import EventLoop
 from phasewise.sim.frontend_counters import FrontendCounters
 from phasewise.sim.metrics import Slo
 from phasewise.sim.request import SimRequest
-from phasewise.sim.simulate import simulate
+from phasewise.sim.simulate import build_cluster, simulate
 from phasewise.workload.request import Workload
 from tests.test_autoscaler import M, step_load
 
@@ -132,14 +134,43 @@ def test_bad_blocks_are_one_line_errors(block, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_collocated_group_takes_the_load_based_mode_only_and_the_flags_refuse_sla():
-    with pytest.raises(PhasewiseError, match="aggregated planner, load-based only"):
-        build_deployment({"model": M, "instances": [{"replicas": 2, "autoscale": {"metric": "sla"}}]})
-    with pytest.raises(PhasewiseError, match="aggregated planner, load-based only"):
-        build_deployment({"model": M, "instances": [{"replicas": 2, "autoscale": {
-            "metric": "sla", "load_scaling": True}}]})  # throughput-based stays on by default
+def test_the_flags_refuse_sla_and_a_collocated_group_refuses_a_budget():
     with pytest.raises(PhasewiseError, match="--deployment file"):
         autoscale_flags(1, "sla", None, None)
+    with pytest.raises(PhasewiseError, match="max_gpu_budget is Dynamo's planner's budget"):
+        build_deployment({"model": M, "instances": [{"replicas": 2, "autoscale": {"metric": "sla",
+                                                                                  "max_gpu_budget": 2}}]})
+
+
+def test_the_aggregated_throughput_based_count_is_the_engine_rate_sweep():
+    """A collocated group under steady 20 req/s of 1,024 / 128 tokens: every adjustment wants ceil(requests /
+    interval / the engine's rate), no correction; the rate is a batch over OSL x its iteration (the prefill that
+    feeds it riding along) at the last batch whose iteration meets the ITL and whose TTFT meets the TTFT."""
+    block = dict(SLA, sync_period_s=60.0)
+    dep = build_deployment({"model": M, "instances": [{"hardware": "h100-sxm", "replicas": 4, "autoscale": block}]})
+    summary = simulate(dep, steady(rate=20.0, seconds=150.0), Slo(), check_invariants=True).summary()
+    scale = summary["policy"]["autoscale"][0]
+    assert summary["completed"] == summary["requests"] and scale["role"] == "collocated"
+    engine = build_cluster(dep, EventLoop(), 1)[1][0]
+    rate = agg_engine_rps(engine, 1024, 128, 2.0, 0.1)
+    context = 1024 + 64
+
+    def step_s(batch: int) -> float:
+        return mixed_step_s(engine, int(min(batch * 1024 / 128, engine.engine.token_budget)), batch, context)
+
+    batch = next(b for b in range(1, 4096) if b / (128 * step_s(b)) == pytest.approx(rate, rel=1e-12))
+    prefill = int(min(batch * 1024 / 128, engine.engine.token_budget))
+    assert step_s(batch) <= 0.1 and agg_ttft_s(engine, prefill + 1024, batch, context) <= 2.0
+    nxt = batch + 1
+    over = step_s(nxt) > 0.1 or agg_ttft_s(engine, int(min(nxt * 8, engine.engine.token_budget)) + 1024, nxt,
+                                           context) > 2.0
+    balance = 1024 / (engine.engine.token_budget - nxt) > 128  # the prefill no longer keeps up
+    assert over or balance or nxt > engine.max_seqs
+    adjustments = scale["adjustments"]
+    assert [a["t_s"] for a in adjustments] == [60.0, 120.0]
+    for adjustment in adjustments:
+        assert adjustment["correction"] == 1.0  # the aggregated planner corrects nothing
+        assert adjustment["replicas"] == max(1, math.ceil(adjustment["next_requests"] / 60.0 / rate))
 
 
 def test_the_aggregated_planner_scales_a_collocated_group_on_either_latency():

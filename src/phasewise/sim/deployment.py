@@ -85,7 +85,7 @@ class Autoscale(BaseModel):
     (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale: --horizontal-pod-autoscaler-sync-period 15
     s, tolerance 0.1, scale-down stabilization window 300 s, scale-up policies 100 % or 4 pods per 15 s).
     metric `sla`: NVIDIA Dynamo's SLA planner instead (a disaggregated deployment's prefill or decode group, or a
-    collocated group with the load-based mode only; sim/sla_planner.py): throughput-based, every `sync_period_s`
+    collocated group: its aggregated planner; sim/sla_planner.py): throughput-based, every `sync_period_s`
     (its adjustment interval, default 180 s) it sets the replicas the predicted load needs to meet `ttft_s` and
     `itl_s` (defaults 0.5 s and 0.05 s), its profile the cost model's; load-based (`load_scaling`, off by default as
     in Dynamo), every `load_period_s` (5 s) one more replica when every replica's next TTFT (or ITL) is predicted
@@ -422,11 +422,6 @@ class Deployment(BaseModel):
             group = self.instances[index]
             if group.pp > 1:
                 raise ValueError("autoscale supports pp=1 replicas only")
-            if config.metric == "sla" and group.role == "collocated" and (
-                    config.throughput_scaling or not config.load_scaling):
-                raise ValueError("autoscale metric sla on a collocated group is Dynamo's aggregated planner, "
-                                 "load-based only: give throughput_scaling: false and load_scaling: true (its "
-                                 "throughput-based mode sizes a disaggregated deployment's prefill and decode groups)")
             if config.metric == "rps" and group.role == "decode":
                 raise ValueError("autoscale metric rps counts the requests a group takes: a decode group takes KV "
                                  "transfers; use running, concurrency or kv_usage")

@@ -23,12 +23,15 @@ Load-based (`load_scaling`): every load period, unless a scaling it asked for is
 ready replica's next latency from what it holds: prefill, the TTFT of its queued prompt tokens plus a mean prompt
 (the finished requests' so far) in token-budget chunks; decode, the step of its running and queued sequences over
 their KV tokens. All above the SLA: one replica more; all below load_down_sensitivity x the SLA: one fewer (never
-below min_replicas, nor below the throughput-based count when both run). A collocated group takes the load-based
-mode only, as Dynamo's aggregated planner (agg_planner.py): both predictions on every replica, one more when
-either is above its SLA everywhere, one fewer when both are below their thresholds everywhere. Dynamo learns
-these latencies by regression on the workers' forward-pass metrics (a collocated worker's TTFT and ITL include
-each other's interference); here the cost model prices the queued chunks and the decode step apart, an
-engine's mixed iterations not counted in either.
+below min_replicas, nor below the throughput-based count when both run).
+
+A collocated group is Dynamo's aggregated planner (agg_planner.py; its profile sim/agg_profile.py):
+throughput-based, ceil(requests / interval / the engine's request rate at the largest decode batch meeting both
+the TTFT and the ITL with the prefill that feeds it riding along), no correction; load-based, both predictions on
+every replica with the other phase riding along (each prompt chunk beside the decode batch, the next decode step
+beside the prompt tokens its iterations carried), one more when either is above its SLA everywhere, one fewer when
+both are below their thresholds everywhere. Dynamo fits these iteration times by regression on forward-pass
+metrics; here the cost model prices them.
 
 A replica removed drains its requests (sim/autoscaler.py); Dynamo documents that its planner terminates a worker
 without draining, so the simulated scale-downs are the kind case.
@@ -41,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from phasewise.perf.batch import BatchShape
+from phasewise.sim.agg_profile import agg_engine_rps, agg_ttft_s, mixed_step_s
 from phasewise.sim.frontend_counters import FrontendCounters
 from phasewise.sim.load_predictor import LoadPredictor
 
@@ -69,7 +73,7 @@ class Adjustment:
 
 class SlaPlanner:
     __slots__ = ("config", "cluster", "engine", "role", "last", "correction", "adjustments", "floor", "load_ups",
-                 "load_downs", "budget_trims", "predictors", "_chunk_s")
+                 "load_downs", "budget_trims", "predictors", "_chunk_s", "_last_stats")
     # load_ups / downs: its decisions that changed the replicas (sim/autoscaler.py counts them); budget_trims: the
     # adjustments a GPU budget over both groups lowered (sim/planner_budget.py)
 
@@ -87,6 +91,7 @@ class SlaPlanner:
                                               config.kalman_q_trend or 0.0, config.kalman_r or 0.0)
                                 for _ in range(3))  # requests, ISL, OSL
         self._chunk_s: dict[int, float] = {}  # a prefill chunk's seconds by its tokens (the load-based TTFT)
+        self._last_stats: dict[int, tuple[int, int]] = {}  # a replica's prompt tokens and iterations at the last look
 
     # --- the profile (Dynamo's pre-deployment sweep, here the cost model's) ---------------------------------------
     def prefill_ttft_s(self, isl: int) -> float:
@@ -149,12 +154,15 @@ class SlaPlanner:
             profile_ttft_s = self.prefill_ttft_s(max(int(round(isl)), 1))
             if config.correction:
                 self.correction = ttft_s / profile_ttft_s
-        elif config.correction and ready and not math.isnan(itl_s):
+        elif self.role == "decode" and config.correction and ready and not math.isnan(itl_s):
             concurrency = requests / ready * duration_s / period
             observed_context = max(int(isl + osl / 2), 1)
             self.correction = itl_s / self.decode_itl_s(max(int(round(concurrency)), 1), observed_context)
         next_requests, next_isl, next_osl = (predictor.predict() for predictor in self.predictors)
-        if self.role == "prefill":  # the next interval's load at the profile's throughput for its prompts
+        if self.role == "collocated":  # Dynamo's aggregated planner: no correction, the engine's rate at both SLAs
+            best = agg_engine_rps(self.engine, next_isl, next_osl, config.ttft_s, config.itl_s)
+            want = math.ceil(next_requests / period / best) if best > 0 else 0
+        elif self.role == "prefill":  # the next interval's load at the profile's throughput for its prompts
             profile_ttft_s = self.prefill_ttft_s(max(int(round(next_isl)), 1))
             need = next_requests * next_isl / period * min(1.0, self.correction)
             want = math.ceil(need / (max(next_isl, 1.0) / profile_ttft_s)) if profile_ttft_s <= config.ttft_s else 0
@@ -176,13 +184,33 @@ class SlaPlanner:
             self._chunk_s[tokens] = self.engine.cost.fast(shape)[0]
         return self._chunk_s[tokens]
 
+    def _iteration_prefill_tokens(self, inst: Instance) -> int:
+        """The prompt tokens a replica's iterations carried on average since the last look (Dynamo's moving average
+        of its forward passes' scheduled prefill tokens)."""
+        stats = inst.stats
+        tokens, iterations = self._last_stats.get(inst.index, (0, 0))
+        self._last_stats[inst.index] = (stats.prefill_tokens, stats.iterations)
+        done = stats.iterations - iterations
+        return (stats.prefill_tokens - tokens) // done if done > 0 else 0
+
     def next_latency_s(self, inst: Instance, role: str) -> float:
-        """A ready replica's predicted next TTFT (role prefill) or ITL (decode) from what it holds now."""
+        """A ready replica's predicted next TTFT (role prefill) or ITL (decode) from what it holds now; a collocated
+        replica's with the other phase riding along (its decode batch beside each prompt chunk, the prompt tokens
+        its iterations carried beside the next decode step), as Dynamo's aggregated planner estimates them."""
+        frontend = self.cluster.frontend
+        mean_prompt = frontend.input_tokens // frontend.requests if frontend.requests else 0
+        if self.role == "collocated":
+            seqs = inst.running.n
+            context = inst.kv.used * inst.kv.block_size // seqs if seqs else 0
+            if role == "prefill":
+                queued = sum(req.prefill_target - req.prefilled for req in (*inst.waiting, *inst.prefilling))
+                return agg_ttft_s(inst, queued + mean_prompt, seqs, context)
+            return mixed_step_s(inst, self._iteration_prefill_tokens(inst), seqs + 1,
+                                context or mean_prompt) / inst.tokens_per_step
         if role == "prefill":
             queued = sum(req.prefill_target - req.prefilled for req in inst.waiting)
             queued += sum(req.prefill_target - req.prefilled for req in inst.prefilling)
-            frontend = self.cluster.frontend
-            tokens = queued + (frontend.input_tokens // frontend.requests if frontend.requests else 0)
+            tokens = queued + mean_prompt
             budget = inst.engine.token_budget
             full, rest = divmod(tokens, budget)
             return full * self._prefill_chunk_s(budget) + (self._prefill_chunk_s(rest) if rest else 0.0)
