@@ -4,10 +4,10 @@ as NVIDIA Dynamo's planner scales them apart.
 
 Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants ceil(ready x mean
 / target) replicas (none changed while the mean is within the tolerance of the target; replicas still starting
-count as the HPA counts pods without a metric: hpa_replicas). More than it has: it starts
-them at once, at most max(100 %, 4) more a period (the HPA's default scale-up policies); each serves after its
-start-up (its engine's, perf/startup.py, or the block's startup_s) and holds its GPUs from the moment it starts.
-Fewer: only when every want over the scale-down window was lower (the HPA's stabilization), it stops first the
+count as the HPA counts pods without a metric: hpa_replicas), then the HPA's behavior (sim/hpa_behavior.py):
+stabilization windows (up 0 s, down 300 s) and scaling policies (up by 100 % or 4 pods a 15 s period, the higher;
+down by 100 %). More than it has: it starts them at once; each serves after its start-up (its engine's,
+perf/startup.py, or the block's startup_s) and holds its GPUs from the moment it starts. Fewer: it stops first the
 replicas still starting, then the ready ones with the least outstanding work, which take no new requests and leave
 once their last one finishes (found at the next sync, or within 15 s when the period is longer). The router sees the
 ready replicas only (decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale
@@ -23,10 +23,10 @@ every second, deciding every tick (2 s), its count set at once.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import TYPE_CHECKING
 
 from phasewise.perf.startup import startup_estimate
+from phasewise.sim.hpa_behavior import HpaBehavior
 from phasewise.sim.kpa import KpaDecider
 from phasewise.sim.sla_planner import SlaPlanner
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from phasewise.sim.deployment import Autoscale
     from phasewise.sim.instance import Instance
 
-SCALE_UP_PODS = 4  # HPA default scale-up policy: 4 pods or 100 % of the current ones a period, the more of the two
 # a draining replica's leaving is found at the next sync, or this often when the period is longer (a planner's 180 s)
 DRAIN_CHECK_S = 15.0
 KPA_SAMPLE_S = 1.0  # Knative's metric collector scrapes the revision's pods every second
@@ -60,7 +59,7 @@ def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> i
 
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
-                 "version", "wants", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed",
+                 "version", "behavior", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed",
                  "planner", "drain_check", "kpa", "sampled_routed")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
@@ -82,7 +81,7 @@ class Autoscaler:
         self.since_s = [0.0 if k < config.min_replicas else math.nan for k in range(n)]  # GPU time from here
         self.active_s = [0.0] * n  # GPU time of the periods that ended
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
-        self.wants: deque[tuple[float, int]] = deque()  # (time, replicas wanted) over the scale-down window
+        self.behavior = HpaBehavior(config)  # the HPA's stabilization windows and scaling policies
         self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
         self.n_requests = n_requests
         self.peak = config.min_replicas
@@ -183,15 +182,12 @@ class Autoscaler:
         else:  # at zero (or all starting): the requests the gateway holds are the queue
             wanted = max(current, math.ceil(len(self.cluster.gateway) / config.target))
         wanted = min(max(wanted, config.min_replicas), len(self.replicas))
-        self.wants.append((now, wanted))
-        while self.wants and self.wants[0][0] < now - config.scale_down_window_s:
-            self.wants.popleft()
-        if wanted > current:
-            self._scale_up(min(wanted, current + max(current, SCALE_UP_PODS)), current, now)
-        else:
-            floor = max(want for _, want in self.wants)  # the highest want of the window
-            if floor < current:
-                self._scale_down(current - floor, now)
+        desired = self.behavior.desired(now, wanted, current)  # stabilized and rate-limited (sim/hpa_behavior.py)
+        if desired > current:
+            self._scale_up(desired, current, now)
+        elif desired < current:
+            self._scale_down(current - desired, now)
+        self.behavior.record(now, current, self._count("ready") + self._count("starting"))
         self.loop.at(now + config.sync_period_s, self.sync)
 
     def load_wanted(self) -> tuple[int | None, int]:

@@ -71,6 +71,26 @@ class PriorityPools(BaseModel):
     check_interval_ms: float = Field(default=200.0, ge=0)  # an LP instance re-predicts at most this often
 
 
+class ScalingPolicy(BaseModel):
+    """One of an HPA's scaling policies (behavior.scaleUp / scaleDown .policies): at most `value` pods or `value`
+    percent of the replicas at the start of each `period_s` (sim/hpa_behavior.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["pods", "percent"]
+    value: int = Field(gt=0)  # pods, or percent of the replicas at the period's start (an integer, as Kubernetes')
+    period_s: float = Field(gt=0, le=1800, allow_inf_nan=False)
+
+
+# the HPA's default behavior (kubernetes.io HPA "Default Behavior")
+HPA_SCALE_UP_POLICIES = (ScalingPolicy(type="percent", value=100, period_s=15),
+                         ScalingPolicy(type="pods", value=4, period_s=15))
+HPA_SCALE_DOWN_POLICIES = (ScalingPolicy(type="percent", value=100, period_s=15),)
+# an Autoscale block's fields for the HPA only (neither Dynamo's planner nor Knative's KPA takes them)
+HPA_FIELDS = ("tolerance", "scale_down_window_s", "scale_up_window_s", "scale_up_policies", "scale_down_policies",
+              "scale_up_select", "scale_down_select")
+
+
 class Autoscale(BaseModel):
     """A horizontal autoscaler over an instance group's replicas (the deployment's one collocated group, or any group,
     a disaggregated deployment's prefill and decode groups each their own), as Kubernetes' HPA (or KEDA behind it)
@@ -98,7 +118,10 @@ class Autoscale(BaseModel):
     guide). `autoscaler: kpa`: Knative's Pod Autoscaler instead of the HPA's algorithm, on concurrency or rps
     (sim/kpa.py): every second's revision-wide metric averaged over a stable and a panic window, a tick every 2 s,
     `target` the per-replica target before `target_utilization_percentage` (70); its knobs are Knative's
-    config-autoscaler keys. (sim/autoscaler.py)"""
+    config-autoscaler keys. The HPA's `behavior`: `scale_up_window_s` (0) beside `scale_down_window_s`, scaling
+    policies `scale_up_policies` / `scale_down_policies` (each {type: pods|percent, value, period_s}) and
+    `scale_up_select` / `scale_down_select` (max|min|disabled), Kubernetes' defaults (sim/hpa_behavior.py).
+    (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,7 +130,14 @@ class Autoscale(BaseModel):
     target: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share)
     sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
-    scale_down_window_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    scale_down_window_s: float = Field(default=300.0, ge=0, le=3600, allow_inf_nan=False)
+    # the HPA's behavior beyond its scale-down window (sim/hpa_behavior.py): its scale-up stabilization window,
+    # scaling policies and how it picks among them
+    scale_up_window_s: float = Field(default=0.0, ge=0, le=3600, allow_inf_nan=False)
+    scale_up_policies: tuple[ScalingPolicy, ...] = HPA_SCALE_UP_POLICIES
+    scale_down_policies: tuple[ScalingPolicy, ...] = HPA_SCALE_DOWN_POLICIES
+    scale_up_select: Literal["max", "min", "disabled"] = "max"
+    scale_down_select: Literal["max", "min", "disabled"] = "max"
     startup_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     # metric sla: the SLA the planner sizes for (mean TTFT, mean inter-token latency); whether the throughput-based
     # planner corrects its profile by the latencies it observes (Dynamo's --no-correction: False); its two modes
@@ -151,7 +181,7 @@ class Autoscale(BaseModel):
         if data.get("metric") not in ("concurrency", "rps"):
             raise ValueError(f"autoscaler kpa (Knative's Pod Autoscaler) scales on metric concurrency or rps (got "
                              f"{data.get('metric', 'waiting')})")
-        hpa = [key for key in ("tolerance", "scale_down_window_s") if data.get(key) is not None]
+        hpa = [key for key in HPA_FIELDS if data.get(key) is not None]
         if hpa:
             raise ValueError(f"autoscaler kpa has no {hpa[0]} (the HPA's): its windows are stable_window_s and "
                              f"panic_window_percentage")
@@ -170,7 +200,7 @@ class Autoscale(BaseModel):
         and refuses the HPA's knobs."""
         if not isinstance(data, dict) or data.get("metric") != "sla":
             return data
-        given = [key for key in ("target", "tolerance", "scale_down_window_s") if data.get(key) is not None]
+        given = [key for key in ("target", *HPA_FIELDS) if data.get(key) is not None]
         if given:
             raise ValueError(f"autoscale metric sla (Dynamo's planner) sets the replicas its SLA needs: it takes no "
                              f"{given[0]} (its fields: sync_period_s, {', '.join(PLANNER_FIELDS)})")
