@@ -9,7 +9,8 @@ from collections import deque
 import pytest
 
 from phasewise.errors import PhasewiseError
-from phasewise.sim.deployment import Autoscale, ScalingPolicy, build_deployment
+from phasewise.sim.autoscale_block import Autoscale, ScalingPolicy
+from phasewise.sim.deployment import build_deployment
 from phasewise.sim.hpa_behavior import HpaBehavior, policy_limit
 from tests.test_autoscaler import FAST, M, run
 

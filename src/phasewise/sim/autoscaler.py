@@ -1,6 +1,6 @@
-"""A horizontal autoscaler over an instance group's replicas (an `autoscale` block, sim/deployment.py Autoscale), as
-Kubernetes' HPA runs one on an engine's metric; a disaggregated deployment's prefill and decode groups each their own,
-as NVIDIA Dynamo's planner scales them apart.
+"""A horizontal autoscaler over an instance group's replicas (an `autoscale` block, sim/autoscale_block.py
+Autoscale), as Kubernetes' HPA runs one on an engine's metric; a disaggregated deployment's prefill and decode groups
+each their own, as NVIDIA Dynamo's planner scales them apart.
 
 Every sync period it reads the metric from the replicas that serve (ready), averages it, and wants ceil(ready x mean
 / target) replicas (none changed while the mean is within the tolerance of the target; replicas still starting
@@ -31,8 +31,8 @@ from phasewise.sim.kpa import KpaDecider
 from phasewise.sim.sla_planner import SlaPlanner
 
 if TYPE_CHECKING:
+    from phasewise.sim.autoscale_block import Autoscale
     from phasewise.sim.cluster import Cluster
-    from phasewise.sim.deployment import Autoscale
     from phasewise.sim.instance import Instance
 
 # a draining replica's leaving is found at the next sync, or this often when the period is longer (a planner's 180 s)
@@ -81,7 +81,8 @@ class Autoscaler:
         self.since_s = [0.0 if k < config.min_replicas else math.nan for k in range(n)]  # GPU time from here
         self.active_s = [0.0] * n  # GPU time of the periods that ended
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
-        self.behavior = HpaBehavior(config)  # the HPA's stabilization windows and scaling policies
+        # the HPA's stabilization windows and scaling policies (neither Dynamo's planner nor Knative's KPA has them)
+        self.behavior = HpaBehavior(config) if config.metric != "sla" and config.autoscaler == "hpa" else None
         self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
         self.n_requests = n_requests
         self.peak = config.min_replicas
@@ -148,8 +149,9 @@ class Autoscaler:
             value = float(self.cluster.routed_requests - self.sampled_routed)
             self.sampled_routed = self.cluster.routed_requests
         else:
+            held = len(self.cluster.gateway) if self.replicas[0].role != "decode" else 0  # the activator's
             value = float(sum(running + waiting for running, waiting, _ in
-                              (inst.gauges() for inst in self._ready_replicas())) + len(self.cluster.gateway))
+                              (inst.gauges() for inst in self._ready_replicas())) + held)
         self.kpa.record(self.loop.now, value)
         self.loop.at(self.loop.now + KPA_SAMPLE_S, self.kpa_sample)
 

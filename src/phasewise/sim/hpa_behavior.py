@@ -18,7 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from phasewise.sim.deployment import Autoscale, ScalingPolicy
+    from phasewise.sim.autoscale_block import Autoscale, ScalingPolicy
 
 
 def _change_within(events: deque[tuple[float, int]], now: float, period_s: float) -> int:

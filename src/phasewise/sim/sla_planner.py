@@ -49,8 +49,8 @@ from phasewise.sim.frontend_counters import FrontendCounters
 from phasewise.sim.load_predictor import LoadPredictor
 
 if TYPE_CHECKING:
+    from phasewise.sim.autoscale_block import Autoscale
     from phasewise.sim.cluster import Cluster
-    from phasewise.sim.deployment import Autoscale
     from phasewise.sim.instance import Instance
 
 
