@@ -11,7 +11,7 @@ import pytest
 
 from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import build_deployment
-from phasewise.sim.load_predictor import LoadPredictor
+from phasewise.sim.load_predictor import LoadPredictor, warmup_intervals
 from phasewise.sim.planner_budget import within_gpu_budget
 from tests.test_sla_planner import SLA, disaggregated, run
 
@@ -127,3 +127,31 @@ def test_bad_budget_and_predictor_blocks_are_one_line_errors(prefill, decode, me
     with pytest.raises(PhasewiseError) as error:
         build_deployment(disaggregated(prefill, decode))
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_warmup_intervals_by_hand():
+    arrival = np.array([0.0, 10.0, 70.0, 200.0])
+    prompt, output = np.array([100.0, 300.0, 50.0, 10.0]), np.array([10.0, 30.0, 5.0, 1.0])
+    intervals = warmup_intervals(arrival, prompt, output, 60.0)
+    assert intervals[:2] == [(2.0, 200.0, 20.0), (1.0, 50.0, 5.0)]
+    assert intervals[2][0] == 0.0 and math.isnan(intervals[2][1]) and intervals[3] == (1.0, 10.0, 1.0)
+
+
+def test_a_warmup_trace_gives_the_kalman_predictor_its_trend_before_the_first_interval(tmp_path):
+    """A past trace whose load doubles every 30 s interval: warmed on it, the Kalman predictor's first forecast
+    carries the rise on (well above what the first live interval saw); unwarmed, it forecasts what it saw."""
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    t = 0.0
+    for k in range(6):
+        n = 20 * 2 ** k
+        rows += [f"{t + 30.0 * i / n:.4f},1024,128" for i in range(n)]
+        t += 30.0
+    trace = tmp_path / "past.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    block = dict(SLA, sync_period_s=30.0, predictor="kalman")
+    warm = run(dict(block, predictor_warmup_trace=str(trace)), None)[2]["prefill"]["adjustments"][0]
+    cold = run(block, None)[2]["prefill"]["adjustments"][0]
+    assert cold["next_requests"] == cold["requests"]
+    assert warm["next_requests"] > 2 * warm["requests"]
+    with pytest.raises(PhasewiseError, match="does not exist"):
+        run(dict(block, predictor_warmup_trace=str(tmp_path / "none.csv")), None)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # an Autoscale block's fields for metric sla only (Dynamo's planner)
 PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_scaling", "load_period_s",
                   "load_down_sensitivity", "predictor", "predictor_log1p", "kalman_q_level", "kalman_q_trend",
-                  "kalman_r", "max_gpu_budget")
+                  "kalman_r", "predictor_warmup_trace", "max_gpu_budget")
 KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
 # an Autoscale block's fields for autoscaler kpa only (Knative's Pod Autoscaler)
 KPA_FIELDS = ("stable_window_s", "panic_window_percentage", "panic_threshold_percentage", "max_scale_up_rate",
@@ -100,6 +100,8 @@ class Autoscale(BaseModel):
     kalman_q_level: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     kalman_q_trend: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     kalman_r: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # a past trace (a CSV/JSONL file or a bundled name) the predictors see first, interval by interval
+    predictor_warmup_trace: str | None = None
     max_gpu_budget: int | None = Field(default=None, ge=1)  # GPUs over both planned groups (sim/planner_budget.py)
     # hpa: Kubernetes' HPA algorithm (every metric); kpa: Knative's Pod Autoscaler (concurrency or rps; sim/kpa.py)
     autoscaler: Literal["hpa", "kpa"] = "hpa"
@@ -167,7 +169,8 @@ class Autoscale(BaseModel):
         if self.metric == "sla":
             if not (self.throughput_scaling or self.load_scaling):
                 raise ValueError("autoscale metric sla needs throughput_scaling or load_scaling (or both) on")
-            if not self.throughput_scaling and (self.predictor != "constant" or self.predictor_log1p):
+            if not self.throughput_scaling and (self.predictor != "constant" or self.predictor_log1p
+                                                or self.predictor_warmup_trace is not None):
                 raise ValueError("autoscale predictor forecasts the load for the throughput-based mode: with "
                                  "throughput_scaling false it does nothing (drop it, or turn throughput_scaling on)")
             return self

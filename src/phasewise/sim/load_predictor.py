@@ -10,7 +10,8 @@ sizes the next interval for its one-step forecast (sim/sla_planner.py).
   level, trend 0, their variance 1000).
 
 Both skip the idle run before the first non-zero observation (a deployment waiting for its traffic) and read a
-missing observation (NaN: no request finished) as 0, as Dynamo's BasePredictor does. `log1p` (Dynamo's
+missing observation (NaN: no request finished) as 0, as Dynamo's BasePredictor does. A warm-up trace (Dynamo's
+load_predictor_warmup_trace) feeds them its intervals first (warmup_intervals). `log1p` (Dynamo's
 load_predictor_log1p) filters log(1 + x) and returns exp(level) - 1. Dynamo's default predictor, ARIMA (pmdarima's
 auto_arima), and Prophet are not here (they fit order and seasonality with packages this project does not depend
 on); the planner's default here is the constant one.
@@ -21,7 +22,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 KALMAN_INITIAL_VARIANCE = 1000.0  # Dynamo's KalmanPredictor: P *= 1000 over filterpy's identity
+
+
+def warmup_intervals(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray,
+                     interval_s: float) -> list[tuple[float, float, float]]:
+    """A past trace as the planner would have observed it (Dynamo's load_predictor_warmup_trace,
+    extract_metrics_from_mooncake): per adjustment interval from its first arrival, the requests that arrived, their
+    mean prompt and mean output tokens (NaN where none did)."""
+    if not len(arrival_s):
+        return []
+    bucket = ((arrival_s - arrival_s.min()) // interval_s).astype(np.int64)
+    intervals = int(bucket.max()) + 1
+    counts = np.bincount(bucket, minlength=intervals)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        isl = np.bincount(bucket, weights=prompt, minlength=intervals) / counts
+        osl = np.bincount(bucket, weights=output, minlength=intervals) / counts
+    return [(float(c), float(i), float(o)) for c, i, o in zip(counts, isl, osl)]
 
 
 @dataclass(slots=True)
@@ -41,6 +60,12 @@ class LoadPredictor:
     p01: float = 0.0
     p11: float = KALMAN_INITIAL_VARIANCE
     forecast_pending: bool = False  # predict() advanced the state to the interval its next observation measures
+
+    def warm(self, values: list[float]) -> None:
+        """Past observations first (a warm-up trace), then the idle run before live traffic is skipped again."""
+        for value in values:
+            self.observe(value)
+        self.seen_traffic = False
 
     def observe(self, value: float) -> None:
         value = 0.0 if math.isnan(value) else value

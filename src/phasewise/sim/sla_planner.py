@@ -7,7 +7,7 @@ Throughput-based: every adjustment interval it reads the frontend's counters ove
 (sim/frontend_counters.py): requests received, and over the requests finished their mean ISL, OSL, TTFT, ITL and
 duration; it skips the adjustment where none finished (its metrics NaN: "no active requests"). Its predictors
 (sim/load_predictor.py: constant, the last interval's, or Kalman; one each for requests, ISL and OSL, fed every
-interval) forecast the next interval's load, and it wants
+interval, and first a warm-up trace's intervals when given) forecast the next interval's load, and it wants
 - prefill: ceil(requests x ISL / interval x min(1, TTFT correction) / (ISL / TTFT(ISL))), an engine's prefill
   throughput its profile's for one request of ISL tokens alone (chunked as the engine chunks it); the group's
   min_replicas where that TTFT is above the SLA (no throughput meets it);
@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING
 from phasewise.perf.batch import BatchShape
 from phasewise.sim.agg_profile import agg_engine_rps, agg_ttft_s, mixed_step_s
 from phasewise.sim.frontend_counters import FrontendCounters
-from phasewise.sim.load_predictor import LoadPredictor
+from phasewise.sim.load_predictor import LoadPredictor, warmup_intervals
+from phasewise.workload.traces import load_trace
 
 if TYPE_CHECKING:
     from phasewise.sim.autoscale_block import Autoscale
@@ -90,6 +91,11 @@ class SlaPlanner:
         self.predictors = tuple(LoadPredictor(config.predictor, config.predictor_log1p, config.kalman_q_level or 0.0,
                                               config.kalman_q_trend or 0.0, config.kalman_r or 0.0)
                                 for _ in range(3))  # requests, ISL, OSL
+        if config.predictor_warmup_trace is not None and config.throughput_scaling:
+            past = load_trace(config.predictor_warmup_trace)
+            intervals = warmup_intervals(past.arrival_s, past.prompt_tokens, past.output_tokens, config.sync_period_s)
+            for k, predictor in enumerate(self.predictors):
+                predictor.warm([interval[k] for interval in intervals])
         self._chunk_s: dict[int, float] = {}  # a prefill chunk's seconds by its tokens (the load-based TTFT)
         self._last_stats: dict[int, tuple[int, int]] = {}  # a replica's prompt tokens and iterations at the last look
 
