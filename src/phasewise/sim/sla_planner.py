@@ -40,7 +40,7 @@ without draining, so the simulated scale-downs are the kind case.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from phasewise.perf.batch import BatchShape
@@ -116,13 +116,7 @@ class SlaPlanner:
     def decode_itl_s(self, batch: int, context: int) -> float:
         """A decode step of `batch` sequences at `context` tokens each (the seconds between a sequence's tokens,
         speculative decoding's accepted tokens a step counted)."""
-        inst = self.engine
-        one = BatchShape()
-        one.add(inst.decode_new_tokens, context, inst.model.causal, inst.window)
-        shape = replace(one, decode_seqs=batch, decode_tokens=one.decode_tokens * batch,
-                        decode_pairs=one.decode_pairs * batch, decode_kv_tokens=one.decode_kv_tokens * batch,
-                        logit_tokens=one.logit_tokens * batch)
-        return inst.cost.fast(shape)[0] / inst.tokens_per_step
+        return mixed_step_s(self.engine, 0, batch, context) / self.engine.tokens_per_step
 
     def best_decode_tokens_per_s(self, itl_s: float, context: int) -> float:
         """The engine's decode throughput at the largest batch whose step meets `itl_s` (its KV cache and sequence
