@@ -81,8 +81,14 @@ def test_scales_a_burst_up_and_down_after():
 
 
 def test_correction_off_keeps_the_profile():
+    """correction: false keeps the profile; with load-based scaling on, the correction is off by default, as
+    Dynamo's validate_sla_planner_args turns it off."""
     block = dict(SLA, sync_period_s=30.0, correction=False)
     _, _, scales = run(block, block)
+    assert all(a["correction"] == 1.0 for s in scales.values() for a in s["adjustments"])
+    both = dict(SLA, sync_period_s=30.0, load_scaling=True)
+    _, _, scales = run(both, both)
+    assert scales["prefill"]["correction"] is False and scales["prefill"]["adjustments"]
     assert all(a["correction"] == 1.0 for s in scales.values() for a in s["adjustments"])
 
 
@@ -127,6 +133,8 @@ def test_frontend_counters_average_the_interval():
     (dict(metric="running"), "needs a target"),
     (dict(metric="sla", throughput_scaling=False), "throughput_scaling or load_scaling"),
     (dict(metric="sla", load_down_sensitivity=0), "load_down_sensitivity"),
+    (dict(metric="sla", load_scaling=True, correction=True), "correction is off when load_scaling is on"),
+    (dict(metric="sla", load_scaling=True, sync_period_s=5.0), "must be shorter than sync_period_s"),
 ])
 def test_bad_blocks_are_one_line_errors(block, message):
     with pytest.raises(PhasewiseError) as error:

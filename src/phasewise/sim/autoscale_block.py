@@ -145,8 +145,9 @@ class Autoscale(BaseModel):
         """metric sla takes Dynamo's planner defaults (components/planner/src/dynamo/planner/defaults.py
         SLAPlannerDefaults: adjustment_interval 180 s, ttft 0.5 s, itl 0.05 s; PlannerConfig: throughput scaling
         on, load scaling off, load_adjustment_interval 5 s, load_scaling_down_sensitivity 80, load_predictor_log1p
-        false, kalman_q_level 1.0, kalman_q_trend 0.1, kalman_r 10.0; the predictor constant, not Dynamo's arima)
-        and refuses the HPA's knobs."""
+        false, kalman_q_level 1.0, kalman_q_trend 0.1, kalman_r 10.0; the predictor constant, not Dynamo's arima;
+        the correction off with load scaling, as validate_sla_planner_args turns it off) and refuses the HPA's
+        knobs."""
         if not isinstance(data, dict) or data.get("metric") != "sla":
             return data
         given = [key for key in ("target", *HPA_FIELDS) if data.get(key) is not None]
@@ -160,6 +161,11 @@ class Autoscale(BaseModel):
                              f"predictors: constant, kalman)")
         filter_defaults = {"kalman_q_level": 1.0, "kalman_q_trend": 0.1, "kalman_r": 10.0} \
             if data.get("predictor") == "kalman" else {}
+        if data.get("load_scaling"):  # Dynamo's validate_sla_planner_args turns the correction off with load scaling
+            if data.get("correction"):
+                raise ValueError("autoscale correction is off when load_scaling is on (Dynamo disables it: load-based "
+                                 "scaling already answers to the latencies observed); drop correction")
+            data["correction"] = False
         return {"sync_period_s": 180.0, "ttft_s": 0.5, "itl_s": 0.05, "correction": True, "throughput_scaling": True,
                 "load_scaling": False, "load_period_s": 5.0, "load_down_sensitivity": 0.8, "predictor": "constant",
                 "predictor_log1p": False, **filter_defaults, **data, "tolerance": 0.0, "scale_down_window_s": 0.0}
@@ -169,6 +175,10 @@ class Autoscale(BaseModel):
         if self.metric == "sla":
             if not (self.throughput_scaling or self.load_scaling):
                 raise ValueError("autoscale metric sla needs throughput_scaling or load_scaling (or both) on")
+            if self.throughput_scaling and self.load_scaling and self.load_period_s >= self.sync_period_s:
+                raise ValueError(f"autoscale load_period_s ({self.load_period_s:g}) must be shorter than "
+                                 f"sync_period_s ({self.sync_period_s:g}) when both modes run (Dynamo's fast reactive "
+                                 f"loop beside its slow predictive one)")
             if not self.throughput_scaling and (self.predictor != "constant" or self.predictor_log1p
                                                 or self.predictor_warmup_trace is not None):
                 raise ValueError("autoscale predictor forecasts the load for the throughput-based mode: with "
