@@ -245,6 +245,7 @@ class SlaPlanner:
                 "load_period_s": config.load_period_s, "load_down_sensitivity": config.load_down_sensitivity,
                 "load_scale_ups": self.load_ups, "load_scale_downs": self.load_downs,
                 "predictor": config.predictor, "predictor_log1p": config.predictor_log1p,
+                "predictor_warmup_trace": config.predictor_warmup_trace,
                 "max_gpu_budget": config.max_gpu_budget, "budget_trims": self.budget_trims,
                 "adjustments": [{"t_s": a.t_s, "requests": a.requests, "isl": a.isl, "osl": a.osl,
                                  "ttft_s": a.ttft_s, "itl_s": a.itl_s, "correction": a.correction,
