@@ -12,7 +12,8 @@ GPUs, fixed and with each group autoscaled apart; then NVIDIA Dynamo's SLA plann
 on the same burst and on the trace (Llama-3.1-70B FP8, TP2 prefill and decode replicas), throughput-based,
 load-based and both, with its constant and Kalman predictors and a GPU budget over both groups, and its aggregated
 (collocated, load-based) planner, against fixed fleets and the HPA per group. Knative's Pod Autoscaler
-(autoscaler kpa, sim/kpa.py) on concurrency beside the HPA's on the trace and the burst.
+(autoscaler kpa, sim/kpa.py) on concurrency beside the HPA's on the trace and the burst; KEDA (autoscaler keda) on
+the burst, from one replica and from zero.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def main() -> None:
         ("burst: Knative KPA 1-8, concurrency 64", 8, dict(min_replicas=1, metric="concurrency", target=64,
                                                            autoscaler="kpa")),
         ("burst: HPA 1-8, concurrency 64", 8, dict(min_replicas=1, metric="concurrency", target=64)),
+        ("burst: KEDA 1-8, running 64", 8, dict(min_replicas=1, metric="running", target=64, autoscaler="keda")),
+        ("burst: KEDA 0-8, running 64", 8, dict(min_replicas=0, metric="running", target=64, autoscaler="keda")),
         *((f"burst: Dynamo aggregated planner 1-8, {name}", 8,
            dict(min_replicas=1, metric="sla", ttft_s=SLO["slo_ttft_ms"] / 1e3, itl_s=SLO["slo_tpot_ms"] / 1e3, **modes))
           for name, modes in AGG_MODES),

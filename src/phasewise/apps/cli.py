@@ -285,7 +285,7 @@ def simulate_cmd(
     autoscale_metric: Annotated[Optional[str], typer.Option(help="autoscale on: waiting (vllm:num_requests_waiting, default) | running | concurrency (both, as Knative) | rps (requests routed a second) | kv_usage, per ready replica")] = None,
     autoscale_target: Annotated[Optional[float], typer.Option(help="autoscale: the metric's value per ready replica it aims at (kv_usage: a share in (0, 1])")] = None,
     autoscale_startup_s: Annotated[Optional[float], typer.Option(help="autoscale: seconds a new replica takes to serve (default: its engine's predicted start-up, as estimate prints it)")] = None,
-    autoscaler: Annotated[Optional[str], typer.Option(help="autoscale with: hpa (Kubernetes' HPA, default) | kpa (Knative's Pod Autoscaler: concurrency or rps, stable and panic windows, sim/kpa.py)")] = None,
+    autoscaler: Annotated[Optional[str], typer.Option(help="autoscale with: hpa (Kubernetes' HPA, default) | kpa (Knative's Pod Autoscaler: concurrency or rps, stable and panic windows, sim/kpa.py) | keda (KEDA: the HPA on the metric's total, from zero at its 30 s poll, to zero after a 300 s cooldown)")] = None,
     trace: Annotated[Optional[str], typer.Option("--trace", "--workload", help="CSV/JSONL trace (Mooncake JSONL with hash_ids too; optional priority and NumImages columns), or azure-conv / azure-code / mooncake (bundled excerpts)")] = None,
     trace_limit: Annotated[Optional[int], typer.Option(help="first N requests of the trace")] = None,
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,

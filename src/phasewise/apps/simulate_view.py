@@ -134,6 +134,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             how = (f"Knative's KPA, {scale['metric']} -> {scale['target']:g} x "
                    f"{scale['target_utilization_percentage']:g} % per replica over {scale['stable_window_s']:g} s, "
                    f"every {scale['sync_period_s']:g} s; {scale['panics']} panics")
+        elif scale.get("autoscaler") == "keda":
+            how = (f"KEDA, the HPA on {scale['metric']}'s total / {scale['target']:g} a replica every "
+                   f"{scale['sync_period_s']:g} s; polled every {scale['polling_interval_s']:g} s, to zero after "
+                   f"{scale['cooldown_period_s']:g} s at or below {scale['activation_threshold']:g}")
         else:
             how = f"{scale['metric']} -> {scale['target']:g} per replica, every {scale['sync_period_s']:g} s"
         console.print(

@@ -13,6 +13,8 @@ PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_s
                   "load_down_sensitivity", "predictor", "predictor_log1p", "kalman_q_level", "kalman_q_trend",
                   "kalman_r", "predictor_warmup_trace", "max_gpu_budget")
 KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
+# an Autoscale block's fields for autoscaler keda only (KEDA's ScaledObject around the HPA)
+KEDA_FIELDS = ("polling_interval_s", "cooldown_period_s", "activation_threshold")
 # an Autoscale block's fields for autoscaler kpa only (Knative's Pod Autoscaler)
 KPA_FIELDS = ("stable_window_s", "panic_window_percentage", "panic_threshold_percentage", "max_scale_up_rate",
               "max_scale_down_rate", "target_utilization_percentage")
@@ -104,13 +106,38 @@ class Autoscale(BaseModel):
     predictor_warmup_trace: str | None = None
     max_gpu_budget: int | None = Field(default=None, ge=1)  # GPUs over both planned groups (sim/planner_budget.py)
     # hpa: Kubernetes' HPA algorithm (every metric); kpa: Knative's Pod Autoscaler (concurrency or rps; sim/kpa.py)
-    autoscaler: Literal["hpa", "kpa"] = "hpa"
+    autoscaler: Literal["hpa", "kpa", "keda"] = "hpa"
+    # keda: the ScaledObject's polling interval (its activation and deactivation checks), cooldown period (quiet
+    # seconds before it scales to zero) and activation threshold (the metric's total above which it is active)
+    polling_interval_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cooldown_period_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    activation_threshold: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     stable_window_s: float | None = Field(default=None, ge=6, le=3600, allow_inf_nan=False)
     panic_window_percentage: float | None = Field(default=None, ge=1, le=100)
     panic_threshold_percentage: float | None = Field(default=None, ge=110, le=1000)
     max_scale_up_rate: float | None = Field(default=None, gt=1, allow_inf_nan=False)
     max_scale_down_rate: float | None = Field(default=None, gt=1, allow_inf_nan=False)
     target_utilization_percentage: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keda_defaults(cls, data):
+        """autoscaler keda takes KEDA's ScaledObject defaults (pollingInterval 30 s, cooldownPeriod 300 s, activation
+        threshold 0: keda.sh/docs/latest/reference/scaledobject-spec) beside the HPA's; its knobs without it are
+        errors."""
+        if not isinstance(data, dict):
+            return data
+        given = [key for key in KEDA_FIELDS if data.get(key) is not None]
+        if data.get("autoscaler") != "keda":
+            if given:
+                raise ValueError(f"autoscale {given[0]} is KEDA's: give autoscaler: keda (allowed autoscalers: hpa, "
+                                 f"kpa, keda)")
+            return data
+        if data.get("metric") == "sla":
+            raise ValueError("autoscaler keda scales on an engine metric (waiting, running, concurrency, rps, "
+                             "kv_usage); metric sla is Dynamo's planner, which needs no autoscaler")
+        return {"polling_interval_s": 30.0, "cooldown_period_s": 300.0, "activation_threshold": 0.0,
+                **{key: value for key, value in data.items() if value is not None}}
 
     @model_validator(mode="before")
     @classmethod
@@ -125,7 +152,7 @@ class Autoscale(BaseModel):
         if data.get("autoscaler") != "kpa":
             if given:
                 raise ValueError(f"autoscale {given[0]} is Knative's Pod Autoscaler's: give autoscaler: kpa (allowed "
-                                 f"autoscalers: hpa, kpa)")
+                                 f"autoscalers: hpa, kpa, keda)")
             return data
         if data.get("metric") not in ("concurrency", "rps"):
             raise ValueError(f"autoscaler kpa (Knative's Pod Autoscaler) scales on metric concurrency or rps (got "

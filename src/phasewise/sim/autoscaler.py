@@ -60,7 +60,7 @@ def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> i
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
                  "version", "behavior", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed",
-                 "planner", "drain_check", "kpa", "sampled_routed")
+                 "planner", "drain_check", "kpa", "sampled_routed", "keda_routed", "keda_active_s")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int, paired: bool = False) -> None:
@@ -82,7 +82,7 @@ class Autoscaler:
         self.active_s = [0.0] * n  # GPU time of the periods that ended
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
         # the HPA's stabilization windows and scaling policies (neither Dynamo's planner nor Knative's KPA has them)
-        self.behavior = HpaBehavior(config) if config.metric != "sla" and config.autoscaler == "hpa" else None
+        self.behavior = HpaBehavior(config) if config.metric != "sla" and config.autoscaler != "kpa" else None
         self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
         self.n_requests = n_requests
         self.peak = config.min_replicas
@@ -95,6 +95,9 @@ class Autoscaler:
             config.stable_window_s * config.panic_window_percentage / 100.0,
             config.panic_threshold_percentage / 100.0, config.max_scale_up_rate, config.max_scale_down_rate)
         self.sampled_routed = 0  # the cluster's routed requests at the last KPA sample
+        self.keda_routed, self.keda_active_s = 0, 0.0  # at KEDA's last poll; when its metric was last above zero
+        if config.autoscaler == "keda":
+            self.loop.at(config.polling_interval_s, self.keda_poll)
         if self.kpa is not None:
             self.loop.at(KPA_SAMPLE_S, self.kpa_sample)
         if paired:
@@ -105,9 +108,33 @@ class Autoscaler:
 
     def wake(self) -> None:
         """A request reached the gateway with no replica serving: a group that takes requests and has none ready
-        or starting starts one now (scale from zero, as Knative's activator or KEDA's HTTP add-on wake it)."""
+        or starting starts one now (scale from zero, as Knative's activator wakes it); under KEDA the next poll
+        does (keda_poll)."""
+        if self.config.autoscaler == "keda":
+            return
         if self.replicas[0].role != "decode" and not self._count("ready") and not self._count("starting"):
             self._scale_up(1, 0, self.loop.now)
+
+    def keda_poll(self) -> None:
+        """KEDA's loop, every polling interval: at zero, one replica once the metric (the requests the gateway holds)
+        is above the activation threshold; above zero, to zero (min_replicas 0) once the metric's total has stayed
+        at or below it for the cooldown period. Between, the HPA scales (sync)."""
+        now, config = self.loop.now, self.config
+        if self._run_over():
+            return
+        self._leave_drained(now)
+        current = self._count("ready") + self._count("starting")
+        held = len(self.cluster.gateway) if self.replicas[0].role != "decode" else 0
+        total = held + self._metric_total(self._ready_replicas(), self.cluster.routed_requests - self.keda_routed,
+                                          config.polling_interval_s)
+        self.keda_routed = self.cluster.routed_requests
+        if total > config.activation_threshold:
+            self.keda_active_s = now
+            if not current:
+                self._scale_up(1, 0, now)
+        elif current and config.min_replicas == 0 and now - self.keda_active_s >= config.cooldown_period_s:
+            self._scale_down(current, now)
+        self.loop.at(now + config.polling_interval_s, self.keda_poll)
 
     def _run_over(self) -> bool:
         """Every request finished or rejected: no more syncs or checks."""
@@ -118,6 +145,13 @@ class Autoscaler:
 
     def _ready_replicas(self) -> list[Instance]:
         return [inst for inst, state in zip(self.replicas, self.state) if state == "ready"]
+
+    def _metric_total(self, ready: list[Instance], routed: int, period_s: float) -> float:
+        """The metric summed over the ready replicas (rps: the requests routed a second over `period_s`), as a
+        Prometheus query behind KEDA's trigger would sum it."""
+        if self.config.metric == "rps":
+            return routed / period_s
+        return self._metric_mean(ready, routed) * len(ready) if ready else 0.0
 
     def _metric_mean(self, ready: list[Instance], routed: int) -> float:
         """The metric over the ready replicas; `routed`: requests routed since the last sync."""
@@ -178,7 +212,14 @@ class Autoscaler:
         ready = len(serving)
         current = ready + self._count("starting")
         routed, self.last_routed = self.cluster.routed_requests - self.last_routed, self.cluster.routed_requests
-        if ready:
+        if config.autoscaler == "keda":  # the HPA on KEDA's external metric: its total over the target a replica
+            if not current:  # at zero the HPA is off; KEDA's poll activates the group
+                self.loop.at(now + config.sync_period_s, self.sync)
+                return
+            total = self._metric_total(serving, routed, config.sync_period_s)
+            wanted = current if abs(total / (config.target * current) - 1.0) <= config.tolerance else \
+                max(1, math.ceil(total / config.target))  # KEDA keeps the HPA at one replica at least
+        elif ready:
             wanted = hpa_replicas(self._metric_mean(serving, routed) / config.target, ready, current - ready,
                                   config.tolerance)
         else:  # at zero (or all starting): the requests the gateway holds are the queue
@@ -302,6 +343,8 @@ class Autoscaler:
             "sync_period_s": config.sync_period_s, "startup_s": self.startup_s, "autoscaler": config.autoscaler,
             **({"panics": self.kpa.panics, "target_utilization_percentage": config.target_utilization_percentage,
                 "stable_window_s": config.stable_window_s} if self.kpa is not None else {}),
+            **({"polling_interval_s": config.polling_interval_s, "cooldown_period_s": config.cooldown_period_s,
+                "activation_threshold": config.activation_threshold} if config.autoscaler == "keda" else {}),
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
             "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
             "replica_seconds": replica_s, "mean_replicas": self.mean_replicas,
