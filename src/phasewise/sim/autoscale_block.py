@@ -20,6 +20,19 @@ KPA_FIELDS = ("stable_window_s", "panic_window_percentage", "panic_threshold_per
               "max_scale_down_rate", "target_utilization_percentage")
 
 
+def _runs(data, autoscaler: str, fields: tuple[str, ...], whose: str) -> bool:
+    """Whether an autoscale block (its raw fields) runs `autoscaler`; its `fields` given to another are an error."""
+    if not isinstance(data, dict):
+        return False
+    if data.get("autoscaler") == autoscaler:
+        return True
+    given = [key for key in fields if data.get(key) is not None]
+    if given:
+        raise ValueError(f"autoscale {given[0]} is {whose}: give autoscaler: {autoscaler} (allowed autoscalers: hpa, "
+                         f"kpa, keda)")
+    return False
+
+
 class ScalingPolicy(BaseModel):
     """One of an HPA's scaling policies (behavior.scaleUp / scaleDown .policies): at most `value` pods or `value`
     percent of the replicas at the start of each `period_s` (sim/hpa_behavior.py)."""
@@ -125,13 +138,7 @@ class Autoscale(BaseModel):
         """autoscaler keda takes KEDA's ScaledObject defaults (pollingInterval 30 s, cooldownPeriod 300 s, activation
         threshold 0: keda.sh/docs/latest/reference/scaledobject-spec) beside the HPA's; its knobs without it are
         errors."""
-        if not isinstance(data, dict):
-            return data
-        given = [key for key in KEDA_FIELDS if data.get(key) is not None]
-        if data.get("autoscaler") != "keda":
-            if given:
-                raise ValueError(f"autoscale {given[0]} is KEDA's: give autoscaler: keda (allowed autoscalers: hpa, "
-                                 f"kpa, keda)")
+        if not _runs(data, "keda", KEDA_FIELDS, "KEDA's"):
             return data
         if data.get("metric") == "sla":
             raise ValueError("autoscaler keda scales on an engine metric (waiting, running, concurrency, rps, "
@@ -146,13 +153,7 @@ class Autoscale(BaseModel):
         panic-threshold-percentage 200, max-scale-up-rate 1000, max-scale-down-rate 2,
         container-concurrency-target-percentage 70, tick-interval 2s) and refuses the HPA's knobs; the KPA's knobs
         without it are errors."""
-        if not isinstance(data, dict):
-            return data
-        given = [key for key in KPA_FIELDS if data.get(key) is not None]
-        if data.get("autoscaler") != "kpa":
-            if given:
-                raise ValueError(f"autoscale {given[0]} is Knative's Pod Autoscaler's: give autoscaler: kpa (allowed "
-                                 f"autoscalers: hpa, kpa, keda)")
+        if not _runs(data, "kpa", KPA_FIELDS, "Knative's Pod Autoscaler's"):
             return data
         if data.get("metric") not in ("concurrency", "rps"):
             raise ValueError(f"autoscaler kpa (Knative's Pod Autoscaler) scales on metric concurrency or rps (got "
