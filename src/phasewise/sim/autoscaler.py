@@ -124,10 +124,8 @@ class Autoscaler:
             return
         self._leave_drained(now)
         current = self._count("ready") + self._count("starting")
-        held = len(self.cluster.gateway) if self.replicas[0].role != "decode" else 0
-        total = held + self._metric_total(self._ready_replicas(), self.cluster.routed_requests - self.keda_routed,
-                                          config.polling_interval_s)
-        self.keda_routed = self.cluster.routed_requests
+        routed, self.keda_routed = self.cluster.routed_requests - self.keda_routed, self.cluster.routed_requests
+        total = self._metric_total(self._ready_replicas(), routed, config.polling_interval_s) + self._held()
         if total > config.activation_threshold:
             self.keda_active_s = now
             if not current:
@@ -147,24 +145,32 @@ class Autoscaler:
         return [inst for inst, state in zip(self.replicas, self.state) if state == "ready"]
 
     def _metric_total(self, ready: list[Instance], routed: int, period_s: float) -> float:
-        """The metric summed over the ready replicas (rps: the requests routed a second over `period_s`), as a
-        Prometheus query behind KEDA's trigger would sum it."""
-        if self.config.metric == "rps":
+        """The metric summed over the ready replicas, as a Prometheus query behind KEDA's trigger sums it (rps: the
+        requests routed a second, `routed` over `period_s`)."""
+        metric = self.config.metric
+        if metric == "rps":
             return routed / period_s
-        return self._metric_mean(ready, routed) * len(ready) if ready else 0.0
+        if metric == "kv_usage":
+            return sum(i.gauges()[2] / i.kv.capacity for i in ready)
+        gauges = [i.gauges() for i in ready]
+        if metric == "concurrency":
+            return sum(running + waiting for running, waiting, _ in gauges)
+        column = 0 if metric == "running" else 1
+        return sum(g[column] for g in gauges)
+
+    def _held(self) -> int:
+        """Requests the gateway holds for this group, as Knative's activator and KEDA's HTTP interceptor report them
+        beside the replicas' metric (none for a decode group, which takes none, nor on rps, which counted them as
+        received)."""
+        if self.replicas[0].role == "decode" or self.config.metric == "rps":
+            return 0
+        return len(self.cluster.gateway)
 
     def _metric_mean(self, ready: list[Instance], routed: int) -> float:
         """The metric over the ready replicas; `routed`: requests routed since the last sync."""
-        metric = self.config.metric
-        if metric == "rps":  # a second over the last period, per instance taking them
+        if self.config.metric == "rps":  # a second over the last period, per instance taking them
             return routed / self.config.sync_period_s / max(len(self.routed), 1)
-        if metric == "kv_usage":
-            return sum(i.gauges()[2] / i.kv.capacity for i in ready) / len(ready)
-        gauges = [i.gauges() for i in ready]
-        if metric == "concurrency":
-            return sum(running + waiting for running, waiting, _ in gauges) / len(ready)
-        column = 0 if metric == "running" else 1
-        return sum(g[column] for g in gauges) / len(ready)
+        return self._metric_total(ready, routed, self.config.sync_period_s) / len(ready)
 
     def planner_wanted(self, now: float) -> tuple[int | None, int]:
         """The throughput-based planner's replicas for the next interval (None: no adjustment) and the current
@@ -179,14 +185,8 @@ class Autoscaler:
         the gateway's, as the activator reports those it holds) or the requests it received that second."""
         if self._run_over():
             return
-        if self.config.metric == "rps":
-            value = float(self.cluster.routed_requests - self.sampled_routed)
-            self.sampled_routed = self.cluster.routed_requests
-        else:
-            held = len(self.cluster.gateway) if self.replicas[0].role != "decode" else 0  # the activator's
-            value = float(sum(running + waiting for running, waiting, _ in
-                              (inst.gauges() for inst in self._ready_replicas())) + held)
-        self.kpa.record(self.loop.now, value)
+        routed, self.sampled_routed = self.cluster.routed_requests - self.sampled_routed, self.cluster.routed_requests
+        self.kpa.record(self.loop.now, self._metric_total(self._ready_replicas(), routed, KPA_SAMPLE_S) + self._held())
         self.loop.at(self.loop.now + KPA_SAMPLE_S, self.kpa_sample)
 
     def sync(self) -> None:
