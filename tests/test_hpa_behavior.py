@@ -12,7 +12,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.sim.autoscale_block import Autoscale, ScalingPolicy
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.hpa_behavior import HpaBehavior, policy_limit
-from tests.test_autoscaler import FAST, M, run
+from tests.test_autoscaler import FAST, M, run, step_load
 
 UP = [ScalingPolicy(type="percent", value=100, period_s=15), ScalingPolicy(type="pods", value=4, period_s=15)]
 
@@ -42,16 +42,19 @@ def test_stabilization_windows():
     assert behavior.desired(106.0, 2, 5) == 2  # a minute after the last 8
 
 
+SHORT_BURST = ((2, 60), (80, 60), (2, 540))  # a minute of burst: the group grows to its 4 and comes back
+
+
 def test_one_replica_a_minute_down_and_a_scale_up_window_in_a_run():
     fast_down = dict(FAST, scale_down_policies=[{"type": "pods", "value": 1, "period_s": 60}])
-    _, summary = run(**fast_down)
+    _, summary = run(load=step_load(SHORT_BURST), **fast_down)
     scale = summary["policy"]["autoscale"][0]
     downs = [e for e in scale["events"] if e["action"] == "down"]
     assert summary["completed"] == summary["requests"] and len(downs) >= 3
     assert all(b["t_s"] - a["t_s"] >= 60 for a, b in zip(downs, downs[1:]))
     assert [e["replicas"] for e in downs] == list(range(3, 3 - len(downs), -1))
-    _, eager = run(**FAST)
-    _, patient = run(**dict(FAST, scale_up_window_s=60))
+    _, eager = run(load=step_load(SHORT_BURST), **FAST)
+    _, patient = run(load=step_load(SHORT_BURST), **dict(FAST, scale_up_window_s=60))
     first = [[e for e in s["policy"]["autoscale"][0]["events"] if e["action"] == "up"][0]["t_s"]
              for s in (eager, patient)]
     assert first[1] >= first[0] + 45  # it waits for a minute of recommendations above the count

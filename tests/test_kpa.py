@@ -48,7 +48,8 @@ def test_panic_scales_up_at_once_and_holds_until_a_stable_window_passes():
 def test_kpa_reacts_to_a_burst_before_the_hpa():
     """2 -> 80 -> 2 req/s on up to 4 replicas, concurrency target 12 (x 70 %: one replica holds the 2 req/s): the
     KPA's panic window sees the step within seconds, the HPA (15 s syncs) later; the KPA scales back down after."""
-    common = dict(min_replicas=1, metric="concurrency", target=12, startup_s=30.0)
+    common = dict(min_replicas=1, metric="concurrency", target=12, startup_s=30.0,
+                  load=step_load(((2, 120), (80, 60), (2, 360))))
     _, kpa = run(**common, autoscaler="kpa")
     _, hpa = run(**common)
     kpa_scale, hpa_scale = kpa["policy"]["autoscale"][0], hpa["policy"]["autoscale"][0]
