@@ -40,7 +40,7 @@ FLAGS = {
               "--isl-spread", "--objective", "--tp-options", "--pp-options", "--precisions", "--chunk-sizes",
               "--batch-caps", "--spec-tokens", "--spec-acceptance", "--routing-skew", "--router", "--top", "--workers",
               "--seed", "--rank", "--moe-layouts", "--policies", "--kv-link", "--arrivals", "--isl-dist",
-              "--host-kv-cache-gb", "--kv-store-gb", "--chip-gpus"],
+              "--host-kv-cache-gb", "--kv-store-gb", "--chip-gpus", "--autoscale", "--autoscale-rate"],
              ["--gpus", "2", "--top", "1", "--workers", "1"]),
     "edge": (["--devices", "--mbps", "--latency-ms", "--split", "--precision", "--engine", "--prompt-len",
               "--output-len", "--subsequences", "--outline-points", "--outline-tokens", "--medusa-heads",

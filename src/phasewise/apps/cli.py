@@ -427,6 +427,8 @@ def plan_cmd(
     rank: Annotated[int, typer.Option(help="--export: which ranked strategy (1 = the winner)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON (each row with its deployment)")] = False,
     dllm: Annotated[Optional[str], typer.Option(help="diffusion LM (LLaDA): rank chips (--hardware, comma-separated) x --batch-caps (default 1,2,4,8,16,32) of one-GPU instances for this decoding: baseline|fast-dllm|alp|odb")] = None,
+    autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,
+    autoscale_rate: Annotated[Optional[float], typer.Option(help="--autoscale: the trace's mean rate for the replay, req/s (default: its own pace)")] = None,
 ) -> None:
     """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them).
     Exit status 1 when no strategy meets the SLOs (one line names the closest and the SLO that binds)."""
@@ -440,8 +442,10 @@ def plan_cmd(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from phasewise.apps.fleet_view import fleets_html, fleets_json, render_fleets, write_fleet
     from phasewise.apps.plan_view import render_plan, winner_timeline
     from phasewise.plan import PlanOptions, plan
+    from phasewise.plan.fleet import parse_fleets, plan_fleets
     from phasewise.plan.goodput import workload_spec
     from phasewise.plan.strategies import parse_chip_gpus
     from phasewise.sim import Slo
@@ -501,6 +505,7 @@ def plan_cmd(
                          context_tokens=load_model(model).max_position_embeddings,
                          images_per_request=images_per_request, image_size=image_size, image_share=image_share,
                          image_tokens_included=image_tokens_included)
+    fleets_asked = parse_fleets(autoscale, autoscale_rate, slo, work)  # before the long search: its errors first
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         def progress(stage: str, done: int, total: int):
@@ -509,6 +514,10 @@ def plan_cmd(
 
         result = plan(model, hardware, gpus, slo, work, target=attainment, objective=objective, opts=opts,
                       refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
+        fleets = None
+        if fleets_asked and result.feasible:
+            fleets = plan_fleets(result.ranked, work, slo, attainment, fleets_asked, autoscale_rate, backend,
+                                 workers, ray_address, progress)
     if not result.feasible:  # one line, the closest strategy and the SLO that binds; no table of zeros
         if as_json:
             print(dumps({"feasible": False, "budget": result.budget(), "closest": result.closest(),
@@ -521,17 +530,21 @@ def plan_cmd(
         rows = result.rows()
         print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
                      "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
-                     "wall_s": result.wall_s}, default=float))
+                     "wall_s": result.wall_s, **({"fleets": fleets_json(fleets)} if fleets else {})},
+                    default=float))
     else:
         render_plan(console, result)
+        if fleets:
+            render_fleets(console, fleets)
     if export:
         from phasewise.apps.launch import write_export
 
-        print(f"export: {', '.join(str(p) for p in write_export(result, export, rank))}", file=sys.stderr)
+        written = write_export(result, export, rank) + ([write_fleet(fleets, export)] if fleets else [])
+        print(f"export: {', '.join(str(p) for p in written)}", file=sys.stderr)
     if report:
         from phasewise.apps.report import write_report
 
-        path = write_report(result, winner_timeline(result, work), report)
+        path = write_report(result, winner_timeline(result, work), report, fleets=fleets_html(fleets) if fleets else "")
         print(f"report: {path}", file=sys.stderr)
 
 

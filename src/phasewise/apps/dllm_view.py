@@ -158,6 +158,7 @@ PLAN_AR_ONLY = {"workload": ("--workload", None), "spec": ("--spec", False), "po
                 "mapping": ("--mapping", None), "export": ("--export", None), "router": ("--router", "least_outstanding"),
                 "routing_skew": ("--routing-skew", None), "kv_link": ("--kv-link", None),
                 "prefill_hardware": ("--prefill-hardware", ""), "decode_hardware": ("--decode-hardware", ""),
+                "autoscale": ("--autoscale", None), "autoscale_rate": ("--autoscale-rate", None),
                 # a dLLM's tokens appear a block at a time: a gap between two of them is not a served quantity
                 "slo_tbt_ms": ("--slo-tbt-ms", float("inf"))}
 

@@ -76,9 +76,11 @@ def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v, np.arange(1, len(v) + 1) / max(len(v), 1)
 
 
-def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str | Path, cdfs: int = 3) -> Path:
+def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str | Path, cdfs: int = 3,
+                 fleets: str = "") -> Path:
     """Write the report: CDFs of the top `cdfs` strategies from their verification runs; `timeline` maps the
-    winner's name to its verification run re-simulated with record_timeline=True (apps.plan_view.winner_timeline)."""
+    winner's name to its verification run re-simulated with record_timeline=True (apps.plan_view.winner_timeline);
+    `fleets`: plan --autoscale's section (apps.fleet_view.fleets_html), after the deployments."""
     try:
         import plotly.graph_objects as go
         from plotly.offline import get_plotlyjs
@@ -194,6 +196,7 @@ for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 the engines' launch commands, and <code>phasewise simulate --deployment</code> / <code>serve --deployment</code> read
 it unchanged.</p>
 {_deployments(result)}
+{fleets}
 <h2>Pruned</h2><ul>{pruned or '<li>none</li>'}</ul>
 </body></html>"""
     out = Path(path)

@@ -280,7 +280,7 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
         att = float(s["slo"]["attainment"])
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
             m = res.measured_mask
-            kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "slo", "throughput", "energy_j",
+            kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms", "slo", "throughput", "energy_j",
                                       "duration_s", "requests", "completed", "prefix_cache") if k in s}
             return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3, units,
                                     strategy.units, fields)

@@ -63,7 +63,9 @@ class Autoscale(BaseModel):
     `target`) of them (no change within `tolerance` of the target), adds them at once (at most max(100 %, 4) more a
     period) and removes them only when every want of the last `scale_down_window_s` was lower. A replica added
     serves after `startup_s` (None: the engine's predicted start-up, perf/startup.py); one removed stops taking
-    requests and leaves when its last one finishes. The group's `replicas` is the most it runs. Defaults: the HPA's
+    requests and leaves when its last one finishes. The group's `replicas` is the most it runs; `initial_replicas`
+    serve from the start (a Deployment's spec.replicas before the autoscaler's first decision; default
+    `min_replicas`). Defaults: the HPA's
     (kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale: --horizontal-pod-autoscaler-sync-period 15
     s, tolerance 0.1, scale-down stabilization window 300 s, scale-up policies 100 % or 4 pods per 15 s).
     metric `sla`: NVIDIA Dynamo's SLA planner instead (a disaggregated deployment's prefill or decode group, or a
@@ -88,6 +90,9 @@ class Autoscale(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_replicas: int = Field(default=1, ge=0)  # 0: scaled to zero, requests held at the gateway meanwhile
+    # replicas serving when the run starts (a Deployment's spec.replicas before the autoscaler's first decision);
+    # None: min_replicas
+    initial_replicas: int | None = Field(default=None, ge=0)
     metric: Literal["waiting", "running", "concurrency", "rps", "kv_usage", "sla"] = "waiting"
     target: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # per ready replica (kv_usage: a share)
     sync_period_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
@@ -200,6 +205,9 @@ class Autoscale(BaseModel):
 
     @model_validator(mode="after")
     def _target(self) -> Autoscale:
+        if self.initial_replicas is not None and self.initial_replicas < self.min_replicas:
+            raise ValueError(f"autoscale initial_replicas ({self.initial_replicas}) is below min_replicas "
+                             f"({self.min_replicas})")
         if self.metric == "sla":
             if not (self.throughput_scaling or self.load_scaling):
                 raise ValueError("autoscale metric sla needs throughput_scaling or load_scaling (or both) on")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import startup_estimate
 from phasewise.sim.hpa_behavior import HpaBehavior
 from phasewise.sim.kpa import KpaDecider
@@ -38,6 +39,20 @@ if TYPE_CHECKING:
 # a draining replica's leaving is found at the next sync, or this often when the period is longer (a planner's 180 s)
 DRAIN_CHECK_S = 15.0
 KPA_SAMPLE_S = 1.0  # Knative's metric collector scrapes the revision's pods every second
+# an autoscaler's loop runs through idle hours as through busy ones: a run whose arrivals span more of its periods
+# than this (a year at 15 s, 23 days at Knative's 1 s; a trace replayed at a vanishing rate) is refused rather than
+# left to run for hours
+MAX_AUTOSCALER_TICKS = 2_000_000
+
+
+def check_span(scalers: list[Autoscaler], span_s: float) -> None:
+    """A one-line error when the arrivals' span holds more than MAX_AUTOSCALER_TICKS of an autoscaler's periods."""
+    for scaler in scalers:
+        tick = scaler.tick_s()
+        if span_s / tick > MAX_AUTOSCALER_TICKS:
+            raise PhasewiseError(f"autoscale: the arrivals span {span_s:.3g} s, {span_s / tick:.3g} of the "
+                                 f"autoscaler's {tick:g} s periods (at most {MAX_AUTOSCALER_TICKS:,}): replay the "
+                                 f"trace at a higher rate")
 
 
 def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> int:
@@ -75,17 +90,18 @@ class Autoscaler:
         self.startup_s = config.startup_s if config.startup_s is not None else \
             startup_estimate(first.cost, first.engine).total_s
         n = len(replicas)
-        self.state = ["ready" if k < config.min_replicas else "off" for k in range(n)]
-        for inst in replicas[config.min_replicas:]:
+        serving = config.min_replicas if config.initial_replicas is None else config.initial_replicas
+        self.state = ["ready" if k < serving else "off" for k in range(n)]
+        for inst in replicas[serving:]:
             routed.remove(inst)
-        self.since_s = [0.0 if k < config.min_replicas else math.nan for k in range(n)]  # GPU time from here
+        self.since_s = [0.0 if k < serving else math.nan for k in range(n)]  # GPU time from here
         self.active_s = [0.0] * n  # GPU time of the periods that ended
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
         # the HPA's stabilization windows and scaling policies (neither Dynamo's planner nor Knative's KPA has them)
         self.behavior = HpaBehavior(config) if config.metric != "sla" and config.autoscaler != "kpa" else None
         self.events: list[tuple[float, str, int]] = []  # (time, "up" | "down", replicas after)
         self.n_requests = n_requests
-        self.peak = config.min_replicas
+        self.peak = serving
         self.mean_replicas = math.nan  # over the run (finish())
         self.last_routed = 0  # the cluster's routed requests at the last sync (rps)
         self.planner = SlaPlanner(config, cluster, first) if config.metric == "sla" else None
@@ -105,6 +121,18 @@ class Autoscaler:
         if self.planner is not None and config.load_scaling:
             self.loop.at(config.load_period_s, self.load_sync)
         self.loop.at(config.sync_period_s, self.sync)
+
+    def tick_s(self) -> float:
+        """The shortest period of its loops (sync, Knative's sampling, KEDA's poll, the planner's load period)."""
+        config = self.config
+        if self.kpa is not None:
+            return KPA_SAMPLE_S
+        periods = [config.sync_period_s]
+        if self.planner is not None and config.load_scaling:
+            periods.append(config.load_period_s)
+        if config.autoscaler == "keda":
+            periods.append(config.polling_interval_s)
+        return min(periods)
 
     def wake(self) -> None:
         """A request reached the gateway with no replica serving: a group that takes requests and has none ready
@@ -339,6 +367,7 @@ class Autoscaler:
         config = self.config
         self.cluster.policy_stats.setdefault("autoscale", []).append({
             "group": self.group, "role": self.replicas[0].role, "min_replicas": config.min_replicas,
+            "initial_replicas": config.min_replicas if config.initial_replicas is None else config.initial_replicas,
             "max_replicas": len(self.replicas), "metric": config.metric, "target": config.target,
             "sync_period_s": config.sync_period_s, "startup_s": self.startup_s, "autoscaler": config.autoscaler,
             **({"panics": self.kpa.panics, "target_utilization_percentage": config.target_utilization_percentage,

@@ -285,9 +285,10 @@ class Deployment(BaseModel):
             if config.min_replicas == 0 and group.role == "decode":
                 raise ValueError("a decode group's autoscale min_replicas must be >= 1: a finished prefill needs a "
                                  "decode replica to send its KV to")
-            if config.min_replicas > group.replicas:
-                raise ValueError(f"autoscale min_replicas ({config.min_replicas}) is above the group's replicas "
-                                 f"({group.replicas}), the most it runs")
+            for knob in ("min_replicas", "initial_replicas"):
+                if (getattr(config, knob) or 0) > group.replicas:
+                    raise ValueError(f"autoscale {knob} ({getattr(config, knob)}) is above the group's replicas "
+                                     f"({group.replicas}), the most it runs")
         self.planned_pair()
         return self
 

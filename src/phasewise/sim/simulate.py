@@ -17,7 +17,7 @@ from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
-from phasewise.sim.autoscaler import Autoscaler
+from phasewise.sim.autoscaler import Autoscaler, check_span
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.encode_pool import EncodePool
@@ -216,6 +216,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
     cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo)
+    if cluster.autoscalers and not closed and n:
+        check_span(cluster.autoscalers, float(np.max(arrival) - np.min(arrival)))
     cluster.refuse_beyond_context = refuse_beyond_context
     cluster.record_timeline = record_timeline
 

@@ -1,0 +1,235 @@
+"""Fleets on a trace: after `plan` ranks strategies on a steady load, each ranked strategy's units serve the trace
+at its own pace (or rescaled to a mean rate), its whole span, three ways: a fixed fleet (the fewest units that meet
+the SLOs over the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_running (collocated
+replicas; the target a share of one replica's concurrency at its goodput, each share tried) and NVIDIA Dynamo's SLA
+planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on average and at its
+peak, GPU-hours and dollars over the trace, and the share of requests within the SLOs; the cheapest that meets
+--attainment is the answer. Autoscaled fleets start where a fleet that had been serving would be: the units the
+trace's first minute needs at one unit's goodput (initial_replicas); new replicas pay their engine's start-up."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.backends import run_all
+from phasewise.plan.goodput import GoodputResult, WorkloadSpec
+from phasewise.plan.strategies import Strategy
+from phasewise.sim import Slo, simulate
+from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS
+from phasewise.sim.deployment import build_deployment
+from phasewise.workload.images import ImageInputs
+from phasewise.workload.request import Workload
+
+FLEETS = ("hpa", "dynamo")  # --autoscale: the autoscalers tried beside the fixed fleet
+HPA_TARGET_SHARES = (0.6, 0.8, 1.0)  # of one replica's concurrency at its goodput (Little's law), each tried
+FIRST_MINUTE_S = 60.0  # the window whose rate sizes an autoscaled fleet's starting replicas
+HPA_SYNC_S = 15.0  # the shortest period of the fleets' autoscalers (the HPA's sync; Dynamo's planner: 180 s)
+
+
+@dataclass(slots=True)
+class FleetRun:
+    """One fleet of one strategy over the trace (`note`: why it was not run, its figures NaN)."""
+
+    strategy: str
+    fleet: str  # fixed | hpa | dynamo
+    detail: str  # its size or its autoscaler's settings, in words
+    attainment: float = math.nan
+    mean_gpus: float = math.nan
+    peak_gpus: float = math.nan
+    gpu_hours: float = math.nan
+    cost_usd: float = math.nan
+    ttft_p90_ms: float = math.nan
+    tpot_p90_ms: float = math.nan
+    meets: bool = False
+    note: str = ""
+    deployment: dict[str, Any] = field(default_factory=dict)  # the Deployment fields simulated
+
+
+@dataclass(slots=True)
+class FleetPlan:
+    workload: str
+    rate_rps: float  # the replayed trace's mean rate
+    requests: int
+    span_s: float  # first to last arrival
+    target: float  # --attainment
+    runs: list[FleetRun]
+
+    def best(self) -> FleetRun | None:
+        """The fleet with the fewest GPU-hours (to 3 significant digits; a tie goes to the higher-ranked strategy,
+        then the fixed fleet) that meets the SLOs (None: no fleet does)."""
+        meeting = [r for r in self.runs if r.meets]
+        return min(meeting, key=lambda r: float(f"{r.gpu_hours:.3g}")) if meeting else None
+
+    def fixed(self, strategy: str) -> FleetRun | None:
+        return next((r for r in self.runs if r.strategy == strategy and r.fleet == "fixed"), None)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.runs]
+
+
+def replayed_trace(work: WorkloadSpec, rate_rps: float | None) -> Workload:
+    """The whole trace once, at its own pace or time-scaled to `rate_rps`."""
+    if work.arrivals is None:
+        raise PhasewiseError("--autoscale replays a trace's arrivals over time: give --trace and --arrivals trace")
+    if rate_rps is not None and not (math.isfinite(rate_rps) and rate_rps > 0):
+        raise PhasewiseError(f"--autoscale-rate must be a rate > 0 in req/s (got {rate_rps})")
+    n = len(work.arrivals)
+    trace = work.at_rate(1.0, n)  # the trace's pattern, then its own pace back, or the rate asked for
+    arrivals = np.asarray(work.arrivals) - work.arrivals[0]
+    own = (n - 1) / arrivals[-1] if n > 1 and arrivals[-1] > 0 else 1.0
+    return trace.scaled_to_rate(own if rate_rps is None else rate_rps)
+
+
+def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: WorkloadSpec
+                 ) -> tuple[str, ...] | None:
+    """--autoscale's autoscalers (None: no fleets asked for), checked with --autoscale-rate against the SLOs and
+    the workload before any simulation."""
+    if autoscale is None:
+        if rate_rps is not None:
+            raise PhasewiseError("--autoscale-rate is the replay's rate for --autoscale: give --autoscale hpa|dynamo")
+        return None
+    names = tuple(dict.fromkeys(a.strip() for a in autoscale.split(",") if a.strip()))
+    unknown = [a for a in names if a not in FLEETS]
+    if unknown or not names:
+        raise PhasewiseError(f"--autoscale '{unknown[0] if unknown else autoscale}' is not one of "
+                             f"{', '.join(FLEETS)} (comma-separated)")
+    if "dynamo" in names and not (math.isfinite(slo.ttft_ms) and math.isfinite(slo.tpot_ms)):
+        raise PhasewiseError("--autoscale dynamo sizes for a TTFT and an inter-token latency: give finite "
+                             "--slo-ttft-ms and --slo-tpot-ms")
+    span_s = replayed_trace(work, rate_rps).duration_s
+    if span_s / HPA_SYNC_S > MAX_AUTOSCALER_TICKS:
+        raise PhasewiseError(f"--autoscale-rate {rate_rps:g} spreads the trace over {span_s:.3g} s, more than "
+                             f"{MAX_AUTOSCALER_TICKS:,} of the HPA's {HPA_SYNC_S:g} s periods: give a higher rate")
+    return names
+
+
+def plan_fleets(ranked: list[GoodputResult], work: WorkloadSpec, slo: Slo, target: float,
+                autoscalers: tuple[str, ...], rate_rps: float | None = None, backend: str = "local",
+                workers: int | None = None, ray_address: str | None = None,
+                progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> FleetPlan:
+    """Every ranked strategy that meets the SLOs, over the replayed trace, as a fixed fleet and with each of
+    `autoscalers` (FLEETS, as parse_fleets reads them)."""
+    trace = replayed_trace(work, rate_rps)
+    first_rate = float(np.sum(trace.arrival_s < FIRST_MINUTE_S)) / min(FIRST_MINUTE_S, max(trace.duration_s, 1.0))
+    tasks: list[tuple] = []
+    skipped: list[FleetRun] = []
+    for r in ranked:
+        if r.goodput_rps <= 0:
+            continue
+        s = r.strategy
+        per_unit = r.goodput_rps / s.units
+        start = min(s.units, max(1, math.ceil(first_rate / per_unit)))
+        tasks.append((_smallest_fixed, s, trace, slo, target, work.images))
+        for fleet in autoscalers:
+            runs = _autoscaled(fleet, r, start, slo)
+            for detail, fields in runs:
+                if isinstance(fields, str):
+                    skipped.append(FleetRun(s.name, fleet, detail, note=fields))
+                else:
+                    tasks.append((_replay, s.name, fleet, detail, fields, trace, slo, target, work.images))
+    tick = progress("fleets over the trace", 0, len(tasks)) if progress else None
+    runs = run_all(_task, [(t,) for t in tasks], backend, workers, ray_address, tick)
+    order = {r.strategy.name: k for k, r in enumerate(ranked)}
+    kinds = {"fixed": 0, **{a: k + 1 for k, a in enumerate(FLEETS)}}
+    runs = sorted([*runs, *skipped], key=lambda f: (order[f.strategy], kinds[f.fleet]))
+    return FleetPlan(work.name, (len(trace) - 1) / trace.duration_s if trace.duration_s > 0 else math.nan,
+                     len(trace), trace.duration_s, target, runs)
+
+
+def _task(task: tuple) -> FleetRun:
+    fn, *args = task
+    return fn(*args)
+
+
+def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> list[tuple[str, dict | str]]:
+    """(detail, Deployment fields) of each autoscaled fleet of `fleet` for the strategy; (detail, why not) where
+    none runs."""
+    s = r.strategy
+    fields = s.slice(s.units)
+    groups = fields["instances"]
+    if any(g.get("pp", 1) > 1 for g in groups):
+        return [("", "autoscale supports pp=1 replicas only")]
+    if fleet == "dynamo":
+        block = {"metric": "sla", "ttft_s": slo.ttft_ms / 1e3, "itl_s": slo.tpot_ms / 1e3}
+        scaled = dict(fields, instances=[dict(g, autoscale=dict(block, initial_replicas=start_units * u["replicas"]))
+                                         for g, u in zip(groups, s.unit["instances"])])
+        return [(f"SLA planner: TTFT {slo.ttft_ms:g} ms, ITL {slo.tpot_ms:g} ms", scaled)]
+    if s.kind != "collocated" or len(groups) != 1:
+        return [("", "the HPA here scales collocated replicas (a disaggregated deployment's groups: --autoscale "
+                     "dynamo)")]
+    run = r.verified
+    if run is None:
+        return [("", "not verified: no concurrency at its goodput to aim at")]
+    summary = run.summary
+    per_replica_rps = r.goodput_rps / s.units
+    concurrency = per_replica_rps * float(summary["e2e_ms"]["mean"]) / 1e3  # Little's law, one replica
+    out = []
+    for share in HPA_TARGET_SHARES:
+        running = max(1, round(concurrency * share))
+        block = {"metric": "running", "target": running, "initial_replicas": start_units}
+        out.append((f"running {running} a replica ({share:.0%} of {concurrency:.0f})",
+                    dict(fields, instances=[dict(groups[0], autoscale=block)])))
+    return out
+
+
+def _simulate(fields: dict[str, Any], trace: Workload, slo: Slo, images: ImageInputs | None):
+    try:
+        dep = build_deployment(fields)
+    except PhasewiseError as exc:
+        return None, str(exc)
+    return simulate(dep, trace, slo, images=images), ""
+
+
+def _replay(strategy: str, fleet: str, detail: str, fields: dict[str, Any], trace: Workload, slo: Slo,
+            target: float, images: ImageInputs | None) -> FleetRun:
+    res, why = _simulate(fields, trace, slo, images)
+    if res is None:
+        return FleetRun(strategy, fleet, detail, note=why, deployment=fields)
+    return _fleet_run(strategy, fleet, detail, fields, res, target)
+
+
+def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], res, target: float) -> FleetRun:
+    s = res.summary()
+    hours = res.duration_s / 3600.0
+    scaled = s["policy"].get("autoscale") or []
+    dep = build_deployment(fields)
+    per_replica = [g.gpus / g.replicas for g in dep.instances]
+    peak = sum(per_replica[e["group"]] * e["peak_replicas"] for e in scaled) + sum(
+        g.gpus for k, g in enumerate(dep.instances) if k not in {e["group"] for e in scaled})
+    att = float(s["slo"]["attainment"])
+    return FleetRun(strategy, fleet, detail, att, float(res.gpus), float(peak), float(res.gpus) * hours,
+                    float(res.price_per_hour_usd) * hours, float(s["ttft_ms"]["p90"]), float(s["tpot_ms"]["p90"]),
+                    att >= target, deployment=fields)
+
+
+def _smallest_fixed(strategy: Strategy, trace: Workload, slo: Slo, target: float,
+                    images: ImageInputs | None) -> FleetRun:
+    """The fewest of the strategy's units that meet the SLOs over the whole trace (bisection: attainment grows with
+    units); all of them, marked as not meeting, when even they do not."""
+    runs: dict[int, FleetRun] = {}
+
+    def run(units: int) -> FleetRun:
+        if units not in runs:
+            fields = strategy.slice(units)
+            res, why = _simulate(fields, trace, slo, images)
+            detail = f"{units} of {strategy.units} units"
+            runs[units] = FleetRun(strategy.name, "fixed", detail, note=why, deployment=fields) if res is None \
+                else _fleet_run(strategy.name, "fixed", detail, fields, res, target)
+        return runs[units]
+
+    low, high = 1, strategy.units
+    if not run(high).meets:
+        return runs[high]
+    while low < high:
+        mid = (low + high) // 2
+        if run(mid).meets:
+            high = mid
+        else:
+            low = mid + 1
+    return run(low)

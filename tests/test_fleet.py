@@ -1,0 +1,160 @@
+"""`plan --autoscale` (plan/fleet.py): each ranked strategy over the whole trace as the smallest fixed fleet and
+autoscaled (HPA, Dynamo's planner), and the autoscaler's initial_replicas it starts them with."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan.fleet import parse_fleets, replayed_trace
+from phasewise.plan.goodput import workload_spec
+from phasewise.sim import Slo, simulate
+from phasewise.sim.deployment import build_deployment
+from phasewise.workload.request import Workload
+
+SLO = Slo(1000.0, 50.0)
+PLAN = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--gpus", "3", "--tp-options", "1", "--no-disagg",
+        "--chunk-sizes", "2048", "--batch-caps", "64", "--trace", "azure-conv", "--arrivals", "trace",
+        "--slo-ttft-ms", "1000", "--slo-tpot-ms", "50", "--top", "1"]
+
+
+def _work(arrivals: str = "trace"):
+    return workload_spec("azure-conv", arrivals, None, None, "fixed", "fixed", 0.0, 0.0, 0)
+
+
+def test_the_trace_is_replayed_whole_at_its_own_pace_or_rescaled():
+    work = _work()
+    own = replayed_trace(work, None)
+    assert len(own) == len(work.arrivals)
+    span = work.arrivals[-1] - work.arrivals[0]
+    assert own.duration_s == pytest.approx(span)
+    fast = replayed_trace(work, 20.0)
+    assert (len(fast) - 1) / fast.duration_s == pytest.approx(20.0)
+    assert np.array_equal(fast.prompt_tokens, own.prompt_tokens)  # the same requests, in the same order
+
+
+@pytest.mark.parametrize("autoscale, rate, slo, arrivals, message", [
+    ("hpa,kpa", None, SLO, "trace", "--autoscale 'kpa' is not one of hpa, dynamo"),
+    (",", None, SLO, "trace", "is not one of hpa, dynamo"),
+    (None, 10.0, SLO, "trace", "--autoscale-rate is the replay's rate for --autoscale"),
+    ("hpa", None, SLO, "poisson", "give --trace and --arrivals trace"),
+    ("hpa", -3.0, SLO, "trace", "--autoscale-rate must be a rate > 0"),
+    ("hpa", math.nan, SLO, "trace", "--autoscale-rate must be a rate > 0"),
+    ("dynamo", None, Slo(1000.0, math.inf), "trace", "give finite --slo-ttft-ms and --slo-tpot-ms"),
+    ("hpa", 1e-6, SLO, "trace", "--autoscale-rate 1e-06 spreads the trace over 2e+09 s, more than 2,000,000"),
+])
+def test_bad_fleet_flags_are_one_line_errors(autoscale, rate, slo, arrivals, message):
+    with pytest.raises(PhasewiseError, match=re.escape(message)):
+        parse_fleets(autoscale, rate, slo, _work(arrivals))
+    assert parse_fleets(None, None, SLO, _work()) is None
+    assert parse_fleets(" dynamo, hpa,hpa", None, SLO, _work()) == ("dynamo", "hpa")
+
+
+def _requests_ready_at_start(initial: int | None) -> tuple[int, dict]:
+    """A burst at t=0 on up to 4 replicas with the HPA at min 1: the replicas that take requests in the first
+    second, and the run's autoscale entry."""
+    block = {"metric": "running", "target": 8, "min_replicas": 1, "startup_s": 30.0}
+    if initial is not None:
+        block["initial_replicas"] = initial
+    dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [
+        {"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 4, "autoscale": block}]})
+    n = 40
+    work = Workload(np.linspace(0.0, 0.5, n), np.full(n, 512), np.full(n, 32))
+    res = simulate(dep, work, SLO)
+    first = res.instance[res.arrival_s < 1.0]
+    return len(set(first.tolist())), res.summary()["policy"]["autoscale"][0]
+
+
+def test_initial_replicas_serve_from_the_start():
+    spread, entry = _requests_ready_at_start(3)
+    assert spread == 3 and entry["initial_replicas"] == 3 and entry["peak_replicas"] >= 3
+    spread, entry = _requests_ready_at_start(None)
+    assert spread == 1 and entry["initial_replicas"] == 1
+
+
+def test_an_autoscaled_run_over_years_of_idle_periods_is_refused():
+    """The autoscaler's loop runs through idle time: arrivals spread over more than 2,000,000 of its periods are a
+    one-line error, not hours of empty syncs."""
+    dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [
+        {"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2,
+         "autoscale": {"metric": "running", "target": 8}}]})
+    work = Workload(np.array([0.0, 4e7]), np.full(2, 128), np.full(2, 8))
+    with pytest.raises(PhasewiseError, match="the arrivals span 4e\\+07 s, 2.67e\\+06 of the autoscaler's 15 s"):
+        simulate(dep, work, SLO)
+    sparse = Workload(np.array([0.0, 1.5e6]), np.full(2, 128), np.full(2, 8))
+    assert simulate(dep, sparse, SLO).summary()["completed"] == 2
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"initial_replicas": 0, "min_replicas": 1}, "initial_replicas (0) is below min_replicas (1)"),
+    ({"initial_replicas": 5}, "initial_replicas (5) is above the group's replicas (4)"),
+])
+def test_bad_initial_replicas_are_errors(block, message):
+    with pytest.raises(PhasewiseError, match=re.escape(message)):
+        build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [
+            {"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 4,
+             "autoscale": {"metric": "running", "target": 8, **block}}]})
+
+
+def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_the_slos(run_cli, tmp_path):
+    code, out, err = run_cli(*PLAN, "--autoscale", "hpa,dynamo", "--autoscale-rate", "12", "--json",
+                             "--export", str(tmp_path), "--report", str(tmp_path / "plan.html"))
+    assert code == 0, err
+    fleets = json.loads(out)["fleets"]
+    runs = fleets["runs"]
+    assert fleets["requests"] == 2000 and fleets["rate_rps"] == pytest.approx(12.0)
+    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "dynamo"]
+    for r in runs:
+        assert r["meets"] == (r["attainment"] >= 0.9)
+        assert 0 < r["mean_gpus"] <= r["peak_gpus"] <= 3 and r["gpu_hours"] > 0 and r["cost_usd"] > 0
+    # each HPA target a share of one replica's concurrency at its goodput: a higher target holds fewer GPUs
+    targets = [r["deployment"]["instances"][0]["autoscale"]["target"] for r in runs if r["fleet"] == "hpa"]
+    held = [r["mean_gpus"] for r in runs if r["fleet"] == "hpa"]
+    assert targets == sorted(targets) and held == sorted(held, reverse=True)
+    # the fixed fleet is the smallest that meets the SLOs: one unit fewer does not (re-simulated here)
+    fixed = runs[0]
+    units = fixed["deployment"]["instances"][0]["replicas"]
+    assert fixed["meets"] and fixed["detail"] == f"{units} of 3 units"
+    if units > 1:
+        fewer = dict(fixed["deployment"], instances=[dict(fixed["deployment"]["instances"][0], replicas=units - 1)])
+        res = simulate(build_deployment(fewer), replayed_trace(_work(), 12.0), SLO)
+        assert res.summary()["slo"]["attainment"] < 0.9
+    best = fleets["best"]
+    assert best["meets"] and f"{best['gpu_hours']:.3g}" == f"{min(r['gpu_hours'] for r in runs if r['meets']):.3g}"
+    assert fleets["answer"].startswith(f"cheapest within the SLOs: {best['strategy']}, {best['fleet']}")
+    page = (tmp_path / "plan.html").read_text()
+    assert "Fleets over the whole trace" in page and 'id="fleets"' in page and fleets["answer"][:40] in page
+    # --export writes the answer's deployment beside the rank-1 strategy's, and simulate reads it
+    assert "fleet.yaml" in err
+    code, out, err = run_cli("simulate", "--deployment", str(tmp_path / "fleet.yaml"), "--trace", "azure-conv",
+                             "--trace-limit", "200", "--rate", "12")
+    assert code == 0, err
+
+
+def test_the_table_and_the_answer_line():
+    """The view: the cheapest fleet within the SLOs against its strategy's smallest fixed fleet, and a fleet that
+    was not run shown with its reason."""
+    from rich.console import Console
+
+    from phasewise.apps.fleet_view import answer_line, render_fleets
+    from phasewise.plan.fleet import FleetPlan, FleetRun
+
+    runs = [FleetRun("4x TP2", "fixed", "3 of 4 units", 0.95, 6.0, 6.0, 6.0, 24.0, 400, 30, True),
+            FleetRun("4x TP2", "hpa", "running 40 a replica (80% of 50)", 0.93, 4.5, 8.0, 4.5, 18.0, 450, 32, True),
+            FleetRun("4x TP2", "dynamo", "SLA planner", 0.6, 3.0, 4.0, 3.0, 12.0, 9000, 80, False),
+            FleetRun("2P2D", "hpa", "", note="the HPA here scales collocated replicas")]
+    fleets = FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs)
+    assert fleets.best() is runs[1]
+    assert answer_line(fleets) == ("cheapest within the SLOs: 4x TP2, hpa (running 40 a replica (80% of 50)): 4.5 "
+                                   "GPU-h, $18.00, 4.50 GPUs on average, -25% GPU-h against its smallest fixed fleet "
+                                   "(3 of 4 units, 6 GPU-h)")
+    console = Console(record=True, width=200)
+    render_fleets(console, fleets)
+    text = console.export_text()
+    assert "57,600 requests over 3,600 s at 16.00 req/s" in text and "the HPA here scales collocated" in text
+    assert answer_line(FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs[2:])).startswith("no fleet meets the SLOs")
