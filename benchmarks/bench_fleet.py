@@ -1,6 +1,6 @@
 """`plan --autoscale` (plan/fleet.py): the fleets each ranked strategy makes over a whole trace (the smallest fixed
-fleet, with hindsight; the HPA on vllm:num_requests_running at three targets; Dynamo's SLA planner) and the time
-it takes, on two traffic shapes.
+fleet, with hindsight; the HPA on vllm:num_requests_running at three targets; Knative's KPA; KEDA; Dynamo's SLA
+planner) and the time it takes, on two traffic shapes.
 
     python benchmarks/bench_fleet.py      # ../shared/traces/azure_llm_2023_conv.csv if present, else the excerpt
 
@@ -22,7 +22,7 @@ from rich.console import Console
 
 from phasewise.apps.fleet_view import render_fleets
 from phasewise.plan import PlanOptions, plan
-from phasewise.plan.fleet import plan_fleets
+from phasewise.plan.fleet import FLEETS, plan_fleets
 from phasewise.plan.goodput import WorkloadSpec, workload_spec
 from phasewise.sim import Slo
 
@@ -46,7 +46,7 @@ def one(console: Console, title: str, model: str, gpus: int, work: WorkloadSpec,
     t0 = time.perf_counter()
     result = plan(model, "h100-sxm", gpus, SLO, work, opts=opts, refine=3)
     t1 = time.perf_counter()
-    fleets = plan_fleets(result.ranked, work, SLO, 0.9, ("hpa", "dynamo"), rate)
+    fleets = plan_fleets(result.ranked, work, SLO, 0.9, FLEETS, rate)
     t2 = time.perf_counter()
     console.print(f"[bold]{title}[/]: plan {t1 - t0:.1f} s, fleets {t2 - t1:.1f} s ({fleets.requests:,} requests "
                   f"a run)")

@@ -39,8 +39,8 @@ def test_the_trace_is_replayed_whole_at_its_own_pace_or_rescaled():
 
 
 @pytest.mark.parametrize("autoscale, rate, slo, arrivals, message", [
-    ("hpa,kpa", None, SLO, "trace", "--autoscale 'kpa' is not one of hpa, dynamo"),
-    (",", None, SLO, "trace", "is not one of hpa, dynamo"),
+    ("hpa,knative", None, SLO, "trace", "--autoscale 'knative' is not one of hpa, kpa, keda, dynamo"),
+    (",", None, SLO, "trace", "is not one of hpa, kpa, keda, dynamo"),
     (None, 10.0, SLO, "trace", "--autoscale-rate is the replay's rate for --autoscale"),
     ("hpa", None, SLO, "poisson", "give --trace and --arrivals trace"),
     ("hpa", -3.0, SLO, "trace", "--autoscale-rate must be a rate > 0"),
@@ -102,13 +102,16 @@ def test_bad_initial_replicas_are_errors(block, message):
 
 
 def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_the_slos(run_cli, tmp_path):
-    code, out, err = run_cli(*PLAN, "--autoscale", "hpa,dynamo", "--autoscale-rate", "12", "--json",
+    code, out, err = run_cli(*PLAN, "--autoscale", "hpa,dynamo,kpa,keda", "--autoscale-rate", "12", "--json",
                              "--export", str(tmp_path), "--report", str(tmp_path / "plan.html"))
     assert code == 0, err
     fleets = json.loads(out)["fleets"]
     runs = fleets["runs"]
     assert fleets["requests"] == 2000 and fleets["rate_rps"] == pytest.approx(12.0)
-    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "dynamo"]
+    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "kpa", "keda", "dynamo"]
+    blocks = {r["fleet"]: r["deployment"]["instances"][0]["autoscale"] for r in runs if r["fleet"] != "fixed"}
+    assert blocks["kpa"]["autoscaler"] == "kpa" and blocks["kpa"]["metric"] == "concurrency"
+    assert blocks["keda"]["autoscaler"] == "keda" and blocks["keda"]["min_replicas"] == 0
     for r in runs:
         assert r["meets"] == (r["attainment"] >= 0.9)
         assert 0 < r["mean_gpus"] <= r["peak_gpus"] <= 3 and r["gpu_hours"] > 0 and r["cost_usd"] > 0

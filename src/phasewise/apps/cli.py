@@ -427,7 +427,7 @@ def plan_cmd(
     rank: Annotated[int, typer.Option(help="--export: which ranked strategy (1 = the winner)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON (each row with its deployment)")] = False,
     dllm: Annotated[Optional[str], typer.Option(help="diffusion LM (LLaDA): rank chips (--hardware, comma-separated) x --batch-caps (default 1,2,4,8,16,32) of one-GPU instances for this decoding: baseline|fast-dllm|alp|odb")] = None,
-    autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,
+    autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput) | kpa (Knative's KPA on requests in flight) | keda (KEDA, from and to zero) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,
     autoscale_rate: Annotated[Optional[float], typer.Option(help="--autoscale: the trace's mean rate for the replay, req/s (default: its own pace)")] = None,
 ) -> None:
     """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them).

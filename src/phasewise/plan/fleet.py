@@ -1,11 +1,13 @@
-"""Fleets on a trace: after `plan` ranks strategies on a steady load, each ranked strategy's units serve the trace
-at its own pace (or rescaled to a mean rate), its whole span, three ways: a fixed fleet (the fewest units that meet
-the SLOs over the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_running (collocated
-replicas; the target a share of one replica's concurrency at its goodput, each share tried) and NVIDIA Dynamo's SLA
-planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on average and at its
-peak, GPU-hours and dollars over the trace, and the share of requests within the SLOs; the cheapest that meets
---attainment is the answer. Autoscaled fleets start where a fleet that had been serving would be: the units the
-trace's first minute needs at one unit's goodput (initial_replicas); new replicas pay their engine's start-up."""
+"""Fleets on a trace: after `plan` ranks strategies on a steady load, each ranked strategy's units serve the trace at
+its own pace (or rescaled to a mean rate), its whole span: a fixed fleet (the fewest units that meet the SLOs over
+the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_running (collocated replicas; the
+target a share of one replica's concurrency at its goodput, each share tried), Knative's KPA on requests in flight
+(that concurrency the target, its 70 % utilization on top), KEDA (the HPA's middle target, from and to zero) and
+NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on
+average and at its peak, GPU-hours and dollars over the trace, and the share of requests within the SLOs; the
+cheapest that meets --attainment is the answer. Autoscaled fleets start where a fleet that had been serving would
+be: the units the trace's first minute needs at one unit's goodput (initial_replicas); new replicas pay their
+engine's start-up."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from phasewise.sim.deployment import build_deployment
 from phasewise.workload.images import ImageInputs
 from phasewise.workload.request import Workload
 
-FLEETS = ("hpa", "dynamo")  # --autoscale: the autoscalers tried beside the fixed fleet
+FLEETS = ("hpa", "kpa", "keda", "dynamo")  # --autoscale: the autoscalers tried beside the fixed fleet
+AUTOSCALER_NAMES = {"hpa": "the HPA", "kpa": "Knative's KPA", "keda": "KEDA"}
 HPA_TARGET_SHARES = (0.6, 0.8, 1.0)  # of one replica's concurrency at its goodput (Little's law), each tried
+KEDA_TARGET_SHARE = 0.8  # KEDA: the HPA's middle target, its difference being the scaling from and to zero
 FIRST_MINUTE_S = 60.0  # the window whose rate sizes an autoscaled fleet's starting replicas
 HPA_SYNC_S = 15.0  # the shortest period of the fleets' autoscalers (the HPA's sync; Dynamo's planner: 180 s)
 
@@ -92,7 +96,8 @@ def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: 
     the workload before any simulation."""
     if autoscale is None:
         if rate_rps is not None:
-            raise PhasewiseError("--autoscale-rate is the replay's rate for --autoscale: give --autoscale hpa|dynamo")
+            raise PhasewiseError("--autoscale-rate is the replay's rate for --autoscale: give --autoscale "
+                                 "hpa|kpa|keda|dynamo")
         return None
     names = tuple(dict.fromkeys(a.strip() for a in autoscale.split(",") if a.strip()))
     unknown = [a for a in names if a not in FLEETS]
@@ -161,14 +166,25 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
                                          for g, u in zip(groups, s.unit["instances"])])
         return [(f"SLA planner: TTFT {slo.ttft_ms:g} ms, ITL {slo.tpot_ms:g} ms", scaled)]
     if s.kind != "collocated" or len(groups) != 1:
-        return [("", "the HPA here scales collocated replicas (a disaggregated deployment's groups: --autoscale "
-                     "dynamo)")]
+        return [("", f"{AUTOSCALER_NAMES[fleet]} here scales collocated replicas (a disaggregated deployment's "
+                     f"groups: --autoscale dynamo)")]
     run = r.verified
     if run is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
     summary = run.summary
     per_replica_rps = r.goodput_rps / s.units
     concurrency = per_replica_rps * float(summary["e2e_ms"]["mean"]) / 1e3  # Little's law, one replica
+    if fleet == "kpa":  # requests in flight a replica, Knative's own 70 % target utilization on top
+        running = max(1, round(concurrency))
+        block = {"autoscaler": "kpa", "metric": "concurrency", "target": running, "initial_replicas": start_units}
+        return [(f"concurrency {running} a replica x 70 % utilization", dict(fields, instances=[
+            dict(groups[0], autoscale=block)]))]
+    if fleet == "keda":  # the HPA on the running total, from and to zero (its poll and cooldown)
+        running = max(1, round(concurrency * KEDA_TARGET_SHARE))
+        block = {"autoscaler": "keda", "metric": "running", "target": running, "min_replicas": 0,
+                 "initial_replicas": start_units}
+        return [(f"running {running} a replica ({KEDA_TARGET_SHARE:.0%} of {concurrency:.0f}), 0-{s.units}",
+                 dict(fields, instances=[dict(groups[0], autoscale=block)]))]
     out = []
     for share in HPA_TARGET_SHARES:
         running = max(1, round(concurrency * share))
