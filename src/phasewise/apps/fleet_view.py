@@ -99,7 +99,8 @@ def fleets_html(fleets: FleetPlan) -> str:
 
 def write_fleet(fleets: FleetPlan, directory: str | Path) -> Path:
     """--export with --autoscale: the cheapest fleet's deployment (its autoscale blocks with it) as fleet.yaml,
-    which `simulate --deployment` and `serve --deployment` read."""
+    which `simulate --deployment` reads (`serve` too when it is the fixed fleet: the twin serves a fixed
+    deployment, one process a replica under a real autoscaler)."""
     best: FleetRun | None = fleets.best()
     if best is None:
         raise PhasewiseError("--export with --autoscale writes the cheapest fleet within the SLOs: none met them")
