@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
+from bench_autoscale import burst
 from rich.console import Console
 
 from phasewise.apps.fleet_view import render_fleets
@@ -30,15 +30,11 @@ FULL = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure_llm_20
 SLO = Slo(2000.0, 100.0)
 
 
-def burst_spec(seed: int = 0) -> WorkloadSpec:
-    rng = np.random.default_rng(seed)
-    arrivals, start = [], 0.0
-    for rate, seconds in ((2, 300), (60, 300), (2, 900)):
-        times = start + np.cumsum(rng.exponential(1 / rate, int(rate * seconds * 2)))
-        arrivals.extend(times[times < start + seconds])
-        start += seconds
-    n = len(arrivals)
-    return WorkloadSpec((2048,) * n, (256,) * n, tuple(float(t) for t in arrivals), name="burst 2/60/2 req/s")
+def burst_spec() -> WorkloadSpec:
+    """bench_autoscale.py's burst as a plan's workload (its lengths and arrival pattern)."""
+    w = burst()
+    return WorkloadSpec(tuple(int(x) for x in w.prompt_tokens), tuple(int(x) for x in w.output_tokens),
+                        tuple(float(t) for t in w.arrival_s), name="burst 2/60/2 req/s")
 
 
 def one(console: Console, title: str, model: str, gpus: int, work: WorkloadSpec, opts: PlanOptions,
