@@ -150,7 +150,7 @@ def test_the_table_and_the_answer_line():
     runs = [FleetRun("4x TP2", "fixed", "3 of 4 units", 0.95, 6.0, 6.0, 6.0, 24.0, 400, 30, True),
             FleetRun("4x TP2", "hpa", "running 40 a replica (80% of 50)", 0.93, 4.5, 8.0, 4.5, 18.0, 450, 32, True),
             FleetRun("4x TP2", "dynamo", "SLA planner", 0.6, 3.0, 4.0, 3.0, 12.0, 9000, 80, False),
-            FleetRun("2P2D", "hpa", "", note="the HPA here scales collocated replicas")]
+            FleetRun("2P2D", "hpa", "", note="the HPA here scales one collocated group's replicas")]
     fleets = FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs)
     assert fleets.best() is runs[1]
     assert answer_line(fleets) == ("cheapest within the SLOs: 4x TP2, hpa (running 40 a replica (80% of 50)): 4.5 "
@@ -159,5 +159,5 @@ def test_the_table_and_the_answer_line():
     console = Console(record=True, width=200)
     render_fleets(console, fleets)
     text = console.export_text()
-    assert "57,600 requests over 3,600 s at 16.00 req/s" in text and "the HPA here scales collocated" in text
+    assert "57,600 requests over 3,600 s at 16.00 req/s" in text and "the HPA here scales one collocated" in text
     assert answer_line(FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs[2:])).startswith("no fleet meets the SLOs")

@@ -166,8 +166,8 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
                                          for g, u in zip(groups, s.unit["instances"])])
         return [(f"SLA planner: TTFT {slo.ttft_ms:g} ms, ITL {slo.tpot_ms:g} ms", scaled)]
     if s.kind != "collocated" or len(groups) != 1:
-        return [("", f"{AUTOSCALER_NAMES[fleet]} here scales collocated replicas (a disaggregated deployment's "
-                     f"groups: --autoscale dynamo)")]
+        return [("", f"{AUTOSCALER_NAMES[fleet]} here scales one collocated group's replicas (a disaggregated "
+                     f"deployment's groups: --autoscale dynamo)")]
     run = r.verified
     if run is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
