@@ -5,9 +5,10 @@ target a share of one replica's concurrency at its goodput, each share tried), K
 (that concurrency the target, its 70 % utilization on top), KEDA (the HPA's middle target, from and to zero) and
 NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on
 average and at its peak, GPU-hours and dollars over the trace, and the share of requests within the SLOs; the
-cheapest that meets --attainment is the answer. Autoscaled fleets start where a fleet that had been serving would
-be: the units the trace's first minute needs at one unit's goodput (initial_replicas); new replicas pay their
-engine's start-up."""
+cheapest that meets --attainment is the answer. Every fleet meets the trace already serving: a prime of the trace's
+first 180 s (each request's prefix its own) is replayed before it and not measured, and autoscaled fleets start with
+the units the trace's first minute needs at one unit's goodput (initial_replicas); new replicas pay their engine's
+start-up. GPU-hours and dollars count from the trace's first arrival to its last request's end."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
+from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
 from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS
 from phasewise.sim.deployment import build_deployment
+from phasewise.specs import load_hardware
 from phasewise.workload.images import ImageInputs
 from phasewise.workload.request import Workload
 
@@ -34,6 +37,20 @@ HPA_TARGET_SHARES = (0.6, 0.8, 1.0)  # of one replica's concurrency at its goodp
 KEDA_TARGET_SHARE = 0.8  # KEDA: the HPA's middle target, its difference being the scaling from and to zero
 FIRST_MINUTE_S = 60.0  # the window whose rate sizes an autoscaled fleet's starting replicas
 HPA_SYNC_S = 15.0  # the shortest period of the fleets' autoscalers (the HPA's sync; Dynamo's planner: 180 s)
+# the trace's first seconds replayed before it and not measured, so that every fleet meets the trace already serving:
+# its requests in flight, Knative's 60 s window and Dynamo's first 180 s interval filled (assumed length: one
+# planner interval)
+PRIME_S = 180.0
+
+
+@dataclass(slots=True, frozen=True)
+class Replay:
+    """The trace after a prime: its first `prime_s` seconds of requests (sharing no prefix with anything), then the
+    whole trace from `prime_s` on; the first `primed` requests are not measured."""
+
+    traffic: Workload
+    primed: int
+    prime_s: float
 
 
 @dataclass(slots=True)
@@ -90,6 +107,24 @@ def replayed_trace(work: WorkloadSpec, rate_rps: float | None) -> Workload:
     return trace.scaled_to_rate(own if rate_rps is None else rate_rps)
 
 
+def primed(trace: Workload) -> Replay:
+    """The trace behind a prime of its own first PRIME_S seconds (or all of it, if shorter): the same lengths and
+    arrival pattern, each prime request's prefix its own (no cache hit it would not have had)."""
+    t = trace.arrival_s - trace.arrival_s[0]
+    prime_s = min(PRIME_S, float(t[-1])) if len(t) > 1 else 0.0
+    head = np.flatnonzero(t < prime_s)
+    cat = np.concatenate
+    hashes = None
+    if trace.prefix_hashes is not None:  # fresh block hashes (negative: the traces' are not) for the prime
+        hashes = [tuple(-(1 + k * 100_000 + b) for b in range(len(trace.prefix_hashes[i])))
+                  for k, i in enumerate(head)] + list(trace.prefix_hashes)
+    images = None if trace.image_counts is None else cat([trace.image_counts[head], trace.image_counts])
+    priority = None if trace.priority is None else cat([trace.priority[head], trace.priority])
+    traffic = Workload(cat([t[head], t + prime_s]), cat([trace.prompt_tokens[head], trace.prompt_tokens]),
+                       cat([trace.output_tokens[head], trace.output_tokens]), priority, trace.name, hashes, images)
+    return Replay(traffic, len(head), prime_s)
+
+
 def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: WorkloadSpec
                  ) -> tuple[str, ...] | None:
     """--autoscale's autoscalers (None: no fleets asked for), checked with --autoscale-rate against the SLOs and
@@ -121,6 +156,7 @@ def plan_fleets(ranked: list[GoodputResult], work: WorkloadSpec, slo: Slo, targe
     """Every ranked strategy that meets the SLOs, over the replayed trace, as a fixed fleet and with each of
     `autoscalers` (FLEETS, as parse_fleets reads them)."""
     trace = replayed_trace(work, rate_rps)
+    replay = primed(trace)
     first_rate = float(np.sum(trace.arrival_s < FIRST_MINUTE_S)) / min(FIRST_MINUTE_S, max(trace.duration_s, 1.0))
     tasks: list[tuple] = []
     skipped: list[FleetRun] = []
@@ -130,14 +166,14 @@ def plan_fleets(ranked: list[GoodputResult], work: WorkloadSpec, slo: Slo, targe
         s = r.strategy
         per_unit = r.goodput_rps / s.units
         start = min(s.units, max(1, math.ceil(first_rate / per_unit)))
-        tasks.append((_smallest_fixed, s, trace, slo, target, work.images))
+        tasks.append((_smallest_fixed, s, replay, slo, target, work.images))
         for fleet in autoscalers:
             runs = _autoscaled(fleet, r, start, slo)
             for detail, fields in runs:
                 if isinstance(fields, str):
                     skipped.append(FleetRun(s.name, fleet, detail, note=fields))
                 else:
-                    tasks.append((_replay, s.name, fleet, detail, fields, trace, slo, target, work.images))
+                    tasks.append((_replay, s.name, fleet, detail, fields, replay, slo, target, work.images))
     tick = progress("fleets over the trace", 0, len(tasks)) if progress else None
     runs = run_all(_task, [(t,) for t in tasks], backend, workers, ray_address, tick)
     order = {r.strategy.name: k for k, r in enumerate(ranked)}
@@ -194,37 +230,68 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     return out
 
 
-def _simulate(fields: dict[str, Any], trace: Workload, slo: Slo, images: ImageInputs | None):
+def _simulate(fields: dict[str, Any], replay: Replay, slo: Slo, images: ImageInputs | None):
     try:
         dep = build_deployment(fields)
     except PhasewiseError as exc:
         return None, str(exc)
-    return simulate(dep, trace, slo, images=images), ""
+    return simulate(dep, replay.traffic, slo, images=images), ""
 
 
-def _replay(strategy: str, fleet: str, detail: str, fields: dict[str, Any], trace: Workload, slo: Slo,
+def _replay(strategy: str, fleet: str, detail: str, fields: dict[str, Any], replay: Replay, slo: Slo,
             target: float, images: ImageInputs | None) -> FleetRun:
-    res, why = _simulate(fields, trace, slo, images)
+    res, why = _simulate(fields, replay, slo, images)
     if res is None:
         return FleetRun(strategy, fleet, detail, note=why, deployment=fields)
-    return _fleet_run(strategy, fleet, detail, fields, res, target)
+    return _fleet_run(strategy, fleet, detail, fields, res, replay, target)
 
 
-def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], res, target: float) -> FleetRun:
-    s = res.summary()
-    hours = res.duration_s / 3600.0
-    scaled = s["policy"].get("autoscale") or []
+def _held_s(periods: list[list[float]], start_s: float, end_s: float) -> tuple[float, int]:
+    """Replica-seconds of `periods` ([start, end] each) within [start_s, end_s], and the most held at once there."""
+    seconds = sum(max(0.0, min(end, end_s) - max(start, start_s)) for start, end in periods)
+    edges = sorted([(max(start, start_s), 1) for start, end in periods if end > start_s and start < end_s]
+                   + [(min(end, end_s), -1) for start, end in periods if end > start_s and start < end_s],
+                   key=lambda e: (e[0], e[1]))
+    held = peak = 0
+    for _, step in edges:
+        held += step
+        peak = max(peak, held)
+    return seconds, peak
+
+
+def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], res, replay: Replay,
+               target: float) -> FleetRun:
+    """One fleet's figures over the measured trace (after the prime): attainment and p90 latencies of its requests,
+    GPUs and dollars from the trace's first arrival to its last request's end (each chip at its $/GPU-hour)."""
+    measured = np.arange(len(res.arrival_s)) >= replay.primed
+    end_s = float(np.nanmax(res.finish_s))
+    window_s = max(end_s - replay.prime_s, 1e-9)
+    full = cluster_hardware(fields, with_cost=False)
+    gpu_s, dollars, peak = sum(full.chips.values()) * window_s, full.price_per_hour_usd * window_s, 0.0
+    scaled = {e["group"]: e for e in res.policy.get("autoscale") or []}
     dep = build_deployment(fields)
-    per_replica = [g.gpus / g.replicas for g in dep.instances]
-    peak = sum(per_replica[e["group"]] * e["peak_replicas"] for e in scaled) + sum(
-        g.gpus for k, g in enumerate(dep.instances) if k not in {e["group"] for e in scaled})
-    att = float(s["slo"]["attainment"])
-    return FleetRun(strategy, fleet, detail, att, float(res.gpus), float(peak), float(res.gpus) * hours,
-                    float(res.price_per_hour_usd) * hours, float(s["ttft_ms"]["p90"]), float(s["tpot_ms"]["p90"]),
+    for g, group in enumerate(dep.instances):
+        per_replica = group.gpus / group.replicas
+        if g not in scaled:
+            peak += group.gpus
+            continue
+        held, most = _held_s(scaled[g]["gpu_periods_s"], replay.prime_s, end_s)
+        idle = group.replicas * window_s - held  # replica-seconds of its most that it did not hold
+        gpu_s -= idle * per_replica
+        dollars -= idle * per_replica * load_hardware(group.hardware).price_per_hour_usd
+        peak += most * per_replica
+    peak += dep.encoders.gpus if dep.encoders is not None else 0
+    attained = res.attained()[measured]
+    att = float(attained.mean())
+    ttft = res.ttft_s[measured] * 1e3
+    multi = res.output_tokens[measured] > 1
+    tpot = res.tpot_s[measured][multi] * 1e3
+    return FleetRun(strategy, fleet, detail, att, gpu_s / window_s, float(peak), gpu_s / 3600.0, dollars / 3600.0,
+                    float(np.nanpercentile(ttft, 90)), float(np.nanpercentile(tpot, 90)) if len(tpot) else math.nan,
                     att >= target, deployment=fields)
 
 
-def _smallest_fixed(strategy: Strategy, trace: Workload, slo: Slo, target: float,
+def _smallest_fixed(strategy: Strategy, replay: Replay, slo: Slo, target: float,
                     images: ImageInputs | None) -> FleetRun:
     """The fewest of the strategy's units that meet the SLOs over the whole trace (bisection: attainment grows with
     units); all of them, marked as not meeting, when even they do not."""
@@ -233,10 +300,10 @@ def _smallest_fixed(strategy: Strategy, trace: Workload, slo: Slo, target: float
     def run(units: int) -> FleetRun:
         if units not in runs:
             fields = strategy.slice(units)
-            res, why = _simulate(fields, trace, slo, images)
+            res, why = _simulate(fields, replay, slo, images)
             detail = f"{units} of {strategy.units} units"
             runs[units] = FleetRun(strategy.name, "fixed", detail, note=why, deployment=fields) if res is None \
-                else _fleet_run(strategy.name, "fixed", detail, fields, res, target)
+                else _fleet_run(strategy.name, "fixed", detail, fields, res, replay, target)
         return runs[units]
 
     low, high = 1, strategy.units

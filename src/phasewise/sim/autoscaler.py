@@ -74,8 +74,8 @@ def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> i
 
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
-                 "version", "behavior", "events", "startup_s", "n_requests", "peak", "mean_replicas", "last_routed",
-                 "planner", "drain_check", "kpa", "sampled_routed", "keda_routed", "keda_active_s")
+                 "gpu_periods", "version", "behavior", "events", "startup_s", "n_requests", "peak", "mean_replicas",
+                 "last_routed", "planner", "drain_check", "kpa", "sampled_routed", "keda_routed", "keda_active_s")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int, paired: bool = False) -> None:
@@ -96,6 +96,7 @@ class Autoscaler:
             routed.remove(inst)
         self.since_s = [0.0 if k < serving else math.nan for k in range(n)]  # GPU time from here
         self.active_s = [0.0] * n  # GPU time of the periods that ended
+        self.gpu_periods: list[tuple[float, float]] = []  # (start, end) of every period a replica held its GPUs
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
         # the HPA's stabilization windows and scaling policies (neither Dynamo's planner nor Knative's KPA has them)
         self.behavior = HpaBehavior(config) if config.metric != "sla" and config.autoscaler != "kpa" else None
@@ -354,6 +355,7 @@ class Autoscaler:
 
     def _stop(self, k: int, now: float) -> None:
         self.active_s[k] += now - self.since_s[k]
+        self.gpu_periods.append((self.since_s[k], now))
         self.state[k], self.since_s[k] = "off", math.nan
 
     def finish(self, end_s: float) -> None:
@@ -361,6 +363,7 @@ class Autoscaler:
         for k, state in enumerate(self.state):
             if state != "off":
                 self.active_s[k] += max(end_s - self.since_s[k], 0.0)
+                self.gpu_periods.append((self.since_s[k], max(end_s, self.since_s[k])))
                 self.state[k], self.since_s[k] = "off", math.nan
         replica_s = sum(self.active_s)
         self.mean_replicas = replica_s / end_s if end_s > 0 else float(len(self.replicas))
@@ -377,6 +380,7 @@ class Autoscaler:
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),
             "scale_downs": sum(e[1] == "down" for e in self.events), "peak_replicas": self.peak,
             "replica_seconds": replica_s, "mean_replicas": self.mean_replicas,
+            "gpu_periods_s": [[start, end] for start, end in sorted(self.gpu_periods)],  # each replica's, holding GPUs
             "events": [{"t_s": t, "action": action, "replicas": count} for t, action, count in self.events],
             **(self.planner.summary() if self.planner is not None else {})})
 
