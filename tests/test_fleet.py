@@ -43,12 +43,12 @@ def test_the_prime_replays_the_first_minutes_first_with_prefixes_of_their_own():
                      prefix_hashes=[(7, 8, 9)] * 200)
     replay = primed(trace)
     t = replay.traffic
-    assert replay.prime_s == PRIME_S and replay.primed == 90  # arrivals 0, 2, ..., 178 s
-    assert len(t) == 290 and np.all(np.diff(t.arrival_s) >= 0)
-    assert np.array_equal(t.arrival_s[90:], trace.arrival_s + PRIME_S)  # the trace itself, shifted whole
-    assert np.array_equal(t.prompt_tokens[:90], trace.prompt_tokens[:90])
-    assert t.prefix_hashes[90:] == trace.prefix_hashes
-    primes = [h for hs in t.prefix_hashes[:90] for h in hs]
+    assert replay.prime_s == PRIME_S and replay.primed == 150  # arrivals 0, 2, ..., 298 s
+    assert len(t) == 350 and np.all(np.diff(t.arrival_s) >= 0)
+    assert np.array_equal(t.arrival_s[150:], trace.arrival_s + PRIME_S)  # the trace itself, shifted whole
+    assert np.array_equal(t.prompt_tokens[:150], trace.prompt_tokens[:150])
+    assert t.prefix_hashes[150:] == trace.prefix_hashes
+    primes = [h for hs in t.prefix_hashes[:150] for h in hs]
     assert len(set(primes)) == len(primes) and min(primes) < 0  # shared with nothing, not even each other
     short = primed(Workload(np.array([0.0, 10.0]), np.full(2, 8), np.full(2, 8)))
     assert short.prime_s == 10.0 and short.primed == 1
