@@ -21,7 +21,6 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan.backends import run_all
-from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
@@ -101,11 +100,9 @@ def replayed_trace(work: WorkloadSpec, rate_rps: float | None) -> Workload:
         raise PhasewiseError("--autoscale replays a trace's arrivals over time: give --trace and --arrivals trace")
     if rate_rps is not None and not (math.isfinite(rate_rps) and rate_rps > 0):
         raise PhasewiseError(f"--autoscale-rate must be a rate > 0 in req/s (got {rate_rps})")
-    n = len(work.arrivals)
-    trace = work.at_rate(1.0, n)  # the trace's pattern, then its own pace back, or the rate asked for
-    arrivals = np.asarray(work.arrivals) - work.arrivals[0]
-    own = (n - 1) / arrivals[-1] if n > 1 and arrivals[-1] > 0 else 1.0
-    return trace.scaled_to_rate(own if rate_rps is None else rate_rps)
+    own = Workload(np.asarray(work.arrivals), np.asarray(work.prompts), np.asarray(work.outputs)).mean_rate_rps
+    rate = (own if math.isfinite(own) else 1.0) if rate_rps is None else rate_rps
+    return work.at_rate(rate, len(work.arrivals))
 
 
 def primed(trace: Workload) -> Replay:
@@ -180,8 +177,7 @@ def plan_fleets(ranked: list[GoodputResult], work: WorkloadSpec, slo: Slo, targe
     order = {r.strategy.name: k for k, r in enumerate(ranked)}
     kinds = {"fixed": 0, **{a: k + 1 for k, a in enumerate(FLEETS)}}
     runs = sorted([*runs, *skipped], key=lambda f: (order[f.strategy], kinds[f.fleet]))
-    return FleetPlan(work.name, (len(trace) - 1) / trace.duration_s if trace.duration_s > 0 else math.nan,
-                     len(trace), trace.duration_s, target, runs)
+    return FleetPlan(work.name, trace.mean_rate_rps, len(trace), trace.duration_s, target, runs)
 
 
 def _task(task: tuple) -> FleetRun:
@@ -267,27 +263,26 @@ def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], r
     measured = np.arange(len(res.arrival_s)) >= replay.primed
     end_s = float(np.nanmax(res.finish_s))
     window_s = max(end_s - replay.prime_s, 1e-9)
-    full = cluster_hardware(fields, with_cost=False)
-    gpu_s, dollars, peak = sum(full.chips.values()) * window_s, full.price_per_hour_usd * window_s, 0.0
     scaled = {e["group"]: e for e in res.policy.get("autoscale") or []}
     dep = build_deployment(fields)
-    for g, group in enumerate(dep.instances):
-        per_replica = group.gpus / group.replicas
-        if g not in scaled:
-            peak += group.gpus
-            continue
-        held, most = _held_s(scaled[g]["gpu_periods_s"], replay.prime_s, end_s)
-        idle = group.replicas * window_s - held  # replica-seconds of its most that it did not hold
-        gpu_s -= idle * per_replica
-        dollars -= idle * per_replica * load_hardware(group.hardware).price_per_hour_usd
-        peak += most * per_replica
-    peak += dep.encoders.gpus if dep.encoders is not None else 0
+    mean_gpus = price_per_hour = peak = 0.0  # each group's GPUs held on average (all of a fixed one's) at its price
+    groups = [(g, group.hardware, group.gpus, group.replicas) for g, group in enumerate(dep.instances)]
+    if dep.encoders is not None:
+        groups.append((-1, dep.encoders.hardware, dep.encoders.gpus, 1))
+    for g, hardware, gpus, replicas in groups:
+        held, most = _held_s(scaled[g]["gpu_periods_s"], replay.prime_s, end_s) if g in scaled else \
+            (replicas * window_s, replicas)
+        gpus_held = held / window_s * gpus / replicas
+        mean_gpus += gpus_held
+        price_per_hour += gpus_held * load_hardware(hardware).price_per_hour_usd
+        peak += most * gpus / replicas
     attained = res.attained()[measured]
     att = float(attained.mean())
     ttft = res.ttft_s[measured] * 1e3
     multi = res.output_tokens[measured] > 1
     tpot = res.tpot_s[measured][multi] * 1e3
-    return FleetRun(strategy, fleet, detail, att, gpu_s / window_s, float(peak), gpu_s / 3600.0, dollars / 3600.0,
+    hours = window_s / 3600.0
+    return FleetRun(strategy, fleet, detail, att, mean_gpus, float(peak), mean_gpus * hours, price_per_hour * hours,
                     float(np.nanpercentile(ttft, 90)), float(np.nanpercentile(tpot, 90)) if len(tpot) else math.nan,
                     att >= target, deployment=fields)
 

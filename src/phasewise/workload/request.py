@@ -61,6 +61,12 @@ class Workload:
     def duration_s(self) -> float:
         return float(self.arrival_s[-1] - self.arrival_s[0])
 
+    @property
+    def mean_rate_rps(self) -> float:
+        """Requests a second over the arrivals' span ((n - 1) gaps; NaN for fewer than two or a zero span)."""
+        span = self.duration_s if len(self) > 1 else 0.0
+        return (len(self) - 1) / span if span > 0 else math.nan
+
     def head(self, n: int) -> Workload:
         return self.take(np.arange(min(n, len(self))))
 
@@ -77,8 +83,8 @@ class Workload:
         if rate_rps <= 0:
             raise PhasewiseError(f"rate must be > 0 (got {rate_rps})")
         t = self.arrival_s - self.arrival_s[0]
-        span = t[-1] if t[-1] > 0 else 1.0
-        factor = (len(self) - 1) / span / rate_rps if len(self) > 1 else 1.0
+        own = self.mean_rate_rps
+        factor = (own if math.isfinite(own) else len(self) - 1) / rate_rps if len(self) > 1 else 1.0
         return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name,
                         self.prefix_hashes, self.image_counts)
 
