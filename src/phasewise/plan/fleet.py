@@ -209,23 +209,20 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     concurrency = per_replica_rps * float(summary["e2e_ms"]["mean"]) / 1e3  # Little's law, one replica
     if fleet == "kpa":  # requests in flight a replica, Knative's own 70 % target utilization on top
         running = max(1, round(concurrency))
-        block = {"autoscaler": "kpa", "metric": "concurrency", "target": running, "initial_replicas": start_units}
-        return [(f"concurrency {running} a replica x 70 % utilization", dict(fields, instances=[
-            dict(groups[0], autoscale=block)]))]
-    if fleet == "keda":  # the HPA on the running total, from and to zero (its poll and cooldown)
+        blocks = [(f"concurrency {running} a replica x 70 % utilization",
+                   {"autoscaler": "kpa", "metric": "concurrency", "target": running})]
+    elif fleet == "keda":  # the HPA on the running total, from and to zero (its poll and cooldown)
         running = max(1, round(concurrency * KEDA_TARGET_SHARE))
-        block = {"autoscaler": "keda", "metric": "running", "target": running, "min_replicas": 0,
-                 "initial_replicas": start_units}
-        return [(f"running {running} a replica ({KEDA_TARGET_SHARE:.0%} of {concurrency:.0f}), 0-{s.units}",
-                 dict(fields, instances=[dict(groups[0], autoscale=block)]))]
-    out = []
-    for share in HPA_TARGET_SHARES:
-        running = max(1, round(concurrency * share))
-        block = {"metric": "running", "target": running, "initial_replicas": start_units}
-        out.append((f"running {running} a replica ({share:.0%} of {concurrency:.0f})",
-                    dict(fields, instances=[dict(groups[0], autoscale=block)])))
-    return out
-
+        blocks = [(f"running {running} a replica ({KEDA_TARGET_SHARE:.0%} of {concurrency:.0f}), 0-{s.units}",
+                   {"autoscaler": "keda", "metric": "running", "target": running, "min_replicas": 0})]
+    else:  # the HPA at each target share
+        blocks = []
+        for share in HPA_TARGET_SHARES:
+            running = max(1, round(concurrency * share))
+            blocks.append((f"running {running} a replica ({share:.0%} of {concurrency:.0f})",
+                           {"metric": "running", "target": running}))
+    return [(detail, dict(fields, instances=[dict(groups[0], autoscale=dict(block, initial_replicas=start_units))]))
+            for detail, block in blocks]
 
 def _simulate(fields: dict[str, Any], replay: Replay, slo: Slo, images: ImageInputs | None):
     try:
@@ -245,15 +242,12 @@ def _replay(strategy: str, fleet: str, detail: str, fields: dict[str, Any], repl
 
 def _held_s(periods: list[list[float]], start_s: float, end_s: float) -> tuple[float, int]:
     """Replica-seconds of `periods` ([start, end] each) within [start_s, end_s], and the most held at once there."""
-    seconds = sum(max(0.0, min(end, end_s) - max(start, start_s)) for start, end in periods)
-    edges = sorted([(max(start, start_s), 1) for start, end in periods if end > start_s and start < end_s]
-                   + [(min(end, end_s), -1) for start, end in periods if end > start_s and start < end_s],
-                   key=lambda e: (e[0], e[1]))
+    inside = [(max(start, start_s), min(end, end_s)) for start, end in periods if end > start_s and start < end_s]
     held = peak = 0
-    for _, step in edges:
+    for _, step in sorted([(start, 1) for start, _ in inside] + [(end, -1) for _, end in inside]):
         held += step
         peak = max(peak, held)
-    return seconds, peak
+    return sum(end - start for start, end in inside), peak
 
 
 def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], res, replay: Replay,
@@ -295,11 +289,8 @@ def _smallest_fixed(strategy: Strategy, replay: Replay, slo: Slo, target: float,
 
     def run(units: int) -> FleetRun:
         if units not in runs:
-            fields = strategy.slice(units)
-            res, why = _simulate(fields, replay, slo, images)
-            detail = f"{units} of {strategy.units} units"
-            runs[units] = FleetRun(strategy.name, "fixed", detail, note=why, deployment=fields) if res is None \
-                else _fleet_run(strategy.name, "fixed", detail, fields, res, replay, target)
+            runs[units] = _replay(strategy.name, "fixed", f"{units} of {strategy.units} units", strategy.slice(units),
+                                  replay, slo, target, images)
         return runs[units]
 
     low, high = 1, strategy.units
