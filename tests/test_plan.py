@@ -78,6 +78,35 @@ def test_trtllm_strategies_capture_decode_graphs_up_to_their_batch_cap():
                           for g in groups)
 
 
+def test_a_finer_search_reads_the_probes_a_coarser_one_ran_on_a_replayed_trace():
+    """On a replayed trace every window is the whole trace, so refining (6 bisections) repeats screening's probes
+    (3) exactly: read from `known`, its answer, binding, curve and summary are those of a search that simulates
+    them all, with 3 simulations instead of 8; a Poisson workload's windows differ, so nothing is read."""
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False)
+    strategy = enumerate_strategies(M, "h100-sxm", 1, opts)[0][0]
+    rng = np.random.default_rng(3)
+    n = 1500  # more than any probe's 60 s window holds (a shorter trace is looped to fill it: another workload)
+    gaps_s = rng.exponential(1.0, n) * (1 + np.sin(np.arange(n) / 40))
+    trace = WorkloadSpec(tuple(int(x) for x in rng.integers(200, 3000, n)),
+                         tuple(int(x) for x in rng.integers(20, 400, n)),
+                         tuple(float(x) for x in np.cumsum(gaps_s)), name="bursty trace")
+    slo = Slo(1500, 60)
+    coarse = evaluate(strategy, trace, slo, 0.9, steps=3, window_s=20.0, min_requests=150)
+    alone = evaluate(strategy, trace, slo, 0.9, steps=6)
+    fine = evaluate(strategy, trace, slo, 0.9, steps=6, known=coarse.probes)
+    def simulated(r):  # the search's outcome, less the simulator's own wall time
+        return r.goodput_rps, r.binding, r.curve, {k: v for k, v in r.at_goodput.items() if k != "sim"}
+
+    assert simulated(fine) == simulated(alone)
+    assert coarse.simulations == len(coarse.curve) and alone.simulations == len(alone.curve)
+    assert fine.simulations == alone.simulations - coarse.simulations == 3
+    assert fine.probes.keys() == alone.probes.keys() >= coarse.probes.keys()
+    poisson = fixed(1024, 128)
+    screened = evaluate(strategy, poisson, slo, 0.9, steps=3, window_s=20.0, min_requests=150)
+    refined = evaluate(strategy, poisson, slo, 0.9, steps=6, known=screened.probes)
+    assert refined.simulations == len(refined.curve)
+
+
 def test_goodput_search_is_monotone_and_verified():
     strategy = enumerate_strategies(M, "h100-sxm", 1, PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False))[0][0]
     work = fixed(1024, 128)

@@ -193,6 +193,9 @@ class GoodputResult:
     verified_attainment: float = math.nan
     verified: VerifiedRun | None = None  # the run at goodput_rps that verified it (None: not verified, or failed)
     search_units: int = 1  # units the search's simulations held (all of them for a workload with prefix structure)
+    # every simulated rate's summary, keyed by (rate, the workload's fingerprint): a later search of the same strategy
+    # under the same SLOs reads a probe it repeats from here (evaluate's `known`)
+    probes: dict[tuple[float, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def gpus(self) -> int:
@@ -376,10 +379,14 @@ def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> 
 
 
 def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0.9, steps: int = 6,
-             window_s: float = 60.0, min_requests: int = 300) -> GoodputResult:
+             window_s: float = 60.0, min_requests: int = 300,
+             known: dict[tuple[float, str], dict[str, Any]] | None = None) -> GoodputResult:
     """Bisection for the highest total rate whose SLO attainment >= target, simulating one unit at
     1/units of it (for a workload with prefix structure, the whole deployment or its slice: slice_units) for at
-    least `window_s` of arrivals. Runs in a worker process."""
+    least `window_s` of arrivals. `known`: an earlier search's probes of this strategy under these SLOs (its
+    GoodputResult.probes); a probe whose rate and workload it holds is read, not simulated again (a replayed
+    trace is the whole trace at any window, so a finer search repeats a coarser one's probes exactly). Runs in a
+    worker process."""
     # a workload with prefix structure: which instance's cache a request finds depends on the router's choices over
     # all of them, so no one unit stands for the deployment
     prefixed = work.prefix_hashes is not None and strategy.units > 1
@@ -388,14 +395,21 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     cap = capacity_estimate(strategy, work)
     curve: list[dict[str, float]] = []
     summaries: dict[float, dict] = {}
+    probes: dict[tuple[float, str], dict[str, Any]] = {}
+    runs = 0
 
     def attains(rate: float) -> bool:
+        nonlocal runs
         n = int(max(min_requests, rate_share(rate, simulated_units, strategy.units) * window_s))
-        res = simulate(simulated, slice_traffic(work, rate, n, simulated_units, strategy.units, simulated.router), slo,
-                       images=work.images)
-        s = res.summary()
-        s["stable"] = work.steady(res)
-        summaries[rate] = s
+        traffic = slice_traffic(work, rate, n, simulated_units, strategy.units, simulated.router)
+        key = (rate, traffic.fingerprint())
+        s = (known or {}).get(key)
+        if s is None:
+            res = simulate(simulated, traffic, slo, images=work.images)
+            s = res.summary()
+            s["stable"] = work.steady(res)
+            runs += 1
+        probes[key] = summaries[rate] = s
         curve.append(_lite(s, rate, strategy.units / simulated_units))
         return s["slo"]["attainment"] >= target and s["stable"]
 
@@ -409,5 +423,5 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
         else:
             binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
     curve.sort(key=lambda c: c["rate_rps"])
-    return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, len(curve),
-                         search_units=simulated_units)
+    return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, runs,
+                         search_units=simulated_units, probes=probes)

@@ -238,14 +238,15 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                  SCREEN["min_requests"]) for s in strategies],
                      backend, workers, ray_address, tick("screening", len(strategies)))
     screen.sort(key=lambda r: objective_value(objective, r), reverse=True)
-    top = [r.strategy for r in screen[:refine]]
-    refined_chips = {strategy_chip(s) for s in top}
+    top = screen[:refine]
+    refined_chips = {strategy_chip(r.strategy) for r in top}
     for r in screen:  # a plan across chips: each chip's best is refined too, so the ranking compares the chips
         if r.goodput_rps > 0 and strategy_chip(r.strategy) not in refined_chips:
-            top.append(r.strategy)
+            top.append(r)
             refined_chips.add(strategy_chip(r.strategy))
-    refined = run_all(evaluate, [(s, work, slo, target, REFINE["steps"], REFINE["window_s"],
-                                  REFINE["min_requests"]) for s in top],
+    # each with its screening's probes: on a replayed trace, refining repeats them exactly and reads them
+    refined = run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
+                                  REFINE["min_requests"], r.probes) for r in top],
                       backend, workers, ray_address, tick("refining", len(top)))
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     checks = [(r.strategy, r.goodput_rps, work, slo, target) for r in refined]

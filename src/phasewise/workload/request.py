@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -66,6 +67,15 @@ class Workload:
         """Requests a second over the arrivals' span ((n - 1) gaps; NaN for fewer than two or a zero span)."""
         span = self.duration_s if len(self) > 1 else 0.0
         return (len(self) - 1) / span if span > 0 else math.nan
+
+    def fingerprint(self) -> str:
+        """A digest of everything a simulation reads from the workload: equal digests, the same requests at the
+        same instants."""
+        digest = hashlib.blake2b(digest_size=16)
+        for arr in (self.arrival_s, self.prompt_tokens, self.output_tokens, self.priority, self.image_counts):
+            digest.update(b"-" if arr is None else arr.tobytes())
+        digest.update(repr((self.prefix_hashes, self.name)).encode())
+        return digest.hexdigest()
 
     def head(self, n: int) -> Workload:
         return self.take(np.arange(min(n, len(self))))
