@@ -107,6 +107,26 @@ def test_a_finer_search_reads_the_probes_a_coarser_one_ran_on_a_replayed_trace()
     assert refined.simulations == len(refined.curve)
 
 
+def test_one_unit_of_a_replayed_trace_receives_its_share_of_the_requests_at_the_traces_instants():
+    """A unit of 8 behind a router that does not read prompts: about 1/8 of the trace's requests, each at its
+    instant in the whole trace at the rate (the trace is not slowed down 8-fold, which would stretch its bursts);
+    Poisson arrivals are thinned by their rate as before."""
+    from phasewise.plan.goodput import slice_traffic
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    arrivals = tuple(float(x) for x in np.cumsum(rng.exponential(1.0, n)))
+    trace = WorkloadSpec(tuple(range(1, n + 1)), tuple([64] * n), arrivals, name="trace")
+    whole = trace.at_rate(40.0)
+    unit = slice_traffic(trace, 40.0, 300, 1, 8, "least_outstanding")
+    assert abs(len(unit) - n / 8) < 4 * math.sqrt(n / 8)
+    rows = unit.prompt_tokens - 1  # each request's row in the trace (its prompt length here)
+    assert np.array_equal(unit.arrival_s, whole.arrival_s[rows])
+    assert unit.duration_s == pytest.approx(whole.duration_s, rel=0.02)
+    poisson = slice_traffic(fixed(1024, 128), 40.0, 300, 1, 8, "least_outstanding")
+    assert len(poisson) == 300 and poisson.mean_rate_rps == pytest.approx(5.0, rel=0.15)
+
+
 def test_goodput_search_is_monotone_and_verified():
     strategy = enumerate_strategies(M, "h100-sxm", 1, PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False))[0][0]
     work = fixed(1024, 128)

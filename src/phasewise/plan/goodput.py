@@ -236,10 +236,12 @@ def rate_share(rate_rps: float, units: int, of_units: int) -> float:
 def slice_traffic(work: WorkloadSpec, rate_rps: float, requests: int, units: int, of_units: int,
                   router: str) -> Workload:
     """`requests` requests of the traffic `units` of a deployment's `of_units` identical units receive when the
-    whole receives `work` at `rate_rps`: at their share of the rate; for a workload with prefix structure, the
-    requests the router would send them out of the whole's, in the trace's order (workload/traffic_share.py:
-    whole conversations behind the prefix-aware router, which keeps them where their prefix is cached)."""
-    if work.prefix_hashes is None or units >= of_units:
+    whole receives `work` at `rate_rps`: Poisson arrivals at their share of the rate; for a replayed trace or a
+    workload with prefix structure, the requests the router would send them out of the whole's, at the whole's
+    instants and in the trace's order (workload/traffic_share.py: each request kept with the units' share, or whole
+    conversations behind the prefix-aware router, which keeps them where their prefix is cached). A trace is not
+    slowed down to the units' share of its rate: that would stretch its bursts by of_units / units."""
+    if (work.prefix_hashes is None and work.arrivals is None) or units >= of_units:
         return work.at_rate(rate_share(rate_rps, units, of_units), requests)
     share = units / of_units
     whole = work.at_rate(rate_rps, math.ceil(requests / share))
@@ -381,12 +383,12 @@ def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> 
 def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0.9, steps: int = 6,
              window_s: float = 60.0, min_requests: int = 300,
              known: dict[tuple[float, str], dict[str, Any]] | None = None) -> GoodputResult:
-    """Bisection for the highest total rate whose SLO attainment >= target, simulating one unit at
-    1/units of it (for a workload with prefix structure, the whole deployment or its slice: slice_units) for at
-    least `window_s` of arrivals. `known`: an earlier search's probes of this strategy under these SLOs (its
-    GoodputResult.probes); a probe whose rate and workload it holds is read, not simulated again (a replayed
-    trace is the whole trace at any window, so a finer search repeats a coarser one's probes exactly). Runs in a
-    worker process."""
+    """Bisection for the highest total rate whose SLO attainment >= target, simulating one unit receiving its
+    share of the traffic (slice_traffic; for a workload with prefix structure, the whole deployment or its slice:
+    slice_units) for at least `window_s` of arrivals. `known`: an earlier search's probes of this strategy under
+    these SLOs (its GoodputResult.probes); a probe whose rate and workload it holds is read, not simulated again (a
+    replayed trace is replayed whole at any window, so a finer search repeats a coarser one's probes exactly). Runs
+    in a worker process."""
     # a workload with prefix structure: which instance's cache a request finds depends on the router's choices over
     # all of them, so no one unit stands for the deployment
     prefixed = work.prefix_hashes is not None and strategy.units > 1

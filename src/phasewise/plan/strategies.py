@@ -100,7 +100,7 @@ POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 ru
 @dataclass(slots=True)
 class Strategy:
     """A deployment of `units` identical units (one collocated replica, or one xPyD group). Goodput is
-    searched on one unit at 1/units of the rate (independent queues behind the router), then
+    searched on one unit receiving 1/units of the traffic (independent queues behind the router), then
     verified on the whole deployment."""
 
     name: str

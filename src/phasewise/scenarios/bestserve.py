@@ -175,7 +175,8 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"the planner's goodput of its top {len(replays)} is within 20 % of a discrete-event replay "
               "(largest |plan - replay| / replay)",
               setup["goodput_tolerance"], max(errors), (0.0, setup["goodput_tolerance"]),
-              f"the planner ({setup['plan_arrivals']} arrivals) bisects on one unit at 1/units of the rate and "
+              f"the planner ({setup['plan_arrivals']} arrivals) bisects on one unit receiving 1/units of the "
+              "traffic and "
               "verifies on the whole deployment; the replay runs the whole deployment behind its router on the "
               "trace's own arrivals, rescaled"),
     ]
