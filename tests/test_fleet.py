@@ -156,6 +156,38 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
     assert code == 0, err
 
 
+def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_groups_each():
+    """The HPA, KPA and KEDA on an xPyD strategy: a block per group, each aimed at its group's concurrency a replica
+    at the goodput (Little's law on the verification run, by hand: prefill in flight = its rate x mean TTFT, decode
+    running = its rate x (mean E2E - mean TTFT)); KEDA takes prefill to zero but keeps a decode replica."""
+    from phasewise.plan import PlanOptions, plan
+    from phasewise.plan.fleet import plan_fleets
+
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), ratios=((1, 1),), batch_caps=(64,))
+    result = plan("meta-llama/Llama-3.1-8B", "h100-sxm", 2, SLO, _work(), opts=opts, refine=3, workers=1)
+    disagg = next(r for r in result.ranked if r.strategy.kind == "disaggregated" and r.verified is not None)
+    fleets = plan_fleets([disagg], _work(), SLO, 0.9, ("hpa", "kpa", "keda"), 4.0, workers=1)
+    summary = disagg.verified.summary
+    rate = disagg.goodput_rps / disagg.strategy.units  # one prefill and one decode replica a unit
+    ttft_s, e2e_s = summary["ttft_ms"]["mean"] / 1e3, summary["e2e_ms"]["mean"] / 1e3
+    prefill, decode = rate * ttft_s, rate * (e2e_s - ttft_s)
+    runs = {(r.fleet, r.detail): r for r in fleets.runs}
+    assert [f for f, _ in runs] == ["fixed", "hpa", "hpa", "hpa", "kpa", "keda"]
+    for (fleet, detail), r in runs.items():
+        if fleet == "fixed":
+            continue
+        assert not r.note and 0 < r.mean_gpus <= r.peak_gpus <= 2 and r.gpu_hours > 0
+        blocks = [g["autoscale"] for g in r.deployment["instances"]]
+        assert [g["role"] for g in r.deployment["instances"]] == ["prefill", "decode"]
+        share = {"kpa": 1.0, "keda": 0.8}.get(fleet) or float(detail.split("(")[1].split("%")[0]) / 100
+        assert [b["target"] for b in blocks] == [max(1, round(prefill * share)), max(1, round(decode * share))]
+        metrics = ["concurrency", "concurrency" if fleet == "kpa" else "running"]
+        assert [b["metric"] for b in blocks] == metrics
+        assert [b.get("autoscaler", "hpa") for b in blocks] == [fleet, fleet]
+        if fleet == "keda":
+            assert [b["min_replicas"] for b in blocks] == [0, 1] and detail.endswith("prefill 0-1, decode 1-1")
+
+
 def test_the_table_and_the_answer_line():
     """The view: the cheapest fleet within the SLOs against its strategy's smallest fixed fleet, and a fleet that
     was not run shown with its reason."""

@@ -1,9 +1,10 @@
 """Fleets on a trace: after `plan` ranks strategies on a steady load, each ranked strategy's units serve the trace at
 its own pace (or rescaled to a mean rate), its whole span: a fixed fleet (the fewest units that meet the SLOs over
-the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_running (collocated replicas; the
-target a share of one replica's concurrency at its goodput, each share tried), Knative's KPA on requests in flight
-(that concurrency the target, its 70 % utilization on top), KEDA (the HPA's middle target, from and to zero) and
-NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on
+the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_running (the target a share of one
+replica's concurrency at its goodput, each share tried; on a disaggregated strategy, each group at its own: a
+prefill replica's requests in flight, a decode replica's running), Knative's KPA on requests in flight (that
+concurrency the target, its 70 % utilization on top), KEDA (the HPA's middle target, from and to zero; a decode
+group keeps one) and NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on
 average and at its peak, GPU-hours and dollars over the trace, and the share of requests within the SLOs; the
 cheapest that meets --attainment is the answer. Every fleet meets the trace already serving: a prime of the trace's
 first 300 s (each request's prefix its own) is replayed before it and not measured, and autoscaled fleets start with
@@ -198,31 +199,52 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
         scaled = dict(fields, instances=[dict(g, autoscale=dict(block, initial_replicas=start_units * u["replicas"]))
                                          for g, u in zip(groups, s.unit["instances"])])
         return [(f"SLA planner: TTFT {slo.ttft_ms:g} ms, ITL {slo.tpot_ms:g} ms", scaled)]
-    if s.kind != "collocated" or len(groups) != 1:
-        return [("", f"{AUTOSCALER_NAMES[fleet]} here scales one collocated group's replicas (a disaggregated "
-                     f"deployment's groups: --autoscale dynamo)")]
-    run = r.verified
-    if run is None:
+    roles = [g.get("role", "collocated") for g in groups]
+    if roles not in (["collocated"], ["prefill", "decode"]):
+        return [("", f"{AUTOSCALER_NAMES[fleet]} here scales one collocated group's replicas or a prefill and a "
+                     f"decode group's (this strategy's groups: {', '.join(roles)})")]
+    if r.verified is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
-    summary = run.summary
-    per_replica_rps = r.goodput_rps / s.units
-    concurrency = per_replica_rps * float(summary["e2e_ms"]["mean"]) / 1e3  # Little's law, one replica
-    if fleet == "kpa":  # requests in flight a replica, Knative's own 70 % target utilization on top
-        running = max(1, round(concurrency))
-        blocks = [(f"concurrency {running} a replica x 70 % utilization",
-                   {"autoscaler": "kpa", "metric": "concurrency", "target": running})]
-    elif fleet == "keda":  # the HPA on the running total, from and to zero (its poll and cooldown)
-        running = max(1, round(concurrency * KEDA_TARGET_SHARE))
-        blocks = [(f"running {running} a replica ({KEDA_TARGET_SHARE:.0%} of {concurrency:.0f}), 0-{s.units}",
-                   {"autoscaler": "keda", "metric": "running", "target": running, "min_replicas": 0})]
-    else:  # the HPA at each target share
-        blocks = []
-        for share in HPA_TARGET_SHARES:
-            running = max(1, round(concurrency * share))
-            blocks.append((f"running {running} a replica ({share:.0%} of {concurrency:.0f})",
-                           {"metric": "running", "target": running}))
-    return [(detail, dict(fields, instances=[dict(groups[0], autoscale=dict(block, initial_replicas=start_units))]))
-            for detail, block in blocks]
+    aims = _concurrencies(r, roles)
+    shares = {"kpa": (1.0,), "keda": (KEDA_TARGET_SHARE,)}.get(fleet, HPA_TARGET_SHARES)
+    out = []
+    for share in shares:
+        words, blocks = [], []
+        for role, (metric, concurrency), unit in zip(roles, aims, s.unit["instances"]):
+            target = max(1, round(concurrency * share))
+            metric = "concurrency" if fleet == "kpa" else metric  # the KPA counts requests in flight
+            # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
+            floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
+            blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
+                           **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor})
+            whose = "" if role == "collocated" else f"{role} "
+            share_words = " x 70 % utilization" if fleet == "kpa" else f" ({share:.0%} of {concurrency:.0f})"
+            words.append(f"{whose}{metric} {target} a replica{share_words}")
+        detail = "; ".join(words)
+        if fleet == "keda":
+            detail += ", " + ", ".join(("" if role == "collocated" else f"{role} ") + f"{b['min_replicas']}-"
+                                       f"{g['replicas']}" for role, b, g in zip(roles, blocks, groups))
+        out.append((detail, dict(fields, instances=[dict(g, autoscale=b) for g, b in zip(groups, blocks)])))
+    return out
+
+
+def _concurrencies(r: GoodputResult, roles: list[str]) -> list[tuple[str, float]]:
+    """Per group, the metric its engine autoscaler reads and that metric's value a replica at the strategy's goodput
+    (Little's law on the verification run): a collocated replica's requests running, its rate times the mean E2E
+    (KPA: in flight, the same); a prefill replica's requests in flight (waiting or in prefill), its rate times the
+    mean TTFT; a decode replica's requests running, its rate times the mean E2E less the mean TTFT."""
+    summary = r.verified.summary
+    ttft_s, e2e_s = float(summary["ttft_ms"]["mean"]) / 1e3, float(summary["e2e_ms"]["mean"]) / 1e3
+    unit_rps = r.goodput_rps / r.strategy.units
+    out = []
+    for role, group in zip(roles, r.strategy.unit["instances"]):
+        per_replica_rps = unit_rps / group["replicas"]
+        if role == "prefill":
+            out.append(("concurrency", per_replica_rps * ttft_s))
+        else:
+            out.append(("running", per_replica_rps * (e2e_s - ttft_s if role == "decode" else e2e_s)))
+    return out
+
 
 def _simulate(fields: dict[str, Any], replay: Replay, slo: Slo, images: ImageInputs | None):
     try:
