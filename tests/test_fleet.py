@@ -188,6 +188,22 @@ def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_g
             assert [b["min_replicas"] for b in blocks] == [0, 1] and detail.endswith("prefill 0-1, decode 1-1")
 
 
+def test_a_strategy_autoscaling_refuses_is_one_row_a_fleet_with_its_reason():
+    """Priority pools (and attention offload, encoders, online training) do not combine with autoscaling: each
+    autoscaler is one row saying so, where the HPA would otherwise fail its three targets' deployments one by one."""
+    from phasewise.plan import PlanOptions, enumerate_strategies
+    from phasewise.plan.fleet import plan_fleets
+    from phasewise.plan.goodput import GoodputResult
+
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False, policies=("priority-pools",))
+    pools = next(s for s in enumerate_strategies("meta-llama/Llama-3.1-8B", "h100-sxm", 4, opts)[0]
+                 if "priority_pools" in s.deployment)
+    fleets = plan_fleets([GoodputResult(pools, 8.0, 10.0, "-", {})], _work(), SLO, 0.9, ("hpa", "kpa", "dynamo"),
+                         4.0, workers=1)
+    assert [(r.fleet, r.note) for r in fleets.runs[1:]] == \
+        [(f, "autoscale does not combine with priority pools") for f in ("hpa", "kpa", "dynamo")]
+
+
 def test_the_table_and_the_answer_line():
     """The view: the cheapest fleet within the SLOs against its strategy's smallest fixed fleet, and a fleet that
     was not run shown with its reason."""

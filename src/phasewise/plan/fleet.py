@@ -194,6 +194,10 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     groups = fields["instances"]
     if any(g.get("pp", 1) > 1 for g in groups):
         return [("", "autoscale supports pp=1 replicas only")]
+    beside = [k.replace("_", " ") for k in ("priority_pools", "online_training", "encoders", "attention_offload")
+              if fields.get(k) is not None and (fields[k] or {}).get("mode", "on") != "off"]
+    if beside:  # as the deployment refuses them (sim/deployment.py)
+        return [("", f"autoscale does not combine with {' or '.join(beside)}")]
     if fleet == "dynamo":
         block = {"metric": "sla", "ttft_s": slo.ttft_ms / 1e3, "itl_s": slo.tpot_ms / 1e3}
         scaled = dict(fields, instances=[dict(g, autoscale=dict(block, initial_replicas=start_units * u["replicas"]))
