@@ -124,17 +124,20 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
     fleets = json.loads(out)["fleets"]
     runs = fleets["runs"]
     assert fleets["requests"] == 2000 and fleets["rate_rps"] == pytest.approx(12.0)
-    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "kpa", "keda", "dynamo"]
+    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "keda", "dynamo"]
     blocks = {r["fleet"]: r["deployment"]["instances"][0]["autoscale"] for r in runs if r["fleet"] != "fixed"}
     assert blocks["kpa"]["autoscaler"] == "kpa" and blocks["kpa"]["metric"] == "concurrency"
     assert blocks["keda"]["autoscaler"] == "keda" and blocks["keda"]["min_replicas"] == 0
     for r in runs:
         assert r["meets"] == (r["attainment"] >= 0.9)
         assert 0 < r["mean_gpus"] <= r["peak_gpus"] <= 3 and r["gpu_hours"] > 0 and r["cost_usd"] > 0
-    # each HPA target a share of one replica's concurrency at its goodput: a higher target holds fewer GPUs
-    targets = [r["deployment"]["instances"][0]["autoscale"]["target"] for r in runs if r["fleet"] == "hpa"]
-    held = [r["mean_gpus"] for r in runs if r["fleet"] == "hpa"]
-    assert targets == sorted(targets) and held == sorted(held, reverse=True)
+    # each HPA target a share of one replica's concurrency at its goodput: a higher target holds fewer GPUs, and the
+    # highest with a 60 s scale-down window (Kubernetes' default: 300 s) fewer still
+    hpa = [(r["deployment"]["instances"][0]["autoscale"], r["mean_gpus"]) for r in runs if r["fleet"] == "hpa"]
+    targets, held = [block["target"] for block, _ in hpa], [gpus for _, gpus in hpa]
+    windows = [block.get("scale_down_window_s", 300.0) for block, _ in hpa]
+    assert targets == sorted(targets) and targets[-1] == targets[-2] and windows == [300.0, 300.0, 300.0, 60.0]
+    assert held == sorted(held, reverse=True) and held[-1] < held[-2]
     # the fixed fleet is the smallest that meets the SLOs: one unit fewer does not (re-simulated here)
     fixed = runs[0]
     units = fixed["deployment"]["instances"][0]["replicas"]
@@ -172,7 +175,7 @@ def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_g
     ttft_s, e2e_s = summary["ttft_ms"]["mean"] / 1e3, summary["e2e_ms"]["mean"] / 1e3
     prefill, decode = rate * ttft_s, rate * (e2e_s - ttft_s)
     runs = {(r.fleet, r.detail): r for r in fleets.runs}
-    assert [f for f, _ in runs] == ["fixed", "hpa", "hpa", "hpa", "kpa", "keda"]
+    assert [f for f, _ in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "keda"]
     for (fleet, detail), r in runs.items():
         if fleet == "fixed":
             continue

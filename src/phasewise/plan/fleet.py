@@ -25,6 +25,7 @@ from phasewise.plan.backends import run_all
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
+from phasewise.sim.autoscale_block import Autoscale
 from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware
@@ -34,6 +35,12 @@ from phasewise.workload.request import Workload
 FLEETS = ("hpa", "kpa", "keda", "dynamo")  # --autoscale: the autoscalers tried beside the fixed fleet
 AUTOSCALER_NAMES = {"hpa": "the HPA", "kpa": "Knative's KPA", "keda": "KEDA"}
 HPA_TARGET_SHARES = (0.6, 0.8, 1.0)  # of one replica's concurrency at its goodput (Little's law), each tried
+# the HPA's variants: each target share at Kubernetes' default 300 s scale-down window, and the highest share with
+# the window cut to 60 s, which releases what a surge added sooner (behavior.scaleDown.stabilizationWindowSeconds)
+HPA_SCALE_DOWN_WINDOW_S = Autoscale.model_fields["scale_down_window_s"].default
+HPA_SHORT_SCALE_DOWN_WINDOW_S = 60.0
+HPA_VARIANTS = tuple((share, HPA_SCALE_DOWN_WINDOW_S) for share in HPA_TARGET_SHARES) + \
+    ((HPA_TARGET_SHARES[-1], HPA_SHORT_SCALE_DOWN_WINDOW_S),)
 KEDA_TARGET_SHARE = 0.8  # KEDA: the HPA's middle target, its difference being the scaling from and to zero
 FIRST_MINUTE_S = 60.0  # the window whose rate sizes an autoscaled fleet's starting replicas
 HPA_SYNC_S = 15.0  # the shortest period of the fleets' autoscalers (the HPA's sync; Dynamo's planner: 180 s)
@@ -210,21 +217,24 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     if r.verified is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
     aims = _concurrencies(r, roles)
-    shares = {"kpa": (1.0,), "keda": (KEDA_TARGET_SHARE,)}.get(fleet, HPA_TARGET_SHARES)
+    variants = {"kpa": ((1.0, None),), "keda": ((KEDA_TARGET_SHARE, None),)}.get(fleet, HPA_VARIANTS)
     out = []
-    for share in shares:
+    for share, window_s in variants:
         words, blocks = [], []
         for role, (metric, concurrency), unit in zip(roles, aims, s.unit["instances"]):
             target = max(1, round(concurrency * share))
             metric = "concurrency" if fleet == "kpa" else metric  # the KPA counts requests in flight
             # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
             floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
+            window = {"scale_down_window_s": window_s} if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S) else {}
             blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
-                           **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor})
+                           **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor, **window})
             whose = "" if role == "collocated" else f"{role} "
             share_words = " x 70 % utilization" if fleet == "kpa" else f" ({share:.0%} of {concurrency:.0f})"
             words.append(f"{whose}{metric} {target} a replica{share_words}")
         detail = "; ".join(words)
+        if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S):
+            detail += f", scale-down window {window_s:g} s"
         if fleet == "keda":
             detail += ", " + ", ".join(("" if role == "collocated" else f"{role} ") + f"{b['min_replicas']}-"
                                        f"{g['replicas']}" for role, b, g in zip(roles, blocks, groups))
