@@ -4,12 +4,12 @@ the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_run
 replica's concurrency at its goodput, each share tried; on a disaggregated strategy, each group at its own: a
 prefill replica's requests in flight, a decode replica's running), Knative's KPA on requests in flight (that
 concurrency the target, its 70 % utilization on top), KEDA (the HPA's middle target, from and to zero; a decode
-group keeps one) and NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet: the GPUs it held on
-average and at its peak, GPU-hours and dollars over the trace, and the share of requests within the SLOs; the
-cheapest that meets --attainment is the answer. Every fleet meets the trace already serving: a prime of the trace's
-first 300 s (each request's prefix its own) is replayed before it and not measured, and autoscaled fleets start with
-the units the trace's first minute needs at one unit's goodput (initial_replicas); new replicas pay their engine's
-start-up. GPU-hours and dollars count from the trace's first arrival to its last request's end."""
+group keeps one) and NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet:
+the GPUs it held on average and at its peak, GPU-hours and dollars over the trace, and the share of requests within
+the SLOs; the cheapest that meets --attainment is the answer. Every fleet meets the trace already serving: a prime
+of the trace's first 300 s (each request's prefix its own) is replayed before it and not measured, and autoscaled
+fleets start with the units the trace's first minute needs at one unit's goodput (initial_replicas); new replicas
+pay their engine's start-up. GPU-hours and dollars count from the trace's first arrival to its last request's end."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     if any(g.get("pp", 1) > 1 for g in groups):
         return [("", "autoscale supports pp=1 replicas only")]
     beside = [k.replace("_", " ") for k in ("priority_pools", "online_training", "encoders", "attention_offload")
-              if fields.get(k) is not None and (fields[k] or {}).get("mode", "on") != "off"]
+              if fields.get(k) is not None and not (isinstance(fields[k], dict) and fields[k].get("mode") == "off")]
     if beside:  # as the deployment refuses them (sim/deployment.py)
         return [("", f"autoscale does not combine with {' or '.join(beside)}")]
     if fleet == "dynamo":
