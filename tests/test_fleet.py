@@ -160,9 +160,10 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
 
 
 def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_groups_each():
-    """The HPA, KPA and KEDA on an xPyD strategy: a block per group, each aimed at its group's concurrency a replica
-    at the goodput (Little's law on the verification run, by hand: prefill in flight = its rate x mean TTFT, decode
-    running = its rate x (mean E2E - mean TTFT)); KEDA takes prefill to zero but keeps a decode replica."""
+    """The HPA, KPA and KEDA on an xPyD strategy: a block per group, each aimed at its group's load a replica at the
+    goodput (by hand from the verification run: prefill on its request rate, for the KPA in flight = its rate x mean
+    TTFT; decode running (KPA: in flight) = its rate x (mean E2E - mean TTFT)); KEDA takes prefill to zero but keeps
+    a decode replica."""
     from phasewise.plan import PlanOptions, plan
     from phasewise.plan.fleet import plan_fleets
 
@@ -183,8 +184,9 @@ def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_g
         blocks = [g["autoscale"] for g in r.deployment["instances"]]
         assert [g["role"] for g in r.deployment["instances"]] == ["prefill", "decode"]
         share = {"kpa": 1.0, "keda": 0.8}.get(fleet) or float(detail.split("(")[1].split("%")[0]) / 100
-        assert [b["target"] for b in blocks] == [max(1, round(prefill * share)), max(1, round(decode * share))]
-        metrics = ["concurrency", "concurrency" if fleet == "kpa" else "running"]
+        first = max(1, round(prefill * share)) if fleet == "kpa" else max(0.1, round(rate * share, 1))
+        assert [b["target"] for b in blocks] == [first, max(1, round(decode * share))]
+        metrics = ["concurrency", "concurrency"] if fleet == "kpa" else ["rps", "running"]
         assert [b["metric"] for b in blocks] == metrics
         assert [b.get("autoscaler", "hpa") for b in blocks] == [fleet, fleet]
         if fleet == "keda":

@@ -2,7 +2,7 @@
 its own pace (or rescaled to a mean rate), its whole span: a fixed fleet (the fewest units that meet the SLOs over
 the whole trace, sized with hindsight), Kubernetes' HPA on vllm:num_requests_running (the target a share of one
 replica's concurrency at its goodput, each share tried; on a disaggregated strategy, each group at its own: a
-prefill replica's requests in flight, a decode replica's running), Knative's KPA on requests in flight (that
+prefill replica's request rate, a decode replica's running), Knative's KPA on requests in flight (that
 concurrency the target, its 70 % utilization on top), KEDA (the HPA's middle target, from and to zero; a decode
 group keeps one) and NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds; sim/sla_planner.py). Each fleet:
 the GPUs it held on average and at its peak, GPU-hours and dollars over the trace, and the share of requests within
@@ -216,22 +216,23 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
                      f"decode group's (this strategy's groups: {', '.join(roles)})")]
     if r.verified is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
-    aims = _concurrencies(r, roles)
+    aims = _aims(r, roles, fleet)
     variants = {"kpa": ((1.0, None),), "keda": ((KEDA_TARGET_SHARE, None),)}.get(fleet, HPA_VARIANTS)
     out = []
     for share, window_s in variants:
         words, blocks = [], []
         for role, (metric, concurrency), unit in zip(roles, aims, s.unit["instances"]):
-            target = max(1, round(concurrency * share))
-            metric = "concurrency" if fleet == "kpa" else metric  # the KPA counts requests in flight
+            # a rate keeps a tenth of a request a second; requests running or in flight, whole ones
+            target = max(0.1, round(concurrency * share, 1)) if metric == "rps" else max(1, round(concurrency * share))
             # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
             floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
             window = {"scale_down_window_s": window_s} if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S) else {}
             blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
                            **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor, **window})
             whose = "" if role == "collocated" else f"{role} "
-            share_words = " x 70 % utilization" if fleet == "kpa" else f" ({share:.0%} of {concurrency:.0f})"
-            words.append(f"{whose}{metric} {target} a replica{share_words}")
+            of = f"{concurrency:.1f}" if metric == "rps" else f"{concurrency:.0f}"
+            share_words = " x 70 % utilization" if fleet == "kpa" else f" ({share:.0%} of {of})"
+            words.append(f"{whose}{metric} {target:g} a replica{share_words}")
         detail = "; ".join(words)
         if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S):
             detail += f", scale-down window {window_s:g} s"
@@ -242,21 +243,25 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     return out
 
 
-def _concurrencies(r: GoodputResult, roles: list[str]) -> list[tuple[str, float]]:
-    """Per group, the metric its engine autoscaler reads and that metric's value a replica at the strategy's goodput
-    (Little's law on the verification run): a collocated replica's requests running, its rate times the mean E2E
-    (KPA: in flight, the same); a prefill replica's requests in flight (waiting or in prefill), its rate times the
-    mean TTFT; a decode replica's requests running, its rate times the mean E2E less the mean TTFT."""
+def _aims(r: GoodputResult, roles: list[str], fleet: str) -> list[tuple[str, float]]:
+    """Per group, the metric `fleet`'s autoscaler reads there and that metric's value a replica at the strategy's
+    goodput (Little's law on the verification run): a collocated replica's requests running (the KPA: in flight), its
+    rate times the mean E2E; a decode replica's running (in flight), its rate times the mean E2E less the mean TTFT;
+    a prefill replica's request rate (rps) for the HPA and KEDA, as Dynamo's planner sizes prefill, since its requests
+    in flight, its rate times the mean TTFT, read 0 between requests at a low rate (KEDA scaled a prefill group to
+    zero in a 2 req/s stretch on them), and for the KPA its requests in flight (its rps mode did worse on
+    bench_fleet.py's burst: README)."""
     summary = r.verified.summary
     ttft_s, e2e_s = float(summary["ttft_ms"]["mean"]) / 1e3, float(summary["e2e_ms"]["mean"]) / 1e3
     unit_rps = r.goodput_rps / r.strategy.units
+    in_flight = "concurrency" if fleet == "kpa" else "running"  # the KPA counts requests in flight
     out = []
     for role, group in zip(roles, r.strategy.unit["instances"]):
         per_replica_rps = unit_rps / group["replicas"]
         if role == "prefill":
-            out.append(("concurrency", per_replica_rps * ttft_s))
+            out.append(("concurrency", per_replica_rps * ttft_s) if fleet == "kpa" else ("rps", per_replica_rps))
         else:
-            out.append(("running", per_replica_rps * (e2e_s - ttft_s if role == "decode" else e2e_s)))
+            out.append((in_flight, per_replica_rps * (e2e_s - ttft_s if role == "decode" else e2e_s)))
     return out
 
 
