@@ -216,25 +216,25 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
                      f"decode group's (this strategy's groups: {', '.join(roles)})")]
     if r.verified is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
-    aims = _aims(r, roles, fleet)
+    aims = _aims(r, roles, fleet)  # per group, its metric and that metric's value a replica at the goodput
     variants = {"kpa": ((1.0, None),), "keda": ((KEDA_TARGET_SHARE, None),)}.get(fleet, HPA_VARIANTS)
     out = []
     for share, window_s in variants:
         words, blocks = [], []
-        for role, (metric, concurrency), unit in zip(roles, aims, s.unit["instances"]):
+        window = {"scale_down_window_s": window_s} if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S) else {}
+        for role, (metric, load), unit in zip(roles, aims, s.unit["instances"]):
             # a rate keeps a tenth of a request a second; requests running or in flight, whole ones
-            target = max(0.1, round(concurrency * share, 1)) if metric == "rps" else max(1, round(concurrency * share))
+            target = max(0.1, round(load * share, 1)) if metric == "rps" else max(1, round(load * share))
             # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
             floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
-            window = {"scale_down_window_s": window_s} if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S) else {}
             blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
                            **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor, **window})
             whose = "" if role == "collocated" else f"{role} "
-            of = f"{concurrency:.1f}" if metric == "rps" else f"{concurrency:.0f}"
+            of = f"{load:.1f}" if metric == "rps" else f"{load:.0f}"
             share_words = " x 70 % utilization" if fleet == "kpa" else f" ({share:.0%} of {of})"
             words.append(f"{whose}{metric} {target:g} a replica{share_words}")
         detail = "; ".join(words)
-        if window_s not in (None, HPA_SCALE_DOWN_WINDOW_S):
+        if window:
             detail += f", scale-down window {window_s:g} s"
         if fleet == "keda":
             detail += ", " + ", ".join(("" if role == "collocated" else f"{role} ") + f"{b['min_replicas']}-"
