@@ -107,6 +107,48 @@ def test_a_finer_search_reads_the_probes_a_coarser_one_ran_on_a_replayed_trace()
     assert refined.simulations == len(refined.curve)
 
 
+def test_a_search_stops_a_probe_once_its_target_is_out_of_reach_and_finds_the_same_goodput(monkeypatch):
+    """A probe that cannot meet the target is stopped once more requests surely missed than the target allows:
+    every probe passes or fails as when it runs whole, so the answer is the same, in fewer simulated events; the
+    stopped probes are marked on the curve. Where no rate attains, the lowest tried is run whole (how close it
+    came)."""
+    import phasewise.plan.goodput as goodput
+
+    strategy = enumerate_strategies(M, "h100-sxm", 1, PlanOptions(tp_options=(1,), chunk_sizes=(),
+                                                                    disaggregated=False))[0][0]
+    work, slo = fixed(1024, 128), Slo(1000, 50)
+    events = []
+    real = goodput.simulate
+
+    def counted(*args, **kwargs):
+        res = real(*args, **kwargs)
+        events.append(res.events)
+        return res
+
+    monkeypatch.setattr(goodput, "simulate", counted)
+    stopping = evaluate(strategy, work, slo, 0.9, steps=5)
+    stopping_events = sum(events)
+    events.clear()
+    monkeypatch.setattr(goodput, "simulate",
+                        lambda *a, stop_after_misses=None, **k: counted(*a, **k))  # every probe whole
+    whole = evaluate(strategy, work, slo, 0.9, steps=5)
+    assert stopping.goodput_rps == whole.goodput_rps > 0
+    assert [c["rate_rps"] for c in stopping.curve] == [c["rate_rps"] for c in whole.curve]
+    stopped = [c for c in stopping.curve if c["stopped"]]
+    assert stopped and not any(c["stopped"] for c in whole.curve)
+    for c, w in zip(stopping.curve, whole.curve):
+        assert (c["attainment"] >= 0.9) == (w["attainment"] >= 0.9)
+        assert c["attainment"] <= w["attainment"] + 1e-12  # unfinished requests count as missing
+        if not c["stopped"]:
+            assert c == w
+    assert stopping_events < 0.9 * sum(events)
+    monkeypatch.setattr(goodput, "simulate", real)
+    none = evaluate(strategy, work, Slo(1, 50), 0.9, steps=5)  # a 1 ms TTFT: no rate attains
+    assert none.goodput_rps == 0
+    lowest = min(none.curve, key=lambda c: c["rate_rps"])
+    assert not lowest["stopped"] and any(c["stopped"] for c in none.curve)
+
+
 def test_one_unit_of_a_replayed_trace_receives_its_share_of_the_requests_at_the_traces_instants():
     """A unit of 8 behind a router that does not read prompts: about 1/8 of the trace's requests, each at its
     instant in the whole trace at the rate (the trace is not slowed down 8-fold, which would stretch its bursts);
@@ -157,6 +199,7 @@ def test_plan_ranks_by_objective_and_reports():
     rows = res.rows()
     assert rows[0]["rank"] == 1 and rows[0]["reason"] and math.isfinite(rows[0]["goodput_rps"])
     front = res.pareto()
+    assert front and not any(p["stopped"] for p in front)  # only runs of every request
     assert all(a["tokens_per_s_per_gpu"] >= b["tokens_per_s_per_gpu"] and
                a["tokens_per_s_per_user"] <= b["tokens_per_s_per_user"] for a, b in zip(front, front[1:]))
 

@@ -5,10 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from phasewise.errors import PhasewiseError
 from phasewise.sim import Slo, simulate
 from phasewise.sim.api import build
+from phasewise.sim.metrics import miss_allowance
 
 
 def _run(**kw):
@@ -46,3 +49,44 @@ def test_cli_takes_tpot_and_tbt_apart(run_cli):
 def test_bad_limits_name_their_flag():
     with pytest.raises(PhasewiseError, match="--slo-tbt-ms must be > 0"):
         Slo(max_tbt_ms=-1)
+
+
+@given(st.integers(1, 5000), st.floats(0.01, 1.0))
+def test_the_miss_allowance_is_the_most_misses_the_target_allows(requests, target):
+    misses = miss_allowance(requests, target)
+    assert 0 <= misses <= requests
+    assert (requests - misses) / requests >= target or misses == 0
+    assert misses == requests or (requests - misses - 1) / requests < target
+
+
+def test_a_run_stopped_once_its_target_is_out_of_reach_is_the_whole_runs_beginning():
+    """stop_after_misses: the run ends at the event where more requests surely missed than allowed; every request
+    finished by then has the whole run's times, the rest count as missing, so the attainment is at most the whole
+    run's and below the target it stands for. Where the target holds, the run is not stopped and is the same."""
+    spec = build(rate=40, requests=400, isl=2048, osl=64)
+    slo = Slo(500, 40)
+    whole = simulate(spec.deployment, spec.workload, slo)
+    allowed = miss_allowance(400, 0.9)
+    stopped = simulate(spec.deployment, spec.workload, slo, stop_after_misses=allowed)
+    assert np.isfinite(stopped.stopped_s) and np.isnan(whole.stopped_s)
+    done = np.isfinite(stopped.finish_s)
+    assert 0 < done.sum() < 400 and (stopped.finish_s[done] <= stopped.stopped_s).all()
+    for name in ("first_token_s", "finish_s", "tpot_s", "max_tbt_s"):
+        assert np.array_equal(getattr(stopped, name)[done], getattr(whole, name)[done], equal_nan=True)
+    assert (~stopped.attained()[done]).sum() > allowed
+    summary = stopped.summary()
+    assert summary["slo"]["attainment"] <= whole.summary()["slo"]["attainment"] < 0.9
+    assert summary["sim"]["stopped_s"] == stopped.stopped_s
+    easy = Slo(60_000, 1_000)
+    kept = simulate(spec.deployment, spec.workload, easy, stop_after_misses=allowed)
+    assert np.isnan(kept.stopped_s)
+    assert np.array_equal(kept.finish_s, simulate(spec.deployment, spec.workload, easy).finish_s)
+
+
+def test_a_closed_loop_cannot_be_stopped_on_misses():
+    from phasewise.workload import ClosedLoop, LengthDist
+
+    spec = build(rate=4, requests=20)
+    clients = ClosedLoop(2, 8, LengthDist("fixed", 128), LengthDist("fixed", 16))
+    with pytest.raises(PhasewiseError, match="open loop"):
+        simulate(spec.deployment, clients, Slo(500, 40), stop_after_misses=1)

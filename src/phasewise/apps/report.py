@@ -94,14 +94,16 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
         xs = [c["rate_rps"] for c in r.curve]
         ys = [c["attainment"] for c in r.curve]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=r.strategy.name,
-                                 line={"color": COLORS[i % len(COLORS)]}))
+                                 line={"color": COLORS[i % len(COLORS)]},
+                                 marker={"symbol": ["x" if c.get("stopped") else "circle" for c in r.curve]}))
         if r.verified is not None:  # the table's goodput: its verification run (the whole deployment, or its slice)
             fig.add_trace(go.Scatter(x=[r.goodput_rps], y=[r.verified_attainment], mode="markers",
                                      name=f"{r.strategy.name} (verified)", showlegend=False,
                                      marker={"symbol": "star", "size": 14, "color": COLORS[i % len(COLORS)]}))
     fig.add_hline(y=result.target, line_dash="dash", annotation_text=f"target {result.target:.0%}")
-    fig.update_layout(title="SLO attainment vs request rate: the search on one unit (lines) and the verification run on the "
-                            "deployment (stars, the table's goodput)",
+    fig.update_layout(title="SLO attainment vs request rate: the search on one unit (lines; x: a run stopped once "
+                            "the target was out of reach, its attainment this or a little more) and the verification "
+                            "run on the deployment (stars, the table's goodput)",
                       xaxis_title="request rate (req/s, whole deployment)", yaxis_title="SLO attainment",
                       yaxis_range=[0, 1.05], height=420)
     figs.append(("curves", fig))
@@ -125,7 +127,8 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
     # 3. Pareto front
     fig = go.Figure()
     pts = [(c["tokens_per_s_per_user"], c["tokens_per_s_per_gpu"], r.strategy.name)
-           for r in result.screened + result.ranked for c in r.curve if math.isfinite(c["tokens_per_s_per_user"])]
+           for r in result.screened + result.ranked for c in r.curve
+           if math.isfinite(c["tokens_per_s_per_user"]) and not c.get("stopped")]
     if pts:
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name="simulated points",
                                  text=[p[2] for p in pts], marker={"color": "#bbbbbb", "size": 6}))

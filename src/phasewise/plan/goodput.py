@@ -17,6 +17,7 @@ from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.encode_pool import encoder_cost
+from phasewise.sim.metrics import miss_allowance
 from phasewise.sim.simulate import build_group
 from phasewise.workload import (
     DEFAULT_ISL,
@@ -248,13 +249,22 @@ def slice_traffic(work: WorkloadSpec, rate_rps: float, requests: int, units: int
     return traffic_share(whole, share, work.seed, whole_conversations=router == "prefix_aware")
 
 
+def stopped_early(s: dict[str, Any]) -> bool:
+    """Whether the run a summary comes from was stopped once its target was out of reach (simulate's
+    stop_after_misses): its figures then cover only the requests finished by then."""
+    stopped = s["sim"]["stopped_s"]
+    return stopped == stopped
+
+
 def _lite(s: dict[str, Any], rate: float, scale: float) -> dict[str, float]:
-    """The curve's point at `rate` (the whole deployment's) from a run of 1/`scale` of it."""
+    """The curve's point at `rate` (the whole deployment's) from a run of 1/`scale` of it; `stopped` 1 where the
+    run was stopped once the target was out of reach (its attainment then a lower bound, its rates partial)."""
     tpot = s["tpot_ms"]["mean"]
     return {
         "rate_rps": rate,
         "attainment": s["slo"]["attainment"],
         "stable": float(s.get("stable", True)),
+        "stopped": float(stopped_early(s)),
         "ttft_attainment": s["slo"]["ttft_attainment"],
         "tpot_attainment": s["slo"]["tpot_attainment"],
         "tbt_attainment": s["slo"]["tbt_attainment"],
@@ -395,35 +405,40 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     simulated_units = slice_units(strategy, work) if prefixed else 1
     simulated = build_deployment(strategy.slice(simulated_units), f"strategy '{strategy.name}'")
     cap = capacity_estimate(strategy, work)
-    curve: list[dict[str, float]] = []
+    curve: dict[float, dict[str, float]] = {}
     summaries: dict[float, dict] = {}
     probes: dict[tuple[float, str], dict[str, Any]] = {}
     runs = 0
 
-    def attains(rate: float) -> bool:
+    def attains(rate: float, complete: bool = False) -> bool:
+        """Whether the unit meets the target at `rate`; a run that cannot is stopped once that is certain (its
+        figures cover the requests finished by then), unless `complete`."""
         nonlocal runs
         n = int(max(min_requests, rate_share(rate, simulated_units, strategy.units) * window_s))
         traffic = slice_traffic(work, rate, n, simulated_units, strategy.units, simulated.router)
         key = (rate, traffic.fingerprint())
         s = (known or {}).get(key)
-        if s is None:
-            res = simulate(simulated, traffic, slo, images=work.images)
+        if s is None or (complete and stopped_early(s)):
+            res = simulate(simulated, traffic, slo, images=work.images,
+                           stop_after_misses=None if complete else miss_allowance(len(traffic), target))
             s = res.summary()
             s["stable"] = work.steady(res)
             runs += 1
         probes[key] = summaries[rate] = s
-        curve.append(_lite(s, rate, strategy.units / simulated_units))
+        curve[rate] = _lite(s, rate, strategy.units / simulated_units)
         return s["slo"]["attainment"] >= target and s["stable"]
 
     lo, hi = highest_rate(attains, max(cap * 1.25, 1e-3), steps)
+    if lo == 0.0 and summaries and stopped_early(summaries[min(summaries)]):
+        attains(min(summaries), complete=True)  # no rate attains: the lowest tried, whole, says how close it came
     above = summaries.get(hi)
     binding = "-"
-    if above is not None:
+    if above is not None:  # (a stopped run: which SLO the requests finished by then missed most)
         t, d, g = (above["slo"][k] for k in ("ttft_attainment", "tpot_attainment", "tbt_attainment"))
         if min(t, d, g) >= target and not above["stable"]:
             binding = "capacity (backlog grows)"
         else:
             binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
-    curve.sort(key=lambda c: c["rate_rps"])
+    curve = [curve[rate] for rate in sorted(curve)]
     return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, runs,
                          search_units=simulated_units, probes=probes)

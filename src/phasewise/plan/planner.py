@@ -130,7 +130,9 @@ class PlanResult:
             excess = max(p["ttft_p90_ms"] / self.slo.ttft_ms, p["tpot_p90_ms"] / self.slo.tpot_ms)
             return p["attainment"], -excess if math.isfinite(excess) else -math.inf
 
-        pts = [(key(p), r.strategy.name, p) for r in self.screened + self.ranked for p in r.curve]
+        # a run stopped once the target was out of reach covers only the requests finished by then: not these
+        pts = [(key(p), r.strategy.name, p) for r in self.screened + self.ranked for p in r.curve
+               if not p.get("stopped")]
         if not pts:
             return {}
         _, name, p = max(pts, key=lambda t: t[0])
@@ -157,9 +159,10 @@ class PlanResult:
                 f"({c['binds']} binds: TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms)")
 
     def pareto(self) -> list[dict[str, float]]:
-        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every simulated rate."""
+        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every rate simulated whole (a run stopped
+        once its target was out of reach has rates over part of its requests only)."""
         pts = [dict(p, strategy=r.strategy.name) for r in self.screened + self.ranked for p in r.curve
-               if math.isfinite(p["tokens_per_s_per_user"])]
+               if math.isfinite(p["tokens_per_s_per_user"]) and not p.get("stopped")]
         pts.sort(key=lambda p: (-p["tokens_per_s_per_gpu"], -p["tokens_per_s_per_user"]))
         front, best_user = [], -math.inf
         for p in pts:

@@ -12,7 +12,7 @@ import numpy as np
 from phasewise.perf.memory import kv_token_equivalents
 from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
-from phasewise.sim.metrics import TbtHistogram
+from phasewise.sim.metrics import Slo, TbtHistogram, slo_met
 from phasewise.sim.prefix_cache import attach_prefix_caches, summarize
 from phasewise.sim.request import SimRequest
 from phasewise.sim.routers import Router, make_router
@@ -60,6 +60,11 @@ class Cluster:
         self.rejected_by: dict[str, int] = {}  # requests that can never run, per reason (metrics.REJECT_REASONS)
         self.refuse_beyond_context = False  # reject a prompt beyond the model's context on arrival (an engine's check)
         self.on_finish = None  # closed-loop hook: called with the finished request
+        # a search's probe (stop_after_misses): the run ends once more than `miss_limit` requests surely missed
+        self.miss_slo: Slo | None = None
+        self.miss_limit = 0
+        self.misses = 0
+        self.stopped_s = math.nan
         self._gaps: list[float] = []  # gaps at segment boundaries, binned in batches
         self._check_gaps: list[np.ndarray] = []  # check mode: every request's gaps, recomputed explicitly
 
@@ -187,6 +192,8 @@ class Cluster:
     def reject(self, req: SimRequest, reason: str) -> None:
         self.rejected += 1
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
+        if self.miss_slo is not None:
+            self._missed()
         if self.on_done:
             self.on_done(req)
         if self.on_finish:
@@ -235,6 +242,11 @@ class Cluster:
                 self.tbt.add_zeros(tokens - steps)
             prev = ends.item(lo + steps - 1)
         self.max_tbt_s[i] = worst if req.output > 1 else math.nan
+        # the largest gap inside a decode segment is binned by finalize(): `worst` is a lower bound, so a miss
+        # counted here is certain
+        if self.miss_slo is not None and not slo_met(self.miss_slo, req.first_token_s - req.arrival_s,
+                                                     self.tpot_s[i], worst, req.output):
+            self._missed()
         if len(self._gaps) >= 65536:
             self.tbt.add(np.array(self._gaps))
             self._gaps = []
@@ -244,6 +256,12 @@ class Cluster:
             self._check_gaps.append(np.diff(times))
         if self.on_finish:
             self.on_finish(req)
+
+    def _missed(self) -> None:
+        self.misses += 1
+        if self.misses > self.miss_limit and self.stopped_s != self.stopped_s:
+            self.stopped_s = self.loop.now
+            self.loop.stop()
 
     def finalize(self) -> None:
         """Bin every in-segment gap: per instance, iteration gap k counts once per request decoding

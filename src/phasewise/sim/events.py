@@ -35,6 +35,12 @@ class EventLoop:
         if t > self.now:
             self.now = t
 
+    def stop(self) -> None:
+        """End run() after the event being processed: every pending event is dropped, and those the event still
+        schedules go to a heap that run() does not read (it holds the one cleared here)."""
+        self._heap.clear()
+        self._heap = []
+
     def next_time(self) -> float:
         return self._heap[0][0] if self._heap else float("inf")
 

@@ -39,6 +39,26 @@ class Slo:
         return " and ".join(parts) or "no SLO"
 
 
+def slo_met(slo: Slo, ttft_s, tpot_s, max_tbt_s, output_tokens):
+    """Whether a request (or each of arrays of them) attains `slo`: TTFT, then TPOT and every TBT for requests of
+    more than one output token; a NaN latency (never produced) does not attain. Scalars or numpy arrays alike."""
+    single = output_tokens <= 1
+    met = (ttft_s * 1e3 <= slo.ttft_ms) & ((tpot_s * 1e3 <= slo.tpot_ms) | single)
+    if math.isfinite(slo.max_tbt_ms):
+        met = met & ((max_tbt_s * 1e3 <= slo.max_tbt_ms) | single)
+    return met
+
+
+def miss_allowance(requests: int, target: float) -> int:
+    """The most of `requests` that may miss their SLO with the attainment (met / requests) still >= target."""
+    misses = max(int(requests * (1.0 - target)), 0)
+    while misses < requests and (requests - misses - 1) / requests >= target:
+        misses += 1
+    while misses > 0 and (requests - misses) / requests < target:
+        misses -= 1
+    return misses
+
+
 # Why a request can never run (Cluster.reject's reasons), as the one-line note names them
 REJECT_REASONS = {"beyond_context": "prompt + output tokens beyond the model's context (max_position_embeddings)",
                   "beyond_kv_capacity": "prompt + output tokens beyond one instance's whole KV cache"}
@@ -196,6 +216,7 @@ class SimResult:
     # figures of the deployment's serving policy (priority pools' offloads, attention offload, ...), by name
     policy: dict[str, Any] = field(default_factory=dict)
     images: np.ndarray | None = None  # images each request carried (workload/images.py); None: a text workload
+    stopped_s: float = math.nan  # when a run with stop_after_misses ended early (NaN: it ran every request)
 
     def rejection_warning(self) -> str | None:
         """The one-line note on requests that can never run (None if every one can); a one-line error when no
@@ -237,12 +258,7 @@ class SimResult:
 
     def attained(self, slo: Slo | None = None) -> np.ndarray:
         slo = slo or self.slo
-        done = np.isfinite(self.finish_s)
-        multi = self.output_tokens > 1
-        ok = done & (self.ttft_s * 1e3 <= slo.ttft_ms) & np.where(multi, self.tpot_s * 1e3 <= slo.tpot_ms, True)
-        if math.isfinite(slo.max_tbt_ms):
-            ok &= np.where(multi, self.max_tbt_s * 1e3 <= slo.max_tbt_ms, True)
-        return ok
+        return np.isfinite(self.finish_s) & slo_met(slo, self.ttft_s, self.tpot_s, self.max_tbt_s, self.output_tokens)
 
     def steady_state(self) -> dict[str, Any] | None:
         """The latency figures without the first wave (the first `concurrency` requests released, which
@@ -317,7 +333,7 @@ class SimResult:
                         "requests_per_s_per_gpu": attained.sum() / dur / self.gpus if dur > 0 else math.nan},
             "gpus": self.gpus,
             "energy_j": energy,
-            "sim": {"wall_s": self.wall_s, "events": self.events,
+            "sim": {"wall_s": self.wall_s, "events": self.events, "stopped_s": self.stopped_s,
                     "requests_per_wall_s": len(self.arrival_s) / self.wall_s if self.wall_s else math.nan},
             "instances": [self._instance_summary(s, span) for s in self.instances],
             "policy": self.policy,

@@ -192,12 +192,16 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
 def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
              check_invariants: bool = False, record_timeline: bool = False,
              progress: Callable[[int, int], None] | None = None, refuse_beyond_context: bool = False,
-             images: ImageInputs | None = None) -> SimResult:
+             images: ImageInputs | None = None, stop_after_misses: int | None = None) -> SimResult:
     """Run the workload through the deployment; per-request latencies and per-instance statistics.
     `progress(done, total)` is called now and then with the requests finished so far (a progress bar).
     `refuse_beyond_context`: reject a request whose prompt + output tokens exceed the model's context on arrival,
     as a serving engine does (`phasewise simulate`); off, it runs if its KV fits, as the papers' replays run them.
-    `images`: the images requests carry (workload/images.py), their tokens added to the prompts the workload gives."""
+    `images`: the images requests carry (workload/images.py), their tokens added to the prompts the workload gives.
+    `stop_after_misses` (an open loop's; a search's probe): end the run as soon as more than this many requests
+    have surely missed the SLOs (rejected, or finished past TTFT, TPOT or a gap known by then), when the attainment
+    can no longer exceed (requests - that - 1) / requests; the result's `stopped_s` says when, and the requests
+    not finished by then count as missing."""
     wall0 = time.perf_counter()
     slo = slo or Slo()
     loop = EventLoop()
@@ -216,6 +220,10 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
     cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo)
+    if stop_after_misses is not None:
+        if closed:
+            raise PhasewiseError("stop_after_misses needs an open loop (arrival times), not closed-loop clients")
+        cluster.miss_slo, cluster.miss_limit = slo, stop_after_misses
     if cluster.autoscalers and not closed and n:
         check_span(cluster.autoscalers, float(np.max(arrival) - np.min(arrival)))
     cluster.refuse_beyond_context = refuse_beyond_context
@@ -327,9 +335,10 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
             "link": deployment.encoders.link, "requests_encoded": cluster.encoders.encoded_requests,
             "images_encoded": sum(w.stats.images_encoded for w in workers)}
 
-    if cluster.done + cluster.rejected != n:
+    stopped = cluster.stopped_s == cluster.stopped_s
+    if cluster.done + cluster.rejected != n and not stopped:
         raise RuntimeError(f"simulation ended with {n - cluster.done - cluster.rejected} requests unfinished")
-    if check_invariants:
+    if check_invariants and not stopped:
         for inst in instances:
             kv = inst.kv
             if kv.used != 0 or kv.allocated_total != kv.freed_total:
@@ -347,7 +356,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
         concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats,
-        images=image_counts)
+        images=image_counts, stopped_s=cluster.stopped_s)
     dur = result.duration_s if cluster.done else 0.0
     for inst in [*instances, *workers]:  # idle power for the time each instance or encode worker was not busy
         st = inst.stats
