@@ -405,7 +405,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     simulated_units = slice_units(strategy, work) if prefixed else 1
     simulated = build_deployment(strategy.slice(simulated_units), f"strategy '{strategy.name}'")
     cap = capacity_estimate(strategy, work)
-    curve: dict[float, dict[str, float]] = {}
+    points: dict[float, dict[str, float]] = {}  # the curve's, by rate
     summaries: dict[float, dict] = {}
     probes: dict[tuple[float, str], dict[str, Any]] = {}
     runs = 0
@@ -425,7 +425,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
             s["stable"] = work.steady(res)
             runs += 1
         probes[key] = summaries[rate] = s
-        curve[rate] = _lite(s, rate, strategy.units / simulated_units)
+        points[rate] = _lite(s, rate, strategy.units / simulated_units)
         return s["slo"]["attainment"] >= target and s["stable"]
 
     lo, hi = highest_rate(attains, max(cap * 1.25, 1e-3), steps)
@@ -439,6 +439,6 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
             binding = "capacity (backlog grows)"
         else:
             binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
-    curve = [curve[rate] for rate in sorted(curve)]
+    curve = [points[rate] for rate in sorted(points)]
     return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, runs,
                          search_units=simulated_units, probes=probes)
