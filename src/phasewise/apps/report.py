@@ -126,9 +126,8 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
 
     # 3. Pareto front
     fig = go.Figure()
-    pts = [(c["tokens_per_s_per_user"], c["tokens_per_s_per_gpu"], r.strategy.name)
-           for r in result.screened + result.ranked for c in r.curve
-           if math.isfinite(c["tokens_per_s_per_user"]) and not c.get("stopped")]
+    pts = [(c["tokens_per_s_per_user"], c["tokens_per_s_per_gpu"], name) for name, c in result.whole_points()
+           if math.isfinite(c["tokens_per_s_per_user"])]
     if pts:
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name="simulated points",
                                  text=[p[2] for p in pts], marker={"color": "#bbbbbb", "size": 6}))

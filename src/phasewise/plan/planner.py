@@ -130,9 +130,7 @@ class PlanResult:
             excess = max(p["ttft_p90_ms"] / self.slo.ttft_ms, p["tpot_p90_ms"] / self.slo.tpot_ms)
             return p["attainment"], -excess if math.isfinite(excess) else -math.inf
 
-        # a run stopped once the target was out of reach covers only the requests finished by then: not these
-        pts = [(key(p), r.strategy.name, p) for r in self.screened + self.ranked for p in r.curve
-               if not p.get("stopped")]
+        pts = [(key(p), name, p) for name, p in self.whole_points()]
         if not pts:
             return {}
         _, name, p = max(pts, key=lambda t: t[0])
@@ -158,11 +156,14 @@ class PlanResult:
         return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} at {c['rate_rps']:.3g} req/s "
                 f"({c['binds']} binds: TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms)")
 
+    def whole_points(self) -> list[tuple[str, dict[str, float]]]:
+        """(strategy name, curve point) of every rate the searches simulated whole: a run stopped once its target was
+        out of reach has figures over the requests finished by then only."""
+        return [(r.strategy.name, p) for r in self.screened + self.ranked for p in r.curve if not p.get("stopped")]
+
     def pareto(self) -> list[dict[str, float]]:
-        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every rate simulated whole (a run stopped
-        once its target was out of reach has rates over part of its requests only)."""
-        pts = [dict(p, strategy=r.strategy.name) for r in self.screened + self.ranked for p in r.curve
-               if math.isfinite(p["tokens_per_s_per_user"]) and not p.get("stopped")]
+        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every rate simulated whole."""
+        pts = [dict(p, strategy=name) for name, p in self.whole_points() if math.isfinite(p["tokens_per_s_per_user"])]
         pts.sort(key=lambda p: (-p["tokens_per_s_per_gpu"], -p["tokens_per_s_per_user"]))
         front, best_user = [], -math.inf
         for p in pts:
