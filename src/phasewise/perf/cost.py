@@ -111,8 +111,14 @@ class CostModel(DecodeSeries, Communication):
                                        if m.sparse_attention_topk else None)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
+        # an engine that quantizes GEMM inputs in kernels of their own: their launches (operators.QUANTIZED_INPUTS)
+        # and their traffic, BF16 read and the compute dtype written (elementwise)
+        self.activation_quant = (quant.compute_dtype if engine.activation_quant_kernels
+                                 and quant.compute_dtype in ("fp8", "int8", "fp4") else None)
+        self._quantized_bytes_per_token = (self._quantized_input_elements() * (self.a_bytes + dtype_bytes(
+            self.activation_quant)) if self.activation_quant else 0.0)
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
-                                m.linear_layer_share, m.linear_recurrence)
+                                m.linear_layer_share, m.linear_recurrence, self.activation_quant)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -164,6 +170,19 @@ class CostModel(DecodeSeries, Communication):
                                state_bytes=dtype_bytes(self.engine.recurrent_state_dtype),
                                activation_bytes=self.a_bytes, recurrence=m.linear_recurrence,
                                key_heads=m.linear_key_heads / tp, chunk_tokens=m.linear_chunk_tokens)
+
+    def _quantized_input_elements(self) -> float:
+        """Elements of the quantized GEMM inputs per token of this GPU, per layer (the stack's mean layer):
+        operators.QUANTIZED_INPUTS's, at their widths on this GPU."""
+        m, layout, h = self.model, self.layout, self.model.hidden_size
+        attention = h + (m.q_lora_rank if m.latent_attention else 0) + self.heads * m.v_dim
+        dense = h + m.intermediate_size / layout.attention_tp
+        moe = m.expert_hidden_size  # the experts' input; the Triton kernel's down-projection input too (not FP4's)
+        if self.activation_quant != "fp4":  # this GPU's expert rows per token of its rank, each expert's share
+            moe += (m.experts_per_token * m.expert_intermediate_size / layout.moe_tp * layout.attention_dp / layout.ep)
+        if m.shared_expert_intermediate_size:
+            moe += h + m.shared_expert_intermediate_size / layout.attention_tp
+        return attention + dense * m.dense_layer_share + moe * self.moe_share
 
     @staticmethod
     def _mean_layer(plain: tuple, other: tuple, share: float) -> tuple:
@@ -411,7 +430,8 @@ class CostModel(DecodeSeries, Communication):
         roped *= (1.0 - self.linear_share) * m.attention_rope
         # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
         gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
-        elem_bytes = T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
+        elem_bytes = (T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
+                      + T * self._quantized_bytes_per_token)
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
         if m.latent_attention:
             qkv = self._latent_down_projections(T)

@@ -40,13 +40,24 @@ KDA_KERNELS = {"qkv_proj": 8, "attention": 6}
 # A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
 # the elementwise kernels count)
 SHARED_EXPERT_KERNELS = 3
+# Activation quantization as kernels of its own (an engine whose quantized linear layers take BF16 input and quantize
+# it before each GEMM: SGLang's apply_w8a8_block_fp8_linear and sglang_per_token_group_quant_fp8, ModelOpt FP4's
+# fp4_quantize; not fused into the norm or activation that wrote it): one kernel per quantized GEMM input. The fused
+# QKV projection (latent attention: the fused q_a + kv_a down-projection and q_b), o_proj, the MLP's gate-up and
+# down, the shared expert's two GEMMs; the routed experts' Triton fused-MoE kernel quantizes each of its two GEMMs'
+# inputs (invoke_fused_moe_kernel), FlashInfer's FP4 fused MoE its input once (the intermediate inside)
+QUANTIZED_INPUTS = {"qkv_proj": 1, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1, "moe_experts": 2, "moe_shared": 2}
+LATENT_QUANTIZED_INPUTS = {"qkv_proj": 2}
+FP4_MOE_QUANTIZED_INPUTS = 1
 
 
 def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False,
-                  linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet") -> dict[str, float]:
+                  linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet",
+                  activation_quant: str | None = None) -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
     own; in a hybrid stack with `linear_share` of its layers linear attention (of `linear_recurrence`), the mean
-    layer's."""
+    layer's; with `activation_quant` (the compute dtype an engine quantizes GEMM inputs to in kernels of their own),
+    those kernels (QUANTIZED_INPUTS)."""
     counts: dict[str, float] = dict(KERNELS)
     if latent_attention:
         counts.update(LATENT_KERNELS)
@@ -58,6 +69,12 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
         counts[name] += linear_share * (linear - counts[name])
     if shared_experts:
         counts["moe_shared"] = SHARED_EXPERT_KERNELS
+    if activation_quant is not None:
+        inputs = dict(QUANTIZED_INPUTS, **(LATENT_QUANTIZED_INPUTS if latent_attention else {}))
+        if activation_quant == "fp4":
+            inputs["moe_experts"] = FP4_MOE_QUANTIZED_INPUTS
+        for name, extra in inputs.items():
+            counts[name] += extra
     return counts
 
 

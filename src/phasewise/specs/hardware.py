@@ -167,6 +167,9 @@ class EngineProfile(BaseModel):
     # Graph-replayed batches of at most this many tokens (per attention rank) run a MoE layer's shared expert on a
     # second CUDA stream beside the routed experts, so its kernels' launch gaps hide behind them (0: never)
     shared_expert_stream_tokens: int = Field(default=0, ge=0)
+    # A quantized linear layer (FP8, INT8, FP4 compute) quantizes its BF16 input in a kernel of its own before the GEMM
+    # (false: the quantization is fused into the kernel that produced the input, a norm or an activation)
+    activation_quant_kernels: bool = False
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
     # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)
