@@ -541,6 +541,9 @@ def plan_cmd(
 
         written = write_export(result, export, rank) + ([write_fleet(fleets, export)] if fleets else [])
         print(f"export: {', '.join(str(p) for p in written)}", file=sys.stderr)
+    elif not as_json:
+        console.print("to launch #1: the same command with --export DIR (deployment.yaml and the engine's launch.sh; "
+                      "--rank N for another)", style="dim")
     if report:
         from phasewise.apps.report import write_report
 
