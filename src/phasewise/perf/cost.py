@@ -109,14 +109,14 @@ class CostModel(DecodeSeries, Communication):
                                        sparse=SparseIndexer(m.sparse_attention_topk, m.indexer_heads,
                                                             m.indexer_head_dim, m.indexer_key_bytes)
                                        if m.sparse_attention_topk else None)
-        # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
-        # eager, and the device launches of all of them
         # an engine that quantizes GEMM inputs in kernels of their own: their launches (operators.QUANTIZED_INPUTS)
         # and their traffic, BF16 read and the compute dtype written (elementwise)
         self.activation_quant = (quant.compute_dtype if engine.activation_quant_kernels
                                  and quant.compute_dtype in ("fp8", "int8", "fp4") else None)
         self._quantized_bytes_per_token = (self._quantized_input_elements() * (self.a_bytes + dtype_bytes(
             self.activation_quant)) if self.activation_quant else 0.0)
+        # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
+        # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
                                 m.linear_layer_share, m.linear_recurrence, self.activation_quant)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
@@ -173,7 +173,8 @@ class CostModel(DecodeSeries, Communication):
 
     def _quantized_input_elements(self) -> float:
         """Elements of the quantized GEMM inputs per token of this GPU, per layer (the stack's mean layer):
-        operators.QUANTIZED_INPUTS's, at their widths on this GPU."""
+        operators.QUANTIZED_INPUTS's, at their widths on this GPU (a hybrid's linear-attention layers taken at the
+        full-attention layers' widths; a sparse indexer's projections not counted)."""
         m, layout, h = self.model, self.layout, self.model.hidden_size
         attention = h + (m.q_lora_rank if m.latent_attention else 0) + self.heads * m.v_dim
         dense = h + m.intermediate_size / layout.attention_tp
