@@ -109,10 +109,11 @@ class CostModel(DecodeSeries, Communication):
                                        sparse=SparseIndexer(m.sparse_attention_topk, m.indexer_heads,
                                                             m.indexer_head_dim, m.indexer_key_bytes)
                                        if m.sparse_attention_topk else None)
-        # an engine that quantizes GEMM inputs in kernels of their own: their launches (operators.QUANTIZED_INPUTS)
-        # and their traffic, BF16 read and the compute dtype written (elementwise)
+        # an engine that quantizes GEMM inputs in kernels of their own, where the GEMMs take a narrower dtype than the
+        # activations: their launches (operators.QUANTIZED_INPUTS) and their traffic, the activations read and the
+        # compute dtype written (elementwise)
         self.activation_quant = (quant.compute_dtype if engine.activation_quant_kernels
-                                 and quant.compute_dtype in ("fp8", "int8", "fp4") else None)
+                                 and dtype_bytes(quant.compute_dtype) < self.a_bytes else None)
         self._quantized_bytes_per_token = (self._quantized_input_elements() * (self.a_bytes + dtype_bytes(
             self.activation_quant)) if self.activation_quant else 0.0)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
