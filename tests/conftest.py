@@ -22,6 +22,42 @@ def run_cli(monkeypatch, capsys):
     return run
 
 
+@pytest.fixture(scope="session")
+def reproduce_all():
+    """`phasewise reproduce --all --json` run once in this process, as a user runs it: (exit code, stdout, the
+    scenario results it printed by name). The contract test reads its output; each scenario's test of its defaults
+    reads its result instead of running the scenario again."""
+    import io
+    import sys
+    from contextlib import redirect_stdout
+
+    import phasewise.scenarios as scenarios_module
+
+    run_scenarios, results = scenarios_module.run_scenarios, {}
+
+    def recording(names, progress=None):
+        ran = run_scenarios(names, progress=progress)
+        results.update((r.scenario.name, r) for r in ran)
+        return ran
+
+    argv, out, code = sys.argv, io.StringIO(), 0
+    scenarios_module.run_scenarios, sys.argv = recording, ["phasewise", "reproduce", "--all", "--json"]
+    try:
+        with redirect_stdout(out):
+            cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        scenarios_module.run_scenarios, sys.argv = run_scenarios, argv
+    return code, out.getvalue(), results
+
+
+@pytest.fixture(scope="session")
+def scenario_defaults(reproduce_all):
+    """A scenario's result on its defaults, from the one `reproduce --all` run of the session."""
+    return lambda name: reproduce_all[2][name]
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     import socket

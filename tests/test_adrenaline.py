@@ -164,8 +164,8 @@ def test_invariants_hold_with_offload(case):
 DIRECTION = ("offloaded_per_local", "prefill_hbm_capacity", "decode_compute")
 
 
-def test_scenario_passes_on_defaults():
-    result = get_scenario("adrenaline").run()
+def test_scenario_passes_on_defaults(scenario_defaults):
+    result = scenario_defaults("adrenaline")
     checks = {c.name: c for c in result.outcome.checks}
     for name in DIRECTION:
         assert checks[name].passed, (name, checks[name].phasewise, checks[name].why)

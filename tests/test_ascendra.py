@@ -152,10 +152,10 @@ def test_yaml_pools(tmp_path):
             load_deployment(str(path))
 
 
-def test_scenario_passes_on_defaults():
+def test_scenario_passes_on_defaults(scenario_defaults):
     """Every check but goodput vs Sarathi, a known gap on the default arrival seed (tests/test_reproduce.py
     KNOWN_GAPS: 1.72 vs the band's 1.7), which still holds its direction."""
-    result = get_scenario("ascendra").run()
+    result = scenario_defaults("ascendra")
     failed = {c.name for c in result.outcome.checks if not c.passed}
     assert failed <= {"goodput vs Sarathi"}, [(c.name, c.phasewise, c.band) for c in result.outcome.checks]
     sarathi = next(c for c in result.outcome.checks if c.name == "goodput vs Sarathi")

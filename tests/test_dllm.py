@@ -189,10 +189,10 @@ def test_plan_ranks_chips_and_batch_caps_by_goodput(run_cli):
         assert code == 2 and message in err, (args, err)
 
 
-def test_scenario_on_its_defaults_fails_only_its_known_gaps():
+def test_scenario_on_its_defaults_fails_only_its_known_gaps(scenario_defaults):
     """Every check passes but the two gaps listed in test_reproduce.KNOWN_GAPS (the A100's 128-token forward is
     compute-bound in the cost model; ODB vs Fast-dLLM 2.55x just under the paper's 2.63x)."""
-    result = get_scenario("odb-dllm").run()
+    result = scenario_defaults("odb-dllm")
     failed = {c.name for c in result.outcome.checks if not c.passed}
     assert failed == {"a100-sxm-80gb: 128-token forward vs 32-token forward", "ODB-dLLM vs Fast-dLLM, end to end"}
     checks = {c.name: c for c in result.outcome.checks}

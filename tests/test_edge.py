@@ -167,8 +167,8 @@ DIRECTIONS = ("prefill pipeline arithmetic", "decode: outline points keep the st
 
 @pytest.mark.parametrize("sets", [{}, {"low_mbps": 50, "high_mbps": 500}, {"devices": 2, "prompt_tokens": 1024}],
                          ids=["defaults", "slower-links", "two-devices-longer-prompt"])
-def test_jupiter_directions_hold(sets):
-    checks = _checks(**sets)
+def test_jupiter_directions_hold(sets, scenario_defaults):
+    checks = _checks(**sets) if sets else {c["name"]: c for c in scenario_defaults("jupiter").to_json()["checks"]}
     for name in DIRECTIONS:
         assert checks[name]["pass"], (name, checks[name])
     e2e = checks["end-to-end reduction vs layer pipelining at low bandwidth"]["phasewise"]

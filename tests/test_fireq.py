@@ -109,8 +109,8 @@ def test_fit_recovers_its_constant():
     assert fit.fitted_speedup == pytest.approx(measured, rel=1e-9)
 
 
-def test_reproduce_fireq_defaults_run_fast():
-    result = get_scenario("fireq").run()
+def test_reproduce_fireq_defaults_run_fast(scenario_defaults):
+    result = scenario_defaults("fireq")
     checks = {c.name: c for c in result.outcome.checks}
     assert len(checks) == 3 and result.wall_s < 8.0
     assert checks["batch-1 decode: FFN speedup near 1"].passed

@@ -184,8 +184,8 @@ DIRECTIONS = ("HALO at or below both extremes", "speedup over all-CiD grows with
               "speedup over all-CiM grows with output length", "HALO saves energy over AttAcc-like and CENT-like")
 
 
-def test_scenario_on_its_defaults():
-    result = get_scenario("halo").run()
+def test_scenario_on_its_defaults(scenario_defaults):
+    result = scenario_defaults("halo")
     checks = {c.name: c for c in result.outcome.checks}
     for name in (*DIRECTIONS, "geomean speedup over all-CiD (CENT-like)"):
         assert checks[name].passed, (name, checks[name].phasewise, checks[name].why)

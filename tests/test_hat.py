@@ -101,8 +101,8 @@ def test_the_cloud_batches_many_devices_and_they_queue():
         run_device_cloud(MODEL, QUANT, ENGINE, world(devices=2), [DeviceRequest(8)] * 3)
 
 
-def test_hat_scenario_passes_on_its_defaults():
-    result = get_scenario("hat").run()
+def test_hat_scenario_passes_on_its_defaults(scenario_defaults):
+    result = scenario_defaults("hat")
     assert result.passed, [c.to_json() for c in result.outcome.checks if not c.passed]
     # "in seconds": 2x its time on the 2-core CI-class machine (4.0-4.5 s)
     assert result.wall_s < 10 and len(result.outcome.figures) == 2

@@ -172,9 +172,9 @@ def _checks(**sets):
     return {c["name"]: c for c in out["checks"]}, out
 
 
-def test_alchemist_passes_on_its_defaults_but_its_known_gap():
+def test_alchemist_passes_on_its_defaults_but_its_known_gap(scenario_defaults):
     """The memory check is a known gap (tests/test_reproduce.py KNOWN_GAPS): full fine-tuning's optimizer state."""
-    checks, out = _checks()
+    checks = {c["name"]: c for c in scenario_defaults("alchemist").to_json()["checks"]}
     failed = {name for name, c in checks.items() if not c["pass"]}
     assert failed == {"peak training memory (offload vs recompute)"}, [(c["name"], c["phasewise"], c["why"])
                                                                        for c in checks.values() if not c["pass"]]

@@ -188,9 +188,9 @@ def assert_directions(checks: dict[str, float]) -> None:
     assert checks["re-allocated fleet cost when the workload changes"] < 1.0
 
 
-def test_spad_scenario_defaults_and_variations_keep_the_directions():
+def test_spad_scenario_defaults_and_variations_keep_the_directions(scenario_defaults):
     scenario = get_scenario("spad")
-    default = scenario.run()
+    default = scenario_defaults("spad")
     # "in seconds" (SCENARIOS.md): 2x its time on the 2-core CI-class machine (9.4-11 s, its searches one process
     # per core; 14-16 s serial): a slow or loaded day passes, a regression to minutes does not
     assert default.wall_s < 20
