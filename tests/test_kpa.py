@@ -1,6 +1,7 @@
 """Knative's Pod Autoscaler (autoscaler: kpa): its decision by hand (stable count, scale-down rate, panic and its
-no-scale-down hold, leaving panic after a stable window), in a run (faster to react to a burst than the HPA, to zero
-once a stable window passes without traffic), and one-line errors for its knobs."""
+no-scale-down hold, leaving panic after a stable window, the scale-down delay and the activation scale), in a run
+(faster to react to a burst than the HPA, to zero once a stable window passes without traffic, a delayed
+scale-down, a wake with the activation scale), and one-line errors for its knobs."""
 
 from __future__ import annotations
 
@@ -74,7 +75,64 @@ def test_kpa_scales_to_zero_after_a_stable_window_without_traffic():
     assert summary["completed"] == summary["requests"]
 
 
+def ticked(decider: KpaDecider, start_s: float, seconds: int, value: float, ready: int) -> list[int]:
+    """Sample every second and decide every 2 s (Knative's tick) on `ready` replicas: the counts decided."""
+    counts = []
+    for k in range(1, seconds + 1):
+        decider.record(start_s + k, value)
+        if k % 2 == 0:
+            counts.append(decider.desired(start_s + k, ready))
+    return counts
+
+
+def test_scale_down_delay_acts_on_the_most_wanted_over_the_delay():
+    """Traffic falls from 70 to 7 in flight on 10 replicas: the stable average (and the count) falls over the 60 s
+    window; with scale_down_delay_s 30 each tick acts on the most it wanted over the last 30 s (15 ticks), so a
+    lower count acts once the last higher want is 30 s old: the first scale-down 14 ticks after the undelayed one."""
+    plain, delayed = KpaDecider(7.0), KpaDecider(7.0, scale_down_delay_s=30.0)
+    assert ticked(plain, 0.0, 60, 70.0, 10) == ticked(delayed, 0.0, 60, 70.0, 10) == [10] * 30
+    wanted, held = ticked(plain, 60.0, 120, 7.0, 10), ticked(delayed, 60.0, 120, 7.0, 10)
+    first_down = next(i for i, c in enumerate(wanted) if c < 10)
+    assert next(i for i, c in enumerate(held) if c < 10) == first_down + 14
+    # the delayed count at each tick is the most of the undelayed ones over the last 30 s (this tick and 14 before)
+    history = [10] * 30 + wanted
+    assert held == [max(history[30 + i - 14: 30 + i + 1]) for i in range(len(wanted))]
+
+
+def test_activation_scale_is_the_fewest_replicas_while_there_is_traffic():
+    decider = KpaDecider(7.0, activation_scale=3)
+    now = fed(decider, 0.0, 60, 1.0)  # ceil(1 / 7) = 1 wanted: lifted to the activation scale
+    assert decider.desired(now, 1) == 3
+    now = fed(decider, now, 60, 0.0)  # a whole window without traffic: no floor (scale to zero stays possible)
+    assert decider.desired(now, 1) == 0
+
+
+def test_scale_down_delay_and_activation_scale_in_a_run():
+    """The KPA's step-load run again: a 120 s scale-down delay moves every scale-down at least 120 s later (the
+    replicas held meanwhile), and activation_scale 2 wakes a group at zero with two replicas at once."""
+    common = dict(min_replicas=1, metric="concurrency", target=12, startup_s=30.0, autoscaler="kpa",
+                  load=step_load(((2, 120), (80, 60), (2, 360))))
+    _, plain = run(**common)
+    _, delayed = run(**common, scale_down_delay_s=120.0)
+    plain_scale, delayed_scale = plain["policy"]["autoscale"][0], delayed["policy"]["autoscale"][0]
+    assert delayed_scale["scale_down_delay_s"] == 120.0 and plain_scale["scale_down_delay_s"] == 0.0
+    first_down = [e["t_s"] for e in plain_scale["events"] if e["action"] == "down"][0]
+    # the lower want of the first tick that scaled down acts once the delay has passed (less the 2 s tick)
+    assert [e["t_s"] for e in delayed_scale["events"] if e["action"] == "down"][0] >= first_down + 120 - 2
+    assert delayed_scale["mean_replicas"] > plain_scale["mean_replicas"]
+    assert delayed["completed"] == delayed["requests"]
+    burst = step_load(((5, 60),), prompt=512, output=64)
+    _, woken = run(replicas=3, load=burst, min_replicas=0, metric="rps", target=10, autoscaler="kpa",
+                   startup_s=20.0, activation_scale=2)
+    scale = woken["policy"]["autoscale"][0]
+    assert scale["events"][0] == {"t_s": scale["events"][0]["t_s"], "action": "up", "replicas": 2}
+    assert woken["completed"] == woken["requests"]
+
+
 @pytest.mark.parametrize("block, message", [
+    (dict(metric="concurrency", target=2, autoscaler="kpa", scale_down_delay_s=-1), "scale_down_delay_s"),
+    (dict(metric="concurrency", target=2, autoscaler="kpa", activation_scale=0), "activation_scale"),
+    (dict(metric="concurrency", target=2, scale_down_delay_s=30), "give autoscaler: kpa"),
     (dict(metric="waiting", target=2, autoscaler="kpa"), "scales on metric concurrency or rps"),
     (dict(metric="concurrency", target=2, autoscaler="kpa", tolerance=0.2), "has no tolerance"),
     (dict(metric="concurrency", target=2, stable_window_s=30), "give autoscaler: kpa"),

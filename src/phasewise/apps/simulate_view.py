@@ -133,7 +133,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         elif scale.get("autoscaler") == "kpa":
             how = (f"Knative's KPA, {scale['metric']} -> {scale['target']:g} x "
                    f"{scale['target_utilization_percentage']:g} % per replica over {scale['stable_window_s']:g} s, "
-                   f"every {scale['sync_period_s']:g} s; {scale['panics']} panics")
+                   f"every {scale['sync_period_s']:g} s"
+                   + (f", scale-down delay {scale['scale_down_delay_s']:g} s" if scale["scale_down_delay_s"] else "")
+                   + (f", activation scale {scale['activation_scale']}" if scale["activation_scale"] > 1 else "")
+                   + f"; {scale['panics']} panics")
         elif scale.get("autoscaler") == "keda":
             how = (f"KEDA, the HPA on {scale['metric']}'s total / {scale['target']:g} a replica every "
                    f"{scale['sync_period_s']:g} s; polled every {scale['polling_interval_s']:g} s, to zero after "

@@ -17,7 +17,7 @@ KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
 KEDA_FIELDS = ("polling_interval_s", "cooldown_period_s", "activation_threshold")
 # an Autoscale block's fields for autoscaler kpa only (Knative's Pod Autoscaler)
 KPA_FIELDS = ("stable_window_s", "panic_window_percentage", "panic_threshold_percentage", "max_scale_up_rate",
-              "max_scale_down_rate", "target_utilization_percentage")
+              "max_scale_down_rate", "target_utilization_percentage", "scale_down_delay_s", "activation_scale")
 
 
 def _runs(data, autoscaler: str, fields: tuple[str, ...], whose: str) -> bool:
@@ -82,7 +82,8 @@ class Autoscale(BaseModel):
     guide). `autoscaler: kpa`: Knative's Pod Autoscaler instead of the HPA's algorithm, on concurrency or rps
     (sim/kpa.py): every second's revision-wide metric averaged over a stable and a panic window, a tick every 2 s,
     `target` the per-replica target before `target_utilization_percentage` (70); its knobs are Knative's
-    config-autoscaler keys. The HPA's `behavior`: `scale_up_window_s` (0) beside `scale_down_window_s`, scaling
+    config-autoscaler keys (`scale_down_delay_s`, 0: a lower count acts once it has lasted that long) and the
+    revision's `activation_scale` (1: the fewest replicas while there is traffic, from zero too). The HPA's `behavior`: `scale_up_window_s` (0) beside `scale_down_window_s`, scaling
     policies `scale_up_policies` / `scale_down_policies` (each {type: pods|percent, value, period_s}) and
     `scale_up_select` / `scale_down_select` (max|min|disabled), Kubernetes' defaults (sim/hpa_behavior.py).
     (sim/autoscaler.py)"""
@@ -136,6 +137,8 @@ class Autoscale(BaseModel):
     max_scale_up_rate: float | None = Field(default=None, gt=1, allow_inf_nan=False)
     max_scale_down_rate: float | None = Field(default=None, gt=1, allow_inf_nan=False)
     target_utilization_percentage: float | None = Field(default=None, gt=0, le=100)
+    scale_down_delay_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
+    activation_scale: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -156,8 +159,8 @@ class Autoscale(BaseModel):
     def _knative_defaults(cls, data):
         """autoscaler kpa takes Knative's config-autoscaler defaults (stable-window 60s, panic-window-percentage 10,
         panic-threshold-percentage 200, max-scale-up-rate 1000, max-scale-down-rate 2,
-        container-concurrency-target-percentage 70, tick-interval 2s) and refuses the HPA's knobs; the KPA's knobs
-        without it are errors."""
+        container-concurrency-target-percentage 70, tick-interval 2s, scale-down-delay 0s; the revision annotation
+        activation-scale 1) and refuses the HPA's knobs; the KPA's knobs without it are errors."""
         if not _runs(data, "kpa", KPA_FIELDS, "Knative's Pod Autoscaler's"):
             return data
         if data.get("metric") not in ("concurrency", "rps"):
@@ -169,7 +172,7 @@ class Autoscale(BaseModel):
                              f"panic_window_percentage")
         return {"sync_period_s": 2.0, "stable_window_s": 60.0, "panic_window_percentage": 10.0,
                 "panic_threshold_percentage": 200.0, "max_scale_up_rate": 1000.0, "max_scale_down_rate": 2.0,
-                "target_utilization_percentage": 70.0,
+                "target_utilization_percentage": 70.0, "scale_down_delay_s": 0.0, "activation_scale": 1,
                 **{key: value for key, value in data.items() if value is not None}}
 
     @model_validator(mode="before")

@@ -110,7 +110,8 @@ class Autoscaler:
         self.kpa = None if config.autoscaler != "kpa" else KpaDecider(
             config.target * config.target_utilization_percentage / 100.0, config.stable_window_s,
             config.stable_window_s * config.panic_window_percentage / 100.0,
-            config.panic_threshold_percentage / 100.0, config.max_scale_up_rate, config.max_scale_down_rate)
+            config.panic_threshold_percentage / 100.0, config.max_scale_up_rate, config.max_scale_down_rate,
+            config.activation_scale, config.scale_down_delay_s)
         self.sampled_routed = 0  # the cluster's routed requests at the last KPA sample
         self.keda_routed, self.keda_active_s = 0, 0.0  # at KEDA's last poll; when its metric was last above zero
         if config.autoscaler == "keda":
@@ -142,7 +143,8 @@ class Autoscaler:
         if self.config.autoscaler == "keda":
             return
         if self.replicas[0].role != "decode" and not self._count("ready") and not self._count("starting"):
-            self._scale_up(1, 0, self.loop.now)
+            first = 1 if self.kpa is None else min(self.kpa.activation_scale, len(self.replicas))
+            self._scale_up(first, 0, self.loop.now)
 
     def keda_poll(self) -> None:
         """KEDA's loop, every polling interval: at zero, one replica once the metric (the requests the gateway holds)
@@ -374,7 +376,8 @@ class Autoscaler:
             "max_replicas": len(self.replicas), "metric": config.metric, "target": config.target,
             "sync_period_s": config.sync_period_s, "startup_s": self.startup_s, "autoscaler": config.autoscaler,
             **({"panics": self.kpa.panics, "target_utilization_percentage": config.target_utilization_percentage,
-                "stable_window_s": config.stable_window_s} if self.kpa is not None else {}),
+                "stable_window_s": config.stable_window_s, "scale_down_delay_s": config.scale_down_delay_s,
+                "activation_scale": config.activation_scale} if self.kpa is not None else {}),
             **({"polling_interval_s": config.polling_interval_s, "cooldown_period_s": config.cooldown_period_s,
                 "activation_threshold": config.activation_threshold} if config.autoscaler == "keda" else {}),
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),

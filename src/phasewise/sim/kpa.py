@@ -10,9 +10,12 @@ least 1. When the panic count reaches the panic threshold (200 %) of the ready r
 larger of the two counts and never fewer than the most it wanted while panicking, until a whole stable window
 passes without crossing the threshold again. Defaults: Knative's config-autoscaler (stable-window 60s,
 panic-window-percentage 10.0, panic-threshold-percentage 200.0, max-scale-up-rate 1000.0, max-scale-down-rate 2.0,
-container-concurrency-target-percentage 70, tick-interval 2s; knative.dev/docs/serving/autoscaling). Not here:
-scale-down-delay (0 s by default), activation-scale, the target burst capacity's routing through the activator, the
-weighted-exponential window averaging (linear is the default).
+container-concurrency-target-percentage 70, tick-interval 2s; knative.dev/docs/serving/autoscaling).
+Activation scale (autoscaling.knative.dev/activation-scale, default 1): while either window's count is above zero,
+that count is at least this many replicas. Scale-down delay (scale-down-delay, default 0 s): the count it acts on
+is the most it wanted over that many seconds back, so it scales down only once the lower want has lasted that
+long (Knative's delay window, applied after the panic logic). Not here: the target burst capacity's routing
+through the activator, the weighted-exponential window averaging (linear is the default).
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ class KpaDecider:
     panic_threshold: float = 2.0  # the panic count over the ready replicas that starts (or extends) panicking
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
+    activation_scale: int = 1  # the fewest replicas while there is traffic (Knative's activation-scale)
+    scale_down_delay_s: float = 0.0  # a lower count acts only once it has lasted this long (scale-down-delay)
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # (time, the revision's metric)
+    wants: deque[tuple[float, int]] = field(default_factory=deque)  # (time, count) within the scale-down delay
     panic_since_s: float = math.nan  # when it last crossed the panic threshold (NaN: not panicking)
     max_panic_replicas: int = 0
     panics: int = 0  # times it started panicking
@@ -60,7 +66,16 @@ class KpaDecider:
         elif not math.isnan(self.panic_since_s) and self.panic_since_s + self.stable_window_s < now:
             self.panic_since_s, self.max_panic_replicas = math.nan, 0  # the surge reached the stable window
         wanted = min(max(stable_count, fewest), most)
+        panic_wanted = min(max(panic_count, fewest), most)
+        if self.activation_scale > 1:  # any traffic: at least the activation scale
+            wanted = max(wanted, self.activation_scale) if stable_count > 0 else wanted
+            panic_wanted = max(panic_wanted, self.activation_scale) if panic_count > 0 else panic_wanted
         if not math.isnan(self.panic_since_s):  # panicking: the larger count, and never down
-            wanted = max(wanted, min(max(panic_count, fewest), most), self.max_panic_replicas)
+            wanted = max(wanted, panic_wanted, self.max_panic_replicas)
             self.max_panic_replicas = wanted
+        if self.scale_down_delay_s > 0:  # the most it wanted over the delay: a lower count waits that long
+            self.wants.append((now, wanted))
+            while self.wants[0][0] <= now - self.scale_down_delay_s:
+                self.wants.popleft()
+            wanted = max(count for _, count in self.wants)
         return wanted
