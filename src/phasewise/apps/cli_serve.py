@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Annotated, Optional
 
@@ -179,6 +180,7 @@ def serve_cmd(
     max_concurrent_requests: Annotated[int, typer.Option(help="requests in flight before new ones get 429")] = 4096,
     image_size: Annotated[Optional[str], typer.Option(help="a multimodal model: the size WIDTHxHEIGHT of images sent by URL, which the twin does not fetch (an inline data: URL's size is read from it)")] = None,
     cold_start: Annotated[str, typer.Option(help="wait before listening, as an engine starting up does: off, auto (the engine's predicted start-up: weights, init, torch.compile, CUDA graphs) or SECONDS; simulated seconds, divided by --speed")] = "off",
+    dynamo_namespace: Annotated[Optional[str], typer.Option(help="label the dynamo_frontend_* series /metrics serves with dynamo_namespace=NAME, which Dynamo's planner filters on (a Kubernetes scrape adds it from the pod's labels instead)")] = None,
     weights_read_gbps: WeightsReadGbps = None,
     compile_cache: CompileCache = None,
 ) -> None:
@@ -210,7 +212,10 @@ def serve_cmd(
                         ("--max-concurrent-requests", max_concurrent_requests)):
         if value < 1:
             raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
+    if dynamo_namespace is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", dynamo_namespace):
+        raise PhasewiseError(f"--dynamo-namespace must be letters, digits, '_', '.' or '-' (got {dynamo_namespace!r})")
     live = LiveSim(dep, speed, Slo(slo_ttft_ms, slo_tpot_ms))
+    live.dynamo_namespace = dynamo_namespace
     startup_s, startup_words = cold_start_s(live, cold_start, weights_read_gbps, compile_cache)
     url_image_px = None
     if image_size is not None:

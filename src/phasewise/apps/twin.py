@@ -301,7 +301,8 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
         patches = tuple(image.patches for image in images) if chat else ()
         tokens = tuple(image.prompt_tokens for image in images) if chat else ()
-        return live.submit(max(prompt_tokens, 1), max_tokens, patches, tokens, blocks), stream, include_usage
+        return (live.submit(max(prompt_tokens, 1), max_tokens, patches, tokens, blocks,
+                            "chat_completions" if chat else "completions", stream), stream, include_usage)
 
     def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
               first: bool) -> str:

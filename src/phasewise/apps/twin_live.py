@@ -9,6 +9,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from phasewise.apps.prom_histogram import Histogram
+from phasewise.apps.twin_dynamo import DynamoFrontendMetrics
 from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.sim.deployment import Deployment
@@ -24,30 +26,6 @@ TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0)
 
 
-class Histogram:
-    __slots__ = ("buckets", "counts", "total", "n")
-
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets, self.counts, self.total, self.n = buckets, [0] * len(buckets), 0.0, 0
-
-    def observe(self, x: float, times: int = 1) -> None:
-        for i, b in enumerate(self.buckets):
-            if x <= b:
-                self.counts[i] += times
-                break
-        self.total += x * times
-        self.n += times
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out, cum = [], 0
-        for b, c in zip(self.buckets, self.counts):
-            cum += c
-            out.append(f'{name}_bucket{{{labels},le="{b}"}} {cum}')
-        out += [f'{name}_bucket{{{labels},le="+Inf"}} {self.n}', f"{name}_sum{{{labels}}} {self.total}",
-                f"{name}_count{{{labels}}} {self.n}"]
-        return out
-
-
 @dataclass(slots=True)
 class Stream:
     req: SimRequest
@@ -55,6 +33,8 @@ class Stream:
     last_token_s: float = math.nan
     done: bool = False
     emitted: int = 0
+    endpoint: str = "completions"  # the OpenAI route it came by, as Dynamo's frontend labels it
+    streaming: bool = True
 
 
 @dataclass
@@ -84,6 +64,8 @@ class LiveSim:
         self.started = int(time.time())
         self.next_id = 0
         self.metrics = TwinMetrics()
+        self.dynamo = DynamoFrontendMetrics()  # the same requests as a Dynamo frontend counts them
+        self.dynamo_namespace: str | None = None  # a label the frontend series carry (serve --dynamo-namespace)
         self.wakeup: asyncio.Event | None = None
         self.model = self.instances[0].model
 
@@ -101,18 +83,21 @@ class LiveSim:
                     for instance in self.instances), key=lambda estimate: estimate.total_s)
 
     def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = (),
-               image_tokens: tuple[int, ...] = (), prefix: tuple[int, ...] | None = None) -> Stream:
+               image_tokens: tuple[int, ...] = (), prefix: tuple[int, ...] | None = None,
+               endpoint: str = "completions", streaming: bool = True) -> Stream:
         """A request arriving now; `image_patches`, `image_tokens`: its images' encoder patches and prompt tokens
         (those in prompt_tokens); `prefix`: its prompt's leading 512-token blocks' hashes, which the instances'
-        prefix caches share (None: nothing to share)."""
+        prefix caches share (None: nothing to share); `endpoint` (chat_completions | completions), `streaming`:
+        how it came, for the Dynamo frontend's request counter."""
         t = self.now()
         self.loop.run_until(t)
         req = SimRequest(self.next_id, t, prompt_tokens, output_tokens, image_patches=image_patches,
                          image_tokens=image_tokens, prefix=prefix)
         self.next_id += 1
-        stream = Stream(req, asyncio.Queue())
+        stream = Stream(req, asyncio.Queue(), endpoint=endpoint, streaming=streaming)
         req.handle = stream
         self.metrics.prompt_tokens += prompt_tokens
+        self.dynamo.arrived()
         self.cluster.arrive(req)
         if self.wakeup is not None:
             self.wakeup.set()
@@ -123,16 +108,24 @@ class LiveSim:
             stream.done = True
             self.cluster.cancel(stream.req)
             self.metrics.cancelled += 1
+            self._dynamo_ended(stream, self.now(), "cancelled")
+
+    def _dynamo_ended(self, stream: Stream, end_s: float, error_type: str = "") -> None:
+        req = stream.req
+        self.dynamo.ended(stream.endpoint, stream.streaming, end_s - req.arrival_s, req.streamed, error_type,
+                          first_token=not math.isnan(stream.last_token_s))
 
     def _on_token(self, req: SimRequest, n: int, t: float) -> None:
         stream: Stream = req.handle
         if stream is None or stream.done:
             return
         m = self.metrics
-        if math.isnan(stream.last_token_s):
+        first = math.isnan(stream.last_token_s)
+        if first:
             m.ttft.observe(t - req.arrival_s)
         else:
             m.tpot.observe((t - stream.last_token_s) / n, n)
+        self.dynamo.tokens(n, first, t - (req.arrival_s if first else stream.last_token_s), req.prompt)
         stream.last_token_s = t
         m.generation_tokens += n
         stream.queue.put_nowait(("tokens", n))
@@ -145,9 +138,11 @@ class LiveSim:
         if req.finish_s == req.finish_s:
             self.metrics.success += 1
             self.metrics.e2e.observe(req.finish_s - req.arrival_s)
+            self._dynamo_ended(stream, req.finish_s)
             stream.queue.put_nowait(("done", None))
         else:
             self.metrics.rejected += 1
+            self._dynamo_ended(stream, self.loop.now, "overload")  # the twin's 503, Dynamo's overload
             stream.queue.put_nowait(("error", "the request does not fit in the simulated KV cache"))
 
     async def pump(self) -> None:
@@ -223,6 +218,7 @@ class LiveSim:
                           f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
         if any(i.engine.scheduler == "sglang" for i in self.instances):
             lines += self._sglang_lines(lab, g, m, caches)
+        lines += self.dynamo.lines(model_name, self.dynamo_namespace)
         return "\n".join(lines) + "\n"
 
     def _sglang_lines(self, lab: str, g: dict[str, float], m: TwinMetrics, caches: list) -> list[str]:

@@ -1,0 +1,114 @@
+"""The twin's NVIDIA Dynamo frontend metrics: the dynamo_frontend_* series a Dynamo frontend serves at /metrics
+(lib/llm/src/http/service/metrics.rs), kept over the twin's requests as that frontend keeps them, so that Dynamo's
+SLA planner, its dashboards or any tool reading a Dynamo frontend can be pointed at a Prometheus scraping the twin.
+
+What the frontend does, and this module with it: a request counts as started when it arrives
+(requests_started_total) and in flight until its response ends (active_requests and the deprecated
+inflight_requests); it waits for its first token in the HTTP queue (queued_requests). Its first chunk of tokens
+gives its time to first token and its input length; every later chunk of n tokens gives n inter-token latencies
+of (gap / n); when it ends, its output length (if it has any tokens), its duration and one requests_total by
+endpoint, request type (stream / unary), status (success / error) and error type ("" for none, cancelled for a
+client that left, overload for the twin's 503). Histograms take the frontend's default log-spaced buckets,
+rounded to two significant figures (generate_log_buckets): TTFT 0.001-480 s in 18, ITL 0.001-2 s in 13, request
+duration 1-512 s in 10, input length 50-128,000 tokens in 12, output length 50-32,000 in 10. The model label is
+the served name lowercased, as the frontend writes it; `dynamo_namespace`, which the planner also filters on, is
+added to every series when given (a Kubernetes deployment's scrape adds it from the pod's labels instead).
+Not kept: cached_tokens (the twin does not attribute prefix-cache hits to requests), the tokenizer latency, the
+per-stage and per-worker gauges, requests refused before they reach the simulation (a 4xx)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from phasewise.apps.prom_histogram import Histogram
+
+
+def log_buckets(lowest: float, highest: float, count: int) -> tuple[float, ...]:
+    """The frontend's generate_log_buckets: 0, then `count` - 1 values log-spaced from `lowest` to `highest`, each
+    rounded to two significant figures, repeats dropped."""
+    out = [0.0]
+    for i in range(1, count):
+        value = math.exp(math.log(lowest) + (math.log(highest) - math.log(lowest)) * i / (count - 1))
+        scale = 10.0 ** (1 - math.floor(math.log10(value)))
+        rounded = math.floor(value * scale + 0.5) / scale  # Rust's f64::round, half away from zero
+        if rounded != out[-1]:
+            out.append(rounded)
+    return tuple(out)
+
+
+TTFT_BUCKETS = log_buckets(0.001, 480.0, 18)
+ITL_BUCKETS = log_buckets(0.001, 2.0, 13)
+DURATION_BUCKETS = log_buckets(1.0, 512.0, 10)
+INPUT_BUCKETS = log_buckets(50.0, 128000.0, 12)
+OUTPUT_BUCKETS = log_buckets(50.0, 32000.0, 10)
+ENDPOINTS = ("chat_completions", "completions")
+
+
+class DynamoFrontendMetrics:
+    """dynamo_frontend_* over the twin's requests (each request's observations through the calls below)."""
+
+    __slots__ = ("ttft", "itl", "duration", "input_tokens", "output_tokens", "started", "active", "queued",
+                 "output_tokens_total", "requests")
+
+    def __init__(self) -> None:
+        self.ttft, self.itl = Histogram(TTFT_BUCKETS), Histogram(ITL_BUCKETS)
+        self.duration = Histogram(DURATION_BUCKETS)
+        self.input_tokens, self.output_tokens = Histogram(INPUT_BUCKETS), Histogram(OUTPUT_BUCKETS)
+        self.started = self.active = self.queued = self.output_tokens_total = 0
+        self.requests: Counter[tuple[str, str, str, str]] = Counter()  # (endpoint, type, status, error type)
+
+    def arrived(self) -> None:
+        self.started += 1
+        self.active += 1
+        self.queued += 1
+
+    def tokens(self, n: int, first: bool, since_s: float, prompt: int) -> None:
+        """`n` tokens in one chunk, `since_s` after the request's arrival (first) or its last chunk."""
+        self.output_tokens_total += n
+        if first:
+            self.queued -= 1
+            self.ttft.observe(since_s)
+            self.input_tokens.observe(prompt)
+        else:
+            self.itl.observe(since_s / n, n)
+
+    def ended(self, endpoint: str, streaming: bool, duration_s: float, emitted: int, error_type: str = "",
+              first_token: bool = True) -> None:
+        """The response is over: `error_type` "" for a success, else Dynamo's (cancelled, overload)."""
+        self.active -= 1
+        self.queued -= not first_token
+        if emitted:
+            self.output_tokens.observe(emitted)
+        self.duration.observe(duration_s)
+        self.requests[(endpoint, "stream" if streaming else "unary", "error" if error_type else "success",
+                       error_type)] += 1
+
+    def lines(self, model: str, namespace: str | None = None) -> list[str]:
+        """The series, labelled with the served model's name lowercased (and `namespace` as dynamo_namespace)."""
+        lab = f'model="{model.lower()}"' + (f',dynamo_namespace="{namespace}"' if namespace else "")
+        name = "dynamo_frontend_"
+        out = [f"# HELP {name}requests_started_total Total number of LLM requests started",
+               f"# TYPE {name}requests_started_total counter", f"{name}requests_started_total{{{lab}}} {self.started}",
+               f"# HELP {name}requests_total Total number of LLM requests processed",
+               f"# TYPE {name}requests_total counter"]
+        out += [f'{name}requests_total{{{lab},endpoint="{endpoint}",request_type="{kind}",status="{status}",'
+                f'error_type="{error}"}} {count}' for (endpoint, kind, status, error), count in
+                sorted(self.requests.items())]
+        for gauge, value, what in (("active_requests", self.active, "Number of requests currently being handled by "
+                                    "the frontend, from HTTP handler entry to response completion"),
+                                   ("inflight_requests", self.active, "Number of inflight requests"),
+                                   ("queued_requests", self.queued, "Number of requests in HTTP processing queue")):
+            out += [f"# HELP {name}{gauge} {what}", f"# TYPE {name}{gauge} gauge", f"{name}{gauge}{{{lab}}} {value}"]
+        out += [f"# HELP {name}output_tokens_total Total number of output tokens generated (updates in real-time)",
+                f"# TYPE {name}output_tokens_total counter",
+                f"{name}output_tokens_total{{{lab}}} {self.output_tokens_total}"]
+        for histogram, metric, what in ((self.duration, "request_duration_seconds", "Duration of LLM requests"),
+                                        (self.input_tokens, "input_sequence_tokens", "Input sequence length in tokens"),
+                                        (self.output_tokens, "output_sequence_tokens",
+                                         "Output sequence length in tokens"),
+                                        (self.ttft, "time_to_first_token_seconds", "Time to first token in seconds"),
+                                        (self.itl, "inter_token_latency_seconds", "Inter-token latency in seconds")):
+            out += [f"# HELP {name}{metric} {what}", f"# TYPE {name}{metric} histogram",
+                    *histogram.lines(name + metric, lab)]
+        return out
