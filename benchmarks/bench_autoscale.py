@@ -12,8 +12,9 @@ GPUs, fixed and with each group autoscaled apart; then NVIDIA Dynamo's SLA plann
 on the same burst and on the trace (Llama-3.1-70B FP8, TP2 prefill and decode replicas), throughput-based,
 load-based and both, with its constant and Kalman predictors and a GPU budget over both groups, and its aggregated
 (collocated, load-based) planner, against fixed fleets and the HPA per group. Knative's Pod Autoscaler
-(autoscaler kpa, sim/kpa.py) on concurrency beside the HPA's on the trace and the burst; KEDA (autoscaler keda) on
-the burst, from one replica and from zero.
+(autoscaler kpa, sim/kpa.py) on concurrency beside the HPA's on the trace and the burst, and with its scale-down
+delay and activation scale on three bursts 3 minutes apart; KEDA (autoscaler keda) on the burst, from one replica
+and from zero.
 """
 
 from __future__ import annotations
@@ -41,10 +42,15 @@ AGG_MODES = (("throughput-based", {}), ("load-based", {"throughput_scaling": Fal
              ("both", {"load_scaling": True}))
 
 
-def burst(seed: int = 0) -> Workload:
+BURST = ((2, 300), (60, 300), (2, 900))  # (req/s, seconds): one burst
+# three 2-minute bursts 3 minutes apart: replicas released between them must start again for the next
+REPEATED_BURSTS = ((2, 300), (60, 120), (2, 180), (60, 120), (2, 180), (60, 120), (2, 300))
+
+
+def burst(seed: int = 0, shape: tuple[tuple[int, int], ...] = BURST) -> Workload:
     rng = np.random.default_rng(seed)
     arrivals, start = [], 0.0
-    for rate, seconds in ((2, 300), (60, 300), (2, 900)):
+    for rate, seconds in shape:
         times = start + np.cumsum(rng.exponential(1 / rate, int(rate * seconds * 2)))
         arrivals.extend(times[times < start + seconds])
         start += seconds
@@ -117,6 +123,21 @@ def main() -> None:
             dep["autoscale"] = scale
         t0 = time.perf_counter()
         result = simulate(build_deployment(dep), load, Slo(SLO["slo_ttft_ms"], SLO["slo_tpot_ms"]))
+        print(line(name, result, time.perf_counter() - t0), flush=True)
+    # Knative's scale-down delay on bursts that come back: a delay longer than the gap keeps the replicas a burst
+    # started for the next one (scale_down_delay_s; activation_scale from zero)
+    bursts = burst(shape=REPEATED_BURSTS)
+    kpa = dict(min_replicas=1, metric="concurrency", target=64, autoscaler="kpa")
+    for name, scale in (("bursts x3: fixed 8", None), ("bursts x3: Knative KPA 1-8, concurrency 64", kpa),
+                        ("bursts x3: KPA, scale-down delay 120 s", dict(kpa, scale_down_delay_s=120.0)),
+                        ("bursts x3: KPA, scale-down delay 300 s", dict(kpa, scale_down_delay_s=300.0)),
+                        ("bursts x3: KPA 0-8, activation scale 2", dict(kpa, min_replicas=0, activation_scale=2)),
+                        ("bursts x3: HPA 1-8, running 64", dict(min_replicas=1, metric="running", target=64))):
+        dep = {"model": M, "instances": [{"hardware": "h100-sxm", "replicas": 8}]}
+        if scale:
+            dep["autoscale"] = scale
+        t0 = time.perf_counter()
+        result = simulate(build_deployment(dep), bursts, Slo(SLO["slo_ttft_ms"], SLO["slo_tpot_ms"]))
         print(line(name, result, time.perf_counter() - t0), flush=True)
     disaggregated(load)
     planner(load, args.trace, args.rate)
