@@ -42,7 +42,6 @@ ITL_BUCKETS = log_buckets(0.001, 2.0, 13)
 DURATION_BUCKETS = log_buckets(1.0, 512.0, 10)
 INPUT_BUCKETS = log_buckets(50.0, 128000.0, 12)
 OUTPUT_BUCKETS = log_buckets(50.0, 32000.0, 10)
-ENDPOINTS = ("chat_completions", "completions")
 
 
 class DynamoFrontendMetrics:
