@@ -83,9 +83,10 @@ class Autoscale(BaseModel):
     (sim/kpa.py): every second's revision-wide metric averaged over a stable and a panic window, a tick every 2 s,
     `target` the per-replica target before `target_utilization_percentage` (70); its knobs are Knative's
     config-autoscaler keys (`scale_down_delay_s`, 0: a lower count acts once it has lasted that long) and the
-    revision's `activation_scale` (1: the fewest replicas while there is traffic, from zero too). The HPA's `behavior`: `scale_up_window_s` (0) beside `scale_down_window_s`, scaling
-    policies `scale_up_policies` / `scale_down_policies` (each {type: pods|percent, value, period_s}) and
-    `scale_up_select` / `scale_down_select` (max|min|disabled), Kubernetes' defaults (sim/hpa_behavior.py).
+    revision's `activation_scale` (1: the fewest replicas while there is traffic, from zero too). The HPA's
+    `behavior`: `scale_up_window_s` (0) beside `scale_down_window_s`, scaling policies `scale_up_policies` /
+    `scale_down_policies` (each {type: pods|percent, value, period_s}) and `scale_up_select` / `scale_down_select`
+    (max|min|disabled), Kubernetes' defaults (sim/hpa_behavior.py).
     (sim/autoscaler.py)"""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
