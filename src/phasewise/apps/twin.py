@@ -172,6 +172,10 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
     async def metrics():
         return PlainTextResponse(live.prometheus(model_name), media_type="text/plain; version=0.0.4")
 
+    @app.get("/prometheus/metrics")  # where trtllm-serve serves its Prometheus text (its /metrics is JSON stats)
+    async def prometheus_metrics():
+        return PlainTextResponse(live.prometheus(model_name), media_type="text/plain; version=0.0.4")
+
     async def parse(request: Request) -> dict:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_request_bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from phasewise.apps.prom_histogram import Histogram
 from phasewise.apps.twin_dynamo import DynamoFrontendMetrics
+from phasewise.apps.twin_trtllm import TrtllmMetrics
 from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.sim.deployment import Deployment
@@ -65,6 +66,7 @@ class LiveSim:
         self.next_id = 0
         self.metrics = TwinMetrics()
         self.dynamo = DynamoFrontendMetrics()  # the same requests as a Dynamo frontend counts them
+        self.trtllm = TrtllmMetrics()  # and as TensorRT-LLM's collector does (served for TensorRT-LLM instances)
         self.dynamo_namespace: str | None = None  # a label the frontend series carry (serve --dynamo-namespace)
         self.wakeup: asyncio.Event | None = None
         self.model = self.instances[0].model
@@ -139,6 +141,7 @@ class LiveSim:
             self.metrics.success += 1
             self.metrics.e2e.observe(req.finish_s - req.arrival_s)
             self._dynamo_ended(stream, req.finish_s)
+            self.trtllm.finished(req)
             stream.queue.put_nowait(("done", None))
         else:
             self.metrics.rejected += 1
@@ -218,6 +221,10 @@ class LiveSim:
                           f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
         if any(i.engine.scheduler == "sglang" for i in self.instances):
             lines += self._sglang_lines(lab, g, m, caches)
+        if any(i.engine.scheduler == "trtllm" for i in self.instances):
+            queried = sum(c.prompt_tokens for c in caches)
+            rate = sum(c.hit_tokens for c in caches) / queried if queried else 0.0
+            lines += self.trtllm.lines(model_name, g["running"], g["waiting"], g["kv_usage"], rate)
         lines += self.dynamo.lines(model_name, self.dynamo_namespace)
         return "\n".join(lines) + "\n"
 
