@@ -219,22 +219,20 @@ class LiveSim:
                           "tier and the shared store) served.",
                           "# TYPE vllm:external_prefix_cache_hits counter",
                           f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
+        queried = sum(c.prompt_tokens for c in caches)
+        hit_rate = sum(c.hit_tokens for c in caches) / queried if queried else 0.0  # the prefix caches', so far
         if any(i.engine.scheduler == "sglang" for i in self.instances):
-            lines += self._sglang_lines(lab, g, m, caches)
+            lines += self._sglang_lines(lab, g, m, hit_rate)
         if any(i.engine.scheduler == "trtllm" for i in self.instances):
-            queried = sum(c.prompt_tokens for c in caches)
-            rate = sum(c.hit_tokens for c in caches) / queried if queried else 0.0
-            lines += self.trtllm.lines(model_name, g["running"], g["waiting"], g["kv_usage"], rate)
+            lines += self.trtllm.lines(model_name, g["running"], g["waiting"], g["kv_usage"], hit_rate)
         lines += self.dynamo.lines(model_name, self.dynamo_namespace)
         return "\n".join(lines) + "\n"
 
-    def _sglang_lines(self, lab: str, g: dict[str, float], m: TwinMetrics, caches: list) -> list[str]:
+    def _sglang_lines(self, lab: str, g: dict[str, float], m: TwinMetrics, rate: float) -> list[str]:
         """The same state under SGLang's names (srt/metrics/collector.py), for a deployment of SGLang instances:
         what its dashboards and autoscalers read. Its histograms here keep the twin's (vLLM's) buckets;
         sglang:cache_hit_rate is the prefix cache's hit rate so far (SGLang's gauge: the last batch's)."""
         used = sum(i.kv.used for i in self.instances) * self.instances[0].kv.block_size
-        queried = sum(c.prompt_tokens for c in caches)
-        rate = sum(c.hit_tokens for c in caches) / queried if queried else 0.0
         return [
             "# HELP sglang:num_running_reqs The number of running requests.",
             "# TYPE sglang:num_running_reqs gauge", f"sglang:num_running_reqs{{{lab}}} {g['running']}",
