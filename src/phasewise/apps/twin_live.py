@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from phasewise.apps.prom_histogram import Histogram
 from phasewise.apps.twin_dynamo import DynamoFrontendMetrics
 from phasewise.apps.twin_trtllm import TrtllmMetrics
+from phasewise.apps.twin_vllm import VllmRequestPhases
 from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.sim.deployment import Deployment
@@ -67,9 +68,11 @@ class LiveSim:
         self.metrics = TwinMetrics()
         self.dynamo = DynamoFrontendMetrics()  # the same requests as a Dynamo frontend counts them
         self.trtllm = TrtllmMetrics()  # and as TensorRT-LLM's collector does (served for TensorRT-LLM instances)
+        self.model = self.instances[0].model
+        # vLLM V1's per-request phases; token buckets up to the model's context (10^6 where its config states none)
+        self.vllm_phases = VllmRequestPhases(self.model.max_position_embeddings or 10**6)
         self.dynamo_namespace: str | None = None  # a label the frontend series carry (serve --dynamo-namespace)
         self.wakeup: asyncio.Event | None = None
-        self.model = self.instances[0].model
 
     def now(self) -> float:
         return (time.perf_counter() - self.wall0) * self.speed
@@ -142,6 +145,7 @@ class LiveSim:
             self.metrics.e2e.observe(req.finish_s - req.arrival_s)
             self._dynamo_ended(stream, req.finish_s)
             self.trtllm.finished(req)
+            self.vllm_phases.finished(req)
             stream.queue.put_nowait(("done", None))
         else:
             self.metrics.rejected += 1
@@ -199,6 +203,7 @@ class LiveSim:
             *m.tpot.lines("vllm:time_per_output_token_seconds", lab),
             "# HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
             "# TYPE vllm:e2e_request_latency_seconds histogram", *m.e2e.lines("vllm:e2e_request_latency_seconds", lab),
+            *self.vllm_phases.lines(lab, m.tpot),
         ]
         caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
         if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)

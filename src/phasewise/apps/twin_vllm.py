@@ -1,0 +1,68 @@
+"""vLLM V1's per-request phase metrics on the twin's /metrics (vllm/v1/metrics/loggers.py PrometheusStatLogger), which
+vLLM's own Grafana dashboard and benchmark tools read beside the TTFT / TPOT / E2E histograms apps/twin_live.py
+keeps: for each finished request, the time it spent queued (arrival to its first scheduled iteration), in prefill
+(scheduled to first token), in decode (first to last token) and running (scheduled to last token), on vLLM's
+request-latency buckets; its prompt and generation token counts on vLLM's 1-2-5 buckets up to the model's context
+(build_1_2_5_buckets(max_model_len); up to 10^6 tokens for a model whose config states no context); and the
+inter-token latency under V1's newer name (vllm:inter_token_latency_seconds, the same observations as
+time_per_output_token). Preemptions are counted when a preempted request finishes (vllm:num_preemptions_total)."""
+
+from __future__ import annotations
+
+from phasewise.apps.prom_histogram import Histogram
+from phasewise.sim.request import SimRequest
+
+REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+                           240.0, 480.0, 960.0, 1920.0, 7680.0)
+PHASES = (("queue", "Histogram of time spent in WAITING phase for request."),
+          ("prefill", "Histogram of time spent in PREFILL phase for request."),
+          ("decode", "Histogram of time spent in DECODE phase for request."),
+          ("inference", "Histogram of time spent in RUNNING phase for request."))
+
+
+def one_two_five_buckets(max_value: int) -> tuple[int, ...]:
+    """vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to `max_value`."""
+    out, scale = [], 1
+    while True:
+        for mantissa in (1, 2, 5):
+            if mantissa * scale > max_value:
+                return tuple(out)
+            out.append(mantissa * scale)
+        scale *= 10
+
+
+class VllmRequestPhases:
+    """The per-request histograms over the twin's finished requests (finished()), rendered by lines()."""
+
+    __slots__ = ("phases", "prompt_tokens", "generation_tokens", "preemptions")
+
+    def __init__(self, max_model_len: int) -> None:
+        self.phases = {name: Histogram(REQUEST_LATENCY_BUCKETS) for name, _ in PHASES}
+        self.prompt_tokens = Histogram(one_two_five_buckets(max_model_len))
+        self.generation_tokens = Histogram(one_two_five_buckets(max_model_len))
+        self.preemptions = 0
+
+    def finished(self, req: SimRequest) -> None:
+        scheduled_s = req.scheduled_s if req.scheduled_s == req.scheduled_s else req.arrival_s
+        for name, value in (("queue", scheduled_s - req.arrival_s), ("prefill", req.first_token_s - scheduled_s),
+                            ("decode", req.finish_s - req.first_token_s), ("inference", req.finish_s - scheduled_s)):
+            self.phases[name].observe(value)
+        self.prompt_tokens.observe(req.prompt)
+        self.generation_tokens.observe(req.output)
+        self.preemptions += req.preemptions
+
+    def lines(self, lab: str, time_per_output_token: Histogram) -> list[str]:
+        out = ["# HELP vllm:num_preemptions Cumulative number of preemption from the engine.",
+               "# TYPE vllm:num_preemptions counter", f"vllm:num_preemptions_total{{{lab}}} {self.preemptions}",
+               "# HELP vllm:inter_token_latency_seconds Histogram of inter-token latency in seconds.",
+               "# TYPE vllm:inter_token_latency_seconds histogram",
+               *time_per_output_token.lines("vllm:inter_token_latency_seconds", lab)]
+        for name, what in PHASES:
+            metric = f"vllm:request_{name}_time_seconds"
+            out += [f"# HELP {metric} {what}", f"# TYPE {metric} histogram", *self.phases[name].lines(metric, lab)]
+        for histogram, metric, what in ((self.prompt_tokens, "vllm:request_prompt_tokens",
+                                         "Number of prefill tokens processed."),
+                                        (self.generation_tokens, "vllm:request_generation_tokens",
+                                         "Number of generation tokens processed.")):
+            out += [f"# HELP {metric} {what}", f"# TYPE {metric} histogram", *histogram.lines(metric, lab)]
+        return out
