@@ -124,9 +124,15 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
     fleets = json.loads(out)["fleets"]
     runs = fleets["runs"]
     assert fleets["requests"] == 2000 and fleets["rate_rps"] == pytest.approx(12.0)
-    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "keda", "dynamo"]
+    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "kpa", "keda", "dynamo"]
     blocks = {r["fleet"]: r["deployment"]["instances"][0]["autoscale"] for r in runs if r["fleet"] != "fixed"}
     assert blocks["kpa"]["autoscaler"] == "kpa" and blocks["kpa"]["metric"] == "concurrency"
+    # the KPA at Knative's defaults, then with a 300 s scale-down delay (the HPA's default scale-down window)
+    kpa = [r for r in runs if r["fleet"] == "kpa"]
+    kpa_blocks = [r["deployment"]["instances"][0]["autoscale"] for r in kpa]
+    assert [b.get("scale_down_delay_s", 0.0) for b in kpa_blocks] == [0.0, 300.0]
+    assert kpa_blocks[0]["target"] == kpa_blocks[1]["target"] and kpa[1]["detail"].endswith(", scale-down delay 300 s")
+    assert "scale-down" not in kpa[0]["detail"]
     assert blocks["keda"]["autoscaler"] == "keda" and blocks["keda"]["min_replicas"] == 0
     for r in runs:
         assert r["meets"] == (r["attainment"] >= 0.9)
@@ -176,7 +182,7 @@ def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_g
     ttft_s, e2e_s = summary["ttft_ms"]["mean"] / 1e3, summary["e2e_ms"]["mean"] / 1e3
     prefill, decode = rate * ttft_s, rate * (e2e_s - ttft_s)
     runs = {(r.fleet, r.detail): r for r in fleets.runs}
-    assert [f for f, _ in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "keda"]
+    assert [f for f, _ in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "kpa", "keda"]
     for (fleet, detail), r in runs.items():
         if fleet == "fixed":
             continue
