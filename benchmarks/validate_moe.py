@@ -108,10 +108,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -411,7 +413,37 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
     return kw
 
 
-def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str, reading: str = "aic") -> dict[str, Any]:
+# An SGLang group whose weights do not fit at the engine's default --mem-fraction-static (what phasewise computes
+# from the GPU, chunk, graphs and layout) was launched with a larger one: the row was measured, and AIConfigurator's
+# SGLang templates (generator/config/backend_templates/sglang/cli_args*.j2) pass none. Such a group takes 0.95, the
+# value InferenceX's DeepSeek-R1 FP8 script passes for the same model on 4 GPUs (INFERENCEX_SGLANG), the largest any
+# of its SGLang scripts passes. Three fit rows need it (DeepSeek-V3 FP8 prefill on 4 GB200 GPUs, attention DP 4 and
+# MoE TP 4: weights 169.9 GiB per GPU against 0.811 x 185 GiB at the default); no held-out row does (with --reading
+# aic four held-out DeepSeek-R1 FP8 rows on 4 B200 GPUs do too, which the provenance reading deploys as InferenceX's
+# script, at 0.95).
+SGLANG_MEMORY_FALLBACK = INFERENCEX_SGLANG[("DeepSeek-V3/R1", "fp8-block", "*", 4)]["mem"]
+
+
+@cache
+def _fits_at_default(model: str, group_json: str) -> bool:
+    """Whether an SGLang group (as a deployment YAML holds it, JSON-encoded) fits at the engine's default memory
+    fraction."""
+    from phasewise.errors import PhasewiseError
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import build_group
+
+    dep = build_deployment({"model": model, "instances": [json.loads(group_json)]})
+    try:
+        build_group(dep, dep.instances[0], 0)
+    except PhasewiseError as exc:
+        if "does not fit in memory" in str(exc):
+            return False
+        raise
+    return True
+
+
+def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str, reading: str = "aic",
+               notes: list[str] | None = None) -> dict[str, Any]:
     groups = []
     for role, lay in m.layouts.items():
         g: dict[str, Any] = dict(role=role, hardware=hw, tp=lay.gpus, replicas=m.workers[role], engine=r["backend"],
@@ -425,6 +457,11 @@ def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str
         g.update(_knobs(r["backend"], role, lay, m.caps[role], int(r["isl"]),
                         m.caps[role] // max(lay.attention_dp, 1), reading, precision, int(r["concurrency"]),
                         FAMILY.get(r["model_path"], ""), r["system"]))
+        if g["engine"] == "sglang" and "memory_fraction" not in g and \
+                not _fits_at_default(model, json.dumps(dict(g, role="collocated", replicas=1), sort_keys=True)):
+            g["memory_fraction"] = SGLANG_MEMORY_FALLBACK
+            if notes is not None:
+                notes.append(f"{role}: mem_fraction_static {SGLANG_MEMORY_FALLBACK:g} (the default does not fit)")
         groups.append(g)
     data: dict[str, Any] = {"model": model, "instances": groups}
     if r["mode"] == "disagg":
@@ -500,7 +537,7 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             "warmup": warmup_rounds * c, "client": "inferencex" if reading == "inferencex" else "genai-perf",
             "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
             "split": "fit" if key in fit else "test", "config": key, "notes": notes,
-            "deployment": deployment(r, m, model, hw, prec, row_reading),
+            "deployment": deployment(r, m, model, hw, prec, row_reading, notes),
         })
     return cases, skipped
 
