@@ -99,6 +99,14 @@ def test_scale_down_delay_acts_on_the_most_wanted_over_the_delay():
     assert held == [max(history[30 + i - 14: 30 + i + 1]) for i in range(len(wanted))]
 
 
+def test_a_delay_below_the_clocks_resolution_acts_as_none():
+    """A scale-down delay too small for the clock (now - 1e-300 == now) keeps the tick's own want (found by
+    benchmarks/fuzz_files.py: it emptied the window and failed with an IndexError)."""
+    plain, tiny = KpaDecider(7.0), KpaDecider(7.0, scale_down_delay_s=1e-300)
+    assert ticked(tiny, 0.0, 60, 70.0, 10) == ticked(plain, 0.0, 60, 70.0, 10)
+    assert ticked(tiny, 60.0, 120, 7.0, 10) == ticked(plain, 60.0, 120, 7.0, 10)
+
+
 def test_activation_scale_is_the_fewest_replicas_while_there_is_traffic():
     decider = KpaDecider(7.0, activation_scale=3)
     now = fed(decider, 0.0, 60, 1.0)  # ceil(1 / 7) = 1 wanted: lifted to the activation scale
@@ -139,6 +147,9 @@ def test_scale_down_delay_and_activation_scale_in_a_run():
     (dict(metric="concurrency", target=2, autoscaler="kpa", stable_window_s=3), "stable_window_s"),
     (dict(metric="rps", target=2, autoscaler="kpa", max_scale_down_rate=1), "max_scale_down_rate"),
     (dict(metric="rps", target=2, autoscaler="knative"), "autoscaler"),
+    # a start-up beyond a day: the autoscaler's loop would tick through it (a KPA at zero woke a replica that took
+    # 10^12 s to start and the run never ended; benchmarks/fuzz_files.py)
+    (dict(metric="concurrency", target=2, autoscaler="kpa", min_replicas=0, startup_s=1e12), "startup_s"),
 ])
 def test_bad_kpa_blocks_are_one_line_errors(block, message):
     with pytest.raises(PhasewiseError) as error:

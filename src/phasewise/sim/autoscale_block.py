@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_scaling", "load_period_s",
                   "load_down_sensitivity", "predictor", "predictor_log1p", "kalman_q_level", "kalman_q_trend",
                   "kalman_r", "predictor_warmup_trace", "max_gpu_budget")
+MAX_STARTUP_S = 86_400.0  # a replica's start-up, at most (Autoscale.startup_s)
 KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
 # an Autoscale block's fields for autoscaler keda only (KEDA's ScaledObject around the HPA)
 KEDA_FIELDS = ("polling_interval_s", "cooldown_period_s", "activation_threshold")
@@ -107,7 +108,8 @@ class Autoscale(BaseModel):
     scale_down_policies: tuple[ScalingPolicy, ...] = HPA_SCALE_DOWN_POLICIES
     scale_up_select: Literal["max", "min", "disabled"] = "max"
     scale_down_select: Literal["max", "min", "disabled"] = "max"
-    startup_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # a day at most: a replica's start is minutes (weights, compile, graphs); the autoscaler's loop ticks through it
+    startup_s: float | None = Field(default=None, ge=0, le=MAX_STARTUP_S, allow_inf_nan=False)
     # metric sla: the SLA the planner sizes for (mean TTFT, mean inter-token latency); whether the throughput-based
     # planner corrects its profile by the latencies it observes (Dynamo's --no-correction: False); its two modes
     ttft_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)

@@ -75,7 +75,7 @@ class KpaDecider:
             self.max_panic_replicas = wanted
         if self.scale_down_delay_s > 0:  # the most it wanted over the delay: a lower count waits that long
             self.wants.append((now, wanted))
-            while self.wants[0][0] <= now - self.scale_down_delay_s:
-                self.wants.popleft()
+            while len(self.wants) > 1 and self.wants[0][0] <= now - self.scale_down_delay_s:
+                self.wants.popleft()  # (a delay below the clock's resolution keeps this tick's own want)
             wanted = max(count for _, count in self.wants)
         return wanted
