@@ -278,6 +278,26 @@ def test_sweep_writes_grid(run_cli, tmp_path):
     assert code == 2 and "strategies.tp is not an option" in err
 
 
+@pytest.mark.parametrize("strategies, message", [
+    ("{tp_options: abc}", "strategies: tp_options: Input should be a valid tuple"),
+    ("{tp_options: 0}", "strategies: tp_options: Input should be a valid tuple"),
+    ("{chunk_sizes: [abc]}", "strategies: chunk_sizes.0: Input should be a valid integer"),
+    ("{tp_options: [0]}", "strategies.tp_options must list integers >= 1"),
+    ("{ratios: [[1, 0]]}", "strategies.ratios must list [prefill, decode] instance counts >= 1"),
+    ("{spec_acceptance: .nan}", "strategies.spec_acceptance must be in [0, 1)"),
+    ("{memory_fraction: 2}", "strategies.memory_fraction must be in (0, 1]"),
+])
+def test_sweep_strategies_are_checked_as_plans_flags_are(run_cli, tmp_path, strategies, message):
+    """A sweep's `strategies:` options take PlanOptions' types and plan's flags' ranges: each wrong one is one line
+    naming it (benchmarks/fuzz_files.py found text, a number for a list and a list for a number failing with
+    TypeErrors in the search)."""
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("models: [meta-llama/Llama-3.1-8B]\nhardware: [h100-sxm]\ngpus: 1\n"
+                   f"workloads: [{{name: short, isl: 512, osl: 64}}]\nstrategies: {strategies}\n")
+    code, _, err = run_cli("sweep", str(cfg), "--out", str(tmp_path / "s.csv"), "--workers", "1")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_trace_arrivals_are_replayed_and_bursts_lower_goodput():
     from phasewise.plan.goodput import workload_spec
 

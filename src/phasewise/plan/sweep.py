@@ -21,11 +21,12 @@ carry images only.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.plan.backends import run_all
@@ -90,11 +91,45 @@ def _options(cfg: SweepConfig) -> PlanOptions:
     if unknown:
         raise PhasewiseError(f"sweep config: strategies.{sorted(unknown)[0]} is not an option "
                              f"(allowed: {', '.join(sorted(allowed))})")
-    fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-              for k, v in cfg.strategies.items()}
+    fields = dict(cfg.strategies)
     if "tp_options" in fields:  # TP sizes named: those only, as --tp-options on `plan`
         fields.setdefault("tp_across_nodes", False)
-    return PlanOptions(**fields)
+    try:  # each option's type, as PlanOptions declares it (lists of sizes, names, flags)
+        opts = _PLAN_OPTIONS.validate_python(fields)
+    except ValidationError as exc:
+        raise pydantic_message("sweep config: strategies", exc) from None
+    return _check_ranges(opts)
+
+
+# the values plan's flags refuse (cli.py: --tp-options and the other size lists through parse_ints, the rest through
+# their own checks), refused here with the option's name
+_PLAN_OPTIONS = TypeAdapter(PlanOptions)
+SIZE_LISTS = ("tp_options", "pp_options", "chunk_sizes", "batch_caps")
+
+
+def _check_ranges(opts: PlanOptions) -> PlanOptions:
+    def bad(name: str, rule: str) -> PhasewiseError:
+        return PhasewiseError(f"sweep config: strategies.{name} {rule} (got {getattr(opts, name)!r})")
+
+    for name in SIZE_LISTS:
+        if not getattr(opts, name) or min(getattr(opts, name)) < 1:
+            raise bad(name, "must list integers >= 1")
+    if not opts.ratios or min(min(pair) for pair in opts.ratios) < 1:
+        raise bad("ratios", "must list [prefill, decode] instance counts >= 1")
+    if not 1 <= opts.spec_tokens <= 16:
+        raise bad("spec_tokens", "must be 1-16")
+    if not 0 <= opts.spec_acceptance < 1:
+        raise bad("spec_acceptance", "must be in [0, 1)")
+    if opts.memory_fraction is not None and not 0 < opts.memory_fraction <= 1:
+        raise bad("memory_fraction", "must be in (0, 1]")
+    if opts.routing_skew is not None and not math.isfinite(opts.routing_skew):
+        raise bad("routing_skew", "must be a finite number")
+    for name in ("host_kv_cache_bytes", "kv_store_bytes"):
+        if not 0 <= getattr(opts, name) < math.inf:
+            raise bad(name, "must be a finite size >= 0")
+    if any(gpus < 1 for _, gpus in opts.chip_gpus):
+        raise bad("chip_gpus", "must give each chip >= 1 GPU")
+    return opts
 
 
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
