@@ -46,3 +46,15 @@ def test_fit_engine_names_the_bad_row(run_cli, tmp_path):
     bad.write_text("points:\n  - {run: a, model: meta-llama/Llama-2-70b-hf, hardware: h100-sxm, ttft_ms: 50}\n")
     code, _, err = run_cli("fit-engine", str(bad))
     assert code == 2 and "points[0]" in err and "prompt and ttft_ms go together" in err
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_a_measured_time_must_be_finite(run_cli, tmp_path, value):
+    """An infinite or NaN measured TTFT is one line naming it (benchmarks/fuzz_files.py found ttft_ms: .inf failing
+    with a 'math domain error' in the fit)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("points:\n"
+                   "  - {run: a, model: meta-llama/Llama-2-70b-hf, hardware: h100-sxm, prompt: 512, ttft_ms: 50}\n"
+                   f"  - {{run: b, model: meta-llama/Llama-2-70b-hf, hardware: h100-sxm, prompt: 512, ttft_ms: {value}}}\n")
+    code, _, err = run_cli("fit-engine", str(bad))
+    assert code == 2 and "points[1]" in err and "ttft_ms" in err and len(err.strip().splitlines()) == 1

@@ -60,9 +60,9 @@ class MeasuredRun(BaseModel):
     batch: int = Field(default=1, ge=1)
     precision: str = "fp16"
     prompt: int | None = Field(default=None, ge=1)  # prompt tokens per sequence of the measured prefill
-    ttft_ms: float | None = Field(default=None, gt=0)
+    ttft_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # a measured time: finite
     tbt_context: int | None = Field(default=None, ge=0)  # cached tokens per sequence at the measured decode step
-    tbt_ms: float | None = Field(default=None, gt=0)
+    tbt_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _pairs(self) -> MeasuredRun:
