@@ -279,3 +279,21 @@ def test_mutated_catalog_configs_cost_or_fail_in_one_line(capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["fuzz_configs.py", "--cases", "15", "--seed", "11"])
     assert module.main() == 0, capsys.readouterr().out
     assert " 0 failing" in capsys.readouterr().out
+
+
+def test_mutated_user_files_run_or_fail_in_one_line(capsys, monkeypatch):
+    """benchmarks/fuzz_files.py at a small size: each valid seed (a deployment a feature; a sweep, topology,
+    device-cloud setup, mapping, engine and points file) runs through the command that reads it, and each with one or
+    two fields set to an odd value or removed runs or fails with one line (exit 2); its long runs found a KPA
+    scale-down delay below the clock's resolution (IndexError), a 10^12 s start-up that never ended, a sweep's
+    strategies unchecked (TypeErrors) and an infinite measured TTFT (ValueError), each fixed."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_files.py"
+    spec = importlib.util.spec_from_file_location("fuzz_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr("sys.argv", ["fuzz_files.py", "--cases", "3", "--seed", "5", "--seconds", "30"])
+    assert module.main() == 0, capsys.readouterr().out
+    assert " 0 failing" in capsys.readouterr().out
