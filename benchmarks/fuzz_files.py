@@ -13,6 +13,7 @@ the schema, through the commands. Prints each case that does not, with the field
 
     python benchmarks/fuzz_files.py                          # 40 cases a seed, seed 0
     python benchmarks/fuzz_files.py --cases 200 --seed 3 --only kpa,sla,topology
+    python benchmarks/fuzz_files.py --twin       # each deployment also through the twin (serve's LiveSim)
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ SEEDS: dict[str, dict[str, Any]] = {
 TRAFFIC = {"prefix": ["--trace", "mooncake"],
            "encoders": ["--trace", "azure-conv", "--images-per-request", "1", "--image-size", "1280x720"]}
 RUN = ["--trace-limit", "40", "--rate", "4", "--slo-ttft-ms", "2000", "--slo-tpot-ms", "100"]
+# the deployments the twin serves (it refuses autoscaling, attention offload and online training, each in one line)
+TWIN_SEEDS = ("knobs", "disagg", "moe", "speculative", "pools", "prefix", "encoders", "cim-chip")
 # the other kinds of file: (seed, the command that reads it; {path} and {out} filled in)
 OTHER_FILES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "sweep": ({"models": ["meta-llama/Llama-3.1-8B"], "hardware": ["h100-sxm"], "gpus": 2,
@@ -199,6 +202,39 @@ def run_case(argv: list[str], seconds: float, must_run: bool = False) -> str | N
     return None
 
 
+def twin_case(path: Path, seconds: float, must_run: bool = False) -> str | None:
+    """The twin's side of a deployment file (`serve --deployment`): LiveSim built from it, 20 requests submitted a
+    quarter-second apart on its simulated clock and run out; what is wrong (None: it served them, or refused the
+    file in one PhasewiseError line; with `must_run`, only if it served them)."""
+    from phasewise.apps.twin_live import LiveSim
+    from phasewise.errors import PhasewiseError
+    from phasewise.sim import Slo
+    from phasewise.sim.deployment import load_deployment
+
+    clock = [0.0]
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        live = LiveSim(load_deployment(str(path)), slo=Slo(2000.0, 100.0))  # as serve's --slo-* flags give them
+        live.now = lambda: clock[0]
+        streams = []
+        for k in range(20):
+            clock[0] = 0.25 * k
+            streams.append(live.submit(300 + 40 * k, 16))
+        live.loop.run_until(3600.0)
+        if must_run and not all(s.done for s in streams):
+            return f"{sum(not s.done for s in streams)} of 20 requests unfinished after an hour"
+    except PhasewiseError as exc:
+        if must_run or "\n" in str(exc):
+            return f"PhasewiseError: {exc}"[:300]
+    except TooSlow:
+        return f"no answer in {seconds:g} s"
+    except Exception as exc:  # noqa: BLE001 - what the fuzzer is for
+        return f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return None
+
+
 def main() -> int:
     seeds = {**SEEDS, **{name: doc for name, (doc, _) in OTHER_FILES.items()}}
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -206,6 +242,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="comma-separated seeds (default: all): " + ", ".join(seeds))
     ap.add_argument("--seconds", type=float, default=60.0, help="a case's time limit")
+    ap.add_argument("--twin", action="store_true", help="also build the twin (serve's LiveSim) from each deployment "
+                    "file and serve 20 requests through it")
     args = ap.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(seeds)
     unknown = [n for n in names if n not in seeds]
@@ -220,8 +258,12 @@ def main() -> int:
         for name in names:
             path = Path(scratch) / f"{name}.yaml"
             path.write_text(yaml.safe_dump(seeds[name], sort_keys=False))
+            twin = args.twin and name in TWIN_SEEDS
             if (why := run_case(command(name, path), args.seconds, must_run=True)) is not None:  # seeds must run
                 print(f"{name} (unmutated): {why}")
+                failures += 1
+            if twin and (why := twin_case(path, args.seconds, must_run=True)) is not None:
+                print(f"{name} (unmutated, twin): {why}")
                 failures += 1
             for _ in range(args.cases):
                 doc, changes = mutate(seeds[name], rng)
@@ -232,6 +274,9 @@ def main() -> int:
                 if (why := run_case(command(name, path), args.seconds)) is not None:
                     failures += 1
                     print(f"{name} [{'; '.join(changes)}]: {why}")
+                if twin and (why := twin_case(path, args.seconds)) is not None:
+                    failures += 1
+                    print(f"{name} [{'; '.join(changes)}] (twin): {why}")
     wall = time.perf_counter() - t0
     print(f"{runs} mutated files of {len(names)} seeds (+{len(names)} unmutated), {failures} failing, "
           f"{wall:.0f} s ({math.ceil(wall / (runs + len(names)) * 1000)} ms a run)")
