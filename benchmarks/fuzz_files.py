@@ -2,7 +2,8 @@
 knobs, disaggregation, MoE layouts, the HPA's behavior, Knative's KPA, KEDA, Dynamo's SLA planner, speculative
 decoding, priority pools, attention offload, online training, host and shared KV tiers with a cache-aware router,
 vision encoders, a compute-in-memory chip's operator mapping; a sweep grid, an edge topology with its split, a
-device-cloud setup, an operator mapping, an engine profile, fit-engine's measured points), each with one or two of
+device-cloud setup, an operator mapping, an engine profile, fit-engine's measured points; a chip, one from parts,
+and two models' config.json through a simulation), each with one or two of
 its fields (nested ones included) set to an odd value (none, zero, negative, a fraction, text, a boolean, a list, an
 object, 10^12, NaN, infinity) or removed, written as the user's file and run through the command that reads it
 (`simulate --deployment`, `sweep`, `edge --topology`, `device-cloud --setup`, `estimate --mapping`, `simulate
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import copy
 import io
+import json
 import math
 import random
 import signal
@@ -120,7 +122,21 @@ OTHER_FILES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "engine": ({"engines": {"mine": packaged("engines.yaml")["engines"]["vllm"]}},
                ["simulate", "--engine", "{path}", "--requests", "20", "--rate", "5", "--max-num-seqs", "32"]),
     "points": ({"points": POINTS[:6]}, ["fit-engine", "{path}", "--engine", "vllm"]),
+    # a chip and a model as the user's own files, through a whole simulation (benchmarks/fuzz_configs.py costs
+    # one iteration of every catalog entry; this runs the engine defaults, the start-up and the scheduler on them)
+    "hardware": ({"hardware": {"mine": packaged("hardware_specs.yaml")["hardware"]["h100-sxm"]}},
+                 ["simulate", "--hardware", "{path}", "--engine", "sglang", "--requests", "30", "--rate", "5"]),
+    "chip-parts": ({"hardware": {"mine": packaged("hardware_specs.yaml")["hardware"]["spad-prefill-chip"]}},
+                   ["simulate", "--hardware", "{path}", "--model", "meta-llama/Llama-3.1-8B", "--requests", "30",
+                    "--rate", "5"]),
+    "model-config": (packaged("models.yaml")["models"]["Qwen/Qwen3-30B-A3B"]["config"],
+                     ["simulate", "--model", "{path}", "--hardware", "h100-sxm", "--tp", "2", "--requests", "30",
+                      "--rate", "5"]),
+    "mla-config": (packaged("models.yaml")["models"]["deepseek-ai/DeepSeek-V3"]["config"],
+                   ["simulate", "--model", "{path}", "--hardware", "h200-sxm", "--tp", "8", "--ep", "8",
+                    "--requests", "30", "--rate", "5"]),
 }
+JSON_FILES = ("model-config", "mla-config")  # written as a config.json
 ODD = [None, 0, -1, 0.5, "abc", True, [1, 2], {"a": 1}, 10 ** 12, float("nan"), float("inf"), "", -0.0, 1e-300]
 
 
@@ -256,8 +272,9 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
-            path = Path(scratch) / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(seeds[name], sort_keys=False))
+            path = Path(scratch) / (f"{name}.json" if name in JSON_FILES else f"{name}.yaml")
+            write = json.dumps if name in JSON_FILES else (lambda doc: yaml.dump(doc, sort_keys=False))
+            path.write_text(write(seeds[name]))
             twin = args.twin and name in TWIN_SEEDS
             if (why := run_case(command(name, path), args.seconds, must_run=True)) is not None:  # seeds must run
                 print(f"{name} (unmutated): {why}")
@@ -269,7 +286,7 @@ def main() -> int:
                 doc, changes = mutate(seeds[name], rng)
                 if not changes:
                     continue
-                path.write_text(yaml.dump(doc, sort_keys=False))
+                path.write_text(write(doc))
                 runs += 1
                 if (why := run_case(command(name, path), args.seconds)) is not None:
                     failures += 1
