@@ -189,24 +189,37 @@ def command(name: str, path: Path) -> list[str]:
     return [arg.format(path=path, out=path.with_suffix("")) for arg in OTHER_FILES[name][1]]
 
 
+def guarded(work, seconds: float, expected: tuple[type[BaseException], ...]) -> tuple[BaseException | None, str | None]:
+    """Run `work()` for at most `seconds`: (the exception of an `expected` type it ended with, if any; what went
+    wrong, if anything: a time-out or any other exception)."""
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        work()
+    except expected as exc:
+        return exc, None
+    except TooSlow:
+        return None, f"no answer in {seconds:g} s"
+    except Exception as exc:  # noqa: BLE001 - what the fuzzer is for
+        return None, f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return None, None
+
+
 def run_case(argv: list[str], seconds: float, must_run: bool = False) -> str | None:
     """What is wrong with `phasewise argv` (None: it ran, or failed in one line with exit 2; with `must_run`,
     only if it ran)."""
     out, err = io.StringIO(), io.StringIO()
     sys.argv = ["phasewise", *argv]
-    code: int | None = 0
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+
+    def work() -> None:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except TooSlow:
-        return f"no answer in {seconds:g} s"
-    except Exception as exc:  # noqa: BLE001 - what the fuzzer is for
-        return f"{type(exc).__name__}: {exc}"[:300]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    ended, problem = guarded(work, seconds, (SystemExit,))
+    if problem is not None:
+        return problem
+    code = 0 if ended is None else ended.code if isinstance(ended.code, int) else 1
     text = err.getvalue().strip()
     if code == 0:
         return None
@@ -227,27 +240,23 @@ def twin_case(path: Path, seconds: float, must_run: bool = False) -> str | None:
     from phasewise.sim import Slo
     from phasewise.sim.deployment import load_deployment
 
-    clock = [0.0]
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+    clock, streams = [0.0], []
+
+    def work() -> None:
         live = LiveSim(load_deployment(str(path)), slo=Slo(2000.0, 100.0))  # as serve's --slo-* flags give them
         live.now = lambda: clock[0]
-        streams = []
         for k in range(20):
             clock[0] = 0.25 * k
             streams.append(live.submit(300 + 40 * k, 16))
         live.loop.run_until(3600.0)
-        if must_run and not all(s.done for s in streams):
-            return f"{sum(not s.done for s in streams)} of 20 requests unfinished after an hour"
-    except PhasewiseError as exc:
-        if must_run or "\n" in str(exc):
-            return f"PhasewiseError: {exc}"[:300]
-    except TooSlow:
-        return f"no answer in {seconds:g} s"
-    except Exception as exc:  # noqa: BLE001 - what the fuzzer is for
-        return f"{type(exc).__name__}: {exc}"[:300]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    refused, problem = guarded(work, seconds, (PhasewiseError,))
+    if problem is not None:
+        return problem
+    if refused is not None and (must_run or "\n" in str(refused)):
+        return f"PhasewiseError: {refused}"[:300]
+    if must_run and not all(s.done for s in streams):
+        return f"{sum(not s.done for s in streams)} of 20 requests unfinished after an hour"
     return None
 
 
