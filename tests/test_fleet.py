@@ -124,7 +124,7 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
     fleets = json.loads(out)["fleets"]
     runs = fleets["runs"]
     assert fleets["requests"] == 2000 and fleets["rate_rps"] == pytest.approx(12.0)
-    assert [r["fleet"] for r in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "kpa", "keda", "dynamo"]
+    assert [r["fleet"] for r in runs] == ["fixed"] + ["hpa"] * 5 + ["kpa", "kpa", "keda", "dynamo"]
     blocks = {r["fleet"]: r["deployment"]["instances"][0]["autoscale"] for r in runs if r["fleet"] != "fixed"}
     assert blocks["kpa"]["autoscaler"] == "kpa" and blocks["kpa"]["metric"] == "concurrency"
     # the KPA at Knative's defaults, then with a 300 s scale-down delay (the HPA's default scale-down window)
@@ -139,11 +139,17 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
         assert 0 < r["mean_gpus"] <= r["peak_gpus"] <= 3 and r["gpu_hours"] > 0 and r["cost_usd"] > 0
     # each HPA target a share of one replica's concurrency at its goodput: a higher target holds fewer GPUs, and the
     # highest with a 60 s scale-down window (Kubernetes' default: 300 s) fewer still
-    hpa = [(r["deployment"]["instances"][0]["autoscale"], r["mean_gpus"]) for r in runs if r["fleet"] == "hpa"]
+    hpa = [(r["deployment"]["instances"][0]["autoscale"], r["mean_gpus"]) for r in runs if r["fleet"] == "hpa"
+           and r["deployment"]["instances"][0]["autoscale"]["metric"] == "running"]
     targets, held = [block["target"] for block, _ in hpa], [gpus for _, gpus in hpa]
     windows = [block.get("scale_down_window_s", 300.0) for block, _ in hpa]
     assert targets == sorted(targets) and targets[-1] == targets[-2] and windows == [300.0, 300.0, 300.0, 60.0]
     assert held == sorted(held, reverse=True) and held[-1] < held[-2]
+    # the HPA on the KV cache's used share too, its target a replica's mean KV use in the verification run
+    kv = [r for r in runs
+          if r["fleet"] == "hpa" and r["deployment"]["instances"][0]["autoscale"]["metric"] == "kv_usage"]
+    assert len(kv) == 1 and 0 < kv[0]["deployment"]["instances"][0]["autoscale"]["target"] <= 1
+    assert kv[0]["detail"].endswith("a replica (its mean KV use at the goodput)")
     # the fixed fleet is the smallest that meets the SLOs: one unit fewer does not (re-simulated here)
     fixed = runs[0]
     units = fixed["deployment"]["instances"][0]["replicas"]
@@ -182,9 +188,15 @@ def test_engine_autoscalers_scale_a_disaggregated_strategys_prefill_and_decode_g
     ttft_s, e2e_s = summary["ttft_ms"]["mean"] / 1e3, summary["e2e_ms"]["mean"] / 1e3
     prefill, decode = rate * ttft_s, rate * (e2e_s - ttft_s)
     runs = {(r.fleet, r.detail): r for r in fleets.runs}
-    assert [f for f, _ in runs] == ["fixed", "hpa", "hpa", "hpa", "hpa", "kpa", "kpa", "keda"]
+    assert [f for f, _ in runs] == ["fixed"] + ["hpa"] * 5 + ["kpa", "kpa", "keda"]
+    kv_use = disagg.verified.summary["kv_mean_use"]["decode"]
     for (fleet, detail), r in runs.items():
         if fleet == "fixed":
+            continue
+        if "kv_usage" in detail:  # the HPA on a decode replica's KV use; prefill on its rate, as the others
+            blocks = [g["autoscale"] for g in r.deployment["instances"]]
+            assert [b["metric"] for b in blocks] == ["rps", "kv_usage"]
+            assert blocks[0]["target"] == max(0.1, round(rate, 1)) and blocks[1]["target"] == round(kv_use, 3)
             continue
         assert not r.note and 0 < r.mean_gpus <= r.peak_gpus <= 2 and r.gpu_hours > 0
         blocks = [g["autoscale"] for g in r.deployment["instances"]]

@@ -42,6 +42,8 @@ HPA_SCALE_DOWN_WINDOW_S = Autoscale.model_fields["scale_down_window_s"].default
 HPA_SHORT_SCALE_DOWN_WINDOW_S = 60.0
 HPA_VARIANTS = tuple((share, {}) for share in HPA_TARGET_SHARES) + \
     ((HPA_TARGET_SHARES[-1], {"scale_down_window_s": HPA_SHORT_SCALE_DOWN_WINDOW_S}),)
+# and the HPA once more on kv_usage (the KV cache's used share), its target a replica's mean KV use at the goodput
+# (_kv_aims)
 # the KPA's variants: Knative's defaults, and a 300 s scale-down delay (config-autoscaler's scale-down-delay; 300 s,
 # the HPA's default scale-down window, so that it holds what a surge added as long as the HPA does): on
 # bench_autoscale.py's repeated bursts, 3 minutes apart, it met 86.6 % of the requests on 6.30 replicas on average
@@ -224,20 +226,25 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     if r.verified is None:
         return [("", "not verified: no concurrency at its goodput to aim at")]
     aims = _aims(r, roles, fleet)  # per group, its metric and that metric's value a replica at the goodput
-    variants = {"kpa": KPA_VARIANTS, "keda": ((KEDA_TARGET_SHARE, {}),)}.get(fleet, HPA_VARIANTS)
+    variants = [(share, knobs, aims) for share, knobs in
+                {"kpa": KPA_VARIANTS, "keda": ((KEDA_TARGET_SHARE, {}),)}.get(fleet, HPA_VARIANTS)]
+    if fleet == "hpa" and (kv_aims := _kv_aims(r, roles, aims)) is not None:
+        variants.append((1.0, {}, kv_aims))
     out = []
-    for share, knobs in variants:
+    for share, knobs, group_aims in variants:
         words, blocks = [], []
-        for role, (metric, load), unit in zip(roles, aims, s.unit["instances"]):
-            # a rate keeps a tenth of a request a second; requests running or in flight, whole ones
-            target = max(0.1, round(load * share, 1)) if metric == "rps" else max(1, round(load * share))
+        for role, (metric, load), unit in zip(roles, group_aims, s.unit["instances"]):
+            # a rate keeps a tenth of a request a second; requests running or in flight, whole ones; a KV share, 0.1 %
+            target = (max(0.1, round(load * share, 1)) if metric == "rps" else min(1.0, max(0.001, round(load, 3)))
+                      if metric == "kv_usage" else max(1, round(load * share)))
             # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
             floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
             blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
                            **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor, **knobs})
             whose = "" if role == "collocated" else f"{role} "
             of = f"{load:.1f}" if metric == "rps" else f"{load:.0f}"
-            share_words = " x 70 % utilization" if fleet == "kpa" else f" ({share:.0%} of {of})"
+            share_words = (" x 70 % utilization" if fleet == "kpa" else " (its mean KV use at the goodput)"
+                           if metric == "kv_usage" else f" ({share:.0%} of {of})")
             words.append(f"{whose}{metric} {target:g} a replica{share_words}")
         detail = "; ".join(words)
         for knob, what in (("scale_down_window_s", "scale-down window"), ("scale_down_delay_s", "scale-down delay")):
@@ -247,6 +254,25 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
             detail += ", " + ", ".join(("" if role == "collocated" else f"{role} ") + f"{b['min_replicas']}-"
                                        f"{g['replicas']}" for role, b, g in zip(roles, blocks, groups))
         out.append((detail, dict(fields, instances=[dict(g, autoscale=b) for g, b in zip(groups, blocks)])))
+    return out
+
+
+def _kv_aims(r: GoodputResult, roles: list[str], aims: list[tuple[str, float]]) -> list[tuple[str, float]] | None:
+    """The HPA on the KV cache's used share (kv_usage, vllm:kv_cache_usage_perc; KServe's LLM autoscaling docs,
+    kserve.github.io .../generative-inference/autoscaling, scale vLLM on it or on waiting requests): a collocated or
+    decode replica's target its mean KV use in the verification run (the time-averaged share, planner.py); a prefill
+    group keeps its request rate, its KV held only until the hand-off. None when the run reports no KV use for a
+    group that needs it."""
+    uses = r.verified.summary.get("kv_mean_use") or {}
+    out = []
+    for role, aim in zip(roles, aims):
+        use = uses.get(role, math.nan)
+        if role == "prefill":
+            out.append(aim)
+        elif not (math.isfinite(use) and use > 0):
+            return None
+        else:
+            out.append(("kv_usage", use))
     return out
 
 

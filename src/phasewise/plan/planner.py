@@ -287,6 +287,12 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
             m = res.measured_mask
             kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms", "slo", "throughput", "energy_j",
                                       "duration_s", "requests", "completed", "prefix_cache") if k in s}
+            # each role's mean KV use (the share of its instances' KV caches held, time-averaged): the HPA on
+            # kv_usage aims at it (plan/fleet.py)
+            by_role: dict[str, list[float]] = {}
+            for instance in s.get("instances", []):
+                by_role.setdefault(instance["role"], []).append(float(instance["kv_mean_use"]))
+            kept["kv_mean_use"] = {role: float(np.mean(uses)) for role, uses in by_role.items()}
             return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3, units,
                                     strategy.units, fields)
         return att, None
