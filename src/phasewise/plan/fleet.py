@@ -42,8 +42,7 @@ HPA_SCALE_DOWN_WINDOW_S = Autoscale.model_fields["scale_down_window_s"].default
 HPA_SHORT_SCALE_DOWN_WINDOW_S = 60.0
 HPA_VARIANTS = tuple((share, {}) for share in HPA_TARGET_SHARES) + \
     ((HPA_TARGET_SHARES[-1], {"scale_down_window_s": HPA_SHORT_SCALE_DOWN_WINDOW_S}),)
-# and the HPA once more on kv_usage (the KV cache's used share), its target a replica's mean KV use at the goodput
-# (_kv_aims)
+# (and once more on kv_usage, the KV cache's used share, its target a replica's mean KV use at the goodput: _kv_aims)
 # the KPA's variants: Knative's defaults, and a 300 s scale-down delay (config-autoscaler's scale-down-delay; 300 s,
 # the HPA's default scale-down window, so that it holds what a surge added as long as the HPA does): on
 # bench_autoscale.py's repeated bursts, 3 minutes apart, it met 86.6 % of the requests on 6.30 replicas on average
@@ -234,9 +233,7 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
     for share, knobs, group_aims in variants:
         words, blocks = [], []
         for role, (metric, load), unit in zip(roles, group_aims, s.unit["instances"]):
-            # a rate keeps a tenth of a request a second; requests running or in flight, whole ones; a KV share, 0.1 %
-            target = (max(0.1, round(load * share, 1)) if metric == "rps" else min(1.0, max(0.001, round(load, 3)))
-                      if metric == "kv_usage" else max(1, round(load * share)))
+            target = _target(metric, load * share)
             # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
             floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
             blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
@@ -255,6 +252,16 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
                                        f"{g['replicas']}" for role, b, g in zip(roles, blocks, groups))
         out.append((detail, dict(fields, instances=[dict(g, autoscale=b) for g, b in zip(groups, blocks)])))
     return out
+
+
+def _target(metric: str, load: float) -> float:
+    """An autoscale block's target for `load` of `metric` a replica: a rate to a tenth of a request a second, a KV
+    share to 0.1 % (at most all of it), requests running or in flight whole ones."""
+    if metric == "rps":
+        return max(0.1, round(load, 1))
+    if metric == "kv_usage":
+        return min(1.0, max(0.001, round(load, 3)))
+    return max(1, round(load))
 
 
 def _kv_aims(r: GoodputResult, roles: list[str], aims: list[tuple[str, float]]) -> list[tuple[str, float]] | None:
