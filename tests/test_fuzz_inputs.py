@@ -297,3 +297,20 @@ def test_mutated_user_files_run_or_fail_in_one_line(capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["fuzz_files.py", "--cases", "3", "--seed", "5", "--seconds", "30"])
     assert module.main() == 0, capsys.readouterr().out
     assert " 0 failing" in capsys.readouterr().out
+
+
+def test_serve_flags_refuse_in_one_line_or_serve(capsys, monkeypatch):
+    """benchmarks/fuzz_serve.py at a small size: `serve` with one flag set to an odd value either refuses in one
+    line or builds a twin that answers a completion, a streamed chat and /metrics (nothing listens on a port). Its
+    full run (every flag x 13 values) found a --cold-start of 1e300 s crashing time.sleep (OverflowError) and waits
+    of years accepted, each refused now."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_serve.py"
+    spec = importlib.util.spec_from_file_location("fuzz_serve", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr("sys.argv", ["fuzz_serve.py", "--sample", "40", "--seed", "3", "--seconds", "30"])
+    assert module.main() == 0, capsys.readouterr().out
+    assert " 0 failing" in capsys.readouterr().out

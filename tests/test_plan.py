@@ -278,6 +278,40 @@ def test_sweep_writes_grid(run_cli, tmp_path):
     assert code == 2 and "strategies.tp is not an option" in err
 
 
+def test_sweep_out_is_checked_before_the_sweep_and_its_folder_made(run_cli, tmp_path, monkeypatch):
+    """`sweep --out` into a folder that does not exist makes it (as plan's --report does; it was a FileNotFoundError
+    traceback after the whole sweep), a folder or an unwritable place is one line before any evaluation, and
+    `--ray-address` without `--backend ray` is refused, not ignored."""
+    import phasewise.plan.sweep as sweep
+
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("models: [meta-llama/Llama-3.1-8B]\nhardware: [h100-sxm]\ngpus: 1\n"
+                   "workloads: [{name: short, isl: 512, osl: 64}]\nslo: {ttft_ms: 1000, tbt_ms: 50}\n"
+                   "strategies: {tp_options: [1], chunk_sizes: [512], disaggregated: false}\n")
+    out = tmp_path / "new" / "deeper" / "s.csv"
+    code, printed, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
+    assert code == 0 and out.exists() and len(out.read_text().splitlines()) == 1 + 3, err
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran before --out was checked"))
+    (tmp_path / "folder.csv").mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for where, words in ((tmp_path / "folder.csv", "Is a directory"), (tmp_path / "grid.txt", "must end in .csv"),
+                         (blocker / "s.csv", "cannot write")):
+        if words == "cannot write":  # a file where the folder goes: found when the rows are written
+            monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: [{"model": "m"}])
+        code, _, err = run_cli("sweep", str(cfg), "--out", str(where))
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(ray_address="ray://head:10001"), "--ray-address names a Ray cluster: it needs --backend ray"),
+    (dict(backend="ray", ray_address="ray://head:10001", workers=2), "with --ray-address the cluster's own CPUs"),
+])
+def test_backend_flags_that_would_go_unused_are_refused(kwargs, message):
+    with pytest.raises(PhasewiseError, match=message):
+        run_all(abs, [(-1,)], **kwargs)
+
+
 @pytest.mark.parametrize("strategies, message", [
     ("{tp_options: abc}", "strategies: tp_options: Input should be a valid tuple"),
     ("{tp_options: 0}", "strategies: tp_options: Input should be a valid tuple"),

@@ -98,7 +98,10 @@ def test_serve_refuses_bad_cold_starts(run_cli):
     for flags, words in ((["--cold-start", "soon"], "--cold-start must be off, auto or a number of seconds"),
                          (["--cold-start", "-1"], "--cold-start must be off, auto or a number of seconds"),
                          (["--weights-read-gbps", "2"], "--weights-read-gbps shapes the predicted start-up"),
-                         (["--cold-start", "5", "--compile-cache", "warm"], "--compile-cache shapes the predicted")):
+                         (["--cold-start", "5", "--compile-cache", "warm"], "--compile-cache shapes the predicted"),
+                         # time.sleep's OverflowError, found by benchmarks/fuzz_serve.py; and a wait of years
+                         (["--cold-start", "1e300"], "at most 86,400 s (a day)"),
+                         (["--cold-start", "100", "--speed", "1e-6"], "a wait of 1e+08 s before listening")):
         code, _, err = run_cli("serve", "--port", "1", *flags)
         assert code == 2 and words in err
 

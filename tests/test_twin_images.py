@@ -104,7 +104,10 @@ def test_an_image_by_url_without_a_size_is_refused():
 
 def test_serve_image_size_is_checked_in_one_line(run_cli):
     for args, message in ((("--image-size", "10by10"), "--image-size must be WIDTHxHEIGHT"),
-                          (("--model", "meta-llama/Llama-3.1-8B", "--image-size", "64x64"), "has no vision encoder")):
+                          (("--model", "meta-llama/Llama-3.1-8B", "--image-size", "64x64"),
+                           "--image-size: model 'meta-llama/Llama-3.1-8B' has no vision encoder"),  # serve's flag
+                          (("--served-model-name", ""), "--served-model-name is empty"),  # not --model's name
+                          (("--host", " "), "--host is empty")):
         code, out, err = run_cli("serve", "--model", VL, *args) if args[0] != "--model" else run_cli("serve", *args)
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
 

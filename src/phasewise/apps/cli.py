@@ -562,8 +562,9 @@ def sweep_cmd(
     """Goodput of every strategy over a grid of models x hardware x workloads, to CSV/Parquet."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from phasewise.plan.sweep import load_sweep, run_sweep, write_rows
+    from phasewise.plan.sweep import check_out, load_sweep, run_sweep, write_rows
 
+    check_out(out)
     cfg = load_sweep(config)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:

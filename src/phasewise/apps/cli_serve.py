@@ -93,6 +93,7 @@ from phasewise.apps.cli_common import (
 )
 from phasewise.errors import PhasewiseError, refuse_empty
 
+MAX_COLD_START_WAIT_S = 86_400  # --cold-start / --speed: a twin that waits longer than a day is a typo, not a test
 
 @app.command("serve")
 def serve_cmd(
@@ -194,6 +195,7 @@ def serve_cmd(
     from phasewise.sim.api import deployment_from_flags
 
     DrainingServer = draining_server()
+    refuse_empty(dict(served_model_name=served_model_name, tokenizer=tokenizer, host=host))
     if not 0 < port < 65536:
         raise PhasewiseError(f"--port must be in 1..65535 (got {port})")
     dep = deployment_from_flags(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
@@ -217,13 +219,16 @@ def serve_cmd(
     live = LiveSim(dep, speed, Slo(slo_ttft_ms, slo_tpot_ms))
     live.dynamo_namespace = dynamo_namespace
     startup_s, startup_words = cold_start_s(live, cold_start, weights_read_gbps, compile_cache)
+    if startup_s / speed > MAX_COLD_START_WAIT_S:
+        raise PhasewiseError(f"--cold-start: {startup_s:g} simulated s at --speed {speed:g} is a wait of "
+                             f"{startup_s / speed:.3g} s before listening; at most {MAX_COLD_START_WAIT_S:,} s (a day)")
     url_image_px = None
     if image_size is not None:
         from phasewise.workload import image_inputs
 
         refuse_empty(dict(image_size=image_size))
         url_image_px = image_inputs(1, image_size, None).one_size("serve")
-        live.model.image_geometry(*url_image_px)  # a text model, or a size its processor refuses
+        live.model.image_geometry(*url_image_px, flag="--image-size")  # a text model, or a size it refuses
     name = served_model_name or (dep.model if deployment else model)
     app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
                      max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px)

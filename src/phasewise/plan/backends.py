@@ -20,8 +20,13 @@ def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "loca
         raise PhasewiseError(f"--backend '{backend}' is not one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:
         raise PhasewiseError(f"--workers must be >= 1 (got {workers})")
+    if backend == "local" and ray_address is not None:
+        raise PhasewiseError("--ray-address names a Ray cluster: it needs --backend ray")
+    if backend == "ray" and ray_address is not None and workers is not None:
+        raise PhasewiseError("--workers sizes the local pool or a Ray started here; with --ray-address the cluster's "
+                             "own CPUs set it")
     if backend == "ray":
-        return _run_ray(fn, tasks, ray_address, progress)
+        return _run_ray(fn, tasks, ray_address, workers, progress)
     # at most one process a task (a larger --workers starts no idle processes)
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     if workers <= 1 or len(tasks) <= 1:
@@ -41,7 +46,7 @@ def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "loca
     return results
 
 
-def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None,
+def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None, workers: int | None,
              progress: Callable[[int], None] | None) -> list[Any]:
     try:
         import ray
@@ -53,7 +58,7 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count())
+                ray.init(include_dashboard=False, log_to_driver=False, num_cpus=workers or os.cpu_count())
         except Exception as exc:  # connection failures come as several exception types
             raise PhasewiseError(f"--backend ray: cannot start or reach Ray ({type(exc).__name__}: {exc})") from None
     remote = ray.remote(fn)

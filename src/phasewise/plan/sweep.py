@@ -21,6 +21,7 @@ carry images only.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -177,22 +178,34 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     return rows
 
 
-def write_rows(rows: list[dict[str, Any]], path: str) -> Path:
+def check_out(path: str) -> Path:
+    """`--out` as a path the rows can go to, checked before the sweep runs (not after its minutes of work)."""
     out = Path(path)
+    if out.suffix not in (".csv", ".parquet"):
+        raise PhasewiseError(f"--out '{path}' must end in .csv or .parquet")
+    if out.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise PhasewiseError("--out *.parquet needs pyarrow: pip install pyarrow (or write .csv)")
+    if out.is_dir():
+        raise PhasewiseError(f"--out '{path}': cannot write (Is a directory)")
+    return out
+
+
+def write_rows(rows: list[dict[str, Any]], path: str) -> Path:
+    out = check_out(path)
     if not rows:
         raise PhasewiseError("the sweep produced no rows")
-    if out.suffix == ".parquet":
-        try:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
-        except ImportError:
-            raise PhasewiseError("--out *.parquet needs pyarrow: pip install pyarrow (or write .csv)") from None
-        pq.write_table(pa.Table.from_pylist(rows), out)
-        return out
-    if out.suffix != ".csv":
-        raise PhasewiseError(f"--out '{path}' must end in .csv or .parquet")
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+
+            pq.write_table(pa.Table.from_pylist(rows), out)
+            return out
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise PhasewiseError(f"--out '{path}': cannot write ({exc.strerror})") from None
     return out

@@ -170,12 +170,12 @@ class ModelSpec(BaseModel):
         """The vision encoder's parameters (0 for a text-only model)."""
         return self.vision.params if self.vision is not None else 0
 
-    def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
+    def image_geometry(self, width_px: int, height_px: int, flag: str = "--images-per-request") -> ImageGeometry:
         """One image's encoder patches and prompt tokens as this model's processor makes them (specs/vision.py); a
-        model without a vision encoder is a one-line error."""
+        model without a vision encoder is a one-line error naming `flag`, the option that gave it images."""
         if self.vision is None:
-            raise PhasewiseError(f"--images-per-request: model '{self.name}' has no vision encoder (its config.json "
-                                 "has no vision_config this parser reads), so it takes no image inputs")
+            raise PhasewiseError(f"{flag}: model '{self.name}' has no vision encoder (its config.json has no "
+                                 "vision_config this parser reads), so it takes no image inputs")
         return self.vision.image_geometry(width_px, height_px)
 
     @property
