@@ -1,57 +1,48 @@
-"""Every flag of `estimate`, `simulate`, `plan`, `edge` and `device-cloud`, and every `reproduce NAME --set` key,
-with odd values (negative, NaN, infinite, huge, empty, a line break, text where a number goes, a list where one
-value goes), each in its own `phasewise` process: each run either works (exit 0, or 1 for a scenario check that
-fails) or ends in one line `error: ...` with exit status 2 (or click's usage message for a value typer cannot
-parse), never a traceback, a kill or a run past --timeout seconds. Prints each run that does not, then the count.
+"""Every flag of `estimate`, `simulate`, `plan`, `edge` and `device-cloud` (read from each command, so none is
+missed), and every `reproduce NAME --set` key, with odd values (negative, NaN, infinite, huge, empty, a line break,
+text where a number goes, a list where one value goes; a switch given bare): each run either works (exit 0, or 1 for
+a scenario check or a plan that fails) or ends in one line `error: ...` with exit status 2 (or click's usage message
+for a value typer cannot parse), never a traceback, a kill or a run past --timeout seconds. Runs are in-process
+(with an address-space limit, in a scratch folder for what they write) unless --processes; `reproduce` always runs
+each in its own process (its scenarios start process pools). Prints each run that does not pass, then the count.
 
-    python benchmarks/fuzz_flags.py                     # every command (~40 min on 2 cores)
+    python benchmarks/fuzz_flags.py                     # every command
     python benchmarks/fuzz_flags.py --commands simulate,estimate --timeout 60
     python benchmarks/fuzz_flags.py --commands simulate,estimate --model nemotron-3-nano   # another model's paths
+    python benchmarks/fuzz_flags.py --commands simulate --flags trace,dllm --processes
+    python benchmarks/fuzz_flags.py --commands simulate --base --engine,sglang        # SGLang's knobs with odd values
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 PHASEWISE = str(Path(sys.executable).with_name("phasewise"))
 VALUES = ["0", "-1", "1e400", "nan", "inf", "abc", "", "1.5", "99999999999", "\n", "1,2", "1e9", "[]"]
-FLAGS = {
-    "estimate": (["--batch", "--prompt-len", "--context-len", "--tp", "--pp", "--ep", "--moe-tp", "--attention-dp",
-                  "--moe-imbalance", "--routing-skew", "--memory-fraction", "--precision", "--kv-dtype", "--engine",
-                  "--weights-read-gbps", "--compile-cache"],
-                 []),
-    "simulate": (["--tp", "--pp", "--replicas", "--requests", "--rate", "--isl", "--osl", "--concurrency",
-                  "--max-num-seqs", "--max-num-batched-tokens", "--slo-ttft-ms", "--slo-tpot-ms", "--seed",
-                  "--isl-spread", "--cv", "--memory-fraction", "--ep", "--attention-dp", "--moe-imbalance",
-                  "--routing-skew", "--spec-tokens", "--spec-acceptance", "--warmup", "--num-prompts", "--chunk-size",
-                  "--prefill-workers", "--decode-workers", "--trace-limit", "--isl-dist", "--arrival", "--router",
-                  "--prefix-caching", "--kv-link", "--client", "--gen-length", "--block-length", "--batch-cap",
-                  "--swa-full-tokens-ratio", "--host-kv-cache-gb", "--kv-store-gb", "--autoscale-min",
-                  "--autoscale-metric", "--autoscale-target", "--autoscale-startup-s", "--hicache-write-policy"],
-                 ["--requests", "20", "--rate", "5"]),
-    "plan": (["--gpus", "--slo-ttft-ms", "--slo-tpot-ms", "--slo-tbt-ms", "--attainment", "--isl", "--osl",
-              "--isl-spread", "--objective", "--tp-options", "--pp-options", "--precisions", "--chunk-sizes",
-              "--batch-caps", "--spec-tokens", "--spec-acceptance", "--routing-skew", "--router", "--top", "--workers",
-              "--seed", "--rank", "--moe-layouts", "--policies", "--kv-link", "--arrivals", "--isl-dist",
-              "--host-kv-cache-gb", "--kv-store-gb", "--chip-gpus", "--autoscale", "--autoscale-rate"],
-             ["--gpus", "2", "--top", "1", "--workers", "1"]),
-    "edge": (["--devices", "--mbps", "--latency-ms", "--split", "--precision", "--engine", "--prompt-len",
-              "--output-len", "--subsequences", "--outline-points", "--outline-tokens", "--medusa-heads",
-              "--acceptance", "--topology"],
-             ["--output-len", "8"]),
-    "device-cloud": (["--devices", "--device-hardware", "--cloud-hardware", "--cloud-gpus", "--uplink-mbps",
-                      "--downlink-mbps", "--latency-ms", "--input-layers", "--output-layers", "--adapter-layers",
-                      "--precision", "--engine", "--prompt-len", "--output-len", "--chunk", "--draft-tokens",
-                      "--acceptance", "--setup"],
-                     ["--output-len", "8", "--devices", "2"]),
+# each command's flags are read from the command itself (a flag added later is fuzzed too); these are the arguments
+# every run of it starts from, so that one flag is all that is odd (simulate a short open-loop run, plan a small
+# serial search, edge and device-cloud a short answer)
+BASE = {
+    "estimate": [],
+    "simulate": ["--requests", "20", "--rate", "5"],
+    "plan": ["--gpus", "2", "--top", "1", "--workers", "1"],
+    "edge": ["--output-len", "8"],
+    "device-cloud": ["--output-len", "8", "--devices", "2"],
 }
+NOT_FUZZED = {"--help"}
+MEMORY_LIMIT_BYTES = 8 * 2**30  # in-process: a huge allocation is a MemoryError (reported), not the OOM killer
 SCENARIO_VALUES = ["-1", "nan", "abc", "1e9", "[]", "\n"]
 
 
@@ -77,14 +68,68 @@ def run(args: list[str], timeout_s: float) -> tuple[bool, str]:
     return bad(result), f"exit {result.returncode}: " + stderr[-300:].replace("\n", " | ")
 
 
+class TooSlow(Exception):
+    pass
+
+
+def _too_slow(*_) -> None:
+    raise TooSlow
+
+
+def run_here(args: list[str], timeout_s: float) -> tuple[bool, str]:
+    """`phasewise args` in this process, as run() judges a process: (bad, what it printed last)."""
+    from phasewise.apps import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = ["phasewise", *args]
+    code, tail = 0, ""
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except TooSlow:
+        return True, f"no answer in {timeout_s:g} s"
+    except BaseException as exc:  # noqa: BLE001 - a crash is what the fuzzer is for
+        tail = f"Traceback ... {type(exc).__name__}: {exc}"
+        code = 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    stderr = err.getvalue() + tail
+    result = subprocess.CompletedProcess(args, code, "", stderr)
+    return bad(result), f"exit {code}: " + stderr[-300:].replace("\n", " | ")
+
+
+def command_flags(command: str) -> list[tuple[str, bool]]:
+    """(flag, is a bare switch) for every option of `phasewise command`, from the command itself."""
+    import typer
+
+    from phasewise.apps import cli
+
+    params = typer.main.get_command(cli.app).commands[command].params
+    return [(p.opts[0], bool(p.is_flag)) for p in params
+            if p.param_type_name == "option" and p.opts[0] not in NOT_FUZZED]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commands", default="estimate,simulate,plan,reproduce,edge,device-cloud",
                     help="comma-separated: estimate, simulate, plan, reproduce, edge, device-cloud")
+    ap.add_argument("--flags", default="", help="comma-separated flag names without dashes (default: every flag)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take")
     ap.add_argument("--model", help="estimate / simulate / plan this model instead of each command's default")
+    ap.add_argument("--base", default="", help="comma-separated arguments every run also starts from (e.g. "
+                    "--engine,sglang: that engine's knobs then take the odd values, not a refusal)")
+    ap.add_argument("--processes", action="store_true", help="each run in its own process (slower, isolated)")
     args = ap.parse_args()
+    wanted = {"--" + f.strip().lstrip("-") for f in args.flags.split(",") if f.strip()}
+    signal.signal(signal.SIGALRM, _too_slow)
+    if not args.processes:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, resource.getrlimit(resource.RLIMIT_AS)[1]))
     start, runs, failures = time.perf_counter(), 0, 0
+    scratch = tempfile.mkdtemp(prefix="fuzz_flags_")
+    os.chdir(scratch)  # what runs write (--out, --report, --export with odd names) lands here
     for command in [c.strip() for c in args.commands.split(",") if c.strip()]:
         cases: list[list[str]] = []
         if command == "reproduce":
@@ -96,16 +141,21 @@ def main() -> int:
                 for key in (keys.group(1).split(", ") if keys else []):
                     cases += [["reproduce", name, "--set", f"{key}={value}", "--json"] for value in SCENARIO_VALUES]
         else:
-            flags, base = FLAGS[command]
-            model = ["--model", args.model] if args.model else []
-            cases = [[command, *base, *model, flag, value] for flag in flags for value in VALUES]
+            base = BASE[command] + (["--model", args.model] if args.model else []) + [a for a in args.base.split(",") if a]
+            for flag, switch in command_flags(command):
+                if wanted and flag not in wanted:
+                    continue
+                cases += [[command, *base, flag]] if switch else [[command, *base, flag, v] for v in VALUES]
         for case in cases:
-            failed, what = run(case, args.timeout)
+            here = not args.processes and command != "reproduce"
+            failed, what = run_here(case, args.timeout) if here else run(case, args.timeout)
             runs += 1
             if failed:
                 failures += 1
                 shown = " ".join(a if a and a.isprintable() else repr(a) for a in case)
                 print(f"FAIL {shown}: {what}", flush=True)
+    os.chdir(Path.home())
+    shutil.rmtree(scratch, ignore_errors=True)
     print(f"{runs} runs, {failures} failing, in {time.perf_counter() - start:.0f} s")
     return 1 if failures else 0
 

@@ -168,3 +168,45 @@ def test_a_deployment_or_arrival_flag_the_run_would_not_use_is_an_error(run_cli,
 def test_a_plan_flag_no_strategy_would_use_is_an_error(run_cli, flags, message):
     code, out, err = run_cli("plan", *flags, "--gpus", "2", "--slo-ttft-ms", "1000")
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clients", "5"], "--clients applies to --serve, not to the plain prefill/decode grid: it would be ignored"),
+    (["--link-mbps", "5"], "--link-mbps applies to --pipeline"),
+    (["--canvas", "64"], "--canvas applies to --dllm"),
+    (["--train-method", "lora"], "--train-method applies to --train-reuse"),
+    (["--pipeline", "2", "--quick"], "--quick applies to the plain grid or --serve"),
+    (["--pipeline", "2", "--serve"], "--pipeline times a two-process split on its own"),
+    (["--dllm", "--output", "8"], "--output applies to --serve or --pipeline, not to --dllm"),
+    (["--layers", "0"], "--layers must be >= 1 (got 0)"),  # was read as the CPU default, 6
+    (["--hidden", "0"], "--hidden must be >= 1 (got 0)"),
+    (["--threads", "0"], "--threads must be >= 1 (got 0)"),
+    (["--threads", "99999"], "this machine's CPUs (got 99999)"),  # torch.set_num_threads(99999): a segfault
+])
+def test_validate_flags_are_checked_before_anything_is_timed(run_cli, args, message):
+    """validate's mode flags given without their mode were ignored, 0 was read as the default, and a thread count
+    past the CPUs crashed torch: each is one line now, before PyTorch is imported (so no torch needed here)."""
+    code, _, err = run_cli("validate", "--hardware", "h100-sxm", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", ""], "--out is empty"), (["--name", " "], "--name is empty"),
+    (["--out", "/nonexistent-folder/hw.yaml"], "cannot write (no such folder)"),
+    (["--threads", "99999"], "this machine's CPUs"),
+])
+def test_calibrate_checks_where_it_writes_before_measuring(run_cli, args, message, tmp_path):
+    code, _, err = run_cli("calibrate", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_scaled_model_narrower_than_a_head_keeps_an_even_head_dim():
+    """validate --hidden below the head_dim makes it the head_dim: an odd one was a RuntimeError in RoPE."""
+    from phasewise.errors import PhasewiseError
+    from phasewise.measure.validate import scaled_config
+    from phasewise.specs import load_model
+
+    llama = load_model("meta-llama/Llama-3.1-8B")
+    assert scaled_config(llama, 2, 64)["head_dim"] == 64
+    with pytest.raises(PhasewiseError, match="rotary embeddings need even"):
+        scaled_config(llama, 2, 3)

@@ -291,6 +291,29 @@ def test_async_scheduling_hides_the_host_step_behind_the_device():
     assert tpot[True] < 0.97 * tpot[False], tpot
 
 
+@pytest.mark.parametrize("conservativeness, init, floor", [
+    (1.0, 0.7, 0.7 * 0.14), (0.5, 0.35, 0.35 * 0.14), (2.0, 1.0, 0.14), (float("inf"), 1.0, 0.14)])
+def test_sglang_new_token_ratio_and_its_floor_are_capped_as_the_scheduler_caps_them(conservativeness, init, floor):
+    """srt/managers/scheduler.py: init = min(0.7 x conservativeness, 1.0), floor = min(init x 0.14, 1.0): the floor
+    from the capped init (it was from the uncapped one: at conservativeness 1e9 a floor of 1e8 admitted nothing, and
+    at infinity the twin hung; benchmarks/fuzz_serve.py --base --engine,sglang found both)."""
+    config = resolve_engine("sglang", load_hardware("h100-sxm"), {"schedule_conservativeness": conservativeness})
+    assert config.new_token_ratio[:2] == pytest.approx((init, floor))
+
+
+def test_sglang_graphs_stop_at_the_request_pool_and_their_lists_are_bounded():
+    """SGLang captures no decode graph above its request pool (max_running_requests), and a --cuda-graph-max-bs or
+    --piecewise-cuda-graph-max-tokens whose capture list alone would exhaust memory (10^11: a MemoryError, found by
+    benchmarks/fuzz_serve.py) is a one-line error naming its range."""
+    hw = load_hardware("h100-sxm")
+    assert resolve_engine("sglang", hw, {"max_running_requests": 24}).profile.cuda_graph_sizes[-1] == 24
+    assert resolve_engine("sglang", hw, {"cuda_graph_max_bs": 64}).profile.cuda_graph_sizes[-1] == 64
+    for knob, flag, high in (("cuda_graph_max_bs", "--cuda-graph-max-bs", "65,536"),
+                             ("piecewise_cuda_graph_max_tokens", "--piecewise-cuda-graph-max-tokens", "1,048,576")):
+        with pytest.raises(PhasewiseError, match=f"{flag} must be an integer from 1 to {high} "):
+            resolve_engine("sglang", hw, {knob: 10**11})
+
+
 def test_sglang_attention_dp_gives_each_rank_its_share_of_the_chunk():
     """--enable-dp-attention: SGLang gives each DP rank's scheduler chunked_prefill_size // dp prompt tokens and
     scales schedule_conservativeness by 0.3 (srt/server_args.py); --max-prefill-tokens stays each rank's own."""

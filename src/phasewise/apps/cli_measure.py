@@ -22,10 +22,17 @@ def calibrate_cmd(
     name: Annotated[Optional[str], typer.Option(help="key of the hardware entry (default cpu-local / cuda-local)")] = None,
 ) -> None:
     """Measure this machine with PyTorch micro-benchmarks and write a hardware entry (plus its engine profile)."""
+    from pathlib import Path
+
     import yaml
 
+    from phasewise.errors import refuse_empty
     from phasewise.measure.calibrate import calibrate
 
+    refuse_empty(dict(out=out, name=name))
+    target = Path(out)
+    if target.is_dir() or not target.parent.is_dir():  # checked before the minutes of measuring, not after
+        raise PhasewiseError(f"--out '{out}': cannot write ({'Is a directory' if target.is_dir() else 'no such folder'})")
     with console.status("calibrating") as status:
         result = calibrate(device, quick, threads, name, progress=lambda m: status.update(f"calibrating: {m}"))
     measurements = result.pop("measurements")
@@ -58,24 +65,30 @@ def validate_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="smaller grid")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default 1)")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="also replay a closed loop through a real continuous-batching loop")] = False,
-    clients: Annotated[int, typer.Option(help="--serve: concurrent clients (closed loop)")] = 4,
-    requests: Annotated[int, typer.Option(help="--serve: requests")] = 16,
-    prompt: Annotated[int, typer.Option(help="--serve / --pipeline / --dllm: prompt tokens")] = 128,
-    output: Annotated[int, typer.Option(help="--serve: output tokens; --pipeline: decode steps timed")] = 32,
+    clients: Annotated[Optional[int], typer.Option(help="--serve: concurrent clients (closed loop; default 4)")] = None,
+    requests: Annotated[Optional[int], typer.Option(help="--serve: requests (default 16)")] = None,
+    prompt: Annotated[Optional[int], typer.Option(help="--serve / --pipeline / --dllm: prompt tokens (default 128)")] = None,
+    output: Annotated[Optional[int], typer.Option(help="--serve: output tokens; --pipeline: decode steps timed "
+                                                       "(default 32)")] = None,
     pipeline: Annotated[int, typer.Option(help="split the model over this many OS processes (2) joined by a "
                                                "throttled local socket; compare with the split simulator")] = 0,
-    link_mbps: Annotated[str, typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated")] = "20,200",
-    sub_sequences: Annotated[str, typer.Option(help="--pipeline: prefill sub-sequence counts S")] = "1,2,4,8",
-    repeats: Annotated[int, typer.Option(help="--pipeline: runs per point; --serve: runs of the real loop "
-                                              "(the median of each figure)")] = 3,
+    link_mbps: Annotated[Optional[str], typer.Option(help="--pipeline: link speeds in Mbit/s, comma-separated "
+                                                          "(default 20,200)")] = None,
+    sub_sequences: Annotated[Optional[str], typer.Option(help="--pipeline: prefill sub-sequence counts S "
+                                                              "(default 1,2,4,8)")] = None,
+    repeats: Annotated[Optional[int], typer.Option(help="--pipeline: runs per point; --serve: runs of the real loop "
+                                                        "(the median of each figure; default 3)")] = None,
     dllm: Annotated[bool, typer.Option("--dllm", help="time bidirectional (diffusion-LM) block forwards over a cached "
                                                       "prompt and full refreshes over prompt + canvas")] = False,
-    canvas: Annotated[int, typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x prompt + canvas)")] = 256,
-    blocks: Annotated[str, typer.Option(help="--dllm: block sizes (new positions), comma-separated")] = "32,64,128,256",
+    canvas: Annotated[Optional[int], typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x "
+                                                       "prompt + canvas; default 256)")] = None,
+    blocks: Annotated[Optional[str], typer.Option(help="--dllm: block sizes (new positions), comma-separated "
+                                                       "(default 32,64,128,256)")] = None,
     train_reuse: Annotated[bool, typer.Option("--train-reuse", help="time training steps with the forward recomputed "
                                               "vs its saved activations reused (Alchemist) against the training cost "
                                               "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
-    train_method: Annotated[str, typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v)")] = "full",
+    train_method: Annotated[Optional[str], typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v; "
+                                                             "default full)")] = None,
     vision: Annotated[bool, typer.Option("--vision", help="time a Qwen3-VL vision encoder (random weights, scaled: "
                                          "--layers blocks, --hidden width) on images of several sizes against the "
                                          "cost model's encoder forward")] = False,
@@ -86,6 +99,21 @@ def validate_cmd(
 
     from phasewise.measure.validate import summary, validate
 
+    modes = {"--serve": serve, "--pipeline": pipeline != 0, "--dllm": dllm, "--train-reuse": train_reuse,
+             "--vision": vision}
+    refuse_unused(modes, dict(clients=clients, requests=requests, prompt=prompt, output=output, repeats=repeats,
+                              link_mbps=link_mbps, sub_sequences=sub_sequences, canvas=canvas, blocks=blocks,
+                              train_method=train_method, quick=quick or None, threads=threads))
+    for flag, value in (("--layers", layers), ("--hidden", hidden), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
+    def given_or(value, default):
+        return default if value is None else value
+
+    clients, requests, repeats = given_or(clients, 4), given_or(requests, 16), given_or(repeats, 3)
+    prompt, output, canvas = given_or(prompt, 128), given_or(output, 32), given_or(canvas, 256)
+    link_mbps, sub_sequences = given_or(link_mbps, "20,200"), given_or(sub_sequences, "1,2,4,8")
+    blocks, train_method = given_or(blocks, "32,64,128,256"), given_or(train_method, "full")
     if vision:
         from phasewise.apps.vision_validate_view import run_vision_validate
 
@@ -158,6 +186,33 @@ def validate_cmd(
         st.add_row("duration s", f"{serving['real']['duration_s']:.2f}", f"{serving['simulated']['duration_s']:.2f}",
                    f"{serving['errors']['duration']:+.1%}")
         console.print(st)
+
+
+# validate's flags that shape one mode's run, and the modes each applies to ("" the plain prefill/decode grid)
+MODE_FLAGS = {
+    "clients": ("--serve",), "requests": ("--serve",), "prompt": ("--serve", "--pipeline", "--dllm"),
+    "output": ("--serve", "--pipeline"), "repeats": ("--serve", "--pipeline"), "link_mbps": ("--pipeline",),
+    "sub_sequences": ("--pipeline",), "canvas": ("--dllm",), "blocks": ("--dllm",), "train_method": ("--train-reuse",),
+    "quick": ("", "--serve", "--dllm", "--train-reuse", "--vision"),
+    "threads": ("", "--serve", "--dllm", "--train-reuse", "--vision"),
+}
+
+
+def refuse_unused(modes: dict[str, bool], given: dict[str, object]) -> None:
+    """A flag given (not None) that none of the chosen modes reads is a one-line error, never quietly ignored; so
+    is --pipeline beside --serve (each is its own run)."""
+    chosen = [mode for mode, on in modes.items() if on]
+    if modes["--pipeline"] and modes["--serve"]:
+        raise PhasewiseError("--pipeline times a two-process split on its own: it does not combine with --serve")
+    for name, value in given.items():
+        if value is None:
+            continue
+        applies = MODE_FLAGS[name]
+        if not any(mode in applies for mode in chosen) and not ("" in applies and not set(chosen) - {"--serve"}):
+            where = " or ".join(mode or "the plain grid" for mode in applies)
+            mode_words = " ".join(chosen) or "the plain prefill/decode grid"
+            raise PhasewiseError(f"--{name.replace('_', '-')} applies to {where}, not to {mode_words}: it would be "
+                                 "ignored")
 
 
 @app.command("fit-engine")

@@ -17,6 +17,11 @@ def torch_and_device(device: str, threads: int | None = None):
     otherwise makes times blow up 8-15x on small machines)."""
     if device not in DEVICES:
         raise PhasewiseError(f"--device '{device}' is not one of {', '.join(DEVICES)}")
+    cpus = os.cpu_count() or 1
+    if threads is not None and not 1 <= threads <= cpus:  # torch.set_num_threads(99999) is a segmentation fault
+        raise PhasewiseError(f"--threads must be in 1..{cpus}, this machine's CPUs (got {threads})")
+    if threads is not None and device != "cpu":
+        raise PhasewiseError("--threads sets the CPU's timing threads: it does not apply to --device cuda")
     try:
         import torch
     except ImportError:

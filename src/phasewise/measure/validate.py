@@ -84,6 +84,9 @@ def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> d
         raise PhasewiseError(f"validate builds Llama-shaped models; {model.name} is "
                              f"{'MoE' if model.num_experts else 'not a gated-MLP RMSNorm model'}")
     h = hidden or model.hidden_size
+    if h < model.head_dim and h % 2:  # found by a manual pass over validate's flags: a RuntimeError in RoPE
+        raise PhasewiseError(f"--hidden {h} is below {model.name}'s head_dim ({model.head_dim}), so it becomes the "
+                             "head_dim, which rotary embeddings need even")
     head_dim = model.head_dim if h >= model.head_dim else h
     heads = max(1, h // head_dim)
     ratio = model.num_heads // model.num_kv_heads

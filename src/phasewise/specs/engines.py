@@ -43,6 +43,11 @@ HICACHE_WRITES = {"write_through": "through", "write_through_selective": "select
 KNOB_RANGES: dict[str, tuple[float, float]] = {
     "attention_dp_batching_wait_iters": (0, math.inf), "batch_wait_timeout_iters": (0, math.inf),
     "batch_wait_max_tokens_ratio": (0.0, 1.0), "swa_full_tokens_ratio": (0.01, 1.0),
+    # SGLang lists every capture size up front (srt/server_args.py _generate_cuda_graph_batch_sizes,
+    # _generate_piecewise_cuda_graph_tokens) and captures a graph at each at start-up: beyond these (128x its
+    # largest default of 512 sequences, 64x a 16,384-token chunk) the lists alone exhaust memory (found by
+    # benchmarks/fuzz_serve.py at 10^11: MemoryError), and no batch reaches them
+    "cuda_graph_max_bs": (1, 65_536), "piecewise_cuda_graph_max_tokens": (1, 1_048_576),
 }
 GIB = 1024**3
 SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
@@ -457,7 +462,8 @@ def _check_knob(knob: str, value: Any) -> None:
     if want is bool and not isinstance(value, bool):
         raise PhasewiseError(f"{flag} must be true or false (got {value!r})")
     if want is int and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
-        raise PhasewiseError(f"{flag} must be an integer >= {low:g} (got {value!r})")
+        allowed = f"from {low:g} to {high:,}" if math.isfinite(high) else f">= {low:g}"
+        raise PhasewiseError(f"{flag} must be an integer {allowed} (got {value!r})")
     if want is float:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if knob in KNOB_RANGES and not (number and low <= value <= high):
@@ -508,7 +514,9 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         if running is None:
             kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL
             running = max(1, min(kv // 2, SGLANG_REQUEST_POOL))
-        graphs["cuda_graph_sizes"] = tuple(range(1, values["cuda_graph_max_bs"] + 1))
+        # every size up to --cuda-graph-max-bs, none above the request pool (cuda_graph_runner.py keeps capture sizes
+        # <= req_to_token_pool.size, max_running_requests)
+        graphs["cuda_graph_sizes"] = tuple(range(1, min(values["cuda_graph_max_bs"], running) + 1))
         if values.get("enable_piecewise_cuda_graph"):
             graphs["piecewise_graph_tokens"] = sglang_piecewise_tokens(values["piecewise_cuda_graph_max_tokens"])
         conservativeness = values["schedule_conservativeness"]
@@ -522,13 +530,15 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                 raise PhasewiseError(f"--chunked-prefill-size ({chunk}) must be >= --attention-dp ({attention_dp}): "
                                      f"SGLang gives each attention-DP rank chunked_prefill_size // dp prompt tokens")
             conservativeness *= SGLANG_DP_CONSERVATIVENESS
-        ratio = conservativeness * table["init_new_token_ratio"]
+        # the scheduler's init ratio and its floor each capped at 1.0, the floor taken from the capped init
+        # (srt/managers/scheduler.py: min(init * conservativeness, 1.0), min(init_ratio * factor, 1.0))
+        init_ratio = min(conservativeness * table["init_new_token_ratio"], 1.0)
         inputs = values["max_prefill_tokens"] * attention_dp  # --max-prefill-tokens is each DP rank's own
         cfg = dict(max_seqs=running, token_budget=max(inputs, chunk),
                    chunked_prefill=True, prefill_chunk_tokens=chunk, mixed_batches=values["enable_mixed_chunk"],
                    kv_admission="ratio", preemption="retract", partial_prefills=attention_dp,
                    prefill_rank_tokens=rank_chunk,
-                   new_token_ratio=(min(ratio, 1.0), ratio * table["min_new_token_ratio_factor"],
+                   new_token_ratio=(init_ratio, min(init_ratio * table["min_new_token_ratio_factor"], 1.0),
                                     int(table["new_token_ratio_decay_steps"])),
                    recv_interval=int(values.get("scheduler_recv_interval", 1)),
                    prefill_input_tokens=int(inputs))
