@@ -176,13 +176,25 @@ def test_an_attention_rank_runs_whole_sequences_and_the_busiest_sets_the_pace():
     (dict(tp=8, ep=2, moe_tp=2), "--ep 2 x --moe-tp 2 must equal --tp 8"),
     (dict(tp=6, ep=6), "--ep 6 does not divide the 256 experts"),
     (dict(tp=8, attention_dp=3), "--attention-dp 3 must divide --tp 8"),
-    (dict(tp=8, ep=8, moe_imbalance=0.5), "--moe-imbalance .* >= 1"),
+    (dict(tp=8, ep=8, moe_imbalance=0.5), "--moe-imbalance .* from 1 to --ep 8"),
+    (dict(tp=8, ep=8, moe_imbalance=9), "--moe-imbalance .* from 1 to --ep 8 .every row on one GPU."),  # 1e9: a
+    # step of a million seconds, which the twin then streamed at (benchmarks/fuzz_serve.py: no answer in 60 s)
+    (dict(tp=99_999_999_999, ep=2), "--ep 2 must divide --tp 99999999999 .*allowed: 1\\)"),  # hung listing divisors
     (dict(tp=8, moe_imbalance=1.2), "--moe-imbalance applies to expert parallelism: give --ep > 1"),
 ])
 def test_bad_layouts_are_one_line_errors(kwargs, match):
     with pytest.raises(PhasewiseError, match=match) as err:
         parallel_layout(load_model(DEEPSEEK), **kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_the_derived_imbalance_is_at_most_the_expert_parallel_size():
+    """Raab and Steger's heavily-loaded formula overshoots with a few rows over two GPUs (1 + sqrt(4 ln 2) = 2.67 at
+    ep 2, one assignment): the busiest GPU holds at most every row, ep times the mean."""
+    layout = ParallelLayout(tp=2, ep=2)
+    assert layout.imbalance(1.0) == 2.0
+    assert 1.0 < layout.imbalance(10_000.0) < 1.05
+    assert ParallelLayout(tp=64, ep=64).imbalance(1.0) <= 64
 
 
 def test_expert_parallelism_needs_an_moe_model():
