@@ -179,6 +179,7 @@ def test_an_attention_rank_runs_whole_sequences_and_the_busiest_sets_the_pace():
     (dict(tp=8, ep=8, moe_imbalance=0.5), "--moe-imbalance .* from 1 to --ep 8"),
     (dict(tp=8, ep=8, moe_imbalance=9), "--moe-imbalance .* from 1 to --ep 8 .every row on one GPU."),  # 1e9: a
     # step of a million seconds, which the twin then streamed at (benchmarks/fuzz_serve.py: no answer in 60 s)
+    (dict(tp=-1, ep=2), "--tp must be >= 1 .got -1."),  # before: a divisor list, empty
     (dict(tp=99_999_999_999, ep=2), "--ep 2 must divide --tp 99999999999 .*allowed: 1\\)"),  # hung listing divisors
     (dict(tp=8, moe_imbalance=1.2), "--moe-imbalance applies to expert parallelism: give --ep > 1"),
 ])

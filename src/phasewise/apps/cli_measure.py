@@ -107,6 +107,7 @@ def validate_cmd(
     for flag, value in (("--layers", layers), ("--hidden", hidden), ("--threads", threads)):
         if value is not None and value < 1:
             raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
+
     def given_or(value, default):
         return default if value is None else value
 

@@ -78,6 +78,8 @@ def busiest_rank_share(seqs: float, ranks: int) -> float:
 def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: int | None = None,
                     attention_dp: int | None = None, moe_imbalance: float | None = None) -> ParallelLayout:
     """A validated layout; each error names the flag and what it may be."""
+    if tp < 1:
+        raise PhasewiseError(f"--tp must be >= 1 (got {tp})")
     attention_dp = attention_dp or 1
     for flag, value in (("--ep", ep), ("--moe-tp", moe_tp)):  # the one given alone sets the other: tp / it
         other = moe_tp if flag == "--ep" else ep
@@ -117,5 +119,7 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
 
 def _divisors(n: int) -> list[int]:
     """n's divisors in order, in sqrt(n) steps (a --tp of 10^11 hung listing them one by one)."""
+    if n < 1:  # a --tp not yet checked: none
+        return []
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return small + [n // d for d in reversed(small) if d * d != n]
