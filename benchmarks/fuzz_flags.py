@@ -11,6 +11,7 @@ each in its own process (its scenarios start process pools). Prints each run tha
     python benchmarks/fuzz_flags.py --commands simulate,estimate --model nemotron-3-nano   # another model's paths
     python benchmarks/fuzz_flags.py --commands simulate --flags trace,dllm --processes
     python benchmarks/fuzz_flags.py --commands simulate --base --engine,sglang        # SGLang's knobs with odd values
+    python benchmarks/fuzz_flags.py --commands validate --base --serve   # with PyTorch: --serve's flags, a tiny model
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ BASE = {
     "plan": ["--gpus", "2", "--top", "1", "--workers", "1"],
     "edge": ["--output-len", "8"],
     "device-cloud": ["--output-len", "8", "--devices", "2"],
+    # needs PyTorch (run with its environment's python): a tiny Llama on this CPU, against a catalog chip
+    "validate": ["--hardware", "h100-sxm", "--layers", "2", "--hidden", "64"],
 }
 NOT_FUZZED = {"--help"}
 MEMORY_LIMIT_BYTES = 8 * 2**30  # in-process: a huge allocation is a MemoryError (reported), not the OOM killer
@@ -115,7 +118,8 @@ def command_flags(command: str) -> list[tuple[str, bool]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commands", default="estimate,simulate,plan,reproduce,edge,device-cloud",
-                    help="comma-separated: estimate, simulate, plan, reproduce, edge, device-cloud")
+                    help="comma-separated: estimate, simulate, plan, reproduce, edge, device-cloud, validate "
+                         "(PyTorch)")
     ap.add_argument("--flags", default="", help="comma-separated flag names without dashes (default: every flag)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take")
     ap.add_argument("--model", help="estimate / simulate / plan this model instead of each command's default")

@@ -210,3 +210,23 @@ def test_a_scaled_model_narrower_than_a_head_keeps_an_even_head_dim():
     assert scaled_config(llama, 2, 64)["head_dim"] == 64
     with pytest.raises(PhasewiseError, match="rotary embeddings need even"):
         scaled_config(llama, 2, 3)
+
+
+def test_a_scaled_model_keeps_whole_heads_and_a_run_that_cannot_fit_is_refused():
+    """validate: a --hidden its heads do not divide was a transformers validation traceback; a run whose weights, KV
+    and activations exceed this machine (a 10^11-token --prompt: an allocator RuntimeError) is one line."""
+    from types import SimpleNamespace
+
+    from phasewise.errors import PhasewiseError
+    from phasewise.measure.torch_env import check_run_fits
+    from phasewise.measure.validate import scaled_config
+    from phasewise.specs import load_model
+
+    with pytest.raises(PhasewiseError, match=r"--hidden 301 must be a multiple of its 2 attention heads of 128 .e\.g\. 256"):
+        scaled_config(load_model("meta-llama/Llama-3.1-8B"), 2, 301)
+    cfg = scaled_config(load_model("meta-llama/Llama-3.1-8B"), 2, 256)
+    cpu = SimpleNamespace(type="cpu")
+    check_run_fits("the --serve loop", cfg, 10**6, 128, 4 * 160, 4, 4, None, cpu, "lower --prompt")  # fits
+    with pytest.raises(PhasewiseError, match=r"the --serve loop needs about .* GiB .* but cpu can allocate .* GiB "
+                                             r"here; lower --prompt"):
+        check_run_fits("the --serve loop", cfg, 10**6, 10**11, 10**11, 4, 4, None, cpu, "lower --prompt")

@@ -95,3 +95,20 @@ def test_the_rest_of_the_package_does_not_import_torch():
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--serve", "--clients", "99999999999"], "is more than --requests 16: a closed loop never has more"),
+    (["--serve", "--requests", "99999999999"], "--requests must be at most 100,000 for a real run here"),
+    (["--serve", "--repeats", "101"], "--repeats must be at most 100 for a real run here"),
+    (["--pipeline", "2", "--repeats", "101"], "--repeats must be at most 100 for a real run here"),
+    (["--serve", "--prompt", "99999999999"], "the --serve loop needs about"),
+    (["--dllm", "--canvas", "99999999999"], "the --dllm run needs about"),
+    (["--vision", "--layers", "99999999999"], "the encoder needs"),
+    (["--serve", "--hidden", "301"], "--hidden 301 must be a multiple of its 2 attention heads"),
+])
+def test_real_runs_that_cannot_finish_or_fit_are_refused_first(run_cli, args, message):
+    """benchmarks/fuzz_flags.py --commands validate (with PyTorch) over each mode's flags: sizes of 10^11 were
+    MemoryErrors, allocator RuntimeErrors or runs for ever; each is one line before anything is built."""
+    code, _, err = run_cli("validate", "--hardware", "h100-sxm", "--layers", "2", "--hidden", "64", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

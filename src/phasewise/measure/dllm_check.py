@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.torch_env import kv_cache_arg, need_transformers, torch_and_device
+from phasewise.measure.torch_env import check_run_fits, kv_cache_arg, need_transformers, torch_and_device
 from phasewise.measure.validate import MeasuredVsPredicted, measured_engine, scaled_config
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -166,6 +166,10 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
     if params_bytes > hw.memory_capacity_bytes * 0.8:
         raise PhasewiseError(f"{small.name} needs {params_bytes / 2**30:.1f} GiB of weights; pass smaller "
                              "--layers/--hidden")
+    scale = 1 if quick else 2  # the refresh is also timed at twice prompt + canvas
+    longest = max(scale * (prompt_tokens + canvas_tokens), prompt_tokens + max(blocks))
+    check_run_fits("the --dllm run", cfg, small.total_params, longest, longest,
+                   max(scale * canvas_tokens, max(blocks)), 4, torch, dev, "lower --prompt, --canvas or --blocks")
     say = progress or (lambda _m: None)
     say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
     config = transformers.LlamaConfig(**{k: v for k, v in cfg.items() if k not in ("model_type", "architectures")})

@@ -12,6 +12,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.pipeline_check import TwoStagePipeline
+from phasewise.measure.torch_env import MAX_REPEATS
 from phasewise.measure.validate import measured_engine, relative_error, scaled_config
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
@@ -46,6 +47,8 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
         raise PhasewiseError(f"--pipeline {stages}: only 2 stages (two processes on this machine) are built")
     if layers < 2 or prompt_tokens < 1 or repeats < 1 or decode_steps < 0:
         raise PhasewiseError("--pipeline needs --layers >= 2, a prompt >= 1 token, repeats >= 1, decode steps >= 0")
+    if repeats > MAX_REPEATS:
+        raise PhasewiseError(f"--repeats must be at most {MAX_REPEATS:,} for a real run here (got {repeats:,})")
     link_mbps = link_mbps or [20.0, 200.0]
     sub_sequences = sub_sequences or [1, 2, 4, 8]
     if any(m <= 0 for m in link_mbps) or any(s < 1 for s in sub_sequences):

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.torch_env import need_transformers, torch_and_device
+from phasewise.measure.torch_env import (
+    MAX_REPEATS,
+    MAX_REQUESTS,
+    check_run_fits,
+    need_transformers,
+    torch_and_device,
+)
 from phasewise.measure.validate import scaled_config
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
@@ -160,11 +166,19 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
     spec = load_model(model)
     cfg = scaled_config(spec, layers, hidden)
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
+    if clients < 1 or requests < 1 or prompt < 1 or output < 2 or repeats < 1:
+        raise PhasewiseError("--serve needs clients, requests, prompt, repeats >= 1 and output >= 2")
+    if clients > requests:  # warm-up and the loop hold `clients` requests: 10^11 of them was a MemoryError
+        raise PhasewiseError(f"--clients {clients} is more than --requests {requests}: a closed loop never has more "
+                             "requests in flight than it sends")
+    for flag, value, most in (("--requests", requests, MAX_REQUESTS), ("--repeats", repeats, MAX_REPEATS)):
+        if value > most:
+            raise PhasewiseError(f"{flag} must be at most {most:,} for a real run here (got {value:,})")
+    check_run_fits("the --serve loop", cfg, small.total_params, prompt, clients * (prompt + output), clients,
+                   2 if dev.type == "cuda" else 4, torch, dev, "lower --clients, --prompt or --output")
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **{k: v for k, v in cfg.items() if k not in ("model_type", "architectures")}))
     hf = hf.to(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
-    if clients < 1 or requests < 1 or prompt < 1 or output < 2 or repeats < 1:
-        raise PhasewiseError("--serve needs clients, requests, prompt, repeats >= 1 and output >= 2")
     runs = [run_real(hf, torch, dev, clients, requests, prompt, output, clients) for _ in range(repeats)]
 
     # The same workload through the simulator: the calibrated chip and engine, prefill-first with one

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from phasewise.errors import PhasewiseError
 
 DEVICES = ("cpu", "cuda")
+MAX_REQUESTS, MAX_REPEATS = 100_000, 100  # a real run on this machine: more would run for days (10^11 ran for ever)
 
 
 def torch_and_device(device: str, threads: int | None = None):
@@ -47,6 +48,29 @@ def returned_kv_cache(output):
     """The KV cache a forward returned, under either name (kv_cache_arg)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+def available_memory_bytes(torch, dev) -> float:
+    """What a run here can allocate: the GPU's free memory, or this machine's available physical memory."""
+    if dev.type == "cuda":
+        return float(torch.cuda.mem_get_info(dev)[0])
+    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_run_fits(what: str, cfg: dict, params: int, forward_tokens: int, cached_tokens: int, logits_tokens: int,
+                   dtype_bytes: int, torch, dev, shrink: str) -> None:
+    """A one-line error when a timed run's weights, the KV of `cached_tokens`, one forward's activations over
+    `forward_tokens` (a layer's hidden, attention and MLP rows) and its logits over `logits_tokens` would not fit in
+    80 % of what this machine can allocate: an estimate, to refuse sizes that cannot run (a 10^11-token prompt was
+    an allocator RuntimeError), not a fine accounting."""
+    kv_per_token = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"]
+    act_per_token = 4 * cfg["hidden_size"] + 3 * cfg["intermediate_size"]
+    need = dtype_bytes * (params + cached_tokens * kv_per_token + forward_tokens * act_per_token
+                          + logits_tokens * cfg["vocab_size"])
+    budget = 0.8 * available_memory_bytes(torch, dev)
+    if need > budget:
+        raise PhasewiseError(f"{what} needs about {need / 2**30:,.1f} GiB (weights, KV cache, one forward's "
+                             f"activations) but {dev.type} can allocate {budget / 2**30:,.1f} GiB here; {shrink}")
 
 
 def need_transformers():

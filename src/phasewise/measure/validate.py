@@ -89,6 +89,9 @@ def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> d
                              "head_dim, which rotary embeddings need even")
     head_dim = model.head_dim if h >= model.head_dim else h
     heads = max(1, h // head_dim)
+    if h % heads:  # transformers' LlamaConfig refuses it (a StrictDataclass validation traceback)
+        raise PhasewiseError(f"--hidden {h} must be a multiple of its {heads} attention heads of {head_dim} (e.g. "
+                             f"{heads * head_dim})")
     ratio = model.num_heads // model.num_kv_heads
     kv = max(1, heads // ratio)
     while heads % kv:
