@@ -95,6 +95,7 @@ from phasewise.errors import PhasewiseError, refuse_empty
 
 MAX_COLD_START_WAIT_S = 86_400  # --cold-start / --speed: a twin that waits longer than a day is a typo, not a test
 
+
 @app.command("serve")
 def serve_cmd(
     model: Model = "meta-llama/Llama-3.1-8B",
