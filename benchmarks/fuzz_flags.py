@@ -71,35 +71,25 @@ def run(args: list[str], timeout_s: float) -> tuple[bool, str]:
     return bad(result), f"exit {result.returncode}: " + stderr[-300:].replace("\n", " | ")
 
 
-class TooSlow(Exception):
-    pass
-
-
-def _too_slow(*_) -> None:
-    raise TooSlow
-
-
 def run_here(args: list[str], timeout_s: float) -> tuple[bool, str]:
-    """`phasewise args` in this process, as run() judges a process: (bad, what it printed last)."""
+    """`phasewise args` in this process under fuzz_files' time-limited call, judged as run() judges a process:
+    (bad, what it printed last)."""
+    import fuzz_files  # beside this script: main() put its folder on sys.path
+
     from phasewise.apps import cli
 
-    out, err = io.StringIO(), io.StringIO()
+    err = io.StringIO()
     sys.argv = ["phasewise", *args]
-    code, tail = 0, ""
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+
+    def work() -> None:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except TooSlow:
-        return True, f"no answer in {timeout_s:g} s"
-    except BaseException as exc:  # noqa: BLE001 - a crash is what the fuzzer is for
-        tail = f"Traceback ... {type(exc).__name__}: {exc}"
-        code = 1
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    stderr = err.getvalue() + tail
+
+    ended, problem = fuzz_files.guarded(work, timeout_s, (SystemExit,))
+    if problem is not None and problem.startswith("no answer"):
+        return True, problem
+    code = 1 if problem is not None else 0 if ended is None else ended.code if isinstance(ended.code, int) else 1
+    stderr = err.getvalue() + (f"Traceback ... {problem}" if problem is not None else "")
     result = subprocess.CompletedProcess(args, code, "", stderr)
     return bad(result), f"exit {code}: " + stderr[-300:].replace("\n", " | ")
 
@@ -128,7 +118,11 @@ def main() -> int:
     ap.add_argument("--processes", action="store_true", help="each run in its own process (slower, isolated)")
     args = ap.parse_args()
     wanted = {"--" + f.strip().lstrip("-") for f in args.flags.split(",") if f.strip()}
-    signal.signal(signal.SIGALRM, _too_slow)
+    if not args.processes:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import fuzz_files
+
+        signal.signal(signal.SIGALRM, fuzz_files._too_slow)  # what fuzz_files.guarded catches as a time-out
     if not args.processes:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, resource.getrlimit(resource.RLIMIT_AS)[1]))
     start, runs, failures = time.perf_counter(), 0, 0
