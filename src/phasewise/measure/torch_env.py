@@ -67,10 +67,15 @@ def check_run_fits(what: str, cfg: dict, params: int, forward_tokens: int, cache
     act_per_token = 4 * cfg["hidden_size"] + 3 * cfg["intermediate_size"]
     need = dtype_bytes * (params + cached_tokens * kv_per_token + forward_tokens * act_per_token
                           + logits_tokens * cfg["vocab_size"])
+    check_fits(what, need, "weights, KV cache, one forward's activations and logits", torch, dev, shrink)
+
+
+def check_fits(what: str, need_bytes: float, made_of: str, torch, dev, shrink: str) -> None:
+    """A one-line error when `need_bytes` exceed 80 % of what this machine can allocate (available_memory_bytes)."""
     budget = 0.8 * available_memory_bytes(torch, dev)
-    if need > budget:
-        raise PhasewiseError(f"{what} needs about {need / 2**30:,.1f} GiB (weights, KV cache, one forward's "
-                             f"activations) but {dev.type} can allocate {budget / 2**30:,.1f} GiB here; {shrink}")
+    if need_bytes > budget:
+        raise PhasewiseError(f"{what} needs about {need_bytes / 2**30:,.1f} GiB ({made_of}) but {dev.type} can "
+                             f"allocate {budget / 2**30:,.1f} GiB here; {shrink}")
 
 
 def need_transformers():

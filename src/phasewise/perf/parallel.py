@@ -108,7 +108,7 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
     if moe_imbalance is not None and ep == 1:  # one GPU holds every expert's rows: there is nothing to balance
         raise PhasewiseError("--moe-imbalance applies to expert parallelism: give --ep > 1 (a mixture-of-experts "
                              f"model; {model.name} runs with ep 1 here)")
-    if moe_imbalance is not None and not 1 <= moe_imbalance <= max(ep, 1):
+    if moe_imbalance is not None and not 1 <= moe_imbalance <= ep:
         raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: from 1 to --ep "
                              f"{ep} (every row on one GPU) (got {moe_imbalance})")
     skew = model.expert_top20_share
