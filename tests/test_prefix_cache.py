@@ -50,6 +50,16 @@ def test_unbounded_cache_hit_ratio_matches_the_trace():
     assert 0.1 < cache["hit_rate_blocks"] < 0.3  # the excerpt's direct ratio is 16.7 %
 
 
+def test_per_request_cached_tokens_sum_to_the_caches_hits():
+    """Each request's cached_tokens (its first admission's hit, vLLM's num_cached_tokens) in the per-request
+    records: they add up to the cache's first-lookup hits; a deployment without a cache has no such column."""
+    res = run(**UNBOUNDED)
+    cached = res.records()["cached_tokens"]
+    assert cached.sum() == res.summary()["prefix_cache"]["hit_tokens"] and (cached % 512 == 0).all()
+    assert (cached < res.prompt_tokens).all() and (cached > 0).any() and (cached == 0).any()
+    assert "cached_tokens" not in run(**UNBOUNDED, trace_limit=50, prefix_caching="off").records()
+
+
 def test_bounded_caches_lower_the_hit_ratio_monotonically():
     rates = [run(**UNBOUNDED, memory_fraction=f).summary()["prefix_cache"]["hit_rate_blocks"]
              for f in (0.9, 0.5, 0.3, 0.2)]

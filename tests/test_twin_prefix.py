@@ -100,3 +100,51 @@ def test_an_sglang_twin_also_speaks_sglangs_metric_names():
     queried = first["sglang:prompt_tokens_total" + lab] + second["sglang:prompt_tokens_total" + lab]
     assert after["sglang:cache_hit_rate" + lab] == pytest.approx(5 * 512 / queried, abs=1e-6)
     assert 0 <= after["sglang:token_usage" + lab] <= 1
+
+
+def test_cached_tokens_reach_the_usage_the_dynamo_histogram_and_vllms_computed_tokens():
+    """Each request's prefix-cache hit (vLLM's num_cached_tokens, taken at its first admission) is reported as the
+    engines and Dynamo report it: usage.prompt_tokens_details.cached_tokens with --enable-prompt-tokens-details
+    (omitted at 0, as vLLM's serving code and SGLang's usage processor omit it), dynamo_frontend_cached_tokens
+    (once a request) and vllm:request_prefill_kv_computed_tokens (prompt tokens less the cached ones)."""
+    live = LiveSim(collocated(M, "h100-sxm"))
+    with serving(create_app(live, M, Tokenizer(), prompt_tokens_details=True)) as url:
+        body = {"model": M, "max_tokens": 3, "prompt": SHARED + "first question"}
+        cold = httpx.post(url + "/v1/completions", json=body, timeout=30).json()["usage"]
+        body["prompt"] = SHARED + "second question"
+        warm = httpx.post(url + "/v1/completions", json=body, timeout=30).json()["usage"]
+        with httpx.stream("POST", url + "/v1/completions", timeout=30,
+                          json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
+            chunks = [line for line in r.iter_lines() if line.startswith("data: {")]
+        text = httpx.get(url + "/metrics").text
+    assert "prompt_tokens_details" not in cold  # nothing cached: omitted
+    assert warm["prompt_tokens_details"] == {"cached_tokens": 5 * 512}
+    assert '"prompt_tokens_details": {"cached_tokens": 2560}' in chunks[-1]  # the streamed usage chunk
+    values = samples(text)
+    lab = f'{{model="{M.lower()}"}}'
+    assert values["dynamo_frontend_cached_tokens_count" + lab] == 3
+    assert values["dynamo_frontend_cached_tokens_sum" + lab] == 2 * 5 * 512
+    prompts = values["vllm:prompt_tokens_total" + LAB]
+    assert values["vllm:request_prefill_kv_computed_tokens_sum" + LAB] == prompts - 2 * 5 * 512
+    assert values["vllm:request_prefill_kv_computed_tokens_count" + LAB] == 3
+
+
+def test_without_the_flag_or_a_prefix_cache_usage_carries_no_details():
+    live = LiveSim(collocated(M, "h100-sxm", prefix_caching=False))
+    with serving(create_app(live, M, Tokenizer())) as url:
+        for _ in range(2):
+            usage = httpx.post(url + "/v1/completions", json={"model": M, "max_tokens": 2, "prompt": SHARED},
+                               timeout=30).json()["usage"]
+        text = httpx.get(url + "/metrics").text
+    assert "prompt_tokens_details" not in usage
+    assert "dynamo_frontend_cached_tokens_count" in text  # the family is served, empty: no cache, no observation
+    assert samples(text)[f'dynamo_frontend_cached_tokens_count{{model="{M.lower()}"}}'] == 0
+    values = samples(text)
+    assert values["vllm:request_prefill_kv_computed_tokens_sum" + LAB] == values["vllm:prompt_tokens_total" + LAB]
+
+
+def test_serve_refuses_prompt_token_details_without_a_prefix_cache(run_cli):
+    for flag in ("--enable-prompt-tokens-details", "--enable-cache-report"):
+        code, _, err = run_cli("serve", "--port", "1", "--prefix-caching", "off", flag)
+        assert code == 2 and "no instance of this deployment caches prefixes" in err
+        assert len(err.strip().splitlines()) == 1

@@ -182,6 +182,7 @@ def serve_cmd(
     max_concurrent_requests: Annotated[int, typer.Option(help="requests in flight before new ones get 429")] = 4096,
     image_size: Annotated[Optional[str], typer.Option(help="a multimodal model: the size WIDTHxHEIGHT of images sent by URL, which the twin does not fetch (an inline data: URL's size is read from it)")] = None,
     cold_start: Annotated[str, typer.Option(help="wait before listening, as an engine starting up does: off, auto (the engine's predicted start-up: weights, init, torch.compile, CUDA graphs) or SECONDS; simulated seconds, divided by --speed")] = "off",
+    enable_prompt_tokens_details: Annotated[bool, typer.Option("--enable-prompt-tokens-details", "--enable-cache-report", help="report each request's prefix-cache hits in its usage, usage.prompt_tokens_details.cached_tokens, when there are any, as vLLM (--enable-prompt-tokens-details) and SGLang (--enable-cache-report) do; needs a deployment that caches prefixes")] = False,
     dynamo_namespace: Annotated[Optional[str], typer.Option(help="label the dynamo_frontend_* series /metrics serves with dynamo_namespace=NAME, which Dynamo's planner filters on (a Kubernetes scrape adds it from the pod's labels instead)")] = None,
     weights_read_gbps: WeightsReadGbps = None,
     compile_cache: CompileCache = None,
@@ -219,6 +220,10 @@ def serve_cmd(
         raise PhasewiseError(f"--dynamo-namespace must be letters, digits, '_', '.' or '-' (got {dynamo_namespace!r})")
     live = LiveSim(dep, speed, Slo(slo_ttft_ms, slo_tpot_ms))
     live.dynamo_namespace = dynamo_namespace
+    if enable_prompt_tokens_details and all(instance.kv.prefix is None for instance in live.instances):
+        raise PhasewiseError("--enable-prompt-tokens-details reports prefix-cache hits, and no instance of this "
+                             "deployment caches prefixes (its engine's default, or --prefix-caching off): turn "
+                             "--prefix-caching on or drop the flag")
     startup_s, startup_words = cold_start_s(live, cold_start, weights_read_gbps, compile_cache)
     if startup_s / speed > MAX_COLD_START_WAIT_S:
         raise PhasewiseError(f"--cold-start: {startup_s:g} simulated s at --speed {speed:g} is a wait of "
@@ -232,7 +237,8 @@ def serve_cmd(
         live.model.image_geometry(*url_image_px, flag="--image-size")  # a text model, or a size it refuses
     name = served_model_name or (dep.model if deployment else model)
     app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
-                     max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px)
+                     max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px,
+                     prompt_tokens_details=enable_prompt_tokens_details)
     if startup_s > 0:  # as vLLM and SGLang do, the port opens once the engine is up: until then, refused
         console.print(f"phasewise twin: starting up ({startup_words}), listening in {startup_s / speed:.1f} s")
         time.sleep(startup_s / speed)

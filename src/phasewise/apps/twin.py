@@ -96,10 +96,12 @@ IMAGE_PART = "image_url"
 
 def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256,
                max_request_bytes: int = 4 * 2**20, max_concurrent_requests: int = 4096,
-               url_image_px: tuple[int, int] | None = None):
+               url_image_px: tuple[int, int] | None = None, prompt_tokens_details: bool = False):
     """`max_request_bytes`: larger bodies get 413 before they are read whole; `max_concurrent_requests`: requests
     in flight beyond it get 429 (every error in OpenAI's error shape); `url_image_px`: the (width, height) of an
-    image sent by URL, which the twin does not fetch (an inline data: URL's own size is read from its header)."""
+    image sent by URL, which the twin does not fetch (an inline data: URL's own size is read from its header);
+    `prompt_tokens_details`: a usage carries the prompt tokens a prefix cache held, when there are any, as
+    usage.prompt_tokens_details.cached_tokens (vLLM's serving code and SGLang's usage processor omit it at 0)."""
     from contextlib import asynccontextmanager
 
     context = live.model.max_position_embeddings or 0
@@ -223,9 +225,12 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             return await asyncio.to_thread(tokenizer.count_and_blocks, text, MOONCAKE_BLOCK_TOKENS)
         return tokenizer.count_and_blocks(text, MOONCAKE_BLOCK_TOKENS)
 
-    def usage(stream: Stream) -> dict[str, int]:
+    def usage(stream: Stream) -> dict[str, Any]:
         p, c = stream.req.prompt, stream.emitted
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        out: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        if prompt_tokens_details and stream.req.cached_tokens > 0:
+            out["prompt_tokens_details"] = {"cached_tokens": stream.req.cached_tokens}
+        return out
 
     async def tokens(stream: Stream):
         """Yield token counts as the simulation produces them; cancel the request if the client leaves."""

@@ -13,8 +13,10 @@ rounded to two significant figures (generate_log_buckets): TTFT 0.001-480 s in 1
 duration 1-512 s in 10, input length 50-128,000 tokens in 12, output length 50-32,000 in 10. The model label is
 the served name lowercased, as the frontend writes it; `dynamo_namespace`, which the planner also filters on, is
 added to every series when given (a Kubernetes deployment's scrape adds it from the pod's labels instead).
-Not kept: cached_tokens (the twin does not attribute prefix-cache hits to requests), the tokenizer latency, the
-per-stage and per-worker gauges, requests refused before they reach the simulation (a 4xx)."""
+A request's cached tokens (prefix-cache hits) go into cached_tokens once, with its first chunk, on the input length's
+buckets, as the frontend observes them when the engine reports them: here when the instance that first admitted it
+keeps a prefix cache (none is observed where none is kept). Not kept: the tokenizer latency, the per-stage and
+per-worker gauges, requests refused before they reach the simulation (a 4xx)."""
 
 from __future__ import annotations
 
@@ -47,13 +49,14 @@ OUTPUT_BUCKETS = log_buckets(50.0, 32000.0, 10)
 class DynamoFrontendMetrics:
     """dynamo_frontend_* over the twin's requests (each request's observations through the calls below)."""
 
-    __slots__ = ("ttft", "itl", "duration", "input_tokens", "output_tokens", "started", "active", "queued",
-                 "output_tokens_total", "requests")
+    __slots__ = ("ttft", "itl", "duration", "input_tokens", "output_tokens", "cached_tokens", "started", "active",
+                 "queued", "output_tokens_total", "requests")
 
     def __init__(self) -> None:
         self.ttft, self.itl = Histogram(TTFT_BUCKETS), Histogram(ITL_BUCKETS)
         self.duration = Histogram(DURATION_BUCKETS)
         self.input_tokens, self.output_tokens = Histogram(INPUT_BUCKETS), Histogram(OUTPUT_BUCKETS)
+        self.cached_tokens = Histogram(INPUT_BUCKETS)  # the frontend's: input_sequence_buckets
         self.started = self.active = self.queued = self.output_tokens_total = 0
         self.requests: Counter[tuple[str, str, str, str]] = Counter()  # (endpoint, type, status, error type)
 
@@ -62,13 +65,16 @@ class DynamoFrontendMetrics:
         self.active += 1
         self.queued += 1
 
-    def tokens(self, n: int, first: bool, since_s: float, prompt: int) -> None:
-        """`n` tokens in one chunk, `since_s` after the request's arrival (first) or its last chunk."""
+    def tokens(self, n: int, first: bool, since_s: float, prompt: int, cached: int = -1) -> None:
+        """`n` tokens in one chunk, `since_s` after the request's arrival (first) or its last chunk; `cached`: its
+        prompt tokens found in a prefix cache (-1: none kept where it was admitted, nothing observed)."""
         self.output_tokens_total += n
         if first:
             self.queued -= 1
             self.ttft.observe(since_s)
             self.input_tokens.observe(prompt)
+            if cached >= 0:
+                self.cached_tokens.observe(cached)
         else:
             self.itl.observe(since_s / n, n)
 
@@ -106,6 +112,8 @@ class DynamoFrontendMetrics:
                                         (self.input_tokens, "input_sequence_tokens", "Input sequence length in tokens"),
                                         (self.output_tokens, "output_sequence_tokens",
                                          "Output sequence length in tokens"),
+                                        (self.cached_tokens, "cached_tokens",
+                                         "Number of cached tokens (prefix cache hits) per request"),
                                         (self.ttft, "time_to_first_token_seconds", "Time to first token in seconds"),
                                         (self.itl, "inter_token_latency_seconds", "Inter-token latency in seconds")):
             out += [f"# HELP {name}{metric} {what}", f"# TYPE {name}{metric} histogram",

@@ -130,7 +130,8 @@ class LiveSim:
             m.ttft.observe(t - req.arrival_s)
         else:
             m.tpot.observe((t - stream.last_token_s) / n, n)
-        self.dynamo.tokens(n, first, t - (req.arrival_s if first else stream.last_token_s), req.prompt)
+        self.dynamo.tokens(n, first, t - (req.arrival_s if first else stream.last_token_s), req.prompt,
+                           req.cached_tokens)
         stream.last_token_s = t
         m.generation_tokens += n
         stream.queue.put_nowait(("tokens", n))

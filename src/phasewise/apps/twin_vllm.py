@@ -3,7 +3,9 @@ vLLM's own Grafana dashboard and benchmark tools read beside the TTFT / TPOT / E
 keeps: for each finished request, the time it spent queued (arrival to its first scheduled iteration), in prefill
 (scheduled to first token), in decode (first to last token) and running (scheduled to last token), on vLLM's
 request-latency buckets; its prompt and generation token counts on vLLM's 1-2-5 buckets up to the model's context
-(build_1_2_5_buckets(max_model_len); up to 10^6 tokens for a model whose config states no context); and the
+(build_1_2_5_buckets(max_model_len); up to 10^6 tokens for a model whose config states no context), and the prompt
+tokens its prefill computed, those a prefix cache held apart (vllm:request_prefill_kv_computed_tokens: prompt tokens
+less num_cached_tokens, on the same buckets); and the
 inter-token latency under V1's newer name (vllm:inter_token_latency_seconds, the same observations as
 time_per_output_token). Preemptions are counted when a preempted request finishes (vllm:num_preemptions_total)."""
 
@@ -34,12 +36,13 @@ def one_two_five_buckets(max_value: int) -> tuple[int, ...]:
 class VllmRequestPhases:
     """The per-request histograms over the twin's finished requests (finished()), rendered by lines()."""
 
-    __slots__ = ("phases", "prompt_tokens", "generation_tokens", "preemptions")
+    __slots__ = ("phases", "prompt_tokens", "generation_tokens", "kv_computed_tokens", "preemptions")
 
     def __init__(self, max_model_len: int) -> None:
         self.phases = {name: Histogram(REQUEST_LATENCY_BUCKETS) for name, _ in PHASES}
         self.prompt_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.generation_tokens = Histogram(one_two_five_buckets(max_model_len))
+        self.kv_computed_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.preemptions = 0
 
     def finished(self, req: SimRequest) -> None:
@@ -49,6 +52,7 @@ class VllmRequestPhases:
             self.phases[name].observe(value)
         self.prompt_tokens.observe(req.prompt)
         self.generation_tokens.observe(req.output)
+        self.kv_computed_tokens.observe(req.prompt - max(req.cached_tokens, 0))
         self.preemptions += req.preemptions
 
     def lines(self, lab: str, time_per_output_token: Histogram) -> list[str]:
@@ -63,6 +67,9 @@ class VllmRequestPhases:
         for histogram, metric, what in ((self.prompt_tokens, "vllm:request_prompt_tokens",
                                          "Number of prefill tokens processed."),
                                         (self.generation_tokens, "vllm:request_generation_tokens",
-                                         "Number of generation tokens processed.")):
+                                         "Number of generation tokens processed."),
+                                        (self.kv_computed_tokens, "vllm:request_prefill_kv_computed_tokens",
+                                         "Histogram of new KV tokens computed during prefill (excluding cached "
+                                         "tokens).")):
             out += [f"# HELP {metric} {what}", f"# TYPE {metric} histogram", *histogram.lines(metric, lab)]
         return out

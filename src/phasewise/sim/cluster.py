@@ -55,6 +55,7 @@ class Cluster:
         self.max_tbt_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int64)
         self.instance_of = np.full(n, -1, dtype=np.int64)
+        self.cached_tokens = np.full(n, -1, dtype=np.int64)  # -1: no prefix cache where it was first admitted
         self.done = 0
         self.rejected = 0
         self.rejected_by: dict[str, int] = {}  # requests that can never run, per reason (metrics.REJECT_REASONS)
@@ -218,6 +219,7 @@ class Cluster:
         self.scheduled_s[i] = req.scheduled_s
         self.preemptions[i] = req.preemptions
         self.instance_of[i] = req.last_instance
+        self.cached_tokens[i] = req.cached_tokens
         if req.output > 1:
             self.tpot_s[i] = (req.finish_s - req.first_token_s) / (req.output - 1)
         prev = math.nan

@@ -53,6 +53,8 @@ class KvAdmission:
             if self._seats() <= 0 or not self.can_reserve(blocks - held + extra_blocks):
                 return False
             req.prefilled = cache.acquire(req, blocks, hit, held)
+            if req.cached_tokens < 0:  # the first admission's hit, as vLLM reports it (num_cached_tokens)
+                req.cached_tokens = req.prefilled
             if req.kv_load_s and self.engine.host_kv_load == "async":  # waits for its copy, the others run
                 start = max(self.loop.now, self.host_link_free_s)  # one copy at a time on the PCIe link
                 req.kv_ready_s = self.host_link_free_s = start + req.kv_load_s
@@ -68,6 +70,8 @@ class KvAdmission:
         self.kv.allocate(blocks)
         req.kv_blocks = blocks
         req.prefilled = 0
+        if cache is not None and req.cached_tokens < 0:  # a prompt with nothing to share, where prefixes are cached
+            req.cached_tokens = 0
         req.images_done = 0  # every attempt encodes its images again (an engine frees a preempted one's encoder cache)
         if math.isnan(req.scheduled_s):
             req.scheduled_s = self.loop.now

@@ -217,6 +217,8 @@ class SimResult:
     policy: dict[str, Any] = field(default_factory=dict)
     images: np.ndarray | None = None  # images each request carried (workload/images.py); None: a text workload
     stopped_s: float = math.nan  # when a run with stop_after_misses ended early (NaN: it ran every request)
+    # prompt tokens each request's first admission found in a prefix cache (-1: none kept where it was admitted)
+    cached_tokens: np.ndarray | None = None
 
     def rejection_warning(self) -> str | None:
         """The one-line note on requests that can never run (None if every one can); a one-line error when no
@@ -377,7 +379,13 @@ class SimResult:
             "e2e_ms": self.e2e_s * 1e3, "queue_ms": self.queue_s * 1e3, "preemptions": self.preemptions,
             "instance": self.instance, "slo_attained": self.attained(), "measured": self.measured_mask,
             **({"images": self.images} if self.images is not None else {}),
+            **({"cached_tokens": np.maximum(self.cached_tokens, 0)} if self.caches_prefixes else {}),
         }
+
+    @property
+    def caches_prefixes(self) -> bool:
+        """Whether any request was admitted where a prefix cache is kept (its cached_tokens then count)."""
+        return self.cached_tokens is not None and bool((self.cached_tokens >= 0).any())
 
 
 def replay_names(s: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,9 @@ class SimRequest:
     prefix_keys: tuple | None = None  # (block size, its shareable blocks' keys), computed on first lookup
     prefix_cache: object = None  # the prefix cache holding its references (sim/prefix_cache.py), while it holds any
     kv_load_s: float = 0.0  # its cached prefix's copy back from host memory, due with its first prefill chunk
+    # prompt tokens its first admission found in a prefix cache (vLLM's num_cached_tokens, set once, at the first
+    # scheduling); -1: not admitted yet, or admitted where no prefix cache is kept
+    cached_tokens: int = -1
     kv_ready_s: float = 0.0  # an engine that loads it asynchronously: when that copy is done (no chunk before)
     # its images (workload/images.py): each one's encoder patches and prompt tokens (those in `prompt`, after its
     # text, as benchmark clients send them: text part first); images of the current prefill attempt encoded so far
