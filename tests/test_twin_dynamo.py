@@ -105,3 +105,46 @@ def test_a_client_that_leaves_is_a_cancelled_error():
 def test_a_bad_dynamo_namespace_is_a_one_line_error(run_cli):
     code, out, err = run_cli("serve", "--dynamo-namespace", 'a"b', "--port", "1")
     assert code == 2 and "--dynamo-namespace" in err and len(err.strip().splitlines()) == 1
+
+
+def test_per_worker_gauges_as_dynamos_planner_reads_them():
+    """The per-worker gauges (worker_id, dp_rank, worker_type): a request's TTFT and input length under the
+    prefill worker it went to, its mean inter-token latency so far under the decode worker that produced its
+    tokens (the frontend's RequestTracker: (last - first token) / (tokens - 1)), each checked against the same
+    request's dynamo_frontend_* histogram deltas; no load left once every request is done."""
+    from phasewise.sim.deployment import disaggregated
+
+    live = LiveSim(disaggregated(M, "h100-sxm", 1, 2), speed=10.0)
+    with serving(create_app(live, M, Tokenizer())) as url, httpx.Client(base_url=url, timeout=30) as http:
+        before = http.get("/metrics").text
+        usage = http.post("/v1/completions", json={"model": M, "prompt": "hello " * 900, "max_tokens": 12}).json()
+        text = http.get("/metrics").text
+    prefill, decode = 'worker_id="1",dp_rank="0",worker_type="prefill"', "worker_type=\"decode\""
+
+    def delta(name: str) -> float:
+        return one(text, name) - one(before, name)
+
+    assert series(text, "dynamo_frontend_worker_last_time_to_first_token_seconds") == {
+        prefill: pytest.approx(delta("dynamo_frontend_time_to_first_token_seconds_sum"), rel=1e-4)}
+    assert series(text, "dynamo_frontend_worker_last_input_sequence_tokens") == {
+        prefill: usage["usage"]["prompt_tokens"]}
+    (labels, itl), = series(text, "dynamo_frontend_worker_last_inter_token_latency_seconds").items()
+    assert decode in labels and labels.startswith('worker_id="') and labels != prefill
+    # first to last token over the tokens after the first (the first chunk carries two here: the prefill's token
+    # leaves with the first decode step, and the histogram takes gaps between chunks only)
+    tokens = usage["usage"]["completion_tokens"]
+    assert itl == pytest.approx(delta("dynamo_frontend_inter_token_latency_seconds_sum") / (tokens - 1), rel=1e-4)
+    load = series(text, "dynamo_frontend_worker_active_prefill_tokens")
+    assert set(load) == {prefill, 'worker_id="2",dp_rank="0",worker_type="decode"',
+                         'worker_id="3",dp_rank="0",worker_type="decode"'} and set(load.values()) == {0}
+    assert set(series(text, "dynamo_frontend_worker_active_decode_blocks").values()) == {0}
+
+
+def test_active_prefill_tokens_count_the_queued_and_prefilling_prompts():
+    live = LiveSim(collocated(M, "h100-sxm"))
+    for prompt in (3000, 5000, 7000):  # submitted together: one prefilling, two queued
+        live.submit(prompt, 10)
+    text = live.prometheus(M)
+    worker = 'worker_id="1",dp_rank="0",worker_type="decode"'  # a collocated worker, as Dynamo labels it
+    assert series(text, "dynamo_frontend_worker_active_prefill_tokens") == {worker: 15000}
+    assert series(text, "dynamo_frontend_worker_active_decode_blocks")[worker] == live.instances[0].kv.used > 0

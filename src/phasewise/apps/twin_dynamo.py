@@ -15,8 +15,19 @@ the served name lowercased, as the frontend writes it; `dynamo_namespace`, which
 added to every series when given (a Kubernetes deployment's scrape adds it from the pod's labels instead).
 A request's cached tokens (prefix-cache hits) go into cached_tokens once, with its first chunk, on the input length's
 buckets, as the frontend observes them when the engine reports them: here when the instance that first admitted it
-keeps a prefix cache (none is observed where none is kept). Not kept: the tokenizer latency, the per-stage and
-per-worker gauges, requests refused before they reach the simulation (a 4xx)."""
+keeps a prefix cache (none is observed where none is kept).
+
+The per-worker gauges Dynamo's planner reads (labels worker_id, dp_rank, worker_type; its PLANNER_TARGET_NAMES), as
+the frontend sets them (lib/llm/src/protocols/common/timing.rs RequestTracker): at a request's first token its TTFT
+and input length under the worker it was routed to first (worker_type "prefill" for a disaggregated prefill
+worker, "decode" for a collocated one, which Dynamo labels so), worker_last_time_to_first_token_seconds and
+worker_last_input_sequence_tokens; with each later chunk its mean inter-token latency so far, (now - first token) /
+(tokens - 1), under the worker that produced it (worker_last_inter_token_latency_seconds); and at the scrape, per
+worker, the router's load view (kv_router worker monitor): worker_active_prefill_tokens, the prompt tokens still to
+prefill of the requests queued or prefilling there (a decode worker's 0), and worker_active_decode_blocks, the KV
+blocks in use there. A twin instance is a worker: worker_id its position + 1 (Dynamo's ids are lease ids, 0 meaning
+none), dp_rank 0 (its attention-DP ranks are not told apart). Not kept: the tokenizer latency, the per-stage
+gauges, requests refused before they reach the simulation (a 4xx)."""
 
 from __future__ import annotations
 
@@ -50,7 +61,7 @@ class DynamoFrontendMetrics:
     """dynamo_frontend_* over the twin's requests (each request's observations through the calls below)."""
 
     __slots__ = ("ttft", "itl", "duration", "input_tokens", "output_tokens", "cached_tokens", "started", "active",
-                 "queued", "output_tokens_total", "requests")
+                 "queued", "output_tokens_total", "requests", "worker_ttft_s", "worker_isl", "worker_itl_s")
 
     def __init__(self) -> None:
         self.ttft, self.itl = Histogram(TTFT_BUCKETS), Histogram(ITL_BUCKETS)
@@ -59,6 +70,10 @@ class DynamoFrontendMetrics:
         self.cached_tokens = Histogram(INPUT_BUCKETS)  # the frontend's: input_sequence_buckets
         self.started = self.active = self.queued = self.output_tokens_total = 0
         self.requests: Counter[tuple[str, str, str, str]] = Counter()  # (endpoint, type, status, error type)
+        # per worker (worker_id, dp_rank, worker_type): the last request's TTFT and input length, mean ITL so far
+        self.worker_ttft_s: dict[tuple[str, str, str], float] = {}
+        self.worker_isl: dict[tuple[str, str, str], int] = {}
+        self.worker_itl_s: dict[tuple[str, str, str], float] = {}
 
     def arrived(self) -> None:
         self.started += 1
@@ -78,6 +93,15 @@ class DynamoFrontendMetrics:
         else:
             self.itl.observe(since_s / n, n)
 
+    def worker_first_token(self, worker: tuple[str, str, str], ttft_s: float, prompt: int) -> None:
+        """A request's first token: its TTFT and input length under the worker it was first routed to."""
+        self.worker_ttft_s[worker] = ttft_s
+        self.worker_isl[worker] = prompt
+
+    def worker_inter_token(self, worker: tuple[str, str, str], mean_itl_s: float) -> None:
+        """A later chunk: the request's mean inter-token latency so far, under the worker that produced it."""
+        self.worker_itl_s[worker] = mean_itl_s
+
     def ended(self, endpoint: str, streaming: bool, duration_s: float, emitted: int, error_type: str = "",
               first_token: bool = True) -> None:
         """The response is over: `error_type` "" for a success, else Dynamo's (cancelled, overload)."""
@@ -89,8 +113,10 @@ class DynamoFrontendMetrics:
         self.requests[(endpoint, "stream" if streaming else "unary", "error" if error_type else "success",
                        error_type)] += 1
 
-    def lines(self, model: str, namespace: str | None = None) -> list[str]:
-        """The series, labelled with the served model's name lowercased (and `namespace` as dynamo_namespace)."""
+    def lines(self, model: str, namespace: str | None = None,
+              load: list[tuple[tuple[str, str, str], int, int]] = ()) -> list[str]:
+        """The series, labelled with the served model's name lowercased (and `namespace` as dynamo_namespace);
+        `load`: per worker, (worker_id, dp_rank, worker_type), its active prefill tokens and decode blocks now."""
         lab = f'model="{model.lower()}"' + (f',dynamo_namespace="{namespace}"' if namespace else "")
         name = "dynamo_frontend_"
         out = [f"# HELP {name}requests_started_total Total number of LLM requests started",
@@ -118,4 +144,21 @@ class DynamoFrontendMetrics:
                                         (self.itl, "inter_token_latency_seconds", "Inter-token latency in seconds")):
             out += [f"# HELP {name}{metric} {what}", f"# TYPE {name}{metric} histogram",
                     *histogram.lines(name + metric, lab)]
+        space = f',dynamo_namespace="{namespace}"' if namespace else ""
+
+        def worker_lines(metric: str, what: str, values: dict[tuple[str, str, str], float]) -> list[str]:
+            rows = [f'{name}{metric}{{worker_id="{w}",dp_rank="{rank}",worker_type="{kind}"{space}}} {value:g}'
+                    for (w, rank, kind), value in sorted(values.items(), key=lambda item: (int(item[0][0]), item[0]))]
+            return [f"# HELP {name}{metric} {what}", f"# TYPE {name}{metric} gauge", *rows] if rows else []
+
+        out += worker_lines("worker_active_prefill_tokens", "Active prefill tokens queued per worker",
+                            {worker: prefill for worker, prefill, _ in load})
+        out += worker_lines("worker_active_decode_blocks", "Active KV-cache decode blocks per worker",
+                            {worker: blocks for worker, _, blocks in load})
+        out += worker_lines("worker_last_time_to_first_token_seconds",
+                            "Last observed time to first token per worker (seconds)", self.worker_ttft_s)
+        out += worker_lines("worker_last_input_sequence_tokens", "Last observed input sequence tokens per worker",
+                            self.worker_isl)
+        out += worker_lines("worker_last_inter_token_latency_seconds",
+                            "Last observed inter-token latency per worker (seconds)", self.worker_itl_s)
         return out

@@ -37,6 +37,8 @@ class Stream:
     emitted: int = 0
     endpoint: str = "completions"  # the OpenAI route it came by, as Dynamo's frontend labels it
     streaming: bool = True
+    first_token_s: float = math.nan
+    seen: int = 0  # tokens the simulation produced for it so far
 
 
 @dataclass
@@ -120,16 +122,26 @@ class LiveSim:
         self.dynamo.ended(stream.endpoint, stream.streaming, end_s - req.arrival_s, req.streamed, error_type,
                           first_token=not math.isnan(stream.last_token_s))
 
-    def _on_token(self, req: SimRequest, n: int, t: float) -> None:
+    def worker(self, index: int) -> tuple[str, str, str]:
+        """Instance `index` as Dynamo labels a worker: (worker_id, dp_rank, worker_type); a collocated worker is a
+        "decode" one, as Dynamo's frontend labels aggregated workers."""
+        return str(index + 1), "0", "prefill" if self.instances[index].role == "prefill" else "decode"
+
+    def _on_token(self, req: SimRequest, n: int, t: float, instance) -> None:
         stream: Stream = req.handle
         if stream is None or stream.done:
             return
         m = self.metrics
         first = math.isnan(stream.last_token_s)
+        stream.seen += n
         if first:
             m.ttft.observe(t - req.arrival_s)
+            stream.first_token_s = t
+            self.dynamo.worker_first_token(self.worker(req.first_instance), t - req.arrival_s, req.prompt)
         else:
             m.tpot.observe((t - stream.last_token_s) / n, n)
+            self.dynamo.worker_inter_token(self.worker(instance.index),
+                                           (t - stream.first_token_s) / (stream.seen - 1))
         self.dynamo.tokens(n, first, t - (req.arrival_s if first else stream.last_token_s), req.prompt,
                            req.cached_tokens)
         stream.last_token_s = t
@@ -231,7 +243,8 @@ class LiveSim:
             lines += self._sglang_lines(lab, g, m, hit_rate)
         if any(i.engine.scheduler == "trtllm" for i in self.instances):
             lines += self.trtllm.lines(model_name, g["running"], g["waiting"], g["kv_usage"], hit_rate)
-        lines += self.dynamo.lines(model_name, self.dynamo_namespace)
+        load = [(self.worker(i.index), i.prefill_tokens_pending(), i.kv.used) for i in self.instances]
+        lines += self.dynamo.lines(model_name, self.dynamo_namespace, load)
         return "\n".join(lines) + "\n"
 
     def _sglang_lines(self, lab: str, g: dict[str, float], m: TwinMetrics, rate: float) -> list[str]:

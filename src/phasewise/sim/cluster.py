@@ -28,7 +28,7 @@ class Cluster:
         self.deployment, self.loop, self.check = deployment, loop, check
         self.record_timeline = False
         self.live = False  # the digital twin: every token is notified, no per-request arrays are kept
-        self.on_token = None  # live: on_token(request, tokens, time)
+        self.on_token = None  # live: on_token(request, tokens, time, instance that produced them)
         self.on_done = None  # live: on_done(request) when it finishes, is rejected or cancelled
         self.instances: list[Instance] = []
         self.front: Router | None = None  # collocated or prefill instances

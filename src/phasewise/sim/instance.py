@@ -137,6 +137,14 @@ class Instance(KvAdmission, DecodingSet):
         waiting = len(self.waiting) + len(self.prefilling) + len(self.pending_transfers)
         return running, waiting, self.kv.capacity - max(self._free_blocks_bound(), 0.0)
 
+    def prefill_tokens_pending(self) -> int:
+        """Prompt tokens still to prefill of the requests queued or prefilling here (a router's load view, Dynamo's
+        worker_active_prefill_tokens); 0 on a decode instance, whose prefills run elsewhere."""
+        if self.role == "decode":
+            return 0
+        return (sum(r.prefill_target for r in self.waiting)
+                + sum(r.prefill_target - r.prefilled for r in self.prefilling))
+
     # --- entry points ------------------------------------------------------------------------
     def enqueue(self, req: SimRequest, through_frontend: bool = True) -> None:
         """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request
@@ -147,6 +155,8 @@ class Instance(KvAdmission, DecodingSet):
             self.cluster.reject(req, "beyond_context")  # refused on arrival, as vLLM refuses it (max_model_len)
             return
         self.outstanding += req.prompt + req.output
+        if req.first_instance < 0:
+            req.first_instance = self.index
         engine = self.cost.engine
         frontend_s = engine.frontend_request_s + engine.frontend_token_s * req.prompt if through_frontend else 0.0
         if frontend_s > 0.0:
@@ -336,7 +346,7 @@ class Instance(KvAdmission, DecodingSet):
             req.segments.append((None, now))
             if self.cluster.live:
                 req.streamed = req.generated
-                self.cluster.on_token(req, 1, now)
+                self.cluster.on_token(req, 1, now, self)
         if req.generated >= req.output:
             self._finish(req, now)
         elif self.role == "prefill":
@@ -420,7 +430,7 @@ class Instance(KvAdmission, DecodingSet):
             made = (math.floor(g * (r.spec_steps + steps)) - math.floor(g * r.spec_steps)) if spec else steps
             total = min(r.generated + made, r.output)
             if total > r.streamed:
-                self.cluster.on_token(r, total - r.streamed, now)
+                self.cluster.on_token(r, total - r.streamed, now, self)
                 r.streamed = total
 
     def cancel(self, req: SimRequest) -> bool:

@@ -31,6 +31,7 @@ class SimRequest:
     epoch: int = 0  # bumps on preemption (invalidates heap entries)
     slot: int = -1  # index in its instance's running set
     last_instance: int = -1  # index of the instance it finished on
+    first_instance: int = -1  # index of the instance it was first routed to (a collocated or prefill one)
     # tokens in emission order: (None, time) for a token sampled at the end of a prefill, or
     # (instance, first_step, steps, spec_offset, tokens) for a run of decode steps there
     segments: list = field(default_factory=list)
