@@ -5,9 +5,9 @@ keeps: for each finished request, the time it spent queued (arrival to its first
 request-latency buckets; its prompt and generation token counts on vLLM's 1-2-5 buckets up to the model's context
 (build_1_2_5_buckets(max_model_len); up to 10^6 tokens for a model whose config states no context), and the prompt
 tokens its prefill computed, those a prefix cache held apart (vllm:request_prefill_kv_computed_tokens: prompt tokens
-less num_cached_tokens, on the same buckets); and the
-inter-token latency under V1's newer name (vllm:inter_token_latency_seconds, the same observations as
-time_per_output_token). Preemptions are counted when a preempted request finishes (vllm:num_preemptions_total)."""
+less num_cached_tokens, on the same buckets); and the inter-token latency under V1's newer name
+(vllm:inter_token_latency_seconds, the same observations as time_per_output_token). Preemptions are counted when a
+preempted request finishes (vllm:num_preemptions_total)."""
 
 from __future__ import annotations
 
