@@ -191,7 +191,6 @@ def test_scenario_on_its_defaults(scenario_defaults):
         assert checks[name].passed, (name, checks[name].phasewise, checks[name].why)
     attacc = checks["geomean speedup over AttAcc-like"]
     assert attacc.paper == 18.0 and attacc.phasewise > 1  # faster, though not by the paper's margin (see its why)
-    assert result.wall_s < 8
     assert any("Per-operator" in t["title"] for t in result.outcome.tables)
 
 

@@ -104,8 +104,7 @@ def test_the_cloud_batches_many_devices_and_they_queue():
 def test_hat_scenario_passes_on_its_defaults(scenario_defaults):
     result = scenario_defaults("hat")
     assert result.passed, [c.to_json() for c in result.outcome.checks if not c.passed]
-    # "in seconds": 2x its time on the 2-core CI-class machine (4.0-4.5 s)
-    assert result.wall_s < 10 and len(result.outcome.figures) == 2
+    assert len(result.outcome.figures) == 2  # its time: benchmarks/bench_reproduce.py
 
 
 @pytest.mark.parametrize("sets", [{"uplink_mbps": "20", "devices": "10"}, {"prompt_tokens": "2048"},

@@ -96,7 +96,7 @@ def test_a_request_cancelled_before_the_scheduler_reads_it_never_runs():
     dep = collocated(M, "h100-sxm", engine="sglang", scheduler_recv_interval=30)
     cluster, instances, _ = build_cluster(dep, loop, 0, live=True)
     tokens: list[tuple[SimRequest, int]] = []
-    cluster.on_token, cluster.on_done = (lambda req, n, t: tokens.append((req, n))), (lambda req: None)
+    cluster.on_token, cluster.on_done = (lambda req, n, t, instance: tokens.append((req, n))), (lambda req: None)
     decoder, late = SimRequest(0, 0.0, 512, 400), SimRequest(1, 0.5, 64, 4)
     cluster.arrive(decoder)
     loop.run_until(0.5)

@@ -191,9 +191,6 @@ def assert_directions(checks: dict[str, float]) -> None:
 def test_spad_scenario_defaults_and_variations_keep_the_directions(scenario_defaults):
     scenario = get_scenario("spad")
     default = scenario_defaults("spad")
-    # "in seconds" (SCENARIOS.md): 2x its time on the 2-core CI-class machine (9.4-11 s, its searches one process
-    # per core; 14-16 s serial): a slow or loaded day passes, a regression to minutes does not
-    assert default.wall_s < 20
     checks = {c.name: c for c in default.outcome.checks}
     for name in ("Prefill Chip prefill performance", "Prefill Chip hardware cost", "Decode Chip decode performance",
                  "Decode Chip TDP", "cluster hardware cost at equal SLOs (azure-conv)",
