@@ -26,7 +26,7 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engines import role_knobs, window_kv
+from phasewise.specs.engines import latent_attention_block, role_knobs, window_kv
 from phasewise.specs.hf_config import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
@@ -163,7 +163,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
     argv += _vllm_max_model_len(dep, g, notes)
-    argv += ["--block-size", str(g.block_size)]
+    argv += _kernel_block(dep, g, "--block-size", notes)
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
     if g.host_kv_cache_bytes and g.role == "collocated":  # vLLM's size is all the instance's ranks' together, GiB
@@ -177,6 +177,19 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         argv += ["--kv-transfer-config", json.dumps({"kv_connector": KV_BACKEND["vllm"], "kv_role": "kv_both"},
                                                     separators=(",", ":"))]
     return Command(argv, comments=notes)
+
+
+def _kernel_block(dep: Deployment, g: InstanceGroup, flag: str, notes: list[str]) -> list[str]:
+    """`flag` with the KV block the instance runs on: the deployment's block_size, or the block a latent-attention
+    model's MLA kernel forces on this engine and GPU (specs/engines.py latent_attention_block), which the engine
+    would take whatever the flag said and which phasewise simulated."""
+    model = load_model(g.model or dep.model)
+    cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
+    block, kernel = latent_attention_block(engine, model, cost.hw, g.block_size)
+    if block != g.block_size:
+        notes.append(f"block_size {g.block_size}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on {block}-token KV "
+                     f"blocks, which the engine would force; simulated and written as {block}")
+    return [flag, str(block)]
 
 
 def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> list[str]:
@@ -194,7 +207,8 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
         longest = cap / full
     else:
         longest = cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)
-    longest = int(longest) // g.block_size * g.block_size
+    block = latent_attention_block(engine, model, cost.hw, g.block_size)[0]  # the block the instance runs on
+    longest = int(longest) // block * block
     if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
         return []
     notes.append(f"the model's {model.max_position_embeddings:,}-token context does not fit this instance's KV cache "
@@ -246,7 +260,7 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             notes.append(f"{knob} {value}: no SGLang argument")
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)
         argv += ["--mem-fraction-static", f"{g.memory_fraction:g}"]
-    argv += ["--page-size", str(g.block_size)]
+    argv += _kernel_block(dep, g, "--page-size", notes)
     if g.prefix_caching is False:
         argv.append("--disable-radix-cache")
     if g.host_kv_cache_bytes:  # SGLang's --hicache-size: GB of host memory per rank

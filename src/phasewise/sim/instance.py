@@ -41,7 +41,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
-from phasewise.specs.engines import window_kv
+from phasewise.specs.engines import latent_attention_block, window_kv
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -54,8 +54,8 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 class Instance(KvAdmission, DecodingSet):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
-                 "max_seqs", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window", "kv_terms", "kv_state",
-                 "kv_stored", "waiting",
+                 "max_seqs", "kernel_block", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window",
+                 "kv_terms", "kv_state", "kv_stored", "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
@@ -75,10 +75,12 @@ class Instance(KvAdmission, DecodingSet):
         self.pipeline = pipeline  # shared by the virtual engines of one PP replica (None: no PP)
         engines = pipeline.virtual_engines if pipeline else 1
         self.max_seqs = max(1, engine.max_seqs // engines)  # sequences this (virtual) engine may hold
+        # the block the engine's attention kernel runs on (a latent-attention model's MLA kernel may force one), then
         # KV tokens' worth of the pool a running sequence's recurrent state takes, and the block it comes in (vLLM V1
         # keeps them there, in blocks raised to one state's page)
+        self.kernel_block, _ = latent_attention_block(engine, self.model, cost.hw, group.block_size)
         block, self.kv_state = kv_state_pages(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp,
-                                              group.block_size)
+                                              self.kernel_block)
         self.kv = KVBlocks(kv_capacity_tokens // engines // block, block)
         spec = cluster.deployment.speculative
         self.spec = spec

@@ -267,7 +267,7 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                                      f"modelled with {why}; use --prefix-caching off, without --host-kv-cache-gb")
             continue
         if asked if asked is not None else inst.engine.prefix_caching:
-            if inst.kv.block_size != inst.group.block_size:
+            if inst.kv.block_size != inst.kernel_block:
                 raise PhasewiseError(f"--prefix-caching on: {inst.engine.label} raises {inst.model.name}'s KV block to "
                                      f"{inst.kv.block_size} tokens (one recurrent state's page); prefix sharing in "
                                      f"such blocks is not modelled; use --prefix-caching off")

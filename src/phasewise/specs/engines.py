@@ -168,6 +168,30 @@ def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
     return not ("kv_connector" in rule.get("all_tokens_for", ()) and config.role in ("prefill", "decode"))
 
 
+def latent_attention_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: int) -> tuple[int, str]:
+    """(KV block tokens, attention kernel) of a latent-attention model on this engine and hardware: the block its
+    MLA kernel needs where the engine forces one whatever the deployment's block_size asks (the preset's
+    `latent_attention_block` rules in engine_presets.yaml: vLLM's FlashMLA / FlashInfer MLA / CUTLASS MLA,
+    SGLang's trtllm_mla), else (`asked`, ""). A linear-attention hybrid keeps `asked` here: its block is raised to
+    one recurrent state's page instead (perf/memory.py kv_state_pages)."""
+    if not model.latent_attention or model.linear_attention_layers:
+        return asked, ""
+    nope = model.head_dim - model.qk_rope_head_dim
+    for rule in _preset_entry(config.engine).get("latent_attention_block") or ():
+        if not any(hw.key.lower().startswith(prefix) for prefix in rule["hardware"]):
+            continue
+        if "sparse" in rule and bool(rule["sparse"]) != bool(model.sparse_attention_topk):
+            continue
+        if model.model_type not in rule.get("model_types", (model.model_type,)):
+            continue
+        if rule.get("qk_nope_head_dim", nope) != nope:
+            continue
+        multiple = rule.get("keeps_multiples_of")
+        kept = asked in rule.get("keeps", ()) or bool(multiple and asked % multiple == 0)
+        return (asked if kept else int(rule["block"])), str(rule["kernel"])
+    return asked, ""
+
+
 def prefix_caching_default(config: EngineConfig, model: ModelSpec) -> bool:
     """Whether the engine caches prompt prefixes for `model` unless told: its preset's default, except where the
     preset turns it off for linear-attention hybrids (`linear_hybrid_prefix_caching: false`: vLLM)."""
