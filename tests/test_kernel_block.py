@@ -2,6 +2,8 @@
 `latent_attention_block`, specs/engines.py latent_attention_block): the blocks below are read off the engines' own
 rules (vllm/platforms/cuda.py check_and_update_config; sglang srt/server_args.py), not off phasewise."""
 
+import json
+
 import pytest
 
 from phasewise.sim.api import run
@@ -74,3 +76,22 @@ def test_launch_writes_the_block_the_engine_runs_on():
     assert args[args.index("--page-size") + 1] == "64" and any("trtllm_mla" in n for n in notes)
     args, notes = argv("sglang", "h200-sxm")
     assert args[args.index("--page-size") + 1] == "16" and not any("KV blocks" in n for n in notes)
+
+
+def test_tensorrt_llm_runs_sparse_attention_on_64_token_blocks_without_block_reuse(run_cli):
+    """TensorRT-LLM's DSA cache manager asserts 64-token blocks and raises on block reuse: the block is 64, prefix
+    caching off by default (its launch writes enable_block_reuse false), and asked for, a one-line error."""
+    from phasewise.apps.launch import launch_commands
+
+    hw = load_hardware("b200")
+    glm = load_model("zai-org/GLM-5")
+    assert latent_attention_block(resolve_engine("trtllm", hw), glm, hw, 16) == (64, "DSA indexer K cache (DeepGEMM)")
+    dep = collocated("zai-org/GLM-5", "b200", tp=8, engine="trtllm", precision="nvfp4")
+    _, _, files = launch_commands(dep)
+    assert "tokens_per_block: 64" in "".join(files.values()) and "enable_block_reuse: false" in "".join(files.values())
+    base = ["simulate", "--model", "zai-org/GLM-5", "--hardware", "b200", "--tp", "8", "--engine", "trtllm",
+            "--precision", "nvfp4", "--trace", "mooncake", "--trace-limit", "40"]
+    code, out, err = run_cli(*base, "--json")
+    assert code == 0 and json.loads(out)["prefix_cache"] is None
+    code, out, err = run_cli(*base, "--prefix-caching", "on")
+    assert code == 2 and "does not reuse KV blocks of a sparse-attention model" in err and len(err.splitlines()) == 1

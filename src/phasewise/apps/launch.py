@@ -26,7 +26,7 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engines import latent_attention_block, role_knobs, window_kv
+from phasewise.specs.engines import latent_attention_block, prefix_caching_refusal, role_knobs, window_kv
 from phasewise.specs.hf_config import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
@@ -180,16 +180,21 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
 
 
 def _kernel_block(dep: Deployment, g: InstanceGroup, flag: str, notes: list[str]) -> list[str]:
-    """`flag` with the KV block the instance runs on: the deployment's block_size, or the block a latent-attention
-    model's MLA kernel forces on this engine and GPU (specs/engines.py latent_attention_block), which the engine
-    would take whatever the flag said and which phasewise simulated."""
+    """[`flag`, the KV block the instance runs on]: the deployment's block_size, or the block a latent-attention
+    model's kernels need on this engine and GPU (specs/engines.py latent_attention_block), which the engine forces
+    whatever the flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention), and phasewise simulated."""
     model = load_model(g.model or dep.model)
     cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
     block, kernel = latent_attention_block(engine, model, cost.hw, g.block_size)
     if block != g.block_size:
-        notes.append(f"block_size {g.block_size}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on {block}-token KV "
-                     f"blocks, which the engine would force; simulated and written as {block}")
+        notes.append(f"block_size {g.block_size}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on "
+                     f"{block}-token KV blocks, which the engine forces or requires; simulated and written as {block}")
     return [flag, str(block)]
+
+
+def _reuse_refused(dep: Deployment, g: InstanceGroup) -> str:
+    """Why the engine cannot reuse KV blocks for this group's model ("" where it can: specs/engines.py)."""
+    return prefix_caching_refusal(build_group(dep, g, dep.instances.index(g))[3], load_model(g.model or dep.model))
 
 
 def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> list[str]:
@@ -296,7 +301,7 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
             notes.append(f"attention_dp {dp} of tp {g.tp}: TensorRT-LLM's attention DP spans all tp ranks "
                          f"(attention_dp = {g.tp}); a partial one has no argument")
     argv += _precision(dep, g, "trtllm", notes)
-    kv_cache: dict[str, Any] = {"tokens_per_block": g.block_size}
+    kv_cache: dict[str, Any] = {"tokens_per_block": int(_kernel_block(dep, g, "", notes)[1])}
     if g.memory_fraction is not None:  # else TensorRT-LLM's own default (0.9), as simulated
         kv_cache["free_gpu_memory_fraction"] = g.memory_fraction
     kv = _kv_dtype(g, "trtllm", notes)
@@ -304,6 +309,9 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
         kv_cache["dtype"] = kv
     if g.prefix_caching is not None:
         kv_cache["enable_block_reuse"] = g.prefix_caching
+    elif _reuse_refused(dep, g):  # TensorRT-LLM's default (on) would not start: off, as simulated
+        kv_cache["enable_block_reuse"] = False
+        notes.append(f"enable_block_reuse false: {_reuse_refused(dep, g)}")
     if g.host_kv_cache_bytes:  # bytes of host memory for offloaded blocks, each rank's own KV cache manager
         kv_cache["host_cache_size"] = int(g.host_kv_cache_bytes / (g.tp * g.pp))
     options["kv_cache_config"] = kv_cache

@@ -194,10 +194,22 @@ def latent_attention_block(config: EngineConfig, model: ModelSpec, hw: HardwareS
 
 def prefix_caching_default(config: EngineConfig, model: ModelSpec) -> bool:
     """Whether the engine caches prompt prefixes for `model` unless told: its preset's default, except where the
-    preset turns it off for linear-attention hybrids (`linear_hybrid_prefix_caching: false`: vLLM)."""
+    preset turns it off for linear-attention hybrids (`linear_hybrid_prefix_caching: false`: vLLM) or cannot run it
+    with sparse attention (`sparse_attention_prefix_caching: false`: TensorRT-LLM, prefix_caching_refusal)."""
     if model.linear_attention_layers and _preset_entry(config.engine).get("linear_hybrid_prefix_caching") is False:
         return False
+    if prefix_caching_refusal(config, model):
+        return False
     return config.prefix_caching
+
+
+def prefix_caching_refusal(config: EngineConfig, model: ModelSpec) -> str:
+    """Why this engine cannot cache prefixes for `model` at all ("" where it can): TensorRT-LLM's DSA cache manager
+    raises on block reuse for sparse-attention models (engine_presets.yaml `sparse_attention_prefix_caching`)."""
+    if model.sparse_attention_topk and _preset_entry(config.engine).get("sparse_attention_prefix_caching") is False:
+        return (f"{config.label} does not reuse KV blocks of a sparse-attention model ({model.name}: its DSA indexer "
+                f"K-cache manager raises NotImplementedError on block reuse)")
+    return ""
 
 
 def _version_key(version: str) -> tuple[int, ...]:
