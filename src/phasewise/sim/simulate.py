@@ -32,8 +32,13 @@ from phasewise.sim.planner_budget import PlannerPair
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import (EngineConfig, prefix_caching_default, prefix_caching_refusal,
-                                     recurrent_state_in_kv_pool, resolve_engine)
+from phasewise.specs.engines import (
+    EngineConfig,
+    prefix_caching_default,
+    prefix_caching_refusal,
+    recurrent_state_in_kv_pool,
+    resolve_engine,
+)
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
 
@@ -84,9 +89,10 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them
             engine = replace(engine, max_seqs=mem.state_seats)
         engine = replace(engine, prefix_caching=prefix_caching_default(engine, model))
-        if g.prefix_caching and prefix_caching_refusal(engine, model):
-            raise PhasewiseError(f"--prefix-caching on (prefix_caching: true): {prefix_caching_refusal(engine, model)}; "
-                                 f"use --prefix-caching off or another engine")
+        refusal = prefix_caching_refusal(engine, model)
+        if g.prefix_caching and refusal:
+            raise PhasewiseError(f"--prefix-caching on (prefix_caching: true): {refusal}; use --prefix-caching off or "
+                                 f"another engine")
         caching = g.prefix_caching if g.prefix_caching is not None else engine.prefix_caching
         if model.linear_attention_layers and not caching and not engine.profile.recurrent_state_overlap:
             # the overlap scheduler is turned off only with the prefix cache on (SGLang: no_buffer MambaRadixCache)
