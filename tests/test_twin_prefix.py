@@ -1,6 +1,7 @@
-"""The twin shares prompt prefixes: every prompt's leading 512-token blocks are hashed (apps/tokenizer.py
-count_and_blocks; token-id prompts by their ids), so requests repeating a prefix hit the instances' prefix caches
-as they do in simulate, and /metrics counts it under vLLM V1's names. On 127.0.0.1 only."""
+"""The twin shares prompt prefixes: every prompt's leading blocks are hashed in its engines' own KV blocks (16
+tokens for vLLM serving Llama; apps/tokenizer.py count_and_blocks; token-id prompts by their ids), so requests
+repeating a prefix hit the instances' prefix caches to the block, as the engines do, and /metrics counts it under
+vLLM V1's names. On 127.0.0.1 only."""
 
 import httpx
 import pytest
@@ -13,7 +14,8 @@ from phasewise.sim.deployment import collocated
 
 M = "meta-llama/Llama-3.1-8B"
 LAB = f'{{model_name="{M}"}}'
-SHARED = "w " * 3000  # 3,000 built-in tokens: 5 full 512-token blocks, then each request's own question
+SHARED = "w " * 3000  # 3,000 built-in tokens, then each request's own question
+SHARED_HIT = 3000 // 16 * 16  # vLLM's 16-token blocks: 187 full ones; the 188th mixes in the question
 
 
 def test_leading_blocks_hash_alike_and_count_matches():
@@ -50,7 +52,7 @@ def test_a_repeated_prefix_hits_the_cache_and_shortens_the_first_token(server):
     first = one(server, "/v1/completions", {"prompt": SHARED + "first question about oranges"})
     second = one(server, "/v1/completions", {"prompt": SHARED + "a second, different question"})
     assert first["vllm:prefix_cache_hits_total" + LAB] == 0
-    assert second["vllm:prefix_cache_hits_total" + LAB] == 5 * 512  # the shared blocks, not the question's
+    assert second["vllm:prefix_cache_hits_total" + LAB] == SHARED_HIT  # the shared blocks, not the question's
     assert second["vllm:prefix_cache_queries_total" + LAB] == second["vllm:prompt_tokens_total" + LAB]
     ttft = "vllm:time_to_first_token_seconds_sum" + LAB
     assert second[ttft] < 0.5 * first[ttft]  # (simulated time: the twin's clock runs the simulation)
@@ -62,10 +64,13 @@ def test_chat_turns_and_token_id_prompts_share_too(server):
     again = {"messages": [system, {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
                           {"role": "user", "content": "more"}]}
     one(server, "/v1/chat/completions", turn)
-    assert one(server, "/v1/chat/completions", again)["vllm:prefix_cache_hits_total" + LAB] == 2 * 512
+    hits = one(server, "/v1/chat/completions", again)["vllm:prefix_cache_hits_total" + LAB]
+    # the system prompt's 1,500 tokens and the template's few around it, to the last full 16-token block
+    assert hits % 16 == 0 and 1488 <= hits < 1600
     ids = list(range(5, 1205))
     one(server, "/v1/completions", {"prompt": ids})
-    assert one(server, "/v1/completions", {"prompt": ids})["vllm:prefix_cache_hits_total" + LAB] == 2 * 512
+    # the same 1,200 ids again: the full blocks of its first 1,199 tokens (vLLM computes at least the last one)
+    assert one(server, "/v1/completions", {"prompt": ids})["vllm:prefix_cache_hits_total" + LAB] == 1199 // 16 * 16
 
 
 def test_host_tier_hits_count_as_vllm_connector_hits():
@@ -79,7 +84,7 @@ def test_host_tier_hits_count_as_vllm_connector_hits():
         for i in range(12):  # other prompts, each of its own: they evict the shared blocks from the GPU
             one(url, "/v1/completions", {"prompt": f"topic{i} " * 3000})
         again = one(url, "/v1/completions", {"prompt": SHARED + "second"})
-    assert again["vllm:external_prefix_cache_hits_total" + LAB] == 5 * 512
+    assert again["vllm:external_prefix_cache_hits_total" + LAB] == SHARED_HIT
     assert again["vllm:prefix_cache_hits_total" + LAB] == 0
 
 
@@ -96,9 +101,9 @@ def test_an_sglang_twin_also_speaks_sglangs_metric_names():
     assert second["sglang:time_to_first_token_seconds_count" + lab] == 1
     assert second["sglang:inter_token_latency_seconds_count" + lab] == 3  # 4 output tokens, 3 gaps
     assert after["sglang:num_running_reqs" + lab] == after["sglang:num_queue_reqs" + lab] == 0
-    # two prompts of 3,000 tokens, the second hitting 5 x 512 of them
+    # two prompts of 3,000 tokens, the second hitting SHARED_HIT of them (SGLang's blocks modelled at 16 tokens)
     queried = first["sglang:prompt_tokens_total" + lab] + second["sglang:prompt_tokens_total" + lab]
-    assert after["sglang:cache_hit_rate" + lab] == pytest.approx(5 * 512 / queried, abs=1e-6)
+    assert after["sglang:cache_hit_rate" + lab] == pytest.approx(SHARED_HIT / queried, abs=1e-6)
     assert 0 <= after["sglang:token_usage" + lab] <= 1
 
 
@@ -118,14 +123,14 @@ def test_cached_tokens_reach_the_usage_the_dynamo_histogram_and_vllms_computed_t
             chunks = [line for line in r.iter_lines() if line.startswith("data: {")]
         text = httpx.get(url + "/metrics").text
     assert "prompt_tokens_details" not in cold  # nothing cached: omitted
-    assert warm["prompt_tokens_details"] == {"cached_tokens": 5 * 512}
-    assert '"prompt_tokens_details": {"cached_tokens": 2560}' in chunks[-1]  # the streamed usage chunk
+    assert warm["prompt_tokens_details"] == {"cached_tokens": SHARED_HIT}
+    assert f'"prompt_tokens_details": {{"cached_tokens": {SHARED_HIT}}}' in chunks[-1]  # the streamed usage chunk
     values = samples(text)
     lab = f'{{model="{M.lower()}"}}'
     assert values["dynamo_frontend_cached_tokens_count" + lab] == 3
-    assert values["dynamo_frontend_cached_tokens_sum" + lab] == 2 * 5 * 512
+    assert values["dynamo_frontend_cached_tokens_sum" + lab] == 2 * SHARED_HIT
     prompts = values["vllm:prompt_tokens_total" + LAB]
-    assert values["vllm:request_prefill_kv_computed_tokens_sum" + LAB] == prompts - 2 * 5 * 512
+    assert values["vllm:request_prefill_kv_computed_tokens_sum" + LAB] == prompts - 2 * SHARED_HIT
     assert values["vllm:request_prefill_kv_computed_tokens_count" + LAB] == 3
 
 
@@ -148,3 +153,11 @@ def test_serve_refuses_prompt_token_details_without_a_prefix_cache(run_cli):
         code, _, err = run_cli("serve", "--port", "1", "--prefix-caching", "off", flag)
         assert code == 2 and "no instance of this deployment caches prefixes" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_prompts_are_hashed_in_the_block_the_engine_runs_on():
+    """The twin keys its prefix caches by the instances' own KV block (their least common multiple): vLLM's 16
+    tokens for Llama, the 64 FlashMLA forces for DeepSeek on Hopper; simulate keeps a trace's 512-token hash ids."""
+    assert LiveSim(collocated(M, "h100-sxm")).cluster.prefix_block_tokens == 16
+    assert LiveSim(collocated("deepseek-ai/DeepSeek-R1", "h200-sxm", tp=8)).cluster.prefix_block_tokens == 64
+    assert LiveSim(collocated(M, "h100-sxm", block_size=32)).cluster.prefix_block_tokens == 32

@@ -24,7 +24,6 @@ from phasewise.apps.tokenizer import Tokenizer, filler, id_blocks
 from phasewise.apps.twin_live import LiveSim, Stream
 from phasewise.errors import PhasewiseError, one_line
 from phasewise.specs.vision import ImageGeometry
-from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 
 async def _counted(chunks, counter: list[int]):
@@ -105,6 +104,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
     from contextlib import asynccontextmanager
 
     context = live.model.max_position_embeddings or 0
+    block_tokens = live.cluster.prefix_block_tokens  # a prompt's hashes, one per engine KV block
     in_flight = [0]
     vision = live.model.vision is not None
     allowed_parts = TEXT_PARTS + ((IMAGE_PART,) if vision else ())
@@ -217,13 +217,13 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                        "context_length_exceeded")
 
     async def count(text: str, max_tokens: int, prompt_param: str, tokens_param: str) -> tuple[int, tuple]:
-        """Prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, MOONCAKE_BLOCK_TOKENS each):
+        """Prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, the engines' KV block each):
         a too-long prompt is refused from a linear-time bound before any tokenizing, and a long one is tokenized
         off the event loop."""
         check_context(tokenizer.min_tokens(text), max_tokens, prompt_param, tokens_param, at_least=True)
         if len(text) > INLINE_TOKENIZE_CHARS:
-            return await asyncio.to_thread(tokenizer.count_and_blocks, text, MOONCAKE_BLOCK_TOKENS)
-        return tokenizer.count_and_blocks(text, MOONCAKE_BLOCK_TOKENS)
+            return await asyncio.to_thread(tokenizer.count_and_blocks, text, block_tokens)
+        return tokenizer.count_and_blocks(text, block_tokens)
 
     def usage(stream: Stream) -> dict[str, Any]:
         p, c = stream.req.prompt, stream.emitted
@@ -288,7 +288,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             if isinstance(prompt, str):
                 prompt_tokens, blocks = await count(prompt, max_tokens, "prompt", "max_tokens")
             elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-                prompt_tokens, blocks = len(prompt), id_blocks(prompt, MOONCAKE_BLOCK_TOKENS)  # token ids
+                prompt_tokens, blocks = len(prompt), id_blocks(prompt, block_tokens)  # token ids
             else:
                 raise ApiError(400, "'prompt' must be a string, a list of one string, or a list of token ids",
                                "prompt")

@@ -20,7 +20,6 @@ from phasewise.sim.events import EventLoop
 from phasewise.sim.metrics import Slo
 from phasewise.sim.request import SimRequest
 from phasewise.sim.simulate import build_cluster
-from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                 40.0, 80.0)
@@ -61,7 +60,9 @@ class LiveSim:
         if not speed > 0:
             raise PhasewiseError(f"--speed must be > 0 (got {speed})")
         self.loop = EventLoop()
-        self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True, slo=slo)
+        # prompts are hashed in the engines' own KV blocks (prefix_block_tokens None), so hits come to the block
+        self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True, slo=slo,
+                                                        prefix_block_tokens=None)
         self.cluster.on_token, self.cluster.on_done = self._on_token, self._on_done
         self.speed = speed
         self.wall0 = time.perf_counter()
@@ -222,7 +223,7 @@ class LiveSim:
         if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)
             queries = sum(c.prompt_tokens for c in caches)
             host = (sum(c.host.hit_keys for c in caches if c.host is not None)
-                    + sum(c.store_hit_keys for c in caches)) * MOONCAKE_BLOCK_TOKENS
+                    + sum(c.store_hit_keys for c in caches)) * self.cluster.prefix_block_tokens
             hits = sum(c.hit_tokens for c in caches) - host  # the GPU's own; host tier and store through a connector
             lines += ["# HELP vllm:prefix_cache_queries Prefix cache queries, in terms of number of queried tokens.",
                       "# TYPE vllm:prefix_cache_queries counter", f"vllm:prefix_cache_queries_total{{{lab}}} {queries}",

@@ -16,6 +16,7 @@ from phasewise.sim.metrics import Slo, TbtHistogram, slo_met
 from phasewise.sim.prefix_cache import attach_prefix_caches, summarize
 from phasewise.sim.request import SimRequest
 from phasewise.sim.routers import Router, make_router
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 if TYPE_CHECKING:
     from phasewise.sim.deployment import Deployment
@@ -35,6 +36,9 @@ class Cluster:
         self.back: Router | None = None  # decode instances
         self.links: dict[str, Link] = {}
         self.kv_bytes_per_token = 0.0  # whole model, per full-layer KV token (kv_transfer_bytes), for transfers
+        # tokens of one prefix block, the prefix caches' key (a Mooncake trace's hash ids: 512; the twin hashes prompts
+        # in its engines' KV blocks): build_cluster sets it
+        self.prefix_block_tokens = MOONCAKE_BLOCK_TOKENS
         self.state_bytes_per_sequence = 0.0  # linear-attention layers' recurrent state, sent with each KV transfer
         self.policy_stats: dict = {}  # serving-policy figures (offloads, migrations, ...) -> SimResult.policy
         self.pools = None  # priority pools' controller (sim/priority_pools.py), when the deployment has them

@@ -10,7 +10,6 @@ from collections import OrderedDict
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.sim.link import effective_bandwidth
-from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 
 class HostTier:
@@ -81,8 +80,8 @@ def host_tier(inst) -> HostTier | None:
     per_gpu, gpus = _block_bytes(inst), _gpus(inst)
     capacity = int(host_bytes // (per_gpu * gpus))
     if capacity < 1:
-        raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix "
-                             f"block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
+        raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {inst.cluster.prefix_block_tokens}-token "
+                             f"prefix block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
                              f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     engine = inst.engine
     write = engine.host_kv_write  # through | selective | evict | back (specs/engines.py EngineConfig)
@@ -122,8 +121,8 @@ def kv_store(deployment, caching: list) -> HostTier | None:
     per_key = _block_bytes(caching[0]) * _gpus(caching[0])
     capacity = int(store_bytes // per_key)
     if capacity < 1:
-        raise PhasewiseError(f"--kv-store-gb {store_bytes / 1e9:g}: one {MOONCAKE_BLOCK_TOKENS}-token prefix block "
-                             f"takes {per_key / 1e9:.3g} GB; give at least that")
+        raise PhasewiseError(f"--kv-store-gb {store_bytes / 1e9:g}: one {caching[0].cluster.prefix_block_tokens}-token "
+                             f"prefix block takes {per_key / 1e9:.3g} GB; give at least that")
     return HostTier(capacity, 0.0)
 
 
@@ -134,9 +133,10 @@ def store_fetch_s(inst) -> float:
 
 
 def _block_bytes(inst) -> float:
-    """KV bytes of one trace prefix block on one GPU of `inst` (its attention TP x PP share)."""
+    """KV bytes of one prefix block (the cluster's prefix_block_tokens) on one GPU of `inst` (its attention TP x PP
+    share)."""
     cost = inst.cost
-    return MOONCAKE_BLOCK_TOKENS * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
+    return inst.cluster.prefix_block_tokens * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
 
 
 def _gpus(inst) -> int:

@@ -52,11 +52,12 @@ if TYPE_CHECKING:
 class PrefixCache:
     __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
                  "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host",
-                 "store", "store_fetch_s", "store_hit_keys", "store_load_s")
+                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens")
 
     def __init__(self, kv: KVBlocks, host: HostTier | None = None, store: HostTier | None = None,
-                 store_fetch_s: float = 0.0) -> None:
+                 store_fetch_s: float = 0.0, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> None:
         self.kv = kv
+        self.key_tokens = key_tokens  # tokens of one prefix block (a key): the trace's, or the twin's engine block
         self.host = host  # the host-memory tier, or None
         self.store = store  # the deployment's shared KV store (sim/kv_tiers.py kv_store), or None
         self.store_fetch_s = store_fetch_s  # seconds to fetch one block from it to this instance
@@ -81,9 +82,9 @@ class PrefixCache:
 
     def keys(self, req: SimRequest) -> list[int]:
         if not self.per_key:
-            self.per_key = engine_blocks_per_key(self.kv.block_size)
+            self.per_key = engine_blocks_per_key(self.kv.block_size, self.key_tokens)
         if req.prefix_keys is None:
-            req.prefix_keys = block_keys(req.prefix, req.prompt)
+            req.prefix_keys = block_keys(req.prefix, req.prompt, self.key_tokens)
         return req.prefix_keys
 
     def probe(self, req: SimRequest) -> tuple[int, int]:
@@ -147,7 +148,7 @@ class PrefixCache:
                 store.keep(k)
         self.kv.allocate(blocks - held_blocks)
         req.prefix_cache = self
-        tokens = hit * MOONCAKE_BLOCK_TOKENS
+        tokens = hit * self.key_tokens
         host_s = loaded * host.load_s_per_key if loaded else 0.0
         store_s = fetched * self.store_fetch_s
         req.kv_load_s = host_s + store_s
@@ -208,7 +209,7 @@ class PrefixCache:
                 "lookup_blocks": self.lookup_keys, "hit_blocks": self.hit_keys, "evicted_blocks": self.evicted_blocks,
                 "recompute_lookups": self.recompute_lookups, "recompute_hit_tokens": self.recompute_hit_tokens,
                 "shared_blocks": self.shared_keys, "cached_blocks": len(self.refs), "idle_blocks": len(self.idle),
-                # the host tier's, in trace prefix blocks (MOONCAKE_BLOCK_TOKENS each); zeros without one
+                # the host tier's, in prefix blocks (key_tokens each); zeros without one
                 "host_hit_blocks": host.hit_keys if host else 0, "host_load_s": host.load_s if host else 0.0,
                 "host_written_blocks": host.written_keys if host else 0,
                 "host_dropped_blocks": host.dropped_keys if host else 0,
@@ -222,17 +223,19 @@ class PrefixCache:
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     """The deployment's prefix-cache figures (SimResult.policy['prefix_cache']): hit rates by tokens (of all prompt
-    tokens looked up, as vLLM's prefix cache hit rate) and by shareable prefix blocks (MOONCAKE_BLOCK_TOKENS each;
-    evicted_blocks: engine blocks), prefill tokens saved (recomputations' hits included)."""
+    tokens looked up, as vLLM's prefix cache hit rate) and by shareable prefix blocks (key_tokens each: a Mooncake
+    trace's 512; evicted_blocks: engine blocks), prefill tokens saved (recomputations' hits included)."""
     total = {k: sum(c.figures()[k] for c in caches) for k in caches[0].figures()}
     total["instances"] = len(caches)
     total["hit_rate_tokens"] = total["hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"] else 0.0
     total["hit_rate_blocks"] = total["hit_blocks"] / total["lookup_blocks"] if total["lookup_blocks"] else 0.0
     total["saved_prefill_tokens"] = total["hit_tokens"] + total["recompute_hit_tokens"]
-    total["host_hit_tokens"] = total["host_hit_blocks"] * MOONCAKE_BLOCK_TOKENS
+    key_tokens = caches[0].key_tokens  # one cluster, one size
+    total["prefix_block_tokens"] = key_tokens
+    total["host_hit_tokens"] = total["host_hit_blocks"] * key_tokens
     total["host_hit_rate_tokens"] = (total["host_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
                                      else 0.0)
-    total["store_hit_tokens"] = total["store_hit_blocks"] * MOONCAKE_BLOCK_TOKENS
+    total["store_hit_tokens"] = total["store_hit_blocks"] * key_tokens
     total["store_hit_rate_tokens"] = (total["store_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
                                       else 0.0)
     notes = [c.host.beyond_node for c in caches if c.host is not None and c.host.beyond_node]
@@ -271,7 +274,7 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                 raise PhasewiseError(f"--prefix-caching on: {inst.engine.label} raises {inst.model.name}'s KV block to "
                                      f"{inst.kv.block_size} tokens (one recurrent state's page); prefix sharing in "
                                      f"such blocks is not modelled; use --prefix-caching off")
-            inst.kv.prefix = PrefixCache(inst.kv, host_tier(inst))
+            inst.kv.prefix = PrefixCache(inst.kv, host_tier(inst), key_tokens=inst.cluster.prefix_block_tokens)
             caching.append(inst)
         elif inst.group.host_kv_cache_bytes:
             raise PhasewiseError(f"--host-kv-cache-gb (host_kv_cache_bytes) keeps evicted prefix blocks in host "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,6 +42,7 @@ from phasewise.specs.engines import (
 )
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 
 def build_group(dep: Deployment, g: InstanceGroup, index: int
@@ -123,10 +125,14 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
 
 
 def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False,
-                  live: bool = False, slo: Slo | None = None) -> tuple[Cluster, list[Instance], float]:
+                  live: bool = False, slo: Slo | None = None,
+                  prefix_block_tokens: int | None = MOONCAKE_BLOCK_TOKENS) -> tuple[Cluster, list[Instance], float]:
     """The deployment's instances, router and links on `loop`; also the deployment's price per hour.
     `live` (the digital twin) notifies every token as it is produced and keeps no per-request arrays.
-    `slo`: the run's SLOs (priority pools take their deadlines from them unless their block sets its own)."""
+    `slo`: the run's SLOs (priority pools take their deadlines from them unless their block sets its own).
+    `prefix_block_tokens`: the tokens of one prefix block, the prefix caches' key (a Mooncake trace's 512); None: the
+    instances' own KV block (their least common multiple), as the twin hashes prompts, so a cache hits to the block
+    as the engines' do."""
     cluster = Cluster(deployment, loop, n_requests, check)
     cluster.live = live
     instances: list[Instance] = []
@@ -173,6 +179,9 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         # uses no bandwidth, as the link latency is
         return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
 
+    if prefix_block_tokens is None:
+        prefix_block_tokens = math.lcm(*{i.kernel_block for i in instances})
+    cluster.prefix_block_tokens = prefix_block_tokens
     cluster.wire(instances, deployment.router, link_for)
     pair = deployment.planned_pair()  # two planners under one GPU budget (sim/planner_budget.py)
     for gi, config in deployment.autoscaled():

@@ -92,22 +92,23 @@ def load_mooncake(path: Path, limit: int | None = None, text: str | None = None)
     return Workload(t - t[0], np.asarray(prompt), np.asarray(output), name=path.name, prefix_hashes=hashes)
 
 
-def block_keys(hash_ids: tuple[int, ...], prompt_tokens: int) -> list[int]:
-    """The keys of a prompt's shareable Mooncake blocks (the full ones among its first prompt - 1 tokens), each the
-    chained hash of the ids up to it: equal keys mean equal prefixes up to the end of that block."""
+def block_keys(hash_ids: tuple[int, ...], prompt_tokens: int, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> list[int]:
+    """The keys of a prompt's shareable prefix blocks of `key_tokens` tokens each (a Mooncake trace's 512, or the
+    twin's hashes of the engines' KV blocks; the full ones among its first prompt - 1 tokens), each the chained hash
+    of the ids up to it: equal keys mean equal prefixes up to the end of that block."""
     keys, chain = [], 0
-    for h in hash_ids[:(prompt_tokens - 1) // MOONCAKE_BLOCK_TOKENS]:
+    for h in hash_ids[:(prompt_tokens - 1) // key_tokens]:
         chain = hash((chain, h))
         keys.append(chain)
     return keys
 
 
-def engine_blocks_per_key(block_size: int) -> int:
-    """Engine KV blocks of `block_size` tokens in one Mooncake block (block_size must divide it)."""
-    if block_size > MOONCAKE_BLOCK_TOKENS or MOONCAKE_BLOCK_TOKENS % block_size:
-        raise PhasewiseError(f"block_size {block_size} must divide the Mooncake block of {MOONCAKE_BLOCK_TOKENS} "
-                             f"tokens to share prefixes (e.g. 16 or 32)")
-    return MOONCAKE_BLOCK_TOKENS // block_size
+def engine_blocks_per_key(block_size: int, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> int:
+    """Engine KV blocks of `block_size` tokens in one prefix block of `key_tokens` (block_size must divide it)."""
+    if block_size > key_tokens or key_tokens % block_size:
+        raise PhasewiseError(f"block_size {block_size} must divide the prefix block of {key_tokens} tokens to share "
+                             f"prefixes (e.g. 16 or 32)")
+    return key_tokens // block_size
 
 
 def reusable_prompt_share(hashes: list[tuple[int, ...]], prompt_tokens) -> float:
