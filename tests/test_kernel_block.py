@@ -1,6 +1,8 @@
-"""The KV block a latent-attention (MLA) model's attention kernel forces on an engine and GPU (engine_presets.yaml
-`latent_attention_block`, specs/engines.py latent_attention_block): the blocks below are read off the engines' own
-rules (vllm/platforms/cuda.py check_and_update_config; sglang srt/server_args.py), not off phasewise."""
+"""The KV block an engine runs on (specs/engines.py kv_block): its default when the deployment does not say
+(engine_presets.yaml `kv_block_tokens`: vLLM 16, SGLang's page 1, TensorRT-LLM 32), and the one a latent-attention
+(MLA) model's attention kernel forces (`latent_attention_block`): the blocks below are read off the engines' own rules
+(vllm/platforms/cuda.py check_and_update_config; sglang srt/server_args.py; TensorRT-LLM's llm_args.py and DSA cache
+manager), not off phasewise."""
 
 import json
 
@@ -11,23 +13,27 @@ from phasewise.sim.deployment import collocated
 from phasewise.sim.events import EventLoop
 from phasewise.sim.simulate import build_cluster
 from phasewise.specs import load_hardware, load_model
-from phasewise.specs.engines import latent_attention_block, resolve_engine
+from phasewise.specs.engines import kv_block, resolve_engine
 
 R1 = "deepseek-ai/DeepSeek-R1"
 
 
 @pytest.mark.parametrize("model, hardware, engine, asked, block, kernel", [
     (R1, "h200-sxm", "vllm", 16, 64, "FlashMLA"),  # SM90: a multiple of 64, else 64
-    (R1, "h200-sxm", "vllm", 128, 128, "FlashMLA"),
+    (R1, "h200-sxm", "vllm", 128, 128, ""),  # kept: no kernel changed it
     (R1, "h100-sxm", "vllm", 32, 64, "FlashMLA"),
     (R1, "b200", "vllm", 16, 64, "FlashInfer MLA"),  # SM100, q.k nope 128: 32 or a multiple of 64, else 64
-    (R1, "gb300", "vllm", 32, 32, "FlashInfer MLA"),
+    (R1, "gb300", "vllm", 32, 32, ""),
     ("zai-org/GLM-5", "b200", "vllm", 128, 64, "FlashMLASparse"),  # index_topk: exactly 64
     ("zai-org/GLM-5", "h200-sxm", "vllm", 16, 64, "FlashMLASparse"),
     (R1, "b200", "sglang", 16, 64, "trtllm_mla"),  # SM100 DeepseekV3ForCausalLM: 32 or 64, else 64
-    (R1, "b300", "sglang", 32, 32, "trtllm_mla"),
+    (R1, "b300", "sglang", 32, 32, ""),
+    (R1, "b200", "sglang", None, 64, "trtllm_mla"),  # SGLang's default page, 1, changed too
     ("moonshotai/Kimi-K2-Instruct", "gb200", "sglang", 128, 64, "trtllm_mla"),
     (R1, "h200-sxm", "sglang", 16, 16, ""),  # SM90: fa3 takes any page
+    (R1, "h200-sxm", "sglang", None, 1, ""),  # SGLang's default page: 1 token
+    (R1, "b200", "trtllm", None, 32, ""),  # TensorRT-LLM's default tokens_per_block
+    ("Qwen/Qwen3-8B", "h200-sxm", "vllm", None, 16, ""),  # vLLM's default block
     ("zai-org/GLM-5", "b200", "sglang", 16, 16, ""),  # not DeepseekV3ForCausalLM
     (R1, "b200", "trtllm", 16, 16, ""),  # tokens_per_block as asked
     (R1, "a100-sxm-80gb", "vllm", 16, 16, ""),  # Triton MLA
@@ -35,14 +41,14 @@ R1 = "deepseek-ai/DeepSeek-R1"
 ])
 def test_the_block_each_engine_forces(model, hardware, engine, asked, block, kernel):
     hw = load_hardware(hardware)
-    assert latent_attention_block(resolve_engine(engine, hw), load_model(model), hw, asked) == (block, kernel)
+    assert kv_block(resolve_engine(engine, hw), load_model(model), hw, asked) == (block, kernel)
 
 
 def test_a_q_k_nope_width_other_than_128_takes_cutlass_mla_on_blackwell():
     hw = load_hardware("b200")
     narrow = load_model(R1).model_copy(update={"head_dim": 128})  # nope 128 - 64 = 64
-    assert latent_attention_block(resolve_engine("vllm", hw), narrow, hw, 16) == (128, "CUTLASS MLA")
-    assert latent_attention_block(resolve_engine("vllm", hw), narrow, hw, 256) == (256, "CUTLASS MLA")
+    assert kv_block(resolve_engine("vllm", hw), narrow, hw, 16) == (128, "CUTLASS MLA")
+    assert kv_block(resolve_engine("vllm", hw), narrow, hw, 256) == (256, "")
 
 
 def test_the_instance_runs_on_the_forced_block_with_the_same_pool():
@@ -74,8 +80,10 @@ def test_launch_writes_the_block_the_engine_runs_on():
     assert args[args.index("--block-size") + 1] == "64" and any("FlashMLA" in n for n in notes)
     args, notes = argv("sglang", "b200")
     assert args[args.index("--page-size") + 1] == "64" and any("trtllm_mla" in n for n in notes)
-    args, notes = argv("sglang", "h200-sxm")
-    assert args[args.index("--page-size") + 1] == "16" and not any("KV blocks" in n for n in notes)
+    args, notes = argv("sglang", "h200-sxm")  # SGLang's own default page, written as it runs
+    assert args[args.index("--page-size") + 1] == "1" and not any("KV blocks" in n for n in notes)
+    args, notes = argv("trtllm", "b200")
+    assert not any("KV blocks" in n for n in notes)
 
 
 def test_tensorrt_llm_runs_sparse_attention_on_64_token_blocks_without_block_reuse(run_cli):
@@ -85,7 +93,7 @@ def test_tensorrt_llm_runs_sparse_attention_on_64_token_blocks_without_block_reu
 
     hw = load_hardware("b200")
     glm = load_model("zai-org/GLM-5")
-    assert latent_attention_block(resolve_engine("trtllm", hw), glm, hw, 16) == (64, "DSA indexer K cache (DeepGEMM)")
+    assert kv_block(resolve_engine("trtllm", hw), glm, hw, None) == (64, "DSA indexer K cache (DeepGEMM)")
     dep = collocated("zai-org/GLM-5", "b200", tp=8, engine="trtllm", precision="nvfp4")
     _, _, files = launch_commands(dep)
     assert "tokens_per_block: 64" in "".join(files.values()) and "enable_block_reuse: false" in "".join(files.values())

@@ -101,9 +101,9 @@ def test_an_sglang_twin_also_speaks_sglangs_metric_names():
     assert second["sglang:time_to_first_token_seconds_count" + lab] == 1
     assert second["sglang:inter_token_latency_seconds_count" + lab] == 3  # 4 output tokens, 3 gaps
     assert after["sglang:num_running_reqs" + lab] == after["sglang:num_queue_reqs" + lab] == 0
-    # two prompts of 3,000 tokens, the second hitting SHARED_HIT of them (SGLang's blocks modelled at 16 tokens)
+    # two prompts of 3,000 tokens, the second hitting all 3,000: SGLang's radix cache matches per token (page 1)
     queried = first["sglang:prompt_tokens_total" + lab] + second["sglang:prompt_tokens_total" + lab]
-    assert after["sglang:cache_hit_rate" + lab] == pytest.approx(SHARED_HIT / queried, abs=1e-6)
+    assert after["sglang:cache_hit_rate" + lab] == pytest.approx(3000 / queried, abs=1e-6)
     assert 0 <= after["sglang:token_usage" + lab] <= 1
 
 
@@ -157,7 +157,9 @@ def test_serve_refuses_prompt_token_details_without_a_prefix_cache(run_cli):
 
 def test_prompts_are_hashed_in_the_block_the_engine_runs_on():
     """The twin keys its prefix caches by the instances' own KV block (their least common multiple): vLLM's 16
-    tokens for Llama, the 64 FlashMLA forces for DeepSeek on Hopper; simulate keeps a trace's 512-token hash ids."""
+    tokens for Llama, the 64 FlashMLA forces for DeepSeek on Hopper, SGLang's 1-token page; simulate keeps a trace's
+    512-token hash ids."""
     assert LiveSim(collocated(M, "h100-sxm")).cluster.prefix_block_tokens == 16
     assert LiveSim(collocated("deepseek-ai/DeepSeek-R1", "h200-sxm", tp=8)).cluster.prefix_block_tokens == 64
     assert LiveSim(collocated(M, "h100-sxm", block_size=32)).cluster.prefix_block_tokens == 32
+    assert LiveSim(collocated(M, "h100-sxm", engine="sglang")).cluster.prefix_block_tokens == 1  # its page

@@ -26,7 +26,7 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engines import latent_attention_block, prefix_caching_refusal, role_knobs, window_kv
+from phasewise.specs.engines import default_kv_block, kv_block, prefix_caching_refusal, role_knobs, window_kv
 from phasewise.specs.hf_config import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
@@ -185,9 +185,10 @@ def _kernel_block(dep: Deployment, g: InstanceGroup, flag: str, notes: list[str]
     whatever the flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention), and phasewise simulated."""
     model = load_model(g.model or dep.model)
     cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
-    block, kernel = latent_attention_block(engine, model, cost.hw, g.block_size)
-    if block != g.block_size:
-        notes.append(f"block_size {g.block_size}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on "
+    block, kernel = kv_block(engine, model, cost.hw, g.block_size)
+    if kernel:
+        asked = g.block_size if g.block_size is not None else f"{default_kv_block(engine)} (the engine's default)"
+        notes.append(f"block_size {asked}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on "
                      f"{block}-token KV blocks, which the engine forces or requires; simulated and written as {block}")
     return [flag, str(block)]
 
@@ -212,7 +213,7 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
         longest = cap / full
     else:
         longest = cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)
-    block = latent_attention_block(engine, model, cost.hw, g.block_size)[0]  # the block the instance runs on
+    block = kv_block(engine, model, cost.hw, g.block_size)[0]  # the block the instance runs on
     longest = int(longest) // block * block
     if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
         return []

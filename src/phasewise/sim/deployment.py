@@ -94,7 +94,9 @@ class InstanceGroup(BaseModel):
     # None: the engine's default (vLLM 0.9 of the GPU, TensorRT-LLM 0.9 of what is free, SGLang's computed
     # mem_fraction_static: specs/engines.py EngineConfig.memory_fraction)
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
-    block_size: int = Field(default=16, ge=1)
+    # tokens per KV block; None: the engine's default (vLLM 16, SGLang's page 1, TensorRT-LLM 32: specs/engines.py
+    # kv_block, which also applies the block a latent-attention model's kernel forces)
+    block_size: int | None = Field(default=None, ge=1)
     # prefix caching (sim/prefix_cache.py): None = the engine's default (engine_presets.yaml `prefix_caching`)
     prefix_caching: bool | None = None
     # an autoscaler over this group's replicas (sim/autoscaler.py; `replicas` the most it runs): a disaggregated

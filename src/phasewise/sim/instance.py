@@ -41,7 +41,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
-from phasewise.specs.engines import latent_attention_block, window_kv
+from phasewise.specs.engines import kv_block, window_kv
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -75,10 +75,11 @@ class Instance(KvAdmission, DecodingSet):
         self.pipeline = pipeline  # shared by the virtual engines of one PP replica (None: no PP)
         engines = pipeline.virtual_engines if pipeline else 1
         self.max_seqs = max(1, engine.max_seqs // engines)  # sequences this (virtual) engine may hold
-        # the block the engine's attention kernel runs on (a latent-attention model's MLA kernel may force one), then
+        # the block the engine runs on (block_size, else its default; a latent-attention model's MLA kernel may force
+        # one), then
         # KV tokens' worth of the pool a running sequence's recurrent state takes, and the block it comes in (vLLM V1
         # keeps them there, in blocks raised to one state's page)
-        self.kernel_block, _ = latent_attention_block(engine, self.model, cost.hw, group.block_size)
+        self.kernel_block, _ = kv_block(engine, self.model, cost.hw, group.block_size)
         block, self.kv_state = kv_state_pages(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp,
                                               self.kernel_block)
         self.kv = KVBlocks(kv_capacity_tokens // engines // block, block)

@@ -35,6 +35,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import (
     EngineConfig,
+    kv_block,
     prefix_caching_default,
     prefix_caching_refusal,
     recurrent_state_in_kv_pool,
@@ -111,7 +112,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
             cost = MappedCostModel(model, hw, quant, engine.profile, load_mapping(g.mapping), g.tp, g.pp)
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
-    if mem.kv_capacity_tokens < g.block_size * g.pp or not mem.fits:
+    if mem.kv_capacity_tokens < kv_block(engine, model, hw, g.block_size)[0] * g.pp or not mem.fits:
         default = (f" (at {engine.label}'s default memory fraction {engine.memory_fraction:g}; --memory-fraction / "
                    f"memory_fraction sets another)" if g.memory_fraction is None else "")
         raise PhasewiseError(f"{where}: does not fit in memory: {mem.reason()}{default}")

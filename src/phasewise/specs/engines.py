@@ -168,12 +168,23 @@ def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
     return not ("kv_connector" in rule.get("all_tokens_for", ()) and config.role in ("prefill", "decode"))
 
 
-def latent_attention_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: int) -> tuple[int, str]:
-    """(KV block tokens, attention kernel) of a latent-attention model on this engine and hardware: the block its
-    MLA kernel needs where the engine forces one whatever the deployment's block_size asks (the preset's
-    `latent_attention_block` rules in engine_presets.yaml: vLLM's FlashMLA / FlashInfer MLA / CUTLASS MLA,
-    SGLang's trtllm_mla), else (`asked`, ""). A linear-attention hybrid keeps `asked` here: its block is raised to
-    one recurrent state's page instead (perf/memory.py kv_state_pages)."""
+DEFAULT_KV_BLOCK_TOKENS = 16  # a preset without kv_block_tokens (engine_presets.yaml): vLLM's
+
+
+def default_kv_block(config: EngineConfig) -> int:
+    """The KV block an engine takes when not told: its preset's `kv_block_tokens` (vLLM 16, SGLang's page 1,
+    TensorRT-LLM 32), else DEFAULT_KV_BLOCK_TOKENS."""
+    return int(_preset_entry(config.engine).get("kv_block_tokens", DEFAULT_KV_BLOCK_TOKENS))
+
+
+def kv_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: int | None) -> tuple[int, str]:
+    """(KV block tokens, the attention kernel that changed it, or "") the engine runs `model` on: the deployment's
+    block_size (`asked`; None: default_kv_block), unless a latent-attention model's MLA kernel needs another, which
+    the engine then forces whatever is asked (the preset's `latent_attention_block` rules: vLLM's FlashMLA /
+    FlashInfer MLA / CUTLASS MLA, SGLang's trtllm_mla, TensorRT-LLM's DSA cache). A linear-attention hybrid keeps it
+    here: its block is raised to one recurrent state's page instead (perf/memory.py kv_state_pages)."""
+    if asked is None:
+        asked = default_kv_block(config)
     if not model.latent_attention or model.linear_attention_layers:
         return asked, ""
     nope = model.head_dim - model.qk_rope_head_dim
@@ -187,8 +198,9 @@ def latent_attention_block(config: EngineConfig, model: ModelSpec, hw: HardwareS
         if rule.get("qk_nope_head_dim", nope) != nope:
             continue
         multiple = rule.get("keeps_multiples_of")
-        kept = asked in rule.get("keeps", ()) or bool(multiple and asked % multiple == 0)
-        return (asked if kept else int(rule["block"])), str(rule["kernel"])
+        if asked in rule.get("keeps", ()) or (multiple and asked % multiple == 0):
+            return asked, ""
+        return int(rule["block"]), str(rule["kernel"])
     return asked, ""
 
 
