@@ -163,7 +163,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
     argv += _vllm_max_model_len(dep, g, notes)
-    argv += _kernel_block(dep, g, "--block-size", notes)
+    argv += ["--block-size", str(_run_block(dep, g, notes))]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
     if g.host_kv_cache_bytes and g.role == "collocated":  # vLLM's size is all the instance's ranks' together, GiB
@@ -179,10 +179,10 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     return Command(argv, comments=notes)
 
 
-def _kernel_block(dep: Deployment, g: InstanceGroup, flag: str, notes: list[str]) -> list[str]:
-    """[`flag`, the KV block the instance runs on]: the deployment's block_size, or the block a latent-attention
-    model's kernels need on this engine and GPU (specs/engines.py latent_attention_block), which the engine forces
-    whatever the flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention), and phasewise simulated."""
+def _run_block(dep: Deployment, g: InstanceGroup, notes: list[str]) -> int:
+    """The KV block the instance runs on, as simulated (specs/engines.py kv_block): the deployment's block_size or
+    the engine's default, unless a latent-attention model's kernel needs another, which the engine forces whatever
+    its flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention): a note says so."""
     model = load_model(g.model or dep.model)
     cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
     block, kernel = kv_block(engine, model, cost.hw, g.block_size)
@@ -190,7 +190,7 @@ def _kernel_block(dep: Deployment, g: InstanceGroup, flag: str, notes: list[str]
         asked = g.block_size if g.block_size is not None else f"{default_kv_block(engine)} (the engine's default)"
         notes.append(f"block_size {asked}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on "
                      f"{block}-token KV blocks, which the engine forces or requires; simulated and written as {block}")
-    return [flag, str(block)]
+    return block
 
 
 def _reuse_refused(dep: Deployment, g: InstanceGroup) -> str:
@@ -266,7 +266,7 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             notes.append(f"{knob} {value}: no SGLang argument")
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)
         argv += ["--mem-fraction-static", f"{g.memory_fraction:g}"]
-    argv += _kernel_block(dep, g, "--page-size", notes)
+    argv += ["--page-size", str(_run_block(dep, g, notes))]
     if g.prefix_caching is False:
         argv.append("--disable-radix-cache")
     if g.host_kv_cache_bytes:  # SGLang's --hicache-size: GB of host memory per rank
@@ -302,7 +302,7 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
             notes.append(f"attention_dp {dp} of tp {g.tp}: TensorRT-LLM's attention DP spans all tp ranks "
                          f"(attention_dp = {g.tp}); a partial one has no argument")
     argv += _precision(dep, g, "trtllm", notes)
-    kv_cache: dict[str, Any] = {"tokens_per_block": int(_kernel_block(dep, g, "", notes)[1])}
+    kv_cache: dict[str, Any] = {"tokens_per_block": _run_block(dep, g, notes)}
     if g.memory_fraction is not None:  # else TensorRT-LLM's own default (0.9), as simulated
         kv_cache["free_gpu_memory_fraction"] = g.memory_fraction
     kv = _kv_dtype(g, "trtllm", notes)

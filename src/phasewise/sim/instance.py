@@ -76,9 +76,8 @@ class Instance(KvAdmission, DecodingSet):
         engines = pipeline.virtual_engines if pipeline else 1
         self.max_seqs = max(1, engine.max_seqs // engines)  # sequences this (virtual) engine may hold
         # the block the engine runs on (block_size, else its default; a latent-attention model's MLA kernel may force
-        # one), then
-        # KV tokens' worth of the pool a running sequence's recurrent state takes, and the block it comes in (vLLM V1
-        # keeps them there, in blocks raised to one state's page)
+        # one); then KV tokens' worth of the pool a running sequence's recurrent state takes, and the block it comes
+        # in (vLLM V1 keeps them there, in blocks raised to one state's page)
         self.kernel_block, _ = kv_block(engine, self.model, cost.hw, group.block_size)
         block, self.kv_state = kv_state_pages(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp,
                                               self.kernel_block)

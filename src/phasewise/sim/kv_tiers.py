@@ -81,8 +81,8 @@ def host_tier(inst) -> HostTier | None:
     capacity = int(host_bytes // (per_gpu * gpus))
     if capacity < 1:
         raise PhasewiseError(f"--host-kv-cache-gb {host_bytes / 1e9:g}: one {inst.cluster.prefix_block_tokens}-token "
-                             f"prefix block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this instance's "
-                             f"{gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
+                             f"prefix block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this "
+                             f"instance's {gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     engine = inst.engine
     write = engine.host_kv_write  # through | selective | evict | back (specs/engines.py EngineConfig)
     tier = HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), on_evict=write in ("evict", "back"),
@@ -136,7 +136,8 @@ def _block_bytes(inst) -> float:
     """KV bytes of one prefix block (the cluster's prefix_block_tokens) on one GPU of `inst` (its attention TP x PP
     share)."""
     cost = inst.cost
-    return inst.cluster.prefix_block_tokens * kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
+    per_token = kv_bytes_per_token(cost.model, cost.quant, cost.layout.attention_tp, cost.pp)
+    return inst.cluster.prefix_block_tokens * per_token
 
 
 def _gpus(inst) -> int:
