@@ -310,9 +310,9 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
         kv_cache["dtype"] = kv
     if g.prefix_caching is not None:
         kv_cache["enable_block_reuse"] = g.prefix_caching
-    elif _reuse_refused(dep, g):  # TensorRT-LLM's default (on) would not start: off, as simulated
+    elif refused := _reuse_refused(dep, g):  # TensorRT-LLM's default (on) would not start: off, as simulated
         kv_cache["enable_block_reuse"] = False
-        notes.append(f"enable_block_reuse false: {_reuse_refused(dep, g)}")
+        notes.append(f"enable_block_reuse false: {refused}")
     if g.host_kv_cache_bytes:  # bytes of host memory for offloaded blocks, each rank's own KV cache manager
         kv_cache["host_cache_size"] = int(g.host_kv_cache_bytes / (g.tp * g.pp))
     options["kv_cache_config"] = kv_cache

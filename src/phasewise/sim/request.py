@@ -41,7 +41,7 @@ class SimRequest:
     first_pending: bool = False  # disaggregation: its first token leaves with its first decode step (Cluster)
     handle: object = None  # live twin: the server's per-request state
     prefix: tuple | None = None  # its prompt's prefix block hashes (Mooncake traces); None: nothing to share
-    prefix_keys: tuple | None = None  # (block size, its shareable blocks' keys), computed on first lookup
+    prefix_keys: list | None = None  # its shareable prefix blocks' keys (sim/prefix_cache.py), computed on first lookup
     prefix_cache: object = None  # the prefix cache holding its references (sim/prefix_cache.py), while it holds any
     kv_load_s: float = 0.0  # its cached prefix's copy back from host memory, due with its first prefill chunk
     # prompt tokens its first admission found in a prefix cache (vLLM's num_cached_tokens, set once, at the first
