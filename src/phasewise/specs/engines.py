@@ -125,6 +125,12 @@ class EngineConfig:
         return asked if asked is not None else self.memory_fraction
 
 
+def on_hardware(hw: HardwareSpec, prefixes) -> bool:
+    """Whether `hw` is one of the hardware keys a preset's rule names by prefix (b200 matches b200 and b200-*)."""
+    key = hw.key.lower()
+    return any(key.startswith(prefix) for prefix in prefixes)
+
+
 def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple[str, float]:
     """(layout, window-pool ratio) of perf/memory.py kv_window_terms: how this engine holds `model`'s KV on `hw`
     (the preset's `window_kv` rule in engine_presets.yaml, per_sequence without one), with the engine's knobs
@@ -145,7 +151,7 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
                              f"of {', '.join(pool_types)} models; {model.model_type} keeps every layer's KV in one "
                              f"pool, so it would change nothing")
     off_on = (rule.get("all_tokens_on") or {}).get(model.model_type, ())
-    pooled = takes_pool and not any(hw.key.lower().startswith(p) for p in off_on)
+    pooled = takes_pool and not on_hardware(hw, off_on)
     pooled = pooled and not config.knobs.get("disable_hybrid_swa_memory")
     if ratio_knob is not None and not pooled:
         why = ("--disable-hybrid-swa-memory" if config.knobs.get("disable_hybrid_swa_memory") else
@@ -189,7 +195,7 @@ def kv_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: in
         return asked, ""
     nope = model.head_dim - model.qk_rope_head_dim
     for rule in _preset_entry(config.engine).get("latent_attention_block") or ():
-        if not any(hw.key.lower().startswith(prefix) for prefix in rule["hardware"]):
+        if not on_hardware(hw, rule["hardware"]):
             continue
         if "sparse" in rule and bool(rule["sparse"]) != bool(model.sparse_attention_topk):
             continue
