@@ -113,10 +113,12 @@ def test_chat_text_parts_count_and_other_parts_are_refused(server, client):
 
 
 def test_load_raises_ttft(server):
-    async def ttft(session, prompt_words):
+    async def ttft(session, prompt_words, first_word="w"):
+        # each prompt its own first word: no prefix shared (48 equal prompts would hit the first one's cached blocks and
+        # skip their prefills, and only the twin's own CPU time per request would queue them)
         t0 = time.perf_counter()
-        async with session.stream("POST", server[0] + "/v1/completions",
-                                  json={"model": M, "prompt": "w " * prompt_words, "max_tokens": 8, "stream": True}) as r:
+        body = {"model": M, "prompt": f"{first_word} " + "w " * (prompt_words - 1), "max_tokens": 8, "stream": True}
+        async with session.stream("POST", server[0] + "/v1/completions", json=body) as r:
             async for line in r.aiter_lines():
                 if line.startswith("data: {"):
                     return time.perf_counter() - t0
@@ -124,7 +126,7 @@ def test_load_raises_ttft(server):
     async def run():
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as s:
             alone = await ttft(s, 1500)
-            loaded = await asyncio.gather(*(ttft(s, 1500) for _ in range(48)))
+            loaded = await asyncio.gather(*(ttft(s, 1500, f"q{i}") for i in range(48)))
             return alone, sorted(loaded)
 
     alone, loaded = asyncio.run(run())

@@ -8,8 +8,9 @@ space, so each is exactly one token under the built-in count.
 
 from __future__ import annotations
 
-import hashlib
 import re
+
+import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.reading import TOKENIZER_MAX_BYTES, read_text
@@ -48,6 +49,8 @@ class Tokenizer:
     def count(self, text: str) -> int:
         if self._tok is not None:
             return len(self._ids(text))
+        if text.isascii():
+            return int(_ascii_units(text)[1].sum())
         return sum(_word_tokens(w) for w in _WORD.findall(text))
 
     def _ids(self, text: str) -> list[int]:
@@ -59,27 +62,62 @@ class Tokenizer:
     def count_and_blocks(self, text: str, block_tokens: int) -> tuple[int, tuple[int, ...]]:
         """count(text), and a content hash of each full `block_tokens`-token block at its start, in one pass: equal
         leading blocks of two prompts hash alike (the prefix cache's hash ids, sim/prefix_cache.py). The built-in
-        count cuts a block after the word that reaches its last token."""
+        count cuts a block after the word that reaches its last token. The hashes are this process's (Python's
+        salted str hash, ~20x cheaper than a digest per 1-token block), compared only within the twin that made
+        them."""
         if self._tok is not None:
             ids = self._ids(text)
             return len(ids), id_blocks(ids, block_tokens)
+        if text.isascii():
+            return _ascii_count_and_blocks(text, block_tokens)
         hashes, total, start, edge = [], 0, 0, block_tokens
         for match in _WORD.finditer(text):
             total += _word_tokens(match.group())
             while total >= edge:  # a word may close several blocks (block_keys chains their hashes)
-                hashes.append(_digest(text[start:match.end()].encode("utf-8", "replace")))
+                hashes.append(hash(text[start:match.end()]))
                 start, edge = match.end(), edge + block_tokens
         return total, tuple(hashes)
 
 
 def id_blocks(ids: list[int], block_tokens: int) -> tuple[int, ...]:
-    """A content hash of each full `block_tokens`-token block of a prompt given as token ids."""
-    return tuple(_digest(",".join(map(str, ids[i:i + block_tokens])).encode())
-                 for i in range(0, len(ids) - block_tokens + 1, block_tokens))
+    """A content hash of each full `block_tokens`-token block of a prompt given as token ids (this process's
+    hash, as count_and_blocks')."""
+    if block_tokens == 1:
+        return tuple(map(hash, ids))  # an int's hash is the int (mod 2**61 - 1): one-token blocks are their ids
+    return tuple(hash(tuple(ids[i:i + block_tokens])) for i in range(0, len(ids) - block_tokens + 1, block_tokens))
 
 
-def _digest(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+# ASCII codes \w and \s match (str patterns: \s includes the separators 0x1c-0x1f), for the vectorised count
+_ASCII_WORD = np.array([re.fullmatch(r"\w", chr(c)) is not None for c in range(128)])
+_ASCII_SPACE = np.array([re.fullmatch(r"\s", chr(c)) is not None for c in range(128)])
+
+
+def _ascii_units(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """The built-in count's units of an ASCII text, in order: each word's (a run of \\w characters) and each
+    punctuation mark's end offset and tokens, as _WORD.finditer and _word_tokens give them, without a Python step
+    per word (a 32k-token prompt: ~2 ms instead of ~15)."""
+    codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    word = _ASCII_WORD[codes]
+    runs = np.diff(word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))  # +1 where a word starts, -1 after
+    word_starts, word_ends = np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)
+    mark_ends = np.flatnonzero(~word & ~_ASCII_SPACE[codes]) + 1
+    ends = np.concatenate([word_ends, mark_ends])
+    tokens = np.concatenate([(word_ends - word_starts + 3) // 4, np.ones(len(mark_ends), dtype=np.int64)])
+    order = np.argsort(ends, kind="stable")  # a word's and a mark's ends never coincide
+    return ends[order], tokens[order]
+
+
+def _ascii_count_and_blocks(text: str, block_tokens: int) -> tuple[int, tuple[int, ...]]:
+    """Tokenizer.count_and_blocks' built-in count of an ASCII text, vectorised: block k ends after the first unit
+    whose running total reaches k x block_tokens (several blocks may end after one long word), and starts where
+    block k - 1 ended."""
+    ends, tokens = _ascii_units(text)
+    running = np.cumsum(tokens)
+    total = int(running[-1]) if len(running) else 0
+    edges = np.arange(1, total // block_tokens + 1, dtype=np.int64) * block_tokens
+    block_ends = ends[np.searchsorted(running, edges, side="left")].tolist()
+    block_starts = [0] + block_ends[:-1]
+    return total, tuple(map(hash, map(text.__getitem__, map(slice, block_starts, block_ends))))
 
 
 def _word_tokens(word: str) -> int:
