@@ -34,7 +34,9 @@ R1 = "deepseek-ai/DeepSeek-R1"
     (R1, "h200-sxm", "sglang", None, 1, ""),  # SGLang's default page: 1 token
     (R1, "b200", "trtllm", None, 32, ""),  # TensorRT-LLM's default tokens_per_block
     ("Qwen/Qwen3-8B", "h200-sxm", "vllm", None, 16, ""),  # vLLM's default block
-    ("zai-org/GLM-5", "b200", "sglang", 16, 16, ""),  # not DeepseekV3ForCausalLM
+    ("zai-org/GLM-5", "b200", "sglang", 16, 64, "nsa"),  # is_deepseek_nsa: 64 whatever is asked
+    ("zai-org/GLM-5", "h200-sxm", "sglang", None, 64, "nsa"),  # SGLang's default page, 1, changed too
+    ("zai-org/GLM-5", "a100-sxm-80gb", "sglang", 16, 16, ""),  # no FlashMLA sparse kernel listed there
     (R1, "b200", "trtllm", 16, 16, ""),  # tokens_per_block as asked
     (R1, "a100-sxm-80gb", "vllm", 16, 16, ""),  # Triton MLA
     ("Qwen/Qwen3-8B", "h200-sxm", "vllm", 16, 16, ""),  # not latent attention
