@@ -161,7 +161,8 @@ def _checks(**sets) -> dict:
     return {c["name"]: c for c in out["checks"]}
 
 
-DIRECTIONS = ("prefill pipeline arithmetic", "decode: outline points keep the stages busy",
+DIRECTIONS = ("prefill pipeline arithmetic", "prefill speedup over sequence-level pipelining (compute-bound)",
+              "prefill speedup at the paper's sub-sequences", "decode: outline points keep the stages busy",
               "end-to-end reduction vs layer pipelining at low bandwidth", "planner beats the paper's configuration")
 
 
@@ -173,6 +174,16 @@ def test_jupiter_directions_hold(sets, scenario_defaults):
         assert checks[name]["pass"], (name, checks[name])
     e2e = checks["end-to-end reduction vs layer pipelining at low bandwidth"]["phasewise"]
     assert e2e > 1.0
+
+
+def test_the_pipeline_formula_is_checked_where_a_stage_is_compute_bound(scenario_defaults):
+    """P*S/(S+P-1) presumes compute-bound stages: its check runs at the shortest multiple of the paper's 128-token
+    sub-sequences past the Orin's ~208 FLOP/B ridge (256), and the paper's own memory-bound 128 gain less."""
+    checks = {c["name"]: c for c in scenario_defaults("jupiter").to_json()["checks"]}
+    bound = checks["prefill speedup over sequence-level pipelining (compute-bound)"]
+    paper = checks["prefill speedup at the paper's sub-sequences"]
+    assert "256-token sub-sequences, n=1280" in bound["claim"] and "memory-bound" in paper["why"]
+    assert 1.0 < paper["phasewise"] < bound["phasewise"] <= 1.02 * bound["paper"]
 
 
 def test_tensor_parallel_all_reduce_is_a_ring_over_the_links():

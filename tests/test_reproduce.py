@@ -157,9 +157,6 @@ KNOWN_GAPS = {
                                                                   "best case (cheap GDDR7 chips on a prefill-heavy trace)",
     ("halo", "geomean speedup over AttAcc-like"): "3.2x vs 18x: with CiM weights programmed at the HBM rate, HALO's "
                                                   "per-token gain is bounded by the CiD's internal-bandwidth multiple",
-    ("jupiter", "prefill speedup over sequence-level pipelining (compute-bound)"): "1.74x vs 2.5x: 128-token "
-        "sub-sequences are memory-bound on the Orin roofline, each re-reading its stage's 3.2 GB of weights (2,048-token "
-        "prompts, 410-token pieces, reach 2.35x)",
     ("jupiter", "decode: outline + Medusa per-token speedup"): "6.85x vs 10x: the 5 Medusa heads (LM-head-sized "
         "projections, outside min(K,P) x a) make the last stage 35 ms per step vs 24 ms, the bottleneck",
     ("fireq", "meta-llama/Meta-Llama-3-8B prefill speedup over QServe"): "1.365 vs 1.16-1.36: linear layers are 63 % "
