@@ -105,3 +105,42 @@ def test_tensorrt_llm_runs_sparse_attention_on_64_token_blocks_without_block_reu
     assert code == 0 and json.loads(out)["prefix_cache"] is None
     code, out, err = run_cli(*base, "--prefix-caching", "on")
     assert code == 2 and "does not reuse KV blocks of a sparse-attention model" in err and len(err.splitlines()) == 1
+
+
+def test_sglang_keeps_a_sparse_attention_models_kv_in_fp8_on_blackwell_when_told_none():
+    """SGLang's --kv-cache-dtype auto is FP8 for a DSA model on SM100 and BF16 below, whatever the weights
+    (srt/server_args.py _set_default_nsa_kv_cache_dtype): estimate, simulate, plan's fit and the launch agree; a
+    KV dtype asked for stands and is written; other engines and models keep their precision's KV dtype."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.perf.estimate import estimate
+    from phasewise.sim.simulate import build_group
+    from phasewise.specs.engines import default_kv_dtype
+
+    glm, b200, h200 = load_model("zai-org/GLM-5"), load_hardware("b200"), load_hardware("h200-sxm")
+    assert default_kv_dtype(resolve_engine("sglang", b200), glm, b200) == "fp8"
+    assert default_kv_dtype(resolve_engine("sglang", h200), glm, h200) == "bf16"
+    assert default_kv_dtype(resolve_engine("vllm", b200), glm, b200) is None
+    assert default_kv_dtype(resolve_engine("sglang", b200), load_model(R1), b200) is None  # not sparse
+
+    def kv_tokens(engine: str, kv_dtype: str | None = None) -> int:
+        dep = collocated("zai-org/GLM-5", "b200", tp=8, engine=engine, precision="fp8-block", kv_dtype=kv_dtype)
+        return build_group(dep, dep.instances[0], 0)[1]
+
+    fp8, asked_bf16 = kv_tokens("sglang"), kv_tokens("sglang", "bf16")
+    assert fp8 == kv_tokens("sglang", "fp8") and fp8 > 1.7 * asked_bf16  # 576 latent bytes + the indexer's vs 2x
+    one = estimate(model="zai-org/GLM-5", hardware="b200", tp=8, precision="fp8-block", engine="sglang")
+    assert one.cost_model.quant.kv_dtype == "fp8"
+    vllm = estimate(model="zai-org/GLM-5", hardware="b200", tp=8, precision="fp8-block", engine="vllm")
+    assert vllm.cost_model.quant.kv_dtype == "bf16"
+
+    def launched(kv_dtype: str | None) -> tuple[list[str], list[str]]:
+        dep = collocated("zai-org/GLM-5", "b200", tp=8, engine="sglang", precision="fp8-block", kv_dtype=kv_dtype)
+        worker = launch_commands(dep)[0][0]
+        return worker.argv, worker.comments
+
+    args, notes = launched(None)  # SGLang's auto already gives FP8: no flag, a note
+    assert "--kv-cache-dtype" not in args and any("when --kv-cache-dtype is auto" in n for n in notes)
+    args, _ = launched("bf16")  # asked: written, or SGLang's auto would keep FP8
+    assert args[args.index("--kv-cache-dtype") + 1] == "bfloat16"
+    args, _ = launched("fp8")
+    assert args[args.index("--kv-cache-dtype") + 1] == "fp8_e4m3"

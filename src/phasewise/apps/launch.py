@@ -26,7 +26,14 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engines import default_kv_block, kv_block, prefix_caching_refusal, role_knobs, window_kv
+from phasewise.specs.engines import (
+    default_kv_block,
+    default_kv_dtype,
+    kv_block,
+    prefix_caching_refusal,
+    role_knobs,
+    window_kv,
+)
 from phasewise.specs.hf_config import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
@@ -37,6 +44,8 @@ ONLINE_QUANT = {"fp8": "fp8"}
 UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`)
 KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3"}, "trtllm": {"fp8": "fp8"}}
+# an unquantized KV dtype asked where the engine's `auto` would pick another (default_kv_dtype): its flag value
+KV_AUTO_OVERRIDE = {"vllm": {}, "sglang": {"bf16": "bfloat16"}, "trtllm": {}}
 # the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
 # Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
 KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
@@ -91,9 +100,24 @@ def _precision(dep: Deployment, g: InstanceGroup, family: str, notes: list[str])
     return []
 
 
-def _kv_dtype(g: InstanceGroup, family: str, notes: list[str]) -> str | None:
-    if g.kv_dtype is None or g.kv_dtype in UNQUANTIZED:
+def _kv_dtype(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> str | None:
+    """The engine's --kv-cache-dtype for the group's kv_dtype: none where its `auto` gives that dtype (the model's
+    dtype, or the engine's own pick for the model, specs/engines.py default_kv_dtype: SGLang's FP8 for a DSA
+    model on Blackwell, which a note names)."""
+    cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
+    auto = default_kv_dtype(engine, load_model(g.model or dep.model), cost.hw)
+    if g.kv_dtype is None:
+        if auto is not None:
+            notes.append(f"kv_dtype: {engine.label} keeps {g.model or dep.model}'s KV cache in {auto} on "
+                         f"{g.hardware} when --kv-cache-dtype is auto; simulated so")
         return None
+    if g.kv_dtype in UNQUANTIZED:
+        if auto is None or auto == g.kv_dtype:
+            return None
+        value = KV_AUTO_OVERRIDE[family].get(g.kv_dtype)
+        if value is None:
+            notes.append(f"kv_dtype {g.kv_dtype}: {family} takes no such --kv-cache-dtype; its auto keeps {auto}")
+        return value
     value = KV_DTYPE[family].get(g.kv_dtype)
     if value is None:
         notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype (fp8 only); not set")
@@ -143,7 +167,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             notes.append(f"ep {ep} x moe_tp {g.tp // ep}: vLLM's expert parallelism spans all tp x dp GPUs "
                          f"(ep = {g.tp}); a partial EP with MoE tensor parallelism has no vLLM argument")
     argv += _precision(dep, g, "vllm", notes)
-    kv = _kv_dtype(g, "vllm", notes)
+    kv = _kv_dtype(dep, g, "vllm", notes)
     if kv:
         argv += ["--kv-cache-dtype", kv]
     knobs = g.knobs
@@ -243,7 +267,7 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if ep > 1:
         argv += ["--ep-size", str(ep)]  # SGLang's MoE tensor parallelism is then tp / ep, as planned
     argv += _precision(dep, g, "sglang", notes)
-    kv = _kv_dtype(g, "sglang", notes)
+    kv = _kv_dtype(dep, g, "sglang", notes)
     if kv:
         argv += ["--kv-cache-dtype", kv]
     for knob, value in g.knobs.items():
@@ -305,7 +329,7 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     kv_cache: dict[str, Any] = {"tokens_per_block": _run_block(dep, g, notes)}
     if g.memory_fraction is not None:  # else TensorRT-LLM's own default (0.9), as simulated
         kv_cache["free_gpu_memory_fraction"] = g.memory_fraction
-    kv = _kv_dtype(g, "trtllm", notes)
+    kv = _kv_dtype(dep, g, "trtllm", notes)
     if kv:
         kv_cache["dtype"] = kv
     if g.prefix_caching is not None:

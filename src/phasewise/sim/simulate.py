@@ -35,6 +35,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import (
     EngineConfig,
+    default_kv_dtype,
     kv_block,
     prefix_caching_default,
     prefix_caching_refusal,
@@ -76,6 +77,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                                   vision=model.vision)
 
         engine = resolve()
+        if g.kv_dtype is None:  # the engine's "auto", where it is not the precision's (SGLang's DSA models)
+            quant = quant.with_kv(default_kv_dtype(engine, model, hw))
         if g.knobs.get("mamba_ssm_dtype") and not model.linear_attention_layers:
             raise PhasewiseError(f"--mamba-ssm-dtype sets the dtype of linear-attention layers' recurrent states; "
                                  f"{model.name} has none, so it would change nothing")

@@ -210,6 +210,18 @@ def kv_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: in
     return asked, ""
 
 
+def default_kv_dtype(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> str | None:
+    """The KV-cache dtype the engine picks for `model` on `hw` when told none ("auto"), where that is not the
+    precision's own (quant.yaml kv_dtype): the preset's `sparse_attention_kv_dtype` rules for a DeepSeek
+    sparse-attention model (SGLang: FP8 on Blackwell, BF16 on Hopper). None: the precision's."""
+    if not model.sparse_attention_topk:
+        return None
+    for rule in _preset_entry(config.engine).get("sparse_attention_kv_dtype") or ():
+        if on_hardware(hw, rule["hardware"]):
+            return str(rule["kv_dtype"])
+    return None
+
+
 def prefix_caching_default(config: EngineConfig, model: ModelSpec) -> bool:
     """Whether the engine caches prompt prefixes for `model` unless told: its preset's default, except where the
     preset turns it off for linear-attention hybrids (`linear_hybrid_prefix_caching: false`: vLLM) or cannot run it
