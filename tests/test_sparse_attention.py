@@ -32,11 +32,30 @@ def test_glm5_counts_match_its_name_by_hand():
 
 
 def test_the_indexer_keys_are_cached_beside_the_latent():
-    """Per token and layer: the 576-element latent at the KV dtype, and the indexer's FP8 key of 128 with an FP32
-    scale, whatever the KV dtype, on every TP rank."""
+    """Per token and layer: the 576-element latent at the KV dtype, in FP8 in FlashMLA's sparse layout (the 512
+    latent elements in FP8 with an FP32 scale per 128, the 64-wide RoPE key in BF16: 656 bytes, vLLM's fp8_ds_mla,
+    SGLang's NSA pool), and the indexer's FP8 key of 128 with an FP32 scale, whatever the KV dtype, on every TP
+    rank; a dense-attention MLA model's FP8 latent stays 576 bytes."""
     m = load_model(GLM5)
     assert kv_bytes_per_token(m, load_quant("bf16"), 8, 1) == 78 * (576 * 2 + 132)
-    assert kv_bytes_per_token(m, load_quant("fp8-block", "fp8"), 8, 1) == 78 * (576 + 132)
+    assert kv_bytes_per_token(m, load_quant("fp8-block", "fp8"), 8, 1) == 78 * (512 + 4 * 4 + 64 * 2 + 132)
+    assert kv_bytes_per_token(load_model("deepseek-ai/DeepSeek-R1"), load_quant("fp8-block", "fp8"), 8, 1) \
+        == 61 * 576
+
+
+def test_attention_reads_the_sparse_fp8_layout():
+    """Below the top-k every cached key is read: the latent's bytes grow by 656 per key and layer in FP8 (the
+    indexer's 132 scanned beside it), 1,152 in BF16."""
+    hw, engine = load_hardware("b200"), load_engine("sglang")
+
+    def grown(kv_dtype: str) -> float:
+        cm = CostModel(load_model(GLM5), hw, load_quant("fp8-block", kv_dtype), engine, 8)
+        ops = [{op.name: op for op in cm.iteration(BatchShape.uniform(1, 1, ctx)).operators}["attention"].bytes
+               for ctx in (512, 1024)]
+        return (ops[1] - ops[0]) / (78 * 512)
+
+    assert grown("fp8") == pytest.approx(656 + 132 + 4 * 2, rel=1e-9)  # + the indexer's score written and read
+    assert grown("bf16") == pytest.approx(1152 + 132 + 4 * 2, rel=1e-9)
 
 
 def test_a_sparse_config_names_its_missing_indexer_fields(tmp_path):

@@ -43,6 +43,7 @@ class LatentAttention:
     qk_rope_head_dim: int
     v_head_dim: int
     up_projection: Callable[[float, float, float, float], tuple[float, float, float, float]]
+    cached_bytes: float  # one token's latent + RoPE key as cached (perf/cost.py cached_kv_bytes_per_token)
 
 
 @dataclass(slots=True, frozen=True)
@@ -165,7 +166,7 @@ class AttentionCost:
             # prefill: per-head K (head_dim) and V (v_head_dim) up-projected from the latent
             self.flops_per_pair = 2.0 * heads * (head_dim + latent.v_head_dim)
             self.q_bytes_per_token = heads * (head_dim + latent.v_head_dim) * activation_bytes
-            self.kv_bytes_per_token = cached * kv_bytes  # the cache holds the latent and the RoPE key only
+            self.kv_bytes_per_token = latent.cached_bytes  # the cache holds the latent and the RoPE key only
             # decode (absorbed): every head's query attends over the one shared latent
             self.queries_per_kv_head = heads
             self.decode_flops_per_pair = 2.0 * heads * (cached + latent.kv_lora_rank)

@@ -40,10 +40,10 @@ from phasewise.perf.tiling import array_utilization
 from phasewise.perf.vision import EncoderCost, encoder_forward
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
-from phasewise.specs.quant import QuantScheme, dtype_bytes
+from phasewise.specs.quant import QuantScheme, dtype_bytes, kv_bytes_per_element
 
 __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
-           "kv_heads_per_gpu", "kv_elements_per_token_layer"]
+           "kv_heads_per_gpu", "kv_elements_per_token_layer", "kv_bytes_per_token_layer", "cached_kv_bytes_per_token"]
 
 
 class CostModel(DecodeSeries, Communication):
@@ -160,7 +160,8 @@ class CostModel(DecodeSeries, Communication):
             return self._gemm(rows, k, n, self.w_bytes, self.peak, True, weights=heads)
 
         return LatentAttention(kv_lora_rank=m.kv_lora_rank, qk_rope_head_dim=m.qk_rope_head_dim,
-                               v_head_dim=m.v_dim, up_projection=up_projection)
+                               v_head_dim=m.v_dim, up_projection=up_projection,
+                               cached_bytes=cached_kv_bytes_per_token(m, self.quant.kv_dtype, self.tp))
 
     def _linear_attention(self) -> LinearAttention:
         """This GPU's share of the linear-attention layers' heads and conv channels (split by attention TP)."""
@@ -571,6 +572,31 @@ def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
     if model.latent_attention:
         return model.kv_latent_size
     return 2 * kv_heads_per_gpu(model.num_kv_heads, tp) * model.head_dim
+
+
+# FlashMLA's sparse FP8 KV layout, which a DeepSeek-sparse-attention model's FP8 cache takes: the latent in FP8 with
+# one FP32 scale per 128 elements, the shared RoPE key kept in BF16 (656 bytes for a 512 + 64 latent: vLLM's
+# fp8_ds_mla, "custom storage format is 656 bytes, see FlashMLA readme"; SGLang's NSATokenToKVPool, "rope is always
+# stored in bf16")
+SPARSE_FP8_SCALE_ELEMENTS = 128
+SPARSE_FP8_SCALE_BYTES = 4
+SPARSE_FP8_ROPE_BYTES = 2
+
+
+def cached_kv_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: int) -> float:
+    """Bytes of one token's attention KV in one layer on one GPU of a TP group, as attention reads them:
+    kv_elements_per_token_layer at the KV dtype's bytes, or a sparse-attention model's FP8 latent in FlashMLA's
+    sparse layout (the indexer's keys apart: kv_bytes_per_token_layer)."""
+    if model.latent_attention and model.sparse_attention_topk and kv_dtype == "fp8":
+        scales = model.kv_lora_rank / SPARSE_FP8_SCALE_ELEMENTS * SPARSE_FP8_SCALE_BYTES
+        return model.kv_lora_rank + scales + model.qk_rope_head_dim * SPARSE_FP8_ROPE_BYTES
+    return kv_elements_per_token_layer(model, tp) * kv_bytes_per_element(kv_dtype)
+
+
+def kv_bytes_per_token_layer(model: ModelSpec, kv_dtype: str, tp: int) -> float:
+    """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
+    (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank)."""
+    return cached_kv_bytes_per_token(model, kv_dtype, tp) + model.indexer_key_bytes
 
 
 def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phasewise.perf.cost import kv_elements_per_token_layer, kv_heads_per_gpu
+from phasewise.perf.cost import kv_bytes_per_token_layer, kv_heads_per_gpu
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool
 from phasewise.specs.hardware import HardwareSpec
@@ -140,8 +140,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
         layers -= round(layers * model.window_layer_share)  # per token, only its full layers count (kv_window_terms)
     layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
-    # sparse attention's indexer keys (FP8 + scale) beside the latent, on every rank
-    return (kv_elements_per_token_layer(model, tp) * quant.kv_bytes_per_element + model.indexer_key_bytes) * layers
+    return kv_bytes_per_token_layer(model, quant.kv_dtype, tp) * layers
 
 
 WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool")

@@ -12,7 +12,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
-from phasewise.perf.cost import check_parallelism, kv_elements_per_token_layer
+from phasewise.perf.cost import check_parallelism, kv_bytes_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence
@@ -158,8 +158,8 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         group_instances.append(instances[first:])
     m, first_cost = instances[0].model, instances[0].cost
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
-    cluster.kv_bytes_per_token = (kv_elements_per_token_layer(m, 1) * first_cost.kv_bytes + m.indexer_key_bytes
-                                  ) * (m.full_attention_layers - windowed)
+    cluster.kv_bytes_per_token = kv_bytes_per_token_layer(m, first_cost.quant.kv_dtype, 1) * (
+        m.full_attention_layers - windowed)
     cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
         m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)
 
