@@ -59,8 +59,9 @@ def main() -> None:
         ap.error("--shared-tokens, --own-tokens and --requests must be at least 1, --warmup at least 0")
     for engine in (e.strip() for e in args.engine.split(",") if e.strip()):
         cpu_s, wall_s, key_tokens = run(engine, args.shared_tokens, args.own_tokens, args.requests, args.warmup)
-        print(f"{engine:8s} {key_tokens:4d}-token keys: {cpu_s * 1e3:6.1f} ms CPU / request, {wall_s * 1e3:6.1f} ms wall "
-              f"({args.shared_tokens + args.own_tokens + 3:,}-token prompts, {args.requests} requests)")
+        print(f"{engine:8s} {key_tokens:4d}-token keys: {cpu_s * 1e3:6.1f} ms CPU / request, "
+              f"{wall_s * 1e3:6.1f} ms wall ({args.shared_tokens + args.own_tokens + 3:,}-token prompts, "
+              f"{args.requests} requests)")
 
 
 if __name__ == "__main__":
