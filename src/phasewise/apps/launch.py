@@ -42,10 +42,9 @@ FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 
 # (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
 ONLINE_QUANT = {"fp8": "fp8"}
 UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-# our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`)
-KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3"}, "trtllm": {"fp8": "fp8"}}
-# an unquantized KV dtype asked where the engine's `auto` would pick another (default_kv_dtype): its flag value
-KV_AUTO_OVERRIDE = {"vllm": {}, "sglang": {"bf16": "bfloat16"}, "trtllm": {}}
+# our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`; an unquantized dtype is
+# written only where the engine's `auto` would pick another, specs/engines.py default_kv_dtype)
+KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloat16"}, "trtllm": {"fp8": "fp8"}}
 # the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
 # Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
 KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
@@ -111,16 +110,13 @@ def _kv_dtype(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) 
             notes.append(f"kv_dtype: {engine.label} keeps {g.model or dep.model}'s KV cache in {auto} on "
                          f"{g.hardware} when --kv-cache-dtype is auto; simulated so")
         return None
-    if g.kv_dtype in UNQUANTIZED:
-        if auto is None or auto == g.kv_dtype:
-            return None
-        value = KV_AUTO_OVERRIDE[family].get(g.kv_dtype)
-        if value is None:
-            notes.append(f"kv_dtype {g.kv_dtype}: {family} takes no such --kv-cache-dtype; its auto keeps {auto}")
-        return value
+    if g.kv_dtype in UNQUANTIZED and auto in (None, g.kv_dtype):
+        return None  # the engine's `auto` gives it
     value = KV_DTYPE[family].get(g.kv_dtype)
     if value is None:
-        notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype (fp8 only); not set")
+        kept = f"; its auto keeps {auto}" if auto is not None else ""
+        notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype ({', '.join(KV_DTYPE[family])} "
+                     f"only); not set{kept}")
     return value
 
 

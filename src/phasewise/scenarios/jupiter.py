@@ -84,10 +84,9 @@ def run(setup: dict[str, Any]) -> Outcome:
     # device's ridge (an Orin's ~208 FLOP/B: 256 tokens; the paper's 128 stay below it, checked apart)
     bound_piece = piece * math.ceil(ridge / piece)
     bound_prompt = bound_piece * subs
-    if bound_prompt != prompt:
-        fast.check_memory(bound_prompt + output, sub_sequence_lengths(bound_prompt, subs)[0], 1)
-    bound_seq = run_split(fast, bound_prompt, 0, 1).ttft_s if bound_prompt != prompt else ttft_seq
-    bound_sub = run_split(fast, bound_prompt, 0, subs).ttft_s if bound_prompt != prompt else ttft_sub
+    fast.check_memory(bound_prompt + output, sub_sequence_lengths(bound_prompt, subs)[0], 1)
+    bound_seq = run_split(fast, bound_prompt, 0, 1).ttft_s
+    bound_sub = run_split(fast, bound_prompt, 0, subs).ttft_s
     bound_stage_s = stage_time(fast, bound_prompt, subs)
 
     # 2. decode at the high bandwidth: per-token latency of each mode
