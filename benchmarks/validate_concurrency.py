@@ -914,14 +914,52 @@ def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
 def with_overrides(constants: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """`--with engine:sglang.eager_launch_s=3e-5` (repeatable): candidate constants on top of --constants, to
     explore a mechanism before fitting it; the key is a constants key (engine:<family>, hardware:blackwell,
-    hardware:<key>, model:<catalog id>), then the field."""
+    hardware:<key>, model:<catalog id>), then the field (a dict field's entry as field.entry, e.g.
+    hardware:blackwell.weight_read_efficiency.fp4). A key or field no loader reads stops the run."""
+    from phasewise.specs.hardware import Efficiency
+
     for item in overrides or []:
         key_field, _, value = item.partition("=")
         key, _, field = key_field.rpartition(".")
+        if key.startswith("hardware:") and key.rpartition(".")[2] in Efficiency.model_fields:
+            key, _, dict_field = key.rpartition(".")  # a dict field's entry: ...weight_read_efficiency.fp4
+            field = f"{dict_field}.{field}"
         if not key or not field or not value:
             raise SystemExit(f"--with {item!r}: expected KEY.FIELD=VALUE, e.g. engine:sglang.eager_launch_s=3e-5")
-        constants.setdefault(key, {})[field] = float(value)
+        check_override(key, field, item)
+        try:
+            constants.setdefault(key, {})[field] = float(value)
+        except ValueError:
+            raise SystemExit(f"--with {item!r}: VALUE must be a number (got {value!r})") from None
     return constants
+
+
+def check_override(key: str, field: str, item: str) -> None:
+    """A `--with` key and field that no loader would read (e.g. engine:trtllm-pytorch: the engine constants are
+    keyed by family) stop the run instead of being silently ignored."""
+    from phasewise.specs import load_model
+    from phasewise.specs.hardware import Efficiency, EngineProfile, hardware_names
+
+    kind, _, name = key.partition(":")
+    if kind == "engine":
+        if name not in ENGINES:
+            raise SystemExit(f"--with {item!r}: engine constants are keyed by family: engine:{'|engine:'.join(ENGINES)}")
+        allowed = EngineProfile.model_fields
+    elif kind == "hardware":
+        if name != "blackwell" and name not in hardware_names():
+            raise SystemExit(f"--with {item!r}: hardware:{name} is neither hardware:blackwell nor a catalog key")
+        allowed = Efficiency.model_fields
+        field = field.split(".", 1)[0]  # a dict field's entry, e.g. weight_read_efficiency.fp4
+    elif kind == "model":
+        try:
+            allowed = type(load_model(name)).model_fields
+        except Exception as exc:  # the catalog's one-line error
+            raise SystemExit(f"--with {item!r}: {exc}") from None
+    else:
+        raise SystemExit(f"--with {item!r}: KEY must be engine:<family>, hardware:blackwell, hardware:<key> or "
+                         "model:<catalog id>")
+    if field not in allowed:
+        raise SystemExit(f"--with {item!r}: {kind} has no field {field!r}")
 
 
 def report(args, cases, results, fitted, fitted_consts, skipped, tables) -> None:

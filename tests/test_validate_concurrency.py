@@ -213,3 +213,24 @@ def test_model_constants_reach_the_simulation_and_the_class_default_unfits_them(
     assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.70
     assert vc.with_overrides({}, ["model:openai/gpt-oss-120b.expert_top20_share=0.4"]) == {
         "model:openai/gpt-oss-120b": {"expert_top20_share": 0.4}}
+
+
+def test_with_refuses_a_key_or_field_no_loader_reads(vc):
+    """--with names a constant by the key the loaders read: a profile name (engine:trtllm-pytorch instead of the
+    family engine:trtllm), a misspelt field or an unknown model stops the run with a one-line reason instead of
+    running the catalog's constants under the candidate's name."""
+    assert vc.with_overrides({}, ["engine:trtllm.eager_launch_s=6e-5",
+                                  "hardware:blackwell.weight_read_efficiency.fp4=0.5",
+                                  "hardware:halo-2.5d.memory_efficiency_max=0.5"]) == {
+        "engine:trtllm": {"eager_launch_s": 6e-5},
+        "hardware:blackwell": {"weight_read_efficiency.fp4": 0.5},
+        "hardware:halo-2.5d": {"memory_efficiency_max": 0.5}}
+    for item, reason in (("engine:trtllm-pytorch.eager_launch_s=6e-5", "keyed by family"),
+                         ("engine:sglang.eager_lunch_s=1", "no field 'eager_lunch_s'"),
+                         ("hardware:b999.memory_efficiency_max=0.5", "neither hardware:blackwell nor a catalog key"),
+                         ("model:no/such-model.expert_top20_share=0.4", "unknown model"),
+                         ("engine:vllm.eager_launch_s=fast", "must be a number"),
+                         ("gpu.eager_launch_s=1", "KEY must be")):
+        with pytest.raises(SystemExit) as exc:
+            vc.with_overrides({}, [item])
+        assert reason in str(exc.value) and "\n" not in str(exc.value)
