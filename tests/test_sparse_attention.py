@@ -13,6 +13,7 @@ from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.perf.operators import KERNELS, LATENT_KERNELS, kernel_counts
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.engines import engine_kv, resolve_engine
 
 GLM5 = "zai-org/GLM-5"
 
@@ -116,3 +117,38 @@ def test_a_sparse_attention_model_simulates_with_its_invariants():
     result = run(model=GLM5, hardware="b200", tp=8, precision="fp8-block", kv_dtype="fp8", engine="sglang", rate=3,
                  requests=20, isl=3000, osl=32, check_invariants=True).summary()
     assert result["completed"] == 20
+
+
+def test_tensorrt_llm_keeps_the_sparse_fp8_latent_plain():
+    """TensorRT-LLM's DSA cache manager keeps the FP8 latent as plain per-tensor FP8 (576 bytes a token and layer,
+    the indexer's 132 beside it), vLLM and SGLang in FlashMLA's 656-byte layout: the engine sets the layout, whether
+    the FP8 KV was asked or is the engine's own pick (SGLang's on Blackwell); the memory fit and the attention's reads
+    follow."""
+    m, hw = load_model(GLM5), load_hardware("b200")
+    for engine, latent in (("trtllm", 576), ("vllm", 656), ("sglang", 656)):
+        config = resolve_engine(engine, hw, tp=8)
+        for asked in (True, False):
+            quant = engine_kv(load_quant("fp8-block", "fp8" if asked else None), config, m, hw, asked)
+            if engine != "sglang" and not asked:  # their "auto" follows the checkpoint: fp8-block keeps BF16 KV
+                assert quant.kv_dtype == "bf16" and kv_bytes_per_token(m, quant, 8, 1) == 78 * (1152 + 132)
+                continue
+            assert quant.kv_dtype == "fp8" and kv_bytes_per_token(m, quant, 8, 1) == 78 * (latent + 132)
+            cm = CostModel(m, hw, quant, config.profile, 8)
+            reads = [{op.name: op for op in cm.iteration(BatchShape.uniform(1, 1, ctx)).operators}["attention"].bytes
+                     for ctx in (512, 1024)]
+            assert (reads[1] - reads[0]) / (78 * 512) == pytest.approx(latent + 132 + 4 * 2, rel=1e-9)
+    dense = engine_kv(load_quant("fp8-block", "fp8"), resolve_engine("trtllm", hw, tp=8),
+                      load_model("deepseek-ai/DeepSeek-R1"), hw, True)
+    assert dense.sparse_kv_layout == "flashmla"  # a dense MLA model's quant is left as it is
+
+
+def test_estimate_shows_the_engines_sparse_latent():
+    """`estimate` on GLM-5 with FP8 KV: 60.0 KiB a token on SGLang (FlashMLA's layout), 53.9 on TensorRT-LLM."""
+    from typer.testing import CliRunner
+
+    from phasewise.apps.cli import app
+
+    for engine, kib in (("sglang", "60.0"), ("trtllm", "53.9")):
+        out = CliRunner().invoke(app, ["estimate", "--model", GLM5, "--hardware", "b200", "--tp", "8", "--precision",
+                                       "fp8-block", "--kv-dtype", "fp8", "--engine", engine])
+        assert out.exit_code == 0 and f"KV {kib} KiB/token" in out.output, out.output

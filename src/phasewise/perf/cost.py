@@ -161,7 +161,8 @@ class CostModel(DecodeSeries, Communication):
 
         return LatentAttention(kv_lora_rank=m.kv_lora_rank, qk_rope_head_dim=m.qk_rope_head_dim,
                                v_head_dim=m.v_dim, up_projection=up_projection,
-                               cached_bytes=cached_kv_bytes_per_token(m, self.quant.kv_dtype, self.tp))
+                               cached_bytes=cached_kv_bytes_per_token(m, self.quant.kv_dtype, self.tp,
+                                                                        self.quant.sparse_kv_layout))
 
     def _linear_attention(self) -> LinearAttention:
         """This GPU's share of the linear-attention layers' heads and conv channels (split by attention TP)."""
@@ -574,29 +575,32 @@ def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
     return 2 * kv_heads_per_gpu(model.num_kv_heads, tp) * model.head_dim
 
 
-# FlashMLA's sparse FP8 KV layout, which a DeepSeek-sparse-attention model's FP8 cache takes: the latent in FP8 with
-# one FP32 scale per 128 elements, the shared RoPE key kept in BF16 (656 bytes for a 512 + 64 latent: vLLM's
-# fp8_ds_mla, "custom storage format is 656 bytes, see FlashMLA readme"; SGLang's NSATokenToKVPool, "rope is always
-# stored in bf16")
+# FlashMLA's sparse FP8 KV layout, in which vLLM and SGLang keep a DeepSeek-sparse-attention model's FP8 cache (the
+# quant's sparse_kv_layout "flashmla"): the latent in FP8 with one FP32 scale per 128 elements, the shared RoPE key
+# kept in BF16 (656 bytes for a 512 + 64 latent: vLLM's fp8_ds_mla, "custom storage format is 656 bytes, see FlashMLA
+# readme"; SGLang's NSATokenToKVPool, "rope is always stored in bf16"). TensorRT-LLM's DSA cache manager keeps it as
+# plain per-tensor FP8, one byte an element (576; "plain"), its 656-byte fp8_ds_mla an opt-in dtype of one SM120 path
+# (_torch/attention_backend/sparse/dsa/cache_manager.py get_cache_size_per_token; its DeepSeek-V3.2 blog: "Sparse
+# MLA - KV cache: Per-tensor FP8")
 SPARSE_FP8_SCALE_ELEMENTS = 128
 SPARSE_FP8_SCALE_BYTES = 4
 SPARSE_FP8_ROPE_BYTES = 2
 
 
-def cached_kv_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: int) -> float:
+def cached_kv_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: int, sparse_layout: str = "flashmla") -> float:
     """Bytes of one token's attention KV in one layer on one GPU of a TP group, as attention reads them:
     kv_elements_per_token_layer at the KV dtype's bytes, or a sparse-attention model's FP8 latent in FlashMLA's
-    sparse layout (the indexer's keys apart: kv_bytes_per_token_layer)."""
-    if model.latent_attention and model.sparse_attention_topk and kv_dtype == "fp8":
+    sparse layout where the engine keeps it so (`sparse_layout`; the indexer's keys apart: kv_bytes_per_token_layer)."""
+    if model.latent_attention and model.sparse_attention_topk and kv_dtype == "fp8" and sparse_layout == "flashmla":
         scales = model.kv_lora_rank / SPARSE_FP8_SCALE_ELEMENTS * SPARSE_FP8_SCALE_BYTES
         return model.kv_lora_rank + scales + model.qk_rope_head_dim * SPARSE_FP8_ROPE_BYTES
     return kv_elements_per_token_layer(model, tp) * kv_bytes_per_element(kv_dtype)
 
 
-def kv_bytes_per_token_layer(model: ModelSpec, kv_dtype: str, tp: int) -> float:
+def kv_bytes_per_token_layer(model: ModelSpec, kv_dtype: str, tp: int, sparse_layout: str = "flashmla") -> float:
     """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
     (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank)."""
-    return cached_kv_bytes_per_token(model, kv_dtype, tp) + model.indexer_key_bytes
+    return cached_kv_bytes_per_token(model, kv_dtype, tp, sparse_layout) + model.indexer_key_bytes
 
 
 def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:

@@ -22,7 +22,7 @@ from phasewise.perf.memory import (
 from phasewise.perf.parallel import parallel_layout
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import default_kv_dtype, recurrent_state_in_kv_pool, resolve_engine, window_kv
+from phasewise.specs.engines import engine_kv, recurrent_state_in_kv_pool, resolve_engine, window_kv
 from phasewise.specs.mappings import load_mapping
 
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
@@ -158,8 +158,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
     config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision)
-    if kv_dtype is None:  # the engine's "auto", where it is not the precision's (SGLang's DSA models)
-        quant = quant.with_kv(default_kv_dtype(config, spec, hw))
+    # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout
+    quant = engine_kv(quant, config, spec, hw, asked_kv_dtype=kv_dtype is not None)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
     startup = startup_estimate(cm, config, weights_read_gbps, compile_cache)
     window = spec.window_all_layers

@@ -22,8 +22,8 @@ from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
 from phasewise.specs.engines import (
-    default_kv_dtype,
     engine_knobs,
+    engine_kv,
     graph_knobs,
     knob_values,
     memory_fraction_of,
@@ -137,7 +137,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                             role=role, vision=model.vision)
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
-    quant = quant.with_kv(default_kv_dtype(config, model, hw))  # the engine's "auto" KV dtype, as simulate's
+    quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,

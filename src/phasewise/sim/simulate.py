@@ -35,7 +35,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engines import (
     EngineConfig,
-    default_kv_dtype,
+    engine_kv,
     kv_block,
     prefix_caching_default,
     prefix_caching_refusal,
@@ -77,8 +77,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                                   vision=model.vision)
 
         engine = resolve()
-        if g.kv_dtype is None:  # the engine's "auto", where it is not the precision's (SGLang's DSA models)
-            quant = quant.with_kv(default_kv_dtype(engine, model, hw))
+        # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout
+        quant = engine_kv(quant, engine, model, hw, asked_kv_dtype=g.kv_dtype is not None)
         if g.knobs.get("mamba_ssm_dtype") and not model.linear_attention_layers:
             raise PhasewiseError(f"--mamba-ssm-dtype sets the dtype of linear-attention layers' recurrent states; "
                                  f"{model.name} has none, so it would change nothing")
@@ -158,7 +158,8 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         group_instances.append(instances[first:])
     m, first_cost = instances[0].model, instances[0].cost
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
-    cluster.kv_bytes_per_token = kv_bytes_per_token_layer(m, first_cost.quant.kv_dtype, 1) * (
+    cluster.kv_bytes_per_token = kv_bytes_per_token_layer(m, first_cost.quant.kv_dtype, 1,
+                                                         first_cost.quant.sparse_kv_layout) * (
         m.full_attention_layers - windowed)
     cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
         m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)

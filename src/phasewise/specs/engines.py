@@ -15,6 +15,7 @@ from phasewise.errors import PhasewiseError, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
 from phasewise.specs.model import ModelSpec
+from phasewise.specs.quant import QuantScheme
 from phasewise.specs.vision import VisionEncoder
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
@@ -220,6 +221,20 @@ def default_kv_dtype(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -
         if on_hardware(hw, rule["hardware"]):
             return str(rule["kv_dtype"])
     return None
+
+
+def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: HardwareSpec,
+              asked_kv_dtype: bool) -> QuantScheme:
+    """`quant` with the KV cache as the engine keeps it for `model` on `hw`: its "auto" dtype where none was asked
+    (default_kv_dtype) and, for a DeepSeek sparse-attention model, its FP8 latent's layout (the preset's
+    `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8)."""
+    if not asked_kv_dtype:
+        quant = quant.with_kv(default_kv_dtype(config, model, hw))
+    if model.sparse_attention_topk:
+        layout = _preset_entry(config.engine).get("sparse_attention_fp8_kv_layout", "flashmla")
+        if layout != quant.sparse_kv_layout:
+            quant = quant.model_copy(update={"sparse_kv_layout": layout})
+    return quant
 
 
 def prefix_caching_default(config: EngineConfig, model: ModelSpec) -> bool:
