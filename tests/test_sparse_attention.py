@@ -13,7 +13,7 @@ from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.perf.operators import KERNELS, LATENT_KERNELS, kernel_counts
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_kv, resolve_engine
+from phasewise.specs.engines import engine_kv, resolve_engine, sparse_kv_refusal
 
 GLM5 = "zai-org/GLM-5"
 
@@ -152,3 +152,23 @@ def test_estimate_shows_the_engines_sparse_latent():
         out = CliRunner().invoke(app, ["estimate", "--model", GLM5, "--hardware", "b200", "--tp", "8", "--precision",
                                        "fp8-block", "--kv-dtype", "fp8", "--engine", engine])
         assert out.exit_code == 0 and f"KV {kib} KiB/token" in out.output, out.output
+
+
+def test_tensorrt_llm_on_hopper_keeps_a_sparse_models_kv_in_bf16_only():
+    """TensorRT-LLM runs a sparse-attention model's MLA on Hopper with FlashMLA's BF16-KV kernel: an FP8 cache,
+    asked or the precision's own (NVFP4's), is a one-line error naming the allowed dtype; BF16 on Hopper, FP8 on
+    Blackwell and SGLang's FP8 on Hopper stay possible."""
+    m, h200, b200 = load_model(GLM5), load_hardware("h200-sxm"), load_hardware("b200")
+    trt = resolve_engine("trtllm", h200, tp=8)
+    for quant, asked in ((load_quant("fp8-block", "fp8"), True), (load_quant("nvfp4"), False)):
+        with pytest.raises(PhasewiseError) as exc:
+            engine_kv(quant, trt, m, h200, asked)
+        assert "bf16 only, not fp8" in str(exc.value) and "--kv-dtype bf16" in str(exc.value)
+        assert "\n" not in str(exc.value)
+    assert engine_kv(load_quant("fp8-block", "bf16"), trt, m, h200, True).kv_dtype == "bf16"
+    assert engine_kv(load_quant("fp8-block", "fp8"), resolve_engine("trtllm", b200, tp=8), m, b200, True).kv_dtype \
+        == "fp8"
+    assert engine_kv(load_quant("fp8-block", "fp8"), resolve_engine("sglang", h200, tp=8), m, h200, True).kv_dtype \
+        == "fp8"
+    assert sparse_kv_refusal("trtllm", load_model("deepseek-ai/DeepSeek-R1"), h200, "fp8") == ""  # dense MLA
+

@@ -230,11 +230,27 @@ def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: Ha
     `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8)."""
     if not asked_kv_dtype:
         quant = quant.with_kv(default_kv_dtype(config, model, hw))
+    refusal = sparse_kv_refusal(config.engine, model, hw, quant.kv_dtype)
+    if refusal:
+        raise PhasewiseError(refusal)
     if model.sparse_attention_topk:
         layout = _preset_entry(config.engine).get("sparse_attention_fp8_kv_layout", "flashmla")
         if layout != quant.sparse_kv_layout:
             quant = quant.model_copy(update={"sparse_kv_layout": layout})
     return quant
+
+
+def sparse_kv_refusal(engine: str, model: ModelSpec, hw: HardwareSpec, kv_dtype: str) -> str:
+    """Why `engine` cannot keep a DeepSeek sparse-attention model's KV cache in `kv_dtype` on `hw` ("" where it can):
+    the preset's `sparse_attention_kv_dtypes` rules (TensorRT-LLM on Hopper: FlashMLA's BF16-KV sparse kernel)."""
+    if not model.sparse_attention_topk:
+        return ""
+    for rule in _preset_entry(engine).get("sparse_attention_kv_dtypes") or ():
+        if on_hardware(hw, rule["hardware"]) and kv_dtype not in rule["allowed"]:
+            return (f"{engine.split('@', 1)[0]} keeps a sparse-attention model's KV cache ({model.name}) on "
+                    f"{hw.key} in {', '.join(rule['allowed'])} only, not {kv_dtype}: {rule['why']} "
+                    f"(--kv-dtype {rule['allowed'][0]})")
+    return ""
 
 
 def prefix_caching_default(config: EngineConfig, model: ModelSpec) -> bool:
