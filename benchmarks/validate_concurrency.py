@@ -696,8 +696,7 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
              "engine:trtllm": profile("trtllm-pytorch")}
     gpu = packaged("efficiency.yaml")["defaults"]["gpu"]
     consts: dict[str, Any] = {"base": base}
-    params = [p for p in FIT_PARAMS if not only or any(p[0].startswith(o) or p[1].startswith(o)
-                                                         or f"{p[0]}.{p[1]}" == o for o in only)]
+    params = [p for p in FIT_PARAMS if not only or any(_fits_only(p, o) for o in only)]
     for key, field, *_ in params:
         if key.startswith("engine:") and key.split(":")[1] not in fams:
             continue
@@ -893,17 +892,36 @@ def add_constant_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
 
 
+def _fits_only(param: tuple, only: str) -> bool:
+    """Whether a FIT_PARAMS entry is one `--fit-only` names: its key or field starts with `only`, or key.field."""
+    return param[0].startswith(only) or param[1].startswith(only) or f"{param[0]}.{param[1]}" == only
+
+
+def check_fit_only(fit_only: str) -> tuple[str, ...]:
+    """--fit-only's names; one that names no fitted constant (e.g. a profile name, engine:trtllm-pytorch) stops the
+    run instead of fitting nothing under the 'fitted' column."""
+    names = tuple(x for x in fit_only.split(",") if x)
+    for name in names:
+        if not any(_fits_only(p, name) for p in FIT_PARAMS):
+            keys = sorted({f"{p[0]}.{p[1]}" for p in FIT_PARAMS})
+            raise SystemExit(f"--fit-only {name!r} names no fitted constant (they are: {', '.join(keys)})")
+    return names
+
+
 def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
     """Every case with the --constants, and with --fit the fitted constants too: (results, fitted results,
     fitted constants, wall seconds)."""
     t0 = time.perf_counter()
+    if args.fit_only and not args.fit:
+        raise SystemExit("--fit-only chooses the constants --fit fits: it needs --fit")
+    constants, only = with_overrides({"base": args.constants}, args.with_), check_fit_only(args.fit_only)
     pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
     try:
-        results = evaluate(cases, with_overrides({"base": args.constants}, args.with_), pool)
+        results = evaluate(cases, constants, pool)
         fitted = fitted_consts = None
         if args.fit:
             fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None,
-                                tuple(x for x in args.fit_only.split(",") if x))
+                                only)
             fitted = evaluate(cases, fitted_consts, pool)
     finally:
         if pool is not None:

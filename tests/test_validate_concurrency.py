@@ -234,3 +234,14 @@ def test_with_refuses_a_key_or_field_no_loader_reads(vc):
         with pytest.raises(SystemExit) as exc:
             vc.with_overrides({}, [item])
         assert reason in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_fit_only_refuses_a_name_that_fits_nothing(vc):
+    """--fit-only names fitted constants by key or field prefix (or key.field); one that names none, and --fit-only
+    without --fit, stop the run in one line instead of reporting the catalog under the 'fitted' column."""
+    assert vc.check_fit_only("engine:trtllm.kv_handoff_s,hardware:blackwell,model:") == (
+        "engine:trtllm.kv_handoff_s", "hardware:blackwell", "model:")
+    assert vc.check_fit_only("") == ()
+    with pytest.raises(SystemExit) as exc:
+        vc.check_fit_only("engine:trtllm-pytorch")
+    assert "names no fitted constant" in str(exc.value) and "engine:trtllm.eager_launch_s" in str(exc.value)
