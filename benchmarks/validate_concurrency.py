@@ -83,6 +83,7 @@ import math
 import re
 import sys
 import time
+import typing
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
@@ -955,6 +956,7 @@ def with_overrides(constants: dict[str, Any], overrides: list[str] | None) -> di
 def check_override(key: str, field: str, item: str) -> None:
     """A `--with` key and field that no loader would read (e.g. engine:trtllm-pytorch: the engine constants are
     keyed by family) stop the run instead of being silently ignored."""
+    from phasewise.errors import PhasewiseError
     from phasewise.specs import load_model
     from phasewise.specs.hardware import Efficiency, EngineProfile, hardware_names
 
@@ -967,11 +969,13 @@ def check_override(key: str, field: str, item: str) -> None:
         if name != "blackwell" and name not in hardware_names():
             raise SystemExit(f"--with {item!r}: hardware:{name} is neither hardware:blackwell nor a catalog key")
         allowed = Efficiency.model_fields
-        field = field.split(".", 1)[0]  # a dict field's entry, e.g. weight_read_efficiency.fp4
+        field, entry, _ = field.partition(".")  # a dict field's entry, e.g. weight_read_efficiency.fp4
+        if entry and field in allowed and typing.get_origin(allowed[field].annotation) is not dict:
+            raise SystemExit(f"--with {item!r}: {field} is one number, not a mapping of entries")
     elif kind == "model":
         try:
             allowed = type(load_model(name)).model_fields
-        except Exception as exc:  # the catalog's one-line error
+        except PhasewiseError as exc:  # the catalog's one-line error
             raise SystemExit(f"--with {item!r}: {exc}") from None
     else:
         raise SystemExit(f"--with {item!r}: KEY must be engine:<family>, hardware:blackwell, hardware:<key> or "

@@ -230,6 +230,7 @@ def test_with_refuses_a_key_or_field_no_loader_reads(vc):
                          ("hardware:b999.memory_efficiency_max=0.5", "neither hardware:blackwell nor a catalog key"),
                          ("model:no/such-model.expert_top20_share=0.4", "unknown model"),
                          ("engine:vllm.eager_launch_s=fast", "must be a number"),
+                         ("hardware:blackwell.gemm_efficiency_max.fp4=0.5", "one number, not a mapping"),
                          ("gpu.eager_launch_s=1", "KEY must be")):
         with pytest.raises(SystemExit) as exc:
             vc.with_overrides({}, [item])
