@@ -161,8 +161,7 @@ class CostModel(DecodeSeries, Communication):
 
         return LatentAttention(kv_lora_rank=m.kv_lora_rank, qk_rope_head_dim=m.qk_rope_head_dim,
                                v_head_dim=m.v_dim, up_projection=up_projection,
-                               cached_bytes=cached_kv_bytes_per_token(m, self.quant.kv_dtype, self.tp,
-                                                                        self.quant.sparse_kv_layout))
+                               cached_bytes=cached_kv_bytes_per_token(m, self.quant, self.tp))
 
     def _linear_attention(self) -> LinearAttention:
         """This GPU's share of the linear-attention layers' heads and conv channels (split by attention TP)."""
@@ -587,20 +586,22 @@ SPARSE_FP8_SCALE_BYTES = 4
 SPARSE_FP8_ROPE_BYTES = 2
 
 
-def cached_kv_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: int, sparse_layout: str = "flashmla") -> float:
+def cached_kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int) -> float:
     """Bytes of one token's attention KV in one layer on one GPU of a TP group, as attention reads them:
     kv_elements_per_token_layer at the KV dtype's bytes, or a sparse-attention model's FP8 latent in FlashMLA's
-    sparse layout where the engine keeps it so (`sparse_layout`; the indexer's keys apart: kv_bytes_per_token_layer)."""
-    if model.latent_attention and model.sparse_attention_topk and kv_dtype == "fp8" and sparse_layout == "flashmla":
+    sparse layout where the engine keeps it so (quant.sparse_kv_layout; the indexer's keys apart:
+    kv_bytes_per_token_layer)."""
+    if (model.latent_attention and model.sparse_attention_topk and quant.kv_dtype == "fp8"
+            and quant.sparse_kv_layout == "flashmla"):
         scales = model.kv_lora_rank / SPARSE_FP8_SCALE_ELEMENTS * SPARSE_FP8_SCALE_BYTES
         return model.kv_lora_rank + scales + model.qk_rope_head_dim * SPARSE_FP8_ROPE_BYTES
-    return kv_elements_per_token_layer(model, tp) * kv_bytes_per_element(kv_dtype)
+    return kv_elements_per_token_layer(model, tp) * kv_bytes_per_element(quant.kv_dtype)
 
 
-def kv_bytes_per_token_layer(model: ModelSpec, kv_dtype: str, tp: int, sparse_layout: str = "flashmla") -> float:
+def kv_bytes_per_token_layer(model: ModelSpec, quant: QuantScheme, tp: int) -> float:
     """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
     (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank)."""
-    return cached_kv_bytes_per_token(model, kv_dtype, tp, sparse_layout) + model.indexer_key_bytes
+    return cached_kv_bytes_per_token(model, quant, tp) + model.indexer_key_bytes
 
 
 def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:

@@ -140,7 +140,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
         layers -= round(layers * model.window_layer_share)  # per token, only its full layers count (kv_window_terms)
     layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
-    return kv_bytes_per_token_layer(model, quant.kv_dtype, tp, quant.sparse_kv_layout) * layers
+    return kv_bytes_per_token_layer(model, quant, tp) * layers
 
 
 WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool")

@@ -158,8 +158,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         group_instances.append(instances[first:])
     m, first_cost = instances[0].model, instances[0].cost
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
-    cluster.kv_bytes_per_token = kv_bytes_per_token_layer(m, first_cost.quant.kv_dtype, 1,
-                                                         first_cost.quant.sparse_kv_layout) * (
+    cluster.kv_bytes_per_token = kv_bytes_per_token_layer(m, first_cost.quant, 1) * (
         m.full_attention_layers - windowed)
     cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
         m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)

@@ -230,10 +230,10 @@ def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: Ha
     `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8)."""
     if not asked_kv_dtype:
         quant = quant.with_kv(default_kv_dtype(config, model, hw))
-    refusal = sparse_kv_refusal(config.engine, model, hw, quant.kv_dtype)
-    if refusal:
-        raise PhasewiseError(refusal)
     if model.sparse_attention_topk:
+        refusal = sparse_kv_refusal(config.engine, model, hw, quant.kv_dtype)
+        if refusal:
+            raise PhasewiseError(refusal)
         layout = _preset_entry(config.engine).get("sparse_attention_fp8_kv_layout", "flashmla")
         if layout != quant.sparse_kv_layout:
             quant = quant.model_copy(update={"sparse_kv_layout": layout})
