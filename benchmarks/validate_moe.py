@@ -537,6 +537,7 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             "warmup": warmup_rounds * c, "client": "inferencex" if reading == "inferencex" else "genai-perf",
             "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
             "split": "fit" if key in fit else "test", "config": key, "notes": notes,
+            "version": r["backend_version"] or f"unstated, measured {r.get('measured_on', '')[:7] or '?'}",
             "deployment": deployment(r, m, model, hw, prec, row_reading, notes),
         })
     return cases, skipped
@@ -644,6 +645,23 @@ def print_regimes(cases, results) -> None:
         print(f"{key[0]:<7} {key[1]:<7} {key[2]:<9} {len(idx):>4} | {t:>+9.0%} {gap:>12.0f} | {p:>+9.0%}")
 
 
+def print_versions(cases, results) -> None:
+    """Median errors by engine x stated engine version (the CSV's backend_version; a row without one by the month it
+    was measured), every split together: whether the model's error follows a release (diagnosis, not accuracy;
+    the presets model one version of each engine, engine_presets.yaml)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, c in enumerate(cases):
+        if not results[i]["error"]:
+            groups[(c["engine"], c.get("version", "(dense rows: not read)"))].append(i)
+    print(f"\n{'engine':<7} {'version':<28} {'n':>4} | {'TTFT bias':>9} {'|err|':>6} | {'TPOT bias':>9} {'|err|':>6}")
+    for key in sorted(groups):
+        idx = groups[key]
+        ttft = [vc.rel_err(results[i]["ttft"], cases[i]["measured_ttft_ms"]) for i in idx]
+        tpot = [vc.rel_err(results[i]["tpot"], cases[i]["measured_tpot_ms"]) for i in idx]
+        print(f"{key[0]:<7} {key[1][:28]:<28} {len(idx):>4} | {np.median(ttft):>+9.0%} {np.median(np.abs(ttft)):>6.0%} | "
+              f"{np.median(tpot):>+9.0%} {np.median(np.abs(tpot)):>6.0%}")
+
+
 # --- main -----------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -732,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     def tables(cases, columns) -> None:
         print_tables(cases, columns)
         print_regimes(cases, results)
+        print_versions(cases, results)
 
     vc.report(args, sel, results, fitted, fitted_consts, skipped, tables)
     return 0

@@ -181,7 +181,7 @@ def test_provenance_reading_deploys_collocated_engine_image_runs_as_inferencex(v
     assert disagg and not any("attention_dp_enable_balance" in g for c in disagg for g in c["deployment"]["instances"])
 
 
-def test_rows_of_another_part_run_through_the_harness(vm, tmp_path):
+def test_rows_of_another_part_run_through_the_harness(vm, tmp_path, capsys):
     """--rows: a CSV in blackwell_serving.csv's columns from other parts (AIConfigurator's Hopper system names,
     its w4a16_mxfp4 MoE mode for gpt-oss) is simulated, not skipped; --csv may not overwrite --rows. Synthetic rows:
     their measured figures are placeholders, only the mapping and the run are checked."""
@@ -204,6 +204,9 @@ def test_rows_of_another_part_run_through_the_harness(vm, tmp_path):
     assert (got["oss"]["hardware"], got["oss"]["precision"]) == ("h100-sxm", "mxfp4")
     assert (got["ds"]["hardware"], got["ds"]["precision"]) == ("h200-sxm", "fp8-block")
     assert float(got["oss"]["pred_tpot_ms"]) > 0 and float(got["ds"]["pred_ttft_ms"]) > 0
+    # the errors by engine version: rows that state none are grouped by the month they were measured
+    report = capsys.readouterr().out
+    assert "engine  version" in report and "unstated, measured ?" in report
     with pytest.raises(SystemExit):
         vm.main(["--rows", str(path), "--csv", str(path)])
     assert path.read_text().startswith("id,backend")  # untouched
