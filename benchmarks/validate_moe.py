@@ -657,8 +657,13 @@ def repeatability(rows: list[dict[str, str]]) -> dict[str, dict[str, list[float]
     be from one measurement while as close as another measurement of that deployment is."""
     runs: dict[tuple, dict[tuple, str]] = defaultdict(dict)
     for r in rows:
+        try:
+            measured = (round(float(r["silicon_ttft_ms"]), 1), round(float(r["silicon_tpot_ms"]), 2))
+        except ValueError:  # a row of a user's file measured without one of them
+            continue
+        if min(measured) <= 0:
+            continue
         deployment = tuple(v for k, v in sorted(r.items()) if k not in NOT_DEPLOYMENT)
-        measured = (round(float(r["silicon_ttft_ms"]), 1), round(float(r["silicon_tpot_ms"]), 2))
         runs[deployment].setdefault(measured, r["backend_version"] or r.get("measured_on", "")[:7])
     out: dict[str, dict[str, list[float]]] = {kind: {"ttft": [], "tpot": []} for kind in ("same", "other")}
     for measured in runs.values():
