@@ -645,26 +645,18 @@ def print_regimes(cases, results) -> None:
         print(f"{key[0]:<7} {key[1]:<7} {key[2]:<9} {len(idx):>4} | {t:>+9.0%} {gap:>12.0f} | {p:>+9.0%}")
 
 
-# What a row states beyond the deployment and its measurement: which release, when, from which image
-NOT_DEPLOYMENT = ("id", "backend_version", "measured_on", "image", "silicon_ttft_ms", "silicon_tpot_ms")
-
-
-def repeatability(rows: list[dict[str, str]]) -> dict[str, dict[str, list[float]]]:
-    """The same deployment measured more than once: rows alike in every column but the release, date, image and
-    the measurement (NOT_DEPLOYMENT) whose measured means differ (bit-identical copies are one measurement), each
-    pair's relative difference |a / b - 1| taken the symmetric way (exp |ln a / b| - 1), by whether the two rows
+def repeatability(cases: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """The same deployment measured more than once: cases alike in configuration (engine, mode, model, system,
+    precision, instances), lengths and concurrency whose measured means differ (bit-identical copies were kept once),
+    each pair's relative difference |a / b - 1| taken the symmetric way (exp |ln a / b| - 1), by whether the two
     state the same release or not ({'same' | 'other': {'ttft' | 'tpot': [differences]}}): how far a prediction can
     be from one measurement while as close as another measurement of that deployment is."""
     runs: dict[tuple, dict[tuple, str]] = defaultdict(dict)
-    for r in rows:
-        try:
-            measured = (round(float(r["silicon_ttft_ms"]), 1), round(float(r["silicon_tpot_ms"]), 2))
-        except ValueError:  # a row of a user's file measured without one of them
-            continue
-        if min(measured) <= 0:
-            continue
-        deployment = tuple(v for k, v in sorted(r.items()) if k not in NOT_DEPLOYMENT)
-        runs[deployment].setdefault(measured, r["backend_version"] or r.get("measured_on", "")[:7])
+    for c in cases:
+        measured = (c["measured_ttft_ms"], c["measured_tpot_ms"])
+        if min(measured) > 0:
+            deployment = (c["config"], c["precision"], c["isl"], c["osl"], c["concurrency"])
+            runs[deployment].setdefault(measured, c.get("version", ""))
     out: dict[str, dict[str, list[float]]] = {kind: {"ttft": [], "tpot": []} for kind in ("same", "other")}
     for measured in runs.values():
         items = list(measured.items())
@@ -676,18 +668,8 @@ def repeatability(rows: list[dict[str, str]]) -> dict[str, dict[str, list[float]
     return out
 
 
-def _stated(r: dict[str, str]) -> bool:
-    """Whether the row's layout maps to instances (map_row): a row that leaves its worker counts out may be
-    another deployment than one it otherwise matches."""
-    try:
-        map_row(r)
-    except ValueError:
-        return False
-    return True
-
-
-def print_repeatability(rows: list[dict[str, str]]) -> None:
-    for kind, pairs in repeatability(rows).items():
+def print_repeatability(cases: list[dict[str, Any]]) -> None:
+    for kind, pairs in repeatability(cases).items():
         if not pairs["ttft"]:
             continue
         ttft, tpot = np.array(pairs["ttft"]), np.array(pairs["tpot"])
@@ -787,9 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     by = Counter((c["group"], c["split"]) for c in cases)
     for g in sorted({c["group"] for c in cases}):
         print(f"  covered {g:<34} fit {by[(g, 'fit')]:>4}  test {by[(g, 'test')]:>4}")
-    print("repeatability (the same deployment measured more than once; in-scope rows whose layout is stated, "
-          "probable MTP runs apart):")
-    print_repeatability([r for r in vc.read_rows(args.rows) if in_scope(r) and not probable_mtp(r) and _stated(r)])
+    print("repeatability (the selected rows' deployments measured more than once, every split):")
+    print_repeatability(sel)
     if not sel:
         print("nothing to simulate")
         return 1

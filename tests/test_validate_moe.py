@@ -250,18 +250,15 @@ def test_with_dense_adds_the_dense_rows_to_the_same_run(vm, tmp_path):
 
 
 def test_repeatability_pairs_the_measurements_of_one_deployment(vm):
-    """The same deployment measured twice (every column alike but the release, date, image and measurement):
-    each pair's symmetric relative difference, by whether the rows state one release; a bit-identical copy is one
-    measurement, and another deployment pairs with nothing."""
-    base = dict(id="a", backend="sglang", backend_version="0.5.9", model_path="deepseek-ai/DeepSeek-R1",
-                system="b200_sxm", mode="agg", isl="1024", osl="1024", concurrency="4", tp_size="8",
-                measured_on="2026-03-01", image="x", silicon_ttft_ms="200", silicon_tpot_ms="10")
-    rows = [base,
-            dict(base, id="b", image="y", silicon_ttft_ms="250", silicon_tpot_ms="8"),  # re-measured
-            dict(base, id="c"),  # a copy of a
-            dict(base, id="d", backend_version="0.5.10", silicon_ttft_ms="100", silicon_tpot_ms="10"),
-            dict(base, id="e", concurrency="8", silicon_ttft_ms="999")]  # another deployment
-    pairs = vm.repeatability(rows)
+    """The same deployment (configuration, lengths, concurrency) measured twice: each pair's symmetric relative
+    difference, by whether the two state one release; another deployment pairs with nothing."""
+    base = dict(config="sglang|agg|deepseek-ai/DeepSeek-R1|b200_sxm|fp8|collocated:1x8g", precision="fp8-block",
+                isl=1024, osl=1024, concurrency=4, version="0.5.9", measured_ttft_ms=200.0, measured_tpot_ms=10.0)
+    cases = [base,
+             dict(base, measured_ttft_ms=250.0, measured_tpot_ms=8.0),  # re-measured
+             dict(base, version="0.5.10", measured_ttft_ms=100.0),
+             dict(base, concurrency=8, measured_ttft_ms=999.0)]  # another deployment
+    pairs = vm.repeatability(cases)
     assert pairs["same"]["ttft"] == pytest.approx([0.25]) and pairs["same"]["tpot"] == pytest.approx([0.25])
     assert sorted(pairs["other"]["ttft"]) == pytest.approx([1.0, 1.5])
     assert sorted(pairs["other"]["tpot"]) == pytest.approx([0.0, 0.25])
