@@ -669,7 +669,10 @@ def repeatability(cases: list[dict[str, Any]]) -> dict[str, dict[str, list[float
 
 
 def print_repeatability(cases: list[dict[str, Any]]) -> None:
-    for kind, pairs in repeatability(cases).items():
+    found = repeatability(cases)
+    if not any(pairs["ttft"] for pairs in found.values()):
+        print("  none measured twice")
+    for kind, pairs in found.items():
         if not pairs["ttft"]:
             continue
         ttft, tpot = np.array(pairs["ttft"]), np.array(pairs["tpot"])
@@ -742,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     n_configs = len({c["config"] for c in cases})
     if args.with_dense:
         cases = cases + [dense_case(c) for c in vc.load_csv_cases(args.rows, args.rounds, args.warmup_rounds)[0]]
+    families = sorted({c["family"] for c in cases})
+    if args.family is not None and args.family not in families:
+        raise SystemExit(f"--family {args.family}: no covered row is of it (covered: {', '.join(families)})")
     sel = [c for c in cases if (args.engine is None or c["engine"] == args.engine)
            and (args.mode is None or c["mode"] == args.mode) and (args.family is None or c["family"] == args.family)
            and (args.split is None or c["split"] == args.split)

@@ -262,3 +262,19 @@ def test_repeatability_pairs_the_measurements_of_one_deployment(vm):
     assert pairs["same"]["ttft"] == pytest.approx([0.25]) and pairs["same"]["tpot"] == pytest.approx([0.25])
     assert sorted(pairs["other"]["ttft"]) == pytest.approx([1.0, 1.5])
     assert sorted(pairs["other"]["tpot"]) == pytest.approx([0.0, 0.25])
+
+
+def test_a_family_no_row_is_of_stops_the_run_naming_the_covered_ones(vm, tmp_path):
+    """--family that matches no covered row is refused in one line listing the covered families (it simulated
+    nothing and said only "nothing to simulate")."""
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=vm.vc.ROW_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerow(dict(id="oss", backend="vllm", model_path="openai/gpt-oss-120b", system="b200_sxm",
+                             precision="fp4", mode="agg", isl="1024", osl="64", gemm_quant_mode="nvfp4",
+                             moe_quant_mode="nvfp4", concurrency="2", batch_size="2", tp_size="2", pp_size="1",
+                             attention_dp_size="1", moe_tp_size="2", moe_ep_size="1", silicon_ttft_ms="100",
+                             silicon_tpot_ms="10"))
+    with pytest.raises(SystemExit, match=r"--family DeepSeek: no covered row is of it \(covered: gpt-oss\)"):
+        vm.main(["--rows", str(path), "--family", "DeepSeek", "--no-rows"])
