@@ -7,7 +7,8 @@ embedding of a prefill batch, TensorRT-LLM's context phase), all of that iterati
   depth blocks             the q / k / v, output and MLP projections over every patch, their weights split over
                            the attention TP ranks (vLLM's and SGLang's Column / RowParallelLinear, as the memory
                            fit holds them), bidirectional attention within each image (patches^2 pairs, this GPU's
-                           heads), the norms, activations, residuals and RoPE as streamed elementwise traffic, and
+                           heads; Qwen2.5-VL's windowed blocks within each window), the norms, activations,
+                           residuals and RoPE as streamed elementwise traffic, and
                            two all-reduces over the TP group;
   the merger / projector   its projections over every merged token.
 Every GEMM and the attention are CostModel's (perf/cost.py gemm(), perf/attention.py AttentionCost) with the
@@ -58,18 +59,27 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     attention = AttentionCost(cost.hw, cost.engine, head_dim=vision.head_dim, heads=heads, kv_heads=heads,
                               kv_bytes=a_bytes, activation_bytes=a_bytes, tensor_peak_flops=cost.attn_peak,
                               vector_flops_per_s=cost.vector_rate, memory_s=cost.memory_s)
-    block.append(attention.kernel(len(patches), rows, float(sum(count * count for count in patches)), rows, False))
+    whole = attention.kernel(len(patches), rows, float(sum(count * count for count in patches)), rows, False)
     mlp_width = vision.intermediate_size / tp
     # two norms and two residual adds over the hidden state, RoPE over q and k, the activation over the MLP's width
     stream_bytes = rows * (10 * hidden + 4 * hidden / tp + 2 * mlp_width) * a_bytes
     block.append((0.0, stream_bytes, 0.0, cost.memory_s(stream_bytes)))
     head = [cost.gemm(merged, k, n / tp) for k, n in vision.head_gemms]
+    window = vision.window_patches
+    full_blocks = vision.full_attention_blocks if window else vision.depth
+    attentions = [whole] * full_blocks
+    if window:  # Qwen2.5-VL's windowed blocks: a patch attends to the <= `window` patches of its window (edge windows
+        # of a side not a multiple of the window's are cut short: counted full here, n x min(n, window) pairs)
+        windows = sum(-(-count // window) for count in patches)
+        pairs = float(sum(count * min(count, window) for count in patches))
+        attentions += [attention.kernel(windows, rows, pairs, rows, False)] * (vision.depth - full_blocks)
     device_s = sum(max(part[2], part[3]) for part in embedding + head) \
-        + vision.depth * sum(max(part[2], part[3]) for part in block)
+        + vision.depth * sum(max(part[2], part[3]) for part in block) \
+        + sum(max(part[2], part[3]) for part in attentions)
     if tp > 1:
         device_s += 2 * vision.depth * cost.allreduce_s(rows * hidden * a_bytes)
     kernels = vision.depth * ENCODER_BLOCK_KERNELS + len(embedding) + len(head)
     time_s = max(device_s, kernels * cost.eager_launch_s) + kernels * cost.eff.kernel_launch_s
-    flops = sum(part[0] for part in embedding + head) + vision.depth * sum(part[0] for part in block)
-    nbytes = sum(part[1] for part in embedding + head) + vision.depth * sum(part[1] for part in block)
+    flops = sum(part[0] for part in embedding + head + attentions) + vision.depth * sum(part[0] for part in block)
+    nbytes = sum(part[1] for part in embedding + head + attentions) + vision.depth * sum(part[1] for part in block)
     return EncoderCost(time_s, flops, nbytes, len(patches), int(rows))

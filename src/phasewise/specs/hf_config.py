@@ -18,6 +18,7 @@ from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hf_layers import (
     WINDOW_PATTERN_DEFAULT,
+    ernie_moe_layers,
     is_int_list,
     llama4_moe_layers,
     nemotron_blocks,
@@ -27,6 +28,8 @@ from phasewise.specs.hf_layers import (
 from phasewise.specs.hf_vision import (
     llama4_encoder,
     pixtral_encoder,
+    qwen2_5_vl_encoder,
+    qwen2_vl_encoder,
     qwen3_vl_encoder,
     siglip_encoder,
 )
@@ -68,7 +71,26 @@ MAX_LAYERS = 100_000
 # latent: the same plus DeepSeek's multi-head latent attention fields.
 LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
                      "gemma3_text", "gpt_oss", "minimax_m2", "llama4_text", "glm4_moe", "phi3", "qwen3_vl_text",
-                     "qwen3_vl_moe_text", "ministral3", "glm4v_moe_text")
+                     "qwen3_vl_moe_text", "ministral3", "glm4v_moe_text",
+                     # transformers 5.25's classes of these read the same names; extra norms (GLM-4's sandwich,
+                     # OLMo 2 / 3's and EXAONE 4's post-norms and QK norms), biases, Granite's scalar multipliers,
+                     # partial or no RoPE on some layers and Phi-2's parallel attention and MLP cost nothing of note
+                     "glm4", "seed_oss", "olmo2", "olmo3", "smollm3", "exaone4", "ernie4_5", "granite", "internlm3",
+                     "phi", "starcoder2",
+                     # Qwen2-VL's and Qwen2.5-VL's language models: Qwen2's (multimodal RoPE costs as RoPE on text)
+                     "qwen2_vl_text", "qwen2_5_vl_text",
+                     # MoE: OLMoE, Phi-3.5-MoE and Granite 3 MoE name their experts' width intermediate_size (every
+                     # layer MoE); Granite's shared variant adds shared_intermediate_size, ERNIE 4.5 its own names
+                     # (ERNIE_MOE_NAMES), dots.llm1 DeepSeek's
+                     "olmoe", "phimoe", "granitemoe", "granitemoeshared", "ernie4_5_moe", "dots1")
+# MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
+NON_GATED_TYPES = ("phi", "starcoder2")
+# tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
+TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5", "ernie4_5_moe", "starcoder2")
+# ERNIE 4.5 MoE (transformers Ernie4_5_MoeConfig attribute_map and fields): its names for the experts, and layer i is
+# MoE when (i + 1) % moe_layer_interval == 0 and moe_layer_start_index <= i <= moe_layer_end_index (-1: the last)
+ERNIE_MOE_NAMES = {"moe_num_experts": "num_experts", "moe_k": "num_experts_per_tok",
+                   "moe_num_shared_experts": "n_shared_experts"}
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
@@ -91,6 +113,15 @@ CONFIG_CLASS_DEFAULTS = {
     "gemma3_text": dict(vocab_size=262208, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
                         num_attention_heads=8, num_key_value_heads=4, head_dim=256, hidden_activation="gelu_pytorch_tanh",
                         max_position_embeddings=131072, sliding_window=4096, tie_word_embeddings=True),
+    # the window fields of families whose classes derive layer_types (specs/hf_layers.py family_layer_types), and
+    # ERNIE 4.5 MoE's expert fields (transformers 5.25 Olmo3Config, Exaone4Config, SmolLM3Config, Dots1Config,
+    # Ernie4_5_MoeConfig)
+    "olmo3": dict(sliding_window=4096),
+    "exaone4": dict(sliding_window=4096, sliding_window_pattern=4),
+    "smollm3": dict(use_sliding_window=False),
+    "dots1": dict(sliding_window=4096, max_window_layers=62),
+    "ernie4_5_moe": dict(moe_num_experts=64, moe_k=6, moe_num_shared_experts=2, moe_intermediate_size=1536,
+                         moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1),
 }
 # latent attention with DeepSeek sparse attention's indexer (index_topk, index_n_heads, index_head_dim)
 SPARSE_LATENT_TYPES = ("deepseek_v32", "glm_moe_dsa")
@@ -119,15 +150,19 @@ GRANITE_LAYER_KINDS = ("mamba", "attention")
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
-                      "kimi_k25": ("deepseek_v3", "kimi_k2"), "glm4v_moe": ("glm4v_moe_text",)}
+                      "kimi_k25": ("deepseek_v3", "kimi_k2"), "glm4v_moe": ("glm4v_moe_text",),
+                      "qwen2_vl": ("qwen2_vl_text",), "qwen2_5_vl": ("qwen2_5_vl_text",)}
+# Qwen2-VL and Qwen2.5-VL publish their language model's fields at the top level beside vision_config (the
+# checkpoints' config.json, transformers 4.41-4.49); later transformers re-save them with a text_config too
+FLAT_WRAPPER_TYPES = ("qwen2_vl", "qwen2_5_vl")
 # (Qwen3-VL's language model is Qwen3's, dense or MoE, with interleaved multimodal RoPE, which costs as RoPE on text.)
 # The wrappers whose vision encoder's weights are counted (specs/hf_vision.py); Kimi-K2.5's (MoonViT) and GLM-4.5V's
 # are not. Qwen3.5 / 3.6 (qwen3_5, qwen3_5_moe) describe theirs with Qwen3-VL's fields (a public Qwen3.6-35B-A3B
 # config.json's vision_config: depth 27, hidden 1152, intermediate 4304, patch 16, out_hidden_size 2048, 2,304
 # positions; no deepstack_visual_indexes)
-ENCODERS = {"qwen3_vl": qwen3_vl_encoder, "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder,
-            "qwen3_5_moe": qwen3_vl_encoder, "mistral3": pixtral_encoder, "gemma3": siglip_encoder,
-            "llama4": llama4_encoder}
+ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwen3_vl": qwen3_vl_encoder,
+            "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder, "qwen3_5_moe": qwen3_vl_encoder,
+            "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
@@ -161,6 +196,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
     if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (its vision encoder: ENCODERS)
         text = cfg.get("text_config")
+        if text is None and mt in FLAT_WRAPPER_TYPES:
+            text = {k: v for k, v in cfg.items() if k not in ("model_type", "vision_config", "architectures")}
         if not isinstance(text, dict):
             raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
         allowed = TEXT_WRAPPER_TYPES[mt]
@@ -177,9 +214,9 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = spec.model_copy(update={"vision": ENCODERS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
-    if mt == "kimi_linear":  # its own names for DeepSeek's MoE fields
-        cfg = {**{ours: cfg[theirs] for theirs, ours in KIMI_LINEAR_NAMES.items() if cfg.get(theirs) is not None},
-               **cfg}
+    names = KIMI_LINEAR_NAMES if mt == "kimi_linear" else ERNIE_MOE_NAMES if mt == "ernie4_5_moe" else {}
+    if names:  # their own names for the MoE fields
+        cfg = {**{ours: cfg[theirs] for theirs, ours in names.items() if cfg.get(theirs) is not None}, **cfg}
     _refuse_unread_fields(cfg, where, mt)
     try:
         if mt == "opt":
@@ -253,7 +290,7 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     hybrid = mt in LINEAR_HYBRID_TYPES
     unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
               and not (k == "full_attention_interval" and hybrid)
-              and not (k == "sliding_window_pattern" and mt in WINDOW_PATTERN_DEFAULT)
+              and not (k == "sliding_window_pattern" and (mt in WINDOW_PATTERN_DEFAULT or mt == "exaone4"))
               and not (k == "attention_chunk_size" and mt == "llama4_text")
               and not (k == "hybrid_override_pattern" and mt in MAMBA_HYBRID_TYPES)]
     if cfg.get("moe_latent_size") and mt not in MAMBA_HYBRID_TYPES:  # Nemotron 3 Super's latent MoE
@@ -295,7 +332,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
     shared_inter = 0
     if num_experts:
         expert_inter = int(_first(cfg, "moe_intermediate_size", "intermediate_size", default=0))
-        shared_inter = int(_first(cfg, "shared_expert_intermediate_size", default=0))
+        shared_inter = int(_first(cfg, "shared_expert_intermediate_size", "shared_intermediate_size", default=0))
         n_shared = int(_first(cfg, "n_shared_experts", default=0))
         if n_shared and not shared_inter:
             shared_inter = n_shared * expert_inter
@@ -313,6 +350,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         )
         if mt == "llama4_text":  # its own rule: moe_layers, else every interleave_moe_layer_step-th layer
             moe_layers, shared_inter = llama4_moe_layers(cfg, where, layers), expert_inter
+        if mt == "ernie4_5_moe":
+            moe_layers = ernie_moe_layers(cfg, where, layers)
     layer_types = cfg.get("layer_types") or []
     window, windowed_layers, chunked = window_layers(cfg, where, mt, layers)
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
@@ -347,9 +386,10 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         if moe_layers < layers
         else 0,
         vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", mt in GEMMA_TYPES)),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", mt in TIED_BY_DEFAULT)),
         # gated MLPs: SwiGLU (Llama, Mistral, Qwen, DeepSeek) and Gemma's GeGLU (gate_proj, up_proj, down_proj)
-        mlp_gated=act in _GATED_ACTS or mt in LLAMA_STYLE_TYPES or mt in LATENT_ATTENTION_TYPES,
+        mlp_gated=mt not in NON_GATED_TYPES and (act in _GATED_ACTS or mt in LLAMA_STYLE_TYPES
+                                                 or mt in LATENT_ATTENTION_TYPES),
         num_experts=num_experts,
         experts_per_token=top_k,
         expert_intermediate_size=expert_inter,

@@ -24,15 +24,59 @@ def is_int_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
 
 
+def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int) -> list[str]:
+    """The layer_types a family's transformers config class derives when its config.json lists none ([]: the family
+    has no rule of its own). Olmo 3 (Olmo3Config): every 4th layer full, the others sliding. EXAONE 4
+    (Exaone4Config): sliding unless (i + 1) is a multiple of sliding_window_pattern, or, as its docstring spells a
+    string pattern, layer i local where the pattern's (i mod length)-th letter is L ("LLLG": three local, one
+    global), the last layer global whatever the pattern; none without a window (the class divides by a zero
+    pattern there). SmolLM3 (SmolLM3Config): sliding only with use_sliding_window, on its NoPE layers
+    (no_rope_layers[i] == 0; by default every 4th). dots.llm1 (Dots1Config): sliding from layer max_window_layers
+    on."""
+    window = cfg.get("sliding_window")
+    if mt == "olmo3":
+        return ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(layers)]
+    if mt == "exaone4":
+        pattern = cfg.get("sliding_window_pattern")
+        if not window or pattern is None:
+            return ["full_attention"] * layers
+        if isinstance(pattern, str):
+            if not pattern or set(pattern) - {"L", "G"}:
+                raise PhasewiseError(f"{where}: field sliding_window_pattern must be a positive integer or a string "
+                                     f"of L (local) and G (global) layers (got {pattern!r})")
+            return ["sliding_attention" if pattern[i % len(pattern)] == "L" and i < layers - 1 else "full_attention"
+                    for i in range(layers)]
+        pattern = positive(pattern, where, "sliding_window_pattern")
+        return ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(layers)]
+    if mt == "smollm3":
+        rope = cfg.get("no_rope_layers")
+        if rope is None:
+            rope = [int((i + 1) % positive(cfg.get("no_rope_layer_interval", 4), where, "no_rope_layer_interval") != 0)
+                    for i in range(layers)]
+        if not is_int_list(rope) or len(rope) != layers:
+            raise PhasewiseError(f"{where}: field no_rope_layers must list 0 or 1 for each of the {layers} layers")
+        local = bool(cfg.get("use_sliding_window")) and window is not None
+        return ["sliding_attention" if local and not uses_rope else "full_attention" for uses_rope in rope]
+    if mt == "dots1":
+        first = cfg.get("max_window_layers")
+        first = layers if first is None else first
+        if not isinstance(first, int) or isinstance(first, bool) or first < 0:
+            raise PhasewiseError(f"{where}: field max_window_layers must be an integer >= 0 (got {first!r})")
+        return ["sliding_attention" if window is not None and i >= first else "full_attention" for i in range(layers)]
+    return []
+
+
 def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tuple[int | None, int | None, bool]:
     """(window, windowed layers, chunked) of a Llama-style stack: layer_types where the config lists them (gpt-oss's
-    alternating sliding and full layers), else a family's pattern (Gemma), Llama 4's chunked local attention in its
-    RoPE layers (costed as a window of the chunk: ModelSpec.chunked_attention), or every layer windowed by a bare
-    sliding_window (Mistral); windowed layers None when every layer is."""
+    alternating sliding and full layers), else a family's rule (family_layer_types; Gemma's pattern), Llama 4's
+    chunked local attention in its RoPE layers (costed as a window of the chunk: ModelSpec.chunked_attention), or
+    every layer windowed by a bare sliding_window (Mistral); windowed layers None when every layer is. A window as
+    long as the model's context (max_position_embeddings: Phi-3.5-MoE's 131,072) never restricts attention and is
+    none."""
     window = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         window = None
-    layer_types = cfg.get("layer_types") or []
+    layer_types = cfg.get("layer_types") or family_layer_types(cfg, where, mt, layers)
     chunked = mt == "llama4_text" and cfg.get("attention_chunk_size") is not None
     if chunked:
         window = positive(cfg["attention_chunk_size"], where, "attention_chunk_size")
@@ -40,6 +84,9 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
             "sliding_attention" if rope else "full_attention" for rope in llama4_rope_layers(cfg, where, layers)]
     elif window:
         window = positive(window, where, "sliding_window")
+        context = cfg.get("max_position_embeddings")
+        if isinstance(context, int) and not isinstance(context, bool) and 0 < context <= window:
+            return None, None, False
     windowed = None
     if layer_types:
         if len(layer_types) != layers:
@@ -53,6 +100,20 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
     if windowed == 0:
         return None, None, False  # every layer full: a sliding_window field alone does not apply
     return (window or None), (windowed if window else None), chunked
+
+
+def ernie_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
+    """ERNIE 4.5 MoE's MoE layers (transformers Ernie4_5_MoeDecoderLayer): layer i when (i + 1) % moe_layer_interval
+    == 0 and moe_layer_start_index <= i <= moe_layer_end_index, an end of -1 being the last layer."""
+    interval = positive(cfg.get("moe_layer_interval"), where, "moe_layer_interval")
+    bounds = {}
+    for field in ("moe_layer_start_index", "moe_layer_end_index"):
+        value = cfg.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+            raise PhasewiseError(f"{where}: field {field} must be a layer index (or -1: the last; got {value!r})")
+        bounds[field] = layers - 1 if value == -1 else value
+    return sum(1 for i in range(bounds["moe_layer_start_index"], min(bounds["moe_layer_end_index"], layers - 1) + 1)
+               if (i + 1) % interval == 0)
 
 
 def llama4_rope_layers(cfg: dict[str, Any], where: str, layers: int) -> list[bool]:

@@ -12,6 +12,16 @@ output projection with bias, a GELU MLP hidden -> intermediate -> hidden with bi
 over hidden_size, then spatial_merge_size^2 x hidden_size -> the same -> out_hidden_size, with bias) and one more
 merger per deepstack_visual_indexes entry (its LayerNorm over the merged width).
 
+Qwen2.5-VL's (transformers models/qwen2_5_vl Qwen2_5_VisionTransformerPretrainedModel; vLLM qwen2_5_vl.py): a Conv3d
+patch embedding without bias, no position table (2-D rotary), `depth` blocks (two RMSNorms, a fused qkv and an
+output projection with bias, a gated SiLU MLP hidden -> intermediate -> hidden with bias), attention within windows
+of window_size pixels (112: 8 x 8 patches of 14) but in the fullatt_block_indexes blocks, which attend over the
+whole image, and the patch merger (an RMSNorm over hidden_size, then spatial_merge_size^2 x hidden_size -> the same
+-> out_hidden_size, with bias). Qwen2-VL's (models/qwen2_vl Qwen2VisionTransformerPretrainedModel): the same
+embedding, `depth` blocks of width embed_dim (two LayerNorms, qkv and output with bias, a GELU MLP embed_dim ->
+embed_dim x mlp_ratio -> embed_dim with bias), full attention in every block, a merger with a LayerNorm whose output
+is vision_config.hidden_size (the language model's width).
+
 Mistral 3's (transformers models/pixtral PixtralVisionModel and models/mistral3 Mistral3MultiModalProjector; vLLM
 pixtral.py and mistral3.py): a Conv2d patch embedding without bias (num_channels x patch_size^2 -> hidden_size), an
 RMSNorm, `num_hidden_layers` blocks (two RMSNorms, q, k, v and o projections of num_attention_heads x head_dim
@@ -39,10 +49,11 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.hf_layers import positive
+from phasewise.specs.hf_layers import is_int_list, positive
 from phasewise.specs.vision import VisionEncoder
 
-__all__ = ["llama4_encoder", "pixtral_encoder", "qwen3_vl_encoder", "siglip_encoder"]
+__all__ = ["llama4_encoder", "pixtral_encoder", "qwen2_5_vl_encoder", "qwen2_vl_encoder", "qwen3_vl_encoder",
+           "siglip_encoder"]
 
 # the vision_config fields the count reads; each must be a positive integer
 _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "patch_size",
@@ -98,6 +109,71 @@ def qwen3_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
                          block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
                          head_gemms=((merged, merged), (merged, out)) * mergers, patch_size=sizes["patch_size"],
                          merge=merge, embedding_width=out * mergers)
+
+
+# Qwen2.5-VL's and Qwen2-VL's vision_config fields the count reads (in_chans: the checkpoints' name for the channels)
+_QWEN2_5_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "num_heads", "patch_size",
+                      "temporal_patch_size", "spatial_merge_size", "window_size")
+_QWEN2_VL_FIELDS = ("depth", "embed_dim", "hidden_size", "num_heads", "patch_size", "temporal_patch_size",
+                    "spatial_merge_size")
+
+
+def _qwen2_merger(hidden: int, merge: int, out: int, norm_params: int) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """(parameters, GEMMs) of a Qwen2-VL / Qwen2.5-VL patch merger: its norm, then merge x hidden -> the same ->
+    out, with bias."""
+    merged = hidden * merge
+    return norm_params + (merged * merged + merged) + (merged * out + out), ((merged, merged), (merged, out))
+
+
+def _in_channels(vision: dict[str, Any], where: str) -> int:
+    return positive(vision.get("in_chans", vision.get("in_channels", 3)), where, "vision_config.in_chans")
+
+
+def qwen2_5_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The Qwen2.5-VL vision encoder a config.json's vision_config describes (it names its own output width,
+    out_hidden_size; `text_hidden` is not read)."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, _QWEN2_5_VL_FIELDS, {})
+    hidden, inter, depth = sizes["hidden_size"], sizes["intermediate_size"], sizes["depth"]
+    full = vision.get("fullatt_block_indexes") or []
+    if not is_int_list(full) or any(not 0 <= index < depth for index in full):
+        raise PhasewiseError(f"{where}: vision_config.fullatt_block_indexes must list block indexes in 0..{depth - 1}")
+    if sizes["window_size"] % (sizes["patch_size"] * sizes["spatial_merge_size"]):
+        raise PhasewiseError(f"{where}: vision_config.window_size ({sizes['window_size']}) must be a multiple of "
+                             f"patch_size x spatial_merge_size ({sizes['patch_size'] * sizes['spatial_merge_size']})")
+    patch_inputs = _in_channels(vision, where) * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2
+    merge = sizes["spatial_merge_size"] ** 2
+    block = 2 * hidden + 4 * (hidden * hidden + hidden) + 2 * (hidden * inter + inter) + (inter * hidden + hidden)
+    merger, head_gemms = _qwen2_merger(hidden, merge, sizes["out_hidden_size"], hidden)
+    heads = sizes["num_heads"]
+    return VisionEncoder(family="qwen2_5_vl", params=patch_inputs * hidden + depth * block + merger, depth=depth,
+                         hidden_size=hidden, intermediate_size=inter, num_heads=heads,
+                         head_dim=_head_dim(hidden, heads, where, "num_heads"), patch_inputs=patch_inputs,
+                         block_gemms=_vit_gemms(hidden, hidden, inter, gated=True), head_gemms=head_gemms,
+                         patch_size=sizes["patch_size"], merge=merge, embedding_width=sizes["out_hidden_size"],
+                         window_patches=(sizes["window_size"] // sizes["patch_size"]) ** 2,
+                         full_attention_blocks=len(set(full)))
+
+
+def qwen2_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The Qwen2-VL vision encoder a config.json's vision_config describes: embed_dim wide, its merger's output
+    hidden_size (`text_hidden` is not read)."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, _QWEN2_VL_FIELDS, {})
+    embed, depth, out = sizes["embed_dim"], sizes["depth"], sizes["hidden_size"]
+    ratio = vision.get("mlp_ratio", 4)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 64:
+        raise PhasewiseError(f"{where}: vision_config.mlp_ratio must be a number in (0, 64] (got {ratio!r})")
+    inter = int(embed * ratio)
+    patch_inputs = _in_channels(vision, where) * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2
+    merge = sizes["spatial_merge_size"] ** 2
+    merger, head_gemms = _qwen2_merger(embed, merge, out, 2 * embed)
+    heads = sizes["num_heads"]
+    return VisionEncoder(family="qwen2_vl", params=patch_inputs * embed + depth * _vit_block(embed, inter) + merger,
+                         depth=depth, hidden_size=embed, intermediate_size=inter, num_heads=heads,
+                         head_dim=_head_dim(embed, heads, where, "num_heads"), patch_inputs=patch_inputs,
+                         block_gemms=_vit_gemms(embed, embed, inter, gated=False), head_gemms=head_gemms,
+                         patch_size=sizes["patch_size"], merge=merge, embedding_width=out)
 
 
 def pixtral_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:

@@ -12,6 +12,9 @@ Image processors, as the checkpoints ship them:
   rounded to a multiple of patch x merge (32), the area scaled into [65,536, 16,777,216] pixels keeping the aspect
   ratio (at most 200:1); (H / 16) x (W / 16) patches (a still image is one temporal patch of two copies), a quarter
   of them as prompt tokens between a vision-start and a vision-end token.
+- Qwen2-VL and Qwen2.5-VL (the same smart_resize with the preprocessor_config.json these checkpoints ship: patch 14,
+  merge 2, min_pixels 3,136 and max_pixels 12,845,056): each side a multiple of 28, (H / 14) x (W / 14) patches, a
+  quarter of them as prompt tokens between a vision-start and a vision-end token.
 - Mistral 3 (Pixtral; transformers PixtralImageProcessor, vLLM mistral3.py): the image scaled down so that its
   longer side is at most vision_config.image_size (1,540), each side rounded up to a multiple of patch x
   spatial_merge_size (28); (H / 14) x (W / 14) patches; the language model reads the (H / 28) x (W / 28) merged
@@ -36,6 +39,9 @@ from phasewise.errors import PhasewiseError
 # Qwen3-VL's and Qwen3.5's preprocessor_config.json (Qwen2VLImageProcessorFast): "size": {"shortest_edge": 65536,
 # "longest_edge": 16777216}, i.e. 256 x 256 to 4096 x 4096 pixels of area; smart_resize refuses aspect ratios beyond
 QWEN_MIN_PIXELS, QWEN_MAX_PIXELS, QWEN_MAX_ASPECT = 65_536, 16_777_216, 200
+# Qwen2-VL's and Qwen2.5-VL's preprocessor_config.json (Qwen2VLImageProcessor): "min_pixels": 3136, "max_pixels":
+# 12845056 (56 x 56 to 16,384 x 28 x 28 pixels of area)
+QWEN2_VL_PIXELS = (3_136, 12_845_056)
 # The largest image a user may describe (a side in pixels): far beyond any processor's resize, it only bounds input
 MAX_IMAGE_SIDE_PX = 100_000
 
@@ -54,7 +60,7 @@ class VisionEncoder(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    family: Literal["qwen3_vl", "pixtral", "siglip", "llama4"]
+    family: Literal["qwen3_vl", "qwen2_vl", "qwen2_5_vl", "pixtral", "siglip", "llama4"]
     params: int = Field(ge=0)  # weights held (specs/hf_vision.py counts them)
     depth: int = Field(gt=0)  # ViT blocks
     hidden_size: int = Field(gt=0)
@@ -73,14 +79,19 @@ class VisionEncoder(BaseModel):
     # elements of one prompt token's embedding as the encoder hands it to the language model (what a disaggregated
     # encoder sends): the language model's width, or Qwen3-VL's out_hidden_size x (1 + its deepstack levels)
     embedding_width: int = Field(gt=0)
+    # windowed blocks (Qwen2.5-VL): each attends within windows of this many patches (its 112-pixel windows: 8 x 8
+    # patches of 14), but the full_attention_blocks that attend over the whole image; 0: every block attends over it
+    window_patches: int = Field(default=0, ge=0)
+    full_attention_blocks: int = Field(default=0, ge=0)
 
     def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
         """Patches and prompt tokens of one `width_px` x `height_px` image, as the checkpoint's processor resizes it
         (module doc); a side outside 1..MAX_IMAGE_SIDE_PX is a one-line error."""
         if not (1 <= width_px <= MAX_IMAGE_SIDE_PX and 1 <= height_px <= MAX_IMAGE_SIDE_PX):
             raise PhasewiseError(f"an image of {width_px}x{height_px} px is outside 1..{MAX_IMAGE_SIDE_PX:,} px a side")
-        if self.family == "qwen3_vl":
-            width, height = _qwen_resize(width_px, height_px, self.patch_size * math.isqrt(self.merge))
+        if self.family in ("qwen3_vl", "qwen2_vl", "qwen2_5_vl"):
+            bounds = (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS) if self.family == "qwen3_vl" else QWEN2_VL_PIXELS
+            width, height = _qwen_resize(width_px, height_px, self.patch_size * math.isqrt(self.merge), *bounds)
             patches = (width // self.patch_size) * (height // self.patch_size)
             return ImageGeometry(patches, patches // self.merge + 2, (width, height))
         if self.family == "pixtral":
@@ -94,23 +105,24 @@ class VisionEncoder(BaseModel):
             patches = (self.image_size // self.patch_size) ** 2
             return ImageGeometry(patches, self.tokens_per_image + 2, (self.image_size, self.image_size))
         raise PhasewiseError("image inputs for Llama 4 (its tiling into 336 x 336 crops and a global view) are not "
-                             "modelled; image inputs are modelled for Qwen3-VL, Qwen3.5 / 3.6, Mistral 3 and Gemma 3")
+                             "modelled; image inputs are modelled for Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 / 3.6, "
+                             "Mistral 3 and Gemma 3")
 
 
-def _qwen_resize(width_px: int, height_px: int, factor: int) -> tuple[int, int]:
+def _qwen_resize(width_px: int, height_px: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Qwen2VLImageProcessor's smart_resize: both sides multiples of `factor`, the area within the processor's
-    pixel bounds, the aspect ratio kept."""
+    pixel bounds (`min_pixels`, `max_pixels`), the aspect ratio kept."""
     if max(width_px, height_px) / min(width_px, height_px) > QWEN_MAX_ASPECT:
         raise PhasewiseError(f"an image of {width_px}x{height_px} px (--image-size): Qwen's image processor refuses aspect ratios beyond "
                              f"{QWEN_MAX_ASPECT}:1")
     height = max(factor, round(height_px / factor) * factor)
     width = max(factor, round(width_px / factor) * factor)
-    if height * width > QWEN_MAX_PIXELS:
-        beta = math.sqrt(height_px * width_px / QWEN_MAX_PIXELS)
+    if height * width > max_pixels:
+        beta = math.sqrt(height_px * width_px / max_pixels)
         height = max(factor, math.floor(height_px / beta / factor) * factor)
         width = max(factor, math.floor(width_px / beta / factor) * factor)
-    elif height * width < QWEN_MIN_PIXELS:
-        beta = math.sqrt(QWEN_MIN_PIXELS / (height_px * width_px))
+    elif height * width < min_pixels:
+        beta = math.sqrt(min_pixels / (height_px * width_px))
         height = math.ceil(height_px * beta / factor) * factor
         width = math.ceil(width_px * beta / factor) * factor
     return width, height
