@@ -244,6 +244,9 @@ def test_qwen2_vl_and_qwen25_vl_flat_configs_hold_qwen2_and_their_encoders(tmp_p
     text = {k: v for k, v in QWEN25_VL_7B.items() if k not in ("architectures", "vision_config")}
     resaved = {**QWEN25_VL_7B, "text_config": {**text, "model_type": "qwen2_5_vl_text", "sliding_window": None}}
     assert _load(tmp_path, resaved) == qwen25
+    # the catalog's entries (the published files): the same models by name
+    for name, parsed in (("Qwen/Qwen2-VL-7B-Instruct", qwen2), ("qwen2.5-vl-7b", qwen25)):
+        assert load_model(name).model_copy(update={"name": parsed.name}) == parsed
 
 
 def test_qwen2_vl_processor_rounds_to_28_within_its_own_pixel_bounds(tmp_path):
