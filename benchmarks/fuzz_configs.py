@@ -2,9 +2,9 @@
 with one or two of its fields (nested ones included: text_config, vision_config, linear_attn_config; interconnect,
 parts) set to an odd value (none, zero, negative, a fraction, text, a boolean, a list, an object, 10^12, NaN) or
 removed, in this process: each either loads and costs an iteration (a prefill and a decode step: a model on an
-8 x H200 instance, a chip under Llama-3.1-8B, with its memory fit) or fails with a one-line PhasewiseError, never
-another exception, a multi-line message or more than --seconds of work. Prints each case that does not, with the
-fields it changed, then the count.
+H200 instance of 8 GPUs, or of the most of 4, 2 and 1 its heads allow, a chip under Llama-3.1-8B, with its memory
+fit) or fails with a one-line PhasewiseError, never another exception, a multi-line message or more than --seconds
+of work. Prints each case that does not, with the fields it changed, then the count.
 
     python benchmarks/fuzz_configs.py                        # 40 cases an entry, seed 0 (a few seconds)
     python benchmarks/fuzz_configs.py --cases 200 --seed 3 --model qwen3-vl-30b-a3b --kind model
@@ -26,6 +26,7 @@ import yaml
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel, memory_fit
+from phasewise.perf.cost import check_parallelism
 from phasewise.specs import load_engine, load_hardware, load_quant
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config, load_model
@@ -80,8 +81,21 @@ def cost_one(model: Any, hardware: Any, tp: int) -> None:
     memory_fit(model, hardware, load_quant("bf16"), tp, 1)
 
 
-def model_case(cfg: dict[str, Any], scratch: Path) -> None:
-    cost_one(from_hf_config("fuzzed", cfg), load_hardware("h200-sxm"), 8)
+def model_tp(cfg: dict[str, Any]) -> int:
+    """The widest of 8, 4, 2 and 1 that the unmutated model's heads allow (Qwen2.5-VL-7B's 28 heads: 4), so that its
+    mutations reach the cost model instead of all stopping at the TP check."""
+    model = from_hf_config("base", cfg)
+    for tp in (8, 4, 2):
+        try:
+            check_parallelism(model, tp, 1)
+            return tp
+        except PhasewiseError:
+            continue
+    return 1
+
+
+def model_case(cfg: dict[str, Any], scratch: Path, tp: int = 8) -> None:
+    cost_one(from_hf_config("fuzzed", cfg), load_hardware("h200-sxm"), tp)
 
 
 def hardware_case(key: str, entry: dict[str, Any], scratch: Path) -> None:
@@ -107,7 +121,9 @@ def main() -> int:
     entries = []  # (name, base entry, case(mutated entry, scratch folder))
     if args.kind in ("all", "model"):
         names = [load_model(name).name for name in args.model] if args.model else list(models)
-        entries += [(name, models[name]["config"], model_case) for name in names]
+        entries += [(name, models[name]["config"],
+                     lambda cfg, scratch, tp=model_tp(models[name]["config"]): model_case(cfg, scratch, tp))
+                    for name in names]
     if args.kind in ("all", "hardware"):
         entries += [(key, entry, lambda cfg, scratch, key=key: hardware_case(key, cfg, scratch))
                     for key, entry in chips.items()]
