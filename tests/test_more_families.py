@@ -150,8 +150,9 @@ def test_ernie45_moe_counts_its_own_expert_fields(tmp_path):
     assert _load(tmp_path, {**cfg, "moe_layer_end_index": -1}) == m
     every_other = _load(tmp_path, {**cfg, "moe_layer_interval": 2})
     assert every_other.num_moe_layers == 14  # layers 1, 3, ..., 27: (i + 1) even
-    with pytest.raises(PhasewiseError, match="field moe_layer_start_index must be a layer index"):
-        _load(tmp_path, {**cfg, "moe_layer_start_index": "one"})
+    for start in ("one", -1):
+        with pytest.raises(PhasewiseError, match="field moe_layer_start_index must be a layer index"):
+            _load(tmp_path, {**cfg, "moe_layer_start_index": start})
 
 
 @pytest.mark.parametrize("cfg, total, active", [
@@ -174,6 +175,17 @@ def test_moe_families_match_their_published_sizes(tmp_path, cfg, total, active):
     assert m.num_experts and m.sliding_window is None
     assert m.total_params == pytest.approx(total, rel=0.01)
     assert m.active_params == pytest.approx(active, rel=0.02)
+
+
+def test_a_window_only_as_long_as_the_context_is_none(tmp_path):
+    """Phi-3.5-MoE's 131,072-token window over its 131,072 positions restricts nothing; a window as long as the
+    positions trained but a YaRN factor beyond them does (the context runs to 4 x 32,768)."""
+    cfg = _dense("mistral", 1024, 8, 8, 4096, 2, 1000, sliding_window=32768, max_position_embeddings=32768)
+    assert _load(tmp_path, cfg).sliding_window is None
+    yarn = _load(tmp_path, {**cfg, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                    "original_max_position_embeddings": 32768}})
+    assert yarn.sliding_window == 32768
+    assert _load(tmp_path, {**cfg, "sliding_window": 4096}).sliding_window == 4096
 
 
 def test_granite_shared_experts_read_their_width(tmp_path):

@@ -71,8 +71,8 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
     alternating sliding and full layers), else a family's rule (family_layer_types; Gemma's pattern), Llama 4's
     chunked local attention in its RoPE layers (costed as a window of the chunk: ModelSpec.chunked_attention), or
     every layer windowed by a bare sliding_window (Mistral); windowed layers None when every layer is. A window as
-    long as the model's context (max_position_embeddings: Phi-3.5-MoE's 131,072) never restricts attention and is
-    none."""
+    long as the model's context (max_position_embeddings, times a rope_scaling factor: Phi-3.5-MoE's 131,072) never
+    restricts attention and is none."""
     window = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         window = None
@@ -84,8 +84,7 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
             "sliding_attention" if rope else "full_attention" for rope in llama4_rope_layers(cfg, where, layers)]
     elif window:
         window = positive(window, where, "sliding_window")
-        context = cfg.get("max_position_embeddings")
-        if isinstance(context, int) and not isinstance(context, bool) and 0 < context <= window:
+        if 0 < _context(cfg) <= window:
             return None, None, False
     windowed = None
     if layer_types:
@@ -102,15 +101,29 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
     return (window or None), (windowed if window else None), chunked
 
 
+def _context(cfg: dict[str, Any]) -> float:
+    """The longest sequence a config allows: max_position_embeddings, times its rope_scaling factor (YaRN, dynamic
+    NTK: a context extended beyond the positions trained); 0 when it states none."""
+    context = cfg.get("max_position_embeddings")
+    if not isinstance(context, int) or isinstance(context, bool) or context <= 0:
+        return 0
+    scaling = cfg.get("rope_scaling")
+    factor = scaling.get("factor") if isinstance(scaling, dict) else None
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 1:
+        return context * factor
+    return context
+
+
 def ernie_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
     """ERNIE 4.5 MoE's MoE layers (transformers Ernie4_5_MoeDecoderLayer): layer i when (i + 1) % moe_layer_interval
     == 0 and moe_layer_start_index <= i <= moe_layer_end_index, an end of -1 being the last layer."""
     interval = positive(cfg.get("moe_layer_interval"), where, "moe_layer_interval")
     bounds = {}
-    for field in ("moe_layer_start_index", "moe_layer_end_index"):
+    for field, lowest in (("moe_layer_start_index", 0), ("moe_layer_end_index", -1)):
         value = cfg.get(field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-            raise PhasewiseError(f"{where}: field {field} must be a layer index (or -1: the last; got {value!r})")
+        if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+            also = " (or -1: the last)" if lowest < 0 else ""
+            raise PhasewiseError(f"{where}: field {field} must be a layer index{also} (got {value!r})")
         bounds[field] = layers - 1 if value == -1 else value
     return sum(1 for i in range(bounds["moe_layer_start_index"], min(bounds["moe_layer_end_index"], layers - 1) + 1)
                if (i + 1) % interval == 0)
