@@ -169,6 +169,11 @@ def test_ernie45_moe_counts_its_own_expert_fields(tmp_path):
     (_dense("dots1", 4096, 32, 32, 10944, 62, 152064, head_dim=128, moe_intermediate_size=1408,
             n_routed_experts=128, num_experts_per_tok=6, n_shared_experts=2, first_k_dense_replace=1,
             tie_word_embeddings=False), 142.8e9, 14.0e9),
+    # inclusionAI/Ling-flash-2.0 (BailingMoeV2ForCausalLM, model_type bailing_moe): 256 experts of 1,024 top-8 and one
+    # shared (num_shared_experts) after a dense first layer; safetensors 102,889,705,216, 6.1B active
+    (_dense("bailing_moe", 4096, 32, 4, 9216, 32, 157184, head_dim=128, moe_intermediate_size=1024, num_experts=256,
+            num_experts_per_tok=8, num_shared_experts=1, first_k_dense_replace=1, partial_rotary_factor=0.5,
+            tie_word_embeddings=False), 102.89e9, 6.15e9),
 ])
 def test_moe_families_match_their_published_sizes(tmp_path, cfg, total, active):
     m = _load(tmp_path, cfg)

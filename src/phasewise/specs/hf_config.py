@@ -82,7 +82,10 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      # MoE: OLMoE, Phi-3.5-MoE and Granite 3 MoE name their experts' width intermediate_size (every
                      # layer MoE); Granite's shared variant adds shared_intermediate_size, ERNIE 4.5 its own names
                      # (ERNIE_MOE_NAMES), dots.llm1 DeepSeek's
-                     "olmoe", "phimoe", "granitemoe", "granitemoeshared", "ernie4_5_moe", "dots1")
+                     "olmoe", "phimoe", "granitemoe", "granitemoeshared", "ernie4_5_moe", "dots1",
+                     # Ling / Ling 2.0 (inclusionAI's BailingMoe(V2)ForCausalLM, remote code; vLLM bailing_moe.py): a
+                     # fused qkv, DeepSeek-style layers from first_k_dense_replace on, num_shared_experts (BAILING_NAMES)
+                     "bailing_moe")
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
@@ -91,6 +94,7 @@ TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5", "ern
 # MoE when (i + 1) % moe_layer_interval == 0 and moe_layer_start_index <= i <= moe_layer_end_index (-1: the last)
 ERNIE_MOE_NAMES = {"moe_num_experts": "num_experts", "moe_k": "num_experts_per_tok",
                    "moe_num_shared_experts": "n_shared_experts"}
+BAILING_NAMES = {"num_shared_experts": "n_shared_experts"}
 # Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
 GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
@@ -214,7 +218,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = spec.model_copy(update={"vision": ENCODERS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
-    names = KIMI_LINEAR_NAMES if mt == "kimi_linear" else ERNIE_MOE_NAMES if mt == "ernie4_5_moe" else {}
+    names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES, "bailing_moe": BAILING_NAMES}.get(mt, {})
     if names:  # their own names for the MoE fields
         cfg = {**{ours: cfg[theirs] for theirs, ours in names.items() if cfg.get(theirs) is not None}, **cfg}
     _refuse_unread_fields(cfg, where, mt)
