@@ -83,8 +83,9 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      # layer MoE); Granite's shared variant adds shared_intermediate_size, ERNIE 4.5 its own names
                      # (ERNIE_MOE_NAMES), dots.llm1 DeepSeek's
                      "olmoe", "phimoe", "granitemoe", "granitemoeshared", "ernie4_5_moe", "dots1",
-                     # Ling / Ling 2.0 (inclusionAI's BailingMoe(V2)ForCausalLM, remote code; vLLM bailing_moe.py): a
-                     # fused qkv, DeepSeek-style layers from first_k_dense_replace on, num_shared_experts (BAILING_NAMES)
+                     # Ling / Ling 2.0 (inclusionAI's BailingMoe(V2)ForCausalLM, remote code; vLLM bailing_moe.py):
+                     # a fused qkv, DeepSeek-style layers from first_k_dense_replace on, num_shared_experts
+                     # (BAILING_NAMES)
                      "bailing_moe")
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
@@ -218,7 +219,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = spec.model_copy(update={"vision": ENCODERS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
-    names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES, "bailing_moe": BAILING_NAMES}.get(mt, {})
+    names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES,
+             "bailing_moe": BAILING_NAMES}.get(mt, {})
     if names:  # their own names for the MoE fields
         cfg = {**{ours: cfg[theirs] for theirs, ours in names.items() if cfg.get(theirs) is not None}, **cfg}
     _refuse_unread_fields(cfg, where, mt)
