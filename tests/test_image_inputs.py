@@ -236,6 +236,22 @@ def test_quick_vision_validate_json(run_cli):
         assert 1 / VISION_SMOKE_FACTOR < p["predicted_ms"] / p["cpu_ms"] < VISION_SMOKE_FACTOR, p
 
 
+def test_quick_vision_validate_times_qwen25_vl_windows(run_cli):
+    """The same check on Qwen2.5-VL's encoder (windowed blocks, one full-attention block): images in multiples of
+    28 pixels, from one 112-pixel window to 4 x 3 of them."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    code, out, err = run_cli("validate", "--vision", "--quick", "--hardware", "cpu-local", "--layers", "2",
+                             "--hidden", "128", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["info"]["config"]["fullatt_block_indexes"] == [1]
+    assert [(p["images"], p["width_px"], p["height_px"], p["patches"]) for p in data["points"]] == [
+        (1, 224, 224, 256), (1, 448, 336, 768), (2, 224, 224, 256)]
+    for p in data["points"]:
+        assert 1 / VISION_SMOKE_FACTOR < p["predicted_ms"] / p["cpu_ms"] < VISION_SMOKE_FACTOR, p
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--dllm",), "--dllm"),
     (("--serve",), "--serve"),

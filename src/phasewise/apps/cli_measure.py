@@ -89,9 +89,9 @@ def validate_cmd(
                                               "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
     train_method: Annotated[Optional[str], typer.Option(help="--train-reuse: full | lora (rank-16 adapters on q/v; "
                                                              "default full)")] = None,
-    vision: Annotated[bool, typer.Option("--vision", help="time a Qwen3-VL vision encoder (random weights, scaled: "
-                                         "--layers blocks, --hidden width) on images of several sizes against the "
-                                         "cost model's encoder forward")] = False,
+    vision: Annotated[bool, typer.Option("--vision", help="time a Qwen3-VL (or, with --model, Qwen2.5-VL) vision "
+                                         "encoder (random weights, scaled: --layers blocks, --hidden width) on images "
+                                         "of several sizes against the cost model's encoder forward")] = False,
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
