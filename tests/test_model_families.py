@@ -96,7 +96,7 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
 
 @pytest.mark.parametrize("change, match", [
     ({"model_type": "falcon"}, "unknown model_type 'falcon' \\(supported: llama"),
-    ({"model_type": "cohere2"}, "model_type .cohere2. is not modelled yet \\(alternating sliding-window"),
+    ({"model_type": "minimax"}, "model_type .minimax. is not modelled yet \\(lightning"),
     ({"model_type": "gemma2", "use_bidirectional_attention": True}, "field use_bidirectional_attention"),
     ({"model_type": "gemma3_text", "sliding_window": 64, "sliding_window_pattern": 0},
      "field sliding_window_pattern must be a positive integer"),

@@ -55,6 +55,20 @@ def test_llama_shaped_families_match_their_published_sizes(tmp_path, cfg, publis
     assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == kv_layers * 2 * cfg["num_key_value_heads"] * head_dim * 2
 
 
+def test_cohere_command_a_and_command_r(tmp_path):
+    """CohereLabs/c4ai-command-a-03-2025 (cohere2; card: 111B): 64 layers, three in four in a 4,096-token window
+    (sliding_window_pattern 4, as Cohere2Config derives layer_types), tied embeddings by the class's default;
+    CohereForAI/c4ai-command-r-v01 (cohere; 35B): no window, 64 KV heads."""
+    command_a = _load(tmp_path, _dense("cohere2", 12288, 96, 8, 36864, 64, 256000, sliding_window=4096,
+                                       sliding_window_pattern=4))
+    assert command_a.tie_embeddings and (command_a.sliding_window, command_a.sliding_window_layers) == (4096, 48)
+    assert command_a.total_params == pytest.approx(111e9, rel=0.005)
+    assert kv_bytes_per_token(command_a, load_quant("bf16"), 1, 1) == 16 * 2 * 8 * 128 * 2
+    command_r = _load(tmp_path, _dense("cohere", 8192, 64, 64, 22528, 40, 256000, logit_scale=0.0625))
+    assert command_r.tie_embeddings and command_r.sliding_window is None
+    assert command_r.total_params == pytest.approx(34.98e9, rel=0.003)
+
+
 def test_class_defaults_tie_the_embeddings_where_the_family_does(tmp_path):
     """HuggingFaceTB/SmolLM3-3B (safetensors 3,075,098,624) and baidu/ERNIE-4.5-0.3B-PT (0.36B) without a
     tie_word_embeddings field: their config classes tie by default (a Llama default would add a second embedding)."""

@@ -77,6 +77,10 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      # partial or no RoPE on some layers and Phi-2's parallel attention and MLP cost nothing of note
                      "glm4", "seed_oss", "olmo2", "olmo3", "smollm3", "exaone4", "ernie4_5", "granite", "internlm3",
                      "phi", "starcoder2",
+                     # Cohere's Command R (cohere) and Command A / R7B (cohere2: three windowed layers in four by
+                     # sliding_window_pattern, as Gemma's): attention and MLP in parallel off one norm, each still
+                     # all-reduced under TP (vLLM commandr.py), so costed as in sequence
+                     "cohere", "cohere2",
                      # Qwen2-VL's and Qwen2.5-VL's language models: Qwen2's (multimodal RoPE costs as RoPE on text)
                      "qwen2_vl_text", "qwen2_5_vl_text",
                      # MoE: OLMoE, Phi-3.5-MoE and Granite 3 MoE name their experts' width intermediate_size (every
@@ -90,7 +94,8 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
-TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5", "ernie4_5_moe", "starcoder2")
+TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5", "ernie4_5_moe", "starcoder2", "cohere",
+                   "cohere2")
 # ERNIE 4.5 MoE (transformers Ernie4_5_MoeConfig attribute_map and fields): its names for the experts, and layer i is
 # MoE when (i + 1) % moe_layer_interval == 0 and moe_layer_start_index <= i <= moe_layer_end_index (-1: the last)
 ERNIE_MOE_NAMES = {"moe_num_experts": "num_experts", "moe_k": "num_experts_per_tok",
@@ -122,6 +127,7 @@ CONFIG_CLASS_DEFAULTS = {
     # ERNIE 4.5 MoE's expert fields (transformers 5.25 Olmo3Config, Exaone4Config, SmolLM3Config, Dots1Config,
     # Ernie4_5_MoeConfig)
     "olmo3": dict(sliding_window=4096),
+    "cohere2": dict(sliding_window=4096),
     "exaone4": dict(sliding_window=4096, sliding_window_pattern=4),
     "smollm3": dict(use_sliding_window=False),
     "dots1": dict(sliding_window=4096, max_window_layers=62),
@@ -174,7 +180,6 @@ SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYP
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
-    "cohere2": "alternating sliding-window layers with parallel attention and MLP blocks",
     "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
     "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
 }

@@ -7,10 +7,11 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 
-# Gemma 2 / 3: sliding-window layers in a fixed pattern when the config does not list layer_types: layer i is
-# windowed unless (i + 1) is a multiple of the pattern (transformers Gemma2Config: every other layer;
-# Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global)
-WINDOW_PATTERN_DEFAULT = {"gemma2": 2, "gemma3_text": 6}
+# Gemma 2 / 3 and Cohere 2: sliding-window layers in a fixed pattern when the config does not list layer_types: layer
+# i is windowed unless (i + 1) is a multiple of the pattern (transformers Gemma2Config: every other layer;
+# Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global; Cohere2Config: its
+# sliding_window_pattern, default 4)
+WINDOW_PATTERN_DEFAULT = {"gemma2": 2, "gemma3_text": 6, "cohere2": 4}
 
 
 def positive(value: Any, where: str, key: str) -> int:
