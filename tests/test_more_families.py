@@ -328,3 +328,19 @@ def test_a_qwen25_vl_request_with_images_simulates(run_cli, tmp_path):
                              "--image-size", "1280x720", "--json")
     assert code == 0, err
     assert json.loads(out)["completed"] == 10
+
+
+def test_an_encoder_over_alike_images_is_costed_without_listing_them(tmp_path, run_cli):
+    """CostModel.encoder((p,), copies=k) is the forward over k images of p patches (estimate's batch of alike
+    requests, plan's k images a request): the same figures as listing them, and a batch of 10^11 requests with an
+    image each is costed in one pass (it built a 10^11-entry tuple: MemoryError)."""
+    hw, bf16, engine = load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm")
+    for m in (_load(tmp_path, QWEN25_VL_7B), load_model("Qwen/Qwen3-VL-30B-A3B-Instruct")):
+        listed = CostModel(m, hw, bf16, engine, 2).encoder((1200, 1200, 1200))
+        copied = CostModel(m, hw, bf16, engine, 2).encoder((1200,), copies=3)
+        assert (copied.time_s, copied.flops, copied.bytes, copied.images, copied.patches) == (
+            listed.time_s, listed.flops, listed.bytes, listed.images, listed.patches)
+    code, out, err = run_cli("estimate", "--model", "qwen2.5-vl-7b", "--hardware", "h100-sxm", "--images-per-request",
+                             "1", "--image-size", "1280x720", "--batch", "99999999999", "--json")
+    assert code == 0, err
+    assert json.loads(out)["images"]["encoder_ms"] > 1e9

@@ -141,14 +141,15 @@ class CostModel(DecodeSeries, Communication):
         quantized kernel (e.g. a LoRA adapter), by the rule every projection of iteration() is costed with."""
         return self._gemm(rows, k, n, self.hp_bytes, self.attn_peak, False)
 
-    def encoder(self, patches: tuple[int, ...]) -> EncoderCost:
-        """The model's vision encoder over images of `patches` patches each, in one forward (perf/vision.py)."""
-        key = ("encoder", tuple(sorted(patches)))
+    def encoder(self, patches: tuple[int, ...], copies: int = 1) -> EncoderCost:
+        """The model's vision encoder over images of `patches` patches each (`copies` times over), in one forward
+        (perf/vision.py)."""
+        key = ("encoder", tuple(sorted(patches)), copies)
         found = self._cache.get(key)
         if found is None:
             if self.model.vision is None:
                 raise PhasewiseError(f"model '{self.model.name}' has no vision encoder: it takes no image inputs")
-            found = self._cache[key] = encoder_forward(self, self.model.vision, patches)
+            found = self._cache[key] = encoder_forward(self, self.model.vision, patches, copies)
         return found
 
     def _latent_attention(self) -> LatentAttention:

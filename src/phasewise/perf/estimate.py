@@ -167,7 +167,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     if images_per_sequence:
         geometry = spec.image_geometry(*image_px)
         image_tokens = images_per_sequence * geometry.prompt_tokens
-        encoded = cm.encoder((geometry.patches,) * (images_per_sequence * batch))
+        encoded = cm.encoder((geometry.patches,), copies=images_per_sequence * batch)
         images = {"per_sequence": images_per_sequence, "size_px": list(image_px),
                   "resized_px": list(geometry.resized_px), "patches_per_image": geometry.patches,
                   "prompt_tokens_per_image": geometry.prompt_tokens, "text_prompt_len": prompt_len,

@@ -47,11 +47,13 @@ class EncoderCost:
     patches: int
 
 
-def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[int]) -> EncoderCost:
-    """The forward of `vision` over images of `patches` patches each, on one GPU of `cost`'s attention TP group."""
+def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[int], copies: int = 1) -> EncoderCost:
+    """The forward of `vision` over images of `patches` patches each, `copies` times over (a batch of alike
+    requests' images, without listing each), on one GPU of `cost`'s attention TP group."""
     tp = cost.layout.attention_tp
-    rows = float(sum(patches))
-    merged = float(sum(max(count // vision.merge, 1) for count in patches))
+    images = len(patches) * copies
+    rows = float(sum(patches)) * copies
+    merged = float(sum(max(count // vision.merge, 1) for count in patches)) * copies
     hidden, a_bytes = vision.hidden_size, cost.a_bytes
     embedding = [cost.gemm(rows, vision.patch_inputs, hidden)]
     block = [cost.gemm(rows, k, n / tp) for k, n in vision.block_gemms]
@@ -59,7 +61,7 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     attention = AttentionCost(cost.hw, cost.engine, head_dim=vision.head_dim, heads=heads, kv_heads=heads,
                               kv_bytes=a_bytes, activation_bytes=a_bytes, tensor_peak_flops=cost.attn_peak,
                               vector_flops_per_s=cost.vector_rate, memory_s=cost.memory_s)
-    whole = attention.kernel(len(patches), rows, float(sum(count * count for count in patches)), rows, False)
+    whole = attention.kernel(images, rows, float(sum(count * count for count in patches)) * copies, rows, False)
     mlp_width = vision.intermediate_size / tp
     # two norms and two residual adds over the hidden state, RoPE over q and k, the activation over the MLP's width
     stream_bytes = rows * (10 * hidden + 4 * hidden / tp + 2 * mlp_width) * a_bytes
@@ -70,8 +72,8 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     attentions = [whole] * full_blocks
     if window:  # Qwen2.5-VL's windowed blocks: a patch attends to the <= `window` patches of its window (edge windows
         # of a side not a multiple of the window's are cut short: counted full here, n x min(n, window) pairs)
-        windows = sum(-(-count // window) for count in patches)
-        pairs = float(sum(count * min(count, window) for count in patches))
+        windows = sum(-(-count // window) for count in patches) * copies
+        pairs = float(sum(count * min(count, window) for count in patches)) * copies
         attentions += [attention.kernel(windows, rows, pairs, rows, False)] * (vision.depth - full_blocks)
     device_s = sum(max(part[2], part[3]) for part in embedding + head) \
         + vision.depth * sum(max(part[2], part[3]) for part in block) \
@@ -82,4 +84,4 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     time_s = max(device_s, kernels * cost.eager_launch_s) + kernels * cost.eff.kernel_launch_s
     flops = sum(part[0] for part in embedding + head + attentions) + vision.depth * sum(part[0] for part in block)
     nbytes = sum(part[1] for part in embedding + head + attentions) + vision.depth * sum(part[1] for part in block)
-    return EncoderCost(time_s, flops, nbytes, len(patches), int(rows))
+    return EncoderCost(time_s, flops, nbytes, images, int(rows))

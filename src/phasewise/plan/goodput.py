@@ -353,7 +353,7 @@ def image_load(cost, work: WorkloadSpec) -> tuple[float, float]:
     tokens = sum(w * g.prompt_tokens for w, g in zip(weights, geometries))  # an image's mean
 
     def encode_s(k: int) -> float:  # k images in a request: as if all had one size, weighted over the sizes
-        return sum(w * cost.encoder((g.patches,) * k).time_s for w, g in zip(weights, geometries))
+        return sum(w * cost.encoder((g.patches,), copies=k).time_s for w, g in zip(weights, geometries))
 
     if images.per_request is not None:
         return images.share * images.per_request * tokens, images.share * encode_s(images.per_request)
