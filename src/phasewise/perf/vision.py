@@ -16,7 +16,8 @@ encoder's BF16 weights; the forward runs eagerly (no CUDA graph), its kernels la
 max(device time, host dispatch) plus the launches. Not modelled: the image processor's CPU work in the frontend
 (resize, normalise), Qwen3-VL's position-embedding interpolation on the host, the encoder cache and budget that
 can defer a chunk (vLLM's max_num_encoder_input_tokens), video.
-Checked on a CPU against transformers' Qwen3-VL encoder (`phasewise validate --vision`, measure/vision_check.py).
+Checked on a CPU against transformers' Qwen3-VL and Qwen2.5-VL encoders (`phasewise validate --vision`,
+measure/vision_check.py).
 """
 
 from __future__ import annotations
