@@ -99,8 +99,9 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     # a vision encoder on the first stage, in bf16, its projections split over the attention TP ranks (vLLM's and
-    # SGLang's Column/RowParallelLinear; its patch and position embeddings, ~1 %, are counted as split too)
-    encoder = m.encoder_params / attention_tp * hp if embeddings else 0.0
+    # SGLang's Column/RowParallelLinear; its patch and position embeddings, ~1 %, are counted as split too; an
+    # InternViT's attention whole where its heads do not divide: VisionEncoder.params_per_gpu)
+    encoder = m.vision.params_per_gpu(attention_tp) * hp if embeddings and m.vision is not None else 0.0
     first = layers * per_layer + embed + encoder + (lm_head if pp == 1 else 0.0)
     last = (m.num_layers - layers * (pp - 1)) * per_layer + lm_head if pp > 1 else first
     return max(first, last)

@@ -11,6 +11,9 @@ embedding of a prefill batch, TensorRT-LLM's context phase), all of that iterati
                            residuals and RoPE as streamed elementwise traffic, and
                            two all-reduces over the TP group;
   the merger / projector   its projections over every merged token.
+InternVL's tiles are each their own attention sequence (tiles x 1,025^2 pairs), and where InternViT's heads do not
+divide over the TP ranks its q, k, v and output projections and every head run whole on each GPU, one all-reduce a
+block (vLLM's intern_vit.py; SGLang pads such encoders with dummy heads instead: not modelled).
 Every GEMM and the attention are CostModel's (perf/cost.py gemm(), perf/attention.py AttentionCost) with the
 encoder's BF16 weights; the forward runs eagerly (no CUDA graph), its kernels launched from the host, so it takes
 max(device time, host dispatch) plus the launches. Not modelled: the image processor's CPU work in the frontend
@@ -54,15 +57,25 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     tp = cost.layout.attention_tp
     images = len(patches) * copies
     rows = float(sum(patches)) * copies
-    merged = float(sum(max(count // vision.merge, 1) for count in patches)) * copies
+    tile = vision.tile_positions
+    if tile:  # InternVL: each tile its own sequence of `tile` positions, tokens_per_image prompt tokens a tile
+        sequences = sum(count // tile for count in patches) * copies
+        pairs = float(sequences) * tile * tile
+        merged = float(sequences * vision.tokens_per_image)
+    else:
+        sequences = images
+        pairs = float(sum(count * count for count in patches)) * copies
+        merged = float(sum(max(count // vision.merge, 1) for count in patches)) * copies
     hidden, a_bytes = vision.hidden_size, cost.a_bytes
     embedding = [cost.gemm(rows, vision.patch_inputs, hidden)]
-    block = [cost.gemm(rows, k, n / tp) for k, n in vision.block_gemms]
-    heads = max(vision.num_heads // tp, 1)
+    whole_attention = vision.attention_replicated(tp)  # q, k, v and output unsplit, every head on every GPU
+    split = [1 if whole_attention and index < 2 else tp for index in range(len(vision.block_gemms))]
+    block = [cost.gemm(rows, k, n / ways) for (k, n), ways in zip(vision.block_gemms, split)]
+    heads = vision.num_heads if whole_attention else max(vision.num_heads // tp, 1)
     attention = AttentionCost(cost.hw, cost.engine, head_dim=vision.head_dim, heads=heads, kv_heads=heads,
                               kv_bytes=a_bytes, activation_bytes=a_bytes, tensor_peak_flops=cost.attn_peak,
                               vector_flops_per_s=cost.vector_rate, memory_s=cost.memory_s)
-    whole = attention.kernel(images, rows, float(sum(count * count for count in patches)) * copies, rows, False)
+    whole = attention.kernel(sequences, rows, pairs, rows, False)
     mlp_width = vision.intermediate_size / tp
     # two norms and two residual adds over the hidden state, RoPE over q and k, the activation over the MLP's width
     stream_bytes = rows * (10 * hidden + 4 * hidden / tp + 2 * mlp_width) * a_bytes
@@ -70,19 +83,21 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     head = [cost.gemm(merged, k, n / tp) for k, n in vision.head_gemms]
     window = vision.window_patches
     full_blocks = vision.full_attention_blocks if window else vision.depth
-    attentions = [whole] * full_blocks
+    attentions = [(whole, full_blocks)]  # (one block's attention, blocks that run it)
     if window:  # Qwen2.5-VL's windowed blocks: a patch attends to the <= `window` patches of its window (edge windows
         # of a side not a multiple of the window's are cut short: counted full here, n x min(n, window) pairs)
         windows = sum(-(-count // window) for count in patches) * copies
-        pairs = float(sum(count * min(count, window) for count in patches)) * copies
-        attentions += [attention.kernel(windows, rows, pairs, rows, False)] * (vision.depth - full_blocks)
+        window_pairs = float(sum(count * min(count, window) for count in patches)) * copies
+        attentions.append((attention.kernel(windows, rows, window_pairs, rows, False), vision.depth - full_blocks))
     device_s = sum(max(part[2], part[3]) for part in embedding + head) \
         + vision.depth * sum(max(part[2], part[3]) for part in block) \
-        + sum(max(part[2], part[3]) for part in attentions)
-    if tp > 1:
-        device_s += 2 * vision.depth * cost.allreduce_s(rows * hidden * a_bytes)
+        + sum(blocks * max(part[2], part[3]) for part, blocks in attentions)
+    if tp > 1:  # after the attention's output projection (not when it runs whole) and the MLP's
+        device_s += (1 if whole_attention else 2) * vision.depth * cost.allreduce_s(rows * hidden * a_bytes)
     kernels = vision.depth * ENCODER_BLOCK_KERNELS + len(embedding) + len(head)
     time_s = max(device_s, kernels * cost.eager_launch_s) + kernels * cost.eff.kernel_launch_s
-    flops = sum(part[0] for part in embedding + head + attentions) + vision.depth * sum(part[0] for part in block)
-    nbytes = sum(part[1] for part in embedding + head + attentions) + vision.depth * sum(part[1] for part in block)
+    flops = sum(part[0] for part in embedding + head) + vision.depth * sum(part[0] for part in block) \
+        + sum(blocks * part[0] for part, blocks in attentions)
+    nbytes = sum(part[1] for part in embedding + head) + vision.depth * sum(part[1] for part in block) \
+        + sum(blocks * part[1] for part, blocks in attentions)
     return EncoderCost(time_s, flops, nbytes, images, int(rows))

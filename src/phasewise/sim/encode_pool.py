@@ -143,7 +143,7 @@ class EncodePool:
                                  "vision_config this parser reads): there is nothing to disaggregate")
         hw = load_hardware(spec.hardware)
         cost = encoder_cost(deployment)
-        weights = model.encoder_params * EMBEDDING_BYTES / spec.tp
+        weights = model.vision.params_per_gpu(spec.tp) * EMBEDDING_BYTES
         if weights > 0.9 * hw.memory_capacity_bytes:
             raise PhasewiseError(f"{where}: the vision encoder's {weights / 2**30:.1f} GiB of BF16 weights a GPU do "
                                  f"not fit in a {hw.key}'s memory at tp={spec.tp}")

@@ -26,6 +26,7 @@ from phasewise.specs.hf_layers import (
     window_layers,
 )
 from phasewise.specs.hf_vision import (
+    internvl_encoder,
     llama4_encoder,
     pixtral_encoder,
     qwen2_5_vl_encoder,
@@ -158,11 +159,15 @@ GRANITE_LAYER_KINDS = ("mamba", "attention")
 # Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost);
 # Kimi-K2.5 / K2.6 (KimiK25ForConditionalGeneration) a DeepSeek-V3-shaped one, named deepseek_v3 or kimi_k2;
 # GLM-4.5V / 4.6V (Glm4vMoeForConditionalGeneration) GLM-4.5-Air's shape with multimodal RoPE (glm4v_moe_text)
+# InternVL 3 / 3.5's language models (Qwen2.5, Qwen3, Qwen3 MoE, gpt-oss, InternLM3; InternVL 2.5's InternLM2 is not
+# modelled): in llm_config (the checkpoints' internvl_chat) or text_config (transformers' internvl)
+INTERNVL_LANGUAGE_MODELS = ("qwen2", "qwen3", "qwen3_moe", "gpt_oss", "internlm3", "llama")
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
                       "kimi_k25": ("deepseek_v3", "kimi_k2"), "glm4v_moe": ("glm4v_moe_text",),
-                      "qwen2_vl": ("qwen2_vl_text",), "qwen2_5_vl": ("qwen2_5_vl_text",)}
+                      "qwen2_vl": ("qwen2_vl_text",), "qwen2_5_vl": ("qwen2_5_vl_text",),
+                      "internvl_chat": INTERNVL_LANGUAGE_MODELS, "internvl": INTERNVL_LANGUAGE_MODELS}
 # Qwen2-VL and Qwen2.5-VL publish their language model's fields at the top level beside vision_config (the
 # checkpoints' config.json, transformers 4.41-4.49); later transformers re-save them with a text_config too
 FLAT_WRAPPER_TYPES = ("qwen2_vl", "qwen2_5_vl")
@@ -173,7 +178,8 @@ FLAT_WRAPPER_TYPES = ("qwen2_vl", "qwen2_5_vl")
 # positions; no deepstack_visual_indexes)
 ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwen3_vl": qwen3_vl_encoder,
             "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder, "qwen3_5_moe": qwen3_vl_encoder,
-            "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder}
+            "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder,
+            "internvl_chat": internvl_encoder, "internvl": internvl_encoder}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
@@ -205,15 +211,16 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     if mt not in SUPPORTED_TYPES:
         raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
     if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (its vision encoder: ENCODERS)
-        text = cfg.get("text_config")
+        field = "llm_config" if mt == "internvl_chat" else "text_config"  # InternVL's own files: llm_config
+        text = cfg.get(field)
         if text is None and mt in FLAT_WRAPPER_TYPES:
             text = {k: v for k, v in cfg.items() if k not in ("model_type", "vision_config", "architectures")}
         if not isinstance(text, dict):
-            raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in text_config")
+            raise PhasewiseError(f"{where}: model_type '{mt}' needs its language model's fields in {field}")
         allowed = TEXT_WRAPPER_TYPES[mt]
         inner = {"model_type": allowed[0], **text}
         if str(inner["model_type"]).lower() not in allowed:
-            raise PhasewiseError(f"{where}: text_config.model_type '{inner['model_type']}' is not modelled inside "
+            raise PhasewiseError(f"{where}: {field}.model_type '{inner['model_type']}' is not modelled inside "
                                  f"model_type '{mt}' (allowed: {', '.join(allowed)})")
         if cfg.get("quantization_config") is not None:  # the checkpoint's files: the top level's, as vLLM reads it
             inner["quantization_config"] = cfg["quantization_config"]

@@ -22,6 +22,17 @@ embedding, `depth` blocks of width embed_dim (two LayerNorms, qkv and output wit
 embed_dim x mlp_ratio -> embed_dim with bias), full attention in every block, a merger with a LayerNorm whose output
 is vision_config.hidden_size (the language model's width).
 
+InternVL's InternViT (OpenGVLab modeling_intern_vit.py, vLLM intern_vit.py, transformers models/internvl): a Conv2d
+patch embedding with bias, a class token and a learned position per patch plus one ((image_size / patch_size)^2 +
+1), `num_hidden_layers` blocks (two RMSNorms or LayerNorms, a fused qkv (bias: qkv_bias / attention_bias), RMSNorms
+over the whole q and k with qk_normalization / use_qk_norm, the output projection with bias, two layer scales, a
+GELU MLP hidden -> intermediate -> hidden with bias), the serving engines building only as many as select_layer /
+vision_feature_layer reads (all at -1); then the projector (mlp1): the class token dropped, a pixel shuffle by
+downsample_ratio (0.5: 2 x 2 patches a token), a LayerNorm over 4 x hidden, 4 x hidden -> text hidden -> text hidden
+with bias. Two formats: the checkpoints' own (model_type internvl_chat: llm_config, InternVisionConfig's names,
+its tiling fields dynamic_image_size, min_dynamic_patch, max_dynamic_patch, use_thumbnail) and transformers' (-hf:
+internvl, text_config, attention_bias / use_qk_norm, its processor's tiling: 1..12 tiles and a thumbnail).
+
 Mistral 3's (transformers models/pixtral PixtralVisionModel and models/mistral3 Mistral3MultiModalProjector; vLLM
 pixtral.py and mistral3.py): a Conv2d patch embedding without bias (num_channels x patch_size^2 -> hidden_size), an
 RMSNorm, `num_hidden_layers` blocks (two RMSNorms, q, k, v and o projections of num_attention_heads x head_dim
@@ -52,8 +63,8 @@ from phasewise.errors import PhasewiseError
 from phasewise.specs.hf_layers import is_int_list, positive
 from phasewise.specs.vision import VisionEncoder
 
-__all__ = ["llama4_encoder", "pixtral_encoder", "qwen2_5_vl_encoder", "qwen2_vl_encoder", "qwen3_vl_encoder",
-           "siglip_encoder"]
+__all__ = ["internvl_encoder", "llama4_encoder", "pixtral_encoder", "qwen2_5_vl_encoder", "qwen2_vl_encoder",
+           "qwen3_vl_encoder", "siglip_encoder"]
 
 # the vision_config fields the count reads; each must be a positive integer
 _QWEN3_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_size", "patch_size",
@@ -174,6 +185,83 @@ def qwen2_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
                          head_dim=_head_dim(embed, heads, where, "num_heads"), patch_inputs=patch_inputs,
                          block_gemms=_vit_gemms(embed, embed, inter, gated=False), head_gemms=head_gemms,
                          patch_size=sizes["patch_size"], merge=merge, embedding_width=out)
+
+
+_INTERNVL_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")
+# the two formats' names and defaults (OpenGVLab InternVisionConfig / transformers InternVLVisionConfig)
+_INTERNVL_NAMES = {"internvl_chat": dict(bias="qkv_bias", qk_norm="qk_normalization", qk_norm_default=True,
+                                         norm_default="rms_norm", layer="select_layer"),
+                   "internvl": dict(bias="attention_bias", qk_norm="use_qk_norm", qk_norm_default=False,
+                                    norm_default="layer_norm", layer="vision_feature_layer")}
+
+
+def _square(value: Any, where: str, field: str) -> int:
+    """A size a config gives as one integer or as [height, width] (transformers' -hf files): one side."""
+    if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+        value = value[0]
+    return positive(value, where, field)
+
+
+def internvl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """The InternViT encoder and InternVL projector a config.json describes (`text_hidden`: the language model's
+    width), in either format (its model_type: internvl_chat or internvl)."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, _INTERNVL_FIELDS, {})
+    names = _INTERNVL_NAMES[str(cfg.get("model_type")).lower()]
+    if vision.get("use_moe"):
+        raise PhasewiseError(f"{where}: vision_config.use_moe (a mixture-of-experts InternViT) is not modelled")
+    hidden, inter, heads = sizes["hidden_size"], sizes["intermediate_size"], sizes["num_attention_heads"]
+    patch = _square(vision.get("patch_size", 14), where, "vision_config.patch_size")
+    image = _square(cfg.get("force_image_size") or vision.get("image_size", 448), where, "vision_config.image_size")
+    if image % patch:
+        raise PhasewiseError(f"{where}: vision_config.image_size ({image}) must be a multiple of its patch_size "
+                             f"({patch})")
+    layer = cfg.get(names["layer"], -1)
+    layers = sizes["num_hidden_layers"]
+    if not isinstance(layer, int) or isinstance(layer, bool) or not -layers <= layer < layers:
+        raise PhasewiseError(f"{where}: field {names['layer']} must be a layer index in -{layers}..{layers - 1} "
+                             f"(got {layer!r})")
+    depth = layers + layer + 1 if layer < 0 else layer + 1  # the layers vLLM builds: up to the one read
+    ratio = cfg.get("downsample_ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1 \
+            or not float(1 / ratio).is_integer():
+        raise PhasewiseError(f"{where}: field downsample_ratio must be 1 / n for a whole n (got {ratio!r})")
+    shuffle = round(1 / ratio) ** 2  # patches a prompt token
+    grid = (image // patch) ** 2
+    if grid % shuffle:
+        raise PhasewiseError(f"{where}: downsample_ratio {ratio} does not divide the tile's {grid} patches")
+    norm = vision.get("norm_type", names["norm_default"])
+    if norm not in ("rms_norm", "layer_norm"):
+        raise PhasewiseError(f"{where}: vision_config.norm_type must be rms_norm or layer_norm (got {norm!r})")
+    norm_params = hidden if norm == "rms_norm" else 2 * hidden
+    qk_norm = bool(vision.get(names["qk_norm"], names["qk_norm_default"]))
+    attention = 4 * hidden * hidden + (3 * hidden if vision.get(names["bias"], False) else 0) + hidden
+    block = 2 * norm_params + attention + (2 * hidden if qk_norm else 0) + 2 * hidden \
+        + (hidden * inter + inter) + (inter * hidden + hidden)
+    embeddings = 3 * patch * patch * hidden + hidden + hidden + (grid + 1) * hidden
+    wide = shuffle * hidden
+    projector = 2 * wide + (wide * text_hidden + text_hidden) + (text_hidden * text_hidden + text_hidden)
+    if cfg.get("model_type") == "internvl_chat":
+        dynamic = cfg.get("dynamic_image_size", False)
+        low, high = cfg.get("min_dynamic_patch", 1), cfg.get("max_dynamic_patch", 6)
+        thumbnail = bool(cfg.get("use_thumbnail", False))
+        if not dynamic:
+            low = high = 1
+    else:  # transformers' GotOcr2 processor as the -hf checkpoints ship it: 1..12 tiles and a thumbnail
+        low, high, thumbnail = 1, 12, True
+    low = positive(low, where, "min_dynamic_patch")
+    high = positive(high, where, "max_dynamic_patch")
+    if low > high or high > 64:
+        raise PhasewiseError(f"{where}: fields min_dynamic_patch ({low}) .. max_dynamic_patch ({high}) must be a "
+                             f"range within 1..64 tiles")
+    return VisionEncoder(family="internvl", params=embeddings + depth * block + projector, depth=depth,
+                         hidden_size=hidden, intermediate_size=inter, num_heads=heads,
+                         head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
+                         patch_inputs=3 * patch * patch, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
+                         head_gemms=((wide, text_hidden), (text_hidden, text_hidden)), patch_size=patch,
+                         merge=shuffle, image_size=image, tokens_per_image=grid // shuffle,
+                         embedding_width=text_hidden, tile_positions=grid + 1, min_tiles=low, max_tiles=high,
+                         thumbnail=thumbnail, attention_params=depth * attention)
 
 
 def pixtral_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:

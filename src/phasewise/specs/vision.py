@@ -22,6 +22,12 @@ Image processors, as the checkpoints ship them:
 - Gemma 3 (SigLIP; Gemma3ImageProcessor without pan-and-scan, its default): every image resized to image_size
   (896) square, (896 / 14)^2 = 4,096 patches, average-pooled to mm_tokens_per_image (256) prompt tokens between a
   begin- and an end-of-image token.
+- InternVL (OpenGVLab's dynamic_preprocess, vLLM's and SGLang's InternVL processors, transformers' GotOcr2 crop to
+  patches): the grid of i x j tiles (min_dynamic_patch <= i x j <= max_dynamic_patch, 1..12 in the checkpoints)
+  whose aspect ratio is closest to the image's (on a tie the larger grid when the image covers more than half of
+  it), the image resized to 448 i x 448 j and cut into its tiles, plus a 448 x 448 thumbnail of the whole when there
+  is more than one; each tile 32 x 32 patches of 14 and a class token (1,025 encoder positions, one attention
+  sequence), pixel-shuffled to 256 prompt tokens, between an <img> and an </img> token.
 - Llama 4 tiles an image into up to 16 crops of 336 x 336 plus a global view (Llama4ImageProcessor's best-fit
   canvas): not modelled (image_geometry refuses it by name).
 """
@@ -60,7 +66,7 @@ class VisionEncoder(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    family: Literal["qwen3_vl", "qwen2_vl", "qwen2_5_vl", "pixtral", "siglip", "llama4"]
+    family: Literal["qwen3_vl", "qwen2_vl", "qwen2_5_vl", "pixtral", "siglip", "llama4", "internvl"]
     params: int = Field(ge=0)  # weights held (specs/hf_vision.py counts them)
     depth: int = Field(gt=0)  # ViT blocks
     hidden_size: int = Field(gt=0)
@@ -83,6 +89,27 @@ class VisionEncoder(BaseModel):
     # patches of 14), but the full_attention_blocks that attend over the whole image; 0: every block attends over it
     window_patches: int = Field(default=0, ge=0)
     full_attention_blocks: int = Field(default=0, ge=0)
+    # InternVL: an image is tiles of image_size^2 pixels, each its own attention sequence of tile_positions encoder
+    # positions (its patches and a class token) and tokens_per_image prompt tokens; min_tiles..max_tiles tiles a
+    # grid, a thumbnail tile beside a grid of more than one
+    tile_positions: int = Field(default=0, ge=0)
+    min_tiles: int = Field(default=1, ge=1)
+    max_tiles: int = Field(default=0, ge=0)
+    thumbnail: bool = False
+    # the blocks' q, k, v and output weights: vLLM's InternViT holds them whole on every GPU, and runs every head
+    # there, when its heads do not divide over the attention TP ranks (InternViT-6B's 25; intern_vit.py falls back
+    # from InternParallelAttention to InternSdpaAttention), its MLPs still split (0: not an InternViT)
+    attention_params: int = Field(default=0, ge=0)
+
+    def attention_replicated(self, tp: int) -> bool:
+        """Whether the attention runs whole on each of `tp` GPUs (vLLM's InternViT rule above)."""
+        return self.attention_params > 0 and self.num_heads % tp != 0
+
+    def params_per_gpu(self, tp: int) -> float:
+        """The weights one of `tp` attention TP ranks holds: split, but the attention's where it runs whole."""
+        if self.attention_replicated(tp):
+            return (self.params - self.attention_params) / tp + self.attention_params
+        return self.params / tp
 
     def image_geometry(self, width_px: int, height_px: int) -> ImageGeometry:
         """Patches and prompt tokens of one `width_px` x `height_px` image, as the checkpoint's processor resizes it
@@ -101,12 +128,35 @@ class VisionEncoder(BaseModel):
             height = max(side, math.ceil(int(height_px / scale) / side) * side)
             rows, cols = height // side, width // side
             return ImageGeometry(rows * cols * self.merge, rows * cols + rows, (width, height))
+        if self.family == "internvl":
+            columns, rows = _internvl_grid(width_px, height_px, self.min_tiles, self.max_tiles, self.image_size)
+            tiles = columns * rows + (1 if self.thumbnail and columns * rows > 1 else 0)
+            return ImageGeometry(tiles * self.tile_positions, tiles * self.tokens_per_image + 2,
+                                 (self.image_size * columns, self.image_size * rows))
         if self.family == "siglip":
             patches = (self.image_size // self.patch_size) ** 2
             return ImageGeometry(patches, self.tokens_per_image + 2, (self.image_size, self.image_size))
         raise PhasewiseError("image inputs for Llama 4 (its tiling into 336 x 336 crops and a global view) are not "
                              "modelled; image inputs are modelled for Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 / 3.6, "
-                             "Mistral 3 and Gemma 3")
+                             "InternVL, Mistral 3 and Gemma 3")
+
+
+def _internvl_grid(width_px: int, height_px: int, min_tiles: int, max_tiles: int, tile_px: int) -> tuple[int, int]:
+    """InternVL's dynamic_preprocess grid (columns, rows): of the grids of min_tiles..max_tiles tiles in order of
+    their count, the one whose aspect ratio is nearest the image's; on an equal distance a later (larger) grid wins
+    when the image's area is more than half of its."""
+    grids = sorted({(columns, rows) for count in range(min_tiles, max_tiles + 1) for columns in range(1, count + 1)
+                    for rows in range(1, count + 1) if min_tiles <= columns * rows <= max_tiles},
+                   key=lambda grid: grid[0] * grid[1])
+    aspect, area = width_px / height_px, width_px * height_px
+    best, best_diff = (1, 1), math.inf
+    for columns, rows in grids:
+        diff = abs(aspect - columns / rows)
+        if diff < best_diff:
+            best, best_diff = (columns, rows), diff
+        elif diff == best_diff and area > 0.5 * tile_px * tile_px * columns * rows:
+            best = (columns, rows)
+    return best
 
 
 def _qwen_resize(width_px: int, height_px: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
