@@ -1,6 +1,6 @@
 """More model families from their config.json (transformers 5.25's config classes): dense Llama-shaped ones with
 their own window rules (Olmo 3, EXAONE 4, SmolLM3, Command A), MLPs that are not gated (Phi-2, StarCoder2), MoE
-families that name their experts their own way (ERNIE 4.5, OLMoE, Phi-3.5-MoE, Granite MoE, dots.llm1, Ling). Each
+families that name their experts their own way (ERNIE 4.5, OLMoE, Phi-3.5-MoE, Granite MoE, dots.llm1, Ling, Hunyuan). Each
 checkpoint's shapes as its config.json states them; its parameter count as its model card or safetensors index
 publishes it. (Vision-language families: test_vl_families.py.)"""
 
@@ -237,3 +237,23 @@ def test_the_new_families_run_end_to_end(run_cli, tmp_path):
                              "--requests", "20", "--isl", "2048", "--osl", "32", "--json")
     assert code == 0, err
     assert json.loads(out)["completed"] == 20
+
+
+def test_hunyuan_a13b_reads_its_per_layer_lists(tmp_path):
+    """tencent/Hunyuan-A13B-Instruct (80B total, 13B active): 64 experts of 3,072, top-8 and one shared MLP of
+    intermediate_size (use_mixed_mlp_moe) in all 32 layers, as per-layer lists of one value; head size from
+    attention_head_dim. Lists that differ between layers, and cross-layer attention (use_cla), are refused."""
+    cfg = _dense("hunyuan_v1_moe", 4096, 32, 8, 3072, 32, 128167, attention_head_dim=128, num_experts=64,
+                 moe_topk=[8] * 32, moe_intermediate_size=[3072] * 32, num_shared_expert=[1] * 32,
+                 use_mixed_mlp_moe=True, use_cla=False, cla_share_factor=2, use_qk_norm=True,
+                 tie_word_embeddings=True)
+    m = _load(tmp_path, cfg)
+    assert (m.num_moe_layers, m.num_experts, m.experts_per_token) == (32, 64, 8)
+    assert (m.expert_intermediate_size, m.shared_expert_intermediate_size, m.head_dim) == (3072, 3072, 128)
+    assert m.total_params == pytest.approx(80.39e9, rel=0.003)
+    assert m.active_params == pytest.approx(12.75e9, rel=0.01)
+    assert _load(tmp_path, {**cfg, "model_type": "hunyuan"}).total_params == m.total_params
+    for change, message in (({"moe_topk": [8] * 31 + [4]}, "field moe_topk differs between layers"),
+                            ({"use_cla": True}, "field use_cla")):
+        with pytest.raises(PhasewiseError, match=message):
+            _load(tmp_path, {**cfg, **change})

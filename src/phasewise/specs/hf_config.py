@@ -19,6 +19,7 @@ from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hf_layers import (
     WINDOW_PATTERN_DEFAULT,
     ernie_moe_layers,
+    hunyuan_fields,
     is_int_list,
     llama4_moe_layers,
     nemotron_blocks,
@@ -91,7 +92,11 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      # Ling / Ling 2.0 (inclusionAI's BailingMoe(V2)ForCausalLM, remote code; vLLM bailing_moe.py):
                      # a fused qkv, DeepSeek-style layers from first_k_dense_replace on, num_shared_experts
                      # (BAILING_NAMES)
-                     "bailing_moe")
+                     "bailing_moe",
+                     # Tencent Hunyuan (vLLM hunyuan_v1.py; transformers hunyuan_v1_dense / _moe; the checkpoints'
+                     # remote code: hunyuan): its per-layer lists and names (hunyuan_fields)
+                     "hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
+HUNYUAN_TYPES = ("hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
@@ -231,6 +236,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = spec.model_copy(update={"vision": ENCODERS[mt](cfg, where, spec.hidden_size)})
         return spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
+    if mt in HUNYUAN_TYPES:
+        cfg = hunyuan_fields(cfg, where)
     names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES,
              "bailing_moe": BAILING_NAMES}.get(mt, {})
     if names:  # their own names for the MoE fields

@@ -130,6 +130,42 @@ def ernie_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
                if (i + 1) % interval == 0)
 
 
+def _uniform(cfg: dict[str, Any], where: str, field: str) -> Any:
+    """A field a config may give per layer as a list: its one value (None when absent); differing values are not
+    modelled (one expert width, top-k and shared expert for every MoE layer)."""
+    value = cfg.get(field)
+    if isinstance(value, list):
+        if not value or any(v != value[0] for v in value):
+            raise PhasewiseError(f"{where}: field {field} differs between layers ({value[:4]}...): per-layer MoE "
+                                 "sizes are not modelled")
+        return value[0]
+    return value
+
+
+def hunyuan_fields(cfg: dict[str, Any], where: str) -> dict[str, Any]:
+    """Tencent Hunyuan's config as the Llama-style parser reads it (vLLM hunyuan_v1.py): every layer MoE when
+    num_experts > 1, experts moe_intermediate_size wide (a list: one value a layer), moe_topk of them a token, a
+    shared MLP intermediate_size x num_shared_expert wide when use_mixed_mlp_moe; the head size attention_head_dim
+    where head_dim is absent. Cross-layer attention (use_cla: a layer reusing the previous one's KV) is refused."""
+    if cfg.get("use_cla"):
+        raise PhasewiseError(f"{where}: field use_cla (cross-layer attention, layers sharing their KV) is not "
+                             "modelled")
+    out = {k: v for k, v in cfg.items() if k not in ("moe_topk", "moe_intermediate_size", "num_experts",
+                                                      "num_shared_expert", "use_mixed_mlp_moe")}
+    experts = _uniform(cfg, where, "num_experts")
+    if cfg.get("head_dim") is None and cfg.get("attention_head_dim") is not None:
+        out["head_dim"] = cfg["attention_head_dim"]
+    if isinstance(experts, int) and not isinstance(experts, bool) and experts > 1:
+        out.update(num_experts=experts, num_experts_per_tok=_uniform(cfg, where, "moe_topk"),
+                   moe_intermediate_size=_uniform(cfg, where, "moe_intermediate_size") or cfg.get("intermediate_size"))
+        shared = _uniform(cfg, where, "num_shared_expert") if cfg.get("use_mixed_mlp_moe") else 0
+        if shared:
+            out["shared_expert_intermediate_size"] = positive(cfg.get("intermediate_size"), where,
+                                                              "intermediate_size") * positive(shared, where,
+                                                                                              "num_shared_expert")
+    return out
+
+
 def llama4_rope_layers(cfg: dict[str, Any], where: str, layers: int) -> list[bool]:
     """Which Llama 4 layers use RoPE (and so chunked attention): no_rope_layers (1 = RoPE), else all but each
     no_rope_layer_interval-th (Llama4TextConfig's default)."""
