@@ -1,8 +1,8 @@
 """More model families from their config.json (transformers 5.25's config classes): dense Llama-shaped ones with
 their own window rules (Olmo 3, EXAONE 4, SmolLM3, Command A), MLPs that are not gated (Phi-2, StarCoder2), MoE
-families that name their experts their own way (ERNIE 4.5, OLMoE, Phi-3.5-MoE, Granite MoE, dots.llm1, Ling, Hunyuan). Each
-checkpoint's shapes as its config.json states them; its parameter count as its model card or safetensors index
-publishes it. (Vision-language families: test_vl_families.py.)"""
+families that name their experts their own way (ERNIE 4.5, OLMoE, Phi-3.5-MoE, Granite MoE, dots.llm1, Ling,
+Hunyuan). Each checkpoint's shapes as its config.json states them; its parameter count as its model card or
+safetensors index publishes it. (Vision-language families: test_vl_families.py.)"""
 
 from __future__ import annotations
 

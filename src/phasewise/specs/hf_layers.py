@@ -156,8 +156,9 @@ def hunyuan_fields(cfg: dict[str, Any], where: str) -> dict[str, Any]:
     if cfg.get("head_dim") is None and cfg.get("attention_head_dim") is not None:
         out["head_dim"] = cfg["attention_head_dim"]
     if isinstance(experts, int) and not isinstance(experts, bool) and experts > 1:
+        width = _uniform(cfg, where, "moe_intermediate_size") or cfg.get("intermediate_size")
         out.update(num_experts=experts, num_experts_per_tok=_uniform(cfg, where, "moe_topk"),
-                   moe_intermediate_size=_uniform(cfg, where, "moe_intermediate_size") or cfg.get("intermediate_size"))
+                   moe_intermediate_size=width)
         shared = _uniform(cfg, where, "num_shared_expert") if cfg.get("use_mixed_mlp_moe") else 0
         if shared:
             out["shared_expert_intermediate_size"] = positive(cfg.get("intermediate_size"), where,
