@@ -64,7 +64,7 @@ def test_pixtral_processor_caps_the_longer_side_and_adds_a_break_per_row():
     assert wide.resized_px == (1540, 784) and wide.prompt_tokens == 55 * 28 + 28
 
 
-def test_siglip_resizes_every_image_to_its_square_and_llama4_tiling_is_refused(tmp_path):
+def test_siglip_resizes_every_image_to_its_square_and_llama4_tiles_it(tmp_path):
     gemma = _config_with_vision(tmp_path, "google/gemma-3-27b-it", {
         "hidden_size": 1152, "image_size": 896, "intermediate_size": 4304, "num_attention_heads": 16,
         "num_hidden_layers": 27, "patch_size": 14}, mm_tokens_per_image=256)
@@ -73,8 +73,25 @@ def test_siglip_resizes_every_image_to_its_square_and_llama4_tiling_is_refused(t
         assert (geometry.patches, geometry.prompt_tokens, geometry.resized_px) == (4096, 258, (896, 896))
     from tests.test_vision_encoder import LLAMA4_SCOUT_VISION
     scout = _config_with_vision(tmp_path, "meta-llama/Llama-4-Scout-17B-16E-Instruct", dict(LLAMA4_SCOUT_VISION))
-    with pytest.raises(PhasewiseError, match="image inputs for Llama 4 .* are not modelled"):
-        scout.vision.image_geometry(1024, 1024)
+    # Llama4ImageProcessor's best-fit canvas of <= 16 tiles of 336 (the least upscaling, else the least
+    # downscaling, the smallest on a tie), a global view beside more than one tile, 577 encoder positions and 144
+    # tokens a tile, x / y separators and three markers in the prompt (checked against transformers' own functions)
+    for size, (columns, rows), tokens in (((1920, 1080), (5, 3), 2322), ((1280, 720), (4, 3), 1887),
+                                          ((336, 336), (1, 1), 147), ((800, 600), (3, 2), 1017),
+                                          ((4000, 3000), (4, 3), 1887), ((1024, 1024), (4, 4), 2467)):
+        geometry = scout.vision.image_geometry(*size)
+        tiles = columns * rows + (columns * rows > 1)
+        assert (geometry.resized_px, geometry.patches, geometry.prompt_tokens) == (
+            (336 * columns, 336 * rows), tiles * 577, tokens), size
+    # each tile its own sequence: 17 tiles' attention is 17 x 577^2 pairs, not (17 x 577)^2
+    cost = CostModel(scout, load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"))
+    as_one = scout.model_copy(update={"vision": scout.vision.model_copy(update={"tile_positions": 0})})
+    whole = CostModel(as_one, load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"))
+    v = scout.vision
+    head = 2 * (17 * 577 // 4 - 17 * 144) * sum(k * n for k, n in v.head_gemms)  # 17 x 144 rows, not 17 x 577 / 4
+    attention = v.depth * 4 * v.hidden_size * ((17 * 577) ** 2 - 17 * 577 ** 2)
+    assert whole.encoder((17 * 577,)).flops - cost.encoder((17 * 577,)).flops == pytest.approx(attention + head,
+                                                                                              rel=1e-9)
 
 
 def _cost(model=VL30, tp=1, hardware="h100-sxm"):

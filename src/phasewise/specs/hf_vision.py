@@ -52,7 +52,8 @@ embedding without bias, a class embedding and a learned position per patch plus 
 1), a LayerNorm before and after, `num_hidden_layers` blocks (two LayerNorms, q, k, v and o of hidden_size with
 bias, a GELU MLP hidden -> intermediate -> hidden with bias), the pixel-shuffle adapter's two linears without bias
 (intermediate_size -> projector_input_dim -> projector_output_dim) and the projector vision_output_dim -> text hidden
-without bias.
+without bias; each 336-pixel tile (and the global view) its own attention sequence of 577 positions, 144 tokens after
+the shuffle (pixel_shuffle_ratio 0.5).
 """
 
 from __future__ import annotations
@@ -328,12 +329,20 @@ def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
     adapter = inter * sizes["projector_input_dim"] + sizes["projector_output_dim"] ** 2
     params = patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + adapter \
         + sizes["vision_output_dim"] * text_hidden
+    ratio = vision.get("pixel_shuffle_ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1 \
+            or not float(1 / ratio).is_integer() or (positions - 1) % round(1 / ratio) ** 2:
+        raise PhasewiseError(f"{where}: vision_config.pixel_shuffle_ratio must be 1 / n for a whole n dividing the "
+                             f"tile's {positions - 1} patches (got {ratio!r})")
+    shuffle = round(1 / ratio) ** 2
+    # Llama4ImageProcessor's tiling (its defaults, not in config.json): up to 16 tiles of image_size and a global view
     return VisionEncoder(family="llama4", params=params, depth=sizes["num_hidden_layers"], hidden_size=hidden,
                          intermediate_size=inter,
                          num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
                          patch_inputs=patch_inputs, block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
-                         head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=4,
-                         image_size=sizes["image_size"], embedding_width=text_hidden)
+                         head_gemms=head_gemms, patch_size=sizes["patch_size"], merge=shuffle,
+                         image_size=sizes["image_size"], embedding_width=text_hidden, tile_positions=positions,
+                         tokens_per_image=(positions - 1) // shuffle, min_tiles=1, max_tiles=16, thumbnail=True)
 
 
 def _head_dim(hidden: int, heads: int, where: str, field: str) -> int:

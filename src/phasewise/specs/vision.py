@@ -28,8 +28,13 @@ Image processors, as the checkpoints ship them:
   it), the image resized to 448 i x 448 j and cut into its tiles, plus a 448 x 448 thumbnail of the whole when there
   is more than one; each tile 32 x 32 patches of 14 and a class token (1,025 encoder positions, one attention
   sequence), pixel-shuffled to 256 prompt tokens, between an <img> and an </img> token.
-- Llama 4 tiles an image into up to 16 crops of 336 x 336 plus a global view (Llama4ImageProcessor's best-fit
-  canvas): not modelled (image_geometry refuses it by name).
+- Llama 4 (transformers Llama4ImageProcessor, vLLM mllama4.py; max_patches 16): of the canvases of c x r tiles of
+  336 pixels (c x r <= 16), the one needing the least upscaling of the image (its scale min(336 c / W, 336 r / H)
+  the smallest at or above 1), else the least downscaling, the smallest on a tie; the image resized into it keeping
+  its aspect ratio, padded, cut into its tiles, and a global view of the whole squashed to 336 x 336 beside a canvas
+  of more than one; each tile 24 x 24 patches of 14 and a class token (577 encoder positions, one attention
+  sequence), pixel-shuffled to 144 prompt tokens; the prompt holds <|image_start|>, each row's tiles with an x
+  separator between them and a y separator after the row, <|image|>, the global view's tokens and <|image_end|>.
 """
 
 from __future__ import annotations
@@ -89,9 +94,9 @@ class VisionEncoder(BaseModel):
     # patches of 14), but the full_attention_blocks that attend over the whole image; 0: every block attends over it
     window_patches: int = Field(default=0, ge=0)
     full_attention_blocks: int = Field(default=0, ge=0)
-    # InternVL: an image is tiles of image_size^2 pixels, each its own attention sequence of tile_positions encoder
-    # positions (its patches and a class token) and tokens_per_image prompt tokens; min_tiles..max_tiles tiles a
-    # grid, a thumbnail tile beside a grid of more than one
+    # InternVL and Llama 4: an image is tiles of image_size^2 pixels, each its own attention sequence of
+    # tile_positions encoder positions (its patches and a class token) and tokens_per_image prompt tokens;
+    # min_tiles..max_tiles tiles a grid, a thumbnail (global view) tile beside a grid of more than one
     tile_positions: int = Field(default=0, ge=0)
     min_tiles: int = Field(default=1, ge=1)
     max_tiles: int = Field(default=0, ge=0)
@@ -133,12 +138,28 @@ class VisionEncoder(BaseModel):
             tiles = columns * rows + (1 if self.thumbnail and columns * rows > 1 else 0)
             return ImageGeometry(tiles * self.tile_positions, tiles * self.tokens_per_image + 2,
                                  (self.image_size * columns, self.image_size * rows))
+        if self.family == "llama4":
+            columns, rows = _llama4_grid(width_px, height_px, self.max_tiles, self.image_size)
+            grid = columns * rows
+            tiles = grid + (1 if self.thumbnail and grid > 1 else 0)  # the global view
+            separators = grid if grid > 1 else 0  # rows x (columns - 1) x separators and a y separator a row
+            return ImageGeometry(tiles * self.tile_positions, tiles * self.tokens_per_image + separators + 3,
+                                 (self.image_size * columns, self.image_size * rows))
         if self.family == "siglip":
             patches = (self.image_size // self.patch_size) ** 2
             return ImageGeometry(patches, self.tokens_per_image + 2, (self.image_size, self.image_size))
-        raise PhasewiseError("image inputs for Llama 4 (its tiling into 336 x 336 crops and a global view) are not "
-                             "modelled; image inputs are modelled for Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 / 3.6, "
-                             "InternVL, Mistral 3 and Gemma 3")
+        raise PhasewiseError(f"image inputs for vision encoder family '{self.family}' are not modelled")
+
+
+def _llama4_grid(width_px: int, height_px: int, max_tiles: int, tile_px: int) -> tuple[int, int]:
+    """Llama4ImageProcessor's get_best_fit canvas (columns, rows): of the grids of at most max_tiles tiles, the
+    smallest scale min(tile_px x columns / W, tile_px x rows / H) at or above 1 (the least upscaling), else the
+    largest below 1 (the least downscaling); of the grids with that scale, the smallest."""
+    grids = [(columns, rows) for rows in range(1, max_tiles + 1) for columns in range(1, max_tiles // rows + 1)]
+    scales = {grid: min(grid[0] * tile_px / width_px, grid[1] * tile_px / height_px) for grid in grids}
+    up = [scale for scale in scales.values() if scale >= 1]
+    chosen = min(up) if up else max(scales.values())
+    return min((grid for grid in grids if scales[grid] == chosen), key=lambda grid: grid[0] * grid[1])
 
 
 def _internvl_grid(width_px: int, height_px: int, min_tiles: int, max_tiles: int, tile_px: int) -> tuple[int, int]:
