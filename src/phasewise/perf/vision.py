@@ -11,9 +11,10 @@ embedding of a prefill batch, TensorRT-LLM's context phase), all of that iterati
                            residuals and RoPE as streamed elementwise traffic, and
                            two all-reduces over the TP group;
   the merger / projector   its projections over every merged token.
-InternVL's and Llama 4's tiles are each their own attention sequence (tiles x 1,025^2 or 577^2 pairs), and where InternViT's heads do not
-divide over the TP ranks its q, k, v and output projections and every head run whole on each GPU, one all-reduce a
-block (vLLM's intern_vit.py; SGLang pads such encoders with dummy heads instead: not modelled).
+InternVL's and Llama 4's tiles are each their own attention sequence (tiles x 1,025^2 or 577^2 pairs), and where
+InternViT's heads do not divide over the TP ranks its q, k, v and output projections and every head run whole on
+each GPU, one all-reduce a block (vLLM's intern_vit.py; SGLang pads such encoders with dummy heads instead: not
+modelled).
 Every GEMM and the attention are CostModel's (perf/cost.py gemm(), perf/attention.py AttentionCost) with the
 encoder's BF16 weights; the forward runs eagerly (no CUDA graph), its kernels launched from the host, so it takes
 max(device time, host dispatch) plus the launches. Not modelled: the image processor's CPU work in the frontend
@@ -58,7 +59,7 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     images = len(patches) * copies
     rows = float(sum(patches)) * copies
     tile = vision.tile_positions
-    if tile:  # InternVL, Llama 4: each tile its own sequence of `tile` positions, tokens_per_image merged rows a tile
+    if tile:  # InternVL, Llama 4: each tile its own sequence of `tile` positions, tokens_per_image merged rows
         sequences = sum(count // tile for count in patches) * copies
         pairs = float(sequences) * tile * tile
         merged = float(sequences * vision.tokens_per_image)

@@ -335,7 +335,7 @@ def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
         raise PhasewiseError(f"{where}: vision_config.pixel_shuffle_ratio must be 1 / n for a whole n dividing the "
                              f"tile's {positions - 1} patches (got {ratio!r})")
     shuffle = round(1 / ratio) ** 2
-    # Llama4ImageProcessor's tiling (its defaults, not in config.json): up to 16 tiles of image_size and a global view
+    # Llama4ImageProcessor's tiling (its defaults, not in config.json): up to 16 tiles of image_size, a global view
     return VisionEncoder(family="llama4", params=params, depth=sizes["num_hidden_layers"], hidden_size=hidden,
                          intermediate_size=inter,
                          num_heads=heads, head_dim=_head_dim(hidden, heads, where, "num_attention_heads"),
