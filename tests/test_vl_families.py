@@ -102,16 +102,6 @@ def test_malformed_qwen25_vl_vision_fields_are_one_line_errors(tmp_path, field, 
         _load(tmp_path, {**QWEN2_VL_7B, "vision_config": {**QWEN2_VL_7B["vision_config"], "mlp_ratio": "four"}})
 
 
-def test_a_qwen25_vl_request_with_images_simulates(run_cli, tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(QWEN25_VL_7B))
-    code, out, err = run_cli("simulate", "--model", str(path), "--hardware", "h100-sxm", "--rate", "2",
-                             "--requests", "10", "--isl", "512", "--osl", "16", "--images-per-request", "1",
-                             "--image-size", "1280x720", "--json")
-    assert code == 0, err
-    assert json.loads(out)["completed"] == 10
-
-
 def test_an_encoder_over_alike_images_is_costed_without_listing_them(tmp_path, run_cli):
     """CostModel.encoder((p,), copies=k) is the forward over k images of p patches (estimate's batch of alike
     requests, plan's k images a request): the same figures as listing them, and a batch of 10^11 requests with an
@@ -224,16 +214,17 @@ def test_malformed_internvl_configs_are_one_line_errors(change, message):
     assert "\n" not in str(err.value)
 
 
-def test_an_internvl_request_with_images_simulates(run_cli, tmp_path):
+@pytest.mark.parametrize("family, tokens", [("qwen2_5_vl", 92 * 52 // 4 + 2), ("internvl", 9 * 256 + 2)])
+def test_requests_with_images_simulate_and_estimate(run_cli, tmp_path, family, tokens):
+    """A user's config.json of each through simulate and estimate with a 1280x720 image a request: Qwen2.5-VL's
+    1288 x 728 (92 x 52 patches), InternVL's 4 x 2 tiles and a thumbnail."""
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(INTERNVL3_8B))
+    path.write_text(json.dumps(QWEN25_VL_7B if family == "qwen2_5_vl" else INTERNVL3_8B))
+    image = ("--images-per-request", "1", "--image-size", "1280x720", "--json")
     code, out, err = run_cli("simulate", "--model", str(path), "--hardware", "h100-sxm", "--rate", "2",
-                             "--requests", "10", "--isl", "256", "--osl", "16", "--images-per-request", "1",
-                             "--image-size", "1280x720", "--json")
+                             "--requests", "10", "--isl", "256", "--osl", "16", *image)
     assert code == 0, err
-    data = json.loads(out)
-    assert data["completed"] == 10
-    code, out, err = run_cli("estimate", "--model", str(path), "--hardware", "h100-sxm", "--images-per-request", "1",
-                             "--image-size", "1280x720", "--json")
+    assert json.loads(out)["completed"] == 10
+    code, out, err = run_cli("estimate", "--model", str(path), "--hardware", "h100-sxm", *image)
     assert code == 0, err
-    assert json.loads(out)["images"]["prompt_tokens_per_image"] == 9 * 256 + 2
+    assert json.loads(out)["images"]["prompt_tokens_per_image"] == tokens
