@@ -196,6 +196,16 @@ _INTERNVL_NAMES = {"internvl_chat": dict(bias="qkv_bias", qk_norm="qk_normalizat
                                     norm_default="layer_norm", layer="vision_feature_layer")}
 
 
+def _pixel_shuffle(ratio: Any, patches: int, where: str, field: str) -> int:
+    """Patches a prompt token after a pixel shuffle by `ratio` (1 / n: n^2), which must divide a tile's `patches`
+    (InternVL's downsample_ratio, Llama 4's pixel_shuffle_ratio)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1 \
+            or not float(1 / ratio).is_integer() or patches % round(1 / ratio) ** 2:
+        raise PhasewiseError(f"{where}: {field} must be 1 / n for a whole n, n^2 dividing the tile's {patches} "
+                             f"patches (got {ratio!r})")
+    return round(1 / ratio) ** 2
+
+
 def _square(value: Any, where: str, field: str) -> int:
     """A size a config gives as one integer or as [height, width] (transformers' -hf files): one side."""
     if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
@@ -223,14 +233,8 @@ def internvl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
         raise PhasewiseError(f"{where}: field {names['layer']} must be a layer index in -{layers}..{layers - 1} "
                              f"(got {layer!r})")
     depth = layers + layer + 1 if layer < 0 else layer + 1  # the layers vLLM builds: up to the one read
-    ratio = cfg.get("downsample_ratio", 0.5)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1 \
-            or not float(1 / ratio).is_integer():
-        raise PhasewiseError(f"{where}: field downsample_ratio must be 1 / n for a whole n (got {ratio!r})")
-    shuffle = round(1 / ratio) ** 2  # patches a prompt token
     grid = (image // patch) ** 2
-    if grid % shuffle:
-        raise PhasewiseError(f"{where}: downsample_ratio {ratio} does not divide the tile's {grid} patches")
+    shuffle = _pixel_shuffle(cfg.get("downsample_ratio", 0.5), grid, where, "field downsample_ratio")
     norm = vision.get("norm_type", names["norm_default"])
     if norm not in ("rms_norm", "layer_norm"):
         raise PhasewiseError(f"{where}: vision_config.norm_type must be rms_norm or layer_norm (got {norm!r})")
@@ -329,12 +333,8 @@ def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
     adapter = inter * sizes["projector_input_dim"] + sizes["projector_output_dim"] ** 2
     params = patch + sizes["num_hidden_layers"] * _vit_block(hidden, inter) + adapter \
         + sizes["vision_output_dim"] * text_hidden
-    ratio = vision.get("pixel_shuffle_ratio", 0.5)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1 \
-            or not float(1 / ratio).is_integer() or (positions - 1) % round(1 / ratio) ** 2:
-        raise PhasewiseError(f"{where}: vision_config.pixel_shuffle_ratio must be 1 / n for a whole n dividing the "
-                             f"tile's {positions - 1} patches (got {ratio!r})")
-    shuffle = round(1 / ratio) ** 2
+    shuffle = _pixel_shuffle(vision.get("pixel_shuffle_ratio", 0.5), positions - 1, where,
+                             "vision_config.pixel_shuffle_ratio")
     # Llama4ImageProcessor's tiling (its defaults, not in config.json): up to 16 tiles of image_size, a global view
     return VisionEncoder(family="llama4", params=params, depth=sizes["num_hidden_layers"], hidden_size=hidden,
                          intermediate_size=inter,
