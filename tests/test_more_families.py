@@ -47,6 +47,8 @@ def _non_embedding(m):
             attention_multiplier=0.0078125, residual_multiplier=0.22, logits_scaling=16.0), 8.17e9, 40),
     # internlm/internlm3-8b-instruct (8.8B)
     (_dense("internlm3", 4096, 32, 2, 10240, 48, 128512, head_dim=128, qkv_bias=False, bias=False), 8.80e9, 48),
+    # internlm/internlm2_5-7b-chat (InternLM2Config, remote code; 7.74B)
+    (_dense("internlm2", 4096, 32, 8, 14336, 32, 92544, bias=False, tie_word_embeddings=False), 7.74e9, 32),
 ])
 def test_llama_shaped_families_match_their_published_sizes(tmp_path, cfg, published, kv_layers):
     m = _load(tmp_path, cfg)

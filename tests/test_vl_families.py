@@ -203,8 +203,8 @@ def test_internvl_tiles_attend_within_themselves_and_internvit_6b_runs_its_atten
     ({"select_layer": 30}, r"field select_layer must be a layer index in -24\.\.23"),
     ({"downsample_ratio": 0.3}, "field downsample_ratio must be 1 / n"),
     ({"max_dynamic_patch": 0}, "field max_dynamic_patch must be a positive integer"),
-    ({"llm_config": {**QWEN25_7B_LLM, "model_type": "internlm2"}},
-     r"llm_config\.model_type 'internlm2' is not modelled inside model_type 'internvl_chat'"),
+    ({"llm_config": {**QWEN25_7B_LLM, "model_type": "mixtral"}},
+     r"llm_config\.model_type 'mixtral' is not modelled inside model_type 'internvl_chat'"),
     ({"llm_config": None}, "model_type 'internvl_chat' needs its language model's fields in llm_config"),
 ])
 def test_malformed_internvl_configs_are_one_line_errors(change, message):

@@ -79,6 +79,8 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      # partial or no RoPE on some layers and Phi-2's parallel attention and MLP cost nothing of note
                      "glm4", "seed_oss", "olmo2", "olmo3", "smollm3", "exaone4", "ernie4_5", "granite", "internlm3",
                      "phi", "starcoder2",
+                     # InternLM2 / 2.5 (remote code, InternLM2Config: the same names; a fused wqkv costs as q, k, v)
+                     "internlm2",
                      # Cohere's Command R (cohere) and Command A / R7B (cohere2: three windowed layers in four by
                      # sliding_window_pattern, as Gemma's): attention and MLP in parallel off one norm, each still
                      # all-reduced under TP (vLLM commandr.py), so costed as in sequence
@@ -164,9 +166,9 @@ GRANITE_LAYER_KINDS = ("mamba", "attention")
 # Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost);
 # Kimi-K2.5 / K2.6 (KimiK25ForConditionalGeneration) a DeepSeek-V3-shaped one, named deepseek_v3 or kimi_k2;
 # GLM-4.5V / 4.6V (Glm4vMoeForConditionalGeneration) GLM-4.5-Air's shape with multimodal RoPE (glm4v_moe_text)
-# InternVL 3 / 3.5's language models (Qwen2.5, Qwen3, Qwen3 MoE, gpt-oss, InternLM3; InternVL 2.5's InternLM2 is not
-# modelled): in llm_config (the checkpoints' internvl_chat) or text_config (transformers' internvl)
-INTERNVL_LANGUAGE_MODELS = ("qwen2", "qwen3", "qwen3_moe", "gpt_oss", "internlm3", "llama")
+# InternVL 2.5 / 3 / 3.5's language models (Qwen2.5, Qwen3, Qwen3 MoE, gpt-oss, InternLM2 / 3, Llama): in
+# llm_config (the checkpoints' internvl_chat) or text_config (transformers' internvl)
+INTERNVL_LANGUAGE_MODELS = ("qwen2", "qwen3", "qwen3_moe", "gpt_oss", "internlm2", "internlm3", "llama")
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
