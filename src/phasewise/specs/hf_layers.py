@@ -25,23 +25,26 @@ def is_int_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
 
 
-def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int) -> list[str]:
+def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int, window: int | None) -> list[str]:
     """The layer_types a family's transformers config class derives when its config.json lists none ([]: the family
-    has no rule of its own). Olmo 3 (Olmo3Config): every 4th layer full, the others sliding. EXAONE 4
-    (Exaone4Config): sliding unless (i + 1) is a multiple of sliding_window_pattern, or, as its docstring spells a
+    has no rule of its own), `window` the sliding window that applies. Olmo 3 (Olmo3Config): every 4th layer full,
+    the others sliding. Gemma 2 / 3, Cohere 2 and EXAONE 4: sliding unless (i + 1) is a multiple of
+    sliding_window_pattern (WINDOW_PATTERN_DEFAULT where the file names none), or, as EXAONE 4's docstring spells a
     string pattern, layer i local where the pattern's (i mod length)-th letter is L ("LLLG": three local, one
-    global), the last layer global whatever the pattern; none without a window (the class divides by a zero
+    global), the last layer global whatever the pattern; none without a window (Exaone4Config divides by a zero
     pattern there). SmolLM3 (SmolLM3Config): sliding only with use_sliding_window, on its NoPE layers
     (no_rope_layers[i] == 0; by default every 4th). dots.llm1 (Dots1Config): sliding from layer max_window_layers
     on."""
-    window = cfg.get("sliding_window")
     if mt == "olmo3":
         return ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(layers)]
-    if mt == "exaone4":
-        pattern = cfg.get("sliding_window_pattern")
-        if not window or pattern is None:
+    if mt in WINDOW_PATTERN_DEFAULT or mt == "exaone4":
+        if not window:
+            return []
+        named = [cfg[k] for k in ("sliding_window_pattern", "_sliding_window_pattern") if cfg.get(k) is not None]
+        pattern = named[0] if named else WINDOW_PATTERN_DEFAULT.get(mt)
+        if pattern is None:
             return ["full_attention"] * layers
-        if isinstance(pattern, str):
+        if isinstance(pattern, str) and mt == "exaone4":
             if not pattern or set(pattern) - {"L", "G"}:
                 raise PhasewiseError(f"{where}: field sliding_window_pattern must be a positive integer or a string "
                                      f"of L (local) and G (global) layers (got {pattern!r})")
@@ -69,7 +72,7 @@ def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int) ->
 
 def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tuple[int | None, int | None, bool]:
     """(window, windowed layers, chunked) of a Llama-style stack: layer_types where the config lists them (gpt-oss's
-    alternating sliding and full layers), else a family's rule (family_layer_types; Gemma's pattern), Llama 4's
+    alternating sliding and full layers), else a family's rule (family_layer_types: Gemma's pattern), Llama 4's
     chunked local attention in its RoPE layers (costed as a window of the chunk: ModelSpec.chunked_attention), or
     every layer windowed by a bare sliding_window (Mistral); windowed layers None when every layer is. A window as
     long as the model's context (max_position_embeddings, times a rope_scaling factor: Phi-3.5-MoE's 131,072) never
@@ -77,7 +80,7 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
     window = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         window = None
-    layer_types = cfg.get("layer_types") or family_layer_types(cfg, where, mt, layers)
+    layer_types = cfg.get("layer_types") or []
     chunked = mt == "llama4_text" and cfg.get("attention_chunk_size") is not None
     if chunked:
         window = positive(cfg["attention_chunk_size"], where, "attention_chunk_size")
@@ -87,16 +90,12 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
         window = positive(window, where, "sliding_window")
         if 0 < _context(cfg) <= window:
             return None, None, False
+    layer_types = layer_types or family_layer_types(cfg, where, mt, layers, window)
     windowed = None
     if layer_types:
         if len(layer_types) != layers:
             raise PhasewiseError(f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {layers}")
         windowed = sum(kind == "sliding_attention" for kind in layer_types)
-    elif window and mt in WINDOW_PATTERN_DEFAULT:
-        pattern = next((cfg[k] for k in ("sliding_window_pattern", "_sliding_window_pattern") if cfg.get(k) is not None),
-                       WINDOW_PATTERN_DEFAULT[mt])
-        pattern = positive(pattern, where, "sliding_window_pattern")
-        windowed = sum(1 for i in range(layers) if (i + 1) % pattern)
     if windowed == 0:
         return None, None, False  # every layer full: a sliding_window field alone does not apply
     return (window or None), (windowed if window else None), chunked

@@ -94,6 +94,13 @@ def _vit_block(hidden: int, inter: int) -> int:
     return 4 * hidden + 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden)
 
 
+def _qwen_merger(hidden: int, merge: int, out: int, norm_params: int) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """(parameters, GEMMs) of a Qwen-VL patch merger (Qwen2-VL, Qwen2.5-VL, Qwen3-VL and its deepstack mergers): its
+    norm (`norm_params`), then merge x hidden -> the same -> out, with bias."""
+    merged = hidden * merge
+    return norm_params + (merged * merged + merged) + (merged * out + out), ((merged, merged), (merged, out))
+
+
 def qwen3_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
     """The Qwen3-VL vision encoder a config.json's vision_config describes (it names its own output width,
     out_hidden_size; `text_hidden` is not read)."""
@@ -106,20 +113,18 @@ def qwen3_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
     patch_inputs = sizes["in_channels"] * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2
     positions = sizes["num_position_embeddings"] * hidden
     merge = sizes["spatial_merge_size"] ** 2
-    merged = hidden * merge
     mergers = 1 + len(deepstack)  # the merger and one per deepstack level, each over every merged token
-
-    def merger(norm_width: int) -> int:
-        return 2 * norm_width + (merged * merged + merged) + (merged * out + out)
-
+    # the merger's LayerNorm over hidden_size, each deepstack merger's over the merged width
+    merger, merger_gemms = _qwen_merger(hidden, merge, out, 2 * hidden)
+    deep = _qwen_merger(hidden, merge, out, 2 * hidden * merge)[0]
     params = patch_inputs * hidden + hidden + positions + sizes["depth"] * _vit_block(hidden, inter) \
-        + merger(hidden) + len(deepstack) * merger(merged)
+        + merger + len(deepstack) * deep
     heads = sizes["num_heads"]
     return VisionEncoder(family="qwen3_vl", params=params, depth=sizes["depth"], hidden_size=hidden,
                          intermediate_size=inter, num_heads=heads,
                          head_dim=_head_dim(hidden, heads, where, "num_heads"), patch_inputs=patch_inputs,
                          block_gemms=_vit_gemms(hidden, hidden, inter, gated=False),
-                         head_gemms=((merged, merged), (merged, out)) * mergers, patch_size=sizes["patch_size"],
+                         head_gemms=merger_gemms * mergers, patch_size=sizes["patch_size"],
                          merge=merge, embedding_width=out * mergers)
 
 
@@ -128,13 +133,6 @@ _QWEN2_5_VL_FIELDS = ("depth", "hidden_size", "intermediate_size", "out_hidden_s
                       "temporal_patch_size", "spatial_merge_size", "window_size")
 _QWEN2_VL_FIELDS = ("depth", "embed_dim", "hidden_size", "num_heads", "patch_size", "temporal_patch_size",
                     "spatial_merge_size")
-
-
-def _qwen2_merger(hidden: int, merge: int, out: int, norm_params: int) -> tuple[int, tuple[tuple[int, int], ...]]:
-    """(parameters, GEMMs) of a Qwen2-VL / Qwen2.5-VL patch merger: its norm, then merge x hidden -> the same ->
-    out, with bias."""
-    merged = hidden * merge
-    return norm_params + (merged * merged + merged) + (merged * out + out), ((merged, merged), (merged, out))
 
 
 def _in_channels(vision: dict[str, Any], where: str) -> int:
@@ -156,7 +154,7 @@ def qwen2_5_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Vis
     patch_inputs = _in_channels(vision, where) * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2
     merge = sizes["spatial_merge_size"] ** 2
     block = 2 * hidden + 4 * (hidden * hidden + hidden) + 2 * (hidden * inter + inter) + (inter * hidden + hidden)
-    merger, head_gemms = _qwen2_merger(hidden, merge, sizes["out_hidden_size"], hidden)
+    merger, head_gemms = _qwen_merger(hidden, merge, sizes["out_hidden_size"], hidden)
     heads = sizes["num_heads"]
     return VisionEncoder(family="qwen2_5_vl", params=patch_inputs * hidden + depth * block + merger, depth=depth,
                          hidden_size=hidden, intermediate_size=inter, num_heads=heads,
@@ -179,7 +177,7 @@ def qwen2_vl_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> Visio
     inter = int(embed * ratio)
     patch_inputs = _in_channels(vision, where) * sizes["temporal_patch_size"] * sizes["patch_size"] ** 2
     merge = sizes["spatial_merge_size"] ** 2
-    merger, head_gemms = _qwen2_merger(embed, merge, out, 2 * embed)
+    merger, head_gemms = _qwen_merger(embed, merge, out, 2 * embed)
     heads = sizes["num_heads"]
     return VisionEncoder(family="qwen2_vl", params=patch_inputs * embed + depth * _vit_block(embed, inter) + merger,
                          depth=depth, hidden_size=embed, intermediate_size=inter, num_heads=heads,

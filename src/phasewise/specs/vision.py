@@ -133,17 +133,17 @@ class VisionEncoder(BaseModel):
             height = max(side, math.ceil(int(height_px / scale) / side) * side)
             rows, cols = height // side, width // side
             return ImageGeometry(rows * cols * self.merge, rows * cols + rows, (width, height))
-        if self.family == "internvl":
-            columns, rows = _internvl_grid(width_px, height_px, self.min_tiles, self.max_tiles, self.image_size)
-            tiles = columns * rows + (1 if self.thumbnail and columns * rows > 1 else 0)
-            return ImageGeometry(tiles * self.tile_positions, tiles * self.tokens_per_image + 2,
-                                 (self.image_size * columns, self.image_size * rows))
-        if self.family == "llama4":
-            columns, rows = _llama4_grid(width_px, height_px, self.max_tiles, self.image_size)
+        if self.family in ("internvl", "llama4"):
+            if self.family == "internvl":
+                columns, rows = _internvl_grid(width_px, height_px, self.min_tiles, self.max_tiles, self.image_size)
+            else:
+                columns, rows = _llama4_grid(width_px, height_px, self.max_tiles, self.image_size)
             grid = columns * rows
-            tiles = grid + (1 if self.thumbnail and grid > 1 else 0)  # the global view
-            separators = grid if grid > 1 else 0  # rows x (columns - 1) x separators and a y separator a row
-            return ImageGeometry(tiles * self.tile_positions, tiles * self.tokens_per_image + separators + 3,
+            tiles = grid + (1 if self.thumbnail and grid > 1 else 0)  # the thumbnail / global view
+            # InternVL: <img> and </img>; Llama 4: three markers and, beside more than one tile, rows x (columns - 1)
+            # x separators and a y separator a row
+            markers = 2 if self.family == "internvl" else 3 + (grid if grid > 1 else 0)
+            return ImageGeometry(tiles * self.tile_positions, tiles * self.tokens_per_image + markers,
                                  (self.image_size * columns, self.image_size * rows))
         if self.family == "siglip":
             patches = (self.image_size // self.patch_size) ** 2
