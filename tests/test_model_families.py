@@ -96,7 +96,7 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
 
 @pytest.mark.parametrize("change, match", [
     ({"model_type": "falcon"}, "unknown model_type 'falcon' \\(supported: llama"),
-    ({"model_type": "minimax"}, "model_type .minimax. is not modelled yet \\(lightning"),
+    ({"model_type": "mamba"}, "model_type .mamba. is not modelled yet \\(state-space"),
     ({"model_type": "gemma2", "use_bidirectional_attention": True}, "field use_bidirectional_attention"),
     ({"model_type": "gemma3_text", "sliding_window": 64, "sliding_window_pattern": 0},
      "field sliding_window_pattern must be a positive integer"),
@@ -108,12 +108,12 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
      "field moe_layers must list layer indices in 0..1"),
     ({"model_type": "llama4_text", "layer_types": ["chunked_attention", "linear_attention"]},
      "field layer_types \\(linear_attention"),
-    ({"model_type": "minimax"}, "not modelled yet \\(lightning \\(linear\\) attention"),
+    ({"model_type": "minimax"}, "missing field attn_type_list or layer_types"),
     ({"index_topk": 2048}, "field index_topk is not modelled for model_type 'llama'"),
     ({"model_type": "qwen3_next"}, "missing field full_attention_interval"),
     ({"kv_lora_rank": 512}, "field kv_lora_rank is not modelled for model_type 'llama'"),
-    ({"layer_types": ["linear_attention", "full_attention"]}, "field layer_types \\(linear_attention: gated DeltaNet, "
-                                                               "read for model_type qwen3_next"),
+    ({"layer_types": ["linear_attention", "full_attention"]}, "field layer_types \\(linear_attention: gated DeltaNet or "
+                                                               "lightning attention, read for model_type qwen3_next"),
     ({"layer_types": ["sliding_attention", "full_attention"]}, "sliding_attention without a sliding_window"),
     ({"sliding_window_pattern": 6}, "field sliding_window_pattern"),
     ({"model_type": None}, "missing field model_type"),

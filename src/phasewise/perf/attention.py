@@ -46,6 +46,12 @@ class LatentAttention:
     cached_bytes: float  # one token's latent + RoPE key as cached (perf/cost.py cached_kv_bytes_per_token)
 
 
+# FLOPs of Mamba-1's selective scan per token, channel and state element: the discretisation exp(dt A) and dt B x,
+# the update h = dA h + dB x, the output C h (Gu and Dao 2023, section 3.3: O(B L D N); the 9 B L D N the mamba
+# kernels' FLOP counters use, state-spaces/mamba issue #110)
+MAMBA1_SCAN_FLOPS = 9.0
+
+
 @dataclass(slots=True, frozen=True)
 class LinearAttention:
     """Linear-attention layers (gated DeltaNet: Qwen3-Next, Qwen3.5; Mamba-2 below), `share` of a hybrid stack's
@@ -71,7 +77,19 @@ class LinearAttention:
 
     KDA layers (`recurrence` "kda": Kimi Linear; vLLM chunk_kda / fused_recurrent_kda) run DeltaNet's rule with a
     decay per key channel instead of per head: costed with DeltaNet's FLOPs (the per-channel decay scales q and k
-    inside the chunk, elementwise work beside the matrix products), streaming each channel's decay."""
+    inside the chunk, elementwise work beside the matrix products), streaming each channel's decay.
+
+    Mamba-1 layers (`recurrence` "mamba1": Jamba; vLLM selective_scan_fwd in prefill, selective_state_update in
+    decode) scan each channel's d_state-wide state (value heads of width 1, key_head_dim d_state) on CUDA cores in
+    both phases, with no matrix product to put on tensor cores: MAMBA1_SCAN_FLOPS per (token, channel, state
+    element), the state kept on chip through a prompt, read and written once per sequence; the tokens' dt per
+    channel and their B and C (whole on every rank) stream in.
+
+    Lightning attention (`recurrence` "lightning": MiniMax-Text-01 / M1; vLLM lightning_attention, blocks of
+    chunk_tokens = 256, and linear_decode_forward_triton) is linear attention with a fixed decay per head: per block
+    and head the masked, decayed (Q K^T) V (2 C^2 (d_k + d_v)), the history's Q S and the block's K^T V into the
+    state (2 C d_k d_v each), on tensor cores; decode the decayed state plus k^T v and q S (5 d_k d_v per token and
+    head) on CUDA cores; no per-token scalars stream."""
 
     share: float
     value_heads: float
@@ -88,20 +106,26 @@ class LinearAttention:
     def kernel(self, seqs: float, tokens: float, decode: bool, tensor_flops_per_s: float, vector_flops_per_s: float,
                memory_s: Callable[[float], float]) -> tuple[float, float, float, float]:
         """(flops, bytes, compute_s, memory_s) of one linear-attention layer over `seqs` sequences, `tokens` new."""
-        dk, dv, chunk = self.key_head_dim, self.value_head_dim, self.chunk_tokens
-        mamba = self.recurrence == "mamba2"
+        dk, dv, chunk, recurrence = self.key_head_dim, self.value_head_dim, self.chunk_tokens, self.recurrence
         state = self.value_heads * dk * dv * self.state_bytes  # one sequence's recurrent state in this layer
-        # q, k, v in and out of the conv, its taps' state, the heads' scalars (KDA: beta and a decay per channel),
-        # the gated norm's z and output
-        scalars = {"mamba2": 1, "kda": 1 + dk}.get(self.recurrence, 2) * self.value_heads
+        # q, k, v in and out of the conv, its taps' state, the heads' scalars (KDA: beta and a decay per channel;
+        # Mamba-1: dt per channel, B and C), the gated norm's z and output
+        scalars = {"gated_deltanet": 2 * self.value_heads, "mamba2": self.value_heads,
+                   "kda": (1 + dk) * self.value_heads, "mamba1": self.value_heads + 2 * dk}.get(recurrence, 0)
         stream = tokens * (3 * self.conv_dim + 4 * self.value_heads * dv + scalars) * self.activation_bytes
         conv_state = seqs * self.conv_dim * max(self.conv_taps - 1, 0) * self.activation_bytes * 2
-        if decode:
-            flops = tokens * self.value_heads * (5.0 if mamba else 8.0) * dk * dv
+        if recurrence == "mamba1":  # the selective scan: CUDA cores in both phases, the state on chip
+            flops = tokens * self.value_heads * MAMBA1_SCAN_FLOPS * dk
             nbytes = stream + conv_state + seqs * state * 2
             return flops, nbytes, flops / vector_flops_per_s, memory_s(nbytes)
-        if mamba:
+        if decode:
+            flops = tokens * self.value_heads * (5.0 if recurrence in ("mamba2", "lightning") else 8.0) * dk * dv
+            nbytes = stream + conv_state + seqs * state * 2
+            return flops, nbytes, flops / vector_flops_per_s, memory_s(nbytes)
+        if recurrence == "mamba2":
             flops = tokens * (self.value_heads * (2.0 * chunk * dv + 4.0 * dk * dv) + self.key_heads * 2.0 * chunk * dk)
+        elif recurrence == "lightning":
+            flops = tokens * self.value_heads * (2.0 * chunk * (dk + dv) + 4.0 * dk * dv)
         else:
             flops = tokens * self.value_heads * (chunk * (6.0 * dk + 4.0 * dv) + 6.0 * dk * dv)
         chunks = tokens / chunk + seqs  # each sequence's last chunk is partial

@@ -458,6 +458,10 @@ class CostModel(DecodeSeries, Communication):
             # (vLLM MiniMaxText01RMSNormTP.forward_qk)
             ops.append(self._collective("qk_norm_allreduce", L, T * 2 * 4, self.layout.attention_tp, self.tp_bw,
                                         self.tp_lat, eager))
+        linear_reduced = self._linear_reduced_bytes()
+        if linear_reduced and self.layout.attention_tp > 1:
+            ops.append(self._collective("linear_allreduce", round(L * self.linear_share), T * linear_reduced,
+                                        self.layout.attention_tp, self.tp_bw, self.tp_lat, eager))
         # Embedding gather on the first stage, final norm + LM head + sampling on the last.
         emb_bytes = T * h * (self.hp_bytes + ab)
         ops.append(self._op("embedding", 1, 0.0, emb_bytes, 0.0, self._memory_s(emb_bytes), eager))
@@ -470,12 +474,26 @@ class CostModel(DecodeSeries, Communication):
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
         return ops
 
+    def _linear_reduced_bytes(self) -> float:
+        """Bytes per token a linear-attention layer all-reduces over the attention TP group inside its mixer (beside
+        the all-reduce after out_proj): Mamba-1's x_proj output, dt's rank with B and C (vLLM MambaMixer: a
+        RowParallelLinear), in the activation dtype; lightning attention's RMSNorm variance across every head, one
+        FP32 sum per token (MiniMaxText01RMSNormTP); 0 for the others."""
+        m = self.model
+        if m.linear_recurrence == "mamba1":
+            return m.linear_dt_projections[0] * self.a_bytes
+        return 4.0 if m.linear_recurrence == "lightning" else 0.0
+
     def _linear_in_projections(self, T: int) -> tuple[float, float, float, float]:
         """A linear-attention layer's projections of the new tokens, summed: in_proj (q, k, v, the gate z, the heads'
-        scalars) split by head; KDA's low-rank decay and output-gate pairs, their down-projections whole on every TP
+        scalars) split by head; Mamba-1's x_proj and dt_proj; KDA's low-rank decay and output-gate pairs, their down-projections whole on every TP
         rank (vLLM kda.py: ReplicatedLinear f_a_proj / g_a_proj) and their up-projections split."""
         m, h, tp = self.model, self.model.hidden_size, self.layout.attention_tp
         parts = [self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak, True)]
+        x_proj, dt_proj = m.linear_dt_projections
+        if x_proj:  # Mamba-1: x_proj from this rank's channels (a partial sum, linear_allreduce), dt_proj back to them
+            parts += [self._gemm(T, m.linear_value_dim / tp, x_proj, self.w_bytes, self.peak, True),
+                      self._gemm(T, m.linear_dt_rank, dt_proj / tp, self.w_bytes, self.peak, True)]
         decay, gate = m.linear_low_rank
         if decay or gate:
             parts += [self._gemm(T, h, decay + gate, self.w_bytes, self.peak, True),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 KERNELS = {
     "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
     "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "moe_latent_proj": 2, "tp_allreduce": 1, "embedding": 1,
-    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "qk_norm_allreduce": 1,
+    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "qk_norm_allreduce": 1, "linear_allreduce": 1,
 }
 # The host time of an eager stage's kernel launches beyond its device time: the device waits for them
 EAGER_DISPATCH = "eager_dispatch"
@@ -37,6 +37,13 @@ LINEAR_ATTENTION_KERNELS = {"qkv_proj": 2, "attention": 4}
 # A KDA layer (Kimi Linear: vLLM layers/kda.py KimiDeltaAttention.forward): q, k, v, b and the two low-rank pairs'
 # GEMMs (8); the three causal convs, the fused decay gate, the delta-rule kernel and the gated RMSNorm (6)
 KDA_KERNELS = {"qkv_proj": 8, "attention": 6}
+# A Mamba-1 layer (vLLM layers/mamba/mamba_mixer.py MambaMixer.forward, as Jamba runs it): in_proj, x_proj and
+# dt_proj (3); the causal conv, the RMSNorms of dt, B and C, the selective scan (5)
+MAMBA1_KERNELS = {"qkv_proj": 3, "attention": 5}
+# A lightning-attention layer (vLLM MiniMaxText01LinearAttention.forward) counts as a gated-DeltaNet layer: qkv_proj
+# and output_gate (2); the SiLU, the decode kernel, the RMSNorm across heads and the gate's sigmoid and product (4; a
+# prefill runs the lightning kernel as four)
+LINEAR_KERNELS = {"kda": KDA_KERNELS, "mamba1": MAMBA1_KERNELS}
 # A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
 # the elementwise kernels count)
 SHARED_EXPERT_KERNELS = 3
@@ -64,7 +71,7 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
     if sparse_attention:
         for name, extra in SPARSE_INDEXER_KERNELS.items():
             counts[name] += extra
-    linear_kernels = KDA_KERNELS if linear_recurrence == "kda" else LINEAR_ATTENTION_KERNELS
+    linear_kernels = LINEAR_KERNELS.get(linear_recurrence, LINEAR_ATTENTION_KERNELS)
     for name, linear in linear_kernels.items():
         counts[name] += linear_share * (linear - counts[name])
     if shared_experts:
@@ -89,7 +96,7 @@ OPERATOR_GROUP = {
     "moe_experts": "dense", "moe_shared": "dense", "moe_latent_proj": "dense", "lm_head": "dense",
     "elementwise": "elementwise", "embedding": "elementwise",
     "tp_allreduce": "communication", "pp_send_recv": "communication", "moe_all_to_all": "communication",
-    "qk_norm_allreduce": "communication",
+    "qk_norm_allreduce": "communication", "linear_allreduce": "communication",
     EAGER_DISPATCH: "host",
 }
 GROUPS = ("attention", "dense", "elementwise", "communication", "host")
@@ -116,7 +123,7 @@ class OperatorCost:
         top = max(self.compute_s, self.memory_s, 0.0 if self.host_overlapped else self.dispatch_s)
         self.time_s = top + self.launch_s
         host_bound = not self.host_overlapped and top == self.dispatch_s
-        if self.name in ("tp_allreduce", "pp_send_recv", "qk_norm_allreduce"):
+        if self.name.endswith("allreduce") or self.name == "pp_send_recv":
             self.bound = "dispatch" if host_bound and self.dispatch_s > self.memory_s else "network"
         elif host_bound or self.launch_s > top:
             self.bound = "dispatch"

@@ -2,7 +2,7 @@
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
 indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, Kimi Linear's KDA beside latent
-attention, multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
+attention, Jamba's Mamba-1 and MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
 unknown model_type, or a field that changes a layer's cost and that its parser does not read, is a one-line error
 naming it, never a fallback to another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
@@ -25,6 +25,13 @@ from phasewise.specs.hf_layers import (
     nemotron_blocks,
     positive,
     window_layers,
+)
+from phasewise.specs.hf_recurrent import (
+    JAMBA_DEFAULTS,
+    LIGHTNING_TYPES,
+    jamba_moe_layers,
+    lightning_fields,
+    mamba1_fields,
 )
 from phasewise.specs.hf_vision import (
     internvl_encoder,
@@ -139,6 +146,7 @@ CONFIG_CLASS_DEFAULTS = {
     "exaone4": dict(sliding_window=4096, sliding_window_pattern=4),
     "smollm3": dict(use_sliding_window=False),
     "dots1": dict(sliding_window=4096, max_window_layers=62),
+    "jamba": JAMBA_DEFAULTS,
     "ernie4_5_moe": dict(moe_num_experts=64, moe_k=6, moe_num_shared_experts=2, moe_intermediate_size=1536,
                          moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1),
 }
@@ -188,13 +196,15 @@ ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwe
             "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder,
             "internvl_chat": internvl_encoder, "internvl": internvl_encoder}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
+# Llama-style fields around recurrent layers of their own (specs/hf_recurrent.py): Jamba's Mamba-1, MiniMax's lightning
+RECURRENT_HYBRID_TYPES = ("jamba",) + LIGHTNING_TYPES
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
-    + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
+    + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
-    "minimax": "lightning (linear) attention layers", "minimax_m1": "lightning (linear) attention layers",
-    "jamba": "Mamba layers", "mamba": "state-space layers", "mamba2": "state-space layers",
+    "mamba": "state-space layers only, no attention layer", "mamba2": "state-space layers only, no attention layer",
+    "falcon_mamba": "state-space layers only, no attention layer",
 }
 # Fields that change a layer's cost; a config carrying one its parser does not read is refused by name.
 LATENT_FIELDS = ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
@@ -314,8 +324,9 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
     kinds_listed = cfg.get("attn_type_list")
     full = kinds_listed is not None and all(kind == 1 for kind in kinds_listed)
-    hybrid = mt in LINEAR_HYBRID_TYPES
-    unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None and not (k == "attn_type_list" and full)
+    hybrid = mt in LINEAR_HYBRID_TYPES or mt in LIGHTNING_TYPES
+    unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None
+              and not (k == "attn_type_list" and (full or mt in LIGHTNING_TYPES))
               and not (k == "full_attention_interval" and hybrid)
               and not (k == "sliding_window_pattern" and (mt in WINDOW_PATTERN_DEFAULT or mt == "exaone4"))
               and not (k == "attention_chunk_size" and mt == "llama4_text")
@@ -336,8 +347,8 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         {"linear_attention"} if hybrid else set()) - ({"chunked_attention"} if mt == "llama4_text" else set()) - (
         set(GRANITE_LAYER_KINDS) if mt == "granitemoehybrid" else set())
     if "linear_attention" in kinds:
-        unread.append("layer_types (linear_attention: gated DeltaNet, read for model_type "
-                      f"{', '.join(LINEAR_HYBRID_TYPES)} only)")
+        unread.append("layer_types (linear_attention: gated DeltaNet or lightning attention, read for model_type "
+                      f"{', '.join(LINEAR_HYBRID_TYPES + LIGHTNING_TYPES)} only)")
         kinds.discard("linear_attention")
     if "sliding_attention" in (cfg.get("layer_types") or []) and not cfg.get("sliding_window"):
         unread.append("layer_types (sliding_attention without a sliding_window)")
@@ -379,6 +390,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
             moe_layers, shared_inter = llama4_moe_layers(cfg, where, layers), expert_inter
         if mt == "ernie4_5_moe":
             moe_layers = ernie_moe_layers(cfg, where, layers)
+        if mt == "jamba":
+            moe_layers = jamba_moe_layers(cfg, where, layers)
     layer_types = cfg.get("layer_types") or []
     window, windowed_layers, chunked = window_layers(cfg, where, mt, layers)
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
@@ -398,6 +411,10 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
                           indexer_head_dim=int(_require(cfg, where, "index_head_dim")))
     if mt in LINEAR_HYBRID_TYPES:
         latent = _linear_attention_fields(cfg, where, layers, layer_types)
+    if mt == "jamba":
+        latent = mamba1_fields(cfg, where, layers)
+    if mt in LIGHTNING_TYPES:
+        latent = lightning_fields(cfg, where, layers)
     if mt == "kimi_linear":
         latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
     return ModelSpec(

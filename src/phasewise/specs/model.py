@@ -83,8 +83,16 @@ class ModelSpec(BaseModel):
     # Kimi Delta Attention ("kda": Kimi Linear) is DeltaNet's rule with a per-channel decay: q, k and v projected
     # apart, beta per head, the decay and the output gate each through a low-rank pair (hidden -> head_dim, whole on
     # every TP rank, -> heads x head_dim, split), the conv over q, k and v
-    linear_recurrence: Literal["gated_deltanet", "mamba2", "kda"] = "gated_deltanet"
+    # Mamba-1's selective scan ("mamba1": Jamba) is Mamba-2 with heads of width 1: each of the d_inner channels
+    # (value heads, value_head_dim 1) has its own d_state-wide state (key_head_dim) and decay; in_proj makes x and z
+    # only; x_proj makes each token's dt (linear_dt_rank wide), B and C from the channels (under TP a partial sum,
+    # all-reduced: B and C are whole on every rank, so there are no key heads), dt_proj widens dt to the channels.
+    # Lightning attention ("lightning": MiniMax-Text-01 / M1) is linear attention with a fixed decay per head: q, k,
+    # v (SiLU) and an output gate projected from the hidden state, no conv, an RMSNorm across every head's output
+    # (its variance all-reduced under TP)
+    linear_recurrence: Literal["gated_deltanet", "mamba2", "kda", "mamba1", "lightning"] = "gated_deltanet"
     linear_chunk_tokens: int = Field(default=64, gt=0)
+    linear_dt_rank: int = Field(default=0, ge=0)  # Mamba-1's dt projection rank (mamba_dt_rank); 0 elsewhere
     # Layers whose block has a token mixer (attention or a linear recurrence) but no MLP: Nemotron-H stacks mixer and
     # MLP blocks as separate layers (hybrid_override_pattern), and pairs here each MLP block with a mixer block; the
     # mixers left over (its attention blocks placed between two recurrent ones) are these
@@ -144,14 +152,20 @@ class ModelSpec(BaseModel):
                 raise ValueError(f"linear_attention_layers={self.linear_attention_layers}: at least one of the "
                                  f"{self.num_layers} layers must keep softmax attention (a stack of linear-attention "
                                  "layers only is not modelled)")
-            if min(self.linear_key_heads, self.linear_value_heads, self.linear_key_head_dim,
-                   self.linear_value_head_dim) <= 0:
+            mamba1 = self.linear_recurrence == "mamba1"
+            if min(self.linear_value_heads, self.linear_key_head_dim, self.linear_value_head_dim) <= 0 or (
+                    self.linear_key_heads <= 0 and not mamba1):
                 raise ValueError("linear-attention layers need positive linear_num_key_heads, linear_num_value_heads, "
                                  "linear_key_head_dim and linear_value_head_dim")
-            if self.linear_value_heads % self.linear_key_heads:
+            if mamba1 and (self.linear_key_heads or self.linear_value_head_dim != 1 or self.linear_dt_rank <= 0):
+                raise ValueError("Mamba-1 layers are d_inner channels of width 1 (linear_value_head_dim 1) sharing B "
+                                 "and C (no key heads), with a positive dt rank (mamba_dt_rank)")
+            if not mamba1 and self.linear_dt_rank:
+                raise ValueError("a dt rank (mamba_dt_rank) belongs to Mamba-1 layers")
+            if not mamba1 and self.linear_value_heads % self.linear_key_heads:
                 raise ValueError(f"linear_num_value_heads={self.linear_value_heads} is not a multiple of "
                                  f"linear_num_key_heads={self.linear_key_heads}")
-            if self.sliding_window_layers:
+            if self.sliding_window:
                 raise ValueError("linear-attention layers beside sliding-window attention are not modelled")
             if self.latent_attention and self.linear_recurrence != "kda":
                 raise ValueError("linear-attention layers beside latent attention are modelled for KDA (Kimi Linear) "
@@ -267,14 +281,15 @@ class ModelSpec(BaseModel):
     @property
     def linear_head_scalars(self) -> int:
         """Scalars in_proj makes per value head and token: DeltaNet's beta and decay, Mamba-2's dt, KDA's beta (its
-        decay is per channel, from the low-rank pair)."""
-        return 2 if self.linear_recurrence == "gated_deltanet" else 1
+        decay is per channel, from the low-rank pair); none for Mamba-1 (dt from dt_proj) and lightning attention
+        (a fixed decay)."""
+        return {"gated_deltanet": 2, "mamba2": 1, "kda": 1}.get(self.linear_recurrence, 0)
 
     @property
     def linear_in_proj_size(self) -> int:
         """Output width of a linear-attention layer's input projections from the hidden state that TP splits: q, k,
-        v (Mamba-2: C, B, x), the output gate z (value-wide; KDA's comes from its low-rank pair instead), and each
-        value head's scalars (linear_head_scalars)."""
+        v (Mamba-2: C, B, x; Mamba-1: x alone, no key heads), the output gate z (value-wide; KDA's comes from its
+        low-rank pair instead), and each value head's scalars (linear_head_scalars)."""
         gate = 0 if self.linear_recurrence == "kda" else self.linear_value_dim
         scalars = self.linear_head_scalars * self.linear_value_heads
         return 2 * self.linear_key_dim + self.linear_value_dim + gate + scalars
@@ -288,13 +303,24 @@ class ModelSpec(BaseModel):
         return self.linear_key_head_dim, self.linear_value_head_dim
 
     @property
+    def linear_dt_projections(self) -> tuple[int, int]:
+        """Mamba-1's (x_proj, dt_proj) output widths per token: dt's rank with B and C (whole on every TP rank), then
+        dt over the channels (split); (0, 0) else."""
+        if not self.linear_dt_rank:
+            return 0, 0
+        return self.linear_dt_rank + 2 * self.linear_key_head_dim, self.linear_value_dim
+
+    @property
     def linear_attention_params(self) -> int:
-        """Weights of one linear-attention layer's mixer: in_proj, KDA's low-rank pairs, the conv taps, out_proj
-        (value -> hidden)."""
+        """Weights of one linear-attention layer's mixer: in_proj, KDA's low-rank pairs, Mamba-1's x_proj, dt_proj
+        and per-channel decays (A, d_inner x d_state), the conv taps, out_proj (value -> hidden)."""
         h = self.hidden_size
         decay, gate = self.linear_low_rank
         low_rank = (h + self.linear_key_dim) * decay + (h + self.linear_value_dim) * gate  # down + up
-        return (h * self.linear_in_proj_size + low_rank + self.linear_conv_dim * self.linear_conv_kernel
+        x_proj, dt_proj = self.linear_dt_projections
+        selective = (self.linear_value_dim * (x_proj + self.linear_key_head_dim) + self.linear_dt_rank * dt_proj
+                     if self.linear_dt_rank else 0)
+        return (h * self.linear_in_proj_size + low_rank + selective + self.linear_conv_dim * self.linear_conv_kernel
                 + self.linear_value_dim * h)
 
     @property

@@ -1,0 +1,250 @@
+"""Jamba's Mamba-1 layers and MiniMax-Text-01 / M1's lightning attention: their config.json fields, parameter counts
+against the published ones, recurrent state, the scan and lightning kernels and the mixers' own all-reduce, each
+against a hand computation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from conftest import assert_decode_runs_match_fast
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.attention import MAMBA1_SCAN_FLOPS, LinearAttention
+from phasewise.perf.memory import kv_bytes_per_token, kv_state_pages, recurrent_state_bytes_per_sequence
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.engines import resolve_engine
+
+JAMBA_MINI, JAMBA_LARGE, MINIMAX_M1 = ("ai21labs/AI21-Jamba-Mini-1.5", "ai21labs/AI21-Jamba-Large-1.5",
+                                       "MiniMaxAI/MiniMax-M1-80k")
+
+
+def _write(tmp_path, cfg) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _mamba1_params(h: int, inner: int, state: int, rank: int, taps: int) -> int:
+    """in_proj to x and z, the depthwise conv, x_proj to dt's rank with B and C, dt_proj back to the channels, the
+    channels' decays A (inner x state), out_proj; biases, D and the dt / B / C norms not counted (as no norm is)."""
+    return h * 2 * inner + inner * taps + inner * (rank + 2 * state) + rank * inner + inner * state + inner * h
+
+
+def _jamba_params(h, layers, heads, kv_heads, inter, rank, vocab=65536):
+    attention_layers = layers // 8
+    mamba = _mamba1_params(h, 2 * h, 16, rank, 4)
+    attention = h * (heads * 128 + 2 * kv_heads * 128) + heads * 128 * h
+    mlp = 3 * h * inter
+    moe = 16 * mlp + h * 16
+    total = ((layers - attention_layers) * mamba + attention_layers * attention + layers // 2 * (mlp + moe)
+             + 2 * vocab * h)
+    active = total - layers // 2 * 14 * mlp
+    return total, active
+
+
+@pytest.mark.parametrize("name, shape, published", [
+    (JAMBA_MINI, (4096, 32, 32, 8, 14336, 256), (52e9, 12e9)),
+    (JAMBA_LARGE, (8192, 72, 64, 8, 24576, 512), (398e9, 94e9)),
+])
+def test_jamba_layers_and_parameters_by_hand(name, shape, published):
+    """Attention in every 8th layer from layer 4, Mamba-1 in the rest; a MoE in every odd layer; the card's totals
+    (52B / 12B active, 398B / 94B) to 1 %."""
+    m = load_model(name)
+    h, layers = shape[0], shape[1]
+    assert (m.num_layers, m.linear_attention_layers, m.num_moe_layers, m.num_dense_layers) == (
+        layers, layers - layers // 8, layers // 2, layers // 2)
+    assert (m.linear_recurrence, m.linear_key_heads, m.linear_value_heads, m.linear_value_head_dim,
+            m.linear_key_head_dim, m.linear_conv_kernel, m.linear_dt_rank) == ("mamba1", 0, 2 * h, 1, 16, 4, shape[5])
+    assert not m.attention_rope and m.shared_expert_intermediate_size == 0
+    assert m.linear_attention_params == _mamba1_params(h, 2 * h, 16, shape[5], 4)
+    total, active = _jamba_params(*shape)
+    assert (m.total_params, m.active_params) == (total, active)
+    assert m.total_params == pytest.approx(published[0], rel=0.01)
+    assert m.active_params == pytest.approx(published[1], rel=0.01)
+
+
+def test_minimax_m1_layers_and_parameters_by_hand():
+    """70 lightning and 10 softmax layers (attn_type_list), every layer a MoE of 32 experts; 456 B parameters and
+    45.9 B active without the embeddings (the model card's figures)."""
+    m = load_model(MINIMAX_M1)
+    assert (m.num_layers, m.linear_attention_layers, m.num_moe_layers, m.num_dense_layers) == (80, 70, 80, 0)
+    assert (m.linear_recurrence, m.linear_key_heads, m.linear_value_heads, m.linear_key_head_dim,
+            m.linear_value_head_dim, m.linear_conv_kernel, m.linear_chunk_tokens) == ("lightning", 64, 64, 128, 128,
+                                                                                      0, 256)
+    h, width = 6144, 64 * 128
+    lightning = h * (3 * width + width) + width * h  # q, k, v and the output gate; out_proj
+    attention = h * (width + 2 * 8 * 128) + width * h
+    moe = 32 * 3 * h * 9216 + h * 32
+    assert m.linear_attention_params == lightning
+    assert m.total_params == 70 * lightning + 10 * attention + 80 * moe + 2 * 200064 * h
+    assert m.total_params == pytest.approx(456e9, rel=0.001)
+    assert m.active_params - 2 * m.embedding_params == pytest.approx(45.9e9, rel=0.002)
+
+
+def test_transformers_minimax_names_its_layers_in_layer_types(tmp_path):
+    """transformers' MiniMaxConfig (model_type minimax) lists layer_types; the count follows them."""
+    cfg = {"model_type": "minimax", "hidden_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 8,
+           "num_key_value_heads": 2, "head_dim": 128, "intermediate_size": 512, "num_local_experts": 4,
+           "num_experts_per_tok": 2, "vocab_size": 1000,
+           "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention"]}
+    m = load_model(_write(tmp_path, cfg))
+    assert (m.linear_attention_layers, m.linear_recurrence, m.linear_value_heads) == (3, "lightning", 8)
+    listed = {k: v for k, v in cfg.items() if k != "layer_types"} | {"model_type": "minimax_m1",
+                                                                     "attn_type_list": [0, 0, 0, 1]}
+    assert load_model(_write(tmp_path, listed)).total_params == m.total_params
+
+
+def test_jamba_dt_rank_auto_and_the_class_defaults(tmp_path):
+    """mamba_dt_rank "auto" is ceil(hidden / 16); the period fields JambaConfig supplies may be left out."""
+    cfg = {"model_type": "jamba", "hidden_size": 1000, "num_hidden_layers": 16, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "intermediate_size": 512, "vocab_size": 1000, "mamba_dt_rank": "auto"}
+    m = load_model(_write(tmp_path, cfg))
+    assert (m.linear_dt_rank, m.linear_attention_layers, m.num_moe_layers, m.num_experts) == (
+        math.ceil(1000 / 16), 14, 8, 16)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"attn_layer_offset": 8}, "field attn_layer_offset must be an integer in 0..7"),
+    ({"expert_layer_period": 0}, "field expert_layer_period must be a positive integer"),
+    ({"attn_layer_period": 64, "attn_layer_offset": 40}, "leave none of the 32 layers with attention"),
+    ({"mamba_dt_rank": "wide"}, "field mamba_dt_rank must be a positive integer"),
+    ({"mamba_d_state": -1}, "field mamba_d_state must be a positive integer"),
+    ({"sliding_window": 4096}, "sliding-window attention are not modelled"),
+])
+def test_bad_jamba_fields_are_one_line_errors(tmp_path, change, match):
+    cfg = _catalog_config(JAMBA_MINI) | change
+    with pytest.raises(PhasewiseError, match=match):
+        load_model(_write(tmp_path, cfg))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"attn_type_list": [0, 1]}, "field attn_type_list must give each of the 80 layers 0 \\(lightning\\) or 1"),
+    ({"attn_type_list": [2] * 80}, "field attn_type_list must give each of the 80 layers"),
+    ({"attn_type_list": None}, "missing field attn_type_list or layer_types"),
+    ({"attn_type_list": None, "layer_types": ["linear_attention"] * 79}, "layer_types lists 79 layers"),
+    ({"attn_type_list": None, "layer_types": ["linear_attention"] * 79 + ["chunked_attention"]},
+     "field layer_types \\(chunked_attention\\) is not modelled for model_type 'minimax_m1'"),
+    ({"attn_type_list": [0] * 80}, "at least one of the 80 layers must keep softmax attention"),
+])
+def test_bad_minimax_fields_are_one_line_errors(tmp_path, change, match):
+    cfg = _catalog_config(MINIMAX_M1) | change
+    with pytest.raises(PhasewiseError, match=match):
+        load_model(_write(tmp_path, cfg))
+
+
+@pytest.mark.parametrize("model_type", ["mamba", "mamba2", "falcon_mamba"])
+def test_pure_state_space_models_are_refused_by_name(tmp_path, model_type):
+    with pytest.raises(PhasewiseError, match=f"model_type '{model_type}' is not modelled yet \\(state-space layers "
+                                             "only, no attention layer\\)"):
+        load_model(_write(tmp_path, {"model_type": model_type, "hidden_size": 4096}))
+
+
+def _catalog_config(name: str) -> dict:
+    from phasewise.specs.catalog import packaged
+
+    return dict(packaged("models.yaml")["models"][name]["config"])
+
+
+def test_recurrent_state_and_vllm_page_of_jamba_mini_by_hand():
+    """28 Mamba-1 layers x (8,192 channels x 16 state elements + the conv's 3 taps of 8,192 channels): 8.3 MiB per
+    sequence in BF16 on one GPU; 4 attention layers of 8 KV heads: 16 KiB per token; vLLM's hybrid page raises the
+    attention block to 80 tokens (one layer's state of 311,296 bytes over 4,096 bytes a token and layer, to 16s)."""
+    m, bf16 = load_model(JAMBA_MINI), load_quant("bf16")
+    assert recurrent_state_bytes_per_sequence(m, bf16, 1, 1, "bf16") == 28 * (8192 * 16 * 2 + 8192 * 3 * 2)
+    assert recurrent_state_bytes_per_sequence(m, bf16, 2, 1, "fp32") == 28 * (4096 * 16 * 4 + 4096 * 3 * 2)
+    assert kv_bytes_per_token(m, bf16, 1, 1) == 4 * 2 * 8 * 128 * 2
+    block, _ = kv_state_pages(resolve_engine("vllm", load_hardware("h100-sxm")), m, bf16, 1, 1)
+    assert block == 16 * math.ceil(311_296 / 4096 / 16)
+
+
+def test_minimax_state_is_a_head_dim_square_per_head():
+    m, bf16 = load_model(MINIMAX_M1), load_quant("bf16")
+    assert recurrent_state_bytes_per_sequence(m, bf16, 8, 1, "bf16") == 70 * 8 * 128 * 128 * 2  # no conv
+    assert kv_bytes_per_token(m, bf16, 8, 1) == 10 * 2 * 1 * 128 * 2
+
+
+def test_mamba1_scan_by_hand():
+    """The selective scan: 9 FLOPs per token, channel and state element on CUDA cores in prefill and decode alike;
+    the state read and written once per sequence (no per-chunk states); dt per channel and B, C stream in."""
+    scan = LinearAttention(share=28 / 32, value_heads=4096, key_head_dim=16, value_head_dim=1, conv_dim=4096,
+                           conv_taps=4, state_bytes=2, activation_bytes=2, recurrence="mamba1", key_heads=0)
+    state = 4096 * 16 * 2
+    stream = 8192 * (3 * 4096 + 4 * 4096 + 4096 + 2 * 16) * 2
+    conv = 4096 * 3 * 2 * 2
+    flops, nbytes, compute_s, _ = scan.kernel(2, 8192, False, 1e15, 1e14, lambda b: b / 4e12)
+    assert flops == 8192 * 4096 * MAMBA1_SCAN_FLOPS * 16 and compute_s == flops / 1e14
+    assert nbytes == stream + 2 * conv + 2 * state * 2
+    decode = scan.kernel(16, 16, True, 1e15, 1e14, lambda b: b / 4e12)
+    assert decode[0] == 16 * 4096 * 9 * 16 and decode[2] == decode[0] / 1e14
+
+
+def test_lightning_kernels_by_hand():
+    """Prefill in blocks of 256: per token and head 2 x 256 x (d_k + d_v) + 4 d_k d_v on tensor cores; decode 5 d_k
+    d_v on CUDA cores; no conv, no per-token scalars."""
+    lightning = LinearAttention(share=70 / 80, value_heads=8, key_head_dim=128, value_head_dim=128,
+                                conv_dim=3 * 8 * 128, conv_taps=0, state_bytes=2, activation_bytes=2,
+                                recurrence="lightning", key_heads=8, chunk_tokens=256)
+    flops, nbytes, compute_s, _ = lightning.kernel(1, 4096, False, 1e15, 1e14, lambda b: b)
+    assert flops == 4096 * 8 * (2 * 256 * 256 + 4 * 128 * 128) and compute_s == flops / 1e15
+    state = 8 * 128 * 128 * 2
+    assert nbytes == 4096 * (3 * 3072 + 4 * 1024) * 2 + (4096 / 256 + 1) * state * 2 + state * 2
+    flops, _, compute_s, _ = lightning.kernel(16, 16, True, 1e15, 1e14, lambda b: b)
+    assert flops == 16 * 8 * 5 * 128 * 128 and compute_s == flops / 1e14
+
+
+def _cost(name: str, tp: int, engine: str = "vllm", hardware: str = "h100-sxm") -> CostModel:
+    return CostModel(load_model(name), load_hardware(hardware), load_quant("bf16"), load_engine(engine), tp)
+
+
+def _ops(cm: CostModel, shape: BatchShape) -> dict:
+    return {op.name: op for op in cm.iteration(shape).operators}
+
+
+def test_the_mixers_own_all_reduce_by_hand():
+    """Under TP, Mamba-1's x_proj output (dt's rank with B and C, 256 + 32 values a token) and lightning attention's
+    RMSNorm variance (one FP32 sum a token) are all-reduced once in each such layer, beside the block's all-reduces;
+    nothing at TP 1."""
+    jamba = _ops(_cost(JAMBA_MINI, 2), BatchShape.uniform(4, 512, 0))
+    assert jamba["linear_allreduce"].count == 28 and jamba["linear_allreduce"].bytes == 28 * 4 * 512 * 288 * 2
+    assert jamba["tp_allreduce"].count == 64
+    minimax = _ops(_cost(MINIMAX_M1, 8, hardware="h200-sxm"), BatchShape.uniform(2, 1024, 0))
+    assert minimax["linear_allreduce"].count == 70 and minimax["linear_allreduce"].bytes == 70 * 2 * 1024 * 4
+    assert "linear_allreduce" not in _ops(_cost(JAMBA_MINI, 1), BatchShape.uniform(4, 512, 0))
+
+
+def test_jamba_projections_by_hand():
+    """The Mamba-1 layers' projections: in_proj (x, z), x_proj from this rank's channels, dt_proj back to them; the
+    attention layers' q, k, v; the mean layer's FLOPs at TP 2."""
+    cm = _cost(JAMBA_MINI, 2)
+    tokens = 1024
+    qkv = _ops(cm, BatchShape.uniform(1, tokens, 0))["qkv_proj"]
+    mamba = 2 * tokens * (4096 * 8192 + 4096 * 288 + 256 * 4096)
+    attention = 2 * tokens * 4096 * (16 * 128 + 2 * 4 * 128)
+    assert qkv.flops == pytest.approx(28 * mamba + 4 * attention, rel=1e-9)
+
+
+@pytest.mark.parametrize("name, tp, hardware", [(JAMBA_MINI, 2, "h100-sxm"), (MINIMAX_M1, 8, "h200-sxm")])
+def test_decode_runs_are_costed_as_fast_does_step_by_step(name, tp, hardware):
+    from phasewise.perf.decode_line import DecodeLine
+
+    assert_decode_runs_match_fast(_cost(name, tp, hardware=hardware), DecodeLine, (1, 64), (20, 8000), 200, (0, 150))
+
+
+@pytest.mark.parametrize("name, tp, hardware", [(JAMBA_MINI, 2, "h100-sxm"), (MINIMAX_M1, 8, "h200-sxm")])
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_recurrent_hybrids_simulate_with_their_invariants(name, tp, hardware, engine):
+    from phasewise.sim.api import run
+
+    result = run(model=name, hardware=hardware, tp=tp, engine=engine, rate=4, requests=30, isl=2048, osl=64,
+                 check_invariants=True).summary()
+    assert result["completed"] == 30
+
+
+def test_tp_must_divide_the_channels_and_heads():
+    with pytest.raises(PhasewiseError, match="--tp 3 does not divide num_attention_heads=32"):
+        _cost(JAMBA_MINI, 3)
+    with pytest.raises(PhasewiseError, match="pipeline parallelism of a hybrid linear-attention stack"):
+        CostModel(load_model(MINIMAX_M1), load_hardware("h200-sxm"), load_quant("bf16"), load_engine("vllm"), 8, 2)
