@@ -248,3 +248,42 @@ def test_tp_must_divide_the_channels_and_heads():
         _cost(JAMBA_MINI, 3)
     with pytest.raises(PhasewiseError, match="pipeline parallelism of a hybrid linear-attention stack"):
         CostModel(load_model(MINIMAX_M1), load_hardware("h200-sxm"), load_quant("bf16"), load_engine("vllm"), 8, 2)
+
+
+# A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time
+RECURRENT_SMOKE_FACTOR = 4.0
+
+
+def test_quick_recurrent_validate_json(run_cli):
+    """`validate --recurrent` times a scaled MiniMax stack (transformers' MiniMaxForCausalLM: 7 lightning layers and
+    one softmax layer, 2 heads of 128) and predicts the same shapes, parsed from transformers' minimax form."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    code, out, err = run_cli("validate", "--recurrent", "--quick", "--hardware", "cpu-local", "--hidden", "256",
+                             "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    config = data["info"]["config"]
+    assert config["layer_types"] == ["linear_attention"] * 7 + ["full_attention"]
+    assert (config["num_attention_heads"], config["num_key_value_heads"], config["intermediate_size"]) == (2, 1, 384)
+    assert [(p["phase"], p["batch"], p["tokens"]) for p in data["points"]] == [
+        ("prefill", 1, 256), ("prefill", 1, 512), ("prefill", 2, 256), ("decode", 1, 256), ("decode", 4, 256)]
+    for key in ("prefill_median_abs_error", "decode_worst_abs_error", "prefill_unfitted_median_abs_error"):
+        assert math.isfinite(data["summary"][key])
+    for p in data["points"]:
+        assert 0 < p["cpu_ms"] <= p["measured_ms"] * 1.05
+        assert 1 / RECURRENT_SMOKE_FACTOR < p["predicted_ms"] / p["cpu_ms"] < RECURRENT_SMOKE_FACTOR, p
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--dllm",), "does not combine with --dllm"),
+    (("--device", "cuda"), "--device cpu"),
+    (("--threads", "2"), "--threads"),
+    (("--model", JAMBA_MINI), "has none"),
+    (("--hidden", "100"), "multiple of the heads' 128"),
+    (("--layers", "4"), "at least one softmax layer"),
+    (("--blocks", "32"), "--blocks applies to --dllm"),
+])
+def test_recurrent_validate_flag_errors_are_one_line(run_cli, args, needle):
+    code, out, err = run_cli("validate", "--recurrent", *args)
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err

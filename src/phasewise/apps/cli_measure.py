@@ -92,6 +92,9 @@ def validate_cmd(
     vision: Annotated[bool, typer.Option("--vision", help="time a Qwen3-VL (or, with --model, Qwen2.5-VL) vision "
                                          "encoder (random weights, scaled: --layers blocks, --hidden width) on images "
                                          "of several sizes against the cost model's encoder forward")] = False,
+    recurrent: Annotated[bool, typer.Option("--recurrent", help="time a MiniMax lightning-attention stack (random "
+                                            "weights, scaled: --layers, --hidden) on prefill and decode against the "
+                                            "cost model (default model MiniMaxAI/MiniMax-M1-80k)")] = False,
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
@@ -100,7 +103,7 @@ def validate_cmd(
     from phasewise.measure.validate import summary, validate
 
     modes = {"--serve": serve, "--pipeline": pipeline != 0, "--dllm": dllm, "--train-reuse": train_reuse,
-             "--vision": vision}
+             "--vision": vision, "--recurrent": recurrent}
     refuse_unused(modes, dict(clients=clients, requests=requests, prompt=prompt, output=output, repeats=repeats,
                               link_mbps=link_mbps, sub_sequences=sub_sequences, canvas=canvas, blocks=blocks,
                               train_method=train_method, quick=quick or None, threads=threads))
@@ -115,6 +118,14 @@ def validate_cmd(
     prompt, output, canvas = given_or(prompt, 128), given_or(output, 32), given_or(canvas, 256)
     link_mbps, sub_sequences = given_or(link_mbps, "20,200"), given_or(sub_sequences, "1,2,4,8")
     blocks, train_method = given_or(blocks, "32,64,128,256"), given_or(train_method, "full")
+    if recurrent:
+        from phasewise.apps.recurrent_validate_view import run_recurrent_validate
+
+        others = {"--dllm": dllm, "--serve": serve, "--pipeline": bool(pipeline), "--train-reuse": train_reuse,
+                  "--vision": vision}
+        run_recurrent_validate(console, model, hardware, device, layers, hidden, engine, quick, threads, as_json,
+                               others)
+        return
     if vision:
         from phasewise.apps.vision_validate_view import run_vision_validate
 
@@ -194,8 +205,8 @@ MODE_FLAGS = {
     "clients": ("--serve",), "requests": ("--serve",), "prompt": ("--serve", "--pipeline", "--dllm"),
     "output": ("--serve", "--pipeline"), "repeats": ("--serve", "--pipeline"), "link_mbps": ("--pipeline",),
     "sub_sequences": ("--pipeline",), "canvas": ("--dllm",), "blocks": ("--dllm",), "train_method": ("--train-reuse",),
-    "quick": ("", "--serve", "--dllm", "--train-reuse", "--vision"),
-    "threads": ("", "--serve", "--dllm", "--train-reuse", "--vision"),
+    "quick": ("", "--serve", "--dllm", "--train-reuse", "--vision", "--recurrent"),
+    "threads": ("", "--serve", "--dllm", "--train-reuse", "--vision", "--recurrent"),
 }
 
 

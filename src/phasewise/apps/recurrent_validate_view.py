@@ -1,0 +1,67 @@
+"""`phasewise validate --recurrent`: the measured-vs-predicted table of a lightning-attention stack's prefill and
+decode."""
+
+from __future__ import annotations
+
+import statistics
+
+from phasewise.apps.jsonout import dumps
+from phasewise.errors import PhasewiseError
+
+
+def recurrent_summary(points) -> dict[str, float]:
+    """Median and worst |error| per phase of the calibrated prediction against the wall time, and of the unfitted
+    one."""
+    out: dict[str, float] = {}
+    for phase in ("prefill", "decode"):
+        chosen = [p for p in points if p.phase == phase]
+        for label, errors in (("", [abs(p.error) for p in chosen]), ("unfitted_", [abs(p.unfitted_error)
+                                                                                  for p in chosen])):
+            out[f"{phase}_{label}median_abs_error"] = statistics.median(errors)
+            out[f"{phase}_{label}worst_abs_error"] = max(errors)
+    return out
+
+
+def run_recurrent_validate(console, model: str | None, hardware: str, device: str, layers: int | None,
+                           hidden: int | None, engine: str | None, quick: bool, threads: int | None, as_json: bool,
+                           others: dict[str, bool]) -> None:
+    from rich.table import Table
+
+    from phasewise.measure.recurrent_check import RECURRENT_MODEL, recurrent_validate
+
+    given = [flag for flag, on in others.items() if on]
+    if given:
+        raise PhasewiseError(f"--recurrent times single prefill and decode forwards: it does not combine with "
+                             f"{given[0]}")
+    if device != "cpu":
+        raise PhasewiseError(f"--recurrent times this CPU (fp32, one thread): use --device cpu (got '{device}')")
+    if threads not in (None, 1):
+        raise PhasewiseError(f"--threads {threads}: --recurrent times one torch thread (MEASURING.md); leave --threads "
+                             "unset or 1")
+    with console.status("timing lightning-attention forwards") as status:
+        points, info = recurrent_validate(hardware, model or RECURRENT_MODEL, layers or 8, hidden or 512,
+                                          quick=quick, engine=engine,
+                                          progress=lambda m: status.update(f"recurrent: {m}"))
+    stats = recurrent_summary(points)
+    if as_json:
+        print(dumps({"info": info, "summary": stats, "points": [
+            {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
+             "cpu_ms": p.cpu_s * 1e3, "predicted_ms": p.predicted_s * 1e3, "error": p.error,
+             "unfitted_predicted_ms": p.unfitted_s * 1e3, "unfitted_error": p.unfitted_error} for p in points]}))
+        return
+    table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware_source']} / "
+                        f"{info['engine']} (unfitted: catalog {info['unfitted_hardware']} / {info['unfitted_engine']}),"
+                        f" median of {info['repeats']}, 1 thread", title_justify="left")
+    for col in ("phase", "batch", "tokens", "wall ms", "cpu ms", "predicted ms", "error", "unfitted ms", "error"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for p in points:
+        label = "prompt" if p.phase == "prefill" else "context"
+        table.add_row(p.phase, str(p.batch), f"{p.tokens} {label}", f"{p.measured_s * 1e3:.1f}",
+                      f"{p.cpu_s * 1e3:.1f}", f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}",
+                      f"{p.unfitted_s * 1e3:.1f}", f"{p.unfitted_error:+.1%}")
+    console.print(table)
+    for phase in ("prefill", "decode"):
+        console.print(f"{phase} |error| calibrated: median {stats[f'{phase}_median_abs_error']:.1%} (worst "
+                      f"{stats[f'{phase}_worst_abs_error']:.1%}); unfitted: median "
+                      f"{stats[f'{phase}_unfitted_median_abs_error']:.1%} (worst "
+                      f"{stats[f'{phase}_unfitted_worst_abs_error']:.1%})")

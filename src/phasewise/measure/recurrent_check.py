@@ -1,0 +1,133 @@
+"""`phasewise validate --recurrent`: a real transformers MiniMax stack (lightning attention in seven layers of eight,
+softmax attention in the eighth, a MoE in every layer; random weights, scaled down) timed on prefill and decode,
+against the cost model (perf/attention.py LinearAttention's "lightning" kernels).
+
+The model is transformers' `MiniMaxForCausalLM` built from the checkpoint's shape at fewer layers and a narrower
+width: heads of the checkpoint's head_dim (128), its query-to-KV-head ratio and its layer pattern (the first
+--layers entries of attn_type_list, at least one softmax layer among them), its top-k over EXPERTS experts whose
+width keeps the checkpoint's ratio to the hidden size, a vocabulary of SCALED_VOCAB; fp32, one torch thread
+(MEASURING.md). The same config goes through specs/hf_config.py's parser (transformers' `minimax` form, its
+layer_types), so the prediction costs exactly the shapes that ran. transformers' lightning prefill is the blocked
+algorithm vLLM's kernel runs (blocks of 256: the in-block (Q K^T) V, the history's Q S, the block's K^T V into the
+state), decode the one-step recurrence, both as PyTorch matmuls.
+
+Timed as validate --vision times (median wall time of repeats after a warm-up, the thread's CPU time beside it) and
+predicted on the calibrated hardware entry (`phasewise calibrate`: micro-benchmarks, none of these forwards) and on
+the catalog's class-default CPU entry (`cpu-local` with `hf-eager`): the unfitted error beside the calibrated one.
+A decode point times one step after a prefill of its context (the softmax layer's KV cache is transformers'
+dynamic one, concatenated each step; the lightning layers' states are updated in place).
+
+Jamba's Mamba-1 layers are not timed here: without the mamba kernels (CUDA only) transformers runs the selective
+scan as a Python loop over the tokens, not the kernel engines run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.measure.dllm_check import median_wall_and_cpu_s
+from phasewise.measure.torch_env import check_fits, kv_cache_arg, need_transformers, torch_and_device
+from phasewise.measure.validate import MeasuredVsPredicted, measured_engine
+from phasewise.perf import BatchShape, CostModel
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.catalog import packaged
+from phasewise.specs.hf_config import from_hf_config
+
+RECURRENT_MODEL = "MiniMaxAI/MiniMax-M1-80k"
+UNFITTED_HARDWARE, UNFITTED_ENGINE = "cpu-local", "hf-eager"
+EXPERTS = 4  # routed experts of the scaled MoE (the checkpoint's top-k of them)
+SCALED_VOCAB = 32768  # the LM head of the checkpoint's 200,064 would outweigh a scaled stack's decode step
+# (batch, prompt tokens): one to eight lightning blocks of 256, a partial one
+PREFILL = ((1, 256), (1, 1024), (1, 2048), (4, 256), (2, 1024), (1, 640))
+QUICK_PREFILL = ((1, 256), (1, 512), (2, 256))
+# (batch, cached tokens) of a decode step
+DECODE = ((1, 256), (1, 2048), (4, 512), (16, 256))
+QUICK_DECODE = ((1, 256), (4, 256))
+
+
+@dataclass(slots=True)
+class RecurrentPoint(MeasuredVsPredicted):
+    phase: str
+    batch: int
+    tokens: int  # prompt tokens (prefill) or cached tokens (decode)
+    measured_s: float
+    cpu_s: float
+    predicted_s: float
+    unfitted_s: float
+
+
+def scaled_minimax_config(checkpoint: dict[str, Any], layers: int, hidden: int) -> dict[str, Any]:
+    """transformers MiniMaxConfig fields of the checkpoint's shape at `layers` layers and `hidden` width."""
+    head_dim = int(checkpoint.get("head_dim") or checkpoint["hidden_size"] // checkpoint["num_attention_heads"])
+    if hidden % head_dim:
+        raise PhasewiseError(f"--hidden must be a multiple of the heads' {head_dim} for --recurrent (got {hidden})")
+    kinds = ["linear_attention" if kind == 0 else "full_attention" for kind in checkpoint["attn_type_list"]][:layers]
+    if len(kinds) < layers or "full_attention" not in kinds:
+        raise PhasewiseError(f"--layers {layers}: the scaled stack takes the checkpoint's first layers "
+                             f"(1..{len(checkpoint['attn_type_list'])}), and at least one softmax layer (8 or more)")
+    heads = hidden // head_dim
+    ratio = checkpoint["num_attention_heads"] // checkpoint["num_key_value_heads"]
+    kv_heads = max(1, heads // ratio)
+    while heads % kv_heads:
+        kv_heads -= 1
+    width = int(round(checkpoint["intermediate_size"] * hidden / checkpoint["hidden_size"] / 64)) * 64 or 64
+    return dict(model_type="minimax", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=width,
+                num_local_experts=EXPERTS, num_experts_per_tok=min(int(checkpoint["num_experts_per_tok"]), EXPERTS),
+                vocab_size=SCALED_VOCAB, layer_types=kinds, block_size=256, max_position_embeddings=8192,
+                tie_word_embeddings=False, hidden_act="silu")
+
+
+def recurrent_validate(hardware: str, model: str = RECURRENT_MODEL, layers: int = 8, hidden: int = 512,
+                       quick: bool = False, engine: str | None = None, repeats: int | None = None,
+                       progress: Callable[[str], None] | None = None) -> tuple[list[RecurrentPoint], dict[str, Any]]:
+    """Measured vs predicted prefill and decode of a scaled lightning-attention stack."""
+    spec = load_model(model)
+    if spec.linear_recurrence != "lightning" or not spec.linear_attention_layers:
+        raise PhasewiseError(f"--recurrent times lightning attention (MiniMax-Text-01 / M1): '{spec.name}' has none "
+                             f"(e.g. {RECURRENT_MODEL})")
+    checkpoint = packaged("models.yaml")["models"].get(spec.name, {}).get("config")
+    if checkpoint is None:
+        raise PhasewiseError(f"--recurrent needs a catalog entry's config of '{spec.name}' (e.g. {RECURRENT_MODEL})")
+    config = scaled_minimax_config(checkpoint, layers, hidden)
+    small = from_hf_config(f"{spec.name} (scaled)", config)
+    quant = load_quant("fp32")  # fp32 on this CPU (MEASURING.md)
+    hw = load_hardware(hardware)
+    eng = measured_engine(hardware, engine)
+    calibrated = CostModel(small, hw, quant, eng)
+    unfitted = CostModel(small, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
+    torch, dev = torch_and_device("cpu", 1)
+    check_fits("the scaled model", small.total_params * 4, "fp32 weights", torch, dev, "lower --layers or --hidden")
+    transformers = need_transformers()
+    say = progress or (lambda _m: None)
+    say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
+    fields = {k: v for k, v in config.items() if k != "model_type"}
+    hf = transformers.MiniMaxForCausalLM(transformers.MiniMaxConfig(**fields)).to(dev, torch.float32).eval()
+    cache_arg = kv_cache_arg(hf)
+    reps = repeats or (3 if quick else 5)
+    points: list[RecurrentPoint] = []
+    with torch.inference_mode():
+        for batch, prompt in (QUICK_PREFILL if quick else PREFILL):
+            say(f"prefill {batch} x {prompt}")
+            ids = torch.randint(0, SCALED_VOCAB, (batch, prompt), device=dev)
+            wall, cpu = median_wall_and_cpu_s(lambda: hf(ids, use_cache=True, logits_to_keep=1), reps)
+            shape = BatchShape.uniform(batch, prompt, 0)
+            points.append(RecurrentPoint("prefill", batch, prompt, wall, cpu, calibrated.iteration(shape).latency_s,
+                                         unfitted.iteration(shape).latency_s))
+        for batch, context in (QUICK_DECODE if quick else DECODE):
+            say(f"decode {batch} at {context}")
+            ids = torch.randint(0, SCALED_VOCAB, (batch, context), device=dev)
+            cache = hf(ids, use_cache=True, logits_to_keep=1).past_key_values
+            token = ids[:, -1:]
+            wall, cpu = median_wall_and_cpu_s(lambda: hf(token, **{cache_arg: cache}, use_cache=True,
+                                                         logits_to_keep=1), reps)
+            shape = BatchShape.uniform(batch, 1, context)
+            points.append(RecurrentPoint("decode", batch, context, wall, cpu, calibrated.iteration(shape).latency_s,
+                                         unfitted.iteration(shape).latency_s))
+    info = {"model": small.name, "params": small.total_params, "config": config, "hardware": hw.key,
+            "hardware_source": hardware, "engine": eng.name, "unfitted_hardware": UNFITTED_HARDWARE,
+            "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
+            "transformers": transformers.__version__}
+    return points, info
