@@ -197,3 +197,16 @@ def parse_ints(flag: str, text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise PhasewiseError(f"{flag} must list integers >= 1 (got '{text}')")
     return values
+
+
+def single_cpu_forwards(mode: str, others: dict[str, bool], device: str, threads: int | None) -> None:
+    """validate's modes that time single forwards on this CPU at one torch thread (--vision, --recurrent): another
+    mode beside them, another device or more threads is a one-line error."""
+    given = [flag for flag, on in others.items() if on]
+    if given:
+        raise PhasewiseError(f"{mode} times single forwards: it does not combine with {given[0]}")
+    if device != "cpu":
+        raise PhasewiseError(f"{mode} times this CPU (fp32, one thread): use --device cpu (got '{device}')")
+    if threads not in (None, 1):
+        raise PhasewiseError(f"--threads {threads}: {mode} times one torch thread (MEASURING.md); leave --threads "
+                             "unset or 1")

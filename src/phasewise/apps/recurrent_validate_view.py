@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import statistics
 
+from phasewise.apps.cli_common import single_cpu_forwards
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError
 
 
 def recurrent_summary(points) -> dict[str, float]:
@@ -29,15 +29,7 @@ def run_recurrent_validate(console, model: str | None, hardware: str, device: st
 
     from phasewise.measure.recurrent_check import RECURRENT_MODEL, recurrent_validate
 
-    given = [flag for flag, on in others.items() if on]
-    if given:
-        raise PhasewiseError(f"--recurrent times single prefill and decode forwards: it does not combine with "
-                             f"{given[0]}")
-    if device != "cpu":
-        raise PhasewiseError(f"--recurrent times this CPU (fp32, one thread): use --device cpu (got '{device}')")
-    if threads not in (None, 1):
-        raise PhasewiseError(f"--threads {threads}: --recurrent times one torch thread (MEASURING.md); leave --threads "
-                             "unset or 1")
+    single_cpu_forwards("--recurrent", others, device, threads)
     with console.status("timing lightning-attention forwards") as status:
         points, info = recurrent_validate(hardware, model or RECURRENT_MODEL, layers or 8, hidden or 512,
                                           quick=quick, engine=engine,

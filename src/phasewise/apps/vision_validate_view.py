@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from phasewise.apps.cli_common import single_cpu_forwards
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError
 
 
 def run_vision_validate(console, model: str | None, hardware: str, device: str, layers: int | None,
@@ -13,14 +13,7 @@ def run_vision_validate(console, model: str | None, hardware: str, device: str, 
 
     from phasewise.measure.vision_check import VISION_MODEL, vision_summary, vision_validate
 
-    given = [flag for flag, on in others.items() if on]
-    if given:
-        raise PhasewiseError(f"--vision times single encoder forwards: it does not combine with {given[0]}")
-    if device != "cpu":
-        raise PhasewiseError(f"--vision times this CPU (fp32, one thread): use --device cpu (got '{device}')")
-    if threads not in (None, 1):
-        raise PhasewiseError(f"--threads {threads}: --vision times one torch thread (MEASURING.md); leave --threads "
-                             "unset or 1")
+    single_cpu_forwards("--vision", others, device, threads)
     with console.status("timing vision encoder forwards") as status:
         points, info = vision_validate(hardware, model or VISION_MODEL, layers or 4, hidden or 384, quick=quick,
                                        engine=engine, progress=lambda m: status.update(f"vision: {m}"))

@@ -41,9 +41,15 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.torch_env import check_run_fits, kv_cache_arg, need_transformers, torch_and_device
-from phasewise.measure.validate import MeasuredVsPredicted, measured_engine, scaled_config
-from phasewise.perf import BatchShape, CostModel
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.measure.validate import (
+    UNFITTED_ENGINE,
+    UNFITTED_HARDWARE,
+    MeasuredVsPredicted,
+    cpu_cost_models,
+    scaled_config,
+)
+from phasewise.perf import BatchShape
+from phasewise.specs import load_model
 from phasewise.specs.hf_config import from_hf_config
 from phasewise.specs.model import ModelSpec
 
@@ -53,8 +59,6 @@ BLOCKS = (32, 64, 128, 256)
 QUICK_BLOCKS = (32, 64)  # assumed: above batch.DECODE_MAX_NEW_TOKENS (16), so the same kernel class as BLOCKS
 # Unfitted baseline: the catalog's class-default entry for this machine's CPU (hardware_specs.yaml) and the
 # class-default engine profile of a transformers eager forward (engines.yaml).
-UNFITTED_HARDWARE = "cpu-local"
-UNFITTED_ENGINE = "hf-eager"
 KINDS = ("block", "refresh")
 
 
@@ -157,11 +161,9 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
     cfg = scaled_config(spec, layers, hidden)
     small: ModelSpec = from_hf_config(f"{spec.name} (scaled, bidirectional)", cfg).model_copy(
         update={"causal": False})
-    quant = load_quant("fp32")  # fp32 on this CPU (MEASURING.md: bf16 matmul ~1 GFLOP/s)
-    hw = load_hardware(hardware)
-    eng = measured_engine(hardware, engine)
-    calibrated = CostModel(small, hw, quant, eng)
-    unfitted = CostModel(small, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
+    # fp32 on this CPU (MEASURING.md: bf16 matmul ~1 GFLOP/s)
+    calibrated, unfitted = cpu_cost_models(small, hardware, engine)
+    hw = calibrated.hw
     params_bytes = small.total_params * 4
     if params_bytes > hw.memory_capacity_bytes * 0.8:
         raise PhasewiseError(f"{small.name} needs {params_bytes / 2**30:.1f} GiB of weights; pass smaller "
@@ -209,7 +211,7 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
             t = median_wall_and_cpu_s(lambda: hf(ids, use_cache=True, logits_to_keep=canvas), reps)
             points.append(point("refresh", prompt + canvas, 0, canvas, t))
     info = {"model": small.name, "params": small.total_params, "config": cfg, "hardware": hw.key,
-            "hardware_source": hardware, "engine": eng.name, "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE,
+            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE,
             "prompt_tokens": prompt_tokens, "canvas_tokens": canvas_tokens, "repeats": reps,
             "threads": 1, "bidirectional": checked}
     return points, info

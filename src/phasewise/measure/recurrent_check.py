@@ -29,14 +29,13 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.measure.dllm_check import median_wall_and_cpu_s
 from phasewise.measure.torch_env import check_fits, kv_cache_arg, need_transformers, torch_and_device
-from phasewise.measure.validate import MeasuredVsPredicted, measured_engine
-from phasewise.perf import BatchShape, CostModel
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, MeasuredVsPredicted, cpu_cost_models
+from phasewise.perf import BatchShape
+from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config
 
 RECURRENT_MODEL = "MiniMaxAI/MiniMax-M1-80k"
-UNFITTED_HARDWARE, UNFITTED_ENGINE = "cpu-local", "hf-eager"
 EXPERTS = 4  # routed experts of the scaled MoE (the checkpoint's top-k of them)
 SCALED_VOCAB = 32768  # the LM head of the checkpoint's 200,064 would outweigh a scaled stack's decode step
 # (batch, prompt tokens): one to eight lightning blocks of 256, a partial one
@@ -93,11 +92,7 @@ def recurrent_validate(hardware: str, model: str = RECURRENT_MODEL, layers: int 
         raise PhasewiseError(f"--recurrent needs a catalog entry's config of '{spec.name}' (e.g. {RECURRENT_MODEL})")
     config = scaled_minimax_config(checkpoint, layers, hidden)
     small = from_hf_config(f"{spec.name} (scaled)", config)
-    quant = load_quant("fp32")  # fp32 on this CPU (MEASURING.md)
-    hw = load_hardware(hardware)
-    eng = measured_engine(hardware, engine)
-    calibrated = CostModel(small, hw, quant, eng)
-    unfitted = CostModel(small, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
+    calibrated, unfitted = cpu_cost_models(small, hardware, engine)
     torch, dev = torch_and_device("cpu", 1)
     check_fits("the scaled model", small.total_params * 4, "fp32 weights", torch, dev, "lower --layers or --hidden")
     transformers = need_transformers()
@@ -126,8 +121,8 @@ def recurrent_validate(hardware: str, model: str = RECURRENT_MODEL, layers: int 
             shape = BatchShape.uniform(batch, 1, context)
             points.append(RecurrentPoint("decode", batch, context, wall, cpu, calibrated.iteration(shape).latency_s,
                                          unfitted.iteration(shape).latency_s))
-    info = {"model": small.name, "params": small.total_params, "config": config, "hardware": hw.key,
-            "hardware_source": hardware, "engine": eng.name, "unfitted_hardware": UNFITTED_HARDWARE,
+    info = {"model": small.name, "params": small.total_params, "config": config, "hardware": calibrated.hw.key,
+            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
             "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
             "transformers": transformers.__version__}
     return points, info

@@ -26,14 +26,20 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.torch_env import need_transformers, torch_and_device
-from phasewise.measure.validate import measured_engine, relative_error, scaled_config
+from phasewise.measure.validate import (
+    UNFITTED_ENGINE,
+    UNFITTED_HARDWARE,
+    cpu_cost_models,
+    relative_error,
+    scaled_config,
+)
 from phasewise.perf import CostModel
 from phasewise.perf.training import TRAIN_METHODS, training_step
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs import load_model
 
 DEFAULT_GRID = [(1, 128), (2, 256), (4, 256), (1, 512)]  # (sequences, tokens per sequence)
 QUICK_GRID = [(1, 64), (2, 64), (1, 128)]
-UNFITTED = ("cpu-local", "hf-eager")  # the class-default CPU entry and eager engine profile (not calibrated)
+UNFITTED = (UNFITTED_HARDWARE, UNFITTED_ENGINE)  # the class-default CPU entry and eager profile (not calibrated)
 LORA_RANK = 16  # LoRA paper's typical rank range (Hu et al. 2021, sec. 7.2: r in 1..64); the cost model's default
 METRICS = ("forward", "backward_optimizer", "optimizer", "step", "reuse_step")
 
@@ -107,11 +113,7 @@ def train_reuse_validate(model: str, hardware: str, layers: int = 4, hidden: int
     from phasewise.specs.hf_config import from_hf_config
 
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
-    hw = load_hardware(hardware)
-    eng = measured_engine(hardware, engine)
-    quant = load_quant("fp32")
-    cm = CostModel(small, hw, quant, eng)
-    cm_unfitted = CostModel(small, load_hardware(UNFITTED[0]), quant, load_engine(UNFITTED[1]))
+    cm, cm_unfitted = cpu_cost_models(small, hardware, engine)
     grid = grid or (QUICK_GRID if quick else DEFAULT_GRID)
     if any(s < 1 or t < 2 for s, t in grid):
         raise PhasewiseError("the grid needs sequences >= 1 and >= 2 tokens per sequence")
@@ -178,8 +180,8 @@ def train_reuse_validate(model: str, hardware: str, layers: int = 4, hidden: int
                                  _predict(cm_unfitted, seqs, tokens, method), saved, predicted_saved, wall,
                                  system, faults))
     info = {"model": small.name, "params": small.total_params, "config": cfg, "layers": layers, "hidden": hidden,
-            "method": method, "lora_rank": LORA_RANK if method == "lora" else None, "hardware": hw.key,
-            "engine": eng.name, "unfitted": "/".join(UNFITTED), "repeats": reps,
+            "method": method, "lora_rank": LORA_RANK if method == "lora" else None, "hardware": cm.hw.key,
+            "engine": cm.engine.name, "unfitted": "/".join(UNFITTED), "repeats": reps,
             "threads": torch.get_num_threads(), "measure_wall_s": time.perf_counter() - started,
             "clock": "thread CPU time"}
     return points, info

@@ -67,6 +67,19 @@ class MeasuredVsPredicted:
         return relative_error(self.unfitted_s, self.cpu_s)
 
 
+# the catalog's class-default CPU entry and transformers' eager engine profile, neither calibrated here: the
+# checks' unfitted prediction beside the calibrated one
+UNFITTED_HARDWARE, UNFITTED_ENGINE = "cpu-local", "hf-eager"
+
+
+def cpu_cost_models(model: ModelSpec, hardware: str, engine: str | None = None) -> tuple[CostModel, CostModel]:
+    """(calibrated, unfitted) cost models of `model` in fp32 on this CPU (MEASURING.md): on the `hardware` entry
+    with measured_engine's profile, and on UNFITTED_HARDWARE with UNFITTED_ENGINE."""
+    quant = load_quant("fp32")
+    calibrated = CostModel(model, load_hardware(hardware), quant, measured_engine(hardware, engine))
+    return calibrated, CostModel(model, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
+
+
 def measured_engine(hardware: str, engine: str | None = None) -> EngineProfile:
     """The engine profile a check predicts with: `engine` if given, else the one `calibrate` measured beside the
     hardware entry in its YAML, else transformers' eager forward (`hf-eager`)."""

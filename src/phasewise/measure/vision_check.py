@@ -30,9 +30,8 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.measure.dllm_check import median_wall_and_cpu_s
 from phasewise.measure.torch_env import check_fits, need_transformers, torch_and_device
-from phasewise.measure.validate import MeasuredVsPredicted, measured_engine
-from phasewise.perf import CostModel
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, MeasuredVsPredicted, cpu_cost_models
+from phasewise.specs import load_model
 from phasewise.specs.hf_vision import qwen2_5_vl_encoder, qwen3_vl_encoder
 
 VISION_MODEL = "Qwen/Qwen3-VL-30B-A3B-Instruct"
@@ -45,8 +44,6 @@ QUICK_IMAGES = ((1, 256, 256), (1, 448, 352), (2, 256, 256))
 QWEN25_IMAGES = ((1, 224, 224), (1, 448, 336), (1, 672, 476), (1, 896, 896), (2, 448, 336), (4, 224, 224))
 QWEN25_QUICK_IMAGES = ((1, 224, 224), (1, 448, 336), (2, 224, 224))
 FAMILIES = ("qwen3_vl", "qwen2_5_vl")
-UNFITTED_HARDWARE = "cpu-local"
-UNFITTED_ENGINE = "hf-eager"
 HEAD_DIM = 64
 
 
@@ -100,11 +97,7 @@ def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hi
     parse = qwen2_5_vl_encoder if family == "qwen2_5_vl" else qwen3_vl_encoder
     vision = parse({"vision_config": config}, f"model '{spec.name}' (scaled)", hidden)
     small = spec.model_copy(update={"vision": vision})
-    quant = load_quant("fp32")  # fp32 on this CPU (MEASURING.md)
-    hw = load_hardware(hardware)
-    eng = measured_engine(hardware, engine)
-    calibrated = CostModel(small, hw, quant, eng)
-    unfitted = CostModel(small, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
+    calibrated, unfitted = cpu_cost_models(small, hardware, engine)
     torch, dev = torch_and_device("cpu", 1)
     # 10^11 blocks was an allocator RuntimeError
     check_fits("the encoder", vision.params * 4, "fp32 weights", torch, dev, "lower --layers or --hidden")
@@ -142,7 +135,7 @@ def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hi
             points.append(VisionPoint(count, width, height, geometry.patches, wall, cpu,
                                       calibrated.encoder(patches).time_s, unfitted.encoder(patches).time_s))
     info = {"model": f"{spec.name} vision encoder (scaled)", "params": vision.params, "config": config,
-            "hardware": hw.key, "hardware_source": hardware, "engine": eng.name,
+            "hardware": calibrated.hw.key, "hardware_source": hardware, "engine": calibrated.engine.name,
             "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
             "transformers": transformers.__version__, "attention": encoder.config._attn_implementation}
     return points, info
