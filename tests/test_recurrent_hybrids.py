@@ -226,7 +226,8 @@ def test_jamba_projections_by_hand():
     assert qkv.flops == pytest.approx(28 * mamba + 4 * attention, rel=1e-9)
 
 
-@pytest.mark.parametrize("name, tp, hardware", [(JAMBA_MINI, 2, "h100-sxm"), (MINIMAX_M1, 8, "h200-sxm")])
+@pytest.mark.parametrize("name, tp, hardware", [(JAMBA_MINI, 2, "h100-sxm"), (MINIMAX_M1, 8, "h200-sxm"),
+                                                ("LiquidAI/LFM2-8B-A1B", 1, "h100-sxm")])
 def test_decode_runs_are_costed_as_fast_does_step_by_step(name, tp, hardware):
     from phasewise.perf.decode_line import DecodeLine
 
@@ -248,6 +249,99 @@ def test_tp_must_divide_the_channels_and_heads():
         _cost(JAMBA_MINI, 3)
     with pytest.raises(PhasewiseError, match="pipeline parallelism of a hybrid linear-attention stack"):
         CostModel(load_model(MINIMAX_M1), load_hardware("h200-sxm"), load_quant("bf16"), load_engine("vllm"), 8, 2)
+
+
+LFM2, LFM2_MOE = "LiquidAI/LFM2-1.2B", "LiquidAI/LFM2-8B-A1B"
+
+
+def _short_conv_params(h: int, taps: int) -> int:
+    """in_proj to B, C and x, the depthwise conv's taps, out_proj (no biases)."""
+    return h * 3 * h + h * taps + h * h
+
+
+def test_lfm2_layers_and_parameters_by_hand():
+    """LFM2-1.2B: 10 short-conv and 6 attention layers, every MLP 8,192 wide (two thirds of block_ff_dim 12,288,
+    rounded to 256), tied embeddings: the card's 1,170,340,608 less its norms (68,352) exactly."""
+    m = load_model(LFM2)
+    assert (m.num_layers, m.linear_attention_layers, m.intermediate_size, m.tie_embeddings) == (16, 10, 8192, True)
+    assert (m.linear_recurrence, m.linear_key_heads, m.linear_key_head_dim, m.linear_value_heads,
+            m.linear_value_head_dim, m.linear_conv_kernel) == ("short_conv", 0, 0, 2048, 1, 3)
+    h = 2048
+    attention = h * (32 * 64 + 2 * 8 * 64) + 32 * 64 * h
+    assert m.linear_attention_params == _short_conv_params(h, 3)
+    assert m.total_params == 10 * _short_conv_params(h, 3) + 6 * attention + 16 * 3 * h * 8192 + 65536 * h
+    norms = 16 * 2 * h + h + 6 * 2 * 64  # two per layer, the final one, the attention layers' q and k norms
+    assert m.total_params + norms == 1_170_340_608
+
+
+def test_lfm2_moe_dense_layers_and_experts_by_hand():
+    """LFM2-8B-A1B: the first 2 layers dense (7,168, as written), 22 MoE of 32 experts of 1,792, top-4; 8.3B total
+    and 1.5B active (the paper's figures)."""
+    m = load_model(LFM2_MOE)
+    assert (m.num_layers, m.linear_attention_layers, m.num_dense_layers, m.num_moe_layers, m.intermediate_size) == (
+        24, 18, 2, 22, 7168)
+    assert (m.num_experts, m.experts_per_token, m.expert_intermediate_size, m.shared_expert_intermediate_size) == (
+        32, 4, 1792, 0)
+    assert m.total_params == pytest.approx(8.3e9, rel=0.01) and m.active_params == pytest.approx(1.5e9, rel=0.04)
+
+
+@pytest.mark.parametrize("change, width", [
+    ({}, 8192),
+    ({"block_auto_adjust_ff_dim": False}, 12288),  # LFM2-2.6B writes its width so
+    ({"block_ffn_dim_multiplier": 1.5}, 12288),  # int(1.5 x 8192) rounded up to 256
+    ({"block_ff_dim": 6656}, 4608),  # LFM2-350M's
+])
+def test_lfm2_mlp_width_follows_lfm2mlp(tmp_path, change, width):
+    assert load_model(_write(tmp_path, _catalog_config(LFM2) | change)).intermediate_size == width
+
+
+def test_lfm2_layer_types_and_full_attn_idxs_agree(tmp_path):
+    """Lfm2Config's own layer_types ("conv" / "full_attention") give the spec full_attn_idxs gives; with neither,
+    every layer is attention (the class's default)."""
+    cfg = _catalog_config(LFM2)
+    listed = {k: v for k, v in cfg.items() if k != "full_attn_idxs"} | {
+        "layer_types": ["full_attention" if i in (2, 5, 8, 10, 12, 14) else "conv" for i in range(16)]}
+    assert load_model(_write(tmp_path, listed)) == load_model(LFM2).model_copy(update={"name": str(tmp_path /
+                                                                                              "config.json")})
+    plain = load_model(_write(tmp_path, {k: v for k, v in cfg.items() if k != "full_attn_idxs"}))
+    assert plain.linear_attention_layers == 0 and plain.full_attention_layers == 16
+
+
+@pytest.mark.parametrize("model, change, match", [
+    (LFM2, {"full_attn_idxs": [2, 16]}, "field full_attn_idxs must list layer indices in 0..15"),
+    (LFM2, {"block_ffn_dim_multiplier": -1}, "field block_ffn_dim_multiplier must be a positive number"),
+    (LFM2, {"conv_L_cache": 0}, "field conv_L_cache must be a positive integer"),
+    (LFM2, {"full_attn_idxs": None, "layer_types": ["conv"] * 15 + ["linear_attention"]},
+     "field layer_types \\(linear_attention"),
+    (LFM2, {"full_attn_idxs": []}, "at least one of the 16 layers must keep softmax attention"),
+    (LFM2_MOE, {"num_dense_layers": -2}, "field num_dense_layers must be a non-negative integer"),
+])
+def test_bad_lfm2_fields_are_one_line_errors(tmp_path, model, change, match):
+    cfg = {k: v for k, v in (_catalog_config(model) | change).items() if v is not None}
+    with pytest.raises(PhasewiseError, match=match):
+        load_model(_write(tmp_path, cfg))
+
+
+def test_short_conv_kernel_and_state_by_hand():
+    """Per token and channel B x, the conv's 2 x 3 FLOPs and C's gate on CUDA cores; no recurrent state, only the
+    conv's last 2 inputs per channel (8 KiB a layer for LFM2-1.2B in BF16 on one GPU)."""
+    conv = LinearAttention(share=10 / 16, value_heads=2048, key_head_dim=0, value_head_dim=1, conv_dim=2048,
+                           conv_taps=3, state_bytes=2, activation_bytes=2, recurrence="short_conv", key_heads=0)
+    flops, nbytes, compute_s, _ = conv.kernel(2, 1024, False, 1e15, 1e14, lambda b: b)
+    assert flops == 1024 * 2048 * 8 and compute_s == flops / 1e14
+    assert nbytes == 1024 * (3 * 2048 + 4 * 2048) * 2 + 2 * 2048 * 2 * 2 * 2
+    m = load_model(LFM2)
+    assert recurrent_state_bytes_per_sequence(m, load_quant("bf16"), 1, 1) == 10 * 2048 * 2 * 2
+
+
+@pytest.mark.parametrize("name", [LFM2, LFM2_MOE])
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_lfm2_simulates_with_its_invariants(name, engine):
+    from phasewise.sim.api import run
+
+    result = run(model=name, hardware="h100-sxm", engine=engine, rate=8, requests=30, isl=1024, osl=64,
+                 check_invariants=True).summary()
+    assert result["completed"] == 30
 
 
 # A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time

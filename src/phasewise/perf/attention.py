@@ -89,7 +89,11 @@ class LinearAttention:
     chunk_tokens = 256, and linear_decode_forward_triton) is linear attention with a fixed decay per head: per block
     and head the masked, decayed (Q K^T) V (2 C^2 (d_k + d_v)), the history's Q S and the block's K^T V into the
     state (2 C d_k d_v each), on tensor cores; decode the decayed state plus k^T v and q S (5 d_k d_v per token and
-    head) on CUDA cores; no per-token scalars stream."""
+    head) on CUDA cores; no per-token scalars stream.
+
+    Short convolutions (`recurrence` "short_conv": LFM2; vLLM ShortConv, causal_conv1d_fn / causal_conv1d_update)
+    keep no state but the conv's last taps: per token and channel B x, the conv's 2 x taps FLOPs and C's gate on
+    CUDA cores, in both phases."""
 
     share: float
     value_heads: float
@@ -114,8 +118,9 @@ class LinearAttention:
                    "kda": (1 + dk) * self.value_heads, "mamba1": self.value_heads + 2 * dk}.get(recurrence, 0)
         stream = tokens * (3 * self.conv_dim + 4 * self.value_heads * dv + scalars) * self.activation_bytes
         conv_state = seqs * self.conv_dim * max(self.conv_taps - 1, 0) * self.activation_bytes * 2
-        if recurrence == "mamba1":  # the selective scan: CUDA cores in both phases, the state on chip
-            flops = tokens * self.value_heads * MAMBA1_SCAN_FLOPS * dk
+        if recurrence in ("mamba1", "short_conv"):  # CUDA cores in both phases; Mamba-1's state on chip
+            flops = tokens * self.value_heads * (MAMBA1_SCAN_FLOPS * dk if recurrence == "mamba1"
+                                                 else 2.0 * self.conv_taps + 2.0)
             nbytes = stream + conv_state + seqs * state * 2
             return flops, nbytes, flops / vector_flops_per_s, memory_s(nbytes)
         if decode:

@@ -2,7 +2,8 @@
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
 indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, Kimi Linear's KDA beside latent
-attention, Jamba's Mamba-1 and MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
+attention, Jamba's Mamba-1, LFM2's short convolutions and MiniMax-Text-01 / M1's lightning attention
+(specs/hf_recurrent.py), multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
 unknown model_type, or a field that changes a layer's cost and that its parser does not read, is a one-line error
 naming it, never a fallback to another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
@@ -28,10 +29,15 @@ from phasewise.specs.hf_layers import (
 )
 from phasewise.specs.hf_recurrent import (
     JAMBA_DEFAULTS,
+    LFM2_DEFAULTS,
+    LFM2_MOE_DEFAULTS,
+    LFM2_TYPES,
     LIGHTNING_TYPES,
     jamba_moe_layers,
+    lfm2_config,
     lightning_fields,
     mamba1_fields,
+    short_conv_fields,
 )
 from phasewise.specs.hf_vision import (
     internvl_encoder,
@@ -147,6 +153,8 @@ CONFIG_CLASS_DEFAULTS = {
     "smollm3": dict(use_sliding_window=False),
     "dots1": dict(sliding_window=4096, max_window_layers=62),
     "jamba": JAMBA_DEFAULTS,
+    "lfm2": LFM2_DEFAULTS,
+    "lfm2_moe": LFM2_MOE_DEFAULTS,
     "ernie4_5_moe": dict(moe_num_experts=64, moe_k=6, moe_num_shared_experts=2, moe_intermediate_size=1536,
                          moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1),
 }
@@ -196,8 +204,9 @@ ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwe
             "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder,
             "internvl_chat": internvl_encoder, "internvl": internvl_encoder}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
-# Llama-style fields around recurrent layers of their own (specs/hf_recurrent.py): Jamba's Mamba-1, MiniMax's lightning
-RECURRENT_HYBRID_TYPES = ("jamba",) + LIGHTNING_TYPES
+# Llama-style fields around recurrent layers of their own (specs/hf_recurrent.py): Jamba's Mamba-1, LFM2's short
+# convolutions, MiniMax's lightning attention
+RECURRENT_HYBRID_TYPES = ("jamba",) + LFM2_TYPES + LIGHTNING_TYPES
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
     + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
@@ -250,6 +259,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     if mt in HUNYUAN_TYPES:
         cfg = hunyuan_fields(cfg, where)
+    if mt in LFM2_TYPES:
+        cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
     names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES,
              "bailing_moe": BAILING_NAMES}.get(mt, {})
     if names:  # their own names for the MoE fields
@@ -345,7 +356,7 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
     kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
         {"linear_attention"} if hybrid else set()) - ({"chunked_attention"} if mt == "llama4_text" else set()) - (
-        set(GRANITE_LAYER_KINDS) if mt == "granitemoehybrid" else set())
+        set(GRANITE_LAYER_KINDS) if mt == "granitemoehybrid" else set()) - ({"conv"} if mt in LFM2_TYPES else set())
     if "linear_attention" in kinds:
         unread.append("layer_types (linear_attention: gated DeltaNet or lightning attention, read for model_type "
                       f"{', '.join(LINEAR_HYBRID_TYPES + LIGHTNING_TYPES)} only)")
@@ -415,6 +426,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         latent = mamba1_fields(cfg, where, layers)
     if mt in LIGHTNING_TYPES:
         latent = lightning_fields(cfg, where, layers)
+    if mt in LFM2_TYPES:
+        latent = short_conv_fields(cfg, where, layer_types)
     if mt == "kimi_linear":
         latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
     return ModelSpec(

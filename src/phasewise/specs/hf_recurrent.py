@@ -85,3 +85,60 @@ def lightning_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, 
     return dict(linear_attention_layers=linear, linear_recurrence="lightning", linear_key_heads=heads,
                 linear_value_heads=heads, linear_key_head_dim=head_dim, linear_value_head_dim=head_dim,
                 linear_conv_kernel=0, linear_chunk_tokens=LIGHTNING_BLOCK_TOKENS)
+
+
+# LFM2 (Liquid AI; transformers models/lfm2/configuration_lfm2.py Lfm2Config, vLLM models/lfm2.py): short-conv layers
+# and GQA attention layers (layer_types "conv" / "full_attention", else full_attn_idxs, every layer by default), each
+# with a SwiGLU MLP whose width Lfm2MLP derives from block_ff_dim (intermediate_size). LFM2-MoE (lfm2_moe,
+# Lfm2MoeConfig): the same layers, the first num_dense_layers with a dense MLP of intermediate_size as it is, the
+# others a MoE of num_experts (moe_intermediate_size wide, top num_experts_per_tok, no shared expert). The fields'
+# class defaults
+LFM2_TYPES = ("lfm2", "lfm2_moe")
+LFM2_DEFAULTS = dict(conv_L_cache=3, block_multiple_of=256, block_ffn_dim_multiplier=1.0,
+                     block_auto_adjust_ff_dim=True, tie_word_embeddings=True)
+LFM2_MOE_DEFAULTS = dict(conv_L_cache=3, num_dense_layers=2, num_experts=32, num_experts_per_tok=4,
+                         tie_word_embeddings=True)
+
+
+def lfm2_config(cfg: dict[str, Any], where: str, mt: str, layers: int) -> dict[str, Any]:
+    """LFM2's config as the Llama-style parser reads it: the MLP width Lfm2MLP builds (block_auto_adjust_ff_dim:
+    int(2 x block_ff_dim / 3) times block_ffn_dim_multiplier, rounded up to block_multiple_of; LFM2-MoE's dense
+    width as it is, its dense layers the first num_dense_layers), tie_embedding as tie_word_embeddings, layer_types
+    from full_attn_idxs where the config lists none (`layers`: num_hidden_layers, checked by the caller)."""
+    out = dict(cfg)
+    width = positive(cfg.get("block_ff_dim", cfg.get("intermediate_size")), where, "block_ff_dim")
+    if mt == "lfm2_moe":
+        dense = cfg.get("num_dense_layers")
+        if not (isinstance(dense, int) and not isinstance(dense, bool) and dense >= 0):
+            raise PhasewiseError(f"{where}: field num_dense_layers must be a non-negative integer (got {dense!r})")
+        out["first_k_dense_replace"] = dense
+    elif cfg.get("block_auto_adjust_ff_dim"):
+        width = int(2 * width / 3)
+        multiplier = cfg.get("block_ffn_dim_multiplier")
+        if multiplier is not None:
+            if not isinstance(multiplier, (int, float)) or isinstance(multiplier, bool) or not multiplier > 0:
+                raise PhasewiseError(f"{where}: field block_ffn_dim_multiplier must be a positive number (got "
+                                     f"{multiplier!r})")
+            multiple = positive(cfg.get("block_multiple_of"), where, "block_multiple_of")
+            width = multiple * -(-int(multiplier * width) // multiple)
+    out["intermediate_size"] = positive(width, where, "block_ff_dim (its MLP width)")
+    if cfg.get("tie_embedding") is not None:
+        out["tie_word_embeddings"] = bool(cfg["tie_embedding"])
+    if not cfg.get("layer_types"):
+        attention = cfg.get("full_attn_idxs")
+        if attention is None:
+            attention = list(range(layers))
+        if not is_int_list(attention) or any(not 0 <= i < layers for i in attention):
+            raise PhasewiseError(f"{where}: field full_attn_idxs must list layer indices in 0..{layers - 1}")
+        out["layer_types"] = ["full_attention" if i in set(attention) else "conv" for i in range(layers)]
+    return out
+
+
+def short_conv_fields(cfg: dict[str, Any], where: str, layer_types: list) -> dict[str, Any]:
+    """LFM2's short-conv layers (layer_types "conv"): hidden_size channels, a conv of conv_L_cache taps."""
+    conv = sum(kind == "conv" for kind in layer_types)
+    if not conv:
+        return {}
+    return dict(linear_attention_layers=conv, linear_recurrence="short_conv", linear_key_heads=0,
+                linear_key_head_dim=0, linear_value_heads=positive(cfg.get("hidden_size"), where, "hidden_size"),
+                linear_value_head_dim=1, linear_conv_kernel=positive(cfg.get("conv_L_cache"), where, "conv_L_cache"))

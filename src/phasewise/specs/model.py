@@ -89,8 +89,11 @@ class ModelSpec(BaseModel):
     # all-reduced: B and C are whole on every rank, so there are no key heads), dt_proj widens dt to the channels.
     # Lightning attention ("lightning": MiniMax-Text-01 / M1) is linear attention with a fixed decay per head: q, k,
     # v (SiLU) and an output gate projected from the hidden state, no conv, an RMSNorm across every head's output
-    # (its variance all-reduced under TP)
-    linear_recurrence: Literal["gated_deltanet", "mamba2", "kda", "mamba1", "lightning"] = "gated_deltanet"
+    # (its variance all-reduced under TP). LFM2's short convolutions ("short_conv") keep no state but their conv's:
+    # in_proj makes B, C and x per channel (value heads of width 1, no key heads, key_head_dim 0), a depthwise causal
+    # conv of linear_conv_kernel taps over B x, C gates its output
+    linear_recurrence: Literal["gated_deltanet", "mamba2", "kda", "mamba1", "lightning", "short_conv"] = \
+        "gated_deltanet"
     linear_chunk_tokens: int = Field(default=64, gt=0)
     linear_dt_rank: int = Field(default=0, ge=0)  # Mamba-1's dt projection rank (mamba_dt_rank); 0 elsewhere
     # Layers whose block has a token mixer (attention or a linear recurrence) but no MLP: Nemotron-H stacks mixer and
@@ -153,7 +156,12 @@ class ModelSpec(BaseModel):
                                  f"{self.num_layers} layers must keep softmax attention (a stack of linear-attention "
                                  "layers only is not modelled)")
             mamba1 = self.linear_recurrence == "mamba1"
-            if min(self.linear_value_heads, self.linear_key_head_dim, self.linear_value_head_dim) <= 0 or (
+            if self.linear_recurrence == "short_conv":
+                if (self.linear_key_heads or self.linear_key_head_dim or self.linear_value_head_dim != 1
+                        or min(self.linear_value_heads, self.linear_conv_kernel) <= 0):
+                    raise ValueError("short-conv layers are channels of width 1 (linear_value_head_dim 1) with no key "
+                                     "heads and no state, and a conv of positive taps (conv_L_cache)")
+            elif min(self.linear_value_heads, self.linear_key_head_dim, self.linear_value_head_dim) <= 0 or (
                     self.linear_key_heads <= 0 and not mamba1):
                 raise ValueError("linear-attention layers need positive linear_num_key_heads, linear_num_value_heads, "
                                  "linear_key_head_dim and linear_value_head_dim")
@@ -162,7 +170,7 @@ class ModelSpec(BaseModel):
                                  "and C (no key heads), with a positive dt rank (mamba_dt_rank)")
             if not mamba1 and self.linear_dt_rank:
                 raise ValueError("a dt rank (mamba_dt_rank) belongs to Mamba-1 layers")
-            if not mamba1 and self.linear_value_heads % self.linear_key_heads:
+            if self.linear_key_heads and self.linear_value_heads % self.linear_key_heads:
                 raise ValueError(f"linear_num_value_heads={self.linear_value_heads} is not a multiple of "
                                  f"linear_num_key_heads={self.linear_key_heads}")
             if self.sliding_window:
@@ -288,8 +296,10 @@ class ModelSpec(BaseModel):
     @property
     def linear_in_proj_size(self) -> int:
         """Output width of a linear-attention layer's input projections from the hidden state that TP splits: q, k,
-        v (Mamba-2: C, B, x; Mamba-1: x alone, no key heads), the output gate z (value-wide; KDA's comes from its
+        v (Mamba-2: C, B, x; Mamba-1: x alone, no key heads; a short conv: B, C, x), the output gate z (value-wide; KDA's comes from its
         low-rank pair instead), and each value head's scalars (linear_head_scalars)."""
+        if self.linear_recurrence == "short_conv":  # B, C and x per channel
+            return 3 * self.linear_value_dim
         gate = 0 if self.linear_recurrence == "kda" else self.linear_value_dim
         scalars = self.linear_head_scalars * self.linear_value_heads
         return 2 * self.linear_key_dim + self.linear_value_dim + gate + scalars
