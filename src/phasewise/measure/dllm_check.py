@@ -211,7 +211,8 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
             t = median_wall_and_cpu_s(lambda: hf(ids, use_cache=True, logits_to_keep=canvas), reps)
             points.append(point("refresh", prompt + canvas, 0, canvas, t))
     info = {"model": small.name, "params": small.total_params, "config": cfg, "hardware": hw.key,
-            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE,
+            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
+            "unfitted_engine": UNFITTED_ENGINE,
             "prompt_tokens": prompt_tokens, "canvas_tokens": canvas_tokens, "repeats": reps,
             "threads": 1, "bidirectional": checked}
     return points, info

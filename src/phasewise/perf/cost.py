@@ -486,8 +486,9 @@ class CostModel(DecodeSeries, Communication):
 
     def _linear_in_projections(self, T: int) -> tuple[float, float, float, float]:
         """A linear-attention layer's projections of the new tokens, summed: in_proj (q, k, v, the gate z, the heads'
-        scalars) split by head; Mamba-1's x_proj and dt_proj; KDA's low-rank decay and output-gate pairs, their down-projections whole on every TP
-        rank (vLLM kda.py: ReplicatedLinear f_a_proj / g_a_proj) and their up-projections split."""
+        scalars) split by head; Mamba-1's x_proj and dt_proj; KDA's low-rank decay and output-gate pairs, their
+        down-projections whole on every TP rank (vLLM kda.py: ReplicatedLinear f_a_proj / g_a_proj) and their
+        up-projections split."""
         m, h, tp = self.model, self.model.hidden_size, self.layout.attention_tp
         parts = [self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak, True)]
         x_proj, dt_proj = m.linear_dt_projections

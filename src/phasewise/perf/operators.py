@@ -40,11 +40,11 @@ KDA_KERNELS = {"qkv_proj": 8, "attention": 6}
 # A Mamba-1 layer (vLLM layers/mamba/mamba_mixer.py MambaMixer.forward, as Jamba runs it): in_proj, x_proj and
 # dt_proj (3); the causal conv, the RMSNorms of dt, B and C, the selective scan (5)
 MAMBA1_KERNELS = {"qkv_proj": 3, "attention": 5}
-# A lightning-attention layer (vLLM MiniMaxText01LinearAttention.forward) counts as a gated-DeltaNet layer: qkv_proj
-# and output_gate (2); the SiLU, the decode kernel, the RMSNorm across heads and the gate's sigmoid and product (4; a
-# prefill runs the lightning kernel as four)
 # A short-conv layer (LFM2: vLLM ShortConv.forward): in_proj (1); B x, the causal conv and C's gate (3)
 SHORT_CONV_KERNELS = {"qkv_proj": 1, "attention": 3}
+# Each recurrence's kernels; the others' are LINEAR_ATTENTION_KERNELS: Mamba-2's, and lightning attention's (vLLM
+# MiniMaxText01LinearAttention.forward: qkv_proj and output_gate (2); the SiLU, the decode kernel, the RMSNorm across
+# heads and the gate's sigmoid and product (4; a prefill runs the lightning kernel as four))
 LINEAR_KERNELS = {"kda": KDA_KERNELS, "mamba1": MAMBA1_KERNELS, "short_conv": SHORT_CONV_KERNELS}
 # A shared expert runs its own gate-up GEMM, SiLU-and-mul and down GEMM (the routed experts' activation is the one
 # the elementwise kernels count)

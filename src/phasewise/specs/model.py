@@ -289,15 +289,16 @@ class ModelSpec(BaseModel):
     @property
     def linear_head_scalars(self) -> int:
         """Scalars in_proj makes per value head and token: DeltaNet's beta and decay, Mamba-2's dt, KDA's beta (its
-        decay is per channel, from the low-rank pair); none for Mamba-1 (dt from dt_proj) and lightning attention
-        (a fixed decay)."""
+        decay is per channel, from the low-rank pair); none for Mamba-1 (dt from dt_proj), lightning attention (a
+        fixed decay) and short convolutions."""
         return {"gated_deltanet": 2, "mamba2": 1, "kda": 1}.get(self.linear_recurrence, 0)
 
     @property
     def linear_in_proj_size(self) -> int:
         """Output width of a linear-attention layer's input projections from the hidden state that TP splits: q, k,
-        v (Mamba-2: C, B, x; Mamba-1: x alone, no key heads; a short conv: B, C, x), the output gate z (value-wide; KDA's comes from its
-        low-rank pair instead), and each value head's scalars (linear_head_scalars)."""
+        v (Mamba-2: C, B, x; Mamba-1: x alone, no key heads; a short conv: B, C and x, nothing else), the output gate
+        z (value-wide; KDA's comes from its low-rank pair instead), and each value head's scalars
+        (linear_head_scalars)."""
         if self.linear_recurrence == "short_conv":  # B, C and x per channel
             return 3 * self.linear_value_dim
         gate = 0 if self.linear_recurrence == "kda" else self.linear_value_dim
