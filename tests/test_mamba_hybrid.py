@@ -367,6 +367,30 @@ def test_granite_4_hybrid_layers_by_hand(tmp_path):
     assert result.summary()["completed"] == 20
 
 
+def test_a_single_mamba2_group_is_whole_on_every_gpu(tmp_path):
+    """vLLM's MambaMixer2 replicates n_groups 1 to follow the head shards, so Granite 4.0-H (and Falcon-H1) run at
+    TP 2: each GPU holds half the heads and their x and z, but B and C (2 x 128 channels) whole: in_proj 512 x (1024
+    + 256 + 4), the conv over 512 + 256 channels, the chunked scan with its one group; the same weights at TP 1."""
+    m = load_model(_write(tmp_path, GRANITE))
+    h, bf16 = 512, load_quant("bf16")
+    assert m.linear_replicated_width(1) == 0 and m.linear_replicated_width(2) == 128
+    cm = _cost(m, 2)
+    lin = cm.attention.linear
+    assert (lin.value_heads, lin.key_heads, lin.conv_dim) == (4, 1, 512 + 256)
+    tokens = 256
+    qkv = {op.name: op for op in cm.iteration(BatchShape.uniform(1, tokens, 0)).operators}["qkv_proj"]
+    attention = 2 * tokens * h * (4 * 64 * 3)  # 8 heads of 64, 4 a GPU, K and V split alike
+    assert qkv.flops == pytest.approx(6 * 2 * tokens * h * (1024 + 256 + 4) + 2 * attention, rel=1e-9)
+    # a sequence's state on each GPU: half the heads' 128 x 128 matrices, the conv's 3 taps over 768 channels
+    assert recurrent_state_bytes_per_sequence(m, bf16, 2, 1, "fp32") == 6 * (4 * 128 * 128 * 4 + 768 * 3 * 2)
+    # per GPU at TP 2 the one group whole is the shape two groups split would give: the same weights and state
+    two_groups = load_model(_write(tmp_path, {**GRANITE, "mamba_n_groups": 2}))
+    assert weight_bytes_per_gpu(m, bf16, 2, 1) == weight_bytes_per_gpu(two_groups, bf16, 2, 1)
+    assert weight_bytes_per_gpu(m, bf16, 1, 1) < weight_bytes_per_gpu(two_groups, bf16, 1, 1)
+    assert recurrent_state_bytes_per_sequence(m, bf16, 2, 1) == recurrent_state_bytes_per_sequence(two_groups, bf16,
+                                                                                                   2, 1)
+
+
 @pytest.mark.parametrize("base, change, message", [
     (DENSE, {"hybrid_override_pattern": "M*X-"}, "block kind 'X'"),
     (DENSE, {"hybrid_override_pattern": "M*-M"}, "names 4 blocks but num_hidden_layers is 52"),

@@ -167,12 +167,14 @@ class CostModel(DecodeSeries, Communication):
     def _linear_attention(self) -> LinearAttention:
         """This GPU's share of the linear-attention layers' heads and conv channels (split by attention TP)."""
         m, tp = self.model, self.layout.attention_tp
+        replicated = m.linear_replicated_width(tp)  # a single Mamba-2 group's B and C, whole on every GPU
         return LinearAttention(share=self.linear_share, value_heads=m.linear_value_heads / tp,
                                key_head_dim=m.linear_key_head_dim, value_head_dim=m.linear_value_head_dim,
-                               conv_dim=m.linear_conv_dim / tp, conv_taps=m.linear_conv_kernel,
+                               conv_dim=m.linear_conv_dim / tp + replicated, conv_taps=m.linear_conv_kernel,
                                state_bytes=dtype_bytes(self.engine.recurrent_state_dtype),
                                activation_bytes=self.a_bytes, recurrence=m.linear_recurrence,
-                               key_heads=m.linear_key_heads / tp, chunk_tokens=m.linear_chunk_tokens)
+                               key_heads=1.0 if replicated else m.linear_key_heads / tp,
+                               chunk_tokens=m.linear_chunk_tokens)
 
     def _quantized_input_elements(self) -> float:
         """Elements of the quantized GEMM inputs per token of this GPU, per layer (the stack's mean layer):
@@ -490,7 +492,8 @@ class CostModel(DecodeSeries, Communication):
         down-projections whole on every TP rank (vLLM kda.py: ReplicatedLinear f_a_proj / g_a_proj) and their
         up-projections split."""
         m, h, tp = self.model, self.model.hidden_size, self.layout.attention_tp
-        parts = [self._gemm(T, h, m.linear_in_proj_size / tp, self.w_bytes, self.peak, True)]
+        parts = [self._gemm(T, h, m.linear_in_proj_size / tp + m.linear_replicated_width(tp), self.w_bytes, self.peak,
+                            True)]
         x_proj, dt_proj = m.linear_dt_projections
         if x_proj:  # Mamba-1: x_proj from this rank's channels (a partial sum, linear_allreduce), dt_proj back to them
             parts += [self._gemm(T, m.linear_value_dim / tp, x_proj, self.w_bytes, self.peak, True),
@@ -639,9 +642,10 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
             f"--tp {tp} neither divides nor is a multiple of num_key_value_heads={model.num_kv_heads} "
             f"of {model.name}"
         )
-    if model.linear_attention_layers and (model.linear_key_heads % tp or model.linear_value_heads % tp):
-        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0
-              and model.linear_key_heads % d == 0 and model.linear_value_heads % d == 0]
+    if model.linear_attention_layers and ((model.linear_key_heads % tp and not model.linear_replicated_width(tp))
+                                          or model.linear_value_heads % tp):
+        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and model.linear_value_heads % d == 0
+              and (model.linear_key_heads % d == 0 or model.linear_replicated_width(d))]
         raise PhasewiseError(
             f"--tp {tp} does not divide the linear-attention heads of {model.name} (linear_num_key_heads="
             f"{model.linear_key_heads}, linear_num_value_heads={model.linear_value_heads}; allowed: "

@@ -85,7 +85,9 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         attn = (m.hidden_size * (m.q_proj_size + m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
     if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
         whole = m.hidden_size * sum(m.linear_low_rank)  # but KDA's low-rank down-projections, on every rank
-        linear = (m.linear_attention_params - whole) / attention_tp + whole
+        # and a single Mamba-2 group's B and C projections and conv taps, whole on every rank
+        replicated = m.linear_replicated_width(attention_tp) * (m.hidden_size + m.linear_conv_kernel)
+        linear = (m.linear_attention_params - whole) / attention_tp + whole + replicated
         attn = attn * (1 - m.linear_layer_share) + linear * m.linear_layer_share
     latent = m.moe_latent_params  # a latent MoE's projections: whole on every GPU (replicated)
     if dp == 1:
@@ -236,15 +238,16 @@ def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp:
                                        state_dtype: str = "bf16") -> float:
     """One sequence's recurrent state on one GPU of a stage whose attention runs over `tp` GPUs: in each
     linear-attention layer its value heads' key_head_dim x value_head_dim matrices (at `state_dtype`, the engine's
-    recurrent_state_dtype) and the conv's last conv_kernel - 1 inputs per channel (activation dtype); 0 without
-    such layers."""
+    recurrent_state_dtype) and the conv's last conv_kernel - 1 inputs per channel (activation dtype; a single Mamba-2
+    group's B and C channels whole on every GPU: ModelSpec.linear_replicated_width); 0 without such layers."""
     m = model
     if not m.linear_attention_layers:
         return 0.0
     layers = round(math.ceil(m.num_layers / pp) * m.linear_layer_share)
     ssm = m.linear_value_heads * m.linear_key_head_dim * m.linear_value_head_dim * dtype_bytes(state_dtype)
-    conv = m.linear_conv_dim * max(m.linear_conv_kernel - 1, 0) * quant.activation_bytes
-    return layers * (ssm + conv) / tp
+    conv_channels = m.linear_conv_dim / tp + m.linear_replicated_width(tp)
+    conv = conv_channels * max(m.linear_conv_kernel - 1, 0) * quant.activation_bytes
+    return layers * (ssm / tp + conv)
 
 
 # vLLM rounds the attention block it raises for a hybrid's state page to a multiple of this many tokens

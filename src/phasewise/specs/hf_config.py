@@ -2,8 +2,8 @@
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
 indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, Kimi Linear's KDA beside latent
-attention, Jamba's Mamba-1, LFM2's short convolutions and MiniMax-Text-01 / M1's lightning attention
-(specs/hf_recurrent.py), multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
+attention, Falcon-H1's attention and Mamba-2 side by side, Jamba's Mamba-1, LFM2's short convolutions and
+MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
 unknown model_type, or a field that changes a layer's cost and that its parser does not read, is a one-line error
 naming it, never a fallback to another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
@@ -28,11 +28,13 @@ from phasewise.specs.hf_layers import (
     window_layers,
 )
 from phasewise.specs.hf_recurrent import (
+    FALCON_H1_DEFAULTS,
     JAMBA_DEFAULTS,
     LFM2_DEFAULTS,
     LFM2_MOE_DEFAULTS,
     LFM2_TYPES,
     LIGHTNING_TYPES,
+    falcon_h1_spec,
     jamba_moe_layers,
     lfm2_config,
     lightning_fields,
@@ -153,6 +155,7 @@ CONFIG_CLASS_DEFAULTS = {
     "smollm3": dict(use_sliding_window=False),
     "dots1": dict(sliding_window=4096, max_window_layers=62),
     "jamba": JAMBA_DEFAULTS,
+    "falcon_h1": FALCON_H1_DEFAULTS,
     "lfm2": LFM2_DEFAULTS,
     "lfm2_moe": LFM2_MOE_DEFAULTS,
     "ernie4_5_moe": dict(moe_num_experts=64, moe_k=6, moe_num_shared_experts=2, moe_intermediate_size=1536,
@@ -208,7 +211,7 @@ OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 # convolutions, MiniMax's lightning attention
 RECURRENT_HYBRID_TYPES = ("jamba",) + LFM2_TYPES + LIGHTNING_TYPES
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
-    + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
+    + ("falcon_h1",) + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
@@ -277,6 +280,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = _granite_hybrid(name, cfg, where)
         elif mt in MAMBA_HYBRID_TYPES:
             spec = _nemotron_h(name, cfg, where)
+        elif mt == "falcon_h1":  # attention and Mamba-2 side by side in every layer (specs/hf_recurrent.py)
+            spec = falcon_h1_spec(name, cfg, where, ModelSpec)
         else:
             spec = _llama_style(name, cfg, where, mt)
         native = native_precision(cfg, where)

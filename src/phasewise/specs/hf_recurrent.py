@@ -142,3 +142,46 @@ def short_conv_fields(cfg: dict[str, Any], where: str, layer_types: list) -> dic
     return dict(linear_attention_layers=conv, linear_recurrence="short_conv", linear_key_heads=0,
                 linear_key_head_dim=0, linear_value_heads=positive(cfg.get("hidden_size"), where, "hidden_size"),
                 linear_value_head_dim=1, linear_conv_kernel=positive(cfg.get("conv_L_cache"), where, "conv_L_cache"))
+
+
+# FalconH1Config's defaults of the mixer's fields, which a config.json may leave out
+FALCON_H1_DEFAULTS = dict(mamba_d_ssm=1024, mamba_n_heads=128, mamba_d_head="auto", mamba_n_groups=1,
+                          mamba_d_state=256, mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=256,
+                          tie_word_embeddings=False)
+
+
+def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str, build) -> Any:
+    """Falcon-H1 (transformers models/falcon_h1/configuration_falcon_h1.py FalconH1Config, vLLM models/falcon_h1.py):
+    every layer runs softmax attention and a Mamba-2 mixer side by side on the same normed input, their outputs
+    summed, then a gated SiLU MLP. Costed as Nemotron-H's blocks are paired: each layer's attention with its MLP, its
+    Mamba-2 mixer an MLP-free layer beside it (2 x num_hidden_layers layers; one TP all-reduce after each mixer and
+    each MLP). The mixer: mamba_n_heads heads of mamba_d_head ("auto": its width over the heads) over mamba_d_ssm
+    channels (else mamba_expand x hidden_size), mamba_n_groups groups sharing B and C of mamba_d_state, a conv of
+    mamba_d_conv taps, chunks of mamba_chunk_size. The multipliers (attention_in_multiplier, ssm_multipliers, ...)
+    scale activations and cost nothing. `build` makes the ModelSpec from these fields (hf_config.py's)."""
+    layers = positive(cfg.get("num_hidden_layers"), where, "num_hidden_layers")
+    hidden = positive(cfg.get("hidden_size"), where, "hidden_size")
+    heads = positive(cfg.get("num_attention_heads"), where, "num_attention_heads")
+    mamba_heads = positive(cfg.get("mamba_n_heads"), where, "mamba_n_heads")
+    width = cfg.get("mamba_d_ssm")
+    width = positive(width, where, "mamba_d_ssm") if width is not None else (
+        positive(cfg.get("mamba_expand"), where, "mamba_expand") * hidden)
+    head = cfg.get("mamba_d_head")
+    head = width // mamba_heads if head == "auto" else positive(head, where, "mamba_d_head")
+    if head * mamba_heads != width:
+        raise PhasewiseError(f"{where}: mamba_n_heads ({mamba_heads}) x mamba_d_head ({head}) must be the mixer's "
+                             f"width mamba_d_ssm ({width})")
+    kv_heads = cfg.get("num_key_value_heads")
+    return build(
+        name=name, model_type="falcon_h1", num_layers=2 * layers, hidden_size=hidden, num_heads=heads,
+        num_kv_heads=positive(kv_heads, where, "num_key_value_heads") if kv_heads is not None else heads,
+        head_dim=positive(cfg.get("head_dim", hidden // heads), where, "head_dim"),
+        intermediate_size=positive(cfg.get("intermediate_size"), where, "intermediate_size"),
+        vocab_size=positive(cfg.get("vocab_size"), where, "vocab_size"),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_gated=True,
+        max_position_embeddings=int(cfg.get("max_position_embeddings") or 0),
+        mlp_free_layers=layers, linear_attention_layers=layers, linear_recurrence="mamba2",
+        linear_key_heads=positive(cfg.get("mamba_n_groups"), where, "mamba_n_groups"), linear_value_heads=mamba_heads,
+        linear_key_head_dim=positive(cfg.get("mamba_d_state"), where, "mamba_d_state"), linear_value_head_dim=head,
+        linear_conv_kernel=positive(cfg.get("mamba_d_conv"), where, "mamba_d_conv"),
+        linear_chunk_tokens=positive(cfg.get("mamba_chunk_size"), where, "mamba_chunk_size"))

@@ -305,6 +305,14 @@ class ModelSpec(BaseModel):
         scalars = self.linear_head_scalars * self.linear_value_heads
         return 2 * self.linear_key_dim + self.linear_value_dim + gate + scalars
 
+    def linear_replicated_width(self, tp: int) -> float:
+        """Channels of B and C one GPU of a `tp`-wide group holds beyond its share of them: a Mamba-2 mixer's single
+        group (n_groups 1) is whole on every GPU, as vLLM's MambaMixer2 replicates it to follow the head shards
+        (extra_groups_for_head_shards); 0 where the groups are split (check_parallelism refuses the rest)."""
+        if self.linear_recurrence != "mamba2" or self.linear_key_heads != 1 or tp <= 1:
+            return 0.0
+        return 2 * self.linear_key_head_dim * (1 - 1 / tp)
+
     @property
     def linear_low_rank(self) -> tuple[int, int]:
         """KDA's low-rank pairs (decay, output gate): their ranks (key_head_dim, value_head_dim), the down-projections
