@@ -227,7 +227,8 @@ def test_jamba_projections_by_hand():
 
 
 @pytest.mark.parametrize("name, tp, hardware", [(JAMBA_MINI, 2, "h100-sxm"), (MINIMAX_M1, 8, "h200-sxm"),
-                                                ("LiquidAI/LFM2-8B-A1B", 1, "h100-sxm")])
+                                                ("LiquidAI/LFM2-8B-A1B", 1, "h100-sxm"),
+                                                ("tiiuae/Falcon-H1-34B-Instruct", 2, "h100-sxm")])
 def test_decode_runs_are_costed_as_fast_does_step_by_step(name, tp, hardware):
     from phasewise.perf.decode_line import DecodeLine
 
@@ -342,6 +343,66 @@ def test_lfm2_simulates_with_its_invariants(name, engine):
     result = run(model=name, hardware="h100-sxm", engine=engine, rate=8, requests=30, isl=1024, osl=64,
                  check_invariants=True).summary()
     assert result["completed"] == 30
+
+
+FALCON_H1 = "tiiuae/Falcon-H1-34B-Instruct"
+# Falcon-H1-7B's shapes (secondary sources agree on these: a public MLX port's config, Megatron-Bridge's provider)
+FALCON_H1_7B = {"model_type": "falcon_h1", "hidden_size": 3072, "num_hidden_layers": 44, "num_attention_heads": 12,
+                "num_key_value_heads": 2, "head_dim": 128, "intermediate_size": 12288, "mamba_d_ssm": 3072,
+                "mamba_n_heads": 24, "mamba_d_head": 128, "mamba_n_groups": 1, "mamba_d_state": 256,
+                "mamba_d_conv": 4, "mamba_chunk_size": 128, "vocab_size": 130048, "tie_word_embeddings": False}
+
+
+def _mamba2_params(h: int, heads: int, head_dim: int, groups: int, state: int, taps: int = 4) -> int:
+    inner = heads * head_dim
+    return h * (2 * inner + 2 * groups * state + heads) + (inner + 2 * groups * state) * taps + inner * h
+
+
+def test_falcon_h1_pairs_each_layer_by_hand(tmp_path):
+    """Falcon-H1-34B: 72 layers of attention and Mamba-2 side by side, costed as 144 (72 attention layers with the
+    MLP, 72 Mamba-2 without); 33.64 B parameters (biases and norms apart); the 7B's shapes give 7.59 B."""
+    m = load_model(FALCON_H1)
+    assert (m.num_layers, m.full_attention_layers, m.linear_attention_layers, m.mlp_free_layers,
+            m.num_dense_layers) == (144, 72, 72, 72, 72)
+    assert (m.linear_recurrence, m.linear_key_heads, m.linear_value_heads, m.linear_value_head_dim,
+            m.linear_chunk_tokens) == ("mamba2", 2, 32, 128, 128)
+    h = 5120
+    attention = h * (20 * 128 + 2 * 4 * 128) + 20 * 128 * h
+    assert m.total_params == 72 * (attention + _mamba2_params(h, 32, 128, 2, 256) + 3 * h * 21504) + 2 * 261120 * h
+    assert m.total_params == 33_641_103_360
+    seven = load_model(_write(tmp_path, FALCON_H1_7B))
+    assert seven.total_params == pytest.approx(7.59e9, rel=0.002)
+
+
+def test_falcon_h1_all_reduces_and_tp_rules():
+    """Under TP each layer all-reduces after its attention, its Mamba-2 mixer and its MLP (vLLM falcon_h1.py: three
+    RowParallelLinear reductions); two groups split at TP 2 but not at TP 4 (vLLM asserts n_groups % tp == 0 or
+    n_groups == 1)."""
+    ops = _ops(_cost(FALCON_H1, 2), BatchShape.uniform(2, 512, 0))
+    assert ops["tp_allreduce"].count == 3 * 72
+    with pytest.raises(PhasewiseError, match="--tp 4 does not divide the linear-attention heads"):
+        _cost(FALCON_H1, 4)
+
+
+def test_falcon_h1_single_group_runs_at_tp4(tmp_path):
+    """The 7B's one group is whole on every GPU (ModelSpec.linear_replicated_width), so TP 4 runs."""
+    from phasewise.sim.api import run
+
+    path = _write(tmp_path, FALCON_H1_7B)
+    result = run(model=path, hardware="h100-sxm", tp=4, rate=4, requests=20, isl=1024, osl=32,
+                 check_invariants=True).summary()
+    assert result["completed"] == 20
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"mamba_d_head": 100}, "mamba_n_heads \\(32\\) x mamba_d_head \\(100\\) must be the mixer's width"),
+    ({"attn_layer_indices": [3, 7]}, "field attn_layer_indices is not modelled for model_type 'falcon_h1'"),
+    ({"mamba_use_mlp": False}, "field mamba_use_mlp false"),
+    ({"mamba_n_groups": 0}, "field mamba_n_groups must be a positive integer"),
+])
+def test_bad_falcon_h1_fields_are_one_line_errors(tmp_path, change, match):
+    with pytest.raises(PhasewiseError, match=match):
+        load_model(_write(tmp_path, _catalog_config(FALCON_H1) | change))
 
 
 # A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time

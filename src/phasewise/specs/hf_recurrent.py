@@ -159,6 +159,13 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str, build) -> Any:
     channels (else mamba_expand x hidden_size), mamba_n_groups groups sharing B and C of mamba_d_state, a conv of
     mamba_d_conv taps, chunks of mamba_chunk_size. The multipliers (attention_in_multiplier, ssm_multipliers, ...)
     scale activations and cost nothing. `build` makes the ModelSpec from these fields (hf_config.py's)."""
+    for field in ("attn_layer_indices", "sliding_window"):  # attention in some layers only; windowed attention
+        if cfg.get(field) is not None:
+            raise PhasewiseError(f"{where}: field {field} is not modelled for model_type 'falcon_h1' (every layer is "
+                                 "costed with full attention beside its Mamba-2 mixer)")
+    if cfg.get("mamba_use_mlp") is False:
+        raise PhasewiseError(f"{where}: field mamba_use_mlp false (layers without an MLP) is not modelled for "
+                             "model_type 'falcon_h1'")
     layers = positive(cfg.get("num_hidden_layers"), where, "num_hidden_layers")
     hidden = positive(cfg.get("hidden_size"), where, "hidden_size")
     heads = positive(cfg.get("num_attention_heads"), where, "num_attention_heads")
