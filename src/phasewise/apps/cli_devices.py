@@ -105,8 +105,8 @@ def models_cmd(as_json: Json = False) -> None:
         elif m.window_all_layers:
             attention += f", window {m.sliding_window}"
         if m.linear_attention_layers:
-            kind = {"mamba2": "Mamba-2", "kda": "KDA", "mamba1": "Mamba-1", "lightning": "lightning"}.get(
-                m.linear_recurrence, "gated DeltaNet")
+            kind = {"gated_deltanet": "gated DeltaNet", "mamba2": "Mamba-2", "kda": "KDA", "mamba1": "Mamba-1",
+                    "lightning": "lightning", "short_conv": "short conv"}[m.linear_recurrence]
             attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
         if m.mlp_free_layers:
             attention += f", {m.mlp_free_layers} without an MLP"

@@ -3,9 +3,9 @@
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
 indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, Kimi Linear's KDA beside latent
 attention, Falcon-H1's attention and Mamba-2 side by side, Jamba's Mamba-1, LFM2's short convolutions and
-MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a supported language model, OPT, BLOOM, OLMo-style); an
-unknown model_type, or a field that changes a layer's cost and that its parser does not read, is a one-line error
-naming it, never a fallback to another family.
+MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a supported language
+model, OPT, BLOOM, OLMo-style); an unknown model_type, or a field that changes a layer's cost and that its parser
+does not read, is a one-line error naming it, never a fallback to another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
 """
 
@@ -281,7 +281,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         elif mt in MAMBA_HYBRID_TYPES:
             spec = _nemotron_h(name, cfg, where)
         elif mt == "falcon_h1":  # attention and Mamba-2 side by side in every layer (specs/hf_recurrent.py)
-            spec = falcon_h1_spec(name, cfg, where, ModelSpec)
+            spec = falcon_h1_spec(name, cfg, where)
         else:
             spec = _llama_style(name, cfg, where, mt)
         native = native_precision(cfg, where)

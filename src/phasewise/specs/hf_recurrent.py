@@ -1,6 +1,6 @@
-"""The recurrent layers of two hybrid families a config.json describes, as ModelSpec fields (specs/hf_config.py's
-Llama-style parser reads the rest: attention, MLPs, experts): Jamba's Mamba-1 layers and MiniMax-Text-01 / M1's
-lightning attention."""
+"""The recurrent layers of hybrid families a config.json describes, as ModelSpec fields (specs/hf_config.py's
+Llama-style parser reads the rest: attention, MLPs, experts): Jamba's Mamba-1 layers, MiniMax-Text-01 / M1's
+lightning attention, LFM2's short convolutions; and Falcon-H1's whole spec (attention and Mamba-2 side by side)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.hf_layers import is_int_list, positive
+from phasewise.specs.model import ModelSpec
 
 # Jamba (ai21labs; transformers models/jamba/configuration_jamba.py JambaConfig, vLLM models/jamba.py): layer i has
 # softmax attention when i % attn_layer_period == attn_layer_offset, else a Mamba-1 mixer; its MLP is a MoE of
@@ -130,7 +131,8 @@ def lfm2_config(cfg: dict[str, Any], where: str, mt: str, layers: int) -> dict[s
             attention = list(range(layers))
         if not is_int_list(attention) or any(not 0 <= i < layers for i in attention):
             raise PhasewiseError(f"{where}: field full_attn_idxs must list layer indices in 0..{layers - 1}")
-        out["layer_types"] = ["full_attention" if i in set(attention) else "conv" for i in range(layers)]
+        attention = set(attention)
+        out["layer_types"] = ["full_attention" if i in attention else "conv" for i in range(layers)]
     return out
 
 
@@ -150,7 +152,7 @@ FALCON_H1_DEFAULTS = dict(mamba_d_ssm=1024, mamba_n_heads=128, mamba_d_head="aut
                           tie_word_embeddings=False)
 
 
-def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str, build) -> Any:
+def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     """Falcon-H1 (transformers models/falcon_h1/configuration_falcon_h1.py FalconH1Config, vLLM models/falcon_h1.py):
     every layer runs softmax attention and a Mamba-2 mixer side by side on the same normed input, their outputs
     summed, then a gated SiLU MLP. Costed as Nemotron-H's blocks are paired: each layer's attention with its MLP, its
@@ -158,7 +160,7 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str, build) -> Any:
     each MLP). The mixer: mamba_n_heads heads of mamba_d_head ("auto": its width over the heads) over mamba_d_ssm
     channels (else mamba_expand x hidden_size), mamba_n_groups groups sharing B and C of mamba_d_state, a conv of
     mamba_d_conv taps, chunks of mamba_chunk_size. The multipliers (attention_in_multiplier, ssm_multipliers, ...)
-    scale activations and cost nothing. `build` makes the ModelSpec from these fields (hf_config.py's)."""
+    scale activations and cost nothing."""
     for field in ("attn_layer_indices", "sliding_window"):  # attention in some layers only; windowed attention
         if cfg.get(field) is not None:
             raise PhasewiseError(f"{where}: field {field} is not modelled for model_type 'falcon_h1' (every layer is "
@@ -179,7 +181,7 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str, build) -> Any:
         raise PhasewiseError(f"{where}: mamba_n_heads ({mamba_heads}) x mamba_d_head ({head}) must be the mixer's "
                              f"width mamba_d_ssm ({width})")
     kv_heads = cfg.get("num_key_value_heads")
-    return build(
+    return ModelSpec(
         name=name, model_type="falcon_h1", num_layers=2 * layers, hidden_size=hidden, num_heads=heads,
         num_kv_heads=positive(kv_heads, where, "num_key_value_heads") if kv_heads is not None else heads,
         head_dim=positive(cfg.get("head_dim", hidden // heads), where, "head_dim"),
