@@ -442,3 +442,15 @@ def test_quick_recurrent_validate_json(run_cli):
 def test_recurrent_validate_flag_errors_are_one_line(run_cli, args, needle):
     code, out, err = run_cli("validate", "--recurrent", *args)
     assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_plan_prunes_a_scheduling_variant_whose_engine_holds_more_memory():
+    """vLLM V0 (the prefill-first variant) holds a recurrent state for every seat: Falcon-H1-34B's 146 MiB x 256 do
+    not fit one H100 beside its weights, where V1's KV pool does; the variant is pruned, not a failed plan."""
+    from phasewise.plan import PlanOptions
+    from phasewise.plan.strategies import enumerate_strategies
+
+    opts = PlanOptions(tp_options=(1,), pp_options=(1,), batch_caps=(256,), disaggregated=False)
+    strategies, pruned = enumerate_strategies(FALCON_H1, "h100-sxm", 2, opts)
+    assert strategies and not any("prefill-first" in s.name for s in strategies)
+    assert any("prefill-first b256" in line and "under vllm-v0" in line for line in pruned)

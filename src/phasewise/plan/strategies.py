@@ -368,6 +368,14 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                         continue
                     for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
                                                                      layout.get("attention_dp", 1)):
+                        variant = engine_fields["engine"]
+                        if variant != opts.engine and not _fits(model, hw, quant, tp, pp, 8192, cap,
+                                                                opts.memory_fraction, min_kv_tokens, layout, variant,
+                                                                spec):
+                            # another engine holds memory otherwise: vLLM V0 a recurrent state for every seat
+                            pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} b{cap} {tag}: model + KV for "
+                                          f"{min_kv_tokens} tokens do not fit in {hardware} memory under {variant}")
+                            continue
                         group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **layout,
                                      **engine_fields)
                         name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} b{cap} {tag}"
