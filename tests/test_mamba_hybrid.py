@@ -391,6 +391,27 @@ def test_a_single_mamba2_group_is_whole_on_every_gpu(tmp_path):
                                                                                                    2, 1)
 
 
+# Bamba-9B's shape (ibm-ai-platform/Bamba-9B: attention on layers 9, 18 and 27, state 128) on transformers
+# BambaConfig's defaults for the rest
+BAMBA = {"model_type": "bamba", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256, "attn_layer_indices": [9, 18, 27],
+         "mamba_d_state": 128}
+
+
+def test_bamba_is_granite_4_h_dense_layers_by_hand(tmp_path):
+    """Bamba: 29 Mamba-2 layers (128 heads of 64, one group of state 128) and 3 attention layers (RoPE), every layer
+    a gated MLP of 14,336; untied embeddings: 9.78 B (the 9B's published 9.78 B)."""
+    m = load_model(_write(tmp_path, BAMBA))
+    assert (m.model_type, m.num_layers, m.linear_attention_layers, m.num_dense_layers, m.attention_rope) == (
+        "bamba", 32, 29, 32, True)
+    h = 4096
+    attention = h * (32 * 128 + 2 * 8 * 128) + 32 * 128 * h
+    assert m.total_params == 29 * _mamba_params(h, 128, 64, 1, 128) + 3 * attention + 32 * 3 * h * 14336 \
+        + 2 * 128256 * h
+    assert m.total_params == pytest.approx(9.78e9, rel=0.001)
+    assert _cost(m, 2).attention.linear.key_heads == 1  # its one group whole on both GPUs
+
+
 @pytest.mark.parametrize("base, change, message", [
     (DENSE, {"hybrid_override_pattern": "M*X-"}, "block kind 'X'"),
     (DENSE, {"hybrid_override_pattern": "M*-M"}, "names 4 blocks but num_hidden_layers is 52"),
@@ -406,6 +427,8 @@ def test_a_single_mamba2_group_is_whole_on_every_gpu(tmp_path):
     (GRANITE, {"layer_types": None}, "missing field layer_types"),
     (GRANITE, {"position_embedding_type": "alibi"}, "position_embedding_type 'alibi' is not one of rope, nope"),
     (GRANITE, {"mamba_n_heads": None}, "missing field mamba_n_heads"),
+    (BAMBA, {"attn_layer_indices": [9, 32]}, "field attn_layer_indices must list layer indices in 0..31"),
+    (BAMBA, {"attn_layer_indices": None}, "at least one of the 32 layers must keep softmax attention"),
     # a config fuzz found a MoE without experts dividing by zero in the cost model
     (DENSE, {"hybrid_override_pattern": "M*ME", "num_hidden_layers": 4, "n_routed_experts": False,
              "num_experts_per_tok": 2, "moe_intermediate_size": 64},

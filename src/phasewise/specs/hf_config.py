@@ -28,12 +28,14 @@ from phasewise.specs.hf_layers import (
     window_layers,
 )
 from phasewise.specs.hf_recurrent import (
+    BAMBA_DEFAULTS,
     FALCON_H1_DEFAULTS,
     JAMBA_DEFAULTS,
     LFM2_DEFAULTS,
     LFM2_MOE_DEFAULTS,
     LFM2_TYPES,
     LIGHTNING_TYPES,
+    bamba_config,
     falcon_h1_spec,
     jamba_moe_layers,
     lfm2_config,
@@ -156,6 +158,7 @@ CONFIG_CLASS_DEFAULTS = {
     "dots1": dict(sliding_window=4096, max_window_layers=62),
     "jamba": JAMBA_DEFAULTS,
     "falcon_h1": FALCON_H1_DEFAULTS,
+    "bamba": BAMBA_DEFAULTS,
     "lfm2": LFM2_DEFAULTS,
     "lfm2_moe": LFM2_MOE_DEFAULTS,
     "ernie4_5_moe": dict(moe_num_experts=64, moe_k=6, moe_num_shared_experts=2, moe_intermediate_size=1536,
@@ -211,7 +214,7 @@ OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 # convolutions, MiniMax's lightning attention
 RECURRENT_HYBRID_TYPES = ("jamba",) + LFM2_TYPES + LIGHTNING_TYPES
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
-    + ("falcon_h1",) + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
+    + ("falcon_h1", "bamba") + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
@@ -264,6 +267,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         cfg = hunyuan_fields(cfg, where)
     if mt in LFM2_TYPES:
         cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
+    if mt == "bamba":
+        cfg = bamba_config(cfg, where, int(_require(cfg, where, "num_hidden_layers")))
     names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES,
              "bailing_moe": BAILING_NAMES}.get(mt, {})
     if names:  # their own names for the MoE fields
@@ -276,8 +281,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = _bloom(name, cfg, where)
         elif mt in ("llada", "olmo"):
             spec = _olmo_style(name, cfg, where)
-        elif mt == "granitemoehybrid":
-            spec = _granite_hybrid(name, cfg, where)
+        elif mt in ("granitemoehybrid", "bamba"):  # Bamba: Granite 4.0-H's dense layers
+            spec = _granite_hybrid(name, cfg, where).model_copy(update={"model_type": mt})
         elif mt in MAMBA_HYBRID_TYPES:
             spec = _nemotron_h(name, cfg, where)
         elif mt == "falcon_h1":  # attention and Mamba-2 side by side in every layer (specs/hf_recurrent.py)
@@ -361,7 +366,7 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
     kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
         {"linear_attention"} if hybrid else set()) - ({"chunked_attention"} if mt == "llama4_text" else set()) - (
-        set(GRANITE_LAYER_KINDS) if mt == "granitemoehybrid" else set()) - ({"conv"} if mt in LFM2_TYPES else set())
+        set(GRANITE_LAYER_KINDS) if mt in ("granitemoehybrid", "bamba") else set()) - ({"conv"} if mt in LFM2_TYPES else set())
     if "linear_attention" in kinds:
         unread.append("layer_types (linear_attention: gated DeltaNet or lightning attention, read for model_type "
                       f"{', '.join(LINEAR_HYBRID_TYPES + LIGHTNING_TYPES)} only)")
@@ -581,7 +586,7 @@ def _granite_hybrid(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         raise PhasewiseError(f"{where}: field layer_types names {len(kinds)} layers but num_hidden_layers is {layers}")
     hidden = int(_require(cfg, where, "hidden_size"))
     heads = int(_require(cfg, where, "num_attention_heads"))
-    mamba_heads = int(_require(cfg, where, "mamba_n_heads"))
+    mamba_heads = positive(_require(cfg, where, "mamba_n_heads"), where, "mamba_n_heads")
     head = _require(cfg, where, "mamba_d_head")
     head_dim = int(_require(cfg, where, "mamba_expand")) * hidden // mamba_heads if head == "auto" else int(head)
     shared = int(_require(cfg, where, "shared_intermediate_size"))

@@ -194,3 +194,22 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         linear_key_head_dim=positive(cfg.get("mamba_d_state"), where, "mamba_d_state"), linear_value_head_dim=head,
         linear_conv_kernel=positive(cfg.get("mamba_d_conv"), where, "mamba_d_conv"),
         linear_chunk_tokens=positive(cfg.get("mamba_chunk_size"), where, "mamba_chunk_size"))
+
+
+# Bamba (IBM; transformers models/bamba/configuration_bamba.py BambaConfig, vLLM models/bamba.py): Granite 4.0-H's
+# dense layers, a Mamba-2 or attention mixer (attention on the layers attn_layer_indices lists) and a gated MLP of
+# intermediate_size in every layer. The mixer fields' class defaults
+BAMBA_DEFAULTS = dict(mamba_n_heads=128, mamba_d_head="auto", mamba_n_groups=1, mamba_d_state=256, mamba_d_conv=4,
+                      mamba_expand=2, mamba_chunk_size=256, tie_word_embeddings=False)
+
+
+def bamba_config(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
+    """Bamba's config as the Granite 4.0-H parser reads it: layer_types from attn_layer_indices (every layer Mamba-2
+    without them, as BambaConfig.layers_block_type), its MLP as the shared MLP of a layer without experts, RoPE."""
+    attention = cfg.get("attn_layer_indices") or []
+    if not is_int_list(attention) or any(not 0 <= i < layers for i in attention):
+        raise PhasewiseError(f"{where}: field attn_layer_indices must list layer indices in 0..{layers - 1}")
+    attention = set(attention)
+    return {**cfg, "layer_types": ["attention" if i in attention else "mamba" for i in range(layers)],
+            "shared_intermediate_size": positive(cfg.get("intermediate_size"), where, "intermediate_size"),
+            "num_local_experts": 0, "position_embedding_type": "rope"}
