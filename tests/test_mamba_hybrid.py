@@ -400,7 +400,8 @@ BAMBA = {"model_type": "bamba", "hidden_size": 4096, "num_hidden_layers": 32, "n
 
 def test_bamba_is_granite_4_h_dense_layers_by_hand(tmp_path):
     """Bamba: 29 Mamba-2 layers (128 heads of 64, one group of state 128) and 3 attention layers (RoPE), every layer
-    a gated MLP of 14,336; untied embeddings: 9.78 B (the 9B's published 9.78 B)."""
+    a gated MLP of 14,336; untied embeddings: 9.78 B by this count (the name says 9B; no exact published count was
+    at hand)."""
     m = load_model(_write(tmp_path, BAMBA))
     assert (m.model_type, m.num_layers, m.linear_attention_layers, m.num_dense_layers, m.attention_rope) == (
         "bamba", 32, 29, 32, True)
