@@ -242,10 +242,11 @@ def test_llama4_vision_encoder_matches_a_module_by_module_count(tmp_path):
     """The same dump's module table: class embedding 1,408; positions 812,416; patch linear 827,904; two
     LayerNorms; per layer q, k, v, o 1,982,464 + 1,408 each, fc1 7,929,856 + 5,632, fc2 7,929,856 + 1,408, two
     LayerNorms; the adapter's 23,068,672 and 16,777,216; the projector's 20,971,520 (to Scout's 5,120)."""
-    cfg = _catalog_config("meta-llama/Llama-4-Scout-17B-16E-Instruct")  # the wrapper, its text_config only
-    assert cfg["model_type"] == "llama4" and "vision_config" not in cfg
+    cfg = _catalog_config("meta-llama/Llama-4-Scout-17B-16E-Instruct")  # the wrapper: text_config, vision_config
+    assert cfg["model_type"] == "llama4" and cfg["vision_config"] == LLAMA4_SCOUT_VISION
     cfg["vision_config"] = dict(LLAMA4_SCOUT_VISION)
     m = load_model(_write(tmp_path, cfg))
+    assert m.vision == load_model("meta-llama/Llama-4-Scout-17B-16E-Instruct").vision  # the catalog entry's
     layer = 4 * (1_982_464 + 1_408) + 7_929_856 + 5_632 + 7_929_856 + 1_408 + 4 * 1_408
     table = 1_408 + 812_416 + 827_904 + 4 * 1_408 + 34 * layer + 23_068_672 + 16_777_216 + 20_971_520
     assert m.encoder_params == table == 871_932_416
