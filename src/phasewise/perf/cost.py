@@ -167,13 +167,13 @@ class CostModel(DecodeSeries, Communication):
     def _linear_attention(self) -> LinearAttention:
         """This GPU's share of the linear-attention layers' heads and conv channels (split by attention TP)."""
         m, tp = self.model, self.layout.attention_tp
-        replicated = m.linear_replicated_width(tp)  # a single Mamba-2 group's B and C, whole on every GPU
         return LinearAttention(share=self.linear_share, value_heads=m.linear_value_heads / tp,
                                key_head_dim=m.linear_key_head_dim, value_head_dim=m.linear_value_head_dim,
-                               conv_dim=m.linear_conv_dim / tp + replicated, conv_taps=m.linear_conv_kernel,
+                               conv_dim=m.linear_conv_channels(tp), conv_taps=m.linear_conv_kernel,
                                state_bytes=dtype_bytes(self.engine.recurrent_state_dtype),
                                activation_bytes=self.a_bytes, recurrence=m.linear_recurrence,
-                               key_heads=1.0 if replicated else m.linear_key_heads / tp,
+                               # a single Mamba-2 group is whole on every GPU (ModelSpec.linear_replicated_width)
+                               key_heads=1.0 if m.linear_replicated_width(tp) else m.linear_key_heads / tp,
                                chunk_tokens=m.linear_chunk_tokens)
 
     def _quantized_input_elements(self) -> float:

@@ -245,8 +245,7 @@ def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp:
         return 0.0
     layers = round(math.ceil(m.num_layers / pp) * m.linear_layer_share)
     ssm = m.linear_value_heads * m.linear_key_head_dim * m.linear_value_head_dim * dtype_bytes(state_dtype)
-    conv_channels = m.linear_conv_dim / tp + m.linear_replicated_width(tp)
-    conv = conv_channels * max(m.linear_conv_kernel - 1, 0) * quant.activation_bytes
+    conv = m.linear_conv_channels(tp) * max(m.linear_conv_kernel - 1, 0) * quant.activation_bytes
     return layers * (ssm / tp + conv)
 
 

@@ -313,6 +313,11 @@ class ModelSpec(BaseModel):
             return 0.0
         return 2 * self.linear_key_head_dim * (1 - 1 / tp)
 
+    def linear_conv_channels(self, tp: int) -> float:
+        """Channels of a linear-attention layer's conv (and conv state) one GPU of a `tp`-wide group holds: its share,
+        and a single Mamba-2 group's B and C whole (linear_replicated_width)."""
+        return self.linear_conv_dim / tp + self.linear_replicated_width(tp)
+
     @property
     def linear_low_rank(self) -> tuple[int, int]:
         """KDA's low-rank pairs (decay, output gate): their ranks (key_head_dim, value_head_dim), the down-projections
