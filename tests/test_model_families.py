@@ -241,7 +241,7 @@ def test_llama4_chunked_layers_moe_interleave_and_shared_expert_match_the_model_
     for m in (scout, maverick):
         assert (m.sliding_window, m.sliding_window_layers, m.chunked_attention) == (8192, 36, True)
         assert m.active_params == pytest.approx(17.2e9, rel=0.01)
-        assert kv_window_terms(m) == (1.0, 3.0, 8192, False)
+        assert kv_window_terms(m, attention_tp=1) == (1.0, 3.0, 8192, False)
         assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 12 * 2 * 8 * 128 * 2
     assert (scout.num_moe_layers, scout.num_experts, scout.intermediate_size) == (48, 16, 0)
     assert scout.shared_expert_intermediate_size == scout.expert_intermediate_size == 8192
@@ -277,7 +277,7 @@ def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
 
     m = load_model("google/gemma-3-27b-it")
     assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 10 * 2 * 16 * 128 * 2
-    terms = kv_window_terms(m)
+    terms = kv_window_terms(m, attention_tp=1)
     assert terms == (1.0, 5.2, 1024, False)
     assert kv_token_equivalents(8193, terms) == pytest.approx(13517.8)
     assert kv_token_equivalents(512, terms) == pytest.approx(3174.4)
@@ -285,7 +285,7 @@ def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
     assert mem["kv_tokens_per_sequence"] == 13518
     assert mem["max_batch_at_context"] == mem["kv_capacity_tokens"] // 13518
     # every layer windowed (Mistral-7B-v0.1, 4,096): a sequence holds its last window only
-    assert kv_token_equivalents(8193, kv_window_terms(load_model("mistralai/Mistral-7B-v0.1"))) == 4096
+    assert kv_token_equivalents(8193, kv_window_terms(load_model("mistralai/Mistral-7B-v0.1"), attention_tp=1)) == 4096
 
 
 def test_a_hybrid_sequence_holds_its_windowed_layers_blocks_in_the_simulator():

@@ -59,7 +59,7 @@ def test_sglang_window_pool_holds_as_many_sequences_as_its_own_split_of_the_memo
         t0 = memory / (per_layer * n_full + per_layer * n_swa)
         full_pool = t0 * (per_layer * n_full + per_layer * n_swa) / (per_layer * n_full + ratio * per_layer * n_swa)
         window_pool = ratio * full_pool
-        terms = kv_window_terms(m, "window_pool", ratio)
+        terms = kv_window_terms(m, "window_pool", ratio, attention_tp=1)
         for context in (64, 128, 200, 1000, 8193, 100_000):
             sglang_seqs = min(full_pool / context, window_pool / min(context, 128))
             assert capacity / kv_token_equivalents(context, terms) == pytest.approx(sglang_seqs, rel=1e-12)
@@ -82,14 +82,15 @@ def test_estimate_shows_each_engines_sequences_at_a_long_context():
 
 def test_every_layer_windowed_is_held_whole_by_sglang():
     m = load_model("mistralai/Mistral-7B-v0.1")  # a 4,096-token window on every layer
-    assert kv_token_equivalents(8193, kv_window_terms(m)) == 4096
-    assert kv_token_equivalents(8193, kv_window_terms(m, "all_tokens")) == 8193
+    assert kv_token_equivalents(8193, kv_window_terms(m, attention_tp=1)) == 4096
+    assert kv_token_equivalents(8193, kv_window_terms(m, "all_tokens", attention_tp=1)) == 8193
 
 
 def test_a_kv_transfer_moves_what_the_sequence_holds_not_its_share_of_the_pools():
     m = load_model(GPT_OSS)
-    assert kv_stored_terms(m, "window_pool") == kv_window_terms(m)  # context on full layers, window on the rest
-    assert kv_token_equivalents(8193, kv_stored_terms(m, "all_tokens")) == 2 * 8193
+    # context on full layers, window on the rest
+    assert kv_stored_terms(m, "window_pool", attention_tp=1) == kv_window_terms(m, attention_tp=1)
+    assert kv_token_equivalents(8193, kv_stored_terms(m, "all_tokens", attention_tp=1)) == 2 * 8193
 
 
 @settings(max_examples=200, deadline=None)
@@ -100,7 +101,7 @@ def test_a_kv_transfer_moves_what_the_sequence_holds_not_its_share_of_the_pools(
 def test_the_simulators_bounds_hold_for_every_layout(contexts, layout, ratio, model):
     """The admission bound (sum of a set's KV from its summed contexts) and the growth per token (the decode runs'
     safe length) are upper bounds of the exact per-sequence figures, whatever the layout."""
-    terms = kv_window_terms(load_model(model), layout, ratio)
+    terms = kv_window_terms(load_model(model), layout, ratio, attention_tp=1)
     exact = kv_token_equivalents(np.array(contexts, dtype=np.float64), terms).sum()
     assert exact <= kv_tokens_bound(float(sum(contexts)), len(contexts), terms) * (1 + 1e-12) + 1e-9
     growth = kv_growth_per_token(terms)

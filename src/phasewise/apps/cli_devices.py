@@ -99,6 +99,10 @@ def models_cmd(as_json: Json = False) -> None:
         experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts else "-"
         attention = (f"MLA {m.num_heads}h, {m.kv_latent_size} cached" if m.latent_attention
                      else f"{m.num_heads}/{m.num_kv_heads} heads")
+        if m.window_own_geometry:  # Gemma 4: each kind's KV heads and head width
+            attention = (f"{m.num_heads}/{m.num_kv_heads} heads of {m.head_dim}"
+                         f"{' (V from K)' if m.value_from_key else ''}; windowed layers {m.num_heads}/"
+                         f"{m.window_layer_kv_heads} of {m.window_layer_head_dim}")
         if m.window_layer_share:
             kind = "chunked" if m.chunked_attention else "windowed"
             attention += f", {m.sliding_window_layers} of {m.num_layers} layers {kind} {m.sliding_window}"

@@ -43,7 +43,8 @@ from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes, kv_bytes_per_element
 
 __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
-           "kv_heads_per_gpu", "kv_elements_per_token_layer", "kv_bytes_per_token_layer", "cached_kv_bytes_per_token"]
+           "kv_heads_per_gpu", "kv_elements_per_token_layer", "kv_bytes_per_token_layer", "cached_kv_bytes_per_token",
+           "window_kv_ratio"]
 
 
 class CostModel(DecodeSeries, Communication):
@@ -109,6 +110,13 @@ class CostModel(DecodeSeries, Communication):
                                        sparse=SparseIndexer(m.sparse_attention_topk, m.indexer_heads,
                                                             m.indexer_head_dim, m.indexer_key_bytes)
                                        if m.sparse_attention_topk else None)
+        # a hybrid stack's windowed layers shaped unlike its full ones (Gemma 4): their own attention kernel
+        self.window_kv_heads = kv_heads_per_gpu(m.window_layer_kv_heads, layout.attention_tp)
+        self.window_attention = AttentionCost(
+            hardware, engine, head_dim=m.window_layer_head_dim, heads=self.heads, kv_heads=self.window_kv_heads,
+            kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes, tensor_peak_flops=self.attn_peak,
+            vector_flops_per_s=self.vector_rate, memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
+            ranks=layout.attention_dp) if m.window_own_geometry else self.attention
         # an engine that quantizes GEMM inputs in kernels of their own, where the GEMMs take a narrower dtype than the
         # activations: their launches (operators.QUANTIZED_INPUTS) and their traffic, the activations read and the
         # compute dtype written (elementwise)
@@ -407,7 +415,8 @@ class CostModel(DecodeSeries, Communication):
         full = self.attention.layer(shape)
         if not self.window_share:
             return full
-        return self._mean_layer(full, self.attention.layer(shape.windowed(self.hybrid_window)), self.window_share)
+        return self._mean_layer(full, self.window_attention.layer(shape.windowed(self.hybrid_window)),
+                                self.window_share)
 
     def host_s(self, shape: BatchShape) -> float:
         """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling)."""
@@ -432,6 +441,9 @@ class CostModel(DecodeSeries, Communication):
                  * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
         roped = (self.heads + self.kv_heads) * hd if not m.latent_attention else self.heads * hd + m.kv_latent_size
+        if m.window_own_geometry:  # the windowed layers' q and k at their own widths
+            window_roped = (self.heads + self.window_kv_heads) * m.window_layer_head_dim
+            roped += (window_roped - roped) * self.window_share
         # the linear layers' own elementwise work (conv, gated norm) is the linear-attention kernel's (attention.py)
         roped *= (1.0 - self.linear_share) * m.attention_rope
         # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
@@ -442,12 +454,19 @@ class CostModel(DecodeSeries, Communication):
         if m.latent_attention:
             qkv = self._latent_down_projections(T)
         else:
-            qkv_n = (self.heads * (2 if m.attention_output_gate else 1) + 2 * self.kv_heads) * hd
+            qkv_n = (self.heads * (2 if m.attention_output_gate else 1) + m.kv_projections * self.kv_heads) * hd
             qkv = self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True)
         if self.linear_share:  # the linear layers' input projections in their share of the layers
             qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
-        ops.append(self._op("qkv_proj", L, *qkv, eager))
         o_proj = self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True)
+        if m.window_own_geometry:  # the windowed layers' q, k, v and o at their own widths, in their share
+            window_hd = m.window_layer_head_dim
+            window_qkv = self._gemm(T, h, (self.heads + 2 * self.window_kv_heads) * window_hd, self.w_bytes,
+                                    self.peak, True)
+            qkv = self._mean_layer(qkv, window_qkv, self.window_share)
+            o_proj = self._mean_layer(o_proj, self._gemm(T, self.heads * window_hd, h, self.w_bytes, self.peak, True),
+                                      self.window_share)
+        ops.append(self._op("qkv_proj", L, *qkv, eager))
         if self.linear_share:  # the linear layers' out_proj from their value heads
             o_proj = self._mean_layer(o_proj, self._gemm(T, m.linear_value_dim / self.layout.attention_tp, h,
                                                          self.w_bytes, self.peak, True), self.linear_share)
@@ -588,6 +607,16 @@ def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:
     return max(1, num_kv_heads // tp)
 
 
+def window_kv_ratio(model: ModelSpec, tp: int) -> float:
+    """A windowed layer's KV elements per token on one GPU of a `tp`-wide attention group over a full layer's: 1 but
+    where the windowed layers have their own geometry (Gemma 4 at TP 1: 16 KV heads of 256 against 4 of 512, 2.0;
+    at TP 8, with the full layers' 4 heads replicated, 1.0)."""
+    if not model.window_own_geometry:
+        return 1.0
+    window = 2 * kv_heads_per_gpu(model.window_layer_kv_heads, tp) * model.window_layer_head_dim
+    return window / kv_elements_per_token_layer(model, tp)
+
+
 def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
     """KV-cache elements one token occupies in one layer on one GPU of a TP group: K and V of this GPU's
     KV heads, or with latent attention the latent and the shared RoPE key, which every TP rank holds whole
@@ -637,11 +666,10 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
             f"--tp {tp} does not divide num_attention_heads={model.num_heads} of {model.name} "
             f"(allowed: {', '.join(map(str, ok))})"
         )
-    if model.num_kv_heads % tp and tp % model.num_kv_heads:
-        raise PhasewiseError(
-            f"--tp {tp} neither divides nor is a multiple of num_key_value_heads={model.num_kv_heads} "
-            f"of {model.name}"
-        )
+    for kv_heads, which in ((model.num_kv_heads, "num_key_value_heads"),
+                            (model.window_layer_kv_heads, "the windowed layers' KV heads")):
+        if kv_heads % tp and tp % kv_heads:
+            raise PhasewiseError(f"--tp {tp} neither divides nor is a multiple of {which}={kv_heads} of {model.name}")
     if model.linear_attention_layers and ((model.linear_key_heads % tp and not model.linear_replicated_width(tp))
                                           or model.linear_value_heads % tp):
         ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and model.linear_value_heads % d == 0

@@ -62,25 +62,40 @@ class DecodeLine(NamedTuple):
 class HybridDecodeLine(NamedTuple):
     """decode_line() of a hybrid sliding-window stack (gpt-oss): its `line` in the effective pairs and KV tokens of
     one layer, the mean over its full layers and its `window_share` of windowed ones, which see at most `pairs_cap`
-    pairs and `kv_cap` KV tokens (BatchShape.windowed): fast()'s averaged attention, step by step in numpy."""
+    pairs and `kv_cap` KV tokens (BatchShape.windowed): fast()'s averaged attention, step by step in numpy.
+    Windowed layers of their own geometry (Gemma 4) weigh their pairs and KV tokens by their per-pair compute time
+    and per-token KV-read time over the full layers' (`pair_s_ratio`, `kv_s_ratio`; `line`'s fixed parts are then
+    the mean layer's), and by their FLOPs per pair and bytes per KV token in the counts (`pair_flops_ratio`,
+    `kv_bytes_ratio`); all 1 where the two kinds are shaped alike."""
 
     line: DecodeLine
     window_share: float
     pairs_cap: float
     kv_cap: float
+    pair_s_ratio: float = 1.0
+    kv_s_ratio: float = 1.0
+    pair_flops_ratio: float = 1.0
+    kv_bytes_ratio: float = 1.0
 
     def effective(self, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(pairs, KV tokens) of the mean layer, from arrays of the batch's own."""
-        return self._mean_layer(pairs, kv, np.minimum)
+        """(pairs, KV tokens) of the mean layer's time, from arrays of the batch's own."""
+        return self._mean_layer(pairs, kv, np.minimum, self.pair_s_ratio, self.kv_s_ratio)
 
-    def effective_one(self, pairs: float, kv: float) -> tuple[float, float]:
-        """effective() of one iteration's sums (plain floats: no numpy on the per-series path)."""
-        return self._mean_layer(pairs, kv, min)
+    def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s
+        (plain floats: no numpy on the per-series path)."""
+        line = self.line
+        time_pairs, time_kv = self._mean_layer(pairs, kv, min, self.pair_s_ratio, self.kv_s_ratio)
+        count_pairs, count_kv = self._mean_layer(pairs, kv, min, self.pair_flops_ratio, self.kv_bytes_ratio)
+        attention_s = max(line.attention(time_pairs, time_kv, max), line.dispatch_s)
+        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+        return (latency_s, line.flops + count_pairs * line.flops_per_pair,
+                line.bytes + count_kv * line.bytes_per_kv_token)
 
-    def _mean_layer(self, pairs, kv, minimum):
+    def _mean_layer(self, pairs, kv, minimum, pair_ratio: float, kv_ratio: float):
         share = self.window_share
-        return ((1.0 - share) * pairs + share * minimum(pairs, self.pairs_cap),
-                (1.0 - share) * kv + share * minimum(kv, self.kv_cap))
+        return ((1.0 - share) * pairs + share * pair_ratio * minimum(pairs, self.pairs_cap),
+                (1.0 - share) * kv + share * kv_ratio * minimum(kv, self.kv_cap))
 
 
 class SparseDecodeLine(NamedTuple):
@@ -149,7 +164,29 @@ class DecodeSeries:
             return self._sparse_decode_line(line, seqs, tokens)
         if not self.window_share:
             return line
-        return HybridDecodeLine(line, self.window_share, tokens * self.hybrid_window, seqs * self.hybrid_window)
+        caps = (tokens * self.hybrid_window, seqs * self.hybrid_window)
+        if self.window_attention is self.attention:
+            return HybridDecodeLine(line, self.window_share, *caps)
+        key = ("window geometry", seqs, tokens, logit_tokens)
+        hybrid = self._cache.get(key)
+        if hybrid is None:
+            hybrid = self._cache[key] = self._geometry_decode_line(line, seqs, tokens, caps)
+        return hybrid
+
+    def _geometry_decode_line(self, line: DecodeLine, seqs: int, tokens: int, caps: tuple[float, float]
+                              ) -> HybridDecodeLine:
+        """decode_line() of a hybrid stack whose windowed layers have their own geometry: `line`'s fixed parts made
+        the mean layer's, and the windowed kind's slopes over the full kind's as HybridDecodeLine's ratios."""
+        full_pair, full_kv, full_fixed = self.attention.decode_linear(seqs, tokens)
+        window_pair, window_kv, window_fixed = self.window_attention.decode_linear(seqs, tokens)
+        share, layers = self.window_share, self.layers_per_stage
+        mean = [(1.0 - share) * full + share * window for full, window in zip(full_fixed, window_fixed)]
+        line = line._replace(fixed_compute_s=mean[2], fixed_s=mean[3],
+                             flops=line.flops + layers * (mean[0] - full_fixed[0]),
+                             bytes=line.bytes + layers * (mean[1] - full_fixed[1]))
+        return HybridDecodeLine(line, share, *caps, pair_s_ratio=window_pair[2] / full_pair[2],
+                                kv_s_ratio=window_kv[3] / full_kv[3], pair_flops_ratio=window_pair[0] / full_pair[0],
+                                kv_bytes_ratio=window_kv[1] / full_kv[1])
 
     def _plain_decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine:
         """decode_line() but for a hybrid stack's windowed layers: every layer attends over the whole context."""
@@ -224,8 +261,8 @@ class DecodeSeries:
             return self._series_latencies(line.line, attention, ascending=False), line.first(first_pairs, first_kv)
         if isinstance(line, HybridDecodeLine):
             pairs, kv = line.effective(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64))
-            first_pairs, first_kv = line.effective_one(first_pairs, first_kv)
-            line = line.line
+            attention = line.line.attention(pairs, kv, np.maximum)  # one layer's
+            return (self._series_latencies(line.line, attention, ascending=False), line.first(first_pairs, first_kv))
         attention = line.attention(pairs, kv, np.maximum)  # one layer's
         return (self._series_latencies(line, attention, ascending=False),
                 self._decode_first(line, first_pairs, first_kv))
@@ -265,8 +302,7 @@ class DecodeSeries:
             pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
             attention = line.line.attention(pair_series, kv_series, np.maximum)
             growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
-            return (self._series_latencies(line.line, attention, ascending=growing),
-                    self._decode_first(line.line, *line.effective_one(pairs, kv)))
+            return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # DecodeLine.attention over the steps: max(compute, memory), each a line *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair + line.fixed_compute_s, pairs_per_step * s_per_pair

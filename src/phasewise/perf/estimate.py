@@ -182,7 +182,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
     per_seq = max(prompt_len, context_len + 1)
     window_layout, pool_ratio = window_kv(config, spec, hw)
-    kv_terms = kv_window_terms(spec, window_layout, pool_ratio)
+    kv_terms = kv_window_terms(spec, window_layout, pool_ratio, attention_tp=layout.attention_tp)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
     pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
     needed = batch * math.ceil(kv_sequence_tokens(per_seq, kv_terms, pages))
@@ -193,7 +193,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
-    pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio) \
+    pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio,
+                               attention_tp=layout.attention_tp) \
         if window_layout == "window_pool" else None
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
                     window_layout, kv_terms, pools, pages, images, startup)

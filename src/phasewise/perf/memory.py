@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phasewise.perf.cost import kv_bytes_per_token_layer, kv_heads_per_gpu
+from phasewise.perf.cost import kv_bytes_per_token_layer, kv_heads_per_gpu, window_kv_ratio
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool
 from phasewise.specs.hardware import HardwareSpec
@@ -80,9 +80,8 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     if m.latent_attention:  # the q and KV down-projections are whole on every TP rank, the rest split by head
         whole = m.hidden_size * (m.q_lora_rank + m.kv_latent_size)
         attn = whole + (m.attention_params - whole) / attention_tp
-    else:  # >1 when TP replicates KV heads
-        kv_rep = kv_heads_per_gpu(m.num_kv_heads, attention_tp) * attention_tp / m.num_kv_heads
-        attn = (m.hidden_size * (m.q_proj_size + m.q_size + 2 * m.kv_size * kv_rep)) / attention_tp
+    else:
+        attn = _softmax_attention_weights(m, attention_tp)
     if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
         whole = m.hidden_size * sum(m.linear_low_rank)  # but KDA's low-rank down-projections, on every rank
         # and a single Mamba-2 group's B and C projections and conv taps, whole on every rank
@@ -109,13 +108,30 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     return max(first, last)
 
 
+def _softmax_attention_weights(m: ModelSpec, attention_tp: int) -> float:
+    """Parameters of the mean softmax-attention layer on one GPU of an `attention_tp`-wide group: q (with an output
+    gate), k and v (replicated where TP exceeds the KV heads; one projection where the values come from the key's),
+    o; windowed layers of their own geometry at theirs, in their share."""
+    def layer(kv_heads: int, head_dim: int, kv_projections: int, q_proj: int) -> float:
+        kv_rep = kv_heads_per_gpu(kv_heads, attention_tp) * attention_tp / kv_heads  # > 1 when TP replicates them
+        return m.hidden_size * (q_proj + m.num_heads * head_dim + kv_projections * kv_heads * head_dim * kv_rep
+                                ) / attention_tp
+
+    full = layer(m.num_kv_heads, m.head_dim, m.kv_projections, m.q_proj_size)
+    if not m.window_own_geometry:
+        return full
+    window = layer(m.window_layer_kv_heads, m.window_layer_head_dim, 2, m.num_heads * m.window_layer_head_dim)
+    return full + (window - full) * m.window_layer_share
+
+
 def mtp_module(model: ModelSpec) -> ModelSpec:
     """The model's multi-token-prediction module as a one-layer model: its Transformer block (a MoE one where the
     model has MoE layers; softmax attention). DeepSeek-V3's technical report (arXiv 2412.19437, section 2.2): each
     MTP module is a shared embedding, a shared output head, one Transformer block and a d x 2d projection."""
     return model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
                                     "linear_attention_layers": 0, "sliding_window": None, "chunked_attention": False,
-                                    "sliding_window_layers": None, "mlp_free_layers": 0})
+                                    "sliding_window_layers": None, "mlp_free_layers": 0, "window_head_dim": 0,
+                                    "window_kv_heads": 0})
 
 
 def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, tp: int,
@@ -149,7 +165,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
 WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool")
 
 
-def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0
+def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int
                     ) -> tuple[float, float, int, bool]:
     """(full, windowed, window, pooled) of kv_token_equivalents: how one sequence's context maps onto the tokens of
     kv_bytes_per_token (its full layers' KV per token; every layer's when every layer is windowed), as the engine
@@ -166,13 +182,15 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
       larger of the two shares; in full-layer tokens max((1 + ratio x windowed) x context, (1 + ratio x windowed)
       / ratio x min(context, window)) (pooled=True). Its transient at admission (a prompt's whole chunk sits in the
       window pool until its forward ends) is not modelled.
-    No window: the context (every layout)."""
+    No window: the context (every layout). Windowed layers of their own geometry (Gemma 4) count as full-layer
+    tokens by their KV per token on one GPU of the `attention_tp`-wide attention group over a full layer's
+    (perf/cost.py window_kv_ratio)."""
     if layout not in WINDOW_KV_LAYOUTS:
         raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
     if model.window_all_layers:
         return (1.0, 0.0, 0, False) if layout == "all_tokens" else (0.0, 1.0, model.window_all_layers, False)
     if model.window_layer_share:
-        windowed = model.sliding_window_layers / (model.num_layers - model.sliding_window_layers)
+        windowed = _windowed_per_full_layer(model, attention_tp)
         if layout == "all_tokens":
             return 1.0 + windowed, 0.0, 0, False
         if layout == "window_pool":
@@ -182,19 +200,27 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     return 1.0, 0.0, 0, False
 
 
-def window_pool_tokens(capacity_tokens: int, model: ModelSpec, pool_ratio: float) -> tuple[int, int]:
+def _windowed_per_full_layer(model: ModelSpec, attention_tp: int) -> float:
+    """A hybrid stack's windowed layers per full layer, each weighed by its KV per token on one GPU over a full
+    layer's (1 unless the windowed layers have their own geometry)."""
+    windowed = model.sliding_window_layers / (model.num_layers - model.sliding_window_layers)
+    return windowed * window_kv_ratio(model, attention_tp)
+
+
+def window_pool_tokens(capacity_tokens: int, model: ModelSpec, pool_ratio: float, *, attention_tp: int
+                       ) -> tuple[int, int]:
     """(full-pool, window-pool) tokens a window_pool layout splits `capacity_tokens` full-layer tokens into: the
     memory over (1 + ratio x windowed per full layer) full-layer tokens each, the window pool `pool_ratio` of that
     (what SGLang logs as "Use sliding window memory pool. full_layer_tokens=..., swa_layer_tokens=...")."""
-    windowed = model.sliding_window_layers / (model.num_layers - model.sliding_window_layers)
-    full = int(capacity_tokens / (1.0 + pool_ratio * windowed))
+    full = int(capacity_tokens / (1.0 + pool_ratio * _windowed_per_full_layer(model, attention_tp)))
     return full, int(full * pool_ratio)
 
 
-def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence") -> tuple[float, float, int, bool]:
+def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence", *, attention_tp: int
+                    ) -> tuple[float, float, int, bool]:
     """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
     memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
-    return kv_window_terms(model, "per_sequence" if layout == "window_pool" else layout)
+    return kv_window_terms(model, "per_sequence" if layout == "window_pool" else layout, attention_tp=attention_tp)
 
 
 def kv_token_equivalents(tokens, terms: tuple[float, float, int, bool]):

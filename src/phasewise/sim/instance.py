@@ -89,8 +89,10 @@ class Instance(KvAdmission, DecodingSet):
         self.draft = draft
         self.window = self.model.window_all_layers  # a hybrid stack windows some layers: the cost model does that
         layout, pool_ratio = window_kv(engine, self.model, cost.hw)  # how the engine holds windowed layers' KV
-        self.kv_terms = kv_window_terms(self.model, layout, pool_ratio)  # a sequence's share of the KV blocks
-        self.kv_stored = kv_stored_terms(self.model, layout)  # the bytes its KV holds (what a transfer moves)
+        # a sequence's share of the KV blocks (its attention rank's GPUs), and the bytes its KV holds, whole (what a
+        # transfer moves: sim/cluster.py counts the model's KV per token at TP 1)
+        self.kv_terms = kv_window_terms(self.model, layout, pool_ratio, attention_tp=cost.layout.attention_tp)
+        self.kv_stored = kv_stored_terms(self.model, layout, attention_tp=1)
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, GEMMA4_GEOMETRY, gemma4_config
 from phasewise.specs.hf_layers import (
     WINDOW_PATTERN_DEFAULT,
     ernie_moe_layers,
@@ -114,13 +115,16 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      "bailing_moe",
                      # Tencent Hunyuan (vLLM hunyuan_v1.py; transformers hunyuan_v1_dense / _moe; the checkpoints'
                      # remote code: hunyuan): its per-layer lists and names (hunyuan_fields)
-                     "hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
+                     "hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense",
+                     # Gemma 4 (transformers gemma4_text): its sliding and full layers shaped apart, the MoE block
+                     # beside the dense MLP (specs/hf_gemma4.py)
+                     "gemma4_text")
 HUNYUAN_TYPES = ("hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
-TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5", "ernie4_5_moe", "starcoder2", "cohere",
-                   "cohere2")
+TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "gemma4_text", "smollm3", "ernie4_5", "ernie4_5_moe",
+                   "starcoder2", "cohere", "cohere2")
 # ERNIE 4.5 MoE (transformers Ernie4_5_MoeConfig attribute_map and fields): its names for the experts, and layer i is
 # MoE when (i + 1) % moe_layer_interval == 0 and moe_layer_start_index <= i <= moe_layer_end_index (-1: the last)
 ERNIE_MOE_NAMES = {"moe_num_experts": "num_experts", "moe_k": "num_experts_per_tok",
@@ -156,6 +160,7 @@ CONFIG_CLASS_DEFAULTS = {
     "exaone4": dict(sliding_window=4096, sliding_window_pattern=4),
     "smollm3": dict(use_sliding_window=False),
     "dots1": dict(sliding_window=4096, max_window_layers=62),
+    "gemma4_text": GEMMA4_DEFAULTS,
     "jamba": JAMBA_DEFAULTS,
     "falcon_h1": FALCON_H1_DEFAULTS,
     "bamba": BAMBA_DEFAULTS,
@@ -192,6 +197,7 @@ GRANITE_LAYER_KINDS = ("mamba", "attention")
 # llm_config (the checkpoints' internvl_chat) or text_config (transformers' internvl)
 INTERNVL_LANGUAGE_MODELS = ("qwen2", "qwen3", "qwen3_moe", "gpt_oss", "internlm2", "internlm3", "llama")
 TEXT_WRAPPER_TYPES = {"qwen3_5": ("qwen3_5_text",), "qwen3_5_moe": ("qwen3_5_moe_text",), "gemma3": ("gemma3_text",),
+                      "gemma4": ("gemma4_text",),
                       "llama4": ("llama4_text",), "qwen3_vl": ("qwen3_vl_text",),
                       "qwen3_vl_moe": ("qwen3_vl_moe_text",), "mistral3": ("mistral", "ministral3"),
                       "kimi_k25": ("deepseek_v3", "kimi_k2"), "glm4v_moe": ("glm4v_moe_text",),
@@ -265,6 +271,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     if mt in HUNYUAN_TYPES:
         cfg = hunyuan_fields(cfg, where)
+    if mt == "gemma4_text":
+        cfg = gemma4_config(cfg, where)
     if mt in LFM2_TYPES:
         cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
     if mt == "bamba":
@@ -358,8 +366,10 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         unread += [k for k in ("sliding_window", "block_configs") if cfg.get(k)]
     if mt == "kimi_linear":
         unread += [f"{k} ({what})" for k, what in KIMI_LINEAR_UNREAD.items() if cfg.get(k)]
-    if cfg.get("use_bidirectional_attention"):  # EmbeddingGemma-style encoders: not causal decoders
-        unread.append("use_bidirectional_attention")
+    if cfg.get("use_bidirectional_attention") and not (mt == "gemma4_text"
+                                                       and cfg["use_bidirectional_attention"] == "vision"):
+        unread.append("use_bidirectional_attention")  # EmbeddingGemma-style encoders: not causal decoders (Gemma 4's
+        # "vision": image tokens attend both ways, text tokens causally)
     if mt not in LATENT_ATTENTION_TYPES:
         unread += [k for k in LATENT_FIELDS if cfg.get(k)]
     if mt not in SPARSE_LATENT_TYPES:
@@ -440,6 +450,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         latent = short_conv_fields(cfg, where, layer_types)
     if mt == "kimi_linear":
         latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
+    if mt == "gemma4_text":  # its sliding layers' own geometry (specs/hf_gemma4.py)
+        latent = {k: cfg[k] for k in GEMMA4_GEOMETRY if k in cfg}
     return ModelSpec(
         name=name,
         model_type=mt,

@@ -49,6 +49,14 @@ class ModelSpec(BaseModel):
     # a token sees its own chunk's earlier keys only), costed as a window of the chunk: exact while a sequence is
     # within its first chunk, an upper bound past it (a chunked layer reads (t mod chunk) + 1 keys, a window chunk)
     chunked_attention: bool = False
+    # A hybrid stack's windowed layers with an attention geometry of their own (Gemma 4: head_dim 256 and 16 KV heads
+    # on its sliding layers, 512 and 4 on its full ones): their head width and KV heads; 0 keeps head_dim /
+    # num_kv_heads, which are then the full layers'. The query heads are num_heads in both
+    window_head_dim: int = Field(default=0, ge=0)
+    window_kv_heads: int = Field(default=0, ge=0)
+    # The full layers' values come from the key projection (Gemma 4's attention_k_eq_v: no v_proj; K and V are both
+    # cached, V normed apart and without RoPE)
+    value_from_key: bool = False
     max_position_embeddings: int = Field(default=0, ge=0)
     norm: Literal["rms", "layer"] = "rms"
     # Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi-K2; kv_lora_rank > 0): K and V are up-projected
@@ -150,6 +158,17 @@ class ModelSpec(BaseModel):
                 not self.sliding_window or self.sliding_window_layers > self.num_layers):
             raise ValueError(f"sliding_window_layers={self.sliding_window_layers} needs a sliding_window and at "
                              f"most {self.num_layers} layers")
+        if self.window_head_dim or self.window_kv_heads:
+            if not self.window_layer_share:
+                raise ValueError("window_head_dim / window_kv_heads give a hybrid stack's windowed layers their own "
+                                 "geometry: sliding_window_layers must be between 1 and num_layers - 1")
+            if self.num_heads % self.window_layer_kv_heads:
+                raise ValueError(f"num_attention_heads={self.num_heads} is not a multiple of the windowed layers' "
+                                 f"{self.window_layer_kv_heads} KV heads")
+        if (self.window_own_geometry or self.value_from_key) and (self.latent_attention or self.v_head_dim
+                                                                   or self.linear_attention_layers):
+            raise ValueError("windowed layers of their own geometry and values from the key projection are modelled "
+                             "on plain softmax attention (no latent or linear attention, no v_head_dim)")
         if self.linear_attention_layers:
             if self.linear_attention_layers >= self.num_layers:
                 raise ValueError(f"linear_attention_layers={self.linear_attention_layers}: at least one of the "
@@ -218,6 +237,29 @@ class ModelSpec(BaseModel):
         if self.window_all_layers or not self.sliding_window or not self.sliding_window_layers:
             return 0.0
         return self.sliding_window_layers / self.num_layers
+
+    @property
+    def window_layer_head_dim(self) -> int:
+        """Head width of the windowed layers (head_dim unless they have their own)."""
+        return self.window_head_dim or self.head_dim
+
+    @property
+    def window_layer_kv_heads(self) -> int:
+        """KV heads of the windowed layers (num_kv_heads unless they have their own)."""
+        return self.window_kv_heads or self.num_kv_heads
+
+    @property
+    def window_own_geometry(self) -> bool:
+        """Whether the windowed layers' attention is shaped unlike the full layers' (Gemma 4): then the cost model
+        costs the two kinds apart, and their KV per token differs."""
+        return bool(self.window_layer_share) and (
+            (self.window_layer_head_dim, self.window_layer_kv_heads) != (self.head_dim, self.num_kv_heads)
+            or self.value_from_key)
+
+    @property
+    def kv_projections(self) -> int:
+        """Projections making a full layer's K and V: 2, or 1 where the values come from the key's (value_from_key)."""
+        return 1 if self.value_from_key else 2
 
     @property
     def latent_attention(self) -> bool:
@@ -353,12 +395,21 @@ class ModelSpec(BaseModel):
         key), KV up, O; an output gate: q_proj twice the query's width)."""
         h = self.hidden_size
         if not self.latent_attention:
-            return h * (self.q_proj_size + 2 * self.kv_size) + self.q_size * h
+            return h * (self.q_proj_size + self.kv_projections * self.kv_size) + self.q_size * h
         nope = self.head_dim - self.qk_rope_head_dim
         q = (h * self.q_lora_rank + self.q_lora_rank * self.q_size) if self.q_lora_rank else h * self.q_size
         kv_down = h * self.kv_latent_size
         kv_up = self.kv_lora_rank * self.num_heads * (nope + self.v_dim)
         return q + kv_down + kv_up + self.num_heads * self.v_dim * h + self.indexer_params
+
+    @property
+    def window_attention_params(self) -> int:
+        """QKV and O projection weights of one windowed layer: attention_params at its own geometry where it has one
+        (window_own_geometry: q, k, v and o of window_layer_head_dim-wide heads)."""
+        if not self.window_own_geometry:
+            return self.attention_params
+        h, q = self.hidden_size, self.num_heads * self.window_layer_head_dim
+        return h * (q + 2 * self.window_layer_kv_heads * self.window_layer_head_dim) + q * h
 
     @property
     def mlp_matrices(self) -> int:
@@ -408,12 +459,18 @@ class ModelSpec(BaseModel):
         lm_head = 0 if self.tie_embeddings else self.embedding_params
         return (
             self.full_attention_layers * self.attention_params
+            + self._windowed_layers * (self.window_attention_params - self.attention_params)
             + self.linear_attention_layers * self.linear_attention_params
             + self.num_dense_layers * self.dense_mlp_params
             + self.num_moe_layers * self.moe_layer_params
             + self.embedding_params
             + lm_head
         )
+
+    @property
+    def _windowed_layers(self) -> int:
+        """Layers of a hybrid stack that are windowed (0 when none or all are)."""
+        return self.sliding_window_layers if self.window_layer_share else 0
 
     @property
     def active_params(self) -> int:

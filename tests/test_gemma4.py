@@ -1,0 +1,173 @@
+"""Gemma 4: its sliding and full layers shaped apart (ModelSpec.window_head_dim / window_kv_heads / value_from_key),
+parsed from config.json (specs/hf_gemma4.py) and costed kind by kind: parameter counts against the published ones,
+KV bytes per token, weights per GPU, the attention and projection FLOPs of a prefill, each against a hand
+computation; decode runs against fast() step by step; the fields it does not model refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import assert_decode_runs_match_fast
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.cost import check_parallelism, kv_bytes_per_token_layer, window_kv_ratio
+from phasewise.perf.decode_line import HybridDecodeLine
+from phasewise.perf.memory import kv_bytes_per_token, kv_token_equivalents, kv_window_terms, weight_bytes_per_gpu
+from phasewise.perf.parallel import ParallelLayout
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.model import ModelSpec
+
+DENSE, MOE = "google/gemma-4-31B-it", "google/gemma-4-26B-A4B-it"
+
+
+def _write(tmp_path, cfg) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _text_config(name: str) -> dict:
+    from phasewise.specs.catalog import packaged
+    return dict(packaged("models.yaml")["models"][name]["config"]["text_config"])
+
+
+def _attention_params(h, heads, kv_heads, head_dim, kv_projections):
+    return h * (heads * head_dim + kv_projections * kv_heads * head_dim) + heads * head_dim * h
+
+
+def test_dense_layers_and_parameters_by_hand():
+    """31B: 50 sliding layers (16 KV heads of 256) and 10 full (4 KV heads of 512, values from the keys), 32 query
+    heads in both, GeGLU MLP of 21,504, tied 262,144-token embedding: 30.70 B (the card's 30.7 B dense)."""
+    m = load_model(DENSE)
+    assert (m.num_layers, m.sliding_window, m.sliding_window_layers) == (60, 1024, 50)
+    assert (m.head_dim, m.num_kv_heads, m.window_head_dim, m.window_kv_heads, m.value_from_key) == (512, 4, 256, 16,
+                                                                                                    True)
+    assert m.window_own_geometry and m.mlp_gated and m.tie_embeddings
+    h = 5376
+    total = (10 * _attention_params(h, 32, 4, 512, 1) + 50 * _attention_params(h, 32, 16, 256, 2)
+             + 60 * 3 * h * 21504 + 262144 * h)
+    assert m.total_params == total
+    assert m.total_params == pytest.approx(30.7e9, rel=0.002)
+
+
+def test_moe_block_beside_the_dense_mlp_by_hand():
+    """26B-A4B: every layer its 2,112-wide dense MLP and 8 of 128 experts of 704 (the dense MLP as the shared expert):
+    25.2 B total, 3.8 B active, as published."""
+    m = load_model(MOE)
+    assert (m.num_moe_layers, m.intermediate_size, m.num_experts, m.experts_per_token, m.expert_intermediate_size,
+            m.shared_expert_intermediate_size) == (30, 0, 128, 8, 704, 2112)
+    h = 2816
+    attention = 5 * _attention_params(h, 16, 2, 512, 1) + 25 * _attention_params(h, 16, 8, 256, 2)
+    moe_layer = 128 * 3 * h * 704 + 3 * h * 2112 + h * 128
+    assert m.total_params == attention + 30 * moe_layer + 262144 * h
+    assert m.active_params == attention + 30 * (8 * 3 * h * 704 + 3 * h * 2112 + h * 128) + 262144 * h
+    assert (m.total_params, m.active_params) == (pytest.approx(25.2e9, rel=0.005), pytest.approx(3.8e9, rel=0.01))
+
+
+def test_kv_bytes_per_token_by_hand():
+    """Per GPU in BF16: the full layers' K and V (both cached, though projected once) in kv_bytes_per_token; the
+    sliding layers' per full-layer token by window_kv_ratio, which replication of the full layers' 4 KV heads moves:
+    (16 x 256) / (4 x 512) = 2 at TP 1, (2 x 256) / (1 x 512) = 1 at TP 8."""
+    m, bf16 = load_model(DENSE), load_quant("bf16")
+    assert kv_bytes_per_token_layer(m, bf16, 1) == 2 * 4 * 512 * 2
+    assert kv_bytes_per_token(m, bf16, 1, 1) == 10 * 2 * 4 * 512 * 2  # 80 KiB: the full layers
+    assert kv_bytes_per_token(m, bf16, 8, 1) == 10 * 2 * 1 * 512 * 2  # a replicated full KV head per GPU
+    assert (window_kv_ratio(m, 1), window_kv_ratio(m, 2), window_kv_ratio(m, 8)) == (2.0, 2.0, 1.0)
+    # vLLM's per-sequence layout: context on the full layers, the last 1,024 tokens on 5 sliding layers each
+    terms = kv_window_terms(m, attention_tp=1)
+    assert terms == (1.0, 10.0, 1024, False)
+    assert kv_token_equivalents(8193, terms) == 8193 + 10 * 1024
+    # SGLang's one pool (every layer every token): the sliding layers' bytes weigh in as well
+    assert kv_token_equivalents(8193, kv_window_terms(m, "all_tokens", attention_tp=1)) == 11 * 8193
+    assert kv_window_terms(m, "all_tokens", attention_tp=8)[0] == 6.0
+
+
+def test_weights_per_gpu_by_hand():
+    """TP 8 in BF16: q, o and the sliding layers' k, v split; the full layers' single K projection of 4 heads
+    replicated twice over 8 GPUs; MLP and embedding split, the head tied."""
+    m, bf16 = load_model(DENSE), load_quant("bf16")
+    h, tp = 5376, 8
+    full = h * (32 * 512 + 32 * 512 + 1 * 4 * 512 * 2) / tp
+    sliding = h * (32 * 256 + 32 * 256 + 2 * 16 * 256) / tp
+    per_layer = ((10 * full + 50 * sliding) / 60 + 3 * h * 21504 / tp) * 2 + 2 * h * 2
+    expected = 60 * per_layer + 262144 * h / tp * 2
+    assert weight_bytes_per_gpu(m, bf16, tp, 1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_prefill_attention_and_projections_by_hand():
+    """One 4,096-token prompt on one GPU: the full layers' attention over every causal pair at 4 x 512 FLOPs per pair
+    and head, the sliding layers' over at most 1,024 keys a token at 4 x 256; q, k (v from k on the full layers) and
+    o projections at each kind's widths, the mean layer over 60."""
+    m = load_model(DENSE)
+    cm = CostModel(m, load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"))
+    n, window = 4096, 1024
+    shape = BatchShape.uniform(1, n, 0, True, None)
+    ops = {op.name: op for op in cm.iteration(shape).operators}
+    full_pairs = n * (n + 1) / 2
+    # BatchShape.windowed's rule from the sums alone: each new token sees at most `window` keys (it over-counts the
+    # prompt's first 1,024 tokens, which see fewer: documented there)
+    window_pairs = shape.windowed(window).prefill_pairs
+    assert window_pairs == n * window
+    attention = 10 * 4 * 512 * 32 * full_pairs + 50 * 4 * 256 * 32 * window_pairs
+    assert ops["attention"].flops == pytest.approx(attention, rel=1e-12)
+    h = 5376
+    qkv = 2 * n * h * (10 * (32 * 512 + 4 * 512) + 50 * (32 * 256 + 2 * 16 * 256))
+    o_proj = 2 * n * h * 32 * (10 * 512 + 50 * 256)
+    assert (ops["qkv_proj"].flops, ops["o_proj"].flops) == (pytest.approx(qkv, rel=1e-12),
+                                                            pytest.approx(o_proj, rel=1e-12))
+
+
+@pytest.mark.parametrize("name, engine, tp, layout", [
+    (DENSE, "vllm", 1, {}), (DENSE, "sglang", 8, {}), (DENSE, "trtllm-pytorch", 2, {}), (DENSE, "hf-eager", 1, {}),
+    (MOE, "vllm", 4, dict(ep=4)), (MOE, "sglang", 4, dict(attention_dp=4, ep=4)), (MOE, "trtllm-pytorch", 1, {}),
+])
+def test_decode_runs_match_fast_step_by_step(name, engine, tp, layout):
+    """The closed-form decode runs, the sliding layers' pairs and KV weighed by their own slopes, give fast() at
+    contexts below, at and past the 1,024-token window."""
+    cm = CostModel(load_model(name), load_hardware("h200-sxm"), load_quant("fp8"), load_engine(engine), tp=tp,
+                   layout=ParallelLayout(tp=tp, **layout))
+    assert_decode_runs_match_fast(cm, HybridDecodeLine, (1, 7, 64, 300), (0, 500, 1023, 1024, 5000), 40, (0, 20, 39))
+
+
+def test_parser_rules_and_refusals(tmp_path):
+    """The last layer full whatever layer_types says; without attention_k_eq_v the full layers keep the sliding
+    layers' KV heads (and a V projection); per-layer embeddings (Gemma4TextConfig's default 256) and KV-shared
+    layers refused by name, in one line."""
+    cfg = _text_config(DENSE)
+    listed = dict(cfg, layer_types=["sliding_attention"] * 60)
+    m = load_model(_write(tmp_path, listed))
+    assert m.sliding_window_layers == 59 and m.num_layers - m.sliding_window_layers == 1
+    plain = load_model(_write(tmp_path, dict(cfg, attention_k_eq_v=False)))
+    assert (plain.num_kv_heads, plain.head_dim, plain.value_from_key, plain.kv_projections) == (16, 512, False, 2)
+    for field, value in (("hidden_size_per_layer_input", 256), ("num_kv_shared_layers", 20)):
+        broken = {k: v for k, v in cfg.items() if k != field} if value == 256 else dict(cfg, **{field: value})
+        with pytest.raises(PhasewiseError, match=f"field {field} is not modelled") as err:
+            load_model(_write(tmp_path, broken))
+        assert "\n" not in str(err.value)
+
+
+def test_tp_must_suit_both_kinds_of_kv_heads():
+    """A TP size both kinds' KV heads divide or are divided by; otherwise a one-line error naming the windowed
+    layers' heads."""
+    m = ModelSpec(name="toy", model_type="gemma4_text", num_layers=6, hidden_size=768, num_heads=24, num_kv_heads=4,
+                  head_dim=64, intermediate_size=1024, vocab_size=1000, sliding_window=128, sliding_window_layers=5,
+                  window_kv_heads=6, window_head_dim=32)
+    check_parallelism(m, 2, 1)
+    with pytest.raises(PhasewiseError, match="windowed layers' KV heads=6"):
+        check_parallelism(m, 4, 1)
+    with pytest.raises(ValueError, match="sliding_window_layers must be between"):
+        ModelSpec(**{**m.model_dump(), "sliding_window_layers": 6})
+
+
+def test_serving_runs_end_to_end_under_memory_pressure():
+    """simulate on both checkpoints, the bundled Mooncake excerpt's long prompts at half an H200's memory, with the
+    simulator's invariants (KV-block conservation, causality) checked at every step: the sliding layers' KV, weighed
+    by their own bytes, admitted and freed as the engine holds it; every request completes."""
+    from phasewise.sim.api import run
+
+    for name, extra in ((DENSE, dict(tp=2)), (MOE, dict(tp=2, ep=2))):
+        result = run(model=name, hardware="h200-sxm", trace="mooncake", trace_limit=40, rate=10, memory_fraction=0.5,
+                     check_invariants=True, **extra)
+        assert result.summary()["completed"] == 40
