@@ -140,7 +140,8 @@ def test_parser_rules_and_refusals(tmp_path):
     m = load_model(_write(tmp_path, listed))
     assert m.sliding_window_layers == 59 and m.num_layers - m.sliding_window_layers == 1
     plain = load_model(_write(tmp_path, dict(cfg, attention_k_eq_v=False)))
-    assert (plain.num_kv_heads, plain.head_dim, plain.value_from_key, plain.kv_projections) == (16, 512, False, 2)
+    assert (plain.num_kv_heads, plain.head_dim, plain.value_from_key, plain.kv_proj_size) == (16, 512, False,
+                                                                                           16 * 1024)
     for field, value in (("hidden_size_per_layer_input", 256), ("num_kv_shared_layers", 20)):
         broken = {k: v for k, v in cfg.items() if k != field} if value == 256 else dict(cfg, **{field: value})
         with pytest.raises(PhasewiseError, match=f"field {field} is not modelled") as err:

@@ -172,8 +172,11 @@ class AttentionCost:
                  kv_heads: int, kv_bytes: float, activation_bytes: float, tensor_peak_flops: float,
                  vector_flops_per_s: float, memory_s: Callable[[float], float],
                  prefill_kernel: AttentionKernel | None = None, latent: LatentAttention | None = None,
-                 ranks: int = 1, linear: LinearAttention | None = None, sparse: SparseIndexer | None = None) -> None:
-        """`heads`/`kv_heads` are this GPU's; `memory_s(bytes)` is the streaming-copy time of the device;
+                 ranks: int = 1, linear: LinearAttention | None = None, sparse: SparseIndexer | None = None,
+                 value_dim: int | None = None) -> None:
+        """`heads`/`kv_heads` are this GPU's; `value_dim`: a value head's width where it differs from the q.k width
+        `head_dim` (MiMo-V2-Flash's 128 beside 192; None: head_dim); `memory_s(bytes)` is the streaming-copy time of
+        the device;
         `prefill_kernel`: the quantization scheme's own prefill kernel (quant_kernels.py), else the generic one;
         `latent`: the model's latent attention (then head_dim is the q.k width and kv_heads is not used);
         `ranks`: attention data-parallel ranks, each running whole sequences of the batch (the costs are the
@@ -184,9 +187,10 @@ class AttentionCost:
         self.latent, self.heads, self.head_dim, self.ranks, self.linear = latent, heads, head_dim, ranks, linear
         self.sparse = sparse
         if latent is None:
-            self.flops_per_pair = 4.0 * head_dim * heads  # q.k and p.v, 2 FLOPs per multiply-add
-            self.kv_bytes_per_token = 2 * kv_heads * head_dim * kv_bytes  # K and V
-            self.q_bytes_per_token = 2 * heads * head_dim * activation_bytes  # q read, output written
+            widths = head_dim + (value_dim or head_dim)  # a key's and a value's
+            self.flops_per_pair = 2.0 * widths * heads  # q.k and p.v, 2 FLOPs per multiply-add
+            self.kv_bytes_per_token = kv_heads * widths * kv_bytes  # K and V
+            self.q_bytes_per_token = heads * widths * activation_bytes  # q read, output written
             self.queries_per_kv_head = heads / kv_heads
             self.decode_flops_per_pair = self.flops_per_pair
             self.decode_q_bytes_per_token = self.q_bytes_per_token

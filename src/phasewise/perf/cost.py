@@ -100,7 +100,7 @@ class CostModel(DecodeSeries, Communication):
         # a chip built from parts: a GEMM's efficiency follows from how it tiles onto the arrays (tiling.py)
         self._arrays = hardware.parts.compute if hardware.parts is not None else None
         self.vector_rate = hardware.vector_flops * eff.vector_efficiency
-        self.attention = AttentionCost(hardware, engine, head_dim=m.head_dim, heads=self.heads,
+        self.attention = AttentionCost(hardware, engine, head_dim=m.head_dim, heads=self.heads, value_dim=m.v_dim,
                                        kv_heads=self.kv_heads, kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes,
                                        tensor_peak_flops=self.attn_peak, vector_flops_per_s=self.vector_rate,
                                        memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
@@ -116,7 +116,7 @@ class CostModel(DecodeSeries, Communication):
             hardware, engine, head_dim=m.window_layer_head_dim, heads=self.heads, kv_heads=self.window_kv_heads,
             kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes, tensor_peak_flops=self.attn_peak,
             vector_flops_per_s=self.vector_rate, memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
-            ranks=layout.attention_dp) if m.window_own_geometry else self.attention
+            ranks=layout.attention_dp, value_dim=m.window_layer_v_dim) if m.window_own_geometry else self.attention
         # an engine that quantizes GEMM inputs in kernels of their own, where the GEMMs take a narrower dtype than the
         # activations: their launches (operators.QUANTIZED_INPUTS) and their traffic, the activations read and the
         # compute dtype written (elementwise)
@@ -454,17 +454,18 @@ class CostModel(DecodeSeries, Communication):
         if m.latent_attention:
             qkv = self._latent_down_projections(T)
         else:
-            qkv_n = (self.heads * (2 if m.attention_output_gate else 1) + m.kv_projections * self.kv_heads) * hd
+            qkv_n = (self.heads * hd * (2 if m.attention_output_gate else 1)
+                     + self.kv_heads * (hd + (0 if m.value_from_key else m.v_dim)))
             qkv = self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True)
         if self.linear_share:  # the linear layers' input projections in their share of the layers
             qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
         o_proj = self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True)
         if m.window_own_geometry:  # the windowed layers' q, k, v and o at their own widths, in their share
-            window_hd = m.window_layer_head_dim
-            window_qkv = self._gemm(T, h, (self.heads + 2 * self.window_kv_heads) * window_hd, self.w_bytes,
-                                    self.peak, True)
+            window_hd, window_v = m.window_layer_head_dim, m.window_layer_v_dim
+            window_qkv = self._gemm(T, h, self.heads * window_hd + self.window_kv_heads * (window_hd + window_v),
+                                    self.w_bytes, self.peak, True)
             qkv = self._mean_layer(qkv, window_qkv, self.window_share)
-            o_proj = self._mean_layer(o_proj, self._gemm(T, self.heads * window_hd, h, self.w_bytes, self.peak, True),
+            o_proj = self._mean_layer(o_proj, self._gemm(T, self.heads * window_v, h, self.w_bytes, self.peak, True),
                                       self.window_share)
         ops.append(self._op("qkv_proj", L, *qkv, eager))
         if self.linear_share:  # the linear layers' out_proj from their value heads
@@ -613,17 +614,18 @@ def window_kv_ratio(model: ModelSpec, tp: int) -> float:
     at TP 8, with the full layers' 4 heads replicated, 1.0)."""
     if not model.window_own_geometry:
         return 1.0
-    window = 2 * kv_heads_per_gpu(model.window_layer_kv_heads, tp) * model.window_layer_head_dim
+    window = kv_heads_per_gpu(model.window_layer_kv_heads, tp) * (model.window_layer_head_dim
+                                                                   + model.window_layer_v_dim)
     return window / kv_elements_per_token_layer(model, tp)
 
 
 def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
     """KV-cache elements one token occupies in one layer on one GPU of a TP group: K and V of this GPU's
-    KV heads, or with latent attention the latent and the shared RoPE key, which every TP rank holds whole
-    (the heads are split, the latent is not)."""
+    KV heads (a value v_dim wide), or with latent attention the latent and the shared RoPE key, which every TP rank
+    holds whole (the heads are split, the latent is not)."""
     if model.latent_attention:
         return model.kv_latent_size
-    return 2 * kv_heads_per_gpu(model.num_kv_heads, tp) * model.head_dim
+    return kv_heads_per_gpu(model.num_kv_heads, tp) * (model.head_dim + model.v_dim)
 
 
 # FlashMLA's sparse FP8 KV layout, in which vLLM and SGLang keep a DeepSeek-sparse-attention model's FP8 cache (the

@@ -59,6 +59,16 @@ class DecodeLine(NamedTuple):
         return maximum(pairs * self.s_per_pair + self.fixed_compute_s, kv * self.s_per_kv_token + self.fixed_s)
 
 
+def first_step(line: DecodeLine, pairs: float, kv: float, counted_pairs: float, counted_kv: float
+               ) -> tuple[float, float, float]:
+    """(latency_s, flops, bytes) of one decode iteration on `line`: its time at `pairs` pairs and `kv` KV tokens, its
+    FLOPs and bytes at `counted_pairs` and `counted_kv` (the same but where a hybrid stack weighs them apart)."""
+    attention_s = max(line.attention(pairs, kv, max), line.dispatch_s)
+    latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+    return (latency_s, line.flops + counted_pairs * line.flops_per_pair,
+            line.bytes + counted_kv * line.bytes_per_kv_token)
+
+
 class HybridDecodeLine(NamedTuple):
     """decode_line() of a hybrid sliding-window stack (gpt-oss): its `line` in the effective pairs and KV tokens of
     one layer, the mean over its full layers and its `window_share` of windowed ones, which see at most `pairs_cap`
@@ -84,13 +94,8 @@ class HybridDecodeLine(NamedTuple):
     def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
         """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s
         (plain floats: no numpy on the per-series path)."""
-        line = self.line
-        time_pairs, time_kv = self._mean_layer(pairs, kv, min, self.pair_s_ratio, self.kv_s_ratio)
-        count_pairs, count_kv = self._mean_layer(pairs, kv, min, self.pair_flops_ratio, self.kv_bytes_ratio)
-        attention_s = max(line.attention(time_pairs, time_kv, max), line.dispatch_s)
-        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
-        return (latency_s, line.flops + count_pairs * line.flops_per_pair,
-                line.bytes + count_kv * line.bytes_per_kv_token)
+        return first_step(self.line, *self._mean_layer(pairs, kv, min, self.pair_s_ratio, self.kv_s_ratio),
+                          *self._mean_layer(pairs, kv, min, self.pair_flops_ratio, self.kv_bytes_ratio))
 
     def _mean_layer(self, pairs, kv, minimum, pair_ratio: float, kv_ratio: float):
         share = self.window_share
@@ -242,9 +247,7 @@ class DecodeSeries:
     def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
         """(latency_s, flops, bytes) of the batch with `pairs` attention pairs and `kv` KV tokens on `line`:
         fast() of it less its stage_s."""
-        attention_s = max(line.attention(pairs, kv, max), line.dispatch_s)
-        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
-        return latency_s, line.flops + pairs * line.flops_per_pair, line.bytes + kv * line.bytes_per_kv_token
+        return first_step(line, pairs, kv, pairs, kv)
 
     def decode_series(self, shape: BatchShape, pairs: np.ndarray, kv: np.ndarray
                       ) -> tuple[np.ndarray, tuple[float, float, float]]:

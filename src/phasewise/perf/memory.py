@@ -111,16 +111,16 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
 def _softmax_attention_weights(m: ModelSpec, attention_tp: int) -> float:
     """Parameters of the mean softmax-attention layer on one GPU of an `attention_tp`-wide group: q (with an output
     gate), k and v (replicated where TP exceeds the KV heads; one projection where the values come from the key's),
-    o; windowed layers of their own geometry at theirs, in their share."""
-    def layer(kv_heads: int, head_dim: int, kv_projections: int, q_proj: int) -> float:
+    o (from values v_dim wide); windowed layers of their own geometry at theirs, in their share."""
+    def layer(q_proj: int, kv_heads: int, kv_width: int, v_dim: int) -> float:
         kv_rep = kv_heads_per_gpu(kv_heads, attention_tp) * attention_tp / kv_heads  # > 1 when TP replicates them
-        return m.hidden_size * (q_proj + m.num_heads * head_dim + kv_projections * kv_heads * head_dim * kv_rep
-                                ) / attention_tp
+        return m.hidden_size * (q_proj + m.num_heads * v_dim + kv_heads * kv_width * kv_rep) / attention_tp
 
-    full = layer(m.num_kv_heads, m.head_dim, m.kv_projections, m.q_proj_size)
+    full = layer(m.q_proj_size, m.num_kv_heads, m.kv_proj_size // m.num_kv_heads, m.v_dim)
     if not m.window_own_geometry:
         return full
-    window = layer(m.window_layer_kv_heads, m.window_layer_head_dim, 2, m.num_heads * m.window_layer_head_dim)
+    window = layer(m.num_heads * m.window_layer_head_dim, m.window_layer_kv_heads,
+                   m.window_layer_head_dim + m.window_layer_v_dim, m.window_layer_v_dim)
     return full + (window - full) * m.window_layer_share
 
 

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
-from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, GEMMA4_GEOMETRY, gemma4_config
+from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, gemma4_config
 from phasewise.specs.hf_layers import (
+    SPEC_FIELDS,
     WINDOW_PATTERN_DEFAULT,
     ernie_moe_layers,
     hunyuan_fields,
@@ -28,6 +29,7 @@ from phasewise.specs.hf_layers import (
     positive,
     window_layers,
 )
+from phasewise.specs.hf_mimo import MIMO_DEFAULTS, MIMO_TYPES, mimo_config
 from phasewise.specs.hf_recurrent import (
     BAMBA_DEFAULTS,
     FALCON_H1_DEFAULTS,
@@ -118,7 +120,10 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      "hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense",
                      # Gemma 4 (transformers gemma4_text): its sliding and full layers shaped apart, the MoE block
                      # beside the dense MLP (specs/hf_gemma4.py)
-                     "gemma4_text")
+                     "gemma4_text",
+                     # MiMo-V2-Flash (transformers mimo_v2_flash; the checkpoint's remote code mimo_v2): sliding
+                     # layers with twice the KV heads, values narrower than keys (specs/hf_mimo.py)
+                     *MIMO_TYPES)
 HUNYUAN_TYPES = ("hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
@@ -161,6 +166,7 @@ CONFIG_CLASS_DEFAULTS = {
     "smollm3": dict(use_sliding_window=False),
     "dots1": dict(sliding_window=4096, max_window_layers=62),
     "gemma4_text": GEMMA4_DEFAULTS,
+    "mimo_v2_flash": MIMO_DEFAULTS,
     "jamba": JAMBA_DEFAULTS,
     "falcon_h1": FALCON_H1_DEFAULTS,
     "bamba": BAMBA_DEFAULTS,
@@ -273,6 +279,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         cfg = hunyuan_fields(cfg, where)
     if mt == "gemma4_text":
         cfg = gemma4_config(cfg, where)
+    if mt in MIMO_TYPES:
+        cfg = mimo_config(cfg, where, mt)
     if mt in LFM2_TYPES:
         cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
     if mt == "bamba":
@@ -319,6 +327,9 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     if not isinstance(qc, dict):
         raise PhasewiseError(f"{where}: quantization_config must be a mapping")
     method = str(qc.get("quant_method", "")).lower()
+    if method == "fp8" and str(qc.get("store_dtype", "fp8")).lower() not in ("fp8", "e4m3"):
+        raise PhasewiseError(f"{where}: quantization_config store_dtype '{qc['store_dtype']}' is not modelled (an FP8 "
+                             "checkpoint stored in another format); give --precision")
     if method == "fp8":
         return "fp8-block" if qc.get("weight_block_size") else "fp8"
     if method == "mxfp4":
@@ -450,8 +461,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         latent = short_conv_fields(cfg, where, layer_types)
     if mt == "kimi_linear":
         latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
-    if mt == "gemma4_text":  # its sliding layers' own geometry (specs/hf_gemma4.py)
-        latent = {k: cfg[k] for k in GEMMA4_GEOMETRY if k in cfg}
+    if SPEC_FIELDS in cfg:  # a family reader's own (specs/hf_gemma4.py, specs/hf_mimo.py)
+        latent.update(cfg[SPEC_FIELDS])
     return ModelSpec(
         name=name,
         model_type=mt,

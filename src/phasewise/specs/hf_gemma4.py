@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.hf_layers import positive
+from phasewise.specs.hf_layers import SPEC_FIELDS, positive
 
-__all__ = ["GEMMA4_DEFAULTS", "GEMMA4_GEOMETRY", "gemma4_config"]
+__all__ = ["GEMMA4_DEFAULTS", "gemma4_config"]
 
 # Gemma4TextConfig's field defaults (a config.json may omit them); global_head_dim is popped with 512
 GEMMA4_DEFAULTS = dict(vocab_size=262144, hidden_size=2304, intermediate_size=9216, num_hidden_layers=30,
@@ -31,14 +31,12 @@ GEMMA4_DEFAULTS = dict(vocab_size=262144, hidden_size=2304, intermediate_size=92
                        num_kv_shared_layers=0, enable_moe_block=False, use_double_wide_mlp=False)
 # the default layer pattern: every 6th layer full ("by default 5:1")
 GEMMA4_PATTERN = 6
-# the ModelSpec fields gemma4_config adds for the Llama-style parser (ours; no config.json carries them)
-GEMMA4_GEOMETRY = ("window_head_dim", "window_kv_heads", "value_from_key")
 
 
 def gemma4_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
     """`cfg` (Gemma4TextConfig's defaults filled in) as the Llama-style parser reads it: head_dim and
-    num_key_value_heads the full layers', the sliding layers' in window_head_dim / window_kv_heads with
-    value_from_key (GEMMA4_GEOMETRY; where the stack has sliding layers), layer_types with the last layer full,
+    num_key_value_heads the full layers', the sliding layers' window_head_dim / window_kv_heads (where the stack has
+    sliding layers) and value_from_key as ModelSpec fields under SPEC_FIELDS, layer_types with the last layer full,
     and the MoE block's experts in the parser's names (the dense MLP as the shared expert)."""
     for field, what in (("hidden_size_per_layer_input", "per-layer embeddings (Gemma 4 E2B / E4B)"),
                         ("num_kv_shared_layers", "layers reusing an earlier layer's KV (Gemma 4 E2B / E4B)"),
@@ -63,10 +61,11 @@ def gemma4_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
     global_kv = cfg.get("num_global_key_value_heads")
     full_kv = positive(global_kv, where, "num_global_key_value_heads") if shared_kv and global_kv is not None \
         else sliding_kv  # transformers applies the global count only with attention_k_eq_v
-    out.update(head_dim=full_dim, num_key_value_heads=full_kv, value_from_key=shared_kv)
+    out.update(head_dim=full_dim, num_key_value_heads=full_kv)
+    fields = out[SPEC_FIELDS] = {"value_from_key": shared_kv}
     windowed = sum(kind == "sliding_attention" for kind in layer_types) if isinstance(layer_types, list) else 0
     if 0 < windowed < layers and cfg.get("sliding_window"):
-        out.update(window_head_dim=sliding_dim, window_kv_heads=sliding_kv)
+        fields.update(window_head_dim=sliding_dim, window_kv_heads=sliding_kv)
     if cfg.get("enable_moe_block"):
         experts = positive(cfg.get("num_experts"), where, "num_experts")
         out.update(num_experts=experts, num_experts_per_tok=positive(cfg.get("top_k_experts"), where,

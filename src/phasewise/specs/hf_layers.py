@@ -12,6 +12,9 @@ from phasewise.errors import PhasewiseError
 # Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global; Cohere2Config: its
 # sliding_window_pattern, default 4)
 WINDOW_PATTERN_DEFAULT = {"gemma2": 2, "gemma3_text": 6, "cohere2": 4}
+# The key under which a family's own config reader (specs/hf_gemma4.py, specs/hf_mimo.py) hands the Llama-style
+# parser ModelSpec fields it computed (a mapping; no config.json carries it)
+SPEC_FIELDS = "_phasewise_spec_fields"
 
 
 def positive(value: Any, where: str, key: str) -> int:

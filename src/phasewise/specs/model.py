@@ -57,6 +57,8 @@ class ModelSpec(BaseModel):
     # The full layers' values come from the key projection (Gemma 4's attention_k_eq_v: no v_proj; K and V are both
     # cached, V normed apart and without RoPE)
     value_from_key: bool = False
+    # (v_head_dim, below, sets a value head's width for plain attention too: MiMo-V2-Flash's 128 beside its q.k 192,
+    # in both kinds of layer)
     max_position_embeddings: int = Field(default=0, ge=0)
     norm: Literal["rms", "layer"] = "rms"
     # Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi-K2; kv_lora_rank > 0): K and V are up-projected
@@ -165,10 +167,13 @@ class ModelSpec(BaseModel):
             if self.num_heads % self.window_layer_kv_heads:
                 raise ValueError(f"num_attention_heads={self.num_heads} is not a multiple of the windowed layers' "
                                  f"{self.window_layer_kv_heads} KV heads")
-        if (self.window_own_geometry or self.value_from_key) and (self.latent_attention or self.v_head_dim
+        if (self.window_own_geometry or self.value_from_key) and (self.latent_attention
                                                                    or self.linear_attention_layers):
             raise ValueError("windowed layers of their own geometry and values from the key projection are modelled "
-                             "on plain softmax attention (no latent or linear attention, no v_head_dim)")
+                             "on plain softmax attention (no latent or linear attention)")
+        if self.value_from_key and self.v_head_dim not in (0, self.head_dim):
+            raise ValueError(f"values from the key projection are head_dim={self.head_dim} wide, not "
+                             f"v_head_dim={self.v_head_dim}")
         if self.linear_attention_layers:
             if self.linear_attention_layers >= self.num_layers:
                 raise ValueError(f"linear_attention_layers={self.linear_attention_layers}: at least one of the "
@@ -257,9 +262,21 @@ class ModelSpec(BaseModel):
             or self.value_from_key)
 
     @property
-    def kv_projections(self) -> int:
-        """Projections making a full layer's K and V: 2, or 1 where the values come from the key's (value_from_key)."""
-        return 1 if self.value_from_key else 2
+    def window_layer_v_dim(self) -> int:
+        """Value head width of the windowed layers: v_head_dim where set (both kinds), else their head width."""
+        return self.v_head_dim or self.window_layer_head_dim
+
+    @property
+    def kv_proj_size(self) -> int:
+        """Output width of a full softmax layer's K and V projections: the keys, and the values unless they come from
+        the key projection (value_from_key)."""
+        return self.num_kv_heads * (self.head_dim + (0 if self.value_from_key else self.v_dim))
+
+    @property
+    def single_head_geometry(self) -> bool:
+        """Whether every softmax layer's q, k and v heads share head_dim (latent attention aside): no windowed layers
+        of their own geometry, no value width of its own on plain attention."""
+        return not self.window_own_geometry and (self.latent_attention or self.v_dim == self.head_dim)
 
     @property
     def latent_attention(self) -> bool:
@@ -395,7 +412,7 @@ class ModelSpec(BaseModel):
         key), KV up, O; an output gate: q_proj twice the query's width)."""
         h = self.hidden_size
         if not self.latent_attention:
-            return h * (self.q_proj_size + self.kv_projections * self.kv_size) + self.q_size * h
+            return h * (self.q_proj_size + self.kv_proj_size) + self.num_heads * self.v_dim * h
         nope = self.head_dim - self.qk_rope_head_dim
         q = (h * self.q_lora_rank + self.q_lora_rank * self.q_size) if self.q_lora_rank else h * self.q_size
         kv_down = h * self.kv_latent_size
@@ -408,8 +425,8 @@ class ModelSpec(BaseModel):
         (window_own_geometry: q, k, v and o of window_layer_head_dim-wide heads)."""
         if not self.window_own_geometry:
             return self.attention_params
-        h, q = self.hidden_size, self.num_heads * self.window_layer_head_dim
-        return h * (q + 2 * self.window_layer_kv_heads * self.window_layer_head_dim) + q * h
+        h, q, v = self.hidden_size, self.num_heads * self.window_layer_head_dim, self.window_layer_v_dim
+        return h * (q + self.window_layer_kv_heads * (self.window_layer_head_dim + v)) + self.num_heads * v * h
 
     @property
     def mlp_matrices(self) -> int:
