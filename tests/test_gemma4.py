@@ -147,6 +147,10 @@ def test_parser_rules_and_refusals(tmp_path):
         with pytest.raises(PhasewiseError, match=f"field {field} is not modelled") as err:
             load_model(_write(tmp_path, broken))
         assert "\n" not in str(err.value)
+    # found by benchmarks/fuzz_configs.py: the default layer pattern was built before the layer count was bounded
+    with pytest.raises(PhasewiseError, match="num_hidden_layers must be at most"):
+        load_model(_write(tmp_path, {k: v for k, v in dict(cfg, num_hidden_layers=10**12).items()
+                                     if k != "layer_types"}))
 
 
 def test_tp_must_suit_both_kinds_of_kv_heads():

@@ -121,6 +121,8 @@ def test_refusals_name_the_field(tmp_path):
         with pytest.raises(PhasewiseError, match=f"field {field}") as err:
             load_model(_write(tmp_path, dict(_remote_config(), **{field: value})))
         assert "\n" not in str(err.value)
+    with pytest.raises(PhasewiseError, match="num_hidden_layers must be at most"):  # before any per-layer list
+        load_model(_write(tmp_path, {"model_type": "mimo_v2_flash", "num_hidden_layers": 10**12}))
     stored = dict(_remote_config(), quantization_config={"quant_method": "fp8", "store_dtype": "mxfp4"})
     with pytest.raises(PhasewiseError, match="store_dtype 'mxfp4' is not modelled"):
         load_model(_write(tmp_path, stored))

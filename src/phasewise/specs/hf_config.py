@@ -278,9 +278,9 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     if mt in HUNYUAN_TYPES:
         cfg = hunyuan_fields(cfg, where)
     if mt == "gemma4_text":
-        cfg = gemma4_config(cfg, where)
+        cfg = gemma4_config(cfg, where, int(_require(cfg, where, "num_hidden_layers")))
     if mt in MIMO_TYPES:
-        cfg = mimo_config(cfg, where, mt)
+        cfg = mimo_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
     if mt in LFM2_TYPES:
         cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
     if mt == "bamba":

@@ -33,18 +33,18 @@ GEMMA4_DEFAULTS = dict(vocab_size=262144, hidden_size=2304, intermediate_size=92
 GEMMA4_PATTERN = 6
 
 
-def gemma4_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
-    """`cfg` (Gemma4TextConfig's defaults filled in) as the Llama-style parser reads it: head_dim and
-    num_key_value_heads the full layers', the sliding layers' window_head_dim / window_kv_heads (where the stack has
-    sliding layers) and value_from_key as ModelSpec fields under SPEC_FIELDS, layer_types with the last layer full,
-    and the MoE block's experts in the parser's names (the dense MLP as the shared expert)."""
+def gemma4_config(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
+    """`cfg` (Gemma4TextConfig's defaults filled in; `layers` its checked num_hidden_layers) as the Llama-style
+    parser reads it: head_dim and num_key_value_heads the full layers', the sliding layers' window_head_dim /
+    window_kv_heads (where the stack has sliding layers) and value_from_key as ModelSpec fields under SPEC_FIELDS,
+    layer_types with the last layer full, and the MoE block's experts in the parser's names (the dense MLP as the
+    shared expert)."""
     for field, what in (("hidden_size_per_layer_input", "per-layer embeddings (Gemma 4 E2B / E4B)"),
                         ("num_kv_shared_layers", "layers reusing an earlier layer's KV (Gemma 4 E2B / E4B)"),
                         ("use_double_wide_mlp", "the KV-shared layers' double-wide MLP")):
         if cfg.get(field):
             raise PhasewiseError(f"{where}: field {field} is not modelled for model_type 'gemma4_text' ({what}); "
                                  "its layers would be costed wrongly")
-    layers = positive(cfg.get("num_hidden_layers"), where, "num_hidden_layers")
     out = {k: v for k, v in cfg.items() if k not in ("num_experts", "top_k_experts", "moe_intermediate_size")}
     layer_types = cfg.get("layer_types")
     if layer_types is None:

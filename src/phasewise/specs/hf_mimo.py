@@ -35,11 +35,10 @@ MIMO_DEFAULTS = dict(vocab_size=152576, hidden_size=4096, intermediate_size=1638
 MIMO_PATTERN = 6
 
 
-def mimo_config(cfg: dict[str, Any], where: str, mt: str) -> dict[str, Any]:
-    """`cfg` (MiMoV2FlashConfig's defaults filled in for mimo_v2_flash) as the Llama-style parser reads it:
-    layer_types, the dense layers as mlp_only_layers, the window, and under SPEC_FIELDS the value width and the sliding
-    layers' KV heads and head width (ModelSpec.v_head_dim, window_kv_heads, window_head_dim)."""
-    layers = positive(cfg.get("num_hidden_layers"), where, "num_hidden_layers")
+def mimo_config(cfg: dict[str, Any], where: str, mt: str, layers: int) -> dict[str, Any]:
+    """`cfg` (MiMoV2FlashConfig's defaults filled in for mimo_v2_flash; `layers` its checked num_hidden_layers) as
+    the Llama-style parser reads it: layer_types, the dense layers as mlp_only_layers, the window, and under
+    SPEC_FIELDS the value width and the sliding layers' KV heads (ModelSpec.v_head_dim, window_kv_heads)."""
     heads = positive(cfg.get("num_attention_heads"), where, "num_attention_heads")
     kv_heads = positive(cfg.get("num_key_value_heads"), where, "num_key_value_heads")
     head_dim = positive(cfg.get("head_dim"), where, "head_dim")
