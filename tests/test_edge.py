@@ -204,3 +204,26 @@ def test_link_jitter_only_delays():
     jittery = SplitModel(VICUNA, BF16, IDEAL, topo, [load_hardware("jetson-agx-orin")] * 2, [16, 16])
     base = run_split(steady, 640, 0, 4).ttft_s
     assert base < run_split(jittery, 640, 0, 4, seed=1).ttft_s < base + 4 * 0.01 + 1e-9
+
+
+def test_a_windowed_hybrid_splits_into_stages_of_its_own_shares():
+    """A stage of a hybrid stack keeps the stack's share of windowed layers (ModelSpec.stack_part): Gemma-3-27B's 62
+    layers (52 windowed) over two devices are 26 + 26 windowed of 31 each, and the two stages' attention sums to the
+    whole model's. Before, a stage kept all 52 windowed of its 31 layers, a share above 1 that made its full layers'
+    attention negative. A model whose layers reuse earlier layers' KV (Gemma 4 E2B) is refused by name."""
+    from phasewise.perf import BatchShape, CostModel
+
+    gemma = load_model("google/gemma-3-27b-it")
+    split = split_model(100.0, split=(31, 31), hardware=("h100-sxm",) * 2, model=gemma)
+    shape = BatchShape.uniform(1, 4096, 0, True, None)
+    stages = [split.cost_model(i, 31) for i in range(2)]
+    assert [cm.model.sliding_window_layers for cm in stages] == [26, 26]
+
+    def attention_s(cm):
+        return next(op.time_s for op in cm.iteration(shape).operators if op.name == "attention")
+
+    whole = CostModel(gemma, load_hardware("h100-sxm"), BF16, IDEAL)
+    assert sum(attention_s(cm) for cm in stages) == pytest.approx(attention_s(whole), rel=1e-9)
+    assert gemma.stack_part(1).window_all_layers == 1024  # one layer of a mostly windowed stack: windowed
+    with pytest.raises(PhasewiseError, match="device splits of a model whose layers reuse earlier layers' KV"):
+        split_model(100.0, split=(20, 15), hardware=("jetson-agx-orin",) * 2, model=load_model("google/gemma-4-E2B-it"))

@@ -1,7 +1,8 @@
 """Gemma 4: its sliding and full layers shaped apart (ModelSpec.window_head_dim / window_kv_heads / value_from_key),
-parsed from config.json (specs/hf_gemma4.py) and costed kind by kind: parameter counts against the published ones,
-KV bytes per token, weights per GPU, the attention and projection FLOPs of a prefill, each against a hand
-computation; decode runs against fast() step by step; the fields it does not model refused by name."""
+and on the on-device models KV-shared layers, double-wide MLPs and per-layer embeddings, parsed from config.json
+(specs/hf_gemma4.py) and costed kind by kind: parameter counts against the published ones, KV bytes per token, weights
+per GPU, the attention and projection FLOPs of a prefill, each against a hand computation; decode runs against fast()
+step by step; bad fields refused by name."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.model import ModelSpec
 
 DENSE, MOE = "google/gemma-4-31B-it", "google/gemma-4-26B-A4B-it"
+E2B, E4B = "google/gemma-4-E2B-it", "google/gemma-4-E4B-it"
 
 
 def _write(tmp_path, cfg) -> str:
@@ -142,10 +144,12 @@ def test_parser_rules_and_refusals(tmp_path):
     plain = load_model(_write(tmp_path, dict(cfg, attention_k_eq_v=False)))
     assert (plain.num_kv_heads, plain.head_dim, plain.value_from_key, plain.kv_proj_size) == (16, 512, False,
                                                                                            16 * 1024)
-    for field, value in (("hidden_size_per_layer_input", 256), ("num_kv_shared_layers", 20)):
-        broken = {k: v for k, v in cfg.items() if k != field} if value == 256 else dict(cfg, **{field: value})
-        with pytest.raises(PhasewiseError, match=f"field {field} is not modelled") as err:
-            load_model(_write(tmp_path, broken))
+    # a file that omits hidden_size_per_layer_input takes Gemma4TextConfig's 256: per-layer embeddings
+    omitted = load_model(_write(tmp_path, {k: v for k, v in cfg.items() if k != "hidden_size_per_layer_input"}))
+    assert (omitted.per_layer_input_size, omitted.per_layer_input_vocab) == (256, 262144)
+    for value in (60, -1, 2.5):
+        with pytest.raises(PhasewiseError, match="field num_kv_shared_layers must be an integer in 0..59") as err:
+            load_model(_write(tmp_path, dict(cfg, num_kv_shared_layers=value)))
         assert "\n" not in str(err.value)
     # found by benchmarks/fuzz_configs.py: the default layer pattern was built before the layer count was bounded
     with pytest.raises(PhasewiseError, match="num_hidden_layers must be at most"):
@@ -176,3 +180,81 @@ def test_serving_runs_end_to_end_under_memory_pressure():
         result = run(model=name, hardware="h200-sxm", trace="mooncake", trace_limit=40, rate=10, memory_fraction=0.5,
                      check_invariants=True, **extra)
         assert result.summary()["completed"] == 40
+
+
+def _on_device_params(h, layers, kv_heads, inter, full, shared_full, shared_window, wide):
+    """Attention of each kind (shared layers: q and o only), MLPs (double-wide ones twice), the tied embedding, the
+    per-layer table (262,144 x layers x 256), its projection and each layer's gate and projection back."""
+    window_layers = layers - full
+    full_attention = h * (8 * 512 + 2 * kv_heads * 512) + 8 * 512 * h
+    window_attention = h * (8 * 256 + 2 * kv_heads * 256) + 8 * 256 * h
+    attention = (full * full_attention + window_layers * window_attention
+                 - h * (shared_full * 2 * kv_heads * 512 + shared_window * 2 * kv_heads * 256))
+    per_layer = 262144 * layers * 256 + h * layers * 256 + layers * 2 * h * 256
+    return attention + (layers + wide) * 3 * h * inter + 262144 * h + per_layer
+
+
+@pytest.mark.parametrize("name, shape, published", [
+    (E2B, (1536, 35, 1, 6144, 7, 4, 16, 20), 2.3e9), (E4B, (2560, 42, 2, 10240, 7, 3, 15, 0), 4.5e9)])
+def test_on_device_layers_and_parameters_by_hand(name, shape, published):
+    """E2B: the last 20 of 35 layers (4 full, 16 sliding) reuse KV and run a 12,288-wide MLP; E4B: the last 18 of 42
+    (3 full, 15 sliding); both with 256-wide per-layer embeddings. Without the per-layer table their count is the
+    published effective one (2.3 B; 4.5 B, within 4 %)."""
+    m = load_model(name)
+    h, layers, kv_heads, inter, full, shared_full, shared_window, wide = shape
+    assert (m.kv_shared_layers, m.kv_shared_window_layers, m.wide_mlp_layers) == (shared_full + shared_window,
+                                                                                 shared_window, wide)
+    assert (m.full_kv_layers, m.window_kv_layers) == (full - shared_full, layers - full - shared_window)
+    assert m.total_params == _on_device_params(*shape)
+    assert m.total_params - 262144 * layers * 256 == pytest.approx(published, rel=0.04)
+
+
+def test_kv_shared_layers_hold_no_kv():
+    """KV per token per GPU in BF16: E2B's 3 unshared full layers (1 KV head of 512, K and V); its 12 unshared sliding
+    layers at half a full layer's KV each, 2 full-layer tokens per token in the window; E4B's 4 and 20 at half, 2.5."""
+    bf16 = load_quant("bf16")
+    e2b, e4b = load_model(E2B), load_model(E4B)
+    assert kv_bytes_per_token(e2b, bf16, 1, 1) == 3 * 2 * 512 * 2
+    assert kv_window_terms(e2b, attention_tp=1) == (1.0, 2.0, 512, False)
+    assert kv_bytes_per_token(e4b, bf16, 1, 1) == 4 * 2 * 2 * 512 * 2
+    assert kv_window_terms(e4b, attention_tp=1) == (1.0, 2.5, 512, False)
+
+
+def test_on_device_prefill_by_hand():
+    """E2B, one 1,024-token prompt: q, k and v of each kind with the shared layers' q alone; o at each kind's width;
+    the MLP over 15 plain and 20 double-wide layers; each layer's per-layer gate and projection; the embedded token
+    projected to the 35 layers' 256-wide inputs."""
+    m = load_model(E2B)
+    cm = CostModel(m, load_hardware("jetson-agx-orin"), load_quant("bf16"), load_engine("vllm"))
+    n, h = 1024, 1536
+    ops = {op.name: op for op in cm.iteration(BatchShape.uniform(1, n, 0, True, None)).operators}
+    qkv = 2 * n * h * (3 * (4096 + 1024) + 4 * 4096 + 12 * (2048 + 512) + 16 * 2048)
+    assert ops["qkv_proj"].flops == pytest.approx(qkv, rel=1e-12)
+    assert ops["o_proj"].flops == pytest.approx(2 * n * h * (7 * 4096 + 28 * 2048), rel=1e-12)
+    assert ops["mlp_gate_up"].flops == pytest.approx(2 * n * h * 2 * 6144 * (15 + 2 * 20), rel=1e-12)
+    assert ops["per_layer_input"].flops == pytest.approx(35 * 2 * 2 * n * h * 256, rel=1e-12)
+    assert ops["embedding"].flops == pytest.approx(2 * n * h * 35 * 256, rel=1e-12)
+
+
+@pytest.mark.parametrize("name, engine", [(E2B, "vllm"), (E4B, "sglang"), (E2B, "hf-eager")])
+def test_on_device_decode_runs_match_fast(name, engine):
+    cm = CostModel(load_model(name), load_hardware("jetson-agx-orin"), load_quant("bf16"), load_engine(engine))
+    assert_decode_runs_match_fast(cm, HybridDecodeLine, (1, 4, 32), (0, 300, 511, 512, 4000), 40, (0, 20, 39))
+
+
+def test_on_device_refusals_and_a_jetson_run():
+    """Pipeline parallelism over KV-shared layers and the colocated trainer refuse it by name; on one Jetson AGX Orin
+    at a tenth of its memory, the Azure conversation excerpt with the simulator's invariants checked: every request
+    completes."""
+    from phasewise.perf.training import training_step
+    from phasewise.sim.api import run
+
+    m = load_model(E2B)
+    with pytest.raises(PhasewiseError, match="--pp 2: pipeline parallelism of a model whose layers reuse"):
+        check_parallelism(m, 1, 2)
+    cm = CostModel(m, load_hardware("jetson-agx-orin"), load_quant("bf16"), load_engine("vllm"))
+    with pytest.raises(PhasewiseError, match="not all alike"):
+        training_step(cm, seqs=1, tokens_per_seq=128)
+    result = run(model=E2B, hardware="jetson-agx-orin", trace="azure-conv", trace_limit=40, rate=2,
+                 memory_fraction=0.25, check_invariants=True)
+    assert result.summary()["completed"] == 40

@@ -127,7 +127,7 @@ def test_refusals_name_the_field(tmp_path):
     with pytest.raises(PhasewiseError, match="store_dtype 'mxfp4' is not modelled"):
         load_model(_write(tmp_path, stored))
     cm = CostModel(load_model(MIMO), load_hardware("h200-sxm"), load_quant("fp8-block"), load_engine("vllm"), tp=8)
-    with pytest.raises(PhasewiseError, match="not of one width"):
+    with pytest.raises(PhasewiseError, match="not all alike"):
         training_step(cm, seqs=1, tokens_per_seq=128)
 
 

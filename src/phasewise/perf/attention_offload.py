@@ -74,9 +74,10 @@ class AttentionOffloadCost:
             raise PhasewiseError(f"attention offload does not model latent attention yet ({decode.model.name})")
         if decode.model.linear_attention_layers:
             raise PhasewiseError(f"attention offload does not model linear-attention layers yet ({decode.model.name})")
-        if not decode.model.single_head_geometry:
-            raise PhasewiseError("attention offload does not model attention heads of more than one width yet "
-                                 f"(windowed layers shaped apart, or values narrower than keys: {decode.model.name})")
+        if not decode.model.uniform_layers:
+            raise PhasewiseError("attention offload does not model layers that are not all alike yet (attention heads "
+                                 "of more than one width, KV-shared layers, per-layer embeddings: "
+                                 f"{decode.model.name})")
         self.decode, self.host = decode, host
         self.layers = decode.layers_per_stage
         self.link_bandwidth_bytes_per_s, self.link_latency_s = link_bandwidth_bytes_per_s, link_latency_s

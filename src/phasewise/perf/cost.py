@@ -190,7 +190,7 @@ class CostModel(DecodeSeries, Communication):
         full-attention layers' widths; a sparse indexer's projections not counted)."""
         m, layout, h = self.model, self.layout, self.model.hidden_size
         attention = h + (m.q_lora_rank if m.latent_attention else 0) + self.heads * m.v_dim
-        dense = h + m.intermediate_size / layout.attention_tp
+        dense = h + m.intermediate_size * m.dense_mlp_width_factor / layout.attention_tp
         moe = m.expert_hidden_size  # the experts' input; the Triton kernel's down-projection input too (not FP4's)
         if self.activation_quant != "fp4":  # this GPU's expert rows per token of its rank, each expert's share
             moe += (m.experts_per_token * m.expert_intermediate_size / layout.moe_tp * layout.attention_dp / layout.ep)
@@ -436,7 +436,7 @@ class CostModel(DecodeSeries, Communication):
         if self.attention_dp > 1:  # the busiest attention rank's tokens: the others wait for it at the MoE layers
             T, logit_tokens = rank_tokens, rank_logit_tokens
         # Per-layer elementwise work: 2 fused add+norms, RoPE on q and k, the MLP activation.
-        inter = (m.intermediate_size * m.dense_layer_share
+        inter = (m.intermediate_size * m.dense_mlp_width_factor * m.dense_layer_share
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
                  * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
@@ -451,28 +451,18 @@ class CostModel(DecodeSeries, Communication):
         elem_bytes = (T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
                       + T * self._quantized_bytes_per_token)
         ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
-        if m.latent_attention:
-            qkv = self._latent_down_projections(T)
-        else:
-            qkv_n = (self.heads * hd * (2 if m.attention_output_gate else 1)
-                     + self.kv_heads * (hd + (0 if m.value_from_key else m.v_dim)))
-            qkv = self._gemm(T, h, qkv_n, self.w_bytes, self.peak, True)
-        if self.linear_share:  # the linear layers' input projections in their share of the layers
-            qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
-        o_proj = self._gemm(T, self.heads * m.v_dim, h, self.w_bytes, self.peak, True)
-        if m.window_own_geometry:  # the windowed layers' q, k, v and o at their own widths, in their share
-            window_hd, window_v = m.window_layer_head_dim, m.window_layer_v_dim
-            window_qkv = self._gemm(T, h, self.heads * window_hd + self.window_kv_heads * (window_hd + window_v),
-                                    self.w_bytes, self.peak, True)
-            qkv = self._mean_layer(qkv, window_qkv, self.window_share)
-            o_proj = self._mean_layer(o_proj, self._gemm(T, self.heads * window_v, h, self.w_bytes, self.peak, True),
-                                      self.window_share)
+        qkv, o_proj = self._attention_projections(T)
         ops.append(self._op("qkv_proj", L, *qkv, eager))
-        if self.linear_share:  # the linear layers' out_proj from their value heads
-            o_proj = self._mean_layer(o_proj, self._gemm(T, m.linear_value_dim / self.layout.attention_tp, h,
-                                                         self.w_bytes, self.peak, True), self.linear_share)
         ops.append(self._op("o_proj", L, *o_proj, eager))
         ops.extend(self._mlp(T, L, eager, all_tokens))
+        if m.per_layer_input_size:  # per-layer embeddings: each layer's gate and projection back, whole on every GPU
+            ple = m.per_layer_input_size
+            gate, back = self._gemm(T, h, ple, self.w_bytes, self.peak, True), self._gemm(T, ple, h, self.w_bytes,
+                                                                                           self.peak, True)
+            side = T * ab * (5 * h + 3 * ple)  # GELU x the layer's input, the norm, the residual add
+            flops, nbytes = gate[0] + back[0], gate[1] + back[1] + side
+            ops.append(self._op("per_layer_input", L, flops, nbytes, gate[2] + back[2],
+                                gate[3] + back[3] + self._memory_s(side), eager))
         ops.extend(self._reductions(T, L, eager, all_tokens, extend))
         if self.model.qk_norm_across_heads and self.layout.attention_tp > 1:
             # a QK RMSNorm over every head's elements (MiniMax-M2): each TP rank holds some heads, so the per-token
@@ -486,7 +476,14 @@ class CostModel(DecodeSeries, Communication):
                                         self.layout.attention_tp, self.tp_bw, self.tp_lat, eager))
         # Embedding gather on the first stage, final norm + LM head + sampling on the last.
         emb_bytes = T * h * (self.hp_bytes + ab)
-        ops.append(self._op("embedding", 1, 0.0, emb_bytes, 0.0, self._memory_s(emb_bytes), eager))
+        embedding = (0.0, emb_bytes, 0.0, self._memory_s(emb_bytes))
+        if m.per_layer_input_size:  # every layer's per-layer embedding gathered, and the token's projected to them
+            width = m.num_layers * m.per_layer_input_size
+            gather = T * width * (self.hp_bytes + ab)
+            projection = self._gemm(T, h, width, self.hp_bytes, self.attn_peak, False)
+            embedding = (projection[0], emb_bytes + gather + projection[1], projection[2],
+                         self._memory_s(emb_bytes + gather) + projection[3])
+        ops.append(self._op("embedding", 1, *embedding, eager))
         vocab = m.vocab_size / self.layout.attention_tp
         # fp32 logits written and read by the sampler
         lm_head = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False,
@@ -495,6 +492,41 @@ class CostModel(DecodeSeries, Communication):
         if self.pp > 1:
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
         return ops
+
+    def _attention_projections(self, T: float) -> tuple[tuple, tuple]:
+        """(qkv_proj, o_proj) of the mean layer's `T` tokens, each (flops, bytes, compute_s, memory_s): latent
+        attention's down-projections, or q, k and v (values from the key projection: k alone) and o of this GPU's
+        heads; a hybrid stack's windowed layers at their own widths and KV-shared layers without k and v, each in
+        their share of their kind; linear-attention layers' own projections in theirs."""
+        m, h = self.model, self.model.hidden_size
+        hd, heads = m.head_dim, self.heads
+
+        def gemm(k: float, n: float) -> tuple:
+            return self._gemm(T, k, n, self.w_bytes, self.peak, True)
+
+        if m.latent_attention:
+            qkv = self._latent_down_projections(T)
+        else:
+            q = heads * hd * (2 if m.attention_output_gate else 1)
+            qkv = gemm(h, q + self.kv_heads * (hd + (0 if m.value_from_key else m.v_dim)))
+            shared_full = m.kv_shared_layers - m.kv_shared_window_layers
+            if shared_full:
+                qkv = self._mean_layer(qkv, gemm(h, q), shared_full / (m.full_kv_layers + shared_full))
+        o_proj = gemm(heads * m.v_dim, h)
+        if self.linear_share:  # the linear layers' input projections and out_proj (from their value heads)
+            qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
+            o_proj = self._mean_layer(o_proj, gemm(m.linear_value_dim / self.layout.attention_tp, h), self.linear_share)
+        if m.window_own_geometry or m.kv_shared_window_layers:  # the windowed layers', in their share
+            window_hd, window_v = m.window_layer_head_dim, m.window_layer_v_dim
+            window_q = heads * window_hd
+            window_qkv = gemm(h, window_q + self.window_kv_heads * (window_hd + window_v))
+            if m.kv_shared_window_layers:
+                window_qkv = self._mean_layer(window_qkv, gemm(h, window_q), m.kv_shared_window_layers
+                                              / (m.window_kv_layers + m.kv_shared_window_layers))
+            qkv = self._mean_layer(qkv, window_qkv, self.window_share)
+            if m.window_own_geometry:
+                o_proj = self._mean_layer(o_proj, gemm(heads * window_v, h), self.window_share)
+        return qkv, o_proj
 
     def _linear_reduced_bytes(self) -> float:
         """Bytes per token a linear-attention layer all-reduces over the attention TP group inside its mixer (beside
@@ -558,7 +590,7 @@ class CostModel(DecodeSeries, Communication):
         dense_layers, moe_layers = self.mlp_layers(L)
         up = m.mlp_matrices - 1  # gate + up (2) or up (1)
         if dense_layers:
-            i = m.intermediate_size / layout.attention_tp
+            i = m.intermediate_size * m.dense_mlp_width_factor / layout.attention_tp  # the mean dense layer's
             ops.append(self._op("mlp_gate_up", dense_layers, *self._gemm(T, h, up * i, self.w_bytes, self.peak, True), eager))
             ops.append(self._op("mlp_down", dense_layers, *self._gemm(T, i, h, self.w_bytes, self.peak, True), eager))
         if moe_layers:
@@ -682,6 +714,9 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
             f"{', '.join(map(str, ok))})")
     if pp > model.num_layers:
         raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
+    if model.kv_shared_layers and pp > 1:
+        raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a model whose layers reuse earlier layers' KV "
+                             f"({model.name}) is not modelled yet; use --pp 1")
     if model.linear_attention_layers and pp > 1:
         raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid linear-attention stack ({model.name}) "
                              "is not modelled yet; use --pp 1")

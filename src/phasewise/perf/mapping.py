@@ -135,9 +135,10 @@ class MappedCost:
             raise PhasewiseError(f"operator mappings do not model latent attention yet ({cost_model.model.name})")
         if cost_model.model.linear_attention_layers:
             raise PhasewiseError(f"operator mappings do not model linear-attention layers yet ({cost_model.model.name})")
-        if not cost_model.model.single_head_geometry:
-            raise PhasewiseError("operator mappings do not model attention heads of more than one width yet (windowed "
-                                 f"layers shaped apart, or values narrower than keys: {cost_model.model.name})")
+        if not cost_model.model.uniform_layers:
+            raise PhasewiseError("operator mappings do not model layers that are not all alike yet (attention heads of "
+                                 "more than one width, KV-shared layers, per-layer embeddings: "
+                                 f"{cost_model.model.name})")
         self.cm, self.mapping = cost_model, mapping
         self.placement = resolve_mapping(mapping, cost_model.hw)
         m = cost_model.model

@@ -89,16 +89,20 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         linear = (m.linear_attention_params - whole) / attention_tp + whole + replicated
         attn = attn * (1 - m.linear_layer_share) + linear * m.linear_layer_share
     latent = m.moe_latent_params  # a latent MoE's projections: whole on every GPU (replicated)
+    dense = m.dense_mlp_params * m.dense_mlp_width_factor * m.dense_layer_share  # double-wide layers' share too
     if dp == 1:
-        mlp = m.dense_mlp_params * m.dense_layer_share / tp + ((m.moe_layer_params - latent) / tp + latent) * moe_share
+        mlp = dense / tp + ((m.moe_layer_params - latent) / tp + latent) * moe_share
     else:
         shared = m.mlp_matrices * m.hidden_size * m.shared_expert_intermediate_size
-        mlp = (m.dense_mlp_params * m.dense_layer_share / attention_tp
+        mlp = (dense / attention_tp
                + ((m.moe_layer_params - shared - latent) / tp + shared / attention_tp + latent) * moe_share)
+    mlp += m.per_layer_input_layer_params  # the per-layer-input gate and projection, whole on every GPU
     norms = 2 * m.hidden_size * hp
     per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
+    if embeddings:  # per-layer embeddings: the table split as the embedding is, its projection (in BF16) with it
+        embed += m.per_layer_input_params / attention_tp * hp
     # a vision encoder on the first stage, in bf16, its projections split over the attention TP ranks (vLLM's and
     # SGLang's Column/RowParallelLinear; its patch and position embeddings, ~1 %, are counted as split too; an
     # InternViT's attention whole where its heads do not divide: VisionEncoder.params_per_gpu)
@@ -117,10 +121,18 @@ def _softmax_attention_weights(m: ModelSpec, attention_tp: int) -> float:
         return m.hidden_size * (q_proj + m.num_heads * v_dim + kv_heads * kv_width * kv_rep) / attention_tp
 
     full = layer(m.q_proj_size, m.num_kv_heads, m.kv_proj_size // m.num_kv_heads, m.v_dim)
-    if not m.window_own_geometry:
+    q_window = m.num_heads * m.window_layer_head_dim
+    window = layer(q_window, m.window_layer_kv_heads, m.window_layer_head_dim + m.window_layer_v_dim,
+                   m.window_layer_v_dim) if m.window_own_geometry else full
+    if m.kv_shared_layers:  # KV-shared layers: q and o only, in their kind's share
+        shared_full = m.kv_shared_layers - m.kv_shared_window_layers
+        full_layers = m.full_kv_layers + shared_full
+        full += (layer(m.q_proj_size, m.num_kv_heads, 0, m.v_dim) - full) * shared_full / full_layers
+        if m.kv_shared_window_layers:
+            q_only = layer(q_window, m.window_layer_kv_heads, 0, m.window_layer_v_dim)
+            window += (q_only - window) * m.kv_shared_window_layers / (m.window_kv_layers + m.kv_shared_window_layers)
+    if window is full:
         return full
-    window = layer(m.num_heads * m.window_layer_head_dim, m.window_layer_kv_heads,
-                   m.window_layer_head_dim + m.window_layer_v_dim, m.window_layer_v_dim)
     return full + (window - full) * m.window_layer_share
 
 
@@ -131,7 +143,8 @@ def mtp_module(model: ModelSpec) -> ModelSpec:
     return model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
                                     "linear_attention_layers": 0, "sliding_window": None, "chunked_attention": False,
                                     "sliding_window_layers": None, "mlp_free_layers": 0, "window_head_dim": 0,
-                                    "window_kv_heads": 0})
+                                    "window_kv_heads": 0, "kv_shared_layers": 0, "kv_shared_window_layers": 0,
+                                    "wide_mlp_layers": 0, "per_layer_input_size": 0, "per_layer_input_vocab": 0})
 
 
 def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, tp: int,
@@ -159,6 +172,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
         layers -= round(layers * model.window_layer_share)  # per token, only its full layers count (kv_window_terms)
     layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
+    layers -= model.kv_shared_layers - model.kv_shared_window_layers  # nor KV-shared ones (pp 1: check_parallelism)
     return kv_bytes_per_token_layer(model, quant, tp) * layers
 
 
@@ -201,10 +215,10 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
 
 
 def _windowed_per_full_layer(model: ModelSpec, attention_tp: int) -> float:
-    """A hybrid stack's windowed layers per full layer, each weighed by its KV per token on one GPU over a full
-    layer's (1 unless the windowed layers have their own geometry)."""
-    windowed = model.sliding_window_layers / (model.num_layers - model.sliding_window_layers)
-    return windowed * window_kv_ratio(model, attention_tp)
+    """A hybrid stack's windowed layers holding KV per full layer holding KV (KV-shared layers hold none), each
+    weighed by its KV per token on one GPU over a full layer's (1 unless the windowed layers have their own
+    geometry)."""
+    return model.window_kv_layers / model.full_kv_layers * window_kv_ratio(model, attention_tp)
 
 
 def window_pool_tokens(capacity_tokens: int, model: ModelSpec, pool_ratio: float, *, attention_tp: int

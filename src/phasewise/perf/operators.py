@@ -17,6 +17,8 @@ KERNELS = {
     "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
     "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "moe_latent_proj": 2, "tp_allreduce": 1, "embedding": 1,
     "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "qk_norm_allreduce": 1, "linear_allreduce": 1,
+    # per-layer embeddings' gate GEMM, GELU x the layer's input, projection GEMM, norm + residual add (Gemma 4 E2B)
+    "per_layer_input": 4,
 }
 # The host time of an eager stage's kernel launches beyond its device time: the device waits for them
 EAGER_DISPATCH = "eager_dispatch"
@@ -96,6 +98,7 @@ OPERATOR_GROUP = {
     "attention": "attention",
     "qkv_proj": "dense", "o_proj": "dense", "mlp_gate_up": "dense", "mlp_down": "dense", "moe_router": "dense",
     "moe_experts": "dense", "moe_shared": "dense", "moe_latent_proj": "dense", "lm_head": "dense",
+    "per_layer_input": "dense",
     "elementwise": "elementwise", "embedding": "elementwise",
     "tp_allreduce": "communication", "pp_send_recv": "communication", "moe_all_to_all": "communication",
     "qk_norm_allreduce": "communication", "linear_allreduce": "communication",

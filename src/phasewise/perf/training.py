@@ -198,9 +198,10 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
     if cm.model.linear_attention_layers:
         raise PhasewiseError(f"training steps of a hybrid linear-attention model ({cm.model.name}) are not modelled "
                              "yet")
-    if not cm.model.single_head_geometry:  # the saved activations and LoRA widths take one head geometry
-        raise PhasewiseError(f"training steps of a model whose attention heads are not of one width (windowed layers "
-                             f"shaped apart, or values narrower than keys: {cm.model.name}) are not modelled yet")
+    if not cm.model.uniform_layers:  # the saved activations and LoRA widths take one layer shape
+        raise PhasewiseError(f"training steps of a model whose layers are not all alike (attention heads of more "
+                             f"than one width, KV-shared layers, per-layer embeddings: {cm.model.name}) are not "
+                             "modelled yet")
     L = cm.layers_per_stage
     if not 0 <= keep_layers <= L:
         raise PhasewiseError(f"keep_layers must be in 0..{L} (the model's layers; got {keep_layers})")

@@ -86,8 +86,7 @@ class UShapedCost:
         self.u = SplitModel(model, quant, engine, topo, [load_hardware(d.hardware) for d in topo.devices],
                             setup.split(model.num_layers))
         draft_layers = setup.input_layers + setup.adapter_layers + setup.output_layers
-        drafter = model.model_copy(update={"num_layers": draft_layers,
-                                           "num_moe_layers": min(model.num_moe_layers, draft_layers)})
+        drafter = model.stack_part(draft_layers)
         self.draft = SplitModel(drafter, quant, engine, setup.draft_topology(),
                                 [load_hardware(setup.device_hardware)], [draft_layers])
 

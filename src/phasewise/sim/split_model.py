@@ -50,6 +50,9 @@ class SplitModel:
                  hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
         if model.linear_attention_layers:
             raise PhasewiseError(f"device splits of a hybrid linear-attention model ({model.name}) are not modelled yet")
+        if model.kv_shared_layers:
+            raise PhasewiseError(f"device splits of a model whose layers reuse earlier layers' KV ({model.name}) are "
+                                 "not modelled yet")
         ranges = parse_split(split, model.num_layers, len(topology.devices))
         self.model, self.quant, self.engine, self.topology = model, quant, engine, topology
         self.hardware = hardware
@@ -82,8 +85,7 @@ class SplitModel:
         key = (device, layers)
         cost = self._costs.get(key)
         if cost is None:
-            part = self.model.model_copy(update={"num_layers": layers, "num_moe_layers": min(
-                self.model.num_moe_layers, layers)})
+            part = self.model.stack_part(layers)
             cost = self._costs[key] = CostModel(part, self.hardware[device], self.quant, self.engine)
         return cost
 
@@ -116,8 +118,7 @@ class SplitModel:
         """Weights of a stage (embedding on the first, LM head and Medusa heads on the last), the KV cache of
         `context_tokens`, the activation peak of a forward of `batch_tokens`, and the runtime's reserve."""
         stage = self.stages[index]
-        part = self.model.model_copy(update={"num_layers": stage.layers,
-                                             "num_moe_layers": min(self.model.num_moe_layers, stage.layers)})
+        part = self.model.stack_part(stage.layers)
         hp = dtype_bytes(self.quant.compute_dtype if self.quant.compute_dtype in ("fp32", "fp16") else "bf16")
         embed = self.model.embedding_params * hp
         lm_head = embed if not self.model.tie_embeddings else 0.0

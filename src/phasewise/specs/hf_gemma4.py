@@ -10,8 +10,11 @@ whose values come from the key projection (no v_proj; K and V both cached, V nor
 query heads are num_attention_heads in both. The MoE variant (enable_moe_block: 26B-A4B) runs in every layer its
 dense MLP (intermediate_size) and, beside it on the same input, num_experts routed experts of moe_intermediate_size,
 top_k_experts a token (Gemma4TextDecoderLayer): costed as a MoE layer whose shared expert is the dense MLP.
-Per-layer embeddings (hidden_size_per_layer_input: the E2B / E4B models), KV-shared layers (num_kv_shared_layers)
-and the double-wide MLP of those layers are not modelled and are refused by name.
+The on-device models (E2B, E4B) add KV-shared layers: the last num_kv_shared_layers layers attend over the KV the
+last unshared layer of their kind stored (Gemma4TextConfig.kv_sharing_modes), with no K or V projection of their own,
+and with use_double_wide_mlp a dense MLP twice intermediate_size wide (Gemma4TextMLP); and per-layer embeddings
+(hidden_size_per_layer_input wide for each layer, from a table of vocab_size_per_layer_input tokens, with a projection
+of the embedded token and each layer's gate and projection back: Gemma4TextModel, Gemma4TextDecoderLayer).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ __all__ = ["GEMMA4_DEFAULTS", "gemma4_config"]
 GEMMA4_DEFAULTS = dict(vocab_size=262144, hidden_size=2304, intermediate_size=9216, num_hidden_layers=30,
                        num_attention_heads=8, num_key_value_heads=4, head_dim=256,
                        hidden_activation="gelu_pytorch_tanh", max_position_embeddings=131072, sliding_window=512,
-                       tie_word_embeddings=True, hidden_size_per_layer_input=256, attention_k_eq_v=False,
-                       num_kv_shared_layers=0, enable_moe_block=False, use_double_wide_mlp=False)
+                       tie_word_embeddings=True, hidden_size_per_layer_input=256, vocab_size_per_layer_input=262144,
+                       attention_k_eq_v=False, num_kv_shared_layers=0, enable_moe_block=False,
+                       use_double_wide_mlp=False)
 # the default layer pattern: every 6th layer full ("by default 5:1")
 GEMMA4_PATTERN = 6
 
@@ -36,15 +40,9 @@ GEMMA4_PATTERN = 6
 def gemma4_config(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
     """`cfg` (Gemma4TextConfig's defaults filled in; `layers` its checked num_hidden_layers) as the Llama-style
     parser reads it: head_dim and num_key_value_heads the full layers', the sliding layers' window_head_dim /
-    window_kv_heads (where the stack has sliding layers) and value_from_key as ModelSpec fields under SPEC_FIELDS,
-    layer_types with the last layer full, and the MoE block's experts in the parser's names (the dense MLP as the
-    shared expert)."""
-    for field, what in (("hidden_size_per_layer_input", "per-layer embeddings (Gemma 4 E2B / E4B)"),
-                        ("num_kv_shared_layers", "layers reusing an earlier layer's KV (Gemma 4 E2B / E4B)"),
-                        ("use_double_wide_mlp", "the KV-shared layers' double-wide MLP")):
-        if cfg.get(field):
-            raise PhasewiseError(f"{where}: field {field} is not modelled for model_type 'gemma4_text' ({what}); "
-                                 "its layers would be costed wrongly")
+    window_kv_heads (where the stack has sliding layers), value_from_key, the KV-shared, double-wide and per-layer
+    embedding fields as ModelSpec fields under SPEC_FIELDS, layer_types with the last layer full, and the MoE block's
+    experts in the parser's names (the dense MLP as the shared expert)."""
     out = {k: v for k, v in cfg.items() if k not in ("num_experts", "top_k_experts", "moe_intermediate_size")}
     layer_types = cfg.get("layer_types")
     if layer_types is None:
@@ -66,6 +64,19 @@ def gemma4_config(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any
     windowed = sum(kind == "sliding_attention" for kind in layer_types) if isinstance(layer_types, list) else 0
     if 0 < windowed < layers and cfg.get("sliding_window"):
         fields.update(window_head_dim=sliding_dim, window_kv_heads=sliding_kv)
+    shared = cfg.get("num_kv_shared_layers") or 0
+    if not isinstance(shared, int) or isinstance(shared, bool) or not 0 <= shared < layers:
+        raise PhasewiseError(f"{where}: field num_kv_shared_layers must be an integer in 0..{layers - 1} (got "
+                             f"{shared!r}): the first layer keeps its own KV")
+    if shared:  # the last `shared` layers reuse their kind's KV; the double-wide MLP is theirs (Gemma4TextMLP)
+        fields.update(kv_shared_layers=shared, wide_mlp_layers=shared if cfg.get("use_double_wide_mlp") else 0,
+                      kv_shared_window_layers=sum(kind == "sliding_attention" for kind in layer_types[-shared:])
+                      if "window_head_dim" in fields else 0)
+    ple = cfg.get("hidden_size_per_layer_input") or 0
+    if ple:  # per-layer embeddings: their width and vocabulary
+        fields.update(per_layer_input_size=positive(ple, where, "hidden_size_per_layer_input"),
+                      per_layer_input_vocab=positive(cfg.get("vocab_size_per_layer_input", 262144), where,
+                                                     "vocab_size_per_layer_input"))
     if cfg.get("enable_moe_block"):
         experts = positive(cfg.get("num_experts"), where, "num_experts")
         out.update(num_experts=experts, num_experts_per_tok=positive(cfg.get("top_k_experts"), where,

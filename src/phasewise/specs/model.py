@@ -59,6 +59,18 @@ class ModelSpec(BaseModel):
     value_from_key: bool = False
     # (v_head_dim, below, sets a value head's width for plain attention too: MiMo-V2-Flash's 128 beside its q.k 192,
     # in both kinds of layer)
+    # Layers reusing an earlier layer's KV (Gemma 4 E2B / E4B's num_kv_shared_layers: the last ones, each attending
+    # over the KV the last unshared layer of its kind stored): no K or V projection and no KV cache of their own;
+    # kv_shared_window_layers of them windowed
+    kv_shared_layers: int = Field(default=0, ge=0)
+    kv_shared_window_layers: int = Field(default=0, ge=0)
+    # dense layers whose MLP is twice intermediate_size wide (Gemma 4 E2B's use_double_wide_mlp, on its KV-shared ones)
+    wide_mlp_layers: int = Field(default=0, ge=0)
+    # Per-layer embeddings (Gemma 4 E2B / E4B: hidden_size_per_layer_input, vocab_size_per_layer_input): a table of
+    # per_layer_input_vocab x num_layers x per_layer_input_size looked up per token, a projection of the embedded
+    # token to the same width, and in every layer a gate (hidden -> size) and a projection back (size -> hidden)
+    per_layer_input_size: int = Field(default=0, ge=0)
+    per_layer_input_vocab: int = Field(default=0, ge=0)
     max_position_embeddings: int = Field(default=0, ge=0)
     norm: Literal["rms", "layer"] = "rms"
     # Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi-K2; kv_lora_rank > 0): K and V are up-projected
@@ -171,6 +183,19 @@ class ModelSpec(BaseModel):
                                                                    or self.linear_attention_layers):
             raise ValueError("windowed layers of their own geometry and values from the key projection are modelled "
                              "on plain softmax attention (no latent or linear attention)")
+        if self.kv_shared_layers:
+            if self.kv_shared_window_layers > min(self.kv_shared_layers, self._windowed_layers):
+                raise ValueError(f"kv_shared_window_layers={self.kv_shared_window_layers} exceeds the KV-shared or "
+                                 "the windowed layers")
+            if (self.kv_shared_layers > self.kv_shared_window_layers and self.full_kv_layers < 1) or (
+                    self.kv_shared_window_layers and self.window_kv_layers < 1):
+                raise ValueError("a kind of layer whose KV is shared needs an unshared layer of that kind storing it")
+            if self.latent_attention or self.linear_attention_layers:
+                raise ValueError("KV-shared layers are modelled on plain softmax attention")
+        if self.wide_mlp_layers > self.num_dense_layers:
+            raise ValueError(f"wide_mlp_layers={self.wide_mlp_layers} exceeds the {self.num_dense_layers} dense layers")
+        if bool(self.per_layer_input_size) != bool(self.per_layer_input_vocab):
+            raise ValueError("per-layer embeddings need both their width and their vocabulary")
         if self.value_from_key and self.v_head_dim not in (0, self.head_dim):
             raise ValueError(f"values from the key projection are head_dim={self.head_dim} wide, not "
                              f"v_head_dim={self.v_head_dim}")
@@ -271,6 +296,43 @@ class ModelSpec(BaseModel):
         """Output width of a full softmax layer's K and V projections: the keys, and the values unless they come from
         the key projection (value_from_key)."""
         return self.num_kv_heads * (self.head_dim + (0 if self.value_from_key else self.v_dim))
+
+    @property
+    def full_kv_layers(self) -> int:
+        """Softmax layers attending over the whole context that hold KV: the unwindowed ones, less the KV-shared."""
+        return (self.full_attention_layers - self._windowed_layers
+                - (self.kv_shared_layers - self.kv_shared_window_layers))
+
+    @property
+    def window_kv_layers(self) -> int:
+        """A hybrid stack's windowed layers that hold KV: less the KV-shared (0 when none or all are windowed)."""
+        return self._windowed_layers - self.kv_shared_window_layers
+
+    @property
+    def dense_mlp_width_factor(self) -> float:
+        """The mean dense layer's MLP width over intermediate_size: 1, or more with double-wide layers."""
+        if not self.wide_mlp_layers:
+            return 1.0
+        return (self.num_dense_layers + self.wide_mlp_layers) / self.num_dense_layers
+
+    @property
+    def per_layer_input_params(self) -> int:
+        """Per-layer embeddings' weights outside the layers: the table and the model-level projection (0 without)."""
+        width = self.num_layers * self.per_layer_input_size
+        return width * (self.per_layer_input_vocab + self.hidden_size)
+
+    @property
+    def per_layer_input_layer_params(self) -> int:
+        """One layer's per-layer-input gate and projection (0 without)."""
+        return 2 * self.hidden_size * self.per_layer_input_size
+
+    @property
+    def uniform_layers(self) -> bool:
+        """Whether every softmax layer is shaped alike (single_head_geometry), keeps its own KV and a plain MLP, and no
+        per-layer embeddings run beside it: what the colocated trainer, operator mappings and attention offload
+        take."""
+        return self.single_head_geometry and not (self.kv_shared_layers or self.wide_mlp_layers
+                                                  or self.per_layer_input_size)
 
     @property
     def single_head_geometry(self) -> bool:
@@ -477,17 +539,47 @@ class ModelSpec(BaseModel):
         return (
             self.full_attention_layers * self.attention_params
             + self._windowed_layers * (self.window_attention_params - self.attention_params)
+            - self._kv_shared_projection_params
             + self.linear_attention_layers * self.linear_attention_params
-            + self.num_dense_layers * self.dense_mlp_params
+            + (self.num_dense_layers + self.wide_mlp_layers) * self.dense_mlp_params
             + self.num_moe_layers * self.moe_layer_params
             + self.embedding_params
             + lm_head
+            + self.per_layer_input_params + self.num_layers * self.per_layer_input_layer_params
         )
+
+    @property
+    def _kv_shared_projection_params(self) -> int:
+        """The K and V projections the KV-shared layers do without."""
+        window = self.window_layer_kv_heads * (self.window_layer_head_dim + self.window_layer_v_dim)
+        return self.hidden_size * ((self.kv_shared_layers - self.kv_shared_window_layers) * self.kv_proj_size
+                                   + self.kv_shared_window_layers * window)
 
     @property
     def _windowed_layers(self) -> int:
         """Layers of a hybrid stack that are windowed (0 when none or all are)."""
         return self.sliding_window_layers if self.window_layer_share else 0
+
+    def stack_part(self, layers: int) -> ModelSpec:
+        """`layers` consecutive layers of this stack as a model of their own (a device's stage of a split), each kind
+        of layer in the stack's share: MoE layers as many as fit (min), a hybrid's windowed layers
+        round(layers x share), kept between 1 and layers - 1 where there are two or more (one layer: windowed where most
+        are, at the windowed layers' own geometry). KV-shared layers, whose KV comes from an earlier layer, have no
+        such part (the callers refuse them)."""
+        update: dict = {"num_layers": layers, "num_moe_layers": min(self.num_moe_layers, layers)}
+        if self.window_layer_share:
+            windowed = round(layers * self.window_layer_share)
+            windowed = min(max(windowed, 1), layers - 1) if layers > 1 else int(self.window_layer_share >= 0.5)
+            update["sliding_window_layers"] = windowed
+            if windowed == layers:  # one windowed layer: the whole part at the windowed layers' geometry
+                update.update(head_dim=self.window_layer_head_dim, num_kv_heads=self.window_layer_kv_heads,
+                              v_head_dim=self.v_head_dim and self.window_layer_v_dim, value_from_key=False,
+                              window_head_dim=0, window_kv_heads=0)
+            elif windowed == 0:
+                update.update(sliding_window=None, sliding_window_layers=None, window_head_dim=0, window_kv_heads=0)
+        if self.wide_mlp_layers:
+            update["wide_mlp_layers"] = round(layers * self.wide_mlp_layers / self.num_layers)
+        return self.model_copy(update=update)
 
     @property
     def active_params(self) -> int:
