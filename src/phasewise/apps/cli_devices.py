@@ -114,6 +114,10 @@ def models_cmd(as_json: Json = False) -> None:
             attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
         if m.mlp_free_layers:
             attention += f", {m.mlp_free_layers} without an MLP"
+        if m.kv_shared_layers:
+            attention += f", the last {m.kv_shared_layers} reuse earlier layers' KV"
+        if m.per_layer_input_size:
+            attention += f", per-layer inputs of {m.per_layer_input_size}"
         if m.sparse_attention_topk:
             attention += f", sparse top-{m.sparse_attention_topk} (indexer {m.indexer_heads}x{m.indexer_head_dim})"
         if not m.causal:
