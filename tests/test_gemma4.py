@@ -258,3 +258,40 @@ def test_on_device_refusals_and_a_jetson_run():
     result = run(model=E2B, hardware="jetson-agx-orin", trace="azure-conv", trace_limit=40, rate=2,
                  memory_fraction=0.25, check_invariants=True)
     assert result.summary()["completed"] == 40
+
+
+# A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time
+GEMMA4_SMOKE_FACTOR = 4.0
+
+
+def test_quick_gemma4_validate_json(run_cli):
+    """`validate --gemma4` times a scaled E2B stack (transformers' Gemma4ForCausalLM: 10 layers, the last 5 reusing
+    KV, double-wide MLPs on them, per-layer inputs of 80) and predicts the same shapes, parsed from the same config;
+    its prefills keep every token's logits (the shared layers then run over the whole prompt, as costed)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    code, out, err = run_cli("validate", "--gemma4", "--quick", "--hardware", "cpu-local", "--hidden", "256",
+                             "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    config = data["info"]["config"]
+    assert (config["num_hidden_layers"], config["num_kv_shared_layers"], config["use_double_wide_mlp"]) == (10, 5, True)
+    assert (config["head_dim"], config["global_head_dim"], config["hidden_size_per_layer_input"]) == (256, 512, 48)
+    assert config["layer_types"] == (["sliding_attention"] * 4 + ["full_attention"]) * 2
+    assert [(p["phase"], p["batch"], p["tokens"]) for p in data["points"]] == [
+        ("prefill", 1, 256), ("prefill", 1, 512), ("prefill", 2, 256), ("decode", 1, 256), ("decode", 4, 256)]
+    for p in data["points"]:
+        assert 0 < p["cpu_ms"] <= p["measured_ms"] * 1.05
+        assert 1 / GEMMA4_SMOKE_FACTOR < p["predicted_ms"] / p["cpu_ms"] < GEMMA4_SMOKE_FACTOR, p
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--recurrent",), "--recurrent times single forwards: it does not combine with --gemma4"),
+    (("--threads", "2"), "--threads"),
+    (("--model", "google/gemma-4-26B-A4B-it"), "dense Gemma 4 models"),
+    (("--model", "meta-llama/Llama-3.1-8B"), "a Gemma 4 catalog entry"),
+    (("--layers", "99"), "--layers 99 must be 1..35"),
+])
+def test_gemma4_validate_flag_errors_are_one_line(run_cli, args, needle):
+    code, out, err = run_cli("validate", "--gemma4", *args)
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err

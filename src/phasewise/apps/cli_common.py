@@ -200,8 +200,8 @@ def parse_ints(flag: str, text: str) -> tuple[int, ...]:
 
 
 def single_cpu_forwards(mode: str, others: dict[str, bool], device: str, threads: int | None) -> None:
-    """validate's modes that time single forwards on this CPU at one torch thread (--vision, --recurrent): another
-    mode beside them, another device or more threads is a one-line error."""
+    """validate's modes that time single forwards on this CPU at one torch thread (--vision, --recurrent, --gemma4):
+    another mode beside them, another device or more threads is a one-line error."""
     given = [flag for flag, on in others.items() if on]
     if given:
         raise PhasewiseError(f"{mode} times single forwards: it does not combine with {given[0]}")

@@ -95,6 +95,10 @@ def validate_cmd(
     recurrent: Annotated[bool, typer.Option("--recurrent", help="time a MiniMax lightning-attention stack (random "
                                             "weights, scaled: --layers, --hidden) on prefill and decode against the "
                                             "cost model (default model MiniMaxAI/MiniMax-M1-80k)")] = False,
+    gemma4: Annotated[bool, typer.Option("--gemma4", help="time a Gemma 4 stack (random weights, scaled: --layers, "
+                                         "--hidden; its two kinds of layer, KV-shared layers and per-layer inputs) "
+                                         "on prefill and decode against the cost model (default model "
+                                         "google/gemma-4-E2B-it)")] = False,
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
@@ -103,7 +107,7 @@ def validate_cmd(
     from phasewise.measure.validate import summary, validate
 
     modes = {"--serve": serve, "--pipeline": pipeline != 0, "--dllm": dllm, "--train-reuse": train_reuse,
-             "--vision": vision, "--recurrent": recurrent}
+             "--vision": vision, "--recurrent": recurrent, "--gemma4": gemma4}
     refuse_unused(modes, dict(clients=clients, requests=requests, prompt=prompt, output=output, repeats=repeats,
                               link_mbps=link_mbps, sub_sequences=sub_sequences, canvas=canvas, blocks=blocks,
                               train_method=train_method, quick=quick or None, threads=threads))
@@ -118,13 +122,15 @@ def validate_cmd(
     prompt, output, canvas = given_or(prompt, 128), given_or(output, 32), given_or(canvas, 256)
     link_mbps, sub_sequences = given_or(link_mbps, "20,200"), given_or(sub_sequences, "1,2,4,8")
     blocks, train_method = given_or(blocks, "32,64,128,256"), given_or(train_method, "full")
-    if recurrent:
-        from phasewise.apps.recurrent_validate_view import run_recurrent_validate
+    if recurrent or gemma4:
+        from phasewise.apps.stack_validate_view import run_stack_validate
 
-        others = {"--dllm": dllm, "--serve": serve, "--pipeline": bool(pipeline), "--train-reuse": train_reuse,
-                  "--vision": vision}
-        run_recurrent_validate(console, model, hardware, device, layers, hidden, engine, quick, threads, as_json,
-                               others)
+        flag = "--recurrent" if recurrent else "--gemma4"
+        others = {k: on for k, on in {"--dllm": dllm, "--serve": serve, "--pipeline": bool(pipeline),
+                                      "--train-reuse": train_reuse, "--vision": vision, "--recurrent": recurrent,
+                                      "--gemma4": gemma4}.items() if k != flag}
+        run_stack_validate(console, flag, model, hardware, device, layers, hidden, engine, quick, threads, as_json,
+                           others)
         return
     if vision:
         from phasewise.apps.vision_validate_view import run_vision_validate
@@ -205,8 +211,8 @@ MODE_FLAGS = {
     "clients": ("--serve",), "requests": ("--serve",), "prompt": ("--serve", "--pipeline", "--dllm"),
     "output": ("--serve", "--pipeline"), "repeats": ("--serve", "--pipeline"), "link_mbps": ("--pipeline",),
     "sub_sequences": ("--pipeline",), "canvas": ("--dllm",), "blocks": ("--dllm",), "train_method": ("--train-reuse",),
-    "quick": ("", "--serve", "--dllm", "--train-reuse", "--vision", "--recurrent"),
-    "threads": ("", "--serve", "--dllm", "--train-reuse", "--vision", "--recurrent"),
+    "quick": ("", "--serve", "--dllm", "--train-reuse", "--vision", "--recurrent", "--gemma4"),
+    "threads": ("", "--serve", "--dllm", "--train-reuse", "--vision", "--recurrent", "--gemma4"),
 }
 
 

@@ -11,11 +11,11 @@ layer_types), so the prediction costs exactly the shapes that ran. transformers'
 algorithm vLLM's kernel runs (blocks of 256: the in-block (Q K^T) V, the history's Q S, the block's K^T V into the
 state), decode the one-step recurrence, both as PyTorch matmuls.
 
-Timed as validate --vision times (median wall time of repeats after a warm-up, the thread's CPU time beside it) and
-predicted on the calibrated hardware entry (`phasewise calibrate`: micro-benchmarks, none of these forwards) and on
-the catalog's class-default CPU entry (`cpu-local` with `hf-eager`): the unfitted error beside the calibrated one.
-A decode point times one step after a prefill of its context (the softmax layer's KV cache is transformers'
-dynamic one, concatenated each step; the lightning layers' states are updated in place).
+Timed by measure/stack_timing.py (validate --gemma4 shares it) and predicted on the calibrated hardware entry
+(`phasewise calibrate`: micro-benchmarks, none of these forwards) and on the catalog's class-default CPU entry
+(`cpu-local` with `hf-eager`): the unfitted error beside the calibrated one. A decode point times one step after a
+prefill of its context (the softmax layer's KV cache is transformers' dynamic one, concatenated each step; the
+lightning layers' states are updated in place).
 
 Jamba's Mamba-1 layers are not timed here: without the mamba kernels (CUDA only) transformers runs the selective
 scan as a Python loop over the tokens, not the kernel engines run."""
@@ -23,14 +23,12 @@ scan as a Python loop over the tokens, not the kernel engines run."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.dllm_check import median_wall_and_cpu_s
-from phasewise.measure.torch_env import check_fits, kv_cache_arg, need_transformers, torch_and_device
-from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, MeasuredVsPredicted, cpu_cost_models
-from phasewise.perf import BatchShape
+from phasewise.measure.stack_timing import DECODE, PREFILL, QUICK_DECODE, QUICK_PREFILL, StackPoint, time_stack
+from phasewise.measure.torch_env import check_fits, need_transformers, torch_and_device
+from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, cpu_cost_models
 from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config
@@ -38,23 +36,6 @@ from phasewise.specs.hf_config import from_hf_config
 RECURRENT_MODEL = "MiniMaxAI/MiniMax-M1-80k"
 EXPERTS = 4  # routed experts of the scaled MoE (the checkpoint's top-k of them)
 SCALED_VOCAB = 32768  # the LM head of the checkpoint's 200,064 would outweigh a scaled stack's decode step
-# (batch, prompt tokens): one to eight lightning blocks of 256, a partial one
-PREFILL = ((1, 256), (1, 1024), (1, 2048), (4, 256), (2, 1024), (1, 640))
-QUICK_PREFILL = ((1, 256), (1, 512), (2, 256))
-# (batch, cached tokens) of a decode step
-DECODE = ((1, 256), (1, 2048), (4, 512), (16, 256))
-QUICK_DECODE = ((1, 256), (4, 256))
-
-
-@dataclass(slots=True)
-class RecurrentPoint(MeasuredVsPredicted):
-    phase: str
-    batch: int
-    tokens: int  # prompt tokens (prefill) or cached tokens (decode)
-    measured_s: float
-    cpu_s: float
-    predicted_s: float
-    unfitted_s: float
 
 
 def scaled_minimax_config(checkpoint: dict[str, Any], layers: int, hidden: int) -> dict[str, Any]:
@@ -81,7 +62,7 @@ def scaled_minimax_config(checkpoint: dict[str, Any], layers: int, hidden: int) 
 
 def recurrent_validate(hardware: str, model: str = RECURRENT_MODEL, layers: int = 8, hidden: int = 512,
                        quick: bool = False, engine: str | None = None, repeats: int | None = None,
-                       progress: Callable[[str], None] | None = None) -> tuple[list[RecurrentPoint], dict[str, Any]]:
+                       progress: Callable[[str], None] | None = None) -> tuple[list[StackPoint], dict[str, Any]]:
     """Measured vs predicted prefill and decode of a scaled lightning-attention stack."""
     spec = load_model(model)
     if spec.linear_recurrence != "lightning" or not spec.linear_attention_layers:
@@ -100,27 +81,9 @@ def recurrent_validate(hardware: str, model: str = RECURRENT_MODEL, layers: int 
     say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
     fields = {k: v for k, v in config.items() if k != "model_type"}
     hf = transformers.MiniMaxForCausalLM(transformers.MiniMaxConfig(**fields)).to(dev, torch.float32).eval()
-    cache_arg = kv_cache_arg(hf)
     reps = repeats or (3 if quick else 5)
-    points: list[RecurrentPoint] = []
-    with torch.inference_mode():
-        for batch, prompt in (QUICK_PREFILL if quick else PREFILL):
-            say(f"prefill {batch} x {prompt}")
-            ids = torch.randint(0, SCALED_VOCAB, (batch, prompt), device=dev)
-            wall, cpu = median_wall_and_cpu_s(lambda: hf(ids, use_cache=True, logits_to_keep=1), reps)
-            shape = BatchShape.uniform(batch, prompt, 0)
-            points.append(RecurrentPoint("prefill", batch, prompt, wall, cpu, calibrated.iteration(shape).latency_s,
-                                         unfitted.iteration(shape).latency_s))
-        for batch, context in (QUICK_DECODE if quick else DECODE):
-            say(f"decode {batch} at {context}")
-            ids = torch.randint(0, SCALED_VOCAB, (batch, context), device=dev)
-            cache = hf(ids, use_cache=True, logits_to_keep=1).past_key_values
-            token = ids[:, -1:]
-            wall, cpu = median_wall_and_cpu_s(lambda: hf(token, **{cache_arg: cache}, use_cache=True,
-                                                         logits_to_keep=1), reps)
-            shape = BatchShape.uniform(batch, 1, context)
-            points.append(RecurrentPoint("decode", batch, context, wall, cpu, calibrated.iteration(shape).latency_s,
-                                         unfitted.iteration(shape).latency_s))
+    points = time_stack(hf, torch, dev, SCALED_VOCAB, calibrated, unfitted, QUICK_PREFILL if quick else PREFILL,
+                        QUICK_DECODE if quick else DECODE, reps, say)
     info = {"model": small.name, "params": small.total_params, "config": config, "hardware": calibrated.hw.key,
             "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
             "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,

@@ -1,5 +1,5 @@
-"""`phasewise validate --recurrent`: the measured-vs-predicted table of a lightning-attention stack's prefill and
-decode."""
+"""`phasewise validate --recurrent` and `--gemma4`: the measured-vs-predicted table of a scaled stack's prefill and
+decode (measure/stack_timing.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from phasewise.apps.cli_common import single_cpu_forwards
 from phasewise.apps.jsonout import dumps
 
 
-def recurrent_summary(points) -> dict[str, float]:
+def stack_summary(points) -> dict[str, float]:
     """Median and worst |error| per phase of the calibrated prediction against the wall time, and of the unfitted
     one."""
     out: dict[str, float] = {}
@@ -22,19 +22,31 @@ def recurrent_summary(points) -> dict[str, float]:
     return out
 
 
-def run_recurrent_validate(console, model: str | None, hardware: str, device: str, layers: int | None,
-                           hidden: int | None, engine: str | None, quick: bool, threads: int | None, as_json: bool,
-                           others: dict[str, bool]) -> None:
+def _recurrent():
+    from phasewise.measure.recurrent_check import RECURRENT_MODEL, recurrent_validate
+    return "lightning-attention", recurrent_validate, RECURRENT_MODEL, 8
+
+
+def _gemma4():
+    from phasewise.measure.gemma4_check import GEMMA4_MODEL, gemma4_validate
+    return "Gemma 4", gemma4_validate, GEMMA4_MODEL, 10
+
+
+# flag -> (what is timed, the check, its default model and layers), imported when asked (torch behind them)
+CHECKS = {"--recurrent": _recurrent, "--gemma4": _gemma4}
+
+
+def run_stack_validate(console, flag: str, model: str | None, hardware: str, device: str, layers: int | None,
+                       hidden: int | None, engine: str | None, quick: bool, threads: int | None, as_json: bool,
+                       others: dict[str, bool]) -> None:
     from rich.table import Table
 
-    from phasewise.measure.recurrent_check import RECURRENT_MODEL, recurrent_validate
-
-    single_cpu_forwards("--recurrent", others, device, threads)
-    with console.status("timing lightning-attention forwards") as status:
-        points, info = recurrent_validate(hardware, model or RECURRENT_MODEL, layers or 8, hidden or 512,
-                                          quick=quick, engine=engine,
-                                          progress=lambda m: status.update(f"recurrent: {m}"))
-    stats = recurrent_summary(points)
+    single_cpu_forwards(flag, others, device, threads)
+    what, check, default_model, default_layers = CHECKS[flag]()
+    with console.status(f"timing {what} forwards") as status:
+        points, info = check(hardware, model or default_model, layers or default_layers, hidden or 512, quick=quick,
+                             engine=engine, progress=lambda m: status.update(f"{flag[2:]}: {m}"))
+    stats = stack_summary(points)
     if as_json:
         print(dumps({"info": info, "summary": stats, "points": [
             {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
