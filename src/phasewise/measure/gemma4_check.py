@@ -24,9 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.stack_timing import DECODE, PREFILL, QUICK_DECODE, QUICK_PREFILL, StackPoint, time_stack
-from phasewise.measure.torch_env import check_fits, need_transformers, torch_and_device
-from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, cpu_cost_models
+from phasewise.measure.stack_timing import StackPoint, validate_stack
 from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config
@@ -83,23 +81,9 @@ def gemma4_validate(hardware: str, model: str = GEMMA4_MODEL, layers: int = 10, 
     if spec.model_type != "gemma4_text" or not isinstance(text, dict):
         raise PhasewiseError(f"--gemma4 times a Gemma 4 catalog entry (e.g. {GEMMA4_MODEL}); '{spec.name}' is "
                              f"{spec.model_type}")
-    config = scaled_gemma4_config(text, layers, hidden)
-    small = from_hf_config(f"{spec.name} (scaled)", config)
-    calibrated, unfitted = cpu_cost_models(small, hardware, engine)
-    torch, dev = torch_and_device("cpu", 1)
-    check_fits("the scaled model", small.total_params * 4, "fp32 weights", torch, dev, "lower --layers or --hidden")
-    transformers = need_transformers()
-    say = progress or (lambda _m: None)
-    say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
-    from transformers.models.gemma4.modeling_gemma4 import Gemma4ForCausalLM
+    def build(transformers: Any, fields: dict[str, Any]) -> Any:
+        from transformers.models.gemma4.modeling_gemma4 import Gemma4ForCausalLM
+        return Gemma4ForCausalLM(transformers.Gemma4TextConfig(**fields))
 
-    fields = {k: v for k, v in config.items() if k != "model_type"}
-    hf = Gemma4ForCausalLM(transformers.Gemma4TextConfig(**fields)).to(dev, torch.float32).eval()
-    reps = repeats or (3 if quick else 5)
-    points = time_stack(hf, torch, dev, SCALED_VOCAB, calibrated, unfitted, QUICK_PREFILL if quick else PREFILL,
-                        QUICK_DECODE if quick else DECODE, reps, say, every_logit=True)
-    info = {"model": small.name, "params": small.total_params, "config": config, "hardware": calibrated.hw.key,
-            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
-            "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
-            "transformers": transformers.__version__}
-    return points, info
+    return validate_stack(spec.name, scaled_gemma4_config(text, layers, hidden), SCALED_VOCAB, hardware, engine,
+                          build, quick, repeats, progress, every_logit=True)

@@ -26,12 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.measure.stack_timing import DECODE, PREFILL, QUICK_DECODE, QUICK_PREFILL, StackPoint, time_stack
-from phasewise.measure.torch_env import check_fits, need_transformers, torch_and_device
-from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, cpu_cost_models
+from phasewise.measure.stack_timing import StackPoint, validate_stack
 from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
-from phasewise.specs.hf_config import from_hf_config
 
 RECURRENT_MODEL = "MiniMaxAI/MiniMax-M1-80k"
 EXPERTS = 4  # routed experts of the scaled MoE (the checkpoint's top-k of them)
@@ -71,21 +68,8 @@ def recurrent_validate(hardware: str, model: str = RECURRENT_MODEL, layers: int 
     checkpoint = packaged("models.yaml")["models"].get(spec.name, {}).get("config")
     if checkpoint is None:
         raise PhasewiseError(f"--recurrent needs a catalog entry's config of '{spec.name}' (e.g. {RECURRENT_MODEL})")
-    config = scaled_minimax_config(checkpoint, layers, hidden)
-    small = from_hf_config(f"{spec.name} (scaled)", config)
-    calibrated, unfitted = cpu_cost_models(small, hardware, engine)
-    torch, dev = torch_and_device("cpu", 1)
-    check_fits("the scaled model", small.total_params * 4, "fp32 weights", torch, dev, "lower --layers or --hidden")
-    transformers = need_transformers()
-    say = progress or (lambda _m: None)
-    say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
-    fields = {k: v for k, v in config.items() if k != "model_type"}
-    hf = transformers.MiniMaxForCausalLM(transformers.MiniMaxConfig(**fields)).to(dev, torch.float32).eval()
-    reps = repeats or (3 if quick else 5)
-    points = time_stack(hf, torch, dev, SCALED_VOCAB, calibrated, unfitted, QUICK_PREFILL if quick else PREFILL,
-                        QUICK_DECODE if quick else DECODE, reps, say)
-    info = {"model": small.name, "params": small.total_params, "config": config, "hardware": calibrated.hw.key,
-            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
-            "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
-            "transformers": transformers.__version__}
-    return points, info
+    def build(transformers: Any, fields: dict[str, Any]) -> Any:
+        return transformers.MiniMaxForCausalLM(transformers.MiniMaxConfig(**fields))
+
+    return validate_stack(spec.name, scaled_minimax_config(checkpoint, layers, hidden), SCALED_VOCAB, hardware,
+                          engine, build, quick, repeats, progress)

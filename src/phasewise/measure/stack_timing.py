@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.measure.dllm_check import median_wall_and_cpu_s
-from phasewise.measure.torch_env import kv_cache_arg
-from phasewise.measure.validate import MeasuredVsPredicted
+from phasewise.measure.torch_env import check_fits, kv_cache_arg, need_transformers, torch_and_device
+from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, MeasuredVsPredicted, cpu_cost_models
 from phasewise.perf import BatchShape, CostModel
+from phasewise.specs.hf_config import from_hf_config
 
-__all__ = ["DECODE", "PREFILL", "QUICK_DECODE", "QUICK_PREFILL", "StackPoint", "time_stack"]
+__all__ = ["DECODE", "PREFILL", "QUICK_DECODE", "QUICK_PREFILL", "StackPoint", "time_stack", "validate_stack"]
 
 # (batch, prompt tokens): one to eight lightning blocks of 256 (validate --recurrent), a partial one
 PREFILL = ((1, 256), (1, 1024), (1, 2048), (4, 256), (2, 1024), (1, 640))
@@ -66,3 +67,29 @@ def time_stack(hf: Any, torch: Any, dev: Any, vocab: int, calibrated: CostModel,
             points.append(StackPoint("decode", batch, context, wall, cpu, calibrated.iteration(shape).latency_s,
                                      unfitted.iteration(shape).latency_s))
     return points
+
+
+def validate_stack(name: str, config: dict[str, Any], vocab: int, hardware: str, engine: str | None,
+                   build: Callable[[Any, dict[str, Any]], Any], quick: bool, repeats: int | None,
+                   progress: Callable[[str], None] | None,
+                   every_logit: bool = False) -> tuple[list[StackPoint], dict[str, Any]]:
+    """A scaled stack's check: `config` (a config.json's fields, model_type included) parsed into the model the cost
+    models price (calibrated and unfitted), the transformers model `build(transformers, fields)` makes from the same
+    fields in fp32 on one CPU thread, time_stack over the grid (quick or full), and what was built."""
+    small = from_hf_config(f"{name} (scaled)", config)
+    calibrated, unfitted = cpu_cost_models(small, hardware, engine)
+    torch, dev = torch_and_device("cpu", 1)
+    check_fits("the scaled model", small.total_params * 4, "fp32 weights", torch, dev, "lower --layers or --hidden")
+    transformers = need_transformers()
+    say = progress or (lambda _m: None)
+    say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
+    fields = {k: v for k, v in config.items() if k != "model_type"}
+    hf = build(transformers, fields).to(dev, torch.float32).eval()
+    reps = repeats or (3 if quick else 5)
+    points = time_stack(hf, torch, dev, vocab, calibrated, unfitted, QUICK_PREFILL if quick else PREFILL,
+                        QUICK_DECODE if quick else DECODE, reps, say, every_logit)
+    info = {"model": small.name, "params": small.total_params, "config": config, "hardware": calibrated.hw.key,
+            "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
+            "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
+            "transformers": transformers.__version__}
+    return points, info
