@@ -295,3 +295,56 @@ def test_quick_gemma4_validate_json(run_cli):
 def test_gemma4_validate_flag_errors_are_one_line(run_cli, args, needle):
     code, out, err = run_cli("validate", "--gemma4", *args)
     assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def _with_vision(tmp_path, vision: dict, **top) -> str:
+    cfg = {"model_type": "gemma4", "text_config": {"model_type": "gemma4_text", **_text_config(DENSE)},
+           "vision_config": {"model_type": "gemma4_vision", **vision}, **top}
+    return _write(tmp_path, cfg)
+
+
+GEMMA4_VISION = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=64, patch_size=16, pooling_kernel_size=3,
+                     position_embedding_size=1024)
+
+
+def test_vision_encoder_parameters_match_transformers(tmp_path):
+    """A vision_config's encoder (patch embedder with two position tables, Gemma-shaped ViT blocks, the embedder's
+    projection to the language model) counted as transformers builds Gemma4VisionModel and
+    Gemma4MultimodalEmbedder, to the parameter."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import Gemma4TextConfig, Gemma4VisionConfig
+    from transformers.models.gemma4.modeling_gemma4 import Gemma4MultimodalEmbedder, Gemma4VisionModel
+
+    spec = load_model(_with_vision(tmp_path, GEMMA4_VISION))
+    vision, text = Gemma4VisionConfig(**GEMMA4_VISION), Gemma4TextConfig(**_text_config(DENSE))
+    built = [Gemma4VisionModel(vision), Gemma4MultimodalEmbedder(vision, text)]
+    assert spec.vision.params == sum(p.numel() for module in built for p in module.parameters())
+
+
+@pytest.mark.parametrize("width, height", [(1024, 768), (4000, 100), (100, 100), (1, 5000), (3000, 3000)])
+def test_image_geometry_matches_transformers_resize(tmp_path, width, height):
+    """Gemma4ImageProcessor's aspect-ratio-preserving resize to 280 x 9 patches, sides multiples of 48 (upscaling a
+    small image too): the same sides, patches and 9-patch tokens plus two markers."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers.models.gemma4.processing_gemma4 import get_aspect_ratio_preserving_size
+
+    geometry = load_model(_with_vision(tmp_path, GEMMA4_VISION)).image_geometry(width, height)
+    target_height, target_width = get_aspect_ratio_preserving_size(height, width, 16, 280 * 9, 3)
+    assert geometry.resized_px == (target_width, target_height)
+    assert geometry.patches == (target_width // 16) * (target_height // 16) <= 2520
+    assert geometry.prompt_tokens == geometry.patches // 9 + 2
+
+
+def test_image_inputs_run_through_estimate(tmp_path):
+    """The encoder's weights beside the language model's, its forward before the prefill; a smaller
+    vision_soft_tokens_per_image budget makes fewer patches and tokens."""
+    from phasewise.perf.estimate import estimate
+
+    path = _with_vision(tmp_path, GEMMA4_VISION)
+    result = estimate(path, "h100-sxm", tp=2, images_per_sequence=1, image_px=(1024, 768)).to_dict()
+    assert result["images"]["prompt_tokens_per_image"] == 268 and result["images"]["encoder_ms"] > 0
+    small = load_model(_with_vision(tmp_path, GEMMA4_VISION, vision_soft_tokens_per_image=70))
+    assert small.image_geometry(1024, 768).prompt_tokens <= 72

@@ -47,6 +47,7 @@ from phasewise.specs.hf_recurrent import (
     short_conv_fields,
 )
 from phasewise.specs.hf_vision import (
+    gemma4_encoder,
     internvl_encoder,
     llama4_encoder,
     pixtral_encoder,
@@ -220,7 +221,7 @@ FLAT_WRAPPER_TYPES = ("qwen2_vl", "qwen2_5_vl")
 ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwen3_vl": qwen3_vl_encoder,
             "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder, "qwen3_5_moe": qwen3_vl_encoder,
             "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder,
-            "internvl_chat": internvl_encoder, "internvl": internvl_encoder}
+            "internvl_chat": internvl_encoder, "internvl": internvl_encoder, "gemma4": gemma4_encoder}
 OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 # Llama-style fields around recurrent layers of their own (specs/hf_recurrent.py): Jamba's Mamba-1, LFM2's short
 # convolutions, MiniMax's lightning attention

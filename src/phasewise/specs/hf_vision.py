@@ -315,6 +315,40 @@ def siglip_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionE
                          image_size=sizes["image_size"], tokens_per_image=tokens, embedding_width=text_hidden)
 
 
+# Gemma4VisionConfig's defaults (transformers 5.25 models/gemma4/configuration_gemma4.py)
+_GEMMA4_VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 16,
+                           "num_attention_heads": 12, "num_key_value_heads": 12, "head_dim": 64, "patch_size": 16,
+                           "pooling_kernel_size": 3, "position_embedding_size": 10240}
+
+
+def gemma4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
+    """Gemma 4's vision encoder and embedder a config.json describes (`text_hidden`: the language model's width):
+    its patch embedder (a bias-free projection of 3 x 16 x 16 pixels and two learned position tables of
+    position_embedding_size), ViT blocks of Gemma's shape (q, k, v and o without bias, q / k norms, four RMSNorms, a
+    gated MLP), a 3 x 3 average pool and the embedder's projection to the language model's width
+    (Gemma4VisionModel, Gemma4MultimodalEmbedder); vision_soft_tokens_per_image (280) caps an image's tokens."""
+    vision = cfg.get("vision_config")
+    sizes = _sizes(vision, where, (), _GEMMA4_VISION_DEFAULTS)
+    hidden, inter, heads = sizes["hidden_size"], sizes["intermediate_size"], sizes["num_attention_heads"]
+    kv_heads, head_dim, patch = sizes["num_key_value_heads"], sizes["head_dim"], sizes["patch_size"]
+    if heads % kv_heads:
+        raise PhasewiseError(f"{where}: vision_config.num_attention_heads ({heads}) must be a multiple of "
+                             f"vision_config.num_key_value_heads ({kv_heads})")
+    tokens = positive(cfg.get("vision_soft_tokens_per_image", 280), where, "vision_soft_tokens_per_image")
+    q, kv = heads * head_dim, kv_heads * head_dim
+    block = hidden * (q + 2 * kv) + q * hidden + 2 * head_dim + 4 * hidden + 3 * hidden * inter
+    patch_inputs = 3 * patch * patch
+    embedder = patch_inputs * hidden + 2 * sizes["position_embedding_size"] * hidden
+    return VisionEncoder(family="gemma4", params=embedder + sizes["num_hidden_layers"] * block + hidden * text_hidden,
+                         depth=sizes["num_hidden_layers"], hidden_size=hidden, intermediate_size=inter,
+                         num_heads=heads, head_dim=head_dim, patch_inputs=patch_inputs,
+                         block_gemms=((hidden, q + 2 * kv), (q, hidden), (hidden, inter), (hidden, inter),
+                                      (inter, hidden)),
+                         head_gemms=((hidden, text_hidden),), patch_size=patch,
+                         merge=sizes["pooling_kernel_size"] ** 2, tokens_per_image=tokens,
+                         embedding_width=text_hidden)
+
+
 def llama4_encoder(cfg: dict[str, Any], where: str, text_hidden: int) -> VisionEncoder:
     """The Llama 4 vision encoder, adapter and projector a config.json describes (`text_hidden`: the language
     model's width)."""

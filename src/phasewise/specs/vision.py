@@ -28,6 +28,10 @@ Image processors, as the checkpoints ship them:
   it), the image resized to 448 i x 448 j and cut into its tiles, plus a 448 x 448 thumbnail of the whole when there
   is more than one; each tile 32 x 32 patches of 14 and a class token (1,025 encoder positions, one attention
   sequence), pixel-shuffled to 256 prompt tokens, between an <img> and an </img> token.
+- Gemma 4 (transformers Gemma4ImageProcessor, variable resolution): the image scaled up or down, its aspect ratio
+  kept, to at most max_soft_tokens x 9 patches of 16 (vision_soft_tokens_per_image, 280 by default: 2,520), each
+  side a multiple of 48 pixels; the encoder runs over every patch, a 3 x 3 average pool makes a prompt token of
+  each nine, between a begin- and an end-of-image token.
 - Llama 4 (transformers Llama4ImageProcessor, vLLM mllama4.py; max_patches 16): of the canvases of c x r tiles of
   336 pixels (c x r <= 16), the one needing the least upscaling of the image (its scale min(336 c / W, 336 r / H)
   the smallest at or above 1), else the least downscaling, the smallest on a tie; the image resized into it keeping
@@ -71,7 +75,7 @@ class VisionEncoder(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    family: Literal["qwen3_vl", "qwen2_vl", "qwen2_5_vl", "pixtral", "siglip", "llama4", "internvl"]
+    family: Literal["qwen3_vl", "qwen2_vl", "qwen2_5_vl", "pixtral", "siglip", "llama4", "internvl", "gemma4"]
     params: int = Field(ge=0)  # weights held (specs/hf_vision.py counts them)
     depth: int = Field(gt=0)  # ViT blocks
     hidden_size: int = Field(gt=0)
@@ -86,7 +90,8 @@ class VisionEncoder(BaseModel):
     patch_size: int = Field(gt=0)
     merge: int = Field(gt=0)  # patches per prompt token (2 x 2 merge: 4)
     image_size: int = Field(default=0, ge=0)  # Pixtral: the longer side's limit; SigLIP: the fixed square side
-    tokens_per_image: int = Field(default=0, ge=0)  # SigLIP: mm_tokens_per_image after the pool
+    # SigLIP: mm_tokens_per_image after the pool; Gemma 4: the most an image may take (its soft-token budget)
+    tokens_per_image: int = Field(default=0, ge=0)
     # elements of one prompt token's embedding as the encoder hands it to the language model (what a disaggregated
     # encoder sends): the language model's width, or Qwen3-VL's out_hidden_size x (1 + its deepstack levels)
     embedding_width: int = Field(gt=0)
@@ -148,6 +153,11 @@ class VisionEncoder(BaseModel):
         if self.family == "siglip":
             patches = (self.image_size // self.patch_size) ** 2
             return ImageGeometry(patches, self.tokens_per_image + 2, (self.image_size, self.image_size))
+        if self.family == "gemma4":
+            width, height = _gemma4_resize(width_px, height_px, self.patch_size, math.isqrt(self.merge),
+                                           self.tokens_per_image * self.merge)
+            patches = (width // self.patch_size) * (height // self.patch_size)
+            return ImageGeometry(patches, patches // self.merge + 2, (width, height))
         raise PhasewiseError(f"image inputs for vision encoder family '{self.family}' are not modelled")
 
 
@@ -178,6 +188,21 @@ def _internvl_grid(width_px: int, height_px: int, min_tiles: int, max_tiles: int
         elif diff == best_diff and area > 0.5 * tile_px * tile_px * columns * rows:
             best = (columns, rows)
     return best
+
+
+def _gemma4_resize(width_px: int, height_px: int, patch: int, pool: int, max_patches: int) -> tuple[int, int]:
+    """Gemma4ImageProcessor's get_aspect_ratio_preserving_size: the image scaled (up or down) to the patch budget
+    keeping its aspect ratio, each side rounded down to a multiple of pool x patch (48 pixels); a side that rounds to
+    nothing is one multiple, the other its aspect ratio's whole multiples within the budget."""
+    side = pool * patch
+    factor = math.sqrt(max_patches * patch * patch / (width_px * height_px))
+    height, width = math.floor(factor * height_px / side) * side, math.floor(factor * width_px / side) * side
+    longest = (max_patches // (pool * pool)) * side
+    if height == 0:
+        height, width = side, min(math.floor(width_px / height_px) * side, longest)
+    elif width == 0:
+        width, height = side, min(math.floor(height_px / width_px) * side, longest)
+    return width, height
 
 
 def _qwen_resize(width_px: int, height_px: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
