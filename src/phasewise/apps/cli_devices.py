@@ -120,6 +120,10 @@ def models_cmd(as_json: Json = False) -> None:
             attention += f", per-layer inputs of {m.per_layer_input_size}"
         if m.sparse_attention_topk:
             attention += f", sparse top-{m.sparse_attention_topk} (indexer {m.indexer_heads}x{m.indexer_head_dim})"
+        if m.compressed is not None:  # DeepSeek-V4
+            c = m.compressed
+            attention = (f"{m.num_heads}h over 1 K=V head of {m.head_dim}, window {c.window}; {c.csa_layers} CSA "
+                         f"1/{c.csa_ratio} top-{c.index_topk}, {c.hca_layers} HCA 1/{c.hca_ratio}")
         if not m.causal:
             attention += ", bidirectional"
         aliases = list(entry.get("aliases") or [])

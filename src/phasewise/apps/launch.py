@@ -226,7 +226,7 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
     model = load_model(g.model or dep.model)
     cost, kv_tokens, _, engine = build_group(dep, g, dep.instances.index(g))
     full, windowed, window, _ = kv_window_terms(model, *window_kv(engine, model, cost.hw),  # never pooled in vLLM
-                                                attention_tp=cost.layout.attention_tp)
+                                                attention_tp=cost.layout.attention_tp, quant=cost.quant)
     cap = kv_tokens // (g.attention_dp or 1)
     if not full:  # every layer windowed: a sequence holds its last window
         longest = model.max_position_embeddings if window <= cap else 0

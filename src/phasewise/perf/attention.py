@@ -274,11 +274,11 @@ class AttentionCost:
         """(flops, bytes, compute_s, memory_s) of one layer's attention over both kernel classes of `shape`; with
         sparse attention, the indexer over every earlier token, then attention over each query's top-k keys."""
         if self.sparse is None:
-            return self._dense_layer(shape)
+            return self.dense_layer(shape)
         index = [self.indexer(seqs, tokens, pairs, kv) for seqs, tokens, pairs, kv in (
             (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens),
             (shape.decode_seqs, shape.decode_tokens, shape.decode_pairs, shape.decode_kv_tokens)) if seqs]
-        return _plus_kernels(*self._dense_layer(shape.windowed(self.sparse.topk)), index)
+        return _plus_kernels(*self.dense_layer(shape.windowed(self.sparse.topk)), index)
 
     def indexer(self, seqs, tokens, pairs, kv_tokens) -> tuple:
         """(flops, bytes, compute_s, memory_s) of the sparse-attention indexer over one kernel class's sequences (the
@@ -288,7 +288,9 @@ class AttentionCost:
             tokens, pairs, kv_tokens = tokens * share, pairs * share, kv_tokens * share
         return self.sparse.kernel(tokens, pairs, kv_tokens, self.tensor_flops_per_s, self.memory_s)
 
-    def _dense_layer(self, shape: BatchShape) -> tuple:
+    def dense_layer(self, shape: BatchShape) -> tuple:
+        """layer() without a sparse indexer: attention over every key of `shape` (compressed attention runs its indexer
+        over other keys than it attends: perf/compressed_cost.py)."""
         if not shape.prefill_seqs:
             return self.kernel(shape.decode_seqs, shape.decode_tokens, shape.decode_pairs,
                                shape.decode_kv_tokens, True)

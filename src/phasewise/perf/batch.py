@@ -82,6 +82,27 @@ class BatchShape:
                           self.decode_seqs, self.decode_tokens, min(self.decode_pairs, self.decode_tokens * window),
                           min(self.decode_kv_tokens, self.decode_seqs * window), self.logit_tokens)
 
+    def compressed(self, ratio: int, cap: int | None = None) -> BatchShape:
+        """The same batch over compressed entries, one per `ratio` tokens of context (DeepSeek-V4's compressed
+        attention), from the sums alone: each new token sees 1 / ratio of its keys, each sequence reads 1 / ratio of
+        its context; with `cap` (a top-k selection) at most `cap` entries per new token and per sequence, as windowed()
+        caps them (exact where every context is past ratio x cap)."""
+        pairs = (self.prefill_pairs / ratio, self.decode_pairs / ratio)
+        kv = (self.prefill_kv_tokens / ratio, self.decode_kv_tokens / ratio)
+        if cap is not None:
+            pairs = (min(pairs[0], self.prefill_tokens * cap), min(pairs[1], self.decode_tokens * cap))
+            kv = (min(kv[0], self.prefill_seqs * cap), min(kv[1], self.decode_seqs * cap))
+        return BatchShape(self.prefill_seqs, self.prefill_tokens, pairs[0], kv[0], self.decode_seqs,
+                          self.decode_tokens, pairs[1], kv[1], self.logit_tokens)
+
+    def plus_keys(self, other: BatchShape) -> BatchShape:
+        """This batch attending over its own keys and `other`'s (the same sequences and new tokens): pairs and KV
+        entries summed, as one kernel reads a window's keys and compressed entries together."""
+        return BatchShape(self.prefill_seqs, self.prefill_tokens, self.prefill_pairs + other.prefill_pairs,
+                          self.prefill_kv_tokens + other.prefill_kv_tokens, self.decode_seqs, self.decode_tokens,
+                          self.decode_pairs + other.decode_pairs, self.decode_kv_tokens + other.decode_kv_tokens,
+                          self.logit_tokens)
+
     @classmethod
     def from_sequences(cls, seqs: Iterable[tuple[int, int]], causal: bool = True,
                        window: int | None = None) -> BatchShape:

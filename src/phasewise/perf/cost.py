@@ -30,9 +30,17 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention, SparseIndexer
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.collectives import Communication, link, ring_bandwidth
+from phasewise.perf.compressed_cost import compressed_attention_layer, compressed_elementwise, compressed_projections
 from phasewise.perf.decode_line import DecodeSeries
 from phasewise.perf.expert_load import expected_distinct_experts, expected_row_tiles
-from phasewise.perf.operators import EAGER_DISPATCH, KERNELS, IterationCost, OperatorCost, kernel_counts
+from phasewise.perf.operators import (
+    EAGER_DISPATCH,
+    KERNELS,
+    IterationCost,
+    OperatorCost,
+    compressed_shares,
+    kernel_counts,
+)
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.quant_kernels import gemm_compute_s
 from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
@@ -43,7 +51,7 @@ from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes, kv_bytes_per_element
 
 __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
-           "kv_heads_per_gpu", "kv_elements_per_token_layer", "kv_bytes_per_token_layer", "cached_kv_bytes_per_token",
+           "compressed_entry_bytes", "compressed_kv_bytes", "kv_heads_per_gpu", "kv_elements_per_token_layer", "kv_bytes_per_token_layer", "cached_kv_bytes_per_token",
            "window_kv_ratio"]
 
 
@@ -100,16 +108,17 @@ class CostModel(DecodeSeries, Communication):
         # a chip built from parts: a GEMM's efficiency follows from how it tiles onto the arrays (tiling.py)
         self._arrays = hardware.parts.compute if hardware.parts is not None else None
         self.vector_rate = hardware.vector_flops * eff.vector_efficiency
+        # compressed attention (DeepSeek-V4): one K = V entry per key, read once as key and value, so each counts
+        # half its bytes (perf/compressed_cost.py)
+        kv_bytes = self.kv_bytes if m.compressed is None else compressed_entry_bytes(m, quant) / (2 * m.head_dim)
         self.attention = AttentionCost(hardware, engine, head_dim=m.head_dim, heads=self.heads, value_dim=m.v_dim,
-                                       kv_heads=self.kv_heads, kv_bytes=self.kv_bytes, activation_bytes=self.a_bytes,
+                                       kv_heads=self.kv_heads, kv_bytes=kv_bytes, activation_bytes=self.a_bytes,
                                        tensor_peak_flops=self.attn_peak, vector_flops_per_s=self.vector_rate,
                                        memory_s=self._memory_s, prefill_kernel=quant.attention_kernel,
                                        latent=self._latent_attention() if m.latent_attention else None,
                                        ranks=layout.attention_dp,
                                        linear=self._linear_attention() if m.linear_attention_layers else None,
-                                       sparse=SparseIndexer(m.sparse_attention_topk, m.indexer_heads,
-                                                            m.indexer_head_dim, m.indexer_key_bytes)
-                                       if m.sparse_attention_topk else None)
+                                       sparse=self._sparse_indexer())
         # a hybrid stack's windowed layers shaped unlike its full ones (Gemma 4): their own attention kernel
         self.window_kv_heads = kv_heads_per_gpu(m.window_layer_kv_heads, layout.attention_tp)
         self.window_attention = AttentionCost(
@@ -127,7 +136,8 @@ class CostModel(DecodeSeries, Communication):
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
-                                m.linear_layer_share, m.linear_recurrence, self.activation_quant)
+                                m.linear_layer_share, m.linear_recurrence, self.activation_quant,
+                                compressed_shares(m))
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -159,6 +169,18 @@ class CostModel(DecodeSeries, Communication):
                 raise PhasewiseError(f"model '{self.model.name}' has no vision encoder: it takes no image inputs")
             found = self._cache[key] = encoder_forward(self, self.model.vision, patches, copies)
         return found
+
+    def _sparse_indexer(self) -> SparseIndexer | None:
+        """The lightning indexer of DeepSeek sparse attention (over every token) or of compressed attention's CSA
+        layers (over their compressed entries; perf/compressed_cost.py); None without one."""
+        m = self.model
+        if m.compressed is not None:
+            c = m.compressed
+            return SparseIndexer(c.index_topk, c.indexer_heads, c.indexer_head_dim,
+                                 c.indexer_head_dim + INDEXER_KEY_SCALE_BYTES)
+        if m.sparse_attention_topk:
+            return SparseIndexer(m.sparse_attention_topk, m.indexer_heads, m.indexer_head_dim, m.indexer_key_bytes)
+        return None
 
     def _latent_attention(self) -> LatentAttention:
         """Multi-head latent attention's shapes on this GPU, and its per-head up-projections (the KV-up weight,
@@ -411,7 +433,9 @@ class CostModel(DecodeSeries, Communication):
 
     def _attention_layer(self, shape: BatchShape) -> tuple:
         """One layer's attention (flops, bytes, compute_s, memory_s); in a hybrid stack the mean over its full and
-        its windowed layers."""
+        its windowed layers; with compressed attention the mean of its kinds (perf/compressed_cost.py)."""
+        if self.model.compressed is not None:
+            return compressed_attention_layer(self, shape)
         full = self.attention.layer(shape)
         if not self.window_share:
             return full
@@ -441,6 +465,8 @@ class CostModel(DecodeSeries, Communication):
                  * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
         roped = (self.heads + self.kv_heads) * hd if not m.latent_attention else self.heads * hd + m.kv_latent_size
+        if m.compressed is not None:  # q and the K = V entry normed and roped, the output's inverse RoPE
+            roped = (2 * self.heads + 1) * hd
         if m.window_own_geometry:  # the windowed layers' q and k at their own widths
             window_roped = (self.heads + self.window_kv_heads) * m.window_layer_head_dim
             roped += (window_roped - roped) * self.window_share
@@ -448,9 +474,15 @@ class CostModel(DecodeSeries, Communication):
         roped *= (1.0 - self.linear_share) * m.attention_rope
         # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
         gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
-        elem_bytes = (T * ab * (10 * h + 2 * roped + gated + act) * self.engine.elementwise_passes
+        # the two fused add + norms (compressed attention: the norms alone, the mixers adding the residual streams)
+        norms = 10 * h if m.compressed is None else 4 * h
+        elem_bytes = (T * ab * (norms + 2 * roped + gated + act) * self.engine.elementwise_passes
                       + T * self._quantized_bytes_per_token)
-        ops.append(self._op("elementwise", L, 6.0 * T * h, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
+        elem_flops = 6.0 * T * h
+        if m.compressed is not None:  # the hyper-connection mixers and the compressors' pooling
+            extra_flops, extra_bytes = compressed_elementwise(self, T)
+            elem_flops, elem_bytes = elem_flops + extra_flops, elem_bytes + extra_bytes
+        ops.append(self._op("elementwise", L, elem_flops, elem_bytes, 0.0, self._memory_s(elem_bytes), eager))
         qkv, o_proj = self._attention_projections(T)
         ops.append(self._op("qkv_proj", L, *qkv, eager))
         ops.append(self._op("o_proj", L, *o_proj, eager))
@@ -500,6 +532,8 @@ class CostModel(DecodeSeries, Communication):
         their share of their kind; linear-attention layers' own projections in theirs."""
         m, h = self.model, self.model.hidden_size
         hd, heads = m.head_dim, self.heads
+        if m.compressed is not None:
+            return compressed_projections(self, T)
 
         def gemm(k: float, n: float) -> tuple:
             return self._gemm(T, k, n, self.w_bytes, self.peak, True)
@@ -657,6 +691,8 @@ def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
     holds whole (the heads are split, the latent is not)."""
     if model.latent_attention:
         return model.kv_latent_size
+    if model.compressed is not None:  # one K = V entry, whole on every rank
+        return model.head_dim
     return kv_heads_per_gpu(model.num_kv_heads, tp) * (model.head_dim + model.v_dim)
 
 
@@ -677,6 +713,8 @@ def cached_kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int) -> 
     kv_elements_per_token_layer at the KV dtype's bytes, or a sparse-attention model's FP8 latent in FlashMLA's
     sparse layout where the engine keeps it so (quant.sparse_kv_layout; the indexer's keys apart:
     kv_bytes_per_token_layer)."""
+    if model.compressed is not None:
+        return compressed_entry_bytes(model, quant)
     if (model.latent_attention and model.sparse_attention_topk and quant.kv_dtype == "fp8"
             and quant.sparse_kv_layout == "flashmla"):
         scales = model.kv_lora_rank / SPARSE_FP8_SCALE_ELEMENTS * SPARSE_FP8_SCALE_BYTES
@@ -686,8 +724,57 @@ def cached_kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int) -> 
 
 def kv_bytes_per_token_layer(model: ModelSpec, quant: QuantScheme, tp: int) -> float:
     """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
-    (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank)."""
+    (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank). Compressed
+    attention: the mean layer's compressed entries and indexer keys per token (compressed_kv_bytes; its window and
+    compressor states are per sequence: perf/memory.py kv_window_terms)."""
+    if model.compressed is not None:
+        return compressed_kv_bytes(model, quant)[0] / model.num_layers
     return cached_kv_bytes_per_token(model, quant, tp) + model.indexer_key_bytes
+
+
+# DeepSeek-V4's cache entries (specs/compressed_attention.py): one K = V head of head_dim per window key and per
+# compressed entry, whole on every rank. In FP8 as vLLM and SGLang keep them (fp8_ds_mla: vLLM
+# model_executor/layers/deepseek_v4_attention.py and kv_cache_interface.py, 584 bytes "for model_version
+# deepseek_v4"; SGLang mem_cache/deepseek_v4_memory_pool.py DeepSeekV4SingleKVPool): the NoPE part in FP8 E4M3 with
+# one UE8M0 scale byte per 64 elements, the RoPE part in BF16, one byte of padding (448 + 7 + 128 + 1 = 584 for
+# head_dim 512). TensorRT-LLM keeps them as plain FP8, one byte an element (its DeepseekV4CacheManager: 512; the
+# quant's sparse_kv_layout "plain"). The CSA indexer's keys are FP8 with an FP32 scale in every engine (132 bytes)
+COMPRESSED_FP8_SCALE_ELEMENTS = 64
+COMPRESSED_FP8_PAD_BYTES = 1
+INDEXER_KEY_SCALE_BYTES = 4
+# The compressors' running state, per sequence (vLLM deepseek_compressor.py CompressorStateCache, SGLang's compress-
+# state rings, TensorRT-LLM's COMPRESSOR_STATE / SCORE caches): FP32 kv and score, 2 x coff x width a slot (coff 2
+# for CSA's overlapping windows, 1 for HCA), over a ring of coff x ratio slots (8 for CSA, 128 for HCA); the CSA
+# indexer's compressor likewise at indexer_head_dim
+COMPRESSOR_STATE_BYTES = 4
+
+
+def compressed_entry_bytes(model: ModelSpec, quant: QuantScheme) -> float:
+    """Bytes of one cached entry (window key or compressed entry) of compressed attention in the KV dtype: FP8 in
+    the engine's layout (fp8_ds_mla or plain), else head_dim elements."""
+    if quant.kv_dtype == "fp8" and quant.sparse_kv_layout == "flashmla":
+        nope = model.head_dim - model.qk_rope_head_dim
+        return (nope + math.ceil(nope / COMPRESSED_FP8_SCALE_ELEMENTS) + model.qk_rope_head_dim * SPARSE_FP8_ROPE_BYTES
+                + COMPRESSED_FP8_PAD_BYTES)
+    return model.head_dim * kv_bytes_per_element(quant.kv_dtype)
+
+
+def compressed_kv_bytes(model: ModelSpec, quant: QuantScheme) -> tuple[float, float]:
+    """(bytes per token of context, bytes per token of the window) compressed attention holds for one sequence on
+    every GPU of its attention group (its one K = V head is not split): per token, each CSA layer's entry and
+    indexer key per csa_ratio tokens and each HCA layer's entry per hca_ratio; per window token (a sequence's last
+    `window`), every layer's window entry and the compressors' state rings spread over the window."""
+    c = model.compressed
+    entry = compressed_entry_bytes(model, quant)
+    index_key = c.indexer_head_dim + INDEXER_KEY_SCALE_BYTES
+    per_token = c.csa_layers * (entry + index_key) / c.csa_ratio + c.hca_layers * entry / c.hca_ratio
+
+    def ring(coff: int, ratio: int, width: int) -> float:
+        return 2 * coff * width * COMPRESSOR_STATE_BYTES * coff * ratio
+
+    rings = (c.csa_layers * (ring(2, c.csa_ratio, model.head_dim) + ring(2, c.csa_ratio, c.indexer_head_dim))
+             + c.hca_layers * ring(1, c.hca_ratio, model.head_dim))
+    return per_token, model.num_layers * entry + rings / c.window
 
 
 def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
@@ -712,11 +799,18 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
             f"--tp {tp} does not divide the linear-attention heads of {model.name} (linear_num_key_heads="
             f"{model.linear_key_heads}, linear_num_value_heads={model.linear_value_heads}; allowed: "
             f"{', '.join(map(str, ok))})")
+    if model.compressed is not None and model.compressed.o_groups % tp:
+        ok = [d for d in range(1, model.compressed.o_groups + 1) if model.compressed.o_groups % d == 0]
+        raise PhasewiseError(f"--tp {tp} does not divide o_groups={model.compressed.o_groups} of {model.name} (its "
+                             f"grouped output projection is split by group; allowed: {', '.join(map(str, ok))})")
     if pp > model.num_layers:
         raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
     if model.kv_shared_layers and pp > 1:
         raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a model whose layers reuse earlier layers' KV "
                              f"({model.name}) is not modelled yet; use --pp 1")
+    if model.compressed is not None and pp > 1:
+        raise PhasewiseError(f"--pp {pp}: pipeline parallelism of compressed attention ({model.name}) is not modelled "
+                             "yet; use --pp 1 (tensor, expert or attention data parallelism)")
     if model.linear_attention_layers and pp > 1:
         raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid linear-attention stack ({model.name}) "
                              "is not modelled yet; use --pp 1")

@@ -4,8 +4,8 @@ Between the iterations of a decode run only attention's pairs and KV tokens chan
 line in one layer's attention time, itself the larger of a compute line and a KV-read line (DecodeLine, read off
 the cost model's own assembly at no attention and at PROBE_S). DecodeSeries, a base of CostModel, builds the line
 of each batch size once and evaluates whole runs with numpy; a hybrid sliding-window stack (HybridDecodeLine) and
-sparse attention (SparseDecodeLine) have their own; a step with an operator on a compute-in-memory substrate is
-costed step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
+sparse attention (SparseDecodeLine) have their own; a step with an operator on a compute-in-memory substrate, and
+compressed attention's, are costed step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
 """
 
 from __future__ import annotations
@@ -163,7 +163,11 @@ class DecodeSeries:
         """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
         through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
         attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size. A hybrid
-        sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine)."""
+        sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine). Compressed
+        attention (DeepSeek-V4: three kinds of layer, each capped or scaled apart) is costed step by step
+        (StepwiseDecode)."""
+        if self.model.compressed is not None:
+            return StepwiseDecode(seqs, tokens, logit_tokens)
         line = self._plain_decode_line(seqs, tokens, logit_tokens)
         if self.model.sparse_attention_topk:
             return self._sparse_decode_line(line, seqs, tokens)

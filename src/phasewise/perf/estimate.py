@@ -182,7 +182,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     decode = cm.iteration(BatchShape.uniform(batch, 1, context_len, spec.causal, window))
     per_seq = max(prompt_len, context_len + 1)
     window_layout, pool_ratio = window_kv(config, spec, hw)
-    kv_terms = kv_window_terms(spec, window_layout, pool_ratio, attention_tp=layout.attention_tp)
+    kv_terms = kv_window_terms(spec, window_layout, pool_ratio, attention_tp=layout.attention_tp, quant=quant)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
     pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
     needed = batch * math.ceil(kv_sequence_tokens(per_seq, kv_terms, pages))

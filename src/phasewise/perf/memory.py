@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phasewise.perf.cost import kv_bytes_per_token_layer, kv_heads_per_gpu, window_kv_ratio
+from phasewise.perf.cost import compressed_kv_bytes, kv_bytes_per_token_layer, kv_heads_per_gpu, window_kv_ratio
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool
 from phasewise.specs.hardware import HardwareSpec
@@ -77,9 +77,15 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     moe_share = m.num_moe_layers / m.num_layers
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
+    compressed_extra = 0.0  # compressed attention's BF16 / FP32 weights, whole on every rank (per layer)
     if m.latent_attention:  # the q and KV down-projections are whole on every TP rank, the rest split by head
         whole = m.hidden_size * (m.q_lora_rank + m.kv_latent_size)
         attn = whole + (m.attention_params - whole) / attention_tp
+    elif m.compressed is not None:  # q_a and the K = V projection whole on every rank (one KV head), the rest split
+        whole = m.hidden_size * (m.q_lora_rank + m.head_dim)
+        attn = whole + (m.attention_params - whole) / attention_tp
+        # the compressors, the indexers' q_b (FP8, counted here as BF16 with them) and weights, the mixers (FP32)
+        compressed_extra = m.compression_params / m.num_layers * hp
     else:
         attn = _softmax_attention_weights(m, attention_tp)
     if m.linear_attention_layers:  # the mean layer of a hybrid stack: its linear layers' mixers split by head
@@ -98,7 +104,7 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
                + ((m.moe_layer_params - shared - latent) / tp + shared / attention_tp + latent) * moe_share)
     mlp += m.per_layer_input_layer_params  # the per-layer-input gate and projection, whole on every GPU
     norms = 2 * m.hidden_size * hp
-    per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms
+    per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms + compressed_extra
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     if embeddings:  # per-layer embeddings: the table split as the embedding is, its projection (in BF16) with it
@@ -138,9 +144,13 @@ def _softmax_attention_weights(m: ModelSpec, attention_tp: int) -> float:
 
 def mtp_module(model: ModelSpec) -> ModelSpec:
     """The model's multi-token-prediction module as a one-layer model: its Transformer block (a MoE one where the
-    model has MoE layers; softmax attention). DeepSeek-V3's technical report (arXiv 2412.19437, section 2.2): each
-    MTP module is a shared embedding, a shared output head, one Transformer block and a d x 2d projection."""
-    return model.model_copy(update={"num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
+    model has MoE layers; softmax attention; compressed attention's sliding kind, as DeepSeek-V4's compress_ratios
+    lists its MTP layer: 0). DeepSeek-V3's technical report (arXiv 2412.19437, section 2.2): each MTP module is a
+    shared embedding, a shared output head, one Transformer block and a d x 2d projection."""
+    compressed = model.compressed
+    if compressed is not None:
+        compressed = compressed.model_copy(update={"csa_layers": 0, "hca_layers": 0})
+    return model.model_copy(update={"compressed": compressed, "num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
                                     "linear_attention_layers": 0, "sliding_window": None, "chunked_attention": False,
                                     "sliding_window_layers": None, "mlp_free_layers": 0, "window_head_dim": 0,
                                     "window_kv_heads": 0, "kv_shared_layers": 0, "kv_shared_window_layers": 0,
@@ -179,8 +189,8 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
 WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool")
 
 
-def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int
-                    ) -> tuple[float, float, int, bool]:
+def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int,
+                    quant: QuantScheme | None = None) -> tuple[float, float, int, bool]:
     """(full, windowed, window, pooled) of kv_token_equivalents: how one sequence's context maps onto the tokens of
     kv_bytes_per_token (its full layers' KV per token; every layer's when every layer is windowed), as the engine
     holds a windowed stack's KV (`layout`, specs/engines.py window_kv):
@@ -198,9 +208,16 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
       window pool until its forward ends) is not modelled.
     No window: the context (every layout). Windowed layers of their own geometry (Gemma 4) count as full-layer
     tokens by their KV per token on one GPU of the `attention_tp`-wide attention group over a full layer's
-    (perf/cost.py window_kv_ratio)."""
+    (perf/cost.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence in every
+    engine (vLLM's sliding-window cache groups, SGLang's SWA ring with its compressed pools, TensorRT-LLM's per-layer
+    SWA pages), its window entries and compressor states per window token (perf/cost.py compressed_kv_bytes)."""
     if layout not in WINDOW_KV_LAYOUTS:
         raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
+    if model.compressed is not None:
+        if quant is None:
+            raise ValueError("compressed attention's window terms need the KV dtype (quant)")
+        per_token, per_window_token = compressed_kv_bytes(model, quant)
+        return 1.0, per_window_token / per_token, model.compressed.window, False
     if model.window_all_layers:
         return (1.0, 0.0, 0, False) if layout == "all_tokens" else (0.0, 1.0, model.window_all_layers, False)
     if model.window_layer_share:
@@ -230,11 +247,12 @@ def window_pool_tokens(capacity_tokens: int, model: ModelSpec, pool_ratio: float
     return full, int(full * pool_ratio)
 
 
-def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence", *, attention_tp: int
-                    ) -> tuple[float, float, int, bool]:
+def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence", *, attention_tp: int,
+                    quant: QuantScheme | None = None) -> tuple[float, float, int, bool]:
     """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
     memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
-    return kv_window_terms(model, "per_sequence" if layout == "window_pool" else layout, attention_tp=attention_tp)
+    return kv_window_terms(model, "per_sequence" if layout == "window_pool" else layout, attention_tp=attention_tp,
+                           quant=quant)
 
 
 def kv_token_equivalents(tokens, terms: tuple[float, float, int, bool]):

@@ -60,16 +60,33 @@ SHARED_EXPERT_KERNELS = 3
 QUANTIZED_INPUTS = {"qkv_proj": 1, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1, "moe_experts": 2, "moe_shared": 2}
 LATENT_QUANTIZED_INPUTS = {"qkv_proj": 2}
 FP4_MOE_QUANTIZED_INPUTS = 1
+# DeepSeek-V4's compressed attention (perf/compressed_cost.py), as vLLM's DeepSeek-V4 attention and compressor launch
+# it (model_executor/layers/deepseek_v4_attention.py, deepseek_compressor.py, mhc.py): every layer the fused q_a + KV
+# GEMM, the q-latent norm, q_b and the fused q-norm / RoPE / KV RoPE / quantize / window insert (qkv_proj 4); the
+# sparse attention kernel, its split-KV combine and the output's fused inverse RoPE and quantization (attention 3);
+# o_a's grouped einsum and o_b (o_proj 2); the two fused hyper-connection mixers, the two RMSNorms and the activation
+# (elementwise 5). A compressed layer adds its compressor's kv-and-gate GEMM and the fused pool / norm / RoPE / cache
+# insert (2); a CSA layer its indexer's compressor likewise (2), its q_b and weights_proj GEMMs, the query's RoPE and
+# quantization, the logits and the top-k (5)
+COMPRESSED_KERNELS = {"qkv_proj": 4, "attention": 3, "o_proj": 2, "elementwise": 5}
+COMPRESSOR_KERNELS = 2
+CSA_INDEXER_KERNELS = 7
 
 
 def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False,
                   linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet",
-                  activation_quant: str | None = None) -> dict[str, float]:
+                  activation_quant: str | None = None,
+                  compressed: tuple[float, float] | None = None) -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
     own; in a hybrid stack with `linear_share` of its layers linear attention (of `linear_recurrence`), the mean
     layer's; with `activation_quant` (the compute dtype an engine quantizes GEMM inputs to in kernels of their own),
-    those kernels (QUANTIZED_INPUTS)."""
+    those kernels (QUANTIZED_INPUTS); `compressed`: compressed attention's (CSA, HCA) shares of the layers (its mean
+    layer's kernels, COMPRESSED_KERNELS)."""
     counts: dict[str, float] = dict(KERNELS)
+    if compressed is not None:
+        csa, hca = compressed
+        counts.update(COMPRESSED_KERNELS)
+        counts["attention"] += (csa + hca) * COMPRESSOR_KERNELS + csa * CSA_INDEXER_KERNELS
     if latent_attention:
         counts.update(LATENT_KERNELS)
     if sparse_attention:
@@ -87,6 +104,14 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
         for name, extra in inputs.items():
             counts[name] += extra
     return counts
+
+
+def compressed_shares(model) -> tuple[float, float] | None:
+    """A ModelSpec's compressed attention as kernel_counts takes it: its (CSA, HCA) shares of the layers, or None."""
+    c = model.compressed
+    if c is None:
+        return None
+    return c.csa_layers / model.num_layers, c.hca_layers / model.num_layers
 
 
 FIXED_OPERATORS = ("embedding", "lm_head")  # once per iteration (first / last pipeline stage), not per layer

@@ -144,7 +144,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio,
                      draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model))
-    terms = kv_window_terms(model, *window_kv(config, model, hw), attention_tp=tp // dp)
+    terms = kv_window_terms(model, *window_kv(config, model, hw), attention_tp=tp // dp, quant=quant)
     pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
     return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
 

@@ -91,8 +91,9 @@ class Instance(KvAdmission, DecodingSet):
         layout, pool_ratio = window_kv(engine, self.model, cost.hw)  # how the engine holds windowed layers' KV
         # a sequence's share of the KV blocks (its attention rank's GPUs), and the bytes its KV holds, whole (what a
         # transfer moves: sim/cluster.py counts the model's KV per token at TP 1)
-        self.kv_terms = kv_window_terms(self.model, layout, pool_ratio, attention_tp=cost.layout.attention_tp)
-        self.kv_stored = kv_stored_terms(self.model, layout, attention_tp=1)
+        self.kv_terms = kv_window_terms(self.model, layout, pool_ratio, attention_tp=cost.layout.attention_tp,
+                                        quant=cost.quant)
+        self.kv_stored = kv_stored_terms(self.model, layout, attention_tp=1, quant=cost.quant)
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary

@@ -53,6 +53,8 @@ class SplitModel:
         if model.kv_shared_layers:
             raise PhasewiseError(f"device splits of a model whose layers reuse earlier layers' KV ({model.name}) are "
                                  "not modelled yet")
+        if model.compressed is not None:
+            raise PhasewiseError(f"device splits of compressed attention ({model.name}) are not modelled yet")
         ranges = parse_split(split, model.num_layers, len(topology.devices))
         self.model, self.quant, self.engine, self.topology = model, quant, engine, topology
         self.hardware = hardware

@@ -214,7 +214,11 @@ def kv_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: in
 def default_kv_dtype(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> str | None:
     """The KV-cache dtype the engine picks for `model` on `hw` when told none ("auto"), where that is not the
     precision's own (quant.yaml kv_dtype): the preset's `sparse_attention_kv_dtype` rules for a DeepSeek
-    sparse-attention model (SGLang: FP8 on Blackwell, BF16 on Hopper). None: the precision's."""
+    sparse-attention model (SGLang: FP8 on Blackwell, BF16 on Hopper); FP8 for DeepSeek-V4's compressed attention
+    in every engine (vLLM's DeepSeek-V4 attention asserts an FP8 cache, kept as fp8_ds_mla; SGLang's
+    DeepSeekV4SingleKVPool is FP8; TensorRT-LLM's DeepSeek-V4 README starts from FP8 KV). None: the precision's."""
+    if model.compressed is not None:
+        return "fp8"
     if not model.sparse_attention_topk:
         return None
     for rule in _preset_entry(config.engine).get("sparse_attention_kv_dtype") or ():
@@ -230,7 +234,7 @@ def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: Ha
     `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8)."""
     if not asked_kv_dtype:
         quant = quant.with_kv(default_kv_dtype(config, model, hw))
-    if model.sparse_attention_topk:
+    if model.sparse_attention_topk or model.compressed is not None:
         refusal = sparse_kv_refusal(config.engine, model, hw, quant.kv_dtype)
         if refusal:
             raise PhasewiseError(refusal)

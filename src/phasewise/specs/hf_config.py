@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.hf_deepseek_v4 import deepseek_v4_spec
 from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, gemma4_config
 from phasewise.specs.hf_layers import (
     SPEC_FIELDS,
@@ -227,7 +228,7 @@ OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
 # convolutions, MiniMax's lightning attention
 RECURRENT_HYBRID_TYPES = ("jamba",) + LFM2_TYPES + LIGHTNING_TYPES
 SUPPORTED_TYPES = LLAMA_STYLE_TYPES + LATENT_ATTENTION_TYPES + LINEAR_HYBRID_TYPES + MAMBA_HYBRID_TYPES \
-    + ("falcon_h1", "bamba") + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
+    + ("falcon_h1", "bamba", "deepseek_v4") + RECURRENT_HYBRID_TYPES + tuple(TEXT_WRAPPER_TYPES) + OTHER_TYPES
 # Families whose cost depends on something the cost model does not represent yet: refused by name rather than
 # costed as if they were Llama.
 NOT_MODELLED = {
@@ -275,6 +276,13 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         if mt in ENCODERS and cfg.get("vision_config") is not None:
             spec = spec.model_copy(update={"vision": ENCODERS[mt](cfg, where, spec.hidden_size)})
         return spec
+    if mt == "deepseek_v4":  # compressed attention (specs/hf_deepseek_v4.py reads and checks its own fields)
+        try:
+            spec = deepseek_v4_spec(name, cfg, where)
+        except ValidationError as exc:
+            raise pydantic_message(where, exc) from None
+        native = native_precision(cfg, where)
+        return spec.model_copy(update={"native_precision": native}) if native else spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     if mt in HUNYUAN_TYPES:
         cfg = hunyuan_fields(cfg, where)
@@ -328,6 +336,11 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     if not isinstance(qc, dict):
         raise PhasewiseError(f"{where}: quantization_config must be a mapping")
     method = str(qc.get("quant_method", "")).lower()
+    experts = str(qc.get("expert_dtype") or cfg.get("expert_dtype") or "").lower()
+    if method == "fp8" and experts in ("fp4", "mxfp4"):
+        # DeepSeek-V4: FP4 experts (E2M1 with a UE8M0 scale per 32: MXFP4) beside FP8 blocks elsewhere; the experts
+        # are ~98 % of the weights, and the cost model reads every linear layer in one format: theirs
+        return "mxfp4"
     if method == "fp8" and str(qc.get("store_dtype", "fp8")).lower() not in ("fp8", "e4m3"):
         raise PhasewiseError(f"{where}: quantization_config store_dtype '{qc['store_dtype']}' is not modelled (an FP8 "
                              "checkpoint stored in another format); give --precision")

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.compressed_attention import CompressedAttention
 from phasewise.specs.vision import ImageGeometry, VisionEncoder
 
 
@@ -138,6 +139,9 @@ class ModelSpec(BaseModel):
     # a multimodal checkpoint's vision encoder (specs/vision.py, built by specs/hf_vision.py): weights held on the
     # first pipeline stage, run over a request's images (perf/vision.py), never for a text request
     vision: VisionEncoder | None = None
+    # DeepSeek-V4's compressed attention (specs/compressed_attention.py): every layer one K = V head of head_dim
+    # (num_kv_heads 1) over a sliding window, some layers compressed entries beside it; q through q_lora_rank
+    compressed: CompressedAttention | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -231,8 +235,20 @@ class ModelSpec(BaseModel):
                                            or self.indexer_head_dim <= 0 or not self.q_lora_rank):
             raise ValueError("sparse attention (index_topk) is modelled on latent attention with a q_lora_rank and "
                              "positive index_n_heads and index_head_dim")
-        if not self.kv_lora_rank and (self.q_lora_rank or self.qk_rope_head_dim):
+        if not self.kv_lora_rank and self.compressed is None and (self.q_lora_rank or self.qk_rope_head_dim):
             raise ValueError("q_lora_rank / qk_rope_head_dim belong to latent attention: kv_lora_rank is missing")
+        if self.compressed is not None:
+            c = self.compressed
+            if (self.num_kv_heads != 1 or not self.q_lora_rank or self.latent_attention or self.sliding_window
+                    or self.linear_attention_layers or self.sparse_attention_topk or self.v_head_dim
+                    or self.kv_shared_layers):
+                raise ValueError("compressed attention is one K = V head (num_key_value_heads 1) with a q_lora_rank, "
+                                 "its window its own (no sliding_window, latent, sparse or linear attention beside it)")
+            if c.compressed_layers > self.num_layers:
+                raise ValueError(f"{c.csa_layers} CSA and {c.hca_layers} HCA layers exceed the {self.num_layers} "
+                                 "layers")
+            if self.num_heads % c.o_groups:
+                raise ValueError(f"num_attention_heads={self.num_heads} is not a multiple of o_groups={c.o_groups}")
         return self
 
     # --- parameter counts (per layer unless named otherwise) ---------------------------------
@@ -332,7 +348,7 @@ class ModelSpec(BaseModel):
         per-layer embeddings run beside it: what the colocated trainer, operator mappings and attention offload
         take."""
         return self.single_head_geometry and not (self.kv_shared_layers or self.wide_mlp_layers
-                                                  or self.per_layer_input_size)
+                                                  or self.per_layer_input_size or self.compressed is not None)
 
     @property
     def single_head_geometry(self) -> bool:
@@ -473,6 +489,10 @@ class ModelSpec(BaseModel):
         """QKV and O projection weights of one softmax-attention layer (MLA: q down/up, KV down (latent + RoPE
         key), KV up, O; an output gate: q_proj twice the query's width)."""
         h = self.hidden_size
+        if self.compressed is not None:  # q_a, q_b, the K = V projection, o_a (per group), o_b, the sinks
+            c = self.compressed
+            return (h * self.q_lora_rank + self.q_lora_rank * self.q_size + h * self.head_dim
+                    + self.q_size * c.o_lora_rank + c.o_groups * c.o_lora_rank * h + self.num_heads)
         if not self.latent_attention:
             return h * (self.q_proj_size + self.kv_proj_size) + self.num_heads * self.v_dim * h
         nope = self.head_dim - self.qk_rope_head_dim
@@ -546,7 +566,21 @@ class ModelSpec(BaseModel):
             + self.embedding_params
             + lm_head
             + self.per_layer_input_params + self.num_layers * self.per_layer_input_layer_params
+            + self.compression_params
         )
+
+    @property
+    def compression_params(self) -> int:
+        """Compressed attention's weights beside the layers' projections (attention_params): the CSA layers'
+        compressors and indexers, the HCA layers' compressors, every layer's hyper-connection mixers and the final
+        collapse (0 without compressed attention)."""
+        c = self.compressed
+        if c is None:
+            return 0
+        h = self.hidden_size
+        return (c.csa_layers * c.csa_compressor_params(h, self.q_lora_rank, self.head_dim)
+                + c.hca_layers * c.hca_compressor_params(h, self.head_dim)
+                + self.num_layers * c.hyper_connection_params(h) + c.head_params(h))
 
     @property
     def _kv_shared_projection_params(self) -> int:

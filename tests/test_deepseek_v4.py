@@ -1,0 +1,231 @@
+"""DeepSeek-V4's compressed attention (specs/compressed_attention.py, specs/hf_deepseek_v4.py, perf/compressed_cost.py):
+its config.json in both published forms, parameters against a hand count and against transformers'
+DeepseekV4ForCausalLM, KV bytes per token and per window token, the attention, indexer and projection FLOPs of a
+prefill, weights per GPU, each by hand; decode runs against fast() step by step; a simulation under memory pressure
+with the simulator's invariants; bad fields and layouts refused by name, in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import assert_decode_runs_match_fast
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.cost import check_parallelism
+from phasewise.perf.decode_line import StepwiseDecode
+from phasewise.perf.memory import (
+    kv_bytes_per_token,
+    kv_token_equivalents,
+    kv_window_terms,
+    mtp_module,
+    weight_bytes_per_gpu,
+)
+from phasewise.perf.parallel import ParallelLayout
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs.catalog import packaged
+from phasewise.specs.hf_config import from_hf_config
+
+FLASH, PRO = "deepseek-ai/DeepSeek-V4-Flash", "deepseek-ai/DeepSeek-V4-Pro"
+FLASH_RATIOS = [0, 0] + [4, 128] * 20 + [4] + [0]
+# a small stack of every kind, with transformers' defaults otherwise (its attention 8 heads of 64)
+SMALL = dict(model_type="deepseek_v4", hidden_size=256, moe_intermediate_size=64, num_hidden_layers=5,
+             num_attention_heads=8, head_dim=64, n_routed_experts=8, num_experts_per_tok=2, q_lora_rank=96,
+             o_groups=4, o_lora_rank=48, index_n_heads=4, index_head_dim=32, index_topk=16, vocab_size=1000,
+             compress_ratios=[0, 4, 128, 4, 0, 0], hc_mult=3)
+
+
+def _config(name: str) -> dict:
+    return dict(packaged("models.yaml")["models"][name]["config"])
+
+
+def _write(tmp_path, cfg) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _flash_params_by_hand() -> int:
+    h, heads, hd, q_lora, o_lora, groups = 4096, 64, 512, 1024, 1024, 8
+    attention = h * q_lora + q_lora * heads * hd + h * hd + heads * hd * o_lora + groups * o_lora * h + heads
+    csa = (2 * h * 2 * hd + 4 * 2 * hd + hd) + (2 * h * 2 * 128 + 4 * 2 * 128 + 128 + q_lora * 64 * 128 + h * 64)
+    hca = 2 * h * hd + 128 * hd + hd
+    mixers = 2 * (24 * 4 * h + 24 + 3)
+    moe = 256 * 3 * h * 2048 + 3 * h * 2048 + h * 256
+    return (43 * (attention + mixers + moe) + 21 * csa + 20 * hca + (4 * 4 * h + 4 + 1)
+            + 2 * 129280 * h)
+
+
+def test_parameters_by_hand_and_the_published_sizes():
+    """Flash: 43 layers of q_a / q_b / K=V / grouped o / sinks, 21 CSA compressors with indexers, 20 HCA compressors,
+    two hyper-connection mixers a layer, 256 experts and a shared one, untied embeddings: 284.33 B (published 284 B,
+    13 B active); Pro 1.573 T (published 1.6 T, 49 B active)."""
+    flash, pro = load_model(FLASH), load_model(PRO)
+    assert flash.total_params == _flash_params_by_hand()
+    assert flash.total_params == pytest.approx(284e9, rel=0.002)
+    assert flash.active_params == pytest.approx(13.8e9, rel=0.01)
+    assert pro.total_params == pytest.approx(1.6e12, rel=0.02) and pro.active_params == pytest.approx(49e9, rel=0.02)
+    c = flash.compressed
+    assert (c.csa_layers, c.hca_layers, c.sliding_layers(43), c.index_topk, c.window) == (21, 20, 2, 512, 128)
+    assert (pro.compressed.csa_layers, pro.compressed.hca_layers, pro.compressed.index_topk) == (30, 31, 1024)
+    assert flash.native_precision == "mxfp4" and flash.mtp_layers == 1 and flash.num_moe_layers == 43
+
+
+@pytest.mark.parametrize("fields", [SMALL, dict(model_type="deepseek_v4", compress_ratios=FLASH_RATIOS)])
+def test_parameters_match_transformers(fields):
+    """transformers 5.25's DeepseekV4ForCausalLM of the same fields, built on the meta device, has this parser's
+    parameters plus its RMSNorms' (two a layer, the q latent's, the K=V entry's, the final one), which no model here
+    counts."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "DeepseekV4Config"):
+        pytest.skip("transformers without DeepSeek-V4")
+    import torch
+
+    config = transformers.DeepseekV4Config(**{k: v for k, v in fields.items() if k != "model_type"})
+    with torch.device("meta"):
+        built = transformers.DeepseekV4ForCausalLM(config)
+    spec = from_hf_config("v4", fields)
+    norms = spec.num_layers * (2 * spec.hidden_size + spec.q_lora_rank + spec.head_dim) + spec.hidden_size
+    assert spec.total_params + norms == sum(p.numel() for p in built.parameters())
+
+
+def test_both_config_forms_and_the_default_pattern(tmp_path):
+    """transformers' layer_types / compress_rates read as the checkpoints' compress_ratios (whose last entry is the
+    MTP layer's); without either, DeepseekV4Config's default: two HCA layers, then HCA and CSA alternating."""
+    listed = dict(SMALL, layer_types=["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention",
+                                      "compressed_sparse_attention", "sliding_attention"],
+                  compress_rates={"compressed_sparse_attention": 4, "heavily_compressed_attention": 128})
+    del listed["compress_ratios"]
+    assert from_hf_config("a", listed) == from_hf_config("a", SMALL)
+    default = from_hf_config("d", dict(model_type="deepseek_v4", num_hidden_layers=7)).compressed
+    assert (default.hca_layers, default.csa_layers) == (2 + 3, 2)  # H H | H C H C H
+    legacy = from_hf_config("l", dict(SMALL, compress_ratios=[0, 8, 64, 8, 0], compress_rate_csa=8,
+                                      compress_rate_hca=64)).compressed
+    assert (legacy.csa_ratio, legacy.hca_ratio, legacy.csa_layers, legacy.hca_layers) == (8, 64, 2, 1)
+    assert from_hf_config("q", dict(SMALL, partial_rotary_factor=0.25)).qk_rope_head_dim == 16
+    assert from_hf_config("f", dict(SMALL, quantization_config={"quant_method": "fp8", "weight_block_size": [128, 128],
+                                                                "expert_dtype": "fp4"})).native_precision == "mxfp4"
+    assert from_hf_config("b", dict(SMALL, quantization_config={"quant_method": "fp8", "weight_block_size": [128, 128]}
+                                    )).native_precision == "fp8-block"
+
+
+@pytest.mark.parametrize("change, needle", [
+    (dict(compress_ratios=[0, 4, 8, 4, 0]), "compress_ratios must list 0, 4 or 128 for each of the 5 layers"),
+    (dict(compress_ratios=[0, 4]), "compress_ratios must list"),
+    (dict(layer_types=["full_attention"] * 5), "layer_types must list one of"),
+    (dict(o_groups=3), "o_groups=3 does not divide num_attention_heads=8"),
+    (dict(qk_rope_head_dim=64), "qk_rope_head_dim=64 must be below head_dim=64"),
+    (dict(partial_rotary_factor=1.5), "partial_rotary_factor must be a number in"),
+    (dict(compress_rates={"dense_attention": 2}), "compress_rates names"),
+    (dict(compress_rate_csa=128), "CSA compression ratio (128) must be below the HCA one (128)"),
+    (dict(index_topk=0), "index_topk must be a positive integer"),
+    (dict(n_shared_experts=-1), "n_shared_experts must be a non-negative integer"),
+])
+def test_bad_fields_are_one_line_errors(tmp_path, change, needle):
+    with pytest.raises(PhasewiseError, match=needle.replace("(", r"\(").replace(")", r"\)")) as err:
+        load_model(_write(tmp_path, {k: v for k, v in dict(SMALL, **change).items()
+                                     if not (k == "compress_ratios" and "layer_types" in change)}))
+    assert "\n" not in str(err.value)
+
+
+def test_kv_bytes_per_token_and_per_window_token_by_hand():
+    """FP8 in vLLM's / SGLang's fp8_ds_mla layout: an entry is 448 FP8 + 7 scale bytes + 64 BF16 RoPE + 1 pad = 584;
+    per token of context each CSA layer holds an entry and a 132-byte indexer key per 4 tokens, each HCA layer an
+    entry per 128; per token of the last 128, every layer's window entry and the compressors' FP32 rings (CSA: 8
+    slots of 2 x 2 x 512 and of 2 x 2 x 128; HCA: 128 slots of 2 x 512) spread over the window. The same on every
+    GPU of the attention group (one K = V head); TensorRT-LLM's plain FP8 entry is 512 bytes; BF16 1,024."""
+    m = load_model(FLASH)
+    fp8 = load_quant("mxfp4").with_kv("fp8")
+    per_token = 21 * (584 + 132) / 4 + 20 * 584 / 128
+    per_window_token = 43 * 584 + (21 * (8 * 2 * 2 * 512 * 4 + 8 * 2 * 2 * 128 * 4) + 20 * 128 * 2 * 512 * 4) / 128
+    for tp in (1, 8):
+        assert kv_bytes_per_token(m, fp8, tp, 1) == pytest.approx(per_token, rel=1e-12)
+    terms = kv_window_terms(m, attention_tp=8, quant=fp8)
+    assert terms == (1.0, pytest.approx(per_window_token / per_token, rel=1e-12), 128, False)
+    assert kv_token_equivalents(8192, terms) * per_token == pytest.approx(8192 * per_token + 128 * per_window_token)
+    plain = fp8.model_copy(update={"sparse_kv_layout": "plain"})
+    assert kv_bytes_per_token(m, plain, 1, 1) == pytest.approx(21 * (512 + 132) / 4 + 20 * 512 / 128, rel=1e-12)
+    assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == pytest.approx(21 * (1024 + 132) / 4 + 20 * 8, rel=1e-12)
+    with pytest.raises(ValueError, match="need the KV dtype"):
+        kv_window_terms(m, attention_tp=1)
+
+
+def test_engines_keep_its_cache_in_fp8():
+    """Every engine's "auto" KV dtype for DeepSeek-V4 is FP8 (vLLM asserts it), whatever the precision's."""
+    from phasewise.perf.estimate import estimate
+
+    for engine in ("vllm", "sglang", "trtllm"):
+        cm = estimate(FLASH, "b200", tp=8, engine=engine, batch=1, prompt_len=128).cost_model
+        assert cm.quant.kv_dtype == "fp8"
+        assert cm.quant.sparse_kv_layout == ("plain" if engine == "trtllm" else "flashmla")
+
+
+def test_prefill_attention_indexer_and_projections_by_hand():
+    """One 8,192-token prompt on one GPU: every layer's 64 heads over its window (128 keys a token), the CSA layers
+    over their top-512 compressed entries too (from the sums: min(pairs / 4, tokens x 512)) after the indexer scores
+    every entry (64 x 128 per pair), the HCA layers over every 128th; 2 x (512 + 512) x 64 FLOPs a pair. Projections:
+    q_a with K = V, q_b, the compressors (CSA: 2 x 2 x 512 and 2 x 2 x 128 wide, the indexer's q_b and weights; HCA:
+    2 x 512), o_a in 8 groups and o_b."""
+    m = load_model(FLASH)
+    cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8").with_kv("fp8"), load_engine("vllm"))
+    n = 8192
+    shape = BatchShape.uniform(1, n, 0)
+    ops = {op.name: op for op in cm.iteration(shape).operators}
+    pairs = n * (n + 1) / 2
+    window, selected, every_128th = n * 128, min(pairs / 4, n * 512), pairs / 128
+    attention = 2 * 1024 * 64 * (43 * window + 21 * selected + 20 * every_128th) + 21 * 2 * 64 * 128 * pairs / 4
+    assert ops["attention"].flops == pytest.approx(attention, rel=1e-12)
+    h = 4096
+    qkv = 2 * n * (43 * (h * (1024 + 512) + 1024 * 64 * 512)
+                   + 21 * (h * 2048 + h * 512 + 1024 * 64 * 128 + h * 64) + 20 * h * 1024)
+    o_proj = 2 * n * 43 * (64 * 512 * 1024 + 8 * 1024 * h)
+    assert ops["qkv_proj"].flops == pytest.approx(qkv, rel=1e-12)
+    assert ops["o_proj"].flops == pytest.approx(o_proj, rel=1e-12)
+
+
+def test_weights_per_gpu_by_hand():
+    """TP 8 against TP 1: q_a and the K = V projection (FP8 here), the compressors, indexers and mixers (BF16) and
+    the norms are whole on every GPU; everything else is split, so 8 x TP-8 less TP 1 is 7 x what is whole."""
+    m, fp8 = load_model(FLASH), load_quant("fp8")
+    h = 4096
+    whole = 43 * (h * (1024 + 512) * fp8.weight_bytes_per_param + 2 * h * 2) + m.compression_params * 2
+    assert 8 * weight_bytes_per_gpu(m, fp8, 8, 1) - weight_bytes_per_gpu(m, fp8, 1, 1) == pytest.approx(7 * whole,
+                                                                                                          rel=1e-9)
+
+
+@pytest.mark.parametrize("engine, tp, layout", [
+    ("vllm", 8, {}), ("sglang", 8, dict(attention_dp=8, ep=8)), ("trtllm-pytorch", 4, dict(ep=4)),
+])
+def test_decode_runs_match_fast_step_by_step(engine, tp, layout):
+    """Compressed attention's decode runs are costed step by step (StepwiseDecode): fast() at contexts below, at and
+    past the window and the top-k."""
+    cm = CostModel(load_model(FLASH), load_hardware("h200-sxm"), load_quant("mxfp4").with_kv("fp8"),
+                   load_engine(engine), tp=tp, layout=ParallelLayout(tp=tp, **layout))
+    assert_decode_runs_match_fast(cm, StepwiseDecode, (1, 7, 64), (0, 127, 128, 2047, 5000), 12, (0, 5, 11))
+
+
+def test_layouts_refused_by_name():
+    """TP must divide the output groups (o_a is split by group); PP is not modelled yet; device splits neither; the
+    MTP module is a sliding layer."""
+    m = load_model(FLASH)
+    check_parallelism(m, 8, 1)
+    with pytest.raises(PhasewiseError, match="--tp 16 does not divide o_groups=8"):
+        check_parallelism(m, 16, 1)
+    with pytest.raises(PhasewiseError, match="pipeline parallelism of compressed attention"):
+        check_parallelism(m, 8, 2)
+    mtp = mtp_module(m)
+    assert mtp.num_layers == 1 and (mtp.compressed.csa_layers, mtp.compressed.hca_layers) == (0, 0)
+
+
+def test_serving_runs_end_to_end_under_memory_pressure():
+    """simulate on 8 H200s at 15 % of their memory (weights 18 GiB a GPU, a few GiB of KV): the Mooncake excerpt's long
+    prompts queue and one is preempted, the simulator's invariants (KV-block conservation, causality) checked at every
+    step; every request completes."""
+    from phasewise.sim.api import run
+
+    result = run(model=FLASH, hardware="h200-sxm", tp=8, trace="mooncake", trace_limit=40, rate=10,
+                 memory_fraction=0.15, check_invariants=True)
+    summary = result.summary()
+    assert summary["completed"] == 40 and summary["queue_ms"]["p50"] > 1000
