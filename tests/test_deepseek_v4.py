@@ -69,7 +69,7 @@ def test_parameters_by_hand_and_the_published_sizes():
     c = flash.compressed
     assert (c.csa_layers, c.hca_layers, c.sliding_layers(43), c.index_topk, c.window) == (21, 20, 2, 512, 128)
     assert (pro.compressed.csa_layers, pro.compressed.hca_layers, pro.compressed.index_topk) == (30, 31, 1024)
-    assert flash.native_precision == "mxfp4" and flash.mtp_layers == 1 and flash.num_moe_layers == 43
+    assert flash.native_precision == "fp8-block-mxfp4" and flash.mtp_layers == 1 and flash.num_moe_layers == 43
 
 
 @pytest.mark.parametrize("fields", [SMALL, dict(model_type="deepseek_v4", compress_ratios=FLASH_RATIOS)])
@@ -106,7 +106,8 @@ def test_both_config_forms_and_the_default_pattern(tmp_path):
     assert (legacy.csa_ratio, legacy.hca_ratio, legacy.csa_layers, legacy.hca_layers) == (8, 64, 2, 1)
     assert from_hf_config("q", dict(SMALL, partial_rotary_factor=0.25)).qk_rope_head_dim == 16
     assert from_hf_config("f", dict(SMALL, quantization_config={"quant_method": "fp8", "weight_block_size": [128, 128],
-                                                                "expert_dtype": "fp4"})).native_precision == "mxfp4"
+                                                                "expert_dtype": "fp4"})).native_precision \
+        == "fp8-block-mxfp4"
     assert from_hf_config("b", dict(SMALL, quantization_config={"quant_method": "fp8", "weight_block_size": [128, 128]}
                                     )).native_precision == "fp8-block"
 
@@ -195,6 +196,26 @@ def test_weights_per_gpu_by_hand():
                                                                                                           rel=1e-9)
 
 
+def test_experts_in_their_own_scheme():
+    """The checkpoint's format (fp8-block-mxfp4): the routed experts stored in MXFP4 (0.5 + 1/32 bytes a weight), the
+    rest in FP8 blocks (1 + 1/16,384 with UE8M0 scales); a decode step reads each in its own format, and on a chip
+    without an FP4 tensor path (H200) the experts run MXFP4's fallback (expanded to BF16) while the rest stays FP8."""
+    m = load_model(FLASH)
+    scheme = load_quant(m.default_precision)
+    fp8 = load_quant("fp8-block").model_copy(update={"scale_bytes": 1.0})
+    routed = 43 * 256 * 3 * 4096 * 2048
+    by_hand = {q: weight_bytes_per_gpu(m, q, 1, 1) for q in (scheme, fp8)}
+    assert by_hand[fp8] - by_hand[scheme] == pytest.approx(routed * (1 + 1 / 16384 - 0.5 - 1 / 32), rel=1e-12)
+    for chip, expert_compute in (("b200", "fp4"), ("h200-sxm", "bf16")):
+        cm = CostModel(m, load_hardware(chip), scheme.with_kv("fp8"), load_engine("vllm"), tp=8)
+        assert (cm.quant.compute_dtype, cm.expert_quant.compute_dtype) == ("fp8", expert_compute)
+        ops = {op.name: op for op in cm.iteration(BatchShape.uniform(1, 1, 4096)).operators}
+        plain = CostModel(m, load_hardware(chip), load_quant("mxfp4").with_kv("fp8"), load_engine("vllm"), tp=8)
+        plain_ops = {op.name: op for op in plain.iteration(BatchShape.uniform(1, 1, 4096)).operators}
+        assert ops["moe_experts"].bytes == pytest.approx(plain_ops["moe_experts"].bytes, rel=1e-12)
+        assert ops["o_proj"].bytes > 1.8 * plain_ops["o_proj"].bytes  # FP8 o_a / o_b, not MXFP4
+
+
 @pytest.mark.parametrize("engine, tp, layout", [
     ("vllm", 8, {}), ("sglang", 8, dict(attention_dp=8, ep=8)), ("trtllm-pytorch", 4, dict(ep=4)),
 ])
@@ -220,12 +241,12 @@ def test_layouts_refused_by_name():
 
 
 def test_serving_runs_end_to_end_under_memory_pressure():
-    """simulate on 8 H200s at 15 % of their memory (weights 18 GiB a GPU, a few GiB of KV): the Mooncake excerpt's long
-    prompts queue and one is preempted, the simulator's invariants (KV-block conservation, causality) checked at every
-    step; every request completes."""
+    """simulate on 8 H200s at 16 % of their memory (weights 19 GiB a GPU, a few GiB of KV): the Mooncake excerpt's long
+    prompts queue for KV, the simulator's invariants (KV-block conservation, causality) checked at every step; every
+    request completes (at 15 % none fits: each is refused as beyond the KV capacity)."""
     from phasewise.sim.api import run
 
     result = run(model=FLASH, hardware="h200-sxm", tp=8, trace="mooncake", trace_limit=40, rate=10,
-                 memory_fraction=0.15, check_invariants=True)
+                 memory_fraction=0.16, check_invariants=True)
     summary = result.summary()
     assert summary["completed"] == 40 and summary["queue_ms"]["p50"] > 1000

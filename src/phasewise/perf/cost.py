@@ -80,6 +80,8 @@ class CostModel(DecodeSeries, Communication):
         self.hp_bytes = dtype_bytes(self.hp_dtype)
         self.w_bytes = quant.weight_bytes_per_param
         self._weight_read_efficiency = eff.weight_read_efficiency.get(quant.weight_dtype, 1.0)
+        # the routed experts' own scheme where the checkpoint stores them apart (QuantScheme.experts), on this chip
+        self.expert_quant = quant.experts_scheme().on(hardware) if quant.experts else None
         self.a_bytes = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
         self.kv_bytes = quant.kv_bytes_per_element
         self.bw = hardware.memory_bandwidth_bytes_per_s
@@ -239,41 +241,50 @@ class CostModel(DecodeSeries, Communication):
 
     def _gemm(self, rows: float, k: float, n: float, w_bytes: float, peak: float, dequant: bool,
               weights: float = 1.0, extra_bytes: float = 0.0,
-              row_tiles: Callable[[int], float] | None = None) -> tuple[float, float, float, float]:
+              row_tiles: Callable[[int], float] | None = None,
+              scheme: QuantScheme | None = None) -> tuple[float, float, float, float]:
         """FLOPs, bytes, compute_s, memory_s of `rows` x k @ k x n, with `weights` copies of the weight read and
         `extra_bytes` streamed beside it (an LM head's logits); `row_tiles(R)`: the row tiles of R rows over all
-        `weights` where their rows differ (a grouped GEMM's experts), else ceil(rows / weights / R) each."""
+        `weights` where their rows differ (a grouped GEMM's experts), else ceil(rows / weights / R) each; `scheme`:
+        the stored weights' own scheme where it is not the model's (the routed experts': expert_quant), whose
+        kernels, dequantization, small-batch tile and streaming efficiency then apply (`w_bytes`, `peak` its)."""
         if rows <= 0:
             return 0.0, 0.0, 0.0, 0.0
+        quant = self.quant if scheme is None else scheme
         flops = 2.0 * rows * k * n
         weight_bytes = weights * k * n * w_bytes
         nbytes = weight_bytes + rows * (k + n) * self.a_bytes + extra_bytes
         if self._arrays is None:
-            eff = self._gemm_efficiency(rows / weights, dequant)
+            half_rows = None if scheme is None else min(self.eff.gemm_half_rows,
+                                                         scheme.kernel_half_rows or self.eff.gemm_half_rows)
+            eff = self._gemm_efficiency(rows / weights, dequant, half_rows)
         else:
             eff = self.gemm_eff * array_utilization(rows / weights, k, n, self._arrays)
         compute = flops / (peak * eff)
-        kernel = self.quant.gemm_kernel
+        kernel = quant.gemm_kernel
         if dequant and kernel is not None:  # the scheme's own main loop (quant_kernels.py)
             per_weight = row_tiles(kernel.tile_rows) / weights if row_tiles else None
             compute = gemm_compute_s(kernel, compute, weights * k * n, rows / weights,
-                                     self.quant.dequant_ops_per_weight, self.vector_rate, self.eff.sync_mma_efficiency,
+                                     quant.dequant_ops_per_weight, self.vector_rate, self.eff.sync_mma_efficiency,
                                      per_weight)
-        elif dequant and self.quant.dequant_ops_per_weight:
+        elif dequant and quant.dequant_ops_per_weight:
             tile = self.eff.dequant_tile_rows
             tiles = row_tiles(tile) if row_tiles else weights * math.ceil(rows / weights / tile)
-            compute += k * n * tiles * self.quant.dequant_ops_per_weight / self.vector_rate
+            compute += k * n * tiles * quant.dequant_ops_per_weight / self.vector_rate
         memory = self._memory_s(nbytes + self._row_start_bytes(k, weight_bytes))
         if dequant:  # the model's own (quantized) weights: their kernels' streaming efficiency
-            memory /= self._weight_read_efficiency
+            memory /= (self._weight_read_efficiency if scheme is None
+                       else self.eff.weight_read_efficiency.get(scheme.weight_dtype, 1.0))
         return flops, nbytes, compute, memory
 
-    def _gemm_efficiency(self, rows: float, own_kernel: bool = False) -> float:
+    def _gemm_efficiency(self, rows: float, own_kernel: bool = False, own_half_rows: float | None = None) -> float:
         """Fraction of the tensor peak a GEMM with `rows` activation rows per weight matrix reaches; `own_kernel`:
-        the scheme's weight-expanding kernel multiplies the model's weights, at its kernel_half_rows where fewer."""
+        the scheme's weight-expanding kernel multiplies the model's weights, at its kernel_half_rows where fewer
+        (`own_half_rows`: another scheme's, the routed experts')."""
         curve = self._curve
         if curve is None:
-            half_rows = self._own_kernel_half_rows if own_kernel else self.eff.gemm_half_rows
+            own = self._own_kernel_half_rows if own_half_rows is None else own_half_rows
+            half_rows = own if own_kernel else self.eff.gemm_half_rows
             return self.gemm_eff * rows / (rows + half_rows)
         x = math.log(max(rows, 1.0))
         xs, ys = curve
@@ -643,15 +654,19 @@ class CostModel(DecodeSeries, Communication):
                 return share * expected_row_tiles(E, k, all_tokens, tile_rows, m.expert_top20_share)
 
             he = m.expert_hidden_size  # what the experts read and write: the hidden state, or a latent MoE's latent
-            f1, b1, c1, _ = self._gemm(assignments, he, up * i, self.w_bytes, self.peak, True, weights=active,
-                                       row_tiles=row_tiles)
-            f2, b2, c2, _ = self._gemm(assignments, i, he, self.w_bytes, self.peak, True, weights=active,
-                                       row_tiles=row_tiles)
+            # the experts' own scheme where the checkpoint stores them apart (DeepSeek-V4's MXFP4 beside FP8)
+            scheme = self.expert_quant
+            w_bytes, peak = (self.w_bytes, self.peak) if scheme is None else (scheme.weight_bytes_per_param,
+                                                                              self.hw.peak(scheme.compute_dtype))
+            f1, b1, c1, _ = self._gemm(assignments, he, up * i, w_bytes, peak, True, weights=active,
+                                       row_tiles=row_tiles, scheme=scheme)
+            f2, b2, c2, _ = self._gemm(assignments, i, he, w_bytes, peak, True, weights=active,
+                                       row_tiles=row_tiles, scheme=scheme)
             # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
             # the top-k combine then reads every expert output and writes one hidden state per token.
             b = b1 + b2 + (assignments + T) * he * self.a_bytes
             # the experts' weights: up (rows of he elements) and down (rows of i), at their row lengths' rates
-            up_bytes = active * he * up * i * self.w_bytes
+            up_bytes = active * he * up * i * w_bytes
             row_start = self._row_start_bytes(he, up_bytes) + self._row_start_bytes(i, up_bytes / up)
             ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b + row_start), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))

@@ -104,7 +104,12 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
                + ((m.moe_layer_params - shared - latent) / tp + shared / attention_tp + latent) * moe_share)
     mlp += m.per_layer_input_layer_params  # the per-layer-input gate and projection, whole on every GPU
     norms = 2 * m.hidden_size * hp
-    per_layer = (attn + mlp) * quant.weight_bytes_per_param + norms + compressed_extra
+    # the routed experts (spread over all tp GPUs either way) in their own scheme where the checkpoint stores them
+    # apart (QuantScheme.experts: DeepSeek-V4's MXFP4 beside FP8 blocks)
+    routed = m.num_experts * m.mlp_matrices * m.expert_hidden_size * m.expert_intermediate_size / tp * moe_share
+    expert_bytes = quant.experts_scheme().weight_bytes_per_param
+    per_layer = ((attn + mlp - routed) * quant.weight_bytes_per_param + routed * expert_bytes + norms
+                 + compressed_extra)
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     if embeddings:  # per-layer embeddings: the table split as the embedding is, its projection (in BF16) with it

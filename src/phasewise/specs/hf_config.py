@@ -338,9 +338,8 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     method = str(qc.get("quant_method", "")).lower()
     experts = str(qc.get("expert_dtype") or cfg.get("expert_dtype") or "").lower()
     if method == "fp8" and experts in ("fp4", "mxfp4"):
-        # DeepSeek-V4: FP4 experts (E2M1 with a UE8M0 scale per 32: MXFP4) beside FP8 blocks elsewhere; the experts
-        # are ~98 % of the weights, and the cost model reads every linear layer in one format: theirs
-        return "mxfp4"
+        # DeepSeek-V4: FP4 experts (E2M1 with a UE8M0 scale per 32: MXFP4) beside FP8 blocks elsewhere
+        return "fp8-block-mxfp4"
     if method == "fp8" and str(qc.get("store_dtype", "fp8")).lower() not in ("fp8", "e4m3"):
         raise PhasewiseError(f"{where}: quantization_config store_dtype '{qc['store_dtype']}' is not modelled (an FP8 "
                              "checkpoint stored in another format); give --precision")

@@ -78,6 +78,16 @@ class QuantScheme(BaseModel):
     attention_kernel: AttentionKernel | None = None  # None: the generic AttentionCost prefill kernel
     # where a chip has no `compute_dtype` tensor path: how kernels run the stored weights instead (None: an error)
     without_compute_path: ComputeFallback | None = None
+    # the routed experts' own scheme (a scheme name), the rest of the model in this one (DeepSeek-V4: FP8 blocks
+    # beside MXFP4 experts); None: the experts in this scheme too
+    experts: str | None = None
+
+    def experts_scheme(self) -> QuantScheme:
+        """The scheme the routed experts' weights are stored and multiplied in: `experts`, with this scheme's KV
+        dtype, or this scheme itself."""
+        if self.experts is None:
+            return self
+        return load_quant(self.experts, self.kv_dtype)
 
     @property
     def weight_bytes_per_param(self) -> float:
