@@ -250,3 +250,20 @@ def test_serving_runs_end_to_end_under_memory_pressure():
                  memory_fraction=0.16, check_invariants=True)
     summary = result.summary()
     assert summary["completed"] == 40 and summary["queue_ms"]["p50"] > 1000
+
+
+def test_launch_flags_and_kv_blocks_as_the_engines_require():
+    """vLLM's DeepSeek-V4 recipe: an FP8 cache (its attention asserts one) on 256-token blocks, written whatever the
+    deployment says; TensorRT-LLM's cache manager takes 128- or 256-token blocks; the simulation runs on the same."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.specs.engines import kv_block, resolve_engine
+
+    vllm = build_deployment({"model": FLASH, "instances": [{"hardware": "h200-sxm", "tp": 8, "engine": "vllm"}]})
+    (cmd,), _, _ = launch_commands(vllm)
+    argv = " ".join(cmd.argv)
+    assert "--kv-cache-dtype fp8" in argv and "--block-size 256" in argv
+    m, hw = load_model(FLASH), load_hardware("b200")
+    assert kv_block(resolve_engine("trtllm", hw), m, hw, None) == (128, "DeepseekV4CacheManager")
+    assert kv_block(resolve_engine("trtllm", hw), m, hw, 256) == (256, "")
+    assert kv_block(resolve_engine("vllm", hw), m, hw, 16) == (256, "DeepSeek-V4 sparse attention")

@@ -104,7 +104,13 @@ def _kv_dtype(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) 
     dtype, or the engine's own pick for the model, specs/engines.py default_kv_dtype: SGLang's FP8 for a DSA
     model on Blackwell, which a note names)."""
     cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
-    auto = default_kv_dtype(engine, load_model(g.model or dep.model), cost.hw)
+    model = load_model(g.model or dep.model)
+    auto = default_kv_dtype(engine, model, cost.hw)
+    if g.kv_dtype is None and model.compressed is not None and family == "vllm":
+        # DeepSeek-V4's attention asserts an FP8 cache, which its recipe passes (vLLM's DeepSeek-V4 blog and recipe:
+        # --kv-cache-dtype fp8 --block-size 256)
+        notes.append(f"kv_dtype: {g.model or dep.model}'s attention takes an FP8 KV cache only; written as fp8")
+        return KV_DTYPE[family]["fp8"]
     if g.kv_dtype is None:
         if auto is not None:
             notes.append(f"kv_dtype: {engine.label} keeps {g.model or dep.model}'s KV cache in {auto} on "

@@ -192,6 +192,11 @@ def kv_block(config: EngineConfig, model: ModelSpec, hw: HardwareSpec, asked: in
     here: its block is raised to one recurrent state's page instead (perf/memory.py kv_state_pages)."""
     if asked is None:
         asked = default_kv_block(config)
+    if model.compressed is not None:  # DeepSeek-V4: the preset's `compressed_attention_block`
+        rule = _preset_entry(config.engine).get("compressed_attention_block")
+        if rule is None or asked in rule["keeps"]:
+            return asked, ""
+        return int(rule["block"]), str(rule["kernel"])
     if not model.latent_attention or model.linear_attention_layers:
         return asked, ""
     nope = model.head_dim - model.qk_rope_head_dim
