@@ -14,7 +14,7 @@ from conftest import assert_decode_runs_match_fast
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.cost import check_parallelism
-from phasewise.perf.decode_line import StepwiseDecode
+from phasewise.perf.decode_line import CompressedDecodeLine
 from phasewise.perf.memory import (
     kv_bytes_per_token,
     kv_token_equivalents,
@@ -224,7 +224,7 @@ def test_decode_runs_match_fast_step_by_step(engine, tp, layout):
     past the window and the top-k."""
     cm = CostModel(load_model(FLASH), load_hardware("h200-sxm"), load_quant("mxfp4").with_kv("fp8"),
                    load_engine(engine), tp=tp, layout=ParallelLayout(tp=tp, **layout))
-    assert_decode_runs_match_fast(cm, StepwiseDecode, (1, 7, 64), (0, 127, 128, 2047, 5000), 12, (0, 5, 11))
+    assert_decode_runs_match_fast(cm, CompressedDecodeLine, (1, 7, 64), (0, 127, 128, 2047, 5000), 12, (0, 5, 11))
 
 
 def test_layouts_refused_by_name():

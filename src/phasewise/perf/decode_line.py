@@ -4,8 +4,8 @@ Between the iterations of a decode run only attention's pairs and KV tokens chan
 line in one layer's attention time, itself the larger of a compute line and a KV-read line (DecodeLine, read off
 the cost model's own assembly at no attention and at PROBE_S). DecodeSeries, a base of CostModel, builds the line
 of each batch size once and evaluates whole runs with numpy; a hybrid sliding-window stack (HybridDecodeLine) and
-sparse attention (SparseDecodeLine) have their own; a step with an operator on a compute-in-memory substrate, and
-compressed attention's, are costed step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
+sparse attention (SparseDecodeLine) and compressed attention (CompressedDecodeLine) have their own; a step with an
+operator on a compute-in-memory substrate is costed step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 from phasewise.perf.attention import PROBE_TOKENS
 from phasewise.perf.batch import BatchShape
 
-__all__ = ["DOMINANCE", "PROBE_S", "DecodeLine", "DecodeSeries", "HybridDecodeLine", "SparseDecodeLine",
-           "StepwiseDecode"]
+__all__ = ["DOMINANCE", "PROBE_S", "CompressedDecodeLine", "DecodeLine", "DecodeSeries", "HybridDecodeLine",
+           "SparseDecodeLine", "StepwiseDecode"]
 
 # One layer's attention time at which decode series read their latency's slope off fast()'s assembly
 # (a power of two, so dividing by it is exact).
@@ -140,6 +140,65 @@ class SparseDecodeLine(NamedTuple):
         return latency_s, flops, nbytes
 
 
+class CompressedDecodeLine(NamedTuple):
+    """decode_line() of compressed attention (DeepSeek-V4: perf/compressed_cost.py): its attention kernel's `line` in
+    the mean layer's pairs and KV entries, each kind's own (the window's, at most `window_pairs_cap` and
+    `window_kv_cap`; a CSA layer's top-k compressed entries beside them, 1 / csa_ratio of the batch's, at most
+    `topk_pairs_cap` and `topk_kv_cap`; an HCA layer's 1 / hca_ratio), weighed by the kinds' shares; plus the CSA
+    layers' indexer over all their entries in its share, as SparseDecodeLine's (one layer's: max(pairs x
+    index_s_per_pair, kv x index_s_per_kv_token + pairs x index_read_s_per_pair + index_fixed_s), here of the
+    entries); its FLOPs and bytes likewise, over the stage's layers: compressed_attention_layer's sums, step by step
+    in numpy."""
+
+    line: DecodeLine
+    csa_share: float
+    hca_share: float
+    csa_ratio: float
+    hca_ratio: float
+    window_pairs_cap: float
+    window_kv_cap: float
+    topk_pairs_cap: float
+    topk_kv_cap: float
+    index_s_per_pair: float
+    index_s_per_kv_token: float
+    index_read_s_per_pair: float
+    index_fixed_s: float
+    index_flops_per_pair: float
+    index_bytes_per_kv_token: float
+    index_bytes_per_pair: float
+    index_bytes: float
+
+    def effective(self, pairs, kv, minimum):
+        """(pairs, KV entries) of the mean layer's attention kernel from the batch's own (arrays with np.minimum,
+        floats with min)."""
+        csa, hca = self.csa_share, self.hca_share
+        pairs_c, kv_c = pairs / self.csa_ratio, kv / self.csa_ratio
+        return (minimum(pairs, self.window_pairs_cap) + csa * minimum(pairs_c, self.topk_pairs_cap)
+                + hca * (pairs / self.hca_ratio),
+                minimum(kv, self.window_kv_cap) + csa * minimum(kv_c, self.topk_kv_cap) + hca * (kv / self.hca_ratio))
+
+    def attention(self, pairs, kv, minimum, maximum):
+        """One layer's attention time at `pairs` pairs and `kv` KV tokens: the kernel over the mean layer's keys, then
+        the CSA layers' indexer in their share."""
+        main = self.line.attention(*self.effective(pairs, kv, minimum), maximum)
+        pairs_c, kv_c = pairs / self.csa_ratio, kv / self.csa_ratio
+        return main + self.csa_share * maximum(pairs_c * self.index_s_per_pair, kv_c * self.index_s_per_kv_token
+                                               + pairs_c * self.index_read_s_per_pair + self.index_fixed_s)
+
+    def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s."""
+        line = self.line
+        attention_s = max(self.attention(pairs, kv, min, max), line.dispatch_s)
+        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
+        pairs_eff, kv_eff = self.effective(pairs, kv, min)
+        pairs_c, kv_c, csa = pairs / self.csa_ratio, kv / self.csa_ratio, self.csa_share
+        flops = line.flops + pairs_eff * line.flops_per_pair + csa * pairs_c * self.index_flops_per_pair
+        nbytes = (line.bytes + kv_eff * line.bytes_per_kv_token + csa * (kv_c * self.index_bytes_per_kv_token
+                                                                          + pairs_c * self.index_bytes_per_pair
+                                                                          + self.index_bytes))
+        return latency_s, flops, nbytes
+
+
 class StepwiseDecode(NamedTuple):
     """decode_line() of a batch whose decode step is not a DecodeLine (an operator on a CiM substrate,
     mapped_cost.py): its runs are costed step by step with fast(): exact, slower."""
@@ -159,16 +218,15 @@ class DecodeSeries:
         return self.decode_line(shape.decode_seqs, shape.decode_tokens, shape.logit_tokens)
 
     def decode_line(self, seqs: int, tokens: int, logit_tokens: int
-                    ) -> DecodeLine | HybridDecodeLine | SparseDecodeLine | StepwiseDecode:
+                    ) -> DecodeLine | HybridDecodeLine | SparseDecodeLine | CompressedDecodeLine | StepwiseDecode:
         """fast() of a pure-decode batch of `seqs` sequences with `tokens` new tokens (`logit_tokens` of them
         through the LM head) as a function of its attention pairs and KV tokens (see DecodeLine): read off
         attention.decode_linear and off pipeline.times at 0 and PROBE_S; cached by batch size. A hybrid
-        sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine). Compressed
-        attention (DeepSeek-V4: three kinds of layer, each capped or scaled apart) is costed step by step
-        (StepwiseDecode)."""
-        if self.model.compressed is not None:
-            return StepwiseDecode(seqs, tokens, logit_tokens)
+        sliding-window stack: the same line in the mean layer's pairs and KV tokens (HybridDecodeLine); compressed
+        attention (DeepSeek-V4) likewise, each kind's keys capped or scaled apart (CompressedDecodeLine)."""
         line = self._plain_decode_line(seqs, tokens, logit_tokens)
+        if self.model.compressed is not None:
+            return self._compressed_decode_line(line, seqs, tokens)
         if self.model.sparse_attention_topk:
             return self._sparse_decode_line(line, seqs, tokens)
         if not self.window_share:
@@ -233,19 +291,32 @@ class DecodeSeries:
 
     def _sparse_decode_line(self, line: DecodeLine, seqs: int, tokens: int) -> SparseDecodeLine:
         """decode_line() of sparse attention: `line` (the latent attention alone: AttentionCost.kernel) capped at each
-        token's top-k keys, and the indexer's slopes read off AttentionCost.indexer at no context and PROBE_TOKENS
-        pairs or KV tokens."""
-        top_k, layers = self.model.sparse_attention_topk, self.layers_per_stage
-        index = self.attention.indexer
+        token's top-k keys, and the indexer's slopes (_indexer_slopes)."""
+        top_k = self.model.sparse_attention_topk
+        return SparseDecodeLine(line, tokens * top_k, seqs * top_k, **self._indexer_slopes(seqs, tokens))
+
+    def _compressed_decode_line(self, line: DecodeLine, seqs: int, tokens: int) -> CompressedDecodeLine:
+        """decode_line() of compressed attention: `line` (its attention kernel: AttentionCost.kernel) over the mean
+        layer's keys, each kind's capped or scaled, and the CSA indexer's slopes (_indexer_slopes)."""
+        m = self.model
+        c = m.compressed
+        return CompressedDecodeLine(line, c.csa_layers / m.num_layers, c.hca_layers / m.num_layers, c.csa_ratio,
+                                    c.hca_ratio, tokens * c.window, seqs * c.window, tokens * c.index_topk,
+                                    seqs * c.index_topk, **self._indexer_slopes(seqs, tokens))
+
+    def _indexer_slopes(self, seqs: int, tokens: int) -> dict[str, float]:
+        """A lightning indexer's time, FLOPs and bytes per pair and per key (AttentionCost.indexer, linear in both) over
+        a decode batch of `seqs` sequences with `tokens` new tokens, read off at no keys and PROBE_TOKENS pairs or
+        keys; FLOPs and bytes over the stage's layers."""
+        layers, index = self.layers_per_stage, self.attention.indexer
         zero, per_pair, per_kv = (index(seqs, tokens, pairs, kv) for pairs, kv in
                                   ((0.0, 0.0), (PROBE_TOKENS, 0.0), (0.0, PROBE_TOKENS)))
         pair_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_pair, zero)]
         kv_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_kv, zero)]
-        return SparseDecodeLine(line, tokens * top_k, seqs * top_k, index_s_per_pair=pair_slope[2],
-                                index_s_per_kv_token=kv_slope[3], index_read_s_per_pair=pair_slope[3],
-                                index_fixed_s=zero[3], index_flops_per_pair=layers * pair_slope[0],
-                                index_bytes_per_kv_token=layers * kv_slope[1],
-                                index_bytes_per_pair=layers * pair_slope[1], index_bytes=layers * zero[1])
+        return dict(index_s_per_pair=pair_slope[2], index_s_per_kv_token=kv_slope[3],
+                    index_read_s_per_pair=pair_slope[3], index_fixed_s=zero[3],
+                    index_flops_per_pair=layers * pair_slope[0], index_bytes_per_kv_token=layers * kv_slope[1],
+                    index_bytes_per_pair=layers * pair_slope[1], index_bytes=layers * zero[1])
 
     @staticmethod
     def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
@@ -262,7 +333,7 @@ class DecodeSeries:
         if isinstance(line, StepwiseDecode):
             return self._stepwise(line, pairs, kv)
         first_pairs, first_kv = shape.decode_pairs, shape.decode_kv_tokens
-        if isinstance(line, SparseDecodeLine):
+        if isinstance(line, (SparseDecodeLine, CompressedDecodeLine)):
             attention = line.attention(np.asarray(pairs, dtype=np.float64), np.asarray(kv, dtype=np.float64),
                                        np.minimum, np.maximum)
             return self._series_latencies(line.line, attention, ascending=False), line.first(first_pairs, first_kv)
@@ -301,7 +372,7 @@ class DecodeSeries:
         `steps` ascend (step indices)."""
         if isinstance(line, StepwiseDecode):
             return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
-        if isinstance(line, SparseDecodeLine):
+        if isinstance(line, (SparseDecodeLine, CompressedDecodeLine)):
             attention = line.attention(pairs + pairs_per_step * steps, kv + kv_per_step * steps, np.minimum, np.maximum)
             growing = pairs_per_step >= 0 and kv_per_step >= 0
             return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
@@ -341,7 +412,7 @@ class DecodeSeries:
         if self.pp == 1:
             return np.array(latencies, dtype=np.float64)
         line = self._decode_line(shape)
-        if isinstance(line, (HybridDecodeLine, SparseDecodeLine)):
+        if isinstance(line, (HybridDecodeLine, SparseDecodeLine, CompressedDecodeLine)):
             line = line.line
         stage = np.subtract(latencies, line.latency_offset_s)
         stage *= line.stage_per_attention_s / line.latency_per_attention_s
