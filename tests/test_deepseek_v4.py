@@ -267,3 +267,16 @@ def test_launch_flags_and_kv_blocks_as_the_engines_require():
     assert kv_block(resolve_engine("trtllm", hw), m, hw, None) == (128, "DeepseekV4CacheManager")
     assert kv_block(resolve_engine("trtllm", hw), m, hw, 256) == (256, "")
     assert kv_block(resolve_engine("vllm", hw), m, hw, 16) == (256, "DeepSeek-V4 sparse attention")
+
+
+def test_fuzz_findings(tmp_path):
+    """Found by benchmarks/fuzz_configs.py: a stack of sliding layers only (one layer of Flash's pattern) divided by
+    its zero compressed bytes per token (it now holds every layer's window, as a stack windowed throughout), and a NaN
+    max_position_embeddings escaped as a ValueError (now a one-line error)."""
+    one = load_model(_write(tmp_path, dict(_config(FLASH), num_hidden_layers=1)))
+    fp8 = load_quant("fp8").with_kv("fp8")
+    assert kv_window_terms(one, attention_tp=1, quant=fp8) == (0.0, 1.0, 128, False)
+    assert kv_bytes_per_token(one, fp8, 1, 1) == pytest.approx(584)
+    with pytest.raises(PhasewiseError, match="cannot convert float NaN") as err:  # a file with NaN is refused on read
+        from_hf_config("nan", dict(_config(FLASH), max_position_embeddings=float("nan")))
+    assert "\n" not in str(err.value)

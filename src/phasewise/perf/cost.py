@@ -741,9 +741,11 @@ def kv_bytes_per_token_layer(model: ModelSpec, quant: QuantScheme, tp: int) -> f
     """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
     (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank). Compressed
     attention: the mean layer's compressed entries and indexer keys per token (compressed_kv_bytes; its window and
-    compressor states are per sequence: perf/memory.py kv_window_terms)."""
+    compressor states are per sequence: perf/memory.py kv_window_terms; a stack of sliding layers only, its window's
+    per token)."""
     if model.compressed is not None:
-        return compressed_kv_bytes(model, quant)[0] / model.num_layers
+        per_token, per_window_token = compressed_kv_bytes(model, quant)
+        return (per_token or per_window_token) / model.num_layers
     return cached_kv_bytes_per_token(model, quant, tp) + model.indexer_key_bytes
 
 

@@ -222,6 +222,8 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
         if quant is None:
             raise ValueError("compressed attention's window terms need the KV dtype (quant)")
         per_token, per_window_token = compressed_kv_bytes(model, quant)
+        if not per_token:  # sliding layers only (an MTP module's): every layer windowed
+            return 0.0, 1.0, model.compressed.window, False
         return 1.0, per_window_token / per_token, model.compressed.window, False
     if model.window_all_layers:
         return (1.0, 0.0, 0, False) if layout == "all_tokens" else (0.0, 1.0, model.window_all_layers, False)

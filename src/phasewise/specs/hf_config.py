@@ -281,6 +281,10 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = deepseek_v4_spec(name, cfg, where)
         except ValidationError as exc:
             raise pydantic_message(where, exc) from None
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. int(nan)
+            if isinstance(exc, PhasewiseError):
+                raise
+            raise PhasewiseError(f"{where}: {exc}") from None
         native = native_precision(cfg, where)
         return spec.model_copy(update={"native_precision": native}) if native else spec
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
