@@ -280,3 +280,43 @@ def test_fuzz_findings(tmp_path):
     with pytest.raises(PhasewiseError, match="cannot convert float NaN") as err:  # a file with NaN is refused on read
         from_hf_config("nan", dict(_config(FLASH), max_position_embeddings=float("nan")))
     assert "\n" not in str(err.value)
+
+
+def test_projection_flops_match_transformers_forward():
+    """torch's FLOP counter over transformers' DeepseekV4ForCausalLM forward (a 512-token prompt, the small stack of
+    every kind): per module, q_a, q_b, the K = V projection, the compressors' and the indexers' projections and the
+    indexers' head weights are the cost model's qkv_proj; o_a (grouped) and o_b its o_proj; the router gates its
+    moe_router; the shared experts its moe_shared; the layers' hyper-connection mixers the mixers' FLOPs of
+    perf/compressed_cost.py. (The routed experts run outside the counter's ops; transformers' attention and indexer
+    scores run over every key, masked, so they are not compared.)"""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "DeepseekV4Config"):
+        pytest.skip("transformers without DeepSeek-V4")
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from phasewise.perf.compressed_cost import compressed_elementwise
+
+    n = 512
+    config = transformers.DeepseekV4Config(**{k: v for k, v in SMALL.items() if k != "model_type"})
+    built = transformers.DeepseekV4ForCausalLM(config).eval()
+    with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
+        built(torch.randint(0, SMALL["vocab_size"], (1, n)), use_cache=False)
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+
+    def measured(*suffixes: str) -> int:
+        return sum(flops for name, flops in counts.items() if ".layers." in name and name.endswith(suffixes))
+
+    spec = from_hf_config("small", SMALL)
+    cm = CostModel(spec, load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"))
+    ops = {op.name: op for op in cm.iteration(BatchShape.uniform(1, n, 0)).operators}
+    qkv = measured("self_attn.q_a_proj", "self_attn.q_b_proj", "self_attn.kv_proj", "compressor.kv_proj",
+                   "compressor.gate_proj", "indexer.kv_proj", "indexer.gate_proj", "indexer.q_b_proj",
+                   "scorer.weights_proj")
+    assert ops["qkv_proj"].flops == pytest.approx(qkv, rel=1e-9)
+    assert ops["o_proj"].flops == pytest.approx(measured("self_attn.o_a_proj", "self_attn.o_b_proj"), rel=1e-9)
+    assert ops["moe_router"].flops == pytest.approx(measured("mlp.gate"), rel=1e-9)
+    assert ops["moe_shared"].flops == pytest.approx(measured("mlp.shared_experts"), rel=1e-9)
+    mixers = compressed_elementwise(cm, n)[0] * spec.num_layers
+    assert mixers == pytest.approx(measured("attn_hc", "ffn_hc"), rel=1e-9)
