@@ -18,7 +18,7 @@ from phasewise.perf.attention import PROBE_TOKENS
 from phasewise.perf.batch import BatchShape
 
 __all__ = ["DOMINANCE", "PROBE_S", "CompressedDecodeLine", "DecodeLine", "DecodeSeries", "HybridDecodeLine",
-           "SparseDecodeLine", "StepwiseDecode"]
+           "IndexerLine", "SparseDecodeLine", "StepwiseDecode"]
 
 # One layer's attention time at which decode series read their latency's slope off fast()'s assembly
 # (a power of two, so dividing by it is exact).
@@ -59,14 +59,19 @@ class DecodeLine(NamedTuple):
         return maximum(pairs * self.s_per_pair + self.fixed_compute_s, kv * self.s_per_kv_token + self.fixed_s)
 
 
+def _first(line: DecodeLine, attention_s: float, flops: float, nbytes: float) -> tuple[float, float, float]:
+    """(latency_s, flops, bytes) of one decode iteration on `line` whose attention takes `attention_s` a layer."""
+    attention_s = max(attention_s, line.dispatch_s)
+    return (max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s), flops,
+            nbytes)
+
+
 def first_step(line: DecodeLine, pairs: float, kv: float, counted_pairs: float, counted_kv: float
                ) -> tuple[float, float, float]:
     """(latency_s, flops, bytes) of one decode iteration on `line`: its time at `pairs` pairs and `kv` KV tokens, its
     FLOPs and bytes at `counted_pairs` and `counted_kv` (the same but where a hybrid stack weighs them apart)."""
-    attention_s = max(line.attention(pairs, kv, max), line.dispatch_s)
-    latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
-    return (latency_s, line.flops + counted_pairs * line.flops_per_pair,
-            line.bytes + counted_kv * line.bytes_per_kv_token)
+    return _first(line, line.attention(pairs, kv, max), line.flops + counted_pairs * line.flops_per_pair,
+                  line.bytes + counted_kv * line.bytes_per_kv_token)
 
 
 class HybridDecodeLine(NamedTuple):
@@ -103,41 +108,52 @@ class HybridDecodeLine(NamedTuple):
                 (1.0 - share) * kv + share * kv_ratio * minimum(kv, self.kv_cap))
 
 
+class IndexerLine(NamedTuple):
+    """A lightning indexer's part of a decode step (perf/attention.py SparseIndexer, linear in its pairs and keys),
+    read off AttentionCost.indexer: one layer's time max(pairs x s_per_pair, keys x s_per_key + pairs x read_s_per_pair
+    + fixed_s), its FLOPs and bytes over the stage's layers."""
+
+    s_per_pair: float
+    s_per_key: float
+    read_s_per_pair: float
+    fixed_s: float
+    flops_per_pair: float
+    bytes_per_key: float
+    bytes_per_pair: float
+    bytes: float
+
+    def time(self, pairs, keys, maximum):
+        """One layer's indexer time at `pairs` pairs over `keys` keys (arrays with np.maximum, floats with max)."""
+        return maximum(pairs * self.s_per_pair, keys * self.s_per_key + pairs * self.read_s_per_pair + self.fixed_s)
+
+    def counts(self, pairs: float, keys: float) -> tuple[float, float]:
+        """(flops, bytes) of the stage's layers' indexers at `pairs` pairs over `keys` keys."""
+        return pairs * self.flops_per_pair, keys * self.bytes_per_key + pairs * self.bytes_per_pair + self.bytes
+
+
 class SparseDecodeLine(NamedTuple):
     """decode_line() of sparse attention (DSA: GLM-5, DeepSeek-V3.2): its latent attention's `line` over at most
-    `pairs_cap` pairs and `kv_cap` KV tokens (each new token's top-k keys: BatchShape.windowed), plus the indexer over
-    all of them, one layer's indexer taking max(pairs x index_s_per_pair, kv x index_s_per_kv_token + pairs x
-    index_read_s_per_pair + index_fixed_s) (perf/attention.py SparseIndexer, linear in both); its FLOPs and bytes
-    per pair and KV token over the stage's `layers`: AttentionCost.layer's sum, step by step in numpy."""
+    `pairs_cap` pairs and `kv_cap` KV tokens (each new token's top-k keys: BatchShape.windowed), plus the `index`er
+    over all of them (IndexerLine), one after the other: AttentionCost.layer's sum, step by step in numpy."""
 
     line: DecodeLine
     pairs_cap: float
     kv_cap: float
-    index_s_per_pair: float
-    index_s_per_kv_token: float
-    index_read_s_per_pair: float
-    index_fixed_s: float
-    index_flops_per_pair: float
-    index_bytes_per_kv_token: float
-    index_bytes_per_pair: float
-    index_bytes: float
+    index: IndexerLine
 
     def attention(self, pairs, kv, minimum, maximum):
         """One layer's attention time at `pairs` pairs and `kv` KV tokens (arrays with np.minimum / np.maximum,
         floats with min / max): the capped latent attention and the uncapped indexer, one after the other."""
         main = self.line.attention(minimum(pairs, self.pairs_cap), minimum(kv, self.kv_cap), maximum)
-        return main + maximum(pairs * self.index_s_per_pair,
-                              kv * self.index_s_per_kv_token + pairs * self.index_read_s_per_pair + self.index_fixed_s)
+        return main + self.index.time(pairs, kv, maximum)
 
     def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
         """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s."""
         line = self.line
-        attention_s = max(self.attention(pairs, kv, min, max), line.dispatch_s)
-        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
-        flops = line.flops + min(pairs, self.pairs_cap) * line.flops_per_pair + pairs * self.index_flops_per_pair
-        nbytes = (line.bytes + min(kv, self.kv_cap) * line.bytes_per_kv_token + kv * self.index_bytes_per_kv_token
-                  + pairs * self.index_bytes_per_pair + self.index_bytes)
-        return latency_s, flops, nbytes
+        index_flops, index_bytes = self.index.counts(pairs, kv)
+        return _first(line, self.attention(pairs, kv, min, max),
+                      line.flops + min(pairs, self.pairs_cap) * line.flops_per_pair + index_flops,
+                      line.bytes + min(kv, self.kv_cap) * line.bytes_per_kv_token + index_bytes)
 
 
 class CompressedDecodeLine(NamedTuple):
@@ -145,10 +161,8 @@ class CompressedDecodeLine(NamedTuple):
     the mean layer's pairs and KV entries, each kind's own (the window's, at most `window_pairs_cap` and
     `window_kv_cap`; a CSA layer's top-k compressed entries beside them, 1 / csa_ratio of the batch's, at most
     `topk_pairs_cap` and `topk_kv_cap`; an HCA layer's 1 / hca_ratio), weighed by the kinds' shares; plus the CSA
-    layers' indexer over all their entries in its share, as SparseDecodeLine's (one layer's: max(pairs x
-    index_s_per_pair, kv x index_s_per_kv_token + pairs x index_read_s_per_pair + index_fixed_s), here of the
-    entries); its FLOPs and bytes likewise, over the stage's layers: compressed_attention_layer's sums, step by step
-    in numpy."""
+    layers' `index`er over all their entries in its share (IndexerLine): compressed_attention_layer's sums, step by
+    step in numpy."""
 
     line: DecodeLine
     csa_share: float
@@ -159,14 +173,7 @@ class CompressedDecodeLine(NamedTuple):
     window_kv_cap: float
     topk_pairs_cap: float
     topk_kv_cap: float
-    index_s_per_pair: float
-    index_s_per_kv_token: float
-    index_read_s_per_pair: float
-    index_fixed_s: float
-    index_flops_per_pair: float
-    index_bytes_per_kv_token: float
-    index_bytes_per_pair: float
-    index_bytes: float
+    index: IndexerLine
 
     def effective(self, pairs, kv, minimum):
         """(pairs, KV entries) of the mean layer's attention kernel from the batch's own (arrays with np.minimum,
@@ -181,22 +188,16 @@ class CompressedDecodeLine(NamedTuple):
         """One layer's attention time at `pairs` pairs and `kv` KV tokens: the kernel over the mean layer's keys, then
         the CSA layers' indexer in their share."""
         main = self.line.attention(*self.effective(pairs, kv, minimum), maximum)
-        pairs_c, kv_c = pairs / self.csa_ratio, kv / self.csa_ratio
-        return main + self.csa_share * maximum(pairs_c * self.index_s_per_pair, kv_c * self.index_s_per_kv_token
-                                               + pairs_c * self.index_read_s_per_pair + self.index_fixed_s)
+        return main + self.csa_share * self.index.time(pairs / self.csa_ratio, kv / self.csa_ratio, maximum)
 
     def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
         """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s."""
         line = self.line
-        attention_s = max(self.attention(pairs, kv, min, max), line.dispatch_s)
-        latency_s = max(attention_s * line.latency_per_attention_s + line.latency_offset_s, line.overlapped_host_s)
         pairs_eff, kv_eff = self.effective(pairs, kv, min)
-        pairs_c, kv_c, csa = pairs / self.csa_ratio, kv / self.csa_ratio, self.csa_share
-        flops = line.flops + pairs_eff * line.flops_per_pair + csa * pairs_c * self.index_flops_per_pair
-        nbytes = (line.bytes + kv_eff * line.bytes_per_kv_token + csa * (kv_c * self.index_bytes_per_kv_token
-                                                                          + pairs_c * self.index_bytes_per_pair
-                                                                          + self.index_bytes))
-        return latency_s, flops, nbytes
+        index_flops, index_bytes = self.index.counts(pairs / self.csa_ratio, kv / self.csa_ratio)
+        return _first(line, self.attention(pairs, kv, min, max),
+                      line.flops + pairs_eff * line.flops_per_pair + self.csa_share * index_flops,
+                      line.bytes + kv_eff * line.bytes_per_kv_token + self.csa_share * index_bytes)
 
 
 class StepwiseDecode(NamedTuple):
@@ -291,20 +292,20 @@ class DecodeSeries:
 
     def _sparse_decode_line(self, line: DecodeLine, seqs: int, tokens: int) -> SparseDecodeLine:
         """decode_line() of sparse attention: `line` (the latent attention alone: AttentionCost.kernel) capped at each
-        token's top-k keys, and the indexer's slopes (_indexer_slopes)."""
+        token's top-k keys, and the indexer's slopes (_indexer_line)."""
         top_k = self.model.sparse_attention_topk
-        return SparseDecodeLine(line, tokens * top_k, seqs * top_k, **self._indexer_slopes(seqs, tokens))
+        return SparseDecodeLine(line, tokens * top_k, seqs * top_k, self._indexer_line(seqs, tokens))
 
     def _compressed_decode_line(self, line: DecodeLine, seqs: int, tokens: int) -> CompressedDecodeLine:
         """decode_line() of compressed attention: `line` (its attention kernel: AttentionCost.kernel) over the mean
-        layer's keys, each kind's capped or scaled, and the CSA indexer's slopes (_indexer_slopes)."""
+        layer's keys, each kind's capped or scaled, and the CSA indexer's slopes (_indexer_line)."""
         m = self.model
         c = m.compressed
         return CompressedDecodeLine(line, c.csa_layers / m.num_layers, c.hca_layers / m.num_layers, c.csa_ratio,
                                     c.hca_ratio, tokens * c.window, seqs * c.window, tokens * c.index_topk,
-                                    seqs * c.index_topk, **self._indexer_slopes(seqs, tokens))
+                                    seqs * c.index_topk, self._indexer_line(seqs, tokens))
 
-    def _indexer_slopes(self, seqs: int, tokens: int) -> dict[str, float]:
+    def _indexer_line(self, seqs: int, tokens: int) -> IndexerLine:
         """A lightning indexer's time, FLOPs and bytes per pair and per key (AttentionCost.indexer, linear in both) over
         a decode batch of `seqs` sequences with `tokens` new tokens, read off at no keys and PROBE_TOKENS pairs or
         keys; FLOPs and bytes over the stage's layers."""
@@ -313,10 +314,9 @@ class DecodeSeries:
                                   ((0.0, 0.0), (PROBE_TOKENS, 0.0), (0.0, PROBE_TOKENS)))
         pair_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_pair, zero)]
         kv_slope = [(value - base) / PROBE_TOKENS for value, base in zip(per_kv, zero)]
-        return dict(index_s_per_pair=pair_slope[2], index_s_per_kv_token=kv_slope[3],
-                    index_read_s_per_pair=pair_slope[3], index_fixed_s=zero[3],
-                    index_flops_per_pair=layers * pair_slope[0], index_bytes_per_kv_token=layers * kv_slope[1],
-                    index_bytes_per_pair=layers * pair_slope[1], index_bytes=layers * zero[1])
+        return IndexerLine(s_per_pair=pair_slope[2], s_per_key=kv_slope[3], read_s_per_pair=pair_slope[3],
+                           fixed_s=zero[3], flops_per_pair=layers * pair_slope[0], bytes_per_key=layers * kv_slope[1],
+                           bytes_per_pair=layers * pair_slope[1], bytes=layers * zero[1])
 
     @staticmethod
     def _decode_first(line: DecodeLine, pairs: float, kv: float) -> tuple[float, float, float]:
