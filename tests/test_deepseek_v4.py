@@ -94,8 +94,9 @@ def test_parameters_match_transformers(fields):
 def test_both_config_forms_and_the_default_pattern(tmp_path):
     """transformers' layer_types / compress_rates read as the checkpoints' compress_ratios (whose last entry is the
     MTP layer's); without either, DeepseekV4Config's default: two HCA layers, then HCA and CSA alternating."""
-    listed = dict(SMALL, layer_types=["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention",
-                                      "compressed_sparse_attention", "sliding_attention"],
+    kinds = ["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention",
+             "compressed_sparse_attention", "sliding_attention"]
+    listed = dict(SMALL, layer_types=kinds,
                   compress_rates={"compressed_sparse_attention": 4, "heavily_compressed_attention": 128})
     del listed["compress_ratios"]
     assert from_hf_config("a", listed) == from_hf_config("a", SMALL)

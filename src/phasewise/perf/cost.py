@@ -51,8 +51,8 @@ from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes, kv_bytes_per_element
 
 __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
-           "compressed_entry_bytes", "compressed_kv_bytes", "kv_heads_per_gpu", "kv_elements_per_token_layer", "kv_bytes_per_token_layer", "cached_kv_bytes_per_token",
-           "window_kv_ratio"]
+           "compressed_entry_bytes", "compressed_kv_bytes", "kv_heads_per_gpu", "kv_elements_per_token_layer",
+           "kv_bytes_per_token_layer", "cached_kv_bytes_per_token", "window_kv_ratio"]
 
 
 class CostModel(DecodeSeries, Communication):

@@ -3,9 +3,10 @@
 Between the iterations of a decode run only attention's pairs and KV tokens change, so fast()'s latency is a
 line in one layer's attention time, itself the larger of a compute line and a KV-read line (DecodeLine, read off
 the cost model's own assembly at no attention and at PROBE_S). DecodeSeries, a base of CostModel, builds the line
-of each batch size once and evaluates whole runs with numpy; a hybrid sliding-window stack (HybridDecodeLine) and
-sparse attention (SparseDecodeLine) and compressed attention (CompressedDecodeLine) have their own; a step with an
-operator on a compute-in-memory substrate is costed step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
+of each batch size once and evaluates whole runs with numpy; a hybrid sliding-window stack (HybridDecodeLine),
+sparse attention (SparseDecodeLine) and compressed attention (CompressedDecodeLine) have their own, the indexers'
+part of the last two in one place (IndexerLine); a step with an operator on a compute-in-memory substrate is costed
+step by step (StepwiseDecode). tests/test_decode_line_parity.py holds every line to fast().
 """
 
 from __future__ import annotations

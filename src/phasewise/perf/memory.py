@@ -155,7 +155,8 @@ def mtp_module(model: ModelSpec) -> ModelSpec:
     compressed = model.compressed
     if compressed is not None:
         compressed = compressed.model_copy(update={"csa_layers": 0, "hca_layers": 0})
-    return model.model_copy(update={"compressed": compressed, "num_layers": 1, "num_moe_layers": min(model.num_moe_layers, 1),
+    return model.model_copy(update={"compressed": compressed, "num_layers": 1,
+                                    "num_moe_layers": min(model.num_moe_layers, 1),
                                     "linear_attention_layers": 0, "sliding_window": None, "chunked_attention": False,
                                     "sliding_window_layers": None, "mlp_free_layers": 0, "window_head_dim": 0,
                                     "window_kv_heads": 0, "kv_shared_layers": 0, "kv_shared_window_layers": 0,
