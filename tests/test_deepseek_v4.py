@@ -124,6 +124,7 @@ def test_both_config_forms_and_the_default_pattern(tmp_path):
     (dict(compress_rate_csa=128), "CSA compression ratio (128) must be below the HCA one (128)"),
     (dict(index_topk=0), "index_topk must be a positive integer"),
     (dict(n_shared_experts=-1), "n_shared_experts must be a non-negative integer"),
+    (dict(dspark_num_layers=3), "field dspark_num_layers is not modelled for model_type 'deepseek_v4'"),
 ])
 def test_bad_fields_are_one_line_errors(tmp_path, change, needle):
     with pytest.raises(PhasewiseError, match=needle.replace("(", r"\(").replace(")", r"\)")) as err:

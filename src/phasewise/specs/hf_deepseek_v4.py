@@ -33,6 +33,9 @@ DEEPSEEK_V4_DEFAULTS = dict(vocab_size=129280, hidden_size=4096, moe_intermediat
                             hc_mult=4, sliding_window=128, o_groups=8, o_lora_rank=1024, index_n_heads=64,
                             index_head_dim=128, index_topk=512, num_nextn_predict_layers=1,
                             tie_word_embeddings=False)
+# fields of later checkpoints this reader does not understand (DeepSeek-V4-Flash-0731 and the DSpark checkpoints add
+# dspark_* keys and three more compress_ratios entries, as third-party copies of their config.json show): refused
+UNREAD_PREFIXES = ("dspark",)
 LAYER_KINDS = ("sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention")
 DEFAULT_RATES = {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128}
 # the share of head_dim under RoPE when neither qk_rope_head_dim nor partial_rotary_factor is given
@@ -43,6 +46,10 @@ DEFAULT_ROTARY_FACTOR = 64 / 512
 def deepseek_v4_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     """ModelSpec of a deepseek_v4 config.json (DEEPSEEK_V4_DEFAULTS filled in where it is silent)."""
     cfg = {**DEEPSEEK_V4_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}}
+    unread = sorted(k for k in cfg if k.startswith(UNREAD_PREFIXES))
+    if unread:
+        raise PhasewiseError(f"{where}: field {unread[0]} is not modelled for model_type 'deepseek_v4' (the -0731 / "
+                             "DSpark checkpoints' extra layers; their cost would be missed)")
     layers = positive(cfg["num_hidden_layers"], where, "num_hidden_layers")
     heads = positive(cfg["num_attention_heads"], where, "num_attention_heads")
     head_dim = positive(cfg["head_dim"], where, "head_dim")
