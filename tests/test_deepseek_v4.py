@@ -322,3 +322,25 @@ def test_projection_flops_match_transformers_forward():
     assert ops["moe_shared"].flops == pytest.approx(measured("mlp.shared_experts"), rel=1e-9)
     mixers = compressed_elementwise(cm, n)[0] * spec.num_layers
     assert mixers == pytest.approx(measured("attn_hc", "ffn_hc"), rel=1e-9)
+
+
+@pytest.mark.parametrize("name, flops_claim, kv_claim", [(PRO, 0.27, 0.10), (FLASH, 0.10, 0.07)])
+def test_model_card_ratios_at_a_million_tokens(name, flops_claim, kv_claim):
+    """The model card: at a 1M-token context DeepSeek-V4-Pro needs 27 % of DeepSeek-V3.2's single-token inference
+    FLOPs and 10 % of its KV cache (Flash: 10 % and 7 %, as secondary sources quote the report). Nothing fitted: one
+    decode step's FLOPs at 2^20 cached tokens and one sequence's KV (window and compressor states included), against
+    the catalog's DeepSeek-V3.2 costed the same way (its indexer over every token, its top-2,048 latent attention),
+    in BF16: Pro 26.2 % and 11.4 %, Flash 12.1 % and 8.0 % (the vLLM blog's own arithmetic, 9.62 against 83.9 GiB,
+    is 11.5 %)."""
+    context, bf16 = 2 ** 20, load_quant("bf16")
+    figures = {}
+    for model_name in (name, "deepseek-ai/DeepSeek-V3.2"):
+        m = load_model(model_name)
+        kv = kv_token_equivalents(context, kv_window_terms(m, attention_tp=1, quant=bf16)) * kv_bytes_per_token(
+            m, bf16, 1, 1)
+        cm = CostModel(m, load_hardware("b200"), bf16, load_engine("vllm"))
+        flops = sum(op.flops for op in cm.iteration(BatchShape.uniform(1, 1, context)).operators)
+        figures[model_name] = flops, kv
+    (v4_flops, v4_kv), (v32_flops, v32_kv) = figures[name], figures["deepseek-ai/DeepSeek-V3.2"]
+    assert v4_flops / v32_flops == pytest.approx(flops_claim, abs=0.03)
+    assert v4_kv / v32_kv == pytest.approx(kv_claim, abs=0.015)
