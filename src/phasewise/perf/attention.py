@@ -275,10 +275,16 @@ class AttentionCost:
         sparse attention, the indexer over every earlier token, then attention over each query's top-k keys."""
         if self.sparse is None:
             return self.dense_layer(shape)
+        return self.indexed_layer(shape.windowed(self.sparse.topk), shape)
+
+    def indexed_layer(self, keys: BatchShape, indexed: BatchShape) -> tuple:
+        """(flops, bytes, compute_s, memory_s) of the indexer scoring the keys of `indexed` (both kernel classes), then
+        attention over the keys of `keys` (the same sequences' selected ones): DeepSeek sparse attention's top-k of
+        every token, compressed attention's window and top-k compressed entries (perf/compressed_cost.py)."""
         index = [self.indexer(seqs, tokens, pairs, kv) for seqs, tokens, pairs, kv in (
-            (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens),
-            (shape.decode_seqs, shape.decode_tokens, shape.decode_pairs, shape.decode_kv_tokens)) if seqs]
-        return _plus_kernels(*self.dense_layer(shape.windowed(self.sparse.topk)), index)
+            (indexed.prefill_seqs, indexed.prefill_tokens, indexed.prefill_pairs, indexed.prefill_kv_tokens),
+            (indexed.decode_seqs, indexed.decode_tokens, indexed.decode_pairs, indexed.decode_kv_tokens)) if seqs]
+        return _plus_kernels(*self.dense_layer(keys), index)
 
     def indexer(self, seqs, tokens, pairs, kv_tokens) -> tuple:
         """(flops, bytes, compute_s, memory_s) of the sparse-attention indexer over one kernel class's sequences (the

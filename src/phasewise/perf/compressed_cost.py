@@ -77,26 +77,12 @@ def compressed_attention_layer(cost: CostModel, shape: BatchShape) -> tuple:
     window = shape.windowed(c.window)
     sliding_share, csa_share, hca_share = _shares(cost)
     kinds = [(sliding_share, attention.dense_layer(window))]
-    if csa_share:
-        index = shape.compressed(c.csa_ratio)
-        indexed = [attention.indexer(seqs, tokens, pairs, kv) for seqs, tokens, pairs, kv in (
-            (index.prefill_seqs, index.prefill_tokens, index.prefill_pairs, index.prefill_kv_tokens),
-            (index.decode_seqs, index.decode_tokens, index.decode_pairs, index.decode_kv_tokens)) if seqs]
-        selected = attention.dense_layer(window.plus_keys(shape.compressed(c.csa_ratio, c.index_topk)))
-        kinds.append((csa_share, _after(selected, indexed)))
+    if csa_share:  # the indexer over every compressed entry, then the window and the top-k entries
+        selected = window.plus_keys(shape.compressed(c.csa_ratio, c.index_topk))
+        kinds.append((csa_share, attention.indexed_layer(selected, shape.compressed(c.csa_ratio))))
     if hca_share:
         kinds.append((hca_share, attention.dense_layer(window.plus_keys(shape.compressed(c.hca_ratio)))))
     return tuple(sum(share * kind[i] for share, kind in kinds) for i in range(4))
-
-
-def _after(kernel: tuple, others: list[tuple]) -> tuple:
-    """`kernel` run after `others` (perf/attention.py's rule: each other kernel's time, the larger of its compute and
-    memory time, added to both of the kernel's)."""
-    flops, nbytes, compute_s, memory_s = kernel
-    for k_flops, k_bytes, k_compute_s, k_memory_s in others:
-        k_s = max(k_compute_s, k_memory_s)
-        flops, nbytes, compute_s, memory_s = flops + k_flops, nbytes + k_bytes, compute_s + k_s, memory_s + k_s
-    return flops, nbytes, compute_s, memory_s
 
 
 def compressed_elementwise(cost: CostModel, T: float) -> tuple[float, float]:
