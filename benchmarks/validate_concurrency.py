@@ -14,8 +14,11 @@ Sources
   map, are counted under a skip reason. The Hopper rows of the same source are reserved for an
   independent check and are not used here in any way. nvidia/Qwen3-32B-NVFP4 is simulated as the
   Qwen/Qwen3-32B architecture (precision nvfp4) when the model catalog does not list the checkpoint.
-  benchmarks/public_concurrency.yaml: the public tables of ../shared/measured/public_concurrency.md.
-  Tables whose hardware part or precision the page does not state are skipped with the reason.
+  benchmarks/public_concurrency.yaml: the public tables of ../shared/measured/public_concurrency.md, and the
+  public pages its tables' `source:` names (SGLang's DeepSeek-V4 cookbook cells among them, with their attention
+  DP, expert parallelism and speculative decoding as `settings`). Tables whose hardware part or precision the page
+  does not state are skipped with the reason; so are those that run speculative decoding without stating its
+  acceptance, unless --assume-acceptance names one (printed in each row's notes).
 
 Row -> simulation: one function, `predict(case, constants)`: `phasewise.sim.api.run` with the row's
 engine preset (engine="vllm"|"sglang"|"trtllm": each brings its scheduler and its defaults for the GPU
@@ -101,7 +104,12 @@ YAML_PATH = HERE / "public_concurrency.yaml"
 
 DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
 # a checkpoint name the model catalog may not list, and the architecture it is a quantization of
-MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B"}
+# a re-quantized checkpoint -> the catalog architecture it keeps (its table's `precision` says how it is stored):
+# SGLang's FP8 repackaging of DeepSeek-V4 (experts block-FP8 instead of MXFP4, for Hopper) and NVIDIA's NVFP4 ones
+MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B",
+                  "sgl-project/DeepSeek-V4-Flash-FP8": "deepseek-ai/DeepSeek-V4-Flash",
+                  "nvidia/DeepSeek-V4-Flash-NVFP4": "deepseek-ai/DeepSeek-V4-Flash",
+                  "nvidia/DeepSeek-V4-Pro-NVFP4": "deepseek-ai/DeepSeek-V4-Pro"}
 # CSV system (AIConfigurator's system names) -> names to try in order (the CSV's own name first); the Hopper and
 # Ampere ones too, so a CSV of the same source's rows on those parts runs through this harness unchanged (--rows)
 HARDWARE_NAMES = {"b200_sxm": ("b200_sxm", "b200"), "b300_sxm": ("b300_sxm", "b300"),
@@ -236,11 +244,14 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
     return cases, skipped
 
 
-def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | None = None
+def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | None = None,
+                      assume_acceptance: float | None = None
                       ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
     """Cases for the public tables' rows (all held out); the rest as (source, id, skip reason). `assume_parts`
     (--assume-part): a GPU named in a table's stated hardware (e.g. 'H100') -> the catalog part assumed for it
-    where the page does not pin one (printed in each row's notes); without it such tables are skipped."""
+    where the page does not pin one (printed in each row's notes); without it such tables are skipped.
+    `assume_acceptance` (--assume-acceptance): the per-token draft acceptance assumed for tables that run
+    speculative decoding without stating it (printed in each row's notes); without it such tables are skipped."""
     tables = yaml.safe_load(path.read_text())["tables"]
     cases, skipped = [], []
     for t in tables:
@@ -265,6 +276,15 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 reasons.append("not fixed concurrency")
             if get("lengths") in ("sharegpt",):
                 reasons.append("ShareGPT lengths")
+            spec = s.get("speculative")
+            acceptance = spec.get("acceptance", "unknown") if spec else None
+            if spec and acceptance == "unknown":
+                if assume_acceptance is None:
+                    reasons.append(f"speculative decoding ({speculative_label(spec)}): draft acceptance not stated")
+                else:
+                    acceptance = assume_acceptance
+                    notes.append(f"{speculative_label(spec)}: draft acceptance not stated, assumed {acceptance} per "
+                                 "token (--assume-acceptance)")
             model = resolve_model(get("model"))
             if not reasons and model is None:
                 reasons.append(f"model '{get('model')}' not in the catalog")
@@ -301,6 +321,9 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
             version = stated_version(engine, get("engine_release"))
             if engine in ENGINES and get("engine_release") != "unknown" and version is None:
                 notes.append(f"no preset for {get('engine_release')}: simulated with {engine}'s default version")
+            notes += [f"{name} {s[key]}" for key, name in (("attention_dp", "attention DP"), ("ep", "EP"))
+                      if s.get(key) is not None]
+            notes += [f"not modelled: {flag}" for flag in s.get("unmodelled") or ()]
             client = get("client")
             if client not in PRESET_CLIENTS:
                 notes.append(f"client '{client}' not modelled")
@@ -329,8 +352,29 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 **{f"measured_{q}_ms": float(row[key]) for q, key in TTFT_QUANTILES if key in row},
                 "split": "test", "config": t["id"], "notes": notes,
                 "knobs": {**(s.get("knobs") or {}), **(row.get("knobs") or {})},  # a row's own flags win
+                "run_layout": public_layout(s, acceptance),
             })
     return cases, skipped
+
+
+def speculative_label(spec: dict[str, Any]) -> str:
+    """'EAGLE 3-1-4': a table's speculative settings as SGLang's recipes name them (steps-topk-draft tokens)."""
+    return f"{spec['algorithm']} {spec['num_steps']}-{spec['eagle_topk']}-{spec['num_draft_tokens']}"
+
+
+def public_layout(settings: dict[str, Any], acceptance: float | None) -> dict[str, Any]:
+    """The run's MoE / attention layout and speculative decoding as the sim API takes them: attention_dp and ep
+    where the table states them; an EAGLE chain of num_steps drafts from the model's own MTP module (top-1: each
+    step verifies num_steps drafts plus the bonus token, num_draft_tokens = num_steps + 1)."""
+    layout = {key: int(settings[key]) for key in ("attention_dp", "ep") if settings.get(key) is not None}
+    spec = settings.get("speculative")
+    if spec:
+        if spec.get("algorithm") != "EAGLE" or spec.get("eagle_topk") != 1 \
+                or spec.get("num_draft_tokens") != spec.get("num_steps") + 1:
+            raise ValueError(f"speculative {spec}: only top-1 EAGLE chains (num_draft_tokens = num_steps + 1) "
+                             "are simulated")
+        layout.update(spec_tokens=int(spec["num_steps"]), spec_acceptance=acceptance, spec_draft="mtp")
+    return layout
 
 
 def stated_version(engine: str, release: str) -> str | None:
@@ -471,7 +515,7 @@ def predict(case: dict[str, Any], constants: dict[str, Any] | None = None) -> di
         return predict_deployment(case)
     result = run(model=case["model"], hardware=case["hardware"], tp=case["tp"], pp=case["pp"],
                  precision=case["precision"], replicas=case["replicas"], concurrency=case["concurrency"],
-                 isl=case["isl"], osl=case["osl"], **_preset_kwargs(case))
+                 isl=case["isl"], osl=case["osl"], **_preset_kwargs(case), **(case.get("run_layout") or {}))
     return _predicted(result.summary())
 
 
@@ -811,6 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--assume-part", action="append", default=[], metavar="GPU=KEY", type=assumed_part,
                     help="public tables whose page names a GPU but not its part (form factor, memory): run them "
                          "on this catalog part, printed as an assumption (repeatable), e.g. H100=h100-sxm")
+    ap.add_argument("--assume-acceptance", type=acceptance_value, default=None, metavar="A",
+                    help="public tables that run speculative decoding without stating its acceptance: run them "
+                         "with this per-token draft acceptance (0 <= A < 1), printed as an assumption")
     args = rows_args(ap, argv)
 
     if not args.rows.exists() and args.source != "public":
@@ -823,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         cases += c
         skipped += s
     if args.source in ("all", "public"):
-        c, s = load_public_cases(YAML_PATH, dict(args.assume_part))
+        c, s = load_public_cases(YAML_PATH, dict(args.assume_part), args.assume_acceptance)
         cases += c
         skipped += s
     all_fit = sorted({c["config"] for c in cases if c["split"] == "fit"})
@@ -867,6 +914,17 @@ def main(argv: list[str] | None = None) -> int:
     print_ttft_quantiles(cases, results)
     report(args, cases, results, fitted, fitted_consts, skipped, print_table)
     return 0
+
+
+def acceptance_value(text: str) -> float:
+    """--assume-acceptance A: a per-token draft acceptance probability in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a probability in [0, 1), e.g. 0.7")
+    return value
 
 
 def assumed_part(text: str) -> tuple[str, str]:

@@ -97,7 +97,7 @@ def test_a_page_s_engine_flags_reach_the_simulated_engine(vc):
     fp8 = by_group["public:gpustack-qwen3-235b-h100-fp8-tp4-random"]  # a budget the page sets
     assert vc._preset_kwargs(fp8)["max_num_batched_tokens"] == 16384 and fp8["precision"] == "fp8-block"
     cases, _ = vc.load_public_cases(assume_parts={"H200": "h200-sxm"})  # 'H200' names the DeepSeek pages only
-    assert {c["group"] for c in cases if c["hardware"] == "h200-sxm"} == {
+    assert {c["group"] for c in cases if "assumed h200-sxm (--assume-part)" in " ".join(c["notes"])} == {
         "public:gpustack-deepseek-r1-h200-random", "public:inferencex-issue-870-dsr1-fp8-h200-sglang-c4",
         "public:inferencex-issue-870-dsr1-fp8-h200-sglang-sweep", "public:inferencex-issue-890-dsr1-fp8-h200-sglang"}
 
@@ -246,3 +246,49 @@ def test_fit_only_refuses_a_name_that_fits_nothing(vc):
     with pytest.raises(SystemExit) as exc:
         vc.check_fit_only("engine:trtllm-pytorch")
     assert "names no fitted constant" in str(exc.value) and "engine:trtllm.eager_launch_s" in str(exc.value)
+
+
+def test_deepseek_v4_cookbook_cells_carry_their_layout_and_skip_unstated_acceptance(vc):
+    """SGLang's DeepSeek-V4 cookbook cells: a high-throughput cell (no speculative decoding) runs with its recipe's
+    attention DP and expert parallelism and its flags as engine knobs, the flags the simulation does not represent
+    in its notes; a cell whose recipe runs EAGLE drafts from the MTP module without stating their acceptance is
+    skipped with that reason unless --assume-acceptance names one, which reaches the run and the notes."""
+    cases, skipped = vc.load_public_cases()
+    groups = {c["group"]: c for c in cases}
+    pro = groups["public:sglang-cookbook-dsv4-pro-fp4-b200-high-throughput"]
+    assert pro["model"] == "deepseek-ai/DeepSeek-V4-Pro" and pro["precision"] == "fp8-block-mxfp4"
+    assert pro["run_layout"] == {"attention_dp": 8, "ep": 8} and pro["tp"] == 8 and pro["warmup"] == 64
+    assert pro["knobs"] == {"chunked_prefill_size": 65536, "memory_fraction": 0.835, "cuda_graph_max_bs": 544,
+                            "enable_prefill_delayer": True}
+    notes = " ".join(pro["notes"])
+    assert "attention DP 8" in notes and "not modelled: --moe-a2a-backend megamoe" in notes
+    fp8 = groups["public:sglang-cookbook-dsv4-flash-fp8-h200-high-throughput"]  # SGLang's FP8 repackaging
+    assert fp8["model"] == "deepseek-ai/DeepSeek-V4-Flash" and fp8["precision"] == "fp8-block"
+    reasons = {rid.split("#")[0]: why for _, rid, why in skipped}
+    assert reasons["sglang-cookbook-dsv4-flash-fp4-b200-low-latency"] == (
+        "speculative decoding (EAGLE 3-1-4): draft acceptance not stated")
+    cases, skipped = vc.load_public_cases(assume_acceptance=0.6)
+    low = [c for c in cases if c["group"] == "public:sglang-cookbook-dsv4-flash-fp4-b200-low-latency"]
+    assert len(low) == 2 and low[0]["run_layout"] == {"spec_tokens": 3, "spec_acceptance": 0.6, "spec_draft": "mtp"}
+    assert "EAGLE 3-1-4: draft acceptance not stated, assumed 0.6" in " ".join(low[0]["notes"])
+    assert not [rid for _, rid, _ in skipped if "dsv4" in rid]
+    with pytest.raises(ValueError, match="only top-1 EAGLE chains"):
+        vc.public_layout({"speculative": {"algorithm": "EAGLE", "num_steps": 3, "eagle_topk": 4,
+                                          "num_draft_tokens": 8}}, 0.7)
+
+
+def test_an_assumed_acceptance_must_be_a_probability(vc, capsys):
+    assert vc.acceptance_value("0.7") == 0.7
+    for bad in ("1", "-0.1", "high"):
+        with pytest.raises(SystemExit):
+            vc.main(["--source", "public", "--assume-acceptance", bad])
+        assert "expected a probability in [0, 1)" in capsys.readouterr().err
+
+
+def test_a_deepseek_v4_cell_runs_end_to_end(vc):
+    """One high-throughput cell's row (2,048 requests at 1,024 clients over DP-attention ranks) simulates to a
+    finite TTFT and TPOT (accuracy is the harness's report, not this test's)."""
+    cases, _ = vc.load_public_cases()
+    row = next(c for c in cases if c["id"] == "sglang-cookbook-dsv4-flash-fp4-b200-high-throughput#1")
+    result = vc._work((0, row, None))
+    assert not result["error"] and result["ttft"] > 0 and result["tpot"] > 0

@@ -138,6 +138,12 @@ AsyncScheduling = Annotated[Optional[bool], typer.Option(
 DisableOverlapScheduler = Annotated[Optional[bool], typer.Option(
     "--disable-overlap-scheduler/--no-disable-overlap-scheduler",
     help="trtllm: run without the overlap scheduler (default: with it; without it on a disaggregated prefill role)")]
+PrefillDelayer = Annotated[Optional[bool], typer.Option(
+    "--enable-prefill-delayer/--no-enable-prefill-delayer",
+    help="sglang: with attention DP, a rank's prefill waits while other ranks have none to run, so that the ranks "
+         "prefill together (up to --prefill-delayer-max-delay-passes passes; default off)")]
+PrefillDelayerPasses = Annotated[Optional[int], typer.Option(
+    help="sglang: the forward passes a prefill waits at most under --enable-prefill-delayer (default 30)")]
 AdpEnableBalance = Annotated[Optional[bool], typer.Option(
     "--attention-dp-enable-balance/--no-attention-dp-enable-balance",
     help="trtllm: attention_dp_config.enable_balance: with attention DP, prompts wait until every rank has one "

@@ -275,9 +275,10 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         argv += ["--kv-cache-dtype", kv]
     for knob, value in g.knobs.items():
         if knob in ("max_running_requests", "chunked_prefill_size", "max_prefill_tokens", "cuda_graph_max_bs",
-                    "schedule_conservativeness", "scheduler_recv_interval", "piecewise_cuda_graph_max_tokens"):
+                    "schedule_conservativeness", "scheduler_recv_interval", "piecewise_cuda_graph_max_tokens",
+                    "prefill_delayer_max_delay_passes"):
             argv += [f"--{knob.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
-        elif knob in ("enable_mixed_chunk", "enable_piecewise_cuda_graph"):
+        elif knob in ("enable_mixed_chunk", "enable_piecewise_cuda_graph", "enable_prefill_delayer"):
             if value:
                 argv.append(f"--{knob.replace('_', '-')}")
         elif knob == "disable_hybrid_swa_memory":

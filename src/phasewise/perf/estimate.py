@@ -157,7 +157,8 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
-    config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision)
+    config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision,
+                            model_type=spec.model_type)
     # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout
     quant = engine_kv(quant, config, spec, hw, asked_kv_dtype=kv_dtype is not None)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile

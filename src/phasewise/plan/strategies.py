@@ -134,7 +134,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
     split = parallel_layout(model, tp, **layout) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
-                            role=role, vision=model.vision)
+                            role=role, vision=model.vision, model_type=model.model_type)
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
     quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
@@ -587,5 +587,6 @@ def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | 
 def _caches_prefixes(model: str, engine: str, hardware: str) -> bool:
     """Whether `engine` caches prompt prefixes by default for `model` and keeps a host-memory tier (the plan's
     --host-kv-cache-gb goes where both hold)."""
-    spec, config = load_model(model), resolve_engine(engine, load_hardware(hardware))
+    spec = load_model(model)
+    config = resolve_engine(engine, load_hardware(hardware), model_type=spec.model_type)
     return not spec.window_all_layers and config.host_kv_load is not None and prefix_caching_default(config, spec)

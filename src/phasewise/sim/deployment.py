@@ -128,6 +128,8 @@ class InstanceGroup(BaseModel):
     hicache_write_policy: str | None = None  # sglang (write_through | write_through_selective | write_back)
     swa_full_tokens_ratio: float | None = None  # sglang: window-pool tokens per full-pool token (hybrid SWA pool)
     disable_hybrid_swa_memory: bool | None = None  # sglang: every layer holds every token, no window pool
+    enable_prefill_delayer: bool | None = None  # sglang (with attention DP: the ranks prefill together)
+    prefill_delayer_max_delay_passes: int | None = None  # sglang
     max_batch_size: int | None = None  # trtllm
     max_num_tokens: int | None = None  # trtllm
     cuda_graph_max_batch_size: int | None = None  # trtllm (1.x: cuda_graph_config.max_batch_size)

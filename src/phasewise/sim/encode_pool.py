@@ -43,7 +43,7 @@ def encoder_cost(deployment: Deployment) -> CostModel:
 @lru_cache(maxsize=32)
 def _encoder_cost(model_name: str, spec) -> CostModel:
     model, hw = load_model(model_name), load_hardware(spec.hardware)
-    engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision)
+    engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision, model_type=model.model_type)
     return CostModel(model, hw, load_quant("bf16"), engine.profile, spec.tp, 1, parallel_layout(model, spec.tp))
 
 

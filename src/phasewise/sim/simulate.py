@@ -74,7 +74,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         def resolve(kv_capacity_tokens: int | None = None) -> EngineConfig:
             return resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, kv_capacity_tokens, role=g.role,
                                   speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp,
-                                  vision=model.vision)
+                                  vision=model.vision, model_type=model.model_type)
 
         engine = resolve()
         # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout

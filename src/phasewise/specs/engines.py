@@ -31,7 +31,8 @@ KNOB_TYPES: dict[str, type] = {
     "disable_overlap_scheduler": bool, "attention_dp_enable_balance": bool, "attention_dp_timeout_iters": int,
     "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
     "async_scheduling": bool, "mamba_ssm_dtype": str, "swa_full_tokens_ratio": float,
-    "disable_hybrid_swa_memory": bool, "hicache_write_policy": str,
+    "disable_hybrid_swa_memory": bool, "hicache_write_policy": str, "enable_prefill_delayer": bool,
+    "prefill_delayer_max_delay_passes": int,
 }
 # Knobs that take one of a few names
 KNOB_CHOICES: dict[str, tuple[str, ...]] = {
@@ -100,6 +101,8 @@ class EngineConfig:
     # (batch_wait_timeout_iters, batch_wait_max_tokens_ratio). None: off (TensorRT-LLM's defaults)
     adp_balance: tuple[int, int] | None = None
     batch_wait: tuple[int, float] | None = None
+    # SGLang's --enable-prefill-delayer (with attention DP; sim/prefill_delayer.py): its max delay passes. None: off
+    prefill_delayer: int | None = None
     # SGLang's max_prefill_tokens: the prompt tokens one prefill batch takes in (schedulers/sglang.py); None elsewhere
     prefill_input_tokens: int | None = None
     # With attention data parallelism: the prompt tokens one rank's batch takes (SGLang: chunked_prefill_size // dp;
@@ -147,6 +150,9 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
     takes_pool = model.model_type in pool_types and bool(model.window_layer_share)
     asked = [f"--{k.replace('_', '-')}" for k in ("swa_full_tokens_ratio", "disable_hybrid_swa_memory")
              if config.knobs.get(k) is not None]
+    if asked and model.compressed is not None:
+        raise PhasewiseError(f"{' and '.join(asked)}: the SWA pool {config.label} gives {model.name}'s window entries "
+                             "is not modelled (they are held per sequence beside its compressed KV); leave it unset")
     if asked and not takes_pool:
         raise PhasewiseError(f"{' and '.join(asked)}: {config.label}'s hybrid SWA pool holds only the windowed layers "
                              f"of {', '.join(pool_types)} models; {model.model_type} keeps every layer's KV in one "
@@ -482,12 +488,14 @@ def role_knobs(engine: str, role: str) -> dict[str, Any]:
 def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None = None,
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
                    role: str = "collocated", speculative_draft: str | None = None,
-                   attention_dp: int = 1, tp: int = 1, vision: VisionEncoder | None = None) -> EngineConfig:
+                   attention_dp: int = 1, tp: int = 1, vision: VisionEncoder | None = None,
+                   model_type: str | None = None) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
     instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
     draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks, `tp` its
     GPUs per pipeline stage (SGLang's defaults follow both); `vision` the model's vision encoder (SGLang lowers its
-    default memory fraction for one)."""
+    default memory fraction for one); `model_type` the model's (config.json), for the knob defaults an engine sets
+    for that model alone (the preset's `model_knob_defaults`: SGLang's 256 running requests for DeepSeek-V4)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -519,6 +527,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             raise PhasewiseError(f"--{knob.replace('_', '-')}={value} is not possible on {name}@{version}: {fixed['fixed']}")
     values = {k: _pick(table[k], hw, entry_point, tp) for k in allowed if k in table}
     values.update({k: v for k, v in role_knobs(name, role).items() if k in allowed})
+    values.update((entry.get("model_knob_defaults") or {}).get(model_type) or {})
     values.update(knobs)
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
@@ -648,6 +657,11 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
                                     int(table["new_token_ratio_decay_steps"])),
                    recv_interval=int(values.get("scheduler_recv_interval", 1)),
                    prefill_input_tokens=int(inputs))
+        if values.get("enable_prefill_delayer"):
+            if attention_dp < 2:  # srt/managers/prefill_delayer.py asserts enable_dp_attention
+                raise PhasewiseError("--enable-prefill-delayer holds a DP-attention rank's prefill until every rank "
+                                     "has one: it needs --attention-dp of 2 or more (SGLang refuses it without)")
+            cfg["prefill_delayer"] = int(values["prefill_delayer_max_delay_passes"])
     else:  # trtllm
         if "cuda_graph_max_batch_size" in values or "cuda_graph_padding_enabled" in values:
             padding = bool(values.get("cuda_graph_padding_enabled", graphs.get("cuda_graph_padding", False)))

@@ -9,21 +9,25 @@ new_token_ratio_decay_steps decode steps and is reset by a retraction; when
 the KV runs out mid-decode, running requests are retracted (back to the queue, to be recomputed),
 fewest decoded tokens first (srt/managers/scheduler.py, schedule_policy.py; ../shared/ENGINES.md).
 Simplification: after a retraction the ratio returns to its initial value (SGLang recomputes it from
-the remaining requests); output lengths are clipped at CLIP_MAX_NEW_TOKENS as SGLang does."""
+the remaining requests); output lengths are clipped at CLIP_MAX_NEW_TOKENS as SGLang does. With
+--enable-prefill-delayer (attention DP) prefills may wait some passes first (sim/prefill_delayer.py)."""
 
 from __future__ import annotations
 
+from phasewise.sim.prefill_delayer import PrefillDelayer
 from phasewise.sim.schedulers.base import Batch, Scheduler
 
 CLIP_MAX_NEW_TOKENS = 4096  # SGLang's clip of max_new_tokens in admission estimates (schedule_policy.py)
 
 
 class SglangScheduler(Scheduler):
-    __slots__ = ("reset_step",)
+    __slots__ = ("reset_step", "delayer")
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self.reset_step = 0  # decode step at which the new-token ratio was last reset
+        self.delayer = (PrefillDelayer(config.attention_dp, config.prefill_delayer)
+                        if config.prefill_delayer is not None else None)
 
     def new_token_ratio(self, inst) -> float:
         init, floor, steps = self.config.new_token_ratio
@@ -36,6 +40,8 @@ class SglangScheduler(Scheduler):
         DP the instance's batch is its ranks' batches together: each prompt's chunk at most one rank's
         chunked_prefill_size // dp, up to dp prompts part-way at once (one per rank)."""
         cfg = self.config
+        if self.delayer is not None and self.delayer.holds(inst):
+            return None  # the prefills wait: this pass decodes only
         batch = Batch(with_decodes=cfg.mixed_batches and inst.running.n > 0)
         budget = cfg.prefill_chunk_tokens
         inputs = cfg.prefill_input_tokens if cfg.prefill_input_tokens is not None else budget
@@ -47,6 +53,9 @@ class SglangScheduler(Scheduler):
         self.admit_waiting(inst, batch, left, cfg.chunked_prefill, cfg.partial_prefills,
                            input_budget=inputs - (budget - left), prompt_cap=cap)
         return batch if batch.chunks else None
+
+    def steps_before_next_look(self, inst) -> int | None:
+        return self.delayer.hold_steps if self.delayer is not None and self.delayer.held else None
 
     def admission_extra_blocks(self, inst, req) -> int:
         ratio = self.new_token_ratio(inst)
