@@ -99,3 +99,17 @@ def test_v4_swa_pool_flags_are_refused_as_not_modelled():
     work = client_workload("sglang-bench", 2, num_prompts=2, warmup=0, isl=256, osl=8)
     with pytest.raises(PhasewiseError, match="--swa-full-tokens-ratio: the SWA pool .* is not modelled"):
         simulate(collocated(V4, "b200", tp=4, engine="sglang", swa_full_tokens_ratio=0.1), work)
+
+
+def test_the_exported_sglang_command_carries_the_delayer_and_v4_s_page():
+    """`plan --export` / launch: the knobs become SGLang's own flags; DeepSeek-V4 on SGLang runs 256-token pages."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.sim.deployment import build_deployment
+
+    dep = build_deployment({"model": V4, "instances": [
+        {"hardware": "b200", "tp": 4, "attention_dp": 4, "ep": 4, "engine": "sglang", "enable_prefill_delayer": True,
+         "prefill_delayer_max_delay_passes": 12}]})
+    (cmd,), _, _ = launch_commands(dep)
+    argv = " ".join(cmd.argv)
+    assert "--enable-prefill-delayer" in argv and "--prefill-delayer-max-delay-passes 12" in argv
+    assert "--page-size 256" in argv
