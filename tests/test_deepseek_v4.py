@@ -218,26 +218,41 @@ def test_experts_in_their_own_scheme():
         assert ops["o_proj"].bytes > 1.8 * plain_ops["o_proj"].bytes  # FP8 o_a / o_b, not MXFP4
 
 
-@pytest.mark.parametrize("engine, tp, layout", [
-    ("vllm", 8, {}), ("sglang", 8, dict(attention_dp=8, ep=8)), ("trtllm-pytorch", 4, dict(ep=4)),
+@pytest.mark.parametrize("engine, tp, pp, layout", [
+    ("vllm", 8, 1, {}), ("sglang", 8, 1, dict(attention_dp=8, ep=8)), ("trtllm-pytorch", 4, 1, dict(ep=4)),
+    ("vllm", 4, 2, {}),
 ])
-def test_decode_runs_match_fast_step_by_step(engine, tp, layout):
-    """Compressed attention's decode runs are costed step by step (StepwiseDecode): fast() at contexts below, at and
-    past the window and the top-k."""
+def test_decode_runs_match_fast_step_by_step(engine, tp, pp, layout):
+    """Compressed attention's decode runs in closed form (CompressedDecodeLine) give fast()'s step at contexts below,
+    at and past the window and the top-k, pipeline-parallel too."""
     cm = CostModel(load_model(FLASH), load_hardware("h200-sxm"), load_quant("mxfp4").with_kv("fp8"),
-                   load_engine(engine), tp=tp, layout=ParallelLayout(tp=tp, **layout))
+                   load_engine(engine), tp=tp, pp=pp, layout=ParallelLayout(tp=tp, **layout))
     assert_decode_runs_match_fast(cm, CompressedDecodeLine, (1, 7, 64), (0, 127, 128, 2047, 5000), 12, (0, 5, 11))
 
 
+def test_pipeline_stages_pass_the_hyper_connection_streams():
+    """Under PP each stage holds its share of the stack (the layers' kinds at the stack's shares, as for other hybrid
+    stacks) and each stage boundary carries the residual's hc_mult (4) streams of hidden (4,096) BF16 values per
+    token: 8 x 1,024 prompt tokens x 4 x 4,096 x 2 bytes = 268 MB a boundary; a stage's weights and KV per token
+    about half of PP 1's."""
+    m = load_model(FLASH)
+    quant = load_quant("fp8-block-mxfp4").with_kv("fp8")
+    one, two = (CostModel(m, load_hardware("h200-sxm"), quant, load_engine("vllm"), tp=4, pp=pp) for pp in (1, 2))
+    ops = {op.name: op for op in two.iteration(BatchShape.uniform(8, 1024, 0)).operators}
+    assert ops["pp_send_recv"].bytes == pytest.approx(8 * 1024 * 4 * 4096 * 2, rel=1e-12)
+    assert two.layers_per_stage == 22 and one.layers_per_stage == 43
+    assert kv_bytes_per_token(m, quant, 4, 2) == pytest.approx(kv_bytes_per_token(m, quant, 4, 1) * 22 / 43)
+    assert 0.5 < weight_bytes_per_gpu(m, quant, 4, 2) / weight_bytes_per_gpu(m, quant, 4, 1) < 0.56
+
+
 def test_layouts_refused_by_name():
-    """TP must divide the output groups (o_a is split by group); PP is not modelled yet; device splits neither; the
-    MTP module is a sliding layer."""
+    """TP must divide the output groups (o_a is split by group); device splits are not modelled yet; the MTP module
+    is a sliding layer."""
     m = load_model(FLASH)
     check_parallelism(m, 8, 1)
+    check_parallelism(m, 8, 2)
     with pytest.raises(PhasewiseError, match="--tp 16 does not divide o_groups=8"):
         check_parallelism(m, 16, 1)
-    with pytest.raises(PhasewiseError, match="pipeline parallelism of compressed attention"):
-        check_parallelism(m, 8, 2)
     mtp = mtp_module(m)
     assert mtp.num_layers == 1 and (mtp.compressed.csa_layers, mtp.compressed.hca_layers) == (0, 0)
 

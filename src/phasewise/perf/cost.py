@@ -532,8 +532,10 @@ class CostModel(DecodeSeries, Communication):
         lm_head = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False,
                              extra_bytes=logit_tokens * vocab * 4.0)
         ops.append(self._op("lm_head", 1, *lm_head, eager))
-        if self.pp > 1:
-            ops.append(self._collective("pp_send_recv", self.pp - 1, T * h * ab, 2, self.pp_bw, self.pp_lat, eager))
+        if self.pp > 1:  # the residual stream crosses each stage boundary (compressed attention: its hc_mult streams)
+            streams = m.compressed.hc_mult if m.compressed is not None else 1
+            ops.append(self._collective("pp_send_recv", self.pp - 1, T * streams * h * ab, 2, self.pp_bw, self.pp_lat,
+                                        eager))
         return ops
 
     def _attention_projections(self, T: float) -> tuple[tuple, tuple]:
@@ -825,9 +827,6 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
     if model.kv_shared_layers and pp > 1:
         raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a model whose layers reuse earlier layers' KV "
                              f"({model.name}) is not modelled yet; use --pp 1")
-    if model.compressed is not None and pp > 1:
-        raise PhasewiseError(f"--pp {pp}: pipeline parallelism of compressed attention ({model.name}) is not modelled "
-                             "yet; use --pp 1 (tensor, expert or attention data parallelism)")
     if model.linear_attention_layers and pp > 1:
         raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a hybrid linear-attention stack ({model.name}) "
                              "is not modelled yet; use --pp 1")
