@@ -147,11 +147,23 @@ def test_sglang_runs_hybrid_linear_models_without_its_overlap_scheduler():
     assert _cost("sglang").fast(decode)[0] > host  # host and device time add up
 
 
-@pytest.mark.parametrize("engine", ["vllm", "sglang"])
-def test_hybrid_linear_decode_runs_are_costed_as_fast_does_step_by_step(engine):
+@pytest.mark.parametrize("engine, pp", [("vllm", 1), ("sglang", 1), ("vllm", 2)])
+def test_hybrid_linear_decode_runs_are_costed_as_fast_does_step_by_step(engine, pp):
     from phasewise.perf.decode_line import DecodeLine
 
-    assert_decode_runs_match_fast(_cost(engine), DecodeLine, (1, 64), (20, 8000), 200, (0, 150))
+    cm = CostModel(load_model(QWEN35), load_hardware("b200"), load_quant("fp8-block"), load_engine(engine), 8, pp)
+    assert_decode_runs_match_fast(cm, DecodeLine, (1, 64), (20, 8000), 200, (0, 150))
+
+
+def test_pipeline_stages_hold_the_stack_s_share_of_states_and_kv():
+    """Under PP a stage holds ceil(60 / 2) = 30 layers at the stack's shares: round(30 x 45 / 60) = 22 (rounded to
+    even) gated-DeltaNet layers with a recurrent state each, 8 softmax layers with KV, against 45 and 15 at PP 1."""
+    from phasewise.perf.memory import kv_bytes_per_token, recurrent_state_bytes_per_sequence
+
+    m, quant = load_model(QWEN35), load_quant("fp8-block")
+    assert kv_bytes_per_token(m, quant, 8, 2) / kv_bytes_per_token(m, quant, 8, 1) == pytest.approx(8 / 15)
+    assert (recurrent_state_bytes_per_sequence(m, quant, 8, 2, "bf16")
+            / recurrent_state_bytes_per_sequence(m, quant, 8, 1, "bf16")) == pytest.approx(22 / 45)
 
 
 def test_a_hybrid_linear_model_simulates_with_its_invariants():

@@ -185,10 +185,13 @@ def test_nemotron_simulates_with_its_invariants(engine):
     assert result["completed"] == 40
 
 
-@pytest.mark.parametrize("pp, message", [(2, "--pp 2: pipeline parallelism of a hybrid linear-attention stack"),
-                                         (20, "--pp 20: pipeline parallelism"), (10**11, "exceeds the 29 layers")])
-def test_pipeline_parallelism_of_a_mamba_hybrid_says_it_is_not_modelled(pp, message):
-    """Refused before the memory fit splits the stack (a stage of 20 or more would keep no KV layer at all)."""
+@pytest.mark.parametrize("pp, message", [(20, "--pp 20: a stage of 2 layers keeps no softmax-attention layer .* "
+                                                 "use --pp 14 or less"),
+                                         (10**11, "exceeds the 29 layers")])
+def test_pipeline_stages_that_would_keep_no_attention_layer_are_refused(pp, message):
+    """Stages are costed at the stack's shares: one of 2 layers would keep no softmax-attention (KV) layer at Nemotron-3
+    Nano's 23 of 29 linear, so PP 15 and up is refused before the memory fit splits the stack (PP 14: 3 layers, 1 of
+    them softmax)."""
     from phasewise.sim.api import run
 
     with pytest.raises(PhasewiseError, match=message):
