@@ -359,3 +359,52 @@ def test_model_card_ratios_at_a_million_tokens(name, flops_claim, kv_claim):
     (v4_flops, v4_kv), (v32_flops, v32_kv) = figures[name], figures["deepseek-ai/DeepSeek-V3.2"]
     assert v4_flops / v32_flops == pytest.approx(flops_claim, abs=0.03)
     assert v4_kv / v32_kv == pytest.approx(kv_claim, abs=0.015)
+
+
+def test_sglang_s_dsv4_pools_as_its_configurator_sizes_them():
+    """SGLang's DeepSeek-V4 pools (DSV4PoolConfigurator, the 0.5.15 form): per context token its compressed entries
+    and indexer keys, plus swa_full_tokens_ratio x (every layer's 584-byte window entry and the CSA compressors'
+    rings); the HCA compressors' rings per request slot apart. Its logged bytes_per_full_token: 13,735.04 for Pro at
+    ratio 0.15 (0.5.15.post1), 7,705.45 for Flash at its default 0.1; the HCA rings 3.875 GiB for 256 slots of Pro.
+    vLLM keeps the window per sequence; the ratio is SGLang's knob, and its pool cannot be turned off for V4."""
+    from phasewise.perf.memory import slot_state_bytes
+    from phasewise.specs.engines import resolve_engine, window_kv
+
+    quant = load_quant("fp8-block-mxfp4").with_kv("fp8")
+    pro, flash, hw = load_model(PRO), load_model(FLASH), load_hardware("b200")
+
+    def per_full_token(m, ratio):
+        return kv_bytes_per_token(m, quant, 8, 1) * kv_window_terms(m, "window_pool", ratio, attention_tp=8,
+                                                                     quant=quant)[0]
+
+    assert per_full_token(pro, 0.15) == pytest.approx(13735.04, abs=0.01)
+    assert per_full_token(flash, 0.1) == pytest.approx(7705.45, abs=0.01)
+    assert slot_state_bytes(pro, "window_pool", 256) == 256 * 31 * 128 * 2 * 512 * 4 == 3.875 * 2**30
+    assert slot_state_bytes(pro, "per_sequence", 256) == 0.0
+    sglang = resolve_engine("sglang", hw, model_type="deepseek_v4")
+    assert window_kv(sglang, pro, hw) == ("window_pool", 0.1)
+    assert window_kv(resolve_engine("sglang", hw, {"swa_full_tokens_ratio": 0.075}), pro, hw) == ("window_pool", 0.075)
+    assert window_kv(resolve_engine("vllm", hw), pro, hw) == ("per_sequence", 1.0)
+    with pytest.raises(PhasewiseError, match="--disable-hybrid-swa-memory: .* cannot run without"):
+        window_kv(resolve_engine("sglang", hw, {"disable_hybrid_swa_memory": True}), pro, hw)
+
+
+def test_a_smaller_swa_pool_holds_more_context_under_sglang():
+    """SGLang's full pool holds what the memory left after the slots' rings holds at the per-full-token bytes
+    (window_pool_tokens); a smaller SWA ratio (the cookbook's 0.075 for Pro) holds more context tokens, its SWA pool
+    that ratio of them."""
+    from phasewise.perf.memory import memory_fit, slot_state_bytes, window_pool_tokens
+
+    quant, m, hw = load_quant("fp8-block-mxfp4").with_kv("fp8"), load_model(PRO), load_hardware("b200")
+    slots = slot_state_bytes(m, "window_pool", 256)
+    fit = memory_fit(m, hw, quant, 8, 1, memory_fraction=0.835, fraction_of="static", slot_bytes=slots)
+    assert fit.slot_bytes == slots and fit.kv_free_bytes == pytest.approx(fit.kv_capacity_tokens
+                                                                           * fit.kv_bytes_per_token, rel=1e-4)
+    pools = {}
+    for ratio in (0.1, 0.075):
+        terms = kv_window_terms(m, "window_pool", ratio, attention_tp=8, quant=quant)
+        pools[ratio] = window_pool_tokens(fit.kv_capacity_tokens, terms, ratio)
+        full = pools[ratio][0]
+        assert full * fit.kv_bytes_per_token * terms[0] == pytest.approx(fit.kv_free_bytes, rel=1e-4)
+        assert pools[ratio][1] == int(full * ratio)
+    assert pools[0.075][0] > pools[0.1][0]

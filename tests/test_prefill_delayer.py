@@ -1,5 +1,5 @@
 """SGLang's prefill delayer (sim/prefill_delayer.py, --enable-prefill-delayer) and SGLang's DeepSeek-V4 defaults
-(its model hook: 256 running requests, 256-token pages; the SWA-pool flags refused as not modelled)."""
+(its model hook: 256 running requests, 256-token pages)."""
 
 from types import SimpleNamespace
 
@@ -93,12 +93,6 @@ def test_sglang_runs_deepseek_v4_with_its_model_hook_defaults():
     work = client_workload("sglang-bench", 600, num_prompts=600, warmup=0, isl=512, osl=64, seed=0)
     res = simulate(collocated(V4, "b200", tp=4, engine="sglang"), work)
     assert max(i["mean_batch_seqs"] for i in res.summary()["instances"]) <= 256
-
-
-def test_v4_swa_pool_flags_are_refused_as_not_modelled():
-    work = client_workload("sglang-bench", 2, num_prompts=2, warmup=0, isl=256, osl=8)
-    with pytest.raises(PhasewiseError, match="--swa-full-tokens-ratio: the SWA pool .* is not modelled"):
-        simulate(collocated(V4, "b200", tp=4, engine="sglang", swa_full_tokens_ratio=0.1), work)
 
 
 def test_the_exported_sglang_command_carries_the_delayer_and_v4_s_page():

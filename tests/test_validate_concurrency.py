@@ -258,8 +258,8 @@ def test_deepseek_v4_cookbook_cells_carry_their_layout_and_skip_unstated_accepta
     pro = groups["public:sglang-cookbook-dsv4-pro-fp4-b200-high-throughput"]
     assert pro["model"] == "deepseek-ai/DeepSeek-V4-Pro" and pro["precision"] == "fp8-block-mxfp4"
     assert pro["run_layout"] == {"attention_dp": 8, "ep": 8} and pro["tp"] == 8 and pro["warmup"] == 64
-    assert pro["knobs"] == {"chunked_prefill_size": 65536, "memory_fraction": 0.835, "cuda_graph_max_bs": 544,
-                            "enable_prefill_delayer": True}
+    assert pro["knobs"] == {"swa_full_tokens_ratio": 0.075, "chunked_prefill_size": 65536, "memory_fraction": 0.835,
+                            "cuda_graph_max_bs": 544, "enable_prefill_delayer": True}
     notes = " ".join(pro["notes"])
     assert "attention DP 8" in notes and "not modelled: --moe-a2a-backend megamoe" in notes
     fp8 = groups["public:sglang-cookbook-dsv4-flash-fp8-h200-high-throughput"]  # SGLang's FP8 repackaging

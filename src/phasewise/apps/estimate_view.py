@@ -80,6 +80,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
            f"({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence"
            + (f", {m['recurrent_state_seats']:,} sequences" if m["recurrent_state_seats"] is not None else "") + ")"
            if m["recurrent_state_bytes"] else "")
+        + (f", compressor state {m['slot_state_bytes'] / gib:.2f} GiB (the engine's request slots)"
+           if m["slot_state_bytes"] else "")
         + (f", recurrent state from the KV pool ({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence, "
            f"blocks of {m['hybrid_kv_block_tokens']:,} tokens)" if m["recurrent_state_in_kv_pool"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "

@@ -787,13 +787,30 @@ def compressed_kv_bytes(model: ModelSpec, quant: QuantScheme) -> tuple[float, fl
     entry = compressed_entry_bytes(model, quant)
     index_key = c.indexer_head_dim + INDEXER_KEY_SCALE_BYTES
     per_token = c.csa_layers * (entry + index_key) / c.csa_ratio + c.hca_layers * entry / c.hca_ratio
+    csa_rings, hca_rings = compressor_ring_bytes(model)
+    return per_token, model.num_layers * entry + (csa_rings + hca_rings) / c.window
+
+
+def compressor_ring_bytes(model: ModelSpec) -> tuple[float, float]:
+    """(CSA layers', HCA layers') compressor state rings of one sequence (COMPRESSOR_STATE_BYTES): a CSA layer's
+    over 2 x csa_ratio slots of 2 x 2 x head_dim and its indexer's of 2 x 2 x indexer_head_dim, an HCA layer's over
+    hca_ratio slots of 2 x head_dim (SGLang's get_compress_state_ring_size without speculative decoding: 8 and 128)."""
+    c = model.compressed
 
     def ring(coff: int, ratio: int, width: int) -> float:
         return 2 * coff * width * COMPRESSOR_STATE_BYTES * coff * ratio
 
-    rings = (c.csa_layers * (ring(2, c.csa_ratio, model.head_dim) + ring(2, c.csa_ratio, c.indexer_head_dim))
-             + c.hca_layers * ring(1, c.hca_ratio, model.head_dim))
-    return per_token, model.num_layers * entry + rings / c.window
+    return (c.csa_layers * (ring(2, c.csa_ratio, model.head_dim) + ring(2, c.csa_ratio, c.indexer_head_dim)),
+            c.hca_layers * ring(1, c.hca_ratio, model.head_dim))
+
+
+def compressed_swa_token_bytes(model: ModelSpec, quant: QuantScheme) -> float:
+    """Bytes of one token of SGLang's SWA pool for compressed attention (its DeepSeek-V4 pools,
+    mem_cache/deepseek_v4_memory_pool.py and model_executor/pool_configurator.py DSV4PoolConfigurator): every
+    layer's window entry, and the CSA compressors' rings, whose pool is sized from the SWA pool's (a ring per
+    window of SWA tokens): 61 x 584 + 8 / 128 x (8,192 + 2,048) x 30 = 54,824 bytes for DeepSeek-V4-Pro."""
+    csa_rings, _ = compressor_ring_bytes(model)
+    return model.num_layers * compressed_entry_bytes(model, quant) + csa_rings / model.compressed.window
 
 
 def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:

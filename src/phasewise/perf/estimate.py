@@ -17,6 +17,7 @@ from phasewise.perf.memory import (
     kv_state_pages,
     kv_window_terms,
     memory_fit,
+    slot_state_bytes,
     window_pool_tokens,
 )
 from phasewise.perf.parallel import parallel_layout
@@ -115,6 +116,8 @@ class Estimate:
                 "recurrent_state_seats": mem.state_seats,
                 # the states taken from the KV pool by each running sequence (vLLM V1), nothing held apart
                 "recurrent_state_in_kv_pool": mem.state_in_kv_pool,
+                # held for the engine's request slots beside the KV pool (SGLang's DeepSeek-V4 HCA compressor rings)
+                "slot_state_bytes": mem.slot_bytes,
                 # its KV block there: the attention block raised to one state's page (None: the engine's own)
                 "hybrid_kv_block_tokens": self.kv_pages[0] if mem.state_in_kv_pool else None,
                 # at this context, windowed layers' share and a state kept in the KV pool included
@@ -192,11 +195,11 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      max_seqs=batch,
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
-                     state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool)
+                     state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool,
+                     slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)))
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
-    pools = window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, spec, pool_ratio,
-                               attention_tp=layout.attention_tp) \
-        if window_layout == "window_pool" else None
+    pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)
+             if window_layout == "window_pool" else None)
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
                     window_layout, kv_terms, pools, pages, images, startup)
 

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phasewise.perf.cost import compressed_kv_bytes, kv_bytes_per_token_layer, kv_heads_per_gpu, window_kv_ratio
+from phasewise.perf.cost import (
+    compressed_kv_bytes,
+    compressed_swa_token_bytes,
+    compressor_ring_bytes,
+    kv_bytes_per_token_layer,
+    kv_heads_per_gpu,
+    window_kv_ratio,
+)
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool
 from phasewise.specs.hardware import HardwareSpec
@@ -37,10 +44,14 @@ class MemoryFit:
     # the states taken from the KV pool by each running sequence instead (vLLM V1's hybrid KV cache manager): none
     # reserved up front (kv_state_pages: what one takes, in the blocks it comes in)
     state_in_kv_pool: bool = False
+    # what the engine holds per request slot beside the KV pool, for all its slots (slot_state_bytes: SGLang's
+    # DeepSeek-V4 HCA compressor rings)
+    slot_bytes: float = 0.0
 
     @property
     def kv_free_bytes(self) -> float:
-        return self.usable_bytes - self.weight_bytes - self.activation_bytes - self.reserved_bytes - self.state_bytes
+        return (self.usable_bytes - self.weight_bytes - self.activation_bytes - self.reserved_bytes - self.state_bytes
+                - self.slot_bytes)
 
     @property
     def fits(self) -> bool:
@@ -53,6 +64,8 @@ class MemoryFit:
             state = (f" + recurrent state {self.state_bytes / gib:.1f} GiB (its seats x "
                      f"{self.state_bytes_per_sequence / 2**20:.1f} MiB: lower the engine's max sequences)"
                      if self.state_bytes else "")
+            state += (f" + request-slot state {self.slot_bytes / gib:.1f} GiB (lower the engine's max sequences)"
+                      if self.slot_bytes else "")
             return (f"weights {self.weight_bytes / gib:.1f} GiB + activations {self.activation_bytes / gib:.1f} GiB"
                     f" + reserved {self.reserved_bytes / gib:.1f} GiB{state} exceed the usable "
                     f"{self.usable_bytes / gib:.1f} GiB per GPU")
@@ -216,7 +229,10 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     tokens by their KV per token on one GPU of the `attention_tp`-wide attention group over a full layer's
     (perf/cost.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence in every
     engine (vLLM's sliding-window cache groups, SGLang's SWA ring with its compressed pools, TensorRT-LLM's per-layer
-    SWA pages), its window entries and compressor states per window token (perf/cost.py compressed_kv_bytes)."""
+    SWA pages), its window entries and compressor states per window token (perf/cost.py compressed_kv_bytes); but
+    window_pool (SGLang's DeepSeek-V4 pools: DSV4PoolConfigurator): every layer's window entries and the CSA
+    compressors' rings in an SWA pool of `pool_ratio` tokens per context token (perf/cost.py
+    compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot (slot_state_bytes)."""
     if layout not in WINDOW_KV_LAYOUTS:
         raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
     if model.compressed is not None:
@@ -225,6 +241,9 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
         per_token, per_window_token = compressed_kv_bytes(model, quant)
         if not per_token:  # sliding layers only (an MTP module's): every layer windowed
             return 0.0, 1.0, model.compressed.window, False
+        if layout == "window_pool":
+            full = 1.0 + pool_ratio * compressed_swa_token_bytes(model, quant) / per_token
+            return full, full / pool_ratio, model.compressed.window, True
         return 1.0, per_window_token / per_token, model.compressed.window, False
     if model.window_all_layers:
         return (1.0, 0.0, 0, False) if layout == "all_tokens" else (0.0, 1.0, model.window_all_layers, False)
@@ -239,6 +258,17 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     return 1.0, 0.0, 0, False
 
 
+def slot_state_bytes(model: ModelSpec, layout: str, slots: int = 1) -> float:
+    """Bytes an engine holds for `slots` request slots beside the KV pool for `model` in window layout `layout`:
+    SGLang's
+    DeepSeek-V4 pools (window_pool) keep the HCA compressors' rings per slot of --max-running-requests
+    (DSV4PoolConfigurator._get_c128_state_fixed_bytes: 16.25 MB for DeepSeek-V4-Pro's 31 HCA layers, 3.9 GiB at 256
+    slots); elsewhere nothing (the rings are per running sequence: kv_window_terms)."""
+    if model.compressed is None or layout != "window_pool":
+        return 0.0
+    return compressor_ring_bytes(model)[1] * slots
+
+
 def _windowed_per_full_layer(model: ModelSpec, attention_tp: int) -> float:
     """A hybrid stack's windowed layers holding KV per full layer holding KV (KV-shared layers hold none), each
     weighed by its KV per token on one GPU over a full layer's (1 unless the windowed layers have their own
@@ -246,12 +276,13 @@ def _windowed_per_full_layer(model: ModelSpec, attention_tp: int) -> float:
     return model.window_kv_layers / model.full_kv_layers * window_kv_ratio(model, attention_tp)
 
 
-def window_pool_tokens(capacity_tokens: int, model: ModelSpec, pool_ratio: float, *, attention_tp: int
+def window_pool_tokens(capacity_tokens: int, terms: tuple[float, float, int, bool], pool_ratio: float
                        ) -> tuple[int, int]:
-    """(full-pool, window-pool) tokens a window_pool layout splits `capacity_tokens` full-layer tokens into: the
-    memory over (1 + ratio x windowed per full layer) full-layer tokens each, the window pool `pool_ratio` of that
-    (what SGLang logs as "Use sliding window memory pool. full_layer_tokens=..., swa_layer_tokens=...")."""
-    full = int(capacity_tokens / (1.0 + pool_ratio * _windowed_per_full_layer(model, attention_tp)))
+    """(full-pool, window-pool) tokens a window_pool layout (`terms`: its kv_window_terms) splits `capacity_tokens`
+    full-layer tokens into: the memory over (1 + ratio x windowed per full layer) full-layer tokens each, the window
+    pool `pool_ratio` of that (what SGLang logs as "Use sliding window memory pool. full_layer_tokens=...,
+    swa_layer_tokens=...", and for DeepSeek-V4 as "DSV4 pool sizes: full=..., swa=...")."""
+    full = int(capacity_tokens / terms[0])
     return full, int(full * pool_ratio)
 
 
@@ -367,7 +398,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
                fraction_of: str = "total", state_dtype: str = "bf16",
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
-               state_in_kv_pool: bool = False) -> MemoryFit:
+               state_in_kv_pool: bool = False, slot_bytes: float = 0.0) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -384,7 +415,8 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     running sequence takes its state from the KV pool (vLLM V1's hybrid KV cache manager; kv_state_pages, which
     the simulator's blocks, the planner's floor and estimate's batch count). `draft`: a speculative draft's (weight
     bytes, KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
-    token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's)."""
+    token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's). `slot_bytes`: what the engine
+    holds on this GPU for its request slots beside the KV pool (slot_state_bytes x its slots on the GPU)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
@@ -408,7 +440,8 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
         state = 0.0
     else:
         state = per_sequence * math.ceil(max_seqs / dp)
-    free = usable - weights - acts - reserved - state
+    free = usable - weights - acts - reserved - state - slot_bytes
     capacity = int(free // (per_token + draft[1])) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
-                     capacity, kv_needed_tokens, per_sequence, state, seats, state_in_kv_pool and per_sequence > 0)
+                     capacity, kv_needed_tokens, per_sequence, state, seats, state_in_kv_pool and per_sequence > 0,
+                     slot_bytes)

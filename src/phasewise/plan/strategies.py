@@ -5,6 +5,7 @@ Strategies whose instances cannot hold the model (and a batch's KV) are pruned b
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import typing
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,13 @@ from phasewise.errors import PhasewiseError, name_list
 from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.memory import draft_memory, kv_sequence_tokens, kv_state_pages, kv_window_terms
+from phasewise.perf.memory import (
+    draft_memory,
+    kv_sequence_tokens,
+    kv_state_pages,
+    kv_window_terms,
+    slot_state_bytes,
+)
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -138,13 +145,15 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
     quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
+    window = window_kv(config, model, hw)
     mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio,
                      draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
-                     state_in_kv_pool=recurrent_state_in_kv_pool(config, model))
-    terms = kv_window_terms(model, *window_kv(config, model, hw), attention_tp=tp // dp, quant=quant)
+                     state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
+                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp)))
+    terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant)
     pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
     return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
 

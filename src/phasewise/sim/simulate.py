@@ -15,7 +15,7 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.cost import check_parallelism, kv_bytes_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence
+from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence, slot_state_bytes
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.autoscaler import Autoscaler, check_span
@@ -41,6 +41,7 @@ from phasewise.specs.engines import (
     prefix_caching_refusal,
     recurrent_state_in_kv_pool,
     resolve_engine,
+    window_kv,
 )
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
@@ -89,7 +90,9 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                          layout=layout, fraction_of=engine.memory_fraction_of,
                          state_dtype=engine.profile.recurrent_state_dtype,
                          state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem,
-                         state_in_kv_pool=recurrent_state_in_kv_pool(engine, model))
+                         state_in_kv_pool=recurrent_state_in_kv_pool(engine, model),
+                         slot_bytes=slot_state_bytes(model, window_kv(engine, model, hw)[0],
+                                                     math.ceil(engine.max_seqs / layout.attention_dp)))
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them

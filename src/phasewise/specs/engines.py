@@ -140,6 +140,8 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
     (the preset's `window_kv` rule in engine_presets.yaml, per_sequence without one), with the engine's knobs
     (SGLang: --disable-hybrid-swa-memory, --swa-full-tokens-ratio)."""
     rule = config.window_kv_rule
+    if model.compressed is not None:
+        return _compressed_window_kv(config, model, rule or {})
     if not rule:
         return "per_sequence", 1.0
     if _hybrid_manager_off(config, model, rule):
@@ -150,9 +152,6 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
     takes_pool = model.model_type in pool_types and bool(model.window_layer_share)
     asked = [f"--{k.replace('_', '-')}" for k in ("swa_full_tokens_ratio", "disable_hybrid_swa_memory")
              if config.knobs.get(k) is not None]
-    if asked and model.compressed is not None:
-        raise PhasewiseError(f"{' and '.join(asked)}: the SWA pool {config.label} gives {model.name}'s window entries "
-                             "is not modelled (they are held per sequence beside its compressed KV); leave it unset")
     if asked and not takes_pool:
         raise PhasewiseError(f"{' and '.join(asked)}: {config.label}'s hybrid SWA pool holds only the windowed layers "
                              f"of {', '.join(pool_types)} models; {model.model_type} keeps every layer's KV in one "
@@ -166,6 +165,20 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
         raise PhasewiseError(f"--swa-full-tokens-ratio sizes {config.label}'s hybrid SWA pool, which is disabled "
                              f"here ({why}): it would change nothing")
     return ("window_pool" if pooled else rule.get("layout", "per_sequence")), ratio
+
+
+def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) -> tuple[str, float]:
+    """window_kv() of compressed attention (DeepSeek-V4): the window entries per sequence (vLLM, TensorRT-LLM), or in
+    an SWA pool of swa_full_tokens_ratio tokens per context token where the preset's rule `compressed_window_pool`
+    names the model type (SGLang's DSV4 pools; its model hook's ratio unless --swa-full-tokens-ratio says)."""
+    pool = rule.get("compressed_window_pool") or {}
+    if model.model_type not in pool.get("model_types", ()):
+        return "per_sequence", 1.0
+    if config.knobs.get("disable_hybrid_swa_memory"):
+        raise PhasewiseError(f"--disable-hybrid-swa-memory: {config.label} sizes {model.name}'s pools from its SWA pool "
+                             "(DSV4PoolConfigurator), which it cannot run without")
+    ratio = config.knobs.get("swa_full_tokens_ratio")
+    return "window_pool", float(ratio if ratio is not None else pool["ratio"])
 
 
 def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
