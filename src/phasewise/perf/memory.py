@@ -227,12 +227,12 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
       window pool until its forward ends) is not modelled.
     No window: the context (every layout). Windowed layers of their own geometry (Gemma 4) count as full-layer
     tokens by their KV per token on one GPU of the `attention_tp`-wide attention group over a full layer's
-    (perf/cost.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence in every
-    engine (vLLM's sliding-window cache groups, SGLang's SWA ring with its compressed pools, TensorRT-LLM's per-layer
-    SWA pages), its window entries and compressor states per window token (perf/cost.py compressed_kv_bytes); but
-    window_pool (SGLang's DeepSeek-V4 pools: DSV4PoolConfigurator): every layer's window entries and the CSA
-    compressors' rings in an SWA pool of `pool_ratio` tokens per context token (perf/cost.py
-    compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot (slot_state_bytes)."""
+    (perf/cost.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence (vLLM's
+    sliding-window cache groups, TensorRT-LLM's per-layer SWA pages), its window entries and compressor states per
+    window token (perf/cost.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools, DSV4PoolConfigurator):
+    every layer's window entries and the CSA compressors' rings in an SWA pool of `pool_ratio` tokens per context
+    token (perf/cost.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
+    (slot_state_bytes)."""
     if layout not in WINDOW_KV_LAYOUTS:
         raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
     if model.compressed is not None:
@@ -260,8 +260,7 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
 
 def slot_state_bytes(model: ModelSpec, layout: str, slots: int = 1) -> float:
     """Bytes an engine holds for `slots` request slots beside the KV pool for `model` in window layout `layout`:
-    SGLang's
-    DeepSeek-V4 pools (window_pool) keep the HCA compressors' rings per slot of --max-running-requests
+    SGLang's DeepSeek-V4 pools (window_pool) keep the HCA compressors' rings per slot of --max-running-requests
     (DSV4PoolConfigurator._get_c128_state_fixed_bytes: 16.25 MB for DeepSeek-V4-Pro's 31 HCA layers, 3.9 GiB at 256
     slots); elsewhere nothing (the rings are per running sequence: kv_window_terms)."""
     if model.compressed is None or layout != "window_pool":

@@ -173,6 +173,11 @@ def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) ->
     names the model type (SGLang's DSV4 pools; its model hook's ratio unless --swa-full-tokens-ratio says)."""
     pool = rule.get("compressed_window_pool") or {}
     if model.model_type not in pool.get("model_types", ()):
+        asked = [f"--{k.replace('_', '-')}" for k in ("swa_full_tokens_ratio", "disable_hybrid_swa_memory")
+                 if config.knobs.get(k) is not None]
+        if asked:
+            raise PhasewiseError(f"{' and '.join(asked)}: {config.label} holds {model.name}'s window entries per "
+                                 "sequence, in no pool of their own, so it would change nothing")
         return "per_sequence", 1.0
     if config.knobs.get("disable_hybrid_swa_memory"):
         raise PhasewiseError(f"--disable-hybrid-swa-memory: {config.label} sizes {model.name}'s pools from its SWA pool "
@@ -540,7 +545,8 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             raise PhasewiseError(f"--{knob.replace('_', '-')}={value} is not possible on {name}@{version}: {fixed['fixed']}")
     values = {k: _pick(table[k], hw, entry_point, tp) for k in allowed if k in table}
     values.update({k: v for k, v in role_knobs(name, role).items() if k in allowed})
-    values.update((entry.get("model_knob_defaults") or {}).get(model_type) or {})
+    model_defaults = (entry.get("model_knob_defaults") or {}).get(model_type) or {}
+    values.update({k: v for k, v in model_defaults.items() if k in allowed})
     values.update(knobs)
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
