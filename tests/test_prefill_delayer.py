@@ -107,3 +107,19 @@ def test_the_exported_sglang_command_carries_the_delayer_and_v4_s_page():
     argv = " ".join(cmd.argv)
     assert "--enable-prefill-delayer" in argv and "--prefill-delayer-max-delay-passes 12" in argv
     assert "--page-size 256" in argv
+
+
+def test_the_planner_tries_the_delayer_on_sglang_s_attention_dp_layouts():
+    """`plan` under SGLang: every attention-DP layout also runs with the prefill delayer on (a strategy of its own,
+    its deployment carrying the knob); tensor-parallel layouts, and other engines, do not get it."""
+    from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+
+    opts = PlanOptions(engine="sglang", tp_options=(4,), chunk_sizes=(), disaggregated=False)
+    strategies, _ = enumerate_strategies(MOE, "b200", 4, opts)
+    delayed = [s for s in strategies if "prefill-delayer" in s.name]
+    assert delayed and all("DP4" in s.name for s in delayed)
+    assert all(s.deployment["instances"][0]["enable_prefill_delayer"] is True for s in delayed)
+    assert {s.name.replace(" prefill-delayer", " default") for s in delayed} <= {s.name for s in strategies}
+    vllm, _ = enumerate_strategies(MOE, "b200", 4, PlanOptions(engine="vllm", tp_options=(4,), chunk_sizes=(),
+                                                                disaggregated=False))
+    assert not [s for s in vllm if "prefill-delayer" in s.name]
