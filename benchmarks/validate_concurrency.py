@@ -855,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--assume-part", action="append", default=[], metavar="GPU=KEY", type=assumed_part,
                     help="public tables whose page names a GPU but not its part (form factor, memory): run them "
                          "on this catalog part, printed as an assumption (repeatable), e.g. H100=h100-sxm")
+    ap.add_argument("--tables", default="", metavar="PREFIX[,PREFIX]",
+                    help="public tables: only those whose id starts with one of these (e.g. sglang-cookbook-dsv4)")
     ap.add_argument("--assume-acceptance", type=acceptance_value, default=None, metavar="A",
                     help="public tables that run speculative decoding without stating its acceptance: run them "
                          "with this per-token draft acceptance (0 <= A < 1), printed as an assumption")
@@ -871,6 +873,10 @@ def main(argv: list[str] | None = None) -> int:
         skipped += s
     if args.source in ("all", "public"):
         c, s = load_public_cases(YAML_PATH, dict(args.assume_part), args.assume_acceptance)
+        if args.tables:  # only the public tables whose id starts with one of these
+            prefixes = tuple(args.tables.split(","))
+            c = [case for case in c if case["group"].removeprefix("public:").startswith(prefixes)]
+            s = [row for row in s if row[1].startswith(prefixes)]
         cases += c
         skipped += s
     all_fit = sorted({c["config"] for c in cases if c["split"] == "fit"})

@@ -292,3 +292,15 @@ def test_a_deepseek_v4_cell_runs_end_to_end(vc):
     row = next(c for c in cases if c["id"] == "sglang-cookbook-dsv4-flash-fp4-b200-high-throughput#1")
     result = vc._work((0, row, None))
     assert not result["error"] and result["ttft"] > 0 and result["tpot"] > 0
+
+
+def test_tables_picks_public_tables_by_id(vc, capsys):
+    """--tables runs only the public tables whose id starts with a prefix: the summary's 'ALL public' row is theirs
+    (the README's DeepSeek-V4 figures come from --tables sglang-cookbook-dsv4)."""
+    code = vc.main(["--source", "public", "--tables", "sglang-cookbook-dsv4-flash-fp8-h200-high", "--no-rows",
+                    "--workers", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    all_public = [line for line in out.splitlines() if line.startswith("ALL public")]
+    assert all_public and all(" 2 |" in line for line in all_public)
+    assert "nim-llama3.3-70b-h100" not in out
