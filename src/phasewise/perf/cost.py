@@ -842,16 +842,15 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
     if pp > model.num_layers:
         raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
     if model.linear_attention_layers and pp > 1:
-        # a stage is costed as the stack's share of each kind (ceil(L / pp) layers, round(share) of them linear): it
-        # must keep a softmax-attention layer at that share
+        # a stage is costed as the stack's share of each kind (ModelSpec.stage_layers): it must keep a softmax layer
         def softmax_layers(stages: int) -> int:
-            layers = math.ceil(model.num_layers / stages)
-            return layers - round(layers * model.linear_layer_share)
+            layers, linear = model.stage_layers(stages)
+            return layers - linear
 
         if softmax_layers(pp) < 1:
             most = max(d for d in range(1, pp) if softmax_layers(d) >= 1)
             raise PhasewiseError(
-                f"--pp {pp}: a stage of {math.ceil(model.num_layers / pp)} layers keeps no softmax-attention layer at "
+                f"--pp {pp}: a stage of {model.stage_layers(pp)[0]} layers keeps no softmax-attention layer at "
                 f"{model.name}'s share ({model.linear_attention_layers} of {model.num_layers} layers linear), and "
                 f"stages are costed at the stack's shares; use --pp {most} or less")
     if model.kv_shared_layers and pp > 1:

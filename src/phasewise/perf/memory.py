@@ -339,7 +339,7 @@ def recurrent_state_bytes_per_sequence(model: ModelSpec, quant: QuantScheme, tp:
     m = model
     if not m.linear_attention_layers:
         return 0.0
-    layers = round(math.ceil(m.num_layers / pp) * m.linear_layer_share)
+    layers = m.stage_layers(pp)[1]
     ssm = m.linear_value_heads * m.linear_key_head_dim * m.linear_value_head_dim * dtype_bytes(state_dtype)
     conv = m.linear_conv_channels(tp) * max(m.linear_conv_kernel - 1, 0) * quant.activation_bytes
     return layers * (ssm / tp + conv)
@@ -363,8 +363,8 @@ def kv_state_pages(config: EngineConfig, model: ModelSpec, quant: QuantScheme, t
         return block_tokens, 0.0
     state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, config.profile.recurrent_state_dtype)
     kv_token = kv_bytes_per_token(model, quant, tp, pp)
-    linear = round(math.ceil(model.num_layers / pp) * model.linear_layer_share)
-    attention = math.ceil(model.num_layers / pp) - linear
+    layers, linear = model.stage_layers(pp)
+    attention = layers - linear
     align = HYBRID_BLOCK_ALIGN_TOKENS
     raised = align * math.ceil(state / linear / (align * kv_token / attention))
     block = max(block_tokens, raised)

@@ -7,6 +7,7 @@ same parser: `load_model("path/to/config.json")`.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -409,6 +410,12 @@ class ModelSpec(BaseModel):
     def linear_layer_share(self) -> float:
         """Share of the layers that are linear attention (0 when none are)."""
         return self.linear_attention_layers / self.num_layers
+
+    def stage_layers(self, pp: int) -> tuple[int, int]:
+        """(layers, linear-attention layers) of one pipeline stage of `pp`: ceil(num_layers / pp) layers at the
+        stack's linear share, rounded (a stage is costed at the stack's shares)."""
+        layers = math.ceil(self.num_layers / pp)
+        return layers, round(layers * self.linear_layer_share)
 
     @property
     def linear_key_dim(self) -> int:
