@@ -93,6 +93,18 @@ def render_estimate(console: Console, est: Estimate) -> None:
            "attention rank" if m["window_pool_tokens"] else "") + "); "
         f"{status}"
     )
+    pool = m["block_pool"]
+    if pool:
+        console.print(
+            f"Shared KV block pool (vLLM, every cache group's blocks in one: perf/shared_block_pool.py): "
+            f"{pool['blocks_per_rank']:,} blocks of {pool['block_bytes']:,} bytes per attention rank "
+            f"({pool['layer_tuples']} sets of the compressed pages); a sequence holds one per {pool['block_tokens']} "
+            f"context tokens and {pool['window_blocks_per_sequence']} for its windows, this batch's prefill chunk "
+            f"{pool['chunk_window_blocks']:,} more while it runs ({m['chunk_window_bytes'] / gib:.2f} GiB kept free). "
+            f"vLLM's start-up: maximum concurrency for {pool['max_model_len']:,} tokens per request "
+            f"{pool['max_concurrency']:.2f}x, GPU KV cache size {pool['kv_cache_tokens']:,} tokens"
+            + ("" if pool["longest_request"] >= pool["max_model_len"] else
+               f"; one such request does not fit: --max-model-len {pool['longest_request']:,} at most"))
     if est.startup is not None:
         console.print(f"Start-up (engine start to port open, perf/startup.py): {est.startup.summary()}")
 

@@ -9,6 +9,7 @@ dropped silently."""
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.memory import kv_window_terms
+from phasewise.perf.memory import kv_block_pool, kv_window_terms
 from phasewise.perf.startup import startup_estimate
 from phasewise.plan.export import deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
@@ -228,13 +229,19 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
     """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
     one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
     cache check at start-up). The longest sequence the planned cache holds (an attention rank's share of it;
-    a hybrid stack's windowed layers counted as vLLM holds them: specs/engines.py window_kv), in whole blocks."""
+    a hybrid stack's windowed layers counted as vLLM holds them: specs/engines.py window_kv; DeepSeek-V4's windowed
+    groups as its shared block pool counts them), in whole blocks."""
     model = load_model(g.model or dep.model)
     cost, kv_tokens, _, engine = build_group(dep, g, dep.instances.index(g))
     full, windowed, window, _ = kv_window_terms(model, *window_kv(engine, model, cost.hw),  # never pooled in vLLM
                                                 attention_tp=cost.layout.attention_tp, quant=cost.quant)
     cap = kv_tokens // (g.attention_dp or 1)
-    if not full:  # every layer windowed: a sequence holds its last window
+    pool = kv_block_pool(engine, model, cost.quant, cost.pp)
+    if pool is not None:  # vLLM's own check: one request and a prefill chunk's window blocks (its longest_request)
+        budget = math.ceil(engine.token_budget / (g.attention_dp or 1))
+        pool_bytes = (cap // pool.block_tokens + pool.chunk_blocks(budget)) * pool.block_bytes
+        longest = pool.longest_request(pool_bytes, budget, model.max_position_embeddings or cap)
+    elif not full:  # every layer windowed: a sequence holds its last window
         longest = model.max_position_embeddings if window <= cap else 0
     elif not windowed:  # every layer holds every token
         longest = cap / full

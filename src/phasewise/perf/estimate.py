@@ -13,6 +13,7 @@ from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import (
     MemoryFit,
+    kv_block_pool,
     kv_sequence_tokens,
     kv_state_pages,
     kv_window_terms,
@@ -21,6 +22,7 @@ from phasewise.perf.memory import (
     window_pool_tokens,
 )
 from phasewise.perf.parallel import parallel_layout
+from phasewise.perf.shared_block_pool import SharedBlockPool
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_kv, recurrent_state_in_kv_pool, resolve_engine, window_kv
@@ -51,6 +53,8 @@ class Estimate:
     # image inputs (--images-per-request): the images of one sequence and the encoder's forward over the batch's
     images: dict[str, Any] | None = None
     startup: StartupEstimate | None = None  # the instance's start-up (perf/startup.py)
+    # vLLM's DeepSeek-V4 pool every cache group shares (perf/shared_block_pool.py): its blocks and start-up figures
+    block_pool: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -128,6 +132,9 @@ class Estimate:
                 "window_pool_tokens": list(self.window_pool_tokens) if self.window_pool_tokens else None,
                 "max_batch_at_context": min(mem.kv_capacity_tokens // per_sequence_kv,
                                             mem.state_seats if mem.state_seats is not None else 1 << 62),
+                # the KV pool a prefill chunk's window blocks hold (vLLM's DeepSeek-V4 pool), kept free
+                "chunk_window_bytes": mem.chunk_window_bytes,
+                "block_pool": self.block_pool,
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
             **({"images": self.images} if self.images else {}),
@@ -189,6 +196,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     kv_terms = kv_window_terms(spec, window_layout, pool_ratio, attention_tp=layout.attention_tp, quant=quant)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
     pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
+    pool = kv_block_pool(config, spec, quant, pp)  # vLLM's DeepSeek-V4 pool, every cache group's blocks in one
     needed = batch * math.ceil(kv_sequence_tokens(per_seq, kv_terms, pages))
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
@@ -196,12 +204,37 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool,
-                     slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)))
+                     slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)),
+                     block_pool=pool)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)
              if window_layout == "window_pool" else None)
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
-                    window_layout, kv_terms, pools, pages, images, startup)
+                    window_layout, kv_terms, pools, pages, images, startup,
+                    block_pool_figures(pool, mem, spec.max_position_embeddings, config.token_budget,
+                                       layout.attention_dp) if pool else None)
+
+
+def block_pool_figures(pool: SharedBlockPool, mem: MemoryFit, max_model_len: int, token_budget: int,
+                       attention_dp: int) -> dict[str, Any]:
+    """vLLM's DeepSeek-V4 pool on one attention rank and the figures its start-up prints: the pool's blocks (the KV
+    memory over a block's bytes), "Maximum concurrency for max_model_len tokens per request" (blocks over one such
+    request's with a chunk of a rank's max_num_batched_tokens in flight: SharedBlockPool.request_blocks; every
+    attention rank's summed, as DP8's 156.9x in vLLM issue #51454 reads), "GPU KV cache size" (that x max_model_len), and,
+    where one such request does not fit, the longest that does (its "estimated maximum model length")."""
+    pool_bytes = mem.kv_free_bytes + mem.chunk_window_bytes  # vLLM keeps nothing back: a chunk waits for blocks
+    blocks = max(int(pool_bytes // pool.block_bytes), 0)
+    token_budget = math.ceil(token_budget / attention_dp)  # each attention rank's engine core batches its own
+    request = pool.request_blocks(max_model_len, token_budget)
+    concurrency = blocks / request * attention_dp
+    return {"block_bytes": pool.block_bytes, "layer_tuples": pool.layer_tuples, "blocks_per_rank": blocks,
+            "block_tokens": pool.block_tokens, "window_blocks_per_sequence": pool.window_blocks(),
+            "chunk_window_blocks": round(mem.chunk_window_bytes / pool.block_bytes),  # this batch's prefill chunk
+            "max_model_len": max_model_len, "max_num_batched_tokens": token_budget,
+            "request_blocks_at_max_model_len": request, "max_concurrency": concurrency,
+            "kv_cache_tokens": int(concurrency * max_model_len),
+            "longest_request": (max_model_len if request <= blocks else
+                                pool.longest_request(pool_bytes, token_budget, max_model_len))}
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:

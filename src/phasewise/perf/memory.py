@@ -16,7 +16,8 @@ from phasewise.perf.cost import (
     window_kv_ratio,
 )
 from phasewise.perf.parallel import ParallelLayout
-from phasewise.specs.engines import EngineConfig, recurrent_state_in_kv_pool
+from phasewise.perf.shared_block_pool import SharedBlockPool, shared_block_pool
+from phasewise.specs.engines import EngineConfig, compressed_block_pool_rule, recurrent_state_in_kv_pool
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -47,11 +48,14 @@ class MemoryFit:
     # what the engine holds per request slot beside the KV pool, for all its slots (slot_state_bytes: SGLang's
     # DeepSeek-V4 HCA compressor rings)
     slot_bytes: float = 0.0
+    # the KV pool a prefill chunk of the step's token budget holds in the windowed groups until its forward ends,
+    # kept free of running sequences' KV (vLLM's DeepSeek-V4 pool: SharedBlockPool.chunk_blocks)
+    chunk_window_bytes: float = 0.0
 
     @property
     def kv_free_bytes(self) -> float:
         return (self.usable_bytes - self.weight_bytes - self.activation_bytes - self.reserved_bytes - self.state_bytes
-                - self.slot_bytes)
+                - self.slot_bytes - self.chunk_window_bytes)
 
     @property
     def fits(self) -> bool:
@@ -66,6 +70,8 @@ class MemoryFit:
                      if self.state_bytes else "")
             state += (f" + request-slot state {self.slot_bytes / gib:.1f} GiB (lower the engine's max sequences)"
                       if self.slot_bytes else "")
+            state += (f" + a prefill chunk's window blocks {self.chunk_window_bytes / gib:.1f} GiB (lower the token "
+                      "budget)" if self.chunk_window_bytes else "")
             return (f"weights {self.weight_bytes / gib:.1f} GiB + activations {self.activation_bytes / gib:.1f} GiB"
                     f" + reserved {self.reserved_bytes / gib:.1f} GiB{state} exceed the usable "
                     f"{self.usable_bytes / gib:.1f} GiB per GPU")
@@ -205,7 +211,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     return kv_bytes_per_token_layer(model, quant, tp) * layers
 
 
-WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool")
+WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool", "block_pool")
 
 
 def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int,
@@ -232,7 +238,9 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     window token (perf/cost.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools, DSV4PoolConfigurator):
     every layer's window entries and the CSA compressors' rings in an SWA pool of `pool_ratio` tokens per context
     token (perf/cost.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
-    (slot_state_bytes)."""
+    (slot_state_bytes); block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py): the context
+    only, in the pool's bytes per token (memory_fit), the windowed groups' blocks a constant per sequence
+    (kv_state_pages)."""
     if layout not in WINDOW_KV_LAYOUTS:
         raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
     if model.compressed is not None:
@@ -241,6 +249,8 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
         per_token, per_window_token = compressed_kv_bytes(model, quant)
         if not per_token:  # sliding layers only (an MTP module's): every layer windowed
             return 0.0, 1.0, model.compressed.window, False
+        if layout == "block_pool":
+            return 1.0, 0.0, 0, False
         if layout == "window_pool":
             full = 1.0 + pool_ratio * compressed_swa_token_bytes(model, quant) / per_token
             return full, full / pool_ratio, model.compressed.window, True
@@ -289,8 +299,8 @@ def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence", *, attention
                     quant: QuantScheme | None = None) -> tuple[float, float, int, bool]:
     """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
     memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
-    return kv_window_terms(model, "per_sequence" if layout == "window_pool" else layout, attention_tp=attention_tp,
-                           quant=quant)
+    return kv_window_terms(model, "per_sequence" if layout in ("window_pool", "block_pool") else layout,
+                           attention_tp=attention_tp, quant=quant)
 
 
 def kv_token_equivalents(tokens, terms: tuple[float, float, int, bool]):
@@ -358,7 +368,11 @@ def kv_state_pages(config: EngineConfig, model: ModelSpec, quant: QuantScheme, t
     one layer's block of KV holds one layer's state (a multiple of HYBRID_BLOCK_ALIGN_TOKENS: 1,072 tokens for
     Nemotron-3-Nano), the states padded to it; layers grouped by the smaller of the two layer counts, each state
     group one block per running sequence. The state tokens are in kv_bytes_per_token's unit (every attention layer's
-    KV of one token). Otherwise (block_tokens, 0): the states held apart, or none."""
+    KV of one token). vLLM's DeepSeek-V4 pool (kv_block_pool): its block, and its windowed groups' blocks a decoding
+    sequence holds, in its compressed group's tokens. Otherwise (block_tokens, 0): the states held apart, or none."""
+    pool = kv_block_pool(config, model, quant, pp)
+    if pool is not None:
+        return pool.block_tokens, float(pool.window_blocks() * pool.block_tokens)
     if not recurrent_state_in_kv_pool(config, model):
         return block_tokens, 0.0
     state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, config.profile.recurrent_state_dtype)
@@ -370,6 +384,13 @@ def kv_state_pages(config: EngineConfig, model: ModelSpec, quant: QuantScheme, t
     block = max(block_tokens, raised)
     group = min(attention, linear)
     return block, math.ceil(linear / group) * group * block / attention
+
+
+def kv_block_pool(config: EngineConfig, model: ModelSpec, quant: QuantScheme, pp: int = 1) -> SharedBlockPool | None:
+    """The block pool every cache group of `model` shares under this engine (vLLM's DeepSeek-V4 pool:
+    perf/shared_block_pool.py), one GPU of a `pp`-stage pipeline; None where the engine keeps no such pool."""
+    rule = compressed_block_pool_rule(config, model)
+    return shared_block_pool(model, quant, rule, pp) if rule is not None else None
 
 
 def kv_sequence_tokens(tokens: float, terms: tuple[float, float, int, bool], pages: tuple[int, float]) -> float:
@@ -397,7 +418,8 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                memory_fraction: float = 0.9, layout: ParallelLayout | None = None,
                fraction_of: str = "total", state_dtype: str = "bf16",
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
-               state_in_kv_pool: bool = False, slot_bytes: float = 0.0) -> MemoryFit:
+               state_in_kv_pool: bool = False, slot_bytes: float = 0.0,
+               block_pool: SharedBlockPool | None = None) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -415,7 +437,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     the simulator's blocks, the planner's floor and estimate's batch count). `draft`: a speculative draft's (weight
     bytes, KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
     token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's). `slot_bytes`: what the engine
-    holds on this GPU for its request slots beside the KV pool (slot_state_bytes x its slots on the GPU)."""
+    holds on this GPU for its request slots beside the KV pool (slot_state_bytes x its slots on the GPU).
+    `block_pool`: the pool every cache group shares (kv_block_pool: vLLM's DeepSeek-V4 pool): a KV token costs its
+    bytes per token, and a prefill chunk of the step's token budget keeps its window blocks free."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
@@ -430,6 +454,10 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     elif fraction_of == "static":  # the KV pool is what the weights leave of the fraction
         usable += acts + reserved
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
+    chunk = 0.0
+    if block_pool is not None:
+        per_token = block_pool.bytes_per_token
+        chunk = block_pool.chunk_blocks(math.ceil(max_tokens / dp)) * block_pool.block_bytes
     per_sequence = recurrent_state_bytes_per_sequence(model, quant, attention_tp, pp, state_dtype)
     seats = None
     if per_sequence and state_pool_ratio:
@@ -439,8 +467,8 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
         state = 0.0
     else:
         state = per_sequence * math.ceil(max_seqs / dp)
-    free = usable - weights - acts - reserved - state - slot_bytes
+    free = usable - weights - acts - reserved - state - slot_bytes - chunk
     capacity = int(free // (per_token + draft[1])) * dp if free > 0 else 0
     return MemoryFit(hardware.memory_capacity_bytes, usable, weights, acts, reserved, per_token,
                      capacity, kv_needed_tokens, per_sequence, state, seats, state_in_kv_pool and per_sequence > 0,
-                     slot_bytes)
+                     slot_bytes, chunk)

@@ -19,6 +19,7 @@ from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.memory import (
     draft_memory,
+    kv_block_pool,
     kv_sequence_tokens,
     kv_state_pages,
     kv_window_terms,
@@ -152,7 +153,8 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio,
                      draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
-                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp)))
+                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp)),
+                     block_pool=kv_block_pool(config, model, quant, pp))
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant)
     pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
     return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)

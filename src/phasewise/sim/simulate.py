@@ -15,7 +15,13 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.cost import check_parallelism, kv_bytes_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import draft_memory, mtp_module, recurrent_state_bytes_per_sequence, slot_state_bytes
+from phasewise.perf.memory import (
+    draft_memory,
+    kv_block_pool,
+    mtp_module,
+    recurrent_state_bytes_per_sequence,
+    slot_state_bytes,
+)
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.autoscaler import Autoscaler, check_span
@@ -92,7 +98,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                          state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem,
                          state_in_kv_pool=recurrent_state_in_kv_pool(engine, model),
                          slot_bytes=slot_state_bytes(model, window_kv(engine, model, hw)[0],
-                                                     math.ceil(engine.max_seqs / layout.attention_dp)))
+                                                     math.ceil(engine.max_seqs / layout.attention_dp)),
+                         block_pool=kv_block_pool(engine, model, quant, g.pp))
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them

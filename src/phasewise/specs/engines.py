@@ -168,9 +168,10 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
 
 
 def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) -> tuple[str, float]:
-    """window_kv() of compressed attention (DeepSeek-V4): the window entries per sequence (vLLM, TensorRT-LLM), or in
-    an SWA pool of swa_full_tokens_ratio tokens per context token where the preset's rule `compressed_window_pool`
-    names the model type (SGLang's DSV4 pools; its model hook's ratio unless --swa-full-tokens-ratio says)."""
+    """window_kv() of compressed attention (DeepSeek-V4): the window entries per sequence (TensorRT-LLM), in the
+    blocks of a pool every cache group shares (block_pool: vLLM, compressed_block_pool_rule), or in an SWA pool of
+    swa_full_tokens_ratio tokens per context token where the preset's rule `compressed_window_pool` names the model
+    type (SGLang's DSV4 pools; its model hook's ratio unless --swa-full-tokens-ratio says)."""
     pool = rule.get("compressed_window_pool") or {}
     if model.model_type not in pool.get("model_types", ()):
         asked = [f"--{k.replace('_', '-')}" for k in ("swa_full_tokens_ratio", "disable_hybrid_swa_memory")
@@ -178,12 +179,21 @@ def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) ->
         if asked:
             raise PhasewiseError(f"{' and '.join(asked)}: {config.label} holds {model.name}'s window entries per "
                                  "sequence, in no pool of their own, so it would change nothing")
-        return "per_sequence", 1.0
+        return ("block_pool" if compressed_block_pool_rule(config, model) else "per_sequence"), 1.0
     if config.knobs.get("disable_hybrid_swa_memory"):
         raise PhasewiseError(f"--disable-hybrid-swa-memory: {config.label} sizes {model.name}'s pools from its SWA pool "
                              "(DSV4PoolConfigurator), which it cannot run without")
     ratio = config.knobs.get("swa_full_tokens_ratio")
     return "window_pool", float(ratio if ratio is not None else pool["ratio"])
+
+
+def compressed_block_pool_rule(config: EngineConfig, model: ModelSpec) -> dict[str, Any] | None:
+    """The preset's `window_kv` rule `compressed_block_pool` where it takes `model` (vLLM's DeepSeek-V4 pool:
+    perf/shared_block_pool.py), with its block, the preset's `compressed_attention_block`; else None."""
+    rule = (config.window_kv_rule or {}).get("compressed_block_pool")
+    if model.compressed is None or not rule or model.model_type not in rule["model_types"]:
+        return None
+    return {**rule, "block_tokens": int(_preset_entry(config.engine)["compressed_attention_block"]["block"])}
 
 
 def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
