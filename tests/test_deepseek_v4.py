@@ -391,6 +391,33 @@ def test_sglang_s_dsv4_pools_as_its_configurator_sizes_them():
         window_kv(resolve_engine("sglang", hw, {"disable_hybrid_swa_memory": True}), pro, hw)
 
 
+def test_sglang_s_dsv4_pools_under_speculative_decoding():
+    """With EAGLE / MTP, SGLang's rings grow to 16 CSA and 256 HCA slots (get_compress_state_ring_size(ratio,
+    is_speculative)) and the pool's bytes per full token by (61 + 1) / 61 for the draft layer: Pro at ratio 0.1,
+    (5,511.44 + 0.1 x (61 x 584 + 16 / 128 x (8,192 + 2,048) x 30)) x 62 / 61 = 13,125.54 bytes (10,993.84
+    without), the HCA rings twice as large per slot (7.75 GiB for 256 slots). The MTP layer's own KV is its window
+    (a sliding layer), in those pools: no bytes per context token beside the target's. vLLM and TensorRT-LLM keep
+    no such pool: their rings do not change."""
+    from phasewise.perf.memory import draft_memory, slot_state_bytes
+    from phasewise.specs.engines import resolve_engine, window_pool_speculation
+
+    quant = load_quant("fp8-block-mxfp4").with_kv("fp8")
+    pro, hw = load_model(PRO), load_hardware("b200")
+    speculation = window_pool_speculation(resolve_engine("sglang", hw, model_type="deepseek_v4"), pro, True)
+    assert speculation == ((16, 256), 1)
+    assert window_pool_speculation(resolve_engine("sglang", hw, model_type="deepseek_v4"), pro, False) is None
+    for engine in ("vllm", "trtllm"):
+        assert window_pool_speculation(resolve_engine(engine, hw), pro, True) is None
+    terms = kv_window_terms(pro, "window_pool", 0.1, attention_tp=8, quant=quant, speculation=speculation)
+    per_token = kv_bytes_per_token(pro, quant, 8, 1)
+    assert per_token == 30 * (584 + 132) / 4 + 31 * 584 / 128 == 5_511.4375
+    expected = (per_token + 0.1 * (61 * 584 + 16 / 128 * (8_192 + 2_048) * 30)) * 62 / 61
+    assert terms[0] * per_token == pytest.approx(expected) == pytest.approx(13_125.54, abs=0.01)
+    assert terms[1] == pytest.approx(terms[0] / 0.1)
+    assert slot_state_bytes(pro, "window_pool", 256, speculation) == 256 * 31 * 256 * 2 * 512 * 4 == 7.75 * 2**30
+    assert draft_memory(pro, None, quant, 8)[1] == 0.0  # the MTP layer's window only, not per context token
+
+
 def test_a_smaller_swa_pool_holds_more_context_under_sglang():
     """SGLang's full pool holds what the memory left after the slots' rings holds at the per-full-token bytes
     (window_pool_tokens); a smaller SWA ratio (the cookbook's 0.075 for Pro) holds more context tokens, its SWA pool

@@ -791,25 +791,29 @@ def compressed_kv_bytes(model: ModelSpec, quant: QuantScheme) -> tuple[float, fl
     return per_token, model.num_layers * entry + (csa_rings + hca_rings) / c.window
 
 
-def compressor_ring_bytes(model: ModelSpec) -> tuple[float, float]:
+def compressor_ring_bytes(model: ModelSpec, ring_slots: tuple[int, int] | None = None) -> tuple[float, float]:
     """(CSA layers', HCA layers') compressor state rings of one sequence (COMPRESSOR_STATE_BYTES): a CSA layer's
     over 2 x csa_ratio slots of 2 x 2 x head_dim and its indexer's of 2 x 2 x indexer_head_dim, an HCA layer's over
-    hca_ratio slots of 2 x head_dim (SGLang's get_compress_state_ring_size without speculative decoding: 8 and 128)."""
+    hca_ratio slots of 2 x head_dim (SGLang's get_compress_state_ring_size without speculative decoding: 8 and 128);
+    `ring_slots` (CSA, HCA): another ring (SGLang's with speculative decoding: 16 and 256)."""
     c = model.compressed
+    csa_slots, hca_slots = ring_slots or (2 * c.csa_ratio, c.hca_ratio)
 
-    def ring(coff: int, ratio: int, width: int) -> float:
-        return 2 * coff * width * COMPRESSOR_STATE_BYTES * coff * ratio
+    def ring(coff: int, slots: int, width: int) -> float:
+        return 2 * coff * width * COMPRESSOR_STATE_BYTES * slots
 
-    return (c.csa_layers * (ring(2, c.csa_ratio, model.head_dim) + ring(2, c.csa_ratio, c.indexer_head_dim)),
-            c.hca_layers * ring(1, c.hca_ratio, model.head_dim))
+    return (c.csa_layers * (ring(2, csa_slots, model.head_dim) + ring(2, csa_slots, c.indexer_head_dim)),
+            c.hca_layers * ring(1, hca_slots, model.head_dim))
 
 
-def compressed_swa_token_bytes(model: ModelSpec, quant: QuantScheme) -> float:
+def compressed_swa_token_bytes(model: ModelSpec, quant: QuantScheme, ring_slots: tuple[int, int] | None = None
+                               ) -> float:
     """Bytes of one token of SGLang's SWA pool for compressed attention (its DeepSeek-V4 pools,
     mem_cache/deepseek_v4_memory_pool.py and model_executor/pool_configurator.py DSV4PoolConfigurator): every
     layer's window entry, and the CSA compressors' rings, whose pool is sized from the SWA pool's (a ring per
-    window of SWA tokens): 61 x 584 + 8 / 128 x (8,192 + 2,048) x 30 = 54,824 bytes for DeepSeek-V4-Pro."""
-    csa_rings, _ = compressor_ring_bytes(model)
+    window of SWA tokens): 61 x 584 + 8 / 128 x (8,192 + 2,048) x 30 = 54,824 bytes for DeepSeek-V4-Pro (`ring_slots`:
+    compressor_ring_bytes's)."""
+    csa_rings, _ = compressor_ring_bytes(model, ring_slots)
     return model.num_layers * compressed_entry_bytes(model, quant) + csa_rings / model.compressed.window
 
 

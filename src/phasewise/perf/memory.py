@@ -196,6 +196,11 @@ def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, 
         projection = 2 * model.hidden_size * model.hidden_size * dtype_bytes("bf16")
         weights = weight_bytes_per_gpu(block, quant, tp, 1, layout, embeddings=False) + projection
         modules = max(model.mtp_layers, 1)
+        if model.compressed is not None:  # DeepSeek-V4's MTP layer is a sliding layer: it holds its window only,
+            # as the engine holds the target's windows (SGLang: its pools' (T + D) / T, window_pool_speculation;
+            # vLLM: one more layer of a window group, which the pool's layer sets already hold; TensorRT-LLM: its
+            # window per sequence, ~70 KB, not modelled)
+            return modules * weights, 0.0
         return modules * weights, modules * kv_bytes_per_token(block, quant, tp // dp, 1)
     return weight_bytes_per_gpu(draft, quant, tp, 1), kv_bytes_per_token(draft, quant, tp, 1)
 
@@ -215,7 +220,8 @@ WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool", "block_pool")
 
 
 def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int,
-                    quant: QuantScheme | None = None) -> tuple[float, float, int, bool]:
+                    quant: QuantScheme | None = None,
+                    speculation: tuple[tuple[int, int], int] | None = None) -> tuple[float, float, int, bool]:
     """(full, windowed, window, pooled) of kv_token_equivalents: how one sequence's context maps onto the tokens of
     kv_bytes_per_token (its full layers' KV per token; every layer's when every layer is windowed), as the engine
     holds a windowed stack's KV (`layout`, specs/engines.py window_kv):
@@ -238,7 +244,9 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     window token (perf/cost.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools, DSV4PoolConfigurator):
     every layer's window entries and the CSA compressors' rings in an SWA pool of `pool_ratio` tokens per context
     token (perf/cost.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
-    (slot_state_bytes); block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py): the context
+    (slot_state_bytes), with `speculation` (specs/engines.py window_pool_speculation: SGLang's speculative
+    decoding) its rings' slots and the pool's bytes per full token x (layers + draft layers) / layers;
+    block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py): the context
     only, in the pool's bytes per token (memory_fit), the windowed groups' blocks a constant per sequence
     (kv_state_pages)."""
     if layout not in WINDOW_KV_LAYOUTS:
@@ -252,7 +260,9 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
         if layout == "block_pool":
             return 1.0, 0.0, 0, False
         if layout == "window_pool":
-            full = 1.0 + pool_ratio * compressed_swa_token_bytes(model, quant) / per_token
+            rings, draft_layers = speculation or (None, 0)
+            full = ((1.0 + pool_ratio * compressed_swa_token_bytes(model, quant, rings) / per_token)
+                    * (model.num_layers + draft_layers) / model.num_layers)
             return full, full / pool_ratio, model.compressed.window, True
         return 1.0, per_window_token / per_token, model.compressed.window, False
     if model.window_all_layers:
@@ -268,14 +278,16 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     return 1.0, 0.0, 0, False
 
 
-def slot_state_bytes(model: ModelSpec, layout: str, slots: int = 1) -> float:
+def slot_state_bytes(model: ModelSpec, layout: str, slots: int = 1,
+                     speculation: tuple[tuple[int, int], int] | None = None) -> float:
     """Bytes an engine holds for `slots` request slots beside the KV pool for `model` in window layout `layout`:
     SGLang's DeepSeek-V4 pools (window_pool) keep the HCA compressors' rings per slot of --max-running-requests
     (DSV4PoolConfigurator._get_c128_state_fixed_bytes: 16.25 MB for DeepSeek-V4-Pro's 31 HCA layers, 3.9 GiB at 256
-    slots); elsewhere nothing (the rings are per running sequence: kv_window_terms)."""
+    slots; twice that under speculative decoding, `speculation`'s 256-slot rings); elsewhere nothing (the rings are
+    per running sequence: kv_window_terms)."""
     if model.compressed is None or layout != "window_pool":
         return 0.0
-    return compressor_ring_bytes(model)[1] * slots
+    return compressor_ring_bytes(model, speculation[0] if speculation else None)[1] * slots
 
 
 def _windowed_per_full_layer(model: ModelSpec, attention_tp: int) -> float:

@@ -39,6 +39,7 @@ from phasewise.specs.engines import (
     recurrent_state_in_kv_pool,
     resolve_engine,
     window_kv,
+    window_pool_speculation,
 )
 from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
@@ -153,9 +154,11 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio,
                      draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
-                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp)),
+                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
+                                                 window_pool_speculation(config, model, mtp)),
                      block_pool=kv_block_pool(config, model, quant, pp))
-    terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant)
+    terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
+                            speculation=window_pool_speculation(config, model, mtp))
     pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
     return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
 

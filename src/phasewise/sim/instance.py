@@ -41,7 +41,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
-from phasewise.specs.engines import kv_block, window_kv
+from phasewise.specs.engines import kv_block, window_kv, window_pool_speculation
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -92,7 +92,8 @@ class Instance(KvAdmission, DecodingSet):
         # a sequence's share of the KV blocks (its attention rank's GPUs), and the bytes its KV holds, whole (what a
         # transfer moves: sim/cluster.py counts the model's KV per token at TP 1)
         self.kv_terms = kv_window_terms(self.model, layout, pool_ratio, attention_tp=cost.layout.attention_tp,
-                                        quant=cost.quant)
+                                        quant=cost.quant, speculation=window_pool_speculation(engine, self.model,
+                                                                                              spec is not None))
         self.kv_stored = kv_stored_terms(self.model, layout, attention_tp=1, quant=cost.quant)
         self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress

@@ -48,6 +48,7 @@ from phasewise.specs.engines import (
     recurrent_state_in_kv_pool,
     resolve_engine,
     window_kv,
+    window_pool_speculation,
 )
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
@@ -98,7 +99,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                          state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem,
                          state_in_kv_pool=recurrent_state_in_kv_pool(engine, model),
                          slot_bytes=slot_state_bytes(model, window_kv(engine, model, hw)[0],
-                                                     math.ceil(engine.max_seqs / layout.attention_dp)),
+                                                     math.ceil(engine.max_seqs / layout.attention_dp),
+                                                     window_pool_speculation(engine, model, spec is not None)),
                          block_pool=kv_block_pool(engine, model, quant, g.pp))
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)

@@ -187,6 +187,18 @@ def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) ->
     return "window_pool", float(ratio if ratio is not None else pool["ratio"])
 
 
+def window_pool_speculation(config: EngineConfig, model: ModelSpec, speculative: bool
+                            ) -> tuple[tuple[int, int], int] | None:
+    """((CSA, HCA) compressor ring slots, draft layers) of an engine's pool for compressed attention's windows under
+    speculative decoding (the preset's `compressed_window_pool` rule's `speculative`: SGLang's DSV4 pools); None
+    without speculative decoding, or where the engine keeps no such pool (perf/memory.py kv_window_terms)."""
+    pool = (config.window_kv_rule or {}).get("compressed_window_pool") or {}
+    rule = pool.get("speculative")
+    if not speculative or not rule or model.compressed is None or model.model_type not in pool["model_types"]:
+        return None
+    return (int(rule["ring_slots"]["csa"]), int(rule["ring_slots"]["hca"])), int(rule["draft_layers"])
+
+
 def compressed_block_pool_rule(config: EngineConfig, model: ModelSpec) -> dict[str, Any] | None:
     """The preset's `window_kv` rule `compressed_block_pool` where it takes `model` (vLLM's DeepSeek-V4 pool:
     perf/shared_block_pool.py), with its block, the preset's `compressed_attention_block`; else None."""
