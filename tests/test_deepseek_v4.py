@@ -386,7 +386,7 @@ def test_sglang_s_dsv4_pools_as_its_configurator_sizes_them():
     assert window_kv(sglang, pro, hw) == ("window_pool", 0.1)
     assert window_kv(resolve_engine("sglang", hw, {"swa_full_tokens_ratio": 0.075}), pro, hw) == ("window_pool", 0.075)
     assert window_kv(resolve_engine("vllm", hw), pro, hw) == ("block_pool", 1.0)  # tests/test_shared_block_pool.py
-    assert window_kv(resolve_engine("trtllm", hw), pro, hw) == ("per_sequence", 1.0)
+    assert window_kv(resolve_engine("trtllm", hw), pro, hw) == ("window_pages", 1.0)  # tests/test_window_pages.py
     with pytest.raises(PhasewiseError, match="--disable-hybrid-swa-memory: .* cannot run without"):
         window_kv(resolve_engine("sglang", hw, {"disable_hybrid_swa_memory": True}), pro, hw)
 

@@ -9,7 +9,7 @@ import pytest
 
 from phasewise.apps.launch import engine_flags, launch_commands
 from phasewise.perf.estimate import estimate
-from phasewise.perf.memory import kv_block_pool, kv_state_pages, kv_stored_terms, kv_window_terms, memory_fit
+from phasewise.perf.memory import compressed_kv_pool, kv_state_pages, kv_stored_terms, kv_window_terms, memory_fit
 from phasewise.perf.shared_block_pool import approximate_gcd
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
@@ -23,7 +23,7 @@ def _pool(model: str, engine: str = "vllm", pp: int = 1):
     spec, hw = load_model(model), load_hardware("b200")
     config = resolve_engine(engine, hw, model_type=spec.model_type)
     quant = engine_kv(load_quant(spec.default_precision, None), config, spec, hw, asked_kv_dtype=False)
-    return spec, config, quant, kv_block_pool(config, spec, quant, pp)
+    return spec, config, quant, compressed_kv_pool(config, spec, quant, pp)
 
 
 def test_approximate_gcd_pads_the_layer_counts_least():
@@ -70,19 +70,20 @@ def test_vllm_issue_51454_maximum_concurrency():
     concurrency for 1,048,576 tokens per request: 20.43x" at TP8 and 156.9x at DP8 + EP (issue #51454 and its
     recipes thread). phasewise's memory model (weights, activations, reserved) was not fitted to either; the
     pool's accounting turns its free memory into vLLM's figures."""
-    tp8 = estimate(FLASH, "b200", tp=8, memory_fraction=0.95, prompt_len=8192).to_dict()["memory"]["block_pool"]
+    tp8 = estimate(FLASH, "b200", tp=8, memory_fraction=0.95, prompt_len=8192).to_dict()["memory"]["compressed_kv_pool"]
     assert tp8["request_blocks_at_max_model_len"] == 7_450 and tp8["max_num_batched_tokens"] == 8_192
     assert tp8["max_concurrency"] == pytest.approx(20.43, abs=0.05)
     assert tp8["kv_cache_tokens"] == pytest.approx(21.4e6, rel=0.005)  # "KV ≈ 21.4M tokens"
     dp8 = estimate(FLASH, "b200", tp=8, attention_dp=8, ep=8, memory_fraction=0.95,
-                   prompt_len=8192).to_dict()["memory"]["block_pool"]
+                   prompt_len=8192).to_dict()["memory"]["compressed_kv_pool"]
     assert dp8["max_num_batched_tokens"] == 8_192  # each rank's engine core batches its own
     assert dp8["max_concurrency"] == pytest.approx(156.9, rel=0.005)
 
 
 def test_only_vllm_keeps_the_shared_pool():
     """vLLM: the context in the pool's bytes per token, the windowed groups' blocks a constant per sequence in whole
-    blocks, and what a transfer moves still the real bytes. SGLang (its own DSV4 pools) and TensorRT-LLM: no pool."""
+    blocks, and what a transfer moves still the real bytes. SGLang (its own DSV4 pools) and TensorRT-LLM (its window
+    pages): no such pool."""
     spec, config, quant, pool = _pool(FLASH)
     hw = load_hardware("b200")
     assert window_kv(config, spec, hw) == ("block_pool", 1.0)
@@ -90,8 +91,8 @@ def test_only_vllm_keeps_the_shared_pool():
     assert kv_stored_terms(spec, "block_pool", attention_tp=1, quant=quant) == kv_stored_terms(
         spec, "per_sequence", attention_tp=1, quant=quant)
     assert kv_state_pages(config, spec, quant, 8, 1, 256) == (256, 26 * 256)
-    for engine in ("sglang", "trtllm"):
-        assert _pool(FLASH, engine)[3] is None
+    assert _pool(FLASH, "sglang")[3] is None
+    assert type(_pool(FLASH, "trtllm")[3]).__name__ == "WindowPages"  # tests/test_window_pages.py
     assert _pool("deepseek-ai/DeepSeek-V3", "vllm")[3] is None  # MLA without compressed attention: no such pool
 
 
@@ -101,7 +102,7 @@ def test_memory_fit_keeps_a_prefill_chunk_free():
     spec, _, quant, pool = _pool(FLASH)
     hw = load_hardware("b200")
     plain = memory_fit(spec, hw, quant, 8, max_tokens=8192, memory_fraction=0.95)
-    pooled = memory_fit(spec, hw, quant, 8, max_tokens=8192, memory_fraction=0.95, block_pool=pool)
+    pooled = memory_fit(spec, hw, quant, 8, max_tokens=8192, memory_fraction=0.95, kv_pool=pool)
     assert pooled.chunk_window_bytes == 3_328 * pool.block_bytes
     assert pooled.kv_bytes_per_token == 4_108.5 and plain.kv_bytes_per_token == pytest.approx(3_850.25)
     assert pooled.kv_capacity_tokens == int((plain.kv_free_bytes - pooled.chunk_window_bytes) // 4_108.5)
@@ -117,7 +118,7 @@ def test_simulated_sequences_take_their_window_blocks():
     assert cost.quant.kv_dtype == "fp8"
     _, _, _, pool = _pool(FLASH)
     free = memory_fit(cost.model, cost.hw, cost.quant, 8, max_tokens=engine.token_budget,
-                      max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(None), block_pool=pool)
+                      max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(None), kv_pool=pool)
     assert kv_tokens == free.kv_capacity_tokens
     assert kv_state_pages(engine, cost.model, cost.quant, 8, 1, 256) == (256, 26 * 256)
 

@@ -93,8 +93,14 @@ def render_estimate(console: Console, est: Estimate) -> None:
            "attention rank" if m["window_pool_tokens"] else "") + "); "
         f"{status}"
     )
-    pool = m["block_pool"]
-    if pool:
+    pool = m["compressed_kv_pool"]
+    if pool and pool["layout"] == "window_pages":
+        console.print(
+            f"Window pages (TensorRT-LLM, perf/window_pages.py): a sequence holds "
+            f"{pool['sequence_window_bytes'] / 2**20:.1f} MiB for its windows and compressor states in whole pages "
+            f"of {pool['block_tokens']} tokens beside {pool['bytes_per_token']:,.0f} bytes per context token; this "
+            f"batch's prefill chunk {m['chunk_window_bytes'] / gib:.2f} GiB more while it runs (kept free)")
+    elif pool:
         console.print(
             f"Shared KV block pool (vLLM, every cache group's blocks in one: perf/shared_block_pool.py): "
             f"{pool['blocks_per_rank']:,} blocks of {pool['block_bytes']:,} bytes per attention rank "

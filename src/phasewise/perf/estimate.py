@@ -13,7 +13,7 @@ from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import (
     MemoryFit,
-    kv_block_pool,
+    compressed_kv_pool,
     kv_sequence_tokens,
     kv_state_pages,
     kv_window_terms,
@@ -24,6 +24,7 @@ from phasewise.perf.memory import (
 from phasewise.perf.parallel import parallel_layout
 from phasewise.perf.shared_block_pool import SharedBlockPool
 from phasewise.perf.startup import StartupEstimate, startup_estimate
+from phasewise.perf.window_pages import WindowPages
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import engine_kv, recurrent_state_in_kv_pool, resolve_engine, window_kv
 from phasewise.specs.mappings import load_mapping
@@ -53,8 +54,9 @@ class Estimate:
     # image inputs (--images-per-request): the images of one sequence and the encoder's forward over the batch's
     images: dict[str, Any] | None = None
     startup: StartupEstimate | None = None  # the instance's start-up (perf/startup.py)
-    # vLLM's DeepSeek-V4 pool every cache group shares (perf/shared_block_pool.py): its blocks and start-up figures
-    block_pool: dict[str, Any] | None = None
+    # how the engine holds DeepSeek-V4's windows (perf/memory.py compressed_kv_pool): vLLM's shared block pool with
+    # its start-up figures, or TensorRT-LLM's window pages
+    kv_pool: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -134,7 +136,7 @@ class Estimate:
                                             mem.state_seats if mem.state_seats is not None else 1 << 62),
                 # the KV pool a prefill chunk's window blocks hold (vLLM's DeepSeek-V4 pool), kept free
                 "chunk_window_bytes": mem.chunk_window_bytes,
-                "block_pool": self.block_pool,
+                "compressed_kv_pool": self.kv_pool,
             },
             **({"mapping": mapped_dict(self.mapped)} if self.mapped else {}),
             **({"images": self.images} if self.images else {}),
@@ -196,7 +198,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     kv_terms = kv_window_terms(spec, window_layout, pool_ratio, attention_tp=layout.attention_tp, quant=quant)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
     pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
-    pool = kv_block_pool(config, spec, quant, pp)  # vLLM's DeepSeek-V4 pool, every cache group's blocks in one
+    pool = compressed_kv_pool(config, spec, quant, pp)  # DeepSeek-V4's windows under vLLM and TensorRT-LLM
     needed = batch * math.ceil(kv_sequence_tokens(per_seq, kv_terms, pages))
     # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
     mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
@@ -205,14 +207,27 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool,
                      slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)),
-                     block_pool=pool)
+                     kv_pool=pool)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)
              if window_layout == "window_pool" else None)
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
                     window_layout, kv_terms, pools, pages, images, startup,
-                    block_pool_figures(pool, mem, spec.max_position_embeddings, config.token_budget,
-                                       layout.attention_dp) if pool else None)
+                    kv_pool_figures(pool, mem, spec.max_position_embeddings, config.token_budget,
+                                    layout.attention_dp) if pool else None)
+
+
+def kv_pool_figures(pool: SharedBlockPool | WindowPages, mem: MemoryFit, max_model_len: int, token_budget: int,
+                    attention_dp: int) -> dict[str, Any]:
+    """How the engine holds DeepSeek-V4's windows on one attention rank: its block or page, what a sequence holds
+    for its windows and this batch's prefill chunk beside (mem.chunk_window_bytes); for vLLM's pool also
+    block_pool_figures."""
+    common = {"layout": "block_pool" if isinstance(pool, SharedBlockPool) else "window_pages",
+              "block_tokens": pool.block_tokens, "bytes_per_token": pool.bytes_per_token,
+              "sequence_window_bytes": pool.sequence_window_bytes, "chunk_window_bytes": mem.chunk_window_bytes}
+    if isinstance(pool, WindowPages):
+        return common
+    return {**common, **block_pool_figures(pool, mem, max_model_len, token_budget, attention_dp)}
 
 
 def block_pool_figures(pool: SharedBlockPool, mem: MemoryFit, max_model_len: int, token_budget: int,
@@ -228,7 +243,7 @@ def block_pool_figures(pool: SharedBlockPool, mem: MemoryFit, max_model_len: int
     request = pool.request_blocks(max_model_len, token_budget)
     concurrency = blocks / request * attention_dp
     return {"block_bytes": pool.block_bytes, "layer_tuples": pool.layer_tuples, "blocks_per_rank": blocks,
-            "block_tokens": pool.block_tokens, "window_blocks_per_sequence": pool.window_blocks(),
+            "window_blocks_per_sequence": pool.window_blocks(),
             "chunk_window_blocks": round(mem.chunk_window_bytes / pool.block_bytes),  # this batch's prefill chunk
             "max_model_len": max_model_len, "max_num_batched_tokens": token_budget,
             "request_blocks_at_max_model_len": request, "max_concurrency": concurrency,

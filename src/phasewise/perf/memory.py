@@ -17,7 +17,13 @@ from phasewise.perf.cost import (
 )
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.shared_block_pool import SharedBlockPool, shared_block_pool
-from phasewise.specs.engines import EngineConfig, compressed_block_pool_rule, recurrent_state_in_kv_pool
+from phasewise.perf.window_pages import WindowPages, window_pages
+from phasewise.specs.engines import (
+    EngineConfig,
+    compressed_block_pool_rule,
+    compressed_window_pages_rule,
+    recurrent_state_in_kv_pool,
+)
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -48,8 +54,8 @@ class MemoryFit:
     # what the engine holds per request slot beside the KV pool, for all its slots (slot_state_bytes: SGLang's
     # DeepSeek-V4 HCA compressor rings)
     slot_bytes: float = 0.0
-    # the KV pool a prefill chunk of the step's token budget holds in the windowed groups until its forward ends,
-    # kept free of running sequences' KV (vLLM's DeepSeek-V4 pool: SharedBlockPool.chunk_blocks)
+    # the KV memory a prefill chunk of the step's token budget holds for its windows until its forward ends, kept
+    # free of running sequences' KV (DeepSeek-V4 under vLLM and TensorRT-LLM: compressed_kv_pool's chunk_bytes)
     chunk_window_bytes: float = 0.0
 
     @property
@@ -198,8 +204,8 @@ def draft_memory(model: ModelSpec, draft: ModelSpec | None, quant: QuantScheme, 
         modules = max(model.mtp_layers, 1)
         if model.compressed is not None:  # DeepSeek-V4's MTP layer is a sliding layer: it holds its window only,
             # as the engine holds the target's windows (SGLang: its pools' (T + D) / T, window_pool_speculation;
-            # vLLM: one more layer of a window group, which the pool's layer sets already hold; TensorRT-LLM: its
-            # window per sequence, ~70 KB, not modelled)
+            # vLLM: one more layer of a window group, which the pool's layer sets already hold; TensorRT-LLM: one
+            # more window role, a 128-token page of 512-byte entries a sequence, 64 KiB, not modelled)
             return modules * weights, 0.0
         return modules * weights, modules * kv_bytes_per_token(block, quant, tp // dp, 1)
     return weight_bytes_per_gpu(draft, quant, tp, 1), kv_bytes_per_token(draft, quant, tp, 1)
@@ -216,7 +222,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     return kv_bytes_per_token_layer(model, quant, tp) * layers
 
 
-WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool", "block_pool")
+WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool", "block_pool", "window_pages")
 
 
 def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int,
@@ -246,9 +252,9 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     token (perf/cost.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
     (slot_state_bytes), with `speculation` (specs/engines.py window_pool_speculation: SGLang's speculative
     decoding) its rings' slots and the pool's bytes per full token x (layers + draft layers) / layers;
-    block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py): the context
-    only, in the pool's bytes per token (memory_fit), the windowed groups' blocks a constant per sequence
-    (kv_state_pages)."""
+    block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py) and window_pages (TensorRT-LLM's
+    pages, perf/window_pages.py): the context only, in the engine's bytes per token (memory_fit), the windows in
+    whole blocks or pages a constant per sequence (compressed_kv_pool, kv_state_pages)."""
     if layout not in WINDOW_KV_LAYOUTS:
         raise ValueError(f"window KV layout {layout!r} is not one of {WINDOW_KV_LAYOUTS}")
     if model.compressed is not None:
@@ -257,7 +263,7 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
         per_token, per_window_token = compressed_kv_bytes(model, quant)
         if not per_token:  # sliding layers only (an MTP module's): every layer windowed
             return 0.0, 1.0, model.compressed.window, False
-        if layout == "block_pool":
+        if layout in ("block_pool", "window_pages"):
             return 1.0, 0.0, 0, False
         if layout == "window_pool":
             rings, draft_layers = speculation or (None, 0)
@@ -311,8 +317,8 @@ def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence", *, attention
                     quant: QuantScheme | None = None) -> tuple[float, float, int, bool]:
     """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
     memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
-    return kv_window_terms(model, "per_sequence" if layout in ("window_pool", "block_pool") else layout,
-                           attention_tp=attention_tp, quant=quant)
+    stored = "per_sequence" if layout in ("window_pool", "block_pool", "window_pages") else layout
+    return kv_window_terms(model, stored, attention_tp=attention_tp, quant=quant)
 
 
 def kv_token_equivalents(tokens, terms: tuple[float, float, int, bool]):
@@ -380,11 +386,11 @@ def kv_state_pages(config: EngineConfig, model: ModelSpec, quant: QuantScheme, t
     one layer's block of KV holds one layer's state (a multiple of HYBRID_BLOCK_ALIGN_TOKENS: 1,072 tokens for
     Nemotron-3-Nano), the states padded to it; layers grouped by the smaller of the two layer counts, each state
     group one block per running sequence. The state tokens are in kv_bytes_per_token's unit (every attention layer's
-    KV of one token). vLLM's DeepSeek-V4 pool (kv_block_pool): its block, and its windowed groups' blocks a decoding
-    sequence holds, in its compressed group's tokens. Otherwise (block_tokens, 0): the states held apart, or none."""
-    pool = kv_block_pool(config, model, quant, pp)
+    KV of one token). DeepSeek-V4 under vLLM and TensorRT-LLM (compressed_kv_pool): its block or page, and the
+    windows a decoding sequence holds, in its tokens. Otherwise (block_tokens, 0): the states held apart, or none."""
+    pool = compressed_kv_pool(config, model, quant, pp, block_tokens)
     if pool is not None:
-        return pool.block_tokens, float(pool.window_blocks() * pool.block_tokens)
+        return pool.block_tokens, pool.sequence_window_bytes / pool.bytes_per_token
     if not recurrent_state_in_kv_pool(config, model):
         return block_tokens, 0.0
     state = recurrent_state_bytes_per_sequence(model, quant, tp, pp, config.profile.recurrent_state_dtype)
@@ -403,6 +409,22 @@ def kv_block_pool(config: EngineConfig, model: ModelSpec, quant: QuantScheme, pp
     perf/shared_block_pool.py), one GPU of a `pp`-stage pipeline; None where the engine keeps no such pool."""
     rule = compressed_block_pool_rule(config, model)
     return shared_block_pool(model, quant, rule, pp) if rule is not None else None
+
+
+def compressed_kv_pool(config: EngineConfig, model: ModelSpec, quant: QuantScheme, pp: int = 1,
+                       block_tokens: int | None = None) -> SharedBlockPool | WindowPages | None:
+    """How this engine holds compressed attention's windows beside its context (DeepSeek-V4), one GPU of a `pp`-stage
+    pipeline: vLLM's pool every cache group shares (kv_block_pool), TensorRT-LLM's window pages (perf/window_pages.py,
+    at `block_tokens` token slots a page where the engine keeps that size, else its default); None where the windows
+    are per sequence in the KV terms (SGLang's own pools: kv_window_terms window_pool) or there are none."""
+    pool = kv_block_pool(config, model, quant, pp)
+    if pool is not None:
+        return pool
+    rule = compressed_window_pages_rule(config, model)
+    if rule is None:
+        return None
+    page = block_tokens if block_tokens in rule["keeps"] else rule["block_tokens"]
+    return window_pages(model, quant, page, kv_bytes_per_token(model, quant, 1, pp), pp)
 
 
 def kv_sequence_tokens(tokens: float, terms: tuple[float, float, int, bool], pages: tuple[int, float]) -> float:
@@ -431,7 +453,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                fraction_of: str = "total", state_dtype: str = "bf16",
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
                state_in_kv_pool: bool = False, slot_bytes: float = 0.0,
-               block_pool: SharedBlockPool | None = None) -> MemoryFit:
+               kv_pool: SharedBlockPool | WindowPages | None = None) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -450,8 +472,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     bytes, KV bytes per token) on this GPU (draft_memory), held beside the target's: its KV shares the pool, so each
     token of kv_capacity_tokens holds both (kv_bytes_per_token stays the target's). `slot_bytes`: what the engine
     holds on this GPU for its request slots beside the KV pool (slot_state_bytes x its slots on the GPU).
-    `block_pool`: the pool every cache group shares (kv_block_pool: vLLM's DeepSeek-V4 pool): a KV token costs its
-    bytes per token, and a prefill chunk of the step's token budget keeps its window blocks free."""
+    `kv_pool`: how the engine holds compressed attention's windows (compressed_kv_pool: DeepSeek-V4 under vLLM and
+    TensorRT-LLM): a KV token costs its bytes per token, and a prefill chunk of the step's token budget keeps what
+    its windows hold free."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
@@ -467,9 +490,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
         usable += acts + reserved
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
     chunk = 0.0
-    if block_pool is not None:
-        per_token = block_pool.bytes_per_token
-        chunk = block_pool.chunk_blocks(math.ceil(max_tokens / dp)) * block_pool.block_bytes
+    if kv_pool is not None:
+        per_token = kv_pool.bytes_per_token
+        chunk = kv_pool.chunk_bytes(math.ceil(max_tokens / dp))
     per_sequence = recurrent_state_bytes_per_sequence(model, quant, attention_tp, pp, state_dtype)
     seats = None
     if per_sequence and state_pool_ratio:

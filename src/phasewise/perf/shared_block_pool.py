@@ -60,6 +60,15 @@ class SharedBlockPool:
         """Pool bytes one context token takes in the compressed group (the unit of the simulator's KV tokens)."""
         return self.block_bytes / self.block_tokens
 
+    @property
+    def sequence_window_bytes(self) -> float:
+        """The pool a decoding request holds for its windows beside its context (window_blocks)."""
+        return self.window_blocks() * self.block_bytes
+
+    def chunk_bytes(self, chunk_tokens: int) -> float:
+        """The pool a prefill chunk of `chunk_tokens` holds beside that until its forward ends (chunk_blocks)."""
+        return self.chunk_blocks(chunk_tokens) * self.block_bytes
+
     def window_blocks(self) -> int:
         """Blocks a decoding request holds in the windowed groups: each group's window and the token in flight."""
         return sum(group.span_blocks(1) for group in self.window_groups)

@@ -18,8 +18,8 @@ from phasewise.perf import memory_fit
 from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.memory import (
+    compressed_kv_pool,
     draft_memory,
-    kv_block_pool,
     kv_sequence_tokens,
     kv_state_pages,
     kv_window_terms,
@@ -156,7 +156,7 @@ def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fr
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
                      slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
                                                  window_pool_speculation(config, model, mtp)),
-                     block_pool=kv_block_pool(config, model, quant, pp))
+                     kv_pool=compressed_kv_pool(config, model, quant, pp))
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
                             speculation=window_pool_speculation(config, model, mtp))
     pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)

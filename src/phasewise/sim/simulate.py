@@ -16,8 +16,8 @@ from phasewise.perf.cost import check_parallelism, kv_bytes_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import (
+    compressed_kv_pool,
     draft_memory,
-    kv_block_pool,
     mtp_module,
     recurrent_state_bytes_per_sequence,
     slot_state_bytes,
@@ -101,7 +101,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                          slot_bytes=slot_state_bytes(model, window_kv(engine, model, hw)[0],
                                                      math.ceil(engine.max_seqs / layout.attention_dp),
                                                      window_pool_speculation(engine, model, spec is not None)),
-                         block_pool=kv_block_pool(engine, model, quant, g.pp))
+                         kv_pool=compressed_kv_pool(engine, model, quant, g.pp, g.block_size))
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them

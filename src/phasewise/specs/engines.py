@@ -168,8 +168,9 @@ def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple
 
 
 def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) -> tuple[str, float]:
-    """window_kv() of compressed attention (DeepSeek-V4): the window entries per sequence (TensorRT-LLM), in the
-    blocks of a pool every cache group shares (block_pool: vLLM, compressed_block_pool_rule), or in an SWA pool of
+    """window_kv() of compressed attention (DeepSeek-V4): the windows in whole pages per sequence (window_pages:
+    TensorRT-LLM, compressed_window_pages_rule), in the blocks of a pool every cache group shares (block_pool: vLLM,
+    compressed_block_pool_rule), per sequence (an engine with neither rule), or in an SWA pool of
     swa_full_tokens_ratio tokens per context token where the preset's rule `compressed_window_pool` names the model
     type (SGLang's DSV4 pools; its model hook's ratio unless --swa-full-tokens-ratio says)."""
     pool = rule.get("compressed_window_pool") or {}
@@ -179,7 +180,9 @@ def _compressed_window_kv(config: EngineConfig, model: ModelSpec, rule: dict) ->
         if asked:
             raise PhasewiseError(f"{' and '.join(asked)}: {config.label} holds {model.name}'s window entries per "
                                  "sequence, in no pool of their own, so it would change nothing")
-        return ("block_pool" if compressed_block_pool_rule(config, model) else "per_sequence"), 1.0
+        if compressed_block_pool_rule(config, model):
+            return "block_pool", 1.0
+        return ("window_pages" if compressed_window_pages_rule(config, model) else "per_sequence"), 1.0
     if config.knobs.get("disable_hybrid_swa_memory"):
         raise PhasewiseError(f"--disable-hybrid-swa-memory: {config.label} sizes {model.name}'s pools from its SWA pool "
                              "(DSV4PoolConfigurator), which it cannot run without")
@@ -206,6 +209,16 @@ def compressed_block_pool_rule(config: EngineConfig, model: ModelSpec) -> dict[s
     if model.compressed is None or not rule or model.model_type not in rule["model_types"]:
         return None
     return {**rule, "block_tokens": int(_preset_entry(config.engine)["compressed_attention_block"]["block"])}
+
+
+def compressed_window_pages_rule(config: EngineConfig, model: ModelSpec) -> dict[str, Any] | None:
+    """The preset's `window_kv` rule `compressed_window_pages` where it takes `model` (TensorRT-LLM's DeepSeek-V4
+    pages: perf/window_pages.py), with its default page, the preset's `compressed_attention_block`; else None."""
+    rule = (config.window_kv_rule or {}).get("compressed_window_pages")
+    if model.compressed is None or not rule or model.model_type not in rule["model_types"]:
+        return None
+    block = _preset_entry(config.engine)["compressed_attention_block"]
+    return {**rule, "block_tokens": int(block["block"]), "keeps": list(block.get("keeps", ()))}
 
 
 def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
