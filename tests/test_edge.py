@@ -227,3 +227,21 @@ def test_a_windowed_hybrid_splits_into_stages_of_its_own_shares():
     assert gemma.stack_part(1).window_all_layers == 1024  # one layer of a mostly windowed stack: windowed
     with pytest.raises(PhasewiseError, match="device splits of a model whose layers reuse earlier layers' KV"):
         split_model(100.0, split=(20, 15), hardware=("jetson-agx-orin",) * 2, model=load_model("google/gemma-4-E2B-it"))
+
+
+def test_a_linear_attention_hybrid_splits_over_devices():
+    """LFM2-1.2B (16 layers: 10 short-conv, 6 attention) over two Jetsons: each 8-layer stage holds round(8 x 10 /
+    16) = 5 conv layers and 3 attention layers, so the two stages' layers of each kind sum to the model's; a
+    one-layer part keeps softmax attention. A stage's memory is its attention layers' KV per context token (3 x 2 x
+    8 heads x 64 x 2 bytes = 6,144) plus, per sequence, its conv layers' state (5 x 2,048 channels x 2 taps x 2
+    bytes = 40,960); the edge pipeline and the device-cloud split run it end to end."""
+    lfm2 = load_model("LiquidAI/LFM2-1.2B")
+    split = split_model(100.0, split=(8, 8), hardware=("jetson-agx-orin",) * 2, model=lfm2)
+    parts = [split.cost_model(i, 8).model for i in range(2)]
+    assert [p.linear_attention_layers for p in parts] == [5, 5] and sum(p.num_layers for p in parts) == 16
+    assert lfm2.stack_part(1).linear_attention_layers == 0
+    one, two = (split.stage_memory_bytes(1, 1000 * n, 1, n) for n in (1, 2))
+    # one more sequence: its KV and state, and its logits row in the activation peak (65,536 x 4 bytes)
+    assert two - one == 1000 * 6_144 + 40_960 + 65_536 * 4
+    run = run_split(split, 640, 16, 4, DecodePlan())
+    assert 0 < run.ttft_s < 10 and 0 < run.tpot_s < 1

@@ -136,3 +136,12 @@ def test_device_cloud_command_plans_the_chunk_and_rejects_bad_setups(run_cli, tm
                         (["--cloud-gpus", "99999999999"], "cloud_gpus: Input should be less than or equal to 10000")):
         code, out, err = run_cli("device-cloud", *args)
         assert code == 2 and match in err and err.count("\n") == 1
+
+
+def test_a_linear_attention_hybrid_runs_u_shaped():
+    """LFM2-1.2B (short-conv hybrid) cut into input, middle and output parts, each at the stack's share of conv
+    layers, its prompt chunked up the link: the request completes, chunking still beats one upload."""
+    lfm2, setup = load_model("LiquidAI/LFM2-1.2B"), world(devices=1)
+    chunked = run_device_cloud(lfm2, QUANT, ENGINE, setup, [DeviceRequest(1024, 16, 128)])
+    whole = run_device_cloud(lfm2, QUANT, ENGINE, setup, [DeviceRequest(1024, 16, 0)])
+    assert 0 < chunked.requests[0].ttft_s < whole.requests[0].ttft_s

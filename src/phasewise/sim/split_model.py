@@ -5,7 +5,8 @@ hardware: its layers, plus the embedding gather on the first stage only and the 
 last stage only (CostModel prices both on every pp=1 model; the other stages drop them, so nothing is
 counted twice). Medusa heads (one LM-head-sized projection each; their hidden x hidden ResBlock, ~11 % of a
 head's weights for Vicuna-7B, is left out) run on the last stage. What crosses a stage boundary is the
-hidden states: tokens x hidden_size x activation bytes.
+hidden states: tokens x hidden_size x activation bytes. A hybrid linear-attention stack's stage holds its share of
+linear layers (ModelSpec.stack_part), each keeping a recurrent state per sequence where a softmax layer keeps KV.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from dataclasses import dataclass
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel
-from phasewise.perf.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_gpu
+from phasewise.perf.memory import (
+    activation_bytes,
+    kv_bytes_per_token,
+    recurrent_state_bytes_per_sequence,
+    weight_bytes_per_gpu,
+)
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -48,8 +54,6 @@ class SplitModel:
 
     def __init__(self, model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
                  hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
-        if model.linear_attention_layers:
-            raise PhasewiseError(f"device splits of a hybrid linear-attention model ({model.name}) are not modelled yet")
         if model.kv_shared_layers:
             raise PhasewiseError(f"device splits of a model whose layers reuse earlier layers' KV ({model.name}) are "
                                  "not modelled yet")
@@ -118,7 +122,8 @@ class SplitModel:
 
     def stage_memory_bytes(self, index: int, context_tokens: int, batch_tokens: int, sequences: int) -> float:
         """Weights of a stage (embedding on the first, LM head and Medusa heads on the last), the KV cache of
-        `context_tokens`, the activation peak of a forward of `batch_tokens`, and the runtime's reserve."""
+        `context_tokens`, a hybrid's linear layers' recurrent state for each of `sequences`, the activation peak of a
+        forward of `batch_tokens`, and the runtime's reserve."""
         stage = self.stages[index]
         part = self.model.stack_part(stage.layers)
         hp = dtype_bytes(self.quant.compute_dtype if self.quant.compute_dtype in ("fp32", "fp16") else "bf16")
@@ -130,9 +135,10 @@ class SplitModel:
         if index == len(self.stages) - 1:
             weights += lm_head if lm_head else embed * (index != 0)
             weights += self.medusa_heads * embed
-        kv = kv_bytes_per_token(part, self.quant, 1, 1) * context_tokens
+        kv = kv_bytes_per_token(part, self.quant, 1, 1) * context_tokens  # its softmax layers' (a hybrid's share)
+        state = recurrent_state_bytes_per_sequence(part, self.quant, 1, 1, self.engine.recurrent_state_dtype)
         act = activation_bytes(self.model, self.quant, 1, batch_tokens, sequences)
-        return weights + kv + act + self.hardware[stage.device].efficiency.reserved_bytes
+        return weights + kv + state * sequences + act + self.hardware[stage.device].efficiency.reserved_bytes
 
     def check_memory(self, context_tokens: int, batch_tokens: int, sequences: int,
                      memory_fraction: float = 0.9) -> None:

@@ -605,8 +605,9 @@ class ModelSpec(BaseModel):
         """`layers` consecutive layers of this stack as a model of their own (a device's stage of a split), each kind
         of layer in the stack's share: MoE layers as many as fit (min), a hybrid's windowed layers
         round(layers x share), kept between 1 and layers - 1 where there are two or more (one layer: windowed where most
-        are, at the windowed layers' own geometry). KV-shared layers, whose KV comes from an earlier layer, have no
-        such part (the callers refuse them)."""
+        are, at the windowed layers' own geometry), a hybrid's linear-attention layers round(layers x share) with one
+        softmax layer at least (a one-layer part is a softmax layer). KV-shared layers, whose KV comes from an earlier
+        layer, have no such part (the callers refuse them)."""
         update: dict = {"num_layers": layers, "num_moe_layers": min(self.num_moe_layers, layers)}
         if self.window_layer_share:
             windowed = round(layers * self.window_layer_share)
@@ -620,6 +621,8 @@ class ModelSpec(BaseModel):
                 update.update(sliding_window=None, sliding_window_layers=None, window_head_dim=0, window_kv_heads=0)
         if self.wide_mlp_layers:
             update["wide_mlp_layers"] = round(layers * self.wide_mlp_layers / self.num_layers)
+        if self.linear_attention_layers:  # a hybrid's linear layers at its share, one softmax layer kept at least
+            update["linear_attention_layers"] = min(round(layers * self.linear_layer_share), layers - 1)
         return self.model_copy(update=update)
 
     @property
