@@ -1,16 +1,17 @@
 """`phasewise validate --pipeline 2`: a real model split over two OS processes, checked against the split
 simulator (sim/split_pipeline.py).
 
-Two stage processes (multiprocessing 'spawn', one torch thread each, so on a 2-core machine each has its
-core) build the same Llama-shaped transformers model from its config with a fixed seed (random weights,
-fp32) and keep only their layers: stage 0 the embedding and layers [0, k), stage 1 layers [k, L), the final
-norm and the LM head. Stage 0 sends hidden states to stage 1 over a local TCP socket (127.0.0.1, ephemeral
-port) through a sender thread throttled by a token bucket at the link rate, so stage 0 computes the next
-sub-sequence while the previous one is on the wire, as a NIC would let it. The sampled token id returns
-over the same socket, unthrottled (8 bytes). Prefill cuts the prompt into S sub-sequences; each stage keeps
-a KV cache, so sub-sequence j attends to those before it. TTFT: stage 0 starts -> stage 1 has sampled the
-first token (both processes read the same monotonic clock). Decode: the token goes back to stage 0 and
-through both stages again; per-token latency is the mean gap between tokens sampled at stage 1.
+Two stage processes (multiprocessing 'spawn', one torch thread each, so on a 2-core machine each has its core)
+build the same Llama-shaped transformers model (or LFM2's short-conv hybrid) from its config with a fixed seed
+(random weights, fp32) and keep only their layers: stage 0 the embedding and layers [0, k), stage 1 layers [k,
+L), the final norm and the LM head. Stage 0 sends hidden states to stage 1 over a local TCP socket (127.0.0.1,
+ephemeral port) through a sender thread throttled by a token bucket at the link rate, so stage 0 computes the
+next sub-sequence while the previous one is on the wire, as a NIC would let it. The sampled token id returns
+over the same socket, unthrottled (8 bytes). Prefill cuts the prompt into S sub-sequences; each stage keeps a
+KV cache (an LFM2 stage its conv layers' states too), so sub-sequence j attends to those before it. TTFT:
+stage 0 starts -> stage 1 has sampled the first token (both processes read the same monotonic clock). Decode:
+the token goes back to stage 0 and through both stages again; per-token latency is the mean gap between tokens
+sampled at stage 1.
 
 A message keeps no credit from the link's idle time (TokenBucket.begin): each 4 KiB chunk leaves once its
 own serialisation time at the link rate has passed, so a message of B bytes takes B/R as on a real link and
@@ -125,35 +126,54 @@ class Sender:
         self.thread.join(timeout=SOCKET_TIMEOUT_S)
 
 
-def _build_stage(config: dict[str, Any], stage: int, boundary: int):
-    """The full model from `config` with seed 0, cut down to stage `stage`'s layers."""
+FAMILIES = ("llama", "lfm2")  # the transformers models a stage is built as (pipeline_validate picks)
+
+
+def _build_stage(config: dict[str, Any], stage: int, boundary: int, family: str = "llama"):
+    """The full model from `config` with seed 0, cut down to stage `stage`'s layers: a LlamaForCausalLM, or an
+    Lfm2ForCausalLM (short-conv and attention layers, config["layer_types"]; each stage's config keeps its own
+    layers' types, so its cache holds a conv state for its conv layers and KV for its attention layers)."""
     import torch
 
     transformers = need_transformers()
     torch.manual_seed(0)
-    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).float().eval()
+    if family == "lfm2":
+        hf = transformers.Lfm2ForCausalLM(transformers.Lfm2Config(**config)).float().eval()
+    else:
+        hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).float().eval()
     layers = hf.model.layers
     keep = list(layers[:boundary]) if stage == 0 else list(layers[boundary:])
-    for index, layer in enumerate(keep):  # each stage's KV cache counts its own layers from 0
-        layer.self_attn.layer_idx = index
+    for index, layer in enumerate(keep):  # each stage's cache counts its own layers from 0
+        mixer = layer.conv if family == "lfm2" and not layer.is_attention_layer else layer.self_attn
+        mixer.layer_idx = index
     hf.model.layers = torch.nn.ModuleList(keep)
     hf.config.num_hidden_layers = len(keep)
+    if family == "lfm2":
+        types = list(config["layer_types"])
+        hf.config.layer_types = types[:boundary] if stage == 0 else types[boundary:]
     if stage == 0:
-        hf.model.norm = torch.nn.Identity()
+        if family == "lfm2":
+            hf.model.embedding_norm = torch.nn.Identity()  # LFM2's final norm
+        else:
+            hf.model.norm = torch.nn.Identity()
         hf.lm_head = None
     else:
         hf.model.embed_tokens = None
     return hf
 
 
-def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> None:
+def stage_main(stage: int, config: dict[str, Any], boundary: int, control, family: str = "llama") -> None:
     """A stage process: set up the socket, then obey commands from `control` (a Pipe end) until 'stop'."""
     torch, _ = torch_and_device("cpu", 1)
     transformers = need_transformers()
     sock = None
     try:
-        hf = _build_stage(config, stage, boundary)
+        hf = _build_stage(config, stage, boundary, family)
         kv_arg = kv_cache_arg(hf.model)
+        # an LFM2 stage of conv layers only: transformers builds an attention mask from the cache's attention layers,
+        # of which it has none; its conv layers take no mask (the stage's forward is otherwise the same)
+        masks = ({"attention_mask": {"full_attention": None, "conv": None}}
+                 if family == "lfm2" and "full_attention" not in hf.config.layer_types else {})
         if stage == 1:
             listener = socket.create_server(("127.0.0.1", 0))
             listener.settimeout(STARTUP_TIMEOUT_S)
@@ -192,21 +212,21 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> No
                     continue
                 lengths, decode_steps, rate_bytes_per_s = args
                 sender.bucket = TokenBucket(rate_bytes_per_s)
-                cache = transformers.DynamicCache()
+                cache = transformers.DynamicCache(config=hf.config) if family == "lfm2" else transformers.DynamicCache()
                 if stage == 0:
                     generator = torch.Generator().manual_seed(sum(lengths))
                     ids = torch.randint(0, config["vocab_size"], (1, sum(lengths)), generator=generator)
                     start_s = time.perf_counter()
                     offset = 0
                     for length in lengths:
-                        hidden = hf.model(input_ids=ids[:, offset:offset + length], **{kv_arg: cache},
+                        hidden = hf.model(input_ids=ids[:, offset:offset + length], **{kv_arg: cache}, **masks,
                                           use_cache=True).last_hidden_state
                         sender.send(HIDDEN, hidden.contiguous().numpy().tobytes())
                         offset += length
                     for _ in range(decode_steps):
                         _, payload = receive(sock)
                         token = torch.frombuffer(payload, dtype=torch.int64).view(1, 1)
-                        hidden = hf.model(input_ids=token, **{kv_arg: cache}, use_cache=True).last_hidden_state
+                        hidden = hf.model(input_ids=token, **{kv_arg: cache}, **masks, use_cache=True).last_hidden_state
                         sender.send(HIDDEN, hidden.contiguous().numpy().tobytes())
                     if decode_steps:
                         receive(sock)  # the last token
@@ -216,7 +236,8 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control) -> No
                     for step in range(len(lengths) + decode_steps):
                         _, payload = receive(sock)
                         hidden = torch.frombuffer(payload, dtype=torch.float32).view(1, -1, hidden_size)
-                        out = hf.model(inputs_embeds=hidden, **{kv_arg: cache}, use_cache=True).last_hidden_state
+                        out = hf.model(inputs_embeds=hidden, **{kv_arg: cache}, **masks,
+                                       use_cache=True).last_hidden_state
                         if step < len(lengths) - 1:
                             continue
                         token = hf.lm_head(out[:, -1:]).argmax(-1)
@@ -241,8 +262,10 @@ class PipelineRun:
 class TwoStagePipeline:
     """Two stage processes joined by a throttled socket; a context manager that always reaps them."""
 
-    def __init__(self, config: dict[str, Any], boundary: int) -> None:
-        self.config, self.boundary = config, boundary
+    def __init__(self, config: dict[str, Any], boundary: int, family: str = "llama") -> None:
+        if family not in FAMILIES:
+            raise PhasewiseError(f"pipeline family {family!r} is not one of {', '.join(FAMILIES)}")
+        self.config, self.boundary, self.family = config, boundary, family
         self.processes: list = []
         self.controls: list = []
 
@@ -251,7 +274,8 @@ class TwoStagePipeline:
         try:
             for stage in (0, 1):
                 parent_end, child_end = context.Pipe()
-                process = context.Process(target=stage_main, args=(stage, self.config, self.boundary, child_end),
+                process = context.Process(target=stage_main, args=(stage, self.config, self.boundary, child_end,
+                                                                   self.family),
                                           daemon=True, name=f"phasewise-stage{stage}")
                 process.start()
                 child_end.close()

@@ -1,5 +1,7 @@
 """Measured TTFT (per sub-sequence count S and link speed) and decode per-token latency of a real two-process
-pipeline (measure/pipeline_check.py) against the split simulator on the calibrated hardware entry."""
+pipeline (measure/pipeline_check.py) against the split simulator on the calibrated hardware entry: a Llama-shaped
+stack, or a catalog LFM2 checkpoint's short-conv hybrid (its first layers' pattern; the simulator gives each
+stage the stack's share of conv layers, ModelSpec.stack_part, the real stage holds the ones its range has)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from phasewise.measure.validate import measured_engine, relative_error, scaled_c
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
 from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs.catalog import packaged
+from phasewise.specs.model import ModelSpec
 from phasewise.specs.topology import chain_topology
 
 # Idle time before each latency round trip: a decode message finds both stages blocked, waiting for each other
@@ -39,6 +43,37 @@ class PipelinePoint:
         return relative_error(self.predicted_s, self.measured_s)
 
 
+def scaled_lfm2_config(model: ModelSpec, layers: int, hidden: int) -> dict[str, Any]:
+    """transformers Lfm2Config fields of a catalog LFM2 checkpoint's shape at `layers` layers and `hidden` width:
+    the first `layers` of its layer pattern (full_attn_idxs; one attention layer at least), heads of its head_dim
+    and its query-to-KV-head ratio, its MLP width scaled with the width (given as is: no auto-adjust), its
+    vocabulary and conv taps."""
+    checkpoint = packaged("models.yaml")["models"].get(model.name, {}).get("config")
+    if checkpoint is None or checkpoint.get("model_type") != "lfm2":
+        raise PhasewiseError(f"--pipeline builds a short-conv hybrid from a catalog LFM2 entry's config (e.g. "
+                             f"LiquidAI/LFM2-1.2B); '{model.name}' has none")
+    attention = set(checkpoint["full_attn_idxs"])
+    types = ["full_attention" if i in attention else "conv" for i in range(int(checkpoint["num_hidden_layers"]))]
+    types = types[:layers]
+    if len(types) < layers or "full_attention" not in types:
+        raise PhasewiseError(f"--layers {layers}: the scaled stack takes the checkpoint's first layers (1.."
+                             f"{checkpoint['num_hidden_layers']}), an attention layer among them "
+                             f"({min(attention) + 1} or more)")
+    if hidden % model.head_dim:
+        raise PhasewiseError(f"--hidden must be a multiple of the heads' {model.head_dim} for {model.name} "
+                             f"(got {hidden})")
+    heads = hidden // model.head_dim
+    kv_heads = max(1, heads // (model.num_heads // model.num_kv_heads))
+    while heads % kv_heads:
+        kv_heads -= 1
+    width = int(round(model.intermediate_size * hidden / model.hidden_size / 64)) * 64 or 64
+    return dict(model_type="lfm2", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                num_key_value_heads=kv_heads, intermediate_size=width, block_auto_adjust_ff_dim=False,
+                layer_types=types, conv_L_cache=model.linear_conv_kernel, conv_bias=False,
+                vocab_size=model.vocab_size, max_position_embeddings=8192, tie_word_embeddings=model.tie_embeddings,
+                norm_eps=1e-5)
+
+
 def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: list[float] | None = None,
                       sub_sequences: list[int] | None = None, layers: int = 4, hidden: int = 512,
                       prompt_tokens: int = 512, decode_steps: int = 16, repeats: int = 3, engine: str | None = None,
@@ -54,11 +89,13 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     if any(m <= 0 for m in link_mbps) or any(s < 1 for s in sub_sequences):
         raise PhasewiseError("--link-mbps must be > 0 and sub-sequence counts >= 1")
     say = progress or (lambda _m: None)
-    hf_config = scaled_config(load_model(model), layers, hidden)
+    spec = load_model(model)
+    family = "lfm2" if spec.model_type == "lfm2" else "llama"  # a short-conv hybrid, or a Llama-shaped stack
+    hf_config = scaled_lfm2_config(spec, layers, hidden) if family == "lfm2" else scaled_config(spec, layers, hidden)
     config = {k: v for k, v in hf_config.items() if k not in ("model_type", "architectures")}
     from phasewise.specs.hf_config import from_hf_config
 
-    small = from_hf_config(f"{load_model(model).name} (scaled)", hf_config)
+    small = from_hf_config(f"{spec.name} (scaled)", hf_config)
     boundary = layers // 2
     hw = load_hardware(hardware)
     eng = measured_engine(hardware, engine)
@@ -68,7 +105,7 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     wall_start = time.perf_counter()
     say(f"starting two stage processes ({small.total_params / 1e6:.0f}M parameters, split {boundary}+"
         f"{layers - boundary})")
-    with TwoStagePipeline(config, boundary) as pipeline:
+    with TwoStagePipeline(config, boundary, family) as pipeline:
         ping_s = pipeline.one_way_latency_s(1)  # 4 bytes back to back: the bare socket, for reference
         # a decode step's messages, from idle stages: the link's per-message latency
         latency_s = pipeline.one_way_latency_s(small.hidden_size, 30, LINK_IDLE_S)
@@ -97,13 +134,19 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
         else:
             predicted = run_split(split, prompt_tokens, decode_steps, 1, DecodePlan()).tpot_s
         points.append(PipelinePoint(metric, mbps, subs, statistics.median(times), predicted))
-    info = {"model": small.name, "params": small.total_params, "layers": layers, "hidden": hidden,
+    info = {"model": small.name, "params": small.total_params, "layers": layers, "hidden": hidden, "family": family,
+            "stage_linear_layers": [split_layers(small, n) for n in (boundary, layers - boundary)],
             "split": [boundary, layers - boundary], "hardware": hw.key, "engine": eng.name,
             "prompt_tokens": prompt_tokens, "decode_steps": decode_steps, "repeats": repeats,
             "socket_one_way_latency_s": latency_s, "small_message_one_way_latency_s": ping_s,
             "measure_wall_s": wall_s,
             "hidden_state_bytes": prompt_tokens * small.hidden_size * 4}
     return points, info
+
+
+def split_layers(model: ModelSpec, layers: int) -> int:
+    """Linear-attention layers the simulator gives a stage of `layers` (ModelSpec.stack_part)."""
+    return model.stack_part(layers).linear_attention_layers
 
 
 def pipeline_summary(points: list[PipelinePoint]) -> dict[str, float]:

@@ -93,9 +93,10 @@ def measured_engine(hardware: str, engine: str | None = None) -> EngineProfile:
 def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> dict[str, Any]:
     """A LlamaConfig-style dict of `model`'s shape, optionally narrowed to `hidden` and `layers`
     (head_dim, the GQA ratio and the MLP ratio kept)."""
-    if model.num_experts or model.norm != "rms" or not model.mlp_gated:
-        raise PhasewiseError(f"validate builds Llama-shaped models; {model.name} is "
-                             f"{'MoE' if model.num_experts else 'not a gated-MLP RMSNorm model'}")
+    if model.num_experts or model.norm != "rms" or not model.mlp_gated or model.linear_attention_layers:
+        kind = ("MoE" if model.num_experts else "a linear-attention hybrid" if model.linear_attention_layers
+                else "not a gated-MLP RMSNorm model")
+        raise PhasewiseError(f"validate builds Llama-shaped models; {model.name} is {kind}")
     h = hidden or model.hidden_size
     if h < model.head_dim and h % 2:  # found by a manual pass over validate's flags: a RuntimeError in RoPE
         raise PhasewiseError(f"--hidden {h} is below {model.name}'s head_dim ({model.head_dim}), so it becomes the "
