@@ -184,21 +184,15 @@ def test_disaggregated_hybrid_linear_serving_sends_each_sequences_state_with_its
     assert state == 45 * (64 * 128 * 128 * 4 + 12288 * 3 * 2)  # ~189 MB per request over the KV link
 
 
-@pytest.mark.parametrize("surface", ["mapping", "split"])
-def test_surfaces_that_do_not_model_linear_layers_say_so(surface):
-    m = load_model(QWEN35)
-    if surface == "mapping":
-        from phasewise.perf.mapping import MappedCost
-        from phasewise.specs.mappings import load_mapping
+def test_surfaces_that_do_not_model_linear_layers_say_so():
+    """An operator mapping onto a chip's substrates refuses linear layers by name (device splits take them:
+    tests/test_edge.py)."""
+    from phasewise.perf.mapping import MappedCost
+    from phasewise.specs.mappings import load_mapping
 
-        cm = CostModel(m, load_hardware("halo-2.5d"), load_quant("bf16"), load_engine("vllm"))
-        with pytest.raises(PhasewiseError, match="linear-attention layers"):
-            MappedCost(cm, load_mapping("halo"))
-    else:
-        from phasewise.sim.split_model import SplitModel
-
-        with pytest.raises(PhasewiseError, match="hybrid linear-attention model"):
-            SplitModel(m, load_quant("bf16"), load_engine("vllm"), None, [], None)
+    cm = CostModel(load_model(QWEN35), load_hardware("halo-2.5d"), load_quant("bf16"), load_engine("vllm"))
+    with pytest.raises(PhasewiseError, match="linear-attention layers"):
+        MappedCost(cm, load_mapping("halo"))
 
 
 def test_sglang_gives_the_states_their_own_pool_whose_slots_cap_the_running_requests():
