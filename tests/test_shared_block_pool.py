@@ -139,3 +139,24 @@ def test_launch_caps_max_model_len_as_vllm_checks_it():
     assert longest % 256 == 0 and 0 < longest < 1_048_576
     assert pool.request_blocks(longest, budget) <= blocks < pool.request_blocks(longest + 256, budget)
     assert math.ceil(longest / 256) < blocks  # the window groups' blocks make it shorter than the pool's tokens
+
+
+def test_a_stack_of_sliding_layers_only_is_refused_by_vllm_and_costed_elsewhere(tmp_path):
+    """Every compress ratio 0 (found by an ad-hoc fuzz of the engines' V4 accounting): vLLM builds its pool's pages
+    from the compressed layers (it asserts there are some), so it is a one-line error; TensorRT-LLM and SGLang keep
+    such a stack's windows per sequence (no window pages, no full pool)."""
+    import json
+
+    from phasewise.errors import PhasewiseError
+    from phasewise.specs.catalog import packaged
+
+    config = dict(packaged("models.yaml")["models"][FLASH]["config"], num_hidden_layers=2, compress_ratios=[0, 0, 0])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(PhasewiseError, match="sliding layers only") as err:
+        estimate(str(path), "b200", tp=8, engine="vllm")
+    assert "\n" not in str(err.value)
+    for engine in ("trtllm", "sglang"):
+        memory = estimate(str(path), "b200", tp=8, engine=engine).to_dict()["memory"]
+        assert memory["compressed_kv_pool"] is None and memory["window_pool_tokens"] is None
+        assert memory["kv_tokens_per_sequence"] == 128  # the window, on every layer

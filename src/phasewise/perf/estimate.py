@@ -210,7 +210,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      kv_pool=pool)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)
-             if window_layout == "window_pool" else None)
+             if kv_terms[3] else None)  # a pooled layout (a stack of sliding layers only holds no full pool)
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
                     window_layout, kv_terms, pools, pages, images, startup,
                     kv_pool_figures(pool, mem, spec.max_position_embeddings, config.token_budget,

@@ -421,7 +421,7 @@ def compressed_kv_pool(config: EngineConfig, model: ModelSpec, quant: QuantSchem
     if pool is not None:
         return pool
     rule = compressed_window_pages_rule(config, model)
-    if rule is None:
+    if rule is None or not model.compressed.compressed_layers:  # sliding layers only: windows per sequence
         return None
     page = block_tokens if block_tokens in rule["keeps"] else rule["block_tokens"]
     return window_pages(model, quant, page, kv_bytes_per_token(model, quant, 1, pp), pp)

@@ -27,6 +27,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from phasewise.errors import PhasewiseError
 from phasewise.perf.cost import INDEXER_KEY_SCALE_BYTES, compressed_entry_bytes
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
@@ -116,6 +117,10 @@ def shared_block_pool(model: ModelSpec, quant: QuantScheme, rule: dict, pp: int 
     c = model.compressed
     if c is None:
         raise ValueError(f"{model.name} has no compressed attention: it has no shared block pool")
+    if not c.compressed_layers:  # vLLM builds the pool's pages from them (get_kv_cache_groups: "len(mla_specs) > 0")
+        raise PhasewiseError(f"{model.name} has sliding layers only (every compress ratio 0): vLLM's DeepSeek-V4 KV "
+                             "cache sizes its block pool from the compressed layers' pages, so it cannot hold this "
+                             "stack (--engine sglang or trtllm can)")
     block = int(rule["block_tokens"])
     layout = quant.sparse_kv_layout if quant.kv_dtype == "fp8" else "other"
     alignment = int(rule["page_alignment_bytes"].get(layout, rule["page_alignment_bytes"]["other"]))

@@ -204,17 +204,20 @@ def window_pool_speculation(config: EngineConfig, model: ModelSpec, speculative:
 
 def compressed_block_pool_rule(config: EngineConfig, model: ModelSpec) -> dict[str, Any] | None:
     """The preset's `window_kv` rule `compressed_block_pool` where it takes `model` (vLLM's DeepSeek-V4 pool:
-    perf/shared_block_pool.py), with its block, the preset's `compressed_attention_block`; else None."""
-    rule = (config.window_kv_rule or {}).get("compressed_block_pool")
-    if model.compressed is None or not rule or model.model_type not in rule["model_types"]:
-        return None
-    return {**rule, "block_tokens": int(_preset_entry(config.engine)["compressed_attention_block"]["block"])}
+    perf/shared_block_pool.py), with the compressed group's block; else None."""
+    return _compressed_kv_rule(config, model, "compressed_block_pool")
 
 
 def compressed_window_pages_rule(config: EngineConfig, model: ModelSpec) -> dict[str, Any] | None:
     """The preset's `window_kv` rule `compressed_window_pages` where it takes `model` (TensorRT-LLM's DeepSeek-V4
-    pages: perf/window_pages.py), with its default page, the preset's `compressed_attention_block`; else None."""
-    rule = (config.window_kv_rule or {}).get("compressed_window_pages")
+    pages: perf/window_pages.py), with its default page and the pages it keeps; else None."""
+    return _compressed_kv_rule(config, model, "compressed_window_pages")
+
+
+def _compressed_kv_rule(config: EngineConfig, model: ModelSpec, key: str) -> dict[str, Any] | None:
+    """The preset's `window_kv` rule `key` where its model_types take `model`'s compressed attention, with the block
+    the preset runs it on and the sizes it keeps (`compressed_attention_block`: block_tokens, keeps); else None."""
+    rule = (config.window_kv_rule or {}).get(key)
     if model.compressed is None or not rule or model.model_type not in rule["model_types"]:
         return None
     block = _preset_entry(config.engine)["compressed_attention_block"]
