@@ -210,7 +210,7 @@ def test_a_windowed_hybrid_splits_into_stages_of_its_own_shares():
     """A stage of a hybrid stack keeps the stack's share of windowed layers (ModelSpec.stack_part): Gemma-3-27B's 62
     layers (52 windowed) over two devices are 26 + 26 windowed of 31 each, and the two stages' attention sums to the
     whole model's. Before, a stage kept all 52 windowed of its 31 layers, a share above 1 that made its full layers'
-    attention negative. A model whose layers reuse earlier layers' KV (Gemma 4 E2B) is refused by name."""
+    attention negative."""
     from phasewise.perf import BatchShape, CostModel
 
     gemma = load_model("google/gemma-3-27b-it")
@@ -225,8 +225,36 @@ def test_a_windowed_hybrid_splits_into_stages_of_its_own_shares():
     whole = CostModel(gemma, load_hardware("h100-sxm"), BF16, IDEAL)
     assert sum(attention_s(cm) for cm in stages) == pytest.approx(attention_s(whole), rel=1e-9)
     assert gemma.stack_part(1).window_all_layers == 1024  # one layer of a mostly windowed stack: windowed
-    with pytest.raises(PhasewiseError, match="device splits of a model whose layers reuse earlier layers' KV"):
-        split_model(100.0, split=(20, 15), hardware=("jetson-agx-orin",) * 2, model=load_model("google/gemma-4-E2B-it"))
+
+
+def test_a_kv_shared_stack_with_per_layer_embeddings_splits_over_devices():
+    """Gemma 4 E2B: 35 layers, the last 20 reusing the KV of layer 14 (full) and 13 (windowed), a 256-wide
+    per-layer input for every layer gathered and projected on the first stage. Split [15, 20] at the shared
+    block: each token sends down the link its hidden state (1,536 x 2 bytes), the per-layer inputs of the 20 later
+    layers (20 x 256 x 2) and the new KV of layers 14 (1 KV head of 512, K and V: 2,048 bytes) and 13 (256 wide:
+    1,024), which stage 1 keeps a copy of: 16,384 bytes a token; split [10, 25] the sources stay downstream: 3,072 +
+    25 x 512. Stage 1's part holds 18 shared layers and one full and one windowed layer's KV (the copies); the
+    per-layer table and projection weigh on stage 0 only."""
+    from phasewise.perf.memory import kv_bytes_per_token
+
+    e2b = load_model("google/gemma-4-E2B-it")
+    split = split_model(100.0, split=(15, 20), hardware=("jetson-agx-orin",) * 2, model=e2b)
+    assert split.boundary_bytes(0, 1) == 3_072 + 20 * 512 + 2_048 + 1_024 == 16_384
+    assert split_model(100.0, split=(10, 25), hardware=("jetson-agx-orin",) * 2,
+                       model=e2b).boundary_bytes(0, 1) == 3_072 + 25 * 512
+    tail = e2b.stack_part(20, 15)
+    assert (tail.kv_shared_layers, tail.full_kv_layers, tail.window_kv_layers) == (18, 1, 1)
+    assert kv_bytes_per_token(tail, BF16, 1, 1) == 2_048  # the full source's copy; the windowed one's is a window
+    assert e2b.stack_part(15, 0).kv_shared_layers == 0 and e2b.stack_part(35, 0).kv_shared_layers == 20
+    with pytest.raises(ValueError, match="needs its first layer"):
+        e2b.stack_part(20)
+    ple = e2b.per_layer_input_params * 2
+    whole = split_model(100.0, split=(35,), hardware=("jetson-agx-orin",), model=e2b)
+    stages = [split.stage_memory_bytes(i, 1000, 1, 1) for i in (0, 1)]
+    assert stages[0] > ple and stages[1] < whole.stage_memory_bytes(0, 1000, 1, 1) - ple
+    run = run_split(split, 640, 16, 4, DecodePlan())
+    alone = run_split(whole, 640, 16, 1, DecodePlan())
+    assert run.ttft_s > 640 * 16_384 * 8 / 100e6 > alone.ttft_s  # at 100 Mbit/s the link, mostly per-layer inputs
 
 
 def test_a_linear_attention_hybrid_splits_over_devices():

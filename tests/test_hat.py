@@ -72,7 +72,7 @@ def test_speculation_tbt_matches_its_formula():
     output = round(200 * spec.tokens_per_step)
 
     def round_trip(tokens: int) -> float:
-        wire = 2 * cost.hidden_bytes(tokens) * 8 / (setup.uplink_mbps * 1e6) + 2 * setup.latency_s
+        wire = (cost.up_bytes(tokens) + cost.down_bytes(tokens)) * 8 / (setup.uplink_mbps * 1e6) + 2 * setup.latency_s
         return (cost.input_s(1, prompt) + wire + cost.middle_s([(tokens, prompt, 0)])
                 + cost.output_s(tokens, prompt, tokens))
 
@@ -145,3 +145,14 @@ def test_a_linear_attention_hybrid_runs_u_shaped():
     chunked = run_device_cloud(lfm2, QUANT, ENGINE, setup, [DeviceRequest(1024, 16, 128)])
     whole = run_device_cloud(lfm2, QUANT, ENGINE, setup, [DeviceRequest(1024, 16, 0)])
     assert 0 < chunked.requests[0].ttft_s < whole.requests[0].ttft_s
+
+
+def test_a_kv_shared_stack_runs_u_shaped():
+    """Gemma 4 E2B with one input and one output layer on the device: up go the hidden state and the 34 cloud and
+    output layers' per-layer inputs (3,072 + 34 x 512 bytes a token), down the hidden state, the output layer's
+    per-layer input and the new KV of the layers its KV-shared layer reuses (2,048 + 1,024)."""
+    e2b, setup = load_model("google/gemma-4-E2B-it"), world(devices=1)
+    cost = UShapedCost(e2b, QUANT, ENGINE, setup)
+    assert cost.up_bytes(1) == 3_072 + 34 * 512 and cost.down_bytes(1) == 3_072 + 512 + 3_072
+    run = run_device_cloud(e2b, QUANT, ENGINE, setup, [DeviceRequest(512, 8, 128)])
+    assert run.requests[0].ttft_s > 512 * cost.up_bytes(1) * 8 / 100e6

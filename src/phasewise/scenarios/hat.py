@@ -87,7 +87,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     lone = testbed_run(plan.chunk_tokens, spec, 1)
     ttft_cut = 100.0 * (1.0 - hat.mean_ttft_s / unchunked.mean_ttft_s)
     tbt_cut = 100.0 * (1.0 - hat.mean_tbt_s / plain.mean_tbt_s)
-    up_s = cost.hidden_bytes(prompt) * 8 / (setup["uplink_mbps"] * 1e6)
+    up_s = cost.up_bytes(prompt) * 8 / (setup["uplink_mbps"] * 1e6)
     cloud_s = cost.middle_s([(prompt, 0, 0)])
 
     checks = [

@@ -29,7 +29,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import SpecDecode
 from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
-from phasewise.sim.split_model import SplitModel, hidden_state_bytes
+from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DeviceQueue, Span
 from phasewise.specs import load_hardware
 from phasewise.specs.device_cloud import DeviceCloud
@@ -86,7 +86,7 @@ class UShapedCost:
         self.u = SplitModel(model, quant, engine, topo, [load_hardware(d.hardware) for d in topo.devices],
                             setup.split(model.num_layers))
         draft_layers = setup.input_layers + setup.adapter_layers + setup.output_layers
-        drafter = model.stack_part(draft_layers)
+        drafter = model.stack_part(draft_layers, 0)
         self.draft = SplitModel(drafter, quant, engine, setup.draft_topology(),
                                 [load_hardware(setup.device_hardware)], [draft_layers])
 
@@ -102,8 +102,14 @@ class UShapedCost:
     def draft_s(self, cached: int) -> float:
         return self.draft.stage_s(0, [(1, cached, 1)])
 
-    def hidden_bytes(self, tokens: int) -> float:
-        return hidden_state_bytes(self.model, self.quant, tokens)
+    def up_bytes(self, tokens: int) -> float:
+        """What `tokens` positions send up to the cloud (SplitModel.boundary_bytes: the hidden states, and any later
+        layer's per-layer input)."""
+        return self.u.boundary_bytes(0, tokens)
+
+    def down_bytes(self, tokens: int) -> float:
+        """What they bring back down to the output layers (with the KV the device's KV-shared layers reuse)."""
+        return self.u.boundary_bytes(1, tokens)
 
     def check_memory(self, context_tokens: int, batch_tokens: int, sequences_per_gpu: int,
                      memory_fraction: float = 0.9) -> None:
@@ -242,10 +248,10 @@ def start_request(owner: int, request: DeviceRequest, device: DeviceQueue, up: S
     def through_cloud(new: int, cached: int, logits: int, label: str, then: Callable[[], None]) -> None:
         """`new` positions' hidden states up, the middle layers in the cloud, back down, the output layers."""
         def computed() -> None:
-            down.send(cost.hidden_bytes(new), label, lambda: device.submit(
+            down.send(cost.down_bytes(new), label, lambda: device.submit(
                 cost.output_s(new, cached, logits), f"{label} out", then))
 
-        up.send(cost.hidden_bytes(new), label,
+        up.send(cost.up_bytes(new), label,
                 lambda: worker.submit(owner, (new, cached, 0), label, computed))
 
     def decode_step(produced: float) -> None:

@@ -5,8 +5,11 @@ hardware: its layers, plus the embedding gather on the first stage only and the 
 last stage only (CostModel prices both on every pp=1 model; the other stages drop them, so nothing is
 counted twice). Medusa heads (one LM-head-sized projection each; their hidden x hidden ResBlock, ~11 % of a
 head's weights for Vicuna-7B, is left out) run on the last stage. What crosses a stage boundary is the
-hidden states: tokens x hidden_size x activation bytes. A hybrid linear-attention stack's stage holds its share of
-linear layers (ModelSpec.stack_part), each keeping a recurrent state per sequence where a softmax layer keeps KV.
+hidden states: tokens x hidden_size x activation bytes (SplitModel.boundary_bytes: with Gemma 4 E2B / E4B's
+per-layer embeddings each later layer's input too, and the KV that later KV-shared layers reuse). A hybrid
+linear-attention stack's stage holds its share of linear layers (ModelSpec.stack_part), each keeping a recurrent
+state per sequence where a softmax layer keeps KV; a stage of KV-shared layers whose source sits upstream keeps a
+copy of the source's KV.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.cost import CostModel
+from phasewise.perf.cost import CostModel, kv_bytes_per_token_layer, window_kv_ratio
 from phasewise.perf.memory import (
     activation_bytes,
     kv_bytes_per_token,
@@ -54,9 +57,6 @@ class SplitModel:
 
     def __init__(self, model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
                  hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
-        if model.kv_shared_layers:
-            raise PhasewiseError(f"device splits of a model whose layers reuse earlier layers' KV ({model.name}) are "
-                                 "not modelled yet")
         if model.compressed is not None:
             raise PhasewiseError(f"device splits of compressed attention ({model.name}) are not modelled yet")
         ranges = parse_split(split, model.num_layers, len(topology.devices))
@@ -64,13 +64,13 @@ class SplitModel:
         self.hardware = hardware
         self.stages = tuple(Stage(i, a, b) for i, (a, b) in enumerate(ranges))
         self.medusa_heads = medusa_heads
-        self._costs: dict[tuple[int, int], CostModel] = {}
-        self._times: dict[tuple, float] = {}  # by (device, layers, first, last, sequences): any split's stages
+        self._costs: dict[tuple[int, int, int], CostModel] = {}
+        self._times: dict[tuple, float] = {}  # by (device, layers, first layer, first, last, sequences)
         self._routes: dict[tuple[int, int], list[int]] = {}
 
     def resplit(self, split) -> SplitModel:
         """The same model, devices and links split as `split`, sharing this one's cost, stage-time and route
-        caches (a stage's time depends on its device, its layer count and whether it is first or last)."""
+        caches (a stage's time depends on its device, its layers and whether it is first or last)."""
         other = SplitModel(self.model, self.quant, self.engine, self.topology, self.hardware, split,
                            self.medusa_heads)
         other._costs, other._times, other._routes = self._costs, self._times, self._routes
@@ -87,31 +87,52 @@ class SplitModel:
     def split(self) -> list[int]:
         return [s.layers for s in self.stages]
 
-    def cost_model(self, device: int, layers: int) -> CostModel:
-        key = (device, layers)
+    def cost_model(self, device: int, layers: int, first_layer: int = 0) -> CostModel:
+        """The part of `layers` layers from `first_layer` (ModelSpec.stack_part) on `device`'s hardware."""
+        key = (device, layers, first_layer if self.model.kv_shared_layers else 0)  # elsewhere the place is moot
         cost = self._costs.get(key)
         if cost is None:
-            part = self.model.stack_part(layers)
+            part = self.model.stack_part(layers, first_layer)
             cost = self._costs[key] = CostModel(part, self.hardware[device], self.quant, self.engine)
         return cost
+
+    def boundary_bytes(self, index: int, tokens: int) -> float:
+        """Bytes of `tokens` tokens crossing from stage `index` to the next: the hidden states; with per-layer
+        embeddings (Gemma 4 E2B / E4B, gathered and projected on the first stage) each later layer's input; and the
+        new KV of each layer whose KV later KV-shared layers reuse (ModelSpec.kv_share_sources) when it sits
+        before the boundary (the stage past it keeps a copy to attend over)."""
+        m, boundary = self.model, self.stages[index].end_layer
+        nbytes = hidden_state_bytes(m, self.quant, tokens)
+        if m.per_layer_input_size:
+            nbytes += tokens * (m.num_layers - boundary) * m.per_layer_input_size * self.quant.activation_bytes
+        for layer, windowed in m.kv_share_sources if m.kv_shared_layers else ():
+            if layer < boundary:
+                one = kv_bytes_per_token_layer(m, self.quant, 1)
+                nbytes += tokens * (one * window_kv_ratio(m, 1) if windowed else one)
+        return nbytes
 
     def stage_s(self, index: int, sequences: list[tuple[int, int, int]]) -> float:
         """Compute time of stage `index` for one forward of `sequences` (new tokens, cached tokens, logit tokens)
         each: its layers, the embedding if first, the LM head (and Medusa heads) if last, host overhead."""
         stage = self.stages[index]
         first, last = index == 0, index == len(self.stages) - 1
-        key = (stage.device, stage.layers, first, last, tuple(sequences))
+        place = stage.first_layer if self.model.kv_shared_layers else 0  # elsewhere a stage's place is moot
+        key = (stage.device, stage.layers, place, first, last, tuple(sequences))
         cached = self._times.get(key)
         if cached is not None:
             return cached
         shape = BatchShape()
         for new, context, logits in sequences:
             shape.add(new, context, logits=logits)
-        cost = self.cost_model(stage.device, stage.layers).iteration(shape)
+        cost = self.cost_model(stage.device, stage.layers, stage.first_layer).iteration(shape)
         device_s = 0.0
         for op in cost.operators:
             if op.name == "embedding" and not first or op.name == "lm_head" and not last:
                 continue
+            if op.name == "embedding" and self.model.per_layer_input_size and stage.layers < self.model.num_layers:
+                # the first stage gathers and projects every layer's per-layer input, not its own layers' only
+                whole = self.cost_model(stage.device, self.model.num_layers).iteration(shape)
+                op = next(o for o in whole.operators if o.name == "embedding")
             device_s += op.time_s
             if op.name == "lm_head" and last:
                 device_s += self.medusa_heads * op.time_s
@@ -125,13 +146,14 @@ class SplitModel:
         `context_tokens`, a hybrid's linear layers' recurrent state for each of `sequences`, the activation peak of a
         forward of `batch_tokens`, and the runtime's reserve."""
         stage = self.stages[index]
-        part = self.model.stack_part(stage.layers)
+        part = self.model.stack_part(stage.layers, stage.first_layer)
         hp = dtype_bytes(self.quant.compute_dtype if self.quant.compute_dtype in ("fp32", "fp16") else "bf16")
         embed = self.model.embedding_params * hp
         lm_head = embed if not self.model.tie_embeddings else 0.0
-        weights = weight_bytes_per_gpu(part, self.quant, 1, 1) - embed - lm_head
+        # per-layer embeddings (table and projection) all on the first stage, which computes every layer's input
+        weights = weight_bytes_per_gpu(part, self.quant, 1, 1) - embed - lm_head - part.per_layer_input_params * hp
         if index == 0:
-            weights += embed
+            weights += embed + self.model.per_layer_input_params * hp
         if index == len(self.stages) - 1:
             weights += lm_head if lm_head else embed * (index != 0)
             weights += self.medusa_heads * embed

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
-from phasewise.sim.split_model import TOKEN_ID_BYTES, SplitModel, hidden_state_bytes
+from phasewise.sim.split_model import TOKEN_ID_BYTES, SplitModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ class SplitPipeline:
                 done()
                 return
             tokens = sum(new for new, _, _ in sequences)
-            nbytes = hidden_state_bytes(self.split.model, self.split.quant, tokens)
+            nbytes = self.split.boundary_bytes(stage, tokens)
             self.transfer(stages[stage].device, stages[stage + 1].device, nbytes, label,
                           lambda: self.forward(sequences, label, done, stage + 1))
 

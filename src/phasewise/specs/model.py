@@ -601,13 +601,13 @@ class ModelSpec(BaseModel):
         """Layers of a hybrid stack that are windowed (0 when none or all are)."""
         return self.sliding_window_layers if self.window_layer_share else 0
 
-    def stack_part(self, layers: int) -> ModelSpec:
+    def stack_part(self, layers: int, first_layer: int | None = None) -> ModelSpec:
         """`layers` consecutive layers of this stack as a model of their own (a device's stage of a split), each kind
         of layer in the stack's share: MoE layers as many as fit (min), a hybrid's windowed layers
         round(layers x share), kept between 1 and layers - 1 where there are two or more (one layer: windowed where most
         are, at the windowed layers' own geometry), a hybrid's linear-attention layers round(layers x share) with one
-        softmax layer at least (a one-layer part is a softmax layer). KV-shared layers, whose KV comes from an earlier
-        layer, have no such part (the callers refuse them)."""
+        softmax layer at least (a one-layer part is a softmax layer). KV-shared layers sit at the stack's end, so their
+        part needs its place (`first_layer`: _kv_shared_part)."""
         update: dict = {"num_layers": layers, "num_moe_layers": min(self.num_moe_layers, layers)}
         if self.window_layer_share:
             windowed = round(layers * self.window_layer_share)
@@ -623,7 +623,40 @@ class ModelSpec(BaseModel):
             update["wide_mlp_layers"] = round(layers * self.wide_mlp_layers / self.num_layers)
         if self.linear_attention_layers:  # a hybrid's linear layers at its share, one softmax layer kept at least
             update["linear_attention_layers"] = min(round(layers * self.linear_layer_share), layers - 1)
+        if self.kv_shared_layers:
+            if first_layer is None:
+                raise ValueError("a part of a stack with KV-shared layers needs its first layer (they sit at its end)")
+            windowed = update.get("sliding_window_layers", self._windowed_layers) if self.window_layer_share else 0
+            update.update(self._kv_shared_part(first_layer, layers, windowed))
         return self.model_copy(update=update)
+
+    @property
+    def kv_share_sources(self) -> tuple[tuple[int, bool], ...]:
+        """(layer, windowed) of the layers whose KV the KV-shared layers reuse (the last unshared layer of each kind
+        shared), taken as the ones just before the shared block, the full one last: where Gemma 4 E2B's and E4B's
+        patterns place them (E2B: windowed at 13, full at 14, the shared from 15; E4B: 22, 23, from 24)."""
+        start = self.num_layers - self.kv_shared_layers
+        full = self.kv_shared_layers > self.kv_shared_window_layers
+        sources = [(start - 1, False)] if full else []
+        if self.kv_shared_window_layers:
+            sources.append((start - 2 if full else start - 1, True))
+        return tuple(sources)
+
+    def _kv_shared_part(self, first_layer: int, layers: int, windowed: int) -> dict:
+        """The KV-shared fields of the part [first_layer, first_layer + layers) with `windowed` windowed layers: the
+        shared layers it holds (the stack's share of them windowed), each kind shared leaving one layer of that kind
+        that holds KV: the source (kv_share_sources) where the part has it, else a copy of the source's KV, which
+        the device keeps to attend over (one shared layer then counted as holding it); Gemma 4's double-wide MLPs
+        on the shared layers it holds."""
+        end = first_layer + layers
+        shared = max(0, end - max(first_layer, self.num_layers - self.kv_shared_layers))
+        window = min(round(shared * self.kv_shared_window_layers / self.kv_shared_layers), shared, windowed)
+        full = min(shared - window, layers - windowed)
+        window, full = (min(window, windowed - 1) if window else 0), (min(full, layers - windowed - 1) if full else 0)
+        update = {"kv_shared_layers": full + window, "kv_shared_window_layers": window}
+        if self.wide_mlp_layers == self.kv_shared_layers:  # Gemma 4 E2B's use_double_wide_mlp: the shared layers'
+            update["wide_mlp_layers"] = shared
+        return update
 
     @property
     def active_params(self) -> int:
