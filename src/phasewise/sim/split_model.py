@@ -89,12 +89,16 @@ class SplitModel:
 
     def cost_model(self, device: int, layers: int, first_layer: int = 0) -> CostModel:
         """The part of `layers` layers from `first_layer` (ModelSpec.stack_part) on `device`'s hardware."""
-        key = (device, layers, first_layer if self.model.kv_shared_layers else 0)  # elsewhere the place is moot
+        key = (device, layers, self._place(first_layer))
         cost = self._costs.get(key)
         if cost is None:
             part = self.model.stack_part(layers, first_layer)
             cost = self._costs[key] = CostModel(part, self.hardware[device], self.quant, self.engine)
         return cost
+
+    def _place(self, first_layer: int) -> int:
+        """A part's first layer as its costs depend on it: only a KV-shared stack's parts differ by place."""
+        return first_layer if self.model.kv_shared_layers else 0
 
     def boundary_bytes(self, index: int, tokens: int) -> float:
         """Bytes of `tokens` tokens crossing from stage `index` to the next: the hidden states; with per-layer
@@ -116,8 +120,7 @@ class SplitModel:
         each: its layers, the embedding if first, the LM head (and Medusa heads) if last, host overhead."""
         stage = self.stages[index]
         first, last = index == 0, index == len(self.stages) - 1
-        place = stage.first_layer if self.model.kv_shared_layers else 0  # elsewhere a stage's place is moot
-        key = (stage.device, stage.layers, place, first, last, tuple(sequences))
+        key = (stage.device, stage.layers, self._place(stage.first_layer), first, last, tuple(sequences))
         cached = self._times.get(key)
         if cached is not None:
             return cached
