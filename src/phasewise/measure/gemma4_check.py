@@ -25,6 +25,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.stack_timing import StackPoint, validate_stack
+from phasewise.measure.validate import scaled_kv_heads, scaled_width
 from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config
@@ -51,11 +52,8 @@ def scaled_gemma4_config(text: dict[str, Any], layers: int, hidden: int) -> dict
     if full.kv_shared_layers:  # the checkpoint's share, leaving the first full layer and those before it unshared
         shared = min(round(layers * full.kv_shared_layers / full.num_layers), max(layers - period, 0))
     heads = max(1, round(full.num_heads * hidden / full.hidden_size))
-    ratio = full.num_heads // full.window_layer_kv_heads
-    kv_heads = max(1, heads // ratio)
-    while heads % kv_heads:
-        kv_heads -= 1
-    width = int(round(full.intermediate_size * hidden / full.hidden_size / 64)) * 64 or 64
+    kv_heads = scaled_kv_heads(heads, full.num_heads // full.window_layer_kv_heads)
+    width = scaled_width(full.intermediate_size, hidden, full.hidden_size)
     config = dict(model_type="gemma4_text", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                   num_key_value_heads=kv_heads, head_dim=full.window_layer_head_dim, global_head_dim=full.head_dim,
                   attention_k_eq_v=full.value_from_key, intermediate_size=width, vocab_size=SCALED_VOCAB,

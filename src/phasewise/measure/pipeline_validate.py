@@ -15,7 +15,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.measure.pipeline_check import TwoStagePipeline
 from phasewise.measure.torch_env import MAX_REPEATS
-from phasewise.measure.validate import measured_engine, relative_error, scaled_config
+from phasewise.measure.validate import measured_engine, relative_error, scaled_config, scaled_kv_heads, scaled_width
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
 from phasewise.specs import load_hardware, load_model, load_quant
@@ -63,10 +63,8 @@ def scaled_lfm2_config(model: ModelSpec, layers: int, hidden: int) -> dict[str, 
         raise PhasewiseError(f"--hidden must be a multiple of the heads' {model.head_dim} for {model.name} "
                              f"(got {hidden})")
     heads = hidden // model.head_dim
-    kv_heads = max(1, heads // (model.num_heads // model.num_kv_heads))
-    while heads % kv_heads:
-        kv_heads -= 1
-    width = int(round(model.intermediate_size * hidden / model.hidden_size / 64)) * 64 or 64
+    kv_heads = scaled_kv_heads(heads, model.num_heads // model.num_kv_heads)
+    width = scaled_width(model.intermediate_size, hidden, model.hidden_size)
     return dict(model_type="lfm2", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                 num_key_value_heads=kv_heads, intermediate_size=width, block_auto_adjust_ff_dim=False,
                 layer_types=types, conv_L_cache=model.linear_conv_kernel, conv_bias=False,

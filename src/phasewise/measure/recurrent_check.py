@@ -27,6 +27,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.stack_timing import StackPoint, validate_stack
+from phasewise.measure.validate import scaled_kv_heads, scaled_width
 from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
 
@@ -45,11 +46,8 @@ def scaled_minimax_config(checkpoint: dict[str, Any], layers: int, hidden: int) 
         raise PhasewiseError(f"--layers {layers}: the scaled stack takes the checkpoint's first layers "
                              f"(1..{len(checkpoint['attn_type_list'])}), and at least one softmax layer (8 or more)")
     heads = hidden // head_dim
-    ratio = checkpoint["num_attention_heads"] // checkpoint["num_key_value_heads"]
-    kv_heads = max(1, heads // ratio)
-    while heads % kv_heads:
-        kv_heads -= 1
-    width = int(round(checkpoint["intermediate_size"] * hidden / checkpoint["hidden_size"] / 64)) * 64 or 64
+    kv_heads = scaled_kv_heads(heads, checkpoint["num_attention_heads"] // checkpoint["num_key_value_heads"])
+    width = scaled_width(checkpoint["intermediate_size"], hidden, checkpoint["hidden_size"])
     return dict(model_type="minimax", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                 num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=width,
                 num_local_experts=EXPERTS, num_experts_per_tok=min(int(checkpoint["num_experts_per_tok"]), EXPERTS),

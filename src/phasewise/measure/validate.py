@@ -90,6 +90,21 @@ def measured_engine(hardware: str, engine: str | None = None) -> EngineProfile:
     return load_engine("hf-eager")
 
 
+def scaled_kv_heads(heads: int, queries_per_kv_head: int) -> int:
+    """KV heads of a stack narrowed to `heads` query heads: the checkpoint's query-to-KV-head ratio kept, else the
+    largest count below it that divides them (at least one)."""
+    kv_heads = max(1, heads // queries_per_kv_head)
+    while heads % kv_heads:
+        kv_heads -= 1
+    return kv_heads
+
+
+def scaled_width(width: int, hidden: int, checkpoint_hidden: int) -> int:
+    """An MLP width scaled with the hidden size from `checkpoint_hidden` to `hidden`, in multiples of 64 (64 at
+    least)."""
+    return int(round(width * hidden / checkpoint_hidden / 64)) * 64 or 64
+
+
 def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> dict[str, Any]:
     """A LlamaConfig-style dict of `model`'s shape, optionally narrowed to `hidden` and `layers`
     (head_dim, the GQA ratio and the MLP ratio kept)."""
@@ -106,11 +121,8 @@ def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> d
     if h % heads:  # transformers' LlamaConfig refuses it (a StrictDataclass validation traceback)
         raise PhasewiseError(f"--hidden {h} must be a multiple of its {heads} attention heads of {head_dim} (e.g. "
                              f"{heads * head_dim})")
-    ratio = model.num_heads // model.num_kv_heads
-    kv = max(1, heads // ratio)
-    while heads % kv:
-        kv -= 1
-    inter = int(round(model.intermediate_size * h / model.hidden_size / 64)) * 64 or 64
+    kv = scaled_kv_heads(heads, model.num_heads // model.num_kv_heads)
+    inter = scaled_width(model.intermediate_size, h, model.hidden_size)
     return dict(hidden_size=h, intermediate_size=inter, num_hidden_layers=layers or model.num_layers,
                 num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, vocab_size=model.vocab_size,
                 tie_word_embeddings=model.tie_embeddings, max_position_embeddings=8192, hidden_act="silu",
