@@ -124,6 +124,9 @@ def test_row_tiles_limits():
     many = expected_row_tiles(128, 4, 65536, 64)
     assert many == pytest.approx(65536 * 4 / 64 + 0.5 * 128, rel=0.01)
     assert expected_row_tiles(128, 4, 0, 64) == 0.0
+    # the thresholds certain to be crossed are counted, not evaluated: 10^11 tokens in the same small arrays
+    huge = expected_row_tiles(256, 8, 1e11, 128, 0.4)
+    assert huge == pytest.approx(1e11 * 8 / 128 + 0.5 * 256, rel=1e-6)
 
 
 def test_a_weight_expanding_moe_kernel_costs_its_row_tiles_smoothly():
