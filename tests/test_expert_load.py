@@ -124,9 +124,14 @@ def test_row_tiles_limits():
     many = expected_row_tiles(128, 4, 65536, 64)
     assert many == pytest.approx(65536 * 4 / 64 + 0.5 * 128, rel=0.01)
     assert expected_row_tiles(128, 4, 0, 64) == 0.0
-    # the thresholds certain to be crossed are counted, not evaluated: 10^11 tokens in the same small arrays
-    huge = expected_row_tiles(256, 8, 1e11, 128, 0.4)
-    assert huge == pytest.approx(1e11 * 8 / 128 + 0.5 * 256, rel=1e-6)
+    # spreads of many tiles are summed in closed form and certain thresholds counted: 10^11 tokens at once
+    for share in (None, 0.4):
+        huge = expected_row_tiles(256, 8, 1e11, 128, share)
+        assert huge == pytest.approx(1e11 * 8 / 128 + 0.5 * 256, rel=1e-6)
+    # the closed form agrees with the sum it stands for, sum_j P(X > jR) term by term (8 experts of 500,000 rows)
+    mean, spread, tile = 2e6 * 2 / 8, math.sqrt(2e6 * 2 / 8), 16
+    terms = sum(0.5 * math.erfc((j * tile + 0.5 - mean) / spread / math.sqrt(2)) for j in range(1, 32_000))
+    assert expected_row_tiles(8, 2, 2e6, tile) == pytest.approx(8 * (1 + terms), rel=1e-12)
 
 
 def test_a_weight_expanding_moe_kernel_costs_its_row_tiles_smoothly():
