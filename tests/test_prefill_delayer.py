@@ -110,8 +110,9 @@ def test_the_exported_sglang_command_carries_the_delayer_and_v4_s_page():
 
 
 def test_the_planner_tries_the_delayer_on_sglang_s_attention_dp_layouts():
-    """`plan` under SGLang: every attention-DP layout also runs with the prefill delayer on (a strategy of its own,
-    its deployment carrying the knob); tensor-parallel layouts, and other engines, do not get it."""
+    """`plan` under SGLang: every attention-DP layout also runs with the prefill delayer on, at the default token
+    budget and at each --chunk-sizes budget (a strategy of its own, its deployment carrying the knob and that
+    budget); tensor-parallel layouts, and other engines, do not get it."""
     from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 
     opts = PlanOptions(engine="sglang", tp_options=(4,), chunk_sizes=(), disaggregated=False)
@@ -120,6 +121,14 @@ def test_the_planner_tries_the_delayer_on_sglang_s_attention_dp_layouts():
     assert delayed and all("DP4" in s.name for s in delayed)
     assert all(s.deployment["instances"][0]["enable_prefill_delayer"] is True for s in delayed)
     assert {s.name.replace(" prefill-delayer", " default") for s in delayed} <= {s.name for s in strategies}
+    chunked, _ = enumerate_strategies(MOE, "b200", 4, PlanOptions(engine="sglang", tp_options=(4,),
+                                                                  chunk_sizes=(2048,), disaggregated=False))
+    by_name = {s.name: s.deployment["instances"][0] for s in chunked}
+    pairs = [(name, name.replace(" prefill-delayer", "")) for name in by_name
+             if "chunked 2048 prefill-delayer" in name]
+    assert pairs and all("DP4" in name for name, _ in pairs)
+    for delayed_name, plain_name in pairs:  # the same budget, the delayer on
+        assert by_name[delayed_name] == dict(by_name[plain_name], enable_prefill_delayer=True)
     vllm, _ = enumerate_strategies(MOE, "b200", 4, PlanOptions(engine="vllm", tp_options=(4,), chunk_sizes=(),
                                                                 disaggregated=False))
     assert not [s for s in vllm if "prefill-delayer" in s.name]

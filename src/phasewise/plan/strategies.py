@@ -563,8 +563,8 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
     """(label, engine fields) of each way to schedule a collocated instance with at most `cap` sequences of
     `tokens_per_step` tokens per decode step (speculative decoding: draft + 1): the engine with its default token
     budget, with each of --chunk-sizes as its budget (chunking on) where it holds a full decode step, for vLLM,
-    V0's prefill-first scheduler as the unchunked baseline, and for SGLang with attention DP its prefill delayer on
-    (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are the instance's; a knob the
+    V0's prefill-first scheduler as the unchunked baseline, and for SGLang with attention DP each of those budgets
+    again with its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are the instance's; a knob the
     engine reads per attention-DP rank gets its rank's share (knob_values)."""
     graphs = graph_knobs(opts.engine, cap, attention_dp)  # decode graphs up to the cap, as a tuned deployment sets them
     out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap, attention_dp=attention_dp),
@@ -576,8 +576,9 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
             out.append((f"chunked {chunk}", dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
     if opts.engine.split("@")[0] == "vllm":
         out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))
-    if attention_dp > 1 and "enable_prefill_delayer" in engine_knobs(opts.engine):
-        out.append((f"{opts.engine} prefill-delayer", dict(out[0][1], enable_prefill_delayer=True)))
+    if attention_dp > 1 and "enable_prefill_delayer" in engine_knobs(opts.engine):  # beside each token budget
+        out += [(label.replace(" default", "") + " prefill-delayer", dict(fields, enable_prefill_delayer=True))
+                for label, fields in list(out) if fields["engine"] == opts.engine]
     return out
 
 
