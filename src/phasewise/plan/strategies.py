@@ -564,8 +564,8 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
     `tokens_per_step` tokens per decode step (speculative decoding: draft + 1): the engine with its default token
     budget, with each of --chunk-sizes as its budget (chunking on) where it holds a full decode step, for vLLM,
     V0's prefill-first scheduler as the unchunked baseline, and for SGLang with attention DP each of those budgets
-    again with its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are the instance's; a knob the
-    engine reads per attention-DP rank gets its rank's share (knob_values)."""
+    again with its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk
+    sizes are the instance's; a knob the engine reads per attention-DP rank gets its rank's share (knob_values)."""
     graphs = graph_knobs(opts.engine, cap, attention_dp)  # decode graphs up to the cap, as a tuned deployment sets them
     out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap, attention_dp=attention_dp),
                                            **graphs))]
