@@ -195,9 +195,9 @@ def window_pool_speculation(config: EngineConfig, model: ModelSpec, speculative:
     """((CSA, HCA) compressor ring slots, draft layers) of an engine's pool for compressed attention's windows under
     speculative decoding (the preset's `compressed_window_pool` rule's `speculative`: SGLang's DSV4 pools); None
     without speculative decoding, or where the engine keeps no such pool (perf/memory.py kv_window_terms)."""
-    pool = (config.window_kv_rule or {}).get("compressed_window_pool") or {}
-    rule = pool.get("speculative")
-    if not speculative or not rule or model.compressed is None or model.model_type not in pool["model_types"]:
+    pool = _compressed_kv_rule(config, model, "compressed_window_pool") if speculative else None
+    rule = pool and pool.get("speculative")
+    if not rule:
         return None
     return (int(rule["ring_slots"]["csa"]), int(rule["ring_slots"]["hca"])), int(rule["draft_layers"])
 
