@@ -206,25 +206,33 @@ def test_link_jitter_only_delays():
     assert base < run_split(jittery, 640, 0, 4, seed=1).ttft_s < base + 4 * 0.01 + 1e-9
 
 
-def test_a_windowed_hybrid_splits_into_stages_of_its_own_shares():
-    """A stage of a hybrid stack keeps the stack's share of windowed layers (ModelSpec.stack_part): Gemma-3-27B's 62
-    layers (52 windowed) over two devices are 26 + 26 windowed of 31 each, and the two stages' attention sums to the
-    whole model's. Before, a stage kept all 52 windowed of its 31 layers, a share above 1 that made its full layers'
-    attention negative."""
+def test_a_windowed_hybrid_splits_into_stages_of_its_own_layers():
+    """A stage of a hybrid stack holds the windowed layers its range has (ModelSpec.layer_pattern, stack_part):
+    Gemma-3-27B's 62 layers (five windowed to one full: full at 5, 11, ..., 59) split [31, 31] are 26 + 26 windowed,
+    split [33, 29] 28 + 24 (the full layers at 5-29 and 35-59 fall five and five), and the stages' attention sums to
+    the whole model's. Before, a stage kept all 52 windowed of its 31 layers, a share above 1 that made its full
+    layers' attention negative. A part of windowed layers only takes the window as a whole (layers 0-1), one of the
+    full layer only has none (layer 5); without its place a part keeps the stack's share."""
     from phasewise.perf import BatchShape, CostModel
 
     gemma = load_model("google/gemma-3-27b-it")
-    split = split_model(100.0, split=(31, 31), hardware=("h100-sxm",) * 2, model=gemma)
     shape = BatchShape.uniform(1, 4096, 0, True, None)
-    stages = [split.cost_model(i, 31) for i in range(2)]
-    assert [cm.model.sliding_window_layers for cm in stages] == [26, 26]
 
     def attention_s(cm):
         return next(op.time_s for op in cm.iteration(shape).operators if op.name == "attention")
 
     whole = CostModel(gemma, load_hardware("h100-sxm"), BF16, IDEAL)
-    assert sum(attention_s(cm) for cm in stages) == pytest.approx(attention_s(whole), rel=1e-9)
-    assert gemma.stack_part(1).window_all_layers == 1024  # one layer of a mostly windowed stack: windowed
+    for layers, windowed in (((31, 31), [26, 26]), ((33, 29), [28, 24])):
+        split = split_model(100.0, split=layers, hardware=("h100-sxm",) * 2, model=gemma)
+        stages = [split.cost_model(i, s.layers, s.first_layer) for i, s in enumerate(split.stages)]
+        assert [cm.model.sliding_window_layers for cm in stages] == windowed
+        assert sum(attention_s(cm) for cm in stages) == pytest.approx(attention_s(whole), rel=1e-9)
+    assert gemma.stack_part(2, 0).window_all_layers == 1024 and gemma.stack_part(2, 0).layer_pattern == ""
+    assert gemma.stack_part(1, 5).sliding_window is None
+    assert gemma.stack_part(2, 4).sliding_window_layers == 1  # W F
+    assert gemma.stack_part(1).window_all_layers == 1024  # one layer of a mostly windowed stack, no place: windowed
+    alternating = load_model("openai/gpt-oss-120b")  # W F W F ...: three layers from 0 hold two windowed, from 1 one
+    assert [alternating.stack_part(3, first).sliding_window_layers for first in (0, 1)] == [2, 1]
 
 
 def test_a_kv_shared_stack_with_per_layer_embeddings_splits_over_devices():
@@ -258,18 +266,32 @@ def test_a_kv_shared_stack_with_per_layer_embeddings_splits_over_devices():
 
 
 def test_a_linear_attention_hybrid_splits_over_devices():
-    """LFM2-1.2B (16 layers: 10 short-conv, 6 attention) over two Jetsons: each 8-layer stage holds round(8 x 10 /
-    16) = 5 conv layers and 3 attention layers, so the two stages' layers of each kind sum to the model's; a
-    one-layer part keeps softmax attention. A stage's memory is its attention layers' KV per context token (3 x 2 x
-    8 heads x 64 x 2 bytes = 6,144) plus, per sequence, its conv layers' state (5 x 2,048 channels x 2 taps x 2
-    bytes = 40,960); the edge pipeline and the device-cloud split run it end to end."""
+    """LFM2-1.2B (16 layers: 10 short-conv, 6 attention at 2, 5, 8, 10, 12, 14) over two Jetsons: the 8-layer stages
+    hold the layers their ranges have (ModelSpec.layer_pattern), 6 conv and 2 attention, then 4 and 4, so the
+    stages' layers of each kind sum to the model's. Without its place a part keeps the stack's share (round(8 x 10 /
+    16) = 5 conv), and a one-layer part softmax attention. Stage 1's memory is its attention layers' KV per context
+    token (4 x 2 x 8 heads x 64 x 2 bytes = 8,192) plus, per sequence, its conv layers' state (4 x 2,048 channels x
+    2 taps x 2 bytes = 32,768). A part of conv layers only (layers 0-1) keeps no KV, and costs less attention time
+    than a part of two of the 16 layers' shares; the edge pipeline and the device-cloud split run it end to end."""
+    from phasewise.perf import BatchShape
+    from phasewise.perf.memory import kv_bytes_per_token
+
     lfm2 = load_model("LiquidAI/LFM2-1.2B")
+    assert lfm2.layer_pattern == "LLFLLFLLFLFLFLFL"
     split = split_model(100.0, split=(8, 8), hardware=("jetson-agx-orin",) * 2, model=lfm2)
-    parts = [split.cost_model(i, 8).model for i in range(2)]
-    assert [p.linear_attention_layers for p in parts] == [5, 5] and sum(p.num_layers for p in parts) == 16
-    assert lfm2.stack_part(1).linear_attention_layers == 0
+    parts = [split.cost_model(i, 8, s.first_layer).model for i, s in enumerate(split.stages)]
+    assert [p.linear_attention_layers for p in parts] == [6, 4] and sum(p.num_layers for p in parts) == 16
+    assert lfm2.stack_part(8).linear_attention_layers == 5 and lfm2.stack_part(1).linear_attention_layers == 0
     one, two = (split.stage_memory_bytes(1, 1000 * n, 1, n) for n in (1, 2))
     # one more sequence: its KV and state, and its logits row in the activation peak (65,536 x 4 bytes)
-    assert two - one == 1000 * 6_144 + 40_960 + 65_536 * 4
+    assert two - one == 1000 * 8_192 + 32_768 + 65_536 * 4
+    convs = split.cost_model(0, 2, 0)
+    assert convs.model.linear_attention_layers == 2 and kv_bytes_per_token(convs.model, BF16, 1, 1) == 0
+    shape = BatchShape.uniform(1, 4096, 0, True, None)
+
+    def attention_s(cm):
+        return next(op.time_s for op in cm.iteration(shape).operators if op.name == "attention")
+
+    assert 0 < attention_s(convs) < attention_s(split.cost_model(0, 2, 1))  # L L vs L F
     run = run_split(split, 640, 16, 4, DecodePlan())
     assert 0 < run.ttft_s < 10 and 0 < run.tpot_s < 1

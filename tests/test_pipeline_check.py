@@ -84,14 +84,14 @@ def test_pipeline_errors():
 def test_a_short_conv_hybrid_split_over_two_processes():
     """LFM2's first 4 layers (conv, conv, attention, conv) scaled to 128 wide over two processes: stage 0 holds two
     conv layers (no attention: transformers is given no mask for it), stage 1 the attention and a conv layer, each
-    with its own cache of conv states and KV; the simulator gives each 2-layer stage one conv layer (the stack's 3
-    of 4, ModelSpec.stack_part). Loose, as the Llama test above."""
+    with its own cache of conv states and KV; the simulator's stages hold the same (ModelSpec.layer_pattern,
+    stack_part). Loose, as the Llama test above."""
     from phasewise.measure.pipeline_validate import pipeline_summary, pipeline_validate
 
     points, info = pipeline_validate("LiquidAI/LFM2-1.2B", "cpu-local", link_mbps=[10.0], sub_sequences=[1, 4],
                                      layers=4, hidden=128, prompt_tokens=128, decode_steps=4, repeats=2)
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("phasewise-stage")]
-    assert info["family"] == "lfm2" and info["stage_linear_layers"] == [1, 1]
+    assert info["family"] == "lfm2" and info["stage_linear_layers"] == [2, 1]
     assert pipeline_summary(points)["median_abs_error"] <= 0.50, [(p.metric, p.measured_s, p.predicted_s)
                                                                    for p in points]
 

@@ -1,7 +1,7 @@
 """Measured TTFT (per sub-sequence count S and link speed) and decode per-token latency of a real two-process
 pipeline (measure/pipeline_check.py) against the split simulator on the calibrated hardware entry: a Llama-shaped
-stack, or a catalog LFM2 checkpoint's short-conv hybrid (its first layers' pattern; the simulator gives each
-stage the stack's share of conv layers, ModelSpec.stack_part, the real stage holds the ones its range has)."""
+stack, or a catalog LFM2 checkpoint's short-conv hybrid (its first layers' pattern; each stage, real and simulated,
+holds the conv layers its range has: ModelSpec.layer_pattern, stack_part)."""
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
             predicted = run_split(split, prompt_tokens, decode_steps, 1, DecodePlan()).tpot_s
         points.append(PipelinePoint(metric, mbps, subs, statistics.median(times), predicted))
     info = {"model": small.name, "params": small.total_params, "layers": layers, "hidden": hidden, "family": family,
-            "stage_linear_layers": [split_layers(small, n) for n in (boundary, layers - boundary)],
+            "stage_linear_layers": [split_layers(small, n, first) for n, first in ((boundary, 0),
+                                                                                  (layers - boundary, boundary))],
             "split": [boundary, layers - boundary], "hardware": hw.key, "engine": eng.name,
             "prompt_tokens": prompt_tokens, "decode_steps": decode_steps, "repeats": repeats,
             "socket_one_way_latency_s": latency_s, "small_message_one_way_latency_s": ping_s,
@@ -142,9 +143,9 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     return points, info
 
 
-def split_layers(model: ModelSpec, layers: int) -> int:
-    """Linear-attention layers the simulator gives a stage of `layers` (ModelSpec.stack_part)."""
-    return model.stack_part(layers).linear_attention_layers
+def split_layers(model: ModelSpec, layers: int, first_layer: int) -> int:
+    """Linear-attention layers the simulator gives the stage of `layers` from `first_layer` (ModelSpec.stack_part)."""
+    return model.stack_part(layers, first_layer).linear_attention_layers
 
 
 def pipeline_summary(points: list[PipelinePoint]) -> dict[str, float]:

@@ -7,7 +7,8 @@ counted twice). Medusa heads (one LM-head-sized projection each; their hidden x 
 head's weights for Vicuna-7B, is left out) run on the last stage. What crosses a stage boundary is the
 hidden states: tokens x hidden_size x activation bytes (SplitModel.boundary_bytes: with Gemma 4 E2B / E4B's
 per-layer embeddings each later layer's input too, and the KV that later KV-shared layers reuse). A hybrid
-linear-attention stack's stage holds its share of linear layers (ModelSpec.stack_part), each keeping a recurrent
+stack's stage holds the linear and windowed layers its range has where the config names each layer's kind
+(ModelSpec.layer_pattern), else the stack's share of them (ModelSpec.stack_part); a linear layer keeps a recurrent
 state per sequence where a softmax layer keeps KV; a stage of KV-shared layers whose source sits upstream keeps a
 copy of the source's KV.
 """
@@ -97,8 +98,8 @@ class SplitModel:
         return cost
 
     def _place(self, first_layer: int) -> int:
-        """A part's first layer as its costs depend on it: only a KV-shared stack's parts differ by place."""
-        return first_layer if self.model.kv_shared_layers else 0
+        """A part's first layer as its costs depend on it (0 where parts do not differ by place)."""
+        return first_layer if self.model.parts_vary_by_place else 0
 
     def boundary_bytes(self, index: int, tokens: int) -> float:
         """Bytes of `tokens` tokens crossing from stage `index` to the next: the hidden states; with per-layer

@@ -25,6 +25,7 @@ from phasewise.specs.hf_layers import (
     ernie_moe_layers,
     hunyuan_fields,
     is_int_list,
+    linear_pattern,
     llama4_moe_layers,
     nemotron_blocks,
     positive,
@@ -452,7 +453,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         if mt == "jamba":
             moe_layers = jamba_moe_layers(cfg, where, layers)
     layer_types = cfg.get("layer_types") or []
-    window, windowed_layers, chunked = window_layers(cfg, where, mt, layers)
+    window, windowed_layers, chunked, pattern = window_layers(cfg, where, mt, layers)
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
     act = str(_first(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
     latent = {}
@@ -480,6 +481,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
     if SPEC_FIELDS in cfg:  # a family reader's own (specs/hf_gemma4.py, specs/hf_mimo.py)
         latent.update(cfg[SPEC_FIELDS])
+    latent.setdefault("layer_pattern", pattern)  # a linear hybrid's own, else the windowed layers'
     return ModelSpec(
         name=name,
         model_type=mt,
@@ -517,13 +519,13 @@ def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer
     layers from layer_types, else every layer but each full_attention_interval-th (the configs' own default rule);
     the softmax layers' output gate (attn_output_gate; Qwen3-Next's attention always gates)."""
     if layer_types:
-        linear = sum(kind == "linear_attention" for kind in layer_types)
+        linear = [i for i, kind in enumerate(layer_types) if kind == "linear_attention"]
     else:
         interval = positive(_require(cfg, where, "full_attention_interval"), where, "full_attention_interval")
-        linear = layers - layers // interval
+        linear = [i for i in range(layers) if (i + 1) % interval]
     return dict(
         attention_output_gate=bool(cfg.get("attn_output_gate", True)),
-        linear_attention_layers=linear,
+        linear_attention_layers=len(linear), layer_pattern=linear_pattern(linear, layers),
         linear_key_heads=int(_require(cfg, where, "linear_num_key_heads")),
         linear_value_heads=int(_require(cfg, where, "linear_num_value_heads")),
         linear_key_head_dim=int(_require(cfg, where, "linear_key_head_dim")),
@@ -552,7 +554,8 @@ def _kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
     sizes = {}
     for field in ("num_heads", "head_dim", "short_conv_kernel_size"):
         sizes[field] = positive(linear.get(field), where, f"linear_attn_config.{field}")
-    return dict(linear_attention_layers=len(kda), linear_key_heads=sizes["num_heads"],
+    return dict(linear_attention_layers=len(kda), layer_pattern=linear_pattern((i - 1 for i in kda), layers),
+                linear_key_heads=sizes["num_heads"],
                 linear_value_heads=sizes["num_heads"], linear_key_head_dim=sizes["head_dim"],
                 linear_value_head_dim=sizes["head_dim"], linear_conv_kernel=sizes["short_conv_kernel_size"],
                 linear_recurrence="kda")
@@ -645,6 +648,7 @@ def _granite_hybrid(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
         attention_rope=position == "rope",
         linear_attention_layers=kinds.count("mamba"), linear_recurrence="mamba2",
+        layer_pattern=linear_pattern((i for i, kind in enumerate(kinds) if kind == "mamba"), layers),
         linear_key_heads=int(_require(cfg, where, "mamba_n_groups")), linear_value_heads=mamba_heads,
         linear_key_head_dim=int(_require(cfg, where, "mamba_d_state")), linear_value_head_dim=head_dim,
         linear_conv_kernel=int(_require(cfg, where, "mamba_d_conv")),

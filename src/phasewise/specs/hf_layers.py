@@ -3,6 +3,7 @@ own rule (specs/hf_config.py's Llama-style parser reads the rest)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from phasewise.errors import PhasewiseError
@@ -73,13 +74,15 @@ def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int, wi
     return []
 
 
-def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tuple[int | None, int | None, bool]:
-    """(window, windowed layers, chunked) of a Llama-style stack: layer_types where the config lists them (gpt-oss's
-    alternating sliding and full layers), else a family's rule (family_layer_types: Gemma's pattern), Llama 4's
-    chunked local attention in its RoPE layers (costed as a window of the chunk: ModelSpec.chunked_attention), or
-    every layer windowed by a bare sliding_window (Mistral); windowed layers None when every layer is. A window as
-    long as the model's context (max_position_embeddings, times a rope_scaling factor: Phi-3.5-MoE's 131,072) never
-    restricts attention and is none."""
+def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int
+                  ) -> tuple[int | None, int | None, bool, str]:
+    """(window, windowed layers, chunked, layer pattern) of a Llama-style stack: layer_types where the config lists
+    them (gpt-oss's alternating sliding and full layers), else a family's rule (family_layer_types: Gemma's pattern),
+    Llama 4's chunked local attention in its RoPE layers (costed as a window of the chunk:
+    ModelSpec.chunked_attention), or every layer windowed by a bare sliding_window (Mistral); windowed layers None when
+    every layer is. A window as long as the model's context (max_position_embeddings, times a rope_scaling factor:
+    Phi-3.5-MoE's 131,072) never restricts attention and is none. The pattern (ModelSpec.layer_pattern): W for each
+    windowed layer, F for each full one, where the stack has both ("" otherwise)."""
     window = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         window = None
@@ -92,7 +95,7 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
     elif window:
         window = positive(window, where, "sliding_window")
         if 0 < _context(cfg) <= window:
-            return None, None, False
+            return None, None, False, ""
     layer_types = layer_types or family_layer_types(cfg, where, mt, layers, window)
     windowed = None
     if layer_types:
@@ -100,8 +103,17 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int) -> tupl
             raise PhasewiseError(f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {layers}")
         windowed = sum(kind == "sliding_attention" for kind in layer_types)
     if windowed == 0:
-        return None, None, False  # every layer full: a sliding_window field alone does not apply
-    return (window or None), (windowed if window else None), chunked
+        return None, None, False, ""  # every layer full: a sliding_window field alone does not apply
+    pattern = "".join("W" if kind == "sliding_attention" else "F" for kind in layer_types) \
+        if window and windowed is not None and windowed < layers else ""
+    return (window or None), (windowed if window else None), chunked, pattern
+
+
+def linear_pattern(linear_layers: Iterable[int], layers: int) -> str:
+    """ModelSpec.layer_pattern of a hybrid whose `linear_layers` (indices) run a linear recurrence, the rest softmax
+    attention."""
+    linear = set(linear_layers)
+    return "".join("L" if i in linear else "F" for i in range(layers))
 
 
 def _context(cfg: dict[str, Any]) -> float:

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.hf_layers import is_int_list, positive
+from phasewise.specs.hf_layers import is_int_list, linear_pattern, positive
 from phasewise.specs.model import ModelSpec
 
 # Jamba (ai21labs; transformers models/jamba/configuration_jamba.py JambaConfig, vLLM models/jamba.py): layer i has
@@ -55,7 +55,9 @@ def mamba1_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any
     hidden = positive(cfg.get("hidden_size"), where, "hidden_size")
     rank = cfg.get("mamba_dt_rank")
     rank = math.ceil(hidden / 16) if rank == "auto" else positive(rank, where, "mamba_dt_rank")
-    return dict(linear_attention_layers=layers - len(attention), linear_recurrence="mamba1", linear_key_heads=0,
+    return dict(linear_attention_layers=layers - len(attention),
+                layer_pattern=linear_pattern(set(range(layers)) - set(attention), layers),
+                linear_recurrence="mamba1", linear_key_heads=0,
                 linear_value_heads=positive(cfg.get("mamba_expand"), where, "mamba_expand") * hidden,
                 linear_value_head_dim=1,
                 linear_key_head_dim=positive(cfg.get("mamba_d_state"), where, "mamba_d_state"),
@@ -72,18 +74,19 @@ def lightning_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, 
         if not is_int_list(kinds) or set(kinds) - {0, 1} or len(kinds) != layers:
             raise PhasewiseError(f"{where}: field attn_type_list must give each of the {layers} layers 0 (lightning) "
                                  f"or 1 (softmax attention)")
-        linear = kinds.count(0)
+        linear = [i for i, kind in enumerate(kinds) if kind == 0]
     else:  # its kinds and length checked with every family's (hf_config.py, hf_layers.py window_layers)
         named = cfg.get("layer_types")
         if not named:
             raise PhasewiseError(f"{where}: missing field attn_type_list or layer_types (which layers are lightning "
                                  "attention)")
-        linear = named.count("linear_attention")
+        linear = [i for i, kind in enumerate(named) if kind == "linear_attention"]
     heads = positive(cfg.get("num_attention_heads"), where, "num_attention_heads")
     head_dim = cfg.get("head_dim")
     head_dim = positive(head_dim, where, "head_dim") if head_dim is not None else (
         positive(cfg.get("hidden_size"), where, "hidden_size") // heads)
-    return dict(linear_attention_layers=linear, linear_recurrence="lightning", linear_key_heads=heads,
+    return dict(linear_attention_layers=len(linear), layer_pattern=linear_pattern(linear, layers),
+                linear_recurrence="lightning", linear_key_heads=heads,
                 linear_value_heads=heads, linear_key_head_dim=head_dim, linear_value_head_dim=head_dim,
                 linear_conv_kernel=0, linear_chunk_tokens=LIGHTNING_BLOCK_TOKENS)
 
@@ -138,10 +141,11 @@ def lfm2_config(cfg: dict[str, Any], where: str, mt: str, layers: int) -> dict[s
 
 def short_conv_fields(cfg: dict[str, Any], where: str, layer_types: list) -> dict[str, Any]:
     """LFM2's short-conv layers (layer_types "conv"): hidden_size channels, a conv of conv_L_cache taps."""
-    conv = sum(kind == "conv" for kind in layer_types)
+    conv = [i for i, kind in enumerate(layer_types) if kind == "conv"]
     if not conv:
         return {}
-    return dict(linear_attention_layers=conv, linear_recurrence="short_conv", linear_key_heads=0,
+    return dict(linear_attention_layers=len(conv), layer_pattern=linear_pattern(conv, len(layer_types)),
+                linear_recurrence="short_conv", linear_key_heads=0,
                 linear_key_head_dim=0, linear_value_heads=positive(cfg.get("hidden_size"), where, "hidden_size"),
                 linear_value_head_dim=1, linear_conv_kernel=positive(cfg.get("conv_L_cache"), where, "conv_L_cache"))
 

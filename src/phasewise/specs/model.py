@@ -16,6 +16,9 @@ from phasewise.errors import PhasewiseError
 from phasewise.specs.compressed_attention import CompressedAttention
 from phasewise.specs.vision import ImageGeometry, VisionEncoder
 
+# ModelSpec.layer_pattern's letters
+LAYER_KINDS = {"F": "full softmax attention", "W": "windowed softmax attention", "L": "a linear recurrence"}
+
 
 class ModelSpec(BaseModel):
     """The shape of a decoder-only transformer, in the units the cost model needs."""
@@ -56,6 +59,10 @@ class ModelSpec(BaseModel):
     # num_kv_heads, which are then the full layers'. The query heads are num_heads in both
     window_head_dim: int = Field(default=0, ge=0)
     window_kv_heads: int = Field(default=0, ge=0)
+    # A hybrid stack's layers in order, one letter each (LAYER_KINDS: F full softmax attention, W windowed softmax
+    # attention, L a linear recurrence), as the config names them; "" where it does not (or every layer is alike).
+    # A device split's stage then holds the kinds its own range has (stack_part), not the stack's shares
+    layer_pattern: str = ""
     # The full layers' values come from the key projection (Gemma 4's attention_k_eq_v: no v_proj; K and V are both
     # cached, V normed apart and without RoPE)
     value_from_key: bool = False
@@ -250,7 +257,22 @@ class ModelSpec(BaseModel):
                                  "layers")
             if self.num_heads % c.o_groups:
                 raise ValueError(f"num_attention_heads={self.num_heads} is not a multiple of o_groups={c.o_groups}")
+        if self.layer_pattern:
+            self._check_layer_pattern()
         return self
+
+    def _check_layer_pattern(self) -> None:
+        """layer_pattern names each layer once, with the letters LAYER_KINDS allows, and counts the linear and the
+        windowed layers the other fields count."""
+        pattern = self.layer_pattern
+        if len(pattern) != self.num_layers or set(pattern) - set(LAYER_KINDS):
+            raise ValueError(f"layer_pattern must give each of the {self.num_layers} layers one letter of "
+                             f"{', '.join(f'{k} ({v})' for k, v in LAYER_KINDS.items())} (got {pattern!r})")
+        windowed = self.sliding_window_layers if self.window_layer_share else (
+            self.num_layers if self.window_all_layers else 0)
+        if pattern.count("L") != self.linear_attention_layers or pattern.count("W") != windowed:
+            raise ValueError(f"layer_pattern {pattern!r} has {pattern.count('L')} linear and {pattern.count('W')} "
+                             f"windowed layers, the stack {self.linear_attention_layers} and {windowed}")
 
     # --- parameter counts (per layer unless named otherwise) ---------------------------------
     @property
@@ -602,33 +624,49 @@ class ModelSpec(BaseModel):
         return self.sliding_window_layers if self.window_layer_share else 0
 
     def stack_part(self, layers: int, first_layer: int | None = None) -> ModelSpec:
-        """`layers` consecutive layers of this stack as a model of their own (a device's stage of a split), each kind
-        of layer in the stack's share: MoE layers as many as fit (min), a hybrid's windowed layers
-        round(layers x share), kept between 1 and layers - 1 where there are two or more (one layer: windowed where most
-        are, at the windowed layers' own geometry), a hybrid's linear-attention layers round(layers x share) with one
-        softmax layer at least (a one-layer part is a softmax layer). KV-shared layers sit at the stack's end, so their
-        part needs its place (`first_layer`: _kv_shared_part)."""
-        update: dict = {"num_layers": layers, "num_moe_layers": min(self.num_moe_layers, layers)}
+        """`layers` consecutive layers of this stack from `first_layer` as a model of their own (a device's stage of a
+        split). Where the stack has a layer_pattern and the part its place, each kind of layer as many as its range
+        holds (a part of linear layers only keeps no KV; one of windowed layers only takes their geometry). Else each
+        kind in the stack's share: a hybrid's windowed layers round(layers x share), kept between 1 and layers - 1
+        where there are two or more (one layer: windowed where most are, at the windowed layers' own geometry), its
+        linear-attention layers round(layers x share) with one softmax layer at least (a one-layer part is a softmax
+        layer). MoE layers as many as fit (min). KV-shared layers sit at the stack's end, so their part needs its
+        place (`first_layer`: _kv_shared_part)."""
+        kinds = self.layer_pattern[first_layer:first_layer + layers] if first_layer is not None else ""
+        update: dict = {"num_layers": layers, "num_moe_layers": min(self.num_moe_layers, layers),
+                        "layer_pattern": kinds}
+        windowed = 0
         if self.window_layer_share:
-            windowed = round(layers * self.window_layer_share)
-            windowed = min(max(windowed, 1), layers - 1) if layers > 1 else int(self.window_layer_share >= 0.5)
+            if kinds:
+                windowed = kinds.count("W")
+            else:
+                windowed = round(layers * self.window_layer_share)
+                windowed = min(max(windowed, 1), layers - 1) if layers > 1 else int(self.window_layer_share >= 0.5)
             update["sliding_window_layers"] = windowed
-            if windowed == layers:  # one windowed layer: the whole part at the windowed layers' geometry
+            if windowed == layers:  # windowed layers only: the whole part at the windowed layers' geometry
                 update.update(head_dim=self.window_layer_head_dim, num_kv_heads=self.window_layer_kv_heads,
                               v_head_dim=self.v_head_dim and self.window_layer_v_dim, value_from_key=False,
                               window_head_dim=0, window_kv_heads=0)
             elif windowed == 0:
                 update.update(sliding_window=None, sliding_window_layers=None, window_head_dim=0, window_kv_heads=0)
+            if kinds and windowed in (0, layers):  # one kind left: no pattern needed (nor consistent with its fields)
+                update["layer_pattern"] = ""
         if self.wide_mlp_layers:
             update["wide_mlp_layers"] = round(layers * self.wide_mlp_layers / self.num_layers)
-        if self.linear_attention_layers:  # a hybrid's linear layers at its share, one softmax layer kept at least
-            update["linear_attention_layers"] = min(round(layers * self.linear_layer_share), layers - 1)
+        if self.linear_attention_layers:  # a hybrid's linear layers: its range's, else its share with a softmax one
+            update["linear_attention_layers"] = kinds.count("L") if kinds else min(
+                round(layers * self.linear_layer_share), layers - 1)
         if self.kv_shared_layers:
             if first_layer is None:
                 raise ValueError("a part of a stack with KV-shared layers needs its first layer (they sit at its end)")
-            windowed = update.get("sliding_window_layers", self._windowed_layers) if self.window_layer_share else 0
             update.update(self._kv_shared_part(first_layer, layers, windowed))
         return self.model_copy(update=update)
+
+    @property
+    def parts_vary_by_place(self) -> bool:
+        """Whether two parts of the same length (stack_part) can differ by where they start: KV-shared layers at the
+        stack's end, or a layer_pattern of more than one kind."""
+        return bool(self.kv_shared_layers) or len(set(self.layer_pattern)) > 1
 
     @property
     def kv_share_sources(self) -> tuple[tuple[int, bool], ...]:
@@ -644,14 +682,19 @@ class ModelSpec(BaseModel):
 
     def _kv_shared_part(self, first_layer: int, layers: int, windowed: int) -> dict:
         """The KV-shared fields of the part [first_layer, first_layer + layers) with `windowed` windowed layers: the
-        shared layers it holds (the stack's share of them windowed), each kind shared leaving one layer of that kind
-        that holds KV: the source (kv_share_sources) where the part has it, else a copy of the source's KV, which
-        the device keeps to attend over (one shared layer then counted as holding it); Gemma 4's double-wide MLPs
-        on the shared layers it holds."""
+        shared layers it holds (their windowed ones its range's, or without a layer_pattern the stack's share), each
+        kind shared leaving one layer of that kind that holds KV: the source (kv_share_sources) where the part has
+        it, else a copy of the source's KV, which the device keeps to attend over (one shared layer then counted as
+        holding it); Gemma 4's double-wide MLPs on the shared layers it holds."""
         end = first_layer + layers
-        shared = max(0, end - max(first_layer, self.num_layers - self.kv_shared_layers))
-        window = min(round(shared * self.kv_shared_window_layers / self.kv_shared_layers), shared, windowed)
+        start = max(first_layer, self.num_layers - self.kv_shared_layers)
+        shared = max(0, end - start)
+        share = self.layer_pattern[start:end].count("W") if self.layer_pattern else round(
+            shared * self.kv_shared_window_layers / self.kv_shared_layers)
+        window = min(share, shared, windowed)
         full = min(shared - window, layers - windowed)
+        if windowed == layers:  # windowed layers only: one kind at their geometry (stack_part), shared ones too
+            window, full, windowed = 0, window, 0
         window, full = (min(window, windowed - 1) if window else 0), (min(full, layers - windowed - 1) if full else 0)
         update = {"kv_shared_layers": full + window, "kv_shared_window_layers": window}
         if self.wide_mlp_layers == self.kv_shared_layers:  # Gemma 4 E2B's use_double_wide_mlp: the shared layers'
