@@ -5,8 +5,11 @@ Objective: TTFT of one prompt of `prompt_tokens`, by the event simulation (sim/s
 stage compute, the hidden-state transfers and their contention are all in it; among splits whose every stage
 fits its device's memory (weights, the KV cache of prompt + output, the activation peak).
 Search: for each S in 1..max_sub_sequences, start from the split proportional to each device's speed (its
-time for one layer of an n/S-token sub-sequence), then move one layer across a stage boundary at a time while
-that lowers TTFT (steepest descent; contiguous splits only, one stage per device in topology order).
+time for one layer of an n/S-token sub-sequence), and from the best split of the S before, then move 1 to
+MAX_SHIFT layers from one stage to any other (the stages between them shifting along) at a time while that lowers
+TTFT (steepest descent; contiguous splits only, one stage per device in topology order). Moves of more than one
+layer, and past a neighbour, matter where a stage's cost depends on its range (a hybrid's kinds of layer,
+ModelSpec.layer_pattern): there moving one layer can cost more than moving three.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
 from phasewise.specs.topology import Topology
+
+MAX_SHIFT = 3  # layers a boundary may move in one step of the descent
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,30 +83,35 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
                 cache[key] = run_split(sm, prompt_tokens, 0, sub).ttft_s
         return cache[key]
 
-    options = sub_sequence_options or list(range(1, max_sub_sequences + 1))
-    best: tuple[float, tuple[int, ...], int] | None = None
-    by_sub = []
-    for sub in options:
-        if sub > prompt_tokens:
-            continue
-        piece = sub_sequence_lengths(prompt_tokens, sub)[0]
-        speeds = [1.0 / _one_layer_s(probe, i, piece) for i in range(stages)]
-        split = tuple(proportional_split(speeds, model.num_layers))
+    def descend(split: tuple[int, ...], sub: int) -> tuple[float, tuple[int, ...]]:
         current = ttft(split, sub)
         while True:
             moves = []
-            for b in range(stages - 1):
-                for give, take in ((b, b + 1), (b + 1, b)):
-                    if split[give] > 1:
+            for give in range(stages):
+                for take in range(stages):
+                    for shift in range(1, min(MAX_SHIFT, split[give] - 1) + 1) if give != take else ():
                         moved = list(split)
-                        moved[give] -= 1
-                        moved[take] += 1
+                        moved[give] -= shift
+                        moved[take] += shift
                         moves.append(tuple(moved))
             scored = min(((ttft(m, sub), m) for m in moves), default=(float("inf"), split))
             if scored[0] < current:
                 current, split = scored
             else:
-                break
+                return current, split
+
+    options = sub_sequence_options or list(range(1, max_sub_sequences + 1))
+    best: tuple[float, tuple[int, ...], int] | None = None
+    by_sub = []
+    previous: tuple[int, ...] | None = None
+    for sub in options:
+        if sub > prompt_tokens:
+            continue
+        piece = sub_sequence_lengths(prompt_tokens, sub)[0]
+        speeds = [1.0 / _one_layer_s(probe, i, piece) for i in range(stages)]
+        starts = {tuple(proportional_split(speeds, model.num_layers)), previous or ()} - {()}
+        current, split = min(descend(start, sub) for start in sorted(starts))
+        previous = split
         by_sub.append((sub, current))
         if best is None or current < best[0]:
             best = (current, split, sub)
