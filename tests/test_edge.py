@@ -87,6 +87,20 @@ def test_edge_cli_runs_a_topology_file(run_cli, tmp_path):
     assert set(result["busy_s"]) == {"device a", "device b", "link a-b"}
 
 
+def test_edge_cli_shows_the_layers_and_memory_of_each_stage(run_cli):
+    """LFM2-1.2B split [8, 8]: `edge` names each stage's range, its layers of each kind (from the config's pattern)
+    and the memory the request needs there against the 90 % of its device it may fill; the table prints them too."""
+    args = ("--model", "LiquidAI/LFM2-1.2B", "--devices", "jetson-agx-orin,jetson-agx-orin", "--split", "8,8",
+            "--prompt-len", "4096", "--output-len", "8")
+    code, out, _ = run_cli("edge", *args, "--json")
+    stages = json.loads(out)["stages"]
+    assert code == 0 and [(s["first_layer"], s["last_layer"]) for s in stages] == [(0, 7), (8, 15)]
+    assert [(s["full_layers"], s["windowed_layers"], s["linear_layers"]) for s in stages] == [(2, 0, 6), (4, 0, 4)]
+    assert 0 < stages[0]["memory_gib"] < stages[0]["usable_memory_gib"] == pytest.approx(0.9 * 64e9 / 2**30)
+    code, out, _ = run_cli("edge", *args)
+    assert code == 0 and "Stages" in out and "8-15" in out
+
+
 def test_hidden_states_cross_links_with_their_real_size():
     assert hidden_state_bytes(VICUNA, BF16, 128) == 128 * 4096 * 2
     split = split_model(100, (16, 16), ("jetson-agx-orin",) * 2)

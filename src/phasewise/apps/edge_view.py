@@ -53,11 +53,29 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
     model_split.check_memory(prompt_len + output_len + outline_tokens, sub_sequence_lengths(prompt_len, subs)[0],
                              outline_points)
     run = run_split(model_split, prompt_len, output_len, subs, decode)
+    context = prompt_len + output_len + outline_tokens
+    stages = [_stage_row(model_split, i, context, sub_sequence_lengths(prompt_len, subs)[0], outline_points)
+              for i in range(len(model_split.stages))]
     return {"model": spec.name, "devices": [f"{d.name} ({d.hardware})" for d in topo.devices],
             "split": model_split.split, "sub_sequences": subs, "ttft_s": run.ttft_s, "tpot_s": run.tpot_s,
             "total_s": run.end_s, "decode_steps": run.decode_steps,
             "ttft_by_sub_sequences": [list(x) for x in planned.ttft_by_sub_sequences] if planned else None,
-            "busy_s": run.busy_s()}
+            "busy_s": run.busy_s(), "stages": stages}
+
+
+def _stage_row(split: SplitModel, index: int, context_tokens: int, batch_tokens: int, sequences: int
+               ) -> dict[str, Any]:
+    """A stage's device, layer range, layers of each kind (softmax full or windowed, linear) and the memory it needs
+    for the request (weights, KV, recurrent state, activations, reserve) against what it may fill on its device."""
+    stage, part = split.stages[index], split.stage_part(index)
+    linear = part.linear_attention_layers
+    windowed = part.sliding_window_layers if part.window_layer_share else (part.num_layers - linear
+                                                                             if part.window_all_layers else 0)
+    device = split.topology.devices[stage.device]
+    return {"device": device.name, "first_layer": stage.first_layer, "last_layer": stage.end_layer - 1,
+            "full_layers": part.num_layers - linear - windowed, "windowed_layers": windowed, "linear_layers": linear,
+            "memory_gib": split.stage_memory_bytes(index, context_tokens, batch_tokens, sequences) / 2**30,
+            "usable_memory_gib": split.usable_bytes(index) / 2**30}
 
 
 def render_edge(console, result: dict[str, Any]) -> None:
@@ -74,3 +92,11 @@ def render_edge(console, result: dict[str, Any]) -> None:
     for name, busy in result["busy_s"].items():
         table.add_row(name, f"{busy:.3f}", f"{busy / result['total_s']:.0%}" if result["total_s"] else "-")
     console.print(table)
+    stages = Table(title="Stages (the layers each holds, and the memory the request needs there)")
+    for col in ("stage", "device", "layers", "full", "windowed", "linear", "memory GiB", "usable GiB"):
+        stages.add_column(col)
+    for i, row in enumerate(result["stages"]):
+        stages.add_row(str(i), row["device"], f"{row['first_layer']}-{row['last_layer']}", str(row["full_layers"]),
+                       str(row["windowed_layers"]), str(row["linear_layers"]), f"{row['memory_gib']:.2f}",
+                       f"{row['usable_memory_gib']:.1f}")
+    console.print(stages)

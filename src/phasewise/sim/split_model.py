@@ -97,6 +97,11 @@ class SplitModel:
             cost = self._costs[key] = CostModel(part, self.hardware[device], self.quant, self.engine)
         return cost
 
+    def stage_part(self, index: int) -> ModelSpec:
+        """The layers stage `index` holds, as a model of their own (ModelSpec.stack_part)."""
+        stage = self.stages[index]
+        return self.cost_model(stage.device, stage.layers, stage.first_layer).model
+
     def _place(self, first_layer: int) -> int:
         """A part's first layer as its costs depend on it (0 where parts do not differ by place)."""
         return first_layer if self.model.parts_vary_by_place else 0
@@ -166,13 +171,17 @@ class SplitModel:
         act = activation_bytes(self.model, self.quant, 1, batch_tokens, sequences)
         return weights + kv + state * sequences + act + self.hardware[stage.device].efficiency.reserved_bytes
 
+    def usable_bytes(self, index: int, memory_fraction: float = 0.9) -> float:
+        """The memory stage `index` may fill on its device: `memory_fraction` of it."""
+        return self.hardware[self.stages[index].device].memory_capacity_bytes * memory_fraction
+
     def check_memory(self, context_tokens: int, batch_tokens: int, sequences: int,
                      memory_fraction: float = 0.9) -> None:
         """A one-line error for the first stage that does not fit in its device's memory."""
         for index, stage in enumerate(self.stages):
             need = self.stage_memory_bytes(index, context_tokens, batch_tokens, sequences)
             hw = self.hardware[stage.device]
-            usable = hw.memory_capacity_bytes * memory_fraction
+            usable = self.usable_bytes(index, memory_fraction)
             if need > usable:
                 name = self.topology.devices[stage.device].name
                 raise PhasewiseError(
