@@ -91,9 +91,7 @@ def test_two_parts_hold_the_whole_stack_at_every_boundary(name):
     for boundary in range(1, n):
         head, tail = model.stack_part(boundary, 0), model.stack_part(n - boundary, boundary)
         assert head.linear_attention_layers + tail.linear_attention_layers == model.linear_attention_layers
-        windowed = [part.sliding_window_layers if part.window_layer_share else (
-            part.num_layers if part.window_all_layers else 0) for part in (head, tail, model)]
-        assert windowed[0] + windowed[1] == windowed[2]
+        assert head.windowed_layer_count + tail.windowed_layer_count == model.windowed_layer_count
         if not model.window_layer_share:
             assert kv_bytes_per_token(head, bf16, 1, 1) + kv_bytes_per_token(tail, bf16, 1, 1) == pytest.approx(
                 kv_bytes_per_token(model, bf16, 1, 1), rel=1e-12)

@@ -68,9 +68,7 @@ def _stage_row(split: SplitModel, index: int, context_tokens: int, batch_tokens:
     """A stage's device, layer range, layers of each kind (softmax full or windowed, linear) and the memory it needs
     for the request (weights, KV, recurrent state, activations, reserve) against what it may fill on its device."""
     stage, part = split.stages[index], split.stage_part(index)
-    linear = part.linear_attention_layers
-    windowed = part.sliding_window_layers if part.window_layer_share else (part.num_layers - linear
-                                                                             if part.window_all_layers else 0)
+    linear, windowed = part.linear_attention_layers, part.windowed_layer_count
     device = split.topology.devices[stage.device]
     return {"device": device.name, "first_layer": stage.first_layer, "last_layer": stage.end_layer - 1,
             "full_layers": part.num_layers - linear - windowed, "windowed_layers": windowed, "linear_layers": linear,

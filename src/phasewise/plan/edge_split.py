@@ -109,7 +109,9 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
             continue
         piece = sub_sequence_lengths(prompt_tokens, sub)[0]
         speeds = [1.0 / _one_layer_s(probe, i, piece) for i in range(stages)]
-        starts = {tuple(proportional_split(speeds, model.num_layers)), previous or ()} - {()}
+        starts = {tuple(proportional_split(speeds, model.num_layers))}
+        if previous is not None:
+            starts.add(previous)
         current, split = min(descend(start, sub) for start in sorted(starts))
         previous = split
         by_sub.append((sub, current))

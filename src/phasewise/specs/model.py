@@ -268,8 +268,7 @@ class ModelSpec(BaseModel):
         if len(pattern) != self.num_layers or set(pattern) - set(LAYER_KINDS):
             raise ValueError(f"layer_pattern must give each of the {self.num_layers} layers one letter of "
                              f"{', '.join(f'{k} ({v})' for k, v in LAYER_KINDS.items())} (got {pattern!r})")
-        windowed = self.sliding_window_layers if self.window_layer_share else (
-            self.num_layers if self.window_all_layers else 0)
+        windowed = self.windowed_layer_count
         if pattern.count("L") != self.linear_attention_layers or pattern.count("W") != windowed:
             raise ValueError(f"layer_pattern {pattern!r} has {pattern.count('L')} linear and {pattern.count('W')} "
                              f"windowed layers, the stack {self.linear_attention_layers} and {windowed}")
@@ -622,6 +621,11 @@ class ModelSpec(BaseModel):
     def _windowed_layers(self) -> int:
         """Layers of a hybrid stack that are windowed (0 when none or all are)."""
         return self.sliding_window_layers if self.window_layer_share else 0
+
+    @property
+    def windowed_layer_count(self) -> int:
+        """Layers attending over a window: a hybrid's windowed ones, every layer where all are, else 0."""
+        return self._windowed_layers or (self.num_layers if self.window_all_layers else 0)
 
     def stack_part(self, layers: int, first_layer: int | None = None) -> ModelSpec:
         """`layers` consecutive layers of this stack from `first_layer` as a model of their own (a device's stage of a
