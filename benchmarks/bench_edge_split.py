@@ -79,9 +79,9 @@ def main() -> int:
                 probe = SplitModel(model, quant, engine, topo, hardware, [1] * (stages - 1) + [n - stages + 1])
                 t0 = time.perf_counter()
                 best, split, sub, runs = exhaustive(probe, n, stages, args.prompt, subs)
-                gap = plan.ttft_s / best - 1
+                gap = plan.best_s / best - 1
                 worst = max(worst, gap)
-                print(f"{name:40s} {chain:18s} {mbps:6g} Mbit/s  plan {plan.ttft_s * 1e3:8.2f} ms "
+                print(f"{name:40s} {chain:18s} {mbps:6g} Mbit/s  plan {plan.best_s * 1e3:8.2f} ms "
                       f"{list(plan.split)} S={plan.sub_sequences} ({plan.evaluated} sims, {plan_s:.2f} s)  "
                       f"best {best * 1e3:8.2f} ms {split} S={sub} ({runs} sims, {time.perf_counter() - t0:.1f} s)  "
                       f"gap {100 * gap:.2f} %", flush=True)

@@ -167,8 +167,8 @@ def test_planner_picks_sub_sequences_and_balances_heterogeneous_devices():
     planned = plan_edge_split(VICUNA, BF16, IDEAL, topo, [load_hardware(h) for h in hardware], 640, 128)
     assert planned.sub_sequences > 1
     assert planned.split[2] > max(planned.split[:2])  # the faster device takes the most layers
-    ttft = dict(planned.ttft_by_sub_sequences)
-    assert planned.ttft_s == min(ttft.values()) < ttft[1]
+    ttft = dict(planned.by_sub_sequences)
+    assert planned.best_s == min(ttft.values()) < ttft[1]
 
 
 def test_planner_finds_the_best_split_of_a_hybrid_whose_stages_differ_by_range():
@@ -188,7 +188,35 @@ def test_planner_finds_the_best_split_of_a_hybrid_whose_stages_differ_by_range()
                for cuts in itertools.combinations(range(1, 16), 3)
                for split in [[b - a for a, b in zip((0, *cuts), (*cuts, 16))]]
                if probe.resplit(list(split)).fits(640, sub_sequence_lengths(640, 8)[0], 1))
-    assert planned.ttft_s == pytest.approx(best, rel=1e-12) and planned.split == (13, 1, 1, 1)
+    assert planned.best_s == pytest.approx(best, rel=1e-12) and planned.split == (13, 1, 1, 1)
+
+
+def test_planner_minimises_the_whole_latency_when_asked():
+    """Vicuna-7B over four Jetsons at 1 Gbit/s, 4 outline points with 5 Medusa heads (2.5 tokens a step), 256 output
+    tokens: the TTFT plan keeps [8, 8, 8, 8], whose last stage also runs the heads in every decode step; the "total"
+    plan moves layers off it ([9, 9, 9, 5]) for a shorter whole request at a slightly longer TTFT. Its value is the
+    TTFT at its S plus the decode after the first token (which S does not change): a full run of the plan ends then."""
+    hardware = ["jetson-agx-orin"] * 4
+    topo = chain_topology(hardware, 1000, 1e-3)
+    devices = [load_hardware(h) for h in hardware]
+    decode = DecodePlan(points=4, verify_tokens=6, acceptance=2.5)
+    plans = {objective: plan_edge_split(VICUNA, BF16, IDEAL, topo, devices, 640, 256, medusa_heads=5,
+                                        sub_sequence_options=[4], objective=objective, decode=decode)
+             for objective in ("ttft", "total")}
+    runs = {objective: run_split(SplitModel(VICUNA, BF16, IDEAL, topo, devices, list(plan.split), 5), 640, 256, 4,
+                                 decode) for objective, plan in plans.items()}
+    assert plans["ttft"].split == (8, 8, 8, 8) and plans["total"].split[3] < 8
+    assert runs["total"].end_s < 0.9 * runs["ttft"].end_s and runs["total"].ttft_s > runs["ttft"].ttft_s
+    assert plans["total"].best_s == pytest.approx(runs["total"].end_s, rel=1e-9)
+    assert plans["ttft"].best_s == pytest.approx(runs["ttft"].ttft_s, rel=1e-9)
+    with pytest.raises(PhasewiseError, match="--objective must be one of ttft, total"):
+        plan_edge_split(VICUNA, BF16, IDEAL, topo, devices, 640, 256, objective="e2e")
+
+
+def test_objective_without_a_plan_is_a_one_line_cli_error(run_cli):
+    code, _, err = run_cli("edge", "--split", "8,8,8,8", "--subsequences", "4", "--objective", "total")
+    assert code == 2 and err.strip() == ("error: --objective chooses what a planned split or S minimises: give "
+                                         "--split auto or --subsequences 0 with it")
 
 
 def _checks(**sets) -> dict:

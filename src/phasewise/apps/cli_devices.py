@@ -30,13 +30,16 @@ def edge_cmd(
     outline_tokens: Annotated[int, typer.Option(help="skeleton tokens decoded before the points")] = 0,
     medusa_heads: Annotated[int, typer.Option(help="Medusa heads (0: none)")] = 0,
     acceptance: Annotated[float, typer.Option(help="Medusa mean tokens accepted per step")] = 1.0,
+    objective: Annotated[Optional[str], typer.Option(
+        help="what a planned split / S minimises: ttft (the default), or total (the last token's time, decode "
+             "included)")] = None,
     as_json: Json = False,
 ) -> None:
     """One request through a model split over edge devices and links (Jupiter-style pipelined prefill and decode)."""
     from phasewise.apps.edge_view import render_edge, run_edge
 
     result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
-                      subsequences, outline_points, outline_tokens, medusa_heads, acceptance)
+                      subsequences, outline_points, outline_tokens, medusa_heads, acceptance, objective)
     if as_json:
         print(dumps(result))
         return

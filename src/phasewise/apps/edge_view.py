@@ -14,7 +14,8 @@ from phasewise.specs.topology import chain_topology, load_topology
 
 def run_edge(model: str, topology: str | None, devices: str, mbps: float, latency_ms: float, split: str,
              precision: str, engine: str, prompt_len: int, output_len: int, subsequences: int, outline_points: int,
-             outline_tokens: int, medusa_heads: int, acceptance: float) -> dict[str, Any]:
+             outline_tokens: int, medusa_heads: int, acceptance: float, objective: str | None = None
+             ) -> dict[str, Any]:
     if prompt_len < 1 or output_len < 0 or subsequences < 0 or outline_points < 1 or medusa_heads < 0:
         raise PhasewiseError("--prompt-len and --outline-points must be >= 1; --output-len, --subsequences and "
                              "--medusa-heads >= 0")
@@ -36,7 +37,11 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
     if split == "auto" or subsequences == 0:
         options = None if subsequences == 0 else [subsequences]
         planned = plan_edge_split(spec, quant, profile, topo, hardware, prompt_len, output_len,
-                                  medusa_heads=medusa_heads, sub_sequence_options=options)
+                                  medusa_heads=medusa_heads, sub_sequence_options=options,
+                                  objective=objective or "ttft", decode=decode)
+    elif objective is not None:
+        raise PhasewiseError("--objective chooses what a planned split or S minimises: give --split auto or "
+                             "--subsequences 0 with it")
     if split == "auto":
         layers = list(planned.split)
     elif split == "file":
@@ -59,7 +64,9 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
     return {"model": spec.name, "devices": [f"{d.name} ({d.hardware})" for d in topo.devices],
             "split": model_split.split, "sub_sequences": subs, "ttft_s": run.ttft_s, "tpot_s": run.tpot_s,
             "total_s": run.end_s, "decode_steps": run.decode_steps,
-            "ttft_by_sub_sequences": [list(x) for x in planned.ttft_by_sub_sequences] if planned else None,
+            "objective": planned.objective if planned else None,
+            f"{planned.objective if planned else 'ttft'}_by_sub_sequences":
+                [list(x) for x in planned.by_sub_sequences] if planned else None,
             "busy_s": run.busy_s(), "stages": stages}
 
 
@@ -79,8 +86,9 @@ def _stage_row(split: SplitModel, index: int, context_tokens: int, batch_tokens:
 def render_edge(console, result: dict[str, Any]) -> None:
     from rich.table import Table
 
+    planned = f" (planned for the least {result['objective']})" if result["objective"] else ""
     console.print(f"{result['model']} over {', '.join(result['devices'])}: split {result['split']}, "
-                  f"S={result['sub_sequences']}")
+                  f"S={result['sub_sequences']}{planned}")
     console.print(f"TTFT {result['ttft_s'] * 1e3:.1f} ms, TPOT {result['tpot_s'] * 1e3:.2f} ms, "
                   f"total {result['total_s']:.3f} s ({result['decode_steps']} decode steps)")
     table = Table(title="Where the time goes (busy time per device and link)")

@@ -1,9 +1,11 @@
 """Jupiter's parallelism planning: the layer split and the number of prefill sub-sequences S that minimise the
-simulated TTFT of a prompt on heterogeneous devices and links.
+simulated TTFT of a prompt, or its whole latency, on heterogeneous devices and links.
 
-Objective: TTFT of one prompt of `prompt_tokens`, by the event simulation (sim/split_pipeline.py), so the
-stage compute, the hidden-state transfers and their contention are all in it; among splits whose every stage
-fits its device's memory (weights, the KV cache of prompt + output, the activation peak).
+Objective (OBJECTIVES): "ttft", the TTFT of one prompt of `prompt_tokens`, or "total", its last token's time after
+`output_tokens` decoded as `decode` plans (outline points, Medusa heads: a stage that runs the heads is slower in
+every decode step, which the TTFT does not see), by the event simulation (sim/split_pipeline.py), so the stage
+compute, the hidden-state transfers and their contention are all in it; among splits whose every stage fits its
+device's memory (weights, the KV cache of prompt + output for each decoded sequence, the activation peak).
 Search: for each S in 1..max_sub_sequences, start from the split proportional to each device's speed (its
 time for one layer of an n/S-token sub-sequence), and from the best split of the S before, then move 1 to
 MAX_SHIFT layers from one stage to any other (the stages between them shifting along) at a time while that lowers
@@ -19,21 +21,23 @@ from dataclasses import dataclass
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.sim.split_model import SplitModel
-from phasewise.sim.split_pipeline import run_split, sub_sequence_lengths
+from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
 from phasewise.specs.topology import Topology
 
 MAX_SHIFT = 3  # layers a boundary may move in one step of the descent
+OBJECTIVES = ("ttft", "total")
 
 
 @dataclass(frozen=True, slots=True)
 class EdgePlan:
     split: tuple[int, ...]
     sub_sequences: int
-    ttft_s: float
-    ttft_by_sub_sequences: tuple[tuple[int, float], ...]  # (S, best TTFT at that S)
+    objective: str  # one of OBJECTIVES
+    best_s: float  # the objective's value at the plan: its TTFT, or its last token's time
+    by_sub_sequences: tuple[tuple[int, float], ...]  # (S, the objective's best value at that S)
     evaluated: int  # simulations run
 
 
@@ -56,8 +60,11 @@ def proportional_split(speeds: list[float], layers: int) -> list[int]:
 def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
                     hardware: list[HardwareSpec], prompt_tokens: int, output_tokens: int = 0,
                     max_sub_sequences: int = 16, medusa_heads: int = 0,
-                    sub_sequence_options: list[int] | None = None) -> EdgePlan:
-    """The split and S of least simulated TTFT (see module doc)."""
+                    sub_sequence_options: list[int] | None = None, objective: str = "ttft",
+                    decode: DecodePlan | None = None) -> EdgePlan:
+    """The split and S of least simulated TTFT, or total latency (see module doc)."""
+    if objective not in OBJECTIVES:
+        raise PhasewiseError(f"--objective must be one of {', '.join(OBJECTIVES)} (got '{objective}')")
     stages = len(topology.devices)
     if stages > model.num_layers:
         raise PhasewiseError(f"{stages} devices for {model.num_layers} layers: at least one layer per device")
@@ -72,19 +79,27 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
             found = models[split] = probe.resplit(list(split))  # every split shares the probe's stage costs
         return found
 
-    def ttft(split: tuple[int, ...], sub: int) -> float:
+    plan = decode or DecodePlan()
+    context = prompt_tokens + output_tokens + (plan.outline_tokens if plan.points > 1 else 0)
+    decode_s: dict[tuple[int, ...], float] = {}  # by split: the decode after the first token does not depend on S
+
+    def score(split: tuple[int, ...], sub: int) -> float:
         key = (split, sub)
         if key not in cache:
             sm = split_model(split)
             piece = sub_sequence_lengths(prompt_tokens, sub)[0]
-            if not sm.fits(prompt_tokens + output_tokens, piece, 1):
+            if not sm.fits(context, piece, plan.points):
                 cache[key] = float("inf")
             else:
                 cache[key] = run_split(sm, prompt_tokens, 0, sub).ttft_s
+                if objective == "total":
+                    if split not in decode_s:
+                        decode_s[split] = run_split(sm, prompt_tokens, output_tokens, 1, plan).decode_s
+                    cache[key] += decode_s[split]
         return cache[key]
 
     def descend(split: tuple[int, ...], sub: int) -> tuple[float, tuple[int, ...]]:
-        current = ttft(split, sub)
+        current = score(split, sub)
         while True:
             moves = []
             for give in range(stages):
@@ -94,7 +109,7 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
                         moved[give] -= shift
                         moved[take] += shift
                         moves.append(tuple(moved))
-            scored = min(((ttft(m, sub), m) for m in moves), default=(float("inf"), split))
+            scored = min(((score(m, sub), m) for m in moves), default=(float("inf"), split))
             if scored[0] < current:
                 current, split = scored
             else:
@@ -119,7 +134,7 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
             best = (current, split, sub)
     if best is None or best[0] == float("inf"):
         raise PhasewiseError("no layer split fits the devices' memory")
-    return EdgePlan(best[1], best[2], best[0], tuple(by_sub), len(cache))
+    return EdgePlan(best[1], best[2], objective, best[0], tuple(by_sub), len(cache))
 
 
 def _one_layer_s(split: SplitModel, device: int, tokens: int) -> float:
