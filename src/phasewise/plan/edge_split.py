@@ -81,7 +81,9 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
 
     plan = decode or DecodePlan()
     context = prompt_tokens + output_tokens + (plan.outline_tokens if plan.points > 1 else 0)
-    decode_s: dict[tuple[int, ...], float] = {}  # by split: the decode after the first token does not depend on S
+    # by split: the decode after the first token does not depend on S (to 1e-13 without link jitter; with it, the
+    # decode's jitter draws are those of a run at S = 1)
+    decode_s: dict[tuple[int, ...], float] = {}
 
     def score(split: tuple[int, ...], sub: int) -> float:
         key = (split, sub)
