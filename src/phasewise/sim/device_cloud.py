@@ -117,8 +117,7 @@ class UShapedCost:
         middle model (with the KV of its devices' requests) do not fit."""
         self.draft.check_memory(context_tokens, batch_tokens, 1, memory_fraction)
         need = self.u.stage_memory_bytes(1, context_tokens * sequences_per_gpu, batch_tokens, sequences_per_gpu)
-        hw = self.u.hardware[1]
-        usable = hw.memory_capacity_bytes * memory_fraction
+        hw, usable = self.u.hardware[1], self.u.usable_bytes(1, memory_fraction)
         if need > usable:
             raise PhasewiseError(f"the cloud's middle layers with {sequences_per_gpu} requests' KV need "
                                  f"{need / 2**30:.1f} GiB per GPU ({hw.key}), which has {usable / 2**30:.1f} GiB usable")
