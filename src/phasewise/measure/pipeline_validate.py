@@ -1,6 +1,6 @@
 """Measured TTFT (per sub-sequence count S and link speed) and decode per-token latency of a real two-process
 pipeline (measure/pipeline_check.py) against the split simulator on the calibrated hardware entry: a Llama-shaped
-stack, or a catalog LFM2 checkpoint's short-conv hybrid (its first layers' pattern; each stage, real and simulated,
+stack, or an LFM2 checkpoint's short-conv hybrid (its first layers' pattern; each stage, real and simulated,
 holds the conv layers its range has: ModelSpec.layer_pattern, stack_part)."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from phasewise.measure.validate import measured_engine, relative_error, scaled_c
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.catalog import packaged
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.topology import chain_topology
 
@@ -44,21 +43,19 @@ class PipelinePoint:
 
 
 def scaled_lfm2_config(model: ModelSpec, layers: int, hidden: int) -> dict[str, Any]:
-    """transformers Lfm2Config fields of a catalog LFM2 checkpoint's shape at `layers` layers and `hidden` width:
-    the first `layers` of its layer pattern (full_attn_idxs; one attention layer at least), heads of its head_dim
-    and its query-to-KV-head ratio, its MLP width scaled with the width (given as is: no auto-adjust), its
-    vocabulary and conv taps."""
-    checkpoint = packaged("models.yaml")["models"].get(model.name, {}).get("config")
-    if checkpoint is None or checkpoint.get("model_type") != "lfm2":
-        raise PhasewiseError(f"--pipeline builds a short-conv hybrid from a catalog LFM2 entry's config (e.g. "
-                             f"LiquidAI/LFM2-1.2B); '{model.name}' has none")
-    attention = set(checkpoint["full_attn_idxs"])
-    types = ["full_attention" if i in attention else "conv" for i in range(int(checkpoint["num_hidden_layers"]))]
-    types = types[:layers]
+    """transformers Lfm2Config fields of an LFM2 checkpoint's shape at `layers` layers and `hidden` width: the first
+    `layers` of its layer pattern (ModelSpec.layer_pattern, as its full_attn_idxs or layer_types name them; one
+    attention layer at least), heads of its head_dim and its query-to-KV-head ratio, its MLP width scaled with the
+    width (given as is: no auto-adjust), its vocabulary and conv taps."""
+    pattern = model.layer_pattern
+    if model.model_type != "lfm2" or not pattern:
+        raise PhasewiseError(f"--pipeline builds a short-conv hybrid from an LFM2 checkpoint (a catalog LFM2 entry, "
+                             f"e.g. LiquidAI/LFM2-1.2B, or an LFM2 config.json); '{model.name}' is not one")
+    types = ["full_attention" if kind == "F" else "conv" for kind in pattern[:layers]]
     if len(types) < layers or "full_attention" not in types:
         raise PhasewiseError(f"--layers {layers}: the scaled stack takes the checkpoint's first layers (1.."
-                             f"{checkpoint['num_hidden_layers']}), an attention layer among them "
-                             f"({min(attention) + 1} or more)")
+                             f"{model.num_layers}), an attention layer among them ({pattern.index('F') + 1} or "
+                             "more)")
     if hidden % model.head_dim:
         raise PhasewiseError(f"--hidden must be a multiple of the heads' {model.head_dim} for {model.name} "
                              f"(got {hidden})")

@@ -674,11 +674,17 @@ class ModelSpec(BaseModel):
 
     @property
     def kv_share_sources(self) -> tuple[tuple[int, bool], ...]:
-        """(layer, windowed) of the layers whose KV the KV-shared layers reuse (the last unshared layer of each kind
-        shared), taken as the ones just before the shared block, the full one last: where Gemma 4 E2B's and E4B's
-        patterns place them (E2B: windowed at 13, full at 14, the shared from 15; E4B: 22, 23, from 24)."""
+        """(layer, windowed) of the layers whose KV the KV-shared layers reuse: the last unshared layer of each kind
+        shared, found in layer_pattern; without one, taken as the ones just before the shared block, the full one
+        last, where Gemma 4 E2B's and E4B's patterns place them (E2B: windowed at 13, full at 14, the shared from 15;
+        E4B: 22, 23, from 24)."""
         start = self.num_layers - self.kv_shared_layers
         full = self.kv_shared_layers > self.kv_shared_window_layers
+        if self.layer_pattern:
+            last = {kind: self.layer_pattern.rindex(kind, 0, start) for kind in "FW"
+                    if kind in self.layer_pattern[:start]}
+            sources = [(last["F"], False)] if full else []
+            return tuple(sources + ([(last["W"], True)] if self.kv_shared_window_layers else []))
         sources = [(start - 1, False)] if full else []
         if self.kv_shared_window_layers:
             sources.append((start - 2 if full else start - 1, True))
