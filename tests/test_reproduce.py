@@ -159,15 +159,12 @@ KNOWN_GAPS = {
                                                   "per-token gain is bounded by the CiD's internal-bandwidth multiple",
     ("jupiter", "decode: outline + Medusa per-token speedup"): "6.85x vs 10x: the 5 Medusa heads (LM-head-sized "
         "projections, outside min(K,P) x a) make the last stage 35 ms per step vs 24 ms, the bottleneck",
-    ("fireq", "meta-llama/Meta-Llama-3-8B prefill speedup over QServe"): "1.365 vs 1.16-1.36: linear layers are 63 % "
-                                                                         "of QServe's modelled prefill (the paper's "
-                                                                         "1.26x implies ~51 %)",
-    ("odb-dllm", "a100-sxm-80gb: 128-token forward vs 32-token forward"): "1.41 vs <= 1.15: at 128 rows the A100's "
+    ("odb-dllm", "a100-sxm-80gb: 128-token forward vs 32-token forward"): "1.42 vs <= 1.15: at 128 rows the A100's "
         "GEMMs reach ~44 % of peak in the cost model (gemm_half_rows 91), so a 128-token forward is compute-bound "
         "below the nominal 153 FLOP/B ridge, while the 32-token forward's device time runs under its eager host "
-        "launches (H100: 1.09)",
-    ("odb-dllm", "ODB-dLLM vs Fast-dLLM, end to end"): "2.51x vs 2.6-6.3x: at batch 1 with a 1000-token 5-shot "
-        "prompt in every refresh, ODB's 64 block steps (10.8 ms each, hf-eager) are 59 % of its time; jump-share's "
+        "launches (H100: 1.10)",
+    ("odb-dllm", "ODB-dLLM vs Fast-dLLM, end to end"): "2.52x vs 2.6-6.3x: at batch 1 with a 1000-token 5-shot "
+        "prompt in every refresh, ODB's 64 block steps (10.9 ms each, hf-eager) are 59 % of its time; jump-share's "
         "assumed acceptance (1 extra token a step) cuts them 1.33x (A100: 2.68x)",
     ("alchemist", "peak training memory (offload vs recompute)"): "0.67 vs <= 0.53: full fine-tuning's grads and "
         "AdamW state (26 GiB per GPU at TP4) stay resident; offloading frees only the activations (15.6 -> 2.0 GiB "

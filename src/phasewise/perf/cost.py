@@ -487,6 +487,9 @@ class CostModel(DecodeSeries, Communication):
         gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
         # the two fused add + norms (compressed attention: the norms alone, the mixers adding the residual streams)
         norms = 10 * h if m.compressed is None else 4 * h
+        unfused = self.engine.unfused_elementwise  # an engine of unfused eager ops: each class's own traffic
+        if unfused is not None:
+            norms, roped, act = norms * unfused.norm, roped * unfused.rope, act * unfused.activation
         elem_bytes = (T * ab * (norms + 2 * roped + gated + act) * self.engine.elementwise_passes
                       + T * self._quantized_bytes_per_token)
         elem_flops = 6.0 * T * h

@@ -108,12 +108,14 @@ def run(setup: dict[str, Any]) -> Outcome:
 
 def implied_share(paper: float, linear: tuple[str, float, float, float], tolerance: float, value: float) -> str:
     """What the paper's whole-prefill speedup implies of the linear layers' share (Amdahl, at the modelled
-    linear speedup), beside the modelled share; said only when the prediction is outside the band."""
-    if abs(value - paper) <= tolerance:
-        return "Within the band"
+    linear speedup), beside the modelled share: the gap to the paper's figure, inside the band or not."""
+    where = "Within the band" if abs(value - paper) <= tolerance else "Outside the band"
+    if abs(value - paper) <= tolerance / 2:
+        return where
     speed = linear[3]
     share = (1.0 - 1.0 / paper) / (1.0 - 1.0 / speed) if speed > 1.0 else float("nan")
-    return (f"Outside the band: at a {speed:.2f}x linear-layer speedup the paper's {paper}x needs linear layers to "
+    return (f"{where} ({value - paper:+.3f} from the paper's figure, the tolerance {tolerance:.2f}): at a {speed:.2f}x "
+            f"linear-layer speedup the paper's {paper}x needs linear layers to "
             f"be {share:.0%} of QServe's prefill, the model has {linear[1]:.0%}: the measured prefill spends "
             + ("more" if share < linear[1] else "less")
             + " time outside the GEMMs (framework, attention, unfused elementwise work) than this roofline of the "

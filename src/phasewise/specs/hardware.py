@@ -129,6 +129,18 @@ class HardwareSpec(BaseModel):
         return self.peak_flops.get("bf16", max(self.peak_flops.values())) / self.memory_bandwidth_bytes_per_s
 
 
+class UnfusedElementwise(BaseModel):
+    """Bytes an unfused engine's elementwise ops move per token, over the fused kernels' count, by class: the two
+    add + RMSNorms (fused: 10 hidden-size vectors), RoPE on q and k (fused: each read and written once) and the gated
+    MLP's activation (fused: gate and up read, the product written)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    norm: float = Field(ge=1)
+    rope: float = Field(ge=1)
+    activation: float = Field(ge=1)
+
+
 class EngineProfile(BaseModel):
     """Host-side costs of a serving engine (scheduler, input preparation, kernel dispatch)."""
 
@@ -143,6 +155,9 @@ class EngineProfile(BaseModel):
     compute_efficiency: float = Field(default=1.0, gt=0, le=1)
     collective_efficiency: float = Field(default=1.0, gt=0, le=1)
     elementwise_passes: float = Field(default=1.0, ge=1)
+    # An engine that runs each elementwise step as an op of its own (transformers' eager modules): the bytes each class
+    # of a layer's elementwise work moves, relative to the fused kernels' count (perf/cost.py); absent: fused (1)
+    unfused_elementwise: UnfusedElementwise | None = None
     decode_attention_tensor_cores: bool = True
     cuda_graphs: bool = True
     cuda_graph_max_batch: int = Field(default=512, ge=0)
