@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.batch import SUM_FIELDS
 from phasewise.perf.dllm import DllmCost, forward_shape, ridge_tokens, shape_row
 from phasewise.plan.dllm_plan import rank_dllm
 from phasewise.scenarios import get_scenario, parse_sets
@@ -40,7 +41,7 @@ def test_a_block_step_attends_bidirectionally_and_copies_block_diagonally():
     dense = BatchShape()
     dense.add(128, 2000, causal=False)
     assert four.prefill_pairs < dense.prefill_pairs
-    assert shape_row(128, 2000, 4) == tuple(getattr(four, f) for f in BatchShape.__slots__)
+    assert shape_row(128, 2000, 4) == tuple(getattr(four, f) for f in SUM_FIELDS)
     with pytest.raises(PhasewiseError, match="equal copies"):
         forward_shape(100, 10, copies=3)
 

@@ -108,10 +108,9 @@ def test_prefill_attention_and_projections_by_hand():
     shape = BatchShape.uniform(1, n, 0, True, None)
     ops = {op.name: op for op in cm.iteration(shape).operators}
     full_pairs = n * (n + 1) / 2
-    # BatchShape.windowed's rule from the sums alone: each new token sees at most `window` keys (it over-counts the
-    # prompt's first 1,024 tokens, which see fewer: documented there)
-    window_pairs = shape.windowed(window).prefill_pairs
-    assert window_pairs == n * window
+    # the sliding layers' pairs by hand: the prompt's first 1,024 tokens see 1..1,024 keys, the rest 1,024 each
+    window_pairs = window * (window + 1) // 2 + (n - window) * window
+    assert shape.windowed(window).prefill_pairs == window_pairs
     attention = 10 * 4 * 512 * 32 * full_pairs + 50 * 4 * 256 * 32 * window_pairs
     assert ops["attention"].flops == pytest.approx(attention, rel=1e-12)
     h = 5376

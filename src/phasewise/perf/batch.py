@@ -9,7 +9,7 @@ All are the same call; the cost model only sees the sums below.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # A sequence with cached context and at most this many new tokens runs the decode attention kernel
 # (memory-bound KV reads, e.g. paged/flash-decoding); longer ones run the prefill kernel.
@@ -42,6 +42,8 @@ class BatchShape:
     decode_pairs: int = 0
     decode_kv_tokens: int = 0
     logit_tokens: int = 0  # tokens that go through the LM head
+    # each prefill sequence added, (new, cached, causal, count): windowed() counts their windowed pairs exactly
+    prefill_spans: list[tuple[int, int, bool, int]] = field(default_factory=list)
 
     @property
     def seqs(self) -> int:
@@ -70,15 +72,31 @@ class BatchShape:
             self.prefill_pairs += pairs
             self.prefill_kv_tokens += kv
             self.logit_tokens += 1 if logits is None else logits
+            if window is None:
+                self.prefill_spans.append((new, cached, causal, 1))
+
+    def _spans_hold_prefill(self) -> bool:
+        """Whether prefill_spans are this batch's prefill sequences, sums unedited since (a shape built from sums,
+        or whose pairs a caller changed, has none to go by)."""
+        spans = self.prefill_spans
+        return (bool(spans) and sum(count for *_, count in spans) == self.prefill_seqs
+                and sum(attention_pairs(new, cached, causal) * count for new, cached, causal, count in spans)
+                == self.prefill_pairs)
 
     def windowed(self, window: int) -> BatchShape:
-        """The same batch through a layer that attends over the last `window` keys only, from the sums alone:
-        each new token sees at most `window` keys and each sequence reads at most `window` cached ones. Exact when
-        every sequence's context reaches the window (a few hundred tokens for gpt-oss's 128); otherwise it
-        over-counts, by less than `window` pairs per new token of a shorter sequence."""
-        return BatchShape(self.prefill_seqs, self.prefill_tokens,
-                          min(self.prefill_pairs, self.prefill_tokens * window),
-                          min(self.prefill_kv_tokens, self.prefill_seqs * window),
+        """The same batch through a layer that attends over the last `window` keys only (or a top-k selection of
+        `window` keys): each new token sees at most `window` keys, each sequence reads at most `window` cached
+        ones. The prefill sequences' pairs are exact, each counted from its own span (a prompt's first `window`
+        tokens see fewer); the decode sequences' come from the sums, exact when every decoding context reaches
+        the window, otherwise over by less than `window` pairs per new token of a shorter one."""
+        if self._spans_hold_prefill():
+            prefill_pairs = sum(attention_pairs(new, cached, causal, window) * count
+                                for new, cached, causal, count in self.prefill_spans)
+            prefill_kv = sum(min(cached + new, window) * count for new, cached, _, count in self.prefill_spans)
+        else:
+            prefill_pairs = min(self.prefill_pairs, self.prefill_tokens * window)
+            prefill_kv = min(self.prefill_kv_tokens, self.prefill_seqs * window)
+        return BatchShape(self.prefill_seqs, self.prefill_tokens, prefill_pairs, prefill_kv,
                           self.decode_seqs, self.decode_tokens, min(self.decode_pairs, self.decode_tokens * window),
                           min(self.decode_kv_tokens, self.decode_seqs * window), self.logit_tokens)
 
@@ -117,4 +135,9 @@ class BatchShape:
         """`batch` identical sequences, in O(1)."""
         one = cls()
         one.add(new, cached, causal, window)
-        return cls(*(getattr(one, f) * batch for f in cls.__slots__))
+        return cls(*(getattr(one, f) * batch for f in SUM_FIELDS),
+                   prefill_spans=[(n, c, k, count * batch) for n, c, k, count in one.prefill_spans])
+
+
+# BatchShape's sums (its fields but the prefill spans): what adds up across sequences and batches
+SUM_FIELDS = tuple(name for name in BatchShape.__slots__ if name != "prefill_spans")

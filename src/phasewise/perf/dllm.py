@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.batch import BatchShape
+from phasewise.perf.batch import SUM_FIELDS, BatchShape
 from phasewise.perf.cost import CostModel
 from phasewise.perf.memory import MemoryFit, memory_fit
 
-FIELDS = BatchShape.__slots__
+FIELDS = SUM_FIELDS
 ROW_WIDTH = len(FIELDS)
 
 
