@@ -166,7 +166,8 @@ def test_engines_keep_its_cache_in_fp8():
 
 
 def test_prefill_attention_indexer_and_projections_by_hand():
-    """One 8,192-token prompt on one GPU: every layer's 64 heads over its window (128 keys a token), the CSA layers
+    """One 8,192-token prompt on one GPU: every layer's 64 heads over its window (128 keys a token, the first 128
+    tokens 1..128), the CSA layers
     over their top-512 compressed entries too (from the sums: min(pairs / 4, tokens x 512)) after the indexer scores
     every entry (64 x 128 per pair), the HCA layers over every 128th; 2 x (512 + 512) x 64 FLOPs a pair. Projections:
     q_a with K = V, q_b, the compressors (CSA: 2 x 2 x 512 and 2 x 2 x 128 wide, the indexer's q_b and weights; HCA:
@@ -177,7 +178,7 @@ def test_prefill_attention_indexer_and_projections_by_hand():
     shape = BatchShape.uniform(1, n, 0)
     ops = {op.name: op for op in cm.iteration(shape).operators}
     pairs = n * (n + 1) / 2
-    window, selected, every_128th = n * 128, min(pairs / 4, n * 512), pairs / 128
+    window, selected, every_128th = 128 * 129 / 2 + (n - 128) * 128, min(pairs / 4, n * 512), pairs / 128
     attention = 2 * 1024 * 64 * (43 * window + 21 * selected + 20 * every_128th) + 21 * 2 * 64 * 128 * pairs / 4
     assert ops["attention"].flops == pytest.approx(attention, rel=1e-12)
     h = 4096

@@ -81,14 +81,15 @@ def test_kv_bytes_per_token_by_hand():
 
 def test_prefill_attention_and_projections_by_hand():
     """One 2,048-token prompt at TP 2: attention at 2 x (192 + 128) FLOPs per pair and head, the sliding layers' over
-    at most 129 keys a token; q (192), k (192), v (128) and o (from 128) at each kind's KV heads."""
+    at most 129 keys a token (the prompt's first 129 tokens 1..129); q (192), k (192), v (128) and o (from 128) at each
+    kind's KV heads."""
     m = load_model(MIMO)
     tp, n = 2, 2048
     cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8-block"), load_engine("vllm"), tp=tp)
     shape = BatchShape.uniform(1, n, 0, True, None)
     ops = {op.name: op for op in cm.iteration(shape).operators}
     heads = HEADS // tp
-    attention = 2 * (QK + V) * heads * (9 * n * (n + 1) / 2 + 39 * n * 129)
+    attention = 2 * (QK + V) * heads * (9 * n * (n + 1) / 2 + 39 * (129 * 130 / 2 + (n - 129) * 129))
     assert ops["attention"].flops == pytest.approx(attention, rel=1e-12)
     qkv = 2 * n * H * (9 * (heads * QK + 2 * 320) + 39 * (heads * QK + 4 * 320))
     assert ops["qkv_proj"].flops == pytest.approx(qkv, rel=1e-12)

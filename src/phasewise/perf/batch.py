@@ -42,8 +42,13 @@ class BatchShape:
     decode_pairs: int = 0
     decode_kv_tokens: int = 0
     logit_tokens: int = 0  # tokens that go through the LM head
-    # each prefill sequence added, (new, cached, causal, count): windowed() counts their windowed pairs exactly
-    prefill_spans: list[tuple[int, int, bool, int]] = field(default_factory=list)
+    # each sequence added, (new, cached, causal, count), by kernel: windowed() counts their windowed pairs exactly
+    # (not compared: uniform()'s one span of n copies is n spans of one added apart)
+    prefill_spans: list[tuple[int, int, bool, int]] = field(default_factory=list, compare=False)
+    decode_spans: list[tuple[int, int, bool, int]] = field(default_factory=list, compare=False)
+    # (window, pairs, KV tokens) of the decoding sequences at that window, from a caller that knows each context (the
+    # simulator's decoding set keeps sums, not sequences): windowed() at that window takes them
+    decode_window: tuple[int, float, float] | None = None
 
     @property
     def seqs(self) -> int:
@@ -66,6 +71,8 @@ class BatchShape:
             self.decode_pairs += pairs
             self.decode_kv_tokens += kv
             self.logit_tokens += new if logits is None else logits
+            if window is None:
+                self.decode_spans.append((new, cached, causal, 1))
         else:
             self.prefill_seqs += 1
             self.prefill_tokens += new
@@ -75,30 +82,22 @@ class BatchShape:
             if window is None:
                 self.prefill_spans.append((new, cached, causal, 1))
 
-    def _spans_hold_prefill(self) -> bool:
-        """Whether prefill_spans are this batch's prefill sequences, sums unedited since (a shape built from sums,
-        or whose pairs a caller changed, has none to go by)."""
-        spans = self.prefill_spans
-        return (bool(spans) and sum(count for *_, count in spans) == self.prefill_seqs
-                and sum(attention_pairs(new, cached, causal) * count for new, cached, causal, count in spans)
-                == self.prefill_pairs)
-
     def windowed(self, window: int) -> BatchShape:
         """The same batch through a layer that attends over the last `window` keys only (or a top-k selection of
         `window` keys): each new token sees at most `window` keys, each sequence reads at most `window` cached
-        ones. The prefill sequences' pairs are exact, each counted from its own span (a prompt's first `window`
-        tokens see fewer); the decode sequences' come from the sums, exact when every decoding context reaches
-        the window, otherwise over by less than `window` pairs per new token of a shorter one."""
-        if self._spans_hold_prefill():
-            prefill_pairs = sum(attention_pairs(new, cached, causal, window) * count
-                                for new, cached, causal, count in self.prefill_spans)
-            prefill_kv = sum(min(cached + new, window) * count for new, cached, _, count in self.prefill_spans)
+        ones. Each kernel's pairs and KV reads are exact where its sequences are known: counted from their spans
+        (a prompt's first `window` tokens see fewer keys; a short context beside a long one keeps its own), or,
+        for the decoding sequences, taken from decode_window. Otherwise from the sums, exact when every context
+        reaches the window and over by less than `window` pairs per new token of a shorter one."""
+        prefill = _windowed_sums(self.prefill_spans, window, self.prefill_seqs, self.prefill_tokens,
+                                 self.prefill_pairs, self.prefill_kv_tokens)
+        if self.decode_window is not None and self.decode_window[0] == window:
+            decode = self.decode_window[1:]
         else:
-            prefill_pairs = min(self.prefill_pairs, self.prefill_tokens * window)
-            prefill_kv = min(self.prefill_kv_tokens, self.prefill_seqs * window)
-        return BatchShape(self.prefill_seqs, self.prefill_tokens, prefill_pairs, prefill_kv,
-                          self.decode_seqs, self.decode_tokens, min(self.decode_pairs, self.decode_tokens * window),
-                          min(self.decode_kv_tokens, self.decode_seqs * window), self.logit_tokens)
+            decode = _windowed_sums(self.decode_spans, window, self.decode_seqs, self.decode_tokens,
+                                    self.decode_pairs, self.decode_kv_tokens)
+        return BatchShape(self.prefill_seqs, self.prefill_tokens, *prefill, self.decode_seqs, self.decode_tokens,
+                          *decode, self.logit_tokens)
 
     def compressed(self, ratio: int, cap: int | None = None) -> BatchShape:
         """The same batch over compressed entries, one per `ratio` tokens of context (DeepSeek-V4's compressed
@@ -136,8 +135,22 @@ class BatchShape:
         one = cls()
         one.add(new, cached, causal, window)
         return cls(*(getattr(one, f) * batch for f in SUM_FIELDS),
-                   prefill_spans=[(n, c, k, count * batch) for n, c, k, count in one.prefill_spans])
+                   prefill_spans=[(n, c, k, count * batch) for n, c, k, count in one.prefill_spans],
+                   decode_spans=[(n, c, k, count * batch) for n, c, k, count in one.decode_spans])
 
 
-# BatchShape's sums (its fields but the prefill spans): what adds up across sequences and batches
-SUM_FIELDS = tuple(name for name in BatchShape.__slots__ if name != "prefill_spans")
+def _windowed_sums(spans: list[tuple[int, int, bool, int]], window: int, seqs: int, tokens: int, pairs: float,
+                   kv_tokens: float) -> tuple[float, float]:
+    """(pairs, KV tokens) of one kernel's sequences at `window`: each span's own where the spans are those sequences,
+    the sums unedited since (a shape built from sums, or whose pairs a caller changed, has none to go by), else
+    each new token's and each sequence's cap on the sums."""
+    if (spans and sum(count for *_, count in spans) == seqs
+            and sum(attention_pairs(new, cached, causal) * count for new, cached, causal, count in spans) == pairs):
+        return (sum(attention_pairs(new, cached, causal, window) * count for new, cached, causal, count in spans),
+                sum(min(cached + new, window) * count for new, cached, _, count in spans))
+    return min(pairs, tokens * window), min(kv_tokens, seqs * window)
+
+
+# BatchShape's sums (its fields but the spans and the decode window): what adds up across sequences and batches
+SUM_FIELDS = tuple(name for name in BatchShape.__slots__
+                   if name not in ("prefill_spans", "decode_spans", "decode_window"))

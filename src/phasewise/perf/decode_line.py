@@ -93,20 +93,24 @@ class HybridDecodeLine(NamedTuple):
     pair_flops_ratio: float = 1.0
     kv_bytes_ratio: float = 1.0
 
-    def effective(self, pairs: np.ndarray, kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(pairs, KV tokens) of the mean layer's time, from arrays of the batch's own."""
-        return self._mean_layer(pairs, kv, np.minimum, self.pair_s_ratio, self.kv_s_ratio)
+    def effective(self, pairs: np.ndarray, kv: np.ndarray, window: tuple | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(pairs, KV tokens) of the mean layer's time, from arrays of the batch's own; `window`: the windowed
+        layers' own (pairs, KV tokens) arrays where each context is known, else the caps on the sums."""
+        return self._mean_layer(pairs, kv, np.minimum, self.pair_s_ratio, self.kv_s_ratio, window)
 
-    def first(self, pairs: float, kv: float) -> tuple[float, float, float]:
-        """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens: fast() of it less its stage_s
-        (plain floats: no numpy on the per-series path)."""
-        return first_step(self.line, *self._mean_layer(pairs, kv, min, self.pair_s_ratio, self.kv_s_ratio),
-                          *self._mean_layer(pairs, kv, min, self.pair_flops_ratio, self.kv_bytes_ratio))
+    def first(self, pairs: float, kv: float, window: tuple[float, float] | None = None) -> tuple[float, float, float]:
+        """(latency_s, flops, bytes) of the batch at `pairs` pairs and `kv` KV tokens (`window`: as effective()'s):
+        fast() of it less its stage_s (plain floats: no numpy on the per-series path)."""
+        return first_step(self.line, *self._mean_layer(pairs, kv, min, self.pair_s_ratio, self.kv_s_ratio, window),
+                          *self._mean_layer(pairs, kv, min, self.pair_flops_ratio, self.kv_bytes_ratio, window))
 
-    def _mean_layer(self, pairs, kv, minimum, pair_ratio: float, kv_ratio: float):
+    def _mean_layer(self, pairs, kv, minimum, pair_ratio: float, kv_ratio: float, window=None):
         share = self.window_share
-        return ((1.0 - share) * pairs + share * pair_ratio * minimum(pairs, self.pairs_cap),
-                (1.0 - share) * kv + share * kv_ratio * minimum(kv, self.kv_cap))
+        window_pairs, window_kv = (minimum(pairs, self.pairs_cap), minimum(kv, self.kv_cap)) if window is None \
+            else window
+        return ((1.0 - share) * pairs + share * pair_ratio * window_pairs,
+                (1.0 - share) * kv + share * kv_ratio * window_kv)
 
 
 class IndexerLine(NamedTuple):
@@ -367,21 +371,25 @@ class DecodeSeries:
                                        kv_per_step, pairs_per_step)
 
     def decode_line_series(self, line: DecodeLine, pairs: float, kv: float, steps: np.ndarray, kv_per_step: float,
-                           pairs_per_step: float) -> tuple[np.ndarray, tuple[float, float, float]]:
+                           pairs_per_step: float, window: tuple[np.ndarray, np.ndarray] | None = None
+                           ) -> tuple[np.ndarray, tuple[float, float, float]]:
         """decode_series_linear from the batch's sums instead of a BatchShape: its DecodeLine (decode_line())
         and its first iteration's attention pairs and KV tokens (what the simulator's decode runs call).
-        `steps` ascend (step indices)."""
+        `steps` ascend (step indices). `window`: a hybrid sliding-window stack's windowed layers' own (pairs, KV
+        tokens) at each step, where each context is known (else each capped on the sums: BatchShape.windowed)."""
         if isinstance(line, StepwiseDecode):
-            return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+            return self._stepwise(line, pairs + pairs_per_step * steps, kv + kv_per_step * steps, window)
         if isinstance(line, (SparseDecodeLine, CompressedDecodeLine)):
             attention = line.attention(pairs + pairs_per_step * steps, kv + kv_per_step * steps, np.minimum, np.maximum)
             growing = pairs_per_step >= 0 and kv_per_step >= 0
             return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
         if isinstance(line, HybridDecodeLine):  # the mean layer's pairs and KV: lines capped in the windowed layers
-            pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps)
+            pair_series, kv_series = line.effective(pairs + pairs_per_step * steps, kv + kv_per_step * steps, window)
             attention = line.line.attention(pair_series, kv_series, np.maximum)
             growing = pairs_per_step >= 0 and kv_per_step >= 0  # the effective series do not fall either
-            return self._series_latencies(line.line, attention, ascending=growing), line.first(pairs, kv)
+            first_window = None if window is None else (float(window[0][0]), float(window[1][0]))
+            return (self._series_latencies(line.line, attention, ascending=growing),
+                    line.first(pairs, kv, first_window))
         s_per_pair, s_per_kv_token, fixed_s = line[:3]
         # DecodeLine.attention over the steps: max(compute, memory), each a line *_0 + *_step x step
         compute_0, compute_step = pairs * s_per_pair + line.fixed_compute_s, pairs_per_step * s_per_pair
@@ -397,12 +405,19 @@ class DecodeSeries:
             np.maximum(compute, latency, out=latency)
         return self._series_latencies(line, latency, ascending=growing), self._decode_first(line, pairs, kv)
 
-    def _stepwise(self, line: StepwiseDecode, pairs: np.ndarray, kv: np.ndarray
+    def _stepwise(self, line: StepwiseDecode, pairs: np.ndarray, kv: np.ndarray, window: tuple | None = None
                   ) -> tuple[np.ndarray, tuple[float, float, float]]:
-        """fast() of every step: the latencies and (latency, flops, bytes) of the first."""
+        """fast() of every step (`window`: as decode_line_series'): the latencies and (latency, flops, bytes) of the
+        first."""
+        steps = len(np.asarray(pairs))
+        windows = ([None] * steps if window is None else
+                   [(self.hybrid_window, wp, wk) for wp, wk in zip(np.asarray(window[0]).tolist(),
+                                                                   np.asarray(window[1]).tolist())])
         costs = [self.fast(BatchShape(decode_seqs=line.seqs, decode_tokens=line.tokens, decode_pairs=step_pairs,
-                                      decode_kv_tokens=step_kv, logit_tokens=line.logit_tokens))
-                 for step_pairs, step_kv in zip(np.asarray(pairs).tolist(), np.asarray(kv).tolist())]
+                                      decode_kv_tokens=step_kv, logit_tokens=line.logit_tokens,
+                                      decode_window=step_window))
+                 for step_pairs, step_kv, step_window in zip(np.asarray(pairs).tolist(), np.asarray(kv).tolist(),
+                                                             windows)]
         first = costs[0]
         return np.array([cost[0] for cost in costs], dtype=np.float64), (first[0], first[2], first[3])
 

@@ -15,17 +15,42 @@ from phasewise.perf import BatchShape
 from phasewise.sim.request import SimRequest
 
 MAX_RUN = 4096  # decode iterations costed in one call at most
+_FIRST_STEP = np.zeros(1)
 
 
 class DecodingSet:
     __slots__ = ()
 
     def _decode_shape(self) -> BatchShape:
-        """The decoding sequences at decode index self.decode_steps as one BatchShape part."""
+        """The decoding sequences at decode index self.decode_steps as one BatchShape part (a hybrid sliding-window
+        stack's windowed layers: each context's own keys, decode_window)."""
         S, new = self.running.n, self.decode_new_tokens
         pairs, kv = self._decode_sums()
+        window = self._hybrid_window_series(_FIRST_STEP)
         return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
-                          logit_tokens=S * new)
+                          logit_tokens=S * new, decode_window=None if window is None else (
+                              self.model.sliding_window, float(window[0][0]), float(window[1][0])))
+
+    def _hybrid_window_series(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(attention pairs, KV tokens) of a hybrid sliding-window stack's windowed layers over the decode steps
+        `steps` from decode index self.decode_steps: each sequence reads min(context + new, window) keys, summed
+        (sorted contexts: the ones still under the window at each step from a prefix sum). None for other stacks,
+        and where every context already reaches the window: the cost model's caps on the sums are then exact."""
+        window = self.hybrid_window
+        if not window or not self.running.n:
+            return None
+        new, accepted = self.decode_new_tokens, self.tokens_per_step
+        keys = self.running.contexts(self.decode_steps, accepted) + new
+        short = keys[keys < window]
+        if not short.size:  # contexts only grow: clear until a shorter one joins (_join)
+            self.hybrid_window = 0
+            return None
+        short.sort()
+        below_sum = np.concatenate(((0.0,), np.cumsum(short)))
+        grown = accepted * np.asarray(steps, dtype=np.float64)
+        below = np.searchsorted(short, window - grown)  # sequences still under the window at each step
+        kv = below_sum[below] + below * grown + (keys.size - below) * float(window)
+        return kv * new, kv
 
     def _decode_sums(self) -> tuple[float, float]:
         """(attention pairs, KV tokens) of the decoding sequences at decode index self.decode_steps."""
@@ -66,6 +91,9 @@ class DecodingSet:
         req.join_context = context = req.prompt + req.generated - 1
         self.running.add(req, blocks)
         self.decoding_blocks += blocks
+        window = self.model.sliding_window
+        if window and not self.window and self.model.window_layer_share and context + self.decode_new_tokens < window:
+            self.hybrid_window = window  # a context under a hybrid stack's window: _hybrid_window_series counts it
         # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
         req.kv_excess = excess = max(0, blocks - self.kv.blocks_for(self._kv_tokens(context + self.decode_new_tokens)))
         self.reserved_ahead_blocks += excess
