@@ -167,18 +167,18 @@ def test_engines_keep_its_cache_in_fp8():
 
 def test_prefill_attention_indexer_and_projections_by_hand():
     """One 8,192-token prompt on one GPU: every layer's 64 heads over its window (128 keys a token, the first 128
-    tokens 1..128), the CSA layers
-    over their top-512 compressed entries too (from the sums: min(pairs / 4, tokens x 512)) after the indexer scores
-    every entry (64 x 128 per pair), the HCA layers over every 128th; 2 x (512 + 512) x 64 FLOPs a pair. Projections:
-    q_a with K = V, q_b, the compressors (CSA: 2 x 2 x 512 and 2 x 2 x 128 wide, the indexer's q_b and weights; HCA:
-    2 x 512), o_a in 8 groups and o_b."""
+    tokens 1..128), the CSA layers over their top-512 compressed entries too (one per 4 keys, at most 512: the first
+    2,048 tokens select fewer) after the indexer scores every entry (64 x 128 per pair), the HCA layers over every
+    128th; 2 x (512 + 512) x 64 FLOPs a pair. Projections: q_a with K = V, q_b, the compressors (CSA: 2 x 2 x 512 and
+    2 x 2 x 128 wide, the indexer's q_b and weights; HCA: 2 x 512), o_a in 8 groups and o_b."""
     m = load_model(FLASH)
     cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8").with_kv("fp8"), load_engine("vllm"))
     n = 8192
     shape = BatchShape.uniform(1, n, 0)
     ops = {op.name: op for op in cm.iteration(shape).operators}
     pairs = n * (n + 1) / 2
-    window, selected, every_128th = 128 * 129 / 2 + (n - 128) * 128, min(pairs / 4, n * 512), pairs / 128
+    window, every_128th = 128 * 129 / 2 + (n - 128) * 128, pairs / 128
+    selected = (2048 * 2049 / 2 + (n - 2048) * 2048) / 4
     attention = 2 * 1024 * 64 * (43 * window + 21 * selected + 20 * every_128th) + 21 * 2 * 64 * 128 * pairs / 4
     assert ops["attention"].flops == pytest.approx(attention, rel=1e-12)
     h = 4096

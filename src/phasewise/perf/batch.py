@@ -101,16 +101,14 @@ class BatchShape:
 
     def compressed(self, ratio: int, cap: int | None = None) -> BatchShape:
         """The same batch over compressed entries, one per `ratio` tokens of context (DeepSeek-V4's compressed
-        attention), from the sums alone: each new token sees 1 / ratio of its keys, each sequence reads 1 / ratio of
-        its context; with `cap` (a top-k selection) at most `cap` entries per new token and per sequence, as windowed()
-        caps them (exact where every context is past ratio x cap)."""
-        pairs = (self.prefill_pairs / ratio, self.decode_pairs / ratio)
-        kv = (self.prefill_kv_tokens / ratio, self.decode_kv_tokens / ratio)
-        if cap is not None:
-            pairs = (min(pairs[0], self.prefill_tokens * cap), min(pairs[1], self.decode_tokens * cap))
-            kv = (min(kv[0], self.prefill_seqs * cap), min(kv[1], self.decode_seqs * cap))
-        return BatchShape(self.prefill_seqs, self.prefill_tokens, pairs[0], kv[0], self.decode_seqs,
-                          self.decode_tokens, pairs[1], kv[1], self.logit_tokens)
+        attention): each new token sees 1 / ratio of its keys, each sequence reads 1 / ratio of its context; with
+        `cap` (a top-k selection) at most `cap` entries per new token and per sequence: the keys windowed at
+        ratio x cap, so each sequence's own where windowed() knows them (a prompt's first ratio x cap tokens select
+        fewer), else capped on the sums."""
+        keys = self if cap is None else self.windowed(ratio * cap)
+        return BatchShape(self.prefill_seqs, self.prefill_tokens, keys.prefill_pairs / ratio,
+                          keys.prefill_kv_tokens / ratio, self.decode_seqs, self.decode_tokens,
+                          keys.decode_pairs / ratio, keys.decode_kv_tokens / ratio, self.logit_tokens)
 
     def plus_keys(self, other: BatchShape) -> BatchShape:
         """This batch attending over its own keys and `other`'s (the same sequences and new tokens): pairs and KV
