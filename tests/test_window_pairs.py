@@ -84,7 +84,7 @@ class _Decoding(DecodingSet):
 
     def __init__(self, model, contexts, accepted=1.0, new=1):
         self.model, self.window, self.decode_steps = model, model.window_all_layers, 0
-        self.hybrid_window = model.sliding_window if model.window_layer_share else 0  # as a join under it sets
+        self.capped_keys = self._keys_cap()  # as a join under it sets
         self.tokens_per_step, self.decode_new_tokens = accepted, new
         self.running = SimpleNamespace(n=len(contexts), contexts=lambda step, g: np.array(contexts, float) + g * step)
 
@@ -92,27 +92,27 @@ class _Decoding(DecodingSet):
 @given(st.lists(st.integers(1, 3000), min_size=1, max_size=40), st.sampled_from((1.0, 2.5)))
 def test_the_decoding_sets_window_series_sums_each_context(contexts, accepted):
     """Gemma-3-27B (1,024-token window in 5 layers of 6): at each step every context reads min(context + 1, 1,024)
-    keys; None once every context reaches the window (the caps on the sums are then exact)."""
+    keys; None where every context reaches the window or stays under it over the steps (the sums are then exact)."""
     model = load_model("google/gemma-3-27b-it")
     steps = np.arange(0.0, 600.0, 7.0)
-    series = _Decoding(model, contexts, accepted)._hybrid_window_series(steps)
+    series = _Decoding(model, contexts, accepted)._capped_keys_series(steps)
     brute = np.minimum(np.array(contexts, float)[:, None] + 1 + accepted * steps[None, :], 1024).sum(axis=0)
-    if min(contexts) + 1 >= 1024:
-        assert series is None
+    if min(contexts) + 1 >= 1024 or max(contexts) + 1 + accepted * steps[-1] < 1024:
+        assert series is None  # every context over the window, or under it to the last step: the sums are exact
     else:
         assert np.allclose(series[1], brute) and np.allclose(series[0], brute)
 
 
 def test_a_decode_run_of_mixed_contexts_matches_each_step_added_apart():
     """gpt-oss-120b (128-token window in half the layers) and Gemma-3-27B: the simulator's closed-form run with the
-    window series equals fast() of each step's batch added sequence by sequence, at mixed contexts."""
+    windowed keys' series equals fast() of each step's batch added sequence by sequence, at mixed contexts."""
     steps = np.arange(0.0, 200.0)
     for name, contexts in (("openai/gpt-oss-120b", [20, 90, 400]), ("google/gemma-3-27b-it", [100, 700, 3000])):
         model = load_model(name)
         cm = CostModel(model, load_hardware("h100-sxm" if "gemma" in name else "b200"), load_quant("bf16"),
                        load_engine("vllm"))
         seqs = len(contexts)
-        series = _Decoding(model, contexts)._hybrid_window_series(steps)
+        series = _Decoding(model, contexts)._capped_keys_series(steps)
         kv0 = float(sum(contexts) + seqs)
         line = cm.decode_line(seqs, seqs, seqs)
         latencies, first = cm.decode_line_series(line, kv0, kv0, steps, seqs, seqs, series)

@@ -55,7 +55,7 @@ class Instance(KvAdmission, DecodingSet):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
                  "max_seqs", "kernel_block", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window",
-                 "hybrid_window",
+                 "capped_keys",
                  "kv_terms", "kv_state", "kv_stored", "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
@@ -89,9 +89,9 @@ class Instance(KvAdmission, DecodingSet):
         self.decode_new_tokens = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
         self.draft = draft
         self.window = self.model.window_all_layers  # a hybrid stack windows some layers: the cost model does that
-        # a hybrid stack's window while a decoding context may be under it (DecodingSet._hybrid_window_series): 0 for
-        # other stacks, and once every context reaches it (until a shorter one joins)
-        self.hybrid_window = 0
+        # the keys cap of a hybrid stack's sliding window while a decoding context may be under it
+        # (DecodingSet._capped_keys_series): 0 for other stacks, and once every context reaches it (until one joins)
+        self.capped_keys = 0
         layout, pool_ratio = window_kv(engine, self.model, cost.hw)  # how the engine holds windowed layers' KV
         # a sequence's share of the KV blocks (its attention rank's GPUs), and the bytes its KV holds, whole (what a
         # transfer moves: sim/cluster.py counts the model's KV per token at TP 1)
@@ -386,7 +386,7 @@ class Instance(KvAdmission, DecodingSet):
         else:  # every step adds `accepted` tokens to each of the `seqs` contexts (no BatchShape: only its sums)
             line = self.cost.decode_line(seqs, seqs * fed, seqs * fed)
             lat, base = self.cost.decode_line_series(line, pairs, kv, steps, seqs * accepted, seqs * accepted * fed,
-                                                     self._hybrid_window_series(steps))
+                                                     self._capped_keys_series(steps))
         if self.draft is not None:
             lat += self._draft_time(seqs, kv)
         if self.trainer is not None:  # online training: slower beside an SM-partitioned trainer
