@@ -17,7 +17,6 @@ metrics. sim/sla_planner.py calls these for a group of role collocated.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from phasewise.perf.batch import BatchShape
@@ -30,11 +29,7 @@ def mixed_step_s(inst: Instance, prefill_tokens: int, decode_seqs: int, context:
     """One iteration: `prefill_tokens` of prompt (none: a decode step) and `decode_seqs` sequences at `context`."""
     shape = BatchShape()
     if decode_seqs > 0:
-        shape.add(inst.decode_new_tokens, max(context, 1), inst.model.causal, inst.window)
-        shape = replace(shape, decode_seqs=decode_seqs, decode_tokens=shape.decode_tokens * decode_seqs,
-                        decode_pairs=shape.decode_pairs * decode_seqs,
-                        decode_kv_tokens=shape.decode_kv_tokens * decode_seqs,
-                        logit_tokens=shape.logit_tokens * decode_seqs)
+        shape = BatchShape.uniform(decode_seqs, inst.decode_new_tokens, max(context, 1), inst.model.causal, inst.window)
     if prefill_tokens > 0:
         shape.add(prefill_tokens, 0, inst.model.causal, inst.window, logits=0)
     return inst.cost.fast(shape)[0] if shape.seqs else 0.0
