@@ -18,6 +18,16 @@ MAX_RUN = 4096  # decode iterations costed in one call at most
 _FIRST_STEP = np.zeros(1)
 
 
+def windowed_keys(keys: np.ndarray, window: float, grown: np.ndarray) -> np.ndarray:
+    """The sum over sequences of min(keys + grown, window) at each step: `keys` each sequence's at the first step,
+    `grown` the tokens each has added by each step (ascending). The keys under the window sorted, a prefix sum and one
+    searchsorted over the steps: O(S log S + steps), where the whole S x steps minimum is O(S x steps)."""
+    short = np.sort(keys[keys < window])
+    below_sum = np.concatenate(((0.0,), np.cumsum(short)))
+    below = np.searchsorted(short, window - grown)  # sequences still under the window at each step
+    return below_sum[below] + below * grown + (keys.size - below) * float(window)
+
+
 class DecodingSet:
     __slots__ = ()
 
@@ -49,17 +59,13 @@ class DecodingSet:
             return None
         new, accepted = self.decode_new_tokens, self.tokens_per_step
         keys = self.running.contexts(self.decode_steps, accepted) + new
-        short = keys[keys < window]
-        if not short.size:  # contexts only grow: clear until a shorter one joins (_join)
+        under = keys < window
+        if not under.any():  # contexts only grow: clear until a shorter one joins (_join)
             self.capped_keys = 0
             return None
-        if short.size == keys.size and keys.max() + accepted * float(steps[-1]) < window:
+        if under.all() and keys.max() + accepted * float(steps[-1]) < window:
             return None  # every context under the cap to the last step: the sums are each one's keys
-        short.sort()
-        below_sum = np.concatenate(((0.0,), np.cumsum(short)))
-        grown = accepted * np.asarray(steps, dtype=np.float64)
-        below = np.searchsorted(short, window - grown)  # sequences still under the window at each step
-        kv = below_sum[below] + below * grown + (keys.size - below) * float(window)
+        kv = windowed_keys(keys, window, accepted * np.asarray(steps, dtype=np.float64))
         return kv * new, kv
 
     def _decode_sums(self) -> tuple[float, float]:

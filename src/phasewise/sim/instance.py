@@ -30,7 +30,7 @@ from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import kv_state_pages, kv_stored_terms, kv_window_terms
 from phasewise.perf.vision import EncoderCost
-from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
+from phasewise.sim.decoding_set import MAX_RUN, DecodingSet, windowed_keys
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
 from phasewise.sim.mapped_energy import MappedEnergy
@@ -380,8 +380,8 @@ class Instance(KvAdmission, DecodingSet):
         if self.offload is not None and self.offload.decoding(self):  # attention offload (no window, no spec)
             lat, base = self.offload.series(self, steps, seqs, pairs, kv)
         elif self.window:
-            contexts = self.running.contexts(self.decode_steps, accepted)[:, None] + accepted * steps[None, :]
-            kv_series = np.minimum(contexts + fed, self.window).sum(axis=0)
+            kv_series = windowed_keys(self.running.contexts(self.decode_steps, accepted) + fed, self.window,
+                                      accepted * steps)
             lat, base = self.cost.decode_series(self._decode_shape(), kv_series * fed, kv_series)
         else:  # every step adds `accepted` tokens to each of the `seqs` contexts (no BatchShape: only its sums)
             line = self.cost.decode_line(seqs, seqs * fed, seqs * fed)
