@@ -142,10 +142,15 @@ def _windowed_sums(spans: list[tuple[int, int, bool, int]], window: int, seqs: i
     """(pairs, KV tokens) of one kernel's sequences at `window`: each span's own where the spans are those sequences,
     the sums unedited since (a shape built from sums, or whose pairs a caller changed, has none to go by), else
     each new token's and each sequence's cap on the sums."""
-    if (spans and sum(count for *_, count in spans) == seqs
-            and sum(attention_pairs(new, cached, causal) * count for new, cached, causal, count in spans) == pairs):
-        return (sum(attention_pairs(new, cached, causal, window) * count for new, cached, causal, count in spans),
-                sum(min(cached + new, window) * count for new, cached, _, count in spans))
+    if spans:
+        counted = full = windowed = kv = 0
+        for new, cached, causal, count in spans:
+            counted += count
+            full += attention_pairs(new, cached, causal) * count
+            windowed += attention_pairs(new, cached, causal, window) * count
+            kv += min(cached + new, window) * count
+        if counted == seqs and full == pairs:
+            return windowed, kv
     return min(pairs, tokens * window), min(kv_tokens, seqs * window)
 
 
