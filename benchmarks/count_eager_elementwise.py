@@ -5,7 +5,11 @@ The layer runs on PyTorch's meta device in bf16 (shapes and dtypes only: no weig
 size), under a TorchDispatchMode that sums each dispatched op's input and output bytes. GEMMs and attention are left
 out (their own operators). Classes: the two residual add + RMSNorms (fused: 10 hidden-size vectors a token), RoPE on
 q and k (apply_rotary_pos_emb; fused: each read and written once) and the gated MLP's activation (act_fn(gate) * up;
-fused: gate and up read, the product written). The norm class is the layer's total less the other two.
+fused: gate and up read, the product written). The norm class is the layer's total less the other two. A plain norm
+(no residual add: Qwen3's q / k norms, Gemma's post-norms; fused: its input read and its output written) is counted
+apart, on a q-shaped tensor. Then a check, not a fit: transformers' Qwen3 decoder layer (q / k norms on top of Llama's)
+against the cost model's bytes for it with the `hf-eager` profile (perf/cost.py), and Gemma 3's (sandwich norms, all
+of Gemma's norms in fp32 with a (1 + w) scale), whose norms move more than the profile's factors say.
 
     .venv/bin/python benchmarks/count_eager_elementwise.py [--tokens 1024]
 
@@ -24,13 +28,12 @@ GEMM_AND_ATTENTION = {"linear", "mm", "addmm", "bmm", "matmul", "scaled_dot_prod
                       "_scaled_dot_product_flash_attention_for_cpu"}
 
 
-def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
-    """{class: eager bytes / fused bytes} and the layer's dispatched ops for one shape."""
+def traffic(run):
+    """The bytes and dispatched ops of `run()` under a TorchDispatchMode: each op's inputs and outputs, GEMMs and
+    attention left out, views (and same-dtype `to`) moving nothing."""
     import torch
-    import transformers
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
 
     class Traffic(TorchDispatchMode):
         def __init__(self):
@@ -49,20 +52,27 @@ def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
                 self.bytes += sum(t.numel() * t.element_size() for t in tensors)
             return out
 
+    mode = Traffic()
+    with torch.inference_mode(), mode:
+        run()
+    return mode
+
+
+def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
+    """{class: eager bytes / fused bytes} and the layer's dispatched ops for one shape."""
+    import torch
+    import transformers
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, apply_rotary_pos_emb
+
     hidden, inter, heads, kv_heads = shape
     head_dim, dtype = hidden // heads, torch.bfloat16
     config = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
                                       num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=256,
                                       attn_implementation="sdpa")
 
-    def traffic(run) -> Traffic:
-        mode = Traffic()
-        with torch.inference_mode(), mode:
-            run()
-        return mode
-
     with torch.device("meta"):
         layer = LlamaDecoderLayer(config, 0).to(dtype).eval()
+        plain = LlamaRMSNorm(head_dim).to(dtype)
         x = torch.empty(1, tokens, hidden, dtype=dtype)
         cos = torch.empty(1, tokens, head_dim, dtype=dtype)
         q = torch.empty(1, heads, tokens, head_dim, dtype=dtype)
@@ -72,12 +82,55 @@ def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
     rope = traffic(lambda: apply_rotary_pos_emb(q, k, cos, cos)).bytes
     act_fn = layer.mlp.act_fn
     activation = traffic(lambda: act_fn(gate) * gate).bytes
+    plain_norm = traffic(lambda: plain(q)).bytes
     element = 2  # bf16
     return {"norm": (whole.bytes - rope - activation) / (tokens * element * 10 * hidden),
+            "plain_norm": plain_norm / (2 * q.numel() * element),
             "rope": rope / (tokens * element * 2 * (heads + kv_heads) * head_dim),
             "activation": activation / (tokens * element * 3 * inter),
             "passes": whole.bytes / (tokens * element * (10 * hidden + 2 * (heads + kv_heads) * head_dim + 3 * inter)),
             "ops": float(whole.ops)}
+
+
+# transformers decoder layers beside Llama's, as config.json fields (phasewise's parser reads the same dict)
+LAYERS = {
+    "Qwen3-8B": dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=1,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=256),
+    "Gemma-3-27B": dict(model_type="gemma3_text", hidden_size=5376, intermediate_size=21504, num_hidden_layers=1,
+                        num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=256,
+                        sliding_window=1024, layer_types=["full_attention"]),
+}
+
+
+def check_layer(tokens: int, label: str) -> dict[str, float]:
+    """transformers' own decoder layer of `label` (LAYERS) in bf16 on the meta device: its elementwise bytes over the
+    cost model's for the same shape with the `hf-eager` profile, and its dispatched ops."""
+    import torch
+    import transformers
+
+    from phasewise.perf import BatchShape, CostModel
+    from phasewise.specs import load_engine, load_hardware, load_quant
+    from phasewise.specs.hf_config import from_hf_config
+
+    fields = LAYERS[label]
+    config_class, layer_class = {"qwen3": ("Qwen3Config", "Qwen3DecoderLayer"),
+                                 "gemma3_text": ("Gemma3TextConfig", "Gemma3DecoderLayer")}[fields["model_type"]]
+    module = transformers.models.qwen3.modeling_qwen3 if fields["model_type"] == "qwen3" \
+        else transformers.models.gemma3.modeling_gemma3
+    config = getattr(transformers, config_class)(**{k: v for k, v in fields.items() if k != "model_type"},
+                                                 attn_implementation="sdpa")
+    dtype = torch.bfloat16
+    with torch.device("meta"):
+        layer = getattr(module, layer_class)(config, 0).to(dtype).eval()
+        x = torch.empty(1, tokens, fields["hidden_size"], dtype=dtype)
+        cos = torch.empty(1, tokens, fields["head_dim"], dtype=dtype)
+    counted = traffic(lambda: layer(x, attention_mask=None, position_embeddings=(cos, cos)))
+    cost = CostModel(from_hf_config(label, fields), load_hardware("h100-sxm"), load_quant("bf16"),
+                     load_engine("hf-eager"))
+    shape = BatchShape()
+    shape.add(tokens, 0)
+    modelled = {op.name: op for op in cost.iteration(shape).operators}["elementwise"].bytes
+    return {"ratio": counted.bytes / modelled, "ops": float(counted.ops)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     print(f"transformers {transformers.__version__}: LlamaDecoderLayer in bf16, {args.tokens} tokens; eager bytes "
           "over the fused count, by class (the single-number `passes` for comparison)")
-    print(f"{'shape':12} {'norm':>7} {'rope':>7} {'activation':>10} {'passes':>7} {'ops':>5}")
+    print(f"{'shape':12} {'norm':>7} {'plain norm':>10} {'rope':>7} {'activation':>10} {'passes':>7} {'ops':>5}")
     for label, shape in SHAPES.items():
         row = count(args.tokens, shape)
-        print(f"{label:12} {row['norm']:7.3f} {row['rope']:7.3f} {row['activation']:10.3f} {row['passes']:7.3f} "
-              f"{row['ops']:5.0f}")
+        print(f"{label:12} {row['norm']:7.3f} {row['plain_norm']:10.3f} {row['rope']:7.3f} {row['activation']:10.3f} "
+              f"{row['passes']:7.3f} {row['ops']:5.0f}")
+    print("\ntransformers' own layer, its elementwise bytes over the cost model's with the hf-eager profile:")
+    for label in LAYERS:
+        row = check_layer(args.tokens, label)
+        print(f"{label:12} {row['ratio']:7.3f} ({row['ops']:.0f} ops)")
     return 0
 
 

@@ -36,6 +36,7 @@ from phasewise.perf.expert_load import expected_distinct_experts, expected_row_t
 from phasewise.perf.operators import (
     EAGER_DISPATCH,
     KERNELS,
+    QK_NORM_KERNELS,
     IterationCost,
     OperatorCost,
     compressed_shares,
@@ -137,9 +138,15 @@ class CostModel(DecodeSeries, Communication):
             self.activation_quant)) if self.activation_quant else 0.0)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
+        # q / k (and v) norms: a kernel each on the softmax layers, q's and k's none where the engine runs them inside
+        # its RoPE kernel; the elements they read (and write) per token, per GPU, on the mean layer
+        qk_normed = (m.qk_norm or m.qk_norm_across_heads) and m.model_type not in engine.qk_norm_rope_fused
+        self._qk_norm_kernels = QK_NORM_KERNELS * qk_normed + m.v_norm
+        self._qk_normed_width = (self._qk_width(keys=qk_normed, queries=qk_normed, values=m.v_norm)
+                                 * (1.0 - self.linear_share))
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
                                 m.linear_layer_share, m.linear_recurrence, self.activation_quant,
-                                compressed_shares(m))
+                                compressed_shares(m), self._qk_norm_kernels, m.post_norms)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -458,6 +465,19 @@ class CostModel(DecodeSeries, Communication):
         return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
                 ) / self.eff.host_speed
 
+    def _qk_width(self, queries: bool = True, keys: bool = True, values: bool = False) -> float:
+        """Elements per token on this GPU of q, k and v (those asked for) on the mean softmax layer (a hybrid
+        stack's windowed layers at their own geometry)."""
+        m = self.model
+
+        def width(kv_heads: float, head_dim: int) -> float:
+            return (queries * self.heads + (keys + values) * kv_heads) * head_dim
+
+        full = width(self.kv_heads, m.head_dim)
+        if not m.window_own_geometry:
+            return full
+        return full + (width(self.window_kv_heads, m.window_layer_head_dim) - full) * self.window_share
+
     def _other_ops(self, T: int, logit_tokens: int, eager: bool, rank_tokens: float, rank_logit_tokens: float,
                    extend: bool) -> list[OperatorCost]:
         """Every operator of the iteration except attention (which depends on the batch's contexts): `T` tokens
@@ -475,22 +495,23 @@ class CostModel(DecodeSeries, Communication):
                  + (m.experts_per_token * m.expert_intermediate_size + m.shared_expert_intermediate_size)
                  * self.moe_share) / self.layout.attention_tp
         act = (3 if m.mlp_gated else 2) * inter
-        roped = (self.heads + self.kv_heads) * hd if not m.latent_attention else self.heads * hd + m.kv_latent_size
+        roped = self._qk_width() if not m.latent_attention else self.heads * hd + m.kv_latent_size
         if m.compressed is not None:  # q and the K = V entry normed and roped, the output's inverse RoPE
             roped = (2 * self.heads + 1) * hd
-        if m.window_own_geometry:  # the windowed layers' q and k at their own widths
-            window_roped = (self.heads + self.window_kv_heads) * m.window_layer_head_dim
-            roped += (window_roped - roped) * self.window_share
         # the linear layers' own elementwise work (conv, gated norm) is the linear-attention kernel's (attention.py)
         roped *= (1.0 - self.linear_share) * m.attention_rope
         # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
         gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
-        # the two fused add + norms (compressed attention: the norms alone, the mixers adding the residual streams)
+        # the two fused add + norms (compressed attention: the norms alone, the mixers adding the residual streams);
+        # norms without a residual add: a post-norm's read and write of the hidden state, the q / k norms' of q and k
+        # where not inside RoPE's pass
         norms = 10 * h if m.compressed is None else 4 * h
+        plain_norms = 2 * h * m.post_norms + 2 * self._qk_normed_width
         unfused = self.engine.unfused_elementwise  # an engine of unfused eager ops: each class's own traffic
         if unfused is not None:
             norms, roped, act = norms * unfused.norm, roped * unfused.rope, act * unfused.activation
-        elem_bytes = (T * ab * (norms + 2 * roped + gated + act) * self.engine.elementwise_passes
+            plain_norms *= unfused.norm if unfused.plain_norm is None else unfused.plain_norm
+        elem_bytes = (T * ab * (norms + plain_norms + 2 * roped + gated + act) * self.engine.elementwise_passes
                       + T * self._quantized_bytes_per_token)
         elem_flops = 6.0 * T * h
         if m.compressed is not None:  # the hyper-connection mixers and the compressors' pooling

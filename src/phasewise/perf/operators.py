@@ -69,6 +69,12 @@ FP4_MOE_QUANTIZED_INPUTS = 1
 # insert (2); a CSA layer its indexer's compressor likewise (2), its q_b and weights_proj GEMMs, the query's RoPE and
 # quantization, the logits and the top-k (5)
 COMPRESSED_KERNELS = {"qkv_proj": 4, "attention": 3, "o_proj": 2, "elementwise": 5}
+# q's and k's RMSNorms before RoPE (ModelSpec.qk_norm), one kernel's time in a graph-replayed step: SGLang's Qwen3
+# attention runs them as one fused_inplace_qknorm kernel, or (older releases, and TensorRT-LLM's unfused path:
+# maybe_execute_in_parallel) q's and k's on two streams side by side; vLLM's compiled graph (Inductor, its custom ops
+# off) emits them as Triton kernels of its choosing, not counted apart. A v norm (Gemma 4) and a post-norm
+# (ModelSpec.post_norms) are one kernel each
+QK_NORM_KERNELS = 1
 COMPRESSOR_KERNELS = 2
 CSA_INDEXER_KERNELS = 7
 
@@ -76,12 +82,14 @@ CSA_INDEXER_KERNELS = 7
 def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention: bool = False,
                   linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet",
                   activation_quant: str | None = None,
-                  compressed: tuple[float, float] | None = None) -> dict[str, float]:
+                  compressed: tuple[float, float] | None = None, qk_norm_kernels: int = 0,
+                  post_norms: int = 0) -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
     own; in a hybrid stack with `linear_share` of its layers linear attention (of `linear_recurrence`), the mean
     layer's; with `activation_quant` (the compute dtype an engine quantizes GEMM inputs to in kernels of their own),
     those kernels (QUANTIZED_INPUTS); `compressed`: compressed attention's (CSA, HCA) shares of the layers (its mean
-    layer's kernels, COMPRESSED_KERNELS)."""
+    layer's kernels, COMPRESSED_KERNELS); `qk_norm_kernels` on each softmax layer and `post_norms` on every one (the
+    norms beyond the two fused add + norms)."""
     counts: dict[str, float] = dict(KERNELS)
     if compressed is not None:
         csa, hca = compressed
@@ -95,6 +103,7 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
     linear_kernels = LINEAR_KERNELS.get(linear_recurrence, LINEAR_ATTENTION_KERNELS)
     for name, linear in linear_kernels.items():
         counts[name] += linear_share * (linear - counts[name])
+    counts["elementwise"] += qk_norm_kernels * (1.0 - linear_share) + post_norms
     if shared_experts:
         counts["moe_shared"] = SHARED_EXPERT_KERNELS
     if activation_quant is not None:

@@ -139,6 +139,8 @@ class UnfusedElementwise(BaseModel):
     norm: float = Field(ge=1)
     rope: float = Field(ge=1)
     activation: float = Field(ge=1)
+    # a norm with no residual add (q / k norms, post-norms; fused: its input read and its output written); None: `norm`
+    plain_norm: float | None = Field(default=None, ge=1)
 
 
 class EngineProfile(BaseModel):
@@ -185,6 +187,10 @@ class EngineProfile(BaseModel):
     # A quantized linear layer (FP8, INT8, FP4 compute) quantizes its BF16 input in a kernel of its own before the GEMM
     # (false: the quantization is fused into the kernel that produced the input, a norm or an activation)
     activation_quant_kernels: bool = False
+    # The model types whose q / k RMSNorms (ModelSpec.qk_norm) the engine runs inside its RoPE kernel (TensorRT-LLM's
+    # fused_qk_norm_rope for Qwen3): no kernels or traffic of their own; the others' a kernel each (as vLLM and SGLang
+    # run them by default)
+    qk_norm_rope_fused: tuple[str, ...] = ()
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
     # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)

@@ -128,6 +128,24 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      # layers with twice the KV heads, values narrower than keys (specs/hf_mimo.py)
                      *MIMO_TYPES)
 HUNYUAN_TYPES = ("hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
+# Norms beyond the two before attention and MLP, as transformers 5.25's classes build them (models/<family>/
+# modeling_<family>.py): q and k RMSNormed on every softmax layer (per head: Qwen3's q_norm / k_norm, dots.llm1,
+# EXAONE 4, LFM2's q_layernorm / k_layernorm, Gemma 3 / 4, Hunyuan's query_layernorm / key_layernorm; over all heads at
+# once: OLMo 2 / 3 and OLMoE's q_norm of num_heads x head_dim) ...
+QK_NORM_TYPES = ("qwen3", "qwen3_moe", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_next", "qwen3_5_text",
+                 "qwen3_5_moe_text", "gemma3_text", "gemma4_text", "dots1", "exaone4", "olmo2", "olmo3", "olmoe",
+                 "lfm2", "lfm2_moe", *HUNYUAN_TYPES)
+# ... or where the config's use_qk_norm says so, with the class's default: GLM-4.5's (false), Command R's LayerNorms
+# (false), Llama 4's weightless RMSNorm (true; its RoPE layers only, counted on all: 3 in 4 of Scout's), MiniMax-M2's
+# over all heads (false), Ling 2.0's (false: vLLM bailing_moe.py reads getattr(config, "use_qk_norm", False))
+QK_NORM_FLAG_TYPES = {"glm4_moe": False, "glm4v_moe_text": False, "cohere": False, "llama4_text": True,
+                      "minimax_m2": False, "bailing_moe": False}
+# Gemma 4's v_norm (a weightless RMSNorm on the values, Gemma4TextAttention)
+V_NORM_TYPES = ("gemma4_text",)
+# Sandwich norms: Gemma 2 / 3 / 4's post_attention_layernorm and post_feedforward_layernorm beside input_layernorm and
+# pre_feedforward_layernorm, GLM-4's post_self_attn_layernorm and post_mlp_layernorm (OLMo 2 / 3's and EXAONE 4's
+# norms come after the sublayers instead of before them: two, as a pre-norm layer's)
+SANDWICH_NORM_TYPES = ("gemma2", "gemma3_text", "gemma4_text", "glm4")
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
@@ -508,6 +526,10 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         sliding_window_layers=windowed_layers if window else None,
         chunked_attention=chunked,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        qk_norm=mt in QK_NORM_TYPES or (mt in QK_NORM_FLAG_TYPES
+                                        and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES.get(mt)))),
+        v_norm=mt in V_NORM_TYPES,
+        post_norms=2 if mt in SANDWICH_NORM_TYPES else 0,
         # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
         qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,

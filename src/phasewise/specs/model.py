@@ -90,9 +90,17 @@ class ModelSpec(BaseModel):
     qk_rope_head_dim: int = Field(default=0, ge=0)
     v_head_dim: int = Field(default=0, ge=0)  # 0: head_dim
     mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction modules (num_nextn_predict_layers)
+    # q and k RMSNormed before RoPE on the softmax attention layers (Qwen3's q_norm / k_norm over each head, Gemma 3
+    # / 4's, OLMo 2's over every head at once): a kernel each, reading and writing q and k (perf/cost.py)
+    qk_norm: bool = False
+    v_norm: bool = False  # the values RMSNormed too (Gemma 4's weightless v_norm): a kernel, reading and writing v
     # QK RMSNorm over the whole q and k projections, every head at once (MiniMax-M2: use_qk_norm with
     # qk_norm_type per_layer), not per head: under attention TP it needs a cross-rank all-reduce per layer
     qk_norm_across_heads: bool = False
+    # norms a layer applies to the hidden stream beyond the two fused add + norms before attention and MLP: Gemma 2 /
+    # 3 / 4's post_attention_layernorm and post_feedforward_layernorm, GLM-4's post_self_attn_layernorm and
+    # post_mlp_layernorm (2); a kernel each, reading and writing the hidden state
+    post_norms: int = Field(default=0, ge=0)
     # Gated attention (Qwen3-Next, Qwen3.5: attn_output_gate): q_proj also projects a per-head sigmoid gate of the
     # query's width, applied to the attention output before o_proj
     attention_output_gate: bool = False
