@@ -42,7 +42,10 @@ def test_calibration_is_a_loadable_hardware_entry(hw_yaml):
     curve = hw.efficiency.gemm_efficiency_curve
     assert curve[0][1] < curve[-1][1] <= 1.0  # skinny GEMMs run far below peak on CPUs
     eng = load_engine(hw_yaml)
-    assert eng.iteration_overhead_s >= 0 and hw.efficiency.kernel_launch_s > 0 and eng.elementwise_passes >= 1
+    assert eng.iteration_overhead_s >= 0 and hw.efficiency.kernel_launch_s > 0 and eng.elementwise_passes == 1
+    # each elementwise class timed on its own (an add + norm, a plain norm, RoPE, the gated activation)
+    unfused = eng.unfused_elementwise
+    assert min(unfused.norm, unfused.plain_norm, unfused.rope, unfused.activation) >= 1
 
 
 def test_quick_validate_error_bound(hw_yaml):
@@ -52,6 +55,17 @@ def test_quick_validate_error_bound(hw_yaml):
     assert info["params"] > 1e6 and len(points) == 6
     stats = summary(points)
     assert stats["median_abs_error"] <= 0.40, stats
+
+
+def test_qwen3_is_built_as_its_own_class(hw_yaml):
+    """Qwen3's shape runs as transformers' Qwen3ForCausalLM (its q / k norms run), costed with them."""
+    from phasewise.measure.validate import scaled_config, validate
+    from phasewise.specs import load_model
+
+    assert scaled_config(load_model("Qwen/Qwen3-8B"), 2, 512)["model_type"] == "llama"  # other checks: a Llama
+    points, info = validate("Qwen/Qwen3-8B", hw_yaml, layers=2, hidden=512, quick=True)
+    assert info["config"]["model_type"] == "qwen3" and info["config"]["architectures"] == ["Qwen3ForCausalLM"]
+    assert len(points) == 6 and all(p.measured_s > 0 and p.predicted_s > 0 for p in points)
 
 
 def test_serve_check_against_simulate(hw_yaml):

@@ -163,7 +163,7 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
 
     # --- dispatch and per-iteration overheads, from a real (tiny) transformers Llama --------------
     layer_s, iteration_s, per_seq_s = _overheads(torch, dev, dtype, sync, reps, say)
-    passes = _elementwise_passes(torch, dev, dtype, esize, sync, reps, bandwidth, say)
+    unfused = _elementwise_classes(torch, dev, dtype, esize, sync, reps, bandwidth, say)
     kernel_launch = max(layer_s / DENSE_LAYER_KERNELS, 0.0)
 
     key = name or ("cpu-local" if not cuda else "cuda-local")
@@ -209,7 +209,9 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
         "iteration_overhead_s": float(f"{max(iteration_s, 0.0):.4g}"),
         "per_sequence_overhead_s": float(f"{max(per_seq_s, 0.0):.4g}"),
         "eager_launch_s": 0.0,  # synchronous CPU execution: dispatch is additive (kernel_launch_s)
-        "elementwise_passes": round(passes, 3),
+        # each elementwise class's measured traffic over the fused count (the time-based counterpart of hf-eager's
+        # counted factors): elementwise_passes stays 1
+        "unfused_elementwise": unfused,
         "cuda_graphs": False,
         "cuda_graph_max_batch": 0,
         "decode_attention_tensor_cores": bool(cuda),
@@ -223,7 +225,8 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
                              "weight_stream_bytes_per_s_by_row_length": row_rates,
                              "prefill_attention_efficiency": dict(pre),
                              "decode_attention_bandwidth_fraction": dec, "layer_overhead_s": layer_s,
-                             "iteration_overhead_s": iteration_s, "per_sequence_overhead_s": per_seq_s}}
+                             "iteration_overhead_s": iteration_s, "per_sequence_overhead_s": per_seq_s,
+                             "elementwise_over_fused_bytes": unfused}}
 
 
 def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, float]:
@@ -253,34 +256,35 @@ def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, f
     return per_layer, iteration, per_seq
 
 
-def _elementwise_passes(torch, dev, dtype, esize: int, sync, reps: int, bandwidth: float, say) -> float:
-    """How many times an eager engine's unfused elementwise work (RMSNorms in fp32, residual adds,
-    RoPE, SiLU-gating) streams a layer's activations, relative to the fused count the cost model uses
-    (10 hidden-size vectors + q/k + 3 MLP-width vectors per token)."""
+def _elementwise_classes(torch, dev, dtype, esize: int, sync, reps: int, bandwidth: float, say) -> dict[str, float]:
+    """How many times each class of an eager engine's unfused elementwise work streams its data, relative to the fused
+    count the cost model uses (perf/cost.py), from its time at the measured bandwidth: transformers' own modules
+    (LlamaRMSNorm, apply_rotary_pos_emb, SiLU gating) timed class by class, so that a model with another mix (Gemma's
+    sandwich norms, Qwen3's q / k norms, a wider MLP) weighs each as this machine runs it. Classes and their fused
+    counts: an add + norm (the residual add, then the norm: 5 hidden-size vectors a token, two a layer), a norm with no
+    residual add over a q-shaped tensor (read and written), RoPE on q and k (each read and written), the gated
+    activation (gate and up read, the product written)."""
     transformers = need_transformers()
     from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
 
     tokens, h, inter, heads, hd = 512, 1024, 4096, 16, 64
-    say("elementwise passes")
-    norm = LlamaRMSNorm(h).to(dev, dtype)
-    x = torch.randn(1, tokens, h, device=dev, dtype=dtype)
-    g = torch.randn(1, tokens, inter, device=dev, dtype=dtype)
-    q = torch.randn(1, heads, tokens, hd, device=dev, dtype=dtype)
+    say("elementwise classes")
+    norm, head_norm = LlamaRMSNorm(h).to(dev, dtype), LlamaRMSNorm(hd).to(dev, dtype)
+    x, residual = (torch.randn(1, tokens, h, device=dev, dtype=dtype) for _ in range(2))
+    gate, up = (torch.randn(1, tokens, inter, device=dev, dtype=dtype) for _ in range(2))
+    q, k = (torch.randn(1, heads, tokens, hd, device=dev, dtype=dtype) for _ in range(2))
     cos = torch.randn(1, tokens, hd, device=dev, dtype=dtype)
     act = torch.nn.functional.silu
-
-    def layer_elementwise():
-        a = norm(x)
-        b = x + a
-        norm(b)
-        apply_rotary_pos_emb(q, q, cos, cos)
-        act(g) * g
-        return b + a
-
-    t = median_time(layer_elementwise, sync, reps, min_time_s=0.02)
-    fused_bytes = tokens * esize * (10 * h + 2 * 2 * heads * hd + 3 * inter)
+    runs = {"norm": (lambda: norm(x + residual), 5 * h * tokens),
+            "plain_norm": (lambda: head_norm(q), 2 * q.numel()),
+            "rope": (lambda: apply_rotary_pos_emb(q, k, cos, cos), 2 * (q.numel() + k.numel())),
+            "activation": (lambda: act(gate) * up, 3 * inter * tokens)}
+    factors = {}
+    for name, (run, fused_elements) in runs.items():
+        t = median_time(run, sync, reps, min_time_s=0.01)
+        factors[name] = round(max(1.0, t * bandwidth / (fused_elements * esize)), 3)
     del transformers
-    return max(1.0, t * bandwidth / fused_bytes)
+    return factors
 
 
 def _host_memory_bytes() -> float:

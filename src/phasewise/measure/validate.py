@@ -105,9 +105,15 @@ def scaled_width(width: int, hidden: int, checkpoint_hidden: int) -> int:
     return int(round(width * hidden / checkpoint_hidden / 64)) * 64 or 64
 
 
-def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> dict[str, Any]:
+# dense families built as their own transformers class (their extra norms run for real: Qwen3's q / k norms); the
+# others as LlamaForCausalLM of their shape
+OWN_CLASSES = {"qwen3": ("Qwen3Config", "Qwen3ForCausalLM")}
+
+
+def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None, own_class: bool = False) -> dict[str, Any]:
     """A LlamaConfig-style dict of `model`'s shape, optionally narrowed to `hidden` and `layers`
-    (head_dim, the GQA ratio and the MLP ratio kept)."""
+    (head_dim, the GQA ratio and the MLP ratio kept); with `own_class`, a family of OWN_CLASSES keeps its model_type."""
+    family = model.model_type if own_class and model.model_type in OWN_CLASSES else "llama"
     if model.num_experts or model.norm != "rms" or not model.mlp_gated or model.linear_attention_layers:
         kind = ("MoE" if model.num_experts else "a linear-attention hybrid" if model.linear_attention_layers
                 else "not a gated-MLP RMSNorm model")
@@ -126,7 +132,7 @@ def scaled_config(model: ModelSpec, layers: int | None, hidden: int | None) -> d
     return dict(hidden_size=h, intermediate_size=inter, num_hidden_layers=layers or model.num_layers,
                 num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, vocab_size=model.vocab_size,
                 tie_word_embeddings=model.tie_embeddings, max_position_embeddings=8192, hidden_act="silu",
-                model_type="llama", architectures=["LlamaForCausalLM"])
+                model_type=family, architectures=[OWN_CLASSES.get(family, ("", "LlamaForCausalLM"))[1]])
 
 
 def validate(model: str, hardware: str, device: str = "cpu", layers: int | None = None, hidden: int | None = None,
@@ -137,7 +143,7 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     torch, dev = torch_and_device(device, threads)
     transformers = need_transformers()
     spec = load_model(model)
-    cfg = scaled_config(spec, layers, hidden)
+    cfg = scaled_config(spec, layers, hidden, own_class=True)
     from phasewise.specs.hf_config import from_hf_config
 
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
@@ -155,8 +161,9 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     say = progress or (lambda _m: None)
     say(f"building {small.name}: {small.total_params / 1e6:.0f}M parameters")
-    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{k: v for k, v in cfg.items()
-                                                                  if k not in ("model_type", "architectures")}))
+    config_class, model_class = OWN_CLASSES.get(cfg["model_type"], ("LlamaConfig", "LlamaForCausalLM"))
+    hf = getattr(transformers, model_class)(getattr(transformers, config_class)(
+        **{k: v for k, v in cfg.items() if k not in ("model_type", "architectures")}))
     hf = hf.to(dev, dtype).eval()
     kv_arg = kv_cache_arg(hf)
     grid = grid or (QUICK_GRID if quick else DEFAULT_GRID)
