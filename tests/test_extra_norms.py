@@ -126,3 +126,19 @@ def test_qwen3_layer_of_transformers_moves_what_the_cost_model_says():
     assert counter.check_layer(256, "Qwen3-8B")["ratio"] == pytest.approx(1.0, abs=0.02)
     counted = counter.count(256, counter.SHAPES["Llama-3-8B"])["plain_norm"]
     assert counted == pytest.approx(load_engine("hf-eager").unfused_elementwise.plain_norm, rel=0.02)
+
+
+def test_logit_softcap_adds_three_passes_over_the_logits_after_the_lm_head():
+    """Gemma-2-27B (final_logit_softcapping 30 by its class's default; vocab 256,000): a soft cap's division, tanh and
+    product each read and write the logits (bf16), three kernels, their time added after the LM head's GEMM."""
+    model = load_model("google/gemma-2-27b-it")
+    assert model.logit_softcap and not load_model("google/gemma-3-27b-it").logit_softcap
+    hw, quant, engine = load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm")
+    shape = BatchShape.uniform(64, 1, 1024)  # a decode step of 64 sequences: 64 tokens' logits
+    capped = CostModel(model, hw, quant, engine)
+    plain = CostModel(model.model_copy(update={"logit_softcap": False}), hw, quant, engine)
+    head = {op.name: op for op in capped.iteration(shape).operators}["lm_head"]
+    base = {op.name: op for op in plain.iteration(shape).operators}["lm_head"]
+    softcap_bytes = 3 * 2 * 64 * 256000 * ELEMENT
+    assert head.bytes - base.bytes == pytest.approx(softcap_bytes)
+    assert head.time_s - base.time_s == pytest.approx(capped.memory_s(softcap_bytes) + 3 * capped.eff.kernel_launch_s)

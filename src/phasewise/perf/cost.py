@@ -36,6 +36,7 @@ from phasewise.perf.expert_load import expected_distinct_experts, expected_row_t
 from phasewise.perf.operators import (
     EAGER_DISPATCH,
     KERNELS,
+    LOGIT_SOFTCAP_KERNELS,
     QK_NORM_KERNELS,
     IterationCost,
     OperatorCost,
@@ -146,7 +147,7 @@ class CostModel(DecodeSeries, Communication):
                                  * (1.0 - self.linear_share))
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
                                 m.linear_layer_share, m.linear_recurrence, self.activation_quant,
-                                compressed_shares(m), self._qk_norm_kernels, m.post_norms)
+                                compressed_shares(m), self._qk_norm_kernels, m.post_norms, m.logit_softcap)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -552,10 +553,14 @@ class CostModel(DecodeSeries, Communication):
                          self._memory_s(emb_bytes + gather) + projection[3])
         ops.append(self._op("embedding", 1, *embedding, eager))
         vocab = m.vocab_size / self.layout.attention_tp
-        # fp32 logits written and read by the sampler
-        lm_head = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False,
-                             extra_bytes=logit_tokens * vocab * 4.0)
-        ops.append(self._op("lm_head", 1, *lm_head, eager))
+        # fp32 logits written and read by the sampler; a soft cap's division, tanh and product, kernels of their own
+        # after the GEMM (its time added to it, not hidden under it), each reading and writing the logits in the
+        # activations' dtype (vLLM's LogitsProcessor and transformers run the three; SGLang's fused_softcap one)
+        softcap_bytes = LOGIT_SOFTCAP_KERNELS * 2 * logit_tokens * vocab * ab if m.logit_softcap else 0.0
+        flops, nbytes, compute_s, memory_s = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False,
+                                                        extra_bytes=logit_tokens * vocab * 4.0)
+        ops.append(self._op("lm_head", 1, flops, nbytes + softcap_bytes, compute_s, memory_s, eager,
+                            extra_s=self._memory_s(softcap_bytes) if softcap_bytes else 0.0))
         if self.pp > 1:  # the residual stream crosses each stage boundary (compressed attention: its hc_mult streams)
             streams = m.compressed.hc_mult if m.compressed is not None else 1
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * streams * h * ab, 2, self.pp_bw, self.pp_lat,

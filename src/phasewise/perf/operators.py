@@ -75,6 +75,8 @@ COMPRESSED_KERNELS = {"qkv_proj": 4, "attention": 3, "o_proj": 2, "elementwise":
 # off) emits them as Triton kernels of its choosing, not counted apart. A v norm (Gemma 4) and a post-norm
 # (ModelSpec.post_norms) are one kernel each
 QK_NORM_KERNELS = 1
+# a final logit soft cap (ModelSpec.logit_softcap): the division, tanh and product over the logits
+LOGIT_SOFTCAP_KERNELS = 3
 COMPRESSOR_KERNELS = 2
 CSA_INDEXER_KERNELS = 7
 
@@ -83,13 +85,13 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
                   linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet",
                   activation_quant: str | None = None,
                   compressed: tuple[float, float] | None = None, qk_norm_kernels: int = 0,
-                  post_norms: int = 0) -> dict[str, float]:
+                  post_norms: int = 0, logit_softcap: bool = False) -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
     own; in a hybrid stack with `linear_share` of its layers linear attention (of `linear_recurrence`), the mean
     layer's; with `activation_quant` (the compute dtype an engine quantizes GEMM inputs to in kernels of their own),
     those kernels (QUANTIZED_INPUTS); `compressed`: compressed attention's (CSA, HCA) shares of the layers (its mean
     layer's kernels, COMPRESSED_KERNELS); `qk_norm_kernels` on each softmax layer and `post_norms` on every one (the
-    norms beyond the two fused add + norms)."""
+    norms beyond the two fused add + norms); `logit_softcap`: the LM head's soft cap."""
     counts: dict[str, float] = dict(KERNELS)
     if compressed is not None:
         csa, hca = compressed
@@ -104,6 +106,7 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
     for name, linear in linear_kernels.items():
         counts[name] += linear_share * (linear - counts[name])
     counts["elementwise"] += qk_norm_kernels * (1.0 - linear_share) + post_norms
+    counts["lm_head"] += LOGIT_SOFTCAP_KERNELS * logit_softcap
     if shared_experts:
         counts["moe_shared"] = SHARED_EXPERT_KERNELS
     if activation_quant is not None:

@@ -146,6 +146,9 @@ V_NORM_TYPES = ("gemma4_text",)
 # pre_feedforward_layernorm, GLM-4's post_self_attn_layernorm and post_mlp_layernorm (OLMo 2 / 3's and EXAONE 4's
 # norms come after the sublayers instead of before them: two, as a pre-norm layer's)
 SANDWICH_NORM_TYPES = ("gemma2", "gemma3_text", "gemma4_text", "glm4")
+# final_logit_softcapping and its default in the family's config class (Gemma 2: 30.0; Gemma 3 / 4: None, set by the
+# Gemma 4 checkpoints' config.json)
+LOGIT_SOFTCAP_DEFAULTS = {"gemma2": 30.0, "gemma3_text": None, "gemma4_text": None}
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
@@ -530,6 +533,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
                                         and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES.get(mt)))),
         v_norm=mt in V_NORM_TYPES,
         post_norms=2 if mt in SANDWICH_NORM_TYPES else 0,
+        logit_softcap=mt in LOGIT_SOFTCAP_DEFAULTS and cfg.get("final_logit_softcapping",
+                                                                LOGIT_SOFTCAP_DEFAULTS[mt]) is not None,
         # MiniMax-M2's "per_layer" QK norm spans every head (Qwen3's default is one norm per head)
         qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,

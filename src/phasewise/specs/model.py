@@ -101,6 +101,9 @@ class ModelSpec(BaseModel):
     # 3 / 4's post_attention_layernorm and post_feedforward_layernorm, GLM-4's post_self_attn_layernorm and
     # post_mlp_layernorm (2); a kernel each, reading and writing the hidden state
     post_norms: int = Field(default=0, ge=0)
+    # final_logit_softcapping (Gemma 2, Gemma 4 checkpoints): the logits divided by the cap, tanh'd and multiplied
+    # back before sampling, three elementwise passes over them (perf/cost.py)
+    logit_softcap: bool = False
     # Gated attention (Qwen3-Next, Qwen3.5: attn_output_gate): q_proj also projects a per-head sigmoid gate of the
     # query's width, applied to the attention output before o_proj
     attention_output_gate: bool = False
