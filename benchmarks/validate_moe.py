@@ -81,7 +81,8 @@ CSV's README states. Chosen on the fit rows (274): mean-TTFT median error 32.2 %
 TPOT 16.85 % both. (Reading every row whose id starts with a date as InferenceX's gave 29.7 % / 17.2 % on the fit
 rows; an id's form is no evidence of who deployed the run, so it was not taken.)
 Precision: gemm/moe quant nvfp4 -> nvfp4, fp8/fp8_block -> fp8-block (DeepSeek's 128x128 block scales), fp8/fp8
--> fp8, int4_wo -> w4a16 (Kimi-K2.5's native INT4 experts; attention costed at INT4 too, an approximation),
+-> fp8, int4_wo -> bf16-w4a16-g32 (Kimi-K2.5's native format: INT4 routed experts in groups of 32, its attention,
+shared experts and dense first layer BF16; until 2026-12-05 w4a16 everywhere, its attention costed at INT4),
 empty/bf16 -> bf16; gpt-oss-120b's FP4 rows (labelled nvfp4) -> mxfp4, the only format its checkpoint ships in (and
 AIConfigurator's w4a16_mxfp4 MoE mode -> mxfp4, its Hopper label); KV cache FP8 for fp8, fp8-block and FP4 rows
 (validate_concurrency.py's rule and evidence).
@@ -136,7 +137,7 @@ NOT_COSTED = {
 }
 # (precision, gemm_quant_mode, moe_quant_mode) -> phasewise precision
 PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "fp8-block",
-             ("fp8", "fp8", "fp8"): "fp8", ("int4", "int4_wo", "int4_wo"): "w4a16",
+             ("fp8", "fp8", "fp8"): "fp8", ("int4", "int4_wo", "int4_wo"): "bf16-w4a16-g32",
              ("bf16", "", ""): "bf16", ("", "", ""): "bf16"}
 # a checkpoint released in one format only, whatever label the CSV gives its FP4 runs: openai/gpt-oss-120b ships its
 # experts in MXFP4 (config.json quant_method mxfp4) and the engines serve that checkpoint; AIConfigurator labels its

@@ -142,3 +142,25 @@ def test_logit_softcap_adds_three_passes_over_the_logits_after_the_lm_head():
     softcap_bytes = 3 * 2 * 64 * 256000 * ELEMENT
     assert head.bytes - base.bytes == pytest.approx(softcap_bytes)
     assert head.time_s - base.time_s == pytest.approx(capped.memory_s(softcap_bytes) + 3 * capped.eff.kernel_launch_s)
+
+
+def test_kimi_int4_checkpoint_keeps_its_attention_bf16():
+    """Kimi-K2.5's native format (bf16-w4a16-g32): its 60 MoE layers' 384 routed experts of 3 x 7,168 x 2,048 weights
+    in symmetric INT4 groups of 32 (0.5 + 2/32 bytes a weight), everything else BF16; against w4a16-g32 everywhere the
+    difference is the non-routed linear weights at 2 - 0.5625 bytes, against BF16 everywhere the routed ones."""
+    from phasewise.perf.memory import weight_bytes_per_gpu
+
+    m = load_model("moonshotai/Kimi-K2.5")
+    native, everywhere = load_quant(m.default_precision), load_quant("w4a16-g32")
+    assert m.default_precision == "bf16-w4a16-g32" and native.experts_scheme().weight_bytes_per_param == 0.5625
+    routed = 60 * 384 * 3 * 7168 * 2048
+    bf16 = load_quant("bf16")
+    by_hand = {q: weight_bytes_per_gpu(m, q, 1, 1) for q in (native, everywhere, bf16)}
+    assert by_hand[bf16] - by_hand[native] == pytest.approx(routed * (2 - 0.5625), rel=1e-12)
+    # per layer the latent attention's q_a, q_b, kv_a, kv_b and o (61 layers); per MoE layer the shared expert and the
+    # router (60); the dense first layer's MLP
+    attention = 7168 * 1536 + 1536 * 64 * 192 + 7168 * 576 + 512 * 64 * 256 + 64 * 128 * 7168
+    other = 61 * attention + 60 * (3 * 7168 * 2048 + 7168 * 384) + 3 * 7168 * 18432
+    assert by_hand[native] - by_hand[everywhere] == pytest.approx(other * (2 - 0.5625), rel=1e-12)
+    cm = CostModel(m, load_hardware("b200"), native, load_engine("vllm"), tp=8)
+    assert (cm.quant.compute_dtype, cm.expert_quant.weight_dtype) == ("bf16", "int4")

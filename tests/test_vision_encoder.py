@@ -215,7 +215,15 @@ def test_kimi_k25_wrapper_holds_the_kimi_k2_text_model(tmp_path):
         m = load_model(_write(tmp_path, cfg))
         k2 = load_model("moonshotai/Kimi-K2-Instruct")
         assert (m.total_params, m.kv_latent_size, m.encoder_params) == (k2.total_params, k2.kv_latent_size, 0)
-        assert m.native_precision == load_model("moonshotai/Kimi-K2-Thinking").native_precision == "w4a16"
+        assert m.native_precision == "w4a16"  # 4-bit, its groups' symmetry and the ignore list not stated
+        # as the checkpoints state them: symmetric groups of 32, the attention left BF16 (routed experts INT4)
+        groups = {"group_0": {"weights": {"num_bits": 4, "group_size": 32, "symmetric": True, "type": "int"}}}
+        cfg["quantization_config"].update(config_groups=groups, ignore=["lm_head", "re:.*self_attn.*"])
+        assert load_model(_write(tmp_path, cfg)).native_precision == "bf16-w4a16-g32"
+        cfg["quantization_config"]["ignore"] = ["lm_head"]
+        assert load_model(_write(tmp_path, cfg)).native_precision == "w4a16-g32"
+    for name in ("moonshotai/Kimi-K2-Thinking", "moonshotai/Kimi-K2.5"):
+        assert load_model(name).native_precision == "bf16-w4a16-g32"
 
 
 def test_glm45v_wrapper_holds_glm45_air_shape(tmp_path):

@@ -355,7 +355,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
 def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
     block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
-    (gpt-oss) mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16."""
+    (gpt-oss) mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16 (compressed-tensors' symmetric
+    group-32 INT4 w4a16-g32, bf16-w4a16-g32 where its ignore list keeps the attention BF16: Kimi-K2 Thinking, K2.5)."""
     qc = cfg.get("quantization_config")
     if not qc:
         return None
@@ -382,7 +383,13 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
         return "w4a16"
     if method == "compressed-tensors":
         groups = (qc.get("config_groups") or {}).values()
-        bits = {int(((g or {}).get("weights") or {}).get("num_bits", 0)) for g in groups}
+        weights = [(g or {}).get("weights") or {} for g in groups]
+        bits = {int(w.get("num_bits", 0)) for w in weights}
+        if bits == {4} and {w.get("group_size") for w in weights} == {32} and all(w.get("symmetric") for w in weights):
+            # Kimi-K2 Thinking / K2.5: INT4 routed experts, the attention (and shared experts) left BF16 by the ignore
+            # list; every linear layer INT4 otherwise
+            ignore = [str(rule) for rule in qc.get("ignore") or []]
+            return "bf16-w4a16-g32" if any("self_attn" in rule for rule in ignore) else "w4a16-g32"
         if bits == {4}:
             return "w4a16"
         if bits == {8}:
