@@ -163,7 +163,9 @@ def test_a_checkpoint_runs_in_its_native_format_unless_told_otherwise():
     assert load_model("Qwen/Qwen3-32B").default_precision == "bf16"
     assert load_model("Qwen/Qwen3-32B-FP8").default_precision == "fp8-block"
     assert load_model("nvidia/Qwen3-32B-NVFP4").default_precision == "nvfp4"
-    assert load_model("moonshotai/Kimi-K2-Thinking").default_precision == "w4a16"
+    # INT4 routed experts in groups of 32, the rest BF16
+    assert load_model("moonshotai/Kimi-K2-Thinking").default_precision == "bf16-w4a16-g32"
+    assert load_model("moonshotai/Kimi-K2-Instruct").default_precision == "fp8-block"
     from phasewise.perf import estimate
 
     native = estimate(DEEPSEEK, "h200-sxm", tp=8)
