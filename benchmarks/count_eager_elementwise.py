@@ -92,7 +92,10 @@ def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
             "ops": float(whole.ops)}
 
 
-# transformers decoder layers beside Llama's, as config.json fields (phasewise's parser reads the same dict)
+# transformers decoder layers beside Llama's, as config.json fields (phasewise's parser reads the same dict), and where
+# transformers keeps each model type's classes (module, config class, decoder layer class)
+LAYER_CLASSES = {"qwen3": ("qwen3", "Qwen3Config", "Qwen3DecoderLayer"),
+                 "gemma3_text": ("gemma3", "Gemma3TextConfig", "Gemma3DecoderLayer")}
 LAYERS = {
     "Qwen3-8B": dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=1,
                      num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=256),
@@ -105,6 +108,8 @@ LAYERS = {
 def check_layer(tokens: int, label: str) -> dict[str, float]:
     """transformers' own decoder layer of `label` (LAYERS) in bf16 on the meta device: its elementwise bytes over the
     cost model's for the same shape with the `hf-eager` profile, and its dispatched ops."""
+    import importlib
+
     import torch
     import transformers
 
@@ -113,10 +118,8 @@ def check_layer(tokens: int, label: str) -> dict[str, float]:
     from phasewise.specs.hf_config import from_hf_config
 
     fields = LAYERS[label]
-    config_class, layer_class = {"qwen3": ("Qwen3Config", "Qwen3DecoderLayer"),
-                                 "gemma3_text": ("Gemma3TextConfig", "Gemma3DecoderLayer")}[fields["model_type"]]
-    module = transformers.models.qwen3.modeling_qwen3 if fields["model_type"] == "qwen3" \
-        else transformers.models.gemma3.modeling_gemma3
+    family, config_class, layer_class = LAYER_CLASSES[fields["model_type"]]
+    module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
     config = getattr(transformers, config_class)(**{k: v for k, v in fields.items() if k != "model_type"},
                                                  attn_implementation="sdpa")
     dtype = torch.bfloat16

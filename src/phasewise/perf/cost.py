@@ -137,14 +137,15 @@ class CostModel(DecodeSeries, Communication):
                                  and dtype_bytes(quant.compute_dtype) < self.a_bytes else None)
         self._quantized_bytes_per_token = (self._quantized_input_elements() * (self.a_bytes + dtype_bytes(
             self.activation_quant)) if self.activation_quant else 0.0)
-        # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
-        # eager, and the device launches of all of them
-        # q / k (and v) norms: a kernel each on the softmax layers, q's and k's none where the engine runs them inside
-        # its RoPE kernel; the elements they read (and write) per token, per GPU, on the mean layer
+        # q / k (and v) norms on the softmax layers: q's and k's one kernel's time (QK_NORM_KERNELS), none where the
+        # engine runs them inside its RoPE kernel, v's one; the elements they read (and write) per token, per GPU, on
+        # the mean layer
         qk_normed = (m.qk_norm or m.qk_norm_across_heads) and m.model_type not in engine.qk_norm_rope_fused
         self._qk_norm_kernels = QK_NORM_KERNELS * qk_normed + m.v_norm
         self._qk_normed_width = (self._qk_width(keys=qk_normed, queries=qk_normed, values=m.v_norm)
                                  * (1.0 - self.linear_share))
+        # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
+        # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
                                 m.linear_layer_share, m.linear_recurrence, self.activation_quant,
                                 compressed_shares(m), self._qk_norm_kernels, m.post_norms, m.logit_softcap)

@@ -188,8 +188,8 @@ class EngineProfile(BaseModel):
     # (false: the quantization is fused into the kernel that produced the input, a norm or an activation)
     activation_quant_kernels: bool = False
     # The model types whose q / k RMSNorms (ModelSpec.qk_norm) the engine runs inside its RoPE kernel (TensorRT-LLM's
-    # fused_qk_norm_rope for Qwen3): no kernels or traffic of their own; the others' a kernel each (as vLLM and SGLang
-    # run them by default)
+    # fused_qk_norm_rope for Qwen3): no kernels or traffic of their own; the others' their own kernel (as vLLM and
+    # SGLang run them by default)
     qk_norm_rope_fused: tuple[str, ...] = ()
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default

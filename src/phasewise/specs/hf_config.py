@@ -537,7 +537,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         chunked_attention=chunked,
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
         qk_norm=mt in QK_NORM_TYPES or (mt in QK_NORM_FLAG_TYPES
-                                        and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES.get(mt)))),
+                                        and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES[mt]))),
         v_norm=mt in V_NORM_TYPES,
         post_norms=2 if mt in SANDWICH_NORM_TYPES else 0,
         logit_softcap=mt in LOGIT_SOFTCAP_DEFAULTS and cfg.get("final_logit_softcapping",

@@ -91,7 +91,8 @@ class ModelSpec(BaseModel):
     v_head_dim: int = Field(default=0, ge=0)  # 0: head_dim
     mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction modules (num_nextn_predict_layers)
     # q and k RMSNormed before RoPE on the softmax attention layers (Qwen3's q_norm / k_norm over each head, Gemma 3
-    # / 4's, OLMo 2's over every head at once): a kernel each, reading and writing q and k (perf/cost.py)
+    # / 4's, OLMo 2's over every head at once): reading and writing q and k, one kernel's time for the two
+    # (perf/operators.py QK_NORM_KERNELS, perf/cost.py)
     qk_norm: bool = False
     v_norm: bool = False  # the values RMSNormed too (Gemma 4's weightless v_norm): a kernel, reading and writing v
     # QK RMSNorm over the whole q and k projections, every head at once (MiniMax-M2: use_qk_norm with
