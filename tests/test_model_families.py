@@ -95,7 +95,7 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"model_type": "falcon"}, "unknown model_type 'falcon' \\(supported: llama"),
+    ({"model_type": "mpt"}, "unknown model_type 'mpt' \\(supported: llama"),
     ({"model_type": "mamba"}, "model_type .mamba. is not modelled yet \\(state-space"),
     ({"model_type": "gemma2", "use_bidirectional_attention": True}, "field use_bidirectional_attention"),
     ({"model_type": "gemma3_text", "sliding_window": 64, "sliding_window_pattern": 0},

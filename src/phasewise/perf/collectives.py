@@ -52,11 +52,11 @@ class Communication:
             if self.tp == 1:
                 return []
             dense_layers, moe_layers = self.mlp_layers(L)  # after the mixer, and after each MLP
-            return [self._collective("tp_allreduce", L + dense_layers + moe_layers, T * h * ab, self.tp, self.tp_bw,
-                                     self.tp_lat, eager)]
+            return [self._collective("tp_allreduce", L + self._own_dense_reductions(dense_layers) + moe_layers,
+                                     T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
         ops: list[OperatorCost] = []
         dense_layers, moe_layers = self.mlp_layers(L)
-        attention_tp_reductions = L + dense_layers  # after attention, and after each dense MLP
+        attention_tp_reductions = L + self._own_dense_reductions(dense_layers)  # after attention and each dense MLP
         if layout.attention_tp > 1:
             ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
                                         self.tp_bw, self.tp_lat, eager))
@@ -68,6 +68,11 @@ class Communication:
             ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_ring_bw,
                                         self.moe_lat, eager))
         return ops
+
+    def _own_dense_reductions(self, dense_layers: int) -> int:
+        """All-reduces of the dense MLPs' own: none where a layer sums its attention's and MLP's outputs before one
+        (ModelSpec.parallel_block_reduce, Falcon), else one each."""
+        return 0 if self.model.parallel_block_reduce else dense_layers
 
     def _all_to_all(self, T: float, extend: bool) -> tuple[float, float]:
         """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:

@@ -90,7 +90,8 @@ class TensorParallelEdge:
             ops_s = sum(op.time_s for op in iteration.operators if op.name != "tp_allreduce")
             host_s = iteration.host_s
             device_s = max(device_s, max(ops_s, host_s) if self.overlap else ops_s + host_s)
-        comm_s = 2 * self.model.num_layers * self.allreduce_s(hidden_state_bytes(self.model, self.quant, new))
+        reductions = 1 if self.model.parallel_block_reduce else 2  # a layer's (Falcon sums attention's and MLP's)
+        comm_s = reductions * self.model.num_layers * self.allreduce_s(hidden_state_bytes(self.model, self.quant, new))
         return device_s + comm_s, comm_s
 
     def run(self, prompt_tokens: int, output_tokens: int) -> TensorParallelRun:

@@ -19,6 +19,7 @@ from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hf_deepseek_v4 import deepseek_v4_spec
 from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, gemma4_config
+from phasewise.specs.hf_gpt import GPT_TYPES, gpt_spec
 from phasewise.specs.hf_layers import (
     SPEC_FIELDS,
     WINDOW_PATTERN_DEFAULT,
@@ -245,7 +246,7 @@ ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwe
             "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder, "qwen3_5_moe": qwen3_vl_encoder,
             "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder,
             "internvl_chat": internvl_encoder, "internvl": internvl_encoder, "gemma4": gemma4_encoder}
-OTHER_TYPES = ("opt", "bloom", "llada", "olmo")
+OTHER_TYPES = ("opt", "bloom", "llada", "olmo") + GPT_TYPES  # GPT-2's lineage: specs/hf_gpt.py
 # Llama-style fields around recurrent layers of their own (specs/hf_recurrent.py): Jamba's Mamba-1, LFM2's short
 # convolutions, MiniMax's lightning attention
 RECURRENT_HYBRID_TYPES = ("jamba",) + LFM2_TYPES + LIGHTNING_TYPES
@@ -332,6 +333,9 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = _bloom(name, cfg, where)
         elif mt in ("llada", "olmo"):
             spec = _olmo_style(name, cfg, where)
+        elif mt in GPT_TYPES:
+            _require(cfg, where, "n_layer", "num_hidden_layers")  # the layer-count bound
+            spec = gpt_spec(name, cfg, where, mt)
         elif mt in ("granitemoehybrid", "bamba"):  # Bamba: Granite 4.0-H's dense layers
             spec = _granite_hybrid(name, cfg, where).model_copy(update={"model_type": mt})
         elif mt in MAMBA_HYBRID_TYPES:

@@ -143,8 +143,12 @@ class ModelSpec(BaseModel):
     # MLP blocks as separate layers (hybrid_override_pattern), and pairs here each MLP block with a mixer block; the
     # mixers left over (its attention blocks placed between two recurrent ones) are these
     mlp_free_layers: int = Field(default=0, ge=0)
-    # RoPE on the softmax layers' q and k (Nemotron-H's attention has none: vLLM NemotronHAttention)
+    # RoPE on the softmax layers' q and k (Nemotron-H's attention has none: vLLM NemotronHAttention; nor have learned
+    # or ALiBi positions: GPT-2, GPT-BigCode, ALiBi Falcons)
     attention_rope: bool = True
+    # attention and MLP side by side, their outputs summed before one all-reduce a layer under TP, not one each
+    # (Falcon with parallel_attn or new_decoder_architecture: vLLM falcon.py's reduce_row_parallel_results)
+    parallel_block_reduce: bool = False
     # Sparse latent attention (DeepSeek sparse attention, DSA: DeepSeek-V3.2, GLM-5; index_topk > 0): a lightning
     # indexer of indexer_heads x indexer_head_dim FP8 queries against one indexer key per cached token (its own small
     # cache) scores every earlier token, and each query attends over the sparse_attention_topk best-scored only
@@ -187,6 +191,9 @@ class ModelSpec(BaseModel):
         if self.num_moe_layers + self.mlp_free_layers > self.num_layers:
             raise ValueError(f"num_moe_layers={self.num_moe_layers} and mlp_free_layers={self.mlp_free_layers} "
                              f"exceed the {self.num_layers} layers")
+        if self.parallel_block_reduce and (self.num_moe_layers or self.mlp_free_layers or self.linear_attention_layers):
+            raise ValueError("parallel_block_reduce (attention and MLP summed before one all-reduce) is modelled for "
+                             "dense softmax-attention layers only")
         if self.num_dense_layers > 0 and self.intermediate_size <= 0:
             raise ValueError("dense layers need a positive intermediate_size")
         if self.kv_lora_rank and not 0 < self.qk_rope_head_dim < self.head_dim:
