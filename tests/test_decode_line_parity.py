@@ -22,7 +22,7 @@ EXAMPLES = int(os.environ.get("PHASEWISE_FUZZ_EXAMPLES", "25"))
 MODELS = ("deepseek-ai/DeepSeek-V3", "Qwen/Qwen3-30B-A3B", "openai/gpt-oss-120b", "meta-llama/Llama-3.1-8B",
           "Qwen/Qwen3.5-397B-A17B", "zai-org/GLM-5", "MiniMaxAI/MiniMax-M2", "meta-llama/Llama-3.1-70B",
           "google/gemma-4-31B-it", "google/gemma-4-26B-A4B-it", "google/gemma-4-E4B-it", "XiaomiMiMo/MiMo-V2-Flash",
-          "deepseek-ai/DeepSeek-V4-Flash", "deepseek-ai/DeepSeek-V4-Pro")
+          "deepseek-ai/DeepSeek-V4-Flash", "deepseek-ai/DeepSeek-V4-Pro", "nvidia/Llama-3_3-Nemotron-Super-49B-v1")
 CHIPS = ("h100-sxm", "h200-sxm", "b200", "gb200", "a100-sxm-80gb")
 ENGINES = ("vllm", "sglang", "trtllm-pytorch", "vllm-2023", "hf-eager")  # catalog names (a wrong one: assume(False))
 

@@ -117,6 +117,10 @@ def models_cmd(as_json: Json = False) -> None:
             attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
         if m.mlp_free_layers:
             attention += f", {m.mlp_free_layers} without an MLP"
+        if m.attention_free_layers:
+            attention += f", {m.attention_free_layers} of {m.num_layers} layers without attention"
+        if m.mlp_width_varies:
+            attention += f", MLPs {m.intermediate_size:,} wide on average (widest {m.widest_mlp_size:,})"
         if m.kv_shared_layers:
             attention += f", the last {m.kv_shared_layers} reuse earlier layers' KV"
         if m.per_layer_input_size:

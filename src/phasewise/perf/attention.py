@@ -166,14 +166,14 @@ class AttentionCost:
                  "tensor_flops_per_s", "vector_flops_per_s", "decode_tensor_cores", "prefill_half_tokens",
                  "decode_half_rows", "decode_s_per_byte", "memory_s", "prefill_kernel",
                  "prefill_tensor_flops_per_s", "decode_flops_per_pair", "decode_kv_bytes_per_token",
-                 "decode_q_bytes_per_token", "latent", "heads", "head_dim", "ranks", "linear", "sparse")
+                 "decode_q_bytes_per_token", "latent", "heads", "head_dim", "ranks", "linear", "sparse", "layer_share")
 
     def __init__(self, hardware: HardwareSpec, engine: EngineProfile, *, head_dim: int, heads: int,
                  kv_heads: int, kv_bytes: float, activation_bytes: float, tensor_peak_flops: float,
                  vector_flops_per_s: float, memory_s: Callable[[float], float],
                  prefill_kernel: AttentionKernel | None = None, latent: LatentAttention | None = None,
                  ranks: int = 1, linear: LinearAttention | None = None, sparse: SparseIndexer | None = None,
-                 value_dim: int | None = None) -> None:
+                 value_dim: int | None = None, layer_share: float = 1.0) -> None:
         """`heads`/`kv_heads` are this GPU's; `value_dim`: a value head's width where it differs from the q.k width
         `head_dim` (MiMo-V2-Flash's 128 beside 192; None: head_dim); `memory_s(bytes)` is the streaming-copy time of
         the device;
@@ -182,9 +182,12 @@ class AttentionCost:
         `ranks`: attention data-parallel ranks, each running whole sequences of the batch (the costs are the
         busiest rank's: ceil(seqs / ranks) of the sequences); `linear`: a hybrid stack's linear-attention layers
         (then every cost is the mean layer's: the softmax layers' share of this one and linear's of its own);
-        `sparse`: DeepSeek sparse attention's indexer (then each query attends over its top-k keys only)."""
+        `sparse`: DeepSeek sparse attention's indexer (then each query attends over its top-k keys only);
+        `layer_share`: the share of the layers that attend at all (ModelSpec.attention_free_layers run none), every
+        cost then the mean layer's."""
         eff = hardware.efficiency
         self.latent, self.heads, self.head_dim, self.ranks, self.linear = latent, heads, head_dim, ranks, linear
+        self.layer_share = layer_share
         self.sparse = sparse
         if latent is None:
             widths = head_dim + (value_dim or head_dim)  # a key's and a value's
@@ -226,6 +229,8 @@ class AttentionCost:
             share = busiest_rank_share(seqs, self.ranks)
             seqs, tokens, pairs, kv_tokens = seqs * share, tokens * share, pairs * share, kv_tokens * share
         softmax = self._softmax_kernel(seqs, tokens, pairs, kv_tokens, decode)
+        if self.layer_share != 1.0:  # the mean layer of a stack with attention-free layers (no linear ones beside)
+            return tuple(value * self.layer_share for value in softmax)
         lin = self.linear
         if lin is None:
             return softmax

@@ -52,11 +52,12 @@ class Communication:
             if self.tp == 1:
                 return []
             dense_layers, moe_layers = self.mlp_layers(L)  # after the mixer, and after each MLP
-            return [self._collective("tp_allreduce", L + self._own_dense_reductions(dense_layers) + moe_layers,
-                                     T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
+            return [self._collective("tp_allreduce", self._mixer_reductions(L) + self._own_dense_reductions(
+                dense_layers) + moe_layers, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
         ops: list[OperatorCost] = []
         dense_layers, moe_layers = self.mlp_layers(L)
-        attention_tp_reductions = L + self._own_dense_reductions(dense_layers)  # after attention and each dense MLP
+        # after attention and each dense MLP
+        attention_tp_reductions = self._mixer_reductions(L) + self._own_dense_reductions(dense_layers)
         if layout.attention_tp > 1:
             ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
                                         self.tp_bw, self.tp_lat, eager))
@@ -68,6 +69,11 @@ class Communication:
             ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_ring_bw,
                                         self.moe_lat, eager))
         return ops
+
+    def _mixer_reductions(self, L: int) -> int:
+        """All-reduces after the token mixers of a stage's `L` layers: one each but in its attention-free layers (the
+        stack's share of them)."""
+        return L - round(L * self.model.attention_free_share)
 
     def _own_dense_reductions(self, dense_layers: int) -> int:
         """All-reduces of the dense MLPs' own: none where a layer sums its attention's and MLP's outputs before one

@@ -106,6 +106,8 @@ class CostModel(DecodeSeries, Communication):
         self.window_share, self.hybrid_window = m.window_layer_share, m.sliding_window
         # a hybrid stack with linear-attention layers: every layer operator is the mean layer's (_mean_layer)
         self.linear_share = m.linear_layer_share
+        # the share of the layers with softmax attention: all but the linear and the attention-free ones (never both)
+        self.softmax_share = 1.0 - self.linear_share - m.attention_free_share
         self.gemm_eff = eff.gemm_efficiency_max * engine.compute_efficiency
         # the model's own weights run on the scheme's kernels: at their small-batch tile where it is fewer rows
         self._own_kernel_half_rows = min(eff.gemm_half_rows, quant.kernel_half_rows or eff.gemm_half_rows)
@@ -122,7 +124,7 @@ class CostModel(DecodeSeries, Communication):
                                        latent=self._latent_attention() if m.latent_attention else None,
                                        ranks=layout.attention_dp,
                                        linear=self._linear_attention() if m.linear_attention_layers else None,
-                                       sparse=self._sparse_indexer())
+                                       sparse=self._sparse_indexer(), layer_share=1.0 - m.attention_free_share)
         # a hybrid stack's windowed layers shaped unlike its full ones (Gemma 4): their own attention kernel
         self.window_kv_heads = kv_heads_per_gpu(m.window_layer_kv_heads, layout.attention_tp)
         self.window_attention = AttentionCost(
@@ -143,12 +145,13 @@ class CostModel(DecodeSeries, Communication):
         qk_normed = (m.qk_norm or m.qk_norm_across_heads) and m.model_type not in engine.qk_norm_rope_fused
         self._qk_norm_kernels = QK_NORM_KERNELS * qk_normed + m.v_norm
         self._qk_normed_width = (self._qk_width(keys=qk_normed, queries=qk_normed, values=m.v_norm)
-                                 * (1.0 - self.linear_share))
+                                 * self.softmax_share)
         # the attention operator over a stage's layers (_op's rule): its kernels' host dispatch per layer when
         # eager, and the device launches of all of them
         kernels = kernel_counts(m.latent_attention, m.shared_expert_intermediate_size > 0, m.sparse_attention_topk > 0,
                                 m.linear_layer_share, m.linear_recurrence, self.activation_quant,
-                                compressed_shares(m), self._qk_norm_kernels, m.post_norms, m.logit_softcap)
+                                compressed_shares(m), self._qk_norm_kernels, m.post_norms, m.logit_softcap,
+                                m.attention_free_share)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
@@ -501,13 +504,13 @@ class CostModel(DecodeSeries, Communication):
         if m.compressed is not None:  # q and the K = V entry normed and roped, the output's inverse RoPE
             roped = (2 * self.heads + 1) * hd
         # the linear layers' own elementwise work (conv, gated norm) is the linear-attention kernel's (attention.py)
-        roped *= (1.0 - self.linear_share) * m.attention_rope
+        roped *= self.softmax_share * m.attention_rope
         # an output gate: its sigmoid over the attention output (gate and output read, gated output written)
-        gated = 3 * self.heads * m.v_dim * (1.0 - self.linear_share) if m.attention_output_gate else 0.0
-        # the two fused add + norms (compressed attention: the norms alone, the mixers adding the residual streams);
-        # norms without a residual add: a post-norm's read and write of the hidden state, the q / k norms' of q and k
-        # where not inside RoPE's pass
-        norms = 10 * h if m.compressed is None else 4 * h
+        gated = 3 * self.heads * m.v_dim * self.softmax_share if m.attention_output_gate else 0.0
+        # the two fused add + norms (compressed attention: the norms alone, the mixers adding the residual streams;
+        # an attention-free layer: the MLP's alone); norms without a residual add: a post-norm's read and write of
+        # the hidden state, the q / k norms' of q and k where not inside RoPE's pass
+        norms = 10 * h * (1.0 - m.attention_free_share / 2) if m.compressed is None else 4 * h
         plain_norms = 2 * h * m.post_norms + 2 * self._qk_normed_width
         unfused = self.engine.unfused_elementwise  # an engine of unfused eager ops: each class's own traffic
         if unfused is not None:
@@ -590,6 +593,9 @@ class CostModel(DecodeSeries, Communication):
             if shared_full:
                 qkv = self._mean_layer(qkv, gemm(h, q), shared_full / (m.full_kv_layers + shared_full))
         o_proj = gemm(heads * m.v_dim, h)
+        if m.attention_free_layers:  # the mean layer's: attention-free layers project nothing
+            keep = 1.0 - m.attention_free_share
+            qkv, o_proj = tuple(value * keep for value in qkv), tuple(value * keep for value in o_proj)
         if self.linear_share:  # the linear layers' input projections and out_proj (from their value heads)
             qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
             o_proj = self._mean_layer(o_proj, gemm(m.linear_value_dim / self.layout.attention_tp, h), self.linear_share)

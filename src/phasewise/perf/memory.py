@@ -119,6 +119,7 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         replicated = m.linear_replicated_width(attention_tp) * (m.hidden_size + m.linear_conv_kernel)
         linear = (m.linear_attention_params - whole) / attention_tp + whole + replicated
         attn = attn * (1 - m.linear_layer_share) + linear * m.linear_layer_share
+    attn *= 1.0 - m.attention_free_share  # the mean layer's: attention-free layers hold none
     latent = m.moe_latent_params  # a latent MoE's projections: whole on every GPU (replicated)
     dense = m.dense_mlp_params * m.dense_mlp_width_factor * m.dense_layer_share  # double-wide layers' share too
     if dp == 1:
@@ -218,6 +219,7 @@ def kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int, pp: int) -
     if model.window_layer_share:  # a hybrid stack's windowed layers keep a sequence's last `window` tokens only:
         layers -= round(layers * model.window_layer_share)  # per token, only its full layers count (kv_window_terms)
     layers -= round(layers * model.linear_layer_share)  # linear-attention layers keep no KV at all
+    layers -= round(layers * model.attention_free_share)  # nor attention-free ones
     layers -= model.kv_shared_layers - model.kv_shared_window_layers  # nor KV-shared ones (pp 1: check_parallelism)
     return kv_bytes_per_token_layer(model, quant, tp) * layers
 
@@ -442,7 +444,7 @@ def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: 
     """Peak transient memory of one iteration: live hidden states, QKV, MLP intermediate, fp32 logits."""
     m = model
     a = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
-    inter = max(m.intermediate_size, m.expert_intermediate_size * max(m.experts_per_token, 1))
+    inter = max(m.intermediate_size, m.widest_mlp_size, m.expert_intermediate_size * max(m.experts_per_token, 1))
     per_token = (4 * m.hidden_size + (m.q_size + 2 * m.kv_size) / tp + 2 * inter / tp) * a
     return max_tokens * per_token + max_seqs * m.vocab_size / tp * 4.0
 

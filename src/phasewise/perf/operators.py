@@ -75,6 +75,9 @@ COMPRESSED_KERNELS = {"qkv_proj": 4, "attention": 3, "o_proj": 2, "elementwise":
 # off) emits them as Triton kernels of its choosing, not counted apart. A v norm (Gemma 4) and a post-norm
 # (ModelSpec.post_norms) are one kernel each
 QK_NORM_KERNELS = 1
+# the elementwise kernels a layer runs for its attention: its fused add + norm and RoPE (an attention-free layer's
+# MLP keeps its own norm and activation)
+ATTENTION_ELEMENTWISE_KERNELS = 2
 # a final logit soft cap (ModelSpec.logit_softcap): the division, tanh and product over the logits
 LOGIT_SOFTCAP_KERNELS = 3
 COMPRESSOR_KERNELS = 2
@@ -85,13 +88,16 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
                   linear_share: float = 0.0, linear_recurrence: str = "gated_deltanet",
                   activation_quant: str | None = None,
                   compressed: tuple[float, float] | None = None, qk_norm_kernels: int = 0,
-                  post_norms: int = 0, logit_softcap: bool = False) -> dict[str, float]:
+                  post_norms: int = 0, logit_softcap: bool = False,
+                  attention_free_share: float = 0.0) -> dict[str, float]:
     """Kernels per operator for a model: KERNELS, with latent attention's, its sparse indexer's and shared experts'
     own; in a hybrid stack with `linear_share` of its layers linear attention (of `linear_recurrence`), the mean
     layer's; with `activation_quant` (the compute dtype an engine quantizes GEMM inputs to in kernels of their own),
     those kernels (QUANTIZED_INPUTS); `compressed`: compressed attention's (CSA, HCA) shares of the layers (its mean
     layer's kernels, COMPRESSED_KERNELS); `qk_norm_kernels` on each softmax layer and `post_norms` on every one (the
-    norms beyond the two fused add + norms); `logit_softcap`: the LM head's soft cap."""
+    norms beyond the two fused add + norms); `logit_softcap`: the LM head's soft cap; `attention_free_share`: the
+    share of the layers without attention (the mean layer: none of their projections', attention's, RoPE's or
+    attention norm's kernels)."""
     counts: dict[str, float] = dict(KERNELS)
     if compressed is not None:
         csa, hca = compressed
@@ -105,7 +111,11 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
     linear_kernels = LINEAR_KERNELS.get(linear_recurrence, LINEAR_ATTENTION_KERNELS)
     for name, linear in linear_kernels.items():
         counts[name] += linear_share * (linear - counts[name])
-    counts["elementwise"] += qk_norm_kernels * (1.0 - linear_share) + post_norms
+    counts["elementwise"] += qk_norm_kernels * (1.0 - linear_share - attention_free_share) + post_norms
+    if attention_free_share:
+        for name in ("qkv_proj", "attention", "o_proj"):
+            counts[name] *= 1.0 - attention_free_share
+        counts["elementwise"] -= ATTENTION_ELEMENTWISE_KERNELS * attention_free_share
     counts["lm_head"] += LOGIT_SOFTCAP_KERNELS * logit_softcap
     if shared_experts:
         counts["moe_shared"] = SHARED_EXPERT_KERNELS

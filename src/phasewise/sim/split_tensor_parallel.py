@@ -90,8 +90,9 @@ class TensorParallelEdge:
             ops_s = sum(op.time_s for op in iteration.operators if op.name != "tp_allreduce")
             host_s = iteration.host_s
             device_s = max(device_s, max(ops_s, host_s) if self.overlap else ops_s + host_s)
-        reductions = 1 if self.model.parallel_block_reduce else 2  # a layer's (Falcon sums attention's and MLP's)
-        comm_s = reductions * self.model.num_layers * self.allreduce_s(hidden_state_bytes(self.model, self.quant, new))
+        m = self.model  # one all-reduce after each attention and each MLP (Falcon: one a layer for both)
+        reductions = m.num_layers if m.parallel_block_reduce else 2 * m.num_layers - m.attention_free_layers
+        comm_s = reductions * self.allreduce_s(hidden_state_bytes(m, self.quant, new))
         return device_s + comm_s, comm_s
 
     def run(self, prompt_tokens: int, output_tokens: int) -> TensorParallelRun:

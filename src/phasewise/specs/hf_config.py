@@ -33,6 +33,7 @@ from phasewise.specs.hf_layers import (
     window_layers,
 )
 from phasewise.specs.hf_mimo import MIMO_DEFAULTS, MIMO_TYPES, mimo_config
+from phasewise.specs.hf_nas import NAS_TYPES, nas_config
 from phasewise.specs.hf_recurrent import (
     BAMBA_DEFAULTS,
     FALCON_H1_DEFAULTS,
@@ -127,7 +128,10 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      "gemma4_text",
                      # MiMo-V2-Flash (transformers mimo_v2_flash; the checkpoint's remote code mimo_v2): sliding
                      # layers with twice the KV heads, values narrower than keys (specs/hf_mimo.py)
-                     *MIMO_TYPES)
+                     *MIMO_TYPES,
+                     # Llama-Nemotron Super / Ultra (DeciLM, remote code; vLLM nemotron_nas.py): Llama's layers with
+                     # their attention or MLP left out and MLP widths of their own, from block_configs (hf_nas.py)
+                     *NAS_TYPES)
 HUNYUAN_TYPES = ("hunyuan", "hunyuan_v1_moe", "hunyuan_v1_dense")
 # Norms beyond the two before attention and MLP, as transformers 5.25's classes build them (models/<family>/
 # modeling_<family>.py): q and k RMSNormed on every softmax layer (per head: Qwen3's q_norm / k_norm, dots.llm1,
@@ -319,6 +323,9 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         cfg = mimo_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
     if mt in LFM2_TYPES:
         cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
+    if mt in NAS_TYPES:
+        _require(cfg, where, "num_hidden_layers")  # the layer-count bound, before its blocks are walked
+        cfg = nas_config(cfg, where)
     if mt == "bamba":
         cfg = bamba_config(cfg, where, int(_require(cfg, where, "num_hidden_layers")))
     names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES,

@@ -17,7 +17,8 @@ from phasewise.specs.compressed_attention import CompressedAttention
 from phasewise.specs.vision import ImageGeometry, VisionEncoder
 
 # ModelSpec.layer_pattern's letters
-LAYER_KINDS = {"F": "full softmax attention", "W": "windowed softmax attention", "L": "a linear recurrence"}
+LAYER_KINDS = {"F": "full softmax attention", "W": "windowed softmax attention", "L": "a linear recurrence",
+               "N": "no attention (an MLP alone)"}
 
 
 class ModelSpec(BaseModel):
@@ -75,6 +76,10 @@ class ModelSpec(BaseModel):
     kv_shared_window_layers: int = Field(default=0, ge=0)
     # dense layers whose MLP is twice intermediate_size wide (Gemma 4 E2B's use_double_wide_mlp, on its KV-shared ones)
     wide_mlp_layers: int = Field(default=0, ge=0)
+    # dense MLPs whose widths differ layer by layer (Llama-Nemotron's NAS ffn_mult): intermediate_size is then their
+    # mean, which every FLOP and byte is linear in, and this the widest (an iteration's transient activations); 0:
+    # every dense MLP is intermediate_size wide
+    widest_mlp_size: int = Field(default=0, ge=0)
     # Per-layer embeddings (Gemma 4 E2B / E4B: hidden_size_per_layer_input, vocab_size_per_layer_input): a table of
     # per_layer_input_vocab x num_layers x per_layer_input_size looked up per token, a projection of the embedded
     # token to the same width, and in every layer a gate (hidden -> size) and a projection back (size -> hidden)
@@ -143,6 +148,10 @@ class ModelSpec(BaseModel):
     # MLP blocks as separate layers (hybrid_override_pattern), and pairs here each MLP block with a mixer block; the
     # mixers left over (its attention blocks placed between two recurrent ones) are these
     mlp_free_layers: int = Field(default=0, ge=0)
+    # Layers with an MLP but no attention at all (Llama-Nemotron's NAS blocks whose attention is a no_op): no
+    # projections, attention, KV, RoPE, attention norm or all-reduce after attention; every softmax cost is the mean
+    # layer's over the stack (attention_free_share). Beside plain softmax layers only
+    attention_free_layers: int = Field(default=0, ge=0)
     # RoPE on the softmax layers' q and k (Nemotron-H's attention has none: vLLM NemotronHAttention; nor have learned
     # or ALiBi positions: GPT-2, GPT-BigCode, ALiBi Falcons)
     attention_rope: bool = True
@@ -191,6 +200,17 @@ class ModelSpec(BaseModel):
         if self.num_moe_layers + self.mlp_free_layers > self.num_layers:
             raise ValueError(f"num_moe_layers={self.num_moe_layers} and mlp_free_layers={self.mlp_free_layers} "
                              f"exceed the {self.num_layers} layers")
+        if self.attention_free_layers:
+            if self.attention_free_layers >= self.num_layers:
+                raise ValueError(f"attention_free_layers={self.attention_free_layers} leaves none of the "
+                                 f"{self.num_layers} layers attending")
+            if self.attention_free_layers + self.mlp_free_layers > self.num_layers:
+                raise ValueError("a layer with neither attention nor an MLP is no layer: attention_free_layers + "
+                                 "mlp_free_layers exceed num_hidden_layers")
+            if (self.linear_attention_layers or self.sliding_window_layers or self.kv_shared_layers
+                    or self.compressed is not None or self.latent_attention or self.parallel_block_reduce):
+                raise ValueError("attention_free_layers is modelled beside plain softmax layers only (no linear, "
+                                 "windowed, KV-shared, compressed or latent attention)")
         if self.parallel_block_reduce and (self.num_moe_layers or self.mlp_free_layers or self.linear_attention_layers):
             raise ValueError("parallel_block_reduce (attention and MLP summed before one all-reduce) is modelled for "
                              "dense softmax-attention layers only")
@@ -291,6 +311,9 @@ class ModelSpec(BaseModel):
         if pattern.count("L") != self.linear_attention_layers or pattern.count("W") != windowed:
             raise ValueError(f"layer_pattern {pattern!r} has {pattern.count('L')} linear and {pattern.count('W')} "
                              f"windowed layers, the stack {self.linear_attention_layers} and {windowed}")
+        if pattern.count("N") != self.attention_free_layers:
+            raise ValueError(f"layer_pattern {pattern!r} has {pattern.count('N')} layers without attention, the stack "
+                             f"{self.attention_free_layers}")
 
     # --- parameter counts (per layer unless named otherwise) ---------------------------------
     @property
@@ -389,7 +412,8 @@ class ModelSpec(BaseModel):
         per-layer embeddings run beside it: what the colocated trainer, operator mappings and attention offload
         take."""
         return self.single_head_geometry and not (self.kv_shared_layers or self.wide_mlp_layers
-                                                  or self.per_layer_input_size or self.compressed is not None)
+                                                  or self.per_layer_input_size or self.compressed is not None
+                                                  or self.attention_free_layers or self.mlp_width_varies)
 
     @property
     def single_head_geometry(self) -> bool:
@@ -443,8 +467,18 @@ class ModelSpec(BaseModel):
 
     @property
     def full_attention_layers(self) -> int:
-        """Layers with softmax attention (and a KV cache): all but the linear-attention ones."""
-        return self.num_layers - self.linear_attention_layers
+        """Layers with softmax attention (and a KV cache): all but the linear-attention and the attention-free ones."""
+        return self.num_layers - self.linear_attention_layers - self.attention_free_layers
+
+    @property
+    def mlp_width_varies(self) -> bool:
+        """Whether the dense MLPs' widths differ layer by layer (intermediate_size their mean)."""
+        return self.widest_mlp_size > self.intermediate_size
+
+    @property
+    def attention_free_share(self) -> float:
+        """Share of the layers without attention (0 when every layer attends)."""
+        return self.attention_free_layers / self.num_layers
 
     @property
     def linear_layer_share(self) -> float:
@@ -676,6 +710,9 @@ class ModelSpec(BaseModel):
                 update["layer_pattern"] = ""
         if self.wide_mlp_layers:
             update["wide_mlp_layers"] = round(layers * self.wide_mlp_layers / self.num_layers)
+        if self.attention_free_layers:  # its range's, else its share with an attending layer
+            update["attention_free_layers"] = kinds.count("N") if kinds else min(
+                round(layers * self.attention_free_share), layers - 1)
         if self.linear_attention_layers:  # a hybrid's linear layers: its range's, else its share with a softmax one
             update["linear_attention_layers"] = kinds.count("L") if kinds else min(
                 round(layers * self.linear_layer_share), layers - 1)
