@@ -73,16 +73,18 @@ FIT_GROUPS: tuple[FitGroup, ...] = (
     FitGroup("engine", ("vllm-2023",), ("per_sequence_overhead_s", "eager_launch_s", "elementwise_passes"),
              on_hardware=("h100-sxm",)),
     FitGroup("host", ("a100-sxm-80gb",), ("host_speed",), on_engine="vllm-2023"),
-    FitGroup("engine", ("trtllm-0.5",), ("iteration_overhead_s", "eager_launch_s")),
+    FitGroup("engine", ("trtllm-0.5",), ("iteration_overhead_s", "eager_launch_s", "decode_kv_per_query_head")),
 )
-BOUNDS = {"gemm_efficiency_max": (0.0, 1.0), "memory_efficiency_max": (0.0, 1.0), "elementwise_passes": (1.0, math.inf)}
+BOUNDS = {"gemm_efficiency_max": (0.0, 1.0), "memory_efficiency_max": (0.0, 1.0), "elementwise_passes": (1.0, math.inf),
+          "decode_kv_per_query_head": (0.0, 1.0)}
 
 # The unfitted ("class-default") values of a fitted engine: EngineProfile's defaults (efficiencies 1, fused
 # elementwise, no collective overhead) and the host costs of the engine's own class-default profile. Its boolean
 # facts (CUDA graphs, tensor-core decode attention) stay as the catalog states them. The fit starts from these.
 CLASS_PROFILE = {"vllm-2023": "vllm", "trtllm-0.5": "trtllm-pytorch"}
 HOST = ("iteration_overhead_s", "per_sequence_overhead_s", "eager_launch_s")
-NEUTRAL = {"collective_overhead_s": 0.0, "compute_efficiency": 1.0, "collective_efficiency": 1.0, "elementwise_passes": 1.0}
+NEUTRAL = {"collective_overhead_s": 0.0, "compute_efficiency": 1.0, "collective_efficiency": 1.0, "elementwise_passes": 1.0,
+           "decode_kv_per_query_head": 0.0}
 
 
 def load_points() -> list[dict[str, Any]]:

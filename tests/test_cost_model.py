@@ -479,3 +479,21 @@ if __name__ == "__main__":
 
     if "--record" in sys.argv:
         record_reference()
+
+
+def test_decode_kv_read_again_by_a_groups_query_heads():
+    """TensorRT-LLM's pre-XQA masked MHA: a thread block per query head, so a GQA group's K / V head is read again by
+    the group's other query heads (decode_kv_per_query_head of those re-reads reach HBM). TINY: 4 query heads a K / V
+    head, so K / V bytes x (1 + share x 3); prefill and the query bytes are untouched."""
+    shape = BatchShape.uniform(3, 1, 99)
+    base = load_engine("ideal")
+    shared, reread = (cost(engine="ideal").iteration(shape),
+                      CostModel(TINY, load_hardware("h100-sxm"), load_quant("bf16"),
+                                base.model_copy(update={"decode_kv_per_query_head": 0.5})).iteration(shape))
+    # the keys: 100 per sequence and its new one's write; 2 K / V heads of 128, K and V, bf16; 2 layers
+    kv = (3 * 100 + 3) * 2 * 2 * 128 * 2
+    assert ops(reread)["attention"].bytes - ops(shared)["attention"].bytes == pytest.approx(2 * kv * 0.5 * 3)
+    prefill = BatchShape.uniform(1, 64, 0)
+    assert ops(CostModel(TINY, load_hardware("h100-sxm"), load_quant("bf16"), base.model_copy(
+        update={"decode_kv_per_query_head": 1.0})).iteration(prefill))["attention"].bytes == ops(
+        cost(engine="ideal").iteration(prefill))["attention"].bytes

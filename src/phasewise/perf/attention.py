@@ -208,6 +208,8 @@ class AttentionCost:
             self.decode_flops_per_pair = 2.0 * heads * (cached + latent.kv_lora_rank)
             self.decode_q_bytes_per_token = heads * (cached + latent.kv_lora_rank) * activation_bytes
         self.decode_kv_bytes_per_token = self.kv_bytes_per_token
+        if engine.decode_kv_per_query_head and latent is None:  # query heads' thread blocks re-reading their K / V
+            self.decode_kv_bytes_per_token *= 1.0 + engine.decode_kv_per_query_head * (self.queries_per_kv_head - 1)
         self.tensor_flops_per_s = tensor_peak_flops * eff.attention_efficiency_max * engine.compute_efficiency
         self.vector_flops_per_s = vector_flops_per_s
         self.decode_tensor_cores = engine.decode_attention_tensor_cores

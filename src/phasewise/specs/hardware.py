@@ -161,6 +161,12 @@ class EngineProfile(BaseModel):
     # of a layer's elementwise work moves, relative to the fused kernels' count (perf/cost.py); absent: fused (1)
     unfused_elementwise: UnfusedElementwise | None = None
     decode_attention_tensor_cores: bool = True
+    # A decode attention kernel that reads a K / V head again for the other query heads of its group, not once for
+    # the group: TensorRT-LLM's masked MHA before XQA ("a single CUDA thread-block per head", docs/source/
+    # gpt_attention.md; XQA for MQA / GQA "reducing data loading", docs/source/blogs/XQA-kernel.md: 2.4x Llama-70B
+    # throughput at 128/2048). The share of those other query heads whose reads reach memory (the rest hit in L2):
+    # K / V bytes x (1 + share x (query heads per K / V head - 1)); 0: read once per group (FlashInfer, XQA, FA)
+    decode_kv_per_query_head: float = Field(default=0.0, ge=0, le=1)
     cuda_graphs: bool = True
     cuda_graph_max_batch: int = Field(default=512, ge=0)
     # Captured sizes (empty: every batch up to cuda_graph_max_batch); a batch pads up to the next size
