@@ -133,3 +133,17 @@ def test_a_block_naming_its_width_and_a_block_without_mlp():
     m = from_hf_config("m", cfg)
     assert m.mlp_free_layers == 1 and m.num_dense_layers == 79
     assert m.intermediate_size == round(sum(widths) / 79)
+
+
+def test_edge_stages_name_their_attention_free_layers(run_cli):
+    """Super-49B over two H100s split [38, 42]: the first stage holds blocks 6, 7 and 11 without attention, the second
+    the other 28 (42-51, 53-70); the table grows a column for them."""
+    import json
+
+    args = ("--model", SUPER, "--devices", "h100-sxm,h100-sxm", "--split", "38,42", "--prompt-len", "512",
+            "--output-len", "8")
+    code, out, _ = run_cli("edge", *args, "--json")
+    stages = json.loads(out)["stages"]
+    assert code == 0 and [(s["full_layers"], s["attention_free_layers"]) for s in stages] == [(35, 3), (14, 28)]
+    code, out, _ = run_cli("edge", *args)
+    assert code == 0 and "no attention" in out

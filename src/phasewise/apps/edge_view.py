@@ -72,13 +72,15 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
 
 def _stage_row(split: SplitModel, index: int, context_tokens: int, batch_tokens: int, sequences: int
                ) -> dict[str, Any]:
-    """A stage's device, layer range, layers of each kind (softmax full or windowed, linear) and the memory it needs
-    for the request (weights, KV, recurrent state, activations, reserve) against what it may fill on its device."""
+    """A stage's device, layer range, layers of each kind (softmax full or windowed, linear, without attention) and
+    the memory it needs for the request (weights, KV, recurrent state, activations, reserve) against what it may fill
+    on its device."""
     stage, part = split.stages[index], split.stage_part(index)
-    linear, windowed = part.linear_attention_layers, part.windowed_layer_count
+    linear, windowed, free = part.linear_attention_layers, part.windowed_layer_count, part.attention_free_layers
     device = split.topology.devices[stage.device]
     return {"device": device.name, "first_layer": stage.first_layer, "last_layer": stage.end_layer - 1,
-            "full_layers": part.num_layers - linear - windowed, "windowed_layers": windowed, "linear_layers": linear,
+            "full_layers": part.num_layers - linear - windowed - free, "windowed_layers": windowed,
+            "linear_layers": linear, "attention_free_layers": free,
             "memory_gib": split.stage_memory_bytes(index, context_tokens, batch_tokens, sequences) / 2**30,
             "usable_memory_gib": split.usable_bytes(index) / 2**30}
 
@@ -99,10 +101,13 @@ def render_edge(console, result: dict[str, Any]) -> None:
         table.add_row(name, f"{busy:.3f}", f"{busy / result['total_s']:.0%}" if result["total_s"] else "-")
     console.print(table)
     stages = Table(title="Stages (the layers each holds, and the memory the request needs there)")
-    for col in ("stage", "device", "layers", "full", "windowed", "linear", "memory GiB", "usable GiB"):
+    free = any(row["attention_free_layers"] for row in result["stages"])  # a column only where a stage has some
+    for col in ("stage", "device", "layers", "full", "windowed", "linear") + (("no attention",) if free else ()) + (
+            "memory GiB", "usable GiB"):
         stages.add_column(col)
     for i, row in enumerate(result["stages"]):
-        stages.add_row(str(i), row["device"], f"{row['first_layer']}-{row['last_layer']}", str(row["full_layers"]),
-                       str(row["windowed_layers"]), str(row["linear_layers"]), f"{row['memory_gib']:.2f}",
-                       f"{row['usable_memory_gib']:.1f}")
+        kinds = [str(row[k]) for k in ("full_layers", "windowed_layers", "linear_layers")] + (
+            [str(row["attention_free_layers"])] if free else [])
+        stages.add_row(str(i), row["device"], f"{row['first_layer']}-{row['last_layer']}", *kinds,
+                       f"{row['memory_gib']:.2f}", f"{row['usable_memory_gib']:.1f}")
     console.print(stages)
