@@ -79,7 +79,7 @@ def _stage_row(split: SplitModel, index: int, context_tokens: int, batch_tokens:
     linear, windowed, free = part.linear_attention_layers, part.windowed_layer_count, part.attention_free_layers
     device = split.topology.devices[stage.device]
     return {"device": device.name, "first_layer": stage.first_layer, "last_layer": stage.end_layer - 1,
-            "full_layers": part.num_layers - linear - windowed - free, "windowed_layers": windowed,
+            "full_layers": part.full_attention_layers - windowed, "windowed_layers": windowed,
             "linear_layers": linear, "attention_free_layers": free,
             "memory_gib": split.stage_memory_bytes(index, context_tokens, batch_tokens, sequences) / 2**30,
             "usable_memory_gib": split.usable_bytes(index) / 2**30}

@@ -84,15 +84,15 @@ class TensorParallelEdge:
         """(time, all-reduce time) of one forward of one sequence."""
         shape = BatchShape()
         shape.add(new, cached, logits=new if cached and new > 1 else 1)
-        device_s = 0.0
+        device_s, reductions = 0.0, 0
         for cost in self.costs:
             iteration = cost.iteration(shape)
             ops_s = sum(op.time_s for op in iteration.operators if op.name != "tp_allreduce")
+            # how many all-reduces a forward runs: the cost model's count (perf/collectives.py), timed here instead
+            reductions = sum(op.count for op in iteration.operators if op.name == "tp_allreduce")
             host_s = iteration.host_s
             device_s = max(device_s, max(ops_s, host_s) if self.overlap else ops_s + host_s)
-        m = self.model  # one all-reduce after each attention and each MLP (Falcon: one a layer for both)
-        reductions = m.num_layers if m.parallel_block_reduce else 2 * m.num_layers - m.attention_free_layers
-        comm_s = reductions * self.allreduce_s(hidden_state_bytes(m, self.quant, new))
+        comm_s = reductions * self.allreduce_s(hidden_state_bytes(self.model, self.quant, new))
         return device_s + comm_s, comm_s
 
     def run(self, prompt_tokens: int, output_tokens: int) -> TensorParallelRun:

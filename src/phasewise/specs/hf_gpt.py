@@ -28,7 +28,7 @@ GPT_TYPES = ("gpt2", "gptj", "gpt_neox", "gpt_bigcode") + FALCON_TYPES
 # learned absolute positions: no rotary embedding on q and k
 LEARNED_POSITIONS = ("gpt2", "gpt_bigcode")
 # tie_word_embeddings when the config does not say (the config classes' defaults)
-TIED_BY_DEFAULT = ("gpt2", "gpt_bigcode", *FALCON_TYPES)
+GPT_TIED_BY_DEFAULT = ("gpt2", "gpt_bigcode", *FALCON_TYPES)
 
 
 def _field(cfg: dict[str, Any], where: str, *keys: str, default: int | None = None) -> int:
@@ -102,7 +102,7 @@ def gpt_spec(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
         head_dim=hidden // heads,
         intermediate_size=inner,
         vocab_size=_field(cfg, where, "vocab_size"),
-        tie_embeddings=_flag(cfg, where, "tie_word_embeddings", mt in TIED_BY_DEFAULT),
+        tie_embeddings=_flag(cfg, where, "tie_word_embeddings", mt in GPT_TIED_BY_DEFAULT),
         mlp_gated=False,
         max_position_embeddings=_field(cfg, where, "n_positions", "max_position_embeddings", default=0),
         norm="layer",
