@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from phasewise.apps.remote_code import remote_code_args
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_block_pool, kv_window_terms
 from phasewise.perf.startup import startup_estimate
@@ -154,9 +155,17 @@ def _common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
     return notes
 
 
+def _remote_code(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
+    """The trust flag where the group's checkpoint needs its own code read (apps/remote_code.py); its why a note."""
+    argv, why = remote_code_args(g.model or dep.model, family)
+    notes += why
+    return argv
+
+
 def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     notes = _common_notes(dep, g, "vllm")
     argv = ["vllm", "serve", checkpoint_id(g.model or dep.model), "--port", str(port)]
+    argv += _remote_code(dep, g, "vllm", notes)
     dp = g.attention_dp or 1
     argv += ["--tensor-parallel-size", str(g.tp // dp)]
     if dp > 1:
@@ -269,6 +278,7 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     notes = _common_notes(dep, g, "sglang")
     argv = ["python", "-m", "sglang.launch_server", "--model-path", checkpoint_id(g.model or dep.model),
             "--port", str(port), "--tp-size", str(g.tp)]
+    argv += _remote_code(dep, g, "sglang", notes)
     if g.pp > 1:
         argv += ["--pp-size", str(g.pp)]
     if (g.attention_dp or 1) > 1:
@@ -325,6 +335,7 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
     argv = ["trtllm-serve", checkpoint_id(g.model or dep.model), "--backend", "pytorch", "--port", str(port),
             "--tp_size", str(g.tp)]
+    argv += _remote_code(dep, g, "trtllm", notes)
     if g.pp > 1:
         argv += ["--pp_size", str(g.pp)]
     if ep > 1:

@@ -790,6 +790,21 @@ def checkpoint_id(name_or_path: str) -> str:
     return catalog_names().get(name_or_path.lower(), name_or_path)
 
 
+def checkpoint_model_type(name_or_path: str) -> str:
+    """The model_type at the top of the checkpoint's config.json, lower-case: a multimodal checkpoint's own
+    (internvl_chat), not its language model's; a catalog entry's as copied, a user's file's as written."""
+    if looks_like_path(name_or_path):
+        cfg = read_user_file(name_or_path, "model config")
+        if isinstance(cfg.get("config"), dict):  # a catalog-format entry
+            cfg = cfg["config"]
+    else:
+        key = catalog_names().get(name_or_path.lower())
+        if key is None:
+            raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
+        cfg = packaged("models.yaml")["models"][key]["config"]
+    return str(cfg.get("model_type", "")).lower()
+
+
 def load_model(name_or_path: str) -> ModelSpec:
     """A catalog model by HF id or alias (case-insensitive), or a config.json / YAML file by path."""
     if looks_like_path(name_or_path):
