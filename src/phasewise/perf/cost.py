@@ -124,7 +124,7 @@ class CostModel(DecodeSeries, Communication):
                                        latent=self._latent_attention() if m.latent_attention else None,
                                        ranks=layout.attention_dp,
                                        linear=self._linear_attention() if m.linear_attention_layers else None,
-                                       sparse=self._sparse_indexer(), layer_share=1.0 - m.attention_free_share)
+                                       sparse=self._sparse_indexer(), layer_share=m.attending_share)
         # a hybrid stack's windowed layers shaped unlike its full ones (Gemma 4): their own attention kernel
         self.window_kv_heads = kv_heads_per_gpu(m.window_layer_kv_heads, layout.attention_tp)
         self.window_attention = AttentionCost(
@@ -594,7 +594,7 @@ class CostModel(DecodeSeries, Communication):
                 qkv = self._mean_layer(qkv, gemm(h, q), shared_full / (m.full_kv_layers + shared_full))
         o_proj = gemm(heads * m.v_dim, h)
         if m.attention_free_layers:  # the mean layer's: attention-free layers project nothing
-            keep = 1.0 - m.attention_free_share
+            keep = m.attending_share
             qkv, o_proj = tuple(value * keep for value in qkv), tuple(value * keep for value in o_proj)
         if self.linear_share:  # the linear layers' input projections and out_proj (from their value heads)
             qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)

@@ -481,6 +481,12 @@ class ModelSpec(BaseModel):
         return self.attention_free_layers / self.num_layers
 
     @property
+    def attending_share(self) -> float:
+        """Share of the layers with an attention block (1 when every layer attends): the mean layer's scale of its
+        attention and its projections."""
+        return 1.0 - self.attention_free_share
+
+    @property
     def linear_layer_share(self) -> float:
         """Share of the layers that are linear attention (0 when none are)."""
         return self.linear_attention_layers / self.num_layers
