@@ -790,34 +790,33 @@ def checkpoint_id(name_or_path: str) -> str:
     return catalog_names().get(name_or_path.lower(), name_or_path)
 
 
-def checkpoint_model_type(name_or_path: str) -> str:
-    """The model_type at the top of the checkpoint's config.json, lower-case: a multimodal checkpoint's own
-    (internvl_chat), not its language model's; a catalog entry's as copied, a user's file's as written."""
+def _checkpoint_config(name_or_path: str) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
+    """The config.json fields of a user's file by path, or of a catalog entry by HF id or alias (case-insensitive):
+    (fields, the catalog entry or None, its catalog key or the path)."""
     if looks_like_path(name_or_path):
         cfg = read_user_file(name_or_path, "model config")
         if isinstance(cfg.get("config"), dict):  # a catalog-format entry
             cfg = cfg["config"]
-    else:
-        key = catalog_names().get(name_or_path.lower())
-        if key is None:
-            raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
-        cfg = packaged("models.yaml")["models"][key]["config"]
-    return str(cfg.get("model_type", "")).lower()
+        return cfg, None, name_or_path
+    key = catalog_names().get(name_or_path.lower())
+    if key is None:
+        raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
+    entry = packaged("models.yaml")["models"][key]
+    return entry["config"], entry, key
+
+
+def checkpoint_model_type(name_or_path: str) -> str:
+    """The model_type at the top of the checkpoint's config.json, lower-case: a multimodal checkpoint's own
+    (internvl_chat), not its language model's; a catalog entry's as copied, a user's file's as written."""
+    return str(_checkpoint_config(name_or_path)[0].get("model_type", "")).lower()
 
 
 def load_model(name_or_path: str) -> ModelSpec:
     """A catalog model by HF id or alias (case-insensitive), or a config.json / YAML file by path."""
-    if looks_like_path(name_or_path):
-        cfg = read_user_file(name_or_path, "model config")
-        if isinstance(cfg.get("config"), dict):  # a catalog-format entry
-            cfg = cfg["config"]
+    cfg, entry, key = _checkpoint_config(name_or_path)
+    if entry is None:
         return from_hf_config(name_or_path, cfg, where=f"model config '{name_or_path}'")
-    names = catalog_names()
-    key = names.get(name_or_path.lower())
-    if key is None:
-        raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
-    entry = packaged("models.yaml")["models"][key]
-    spec = from_hf_config(key, entry["config"])
+    spec = from_hf_config(key, cfg)
     if entry.get("routing_skew"):  # a measured property of the trained router, not a config.json field
         spec = spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
     requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
