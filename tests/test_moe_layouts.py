@@ -169,6 +169,26 @@ def test_an_attention_rank_runs_whole_sequences_and_the_busiest_sets_the_pace():
     assert wide_cm.fast(shape)[0] == pytest.approx(wide_cm.iteration(shape).latency_s, rel=1e-12)
 
 
+def test_each_attention_rank_schedules_its_own_sequences():
+    """Each attention-DP rank has a scheduler of its own preparing its own sequences while the others prepare
+    theirs: an iteration's per-sequence host work is the busiest rank's (9 decode sequences over 8 ranks: 2; plus a
+    prompt on its own rank: 3), not the whole batch's, which at DEP32 x 256 sequences per rank was 82 ms a step."""
+    m = load_model(DEEPSEEK)
+    engine = load_engine("sglang")
+    wide_cm = _cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8))
+    tp_cm = _cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8))
+
+    def host_s(seqs: int) -> float:
+        return (engine.iteration_overhead_s + engine.per_sequence_overhead_s * seqs) / wide_cm.eff.host_speed
+
+    decode = BatchShape.uniform(9, 1, 4096)
+    assert wide_cm.host_s(decode) == pytest.approx(host_s(2), rel=1e-12)
+    assert tp_cm.host_s(decode) == pytest.approx(host_s(9), rel=1e-12)  # one scheduler for the whole batch
+    mixed = BatchShape.from_sequences([(2048, 0)] + [(1, 4096)] * 9)
+    assert wide_cm.host_s(mixed) == pytest.approx(host_s(3), rel=1e-12)
+    assert wide_cm.iteration(mixed).host_s == pytest.approx(host_s(3), rel=1e-12)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(tp=8, ep=3), r"--ep 3 must divide --tp 8 \(ep x moe-tp = tp.*allowed: 1, 2, 4, 8\)"),
     (dict(tp=1, ep=3), r"--ep 3 must divide --tp 1 .*allowed: 1\)"),  # not a derived '--moe-tp 0'

@@ -466,9 +466,20 @@ class CostModel(DecodeSeries, Communication):
                                 self.window_share)
 
     def host_s(self, shape: BatchShape) -> float:
-        """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling)."""
-        return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * shape.seqs
+        """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling). With
+        attention data parallelism each rank has a scheduler process of its own that prepares its own sequences
+        while the others prepare theirs (SGLang's DP attention, one scheduler per rank; TensorRT-LLM's attention
+        DP, one executor per rank; vLLM's data-parallel engine cores): the busiest rank's sequences count."""
+        return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * self._rank_seqs(shape)
                 ) / self.eff.host_speed
+
+    def _rank_seqs(self, shape: BatchShape) -> float:
+        """The sequences of `shape` on its busiest attention-DP rank (whole sequences per rank, as _busiest_rank
+        counts them); the batch's own without attention DP."""
+        if self.attention_dp == 1:
+            return shape.seqs
+        share = self.layout.busiest_rank_share
+        return shape.prefill_seqs * share(shape.prefill_seqs) + shape.decode_seqs * share(shape.decode_seqs)
 
     def _qk_width(self, queries: bool = True, keys: bool = True, values: bool = False) -> float:
         """Elements per token on this GPU of q, k and v (those asked for) on the mean softmax layer (a hybrid
