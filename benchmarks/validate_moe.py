@@ -219,17 +219,28 @@ def measurement_key(r: dict[str, str]) -> tuple:
             r["concurrency"], round(float(r["silicon_ttft_ms"]), 1), round(float(r["silicon_tpot_ms"]), 2))
 
 
-# Rows measured with something the CSV has no column for. TensorRT-LLM 1.2.0rc6.post3's DeepSeek-R1 collocated
-# rows: at each of their 26 configurations also measured under rc6.post2 (same system, precision, layout, lengths
-# and concurrency) their TPOT is 0.62x the rc6.post2 one (median; 0.43-0.83) and their TTFT higher, the
-# signature of multi-token-prediction speculative decoding (InferenceX runs DeepSeek-R1 on TensorRT-LLM with
-# and without MTP: benchmarks/dsr1_*_b200_trt.sh and *_trt_mtp.sh); with no draft length or acceptance stated
-# they cannot be simulated as measured.
-PROBABLE_MTP = ("trtllm", "1.2.0rc6.post3", "deepseek-ai/DeepSeek-R1", "agg")
+# Rows measured with something the CSV has no column for: batches of TensorRT-LLM DeepSeek-R1 collocated runs whose
+# TPOT, at each configuration also measured in another batch (same system, precision, layout, lengths and
+# concurrency), is ~0.6x the other batch's and their TTFT higher, the signature of multi-token-prediction
+# speculative decoding (InferenceX runs DeepSeek-R1 on TensorRT-LLM with and without MTP from the same image:
+# benchmarks/dsr1_*_b200_trt.sh and *_trt_mtp.sh); with no draft length or acceptance stated they cannot be simulated
+# as measured. 1.2.0rc6.post3 (88 rows): at its 44 twin configurations TPOT 0.61x (median; 0.43-0.87), TTFT 1.11x.
+# 1.1.0rc2.post2 measured on 2026-01-14 (32 rows; the same image's 2025-12-15 runs are not): at its 13 twin
+# configurations TPOT 0.61x (0.47-0.75), TTFT 1.44x. Found by comparing batches of runs with each other, not with
+# phasewise's predictions. (backend, backend_version, model_path, mode, measured_on prefix: "" for any day)
+PROBABLE_MTP = (("trtllm", "1.2.0rc6.post3", "deepseek-ai/DeepSeek-R1", "agg", ""),
+                ("trtllm", "1.1.0rc2.post2", "deepseek-ai/DeepSeek-R1", "agg", "2026-01-14"))
 
 
-def probable_mtp(r: dict[str, str]) -> bool:
-    return (r["backend"], r["backend_version"], r["model_path"], r["mode"]) == PROBABLE_MTP
+def probable_mtp(r: dict[str, str]) -> str | None:
+    """The skip reason of a row in a PROBABLE_MTP batch, else None."""
+    for backend, version, model, mode, day in PROBABLE_MTP:
+        if (r["backend"], r["backend_version"], r["model_path"], r["mode"]) == (backend, version, model, mode) \
+                and r.get("measured_on", "").startswith(day):
+            when = f", measured {day}" if day else ""
+            return (f"TensorRT-LLM {version} DeepSeek-R1{when}: probable MTP speculative decoding (TPOT ~0.6x the "
+                    "same configurations' in other batches)")
+    return None
 
 
 def in_scope(r: dict[str, str]) -> bool:
@@ -504,7 +515,7 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
         elif r["model_path"] in NOT_COSTED:
             why = NOT_COSTED[r["model_path"]]
         elif probable_mtp(r):
-            why = "TensorRT-LLM 1.2.0rc6.post3 DeepSeek-R1: probable MTP speculative decoding (TPOT 0.62x its twins)"
+            why = probable_mtp(r)
         elif r["backend"] not in vc.ENGINES:
             why = f"backend '{r['backend']}' not mapped"
         prec = row_precision(r)

@@ -137,11 +137,15 @@ def test_inferencex_reading_takes_each_models_own_sglang_script(vm):
     assert "memory_fraction" not in beyond and beyond["chunked_prefill_size"] == 32768
 
 
-def test_probable_mtp_rows_are_the_rc6_post3_deepseek_trtllm_ones(vm):
+def test_probable_mtp_rows_are_two_batches_of_deepseek_trtllm_runs(vm):
     row = {"backend": "trtllm", "backend_version": "1.2.0rc6.post3", "model_path": "deepseek-ai/DeepSeek-R1",
-           "mode": "agg"}
-    assert vm.probable_mtp(row)
+           "mode": "agg", "measured_on": "2026-02-05"}
+    assert "1.2.0rc6.post3" in vm.probable_mtp(row)
     assert not vm.probable_mtp({**row, "backend_version": "1.2.0rc6.post2"})
+    january = {**row, "backend_version": "1.1.0rc2.post2", "measured_on": "2026-01-14"}
+    assert "measured 2026-01-14" in vm.probable_mtp(january)
+    assert not vm.probable_mtp({**january, "measured_on": "2025-12-15"})  # the same image's earlier runs
+    assert not vm.probable_mtp({**january, "mode": "disagg"})
 
 
 def test_inferencex_reading_sets_the_trtllm_attention_dp_balance(vm):
