@@ -224,10 +224,11 @@ def measurement_key(r: dict[str, str]) -> tuple:
 # concurrency), is ~0.6x the other batch's and their TTFT higher, the signature of multi-token-prediction
 # speculative decoding (InferenceX runs DeepSeek-R1 on TensorRT-LLM with and without MTP from the same image:
 # benchmarks/dsr1_*_b200_trt.sh and *_trt_mtp.sh); with no draft length or acceptance stated they cannot be simulated
-# as measured. 1.2.0rc6.post3 (88 rows): at its 44 twin configurations TPOT 0.61x (median; 0.43-0.87), TTFT 1.11x.
-# 1.1.0rc2.post2 measured on 2026-01-14 (32 rows; the same image's 2025-12-15 runs are not): at its 13 twin
-# configurations TPOT 0.61x (0.47-0.75), TTFT 1.44x. Found by comparing batches of runs with each other, not with
-# phasewise's predictions. (backend, backend_version, model_path, mode, measured_on prefix: "" for any day)
+# as measured. 1.2.0rc6.post3 (88 rows, 47 distinct measurements): at its 44 twin configurations TPOT 0.61x
+# (median; 0.43-0.87), TTFT 1.11x. 1.1.0rc2.post2 measured on 2026-01-14 (32 rows, 30 distinct; the same image's
+# 2025-12-15 runs are not): at its 13 twin configurations TPOT 0.61x (0.47-0.75), TTFT 1.44x. Found by comparing
+# batches of runs with each other, not with phasewise's predictions. (backend, backend_version, model_path, mode,
+# measured_on prefix: "" for any day)
 PROBABLE_MTP = (("trtllm", "1.2.0rc6.post3", "deepseek-ai/DeepSeek-R1", "agg", ""),
                 ("trtllm", "1.1.0rc2.post2", "deepseek-ai/DeepSeek-R1", "agg", "2026-01-14"))
 
@@ -514,8 +515,8 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             why = m
         elif r["model_path"] in NOT_COSTED:
             why = NOT_COSTED[r["model_path"]]
-        elif probable_mtp(r):
-            why = probable_mtp(r)
+        elif mtp := probable_mtp(r):
+            why = mtp
         elif r["backend"] not in vc.ENGINES:
             why = f"backend '{r['backend']}' not mapped"
         prec = row_precision(r)

@@ -372,8 +372,7 @@ class CostModel(DecodeSeries, Communication):
         of the two classes' shares. The batch's own without attention DP."""
         if self.attention_dp == 1:
             return shape.tokens, shape.logit_tokens
-        share = self.layout.busiest_rank_share
-        prefill, decode = share(shape.prefill_seqs), share(shape.decode_seqs)
+        prefill, decode = self._rank_shares(shape)
         tokens = shape.prefill_tokens * prefill + shape.decode_tokens * decode
         logit_share = max(prefill if shape.prefill_seqs else 0.0, decode if shape.decode_seqs else 0.0)
         return tokens, shape.logit_tokens * logit_share
@@ -474,12 +473,18 @@ class CostModel(DecodeSeries, Communication):
                 ) / self.eff.host_speed
 
     def _rank_seqs(self, shape: BatchShape) -> float:
-        """The sequences of `shape` on its busiest attention-DP rank (whole sequences per rank, as _busiest_rank
-        counts them); the batch's own without attention DP."""
+        """The sequences of `shape` on its busiest attention-DP rank (_rank_shares); the batch's own without
+        attention DP."""
         if self.attention_dp == 1:
             return shape.seqs
+        prefill, decode = self._rank_shares(shape)
+        return shape.prefill_seqs * prefill + shape.decode_seqs * decode
+
+    def _rank_shares(self, shape: BatchShape) -> tuple[float, float]:
+        """The busiest attention-DP rank's shares of `shape`'s prefilling and of its decoding sequences: each rank
+        runs whole sequences (ParallelLayout.busiest_rank_share, per kernel class)."""
         share = self.layout.busiest_rank_share
-        return shape.prefill_seqs * share(shape.prefill_seqs) + shape.decode_seqs * share(shape.decode_seqs)
+        return share(shape.prefill_seqs), share(shape.decode_seqs)
 
     def _qk_width(self, queries: bool = True, keys: bool = True, values: bool = False) -> float:
         """Elements per token on this GPU of q, k and v (those asked for) on the mean softmax layer (a hybrid
