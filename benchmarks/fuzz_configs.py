@@ -26,7 +26,7 @@ import yaml
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel, memory_fit
-from phasewise.perf.cost import check_parallelism
+from phasewise.perf.parallel import check_parallelism
 from phasewise.specs import load_engine, load_hardware, load_quant
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config, load_model

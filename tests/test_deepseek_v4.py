@@ -13,7 +13,6 @@ from conftest import assert_decode_runs_match_fast
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
-from phasewise.perf.cost import check_parallelism
 from phasewise.perf.decode_line import CompressedDecodeLine
 from phasewise.perf.memory import (
     kv_bytes_per_token,
@@ -22,7 +21,7 @@ from phasewise.perf.memory import (
     mtp_module,
     weight_bytes_per_gpu,
 )
-from phasewise.perf.parallel import ParallelLayout
+from phasewise.perf.parallel import ParallelLayout, check_parallelism
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config

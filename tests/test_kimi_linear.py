@@ -121,7 +121,7 @@ def test_malformed_linear_attn_config_is_a_one_line_error(tmp_path, change, mess
 
 
 def test_tp_must_divide_the_kda_heads(tmp_path):
-    from phasewise.perf.cost import check_parallelism
+    from phasewise.perf.parallel import check_parallelism
     check_parallelism(load_model(KIMI), 8, 1)
     cfg = _config()
     cfg["linear_attn_config"]["num_heads"] = 16

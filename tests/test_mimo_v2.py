@@ -12,8 +12,8 @@ from conftest import assert_decode_runs_match_fast
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
-from phasewise.perf.cost import kv_bytes_per_token_layer, window_kv_ratio
 from phasewise.perf.decode_line import HybridDecodeLine
+from phasewise.perf.kv_geometry import kv_bytes_per_token_layer, window_kv_ratio
 from phasewise.perf.memory import kv_bytes_per_token, kv_window_terms
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.training import training_step

@@ -43,7 +43,7 @@ class LatentAttention:
     qk_rope_head_dim: int
     v_head_dim: int
     up_projection: Callable[[float, float, float, float], tuple[float, float, float, float]]
-    cached_bytes: float  # one token's latent + RoPE key as cached (perf/cost.py cached_kv_bytes_per_token)
+    cached_bytes: float  # one token's latent + RoPE key as cached (perf/kv_geometry.py cached_kv_bytes_per_token)
 
 
 # FLOPs of Mamba-1's selective scan per token, channel and state element: the discretisation exp(dt A) and dt B x,

@@ -17,7 +17,8 @@ One formula per operator: attention's is AttentionCost (attention.py), shared by
 the decode series; how layers, embedding, LM head and transfers form pipeline stages is Pipeline
 (stages.py), shared likewise; iteration_parts() gives an iteration by stage and operator group
 (operators.py names the operators, their kernels and groups); runs of decode iterations in closed form are
-decode_line.py's.
+decode_line.py's; a layer's weight GEMMs (projections, MLP, MoE experts) layer_gemms.py's; the bytes a token's KV
+occupies kv_geometry.py's.
 """
 
 from __future__ import annotations
@@ -30,9 +31,15 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention, SparseIndexer
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.collectives import Communication, link, ring_bandwidth
-from phasewise.perf.compressed_cost import compressed_attention_layer, compressed_elementwise, compressed_projections
+from phasewise.perf.compressed_cost import compressed_attention_layer, compressed_elementwise
 from phasewise.perf.decode_line import DecodeSeries
-from phasewise.perf.expert_load import expected_distinct_experts, expected_row_tiles
+from phasewise.perf.kv_geometry import (
+    INDEXER_KEY_SCALE_BYTES,
+    cached_kv_bytes_per_token,
+    compressed_entry_bytes,
+    kv_heads_per_gpu,
+)
+from phasewise.perf.layer_gemms import LayerGemms
 from phasewise.perf.operators import (
     EAGER_DISPATCH,
     KERNELS,
@@ -43,21 +50,19 @@ from phasewise.perf.operators import (
     compressed_shares,
     kernel_counts,
 )
-from phasewise.perf.parallel import ParallelLayout
+from phasewise.perf.parallel import ParallelLayout, check_parallelism
 from phasewise.perf.quant_kernels import gemm_compute_s
 from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
 from phasewise.perf.tiling import array_utilization
 from phasewise.perf.vision import EncoderCost, encoder_forward
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
-from phasewise.specs.quant import QuantScheme, dtype_bytes, kv_bytes_per_element
+from phasewise.specs.quant import QuantScheme, dtype_bytes
 
-__all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost", "check_parallelism",
-           "compressed_entry_bytes", "compressed_kv_bytes", "kv_heads_per_gpu", "kv_elements_per_token_layer",
-           "kv_bytes_per_token_layer", "cached_kv_bytes_per_token", "window_kv_ratio"]
+__all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost"]
 
 
-class CostModel(DecodeSeries, Communication):
+class CostModel(DecodeSeries, Communication, LayerGemms):
     """Cost of forward iterations of one model on one TP x PP group of one hardware type."""
 
     def __init__(self, model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme,
@@ -586,329 +591,3 @@ class CostModel(DecodeSeries, Communication):
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * streams * h * ab, 2, self.pp_bw, self.pp_lat,
                                         eager))
         return ops
-
-    def _attention_projections(self, T: float) -> tuple[tuple, tuple]:
-        """(qkv_proj, o_proj) of the mean layer's `T` tokens, each (flops, bytes, compute_s, memory_s): latent
-        attention's down-projections, or q, k and v (values from the key projection: k alone) and o of this GPU's
-        heads; a hybrid stack's windowed layers at their own widths and KV-shared layers without k and v, each in
-        their share of their kind; linear-attention layers' own projections in theirs."""
-        m, h = self.model, self.model.hidden_size
-        hd, heads = m.head_dim, self.heads
-        if m.compressed is not None:
-            return compressed_projections(self, T)
-
-        def gemm(k: float, n: float) -> tuple:
-            return self._gemm(T, k, n, self.w_bytes, self.peak, True)
-
-        if m.latent_attention:
-            qkv = self._latent_down_projections(T)
-        else:
-            q = heads * hd * (2 if m.attention_output_gate else 1)
-            qkv = gemm(h, q + self.kv_heads * (hd + (0 if m.value_from_key else m.v_dim)))
-            shared_full = m.kv_shared_layers - m.kv_shared_window_layers
-            if shared_full:
-                qkv = self._mean_layer(qkv, gemm(h, q), shared_full / (m.full_kv_layers + shared_full))
-        o_proj = gemm(heads * m.v_dim, h)
-        if m.attention_free_layers:  # the mean layer's: attention-free layers project nothing
-            keep = m.attending_share
-            qkv, o_proj = tuple(value * keep for value in qkv), tuple(value * keep for value in o_proj)
-        if self.linear_share:  # the linear layers' input projections and out_proj (from their value heads)
-            qkv = self._mean_layer(qkv, self._linear_in_projections(T), self.linear_share)
-            o_proj = self._mean_layer(o_proj, gemm(m.linear_value_dim / self.layout.attention_tp, h), self.linear_share)
-        if m.window_own_geometry or m.kv_shared_window_layers:  # the windowed layers', in their share
-            window_hd, window_v = m.window_layer_head_dim, m.window_layer_v_dim
-            window_q = heads * window_hd
-            window_qkv = gemm(h, window_q + self.window_kv_heads * (window_hd + window_v))
-            if m.kv_shared_window_layers:
-                window_qkv = self._mean_layer(window_qkv, gemm(h, window_q), m.kv_shared_window_layers
-                                              / (m.window_kv_layers + m.kv_shared_window_layers))
-            qkv = self._mean_layer(qkv, window_qkv, self.window_share)
-            if m.window_own_geometry:
-                o_proj = self._mean_layer(o_proj, gemm(heads * window_v, h), self.window_share)
-        return qkv, o_proj
-
-    def _linear_reduced_bytes(self) -> float:
-        """Bytes per token a linear-attention layer all-reduces over the attention TP group inside its mixer (beside
-        the all-reduce after out_proj): Mamba-1's x_proj output, dt's rank with B and C (vLLM MambaMixer: a
-        RowParallelLinear), in the activation dtype; lightning attention's RMSNorm variance across every head, one
-        FP32 sum per token (MiniMaxText01RMSNormTP); 0 for the others."""
-        m = self.model
-        if m.linear_recurrence == "mamba1":
-            return m.linear_dt_projections[0] * self.a_bytes
-        return 4.0 if m.linear_recurrence == "lightning" else 0.0
-
-    def _linear_in_projections(self, T: int) -> tuple[float, float, float, float]:
-        """A linear-attention layer's projections of the new tokens, summed: in_proj (q, k, v, the gate z, the heads'
-        scalars) split by head; Mamba-1's x_proj and dt_proj; KDA's low-rank decay and output-gate pairs, their
-        down-projections whole on every TP rank (vLLM kda.py: ReplicatedLinear f_a_proj / g_a_proj) and their
-        up-projections split."""
-        m, h, tp = self.model, self.model.hidden_size, self.layout.attention_tp
-        parts = [self._gemm(T, h, m.linear_in_proj_size / tp + m.linear_replicated_width(tp), self.w_bytes, self.peak,
-                            True)]
-        x_proj, dt_proj = m.linear_dt_projections
-        if x_proj:  # Mamba-1: x_proj from this rank's channels (a partial sum, linear_allreduce), dt_proj back to them
-            parts += [self._gemm(T, m.linear_value_dim / tp, x_proj, self.w_bytes, self.peak, True),
-                      self._gemm(T, m.linear_dt_rank, dt_proj / tp, self.w_bytes, self.peak, True)]
-        decay, gate = m.linear_low_rank
-        if decay or gate:
-            parts += [self._gemm(T, h, decay + gate, self.w_bytes, self.peak, True),
-                      self._gemm(T, decay, m.linear_key_dim / tp, self.w_bytes, self.peak, True),
-                      self._gemm(T, gate, m.linear_value_dim / tp, self.w_bytes, self.peak, True)]
-        return tuple(sum(values) for values in zip(*parts))
-
-    def _latent_down_projections(self, T: int) -> tuple[float, float, float, float]:
-        """Latent attention's projections of the new tokens, (flops, bytes, compute_s, memory_s) summed: q
-        (through its low-rank latent when q_lora_rank is set: the down-projection whole on every TP rank, the
-        up-projection split by head) and KV down to the latent + RoPE key (whole on every rank)."""
-        m, h = self.model, self.model.hidden_size
-        q_width = self.heads * m.head_dim
-        parts = [self._gemm(T, h, m.kv_latent_size, self.w_bytes, self.peak, True)]
-        if m.q_lora_rank:
-            parts += [self._gemm(T, h, m.q_lora_rank, self.w_bytes, self.peak, True),
-                      self._gemm(T, m.q_lora_rank, q_width, self.w_bytes, self.peak, True)]
-        else:
-            parts.append(self._gemm(T, h, q_width, self.w_bytes, self.peak, True))
-        if m.sparse_attention_topk:  # the indexer's query (from the q latent), key and per-head weights, whole per rank
-            parts += [self._gemm(T, m.q_lora_rank, m.indexer_heads * m.indexer_head_dim, self.w_bytes, self.peak, True),
-                      self._gemm(T, h, m.indexer_head_dim, self.w_bytes, self.peak, True),
-                      self._gemm(T, h, m.indexer_heads, self.hp_bytes, self.attn_peak, False)]
-        return tuple(sum(values) for values in zip(*parts))
-
-    def mlp_layers(self, L: int) -> tuple[int, int]:
-        """(dense-MLP layers, MoE layers) among a stage's `L` layers, at the stack's shares (the rest have no MLP)."""
-        moe_layers = L - round(L * (1 - self.moe_share))
-        return L - moe_layers - round(L * self.mlp_free_share), moe_layers
-
-    def _mlp(self, T: float, L: int, eager: bool, all_tokens: int | None = None) -> list[OperatorCost]:
-        """The MLP of this GPU's `T` tokens; MoE experts see the tokens of every attention rank
-        (`all_tokens`, default T) routed to the experts this GPU holds."""
-        m, h = self.model, self.model.hidden_size
-        layout = self.layout
-        all_tokens = T if all_tokens is None else all_tokens
-        ops: list[OperatorCost] = []
-        dense_layers, moe_layers = self.mlp_layers(L)
-        up = m.mlp_matrices - 1  # gate + up (2) or up (1)
-        if dense_layers:
-            i = m.intermediate_size * m.dense_mlp_width_factor / layout.attention_tp  # the mean dense layer's
-            ops.append(self._op("mlp_gate_up", dense_layers, *self._gemm(T, h, up * i, self.w_bytes, self.peak, True), eager))
-            ops.append(self._op("mlp_down", dense_layers, *self._gemm(T, i, h, self.w_bytes, self.peak, True), eager))
-        if moe_layers:
-            E, k = m.num_experts, m.experts_per_token
-            i = m.expert_intermediate_size / layout.moe_tp
-            assignments = all_tokens * k
-            # expected experts hit by at least one token, under the model's measured routing skew (expert_load.py)
-            active = expected_distinct_experts(E, k, all_tokens, m.expert_top20_share)
-            share = 1.0  # this GPU's share of the experts' rows
-            if layout.ep > 1:  # this GPU's experts and the rows routed to them, on its most loaded
-                share = layout.imbalance(assignments) / layout.ep
-                assignments = assignments * share
-                active = active / layout.ep
-
-            def row_tiles(tile_rows: int) -> float:  # the experts' rows differ: each runs its own row tiles
-                return share * expected_row_tiles(E, k, all_tokens, tile_rows, m.expert_top20_share)
-
-            he = m.expert_hidden_size  # what the experts read and write: the hidden state, or a latent MoE's latent
-            # the experts' own scheme where the checkpoint stores them apart (DeepSeek-V4's MXFP4 beside FP8)
-            scheme = self.expert_quant
-            w_bytes, peak = (self.w_bytes, self.peak) if scheme is None else (scheme.weight_bytes_per_param,
-                                                                              self.hw.peak(scheme.compute_dtype))
-            f1, b1, c1, _ = self._gemm(assignments, he, up * i, w_bytes, peak, True, weights=active,
-                                       row_tiles=row_tiles, scheme=scheme)
-            f2, b2, c2, _ = self._gemm(assignments, i, he, w_bytes, peak, True, weights=active,
-                                       row_tiles=row_tiles, scheme=scheme)
-            # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
-            # the top-k combine then reads every expert output and writes one hidden state per token.
-            b = b1 + b2 + (assignments + T) * he * self.a_bytes
-            # the experts' weights: up (rows of he elements) and down (rows of i), at their row lengths' rates
-            up_bytes = active * he * up * i * w_bytes
-            row_start = self._row_start_bytes(he, up_bytes) + self._row_start_bytes(i, up_bytes / up)
-            ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b + row_start), eager))
-            ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))
-            if m.moe_latent_size:  # fc1 / fc2_latent_proj: whole on every GPU (replicated), over its own tokens
-                down = self._gemm(T, h, m.moe_latent_size, self.w_bytes, self.peak, True)
-                back = self._gemm(T, m.moe_latent_size, h, self.w_bytes, self.peak, True)
-                ops.append(self._op("moe_latent_proj", moe_layers, *(a + b for a, b in zip(down, back)), eager))
-            if m.shared_expert_intermediate_size:  # on every attention rank, over its own tokens
-                si = m.shared_expert_intermediate_size / layout.attention_tp
-                f1, b1, c1, m1 = self._gemm(T, h, up * si, self.w_bytes, self.peak, True)
-                f2, b2, c2, m2 = self._gemm(T, si, h, self.w_bytes, self.peak, True)
-                side = not eager and T <= self.engine.shared_expert_stream_tokens  # beside the routed experts
-                ops.append(self._op("moe_shared", moe_layers, f1 + f2, b1 + b2, c1 + c2, m1 + m2, eager,
-                                    side_stream=side))
-        return ops
-
-
-def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:
-    """KV heads stored per GPU: split across TP ranks, replicated when TP exceeds them."""
-    return max(1, num_kv_heads // tp)
-
-
-def window_kv_ratio(model: ModelSpec, tp: int) -> float:
-    """A windowed layer's KV elements per token on one GPU of a `tp`-wide attention group over a full layer's: 1 but
-    where the windowed layers have their own geometry (Gemma 4 at TP 1: 16 KV heads of 256 against 4 of 512, 2.0;
-    at TP 8, with the full layers' 4 heads replicated, 1.0)."""
-    if not model.window_own_geometry:
-        return 1.0
-    window = kv_heads_per_gpu(model.window_layer_kv_heads, tp) * (model.window_layer_head_dim
-                                                                   + model.window_layer_v_dim)
-    return window / kv_elements_per_token_layer(model, tp)
-
-
-def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
-    """KV-cache elements one token occupies in one layer on one GPU of a TP group: K and V of this GPU's
-    KV heads (a value v_dim wide), or with latent attention the latent and the shared RoPE key, which every TP rank
-    holds whole (the heads are split, the latent is not)."""
-    if model.latent_attention:
-        return model.kv_latent_size
-    if model.compressed is not None:  # one K = V entry, whole on every rank
-        return model.head_dim
-    return kv_heads_per_gpu(model.num_kv_heads, tp) * (model.head_dim + model.v_dim)
-
-
-# FlashMLA's sparse FP8 KV layout, in which vLLM and SGLang keep a DeepSeek-sparse-attention model's FP8 cache (the
-# quant's sparse_kv_layout "flashmla"): the latent in FP8 with one FP32 scale per 128 elements, the shared RoPE key
-# kept in BF16 (656 bytes for a 512 + 64 latent: vLLM's fp8_ds_mla, "custom storage format is 656 bytes, see FlashMLA
-# readme"; SGLang's NSATokenToKVPool, "rope is always stored in bf16"). TensorRT-LLM's DSA cache manager keeps it as
-# plain per-tensor FP8, one byte an element (576; "plain"), its 656-byte fp8_ds_mla an opt-in dtype of one SM120 path
-# (_torch/attention_backend/sparse/dsa/cache_manager.py get_cache_size_per_token; its DeepSeek-V3.2 blog: "Sparse
-# MLA - KV cache: Per-tensor FP8")
-SPARSE_FP8_SCALE_ELEMENTS = 128
-SPARSE_FP8_SCALE_BYTES = 4
-SPARSE_FP8_ROPE_BYTES = 2
-
-
-def cached_kv_bytes_per_token(model: ModelSpec, quant: QuantScheme, tp: int) -> float:
-    """Bytes of one token's attention KV in one layer on one GPU of a TP group, as attention reads them:
-    kv_elements_per_token_layer at the KV dtype's bytes, or a sparse-attention model's FP8 latent in FlashMLA's
-    sparse layout where the engine keeps it so (quant.sparse_kv_layout; the indexer's keys apart:
-    kv_bytes_per_token_layer)."""
-    if model.compressed is not None:
-        return compressed_entry_bytes(model, quant)
-    if (model.latent_attention and model.sparse_attention_topk and quant.kv_dtype == "fp8"
-            and quant.sparse_kv_layout == "flashmla"):
-        scales = model.kv_lora_rank / SPARSE_FP8_SCALE_ELEMENTS * SPARSE_FP8_SCALE_BYTES
-        return model.kv_lora_rank + scales + model.qk_rope_head_dim * SPARSE_FP8_ROPE_BYTES
-    return kv_elements_per_token_layer(model, tp) * kv_bytes_per_element(quant.kv_dtype)
-
-
-def kv_bytes_per_token_layer(model: ModelSpec, quant: QuantScheme, tp: int) -> float:
-    """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
-    (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank). Compressed
-    attention: the mean layer's compressed entries and indexer keys per token (compressed_kv_bytes; its window and
-    compressor states are per sequence: perf/memory.py kv_window_terms; a stack of sliding layers only, its window's
-    per token)."""
-    if model.compressed is not None:
-        per_token, per_window_token = compressed_kv_bytes(model, quant)
-        return (per_token or per_window_token) / model.num_layers
-    return cached_kv_bytes_per_token(model, quant, tp) + model.indexer_key_bytes
-
-
-# DeepSeek-V4's cache entries (specs/compressed_attention.py): one K = V head of head_dim per window key and per
-# compressed entry, whole on every rank. In FP8 as vLLM and SGLang keep them (fp8_ds_mla: vLLM
-# model_executor/layers/deepseek_v4_attention.py and kv_cache_interface.py, 584 bytes "for model_version
-# deepseek_v4"; SGLang mem_cache/deepseek_v4_memory_pool.py DeepSeekV4SingleKVPool): the NoPE part in FP8 E4M3 with
-# one UE8M0 scale byte per 64 elements, the RoPE part in BF16, one byte of padding (448 + 7 + 128 + 1 = 584 for
-# head_dim 512). TensorRT-LLM keeps them as plain FP8, one byte an element (its DeepseekV4CacheManager: 512; the
-# quant's sparse_kv_layout "plain"). The CSA indexer's keys are FP8 with an FP32 scale in every engine (132 bytes)
-COMPRESSED_FP8_SCALE_ELEMENTS = 64
-COMPRESSED_FP8_PAD_BYTES = 1
-INDEXER_KEY_SCALE_BYTES = 4
-# The compressors' running state, per sequence (vLLM deepseek_compressor.py CompressorStateCache, SGLang's compress-
-# state rings, TensorRT-LLM's COMPRESSOR_STATE / SCORE caches): FP32 kv and score, 2 x coff x width a slot (coff 2
-# for CSA's overlapping windows, 1 for HCA), over a ring of coff x ratio slots (8 for CSA, 128 for HCA); the CSA
-# indexer's compressor likewise at indexer_head_dim
-COMPRESSOR_STATE_BYTES = 4
-
-
-def compressed_entry_bytes(model: ModelSpec, quant: QuantScheme) -> float:
-    """Bytes of one cached entry (window key or compressed entry) of compressed attention in the KV dtype: FP8 in
-    the engine's layout (fp8_ds_mla or plain), else head_dim elements."""
-    if quant.kv_dtype == "fp8" and quant.sparse_kv_layout == "flashmla":
-        nope = model.head_dim - model.qk_rope_head_dim
-        return (nope + math.ceil(nope / COMPRESSED_FP8_SCALE_ELEMENTS) + model.qk_rope_head_dim * SPARSE_FP8_ROPE_BYTES
-                + COMPRESSED_FP8_PAD_BYTES)
-    return model.head_dim * kv_bytes_per_element(quant.kv_dtype)
-
-
-def compressed_kv_bytes(model: ModelSpec, quant: QuantScheme) -> tuple[float, float]:
-    """(bytes per token of context, bytes per token of the window) compressed attention holds for one sequence on
-    every GPU of its attention group (its one K = V head is not split): per token, each CSA layer's entry and
-    indexer key per csa_ratio tokens and each HCA layer's entry per hca_ratio; per window token (a sequence's last
-    `window`), every layer's window entry and the compressors' state rings spread over the window."""
-    c = model.compressed
-    entry = compressed_entry_bytes(model, quant)
-    index_key = c.indexer_head_dim + INDEXER_KEY_SCALE_BYTES
-    per_token = c.csa_layers * (entry + index_key) / c.csa_ratio + c.hca_layers * entry / c.hca_ratio
-    csa_rings, hca_rings = compressor_ring_bytes(model)
-    return per_token, model.num_layers * entry + (csa_rings + hca_rings) / c.window
-
-
-def compressor_ring_bytes(model: ModelSpec, ring_slots: tuple[int, int] | None = None) -> tuple[float, float]:
-    """(CSA layers', HCA layers') compressor state rings of one sequence (COMPRESSOR_STATE_BYTES): a CSA layer's
-    over 2 x csa_ratio slots of 2 x 2 x head_dim and its indexer's of 2 x 2 x indexer_head_dim, an HCA layer's over
-    hca_ratio slots of 2 x head_dim (SGLang's get_compress_state_ring_size without speculative decoding: 8 and 128);
-    `ring_slots` (CSA, HCA): another ring (SGLang's with speculative decoding: 16 and 256)."""
-    c = model.compressed
-    csa_slots, hca_slots = ring_slots or (2 * c.csa_ratio, c.hca_ratio)
-
-    def ring(coff: int, slots: int, width: int) -> float:
-        return 2 * coff * width * COMPRESSOR_STATE_BYTES * slots
-
-    return (c.csa_layers * (ring(2, csa_slots, model.head_dim) + ring(2, csa_slots, c.indexer_head_dim)),
-            c.hca_layers * ring(1, hca_slots, model.head_dim))
-
-
-def compressed_swa_token_bytes(model: ModelSpec, quant: QuantScheme, ring_slots: tuple[int, int] | None = None
-                               ) -> float:
-    """Bytes of one token of SGLang's SWA pool for compressed attention (its DeepSeek-V4 pools,
-    mem_cache/deepseek_v4_memory_pool.py and model_executor/pool_configurator.py DSV4PoolConfigurator): every
-    layer's window entry, and the CSA compressors' rings, whose pool is sized from the SWA pool's (a ring per
-    window of SWA tokens): 61 x 584 + 8 / 128 x (8,192 + 2,048) x 30 = 54,824 bytes for DeepSeek-V4-Pro (`ring_slots`:
-    compressor_ring_bytes's)."""
-    csa_rings, _ = compressor_ring_bytes(model, ring_slots)
-    return model.num_layers * compressed_entry_bytes(model, quant) + csa_rings / model.compressed.window
-
-
-def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
-    if tp < 1 or pp < 1:
-        raise PhasewiseError(f"--tp and --pp must be >= 1 (got tp={tp}, pp={pp})")
-    if model.num_heads % tp:
-        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and
-              (model.num_kv_heads % d == 0 or d % model.num_kv_heads == 0)]
-        raise PhasewiseError(
-            f"--tp {tp} does not divide num_attention_heads={model.num_heads} of {model.name} "
-            f"(allowed: {', '.join(map(str, ok))})"
-        )
-    for kv_heads, which in ((model.num_kv_heads, "num_key_value_heads"),
-                            (model.window_layer_kv_heads, "the windowed layers' KV heads")):
-        if kv_heads % tp and tp % kv_heads:
-            raise PhasewiseError(f"--tp {tp} neither divides nor is a multiple of {which}={kv_heads} of {model.name}")
-    if model.linear_attention_layers and ((model.linear_key_heads % tp and not model.linear_replicated_width(tp))
-                                          or model.linear_value_heads % tp):
-        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and model.linear_value_heads % d == 0
-              and (model.linear_key_heads % d == 0 or model.linear_replicated_width(d))]
-        raise PhasewiseError(
-            f"--tp {tp} does not divide the linear-attention heads of {model.name} (linear_num_key_heads="
-            f"{model.linear_key_heads}, linear_num_value_heads={model.linear_value_heads}; allowed: "
-            f"{', '.join(map(str, ok))})")
-    if model.compressed is not None and model.compressed.o_groups % tp:
-        ok = [d for d in range(1, model.compressed.o_groups + 1) if model.compressed.o_groups % d == 0]
-        raise PhasewiseError(f"--tp {tp} does not divide o_groups={model.compressed.o_groups} of {model.name} (its "
-                             f"grouped output projection is split by group; allowed: {', '.join(map(str, ok))})")
-    if pp > model.num_layers:
-        raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
-    if model.linear_attention_layers and pp > 1:
-        # a stage is costed as the stack's share of each kind (ModelSpec.stage_layers): it must keep a softmax layer
-        def softmax_layers(stages: int) -> int:
-            layers, linear = model.stage_layers(stages)
-            return layers - linear
-
-        if softmax_layers(pp) < 1:
-            most = max(d for d in range(1, pp) if softmax_layers(d) >= 1)
-            raise PhasewiseError(
-                f"--pp {pp}: a stage of {model.stage_layers(pp)[0]} layers keeps no softmax-attention layer at "
-                f"{model.name}'s share ({model.linear_attention_layers} of {model.num_layers} layers linear), and "
-                f"stages are costed at the stack's shares; use --pp {most} or less")
-    if model.kv_shared_layers and pp > 1:
-        raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a model whose layers reuse earlier layers' KV "
-                             f"({model.name}) is not modelled yet; use --pp 1")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phasewise.perf.cost import (
+from phasewise.perf.kv_geometry import (
     compressed_kv_bytes,
     compressed_swa_token_bytes,
     compressor_ring_bytes,
@@ -247,11 +247,11 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
       window pool until its forward ends) is not modelled.
     No window: the context (every layout). Windowed layers of their own geometry (Gemma 4) count as full-layer
     tokens by their KV per token on one GPU of the `attention_tp`-wide attention group over a full layer's
-    (perf/cost.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence (vLLM's
+    (perf/kv_geometry.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence (vLLM's
     sliding-window cache groups, TensorRT-LLM's per-layer SWA pages), its window entries and compressor states per
-    window token (perf/cost.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools, DSV4PoolConfigurator):
+    window token (perf/kv_geometry.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools, DSV4PoolConfigurator):
     every layer's window entries and the CSA compressors' rings in an SWA pool of `pool_ratio` tokens per context
-    token (perf/cost.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
+    token (perf/kv_geometry.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
     (slot_state_bytes), with `speculation` (specs/engines.py window_pool_speculation: SGLang's speculative
     decoding) its rings' slots and the pool's bytes per full token x (layers + draft layers) / layers;
     block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py) and window_pages (TensorRT-LLM's

@@ -123,3 +123,50 @@ def _divisors(n: int) -> list[int]:
         return []
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return small + [n // d for d in reversed(small) if d * d != n]
+
+
+def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
+    """Whether `tp` GPUs can split the model's attention (heads, KV heads, linear-attention heads, grouped output
+    projections) and `pp` stages its layers; else a one-line error naming the flag and the allowed values."""
+    if tp < 1 or pp < 1:
+        raise PhasewiseError(f"--tp and --pp must be >= 1 (got tp={tp}, pp={pp})")
+    if model.num_heads % tp:
+        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and
+              (model.num_kv_heads % d == 0 or d % model.num_kv_heads == 0)]
+        raise PhasewiseError(
+            f"--tp {tp} does not divide num_attention_heads={model.num_heads} of {model.name} "
+            f"(allowed: {', '.join(map(str, ok))})"
+        )
+    for kv_heads, which in ((model.num_kv_heads, "num_key_value_heads"),
+                            (model.window_layer_kv_heads, "the windowed layers' KV heads")):
+        if kv_heads % tp and tp % kv_heads:
+            raise PhasewiseError(f"--tp {tp} neither divides nor is a multiple of {which}={kv_heads} of {model.name}")
+    if model.linear_attention_layers and ((model.linear_key_heads % tp and not model.linear_replicated_width(tp))
+                                          or model.linear_value_heads % tp):
+        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and model.linear_value_heads % d == 0
+              and (model.linear_key_heads % d == 0 or model.linear_replicated_width(d))]
+        raise PhasewiseError(
+            f"--tp {tp} does not divide the linear-attention heads of {model.name} (linear_num_key_heads="
+            f"{model.linear_key_heads}, linear_num_value_heads={model.linear_value_heads}; allowed: "
+            f"{', '.join(map(str, ok))})")
+    if model.compressed is not None and model.compressed.o_groups % tp:
+        ok = [d for d in range(1, model.compressed.o_groups + 1) if model.compressed.o_groups % d == 0]
+        raise PhasewiseError(f"--tp {tp} does not divide o_groups={model.compressed.o_groups} of {model.name} (its "
+                             f"grouped output projection is split by group; allowed: {', '.join(map(str, ok))})")
+    if pp > model.num_layers:
+        raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
+    if model.linear_attention_layers and pp > 1:
+        # a stage is costed as the stack's share of each kind (ModelSpec.stage_layers): it must keep a softmax layer
+        def softmax_layers(stages: int) -> int:
+            layers, linear = model.stage_layers(stages)
+            return layers - linear
+
+        if softmax_layers(pp) < 1:
+            most = max(d for d in range(1, pp) if softmax_layers(d) >= 1)
+            raise PhasewiseError(
+                f"--pp {pp}: a stage of {model.stage_layers(pp)[0]} layers keeps no softmax-attention layer at "
+                f"{model.name}'s share ({model.linear_attention_layers} of {model.num_layers} layers linear), and "
+                f"stages are costed at the stack's shares; use --pp {most} or less")
+    if model.kv_shared_layers and pp > 1:
+        raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a model whose layers reuse earlier layers' KV "
+                             f"({model.name}) is not modelled yet; use --pp 1")

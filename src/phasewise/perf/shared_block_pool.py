@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.cost import INDEXER_KEY_SCALE_BYTES, compressed_entry_bytes
+from phasewise.perf.kv_geometry import INDEXER_KEY_SCALE_BYTES, compressed_entry_bytes
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from phasewise.perf.cost import compressed_entry_bytes, compressor_ring_bytes
+from phasewise.perf.kv_geometry import compressed_entry_bytes, compressor_ring_bytes
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.perf import memory_fit
-from phasewise.perf.cost import check_parallelism
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.memory import (
     compressed_kv_pool,
@@ -25,7 +24,7 @@ from phasewise.perf.memory import (
     kv_window_terms,
     slot_state_bytes,
 )
-from phasewise.perf.parallel import parallel_layout
+from phasewise.perf.parallel import check_parallelism, parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path

@@ -12,8 +12,8 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
-from phasewise.perf.cost import check_parallelism, kv_bytes_per_token_layer
 from phasewise.perf.expert_load import with_routing_skew
+from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import (
     compressed_kv_pool,
@@ -22,7 +22,7 @@ from phasewise.perf.memory import (
     recurrent_state_bytes_per_sequence,
     slot_state_bytes,
 )
-from phasewise.perf.parallel import parallel_layout
+from phasewise.perf.parallel import check_parallelism, parallel_layout
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.autoscaler import Autoscaler, check_span
 from phasewise.sim.cluster import Cluster

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
-from phasewise.perf.cost import CostModel, kv_bytes_per_token_layer, window_kv_ratio
+from phasewise.perf.cost import CostModel
+from phasewise.perf.kv_geometry import kv_bytes_per_token_layer, window_kv_ratio
 from phasewise.perf.memory import (
     activation_bytes,
     kv_bytes_per_token,

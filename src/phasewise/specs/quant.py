@@ -65,7 +65,7 @@ class QuantScheme(BaseModel):
     compute_dtype: str
     activation_dtype: str
     kv_dtype: str
-    # how a DeepSeek-sparse-attention model's FP8 latent cache is stored (perf/cost.py cached_kv_bytes_per_token):
+    # how a DeepSeek-sparse-attention model's FP8 latent cache is stored (perf/kv_geometry.py cached_kv_bytes_per_token):
     # flashmla, FlashMLA's sparse layout (FP32 scales, BF16 RoPE key; vLLM, SGLang), or plain per-tensor FP8
     # (TensorRT-LLM); the serving engine sets it (specs/engines.py engine_kv)
     sparse_kv_layout: Literal["flashmla", "plain"] = "flashmla"
