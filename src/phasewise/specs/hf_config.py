@@ -1,11 +1,12 @@
 """Hugging Face config.json -> ModelSpec, and the model catalog.
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
-indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H, Kimi Linear's KDA beside latent
-attention, Falcon-H1's attention and Mamba-2 side by side, Jamba's Mamba-1, LFM2's short convolutions and
-MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a supported language
-model, OPT, BLOOM, OLMo-style); an unknown model_type, or a field that changes a layer's cost and that its parser
-does not read, is a one-line error naming it, never a fallback to another family.
+indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H (specs/hf_mamba.py), Kimi
+Linear's KDA beside latent attention, Falcon-H1's attention and Mamba-2 side by side, Jamba's Mamba-1, LFM2's short
+convolutions and MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a
+supported language model, OPT, BLOOM, OLMo-style (specs/hf_classic.py)); an unknown model_type, or a field that
+changes a layer's cost and that its parser does not read, is a one-line error naming it, never a fallback to
+another family.
 load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
 """
 
@@ -17,21 +18,25 @@ from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.hf_classic import bloom_spec, olmo_spec, opt_spec
 from phasewise.specs.hf_deepseek_v4 import deepseek_v4_spec
 from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, gemma4_config
 from phasewise.specs.hf_gpt import GPT_TYPES, gpt_spec
 from phasewise.specs.hf_layers import (
+    GATED_ACTS,
     SPEC_FIELDS,
     WINDOW_PATTERN_DEFAULT,
     ernie_moe_layers,
+    first_field,
     hunyuan_fields,
     is_int_list,
     linear_pattern,
     llama4_moe_layers,
-    nemotron_blocks,
     positive,
+    require_field,
     window_layers,
 )
+from phasewise.specs.hf_mamba import GRANITE_LAYER_KINDS, granite_hybrid_spec, nemotron_h_spec
 from phasewise.specs.hf_mimo import MIMO_DEFAULTS, MIMO_TYPES, mimo_config
 from phasewise.specs.hf_nas import NAS_TYPES, nas_config
 from phasewise.specs.hf_recurrent import (
@@ -64,33 +69,6 @@ from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "catalog_names", "checkpoint_id", "from_hf_config", "load_model", "native_precision"]
 
-_GATED_ACTS = {"silu", "swiglu", "swish", "gelu_pytorch_tanh_gated"}
-
-
-def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if cfg.get(k) is not None:
-            return cfg[k]
-    return default
-
-
-def _require(cfg: dict[str, Any], where: str, *keys: str) -> Any:
-    value = _first(cfg, *keys)
-    if value is None:
-        raise PhasewiseError(f"{where}: missing field {' or '.join(keys)}")
-    if keys[0] in LAYER_COUNTS and positive(value, where, keys[0]) > MAX_LAYERS:
-        raise PhasewiseError(f"{where}: field {keys[0]} must be at most {MAX_LAYERS:,} (got {value}): no checkpoint "
-                             "has that many layers")
-    return positive(value, where, keys[0]) if keys[0] in DIVISORS else value
-
-
-# fields other shapes are divided by: a zero, a fraction or a text there is refused by name, not left to fail
-DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model", "num_hidden_layers", "n_layers",
-            "n_layer")
-# a layer count the parsers walk layer by layer (MoE and window patterns); a typo of 10^12 layers would hang them.
-# The deepest served decoders have a few hundred layers (Llama-3.1-405B: 126)
-LAYER_COUNTS = ("num_hidden_layers", "n_layers", "n_layer")
-MAX_LAYERS = 100_000
 
 
 # model_type -> the parser that understands it. Llama-style: the common field names (hidden_size,
@@ -221,8 +199,6 @@ LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 # Mamba-2 hybrids: Nemotron-H / Nemotron 3 (transformers nemotron_h; single-block layers in a pattern) and
 # Granite 4.0-H (granitemoehybrid; a Mamba-2 or attention mixer and a MoE + shared MLP in every layer)
 MAMBA_HYBRID_TYPES = ("nemotron_h", "granitemoehybrid")
-# Granite 4.0-H (transformers granitemoehybrid): layer_types names each layer's mixer, every layer has the MLP
-GRANITE_LAYER_KINDS = ("mamba", "attention")
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 # (the language models each may hold; the first when text_config names none). Mistral 3 (Mistral Small 3.x, Devstral
 # Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost);
@@ -318,16 +294,16 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     if mt in HUNYUAN_TYPES:
         cfg = hunyuan_fields(cfg, where)
     if mt == "gemma4_text":
-        cfg = gemma4_config(cfg, where, int(_require(cfg, where, "num_hidden_layers")))
+        cfg = gemma4_config(cfg, where, int(require_field(cfg, where, "num_hidden_layers")))
     if mt in MIMO_TYPES:
-        cfg = mimo_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
+        cfg = mimo_config(cfg, where, mt, int(require_field(cfg, where, "num_hidden_layers")))
     if mt in LFM2_TYPES:
-        cfg = lfm2_config(cfg, where, mt, int(_require(cfg, where, "num_hidden_layers")))
+        cfg = lfm2_config(cfg, where, mt, int(require_field(cfg, where, "num_hidden_layers")))
     if mt in NAS_TYPES:
-        _require(cfg, where, "num_hidden_layers")  # the layer-count bound, before its blocks are walked
+        require_field(cfg, where, "num_hidden_layers")  # the layer-count bound, before its blocks are walked
         cfg = nas_config(cfg, where)
     if mt == "bamba":
-        cfg = bamba_config(cfg, where, int(_require(cfg, where, "num_hidden_layers")))
+        cfg = bamba_config(cfg, where, int(require_field(cfg, where, "num_hidden_layers")))
     names = {"kimi_linear": KIMI_LINEAR_NAMES, "ernie4_5_moe": ERNIE_MOE_NAMES,
              "bailing_moe": BAILING_NAMES}.get(mt, {})
     if names:  # their own names for the MoE fields
@@ -335,18 +311,18 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     _refuse_unread_fields(cfg, where, mt)
     try:
         if mt == "opt":
-            spec = _opt(name, cfg, where)
+            spec = opt_spec(name, cfg, where)
         elif mt == "bloom":
-            spec = _bloom(name, cfg, where)
+            spec = bloom_spec(name, cfg, where)
         elif mt in ("llada", "olmo"):
-            spec = _olmo_style(name, cfg, where)
+            spec = olmo_spec(name, cfg, where)
         elif mt in GPT_TYPES:
-            _require(cfg, where, "n_layer", "num_hidden_layers")  # the layer-count bound
+            require_field(cfg, where, "n_layer", "num_hidden_layers")  # the layer-count bound
             spec = gpt_spec(name, cfg, where, mt)
         elif mt in ("granitemoehybrid", "bamba"):  # Bamba: Granite 4.0-H's dense layers
-            spec = _granite_hybrid(name, cfg, where).model_copy(update={"model_type": mt})
+            spec = granite_hybrid_spec(name, cfg, where).model_copy(update={"model_type": mt})
         elif mt in MAMBA_HYBRID_TYPES:
-            spec = _nemotron_h(name, cfg, where)
+            spec = nemotron_h_spec(name, cfg, where)
         elif mt == "falcon_h1":  # attention and Mamba-2 side by side in every layer (specs/hf_recurrent.py)
             spec = falcon_h1_spec(name, cfg, where)
         else:
@@ -459,27 +435,27 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
 
 
 def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
-    hidden = int(_require(cfg, where, "hidden_size"))
-    heads = int(_require(cfg, where, "num_attention_heads"))
-    layers = int(_require(cfg, where, "num_hidden_layers"))
-    num_experts = int(_first(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=0))
-    top_k = int(_first(cfg, "num_experts_per_tok", default=0)) if num_experts else 0
+    hidden = int(require_field(cfg, where, "hidden_size"))
+    heads = int(require_field(cfg, where, "num_attention_heads"))
+    layers = int(require_field(cfg, where, "num_hidden_layers"))
+    num_experts = int(first_field(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=0))
+    top_k = int(first_field(cfg, "num_experts_per_tok", default=0)) if num_experts else 0
     moe_layers = 0
     expert_inter = 0
     shared_inter = 0
     if num_experts:
-        expert_inter = int(_first(cfg, "moe_intermediate_size", "intermediate_size", default=0))
-        shared_inter = int(_first(cfg, "shared_expert_intermediate_size", "shared_intermediate_size", default=0))
-        n_shared = int(_first(cfg, "n_shared_experts", default=0))
+        expert_inter = int(first_field(cfg, "moe_intermediate_size", "intermediate_size", default=0))
+        shared_inter = int(first_field(cfg, "shared_expert_intermediate_size", "shared_intermediate_size", default=0))
+        n_shared = int(first_field(cfg, "n_shared_experts", default=0))
         if n_shared and not shared_inter:
             shared_inter = n_shared * expert_inter
-        step = int(_first(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
-        freq = int(_first(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
+        step = int(first_field(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
+        freq = int(first_field(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
         dense_only = cfg.get("mlp_only_layers") or []
         if not is_int_list(dense_only):
             raise PhasewiseError(f"{where}: field mlp_only_layers must be a list of layer indices (got {dense_only!r})")
         dense_only = set(dense_only)
-        first_dense = int(_first(cfg, "first_k_dense_replace", default=0))
+        first_dense = int(first_field(cfg, "first_k_dense_replace", default=0))
         moe_layers = sum(
             1
             for i in range(layers)
@@ -494,20 +470,20 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
     layer_types = cfg.get("layer_types") or []
     window, windowed_layers, chunked, pattern = window_layers(cfg, where, mt, layers)
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
-    act = str(_first(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
+    act = str(first_field(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
     latent = {}
-    head_dim = int(_first(cfg, "head_dim", default=hidden // heads))
+    head_dim = int(first_field(cfg, "head_dim", default=hidden // heads))
     if mt in LATENT_ATTENTION_TYPES:
-        rope = int(_require(cfg, where, "qk_rope_head_dim"))
-        head_dim = int(_require(cfg, where, "qk_nope_head_dim")) + rope
-        latent = dict(q_lora_rank=int(_first(cfg, "q_lora_rank", default=0)),
-                      kv_lora_rank=int(_require(cfg, where, "kv_lora_rank")), qk_rope_head_dim=rope,
-                      v_head_dim=int(_require(cfg, where, "v_head_dim")),
-                      mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)))
+        rope = int(require_field(cfg, where, "qk_rope_head_dim"))
+        head_dim = int(require_field(cfg, where, "qk_nope_head_dim")) + rope
+        latent = dict(q_lora_rank=int(first_field(cfg, "q_lora_rank", default=0)),
+                      kv_lora_rank=int(require_field(cfg, where, "kv_lora_rank")), qk_rope_head_dim=rope,
+                      v_head_dim=int(require_field(cfg, where, "v_head_dim")),
+                      mtp_layers=int(first_field(cfg, "num_nextn_predict_layers", default=0)))
         if mt in SPARSE_LATENT_TYPES:
-            latent.update(sparse_attention_topk=int(_require(cfg, where, "index_topk")),
-                          indexer_heads=int(_require(cfg, where, "index_n_heads")),
-                          indexer_head_dim=int(_require(cfg, where, "index_head_dim")))
+            latent.update(sparse_attention_topk=int(require_field(cfg, where, "index_topk")),
+                          indexer_heads=int(require_field(cfg, where, "index_n_heads")),
+                          indexer_head_dim=int(require_field(cfg, where, "index_head_dim")))
     if mt in LINEAR_HYBRID_TYPES:
         latent = _linear_attention_fields(cfg, where, layers, layer_types)
     if mt == "jamba":
@@ -527,16 +503,16 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         num_layers=layers,
         hidden_size=hidden,
         num_heads=heads,
-        num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
+        num_kv_heads=int(first_field(cfg, "num_key_value_heads", default=heads)),
         head_dim=head_dim,
-        intermediate_size=int(_first(cfg, "intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size",
+        intermediate_size=int(first_field(cfg, "intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size",
                                      default=0))
         if moe_layers < layers
         else 0,
-        vocab_size=int(_require(cfg, where, "vocab_size")),
+        vocab_size=int(require_field(cfg, where, "vocab_size")),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", mt in TIED_BY_DEFAULT)),
         # gated MLPs: SwiGLU (Llama, Mistral, Qwen, DeepSeek) and Gemma's GeGLU (gate_proj, up_proj, down_proj)
-        mlp_gated=mt not in NON_GATED_TYPES and (act in _GATED_ACTS or mt in LLAMA_STYLE_TYPES
+        mlp_gated=mt not in NON_GATED_TYPES and (act in GATED_ACTS or mt in LLAMA_STYLE_TYPES
                                                  or mt in LATENT_ATTENTION_TYPES),
         num_experts=num_experts,
         experts_per_token=top_k,
@@ -546,7 +522,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         sliding_window=int(window) if window else None,
         sliding_window_layers=windowed_layers if window else None,
         chunked_attention=chunked,
-        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
+        max_position_embeddings=int(first_field(cfg, "max_position_embeddings", default=0)),
         qk_norm=mt in QK_NORM_TYPES or (mt in QK_NORM_FLAG_TYPES
                                         and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES[mt]))),
         v_norm=mt in V_NORM_TYPES,
@@ -566,16 +542,16 @@ def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer
     if layer_types:
         linear = [i for i, kind in enumerate(layer_types) if kind == "linear_attention"]
     else:
-        interval = positive(_require(cfg, where, "full_attention_interval"), where, "full_attention_interval")
+        interval = positive(require_field(cfg, where, "full_attention_interval"), where, "full_attention_interval")
         linear = [i for i in range(layers) if (i + 1) % interval]
     return dict(
         attention_output_gate=bool(cfg.get("attn_output_gate", True)),
         linear_attention_layers=len(linear), layer_pattern=linear_pattern(linear, layers),
-        linear_key_heads=int(_require(cfg, where, "linear_num_key_heads")),
-        linear_value_heads=int(_require(cfg, where, "linear_num_value_heads")),
-        linear_key_head_dim=int(_require(cfg, where, "linear_key_head_dim")),
-        linear_value_head_dim=int(_require(cfg, where, "linear_value_head_dim")),
-        linear_conv_kernel=int(_require(cfg, where, "linear_conv_kernel_dim")),
+        linear_key_heads=int(require_field(cfg, where, "linear_num_key_heads")),
+        linear_value_heads=int(require_field(cfg, where, "linear_num_value_heads")),
+        linear_key_head_dim=int(require_field(cfg, where, "linear_key_head_dim")),
+        linear_value_head_dim=int(require_field(cfg, where, "linear_value_head_dim")),
+        linear_conv_kernel=int(require_field(cfg, where, "linear_conv_kernel_dim")),
     )
 
 
@@ -606,168 +582,8 @@ def _kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
                 linear_recurrence="kda")
 
 
-def _nemotron_h(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
-    """Nemotron-H / Nemotron 3 (transformers NemotronHConfig): each layer one block, a Mamba-2 mixer (M), attention
-    (*), a non-gated squared-ReLU MLP (-) or a MoE of such experts with a shared one (E). Each MLP or MoE block is
-    paired with a mixer block into one layer of the cost model; the mixers left over are MLP-free layers (an MLP
-    block without a mixer to pair with is not modelled). Mamba-2: mamba_num_heads heads of mamba_head_dim, n_groups
-    groups sharing B and C of ssm_state_size, a conv of conv_kernel taps, chunked prefill in chunks of chunk_size.
-    A latent MoE (moe_latent_size: Nemotron 3 Super) runs its routed experts in the latent width (vLLM
-    models/nemotron_h.py NemotronHMoE: fc1_latent_proj / fc2_latent_proj replicated around the fused experts; the
-    shared expert, moe_shared_expert_intermediate_size x n_shared_experts wide, on the hidden state)."""
-    blocks = nemotron_blocks(cfg, where)
-    mixers, mlps = blocks["mamba"] + blocks["attention"], blocks["mlp"] + blocks["moe"]
-    if mlps > mixers:
-        raise PhasewiseError(f"{where}: {mlps} MLP / MoE blocks against {mixers} Mamba / attention blocks: MLP "
-                             "blocks without a mixer to pair with are not modelled")
-    hidden = int(_require(cfg, where, "hidden_size"))
-    heads = int(_require(cfg, where, "num_attention_heads"))
-    moe = {}
-    if blocks["moe"]:
-        # E blocks need positive expert fields (a 0 or false left a MoE without experts, a ZeroDivisionError later)
-        expert_inter, experts, top_k = (positive(_require(cfg, where, key), where, key) for key in
-                                        ("moe_intermediate_size", "n_routed_experts", "num_experts_per_tok"))
-        moe = dict(num_experts=experts, experts_per_token=top_k,
-                   expert_intermediate_size=expert_inter, num_moe_layers=blocks["moe"],
-                   # the shared expert: moe_shared_expert_intermediate_size x n_shared_experts (vLLM NemotronHMoE)
-                   shared_expert_intermediate_size=int(_first(cfg, "moe_shared_expert_intermediate_size", default=0))
-                   * int(_first(cfg, "n_shared_experts", default=1)),
-                   moe_latent_size=int(_first(cfg, "moe_latent_size", default=0)))
-    act = str(_first(cfg, "mlp_hidden_act", default="relu2")).lower()
-    return ModelSpec(
-        name=name, model_type="nemotron_h", num_layers=mixers, hidden_size=hidden, num_heads=heads,
-        num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
-        head_dim=int(_first(cfg, "head_dim", "attention_head_dim", default=hidden // heads)),
-        intermediate_size=int(_require(cfg, where, "intermediate_size")) if blocks["mlp"] else 0,
-        vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        mlp_gated=act in _GATED_ACTS,
-        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
-        mlp_free_layers=mixers - mlps, attention_rope=False,  # NemotronHAttention rotates neither q nor k
-        # MTP modules (Nemotron 3 Super: one, an attention and a MoE block, mtp_hybrid_override_pattern "*E")
-        mtp_layers=int(_first(cfg, "num_nextn_predict_layers", default=0)),
-        linear_attention_layers=blocks["mamba"], linear_recurrence="mamba2",
-        linear_key_heads=int(_require(cfg, where, "n_groups")),
-        linear_value_heads=int(_require(cfg, where, "mamba_num_heads")),
-        linear_key_head_dim=int(_require(cfg, where, "ssm_state_size")),
-        linear_value_head_dim=int(_require(cfg, where, "mamba_head_dim")),
-        linear_conv_kernel=int(_require(cfg, where, "conv_kernel")),
-        # transformers NemotronHConfig's default chunk_size: 128
-        linear_chunk_tokens=int(_first(cfg, "chunk_size", default=128)),
-        **moe,
-    )
 
 
-def _granite_hybrid(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
-    """Granite 4.0-H (transformers GraniteMoeHybridConfig): layer_types names each layer's mixer, a Mamba-2
-    (mamba_n_heads heads of mamba_d_head, or "auto": mamba_expand x hidden over the heads; mamba_n_groups groups
-    sharing B and C of mamba_d_state; a conv of mamba_d_conv taps; chunks of mamba_chunk_size) or softmax attention
-    (no RoPE with position_embedding_type "nope"); every layer then runs a gated MoE of num_local_experts
-    (intermediate_size each) beside a gated shared MLP of shared_intermediate_size, or that MLP alone without
-    experts."""
-    kinds = cfg.get("layer_types")
-    if not isinstance(kinds, list) or not kinds:
-        raise PhasewiseError(f"{where}: missing field layer_types (each layer's mixer: "
-                             f"{', '.join(GRANITE_LAYER_KINDS)})")
-    layers = int(_require(cfg, where, "num_hidden_layers"))
-    if layers != len(kinds):
-        raise PhasewiseError(f"{where}: field layer_types names {len(kinds)} layers but num_hidden_layers is {layers}")
-    hidden = int(_require(cfg, where, "hidden_size"))
-    heads = int(_require(cfg, where, "num_attention_heads"))
-    mamba_heads = positive(_require(cfg, where, "mamba_n_heads"), where, "mamba_n_heads")
-    head = _require(cfg, where, "mamba_d_head")
-    head_dim = int(_require(cfg, where, "mamba_expand")) * hidden // mamba_heads if head == "auto" else int(head)
-    shared = int(_require(cfg, where, "shared_intermediate_size"))
-    experts = int(_first(cfg, "num_local_experts", default=0))
-    moe = dict(num_experts=experts, experts_per_token=int(_require(cfg, where, "num_experts_per_tok")),
-               expert_intermediate_size=int(_require(cfg, where, "intermediate_size")),
-               shared_expert_intermediate_size=shared, num_moe_layers=layers) if experts else {}
-    position = str(_first(cfg, "position_embedding_type", default="rope")).lower()
-    if position not in ("rope", "nope"):
-        raise PhasewiseError(f"{where}: field position_embedding_type '{position}' is not one of rope, nope")
-    return ModelSpec(
-        name=name, model_type="granitemoehybrid", num_layers=layers, hidden_size=hidden, num_heads=heads,
-        num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)), head_dim=hidden // heads,
-        intermediate_size=0 if experts else shared, vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_gated=True,
-        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
-        attention_rope=position == "rope",
-        linear_attention_layers=kinds.count("mamba"), linear_recurrence="mamba2",
-        layer_pattern=linear_pattern((i for i, kind in enumerate(kinds) if kind == "mamba"), layers),
-        linear_key_heads=int(_require(cfg, where, "mamba_n_groups")), linear_value_heads=mamba_heads,
-        linear_key_head_dim=int(_require(cfg, where, "mamba_d_state")), linear_value_head_dim=head_dim,
-        linear_conv_kernel=int(_require(cfg, where, "mamba_d_conv")),
-        linear_chunk_tokens=int(_first(cfg, "mamba_chunk_size", default=256)),
-        **moe,
-    )
-
-
-def _opt(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
-    hidden = int(_require(cfg, where, "hidden_size"))
-    heads = int(_require(cfg, where, "num_attention_heads"))
-    return ModelSpec(
-        name=name,
-        model_type="opt",
-        num_layers=int(_require(cfg, where, "num_hidden_layers")),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=hidden // heads,
-        intermediate_size=int(_require(cfg, where, "ffn_dim")),
-        vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        mlp_gated=False,
-        max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=0)),
-        norm="layer",
-    )
-
-
-def _bloom(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
-    hidden = int(_require(cfg, where, "hidden_size", "n_embed"))
-    heads = int(_require(cfg, where, "n_head", "num_attention_heads"))
-    return ModelSpec(
-        name=name,
-        model_type="bloom",
-        num_layers=int(_require(cfg, where, "n_layer", "num_hidden_layers")),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=hidden // heads,
-        intermediate_size=4 * hidden,
-        vocab_size=int(_require(cfg, where, "vocab_size")),
-        tie_embeddings=True,
-        mlp_gated=False,
-        norm="layer",
-    )
-
-
-def _olmo_style(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
-    """OLMo-style names (LLaDA): d_model, n_heads, n_kv_heads, n_layers, mlp_hidden_size."""
-    hidden = int(_require(cfg, where, "d_model"))
-    heads = int(_require(cfg, where, "n_heads"))
-    mt = str(cfg.get("model_type", "olmo")).lower()
-    inter = _first(cfg, "mlp_hidden_size")
-    if inter is None:
-        inter = int(_require(cfg, where, "mlp_ratio")) * hidden
-    act = str(_first(cfg, "activation_type", default="swiglu")).lower()
-    return ModelSpec(
-        name=name,
-        model_type=mt,
-        num_layers=int(_require(cfg, where, "n_layers")),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=int(_first(cfg, "n_kv_heads", "effective_n_kv_heads", default=heads)),
-        head_dim=hidden // heads,
-        intermediate_size=int(inter),
-        vocab_size=int(_first(cfg, "embedding_size", "vocab_size")),
-        tie_embeddings=bool(cfg.get("weight_tying", False)),
-        mlp_gated=act in _GATED_ACTS,
-        causal=mt != "llada" and not cfg.get("bidirectional", False),
-        max_position_embeddings=int(_first(cfg, "max_sequence_length", default=0)),
-    )
-
-
-# --- catalog --------------------------------------------------------------------------------------
 
 
 def catalog_names() -> dict[str, str]:

@@ -232,3 +232,36 @@ def nemotron_blocks(cfg: dict[str, Any], where: str) -> dict[str, int]:
     if layers is not None and layers != len(kinds):
         raise PhasewiseError(f"{where}: field {field} names {len(kinds)} blocks but num_hidden_layers is {layers}")
     return {kind: kinds.count(kind) for kind in NEMOTRON_BLOCKS.values()}
+
+
+# activations whose MLP is gated (gate and up projections)
+GATED_ACTS = {"silu", "swiglu", "swish", "gelu_pytorch_tanh_gated"}
+
+
+def first_field(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    """The first of `keys` the config sets (not null), else `default`."""
+    for k in keys:
+        if cfg.get(k) is not None:
+            return cfg[k]
+    return default
+
+
+def require_field(cfg: dict[str, Any], where: str, *keys: str) -> Any:
+    """first_field(), or a one-line error naming the missing field; a divisor must be a positive integer and a layer
+    count at most MAX_LAYERS."""
+    value = first_field(cfg, *keys)
+    if value is None:
+        raise PhasewiseError(f"{where}: missing field {' or '.join(keys)}")
+    if keys[0] in LAYER_COUNTS and positive(value, where, keys[0]) > MAX_LAYERS:
+        raise PhasewiseError(f"{where}: field {keys[0]} must be at most {MAX_LAYERS:,} (got {value}): no checkpoint "
+                             "has that many layers")
+    return positive(value, where, keys[0]) if keys[0] in DIVISORS else value
+
+
+# fields other shapes are divided by: a zero, a fraction or a text there is refused by name, not left to fail
+DIVISORS = ("num_attention_heads", "n_heads", "n_head", "hidden_size", "d_model", "num_hidden_layers", "n_layers",
+            "n_layer")
+# a layer count the parsers walk layer by layer (MoE and window patterns); a typo of 10^12 layers would hang them.
+# The deepest served decoders have a few hundred layers (Llama-3.1-405B: 126)
+LAYER_COUNTS = ("num_hidden_layers", "n_layers", "n_layer")
+MAX_LAYERS = 100_000
