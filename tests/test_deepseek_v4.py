@@ -275,7 +275,8 @@ def test_launch_flags_and_kv_blocks_as_the_engines_require():
     deployment says; TensorRT-LLM's cache manager takes 128- or 256-token blocks; the simulation runs on the same."""
     from phasewise.apps.launch import launch_commands
     from phasewise.sim.deployment import build_deployment
-    from phasewise.specs.engines import kv_block, resolve_engine
+    from phasewise.specs.engine_kv import kv_block
+    from phasewise.specs.engines import resolve_engine
 
     vllm = build_deployment({"model": FLASH, "instances": [{"hardware": "h200-sxm", "tp": 8, "engine": "vllm"}]})
     (cmd,), _, _ = launch_commands(vllm)
@@ -369,7 +370,8 @@ def test_sglang_s_dsv4_pools_as_its_configurator_sizes_them():
     ratio 0.15 (0.5.15.post1), 7,705.45 for Flash at its default 0.1; the HCA rings 3.875 GiB for 256 slots of Pro.
     vLLM keeps the window per sequence; the ratio is SGLang's knob, and its pool cannot be turned off for V4."""
     from phasewise.perf.memory import slot_state_bytes
-    from phasewise.specs.engines import resolve_engine, window_kv
+    from phasewise.specs.engine_kv import window_kv
+    from phasewise.specs.engines import resolve_engine
 
     quant = load_quant("fp8-block-mxfp4").with_kv("fp8")
     pro, flash, hw = load_model(PRO), load_model(FLASH), load_hardware("b200")
@@ -399,7 +401,8 @@ def test_sglang_s_dsv4_pools_under_speculative_decoding():
     (a sliding layer), in those pools: no bytes per context token beside the target's. vLLM and TensorRT-LLM keep
     no such pool: their rings do not change."""
     from phasewise.perf.memory import draft_memory, slot_state_bytes
-    from phasewise.specs.engines import resolve_engine, window_pool_speculation
+    from phasewise.specs.engine_kv import window_pool_speculation
+    from phasewise.specs.engines import resolve_engine
 
     quant = load_quant("fp8-block-mxfp4").with_kv("fp8")
     pro, hw = load_model(PRO), load_hardware("b200")

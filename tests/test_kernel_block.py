@@ -1,4 +1,4 @@
-"""The KV block an engine runs on (specs/engines.py kv_block): its default when the deployment does not say
+"""The KV block an engine runs on (specs/engine_kv.py kv_block): its default when the deployment does not say
 (engine_presets.yaml `kv_block_tokens`: vLLM 16, SGLang's page 1, TensorRT-LLM 32), and the one a latent-attention
 (MLA) model's attention kernel forces (`latent_attention_block`): the blocks below are read off the engines' own rules
 (vllm/platforms/cuda.py check_and_update_config; sglang srt/server_args.py; TensorRT-LLM's llm_args.py and DSA cache
@@ -13,7 +13,8 @@ from phasewise.sim.deployment import collocated
 from phasewise.sim.events import EventLoop
 from phasewise.sim.simulate import build_cluster
 from phasewise.specs import load_hardware, load_model
-from phasewise.specs.engines import kv_block, resolve_engine
+from phasewise.specs.engine_kv import kv_block
+from phasewise.specs.engines import resolve_engine
 
 R1 = "deepseek-ai/DeepSeek-R1"
 
@@ -114,7 +115,7 @@ def test_sglang_keeps_a_sparse_attention_models_kv_in_fp8_on_blackwell_when_told
     from phasewise.apps.launch import launch_commands
     from phasewise.perf.estimate import estimate
     from phasewise.sim.simulate import build_group
-    from phasewise.specs.engines import default_kv_dtype
+    from phasewise.specs.engine_kv import default_kv_dtype
 
     glm, b200, h200 = load_model("zai-org/GLM-5"), load_hardware("b200"), load_hardware("h200-sxm")
     assert default_kv_dtype(resolve_engine("sglang", b200), glm, b200) == "fp8"

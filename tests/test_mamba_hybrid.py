@@ -235,7 +235,8 @@ NANO_KV_PER_TOKEN = 6 * 2 * 2 * 128 * 2
     ("vllm-v0", "collocated", False), ("trtllm", "collocated", False), ("sglang", "collocated", False),
 ])
 def test_which_engines_take_the_states_from_the_kv_pool(engine, role, in_pool):
-    from phasewise.specs.engines import recurrent_state_in_kv_pool, resolve_engine
+    from phasewise.specs.engine_kv import recurrent_state_in_kv_pool
+    from phasewise.specs.engines import resolve_engine
 
     config = resolve_engine(engine, load_hardware("h100-sxm"), role=role)
     assert recurrent_state_in_kv_pool(config, load_model(NANO)) is in_pool
@@ -454,7 +455,8 @@ def test_malformed_mamba_hybrid_configs_are_one_line_errors(tmp_path, base, chan
 def test_prefix_caching_defaults_follow_the_engine_for_hybrids(engine, model, caches):
     from phasewise.sim.deployment import build_deployment
     from phasewise.sim.simulate import build_group
-    from phasewise.specs.engines import prefix_caching_default, resolve_engine
+    from phasewise.specs.engine_kv import prefix_caching_default
+    from phasewise.specs.engines import resolve_engine
 
     assert prefix_caching_default(resolve_engine(engine, load_hardware("h100-sxm")), load_model(model)) is caches
     dep = build_deployment({"model": model, "instances": [{"hardware": "h100-sxm", "tp": 2, "engine": engine}]})

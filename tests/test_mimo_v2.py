@@ -18,7 +18,8 @@ from phasewise.perf.memory import kv_bytes_per_token, kv_window_terms
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.training import training_step
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import resolve_engine, window_kv
+from phasewise.specs.engine_kv import window_kv
+from phasewise.specs.engines import resolve_engine
 
 MIMO = "XiaomiMiMo/MiMo-V2-Flash"
 H, HEADS, QK, V = 4096, 64, 192, 128

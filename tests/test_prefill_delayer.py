@@ -11,7 +11,8 @@ from phasewise.sim import simulate
 from phasewise.sim.deployment import collocated
 from phasewise.sim.prefill_delayer import PrefillDelayer
 from phasewise.specs import load_hardware, load_model
-from phasewise.specs.engines import kv_block, resolve_engine
+from phasewise.specs.engine_kv import kv_block
+from phasewise.specs.engines import resolve_engine
 from phasewise.workload import client_workload
 
 MOE = "openai/gpt-oss-120b"

@@ -14,7 +14,8 @@ from phasewise.perf.shared_block_pool import approximate_gcd
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_kv, resolve_engine, window_kv
+from phasewise.specs.engine_kv import engine_kv, window_kv
+from phasewise.specs.engines import resolve_engine
 
 FLASH, PRO = "deepseek-ai/DeepSeek-V4-Flash", "deepseek-ai/DeepSeek-V4-Pro"
 

@@ -13,7 +13,8 @@ from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.perf.operators import KERNELS, LATENT_KERNELS, kernel_counts
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_kv, resolve_engine, sparse_kv_refusal
+from phasewise.specs.engine_kv import engine_kv, sparse_kv_refusal
+from phasewise.specs.engines import resolve_engine
 
 GLM5 = "zai-org/GLM-5"
 

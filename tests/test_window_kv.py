@@ -1,4 +1,4 @@
-"""How an engine holds a windowed stack's KV (perf/memory.py kv_window_terms, specs/engines.py window_kv): vLLM per
+"""How an engine holds a windowed stack's KV (perf/memory.py kv_window_terms, specs/engine_kv.py window_kv): vLLM per
 sequence, SGLang every token on every layer, or (gpt-oss, Llama 4) in a window pool of its own at a fixed ratio."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from phasewise.perf.memory import (
     kv_window_terms,
 )
 from phasewise.specs import load_hardware, load_model
-from phasewise.specs.engines import resolve_engine, window_kv
+from phasewise.specs.engine_kv import window_kv
+from phasewise.specs.engines import resolve_engine
 
 GPT_OSS = "openai/gpt-oss-120b"
 GEMMA = "google/gemma-3-27b-it"

@@ -28,14 +28,8 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engines import (
-    default_kv_block,
-    default_kv_dtype,
-    kv_block,
-    prefix_caching_refusal,
-    role_knobs,
-    window_kv,
-)
+from phasewise.specs.engine_kv import default_kv_block, default_kv_dtype, kv_block, prefix_caching_refusal, window_kv
+from phasewise.specs.engines import role_knobs
 from phasewise.specs.hf_config import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
@@ -45,7 +39,7 @@ FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 
 ONLINE_QUANT = {"fp8": "fp8"}
 UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`; an unquantized dtype is
-# written only where the engine's `auto` would pick another, specs/engines.py default_kv_dtype)
+# written only where the engine's `auto` would pick another, specs/engine_kv.py default_kv_dtype)
 KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloat16"}, "trtllm": {"fp8": "fp8"}}
 # the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
 # Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
@@ -103,7 +97,7 @@ def _precision(dep: Deployment, g: InstanceGroup, family: str, notes: list[str])
 
 def _kv_dtype(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> str | None:
     """The engine's --kv-cache-dtype for the group's kv_dtype: none where its `auto` gives that dtype (the model's
-    dtype, or the engine's own pick for the model, specs/engines.py default_kv_dtype: SGLang's FP8 for a DSA
+    dtype, or the engine's own pick for the model, specs/engine_kv.py default_kv_dtype: SGLang's FP8 for a DSA
     model on Blackwell, which a note names)."""
     cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
     model = load_model(g.model or dep.model)
@@ -216,7 +210,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
 
 
 def _run_block(dep: Deployment, g: InstanceGroup, notes: list[str]) -> int:
-    """The KV block the instance runs on, as simulated (specs/engines.py kv_block): the deployment's block_size or
+    """The KV block the instance runs on, as simulated (specs/engine_kv.py kv_block): the deployment's block_size or
     the engine's default, unless a latent-attention model's kernel needs another, which the engine forces whatever
     its flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention): a note says so."""
     model = load_model(g.model or dep.model)
@@ -238,7 +232,7 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
     """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
     one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
     cache check at start-up). The longest sequence the planned cache holds (an attention rank's share of it;
-    a hybrid stack's windowed layers counted as vLLM holds them: specs/engines.py window_kv; DeepSeek-V4's windowed
+    a hybrid stack's windowed layers counted as vLLM holds them: specs/engine_kv.py window_kv; DeepSeek-V4's windowed
     groups as its shared block pool counts them), in whole blocks."""
     model = load_model(g.model or dep.model)
     cost, kv_tokens, _, engine = build_group(dep, g, dep.instances.index(g))

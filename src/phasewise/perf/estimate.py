@@ -26,7 +26,8 @@ from phasewise.perf.shared_block_pool import SharedBlockPool
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.perf.window_pages import WindowPages
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import engine_kv, recurrent_state_in_kv_pool, resolve_engine, window_kv
+from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv
+from phasewise.specs.engines import resolve_engine
 from phasewise.specs.mappings import load_mapping
 
 # Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
@@ -45,7 +46,7 @@ class Estimate:
     memory: MemoryFit
     mapped: MappedPhases | None = None  # --mapping: the prefill and decode step on the chip's substrates
     memory_fraction: float = 0.9  # the fraction in force (the asked one, else the engine's default)
-    # how the engine holds windowed layers' KV (specs/engines.py window_kv) and its kv_window_terms
+    # how the engine holds windowed layers' KV (specs/engine_kv.py window_kv) and its kv_window_terms
     window_kv_layout: str = "per_sequence"
     kv_terms: tuple[float, float, int, bool] = (1.0, 0.0, 0, False)
     window_pool_tokens: tuple[int, int] | None = None  # window_pool: (full-pool, window-pool) tokens per attention rank

@@ -18,12 +18,12 @@ from phasewise.perf.kv_geometry import (
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.shared_block_pool import SharedBlockPool, shared_block_pool
 from phasewise.perf.window_pages import WindowPages, window_pages
-from phasewise.specs.engines import (
-    EngineConfig,
+from phasewise.specs.engine_kv import (
     compressed_block_pool_rule,
     compressed_window_pages_rule,
     recurrent_state_in_kv_pool,
 )
+from phasewise.specs.engines import EngineConfig
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -232,7 +232,7 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
                     speculation: tuple[tuple[int, int], int] | None = None) -> tuple[float, float, int, bool]:
     """(full, windowed, window, pooled) of kv_token_equivalents: how one sequence's context maps onto the tokens of
     kv_bytes_per_token (its full layers' KV per token; every layer's when every layer is windowed), as the engine
-    holds a windowed stack's KV (`layout`, specs/engines.py window_kv):
+    holds a windowed stack's KV (`layout`, specs/engine_kv.py window_kv):
     - per_sequence: the context on the full layers plus, on the windowed layers (this many per full layer), its
       last `window` tokens; every layer windowed: min(context, window). vLLM's hybrid KV cache manager (it frees the
       blocks that leave a window); TensorRT-LLM is modelled so too, unverified (README).
@@ -247,12 +247,13 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
       window pool until its forward ends) is not modelled.
     No window: the context (every layout). Windowed layers of their own geometry (Gemma 4) count as full-layer
     tokens by their KV per token on one GPU of the `attention_tp`-wide attention group over a full layer's
-    (perf/kv_geometry.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence (vLLM's
-    sliding-window cache groups, TensorRT-LLM's per-layer SWA pages), its window entries and compressor states per
-    window token (perf/kv_geometry.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools, DSV4PoolConfigurator):
-    every layer's window entries and the CSA compressors' rings in an SWA pool of `pool_ratio` tokens per context
-    token (perf/kv_geometry.py compressed_swa_token_bytes), the HCA compressors' rings apart, per request slot
-    (slot_state_bytes), with `speculation` (specs/engines.py window_pool_speculation: SGLang's speculative
+    (perf/kv_geometry.py window_kv_ratio). Compressed attention (DeepSeek-V4; `quant` its KV dtype): per_sequence
+    (vLLM's sliding-window cache groups, TensorRT-LLM's per-layer SWA pages), its window entries and compressor states
+    per window token (perf/kv_geometry.py compressed_kv_bytes); window_pool (SGLang's DeepSeek-V4 pools,
+    DSV4PoolConfigurator): every layer's window entries and the CSA compressors' rings in an SWA pool of
+    `pool_ratio` tokens per context token (perf/kv_geometry.py compressed_swa_token_bytes), the HCA compressors'
+    rings apart, per request slot
+    (slot_state_bytes), with `speculation` (specs/engine_kv.py window_pool_speculation: SGLang's speculative
     decoding) its rings' slots and the pool's bytes per full token x (layers + draft layers) / layers;
     block_pool (vLLM's pool shared by every cache group, perf/shared_block_pool.py) and window_pages (TensorRT-LLM's
     pages, perf/window_pages.py): the context only, in the engine's bytes per token (memory_fit), the windows in

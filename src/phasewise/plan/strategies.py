@@ -28,18 +28,14 @@ from phasewise.perf.parallel import check_parallelism, parallel_layout
 from phasewise.sim.deployment import MAX_REPLICAS, Deployment
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
-from phasewise.specs.engines import (
-    engine_knobs,
+from phasewise.specs.engine_kv import (
     engine_kv,
-    graph_knobs,
-    knob_values,
-    memory_fraction_of,
     prefix_caching_default,
     recurrent_state_in_kv_pool,
-    resolve_engine,
     window_kv,
     window_pool_speculation,
 )
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of, resolve_engine
 from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 

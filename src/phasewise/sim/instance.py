@@ -41,7 +41,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
-from phasewise.specs.engines import kv_block, window_kv, window_pool_speculation
+from phasewise.specs.engine_kv import kv_block, window_kv, window_pool_speculation
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster

@@ -39,17 +39,16 @@ from phasewise.sim.planner_budget import PlannerPair
 from phasewise.sim.priority_pools import PoolController
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.engines import (
-    EngineConfig,
+from phasewise.specs.engine_kv import (
     engine_kv,
     kv_block,
     prefix_caching_default,
     prefix_caching_refusal,
     recurrent_state_in_kv_pool,
-    resolve_engine,
     window_kv,
     window_pool_speculation,
 )
+from phasewise.specs.engines import EngineConfig, resolve_engine
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS

@@ -67,7 +67,7 @@ class QuantScheme(BaseModel):
     kv_dtype: str
     # how a DeepSeek-sparse-attention model's FP8 latent cache is stored (perf/kv_geometry.py cached_kv_bytes_per_token):
     # flashmla, FlashMLA's sparse layout (FP32 scales, BF16 RoPE key; vLLM, SGLang), or plain per-tensor FP8
-    # (TensorRT-LLM); the serving engine sets it (specs/engines.py engine_kv)
+    # (TensorRT-LLM); the serving engine sets it (specs/engine_kv.py engine_kv)
     sparse_kv_layout: Literal["flashmla", "plain"] = "flashmla"
     dequant_ops_per_weight: float = Field(default=0.0, ge=0)
     gemm_kernel: GemmKernel | None = None  # None: the generic dequant term of perf/cost.py
