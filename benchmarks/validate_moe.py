@@ -83,8 +83,9 @@ rows; an id's form is no evidence of who deployed the run, so it was not taken.)
 Precision: gemm/moe quant nvfp4 -> nvfp4, fp8/fp8_block -> fp8-block (DeepSeek's 128x128 block scales), fp8/fp8
 -> fp8, int4_wo -> bf16-w4a16-g32 (Kimi-K2.5's native format: INT4 routed experts in groups of 32, its attention,
 shared experts and dense first layer BF16; until 2026-12-05 w4a16 everywhere, its attention costed at INT4),
-empty/bf16 -> bf16; gpt-oss-120b's FP4 rows (labelled nvfp4) -> mxfp4, the only format its checkpoint ships in (and
-AIConfigurator's w4a16_mxfp4 MoE mode -> mxfp4, its Hopper label); KV cache FP8 for fp8, fp8-block and FP4 rows
+empty/bf16 -> bf16; gpt-oss-120b's FP4 rows (labelled nvfp4) -> bf16-mxfp4, the only format its checkpoint ships in
+(MXFP4 routed experts, the rest BF16; until session 77 mxfp4 everywhere, its attention costed at FP4; and
+AIConfigurator's w4a16_mxfp4 MoE mode -> bf16-mxfp4, its Hopper label); KV cache FP8 for fp8, fp8-block and FP4 rows
 (validate_concurrency.py's rule and evidence).
 
 Duplicates: 1,147 in-scope rows repeat another row's measurement (same model family, system, backend, mode,
@@ -143,8 +144,8 @@ PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "f
 # experts in MXFP4 (config.json quant_method mxfp4) and the engines serve that checkpoint; AIConfigurator labels its
 # Blackwell FP4 runs nvfp4 and its Hopper MoE mode w4a16_mxfp4 ("native data format for gpt oss",
 # sdk/common.py MoEQuantMode)
-NATIVE_FP4 = {"openai/gpt-oss-120b": "mxfp4"}
-FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4")
+NATIVE_FP4 = {"openai/gpt-oss-120b": "bf16-mxfp4"}
+FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4", "bf16-mxfp4")
 NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
 NVL72 = ("gb200", "gb300")
 AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
@@ -154,7 +155,7 @@ def row_precision(r: dict[str, str]) -> str | None:
     """The phasewise precision of a row: its checkpoint's native FP4 format for an FP4 run (NATIVE_FP4, and
     AIConfigurator's w4a16_mxfp4 MoE mode), else the (precision, gemm, moe quant) columns' PRECISION entry."""
     if r["moe_quant_mode"] == "w4a16_mxfp4":
-        return "mxfp4"
+        return "bf16-mxfp4"
     prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
     return NATIVE_FP4.get(r["model_path"], prec) if prec == "nvfp4" else prec
 

@@ -176,7 +176,7 @@ def test_a_checkpoint_runs_in_its_native_format_unless_told_otherwise():
 @pytest.mark.parametrize("qc, precision", [
     ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8-block"),
     ({"quant_method": "fp8"}, "fp8"),
-    ({"quant_method": "mxfp4"}, "mxfp4"),
+    ({"quant_method": "mxfp4"}, "bf16-mxfp4"),  # Mxfp4Config: the MoE experts only
     ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4"),
     ({"quant_method": "awq", "bits": 4}, "w4a16"),
 ])
@@ -316,12 +316,12 @@ def test_a_hybrid_stack_under_kv_pressure_keeps_its_blocks_within_the_cache():
 
 def test_gpt_oss_counts_match_its_model_card():
     """arXiv 2508.10925: gpt-oss-120b 116.8B total and 5.1B active parameters (the card counts active ones
-    without the input embedding, a lookup), gpt-oss-20b 20.9B and 3.6B; both MXFP4 natively."""
+    without the input embedding, a lookup), gpt-oss-20b 20.9B and 3.6B; both MXFP4 experts natively, the rest BF16."""
     for name, total, active in (("openai/gpt-oss-120b", 116.8e9, 5.13e9), ("openai/gpt-oss-20b", 20.9e9, 3.61e9)):
         m = load_model(name)
         assert m.total_params == pytest.approx(total, rel=0.005)
         assert m.active_params - m.embedding_params == pytest.approx(active, rel=0.01)
-        assert m.default_precision == "mxfp4" and m.window_layer_share == 0.5 and m.window_all_layers is None
+        assert m.default_precision == "bf16-mxfp4" and m.window_layer_share == 0.5 and m.window_all_layers is None
 
 
 def test_hybrid_windows_count_only_full_layers_kv_per_token():

@@ -205,7 +205,7 @@ def test_rows_of_another_part_run_through_the_harness(vm, tmp_path, capsys):
     with out.open(newline="") as f:
         got = {r["id"]: r for r in csv.DictReader(f)}
     assert got["oss"]["status"] == got["ds"]["status"] == "ok"
-    assert (got["oss"]["hardware"], got["oss"]["precision"]) == ("h100-sxm", "mxfp4")
+    assert (got["oss"]["hardware"], got["oss"]["precision"]) == ("h100-sxm", "bf16-mxfp4")
     assert (got["ds"]["hardware"], got["ds"]["precision"]) == ("h200-sxm", "fp8-block")
     assert float(got["oss"]["pred_tpot_ms"]) > 0 and float(got["ds"]["pred_ttft_ms"]) > 0
     # the errors by engine version: rows that state none are grouped by the month they were measured
@@ -221,10 +221,10 @@ def test_rows_of_another_part_run_through_the_harness(vm, tmp_path, capsys):
     assert vm.main(["--rows", str(tmp_path / "absent.csv")]) == 2
 
 
-def test_gpt_oss_fp4_rows_are_costed_in_mxfp4(vm):
+def test_gpt_oss_fp4_rows_are_costed_in_its_checkpoints_format(vm):
     row = {"model_path": "openai/gpt-oss-120b", "precision": "fp4", "gemm_quant_mode": "nvfp4",
            "moe_quant_mode": "nvfp4"}
-    assert vm.row_precision(row) == "mxfp4"
+    assert vm.row_precision(row) == "bf16-mxfp4"
     assert vm.row_precision({**row, "model_path": "deepseek-ai/DeepSeek-R1"}) == "nvfp4"
 
 

@@ -36,7 +36,9 @@ def render_estimate(console: Console, est: Estimate) -> None:
     cm = est.cost_model
     console.print(
         f"[bold]{d['model']}[/] on [bold]{d['hardware']}[/] x{cm.tp * cm.pp} (tp={cm.tp}, pp={cm.pp}), "
-        f"{d['precision']} weights ({d['compute_dtype']} compute), {d['kv_dtype']} KV, engine {d['engine']}; "
+        f"{d['precision']} weights ({d['compute_dtype']} compute"
+        f"{'' if d['expert_compute_dtype'] is None else ', experts ' + d['expert_compute_dtype']}), "
+        f"{d['kv_dtype']} KV, engine {d['engine']}; "
         f"ridge {d['ridge_flops_per_byte']:.0f} FLOP/byte"
     )
     for phase, it, title in (

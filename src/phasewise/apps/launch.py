@@ -206,7 +206,19 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.role != "collocated":
         argv += ["--kv-transfer-config", json.dumps({"kv_connector": KV_BACKEND["vllm"], "kv_role": "kv_both"},
                                                     separators=(",", ":"))]
-    return Command(argv, comments=notes)
+    return Command(argv, env=_vllm_mxfp4_env(dep, g, notes), comments=notes)
+
+
+def _vllm_mxfp4_env(dep: Deployment, g: InstanceGroup, notes: list[str]) -> dict[str, str]:
+    """MXFP4 experts run as simulated (quant.yaml mxfp4-w4a8: MXFP8 activations where the chip has the FP4-class
+    path): vLLM takes its MXFP4 x BF16 kernels on Blackwell unless this is set (get_mxfp4_backend), as
+    InferenceX's and vLLM's GPT-OSS recipes set it."""
+    expert = build_group(dep, g, dep.instances.index(g))[0].expert_quant
+    if expert is None or expert.name != "mxfp4-w4a8" or expert.compute_dtype != "fp8":
+        return {}
+    notes.append("VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1: the MXFP4 experts take MXFP8 activations (W4A8), as "
+                 "simulated; without it vLLM runs them with BF16 activations on Blackwell")
+    return {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}
 
 
 def _run_block(dep: Deployment, g: InstanceGroup, notes: list[str]) -> int:

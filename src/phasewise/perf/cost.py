@@ -89,6 +89,10 @@ class CostModel(DecodeSeries, Communication, LayerGemms):
         self._weight_read_efficiency = eff.weight_read_efficiency.get(quant.weight_dtype, 1.0)
         # the routed experts' own scheme where the checkpoint stores them apart (QuantScheme.experts), on this chip
         self.expert_quant = quant.experts_scheme().on(hardware) if quant.experts else None
+        if quant.experts and quant.weight_dtype in ("bf16", "fp16", "fp32") and not model.num_experts:
+            raise PhasewiseError(f"--precision {quant.name} quantizes a MoE model's routed experts only (the rest "
+                                 f"stays {quant.weight_dtype}); {model.name} has no experts: give bf16, fp8, nvfp4, "
+                                 f"mxfp4 or another whole-model precision")
         self.a_bytes = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
         self.kv_bytes = quant.kv_bytes_per_element
         self.bw = hardware.memory_bandwidth_bytes_per_s

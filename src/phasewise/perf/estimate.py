@@ -92,6 +92,8 @@ class Estimate:
             "engine": cm.engine.name,
             "precision": cm.quant.name,
             "compute_dtype": cm.quant.compute_dtype,
+            # the routed experts' own scheme and its compute dtype on this chip, where they are stored apart
+            "expert_compute_dtype": cm.expert_quant.compute_dtype if cm.expert_quant is not None else None,
             "kv_dtype": cm.quant.kv_dtype,
             "tp": cm.tp,
             "pp": cm.pp,

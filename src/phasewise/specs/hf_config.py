@@ -342,7 +342,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
 def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
     block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
-    (gpt-oss) mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16 (compressed-tensors' symmetric
+    (gpt-oss: the experts only) bf16-mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16 (compressed-tensors' symmetric
     group-32 INT4 w4a16-g32, bf16-w4a16-g32 where its ignore list keeps the attention BF16: Kimi-K2 Thinking, K2.5)."""
     qc = cfg.get("quantization_config")
     if not qc:
@@ -359,8 +359,8 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
                              "checkpoint stored in another format); give --precision")
     if method == "fp8":
         return "fp8-block" if qc.get("weight_block_size") else "fp8"
-    if method == "mxfp4":
-        return "mxfp4"
+    if method == "mxfp4":  # Hugging Face's Mxfp4Config quantizes the MoE experts only (modules_to_not_convert)
+        return "bf16-mxfp4"
     if method == "modelopt":
         algo = str(qc.get("quant_algo", "")).upper()
         if algo in ("FP8", "NVFP4"):

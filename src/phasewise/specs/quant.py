@@ -76,8 +76,11 @@ class QuantScheme(BaseModel):
     # rather than the chip's cuBLAS-fitted ramp. None: the chip's
     kernel_half_rows: float | None = Field(default=None, gt=0)
     attention_kernel: AttentionKernel | None = None  # None: the generic AttentionCost prefill kernel
-    # where a chip has no `compute_dtype` tensor path: how kernels run the stored weights instead (None: an error)
+    # where a chip has no `compute_dtype` tensor path (or no `tensor_path`, where the kernels need another: MXFP4 x
+    # MXFP8 runs at the FP8 rate on Blackwell's FP4-class MMA): how kernels run the stored weights instead (None: an
+    # error)
     without_compute_path: ComputeFallback | None = None
+    tensor_path: str | None = None
     # the routed experts' own scheme (a scheme name), the rest of the model in this one (DeepSeek-V4: FP8 blocks
     # beside MXFP4 experts); None: the experts in this scheme too
     experts: str | None = None
@@ -108,13 +111,14 @@ class QuantScheme(BaseModel):
     def on(self, hardware) -> QuantScheme:
         """The scheme as `hardware` (a HardwareSpec) runs it: itself where the chip has its tensor path; where it
         has not and the scheme says how kernels expand its weights (without_compute_path), that path, the weights
-        stored as they are; otherwise itself (HardwareSpec.peak then names the missing path in one line)."""
+        stored as they are; otherwise itself (HardwareSpec.peak then names the missing path in one line). The path
+        is `tensor_path` where the scheme names one, else compute_dtype's."""
         fallback = self.without_compute_path
-        if fallback is None or hardware.peak_flops.get(self.compute_dtype, 0.0) > 0:
+        if fallback is None or hardware.peak_flops.get(self.tensor_path or self.compute_dtype, 0.0) > 0:
             return self
         return self.model_copy(update={"compute_dtype": fallback.compute_dtype, "without_compute_path": None,
                                        "dequant_ops_per_weight": fallback.dequant_ops_per_weight,
-                                       "kernel_half_rows": fallback.kernel_half_rows})
+                                       "kernel_half_rows": fallback.kernel_half_rows, "tensor_path": None})
 
     def with_kv(self, kv_dtype: str | None) -> QuantScheme:
         if kv_dtype is None:
