@@ -210,7 +210,7 @@ def test_model_constants_reach_the_simulation_and_the_class_default_unfits_them(
     assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share is None
     assert sim_mod.load_model("deepseek-ai/DeepSeek-R1").expert_top20_share == 0.35
     vc.restore_constants()
-    assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.70
+    assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.738
     assert vc.with_overrides({}, ["model:openai/gpt-oss-120b.expert_top20_share=0.4"]) == {
         "model:openai/gpt-oss-120b": {"expert_top20_share": 0.4}}
 
