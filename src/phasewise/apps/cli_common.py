@@ -20,7 +20,7 @@ Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a 
 Hardware = Annotated[str, typer.Option(help="catalog key or a hardware YAML path")]
 Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
 Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
-Precision = Annotated[Optional[str], typer.Option(help="bf16|fp16|fp8|fp8-block|int8|w8a16|w4a16|w4a16-g32|bf16-w4a16-g32|w4a8|w4a8-fp8|nvfp4|mxfp4|fp8-block-mxfp4|fp32 (default: the checkpoint's own format, else bf16)")]
+Precision = Annotated[Optional[str], typer.Option(help="bf16|fp16|fp8|fp8-block|int8|w8a16|w4a16|w4a16-g32|bf16-w4a16-g32|w4a8|w4a8-fp8|nvfp4|mxfp4|bf16-mxfp4|fp8-block-mxfp4|fp32 (default: the checkpoint's own format, else bf16)")]
 DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|fp32")]
 KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
 Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
