@@ -10,7 +10,8 @@ from phasewise.apps.launch import engine_flags, launch_commands
 from phasewise.apps.remote_code import TRUST_FLAG, remote_code_args, remote_code_types
 from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import build_deployment
-from phasewise.specs.hf_config import SUPPORTED_TYPES, checkpoint_model_type
+from phasewise.specs.hf_config import SUPPORTED_TYPES
+from phasewise.specs.model_catalog import checkpoint_model_type
 
 ENGINES = ("vllm", "sglang", "trtllm")
 

@@ -91,7 +91,7 @@ def models_cmd(as_json: Json = False) -> None:
     from rich.table import Table
 
     from phasewise.specs.catalog import packaged
-    from phasewise.specs.hf_config import load_model
+    from phasewise.specs.model_catalog import load_model
 
     table = Table(title="Model catalog (HF config.json fields)")
     for col in ("model", "params", "active", "layers", "hidden", "attention", "experts", "format", "aliases"):

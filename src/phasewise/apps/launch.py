@@ -30,7 +30,7 @@ from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
 from phasewise.specs.engine_kv import default_kv_block, default_kv_dtype, kv_block, prefix_caching_refusal, window_kv
 from phasewise.specs.engines import role_knobs
-from phasewise.specs.hf_config import checkpoint_id
+from phasewise.specs.model_catalog import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up

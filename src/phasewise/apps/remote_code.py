@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from phasewise.specs.hf_config import checkpoint_model_type
+from phasewise.specs.model_catalog import checkpoint_model_type
 
 # each engine's switch (apps/data/engine_flags.yaml lists it with the engine's other arguments)
 TRUST_FLAG = {"vllm": "--trust-remote-code", "sglang": "--trust-remote-code", "trtllm": "--trust_remote_code"}

@@ -1,8 +1,8 @@
 """Specifications: models (HF config.json fields), hardware (spec sheets + efficiencies), quantization."""
 
 from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine, load_hardware
-from phasewise.specs.hf_config import load_model
 from phasewise.specs.model import ModelSpec
+from phasewise.specs.model_catalog import load_model
 from phasewise.specs.quant import QuantScheme, load_quant
 
 __all__ = [

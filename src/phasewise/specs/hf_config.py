@@ -1,4 +1,4 @@
-"""Hugging Face config.json -> ModelSpec, and the model catalog.
+"""Hugging Face config.json -> ModelSpec.
 
 Each supported model_type has its parser (Llama-style field names, DeepSeek's latent attention and its sparse
 indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H (specs/hf_mamba.py), Kimi
@@ -7,7 +7,8 @@ convolutions and MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.
 supported language model, OPT, BLOOM, OLMo-style (specs/hf_classic.py)); an unknown model_type, or a field that
 changes a layer's cost and that its parser does not read, is a one-line error naming it, never a fallback to
 another family.
-load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields verbatim) or a user's file.
+specs/model_catalog.py load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields
+verbatim) or a user's file; specs/hf_quant.py reads a checkpoint's quantization_config.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
-from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.specs.hf_classic import bloom_spec, olmo_spec, opt_spec
 from phasewise.specs.hf_deepseek_v4 import deepseek_v4_spec
 from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, gemma4_config
@@ -39,6 +39,7 @@ from phasewise.specs.hf_layers import (
 from phasewise.specs.hf_mamba import GRANITE_LAYER_KINDS, granite_hybrid_spec, nemotron_h_spec
 from phasewise.specs.hf_mimo import MIMO_DEFAULTS, MIMO_TYPES, mimo_config
 from phasewise.specs.hf_nas import NAS_TYPES, nas_config
+from phasewise.specs.hf_quant import native_precision
 from phasewise.specs.hf_recurrent import (
     BAMBA_DEFAULTS,
     FALCON_H1_DEFAULTS,
@@ -67,7 +68,7 @@ from phasewise.specs.hf_vision import (
 )
 from phasewise.specs.model import ModelSpec
 
-__all__ = ["SUPPORTED_TYPES", "catalog_names", "checkpoint_id", "from_hf_config", "load_model", "native_precision"]
+__all__ = ["SUPPORTED_TYPES", "from_hf_config"]
 
 
 
@@ -339,52 +340,6 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     return spec
 
 
-def native_precision(cfg: dict[str, Any], where: str) -> str | None:
-    """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
-    block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
-    (gpt-oss: the experts only) bf16-mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16 (compressed-tensors' symmetric
-    group-32 INT4 w4a16-g32, bf16-w4a16-g32 where its ignore list keeps the attention BF16: Kimi-K2 Thinking, K2.5)."""
-    qc = cfg.get("quantization_config")
-    if not qc:
-        return None
-    if not isinstance(qc, dict):
-        raise PhasewiseError(f"{where}: quantization_config must be a mapping")
-    method = str(qc.get("quant_method", "")).lower()
-    experts = str(qc.get("expert_dtype") or cfg.get("expert_dtype") or "").lower()
-    if method == "fp8" and experts in ("fp4", "mxfp4"):
-        # DeepSeek-V4: FP4 experts (E2M1 with a UE8M0 scale per 32: MXFP4) beside FP8 blocks elsewhere
-        return "fp8-block-mxfp4"
-    if method == "fp8" and str(qc.get("store_dtype", "fp8")).lower() not in ("fp8", "e4m3"):
-        raise PhasewiseError(f"{where}: quantization_config store_dtype '{qc['store_dtype']}' is not modelled (an FP8 "
-                             "checkpoint stored in another format); give --precision")
-    if method == "fp8":
-        return "fp8-block" if qc.get("weight_block_size") else "fp8"
-    if method == "mxfp4":  # Hugging Face's Mxfp4Config quantizes the MoE experts only (modules_to_not_convert)
-        return "bf16-mxfp4"
-    if method == "modelopt":
-        algo = str(qc.get("quant_algo", "")).upper()
-        if algo in ("FP8", "NVFP4"):
-            return algo.lower()
-        raise PhasewiseError(f"{where}: quantization_config quant_algo '{algo}' is not modelled (known: FP8, NVFP4)")
-    if method in ("awq", "gptq") and int(qc.get("bits", qc.get("w_bit", 4))) == 4:
-        return "w4a16"
-    if method == "compressed-tensors":
-        groups = (qc.get("config_groups") or {}).values()
-        weights = [(g or {}).get("weights") or {} for g in groups]
-        bits = {int(w.get("num_bits", 0)) for w in weights}
-        if bits == {4} and {w.get("group_size") for w in weights} == {32} and all(w.get("symmetric") for w in weights):
-            # Kimi-K2 Thinking / K2.5: INT4 routed experts, the attention (and shared experts) left BF16 by the ignore
-            # list; every linear layer INT4 otherwise
-            ignore = [str(rule) for rule in qc.get("ignore") or []]
-            return "bf16-w4a16-g32" if any("self_attn" in rule for rule in ignore) else "w4a16-g32"
-        if bits == {4}:
-            return "w4a16"
-        if bits == {8}:
-            return "fp8"
-    raise PhasewiseError(f"{where}: quantization_config quant_method '{method}' is not modelled "
-                         f"(known: fp8, mxfp4, modelopt, awq, gptq, compressed-tensors 4/8-bit); give --precision")
-
-
 def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     # per-layer lists, refused by name when they are not lists (a number there failed in set() / all())
     for field, what in (("layer_types", "each layer's kind"), ("attn_type_list", "0 (lightning) or 1 (softmax) per "
@@ -580,61 +535,3 @@ def _kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
                 linear_value_heads=sizes["num_heads"], linear_key_head_dim=sizes["head_dim"],
                 linear_value_head_dim=sizes["head_dim"], linear_conv_kernel=sizes["short_conv_kernel_size"],
                 linear_recurrence="kda")
-
-
-
-
-
-
-def catalog_names() -> dict[str, str]:
-    """Lower-case name or alias -> canonical catalog id."""
-    names: dict[str, str] = {}
-    for key, entry in packaged("models.yaml")["models"].items():
-        names[key.lower()] = key
-        names[key.split("/")[-1].lower()] = key
-        for alias in entry.get("aliases") or []:
-            names[alias.lower()] = key
-            names[alias.split("/")[-1].lower()] = key
-    return names
-
-
-def checkpoint_id(name_or_path: str) -> str:
-    """What an engine loads for `name_or_path`: a catalog short alias (no '/': 'nemotron-3-nano') becomes its
-    entry's Hugging Face id; an id, an alias that is a repository of its own (an -FP8 checkpoint) or a path stays."""
-    if "/" in name_or_path or looks_like_path(name_or_path):
-        return name_or_path
-    return catalog_names().get(name_or_path.lower(), name_or_path)
-
-
-def _checkpoint_config(name_or_path: str) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
-    """The config.json fields of a user's file by path, or of a catalog entry by HF id or alias (case-insensitive):
-    (fields, the catalog entry or None, its catalog key or the path)."""
-    if looks_like_path(name_or_path):
-        cfg = read_user_file(name_or_path, "model config")
-        if isinstance(cfg.get("config"), dict):  # a catalog-format entry
-            cfg = cfg["config"]
-        return cfg, None, name_or_path
-    key = catalog_names().get(name_or_path.lower())
-    if key is None:
-        raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
-    entry = packaged("models.yaml")["models"][key]
-    return entry["config"], entry, key
-
-
-def checkpoint_model_type(name_or_path: str) -> str:
-    """The model_type at the top of the checkpoint's config.json, lower-case: a multimodal checkpoint's own
-    (internvl_chat), not its language model's; a catalog entry's as copied, a user's file's as written."""
-    return str(_checkpoint_config(name_or_path)[0].get("model_type", "")).lower()
-
-
-def load_model(name_or_path: str) -> ModelSpec:
-    """A catalog model by HF id or alias (case-insensitive), or a config.json / YAML file by path."""
-    cfg, entry, key = _checkpoint_config(name_or_path)
-    if entry is None:
-        return from_hf_config(name_or_path, cfg, where=f"model config '{name_or_path}'")
-    spec = from_hf_config(key, cfg)
-    if entry.get("routing_skew"):  # a measured property of the trained router, not a config.json field
-        spec = spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
-    requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
-    native = requantized.get(name_or_path.lower())
-    return spec.model_copy(update={"native_precision": native}) if native else spec

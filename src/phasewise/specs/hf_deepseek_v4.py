@@ -12,7 +12,7 @@ Every layer is MoE (DeepseekV4SparseMoeBlock: the first num_hash_layers route by
 learned top-k; both compute the gate's scores, so both cost a router), with n_shared_experts shared experts of
 moe_intermediate_size. transformers' attention projects one K = V head whatever num_key_value_heads says, so that
 field is not read. The MTP modules (num_nextn_predict_layers) are read as mtp_layers. A checkpoint's experts in FP4
-(expert_dtype) make its native format mxfp4 (hf_config.py native_precision).
+(expert_dtype) make its native format mxfp4 (hf_quant.py native_precision).
 """
 
 from __future__ import annotations

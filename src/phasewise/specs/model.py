@@ -14,14 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.compressed_attention import CompressedAttention
+from phasewise.specs.linear_mixer import LinearMixerShapes
+from phasewise.specs.model_checks import check_model
+from phasewise.specs.model_stack import kv_share_sources, stack_part
 from phasewise.specs.vision import ImageGeometry, VisionEncoder
 
-# ModelSpec.layer_pattern's letters
-LAYER_KINDS = {"F": "full softmax attention", "W": "windowed softmax attention", "L": "a linear recurrence",
-               "N": "no attention (an MLP alone)"}
 
-
-class ModelSpec(BaseModel):
+class ModelSpec(LinearMixerShapes, BaseModel):
     """The shape of a decoder-only transformer, in the units the cost model needs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -178,142 +177,8 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(
-                f"num_attention_heads={self.num_heads} is not a multiple of "
-                f"num_key_value_heads={self.num_kv_heads}"
-            )
-        if self.num_experts:
-            if not 0 < self.experts_per_token <= self.num_experts:
-                raise ValueError(
-                    f"num_experts_per_tok={self.experts_per_token} must be in 1..{self.num_experts}"
-                )
-            if self.expert_intermediate_size <= 0:
-                raise ValueError("an MoE model needs a positive expert intermediate size")
-            if self.num_moe_layers > self.num_layers:
-                raise ValueError("more MoE layers than layers")
-        if self.num_moe_layers and not self.num_experts:
-            raise ValueError(f"{self.num_moe_layers} MoE layers need routed experts (num_experts / n_routed_experts "
-                             "is 0)")
-        if self.moe_latent_size and not self.num_experts:
-            raise ValueError("moe_latent_size belongs to a MoE: n_routed_experts is missing")
-        if self.num_moe_layers + self.mlp_free_layers > self.num_layers:
-            raise ValueError(f"num_moe_layers={self.num_moe_layers} and mlp_free_layers={self.mlp_free_layers} "
-                             f"exceed the {self.num_layers} layers")
-        if self.attention_free_layers:
-            if self.attention_free_layers >= self.num_layers:
-                raise ValueError(f"attention_free_layers={self.attention_free_layers} leaves none of the "
-                                 f"{self.num_layers} layers attending")
-            if self.attention_free_layers + self.mlp_free_layers > self.num_layers:
-                raise ValueError("a layer with neither attention nor an MLP is no layer: attention_free_layers + "
-                                 "mlp_free_layers exceed num_hidden_layers")
-            if (self.linear_attention_layers or self.sliding_window_layers or self.kv_shared_layers
-                    or self.compressed is not None or self.latent_attention or self.parallel_block_reduce):
-                raise ValueError("attention_free_layers is modelled beside plain softmax layers only (no linear, "
-                                 "windowed, KV-shared, compressed or latent attention)")
-        if self.parallel_block_reduce and (self.num_moe_layers or self.mlp_free_layers or self.linear_attention_layers):
-            raise ValueError("parallel_block_reduce (attention and MLP summed before one all-reduce) is modelled for "
-                             "dense softmax-attention layers only")
-        if self.num_dense_layers > 0 and self.intermediate_size <= 0:
-            raise ValueError("dense layers need a positive intermediate_size")
-        if self.kv_lora_rank and not 0 < self.qk_rope_head_dim < self.head_dim:
-            raise ValueError(f"latent attention needs 0 < qk_rope_head_dim < head_dim={self.head_dim} "
-                             f"(got qk_rope_head_dim={self.qk_rope_head_dim})")
-        if self.sliding_window_layers is not None and (
-                not self.sliding_window or self.sliding_window_layers > self.num_layers):
-            raise ValueError(f"sliding_window_layers={self.sliding_window_layers} needs a sliding_window and at "
-                             f"most {self.num_layers} layers")
-        if self.window_head_dim or self.window_kv_heads:
-            if not self.window_layer_share:
-                raise ValueError("window_head_dim / window_kv_heads give a hybrid stack's windowed layers their own "
-                                 "geometry: sliding_window_layers must be between 1 and num_layers - 1")
-            if self.num_heads % self.window_layer_kv_heads:
-                raise ValueError(f"num_attention_heads={self.num_heads} is not a multiple of the windowed layers' "
-                                 f"{self.window_layer_kv_heads} KV heads")
-        if (self.window_own_geometry or self.value_from_key) and (self.latent_attention
-                                                                   or self.linear_attention_layers):
-            raise ValueError("windowed layers of their own geometry and values from the key projection are modelled "
-                             "on plain softmax attention (no latent or linear attention)")
-        if self.kv_shared_layers:
-            if self.kv_shared_window_layers > min(self.kv_shared_layers, self._windowed_layers):
-                raise ValueError(f"kv_shared_window_layers={self.kv_shared_window_layers} exceeds the KV-shared or "
-                                 "the windowed layers")
-            if (self.kv_shared_layers > self.kv_shared_window_layers and self.full_kv_layers < 1) or (
-                    self.kv_shared_window_layers and self.window_kv_layers < 1):
-                raise ValueError("a kind of layer whose KV is shared needs an unshared layer of that kind storing it")
-            if self.latent_attention or self.linear_attention_layers:
-                raise ValueError("KV-shared layers are modelled on plain softmax attention")
-        if self.wide_mlp_layers > self.num_dense_layers:
-            raise ValueError(f"wide_mlp_layers={self.wide_mlp_layers} exceeds the {self.num_dense_layers} dense layers")
-        if bool(self.per_layer_input_size) != bool(self.per_layer_input_vocab):
-            raise ValueError("per-layer embeddings need both their width and their vocabulary")
-        if self.value_from_key and self.v_head_dim not in (0, self.head_dim):
-            raise ValueError(f"values from the key projection are head_dim={self.head_dim} wide, not "
-                             f"v_head_dim={self.v_head_dim}")
-        if self.linear_attention_layers:
-            if self.linear_attention_layers >= self.num_layers:
-                raise ValueError(f"linear_attention_layers={self.linear_attention_layers}: at least one of the "
-                                 f"{self.num_layers} layers must keep softmax attention (a stack of linear-attention "
-                                 "layers only is not modelled)")
-            mamba1 = self.linear_recurrence == "mamba1"
-            if self.linear_recurrence == "short_conv":
-                if (self.linear_key_heads or self.linear_key_head_dim or self.linear_value_head_dim != 1
-                        or min(self.linear_value_heads, self.linear_conv_kernel) <= 0):
-                    raise ValueError("short-conv layers are channels of width 1 (linear_value_head_dim 1) with no key "
-                                     "heads and no state, and a conv of positive taps (conv_L_cache)")
-            elif min(self.linear_value_heads, self.linear_key_head_dim, self.linear_value_head_dim) <= 0 or (
-                    self.linear_key_heads <= 0 and not mamba1):
-                raise ValueError("linear-attention layers need positive linear_num_key_heads, linear_num_value_heads, "
-                                 "linear_key_head_dim and linear_value_head_dim")
-            if mamba1 and (self.linear_key_heads or self.linear_value_head_dim != 1 or self.linear_dt_rank <= 0):
-                raise ValueError("Mamba-1 layers are d_inner channels of width 1 (linear_value_head_dim 1) sharing B "
-                                 "and C (no key heads), with a positive dt rank (mamba_dt_rank)")
-            if not mamba1 and self.linear_dt_rank:
-                raise ValueError("a dt rank (mamba_dt_rank) belongs to Mamba-1 layers")
-            if self.linear_key_heads and self.linear_value_heads % self.linear_key_heads:
-                raise ValueError(f"linear_num_value_heads={self.linear_value_heads} is not a multiple of "
-                                 f"linear_num_key_heads={self.linear_key_heads}")
-            if self.sliding_window:
-                raise ValueError("linear-attention layers beside sliding-window attention are not modelled")
-            if self.latent_attention and self.linear_recurrence != "kda":
-                raise ValueError("linear-attention layers beside latent attention are modelled for KDA (Kimi Linear) "
-                                 "only")
-        if self.sparse_attention_topk and (not self.latent_attention or self.indexer_heads <= 0
-                                           or self.indexer_head_dim <= 0 or not self.q_lora_rank):
-            raise ValueError("sparse attention (index_topk) is modelled on latent attention with a q_lora_rank and "
-                             "positive index_n_heads and index_head_dim")
-        if not self.kv_lora_rank and self.compressed is None and (self.q_lora_rank or self.qk_rope_head_dim):
-            raise ValueError("q_lora_rank / qk_rope_head_dim belong to latent attention: kv_lora_rank is missing")
-        if self.compressed is not None:
-            c = self.compressed
-            if (self.num_kv_heads != 1 or not self.q_lora_rank or self.latent_attention or self.sliding_window
-                    or self.linear_attention_layers or self.sparse_attention_topk or self.v_head_dim
-                    or self.kv_shared_layers):
-                raise ValueError("compressed attention is one K = V head (num_key_value_heads 1) with a q_lora_rank, "
-                                 "its window its own (no sliding_window, latent, sparse or linear attention beside it)")
-            if c.compressed_layers > self.num_layers:
-                raise ValueError(f"{c.csa_layers} CSA and {c.hca_layers} HCA layers exceed the {self.num_layers} "
-                                 "layers")
-            if self.num_heads % c.o_groups:
-                raise ValueError(f"num_attention_heads={self.num_heads} is not a multiple of o_groups={c.o_groups}")
-        if self.layer_pattern:
-            self._check_layer_pattern()
+        check_model(self)  # specs/model_checks.py
         return self
-
-    def _check_layer_pattern(self) -> None:
-        """layer_pattern names each layer once, with the letters LAYER_KINDS allows, and counts the linear and the
-        windowed layers the other fields count."""
-        pattern = self.layer_pattern
-        if len(pattern) != self.num_layers or set(pattern) - set(LAYER_KINDS):
-            raise ValueError(f"layer_pattern must give each of the {self.num_layers} layers one letter of "
-                             f"{', '.join(f'{k} ({v})' for k, v in LAYER_KINDS.items())} (got {pattern!r})")
-        windowed = self.windowed_layer_count
-        if pattern.count("L") != self.linear_attention_layers or pattern.count("W") != windowed:
-            raise ValueError(f"layer_pattern {pattern!r} has {pattern.count('L')} linear and {pattern.count('W')} "
-                             f"windowed layers, the stack {self.linear_attention_layers} and {windowed}")
-        if pattern.count("N") != self.attention_free_layers:
-            raise ValueError(f"layer_pattern {pattern!r} has {pattern.count('N')} layers without attention, the stack "
-                             f"{self.attention_free_layers}")
 
     # --- parameter counts (per layer unless named otherwise) ---------------------------------
     @property
@@ -380,13 +245,13 @@ class ModelSpec(BaseModel):
     @property
     def full_kv_layers(self) -> int:
         """Softmax layers attending over the whole context that hold KV: the unwindowed ones, less the KV-shared."""
-        return (self.full_attention_layers - self._windowed_layers
+        return (self.full_attention_layers - self.hybrid_windowed_layers
                 - (self.kv_shared_layers - self.kv_shared_window_layers))
 
     @property
     def window_kv_layers(self) -> int:
         """A hybrid stack's windowed layers that hold KV: less the KV-shared (0 when none or all are windowed)."""
-        return self._windowed_layers - self.kv_shared_window_layers
+        return self.hybrid_windowed_layers - self.kv_shared_window_layers
 
     @property
     def dense_mlp_width_factor(self) -> float:
@@ -498,80 +363,6 @@ class ModelSpec(BaseModel):
         return layers, round(layers * self.linear_layer_share)
 
     @property
-    def linear_key_dim(self) -> int:
-        return self.linear_key_heads * self.linear_key_head_dim
-
-    @property
-    def linear_value_dim(self) -> int:
-        return self.linear_value_heads * self.linear_value_head_dim
-
-    @property
-    def linear_conv_dim(self) -> int:
-        """Channels of the linear-attention layer's causal conv: q, k and v."""
-        return 2 * self.linear_key_dim + self.linear_value_dim
-
-    @property
-    def linear_head_scalars(self) -> int:
-        """Scalars in_proj makes per value head and token: DeltaNet's beta and decay, Mamba-2's dt, KDA's beta (its
-        decay is per channel, from the low-rank pair); none for Mamba-1 (dt from dt_proj), lightning attention (a
-        fixed decay) and short convolutions."""
-        return {"gated_deltanet": 2, "mamba2": 1, "kda": 1}.get(self.linear_recurrence, 0)
-
-    @property
-    def linear_in_proj_size(self) -> int:
-        """Output width of a linear-attention layer's input projections from the hidden state that TP splits: q, k,
-        v (Mamba-2: C, B, x; Mamba-1: x alone, no key heads; a short conv: B, C and x, nothing else), the output gate
-        z (value-wide; KDA's comes from its low-rank pair instead), and each value head's scalars
-        (linear_head_scalars)."""
-        if self.linear_recurrence == "short_conv":  # B, C and x per channel
-            return 3 * self.linear_value_dim
-        gate = 0 if self.linear_recurrence == "kda" else self.linear_value_dim
-        scalars = self.linear_head_scalars * self.linear_value_heads
-        return 2 * self.linear_key_dim + self.linear_value_dim + gate + scalars
-
-    def linear_replicated_width(self, tp: int) -> float:
-        """Channels of B and C one GPU of a `tp`-wide group holds beyond its share of them: a Mamba-2 mixer's single
-        group (n_groups 1) is whole on every GPU, as vLLM's MambaMixer2 replicates it to follow the head shards
-        (extra_groups_for_head_shards); 0 where the groups are split (check_parallelism refuses the rest)."""
-        if self.linear_recurrence != "mamba2" or self.linear_key_heads != 1 or tp <= 1:
-            return 0.0
-        return 2 * self.linear_key_head_dim * (1 - 1 / tp)
-
-    def linear_conv_channels(self, tp: int) -> float:
-        """Channels of a linear-attention layer's conv (and conv state) one GPU of a `tp`-wide group holds: its share,
-        and a single Mamba-2 group's B and C whole (linear_replicated_width)."""
-        return self.linear_conv_dim / tp + self.linear_replicated_width(tp)
-
-    @property
-    def linear_low_rank(self) -> tuple[int, int]:
-        """KDA's low-rank pairs (decay, output gate): their ranks (key_head_dim, value_head_dim), the down-projections
-        from the hidden state whole on every TP rank, the up-projections to key_dim / value_dim split; (0, 0) else."""
-        if self.linear_recurrence != "kda":
-            return 0, 0
-        return self.linear_key_head_dim, self.linear_value_head_dim
-
-    @property
-    def linear_dt_projections(self) -> tuple[int, int]:
-        """Mamba-1's (x_proj, dt_proj) output widths per token: dt's rank with B and C (whole on every TP rank), then
-        dt over the channels (split); (0, 0) else."""
-        if not self.linear_dt_rank:
-            return 0, 0
-        return self.linear_dt_rank + 2 * self.linear_key_head_dim, self.linear_value_dim
-
-    @property
-    def linear_attention_params(self) -> int:
-        """Weights of one linear-attention layer's mixer: in_proj, KDA's low-rank pairs, Mamba-1's x_proj, dt_proj
-        and per-channel decays (A, d_inner x d_state), the conv taps, out_proj (value -> hidden)."""
-        h = self.hidden_size
-        decay, gate = self.linear_low_rank
-        low_rank = (h + self.linear_key_dim) * decay + (h + self.linear_value_dim) * gate  # down + up
-        x_proj, dt_proj = self.linear_dt_projections
-        selective = (self.linear_value_dim * (x_proj + self.linear_key_head_dim) + self.linear_dt_rank * dt_proj
-                     if self.linear_dt_rank else 0)
-        return (h * self.linear_in_proj_size + low_rank + selective + self.linear_conv_dim * self.linear_conv_kernel
-                + self.linear_value_dim * h)
-
-    @property
     def attention_params(self) -> int:
         """QKV and O projection weights of one softmax-attention layer (MLA: q down/up, KV down (latent + RoPE
         key), KV up, O; an output gate: q_proj twice the query's width)."""
@@ -645,7 +436,7 @@ class ModelSpec(BaseModel):
         lm_head = 0 if self.tie_embeddings else self.embedding_params
         return (
             self.full_attention_layers * self.attention_params
-            + self._windowed_layers * (self.window_attention_params - self.attention_params)
+            + self.hybrid_windowed_layers * (self.window_attention_params - self.attention_params)
             - self._kv_shared_projection_params
             + self.linear_attention_layers * self.linear_attention_params
             + (self.num_dense_layers + self.wide_mlp_layers) * self.dense_mlp_params
@@ -677,56 +468,18 @@ class ModelSpec(BaseModel):
                                    + self.kv_shared_window_layers * window)
 
     @property
-    def _windowed_layers(self) -> int:
+    def hybrid_windowed_layers(self) -> int:
         """Layers of a hybrid stack that are windowed (0 when none or all are)."""
         return self.sliding_window_layers if self.window_layer_share else 0
 
     @property
     def windowed_layer_count(self) -> int:
         """Layers attending over a window: a hybrid's windowed ones, every layer where all are, else 0."""
-        return self._windowed_layers or (self.num_layers if self.window_all_layers else 0)
+        return self.hybrid_windowed_layers or (self.num_layers if self.window_all_layers else 0)
 
     def stack_part(self, layers: int, first_layer: int | None = None) -> ModelSpec:
-        """`layers` consecutive layers of this stack from `first_layer` as a model of their own (a device's stage of a
-        split). Where the stack has a layer_pattern and the part its place, each kind of layer as many as its range
-        holds (a part of linear layers only keeps no KV; one of windowed layers only takes their geometry). Else each
-        kind in the stack's share: a hybrid's windowed layers round(layers x share), kept between 1 and layers - 1
-        where there are two or more (one layer: windowed where most are, at the windowed layers' own geometry), its
-        linear-attention layers round(layers x share) with one softmax layer at least (a one-layer part is a softmax
-        layer). MoE layers as many as fit (min). KV-shared layers sit at the stack's end, so their part needs its
-        place (`first_layer`: _kv_shared_part)."""
-        kinds = self.layer_pattern[first_layer:first_layer + layers] if first_layer is not None else ""
-        update: dict = {"num_layers": layers, "num_moe_layers": min(self.num_moe_layers, layers),
-                        "layer_pattern": kinds}
-        windowed = 0
-        if self.window_layer_share:
-            if kinds:
-                windowed = kinds.count("W")
-            else:
-                windowed = round(layers * self.window_layer_share)
-                windowed = min(max(windowed, 1), layers - 1) if layers > 1 else int(self.window_layer_share >= 0.5)
-            update["sliding_window_layers"] = windowed
-            if windowed == layers:  # windowed layers only: the whole part at the windowed layers' geometry
-                update.update(head_dim=self.window_layer_head_dim, num_kv_heads=self.window_layer_kv_heads,
-                              v_head_dim=self.v_head_dim and self.window_layer_v_dim, value_from_key=False,
-                              window_head_dim=0, window_kv_heads=0)
-            elif windowed == 0:
-                update.update(sliding_window=None, sliding_window_layers=None, window_head_dim=0, window_kv_heads=0)
-            if kinds and windowed in (0, layers):  # one kind left: no pattern needed (nor consistent with its fields)
-                update["layer_pattern"] = ""
-        if self.wide_mlp_layers:
-            update["wide_mlp_layers"] = round(layers * self.wide_mlp_layers / self.num_layers)
-        if self.attention_free_layers:  # its range's, else its share with an attending layer
-            update["attention_free_layers"] = kinds.count("N") if kinds else min(
-                round(layers * self.attention_free_share), layers - 1)
-        if self.linear_attention_layers:  # a hybrid's linear layers: its range's, else its share with a softmax one
-            update["linear_attention_layers"] = kinds.count("L") if kinds else min(
-                round(layers * self.linear_layer_share), layers - 1)
-        if self.kv_shared_layers:
-            if first_layer is None:
-                raise ValueError("a part of a stack with KV-shared layers needs its first layer (they sit at its end)")
-            update.update(self._kv_shared_part(first_layer, layers, windowed))
-        return self.model_copy(update=update)
+        """`layers` consecutive layers from `first_layer` as a model of their own (specs/model_stack.py)."""
+        return stack_part(self, layers, first_layer)
 
     @property
     def parts_vary_by_place(self) -> bool:
@@ -736,42 +489,8 @@ class ModelSpec(BaseModel):
 
     @property
     def kv_share_sources(self) -> tuple[tuple[int, bool], ...]:
-        """(layer, windowed) of the layers whose KV the KV-shared layers reuse: the last unshared layer of each kind
-        shared, found in layer_pattern; without one, taken as the ones just before the shared block, the full one
-        last, where Gemma 4 E2B's and E4B's patterns place them (E2B: windowed at 13, full at 14, the shared from 15;
-        E4B: 22, 23, from 24)."""
-        start = self.num_layers - self.kv_shared_layers
-        full = self.kv_shared_layers > self.kv_shared_window_layers
-        if self.layer_pattern:
-            last = {kind: self.layer_pattern.rindex(kind, 0, start) for kind in "FW"
-                    if kind in self.layer_pattern[:start]}
-            sources = [(last["F"], False)] if full else []
-            return tuple(sources + ([(last["W"], True)] if self.kv_shared_window_layers else []))
-        sources = [(start - 1, False)] if full else []
-        if self.kv_shared_window_layers:
-            sources.append((start - 2 if full else start - 1, True))
-        return tuple(sources)
-
-    def _kv_shared_part(self, first_layer: int, layers: int, windowed: int) -> dict:
-        """The KV-shared fields of the part [first_layer, first_layer + layers) with `windowed` windowed layers: the
-        shared layers it holds (their windowed ones its range's, or without a layer_pattern the stack's share), each
-        kind shared leaving one layer of that kind that holds KV: the source (kv_share_sources) where the part has
-        it, else a copy of the source's KV, which the device keeps to attend over (one shared layer then counted as
-        holding it); Gemma 4's double-wide MLPs on the shared layers it holds."""
-        end = first_layer + layers
-        start = max(first_layer, self.num_layers - self.kv_shared_layers)
-        shared = max(0, end - start)
-        share = self.layer_pattern[start:end].count("W") if self.layer_pattern else round(
-            shared * self.kv_shared_window_layers / self.kv_shared_layers)
-        window = min(share, shared, windowed)
-        full = min(shared - window, layers - windowed)
-        if windowed == layers:  # windowed layers only: one kind at their geometry (stack_part), shared ones too
-            window, full, windowed = 0, window, 0
-        window, full = (min(window, windowed - 1) if window else 0), (min(full, layers - windowed - 1) if full else 0)
-        update = {"kv_shared_layers": full + window, "kv_shared_window_layers": window}
-        if self.wide_mlp_layers == self.kv_shared_layers:  # Gemma 4 E2B's use_double_wide_mlp: the shared layers'
-            update["wide_mlp_layers"] = shared
-        return update
+        """(layer, windowed) of the layers whose KV the KV-shared layers reuse (specs/model_stack.py)."""
+        return kv_share_sources(self)
 
     @property
     def active_params(self) -> int:

@@ -1,0 +1,68 @@
+"""The model catalog (specs/data/models.yaml: each entry a checkpoint's config.json fields verbatim, its aliases,
+its measured routing skew and its requantized aliases' formats) and users' config files, read by name or path into
+a ModelSpec through the config.json parser (specs/hf_config.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phasewise.errors import unknown_name
+from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
+from phasewise.specs.hf_config import from_hf_config
+from phasewise.specs.model import ModelSpec
+
+__all__ = ["catalog_names", "checkpoint_id", "checkpoint_model_type", "load_model"]
+
+
+def catalog_names() -> dict[str, str]:
+    """Lower-case name or alias -> canonical catalog id."""
+    names: dict[str, str] = {}
+    for key, entry in packaged("models.yaml")["models"].items():
+        names[key.lower()] = key
+        names[key.split("/")[-1].lower()] = key
+        for alias in entry.get("aliases") or []:
+            names[alias.lower()] = key
+            names[alias.split("/")[-1].lower()] = key
+    return names
+
+
+def checkpoint_id(name_or_path: str) -> str:
+    """What an engine loads for `name_or_path`: a catalog short alias (no '/': 'nemotron-3-nano') becomes its
+    entry's Hugging Face id; an id, an alias that is a repository of its own (an -FP8 checkpoint) or a path stays."""
+    if "/" in name_or_path or looks_like_path(name_or_path):
+        return name_or_path
+    return catalog_names().get(name_or_path.lower(), name_or_path)
+
+
+def _checkpoint_config(name_or_path: str) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
+    """The config.json fields of a user's file by path, or of a catalog entry by HF id or alias (case-insensitive):
+    (fields, the catalog entry or None, its catalog key or the path)."""
+    if looks_like_path(name_or_path):
+        cfg = read_user_file(name_or_path, "model config")
+        if isinstance(cfg.get("config"), dict):  # a catalog-format entry
+            cfg = cfg["config"]
+        return cfg, None, name_or_path
+    key = catalog_names().get(name_or_path.lower())
+    if key is None:
+        raise unknown_name("model", name_or_path, packaged("models.yaml")["models"])
+    entry = packaged("models.yaml")["models"][key]
+    return entry["config"], entry, key
+
+
+def checkpoint_model_type(name_or_path: str) -> str:
+    """The model_type at the top of the checkpoint's config.json, lower-case: a multimodal checkpoint's own
+    (internvl_chat), not its language model's; a catalog entry's as copied, a user's file's as written."""
+    return str(_checkpoint_config(name_or_path)[0].get("model_type", "")).lower()
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A catalog model by HF id or alias (case-insensitive), or a config.json / YAML file by path."""
+    cfg, entry, key = _checkpoint_config(name_or_path)
+    if entry is None:
+        return from_hf_config(name_or_path, cfg, where=f"model config '{name_or_path}'")
+    spec = from_hf_config(key, cfg)
+    if entry.get("routing_skew"):  # a measured property of the trained router, not a config.json field
+        spec = spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
+    requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
+    native = requantized.get(name_or_path.lower())
+    return spec.model_copy(update={"native_precision": native}) if native else spec
