@@ -29,7 +29,8 @@ from phasewise.perf import BatchShape, CostModel, memory_fit
 from phasewise.perf.parallel import check_parallelism
 from phasewise.specs import load_engine, load_hardware, load_quant
 from phasewise.specs.catalog import packaged
-from phasewise.specs.hf_config import from_hf_config, load_model
+from phasewise.specs.hf_config import from_hf_config
+from phasewise.specs.model_catalog import load_model
 
 VALUES = [None, 0, -1, 1, 2, 3, 7, 1.5, "x", "4096", True, False, [], [1, 2], {}, {"a": 1}, 10**12, math.nan]
 REMOVED = object()

@@ -200,6 +200,9 @@ def test_plan_ranks_by_objective_and_reports():
     assert rows[0]["rank"] == 1 and rows[0]["reason"] and math.isfinite(rows[0]["goodput_rps"])
     front = res.pareto()
     assert front and not any(p["stopped"] for p in front)  # only runs of every request
+    refined = {r.strategy.name: r.curve for r in res.ranked}  # a refined strategy's points: its refined search's
+    assert len(refined) == len(res.ranked) and any(r.strategy.name in refined for r in res.screened)
+    assert all(p in refined[name] for name, p in res.whole_points() if name in refined)
     assert all(a["tokens_per_s_per_gpu"] >= b["tokens_per_s_per_gpu"] and
                a["tokens_per_s_per_user"] <= b["tokens_per_s_per_user"] for a, b in zip(front, front[1:]))
 

@@ -1,6 +1,6 @@
-"""The `phasewise` command line: the serving commands (estimate, simulate, plan, sweep) and the entry point; the twin's
-`serve` lives in cli_serve.py, `reproduce` in cli_reproduce.py, the measuring, device and catalog commands in
-cli_measure.py and cli_devices.py."""
+"""The `phasewise` command line: the serving commands estimate and simulate, and the entry point; `plan` and `sweep`
+live in cli_plan.py, the twin's `serve` in cli_serve.py, `reproduce` in cli_reproduce.py, the measuring, device and
+catalog commands in cli_measure.py and cli_devices.py."""
 
 from __future__ import annotations
 
@@ -79,8 +79,6 @@ from phasewise.apps.cli_common import (
     PartialPrefills,
     PiecewiseCudaGraph,
     PiecewiseMaxTokens,
-    PlanEngines,
-    PlanHardware,
     Pp,
     Precision,
     PrefillAttentionDp,
@@ -112,7 +110,6 @@ from phasewise.apps.cli_common import (
     console,
     given_knobs,
     given_layout,
-    parse_ints,
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, one_line, refuse_empty
@@ -378,210 +375,8 @@ def simulate_cmd(
         render_online_training(console, summary)
 
 
-@app.command("plan")
-def plan_cmd(
-    model: Model = "meta-llama/Llama-3.1-8B",
-    hardware: PlanHardware = "h100-sxm",
-    gpus: Annotated[int, typer.Option(help="GPU budget")] = 8,
-    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT SLO (ms)")] = 1000.0,
-    slo_tpot_ms: SloTpot = 50.0,
-    slo_tbt_ms: SloTbt = float("inf"),
-    attainment: Annotated[float, typer.Option(help="fraction of requests that must meet both SLOs")] = 0.9,
-    workload: Annotated[Optional[str], typer.Option("--workload", "--trace", help="trace CSV/JSONL (Mooncake JSONL with hash_ids too; optional NumImages column), or azure-conv / azure-code / mooncake (bundled excerpts); default: Azure conversation lengths")] = None,
-    arrivals: Annotated[str, typer.Option(help="poisson | trace (the trace's own arrival pattern, time-scaled)")] = "poisson",
-    isl: Annotated[Optional[float], typer.Option(help="mean prompt tokens (instead of a trace)")] = None,
-    osl: Annotated[Optional[float], typer.Option(help="mean output tokens (instead of a trace)")] = None,
-    isl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
-    osl_dist: Annotated[str, typer.Option(help="fixed|uniform|lognormal")] = "fixed",
-    isl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
-    osl_spread: Annotated[float, typer.Option(help="uniform +- fraction / lognormal sigma")] = 0.0,
-    images_per_request: ImagesPerRequest = None,
-    image_size: ImageSize = None,
-    image_share: ImageShare = None,
-    image_tokens_included: ImageTokensIncluded = False,
-    objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
-    tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those)")] = None,
-    pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
-    precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8 (default: the checkpoint's own format, else bf16)")] = "",
-    chunk_sizes: Annotated[str, typer.Option(help="chunked-prefill token budgets to try (prefill-first always)")] = "512,2048",
-    batch_caps: Annotated[str, typer.Option(help="max sequences per iteration to try")] = "256",
-    disagg: Annotated[bool, typer.Option("--disagg/--no-disagg", help="include disaggregated xPyD strategies")] = True,
-    spec: Annotated[bool, typer.Option("--spec/--no-spec", help="also try speculative decoding")] = False,
-    spec_tokens: Annotated[Optional[int], typer.Option(help="speculative decoding (--spec): draft tokens per step (default 3)")] = None,
-    spec_acceptance: SpecAcceptance = None,
-    engine: PlanEngines = "vllm",
-    kv_link: Annotated[Optional[str], typer.Option(help="KV link between instances (disaggregated, priority pools): nvlink|pcie|rdma (default nvlink)")] = None,
-    prefill_hardware: Annotated[str, typer.Option(help="disaggregated: chips prefill instances may run on, comma-separated (default --hardware)")] = "",
-    decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
-    mapping: MappingOption = None,
-    policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated), encoders (a multimodal model's images: one encode GPU beside every 1, 2, 4 or 8 units)")] = "",
-    moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
-    routing_skew: RoutingSkew = None,
-    host_kv_cache_gb: HostKvCache = None,
-    kv_store_gb: KvStore = None,
-    chip_gpus: Annotated[Optional[str], typer.Option(help="GPU budgets of some chips, in place of --gpus for them: CHIP=N,... (e.g. h100-sxm=16,b200=8), with several --hardware chips or --prefill-/--decode-hardware: each chip's strategies, and each disaggregated group, within its chip's")] = None,
-    router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")] = "least_outstanding",
-    top: Annotated[int, typer.Option(help="strategies refined with long simulations (and, with several --hardware chips, each chip's best)")] = 5,
-    backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="local worker processes (default: CPU count)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    report: Annotated[Optional[str], typer.Option(help="write the HTML report to this path (none unless asked)")] = None,
-    export: Annotated[Optional[str], typer.Option(help="write the --rank strategy's deployment.yaml and launch.sh (vllm/sglang/trtllm) to this directory")] = None,
-    rank: Annotated[int, typer.Option(help="--export: which ranked strategy (1 = the winner)")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON (each row with its deployment)")] = False,
-    dllm: Annotated[Optional[str], typer.Option(help="diffusion LM (LLaDA): rank chips (--hardware, comma-separated) x --batch-caps (default 1,2,4,8,16,32) of one-GPU instances for this decoding: baseline|fast-dllm|alp|odb")] = None,
-    autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput, and 100 % with a 60 s scale-down window) | kpa (Knative's KPA on requests in flight) | keda (KEDA, from and to zero) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,
-    autoscale_rate: Annotated[Optional[float], typer.Option(help="--autoscale: the trace's mean rate for the replay, req/s (default: its own pace)")] = None,
-) -> None:
-    """Rank serving strategies by goodput under SLOs (the highest rate at which --attainment of requests meet them).
-    Exit status 1 when no strategy meets the SLOs (one line names the closest and the SLO that binds)."""
-    from phasewise.apps.dllm_view import dllm_requested, plan_dllm_cmd
-
-    if dllm is not None and images_per_request is not None:
-        raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
-    if dllm_requested(model, dllm, {}):
-        return plan_dllm_cmd(console, dllm, dict(locals()))
-    from dataclasses import replace
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from phasewise.apps.fleet_view import fleets_html, fleets_json, render_fleets, write_fleet
-    from phasewise.apps.plan_view import render_plan, winner_timeline
-    from phasewise.plan import PlanOptions, plan
-    from phasewise.plan.fleet import parse_fleets, plan_fleets
-    from phasewise.plan.goodput import workload_spec
-    from phasewise.plan.strategies import parse_chip_gpus
-    from phasewise.sim import Slo
-    from phasewise.sim.api import host_kv_cache_bytes
-    from phasewise.specs import load_model
-    from phasewise.specs.hardware import chip_identity, hardware_list
-
-    if gpus < 1:
-        raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
-    if top < 1:
-        raise PhasewiseError(f"--top must be >= 1 (got {top})")
-    if rank < 1:
-        raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
-    if rank != 1 and export is None:
-        raise PhasewiseError(f"--rank {rank} picks the strategy --export writes: give --export DIR")
-    if not disagg:  # flags that only shape disaggregated strategies
-        given = [flag for flag, used in (("--prefill-hardware", prefill_hardware),
-                                         ("--decode-hardware", decode_hardware),
-                                         ("--policies attention-offload", "attention-offload" in policies),
-                                         ("--kv-link", kv_link is not None and "priority-pools" not in policies))
-                 if used]
-        if given:
-            raise PhasewiseError(f"{given[0]} shapes disaggregated strategies, which --no-disagg leaves out")
-    refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
-                      objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
-                      image_size=image_size))
-    if not spec and (spec_tokens is not None or spec_acceptance is not None):
-        flag = "--spec-tokens" if spec_tokens is not None else "--spec-acceptance"
-        raise PhasewiseError(f"{flag} needs --spec (the strategies try speculative decoding only with it)")
-    spec_values = {k: v for k, v in (("spec_tokens", spec_tokens), ("spec_acceptance", spec_acceptance))
-                   if v is not None}  # unset: PlanOptions' defaults
-    opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options or "1,2,4,8"), tp_across_nodes=tp_options is None,
-                       pp_options=parse_ints("--pp-options", pp_options),
-                       precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
-                       chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
-                       disaggregated=disagg, speculative=(False, True) if spec else (False,),
-                       **spec_values, engine=engine, kv_link="nvlink" if kv_link is None else kv_link,
-                       prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
-                       decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
-                       mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
-                       moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
-                       routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew,
-                       host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb),
-                       kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb))
-    if chip_gpus is not None:
-        chips = list(dict.fromkeys([*hardware_list("--hardware", hardware), *opts.prefill_hardware,
-                                    *opts.decode_hardware]))
-        if len({chip_identity(c) for c in chips}) < 2:
-            raise PhasewiseError("--chip-gpus gives several chips their own budgets: name them in --hardware A,B or "
-                                 "--prefill-hardware / --decode-hardware (one chip: --gpus)")
-        opts = replace(opts, chip_gpus=parse_chip_gpus(chip_gpus, chips))
-    if min(opts.tp_options) * min(opts.pp_options) > max([gpus, *(n for _, n in opts.chip_gpus)]):
-        raise PhasewiseError(f"every strategy needs more GPUs per instance than --gpus {gpus} "
-                             f"(smallest: tp={min(opts.tp_options)} x pp={min(opts.pp_options)})")
-    slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
-    work = workload_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed,
-                         context_tokens=load_model(model).max_position_embeddings,
-                         images_per_request=images_per_request, image_size=image_size, image_share=image_share,
-                         image_tokens_included=image_tokens_included)
-    fleets_asked = parse_fleets(autoscale, autoscale_rate, slo, work)  # before the long search: its errors first
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
-        def progress(stage: str, done: int, total: int):
-            task = bar.add_task(stage, total=total)
-            return lambda k: bar.advance(task, k)
-
-        result = plan(model, hardware, gpus, slo, work, target=attainment, objective=objective, opts=opts,
-                      refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
-        fleets = None
-        if fleets_asked and result.feasible:
-            fleets = plan_fleets(result.ranked, work, slo, attainment, fleets_asked, autoscale_rate, backend,
-                                 workers, ray_address, progress)
-    if not result.feasible:  # one line, the closest strategy and the SLO that binds; no table of zeros
-        if as_json:
-            print(dumps({"feasible": False, "budget": result.budget(), "closest": result.closest(),
-                         "pruned": result.pruned, "wall_s": result.wall_s}, default=float))
-        print(result.infeasible_line(), file=sys.stderr)
-        raise typer.Exit(1)
-    if as_json:
-        from phasewise.apps.plan_view import host_tier_beyond_node
-
-        rows = result.rows()
-        print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
-                     "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
-                     "wall_s": result.wall_s, **({"fleets": fleets_json(fleets)} if fleets else {})},
-                    default=float))
-    else:
-        render_plan(console, result)
-        if fleets:
-            render_fleets(console, fleets)
-    if export:
-        from phasewise.apps.launch import write_export
-
-        written = write_export(result, export, rank) + ([write_fleet(fleets, export)] if fleets else [])
-        print(f"export: {', '.join(str(p) for p in written)}", file=sys.stderr)
-    elif not as_json:
-        console.print("to launch #1: the same command with --export DIR (deployment.yaml and the engine's launch.sh; "
-                      "--rank N for another)", style="dim")
-    if report:
-        from phasewise.apps.report import write_report
-
-        path = write_report(result, winner_timeline(result, work), report, fleets=fleets_html(fleets) if fleets else "")
-        print(f"report: {path}", file=sys.stderr)
-
-
-@app.command("sweep")
-def sweep_cmd(
-    config: Annotated[str, typer.Argument(help="sweep YAML: models x hardware x workloads x strategies")],
-    out: Annotated[str, typer.Option(help="output file (.csv or .parquet)")] = "sweep.csv",
-    backend: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="local worker processes")] = None,
-) -> None:
-    """Goodput of every strategy over a grid of models x hardware x workloads, to CSV/Parquet."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from phasewise.plan.sweep import check_out, load_sweep, run_sweep, write_rows
-
-    check_out(out)
-    cfg = load_sweep(config)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        def progress(stage: str, done: int, total: int):
-            task = bar.add_task(stage, total=total)
-            return lambda k: bar.advance(task, k)
-
-        rows = run_sweep(cfg, backend, workers, ray_address, progress)
-    path = write_rows(rows, out)
-    console.print(f"{len(rows)} rows -> {path}")
-
-
-# the other commands register themselves on the same app
+# the other commands register themselves on the same app, plan and sweep first (--help lists them in this order)
+from phasewise.apps import cli_plan  # noqa: E402,F401,I001
 from phasewise.apps import cli_devices, cli_measure, cli_reproduce, cli_serve  # noqa: E402,F401
 
 

@@ -158,8 +158,12 @@ class PlanResult:
 
     def whole_points(self) -> list[tuple[str, dict[str, float]]]:
         """(strategy name, curve point) of every rate the searches simulated whole: a run stopped once its target was
-        out of reach has figures over the requests finished by then only."""
-        return [(r.strategy.name, p) for r in self.screened + self.ranked for p in r.curve if not p.get("stopped")]
+        out of reach has figures over the requests finished by then only. A refined strategy's points are its
+        refined search's (longer runs, more requests), not its screening's, which they supersede: the same strategy
+        at the same rate is one point, with the figures the ranking reads."""
+        refined = [r.strategy for r in self.ranked]
+        searches = [r for r in self.screened if r.strategy not in refined] + self.ranked
+        return [(r.strategy.name, p) for r in searches for p in r.curve if not p.get("stopped")]
 
     def pareto(self) -> list[dict[str, float]]:
         """Non-dominated (tokens/s per GPU, tokens/s per user) points over every rate simulated whole."""
