@@ -11,8 +11,9 @@ from phasewise.errors import PhasewiseError
 def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
     block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
-    (gpt-oss: the experts only) bf16-mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16 (compressed-tensors' symmetric
-    group-32 INT4 w4a16-g32, bf16-w4a16-g32 where its ignore list keeps the attention BF16: Kimi-K2 Thinking, K2.5)."""
+    (gpt-oss: the experts only) bf16-mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ/compressed-tensors weights w4a16
+    (compressed-tensors' symmetric group-32 INT4 w4a16-g32, bf16-w4a16-g32 where its ignore list keeps the attention
+    BF16: Kimi-K2 Thinking, K2.5)."""
     qc = cfg.get("quantization_config")
     if not qc:
         return None

@@ -59,8 +59,9 @@ class ModelSpec(LinearMixerShapes, BaseModel):
     # num_kv_heads, which are then the full layers'. The query heads are num_heads in both
     window_head_dim: int = Field(default=0, ge=0)
     window_kv_heads: int = Field(default=0, ge=0)
-    # A hybrid stack's layers in order, one letter each (LAYER_KINDS: F full softmax attention, W windowed softmax
-    # attention, L a linear recurrence), as the config names them; "" where it does not (or every layer is alike).
+    # A hybrid stack's layers in order, one letter each (specs/model_checks.py LAYER_KINDS: F full softmax attention, W
+    # windowed softmax attention, L a linear recurrence, N no attention), as the config names them; "" where it does
+    # not (or every layer is alike).
     # A device split's stage then holds the kinds its own range has (stack_part), not the stack's shares
     layer_pattern: str = ""
     # The full layers' values come from the key projection (Gemma 4's attention_k_eq_v: no v_proj; K and V are both
