@@ -55,5 +55,6 @@ def test_plan_cli_takes_policies(run_cli):
 
 
 def test_the_deployment_names_the_routers_the_simulator_has():
-    # plan/strategies.py validates --router against the Deployment's field; the simulator builds from its registry
+    # the planner validates --router against the Deployment's field (plan/options.py); the simulator builds from its
+    # registry
     assert sorted(PLAN_ROUTERS) == sorted(SIM_ROUTERS)

@@ -1,183 +1,38 @@
 """Serving strategies a GPU budget allows: collocated (TP x PP x replicas, prefill-first or chunked,
 batch caps) and disaggregated (xPyD with per-phase TP), by precision and speculative decoding.
-Strategies whose instances cannot hold the model (and a batch's KV) are pruned before simulation."""
+Strategies whose instances cannot hold the model (and a batch's KV) are pruned before simulation
+(plan/instance_fit.py); policies derive more from them (plan/strategy_policies.py); what a strategy is and the
+options a plan chooses from: plan/options.py."""
 
 from __future__ import annotations
 
 import itertools
-import math
-import re
-import typing
-from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
-from phasewise.perf import memory_fit
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.memory import (
-    compressed_kv_pool,
-    draft_memory,
-    kv_sequence_tokens,
-    kv_state_pages,
-    kv_window_terms,
-    slot_state_bytes,
+from phasewise.perf.parallel import check_parallelism
+from phasewise.plan.instance_fit import instance_fits, instance_layouts, role_layouts
+from phasewise.plan.options import (
+    POLICIES,
+    ROUTERS,
+    NoStrategyFits,
+    PlanOptions,
+    Strategy,
+    deployment_fields,
 )
-from phasewise.perf.parallel import check_parallelism, parallel_layout
-from phasewise.sim.deployment import MAX_REPLICAS, Deployment
+from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
+from phasewise.sim.deployment import MAX_REPLICAS
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
-from phasewise.specs.engine_kv import (
-    engine_kv,
-    prefix_caching_default,
-    recurrent_state_in_kv_pool,
-    window_kv,
-    window_pool_speculation,
-)
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, memory_fraction_of, resolve_engine
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values
 from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
 CAPPED = f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)"  # ends a pruned line: a group too large
-
-
-@dataclass(slots=True, frozen=True)
-class PlanOptions:
-    """What the planner may choose from (the CLI's --tp-options, --chunk-sizes, ... flags)."""
-
-    tp_options: tuple[int, ...] = (1, 2, 4, 8)
-    # when no strategy fits within tp_options: also try TP across whole nodes (2, 4, ... x the chip's gpus_per_node,
-    # up to the budget), as a model larger than one node's memory needs (the CLI's default; off once the user names
-    # --tp-options)
-    tp_across_nodes: bool = True
-    pp_options: tuple[int, ...] = (1,)
-    precisions: tuple[str, ...] = ()  # empty: the model's native format (its checkpoint's), else bf16
-    chunk_sizes: tuple[int, ...] = (512, 2048)  # chunked-prefill token budgets; the engine's own default too
-    batch_caps: tuple[int, ...] = (256,)
-    disaggregated: bool = True
-    ratios: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1))  # prefill:decode instances
-    speculative: tuple[bool, ...] = (False,)
-    spec_tokens: int = 3
-    spec_acceptance: float = 0.7
-    engine: str = "vllm"
-    kv_link: str = "nvlink"
-    memory_fraction: float | None = None  # None: each engine's default (specs/engines.py EngineConfig.memory_fraction)
-    # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
-    prefill_hardware: tuple[str, ...] = ()
-    decode_hardware: tuple[str, ...] = ()
-    mapping: str | None = None  # operator mapping of every group (its chips need substrates; tp = pp = 1 only)
-    # serving policies also tried: priority-pools (Ascendra: LP + HP pools of collocated instances),
-    # attention-offload (Adrenaline: every disaggregated strategy with decode attention offloaded, auto),
-    # encoders (a multimodal model's images: every strategy with one encode GPU per unit, sim/encode_pool.py)
-    policies: tuple[str, ...] = ()
-    # MoE models: how each instance's GPUs split attention and experts (perf/parallel.py): tp (all tensor
-    # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
-    # and experts expert-parallel: the wide-EP layout SGLang and TensorRT-LLM run DeepSeek with)
-    moe_layouts: tuple[str, ...] = ("tp", "ep", "dp-ep")
-    # the router(s) in front of a deployment's instances (sim/routers/): with several, each strategy of more than one
-    # instance is tried behind each (the first alone where one instance has nothing to route)
-    routers: tuple[str, ...] = ("least_outstanding",)
-    # MoE: the traffic's routing skew in every group (perf/expert_load.py); None: the model's
-    routing_skew: float | None = None
-    # host memory per instance keeping evicted prefix blocks (sim/kv_tiers.py HostTier); 0: none
-    host_kv_cache_bytes: float = 0.0
-    # a KV store the deployment's instances share (sim/kv_tiers.py kv_store); 0: none
-    kv_store_bytes: float = 0.0
-    # GPU budgets of some chips ((chip, GPUs), ...: --chip-gpus), in place of the plan's --gpus for those chips:
-    # a plan across chips gives each its own; a disaggregated strategy's prefill and decode groups each stay within
-    # their chip's
-    chip_gpus: tuple[tuple[str, int], ...] = ()
-
-
-POLICIES = ("priority-pools", "attention-offload", "encoders")
-
-
-class NoStrategyFits(PhasewiseError):
-    """Nothing within the budget fits the model (a one-line error like any PhasewiseError)."""
-
-ROUTERS = typing.get_args(Deployment.model_fields["router"].annotation)
-MOE_LAYOUTS = ("tp", "ep", "dp-ep")
-POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 runs (PAPERS.md section 6)
-
-
-@dataclass(slots=True)
-class Strategy:
-    """A deployment of `units` identical units (one collocated replica, or one xPyD group). Goodput is
-    searched on one unit receiving 1/units of the traffic (independent queues behind the router), then
-    verified on the whole deployment."""
-
-    name: str
-    deployment: dict[str, Any]  # the whole budget's Deployment fields
-    unit: dict[str, Any]  # one unit's Deployment fields
-    units: int
-    gpus: int
-    kind: str  # collocated | disaggregated
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def instances_per_unit(self) -> int:
-        return sum(g.get("replicas", 1) for g in self.unit["instances"])
-
-    def slice(self, units: int) -> dict[str, Any]:
-        """The Deployment fields of `units` of its units behind the same router (every group's replicas scaled:
-        the prefill:decode and LP:HP ratios kept); slice(units) is its whole deployment (tested)."""
-        fields = dict(self.unit, instances=[dict(g, replicas=g.get("replicas", 1) * units)
-                                            for g in self.unit["instances"]])
-        if self.unit.get("encoders"):  # disaggregated encoders: each unit's own
-            fields["encoders"] = dict(self.unit["encoders"], replicas=self.unit["encoders"]["replicas"] * units)
-        return fields
-
-
-def _fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
-          min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
-          role: str = "collocated") -> bool:
-    """Whether the weights and `min_kv_tokens` of KV fit one instance in `role` (`mtp`: with the MTP draft beside
-    them, the planner's speculative decoding)."""
-    split = parallel_layout(model, tp, **layout) if layout else None
-    dp = split.attention_dp if split else 1
-    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
-                            role=role, vision=model.vision, model_type=model.model_type)
-    if fraction is None:  # the engine's own default on this layout
-        fraction = config.memory_fraction
-    quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
-    window = window_kv(config, model, hw)
-    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
-                     layout=split, fraction_of=memory_fraction_of(engine),
-                     state_dtype=config.profile.recurrent_state_dtype,
-                     state_pool_ratio=config.profile.recurrent_state_pool_ratio,
-                     draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
-                     state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
-                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
-                                                 window_pool_speculation(config, model, mtp)),
-                     kv_pool=compressed_kv_pool(config, model, quant, pp))
-    terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
-                            speculation=window_pool_speculation(config, model, mtp))
-    pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
-    return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
-
-
-def _layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run
-    (a dense model, or tp = 1: tensor parallel only)."""
-    unknown = [name for name in opts.moe_layouts if name not in MOE_LAYOUTS]
-    if unknown:
-        raise PhasewiseError(f"--moe-layouts '{unknown[0]}' is not one of {', '.join(MOE_LAYOUTS)}")
-    if not model.num_experts or tp == 1:
-        return [("", {})]
-    out = []
-    for name in opts.moe_layouts:
-        fields = {"tp": {}, "ep": {"ep": tp}, "dp-ep": {"ep": tp, "attention_dp": tp}}[name]
-        try:
-            if fields:
-                parallel_layout(model, tp, **fields)
-        except PhasewiseError as exc:
-            pruned.append(f"tp={tp} {name}: {exc}")
-            continue
-        suffix = {"tp": "", "ep": f" EP{tp}", "dp-ep": f" DP{tp}EP{tp}"}[name]
-        out.append((suffix, fields))
-    return out
 
 
 def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOptions,
@@ -369,18 +224,19 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 if not parallel_ok(tp, pp):
                     continue
                 replicas = gpus // (tp * pp)
-                for cap, (split, layout) in itertools.product(opts.batch_caps, _layouts(model, tp, opts, pruned)):
-                    if not _fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
-                                 opts.engine, spec):
+                layouts = instance_layouts(model, tp, opts, pruned)
+                for cap, (split, layout) in itertools.product(opts.batch_caps, layouts):
+                    if not instance_fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens,
+                                         layout, opts.engine, spec):
                         pruned.append(f"collocated tp={tp}{split} pp={pp} {tag}: model + KV for {min_kv_tokens} "
                                       f"tokens do not fit in {hardware} memory")
                         continue
                     for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
                                                                      layout.get("attention_dp", 1)):
                         variant = engine_fields["engine"]
-                        if variant != opts.engine and not _fits(model, hw, quant, tp, pp, 8192, cap,
-                                                                opts.memory_fraction, min_kv_tokens, layout, variant,
-                                                                spec):
+                        if variant != opts.engine and not instance_fits(
+                                model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
+                                variant, spec):
                             # another engine holds memory otherwise: vLLM V0 a recurrent state for every seat
                             pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} b{cap} {tag}: model + KV for "
                                           f"{min_kv_tokens} tokens do not fit in {hardware} memory under {variant}")
@@ -388,15 +244,15 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                         group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **layout,
                                      **engine_fields)
                         name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} b{cap} {tag}"
-                        out.append(Strategy(name, _deployment(model_name, [group], opts, spec_cfg),
-                                            _deployment(model_name, [dict(group, replicas=1)], opts, spec_cfg),
+                        out.append(Strategy(name, deployment_fields(model_name, [group], opts, spec_cfg),
+                                            deployment_fields(model_name, [dict(group, replicas=1)], opts, spec_cfg),
                                             replicas, replicas * tp * pp, "collocated",
                                             dict(tp=tp, pp=pp, replicas=replicas, scheduler=sched, batch_cap=cap,
                                                  precision=precision, speculative=spec, **layout)))
                     if layout:
                         continue  # the policies below run on tensor-parallel instances
                     if "priority-pools" in opts.policies:
-                        pools = _priority_pools(model_name, base, tp, pp, replicas, cap, tag, opts, spec_cfg)
+                        pools = priority_pools(model_name, base, tp, pp, replicas, cap, tag, opts, spec_cfg)
                         if pools is None:
                             pruned.append(f"priority pools tp={tp} pp={pp} {tag}: need pp = 1, no speculative "
                                           f"decoding and at least 2 instances (budget gives {replicas})")
@@ -413,12 +269,12 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 if not (parallel_ok(p_tp, 1, p_gpus) and parallel_ok(d_tp, 1, d_gpus)):
                     continue
                 chips = "" if p_name == d_name == hardware else f" {p_name}/{d_name}"
-                for (p_split, p_layout), (d_split, d_layout) in _role_layouts(model, p_tp, d_tp, opts, pruned):
+                for (p_split, p_layout), (d_split, d_layout) in role_layouts(model, p_tp, d_tp, opts, pruned):
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
-                    if not (_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction, min_kv_tokens,
-                                  p_layout, opts.engine, spec, "prefill")
-                            and _fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction, min_kv_tokens,
-                                      d_layout, opts.engine, spec, "decode")):
+                    if not (instance_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction,
+                                          min_kv_tokens, p_layout, opts.engine, spec, "prefill")
+                            and instance_fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction,
+                                              min_kv_tokens, d_layout, opts.engine, spec, "decode")):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
                     for x, y in opts.ratios:
@@ -442,25 +298,25 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                                        speculative=spec, prefill_hardware=p_name, decode_hardware=d_name,
                                        **{f"prefill_{k}": v for k, v in p_layout.items()},
                                        **{f"decode_{k}": v for k, v in d_layout.items()})
-                        out.append(Strategy(name, _deployment(model_name, groups, opts, spec_cfg),
-                                            _deployment(model_name, one, opts, spec_cfg), k, k * unit,
+                        out.append(Strategy(name, deployment_fields(model_name, groups, opts, spec_cfg),
+                                            deployment_fields(model_name, one, opts, spec_cfg), k, k * unit,
                                             "disaggregated", details))
                         if ("attention-offload" in opts.policies and spec_cfg is None and not opts.mapping
                                 and not (p_layout or d_layout)):
                             offload = {"attention_offload": {"mode": "auto"}}
                             out.append(Strategy(f"{name} +offload",
-                                                {**_deployment(model_name, groups, opts, None, False), **offload},
-                                                {**_deployment(model_name, one, opts, None, False), **offload}, k,
+                                                {**deployment_fields(model_name, groups, opts, None, False), **offload},
+                                                {**deployment_fields(model_name, one, opts, None, False), **offload}, k,
                                                 k * unit,
                                                 "disaggregated", dict(details, attention_offload="auto")))
     if "encoders" in opts.policies:
         if model.vision is None:
             raise PhasewiseError(f"--policies encoders: model '{model_name}' has no vision encoder (its config.json "
                                  "has no vision_config this parser reads)")
-        out += [v for s in list(out) for v in _with_encoders(s, gpus, hardware)]
+        out += [v for s in list(out) for v in with_encoders(s, gpus, hardware)]
     names = set()
     unique = []
-    for s in _behind_each_router(out, opts.routers):  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
+    for s in behind_each_router(out, opts.routers):  # the same deployment can arise twice (e.g. 1:1 and 2:2 ratios)
         largest = max(g.get("replicas", 1) for g in s.deployment["instances"])
         if largest > MAX_REPLICAS:
             pruned.append(f"{s.name}: {largest:,} instances in one group, more than a deployment holds {CAPPED}")
@@ -471,86 +327,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     return unique, pruned
 
 
-ENCODER_SHARES = (1, 2, 4, 8)  # encoders policy: base units per encode GPU tried
 
-
-def _with_encoders(s: Strategy, gpus: int, hardware: str) -> list[Strategy]:
-    """`s` with one encode GPU (TP1 on the plan's chip) beside every 1, 2, 4 or 8 of its units, as many such
-    units as the budget then holds (none for priority pools and attention offload, which keep their own units)."""
-    if s.unit.get("priority_pools") or s.unit.get("attention_offload"):
-        return []
-    per_unit = s.gpus // s.units
-    counts = {g["role"]: g.get("replicas", 1) for g in s.unit["instances"]}
-    out = []
-    for share in ENCODER_SHARES:
-        units = gpus // (share * per_unit + 1)
-        if units < 1:
-            break
-        grouped = dict(s.unit, instances=[dict(g, replicas=g.get("replicas", 1) * share) for g in s.unit["instances"]],
-                       encoders={"hardware": hardware, "tp": 1, "replicas": 1})
-        unit = Strategy(s.name, s.deployment, grouped, 1, share * per_unit + 1, s.kind, s.details)
-        if s.kind == "disaggregated":
-            name = re.sub(r"^\d+P", f"{counts['prefill'] * share * units}P", s.name)
-            name = re.sub(r" \d+D\(", f" {counts['decode'] * share * units}D(", name)
-            details = dict(s.details, prefill=counts["prefill"] * share * units,
-                           decode=counts["decode"] * share * units)
-        else:
-            name = re.sub(r"^\d+x", f"{share * units}x", s.name)
-            details = dict(s.details, replicas=share * units)
-        out.append(Strategy(f"{name} +{units}E", unit.slice(units), grouped, units, units * (share * per_unit + 1),
-                            s.kind, dict(details, encode_workers=units)))
-    return out
-
-
-def _behind_each_router(strategies: list[Strategy], routers: tuple[str, ...]) -> list[Strategy]:
-    """With several --router values, each strategy of more than one instance behind each of them (named with it);
-    a lone instance, which has nothing to route, and priority pools, which route by their own rule, behind the
-    first."""
-    if len(routers) == 1:
-        return strategies
-    out = []
-    for s in strategies:
-        several = (sum(g.get("replicas", 1) for g in s.deployment["instances"]) > 1
-                   and "priority_pools" not in s.deployment)
-        for router in routers if several else routers[:1]:
-            out.append(replace(s, name=f"{s.name} via {router}" if several else s.name,
-                               deployment=dict(s.deployment, router=router), unit=dict(s.unit, router=router),
-                               details=dict(s.details, router=router)))
-    return out
-
-
-def _role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple]:
-    """Layout pairs of a disaggregated unit: each --moe-layouts layout on both roles, and prefill with experts
-    expert-parallel beside decode in the wide-EP layout (as the Blackwell disaggregated DeepSeek rows run)."""
-    prefill, decode = _layouts(model, p_tp, opts, pruned), _layouts(model, d_tp, opts, pruned)
-    pairs = [(p, d) for p in prefill for d in decode if p[1].keys() == d[1].keys()]
-    pairs += [(p, d) for p in prefill for d in decode if "attention_dp" not in p[1] and "attention_dp" in d[1]
-              and p[1]]
-    return pairs
-
-
-def _priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas: int, cap: int, tag: str,
-                    opts: PlanOptions, spec: dict | None) -> Strategy | None:
-    """Ascendra's priority pools over the collocated replicas: units of POOL_UNIT instances (fewer if the budget
-    has fewer), one of each high-priority (`ascendra-hp`) and the rest low-priority (`ascendra-lp`, shortest
-    prefill first, capped at `cap` sequences); deadlines come from the plan's SLOs. None where they do not apply."""
-    if pp != 1 or spec is not None or replicas < 2 or opts.mapping:
-        return None
-    size = min(POOL_UNIT, replicas)
-    units = replicas // size
-    fields = {k: v for k, v in base.items() if k != "engine"}
-    lp = dict(fields, role="collocated", tp=tp, pool="lp", engine="ascendra-lp", max_num_seqs=cap)
-    hp = dict(fields, role="collocated", tp=tp, pool="hp", engine="ascendra-hp")
-
-    def deployment(n: int) -> dict[str, Any]:
-        dep = _deployment(model, [dict(lp, replicas=(size - 1) * n), dict(hp, replicas=n)], opts, None,
-                          host_tier=False)
-        return {**dep, "priority_pools": {}}
-
-    name = f"{units * size}x TP{tp} priority pools {(size - 1) * units}LP+{units}HP b{cap} {tag}"
-    return Strategy(name, deployment(units), deployment(1), units, units * size * tp, "collocated",
-                    dict(tp=tp, pp=pp, replicas=units * size, scheduler="priority pools", batch_cap=cap,
-                         precision=base["precision"], speculative=False))
 
 
 def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
@@ -562,8 +339,8 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
     again with its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk
     sizes are the instance's; a knob the engine reads per attention-DP rank gets its rank's share (knob_values)."""
     graphs = graph_knobs(opts.engine, cap, attention_dp)  # decode graphs up to the cap, as a tuned deployment sets them
-    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap, attention_dp=attention_dp),
-                                           **graphs))]
+    default_knobs = knob_values(opts.engine, cap, attention_dp=attention_dp)
+    out = [(f"{opts.engine} default", dict(engine=opts.engine, **default_knobs, **graphs))]
     chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
     for chunk in opts.chunk_sizes:
         if chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
@@ -577,29 +354,3 @@ def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
     return out
 
 
-def _deployment(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None,
-                host_tier: bool = True) -> dict[str, Any]:
-    """The deployment of `groups`; --host-kv-cache-gb on the groups that admit prompts with prefix caching (their
-    engine's default) and --kv-store-gb shared by them, unless `host_tier` is False (priority pools and attention
-    offload keep no prefix cache)."""
-    caching = [host_tier and g.get("role") != "decode"
-               and _caches_prefixes(model, g.get("engine", opts.engine), g["hardware"]) for g in groups]
-    if opts.host_kv_cache_bytes:
-        groups = [dict(g, host_kv_cache_bytes=opts.host_kv_cache_bytes) if caches else g
-                  for g, caches in zip(groups, caching)]
-    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
-                           "kv_link": opts.kv_link}
-    if opts.kv_store_bytes and any(caching):
-        dep["kv_store_bytes"] = opts.kv_store_bytes
-    if spec:
-        dep["speculative"] = spec
-    return dep
-
-
-@lru_cache(maxsize=256)
-def _caches_prefixes(model: str, engine: str, hardware: str) -> bool:
-    """Whether `engine` caches prompt prefixes by default for `model` and keeps a host-memory tier (the plan's
-    --host-kv-cache-gb goes where both hold)."""
-    spec = load_model(model)
-    config = resolve_engine(engine, load_hardware(hardware), model_type=spec.model_type)
-    return not spec.window_all_layers and config.host_kv_load is not None and prefix_caching_default(config, spec)

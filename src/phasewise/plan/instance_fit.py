@@ -1,0 +1,84 @@
+"""Whether an instance fits: a layout of a MoE model's GPUs (--moe-layouts: tp, ep, dp-ep) an instance can run, and
+whether its weights and a batch's KV fit its memory in a role (collocated, prefill, decode), as simulate sizes it
+(the engine's own memory fraction, KV dtype, window pool, recurrent states, MTP draft)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.perf import memory_fit
+from phasewise.perf.memory import (
+    compressed_kv_pool,
+    draft_memory,
+    kv_sequence_tokens,
+    kv_state_pages,
+    kv_window_terms,
+    slot_state_bytes,
+)
+from phasewise.perf.parallel import parallel_layout
+from phasewise.plan.options import MOE_LAYOUTS, PlanOptions
+from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv, window_pool_speculation
+from phasewise.specs.engines import memory_fraction_of, resolve_engine
+
+
+def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
+                  min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
+                  role: str = "collocated") -> bool:
+    """Whether the weights and `min_kv_tokens` of KV fit one instance in `role` (`mtp`: with the MTP draft beside
+    them, the planner's speculative decoding)."""
+    split = parallel_layout(model, tp, **layout) if layout else None
+    dp = split.attention_dp if split else 1
+    config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
+                            role=role, vision=model.vision, model_type=model.model_type)
+    if fraction is None:  # the engine's own default on this layout
+        fraction = config.memory_fraction
+    quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
+    window = window_kv(config, model, hw)
+    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
+                     layout=split, fraction_of=memory_fraction_of(engine),
+                     state_dtype=config.profile.recurrent_state_dtype,
+                     state_pool_ratio=config.profile.recurrent_state_pool_ratio,
+                     draft=draft_memory(model, None, quant, tp, split) if mtp else (0.0, 0.0),
+                     state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
+                     slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
+                                                 window_pool_speculation(config, model, mtp)),
+                     kv_pool=compressed_kv_pool(config, model, quant, pp))
+    terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
+                            speculation=window_pool_speculation(config, model, mtp))
+    pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
+    return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
+
+
+def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run
+    (a dense model, or tp = 1: tensor parallel only)."""
+    unknown = [name for name in opts.moe_layouts if name not in MOE_LAYOUTS]
+    if unknown:
+        raise PhasewiseError(f"--moe-layouts '{unknown[0]}' is not one of {', '.join(MOE_LAYOUTS)}")
+    if not model.num_experts or tp == 1:
+        return [("", {})]
+    out = []
+    for name in opts.moe_layouts:
+        fields = {"tp": {}, "ep": {"ep": tp}, "dp-ep": {"ep": tp, "attention_dp": tp}}[name]
+        try:
+            if fields:
+                parallel_layout(model, tp, **fields)
+        except PhasewiseError as exc:
+            pruned.append(f"tp={tp} {name}: {exc}")
+            continue
+        suffix = {"tp": "", "ep": f" EP{tp}", "dp-ep": f" DP{tp}EP{tp}"}[name]
+        out.append((suffix, fields))
+    return out
+
+
+def role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple]:
+    """Layout pairs of a disaggregated unit: each --moe-layouts layout on both roles, and prefill with experts
+    expert-parallel beside decode in the wide-EP layout (as the Blackwell disaggregated DeepSeek rows run)."""
+    prefill, decode = instance_layouts(model, p_tp, opts, pruned), instance_layouts(model, d_tp, opts, pruned)
+    pairs = [(p, d) for p in prefill for d in decode if p[1].keys() == d[1].keys()]
+    pairs += [(p, d) for p in prefill for d in decode if "attention_dp" not in p[1] and "attention_dp" in d[1]
+              and p[1]]
+    return pairs
+

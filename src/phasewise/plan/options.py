@@ -1,0 +1,130 @@
+"""What a plan chooses from and what it chooses: PlanOptions (the CLI's --tp-options, --chunk-sizes, ... flags),
+a Strategy (a deployment of identical units, searched on one), and the Deployment fields a strategy's groups
+become (deployment_fields: the plan's host-memory prefix tier and KV store where the groups cache prefixes)."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from phasewise.errors import PhasewiseError
+from phasewise.sim.deployment import Deployment
+from phasewise.specs import load_hardware, load_model
+from phasewise.specs.engine_kv import prefix_caching_default
+from phasewise.specs.engines import resolve_engine
+
+
+@dataclass(slots=True, frozen=True)
+class PlanOptions:
+    """What the planner may choose from (the CLI's --tp-options, --chunk-sizes, ... flags)."""
+
+    tp_options: tuple[int, ...] = (1, 2, 4, 8)
+    # when no strategy fits within tp_options: also try TP across whole nodes (2, 4, ... x the chip's gpus_per_node,
+    # up to the budget), as a model larger than one node's memory needs (the CLI's default; off once the user names
+    # --tp-options)
+    tp_across_nodes: bool = True
+    pp_options: tuple[int, ...] = (1,)
+    precisions: tuple[str, ...] = ()  # empty: the model's native format (its checkpoint's), else bf16
+    chunk_sizes: tuple[int, ...] = (512, 2048)  # chunked-prefill token budgets; the engine's own default too
+    batch_caps: tuple[int, ...] = (256,)
+    disaggregated: bool = True
+    ratios: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1))  # prefill:decode instances
+    speculative: tuple[bool, ...] = (False,)
+    spec_tokens: int = 3
+    spec_acceptance: float = 0.7
+    engine: str = "vllm"
+    kv_link: str = "nvlink"
+    memory_fraction: float | None = None  # None: each engine's default (specs/engines.py EngineConfig.memory_fraction)
+    # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
+    prefill_hardware: tuple[str, ...] = ()
+    decode_hardware: tuple[str, ...] = ()
+    mapping: str | None = None  # operator mapping of every group (its chips need substrates; tp = pp = 1 only)
+    # serving policies also tried: priority-pools (Ascendra: LP + HP pools of collocated instances),
+    # attention-offload (Adrenaline: every disaggregated strategy with decode attention offloaded, auto),
+    # encoders (a multimodal model's images: every strategy with one encode GPU per unit, sim/encode_pool.py)
+    policies: tuple[str, ...] = ()
+    # MoE models: how each instance's GPUs split attention and experts (perf/parallel.py): tp (all tensor
+    # parallel), ep (experts expert-parallel over the tp GPUs, attention TP), dp-ep (attention data-parallel
+    # and experts expert-parallel: the wide-EP layout SGLang and TensorRT-LLM run DeepSeek with)
+    moe_layouts: tuple[str, ...] = ("tp", "ep", "dp-ep")
+    # the router(s) in front of a deployment's instances (sim/routers/): with several, each strategy of more than one
+    # instance is tried behind each (the first alone where one instance has nothing to route)
+    routers: tuple[str, ...] = ("least_outstanding",)
+    # MoE: the traffic's routing skew in every group (perf/expert_load.py); None: the model's
+    routing_skew: float | None = None
+    # host memory per instance keeping evicted prefix blocks (sim/kv_tiers.py HostTier); 0: none
+    host_kv_cache_bytes: float = 0.0
+    # a KV store the deployment's instances share (sim/kv_tiers.py kv_store); 0: none
+    kv_store_bytes: float = 0.0
+    # GPU budgets of some chips ((chip, GPUs), ...: --chip-gpus), in place of the plan's --gpus for those chips:
+    # a plan across chips gives each its own; a disaggregated strategy's prefill and decode groups each stay within
+    # their chip's
+    chip_gpus: tuple[tuple[str, int], ...] = ()
+
+
+POLICIES = ("priority-pools", "attention-offload", "encoders")
+
+
+class NoStrategyFits(PhasewiseError):
+    """Nothing within the budget fits the model (a one-line error like any PhasewiseError)."""
+
+ROUTERS = typing.get_args(Deployment.model_fields["router"].annotation)
+MOE_LAYOUTS = ("tp", "ep", "dp-ep")
+
+
+@dataclass(slots=True)
+class Strategy:
+    """A deployment of `units` identical units (one collocated replica, or one xPyD group). Goodput is
+    searched on one unit receiving 1/units of the traffic (independent queues behind the router), then
+    verified on the whole deployment."""
+
+    name: str
+    deployment: dict[str, Any]  # the whole budget's Deployment fields
+    unit: dict[str, Any]  # one unit's Deployment fields
+    units: int
+    gpus: int
+    kind: str  # collocated | disaggregated
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def instances_per_unit(self) -> int:
+        return sum(g.get("replicas", 1) for g in self.unit["instances"])
+
+    def slice(self, units: int) -> dict[str, Any]:
+        """The Deployment fields of `units` of its units behind the same router (every group's replicas scaled:
+        the prefill:decode and LP:HP ratios kept); slice(units) is its whole deployment (tested)."""
+        fields = dict(self.unit, instances=[dict(g, replicas=g.get("replicas", 1) * units)
+                                            for g in self.unit["instances"]])
+        if self.unit.get("encoders"):  # disaggregated encoders: each unit's own
+            fields["encoders"] = dict(self.unit["encoders"], replicas=self.unit["encoders"]["replicas"] * units)
+        return fields
+
+
+def deployment_fields(model: str, groups: list[dict], opts: PlanOptions, spec: dict | None,
+                      host_tier: bool = True) -> dict[str, Any]:
+    """The deployment of `groups`; --host-kv-cache-gb on the groups that admit prompts with prefix caching (their
+    engine's default) and --kv-store-gb shared by them, unless `host_tier` is False (priority pools and attention
+    offload keep no prefix cache)."""
+    caching = [host_tier and g.get("role") != "decode"
+               and caches_prefixes(model, g.get("engine", opts.engine), g["hardware"]) for g in groups]
+    if opts.host_kv_cache_bytes:
+        groups = [dict(g, host_kv_cache_bytes=opts.host_kv_cache_bytes) if caches else g
+                  for g, caches in zip(groups, caching)]
+    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
+                           "kv_link": opts.kv_link}
+    if opts.kv_store_bytes and any(caching):
+        dep["kv_store_bytes"] = opts.kv_store_bytes
+    if spec:
+        dep["speculative"] = spec
+    return dep
+
+
+@lru_cache(maxsize=256)
+def caches_prefixes(model: str, engine: str, hardware: str) -> bool:
+    """Whether `engine` caches prompt prefixes by default for `model` and keeps a host-memory tier (the plan's
+    --host-kv-cache-gb goes where both hold)."""
+    spec = load_model(model)
+    config = resolve_engine(engine, load_hardware(hardware), model_type=spec.model_type)
+    return not spec.window_all_layers and config.host_kv_load is not None and prefix_caching_default(config, spec)
