@@ -17,22 +17,23 @@ One formula per operator: attention's is AttentionCost (attention.py), shared by
 the decode series; how layers, embedding, LM head and transfers form pipeline stages is Pipeline
 (stages.py), shared likewise; iteration_parts() gives an iteration by stage and operator group
 (operators.py names the operators, their kernels and groups); runs of decode iterations in closed form are
-decode_line.py's; a layer's weight GEMMs (projections, MLP, MoE experts) layer_gemms.py's; the bytes a token's KV
-occupies kv_geometry.py's.
+decode_line.py's; a layer's weight GEMMs (projections, MLP, MoE experts) layer_gemms.py's; the time of one GEMM
+and of a memory transfer gemm_cost.py's; whether a batch replays a graph, the busiest attention-DP rank's share and
+the host's work batch_launch.py's; the bytes a token's KV occupies kv_geometry.py's.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Callable
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention, SparseIndexer
 from phasewise.perf.batch import BatchShape
+from phasewise.perf.batch_launch import BatchLaunch
 from phasewise.perf.collectives import Communication, link, ring_bandwidth
 from phasewise.perf.compressed_cost import compressed_attention_layer, compressed_elementwise
 from phasewise.perf.decode_line import DecodeSeries
+from phasewise.perf.gemm_cost import GemmCost
 from phasewise.perf.kv_geometry import (
     INDEXER_KEY_SCALE_BYTES,
     cached_kv_bytes_per_token,
@@ -51,9 +52,7 @@ from phasewise.perf.operators import (
     kernel_counts,
 )
 from phasewise.perf.parallel import ParallelLayout, check_parallelism
-from phasewise.perf.quant_kernels import gemm_compute_s
 from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
-from phasewise.perf.tiling import array_utilization
 from phasewise.perf.vision import EncoderCost, encoder_forward
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
@@ -62,7 +61,7 @@ from phasewise.specs.quant import QuantScheme, dtype_bytes
 __all__ = ["KERNELS", "CostModel", "IterationCost", "IterationParts", "OperatorCost"]
 
 
-class CostModel(DecodeSeries, Communication, LayerGemms):
+class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
     """Cost of forward iterations of one model on one TP x PP group of one hardware type."""
 
     def __init__(self, model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme,
@@ -173,15 +172,6 @@ class CostModel(DecodeSeries, Communication, LayerGemms):
         self._cache: dict[tuple, tuple] = {}
 
     # --- building blocks ------------------------------------------------------------------------
-    def memory_s(self, nbytes: float) -> float:
-        """Time of `nbytes` of streaming memory traffic (reads + writes), by the rule every operator uses."""
-        return self._memory_s(nbytes)
-
-    def gemm(self, rows: float, k: float, n: float) -> tuple[float, float, float, float]:
-        """(FLOPs, bytes, compute_s, memory_s) of one `rows` x k @ k x n GEMM with high-precision weights and no
-        quantized kernel (e.g. a LoRA adapter), by the rule every projection of iteration() is costed with."""
-        return self._gemm(rows, k, n, self.hp_bytes, self.attn_peak, False)
-
     def encoder(self, patches: tuple[int, ...], copies: int = 1) -> EncoderCost:
         """The model's vision encoder over images of `patches` patches each (`copies` times over), in one forward
         (perf/vision.py)."""
@@ -249,74 +239,6 @@ class CostModel(DecodeSeries, Communication, LayerGemms):
         (windowed attention, linear attention), the rest `plain`."""
         return tuple(p * (1.0 - share) + o * share for p, o in zip(plain, other))
 
-    def _memory_s(self, nbytes: float) -> float:
-        if nbytes <= 0:
-            return 0.0
-        return nbytes / (self._stream_bw * nbytes / (nbytes + self.eff.memory_half_bytes))
-
-    def _row_start_bytes(self, k: float, weight_bytes: float) -> float:
-        """The per-row start-up cost of streaming `weight_bytes` of weight matrices whose contiguous rows hold `k`
-        elements (torch stores W of x @ W^T as n x k), as bytes of streaming: with them the weights stream at
-        k / (k + weight_row_half_elems) of the bandwidth (0 on GPUs: no effect)."""
-        return weight_bytes * self.eff.weight_row_half_elems / k
-
-    def _gemm(self, rows: float, k: float, n: float, w_bytes: float, peak: float, dequant: bool,
-              weights: float = 1.0, extra_bytes: float = 0.0,
-              row_tiles: Callable[[int], float] | None = None,
-              scheme: QuantScheme | None = None) -> tuple[float, float, float, float]:
-        """FLOPs, bytes, compute_s, memory_s of `rows` x k @ k x n, with `weights` copies of the weight read and
-        `extra_bytes` streamed beside it (an LM head's logits); `row_tiles(R)`: the row tiles of R rows over all
-        `weights` where their rows differ (a grouped GEMM's experts), else ceil(rows / weights / R) each; `scheme`:
-        the stored weights' own scheme where it is not the model's (the routed experts': expert_quant), whose
-        kernels, dequantization, small-batch tile and streaming efficiency then apply (`w_bytes`, `peak` its)."""
-        if rows <= 0:
-            return 0.0, 0.0, 0.0, 0.0
-        quant = self.quant if scheme is None else scheme
-        flops = 2.0 * rows * k * n
-        weight_bytes = weights * k * n * w_bytes
-        nbytes = weight_bytes + rows * (k + n) * self.a_bytes + extra_bytes
-        if self._arrays is None:
-            half_rows = None if scheme is None else min(self.eff.gemm_half_rows,
-                                                         scheme.kernel_half_rows or self.eff.gemm_half_rows)
-            eff = self._gemm_efficiency(rows / weights, dequant, half_rows)
-        else:
-            eff = self.gemm_eff * array_utilization(rows / weights, k, n, self._arrays)
-        compute = flops / (peak * eff)
-        kernel = quant.gemm_kernel
-        if dequant and kernel is not None:  # the scheme's own main loop (quant_kernels.py)
-            per_weight = row_tiles(kernel.tile_rows) / weights if row_tiles else None
-            compute = gemm_compute_s(kernel, compute, weights * k * n, rows / weights,
-                                     quant.dequant_ops_per_weight, self.vector_rate, self.eff.sync_mma_efficiency,
-                                     per_weight)
-        elif dequant and quant.dequant_ops_per_weight:
-            tile = self.eff.dequant_tile_rows
-            tiles = row_tiles(tile) if row_tiles else weights * math.ceil(rows / weights / tile)
-            compute += k * n * tiles * quant.dequant_ops_per_weight / self.vector_rate
-        memory = self._memory_s(nbytes + self._row_start_bytes(k, weight_bytes))
-        if dequant:  # the model's own (quantized) weights: their kernels' streaming efficiency
-            memory /= (self._weight_read_efficiency if scheme is None
-                       else self.eff.weight_read_efficiency.get(scheme.weight_dtype, 1.0))
-        return flops, nbytes, compute, memory
-
-    def _gemm_efficiency(self, rows: float, own_kernel: bool = False, own_half_rows: float | None = None) -> float:
-        """Fraction of the tensor peak a GEMM with `rows` activation rows per weight matrix reaches; `own_kernel`:
-        the scheme's weight-expanding kernel multiplies the model's weights, at its kernel_half_rows where fewer
-        (`own_half_rows`: another scheme's, the routed experts')."""
-        curve = self._curve
-        if curve is None:
-            own = self._own_kernel_half_rows if own_half_rows is None else own_half_rows
-            half_rows = own if own_kernel else self.eff.gemm_half_rows
-            return self.gemm_eff * rows / (rows + half_rows)
-        x = math.log(max(rows, 1.0))
-        xs, ys = curve
-        if x <= xs[0]:
-            return ys[0] * self.engine.compute_efficiency
-        if x >= xs[-1]:
-            return ys[-1] * self.engine.compute_efficiency
-        i = bisect.bisect_right(xs, x)
-        t = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
-        return (ys[i - 1] + t * (ys[i] - ys[i - 1])) * self.engine.compute_efficiency
-
     def _op(self, name: str, count: int, flops: float, nbytes: float, compute: float, memory: float,
             eager: bool, extra_s: float = 0.0, side_stream: bool = False) -> OperatorCost:
         """Scale one layer's cost by `count`; `extra_s` is a fixed cost per call added to launch. Eager, a
@@ -338,73 +260,6 @@ class CostModel(DecodeSeries, Communication, LayerGemms):
                             max(0.0, dispatch_s - device_s), 0.0)
 
     # --- one iteration --------------------------------------------------------------------------
-    def eager(self, shape: BatchShape) -> bool:
-        return self.graph_launch(shape)[0]
-
-    def graph_launch(self, shape: BatchShape) -> tuple[bool, int]:
-        """Whether the iteration runs eagerly (no captured CUDA graph), and the tokens its GEMMs process:
-        a graph replays at a captured size, so a batch between sizes pads up to the next one (its padded
-        rows cost GEMM work, not attention). Decode-only graphs are captured by batch size; vLLM V1's
-        piecewise graphs by token count, mixed batches included (EngineProfile.cuda_graph_mixed); SGLang's
-        piecewise graphs for batches with prefill tokens by token count (piecewise_graph_tokens). A batch
-        with prefill tokens that replays graphs still launches its attention eagerly between the pieces
-        (iteration())."""
-        engine, tokens = self.engine, shape.tokens
-        if engine.cuda_graphs and shape.prefill_tokens > 0 and engine.piecewise_graph_tokens \
-                and not engine.cuda_graph_mixed:
-            sizes = engine.piecewise_graph_tokens
-            size = math.ceil(self._busiest_rank(shape)[0])  # each attention rank replays its share
-            if size > sizes[-1]:
-                return True, tokens
-            return False, tokens + (sizes[bisect.bisect_left(sizes, size)] - size) * self.attention_dp
-        if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
-            return True, tokens
-        size = tokens if engine.cuda_graph_mixed else shape.seqs
-        if self.attention_dp > 1:  # each attention rank replays its own graph for its share of the batch
-            size = math.ceil(size / self.attention_dp)
-        sizes = engine.cuda_graph_sizes
-        if not sizes:
-            return size > engine.cuda_graph_max_batch, tokens
-        if size > sizes[-1]:
-            return True, tokens
-        captured = sizes[bisect.bisect_left(sizes, size)]
-        if captured == size:
-            return False, tokens
-        if not engine.cuda_graph_padding:
-            return True, tokens
-        per_unit = 1 if engine.cuda_graph_mixed else tokens // shape.seqs
-        return False, tokens + (captured - size) * per_unit * self.attention_dp  # every rank pads alike
-
-    def _busiest_rank(self, shape: BatchShape) -> tuple[float, float]:
-        """(tokens, logit tokens) of `shape` on its busiest attention-DP rank, before graph padding: each rank
-        runs whole sequences (ParallelLayout.busiest_rank_share, per kernel class); its logit tokens at the larger
-        of the two classes' shares. The batch's own without attention DP."""
-        if self.attention_dp == 1:
-            return shape.tokens, shape.logit_tokens
-        prefill, decode = self._rank_shares(shape)
-        tokens = shape.prefill_tokens * prefill + shape.decode_tokens * decode
-        logit_share = max(prefill if shape.prefill_seqs else 0.0, decode if shape.decode_seqs else 0.0)
-        return tokens, shape.logit_tokens * logit_share
-
-    def _rank_rows(self, shape: BatchShape, gemm_tokens: int) -> tuple[float, float]:
-        """(tokens, logit tokens) the busiest attention-DP rank's dense GEMMs process: its share of `shape`
-        (_busiest_rank) plus its graph padding (graph_launch pads every rank alike)."""
-        if self.attention_dp == 1:
-            return gemm_tokens, shape.logit_tokens
-        tokens, logit_tokens = self._busiest_rank(shape)
-        return tokens + (gemm_tokens - shape.tokens) / self.attention_dp, logit_tokens
-
-    @staticmethod
-    def _attention_eager(shape: BatchShape, eager: bool) -> bool:
-        """Whether the iteration launches its attention eagerly: when it runs eagerly, and when a batch with
-        prefill tokens replays piecewise graphs (vLLM V1's, SGLang's), which leave attention between the pieces."""
-        return eager or shape.prefill_tokens > 0
-
-    def _with_host(self, device_s: float, host_s: float) -> float:
-        """An iteration's time from its device time and its host work: their sum, or, when the engine's
-        scheduler overlaps the host work of the next step with this one (overlap_scheduling), the larger."""
-        return max(device_s, host_s) if self.engine.overlap_scheduling else device_s + host_s
-
     def iteration(self, shape: BatchShape) -> IterationCost:
         """Cost of one forward pass over `shape` (see BatchShape), operator by operator."""
         if shape.tokens <= 0:
@@ -472,28 +327,6 @@ class CostModel(DecodeSeries, Communication, LayerGemms):
             return full
         return self._mean_layer(full, self.window_attention.layer(shape.windowed(self.hybrid_window)),
                                 self.window_share)
-
-    def host_s(self, shape: BatchShape) -> float:
-        """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling). With
-        attention data parallelism each rank has a scheduler process of its own that prepares its own sequences
-        while the others prepare theirs (SGLang's DP attention, one scheduler per rank; TensorRT-LLM's attention
-        DP, one executor per rank; vLLM's data-parallel engine cores): the busiest rank's sequences count."""
-        return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * self._rank_seqs(shape)
-                ) / self.eff.host_speed
-
-    def _rank_seqs(self, shape: BatchShape) -> float:
-        """The sequences of `shape` on its busiest attention-DP rank (_rank_shares); the batch's own without
-        attention DP."""
-        if self.attention_dp == 1:
-            return shape.seqs
-        prefill, decode = self._rank_shares(shape)
-        return shape.prefill_seqs * prefill + shape.decode_seqs * decode
-
-    def _rank_shares(self, shape: BatchShape) -> tuple[float, float]:
-        """The busiest attention-DP rank's shares of `shape`'s prefilling and of its decoding sequences: each rank
-        runs whole sequences (ParallelLayout.busiest_rank_share, per kernel class)."""
-        share = self.layout.busiest_rank_share
-        return share(shape.prefill_seqs), share(shape.decode_seqs)
 
     def _qk_width(self, queries: bool = True, keys: bool = True, values: bool = False) -> float:
         """Elements per token on this GPU of q, k and v (those asked for) on the mean softmax layer (a hybrid

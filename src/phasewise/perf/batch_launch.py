@@ -1,0 +1,104 @@
+"""How a batch launches on CostModel's GPUs (a base class: it reads the engine profile and the parallel layout):
+a captured CUDA graph or eager kernels, the tokens a replayed graph pads up to, the busiest attention-DP rank's share
+of the batch (every rank waits for it at the MoE layers), and the host's work per iteration."""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from phasewise.perf.batch import BatchShape
+
+
+class BatchLaunch:
+    """CostModel's graph launch, attention-DP ranks and host work (a base class)."""
+
+    def eager(self, shape: BatchShape) -> bool:
+        return self.graph_launch(shape)[0]
+
+    def graph_launch(self, shape: BatchShape) -> tuple[bool, int]:
+        """Whether the iteration runs eagerly (no captured CUDA graph), and the tokens its GEMMs process:
+        a graph replays at a captured size, so a batch between sizes pads up to the next one (its padded
+        rows cost GEMM work, not attention). Decode-only graphs are captured by batch size; vLLM V1's
+        piecewise graphs by token count, mixed batches included (EngineProfile.cuda_graph_mixed); SGLang's
+        piecewise graphs for batches with prefill tokens by token count (piecewise_graph_tokens). A batch
+        with prefill tokens that replays graphs still launches its attention eagerly between the pieces
+        (iteration())."""
+        engine, tokens = self.engine, shape.tokens
+        if engine.cuda_graphs and shape.prefill_tokens > 0 and engine.piecewise_graph_tokens \
+                and not engine.cuda_graph_mixed:
+            sizes = engine.piecewise_graph_tokens
+            size = math.ceil(self._busiest_rank(shape)[0])  # each attention rank replays its share
+            if size > sizes[-1]:
+                return True, tokens
+            return False, tokens + (sizes[bisect.bisect_left(sizes, size)] - size) * self.attention_dp
+        if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
+            return True, tokens
+        size = tokens if engine.cuda_graph_mixed else shape.seqs
+        if self.attention_dp > 1:  # each attention rank replays its own graph for its share of the batch
+            size = math.ceil(size / self.attention_dp)
+        sizes = engine.cuda_graph_sizes
+        if not sizes:
+            return size > engine.cuda_graph_max_batch, tokens
+        if size > sizes[-1]:
+            return True, tokens
+        captured = sizes[bisect.bisect_left(sizes, size)]
+        if captured == size:
+            return False, tokens
+        if not engine.cuda_graph_padding:
+            return True, tokens
+        per_unit = 1 if engine.cuda_graph_mixed else tokens // shape.seqs
+        return False, tokens + (captured - size) * per_unit * self.attention_dp  # every rank pads alike
+
+    def _busiest_rank(self, shape: BatchShape) -> tuple[float, float]:
+        """(tokens, logit tokens) of `shape` on its busiest attention-DP rank, before graph padding: each rank
+        runs whole sequences (ParallelLayout.busiest_rank_share, per kernel class); its logit tokens at the larger
+        of the two classes' shares. The batch's own without attention DP."""
+        if self.attention_dp == 1:
+            return shape.tokens, shape.logit_tokens
+        prefill, decode = self._rank_shares(shape)
+        tokens = shape.prefill_tokens * prefill + shape.decode_tokens * decode
+        logit_share = max(prefill if shape.prefill_seqs else 0.0, decode if shape.decode_seqs else 0.0)
+        return tokens, shape.logit_tokens * logit_share
+
+    def _rank_rows(self, shape: BatchShape, gemm_tokens: int) -> tuple[float, float]:
+        """(tokens, logit tokens) the busiest attention-DP rank's dense GEMMs process: its share of `shape`
+        (_busiest_rank) plus its graph padding (graph_launch pads every rank alike)."""
+        if self.attention_dp == 1:
+            return gemm_tokens, shape.logit_tokens
+        tokens, logit_tokens = self._busiest_rank(shape)
+        return tokens + (gemm_tokens - shape.tokens) / self.attention_dp, logit_tokens
+
+    @staticmethod
+    def _attention_eager(shape: BatchShape, eager: bool) -> bool:
+        """Whether the iteration launches its attention eagerly: when it runs eagerly, and when a batch with
+        prefill tokens replays piecewise graphs (vLLM V1's, SGLang's), which leave attention between the pieces."""
+        return eager or shape.prefill_tokens > 0
+
+    def _with_host(self, device_s: float, host_s: float) -> float:
+        """An iteration's time from its device time and its host work: their sum, or, when the engine's
+        scheduler overlaps the host work of the next step with this one (overlap_scheduling), the larger."""
+        return max(device_s, host_s) if self.engine.overlap_scheduling else device_s + host_s
+
+    def host_s(self, shape: BatchShape) -> float:
+        """The engine's host work for one iteration of `shape` (scheduler, input preparation, sampling). With
+        attention data parallelism each rank has a scheduler process of its own that prepares its own sequences
+        while the others prepare theirs (SGLang's DP attention, one scheduler per rank; TensorRT-LLM's attention
+        DP, one executor per rank; vLLM's data-parallel engine cores): the busiest rank's sequences count."""
+        return (self.engine.iteration_overhead_s + self.engine.per_sequence_overhead_s * self._rank_seqs(shape)
+                ) / self.eff.host_speed
+
+    def _rank_seqs(self, shape: BatchShape) -> float:
+        """The sequences of `shape` on its busiest attention-DP rank (_rank_shares); the batch's own without
+        attention DP."""
+        if self.attention_dp == 1:
+            return shape.seqs
+        prefill, decode = self._rank_shares(shape)
+        return shape.prefill_seqs * prefill + shape.decode_seqs * decode
+
+    def _rank_shares(self, shape: BatchShape) -> tuple[float, float]:
+        """The busiest attention-DP rank's shares of `shape`'s prefilling and of its decoding sequences: each rank
+        runs whole sequences (ParallelLayout.busiest_rank_share, per kernel class)."""
+        share = self.layout.busiest_rank_share
+        return share(shape.prefill_seqs), share(shape.decode_seqs)
+
