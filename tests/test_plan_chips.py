@@ -15,7 +15,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.plan import GoodputResult, PlanOptions, WorkloadSpec, enumerate_strategies, plan
 from phasewise.plan.export import plan_header
 from phasewise.plan.goodput import capacity_estimate
-from phasewise.plan.planner import PRESCREEN, objective_value
+from phasewise.plan.planner import PRESCREEN, objective_per, objective_value, prescreen
 from phasewise.plan.strategies import _chip_labels, strategy_chip
 from phasewise.sim import Slo
 from phasewise.specs import load_hardware
@@ -243,3 +243,28 @@ def test_the_header_says_each_chips_budget():
     assert together.budget() == "8 x h100-sxm, 2 x b200"
     assert PlanResult(M, "h100-sxm,b200", 8, Slo(1000, 50), 0.9, "goodput-per-gpu", "w", [], [], []).budget() == \
         "8 GPUs of h100-sxm or b200"
+
+
+def test_the_prescreen_weighs_capacity_in_the_objectives_units():
+    """Prefill on H100s, decode on H100s or RTX A6000s ($1.09/h against $3.99/h) in one plan: a strategy with an A6000
+    decode instance can do under 40 % of the best strategy's requests/s yet over 40 % of its requests per dollar.
+    The pre-screen weighs each strategy's analytic capacity per GPU, per dollar, per kW ... as the objective ranks
+    them, so such a strategy is simulated under goodput-per-dollar; its pruned line gives the figure it fell short on."""
+    work = WorkloadSpec((512,), (64,), seed=0, name="512/64")
+    opts = PlanOptions(tp_options=(1, 2), chunk_sizes=(), decode_hardware=("h100-sxm", "a6000"),
+                       ratios=((1, 1), (1, 3)))
+    strategies = enumerate_strategies(M, "h100-sxm", 4, opts)[0]
+    caps = [capacity_estimate(s, work) for s in strategies]
+    cheap = [s for s, c in zip(strategies, caps) if "a6000" in s.name and c < PRESCREEN * max(caps)
+             and c / objective_per("goodput-per-dollar", s) >= PRESCREEN * max(
+                 x / objective_per("goodput-per-dollar", t) for t, x in zip(strategies, caps))]
+    assert cheap  # slower than 40 % of the best, cheaper per request than 40 % of the best
+    pruned: list[str] = []
+    kept = prescreen("goodput-per-dollar", strategies, caps, pruned)
+    assert all(s in kept for s in cheap)
+    per_gpu = [c / s.gpus for s, c in zip(strategies, caps)]
+    gone = [s for s, score in zip(strategies, per_gpu) if score < PRESCREEN * max(per_gpu)]
+    pruned = []
+    kept = prescreen("goodput-per-gpu", strategies, caps, pruned)
+    assert gone and not any(s in kept for s in gone) and len(kept) + len(gone) == len(strategies)
+    assert all("req/s/GPU) is under 40% of the best (" in line for line in pruned) and len(pruned) == len(gone)

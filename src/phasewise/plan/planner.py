@@ -177,18 +177,53 @@ class PlanResult:
         return front
 
 
-def objective_value(objective: str, r: GoodputResult) -> float:
-    if objective in ("cost", "power"):  # requests/s per $1,000 of hardware / per kW of TDP
-        cluster = cluster_hardware(r.strategy.deployment, with_cost=objective == "cost")
-        per = cluster.cost_usd / 1e3 if objective == "cost" else cluster.tdp_w / 1e3
-        return r.goodput_rps / per if per > 0 else math.nan
+def objective_per(objective: str, strategy: Strategy) -> float:
+    """What `objective` divides a strategy's goodput (req/s) by, known before any simulation: its GPUs, its GPU time's
+    price in $/s, $1,000 of its cluster hardware, kW of its cluster TDP (goodput-per-watt too: objective_value
+    then divides by the simulated power, which the TDP bounds)."""
     if objective == "goodput-per-gpu":
-        return r.goodput_rps / r.gpus
-    if objective == "goodput-per-dollar":  # requests per dollar of GPU time, every group's chips at their price
-        price = cluster_hardware(r.strategy.deployment, with_cost=False).price_per_hour_usd
-        return r.goodput_rps * 3600 / price if price > 0 else math.nan
-    power = r.power_w()
-    return r.goodput_rps / power if power > 0 else 0.0  # requests per joule of the whole deployment
+        return strategy.gpus
+    cluster = cluster_hardware(strategy.deployment, with_cost=objective == "cost")
+    if objective == "cost":
+        return cluster.cost_usd / 1e3
+    if objective == "goodput-per-dollar":  # every group's chips at their price
+        return cluster.price_per_hour_usd / 3600
+    return cluster.tdp_w / 1e3
+
+
+def objective_value(objective: str, r: GoodputResult) -> float:
+    """The strategy's score: goodput per GPU, per dollar of GPU time (req/$), per $1,000 of hardware, per kW of
+    TDP, or per watt of the simulated power (req/J)."""
+    if objective == "goodput-per-watt":
+        power = r.power_w()
+        return r.goodput_rps / power if power > 0 else 0.0  # requests per joule of the whole deployment
+    per = objective_per(objective, r.strategy)
+    return r.goodput_rps / per if per > 0 else math.nan
+
+
+def prescreen(objective: str, strategies: list[Strategy], capacities: list[float], pruned: list[str]
+              ) -> list[Strategy]:
+    """The strategies worth simulating: those whose analytic capacity, in the objective's units (objective_per),
+    reaches PRESCREEN of the best one's on the same chip (a plan across chips weighs each chip's against its own
+    best); one without a figure in those units (a chip with no price) is kept. The others get a pruned line."""
+    scores = []
+    for s, capacity in zip(strategies, capacities):
+        per = objective_per(objective, s)
+        scores.append(capacity / per if per > 0 else math.nan)
+    unit = OBJECTIVE_UNITS[objective]
+    best: dict[str, float] = {}
+    for s, score in zip(strategies, scores):
+        if not math.isnan(score):
+            best[strategy_chip(s)] = max(best.get(strategy_chip(s), 0.0), score)
+    kept = []
+    for s, capacity, score in zip(strategies, capacities, scores):
+        chip = strategy_chip(s)  # '' on one chip
+        if math.isnan(score) or score >= PRESCREEN * best[chip]:
+            kept.append(s)
+        else:
+            pruned.append(f"{s.name}: analytic capacity {capacity:.1f} req/s ({score:.4g} {unit}) is under "
+                          f"{PRESCREEN:.0%} of the best ({best[chip]:.4g} {unit}" + (f" on {chip})" if chip else ")"))
+    return kept
 
 
 def reason(r: GoodputResult) -> str:
@@ -225,19 +260,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     if objective == "cost":  # a one-line error now if a chip has no parts to cost
         for s in strategies:
             cluster_hardware(s.deployment)
-    caps = [capacity_estimate(s, work) for s in strategies]
-    chips = [strategy_chip(s) for s in strategies]  # '' on one chip
-    best: dict[str, float] = {}  # per chip of a plan across chips: a slower chip may still win per dollar or watt
-    for chip, c in zip(chips, caps):
-        best[chip] = max(best.get(chip, 0.0), c)
-    kept = []
-    for s, chip, c in zip(strategies, chips, caps):
-        if c >= PRESCREEN * best[chip]:
-            kept.append(s)
-        else:
-            pruned.append(f"{s.name}: analytic capacity {c:.1f} req/s is under {PRESCREEN:.0%} of the best "
-                          f"{best[chip]:.1f}" + (f" on {chip}" if chip else ""))
-    strategies = kept
+    strategies = prescreen(objective, strategies, [capacity_estimate(s, work) for s in strategies], pruned)
 
     def tick(stage: str, total: int) -> Callable[[int], None] | None:
         return progress(stage, 0, total) if progress else None
