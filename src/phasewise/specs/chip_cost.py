@@ -130,6 +130,7 @@ def hardware_cost_usd(hardware: Any) -> float:
     parts = getattr(hardware, "parts", None)
     if parts is None:
         raise PhasewiseError(f"hardware '{hardware.key}' has no parts: a hardware cost needs a chip built from "
-                             "parts (`parts:` in its YAML; see specs/parts.py)")
+                             "parts (`parts:` in its YAML; see specs/parts.py); a catalog chip has a rental price "
+                             "instead (--objective goodput-per-dollar) and a TDP (--objective power)")
     ic = hardware.interconnect
     return chip_cost(parts, 2 * ic.intra_node_bandwidth_bytes_per_s).total_usd
