@@ -1,6 +1,7 @@
 """The planner: rankings follow the known effects, goodput search is monotone and verified, memory
 pruning, backends agree, bad input is one line, the sweep writes its grid."""
 
+import csv
 import json
 import math
 
@@ -14,6 +15,7 @@ from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware
+from phasewise.specs.chip_cost import hardware_cost_usd
 
 M = "meta-llama/Llama-3.1-8B"
 
@@ -266,7 +268,7 @@ def test_plan_cli_json_and_report(run_cli, tmp_path):
 
 def test_sweep_writes_grid(run_cli, tmp_path):
     cfg = tmp_path / "sweep.yaml"
-    cfg.write_text("models: [meta-llama/Llama-3.1-8B]\nhardware: [h100-sxm, a100-sxm-80gb]\ngpus: 1\n"
+    cfg.write_text("models: [meta-llama/Llama-3.1-8B]\nhardware: [h100-sxm, a100-sxm-80gb, spad-decode-chip]\ngpus: 1\n"
                    "workloads: [{name: short, isl: 512, osl: 64}]\nslo: {ttft_ms: 1000, tbt_ms: 50}\n"
                    "strategies: {tp_options: [1], chunk_sizes: [512], disaggregated: false}\n")
     out = tmp_path / "s.csv"
@@ -274,7 +276,18 @@ def test_sweep_writes_grid(run_cli, tmp_path):
     assert code == 0, err
     lines = out.read_text().splitlines()
     # per hardware: vLLM with its default budget, chunked at 512, and V0 prefill-first
-    assert len(lines) == 1 + 2 * 3 and lines[0].startswith("model,hardware,workload,strategy")
+    assert len(lines) == 1 + 3 * 3 and lines[0].startswith("model,hardware,workload,strategy")
+    # each row's cluster TDP and goodput per kW; a hardware cost for the chip built from parts only
+    for row in csv.DictReader(lines):
+        chip = load_hardware(row["hardware"])
+        assert float(row["cluster_tdp_w"]) == pytest.approx(chip.tdp_w)
+        assert float(row["goodput_rps_per_kw"]) == pytest.approx(float(row["goodput_rps"]) / (chip.tdp_w / 1e3))
+        cost = float(row["cluster_cost_usd"])
+        if chip.parts is None:
+            assert math.isnan(cost) and math.isnan(float(row["goodput_rps_per_1k_usd"]))
+        else:
+            assert cost == pytest.approx(hardware_cost_usd(chip))
+            assert float(row["goodput_rps_per_1k_usd"]) == pytest.approx(float(row["goodput_rps"]) / (cost / 1e3))
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [m]\nhardware: [h100-sxm]\nworkloads: [{name: a}]\nstrategies: {tp: [1]}\n")
     code, _, err = run_cli("sweep", str(bad), "--out", str(out))

@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.plan.backends import run_all
-from phasewise.plan.goodput import WorkloadSpec, evaluate
+from phasewise.plan.cluster_cost import cluster_hardware
+from phasewise.plan.goodput import GoodputResult, WorkloadSpec, evaluate
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
@@ -173,9 +174,24 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                      "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
                      "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r),
                      "goodput_requests_per_joule": objective_value("goodput-per-watt", r),
+                     **_cluster_figures(r),
                      "binding": r.binding, "ttft_p90_ms": c.get("ttft_p90_ms"), "tpot_p90_ms": c.get("tpot_p90_ms"),
                      "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu"), "simulations": r.simulations})
     return rows
+
+
+def _cluster_figures(r: GoodputResult) -> dict[str, float]:
+    """The strategy's cluster TDP and goodput per kW of it (plan's --objective power), and its hardware cost and
+    goodput per $1,000 of it (--objective cost) where every chip is built from parts (NaN where one is not)."""
+    cluster = cluster_hardware(r.strategy.deployment, with_cost=False)
+    figures = {"cluster_tdp_w": cluster.tdp_w, "goodput_rps_per_kw": objective_value("power", r),
+               "cluster_cost_usd": math.nan, "goodput_rps_per_1k_usd": math.nan}
+    try:
+        figures.update(cluster_cost_usd=cluster_hardware(r.strategy.deployment).cost_usd,
+                       goodput_rps_per_1k_usd=objective_value("cost", r))
+    except PhasewiseError:  # a catalog chip: no parts to cost
+        pass
+    return figures
 
 
 def check_out(path: str) -> Path:
