@@ -14,14 +14,9 @@ from conftest import assert_decode_runs_match_fast
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.decode_line import CompressedDecodeLine
-from phasewise.perf.memory import (
-    kv_bytes_per_token,
-    kv_token_equivalents,
-    kv_window_terms,
-    mtp_module,
-    weight_bytes_per_gpu,
-)
+from phasewise.perf.memory import kv_bytes_per_token, mtp_module, weight_bytes_per_gpu
 from phasewise.perf.parallel import ParallelLayout, check_parallelism
+from phasewise.perf.window_kv import kv_token_equivalents, kv_window_terms
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config
@@ -369,7 +364,7 @@ def test_sglang_s_dsv4_pools_as_its_configurator_sizes_them():
     rings); the HCA compressors' rings per request slot apart. Its logged bytes_per_full_token: 13,735.04 for Pro at
     ratio 0.15 (0.5.15.post1), 7,705.45 for Flash at its default 0.1; the HCA rings 3.875 GiB for 256 slots of Pro.
     vLLM keeps the window per sequence; the ratio is SGLang's knob, and its pool cannot be turned off for V4."""
-    from phasewise.perf.memory import slot_state_bytes
+    from phasewise.perf.window_kv import slot_state_bytes
     from phasewise.specs.engine_kv import window_kv
     from phasewise.specs.engines import resolve_engine
 
@@ -400,7 +395,8 @@ def test_sglang_s_dsv4_pools_under_speculative_decoding():
     without), the HCA rings twice as large per slot (7.75 GiB for 256 slots). The MTP layer's own KV is its window
     (a sliding layer), in those pools: no bytes per context token beside the target's. vLLM and TensorRT-LLM keep
     no such pool: their rings do not change."""
-    from phasewise.perf.memory import draft_memory, slot_state_bytes
+    from phasewise.perf.memory import draft_memory
+    from phasewise.perf.window_kv import slot_state_bytes
     from phasewise.specs.engine_kv import window_pool_speculation
     from phasewise.specs.engines import resolve_engine
 
@@ -425,7 +421,8 @@ def test_a_smaller_swa_pool_holds_more_context_under_sglang():
     """SGLang's full pool holds what the memory left after the slots' rings holds at the per-full-token bytes
     (window_pool_tokens); a smaller SWA ratio (the cookbook's 0.075 for Pro) holds more context tokens, its SWA pool
     that ratio of them."""
-    from phasewise.perf.memory import memory_fit, slot_state_bytes, window_pool_tokens
+    from phasewise.perf.memory import memory_fit
+    from phasewise.perf.window_kv import slot_state_bytes, window_pool_tokens
 
     quant, m, hw = load_quant("fp8-block-mxfp4").with_kv("fp8"), load_model(PRO), load_hardware("b200")
     slots = slot_state_bytes(m, "window_pool", 256)

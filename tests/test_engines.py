@@ -177,7 +177,7 @@ def test_trtllm_cuda_graph_config_sets_the_captured_batches():
     generates from them (llm_args.py _generate_cuda_graph_batch_sizes)."""
     from phasewise.perf import BatchShape, CostModel
     from phasewise.specs import load_model, load_quant
-    from phasewise.specs.engines import trtllm_graph_sizes
+    from phasewise.specs.engine_defaults import trtllm_graph_sizes
 
     assert trtllm_graph_sizes(128, False) == (*range(1, 32), 32, 64, 128)  # the default, as the preset has it
     assert trtllm_graph_sizes(1024, True) == (1, 2, 4, *range(8, 129, 8), 256, 512, 1024)
@@ -201,7 +201,7 @@ def test_sglang_piecewise_cuda_graphs_replay_prefill_batches_with_eager_attentio
     graphs captured at SGLang's token counts (padded up); its attention still launches eagerly between them."""
     from phasewise.perf import BatchShape, CostModel
     from phasewise.specs import load_model, load_quant
-    from phasewise.specs.engines import sglang_piecewise_tokens
+    from phasewise.specs.engine_defaults import sglang_piecewise_tokens
 
     sizes = sglang_piecewise_tokens(4096)
     assert sizes[:9] == (4, 8, 12, 16, 20, 24, 28, 32, 48) and sizes[-2:] == (3968, 4096)
@@ -406,7 +406,7 @@ def test_sglang_lowers_its_default_fraction_for_a_vision_encoder():
     """SGLang's adjust_mem_fraction_for_vlm: x 0.95 x (1 - 0.1 x (r - 1)) held to [0.8, 1.05], r = the ViT's layers
     x hidden^2 over 24 x 1024^2; a fraction the user gives is left alone, and vLLM's and TensorRT-LLM's are too."""
     from phasewise.specs import load_model
-    from phasewise.specs.engines import sglang_vision_factor
+    from phasewise.specs.engine_defaults import sglang_vision_factor
 
     h100 = load_hardware("h100-sxm")
     vision = load_model("Qwen/Qwen3-VL-30B-A3B-Instruct").vision  # 27 ViT blocks of 1,152

@@ -15,8 +15,9 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.decode_line import HybridDecodeLine
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer, window_kv_ratio
-from phasewise.perf.memory import kv_bytes_per_token, kv_token_equivalents, kv_window_terms, weight_bytes_per_gpu
+from phasewise.perf.memory import kv_bytes_per_token, weight_bytes_per_gpu
 from phasewise.perf.parallel import ParallelLayout, check_parallelism
+from phasewise.perf.window_kv import kv_token_equivalents, kv_window_terms
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.model import ModelSpec
 

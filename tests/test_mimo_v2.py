@@ -14,9 +14,10 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.decode_line import HybridDecodeLine
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer, window_kv_ratio
-from phasewise.perf.memory import kv_bytes_per_token, kv_window_terms
+from phasewise.perf.memory import kv_bytes_per_token
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.training import training_step
+from phasewise.perf.window_kv import kv_window_terms
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engine_kv import window_kv
 from phasewise.specs.engines import resolve_engine

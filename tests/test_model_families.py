@@ -236,7 +236,7 @@ def test_llama4_chunked_layers_moe_interleave_and_shared_expert_match_the_model_
     parameters, the card's 109 B with the vision encoder; 17 B active), Maverick's 24 of 128 experts with dense
     16,384-wide MLPs between them (400 B, 17 B active). Chunked layers hold a chunk's worth of KV at most: per
     sequence 3 x min(context, 8,192) tokens beyond the 12 global layers' context."""
-    from phasewise.perf.memory import kv_window_terms
+    from phasewise.perf.window_kv import kv_window_terms
 
     scout, maverick = (load_model(f"meta-llama/Llama-4-{name}-Instruct") for name in ("Scout-17B-16E",
                                                                                           "Maverick-17B-128E"))
@@ -275,7 +275,7 @@ def test_hybrid_windowed_layers_hold_the_last_window_of_each_sequence(tmp_path):
     sequence its 52 windowed layers hold min(context, 1,024) tokens more, 5.2 full-layer tokens each: at 8,192
     prompt tokens a sequence holds 8,193 + 5.2 x 1,024 = 13,518 tokens' KV, at 512 only 512 x 6.2 = 3,175."""
     from phasewise.perf.estimate import estimate
-    from phasewise.perf.memory import kv_token_equivalents, kv_window_terms
+    from phasewise.perf.window_kv import kv_token_equivalents, kv_window_terms
 
     m = load_model("google/gemma-3-27b-it")
     assert kv_bytes_per_token(m, load_quant("bf16"), 1, 1) == 10 * 2 * 16 * 128 * 2

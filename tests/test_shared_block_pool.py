@@ -9,8 +9,9 @@ import pytest
 
 from phasewise.apps.launch import engine_flags, launch_commands
 from phasewise.perf.estimate import estimate
-from phasewise.perf.memory import compressed_kv_pool, kv_state_pages, kv_stored_terms, kv_window_terms, memory_fit
+from phasewise.perf.memory import compressed_kv_pool, kv_state_pages, memory_fit
 from phasewise.perf.shared_block_pool import approximate_gcd
+from phasewise.perf.window_kv import kv_stored_terms, kv_window_terms
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_hardware, load_model, load_quant

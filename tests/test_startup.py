@@ -17,7 +17,8 @@ from phasewise.perf.estimate import estimate
 from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.perf.startup import captured_graphs, startup_estimate
 from phasewise.specs.catalog import packaged
-from phasewise.specs.engines import resolve_engine, sglang_capture_sizes
+from phasewise.specs.engine_defaults import sglang_capture_sizes
+from phasewise.specs.engines import resolve_engine
 
 LLAMA = "meta-llama/Llama-3.1-8B"  # 32 layers
 

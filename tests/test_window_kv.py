@@ -1,4 +1,4 @@
-"""How an engine holds a windowed stack's KV (perf/memory.py kv_window_terms, specs/engine_kv.py window_kv): vLLM per
+"""How an engine holds a windowed stack's KV (perf/window_kv.py kv_window_terms, specs/engine_kv.py window_kv): vLLM per
 sequence, SGLang every token on every layer, or (gpt-oss, Llama 4) in a window pool of its own at a fixed ratio."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import estimate
-from phasewise.perf.memory import (
+from phasewise.perf.window_kv import (
     kv_growth_per_token,
     kv_stored_terms,
     kv_token_equivalents,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from phasewise.perf.estimate import estimate
-from phasewise.perf.memory import compressed_kv_pool, kv_sequence_tokens, kv_state_pages, kv_window_terms, memory_fit
+from phasewise.perf.memory import compressed_kv_pool, kv_sequence_tokens, kv_state_pages, memory_fit
+from phasewise.perf.window_kv import kv_window_terms
 from phasewise.perf.window_pages import WindowPages
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group

@@ -21,8 +21,9 @@ import yaml
 
 from phasewise.apps.remote_code import remote_code_args
 from phasewise.errors import PhasewiseError
-from phasewise.perf.memory import kv_block_pool, kv_window_terms
+from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.startup import startup_estimate
+from phasewise.perf.window_kv import kv_window_terms
 from phasewise.plan.export import deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment

@@ -11,19 +11,11 @@ from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
-from phasewise.perf.memory import (
-    MemoryFit,
-    compressed_kv_pool,
-    kv_sequence_tokens,
-    kv_state_pages,
-    kv_window_terms,
-    memory_fit,
-    slot_state_bytes,
-    window_pool_tokens,
-)
+from phasewise.perf.memory import MemoryFit, compressed_kv_pool, kv_sequence_tokens, kv_state_pages, memory_fit
 from phasewise.perf.parallel import parallel_layout
 from phasewise.perf.shared_block_pool import SharedBlockPool
 from phasewise.perf.startup import StartupEstimate, startup_estimate
+from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes, window_pool_tokens
 from phasewise.perf.window_pages import WindowPages
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv
@@ -131,7 +123,7 @@ class Estimate:
                 "hybrid_kv_block_tokens": self.kv_pages[0] if mem.state_in_kv_pool else None,
                 # at this context, windowed layers' share and a state kept in the KV pool included
                 "kv_tokens_per_sequence": per_sequence_kv,
-                # how the engine holds windowed layers' KV (perf/memory.py kv_window_terms); None: no windows
+                # how the engine holds windowed layers' KV (perf/window_kv.py kv_window_terms); None: no windows
                 "window_kv_layout": self.window_kv_layout if cm.model.sliding_window else None,
                 # window_pool: the two pools' tokens per attention rank, as SGLang logs them at start-up
                 "window_pool_tokens": list(self.window_pool_tokens) if self.window_pool_tokens else None,

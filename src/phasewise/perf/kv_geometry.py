@@ -77,7 +77,7 @@ def kv_bytes_per_token_layer(model: ModelSpec, quant: QuantScheme, tp: int) -> f
     """Bytes the KV cache holds for one token in one layer on one GPU of a TP group: its attention KV
     (cached_kv_bytes_per_token) and a sparse-attention model's indexer keys (FP8 + a scale, on every rank). Compressed
     attention: the mean layer's compressed entries and indexer keys per token (compressed_kv_bytes; its window and
-    compressor states are per sequence: perf/memory.py kv_window_terms; a stack of sliding layers only, its window's
+    compressor states are per sequence: perf/window_kv.py kv_window_terms; a stack of sliding layers only, its window's
     per token)."""
     if model.compressed is not None:
         per_token, per_window_token = compressed_kv_bytes(model, quant)

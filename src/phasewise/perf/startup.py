@@ -22,7 +22,8 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.specs.catalog import packaged
-from phasewise.specs.engines import EngineConfig, sglang_capture_sizes, trtllm_graph_sizes
+from phasewise.specs.engine_defaults import sglang_capture_sizes, trtllm_graph_sizes
+from phasewise.specs.engines import EngineConfig
 
 COMPILE_CACHES = ("cold", "warm")
 

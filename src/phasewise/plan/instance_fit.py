@@ -9,15 +9,9 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
-from phasewise.perf.memory import (
-    compressed_kv_pool,
-    draft_memory,
-    kv_sequence_tokens,
-    kv_state_pages,
-    kv_window_terms,
-    slot_state_bytes,
-)
+from phasewise.perf.memory import compressed_kv_pool, draft_memory, kv_sequence_tokens, kv_state_pages
 from phasewise.perf.parallel import parallel_layout
+from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes
 from phasewise.plan.options import MOE_LAYOUTS, PlanOptions
 from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv, window_pool_speculation
 from phasewise.specs.engines import memory_fraction_of, resolve_engine

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from phasewise.perf.memory import kv_token_equivalents
+from phasewise.perf.window_kv import kv_token_equivalents
 from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
 from phasewise.sim.metrics import Slo, TbtHistogram, slo_met
@@ -144,7 +144,7 @@ class Cluster:
 
     def kv_transfer_bytes(self, context_tokens: int, source: Instance) -> float:
         """Bytes of the KV cache a sequence of `context_tokens` holds on `source`, all layers (windowed layers as
-        its engine holds them: perf/memory.py kv_stored_terms)."""
+        its engine holds them: perf/window_kv.py kv_stored_terms)."""
         return kv_token_equivalents(context_tokens, source.kv_stored) * self.kv_bytes_per_token
 
     def _arrived(self, req: SimRequest, src: Instance, dst: Instance) -> None:

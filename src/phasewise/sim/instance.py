@@ -28,8 +28,9 @@ import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import kv_state_pages, kv_stored_terms, kv_window_terms
+from phasewise.perf.memory import kv_state_pages
 from phasewise.perf.vision import EncoderCost
+from phasewise.perf.window_kv import kv_stored_terms, kv_window_terms
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet, windowed_keys
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from phasewise.perf.memory import kv_growth_per_token, kv_token_equivalents, kv_tokens_bound
+from phasewise.perf.window_kv import kv_growth_per_token, kv_token_equivalents, kv_tokens_bound
 from phasewise.sim.request import SimRequest
 
 
@@ -85,7 +85,7 @@ class KvAdmission:
 
     def _kv_tokens_bound(self, tokens: float, seqs: int) -> float:
         """An upper bound on the full-layer KV tokens of `seqs` sequences whose contexts sum to `tokens`
-        (perf/memory.py kv_tokens_bound)."""
+        (perf/window_kv.py kv_tokens_bound)."""
         return kv_tokens_bound(tokens, seqs, self.kv_terms) + seqs * self.kv_state
 
     def _kv_growth_per_token(self) -> float:
@@ -93,7 +93,7 @@ class KvAdmission:
         return kv_growth_per_token(self.kv_terms)
 
     def _kv_tokens(self, tokens: float) -> float:
-        """Full-layer KV tokens a sequence of `tokens` context holds (perf/memory.py kv_token_equivalents), with its
+        """Full-layer KV tokens a sequence of `tokens` context holds (perf/window_kv.py kv_token_equivalents), with its
         recurrent state where the engine keeps it in the KV pool (kv_state)."""
         return kv_token_equivalents(tokens, self.kv_terms) + self.kv_state
 

@@ -15,14 +15,9 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import (
-    compressed_kv_pool,
-    draft_memory,
-    mtp_module,
-    recurrent_state_bytes_per_sequence,
-    slot_state_bytes,
-)
+from phasewise.perf.memory import compressed_kv_pool, draft_memory, mtp_module, recurrent_state_bytes_per_sequence
 from phasewise.perf.parallel import check_parallelism, parallel_layout
+from phasewise.perf.window_kv import slot_state_bytes
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.autoscaler import Autoscaler, check_span
 from phasewise.sim.cluster import Cluster

@@ -21,7 +21,7 @@ def on_hardware(hw: HardwareSpec, prefixes) -> bool:
 
 
 def window_kv(config: EngineConfig, model: ModelSpec, hw: HardwareSpec) -> tuple[str, float]:
-    """(layout, window-pool ratio) of perf/memory.py kv_window_terms: how this engine holds `model`'s KV on `hw`
+    """(layout, window-pool ratio) of perf/window_kv.py kv_window_terms: how this engine holds `model`'s KV on `hw`
     (the preset's `window_kv` rule in engine_presets.yaml, per_sequence without one), with the engine's knobs
     (SGLang: --disable-hybrid-swa-memory, --swa-full-tokens-ratio)."""
     rule = config.window_kv_rule
@@ -79,7 +79,7 @@ def window_pool_speculation(config: EngineConfig, model: ModelSpec, speculative:
                             ) -> tuple[tuple[int, int], int] | None:
     """((CSA, HCA) compressor ring slots, draft layers) of an engine's pool for compressed attention's windows under
     speculative decoding (the preset's `compressed_window_pool` rule's `speculative`: SGLang's DSV4 pools); None
-    without speculative decoding, or where the engine keeps no such pool (perf/memory.py kv_window_terms)."""
+    without speculative decoding, or where the engine keeps no such pool (perf/window_kv.py kv_window_terms)."""
     pool = _compressed_kv_rule(config, model, "compressed_window_pool") if speculative else None
     rule = pool and pool.get("speculative")
     if not rule:
