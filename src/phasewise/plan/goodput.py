@@ -300,9 +300,10 @@ def stable(res: SimResult) -> bool:
 def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
     """Requests/s the whole deployment can process at most (a bisection bracket), from the simulator's own
     cost path: each group's cost model, KV capacity, draft model and engine as `simulate` builds them; a
-    prompt's prefill and a decode step at the batch the KV and the engine's sequence cap allow, timed by
-    the slowest pipeline stage (PP micro-batches overlap), speculative steps emitting their expected tokens; where
-    a group caches prefixes, its prefill skips the share of prompt tokens an unbounded cache would serve."""
+    prompt's prefill (one on each attention-DP rank, side by side) and a decode step at the batch the KV and the
+    engine's sequence cap allow, timed by the slowest pipeline stage (PP micro-batches overlap), speculative steps
+    emitting their expected tokens; where a group caches prefixes, its prefill skips the share of prompt tokens an
+    unbounded cache would serve."""
     dep = build_deployment(strategy.deployment, f"strategy '{strategy.name}'")
     isl, osl = work.mean_prompt, work.mean_output
     images = work.images
@@ -326,11 +327,12 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
         context = int(prompt + osl / 2)
         caching = group.prefix_caching if group.prefix_caching is not None else engine.prefix_caching
         cached = int(isl * work.reusable_share) if caching else 0
-        t_prefill = cost.fast(BatchShape.uniform(1, max(int(prompt) - cached, 1), cached))[1]
+        ranks = cost.layout.attention_dp  # they prefill their own prompts side by side
+        t_prefill = cost.fast(BatchShape.uniform(ranks, max(int(prompt) - cached, 1), cached))[1]
         t_step = cost.fast(BatchShape.uniform(batch, step_tokens, context))[1]
         if draft is not None:
             t_step += spec.draft_tokens * draft.fast(BatchShape.uniform(batch, 1, context))[0]
-        per_prefill = 1.0 / (t_prefill + encoder_s)
+        per_prefill = ranks / (t_prefill + encoder_s)
         per_decode = batch * tokens_per_step / (max(osl - 1, 1.0) * t_step)
         n = group.replicas
         if group.role == "prefill":
