@@ -332,3 +332,19 @@ def test_routing_skew_of_the_users_traffic_reaches_every_surface(run_cli):
     code, _, err = run_cli("simulate", "--model", "GSAI-ML/LLaDA-8B-Instruct", "--dllm", "odb", "--rate", "1",
                            "--routing-skew", "0.5")
     assert code == 2 and "--routing-skew does not apply with --dllm" in err
+
+
+def test_estimate_names_the_layout_and_the_ranks_a_small_batch_leaves_idle(run_cli):
+    """`estimate` with attention DP: the header names EP and attention DP, and a batch of fewer sequences than ranks
+    says it runs on that many ranks, the others idle (its tokens/s a fraction of what the instance does with a
+    prompt on every rank)."""
+    args = ("estimate", "--model", DEEPSEEK, "--hardware", "h200-sxm", "--tp", "8", "--ep", "8", "--attention-dp",
+            "8", "--prompt-len", "4096")
+    code, out, _ = run_cli(*args)
+    flat = " ".join(out.split())
+    assert code == 0 and "(tp=8, pp=1, ep=8, attention_dp=8)" in flat
+    assert "Prefill: 1 x 4096 tokens in one iteration on 1 of 8 attention-DP ranks (the others idle" in flat
+    assert "Decode step: 1 sequences at" in flat and "every rank a sequence" in flat
+    code, out, _ = run_cli(*args, "--batch", "8")
+    flat = " ".join(out.split())
+    assert code == 0 and "attention-DP ranks" not in flat and "Prefill: 8 x 4096 tokens in one iteration ->" in flat

@@ -31,19 +31,33 @@ def _fmt_bytes(x: float) -> str:
     return f"{x:.0f} B"
 
 
+def idle_ranks(batch: int, attention_dp: int, each: str) -> str:
+    """What a batch of fewer sequences than attention-DP ranks leaves idle (each rank runs its own sequences): the
+    iteration's tokens/s is then only the busy ranks' share of the instance's, and --batch N fills every rank."""
+    if batch >= attention_dp:
+        return ""
+    return (f" on {batch} of {attention_dp} attention-DP ranks (the others idle; --batch {attention_dp} gives "
+            f"every rank {each})")
+
+
 def render_estimate(console: Console, est: Estimate) -> None:
     d = est.to_dict()
     cm = est.cost_model
+    layout = cm.layout
     console.print(
-        f"[bold]{d['model']}[/] on [bold]{d['hardware']}[/] x{cm.tp * cm.pp} (tp={cm.tp}, pp={cm.pp}), "
+        f"[bold]{d['model']}[/] on [bold]{d['hardware']}[/] x{cm.tp * cm.pp} (tp={cm.tp}, pp={cm.pp}"
+        + (f", ep={layout.ep}" if layout.ep > 1 else "")
+        + (f", attention_dp={layout.attention_dp}" if layout.attention_dp > 1 else "") + "), "
         f"{d['precision']} weights ({d['compute_dtype']} compute"
         f"{'' if d['expert_compute_dtype'] is None else ', experts ' + d['expert_compute_dtype']}), "
         f"{d['kv_dtype']} KV, engine {d['engine']}; "
         f"ridge {d['ridge_flops_per_byte']:.0f} FLOP/byte"
     )
     for phase, it, title in (
-        ("prefill", est.prefill, f"Prefill: {est.batch} x {est.prompt_len} tokens in one iteration"),
-        ("decode", est.decode, f"Decode step: {est.batch} sequences at {est.context_len} cached tokens"),
+        ("prefill", est.prefill, f"Prefill: {est.batch} x {est.prompt_len} tokens in one iteration"
+         + idle_ranks(est.batch, layout.attention_dp, "a prompt")),
+        ("decode", est.decode, f"Decode step: {est.batch} sequences at {est.context_len} cached tokens"
+         + idle_ranks(est.batch, layout.attention_dp, "a sequence")),
     ):
         p = d[phase]
         table = Table(title=f"{title} -> {p['latency_ms']:.2f} ms, {p['tokens_per_s']:,.0f} tok/s, "
