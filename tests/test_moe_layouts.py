@@ -3,6 +3,7 @@ MoE tensor parallelism; their memory, costs, flags and the planner's enumeration
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -348,3 +349,6 @@ def test_estimate_names_the_layout_and_the_ranks_a_small_batch_leaves_idle(run_c
     code, out, _ = run_cli(*args, "--batch", "8")
     flat = " ".join(out.split())
     assert code == 0 and "attention-DP ranks" not in flat and "Prefill: 8 x 4096 tokens in one iteration ->" in flat
+    code, out, _ = run_cli(*args, "--json")
+    got = json.loads(out)
+    assert code == 0 and (got["tp"], got["ep"], got["moe_tp"], got["attention_dp"]) == (8, 8, 1, 8)
