@@ -154,6 +154,29 @@ def test_a_users_chip_file_is_named_by_its_stem_unless_that_is_ambiguous(tmp_pat
         enumerate_strategies(M, f"{mine},{tmp_path}/../{tmp_path.name}/my_chip.yaml", 1, ONE_LAYOUT)
 
 
+def test_a_users_chip_for_one_phase_is_named_by_its_stem_and_the_header_names_each_phases_chips(tmp_path):
+    """`--decode-hardware chips/my_decode.yaml,h100-sxm`: the disaggregated strategies on the file are named
+    `h100-sxm/my_decode` (their deployments keep the path); the plan's header says which chips each phase may run
+    on, where it said `4 x h100-sxm` as if the plan used nothing else."""
+    from phasewise.plan.planner import PlanResult
+
+    entry = load_hardware("h100-sxm").model_dump(mode="json", exclude={"key", "efficiency", "parts"})
+    mine = tmp_path / "my_decode.yaml"
+    mine.write_text(yaml.safe_dump(dict(entry, name="my decode chip")))
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), ratios=((1, 1),), decode_hardware=(str(mine), "h100-sxm"))
+    strategies, _ = enumerate_strategies(M, "h100-sxm", 2, opts)
+    ours = [s for s in strategies if s.details.get("decode_hardware") == str(mine)]
+    assert ours and all(" h100-sxm/my_decode " in s.name and str(mine) not in s.name for s in ours)
+    assert all(str(mine) in _chips(s.deployment) for s in ours)
+    result = PlanResult(M, "h100-sxm", 4, Slo(1000, 50), 0.9, "power", "w", [], [], [],
+                        phase_chips=(("h100-sxm", "spad-prefill-chip"), (str(mine),)))
+    assert result.budget() == (f"4 GPUs (h100-sxm; disaggregated: prefill on h100-sxm or spad-prefill-chip, "
+                               f"decode on {mine})")
+    decode_only = PlanResult(M, "h100-sxm", 4, Slo(1000, 50), 0.9, "power", "w", [], [], [],
+                             phase_chips=((), ("a6000",)))
+    assert decode_only.budget() == "4 GPUs (h100-sxm; disaggregated: prefill on h100-sxm, decode on a6000)"
+
+
 def test_estimate_puts_chips_side_by_side(run_cli):
     """`estimate --hardware h100-sxm,b200,a100-sxm-80gb --precision fp8`: each chip's row is its own estimate's
     figures with its price and tokens per dollar; the A100 (no FP8 path) is a row saying so; no chip that runs it

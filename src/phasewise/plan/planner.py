@@ -58,6 +58,7 @@ class PlanResult:
     pruned: list[str]
     wall_s: float = 0.0
     chip_gpus: tuple[tuple[str, int], ...] = ()  # --chip-gpus: some chips' own budgets
+    phase_chips: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # --prefill-hardware, --decode-hardware
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips; with
@@ -70,7 +71,14 @@ class PlanResult:
             parts = [f"{n} x {c}" for c, n in self.chip_gpus] + [f"{self.gpus} x {c}" for c in rest]
             return " or ".join(parts) if others else ", ".join(parts)  # several chips: each alone; else together
         plural = "s" if self.gpus != 1 else ""
-        return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}" if others else f"{self.gpus} x {last}"
+        if others:
+            return f"{self.gpus} GPU{plural} of {', '.join(others)} or {last}"
+        prefill, decode = self.phase_chips
+        if prefill or decode:  # disaggregated groups on other chips: say which phase may run on which
+            phases = [f"{role} on {' or '.join(chips or (last,))}" for role, chips in (("prefill", prefill),
+                                                                                       ("decode", decode))]
+            return f"{self.gpus} GPU{plural} ({last}; disaggregated: {', '.join(phases)})"
+        return f"{self.gpus} x {last}"
 
     def best_per_chip(self) -> list[tuple[str, int, GoodputResult]]:
         """A plan across chips: (chip, rank, result) of each chip's best ranked strategy that meets the SLOs, in
@@ -286,7 +294,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
-                      time.perf_counter() - t0, opts.chip_gpus)
+                      time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware))
 
 
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,

@@ -192,6 +192,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
 
     prefill_chips = [(name, load_hardware(name)) for name in opts.prefill_hardware or (hardware,)]
     decode_chips = [(name, load_hardware(name)) for name in opts.decode_hardware or (hardware,)]
+    chip_label = _chip_labels(list(dict.fromkeys([hardware, *opts.prefill_hardware, *opts.decode_hardware])))
     if opts.mapping:  # one-line errors before any simulation: an unknown mapping, a chip without substrates
         mapping = load_mapping(opts.mapping)
         for _, chip in [(hardware, hw), *prefill_chips, *decode_chips]:
@@ -268,7 +269,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 apart = chip_identity(p_name) != chip_identity(d_name) and (p_gpus, d_gpus) != (gpus, gpus)
                 if not (parallel_ok(p_tp, 1, p_gpus) and parallel_ok(d_tp, 1, d_gpus)):
                     continue
-                chips = "" if p_name == d_name == hardware else f" {p_name}/{d_name}"
+                chips = "" if p_name == d_name == hardware else f" {chip_label[p_name]}/{chip_label[d_name]}"
                 for (p_split, p_layout), (d_split, d_layout) in role_layouts(model, p_tp, d_tp, opts, pruned):
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
                     if not (instance_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction,
