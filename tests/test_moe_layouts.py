@@ -352,3 +352,10 @@ def test_estimate_names_the_layout_and_the_ranks_a_small_batch_leaves_idle(run_c
     code, out, _ = run_cli(*args, "--json")
     got = json.loads(out)
     assert code == 0 and (got["tp"], got["ep"], got["moe_tp"], got["attention_dp"]) == (8, 8, 1, 8)
+    # chips side by side: the same header, and the same remark (their tokens/s and per $ are the busy ranks')
+    code, out, _ = run_cli(*args[:4], "h200-sxm,b200", *args[5:])
+    flat = " ".join(out.split())
+    assert code == 0 and "(tp=8, pp=1, ep=8, attention_dp=8, " in flat
+    assert "on 1 of 8 attention-DP ranks (the others idle" in flat and "are the busy ranks'" in flat
+    code, out, _ = run_cli(*args[:4], "h200-sxm,b200", *args[5:], "--batch", "8")
+    assert code == 0 and "attention-DP ranks" not in " ".join(out.split())

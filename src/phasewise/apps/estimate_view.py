@@ -157,9 +157,13 @@ def compare_chips(chips: list[str], estimate_on: Callable[[str], Estimate]) -> l
 def render_comparison(console: Console, rows: list[dict[str, Any]]) -> None:
     first = next((r["estimate"] for r in rows if "estimate" in r), None)
     if first is not None:
-        console.print(f"[bold]{first['model']}[/] (tp={first['tp']}, pp={first['pp']}, {first['precision']}, engine "
-                      f"{first['engine']}): prefill of {first['batch']} x {first['prompt_len']} tokens, a decode step "
-                      f"of {first['batch']} at {first['context_len']} cached tokens, per chip")
+        dp = first["attention_dp"]
+        layout = (f", ep={first['ep']}" if first["ep"] > 1 else "") + (f", attention_dp={dp}" if dp > 1 else "")
+        console.print(f"[bold]{first['model']}[/] (tp={first['tp']}, pp={first['pp']}{layout}, {first['precision']}, "
+                      f"engine {first['engine']}): prefill of {first['batch']} x {first['prompt_len']} tokens, a "
+                      f"decode step of {first['batch']} at {first['context_len']} cached tokens, per chip"
+                      + idle_ranks(first["batch"], dp, "a prompt and a sequence; tokens/s and per $ are the busy "
+                                   "ranks'"))
     table = Table(title_justify="left")
     for col in ("chip", "prefill ms", "prefill bound", "decode ms", "decode bound", "decode tok/s", "KV tokens",
                 "$/h", "prefill tok/$", "decode tok/$", "fits"):
