@@ -134,6 +134,31 @@ def test_user_chip_runs_through_estimate_simulate_and_plan(tmp_path, run_cli):
     assert rows and rows[0]["cluster_cost_usd"] > 0 and rows[0]["objective"] > 0
 
 
+def test_hardware_describes_a_users_chip_with_its_cost_and_power_by_part(tmp_path, run_cli):
+    """`phasewise hardware chips/mine.yaml,spad-prefill-chip,h100-sxm`: one row each; a chip from parts also gives
+    its die area, yield, cost and TDP by part, the same figures plan --objective cost|power count; a catalog chip
+    without parts has none; a bad name is one line."""
+    path = write_chip(tmp_path, chip_entry())
+    code, out, err = run_cli("hardware", f"{path},spad-prefill-chip,h100-sxm", "--json")
+    assert code == 0, err
+    rows = {row["key"]: row for row in json.loads(out)["hardware"]}
+    assert list(rows) == [path, "spad-prefill-chip", "h100-sxm"] and rows["h100-sxm"]["parts_cost"] is None
+    for key in (path, "spad-prefill-chip"):
+        hw, cost = load_hardware(key), rows[key]["parts_cost"]
+        assert cost["total_usd"] == pytest.approx(hardware_cost_usd(hw))
+        assert cost["tdp_w"] == pytest.approx(hw.tdp_w) == pytest.approx(sum(cost["power_w"].values()))
+        assert cost["die_area_mm2"] == pytest.approx(sum(cost["area_mm2"].values()))
+        assert cost["total_usd"] == pytest.approx(cost["die_usd"] + cost["memory_usd"] + cost["package_usd"])
+    code, out, err = run_cli("hardware", f"{path},spad-prefill-chip")
+    flat = " ".join(out.split())
+    assert code == 0 and "spad-prefill-chip from its parts" in flat and "yield; cost $996 = die $769" in flat
+    assert "TDP 830 W (static 109, tensor 576" in flat and f"{path} from its parts" in flat
+    for bad, message in (("nope", "unknown hardware 'nope'"), ("b200,B200", "names one chip twice"),
+                         (" ", "the chip list is empty")):
+        code, _, err = run_cli("hardware", bad)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_heterogeneous_disaggregation_simulates_and_the_link_takes_the_slower_end(tmp_path):
     common = dict(model=SMALL_MODEL, arch="disagg", rate=4, requests=60, isl=1024, osl=16)
     mixed = sim_run(hardware="spad-h100-model", prefill_hardware="spad-prefill-chip",

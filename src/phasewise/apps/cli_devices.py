@@ -149,33 +149,23 @@ def models_cmd(as_json: Json = False) -> None:
 
 
 @app.command("hardware")
-def hardware_cmd(as_json: Json = False) -> None:
-    """List the hardware catalog."""
-    from rich.table import Table
+def hardware_cmd(
+    chips: Annotated[Optional[str], typer.Argument(
+        help="catalog keys or hardware YAML paths, comma-separated (none: the whole catalog); a chip built from "
+             "parts also shows its die area, yield, cost and TDP by part")] = None,
+    as_json: Json = False,
+) -> None:
+    """List the hardware catalog, or describe the chips named (your own YAML files too)."""
+    from phasewise.apps.hardware_view import chip_row, render_chips
+    from phasewise.errors import PhasewiseError
+    from phasewise.specs.hardware import hardware_list, hardware_names, load_hardware
 
-    from phasewise.specs.hardware import hardware_names, load_hardware
-
-    table = Table(title="Hardware catalog (dense peaks)")
-    for col in ("key", "name", "bf16 TFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
-        table.add_column(col)
-    rows = []
-    for key in hardware_names():
-        hw = load_hardware(key)
-        pf = hw.peak_flops
-
-        def tf(d: str) -> str:
-            return f"{pf[d] / 1e12:.0f}" if d in pf else "-"
-
-        low = "/".join(tf(d) for d in ("int4", "fp4") if d in pf) or "-"
-        table.add_row(key, hw.name, tf("bf16"), tf("fp8"), tf("int8"), low,
-                      f"{hw.memory_bandwidth_bytes_per_s / 1e9:.0f}", f"{hw.memory_capacity_bytes / 2**30:.0f}",
-                      f"{hw.tdp_w:.0f}", f"{hw.price_per_hour_usd:.2f}")
-        rows.append({"key": key, "name": hw.name, "kind": hw.kind, "peak_flops": dict(hw.peak_flops),
-                     "vector_flops": hw.vector_flops, "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
-                     "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
-                     "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.tdp_w,
-                     "price_per_hour_usd": hw.price_per_hour_usd, "sources": dict(hw.sources)})
+    if chips is not None and not chips.strip():
+        raise PhasewiseError("hardware: the chip list is empty: name chips (keys or YAML paths, comma-separated) "
+                             "or give none for the whole catalog")
+    keys = hardware_names() if chips is None else hardware_list("hardware", chips)
+    rows = [chip_row(key, load_hardware(key)) for key in keys]
     if as_json:
         print(dumps({"hardware": rows}))
         return
-    console.print(table)
+    render_chips(console, rows, "Hardware catalog (dense peaks)" if chips is None else "Hardware (dense peaks)")

@@ -1,0 +1,67 @@
+"""`phasewise hardware [CHIPS]`: the catalog's chips, or the ones named (catalog keys or a user's YAML files), one row
+each; a chip built from parts also shows what its parts cost and draw (specs/chip_cost.py): die area by part, dies
+per wafer, yield, die, memory and package cost, and TDP by part, so an architect sees what a chip they wrote costs
+before running it through estimate, simulate and plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from phasewise.specs.chip_cost import ChipCost, chip_cost
+from phasewise.specs.hardware import HardwareSpec
+
+
+def chip_row(key: str, hw: HardwareSpec) -> dict[str, Any]:
+    """One chip's figures as `hardware --json` lists them; `parts_cost` for a chip built from parts (else None)."""
+    return {"key": key, "name": hw.name, "kind": hw.kind, "peak_flops": dict(hw.peak_flops),
+            "vector_flops": hw.vector_flops, "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
+            "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
+            "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.tdp_w,
+            "price_per_hour_usd": hw.price_per_hour_usd, "sources": dict(hw.sources),
+            "parts_cost": None if hw.parts is None else cost_dict(parts_cost(hw))}
+
+
+def parts_cost(hw: HardwareSpec) -> ChipCost:
+    """The chip's cost and power from its parts, its links at both directions of its intra-node bandwidth (as its
+    derived TDP and plan --objective cost count them)."""
+    return chip_cost(hw.parts, 2 * hw.interconnect.intra_node_bandwidth_bytes_per_s)
+
+
+def cost_dict(cost: ChipCost) -> dict[str, Any]:
+    return {"area_mm2": cost.area_mm2, "die_area_mm2": cost.die_area_mm2, "dies_per_wafer": cost.dies_per_wafer,
+            "die_yield": cost.die_yield, "die_usd": cost.die_usd, "memory_usd": cost.memory_usd,
+            "package_usd": cost.package_usd, "total_usd": cost.total_usd, "power_w": cost.power_w,
+            "tdp_w": cost.tdp_w}
+
+
+def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    for col in ("key", "name", "bf16 TFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
+        table.add_column(col)
+    for row in rows:
+        peaks = row["peak_flops"]
+
+        def tflops(dtype: str) -> str:
+            return f"{peaks[dtype] / 1e12:.0f}" if dtype in peaks else "-"
+
+        low = "/".join(tflops(d) for d in ("int4", "fp4") if d in peaks) or "-"
+        table.add_row(row["key"], row["name"], tflops("bf16"), tflops("fp8"), tflops("int8"), low,
+                      f"{row['memory_bandwidth_bytes_per_s'] / 1e9:.0f}", f"{row['memory_capacity_bytes'] / 2**30:.0f}",
+                      f"{row['tdp_w']:.0f}", f"{row['price_per_hour_usd']:.2f}")
+    console.print(table)
+    for row in rows:
+        if row["parts_cost"] is not None:
+            render_parts_cost(console, row["key"], row["parts_cost"])
+
+
+def render_parts_cost(console: Console, key: str, cost: dict[str, Any]) -> None:
+    area = ", ".join(f"{part} {mm2:,.0f}" for part, mm2 in cost["area_mm2"].items() if mm2 > 0)
+    power = ", ".join(f"{part} {watts:,.0f}" for part, watts in cost["power_w"].items() if watts > 0)
+    console.print(
+        f"[bold]{key}[/] from its parts (specs/data/chip_parts.yaml): die {cost['die_area_mm2']:,.0f} mm2 ({area}); "
+        f"{cost['dies_per_wafer']:.1f} dies a wafer at {cost['die_yield']:.1%} yield; cost ${cost['total_usd']:,.0f} "
+        f"= die ${cost['die_usd']:,.0f} + memory ${cost['memory_usd']:,.0f} + package ${cost['package_usd']:,.0f}; "
+        f"TDP {cost['tdp_w']:,.0f} W ({power})")
