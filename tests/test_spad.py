@@ -153,6 +153,12 @@ def test_hardware_describes_a_users_chip_with_its_cost_and_power_by_part(tmp_pat
     flat = " ".join(out.split())
     assert code == 0 and "spad-prefill-chip from its parts" in flat and "yield; cost $996 = die $769" in flat
     assert "TDP 830 W (static 109, tensor 576" in flat and f"{path} from its parts" in flat
+    code, out, _ = run_cli("hardware", "halo-2.5d", "--json")  # a chip of substrates: each with what it derives
+    parts = {part["name"]: part for part in json.loads(out)["hardware"][0]["substrates"]}
+    halo = {part.name: part for part in load_hardware("halo-2.5d").substrates}
+    assert code == 0 and parts["cim"]["capacity_bytes"] == halo["cim"].capacity_bytes > 0
+    assert parts["cid"]["internal_bandwidth_bytes_per_s"] == halo["cid"].internal_bandwidth_bytes_per_s
+    assert "cim (analog CiM) 1,024 crossbars of 256x256" in " ".join(run_cli("hardware", "halo-2.5d")[1].split())
     for bad, message in (("nope", "unknown hardware 'nope'"), ("b200,B200", "names one chip twice"),
                          (" ", "the chip list is empty")):
         code, _, err = run_cli("hardware", bad)

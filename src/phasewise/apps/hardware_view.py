@@ -21,7 +21,15 @@ def chip_row(key: str, hw: HardwareSpec) -> dict[str, Any]:
             "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
             "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.tdp_w,
             "price_per_hour_usd": hw.price_per_hour_usd, "sources": dict(hw.sources),
-            "parts_cost": None if hw.parts is None else cost_dict(parts_cost(hw))}
+            "parts_cost": None if hw.parts is None else cost_dict(parts_cost(hw)),
+            "substrates": [substrate_dict(substrate) for substrate in hw.substrates]}
+
+
+def substrate_dict(substrate: Any) -> dict[str, Any]:
+    """A substrate's fields with what they derive (a CiM's weight capacity, a CiD's internal bandwidth)."""
+    derived = {name: getattr(substrate, name) for name in ("capacity_bytes", "internal_bandwidth_bytes_per_s")
+               if hasattr(substrate, name)}
+    return {**substrate.model_dump(mode="json"), **derived}
 
 
 def parts_cost(hw: HardwareSpec) -> ChipCost:
@@ -55,6 +63,9 @@ def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> No
     for row in rows:
         if row["parts_cost"] is not None:
             render_parts_cost(console, row["key"], row["parts_cost"])
+        if row["substrates"]:
+            console.print(f"[bold]{row['key']}[/] substrates (what `--mapping` places operators on): "
+                          + "; ".join(substrate_line(part) for part in row["substrates"]))
 
 
 def render_parts_cost(console: Console, key: str, cost: dict[str, Any]) -> None:
@@ -65,3 +76,18 @@ def render_parts_cost(console: Console, key: str, cost: dict[str, Any]) -> None:
         f"{cost['dies_per_wafer']:.1f} dies a wafer at {cost['die_yield']:.1%} yield; cost ${cost['total_usd']:,.0f} "
         f"= die ${cost['die_usd']:,.0f} + memory ${cost['memory_usd']:,.0f} + package ${cost['package_usd']:,.0f}; "
         f"TDP {cost['tdp_w']:,.0f} W ({power})")
+
+
+def substrate_line(part: dict[str, Any]) -> str:
+    """One compute substrate in a few figures: digital units and compute-in-DRAM by FLOP/s and bandwidth, analog
+    compute-in-memory by its crossbars, weight capacity and ADCs."""
+    if part["kind"] == "digital":
+        return (f"{part['name']} (digital) {part['flops_per_s'] / 1e12:,.0f} TFLOP/s at "
+                f"{part['memory_bandwidth_bytes_per_s'] / 1e9:,.0f} GB/s")
+    if part["kind"] == "cid":
+        return (f"{part['name']} (compute-in-DRAM) {part['flops_per_s'] / 1e12:,.0f} TFLOP/s, banks read at "
+                f"{part['internal_bandwidth_multiple']:g}x its {part['external_bandwidth_bytes_per_s'] / 1e9:,.0f} "
+                "GB/s interface")
+    return (f"{part['name']} (analog CiM) {part['arrays']:,} crossbars of {part['array_rows']}x{part['array_cols']}, "
+            f"{part['capacity_bytes'] / 2**20:,.0f} MiB of weights, {part['adc_bits']}-bit ADCs at "
+            f"{part['adc_samples_per_s'] / 1e9:g} GS/s")
