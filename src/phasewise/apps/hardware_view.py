@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from phasewise.specs.chip_cost import ChipCost, chip_cost
+from phasewise.specs.chip_cost import ChipCost, hardware_chip_cost
 from phasewise.specs.hardware import HardwareSpec
 
 
@@ -21,7 +21,7 @@ def chip_row(key: str, hw: HardwareSpec) -> dict[str, Any]:
             "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
             "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.tdp_w,
             "price_per_hour_usd": hw.price_per_hour_usd, "sources": dict(hw.sources),
-            "parts_cost": None if hw.parts is None else cost_dict(parts_cost(hw)),
+            "parts_cost": None if hw.parts is None else cost_dict(hardware_chip_cost(hw)),
             "substrates": [substrate_dict(substrate) for substrate in hw.substrates]}
 
 
@@ -30,12 +30,6 @@ def substrate_dict(substrate: Any) -> dict[str, Any]:
     derived = {name: getattr(substrate, name) for name in ("capacity_bytes", "internal_bandwidth_bytes_per_s")
                if hasattr(substrate, name)}
     return {**substrate.model_dump(mode="json"), **derived}
-
-
-def parts_cost(hw: HardwareSpec) -> ChipCost:
-    """The chip's cost and power from its parts, its links at both directions of its intra-node bandwidth (as its
-    derived TDP and plan --objective cost count them)."""
-    return chip_cost(hw.parts, 2 * hw.interconnect.intra_node_bandwidth_bytes_per_s)
 
 
 def cost_dict(cost: ChipCost) -> dict[str, Any]:

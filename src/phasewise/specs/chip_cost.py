@@ -125,12 +125,17 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def hardware_cost_usd(hardware: Any) -> float:
-    """One chip's hardware cost from its parts; a one-line error for a catalog chip without parts."""
+def hardware_chip_cost(hardware: Any) -> ChipCost:
+    """A hardware entry's cost and power from its parts, its links at both directions of its intra-node bandwidth;
+    a one-line error for a catalog chip without parts."""
     parts = getattr(hardware, "parts", None)
     if parts is None:
         raise PhasewiseError(f"hardware '{hardware.key}' has no parts: a hardware cost needs a chip built from "
                              "parts (`parts:` in its YAML; see specs/parts.py); a catalog chip has a rental price "
                              "instead (--objective goodput-per-dollar) and a TDP (--objective power)")
-    ic = hardware.interconnect
-    return chip_cost(parts, 2 * ic.intra_node_bandwidth_bytes_per_s).total_usd
+    return chip_cost(parts, 2 * hardware.interconnect.intra_node_bandwidth_bytes_per_s)
+
+
+def hardware_cost_usd(hardware: Any) -> float:
+    """One chip's hardware cost from its parts (hardware_chip_cost)."""
+    return hardware_chip_cost(hardware).total_usd
