@@ -88,6 +88,9 @@ SEEDS: dict[str, dict[str, Any]] = {
     "prefix": {"model": "meta-llama/Llama-3.1-8B", "router": "kv_aware", "kv_store_bytes": 1e12, "instances": [
         {"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2, "engine": "sglang",
          "prefix_caching": True, "host_kv_cache_bytes": 2e11, "hicache_write_policy": "write_back"}]},
+    "dynamo-router": {"model": "meta-llama/Llama-3.1-8B", "router": "dynamo_kv", "kv_overlap_score_weight": 2.0,
+                      "instances": [{"role": "prefill", "hardware": "h100-sxm", "tp": 1, "replicas": 2},
+                                    {"role": "decode", "hardware": "h100-sxm", "tp": 1, "replicas": 2}]},
     "encoders": {"model": "Qwen/Qwen3-VL-30B-A3B-Instruct", "encoders": {
         "hardware": "h100-sxm", "tp": 1, "replicas": 1, "link": "pcie", "max_batch_tokens": 4096},
         "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 2, "replicas": 1}]},
@@ -95,7 +98,7 @@ SEEDS: dict[str, dict[str, Any]] = {
         {"role": "collocated", "hardware": "halo-2.5d", "tp": 1, "replicas": 1, "mapping": "halo"}]},
 }
 # each deployment seed's traffic beyond RUN's: prefix-sharing requests for the prefix caches, images for the encoders
-TRAFFIC = {"prefix": ["--trace", "mooncake"],
+TRAFFIC = {"prefix": ["--trace", "mooncake"], "dynamo-router": ["--trace", "mooncake"],
            "encoders": ["--trace", "azure-conv", "--images-per-request", "1", "--image-size", "1280x720"]}
 RUN = ["--trace-limit", "40", "--rate", "4", "--slo-ttft-ms", "2000", "--slo-tpot-ms", "100"]
 # the deployments the twin serves (it refuses autoscaling, attention offload and online training, each in one line)

@@ -56,7 +56,7 @@ def deployments(draw):
     else:
         groups = [dict(role="collocated", replicas=draw(st.integers(1, 3)), **common)]
     data = dict(model=model, instances=groups, router=draw(st.sampled_from(["round_robin", "least_outstanding",
-                                                                            "kv_aware"])),
+                                                                            "kv_aware", "dynamo_kv"])),
                 kv_link=draw(st.sampled_from(["nvlink", "pcie", "rdma"])))
     if speculative:
         data["speculative"] = speculative

@@ -58,6 +58,7 @@ def pydantic_message(where: str, exc: Exception) -> PhasewiseError:
         return PhasewiseError(f"{where}: {exc}")
     parts = []
     for err in errors():
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")  # a validator's own sentence names its fields
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return PhasewiseError(f"{where}: " + "; ".join(parts))

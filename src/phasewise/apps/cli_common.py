@@ -52,7 +52,8 @@ MemoryFraction = Annotated[Optional[float], typer.Option(
          "weights and activations leave (free_gpu_memory_fraction; default 0.9)")]
 SpecDraft = Annotated[Optional[str], typer.Option(help="speculative decoding: 'mtp' or a draft model id (default mtp)")]
 # Serving policies and options of a deployment (simulate and serve)
-Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)")]
+Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware (most free KV blocks)|prefix_aware (longest cached prefix, SGLang router's rule)|dynamo_kv (NVIDIA Dynamo's KV router: cache-miss prefill blocks + decode blocks)")]
+KvOverlapWeight = Annotated[Optional[float], typer.Option(help="--router dynamo_kv: weight of the cache-miss prefill blocks in its cost (Dynamo's --kv-overlap-score-weight; default 1.0; 0: load alone)")]
 HostKvCache = Annotated[Optional[float], typer.Option(help="GB of host memory per instance (all its GPUs) keeping prefix blocks evicted from the GPU, copied back over PCIe on a hit (vLLM --kv-offloading-size, SGLang HiCache); needs prefix caching")]
 KvStore = Annotated[Optional[float], typer.Option(help="GB of a KV store every instance that admits prompts shares (Mooncake Store, LMCache remote, SGLang HiCache storage): prefix blocks any instance cached, fetched over each GPU's RDMA link on a hit; needs prefix caching")]
 PrefixCaching = Annotated[Optional[str], typer.Option(help="on|off: share cached prompt-prefix KV blocks (default: the engine's; traces with prefix hashes, e.g. Mooncake)")]

@@ -35,6 +35,13 @@ from phasewise.specs.model_catalog import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
+# what runs a collocated deployment's router policy in front of its replicas
+ROUTER_FRONTS = {
+    None: "e.g. llm-d's gateway, sglang_router, or a least-connections proxy",
+    "prefix_aware": "sglang_router's --policy cache_aware",
+    "dynamo_kv": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode kv{weight}, with each worker run as python "
+                 "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
+}
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
 # (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
 ONLINE_QUANT = {"fp8": "fp8"}
@@ -442,9 +449,15 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
         front = _disagg_front(dep, families, urls, files)
     elif len(workers) > 1:  # replicas behind one endpoint: the deployment's router policy, run by a gateway
         front = Command([], comments=[f"{len(workers)} instances behind one endpoint: route with a {dep.router} "
-                                      "policy (e.g. llm-d's gateway, sglang_router, or a least-connections proxy) to "
+                                      f"policy ({_router_front(dep)}) to "
                                       + " ".join(u for us in urls.values() for u in us)])
     return workers, front, files
+
+
+def _router_front(dep: Deployment) -> str:
+    weight = dep.kv_overlap_score_weight
+    return ROUTER_FRONTS.get(dep.router, ROUTER_FRONTS[None]).format(
+        weight="" if weight is None else f" --kv-overlap-score-weight {weight:g}")
 
 
 def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]],

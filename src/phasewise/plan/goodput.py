@@ -18,6 +18,7 @@ from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.encode_pool import encoder_cost
 from phasewise.sim.metrics import miss_allowance
+from phasewise.sim.routers import CACHE_AWARE
 from phasewise.sim.simulate import build_group
 from phasewise.workload import (
     DEFAULT_ISL,
@@ -240,13 +241,13 @@ def slice_traffic(work: WorkloadSpec, rate_rps: float, requests: int, units: int
     whole receives `work` at `rate_rps`: Poisson arrivals at their share of the rate; for a replayed trace or a
     workload with prefix structure, the requests the router would send them out of the whole's, at the whole's
     instants and in the trace's order (workload/traffic_share.py: each request kept with the units' share, or whole
-    conversations behind the prefix-aware router, which keeps them where their prefix is cached). A trace is not
+    conversations behind a cache-aware router, which keeps them where their prefix is cached). A trace is not
     slowed down to the units' share of its rate: that would stretch its bursts by of_units / units."""
     if (work.prefix_hashes is None and work.arrivals is None) or units >= of_units:
         return work.at_rate(rate_share(rate_rps, units, of_units), requests)
     share = units / of_units
     whole = work.at_rate(rate_rps, math.ceil(requests / share))
-    return traffic_share(whole, share, work.seed, whole_conversations=router == "prefix_aware")
+    return traffic_share(whole, share, work.seed, whole_conversations=router in CACHE_AWARE)
 
 
 def stopped_early(s: dict[str, Any]) -> bool:

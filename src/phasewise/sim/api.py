@@ -51,7 +51,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           prefill_workers: int | None = None, prefill_tp: int | None = None,
                           decode_workers: int | None = None, decode_tp: int | None = None,
                           kv_link: str | None = None, deployment: str | None = None,
-                          router: str = "least_outstanding", memory_fraction: float | None = None, spec_tokens: int = 0,
+                          router: str = "least_outstanding", kv_overlap_score_weight: float | None = None,
+                          memory_fraction: float | None = None, spec_tokens: int = 0,
                           spec_acceptance: float | None = None, spec_draft: str | None = None,
                           scheduler: str | None = None,
                           hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
@@ -122,6 +123,11 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         common["prefix_caching"] = prefix_caching == "on"
     if host_kv_cache_gb is not None:  # host memory for evicted prefix blocks (sim/prefix_cache.py HostTier)
         common["host_kv_cache_bytes"] = host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb)
+    # router dynamo_kv's weight (sim/routers/dynamo_kv.py)
+    if kv_overlap_score_weight is not None and router != "dynamo_kv":
+        raise PhasewiseError(f"--kv-overlap-score-weight weighs the cache-miss blocks in --router dynamo_kv's cost; "
+                             f"the router here is {router}")
+    weight = {} if kv_overlap_score_weight is None else {"kv_overlap_score_weight": kv_overlap_score_weight}
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
                                     autoscaler))
@@ -139,7 +145,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                   dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
         store = {"kv_store_bytes": host_kv_cache_bytes("--kv-store-gb", kv_store_gb)} if kv_store_gb is not None else {}
         return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
-                                 "priority_pools": block, **encoders, **store}, "deployment flags")
+                                 "priority_pools": block, **encoders, **store, **weight}, "deployment flags")
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
@@ -157,7 +163,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                        **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
-    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders}
+    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders, **weight}
     if kv_store_gb is not None:  # a KV store the instances share (sim/kv_tiers.py kv_store)
         data["kv_store_bytes"] = host_kv_cache_bytes("--kv-store-gb", kv_store_gb)
     if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
@@ -322,8 +328,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           replicas: int | None = None, arch: str = "collocated", prefill_workers: int | None = None,
           prefill_tp: int | None = None, decode_workers: int | None = None, decode_tp: int | None = None,
           kv_link: str | None = None,
-          deployment: str | None = None, router: str = "least_outstanding", entry_point: str = "server",
-          memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
+          deployment: str | None = None, router: str = "least_outstanding",
+          kv_overlap_score_weight: float | None = None, entry_point: str = "server", memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
           spec_draft: str | None = None,
           scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
           hp_engine: str = "ascendra-hp", slack_margin_ms: float = 300.0, migration: str = "auto",
@@ -353,7 +359,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
         decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment, router=router,
-        entry_point=entry_point, memory_fraction=memory_fraction, spec_tokens=spec_tokens,
+        kv_overlap_score_weight=kv_overlap_score_weight, entry_point=entry_point, memory_fraction=memory_fraction, spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
         lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
         attention_offload=attention_offload, attention_offload_sm_share=attention_offload_sm_share,

@@ -77,8 +77,9 @@ class Cluster:
         self.instances = instances
         front = [i for i in instances if i.role in ("collocated", "prefill") and i.group.pool != "hp"]
         back = [i for i in instances if i.role == "decode"]
-        self.front = make_router(router, front)
-        self.back = make_router(router, back) if back else None
+        weight = self.deployment.kv_overlap_score_weight
+        self.front = make_router(router, front, weight)
+        self.back = make_router(router, back, weight) if back else None
         attach_prefix_caches(self.deployment, front)
         for i in front:
             if back:

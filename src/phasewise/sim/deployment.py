@@ -3,7 +3,7 @@
 YAML form (same fields as the CLI flags):
 
     model: meta-llama/Llama-3.1-8B
-    router: least_outstanding        # round_robin | least_outstanding | kv_aware | prefix_aware
+    router: least_outstanding        # round_robin | least_outstanding | kv_aware | prefix_aware | dynamo_kv
     kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer)
     instances:
       - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}   # + mapping: halo (a chip with substrates)
@@ -252,7 +252,10 @@ class Deployment(BaseModel):
 
     model: str = "meta-llama/Llama-3.1-8B"
     instances: list[InstanceGroup] = Field(min_length=1)
-    router: Literal["round_robin", "least_outstanding", "kv_aware", "prefix_aware"] = "least_outstanding"
+    router: Literal["round_robin", "least_outstanding", "kv_aware", "prefix_aware", "dynamo_kv"] = "least_outstanding"
+    # router dynamo_kv: the weight of the prefill (cache-miss) blocks in its cost (sim/routers/dynamo_kv.py); unset:
+    # Dynamo's default, 1.0
+    kv_overlap_score_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
     priority_pools: PriorityPools | None = None
@@ -263,6 +266,13 @@ class Deployment(BaseModel):
     # Mooncake Store, LMCache remote backend or SGLang HiCache storage backend; 0: none
     kv_store_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     autoscale: Autoscale | None = None  # replicas added and removed with the load (collocated, one group)
+
+    @model_validator(mode="after")
+    def _overlap_weight(self) -> Deployment:
+        if self.kv_overlap_score_weight is not None and self.router != "dynamo_kv":
+            raise ValueError(f"kv_overlap_score_weight weighs the cache-miss blocks in router dynamo_kv's cost; the "
+                             f"router here is {self.router}: set router: dynamo_kv, or drop the weight")
+        return self
 
     @model_validator(mode="after")
     def _autoscale(self) -> Deployment:

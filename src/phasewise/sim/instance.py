@@ -60,7 +60,8 @@ class Instance(KvAdmission, DecodingSet):
                  "kv_terms", "kv_state", "kv_stored", "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
-                 "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s", "stats",
+                 "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s",
+                 "frontend_prompt_tokens", "stats",
                  "host_link_free_s",
                  "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
                  "controller", "offload", "mapped_energy", "trainer", "recv")
@@ -121,6 +122,7 @@ class Instance(KvAdmission, DecodingSet):
         self.decode_run: tuple | None = None  # (start_s, end_times, version, first IterationCost) of a decode run
         self.outstanding = 0  # tokens of assigned, unfinished requests (for the router)
         self.frontend_free_s = 0.0  # when the engine's frontend takes the next request
+        self.frontend_prompt_tokens = 0  # prompt tokens of the requests routed here still in the frontend
         self.host_link_free_s = 0.0  # when the PCIe link takes the next asynchronous copy from host memory
         self.controller = None  # priority pools: the controller consulted at each boundary (sim/priority_pools.py)
         self.offload = None  # attention offload (sim/attention_offload.py), when the deployment has it
@@ -149,11 +151,12 @@ class Instance(KvAdmission, DecodingSet):
         return running, waiting, self.kv.capacity - max(self._free_blocks_bound(), 0.0)
 
     def prefill_tokens_pending(self) -> int:
-        """Prompt tokens still to prefill of the requests queued or prefilling here (a router's load view, Dynamo's
-        worker_active_prefill_tokens); 0 on a decode instance, whose prefills run elsewhere."""
+        """Prompt tokens still to prefill of the requests routed here and not yet past prefill (in its frontend,
+        queued or prefilling: a router's load view, Dynamo's worker_active_prefill_tokens); 0 on a decode instance,
+        whose prefills run elsewhere."""
         if self.role == "decode":
             return 0
-        return (sum(r.prefill_target for r in self.waiting)
+        return (self.frontend_prompt_tokens + sum(r.prefill_target for r in self.waiting)
                 + sum(r.prefill_target - r.prefilled for r in self.prefilling))
 
     # --- entry points ------------------------------------------------------------------------
@@ -173,8 +176,13 @@ class Instance(KvAdmission, DecodingSet):
         if frontend_s > 0.0:
             start_s = max(self.loop.now, self.frontend_free_s)
             self.frontend_free_s = start_s + frontend_s
-            self.loop.at(self.frontend_free_s, self._reach_scheduler, req)
+            self.frontend_prompt_tokens += req.prompt
+            self.loop.at(self.frontend_free_s, self._through_frontend, req)
             return
+        self._reach_scheduler(req)
+
+    def _through_frontend(self, req: SimRequest) -> None:
+        self.frontend_prompt_tokens -= req.prompt
         self._reach_scheduler(req)
 
     def _reach_scheduler(self, req: SimRequest) -> None:
