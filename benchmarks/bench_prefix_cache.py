@@ -8,8 +8,8 @@ reaches), then one line per run: Llama-3.1-8B on 8 x H200 (TP 8) at several memo
 cache, shrinks with it), with a host-memory tier behind the smallest (--host-kv-cache-gb), and 4 x H100 replicas
 with prefix caching off, on behind least-outstanding routing, behind the prefix-aware router, behind Dynamo's KV
 router (weights 1 and 4) and behind the most-free-KV router, with a host tier each, and with a KV store the four
-share (--kv-store-gb). Each line: wall time, simulated requests per wall-second, hit rate by prompt tokens and by shareable
-blocks (the host tier's share of the tokens in brackets), engine blocks evicted, mean and p99 TTFT.
+share (--kv-store-gb). Each line: wall time, simulated requests per wall-second, hit rate by prompt tokens and by
+shareable blocks (the host tier's share of the tokens in brackets), engine blocks evicted, mean and p99 TTFT.
 """
 
 from __future__ import annotations

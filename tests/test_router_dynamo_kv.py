@@ -1,17 +1,21 @@
 """Router dynamo_kv: NVIDIA Dynamo's KV router cost (sim/routers/dynamo_kv.py), by hand and on the Mooncake
-excerpt; its weight as a flag and in YAML, refused beside another router."""
+excerpt; its weight as a flag and in YAML, refused beside another router; the waiting queue's running sum of
+prompt tokens that keeps it cheap under overload (sim/prompt_queue.py)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phasewise.errors import PhasewiseError
 from phasewise.sim.api import run
 from phasewise.sim.instance import Instance
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.prefix_cache import PrefixCache
+from phasewise.sim.prompt_queue import PromptQueue
 from phasewise.sim.request import SimRequest
 from phasewise.sim.routers import make_router
 
@@ -33,8 +37,11 @@ def worker(in_use_blocks: int, waiting_tokens: int = 0, cached: SimRequest | Non
         kv.prefix.acquire(cached, blocks, 0, 0)
         kv.free_blocks(blocks, cached)
     kv.allocate(in_use_blocks)
-    waiting = [SimRequest(90, 0.0, waiting_tokens, 10)] if waiting_tokens else []
-    return Worker(kv=kv, role="collocated", frontend_prompt_tokens=0, waiting=waiting, prefilling=[], outstanding=0)
+    waiting = PromptQueue()
+    if waiting_tokens:
+        waiting.append(SimRequest(90, 0.0, waiting_tokens, 10))
+    return Worker(kv=kv, role="collocated", frontend_prompt_tokens=0, waiting=waiting, prefilling=[], outstanding=0,
+                  cluster=SimpleNamespace(check=True))
 
 
 def test_the_cost_is_weighted_cache_miss_prefill_blocks_plus_decode_blocks_by_hand():
@@ -92,3 +99,33 @@ def test_the_weight_is_refused_beside_another_router_and_out_of_range(tmp_path, 
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "kv_overlap_score_weight weighs the cache-miss blocks in router dynamo_kv's cost" in err
     assert "Value error" not in err and "(root)" not in err
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["append", "appendleft", "extend", "pop", "popleft", "remove", "sort",
+                                           "insert", "del", "clear"]),
+                          st.lists(st.integers(1, 9000), min_size=1, max_size=4)), max_size=40))
+def test_the_prompt_queue_keeps_the_sum_of_its_prefill_targets(operations):
+    queue, made = PromptQueue(), 0
+    for name, prompts in operations:
+        reqs = [SimRequest(made + j, 0.0, p, 1, generated=j % 3) for j, p in enumerate(prompts)]
+        made += len(reqs)
+        if name in ("append", "appendleft"):
+            getattr(queue, name)(reqs[0])
+        elif name == "extend":
+            queue.extend(iter(reqs))
+        elif name == "insert":
+            queue.insert(len(queue) // 2, reqs[0])
+        elif queue and name in ("pop", "popleft"):
+            getattr(queue, name)()
+        elif queue and name == "remove":
+            queue.remove(queue[len(queue) // 2])
+        elif queue and name == "del":
+            del queue[0]
+        elif name == "sort":  # as the shortest-prefill-first scheduler reorders it
+            ordered = sorted(queue, key=lambda r: r.prefill_target)
+            queue.clear()
+            queue.extend(ordered)
+        elif name == "clear":
+            queue.clear()
+        assert queue.tokens == sum(r.prefill_target for r in queue)

@@ -37,6 +37,7 @@ from phasewise.sim.kv_admission import KvAdmission
 from phasewise.sim.mapped_energy import MappedEnergy
 from phasewise.sim.metrics import InstanceStats
 from phasewise.sim.pipeline import PipelineGate
+from phasewise.sim.prompt_queue import PromptQueue
 from phasewise.sim.recv_interval import RecvInterval
 from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
@@ -101,7 +102,7 @@ class Instance(KvAdmission, DecodingSet):
                                         quant=cost.quant, speculation=window_pool_speculation(engine, self.model,
                                                                                               spec is not None))
         self.kv_stored = kv_stored_terms(self.model, layout, attention_tp=1, quant=cost.quant)
-        self.waiting: deque[SimRequest] = deque()  # not yet prefilling (new, or preempted)
+        self.waiting = PromptQueue()  # not yet prefilling (new, or preempted); .tokens: their prompt tokens
         self.prefilling: list[SimRequest] = []  # admitted, chunked prefill in progress
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
         self.pending_transfers: deque = deque()  # decode role: (request, source) waiting for a seat and blocks
@@ -156,7 +157,9 @@ class Instance(KvAdmission, DecodingSet):
         whose prefills run elsewhere."""
         if self.role == "decode":
             return 0
-        return (self.frontend_prompt_tokens + sum(r.prefill_target for r in self.waiting)
+        if self.cluster.check:
+            assert self.waiting.tokens == sum(r.prefill_target for r in self.waiting), "queued prompt tokens"
+        return (self.frontend_prompt_tokens + self.waiting.tokens
                 + sum(r.prefill_target - r.prefilled for r in self.prefilling))
 
     # --- entry points ------------------------------------------------------------------------

@@ -33,8 +33,7 @@ def active_decode_blocks(inst) -> float:
     in_use = inst.gauges()[2]
     if inst.role == "decode":
         return in_use + sum(inst.kv.blocks_for(r.prompt + r.generated) for r, _ in inst.pending_transfers)
-    queued = inst.frontend_prompt_tokens + sum(r.prefill_target for r in inst.waiting)
-    return in_use + queued / inst.kv.block_size
+    return in_use + (inst.frontend_prompt_tokens + inst.waiting.tokens) / inst.kv.block_size
 
 
 class DynamoKvRouter(LeastOutstandingRouter):
