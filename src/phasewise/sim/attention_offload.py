@@ -240,11 +240,8 @@ class AttentionOffloadController:
         slowdown = 1.0 if self._sharing(src) else cost.prefill_slowdown()  # (observed figures include it)
         if self._prefill_load(src) * cost.prefill_slowdown() > self.config.max_prefill_utilization:
             return "prefill_load"
-        queued, budget = 0, src.engine.token_budget
-        for waiting in src.waiting:  # more prompt tokens queued than one prefill iteration takes: saturated
-            queued += waiting.prefill_target
-            if queued > budget:
-                return "prefill_queue"
+        if src.waiting.tokens > src.engine.token_budget:  # more prompt tokens queued than one prefill takes: saturated
+            return "prefill_queue"
         if self.ttft_s[src.index] * slowdown > self.ttft_slo_s:
             return "ttft_slo"
         pairs, kv = dst._decode_sums()
