@@ -17,7 +17,7 @@ from phasewise.sim.kv import KVBlocks
 from phasewise.sim.prefix_cache import PrefixCache
 from phasewise.sim.prompt_queue import PromptQueue
 from phasewise.sim.request import SimRequest
-from phasewise.sim.routers import make_router
+from phasewise.sim.routers import DynamoKvSettings, make_router
 
 
 class Worker(SimpleNamespace):
@@ -57,8 +57,9 @@ def test_the_cost_is_weighted_cache_miss_prefill_blocks_plus_decode_blocks_by_ha
     assert router.cost_blocks(cold, request) == pytest.approx(120 + 40 + 20 + 100)
     assert router.pick_for(request) is warm  # 236 < 280
     # the weight moves the choice: at 0 the cache is ignored (warm 200, cold 160)
-    assert make_router("dynamo_kv", [warm, cold], 0.0).pick_for(request) is cold
-    assert make_router("dynamo_kv", [warm, cold], 2.0).cost_blocks(warm, request) == pytest.approx(72 + 200)
+    assert make_router("dynamo_kv", [warm, cold], DynamoKvSettings(0.0)).pick_for(request) is cold
+    assert make_router("dynamo_kv", [warm, cold], DynamoKvSettings(2.0)).cost_blocks(warm, request) == \
+        pytest.approx(72 + 200)
 
 
 def test_on_the_mooncake_excerpt_it_follows_the_caches_without_herding():

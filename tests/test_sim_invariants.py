@@ -60,6 +60,9 @@ def deployments(draw):
                 kv_link=draw(st.sampled_from(["nvlink", "pcie", "rdma"])))
     if speculative:
         data["speculative"] = speculative
+    if data["router"] == "dynamo_kv":  # Dynamo's softmax sampling and router queue (held requests still finish)
+        data["router_temperature"] = draw(st.sampled_from([None, 0.5]))
+        data["router_queue_threshold"] = draw(st.sampled_from([None, 0.0, 1.0]))
     return build_deployment(data)
 
 

@@ -39,7 +39,7 @@ FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 
 ROUTER_FRONTS = {
     None: "e.g. llm-d's gateway, sglang_router, or a least-connections proxy",
     "prefix_aware": "sglang_router's --policy cache_aware",
-    "dynamo_kv": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode kv{weight}, with each worker run as python "
+    "dynamo_kv": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode kv{settings}, with each worker run as python "
                  "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
 }
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
@@ -455,9 +455,11 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
 
 
 def _router_front(dep: Deployment) -> str:
-    weight = dep.kv_overlap_score_weight
-    return ROUTER_FRONTS.get(dep.router, ROUTER_FRONTS[None]).format(
-        weight="" if weight is None else f" --kv-overlap-score-weight {weight:g}")
+    """The gateway the deployment's router policy names, with Dynamo's flags for the settings it sets."""
+    settings = "".join(f" --{flag} {value:g}" for flag, value in (
+        ("kv-overlap-score-weight", dep.kv_overlap_score_weight), ("router-temperature", dep.router_temperature),
+        ("router-queue-threshold", dep.router_queue_threshold)) if value is not None)
+    return ROUTER_FRONTS.get(dep.router, ROUTER_FRONTS[None]).format(settings=settings)
 
 
 def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]],

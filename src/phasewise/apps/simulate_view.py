@@ -149,6 +149,11 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"{scale['peak_replicas']}; {scale['scale_ups']} scale-ups (a replica serves {scale['startup_s']:.0f} s "
             f"after it starts), {scale['scale_downs']} scale-downs; {scale['replica_seconds'] / 3600:.2f} "
             f"replica-hours (price and idle energy over them)")
+    queue = (s.get("policy") or {}).get("router_queue")
+    if queue:
+        console.print(
+            f"Router queue (dynamo_kv): {queue['held_requests']:,} requests held until an instance had room, at most "
+            f"{queue['peak_waiting']:,} at once, {queue['mean_hold_s'] * 1e3:,.0f} ms each on average (in their TTFT)")
     cache = s.get("prefix_cache")
     if cache:
         console.print(

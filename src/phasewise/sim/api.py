@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError, refuse_empty
 from phasewise.sim.attention_offload import offload_block
-from phasewise.sim.deployment import Deployment, EncodeWorkers, build_deployment, load_deployment
+from phasewise.sim.deployment import (
+    DYNAMO_ROUTER_FIELDS,
+    Deployment,
+    EncodeWorkers,
+    build_deployment,
+    load_deployment,
+)
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import training_block
 from phasewise.sim.simulate import simulate
@@ -52,6 +58,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           decode_workers: int | None = None, decode_tp: int | None = None,
                           kv_link: str | None = None, deployment: str | None = None,
                           router: str = "least_outstanding", kv_overlap_score_weight: float | None = None,
+                          router_temperature: float | None = None, router_queue_threshold: float | None = None,
                           memory_fraction: float | None = None, spec_tokens: int = 0,
                           spec_acceptance: float | None = None, spec_draft: str | None = None,
                           scheduler: str | None = None,
@@ -123,11 +130,14 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         common["prefix_caching"] = prefix_caching == "on"
     if host_kv_cache_gb is not None:  # host memory for evicted prefix blocks (sim/prefix_cache.py HostTier)
         common["host_kv_cache_bytes"] = host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb)
-    # router dynamo_kv's weight (sim/routers/dynamo_kv.py)
-    if kv_overlap_score_weight is not None and router != "dynamo_kv":
-        raise PhasewiseError(f"--kv-overlap-score-weight weighs the cache-miss blocks in --router dynamo_kv's cost; "
-                             f"the router here is {router}")
-    weight = {} if kv_overlap_score_weight is None else {"kv_overlap_score_weight": kv_overlap_score_weight}
+    # router dynamo_kv's settings (sim/routers/dynamo_kv.py)
+    dynamo = {name: value for name, value in (("kv_overlap_score_weight", kv_overlap_score_weight),
+                                              ("router_temperature", router_temperature),
+                                              ("router_queue_threshold", router_queue_threshold)) if value is not None}
+    if dynamo and router != "dynamo_kv":
+        name = next(iter(dynamo))
+        raise PhasewiseError(f"--{name.replace('_', '-')} {DYNAMO_ROUTER_FIELDS[name].replace('router', '--router', 1)}"
+                             f"; the router here is {router}")
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
                                     autoscaler))
@@ -145,7 +155,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                   dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
         store = {"kv_store_bytes": host_kv_cache_bytes("--kv-store-gb", kv_store_gb)} if kv_store_gb is not None else {}
         return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
-                                 "priority_pools": block, **encoders, **store, **weight}, "deployment flags")
+                                 "priority_pools": block, **encoders, **store, **dynamo}, "deployment flags")
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
@@ -163,7 +173,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                        **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
-    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders, **weight}
+    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders, **dynamo}
     if kv_store_gb is not None:  # a KV store the instances share (sim/kv_tiers.py kv_store)
         data["kv_store_bytes"] = host_kv_cache_bytes("--kv-store-gb", kv_store_gb)
     if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
@@ -329,7 +339,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           prefill_tp: int | None = None, decode_workers: int | None = None, decode_tp: int | None = None,
           kv_link: str | None = None,
           deployment: str | None = None, router: str = "least_outstanding",
-          kv_overlap_score_weight: float | None = None, entry_point: str = "server",
+          kv_overlap_score_weight: float | None = None, router_temperature: float | None = None,
+          router_queue_threshold: float | None = None, entry_point: str = "server",
           memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
           spec_draft: str | None = None,
           scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
@@ -360,7 +371,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
         decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment, router=router,
-        kv_overlap_score_weight=kv_overlap_score_weight, entry_point=entry_point, memory_fraction=memory_fraction,
+        kv_overlap_score_weight=kv_overlap_score_weight, router_temperature=router_temperature,
+        router_queue_threshold=router_queue_threshold, entry_point=entry_point, memory_fraction=memory_fraction,
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
         lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,

@@ -15,6 +15,7 @@ from phasewise.sim.link import Link
 from phasewise.sim.metrics import Slo, TbtHistogram, slo_met
 from phasewise.sim.prefix_cache import attach_prefix_caches, summarize
 from phasewise.sim.request import SimRequest
+from phasewise.sim.router_queue import RouterQueue
 from phasewise.sim.routers import Router, make_router
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
@@ -47,6 +48,7 @@ class Cluster:
         self.encoders = None  # disaggregated vision encoders (sim/encode_pool.py), when the deployment has them
         self.autoscalers: list = []  # replicas added and removed with the load (sim/autoscaler.py), a group each
         self.gateway: deque = deque()  # requests held while no replica serves (an autoscaler at zero)
+        self.router_queue: RouterQueue | None = None  # router dynamo_kv's queue, with a threshold
         self.routed_requests = 0  # new requests sent towards the collocated or prefill instances so far
         # over the finished requests, as a frontend's Prometheus counters: kept only for a planner that reads them
         self.frontend: FrontendCounters | None = None
@@ -77,9 +79,11 @@ class Cluster:
         self.instances = instances
         front = [i for i in instances if i.role in ("collocated", "prefill") and i.group.pool != "hp"]
         back = [i for i in instances if i.role == "decode"]
-        weight = self.deployment.kv_overlap_score_weight
-        self.front = make_router(router, front, weight)
-        self.back = make_router(router, back, weight) if back else None
+        dynamo = self.deployment.dynamo_router()
+        self.front = make_router(router, front, dynamo)
+        self.back = make_router(router, back, dynamo) if back else None
+        if dynamo.queue_threshold is not None and router == "dynamo_kv":
+            self.router_queue = RouterQueue()
         attach_prefix_caches(self.deployment, front)
         for i in front:
             if back:
@@ -107,13 +111,26 @@ class Cluster:
             for scaler in self.autoscalers:
                 scaler.wake()
             return
+        queue = self.router_queue
+        if through_frontend and queue is not None and (queue.waiting or self.front.must_hold()):
+            queue.hold(req, self.loop.now)  # behind those already waiting
+            return
         self.front.pick_for(req).enqueue(req, through_frontend=through_frontend)
+
+    def _send(self, req: SimRequest) -> None:
+        self.front.pick_for(req).enqueue(req)
+
+    def prefill_progressed(self) -> None:
+        """An instance prefilled prompt tokens: requests the router queue holds may go now."""
+        if self.router_queue is not None and self.router_queue.waiting:
+            self.router_queue.release(self.front, self.loop.now, self._send)
 
     def release_gateway(self) -> None:
         """A replica serves again: the requests the gateway held go to the router, in arrival order."""
         while self.gateway and self.front.instances:
             req, through_frontend = self.gateway.popleft()
             self.front.pick_for(req).enqueue(req, through_frontend=through_frontend)
+        self.prefill_progressed()
 
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""
@@ -190,6 +207,9 @@ class Cluster:
         if req.cancelled or req.finish_s == req.finish_s:  # already cancelled or finished
             return
         req.cancelled = True
+        if self.router_queue is not None and self.router_queue.drop(req):
+            self.done += 1
+            return
         for inst in self.instances:
             if inst.cancel(req):
                 break
@@ -305,6 +325,8 @@ class Cluster:
             self.offload.finalize()
         if self.trainer is not None:
             self.trainer.finalize()
+        if self.router_queue is not None:
+            self.policy_stats["router_queue"] = self.router_queue.figures()
         caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
         if caches and any(c.requests or c.recompute_lookups for c in caches):  # only where prompts had prefix hashes
             self.policy_stats["prefix_cache"] = summarize(caches)

@@ -23,9 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
+from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.engines import KNOB_TYPES
 
+# router dynamo_kv's settings (Deployment fields, and the flags of the same names): what each does, for the one-line
+# error that refuses it beside another router
+DYNAMO_ROUTER_FIELDS = {
+    "kv_overlap_score_weight": "weighs the cache-miss blocks in router dynamo_kv's cost",
+    "router_temperature": "draws router dynamo_kv's choice from its costs",
+    "router_queue_threshold": "holds new requests at router dynamo_kv while every instance is busy",
+}
 MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
 
 
@@ -256,6 +264,10 @@ class Deployment(BaseModel):
     # router dynamo_kv: the weight of the prefill (cache-miss) blocks in its cost (sim/routers/dynamo_kv.py); unset:
     # Dynamo's default, 1.0
     kv_overlap_score_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # router dynamo_kv: its softmax sampling temperature (unset: 0, the lowest cost taken) and its queue threshold
+    # (unset: no router queue), Dynamo's --router-temperature and --router-queue-threshold
+    router_temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    router_queue_threshold: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
     priority_pools: PriorityPools | None = None
@@ -268,11 +280,21 @@ class Deployment(BaseModel):
     autoscale: Autoscale | None = None  # replicas added and removed with the load (collocated, one group)
 
     @model_validator(mode="after")
-    def _overlap_weight(self) -> Deployment:
-        if self.kv_overlap_score_weight is not None and self.router != "dynamo_kv":
-            raise ValueError(f"kv_overlap_score_weight weighs the cache-miss blocks in router dynamo_kv's cost; the "
-                             f"router here is {self.router}: set router: dynamo_kv, or drop the weight")
+    def _dynamo_router(self) -> Deployment:
+        if self.router == "dynamo_kv":
+            return self
+        for field, what in DYNAMO_ROUTER_FIELDS.items():
+            if getattr(self, field) is not None:
+                raise ValueError(f"{field} {what}; the router here is {self.router}: set router: dynamo_kv, or drop "
+                                 f"{field}")
         return self
+
+    def dynamo_router(self) -> DynamoKvSettings:
+        """Router dynamo_kv's settings (Dynamo's defaults where unset)."""
+        settings = DynamoKvSettings()
+        return DynamoKvSettings(
+            settings.overlap_weight if self.kv_overlap_score_weight is None else self.kv_overlap_score_weight,
+            self.router_temperature or 0.0, self.router_queue_threshold)
 
     @model_validator(mode="after")
     def _autoscale(self) -> Deployment:

@@ -354,6 +354,8 @@ class Instance(KvAdmission, DecodingSet):
             if req in self.prefilling:
                 self.prefilling.remove(req)
             self._prefill_done(req, now)
+        if chunks:
+            self.cluster.prefill_progressed()
         self._step()
 
     def _prefill_done(self, req: SimRequest, now: float) -> None:

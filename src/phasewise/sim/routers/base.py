@@ -25,3 +25,7 @@ class Router:
     def pick_for(self, req) -> Instance:
         """The instance for request `req` (a policy that looks at the request, e.g. its cached prefix, overrides)."""
         return self.pick()
+
+    def must_hold(self) -> bool:
+        """Whether a new request waits at the router for now (Dynamo's router queue); no by default."""
+        return False

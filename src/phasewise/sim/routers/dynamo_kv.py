@@ -18,13 +18,56 @@ cached blocks included; with --no-router-kv-events Dynamo predicts it from its o
 overlap_score_weight (`--kv-overlap-score-weight`, default 1.0): larger favours cache hits (TTFT), 0 ignores the
 cache and balances the load alone. A request without prefix hashes has no overlap anywhere: the cost balances
 prefill and decode load. Behind a disaggregated deployment's decode instances (a KV transfer to place, no prompt
-to prefill there) the cost is the decode blocks alone, as Dynamo's decode routing disables the overlap term."""
+to prefill there) the cost is the decode blocks alone, as Dynamo's decode routing disables the overlap term.
+
+Two more of Dynamo's router settings (KvRouterConfig), both off by default:
+- router_temperature (`--router-temperature`): above 0 the instance is drawn, not taken: each with probability
+  proportional to exp(-(cost - lowest) / ((highest - lowest) x temperature)), all alike when the costs are equal
+  (selector.rs softmax_sample: the costs rescaled to [-1 / temperature, 0] before the softmax, so the temperature
+  does not depend on the costs' scale). The draws come from a generator seeded with 0, so a run repeats.
+- router_queue_threshold (`--router-queue-threshold`): a new request waits at the router while every instance's
+  pending prefill tokens exceed threshold x its engine's token budget (Dynamo: max_num_batched_tokens), and the
+  waiting requests go, first come first served, as soon as one instance is below it (sim/router_queue.py): the
+  choice is made on the load at the moment of sending, not of arriving. Dynamo's own default changed between
+  releases (4.0 in its 1.0 documentation; off by default since v1.4.0, as a launcher's help text states), so it
+  is off unless set."""
 
 from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
 
 from phasewise.sim.routers.least_outstanding import LeastOutstandingRouter
 
 OVERLAP_SCORE_WEIGHT = 1.0  # Dynamo KvRouterConfig.overlap_score_weight default (--kv-overlap-score-weight)
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoKvSettings:
+    """Dynamo's KV-router settings the simulation follows (Deployment's kv_overlap_score_weight,
+    router_temperature and router_queue_threshold; None: off)."""
+
+    overlap_weight: float = OVERLAP_SCORE_WEIGHT
+    temperature: float = 0.0
+    queue_threshold: float | None = None
+
+
+def softmax_pick(costs: list[float], temperature: float, draw: float) -> int:
+    """The index Dynamo's softmax sampling takes for a uniform `draw` in [0, 1): probabilities proportional to
+    exp(-(cost - lowest) / ((highest - lowest) x temperature)), equal when every cost is."""
+    lowest, highest = min(costs), max(costs)
+    if highest == lowest:
+        weights = [1.0] * len(costs)
+    else:
+        scale = 1.0 / ((highest - lowest) * temperature)
+        weights = [math.exp(-(cost - lowest) * scale) for cost in costs]
+    target, total = draw * sum(weights), 0.0
+    for index, weight in enumerate(weights):
+        total += weight
+        if target < total:
+            return index
+    return len(costs) - 1
 
 
 def active_decode_blocks(inst) -> float:
@@ -37,11 +80,15 @@ def active_decode_blocks(inst) -> float:
 
 
 class DynamoKvRouter(LeastOutstandingRouter):
-    __slots__ = ("overlap_weight",)
+    __slots__ = ("overlap_weight", "temperature", "queue_threshold", "draws")
 
-    def __init__(self, instances, overlap_weight: float = OVERLAP_SCORE_WEIGHT) -> None:
+    def __init__(self, instances, settings: DynamoKvSettings | None = None) -> None:
         super().__init__(instances)
-        self.overlap_weight = overlap_weight
+        settings = settings or DynamoKvSettings()
+        self.overlap_weight = settings.overlap_weight
+        self.temperature = settings.temperature
+        self.queue_threshold = settings.queue_threshold
+        self.draws = random.Random(0) if settings.temperature > 0 else None
 
     def cost_blocks(self, inst, req) -> float:
         """Dynamo's cost of sending `req` to `inst` (lower is better)."""
@@ -59,9 +106,24 @@ class DynamoKvRouter(LeastOutstandingRouter):
         instances = self.instances
         if len(instances) == 1:
             return instances[0]
+        if self.draws is not None:
+            costs = [self.cost_blocks(inst, req) for inst in instances]
+            return instances[softmax_pick(costs, self.temperature, self.draws.random())]
         costs = [(self.cost_blocks(inst, req), inst.outstanding, j) for j, inst in enumerate(instances)]
         return instances[min(costs)[2]]
 
     def choose(self):
-        """A decode instance for a KV transfer: the fewest decode blocks (ties: the least outstanding work)."""
+        """A decode instance for a KV transfer: the fewest decode blocks (ties: the least outstanding work), or
+        drawn from them with the router's temperature."""
+        if self.draws is not None and len(self.instances) > 1:
+            costs = [active_decode_blocks(inst) for inst in self.instances]
+            return self.instances[softmax_pick(costs, self.temperature, self.draws.random())]
         return min(self.instances, key=lambda inst: (active_decode_blocks(inst), inst.outstanding))
+
+    def must_hold(self) -> bool:
+        """Dynamo's router queue: with a threshold, a new request waits while every instance's pending prefill
+        tokens exceed threshold x its engine's token budget."""
+        threshold = self.queue_threshold
+        if threshold is None:
+            return False
+        return all(inst.prefill_tokens_pending() > threshold * inst.engine.token_budget for inst in self.instances)
