@@ -7,9 +7,9 @@ Prints the trace's own prefix-reuse ratio (every repeated 512-token prefix block
 reaches), then one line per run: Llama-3.1-8B on 8 x H200 (TP 8) at several memory fractions (the KV pool, hence the
 cache, shrinks with it), with a host-memory tier behind the smallest (--host-kv-cache-gb), and 4 x H100 replicas
 with prefix caching off, on behind least-outstanding routing, behind the prefix-aware router, behind Dynamo's KV
-router (weights 1 and 4, temperatures 0.1 and 1, queue thresholds 1 and 4) and behind the most-free-KV router, with
-a host tier each, and with a KV store the four
-share (--kv-store-gb). Each line: wall time, simulated requests per wall-second, hit rate by prompt tokens and by
+router (weights 1 and 4, temperatures 0.1 and 1, queue thresholds 1 and 4, without KV events at TTLs 120 and 30 s)
+and behind the most-free-KV router, with a host tier each, and with a KV store the four share (--kv-store-gb).
+Each line: wall time, simulated requests per wall-second, hit rate by prompt tokens and by
 shareable blocks (the host tier's share of the tokens in brackets), engine blocks evicted, mean and p99 TTFT.
 """
 
@@ -39,6 +39,9 @@ RUNS = [
     ("4xH100 dynamo_kv temperature 1", dict(replicas=4, router="dynamo_kv", router_temperature=1.0)),
     ("4xH100 dynamo_kv queue 1", dict(replicas=4, router="dynamo_kv", router_queue_threshold=1.0)),
     ("4xH100 dynamo_kv queue 4", dict(replicas=4, router="dynamo_kv", router_queue_threshold=4.0)),
+    ("4xH100 dynamo_kv no KV events", dict(replicas=4, router="dynamo_kv", router_kv_events=False)),
+    ("4xH100 dynamo_kv no events 30 s", dict(replicas=4, router="dynamo_kv", router_kv_events=False,
+                                             router_ttl_s=30.0)),
     ("4xH100 kv_aware", dict(replicas=4, router="kv_aware")),
     ("4xH100 least_out +500GB host", dict(replicas=4, host_kv_cache_gb=500.0)),
     ("4xH100 least_out +2TB store", dict(replicas=4, kv_store_gb=2000.0)),

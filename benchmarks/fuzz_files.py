@@ -89,7 +89,8 @@ SEEDS: dict[str, dict[str, Any]] = {
         {"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2, "engine": "sglang",
          "prefix_caching": True, "host_kv_cache_bytes": 2e11, "hicache_write_policy": "write_back"}]},
     "dynamo-router": {"model": "meta-llama/Llama-3.1-8B", "router": "dynamo_kv", "kv_overlap_score_weight": 2.0,
-                      "router_temperature": 0.2, "router_queue_threshold": 2.0,
+                      "router_temperature": 0.2, "router_queue_threshold": 2.0, "router_kv_events": False,
+                      "router_ttl_s": 60.0,
                       "instances": [{"role": "prefill", "hardware": "h100-sxm", "tp": 1, "replicas": 2},
                                     {"role": "decode", "hardware": "h100-sxm", "tp": 1, "replicas": 2}]},
     "encoders": {"model": "Qwen/Qwen3-VL-30B-A3B-Instruct", "encoders": {

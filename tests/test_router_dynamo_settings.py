@@ -140,3 +140,66 @@ def test_each_setting_is_refused_beside_another_router_and_out_of_range(tmp_path
     code, out, err = run_cli("simulate", "--deployment", str(path), "--requests", "5")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{field} " in err and "router dynamo_kv" in err and "(root)" not in err
+
+
+def test_the_approximate_index_records_renews_expires_and_prunes(monkeypatch):
+    from phasewise.sim.routers import approx_index
+
+    index = approx_index.ApproxIndex(ttl_s=120.0, key_tokens=512, block_tokens=16)
+    request = SimRequest(1, 0.0, 1600, 10, prefix=(7, 8, 9, 10))  # 3 full 512-token blocks before the last token
+    assert index.matched_tokens(0, request, 0.0) == 0
+    index.record(0, request, 0.0)
+    assert index.matched_tokens(0, request, 119.0) == 1536 and index.matched_tokens(1, request, 1.0) == 0
+    assert index.matched_tokens(0, request, 120.0) == 0  # expired
+    index.record(0, SimRequest(2, 0.0, 1100, 10, prefix=(7, 8, 11)), 100.0)  # renews the two blocks it shares
+    assert index.matched_tokens(0, request, 150.0) == 1024
+    # bounded: 32 nodes a prefix block here; past the bound, the soonest-expiring entries go, down to 80 %
+    monkeypatch.setattr(approx_index, "MAX_TREE_BLOCKS", 32 * 4)
+    for t, first in enumerate((20, 30, 40)):  # 2 blocks each: 6 distinct, > 4
+        index.record(1, SimRequest(3 + t, 0.0, 1100, 10, prefix=(first, first + 1, 0)), 200.0 + t)
+    assert len(index.holders) <= 3 and index.matched_tokens(1, SimRequest(9, 0.0, 1100, 10, prefix=(40, 41, 0)),
+                                                            203.0) == 1024
+
+
+def sticky_share(router_kv_events: bool | None, ttl_s: float | None = None) -> float:
+    """Three documents asked about in turn, a request every 0.5 s over 2 instances whose engines keep no prefix cache,
+    the cache-miss blocks weighted 2: the share of a document's requests after its first that go where its previous
+    one went."""
+    import numpy as np
+
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import simulate
+    from phasewise.workload.request import Workload
+
+    n = 30
+    documents = [tuple(100 * (i % 3) + block for block in range(8)) for i in range(n)]
+    work = Workload(np.arange(n) * 0.5, np.full(n, 4200), np.full(n, 100), prefix_hashes=documents)
+    dep = build_deployment({"router": "dynamo_kv", "kv_overlap_score_weight": 2.0, "router_kv_events": router_kv_events,
+                            "router_ttl_s": ttl_s,
+                            "instances": [{"hardware": "h100-sxm", "replicas": 2, "prefix_caching": False}]})
+    res = simulate(dep, work, check_invariants=True)
+    assert np.isfinite(res.finish_s).all()
+    return float(np.mean([res.instance[i] == res.instance[i - 3] for i in range(3, n)]))
+
+
+def test_without_kv_events_the_router_follows_its_own_routing_until_the_ttl():
+    # with events the instances report no cached blocks (caching off): the load alone decides, alternating
+    assert sticky_share(None) == 0.0
+    # without, the router believes each document cached where it sent it last, and keeps sending it there
+    assert sticky_share(False) == 1.0
+    # unless its blocks expire before the document comes back (every 1.5 s)
+    assert sticky_share(False, ttl_s=1.2) == 0.0
+
+
+def test_kv_events_settings_as_flags_and_refusals(run_cli):
+    dep = deployment_from_flags(replicas=2, router="dynamo_kv", router_kv_events=False, router_ttl_s=30.0)
+    assert dep.dynamo_router() == DynamoKvSettings(kv_events=False, ttl_s=30.0)
+    _, front, _ = launch_commands(dep)
+    assert "--router-mode kv --no-router-kv-events --router-ttl-secs 30," in " ".join(front.comments)
+    with pytest.raises(PhasewiseError, match="^--router-ttl-s .* add --no-router-kv-events"):
+        deployment_from_flags(replicas=2, router="dynamo_kv", router_ttl_s=30.0)
+    with pytest.raises(PhasewiseError, match="^--no-router-kv-events says whether --router dynamo_kv reads"):
+        deployment_from_flags(replicas=2, router="prefix_aware", router_kv_events=False)
+    code, out, err = run_cli("simulate", "--requests", "5", "--replicas", "2", "--router", "dynamo_kv",
+                             "--no-router-kv-events", "--router-ttl-s", "0")
+    assert code == 2 and "router_ttl_s: Input should be greater than 0" in err and len(err.strip().splitlines()) == 1

@@ -63,6 +63,7 @@ def deployments(draw):
     if data["router"] == "dynamo_kv":  # Dynamo's softmax sampling and router queue (held requests still finish)
         data["router_temperature"] = draw(st.sampled_from([None, 0.5]))
         data["router_queue_threshold"] = draw(st.sampled_from([None, 0.0, 1.0]))
+        data["router_kv_events"] = draw(st.sampled_from([None, False]))  # False: its approximate index
     return build_deployment(data)
 
 

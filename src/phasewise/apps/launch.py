@@ -459,6 +459,9 @@ def _router_front(dep: Deployment) -> str:
     settings = "".join(f" --{flag} {value:g}" for flag, value in (
         ("kv-overlap-score-weight", dep.kv_overlap_score_weight), ("router-temperature", dep.router_temperature),
         ("router-queue-threshold", dep.router_queue_threshold)) if value is not None)
+    if dep.router_kv_events is False:
+        ttl = "" if dep.router_ttl_s is None else f" --router-ttl-secs {dep.router_ttl_s:g}"
+        settings += f" --no-router-kv-events{ttl}"
     return ROUTER_FRONTS.get(dep.router, ROUTER_FRONTS[None]).format(settings=settings)
 
 

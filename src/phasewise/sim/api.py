@@ -59,6 +59,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           kv_link: str | None = None, deployment: str | None = None,
                           router: str = "least_outstanding", kv_overlap_score_weight: float | None = None,
                           router_temperature: float | None = None, router_queue_threshold: float | None = None,
+                          router_kv_events: bool | None = None, router_ttl_s: float | None = None,
                           memory_fraction: float | None = None, spec_tokens: int = 0,
                           spec_acceptance: float | None = None, spec_draft: str | None = None,
                           scheduler: str | None = None,
@@ -133,11 +134,17 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     # router dynamo_kv's settings (sim/routers/dynamo_kv.py)
     dynamo = {name: value for name, value in (("kv_overlap_score_weight", kv_overlap_score_weight),
                                               ("router_temperature", router_temperature),
-                                              ("router_queue_threshold", router_queue_threshold)) if value is not None}
+                                              ("router_queue_threshold", router_queue_threshold),
+                                              ("router_kv_events", router_kv_events),
+                                              ("router_ttl_s", router_ttl_s)) if value is not None}
     if dynamo and router != "dynamo_kv":
         name = next(iter(dynamo))
-        raise PhasewiseError(f"--{name.replace('_', '-')} {DYNAMO_ROUTER_FIELDS[name].replace('router', '--router', 1)}"
+        flag = "no-router-kv-events" if dynamo.get(name) is False else name.replace("_", "-")
+        raise PhasewiseError(f"--{flag} {DYNAMO_ROUTER_FIELDS[name].replace('router', '--router', 1)}"
                              f"; the router here is {router}")
+    if router_ttl_s is not None and router_kv_events is not False:
+        raise PhasewiseError("--router-ttl-s keeps a block in --router dynamo_kv's approximate index, which it uses "
+                             "only without KV events: add --no-router-kv-events")
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
                                     autoscaler))
@@ -340,7 +347,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           kv_link: str | None = None,
           deployment: str | None = None, router: str = "least_outstanding",
           kv_overlap_score_weight: float | None = None, router_temperature: float | None = None,
-          router_queue_threshold: float | None = None, entry_point: str = "server",
+          router_queue_threshold: float | None = None, router_kv_events: bool | None = None,
+          router_ttl_s: float | None = None, entry_point: str = "server",
           memory_fraction: float | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
           spec_draft: str | None = None,
           scheduler: str | None = None, hp_instances: int | None = None, lp_engine: str = "ascendra-lp",
@@ -372,7 +380,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
         decode_workers=decode_workers, decode_tp=decode_tp, kv_link=kv_link, deployment=deployment, router=router,
         kv_overlap_score_weight=kv_overlap_score_weight, router_temperature=router_temperature,
-        router_queue_threshold=router_queue_threshold, entry_point=entry_point, memory_fraction=memory_fraction,
+        router_queue_threshold=router_queue_threshold, router_kv_events=router_kv_events, router_ttl_s=router_ttl_s,
+        entry_point=entry_point, memory_fraction=memory_fraction,
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance, spec_draft=spec_draft, scheduler=scheduler, hp_instances=hp_instances,
         lp_engine=lp_engine, hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,

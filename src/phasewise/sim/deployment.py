@@ -33,6 +33,8 @@ DYNAMO_ROUTER_FIELDS = {
     "kv_overlap_score_weight": "weighs the cache-miss blocks in router dynamo_kv's cost",
     "router_temperature": "draws router dynamo_kv's choice from its costs",
     "router_queue_threshold": "holds new requests at router dynamo_kv while every instance is busy",
+    "router_kv_events": "says whether router dynamo_kv reads the engines' KV events",
+    "router_ttl_s": "keeps a block in router dynamo_kv's approximate index (without KV events)",
 }
 MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
 
@@ -268,6 +270,10 @@ class Deployment(BaseModel):
     # (unset: no router queue), Dynamo's --router-temperature and --router-queue-threshold
     router_temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     router_queue_threshold: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # router dynamo_kv without the engines' KV events (false: its approximate index, blocks kept router_ttl_s; unset:
+    # with them, and 120 s), Dynamo's --no-router-kv-events and router_ttl_secs
+    router_kv_events: bool | None = None
+    router_ttl_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
     priority_pools: PriorityPools | None = None
@@ -282,6 +288,9 @@ class Deployment(BaseModel):
     @model_validator(mode="after")
     def _dynamo_router(self) -> Deployment:
         if self.router == "dynamo_kv":
+            if self.router_ttl_s is not None and self.router_kv_events is not False:
+                raise ValueError("router_ttl_s keeps a block in router dynamo_kv's approximate index, which it uses "
+                                 "only without KV events: set router_kv_events: false, or drop router_ttl_s")
             return self
         for field, what in DYNAMO_ROUTER_FIELDS.items():
             if getattr(self, field) is not None:
@@ -294,7 +303,8 @@ class Deployment(BaseModel):
         settings = DynamoKvSettings()
         return DynamoKvSettings(
             settings.overlap_weight if self.kv_overlap_score_weight is None else self.kv_overlap_score_weight,
-            self.router_temperature or 0.0, self.router_queue_threshold)
+            self.router_temperature or 0.0, self.router_queue_threshold, self.router_kv_events is not False,
+            settings.ttl_s if self.router_ttl_s is None else self.router_ttl_s)
 
     @model_validator(mode="after")
     def _autoscale(self) -> Deployment:

@@ -14,13 +14,14 @@ size (Dynamo's --kv-cache-block-size, which must match the engine's):
   already hold. Dynamo counts a request's blocks from the moment it routes it, so a queued prompt's blocks weigh in
   both terms, as they do in its default formula.
 The overlap is read from the instance's own prefix cache, as Dynamo's KV events give it (sim/prefix_cache.py), idle
-cached blocks included; with --no-router-kv-events Dynamo predicts it from its own routing instead (not modelled).
+cached blocks included; without KV events (router_kv_events false, Dynamo's --no-router-kv-events) it is predicted
+from the router's own routing decisions instead (sim/routers/approx_index.py).
 overlap_score_weight (`--kv-overlap-score-weight`, default 1.0): larger favours cache hits (TTFT), 0 ignores the
 cache and balances the load alone. A request without prefix hashes has no overlap anywhere: the cost balances
 prefill and decode load. Behind a disaggregated deployment's decode instances (a KV transfer to place, no prompt
 to prefill there) the cost is the decode blocks alone, as Dynamo's decode routing disables the overlap term.
 
-Two more of Dynamo's router settings (KvRouterConfig), both off by default:
+More of Dynamo's router settings (KvRouterConfig; the KV events above, and these two, off by default):
 - router_temperature (`--router-temperature`): above 0 the instance is drawn, not taken: each with probability
   proportional to exp(-(cost - lowest) / ((highest - lowest) x temperature)), all alike when the costs are equal
   (selector.rs softmax_sample: the costs rescaled to [-1 / temperature, 0] before the softmax, so the temperature
@@ -38,6 +39,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from phasewise.sim.routers.approx_index import TTL_S, ApproxIndex
 from phasewise.sim.routers.least_outstanding import LeastOutstandingRouter
 
 OVERLAP_SCORE_WEIGHT = 1.0  # Dynamo KvRouterConfig.overlap_score_weight default (--kv-overlap-score-weight)
@@ -46,11 +48,13 @@ OVERLAP_SCORE_WEIGHT = 1.0  # Dynamo KvRouterConfig.overlap_score_weight default
 @dataclass(frozen=True, slots=True)
 class DynamoKvSettings:
     """Dynamo's KV-router settings the simulation follows (Deployment's kv_overlap_score_weight,
-    router_temperature and router_queue_threshold; None: off)."""
+    router_temperature, router_queue_threshold, router_kv_events and router_ttl_s; Dynamo's defaults)."""
 
     overlap_weight: float = OVERLAP_SCORE_WEIGHT
     temperature: float = 0.0
     queue_threshold: float | None = None
+    kv_events: bool = True
+    ttl_s: float = TTL_S
 
 
 def softmax_pick(costs: list[float], temperature: float, draw: float) -> int:
@@ -80,7 +84,7 @@ def active_decode_blocks(inst) -> float:
 
 
 class DynamoKvRouter(LeastOutstandingRouter):
-    __slots__ = ("overlap_weight", "temperature", "queue_threshold", "draws")
+    __slots__ = ("overlap_weight", "temperature", "queue_threshold", "draws", "ttl_s", "approx")
 
     def __init__(self, instances, settings: DynamoKvSettings | None = None) -> None:
         super().__init__(instances)
@@ -89,15 +93,21 @@ class DynamoKvRouter(LeastOutstandingRouter):
         self.temperature = settings.temperature
         self.queue_threshold = settings.queue_threshold
         self.draws = random.Random(0) if settings.temperature > 0 else None
+        self.ttl_s = None if settings.kv_events else settings.ttl_s
+        self.approx: ApproxIndex | None = None  # without KV events: built at the first request with prefix hashes
 
     def cost_blocks(self, inst, req) -> float:
         """Dynamo's cost of sending `req` to `inst` (lower is better)."""
         block = inst.kv.block_size
         cached_tokens = held_blocks = 0
         cache = inst.kv.prefix
-        if cache is not None and req.prefix is not None:
-            cached_tokens = min(cache.matched_blocks(req) * cache.key_tokens, req.prompt)
-            held_blocks = cache.probe(req)[1]
+        if req.prefix is not None:
+            if self.ttl_s is not None:  # what the router predicts from its own routing
+                cached_tokens = self._approx(inst).matched_tokens(inst.index, req, inst.loop.now)
+            elif cache is not None:  # what the instance's KV events report
+                cached_tokens = min(cache.matched_blocks(req) * cache.key_tokens, req.prompt)
+            if cache is not None:  # the running requests' blocks there (the router tracks its active sequences)
+                held_blocks = cache.probe(req)[1]
         prefill_blocks = (inst.prefill_tokens_pending() + req.prompt - cached_tokens) / block
         new_blocks = max(inst.kv.blocks_for(req.prompt) - held_blocks, 0)
         return self.overlap_weight * prefill_blocks + active_decode_blocks(inst) + new_blocks
@@ -108,9 +118,18 @@ class DynamoKvRouter(LeastOutstandingRouter):
             return instances[0]
         if self.draws is not None:
             costs = [self.cost_blocks(inst, req) for inst in instances]
-            return instances[softmax_pick(costs, self.temperature, self.draws.random())]
-        costs = [(self.cost_blocks(inst, req), inst.outstanding, j) for j, inst in enumerate(instances)]
-        return instances[min(costs)[2]]
+            chosen = instances[softmax_pick(costs, self.temperature, self.draws.random())]
+        else:
+            costs = [(self.cost_blocks(inst, req), inst.outstanding, j) for j, inst in enumerate(instances)]
+            chosen = instances[min(costs)[2]]
+        if self.ttl_s is not None and req.prefix is not None:
+            self._approx(chosen).record(chosen.index, req, chosen.loop.now)
+        return chosen
+
+    def _approx(self, inst) -> ApproxIndex:
+        if self.approx is None:
+            self.approx = ApproxIndex(self.ttl_s, inst.cluster.prefix_block_tokens, inst.kv.block_size)
+        return self.approx
 
     def choose(self):
         """A decode instance for a KV transfer: the fewest decode blocks (ties: the least outstanding work), or
