@@ -27,8 +27,7 @@ class RouterQueue:
         while self.waiting and not router.must_hold():
             req, since_s = self.waiting.popleft()
             self.hold_s += now_s - since_s
-            if not req.cancelled:
-                send(req)
+            send(req)
 
     def drop(self, req) -> bool:
         """Take a cancelled request out (the client left while it waited here); whether it was here."""
