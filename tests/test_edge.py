@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pytest
 
@@ -226,6 +227,7 @@ def _checks(**sets) -> dict:
 
 DIRECTIONS = ("prefill pipeline arithmetic", "prefill speedup over sequence-level pipelining (compute-bound)",
               "prefill speedup at the paper's sub-sequences", "decode: outline points keep the stages busy",
+              "decode: outline + Medusa per-token speedup",
               "end-to-end reduction vs layer pipelining at low bandwidth", "planner beats the paper's configuration")
 
 
@@ -237,6 +239,21 @@ def test_jupiter_directions_hold(sets, scenario_defaults):
         assert checks[name]["pass"], (name, checks[name])
     e2e = checks["end-to-end reduction vs layer pipelining at low bandwidth"]["phasewise"]
     assert e2e > 1.0
+
+
+def test_medusa_decode_is_checked_on_a_split_that_unloads_the_heads_stage(scenario_defaults):
+    """The last stage runs the LM head and the 5 Medusa heads: on the even [8,8,8,8] it is the bottleneck (below
+    min(K,P) x a by a quarter); the split planned for the whole request sheds its layers, as the authors' own
+    [8,9,9,6] does, and both land within the band."""
+    check = {c["name"]: c for c in scenario_defaults("jupiter").to_json()["checks"]}[
+        "decode: outline + Medusa per-token speedup"]
+    planned = re.search(r"whole request \(\[(\d+), (\d+), (\d+), (\d+)\]", check["why"]).groups()
+    even = float(re.search(r"on the even \[8, 8, 8, 8\] ([\d.]+)x", check["why"]).group(1))
+    authors = float(re.search(r"authors' \[8, 9, 9, 6\] \(Jupiter docs/document.md\) ([\d.]+)x",
+                              check["why"]).group(1))
+    low, high = check["band"]
+    assert sum(map(int, planned)) == 32 and int(planned[3]) < 8
+    assert even < low <= authors <= check["phasewise"] <= high
 
 
 def test_the_pipeline_formula_is_checked_where_a_stage_is_compute_bound(scenario_defaults):

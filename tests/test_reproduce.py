@@ -157,8 +157,6 @@ KNOWN_GAPS = {
                                                                   "best case (cheap GDDR7 chips on a prefill-heavy trace)",
     ("halo", "geomean speedup over AttAcc-like"): "3.2x vs 18x: with CiM weights programmed at the HBM rate, HALO's "
                                                   "per-token gain is bounded by the CiD's internal-bandwidth multiple",
-    ("jupiter", "decode: outline + Medusa per-token speedup"): "6.85x vs 10x: the 5 Medusa heads (LM-head-sized "
-        "projections, outside min(K,P) x a) make the last stage 35 ms per step vs 24 ms, the bottleneck",
     ("odb-dllm", "a100-sxm-80gb: 128-token forward vs 32-token forward"): "1.42 vs <= 1.15: at 128 rows the A100's "
         "GEMMs reach ~44 % of peak in the cost model (gemm_half_rows 91), so a 128-token forward is compute-bound "
         "below the nominal 153 FLOP/B ridge, while the 32-token forward's device time runs under its eager host "
