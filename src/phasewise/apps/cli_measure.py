@@ -49,7 +49,10 @@ def calibrate_cmd(
                   f"{entry['memory_bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s (half of it at "
                   f"{eff.get('weight_row_half_elems', 0.0):,.0f}-element weight rows), GEMM efficiency by rows "
                   + ", ".join(f"{int(r)}:{e:.2f}" for r, e in eff["gemm_efficiency_curve"])
-                  + f"; per-kernel dispatch {eff['kernel_launch_s'] * 1e6:.1f} us, per-forward "
+                  + f"; per-kernel dispatch {eff['kernel_launch_s'] * 1e6:.1f} us"
+                  + (f" ({eff['kernel_launch_cold_s'] * 1e6:.1f} us where the layers stream beyond the "
+                     f"{eff['host_cache_bytes'] / 2**20:g} MiB core cache)" if "kernel_launch_cold_s" in eff else "")
+                  + ", per-forward "
                     f"{measurements['iteration_overhead_s'] * 1e3:.2f} ms -> {out}")
 
 

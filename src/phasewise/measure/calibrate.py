@@ -19,6 +19,7 @@ import math
 import platform
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from phasewise.errors import PhasewiseError
@@ -31,6 +32,8 @@ from phasewise.measure.torch_env import (
 )
 from phasewise.perf.cost import KERNELS
 
+# hidden, MLP width, heads (of 128), KV heads: a Llama layer of 25 MB in fp32, beyond any core's private cache
+COLD_WIDTH = (768, 2048, 6, 2)
 COLD_ROWS = 32  # up to this many rows GEMMs are timed with their weights streamed from memory
 DENSE_LAYER_KERNELS = sum(KERNELS[k] for k in ("elementwise", "qkv_proj", "attention", "o_proj", "mlp_gate_up",
                                                  "mlp_down"))
@@ -219,6 +222,18 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
     }
     if cuda:
         engine["eager_launch_s"], entry["efficiency"]["kernel_launch_s"] = float(f"{kernel_launch:.4g}"), 2e-6
+    cold: dict[str, float] = {}
+    cache_bytes = None if cuda else private_cache_bytes()
+    if cache_bytes is not None:  # the host runs the kernels: its dispatch after kernels that streamed its cache
+        cold = _cold_dispatch(torch, dev, dtype, sync, reps, say, pool_bytes, key, entry, engine, kernel_launch)
+        entry["efficiency"].update(kernel_launch_cold_s=float(f"{cold['kernel_launch_cold_s']:.4g}"),
+                                   host_cache_bytes=float(cache_bytes))
+        entry["sources"]["kernel_launch_cold_s"] = (
+            f"a decode step of a {COLD_WIDTH[0]}-wide Llama ({cold['layer_weight_bytes'] / 1e6:.0f} MB of weights a "
+            f"layer), 5 layers against 1, copies used round-robin beyond {pool_bytes >> 20} MiB: "
+            f"{cold['layer_s'] * 1e3:.3f} ms a layer, of which the cost model's device time at the constants above "
+            f"{cold['layer_device_s'] * 1e3:.3f} ms; the rest over its {DENSE_LAYER_KERNELS} kernels")
+        entry["sources"]["host_cache_bytes"] = "the largest cache private to one core (Linux sysfs cpu0/cache)"
     return {"hardware": {key: entry}, "engines": {f"{key}-eager": engine},
             "measurements": {"gemm_flops_by_rows": geo,
                              "copy_bytes_per_s_by_size": dict(bws), "cold_matvec_bytes_per_s": cold_rates,
@@ -226,7 +241,7 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
                              "prefill_attention_efficiency": dict(pre),
                              "decode_attention_bandwidth_fraction": dec, "layer_overhead_s": layer_s,
                              "iteration_overhead_s": iteration_s, "per_sequence_overhead_s": per_seq_s,
-                             "elementwise_over_fused_bytes": unfused}}
+                             "elementwise_over_fused_bytes": unfused, "cold_dispatch": cold}}
 
 
 def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, float]:
@@ -254,6 +269,79 @@ def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, f
     iteration = times[(1, 1)] - per_layer - 3 * per_layer / DENSE_LAYER_KERNELS  # embedding + LM head kernels
     per_seq = (times[(1, 16)] - times[(1, 1)]) / 15
     return per_layer, iteration, per_seq
+
+
+def private_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> float | None:
+    """The largest data cache private to one core (cpu0's, by Linux sysfs: L2 on current x86 and Arm cores); None
+    where sysfs does not say."""
+    found = None
+    try:
+        for index in sorted(root.glob("index*")):
+            shared = (index / "shared_cpu_list").read_text().strip()
+            if (index / "type").read_text().strip() == "Instruction" or not shared.isdigit():
+                continue
+            size = (index / "size").read_text().strip().upper()
+            units = {"K": 2**10, "M": 2**20, "G": 2**30}
+            size_bytes = float(size[:-1]) * units[size[-1]] if size[-1] in units else float(size)
+            found = max(found or 0.0, size_bytes)
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def _cold_dispatch(torch, dev, dtype, sync, reps: int, say, pool_bytes: int, key: str, entry: dict[str, Any],
+                   engine: dict[str, Any], warm_launch_s: float) -> dict[str, float]:
+    """The per-kernel host cost of a forward whose layers stream beyond the core's caches: the layers' GEMVs evict
+    the framework's code and data (Python, the dispatcher) from them, so each op after one starts cold (measured
+    here: an RMSNorm's ops after a GEMV over 17 MB took 47 us against 11 us after nothing). A decode step of a
+    COLD_WIDTH Llama at 5 layers against 1 (copies of each used round-robin, beyond `pool_bytes`, as the weight
+    streaming above), per layer, less the cost model's device time for that layer at the constants just measured,
+    over the layer's kernels; at least the warm cost. Its width is one `validate` does not run."""
+    transformers = need_transformers()
+    from phasewise.perf.batch import BatchShape
+    from phasewise.perf.cost import CostModel
+    from phasewise.specs.hardware import EngineProfile, build_hardware
+    from phasewise.specs.hf_config import from_hf_config
+    from phasewise.specs.quant import load_quant
+
+    hidden, mlp, heads, kv_heads = COLD_WIDTH
+    fields = dict(hidden_size=hidden, intermediate_size=mlp, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                  head_dim=hidden // heads, vocab_size=256, max_position_embeddings=512, tie_word_embeddings=False)
+    esize = 4 if dtype == torch.float32 else 2
+    layer_bytes = (2 * hidden * hidden + 2 * hidden * kv_heads * (hidden // heads) + 3 * hidden * mlp) * esize
+    times = {}
+    for layers in (1, 5):
+        say(f"cold dispatch: {hidden}-wide Llama, {layers} layer(s)")
+        copies = max(2, -(-pool_bytes // (layers * layer_bytes)))
+        cfg = transformers.LlamaConfig(num_hidden_layers=layers, **fields)
+        models = [transformers.LlamaForCausalLM(cfg).to(dev, dtype).eval() for _ in range(copies)]
+        ids = torch.randint(0, 256, (1, 8), device=dev)
+        with torch.inference_mode():
+            caches = [returned_kv_cache(model(ids, use_cache=True)) for model in models]
+            args = [{kv_cache_arg(model): cache} for model, cache in zip(models, caches)]
+            nxt = ids[:, -1:]
+
+            def step():
+                for model, cache, kv in zip(models, caches, args):
+                    model(nxt, **kv, use_cache=True, logits_to_keep=1)
+                    cache.crop(-1)  # every step sees the same context
+
+            times[layers] = median_time(step, sync, reps, warmup=2) / copies
+        models.clear()
+    layer_s = (times[5] - times[1]) / 4
+    device = {}
+    no_launch = dict(entry, efficiency=dict(entry["efficiency"], kernel_launch_s=0.0))
+    hardware = build_hardware(key, no_launch, "calibrate")
+    profile = EngineProfile(name=f"{key}-eager", **engine)
+    for layers in (1, 5):
+        shape = dict(fields, num_hidden_layers=layers, model_type="llama", hidden_act="silu")
+        spec = from_hf_config("cold dispatch", shape)
+        cost = CostModel(spec, hardware, load_quant("fp32" if esize == 4 else "bf16"), profile)
+        device[layers] = cost.iteration(BatchShape.uniform(1, 1, 8)).latency_s
+    layer_device_s = (device[5] - device[1]) / 4
+    cold_s = max(warm_launch_s, (layer_s - layer_device_s) / DENSE_LAYER_KERNELS)
+    return {"kernel_launch_cold_s": cold_s, "layer_s": layer_s, "layer_device_s": layer_device_s,
+            "layer_weight_bytes": float(layer_bytes)}
 
 
 def _elementwise_classes(torch, dev, dtype, esize: int, sync, reps: int, bandwidth: float, say) -> dict[str, float]:

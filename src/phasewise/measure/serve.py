@@ -25,9 +25,10 @@ from phasewise.measure.torch_env import (
     torch_and_device,
 )
 from phasewise.measure.validate import scaled_config
+from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
-from phasewise.specs import load_engine, load_hardware, load_model
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.hf_config import from_hf_config
 from phasewise.workload import ClosedLoop, LengthDist
 
@@ -186,7 +187,9 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
     hw = load_hardware(hardware)
     eng = load_engine(engine) if engine else (load_engine(hardware) if hardware.endswith((".yaml", ".yml"))
                                               else load_engine("hf-eager"))
-    per_seq = small.num_layers * OPS_PER_SEQUENCE_LAYER * hw.efficiency.kernel_launch_s
+    precision = "bf16" if dev.type == "cuda" else "fp32"
+    layer_bytes = weight_bytes_per_gpu(small, load_quant(precision), 1, 1, embeddings=False) / small.num_layers
+    per_seq = small.num_layers * OPS_PER_SEQUENCE_LAYER * hw.efficiency.kernel_launch_at(layer_bytes)
     eng = eng.model_copy(update={"per_sequence_overhead_s": eng.per_sequence_overhead_s + per_seq})
     import tempfile
 
@@ -202,7 +205,7 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
             entry = dict(eng.model_dump(mode="json", exclude={"name"}), scheduler="vllm-v0")  # the loop's policy
             yaml.safe_dump({"engines": {eng.name: entry}}, f)
         dep = build_deployment({"model": cfg_path, "instances": [dict(
-            hardware=hardware, precision="bf16" if dev.type == "cuda" else "fp32", engine=eng_path,
+            hardware=hardware, precision=precision, engine=eng_path,
             max_num_seqs=clients, max_num_batched_tokens=prompt, memory_fraction=0.5)]})
         sim = simulate(dep, ClosedLoop(clients, requests, LengthDist("fixed", prompt), LengthDist("fixed", output)),
                        Slo())

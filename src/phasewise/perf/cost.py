@@ -41,6 +41,7 @@ from phasewise.perf.kv_geometry import (
     kv_heads_per_gpu,
 )
 from phasewise.perf.layer_gemms import LayerGemms
+from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.perf.operators import (
     EAGER_DISPATCH,
     KERNELS,
@@ -162,12 +163,15 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
                                 m.attention_free_share)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
-        self._attention_launch_s = self.layers_per_stage * kernels["attention"] * eff.kernel_launch_s
+        # each kernel's launch cost on the device: on a calibrated CPU, colder as the layers' weights outgrow its cache
+        self.kernel_launch_s = eff.kernel_launch_s if eff.kernel_launch_cold_s is None else eff.kernel_launch_at(
+            weight_bytes_per_gpu(m, quant, tp, 1, layout, embeddings=False) / m.num_layers)
+        self._attention_launch_s = self.layers_per_stage * kernels["attention"] * self.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
         # _op's per-call dispatch (eager) and launch times of each operator's kernels
         self._op_dispatch_s = {name: k * self.eager_launch_s for name, k in kernels.items()}
-        self._op_launch_s = {name: k * eff.kernel_launch_s for name, k in kernels.items()}
+        self._op_launch_s = {name: k * self.kernel_launch_s for name, k in kernels.items()}
         # fast(): cost but attention's by (tokens, logit tokens, eager); decode series: decode_line by batch
         self._cache: dict[tuple, tuple] = {}
 

@@ -174,7 +174,7 @@ def _gemm_op(cm: CostModel, name: str, count: int, rows: float, k: float, n: flo
     flops, nbytes, compute_s, memory_s = cm.gemm(rows, k, n)
     dispatch = cm.eager_launch_s if eager else 0.0
     return OperatorCost(name, count, flops * count, nbytes * count, compute_s * count, memory_s * count,
-                        dispatch * count, cm.eff.kernel_launch_s * count, host_overlapped=eager)
+                        dispatch * count, cm.kernel_launch_s * count, host_overlapped=eager)
 
 
 def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, method: str = "full",
@@ -278,7 +278,7 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
     opt_bytes = params * (2 * 2 * MOMENT_BYTES + cm.hp_bytes + (2 * cm.hp_bytes if fp32 else 2 * MOMENT_BYTES
                                                                   + cm.hp_bytes))
     optimizer_s = max(cm.memory_s(opt_bytes), params * ADAMW_FLOPS_PER_PARAM / cm.vector_rate) \
-        + cm.eff.kernel_launch_s
+        + cm.kernel_launch_s
 
     backward_core_s = layer_backward_s + head_backward_s + embedding_backward_s
     reload_s = 0.0

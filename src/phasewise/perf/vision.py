@@ -96,7 +96,7 @@ def encoder_forward(cost: CostModel, vision: VisionEncoder, patches: Sequence[in
     if tp > 1:  # after the attention's output projection (not when it runs whole) and the MLP's
         device_s += (1 if whole_attention else 2) * vision.depth * cost.allreduce_s(rows * hidden * a_bytes)
     kernels = vision.depth * ENCODER_BLOCK_KERNELS + len(embedding) + len(head)
-    time_s = max(device_s, kernels * cost.eager_launch_s) + kernels * cost.eff.kernel_launch_s
+    time_s = max(device_s, kernels * cost.eager_launch_s) + kernels * cost.kernel_launch_s
     flops = sum(part[0] for part in embedding + head) + vision.depth * sum(part[0] for part in block) \
         + sum(blocks * part[0] for part, blocks in attentions)
     nbytes = sum(part[1] for part in embedding + head) + vision.depth * sum(part[1] for part in block) \

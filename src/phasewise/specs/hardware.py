@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phasewise.errors import PhasewiseError, name_list, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
@@ -43,6 +43,11 @@ class Efficiency(BaseModel):
     # QServe's W4A8 main loop) reach on this chip; 1 where that is the native tensor-core instruction
     sync_mma_efficiency: float = Field(default=1.0, gt=0, le=1)
     kernel_launch_s: float = Field(ge=0)
+    # A device that runs its own kernels' dispatch (a CPU: one core issues and executes them): the per-kernel host cost
+    # when the kernels before it streamed beyond host_cache_bytes (the core's private cache), which evicts the
+    # framework's code and data; measured by `calibrate` (measure/calibrate.py), absent elsewhere (kernel_launch_at)
+    kernel_launch_cold_s: float | None = Field(default=None, ge=0)
+    host_cache_bytes: float | None = Field(default=None, gt=0)
     # single-thread speed of the platform's host CPU relative to the host the engines' host costs (eager launches,
     # scheduler and per-sequence work: engines.yaml) were measured on; those costs divide by it
     host_speed: float = Field(default=1.0, gt=0)
@@ -51,6 +56,23 @@ class Efficiency(BaseModel):
     weight_read_efficiency: dict[str, float] = Field(default_factory=dict)
     link_efficiency: float = Field(gt=0, le=1)
     reserved_bytes: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _cold_dispatch_pair(self) -> Efficiency:
+        if (self.kernel_launch_cold_s is None) != (self.host_cache_bytes is None):
+            raise ValueError("kernel_launch_cold_s and host_cache_bytes go together: give both or neither")
+        return self
+
+    def kernel_launch_at(self, layer_weight_bytes: float) -> float:
+        """Per-kernel launch cost on a device whose layers stream `layer_weight_bytes` of weights each: kernel_launch_s,
+        or where a cold dispatch cost is known, moving towards it linearly as the layer's weights outgrow the host's
+        cache, all of it from twice the cache. An approximation: measured on an AVX-512 Xeon (L2 2 MiB), an RMSNorm's
+        ops after a GEMV over 1 / 2 / 4 / 17 MB of weights paid 1 / 21 / 65 / 100 % of their cold extra cost; the ramp
+        gives 25 / 50 / 100 / 100 %."""
+        if self.kernel_launch_cold_s is None or self.host_cache_bytes is None:
+            return self.kernel_launch_s
+        cold_share = min(1.0, layer_weight_bytes / (2.0 * self.host_cache_bytes))
+        return self.kernel_launch_s + cold_share * (self.kernel_launch_cold_s - self.kernel_launch_s)
 
     @field_validator("weight_read_efficiency")
     @classmethod
