@@ -274,14 +274,13 @@ def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, f
 def private_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> float | None:
     """The largest data cache private to one core (cpu0's, by Linux sysfs: L2 on current x86 and Arm cores); None
     where sysfs does not say."""
-    found = None
+    found, units = None, {"K": 2**10, "M": 2**20, "G": 2**30}
     try:
         for index in sorted(root.glob("index*")):
             shared = (index / "shared_cpu_list").read_text().strip()
             if (index / "type").read_text().strip() == "Instruction" or not shared.isdigit():
                 continue
             size = (index / "size").read_text().strip().upper()
-            units = {"K": 2**10, "M": 2**20, "G": 2**30}
             size_bytes = float(size[:-1]) * units[size[-1]] if size[-1] in units else float(size)
             found = max(found or 0.0, size_bytes)
     except (OSError, ValueError):
@@ -300,6 +299,7 @@ def _cold_dispatch(torch, dev, dtype, sync, reps: int, say, pool_bytes: int, key
     transformers = need_transformers()
     from phasewise.perf.batch import BatchShape
     from phasewise.perf.cost import CostModel
+    from phasewise.perf.memory import weight_bytes_per_gpu
     from phasewise.specs.hardware import EngineProfile, build_hardware
     from phasewise.specs.hf_config import from_hf_config
     from phasewise.specs.quant import load_quant
@@ -307,12 +307,14 @@ def _cold_dispatch(torch, dev, dtype, sync, reps: int, say, pool_bytes: int, key
     hidden, mlp, heads, kv_heads = COLD_WIDTH
     fields = dict(hidden_size=hidden, intermediate_size=mlp, num_attention_heads=heads, num_key_value_heads=kv_heads,
                   head_dim=hidden // heads, vocab_size=256, max_position_embeddings=512, tie_word_embeddings=False)
-    esize = 4 if dtype == torch.float32 else 2
-    layer_bytes = (2 * hidden * hidden + 2 * hidden * kv_heads * (hidden // heads) + 3 * hidden * mlp) * esize
+    quant = load_quant("fp32" if dtype == torch.float32 else "bf16")
+    specs = {layers: from_hf_config("cold dispatch", dict(fields, num_hidden_layers=layers, model_type="llama",
+                                                          hidden_act="silu")) for layers in (1, 5)}
+    layer_bytes = weight_bytes_per_gpu(specs[1], quant, 1, 1, embeddings=False)
     times = {}
     for layers in (1, 5):
         say(f"cold dispatch: {hidden}-wide Llama, {layers} layer(s)")
-        copies = max(2, -(-pool_bytes // (layers * layer_bytes)))
+        copies = max(2, math.ceil(pool_bytes / (layers * layer_bytes)))
         cfg = transformers.LlamaConfig(num_hidden_layers=layers, **fields)
         models = [transformers.LlamaForCausalLM(cfg).to(dev, dtype).eval() for _ in range(copies)]
         ids = torch.randint(0, 256, (1, 8), device=dev)
@@ -333,11 +335,8 @@ def _cold_dispatch(torch, dev, dtype, sync, reps: int, say, pool_bytes: int, key
     no_launch = dict(entry, efficiency=dict(entry["efficiency"], kernel_launch_s=0.0))
     hardware = build_hardware(key, no_launch, "calibrate")
     profile = EngineProfile(name=f"{key}-eager", **engine)
-    for layers in (1, 5):
-        shape = dict(fields, num_hidden_layers=layers, model_type="llama", hidden_act="silu")
-        spec = from_hf_config("cold dispatch", shape)
-        cost = CostModel(spec, hardware, load_quant("fp32" if esize == 4 else "bf16"), profile)
-        device[layers] = cost.iteration(BatchShape.uniform(1, 1, 8)).latency_s
+    for layers, spec in specs.items():
+        device[layers] = CostModel(spec, hardware, quant, profile).iteration(BatchShape.uniform(1, 1, 8)).latency_s
     layer_device_s = (device[5] - device[1]) / 4
     cold_s = max(warm_launch_s, (layer_s - layer_device_s) / DENSE_LAYER_KERNELS)
     return {"kernel_launch_cold_s": cold_s, "layer_s": layer_s, "layer_device_s": layer_device_s,

@@ -164,6 +164,7 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         # each kernel's launch cost on the device: on a calibrated CPU, colder as the layers' weights outgrow its cache
+        # (the weights are summed only there: this runs for every cost model a plan builds)
         self.kernel_launch_s = eff.kernel_launch_s if eff.kernel_launch_cold_s is None else eff.kernel_launch_at(
             weight_bytes_per_gpu(m, quant, tp, 1, layout, embeddings=False) / m.num_layers)
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * self.kernel_launch_s
