@@ -47,6 +47,8 @@ def test_two_process_pipeline_against_the_simulator():
                                      layers=2, hidden=128, prompt_tokens=128, decode_steps=4, repeats=2)
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("phasewise-stage")]
     assert {(p.metric, p.sub_sequences) for p in points} == {("ttft", 1), ("ttft", 4), ("decode", 1)}
+    # each stage process measures under its parent's host allocator (a spawned process starts with malloc's defaults)
+    assert info["stage_host_allocators"] == [info["host_allocator"]] * 2
     # the link's latency is measured on a decode step's own messages (hidden_size fp32 out, a token id back)
     assert 0 < info["small_message_one_way_latency_s"] < 0.01 and 0 < info["socket_one_way_latency_s"] < 0.01
     ttft = {p.sub_sequences: p for p in points if p.metric == "ttft"}

@@ -12,6 +12,10 @@ from phasewise.apps.cli_common import Json, app, console
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
 
+HostAllocator = Annotated[str, typer.Option(
+    "--host-allocator", help="caching: freed memory kept for reuse, as a GPU's caching allocator keeps it (no page "
+                             "faults re-mapping it each step) | system: the C library's malloc as it is")]
+
 
 @app.command("calibrate")
 def calibrate_cmd(
@@ -20,6 +24,7 @@ def calibrate_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="fewer shapes and repeats (seconds, noisier)")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for timing (default 1)")] = None,
     name: Annotated[Optional[str], typer.Option(help="key of the hardware entry (default cpu-local / cuda-local)")] = None,
+    host_allocator: HostAllocator = "caching",
 ) -> None:
     """Measure this machine with PyTorch micro-benchmarks and write a hardware entry (plus its engine profile)."""
     from pathlib import Path
@@ -28,8 +33,10 @@ def calibrate_cmd(
 
     from phasewise.errors import refuse_empty
     from phasewise.measure.calibrate import calibrate
+    from phasewise.measure.host_allocator import use_host_allocator
 
     refuse_empty(dict(out=out, name=name))
+    use_host_allocator(host_allocator)
     target = Path(out)
     if target.is_dir() or not target.parent.is_dir():  # checked before the minutes of measuring, not after
         raise PhasewiseError(f"--out '{out}': cannot write ({'Is a directory' if target.is_dir() else 'no such folder'})")
@@ -102,13 +109,16 @@ def validate_cmd(
                                          "--hidden; its two kinds of layer, KV-shared layers and per-layer inputs) "
                                          "on prefill and decode against the cost model (default model "
                                          "google/gemma-4-E2B-it)")] = False,
+    host_allocator: HostAllocator = "caching",
     as_json: Json = False,
 ) -> None:
     """Time a real model (random weights) on prefill and decode and compare with the cost model."""
     from rich.table import Table
 
+    from phasewise.measure.host_allocator import allocator_words, use_host_allocator
     from phasewise.measure.validate import summary, validate
 
+    use_host_allocator(host_allocator)
     modes = {"--serve": serve, "--pipeline": pipeline != 0, "--dllm": dllm, "--train-reuse": train_reuse,
              "--vision": vision, "--recurrent": recurrent, "--gemma4": gemma4}
     refuse_unused(modes, dict(clients=clients, requests=requests, prompt=prompt, output=output, repeats=repeats,
@@ -182,7 +192,7 @@ def validate_cmd(
              "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
         return
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware']}, "
-                        f"engine {info['engine']}", title_justify="left")
+                        f"engine {info['engine']}, {allocator_words(info)}", title_justify="left")
     for col in ("phase", "batch", "tokens", "measured ms", "predicted ms", "error"):
         table.add_column(col, justify="left" if col == "phase" else "right")
     for p in points:

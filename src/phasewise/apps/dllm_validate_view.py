@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import allocator_words
 
 
 def _blocks(text: str) -> list[int]:
@@ -45,7 +46,8 @@ def run_dllm_validate(console, model: str | None, hardware: str, device: str, la
         return
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params), full attention, on "
                         f"{info['hardware_source']} / {info['engine']} (unfitted: catalog {info['unfitted_hardware']} / "
-                        f"{info['unfitted_engine']}), median of {info['repeats']}, 1 thread", title_justify="left")
+                        f"{info['unfitted_engine']}), median of {info['repeats']}, 1 thread, "
+                        f"{allocator_words(info)}", title_justify="left")
     for col in ("forward", "new", "cached", "logits", "wall ms", "cpu ms", "predicted ms", "error", "vs cpu",
                 "unfitted ms", "error", "vs cpu"):
         table.add_column(col, justify="left" if col == "forward" else "right")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import allocator_words
 
 
 def _numbers(text: str, what: str, cast=float) -> list:
@@ -38,7 +39,7 @@ def run_pipeline_validate(console, model: str, hardware: str, stages: int, link_
         return
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params), split {info['split']} over two "
                         f"processes, {info['prompt_tokens']}-token prompt, on {info['hardware']} / {info['engine']}; "
-                        f"socket latency {info['socket_one_way_latency_s'] * 1e6:.0f} us",
+                        f"socket latency {info['socket_one_way_latency_s'] * 1e6:.0f} us; {allocator_words(info)}",
                   title_justify="left")
     for col in ("metric", "link Mbit/s", "S", "measured ms", "predicted ms", "error"):
         table.add_column(col, justify="left" if col == "metric" else "right")

@@ -7,6 +7,7 @@ import statistics
 
 from phasewise.apps.cli_common import single_cpu_forwards
 from phasewise.apps.jsonout import dumps
+from phasewise.measure.host_allocator import allocator_words
 
 
 def stack_summary(points) -> dict[str, float]:
@@ -55,7 +56,7 @@ def run_stack_validate(console, flag: str, model: str | None, hardware: str, dev
         return
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware_source']} / "
                         f"{info['engine']} (unfitted: catalog {info['unfitted_hardware']} / {info['unfitted_engine']}),"
-                        f" median of {info['repeats']}, 1 thread", title_justify="left")
+                        f" median of {info['repeats']}, 1 thread, {allocator_words(info)}", title_justify="left")
     for col in ("phase", "batch", "tokens", "wall ms", "cpu ms", "predicted ms", "error", "unfitted ms", "error"):
         table.add_column(col, justify="left" if col == "phase" else "right")
     for p in points:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import allocator_words
 
 LABELS = {"forward": "forward", "backward_optimizer": "backward+AdamW", "optimizer": "  of which AdamW",
           "step": "step (recompute)", "reuse_step": "step (reuse)"}
@@ -49,6 +50,7 @@ def run_train_reuse_validate(console, model: str, hardware: str, layers: int | N
         return
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params, {info['layers']} layers x "
                         f"{info['hidden']}), {info['method']} training step, fp32, {info['threads']} thread(s), "
+                        f"{allocator_words(info)}, "
                         f"measured in {info['clock']}, on "
                         f"{info['hardware']} / {info['engine']}; unfitted = {info['unfitted']}", title_justify="left")
     for col in ("batch", "metric", "measured ms", "predicted ms", "error", "unfitted ms", "unfitted error"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from phasewise.apps.cli_common import single_cpu_forwards
 from phasewise.apps.jsonout import dumps
+from phasewise.measure.host_allocator import allocator_words
 
 
 def run_vision_validate(console, model: str | None, hardware: str, device: str, layers: int | None,
@@ -27,7 +28,7 @@ def run_vision_validate(console, model: str | None, hardware: str, device: str, 
         return
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware_source']} / "
                         f"{info['engine']} (unfitted: catalog {info['unfitted_hardware']} / {info['unfitted_engine']}),"
-                        f" median of {info['repeats']}, 1 thread", title_justify="left")
+                        f" median of {info['repeats']}, 1 thread, {allocator_words(info)}", title_justify="left")
     for col in ("images", "size px", "patches each", "wall ms", "cpu ms", "predicted ms", "error", "vs cpu",
                 "unfitted ms", "error"):
         table.add_column(col, justify="right")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.torch_env import (
     kv_cache_arg,
     median_time,
@@ -173,7 +174,8 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
     gpu_name = torch.cuda.get_device_name(dev) if cuda else (platform.processor() or platform.machine())
     total_mem = (torch.cuda.get_device_properties(dev).total_memory if cuda else _host_memory_bytes())
     source = (f"measured by `phasewise calibrate --device {device}{' --quick' if quick else ''}` on {gpu_name}, "
-              f"torch {torch.__version__}, {torch.get_num_threads() if not cuda else 'GPU'} thread(s)")
+              f"torch {torch.__version__}, {torch.get_num_threads() if not cuda else 'GPU'} thread(s), host allocator "
+              f"{host_allocator_note()}")
     entry = {
         "name": f"{gpu_name} (calibrated)",
         "kind": "gpu" if cuda else "cpu",

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.torch_env import check_run_fits, kv_cache_arg, need_transformers, torch_and_device
 from phasewise.measure.validate import (
     UNFITTED_ENGINE,
@@ -214,7 +215,8 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
             "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
             "unfitted_engine": UNFITTED_ENGINE,
             "prompt_tokens": prompt_tokens, "canvas_tokens": canvas_tokens, "repeats": reps,
-            "threads": 1, "bidirectional": checked}
+            "threads": 1, "host_allocator": host_allocator_note(),
+            "bidirectional": checked}
     return points, info
 
 

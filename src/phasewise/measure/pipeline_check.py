@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import DEFAULT_HOST_ALLOCATOR, host_allocator_mode, use_host_allocator
 from phasewise.measure.torch_env import kv_cache_arg, need_transformers, torch_and_device
 
 HEADER = struct.Struct("<qq")  # (kind, payload bytes)
@@ -162,8 +163,11 @@ def _build_stage(config: dict[str, Any], stage: int, boundary: int, family: str 
     return hf
 
 
-def stage_main(stage: int, config: dict[str, Any], boundary: int, control, family: str = "llama") -> None:
-    """A stage process: set up the socket, then obey commands from `control` (a Pipe end) until 'stop'."""
+def stage_main(stage: int, config: dict[str, Any], boundary: int, control, family: str = "llama",
+               host_allocator: str = DEFAULT_HOST_ALLOCATOR) -> None:
+    """A stage process: set up the socket, then obey commands from `control` (a Pipe end) until 'stop'. It measures
+    under its parent's host allocator (a spawned process starts with the C library's defaults)."""
+    allocator_note = use_host_allocator(host_allocator)
     torch, _ = torch_and_device("cpu", 1)
     transformers = need_transformers()
     sock = None
@@ -185,7 +189,7 @@ def stage_main(stage: int, config: dict[str, Any], boundary: int, control, famil
             sock = socket.create_connection(("127.0.0.1", port), timeout=STARTUP_TIMEOUT_S)
         sock.settimeout(SOCKET_TIMEOUT_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        control.send(("ready", stage))
+        control.send(("ready", allocator_note))
         sender = Sender(sock)
         hidden_size = config["hidden_size"]
         with torch.inference_mode():
@@ -268,6 +272,7 @@ class TwoStagePipeline:
         self.config, self.boundary, self.family = config, boundary, family
         self.processes: list = []
         self.controls: list = []
+        self.stage_allocators: list[str] = []  # each stage's host allocator note, as the stage reports it
 
     def __enter__(self) -> TwoStagePipeline:
         context = multiprocessing.get_context("spawn")
@@ -275,7 +280,7 @@ class TwoStagePipeline:
             for stage in (0, 1):
                 parent_end, child_end = context.Pipe()
                 process = context.Process(target=stage_main, args=(stage, self.config, self.boundary, child_end,
-                                                                   self.family),
+                                                                   self.family, host_allocator_mode()),
                                           daemon=True, name=f"phasewise-stage{stage}")
                 process.start()
                 child_end.close()
@@ -283,8 +288,7 @@ class TwoStagePipeline:
                 self.controls.append(parent_end)
             port = self._expect(1, "port")
             self.controls[0].send(("port", port))
-            self._expect(0, "ready")
-            self._expect(1, "ready")
+            self.stage_allocators = [self._expect(0, "ready"), self._expect(1, "ready")]
         except BaseException:
             self.close()
             raise

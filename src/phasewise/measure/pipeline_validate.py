@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.pipeline_check import TwoStagePipeline
 from phasewise.measure.torch_env import MAX_REPEATS
 from phasewise.measure.validate import measured_engine, relative_error, scaled_config, scaled_kv_heads, scaled_width
@@ -101,6 +102,7 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
     say(f"starting two stage processes ({small.total_params / 1e6:.0f}M parameters, split {boundary}+"
         f"{layers - boundary})")
     with TwoStagePipeline(config, boundary, family) as pipeline:
+        stage_allocators = pipeline.stage_allocators
         ping_s = pipeline.one_way_latency_s(1)  # 4 bytes back to back: the bare socket, for reference
         # a decode step's messages, from idle stages: the link's per-message latency
         latency_s = pipeline.one_way_latency_s(small.hidden_size, 30, LINK_IDLE_S)
@@ -135,7 +137,8 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
             "split": [boundary, layers - boundary], "hardware": hw.key, "engine": eng.name,
             "prompt_tokens": prompt_tokens, "decode_steps": decode_steps, "repeats": repeats,
             "socket_one_way_latency_s": latency_s, "small_message_one_way_latency_s": ping_s,
-            "measure_wall_s": wall_s,
+            "measure_wall_s": wall_s, "host_allocator": host_allocator_note(),
+            "stage_host_allocators": stage_allocators,
             "hidden_state_bytes": prompt_tokens * small.hidden_size * 4}
     return points, info
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.measure.dllm_check import median_wall_and_cpu_s
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.torch_env import check_fits, kv_cache_arg, need_transformers, torch_and_device
 from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, MeasuredVsPredicted, cpu_cost_models
 from phasewise.perf import BatchShape, CostModel
@@ -90,6 +91,6 @@ def validate_stack(name: str, config: dict[str, Any], vocab: int, hardware: str,
                         QUICK_DECODE if quick else DECODE, reps, say, every_logit)
     info = {"model": small.name, "params": small.total_params, "config": config, "hardware": calibrated.hw.key,
             "hardware_source": hardware, "engine": calibrated.engine.name, "unfitted_hardware": UNFITTED_HARDWARE,
-            "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
+            "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1, "host_allocator": host_allocator_note(),
             "transformers": transformers.__version__}
     return points, info

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import host_allocator_note
 
 DEVICES = ("cpu", "cuda")
 MAX_REQUESTS, MAX_REPEATS = 100_000, 100  # a real run on this machine: more would run for days (10^11 ran for ever)
@@ -15,7 +16,8 @@ MAX_REQUESTS, MAX_REPEATS = 100_000, 100  # a real run on this machine: more wou
 
 def torch_and_device(device: str, threads: int | None = None):
     """(torch, torch.device); CPU timing uses `threads` threads (1 by default: a busy second core
-    otherwise makes times blow up 8-15x on small machines)."""
+    otherwise makes times blow up 8-15x on small machines), under the process's host allocator
+    (measure/host_allocator.py: freed memory kept for reuse unless a command chose otherwise)."""
     if device not in DEVICES:
         raise PhasewiseError(f"--device '{device}' is not one of {', '.join(DEVICES)}")
     cpus = os.cpu_count() or 1
@@ -33,6 +35,7 @@ def torch_and_device(device: str, threads: int | None = None):
                              "torch); use --device cpu")
     if device == "cpu":
         torch.set_num_threads(threads or 1)
+    host_allocator_note()
     return torch, torch.device(device)
 
 

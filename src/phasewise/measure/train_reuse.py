@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.torch_env import need_transformers, torch_and_device
 from phasewise.measure.validate import (
     UNFITTED_ENGINE,
@@ -182,7 +183,8 @@ def train_reuse_validate(model: str, hardware: str, layers: int = 4, hidden: int
     info = {"model": small.name, "params": small.total_params, "config": cfg, "layers": layers, "hidden": hidden,
             "method": method, "lora_rank": LORA_RANK if method == "lora" else None, "hardware": cm.hw.key,
             "engine": cm.engine.name, "unfitted": "/".join(UNFITTED), "repeats": reps,
-            "threads": torch.get_num_threads(), "measure_wall_s": time.perf_counter() - started,
+            "threads": torch.get_num_threads(), "host_allocator": host_allocator_note(),
+            "measure_wall_s": time.perf_counter() - started,
             "clock": "thread CPU time"}
     return points, info
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.torch_env import kv_cache_arg, median_time, need_transformers, torch_and_device
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -193,7 +194,8 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
             pred = cm.iteration(BatchShape.uniform(batch, 1, ctx)).latency_s
             points.append(Point("decode", batch, ctx, t, pred))
     info = {"model": small.name, "params": small.total_params, "config": cfg, "hardware": hw.key,
-            "engine": eng.name, "device": device, "threads": torch.get_num_threads() if not cuda else None}
+            "engine": eng.name, "device": device, "threads": torch.get_num_threads() if not cuda else None,
+            "host_allocator": host_allocator_note()}
     return points, info
 
 

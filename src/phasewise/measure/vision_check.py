@@ -29,6 +29,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.measure.dllm_check import median_wall_and_cpu_s
+from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.torch_env import check_fits, need_transformers, torch_and_device
 from phasewise.measure.validate import UNFITTED_ENGINE, UNFITTED_HARDWARE, MeasuredVsPredicted, cpu_cost_models
 from phasewise.specs import load_model
@@ -137,6 +138,7 @@ def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hi
     info = {"model": f"{spec.name} vision encoder (scaled)", "params": vision.params, "config": config,
             "hardware": calibrated.hw.key, "hardware_source": hardware, "engine": calibrated.engine.name,
             "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
+            "host_allocator": host_allocator_note(),
             "transformers": transformers.__version__, "attention": encoder.config._attn_implementation}
     return points, info
 
