@@ -65,7 +65,8 @@ def test_an_experts_only_precision_on_a_dense_model_is_a_one_line_error():
 def test_vllm_launch_exports_the_w4a8_switch_where_it_is_simulated():
     """vLLM runs MXFP4 experts with BF16 activations on Blackwell unless VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 is set
     (get_mxfp4_backend); the launch script sets it where the simulation ran W4A8 (B200), not on H100 (W4A16 both)."""
-    from phasewise.apps.launch import engine_flags, launch_commands
+    from phasewise.apps.launch import launch_commands
+    from phasewise.apps.launch_args import engine_flags
     from phasewise.sim.deployment import build_deployment
 
     def env(hardware: str, engine: str) -> dict[str, str]:

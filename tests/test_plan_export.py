@@ -16,7 +16,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from phasewise.apps.launch import engine_flags, launch_commands, launch_script
+from phasewise.apps.launch import launch_commands, launch_script
+from phasewise.apps.launch_args import engine_flags
 from phasewise.apps.plan_view import plan_table
 from phasewise.plan.goodput import WorkloadSpec, stable
 from phasewise.plan.planner import REFINE

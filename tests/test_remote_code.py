@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from phasewise.apps.launch import engine_flags, launch_commands
+from phasewise.apps.launch import launch_commands
+from phasewise.apps.launch_args import engine_flags
 from phasewise.apps.remote_code import TRUST_FLAG, remote_code_args, remote_code_types
 from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import build_deployment

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from phasewise.apps.launch import engine_flags, launch_commands
+from phasewise.apps.launch import launch_commands
+from phasewise.apps.launch_args import engine_flags
 from phasewise.perf.estimate import estimate
 from phasewise.perf.memory import compressed_kv_pool, kv_state_pages, memory_fit
 from phasewise.perf.shared_block_pool import approximate_gcd

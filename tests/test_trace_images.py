@@ -160,6 +160,7 @@ def test_an_image_is_encoded_with_the_first_chunk_that_reaches_its_tokens(monkey
 
 def test_an_image_wholly_in_a_cached_prefix_is_not_encoded():
     from phasewise.sim.events import EventLoop
+    from phasewise.sim.image_encoding import encode_images
     from phasewise.sim.request import SimRequest
     from phasewise.sim.simulate import build_cluster
 
@@ -168,9 +169,9 @@ def test_an_image_wholly_in_a_cached_prefix_is_not_encoded():
     instance = instances[0]
     req = SimRequest(0, 0.0, 100 + 3 * 882, 8, image_patches=(3520,) * 3, image_tokens=(882,) * 3)
     req.prefilled = 1000  # a cached prefix through the first image (ends at 982) into the second
-    encoded = instance._encode_images([(req, 1000)])
+    encoded = encode_images(instance.cost, instance.stats, [(req, 1000)])
     assert req.images_done == 3 and instance.stats.images_encoded == 2 and encoded is not None
-    assert instance._encode_images([(req, 500)]) is None  # nothing left to encode in this attempt
+    assert encode_images(instance.cost, instance.stats, [(req, 500)]) is None  # nothing left to encode in this attempt
 
 
 def test_lengths_that_count_the_images_tokens_are_not_lengthened_but_must_hold_them(tmp_path):

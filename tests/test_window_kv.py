@@ -153,7 +153,8 @@ def test_sglang_serves_fewer_long_gpt_oss_sequences_without_its_window_pool():
 
 
 def test_sglang_launch_lines_carry_the_window_pool_knobs():
-    from phasewise.apps.launch import engine_flags, launch_commands
+    from phasewise.apps.launch import launch_commands
+    from phasewise.apps.launch_args import engine_flags
     from phasewise.sim.deployment import Deployment
 
     dep = Deployment(model=GPT_OSS, instances=[dict(hardware="h100-sxm", tp=1, engine="sglang",

@@ -4,22 +4,29 @@
 LLM-API options YAML (disaggregated: context and generation servers behind `trtllm-serve disaggregated`).
 
 One command per instance; a field the engine has no argument for is a comment line of the script, never
-dropped silently."""
+dropped silently. What the engines' commands share (precision and KV dtype arguments, the KV block, notes) is
+apps/launch_args.py's."""
 
 from __future__ import annotations
 
 import json
 import math
-import shlex
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from phasewise.apps.remote_code import remote_code_args
+from phasewise.apps.launch_args import (
+    KV_BACKEND,
+    Command,
+    common_notes,
+    engine_family,
+    kv_dtype_arg,
+    precision_args,
+    remote_code_argv,
+    reuse_refused,
+    run_block,
+)
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.startup import startup_estimate
@@ -29,7 +36,7 @@ from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engine_kv import default_kv_block, default_kv_dtype, kv_block, prefix_caching_refusal, window_kv
+from phasewise.specs.engine_kv import kv_block, window_kv
 from phasewise.specs.engines import role_knobs
 from phasewise.specs.model_catalog import checkpoint_id
 
@@ -42,132 +49,13 @@ ROUTER_FRONTS = {
     "dynamo_kv": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode kv{settings}, with each worker run as python "
                  "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
 }
-# our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
-# (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
-ONLINE_QUANT = {"fp8": "fp8"}
-UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-# our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`; an unquantized dtype is
-# written only where the engine's `auto` would pick another, specs/engine_kv.py default_kv_dtype)
-KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloat16"}, "trtllm": {"fp8": "fp8"}}
-# the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
-# Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
-KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
 NIXL_SIDE_CHANNEL_PORT = 5600  # vLLM's default VLLM_NIXL_SIDE_CHANNEL_PORT (nixl_connector_usage.html), + GPU index
 
 
-@cache
-def engine_flags() -> dict[str, Any]:
-    """The published argument names each engine's command takes (apps/data/engine_flags.yaml)."""
-    return yaml.safe_load(resources.files("phasewise.apps").joinpath("data", "engine_flags.yaml").read_text())
-
-
-def engine_family(engine: str) -> str:
-    """vllm | sglang | trtllm: the engine whose commands a preset's group gets (vLLM for the others)."""
-    name = engine.split("@")[0]
-    return "sglang" if name.startswith("sglang") else "trtllm" if name.startswith("trtllm") else "vllm"
-
-
-@dataclass(slots=True)
-class Command:
-    """One process to start: its environment, argv, and comment lines (what the engine cannot express)."""
-
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    comments: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)  # config files it reads, name -> text
-
-    def line(self) -> str:
-        env = " ".join(f"{k}={v}" for k, v in self.env.items())
-        return (env + " " if env else "") + shlex.join(self.argv)
-
-
-def _precision(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
-    model = load_model(g.model or dep.model)
-    native = model.default_precision
-    precision = g.precision or native
-    if precision == native:
-        if precision not in UNQUANTIZED:
-            notes.append(f"precision {precision} is the checkpoint's own format: the engine reads it from the "
-                         "checkpoint's quantization config")
-        return []
-    if family == "trtllm":
-        notes.append(f"precision {precision}: TensorRT-LLM's PyTorch backend has no online quantization; serve a "
-                     f"{precision} checkpoint (e.g. quantized with NVIDIA ModelOpt) as MODEL")
-        return []
-    if precision in UNQUANTIZED:
-        return ["--dtype", UNQUANTIZED[precision]]
-    if precision in ONLINE_QUANT:
-        return ["--quantization", ONLINE_QUANT[precision]]
-    notes.append(f"precision {precision}: no online quantization in {family}; serve a pre-quantized {precision} "
-                 "checkpoint as MODEL (its format is read from the checkpoint)")
-    return []
-
-
-def _kv_dtype(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> str | None:
-    """The engine's --kv-cache-dtype for the group's kv_dtype: none where its `auto` gives that dtype (the model's
-    dtype, or the engine's own pick for the model, specs/engine_kv.py default_kv_dtype: SGLang's FP8 for a DSA
-    model on Blackwell, which a note names)."""
-    cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
-    model = load_model(g.model or dep.model)
-    auto = default_kv_dtype(engine, model, cost.hw)
-    if g.kv_dtype is None and model.compressed is not None and family == "vllm":
-        # DeepSeek-V4's attention asserts an FP8 cache, which its recipe passes (vLLM's DeepSeek-V4 blog and recipe:
-        # --kv-cache-dtype fp8 --block-size 256)
-        notes.append(f"kv_dtype: {g.model or dep.model}'s attention takes an FP8 KV cache only; written as fp8")
-        return KV_DTYPE[family]["fp8"]
-    if g.kv_dtype is None:
-        if auto is not None:
-            notes.append(f"kv_dtype: {engine.label} keeps {g.model or dep.model}'s KV cache in {auto} on "
-                         f"{g.hardware} when --kv-cache-dtype is auto; simulated so")
-        return None
-    if g.kv_dtype in UNQUANTIZED and auto in (None, g.kv_dtype):
-        return None  # the engine's `auto` gives it
-    value = KV_DTYPE[family].get(g.kv_dtype)
-    if value is None:
-        kept = f"; its auto keeps {auto}" if auto is not None else ""
-        notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype ({', '.join(KV_DTYPE[family])} "
-                     f"only); not set{kept}")
-    return value
-
-
-def _common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
-    notes = [f"{g.role} instances: {g.replicas} x {g.tp * g.pp} x {g.hardware}"]
-    name = g.engine.split("@")[0]
-    if name != family:
-        notes.append(f"planned engine '{g.engine}' (simulated scheduler) has no launch command of its own; "
-                     f"{family} is the nearest")
-    if name == "vllm-v0":
-        notes.append("prefill-first (vLLM V0) scheduling: vLLM >= 0.11 runs only V1; --no-enable-chunked-prefill "
-                     "keeps prompts whole but V1 still mixes them into decode steps")
-    if g.entry_point == "offline":
-        notes.append("entry_point offline: the planned engine defaults are the LLM class's, not the server's")
-    if g.moe_imbalance is not None:
-        notes.append(f"moe_imbalance {g.moe_imbalance:g} is a simulation input (expert load skew), not an argument")
-    if g.routing_skew is not None:
-        notes.append(f"routing_skew {g.routing_skew:g} is a simulation input (the traffic's expert routing), not an "
-                     "argument")
-    if g.mapping:
-        notes.append(f"operator mapping '{g.mapping}' (chip substrates) has no engine equivalent")
-    if g.pool:
-        notes.append(f"priority pool '{g.pool}' (Ascendra): no engine equivalent; route by priority in front")
-    if dep.kv_store_bytes and g.role != "decode":
-        notes.append(f"kv_store_bytes {dep.kv_store_bytes / 1e9:g} GB: a KV store the instances share (Mooncake "
-                     "Store, LMCache's remote backend, SGLang HiCache's storage backend) is configured through its own "
-                     "connector, not written here")
-    return notes
-
-
-def _remote_code(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
-    """The trust flag where the group's checkpoint needs its own code read (apps/remote_code.py); its why a note."""
-    argv, why = remote_code_args(g.model or dep.model, family)
-    notes += why
-    return argv
-
-
 def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
-    notes = _common_notes(dep, g, "vllm")
+    notes = common_notes(dep, g, "vllm")
     argv = ["vllm", "serve", checkpoint_id(g.model or dep.model), "--port", str(port)]
-    argv += _remote_code(dep, g, "vllm", notes)
+    argv += remote_code_argv(dep, g, "vllm", notes)
     dp = g.attention_dp or 1
     argv += ["--tensor-parallel-size", str(g.tp // dp)]
     if dp > 1:
@@ -180,8 +68,8 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         if ep != g.tp:
             notes.append(f"ep {ep} x moe_tp {g.tp // ep}: vLLM's expert parallelism spans all tp x dp GPUs "
                          f"(ep = {g.tp}); a partial EP with MoE tensor parallelism has no vLLM argument")
-    argv += _precision(dep, g, "vllm", notes)
-    kv = _kv_dtype(dep, g, "vllm", notes)
+    argv += precision_args(dep, g, "vllm", notes)
+    kv = kv_dtype_arg(dep, g, "vllm", notes)
     if kv:
         argv += ["--kv-cache-dtype", kv]
     knobs = g.knobs
@@ -201,7 +89,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
     argv += _vllm_max_model_len(dep, g, notes)
-    argv += ["--block-size", str(_run_block(dep, g, notes))]
+    argv += ["--block-size", str(run_block(dep, g, notes))]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
     if g.host_kv_cache_bytes and g.role == "collocated":  # vLLM's size is all the instance's ranks' together, GiB
@@ -227,25 +115,6 @@ def _vllm_mxfp4_env(dep: Deployment, g: InstanceGroup, notes: list[str]) -> dict
     notes.append("VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1: the MXFP4 experts take MXFP8 activations (W4A8), as "
                  "simulated; without it vLLM runs them with BF16 activations on Blackwell")
     return {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}
-
-
-def _run_block(dep: Deployment, g: InstanceGroup, notes: list[str]) -> int:
-    """The KV block the instance runs on, as simulated (specs/engine_kv.py kv_block): the deployment's block_size or
-    the engine's default, unless a latent-attention model's kernel needs another, which the engine forces whatever
-    its flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention): a note says so."""
-    model = load_model(g.model or dep.model)
-    cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
-    block, kernel = kv_block(engine, model, cost.hw, g.block_size)
-    if kernel:
-        asked = g.block_size if g.block_size is not None else f"{default_kv_block(engine)} (the engine's default)"
-        notes.append(f"block_size {asked}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on "
-                     f"{block}-token KV blocks, which the engine forces or requires; simulated and written as {block}")
-    return block
-
-
-def _reuse_refused(dep: Deployment, g: InstanceGroup) -> str:
-    """Why the engine cannot reuse KV blocks for this group's model ("" where it can: specs/engines.py)."""
-    return prefix_caching_refusal(build_group(dep, g, dep.instances.index(g))[3], load_model(g.model or dep.model))
 
 
 def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> list[str]:
@@ -289,10 +158,10 @@ def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
 
 
 def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
-    notes = _common_notes(dep, g, "sglang")
+    notes = common_notes(dep, g, "sglang")
     argv = ["python", "-m", "sglang.launch_server", "--model-path", checkpoint_id(g.model or dep.model),
             "--port", str(port), "--tp-size", str(g.tp)]
-    argv += _remote_code(dep, g, "sglang", notes)
+    argv += remote_code_argv(dep, g, "sglang", notes)
     if g.pp > 1:
         argv += ["--pp-size", str(g.pp)]
     if (g.attention_dp or 1) > 1:
@@ -300,8 +169,8 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
     if ep > 1:
         argv += ["--ep-size", str(ep)]  # SGLang's MoE tensor parallelism is then tp / ep, as planned
-    argv += _precision(dep, g, "sglang", notes)
-    kv = _kv_dtype(dep, g, "sglang", notes)
+    argv += precision_args(dep, g, "sglang", notes)
+    kv = kv_dtype_arg(dep, g, "sglang", notes)
     if kv:
         argv += ["--kv-cache-dtype", kv]
     for knob, value in g.knobs.items():
@@ -325,7 +194,7 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             notes.append(f"{knob} {value}: no SGLang argument")
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)
         argv += ["--mem-fraction-static", f"{g.memory_fraction:g}"]
-    argv += ["--page-size", str(_run_block(dep, g, notes))]
+    argv += ["--page-size", str(run_block(dep, g, notes))]
     if g.prefix_caching is False:
         argv.append("--disable-radix-cache")
     if g.host_kv_cache_bytes:  # SGLang's --hicache-size: GB of host memory per rank
@@ -344,12 +213,12 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
 
 
 def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command:
-    notes = _common_notes(dep, g, "trtllm")
+    notes = common_notes(dep, g, "trtllm")
     options: dict[str, Any] = {}
     ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
     argv = ["trtllm-serve", checkpoint_id(g.model or dep.model), "--backend", "pytorch", "--port", str(port),
             "--tp_size", str(g.tp)]
-    argv += _remote_code(dep, g, "trtllm", notes)
+    argv += remote_code_argv(dep, g, "trtllm", notes)
     if g.pp > 1:
         argv += ["--pp_size", str(g.pp)]
     if ep > 1:
@@ -361,16 +230,16 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
         if dp != g.tp:
             notes.append(f"attention_dp {dp} of tp {g.tp}: TensorRT-LLM's attention DP spans all tp ranks "
                          f"(attention_dp = {g.tp}); a partial one has no argument")
-    argv += _precision(dep, g, "trtllm", notes)
-    kv_cache: dict[str, Any] = {"tokens_per_block": _run_block(dep, g, notes)}
+    argv += precision_args(dep, g, "trtllm", notes)
+    kv_cache: dict[str, Any] = {"tokens_per_block": run_block(dep, g, notes)}
     if g.memory_fraction is not None:  # else TensorRT-LLM's own default (0.9), as simulated
         kv_cache["free_gpu_memory_fraction"] = g.memory_fraction
-    kv = _kv_dtype(dep, g, "trtllm", notes)
+    kv = kv_dtype_arg(dep, g, "trtllm", notes)
     if kv:
         kv_cache["dtype"] = kv
     if g.prefix_caching is not None:
         kv_cache["enable_block_reuse"] = g.prefix_caching
-    elif refused := _reuse_refused(dep, g):  # TensorRT-LLM's default (on) would not start: off, as simulated
+    elif refused := reuse_refused(dep, g):  # TensorRT-LLM's default (on) would not start: off, as simulated
         kv_cache["enable_block_reuse"] = False
         notes.append(f"enable_block_reuse false: {refused}")
     if g.host_kv_cache_bytes:  # bytes of host memory for offloaded blocks, each rank's own KV cache manager

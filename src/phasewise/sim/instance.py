@@ -14,7 +14,9 @@ each with its share of the KV blocks and sequence slots, sharing one PipelineGat
 the first stage when the previous one has left it, and its tokens come out a full pipeline latency later.
 
 Its KV admission and preemption are sim/kv_admission.py's, its decoding set's bookkeeping (joins, leaves, the
-sums a decode step is costed by, finishes, run lengths) sim/decoding_set.py's: bases of Instance, on its state.
+sums a decode step is costed by, finishes, run lengths) sim/decoding_set.py's, its iterations' accounting (busy time,
+work, energy, KV held) sim/iteration_accounting.py's: bases of Instance, on its state. Which images an iteration
+encodes is sim/image_encoding.py's.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import numpy as np
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import kv_state_pages
-from phasewise.perf.vision import EncoderCost
 from phasewise.perf.window_kv import kv_stored_terms, kv_window_terms
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet, windowed_keys
+from phasewise.sim.image_encoding import encode_images
+from phasewise.sim.iteration_accounting import IterationAccounting
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
 from phasewise.sim.mapped_energy import MappedEnergy
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
 _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 
-class Instance(KvAdmission, DecodingSet):
+class Instance(KvAdmission, DecodingSet, IterationAccounting):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
                  "max_seqs", "kernel_block", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window",
@@ -278,7 +281,7 @@ class Instance(KvAdmission, DecodingSet):
         for req, take in chunks:
             shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
         it = self.cost.fast(shape)
-        encoded = self._encode_images(chunks)
+        encoded = encode_images(self.cost, self.stats, chunks)
         if encoded is not None:  # the vision encoder runs first, on the first pipeline stage
             it = (it[0] + encoded.time_s, it[1] + encoded.time_s, it[2] + encoded.flops, it[3] + encoded.bytes)
         t = it[0]
@@ -305,33 +308,6 @@ class Instance(KvAdmission, DecodingSet):
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
-
-    def _encode_images(self, chunks: list[tuple[SimRequest, int]]) -> EncoderCost | None:
-        """The vision encoder's forward over the images whose prompt tokens this iteration's chunks reach, as vLLM
-        V1 (`_try_schedule_encoder_inputs`) and SGLang (`_get_chunked_prefill_embedding`) schedule them: an image
-        is encoded with the first chunk that overlaps its tokens, one that lies wholly in a cached prefix not at
-        all; all of them batched into one forward (perf/vision.py). None when there are none."""
-        patches: list[int] = []
-        for req, take in chunks:
-            count = len(req.image_patches)
-            if req.images_done >= count or req.images_remote:
-                continue
-            start = max(req.prompt - sum(req.image_tokens), 0)  # the images follow the text
-            for tokens in req.image_tokens[:req.images_done]:
-                start += tokens
-            end = req.prefilled + take
-            while req.images_done < count and start < end:
-                tokens = req.image_tokens[req.images_done]
-                if start + tokens > req.prefilled:  # not wholly in a cached prefix
-                    patches.append(req.image_patches[req.images_done])
-                start += tokens
-                req.images_done += 1
-        if not patches:
-            return None
-        encoded = self.cost.encoder(tuple(patches))
-        self.stats.images_encoded += len(patches)
-        self.stats.encoder_busy_s += encoded.time_s
-        return encoded
 
     def _stage_device_s(self, shape: BatchShape, stage_s: float) -> float:
         """How long a micro-batch holds a pipeline stage: its slowest stage without the host work, which
@@ -517,32 +493,3 @@ class Instance(KvAdmission, DecodingSet):
         ctx = kv_tokens / S
         one = self.draft.fast(BatchShape.uniform(S, 1, max(int(ctx), 1), self.model.causal))[0]
         return self.spec.draft_tokens * one
-
-    def _account(self, it: tuple, t: float, seqs: int, prefill_tokens: int, decode_tokens: float,
-                 iterations: int, start: float) -> None:
-        """Busy time, work, energy (power between idle and TDP by utilization) and KV use of iterations."""
-        st = self.stats
-        scale = self._work_scale * iterations
-        flops, nbytes = it[-2] * scale, it[-1] * scale
-        if t > 0:
-            compute, memory = flops * self._inv_peak, nbytes * self._inv_bw
-            util = (compute if compute >= memory else memory) / t  # max(compute, memory) / t
-            if self.cluster.record_timeline:
-                st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
-            st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
-        st.busy_s += t
-        st.iterations += iterations
-        if decode_tokens:
-            st.decode_iterations += iterations
-            st.decode_tokens += int(decode_tokens)
-        st.prefill_tokens += prefill_tokens
-        st.batch_seqs_sum += seqs * iterations
-        st.flops += flops
-        st.bytes += nbytes
-        S, kv = self.running.n, self.kv
-        used = kv.used - self.decoding_blocks
-        if S:  # the decoding set's tokens in blocks (a hybrid's windows bounded), plus half a block of slack each
-            used += self._kv_tokens_bound(self._decoding_tokens(self.decode_steps), S) / kv.block_size + S / 2
-        st.kv_token_seconds += used * t
-        if used > st.kv_peak_blocks:
-            st.kv_peak_blocks = min(int(used), kv.capacity)

@@ -30,12 +30,11 @@ from phasewise.specs.hf_layers import (
     first_field,
     hunyuan_fields,
     is_int_list,
-    linear_pattern,
     llama4_moe_layers,
-    positive,
     require_field,
     window_layers,
 )
+from phasewise.specs.hf_linear_attention import gated_deltanet_fields, kda_fields
 from phasewise.specs.hf_mamba import GRANITE_LAYER_KINDS, granite_hybrid_spec, nemotron_h_spec
 from phasewise.specs.hf_mimo import MIMO_DEFAULTS, MIMO_TYPES, mimo_config
 from phasewise.specs.hf_nas import NAS_TYPES, nas_config
@@ -440,7 +439,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
                           indexer_heads=int(require_field(cfg, where, "index_n_heads")),
                           indexer_head_dim=int(require_field(cfg, where, "index_head_dim")))
     if mt in LINEAR_HYBRID_TYPES:
-        latent = _linear_attention_fields(cfg, where, layers, layer_types)
+        latent = gated_deltanet_fields(cfg, where, layers, layer_types)
     if mt == "jamba":
         latent = mamba1_fields(cfg, where, layers)
     if mt in LIGHTNING_TYPES:
@@ -448,7 +447,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
     if mt in LFM2_TYPES:
         latent = short_conv_fields(cfg, where, layer_types)
     if mt == "kimi_linear":
-        latent.update(_kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
+        latent.update(kda_fields(cfg, where, layers), attention_rope=not cfg.get("mla_use_nope", False))
     if SPEC_FIELDS in cfg:  # a family reader's own (specs/hf_gemma4.py, specs/hf_mimo.py)
         latent.update(cfg[SPEC_FIELDS])
     latent.setdefault("layer_pattern", pattern)  # a linear hybrid's own, else the windowed layers'
@@ -488,50 +487,3 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         qk_norm_across_heads=bool(cfg.get("use_qk_norm")) and str(cfg.get("qk_norm_type", "")).lower() == "per_layer",
         **latent,
     )
-
-
-def _linear_attention_fields(cfg: dict[str, Any], where: str, layers: int, layer_types: list) -> dict[str, Any]:
-    """A gated-DeltaNet hybrid's fields (transformers Qwen3NextConfig / Qwen3_5TextConfig): its linear-attention
-    layers from layer_types, else every layer but each full_attention_interval-th (the configs' own default rule);
-    the softmax layers' output gate (attn_output_gate; Qwen3-Next's attention always gates)."""
-    if layer_types:
-        linear = [i for i, kind in enumerate(layer_types) if kind == "linear_attention"]
-    else:
-        interval = positive(require_field(cfg, where, "full_attention_interval"), where, "full_attention_interval")
-        linear = [i for i in range(layers) if (i + 1) % interval]
-    return dict(
-        attention_output_gate=bool(cfg.get("attn_output_gate", True)),
-        linear_attention_layers=len(linear), layer_pattern=linear_pattern(linear, layers),
-        linear_key_heads=int(require_field(cfg, where, "linear_num_key_heads")),
-        linear_value_heads=int(require_field(cfg, where, "linear_num_value_heads")),
-        linear_key_head_dim=int(require_field(cfg, where, "linear_key_head_dim")),
-        linear_value_head_dim=int(require_field(cfg, where, "linear_value_head_dim")),
-        linear_conv_kernel=int(require_field(cfg, where, "linear_conv_kernel_dim")),
-    )
-
-
-def _kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
-    """Kimi Linear's KDA layers (linear_attn_config: kda_layers and full_attn_layers, 1-based, covering every layer
-    once between them; num_heads heads of head_dim for q, k and v; a short conv of short_conv_kernel_size taps)."""
-    linear = cfg.get("linear_attn_config")
-    if not isinstance(linear, dict):
-        raise PhasewiseError(f"{where}: missing field linear_attn_config (kda_layers, full_attn_layers, num_heads, "
-                             "head_dim, short_conv_kernel_size)")
-    named = {}
-    for field in ("kda_layers", "full_attn_layers"):
-        value = linear.get(field)
-        if not is_int_list(value):
-            raise PhasewiseError(f"{where}: linear_attn_config.{field} must be a list of layer numbers (1-based)")
-        named[field] = value
-    kda, full = named["kda_layers"], named["full_attn_layers"]
-    if sorted(kda + full) != list(range(1, layers + 1)):
-        raise PhasewiseError(f"{where}: linear_attn_config.kda_layers and full_attn_layers must name each of the "
-                             f"{layers} layers (1..{layers}) once between them")
-    sizes = {}
-    for field in ("num_heads", "head_dim", "short_conv_kernel_size"):
-        sizes[field] = positive(linear.get(field), where, f"linear_attn_config.{field}")
-    return dict(linear_attention_layers=len(kda), layer_pattern=linear_pattern((i - 1 for i in kda), layers),
-                linear_key_heads=sizes["num_heads"],
-                linear_value_heads=sizes["num_heads"], linear_key_head_dim=sizes["head_dim"],
-                linear_value_head_dim=sizes["head_dim"], linear_conv_kernel=sizes["short_conv_kernel_size"],
-                linear_recurrence="kda")

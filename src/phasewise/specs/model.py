@@ -18,9 +18,10 @@ from phasewise.specs.linear_mixer import LinearMixerShapes
 from phasewise.specs.model_checks import check_model
 from phasewise.specs.model_stack import kv_share_sources, stack_part
 from phasewise.specs.vision import ImageGeometry, VisionEncoder
+from phasewise.specs.window_shapes import WindowShapes
 
 
-class ModelSpec(LinearMixerShapes, BaseModel):
+class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
     """The shape of a decoder-only transformer, in the units the cost model needs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -201,43 +202,6 @@ class ModelSpec(LinearMixerShapes, BaseModel):
         return self.native_precision or "bf16"
 
     @property
-    def window_all_layers(self) -> int | None:
-        """The sliding window when every layer has it (then a BatchShape carries it), else None."""
-        if self.sliding_window and self.sliding_window_layers in (None, self.num_layers):
-            return self.sliding_window
-        return None
-
-    @property
-    def window_layer_share(self) -> float:
-        """Share of the layers that are windowed in a hybrid stack (0 when none or all are)."""
-        if self.window_all_layers or not self.sliding_window or not self.sliding_window_layers:
-            return 0.0
-        return self.sliding_window_layers / self.num_layers
-
-    @property
-    def window_layer_head_dim(self) -> int:
-        """Head width of the windowed layers (head_dim unless they have their own)."""
-        return self.window_head_dim or self.head_dim
-
-    @property
-    def window_layer_kv_heads(self) -> int:
-        """KV heads of the windowed layers (num_kv_heads unless they have their own)."""
-        return self.window_kv_heads or self.num_kv_heads
-
-    @property
-    def window_own_geometry(self) -> bool:
-        """Whether the windowed layers' attention is shaped unlike the full layers' (Gemma 4): then the cost model
-        costs the two kinds apart, and their KV per token differs."""
-        return bool(self.window_layer_share) and (
-            (self.window_layer_head_dim, self.window_layer_kv_heads) != (self.head_dim, self.num_kv_heads)
-            or self.value_from_key)
-
-    @property
-    def window_layer_v_dim(self) -> int:
-        """Value head width of the windowed layers: v_head_dim where set (both kinds), else their head width."""
-        return self.v_head_dim or self.window_layer_head_dim
-
-    @property
     def kv_proj_size(self) -> int:
         """Output width of a full softmax layer's K and V projections: the keys, and the values unless they come from
         the key projection (value_from_key)."""
@@ -248,11 +212,6 @@ class ModelSpec(LinearMixerShapes, BaseModel):
         """Softmax layers attending over the whole context that hold KV: the unwindowed ones, less the KV-shared."""
         return (self.full_attention_layers - self.hybrid_windowed_layers
                 - (self.kv_shared_layers - self.kv_shared_window_layers))
-
-    @property
-    def window_kv_layers(self) -> int:
-        """A hybrid stack's windowed layers that hold KV: less the KV-shared (0 when none or all are windowed)."""
-        return self.hybrid_windowed_layers - self.kv_shared_window_layers
 
     @property
     def dense_mlp_width_factor(self) -> float:
@@ -467,16 +426,6 @@ class ModelSpec(LinearMixerShapes, BaseModel):
         window = self.window_layer_kv_heads * (self.window_layer_head_dim + self.window_layer_v_dim)
         return self.hidden_size * ((self.kv_shared_layers - self.kv_shared_window_layers) * self.kv_proj_size
                                    + self.kv_shared_window_layers * window)
-
-    @property
-    def hybrid_windowed_layers(self) -> int:
-        """Layers of a hybrid stack that are windowed (0 when none or all are)."""
-        return self.sliding_window_layers if self.window_layer_share else 0
-
-    @property
-    def windowed_layer_count(self) -> int:
-        """Layers attending over a window: a hybrid's windowed ones, every layer where all are, else 0."""
-        return self.hybrid_windowed_layers or (self.num_layers if self.window_all_layers else 0)
 
     def stack_part(self, layers: int, first_layer: int | None = None) -> ModelSpec:
         """`layers` consecutive layers from `first_layer` as a model of their own (specs/model_stack.py)."""

@@ -1,0 +1,158 @@
+"""What every engine's launch command shares (apps/launch.py writes the commands): the engines' published argument
+names, the precision and KV-cache dtype arguments, the KV block the instance runs on, the trust flag for checkpoints
+with their own code, and the notes for what a deployment plans that no engine argument expresses."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from phasewise.apps.remote_code import remote_code_args
+from phasewise.sim.deployment import Deployment, InstanceGroup
+from phasewise.sim.simulate import build_group
+from phasewise.specs import load_model
+from phasewise.specs.engine_kv import default_kv_block, default_kv_dtype, kv_block, prefix_caching_refusal
+
+# our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
+# (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
+ONLINE_QUANT = {"fp8": "fp8"}
+UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`; an unquantized dtype is
+# written only where the engine's `auto` would pick another, specs/engine_kv.py default_kv_dtype)
+KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloat16"}, "trtllm": {"fp8": "fp8"}}
+# the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
+# Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
+KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
+
+
+@cache
+def engine_flags() -> dict[str, Any]:
+    """The published argument names each engine's command takes (apps/data/engine_flags.yaml)."""
+    return yaml.safe_load(resources.files("phasewise.apps").joinpath("data", "engine_flags.yaml").read_text())
+
+
+def engine_family(engine: str) -> str:
+    """vllm | sglang | trtllm: the engine whose commands a preset's group gets (vLLM for the others)."""
+    name = engine.split("@")[0]
+    return "sglang" if name.startswith("sglang") else "trtllm" if name.startswith("trtllm") else "vllm"
+
+
+@dataclass(slots=True)
+class Command:
+    """One process to start: its environment, argv, and comment lines (what the engine cannot express)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    comments: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # config files it reads, name -> text
+
+    def line(self) -> str:
+        env = " ".join(f"{k}={v}" for k, v in self.env.items())
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+def precision_args(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
+    model = load_model(g.model or dep.model)
+    native = model.default_precision
+    precision = g.precision or native
+    if precision == native:
+        if precision not in UNQUANTIZED:
+            notes.append(f"precision {precision} is the checkpoint's own format: the engine reads it from the "
+                         "checkpoint's quantization config")
+        return []
+    if family == "trtllm":
+        notes.append(f"precision {precision}: TensorRT-LLM's PyTorch backend has no online quantization; serve a "
+                     f"{precision} checkpoint (e.g. quantized with NVIDIA ModelOpt) as MODEL")
+        return []
+    if precision in UNQUANTIZED:
+        return ["--dtype", UNQUANTIZED[precision]]
+    if precision in ONLINE_QUANT:
+        return ["--quantization", ONLINE_QUANT[precision]]
+    notes.append(f"precision {precision}: no online quantization in {family}; serve a pre-quantized {precision} "
+                 "checkpoint as MODEL (its format is read from the checkpoint)")
+    return []
+
+
+def kv_dtype_arg(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> str | None:
+    """The engine's --kv-cache-dtype for the group's kv_dtype: none where its `auto` gives that dtype (the model's
+    dtype, or the engine's own pick for the model, specs/engine_kv.py default_kv_dtype: SGLang's FP8 for a DSA
+    model on Blackwell, which a note names)."""
+    cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
+    model = load_model(g.model or dep.model)
+    auto = default_kv_dtype(engine, model, cost.hw)
+    if g.kv_dtype is None and model.compressed is not None and family == "vllm":
+        # DeepSeek-V4's attention asserts an FP8 cache, which its recipe passes (vLLM's DeepSeek-V4 blog and recipe:
+        # --kv-cache-dtype fp8 --block-size 256)
+        notes.append(f"kv_dtype: {g.model or dep.model}'s attention takes an FP8 KV cache only; written as fp8")
+        return KV_DTYPE[family]["fp8"]
+    if g.kv_dtype is None:
+        if auto is not None:
+            notes.append(f"kv_dtype: {engine.label} keeps {g.model or dep.model}'s KV cache in {auto} on "
+                         f"{g.hardware} when --kv-cache-dtype is auto; simulated so")
+        return None
+    if g.kv_dtype in UNQUANTIZED and auto in (None, g.kv_dtype):
+        return None  # the engine's `auto` gives it
+    value = KV_DTYPE[family].get(g.kv_dtype)
+    if value is None:
+        kept = f"; its auto keeps {auto}" if auto is not None else ""
+        notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype ({', '.join(KV_DTYPE[family])} "
+                     f"only); not set{kept}")
+    return value
+
+
+def common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
+    notes = [f"{g.role} instances: {g.replicas} x {g.tp * g.pp} x {g.hardware}"]
+    name = g.engine.split("@")[0]
+    if name != family:
+        notes.append(f"planned engine '{g.engine}' (simulated scheduler) has no launch command of its own; "
+                     f"{family} is the nearest")
+    if name == "vllm-v0":
+        notes.append("prefill-first (vLLM V0) scheduling: vLLM >= 0.11 runs only V1; --no-enable-chunked-prefill "
+                     "keeps prompts whole but V1 still mixes them into decode steps")
+    if g.entry_point == "offline":
+        notes.append("entry_point offline: the planned engine defaults are the LLM class's, not the server's")
+    if g.moe_imbalance is not None:
+        notes.append(f"moe_imbalance {g.moe_imbalance:g} is a simulation input (expert load skew), not an argument")
+    if g.routing_skew is not None:
+        notes.append(f"routing_skew {g.routing_skew:g} is a simulation input (the traffic's expert routing), not an "
+                     "argument")
+    if g.mapping:
+        notes.append(f"operator mapping '{g.mapping}' (chip substrates) has no engine equivalent")
+    if g.pool:
+        notes.append(f"priority pool '{g.pool}' (Ascendra): no engine equivalent; route by priority in front")
+    if dep.kv_store_bytes and g.role != "decode":
+        notes.append(f"kv_store_bytes {dep.kv_store_bytes / 1e9:g} GB: a KV store the instances share (Mooncake "
+                     "Store, LMCache's remote backend, SGLang HiCache's storage backend) is configured through its own "
+                     "connector, not written here")
+    return notes
+
+
+def remote_code_argv(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
+    """The trust flag where the group's checkpoint needs its own code read (apps/remote_code.py); its why a note."""
+    argv, why = remote_code_args(g.model or dep.model, family)
+    notes += why
+    return argv
+
+
+def run_block(dep: Deployment, g: InstanceGroup, notes: list[str]) -> int:
+    """The KV block the instance runs on, as simulated (specs/engine_kv.py kv_block): the deployment's block_size or
+    the engine's default, unless a latent-attention model's kernel needs another, which the engine forces whatever
+    its flag says (vLLM, SGLang) or requires (TensorRT-LLM with sparse attention): a note says so."""
+    model = load_model(g.model or dep.model)
+    cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
+    block, kernel = kv_block(engine, model, cost.hw, g.block_size)
+    if kernel:
+        asked = g.block_size if g.block_size is not None else f"{default_kv_block(engine)} (the engine's default)"
+        notes.append(f"block_size {asked}: {kernel} ({g.model or dep.model} on {g.hardware}) runs on "
+                     f"{block}-token KV blocks, which the engine forces or requires; simulated and written as {block}")
+    return block
+
+
+def reuse_refused(dep: Deployment, g: InstanceGroup) -> str:
+    """Why the engine cannot reuse KV blocks for this group's model ("" where it can: specs/engines.py)."""
+    return prefix_caching_refusal(build_group(dep, g, dep.instances.index(g))[3], load_model(g.model or dep.model))
