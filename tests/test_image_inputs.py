@@ -253,6 +253,23 @@ def test_quick_vision_validate_json(run_cli):
         assert 1 / VISION_SMOKE_FACTOR < p["predicted_ms"] / p["cpu_ms"] < VISION_SMOKE_FACTOR, p
 
 
+def test_the_patch_embedding_runs_as_the_gemm_it_is():
+    """--vision times the patch embedding as serving engines run it (vLLM's Conv3dLayer: one GEMM over the flattened
+    patch where the kernel is the stride): the same numbers as transformers' Conv3d; another conv is refused."""
+    torch = pytest.importorskip("torch")
+    from phasewise.errors import PhasewiseError
+    from phasewise.measure.vision_check import patch_embedding_as_linear
+
+    conv = torch.nn.Conv3d(3, 32, kernel_size=(2, 14, 14), stride=(2, 14, 14), bias=True)
+    patches = torch.randn(20, 3, 2, 14, 14)
+    linear = patch_embedding_as_linear(torch, conv)
+    with torch.inference_mode():
+        assert torch.allclose(linear(patches), conv(patches), atol=1e-5)
+    assert linear.weight is conv.weight  # transformers reads the projection's weight dtype
+    with pytest.raises(PhasewiseError, match="not a per-patch projection"):
+        patch_embedding_as_linear(torch, torch.nn.Conv3d(3, 32, kernel_size=3, stride=1))
+
+
 def test_quick_vision_validate_times_qwen25_vl_windows(run_cli):
     """The same check on Qwen2.5-VL's encoder (windowed blocks, one full-attention block): images in multiples of
     28 pixels, from one 112-pixel window to 4 x 3 of them."""

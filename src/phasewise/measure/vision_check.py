@@ -117,6 +117,7 @@ def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hi
         from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionConfig, Qwen3VLVisionModel
         encoder = Qwen3VLVisionModel(Qwen3VLVisionConfig(**fields))
     encoder = encoder.to(dev, torch.float32).eval()
+    encoder.patch_embed.proj = patch_embedding_as_linear(torch, encoder.patch_embed.proj)
     side = vision.patch_size * math.isqrt(vision.merge)
     reps = repeats or (3 if quick else 5)
     patch_inputs = vision.patch_inputs
@@ -139,8 +140,33 @@ def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hi
             "hardware": calibrated.hw.key, "hardware_source": hardware, "engine": calibrated.engine.name,
             "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE, "repeats": reps, "threads": 1,
             "host_allocator": host_allocator_note(),
-            "transformers": transformers.__version__, "attention": encoder.config._attn_implementation}
+            "transformers": transformers.__version__, "attention": encoder.config._attn_implementation,
+            "patch_embedding": "one GEMM (the Conv3d whose kernel is its stride, as vLLM's Conv3dLayer runs it)"}
     return points, info
+
+
+def patch_embedding_as_linear(torch, conv):
+    """The patch embedding's Conv3d (its kernel its stride, one kernel-sized patch an input) as the one GEMM over the
+    flattened patch it is, as serving engines run it: vLLM's Conv3dLayer takes this path on CPUs, and on GPUs from
+    torch 2.9 on (vllm/model_executor/layers/conv.py `enable_linear`), and the cost model
+    (perf/vision.py) likewise. transformers runs the convolution itself, which on this CPU's oneDNN took 30 ms where
+    the GEMM takes 5 (a 616-patch image, 1,536 x 384 weights, fp32, one thread): the check times what is served and costed."""
+    if tuple(conv.kernel_size) != tuple(conv.stride) or any(conv.padding) or conv.groups != 1:
+        raise PhasewiseError(f"--vision: the patch embedding is not a per-patch projection (kernel {conv.kernel_size},"
+                             f" stride {conv.stride}); it cannot run as one GEMM")
+    extra = (1,) * len(conv.kernel_size)
+
+    class PatchLinear(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight, self.bias = conv.weight, conv.bias  # the conv's own (transformers reads weight.dtype)
+
+        def forward(self, patches):  # (patches, channels, *kernel) -> (patches, out, 1, 1, 1) as the conv returns
+            flat = patches.reshape(patches.shape[0], -1)
+            out = torch.nn.functional.linear(flat, self.weight.reshape(self.weight.shape[0], -1), self.bias)
+            return out.view(patches.shape[0], -1, *extra)
+
+    return PatchLinear()
 
 
 def vision_summary(points: list[VisionPoint]) -> dict[str, float]:
