@@ -148,9 +148,9 @@ def vision_validate(hardware: str, model: str = VISION_MODEL, depth: int = 4, hi
 def patch_embedding_as_linear(torch, conv):
     """The patch embedding's Conv3d (its kernel its stride, one kernel-sized patch an input) as the one GEMM over the
     flattened patch it is, as serving engines run it: vLLM's Conv3dLayer takes this path on CPUs, and on GPUs from
-    torch 2.9 on (vllm/model_executor/layers/conv.py `enable_linear`), and the cost model
-    (perf/vision.py) likewise. transformers runs the convolution itself, which on this CPU's oneDNN took 30 ms where
-    the GEMM takes 5 (a 616-patch image, 1,536 x 384 weights, fp32, one thread): the check times what is served and costed."""
+    torch 2.9 on (vllm/model_executor/layers/conv.py `enable_linear`); the cost model (perf/vision.py) costs it so.
+    transformers runs the convolution itself, which on this CPU's oneDNN took 30 ms where the GEMM takes 5 (a
+    616-patch image, 1,536 x 384 weights, fp32, one thread): the check times what is served and costed."""
     if tuple(conv.kernel_size) != tuple(conv.stride) or any(conv.padding) or conv.groups != 1:
         raise PhasewiseError(f"--vision: the patch embedding is not a per-patch projection (kernel {conv.kernel_size},"
                              f" stride {conv.stride}); it cannot run as one GEMM")
