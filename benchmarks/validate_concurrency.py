@@ -33,8 +33,8 @@ concurrency 64 holds 64 x 9,216 tokens of KV (590k) with a 347 ms mean TTFT, whi
 (320 KiB/token on Llama-3.1-70B: 189 GB) cannot hold on one B200 next to 70 GB of weights, and FP8
 checkpoints of NVIDIA's Model Optimizer quantize the KV cache too (an assumption otherwise: stated).
 (The baseline before the presets existed: median |error| of mean TTFT 135 %, TPOT 17 %, over 265 rows.)
-Either way the row's own settings are passed: TP, PP, precision (CSV fp8 -> fp8, fp4/nvfp4 -> nvfp4,
-empty/bf16 -> bf16), max batch = batch_size, replicas. A public table whose engine is not stated is
+Either way the row's own settings are passed: TP, PP, precision (its quant modes by quant_precision's rule: fp8 ->
+fp8, fp4/nvfp4 -> nvfp4, empty/bf16 -> bf16, ...), max batch = batch_size, replicas. A public table whose engine is not stated is
 simulated as vllm (printed as such). A row whose concurrency differs from its batch_size
 (no attention-DP) does not state its deployment (the CSV has no worker count): read as k = C / batch
 replicas, such rows contradict themselves (Qwen3-32B on gb200: batch 1 at concurrency 2 measures 5x the
@@ -102,14 +102,34 @@ SHARED = REPO.parent / "shared"
 CSV_PATH = SHARED / "measured" / "blackwell_serving.csv"
 YAML_PATH = HERE / "public_concurrency.yaml"
 
-DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")
+DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")  # this CSV's dense ones
 # a checkpoint name the model catalog may not list, and the architecture it is a quantization of
 # a re-quantized checkpoint -> the catalog architecture it keeps (its table's `precision` says how it is stored):
 # SGLang's FP8 repackaging of DeepSeek-V4 (experts block-FP8 instead of MXFP4, for Hopper) and NVIDIA's NVFP4 ones
+# (NVIDIA's ModelOpt checkpoints quantize the same architecture's linear layers: config.json keeps its fields)
 MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B",
                   "sgl-project/DeepSeek-V4-Flash-FP8": "deepseek-ai/DeepSeek-V4-Flash",
+                  "sgl-project/DeepSeek-V4-Pro-FP8": "deepseek-ai/DeepSeek-V4-Pro",
                   "nvidia/DeepSeek-V4-Flash-NVFP4": "deepseek-ai/DeepSeek-V4-Flash",
-                  "nvidia/DeepSeek-V4-Pro-NVFP4": "deepseek-ai/DeepSeek-V4-Pro"}
+                  "nvidia/DeepSeek-V4-Pro-NVFP4": "deepseek-ai/DeepSeek-V4-Pro",
+                  "nvidia/DeepSeek-R1-NVFP4": "deepseek-ai/DeepSeek-R1",
+                  "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-ai/DeepSeek-V3",  # V3.1 keeps V3's DeepseekV3 fields
+                  "nvidia/Kimi-K2.5-NVFP4": "moonshotai/Kimi-K2.5",
+                  "nvidia/Qwen3-235B-A22B-NVFP4": "Qwen/Qwen3-235B-A22B",
+                  "nvidia/MiniMax-M2.5-NVFP4": "MiniMaxAI/MiniMax-M2.5",
+                  "nvidia/Llama-3.1-70B-Instruct-FP8": "meta-llama/Llama-3.1-70B",
+                  "Qwen/Qwen3-32B-FP8-Static-PerTensor": "Qwen/Qwen3-32B"}
+# precisions whose rows run an FP8 KV cache (the harness docstring's evidence: FP8 and FP4 checkpoints quantize it)
+FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4", "bf16-mxfp4")
+# AIConfigurator's quant modes (its sdk/common.py GEMMQuantMode and MoEQuantMode) -> phasewise precisions ('' and
+# None: the mode not written; a mode missing here is not mapped, and the row says so)
+GEMM_QUANT = {"": None, "bf16": "bf16", "bfloat16": "bf16", "float16": "bf16", "fp8": "fp8", "fp8_static": "fp8",
+              "fp8_ootb": "fp8", "fp8_block": "fp8-block", "sq": "int8", "int8_wo": "w8a16", "int4_wo": "w4a16",
+              "nvfp4": "nvfp4"}
+MOE_QUANT = {"": None, "bf16": "bf16", "bfloat16": "bf16", "float16": "bf16", "fp8": "fp8", "fp8_block": "fp8-block",
+             "int4_wo": "w4a16", "nvfp4": "nvfp4",
+             # gpt-oss's native MXFP4 experts beside BF16 attention: its Hopper (W4A16) and Blackwell (W4A8) kernels
+             "w4a16_mxfp4": "bf16-mxfp4", "w4a8_mxfp4_mxfp8": "bf16-mxfp4"}
 # CSV system (AIConfigurator's system names) -> names to try in order (the CSV's own name first); the Hopper and
 # Ampere ones too, so a CSV of the same source's rows on those parts runs through this harness unchanged (--rows)
 HARDWARE_NAMES = {"b200_sxm": ("b200_sxm", "b200"), "b300_sxm": ("b300_sxm", "b300"),
@@ -157,6 +177,40 @@ def resolve_model(name: str) -> str | None:
     return None
 
 
+def quant_precision(row: dict[str, str], dense: bool = False) -> tuple[str | None, str]:
+    """A row's phasewise precision from its (precision, gemm_quant_mode, moe_quant_mode) columns, or None and why:
+    the GEMM and MoE modes' scheme where they agree (or one is not written), block-FP8 for per-tensor FP8 linear
+    layers beside block-FP8 experts (DeepSeek's checkpoints), MXFP4 experts beside BF16 layers (gpt-oss); the
+    `precision` column alone where neither mode is written. A dense model's MoE mode is not read."""
+    gemm, moe = row.get("gemm_quant_mode", ""), row.get("moe_quant_mode", "")
+    if dense or moe == gemm:
+        moe = ""
+    if gemm not in GEMM_QUANT or moe not in MOE_QUANT:
+        return None, f"quant modes {gemm or '-'} / {moe or '-'} not mapped"
+    linear, experts = GEMM_QUANT[gemm], MOE_QUANT[moe]
+    if experts == "bf16-mxfp4":
+        return experts, ""
+    if linear is None and experts is None:
+        prec = PRECISION.get(row["precision"])
+        return prec, "" if prec else f"precision '{row['precision']}' not mapped"
+    if linear is None or experts is None or linear == experts:
+        return linear or experts, ""
+    if {linear, experts} == {"fp8", "fp8-block"}:
+        return "fp8-block", ""
+    return None, f"quant modes {gemm} / {moe}: no phasewise scheme holds {linear} layers beside {experts} experts"
+
+
+@cache
+def is_dense(model_path: str) -> bool:
+    """Whether a row's checkpoint is a dense model in the catalog (no routed experts); one the catalog does not
+    know is left to validate_moe.py, which reports it."""
+    name = resolve_model(model_path)
+    if name is None:
+        return False
+    from phasewise.specs import load_model
+    return load_model(name).num_experts == 0
+
+
 def config_key(row: dict[str, str]) -> str:
     return "|".join((row["backend"], row["model_path"], row["system"], row["precision"], row["tp_size"]))
 
@@ -197,12 +251,13 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
                    ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
     """Cases for the dense collocated rows; every other row as (source, id, skip reason)."""
     rows = read_rows(path)
-    dense_agg = [r for r in rows if r["model_path"] in DENSE_MODELS and r["mode"] == "agg"]
+    dense_agg = [r for r in rows if is_dense(r["model_path"]) and r["mode"] == "agg"]
     fit = split_configs(dense_agg)
     cases, skipped = [], []
     for r in rows:
         why = None
-        if r["model_path"] not in DENSE_MODELS:
+        precision, unmapped = quant_precision(r, dense=True)
+        if not is_dense(r["model_path"]):
             why = "MoE model (another issue)"
         elif r["mode"] != "agg":
             why = "disaggregated (mode=disagg; another issue)"
@@ -210,8 +265,8 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
             why = "concurrency not stated in the source"
         elif r["backend"] not in ENGINES:
             why = f"backend '{r['backend']}' not mapped"
-        elif r["precision"] not in PRECISION:
-            why = f"precision '{r['precision']}' not mapped"
+        elif precision is None:
+            why = unmapped
         if why is None:
             hw = resolve_hardware(HARDWARE_NAMES.get(r["system"], (r["system"],)))
             model = resolve_model(r["model_path"])
@@ -235,7 +290,7 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
             "source": "csv", "id": r["id"], "group": f"csv:{r['backend']}", "engine": r["backend"],
             "model": model, "model_stated": r["model_path"], "hardware": hw, "system": r["system"],
             "tp": int(r["tp_size"]), "pp": int(r["pp_size"] or 1), "replicas": replicas, "max_batch": batch,
-            "precision": PRECISION[r["precision"]], "isl": int(r["isl"]), "osl": int(r["osl"]),
+            "precision": precision, "isl": int(r["isl"]), "osl": int(r["osl"]),
             "concurrency": c, "requests": rounds * c, "warmup": warmup_rounds * c, "client": "genai-perf",
             "measured_ttft_ms": float(r["silicon_ttft_ms"]), "measured_tpot_ms": float(r["silicon_tpot_ms"]),
             "split": "fit" if config_key(r) in fit else "test", "config": config_key(r),
@@ -407,7 +462,7 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     version = case.get("engine_version")
     kw = dict(engine=f"{engine}@{version}" if version else engine, num_prompts=case["requests"],
               warmup=case["warmup"],
-              kv_dtype="fp8" if case["precision"] in ("fp8", "nvfp4") else None,
+              kv_dtype="fp8" if case["precision"] in FP8_KV else None,
               **knob_values(engine, max_seqs=case["max_batch"]))
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
         kw.update(knob_values(engine, token_budget=case["max_batch"] + case["isl"] + AIC_BUDGET_MARGIN))

@@ -126,9 +126,8 @@ import validate_concurrency as vc  # noqa: E402 - the sibling harness: simulatio
 
 CSV_PATH = vc.CSV_PATH
 MODES = ("agg", "disagg")
-# checkpoints the catalog does not list -> the architecture they quantize
-MODEL_FALLBACK = {"nvidia/DeepSeek-R1-NVFP4": "deepseek-ai/DeepSeek-R1",
-                  "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-ai/DeepSeek-V3", "nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B"}
+# checkpoints the catalog does not list -> the architecture they quantize (one table, validate_concurrency.py's)
+MODEL_FALLBACK = vc.MODEL_FALLBACK
 FAMILY = {"deepseek-ai/DeepSeek-R1": "DeepSeek-V3/R1", "deepseek-ai/DeepSeek-V3": "DeepSeek-V3/R1",
           "nvidia/DeepSeek-R1-NVFP4": "DeepSeek-V3/R1", "nvidia/DeepSeek-V3.1-NVFP4": "DeepSeek-V3/R1",
           "moonshotai/Kimi-K2.5": "Kimi-K2.5", "nvidia/Qwen3-32B-NVFP4": "Qwen3-32B",
@@ -145,7 +144,7 @@ PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "f
 # Blackwell FP4 runs nvfp4 and its Hopper MoE mode w4a16_mxfp4 ("native data format for gpt oss",
 # sdk/common.py MoEQuantMode)
 NATIVE_FP4 = {"openai/gpt-oss-120b": "bf16-mxfp4"}
-FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4", "bf16-mxfp4")
+FP8_KV = vc.FP8_KV
 NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
 NVL72 = ("gb200", "gb300")
 AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
@@ -153,10 +152,10 @@ AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg 
 
 def row_precision(r: dict[str, str]) -> str | None:
     """The phasewise precision of a row: its checkpoint's native FP4 format for an FP4 run (NATIVE_FP4, and
-    AIConfigurator's w4a16_mxfp4 MoE mode), else the (precision, gemm, moe quant) columns' PRECISION entry."""
-    if r["moe_quant_mode"] == "w4a16_mxfp4":
-        return "bf16-mxfp4"
-    prec = PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
+    AIConfigurator's w4a16_mxfp4 MoE mode), else the (precision, gemm, moe quant) columns' PRECISION entry, else
+    the rule validate_concurrency.py's quant_precision applies to every AIConfigurator quant mode."""
+    prec = (PRECISION.get((r["precision"], r["gemm_quant_mode"], r["moe_quant_mode"]))
+            or vc.quant_precision(r, vc.is_dense(r["model_path"]))[0])
     return NATIVE_FP4.get(r["model_path"], prec) if prec == "nvfp4" else prec
 
 
@@ -246,7 +245,7 @@ def probable_mtp(r: dict[str, str]) -> str | None:
 
 
 def in_scope(r: dict[str, str]) -> bool:
-    return not (r["model_path"] in vc.DENSE_MODELS and r["mode"] == "agg")
+    return not (vc.is_dense(r["model_path"]) and r["mode"] == "agg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +262,7 @@ class Mapped:
 def map_row(r: dict[str, str]) -> Mapped:
     """Row -> instances, worker counts and sequence caps; ValueError(reason) when the CSV does not state them."""
     c = _int(r["concurrency"], 0)
-    moe = r["model_path"] not in vc.DENSE_MODELS
+    moe = not vc.is_dense(r["model_path"])
     if not c:
         raise ValueError("concurrency not stated")
     if r["mode"] == "agg":
@@ -522,7 +521,7 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             why = f"backend '{r['backend']}' not mapped"
         prec = row_precision(r)
         if why is None and prec is None:
-            why = f"precision {r['precision']}/{r['gemm_quant_mode']}/{r['moe_quant_mode']} not mapped"
+            why = vc.quant_precision(r, vc.is_dense(r["model_path"]))[1] or f"precision {r['precision']} not mapped"
         model = hw = None
         if why is None:
             model = _resolve_model(r["model_path"])

@@ -304,3 +304,32 @@ def test_tables_picks_public_tables_by_id(vc, capsys):
     all_public = [line for line in out.splitlines() if line.startswith("ALL public")]
     assert all_public and all(" 2 |" in line for line in all_public)
     assert "nim-llama3.3-70b-h100" not in out
+
+
+def test_another_parts_dense_rows_are_cases_in_their_stated_format(vc, tmp_path):
+    """--rows from another part of the same source: a dense model this CSV does not hold (read from the catalog,
+    not a list) and a re-quantized checkpoint are costed here, each in the format its quant modes name; a pair of
+    modes no scheme holds is skipped with the modes named. No simulation."""
+    rows = [("q8", "Qwen/Qwen3-8B", "fp8", "fp8_block", "fp8_block"),
+            ("l70", "nvidia/Llama-3.1-70B-Instruct-FP8", "fp8", "fp8", "fp8"),
+            ("sq", "meta-llama/Llama-3.1-70B", "int8", "sq", "sq"),
+            ("odd", "meta-llama/Llama-3.1-70B", "int4", "w4a8_awq", "w4a8_awq"),
+            ("dense-moe-mode", "meta-llama/Llama-3.1-70B", "fp8", "fp8_block", "w4afp8"),  # not read: no experts
+            ("moe", "Qwen/Qwen3-235B-A22B", "fp8", "fp8_block", "fp8_block")]
+    path = tmp_path / "hopper.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=vc.ROW_COLUMNS, restval="")
+        writer.writeheader()
+        for rid, model, prec, gemm, moe in rows:
+            writer.writerow(dict(id=rid, backend="trtllm", model_path=model, system="h200_sxm", precision=prec,
+                                 mode="agg", isl="1024", osl="64", gemm_quant_mode=gemm, moe_quant_mode=moe,
+                                 concurrency="4", batch_size="4", tp_size="2", pp_size="1", attention_dp_size="1",
+                                 silicon_ttft_ms="100", silicon_tpot_ms="10"))
+    cases, skipped = vc.load_csv_cases(path)
+    got = {c["id"]: (c["model"], c["hardware"], c["precision"]) for c in cases}
+    assert got == {"q8": ("Qwen/Qwen3-8B", "h200-sxm", "fp8-block"),
+                   "l70": ("meta-llama/Llama-3.1-70B", "h200-sxm", "fp8"),
+                   "sq": ("meta-llama/Llama-3.1-70B", "h200-sxm", "int8"),
+                   "dense-moe-mode": ("meta-llama/Llama-3.1-70B", "h200-sxm", "fp8-block")}
+    why = {rid: reason for _, rid, reason in skipped}
+    assert why == {"odd": "quant modes w4a8_awq / - not mapped", "moe": "MoE model (another issue)"}

@@ -228,6 +228,43 @@ def test_gpt_oss_fp4_rows_are_costed_in_its_checkpoints_format(vm):
     assert vm.row_precision({**row, "model_path": "deepseek-ai/DeepSeek-R1"}) == "nvfp4"
 
 
+@pytest.mark.parametrize("modes, model, precision", [
+    (("fp8", "fp8", "fp8"), "deepseek-ai/DeepSeek-R1", "fp8"),
+    (("fp8", "fp8_block", "fp8_block"), "deepseek-ai/DeepSeek-R1", "fp8-block"),  # block-FP8 linear layers too
+    (("fp8", "fp8", "fp8_block"), "deepseek-ai/DeepSeek-R1", "fp8-block"),
+    (("fp8", "fp8_static", "fp8"), "Qwen/Qwen3-235B-A22B", "fp8"),
+    (("int8", "sq", "sq"), "meta-llama/Llama-3.1-70B", "int8"),  # SmoothQuant W8A8
+    (("int8", "int8_wo", "bfloat16"), "meta-llama/Llama-3.1-70B", "w8a16"),  # a dense model's MoE mode is not read
+    (("fp4", "nvfp4", "w4a8_mxfp4_mxfp8"), "openai/gpt-oss-120b", "bf16-mxfp4"),
+    (("int4", "int4_wo", "int4_wo"), "moonshotai/Kimi-K2.5", "bf16-w4a16-g32"),  # the table's own choice first
+])
+def test_every_aiconfigurator_quant_mode_pair_maps_to_a_scheme(vm, modes, model, precision):
+    row = dict(zip(("precision", "gemm_quant_mode", "moe_quant_mode"), modes), model_path=model)
+    assert vm.row_precision(row) == precision
+
+
+def test_a_quant_pair_without_a_scheme_is_skipped_naming_its_modes(vm):
+    row = {"precision": "fp8", "gemm_quant_mode": "fp8_block", "moe_quant_mode": "w4afp8",
+           "model_path": "deepseek-ai/DeepSeek-R1"}
+    assert vm.row_precision(row) is None
+    assert vm.vc.quant_precision(row) == (None, "quant modes fp8_block / w4afp8 not mapped")
+    mixed = {**row, "gemm_quant_mode": "int8_wo", "moe_quant_mode": "bfloat16"}
+    assert "no phasewise scheme holds w8a16 layers beside bf16 experts" in vm.vc.quant_precision(mixed)[1]
+
+
+def test_dense_rows_are_told_apart_by_the_catalog_not_a_list(vm):
+    """Another part's dense models (not this CSV's three) go to validate_concurrency.py, MoE ones stay here; NVIDIA's
+    re-quantized checkpoints cost as the architecture they keep."""
+    assert vm.vc.is_dense("Qwen/Qwen3-8B") and vm.vc.is_dense("nvidia/Llama-3.1-70B-Instruct-FP8")
+    assert not vm.vc.is_dense("nvidia/Qwen3-235B-A22B-NVFP4") and not vm.vc.is_dense("deepseek-ai/DeepSeek-R1")
+    assert not vm.in_scope({"model_path": "Qwen/Qwen3-8B", "mode": "agg"})
+    assert vm.in_scope({"model_path": "Qwen/Qwen3-8B", "mode": "disagg"})
+    assert vm.in_scope({"model_path": "unknown-org/unknown-model", "mode": "agg"})  # reported there, not dropped
+    for checkpoint in ("nvidia/Kimi-K2.5-NVFP4", "nvidia/MiniMax-M2.5-NVFP4", "nvidia/DeepSeek-V3.1-NVFP4",
+                       "sgl-project/DeepSeek-V4-Pro-FP8", "Qwen/Qwen3-32B-FP8-Static-PerTensor"):
+        assert vm._resolve_model(checkpoint) is not None, checkpoint
+
+
 def test_with_dense_adds_the_dense_rows_to_the_same_run(vm, tmp_path):
     """--with-dense: validate_concurrency.py's dense collocated rows run beside the MoE rows (so that --fit fits the
     shared constants on both), labelled family 'dense'; without it they are not simulated. Synthetic rows (placeholder
