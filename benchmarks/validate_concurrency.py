@@ -33,9 +33,9 @@ concurrency 64 holds 64 x 9,216 tokens of KV (590k) with a 347 ms mean TTFT, whi
 (320 KiB/token on Llama-3.1-70B: 189 GB) cannot hold on one B200 next to 70 GB of weights, and FP8
 checkpoints of NVIDIA's Model Optimizer quantize the KV cache too (an assumption otherwise: stated).
 (The baseline before the presets existed: median |error| of mean TTFT 135 %, TPOT 17 %, over 265 rows.)
-Either way the row's own settings are passed: TP, PP, precision (its quant modes by quant_precision's rule: fp8 ->
-fp8, fp4/nvfp4 -> nvfp4, empty/bf16 -> bf16, ...), max batch = batch_size, replicas. A public table whose engine is not stated is
-simulated as vllm (printed as such). A row whose concurrency differs from its batch_size
+Either way the row's own settings are passed: TP, PP, precision (its quant modes by quant_precision's rule:
+fp8 -> fp8, fp4/nvfp4 -> nvfp4, empty/bf16 -> bf16, ...), max batch = batch_size, replicas. A public table whose
+engine is not stated is simulated as vllm (printed as such). A row whose concurrency differs from its batch_size
 (no attention-DP) does not state its deployment (the CSV has no worker count): read as k = C / batch
 replicas, such rows contradict themselves (Qwen3-32B on gb200: batch 1 at concurrency 2 measures 5x the
 TPOT of concurrency 1), so they are skipped with that reason.
@@ -102,7 +102,6 @@ SHARED = REPO.parent / "shared"
 CSV_PATH = SHARED / "measured" / "blackwell_serving.csv"
 YAML_PATH = HERE / "public_concurrency.yaml"
 
-DENSE_MODELS = ("meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "nvidia/Qwen3-32B-NVFP4")  # this CSV's dense ones
 # a checkpoint name the model catalog may not list, and the architecture it is a quantization of
 # a re-quantized checkpoint -> the catalog architecture it keeps (its table's `precision` says how it is stored):
 # SGLang's FP8 repackaging of DeepSeek-V4 (experts block-FP8 instead of MXFP4, for Hopper) and NVIDIA's NVFP4 ones

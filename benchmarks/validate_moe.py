@@ -135,10 +135,9 @@ FAMILY = {"deepseek-ai/DeepSeek-R1": "DeepSeek-V3/R1", "deepseek-ai/DeepSeek-V3"
           "MiniMaxAI/MiniMax-M2.5": "MiniMax-M2.5"}
 NOT_COSTED = {
 }
-# (precision, gemm_quant_mode, moe_quant_mode) -> phasewise precision
-PRECISION = {("fp4", "nvfp4", "nvfp4"): "nvfp4", ("fp8", "fp8", "fp8_block"): "fp8-block",
-             ("fp8", "fp8", "fp8"): "fp8", ("int4", "int4_wo", "int4_wo"): "bf16-w4a16-g32",
-             ("bf16", "", ""): "bf16", ("", "", ""): "bf16"}
+# (precision, gemm_quant_mode, moe_quant_mode) -> phasewise precision, where the rule (vc.quant_precision) is not
+# what the rows ran: this CSV's int4 rows are Kimi-K2.5's native INT4 experts beside BF16 layers (models.yaml)
+PRECISION = {("int4", "int4_wo", "int4_wo"): "bf16-w4a16-g32"}
 # a checkpoint released in one format only, whatever label the CSV gives its FP4 runs: openai/gpt-oss-120b ships its
 # experts in MXFP4 (config.json quant_method mxfp4) and the engines serve that checkpoint; AIConfigurator labels its
 # Blackwell FP4 runs nvfp4 and its Hopper MoE mode w4a16_mxfp4 ("native data format for gpt oss",
