@@ -126,8 +126,6 @@ import validate_concurrency as vc  # noqa: E402 - the sibling harness: simulatio
 
 CSV_PATH = vc.CSV_PATH
 MODES = ("agg", "disagg")
-# checkpoints the catalog does not list -> the architecture they quantize (one table, validate_concurrency.py's)
-MODEL_FALLBACK = vc.MODEL_FALLBACK
 FAMILY = {"deepseek-ai/DeepSeek-R1": "DeepSeek-V3/R1", "deepseek-ai/DeepSeek-V3": "DeepSeek-V3/R1",
           "nvidia/DeepSeek-R1-NVFP4": "DeepSeek-V3/R1", "nvidia/DeepSeek-V3.1-NVFP4": "DeepSeek-V3/R1",
           "moonshotai/Kimi-K2.5": "Kimi-K2.5", "nvidia/Qwen3-32B-NVFP4": "Qwen3-32B",
@@ -523,7 +521,7 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
             why = vc.quant_precision(r, vc.is_dense(r["model_path"]))[1] or f"precision {r['precision']} not mapped"
         model = hw = None
         if why is None:
-            model = _resolve_model(r["model_path"])
+            model = vc.resolve_model(r["model_path"])
             hw = vc.resolve_hardware(vc.HARDWARE_NAMES.get(r["system"], (r["system"],)))
             if model is None:
                 why = f"model '{r['model_path']}' not in the catalog"
@@ -567,13 +565,6 @@ def _squared(r: dict[str, str]) -> bool:
         return any(lay.squared for lay in map_row(r).layouts.values())
     except ValueError:
         return False
-
-
-def _resolve_model(name: str) -> str | None:
-    for candidate in (name, MODEL_FALLBACK.get(name)):
-        if candidate is not None and vc.resolve_model(candidate) is not None:
-            return vc.resolve_model(candidate)
-    return None
 
 
 def layout_evidence(path: Path = CSV_PATH) -> tuple[int, int, int]:

@@ -262,7 +262,7 @@ def test_dense_rows_are_told_apart_by_the_catalog_not_a_list(vm):
     assert vm.in_scope({"model_path": "unknown-org/unknown-model", "mode": "agg"})  # reported there, not dropped
     for checkpoint in ("nvidia/Kimi-K2.5-NVFP4", "nvidia/MiniMax-M2.5-NVFP4", "nvidia/DeepSeek-V3.1-NVFP4",
                        "sgl-project/DeepSeek-V4-Pro-FP8", "Qwen/Qwen3-32B-FP8-Static-PerTensor"):
-        assert vm._resolve_model(checkpoint) is not None, checkpoint
+        assert vm.vc.resolve_model(checkpoint) is not None, checkpoint
 
 
 def test_with_dense_adds_the_dense_rows_to_the_same_run(vm, tmp_path):
