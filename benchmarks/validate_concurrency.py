@@ -116,6 +116,8 @@ MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B",
                   "nvidia/Kimi-K2.5-NVFP4": "moonshotai/Kimi-K2.5",
                   "nvidia/Qwen3-235B-A22B-NVFP4": "Qwen/Qwen3-235B-A22B",
                   "nvidia/MiniMax-M2.5-NVFP4": "MiniMaxAI/MiniMax-M2.5",
+                  "nvidia/MiniMax-M2.7-NVFP4": "MiniMaxAI/MiniMax-M2.7",  # M2's fields (its file: 196,608 positions)
+                  "nvidia/GLM-5-NVFP4": "zai-org/GLM-5",
                   "nvidia/Llama-3.1-70B-Instruct-FP8": "meta-llama/Llama-3.1-70B",
                   "Qwen/Qwen3-32B-FP8-Static-PerTensor": "Qwen/Qwen3-32B"}
 # precisions whose rows run an FP8 KV cache (the harness docstring's evidence: FP8 and FP4 checkpoints quantize it)

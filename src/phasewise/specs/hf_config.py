@@ -90,6 +90,9 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      "cohere", "cohere2",
                      # Qwen2-VL's and Qwen2.5-VL's language models: Qwen2's (multimodal RoPE costs as RoPE on text)
                      "qwen2_vl_text", "qwen2_5_vl_text",
+                     # MiMo-7B (the checkpoints' remote code: MiMoConfig(Qwen2Config), model_type mimo; Qwen2's layers,
+                     # vLLM mimo.py): its MTP layers (num_nextn_predict_layers) serve only as a draft, not read here
+                     "mimo",
                      # MoE: OLMoE, Phi-3.5-MoE and Granite 3 MoE name their experts' width intermediate_size (every
                      # layer MoE); Granite's shared variant adds shared_intermediate_size, ERNIE 4.5 its own names
                      # (ERNIE_MOE_NAMES), dots.llm1 DeepSeek's
@@ -199,6 +202,11 @@ LINEAR_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 # Mamba-2 hybrids: Nemotron-H / Nemotron 3 (transformers nemotron_h; single-block layers in a pattern) and
 # Granite 4.0-H (granitemoehybrid; a Mamba-2 or attention mixer and a MoE + shared MLP in every layer)
 MAMBA_HYBRID_TYPES = ("nemotron_h", "granitemoehybrid")
+# Fields a config.json may hold NaN or Infinity in, which no parser here reads: the Mamba-2 families' dt clamp
+# (transformers' Mamba2Config, NemotronHConfig, BambaConfig, FalconH1Config, GraniteMoeHybridConfig default
+# time_step_limit = (0.0, float("inf")), saved by Python's json as [0.0, Infinity]: Nemotron-H-56B's and Nemotron 3
+# Super's files hold it). A non-finite number in any other field is refused by name (specs/reading.py).
+NON_FINITE_FIELDS = ("time_step_limit",)
 # multimodal wrappers whose text_config holds the language model (its own model_type, one of the above)
 # (the language models each may hold; the first when text_config names none). Mistral 3 (Mistral Small 3.x, Devstral
 # Small 2, Ministral 3) wraps a Mistral or a Ministral 3 language model (YaRN RoPE and a query temperature: no cost);

@@ -8,7 +8,7 @@ from typing import Any
 
 from phasewise.errors import unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
-from phasewise.specs.hf_config import from_hf_config
+from phasewise.specs.hf_config import NON_FINITE_FIELDS, from_hf_config
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["catalog_names", "checkpoint_id", "checkpoint_model_type", "load_model"]
@@ -38,7 +38,7 @@ def _checkpoint_config(name_or_path: str) -> tuple[dict[str, Any], dict[str, Any
     """The config.json fields of a user's file by path, or of a catalog entry by HF id or alias (case-insensitive):
     (fields, the catalog entry or None, its catalog key or the path)."""
     if looks_like_path(name_or_path):
-        cfg = read_user_file(name_or_path, "model config")
+        cfg = read_user_file(name_or_path, "model config", NON_FINITE_FIELDS)
         if isinstance(cfg.get("config"), dict):  # a catalog-format entry
             cfg = cfg["config"]
         return cfg, None, name_or_path

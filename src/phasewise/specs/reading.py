@@ -9,6 +9,7 @@ files a library opens itself (check_file: a tokenizer.json)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,10 +85,19 @@ def _not_json(token: str) -> Any:
     raise _NotJson(token)  # NaN, Infinity, -Infinity: Python's json reads them, JSON has no such numbers
 
 
-def parse_text(text: str, path: str | Path, what: str) -> Any:
-    """JSON (a .json file) or YAML text, a syntax error or too deep a nesting being one line naming the file."""
+def parse_text(text: str, path: str | Path, what: str, non_finite_fields: tuple[str, ...] = ()) -> Any:
+    """JSON (a .json file) or YAML text, a syntax error or too deep a nesting being one line naming the file. JSON has
+    no NaN or Infinity, but Python's json module writes them (allow_nan), so files that transformers saves can hold
+    them: `non_finite_fields` names the fields where such a number is read as the float it spells (fields no reader
+    uses); anywhere else it is refused, naming the field."""
     try:
-        return json.loads(text, parse_constant=_not_json) if Path(path).suffix == ".json" else yaml.safe_load(text)
+        if Path(path).suffix != ".json":
+            return yaml.safe_load(text)
+        if not non_finite_fields:
+            return json.loads(text, parse_constant=_not_json)
+        data = json.loads(text, parse_constant=float)
+        _refuse_non_finite(data, path, what, non_finite_fields)
+        return data
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise PhasewiseError(f"{what} file '{path}' is malformed: {_first_line(exc)}") from None
     except _NotJson as exc:
@@ -95,6 +105,23 @@ def parse_text(text: str, path: str | Path, what: str) -> Any:
             from None
     except RecursionError:
         raise PhasewiseError(f"{what} file '{path}' is nested too deeply to be a {what} file") from None
+
+
+def _refuse_non_finite(data: Any, path: str | Path, what: str, allowed: tuple[str, ...]) -> None:
+    """A one-line error naming the first field that holds NaN or +-Infinity outside the `allowed` fields (a number
+    inside a list belongs to the field that holds the list)."""
+    stack: list[tuple[Any, str, str]] = [(data, "", "")]
+    while stack:
+        node, where, field = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            if field not in allowed:
+                token = "NaN" if math.isnan(node) else "Infinity" if node > 0 else "-Infinity"
+                raise PhasewiseError(f"{what} file '{path}' is malformed: field {where} holds {token} (a number "
+                                     "must be finite)")
+        elif isinstance(node, dict):
+            stack.extend((value, f"{where}.{key}" if where else str(key), str(key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, f"{where}[{i}]", field) for i, value in enumerate(node))
 
 
 def jsonl_objects(text: str, path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -140,9 +167,10 @@ def check_tree(data: Any, path: str | Path, what: str) -> None:
                           str(key) if isinstance(node, dict) else f"{where}[{key}]", inside))
 
 
-def read_user_file(path: str | Path, what: str) -> dict[str, Any]:
-    """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error."""
-    data = parse_text(read_text(path, what), path, what)
+def read_user_file(path: str | Path, what: str, non_finite_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error
+    (`non_finite_fields`: parse_text's)."""
+    data = parse_text(read_text(path, what), path, what, non_finite_fields)
     if not isinstance(data, dict):
         raise PhasewiseError(f"{what} file '{path}' must hold a mapping at the top level")
     check_tree(data, path, what)
