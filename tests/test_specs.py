@@ -47,6 +47,20 @@ def test_every_catalog_model_loads_with_a_source(key):
         ("mistralai/Mixtral-8x7B-v0.1", 46.70, 12.88),
         ("facebook/opt-13b", 12.85, 12.85),
         ("GSAI-ML/LLaDA-8B-Instruct", 8.02, 8.02),
+        # the models AIConfigurator serves by default (tests/test_serving_catalog_models.py: the rest of their checks)
+        ("Qwen/Qwen3-0.6B", 0.596, 0.596),
+        ("Qwen/Qwen3-1.7B", 1.72, 1.72),
+        ("Qwen/Qwen3-4B", 4.02, 4.02),
+        ("Qwen/Qwen3-14B", 14.77, 14.77),
+        ("Qwen/Qwen3-Coder-480B-A35B-Instruct", 480.2, 35.5),
+        ("Qwen/Qwen3-Coder-30B-A3B-Instruct", 30.53, 3.35),
+        ("Qwen/Qwen3.5-27B", 26.90, 26.90),
+        ("Qwen/Qwen3.5-35B-A3B", 34.66, 3.45),
+        ("Qwen/Qwen3.5-122B-A10B", 122.1, 9.77),
+        ("MiniMaxAI/MiniMax-M2.7", 228.7, 11.03),
+        ("XiaomiMiMo/MiMo-7B-Base", 7.62, 7.62),
+        ("nvidia/Nemotron-H-56B-Base-8K", 56.32, 56.32),
+        ("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16", 120.7, 12.77),
     ],
 )
 def test_parameter_counts_match_published_sizes(name, total_b, active_b):
