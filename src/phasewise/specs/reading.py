@@ -85,19 +85,14 @@ def _not_json(token: str) -> Any:
     raise _NotJson(token)  # NaN, Infinity, -Infinity: Python's json reads them, JSON has no such numbers
 
 
-def parse_text(text: str, path: str | Path, what: str, non_finite_fields: tuple[str, ...] = ()) -> Any:
+def parse_text(text: str, path: str | Path, what: str, non_finite: bool = False) -> Any:
     """JSON (a .json file) or YAML text, a syntax error or too deep a nesting being one line naming the file. JSON has
-    no NaN or Infinity, but Python's json module writes them (allow_nan), so files that transformers saves can hold
-    them: `non_finite_fields` names the fields where such a number is read as the float it spells (fields no reader
-    uses); anywhere else it is refused, naming the field."""
+    no NaN or Infinity; Python's json module writes them (allow_nan), so files that transformers saves can hold them:
+    `non_finite` reads them as the floats they spell (check_tree then says in which fields they may stand)."""
     try:
         if Path(path).suffix != ".json":
             return yaml.safe_load(text)
-        if not non_finite_fields:
-            return json.loads(text, parse_constant=_not_json)
-        data = json.loads(text, parse_constant=float)
-        _refuse_non_finite(data, path, what, non_finite_fields)
-        return data
+        return json.loads(text, parse_constant=float if non_finite else _not_json)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise PhasewiseError(f"{what} file '{path}' is malformed: {_first_line(exc)}") from None
     except _NotJson as exc:
@@ -105,23 +100,6 @@ def parse_text(text: str, path: str | Path, what: str, non_finite_fields: tuple[
             from None
     except RecursionError:
         raise PhasewiseError(f"{what} file '{path}' is nested too deeply to be a {what} file") from None
-
-
-def _refuse_non_finite(data: Any, path: str | Path, what: str, allowed: tuple[str, ...]) -> None:
-    """A one-line error naming the first field that holds NaN or +-Infinity outside the `allowed` fields (a number
-    inside a list belongs to the field that holds the list)."""
-    stack: list[tuple[Any, str, str]] = [(data, "", "")]
-    while stack:
-        node, where, field = stack.pop()
-        if isinstance(node, float) and not math.isfinite(node):
-            if field not in allowed:
-                token = "NaN" if math.isnan(node) else "Infinity" if node > 0 else "-Infinity"
-                raise PhasewiseError(f"{what} file '{path}' is malformed: field {where} holds {token} (a number "
-                                     "must be finite)")
-        elif isinstance(node, dict):
-            stack.extend((value, f"{where}.{key}" if where else str(key), str(key)) for key, value in node.items())
-        elif isinstance(node, list):
-            stack.extend((value, f"{where}[{i}]", field) for i, value in enumerate(node))
 
 
 def jsonl_objects(text: str, path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -142,17 +120,24 @@ def jsonl_objects(text: str, path: str | Path) -> Iterator[tuple[int, dict[str, 
         yield number, obj
 
 
-def check_tree(data: Any, path: str | Path, what: str) -> None:
+def check_tree(data: Any, path: str | Path, what: str, non_finite_fields: tuple[str, ...] | None = None) -> None:
     """Every key text, no YAML alias referring to itself, and at most MAX_CONFIG_VALUES values once aliases are
-    expanded (a YAML 'billion laughs' would otherwise stall whatever walks it next)."""
-    stack: list[tuple[Any, str, tuple[int, ...]]] = [(data, "", ())]
+    expanded (a YAML 'billion laughs' would otherwise stall whatever walks it next); with `non_finite_fields`, NaN or
+    +-Infinity only in those fields (a number inside a list belongs to the field holding the list), else a one-line
+    error naming the field."""
+    stack: list[tuple[Any, str, tuple[int, ...], str]] = [(data, "", (), "")]
     seen = 0
     while stack:
-        node, where, ancestors = stack.pop()
+        node, where, ancestors, field = stack.pop()
         seen += 1
         if seen > MAX_CONFIG_VALUES:
             raise PhasewiseError(f"{what} file '{path}' expands to more than {MAX_CONFIG_VALUES:,} values "
                                  "(YAML aliases repeated?)")
+        if non_finite_fields is not None and isinstance(node, float) and not math.isfinite(node) \
+                and field not in non_finite_fields:
+            token = "NaN" if math.isnan(node) else "Infinity" if node > 0 else "-Infinity"
+            raise PhasewiseError(f"{what} file '{path}' is malformed: field {where} holds {token} (a number must be "
+                                 "finite)")
         if not isinstance(node, (dict, list)):
             continue
         if id(node) in ancestors:
@@ -164,14 +149,15 @@ def check_tree(data: Any, path: str | Path, what: str) -> None:
                 raise PhasewiseError(f"{what} file '{path}': key {key!r}{' in ' + where if where else ''} must be "
                                      "text (quote it)")
             stack.append((value, f"{where}.{key}" if isinstance(node, dict) and where else
-                          str(key) if isinstance(node, dict) else f"{where}[{key}]", inside))
+                          str(key) if isinstance(node, dict) else f"{where}[{key}]", inside,
+                          key if isinstance(node, dict) else field))
 
 
-def read_user_file(path: str | Path, what: str, non_finite_fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error
-    (`non_finite_fields`: parse_text's)."""
-    data = parse_text(read_text(path, what), path, what, non_finite_fields)
+def read_user_file(path: str | Path, what: str, non_finite_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error;
+    `non_finite_fields`: the fields that may hold NaN or Infinity (check_tree; None: JSON refuses them anywhere)."""
+    data = parse_text(read_text(path, what), path, what, non_finite=non_finite_fields is not None)
     if not isinstance(data, dict):
         raise PhasewiseError(f"{what} file '{path}' must hold a mapping at the top level")
-    check_tree(data, path, what)
+    check_tree(data, path, what, non_finite_fields)
     return data
