@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,10 +58,12 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     t = s["throughput"]
     gpus_words = (f"{s['gpus']:.0f} GPU(s)" if s["gpus"] == int(s["gpus"])
                   else f"{s['gpus']:.2f} GPU(s) (the mean held)")
+    per_dollar = t["output_tokens_per_dollar"]  # NaN: no chip has a rental price (chips from parts)
+    per_dollar_words = f", {per_dollar:,.0f}/$" if math.isfinite(per_dollar) else ", no rental price"
     console.print(
         f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {gpus_words}: "
         f"{t['requests_per_s']:.2f} req/s, {t['output_tokens_per_s']:,.0f} output tok/s "
-        f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU, {t['output_tokens_per_dollar']:,.0f}/$), "
+        f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU{per_dollar_words}), "
         f"{s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))
     table = Table(title="Latency (ms)", title_justify="left")
     for col in ("metric", "mean", "p50", "p90", "p99"):

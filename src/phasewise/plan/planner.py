@@ -28,7 +28,8 @@ from phasewise.plan.goodput import (
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
-from phasewise.specs.hardware import chip_identity
+from phasewise.specs import load_hardware
+from phasewise.specs.hardware import chip_identity, hardware_list, parts_chips
 
 # cost / power: goodput per dollar of cluster hardware (chips from parts) / per watt of cluster TDP: the cheapest /
 # lowest-TDP cluster meeting the SLOs at a given rate (plan/cluster_cost.py)
@@ -264,6 +265,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                              "NumImages column and --image-size): without images encode workers have nothing to do")
     if max(min(opts.tp_options), 1) > max([gpus, *(n for _, n in opts.chip_gpus)]):
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
+    if objective == "cost":
+        require_parts(hardware, opts)
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
     if objective == "cost":  # a one-line error now if a chip has no parts to cost
         for s in strategies:
@@ -295,6 +298,22 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware))
+
+
+def require_parts(hardware: str, opts: PlanOptions) -> None:
+    """--objective cost prices every chip from its parts: a one-line error naming the flag that brought in a chip
+    without parts (collocated strategies run on --hardware even when --prefill-hardware / --decode-hardware name
+    the disaggregated ones' chips)."""
+    for flag, chips in (("--hardware", hardware_list("--hardware", hardware)),
+                        ("--prefill-hardware", list(opts.prefill_hardware)),
+                        ("--decode-hardware", list(opts.decode_hardware))):
+        for chip in chips:
+            if load_hardware(chip).parts is None:
+                raise PhasewiseError(
+                    f"--objective cost prices chips from their parts, and {flag} names '{chip}', which has none"
+                    + (" (h100-sxm is --hardware's default)" if flag == "--hardware" and chip == "h100-sxm" else "")
+                    + f": give {flag} chips built from parts (catalog: {', '.join(parts_chips())}, or your own "
+                    "YAML with `parts:`), or rank catalog chips by --objective goodput-per-dollar or power")
 
 
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,

@@ -36,7 +36,7 @@ from phasewise.specs.chip_cost import chip_cost
 from phasewise.specs.parts import chip_constants
 from phasewise.workload import load_trace
 
-MEMORY_TYPES = ("GDDR7", "LPDDR5X", "HBM3", "HBM3e")
+MEMORY_TYPES = tuple(chip_constants()["memory_types"])  # every type chip_parts.yaml prices
 COLLECTIVES = ("tp_allreduce", "pp_send_recv")
 
 SETUP = {

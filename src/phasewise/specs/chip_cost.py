@@ -6,8 +6,9 @@
     yield      = (1 + A x defect density / cluster)^-cluster
     die cost   = wafer price / (dies per wafer x yield)
     chip cost  = die cost + memory GB x $/GB of its type + package (organic, or 2.5D interposer for HBM)
-    TDP        = static W/mm2 x A + tensor pJ/FLOP x peak + vector pJ/FLOP x vector peak
+    TDP        = static W/mm2 x A + (tensor pJ/FLOP x peak + vector pJ/FLOP x vector peak) x node energy
                  + memory pJ/bit x bandwidth + link pJ/bit x link bandwidth
+                 (node energy: the process node's switching energy relative to N5, whose pJ/FLOP the table holds)
 Every constant with its source: specs/data/chip_parts.yaml.
 """
 
@@ -83,11 +84,11 @@ def die_yield(area_mm2: float, node: dict) -> float:
 def power_w(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> dict[str, float]:
     """TDP by part (W): every part at full rate at once."""
     power = chip_constants()["power"]
-    c, memory = parts.compute, parts.memory
+    c, memory, node_energy = parts.compute, parts.memory, parts.node["energy_vs_n5"]
     return {
         "static": power["static_w_per_mm2"] * sum(die_area_mm2(parts).values()),
-        "tensor": power["tensor_pj_per_flop"] * 1e-12 * c.tensor_flops("bf16"),
-        "vector": power["vector_pj_per_flop"] * 1e-12 * c.vector_flops,
+        "tensor": power["tensor_pj_per_flop"] * node_energy * 1e-12 * c.tensor_flops("bf16"),
+        "vector": power["vector_pj_per_flop"] * node_energy * 1e-12 * c.vector_flops,
         "memory": memory.constants["pj_per_bit"] * 1e-12 * 8 * memory.bandwidth_bytes_per_s,
         "links": power["link_pj_per_bit"] * 1e-12 * 8 * link_bandwidth_bytes_per_s if parts.links else 0.0,
     }

@@ -273,6 +273,11 @@ def hardware_names() -> list[str]:
     return list(packaged("hardware_specs.yaml")["hardware"])
 
 
+def parts_chips() -> list[str]:
+    """The catalog chips built from parts (the ones a hardware cost can price)."""
+    return [key for key, entry in packaged("hardware_specs.yaml")["hardware"].items() if entry.get("parts")]
+
+
 def catalog_key(name: str) -> str | None:
     """The catalog key a name or one of an entry's `aliases:` refers to (case-insensitive); keys win."""
     catalog = packaged("hardware_specs.yaml")["hardware"]
