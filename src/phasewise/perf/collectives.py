@@ -101,7 +101,7 @@ class Communication:
             copies = T * k * (ep - 1) / ep
             return copies * per_token_bytes, 2 * self.moe_lat + copies * per_token_bytes / (self.moe_bw * scale)
         nic_rate = ic.inter_node_bandwidth_bytes_per_s * scale
-        nvlink_rate = ic.intra_node_bandwidth_bytes_per_s * scale
+        nvlink_rate = ic.group_bandwidth(ic.gpus_per_node) * scale
         local, nodes = ic.gpus_per_node, math.ceil(ep / ic.gpus_per_node)
         if extend:  # normal kernels: once per other node the token's experts are on (uniform routing)
             rdma_tokens = T * (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
@@ -115,10 +115,19 @@ class Communication:
 
 
 def link(ic, ranks: int) -> tuple[float, float]:
-    """Bandwidth and latency of the link a group of `ranks` GPUs communicates over: NVLink inside a node, each
-    GPU's own NIC (inter_node_bandwidth_bytes_per_s is per GPU) across nodes."""
+    """Bandwidth and latency of the link a group of `ranks` GPUs communicates over: NVLink inside a node (on a mesh,
+    a GPU's links to the group's other members: Interconnect.group_bandwidth), each GPU's own NIC
+    (inter_node_bandwidth_bytes_per_s is per GPU) across nodes."""
     if ranks <= ic.gpus_per_node:
-        return ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s
+        return ic.group_bandwidth(ranks), ic.intra_node_latency_s
+    return ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s
+
+
+def peer_link(ic, ranks: int) -> tuple[float, float]:
+    """Bandwidth and latency of one GPU's point-to-point hop to a GPU of a group spanning `ranks` GPUs (a pipeline
+    stage's activations): one link on a mesh, the switch's whole rate, or the NIC across nodes."""
+    if ranks <= ic.gpus_per_node:
+        return ic.peer_bandwidth, ic.intra_node_latency_s
     return ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s
 
 
@@ -137,4 +146,4 @@ def ring_bandwidth(ic, ranks: int) -> float:
     if ranks <= ic.gpus_per_node:
         return bw
     fewest = ranks % ic.gpus_per_node or ic.gpus_per_node
-    return min(ic.intra_node_bandwidth_bytes_per_s, bw * fewest)
+    return min(ic.group_bandwidth(ic.gpus_per_node), bw * fewest)

@@ -30,7 +30,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.attention import AttentionCost, LatentAttention, LinearAttention, SparseIndexer
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.batch_launch import BatchLaunch
-from phasewise.perf.collectives import Communication, link, ring_bandwidth
+from phasewise.perf.collectives import Communication, link, peer_link, ring_bandwidth
 from phasewise.perf.compressed_cost import compressed_attention_layer, compressed_elementwise
 from phasewise.perf.decode_line import DecodeSeries
 from phasewise.perf.gemm_cost import GemmCost
@@ -106,7 +106,7 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
         self.tp_bw, self.tp_lat = ring_bandwidth(ic, layout.attention_tp), link(ic, layout.attention_tp)[1]
         self.moe_bw, self.moe_lat = link(ic, tp)  # the MoE group, every GPU of the stage: its all-to-all
         self.moe_ring_bw = ring_bandwidth(ic, tp)  # and its all-reduce
-        self.pp_bw, self.pp_lat = link(ic, tp * pp) if pp > 1 else (ic.intra_node_bandwidth_bytes_per_s, 0.0)
+        self.pp_bw, self.pp_lat = peer_link(ic, tp * pp) if pp > 1 else (ic.peer_bandwidth, 0.0)
         self.moe_share = m.num_moe_layers / m.num_layers
         self.mlp_free_share = m.mlp_free_share  # layers without an MLP (Nemotron-H's unpaired mixer blocks)
         # a hybrid stack: this share of the layers attends over the last `window` keys only (BatchShape.windowed);

@@ -265,8 +265,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                              "NumImages column and --image-size): without images encode workers have nothing to do")
     if max(min(opts.tp_options), 1) > max([gpus, *(n for _, n in opts.chip_gpus)]):
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
-    if objective == "cost":
-        require_parts(hardware, opts)
+    if objective in ("cost", "goodput-per-dollar"):
+        require_prices(objective, hardware, opts)
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
     if objective == "cost":  # a one-line error now if a chip has no parts to cost
         for s in strategies:
@@ -300,20 +300,26 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware))
 
 
-def require_parts(hardware: str, opts: PlanOptions) -> None:
-    """--objective cost prices every chip from its parts: a one-line error naming the flag that brought in a chip
-    without parts (collocated strategies run on --hardware even when --prefill-hardware / --decode-hardware name
-    the disaggregated ones' chips)."""
+def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
+    """--objective cost prices every chip from its parts, goodput-per-dollar by its rental price: a one-line error
+    naming the flag that brought in a chip without them (collocated strategies run on --hardware even when
+    --prefill-hardware / --decode-hardware name the disaggregated ones' chips)."""
     for flag, chips in (("--hardware", hardware_list("--hardware", hardware)),
                         ("--prefill-hardware", list(opts.prefill_hardware)),
                         ("--decode-hardware", list(opts.decode_hardware))):
         for chip in chips:
-            if load_hardware(chip).parts is None:
+            hw = load_hardware(chip)
+            default = " (h100-sxm is --hardware's default)" if flag == "--hardware" and chip == "h100-sxm" else ""
+            if objective == "cost" and hw.parts is None:
                 raise PhasewiseError(
                     f"--objective cost prices chips from their parts, and {flag} names '{chip}', which has none"
-                    + (" (h100-sxm is --hardware's default)" if flag == "--hardware" and chip == "h100-sxm" else "")
-                    + f": give {flag} chips built from parts (catalog: {', '.join(parts_chips())}, or your own "
-                    "YAML with `parts:`), or rank catalog chips by --objective goodput-per-dollar or power")
+                    f"{default}: give {flag} chips built from parts (catalog: {', '.join(parts_chips())}, or your "
+                    "own YAML with `parts:`), or rank catalog chips by --objective goodput-per-dollar or power")
+            if objective == "goodput-per-dollar" and not hw.price_per_hour_usd > 0:
+                raise PhasewiseError(
+                    f"--objective goodput-per-dollar divides by the chips' rental prices, and {flag} names '{chip}', "
+                    "which has none (price_per_hour_usd 0): give it one in a hardware YAML, or rank by "
+                    "--objective goodput-per-gpu, power" + (" or cost" if hw.parts is not None else ""))
 
 
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,

@@ -49,9 +49,10 @@ class Link:
 
 
 def link_rate(interconnect, kind: str) -> tuple[float, float]:
-    """(bandwidth bytes/s per lane, latency s) of a KV link of `kind` (nvlink | pcie | rdma) on a GPU's interconnect."""
+    """(bandwidth bytes/s per lane, latency s) of a KV link of `kind` (nvlink | pcie | rdma) on a GPU's interconnect;
+    a lane is one GPU's point-to-point path to its peer (one link on a mesh)."""
     ic = interconnect
-    return {"nvlink": (ic.intra_node_bandwidth_bytes_per_s, ic.intra_node_latency_s),
+    return {"nvlink": (ic.peer_bandwidth, ic.intra_node_latency_s),
             "pcie": (ic.pcie_bandwidth_bytes_per_s, ic.intra_node_latency_s),
             "rdma": (ic.inter_node_bandwidth_bytes_per_s, ic.inter_node_latency_s)}[kind]
 

@@ -94,6 +94,22 @@ class Interconnect(BaseModel):
     gpus_per_node: int = Field(default=8, gt=0)
     # the reference node's host memory (DIMMs), all its GPUs' together; None: not known (nothing checked against it)
     host_memory_bytes_per_node: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # switch: every GPU reaches its whole intra-node bandwidth to any peer (NVLink through NVSwitch); mesh: one direct
+    # link to each other GPU of the node (AMD Infinity Fabric), intra_node_bandwidth being all gpus_per_node - 1 links
+    intra_node_topology: Literal["switch", "mesh"] = "switch"
+
+    def group_bandwidth(self, ranks: int) -> float:
+        """Bytes/s per direction one GPU moves to the other members of an intra-node group of `ranks` GPUs: the whole
+        intra-node bandwidth behind a switch; on a mesh, only its links to the group's other members."""
+        if self.intra_node_topology == "switch" or self.gpus_per_node < 2:
+            return self.intra_node_bandwidth_bytes_per_s
+        peers = min(max(ranks, 2), self.gpus_per_node) - 1
+        return self.intra_node_bandwidth_bytes_per_s * peers / (self.gpus_per_node - 1)
+
+    @property
+    def peer_bandwidth(self) -> float:
+        """Bytes/s per direction from one GPU to one other GPU of its node (a KV transfer, a pipeline hop)."""
+        return self.group_bandwidth(2)
 
 
 class HardwareSpec(BaseModel):
