@@ -1,0 +1,35 @@
+"""benchmarks/validate_amd.py: the AMD entries against ROCm/vllm's published MI300X static-batch latencies, every run
+held out. A loose bound (within 0.4-1.5x of each measured latency) that catches a broken entry, not a claim of
+accuracy: the figures are in the README."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_amd.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("validate_amd", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_published_run_is_costed_within_a_loose_bound(capsys):
+    module = load()
+    points = module.load_points()
+    assert len(points) == 11 and {p["hardware"] for p in points} == {"mi300x"}
+    rows = module.evaluate(points)
+    for r in rows:
+        for column in module.COLUMNS:
+            assert math.isfinite(r["predicted_s"][column])
+            assert 0.4 < r["predicted_s"][column] / r["measured_s"] < 1.5, (r["id"], column)
+    # a bigger batch of the same lengths takes longer, measured and predicted
+    by_id = {r["id"]: r for r in rows}
+    for small, big in (("R1", "R5"), ("R6", "R8"), ("R9", "R11")):
+        assert by_id[big]["measured_s"] > by_id[small]["measured_s"]
+        assert by_id[big]["predicted_s"]["catalog"] > by_id[small]["predicted_s"]["catalog"]
+    assert module.main([]) == 0 and "11 runs held out" in capsys.readouterr().out
