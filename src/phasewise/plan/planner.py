@@ -268,9 +268,6 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     if objective in ("cost", "goodput-per-dollar"):
         require_prices(objective, hardware, opts)
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
-    if objective == "cost":  # a one-line error now if a chip has no parts to cost
-        for s in strategies:
-            cluster_hardware(s.deployment)
     strategies = prescreen(objective, strategies, [capacity_estimate(s, work) for s in strategies], pruned)
 
     def tick(stage: str, total: int) -> Callable[[int], None] | None:
