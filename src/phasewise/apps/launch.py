@@ -35,7 +35,7 @@ from phasewise.plan.export import deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
-from phasewise.specs import load_model
+from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import kv_block, window_kv
 from phasewise.specs.engines import role_knobs
 from phasewise.specs.model_catalog import checkpoint_id
@@ -105,12 +105,23 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     return Command(argv, env=_vllm_mxfp4_env(dep, g, notes), comments=notes)
 
 
+def _visible_devices(g: InstanceGroup) -> str:
+    """The variable that gives a worker its GPUs: on an AMD chip HIP_VISIBLE_DEVICES, the HIP runtime's device list
+    (ROCm docs, 'HIP environment variables', GPU isolation; vLLM on ROCm deprecates CUDA_VISIBLE_DEVICES there,
+    vllm-project/vllm PR #46636, 2026-06), CUDA_VISIBLE_DEVICES otherwise."""
+    return "HIP_VISIBLE_DEVICES" if load_hardware(g.hardware).vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+
+
 def _vllm_mxfp4_env(dep: Deployment, g: InstanceGroup, notes: list[str]) -> dict[str, str]:
     """MXFP4 experts run as simulated (quant.yaml mxfp4-w4a8: MXFP8 activations where the chip has the FP4-class
     path): vLLM takes its MXFP4 x BF16 kernels on Blackwell unless this is set (get_mxfp4_backend), as
     InferenceX's and vLLM's GPT-OSS recipes set it."""
     expert = build_group(dep, g, dep.instances.index(g))[0].expert_quant
     if expert is None or expert.name != "mxfp4-w4a8" or expert.compute_dtype != "fp8":
+        return {}
+    if load_hardware(g.hardware).vendor == "amd":  # the variable picks a FlashInfer (CUDA) kernel; ROCm has none
+        notes.append("MXFP4 experts simulated with MXFP8 activations (W4A8); vLLM on ROCm chooses its own MXFP4 MoE "
+                     "kernel (AITER or Triton): check that it quantizes the activations")
         return {}
     notes.append("VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1: the MXFP4 experts take MXFP8 activations (W4A8), as "
                  "simulated; without it vLLM runs them with BF16 activations on Blackwell")
@@ -294,7 +305,7 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
             else:
                 cmd = _trtllm(dep, g, port, index)
             first = gpu % GPUS_PER_NODE
-            cmd.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + k) for k in range(min(n, GPUS_PER_NODE)))
+            cmd.env[_visible_devices(g)] = ",".join(str(first + k) for k in range(min(n, GPUS_PER_NODE)))
             if family == "vllm" and g.role != "collocated":  # NIXL's handshake port, one per worker on a host
                 cmd.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(NIXL_SIDE_CHANNEL_PORT + first)
             node = gpu // GPUS_PER_NODE

@@ -27,7 +27,7 @@ from phasewise.plan.strategy_policies import behind_each_router, priority_pools,
 from phasewise.sim.deployment import MAX_REPLICAS
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values
+from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, vendor_refusal
 from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
@@ -48,6 +48,9 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     engines = plan_engines(opts.engine)
     if len(engines) > 1:
         return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines)
+    refusal = vendor_refusal(opts.engine, load_hardware(hardware))
+    if refusal:  # beside other chips or engines a pruned line (_combined), alone the plan's one-line answer
+        raise NoStrategyFits(refusal)
     strategies, pruned = _enumerate(model_name, hardware, gpus, opts, min_kv_tokens)
     node = load_hardware(hardware).interconnect.gpus_per_node
     wider = tuple(n for n in (node * 2 ** i for i in range(1, 12)) if n <= gpus and n not in opts.tp_options)

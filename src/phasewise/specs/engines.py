@@ -25,6 +25,7 @@ from phasewise.specs.vision import VisionEncoder
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
 ENTRY_POINTS = ("server", "offline")
+VENDOR_NAMES = {"nvidia": "NVIDIA", "amd": "AMD"}  # hardware_specs.yaml `vendor` as the error messages spell it
 # Every knob any preset has, with the type a value must have.
 KNOB_TYPES: dict[str, type] = {
     "max_num_seqs": int, "max_num_batched_tokens": int, "enable_chunked_prefill": bool,
@@ -143,6 +144,19 @@ def preset_entry(engine: str) -> dict[str, Any]:
     vLLM V1."""
     presets = packaged("engine_presets.yaml")["presets"]
     return presets.get(engine.split("@", 1)[0].lower(), presets["vllm"])
+
+
+def vendor_refusal(engine: str, hw: HardwareSpec) -> str | None:
+    """Why `engine` (a preset[@version]) does not run on `hw`: a preset whose `vendors` leave out the chip's vendor
+    (TensorRT-LLM on an AMD GPU); None where it runs (a chip with no vendor, a profile name or file: any engine)."""
+    presets = packaged("engine_presets.yaml")["presets"]
+    name = engine.split("@", 1)[0]
+    vendors = (presets.get(name.lower()) or {}).get("vendors")
+    if not vendors or hw.vendor is None or hw.vendor in vendors:
+        return None
+    runs_on = [key for key, entry in presets.items() if hw.vendor in (entry.get("vendors") or (hw.vendor,))]
+    return (f"engine '{name}' runs on {' and '.join(VENDOR_NAMES[v] for v in vendors)} GPUs only; hardware "
+            f"'{hw.key}' is an {VENDOR_NAMES[hw.vendor]} chip (engines for it: {', '.join(runs_on)})")
 
 
 def preset_versions(engine: str) -> tuple[str, ...]:
@@ -266,6 +280,9 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     else:
         raise unknown_name("engine", engine, list(presets) + list(packaged("engines.yaml")["engines"]))
     version = version or entry["default_version"]
+    refusal = None if bare else vendor_refusal(engine, hw)
+    if refusal:
+        raise PhasewiseError(refusal)
     table = _version_table(name, entry, version)
     allowed = entry["knobs"]
     for knob, value in knobs.items():

@@ -118,7 +118,13 @@ class HardwareSpec(BaseModel):
     key: str
     name: str
     kind: Literal["gpu", "edge", "cpu", "accelerator"] = "gpu"
+    # who makes it, for the engines that run on one vendor's chips only (engine_presets.yaml `vendors`: TensorRT-LLM
+    # on NVIDIA's); None (a chip that does not exist yet, a CPU): any engine
+    vendor: Literal["nvidia", "amd"] | None = None
     peak_flops: dict[str, float]
+    # the block-scaled FP4 formats the fp4 tensor path consumes (quant.yaml `fp4_format`): NVIDIA Blackwell's takes
+    # both NVFP4 (E4M3 scale per 16) and MXFP4 (E8M0 per 32); AMD CDNA4's block-scaled MFMA E8M0 scales only
+    fp4_formats: tuple[Literal["nvfp4", "mxfp4"], ...] = Field(default=("nvfp4", "mxfp4"), min_length=1)
     vector_flops: float = Field(gt=0)
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     memory_capacity_bytes: float = Field(gt=0)

@@ -81,6 +81,9 @@ class QuantScheme(BaseModel):
     # error)
     without_compute_path: ComputeFallback | None = None
     tensor_path: str | None = None
+    # a block-scaled FP4 format's name where its scales ride the fp4 tensor path (NVFP4: E4M3 per 16; MXFP4: E8M0 per
+    # 32); a chip's fp4 path takes only the formats its `fp4_formats` lists (specs/hardware.py)
+    fp4_format: Literal["nvfp4", "mxfp4"] | None = None
     # the routed experts' own scheme (a scheme name), the rest of the model in this one (DeepSeek-V4: FP8 blocks
     # beside MXFP4 experts); None: the experts in this scheme too
     experts: str | None = None
@@ -114,7 +117,15 @@ class QuantScheme(BaseModel):
         stored as they are; otherwise itself (HardwareSpec.peak then names the missing path in one line). The path
         is `tensor_path` where the scheme names one, else compute_dtype's."""
         fallback = self.without_compute_path
-        if fallback is None or hardware.peak_flops.get(self.tensor_path or self.compute_dtype, 0.0) > 0:
+        path = self.tensor_path or self.compute_dtype
+        has_path = hardware.peak_flops.get(path, 0.0) > 0
+        other_format = has_path and path == "fp4" and self.fp4_format not in (None, *hardware.fp4_formats)
+        if other_format and fallback is None:
+            raise PhasewiseError(
+                f"hardware '{hardware.key}' has an fp4 tensor path for {', '.join(hardware.fp4_formats)} only, not "
+                f"{self.fp4_format} (its block scales are another format; engines run it there only by emulation, "
+                f"not costed); choose another --precision ({', '.join(hardware.fp4_formats)}, fp8)")
+        if fallback is None or (has_path and not other_format):
             return self
         return self.model_copy(update={"compute_dtype": fallback.compute_dtype, "without_compute_path": None,
                                        "dequant_ops_per_weight": fallback.dequant_ops_per_weight,
