@@ -109,3 +109,31 @@ def test_launch_gives_an_amd_worker_its_gpus_with_hip_visible_devices():
     # gpt-oss's W4A8 experts: the FlashInfer switch is a CUDA kernel's, not exported on ROCm
     assert env("mi355x", OSS) == {"HIP_VISIBLE_DEVICES": "0,1"}
     assert env("b200", OSS)["VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"] == "1"
+
+
+def test_a_sweep_keeps_its_grid_where_a_cell_has_no_strategy(run_cli, tmp_path):
+    """A sweep over chips and models whose cells include one with no strategy (TensorRT-LLM on an AMD chip; a model
+    that does not fit the GPUs) writes that cell as a row of goodput 0 with the reason, and says so; it used to stop
+    the whole sweep with the first cell's error."""
+    import csv
+
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(f"models: [{SMALL_MODEL}, meta-llama/Llama-3.1-405B]\nhardware: [h100-sxm, mi300x]\ngpus: 1\n"
+                   "workloads: [{name: short, isl: 512, osl: 64}]\nslo: {ttft_ms: 1000, tbt_ms: 50}\n"
+                   "strategies: {tp_options: [1], chunk_sizes: [512], disaggregated: false, engine: trtllm}\n")
+    out = tmp_path / "s.csv"
+    code, printed, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
+    assert code == 0, err
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    cells = {(r["model"], r["hardware"]): r for r in rows}
+    assert set(cells) == {(m, hw) for m in (SMALL_MODEL, "meta-llama/Llama-3.1-405B") for hw in ("h100-sxm", "mi300x")}
+    served = [r for r in rows if r["kind"] != "none"]
+    assert served and all(r["hardware"] == "h100-sxm" and r["model"] == SMALL_MODEL for r in served)
+    assert all(float(r["goodput_rps"]) > 0 for r in served)
+    amd = cells[(SMALL_MODEL, "mi300x")]
+    assert amd["kind"] == "none" and float(amd["goodput_rps"]) == 0 and "NVIDIA GPUs only" in amd["binding"]
+    assert "no strategy fits" in cells[("meta-llama/Llama-3.1-405B", "h100-sxm")]["binding"]
+    assert f"no strategy for {SMALL_MODEL} on mi300x (short): engine 'trtllm'" in printed.replace("\n", " ")
+    cfg.write_text(cfg.read_text().replace("hardware: [h100-sxm, mi300x]", "hardware: [mi300x]"))
+    code, _, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
+    assert code != 0 and "no cell of the sweep has a strategy" in err + _

@@ -232,3 +232,7 @@ def sweep_cmd(
         rows = run_sweep(cfg, backend, workers, ray_address, progress)
     path = write_rows(rows, out)
     console.print(f"{len(rows)} rows -> {path}")
+    for row in rows:
+        if row["kind"] == "none":
+            console.print(f"no strategy for {row['model']} on {row['hardware']} ({row['workload']}): {row['binding']}",
+                          markup=False)

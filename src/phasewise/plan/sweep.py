@@ -34,7 +34,7 @@ from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec, evaluate
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
-from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
 
@@ -143,6 +143,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
+    unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
     # each workload once (its trace read once), whatever the models and chips it runs on
     works: list[WorkloadSpec] = [
         workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist, w.isl_spread, w.osl_spread, cfg.seed,
@@ -157,7 +158,11 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                 except PhasewiseError as exc:
                     raise PhasewiseError(f"workload '{w.name}': {exc}") from None
         for hw in cfg.hardware:
-            strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
+            try:
+                strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
+            except NoStrategyFits as exc:  # one cell of the grid (a model too large, an engine the chip lacks)
+                unfit += [({"model": model, "hardware": hw, "workload": w.name}, str(exc)) for w in cfg.workloads]
+                continue
             for w, work in zip(cfg.workloads, works):
                 for s in strategies:
                     if s.deployment.get("encoders") and work.images is None:
@@ -177,6 +182,12 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                      **_cluster_figures(r),
                      "binding": r.binding, "ttft_p90_ms": c.get("ttft_p90_ms"), "tpot_p90_ms": c.get("tpot_p90_ms"),
                      "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu"), "simulations": r.simulations})
+    if unfit and not rows:
+        raise NoStrategyFits(f"no cell of the sweep has a strategy ({unfit[0][0]['model']} on "
+                             f"{unfit[0][0]['hardware']}: {unfit[0][1]})")
+    for key, why in unfit:  # a row of its own with the reason, goodput 0: the grid stays whole
+        rows.append({**dict.fromkeys(rows[0], math.nan), **key, "strategy": "", "kind": "none", "gpus": 0,
+                     "goodput_rps": 0.0, "goodput_rps_per_gpu": 0.0, "binding": why, "simulations": 0})
     return rows
 
 
