@@ -137,3 +137,37 @@ def test_a_sweep_keeps_its_grid_where_a_cell_has_no_strategy(run_cli, tmp_path):
     cfg.write_text(cfg.read_text().replace("hardware: [h100-sxm, mi300x]", "hardware: [mi300x]"))
     code, _, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
     assert code != 0 and "no cell of the sweep has a strategy" in err + _
+
+
+def test_answers_on_a_chip_with_a_caveat_carry_it(run_cli):
+    """simulate and estimate print (and put in --json) the caveat of a chip whose predictions no measured run backs
+    or one shows biased (AMD's, Rubin's); the validated NVIDIA chips carry none."""
+    import json
+
+    assert load_hardware("h100-sxm").caveat is None and load_hardware("b200").caveat is None
+    for chip in ("mi300x", "mi325x", "mi355x", "vr200"):
+        assert load_hardware(chip).caveat, chip
+    args = ("--model", SMALL_MODEL, "--rate", "1", "--requests", "5", "--json")
+    code, out, _ = run_cli("simulate", "--hardware", "mi300x", *args)
+    assert code == 0 and json.loads(out)["caveats"] == {"mi300x": load_hardware("mi300x").caveat}
+    code, out, _ = run_cli("simulate", "--hardware", "h100-sxm", *args)
+    assert code == 0 and "caveats" not in json.loads(out)
+    code, out, _ = run_cli("simulate", "--hardware", "mi355x", *args[:-1])
+    assert code == 0 and "caveat mi355x: no measured serving run checked" in out.replace("\n", " ")
+    code, out, _ = run_cli("estimate", "--model", SMALL_MODEL, "--hardware", "mi325x,h100-sxm", "--json")
+    assert code == 0 and set(json.loads(out)["caveats"]) == {"mi325x"}
+
+
+def test_a_plan_on_a_chip_with_a_caveat_says_it(run_cli, tmp_path):
+    import json
+
+    args = ("plan", "--model", SMALL_MODEL, "--hardware", "mi300x", "--gpus", "1", "--tp-options", "1",
+            "--chunk-sizes", "512", "--no-disagg")
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    assert json.loads(out)["caveats"] == {"mi300x": load_hardware("mi300x").caveat}
+    report = tmp_path / "plan.html"
+    code, out, err = run_cli(*args, "--report", str(report))
+    assert code == 0, err
+    assert "caveat mi300x: latency under-predicted" in out.replace("\n", " ")
+    assert "<b>Caveat</b> mi300x: latency under-predicted" in report.read_text()

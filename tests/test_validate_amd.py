@@ -33,3 +33,21 @@ def test_every_published_run_is_costed_within_a_loose_bound(capsys):
         assert by_id[big]["measured_s"] > by_id[small]["measured_s"]
         assert by_id[big]["predicted_s"]["catalog"] > by_id[small]["predicted_s"]["catalog"]
     assert module.main([]) == 0 and "11 runs held out" in capsys.readouterr().out
+
+
+def test_the_mi300x_caveat_states_the_measured_error():
+    """The catalog's caveat that plan, simulate and estimate print beside an MI300X answer quotes this check's figures
+    (median and the batch 1 and 128 ends): a change to the cost model that moves them must move the caveat too."""
+    from phasewise.specs import load_hardware
+
+    module = load()
+    rows = module.evaluate(module.load_points())
+    def span(batch: int) -> str:  # the under-prediction's range over the runs of one batch size, as the caveat puts it
+        errors = sorted(round(-100 * r["error"]["catalog"]) for r in rows if r["batch"] == batch)
+        return f"{errors[0]}-{errors[-1]} %"
+
+    median = module.summary(rows)["catalog"]["median_abs"]
+    caveat = load_hardware("mi300x").caveat
+    assert f"median {round(100 * median)} %" in caveat
+    assert f"{span(1)} at batch 1 to {span(128)} at batch 128" in caveat
+    assert all(error < 0 for error in (r["error"]["catalog"] for r in rows))  # "under-predicted", every run

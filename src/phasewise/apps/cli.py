@@ -115,6 +115,7 @@ from phasewise.apps.cli_common import (
     console,
     given_knobs,
     given_layout,
+    render_caveats,
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, one_line, refuse_empty
@@ -150,7 +151,7 @@ def estimate_cmd(
     """Prefill latency, one decode step, the per-operator breakdown, the memory fit and the start-up time."""
     from phasewise.apps.estimate_view import render_estimate
     from phasewise.perf.estimate import estimate
-    from phasewise.specs.hardware import hardware_list
+    from phasewise.specs.hardware import chip_caveats, hardware_list
     from phasewise.workload import image_inputs
 
     refuse_empty(dict(image_size=image_size))
@@ -180,18 +181,22 @@ def estimate_cmd(
         from phasewise.apps.estimate_view import compare_chips, render_comparison
 
         rows = compare_chips(chips, one)
+        caveats = chip_caveats(chips)
         if as_json:
-            print(dumps({"chips": rows}))
+            print(dumps({"chips": rows, **({"caveats": caveats} if caveats else {})}))
         else:
             render_comparison(console, rows)
+            render_caveats(console, caveats)
         if not any(row["fits"] for row in rows):
             raise PhasewiseError(f"no chip of --hardware {hardware} runs it: {rows[0]['error']}")
         return
     est = one(hardware)
+    caveats = chip_caveats(chips)
     if as_json:
-        print(dumps(est.to_dict()))
+        print(dumps({**est.to_dict(), **({"caveats": caveats} if caveats else {})}))
     else:
         render_estimate(console, est)
+        render_caveats(console, caveats)
 
 
 @app.command("simulate")
@@ -342,6 +347,7 @@ def simulate_cmd(
     from phasewise.apps.simulate_view import progress_after, render_summary, write_records
     from phasewise.sim.api import build
     from phasewise.sim.simulate import simulate
+    from phasewise.specs.hardware import chip_caveats
 
     spec = build(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                  engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
@@ -376,6 +382,9 @@ def simulate_cmd(
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     summary = result.summary()
+    caveats = chip_caveats(g.hardware for g in spec.deployment.instances)
+    if caveats:
+        summary["caveats"] = caveats
     if out:
         for path in write_records(result, summary, out, out_format):
             print(f"wrote {path}", file=sys.stderr)
@@ -386,6 +395,7 @@ def simulate_cmd(
 
         render_summary(console, summary)
         render_online_training(console, summary)
+        render_caveats(console, caveats)
 
 
 # the other commands register themselves on the same app, plan and sweep first (--help lists them in this order)

@@ -221,3 +221,9 @@ def single_cpu_forwards(mode: str, others: dict[str, bool], device: str, threads
     if threads not in (None, 1):
         raise PhasewiseError(f"--threads {threads}: {mode} times one torch thread (MEASURING.md); leave --threads "
                              "unset or 1")
+
+
+def render_caveats(out: Console, caveats: dict[str, str]) -> None:
+    """One line per chip whose catalog entry carries a caveat on its predictions (specs/hardware.py chip_caveats)."""
+    for chip, caveat in caveats.items():
+        out.print(f"[yellow]caveat[/] {chip}: {caveat}", highlight=False)

@@ -182,11 +182,13 @@ def plan_cmd(
         print(result.infeasible_line(), file=sys.stderr)
         raise typer.Exit(1)
     if as_json:
-        from phasewise.apps.plan_view import host_tier_beyond_node
+        from phasewise.apps.plan_view import host_tier_beyond_node, plan_caveats
 
         rows = result.rows()
+        caveats = plan_caveats(result)
         print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
                      "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
+                     **({"caveats": caveats} if caveats else {}),
                      "wall_s": result.wall_s, **({"fleets": fleets_json(fleets)} if fleets else {})},
                     default=float))
     else:

@@ -9,6 +9,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
+from phasewise.apps.cli_common import render_caveats
 from phasewise.plan import PlanResult, WorkloadSpec
 from phasewise.plan.planner import OBJECTIVE_UNITS, verified_timeline
 from phasewise.plan.strategies import ACROSS_NODES
@@ -101,6 +102,7 @@ def render_plan(console: Console, result: PlanResult) -> None:
     beyond = host_tier_beyond_node(result.rows())
     if beyond:
         console.print(f"[yellow]host memory[/]: {beyond}")
+    render_caveats(console, plan_caveats(result))
     front = result.pareto()
     if front:
         pareto = Table(title="Pareto front: output tokens/s per GPU vs tokens/s per user", title_justify="left")
@@ -112,6 +114,13 @@ def render_plan(console: Console, result: PlanResult) -> None:
             pareto.add_row(f"{p['tokens_per_s_per_gpu']:,.0f}", f"{p['tokens_per_s_per_user']:.1f}",
                            f"{p['rate_rps']:.2f}", p["strategy"])
         console.print(pareto)
+
+
+def plan_caveats(result: PlanResult) -> dict[str, str]:
+    """The caveats of the chips the ranked strategies run on (specs/hardware.py chip_caveats)."""
+    from phasewise.specs.hardware import chip_caveats
+
+    return chip_caveats(group["hardware"] for r in result.ranked for group in r.strategy.deployment["instances"])
 
 
 def winner_timeline(result: PlanResult, work: WorkloadSpec) -> dict[str, SimResult]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phasewise.apps.plan_view import plan_caveats
 from phasewise.errors import PhasewiseError
 from phasewise.plan.export import deployment_yaml
 from phasewise.plan.planner import OBJECTIVE_UNITS, PlanResult
@@ -173,6 +174,8 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
 
     slo = result.slo
     pruned = "".join(f"<li>{html.escape(p)}</li>" for p in result.pruned[:50])
+    caveats = "".join(f"<p class=\"meta\"><b>Caveat</b> {html.escape(chip)}: {html.escape(text)}</p>"
+                      for chip, text in plan_caveats(result).items())
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>phasewise plan: {html.escape(result.model)}</title>
 <style>
@@ -191,6 +194,7 @@ for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 {len(result.screened)} strategies simulated, {len(result.pruned)} pruned; planned in {result.wall_s:.1f} s.</p>
 <h2>Ranked strategies</h2>
 {_table(result)}
+{caveats}
 <h2>Goodput, latency distributions, Pareto front, utilization</h2>
 {''.join(_fig_html(f, name) for name, f in figs)}
 <h2>Deployments</h2>

@@ -125,6 +125,9 @@ class HardwareSpec(BaseModel):
     # the block-scaled FP4 formats the fp4 tensor path consumes (quant.yaml `fp4_format`): NVIDIA Blackwell's takes
     # both NVFP4 (E4M3 scale per 16) and MXFP4 (E8M0 per 32); AMD CDNA4's block-scaled MFMA E8M0 scales only
     fp4_formats: tuple[Literal["nvfp4", "mxfp4"], ...] = Field(default=("nvfp4", "mxfp4"), min_length=1)
+    # what a user comparing this chip should know of its predictions where no measured serving run backs them, or
+    # where one shows a bias nothing corrects (`plan`, `simulate` and `estimate` print it beside their answer)
+    caveat: str | None = None
     vector_flops: float = Field(gt=0)
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     memory_capacity_bytes: float = Field(gt=0)
@@ -289,6 +292,16 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
         raise pydantic_message(where, exc) from None
     except TypeError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
+
+
+def chip_caveats(chips) -> dict[str, str]:
+    """{chip: its entry's caveat} for the chips named (catalog keys, aliases or files) whose entry has one, each once."""
+    out: dict[str, str] = {}
+    for chip in chips:
+        caveat = load_hardware(chip).caveat
+        if caveat and chip not in out:
+            out[chip] = caveat
+    return out
 
 
 def hardware_names() -> list[str]:
