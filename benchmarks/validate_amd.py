@@ -219,7 +219,7 @@ def serving_table(cases, results: dict[str, list[dict[str, float]]], fit: set[st
                 row = {"group": group, "split": split, "column": column, "n": len(idx)}
                 for metric in ("ttft", "tpot"):
                     errs = sorted(abs(res[i][f"err_{metric}"]) for i in idx)
-                    row[metric] = {"median": statistics.median(errs), "p90": errs[int(0.9 * (len(errs) - 1))],
+                    row[metric] = {"median": statistics.median(errs), "p90": errs[math.ceil(0.9 * len(errs)) - 1],
                                    "worst": errs[-1], "signed": statistics.median(res[i][f"err_{metric}"] for i in idx)}
                 rows.append(row)
     return rows

@@ -64,7 +64,7 @@ def test_the_serving_runs_are_costed_and_the_caveats_quote_them(capsys):
 
     module = load()
     runs, skipped = module.load_runs()
-    assert len(runs) == 75 and {r["gpu"] for r in runs} == {"mi300x", "mi325x", "mi355x"}
+    assert len(runs) == 77 and {r["gpu"] for r in runs} == {"mi300x", "mi325x", "mi355x"}
     assert {why.split(" (")[0] for _, why in skipped} >= {"disaggregated", "engine 'atom' is not one phasewise models"}
     cases = [module.serving_case(r) for r in runs]
     results = module.evaluate_serving(cases)
@@ -77,4 +77,4 @@ def test_the_serving_runs_are_costed_and_the_caveats_quote_them(capsys):
         ttft, tpot = (round(-100 * statistics.median(r[f"err_{m}"] for r in mine)) for m in ("ttft", "tpot"))
         caveat = load_hardware(gpu).caveat
         assert f"InferenceX, {len(mine)} runs" in caveat and f"mean TTFT {ttft} % and TPOT {tpot} % under" in caveat
-    assert module.main(["--serving-only"]) == 0 and "75 InferenceX runs costed" in capsys.readouterr().out
+    assert module.main(["--serving-only"]) == 0 and "77 InferenceX runs costed" in capsys.readouterr().out
