@@ -48,11 +48,12 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     engines = plan_engines(opts.engine)
     if len(engines) > 1:
         return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines)
-    refusal = vendor_refusal(opts.engine, load_hardware(hardware))
+    chip = load_hardware(hardware)
+    refusal = vendor_refusal(opts.engine, chip)
     if refusal:  # beside other chips or engines a pruned line (_combined), alone the plan's one-line answer
         raise NoStrategyFits(refusal)
     strategies, pruned = _enumerate(model_name, hardware, gpus, opts, min_kv_tokens)
-    node = load_hardware(hardware).interconnect.gpus_per_node
+    node = chip.interconnect.gpus_per_node
     wider = tuple(n for n in (node * 2 ** i for i in range(1, 12)) if n <= gpus and n not in opts.tp_options)
     if not strategies and opts.tp_across_nodes and wider:
         strategies, more = _enumerate(model_name, hardware, gpus, replace(opts, tp_options=wider), min_kv_tokens)

@@ -280,7 +280,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     else:
         raise unknown_name("engine", engine, list(presets) + list(packaged("engines.yaml")["engines"]))
     version = version or entry["default_version"]
-    refusal = None if bare else vendor_refusal(engine, hw)
+    refusal = vendor_refusal(engine, hw)  # None for a bare profile: only presets name vendors
     if refusal:
         raise PhasewiseError(refusal)
     table = _version_table(name, entry, version)

@@ -296,12 +296,8 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
 
 def chip_caveats(chips) -> dict[str, str]:
     """{chip: its entry's caveat} for the chips named (catalog keys, aliases or files) whose entry has one, each once."""
-    out: dict[str, str] = {}
-    for chip in chips:
-        caveat = load_hardware(chip).caveat
-        if caveat and chip not in out:
-            out[chip] = caveat
-    return out
+    caveats = {chip: load_hardware(chip).caveat for chip in dict.fromkeys(chips)}  # each chip loaded once
+    return {chip: caveat for chip, caveat in caveats.items() if caveat}
 
 
 def hardware_names() -> list[str]:

@@ -112,10 +112,12 @@ class QuantScheme(BaseModel):
         return kv_bytes_per_element(self.kv_dtype)
 
     def on(self, hardware) -> QuantScheme:
-        """The scheme as `hardware` (a HardwareSpec) runs it: itself where the chip has its tensor path; where it
-        has not and the scheme says how kernels expand its weights (without_compute_path), that path, the weights
-        stored as they are; otherwise itself (HardwareSpec.peak then names the missing path in one line). The path
-        is `tensor_path` where the scheme names one, else compute_dtype's."""
+        """The scheme as `hardware` (a HardwareSpec) runs it: itself where the chip has its tensor path (for an FP4
+        format, one that takes its block scales: HardwareSpec.fp4_formats); where it has not and the scheme says how
+        kernels expand its weights (without_compute_path), that path, the weights stored as they are; otherwise
+        itself (HardwareSpec.peak then names the missing path in one line), or for an FP4 format the chip's path
+        does not take a one-line error naming the formats it does. The path is `tensor_path` where the scheme names
+        one, else compute_dtype's."""
         fallback = self.without_compute_path
         path = self.tensor_path or self.compute_dtype
         has_path = hardware.peak_flops.get(path, 0.0) > 0
