@@ -52,9 +52,13 @@ PRECISION = {"fp8": "fp8-block", "fp4": "mxfp4"}
 
 
 def _load(name: str):
+    """A sibling harness, executed once: the module already imported under its name (validate_moe imports
+    validate_concurrency so), else loaded from benchmarks/ and registered."""
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -128,7 +132,10 @@ def load_runs(path: Path = HERE / "amd_serving_points.yaml") -> tuple[list[dict[
             why = f"engine '{r['framework']}' is not one phasewise models"
         elif r["spec"] != "none":
             why = f"speculative decoding ({r['spec']}): no draft length or acceptance stated"
-        (skipped.append((run_id(r), why)) if why else runs.append(r))
+        if why:
+            skipped.append((run_id(r), why))
+        else:
+            runs.append(r)
     return runs, skipped
 
 
