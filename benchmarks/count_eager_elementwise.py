@@ -1,5 +1,6 @@
 """Count the bytes transformers' eager Llama decoder layer moves in its elementwise ops, by class, against the fused
-kernels' count the cost model uses (perf/cost.py): the source of the `hf-eager` engine's `unfused_elementwise`.
+kernels' count the cost model uses (perf/cost.py): the source of the `hf-eager` engine's `unfused_elementwise`; and
+the ops it dispatches for each kernel of the fused count, the source of its `unfused_kernels`.
 
 The layer runs on PyTorch's meta device in bf16 (shapes and dtypes only: no weights, no arithmetic, instant at any
 size), under a TorchDispatchMode that sums each dispatched op's input and output bytes. GEMMs and attention are left
@@ -92,6 +93,47 @@ def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
             "ops": float(whole.ops)}
 
 
+def kernels(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
+    """The ops transformers' eager Llama layer dispatches (each a kernel; views left out) for each class of the fused
+    count (perf/operators.py), the source of hf-eager's `unfused_kernels`: a residual add + RMSNorm, a plain norm,
+    RoPE on q and k, the activation and its product, the projections (q / k / v and gate / up are modules of their
+    own: one GEMM each) and attention (the rest of the layer, in a decode step over a DynamicCache: its two cats and
+    SDPA); `layer`: the whole layer's ops in that step."""
+    import torch
+    import transformers
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, apply_rotary_pos_emb
+
+    hidden, inter, heads, kv_heads = shape
+    head_dim, dtype = hidden // heads, torch.bfloat16
+    config = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
+                                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=256,
+                                      attn_implementation="sdpa")
+    with torch.device("meta"):
+        layer = LlamaDecoderLayer(config, 0).to(dtype).eval()
+        plain = LlamaRMSNorm(head_dim).to(dtype)
+        x = torch.empty(1, tokens, hidden, dtype=dtype)
+        one = torch.empty(1, 1, hidden, dtype=dtype)
+        cos = torch.empty(1, tokens, head_dim, dtype=dtype)
+        cos_one = torch.empty(1, 1, head_dim, dtype=dtype)
+        q = torch.empty(1, heads, tokens, head_dim, dtype=dtype)
+        k = torch.empty(1, kv_heads, tokens, head_dim, dtype=dtype)
+        gate = torch.empty(1, tokens, inter, dtype=dtype)
+        cache = transformers.DynamicCache(config=config)
+        layer(x, attention_mask=None, position_embeddings=(cos, cos), cache=cache, use_cache=True,
+              cache_position=torch.arange(tokens))  # the prompt, then one decode step over its cache
+        position = torch.tensor([tokens])
+    step = traffic(lambda: layer(one, attention_mask=None, position_embeddings=(cos_one, cos_one),
+                                 cache=cache, use_cache=True, cache_position=position)).ops
+    counts = {"norm": traffic(lambda: layer.input_layernorm(x)).ops + 1,  # + its residual add
+              "plain_norm": traffic(lambda: plain(q)).ops,
+              "rope": traffic(lambda: apply_rotary_pos_emb(q, k, cos, cos)).ops,
+              "activation": traffic(lambda: layer.mlp.act_fn(gate) * gate).ops,
+              "qkv_proj": 3, "mlp_gate_up": 2}
+    projections = counts["qkv_proj"] + 1 + counts["mlp_gate_up"] + 1  # q, k, v; o; gate, up; down
+    rest = step - 2 * counts["norm"] - counts["rope"] - counts["activation"] - projections
+    return {**counts, "attention": rest / 2, "layer": float(step)}  # the fused count's attention is 2 kernels
+
+
 # transformers decoder layers beside Llama's, as config.json fields (phasewise's parser reads the same dict), and where
 # transformers keeps each model type's classes (module, config class, decoder layer class)
 LAYER_CLASSES = {"qwen3": ("qwen3", "Qwen3Config", "Qwen3DecoderLayer"),
@@ -148,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         row = count(args.tokens, shape)
         print(f"{label:12} {row['norm']:7.3f} {row['plain_norm']:10.3f} {row['rope']:7.3f} {row['activation']:10.3f} "
               f"{row['passes']:7.3f} {row['ops']:5.0f}")
+    print("\nops dispatched per kernel of the fused count (a decode step over a DynamicCache; hf-eager's "
+          "unfused_kernels):")
+    for label, shape in SHAPES.items():
+        row = kernels(args.tokens, shape)
+        print(f"{label:12} " + " ".join(f"{name} {value:g}" for name, value in row.items()))
     print("\ntransformers' own layer, its elementwise bytes over the cost model's with the hf-eager profile:")
     for label in LAYERS:
         row = check_layer(args.tokens, label)

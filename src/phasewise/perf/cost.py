@@ -51,6 +51,7 @@ from phasewise.perf.operators import (
     OperatorCost,
     compressed_shares,
     kernel_counts,
+    unfused_kernel_counts,
 )
 from phasewise.perf.parallel import ParallelLayout, check_parallelism
 from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
@@ -161,6 +162,11 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
                                 m.linear_layer_share, m.linear_recurrence, self.activation_quant,
                                 compressed_shares(m), self._qk_norm_kernels, m.post_norms, m.logit_softcap,
                                 m.attention_free_share)
+        if engine.unfused_kernels is not None:  # each op of an unfused eager engine a kernel of its own
+            plain_share = 1.0 - m.linear_layer_share - m.attention_free_share  # kernel_counts' softmax layers
+            kernels = unfused_kernel_counts(
+                kernels, engine.unfused_kernels, self._qk_norm_kernels * plain_share + m.post_norms,
+                (2 * QK_NORM_KERNELS * qk_normed + m.v_norm) * plain_share + m.post_norms)
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         # each kernel's launch cost on the device: on a calibrated CPU, colder as the layers' weights outgrow its cache

@@ -128,6 +128,25 @@ def kernel_counts(latent_attention: bool, shared_experts: bool, sparse_attention
     return counts
 
 
+# the elementwise kernels of KERNELS' count: the two fused add + norms, RoPE on q and k, the MLP's activation
+STANDARD_ELEMENTWISE = {"norm": 2, "rope": 1, "activation": 1}
+
+
+def unfused_kernel_counts(counts: dict[str, float], unfused, plain_norms: float, plain_norm_calls: float
+                          ) -> dict[str, float]:
+    """`counts` (kernel_counts) as an unfused eager engine dispatches them (EngineProfile.unfused_kernels): each class
+    of fused kernel by the ops it becomes. Of the elementwise kernels, `plain_norms` are norms without a residual add
+    (q / k, v and post-norms), run as `plain_norm_calls` norm calls (the fused count's one q / k kernel is two); the
+    rest count as KERNELS' own mix (STANDARD_ELEMENTWISE) in every architecture, a Llama layer's."""
+    standard = sum(STANDARD_ELEMENTWISE.values())
+    per_standard = sum(n * getattr(unfused, name) for name, n in STANDARD_ELEMENTWISE.items()) / standard
+    out = dict(counts)
+    out["elementwise"] = (counts["elementwise"] - plain_norms) * per_standard + plain_norm_calls * unfused.plain_norm
+    for name in ("qkv_proj", "mlp_gate_up", "attention"):
+        out[name] = counts[name] * getattr(unfused, name)
+    return out
+
+
 def compressed_shares(model) -> tuple[float, float] | None:
     """A ModelSpec's compressed attention as kernel_counts takes it: its (CSA, HCA) shares of the layers, or None."""
     c = model.compressed

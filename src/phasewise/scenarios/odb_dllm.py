@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.perf import CostModel
-from phasewise.perf.dllm import DllmCost, forward_curve, ridge_flops_per_byte, ridge_tokens
+from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario
 from phasewise.sim.dllm import DllmRun, simulate_dllm
 from phasewise.sim.dllm_request import STEP
@@ -86,6 +86,8 @@ def run(setup: dict[str, Any]) -> Outcome:
     lo_lin, hi_lin = setup["linear_tokens"][0], setup["linear_tokens"][-1]
     sizes = [n for n in sorted({8, 16, 32, 64, 128, 256, 512, 1024, ctx, small, wide, lo_lin, hi_lin}) if n <= ctx]
     curves = {hw: {n: (t, ai) for n, t, ai in forward_curve(c, ctx, sizes)} for hw, c in costs.items()}
+    # the device's time alone (no host dispatch): what the roofline premise of the forward-curve checks speaks of
+    device = {hw: {n: t for n, t, _ in forward_curve(device_cost(c), ctx, sizes)} for hw, c in costs.items()}
 
     rungs = ladder(gen_length=setup["gen_length"], block_length=setup["block_length"],
                    threshold=setup["threshold"], tokens_per_step=setup["tokens_per_step"],
@@ -105,11 +107,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     for hw, curve in curves.items():
         ratio = curve[wide][0] / curve[small][0]
         bigger = [n for n in sizes if n > small and curve[n][0] > setup["flat_limit"] * curve[small][0]]
-        knee = (f"; the forward passes {setup['flat_limit']}x the {small}-token one from {bigger[0]} new tokens "
-                f"(the cost model's GEMMs run well below peak at so few rows, as measured ones do: Vidur's A100 "
-                f"profile has Llama-2-70B TP8's linear layers at 0.204 ms a layer for 128 tokens, ~43 % of peak, "
-                f"the cost model 0.208 ms with that run held out of its fit, PAPERS.md Table E10: compute-bound "
-                f"before the nominal ridge)"
+        knee = (f"; the forward passes {setup['flat_limit']}x the {small}-token one from {bigger[0]} new tokens"
                 if bigger and bigger[0] <= wide else "")
         checks.append(Check(
             f"{hw}: {wide}-token forward vs {small}-token forward", "below the ridge a forward is memory-bound: "
@@ -117,8 +115,8 @@ def run(setup: dict[str, Any]) -> Outcome:
             (2.0 - setup["flat_limit"], setup["flat_limit"]),
             f"{ctx}-position context: {curve[small][0] * 1e3:.2f} ms vs {curve[wide][0] * 1e3:.2f} ms; "
             f"{curve[small][1]:.0f} and {curve[wide][1]:.0f} FLOP/B against a ridge of "
-            f"{ridge_flops_per_byte(costs[hw].cm):.0f} FLOP/B "
-            f"(~{ridge_tokens(costs[hw].cm):.0f} new tokens){knee}"))
+            f"{ridge_flops_per_byte(costs[hw].cm):.0f} FLOP/B (~{ridge_tokens(costs[hw].cm):.0f} new tokens){knee}"
+            + host_floor(costs[hw], device[hw], curve, (small, wide))))
     curve = curves[setup["hardware"]]
     lin = curve[hi_lin][0] / curve[lo_lin][0]
     checks.append(Check(
@@ -126,7 +124,8 @@ def run(setup: dict[str, Any]) -> Outcome:
         "above the ridge a forward is compute-bound: time scales linearly with new tokens", 2.0, lin,
         tuple(setup["linear_band"]),
         f"{curve[lo_lin][0] * 1e3:.1f} ms vs {curve[hi_lin][0] * 1e3:.1f} ms "
-        f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"))
+        f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
+        + host_floor(main, device[setup["hardware"]], curve, (lo_lin, hi_lin))))
     n = setup["requests"]
     per = {m: runs[m].summary()["per_request"] for m in order}
     detail = ("per request at batch 1, refreshes + block steps: " + "; ".join(
@@ -157,6 +156,29 @@ def run(setup: dict[str, Any]) -> Outcome:
     figures = [timeline_figure(runs, order), curve_figure(curves, costs, ctx),
                ladder_figure(e2e, order, setup["hardware"])]
     return Outcome(checks, figures, tables)
+
+
+def device_cost(cost: DllmCost) -> DllmCost:
+    """The same forwards with no host cost at all (engine `ideal`): the device's time alone."""
+    cm = cost.cm
+    return DllmCost.of(CostModel(cm.model, cm.hw, cm.quant, load_engine("ideal")))
+
+
+def host_floor(cost: DllmCost, device: dict[int, float], curve: dict[int, tuple[float, float]],
+               sizes: tuple[int, int]) -> str:
+    """Where the engine's host sets a forward's pace (its eager dispatch above the device's time): the forwards of
+    `sizes` as run against the device's time alone, and the ratio on the device alone; "" where neither is."""
+    small, wide = sizes
+    if all(curve[n][0] <= 1.02 * device[n] for n in sizes):
+        return ""
+    cm = cost.cm
+    per_layer = [op for op in cm.iteration(forward_shape(small, 0)).operators if op.host_overlapped]
+    kernels = sum(op.dispatch_s for op in per_layer) / cm.layers_per_stage / cm.eager_launch_s
+    return (f". Host-bound: {cm.engine.name} dispatches its kernels one by one, a layer's ~{kernels:.0f} (counted "
+            f"from transformers' eager layer, engines.yaml) at {cm.eager_launch_s * 1e6:.0f} us each, "
+            f"{curve[small][0] * 1e3:.1f} / {curve[wide][0] * 1e3:.1f} ms against the device's "
+            f"{device[small] * 1e3:.1f} / {device[wide] * 1e3:.1f} ms; on the device alone "
+            f"{device[wide] / device[small]:.2f}x")
 
 
 def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> dict[str, Any]:

@@ -190,6 +190,23 @@ class UnfusedElementwise(BaseModel):
     plain_norm: float | None = Field(default=None, ge=1)
 
 
+class UnfusedKernels(BaseModel):
+    """Kernels an unfused eager engine dispatches for each kernel of the fused count (perf/operators.py KERNELS), by
+    class, counted from its code: a fused add + RMSNorm (`norm`), a norm with no residual add (`plain_norm`), RoPE on
+    q and k, the gated MLP's activation, the q / k / v projections (one fused GEMM), the gate / up projections (one
+    fused GEMM) and attention (its KV cache write and the attention kernel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    norm: float = Field(ge=1)
+    plain_norm: float = Field(ge=1)
+    rope: float = Field(ge=1)
+    activation: float = Field(ge=1)
+    qkv_proj: float = Field(ge=1)
+    mlp_gate_up: float = Field(ge=1)
+    attention: float = Field(ge=1)
+
+
 class EngineProfile(BaseModel):
     """Host-side costs of a serving engine (scheduler, input preparation, kernel dispatch)."""
 
@@ -207,6 +224,9 @@ class EngineProfile(BaseModel):
     # An engine that runs each elementwise step as an op of its own (transformers' eager modules): the bytes each class
     # of a layer's elementwise work moves, relative to the fused kernels' count (perf/cost.py); absent: fused (1)
     unfused_elementwise: UnfusedElementwise | None = None
+    # the same engine's kernels: each of its eager ops dispatched (eager_launch_s) and launched (kernel_launch_s) on
+    # its own, per class of the fused count (perf/operators.py unfused_kernel_counts); absent: the fused count
+    unfused_kernels: UnfusedKernels | None = None
     decode_attention_tensor_cores: bool = True
     # A decode attention kernel that reads a K / V head again for the other query heads of its group, not once for
     # the group: TensorRT-LLM's masked MHA before XQA ("a single CUDA thread-block per head", docs/source/
