@@ -260,8 +260,11 @@ def test_on_device_refusals_and_a_jetson_run():
     assert result.summary()["completed"] == 40
 
 
-# A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time
-GEMMA4_SMOKE_FACTOR = 4.0
+# A smoke bound, not an accuracy claim: the quick check's prediction (the class-default `cpu-local` entry, an older
+# CPU's figures) within this factor of the thread's CPU time. On this 2-core machine (2026-12-05) the unfitted
+# predictions came out 4.0-5.2x the CPU time from run to run (vision, gemma4, recurrent quick checks; the same with
+# hf-eager's counted kernels or without them), so 4 failed a clean run by chance; 6 keeps the smoke test's purpose
+GEMMA4_SMOKE_FACTOR = 6.0
 
 
 def test_quick_gemma4_validate_json(run_cli):

@@ -403,8 +403,11 @@ def test_bad_falcon_h1_fields_are_one_line_errors(tmp_path, change, match):
         load_model(_write(tmp_path, _catalog_config(FALCON_H1) | change))
 
 
-# A smoke bound, not an accuracy claim: the quick check's prediction within this factor of the thread's CPU time
-RECURRENT_SMOKE_FACTOR = 4.0
+# A smoke bound, not an accuracy claim: the quick check's prediction (the class-default `cpu-local` entry, an older
+# CPU's figures) within this factor of the thread's CPU time. On this 2-core machine (2026-12-05) the unfitted
+# predictions came out 4.0-5.2x the CPU time from run to run (vision, gemma4, recurrent quick checks; the same with
+# hf-eager's counted kernels or without them), so 4 failed a clean run by chance; 6 keeps the smoke test's purpose
+RECURRENT_SMOKE_FACTOR = 6.0
 
 
 def test_quick_recurrent_validate_json(run_cli):
