@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import SimpleNamespace
 
 # (hidden, intermediate, heads, kv heads) of the shapes counted: Llama-2-7B, Llama-3-8B, a small one
 SHAPES = {"Llama-2-7B": (4096, 11008, 32, 32), "Llama-3-8B": (4096, 14336, 32, 8), "small": (512, 1536, 8, 2)}
@@ -59,34 +60,42 @@ def traffic(run):
     return mode
 
 
-def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
-    """{class: eager bytes / fused bytes} and the layer's dispatched ops for one shape."""
+def llama_layer(tokens: int, shape: tuple[int, int, int, int]) -> SimpleNamespace:
+    """transformers' eager Llama decoder layer of `shape` in bf16 on the meta device, with inputs of `tokens` tokens:
+    the hidden states `x`, RoPE's `cos`, a q and k to rotate, a gate to activate, a plain (head-size) norm."""
     import torch
     import transformers
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, apply_rotary_pos_emb
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm
 
     hidden, inter, heads, kv_heads = shape
     head_dim, dtype = hidden // heads, torch.bfloat16
     config = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
                                       num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=256,
                                       attn_implementation="sdpa")
-
     with torch.device("meta"):
-        layer = LlamaDecoderLayer(config, 0).to(dtype).eval()
-        plain = LlamaRMSNorm(head_dim).to(dtype)
-        x = torch.empty(1, tokens, hidden, dtype=dtype)
-        cos = torch.empty(1, tokens, head_dim, dtype=dtype)
-        q = torch.empty(1, heads, tokens, head_dim, dtype=dtype)
-        k = torch.empty(1, kv_heads, tokens, head_dim, dtype=dtype)
-        gate = torch.empty(1, tokens, inter, dtype=dtype)
-    whole = traffic(lambda: layer(x, attention_mask=None, position_embeddings=(cos, cos)))
-    rope = traffic(lambda: apply_rotary_pos_emb(q, k, cos, cos)).bytes
-    act_fn = layer.mlp.act_fn
-    activation = traffic(lambda: act_fn(gate) * gate).bytes
-    plain_norm = traffic(lambda: plain(q)).bytes
+        return SimpleNamespace(
+            config=config, layer=LlamaDecoderLayer(config, 0).to(dtype).eval(), plain=LlamaRMSNorm(head_dim).to(dtype),
+            x=torch.empty(1, tokens, hidden, dtype=dtype), cos=torch.empty(1, tokens, head_dim, dtype=dtype),
+            q=torch.empty(1, heads, tokens, head_dim, dtype=dtype),
+            k=torch.empty(1, kv_heads, tokens, head_dim, dtype=dtype),
+            gate=torch.empty(1, tokens, inter, dtype=dtype))
+
+
+def count(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
+    """{class: eager bytes / fused bytes} and the layer's dispatched ops for one shape."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    hidden, inter, heads, kv_heads = shape
+    head_dim = hidden // heads
+    t = llama_layer(tokens, shape)
+    whole = traffic(lambda: t.layer(t.x, attention_mask=None, position_embeddings=(t.cos, t.cos)))
+    rope = traffic(lambda: apply_rotary_pos_emb(t.q, t.k, t.cos, t.cos)).bytes
+    act_fn = t.layer.mlp.act_fn
+    activation = traffic(lambda: act_fn(t.gate) * t.gate).bytes
+    plain_norm = traffic(lambda: t.plain(t.q)).bytes
     element = 2  # bf16
     return {"norm": (whole.bytes - rope - activation) / (tokens * element * 10 * hidden),
-            "plain_norm": plain_norm / (2 * q.numel() * element),
+            "plain_norm": plain_norm / (2 * t.q.numel() * element),
             "rope": rope / (tokens * element * 2 * (heads + kv_heads) * head_dim),
             "activation": activation / (tokens * element * 3 * inter),
             "passes": whole.bytes / (tokens * element * (10 * hidden + 2 * (heads + kv_heads) * head_dim + 3 * inter)),
@@ -101,33 +110,21 @@ def kernels(tokens: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
     SDPA); `layer`: the whole layer's ops in that step."""
     import torch
     import transformers
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, apply_rotary_pos_emb
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    hidden, inter, heads, kv_heads = shape
-    head_dim, dtype = hidden // heads, torch.bfloat16
-    config = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
-                                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=256,
-                                      attn_implementation="sdpa")
+    t = llama_layer(tokens, shape)
     with torch.device("meta"):
-        layer = LlamaDecoderLayer(config, 0).to(dtype).eval()
-        plain = LlamaRMSNorm(head_dim).to(dtype)
-        x = torch.empty(1, tokens, hidden, dtype=dtype)
-        one = torch.empty(1, 1, hidden, dtype=dtype)
-        cos = torch.empty(1, tokens, head_dim, dtype=dtype)
-        cos_one = torch.empty(1, 1, head_dim, dtype=dtype)
-        q = torch.empty(1, heads, tokens, head_dim, dtype=dtype)
-        k = torch.empty(1, kv_heads, tokens, head_dim, dtype=dtype)
-        gate = torch.empty(1, tokens, inter, dtype=dtype)
-        cache = transformers.DynamicCache(config=config)
-        layer(x, attention_mask=None, position_embeddings=(cos, cos), cache=cache, use_cache=True,
-              cache_position=torch.arange(tokens))  # the prompt, then one decode step over its cache
+        one, cos_one = t.x[:, :1].clone(), t.cos[:, :1].clone()
+        cache = transformers.DynamicCache(config=t.config)
+        t.layer(t.x, attention_mask=None, position_embeddings=(t.cos, t.cos), cache=cache, use_cache=True,
+                cache_position=torch.arange(tokens))  # the prompt, then one decode step over its cache
         position = torch.tensor([tokens])
-    step = traffic(lambda: layer(one, attention_mask=None, position_embeddings=(cos_one, cos_one),
-                                 cache=cache, use_cache=True, cache_position=position)).ops
-    counts = {"norm": traffic(lambda: layer.input_layernorm(x)).ops + 1,  # + its residual add
-              "plain_norm": traffic(lambda: plain(q)).ops,
-              "rope": traffic(lambda: apply_rotary_pos_emb(q, k, cos, cos)).ops,
-              "activation": traffic(lambda: layer.mlp.act_fn(gate) * gate).ops,
+    step = traffic(lambda: t.layer(one, attention_mask=None, position_embeddings=(cos_one, cos_one),
+                                   cache=cache, use_cache=True, cache_position=position)).ops
+    counts = {"norm": traffic(lambda: t.layer.input_layernorm(t.x)).ops + 1,  # + its residual add
+              "plain_norm": traffic(lambda: t.plain(t.q)).ops,
+              "rope": traffic(lambda: apply_rotary_pos_emb(t.q, t.k, t.cos, t.cos)).ops,
+              "activation": traffic(lambda: t.layer.mlp.act_fn(t.gate) * t.gate).ops,
               "qkv_proj": 3, "mlp_gate_up": 2}
     projections = counts["qkv_proj"] + 1 + counts["mlp_gate_up"] + 1  # q, k, v; o; gate, up; down
     rest = step - 2 * counts["norm"] - counts["rope"] - counts["activation"] - projections

@@ -36,15 +36,19 @@ def test_unfused_engine_moves_each_class_by_its_own_factor():
     assert eager / fused == pytest.approx(3.14, abs=0.01)  # the single number this replaces was 3.0
 
 
-def test_bad_unfused_factors_are_one_line_errors(tmp_path):
+@pytest.mark.parametrize("field, value, named", [
+    ("unfused_elementwise", "{norm: 0.5, rope: 5, activation: 2, residual: 1}", ("norm", "residual")),
+    ("unfused_kernels", "{norm: 0, plain_norm: 8, rope: 10, activation: 2, qkv_proj: 3, mlp_gate_up: 2, "
+                        "attention: 1.5, sampling: 4}", ("norm", "sampling")),
+])
+def test_bad_unfused_fields_are_one_line_errors(tmp_path, field, value, named):
     path = tmp_path / "engine.yaml"
     path.write_text("engines:\n  mine:\n    iteration_overhead_s: 1.0e-3\n    per_sequence_overhead_s: 0.0\n"
-                    "    eager_launch_s: 2.0e-5\n    unfused_elementwise: {norm: 0.5, rope: 5, activation: 2, "
-                    "residual: 1}\n")
+                    f"    eager_launch_s: 2.0e-5\n    {field}: {value}\n")
     with pytest.raises(PhasewiseError) as err:
         load_engine(str(path))
     message = str(err.value)
-    assert "\n" not in message and "unfused_elementwise.norm" in message and "unfused_elementwise.residual" in message
+    assert "\n" not in message and all(f"{field}.{key}" in message for key in named), message
 
 
 def test_profile_factors_match_a_count_of_transformers_layer():
@@ -91,17 +95,6 @@ def test_unfused_engine_dispatches_each_op_as_a_kernel():
     assert dispatched_per_layer(engine, qwen3) == pytest.approx(56)
     # an engine without the field (vLLM's fused kernels, a calibrated profile) keeps the fused count
     assert load_engine("vllm-2023").unfused_kernels is None
-
-
-def test_bad_unfused_kernels_are_one_line_errors(tmp_path):
-    path = tmp_path / "engine.yaml"
-    path.write_text("engines:\n  mine:\n    iteration_overhead_s: 1.0e-3\n    per_sequence_overhead_s: 0.0\n"
-                    "    eager_launch_s: 2.0e-5\n    unfused_kernels: {norm: 0, plain_norm: 8, rope: 10, activation: 2, "
-                    "qkv_proj: 3, mlp_gate_up: 2, attention: 1.5, sampling: 4}\n")
-    with pytest.raises(PhasewiseError) as err:
-        load_engine(str(path))
-    message = str(err.value)
-    assert "\n" not in message and "unfused_kernels.norm" in message and "unfused_kernels.sampling" in message
 
 
 def test_profile_kernels_match_a_count_of_transformers_layer():
