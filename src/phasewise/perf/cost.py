@@ -166,7 +166,7 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
             plain_share = 1.0 - m.linear_layer_share - m.attention_free_share  # kernel_counts' softmax layers
             kernels = unfused_kernel_counts(
                 kernels, engine.unfused_kernels, self._qk_norm_kernels * plain_share + m.post_norms,
-                (2 * QK_NORM_KERNELS * qk_normed + m.v_norm) * plain_share + m.post_norms)
+                (2 * qk_normed + m.v_norm) * plain_share + m.post_norms)  # q's and k's norms: two calls
         self.eager_launch_s = engine.eager_launch_s / eff.host_speed  # host time per eager kernel on this platform
         self._attention_dispatch_s = kernels["attention"] * self.eager_launch_s
         # each kernel's launch cost on the device: on a calibrated CPU, colder as the layers' weights outgrow its cache

@@ -174,8 +174,8 @@ def host_floor(cost: DllmCost, device: dict[int, float], curve: dict[int, tuple[
     cm = cost.cm
     per_layer = [op for op in cm.iteration(forward_shape(small, 0)).operators if op.host_overlapped]
     kernels = sum(op.dispatch_s for op in per_layer) / cm.layers_per_stage / cm.eager_launch_s
-    return (f". Host-bound: {cm.engine.name} dispatches its kernels one by one, a layer's ~{kernels:.0f} (counted "
-            f"from transformers' eager layer, engines.yaml) at {cm.eager_launch_s * 1e6:.0f} us each, "
+    return (f". Host-bound: {cm.engine.name} dispatches its kernels one by one, a layer's ~{kernels:.0f} "
+            f"(engines.yaml) at {cm.eager_launch_s * 1e6:.0f} us each, "
             f"{curve[small][0] * 1e3:.1f} / {curve[wide][0] * 1e3:.1f} ms against the device's "
             f"{device[small] * 1e3:.1f} / {device[wide] * 1e3:.1f} ms; on the device alone "
             f"{device[wide] / device[small]:.2f}x")
@@ -194,7 +194,7 @@ def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> di
         return e2e["fast-dllm"] / e2e["odb"]
 
     probs, answer = tuple(setup["jump_probs"]), setup["answer_tokens"]
-    ideal = DllmCost.of(CostModel(main.cm.model, main.cm.hw, main.cm.quant, load_engine("ideal")))
+    ideal = device_cost(main)
     rows = [["defaults", f"{value:.2f}"],
             ["no speculative token ever accepted (jump_probs 1,0,0)", f"{ratio(answer, (1.0, 0.0, 0.0), main):.2f}"],
             ["both always accepted (jump_probs 0,0,1)", f"{ratio(answer, (0.0, 0.0, 1.0), main):.2f}"],
