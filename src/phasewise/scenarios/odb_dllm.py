@@ -28,6 +28,9 @@ PAPER = ("Orchestrating Dual-Boundaries: An Arithmetic Intensity Inspired Accele
          "Language Models")
 LABELS = {"baseline": "LLaDA baseline", "fast-dllm": "Fast-dLLM (dual cache + parallel)", "alp": "+ ALP",
           "odb": "+ jump-share (ODB-dLLM)"}
+# Fast-dLLM's measured forwards (forward_measured): the copies compared below and above its knee
+MEASURED_FLAT = (1, 4)  # copies: 64 vs 256 new tokens, both below the measured knee
+MEASURED_LINEAR = (8, 16)  # copies: 512 vs 1024 new tokens, both above it
 
 SETUP = {
     "model": Param("GSAI-ML/LLaDA-8B-Instruct", "PAPERS.md section 1: LLaDA-8B-Instruct (LLaDA-1.5 shares its "
@@ -67,6 +70,21 @@ SETUP = {
                                       "threshold 0.9 dual cache (Fast-dLLM)"),
     "measured_prompt_tokens": Param(150, "assumed: a zero-shot GSM8K-CoT question in LLaDA's chat template (~150 "
                                          "tokens); d3LLM does not state it"),
+    "measured_forward_ms": Param([23.1, 24.1, 23.9, 23.8, 27.6, 31.2, 35.6, 38.6, 42.2, 46.6, 50.8, 54.0, 58.7, 62.8,
+                                  66.2, 69.2],
+                                 "NVlabs/Fast-dLLM llada/beam_timings.json @ b68797c (llada/bench_batch_forward.py): "
+                                 "LLaDA-8B-Instruct forwards of 1..16 copies of a block batched over the dual cache, "
+                                 "the median of each count's ~31 timings, ms (shown for context, not a check)",
+                                 length=16),
+    "measured_forward_block": Param(64, "NVlabs/Fast-dLLM llada/bench_batch_forward.py: --block-length 64 (default)"),
+    "measured_forward_cached": Param(301, "assumed: bench_batch_forward.py's default prompt in LLaDA's chat template "
+                                          "(~45 tokens) + --gen-length 256 (default); each copy attends the whole "
+                                          "sequence's cache"),
+    "measured_forward_hardware": Param("a100-sxm-80gb", "inferred, not stated by the repo: above the knee a forward "
+                                                        "grows ~60 us a new token, at LLaDA-8B's ~15 GFLOP a token "
+                                                        "(with its LM head) ~250 TFLOP/s: 80 % of an A100's 312 BF16 "
+                                                        "peak, 25 % of an H100 SXM's; the ~8 ms intercept is 16 GB of "
+                                                        "weights at ~2 TB/s (an A100 80GB's HBM)"),
     "fast_band": Param([2.6, 6.3], "PAPERS.md ODB-1 (b): ODB-dLLM 2.63-6.30x faster than Fast-dLLM", length=2),
     "baseline_band": Param([46.0, 162.0], "PAPERS.md ODB-1 (b): ODB-dLLM 46-162x faster than the LLaDA baseline",
                            length=2),
@@ -117,6 +135,8 @@ def run(setup: dict[str, Any]) -> Outcome:
             f"{curve[small][1]:.0f} and {curve[wide][1]:.0f} FLOP/B against a ridge of "
             f"{ridge_flops_per_byte(costs[hw].cm):.0f} FLOP/B (~{ridge_tokens(costs[hw].cm):.0f} new tokens){knee}"
             + host_floor(costs[hw], device[hw], curve, (small, wide))))
+    measured_chip = costs.get(setup["measured_forward_hardware"]) or cost_of(setup, setup["measured_forward_hardware"])
+    forward_table, forward_summary = forward_measured(setup, measured_chip, device_cost(measured_chip))
     curve = curves[setup["hardware"]]
     lin = curve[hi_lin][0] / curve[lo_lin][0]
     checks.append(Check(
@@ -125,7 +145,8 @@ def run(setup: dict[str, Any]) -> Outcome:
         tuple(setup["linear_band"]),
         f"{curve[lo_lin][0] * 1e3:.1f} ms vs {curve[hi_lin][0] * 1e3:.1f} ms "
         f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
-        + host_floor(main, device[setup["hardware"]], curve, (lo_lin, hi_lin))))
+        + host_floor(main, device[setup["hardware"]], curve, (lo_lin, hi_lin))
+        + forward_measured_text(forward_summary)))
     n = setup["requests"]
     per = {m: runs[m].summary()["per_request"] for m in order}
     detail = ("per request at batch 1, refreshes + block steps: " + "; ".join(
@@ -152,6 +173,7 @@ def run(setup: dict[str, Any]) -> Outcome:
                "rows": [[n, *(f"{curves[hw][n][0] * 1e3:.2f}" for hw in curves),
                          *(f"{curves[hw][n][1]:.0f}" for hw in curves)] for n in sizes]}]
     tables.append(measured_table(setup, costs))
+    tables.append(forward_table)
     tables.append(sensitivity_table(setup, main, vs_fast))
     figures = [timeline_figure(runs, order), curve_figure(curves, costs, ctx),
                ladder_figure(e2e, order, setup["hardware"])]
@@ -225,6 +247,50 @@ def measured_table(setup: dict[str, Any], costs: dict[str, DllmCost]) -> dict[st
     return {"title": "Context: d3LLM's measured tokens/s at gen_length 256 vs phasewise (not fitted, not a check)",
             "columns": ["chip", "LLaDA measured", "LLaDA phasewise", "Fast-dLLM measured", "Fast-dLLM phasewise",
                         "Fast-dLLM / LLaDA measured", "phasewise"], "rows": rows}
+
+
+def forward_measured(setup: dict[str, Any], as_run: DllmCost,
+                     device: DllmCost) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """Fast-dLLM's own timed forwards (NVlabs/Fast-dLLM llada/bench_batch_forward.py -> llada/beam_timings.json:
+    during a dual-cache decode, 1..16 copies of one 64-token block forwarded as one batch over the cache, each copy
+    over its own tiled copy of it; GPU not stated, A100-class by its slope) beside phasewise's forwards of the same
+    shapes, nothing fitted: context, not a check. Returns (the report's table, {"flat" | "linear": (measured
+    ratio, phasewise ratio), "floor": (measured ms, phasewise ms)}) against `as_run` (the scenario's engine on the
+    measured chip) and `device` (the same chip's device time alone). The shape (flat while the host dispatches the
+    eager kernels faster than the device runs them, linear once the device is slower) is the model's to match; the
+    floor's height is the host's."""
+    block, cached = setup["measured_forward_block"], setup["measured_forward_cached"]
+    measured = {copies: ms for copies, ms in enumerate(setup["measured_forward_ms"], start=1)}
+    ran = {c: as_run.forward_s(block, cached, 1, c) * 1e3 for c in measured}
+    alone = {c: device.forward_s(block, cached, 1, c) * 1e3 for c in measured}
+    rows = [[c, c * block, f"{measured[c]:.1f}", f"{ran[c]:.1f}", f"{ran[c] / measured[c] - 1:+.0%}",
+             f"{alone[c]:.1f}"] for c in measured]
+    summary = {name: (measured[hi] / measured[lo], ran[hi] / ran[lo])
+               for name, (lo, hi) in (("flat", MEASURED_FLAT), ("linear", MEASURED_LINEAR))}
+    summary["floor"] = (measured[MEASURED_FLAT[0]], ran[MEASURED_FLAT[0]])
+    summary["tokens"] = tuple(c * block for c in (*MEASURED_FLAT, *MEASURED_LINEAR))
+    for name, (lo, hi) in (("flat", MEASURED_FLAT), ("linear", MEASURED_LINEAR)):
+        rows.append([f"{hi} vs {lo} copies", f"{hi * block} vs {lo * block}", f"{summary[name][0]:.2f}x",
+                     f"{summary[name][1]:.2f}x", "", f"{alone[hi] / alone[lo]:.2f}x"])
+    chip, engine = as_run.cm.hw.key, as_run.cm.engine.name
+    table = {"title": f"Context: Fast-dLLM's measured LLaDA-8B forwards (copies of a {block}-token block over a "
+                      f"~{cached}-position dual cache, batched; GPU not stated, A100-class by its slope) vs "
+                      f"phasewise on {chip} (not fitted, not a check)",
+             "columns": ["copies", "new tokens", "measured ms", f"phasewise {engine} ms", "error",
+                         "phasewise device alone ms"],
+             "rows": rows}
+    return table, summary
+
+
+def forward_measured_text(summary: dict[str, tuple]) -> str:
+    """One clause for a check's `why`: the measured forwards' shape beside phasewise's."""
+    (flat_m, flat_p), (lin_m, lin_p), (floor_m, floor_p) = summary["flat"], summary["linear"], summary["floor"]
+    few, flat_end, lin_start, lin_end = summary["tokens"]
+    return (f"; Fast-dLLM's own measured forwards (A100-class, its table): {flat_m:.2f}x from {few} to {flat_end} "
+            f"new tokens at {floor_m:.0f} ms (phasewise {flat_p:.2f}x at {floor_p:.0f} ms) and {lin_m:.2f}x from "
+            f"{lin_start} to {lin_end} (phasewise {lin_p:.2f}x)"
+            + (": the same shape" if abs(lin_p / lin_m - 1) <= 0.1 and abs(flat_p / flat_m - 1) <= 0.1 else "")
+            + (f" on a {'lower' if floor_m < floor_p else 'higher'} host floor"))
 
 
 def time_split(r: DllmRun, cost: DllmCost) -> tuple[float, float, float]:
