@@ -359,3 +359,30 @@ def test_estimate_names_the_layout_and_the_ranks_a_small_batch_leaves_idle(run_c
     assert "on 1 of 8 attention-DP ranks (the others idle" in flat and "are the busy ranks'" in flat
     code, out, _ = run_cli(*args[:4], "h200-sxm,b200", *args[5:], "--batch", "8")
     assert code == 0 and "attention-DP ranks" not in " ".join(out.split())
+
+
+def test_both_all_reduces_of_an_attention_dp_layout_reach_the_iteration_time():
+    """Attention DP without EP: the attention TP group's all-reduce and the MoE layers' are two operators of one
+    name; the iteration (and the stage split the pipeline model reads) counts both."""
+    qwen = load_model("Qwen/Qwen3-235B-A22B")
+    cm = CostModel(qwen, load_hardware("h200-sxm"), load_quant("fp8"), load_engine("vllm"), tp=8,
+                   layout=parallel_layout(qwen, 8, attention_dp=2))
+    it = cm.iteration(BatchShape.uniform(16, 1, 2048))
+    assert sum(op.name == "tp_allreduce" for op in it.operators) == 2
+    assert it.latency_s == pytest.approx(cm.iteration_parts(BatchShape.uniform(16, 1, 2048)).latency_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("model, engine, ep, attention_dp", [
+    (DEEPSEEK, "sglang", 8, 8),
+    ("Qwen/Qwen3-235B-A22B", "vllm", None, 2),
+])
+def test_a_decode_step_under_attention_dp_never_gets_faster_with_one_more_sequence(model, engine, ep, attention_dp):
+    """Every attention-DP rank replays the busiest rank's captured graph: a batch that does not split evenly pads
+    the lighter ranks too, so the experts see the padded rows (batch 25 over 8 ranks: 8 x 4 = 32, as batch 24)."""
+    spec = load_model(model)
+    cm = CostModel(spec, load_hardware("h200-sxm"), load_quant("fp8"), load_engine(engine), tp=8,
+                   layout=parallel_layout(spec, 8, ep=ep, attention_dp=attention_dp))
+    steps = [cm.iteration(BatchShape.uniform(batch, 1, 2048)).latency_s for batch in range(4, 80)]
+    assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(steps, steps[1:]))
+    eager, gemm_tokens = cm.graph_launch(BatchShape.uniform(25, 1, 2048))
+    assert not eager and gemm_tokens % attention_dp == 0 and gemm_tokens >= 25

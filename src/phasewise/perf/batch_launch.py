@@ -31,24 +31,25 @@ class BatchLaunch:
             size = math.ceil(self._busiest_rank(shape)[0])  # each attention rank replays its share
             if size > sizes[-1]:
                 return True, tokens
-            return False, tokens + (sizes[bisect.bisect_left(sizes, size)] - size) * self.attention_dp
+            return False, self._padded(tokens, sizes[bisect.bisect_left(sizes, size)])
         if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
             return True, tokens
         size = tokens if engine.cuda_graph_mixed else shape.seqs
         if self.attention_dp > 1:  # each attention rank replays its own graph for its share of the batch
             size = math.ceil(size / self.attention_dp)
-        sizes = engine.cuda_graph_sizes
-        if not sizes:
-            return size > engine.cuda_graph_max_batch, tokens
-        if size > sizes[-1]:
+        sizes = engine.cuda_graph_sizes  # none listed: every size up to cuda_graph_max_batch is captured
+        if size > (sizes[-1] if sizes else engine.cuda_graph_max_batch):
             return True, tokens
-        captured = sizes[bisect.bisect_left(sizes, size)]
-        if captured == size:
-            return False, tokens
-        if not engine.cuda_graph_padding:
-            return True, tokens
+        captured = sizes[bisect.bisect_left(sizes, size)] if sizes else size
+        if not engine.cuda_graph_padding:  # only a captured size replays; the ranks run their own tokens
+            return captured != size, tokens
         per_unit = 1 if engine.cuda_graph_mixed else tokens // shape.seqs
-        return False, tokens + (captured - size) * per_unit * self.attention_dp  # every rank pads alike
+        return False, self._padded(tokens, captured * per_unit)
+
+    def _padded(self, tokens: int, rank_tokens: int) -> int:
+        """The tokens a batch's GEMMs process when every attention-DP rank replays the busiest rank's captured graph
+        of `rank_tokens` tokens (the lighter ranks pad up to it as the busiest pads up to a captured size)."""
+        return max(tokens, rank_tokens * self.attention_dp)
 
     def _busiest_rank(self, shape: BatchShape) -> tuple[float, float]:
         """(tokens, logit tokens) of `shape` on its busiest attention-DP rank, before graph padding: each rank
@@ -63,11 +64,11 @@ class BatchLaunch:
 
     def _rank_rows(self, shape: BatchShape, gemm_tokens: int) -> tuple[float, float]:
         """(tokens, logit tokens) the busiest attention-DP rank's dense GEMMs process: its share of `shape`
-        (_busiest_rank) plus its graph padding (graph_launch pads every rank alike)."""
+        (_busiest_rank), or the captured graph's tokens every rank replays when graph_launch padded the batch."""
         if self.attention_dp == 1:
             return gemm_tokens, shape.logit_tokens
         tokens, logit_tokens = self._busiest_rank(shape)
-        return tokens + (gemm_tokens - shape.tokens) / self.attention_dp, logit_tokens
+        return max(tokens, gemm_tokens / self.attention_dp), logit_tokens
 
     @staticmethod
     def _attention_eager(shape: BatchShape, eager: bool) -> bool:

@@ -139,6 +139,8 @@ class Pipeline:
 def stage_inputs(operators: list[OperatorCost]) -> tuple[float, float, float, float]:
     """What Pipeline.times takes, from an iteration's operators: (time of layers_per_stage layers, embedding,
     LM head, all PP transfers)."""
-    times = {op.name: op.time_s for op in operators}
+    times: dict[str, float] = {}
+    for op in operators:  # one name may come twice (attention DP's all-reduce over the attention TP group and the MoE's)
+        times[op.name] = times.get(op.name, 0.0) + op.time_s
     layers_s = sum(time_s for name, time_s in times.items() if name not in NOT_PER_LAYER)
     return layers_s, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0)
