@@ -150,6 +150,7 @@ class LayerGemms:
             # the experts' weights: up (rows of he elements) and down (rows of i), at their row lengths' rates
             up_bytes = active * he * up * i * w_bytes
             row_start = self._row_start_bytes(he, up_bytes) + self._row_start_bytes(i, up_bytes / up)
+            # at memory_efficiency_max: weight_read_efficiency is the dense kernels' (efficiency.yaml says why)
             ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b + row_start), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))
             if m.moe_latent_size:  # fc1 / fc2_latent_proj: whole on every GPU (replicated), over its own tokens
