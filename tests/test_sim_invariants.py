@@ -125,3 +125,35 @@ def test_attention_dp_balance_never_loses_or_strands_a_request(timeout, batching
         attention_dp_batching_wait_iters=batching)]))
     res = simulate(dep, work, check_invariants=True)
     assert np.isfinite(res.finish_s).sum() + res.rejected == len(work)
+
+
+def _h100(role: str, **fields) -> dict:
+    return dict(role=role, hardware="h100-sxm", memory_fraction=0.3, **fields)
+
+
+def test_a_prompt_no_decode_instance_can_hold_is_rejected_and_strands_no_other():
+    """Disaggregated: a request whose KV exceeds the decode instance's whole cache is rejected there (as a
+    collocated instance rejects it), not left at the head of the transfer queue blocking every later one."""
+    dep = build_deployment(dict(instances=[_h100("prefill"), _h100("decode")]))
+    work = Workload(np.arange(6) * 0.5, [1000, 51344, 1000, 1000, 1000, 1000], np.full(6, 50))
+    res = simulate(dep, work, check_invariants=True)
+    assert res.rejected == 1 and np.isfinite(res.finish_s).sum() == 5
+    assert not np.isfinite(res.finish_s[1])
+
+
+def test_reserve_admission_holds_on_a_disaggregated_decode_instance():
+    """TensorRT-LLM admits a sequence with its whole output's KV (guaranteed no evict): its decode servers too,
+    so a loaded disaggregated deployment preempts nothing, as the collocated one does not."""
+    dep = build_deployment(dict(instances=[_h100("prefill", engine="trtllm"), _h100("decode", engine="trtllm")]))
+    work = Workload(np.arange(300) / 50.0, np.full(300, 2000), np.full(300, 500))
+    res = simulate(dep, work, check_invariants=True)
+    assert np.isfinite(res.finish_s).all() and res.summary()["preemptions"] == 0
+
+
+def test_a_rejection_releases_the_requests_dynamos_router_queue_holds():
+    """The router queue releases when prefill progresses; a rejected prompt leaves the pending count too, so the
+    requests it held go on even when the instance then idles."""
+    dep = build_deployment(dict(instances=[dict(hardware="h100-sxm", memory_fraction=0.3)], router="dynamo_kv",
+                                router_queue_threshold=1.0))
+    res = simulate(dep, Workload([0.0, 0.1, 0.2], [100, 60000, 100], [200, 10, 10]), check_invariants=True)
+    assert res.rejected == 1 and np.isfinite(res.finish_s[[0, 2]]).all()

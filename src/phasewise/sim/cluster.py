@@ -150,7 +150,17 @@ class Cluster:
             if dst.running.n + len(dst.ready) + dst.incoming >= dst.max_seqs:
                 return  # pull KV only for requests a seat awaits
             req, src = dst.pending_transfers[0]
-            blocks = dst.kv.blocks_for(dst._kv_tokens(req.prompt + req.generated + 1))
+            tokens = req.prompt + req.generated + 1
+            if dst.engine.kv_admission == "reserve":  # its whole output's blocks too, as the engine admits collocated
+                tokens = max(tokens, req.prompt + req.output)
+            blocks = dst.kv.blocks_for(dst._kv_tokens(tokens))
+            if blocks > dst.kv.capacity:  # more than the decode instance's whole cache: it never fits there
+                dst.pending_transfers.popleft()
+                src.kv.free_blocks(req.src_blocks, req)
+                req.src_blocks = 0
+                dst._reject(req, "beyond_kv_capacity")
+                src.poke()
+                continue
             if not dst.can_reserve(blocks):
                 return
             dst.pending_transfers.popleft()
@@ -217,6 +227,7 @@ class Cluster:
 
     def reject(self, req: SimRequest, reason: str) -> None:
         self.rejected += 1
+        self.prefill_progressed()  # its prompt tokens left the pending count: the router queue may release some
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
         if self.miss_slo is not None:
             self._missed()

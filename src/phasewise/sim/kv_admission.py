@@ -122,6 +122,7 @@ class KvAdmission:
         held = self._leave(req, self.decode_steps)
         self.kv.free_blocks(held, req)
         req.kv_blocks = 0
+        req.prefilled = 0  # it re-prefills its prompt and generated tokens (admission sets a prefix cache's hit)
         req.epoch += 1
         req.preemptions += 1
         self.stats.preemptions += 1

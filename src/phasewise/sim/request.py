@@ -23,7 +23,10 @@ class SimRequest:
     preemptions: int = 0
     kv_blocks: int = 0  # blocks held on the instance it is on
     kv_excess: int = 0  # blocks held beyond its first decode step's need when it joined
-    kv_ready_s: float = NAN  # disaggregation: when its KV arrived at the decode instance
+    # when its KV is ready where it runs (NaN: it never waited for any): disaggregation, when the transfer reached the
+    # decode instance; an engine that loads a cached prefix from host memory asynchronously, when that copy is done
+    # (no chunk of it before)
+    kv_ready_s: float = NAN
     # decode participation: on its instance, decode steps [join_step, join_step + steps)
     join_step: int = 0
     join_context: int = 0  # cached tokens at its first decode step there
@@ -47,7 +50,6 @@ class SimRequest:
     # prompt tokens its first admission found in a prefix cache (vLLM's num_cached_tokens, set once, at the first
     # scheduling); -1: not admitted yet, or admitted where no prefix cache is kept
     cached_tokens: int = -1
-    kv_ready_s: float = 0.0  # an engine that loads it asynchronously: when that copy is done (no chunk before)
     # its images (workload/images.py): each one's encoder patches and prompt tokens (those in `prompt`, after its
     # text, as benchmark clients send them: text part first); images of the current prefill attempt encoded so far
     image_patches: tuple = ()
