@@ -187,3 +187,42 @@ def test_alchemist_directions_hold_under_variations(sets):
     assert checks["peak training memory (offload vs recompute)"]["phasewise"] < 1.0
     assert 0 < checks["redundant forward share of the training step"]["phasewise"] < 0.5
     assert abs(checks["serving TTFT overhead of activation recording (%)"]["phasewise"]) < 5.0
+
+
+def test_a_step_with_nothing_recorded_costs_what_recomputing_it_costs():
+    """Reuse with no recording (keep's buffer too small for any prompt) pays the trainer's forward of its layers;
+    the head's forward, already in the reuse step, is not paid twice: per step, the recompute trainer's time."""
+    per_step = {}
+    for reuse, extra in (("recompute", {}), ("keep", {"record_buffer_batches": 1e-6})):
+        s = build(model=LLAMA, hardware="h100-sxm", rate=6.0, requests=160, isl=1024, osl=64, seed=0)
+        data = s.deployment.model_dump()
+        data["online_training"] = {"method": "lora", "reuse": reuse, "sample": "prompt", "feedback_share": 1.0,
+                                   "train_batch_tokens": 4096, **extra}
+        stats = simulate(build_deployment(data), s.workload, s.slo).summary()["policy"]["online_training"]
+        assert stats["steps"] > 0 and stats["reused_tokens"] == 0
+        per_step[reuse] = stats["trainer_busy_s"] / stats["steps"]
+    assert per_step["keep"] == pytest.approx(per_step["recompute"], rel=1e-9)
+
+
+def _shared_prefix_run(prefix_caching: bool) -> dict:
+    """48 prompts of 2,048 tokens opening with the same three 512-token blocks, every one fed back, keep reuse."""
+    s = build(model=LLAMA, hardware="h100-sxm", tp=4, rate=2.0, requests=48, isl=2048, osl=16, seed=0)
+    work = s.workload
+    work.prefix_hashes = [(1, 2, 3, 100 + i) for i in range(len(work.arrival_s))]
+    data = s.deployment.model_dump()
+    data["instances"][0]["prefix_caching"] = prefix_caching
+    data["online_training"] = {"method": "lora", "reuse": "keep", "sample": "prompt", "feedback_share": 1.0,
+                               "train_batch_tokens": 8192}
+    return simulate(build_deployment(data), work, s.slo, check_invariants=True).summary()["policy"]["online_training"]
+
+
+def test_a_cached_prefix_is_not_reused_as_if_serving_had_recorded_it():
+    """Serving's prefill records only what it computes: a prefix-cache hit's tokens are the trainer's to
+    forward (Alchemist records activations in the prefill phase, and a cached prefix has none for this request)."""
+    off, on = _shared_prefix_run(False), _shared_prefix_run(True)
+    assert off["trained_tokens"] == on["trained_tokens"] > 0
+    assert off["reused_tokens"] == off["trained_tokens"]
+    # after the first request, 3 of every 4 prompt blocks are hits: about a quarter of the tokens recorded
+    assert on["reused_tokens"] < 0.3 * on["trained_tokens"]
+    assert on["recorded_bytes"] < 0.3 * off["recorded_bytes"]
+    assert on["step_s"]["forward"] > off["step_s"]["forward"]

@@ -150,3 +150,15 @@ def test_a_hybrid_window_stack_trains_its_full_layers_over_the_whole_sequence():
                              1, 8192).forward_s
 
     assert forward_s(hybrid) > 1.05 * forward_s(windowed)
+
+
+def test_each_tp_rank_records_what_its_own_trainer_reads_back():
+    """Under TP a rank's prefill holds the replicated hidden-size activations whole and its share of the heads and
+    the MLP: what it records per token is its trainer's saved bytes per token (not the TP-1 figure over tp)."""
+    m = load_model("meta-llama/Llama-3.1-8B")
+    cm4 = CostModel(m, load_hardware("h100-sxm"), load_quant("bf16"), load_engine("ideal"), tp=4)
+    step = training_step(cm4, 1, 1000, reuse="keep")
+    per_rank = recording_bytes_per_token(m, tp=4)
+    assert per_rank == m.num_layers * layer_saved_bytes_per_token(m, tp=4) + 2 * m.hidden_size
+    assert per_rank > recording_bytes_per_token(m) / 4  # the hidden-size activations are not split
+    assert 1000 * per_rank <= step.activation_bytes  # the trainer also keeps its head's log-probs

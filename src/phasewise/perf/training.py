@@ -146,11 +146,11 @@ def head_saved_bytes_per_token(model: ModelSpec, method: str = "full", *, elemen
 
 
 def recording_bytes_per_token(model: ModelSpec, method: str = "full", *, lora_rank: int = 16,
-                              element_bytes: float = 2.0) -> float:
-    """Bytes serving's prefill writes per prompt token to record what the trainer will reuse: every layer's saved
-    activations (incl. K and V) and the final hidden state (the trainer's head starts from it). `element_bytes`:
-    serving's activation dtype (2: bf16)."""
-    layer = layer_saved_bytes_per_token(model, method, lora_rank=lora_rank, element_bytes=element_bytes)
+                              element_bytes: float = 2.0, tp: int = 1) -> float:
+    """Bytes serving's prefill writes per prompt token on one of `tp` GPUs to record what that GPU's trainer will
+    reuse: every layer's saved activations (incl. K and V; layer_saved_bytes_per_token, the rank's share) and the
+    final hidden state (the trainer's head starts from it). `element_bytes`: serving's activation dtype (2: bf16)."""
+    layer = layer_saved_bytes_per_token(model, method, lora_rank=lora_rank, element_bytes=element_bytes, tp=tp)
     return model.num_layers * layer + model.hidden_size * element_bytes
 
 

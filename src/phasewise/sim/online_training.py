@@ -8,14 +8,16 @@
             training step, costed by perf/training.py (forward + backward + optimizer, and with reuse offload the
             reload not hidden behind backward) on the instance's own cost model;
   recording with reuse keep or offload, serving's prefill records the chosen requests' prompt activations and KV
-            (PAPERS.md section 10: recorded in the prefill phase only): the prefill iteration pays
-            recording_bytes_per_token x the recorded tokens at the chip's streaming bandwidth. Keep holds them on
+            (PAPERS.md section 10: recorded in the prefill phase only, so a prefix-cache hit's tokens, which it
+            does not compute, are not): the prefill iteration pays recording_bytes_per_token (one TP rank's:
+            what its own trainer reads back) x the recorded tokens at the chip's streaming bandwidth. Keep holds them on
             the GPU in a buffer of `record_buffer_batches` batches (a request that does not fit is not recorded:
             the trainer recomputes its forward); offload copies them to host memory over `host_link` (the copy
             overlaps serving; its link time is reported) and holds the last `keep_layers` on the GPU through the
             step (hedging; by default the fewest whose reload then hides behind the backward, within
-            HIDDEN_RELOAD of a full batch's step). Tokens not recorded (answers, requests not recorded) cost the
-            trainer their forward (the recompute step's forward x their share of the batch);
+            HIDDEN_RELOAD of a full batch's step). Tokens not recorded (answers, cached prefixes, requests not
+            recorded) cost the trainer their layers' forward (the recompute step's, less its head, x their share of
+            the batch);
   memory    the trainer's resident bytes (trained parameters' grads and optimizer state, and the activations its
             step holds at once: a whole batch for recompute, the recording buffer for keep, the reload window for
             offload) are taken from the KV cache at start: fewer KV blocks;
@@ -118,6 +120,17 @@ class Sample:
 
 
 @dataclass(slots=True)
+class Recording:
+    """What serving's prefill recorded of one chosen request's prompt: positions [start, end) (from the end of a
+    prefix-cache hit, whose tokens its prefill did not compute) and how many tokens, and its buffer bytes (keep)."""
+
+    start: int
+    end: int
+    tokens: int = 0
+    held_bytes: float = 0.0  # keep: the room reserved in the instance's GPU buffer (per GPU)
+
+
+@dataclass(slots=True)
 class Lane:
     """The trainer of one instance: its feedback queue, its recordings and its step in flight."""
 
@@ -126,7 +139,8 @@ class Lane:
     buffer_bytes: float  # keep: the recording buffer per GPU
     queue: deque = field(default_factory=deque)
     queued_tokens: int = 0
-    recorded: dict = field(default_factory=dict)  # request id -> prompt tokens recorded so far (-1: not recorded)
+    record_bytes_per_token: float = 0.0  # what one GPU writes per recorded prompt token (its TP rank's share)
+    recorded: dict = field(default_factory=dict)  # request id -> Recording (None: not recorded, no buffer room)
     held_bytes: float = 0.0  # keep: recordings on the GPU (per GPU)
     training: bool = False  # a step in flight
     trained_last: bool = False  # time-slice: the last turn was the trainer's
@@ -150,8 +164,6 @@ class OnlineTrainer:
         if config.reuse == "offload" and config.keep_layers is None:
             self.keep_layers = self._hedge(instances[0])
         self.lanes: dict[int, Lane] = {}
-        self.bytes_per_token = recording_bytes_per_token(instances[0].model, config.method,
-                                                         lora_rank=config.lora_rank) if self.recording else 0.0
         first = self._nominal(instances[0])
         self.weight_state_bytes = first.weight_state_bytes
         self.kv_blocks_reserved = 0
@@ -201,8 +213,10 @@ class OnlineTrainer:
     def _lane(self, inst: Instance) -> Lane:
         """The instance's trainer, with its memory taken from the KV cache."""
         nominal = self._nominal(inst)  # (perf/training.py's bytes are one GPU's)
+        record = recording_bytes_per_token(inst.model, self.config.method, lora_rank=self.config.lora_rank,
+                                           tp=inst.cost.tp) if self.recording else 0.0
         if self.separate:  # its memory is on its own GPU
-            return Lane(inst, 0.0, 0.0)
+            return Lane(inst, 0.0, 0.0, record_bytes_per_token=record)
         buffer = 0.0
         if self.reuse == "keep":
             buffer = self.config.record_buffer_batches * nominal.activation_bytes
@@ -222,7 +236,7 @@ class OnlineTrainer:
         inst.kv.capacity -= blocks
         inst.stats.kv_capacity_blocks = inst.kv.capacity
         self.kv_blocks_reserved += blocks
-        return Lane(inst, reserved, buffer)
+        return Lane(inst, reserved, buffer, record_bytes_per_token=record)
 
     # --- feedback ----------------------------------------------------------------------------------
     def chosen(self, request_id: int) -> bool:
@@ -234,13 +248,11 @@ class OnlineTrainer:
         if not self.chosen(req.id):
             return
         lane = self.lanes[req.last_instance]
-        got = lane.recorded.pop(req.id, 0)
+        recording = lane.recorded.pop(req.id, None)
         tokens = req.prompt + (req.output if self.config.sample == "prompt+answer" else 0)
         tokens = min(tokens, self.budget)  # a sample longer than a batch is truncated to it
-        held = 0.0
-        if self.reuse == "keep" and got >= 0:  # its whole prompt was reserved in the buffer at its first chunk
-            held = req.prompt * self.bytes_per_token / lane.inst.cost.tp
-        lane.queue.append(Sample(req.id, tokens, min(max(got, 0), tokens), held))
+        got, held = (recording.tokens, recording.held_bytes) if recording is not None else (0, 0.0)
+        lane.queue.append(Sample(req.id, tokens, min(got, tokens), held))
         lane.queued_tokens += tokens
         self.samples += 1
         if (self.sm_share is not None or self.separate) and not lane.training:
@@ -286,8 +298,10 @@ class OnlineTrainer:
         step = self._cost(inst, seqs, math.ceil(total / seqs), self.reuse)
         extra = 0.0
         reused = sum(s.recorded for s in batch) if self.recording else 0
-        if self.recording and reused < total:  # tokens serving did not record: the trainer's own forward
-            extra = self._cost(inst, seqs, math.ceil(total / seqs), "recompute").forward_s * (1 - reused / total)
+        if self.recording and reused < total:  # tokens serving did not record: the trainer's own forward of the
+            # layers (the head's forward runs over every token in the reuse step already: its backward_s)
+            recompute = self._cost(inst, seqs, math.ceil(total / seqs), "recompute")
+            extra = (recompute.forward_s - recompute.head_forward_s) * (1 - reused / total)
         duration = step.step_s + extra
         if self.sm_share is not None:
             duration /= self.sm_share
@@ -333,35 +347,37 @@ class OnlineTrainer:
         lane = self.lanes[inst.index]
         if self.recording and chunks:
             tokens = 0
-            per_gpu = 1.0 / inst.cost.tp  # each TP rank records its share (assumed: an even split)
             for req, take in chunks:
                 if not self.chosen(req.id):
                     continue
-                got = lane.recorded.get(req.id)
-                if got is None:  # its first chunk: room for its whole prompt's recordings (keep: on the GPU)
-                    need = req.prompt * self.bytes_per_token * per_gpu
+                if req.id not in lane.recorded:  # its first chunk: room for the prompt it computes (keep: on the GPU)
+                    need = (req.prompt - min(req.prefilled, req.prompt)) * lane.record_bytes_per_token
                     if self.reuse == "keep" and lane.held_bytes + need > lane.buffer_bytes:
-                        lane.recorded[req.id] = -1
+                        lane.recorded[req.id] = None
                         self.skipped += 1
                         continue
                     if self.reuse == "keep":
                         lane.held_bytes += need
                         self.peak_held_bytes = max(self.peak_held_bytes, lane.held_bytes)
-                    got = 0
-                if got < 0:
+                    lane.recorded[req.id] = Recording(req.prefilled, req.prefilled,
+                                                      held_bytes=need if self.reuse == "keep" else 0.0)
+                recording = lane.recorded[req.id]
+                if recording is None:
                     continue
-                end = min(req.prefilled + take, req.prompt)
-                new = end - max(req.prefilled, got)
+                # the chunk's prompt positions not recorded yet (a re-prefill after preemption computes them again)
+                first, last = req.prefilled, min(req.prefilled + take, req.prompt)
+                new = max(0, min(last, recording.start) - first) + max(0, last - max(first, recording.end))
                 if new > 0:
                     tokens += new
-                    lane.recorded[req.id] = end
+                    recording.tokens += new
+                    recording.start, recording.end = min(recording.start, first), max(recording.end, last)
             if tokens:
-                nbytes = tokens * self.bytes_per_token * per_gpu
+                nbytes = tokens * lane.record_bytes_per_token  # one GPU's: each TP rank records its own
                 hw = inst.cost.hw
                 extra = nbytes / (hw.memory_bandwidth_bytes_per_s * inst.cost.eff.memory_efficiency_max)
                 time_s += extra
                 self.recording_s += extra
-                self.recorded_bytes += nbytes / per_gpu
+                self.recorded_bytes += nbytes * inst.cost.tp
                 if self.reuse == "offload":  # the copy to host overlaps serving (copy engine); its link time
                     self.record_link_s += nbytes / self._host_bandwidth(inst)
         if self.sm_share is not None and lane.training:
