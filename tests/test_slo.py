@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from phasewise.errors import PhasewiseError
 from phasewise.sim import Slo, simulate
 from phasewise.sim.api import build
+from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import miss_allowance
+from phasewise.workload import Workload
 
 
 def _run(**kw):
@@ -90,3 +92,11 @@ def test_a_closed_loop_cannot_be_stopped_on_misses():
     clients = ClosedLoop(2, 8, LengthDist("fixed", 128), LengthDist("fixed", 16))
     with pytest.raises(PhasewiseError, match="open loop"):
         simulate(spec.deployment, clients, Slo(500, 40), stop_after_misses=1)
+
+
+def test_a_rejected_one_token_request_attains_no_slo_part():
+    """The per-part attainments count a request that never finished as missing every part, one-token answers
+    (no TPOT or TBT of their own) included, as the overall attainment does."""
+    dep = build_deployment(dict(instances=[dict(hardware="h100-sxm", memory_fraction=0.3)]))
+    slo = simulate(dep, Workload([0.0, 0.1, 0.2], [100, 60000, 100], [200, 1, 10])).summary()["slo"]
+    assert slo["attainment"] == slo["ttft_attainment"] == slo["tpot_attainment"] == slo["tbt_attainment"] == 2 / 3

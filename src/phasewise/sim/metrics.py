@@ -328,9 +328,10 @@ class SimResult:
                     "applied": self.slo.describe(),
                     "attainment": float(attained.mean()),
                     "ttft_attainment": float((ttft * 1e3 <= self.slo.ttft_ms).mean()),
-                    "tpot_attainment": float(np.where(multi, tpot * 1e3 <= self.slo.tpot_ms, True).mean()),
+                    # a one-token answer has no TPOT or TBT to miss, if it finished
+                    "tpot_attainment": float(np.where(multi, tpot * 1e3 <= self.slo.tpot_ms, finished[m]).mean()),
                     "tbt_attainment": float(np.where(multi, self.max_tbt_s[m] * 1e3 <= self.slo.max_tbt_ms,
-                                                     True).mean())},
+                                                     finished[m]).mean())},
             "goodput": {"requests_per_s": attained.sum() / dur if dur > 0 else math.nan,
                         "requests_per_s_per_gpu": attained.sum() / dur / self.gpus if dur > 0 else math.nan},
             "gpus": self.gpus,
