@@ -246,6 +246,25 @@ def test_fast_dllms_measured_forwards_have_the_modelled_shape_on_a_higher_host_f
     assert all(abs(float(row[5]) / float(row[2]) - 1) < 0.25 for row in above_knee)
 
 
+def test_d3llms_tokens_per_second_are_counted_as_its_eval_counts_them():
+    """The Fast-dLLM family's evals count each answer's tokens (stop-truncated, |EOS| filler left out) over the
+    run's time, not gen_length: vanilla LLaDA runs gen_length forwards whatever the answer, so answers of half the
+    canvas halve its tokens/s, while Fast-dLLM's threshold decoding spends its steps on the answer (the filler
+    blocks take one forward each), so its tokens/s falls far less."""
+    from phasewise.scenarios.odb_dllm import cost_of, measured_table
+
+    setup = {name: param.value for name, param in get_scenario("odb-dllm").setup.items()}
+    costs = {"h100-sxm": cost_of(setup, "h100-sxm"), "a100-sxm-80gb": cost_of(setup, "a100-sxm-80gb")}
+    figures = {}
+    for answer in (128, 256):
+        rows = measured_table({**setup, "measured_answer_tokens": [answer] * 42}, costs)["rows"]
+        figures[answer] = {row[0]: (float(row[2]), float(row[4])) for row in rows}
+    for chip in costs:
+        (llada_half, fast_half), (llada_full, fast_full) = figures[128][chip], figures[256][chip]
+        assert llada_half == pytest.approx(llada_full / 2, rel=0.01)
+        assert fast_full / 2 < fast_half < fast_full
+
+
 @pytest.mark.parametrize("sets", [["gen_length=512"], ["block_length=64"], ["hardware=a100-sxm-80gb"],
                                   ["model=GSAI-ML/LLaDA-1.5", "answer_tokens=150"]])
 def test_scenario_directions_hold_under_variations(sets):

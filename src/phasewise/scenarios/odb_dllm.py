@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from phasewise.perf import CostModel
 from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
 from phasewise.scenarios.base import Check, Outcome, Param, Scenario
@@ -68,8 +70,16 @@ SETUP = {
                           "for context, not a check)", length=4),
     "measured_gen_length": Param(256, "d3LLM's eval commands: gen_length=256, steps=256 (LLaDA), block_length=32, "
                                       "threshold 0.9 dual cache (Fast-dLLM)"),
-    "measured_prompt_tokens": Param(150, "assumed: a zero-shot GSM8K-CoT question in LLaDA's chat template (~150 "
-                                         "tokens); d3LLM does not state it"),
+    "measured_prompt_tokens": Param(80, "NVlabs/Fast-dLLM llada/predictions.jsonl @ 955ab84 (LLaDA-8B-Instruct's "
+                                        "GSM8K test decodes, zero-shot 'Let's think step by step' in its chat "
+                                        "template): 42 records sampled evenly through the file, prompts 51-158 "
+                                        "tokens, mean 80 (assumed: d3LLM's GSM8K-CoT prompt is this one)"),
+    "measured_answer_tokens": Param(
+        [266, 360, 378, 191, 183, 198, 169, 194, 270, 312, 232, 309, 234, 283, 224, 242, 335, 223, 235, 173, 510,
+         311, 473, 213, 239, 510, 392, 217, 302, 236, 373, 214, 290, 475, 229, 272, 402, 198, 344, 346, 372, 206],
+        "NVlabs/Fast-dLLM llada/predictions.jsonl @ 955ab84, the same 42 records: answer tokens before <|eot_id|> "
+        "at gen_length 512 (mean 289, median 268); at d3LLM's gen_length 256 the 22 longer ones fill the canvas "
+        "(assumed: the same answers, cut there)", length=42),
     "measured_forward_ms": Param([23.1, 24.1, 23.9, 23.8, 27.6, 31.2, 35.6, 38.6, 42.2, 46.6, 50.8, 54.0, 58.7, 62.8,
                                   66.2, 69.2],
                                  "NVlabs/Fast-dLLM llada/beam_timings.json @ b68797c (llada/bench_batch_forward.py): "
@@ -228,19 +238,25 @@ def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> di
 
 
 def measured_table(setup: dict[str, Any], costs: dict[str, DllmCost]) -> dict[str, Any]:
-    """d3LLM's measured tokens/s (gen_length 256) beside phasewise's for the same decodings: tokens/s counted as
-    gen_length / E2E (assumed: d3LLM's counting is not stated). Context for the absolute error, not a check."""
+    """d3LLM's measured tokens/s (gen_length 256) beside phasewise's for the same decodings, counted as the
+    Fast-dLLM family's eval counts them (NVlabs/Fast-dLLM llada/eval_llada.py, show_speed: the tokens of each
+    stop-truncated answer other than the |EOS| filler, over the wall time of the whole run, one request at a time):
+    the answer's tokens within the canvas over the requests' summed E2E. Context for the absolute error, not a
+    check."""
     measured = setup["measured_tps"]
+    gen_length = setup["measured_gen_length"]
+    answers = tuple(int(a) for a in setup["measured_answer_tokens"])
     rows = []
     for i, hw in enumerate(("h100-sxm", "a100-sxm-80gb")):
         cost = costs.get(hw) or cost_of(setup, hw)
-        work = ClosedLoop(1, 4, LengthDist("fixed", setup["measured_prompt_tokens"]),
-                          LengthDist("uniform", setup["answer_tokens"], setup["answer_spread"]), seed=setup["seed"])
+        work = ClosedLoop(1, len(answers), LengthDist("fixed", setup["measured_prompt_tokens"]),
+                          LengthDist("empirical", samples=answers), seed=setup["seed"])
         got = {}
         for mode in ("baseline", "fast-dllm"):
-            dec = ladder(gen_length=setup["measured_gen_length"], block_length=setup["block_length"],
+            dec = ladder(gen_length=gen_length, block_length=setup["block_length"],
                          tokens_per_step=setup["tokens_per_step"])[mode]
-            got[mode] = setup["measured_gen_length"] / float(simulate_dllm(dec, cost, work).e2e_s().mean())
+            run = simulate_dllm(dec, cost, work)
+            got[mode] = float(np.minimum(run.answer_tokens, gen_length).sum() / run.e2e_s().sum())
         base, fast = measured[2 * i], measured[2 * i + 1]
         rows.append([hw, f"{base:.1f}", f"{got['baseline']:.1f}", f"{fast:.1f}", f"{got['fast-dllm']:.1f}",
                      f"{fast / base:.2f}", f"{got['fast-dllm'] / got['baseline']:.2f}"])
