@@ -159,6 +159,28 @@ def test_disconnect_cancels_in_the_simulation(server):
     assert all(inst.kv.used == 0 for inst in live.instances)  # its KV blocks were freed
 
 
+def test_a_non_streaming_client_that_leaves_is_cancelled_too(server):
+    """A client that gives up on a non-streaming request frees its seat and KV at once (as vLLM aborts it), not
+    after the simulation has produced every token it asked for."""
+    base, live = server
+
+    def metric(name):
+        for line in httpx.get(base + "/metrics").text.splitlines():
+            if line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+
+    before = metric("phasewise:requests_cancelled_total")
+    with pytest.raises(httpx.TimeoutException):  # 1,500 tokens take ~10 s here; the client waits 0.5 s
+        httpx.post(base + "/v1/completions", json={"model": M, "prompt": "hi", "max_tokens": 1500}, timeout=0.5)
+    for _ in range(100):
+        if metric("phasewise:requests_cancelled_total") > before and metric("vllm:num_requests_running") == 0:
+            break
+        time.sleep(0.05)
+    assert metric("phasewise:requests_cancelled_total") == before + 1
+    assert metric("vllm:num_requests_running") == 0
+    assert all(inst.kv.used == 0 for inst in live.instances)
+
+
 FOX = "The quick brown fox jumps over the lazy dog."  # 13 prompt tokens (test_completion_non_streaming)
 HISTOGRAMS = ("vllm:time_to_first_token_seconds", "vllm:time_per_output_token_seconds",
               "vllm:e2e_request_latency_seconds")
@@ -191,7 +213,9 @@ def test_metrics_exposition(server):
 
     # One finished request of 13 prompt and 5 output tokens: 1 TTFT sample, 4 inter-token samples.
     assert delta("vllm:prompt_tokens_total") == 13 and delta("vllm:generation_tokens_total") == 5
-    assert delta("vllm:request_success_total") == 1
+    length = "vllm:request_success_total" + lab[:-1] + ',finished_reason="length"}'
+    assert after[length] - before[length] == 1  # vLLM V1's series, by finished_reason only
+    assert "vllm:request_success_total" + lab not in after
     assert delta("vllm:time_to_first_token_seconds_count") == 1
     assert delta("vllm:time_per_output_token_seconds_count") == 4
     assert delta("vllm:e2e_request_latency_seconds_count") == 1
@@ -272,3 +296,20 @@ def test_disaggregated_twin_streams_every_token_after_the_decode_side_takes_over
                 text += chunk.choices[0].text
         assert len(text.split()) == 6
         assert first is not None and first >= 0.18  # SGLang's prefill-side hand-off (engines.yaml) is in it
+
+
+def test_n_null_is_the_default_and_a_chat_context_error_counts_the_output_asked_for(server):
+    """OpenAI's n may be null (its default, 1); a chat request too long for the context names the output tokens it
+    asked for, not them plus the chat template's tokens."""
+    url = server[0] + "/v1/chat/completions"
+    ok = httpx.post(url, json={"model": M, "n": None, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+    assert ok.status_code == 200
+    for n in (2, True):
+        bad = httpx.post(url, json={"model": M, "n": n, "messages": [{"role": "user", "content": "hi"}]})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
+    long = httpx.post(url, json={"model": M, "max_tokens": 5000, "messages": [{"role": "user", "content": "hi"}]})
+    assert long.status_code == 400 and " and 5000 output tokens" in long.json()["error"]["message"]
+    both = httpx.post(url, json={"model": M, "max_completion_tokens": 2, "max_tokens": "x",
+                                 "messages": [{"role": "user", "content": "hi"}]})
+    assert both.status_code == 400 and both.json()["error"]["param"] == "max_tokens"
+

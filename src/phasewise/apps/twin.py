@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from phasewise.apps.image_header import data_url_size
@@ -70,6 +70,12 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone: the ASGI messages after the request's body are only its disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _int_field(body: dict, name: str) -> int | None:
@@ -199,8 +205,8 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         if body.get("model") != model_name:
             raise ApiError(404, f"the model '{body.get('model')}' does not exist; this server serves '{model_name}'",
                            "model", "model_not_found", "invalid_request_error")
-        n = body.get("n", 1)
-        if n != 1:
+        n = body.get("n")
+        if n is not None and (n != 1 or isinstance(n, bool)):  # null is OpenAI's default, 1
             raise ApiError(400, "only n = 1 is supported", "n")
         return body
 
@@ -216,11 +222,12 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                             f"prompt and {max_tokens} output tokens ({param} is too large)", param,
                        "context_length_exceeded")
 
-    async def count(text: str, max_tokens: int, prompt_param: str, tokens_param: str) -> tuple[int, tuple]:
+    async def count(text: str, max_tokens: int, prompt_param: str, tokens_param: str,
+                    overhead: int = 0) -> tuple[int, tuple]:
         """Prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, the engines' KV block each):
-        a too-long prompt is refused from a linear-time bound before any tokenizing, and a long one is tokenized
-        off the event loop."""
-        check_context(tokenizer.min_tokens(text), max_tokens, prompt_param, tokens_param, at_least=True)
+        a too-long prompt (with `overhead` more tokens around it: a chat template's) is refused from a linear-time
+        bound before any tokenizing, and a long one is tokenized off the event loop."""
+        check_context(tokenizer.min_tokens(text) + overhead, max_tokens, prompt_param, tokens_param, at_least=True)
         if len(text) > INLINE_TOKENIZE_CHARS:
             return await asyncio.to_thread(tokenizer.count_and_blocks, text, block_tokens)
         return tokenizer.count_and_blocks(text, block_tokens)
@@ -231,6 +238,32 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         if prompt_tokens_details and stream.req.cached_tokens > 0:
             out["prompt_tokens_details"] = {"cached_tokens": stream.req.cached_tokens}
         return out
+
+    async def _until_done_or_gone(request: Request, stream: Stream) -> int | None:
+        """A non-streaming request's output tokens once the simulation has produced them all, or None when its
+        client disconnects first: then its request is cancelled (its KV freed, its seat given back), as a streaming
+        one's is and as vLLM aborts it. The disconnect is ASGI's http.disconnect, the next message once the body is
+        read."""
+        async def collect() -> int:
+            total = 0
+            async for n in tokens(stream):
+                total += n
+            return total
+
+        work = asyncio.ensure_future(collect())
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                return work.result()
+            work.cancel()  # tokens()'s finally cancels the request in the simulation
+            try:
+                await work
+            except asyncio.CancelledError:
+                pass
+            return None
+        finally:
+            gone.cancel()
 
     async def tokens(stream: Stream):
         """Yield token counts as the simulation produces them; cancel the request if the client leaves."""
@@ -251,8 +284,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
     async def run(body: dict, chat: bool) -> tuple[Stream, bool, bool]:
         if chat:
             tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-            max_tokens = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens") \
-                or default_chat_tokens
+            # both checked (vLLM validates each); max_completion_tokens, OpenAI's current name, wins
+            named = _int_field(body, "max_completion_tokens"), _int_field(body, "max_tokens")
+            max_tokens = named[0] or named[1] or default_chat_tokens
             msgs = body.get("messages")
             if not isinstance(msgs, list) or not msgs:
                 raise ApiError(400, "'messages' must be a non-empty list", "messages")
@@ -275,7 +309,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                 text.append(str(c))
             overhead = 4 * len(text) + 3  # the chat template's tokens around each message
             overhead += sum(image.prompt_tokens for image in images)
-            prompt_tokens, blocks = await count("\n".join(text), max_tokens + overhead, "messages", tokens_param)
+            prompt_tokens, blocks = await count("\n".join(text), max_tokens, "messages", tokens_param, overhead)
             prompt_tokens += overhead
             if images:  # their pixels are not hashed: such a prompt shares no prefix
                 blocks = None
@@ -379,9 +413,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
 
             return StreamingResponse(sse(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        total = 0
-        async for n in tokens(stream):
-            total += n
+        total = await _until_done_or_gone(request, stream)
+        if total is None:  # the client left: its request was cancelled in the simulation (tokens())
+            return Response(status_code=499)
         text = filler(0, total)
         if chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,

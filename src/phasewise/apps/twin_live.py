@@ -203,8 +203,9 @@ class LiveSim:
             "# TYPE vllm:prompt_tokens_total counter", f"vllm:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
             "# TYPE vllm:generation_tokens_total counter",
             f"vllm:generation_tokens_total{{{lab}}} {m.generation_tokens}",
-            "# TYPE vllm:request_success_total counter", f"vllm:request_success_total{{{lab}}} {m.success}",
-            # vLLM V1 labels successes by why they finished; the twin's requests all run to max_tokens
+            # vLLM V1 labels successes by why they finished (no unlabelled series beside them: a sum over the
+            # labels is the total); the twin's requests all run to max_tokens
+            "# TYPE vllm:request_success_total counter",
             f'vllm:request_success_total{{{lab},finished_reason="length"}} {m.success}',
             f'vllm:request_success_total{{{lab},finished_reason="stop"}} 0',
             f'vllm:request_success_total{{{lab},finished_reason="abort"}} {m.cancelled}',
@@ -225,18 +226,20 @@ class LiveSim:
             host = (sum(c.host.hit_keys for c in caches if c.host is not None)
                     + sum(c.store_hit_keys for c in caches)) * self.cluster.prefix_block_tokens
             hits = sum(c.hit_tokens for c in caches) - host  # the GPU's own; host tier and store through a connector
-            lines += ["# HELP vllm:prefix_cache_queries Prefix cache queries, in terms of number of queried tokens.",
-                      "# TYPE vllm:prefix_cache_queries counter", f"vllm:prefix_cache_queries_total{{{lab}}} {queries}",
-                      "# HELP vllm:prefix_cache_hits Prefix cache hits, in terms of number of cached tokens.",
-                      "# TYPE vllm:prefix_cache_hits counter", f"vllm:prefix_cache_hits_total{{{lab}}} {hits}"]
+            lines += ["# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried "
+                      "tokens.",
+                      "# TYPE vllm:prefix_cache_queries_total counter",
+                      f"vllm:prefix_cache_queries_total{{{lab}}} {queries}",
+                      "# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.",
+                      "# TYPE vllm:prefix_cache_hits_total counter", f"vllm:prefix_cache_hits_total{{{lab}}} {hits}"]
             if any(c.host is not None or c.store is not None for c in caches):  # as vLLM counts its KV connector's
-                lines += ["# HELP vllm:external_prefix_cache_queries Prefix tokens asked of the KV connector (here the "
-                          "host-memory tier and the shared store): those the GPU's cache did not hold.",
-                          "# TYPE vllm:external_prefix_cache_queries counter",
+                lines += ["# HELP vllm:external_prefix_cache_queries_total Prefix tokens asked of the KV connector "
+                          "(here the host-memory tier and the shared store): those the GPU's cache did not hold.",
+                          "# TYPE vllm:external_prefix_cache_queries_total counter",
                           f"vllm:external_prefix_cache_queries_total{{{lab}}} {queries - hits}",
-                          "# HELP vllm:external_prefix_cache_hits Prefix tokens the KV connector (here the host-memory "
-                          "tier and the shared store) served.",
-                          "# TYPE vllm:external_prefix_cache_hits counter",
+                          "# HELP vllm:external_prefix_cache_hits_total Prefix tokens the KV connector (here the "
+                          "host-memory tier and the shared store) served.",
+                          "# TYPE vllm:external_prefix_cache_hits_total counter",
                           f"vllm:external_prefix_cache_hits_total{{{lab}}} {host}"]
         queried = sum(c.prompt_tokens for c in caches)
         hit_rate = sum(c.hit_tokens for c in caches) / queried if queried else 0.0  # the prefix caches', so far
@@ -264,10 +267,10 @@ class LiveSim:
             "# TYPE sglang:token_usage gauge", f"sglang:token_usage{{{lab}}} {g['kv_usage']:.6f}",
             "# HELP sglang:cache_hit_rate The prefix cache hit rate.",
             "# TYPE sglang:cache_hit_rate gauge", f"sglang:cache_hit_rate{{{lab}}} {rate:.6f}",
-            "# HELP sglang:prompt_tokens Number of prefill tokens processed.",
-            "# TYPE sglang:prompt_tokens counter", f"sglang:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
-            "# HELP sglang:generation_tokens Number of generation tokens processed.",
-            "# TYPE sglang:generation_tokens counter",
+            "# HELP sglang:prompt_tokens_total Number of prefill tokens processed.",
+            "# TYPE sglang:prompt_tokens_total counter", f"sglang:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
+            "# HELP sglang:generation_tokens_total Number of generation tokens processed.",
+            "# TYPE sglang:generation_tokens_total counter",
             f"sglang:generation_tokens_total{{{lab}}} {m.generation_tokens}",
             "# HELP sglang:time_to_first_token_seconds Histogram of time to first token in seconds.",
             "# TYPE sglang:time_to_first_token_seconds histogram",

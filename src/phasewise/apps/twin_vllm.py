@@ -56,8 +56,8 @@ class VllmRequestPhases:
         self.preemptions += req.preemptions
 
     def lines(self, lab: str, time_per_output_token: Histogram) -> list[str]:
-        out = ["# HELP vllm:num_preemptions Cumulative number of preemption from the engine.",
-               "# TYPE vllm:num_preemptions counter", f"vllm:num_preemptions_total{{{lab}}} {self.preemptions}",
+        out = ["# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.",
+               "# TYPE vllm:num_preemptions_total counter", f"vllm:num_preemptions_total{{{lab}}} {self.preemptions}",
                "# HELP vllm:inter_token_latency_seconds Histogram of inter-token latency in seconds.",
                "# TYPE vllm:inter_token_latency_seconds histogram",
                *time_per_output_token.lines("vllm:inter_token_latency_seconds", lab)]
