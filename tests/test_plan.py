@@ -507,3 +507,46 @@ def test_plan_engine_lists_are_checked(engine, message):
 def test_no_engine_in_the_list_fits_is_one_error_naming_them():
     with pytest.raises(PhasewiseError, match="no strategy fits with any of vllm, sglang: vllm: no strategy fits"):
         enumerate_strategies("meta-llama/Llama-3.1-70B", "l40s", 1, PlanOptions(tp_options=(1,), engine="vllm,sglang"))
+
+
+def test_the_rate_search_never_answers_a_rate_it_did_not_try():
+    """A bracket whose every doubling attains answers the last rate it tried, not the next doubling."""
+    from phasewise.plan.goodput import highest_rate
+
+    tried = []
+
+    def attains(rate):
+        tried.append(rate)
+        return rate <= 100
+
+    lo, hi = highest_rate(attains, 10.0, 6)
+    assert lo in tried and 100 >= lo > 90 and hi > 100
+    lo, hi = highest_rate(lambda rate: True, 1.0, 6)  # never fails: the last tried, 2^7
+    assert (lo, hi) == (128.0, 256.0)
+
+
+def test_verification_climbs_only_where_it_runs_more_units_than_the_search():
+    """The climb above the search's rate rests on more units sharing their bursts behind the router: verifying the
+    very deployment the search ran (one unit) never reports more than the rate the search found."""
+    from phasewise.plan.planner import VERIFY_CLIMB, verify
+
+    one = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    strategy = Strategy("1x TP1", one, one, 1, 1, "collocated")
+    work, slo = fixed(1024, 128), Slo(1000, 50)
+    rate, _, run = verify(strategy, 2.0, work, slo, 0.9)  # a rate one GPU holds with room to spare
+    assert run is not None and rate == pytest.approx(2.0)
+    two = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 2}]}
+    pair = Strategy("2x TP1", two, one, 2, 2, "collocated")
+    climbed, _, _ = verify(pair, 4.0, work, slo, 0.9)  # the search ran one of the two units
+    assert climbed >= 4.0 * VERIFY_CLIMB * 0.999
+    same, _, _ = verify(pair, 4.0, work, slo, 0.9, search_units=2)  # the search ran both: no climb
+    assert same == pytest.approx(4.0)
+
+
+def test_a_slice_holds_its_share_of_the_clusters_kv_store():
+    unit = {"model": M, "kv_store_bytes": 1e12,
+            "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1}]}
+    strategy = Strategy("64x TP1", {**unit, "instances": [{**unit["instances"][0], "replicas": 64}]}, unit, 64, 64,
+                        "collocated")
+    assert strategy.slice(32)["kv_store_bytes"] == pytest.approx(5e11)
+    assert strategy.slice(64) == strategy.deployment

@@ -12,7 +12,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.plan import PlanOptions, enumerate_strategies, evaluate, plan
 from phasewise.plan.goodput import capacity_estimate, workload_spec
 from phasewise.sim import Slo
-from phasewise.workload import load_trace
+from phasewise.workload import load_trace, prefix_copy, prefix_stride
 
 M = "meta-llama/Llama-3.1-8B"
 
@@ -38,10 +38,15 @@ def test_a_prefix_trace_keeps_its_order_and_prefixes():
     assert work.reusable_share == pytest.approx(token_share(trace)) and 0.05 < work.reusable_share < 0.5
     assert "prefixes" in work.name
     n = len(trace)
-    drawn = work.at_rate(2.0, n + 40)  # a window of the trace in its order, from a seeded start, wrapping
-    start = next(i for i in range(n) if all(drawn.prefix_hashes[j] == trace.prefix_hashes[(i + j) % n]
-                                            for j in range(n + 40)))
+    drawn = work.at_rate(2.0, n + 40)  # a window of the trace in its order, from a seeded start, wrapping into a
+    # second pass whose prefix blocks are its own (new conversations, not hits on the first pass's)
+    stride = prefix_stride(trace.prefix_hashes)
+    start = next(i for i in range(n) if all(
+        drawn.prefix_hashes[j] == prefix_copy(trace.prefix_hashes[(i + j) % n], (i + j) // n, stride)
+        for j in range(n + 40)))
     rows = (start + np.arange(n + 40)) % n
+    second = [j for j in range(n + 40) if start + j >= n]
+    assert second and not {h for j in second for h in drawn.prefix_hashes[j]} & set().union(*trace.prefix_hashes)
     assert np.array_equal(drawn.prompt_tokens, trace.prompt_tokens[rows])
     assert np.array_equal(drawn.output_tokens, trace.output_tokens[rows])
     assert start != next(i for i in range(n) if mooncake(seed=4).at_rate(2.0, 5).prefix_hashes[0]
@@ -97,3 +102,24 @@ def test_several_routers_are_tried_behind_every_multi_instance_strategy(run_cli)
                              "--router", "least_outstanding,prefix_aware", "--json")
     assert code == 0, err
     assert " via " in out
+
+
+def test_a_trace_replayed_past_its_end_does_not_hit_its_own_first_pass():
+    """Drawn or replayed beyond its length, a prefix trace's later passes are new conversations: the share of
+    prompt blocks an earlier request held stays the trace's own, not growing with every pass."""
+    trace = load_trace("mooncake")
+    n = len(trace)
+
+    def block_hits(hashes) -> float:
+        seen, hits, blocks = set(), 0, 0
+        for ids in hashes:
+            hits += sum(h in seen for h in ids)
+            blocks += len(ids)
+            seen.update(ids)
+        return hits / blocks
+
+    own = block_hits(trace.prefix_hashes)
+    for arrivals in ("poisson", "trace"):
+        drawn = mooncake(arrivals).at_rate(20.0, 3 * n)
+        assert len(drawn) == 3 * n and block_hits(drawn.prefix_hashes) == pytest.approx(own, abs=0.03)
+

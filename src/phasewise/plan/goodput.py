@@ -29,6 +29,8 @@ from phasewise.workload import (
     check_length_flags,
     image_inputs,
     load_trace,
+    prefix_copy,
+    prefix_stride,
     reusable_prompt_share,
 )
 from phasewise.workload.traffic_share import traffic_share
@@ -71,10 +73,14 @@ class WorkloadSpec:
             return base.head(n).scaled_to_rate(rate)
         gaps = rng.exponential(1.0, n)
         gaps[0] = 0.0
-        if hashes is not None:  # the trace's order from a random request on, Poisson-spaced
-            idx = (int(rng.integers(0, len(self.prompts))) + np.arange(n)) % len(self.prompts)
+        if hashes is not None:  # the trace's order from a random request on, Poisson-spaced; past its end, another
+            # pass whose prefix blocks are its own (prefix_copy)
+            position = int(rng.integers(0, len(self.prompts))) + np.arange(n)
+            idx = position % len(self.prompts)
+            stride = prefix_stride(hashes)
             return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx], np.asarray(self.outputs)[idx],
-                            prefix_hashes=[hashes[i] for i in idx],
+                            prefix_hashes=[prefix_copy(hashes[i], int(p) // len(self.prompts), stride)
+                                           for i, p in zip(idx, position)],
                             image_counts=None if counts is None else counts[idx])
         idx_p = rng.integers(0, len(self.prompts), n)
         idx_o = idx_p if len(self.outputs) == len(self.prompts) else rng.integers(0, len(self.outputs), n)
@@ -367,15 +373,16 @@ def image_load(cost, work: WorkloadSpec) -> tuple[float, float]:
 
 def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> tuple[float, float]:
     """(the highest rate found to attain, the lowest found not to; 0 for the first if none does), assuming
-    attainment falls with the rate: a bracket from `guess` (doubled while it attains, at most 4 times, or
-    quartered until one attains, at most 6 times), then `steps` bisections."""
+    attainment falls with the rate: a bracket from `guess` (doubled while it attains, at most 8 times, or
+    quartered until one attains, at most 6 times), then `steps` bisections. Where every doubling attains, the
+    last one tried is the answer (the second rate, twice it, was not tried)."""
     hi, lo = guess, 0.0
-    for _ in range(4):  # the bracket's top must fail
+    for _ in range(8):  # the bracket's top must fail
         if not attains(hi):
             break
         lo, hi = hi, hi * 2
     else:
-        return hi, hi
+        return lo, hi
     if lo == 0.0:  # find any attaining rate by quartering
         probe = hi / 4
         for _ in range(6):

@@ -94,9 +94,12 @@ class Strategy:
 
     def slice(self, units: int) -> dict[str, Any]:
         """The Deployment fields of `units` of its units behind the same router (every group's replicas scaled:
-        the prefill:decode and LP:HP ratios kept); slice(units) is its whole deployment (tested)."""
+        the prefill:decode and LP:HP ratios kept, and a KV store across the cluster to its share); slice(units) is
+        its whole deployment (tested)."""
         fields = dict(self.unit, instances=[dict(g, replicas=g.get("replicas", 1) * units)
                                             for g in self.unit["instances"]])
+        if self.unit.get("kv_store_bytes"):  # --kv-store-gb is the whole cluster's: a slice holds its share
+            fields["kv_store_bytes"] = self.unit["kv_store_bytes"] * units / self.units
         if self.unit.get("encoders"):  # disaggregated encoders: each unit's own
             fields["encoders"] = dict(self.unit["encoders"], replicas=self.unit["encoders"]["replicas"] * units)
         return fields

@@ -288,7 +288,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                   REFINE["min_requests"], r.probes) for r in top],
                       backend, workers, ray_address, tick("refining", len(top)))
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
-    checks = [(r.strategy, r.goodput_rps, work, slo, target) for r in refined]
+    checks = [(r.strategy, r.goodput_rps, work, slo, target, r.search_units) for r in refined]
     for r, (rate, att, run) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
                                                     tick("verifying", len(checks)))):
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
@@ -320,14 +320,16 @@ def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
 
 
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
-           target: float) -> tuple[float, float, VerifiedRun | None]:
+           target: float, search_units: int = 1) -> tuple[float, float, VerifiedRun | None]:
     """The deployment (or its slice, slice_units), behind its router, on fresh random numbers: the highest of rate
     x (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the attainment
     there and that run (the table's latencies and the report's CDFs come from it); (0, attainment at 0.8 x rate,
     None) if none holds. When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most
-    VERIFY_CLIMB_STEPS times): the search ran one unit at 1/units of the rate, and units behind a load-aware router
-    share their bursts (a prompt far longer than most waits on one unit while the router sends the next requests
-    to the others), so the whole can hold more than units x one. Rates are the whole deployment's."""
+    VERIFY_CLIMB_STEPS times) where verification runs more units than the search did (`search_units`): the search
+    ran them at their share of the rate, and more units behind a load-aware router share their bursts (a prompt
+    far longer than most waits on one unit while the router sends the next requests to the others), so the whole
+    can hold more than its units' sum. Where both ran the same units (one xPyD unit, a prefix workload's slice) the
+    search's own bracket already bounds the rate. Rates are the whole deployment's."""
     if rate <= 0:
         return 0.0, math.nan, None
     units = slice_units(strategy, work)
@@ -360,7 +362,7 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
         if run is None:
             continue
         held = (rate * factor, att, run)
-        if factor == 1.0 and sum(g.replicas for g in dep.instances) > 1:  # one instance: the search ran it all
+        if factor == 1.0 and units > search_units:  # more units than the search ran: they may hold more
             for step in range(1, VERIFY_CLIMB_STEPS + 1):
                 higher_att, higher = attempt(rate * VERIFY_CLIMB ** step)
                 if higher is None:

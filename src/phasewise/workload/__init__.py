@@ -11,8 +11,8 @@ from phasewise.workload.generators import (
 )
 from phasewise.workload.images import ImageInputs, image_inputs
 from phasewise.workload.mooncake import reusable_prompt_share
-from phasewise.workload.request import Workload
+from phasewise.workload.request import Workload, prefix_copy, prefix_stride
 from phasewise.workload.traces import load_trace
 
 __all__ = ["DEFAULT_ISL", "DEFAULT_OSL", "BenchmarkClient", "ClosedLoop", "ImageInputs", "image_inputs", "LengthDist", "check_length_flags", "Workload", "client_names", "client_workload", "load_client",
-           "load_trace", "open_loop", "reusable_prompt_share"]
+           "load_trace", "open_loop", "prefix_copy", "prefix_stride", "reusable_prompt_share"]

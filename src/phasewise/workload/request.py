@@ -100,8 +100,9 @@ class Workload:
 
     def looped(self, duration_s: float) -> Workload:
         """The requests replayed back to back (each copy starts one mean gap after the previous one ends)
-        until the arrivals span at least `duration_s`: a short trace excerpt at a high rate lasts long
-        enough to reach its steady state."""
+        until the copies' periods cover `duration_s` (the arrivals span it less one gap): a short trace excerpt at a
+        high rate lasts long enough to reach its steady state. Each copy's prefix blocks are its own
+        (prefix_copy): later copies are new conversations, not cache hits on their earlier selves."""
         t = self.arrival_s - self.arrival_s[0]
         n = len(self)
         period = t[-1] + (t[-1] / (n - 1) if n > 1 and t[-1] > 0 else 1.0)
@@ -110,7 +111,26 @@ class Workload:
             return self
         shift = np.repeat(np.arange(copies) * period, n)
         priority = None if self.priority is None else np.tile(self.priority, copies)
-        hashes = None if self.prefix_hashes is None else self.prefix_hashes * copies
+        hashes = None if self.prefix_hashes is None else prefix_copies(self.prefix_hashes, copies)
         images = None if self.image_counts is None else np.tile(self.image_counts, copies)
         return Workload(np.tile(t, copies) + shift, np.tile(self.prompt_tokens, copies),
                         np.tile(self.output_tokens, copies), priority, self.name, hashes, images)
+
+
+def prefix_stride(hashes: list[tuple[int, ...]]) -> int:
+    """An offset past every block hash of `hashes`: copy k of a trace renames block h to h + k x stride."""
+    return 1 + max((max(blocks) for blocks in hashes if blocks), default=0)
+
+
+def prefix_copy(blocks: tuple[int, ...], copy: int, stride: int) -> tuple[int, ...]:
+    """One request's prefix blocks in copy `copy` of its trace (copy 0: as the trace has them). A replayed trace's
+    later passes stand for new traffic: their conversations share no block with the first pass's (the blocks all
+    requests of a pass share, a common system prompt, are shared within the pass and not across passes)."""
+    return blocks if copy == 0 else tuple(h + copy * stride for h in blocks)
+
+
+def prefix_copies(hashes: list[tuple[int, ...]], copies: int) -> list[tuple[int, ...]]:
+    """`hashes` repeated `copies` times, each copy's blocks its own (prefix_copy)."""
+    stride = prefix_stride(hashes)
+    return [prefix_copy(blocks, k, stride) for k in range(copies) for blocks in hashes]
+
