@@ -181,6 +181,8 @@ def test_build_wires_the_client():
         (["--trace", "azure-conv", "--concurrency", "8"], "--concurrency does not apply to --trace"),
         (["--rate", "5", "--isl-dist", "lognormal"], "--isl-spread must be > 0 for lognormal"),
         (["--rate", "5", "--osl-dist", "lognormal"], "--osl-spread must be > 0 for lognormal"),
+        # a uniform spread past 1 clipped its draws below one token to 1: the mean drifted (100 -> 134 at 3)
+        (["--rate", "5", "--isl-dist", "uniform", "--isl-spread", "3"], "--isl-spread must be <= 1 for uniform"),
         # found by a fuzz of every flag: tracebacks, a NumPy warning, an out-of-memory kill
         (["--rate", "5", "--isl", "nan"], "--isl must be a finite number of tokens >= 1 (got nan)"),
         (["--concurrency", "4", "--osl", "inf"], "--osl must be a finite number of tokens >= 1 (got inf)"),

@@ -151,3 +151,32 @@ def test_every_range_of_a_hybrid_is_a_part_that_costs(name):
     tail = e2b.stack_part(4, 30)
     assert (tail.window_all_layers, tail.kv_shared_layers, tail.kv_shared_window_layers, tail.full_kv_layers) == (
         512, 3, 0, 1)
+
+
+QWEN2 = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944,
+         "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+         "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "hidden_act": "silu", "sliding_window": 4096}
+
+
+@pytest.mark.parametrize("fields, window, pattern", [
+    ({}, None, ""),  # use_sliding_window off by default (Qwen2Config)
+    ({"use_sliding_window": False, "max_window_layers": 20}, None, ""),
+    ({"use_sliding_window": True, "max_window_layers": 28}, None, ""),  # from layer 28 on: none of 28
+    ({"use_sliding_window": True, "max_window_layers": 20}, 4096, "F" * 20 + "W" * 8),
+    ({"use_sliding_window": True}, None, ""),  # the class default, 28
+])
+def test_qwen_windows_only_the_layers_from_max_window_layers_on(tmp_path, fields, window, pattern):
+    """transformers' Qwen2Config / Qwen3Config (and their MoE kin): sliding attention only with use_sliding_window,
+    and then on layers i >= max_window_layers (default 28)."""
+    spec = load_model(_write(tmp_path, {**QWEN2, **fields}))
+    assert spec.sliding_window == window and spec.layer_pattern == pattern
+
+
+@pytest.mark.parametrize("scaling, context", [
+    ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}, 131072),  # Qwen3's card recipe
+    ({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}, 32768),  # never below the stated
+    ({"rope_type": "linear", "factor": 8.0}, 32768),  # Gemma 3's kind: the stated length is the extended one
+    ({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}, 32768),
+])
+def test_a_yarn_extension_sets_the_context_the_engines_serve(tmp_path, scaling, context):
+    assert load_model(_write(tmp_path, {**QWEN2, "rope_scaling": scaling})).max_position_embeddings == context

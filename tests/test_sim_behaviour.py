@@ -163,6 +163,28 @@ def test_both_trace_namings_and_jsonl(tmp_path):
     assert list(load_trace(str(j)).output_tokens) == [2, 3]
 
 
+def test_iso_timestamps_keep_their_offsets_and_read_naive_times_as_utc(tmp_path, monkeypatch):
+    """A fractional second does not swallow the offset after it, and a time without one is UTC whatever this
+    machine's zone (a daylight-saving change there would move the arrivals by an hour)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    if hasattr(time, "tzset"):
+        time.tzset()
+    try:
+        path = tmp_path / "zones.csv"
+        path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00+00:00,10,2\n"
+                        "2024-05-10 00:00:00.5+00:00,10,2\n2024-05-10T02:00:00.75+02:00,10,2\n")
+        assert list(load_trace(str(path)).arrival_s) == pytest.approx([0.0, 0.5, 0.75])
+        path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2024-03-31 01:30:00,10,2\n"
+                        "2024-03-31 03:30:00.5,10,2\n")  # across Berlin's spring-forward hour: still 2 h apart
+        assert load_trace(str(path)).arrival_s[1] == pytest.approx(7200.5)
+    finally:
+        monkeypatch.delenv("TZ")
+        if hasattr(time, "tzset"):
+            time.tzset()
+
+
 def test_full_shared_trace_loads_when_present():
     from pathlib import Path
 

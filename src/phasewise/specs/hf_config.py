@@ -32,6 +32,7 @@ from phasewise.specs.hf_layers import (
     is_int_list,
     llama4_moe_layers,
     require_field,
+    serving_context,
     window_layers,
 )
 from phasewise.specs.hf_linear_attention import gated_deltanet_fields, kda_fields
@@ -484,7 +485,8 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         sliding_window=int(window) if window else None,
         sliding_window_layers=windowed_layers if window else None,
         chunked_attention=chunked,
-        max_position_embeddings=int(first_field(cfg, "max_position_embeddings", default=0)),
+        # the context the engines serve (vLLM's max_model_len): a YaRN-extended one where the config extends it
+        max_position_embeddings=serving_context(cfg) or int(first_field(cfg, "max_position_embeddings", default=0)),
         qk_norm=mt in QK_NORM_TYPES or (mt in QK_NORM_FLAG_TYPES
                                         and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES[mt]))),
         v_norm=mt in V_NORM_TYPES,

@@ -13,6 +13,10 @@ from phasewise.errors import PhasewiseError
 # Gemma3TextConfig: sliding_window_pattern, default 6, i.e. five local layers to one global; Cohere2Config: its
 # sliding_window_pattern, default 4)
 WINDOW_PATTERN_DEFAULT = {"gemma2": 2, "gemma3_text": 6, "cohere2": 4}
+# Families whose layers attend over sliding_window only with use_sliding_window set (off by default) and then only
+# from layer max_window_layers on (transformers Qwen2Config, Qwen2MoeConfig, Qwen3Config, Qwen3MoeConfig: layer_types
+# "sliding_attention" for i >= max_window_layers, default 28; Dots1Config: default every layer full)
+MAX_WINDOW_LAYERS_DEFAULT = {"qwen2": 28, "qwen2_moe": 28, "qwen3": 28, "qwen3_moe": 28, "dots1": None}
 # The key under which a family's own config reader (specs/hf_gemma4.py, specs/hf_mimo.py) hands the Llama-style
 # parser ModelSpec fields it computed (a mapping; no config.json carries it)
 SPEC_FIELDS = "_phasewise_spec_fields"
@@ -38,7 +42,7 @@ def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int, wi
     global), the last layer global whatever the pattern; none without a window (Exaone4Config divides by a zero
     pattern there). SmolLM3 (SmolLM3Config): sliding only with use_sliding_window, on its NoPE layers
     (no_rope_layers[i] == 0; by default every 4th). dots.llm1 (Dots1Config): sliding from layer max_window_layers
-    on."""
+    on; Qwen2 / Qwen3 (dense and MoE) likewise, from their default 28 (MAX_WINDOW_LAYERS_DEFAULT)."""
     if mt == "olmo3":
         return ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(layers)]
     if mt in WINDOW_PATTERN_DEFAULT or mt == "exaone4":
@@ -65,8 +69,8 @@ def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int, wi
             raise PhasewiseError(f"{where}: field no_rope_layers must list 0 or 1 for each of the {layers} layers")
         local = bool(cfg.get("use_sliding_window")) and window is not None
         return ["sliding_attention" if local and not uses_rope else "full_attention" for uses_rope in rope]
-    if mt == "dots1":
-        first = cfg.get("max_window_layers")
+    if mt in MAX_WINDOW_LAYERS_DEFAULT:
+        first = cfg.get("max_window_layers", MAX_WINDOW_LAYERS_DEFAULT[mt])
         first = layers if first is None else first
         if not isinstance(first, int) or isinstance(first, bool) or first < 0:
             raise PhasewiseError(f"{where}: field max_window_layers must be an integer >= 0 (got {first!r})")
@@ -84,7 +88,8 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int
     Phi-3.5-MoE's 131,072) never restricts attention and is none. The pattern (ModelSpec.layer_pattern): W for each
     windowed layer, F for each full one, where the stack has both ("" otherwise)."""
     window = cfg.get("sliding_window")
-    if cfg.get("use_sliding_window") is False:
+    if cfg.get("use_sliding_window") is False or (mt in MAX_WINDOW_LAYERS_DEFAULT and mt != "dots1"
+                                                  and not cfg.get("use_sliding_window")):  # Qwen: off unless set
         window = None
     layer_types = cfg.get("layer_types") or []
     chunked = mt == "llama4_text" and cfg.get("attention_chunk_size") is not None
@@ -94,7 +99,7 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int
             "sliding_attention" if rope else "full_attention" for rope in llama4_rope_layers(cfg, where, layers)]
     elif window:
         window = positive(window, where, "sliding_window")
-        if 0 < _context(cfg) <= window:
+        if 0 < serving_context(cfg) <= window:
             return None, None, False, ""
     layer_types = layer_types or family_layer_types(cfg, where, mt, layers, window)
     windowed = None
@@ -116,17 +121,23 @@ def linear_pattern(linear_layers: Iterable[int], layers: int) -> str:
     return "".join("L" if i in linear else "F" for i in range(layers))
 
 
-def _context(cfg: dict[str, Any]) -> float:
-    """The longest sequence a config allows: max_position_embeddings, times its rope_scaling factor (YaRN, dynamic
-    NTK: a context extended beyond the positions trained); 0 when it states none."""
+def serving_context(cfg: dict[str, Any]) -> int:
+    """The longest sequence a config allows: max_position_embeddings, or a YaRN extension's length where the config
+    carries one (original_max_position_embeddings x factor, as vLLM derives max_model_len from it, config/model.py
+    _get_and_verify_max_len; a Qwen3 checkpoint with the card's rope_scaling serves 131,072, not 40,960). Other
+    scaling types are not multiplied: their configs state the extended length already (Gemma 3's linear factor 8
+    beside its 131,072, which vLLM's rule would make 1,048,576: vllm-project/vllm PR #33958); 0 when it states
+    none."""
     context = cfg.get("max_position_embeddings")
     if not isinstance(context, int) or isinstance(context, bool) or context <= 0:
         return 0
     scaling = cfg.get("rope_scaling")
-    factor = scaling.get("factor") if isinstance(scaling, dict) else None
-    if isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 1:
-        return context * factor
-    return context
+    if not isinstance(scaling, dict) or scaling.get("rope_type", scaling.get("type")) != "yarn":
+        return context
+    factor, original = scaling.get("factor"), scaling.get("original_max_position_embeddings")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (factor, original)):
+        return context
+    return max(context, int(original * factor))
 
 
 def ernie_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:

@@ -23,6 +23,9 @@ def check_length_flags(isl: float | None, osl: float | None, isl_dist: str | Non
     for flag, dist, spread in (("--isl", isl_dist, isl_spread), ("--osl", osl_dist, osl_spread)):
         if dist == "lognormal" and not (spread is not None and spread > 0):
             raise PhasewiseError(f"{flag}-spread must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
+        if dist == "uniform" and spread is not None and spread > 1:
+            raise PhasewiseError(f"{flag}-spread must be <= 1 for uniform (the half-width over the mean; got {spread}: "
+                                 "lengths below one token would be clipped and move the mean)")
         if spread and dist not in ("uniform", "lognormal"):
             raise PhasewiseError(f"{flag}-spread applies to {flag}-dist uniform or lognormal (got {dist or sampled_by})")
 
@@ -47,6 +50,8 @@ class LengthDist:
             raise PhasewiseError(f"mean length must be a finite number of tokens >= 1 (got {self.mean})")
         if not (np.isfinite(self.spread) and self.spread >= 0):
             raise PhasewiseError(f"length spread must be a finite number >= 0 (got {self.spread})")
+        if self.kind == "uniform" and self.spread > 1:  # its draws below one token would be clipped: the mean drifts
+            raise PhasewiseError(f"a uniform length's spread (half-width over the mean) must be <= 1 (got {self.spread})")
         if self.kind == "lognormal" and self.spread <= 0:  # used to become 1.0 silently
             raise PhasewiseError("a lognormal length needs spread (sigma of log length) > 0, e.g. 0.8")
 

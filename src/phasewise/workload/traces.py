@@ -32,19 +32,22 @@ OPTIONAL = (PRIORITY, IMAGES)
 
 
 def _timestamp(value: str) -> float:
-    """Seconds: a number, or an ISO date-time as in Azure's original TIMESTAMP column."""
+    """Seconds: a number, or an ISO date-time as in Azure's original TIMESTAMP column, its offset honoured and a
+    time without one read as UTC (not this machine's zone: its daylight-saving change would move arrivals)."""
     try:
         return float(value)
     except ValueError:
-        from datetime import datetime
+        from datetime import datetime, timezone
 
         text = value.strip().replace(" ", "T")
         if "." in text:  # Azure writes 7 fractional digits; Python parses at most 6
             head, frac = text.split(".", 1)
-            digits = "".join(c for c in frac if c.isdigit())
-            tail = frac[len(digits):]
-            text = f"{head}.{digits[:6]}{tail}"
-        return datetime.fromisoformat(text).timestamp()
+            digits = len(frac) - len(frac.lstrip("0123456789"))  # the fraction's digits, not its offset's
+            text = f"{head}.{frac[:min(digits, 6)]}{frac[digits:]}"
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
 
 
 def _rows_csv(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
