@@ -63,7 +63,7 @@ class LengthDist:
             x = rng.uniform(lo, hi + 1, n)
         elif self.kind == "lognormal":
             sigma = self.spread
-            x = rng.lognormal(np.log(self.mean) - sigma**2 / 2, sigma, n)  # keeps the requested mean
+            x = rng.lognormal(np.log(self.mean) - sigma**2 / 2, sigma, n)  # the requested mean (less the floor's ~0.5)
         else:
             x = rng.choice(np.asarray(self.samples), n)
         return np.clip(np.floor(x), self.min_tokens, self.max_tokens).astype(np.int64)
