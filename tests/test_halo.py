@@ -117,6 +117,18 @@ def test_cim_reprograms_weights_beyond_its_capacity_and_not_within():
     assert fits["mlp_gate_up"].time_s < op.time_s / 10
 
 
+@pytest.mark.parametrize("tokens", [1, 4096])
+def test_an_mlps_stationary_bytes_are_its_weights_at_any_prompt_length(tokens):
+    """The MLP's intermediate stays in the substrate's buffers between its GEMMs: neither streamed traffic nor
+    weights a CiM would have to program (it was counted as weights, 2.6x the gate / up GEMM's at 4k tokens)."""
+    m = load_model(LLAMA2)
+    ops = {op.name: op for op in mapped("all-cim").iteration(BatchShape.uniform(1, tokens, 0), "prefill").operators}
+    weights = m.hidden_size * m.intermediate_size * m.num_layers  # int8: a byte a weight
+    assert ops["mlp_gate_up"].stationary_bytes == pytest.approx(2 * weights)
+    assert ops["mlp_down"].stationary_bytes == pytest.approx(weights)
+    assert ops["mlp_gate_up"].activation_bytes == ops["mlp_down"].activation_bytes  # the hidden state, in / out
+
+
 def test_energy_adds_up_over_operators_and_movements():
     it = mapped("halo").iteration(BatchShape.uniform(1, 512, 0), "prefill")
     assert it.energy_j == pytest.approx(sum(o.energy_j for o in it.operators) + sum(m.energy_j for m in it.movements))

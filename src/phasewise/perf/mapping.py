@@ -151,22 +151,49 @@ class MappedCost:
 
     # --- what each operator reads -------------------------------------------------------------------------
     def _activation_bytes(self, op: OperatorCost, tokens: int, logit_tokens: int) -> float:
-        """Bytes flowing in and out of `op` (the rest of its bytes are stationary)."""
+        """Bytes flowing in and out of `op`: a projection's input and output, the MLP's hidden state in and out
+        (its intermediate stays in the substrate's buffers between its GEMMs: the gate / up GEMM reads the hidden
+        state, the down GEMM writes it, a fused expert or shared-expert block does both)."""
         cm, ab, h = self.cm, self.cm.a_bytes, self.hidden
-        widths = {"qkv_proj": h + self.qkv_width, "o_proj": self.q_width + h, "attention": 2 * self.q_width}
+        widths = {"qkv_proj": h + self.qkv_width, "o_proj": self.q_width + h, "attention": 2 * self.q_width,
+                  "mlp_gate_up": h, "mlp_down": h, "moe_experts": 2 * h, "moe_shared": 2 * h, "moe_router": h,
+                  "moe_latent_proj": 2 * h}
         if op.name in widths:
-            return tokens * widths[op.name] * ab * op.count
-        if op.name in ("mlp_gate_up", "mlp_down", "moe_experts", "moe_shared", "moe_router", "moe_latent_proj"):
-            return min(op.bytes, tokens * 2 * h * ab * op.count)  # hidden in, hidden out (the intermediate stays)
+            return min(op.bytes, tokens * widths[op.name] * ab * op.count)
         if op.name == "lm_head":
             vocab = cm.model.vocab_size
             return logit_tokens * ((h + vocab) * ab + vocab * 4.0)
         return op.bytes  # elementwise work and the embedding gather: all of it streams
 
+    def _gemm_io_bytes(self, op: OperatorCost, tokens: int) -> float | None:
+        """Every activation byte the MLP-class operator's GEMMs read and write, its intermediate included, as
+        perf/layer_gemms.py counts them (TP 1): the rest of its bytes are its weights. None for other operators."""
+        m, h = self.cm.model, self.hidden
+        up, inter = m.mlp_matrices - 1, m.intermediate_size * m.dense_mlp_width_factor
+        if op.name == "mlp_gate_up":
+            width = h + up * inter
+        elif op.name == "mlp_down":
+            width = inter + h
+        elif op.name == "moe_experts":  # top-k rows through both GEMMs, then the combine reads them and writes one
+            he, k, expert = m.expert_hidden_size, m.experts_per_token, m.expert_intermediate_size
+            width = k * (2 * he + (up + 1) * expert) + (k + 1) * he
+        elif op.name == "moe_shared":
+            width = 2 * h + (up + 1) * m.shared_expert_intermediate_size
+        elif op.name == "moe_router":
+            width = h + m.num_experts
+        elif op.name == "moe_latent_proj":
+            width = 2 * (h + m.moe_latent_size)
+        else:
+            return None
+        return tokens * width * self.cm.a_bytes * op.count
+
     def _stationary_bytes(self, op: OperatorCost, shape: BatchShape, activation: float) -> float:
+        """The bytes the operator holds still while its activations stream: the KV cache it attends over, or its
+        weights (the MLP's by what its GEMMs' activations leave of its bytes, the intermediate not among them)."""
         if op.name == "attention":  # the KV cache read, as its own formula (the kernel's bytes include more)
             return (shape.prefill_kv_tokens + shape.decode_kv_tokens) * self.kv_bytes_per_token * op.count
-        return max(op.bytes - activation, 0.0)
+        io = self._gemm_io_bytes(op, shape.tokens)
+        return max(op.bytes - (activation if io is None else io), 0.0)
 
     # --- one iteration ----------------------------------------------------------------------------------
     def iteration(self, shape: BatchShape, phase: str) -> MappedIteration:
