@@ -78,6 +78,9 @@ def run(setup: dict[str, Any]) -> Outcome:
     paper, tol = setup["prefill_speedup"], setup["prefill_tolerance"]
     decode_1 = fitted[1]["ffn_decode"]
     lowest_prefill = min(fitted[b]["prefill"] for b in batches)
+    # Amdahl at each batch: the whole prefill gains less than its FFN does at that batch
+    kept = {b: fitted[b]["prefill"] / fitted[b]["ffn_prefill"] for b in batches}
+    most_kept = max(kept, key=kept.get)
     checks = [
         Check(f"{model.name} prefill speedup over QServe",
               f"FireQ's prefill ({setup['batch']} x {seq} tokens) is {paper}x faster than QServe's (held out: one "
@@ -93,11 +96,18 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"FFN of {model.name} at batch 1 decode; the ratio grows with batch to "
               f"{fitted[batches[-1]]['ffn_decode']:.2f}x at {batches[-1]} as QServe's serial main loop turns "
               f"compute-bound (unfitted {unfitted[1]['ffn_decode']:.3f})"),
-        Check("FireQ faster at every prefill batch, by less than its FFN speedup",
-              "direction: 1 < prefill speedup < FFN speedup at every benchmark batch (Amdahl)",
-              [1.0, setup["ffn_speedup"]], lowest_prefill, (1.0, setup["ffn_speedup"]),
+        Check("FireQ faster at every prefill batch",
+              "direction: prefill speedup > 1 at every benchmark batch",
+              None, lowest_prefill, (1.0, 1e9),
               "lowest whole-prefill speedup over batches " + ", ".join(
                   f"{b}: {fitted[b]['prefill']:.2f}x" for b in batches)),
+        Check("prefill speedup below the FFN's at every batch",
+              "direction (Amdahl): at each batch the whole prefill gains less than its FFN does, so the highest "
+              "prefill / FFN speedup ratio over the batches is below 1",
+              None, kept[most_kept], (0.0, 1.0),
+              f"highest at batch {most_kept}: prefill {fitted[most_kept]['prefill']:.2f}x over FFN "
+              f"{fitted[most_kept]['ffn_prefill']:.2f}x; by batch " + ", ".join(
+                  f"{b}: {fitted[b]['prefill']:.2f}x / {fitted[b]['ffn_prefill']:.2f}x" for b in batches)),
     ]
     return Outcome(checks, figures=[speedup_figure(fitted, unfitted, setup, fit.start, fit.value)],
                    tables=[fit_table(fit, setup), batch_table(fitted, unfitted, setup),

@@ -185,13 +185,10 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"({setup['low_mbps']:.0f} Mbps here)",
               26.1, reduction_low, (ideal_speedup, 26.1),
               f"layer pipeline (S=1, AR) {low['layer'].end_s:.2f} s vs Jupiter {low['jupiter'].end_s:.2f} s "
-              f"(split {list(low['plan'].split)}, S={low['plan'].sub_sequences}); band: at least the prefill "
+              f"(split {list(low['plan'].split)}, S={low['plan'].sub_sequences}: the planner's, TTFT "
+              f"{low['plan'].best_s * 1e3:.0f} ms against {low['paper_ttft_s'] * 1e3:.0f} ms at the paper's "
+              f"{paper_split}, S={subs}, from which its search starts on like devices); band: at least the prefill "
               "formula's gain, at most the paper's best"),
-        Check("planner beats the paper's configuration",
-              f"the planned split and S give a TTFT no worse than {paper_split}, S={subs}",
-              None, low["plan"].best_s / low["paper_ttft_s"], (0.0, 1.0),
-              f"at {setup['low_mbps']:.0f} Mbps: planned {low['plan'].best_s * 1e3:.0f} ms (split "
-              f"{list(low['plan'].split)}, S={low['plan'].sub_sequences}) vs {low['paper_ttft_s'] * 1e3:.0f} ms"),
     ]
     return Outcome(checks, figures=figures(plans, timeline), tables=[baseline_table(ends, single)])
 
