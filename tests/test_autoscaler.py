@@ -205,3 +205,41 @@ def test_replicas_still_starting_count_as_the_hpa_counts_pods_without_a_metric()
     assert hpa_replicas(0.5, 2, 0, 0.1) == 1
     assert hpa_replicas(3.0, 2, 1, 0.1) == 6
     assert hpa_replicas(1.05, 3, 1, 0.1) == 4  # within the tolerance
+
+
+@pytest.mark.parametrize("autoscaler", ["kpa", "keda"])
+def test_a_group_is_never_scaled_to_zero_under_the_requests_its_gateway_holds(autoscaler):
+    """Requests per second counts a request once, when it arrives: with start-up longer than the window the
+    metric falls to zero while the gateway still holds the first requests, and stopping the only replica starting
+    for them left nothing to wake (the run never ended). A group keeps one while its gateway holds any."""
+    data = {"model": M, "instances": [{"role": "collocated", "hardware": "h100-sxm", "replicas": 2, "autoscale": {
+        "autoscaler": autoscaler, "metric": "rps", "target": 1, "min_replicas": 0, "startup_s": 400}}]}
+    work = Workload(np.linspace(0, 0.5, 20), np.full(20, 512), np.full(20, 64))
+    result = simulate(build_deployment(data), work, check_invariants=True)
+    assert result.summary()["completed"] == 20
+
+
+def test_a_draining_prefill_replica_stops_only_once_its_kv_is_pulled(monkeypatch):
+    """A prefill replica hands its requests off before the decode instance has pulled their KV: scaled down, it
+    drains until those transfers end, not until its last hand-off (its GPU time and KV were cut short)."""
+    from phasewise.sim import autoscaler
+
+    data = {"model": M, "instances": [
+        {"role": "prefill", "hardware": "h100-sxm", "replicas": 4, "autoscale": {
+            "min_replicas": 1, "initial_replicas": 4, "metric": "waiting", "target": 2, "startup_s": 5,
+            "scale_down_window_s": 0, "sync_period_s": 5}},
+        {"role": "decode", "hardware": "h100-sxm", "replicas": 1, "max_num_seqs": 8}]}
+    arrivals = np.sort(np.random.default_rng(0).uniform(0, 20, 400))
+    stopped_holding = []
+    stop = autoscaler.Autoscaler._stop
+
+    def watched(self, k, now):
+        inst = self.replicas[k]
+        if inst.role == "prefill" and inst.kv.used:
+            stopped_holding.append((inst.name, now, inst.kv.used))
+        stop(self, k, now)
+
+    monkeypatch.setattr(autoscaler.Autoscaler, "_stop", watched)
+    result = simulate(build_deployment(data), Workload(arrivals, np.full(400, 2048), np.full(400, 400)),
+                      check_invariants=True)
+    assert result.summary()["completed"] == 400 and not stopped_holding

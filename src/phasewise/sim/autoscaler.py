@@ -312,8 +312,10 @@ class Autoscaler:
         return wanted != current
 
     def _leave_drained(self, now: float) -> None:
+        """Stop the draining replicas that hold nothing: no request, no iteration, and (prefill) no KV a decode
+        instance has still to pull."""
         for k, inst in enumerate(self.replicas):
-            if self.state[k] == "draining" and inst.outstanding == 0 and not inst.busy:
+            if self.state[k] == "draining" and inst.outstanding == 0 and not inst.busy and not inst.sending:
                 self._stop(k, now)
 
     def _check_drains(self) -> None:
@@ -341,6 +343,13 @@ class Autoscaler:
             self.cluster.release_gateway()
 
     def _scale_down(self, fewer: int, now: float) -> None:
+        """Stop `fewer` replicas: those starting first, then drain the least loaded ready ones. A group that takes
+        requests keeps one while the gateway holds some for it (Knative's activator reports the requests it
+        buffers, so the revision is not scaled to zero under them; with none left, nothing would wake it)."""
+        if self.replicas[0].role != "decode" and self.cluster.gateway:
+            fewer = min(fewer, self._count("ready") + self._count("starting") - 1)
+            if fewer <= 0:
+                return
         starting = [k for k, s in enumerate(self.state) if s == "starting"]
         for k in starting[:fewer]:  # not serving yet: stopped at once
             self._stop(k, now)

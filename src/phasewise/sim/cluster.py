@@ -138,6 +138,7 @@ class Cluster:
         if self.offload is not None and self.offload.try_offload(req, src, dst):
             return  # its KV stays on src, where its attention runs
         dst.outstanding += req.prompt + req.output  # counted now, so the next pick sees it
+        src.sending += 1
         req.src_blocks = req.kv_blocks
         req.kv_blocks = 0
         dst.pending_transfers.append((req, src))
@@ -158,6 +159,7 @@ class Cluster:
                 dst.pending_transfers.popleft()
                 src.kv.free_blocks(req.src_blocks, req)
                 req.src_blocks = 0
+                src.sending -= 1
                 dst._reject(req, "beyond_kv_capacity")
                 src.poke()
                 continue
@@ -179,6 +181,7 @@ class Cluster:
         dst.incoming -= 1
         src.kv.free_blocks(req.src_blocks, req)
         req.src_blocks = 0
+        src.sending -= 1
         if req.cancelled:  # the client left during the transfer
             dst.kv.free_blocks(req.kv_blocks)
             req.kv_blocks = 0

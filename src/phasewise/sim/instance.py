@@ -62,7 +62,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
                  "max_seqs", "kernel_block", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window",
                  "capped_keys",
                  "kv_terms", "kv_state", "kv_stored", "waiting",
-                 "prefilling", "ready", "pending_transfers", "incoming", "running", "finish_heap", "decode_end",
+                 "prefilling", "ready", "pending_transfers", "incoming", "sending", "running", "finish_heap", "decode_end",
                  "tbt_ranges", "decode_steps", "context_base_sum", "decoding_blocks", "planned_steps",
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s",
                  "frontend_prompt_tokens", "stats",
@@ -110,6 +110,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.ready: deque[SimRequest] = deque()  # decode role: KV arrived, joins at the next boundary
         self.pending_transfers: deque = deque()  # decode role: (request, source) waiting for a seat and blocks
         self.incoming = 0  # decode role: transfers on their way here
+        self.sending = 0  # prefill role: handed-off requests whose KV it still holds until their transfer ends
         self.running = RunningSet()
         self.finish_heap: list[tuple[int, int, SimRequest, int]] = []
         self.decode_end = Series()  # end time of every decode-participating iteration

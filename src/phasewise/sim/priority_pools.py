@@ -301,7 +301,8 @@ class PoolController:
         lp.outstanding -= req.prompt + req.output
         hp.outstanding += req.prompt + req.output
         self.migration_s += move_s
-        self.moved.setdefault(req.id, (req.arrival_s, *self.slo_s(req)))
+        # its first token came on LP: HP answers for its TBT only (a TTFT it missed is LP's)
+        self.moved.setdefault(req.id, (req.arrival_s, math.inf, self.slo_s(req)[1]))
         if how == "transfer":
             self.migrations_transfer += 1
             hp.kv.allocate(blocks)
@@ -332,7 +333,8 @@ class PoolController:
 
     # --- figures --------------------------------------------------------------------------------------------
     def finalize(self) -> None:
-        """Offload counts and fraction, HP-pool SLO violations, per-pool utilization -> SimResult.policy."""
+        """Offload counts and fraction, HP-pool SLO violations (TTFT misses of the requests whose first token HP
+        produced, TBT misses of every request it finished), per-pool utilization -> SimResult.policy."""
         cl = self.cluster
         n = len(cl.finish_s)
         hp_index = np.array([h.index for h in self.hp])
