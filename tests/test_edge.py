@@ -375,3 +375,11 @@ def test_a_linear_attention_hybrid_splits_over_devices():
     assert 0 < attention_s(convs) < attention_s(split.cost_model(0, 2, 1))  # L L vs L F
     run = run_split(split, 640, 16, 4, DecodePlan())
     assert 0 < run.ttft_s < 10 and 0 < run.tpot_s < 1
+
+
+def test_every_output_token_after_the_prefills_is_one_decode_step():
+    """As the device-cloud and tensor-parallel runs count them: 1, 2 and 10 output tokens are 1, 2 and 10 steps
+    (one token used to take none, two took two)."""
+    split = split_model(1000)
+    steps = [run_split(split, 640, out, 5, DecodePlan()).decode_steps for out in (0, 1, 2, 10)]
+    assert steps == [0, 1, 2, 10]

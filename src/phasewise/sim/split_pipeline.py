@@ -173,7 +173,9 @@ def sub_sequence_lengths(prompt_tokens: int, sub_sequences: int) -> list[int]:
 
 def run_split(split: SplitModel, prompt_tokens: int, output_tokens: int, sub_sequences: int = 1,
               decode: DecodePlan | None = None, seed: int = 0) -> SplitRun:
-    """Simulate one request: pipelined prefill in `sub_sequences` pieces, then `decode` (none: TTFT only)."""
+    """Simulate one request: pipelined prefill in `sub_sequences` pieces, then `decode` (none: TTFT only) of
+    `output_tokens` tokens after the prefill's, a step each (as sim/device_cloud.py and split_tensor_parallel.py
+    count them)."""
     world = SplitPipeline(split, seed)
     loop = world.loop
     result = {"ttft": 0.0, "end": 0.0, "steps": 0, "points_start": 0.0}
@@ -216,7 +218,7 @@ def run_split(split: SplitModel, prompt_tokens: int, output_tokens: int, sub_seq
 
     def prefilled() -> None:
         result["ttft"] = result["end"] = result["points_start"] = loop.now
-        if decode is None or output_tokens <= 1:
+        if decode is None or output_tokens < 1:  # (one output token is one decode step, as for any other count)
             return
         if decode.points > 1 and decode.outline_tokens:
             decode_sequences(1, decode.outline_tokens, prompt_tokens, points)
