@@ -153,7 +153,9 @@ def phase_goodput(setup: dict[str, Any], chip: str, phase: str, work: WorkloadSp
     matches the measured instance's; and what binds above it."""
     many = 1000  # capacity_estimate of a unit with this many helpers is the measured instance's own capacity
     own = capacity_estimate(phase_unit(setup, chip, phase, many), work)
-    helper = capacity_estimate(phase_unit(setup, chip, "decode" if phase == "prefill" else "prefill", many), work)
+    # the helpers are H100-model instances (phase_unit): their capacity in the other phase, not `chip`'s
+    helper = capacity_estimate(phase_unit(setup, setup["h100"], "decode" if phase == "prefill" else "prefill", many),
+                               work)
     helpers = max(setup["helpers"], math.ceil(1.5 * own / helper))
     unit = phase_unit(setup, chip, phase, helpers)
     result = evaluate(unit, work, slo, setup["attainment"], steps=4, window_s=setup["window_s"], min_requests=200)
