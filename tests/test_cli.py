@@ -3,6 +3,9 @@
 import json
 
 import pytest
+import yaml
+
+from phasewise.specs.catalog import packaged
 
 
 def test_estimate_json_has_the_documented_keys(run_cli):
@@ -230,3 +233,54 @@ def test_a_scaled_model_keeps_whole_heads_and_a_run_that_cannot_fit_is_refused()
     with pytest.raises(PhasewiseError, match=r"the --serve loop needs about .* GiB .* but cpu can allocate .* GiB "
                                              r"here; lower --prompt"):
         check_run_fits("the --serve loop", cfg, 10**6, 10**11, 10**11, 4, 4, None, cpu, "lower --prompt")
+
+
+LLADA = "GSAI-ML/LLaDA-8B-Instruct"
+
+
+@pytest.mark.parametrize("command, args, message", [
+    # a mode that reads only some flags refuses the others by name (they were ignored without a word)
+    ("simulate", ["--model", LLADA, "--dllm", "fast-dllm", "--rate", "1", "--router", "round_robin"],
+     "--router does not apply with --dllm"),
+    ("simulate", ["--model", LLADA, "--dllm", "fast-dllm", "--rate", "1", "--max-num-seqs", "4"],
+     "--max-num-seqs does not apply with --dllm"),
+    ("simulate", ["--model", LLADA, "--dllm", "fast-dllm", "--rate", "1", "--prefix-caching", "on"],
+     "--prefix-caching does not apply with --dllm"),
+    ("plan", ["--model", LLADA, "--dllm", "fast-dllm", "--report", "x.html"], "--report does not apply with --dllm"),
+    ("plan", ["--model", LLADA, "--dllm", "fast-dllm", "--tp-options", "2"], "--tp-options does not apply with --dllm"),
+    ("plan", ["--model", LLADA, "--dllm", "fast-dllm", "--precisions", "bf16,fp8"],
+     "--precisions takes one precision with --dllm"),
+    ("plan", ["--moe-layouts", "ep"], "--moe-layouts applies to mixture-of-experts models"),
+    ("simulate", ["--trace", "azure-conv", "--trace-limit", "0"], "--trace-limit must be >= 1 (got 0)"),
+    ("simulate", ["--trace", "azure-conv", "--trace-limit", "-5"], "--trace-limit must be >= 1 (got -5)"),
+    ("simulate", ["--rate", "5", "--format", "parquet"], "--format chooses the records' format under --out DIR"),
+    ("simulate", ["--rate", "5", "--format", "xlsx", "--out", "o"], "--format 'xlsx' is not one of csv, parquet"),
+    ("simulate", ["--rate", "nan"], "--rate must be a finite number > 0 (got nan)"),
+    ("simulate", ["--rate", "5", "--arrival", "gamma", "--cv", "nan"], "--cv must be a finite number > 0"),
+    ("edge", ["--subsequences", "641"], "--subsequences cuts the prompt into pieces of at least one token"),
+    ("edge", ["--outline-points", "4", "--outline-tokens", "-10"], "--outline-tokens and --medusa-heads >= 0"),
+    ("edge", ["--outline-tokens", "50"], "--outline-tokens is the skeleton decoded before the outline points"),
+    ("edge", ["--devices", "jetson-agx-orin,"], "--devices lists hardware separated by commas, none empty"),
+    ("plan", ["--precisions", ","], "--precisions ',': an empty name in the list"),
+    ("plan", ["--router", "least_outstanding,"], "--router 'least_outstanding,': an empty name in the list"),
+])
+def test_flags_a_mode_does_not_read_and_odd_values_are_one_line_errors(run_cli, command, args, message):
+    code, out, err = run_cli(command, *args)
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_edge_refuses_chain_flags_beside_a_topology_file(run_cli, tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
+                    "links: [{a: a, b: b, mbps: 1000, latency_s: 0.001}]\nsplit: [16, 16]\n")
+    code, _, err = run_cli("edge", "--topology", str(path), "--mbps", "5")
+    assert code == 2 and "--mbps does not apply with --topology" in err
+
+
+def test_a_power_objective_refuses_a_chip_without_a_tdp(run_cli, tmp_path):
+    entry = dict(packaged("hardware_specs.yaml")["hardware"]["h100-sxm"], tdp_w=0)
+    path = tmp_path / "chip.yaml"
+    path.write_text(yaml.safe_dump(entry))
+    code, _, err = run_cli("plan", "--gpus", "2", "--hardware", str(path), "--objective", "goodput-per-watt")
+    assert code == 2 and "whose tdp_w is 0" in err and err.count("\n") == 1

@@ -112,6 +112,7 @@ from phasewise.apps.cli_common import (
     TrainReuseMode,
     WeightsReadGbps,
     app,
+    changed_options,
     console,
     given_knobs,
     given_layout,
@@ -340,10 +341,15 @@ def simulate_cmd(
     """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
     from phasewise.apps.dllm_view import dllm_requested, simulate_dllm_cmd
 
+    if out_format not in ("csv", "parquet"):  # before the run, not after it
+        raise PhasewiseError(f"--format '{out_format}' is not one of csv, parquet")
+    if out is None and out_format != "csv":
+        raise PhasewiseError("--format chooses the records' format under --out DIR: give --out")
     if dllm is not None and images_per_request is not None:
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, locals()):
-        return simulate_dllm_cmd(console, dllm, dict(locals()), as_json=as_json, out=out, out_format=out_format)
+        return simulate_dllm_cmd(console, dllm, dict(locals()), changed_options(simulate_cmd, locals()),
+                                 as_json=as_json, out=out, out_format=out_format)
     from phasewise.apps.simulate_view import progress_after, render_summary, write_records
     from phasewise.sim.api import build
     from phasewise.sim.simulate import simulate

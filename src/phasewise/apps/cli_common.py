@@ -227,3 +227,31 @@ def render_caveats(out: Console, caveats: dict[str, str]) -> None:
     """One line per chip whose catalog entry carries a caveat on its predictions (specs/hardware.py chip_caveats)."""
     for chip, caveat in caveats.items():
         out.print(f"[yellow]caveat[/] {chip}: {caveat}", highlight=False)
+
+
+def changed_options(command, values: dict) -> list[tuple[str, str]]:
+    """(parameter, flag) of each option of the typer `command` whose value in `values` differs from its default,
+    in declaration order: what the user gave (a mode that reads only some of them refuses the rest by name)."""
+    import inspect
+    import math
+    import typing
+
+    hints = typing.get_type_hints(command, include_extras=True)
+    out = []
+    for name, param in inspect.signature(command).parameters.items():
+        if name not in values:
+            continue
+        value, default = values[name], param.default
+        if value == default or (isinstance(value, float) and isinstance(default, float) and math.isnan(value)
+                                and math.isnan(default)):
+            continue
+        decls = []  # in Annotated, typer.Option's first positional (its `default` slot) is the first flag
+        for arg in typing.get_args(hints.get(name))[1:]:
+            decls += [d for d in (getattr(arg, "default", None), *(getattr(arg, "param_decls", None) or ()))
+                      if isinstance(d, str) and d.startswith("--")]
+        flag = decls[0] if decls else "--" + name.replace("_", "-")
+        if "/" in flag:  # a boolean's pair (--spec/--no-spec): the one given
+            on, _, off = flag.partition("/")
+            flag = on if value else off
+        out.append((name, flag))
+    return out

@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from phasewise.apps.cli_common import DevicePrecision, Engine, Json, Model, app, console
+from phasewise.apps.cli_common import DevicePrecision, Engine, Json, Model, app, changed_options, console
 from phasewise.apps.jsonout import dumps
+from phasewise.errors import PhasewiseError
 
 
 @app.command("edge")
@@ -38,6 +39,10 @@ def edge_cmd(
     """One request through a model split over edge devices and links (Jupiter-style pipelined prefill and decode)."""
     from phasewise.apps.edge_view import render_edge, run_edge
 
+    if topology is not None:  # the file's devices and links replace these: giving both is a conflict, not a default
+        for key, flag in changed_options(edge_cmd, locals()):
+            if key in ("devices", "mbps", "latency_ms"):
+                raise PhasewiseError(f"{flag} does not apply with --topology (the file names the devices and links)")
     result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
                       subsequences, outline_points, outline_tokens, medusa_heads, acceptance, objective)
     if as_json:
@@ -157,7 +162,6 @@ def hardware_cmd(
 ) -> None:
     """List the hardware catalog, or describe the chips named (your own YAML files too)."""
     from phasewise.apps.hardware_view import chip_row, render_chips
-    from phasewise.errors import PhasewiseError
     from phasewise.specs.hardware import hardware_list, hardware_names, load_hardware
 
     if chips is not None and not chips.strip():

@@ -24,11 +24,12 @@ from phasewise.apps.cli_common import (
     SloTpot,
     SpecAcceptance,
     app,
+    changed_options,
     console,
     parse_ints,
 )
 from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError, refuse_empty
+from phasewise.errors import PhasewiseError, name_list, refuse_empty
 
 
 @app.command("plan")
@@ -94,7 +95,7 @@ def plan_cmd(
     if dllm is not None and images_per_request is not None:
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, {}):
-        return plan_dllm_cmd(console, dllm, dict(locals()))
+        return plan_dllm_cmd(console, dllm, dict(locals()), changed_options(plan_cmd, locals()))
     from dataclasses import replace
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,6 +127,11 @@ def plan_cmd(
                  if used]
         if given:
             raise PhasewiseError(f"{given[0]} shapes disaggregated strategies, which --no-disagg leaves out")
+    if any(key == "moe_layouts" for key, _ in changed_options(plan_cmd, locals())):
+        from phasewise.specs import load_model
+
+        if not load_model(model).num_experts:
+            raise PhasewiseError(f"--moe-layouts applies to mixture-of-experts models; {model} is dense")
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
                       objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
                       image_size=image_size))
@@ -136,15 +142,15 @@ def plan_cmd(
                    if v is not None}  # unset: PlanOptions' defaults
     opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options or "1,2,4,8"), tp_across_nodes=tp_options is None,
                        pp_options=parse_ints("--pp-options", pp_options),
-                       precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+                       precisions=listed("--precisions", precisions),
                        chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
                        **spec_values, engine=engine, kv_link="nvlink" if kv_link is None else kv_link,
-                       prefill_hardware=tuple(h.strip() for h in prefill_hardware.split(",") if h.strip()),
-                       decode_hardware=tuple(h.strip() for h in decode_hardware.split(",") if h.strip()),
-                       mapping=mapping, policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
-                       moe_layouts=tuple(m.strip() for m in moe_layouts.split(",") if m.strip()),
-                       routers=tuple(r.strip() for r in router.split(",") if r.strip()), routing_skew=routing_skew,
+                       prefill_hardware=listed("--prefill-hardware", prefill_hardware),
+                       decode_hardware=listed("--decode-hardware", decode_hardware),
+                       mapping=mapping, policies=listed("--policies", policies),
+                       moe_layouts=listed("--moe-layouts", moe_layouts),
+                       routers=listed("--router", router), routing_skew=routing_skew,
                        host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb),
                        kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb))
     if chip_gpus is not None:
@@ -238,3 +244,9 @@ def sweep_cmd(
         if row["kind"] == "none":
             console.print(f"no strategy for {row['model']} on {row['hardware']} ({row['workload']}): {row['binding']}",
                           markup=False)
+
+
+def listed(flag: str, value: str) -> tuple[str, ...]:
+    """The names a comma-separated plan flag gives, none empty ('' : none given, its default where that is empty)."""
+    return tuple(name_list(flag, value)) if value.strip() else ()
+

@@ -20,16 +20,12 @@ KNOB_FLAGS = {"gen_length": "--gen-length", "block_length": "--block-length", "d
               "dllm_threshold": "--dllm-threshold", "dllm_cache": "--dllm-cache",
               "tokens_per_step": "--tokens-per-step", "jump_copies": "--jump-copies", "jump_probs": "--jump-probs",
               "batch_cap": "--batch-cap"}
-# simulate flags that describe an autoregressive deployment: with --dllm each must keep its default
-AR_ONLY = {"arch": ("--arch", "collocated"), "pp": ("--pp", 1), "spec_tokens": ("--spec-tokens", 0),
-           "deployment": ("--deployment", None), "scheduler": ("--scheduler", None),
-           "attention_offload": ("--attention-offload", "off"), "mapping": ("--mapping", None),
-           "client": ("--client", None), "warmup": ("--warmup", None),
-           "online_training": ("--online-training", "off"), "routing_skew": ("--routing-skew", None),
-           "kv_link": ("--kv-link", None), "prefill_workers": ("--prefill-workers", None),
-           "decode_workers": ("--decode-workers", None), "prefill_tp": ("--prefill-tp", None),
-           "decode_tp": ("--decode-tp", None), "spec_acceptance": ("--spec-acceptance", None),
-           "spec_draft": ("--spec-draft", None)}
+# the simulate flags a dLLM run reads: any other given with --dllm is refused by name (apps/cli_common.py
+# changed_options), never ignored
+WORKLOAD_KEYS = ("trace", "trace_limit", "rate", "requests", "isl", "osl", "isl_dist", "osl_dist", "isl_spread",
+                 "osl_spread", "arrival", "cv", "concurrency", "seed", "num_prompts")
+DLLM_SIMULATE_READS = {"model", "hardware", "precision", "kv_dtype", "engine", "tp", "memory_fraction", "replicas",
+                       "batch_cap", "dllm", "as_json", "out", "out_format", *WORKLOAD_KEYS, *KNOB_FLAGS}
 # simulate --dllm reports latencies, not SLO attainment (plan --dllm ranks by goodput under SLOs)
 DLLM_SIMULATE_UNUSED = {"slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tpot-ms", "slo_tbt_ms": "--slo-tbt-ms"}
 
@@ -65,9 +61,11 @@ def parse_probs(text: str | None) -> tuple[float, ...] | None:
     return values
 
 
-def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], *, as_json: bool, out: str | None,
-                      out_format: str) -> None:
-    """Build the decoding, the instance's cost model and the workload from simulate's flags; run; print."""
+def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]], *,
+                      as_json: bool, out: str | None, out_format: str) -> None:
+    """Build the decoding, the instance's cost model and the workload from simulate's flags; run; print. `given`:
+    the flags the user set ((parameter, flag), cli_common.changed_options): one this path does not read is an
+    error."""
     from phasewise.apps.simulate_view import write_records
     from phasewise.perf.cost import CostModel
     from phasewise.perf.dllm import DllmCost
@@ -77,14 +75,15 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], *, as
     from phasewise.specs.dllm import decoding
     from phasewise.specs.engines import resolve_engine
 
-    for key, (flag, default) in AR_ONLY.items():
-        if params.get(key, default) != default:
-            raise PhasewiseError(f"{flag} does not apply with --dllm (a dLLM instance serves whole requests; "
-                                 "use --replicas and --batch-cap)")
     for key, flag in DLLM_SIMULATE_UNUSED.items():
         if params.get(key, float("inf")) != float("inf"):
             raise PhasewiseError(f"{flag} does not apply to simulate --dllm (it reports time to first block, TPOT "
                                  "and E2E; plan --dllm ranks under SLOs)")
+    for key, flag in given:
+        if key not in DLLM_SIMULATE_READS:
+            raise PhasewiseError(f"{flag} does not apply with --dllm (a dLLM instance serves whole requests: its "
+                                 "flags are the chip, precision, engine, --tp, --replicas, --batch-cap, the "
+                                 "workload's and the decoding's)")
     dec = decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
                    steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
                    threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
@@ -93,10 +92,8 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], *, as
     quant = load_quant(params.get("precision") or model.default_precision, params.get("kv_dtype"))
     config = resolve_engine(params.get("engine", "hf-eager"), hw, tp=params.get("tp", 1))
     cm = CostModel(model, hw, quant, config.profile, params.get("tp", 1), 1)
-    workload_keys = ("trace", "trace_limit", "rate", "requests", "isl", "osl", "isl_dist", "osl_dist", "isl_spread",
-                     "osl_spread", "arrival", "cv", "concurrency", "seed", "num_prompts")
     spec = build(model=params["model"], hardware=params["hardware"], precision=quant.name,
-                 **{k: params[k] for k in workload_keys if k in params})
+                 **{k: params[k] for k in WORKLOAD_KEYS if k in params})
     batch_cap = params.get("batch_cap") or 1
     check_fits(cm, dec, spec.workload, batch_cap, config.fraction(params.get("memory_fraction")))
     run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas") or 1,
@@ -154,26 +151,28 @@ def render_dllm(console: Console, s: dict[str, Any]) -> None:
 
 PLAN_AR_BATCH_CAPS = "256"  # plan's --batch-caps default (for autoregressive engines)
 PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
-PLAN_AR_ONLY = {"workload": ("--workload", None), "spec": ("--spec", False), "policies": ("--policies", ""),
-                "mapping": ("--mapping", None), "export": ("--export", None), "router": ("--router", "least_outstanding"),
-                "routing_skew": ("--routing-skew", None), "kv_link": ("--kv-link", None),
-                "prefill_hardware": ("--prefill-hardware", ""), "decode_hardware": ("--decode-hardware", ""),
-                "autoscale": ("--autoscale", None), "autoscale_rate": ("--autoscale-rate", None),
-                # a dLLM's tokens appear a block at a time: a gap between two of them is not a served quantity
-                "slo_tbt_ms": ("--slo-tbt-ms", float("inf"))}
+# the plan flags a dLLM ranking reads (a dLLM's tokens appear a block at a time, so --slo-tbt-ms, a gap between
+# two of them, is not among them): any other given with --dllm is refused by name
+PLAN_DLLM_READS = {"model", "hardware", "gpus", "slo_ttft_ms", "slo_tpot_ms", "attainment", "isl", "osl", "isl_dist",
+                   "osl_dist", "isl_spread", "osl_spread", "objective", "precisions", "batch_caps", "engine", "seed",
+                   "as_json", "dllm"}
 
 
-def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any]) -> None:
-    """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py)."""
+def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]]) -> None:
+    """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py);
+    `given` as simulate_dllm_cmd's."""
     from phasewise.plan.dllm_plan import rank_dllm
     from phasewise.specs.dllm import decoding
     from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist
 
     dllm_requested(params["model"], dllm, {})
-    for key, (flag, default) in PLAN_AR_ONLY.items():
-        if params.get(key, default) != default:
+    for key, flag in given:
+        if key not in PLAN_DLLM_READS:
             raise PhasewiseError(f"{flag} does not apply with --dllm (give --isl/--osl; a dLLM plan ranks chips "
-                                 "and batch caps)")
+                                 "and batch caps of one-GPU instances)")
+    if len([p for p in (params.get("precisions") or "").split(",") if p.strip()]) > 1:
+        raise PhasewiseError("--precisions takes one precision with --dllm (got "
+                             f"'{params.get('precisions')}')")
     caps_text = params.get("batch_caps", PLAN_AR_BATCH_CAPS)
     if caps_text == PLAN_AR_BATCH_CAPS:
         caps = list(PLAN_DLLM_BATCH_CAPS)
@@ -216,5 +215,5 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any]) -> None:
                              "after it is over its limit even unloaded); relax --slo-ttft-ms / --slo-tpot-ms")
 
 
-__all__ = ["AR_ONLY", "KNOB_FLAGS", "check_fits", "dllm_requested", "parse_probs", "plan_dllm_cmd", "render_dllm",
+__all__ = ["DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "dllm_requested", "parse_probs", "plan_dllm_cmd", "render_dllm",
            "simulate_dllm_cmd"]

@@ -16,9 +16,16 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
              precision: str, engine: str, prompt_len: int, output_len: int, subsequences: int, outline_points: int,
              outline_tokens: int, medusa_heads: int, acceptance: float, objective: str | None = None
              ) -> dict[str, Any]:
-    if prompt_len < 1 or output_len < 0 or subsequences < 0 or outline_points < 1 or medusa_heads < 0:
-        raise PhasewiseError("--prompt-len and --outline-points must be >= 1; --output-len, --subsequences and "
-                             "--medusa-heads >= 0")
+    if prompt_len < 1 or output_len < 0 or subsequences < 0 or outline_points < 1 or medusa_heads < 0 \
+            or outline_tokens < 0:
+        raise PhasewiseError("--prompt-len and --outline-points must be >= 1; --output-len, --subsequences, "
+                             "--outline-tokens and --medusa-heads >= 0")
+    if subsequences > prompt_len:
+        raise PhasewiseError(f"--subsequences cuts the prompt into pieces of at least one token: at most --prompt-len "
+                             f"{prompt_len} (got {subsequences})")
+    if outline_tokens and outline_points == 1:
+        raise PhasewiseError("--outline-tokens is the skeleton decoded before the outline points: it needs "
+                             "--outline-points > 1")
     if not 1.0 <= acceptance <= 1 + medusa_heads:  # NaN too
         raise PhasewiseError(f"--acceptance must lie in [1, 1 + medusa heads] = [1, {1 + medusa_heads}] "
                              f"(got {acceptance})")
@@ -27,7 +34,10 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
     if topology:
         topo, file_split = load_topology(topology)
     else:
-        topo = chain_topology([d.strip() for d in devices.split(",") if d.strip()], mbps, latency_ms / 1e3)
+        names = [d.strip() for d in devices.split(",")]
+        if not all(names):
+            raise PhasewiseError(f"--devices lists hardware separated by commas, none empty (got '{devices}')")
+        topo = chain_topology(names, mbps, latency_ms / 1e3)
     hardware = [load_hardware(d.hardware) for d in topo.devices]
     for i in range(len(topo.devices) - 1):
         topo.route(i, i + 1)  # every consecutive pair of stages must be connected

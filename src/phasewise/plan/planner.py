@@ -265,7 +265,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                              "NumImages column and --image-size): without images encode workers have nothing to do")
     if max(min(opts.tp_options), 1) > max([gpus, *(n for _, n in opts.chip_gpus)]):
         raise PhasewiseError(f"every --tp-options value needs more GPUs than --gpus {gpus}")
-    if objective in ("cost", "goodput-per-dollar"):
+    if objective in ("cost", "goodput-per-dollar", "goodput-per-watt", "power"):
         require_prices(objective, hardware, opts)
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
     strategies = prescreen(objective, strategies, [capacity_estimate(s, work) for s in strategies], pruned)
@@ -298,8 +298,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
 
 
 def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
-    """--objective cost prices every chip from its parts, goodput-per-dollar by its rental price: a one-line error
-    naming the flag that brought in a chip without them (collocated strategies run on --hardware even when
+    """--objective cost prices every chip from its parts, goodput-per-dollar by its rental price, goodput-per-watt
+    and power by its TDP: a one-line error naming the flag that brought in a chip without them (collocated strategies run on --hardware even when
     --prefill-hardware / --decode-hardware name the disaggregated ones' chips)."""
     for flag, chips in (("--hardware", hardware_list("--hardware", hardware)),
                         ("--prefill-hardware", list(opts.prefill_hardware)),
@@ -312,6 +312,11 @@ def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
                     f"--objective cost prices chips from their parts, and {flag} names '{chip}', which has none"
                     f"{default}: give {flag} chips built from parts (catalog: {', '.join(parts_chips())}, or your "
                     "own YAML with `parts:`), or rank catalog chips by --objective goodput-per-dollar or power")
+            if objective in ("goodput-per-watt", "power") and not hw.tdp_w > 0:
+                raise PhasewiseError(
+                    f"--objective {objective} weighs strategies by their chips' power, and {flag} names '{chip}', "
+                    f"whose tdp_w is {hw.tdp_w:g}: give it a TDP in a hardware YAML (W > 0), or rank by another "
+                    "--objective")
             if objective == "goodput-per-dollar" and not hw.price_per_hour_usd > 0:
                 raise PhasewiseError(
                     f"--objective goodput-per-dollar divides by the chips' rental prices, and {flag} names '{chip}', "

@@ -72,16 +72,16 @@ class LengthDist:
 def open_loop(rate_rps: float, n: int, prompt: LengthDist, output: LengthDist, *, arrival: str = "poisson",
               cv: float = 1.0, seed: int = 0) -> Workload:
     """n requests arriving at `rate_rps`: Poisson, or Gamma with coefficient of variation `cv` (bursty > 1)."""
-    if rate_rps <= 0:
-        raise PhasewiseError(f"--rate must be > 0 (got {rate_rps})")
+    if not (np.isfinite(rate_rps) and rate_rps > 0):
+        raise PhasewiseError(f"--rate must be a finite number > 0 (got {rate_rps})")
     if n < 1:
         raise PhasewiseError(f"--requests must be >= 1 (got {n})")
     rng = np.random.default_rng(seed)
     if arrival == "poisson":
         gaps = rng.exponential(1.0 / rate_rps, n)
     elif arrival == "gamma":
-        if cv <= 0:
-            raise PhasewiseError(f"--cv must be > 0 (got {cv})")
+        if not (np.isfinite(cv) and cv > 0):
+            raise PhasewiseError(f"--cv must be a finite number > 0 (got {cv})")
         shape = 1.0 / cv**2
         gaps = rng.gamma(shape, 1.0 / (rate_rps * shape), n)
     else:

@@ -90,8 +90,8 @@ class Workload:
 
     def scaled_to_rate(self, rate_rps: float) -> Workload:
         """Same requests and arrival pattern, time-scaled to a mean rate (how trace replays are swept)."""
-        if rate_rps <= 0:
-            raise PhasewiseError(f"rate must be > 0 (got {rate_rps})")
+        if not (math.isfinite(rate_rps) and rate_rps > 0):
+            raise PhasewiseError(f"rate must be a finite number > 0 (got {rate_rps})")
         t = self.arrival_s - self.arrival_s[0]
         own = self.mean_rate_rps
         factor = (own if math.isfinite(own) else len(self) - 1) / rate_rps if len(self) > 1 else 1.0

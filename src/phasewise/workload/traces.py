@@ -134,6 +134,8 @@ def _columns(rows: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray, 
 def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
     """A bundled excerpt ('azure-conv', 'azure-code', 'mooncake') or a CSV/JSONL file (a JSONL file with
     Mooncake's `hash_ids` is read by workload/mooncake.py); arrivals start at 0."""
+    if limit is not None and limit < 1:
+        raise PhasewiseError(f"--trace-limit must be >= 1 (got {limit})")
     if name_or_path in BUNDLED:
         ref = resources.files("phasewise.workload").joinpath("data", BUNDLED[name_or_path])
         with resources.as_file(ref) as p:
