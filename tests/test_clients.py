@@ -225,3 +225,29 @@ def test_text_output_prints_the_steady_state_line(run_cli):
     assert "1 warm-up request(s)" in out
     code, out, _ = run_cli("simulate", "--concurrency", "8", "--client", "genai-perf", "--isl", "512", "--osl", "32")
     assert code == 0 and "Steady state: none" in out
+
+
+def test_tokens_per_joule_does_not_charge_the_measured_tokens_for_the_warm_up(run_cli):
+    """The instances' energy covers the warm-up too: tokens per joule divides every token generated in it, so a
+    warm-up barely moves it (it fell 17 % with InferenceX's 16 warm-up requests when only the measured tokens
+    counted)."""
+    figures = []
+    for warmup in ("16", "0"):
+        code, out, _ = run_cli("simulate", "--concurrency", "8", "--client", "inferencex", "--warmup", warmup,
+                               "--json")
+        assert code == 0
+        figures.append(json.loads(out)["throughput"]["output_tokens_per_joule"])
+    assert figures[0] == pytest.approx(figures[1], rel=0.01)
+
+
+def test_vllm_bench_without_lengths_uses_its_random_datasets_defaults():
+    """`vllm bench serve`'s random dataset is 1024 / 128 tokens by default (ENGINES.md); other clients keep
+    phasewise's 1024 / 256, and given lengths win."""
+    assert load_client("vllm-bench").default_lengths == (1024, 128)
+    for client, osl, expected in (("vllm-bench", None, {128}), ("vllm-bench", 64, {64})):
+        spec = build(concurrency=2, client=client, num_prompts=4, osl=osl, warmup=0)
+        result = simulate(spec.deployment, spec.workload)
+        assert set(result.output_tokens.tolist()) == expected and set(result.prompt_tokens.tolist()) == {1024}
+    spec = build(concurrency=2, client="sglang-bench", num_prompts=40, warmup=0)
+    outputs = simulate(spec.deployment, spec.workload).output_tokens
+    assert outputs.max() <= 256 < 2 * outputs.max()  # SGLang's random dataset: uniform in [1, L], L = 256

@@ -308,7 +308,7 @@ def simulate_cmd(
     rate: Annotated[Optional[float], typer.Option(help="open-loop arrival rate, req/s (rescales a trace)")] = None,
     requests: Annotated[Optional[int], typer.Option(help="requests to generate (default 1000; with --client, the client's count)")] = None,
     isl: Annotated[Optional[float], typer.Option(help="mean prompt tokens (default 1024)")] = None,
-    osl: Annotated[Optional[float], typer.Option(help="mean output tokens (default 256)")] = None,
+    osl: Annotated[Optional[float], typer.Option(help="mean output tokens (default 256; with --client vllm-bench its random dataset's 128)")] = None,
     isl_dist: Annotated[Optional[str], typer.Option(help="fixed|uniform|lognormal (default fixed, or --client's sampling)")] = None,
     osl_dist: Annotated[Optional[str], typer.Option(help="fixed|uniform|lognormal (default fixed, or --client's sampling)")] = None,
     isl_spread: Annotated[Optional[float], typer.Option(help="uniform: +- fraction of mean; lognormal: sigma")] = None,

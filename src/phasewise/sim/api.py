@@ -36,6 +36,7 @@ from phasewise.workload import (
     check_length_flags,
     client_workload,
     image_inputs,
+    load_client,
     load_trace,
     open_loop,
 )
@@ -436,8 +437,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     else:
         check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread,
                            sampled_by="the client's sampling" if client else "fixed")
-        isl = DEFAULT_ISL if isl is None else isl
-        osl = DEFAULT_OSL if osl is None else osl
+        defaults = (load_client(client).default_lengths if client else None) or (DEFAULT_ISL, DEFAULT_OSL)
+        isl = defaults[0] if isl is None else isl  # a client's own dataset defaults (vllm-bench: 1024 / 128)
+        osl = defaults[1] if osl is None else osl
         isl_spread, osl_spread = isl_spread or 0.0, osl_spread or 0.0
         prompt = LengthDist(isl_dist or "fixed", isl, isl_spread)
         output = LengthDist(osl_dist or "fixed", osl, osl_spread)

@@ -298,7 +298,10 @@ class SimResult:
         attained = self.attained()[m]
         tps = out_tokens / dur if dur > 0 else math.nan
         dollars_per_s = self.price_per_hour_usd / 3600.0
+        # the instances' energy covers the whole run, warm-up included, as their statistics do: tokens per joule
+        # divides every token generated in it (the measured ones alone would charge them the warm-up's energy)
         energy = sum(s.energy_j for s in self.instances)
+        all_tokens = int(self.output_tokens[np.isfinite(self.finish_s)].sum())
         span = self.duration_s
         ttft, tpot = self.ttft_s[m], self.tpot_s[m]
         multi = self.output_tokens[m] > 1
@@ -322,7 +325,7 @@ class SimResult:
                 "output_tokens_per_s": tps,
                 "output_tokens_per_s_per_gpu": tps / self.gpus,
                 "output_tokens_per_dollar": tps / dollars_per_s if dollars_per_s > 0 else math.nan,
-                "output_tokens_per_joule": out_tokens / energy if energy > 0 else math.nan,
+                "output_tokens_per_joule": all_tokens / energy if energy > 0 else math.nan,
             },
             "slo": {"ttft_ms": self.slo.ttft_ms, "tpot_ms": self.slo.tpot_ms, "tbt_ms": self.slo.max_tbt_ms,
                     "applied": self.slo.describe(),

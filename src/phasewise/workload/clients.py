@@ -21,7 +21,7 @@ from phasewise.workload.generators import ClosedLoop, LengthDist
 
 LENGTHS = ("fixed", "vllm-random", "sglang-random")
 _FIELDS = ("num_prompts", "num_prompts_per_concurrency", "warmup_requests", "warmup_per_concurrency",
-           "warmup_sleep_s", "warmup_output_cap", "lengths", "range_ratio")
+           "warmup_sleep_s", "warmup_output_cap", "lengths", "range_ratio", "default_lengths")
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,6 +37,7 @@ class BenchmarkClient:
     warmup_output_cap: int | None  # warm-up output tokens = min(first request's, cap)
     lengths: str  # fixed | vllm-random | sglang-random
     range_ratio: float
+    default_lengths: tuple[int, int] | None = None  # (prompt, output) tokens where --isl / --osl are not given
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ def _presets() -> dict[str, BenchmarkClient]:
         if missing:
             raise PhasewiseError(f"clients.yaml: client '{name}' lacks {', '.join(missing)}")
         values = {f: entry[f]["value"] for f in _FIELDS}
+        if values["default_lengths"] is not None:
+            values["default_lengths"] = tuple(values["default_lengths"])
         clients[name] = BenchmarkClient(name=name, sources={f: str(entry[f]["source"]) for f in _FIELDS}, **values)
     return clients
 
