@@ -294,6 +294,23 @@ def test_vllm_is_told_a_max_model_len_only_where_the_models_context_does_not_fit
     assert "--max-model-len" not in cmd.argv
 
 
+def test_a_sliding_window_models_max_model_len_passes_vllms_own_start_up_check():
+    """vLLM charges a windowed layer min(window - 1 + max_num_batched_tokens, max_model_len) tokens and a block
+    (SlidingWindowSpec.max_memory_usage_bytes), not its window: gpt-oss-120b on an H100 at a 0.8 memory fraction
+    holds 7,422 tokens, and half its layers windowed at 128 still take a whole length each below ~8.3k tokens, so
+    the longest is ~3.7k (7,280 was written, which vLLM refuses at start)."""
+    from phasewise.sim.simulate import build_group
+
+    flags = engine_flags()["vllm"]
+    dep = build_deployment({"model": "openai/gpt-oss-120b",
+                            "instances": [{"hardware": "h100-sxm", "engine": "vllm", "memory_fraction": 0.8}]})
+    (cmd,), _, _ = launch_commands(dep)
+    longest = int(_parse(flags, cmd.argv[len(PREFIX["vllm"]):]).max_model_len)
+    _, kv_tokens, _, engine = build_group(dep, dep.instances[0], 0)
+    reach = (-(-(128 - 1 + engine.token_budget) // 16) + 1) * 16  # each windowed layer's blocks, in tokens
+    assert reach > longest and 2 * longest <= kv_tokens < 2 * (longest + 16)  # 18 full + 18 windowed layers
+
+
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
 def test_launch_scripts_load_the_checkpoint_a_short_alias_names(engine):
     """A catalog short alias is the planner's name, not a repository: the script loads the entry's Hugging Face id;
@@ -303,3 +320,20 @@ def test_launch_scripts_load_the_checkpoint_a_short_alias_names(engine):
         dep = build_deployment({"model": model, "instances": [{"hardware": "b200", "tp": 8, "engine": engine}]})
         (cmd,), _, _ = launch_commands(dep)
         assert loaded in cmd.argv and model.lower() not in {arg.lower() for arg in cmd.argv} - {loaded.lower()}
+
+
+@pytest.mark.parametrize("engine, expected", [
+    ("vllm", {}),
+    ("sarathi", {"max_num_seqs": 256, "max_num_batched_tokens": 512, "max_num_partial_prefills": 256}),
+    ("ascendra-lp", {"max_num_seqs": 256, "max_num_batched_tokens": 1024}),
+])
+def test_a_preset_launched_with_vllm_runs_with_its_simulated_caps(engine, expected):
+    """`vllm serve` with no flags runs vLLM's own defaults (1,024 sequences, 8,192 tokens on an H100): a preset of
+    another scheduler writes the caps it was simulated with, or the launched server is not the one planned."""
+    flags = engine_flags()["vllm"]
+    dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [{"hardware": "h100-sxm",
+                                                                               "engine": engine}]})
+    (cmd,), _, _ = launch_commands(dep)
+    args = vars(_parse(flags, cmd.argv[len(PREFIX["vllm"]):]))
+    for name in ("max_num_seqs", "max_num_batched_tokens", "max_num_partial_prefills"):
+        assert args.get(name) == expected.get(name), (name, cmd.argv)

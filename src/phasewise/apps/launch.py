@@ -37,7 +37,7 @@ from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import kv_block, window_kv
-from phasewise.specs.engines import role_knobs
+from phasewise.specs.engines import resolve_engine, role_knobs
 from phasewise.specs.model_catalog import checkpoint_id
 
 GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
@@ -86,6 +86,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv += ["--mamba-ssm-cache-dtype", {"fp32": "float32", "bf16": "auto"}[value]]
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
+    argv += _vllm_simulated_caps(dep, g, argv, notes)
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
     argv += _vllm_max_model_len(dep, g, notes)
@@ -128,6 +129,30 @@ def _vllm_mxfp4_env(dep: Deployment, g: InstanceGroup, notes: list[str]) -> dict
     return {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}
 
 
+def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, argv: list[str], notes: list[str]) -> list[str]:
+    """The simulated preset's caps where `vllm serve`'s own defaults on this chip differ and the knobs did not say
+    them: a preset of another scheduler (sarathi's 512-token budget, ascendra's pools, vllm-v0's whole prompts) or
+    an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults."""
+    model, hw = load_model(g.model or dep.model), load_hardware(g.hardware)
+    engine = build_group(dep, g, dep.instances.index(g))[3]
+    own = resolve_engine("vllm", hw, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1, tp=g.tp,
+                         model_type=model.model_type)
+    out = []
+    for flag, simulated, default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
+                                     ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):
+        if simulated != default and flag not in argv:
+            out += [flag, str(simulated)]
+    if engine.chunked_prefill != own.chunked_prefill and not any("chunked-prefill" in a for a in argv):
+        out.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
+    partial = min(engine.partial_prefills, engine.max_seqs)  # unlimited: as many as the sequences
+    if engine.chunked_prefill and partial > own.partial_prefills and "--max-num-partial-prefills" not in argv:
+        out += ["--max-num-partial-prefills", str(partial)]
+    if out:
+        notes.append(f"{' '.join(a for a in out if a.startswith('--'))}: the simulated {g.engine} caps, where "
+                     "vLLM's own defaults differ")
+    return out
+
+
 def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> list[str]:
     """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
     one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
@@ -140,17 +165,19 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> 
                                                 attention_tp=cost.layout.attention_tp, quant=cost.quant)
     cap = kv_tokens // (g.attention_dp or 1)
     pool = kv_block_pool(engine, model, cost.quant, cost.pp)
+    budget = math.ceil(engine.token_budget / (g.attention_dp or 1))
+    block = kv_block(engine, model, cost.hw, g.block_size)[0]  # the block the instance runs on
     if pool is not None:  # vLLM's own check: one request and a prefill chunk's window blocks (its longest_request)
-        budget = math.ceil(engine.token_budget / (g.attention_dp or 1))
         pool_bytes = (cap // pool.block_tokens + pool.chunk_blocks(budget)) * pool.block_bytes
         longest = pool.longest_request(pool_bytes, budget, model.max_position_embeddings or cap)
     elif not full:  # every layer windowed: a sequence holds its last window
         longest = model.max_position_embeddings if window <= cap else 0
     elif not windowed:  # every layer holds every token
         longest = cap / full
-    else:
-        longest = cap - windowed * window if cap >= (full + windowed) * window else cap / (full + windowed)
-    block = kv_block(engine, model, cost.hw, g.block_size)[0]  # the block the instance runs on
+    else:  # vLLM charges a windowed layer its window and a prefill chunk, and a block for the window's offset
+        # (SlidingWindowSpec.max_memory_usage_bytes: cdiv(min(window - 1 + max_num_batched_tokens, L), block) + 1)
+        reach = (math.ceil((window - 1 + budget) / block) + 1) * block
+        longest = (cap - windowed * reach) / full if cap >= (full + windowed) * reach else cap / (full + windowed)
     longest = int(longest) // block * block
     if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
         return []
