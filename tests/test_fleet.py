@@ -161,7 +161,7 @@ def test_plan_autoscale_finds_the_smallest_fixed_fleet_and_the_cheapest_within_t
         assert res.attained()[replay.primed:].mean() < 0.9
     best = fleets["best"]
     assert best["meets"] and f"{best['gpu_hours']:.3g}" == f"{min(r['gpu_hours'] for r in runs if r['meets']):.3g}"
-    assert fleets["answer"].startswith(f"cheapest within the SLOs: {best['strategy']}, {best['fleet']}")
+    assert fleets["answer"].startswith(f"fewest GPU-hours within the SLOs: {best['strategy']}, {best['fleet']}")
     page = (tmp_path / "plan.html").read_text()
     assert "Fleets over the whole trace" in page and 'id="fleets"' in page and fleets["answer"][:40] in page
     # --export writes the answer's deployment beside the rank-1 strategy's, and simulate reads it
@@ -228,7 +228,7 @@ def test_a_strategy_autoscaling_refuses_is_one_row_a_fleet_with_its_reason():
 
 
 def test_the_table_and_the_answer_line():
-    """The view: the cheapest fleet within the SLOs against its strategy's smallest fixed fleet, and a fleet that
+    """The view: the fleet with the fewest GPU-hours within the SLOs against its strategy's smallest fixed fleet, and a fleet that
     was not run shown with its reason."""
     from rich.console import Console
 
@@ -241,7 +241,7 @@ def test_the_table_and_the_answer_line():
             FleetRun("2P2D", "hpa", "", note="the HPA here scales one collocated group's replicas")]
     fleets = FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs)
     assert fleets.best() is runs[1]
-    assert answer_line(fleets) == ("cheapest within the SLOs: 4x TP2, hpa (running 40 a replica (80% of 50)): 4.5 "
+    assert answer_line(fleets) == ("fewest GPU-hours within the SLOs: 4x TP2, hpa (running 40 a replica (80% of 50)): 4.5 "
                                    "GPU-h, $18.00, 4.50 GPUs on average, -25% GPU-h against its smallest fixed fleet "
                                    "(3 of 4 units, 6 GPU-h)")
     console = Console(record=True, width=200)
@@ -249,3 +249,25 @@ def test_the_table_and_the_answer_line():
     text = console.export_text()
     assert "57,600 requests over 3,600 s at 16.00 req/s" in text and "the HPA here scales one collocated" in text
     assert answer_line(FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs[2:])).startswith("no fleet meets the SLOs")
+
+
+def test_a_disaggregated_fleets_peak_is_the_most_gpus_held_at_once():
+    """Its prefill group peaks in a prompt-heavy burst and its decode group in a later output-heavy one: the fleet's
+    peak is the most GPUs held at one time (6 here), not the sum of the groups' own peaks (8)."""
+    from types import SimpleNamespace
+
+    from phasewise.plan.fleet import Replay, _fleet_run
+
+    fields = {"model": "meta-llama/Llama-3.1-8B", "instances": [
+        {"role": "prefill", "hardware": "h100-sxm", "replicas": 4}, {"role": "decode", "hardware": "h100-sxm",
+                                                                       "replicas": 4}]}
+    prefill = [[0, 1000]] * 2 + [[100, 300]] * 2  # 4 from 100 s to 300 s, then 2
+    decode = [[0, 1000]] * 2 + [[500, 700]] * 2  # 2, then 4 from 500 s to 700 s
+    res = SimpleNamespace(arrival_s=np.array([0.0, 10.0]), finish_s=np.array([900.0, 1000.0]),
+                          policy={"autoscale": [{"group": 0, "gpu_periods_s": prefill},
+                                                {"group": 1, "gpu_periods_s": decode}]},
+                          attained=lambda: np.array([True, True]), ttft_s=np.array([0.1, 0.1]),
+                          tpot_s=np.array([0.02, 0.02]), output_tokens=np.array([10, 10]))
+    run = _fleet_run("4P(TP1) 4D(TP1)", "hpa", "", fields, res, Replay(None, 0, 0.0), 0.9)
+    assert run.peak_gpus == 6
+    assert run.mean_gpus == pytest.approx((2 * 1000 + 2 * 200) * 2 / 1000)

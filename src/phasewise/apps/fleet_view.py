@@ -19,12 +19,12 @@ def _num(x: float, fmt: str) -> str:
 
 
 def answer_line(fleets: FleetPlan) -> str:
-    """The cheapest fleet within the SLOs, against its strategy's smallest fixed fleet."""
+    """The fleet with the fewest GPU-hours within the SLOs, against its strategy's smallest fixed fleet."""
     best = fleets.best()
     if best is None:
         return (f"no fleet meets the SLOs for {fleets.target:.0%} of the requests over the trace (the largest fixed "
                 f"fleets' attainment is in the table)")
-    line = (f"cheapest within the SLOs: {best.strategy}, {best.fleet} ({best.detail}): {best.gpu_hours:.3g} GPU-h, "
+    line = (f"fewest GPU-hours within the SLOs: {best.strategy}, {best.fleet} ({best.detail}): {best.gpu_hours:.3g} GPU-h, "
             f"${best.cost_usd:,.2f}, {best.mean_gpus:.2f} GPUs on average")
     fixed = fleets.fixed(best.strategy)
     if best.fleet != "fixed" and fixed is not None and fixed.meets and fixed.gpu_hours > 0:
@@ -98,13 +98,14 @@ def fleets_html(fleets: FleetPlan) -> str:
 
 
 def write_fleet(fleets: FleetPlan, directory: str | Path) -> Path:
-    """--export with --autoscale: the cheapest fleet's deployment (its autoscale blocks with it) as fleet.yaml,
+    """--export with --autoscale: the answer's fleet (fewest GPU-hours) deployment (its autoscale blocks with it) as fleet.yaml,
     which `simulate --deployment` reads (`serve` too when it is the fixed fleet: the twin serves a fixed
     deployment, one process a replica under a real autoscaler)."""
     best: FleetRun | None = fleets.best()
     if best is None:
-        raise PhasewiseError("--export with --autoscale writes the cheapest fleet within the SLOs: none met them")
-    header = ["phasewise plan --autoscale: the cheapest fleet within the SLOs over the trace",
+        raise PhasewiseError("--export with --autoscale writes the fleet with the fewest GPU-hours within the SLOs: "
+                             "none met them")
+    header = ["phasewise plan --autoscale: the fleet with the fewest GPU-hours within the SLOs over the trace",
               f"{best.strategy}, {best.fleet} ({best.detail}); {fleets.workload} at {fleets.rate_rps:.2f} req/s",
               f"{best.mean_gpus:.2f} GPUs on average (peak {best.peak_gpus:.0f}), {best.gpu_hours:.3g} GPU-h, "
               f"{best.attainment:.1%} of requests within the SLOs"]

@@ -6,7 +6,8 @@ prefill replica's request rate, a decode replica's running), Knative's KPA on re
 the target, its 70 % utilization on top; at its defaults, and with a 300 s scale-down delay), KEDA (the HPA's middle
 target, from and to zero; a decode group keeps one) and NVIDIA Dynamo's SLA planner on the plan's SLOs (both kinds;
 sim/sla_planner.py). Each fleet: the GPUs it held on average and at its peak, GPU-hours and dollars over the trace,
-and the share of requests within the SLOs; the cheapest that meets --attainment is the answer. Every fleet meets the
+and the share of requests within the SLOs; the one with the fewest GPU-hours that meets --attainment is the answer
+(dollars beside it: on one chip the same order). Every fleet meets the
 trace already serving: a prime of the trace's first 300 s (each request's prefix its own) is replayed before it and
 not measured, and autoscaled fleets start with the units the trace's first minute needs at one unit's goodput
 (initial_replicas); new replicas pay their engine's start-up. GPU-hours and dollars count from the trace's first
@@ -340,17 +341,28 @@ def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], r
     window_s = max(end_s - replay.prime_s, 1e-9)
     scaled = {e["group"]: e for e in res.policy.get("autoscale") or []}
     dep = build_deployment(fields)
-    mean_gpus = price_per_hour = peak = 0.0  # each group's GPUs held on average (all of a fixed one's) at its price
+    mean_gpus = price_per_hour = fixed_gpus = 0.0  # each group's GPUs held on average (all of a fixed one's) at its price
+    steps: list[tuple[float, float]] = []  # the autoscaled groups' GPUs taken (+) and given back (-), over time
     groups = [(g, group.hardware, group.gpus, group.replicas) for g, group in enumerate(dep.instances)]
     if dep.encoders is not None:
         groups.append((-1, dep.encoders.hardware, dep.encoders.gpus, 1))
     for g, hardware, gpus, replicas in groups:
-        held, most = _held_s(scaled[g]["gpu_periods_s"], replay.prime_s, end_s) if g in scaled else \
-            (replicas * window_s, replicas)
+        if g in scaled:
+            held, _ = _held_s(scaled[g]["gpu_periods_s"], replay.prime_s, end_s)
+            for start, stop in scaled[g]["gpu_periods_s"]:
+                if stop > replay.prime_s and start < end_s:
+                    steps += [(max(start, replay.prime_s), gpus / replicas), (min(stop, end_s), -gpus / replicas)]
+        else:
+            held = replicas * window_s
+            fixed_gpus += gpus
         gpus_held = held / window_s * gpus / replicas
         mean_gpus += gpus_held
         price_per_hour += gpus_held * load_hardware(hardware).price_per_hour_usd
-        peak += most * gpus / replicas
+    peak = taken = 0.0  # the most GPUs held at once: the groups peak at their own times
+    for _, step in sorted(steps, key=lambda s: (s[0], s[1])):  # a release before a take at the same instant
+        taken += step
+        peak = max(peak, taken)
+    peak += fixed_gpus
     attained = res.attained()[measured]
     att = float(attained.mean())
     ttft = res.ttft_s[measured] * 1e3
