@@ -228,8 +228,8 @@ def test_a_strategy_autoscaling_refuses_is_one_row_a_fleet_with_its_reason():
 
 
 def test_the_table_and_the_answer_line():
-    """The view: the fleet with the fewest GPU-hours within the SLOs against its strategy's smallest fixed fleet, and a fleet that
-    was not run shown with its reason."""
+    """The view: the fleet with the fewest GPU-hours within the SLOs against its strategy's smallest fixed fleet, and
+    a fleet that was not run shown with its reason."""
     from rich.console import Console
 
     from phasewise.apps.fleet_view import answer_line, render_fleets
@@ -241,9 +241,9 @@ def test_the_table_and_the_answer_line():
             FleetRun("2P2D", "hpa", "", note="the HPA here scales one collocated group's replicas")]
     fleets = FleetPlan("trace", 16.0, 57600, 3600.0, 0.9, runs)
     assert fleets.best() is runs[1]
-    assert answer_line(fleets) == ("fewest GPU-hours within the SLOs: 4x TP2, hpa (running 40 a replica (80% of 50)): 4.5 "
-                                   "GPU-h, $18.00, 4.50 GPUs on average, -25% GPU-h against its smallest fixed fleet "
-                                   "(3 of 4 units, 6 GPU-h)")
+    assert answer_line(fleets) == ("fewest GPU-hours within the SLOs: 4x TP2, hpa (running 40 a replica (80% of "
+                                   "50)): 4.5 GPU-h, $18.00, 4.50 GPUs on average, -25% GPU-h against its smallest "
+                                   "fixed fleet (3 of 4 units, 6 GPU-h)")
     console = Console(record=True, width=200)
     render_fleets(console, fleets)
     text = console.export_text()
@@ -259,8 +259,8 @@ def test_a_disaggregated_fleets_peak_is_the_most_gpus_held_at_once():
     from phasewise.plan.fleet import Replay, _fleet_run
 
     fields = {"model": "meta-llama/Llama-3.1-8B", "instances": [
-        {"role": "prefill", "hardware": "h100-sxm", "replicas": 4}, {"role": "decode", "hardware": "h100-sxm",
-                                                                       "replicas": 4}]}
+        {"role": "prefill", "hardware": "h100-sxm", "replicas": 4},
+        {"role": "decode", "hardware": "h100-sxm", "replicas": 4}]}
     prefill = [[0, 1000]] * 2 + [[100, 300]] * 2  # 4 from 100 s to 300 s, then 2
     decode = [[0, 1000]] * 2 + [[500, 700]] * 2  # 2, then 4 from 500 s to 700 s
     res = SimpleNamespace(arrival_s=np.array([0.0, 10.0]), finish_s=np.array([900.0, 1000.0]),
