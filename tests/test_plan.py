@@ -550,3 +550,18 @@ def test_a_slice_holds_its_share_of_the_clusters_kv_store():
                         "collocated")
     assert strategy.slice(32)["kv_store_bytes"] == pytest.approx(5e11)
     assert strategy.slice(64) == strategy.deployment
+
+
+@pytest.mark.parametrize("extra, workload, message", [
+    ("", "{name: short, isl: 512, osl: 64}", "sweep needs at least one SLO"),
+    ("slo: {ttft_ms: 1000}\n", "{name: huge, isl: 200000, osl: 128}",
+     "workload 'huge': isl + osl = 200128 tokens exceed meta-llama/Llama-3.1-8B's 131,072-token context"),
+])
+def test_sweep_refuses_what_plan_refuses(run_cli, tmp_path, extra, workload, message):
+    """Without an SLO a sweep's 'goodput' is only capacity, and a request past the model's context never runs:
+    plan refuses both, and the sweep now does too (it wrote rows for them)."""
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(f"models: [meta-llama/Llama-3.1-8B]\nhardware: [h100-sxm]\ngpus: 1\nworkloads: [{workload}]\n"
+                   f"{extra}strategies: {{tp_options: [1], chunk_sizes: [512], disaggregated: false}}\n")
+    code, _, err = run_cli("sweep", str(cfg), "--out", str(tmp_path / "s.csv"), "--workers", "1")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

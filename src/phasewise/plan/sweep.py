@@ -37,6 +37,7 @@ from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
+from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL
 
 
 class SweepWorkload(BaseModel):
@@ -141,6 +142,9 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
 
     opts = _options(cfg)
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
+    if not any(math.isfinite(v) for v in (slo.ttft_ms, slo.tpot_ms, slo.max_tbt_ms)):  # as plan refuses
+        raise PhasewiseError("sweep needs at least one SLO: slo.ttft_ms, slo.tpot_ms or slo.tbt_ms (without one a "
+                             "'goodput' is only the capacity)")
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
@@ -151,7 +155,13 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                       image_tokens_included=w.image_tokens_included)
         for w in cfg.workloads]
     for model in cfg.models:
+        context = load_model(model).max_position_embeddings
         for w, work in zip(cfg.workloads, works):
+            if context and (w.isl is not None or w.osl is not None):  # as plan refuses --isl + --osl past it
+                total = (w.isl if w.isl is not None else DEFAULT_ISL) + (w.osl if w.osl is not None else DEFAULT_OSL)
+                if total > context:
+                    raise PhasewiseError(f"workload '{w.name}': isl + osl = {total:g} tokens exceed {model}'s "
+                                         f"{context:,}-token context")
             if work.images is not None:  # a text model, or a size its processor refuses: one line naming the workload
                 try:
                     work.images.geometries(load_model(model))
