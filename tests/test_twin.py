@@ -133,15 +133,14 @@ def test_load_raises_ttft(server):
     assert loaded[len(loaded) // 2] > 3 * alone  # queued behind each other's prefills
 
 
-def test_disconnect_cancels_in_the_simulation(server):
-    base, live = server
+def _metric(base: str, name: str) -> float | None:
+    for line in httpx.get(base + "/metrics").text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
-    def metric(name):
-        for line in httpx.get(base + "/metrics").text.splitlines():
-            if line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
 
-    before = metric("phasewise:requests_cancelled_total")
+def _leave_mid_stream(base: str) -> None:
     with httpx.stream("POST", base + "/v1/completions",
                       json={"model": M, "prompt": "hi", "max_tokens": 1500, "stream": True}, timeout=30) as r:
         seen = 0
@@ -150,35 +149,28 @@ def test_disconnect_cancels_in_the_simulation(server):
                 seen += 1
             if seen == 3:
                 break
-    for _ in range(100):
-        if metric("phasewise:requests_cancelled_total") > before and metric("vllm:num_requests_running") == 0:
-            break
-        time.sleep(0.05)
-    assert metric("phasewise:requests_cancelled_total") == before + 1
-    assert metric("vllm:num_requests_running") == 0
-    assert all(inst.kv.used == 0 for inst in live.instances)  # its KV blocks were freed
 
 
-def test_a_non_streaming_client_that_leaves_is_cancelled_too(server):
-    """A client that gives up on a non-streaming request frees its seat and KV at once (as vLLM aborts it), not
-    after the simulation has produced every token it asked for."""
-    base, live = server
-
-    def metric(name):
-        for line in httpx.get(base + "/metrics").text.splitlines():
-            if line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-
-    before = metric("phasewise:requests_cancelled_total")
+def _leave_before_the_answer(base: str) -> None:
     with pytest.raises(httpx.TimeoutException):  # 1,500 tokens take ~10 s here; the client waits 0.5 s
         httpx.post(base + "/v1/completions", json={"model": M, "prompt": "hi", "max_tokens": 1500}, timeout=0.5)
+
+
+@pytest.mark.parametrize("leave", [_leave_mid_stream, _leave_before_the_answer], ids=["streaming", "non-streaming"])
+def test_disconnect_cancels_in_the_simulation(server, leave):
+    """A client that leaves frees its seat and KV at once (as vLLM aborts it), streaming or not: a non-streaming
+    one used to run to every token it asked for."""
+    base, live = server
+    before = _metric(base, "phasewise:requests_cancelled_total")
+    leave(base)
     for _ in range(100):
-        if metric("phasewise:requests_cancelled_total") > before and metric("vllm:num_requests_running") == 0:
+        if (_metric(base, "phasewise:requests_cancelled_total") > before
+                and _metric(base, "vllm:num_requests_running") == 0):
             break
         time.sleep(0.05)
-    assert metric("phasewise:requests_cancelled_total") == before + 1
-    assert metric("vllm:num_requests_running") == 0
-    assert all(inst.kv.used == 0 for inst in live.instances)
+    assert _metric(base, "phasewise:requests_cancelled_total") == before + 1
+    assert _metric(base, "vllm:num_requests_running") == 0
+    assert all(inst.kv.used == 0 for inst in live.instances)  # its KV blocks were freed
 
 
 FOX = "The quick brown fox jumps over the lazy dog."  # 13 prompt tokens (test_completion_non_streaming)
@@ -312,4 +304,3 @@ def test_n_null_is_the_default_and_a_chat_context_error_counts_the_output_asked_
     both = httpx.post(url, json={"model": M, "max_completion_tokens": 2, "max_tokens": "x",
                                  "messages": [{"role": "user", "content": "hi"}]})
     assert both.status_code == 400 and both.json()["error"]["param"] == "max_tokens"
-

@@ -215,5 +215,6 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                              "after it is over its limit even unloaded); relax --slo-ttft-ms / --slo-tpot-ms")
 
 
-__all__ = ["DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "dllm_requested", "parse_probs", "plan_dllm_cmd", "render_dllm",
+__all__ = ["DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "dllm_requested", "parse_probs",
+           "plan_dllm_cmd", "render_dllm",
            "simulate_dllm_cmd"]

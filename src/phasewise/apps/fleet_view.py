@@ -24,8 +24,8 @@ def answer_line(fleets: FleetPlan) -> str:
     if best is None:
         return (f"no fleet meets the SLOs for {fleets.target:.0%} of the requests over the trace (the largest fixed "
                 f"fleets' attainment is in the table)")
-    line = (f"fewest GPU-hours within the SLOs: {best.strategy}, {best.fleet} ({best.detail}): {best.gpu_hours:.3g} GPU-h, "
-            f"${best.cost_usd:,.2f}, {best.mean_gpus:.2f} GPUs on average")
+    line = (f"fewest GPU-hours within the SLOs: {best.strategy}, {best.fleet} ({best.detail}): "
+            f"{best.gpu_hours:.3g} GPU-h, ${best.cost_usd:,.2f}, {best.mean_gpus:.2f} GPUs on average")
     fixed = fleets.fixed(best.strategy)
     if best.fleet != "fixed" and fixed is not None and fixed.meets and fixed.gpu_hours > 0:
         line += (f", {best.gpu_hours / fixed.gpu_hours - 1:+.0%} GPU-h against its smallest fixed fleet "
@@ -98,8 +98,8 @@ def fleets_html(fleets: FleetPlan) -> str:
 
 
 def write_fleet(fleets: FleetPlan, directory: str | Path) -> Path:
-    """--export with --autoscale: the answer's fleet (fewest GPU-hours) deployment (its autoscale blocks with it) as fleet.yaml,
-    which `simulate --deployment` reads (`serve` too when it is the fixed fleet: the twin serves a fixed
+    """--export with --autoscale: the answer's fleet (fewest GPU-hours) deployment, its autoscale blocks with it, as
+    fleet.yaml, which `simulate --deployment` reads (`serve` too when it is the fixed fleet: the twin serves a fixed
     deployment, one process a replica under a real autoscaler)."""
     best: FleetRun | None = fleets.best()
     if best is None:

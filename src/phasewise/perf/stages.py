@@ -140,7 +140,7 @@ def stage_inputs(operators: list[OperatorCost]) -> tuple[float, float, float, fl
     """What Pipeline.times takes, from an iteration's operators: (time of layers_per_stage layers, embedding,
     LM head, all PP transfers)."""
     times: dict[str, float] = {}
-    for op in operators:  # one name may come twice (attention DP's all-reduce over the attention TP group and the MoE's)
+    for op in operators:  # a name may come twice (attention DP's all-reduce over the attention TP group, the MoE's)
         times[op.name] = times.get(op.name, 0.0) + op.time_s
     layers_s = sum(time_s for name, time_s in times.items() if name not in NOT_PER_LAYER)
     return layers_s, times["embedding"], times["lm_head"], times.get("pp_send_recv", 0.0)

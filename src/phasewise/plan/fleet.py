@@ -341,7 +341,7 @@ def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], r
     window_s = max(end_s - replay.prime_s, 1e-9)
     scaled = {e["group"]: e for e in res.policy.get("autoscale") or []}
     dep = build_deployment(fields)
-    mean_gpus = price_per_hour = fixed_gpus = 0.0  # each group's GPUs held on average (all of a fixed one's) at its price
+    mean_gpus = price_per_hour = fixed_gpus = 0.0  # each group's GPUs held on average (a fixed one's all), its price
     steps: list[tuple[float, float]] = []  # the autoscaled groups' GPUs taken (+) and given back (-), over time
     groups = [(g, group.hardware, group.gpus, group.replicas) for g, group in enumerate(dep.instances)]
     if dep.encoders is not None:

@@ -299,8 +299,9 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
 
 def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
     """--objective cost prices every chip from its parts, goodput-per-dollar by its rental price, goodput-per-watt
-    and power by its TDP: a one-line error naming the flag that brought in a chip without them (collocated strategies run on --hardware even when
-    --prefill-hardware / --decode-hardware name the disaggregated ones' chips)."""
+    and power by its TDP: a one-line error naming the flag that brought in a chip without them (collocated
+    strategies run on --hardware even when --prefill-hardware / --decode-hardware name the disaggregated ones'
+    chips)."""
     for flag, chips in (("--hardware", hardware_list("--hardware", hardware)),
                         ("--prefill-hardware", list(opts.prefill_hardware)),
                         ("--decode-hardware", list(opts.decode_hardware))):

@@ -51,7 +51,8 @@ class LengthDist:
         if not (np.isfinite(self.spread) and self.spread >= 0):
             raise PhasewiseError(f"length spread must be a finite number >= 0 (got {self.spread})")
         if self.kind == "uniform" and self.spread > 1:  # its draws below one token would be clipped: the mean drifts
-            raise PhasewiseError(f"a uniform length's spread (half-width over the mean) must be <= 1 (got {self.spread})")
+            raise PhasewiseError(f"a uniform length's spread (half-width over the mean) must be <= 1 "
+                                 f"(got {self.spread})")
         if self.kind == "lognormal" and self.spread <= 0:  # used to become 1.0 silently
             raise PhasewiseError("a lognormal length needs spread (sigma of log length) > 0, e.g. 0.8")
 
