@@ -86,10 +86,11 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv += ["--mamba-ssm-cache-dtype", {"fp32": "float32", "bf16": "auto"}[value]]
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
-    argv += _vllm_simulated_caps(dep, g, argv, notes)
+    built = build_group(dep, g, dep.instances.index(g))  # (cost model, KV tokens, _, engine): as simulated
+    argv += _vllm_simulated_caps(dep, g, built[3], argv, notes)
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
-    argv += _vllm_max_model_len(dep, g, notes)
+    argv += _vllm_max_model_len(dep, g, built, notes)
     argv += ["--block-size", str(run_block(dep, g, notes))]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
@@ -103,7 +104,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.role != "collocated":
         argv += ["--kv-transfer-config", json.dumps({"kv_connector": KV_BACKEND["vllm"], "kv_role": "kv_both"},
                                                     separators=(",", ":"))]
-    return Command(argv, env=_vllm_mxfp4_env(dep, g, notes), comments=notes)
+    return Command(argv, env=_vllm_mxfp4_env(built[0], notes), comments=notes)
 
 
 def _visible_devices(g: InstanceGroup) -> str:
@@ -113,14 +114,14 @@ def _visible_devices(g: InstanceGroup) -> str:
     return "HIP_VISIBLE_DEVICES" if load_hardware(g.hardware).vendor == "amd" else "CUDA_VISIBLE_DEVICES"
 
 
-def _vllm_mxfp4_env(dep: Deployment, g: InstanceGroup, notes: list[str]) -> dict[str, str]:
+def _vllm_mxfp4_env(cost, notes: list[str]) -> dict[str, str]:
     """MXFP4 experts run as simulated (quant.yaml mxfp4-w4a8: MXFP8 activations where the chip has the FP4-class
     path): vLLM takes its MXFP4 x BF16 kernels on Blackwell unless this is set (get_mxfp4_backend), as
     InferenceX's and vLLM's GPT-OSS recipes set it."""
-    expert = build_group(dep, g, dep.instances.index(g))[0].expert_quant
+    expert = cost.expert_quant  # the instance's cost model (build_group)
     if expert is None or expert.name != "mxfp4-w4a8" or expert.compute_dtype != "fp8":
         return {}
-    if load_hardware(g.hardware).vendor == "amd":  # the variable picks a FlashInfer (CUDA) kernel; ROCm has none
+    if cost.hw.vendor == "amd":  # the variable picks a FlashInfer (CUDA) kernel; ROCm has none
         notes.append("MXFP4 experts simulated with MXFP8 activations (W4A8); vLLM on ROCm chooses its own MXFP4 MoE "
                      "kernel (AITER or Triton): check that it quantizes the activations")
         return {}
@@ -129,12 +130,11 @@ def _vllm_mxfp4_env(dep: Deployment, g: InstanceGroup, notes: list[str]) -> dict
     return {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}
 
 
-def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, argv: list[str], notes: list[str]) -> list[str]:
+def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[str], notes: list[str]) -> list[str]:
     """The simulated preset's caps where `vllm serve`'s own defaults on this chip differ and the knobs did not say
     them: a preset of another scheduler (sarathi's 512-token budget, ascendra's pools, vllm-v0's whole prompts) or
     an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults."""
     model, hw = load_model(g.model or dep.model), load_hardware(g.hardware)
-    engine = build_group(dep, g, dep.instances.index(g))[3]
     own = resolve_engine("vllm", hw, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1, tp=g.tp,
                          model_type=model.model_type)
     out = []
@@ -153,14 +153,14 @@ def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, argv: list[str], not
     return out
 
 
-def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, notes: list[str]) -> list[str]:
+def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, built: tuple, notes: list[str]) -> list[str]:
     """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
     one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
     cache check at start-up). The longest sequence the planned cache holds (an attention rank's share of it;
     a hybrid stack's windowed layers counted as vLLM holds them: specs/engine_kv.py window_kv; DeepSeek-V4's windowed
     groups as its shared block pool counts them), in whole blocks."""
     model = load_model(g.model or dep.model)
-    cost, kv_tokens, _, engine = build_group(dep, g, dep.instances.index(g))
+    cost, kv_tokens, _, engine = built  # build_group's
     full, windowed, window, _ = kv_window_terms(model, *window_kv(engine, model, cost.hw),  # never pooled in vLLM
                                                 attention_tp=cost.layout.attention_tp, quant=cost.quant)
     cap = kv_tokens // (g.attention_dp or 1)

@@ -117,6 +117,16 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
     return replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
 
 
+def lengths_within_context(isl: float | None, osl: float | None, context_tokens: int, label: str = "--isl + --osl",
+                           model: str = "the model's") -> None:
+    """A one-line error where the given mean lengths (the defaults for the one not given) pass the model's context
+    (`context_tokens`, 0: unknown): no such request runs."""
+    if context_tokens and (isl is not None or osl is not None):
+        total = (isl if isl is not None else DEFAULT_ISL) + (osl if osl is not None else DEFAULT_OSL)
+        if total > context_tokens:
+            raise PhasewiseError(f"{label} = {total:g} tokens exceed {model} {context_tokens:,}-token context")
+
+
 def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
                osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int) -> WorkloadSpec:
     """workload_spec's text lengths and arrivals."""
@@ -130,10 +140,7 @@ def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: floa
             shown = f"{flag}-dist {dist}" if dist != "fixed" else f"{flag}-spread"
             raise PhasewiseError(f"{shown} needs --isl/--osl (without them the lengths are the trace's: "
                                  f"{workload or 'azure-conv'})")
-    if context_tokens and (isl is not None or osl is not None):
-        total = (isl if isl is not None else DEFAULT_ISL) + (osl if osl is not None else DEFAULT_OSL)
-        if total > context_tokens:
-            raise PhasewiseError(f"--isl + --osl = {total:g} tokens exceed the model's {context_tokens:,}-token context")
+    lengths_within_context(isl, osl, context_tokens)
     if isl is not None or osl is not None:
         if workload is not None:
             raise PhasewiseError("give either --workload or --isl/--osl, not both")

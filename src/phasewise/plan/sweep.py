@@ -32,12 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
-from phasewise.plan.goodput import GoodputResult, WorkloadSpec, evaluate
+from phasewise.plan.goodput import GoodputResult, WorkloadSpec, evaluate, lengths_within_context
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
-from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL
 
 
 class SweepWorkload(BaseModel):
@@ -157,11 +156,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     for model in cfg.models:
         context = load_model(model).max_position_embeddings
         for w, work in zip(cfg.workloads, works):
-            if context and (w.isl is not None or w.osl is not None):  # as plan refuses --isl + --osl past it
-                total = (w.isl if w.isl is not None else DEFAULT_ISL) + (w.osl if w.osl is not None else DEFAULT_OSL)
-                if total > context:
-                    raise PhasewiseError(f"workload '{w.name}': isl + osl = {total:g} tokens exceed {model}'s "
-                                         f"{context:,}-token context")
+            lengths_within_context(w.isl, w.osl, context, f"workload '{w.name}': isl + osl", f"{model}'s")
             if work.images is not None:  # a text model, or a size its processor refuses: one line naming the workload
                 try:
                     work.images.geometries(load_model(model))
