@@ -68,6 +68,19 @@ def test_offload_raises_decode_batch_and_throughput_when_decode_is_kv_bound():
     assert policy["hosts"][0]["offloaded_kv_mean_bytes"] > 0
 
 
+def test_the_offloaded_attention_costs_the_prefill_gpu_energy():
+    """The host's energy covers the offloaded attention it runs: at least idle power over the run plus the power
+    above idle for the time its work (its own prefills' and the offloaded reads') needs at the chip's peak."""
+    spec = sharegpt_like(rate=22, n=1200)
+    dep = build_deployment({**spec.deployment.model_dump(), "attention_offload": {"mode": "auto"}})
+    result = simulate(dep, spec.workload, spec.slo)
+    hardware, dur = load_hardware(A100), result.duration_s
+    prefill = result.summary()["instances"][0]
+    work_s = max(prefill["compute_utilization"], prefill["bandwidth_utilization"]) * dur
+    floor_j = prefill["gpus"] * (hardware.idle_w * dur + (hardware.tdp_w - hardware.idle_w) * work_s)
+    assert prefill["energy_j"] >= floor_j * (1 - 1e-9)
+
+
 def test_off_and_fixed_zero_equal_the_plain_deployment():
     spec = sharegpt_like(rate=30, n=1000)
     plain = simulate(spec.deployment, spec.workload, spec.slo)

@@ -337,3 +337,19 @@ def test_a_preset_launched_with_vllm_runs_with_its_simulated_caps(engine, expect
     args = vars(_parse(flags, cmd.argv[len(PREFIX["vllm"]):]))
     for name in ("max_num_seqs", "max_num_batched_tokens", "max_num_partial_prefills"):
         assert args.get(name) == expected.get(name), (name, cmd.argv)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_a_bf16_plan_on_a_quantized_checkpoint_says_to_serve_a_bf16_one(engine):
+    """--dtype bfloat16 does not dequantize an FP8 checkpoint (the engine reads its quantization config), and a
+    --quantization differing from the checkpoint's is refused: the script says which checkpoint to serve."""
+    said = "on a fp8-block checkpoint: serve a bf16 checkpoint of the model as MODEL"
+    for precision in ("bf16", "fp8"):
+        dep = build_deployment(_with_engine({"model": "deepseek-ai/DeepSeek-R1",
+                                             "instances": [{"tp": 8, "ep": 8, "precision": precision,
+                                                            "hardware": "b200"}]}, engine))
+        assert said in launch_script(dep, [])[0], precision
+    native = build_deployment(_with_engine({"model": "deepseek-ai/DeepSeek-R1",
+                                                         "instances": [{"tp": 8, "ep": 8, "hardware": "b200"}]}, engine))
+    quantized = build_deployment(_with_engine({"model": M, "instances": [{"tp": 1, "precision": "fp8"}]}, engine))
+    assert "serve a bf16 checkpoint" not in launch_script(native, [])[0] + launch_script(quantized, [])[0]

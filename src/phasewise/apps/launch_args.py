@@ -65,6 +65,11 @@ def precision_args(dep: Deployment, g: InstanceGroup, family: str, notes: list[s
             notes.append(f"precision {precision} is the checkpoint's own format: the engine reads it from the "
                          "checkpoint's quantization config")
         return []
+    if native not in UNQUANTIZED and precision in {**UNQUANTIZED, **ONLINE_QUANT}:
+        # the engine reads a quantized checkpoint's weights in its own format whatever --dtype says, and refuses a
+        # --quantization that differs from the checkpoint's: the arguments below are for a bf16 checkpoint
+        notes.append(f"precision {precision} on a {native} checkpoint: serve a bf16 checkpoint of the model as MODEL "
+                     f"(the engine reads this one's weights as {native}, whatever its arguments say)")
     if family == "trtllm":
         notes.append(f"precision {precision}: TensorRT-LLM's PyTorch backend has no online quantization; serve a "
                      f"{precision} checkpoint (e.g. quantized with NVIDIA ModelOpt) as MODEL")

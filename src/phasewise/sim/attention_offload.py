@@ -403,9 +403,14 @@ class AttentionOffloadController:
             host = offload.host
             flops, nbytes = offload.cost.host_work(seqs, host_kv, host_kv, steps)
             scale = host.cost.tp * host.cost.pp
-            host.stats.flops += flops * scale
-            host.stats.bytes += nbytes * scale
-            self.host_bytes[host.index] += nbytes * scale
+            flops, nbytes = flops * scale, nbytes * scale
+            host.stats.flops += flops
+            host.stats.bytes += nbytes
+            # its dynamic energy as the energy model charges any work: the power above idle for the time the work
+            # needs at the chip's peak (max of compute and memory time; sim/iteration_accounting.py), since
+            # utilization x duration is that time. The host's idle power is already counted over its whole run.
+            host.stats.energy_j += host._dynamic_power * max(flops * host._inv_peak, nbytes * host._inv_bw)
+            self.host_bytes[host.index] += nbytes
             offload.run_sums = (0, 0.0)
             total += seqs
         local, sums = decode.running.n, self.step_seqs
