@@ -56,7 +56,8 @@ _json = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st
 _value = st.one_of(_json, st.sampled_from([M, "", 0, -1, 1, 2**31, 2**64, 1.5, True, None, [], {}, [1, 2, 3], [0],
                                            ["one string"], [{"role": "user", "content": [{"text": 7}]}],
                                            [{"role": "user", "content": {"a": 1}}], "word " * 3000, "\ud800"]))
-_KEYS = ["model", "prompt", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "n"]
+_KEYS = ["model", "prompt", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "n",
+         "logprobs", "top_logprobs", "echo", "best_of", "temperature", "top_p", "top_k", "stop", "min_tokens"]
 
 
 @FUZZ

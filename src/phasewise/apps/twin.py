@@ -16,13 +16,23 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from phasewise.apps.image_header import data_url_size
 from phasewise.apps.tokenizer import Tokenizer, filler, id_blocks
 from phasewise.apps.twin_live import LiveSim, Stream
-from phasewise.errors import PhasewiseError, one_line
+from phasewise.apps.twin_request import (
+    ApiError,
+    check_sampling,
+    choice_count,
+    completion_prompts,
+    int_field,
+    refuse_unanswerable,
+    stream_flags,
+)
+from phasewise.errors import PhasewiseError
 from phasewise.specs.vision import ImageGeometry
 
 
@@ -61,32 +71,10 @@ def draining_server():
     return DrainingServer
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error") -> None:
-        message = one_line(message)  # a line break or a lone surrogate echoed from the body, escaped
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-
-
 async def _disconnected(request: Request) -> None:
     """Returns when the client has gone: the ASGI messages after the request's body are only its disconnect."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _int_field(body: dict, name: str) -> int | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ApiError(400, f"'{name}' must be an integer (got {json.dumps(v)})", name)
-    if v < 1:
-        raise ApiError(400, f"'{name}' must be >= 1 (got {v})", name)
-    return v
 
 
 # Prompts longer than this many characters are tokenized on a worker thread, off the event loop that streams
@@ -145,6 +133,8 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         task.cancel()
 
     app = FastAPI(title="phasewise digital twin", lifespan=lifespan)
+    # any origin, as vLLM's server allows by default (--allowed-origins '["*"]'), so a browser UI can call it
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
 
     @app.exception_handler(ApiError)
     async def api_error(_request, exc: ApiError):
@@ -200,14 +190,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        if "model" not in body:
-            raise ApiError(400, "missing field 'model'", "model")
-        if body.get("model") != model_name:
+        if body.get("model") is not None and body["model"] != model_name:  # none: the served model, as vLLM takes it
             raise ApiError(404, f"the model '{body.get('model')}' does not exist; this server serves '{model_name}'",
                            "model", "model_not_found", "invalid_request_error")
-        n = body.get("n")
-        if n is not None and (n != 1 or isinstance(n, bool)):  # null is OpenAI's default, 1
-            raise ApiError(400, "only n = 1 is supported", "n")
         return body
 
     def check_context(prompt_tokens: int, max_tokens: int, prompt_param: str, tokens_param: str,
@@ -232,31 +217,48 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             return await asyncio.to_thread(tokenizer.count_and_blocks, text, block_tokens)
         return tokenizer.count_and_blocks(text, block_tokens)
 
-    def usage(stream: Stream) -> dict[str, Any]:
-        p, c = stream.req.prompt, stream.emitted
+    def usage(streams: list[Stream], choices: int) -> dict[str, Any]:
+        """A response's usage: each prompt's tokens once however many choices it has (the streams are `choices` a
+        prompt, in order), and every choice's output tokens."""
+        firsts = streams[::choices]
+        p, c = sum(s.req.prompt for s in firsts), sum(s.emitted for s in streams)
         out: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-        if prompt_tokens_details and stream.req.cached_tokens > 0:
-            out["prompt_tokens_details"] = {"cached_tokens": stream.req.cached_tokens}
+        cached = sum(s.req.cached_tokens for s in firsts if s.req.cached_tokens > 0)
+        if prompt_tokens_details and cached > 0:
+            out["prompt_tokens_details"] = {"cached_tokens": cached}
         return out
 
-    async def _until_done_or_gone(request: Request, stream: Stream) -> int | None:
-        """A non-streaming request's output tokens once the simulation has produced them all, or None when its
-        client disconnects first: then its request is cancelled (its KV freed, its seat given back), as a streaming
-        one's is and as vLLM aborts it. The disconnect is ASGI's http.disconnect, the next message once the body is
-        read."""
-        async def collect() -> int:
-            total = 0
-            async for n in tokens(stream):
-                total += n
-            return total
+    async def collect(stream: Stream) -> int:
+        total = 0
+        async for n in tokens(stream):
+            total += n
+        return total
 
-        work = asyncio.ensure_future(collect())
+    async def collect_all(streams: list[Stream]) -> list[int]:
+        """Every choice's output tokens; the first to fail fails them all, and the others are cancelled."""
+        tasks = [asyncio.ensure_future(collect(stream)) for stream in streams]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()  # tokens()'s finally cancels an unfinished request in the simulation
+
+    async def _until_done_or_gone(request: Request, streams: list[Stream]) -> list[int] | None:
+        """A non-streaming request's output tokens, each choice's, once the simulation has produced them all, or
+        None when its client disconnects first: then its requests are cancelled (their KV freed, their seats given
+        back), as a streaming one's are and as vLLM aborts them. The disconnect is ASGI's http.disconnect, the next
+        message once the body is read."""
+        work = asyncio.ensure_future(collect_all(streams))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
             if work.done():
                 return work.result()
-            work.cancel()  # tokens()'s finally cancels the request in the simulation
+            work.cancel()
             try:
                 await work
             except asyncio.CancelledError:
@@ -281,87 +283,137 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             if not stream.done:
                 live.cancel(stream)
 
-    async def run(body: dict, chat: bool) -> tuple[Stream, bool, bool]:
+    async def choice_tokens(streams: list[Stream]):
+        """(choice index, tokens) as the simulation produces them and (index, None) as a choice ends: one stream's
+        directly, several interleaved in the order their tokens come; closing it cancels what has not ended."""
+        if len(streams) == 1:
+            async for n in tokens(streams[0]):
+                yield 0, n
+            yield 0, None
+            return
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(index: int, stream: Stream) -> None:
+            try:
+                async for n in tokens(stream):
+                    queue.put_nowait((index, n))
+                queue.put_nowait((index, None))
+            except ApiError as exc:
+                queue.put_nowait((index, exc))
+
+        tasks = [asyncio.ensure_future(pump(index, stream)) for index, stream in enumerate(streams)]
+        try:
+            left = len(streams)
+            while left:
+                index, item = await queue.get()
+                if isinstance(item, ApiError):
+                    raise item
+                left -= item is None
+                yield index, item
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def chat_prompt(body: dict) -> tuple[int, tuple | None, tuple, tuple, int]:
+        """A chat request's (prompt tokens, prefix blocks, image patches, image tokens, output tokens): without
+        max_tokens, `default_chat_tokens` or what the context leaves after the prompt, whichever is fewer."""
+        tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        # both checked (vLLM validates each); max_completion_tokens, OpenAI's current name, wins
+        named = int_field(body, "max_completion_tokens"), int_field(body, "max_tokens")
+        asked = named[0] or named[1]
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            raise ApiError(400, "'messages' must be a non-empty list", "messages")
+        text, images = [], []
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or "role" not in m:
+                raise ApiError(400, f"messages[{i}] must be an object with a 'role'", "messages")
+            c = m.get("content") or ""
+            if isinstance(c, list):  # content parts: text, and images where the model has a vision encoder
+                for j, part in enumerate(c):
+                    kind = part.get("type", "text") if isinstance(part, dict) else None
+                    if kind == IMAGE_PART and vision:
+                        images.append(image_geometry(part, f"messages[{i}].content[{j}]"))
+                    elif kind not in TEXT_PARTS:
+                        raise ApiError(400, f"messages[{i}].content[{j}]: a part of type {kind!r} is not "
+                                       f"simulated (allowed: {', '.join(allowed_parts)}; the twin costs "
+                                       f"{'text and images' if vision else 'text prompts only'})", "messages")
+                c = " ".join(str(part.get(part.get("type", "text"), "")) for part in c
+                             if part.get("type", "text") in TEXT_PARTS)
+            text.append(str(c))
+        overhead = 4 * len(text) + 3  # the chat template's tokens around each message
+        overhead += sum(image.prompt_tokens for image in images)
+        prompt_tokens, blocks = await count("\n".join(text), asked or 1, "messages", tokens_param, overhead)
+        prompt_tokens += overhead
+        if images:  # their pixels are not hashed: such a prompt shares no prefix
+            blocks = None
+        check_context(prompt_tokens, asked or 1, "messages", tokens_param)
+        if asked is None:  # at least min_tokens, within the context (the prompt alone fits: checked above)
+            asked = max(default_chat_tokens, int_field(body, "min_tokens", at_least=0) or 0)
+            asked = min(asked, context - prompt_tokens) if context else asked
+        return (prompt_tokens, blocks, tuple(image.patches for image in images),
+                tuple(image.prompt_tokens for image in images), asked)
+
+    async def completion_prompt(prompt: str | list[int], max_tokens: int) -> tuple:
+        """A completions prompt's (prompt tokens, prefix blocks, (), (), output tokens), as chat_prompt's."""
+        if isinstance(prompt, str):
+            prompt_tokens, blocks = await count(prompt, max_tokens, "prompt", "max_tokens")
+        else:  # token ids
+            prompt_tokens, blocks = len(prompt), id_blocks(prompt, block_tokens)
+        check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
+        return prompt_tokens, blocks, (), (), max_tokens
+
+    async def run(body: dict, chat: bool) -> tuple[list[Stream], int, bool, bool, bool]:
+        """The request's choices entered in the simulation, `n` a prompt (prompt-major, as vLLM indexes them), with
+        the choices a prompt, and (streaming, usage at the end, usage in every chunk)."""
+        streaming, include_usage, continuous = stream_flags(body)
+        check_sampling(body)
+        refuse_unanswerable(body, chat)
         if chat:
-            tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-            # both checked (vLLM validates each); max_completion_tokens, OpenAI's current name, wins
-            named = _int_field(body, "max_completion_tokens"), _int_field(body, "max_tokens")
-            max_tokens = named[0] or named[1] or default_chat_tokens
-            msgs = body.get("messages")
-            if not isinstance(msgs, list) or not msgs:
-                raise ApiError(400, "'messages' must be a non-empty list", "messages")
-            text, images = [], []
-            for i, m in enumerate(msgs):
-                if not isinstance(m, dict) or "role" not in m:
-                    raise ApiError(400, f"messages[{i}] must be an object with a 'role'", "messages")
-                c = m.get("content") or ""
-                if isinstance(c, list):  # content parts: text, and images where the model has a vision encoder
-                    for j, part in enumerate(c):
-                        kind = part.get("type", "text") if isinstance(part, dict) else None
-                        if kind == IMAGE_PART and vision:
-                            images.append(image_geometry(part, f"messages[{i}].content[{j}]"))
-                        elif kind not in TEXT_PARTS:
-                            raise ApiError(400, f"messages[{i}].content[{j}]: a part of type {kind!r} is not "
-                                           f"simulated (allowed: {', '.join(allowed_parts)}; the twin costs "
-                                           f"{'text and images' if vision else 'text prompts only'})", "messages")
-                    c = " ".join(str(part.get(part.get("type", "text"), "")) for part in c
-                                 if part.get("type", "text") in TEXT_PARTS)
-                text.append(str(c))
-            overhead = 4 * len(text) + 3  # the chat template's tokens around each message
-            overhead += sum(image.prompt_tokens for image in images)
-            prompt_tokens, blocks = await count("\n".join(text), max_tokens, "messages", tokens_param, overhead)
-            prompt_tokens += overhead
-            if images:  # their pixels are not hashed: such a prompt shares no prefix
-                blocks = None
-            check_context(prompt_tokens, max_tokens, "messages", tokens_param)
+            choices = choice_count(body, 1)
+            prompts = [await chat_prompt(body)]
         else:
-            max_tokens = _int_field(body, "max_tokens") or 16
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if isinstance(prompt, str):
-                prompt_tokens, blocks = await count(prompt, max_tokens, "prompt", "max_tokens")
-            elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-                prompt_tokens, blocks = len(prompt), id_blocks(prompt, block_tokens)  # token ids
-            else:
-                raise ApiError(400, "'prompt' must be a string, a list of one string, or a list of token ids",
-                               "prompt")
-            check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
+            texts = completion_prompts(body)
+            choices = choice_count(body, len(texts))
+            max_tokens = int_field(body, "max_tokens") or 16
+            prompts = [await completion_prompt(text, max_tokens) for text in texts]
+        least = int_field(body, "min_tokens", at_least=0) or 0
+        if least > prompts[0][4]:
+            raise ApiError(400, f"'min_tokens' ({least}) must be <= the output's max_tokens ({prompts[0][4]})",
+                           "min_tokens")
         # refused up front, with the reason: a request no instance of a role it needs could ever hold (front: the
         # collocated or prefill instances; disaggregated, the decode instances too, which take its KV over)
         front = [i for i in live.instances if i.role != "decode"]
         back = [i for i in live.instances if i.role == "decode"]
-        for group in (front, back):
-            if group and all(i.never_fits(max(prompt_tokens, 1), max_tokens) for i in group):
-                where = "decode instance" if group is back else "instance"
-                raise ApiError(400, f"the request's {prompt_tokens} prompt tokens do not fit in the simulated KV "
-                                    f"cache of any {where} ({max(i.kv.capacity * i.kv.block_size for i in group)} "
-                                    f"tokens)", "messages" if chat else "prompt", "kv_cache_exhausted")
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            raise ApiError(400, "'stream' must be a boolean", "stream")
-        opts = body.get("stream_options") or {}
-        include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
-        patches = tuple(image.patches for image in images) if chat else ()
-        tokens = tuple(image.prompt_tokens for image in images) if chat else ()
-        return (live.submit(max(prompt_tokens, 1), max_tokens, patches, tokens, blocks,
-                            "chat_completions" if chat else "completions", stream), stream, include_usage)
+        for prompt_tokens, _, _, _, max_tokens in prompts:
+            for group in (front, back):
+                if group and all(i.never_fits(max(prompt_tokens, 1), max_tokens) for i in group):
+                    where = "decode instance" if group is back else "instance"
+                    raise ApiError(400, f"the request's {prompt_tokens} prompt tokens do not fit in the simulated KV "
+                                        f"cache of any {where} ({max(i.kv.capacity * i.kv.block_size for i in group)} "
+                                        f"tokens)", "messages" if chat else "prompt", "kv_cache_exhausted")
+        endpoint = "chat_completions" if chat else "completions"
+        streams = [live.submit(max(prompt_tokens, 1), max_tokens, patches, image_tokens, blocks, endpoint, streaming)
+                   for prompt_tokens, blocks, patches, image_tokens, max_tokens in prompts for _ in range(choices)]
+        return streams, choices, streaming, include_usage, continuous
 
-    def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool,
-              first: bool) -> str:
+    def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool, first: bool,
+              index: int = 0, used: dict | None = None) -> str:
         if chat:
             d: dict[str, Any] = {}
             if first:
                 d["role"] = "assistant"
             if delta is not None:
                 d["content"] = delta
-            choice = {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "delta": d, "logprobs": None, "finish_reason": finish}
             obj = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model_name,
                    "choices": [choice]}
         else:
-            choice = {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "text": delta or "", "logprobs": None, "finish_reason": finish}
             obj = {"id": rid, "object": "text_completion", "created": created, "model": model_name,
                    "choices": [choice]}
+        if used is not None:  # stream_options.continuous_usage_stats: the choice's usage so far, in every chunk
+            obj["usage"] = used
         return f"data: {json.dumps(obj)}\n\n"
 
     async def respond(request: Request, chat: bool):
@@ -383,48 +435,54 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
 
     async def answer(request: Request, chat: bool):
         body = await parse(request)
-        stream, streaming, include_usage = await run(body, chat)
+        streams, choices, streaming, include_usage, continuous = await run(body, chat)
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         if streaming:
-            # Every content chunk differs only in its text: format the JSON once, splice the text in.
+            # One choice's content chunks differ only in their text: format the JSON once, splice the text in.
+            spliced = len(streams) == 1 and not continuous
             head, tail = chunk(rid, created, "\x00", None, chat, False).split('"\\u0000"')
 
             async def sse():
-                first = chat  # the first chat chunk also carries the assistant role
+                started = [not chat] * len(streams)  # a chat choice's first chunk also carries the assistant role
                 try:
-                    async for n in tokens(stream):
-                        text = filler(stream.emitted - n, n)
-                        if first:
-                            yield chunk(rid, created, text, None, chat, True)
-                            first = False
-                        else:
+                    async for index, n in choice_tokens(streams):
+                        used = usage([streams[index]], 1) if continuous else None
+                        if n is None:  # the choice ended
+                            yield chunk(rid, created, None if chat else "", "length", chat, False, index, used)
+                            continue
+                        text = filler(streams[index].emitted - n, n)
+                        if not started[index]:
+                            yield chunk(rid, created, text, None, chat, True, index, used)
+                            started[index] = True
+                        elif spliced:
                             yield f'{head}"{text}"{tail}'
+                        else:
+                            yield chunk(rid, created, text, None, chat, False, index, used)
                 except ApiError as exc:  # after the headers went out: an error event, then the end
                     yield f"data: {json.dumps(exc.body())}\n\n"
                     yield "data: [DONE]\n\n"
                     return
-                yield chunk(rid, created, None if chat else "", "length", chat, False)
                 if include_usage:
                     obj = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
-                           "created": created, "model": model_name, "choices": [], "usage": usage(stream)}
+                           "created": created, "model": model_name, "choices": [], "usage": usage(streams, choices)}
                     yield f"data: {json.dumps(obj)}\n\n"
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        total = await _until_done_or_gone(request, stream)
-        if total is None:  # the client left: its request was cancelled in the simulation (tokens())
+        totals = await _until_done_or_gone(request, streams)
+        if totals is None:  # the client left: its requests were cancelled in the simulation (tokens())
             return Response(status_code=499)
-        text = filler(0, total)
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": "length"}
+            answers = [{"index": index, "message": {"role": "assistant", "content": filler(0, total)},
+                        "logprobs": None, "finish_reason": "length"} for index, total in enumerate(totals)]
             return {"id": rid, "object": "chat.completion", "created": created, "model": model_name,
-                    "choices": [choice], "usage": usage(stream)}
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
+                    "choices": answers, "usage": usage(streams, choices)}
+        answers = [{"index": index, "text": filler(0, total), "logprobs": None, "finish_reason": "length"}
+                   for index, total in enumerate(totals)]
         return {"id": rid, "object": "text_completion", "created": created, "model": model_name,
-                "choices": [choice], "usage": usage(stream)}
+                "choices": answers, "usage": usage(streams, choices)}
 
     @app.post("/v1/completions")
     async def completions(request: Request):
