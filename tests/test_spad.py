@@ -71,6 +71,21 @@ def test_bigger_arrays_gain_less_than_their_peak_on_skinny_gemms():
     assert 0 < array_utilization(1, 3, 5, big) <= 1
 
 
+def test_a_grouped_gemms_fractional_rows_per_expert_cost_time_that_grows_smoothly():
+    """A grouped GEMM's mean rows per expert is fractional: its time (rows / utilization) rises continuously with
+    it, never falling as it passes an integer; the MoE prefill of a chip built from parts rises with the prompt."""
+    from phasewise.perf.estimate import estimate
+
+    arrays = load_hardware("spad-decode-chip").parts.compute
+    rows = [1 + step / 50 for step in range(0, 151)]
+    cycles = [m / array_utilization(m, 4096, 1536, arrays) for m in rows]
+    assert all(b >= a for a, b in zip(cycles, cycles[1:]))
+    assert max(b - a for a, b in zip(cycles, cycles[1:])) < 3 * (cycles[-1] - cycles[0]) / 150  # no jump
+    prefill = [estimate("deepseek-ai/DeepSeek-V4-Flash", "spad-decode-chip", engine="ideal", batch=4,
+                        prompt_len=prompt).prefill.latency_s for prompt in (16, 17, 18, 19)]
+    assert prefill == sorted(prefill)
+
+
 def test_die_cost_and_yield_are_monotonic_and_sourced():
     constants = packaged("chip_parts.yaml")
     node = constants["process_nodes"]["N5"]

@@ -35,8 +35,17 @@ def _utilization(m: int, k: int, n: int, arrays: int, rows: int, cols: int) -> f
 
 
 def array_utilization(m: float, k: float, n: float, compute: ComputeUnits) -> float:
-    """Fraction of the chip's tensor peak an m x k @ k x n GEMM keeps busy (0 < u <= 1)."""
+    """Fraction of the chip's tensor peak an m x k @ k x n GEMM keeps busy (0 < u <= 1). A fractional m (a grouped
+    GEMM's mean rows per expert) is a mix of floor(m) and floor(m) + 1 rows with that mean: its cycles are theirs
+    interpolated, so the time grows smoothly with m (at ceil(m) rows it fell by up to half as m passed an integer,
+    the FLOPs charged for m rows at the utilization of ceil(m))."""
     if m <= 0 or k <= 0 or n <= 0:
         return 1.0
-    return _utilization(max(1, math.ceil(m)), max(1, math.ceil(k)), max(1, math.ceil(n)), compute.arrays,
-                        compute.array_rows, compute.array_cols)
+    k_int, n_int = max(1, math.ceil(k)), max(1, math.ceil(n))
+    shape = (k_int, n_int, compute.arrays, compute.array_rows, compute.array_cols)
+    low = math.floor(m)
+    if low == m or low == 0:
+        return _utilization(max(1, math.ceil(m)), *shape)
+    share = m - low
+    cycles = (1.0 - share) * low / _utilization(low, *shape) + share * (low + 1) / _utilization(low + 1, *shape)
+    return m / cycles
