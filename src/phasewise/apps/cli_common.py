@@ -94,7 +94,7 @@ PrefillEp = Annotated[Optional[int], typer.Option(help="disagg: the prefill inst
 DecodeEp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --ep")]
 PrefillAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the prefill instances' --attention-dp")]
 DecodeAttentionDp = Annotated[Optional[int], typer.Option(help="disagg: the decode instances' --attention-dp")]
-MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean (default: uniform routing's sampling noise)")]
+MoeImbalance = Annotated[Optional[float], typer.Option(help="expert parallelism: most-loaded GPU's expert rows over the mean, 1 to min(ep, experts / top-k) (default: the model's measured routing skew where the catalog has one, with the sampling noise; uniform routing's noise otherwise)")]
 RoutingSkew = Annotated[Optional[float], typer.Option(help="MoE: your traffic's routing skew, the busiest 20 % of the experts' share of the routed tokens, 0.2 (uniform) to <1 (default: the model's, models.yaml routing_skew, else uniform)")]
 # Engine knobs, named as each engine names its flag; unset = the engine's default for the GPU and version.
 MaxNumSeqs = Annotated[Optional[int], typer.Option(help="vllm, vllm-v0, sarathi: max sequences per step (vllm: per attention-DP rank)")]

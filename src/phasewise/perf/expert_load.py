@@ -3,7 +3,10 @@ expert-parallel GPU.
 
 A model's measured routing skew is the share of the routed tokens its busiest 20 % of experts take
 (`ModelSpec.expert_top20_share`; 0.2 = uniform). It is read as a Zipf popularity over the experts' ranks,
-p_i ~ i^-s, with s solved so that the top 20 % carry that share. Engines place experts on EP ranks by index
+p_i ~ i^-s, capped at 1/k (a token picks k distinct experts, so no expert takes more than one of its k rows; the
+excess is spread over the others in proportion, water-filling), with s solved so that the capped popularity's top
+20 % carry that share. Uncapped, a skew such as Qwen3-235B's 0.65 (128 experts, top-8) gave its top expert 1.16
+rows a token, which no routing can. Engines place experts on EP ranks by index
 (rank j holds experts j E/ep .. (j+1) E/ep - 1), which says nothing of their popularity, so the busiest rank's
 expected share is taken over random placements: `busiest_rank_ratio` = E[max over ranks of its experts'
 popularity] x ep (1 = perfectly even), by a fixed-seed draw of placements (deterministic, cached).
@@ -29,32 +32,53 @@ from phasewise.errors import PhasewiseError
 PLACEMENTS = 512  # random expert-to-rank placements averaged over (fixed seed)
 
 
-def zipf_popularity(experts: int, top20_share: float) -> np.ndarray:
-    """Expert popularities p_i ~ i^-s (descending, summing to 1) whose top 20 % hold `top20_share`."""
+def zipf_popularity(experts: int, top20_share: float, top_k: int = 1) -> np.ndarray:
+    """Expert popularities (descending, summing to 1): p_i ~ i^-s capped at 1 / top_k by water-filling, whose top
+    20 % hold `top20_share`."""
     top = max(1, round(0.2 * experts))
     ranks = np.arange(1, experts + 1, dtype=np.float64)
 
+    def popularity(s: float) -> np.ndarray:
+        return _capped(ranks ** -s, 1.0 / max(top_k, 1))
+
     def share(s: float) -> float:
-        w = ranks ** -s
-        return float(w[:top].sum() / w.sum())
+        return float(popularity(s)[:top].sum())
 
     lo, hi = 0.0, 8.0
     if not share(lo) <= top20_share <= share(hi):
-        raise ValueError(f"a top-20 % share of {top20_share} is outside what {experts} experts allow "
-                         f"({share(lo):.3f} .. {share(hi):.3f})")
+        raise ValueError(f"a top-20 % share of {top20_share} is outside what {experts} experts "
+                         f"{f'with top-{top_k} routing ' if top_k > 1 else ''}allow ({share(lo):.3f} .. {share(hi):.3f})")
     for _ in range(60):  # bisection on the monotone share(s)
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if share(mid) < top20_share else (lo, mid)
-    w = ranks ** -((lo + hi) / 2)
-    return w / w.sum()
+    return popularity((lo + hi) / 2)
+
+
+def max_rank_ratio(experts: int, top_k: int, ep: int) -> float:
+    """The most the busiest of `ep` expert-parallel GPUs can carry over the mean: its experts / ep experts take at
+    most min(top_k, experts / ep) of a token's rows, the mean GPU top_k / ep: min(ep, experts / top_k)."""
+    return min(float(ep), experts / top_k) if top_k else float(ep)
+
+
+def _capped(weights: np.ndarray, cap: float) -> np.ndarray:
+    """Descending `weights` normalized to sum to 1 with no entry above `cap` (>= 1 / len): the first j entries at
+    the cap and the rest in proportion to their weights, for the least j that keeps the rest under it."""
+    tail = np.cumsum(weights[::-1])[::-1]  # sum of weights[j:]
+    for j in range(len(weights)):
+        scale = (1.0 - j * cap) / tail[j]
+        if weights[j] * scale <= cap * (1 + 1e-12):
+            out = weights * scale
+            out[:j] = cap
+            return out
+    return np.full(len(weights), 1.0 / len(weights))
 
 
 @lru_cache(maxsize=256)
-def busiest_rank_ratio(experts: int, ep: int, top20_share: float) -> float:
+def busiest_rank_ratio(experts: int, ep: int, top20_share: float, top_k: int = 1) -> float:
     """Expected popularity of the busiest of `ep` ranks over the mean rank's, experts placed at random."""
     if ep <= 1 or experts % ep or top20_share <= 0.2:
         return 1.0
-    popularity = zipf_popularity(experts, top20_share)
+    popularity = zipf_popularity(experts, top20_share, top_k)
     rng = np.random.default_rng(0)
     placements = np.argsort(rng.random((PLACEMENTS, experts)), axis=1)  # a random permutation per row
     per_rank = popularity[placements].reshape(PLACEMENTS, ep, experts // ep).sum(axis=2)
@@ -64,7 +88,7 @@ def busiest_rank_ratio(experts: int, ep: int, top20_share: float) -> float:
 @lru_cache(maxsize=256)
 def _inclusion(experts: int, top_k: int, top20_share: float) -> np.ndarray:
     """Each expert's probability of being among one token's top-k experts: k x its popularity, at most 1."""
-    return np.minimum(1.0, top_k * zipf_popularity(experts, top20_share))
+    return np.minimum(1.0, top_k * zipf_popularity(experts, top20_share, top_k))
 
 
 def expected_distinct_experts(experts: int, top_k: int, tokens: float, top20_share: float | None = None) -> float:
@@ -131,7 +155,7 @@ def with_routing_skew(model, top20_share: float | None, flag: str = "--routing-s
                              f"(uniform) to below 1 (got {top20_share})")
     if top20_share > 0.2:
         try:
-            zipf_popularity(model.num_experts, top20_share)
+            zipf_popularity(model.num_experts, top20_share, model.experts_per_token or 1)
         except ValueError as exc:
             raise PhasewiseError(f"{flag}: {exc}") from None
     return model.model_copy(update={"expert_top20_share": top20_share if top20_share > 0.2 else None})

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.expert_load import busiest_rank_ratio
+from phasewise.perf.expert_load import busiest_rank_ratio, max_rank_ratio
 from phasewise.specs.model import ModelSpec
 
 
@@ -33,6 +33,7 @@ class ParallelLayout:
     ep: int = 1
     moe_imbalance: float | None = None  # most-loaded GPU's expert rows over the mean; None: as derived below
     popularity_ratio: float = 1.0  # the busiest EP rank's expected share of the routing over the mean (expert_load.py)
+    max_ratio: float | None = None  # the most any EP rank can carry over the mean, min(ep, E / k); None: ep
 
     @property
     def attention_tp(self) -> int:
@@ -56,14 +57,16 @@ class ParallelLayout:
         `ep` GPUs: the given `moe_imbalance`, else the busiest rank's expected popularity r (the model's
         measured routing skew, expert_load.py; 1 when none is known) with the balls-into-bins sampling noise
         on its r x assignments / ep expected rows: r (1 + sqrt(2 ep ln(ep) / (r x assignments))) (Raab and
-        Steger 1998, heavily loaded case; with r = 1, uniform routing's noise alone), at most ep (every row on one
-        GPU: the bound holds where the heavily-loaded formula does not, a few rows over two GPUs)."""
+        Steger 1998, heavily loaded case; with r = 1, uniform routing's noise alone), at most min(ep, E / k) (its
+        experts take every one of a token's rows they can: the bound holds where the heavily-loaded formula does
+        not, a few rows over two GPUs)."""
         if self.ep == 1:
             return 1.0
         if self.moe_imbalance is not None:
             return self.moe_imbalance
         r = self.popularity_ratio
-        return min(self.ep, r * (1.0 + math.sqrt(2.0 * self.ep * math.log(self.ep) / max(r * assignments, 1.0))))
+        most = self.ep if self.max_ratio is None else self.max_ratio
+        return min(most, r * (1.0 + math.sqrt(2.0 * self.ep * math.log(self.ep) / max(r * assignments, 1.0))))
 
 
 def busiest_rank_share(seqs: float, ranks: int) -> float:
@@ -108,13 +111,16 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
     if moe_imbalance is not None and ep == 1:  # one GPU holds every expert's rows: there is nothing to balance
         raise PhasewiseError("--moe-imbalance applies to expert parallelism: give --ep > 1 (a mixture-of-experts "
                              f"model; {model.name} runs with ep 1 here)")
-    if moe_imbalance is not None and not 1 <= moe_imbalance <= ep:
-        raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: from 1 to --ep "
-                             f"{ep} (every row on one GPU) (got {moe_imbalance})")
+    top_k = model.experts_per_token or 1
+    most = max_rank_ratio(model.num_experts, top_k, ep) if model.num_experts else float(ep)
+    if moe_imbalance is not None and not 1 <= moe_imbalance <= most:
+        raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: from 1 to "
+                             f"{most:g}, min(--ep {ep}, {model.num_experts} experts / top-{top_k}) (its experts take "
+                             f"every row of a token they can) (got {moe_imbalance})")
     skew = model.expert_top20_share
-    ratio = busiest_rank_ratio(model.num_experts, ep, skew) if skew and ep > 1 else 1.0
+    ratio = busiest_rank_ratio(model.num_experts, ep, skew, top_k) if skew and ep > 1 else 1.0
     return ParallelLayout(tp=tp, attention_dp=attention_dp, ep=ep, moe_imbalance=moe_imbalance,
-                          popularity_ratio=ratio)
+                          popularity_ratio=ratio, max_ratio=most)
 
 
 def _divisors(n: int) -> list[int]:
