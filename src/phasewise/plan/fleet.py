@@ -311,7 +311,7 @@ def _simulate(fields: dict[str, Any], replay: Replay, slo: Slo, images: ImageInp
         dep = build_deployment(fields)
     except PhasewiseError as exc:
         return None, str(exc)
-    return simulate(dep, replay.traffic, slo, images=images), ""
+    return simulate(dep, replay.traffic, slo, images=images, refuse_beyond_context=True), ""
 
 
 def _replay(strategy: str, fleet: str, detail: str, fields: dict[str, Any], replay: Replay, slo: Slo,

@@ -57,6 +57,10 @@ class WorkloadSpec:
     reusable_share: float = 0.0  # prompt tokens an unbounded prefix cache serves (reusable_prompt_share)
     images: ImageInputs | None = None  # the images requests carry (workload/images.py), beside the text lengths
     image_counts: tuple[int, ...] | None = None  # per trace request, its images (a trace's NumImages column)
+    # a request whose prompt + output pass the model's context is refused on arrival, as an engine refuses it (plan
+    # and sweep's workloads, workload_spec); off, it runs if its KV fits, as the papers' replays run them
+    refuse_beyond_context: bool = False
+    beyond_context_share: float = 0.0  # its requests' share past the model's context (workload_spec, when refused)
 
     def at_rate(self, rate: float, requests: int | None = None) -> Workload:
         n = requests or self.requests
@@ -109,12 +113,25 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
     flags (workload/images.py image_inputs): the images requests carry, their tokens added to the text lengths when
     simulated; a trace with a NumImages column gives each request's count itself."""
     spec = _text_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed, context_tokens)
+    beyond = beyond_context_share(spec, context_tokens)
+    note = (f"; {beyond:.1%} of its requests pass the model's {context_tokens:,}-token context and are refused, as "
+            f"the engine refuses them" if beyond else "")
+    spec = replace(spec, refuse_beyond_context=True, beyond_context_share=beyond, name=spec.name + note)
     counts = None if spec.image_counts is None else np.asarray(spec.image_counts)
     images = image_inputs(images_per_request, image_size, image_share, counts, f"workload '{workload}'",
                           image_tokens_included)
     if images is None:
         return replace(spec, image_counts=None)
     return replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
+
+
+def beyond_context_share(spec: WorkloadSpec, context_tokens: int) -> float:
+    """The share of the workload's requests whose prompt + output pass the model's context (0: unknown): the engine
+    refuses them, so they count against the attainment, and an attainment above the share that fits is out of
+    reach."""
+    if not context_tokens:
+        return 0.0
+    return float(np.mean(np.asarray(spec.prompts) + np.asarray(spec.outputs) > context_tokens))
 
 
 def lengths_within_context(isl: float | None, osl: float | None, context_tokens: int, label: str = "--isl + --osl",
@@ -437,7 +454,8 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
         s = (known or {}).get(key)
         if s is None or (complete and stopped_early(s)):
             res = simulate(simulated, traffic, slo, images=work.images,
-                           stop_after_misses=None if complete else miss_allowance(len(traffic), target))
+                           stop_after_misses=None if complete else miss_allowance(len(traffic), target),
+                           refuse_beyond_context=work.refuse_beyond_context)
             s = res.summary()
             s["stable"] = work.steady(res)
             runs += 1

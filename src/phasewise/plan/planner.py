@@ -60,6 +60,7 @@ class PlanResult:
     wall_s: float = 0.0
     chip_gpus: tuple[tuple[str, int], ...] = ()  # --chip-gpus: some chips' own budgets
     phase_chips: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # --prefill-hardware, --decode-hardware
+    beyond_context_share: float = 0.0  # the workload's requests past the model's context, refused (WorkloadSpec)
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips; with
@@ -162,6 +163,12 @@ class PlanResult:
         if c["attainment"] >= self.target:  # the search met them on one unit; the whole deployment did not
             return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} on one unit at {c['rate_rps']:.3g} "
                     f"req/s, not held on the whole deployment (verification at 80-100 % of that rate)")
+        beyond = self.beyond_context_share
+        if beyond and 1.0 - beyond < self.target:  # the refused requests alone put the target out of reach
+            return (f"{line}: {beyond:.1%} of the workload's requests pass the model's context and are refused, as "
+                    f"the engine refuses them, so at most {1.0 - beyond:.1%} can meet them (a lower --attainment, "
+                    f"or shorter requests); closest: {c['strategy']}, {c['attainment']:.0%} at "
+                    f"{c['rate_rps']:.3g} req/s")
         return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} at {c['rate_rps']:.3g} req/s "
                 f"({c['binds']} binds: TTFT p90 {c['ttft_p90_ms']:.0f} ms, TPOT p90 {c['tpot_p90_ms']:.1f} ms)")
 
@@ -294,7 +301,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
-                      time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware))
+                      time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
+                      work.beyond_context_share)
 
 
 def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
@@ -345,7 +353,8 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
 
     def attempt(r: float) -> tuple[float, VerifiedRun | None]:
         n = int(max(REFINE["min_requests"], rate_share(r, units, strategy.units) * VERIFY_WINDOW_S))
-        res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo, images=work.images)
+        res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo, images=work.images,
+                       refuse_beyond_context=work.refuse_beyond_context)
         s = res.summary()
         att = float(s["slo"]["attainment"])
         if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
@@ -386,7 +395,7 @@ def verified_timeline(result: PlanResult, work: WorkloadSpec, rank: int = 1) -> 
         return None
     run = r.verified
     res = simulate(build_deployment(run.deployment), run.workload(work), result.slo, record_timeline=True,
-                   images=work.images)
+                   images=work.images, refuse_beyond_context=work.refuse_beyond_context)
     m = res.measured_mask
     if not np.array_equal(res.ttft_s[m] * 1e3, run.ttft_ms, equal_nan=True):
         raise PhasewiseError(f"strategy '{r.strategy.name}': re-running its verification run gave other TTFTs "
