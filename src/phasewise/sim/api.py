@@ -469,5 +469,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
 
 
 def run(check_invariants: bool = False, **kwargs) -> SimResult:
+    """`build(**kwargs)` simulated. A request past the model's context runs here if its KV fits (the papers' replays
+    run them); `phasewise simulate` refuses it as an engine does: simulate(..., refuse_beyond_context=True)."""
     spec = build(**kwargs)
     return simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images)
