@@ -234,3 +234,21 @@ def test_full_conversation_trace_runs(run_cli):
     d = json.loads(out)
     assert d["completed"] == 12031
     assert 0 < d["prefix_cache"]["hit_rate_tokens"] < 0.374  # below the unbounded ratio, 37.3 % of tokens
+
+
+def test_instance_token_counts_are_prompt_and_output_tokens_whatever_kernel_runs_them():
+    """A short prompt chunk over cached tokens runs in the decode kernel's class (perf/batch.py), but its tokens are
+    prompt tokens: an instance's decode_tokens are every request's output tokens after the first (the prefill
+    samples that one) and its prefill_tokens the prompt tokens the caches did not serve; a disaggregated prefill
+    instance reports no decode tokens (it reported 22 on the Mooncake excerpt)."""
+    result = run(model="meta-llama/Llama-3.1-8B", hardware="h100-sxm", trace="mooncake", rate=2.0, trace_limit=300,
+                 max_num_batched_tokens=512, max_num_seqs=256)
+    (instance,) = result.summary()["instances"]
+    assert instance["preemptions"] == 0
+    assert instance["decode_tokens"] == int((result.output_tokens - 1).sum())
+    assert instance["prefill_tokens"] == int((result.prompt_tokens - result.cached_tokens).sum())
+    split = run(model="meta-llama/Llama-3.1-8B", hardware="h100-sxm", trace="mooncake", arch="disagg",
+                prefill_workers=2, decode_workers=1)
+    roles = {i["role"]: i for i in split.summary()["instances"]}
+    assert all(i["decode_tokens"] == 0 for i in split.summary()["instances"] if i["role"] == "prefill")
+    assert roles["decode"]["prefill_tokens"] == 0

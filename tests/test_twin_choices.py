@@ -6,8 +6,8 @@ import json
 
 import httpx
 import pytest
-
 from conftest import serving
+
 from phasewise.apps.tokenizer import Tokenizer
 from phasewise.apps.twin import LiveSim, create_app
 from phasewise.sim.deployment import collocated

@@ -46,8 +46,9 @@ def zipf_popularity(experts: int, top20_share: float, top_k: int = 1) -> np.ndar
 
     lo, hi = 0.0, 8.0
     if not share(lo) <= top20_share <= share(hi):
-        raise ValueError(f"a top-20 % share of {top20_share} is outside what {experts} experts "
-                         f"{f'with top-{top_k} routing ' if top_k > 1 else ''}allow ({share(lo):.3f} .. {share(hi):.3f})")
+        routing = f"with top-{top_k} routing " if top_k > 1 else ""
+        raise ValueError(f"a top-20 % share of {top20_share} is outside what {experts} experts {routing}allow "
+                         f"({share(lo):.3f} .. {share(hi):.3f})")
     for _ in range(60):  # bisection on the monotone share(s)
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if share(mid) < top20_share else (lo, mid)

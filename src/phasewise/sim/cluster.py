@@ -11,7 +11,7 @@ import numpy as np
 
 from phasewise.perf.window_kv import kv_token_equivalents
 from phasewise.sim.events import EventLoop
-from phasewise.sim.link import Link
+from phasewise.sim.fabric import Fabric, Port
 from phasewise.sim.metrics import Slo, TbtHistogram, slo_met
 from phasewise.sim.prefix_cache import attach_prefix_caches, summarize
 from phasewise.sim.request import SimRequest
@@ -35,7 +35,9 @@ class Cluster:
         self.instances: list[Instance] = []
         self.front: Router | None = None  # collocated or prefill instances
         self.back: Router | None = None  # decode instances
-        self.links: dict[str, Link] = {}
+        self.fabric = Fabric(loop)  # KV transfers from prefill to decode instances (sim/fabric.py)
+        self.links: dict[str, Port] = {}  # a prefill instance's sending port (its replica's lanes)
+        self.receivers: dict[str, Port] = {}  # a decode instance's receiving port (its replica's lanes)
         self.kv_bytes_per_token = 0.0  # whole model, per full-layer KV token (kv_transfer_bytes), for transfers
         # tokens of one prefix block, the prefix caches' key (a Mooncake trace's hash ids: 512; the twin hashes prompts
         # in its engines' KV blocks): build_cluster sets it
@@ -75,7 +77,7 @@ class Cluster:
         self._gaps: list[float] = []  # gaps at segment boundaries, binned in batches
         self._check_gaps: list[np.ndarray] = []  # check mode: every request's gaps, recomputed explicitly
 
-    def wire(self, instances: list[Instance], router: str, link_for) -> None:
+    def wire(self, instances: list[Instance], router: str, link_for, receiver_for=None) -> None:
         self.instances = instances
         front = [i for i in instances if i.role in ("collocated", "prefill") and i.group.pool != "hp"]
         back = [i for i in instances if i.role == "decode"]
@@ -88,6 +90,8 @@ class Cluster:
         for i in front:
             if back:
                 self.links[i.name] = link_for(i)
+        for i in back if receiver_for is not None else ():
+            self.receivers[i.name] = receiver_for(i)
 
     # --- request flow --------------------------------------------------------------------------
     def arrive(self, req: SimRequest) -> None:
@@ -170,7 +174,8 @@ class Cluster:
             req.kv_blocks = blocks
             nbytes = self.kv_transfer_bytes(req.prompt + req.generated, src) + self.state_bytes_per_sequence
             dst.incoming += 1
-            self.links[src.name].send(req.id, nbytes, lambda r=req, s=src, d=dst: self._arrived(r, s, d))
+            self.fabric.send(req.id, self.links[src.name], self.receivers.get(dst.name), nbytes,
+                             lambda r=req, s=src, d=dst: self._arrived(r, s, d))
 
     def kv_transfer_bytes(self, context_tokens: int, source: Instance) -> float:
         """Bytes of the KV cache a sequence of `context_tokens` holds on `source`, all layers (windowed layers as

@@ -278,10 +278,13 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         if with_decodes and self.running.n:
             self.make_room()
         shape = self._decode_shape() if with_decodes and self.running.n else BatchShape()
-        decodes = shape.decode_seqs
+        decodes, decode_tokens = shape.decode_seqs, shape.decode_tokens
         causal, window = self.model.causal, self.window
-        for req, take in chunks:
-            shape.add(take, req.prefilled, causal, window, logits=1 if req.prefilled + take >= req.prefill_target else 0)
+        prefill_tokens = 0
+        for req, take in chunks:  # a short chunk over cached tokens joins the decode kernel's class (perf/batch.py),
+            shape.add(take, req.prefilled, causal, window,  # but its tokens are counted as the prompt's
+                      logits=1 if req.prefilled + take >= req.prefill_target else 0)
+            prefill_tokens += take
         it = self.cost.fast(shape)
         encoded = encode_images(self.cost, self.stats, chunks)
         if encoded is not None:  # the vision encoder runs first, on the first pipeline stage
@@ -308,7 +311,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             t += host.pending_write_s  # one, where they block (TensorRT-LLM's syncTransfers, SGLang's write_back)
             host.pending_write_s = 0.0
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
-        self._account(it, t, shape.seqs, shape.prefill_tokens, shape.decode_tokens, 1, start)
+        self._account(it, t, shape.seqs, prefill_tokens, decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
 
     def _stage_device_s(self, shape: BatchShape, stage_s: float) -> float:

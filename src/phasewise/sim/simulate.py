@@ -15,7 +15,12 @@ from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
-from phasewise.perf.memory import compressed_kv_pool, draft_memory, mtp_module, recurrent_state_bytes_per_sequence
+from phasewise.perf.memory import (
+    compressed_kv_pool,
+    draft_memory,
+    mtp_module,
+    recurrent_state_bytes_per_sequence,
+)
 from phasewise.perf.parallel import check_parallelism, parallel_layout
 from phasewise.perf.window_kv import slot_state_bytes
 from phasewise.sim.attention_offload import AttentionOffloadController
@@ -24,8 +29,9 @@ from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.encode_pool import EncodePool
 from phasewise.sim.events import EventLoop
+from phasewise.sim.fabric import Port
 from phasewise.sim.instance import Instance
-from phasewise.sim.link import Link, link_rate
+from phasewise.sim.link import link_rate
 from phasewise.sim.mapped_energy import mapping_summary
 from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.online_training import OnlineTrainer
@@ -169,30 +175,36 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
     cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
         m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)
 
-    links: dict[str, Link] = {}
+    senders: dict[str, Port] = {}
+    receivers: dict[str, Port] = {}
 
-    def link_for(src: Instance) -> Link:
+    def link_for(src: Instance) -> Port:
+        """A prefill replica's sending port: its TP ranks each send their shard over a lane."""
         replica = replica_of[src.name]
-        if replica not in links:
-            links[replica] = new_link(src)
-        return links[replica]
+        if replica not in senders:
+            bw, lat = link_rate(src.cost.hw.interconnect, deployment.kv_link)
+            for chip in {i.cost.hw.key: i.cost.hw for i in instances if i.role == "decode"}.values():
+                if chip.key != src.cost.hw.key:  # prefill and decode on different chips: the slower end's latency
+                    lat = max(lat, link_rate(chip.interconnect, deployment.kv_link)[1])
+            # the prefill engine's hand-off (request-plane hop, transfer setup, decode-side polling) is a delay that
+            # uses no bandwidth, as the link latency is
+            senders[replica] = Port(replica, bw * src.group.tp * src.cost.eff.link_efficiency,
+                                    lat + src.cost.engine.kv_handoff_s)
+        return senders[replica]
 
-    def new_link(src: Instance) -> Link:
-        decode_tp = min(i.group.tp for i in instances if i.role == "decode")
-        lanes = min(src.group.tp, decode_tp)  # each TP rank sends its shard in parallel
-        bw, lat = link_rate(src.cost.hw.interconnect, deployment.kv_link)
-        for chip in {i.cost.hw.key: i.cost.hw for i in instances if i.role == "decode"}.values():
-            if chip.key != src.cost.hw.key:  # prefill and decode on different chips: the slower end sets the link
-                other_bw, other_lat = link_rate(chip.interconnect, deployment.kv_link)
-                bw, lat = min(bw, other_bw), max(lat, other_lat)
-        # the prefill engine's hand-off (request-plane hop, transfer setup, decode-side polling) is a delay that
-        # uses no bandwidth, as the link latency is
-        return Link(loop, bw * lanes * src.cost.eff.link_efficiency, lat + src.cost.engine.kv_handoff_s)
+    def receiver_for(dst: Instance) -> Port:
+        """A decode replica's receiving port: its TP ranks each take their shard over a lane, shared by every
+        prefill replica sending to it."""
+        replica = replica_of[dst.name]
+        if replica not in receivers:
+            bw = link_rate(dst.cost.hw.interconnect, deployment.kv_link)[0]
+            receivers[replica] = Port(replica, bw * dst.group.tp * dst.cost.eff.link_efficiency)
+        return receivers[replica]
 
     if prefix_block_tokens is None:
         prefix_block_tokens = math.lcm(*{i.kernel_block for i in instances})
     cluster.prefix_block_tokens = prefix_block_tokens
-    cluster.wire(instances, deployment.router, link_for)
+    cluster.wire(instances, deployment.router, link_for, receiver_for)
     pair = deployment.planned_pair()  # two planners under one GPU budget (sim/planner_budget.py)
     for gi, config in deployment.autoscaled():
         if live:
