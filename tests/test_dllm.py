@@ -275,3 +275,61 @@ def test_scenario_directions_hold_under_variations(sets):
     for c in result.outcome.checks:
         if "32-token forward" in c.name:  # host-bound block steps: jump-share's 4 x 32 tokens cost one step's time
             assert c.passed, c.why
+
+
+def test_cli_dllm_defaults_to_the_released_codes_engine_and_refuses_what_cannot_run(run_cli):
+    """Without --engine a dLLM forward is costed as the released code's transformers loop (hf-eager; the CLI's vllm
+    default serves no diffusion LM), as the README says; a prompt + canvas past the context, an answer past the
+    canvas, a memory fraction outside (0, 1], a zero cap and a threshold with no tokens per step are one-line
+    errors (they ran: past the context, cut at the canvas, 240k KV tokens at fraction 2, zero read as one, the
+    threshold changing nothing)."""
+    common = ("--model", LLADA, "--dllm", "odb", "--concurrency", "1", "--requests", "2", "--isl", "1000", "--osl",
+              "250", "--json")
+    code, out, err = run_cli("simulate", *common)
+    assert code == 0, err
+    default = json.loads(out)
+    code, out, _ = run_cli("simulate", *common, "--engine", "hf-eager")
+    assert default["engine"] == "hf-eager" and json.loads(out)["ttft_ms"] == default["ttft_ms"]
+    code, out, _ = run_cli("simulate", *common, "--engine", "vllm")
+    assert json.loads(out)["engine"] == "vllm" and json.loads(out)["ttft_ms"]["mean"] < default["ttft_ms"]["mean"]
+    bad = [(("--isl", "20000"), "pass GSAI-ML/LLaDA-8B-Instruct's 4,096-token context"),
+           (("--osl", "1500"), "longer than the --gen-length 1024 canvas"),
+           (("--memory-fraction", "2"), "--memory-fraction must be in (0, 1]"),
+           (("--batch-cap", "0"), "--batch-cap must be >= 1"),
+           (("--replicas", "0"), "--replicas must be >= 1"),
+           (("--dllm-threshold", "0.7"), "give --tokens-per-step for it too")]
+    for args, message in bad:
+        code, _, err = run_cli("simulate", "--model", LLADA, "--dllm", "fast-dllm" if "0.7" in args else "odb",
+                               "--rate", "1", "--requests", "2", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    code, _, err = run_cli("plan", "--dllm", "odb", "--model", LLADA, "--gpus", "1", "--isl", "3500", "--osl", "100",
+                           "--slo-ttft-ms", "2000", "--slo-tpot-ms", "50")
+    assert code == 2 and "4,096-token context" in err
+
+
+def test_tpot_is_what_a_client_measures_and_has_no_cliff_at_the_first_block():
+    """TPOT = (E2E - time to first block) / (answer - 1), a client's: an answer within the first block that odb
+    stops after has all its tokens at once (0, honestly), and fast-dllm's trailing blocks spread over the answer's
+    tokens, not over one (1,389 ms at answers of 16-33 tokens, 184 ms at 40: a cliff)."""
+    cm = CostModel(load_model(LLADA), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("hf-eager"))
+    tpot = {}
+    for answer in (16, 32, 33, 40, 64):
+        work = Workload(np.zeros(3), np.full(3, 200), np.full(3, answer))
+        run = simulate_dllm(decoding("fast-dllm"), DllmCost.of(cm), work)
+        tpot[answer] = float(np.mean(run.tpot_s()))
+        assert np.allclose(run.tpot_s() * (answer - 1), run.finish_s - run.first_block_s)
+    assert tpot[16] > tpot[32] > tpot[33] > tpot[40] > tpot[64]  # the same trailing blocks over more tokens
+    assert tpot[32] / tpot[33] < 1.1  # no cliff where the answer passes the first block
+
+
+def test_fewer_jump_copies_accept_fewer_extra_tokens():
+    """A copy is the block with a combination of the top candidates filled (4: none, top-1, top-2, both), so 2
+    copies accept at most one extra token and 1 none: 2 copies no longer get 4's gain for half the work."""
+    assert decoding("odb", copies=2).accept_probs == pytest.approx((1 / 3, 2 / 3))
+    assert decoding("odb").accept_probs == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert decoding("odb", copies=8).accept_probs == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    cm = CostModel(load_model(LLADA), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("hf-eager"))
+    work = Workload(np.zeros(4), np.full(4, 1000), np.full(4, 250))
+    forwards = {c: np.mean([p.forwards for p in simulate_dllm(decoding("odb", copies=c), DllmCost.of(cm), work).plans])
+                for c in (1, 2, 4)}
+    assert forwards[1] > forwards[2] > forwards[4]

@@ -229,6 +229,21 @@ def render_caveats(out: Console, caveats: dict[str, str]) -> None:
         out.print(f"[yellow]caveat[/] {chip}: {caveat}", highlight=False)
 
 
+def given_on_command_line(parameter: str) -> bool:
+    """Whether the running command's `parameter` was given on its command line, even at its default's value (which
+    changed_options cannot tell apart): the click context's parameter source (typer's own click, else click's);
+    False outside a command."""
+    for module in ("typer._click.globals", "click"):
+        try:
+            context = __import__(module, fromlist=["get_current_context"]).get_current_context(silent=True)
+        except ImportError:
+            continue
+        if context is not None:
+            source = context.get_parameter_source(parameter)
+            return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    return False
+
+
 def changed_options(command, values: dict) -> list[tuple[str, str]]:
     """(parameter, flag) of each option of the typer `command` whose value in `values` differs from its default,
     in declaration order: what the user gave (a mode that reads only some of them refuses the rest by name)."""

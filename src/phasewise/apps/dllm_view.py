@@ -74,6 +74,7 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     from phasewise.specs import load_hardware, load_model, load_quant
     from phasewise.specs.dllm import decoding
     from phasewise.specs.engines import resolve_engine
+    from phasewise.workload import ClosedLoop
 
     for key, flag in DLLM_SIMULATE_UNUSED.items():
         if params.get(key, float("inf")) != float("inf"):
@@ -88,14 +89,24 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
                    steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
                    threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
                    copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")))
+    for key, flag in (("batch_cap", "--batch-cap"), ("replicas", "--replicas")):
+        if params.get(key) is not None and params[key] < 1:
+            raise PhasewiseError(f"{flag} must be >= 1 (got {params[key]})")
+    fraction = params.get("memory_fraction")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise PhasewiseError(f"--memory-fraction must be in (0, 1], the share of GPU memory the engine takes (got "
+                             f"{fraction:g})")
     model, hw = load_model(params["model"]), load_hardware(params["hardware"])
     quant = load_quant(params.get("precision") or model.default_precision, params.get("kv_dtype"))
-    config = resolve_engine(params.get("engine", "hf-eager"), hw, tp=params.get("tp", 1))
+    config = resolve_engine(dllm_engine(params, given), hw, tp=params.get("tp", 1))
     cm = CostModel(model, hw, quant, config.profile, params.get("tp", 1), 1)
     spec = build(model=params["model"], hardware=params["hardware"], precision=quant.name,
                  **{k: params[k] for k in WORKLOAD_KEYS if k in params})
+    prompts, answers = (spec.workload.lengths() if isinstance(spec.workload, ClosedLoop)
+                        else (spec.workload.prompt_tokens, spec.workload.output_tokens))
+    check_lengths(model, dec, prompts, answers)
     batch_cap = params.get("batch_cap") or 1
-    check_fits(cm, dec, spec.workload, batch_cap, config.fraction(params.get("memory_fraction")))
+    check_fits(cm, dec, spec.workload, batch_cap, config.fraction(fraction))
     run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas") or 1,
                         batch_cap=batch_cap, seed=params.get("seed", 0))
     summary = run.summary()
@@ -107,6 +118,33 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
         print(dumps(summary))
     else:
         render_dllm(console, summary)
+
+
+def dllm_engine(params: dict[str, Any], given: list[tuple[str, str]]) -> str:
+    """The engine a dLLM run costs its forwards with: --engine where given (even its default's value, which
+    click's parameter source tells apart), else hf-eager, the released code's transformers loop (the CLI's own
+    default, vllm, serves no diffusion LM)."""
+    from phasewise.apps.cli_common import given_on_command_line
+
+    given_at_all = any(key == "engine" for key, _ in given) or given_on_command_line("engine")
+    return params["engine"] if given_at_all else "hf-eager"
+
+
+def check_lengths(model, dec, prompts, answers) -> None:
+    """One-line errors for requests a dLLM cannot serve as asked: a prompt + canvas past the model's context (the
+    canvas is always --gen-length positions), an answer longer than the canvas (it would be cut there)."""
+    import numpy as np
+
+    prompts, answers = np.asarray(prompts), np.asarray(answers)
+    context = model.max_position_embeddings or 0
+    beyond = int(np.count_nonzero(prompts + dec.gen_length > context)) if context else 0
+    if beyond:
+        raise PhasewiseError(f"{beyond} of {len(prompts)} requests' prompt + --gen-length {dec.gen_length} canvas pass "
+                             f"{model.name}'s {context:,}-token context (longest prompt {int(prompts.max()):,})")
+    longer = int(np.count_nonzero(answers > dec.gen_length))
+    if longer:
+        raise PhasewiseError(f"{longer} of {len(answers)} answers are longer than the --gen-length {dec.gen_length} "
+                             f"canvas (longest {int(answers.max()):,}); they would be cut there: raise --gen-length")
 
 
 def check_fits(cm, dec, workload, batch_cap: int, memory_fraction: float) -> None:
@@ -162,6 +200,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py);
     `given` as simulate_dllm_cmd's."""
     from phasewise.plan.dllm_plan import rank_dllm
+    from phasewise.specs import load_model
     from phasewise.specs.dllm import decoding
     from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist
 
@@ -186,11 +225,13 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     chips = [h.strip() for h in params["hardware"].split(",") if h.strip()]
     precision = (params.get("precisions") or "").split(",")[0].strip() or None
     isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
-    ranked = rank_dllm(decoding(dllm), params["model"], chips, params["gpus"], caps,
+    dec = decoding(dllm)
+    check_lengths(load_model(params["model"]), dec, [isl], [osl])  # the means: no such request runs as asked
+    ranked = rank_dllm(dec, params["model"], chips, params["gpus"], caps,
                        prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
                        answer=LengthDist(params.get("osl_dist", "fixed"), osl, params.get("osl_spread", 0.0)),
                        slo_ttft_ms=params["slo_ttft_ms"], slo_tpot_ms=params["slo_tpot_ms"],
-                       target=params["attainment"], engine=params.get("engine", "hf-eager"), precision=precision,
+                       target=params["attainment"], engine=dllm_engine(params, given), precision=precision,
                        objective=params.get("objective", "goodput-per-gpu"), seed=params.get("seed", 0))
     if params.get("as_json"):
         print(dumps({"dllm": dllm, "ranking": [r.to_json() for r in ranked]}))

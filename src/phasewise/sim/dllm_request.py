@@ -80,7 +80,7 @@ def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng:
     blocks = answer_blocks if dec.alp else dec.blocks
     detect = int(rng.random() * answer_blocks) if dec.alp else None
     schedule = dec.schedule() if dec.threshold is None else None
-    cumulative = np.cumsum(dec.jump_probs) / sum(dec.jump_probs)
+    cumulative = np.cumsum(dec.accept_probs) / sum(dec.accept_probs)
     last_extra = len(cumulative) - 1
     mean_more = dec.tokens_per_step - 1.0
     canvas = G

@@ -105,6 +105,15 @@ class DllmDecoding:
     def jump_share(self) -> bool:
         return self.copies > 1
 
+    @property
+    def accept_probs(self) -> tuple[float, ...]:
+        """P(k extra tokens accepted) with this many copies: each copy is the block with a combination of the top
+        candidates filled (4 = none, top-1, top-2, both: up to 2 extra), so `copies` copies accept at most
+        floor(log2(copies)) extra tokens; `jump_probs`' mass beyond that falls on the most they can."""
+        most = int(math.log2(self.copies))
+        probs = self.jump_probs
+        return probs if len(probs) <= most + 1 else probs[:most] + (sum(probs[most:]),)
+
     def schedule(self) -> list[int]:
         """Tokens decided by each forward of a block without a threshold (LLaDA's get_num_transfer_tokens)."""
         n, b = self.steps_per_block, self.block_length
@@ -134,6 +143,10 @@ def decoding(mode: str, *, gen_length: int | None = None, block_length: int | No
         raise PhasewiseError(f"{flag} does not apply to --dllm {mode} (it decodes a fixed --dllm-steps schedule)")
     if base["threshold"] is not None and steps is not None:
         raise PhasewiseError(f"--dllm-steps does not apply to --dllm {mode} (it decodes by --dllm-threshold)")
+    if base["threshold"] is not None and threshold not in (None, base["threshold"]) and tokens_per_step is None:
+        raise PhasewiseError(f"--dllm-threshold {threshold:g} acts through --tokens-per-step, the tokens a forward "
+                             f"decides at that threshold (measured: {TOKENS_PER_STEP} at {THRESHOLD} on GSM8K): give "
+                             "--tokens-per-step for it too")
     if base["copies"] == 1 and (copies is not None or jump_probs is not None):
         flag = "--jump-copies" if copies is not None else "--jump-probs"
         raise PhasewiseError(f"{flag} needs --dllm odb (jump-share speculation)")
