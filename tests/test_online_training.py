@@ -226,3 +226,16 @@ def test_a_cached_prefix_is_not_reused_as_if_serving_had_recorded_it():
     assert on["reused_tokens"] < 0.3 * on["trained_tokens"]
     assert on["recorded_bytes"] < 0.3 * off["recorded_bytes"]
     assert on["step_s"]["forward"] > off["step_s"]["forward"]
+
+
+def test_a_trainer_that_does_not_fit_is_told_what_it_does_not_already_use(run_cli):
+    """The error's suggestions leave out the settings in use: LoRA with offload over PCIe keeps every layer on the
+    GPU (no count hides the reload), so it says to keep fewer layers, not to use LoRA or offload (it said both);
+    full fine-tuning with recompute is told both."""
+    code, _, err = run_cli("simulate", "--requests", "20", "--rate", "4", "--online-training", "lora", "--model",
+                           "Qwen/Qwen3-30B-A3B", "--train-reuse-mode", "offload")
+    assert code == 2 and "keep fewer layers on the GPU (--keep-layers / keep_layers: 48 of 48 kept" in err
+    assert "use method lora" not in err and "reuse offload" not in err
+    code, _, err = run_cli("simulate", "--requests", "20", "--rate", "4", "--online-training", "full", "--model",
+                           "Qwen/Qwen3-30B-A3B")
+    assert code == 2 and "use method lora, reuse offload, or raise tp" in err

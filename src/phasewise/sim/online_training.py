@@ -210,29 +210,39 @@ class OnlineTrainer:
         """A full batch (one sequence of train_batch_tokens): what the trainer must be able to hold."""
         return self._cost(inst, 1, self.budget, self.reuse)
 
-    def _lane(self, inst: Instance) -> Lane:
-        """The instance's trainer, with its memory taken from the KV cache."""
+    def _reserved(self, inst: Instance) -> tuple[float, float, int, float]:
+        """(bytes the trainer holds per GPU, its record buffer's, the KV blocks they take, its activations')."""
         nominal = self._nominal(inst)  # (perf/training.py's bytes are one GPU's)
-        record = recording_bytes_per_token(inst.model, self.config.method, lora_rank=self.config.lora_rank,
-                                           tp=inst.cost.tp) if self.recording else 0.0
-        if self.separate:  # its memory is on its own GPU
-            return Lane(inst, 0.0, 0.0, record_bytes_per_token=record)
         buffer = 0.0
         if self.reuse == "keep":
             buffer = self.config.record_buffer_batches * nominal.activation_bytes
         activations = max(buffer, nominal.peak_activation_bytes)
         reserved = nominal.weight_state_bytes + activations
+        kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, inst.group.tp, inst.group.pp)
+        return reserved, buffer, math.ceil(reserved / (kv_token_bytes * inst.kv.block_size)), activations
+
+    def _lane(self, inst: Instance) -> Lane:
+        """The instance's trainer, with its memory taken from the KV cache."""
+        record = recording_bytes_per_token(inst.model, self.config.method, lora_rank=self.config.lora_rank,
+                                           tp=inst.cost.tp) if self.recording else 0.0
+        if self.separate:  # its memory is on its own GPU
+            return Lane(inst, 0.0, 0.0, record_bytes_per_token=record)
+        reserved, buffer, blocks, activations = self._reserved(inst)
         group = inst.group
-        kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, group.tp, group.pp)
-        blocks = math.ceil(reserved / (kv_token_bytes * inst.kv.block_size))
         if blocks >= inst.kv.capacity:
             gib = 2 ** 30
+            kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, group.tp, group.pp)
+            tips = ["lower train_batch_tokens"] + (["use method lora"] if self.config.method != "lora" else [])
+            hedged = ", by the hedge" if self.config.keep_layers is None else ""
+            tips += (["reuse offload"] if self.reuse != "offload" else
+                     [f"keep fewer layers on the GPU (--keep-layers / keep_layers: {self.keep_layers} of "
+                      f"{inst.cost.layers_per_stage} kept{hedged})"] if self.keep_layers else [])
             raise PhasewiseError(
                 f"online_training: the trainer needs {reserved / gib:.1f} GiB per GPU (grads and optimizer state "
-                f"{nominal.weight_state_bytes / gib:.1f} GiB, activations {activations / gib:.1f} GiB) but "
-                f"the KV cache of {inst.name} ({group.hardware} tp={group.tp}) has only "
-                f"{inst.kv.capacity * inst.kv.block_size * kv_token_bytes / gib:.1f} GiB: lower train_batch_tokens, "
-                f"use method lora or reuse offload, or raise tp")
+                f"{self._nominal(inst).weight_state_bytes / gib:.1f} GiB, activations {activations / gib:.1f} GiB) "
+                f"but the KV cache of {inst.name} ({group.hardware} tp={group.tp}) has only "
+                f"{inst.kv.capacity * inst.kv.block_size * kv_token_bytes / gib:.1f} GiB: {', '.join(tips)}, or "
+                f"raise tp")
         inst.kv.capacity -= blocks
         inst.stats.kv_capacity_blocks = inst.kv.capacity
         self.kv_blocks_reserved += blocks
