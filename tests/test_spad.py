@@ -260,3 +260,25 @@ def test_spad_search_window_is_a_setup_parameter():
     assert scenario.resolve({"window_s": "30"})["window_s"] == 30.0
     with pytest.raises(PhasewiseError, match="window_s='0' is not a number > 0"):
         scenario.resolve({"window_s": "0"})
+
+
+def test_a_chip_from_parts_spends_energy_on_the_work_its_parts_do(tmp_path, run_cli):
+    """Idle is the parts' static and link power (not 30 % of the TDP), and a FLOP or byte costs its part's energy:
+    the same memory-bound decode at 1.0 and 2.5 GHz spends about the same energy (it was 1.96x: charged as a share
+    of a TDP that grows with the clock)."""
+    from phasewise.specs.chip_cost import hardware_chip_cost
+
+    energy = {}
+    for ghz in (1.0, 2.5):
+        entry = chip_entry()
+        entry["parts"]["compute"]["clock_hz"] = ghz * 1e9
+        path = write_chip(tmp_path, entry, f"chip{ghz:g}")
+        code, out, err = run_cli("simulate", "--hardware", path, "--requests", "60", "--rate", "2", "--isl", "512",
+                                 "--osl", "128", "--json")
+        assert code == 0, err
+        energy[ghz] = json.loads(out)["instances"][0]["energy_j"]
+        hardware = load_hardware(path)
+        power = hardware_chip_cost(hardware).power_w
+        assert hardware.idle_power_w == pytest.approx(power["static"] + power["links"])
+        assert hardware.idle_power_w < 0.3 * hardware.tdp_w
+    assert energy[2.5] == pytest.approx(energy[1.0], rel=0.1)

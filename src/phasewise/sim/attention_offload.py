@@ -409,7 +409,10 @@ class AttentionOffloadController:
             # its dynamic energy as the energy model charges any work: the power above idle for the time the work
             # needs at the chip's peak (max of compute and memory time; sim/iteration_accounting.py), since
             # utilization x duration is that time. The host's idle power is already counted over its whole run.
-            host.stats.energy_j += host._dynamic_power * max(flops * host._inv_peak, nbytes * host._inv_bw)
+            if host._work_joules is None:
+                host.stats.energy_j += host._dynamic_power * max(flops * host._inv_peak, nbytes * host._inv_bw)
+            else:  # a chip built from parts: its work's energy per FLOP and per byte
+                host.stats.energy_j += flops * host._work_joules[0] + nbytes * host._work_joules[1]
             self.host_bytes[host.index] += nbytes
             offload.run_sums = (0, 0.0)
             total += seqs

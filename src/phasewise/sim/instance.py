@@ -46,6 +46,7 @@ from phasewise.sim.request import SimRequest
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
+from phasewise.specs.chip_cost import work_energy
 from phasewise.specs.engine_kv import kv_block, window_kv, window_pool_speculation
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s",
                  "frontend_prompt_tokens", "stats",
                  "host_link_free_s",
-                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
+                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power", "_work_joules",
                  "controller", "offload", "mapped_energy", "trainer", "recv")
 
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
@@ -147,6 +148,9 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self._inv_peak, self._inv_bw = 1.0 / self.stats.peak_flops, 1.0 / self.stats.bandwidth
         self._idle_power = gpus * self.idle_w
         self._dynamic_power = gpus * (self.tdp_w - self.idle_w)
+        # a chip built from parts: energy by the work its parts do (J per FLOP, J per byte), else None
+        energy = work_energy(hw)
+        self._work_joules = None if energy is None or self.idle_w != energy[0] else energy[1:]
 
     def gauges(self) -> tuple[int, int, float]:
         """What the engine's metrics report now: requests running (vllm:num_requests_running), waiting

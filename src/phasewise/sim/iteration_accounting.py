@@ -1,5 +1,7 @@
 """An instance's bookkeeping of the iterations it runs (a mixin of sim/instance.py's Instance, whose state it reads):
-busy time, FLOPs and bytes, energy between idle power and TDP by utilization, and the KV blocks held over time."""
+busy time, FLOPs and bytes, energy between idle power and TDP by utilization (a chip built from parts: its static
+power and its work's energy per FLOP and per byte, specs/chip_cost.py work_energy), and the KV blocks held over
+time."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ class IterationAccounting:
             util = (compute if compute >= memory else memory) / t  # max(compute, memory) / t
             if self.cluster.record_timeline:
                 st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
-            st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
+            if self._work_joules is None:
+                st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
+            else:  # a chip built from parts: its static power, and each FLOP's and byte's energy
+                st.energy_j += self._idle_power * t + flops * self._work_joules[0] + nbytes * self._work_joules[1]
         st.busy_s += t
         st.iterations += iterations
         if decode_tokens:

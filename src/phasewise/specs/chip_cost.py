@@ -137,6 +137,19 @@ def hardware_chip_cost(hardware: Any) -> ChipCost:
     return chip_cost(parts, 2 * hardware.interconnect.intra_node_bandwidth_bytes_per_s)
 
 
+def work_energy(hardware: Any) -> tuple[float, float, float] | None:
+    """A chip built from parts: (static W, J per FLOP, J per byte of memory traffic), from the parts' power at full
+    rate (power_w: the tensor units' watts over their bf16 peak, the memory's over its bandwidth; static leakage and
+    the links' SerDes burn whether the chip works or not), so its energy follows the work its parts do rather than
+    a share of its TDP. None for a catalog chip (no parts)."""
+    parts = getattr(hardware, "parts", None)
+    if parts is None:
+        return None
+    power = hardware_chip_cost(hardware).power_w
+    return (power["static"] + power["links"], power["tensor"] / parts.compute.tensor_flops("bf16"),
+            power["memory"] / parts.memory.bandwidth_bytes_per_s)
+
+
 def hardware_cost_usd(hardware: Any) -> float:
     """One chip's hardware cost from its parts (hardware_chip_cost)."""
     return hardware_chip_cost(hardware).total_usd

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from phasewise.errors import PhasewiseError, name_list, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
-from phasewise.specs.chip_cost import fill_from_parts
+from phasewise.specs.chip_cost import fill_from_parts, work_energy
 from phasewise.specs.parts import ChipParts
 from phasewise.specs.substrates import Substrate, check_unique_names
 
@@ -160,9 +160,14 @@ class HardwareSpec(BaseModel):
 
     @property
     def idle_power_w(self) -> float:
-        """A GPU's power when idle: `idle_w` when the entry gives it, else 30 % of its TDP (a documented
-        assumption; the simulator's energy runs between it and the TDP by utilization)."""
-        return self.idle_w if self.idle_w is not None else 0.3 * self.tdp_w
+        """A GPU's power when idle: `idle_w` when the entry gives it; a chip built from parts, its static and link
+        power (chip_cost.work_energy); else 30 % of its TDP (a documented assumption; the simulator's energy runs
+        between it and the TDP by utilization)."""
+        if self.idle_w is not None:
+            return self.idle_w
+        if self.parts is not None:
+            return work_energy(self)[0]
+        return 0.3 * self.tdp_w
 
     @property
     def host_memory_per_gpu_bytes(self) -> float | None:
