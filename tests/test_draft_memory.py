@@ -63,3 +63,16 @@ def test_every_mtp_module_the_checkpoint_has_is_loaded():
     three = draft_memory(model.model_copy(update={"mtp_layers": 3}), None, quant, 8)
     assert three == pytest.approx((3 * one[0], 3 * one[1]))
     assert draft_memory(model.model_copy(update={"mtp_layers": 0}), None, quant, 8) == one  # an EAGLE-style head
+
+
+def test_a_draft_of_another_vocabulary_is_refused_in_one_line():
+    """The engines verify the draft's token ids against the target's: Qwen3-0.6B (151,936 tokens) cannot draft for
+    Llama-3.1-8B (128,256); it ran as if it could."""
+    from phasewise.errors import PhasewiseError
+
+    group = dict(hardware="h100-sxm", tp=1, engine="vllm")
+    spec = Deployment(model="meta-llama/Llama-3.1-8B", instances=[group],
+                      speculative=dict(draft_tokens=3, acceptance=0.7, draft="Qwen/Qwen3-0.6B"))
+    with pytest.raises(PhasewiseError, match="151,936-token vocabulary and meta-llama/Llama-3.1-8B 128,256") as err:
+        build_group(spec, spec.instances[0], 0)
+    assert "\n" not in str(err.value)

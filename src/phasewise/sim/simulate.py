@@ -90,8 +90,12 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         if g.knobs.get("mamba_ssm_dtype") and not model.linear_attention_layers:
             raise PhasewiseError(f"--mamba-ssm-dtype sets the dtype of linear-attention layers' recurrent states; "
                                  f"{model.name} has none, so it would change nothing")
-        draft_mem = (0.0, 0.0) if spec is None else draft_memory(
-            model, None if spec.draft == "mtp" else load_model(spec.draft), quant, g.tp, layout)
+        draft_model = None if spec is None or spec.draft == "mtp" else load_model(spec.draft)
+        if draft_model is not None and draft_model.vocab_size != model.vocab_size:
+            raise PhasewiseError(f"speculative draft {draft_model.name} has a {draft_model.vocab_size:,}-token "
+                                 f"vocabulary and {model.name} {model.vocab_size:,}: the engines verify the draft's "
+                                 "token ids against the target's, so they must share one (a draft of its family)")
+        draft_mem = (0.0, 0.0) if spec is None else draft_memory(model, draft_model, quant, g.tp, layout)
         mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
                          max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
                          layout=layout, fraction_of=engine.memory_fraction_of,
