@@ -122,6 +122,11 @@ MODEL_FALLBACK = {"nvidia/Qwen3-32B-NVFP4": "Qwen/Qwen3-32B",
                   "Qwen/Qwen3-32B-FP8-Static-PerTensor": "Qwen/Qwen3-32B"}
 # precisions whose rows run an FP8 KV cache (the harness docstring's evidence: FP8 and FP4 checkpoints quantize it)
 FP8_KV = ("fp8", "fp8-block", "nvfp4", "mxfp4", "bf16-mxfp4")
+# a public table's rows: the KV dtype its command sets (settings kv_dtype), else FP8 only where the checkpoint's own
+# quantization config quantizes the KV cache (NVIDIA Model Optimizer's FP8 and NVFP4 checkpoints); DeepSeek's
+# block-FP8 and OpenAI's MXFP4 checkpoints do not, and a `vllm serve` / `sglang` command without --kv-cache-dtype
+# runs the model's dtype ("auto")
+PUBLIC_FP8_KV = ("fp8", "nvfp4")
 # AIConfigurator's quant modes (its sdk/common.py GEMMQuantMode and MoEQuantMode) -> phasewise precisions ('' and
 # None: the mode not written; a mode missing here is not mapped, and the row says so)
 GEMM_QUANT = {"": None, "bf16": "bf16", "bfloat16": "bf16", "float16": "bf16", "fp8": "fp8", "fp8_static": "fp8",
@@ -402,6 +407,8 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 "tp": int(tp), "pp": int(pp), "replicas": 1,
                 "max_batch": None if get("max_seqs") == "engine default" else max(c, 256),
                 "precision": get("precision"), "isl": int(get("isl")), "osl": int(get("osl")),
+                "kv_dtype": row.get("kv_dtype", s.get("kv_dtype")) or ("fp8" if get("precision") in PUBLIC_FP8_KV
+                                                                       else None),
                 "concurrency": c, "requests": n, "warmup": warmup, "client": client,
                 "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
                 # TTFT quantiles where the page gives them (compared apart: print_ttft_quantiles)
@@ -463,7 +470,7 @@ def _preset_kwargs(case: dict[str, Any]) -> dict[str, Any]:
     version = case.get("engine_version")
     kw = dict(engine=f"{engine}@{version}" if version else engine, num_prompts=case["requests"],
               warmup=case["warmup"],
-              kv_dtype="fp8" if case["precision"] in FP8_KV else None,
+              kv_dtype=case["kv_dtype"] if "kv_dtype" in case else "fp8" if case["precision"] in FP8_KV else None,
               **knob_values(engine, max_seqs=case["max_batch"]))
     if case["source"] == "csv":  # the token budget AIConfigurator's generator writes for an agg worker
         kw.update(knob_values(engine, token_budget=case["max_batch"] + case["isl"] + AIC_BUDGET_MARGIN))

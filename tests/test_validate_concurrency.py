@@ -333,3 +333,17 @@ def test_another_parts_dense_rows_are_cases_in_their_stated_format(vc, tmp_path)
                    "dense-moe-mode": ("meta-llama/Llama-3.1-70B", "h200-sxm", "fp8-block")}
     why = {rid: reason for _, rid, reason in skipped}
     assert why == {"odd": "quant modes w4a8_awq / - not mapped", "moe": "MoE model (another issue)"}
+
+
+def test_a_public_row_runs_the_kv_dtype_its_command_sets(vc):
+    """A `vllm serve` / SGLang command without --kv-cache-dtype runs the model's dtype: OpenAI's MXFP4 and DeepSeek's
+    block-FP8 checkpoints do not quantize their KV cache (the one FP8-KV list for both harnesses ran them in FP8:
+    GPUStack's gpt-oss H100 TPOT 97 -> 210 %); NVIDIA's FP8 and NVFP4 checkpoints do; the CSV rows keep theirs."""
+    cases, _ = vc.load_public_cases(assume_parts={"H100": "h100-sxm", "H200": "h200-sxm"})
+    by_group = {c["group"]: c for c in cases}
+    for group in ("public:gpustack-gpt-oss-120b-h100-random", "public:gpustack-qwen3-235b-h100-fp8-tp4-random",
+                  "public:inferencex-issue-890-dsr1-fp8-h200-sglang"):
+        assert vc._preset_kwargs(by_group[group])["kv_dtype"] is None, group
+    nvidia_fp8 = [c for c in cases if c["precision"] == "fp8"]
+    assert nvidia_fp8 and all(vc._preset_kwargs(c)["kv_dtype"] == "fp8" for c in nvidia_fp8)
+    assert "mxfp4" in vc.FP8_KV  # the Blackwell CSV's rows: FP8 KV, the harness docstring's evidence
