@@ -3,8 +3,8 @@ replica's lanes) and into its receiver's (a decode replica's). The transfers in 
 fairly (progressive filling: the flows through the most contended port get its equal share, the rest then split
 what the others have left), so several prefill replicas sending to one decode replica share its lanes as one
 prefill replica sending to several shares its own. A transfer's last byte is followed by its sender port's latency
-(the link's and the prefill engine's hand-off, which use no bandwidth). With one sender port and no receiver that
-binds, each transfer gets its sender's bandwidth over the transfers it sends, as sim/link.py's Link gives."""
+(the link's and the prefill engine's hand-off, which use no bandwidth). With one sender port and no receiver, each
+transfer gets the port's bandwidth over the transfers in flight: sim/link.py's Link, processor sharing."""
 
 from __future__ import annotations
 

@@ -5,47 +5,35 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from phasewise.sim.events import EventLoop
+from phasewise.sim.fabric import Fabric, Port
 
 
 class Link:
-    __slots__ = ("loop", "bandwidth", "latency_s", "active", "last_s", "version")
+    """A link shared by concurrent transfers, processor sharing (the transfers in flight split its bandwidth): a
+    fabric of one port whose transfers name no receiver (sim/fabric.py)."""
+
+    __slots__ = ("port", "fabric")
 
     def __init__(self, loop: EventLoop, bandwidth_bytes_per_s: float, latency_s: float) -> None:
-        self.loop = loop
-        self.bandwidth = bandwidth_bytes_per_s
-        self.latency_s = latency_s
-        self.active: dict[int, list] = {}  # transfer id -> [remaining bytes, callback]
-        self.last_s = 0.0
-        self.version = 0
+        self.port = Port("link", bandwidth_bytes_per_s, latency_s)
+        self.fabric = Fabric(loop)
+
+    @property
+    def bandwidth(self) -> float:
+        return self.port.bandwidth
+
+    @property
+    def latency_s(self) -> float:
+        return self.port.latency_s
+
+    @property
+    def active(self) -> dict[int, list]:
+        """The transfers in flight (transfer id -> its state)."""
+        return self.fabric.flows
 
     def send(self, key: int, nbytes: float, done: Callable[[], None]) -> None:
         """Start a transfer; `done()` runs when its last byte arrives (after the link latency)."""
-        self._advance()
-        self.active[key] = [nbytes, done]
-        self._reschedule()
-
-    def _advance(self) -> None:
-        now = self.loop.now
-        if self.active and now > self.last_s:
-            share = self.bandwidth / len(self.active) * (now - self.last_s)
-            for entry in self.active.values():
-                entry[0] -= share
-        self.last_s = now
-
-    def _reschedule(self) -> None:
-        self.version += 1
-        if self.active:
-            key, (remaining, _) = min(self.active.items(), key=lambda kv: kv[1][0])
-            dt = max(remaining, 0.0) / (self.bandwidth / len(self.active))
-            self.loop.at(self.loop.now + dt, self._finish, key, self.version)
-
-    def _finish(self, key: int, version: int) -> None:
-        if version != self.version:
-            return
-        self._advance()
-        _, done = self.active.pop(key)
-        self.loop.at(self.loop.now + self.latency_s, done)
-        self._reschedule()
+        self.fabric.send(key, self.port, None, nbytes, done)
 
 
 def link_rate(interconnect, kind: str) -> tuple[float, float]:
