@@ -25,6 +25,7 @@ from phasewise.apps.tokenizer import Tokenizer, filler, id_blocks
 from phasewise.apps.twin_live import LiveSim, Stream
 from phasewise.apps.twin_request import (
     ApiError,
+    Prompt,
     check_sampling,
     choice_count,
     completion_prompts,
@@ -314,9 +315,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             for task in tasks:
                 task.cancel()
 
-    async def chat_prompt(body: dict) -> tuple[int, tuple | None, tuple, tuple, int]:
-        """A chat request's (prompt tokens, prefix blocks, image patches, image tokens, output tokens): without
-        max_tokens, `default_chat_tokens` or what the context leaves after the prompt, whichever is fewer."""
+    async def chat_prompt(body: dict) -> Prompt:
+        """A chat request's prompt; without max_tokens, `default_chat_tokens` or what the context leaves after the
+        prompt, whichever is fewer."""
         tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
         # both checked (vLLM validates each); max_completion_tokens, OpenAI's current name, wins
         named = int_field(body, "max_completion_tokens"), int_field(body, "max_tokens")
@@ -351,17 +352,17 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         if asked is None:  # at least min_tokens, within the context (the prompt alone fits: checked above)
             asked = max(default_chat_tokens, int_field(body, "min_tokens", at_least=0) or 0)
             asked = min(asked, context - prompt_tokens) if context else asked
-        return (prompt_tokens, blocks, tuple(image.patches for image in images),
-                tuple(image.prompt_tokens for image in images), asked)
+        return Prompt(prompt_tokens, blocks, tuple(image.patches for image in images),
+                      tuple(image.prompt_tokens for image in images), asked)
 
-    async def completion_prompt(prompt: str | list[int], max_tokens: int) -> tuple:
-        """A completions prompt's (prompt tokens, prefix blocks, (), (), output tokens), as chat_prompt's."""
+    async def completion_prompt(prompt: str | list[int], max_tokens: int) -> Prompt:
+        """A completions prompt (a string, or token ids)."""
         if isinstance(prompt, str):
             prompt_tokens, blocks = await count(prompt, max_tokens, "prompt", "max_tokens")
         else:  # token ids
             prompt_tokens, blocks = len(prompt), id_blocks(prompt, block_tokens)
         check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
-        return prompt_tokens, blocks, (), (), max_tokens
+        return Prompt(prompt_tokens, blocks, (), (), max_tokens)
 
     async def run(body: dict, chat: bool) -> tuple[list[Stream], int, bool, bool, bool]:
         """The request's choices entered in the simulation, `n` a prompt (prompt-major, as vLLM indexes them), with
@@ -378,23 +379,23 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             max_tokens = int_field(body, "max_tokens") or 16
             prompts = [await completion_prompt(text, max_tokens) for text in texts]
         least = int_field(body, "min_tokens", at_least=0) or 0
-        if least > prompts[0][4]:
-            raise ApiError(400, f"'min_tokens' ({least}) must be <= the output's max_tokens ({prompts[0][4]})",
+        if least > prompts[0].max_tokens:
+            raise ApiError(400, f"'min_tokens' ({least}) must be <= the output's max_tokens ({prompts[0].max_tokens})",
                            "min_tokens")
         # refused up front, with the reason: a request no instance of a role it needs could ever hold (front: the
         # collocated or prefill instances; disaggregated, the decode instances too, which take its KV over)
         front = [i for i in live.instances if i.role != "decode"]
         back = [i for i in live.instances if i.role == "decode"]
-        for prompt_tokens, _, _, _, max_tokens in prompts:
+        for prompt in prompts:
             for group in (front, back):
-                if group and all(i.never_fits(max(prompt_tokens, 1), max_tokens) for i in group):
+                if group and all(i.never_fits(max(prompt.tokens, 1), prompt.max_tokens) for i in group):
                     where = "decode instance" if group is back else "instance"
-                    raise ApiError(400, f"the request's {prompt_tokens} prompt tokens do not fit in the simulated KV "
+                    raise ApiError(400, f"the request's {prompt.tokens} prompt tokens do not fit in the simulated KV "
                                         f"cache of any {where} ({max(i.kv.capacity * i.kv.block_size for i in group)} "
                                         f"tokens)", "messages" if chat else "prompt", "kv_cache_exhausted")
         endpoint = "chat_completions" if chat else "completions"
-        streams = [live.submit(max(prompt_tokens, 1), max_tokens, patches, image_tokens, blocks, endpoint, streaming)
-                   for prompt_tokens, blocks, patches, image_tokens, max_tokens in prompts for _ in range(choices)]
+        streams = [live.submit(max(p.tokens, 1), p.max_tokens, p.image_patches, p.image_tokens, p.blocks, endpoint,
+                               streaming) for p in prompts for _ in range(choices)]
         return streams, choices, streaming, include_usage, continuous
 
     def chunk(rid: str, created: int, delta: str | None, finish: str | None, chat: bool, first: bool,

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from phasewise.errors import one_line
 
 # the most choices (prompts x n) one request may ask for: each is a request in the simulation
 MAX_CHOICES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One prompt of a request as the simulation takes it: its tokens, its leading blocks' hashes (None: it shares
+    no prefix), its images' encoder patches and prompt tokens, and the output tokens asked for it."""
+
+    tokens: int
+    blocks: tuple | None
+    image_patches: tuple[int, ...]
+    image_tokens: tuple[int, ...]
+    max_tokens: int
 
 
 class ApiError(Exception):
