@@ -303,3 +303,15 @@ def test_serve_flags_refuse_in_one_line_or_serve(capsys, monkeypatch):
     of years accepted, SGLang's new-token ratio floor uncapped (nothing admitted, or a hang), SGLang graph lists
     exhausting memory and a 10^9 MoE imbalance streamed at a million seconds a step, each refused or fixed now."""
     _runs_clean("fuzz_serve", ["--sample", "40", "--seed", "3", "--seconds", "30"], capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("args, field", [
+    (("--spec-tokens", "3", "--spec-acceptance", "nan"), "speculative.acceptance"),
+    (("--memory-fraction", "nan"), "memory_fraction"),
+    (("--routing-skew", "nan", "--model", "Qwen/Qwen3-30B-A3B"), "routing_skew"),
+])
+def test_a_nan_in_a_bounded_field_is_named_as_not_finite(run_cli, args, field):
+    """A NaN passes no bound, so pydantic named the bound it failed first ('Input should be less than 1'); the
+    deployment's bounded floats refuse it as what it is."""
+    code, _, err = run_cli("simulate", "--rate", "1", "--requests", "3", *args)
+    assert code == 2 and field in err and "finite number" in err and len(err.strip().splitlines()) == 1, err

@@ -46,7 +46,7 @@ class SpecDecode(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     draft_tokens: int = Field(default=4, ge=1, le=16)
-    acceptance: float = Field(default=0.7, ge=0, lt=1)
+    acceptance: float = Field(default=0.7, ge=0, lt=1, allow_inf_nan=False)
     draft: str = "mtp"  # 'mtp' (one extra decoder layer + LM head per draft token) or a draft model id
 
     @property
@@ -69,9 +69,11 @@ class PriorityPools(BaseModel):
     slo_ttft_ms: float | None = Field(default=None, gt=0)
     slo_tpot_ms: float | None = Field(default=None, gt=0)
     class_slo_ms: list[tuple[float, float]] | None = None  # [(ttft_ms, tpot_ms)] by request class
-    slack_margin_ms: float = Field(default=300.0, ge=0)  # offload when predicted slack < this margin
+    # offload when predicted slack < this margin
+    slack_margin_ms: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     migration: Literal["auto", "transfer", "recompute"] = "auto"  # how a decoding request moves
-    check_interval_ms: float = Field(default=200.0, ge=0)  # an LP instance re-predicts at most this often
+    # an LP instance re-predicts at most this often
+    check_interval_ms: float = Field(default=200.0, ge=0, allow_inf_nan=False)
 
 
 class InstanceGroup(BaseModel):
@@ -91,10 +93,11 @@ class InstanceGroup(BaseModel):
     ep: int | None = Field(default=None, ge=1)  # MoE expert-parallel size
     moe_tp: int | None = Field(default=None, ge=1)  # MoE tensor-parallel size (ep x moe_tp = tp)
     attention_dp: int | None = Field(default=None, ge=1)  # attention data-parallel ranks
-    moe_imbalance: float | None = Field(default=None, ge=1)  # most-loaded GPU's expert rows over the mean
+    # most-loaded GPU's expert rows over the mean
+    moe_imbalance: float | None = Field(default=None, ge=1, allow_inf_nan=False)
     # the busiest 20 % of the experts' share of this traffic's routed tokens (0.2 = uniform); None: the model's
     # (models.yaml routing_skew), else uniform (perf/expert_load.py)
-    routing_skew: float | None = Field(default=None, ge=0.2, lt=1)
+    routing_skew: float | None = Field(default=None, ge=0.2, lt=1, allow_inf_nan=False)
     # at most MAX_REPLICAS instances a group (simulate's memory): plan simulates a larger fleet as a slice of it
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     precision: str | None = None  # None: the model's native format (its checkpoint's), else bf16
@@ -103,7 +106,7 @@ class InstanceGroup(BaseModel):
     entry_point: Literal["server", "offline"] = "server"
     # None: the engine's default (vLLM 0.9 of the GPU, TensorRT-LLM 0.9 of what is free, SGLang's computed
     # mem_fraction_static: specs/engines.py EngineConfig.memory_fraction)
-    memory_fraction: float | None = Field(default=None, gt=0, le=1)
+    memory_fraction: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     # tokens per KV block; None: the engine's default (vLLM 16, SGLang's page 1, TensorRT-LLM 32: specs/engines.py
     # kv_block, which also applies the block a latent-attention model's kernel forces)
     block_size: int | None = Field(default=None, ge=1)
@@ -175,9 +178,11 @@ class AttentionOffload(BaseModel):
 
     mode: Literal["auto", "fixed", "off"] = "auto"
     requests: int | None = Field(default=None, ge=0)  # fixed: offloaded requests per decode instance
-    sm_share: float | None = Field(default=None, gt=0, lt=1)
-    prefill_kv_headroom: float = Field(default=0.1, ge=0, lt=1)  # share of the prefill KV kept for prompts
-    max_prefill_utilization: float = Field(default=0.8, gt=0, le=1)  # auto: prefill busy share, slowdown included
+    sm_share: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
+    # share of the prefill KV kept for prompts
+    prefill_kv_headroom: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
+    # auto: prefill busy share, slowdown included
+    max_prefill_utilization: float = Field(default=0.8, gt=0, le=1, allow_inf_nan=False)
     tpot_slo_ms: float | None = Field(default=None, gt=0)
     ttft_slo_ms: float | None = Field(default=None, gt=0)
 
@@ -211,14 +216,15 @@ class OnlineTraining(BaseModel):
     # backward, sim/online_training.py)
     keep_layers: int | None = Field(default=None, ge=0)
     # assumed: one served request in ten gets feedback (ratings are sparse; no public rate)
-    feedback_share: float = Field(default=0.1, gt=0, le=1)
+    feedback_share: float = Field(default=0.1, gt=0, le=1, allow_inf_nan=False)
     sample: Literal["prompt", "prompt+answer"] = "prompt+answer"  # the tokens a feedback sample trains on
     train_batch_tokens: int = Field(default=8192, ge=1)  # assumed: a small online batch (PAPERS.md: "small batches")
     sharing: Literal["time-slice", "sm-partition"] = "time-slice"
-    trainer_sm_share: float | None = Field(default=None, gt=0, lt=1)  # sm-partition (default 0.3, assumed)
+    # sm-partition (default 0.3, assumed)
+    trainer_sm_share: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
     host_link: Literal["pcie", "nvlink"] = "pcie"  # offload: the chip's host link, or NVLink to a peer's memory
     # keep: GPU memory for recordings, in batches. Assumed: the batch in training plus half a batch recorded meanwhile
-    record_buffer_batches: float = Field(default=1.5, gt=0)
+    record_buffer_batches: float = Field(default=1.5, gt=0, allow_inf_nan=False)
     placement: Literal["colocated", "separate"] = "colocated"
 
     @model_validator(mode="after")
