@@ -406,13 +406,9 @@ class AttentionOffloadController:
             flops, nbytes = flops * scale, nbytes * scale
             host.stats.flops += flops
             host.stats.bytes += nbytes
-            # its dynamic energy as the energy model charges any work: the power above idle for the time the work
-            # needs at the chip's peak (max of compute and memory time; sim/iteration_accounting.py), since
-            # utilization x duration is that time. The host's idle power is already counted over its whole run.
-            if host._work_joules is None:
-                host.stats.energy_j += host._dynamic_power * max(flops * host._inv_peak, nbytes * host._inv_bw)
-            else:  # a chip built from parts: its work's energy per FLOP and per byte
-                host.stats.energy_j += flops * host._work_joules[0] + nbytes * host._work_joules[1]
+            # its energy above idle, as any work's (sim/iteration_accounting.py work_energy_j); the host's idle power
+            # is already counted over its whole run
+            host.stats.energy_j += host.work_energy_j(flops, nbytes)
             self.host_bytes[host.index] += nbytes
             offload.run_sums = (0, 0.0)
             total += seqs

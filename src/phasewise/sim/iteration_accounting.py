@@ -9,6 +9,18 @@ from __future__ import annotations
 class IterationAccounting:
     __slots__ = ()
 
+    def work_energy_j(self, flops: float, nbytes: float, duration_s: float | None = None) -> float:
+        """The energy above idle of work on this instance's GPUs (FLOPs and bytes, all of them together): a chip built
+        from parts, each FLOP's and byte's energy; else the power above idle for the time the work needs at the
+        chip's peak, max(compute, memory) time, at most `duration_s` (utilization x duration, capped at 1)."""
+        if self._work_joules is not None:
+            return flops * self._work_joules[0] + nbytes * self._work_joules[1]
+        compute, memory = flops * self._inv_peak, nbytes * self._inv_bw
+        work_s = compute if compute >= memory else memory
+        if duration_s is not None and work_s > duration_s:
+            work_s = duration_s
+        return self._dynamic_power * work_s
+
     def _account(self, it: tuple, t: float, seqs: int, prefill_tokens: int, decode_tokens: float,
                  iterations: int, start: float) -> None:
         """Busy time, work, energy (power between idle and TDP by utilization) and KV use of iterations."""
@@ -20,10 +32,7 @@ class IterationAccounting:
             util = (compute if compute >= memory else memory) / t  # max(compute, memory) / t
             if self.cluster.record_timeline:
                 st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
-            if self._work_joules is None:
-                st.energy_j += (self._idle_power + self._dynamic_power * (util if util < 1.0 else 1.0)) * t
-            else:  # a chip built from parts: its static power, and each FLOP's and byte's energy
-                st.energy_j += self._idle_power * t + flops * self._work_joules[0] + nbytes * self._work_joules[1]
+            st.energy_j += self._idle_power * t + self.work_energy_j(flops, nbytes, t)
         st.busy_s += t
         st.iterations += iterations
         if decode_tokens:
