@@ -16,7 +16,7 @@ from phasewise.scenarios import get_scenario
 from phasewise.sim.api import run as sim_run
 from phasewise.specs import load_hardware
 from phasewise.specs.catalog import packaged
-from phasewise.specs.chip_cost import chip_cost, die_yield, dies_per_wafer, hardware_cost_usd
+from phasewise.specs.chip_cost import chip_cost, die_yield, dies_per_wafer, hardware_chip_cost, hardware_cost_usd
 from phasewise.specs.parts import ChipParts, ComputeUnits
 
 SMALL_MODEL = "meta-llama/Llama-3.1-8B"
@@ -266,7 +266,6 @@ def test_a_chip_from_parts_spends_energy_on_the_work_its_parts_do(tmp_path, run_
     """Idle is the parts' static and link power (not 30 % of the TDP), and a FLOP or byte costs its part's energy:
     the same memory-bound decode at 1.0 and 2.5 GHz spends about the same energy (it was 1.96x: charged as a share
     of a TDP that grows with the clock)."""
-    from phasewise.specs.chip_cost import hardware_chip_cost
 
     energy = {}
     for ghz in (1.0, 2.5):
@@ -282,3 +281,51 @@ def test_a_chip_from_parts_spends_energy_on_the_work_its_parts_do(tmp_path, run_
         assert hardware.idle_power_w == pytest.approx(power["static"] + power["links"])
         assert hardware.idle_power_w < 0.3 * hardware.tdp_w
     assert energy[2.5] == pytest.approx(energy[1.0], rel=0.1)
+
+
+def big_chip(cores: int = 264, **parts) -> dict:
+    """A B200-class chip from the H100 model's parts: twice the cores and L2, two dies' worth of silicon."""
+    entry = json.loads(json.dumps(packaged("hardware_specs.yaml")["hardware"]["spad-h100-model"]))
+    entry.pop("sources")
+    entry["parts"]["compute"]["cores"] = cores
+    entry["parts"]["l2_bytes"] *= 2
+    entry["parts"]["other_mm2"] *= 2
+    entry["parts"].update(parts)
+    return entry
+
+
+def test_a_die_past_the_reticle_is_refused_and_a_chip_of_two_dies_is_priced(tmp_path, run_cli):
+    """No die larger than the 858 mm2 lithography field can be made: a chip whose parts need more names the dies it
+    would take. Split over two dies on an interposer, each die yields better than one die of the same silicon
+    would (negative-binomial yield), the die-to-die PHY adds area and power, and the performance is the parts'."""
+    one_die = write_chip(tmp_path, big_chip(), "onedie")
+    with pytest.raises(PhasewiseError, match=r"exceeds the 858 mm2 reticle .* dies: 2 or more") as err:
+        load_hardware(one_die)
+    assert "\n" not in str(err.value)
+    code, _, stderr = run_cli("estimate", "--model", SMALL_MODEL, "--hardware", one_die)
+    assert code == 2 and "reticle" in stderr and stderr.count("\n") == 1
+    two = load_hardware(write_chip(tmp_path, big_chip(dies=2, die_to_die_bandwidth_bytes_per_s=5.0e12), "twodie"))
+    h100 = load_hardware("spad-h100-model")
+    cost, single = hardware_chip_cost(two), hardware_chip_cost(h100)
+    assert cost.dies == 2 and cost.area_per_die_mm2 <= 858
+    assert cost.area_mm2["die-to-die PHY"] == pytest.approx(2 * 2 * 5.0e12 / 1.35e12)
+    assert cost.die_yield == pytest.approx(die_yield(cost.area_per_die_mm2, packaged("chip_parts.yaml")
+                                                     ["process_nodes"]["N5"]))
+    assert cost.die_yield > die_yield(cost.die_area_mm2, packaged("chip_parts.yaml")["process_nodes"]["N5"])
+    assert cost.die_usd == pytest.approx(2 * 16988 / (cost.dies_per_wafer * cost.die_yield))
+    assert cost.power_w["die-to-die"] == pytest.approx(0.3e-12 * 8 * 2 * 5.0e12)
+    assert two.peak_flops["bf16"] == pytest.approx(2 * h100.peak_flops["bf16"])
+    assert cost.total_usd > single.total_usd and two.tdp_w > h100.tdp_w
+    code, out, err = run_cli("hardware", str(tmp_path / "twodie.yaml"))
+    assert code == 0 and "2 dies of" in " ".join(out.split()), err
+
+
+@pytest.mark.parametrize("parts, match", [
+    ({"dies": 2}, "dies: 2 needs die_to_die_bandwidth_bytes_per_s > 0"),
+    ({"die_to_die_bandwidth_bytes_per_s": 1.0e12}, "needs dies > 1"),
+    ({"dies": 0, "die_to_die_bandwidth_bytes_per_s": 1.0e12}, "dies"),
+])
+def test_malformed_dies_are_one_line_errors(tmp_path, parts, match):
+    with pytest.raises(PhasewiseError, match=match) as err:
+        load_hardware(write_chip(tmp_path, big_chip(cores=132, **parts)))
+    assert "\n" not in str(err.value)

@@ -33,7 +33,8 @@ def substrate_dict(substrate: Any) -> dict[str, Any]:
 
 
 def cost_dict(cost: ChipCost) -> dict[str, Any]:
-    return {"area_mm2": cost.area_mm2, "die_area_mm2": cost.die_area_mm2, "dies_per_wafer": cost.dies_per_wafer,
+    return {"area_mm2": cost.area_mm2, "die_area_mm2": cost.die_area_mm2, "dies": cost.dies,
+            "area_per_die_mm2": cost.area_per_die_mm2, "dies_per_wafer": cost.dies_per_wafer,
             "die_yield": cost.die_yield, "die_usd": cost.die_usd, "memory_usd": cost.memory_usd,
             "package_usd": cost.package_usd, "total_usd": cost.total_usd, "power_w": cost.power_w,
             "tdp_w": cost.tdp_w}
@@ -65,8 +66,10 @@ def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> No
 def render_parts_cost(console: Console, key: str, cost: dict[str, Any]) -> None:
     area = ", ".join(f"{part} {mm2:,.0f}" for part, mm2 in cost["area_mm2"].items() if mm2 > 0)
     power = ", ".join(f"{part} {watts:,.0f}" for part, watts in cost["power_w"].items() if watts > 0)
+    dies = (f"die {cost['die_area_mm2']:,.0f} mm2" if cost["dies"] == 1 else
+            f"{cost['dies']} dies of {cost['area_per_die_mm2']:,.0f} mm2, {cost['die_area_mm2']:,.0f} mm2 in all")
     console.print(
-        f"[bold]{key}[/] from its parts (specs/data/chip_parts.yaml): die {cost['die_area_mm2']:,.0f} mm2 ({area}); "
+        f"[bold]{key}[/] from its parts (specs/data/chip_parts.yaml): {dies} ({area}); "
         f"{cost['dies_per_wafer']:.1f} dies a wafer at {cost['die_yield']:.1%} yield; cost ${cost['total_usd']:,.0f} "
         f"= die ${cost['die_usd']:,.0f} + memory ${cost['memory_usd']:,.0f} + package ${cost['package_usd']:,.0f}; "
         f"TDP {cost['tdp_w']:,.0f} W ({power})")

@@ -2,12 +2,14 @@
 
     die area   = logic transistors / density + SRAM bits x bit cell / array efficiency
                  + memory and link PHYs (which do not shrink with the node) + other_mm2
+                 (over `dies` dies: each holds 1/dies of it plus a die-to-die PHY for its bandwidth, and none
+                 may exceed the reticle; A below is one die's area)
     dies/wafer = pi r^2 / A - pi d / sqrt(2 A)                      (300 mm wafer)
     yield      = (1 + A x defect density / cluster)^-cluster
-    die cost   = wafer price / (dies per wafer x yield)
-    chip cost  = die cost + memory GB x $/GB of its type + package (organic, or 2.5D interposer for HBM)
-    TDP        = static W/mm2 x A + (tensor pJ/FLOP x peak + vector pJ/FLOP x vector peak) x node energy
-                 + memory pJ/bit x bandwidth + link pJ/bit x link bandwidth
+    die cost   = dies x wafer price / (dies per wafer x yield)
+    chip cost  = die cost + memory GB x $/GB of its type + package (organic, or 2.5D interposer for HBM or dies > 1)
+    TDP        = static W/mm2 x area + (tensor pJ/FLOP x peak + vector pJ/FLOP x vector peak) x node energy
+                 + memory pJ/bit x bandwidth + link pJ/bit x link bandwidth + die-to-die pJ/bit x its traffic
                  (node energy: the process node's switching energy relative to N5, whose pJ/FLOP the table holds)
 Every constant with its source: specs/data/chip_parts.yaml.
 """
@@ -26,17 +28,23 @@ WAFER_DIAMETER_MM = 300.0
 
 @dataclass(frozen=True, slots=True)
 class ChipCost:
-    area_mm2: dict[str, float]  # die area by part
-    dies_per_wafer: float
-    die_yield: float
-    die_usd: float
+    area_mm2: dict[str, float]  # silicon area by part, all dies together
+    dies: int
+    dies_per_wafer: float  # of one die
+    die_yield: float  # of one die
+    die_usd: float  # all dies
     memory_usd: float
     package_usd: float
     power_w: dict[str, float]  # TDP by part
 
     @property
     def die_area_mm2(self) -> float:
+        """Silicon area of all the chip's dies."""
         return sum(self.area_mm2.values())
+
+    @property
+    def area_per_die_mm2(self) -> float:
+        return self.die_area_mm2 / self.dies
 
     @property
     def total_usd(self) -> float:
@@ -68,7 +76,27 @@ def die_area_mm2(parts: ChipParts) -> dict[str, float]:
         "memory PHY": memory.units * (kind["phy_mm2_per_unit"] + kind["controller_mtr_per_unit"] / density),
         "links": parts.links * (logic["link_phy_mm2"] + logic["link_controller_mtr"] / density),
         "other": parts.other_mm2,
+        "die-to-die PHY": parts.dies * die_to_die_phy_mm2(parts) if parts.dies > 1 else 0.0,
     }
+
+
+def die_to_die_phy_mm2(parts: ChipParts) -> float:
+    """One die's die-to-die PHY: its bandwidth both ways over the PHY's bandwidth per mm2."""
+    return 2 * parts.die_to_die_bandwidth_bytes_per_s / chip_constants()["die_to_die"]["phy_bytes_per_s_per_mm2"]
+
+
+def check_reticle(parts: ChipParts, area_mm2: dict[str, float]) -> None:
+    """One line when a die is larger than the lithography field, with the fewest dies that would fit."""
+    reticle = chip_constants()["die_to_die"]["reticle_mm2"]
+    per_die = sum(area_mm2.values()) / parts.dies
+    if per_die <= reticle:
+        return
+    logic_mm2 = sum(area for part, area in area_mm2.items() if part != "die-to-die PHY")
+    phy_mm2 = die_to_die_phy_mm2(parts) if parts.dies > 1 else 0.0
+    fewest = max(parts.dies + 1, math.ceil(logic_mm2 / max(reticle - phy_mm2, 1.0)))
+    raise PhasewiseError(f"parts: a {per_die:,.0f} mm2 die exceeds the {reticle:,.0f} mm2 reticle (26 x 33 mm): "
+                         f"split it over dies: {fewest} or more (with die_to_die_bandwidth_bytes_per_s), or take "
+                         "parts out")
 
 
 def dies_per_wafer(area_mm2: float) -> float:
@@ -91,6 +119,8 @@ def power_w(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> dict[s
         "vector": power["vector_pj_per_flop"] * node_energy * 1e-12 * c.vector_flops,
         "memory": memory.constants["pj_per_bit"] * 1e-12 * 8 * memory.bandwidth_bytes_per_s,
         "links": power["link_pj_per_bit"] * 1e-12 * 8 * link_bandwidth_bytes_per_s if parts.links else 0.0,
+        "die-to-die": (chip_constants()["die_to_die"]["pj_per_bit"] * 1e-12 * 8
+                       * parts.dies * parts.die_to_die_bandwidth_bytes_per_s),
     }
 
 
@@ -99,16 +129,17 @@ def chip_cost(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> Chip
     chip-to-chip links together (their power)."""
     constants, node, memory = chip_constants(), parts.node, parts.memory
     area = die_area_mm2(parts)
-    total = sum(area.values())
-    per_wafer = dies_per_wafer(total)
-    if per_wafer < 1:
-        raise PhasewiseError(f"a {total:,.0f} mm2 die does not fit on a {WAFER_DIAMETER_MM:.0f} mm wafer")
-    good = die_yield(total, node)
+    check_reticle(parts, area)
+    per_die = sum(area.values()) / parts.dies
+    per_wafer = dies_per_wafer(per_die)
+    good = die_yield(per_die, node)
     packaging = constants["packaging"]
-    package = packaging["interposer_usd"] if memory.constants["stacked"] else packaging["organic_usd"]
-    die_usd = node["wafer_usd"] / (per_wafer * good) * packaging["die_margin"]
-    return ChipCost(area, per_wafer, good, die_usd, memory.capacity_bytes / 1e9 * memory.constants["usd_per_gb"],
-                    package, power_w(parts, link_bandwidth_bytes_per_s))
+    on_interposer = memory.constants["stacked"] or parts.dies > 1
+    package = packaging["interposer_usd"] if on_interposer else packaging["organic_usd"]
+    die_usd = parts.dies * node["wafer_usd"] / (per_wafer * good) * packaging["die_margin"]
+    return ChipCost(area, parts.dies, per_wafer, good, die_usd,
+                    memory.capacity_bytes / 1e9 * memory.constants["usd_per_gb"], package,
+                    power_w(parts, link_bandwidth_bytes_per_s))
 
 
 def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
@@ -116,13 +147,17 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
     memory type, TDP; no rental price: 0). Figures the entry gives itself are kept."""
     parts = parse_parts(entry["parts"], where)
     out = {**derived_figures(parts), "price_per_hour_usd": 0.0, **entry, "parts": parts}
+    links = entry.get("interconnect") or {}
+    per_direction = links.get("intra_node_bandwidth_bytes_per_s", 0.0) if isinstance(links, dict) else 0.0
+    if isinstance(per_direction, bool) or not isinstance(per_direction, (int, float)) or not per_direction >= 0:
+        raise PhasewiseError(f"{where}: interconnect.intra_node_bandwidth_bytes_per_s must be a number of bytes/s "
+                             f"(got {per_direction!r})")
+    try:
+        cost = chip_cost(parts, 2 * float(per_direction))  # a die past the reticle is an error, TDP given or not
+    except PhasewiseError as exc:
+        raise PhasewiseError(f"{where} {exc}") from None
     if "tdp_w" not in entry:
-        links = entry.get("interconnect") or {}
-        per_direction = links.get("intra_node_bandwidth_bytes_per_s", 0.0) if isinstance(links, dict) else 0.0
-        if isinstance(per_direction, bool) or not isinstance(per_direction, (int, float)) or not per_direction >= 0:
-            raise PhasewiseError(f"{where}: interconnect.intra_node_bandwidth_bytes_per_s must be a number of bytes/s "
-                                 f"(got {per_direction!r})")
-        out["tdp_w"] = chip_cost(parts, 2 * float(per_direction)).tdp_w
+        out["tdp_w"] = cost.tdp_w
     return out
 
 
@@ -140,13 +175,14 @@ def hardware_chip_cost(hardware: Any) -> ChipCost:
 def work_energy(hardware: Any) -> tuple[float, float, float] | None:
     """A chip built from parts: (static W, J per FLOP, J per byte of memory traffic), from the parts' power at full
     rate (power_w: the tensor units' watts over their bf16 peak, the memory's over its bandwidth; static leakage and
-    the links' SerDes burn whether the chip works or not), so its energy follows the work its parts do rather than
-    a share of its TDP. None for a catalog chip (no parts)."""
+    the links, chip-to-chip and die-to-die, burn whether the chip works or not), so its energy follows the work its
+    parts do rather than a share of its TDP. None for a catalog chip (no parts)."""
     parts = getattr(hardware, "parts", None)
     if parts is None:
         return None
     power = hardware_chip_cost(hardware).power_w
-    return (power["static"] + power["links"], power["tensor"] / parts.compute.tensor_flops("bf16"),
+    idle_w = power["static"] + power["links"] + power["die-to-die"]
+    return (idle_w, power["tensor"] / parts.compute.tensor_flops("bf16"),
             power["memory"] / parts.memory.bandwidth_bytes_per_s)
 
 

@@ -117,6 +117,17 @@ class ChipParts(BaseModel):
     memory: Memory
     links: int = Field(default=0, ge=0)  # chip-to-chip link PHYs (NVLink-class)
     other_mm2: float = Field(default=0.0, ge=0)
+    dies: int = Field(default=1, ge=1)  # the parts split evenly over this many dies on one interposer
+    die_to_die_bandwidth_bytes_per_s: float = Field(default=0.0, ge=0)  # each die's die-to-die link, each direction
+
+    @model_validator(mode="after")
+    def _die_to_die(self) -> ChipParts:
+        if self.dies > 1 and not self.die_to_die_bandwidth_bytes_per_s > 0:
+            raise ValueError(f"dies: {self.dies} needs die_to_die_bandwidth_bytes_per_s > 0, the bandwidth each die's "
+                             "link to the others carries each way (B200's NV-HBI: 10.0e+12)")
+        if self.dies == 1 and self.die_to_die_bandwidth_bytes_per_s:
+            raise ValueError("die_to_die_bandwidth_bytes_per_s needs dies > 1 (one die has no die-to-die link)")
+        return self
 
     @field_validator("process_node")
     @classmethod
