@@ -256,3 +256,18 @@ def test_out_dir_writes_csv_and_parquet(run_cli, tmp_path):
                            "--out", str(tmp_path / "pq"), "--format", "parquet")
     assert code == 0, err
     assert pq.read_table(tmp_path / "pq" / "requests.parquet").num_rows == 50
+
+
+def test_speculative_steps_stream_one_chunk_so_the_itl_is_the_step_not_a_zero_gap():
+    """`vllm bench serve` and SGLang's bench_serving take ITL per streamed chunk: a speculative step's accepted
+    tokens arrive together, one gap. The TBT figures are those gaps (the p50 was 0 where a step accepted ~2.5
+    tokens), their mean the step time, while TPOT divides the same span by every token."""
+    work = open_loop(4, 200, LengthDist("fixed", 512), LengthDist("fixed", 128), seed=5)
+    plain = simulate(collocated(M, "h100-sxm"), work).summary()
+    spec = simulate(build_deployment({"model": M, "instances": [dict(role="collocated", hardware="h100-sxm")],
+                                      "speculative": {"draft_tokens": 3, "acceptance": 0.7, "draft": "mtp"}}),
+                    work).summary()
+    assert spec["tpot_ms"]["mean"] < 0.6 * plain["tpot_ms"]["mean"]  # ~2.5 tokens a step
+    assert spec["tbt_ms"]["p50"] > plain["tbt_ms"]["p50"]  # a verify step is longer than a plain one
+    assert spec["tbt_ms"]["mean"] > 2 * spec["tpot_ms"]["mean"]
+    assert plain["tbt_ms"]["mean"] == pytest.approx(plain["tpot_ms"]["mean"], rel=0.05)

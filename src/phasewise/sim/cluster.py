@@ -284,8 +284,6 @@ class Cluster:
             worst = max(worst, gap)
             if steps > 1:
                 inst.tbt_ranges.extend((lo + 1, lo + steps, i))
-            if tokens > steps:
-                self.tbt.add_zeros(tokens - steps)
             prev = ends.item(lo + steps - 1)
         self.max_tbt_s[i] = worst if req.output > 1 else math.nan
         # the largest gap inside a decode segment is binned by finalize(): `worst` is a lower bound, so a miss
@@ -359,8 +357,7 @@ class Cluster:
             explicit.add(g)
         explicit._flush()
         self.tbt._flush()
-        if explicit.n != self.tbt.n or explicit.zeros != self.tbt.zeros or \
-                not np.array_equal(explicit.counts, self.tbt.counts):
+        if explicit.n != self.tbt.n or not np.array_equal(explicit.counts, self.tbt.counts):
             raise AssertionError(f"TBT histogram mismatch: {self.tbt.n} gaps binned, {explicit.n} explicit")
         worst = np.array([g.max() if len(g) else np.nan for g in self._check_gaps])
         done = np.sort(np.flatnonzero(np.isfinite(self.finish_s)))
