@@ -220,3 +220,22 @@ def test_scenario_directions_hold_under_other_setups(sets):
 def test_scenario_rejects_a_chip_without_the_substrates():
     with pytest.raises(PhasewiseError, match="needs a cid and a cim substrate"):
         get_scenario("halo").run({"hardware": "h100-sxm"})
+
+
+def test_the_mapped_energy_says_its_mean_power_and_when_it_is_over_the_tdp(run_cli):
+    """The mapped energy is the work's, without static power; its mean power per phase is printed, with a note where
+    it is over the chip's TDP: halo-2.5d's CiD reads 16 x 3.28 TB/s at 12 pJ/B and computes 52 TFLOP/s at 1 pJ, which
+    an all-CiD decode step of Llama-2-7B sustains: ~676 W against the package's assumed 300 W."""
+    code, out, err = run_cli("estimate", "--model", LLAMA2, "--hardware", "halo-2.5d", "--precision", "int8",
+                             "--mapping", "all-cid", "--prompt-len", "1", "--context-len", "1", "--json")
+    assert code == 0, err
+    decode = json.loads(out)["mapping"]["decode"]
+    cid = next(p for p in load_hardware("halo-2.5d").substrates if p.kind == "cid")
+    full_rate_w = (cid.internal_bandwidth_bytes_per_s * cid.internal_energy_pj_per_byte
+                   + cid.flops_per_s * cid.energy_pj_per_flop) * 1e-12
+    assert decode["dynamic_power_w"] == pytest.approx(decode["energy_j"] / (decode["latency_ms"] / 1e3))
+    assert 300 < decode["dynamic_power_w"] <= full_rate_w and decode["over_tdp"]
+    code, out, _ = run_cli("estimate", "--model", LLAMA2, "--hardware", "halo-2.5d", "--precision", "int8",
+                           "--mapping", "all-cid", "--prompt-len", "1", "--context-len", "1")
+    flat = " ".join(out.split())
+    assert code == 0 and "mJ of dynamic energy" in flat and "over the chip's 300 W TDP" in flat

@@ -1,4 +1,5 @@
-"""Rich rendering of `estimate --mapping`: each operator on its substrate, per phase, with latency and energy."""
+"""Rich rendering of `estimate --mapping`: each operator on its substrate, per phase, with latency and dynamic energy
+(the work's; static power is not in it), and a note where that energy's mean power exceeds the chip's TDP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from phasewise.perf.mapping import MappedPhases
 def render_mapped(console: Console, mapped: MappedPhases) -> None:
     for it in (mapped.prefill, mapped.decode):
         table = Table(title=f"Mapping '{mapped.mapping}', {it.phase}: {it.latency_s * 1e3:.3f} ms, "
-                            f"{it.energy_j * 1e3:.3f} mJ", title_justify="left")
+                            f"{it.energy_j * 1e3:.3f} mJ of dynamic energy ({it.dynamic_power_w:,.0f} W)",
+                      title_justify="left")
         for col in ("operator", "class", "substrate", "time ms", "compute ms", "memory ms", "program ms",
                     "energy mJ", "programmed MB"):
             table.add_column(col, justify="left" if col in ("operator", "class", "substrate") else "right")
@@ -25,3 +27,7 @@ def render_mapped(console: Console, mapped: MappedPhases) -> None:
         console.print(table)
         console.print("  by substrate: " + ", ".join(f"{name} {t * 1e3:.3f} ms / {e * 1e3:.3f} mJ"
                                                      for name, (t, e) in it.by_substrate().items()))
+        if it.dynamic_power_w > mapped.tdp_w:
+            console.print(f"  note: {it.dynamic_power_w:,.0f} W of dynamic power is over the chip's "
+                          f"{mapped.tdp_w:,.0f} W TDP: its substrates' rates and energies cannot both hold within "
+                          "it (throttling is not modelled)")

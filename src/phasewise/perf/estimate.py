@@ -257,7 +257,8 @@ def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, cont
     return MappedPhases(
         mapped.mapping.name,
         mapped.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.window_all_layers), "prefill"),
-        mapped.iteration(BatchShape.uniform(batch, 1, context_len, model.causal, model.window_all_layers), "decode"))
+        mapped.iteration(BatchShape.uniform(batch, 1, context_len, model.causal, model.window_all_layers), "decode"),
+        cm.hw.tdp_w)
 
 
 def mapped_dict(mapped: MappedPhases) -> dict[str, Any]:
@@ -266,7 +267,8 @@ def mapped_dict(mapped: MappedPhases) -> dict[str, Any]:
     for it in (mapped.prefill, mapped.decode):
         phase = it.phase
         out[phase] = {
-            "latency_ms": it.latency_s * 1e3, "energy_j": it.energy_j,
+            "latency_ms": it.latency_s * 1e3, "energy_j": it.energy_j, "dynamic_power_w": it.dynamic_power_w,
+            "over_tdp": it.dynamic_power_w > mapped.tdp_w,
             "by_substrate": {k: {"time_ms": t * 1e3, "energy_j": e} for k, (t, e) in it.by_substrate().items()},
             "operators": [{"name": op.name, "class": op.op_class, "substrate": op.substrate, "kind": op.kind,
                            "count": op.count, "time_ms": op.time_s * 1e3, "compute_ms": op.compute_s * 1e3,

@@ -82,7 +82,12 @@ class MappedIteration:
 
     @property
     def energy_j(self) -> float:
+        """Dynamic energy: the work's (FLOPs, MACs and conversions, bytes, programming, crossings), no static power."""
         return sum(op.energy_j for op in self.operators) + sum(m.energy_j for m in self.movements)
+
+    @property
+    def dynamic_power_w(self) -> float:
+        return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
 
     def by_substrate(self) -> dict[str, tuple[float, float]]:
         """substrate -> (time_s, energy_j), movements under 'movement'."""
@@ -102,6 +107,7 @@ class MappedPhases:
     mapping: str
     prefill: MappedIteration
     decode: MappedIteration
+    tdp_w: float  # the chip's: a phase whose dynamic power exceeds it cannot run at the substrates' rates
 
 
 @dataclass(slots=True)
