@@ -1,5 +1,7 @@
 """Memory model: weights, KV per token, capacity; what does and does not fit."""
 
+import json
+
 import pytest
 
 from phasewise.perf import memory_fit
@@ -71,3 +73,20 @@ def test_trtllm_memory_fraction_is_of_the_free_memory():
     # SGLang's mem_fraction_static holds the weights and the KV pool: activations and the runtime are outside it
     static = memory_fit(model, hw, quant, tp=4, memory_fraction=0.95, fraction_of="static")
     assert abs(static.kv_free_bytes - (0.95 * hw.memory_capacity_bytes - static.weight_bytes)) < 1.0
+
+
+def test_sglangs_static_fraction_leaves_room_for_the_activations_or_it_does_not_fit(run_cli):
+    """SGLang's --mem-fraction-static holds the weights and the KV pool; the activations and the runtime's reserve
+    live in what it leaves. At 0.99 of an H100 that is 0.8 GiB, short of Llama-3.1-70B TP2's 2.0 + 1.4 GiB: the GPU
+    runs out of memory (the fit said yes, with 82.3 GiB in use of 79.6)."""
+    code, out, err = run_cli("estimate", "--model", "meta-llama/Llama-3.1-70B", "--hardware", "h100-sxm", "--tp", "2",
+                             "--engine", "sglang", "--batch", "8", "--prompt-len", "2048", "--memory-fraction",
+                             "0.99", "--json")
+    assert code == 0, err
+    memory = json.loads(out)["memory"]
+    kv_bytes = memory["kv_capacity_tokens"] * memory["kv_bytes_per_token"]
+    in_use = memory["weight_bytes"] + memory["activation_bytes"] + memory["reserved_bytes"] + kv_bytes
+    assert in_use > memory["capacity_bytes"] and not memory["fits"] and "lower the memory fraction" in memory["reason"]
+    code, out, err = run_cli("estimate", "--model", "meta-llama/Llama-3.1-70B", "--hardware", "h100-sxm", "--tp", "2",
+                             "--engine", "sglang", "--batch", "1", "--prompt-len", "2048", "--json")
+    assert code == 0 and json.loads(out)["memory"]["fits"], err  # SGLang's default fraction leaves room

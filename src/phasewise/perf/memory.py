@@ -59,12 +59,24 @@ class MemoryFit:
                 - self.slot_bytes - self.chunk_window_bytes)
 
     @property
+    def over_capacity_bytes(self) -> float:
+        """What the usable memory exceeds the GPU by: under a fraction of the static pool (SGLang's
+        --mem-fraction-static) the activations and reserved memory live in what the fraction leaves, and more of
+        them than that runs the GPU out of memory (0 where all fits)."""
+        return max(self.usable_bytes - self.capacity_bytes, 0.0)
+
+    @property
     def fits(self) -> bool:
         return (self.kv_free_bytes > 0 and self.kv_capacity_tokens >= self.kv_needed_tokens
-                and self.state_seats != 0)
+                and self.state_seats != 0 and not self.over_capacity_bytes)
 
     def reason(self) -> str:
         gib = 2**30
+        if self.over_capacity_bytes:
+            outside = self.capacity_bytes - (self.usable_bytes - self.activation_bytes - self.reserved_bytes)
+            return (f"activations {self.activation_bytes / gib:.1f} GiB + reserved {self.reserved_bytes / gib:.1f} GiB "
+                    f"exceed the {outside / gib:.1f} GiB per GPU the memory fraction leaves beside its static pool "
+                    "(weights and KV): lower the memory fraction")
         if self.kv_free_bytes <= 0:
             state = (f" + recurrent state {self.state_bytes / gib:.1f} GiB (its seats x "
                      f"{self.state_bytes_per_sequence / 2**20:.1f} MiB: lower the engine's max sequences)"
