@@ -1,5 +1,7 @@
 """Decoder families with their own config.json field names: OPT (Meta, 2022), BLOOM (BigScience, 2022) and
-OLMo-style configs (AllenAI; LLaDA's: d_model, n_heads, n_kv_heads, n_layers, mlp_hidden_size)."""
+AllenAI's own OLMo configs (model_type hf_olmo, the ai2-olmo package's; LLaDA's follow them: d_model, n_heads,
+n_kv_heads, n_layers, mlp_hidden_size). transformers' OLMo (model_type olmo: OlmoConfig's hidden_size,
+num_attention_heads, ...) is Llama-style (specs/hf_config.py)."""
 
 from __future__ import annotations
 
@@ -49,14 +51,19 @@ def bloom_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
 
 
 def olmo_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
-    """OLMo-style names (LLaDA): d_model, n_heads, n_kv_heads, n_layers, mlp_hidden_size."""
+    """AllenAI's OLMo names (hf_olmo; LLaDA): d_model, n_heads, n_kv_heads, n_layers, mlp_hidden_size (or mlp_ratio x
+    d_model) wide ff_proj."""
     hidden = int(require_field(cfg, where, "d_model"))
     heads = int(require_field(cfg, where, "n_heads"))
-    mt = str(cfg.get("model_type", "olmo")).lower()
-    inter = first_field(cfg, "mlp_hidden_size")
-    if inter is None:
-        inter = int(require_field(cfg, where, "mlp_ratio")) * hidden
+    mt = str(cfg.get("model_type", "hf_olmo")).lower()
+    ff_proj = first_field(cfg, "mlp_hidden_size")
+    if ff_proj is None:
+        ff_proj = int(require_field(cfg, where, "mlp_ratio")) * hidden
     act = str(first_field(cfg, "activation_type", default="swiglu")).lower()
+    # OLMo's SwiGLU splits its fused ff_proj output into value and gate halves (allenai/OLMo olmo/model.py SwiGLU:
+    # x.chunk(2), output_multiplier 0.5; ff_out reads output_multiplier x the width); LLaDA's silu block has its
+    # own up_proj beside ff_proj (output_multiplier 1.0)
+    inter = int(ff_proj) // 2 if act == "swiglu" else int(ff_proj)
     return ModelSpec(
         name=name,
         model_type=mt,

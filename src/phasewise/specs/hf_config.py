@@ -4,9 +4,9 @@ Each supported model_type has its parser (Llama-style field names, DeepSeek's la
 indexer, gated-DeltaNet hybrids, the Mamba-2 hybrids Nemotron-H and Granite 4.0-H (specs/hf_mamba.py), Kimi
 Linear's KDA beside latent attention, Falcon-H1's attention and Mamba-2 side by side, Jamba's Mamba-1, LFM2's short
 convolutions and MiniMax-Text-01 / M1's lightning attention (specs/hf_recurrent.py), multimodal wrappers around a
-supported language model, OPT, BLOOM, OLMo-style (specs/hf_classic.py)); an unknown model_type, or a field that
-changes a layer's cost and that its parser does not read, is a one-line error naming it, never a fallback to
-another family.
+supported language model, OPT, BLOOM, AllenAI's own OLMo names (hf_olmo, LLaDA: specs/hf_classic.py)); an unknown
+model_type, or a field that changes a layer's cost and that its parser does not read, is a one-line error naming it,
+never a fallback to another family.
 specs/model_catalog.py load_model() takes a catalog id or alias (specs/data/models.yaml, config.json fields
 verbatim) or a user's file; specs/hf_quant.py reads a checkpoint's quantization_config.
 """
@@ -85,6 +85,12 @@ LLAMA_STYLE_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3
                      "phi", "starcoder2",
                      # InternLM2 / 2.5 (remote code, InternLM2Config: the same names; a fused wqkv costs as q, k, v)
                      "internlm2",
+                     # OLMo 1 as transformers reads it (OlmoConfig, models/olmo: hidden_size, num_attention_heads,
+                     # num_key_value_heads, intermediate_size; SwiGLU MLP, no biases, no q / k norm, untied unless
+                     # tie_word_embeddings; clip_qkv clamps q, k, v: no cost of note); its LayerNorms carry no
+                     # weights (OlmoLayerNorm: F.layer_norm without weight or bias). AllenAI's own d_model names:
+                     # hf_olmo
+                     "olmo",
                      # Cohere's Command R (cohere) and Command A / R7B (cohere2: three windowed layers in four by
                      # sliding_window_pattern, as Gemma's): attention and MLP in parallel off one norm, each still
                      # all-reduced under TP (vLLM commandr.py), so costed as in sequence
@@ -136,6 +142,8 @@ SANDWICH_NORM_TYPES = ("gemma2", "gemma3_text", "gemma4_text", "glm4")
 # final_logit_softcapping and its default in the family's config class (Gemma 2: 30.0; Gemma 3 / 4: None, set by the
 # Gemma 4 checkpoints' config.json)
 LOGIT_SOFTCAP_DEFAULTS = {"gemma2": 30.0, "gemma3_text": None, "gemma4_text": None}
+# LayerNorm rather than RMSNorm (OLMo 1's OlmoLayerNorm, weightless)
+LAYER_NORM_TYPES = ("olmo",)
 # MLPs that are not gated: fc1 -> GELU -> fc2 (transformers PhiMLP, Starcoder2MLP)
 NON_GATED_TYPES = ("phi", "starcoder2")
 # tie_word_embeddings defaults to true in these families' config classes (transformers 5.25), false elsewhere
@@ -235,7 +243,7 @@ ENCODERS = {"qwen2_vl": qwen2_vl_encoder, "qwen2_5_vl": qwen2_5_vl_encoder, "qwe
             "qwen3_vl_moe": qwen3_vl_encoder, "qwen3_5": qwen3_vl_encoder, "qwen3_5_moe": qwen3_vl_encoder,
             "mistral3": pixtral_encoder, "gemma3": siglip_encoder, "llama4": llama4_encoder,
             "internvl_chat": internvl_encoder, "internvl": internvl_encoder, "gemma4": gemma4_encoder}
-OTHER_TYPES = ("opt", "bloom", "llada", "olmo") + GPT_TYPES  # GPT-2's lineage: specs/hf_gpt.py
+OTHER_TYPES = ("opt", "bloom", "llada", "hf_olmo") + GPT_TYPES  # GPT-2's lineage: specs/hf_gpt.py
 # Llama-style fields around recurrent layers of their own (specs/hf_recurrent.py): Jamba's Mamba-1, LFM2's short
 # convolutions, MiniMax's lightning attention
 RECURRENT_HYBRID_TYPES = ("jamba",) + LFM2_TYPES + LIGHTNING_TYPES
@@ -259,8 +267,8 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
     an unknown model_type, or a field that changes the cost and that its parser does not read, is an error."""
     where = where or f"model '{name}'"
     mt = str(cfg.get("model_type", "")).lower()
-    if not mt and "d_model" in cfg:
-        mt = "olmo"
+    if not mt and "d_model" in cfg:  # AllenAI's own OLMo names without a model_type
+        mt = "hf_olmo"
     if not mt:
         raise PhasewiseError(f"{where}: missing field model_type (supported: {', '.join(SUPPORTED_TYPES)})")
     if mt in NOT_MODELLED:
@@ -323,7 +331,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = opt_spec(name, cfg, where)
         elif mt == "bloom":
             spec = bloom_spec(name, cfg, where)
-        elif mt in ("llada", "olmo"):
+        elif mt in ("llada", "hf_olmo"):
             spec = olmo_spec(name, cfg, where)
         elif mt in GPT_TYPES:
             require_field(cfg, where, "n_layer", "num_hidden_layers")  # the layer-count bound
@@ -367,6 +375,9 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
               and not (k == "sliding_window_pattern" and (mt in WINDOW_PATTERN_DEFAULT or mt == "exaone4"))
               and not (k == "attention_chunk_size" and mt == "llama4_text")
               and not (k == "hybrid_override_pattern" and mt in MAMBA_HYBRID_TYPES)]
+    if cfg.get("dual_chunk_attention_config"):  # Qwen2.5-7B / 14B-Instruct-1M (vLLM's DualChunkFlashAttention)
+        unread.append("dual_chunk_attention_config (Dual Chunk Attention: attention within and across chunks of "
+                      "chunk_size, sparse where sparse_attention_enabled)")
     if cfg.get("moe_latent_size") and mt not in MAMBA_HYBRID_TYPES:  # Nemotron 3 Super's latent MoE
         unread.append("moe_latent_size (latent MoE: experts over a down-projected hidden state)")
     if mt in MAMBA_HYBRID_TYPES:  # per-layer windows and per-block widths (Nemotron-H Puzzle variants)
@@ -487,6 +498,7 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         chunked_attention=chunked,
         # the context the engines serve (vLLM's max_model_len): a YaRN-extended one where the config extends it
         max_position_embeddings=serving_context(cfg) or int(first_field(cfg, "max_position_embeddings", default=0)),
+        norm="layer" if mt in LAYER_NORM_TYPES else "rms",
         qk_norm=mt in QK_NORM_TYPES or (mt in QK_NORM_FLAG_TYPES
                                         and bool(cfg.get("use_qk_norm", QK_NORM_FLAG_TYPES[mt]))),
         v_norm=mt in V_NORM_TYPES,

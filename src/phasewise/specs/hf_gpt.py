@@ -29,6 +29,11 @@ GPT_TYPES = ("gpt2", "gptj", "gpt_neox", "gpt_bigcode") + FALCON_TYPES
 LEARNED_POSITIONS = ("gpt2", "gpt_bigcode")
 # tie_word_embeddings when the config does not say (the config classes' defaults)
 GPT_TIED_BY_DEFAULT = ("gpt2", "gpt_bigcode", *FALCON_TYPES)
+# Falcon's context where its config.json names none (tiiuae/falcon-7b's does not): FalconConfig's
+# max_position_embeddings default (transformers models/falcon/configuration_falcon.py: "defaults to 2048 ...
+# Pretrained Falcon models with RoPE support up to 2048 tokens"); vLLM assumes the same 2,048 for a config without
+# one (RefinedWeb's RWConfig), config/model.py _get_and_verify_max_len
+FALCON_DEFAULT_CONTEXT = 2048
 
 
 def _field(cfg: dict[str, Any], where: str, *keys: str, default: int | None = None) -> int:
@@ -104,7 +109,8 @@ def gpt_spec(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
         vocab_size=_field(cfg, where, "vocab_size"),
         tie_embeddings=_flag(cfg, where, "tie_word_embeddings", mt in GPT_TIED_BY_DEFAULT),
         mlp_gated=False,
-        max_position_embeddings=_field(cfg, where, "n_positions", "max_position_embeddings", default=0),
+        max_position_embeddings=_field(cfg, where, "n_positions", "max_position_embeddings",
+                                       default=FALCON_DEFAULT_CONTEXT if falcon else 0),
         norm="layer",
         attention_rope=mt not in LEARNED_POSITIONS and not alibi,
         parallel_block_reduce=parallel,

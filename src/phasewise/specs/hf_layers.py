@@ -121,23 +121,41 @@ def linear_pattern(linear_layers: Iterable[int], layers: int) -> str:
     return "".join("L" if i in linear else "F" for i in range(layers))
 
 
+def rope_scalings(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The RoPE scaling mappings a config carries: transformers 4's rope_scaling and transformers 5's rope_parameters
+    (rope_type, factor, original_max_position_embeddings and rope_theta in one mapping, or one mapping per layer type,
+    {"full_attention": {...}, "sliding_attention": {...}}, as vLLM's _get_and_verify_max_len unpacks it)."""
+    found = []
+    for key in ("rope_scaling", "rope_parameters"):
+        value = cfg.get(key)
+        if not isinstance(value, dict):
+            continue
+        nested = value and all(isinstance(v, dict) for v in value.values())
+        found += list(value.values()) if nested else [value]
+    return found
+
+
 def serving_context(cfg: dict[str, Any]) -> int:
     """The longest sequence a config allows: max_position_embeddings, or a YaRN extension's length where the config
-    carries one (original_max_position_embeddings x factor, as vLLM derives max_model_len from it, config/model.py
-    _get_and_verify_max_len; a Qwen3 checkpoint with the card's rope_scaling serves 131,072, not 40,960). Other
-    scaling types are not multiplied: their configs state the extended length already (Gemma 3's linear factor 8
-    beside its 131,072, which vLLM's rule would make 1,048,576: vllm-project/vllm PR #33958); 0 when it states
-    none."""
+    carries one in rope_scaling or rope_parameters (rope_scalings; original_max_position_embeddings x factor, as vLLM
+    derives max_model_len from it, config/model.py _get_and_verify_max_len; a Qwen3 checkpoint with the card's YaRN
+    settings serves 131,072, not 40,960). Other scaling types are not multiplied: their configs state the extended
+    length already (Gemma 3's linear factor 8 beside its 131,072, which vLLM's rule would make 1,048,576:
+    vllm-project/vllm PR #33958); 0 when it states none."""
     context = cfg.get("max_position_embeddings")
     if not isinstance(context, int) or isinstance(context, bool) or context <= 0:
         return 0
-    scaling = cfg.get("rope_scaling")
-    if not isinstance(scaling, dict) or scaling.get("rope_type", scaling.get("type")) != "yarn":
-        return context
+    return max([context, *(_yarn_length(scaling) for scaling in rope_scalings(cfg))])
+
+
+def _yarn_length(scaling: dict[str, Any]) -> int:
+    """A YaRN scaling's extended length, original_max_position_embeddings x factor (0: not YaRN, or either missing)."""
+    if scaling.get("rope_type", scaling.get("type")) != "yarn":
+        return 0
     factor, original = scaling.get("factor"), scaling.get("original_max_position_embeddings")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (factor, original)):
-        return context
-    return max(context, int(original * factor))
+        return 0
+    return int(original * factor)
 
 
 def ernie_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
