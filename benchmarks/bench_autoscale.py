@@ -151,7 +151,19 @@ def disaggregated_line(name: str, deployment: dict, load: Workload) -> str:
     held = " + ".join(f"{g['role']} {g['mean_replicas']:.2f} (peak {g['peak_replicas']})" for g in scales)
     return (f"{name:58} {time.perf_counter() - t0:5.1f} s  GPUs {s['gpus']:5.2f} {held}  TTFT p50 / p90 "
             f"{s['ttft_ms']['p50']:8,.0f} / {s['ttft_ms']['p90']:9,.0f} ms  TPOT p90 {s['tpot_ms']['p90']:6.1f} ms  "
-            f"SLO {s['slo']['attainment']:6.1%}")
+            f"SLO {s['slo']['attainment']:6.1%}{largest_forecast(scales)}")
+
+
+def largest_forecast(scales: list[dict]) -> str:
+    """The prefill planner's largest forecast of an interval's requests, the interval it followed and the replicas
+    it then wanted (its throughput-based adjustments: `policy.autoscale[].adjustments`); '' without a planner."""
+    prefill = next((g for g in scales if g.get("role") == "prefill"), None)
+    steps = [a for a in (prefill or {}).get("adjustments", []) if a["next_requests"]]
+    if not steps:
+        return ""
+    top = max(steps, key=lambda a: a["next_requests"])
+    return (f"  forecast {top['next_requests']:,.0f} requests after {top['requests']:,.0f}, prefill wants "
+            f"{top['replicas']}")
 
 
 def planner(burst_load: Workload, trace: str, rate: float) -> None:
