@@ -183,7 +183,8 @@ BAD = [
     ({"timestamp": 0, "input_length": -3, "output_length": 5, "hash_ids": [1]}, "`input_length` must be an integer"),
     ({"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [1, "x"]}, "list of integers"),
     ({"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": 7}, "list of integers"),
-    ({"timestamp": 0, "input_length": 2000, "output_length": 5, "hash_ids": [1, 2]}, "cover 513..1024"),
+    ({"timestamp": 0, "input_length": 2000, "output_length": 5, "hash_ids": [1, 2]},
+     "`hash_ids` lists 2 and input_length 2000 needs 4"),
     ({"timestamp": -1, "input_length": 10, "output_length": 5, "hash_ids": [1]}, "`timestamp` must be"),
 ]
 

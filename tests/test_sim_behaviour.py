@@ -136,10 +136,10 @@ def test_summary_keys_and_goodput():
     "text, message",
     [
         ("a,b,c\n1,2,3\n", "missing columns"),
-        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,-3,5\n", "row 3: prompt tokens must be an integer >= 1"),
-        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,abc,5\n", "row 3: non-numeric"),
-        ("arrived_at,num_prefill_tokens,num_decode_tokens\n5,10,5\n1,10,5\n", "row 3: arrivals are not sorted"),
-        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,0\n", "row 2: output tokens must be an integer >= 1"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,-3,5\n", "line 3: prompt tokens must be an integer >= 1"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,abc,5\n", "line 3: non-numeric"),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens\n5,10,5\n1,10,5\n", "line 3: arrivals are not sorted"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,0\n", "line 2: output tokens must be an integer >= 1"),
         ("arrived_at,num_prefill_tokens,num_decode_tokens\n", "has no requests"),
     ],
 )

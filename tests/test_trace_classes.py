@@ -34,7 +34,7 @@ def test_csv_and_jsonl_read_the_class_column(tmp_path):
 @pytest.mark.parametrize("value", ["-1", "x", "1.5", ""])
 def test_a_bad_class_names_its_row(tmp_path, value):
     path = _csv(tmp_path, [(0.0, 100, 10, 0), (0.5, 200, 20, value)])
-    with pytest.raises(PhasewiseError, match=r"row 3: priority must be an integer >= 0"):
+    with pytest.raises(PhasewiseError, match=r"line 3: priority must be an integer >= 0"):
         load_trace(str(path))
 
 

@@ -49,7 +49,7 @@ def test_the_column_is_read_from_csv_and_jsonl_and_stays_with_its_requests(tmp_p
 
 @pytest.mark.parametrize("value", ["-1", "2.5", "65", "many", ""])
 def test_a_bad_count_names_its_row_and_the_allowed_values(tmp_path, value):
-    with pytest.raises(PhasewiseError, match=r"row 4: NumImages must be an integer in 0\.\.64 \(got '.*'\)$"):
+    with pytest.raises(PhasewiseError, match=r"line 4: NumImages must be an integer in 0\.\.64 \(got '.*'\)$"):
         load_trace(_trace(tmp_path, value=value))
 
 

@@ -27,6 +27,7 @@ from phasewise.workload import (
     LengthDist,
     Workload,
     check_length_flags,
+    flag_name,
     image_inputs,
     load_trace,
     prefix_copy,
@@ -107,13 +108,16 @@ class WorkloadSpec:
 def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
                   osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int = 0,
                   images_per_request: int | None = None, image_size: str | None = None,
-                  image_share: float | None = None, image_tokens_included: bool = False) -> WorkloadSpec:
+                  image_share: float | None = None, image_tokens_included: bool = False,
+                  name: Callable[[str], str] = flag_name) -> WorkloadSpec:
     """Lengths from a trace (default: the bundled Azure conversation excerpt) or from distributions; mean --isl +
-    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs. The image
-    flags (workload/images.py image_inputs): the images requests carry, their tokens added to the text lengths when
-    simulated; a trace with a NumImages column gives each request's count itself."""
-    spec = _text_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed, context_tokens)
-    beyond = beyond_context_share(spec, context_tokens)
+    --osl beyond `context_tokens` (the model's context, when known) is an error: no such request runs, nor a trace
+    all of whose requests pass it. The image flags (workload/images.py image_inputs): the images requests carry,
+    their tokens added to the text lengths when simulated; a trace with a NumImages column gives each request's
+    count itself. `name`: a field's name in the errors (plan's flags by default; a sweep entry's keys)."""
+    spec = _text_spec(workload, arrivals, isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, seed, context_tokens,
+                      name)
+    beyond = refuse_when_none_fits(spec, context_tokens)
     note = (f"; {beyond:.1%} of its requests pass the model's {context_tokens:,}-token context and are refused, as "
             f"the engine refuses them" if beyond else "")
     spec = replace(spec, refuse_beyond_context=True, beyond_context_share=beyond, name=spec.name + note)
@@ -123,6 +127,16 @@ def workload_spec(workload: str | None, arrivals: str, isl: float | None, osl: f
     if images is None:
         return replace(spec, image_counts=None)
     return replace(spec, images=images, name=f"{spec.name}; {images.describe()}")
+
+
+def refuse_when_none_fits(spec: WorkloadSpec, context_tokens: int, model: str = "the model's") -> float:
+    """The workload's share of requests past the model's context (beyond_context_share); where that is all of
+    them, a one-line error, as simulate's: nothing can run."""
+    beyond = beyond_context_share(spec, context_tokens)
+    if beyond == 1.0:
+        raise PhasewiseError(f"nothing can run: all {len(spec.prompts):,} of the workload's requests have prompt + "
+                             f"output tokens beyond {model} {context_tokens:,}-token context (max_position_embeddings)")
+    return beyond
 
 
 def beyond_context_share(spec: WorkloadSpec, context_tokens: int) -> float:
@@ -145,41 +159,45 @@ def lengths_within_context(isl: float | None, osl: float | None, context_tokens:
 
 
 def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: float | None, isl_dist: str,
-               osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int) -> WorkloadSpec:
+               osl_dist: str, isl_spread: float, osl_spread: float, seed: int, context_tokens: int,
+               name: Callable[[str], str]) -> WorkloadSpec:
     """workload_spec's text lengths and arrivals."""
     if arrivals not in ("poisson", "trace"):
-        raise PhasewiseError(f"--arrivals '{arrivals}' is not one of poisson, trace")
+        raise PhasewiseError(f"{name('arrivals')} '{arrivals}' is not one of poisson, trace")
     if seed < 0:
-        raise PhasewiseError(f"--seed must be >= 0 (got {seed})")
-    check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread)
-    for flag, dist, spread in (("--isl", isl_dist, isl_spread), ("--osl", osl_dist, osl_spread)):
+        raise PhasewiseError(f"{name('seed')} must be >= 0 (got {seed})")
+    check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, name=name)
+    lengths_flags = f"{name('isl')}/{name('osl')}"
+    for side, dist, spread in (("isl", isl_dist, isl_spread), ("osl", osl_dist, osl_spread)):
         if isl is None and osl is None and (dist != "fixed" or spread):
-            shown = f"{flag}-dist {dist}" if dist != "fixed" else f"{flag}-spread"
-            raise PhasewiseError(f"{shown} needs --isl/--osl (without them the lengths are the trace's: "
+            shown = f"{name(side + '_dist')} {dist}" if dist != "fixed" else name(side + "_spread")
+            raise PhasewiseError(f"{shown} needs {lengths_flags} (without them the lengths are the trace's: "
                                  f"{workload or 'azure-conv'})")
-    lengths_within_context(isl, osl, context_tokens)
+    lengths_within_context(isl, osl, context_tokens, f"{name('isl')} + {name('osl')}")
     if isl is not None or osl is not None:
         if workload is not None:
-            raise PhasewiseError("give either --workload or --isl/--osl, not both")
+            raise PhasewiseError(f"give either {name('workload')} or {lengths_flags}, not both")
         if arrivals == "trace":
-            raise PhasewiseError("--arrivals trace needs --workload")
+            raise PhasewiseError(f"{name('arrivals')} trace needs {name('workload')}")
         rng = np.random.default_rng(seed)
         p = LengthDist(isl_dist, isl if isl is not None else DEFAULT_ISL, isl_spread).sample(rng, 4096)
         o = LengthDist(osl_dist, osl if osl is not None else DEFAULT_OSL, osl_spread).sample(rng, 4096)
         return WorkloadSpec(tuple(int(x) for x in p), tuple(int(x) for x in o), None, seed=seed,
                             name=f"prompts {isl_dist} {isl or DEFAULT_ISL:g}, outputs {osl_dist} {osl or DEFAULT_OSL:g}")
     trace = load_trace("azure-conv" if workload is None else workload)
+    if arrivals == "trace":  # its arrivals are rescaled to each rate the search tries (WorkloadSpec.at_rate)
+        trace.check_rescalable()
     hashes = tuple(trace.prefix_hashes) if trace.prefix_hashes is not None else None
     share = reusable_prompt_share(trace.prefix_hashes, trace.prompt_tokens) if hashes is not None else 0.0
-    name = f"{workload or 'azure-conv'} lengths" + (f" and prefixes ({share:.0%} of prompt tokens reusable), in order"
-                                                     if hashes is not None else "")
-    name += ", trace arrivals" if arrivals == "trace" else ", Poisson arrivals"
+    label = f"{workload or 'azure-conv'} lengths"
+    if hashes is not None:
+        label += f" and prefixes ({share:.0%} of prompt tokens reusable), in order"
+    label += ", trace arrivals" if arrivals == "trace" else ", Poisson arrivals"
     pattern = tuple(float(x) for x in trace.arrival_s) if arrivals == "trace" else None
     counts = None if trace.image_counts is None else tuple(int(x) for x in trace.image_counts)
     return WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
-                        pattern, seed=seed, name=name, prefix_hashes=hashes, reusable_share=share,
+                        pattern, seed=seed, name=label, prefix_hashes=hashes, reusable_share=share,
                         image_counts=counts)
-
 
 
 @dataclass(slots=True)

@@ -27,27 +27,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
-from phasewise.plan.goodput import GoodputResult, WorkloadSpec, evaluate, lengths_within_context
+from phasewise.plan.goodput import (
+    GoodputResult,
+    WorkloadSpec,
+    evaluate,
+    lengths_within_context,
+    refuse_when_none_fits,
+    workload_spec,
+)
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
+from phasewise.workload.generators import LengthKind
 
 
 class SweepWorkload(BaseModel):
+    """One workload of the grid: a trace (bundled or a file) or lengths (isl/osl); neither: the bundled Azure
+    conversation excerpt's lengths, as plan without --workload."""
     model_config = ConfigDict(extra="forbid")
     name: str
     trace: str | None = None
     arrivals: Literal["poisson", "trace"] = "poisson"
     isl: float | None = Field(default=None, gt=0)
     osl: float | None = Field(default=None, gt=0)
-    isl_dist: str = "fixed"
-    osl_dist: str = "fixed"
+    isl_dist: LengthKind = "fixed"
+    osl_dist: LengthKind = "fixed"
     isl_spread: float = Field(default=0.0, ge=0)
     osl_spread: float = Field(default=0.0, ge=0)
     # images each request carries, as simulate's and plan's --images-per-request / --image-size / --image-share
@@ -76,15 +86,59 @@ class SweepConfig(BaseModel):
     attainment: float = Field(default=0.9, gt=0, le=1)
     strategies: dict[str, Any] = Field(default_factory=dict)
     fidelity: Literal["screen", "refine"] = "screen"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
+    _source: str = PrivateAttr(default="sweep config")  # how errors name it: its file, once load_sweep read it
 
 
 def load_sweep(path: str) -> SweepConfig:
     data = read_user_file(path, "sweep config")
     try:
-        return SweepConfig(**data)
+        cfg = SweepConfig(**data)
     except ValidationError as exc:
         raise pydantic_message(f"sweep config '{path}'", exc) from None
+    cfg._source = f"sweep config '{path}'"
+    return cfg
+
+
+def sweep_field(field: str) -> str:
+    """A workload field as a sweep entry names it (workload_spec's `name`): its key, the trace's `trace`."""
+    return "trace" if field == "workload" else field
+
+
+def _entry(cfg: SweepConfig, index: int, exc: PhasewiseError) -> PhasewiseError:
+    """An error about workload entry `index`, naming the file and the entry as a schema error does."""
+    return PhasewiseError(f"{cfg._source}: workloads.{index}, workload '{cfg.workloads[index].name}': {exc}")
+
+
+def _workloads(cfg: SweepConfig) -> list[WorkloadSpec]:
+    """Each workload once (its trace read once), whatever the models and chips it runs on."""
+    works = []
+    for index, w in enumerate(cfg.workloads):
+        try:
+            works.append(workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist, w.isl_spread,
+                                       w.osl_spread, cfg.seed, images_per_request=w.images_per_request,
+                                       image_size=w.image_size, image_share=w.image_share,
+                                       image_tokens_included=w.image_tokens_included, name=sweep_field))
+        except PhasewiseError as exc:
+            raise _entry(cfg, index, exc) from None
+    return works
+
+
+def _check_model(cfg: SweepConfig, model: str, works: list[WorkloadSpec]) -> None:
+    """Each workload on `model`: mean lengths and, for a trace, at least one request within its context; images
+    its processor takes. One line naming the entry otherwise."""
+    from phasewise.specs import load_model
+
+    spec = load_model(model)
+    context = spec.max_position_embeddings
+    for index, (w, work) in enumerate(zip(cfg.workloads, works)):
+        try:
+            lengths_within_context(w.isl, w.osl, context, "isl + osl", f"{model}'s")
+            refuse_when_none_fits(work, context, f"{model}'s")
+            if work.images is not None:  # a text model, or a size its processor refuses
+                work.images.geometries(spec)
+        except PhasewiseError as exc:
+            raise _entry(cfg, index, exc) from None
 
 
 def _options(cfg: SweepConfig) -> PlanOptions:
@@ -136,9 +190,6 @@ def _check_ranges(opts: PlanOptions) -> PlanOptions:
 
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
-    from phasewise.plan.goodput import workload_spec
-    from phasewise.specs import load_model
-
     opts = _options(cfg)
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
     if not any(math.isfinite(v) for v in (slo.ttft_ms, slo.tpot_ms, slo.max_tbt_ms)):  # as plan refuses
@@ -147,21 +198,9 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
-    # each workload once (its trace read once), whatever the models and chips it runs on
-    works: list[WorkloadSpec] = [
-        workload_spec(w.trace, w.arrivals, w.isl, w.osl, w.isl_dist, w.osl_dist, w.isl_spread, w.osl_spread, cfg.seed,
-                      images_per_request=w.images_per_request, image_size=w.image_size, image_share=w.image_share,
-                      image_tokens_included=w.image_tokens_included)
-        for w in cfg.workloads]
+    works = _workloads(cfg)
     for model in cfg.models:
-        context = load_model(model).max_position_embeddings
-        for w, work in zip(cfg.workloads, works):
-            lengths_within_context(w.isl, w.osl, context, f"workload '{w.name}': isl + osl", f"{model}'s")
-            if work.images is not None:  # a text model, or a size its processor refuses: one line naming the workload
-                try:
-                    work.images.geometries(load_model(model))
-                except PhasewiseError as exc:
-                    raise PhasewiseError(f"workload '{w.name}': {exc}") from None
+        _check_model(cfg, model, works)
         for hw in cfg.hardware:
             try:
                 strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)

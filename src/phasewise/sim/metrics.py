@@ -240,7 +240,10 @@ class SimResult:
 
     @property
     def duration_s(self) -> float:
-        """Simulated time of all requests, warm-up included (what the instances' statistics cover)."""
+        """Simulated time of all requests, warm-up included (what the instances' statistics cover); NaN when none
+        finished (every one rejected)."""
+        if not np.isfinite(self.finish_s).any():
+            return math.nan
         return float(np.nanmax(self.finish_s) - self.arrival_s.min())
 
     @property

@@ -48,6 +48,19 @@ if TYPE_CHECKING:
     from phasewise.sim.request import SimRequest
 
 
+def check_classes(class_slo_ms: list[tuple[float, float]] | None, priorities, where: str) -> None:
+    """A one-line error where `class_slo_ms` gives the classes' SLOs and a request's class (its trace's priority)
+    is past them: it would silently take the pools' default SLOs. `where`: the requests `priorities` are of
+    (simulate checks its workload before the run)."""
+    classes = len(class_slo_ms or ())
+    beyond = sorted({int(p) for p in priorities if p >= classes}) if classes else []
+    if beyond:
+        listed = ", ".join(map(str, beyond[:8])) + (", ..." if len(beyond) > 8 else "")
+        raise PhasewiseError(f"{where}: priority_pools.class_slo_ms gives {classes} classes (priorities "
+                             f"0..{classes - 1}) and none for priority {listed}: give each class the trace uses its "
+                             "[ttft_ms, tpot_ms]")
+
+
 class PoolController:
     __slots__ = ("config", "cluster", "loop", "lp", "hp", "links", "next_check_s", "default_slo_s", "class_slo_s",
                  "margin_s", "interval_s", "arrivals", "seen_id", "moved", "offloads_waiting", "migrations_transfer",
@@ -84,7 +97,7 @@ class PoolController:
         self.checks = 0
 
     def slo_s(self, req: SimRequest) -> tuple[float, float]:
-        """(TTFT SLO s, TBT SLO s) of a request: its class's, else the pools' default."""
+        """(TTFT SLO s, TBT SLO s) of a request: its class's, else (no class_slo_ms) the pools' default."""
         if 0 <= req.priority < len(self.class_slo_s):
             return self.class_slo_s[req.priority]
         return self.default_slo_s

@@ -37,7 +37,7 @@ from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.online_training import OnlineTrainer
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.planner_budget import PlannerPair
-from phasewise.sim.priority_pools import PoolController
+from phasewise.sim.priority_pools import PoolController, check_classes
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engine_kv import (
@@ -264,6 +264,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         n = len(workload)
         prompts, outputs, arrival = workload.prompt_tokens, workload.output_tokens, workload.arrival_s
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
+    if deployment.priority_pools is not None and deployment.priority_pools.class_slo_ms:
+        check_classes(deployment.priority_pools.class_slo_ms, priority, f"workload '{workload.name}'")
     cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo)
     if stop_after_misses is not None:
         if closed:

@@ -7,6 +7,7 @@ from phasewise.workload.generators import (
     ClosedLoop,
     LengthDist,
     check_length_flags,
+    flag_name,
     open_loop,
 )
 from phasewise.workload.images import ImageInputs, image_inputs
@@ -14,5 +15,6 @@ from phasewise.workload.mooncake import reusable_prompt_share
 from phasewise.workload.request import Workload, prefix_copy, prefix_stride
 from phasewise.workload.traces import load_trace
 
-__all__ = ["DEFAULT_ISL", "DEFAULT_OSL", "BenchmarkClient", "ClosedLoop", "ImageInputs", "image_inputs", "LengthDist", "check_length_flags", "Workload", "client_names", "client_workload", "load_client",
+__all__ = ["DEFAULT_ISL", "DEFAULT_OSL", "BenchmarkClient", "ClosedLoop", "ImageInputs", "image_inputs", "LengthDist",
+           "check_length_flags", "flag_name", "Workload", "client_names", "client_workload", "load_client",
            "load_trace", "open_loop", "prefix_copy", "prefix_stride", "reusable_prompt_share"]

@@ -2,32 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.workload.request import Workload
 
-DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "empirical")
+LengthKind = Literal["fixed", "uniform", "lognormal"]  # the length distributions a flag or a sweep entry names
+FLAG_DISTRIBUTIONS: tuple[str, ...] = get_args(LengthKind)
+DISTRIBUTIONS = (*FLAG_DISTRIBUTIONS, "empirical")  # empirical: a trace's own lengths (samples), never a flag's
 DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # mean prompt and output tokens when neither a trace nor --isl/--osl says
 
 
+def flag_name(field: str) -> str:
+    """A workload field as plan's and simulate's flags name it (isl_dist: --isl-dist)."""
+    return "--" + field.replace("_", "-")
+
+
 def check_length_flags(isl: float | None, osl: float | None, isl_dist: str | None, osl_dist: str | None,
-                       isl_spread: float | None, osl_spread: float | None, sampled_by: str = "fixed") -> None:
-    """One-line errors naming the flag for --isl / --osl means (finite, >= 1 token) and their spreads (> 0 for
-    lognormal; only for uniform or lognormal lengths, not for fixed ones or `sampled_by`, a client's own sampling)."""
-    for flag, mean in (("--isl", isl), ("--osl", osl)):
-        if mean is not None and not (np.isfinite(mean) and mean >= 1):
-            raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
-    for flag, dist, spread in (("--isl", isl_dist, isl_spread), ("--osl", osl_dist, osl_spread)):
-        if dist == "lognormal" and not (spread is not None and spread > 0):
-            raise PhasewiseError(f"{flag}-spread must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
-        if dist == "uniform" and spread is not None and spread > 1:
-            raise PhasewiseError(f"{flag}-spread must be <= 1 for uniform (the half-width over the mean; got {spread}: "
-                                 "lengths below one token would be clipped and move the mean)")
-        if spread and dist not in ("uniform", "lognormal"):
-            raise PhasewiseError(f"{flag}-spread applies to {flag}-dist uniform or lognormal (got {dist or sampled_by})")
+                       isl_spread: float | None, osl_spread: float | None, sampled_by: str = "fixed",
+                       name: Callable[[str], str] = flag_name) -> None:
+    """One-line errors naming the flag (`name`: a field's name in the caller's words, plan's and simulate's flags by
+    default) for --isl / --osl means (finite, >= 1 token; whole tokens for fixed lengths), their distributions
+    (FLAG_DISTRIBUTIONS) and spreads (> 0 for lognormal; only for uniform or lognormal lengths, not for fixed ones or
+    `sampled_by`, a client's own sampling)."""
+    for side, mean, dist, spread in (("isl", isl, isl_dist, isl_spread), ("osl", osl, osl_dist, osl_spread)):
+        _check_length_flag(side, mean, dist, spread, sampled_by, name)
+
+
+def _check_length_flag(side: str, mean: float | None, dist: str | None, spread: float | None, sampled_by: str,
+                       name: Callable[[str], str]) -> None:
+    """check_length_flags for one side (`side`: isl or osl)."""
+    flag, dist_flag, spread_flag = name(side), name(f"{side}_dist"), name(f"{side}_spread")
+    if dist is not None and dist not in FLAG_DISTRIBUTIONS:
+        raise PhasewiseError(f"{dist_flag} '{dist}' is not one of {', '.join(FLAG_DISTRIBUTIONS)}")
+    if mean is not None and not (np.isfinite(mean) and mean >= 1):
+        raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
+    if mean is not None and (dist or sampled_by) == "fixed" and mean != int(mean):
+        raise PhasewiseError(f"{flag} must be a whole number of tokens for fixed lengths (got {mean:g}; "
+                             f"{dist_flag} uniform or lognormal take a mean)")
+    if dist == "lognormal" and not (spread is not None and spread > 0):
+        raise PhasewiseError(f"{spread_flag} must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
+    if dist == "uniform" and spread is not None and spread > 1:
+        raise PhasewiseError(f"{spread_flag} must be <= 1 for uniform (the half-width over the mean; got {spread}: "
+                             "lengths below one token would be clipped and move the mean)")
+    if spread and dist not in ("uniform", "lognormal"):
+        raise PhasewiseError(f"{spread_flag} applies to {dist_flag} uniform or lognormal (got {dist or sampled_by})")
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,7 +66,7 @@ class LengthDist:
 
     def __post_init__(self) -> None:
         if self.kind not in DISTRIBUTIONS:
-            raise PhasewiseError(f"length distribution '{self.kind}' is not one of {', '.join(DISTRIBUTIONS)}")
+            raise PhasewiseError(f"length distribution '{self.kind}' is not one of {', '.join(FLAG_DISTRIBUTIONS)}")
         if self.kind == "empirical" and not self.samples:
             raise PhasewiseError("an empirical length distribution needs samples (a trace)")
         if self.kind != "empirical" and not (np.isfinite(self.mean) and self.mean >= 1):

@@ -19,6 +19,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
+from phasewise.workload.columns import OPTIONAL, optional_columns
 from phasewise.workload.request import Workload
 
 MOONCAKE_BLOCK_TOKENS = 512  # tokens per hash id (Mooncake FAST25-release/traces README; ../shared/traces/README.md)
@@ -51,34 +52,19 @@ def _integer(obj: dict, key: str, where: str, low: int) -> int:
 
 
 def load_mooncake(path: Path, limit: int | None = None, text: str | None = None) -> Workload:
-    """A Mooncake JSONL trace (first `limit` requests): arrivals in seconds from the first, and each request's
-    hash_ids (Workload.prefix_hashes). Bad rows are one-line errors naming the file and line; `text`: the file's
-    text when already read (specs/reading.py reads it otherwise)."""
+    """A Mooncake JSONL trace (first `limit` requests): arrivals in seconds from the first, each request's hash_ids
+    (Workload.prefix_hashes), and the optional `priority` and `NumImages` keys as an Azure trace's columns
+    (workload/columns.py). Bad rows are one-line errors naming the file and line; `text`: the file's text when
+    already read (specs/reading.py reads it otherwise)."""
     if text is None:
         text = read_text(path, "trace", TRACE_MAX_BYTES)
-    arrival, prompt, output, hashes = [], [], [], []
+    arrival, prompt, output, hashes, lines = [], [], [], [], []
+    extra: dict[str, list] = {name: [] for name in OPTIONAL}
     for number, obj in jsonl_objects(text, path):
         if limit and len(arrival) >= limit:
             break
         where = f"trace '{path}' line {number}"
-        missing = [k for k in KEYS if k not in obj]
-        if missing:
-            raise PhasewiseError(f"{where}: missing {', '.join(missing)} "
-                                 f"(a Mooncake request has {', '.join(KEYS)})")
-        t = obj["timestamp"]
-        # below 1e15 ms (~30,000 years; assumed): finite, and a float to the millisecond
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1e15:
-            raise PhasewiseError(f"{where}: `timestamp` must be milliseconds >= 0 (got {t!r})")
-        n_in = _integer(obj, "input_length", where, 1)
-        n_out = _integer(obj, "output_length", where, 1)
-        ids = obj["hash_ids"]
-        if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in ids):
-            raise PhasewiseError(f"{where}: `hash_ids` must be a list of integers")
-        covered = len(ids) * MOONCAKE_BLOCK_TOKENS
-        if not covered - MOONCAKE_BLOCK_TOKENS < n_in <= covered:
-            raise PhasewiseError(f"{where}: {len(ids)} hash_ids cover {covered - MOONCAKE_BLOCK_TOKENS + 1}.."
-                                 f"{covered} prompt tokens at {MOONCAKE_BLOCK_TOKENS} a block, not "
-                                 f"input_length {n_in}")
+        t, n_in, n_out, ids = _request(obj, where)
         if arrival and t / 1e3 < arrival[-1]:
             raise PhasewiseError(f"{where}: timestamps are not sorted ascending ({t} ms after "
                                  f"{arrival[-1] * 1e3:g} ms)")
@@ -86,10 +72,37 @@ def load_mooncake(path: Path, limit: int | None = None, text: str | None = None)
         prompt.append(n_in)
         output.append(n_out)
         hashes.append(tuple(ids))
+        lines.append(number)
+        for name, values in extra.items():
+            values.append(obj.get(name))
     if not arrival:
         raise PhasewiseError(f"trace '{path}' has no requests")
+    present = {name: values for name, values in extra.items() if any(v is not None for v in values)}
+    priority, images = optional_columns(present, path, lines.__getitem__)
     t = np.asarray(arrival)
-    return Workload(t - t[0], np.asarray(prompt), np.asarray(output), name=path.name, prefix_hashes=hashes)
+    return Workload(t - t[0], np.asarray(prompt), np.asarray(output), priority, name=path.name, prefix_hashes=hashes,
+                    image_counts=images)
+
+
+def _request(obj: dict, where: str) -> tuple[float, int, int, list[int]]:
+    """One line's (timestamp ms, input_length, output_length, hash_ids), each checked (`where`: its file and line)."""
+    missing = [k for k in KEYS if k not in obj]
+    if missing:
+        raise PhasewiseError(f"{where}: missing {', '.join(missing)} (a Mooncake request has {', '.join(KEYS)})")
+    t = obj["timestamp"]
+    # below 1e15 ms (~30,000 years; assumed): finite, and a float to the millisecond
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1e15:
+        raise PhasewiseError(f"{where}: `timestamp` must be milliseconds >= 0 (got {t!r})")
+    n_in = _integer(obj, "input_length", where, 1)
+    n_out = _integer(obj, "output_length", where, 1)
+    ids = obj["hash_ids"]
+    if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in ids):
+        raise PhasewiseError(f"{where}: `hash_ids` must be a list of integers")
+    needed = -(-n_in // MOONCAKE_BLOCK_TOKENS)  # one hash id per block, the last one partly filled
+    if len(ids) != needed:
+        raise PhasewiseError(f"{where}: `hash_ids` lists {len(ids)} and input_length {n_in} needs {needed} (one "
+                             f"block hash per {MOONCAKE_BLOCK_TOKENS} prompt tokens)")
+    return t, n_in, n_out, ids
 
 
 def block_keys(hash_ids: tuple[int, ...], prompt_tokens: int, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> list[int]:

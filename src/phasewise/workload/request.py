@@ -92,11 +92,21 @@ class Workload:
         """Same requests and arrival pattern, time-scaled to a mean rate (how trace replays are swept)."""
         if not (math.isfinite(rate_rps) and rate_rps > 0):
             raise PhasewiseError(f"rate must be a finite number > 0 (got {rate_rps})")
+        self.check_rescalable()
         t = self.arrival_s - self.arrival_s[0]
-        own = self.mean_rate_rps
-        factor = (own if math.isfinite(own) else len(self) - 1) / rate_rps if len(self) > 1 else 1.0
-        return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority, self.name,
-                        self.prefix_hashes, self.image_counts)
+        factor = self.mean_rate_rps / rate_rps
+        return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority,
+                        self.name, self.prefix_hashes, self.image_counts)
+
+    def check_rescalable(self) -> None:
+        """A one-line error where the arrivals span no time (one request, or all at one instant): they have no rate
+        for scaled_to_rate to rescale (plan and sweep check it before their search, simulate before its run)."""
+        if self.duration_s > 0:
+            return
+        which = "it has one request" if len(self) == 1 else f"its {len(self):,} requests all arrive at one instant"
+        raise PhasewiseError(f"trace '{self.name}': {which}, so there is no arrival rate to rescale (simulate: "
+                             "replay it without --rate; plan and sweep: Poisson arrivals at each rate, --arrivals "
+                             "poisson / arrivals: poisson)")
 
     def looped(self, duration_s: float) -> Workload:
         """The requests replayed back to back (each copy starts one mean gap after the previous one ends)
@@ -133,4 +143,3 @@ def prefix_copies(hashes: list[tuple[int, ...]], copies: int) -> list[tuple[int,
     """`hashes` repeated `copies` times, each copy's blocks its own (prefix_copy)."""
     stride = prefix_stride(hashes)
     return [prefix_copy(blocks, k, stride) for k in range(copies) for blocks in hashes]
-

@@ -1,11 +1,13 @@
 """Trace files: the Azure LLM inference trace CSV (both column namings) and JSONL, with two optional columns: a
-request's class (`priority`) and the images it carries (`NumImages`, as Azure's 2025 multimodal trace names it)."""
+request's class (`priority`) and the images it carries (`NumImages`, as Azure's 2025 multimodal trace names it;
+workload/columns.py reads both)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
-from phasewise.workload.images import MAX_IMAGES_PER_REQUEST
+from phasewise.workload.columns import OPTIONAL, optional_columns
 from phasewise.workload.mooncake import is_mooncake, load_mooncake
 from phasewise.workload.request import Workload
 
@@ -24,11 +26,20 @@ COLUMNS = [
 ]
 BUNDLED = {"azure-conv": "azure_conv_excerpt.csv", "azure-code": "azure_code_excerpt.csv",
            "mooncake": "mooncake_conversation_excerpt.jsonl"}
-PRIORITY = "priority"  # optional column: the request's class (0 = most urgent)
-# optional column: the images a request carries (the Azure LMM inference trace 2025, AzureLMMInferenceDataset2025.md:
-# TIMESTAMP, NumImages, ContextTokens, GeneratedTokens); its width and height are not in the trace (--image-size)
-IMAGES = "NumImages"
-OPTIONAL = (PRIORITY, IMAGES)
+JSON_SUFFIXES = (".jsonl", ".json")  # compared with the file's suffix in lower case
+TIMESTAMP_FORMS = "seconds (a number) or an ISO 8601 date-time such as 2023-11-16 18:15:46.6805900"
+
+
+@dataclass(slots=True)
+class _Rows:
+    """A trace file's requests as text: (arrival, prompt, output) per request, the file line of request i
+    (`line_of(i)`), the optional columns present (workload/columns.py) and the arrival column's name (a JSONL
+    file's: its first request's)."""
+
+    rows: list[tuple[str, str, str]]
+    line_of: Callable[[int], int]
+    extra: dict[str, list]
+    arrival_column: str
 
 
 def _timestamp(value: str) -> float:
@@ -50,18 +61,18 @@ def _timestamp(value: str) -> float:
         return moment.timestamp()
 
 
-def _rows_csv(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
+def _rows_csv(path: Path, text: str) -> _Rows:
     # csv.reader rather than DictReader (a dict per row costs more than the parsing), read as DictReader reads:
     # blank lines skipped, a repeated column name meaning its last column, a short row's missing fields None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        return _csv_columns(path, reader)
+        return _csv_columns(path, text, reader)
     except csv.Error as exc:  # a quoted field never closed, a field beyond csv's size limit, ...
         raise PhasewiseError(f"trace '{path}' line {reader.line_num}: not CSV ({exc})") from None
 
 
-def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
-    """(arrival, prompt, output) text per row, the first data line's number, and the optional columns present."""
+def _csv_columns(path: Path, text: str, reader) -> _Rows:
+    """The requests of a CSV trace whose header `reader` is about to read."""
     header = next(reader, None) or []
     index = {name: i for i, name in enumerate(header)}
     for cols in COLUMNS:
@@ -73,45 +84,55 @@ def _csv_columns(path: Path, reader) -> tuple[list[tuple[str, str, str]], int, d
                 return tuple(r[i] if i < len(r) else None for i in (a, b, c))
 
             optional = [name for name in OPTIONAL if name in index]
+            line_of = _csv_line_of(text)
             if not optional:
-                return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], 2, {}
+                return _Rows([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], line_of, {},
+                             cols[0])
             raw = [r for r in reader if r]
             extra = {name: [r[index[name]] if index[name] < len(r) else None for r in raw] for name in optional}
-            return [(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], 2, extra
+            return _Rows([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], line_of, extra, cols[0])
     wanted = " or ".join("/".join(c) for c in COLUMNS)
     found = ", ".join(repr(h)[1:-1][:40] for h in header[:12]) + (", ..." if len(header) > 12 else "")
     raise PhasewiseError(f"trace '{path}': missing columns; need {wanted} (found {found or 'none'})")
 
 
-def _rows_jsonl(path: Path, text: str) -> tuple[list[tuple[str, str, str]], int, dict[str, list]]:
-    rows, extra = [], {name: [] for name in OPTIONAL}
+def _csv_line_of(text: str) -> Callable[[int], int]:
+    """The file line where a CSV trace's request `row` (0: the first after the header) starts, blank lines
+    counted: found by reading the file again, only for an error's message (the reading itself keeps no line
+    numbers, so a valid trace costs nothing more)."""
+    def line_of(row: int) -> int:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        next(reader, None)  # the header
+        before, data = reader.line_num, -1
+        for fields in reader:
+            if fields:
+                data += 1
+                if data == row:
+                    return before + 1
+            before = reader.line_num
+        return before
+
+    return line_of
+
+
+def _rows_jsonl(path: Path, text: str) -> _Rows:
+    """The requests of a JSONL trace in Azure's namings, each with its file line."""
+    rows, lines, extra = [], [], {name: [] for name in OPTIONAL}
+    naming = None
     for i, obj in jsonl_objects(text, path):
         for cols in COLUMNS:
             if all(c in obj for c in cols):
                 rows.append(tuple(str(obj[c]) for c in cols))
+                lines.append(i)
+                naming = naming or cols
                 for name, values in extra.items():
                     values.append(obj.get(name))
                 break
         else:
             raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}"
                                  " or Mooncake's timestamp/input_length/output_length/hash_ids")
-    return rows, 1, {name: values for name, values in extra.items() if any(v is not None for v in values)}
-
-
-def _integers(values: list, path: Path, first_line: int, column: str, top: int | None = None) -> np.ndarray:
-    """An optional integer column (priority: 0 = most urgent, priority pools give each class its SLOs; NumImages:
-    0..`top`), every row's value checked."""
-    out = np.empty(len(values), dtype=np.int64)
-    allowed = "an integer >= 0" if top is None else f"an integer in 0..{top}"
-    for i, value in enumerate(values):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not (number >= 0 and number == int(number) and (top is None or number <= top)):
-            raise PhasewiseError(f"trace '{path}' row {i + first_line}: {column} must be {allowed} (got {value!r})")
-        out[i] = int(number)
-    return out
+    present = {name: values for name, values in extra.items() if any(v is not None for v in values)}
+    return _Rows(rows, lines.__getitem__, present, (naming or COLUMNS[0])[0])
 
 
 def _columns(rows: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -146,39 +167,60 @@ def load_trace(name_or_path: str, limit: int | None = None) -> Workload:
     if not path.exists():
         raise PhasewiseError(f"trace '{name_or_path}' does not exist (bundled: {', '.join(BUNDLED)})")
     text = read_text(path, "trace", TRACE_MAX_BYTES)
-    if path.suffix in (".jsonl", ".json") and is_mooncake(text):
+    json_lines = path.suffix.lower() in JSON_SUFFIXES
+    if json_lines and is_mooncake(text):
         return load_mooncake(path, limit, text)
-    rows, first_line, extra = (_rows_jsonl if path.suffix in (".jsonl", ".json") else _rows_csv)(path, text)
-    if limit:
-        rows = rows[:limit]
+    found = (_rows_jsonl if json_lines else _rows_csv)(path, text)
+    rows = found.rows[:limit] if limit else found.rows
     if not rows:
         raise PhasewiseError(f"trace '{path}' has no requests")
-    priority, images = (None if name not in extra else
-                        _integers(extra[name][:len(rows)], path, first_line, name, top)
-                        for name, top in ((PRIORITY, None), (IMAGES, MAX_IMAGES_PER_REQUEST)))
+    priority, images = optional_columns({name: values[:len(rows)] for name, values in found.extra.items()}, path,
+                                        found.line_of)
     fast = _columns(rows)
     if fast is not None:
         arrival, prompt, output = fast
-        return Workload(arrival - arrival[0], prompt, output, priority, name=path.name, image_counts=images)
+    else:
+        arrival, prompt, output = _checked_columns(rows, path, found)
+    return Workload(arrival - arrival[0], prompt, output, priority, name=path.name, image_counts=images)
+
+
+class _BadRow(ValueError):
+    """What is wrong with one request's fields (_checked_columns adds the file and line)."""
+
+
+def _checked_columns(rows: list[tuple[str, str, str]], path: Path,
+                     found: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival, prompt, output) converted row by row, a bad value a one-line error naming its file line."""
     arrival = np.empty(len(rows))
     prompt = np.empty(len(rows), dtype=np.int64)
     output = np.empty(len(rows), dtype=np.int64)
-    for i, (t, p, o) in enumerate(rows):
-        where = f"trace '{path}' row {i + first_line}"
-        if None in (t, p, o):
-            raise PhasewiseError(f"{where}: fewer fields than the header's columns")
+    for i, row in enumerate(rows):
         try:
-            arrival[i] = _timestamp(t)
-            pf, of = float(p), float(o)
-        except (TypeError, ValueError, OverflowError, OSError):  # a missing field, an impossible date
-            raise PhasewiseError(f"{where}: non-numeric value in ({t!r}, {p!r}, {o!r})") from None
-        if not 1 <= pf <= MAX_TOKENS or pf != int(pf):
-            raise PhasewiseError(f"{where}: prompt tokens must be an integer >= 1 and <= {MAX_TOKENS} (got {p!r})")
-        if not 1 <= of <= MAX_TOKENS or of != int(of):
-            raise PhasewiseError(f"{where}: output tokens must be an integer >= 1 and <= {MAX_TOKENS} (got {o!r})")
-        if i and arrival[i] < arrival[i - 1]:
-            raise PhasewiseError(f"{where}: arrivals are not sorted ascending ({arrival[i]} after {arrival[i - 1]})")
-        prompt[i], output[i] = int(pf), int(of)
-    if not np.isfinite(arrival).all() or (arrival < 0).any():
-        raise PhasewiseError(f"trace '{path}': arrival times must be finite and >= 0")
-    return Workload(arrival - arrival[0], prompt, output, priority, name=path.name, image_counts=images)
+            arrival[i], prompt[i], output[i] = _request(row, found.arrival_column)
+            if i and arrival[i] < arrival[i - 1]:
+                raise _BadRow(f"arrivals are not sorted ascending ({arrival[i]} after {arrival[i - 1]})")
+        except _BadRow as exc:
+            raise PhasewiseError(f"trace '{path}' line {found.line_of(i)}: {exc}") from None
+    return arrival, prompt, output
+
+
+def _request(row: tuple[str, str, str], arrival_column: str) -> tuple[float, int, int]:
+    """One request's (arrival s, prompt tokens, output tokens) from its text, or _BadRow saying what is wrong."""
+    t, p, o = row
+    if None in row:
+        raise _BadRow("fewer fields than the header's columns")
+    try:
+        seconds = _timestamp(t)
+    except (TypeError, ValueError, OverflowError, OSError):  # not a number nor a date, an impossible date
+        raise _BadRow(f"{arrival_column} must be {TIMESTAMP_FORMS} (got {t!r})") from None
+    if not (np.isfinite(seconds) and seconds >= 0):
+        raise _BadRow(f"{arrival_column} must be a finite time >= 0 (got {t!r})")
+    try:
+        pf, of = float(p), float(o)
+    except (TypeError, ValueError):
+        raise _BadRow(f"non-numeric value in ({t!r}, {p!r}, {o!r})") from None
+    if not 1 <= pf <= MAX_TOKENS or pf != int(pf):
+        raise _BadRow(f"prompt tokens must be an integer >= 1 and <= {MAX_TOKENS} (got {p!r})")
+    if not 1 <= of <= MAX_TOKENS or of != int(of):
+        raise _BadRow(f"output tokens must be an integer >= 1 and <= {MAX_TOKENS} (got {o!r})")
+    return seconds, int(pf), int(of)
