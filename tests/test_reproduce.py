@@ -125,8 +125,8 @@ def test_reproduce_lists_the_scenarios(run_cli):
     (("reproduce", "--all", "--set", "gpus=4"), "run it by NAME"),
     (("reproduce", "--set", "gpus=4"), "need a scenario NAME"),
     # found by a fuzz of every --set key (tracebacks, runs without end, out-of-memory)
-    (("reproduce", "odb-dllm", "--set", "linear_band=2"), "is not a comma-separated list of 2 values"),
-    (("reproduce", "odb-dllm", "--set", "tokens_per_step=1e9"), "--tokens-per-step must be a number from 1 to"),
+    (("reproduce", "odb-dllm", "--set", "linear_tokens=2"), "is not a comma-separated list of 2 values"),
+    (("reproduce", "odb-dllm", "--set", "tokens_per_step=1e9"), "tokens_per_step must be a number from 1 to"),
     (("reproduce", "spad", "--set", "attainment=2"), "--set attainment='2' is not a number <= 1"),
     (("reproduce", "bestserve", "--set", "replay_window_s=1e9"), "is not a number <= 3600"),
     (("reproduce", "hat", "--set", "acceptance=1"), "reproduce hat: acceptance: Input should be less than 1"),

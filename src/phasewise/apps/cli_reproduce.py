@@ -18,12 +18,23 @@ def reproduce_cmd(
     sets: Annotated[Optional[list[str]], typer.Option("--set", help="override a setup parameter: key=value")] = None,
     json_out: Json = False,
     report: Annotated[Optional[str], typer.Option(help="write the scenario's HTML report here")] = None,
+    help_setup: Annotated[bool, typer.Option("--help-setup", help="list NAME's setup keys (default, allowed values, "
+                                                                  "source) and run nothing")] = False,
 ) -> None:
     """Rerun a paper's comparison and hold phasewise's figures against the paper's (../shared/SCENARIOS.md)."""
-    from phasewise.apps.reproduce_view import render_checks, render_list
+    from phasewise.apps.reproduce_view import render_checks, render_list, render_setup, setup_rows
     from phasewise.scenarios import get_scenario, papers, parse_sets, run_scenarios, scenarios
 
     overrides = parse_sets(sets)
+    if help_setup:
+        if name is None or run_all or overrides or report:
+            raise PhasewiseError("--help-setup lists one scenario's setup keys: give its NAME alone")
+        scenario = get_scenario(name)
+        if json_out:
+            print(dumps({"scenario": scenario.name, "setup": setup_rows(scenario)}))
+        else:
+            render_setup(console, scenario)
+        return
     if run_all and name is not None:
         raise PhasewiseError("give either a scenario NAME or --all, not both")
     if name is None and not run_all:

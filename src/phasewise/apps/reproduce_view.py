@@ -23,13 +23,36 @@ def figure(value: Any) -> str:
 
 
 def render_list(console: Console, papers: list[dict[str, Any]], scenarios: dict[str, Scenario]) -> None:
-    table = Table(title="The ten papers (phasewise reproduce NAME [--set key=value ...]; --all runs every one)")
-    for col in ("#", "paper", "scenario", "status", "claim rerun"):
+    table = Table(title="The ten papers (phasewise reproduce NAME [--set key=value ...]; --all runs every one; "
+                        "NAME --help-setup: each key's default, allowed values and source)")
+    for col in ("#", "paper", "scenario", "status", "claim rerun", "setup keys (--set key=value)"):
         table.add_column(col, overflow="fold")
     for paper in papers:
         scenario = scenarios.get(paper["scenario"])
         table.add_row(str(paper["number"]), f"{paper['short']}: {paper['title']}", paper["scenario"],
-                      paper["status"], scenario.claim if scenario else "-")
+                      paper["status"], scenario.claim if scenario else "-",
+                      ", ".join(scenario.setup) if scenario else "-")
+    console.print(table)
+
+
+def setup_rows(scenario: Scenario) -> list[dict[str, Any]]:
+    """Each setup key of a scenario: its default, the values `--set` takes, where the default comes from and what
+    it sets (Param.help, where given); then the paper's figures and bands that are not setup keys."""
+    rows = [{"key": key, "default": p.value, "allowed": p.allowed(), "source": p.source, "help": p.help}
+            for key, p in scenario.setup.items()]
+    return rows + [{"key": key, "default": None, "allowed": "fixed: the paper's (not a setup key)", "source": what,
+                    "help": ""} for key, what in scenario.fixed.items()]
+
+
+def render_setup(console: Console, scenario: Scenario) -> None:
+    table = Table(title=f"phasewise reproduce {scenario.name} --set key=value: the setup keys")
+    for col in ("key", "default", "allowed", "source / help"):
+        table.add_column(col, overflow="fold")
+    for row in setup_rows(scenario):
+        default = row["default"]
+        shown = "-" if default is None else (", ".join(map(str, default)) if isinstance(default, (list, tuple))
+                                             else str(default))
+        table.add_row(row["key"], shown, row["allowed"], row["source"] + (f" ({row['help']})" if row["help"] else ""))
     console.print(table)
 
 

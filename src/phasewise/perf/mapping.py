@@ -255,29 +255,38 @@ class MappedCost:
     def request(self, prompt_len: int, output_len: int, batch: int = 1, samples: int = 9) -> RequestCost:
         """Prefill of `batch` prompts, then `output_len` decode steps at contexts prompt .. prompt+output-1.
         Each step's cost is linear in its context but for the CiM's capacity (a kink where its stationary
-        bytes pass the capacity): `samples` contexts, integrated by the trapezoid rule over the steps."""
-        if prompt_len < 1 or output_len < 1 or batch < 1:
-            raise PhasewiseError(f"a request needs prompt_len, output_len and batch >= 1 (got prompt_len={prompt_len}, "
-                                 f"output_len={output_len}, batch={batch})")
+        bytes pass the capacity): `samples` contexts, integrated by the trapezoid rule over the steps (one sample: the
+        middle step's cost, once for every step)."""
+        if prompt_len < 1 or output_len < 1 or batch < 1 or samples < 1:
+            raise PhasewiseError(f"a request needs prompt_len, output_len, batch and samples >= 1 (got prompt_len="
+                                 f"{prompt_len}, output_len={output_len}, batch={batch}, samples={samples})")
         model = self.cm.model
+
+        def decode_step(step: int) -> MappedIteration:
+            return self.iteration(BatchShape.uniform(batch, 1, prompt_len + step, model.causal,
+                                                     model.window_all_layers), "decode")
+
         prefill = self.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.window_all_layers),
                                  "prefill")
-        steps = np.unique(np.linspace(0, output_len - 1, min(samples, output_len)).round().astype(int))
-        times, energies, first = [], [], None
-        for step in steps:
-            it = self.iteration(BatchShape.uniform(batch, 1, prompt_len + int(step), model.causal,
-                                                   model.window_all_layers), "decode")
-            first = first or it
+        if samples == 1:
+            steps = np.array([(output_len - 1) // 2])
+        else:
+            steps = np.unique(np.linspace(0, output_len - 1, min(samples, output_len)).round().astype(int))
+        times, energies = [], []
+        its = [decode_step(int(step)) for step in steps]
+        for it in its:
             times.append(it.latency_s)
             energies.append(it.energy_j)
-        decode_s, decode_j = _steps_sum(steps, times), _steps_sum(steps, energies)
+        first = its[0] if steps[0] == 0 else decode_step(0)
+        decode_s, decode_j = _steps_sum(steps, times, output_len), _steps_sum(steps, energies, output_len)
         return RequestCost(self.mapping.name, prompt_len, output_len, prefill, decode_s, decode_j, first)
 
 
-def _steps_sum(steps: np.ndarray, values: list[float]) -> float:
-    """Sum over every integer step from steps[0] to steps[-1] of a quantity sampled at `steps` (trapezoids)."""
+def _steps_sum(steps: np.ndarray, values: list[float], count: int) -> float:
+    """Sum over the `count` steps 0 .. count-1 of a quantity sampled at `steps`: trapezoids between samples that span
+    them (steps[0] = 0, steps[-1] = count - 1), or one sample standing for every step."""
     if len(steps) == 1:
-        return float(values[0])
+        return float(values[0]) * count
     widths = np.diff(steps).astype(float)
     ys = np.asarray(values)
     # for a line f: sum_{j=a..b} f(j) = integral_a^b f + (f(a) + f(b)) / 2 (exact; trapezoids between samples)

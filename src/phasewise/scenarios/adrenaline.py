@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape
 from phasewise.plan import run_all
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context, setup_error
 from phasewise.sim.api import build
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.metrics import SimResult
@@ -37,8 +36,10 @@ SHAREGPT = "ShareGPT as the vLLM paper reports it (Kwon et al., SOSP'23, Fig. 11
 SETUP = {
     "model": Param("meta-llama/Llama-2-7b-hf", "PAPERS.md section 8 (Llama-2 family; proposed check: 7B)"),
     "hardware": Param("a100-sxm-80gb", "PAPERS.md section 8 proposed check (A100-80GB)"),
-    "prefill_workers": Param(1, "PAPERS.md section 8 proposed check (1 prefill + 1 decode instance)"),
-    "decode_workers": Param(1, "PAPERS.md section 8 proposed check (1 prefill + 1 decode instance)"),
+    # at most a node's 8 GPUs each: a simulation's instances, and the rates its capacity search climbs to, grow
+    # with them
+    "prefill_workers": Param(1, "PAPERS.md section 8 proposed check (1 prefill + 1 decode instance)", upper=8),
+    "decode_workers": Param(1, "PAPERS.md section 8 proposed check (1 prefill + 1 decode instance)", upper=8),
     "engine": Param("vllm", "the paper's code base is vLLM (PAPERS.md section 8)"),
     "max_num_seqs": Param(1024, "assumed: the decode batch is bounded by KV capacity and TPOT (PAPERS.md: "
                                 "M = min(KV capacity, TPOT-feasible batch)), not by a seat cap"),
@@ -49,18 +50,28 @@ SETUP = {
     "slo_ttft_ms": Param(1000.0, "assumed: the paper's SLOs are not accessible (PAPERS.md); a chat TTFT SLO"),
     "slo_attainment": Param(0.9, "assumed: the usual 90 % SLO attainment of serving papers (DistServe)", upper=1.0),
     "rate_min": Param(6.0, "assumed: below the plain deployment's capacity on the default setup (req/s)"),
-    "rate_factor": Param(1.2, "assumed: the rate search's step (x per step; capacity is interpolated)"),
+    "rate_factor": Param(1.2, "assumed: the rate search's step (x per step; capacity is interpolated)",
+                         help="more than 1"),
     "saturated_prefill_factor": Param(1.2, "assumed: the saturated rate is this many times the prefill instance's "
                                            "own prefill capacity (the paper's saturated prefill GPU: its prompts "
-                                           "alone keep it busy and queue)", upper=100.0),
+                                           "alone keep it busy and queue)", upper=100.0, help="more than 1"),
+    # at most 10x the default: every simulation grows linearly with its requests
     "requests": Param(2000, "assumed: enough requests for the SLO attainment to show a steady overload (1000 "
-                            "overstates both capacities), within the scenario's time"),
+                            "overstates both capacities), within the scenario's time", upper=20000),
     "seed": Param(0, "assumed"),
 }
 
 SATURATED_SKIP = 0.5  # the saturated runs' throughput is taken over the second half of the arrivals
 SATURATED_SPREAD = (0.9, 1.0, 1.1)  # the saturated rates, as multiples of saturated_prefill_factor x its capacity
 MAX_STEPS = 14  # rate search steps at most (rate_min x rate_factor^13 covers ~10x at the default factor)
+
+
+def validate(setup: dict[str, Any]) -> None:
+    """Before anything runs: rate steps that climb, and the mean request within the model's context."""
+    for key in ("rate_factor", "saturated_prefill_factor"):
+        if not setup[key] > 1.0:
+            raise setup_error("adrenaline", key, f"a factor more than 1 (got {setup[key]:g})")
+    lengths_within_context("adrenaline", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
 
 
 def _deployment(setup: dict[str, Any], rate: float, offload: dict) -> tuple[Deployment, Any]:
@@ -152,12 +163,6 @@ def _capacity(setup: dict[str, Any], offload: dict) -> tuple[float, dict[str, fl
 
 
 def run(setup: dict[str, Any]) -> Outcome:
-    for key in ("rate_min", "output_tokens", "prompt_tokens"):
-        if not setup[key] > 0:
-            raise PhasewiseError(f"reproduce adrenaline: {key} must be > 0")
-    if not setup["rate_factor"] > 1.0 or not setup["saturated_prefill_factor"] > 1.0:
-        raise PhasewiseError("reproduce adrenaline: rate_factor and saturated_prefill_factor must be > 1")
-    lengths_within_context("adrenaline", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
     plain_mode, offload_mode = {"mode": "fixed", "requests": 0}, {"mode": "auto"}
     # the searches and runs below are independent and deterministic: one process per core
     (plain_cap, plain, plain_points), (offload_cap, offload, offload_points) = run_all(
@@ -211,18 +216,21 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"{saturated['offloaded_per_local']:.2f} while any); output tokens/s over the second half of the "
               "arrivals"),
     ]
-    return Outcome(checks=checks, figures=_plots(plain_points, offload_points, plain, offload),
+    return Outcome(checks=checks, figures=_plots(plain_points, offload_points, plain, offload, setup),
                    tables=[_table(plain_cap, offload_cap, plain, offload, saturated_plain, saturated)])
 
 
-def _plots(plain_points: list, offload_points: list, plain: dict, offload: dict) -> list[go.Figure]:
+def _plots(plain_points: list, offload_points: list, plain: dict, offload: dict,
+           setup: dict[str, Any]) -> list[go.Figure]:
     curve = go.Figure()
     for name, points in (("plain disaggregation", plain_points), ("attention offload (auto)", offload_points)):
         rates = [r for r, _ in points]
         curve.add_trace(go.Scatter(x=rates, y=[f["throughput"] for _, f in points], mode="lines+markers", name=name,
                                    customdata=[f["attainment"] for _, f in points],
                                    hovertemplate="%{x:.1f} req/s: %{y:.0f} tok/s, SLO attainment %{customdata:.0%}"))
-    curve.update_layout(title="Output throughput vs arrival rate (Llama-2 on 1P + 1D; Adrenaline-1)",
+    where = (f"{setup['model'].split('/')[-1]} on {setup['prefill_workers']}P + {setup['decode_workers']}D "
+             f"{setup['hardware']}")
+    curve.update_layout(title=f"Output throughput vs arrival rate ({where}; Adrenaline-1)",
                         xaxis_title="arrival rate (req/s)", yaxis_title="output tokens/s (while requests arrive)")
     labels = ["prefill HBM capacity", "prefill HBM bandwidth", "decode compute"]
     keys = ["prefill_hbm", "prefill_bandwidth", "decode_compute"]
@@ -252,4 +260,4 @@ SCENARIO = Scenario(
           "Disaggregation",
     claim="offloading decode attention to the prefill GPU raises throughput up to 1.68x and the prefill GPU's HBM "
           "capacity/bandwidth use ~2.3x/~2.1x; no gain when the prefill GPU is saturated",
-    setup=SETUP, run_fn=run)
+    setup=SETUP, run_fn=run, validate=validate)

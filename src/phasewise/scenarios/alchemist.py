@@ -40,16 +40,18 @@ SETUP = {
     "train_batch_tokens": Param(8192, "assumed: a small online batch (PAPERS.md: 'iteratively training the model "
                                       "with small batches of user feedback')"),
     "feedback_share": Param(0.2, "assumed: one served request in five gets feedback (no public rate)", upper=1.0),
+    # at most 10x the default's 4 shares: two simulations each
     "sweep_shares": Param([0.05, 0.1, 0.2, 0.4], "assumed: feedback shares of the report (training throughput and "
-                                                 "serving latency vs feedback rate)"),
+                                                 "serving latency vs feedback rate)", upper=1.0, items=(1, 40)),
     "keep_layers": Param(-1, "PAPERS.md section 10: hedging (-1: the simulator's default, the fewest layers kept on "
-                             "the GPU whose reload then hides behind the backward; N >= 0: N layers)"),
+                             "the GPU whose reload then hides behind the backward; N >= 0: N layers)", lower=-1),
     "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}", upper=32768.0),
     "output_tokens": Param(338.0, f"{SHAREGPT}", upper=4096.0),
     "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
     "rate": Param(6.0, "assumed: a moderate load for one H100 serving an 8B model (well below its capacity)"),
+    # at most 10x the default: every simulation grows linearly with its requests
     "requests": Param(1200, "assumed: enough requests for tens of training steps at the sweep's shares, within "
-                            "the scenario's time"),
+                            "the scenario's time", upper=12000),
     "seed": Param(0, "assumed"),
 }
 MODES = ("recompute", "keep", "offload")
@@ -84,13 +86,12 @@ def _figures(result: SimResult) -> dict[str, Any]:
         "online_training")}
 
 
-def run(setup: dict[str, Any]) -> Outcome:
-    for key in ("rate", "feedback_share", "train_batch_tokens"):
-        if not setup[key] > 0:
-            raise PhasewiseError(f"reproduce alchemist: {key} must be > 0")
-    if not 0 < setup["feedback_share"] <= 1 or not all(0 < x <= 1 for x in setup["sweep_shares"]):
-        raise PhasewiseError("reproduce alchemist: feedback shares must be in (0, 1]")
+def validate(setup: dict[str, Any]) -> None:
+    """Before anything runs: the mean request within the model's context (each value's range is its Param's)."""
     lengths_within_context("alchemist", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
+
+
+def run(setup: dict[str, Any]) -> Outcome:
     alone = _figures(_run(setup, None))
     modes = {mode: _figures(_run(setup, _block(setup, mode))) for mode in MODES}
     # forward-order freeing at its best: every layer offloaded (no hedging), for the memory figure
@@ -212,4 +213,4 @@ SCENARIO = Scenario(
     paper="Alchemist: Towards the Design of Efficient Online Continual Learning System",
     claim="reusing the activations serving's prefill recorded raises training throughput up to 1.72x (the 30-42 % "
           "redundant forward removed) and cuts training memory up to 47 %, at negligible serving latency",
-    setup=SETUP, run_fn=run)
+    setup=SETUP, run_fn=run, validate=validate)

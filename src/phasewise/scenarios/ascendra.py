@@ -21,7 +21,7 @@ import numpy as np
 from phasewise.perf import BatchShape
 from phasewise.plan import run_all
 from phasewise.plan.goodput import highest_rate
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with, setup_error
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.simulate import build_group
@@ -33,31 +33,56 @@ UNCHECKED = ("other_vllm", "lp_only")  # reported beside them: the other vLLM sc
 SETUP = {
     "model": Param("meta-llama/Meta-Llama-3-8B", "PAPERS.md section 6 (Ascendra-1): Llama-3-8B"),
     "hardware": Param("a100-sxm-80gb", "PAPERS.md section 6 (Ascendra-1): A100-80GB"),
-    "instances": Param(4, "PAPERS.md section 6 (Ascendra-1): 4 instances, the same GPUs for every policy"),
-    "hp_instances": Param(1, "PAPERS.md section 6 (Ascendra-1): 3 LP + 1 HP"),
+    # at most 4 nodes of 8: each search's rates (and a simulation's instances) grow with the instances
+    "instances": Param(4, "PAPERS.md section 6 (Ascendra-1): 4 instances, the same GPUs for every policy", upper=32),
+    "hp_instances": Param(1, "PAPERS.md section 6 (Ascendra-1): 3 LP + 1 HP", help="fewer than instances"),
     "slo_ttft_ms": Param(1000.0, "PAPERS.md section 6 (Ascendra-1): TTFT SLO e.g. 1 s"),
     "slo_tpot_ms": Param(100.0, "PAPERS.md section 6 (Ascendra-1): TBT SLO e.g. 100 ms (on each request's TPOT)"),
     "attainment": Param(0.9, "PAPERS.md section 6 (Ascendra-1): >= 90 % of requests meet both SLOs", upper=1.0),
     "trace": Param("azure-conv", "PAPERS.md section 6 (Ascendra-1): Splitwise conversation trace lengths (bundled "
                    "Azure 2023 excerpt)", choices=("azure-conv", "azure-code")),
-    "requests": Param(1000, "assumed: 1,000 requests per simulation keep the whole run within seconds"),
+    # at most the bundled excerpt's 2,000 requests (more would silently be the whole excerpt)
+    "requests": Param(1000, "assumed: 1,000 requests per simulation keep the whole run within seconds", upper=2000),
     "seed": Param(0, "assumed: any seed; the Poisson arrivals shared by every policy and rate"),
     "baseline_engine": Param("vllm-v0", "PAPERS.md section 6 (Ascendra-1): vLLM-like = prefill-first FCFS (vLLM V0's "
                              "scheduler, as the paper characterises vLLM); vllm = today's V1, reported beside it",
                              choices=("vllm-v0", "vllm")),
-    "sarathi_chunk": Param(512, "PAPERS.md section 6 (Ascendra-1): Sarathi-like chunk 512"),
+    # chunks of at least 64 tokens: a prompt's iterations grow as 1/chunk (64: 8x Sarathi's 512)
+    "sarathi_chunk": Param(512, "PAPERS.md section 6 (Ascendra-1): Sarathi-like chunk 512", lower=64),
     "lp_token_budget": Param(0, "assumed: 0 = the largest power of two (>= 256) whose mixed LP iteration (64 "
                              "decodes beside it) the cost model times within 0.9 x the TBT SLO: under load every LP "
-                             "decode step is such an iteration (1024 for Llama-3-8B on A100 at 100 ms)"),
-    "hp_chunk": Param(256, "assumed: a small chunk for the HP pool (half Sarathi's 512; preset ascendra-hp)"),
+                             "decode step is such an iteration (1024 for Llama-3-8B on A100 at 100 ms)",
+                             help="0 (auto) or at least the LP engine's max_num_seqs"),
+    "hp_chunk": Param(256, "assumed: a small chunk for the HP pool (half Sarathi's 512; preset ascendra-hp)", lower=64),
     "hp_max_seqs": Param(64, "assumed: a small HP batch (preset ascendra-hp)"),
     "slack_margin_ms": Param(300.0, "assumed: offload when the predicted slack falls below 0.3 s (the prediction "
                              "ignores later arrivals, so it errs early)"),
     "rate_max_rps": Param(100.0, "assumed: top of the bisection bracket (doubled while it still attains)"),
-    "bisect_steps": Param(7, "assumed: 7 halvings of the bracket (within ~1 % of the rate at 100 req/s)"),
+    # at most 14 halvings (a simulation per policy each: twice the default's searches)
+    "bisect_steps": Param(7, "assumed: 7 halvings of the bracket (within ~1 % of the rate at 100 req/s)", upper=14),
+    # 3 rates at least (the offload trend is a rank correlation), 24 at most (3 simulations each: 4x the default's)
     "rate_grid": Param([0.5, 0.7, 0.85, 1.0, 1.15, 1.3], "assumed: rates as multiples of the baseline vLLM "
-                       "goodput for the attainment-vs-rate curves and the offload trend"),
+                       "goodput for the attainment-vs-rate curves and the offload trend", items=(3, 24)),
 }
+# the engine flags each policy's groups take from the setup (sim/simulate.py names them as the CLI's)
+GROUP_KEYS = {"lp": {"--max-num-batched-tokens": "--set lp_token_budget",
+                     "--max-num-seqs": "the ascendra-lp engine's max_num_seqs"},
+              "hp": {"--chunk-size": "--set hp_chunk", "--max-num-seqs": "--set hp_max_seqs"},
+              "sarathi": {"--chunk-size": "--set sarathi_chunk"}}
+
+
+def validate(setup: dict[str, Any]) -> None:
+    """Before anything runs: an LP pool beside the HP one, and every policy's instances as the simulator builds them
+    (its own checks, e.g. a token budget below the batch's sequences, with the --set keys named)."""
+    if setup["hp_instances"] >= setup["instances"]:
+        raise setup_error("ascendra", "hp_instances, instances", f"hp_instances {setup['hp_instances']} must be "
+                          f"fewer than instances {setup['instances']} (the LP pool needs one at least)")
+    probe = {**setup, "lp_token_budget": setup["lp_token_budget"] or 256}  # 0: sized at run time, from 256 up
+    for policy in (*POLICIES, *UNCHECKED):
+        dep = check_with("ascendra", {}, lambda policy=policy: deployment(policy, probe))
+        for index, group in enumerate(dep.instances):
+            names = GROUP_KEYS.get(group.pool or {"sarathi": "sarathi", "lp_only": "lp"}.get(policy, ""), {})
+            check_with("ascendra", names, lambda group=group, index=index: build_group(dep, group, index))
 
 
 class _Runs:
@@ -299,4 +324,4 @@ SCENARIO = Scenario(
     name="ascendra", number=6, paper="Dynamic Request Prioritization for Efficient LLM Serving (Ascendra)",
     claim="priority pools with proactive offload reach 1.2-1.7x the goodput of vLLM and Sarathi-Serve on the same "
           "GPUs, with ~0 TBT violations on the HP pool and offloads rising with load",
-    setup=SETUP, run_fn=run)
+    setup=SETUP, run_fn=run, validate=validate)

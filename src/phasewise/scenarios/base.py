@@ -31,6 +31,30 @@ class Param:
     help: str = ""
     length: int | None = None  # a list of exactly this many values (a band's low and high, a pair of sizes)
     upper: float | None = None  # the largest value allowed (a fraction's 1; a bound on what a run can simulate)
+    lower: float | None = None  # the smallest value allowed, where it is not the default's sign (a -1 "auto", a 2)
+    items: tuple[int, int] | None = None  # a list of at least / at most this many values (a grid a run sweeps)
+
+    def allowed(self) -> str:
+        """The values `--set` takes, in words (the listing's and --help-setup's column)."""
+        default = self.value
+        proto = (default[0] if default else "") if isinstance(default, (list, tuple)) else default
+        if self.choices:
+            text = "one of " + ", ".join(self.choices)
+        elif isinstance(proto, bool):
+            text = "true / false"
+        elif isinstance(proto, (int, float)):
+            kind = "integer" if isinstance(proto, int) else "number"
+            low = (f">= {self.lower:g}" if self.lower is not None else
+                   "> 0" if proto > 0 else ">= 0" if proto == 0 else "")
+            high = f"<= {self.upper:g}" if self.upper is not None else ""
+            text = " ".join(x for x in (kind, low, high) if x)
+        else:
+            text = "a name (the catalog's or a file)"
+        if isinstance(default, (list, tuple)):
+            count = (f"{self.length}" if self.length is not None else
+                     f"{self.items[0]}-{self.items[1]}" if self.items is not None else "1 or more")
+            text = f"{count} comma-separated values, each {text}"
+        return text
 
 
 @dataclass(slots=True)
@@ -90,15 +114,27 @@ class Scenario:
     claim: str  # the comparison rerun, in one line
     setup: dict[str, Param]
     run_fn: Callable[[dict[str, Any]], Outcome]
+    # the values of one setup that hold only together (a size within the context, a count within another), checked
+    # before anything runs: raises a one-line PhasewiseError naming the --set keys (setup_error)
+    validate: Callable[[dict[str, Any]], None] | None = None
+    # the paper's figures and the checks' bands, fixed in the scenario's module before the first run (SCENARIOS.md: no
+    # figure is typed in to make a check pass), and former keys that set nothing: not setup, so `--set` refuses each
+    # by name with what it is (FIXED_FIGURE's words for a figure)
+    fixed: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
-        """The setup's values with `--set key=value` overrides parsed to each default's type."""
+        """The setup's values with `--set key=value` overrides parsed to each default's type, then checked together
+        (`validate`)."""
         values = {k: p.value for k, p in self.setup.items()}
         for key, text in (overrides or {}).items():
+            if key in self.fixed:
+                raise PhasewiseError(f"reproduce {self.name}: --set {key}: not a setup key: {self.fixed[key]}")
             if key not in self.setup:
                 raise PhasewiseError(f"reproduce {self.name}: unknown --set key '{key}' "
                                      f"(known: {', '.join(self.setup)})")
             values[key] = parse_value(self.name, key, text, self.setup[key])
+        if self.validate is not None:
+            self.validate(dict(values))
         return values
 
     def run(self, overrides: dict[str, str] | None = None) -> ScenarioResult:
@@ -141,6 +177,8 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
                 raise bad("a number > 0")
             if proto == 0 and value < 0:
                 raise bad("a number >= 0")
+            if param.lower is not None and value < param.lower:
+                raise bad(f"a number >= {param.lower:g}")
             if param.upper is not None and value > param.upper:
                 raise bad(f"a number <= {param.upper:g}")
             return value
@@ -157,17 +195,44 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
             raise bad("a comma-separated list")
         if param.length is not None and len(items) != param.length:
             raise bad(f"a comma-separated list of {param.length} values")
+        if param.items is not None and not param.items[0] <= len(items) <= param.items[1]:
+            raise bad(f"a comma-separated list of {param.items[0]} to {param.items[1]} values")
         return items
     return one(default, text)
 
 
-def lengths_within_context(scenario: str, model: str, prompt_tokens: float, output_tokens: float) -> None:
-    """A one-line error when a scenario's mean prompt + output lengths exceed the model's context (no request of
-    such a workload would run: its figures would be divisions by zero, or a simulation without end)."""
+def lengths_within_context(scenario: str, model: str, prompt_tokens: float, output_tokens: float = 0.0,
+                           keys: str = "prompt_tokens + output_tokens", beyond: int = 0) -> None:
+    """A one-line error naming the --set `keys` when a scenario's prompt + output lengths exceed the model's context
+    (no request of such a workload would run: its figures would be divisions by zero, or a simulation without end).
+    `beyond`: a longer length the paper's own setup runs the model to (stated in the Param's source), allowed too."""
     context = load_model(model).max_position_embeddings
-    if context and prompt_tokens + output_tokens > context:
-        raise PhasewiseError(f"reproduce {scenario}: prompt_tokens + output_tokens = {prompt_tokens + output_tokens:g} "
-                             f"exceed the {context:,}-token context of {model}")
+    total = prompt_tokens + output_tokens
+    if context and total > max(context, beyond):
+        also = f" (or the {beyond:,} of the paper's setup, its Param's source)" if beyond > context else ""
+        raise PhasewiseError(f"reproduce {scenario}: {keys} = {total:g} exceed the {context:,}-token context of "
+                             f"{model}{also}")
+
+
+FIXED_FIGURE = "the paper's {what}, fixed before the first run (no figure is typed in to make a check pass)"
+
+
+def setup_error(scenario: str, keys: str, message: str) -> PhasewiseError:
+    """A one-line error for setup values each valid alone but not together: the --set keys, then what is allowed."""
+    return PhasewiseError(f"reproduce {scenario}: --set {keys}: {message}")
+
+
+def check_with(scenario: str, names: dict[str, str], check: Callable[[], Any]) -> Any:
+    """Run a capability's own check up front (a loader, a decoding's or a deployment's constructor: its rule stays
+    in one place) and re-word its one-line error to name the --set keys: each of `names` (a flag or field as the
+    capability names it -> the words that name the setup key) is replaced in the message."""
+    try:
+        return check()
+    except (PhasewiseError, ValidationError) as exc:
+        text = str(pydantic_message("", exc)).removeprefix(": ") if isinstance(exc, ValidationError) else str(exc)
+        for name, key in names.items():
+            text = text.replace(name, key)
+        raise PhasewiseError(f"reproduce {scenario}: {text}") from None
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

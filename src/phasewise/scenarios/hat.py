@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.plan.hat_chunk import plan_chunk
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context, setup_error
 from phasewise.sim.deployment import SpecDecode
 from phasewise.sim.device_cloud import CloudRun, DeviceRequest, UShapedCost, run_device_cloud
 from phasewise.specs import load_engine, load_model, load_quant
@@ -29,7 +29,8 @@ SETUP = {
     "cloud_hardware": Param("a6000", "PAPERS.md section 9: a server with 8x NVIDIA A6000"),
     "cloud_gpus": Param(8, "PAPERS.md section 9: 8x A6000 (each a copy of the middle model, data parallel: "
                            "assumed, the paper's placement is not accessible)"),
-    "devices": Param(30, "PAPERS.md section 9: 30 Jetson devices"),
+    # at most 10x the default: the testbed's simulations grow linearly with the devices
+    "devices": Param(30, "PAPERS.md section 9: 30 Jetson devices", upper=300),
     "precision": Param("fp16", "PAPERS.md HAT-1: FP16 hidden states (2d bytes per token), FP16 compute"),
     "engine": Param("ideal", "assumed: PAPERS.md HAT-1 prices compute by rooflines (no host overhead)"),
     "uplink_mbps": Param(100.0, "PAPERS.md HAT-1: uplink B in {20, 50, 100, 200} Mbps (the middle one)"),
@@ -44,9 +45,20 @@ SETUP = {
     "adapter_layers": Param(1, "assumed: a lightweight adapter of one decoder layer between them (the draft model)"),
     "draft_tokens": Param(4, "PAPERS.md HAT-1: draft length 4-8"),
     "acceptance": Param(0.8, "PAPERS.md HAT-1: acceptance 0.6-0.9 (i.i.d. per token)"),
-    "min_chunk_tokens": Param(1, "assumed: the chunk search starts at one token (powers of two up to n)"),
+    "min_chunk_tokens": Param(1, "assumed: the chunk search starts at one token (powers of two up to n)",
+                              help="at most prompt_tokens"),
     "max_batch_tokens": Param(8192, "assumed: a cloud GPU's token budget per batched forward"),
 }
+
+
+def validate(setup: dict[str, Any]) -> None:
+    """Before anything runs: a chunk search with a size below the whole prompt (the interior-optimum check compares the
+    smallest chunk with the unchunked prompt), and the request within the model's context."""
+    if setup["min_chunk_tokens"] >= setup["prompt_tokens"]:
+        raise setup_error("hat", "min_chunk_tokens, prompt_tokens", f"min_chunk_tokens {setup['min_chunk_tokens']} "
+                          f"must be below prompt_tokens {setup['prompt_tokens']} (the search needs a chunk smaller "
+                          "than the whole prompt)")
+    lengths_within_context("hat", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
 
 
 def run(setup: dict[str, Any]) -> Outcome:
@@ -169,4 +181,4 @@ SCENARIO = Scenario(
     name="hat", number=9, paper=PAPER,
     claim="U-shaped device-cloud inference with chunked prompt upload and on-device drafting cuts TTFT by "
           "41-54 % and TBT by 41-77 % (30 Jetsons, one 8x A6000 server)",
-    setup=SETUP, run_fn=run)
+    setup=SETUP, run_fn=run, validate=validate)

@@ -19,7 +19,8 @@ import numpy as np
 
 from phasewise.perf import CostModel
 from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.scenarios.base import (FIXED_FIGURE, Check, Outcome, Param, Scenario, check_with,
+                                      lengths_within_context, setup_error)
 from phasewise.sim.dllm import DllmRun, simulate_dllm
 from phasewise.sim.dllm_request import STEP
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -34,6 +35,20 @@ LABELS = {"baseline": "LLaDA baseline", "fast-dllm": "Fast-dLLM (dual cache + pa
 MEASURED_FLAT = (1, 4)  # copies: 64 vs 256 new tokens, both below the measured knee
 MEASURED_LINEAR = (8, 16)  # copies: 512 vs 1024 new tokens, both above it
 
+# The paper's figures and the checks' bands (PAPERS.md ODB-1), set before the first run: not setup (`--set` refuses
+# them; SCENARIOS.md: no figure is typed in to make a check pass)
+FLAT_LIMIT = 1.15  # PAPERS.md ODB-1 (a): the 128-token forward <= 1.15x the 32-token one (+-15 %)
+LINEAR_BAND = (1.7, 2.3)  # linear = 2.0x per doubling, +-15 % (PAPERS.md ODB-1 tolerance on (a))
+FAST_BAND = (2.6, 6.3)  # PAPERS.md ODB-1 (b): ODB-dLLM 2.63-6.30x faster than Fast-dLLM
+BASELINE_BAND = (46.0, 162.0)  # PAPERS.md ODB-1 (b): ODB-dLLM 46-162x faster than the LLaDA baseline
+FIXED = {**{key: FIXED_FIGURE.format(what=what) for key, what in (
+    ("flat_limit", f"flat-forward limit {FLAT_LIMIT}x (PAPERS.md ODB-1 (a))"),
+    ("linear_band", f"linear-forward band {list(LINEAR_BAND)} (PAPERS.md ODB-1 (a))"),
+    ("fast_band", f"band {list(FAST_BAND)} over Fast-dLLM (PAPERS.md ODB-1 (b))"),
+    ("baseline_band", f"band {list(BASELINE_BAND)} over the LLaDA baseline (PAPERS.md ODB-1 (b))"))},
+    "threshold": "the confidence threshold acts only through tokens_per_step, the tokens a forward decides at it "
+                 "(2.77 measured at the eval script's 0.9): set tokens_per_step"}
+
 SETUP = {
     "model": Param("GSAI-ML/LLaDA-8B-Instruct", "PAPERS.md section 1: LLaDA-8B-Instruct (LLaDA-1.5 shares its "
                                                 "architecture; both in the catalog)"),
@@ -45,26 +60,29 @@ SETUP = {
                                 "time (llada_instruct/eval_llada_instruct.sh via lm-eval, batch 1)"),
     "gen_length": Param(1024, "ODB-dLLM eval_llada_instruct.sh: gen_length=1024 (every configuration)"),
     "block_length": Param(32, "ODB-dLLM eval_llada_instruct.sh: block_length=32"),
-    "threshold": Param(0.9, "ODB-dLLM eval_llada_instruct.sh: threshold=0.9 for Fast-dLLM and ODB (what it decides "
-                            "per forward is tokens_per_step, measured at 0.9: change both together)"),
     "tokens_per_step": Param(2.77, "d3LLM (arXiv 2601.07568) AUP data: Fast-dLLM-LLaDA decides 2.77 tokens per "
-                                   "forward on GSM8K-CoT at threshold 0.9, dual cache, block 32"),
-    "jump_copies": Param(4, "ODB-dLLM generate_alp_jump_share.py: the block + 3 speculative copies = 4 x 32 tokens"),
+                                   "forward on GSM8K-CoT at threshold 0.9, dual cache, block 32 (the eval script's "
+                                   "threshold=0.9 acts only through it: another threshold is another tokens_per_step)",
+                             help="mean answer tokens a forward decides at the confidence threshold, from 1 to "
+                                  "block_length"),
+    # at most 64 copies (64 x a 32-token block = 2,048 new tokens, the cached context's 2k)
+    "jump_copies": Param(4, "ODB-dLLM generate_alp_jump_share.py: the block + 3 speculative copies = 4 x 32 tokens",
+                         upper=64),
     "jump_probs": Param([1 / 3, 1 / 3, 1 / 3], "assumed: P(0, 1, 2 extra tokens accepted per jump-share step) "
-                                               "uniform, because ODB-dLLM publishes no acceptance statistics"),
+                                               "uniform, because ODB-dLLM publishes no acceptance statistics",
+                        upper=1.0, items=(1, 7)),
     "prompt_tokens": Param(1000, "lm-eval's gsm8k task is 5-shot (num_fewshot: 5, gsm8k.yaml); a 5-shot GSM8K "
                                  "prompt is ~1000 tokens (d3LLM blog, Long-GSM8K)"),
     "answer_tokens": Param(250, "PAPERS.md ODB-1: GSM8K-like answers of ~200-300 tokens (mean)"),
-    "answer_spread": Param(0.2, "PAPERS.md ODB-1: 200-300 tokens = 250 +- 20 %, uniform"),
-    "requests": Param(12, "assumed: enough requests at batch 1 for a stable mean within the 3 s budget"),
+    "answer_spread": Param(0.2, "PAPERS.md ODB-1: 200-300 tokens = 250 +- 20 %, uniform", upper=1.0),
+    # at most 10x the default: the ladder's runs grow linearly with the requests
+    "requests": Param(12, "assumed: enough requests at batch 1 for a stable mean within the 3 s budget", upper=120),
     "seed": Param(0, "assumed: any seed (each request draws its own numbers)"),
     "context_tokens": Param(2048, "PAPERS.md ODB-1: cached context = prompt + canvas <= 2k"),
-    "flat_tokens": Param([32, 128], "PAPERS.md ODB-1 (a): a 32-token block step vs jump-share's 128 tokens", length=2),
-    "flat_limit": Param(1.15, "PAPERS.md ODB-1 (a): the 128-token forward <= 1.15x the 32-token one (+-15 %)"),
+    "flat_tokens": Param([32, 128], "PAPERS.md ODB-1 (a): a 32-token block step vs jump-share's 128 tokens", length=2,
+                         help="the smaller forward first, both <= context_tokens"),
     "linear_tokens": Param([512, 1024], "PAPERS.md ODB-1 (a): 256 -> 1024-token forwards start to scale linearly",
-                           length=2),
-    "linear_band": Param([1.7, 2.3], "linear = 2.0x per doubling, +-15 % (PAPERS.md ODB-1 tolerance on (a)); set "
-                                     "before the first run", length=2),
+                           length=2, help="the smaller forward first, both <= context_tokens"),
     "measured_tps": Param([27.89, 114.29, 19.15, 79.14], "d3LLM blog (hao-ai-lab), Table 1: LLaDA-8B-Instruct on "
                           "GSM8K-CoT, tokens/s of vanilla LLaDA and Fast-dLLM on H100, then on A100 (batch 1; shown "
                           "for context, not a check)", length=4),
@@ -95,10 +113,37 @@ SETUP = {
                                                         "(with its LM head) ~250 TFLOP/s: 80 % of an A100's 312 BF16 "
                                                         "peak, 25 % of an H100 SXM's; the ~8 ms intercept is 16 GB of "
                                                         "weights at ~2 TB/s (an A100 80GB's HBM)"),
-    "fast_band": Param([2.6, 6.3], "PAPERS.md ODB-1 (b): ODB-dLLM 2.63-6.30x faster than Fast-dLLM", length=2),
-    "baseline_band": Param([46.0, 162.0], "PAPERS.md ODB-1 (b): ODB-dLLM 46-162x faster than the LLaDA baseline",
-                           length=2),
 }
+
+# the capability's flags (specs/dllm.py DllmDecoding) as the setup names them
+DECODING_KEYS = {"--gen-length": "gen_length", "--block-length": "block_length", "--tokens-per-step": "tokens_per_step",
+                 "--jump-copies": "jump_copies", "--jump-probs": "jump_probs"}
+
+
+def validate(setup: dict[str, Any]) -> None:
+    """What holds only together, before anything runs: the forwards' sizes within the cached context, the context and
+    each request within the model's, and the ladder's decodings (specs/dllm.py's own checks, keys named)."""
+    ctx = setup["context_tokens"]
+    for key in ("flat_tokens", "linear_tokens"):
+        small, wide = setup[key]
+        if wide > ctx:
+            raise setup_error("odb-dllm", f"{key}, context_tokens", f"{key} {small},{wide} must be <= context_tokens "
+                              f"{ctx} (a forward's new tokens are part of the cached context)")
+        if not small < wide:
+            raise setup_error("odb-dllm", key, f"the smaller forward first ({small},{wide})")
+    model = setup["model"]
+    lengths_within_context("odb-dllm", model, ctx, keys="context_tokens")
+    lengths_within_context("odb-dllm", model, setup["prompt_tokens"], setup["gen_length"],
+                           keys="prompt_tokens + gen_length")
+    lengths_within_context("odb-dllm", model, setup["measured_prompt_tokens"], setup["measured_gen_length"],
+                           keys="measured_prompt_tokens + measured_gen_length")
+    lengths_within_context("odb-dllm", model, setup["measured_forward_cached"], setup["measured_forward_block"],
+                           keys="measured_forward_cached + measured_forward_block")
+    for gen in ("gen_length", "measured_gen_length"):
+        names = {**DECODING_KEYS, "--gen-length": gen}
+        check_with("odb-dllm", names, lambda gen=gen: ladder(
+            gen_length=setup[gen], block_length=setup["block_length"], tokens_per_step=setup["tokens_per_step"],
+            copies=setup["jump_copies"], jump_probs=tuple(setup["jump_probs"])))
 
 
 def cost_of(setup: dict[str, Any], hardware: str) -> DllmCost:
@@ -118,8 +163,8 @@ def run(setup: dict[str, Any]) -> Outcome:
     device = {hw: {n: t for n, t, _ in forward_curve(device_cost(c), ctx, sizes)} for hw, c in costs.items()}
 
     rungs = ladder(gen_length=setup["gen_length"], block_length=setup["block_length"],
-                   threshold=setup["threshold"], tokens_per_step=setup["tokens_per_step"],
-                   copies=setup["jump_copies"], jump_probs=tuple(setup["jump_probs"]))
+                   tokens_per_step=setup["tokens_per_step"], copies=setup["jump_copies"],
+                   jump_probs=tuple(setup["jump_probs"]))
     work = ClosedLoop(1, setup["requests"], LengthDist("fixed", setup["prompt_tokens"]),
                       LengthDist("uniform", setup["answer_tokens"], setup["answer_spread"]), seed=setup["seed"])
     main = costs[setup["hardware"]]
@@ -134,13 +179,13 @@ def run(setup: dict[str, Any]) -> Outcome:
     checks = []
     for hw, curve in curves.items():
         ratio = curve[wide][0] / curve[small][0]
-        bigger = [n for n in sizes if n > small and curve[n][0] > setup["flat_limit"] * curve[small][0]]
-        knee = (f"; the forward passes {setup['flat_limit']}x the {small}-token one from {bigger[0]} new tokens"
+        bigger = [n for n in sizes if n > small and curve[n][0] > FLAT_LIMIT * curve[small][0]]
+        knee = (f"; the forward passes {FLAT_LIMIT}x the {small}-token one from {bigger[0]} new tokens"
                 if bigger and bigger[0] <= wide else "")
         checks.append(Check(
             f"{hw}: {wide}-token forward vs {small}-token forward", "below the ridge a forward is memory-bound: "
-            f"{wide} new tokens cost <= {setup['flat_limit']}x {small} (the jump-share premise)", 1.0, ratio,
-            (2.0 - setup["flat_limit"], setup["flat_limit"]),
+            f"{wide} new tokens cost <= {FLAT_LIMIT}x {small} (the jump-share premise)", 1.0, ratio,
+            (2.0 - FLAT_LIMIT, FLAT_LIMIT),
             f"{ctx}-position context: {curve[small][0] * 1e3:.2f} ms vs {curve[wide][0] * 1e3:.2f} ms; "
             f"{curve[small][1]:.0f} and {curve[wide][1]:.0f} FLOP/B against a ridge of "
             f"{ridge_flops_per_byte(costs[hw].cm):.0f} FLOP/B (~{ridge_tokens(costs[hw].cm):.0f} new tokens){knee}"
@@ -152,7 +197,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     checks.append(Check(
         f"{setup['hardware']}: {hi_lin}-token forward vs {lo_lin}-token forward",
         "above the ridge a forward is compute-bound: time scales linearly with new tokens", 2.0, lin,
-        tuple(setup["linear_band"]),
+        LINEAR_BAND,
         f"{curve[lo_lin][0] * 1e3:.1f} ms vs {curve[hi_lin][0] * 1e3:.1f} ms "
         f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
         + host_floor(main, device[setup["hardware"]], curve, (lo_lin, hi_lin))
@@ -168,10 +213,10 @@ def run(setup: dict[str, Any]) -> Outcome:
         "stays in every refresh)")
     checks.append(Check("ODB-dLLM vs Fast-dLLM, end to end",
                         "jump-share + ALP are 2.63-6.30x faster than Fast-dLLM (LLaDA-8B-Instruct)",
-                        [2.63, 6.30], vs_fast, tuple(setup["fast_band"]), detail))
+                        [2.63, 6.30], vs_fast, FAST_BAND, detail))
     checks.append(Check("ODB-dLLM vs the LLaDA baseline, end to end",
                         "46-162x faster than LLaDA's no-cache one-token-a-step decoding", [46.0, 162.0], vs_base,
-                        tuple(setup["baseline_band"]), detail))
+                        BASELINE_BAND, detail))
     checks.append(Check("every rung of the settings ladder is faster than the one before",
                         "direction: baseline > Fast-dLLM > +ALP > +jump-share in E2E latency",
                         None, min(steps_up), (1.0, 1e9),
@@ -185,7 +230,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     tables.append(measured_table(setup, costs))
     tables.append(forward_table)
     tables.append(sensitivity_table(setup, main, vs_fast))
-    figures = [timeline_figure(runs, order), curve_figure(curves, costs, ctx),
+    figures = [timeline_figure(runs, order), curve_figure(curves, costs, ctx, setup["model"]),
                ladder_figure(e2e, order, setup["hardware"])]
     return Outcome(checks, figures, tables)
 
@@ -389,7 +434,7 @@ def timeline_figure(runs: dict[str, DllmRun], order: list[str]) -> Any:
     return fig
 
 
-def curve_figure(curves: dict, costs: dict[str, DllmCost], ctx: int) -> Any:
+def curve_figure(curves: dict, costs: dict[str, DllmCost], ctx: int, model: str) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -401,7 +446,7 @@ def curve_figure(curves: dict, costs: dict[str, DllmCost], ctx: int) -> Any:
         ridge = ridge_tokens(costs[hw].cm)
         fig.add_trace(go.Scatter(x=[ridge, ridge], y=[low, high], mode="lines", line={"dash": "dot"},
                                  name=f"{hw} ridge (~{ridge:.0f} new tokens)"))
-    fig.update_layout(title=f"LLaDA-8B forward time vs new positions ({ctx}-position context)",
+    fig.update_layout(title=f"{model.split('/')[-1]} forward time vs new positions ({ctx}-position context)",
                       xaxis={"title": "new tokens in the forward", "type": "log"},
                       yaxis={"title": "forward time (ms)", "type": "log"})
     return fig
@@ -421,4 +466,4 @@ SCENARIO = Scenario(
     name="odb-dllm", number=1, paper=PAPER,
     claim="adaptive length prediction and jump-share speculation make LLaDA-8B 2.63-6.30x faster than Fast-dLLM "
           "and 46-162x faster than the baseline; 128-token block steps cost ~ a 32-token one below the ridge",
-    setup=SETUP, run_fn=run)
+    setup=SETUP, run_fn=run, validate=validate, fixed=FIXED)

@@ -28,7 +28,7 @@ from phasewise.perf.cost import CostModel
 from phasewise.plan import run_all
 from phasewise.plan.goodput import WorkloadSpec, capacity_estimate, evaluate
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with, lengths_within_context
 from phasewise.sim import Slo
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import packaged
@@ -50,24 +50,58 @@ SETUP = {
     "prefill_memory": Param("GDDR7", "PAPERS.md section 2: the Prefill Chip's GDDR7; another type keeps its bandwidth "
                             "and capacity (the bus widened to whole units of the type at its fastest pin rate)",
                             choices=MEMORY_TYPES),
-    "prompts": Param([512, 1024, 2048, 4096, 8192], "PAPERS.md SPAD-1: prompts 512-8192"),
+    "prompts": Param([512, 1024, 2048, 4096, 8192], "PAPERS.md SPAD-1: prompts 512-8192 on Llama-2-70B (or "
+                     "Llama-3-70B, whose context is 8,192): 8,192 is past Llama-2-70B's 4,096-token context, and the "
+                     "cost model runs the architecture there as given; a prompt is held within the model's context or "
+                     "this range's longest, 8,192 (a decode context within the model's)"),
     "decode_batches": Param([1, 8, 16, 32, 64], "PAPERS.md SPAD-1: batch 1-64"),
     "decode_contexts": Param([1024, 2048, 4096], "PAPERS.md SPAD-1: 1-4k context"),
     "traces": Param(["azure-conv", "azure-code"], "PAPERS.md SPAD-1: Azure conversation and coding traces (bundled "
                     "excerpts)"),
-    "trace_requests": Param(1000, "assumed: the excerpts' first 1,000 requests keep the scenario within seconds"),
+    # at most the bundled excerpts' 2,000 requests (more would silently be the whole excerpt)
+    "trace_requests": Param(1000, "assumed: the excerpts' first 1,000 requests keep the scenario within seconds",
+                            upper=2000),
     "slo_ttft_ms": Param(2000.0, "assumed: the paper's SLOs were not recovered; MLPerf server limits for "
                          "Llama-2-70B (TTFT 2 s), as BestServe-1"),
     "slo_tpot_ms": Param(200.0, "assumed: MLPerf server limits for Llama-2-70B (TPOT 200 ms), as BestServe-1"),
     "attainment": Param(0.9, "DistServe goodput: 90 % of requests meet both SLOs", upper=1.0),
+    # at most 10x the default: each goodput search simulates the helpers' instances too
     "helpers": Param(6, "assumed: H100-model instances of the other phase, enough that it never binds (the table "
-                     "shows the binding phase)"),
+                     "shows the binding phase)", upper=60),
     "window_s": Param(15.0, "assumed: each goodput search simulates this many seconds of arrivals per rate, within "
                       "seconds; settled to ~+-7 %, the searches' resolution: 30 / 60 s move the conversation trace's "
                       "cost ratio 0.62 -> 0.71 / 0.65 and TDP ratio 1.08 -> 1.17 / 1.13 (the Decode Chip's decode "
                       "goodput is ~20 % higher at 15 s than at 30-60 s)", upper=3600.0),
     "seed": Param(0, "assumed: any seed"),
 }
+
+# the longest prompt of the paper's range (PAPERS.md SPAD-1): allowed past a model's shorter context
+PROMPTS_LONGEST = max(SETUP["prompts"].value)
+
+
+def validate(setup: dict[str, Any]) -> None:
+    """Before anything runs: the prompts within the model's context (or the paper's range), the decode contexts within
+    the model's."""
+    lengths_within_context("spad", setup["model"], max(setup["prompts"]), keys="prompts (the longest)",
+                           beyond=PROMPTS_LONGEST)
+    lengths_within_context("spad", setup["model"], max(setup["decode_contexts"]), keys="decode_contexts (the longest)")
+    # the TP degree and precision as the cost model takes them (its own checks: TP dividing the heads, a known scheme)
+    check_with("spad", {"--tp": "--set tp", "--precision": "--set precision"},
+               lambda: CostModel(load_model(setup["model"]), load_hardware(setup["h100"]), load_quant(setup["precision"]),
+                                 load_engine(setup["engine"]), setup["tp"], 1))
+
+
+def peak_path(paths: dict[str, str]) -> str:
+    """The tensor path a peak ratio is of, in words: nothing for the chips' BF16 peaks (the paper's), else its own."""
+    named = sorted(set(paths.values()))
+    return "" if named == ["bf16"] else f" ({' / '.join(named)})"
+
+
+def tensor_path(hw, precision: str) -> str:
+    """The tensor path `precision` runs on `hw` (QuantScheme.on: its own, or the one its kernels fall back to)."""
+    scheme = load_quant(precision).on(hw)
+    return scheme.tensor_path or scheme.compute_dtype
+
 
 # the paper's figures (PAPERS.md section 2) and the bands, fixed before any result was seen
 PREFILL_GAIN = (1.08, (1.0, 1.3))  # paper +8 % average; PAPERS.md: >= 1.0x for prompts >= 512
@@ -197,7 +231,8 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
     prefill = prefill_latencies(setup, {"h100": chips["h100"], "prefill": chips["prefill"]})
     gains = [h / p for h, p in zip(prefill["h100"]["latency"], prefill["prefill"]["latency"])]
     roof_gains = [h / p for h, p in zip(prefill["h100"]["roofline"], prefill["prefill"]["roofline"])]
-    peak_ratio = table["prefill"]["hw"].peak_flops["bf16"] / table["h100"]["hw"].peak_flops["bf16"]
+    paths = {role: tensor_path(info["hw"], setup["precision"]) for role, info in table.items()}
+    peak_ratio = (table["prefill"]["hw"].peak(paths["prefill"]) / table["h100"]["hw"].peak(paths["h100"]))
     # (b) decode: the Decode Chip against the H100 model
     decode = decode_throughputs(setup, {"h100": chips["h100"], "decode": chips["decode"]})
     decode_ratio = {key: decode["decode"][key] / decode["h100"][key] for key in decode["h100"]}
@@ -208,7 +243,8 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
               "the Prefill Chip prefills faster than the H100 model, +8 % on average (mean H100 / Prefill Chip "
               f"latency over prompts {setup['prompts'][0]}-{setup['prompts'][-1]})",
               PREFILL_GAIN[0], statistics.mean(gains), PREFILL_GAIN[1],
-              f"per prompt {', '.join(f'{g:.2f}x' for g in gains)}; tensor-peak ratio {peak_ratio:.2f}x (the pure "
+              f"per prompt {', '.join(f'{g:.2f}x' for g in gains)}; tensor-peak ratio{peak_path(paths)} "
+              f"{peak_ratio:.2f}x (the pure "
               f"compute roofline PAPERS.md expects to over-predict, ~1.8-2x); per-operator roofline "
               f"{statistics.mean(roof_gains):.2f}x. GEMMs tile onto the arrays (fill/drain of 32x32 arrays), weight "
               "streaming at 2 TB/s binds short prompts, and elementwise traffic, TP all-reduce and host costs do not "
@@ -307,20 +343,21 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
                                   f"{ratio:.2f}" for a, b, rate, ratio in realloc)))
 
     return Outcome(checks, figures=_figures(setup, prefill, decode_ratio, table, clusters),
-                   tables=[_chips_table(table, chips), _goodput_table(goodputs, bindings),
+                   tables=[_chips_table(table, chips, setup["precision"]), _goodput_table(goodputs, bindings),
                            _cluster_table(clusters)])
 
 
-def _chips_table(table: dict[str, dict[str, Any]], chips: dict[str, str]) -> dict[str, Any]:
+def _chips_table(table: dict[str, dict[str, Any]], chips: dict[str, str], precision: str) -> dict[str, Any]:
     rows = []
+    paths = {role: tensor_path(info["hw"], precision) for role, info in table.items()}
     for role, info in table.items():
         hw, cost = info["hw"], info["cost"]
-        rows.append([hw.key, f"{hw.peak_flops['bf16'] / 1e12:.0f}", f"{hw.memory_bandwidth_bytes_per_s / 1e9:.0f}",
+        rows.append([hw.key, f"{hw.peak(paths[role]) / 1e12:.0f}", f"{hw.memory_bandwidth_bytes_per_s / 1e9:.0f}",
                      f"{hw.memory_capacity_bytes / 2 ** 30:.0f}", hw.memory_type, f"{cost.die_area_mm2:.0f}",
                      f"{cost.die_yield:.2f}", f"{cost.die_usd:,.0f}", f"{cost.memory_usd:,.0f}",
                      f"{cost.package_usd:,.0f}", f"{cost.total_usd:,.0f}", f"{hw.tdp_w:.0f}"])
     return {"title": "Chips from their parts: derived peaks, die, cost and TDP",
-            "columns": ["chip", "BF16 TFLOP/s", "GB/s", "GiB", "memory", "die mm2", "yield", "die $", "memory $",
+            "columns": ["chip", f"{' / '.join(sorted(set(paths.values()))).upper()} TFLOP/s", "GB/s", "GiB", "memory", "die mm2", "yield", "die $", "memory $",
                         "package $", "chip $", "TDP W"], "rows": rows}
 
 
@@ -377,4 +414,4 @@ SCENARIO = Scenario(
     paper="Specialized Prefill and Decode Hardware for Disaggregated LLM Inference (SPAD)",
     claim="a GDDR7 Prefill Chip with larger arrays and an HBM Decode Chip with less compute, built from parts, cut "
           "prefill hardware cost and decode TDP, and cluster cost at equal SLOs, against a modeled H100",
-    setup=SETUP, run_fn=run)
+    setup=SETUP, run_fn=run, validate=validate)

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from phasewise.errors import PhasewiseError
 from phasewise.sim.events import EventLoop
 from phasewise.sim.link import Link
 from phasewise.sim.split_model import TOKEN_ID_BYTES, SplitModel
@@ -44,6 +45,13 @@ class DecodePlan:
     outline_tokens: int = 0  # the skeleton, decoded first as one sequence (points > 1)
     verify_tokens: int = 1  # tokens per sequence per step (Medusa: 1 + candidate tokens)
     acceptance: float = 1.0  # tokens a step advances on average (Medusa's mean acceptance length)
+
+    def __post_init__(self) -> None:
+        # a step advances its own token at least, and at most every token it verifies (1 + Medusa heads)
+        if not 1.0 <= self.acceptance <= self.verify_tokens:
+            raise PhasewiseError(f"DecodePlan acceptance {self.acceptance:g} must lie in [1, verify_tokens] = "
+                                 f"[1, {self.verify_tokens}] (a step advances its own token at least, at most every "
+                                 "token it verifies)")
 
 
 @dataclass(slots=True)
