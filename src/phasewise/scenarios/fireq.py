@@ -16,8 +16,7 @@ import dataclasses
 from typing import Any
 
 from phasewise.perf import BatchShape, kernel_fit
-from phasewise.scenarios.base import (FIXED_FIGURE, Check, Outcome, Param, Scenario, check_with,
-                                      lengths_within_context)
+from phasewise.scenarios.base import FIXED_FIGURE, Check, Outcome, Param, Scenario, check_with, lengths_within_context
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 
 # The paper's figures (FireQ abstract) and the checks' tolerances (PAPERS.md FireQ-1), fixed before the first run:
@@ -189,8 +188,8 @@ def fit_table(fit, setup: dict[str, Any]) -> dict[str, Any]:
             "rows": [["sync_mma_efficiency (QServe's mma.sync main loop on " + setup["hardware"] + ")",
                       f"{setup['fit_model']} MLP, {setup['fit_batch']} x {setup['fit_seq_len']} tokens, "
                       f"paper {FFN_SPEEDUP}x"
-                      + ("" if setup["fit_model"] == PAPER_FIT_MODEL else " (Llama-2-7B's)"), f"{fit.start:g}", f"{fit.start_speedup:.3f}",
-                      f"{fit.value:.4f}", f"{fit.fitted_speedup:.3f}"]]}
+                      + ("" if setup["fit_model"] == PAPER_FIT_MODEL else " (Llama-2-7B's)"), f"{fit.start:g}",
+                      f"{fit.start_speedup:.3f}", f"{fit.value:.4f}", f"{fit.fitted_speedup:.3f}"]]}
 
 
 def batch_table(fitted: dict, unfitted: dict, setup: dict[str, Any]) -> dict[str, Any]:

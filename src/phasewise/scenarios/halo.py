@@ -17,8 +17,16 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf.cost import CostModel
 from phasewise.perf.mapping import MappedCost, RequestCost
-from phasewise.scenarios.base import (FIXED_FIGURE, Check, Outcome, Param, Scenario, check_with,
-                                      lengths_within_context, setup_error)
+from phasewise.scenarios.base import (
+    FIXED_FIGURE,
+    Check,
+    Outcome,
+    Param,
+    Scenario,
+    check_with,
+    lengths_within_context,
+    setup_error,
+)
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.mappings import load_mapping
 

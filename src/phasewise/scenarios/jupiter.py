@@ -15,8 +15,7 @@ import math
 from typing import Any
 
 from phasewise.plan.edge_split import plan_edge_split
-from phasewise.scenarios.base import (Check, Outcome, Param, Scenario, check_with, lengths_within_context,
-                                      setup_error)
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with, lengths_within_context, setup_error
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, SplitRun, run_split, sub_sequence_lengths
 from phasewise.sim.split_tensor_parallel import TensorParallelEdge

@@ -19,8 +19,16 @@ import numpy as np
 
 from phasewise.perf import CostModel
 from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
-from phasewise.scenarios.base import (FIXED_FIGURE, Check, Outcome, Param, Scenario, check_with,
-                                      lengths_within_context, setup_error)
+from phasewise.scenarios.base import (
+    FIXED_FIGURE,
+    Check,
+    Outcome,
+    Param,
+    Scenario,
+    check_with,
+    lengths_within_context,
+    setup_error,
+)
 from phasewise.sim.dllm import DllmRun, simulate_dllm
 from phasewise.sim.dllm_request import STEP
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant

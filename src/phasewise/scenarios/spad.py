@@ -87,8 +87,8 @@ def validate(setup: dict[str, Any]) -> None:
     lengths_within_context("spad", setup["model"], max(setup["decode_contexts"]), keys="decode_contexts (the longest)")
     # the TP degree and precision as the cost model takes them (its own checks: TP dividing the heads, a known scheme)
     check_with("spad", {"--tp": "--set tp", "--precision": "--set precision"},
-               lambda: CostModel(load_model(setup["model"]), load_hardware(setup["h100"]), load_quant(setup["precision"]),
-                                 load_engine(setup["engine"]), setup["tp"], 1))
+               lambda: CostModel(load_model(setup["model"]), load_hardware(setup["h100"]),
+                                 load_quant(setup["precision"]), load_engine(setup["engine"]), setup["tp"], 1))
 
 
 def peak_path(paths: dict[str, str]) -> str:
@@ -357,8 +357,8 @@ def _chips_table(table: dict[str, dict[str, Any]], chips: dict[str, str], precis
                      f"{cost.die_yield:.2f}", f"{cost.die_usd:,.0f}", f"{cost.memory_usd:,.0f}",
                      f"{cost.package_usd:,.0f}", f"{cost.total_usd:,.0f}", f"{hw.tdp_w:.0f}"])
     return {"title": "Chips from their parts: derived peaks, die, cost and TDP",
-            "columns": ["chip", f"{' / '.join(sorted(set(paths.values()))).upper()} TFLOP/s", "GB/s", "GiB", "memory", "die mm2", "yield", "die $", "memory $",
-                        "package $", "chip $", "TDP W"], "rows": rows}
+            "columns": ["chip", f"{' / '.join(sorted(set(paths.values()))).upper()} TFLOP/s", "GB/s", "GiB", "memory",
+                        "die mm2", "yield", "die $", "memory $", "package $", "chip $", "TDP W"], "rows": rows}
 
 
 def _goodput_table(goodputs: dict, bindings: dict) -> dict[str, Any]:
