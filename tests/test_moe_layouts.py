@@ -49,6 +49,19 @@ def test_all_to_all_bytes_are_each_tokens_hidden_state_to_the_experts_held_elsew
     assert op.bytes == pytest.approx(58 * sent * (1 + 4 / 128 + 2), rel=1e-12)
 
 
+def test_an_expert_split_by_moe_tp_receives_each_copy_on_every_gpu_of_its_group():
+    """EP4 x moe-TP2: each (token, expert) copy goes to both GPUs of the expert's group, the partner in this GPU's
+    own group included: T k (moe_tp - 1/ep) copies leave a GPU, 1.75 T k against EP8's 0.875 T k (it was 0.75 T k,
+    fewer bytes than EP8 for a split that must send more)."""
+    m = load_model(DEEPSEEK)
+    batch, shape = 256, BatchShape.uniform(256, 1, 1024)
+    ep8 = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8)), shape)["moe_all_to_all"]
+    ep4 = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=4, attention_dp=8)), shape)["moe_all_to_all"]
+    per_copy = 58 * 7168 * (1 + 4 / 128 + 2)
+    assert ep4.bytes == pytest.approx(batch / 8 * 8 * (2 - 1 / 4) * per_copy, rel=1e-12)
+    assert ep4.bytes == pytest.approx(2 * ep8.bytes, rel=1e-12) and ep4.time_s > ep8.time_s
+
+
 # deepseek-ai/DeepEP README, low-latency kernels on H800 with one 400 Gb/s CX7 NIC a GPU: 128 tokens a rank,
 # 7,168 hidden, top-8, FP8 dispatch and BF16 combine: EP size -> (dispatch us, combine us)
 DEEPEP_LOW_LATENCY_US = {16: (118, 195), 32: (155, 273), 64: (173, 314), 128: (192, 369), 256: (194, 360)}

@@ -98,7 +98,10 @@ class Communication:
         per_token_bytes = h * (dispatch_bytes + self.hp_bytes)  # dispatched, then combined back
         scale = self.eff.link_efficiency * self.engine.collective_efficiency
         if ep <= ic.gpus_per_node:
-            copies = T * k * (ep - 1) / ep
+            # each (token, expert) copy reaches every GPU of the expert's moe_tp group (each holds a slice of its
+            # weights): the moe_tp - 1 others of this GPU's own group for the 1 / ep of its experts there, all moe_tp
+            # of another group's for the rest; moe_tp 1: the (ep - 1) / ep copies that leave the GPU
+            copies = T * k * (layout.moe_tp - 1.0 / ep)
             return copies * per_token_bytes, 2 * self.moe_lat + copies * per_token_bytes / (self.moe_bw * scale)
         nic_rate = ic.inter_node_bandwidth_bytes_per_s * scale
         nvlink_rate = ic.group_bandwidth(ic.gpus_per_node) * scale
