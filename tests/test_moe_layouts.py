@@ -418,3 +418,9 @@ def test_the_busiest_gpu_carries_no_more_than_top_k_routing_allows():
         assert popularity.max() * top_k <= 1 + 1e-9 and abs(popularity.sum() - 1) < 1e-9
         assert abs(popularity[:round(0.2 * experts)].sum() - share) < 1e-6
         assert all(a >= b for a, b in zip(popularity, popularity[1:]))
+
+
+def test_the_all_to_all_is_network_bound_like_the_other_collectives():
+    m = load_model(DEEPSEEK)
+    op = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8)), BatchShape.uniform(64, 1024, 0))
+    assert op["moe_all_to_all"].bound == "network" and op["moe_all_to_all"].compute_s == 0.0

@@ -194,7 +194,7 @@ class OperatorCost:
         top = max(self.compute_s, self.memory_s, 0.0 if self.host_overlapped else self.dispatch_s)
         self.time_s = top + self.launch_s
         host_bound = not self.host_overlapped and top == self.dispatch_s
-        if self.name.endswith("allreduce") or self.name == "pp_send_recv":
+        if OPERATOR_GROUP.get(self.name) == "communication":  # its memory_s is time on the links
             self.bound = "dispatch" if host_bound and self.dispatch_s > self.memory_s else "network"
         elif host_bound or self.launch_s > top:
             self.bound = "dispatch"
