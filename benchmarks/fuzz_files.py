@@ -72,7 +72,7 @@ SEEDS: dict[str, dict[str, Any]] = {
          "autoscale": {"metric": "sla", "ttft_s": 1, "itl_s": 0.05, "predictor": "kalman", "max_gpu_budget": 4}},
         {"role": "decode", "hardware": "h100-sxm", "tp": 1, "replicas": 2,
          "autoscale": {"metric": "sla", "ttft_s": 1, "itl_s": 0.05, "predictor": "kalman", "max_gpu_budget": 4}}]},
-    "speculative": {"model": "meta-llama/Llama-3.1-8B", "speculative": {"draft_tokens": 3, "acceptance": 0.6},
+    "speculative": {"model": "XiaomiMiMo/MiMo-7B-Base", "speculative": {"draft_tokens": 3, "acceptance": 0.6},
                     "instances": [{"role": "collocated", "hardware": "h100-sxm", "tp": 1, "replicas": 1,
                                    "engine": "trtllm"}]},
     "pools": {"model": "meta-llama/Llama-3.1-8B", "priority_pools": {"slack_margin_ms": 200, "migration": "auto"},

@@ -122,7 +122,7 @@ def _parser(spec: dict) -> argparse.ArgumentParser:
         else:
             choices = [str(c) if c is not None else "null" for c in f["choices"]] if "choices" in f else None
             p.add_argument(flag, type=kinds[f["takes"]] if not choices else str, choices=choices,
-                           action="append" if f.get("repeat") else "store")
+                           action="append" if f.get("repeat") else "store", nargs=f.get("nargs"))
     return p
 
 
@@ -140,7 +140,9 @@ M, MOE = "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-30B-A3B"
 DEPLOYMENTS = {
     "collocated": {"model": M, "instances": [{"tp": 2, "replicas": 2, "max_num_seqs": 128,
                                               "enable_chunked_prefill": True, "max_num_batched_tokens": 2048}]},
-    "fp8": {"model": M, "instances": [{"tp": 1, "precision": "fp8", "kv_dtype": "fp8", "prefix_caching": False}],
+    # MiMo-7B's one MTP layer drafts (Llama-3.1-8B has none: sim/deployment.py mtp_draft_refusal)
+    "fp8": {"model": "XiaomiMiMo/MiMo-7B-Base", "instances": [{"tp": 1, "precision": "fp8", "kv_dtype": "fp8",
+                                                              "prefix_caching": False}],
             "speculative": {"draft_tokens": 3, "acceptance": 0.7}},
     "moe": {"model": MOE, "instances": [{"tp": 4, "ep": 4, "attention_dp": 4}]},
     "moe-partial": {"model": MOE, "instances": [{"tp": 4, "ep": 2, "moe_tp": 2}]},
@@ -204,9 +206,11 @@ def test_launch_commands_parse_against_published_flags(engine, case):
                     assert set(value) <= set(flags["disaggregated"]["server_keys"])
     if dep.disaggregated:
         assert front is not None
-        if engine == "sglang":
+        if engine == "sglang":  # each prefill server's URL with its own bootstrap port (sgl-router's URL PORT)
             args = _parse(flags["router"], front.argv[3:])
             assert len(args.prefill) == 2 and len(args.decode) == 1
+            ports = [_parse(flags, c.argv[3:]).disaggregation_bootstrap_port for c in workers if "prefill" in c.argv]
+            assert [int(p) for _, p in args.prefill] == ports and len(set(ports)) == 2
         roles = [a for c in workers for a in c.argv if a in ("prefill", "decode")]
         kv = {"vllm": '"kv_connector":"NixlConnector"', "sglang": "--disaggregation-transfer-backend",
               "trtllm": "cache_transceiver_config"}[engine]
@@ -324,19 +328,21 @@ def test_launch_scripts_load_the_checkpoint_a_short_alias_names(engine):
 
 @pytest.mark.parametrize("engine, expected", [
     ("vllm", {}),
-    ("sarathi", {"max_num_seqs": 256, "max_num_batched_tokens": 512, "max_num_partial_prefills": 256}),
+    ("sarathi", {"max_num_seqs": 256, "max_num_batched_tokens": 512}),
     ("ascendra-lp", {"max_num_seqs": 256, "max_num_batched_tokens": 1024}),
 ])
 def test_a_preset_launched_with_vllm_runs_with_its_simulated_caps(engine, expected):
     """`vllm serve` with no flags runs vLLM's own defaults (1,024 sequences, 8,192 tokens on an H100): a preset of
-    another scheduler writes the caps it was simulated with, or the launched server is not the one planned."""
+    another scheduler writes the caps it was simulated with, or the launched server is not the one planned.
+    Sarathi's many partial prefills are not among them: vLLM 0.14 refuses --max-num-partial-prefills above 1."""
     flags = engine_flags()["vllm"]
     dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": [{"hardware": "h100-sxm",
                                                                                "engine": engine}]})
     (cmd,), _, _ = launch_commands(dep)
     args = vars(_parse(flags, cmd.argv[len(PREFIX["vllm"]):]))
-    for name in ("max_num_seqs", "max_num_batched_tokens", "max_num_partial_prefills"):
+    for name in ("max_num_seqs", "max_num_batched_tokens"):
         assert args.get(name) == expected.get(name), (name, cmd.argv)
+    assert "--max-num-partial-prefills" not in cmd.argv
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])

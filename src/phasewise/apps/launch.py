@@ -3,14 +3,16 @@
 (disaggregated: --disaggregation-mode workers behind sglang_router's PD router) and `trtllm-serve` with an
 LLM-API options YAML (disaggregated: context and generation servers behind `trtllm-serve disaggregated`).
 
-One command per instance; a field the engine has no argument for is a comment line of the script, never
-dropped silently. What the engines' commands share (precision and KV dtype arguments, the KV block, notes) is
-apps/launch_args.py's."""
+One command per instance and node (an instance wider than a node: one per node with the engine's multi-node
+arguments, or TensorRT-LLM's one MPI launch); a field the engine has no argument for is a comment line of the
+script, never dropped silently. What the engines' commands share (precision and KV dtype arguments, the KV block,
+the engine versions, notes) is apps/launch_args.py's."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,19 @@ import yaml
 
 from phasewise.apps.launch_args import (
     KV_BACKEND,
+    NODE_VAR,
     Command,
     common_notes,
     engine_family,
+    engine_lines,
     kv_dtype_arg,
+    launch_version,
+    node_addr,
     precision_args,
     remote_code_argv,
     reuse_refused,
     run_block,
+    version_needs,
 )
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_block_pool
@@ -40,7 +47,8 @@ from phasewise.specs.engine_kv import kv_block, window_kv
 from phasewise.specs.engines import resolve_engine, role_knobs
 from phasewise.specs.model_catalog import checkpoint_id
 
-GPUS_PER_NODE = 8  # assumed: an HGX/DGX node's 8 GPUs; instances are packed onto nodes in order
+# instances are packed onto nodes in order, a node holding its chip's interconnect.gpus_per_node (specs/hardware.py;
+# 8 on an HGX/DGX node); one that fits a node does not straddle two, a wider one takes whole nodes
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
 # what runs a collocated deployment's router policy in front of its replicas
 ROUTER_FRONTS = {
@@ -50,6 +58,15 @@ ROUTER_FRONTS = {
                  "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
 }
 NIXL_SIDE_CHANNEL_PORT = 5600  # vLLM's default VLLM_NIXL_SIDE_CHANNEL_PORT (nixl_connector_usage.html), + GPU index
+# the multi-node rendezvous ports, on an instance's first node (each instance wider than a node has its own nodes):
+# vLLM's defaults (vllm 0.14 config/parallel.py: data_parallel_rpc_port 29550, master_port 29501), written out so
+# that the firewall's holes are in the script; SGLang's --dist-init-addr port as its multi-node guide writes it
+VLLM_DP_RPC_PORT, VLLM_MASTER_PORT = 29550, 29501
+# vllm 0.14 engine/arg_utils.py _check_feature_supported (0.11 fell back to V0, which it no longer has)
+PARTIAL_PREFILLS_REFUSED = ("vLLM 0.14 refuses --max-num-partial-prefills above 1 (NotImplementedError: \"Concurrent "
+                            "Partial Prefill is not supported\")")
+SGLANG_DIST_INIT_PORT = 20000
+SGLANG_BOOTSTRAP_PORT = 8998  # server_args.py disaggregation_bootstrap_port default; + the prefill server's index
 
 
 def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
@@ -76,8 +93,12 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if "chunk_size" in knobs:  # Sarathi's token budget is vLLM's chunked-prefill budget
         knobs = dict(knobs, max_num_batched_tokens=knobs.pop("chunk_size"), enable_chunked_prefill=True)
     for knob, value in knobs.items():
-        if knob in ("max_num_seqs", "max_num_batched_tokens", "max_num_partial_prefills"):
+        if knob in ("max_num_seqs", "max_num_batched_tokens"):
             argv += [f"--{knob.replace('_', '-')}", str(value)]
+        elif knob == "max_num_partial_prefills":
+            if value != 1:  # 1: vLLM's own value
+                notes.append(f"max_num_partial_prefills {value}: {PARTIAL_PREFILLS_REFUSED}; not written, the "
+                             "server runs one prompt part-way through prefill at a time")
         elif knob == "enable_chunked_prefill":
             argv.append("--enable-chunked-prefill" if value else "--no-enable-chunked-prefill")
         elif knob == "async_scheduling":
@@ -145,8 +166,11 @@ def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[s
     if engine.chunked_prefill != own.chunked_prefill and not any("chunked-prefill" in a for a in argv):
         out.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
     partial = min(engine.partial_prefills, engine.max_seqs)  # unlimited: as many as the sequences
-    if engine.chunked_prefill and partial > own.partial_prefills and "--max-num-partial-prefills" not in argv:
-        out += ["--max-num-partial-prefills", str(partial)]
+    if engine.chunked_prefill and partial > own.partial_prefills and "max_num_partial_prefills" not in g.knobs:
+        notes.append(f"{g.engine}'s scheduling ({partial} prompts part-way through prefill in one step, as "
+                     f"simulated) has no vLLM V1 equivalent: {PARTIAL_PREFILLS_REFUSED}; this command runs vLLM V1's "
+                     f"chunked prefill with the simulated {engine.token_budget}-token budget, one prompt part-way "
+                     "through prefill at a time")
     if out:
         notes.append(f"{' '.join(a for a in out if a.startswith('--'))}: the simulated {g.engine} caps, where "
                      "vLLM's own defaults differ")
@@ -247,6 +271,15 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
                          "pass an EAGLE draft with --speculative-algorithm EAGLE --speculative-draft-model-path")
     if g.role != "collocated":
         argv += ["--disaggregation-mode", g.role, "--disaggregation-transfer-backend", KV_BACKEND["sglang"]]
+        if g.knobs.get("enable_prefill_delayer"):
+            notes.append("--enable-prefill-delayer on a disaggregated server: SGLang 0.5.8's PrefillDelayer asserts "
+                         "disaggregation_mode null (srt/managers/prefill_delayer.py); a prefill server takes it from "
+                         "sglang PR #23588 (2026-04) on")
+    if g.role == "decode" and (g.attention_dp or 1) > 1:
+        # server_args.py _handle_disaggregation asserts it for a decode server with --dp-size > 1
+        argv.append("--prefill-round-robin-balance")
+        notes.append("--prefill-round-robin-balance: SGLang requires it of a decode server with --dp-size > 1, its "
+                     "prefill servers balancing round robin (their --load-balance-method default)")
     return Command(argv, comments=notes)
 
 
@@ -311,39 +344,92 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     return Command(argv, comments=notes, files={name: yaml.safe_dump(options, sort_keys=False)})
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one instance runs: its nodes (the first serves its API), its first GPU and GPU count on each."""
+
+    nodes: tuple[int, ...]
+    first_gpu: int
+    gpus: int
+
+
+def placements(dep: Deployment) -> list[list[Placement]]:
+    """Each group's instances' places, packed onto nodes in order (a node: the chip's gpus_per_node; a group on
+    another chip than the last starts a node): one that fits a node stays on one, a wider one takes whole nodes,
+    the same number of GPUs on each (the engines' multi-node launches split an instance evenly)."""
+    out: list[list[Placement]] = []
+    node, gpu, chip = 0, 0, None
+    for g in dep.instances:
+        per_node = load_hardware(g.hardware).interconnect.gpus_per_node
+        if gpu and g.hardware != chip:
+            node, gpu = node + 1, 0
+        chip, group = g.hardware, []
+        for _ in range(g.replicas):
+            n = g.tp * g.pp
+            if n <= per_node:
+                if gpu + n > per_node:  # an instance does not straddle two nodes
+                    node, gpu = node + 1, 0
+                group.append(Placement((node,), gpu, n))
+                gpu += n
+                continue
+            if gpu:
+                node, gpu = node + 1, 0
+            span = -(-n // per_node)
+            if n % span:
+                raise PhasewiseError(f"{g.role} instance of {n} GPUs on {g.hardware} ({per_node} per node): it cannot "
+                                     f"be split evenly over {span} nodes, as the engines' multi-node launches need")
+            group.append(Placement(tuple(range(node, node + span)), 0, n // span))
+            node += span
+        out.append(group)
+    return out
+
+
+def node_count(dep: Deployment) -> int:
+    """The nodes the deployment's instances take (placements)."""
+    return 1 + max(p.nodes[-1] for group in placements(dep) for p in group)
+
+
 def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dict[str, str]]:
-    """(one command per instance, the front end's command or None, extra config files) for `dep`'s engines."""
+    """(one command per instance and node, the front end's command or None, extra config files) for `dep`'s
+    engines; each command's `node` says where it runs."""
     workers: list[Command] = []
     files: dict[str, str] = {}
-    gpu, port = 0, FRONT_PORT + 1
+    places = placements(dep)
+    nodes = node_count(dep)
+    port, prefills = FRONT_PORT + 1, 0
     urls: dict[str, list[str]] = {"prefill": [], "decode": []}
+    hosts: dict[str, list[str]] = {"prefill": [], "decode": []}  # node:port, for the config files
+    bootstrap: list[int] = []  # SGLang prefill servers' bootstrap ports, as urls["prefill"]
     families = set()
     for index, g in enumerate(dep.instances):
         family = engine_family(g.engine)
         families.add(family)
-        for replica in range(g.replicas):
-            n = g.tp * g.pp
-            if gpu % GPUS_PER_NODE + n > GPUS_PER_NODE:  # an instance does not straddle two nodes
-                gpu += GPUS_PER_NODE - gpu % GPUS_PER_NODE
+        for replica, place in enumerate(places[index]):
             if family == "vllm":
                 cmd = _vllm(dep, g, port)
             elif family == "sglang":
                 cmd = _sglang(dep, g, port)
             else:
                 cmd = _trtllm(dep, g, port, index)
-            first = gpu % GPUS_PER_NODE
-            cmd.env[_visible_devices(g)] = ",".join(str(first + k) for k in range(min(n, GPUS_PER_NODE)))
-            if family == "vllm" and g.role != "collocated":  # NIXL's handshake port, one per worker on a host
-                cmd.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(NIXL_SIDE_CHANNEL_PORT + first)
-            node = gpu // GPUS_PER_NODE
-            cmd.comments.insert(0, f"{g.role} {replica + 1}/{g.replicas} on node {node}" + (
-                f" (spans {-(-n // GPUS_PER_NODE)} nodes: launch multi-node)" if n > GPUS_PER_NODE else ""))
+            if nodes > 1 and family != "vllm":  # vLLM's API server binds every interface already
+                cmd.argv += ["--host", "0.0.0.0"]
+            if family == "sglang" and g.role == "prefill":  # each its own bootstrap server, told to the router
+                bootstrap.append(SGLANG_BOOTSTRAP_PORT + prefills)
+                cmd.argv += ["--disaggregation-bootstrap-port", str(bootstrap[-1])]
+                prefills += 1
+            cmd.needs = version_needs(family, cmd.argv, launch_version(dep, g, family))
+            cmd.comments += cmd.needs
+            head = place.nodes[0]
+            where = f"on node {head}" if len(place.nodes) == 1 else (
+                f"on nodes {head}-{place.nodes[-1]} ({place.gpus} GPUs on each)")
+            cmd.comments.insert(0, f"{g.role} {replica + 1}/{g.replicas} {where}")
             if replica:
                 cmd.comments = cmd.comments[:1]  # the group's notes once
-            urls.setdefault(g.role, []).append(f"http://node{node}:{port}")
-            files.update(cmd.files)
-            workers.append(cmd)
-            gpu += n
+            urls.setdefault(g.role, []).append(f"http://{node_addr(head) if nodes > 1 else f'node{head}'}:{port}")
+            hosts.setdefault(g.role, []).append(f"node{head}:{port}")
+            for node_cmd in _per_node(cmd, family, g, place, nodes > 1):
+                files.update(node_cmd.files)
+                workers.append(node_cmd)
             port += 1
     if dep.encoders is not None:  # planned, but no engine launches them from the same flags: said, not dropped
         enc = dep.encoders
@@ -353,12 +439,66 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
             "(--ec-transfer-config), SGLang's encoder-only servers or Dynamo's multimodal encode workers")
     front = None
     if dep.disaggregated:
-        front = _disagg_front(dep, families, urls, files)
-    elif len(workers) > 1:  # replicas behind one endpoint: the deployment's router policy, run by a gateway
-        front = Command([], comments=[f"{len(workers)} instances behind one endpoint: route with a {dep.router} "
-                                      f"policy ({_router_front(dep)}) to "
+        front = _disagg_front(dep, families, urls, hosts, bootstrap, files, nodes)
+    elif len(places) > 1 or len(places[0]) > 1:  # replicas behind one endpoint: the router policy, run by a gateway
+        front = Command([], comments=[f"{sum(map(len, places))} instances behind one endpoint: route with a "
+                                      f"{dep.router} policy ({_router_front(dep)}) to "
                                       + " ".join(u for us in urls.values() for u in us)])
     return workers, front, files
+
+
+def _per_node(cmd: Command, family: str, g: InstanceGroup, place: Placement, cross_node: bool) -> list[Command]:
+    """The instance's command on each of its nodes: its GPUs, and an instance wider than a node started with its
+    engine's multi-node arguments (apps/data/engine_flags.yaml): vLLM's data-parallel ranks per node (headless
+    after the first) or its multiprocessing executor over --nnodes, SGLang's --nnodes / --node-rank /
+    --dist-init-addr, TensorRT-LLM's one MPI world from the first node (mpirun ... trtllm-llmapi-launch)."""
+    devices = {_visible_devices(g): ",".join(str(place.first_gpu + k) for k in range(place.gpus))}
+    head, count = node_addr(place.nodes[0]), len(place.nodes)
+
+    def on(node: int, argv: list[str], comments: list[str]) -> Command:
+        env = {**cmd.env, **devices}
+        if family == "vllm" and g.role != "collocated":  # NIXL's handshake: one port per worker on a host, and the
+            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(NIXL_SIDE_CHANNEL_PORT + place.first_gpu)
+            if cross_node:  # address the prefill worker hands the decode worker (localhost by default)
+                env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = node_addr(node)
+        return Command(argv, env=env, comments=comments, files=cmd.files, node=node, needs=cmd.needs)
+
+    if count == 1:
+        return [on(place.nodes[0], cmd.argv, cmd.comments)]
+    if family == "trtllm":
+        hosts = ",".join(f"{node_addr(n)}:{place.gpus}" for n in place.nodes)
+        (name, value), = devices.items()
+        argv = ["mpirun", "-H", hosts, "-np", str(count * place.gpus), "-x", f"{name}={value}",
+                "trtllm-llmapi-launch", *cmd.argv]
+        return [Command(argv, comments=cmd.comments + [
+            f"one MPI world of {count * place.gpus} ranks over nodes {place.nodes[0]}-{place.nodes[-1]}, started from "
+            f"node {place.nodes[0]} (mpirun reaches the others over ssh; under Slurm: srun -N {count} "
+            f"--ntasks-per-node {place.gpus} --mpi=pmix trtllm-llmapi-launch trtllm-serve ...)"],
+            files=cmd.files, node=place.nodes[0], needs=cmd.needs)]
+    out = []
+    dp = g.attention_dp or 1
+    rank = g.tp // dp * g.pp  # a vLLM data-parallel rank's GPUs
+    for k, node in enumerate(place.nodes):
+        if family == "sglang":
+            extra = ["--nnodes", str(count), "--node-rank", str(k), "--dist-init-addr",
+                     f"{head}:{SGLANG_DIST_INIT_PORT}"]
+            said = f"node rank {k} of {count}"
+        elif dp > 1 and place.gpus % rank == 0:  # whole data-parallel ranks on each node
+            local = place.gpus // rank
+            extra = (["--headless", "--data-parallel-start-rank", str(k * local)] if k else []) + [
+                "--data-parallel-size-local", str(local), "--data-parallel-address", head,
+                "--data-parallel-rpc-port", str(VLLM_DP_RPC_PORT)]
+            said = f"data-parallel ranks {k * local}-{k * local + local - 1} of {dp}" + (
+                ", headless (the API server is node " + f"{place.nodes[0]}'s)" if k else "")
+        else:  # tensor / pipeline ranks across nodes: the multiprocessing executor over the nodes
+            extra = ["--nnodes", str(count), "--node-rank", str(k), "--master-addr", head,
+                     "--master-port", str(VLLM_MASTER_PORT)] + (["--headless"] if k else [])
+            said = f"node rank {k} of {count}" + (", headless workers" if k else "") + (
+                f"; each of the {dp} data-parallel ranks spans nodes, its rank inferred from --node-rank (vLLM 0.14 "
+                "arg_utils.py create_engine_config)" if dp > 1 and not k else "")
+        out.append(on(node, cmd.argv + extra, (cmd.comments if not k else cmd.comments[:1]) + [
+            f"node {node}: {said}"]))
+    return out
 
 
 def _router_front(dep: Deployment) -> str:
@@ -372,27 +512,27 @@ def _router_front(dep: Deployment) -> str:
     return ROUTER_FRONTS.get(dep.router, ROUTER_FRONTS[None]).format(settings=settings)
 
 
-def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]],
-                  files: dict[str, str]) -> Command:
+def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]], hosts: dict[str, list[str]],
+                  bootstrap: list[int], files: dict[str, str], nodes: int) -> Command:
     family = families.pop() if len(families) == 1 else "vllm"
     note = [f"KV link planned: {dep.kv_link}; transfer: {KV_BACKEND[family]} (set UCX_TLS / UCX_NET_DEVICES "
             "for your NICs)"]
     if dep.attention_offload is not None and dep.attention_offload.mode != "off":
         note.append("attention_offload (Adrenaline) has no engine equivalent: not launched")
-    if family == "sglang":
+    if family == "sglang":  # each prefill server with its bootstrap port (sgl-router: --prefill URL BOOTSTRAP_PORT)
         argv = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
-        for u in urls["prefill"]:
-            argv += ["--prefill", u]
+        for u, p in zip(urls["prefill"], bootstrap, strict=True):
+            argv += ["--prefill", u, str(p)]
         for u in urls["decode"]:
             argv += ["--decode", u]
         return Command(argv + ["--host", "0.0.0.0", "--port", str(FRONT_PORT)], comments=note)
     if family == "trtllm":
         files["disagg.yaml"] = yaml.safe_dump({
             "hostname": "0.0.0.0", "port": FRONT_PORT, "backend": "pytorch",
-            "context_servers": {"num_instances": len(urls["prefill"]),
-                                "urls": [u.removeprefix("http://") for u in urls["prefill"]]},
-            "generation_servers": {"num_instances": len(urls["decode"]),
-                                   "urls": [u.removeprefix("http://") for u in urls["decode"]]}}, sort_keys=False)
+            "context_servers": {"num_instances": len(hosts["prefill"]), "urls": hosts["prefill"]},
+            "generation_servers": {"num_instances": len(hosts["decode"]), "urls": hosts["decode"]}}, sort_keys=False)
+        if nodes > 1:
+            note.append("disagg.yaml's urls name the nodes node0, node1, ...: write each node's address there")
         return Command(["trtllm-serve", "disaggregated", "-c", "disagg.yaml"], comments=note)
     note += ["vLLM has no P/D router of its own: route with llm-d's inference scheduler (P/D disaggregation) or",
              "NVIDIA Dynamo: `python -m dynamo.frontend` with each worker as `python -m dynamo.vllm` (prefill",
@@ -413,19 +553,38 @@ def start_up_lines(dep: Deployment) -> list[str]:
 
 
 def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, str]]:
-    """A bash script starting every instance (and the disaggregated front end), and its config files."""
+    """A bash script starting every instance (and the disaggregated front end), and its config files: on a
+    deployment over several nodes, the same script on each, run as `NODE=k ./launch.sh`, starting that node's."""
     workers, front, files = launch_commands(dep)
+    nodes = node_count(dep)
+    where = ["# One command per instance, on each node of an instance wider than one; unmapped fields are comments"]
+    if nodes > 1:
+        names = " ".join(f"{NODE_VAR}{k}_ADDR" for k in range(nodes))
+        where += [f"# {nodes} nodes: on node k (0-{nodes - 1}) run `{NODE_VAR}=k ./launch.sh` with {names} set to the "
+                  "nodes' IP addresses; it starts node k's commands"]
+    else:
+        where += ["# (nodeN in URLs: the node's address)"]
     lines = ["#!/usr/bin/env bash", *[f"# {h}" for h in header],
-             "# One command per instance; on several nodes run each on the node its comment names",
-             "# (nodeN in URLs: that node's address). Unmapped fields are comment lines.",
+             *[f"# {h}" for h in engine_lines(dep, [n for cmd in workers for n in cmd.needs])], *where,
              f"# Deployment router policy planned: {dep.router} (the front end's / gateway's job)",
-             *start_up_lines(dep), "set -euo pipefail", 'cd "$(dirname "$0")"', ""]
+             *start_up_lines(dep), "set -euo pipefail", 'cd "$(dirname "$0")"']
+    if nodes > 1:
+        lines.append(": " + " ".join(f'"${{{v}:?set {v}: {what}}}"' for v, what in [
+            (NODE_VAR, f"the number of this node, 0-{nodes - 1}")] + [
+            (f"{NODE_VAR}{k}_ADDR", f"the IP address of node {k}") for k in range(nodes)]))  # no quote in a ${..:?}
+    lines.append("")
+
+    def start(cmd: Command, node: int) -> list[str]:
+        if nodes == 1:
+            return [cmd.line() + " &"]
+        return [f'if [ "${NODE_VAR}" = {node} ]; then', f"  {cmd.line()} &", "fi"]
+
     for cmd in workers:
-        lines += [f"# {c}" for c in cmd.comments] + [cmd.line() + " &", ""]
+        lines += [f"# {c}" for c in cmd.comments] + start(cmd, cmd.node) + [""]
     if front is not None:
         lines += [f"# {c}" for c in front.comments]
         if front.argv:
-            lines.append(front.line() + " &")
+            lines += start(front, 0)
         lines.append("")
     lines.append("wait")
     return "\n".join(lines) + "\n", files

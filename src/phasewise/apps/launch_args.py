@@ -4,6 +4,7 @@ with their own code, and the notes for what a deployment plans that no engine ar
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,6 +18,7 @@ from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
 from phasewise.specs.engine_kv import default_kv_block, default_kv_dtype, kv_block, prefix_caching_refusal
+from phasewise.specs.engines import preset_entry
 
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
 # (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
@@ -28,6 +30,25 @@ KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloa
 # the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
 # Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
 KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
+ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
+# a script whose deployment spans several nodes runs on each as `NODE=k ./launch.sh`, with each node's IP address in
+# NODEk_ADDR (vLLM's --data-parallel-address / --master-addr, SGLang's --dist-init-addr, VLLM_NIXL_SIDE_CHANNEL_HOST
+# and the routers' URLs take addresses)
+NODE_VAR = "NODE"
+_NODE_ADDR = re.compile(r"\$\{NODE\d+_ADDR\}")
+
+
+def node_addr(node: int) -> str:
+    """The script's variable holding node `node`'s address, as a shell word part."""
+    return "${" + f"{NODE_VAR}{node}_ADDR" + "}"
+
+
+def _shell_word(word: str) -> str:
+    """`word` quoted for bash: node-address variables expand (double quotes), everything else is literal."""
+    rest = _NODE_ADDR.sub("", word)
+    if rest != word and not re.search(r'["`\\$]', rest):
+        return f'"{word}"'
+    return shlex.quote(word)
 
 
 @cache
@@ -50,10 +71,51 @@ class Command:
     env: dict[str, str] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # config files it reads, name -> text
+    node: int = 0  # the node it runs on (0: the first)
+    needs: list[str] = field(default_factory=list)  # what it needs of a later engine than modelled (version_needs)
 
     def line(self) -> str:
-        env = " ".join(f"{k}={v}" for k, v in self.env.items())
-        return (env + " " if env else "") + shlex.join(self.argv)
+        env = " ".join(f"{k}={_shell_word(v)}" for k, v in self.env.items())
+        return (env + " " if env else "") + " ".join(_shell_word(a) for a in self.argv)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text))
+
+
+def launch_version(dep: Deployment, g: InstanceGroup, family: str) -> str:
+    """The engine version the plan modelled for the group's command: its preset's version where the group runs the
+    family's own preset (`vllm@0.11`), else the family preset's default (specs/data/engine_presets.yaml): a
+    scheduler simulated without a command of its own is launched with today's engine."""
+    engine = build_group(dep, g, dep.instances.index(g))[3]
+    return engine.version if engine.engine == family else str(preset_entry(family)["default_version"])
+
+
+def version_needs(family: str, argv: list[str], version: str) -> list[str]:
+    """What the command needs of a later engine than `version` (the modelled one): a flag whose `since` in
+    apps/data/engine_flags.yaml is later, said plainly, one line per flag."""
+    flags = engine_flags()[family]["flags"]
+    name = ENGINE_NAMES[family]
+    return [f"{flag} needs {name} >= {flags[flag]['since']}: {name} {version} (the version the plan modelled) has no "
+            f"such argument and refuses it; run this deployment with {name} {flags[flag]['since']} or later"
+            for flag in argv if flag in flags and "since" in flags[flag]
+            and _version(flags[flag]["since"]) > _version(version)]
+
+
+def engine_lines(dep: Deployment, needs: list[str]) -> list[str]:
+    """launch.sh's header lines naming each engine it launches: the version the plan modelled, the version whose
+    arguments the flags are (apps/data/engine_flags.yaml), and what the commands need of a later one."""
+    lines = []
+    for family in dict.fromkeys(engine_family(g.engine) for g in dep.instances):
+        versions = sorted({launch_version(dep, g, family) for g in dep.instances if engine_family(g.engine) == family},
+                          key=_version)
+        spec = engine_flags()[family]
+        name, read = ENGINE_NAMES[family], spec["version"]
+        same = all(read == v or read.startswith(v + ".") for v in versions)
+        lines.append(f"Engine: {name} {' / '.join(versions)}, the version the plan modelled; the flags are {name} "
+                     f"{read}'s (apps/data/engine_flags.yaml)" + ("" if same else f": check them against --help of "
+                                                                                  f"{name} {' / '.join(versions)}"))
+    return lines + list(dict.fromkeys(needs))
 
 
 def precision_args(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
@@ -118,7 +180,8 @@ def common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
                      f"{family} is the nearest")
     if name == "vllm-v0":
         notes.append("prefill-first (vLLM V0) scheduling: vLLM >= 0.11 runs only V1; --no-enable-chunked-prefill "
-                     "keeps prompts whole but V1 still mixes them into decode steps")
+                     "keeps prompts whole in vLLM 0.14 (0.11 forced chunking on), but V1 still mixes them into "
+                     "decode steps")
     if g.entry_point == "offline":
         notes.append("entry_point offline: the planned engine defaults are the LLM class's, not the server's")
     if g.moe_imbalance is not None:
