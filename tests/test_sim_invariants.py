@@ -11,7 +11,11 @@ from phasewise.sim.deployment import build_deployment
 from phasewise.workload import ClosedLoop, LengthDist, Workload
 
 # Gemma-3-27B: a hybrid window stack (52 of 62 layers keep 1,024 tokens), run where it fits with KV pressure
-MODELS = ["meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1", "Qwen/Qwen3-30B-A3B", "google/gemma-3-27b-it"]
+MODELS = ["meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1", "Qwen/Qwen3-30B-A3B", "google/gemma-3-27b-it",
+          "XiaomiMiMo/MiMo-7B-Base"]
+# speculative decoding's draft by model: MiMo-7B's own MTP layer, a small Qwen3 for Qwen3; the others have neither
+# MTP layers nor a draft of their vocabulary in the catalog (an MTP draft on them is refused)
+SPEC_DRAFTS = {"XiaomiMiMo/MiMo-7B-Base": "mtp", "Qwen/Qwen3-30B-A3B": "Qwen/Qwen3-0.6B"}
 HYBRID = {"google/gemma-3-27b-it": dict(hardware="h200-sxm", memory_fraction=0.5)}
 
 
@@ -41,8 +45,9 @@ def engine_fields(draw, max_new_tokens: int) -> dict:
 def deployments(draw):
     model = draw(st.sampled_from(MODELS))
     speculative = None
-    if draw(st.booleans()):
-        speculative = dict(draft_tokens=draw(st.integers(1, 6)), acceptance=draw(st.floats(0.0, 0.95)))
+    if model in SPEC_DRAFTS and draw(st.booleans()):
+        speculative = dict(draft_tokens=draw(st.integers(1, 6)), acceptance=draw(st.floats(0.0, 0.95)),
+                           draft=SPEC_DRAFTS[model])
     step_tokens = speculative["draft_tokens"] + 1 if speculative else 1
     common = dict(hardware=draw(st.sampled_from(["h100-sxm", "a100-sxm-80gb", "h200-sxm"])),
                   pp=draw(st.sampled_from([1, 1, 2])),  # PP replicas run virtual engines through one pipeline

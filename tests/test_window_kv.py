@@ -1,5 +1,6 @@
 """How an engine holds a windowed stack's KV (perf/window_kv.py kv_window_terms, specs/engine_kv.py window_kv): vLLM per
-sequence, SGLang every token on every layer, or (gpt-oss, Llama 4) in a window pool of its own at a fixed ratio."""
+sequence, SGLang every token on every layer, or (Llama 4, MiMo-V2-Flash) in a window pool of its own at a fixed
+ratio."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from phasewise.specs.engines import resolve_engine
 
 GPT_OSS = "openai/gpt-oss-120b"
 GEMMA = "google/gemma-3-27b-it"
+MIMO = "XiaomiMiMo/MiMo-V2-Flash"  # a 128-token window on 39 of 48 layers, in SGLang's hybrid SWA pool
 
 
 def _layout(engine: str, model: str, hardware: str, **knobs) -> tuple[str, float]:
@@ -35,15 +37,17 @@ def test_each_engine_holds_windowed_layers_as_its_source_says():
     assert _layout("trtllm", GPT_OSS, "b200") == ("per_sequence", 1.0)
     # SGLang: Gemma is not among its hybrid-SWA architectures: one pool, every layer every token
     assert _layout("sglang", GEMMA, "h100-sxm")[0] == "all_tokens"
-    # gpt-oss takes the window pool (0.8) where fa3 is the default backend, not where trtllm_mha is (SM100)
-    assert _layout("sglang", GPT_OSS, "h100-sxm") == ("window_pool", 0.8)
+    # SGLang 0.5.5 turns the pool off for gpt-oss on every GPU (disable_hybrid_swa_memory in its GptOssForCausalLM
+    # branch), not only where trtllm_mha is the default (SM100) as later versions do
+    assert _layout("sglang", GPT_OSS, "h100-sxm")[0] == "all_tokens"
     assert _layout("sglang", GPT_OSS, "b200")[0] == "all_tokens"
     assert _layout("sglang", GPT_OSS, "gb300")[0] == "all_tokens"
     assert _layout("sglang", "meta-llama/Llama-4-Scout-17B-16E-Instruct", "b200") == ("window_pool", 0.8)
+    assert _layout("sglang", MIMO, "h100-sxm") == ("window_pool", 0.8)
     # the knobs
-    assert _layout("sglang", GPT_OSS, "h100-sxm", swa_full_tokens_ratio=0.5) == ("window_pool", 0.5)
-    assert _layout("sglang", GPT_OSS, "h100-sxm", disable_hybrid_swa_memory=True)[0] == "all_tokens"
-    assert _layout("sglang", GPT_OSS, "h100-sxm", disable_hybrid_swa_memory=False) == ("window_pool", 0.8)
+    assert _layout("sglang", MIMO, "h100-sxm", swa_full_tokens_ratio=0.5) == ("window_pool", 0.5)
+    assert _layout("sglang", MIMO, "h100-sxm", disable_hybrid_swa_memory=True)[0] == "all_tokens"
+    assert _layout("sglang", MIMO, "h100-sxm", disable_hybrid_swa_memory=False) == ("window_pool", 0.8)
 
 
 def test_sglang_window_pool_holds_as_many_sequences_as_its_own_split_of_the_memory():
@@ -68,10 +72,10 @@ def test_sglang_window_pool_holds_as_many_sequences_as_its_own_split_of_the_memo
 
 def test_estimate_shows_each_engines_sequences_at_a_long_context():
     """Gemma-3-27B at 8,192 tokens: vLLM 8,193 + 5.2 x 1,024 = 13,518 full-layer tokens a sequence, SGLang 6.2 x
-    8,193 = 50,797; gpt-oss-120b on an H100 with SGLang's window pool max(1.8 x 8,193, 2.25 x 128) = 14,748, on a
-    B200 (pool off) 2 x 8,193 = 16,386."""
+    8,193 = 50,797; gpt-oss-120b with SGLang 0.5.5 (its window pool off on every GPU) 2 x 8,193 = 16,386 on an H100
+    as on a B200."""
     cases = ((GEMMA, "h100-sxm", "vllm", 13518, "per_sequence"), (GEMMA, "h100-sxm", "sglang", 50797, "all_tokens"),
-             (GPT_OSS, "h100-sxm", "sglang", 14748, "window_pool"), (GPT_OSS, "b200", "sglang", 16386, "all_tokens"),
+             (GPT_OSS, "h100-sxm", "sglang", 16386, "all_tokens"), (GPT_OSS, "b200", "sglang", 16386, "all_tokens"),
              (GPT_OSS, "h100-sxm", "vllm", 8321, "per_sequence"))
     for model, hardware, engine, per_sequence, layout in cases:
         mem = estimate(model, hardware, prompt_len=8192, engine=engine).to_dict()["memory"]
@@ -114,8 +118,9 @@ def test_the_simulators_bounds_hold_for_every_layout(contexts, layout, ratio, mo
 @pytest.mark.parametrize("knobs, words", [
     (dict(model=GEMMA, hardware="h100-sxm", swa_full_tokens_ratio=0.5), "would change nothing"),
     (dict(model=GEMMA, hardware="h100-sxm", disable_hybrid_swa_memory=True), "keeps every layer's KV in one pool"),
-    (dict(model=GPT_OSS, hardware="b200", swa_full_tokens_ratio=0.5), "trtllm_mha"),
-    (dict(model=GPT_OSS, hardware="h100-sxm", swa_full_tokens_ratio=0.5, disable_hybrid_swa_memory=True),
+    (dict(model=GPT_OSS, hardware="b200", swa_full_tokens_ratio=0.5), "gpt_oss keeps every layer's KV in one pool"),
+    (dict(model=GPT_OSS, hardware="h100-sxm", swa_full_tokens_ratio=0.5), "gpt_oss keeps every layer's KV in one pool"),
+    (dict(model=MIMO, hardware="h100-sxm", swa_full_tokens_ratio=0.5, disable_hybrid_swa_memory=True),
      "--disable-hybrid-swa-memory"),
 ])
 def test_window_pool_knobs_that_would_change_nothing_are_refused(knobs, words):
@@ -133,16 +138,17 @@ def test_window_pool_knobs_are_sglangs_and_in_range():
         resolve_engine("sglang", hw, {"swa_full_tokens_ratio": 0.0})
 
 
-def test_sglang_serves_fewer_long_gpt_oss_sequences_without_its_window_pool():
-    """gpt-oss-20b on an H100 at a fifth of its memory, 60 prompts of 6,000 tokens arriving together: with the pool
-    each sequence takes 1.8 full-layer tokens per context token (~683 blocks at its last step), without it 2 (~758),
-    so the same cache runs fewer at once and takes more decode steps; KV conservation checked throughout."""
+def test_sglang_serves_fewer_long_sequences_without_its_window_pool():
+    """MiMo-V2-Flash on 8 H200s with little KV memory, 60 prompts of 6,000 tokens arriving together: with the pool
+    each sequence takes 1 + 0.8 x 39 / 9 = 4.47 full-layer tokens per context token (at TP8 a layer of either kind
+    keeps one KV head a GPU), without it 1 + 39 / 9 = 5.33, so the same cache runs fewer at once and takes more decode
+    steps; KV conservation checked throughout. (It was gpt-oss-20b, whose pool SGLang 0.5.5 turns off.)"""
     from phasewise.sim.api import run
 
     stats = {}
     for disable in (False, True):
-        result = run(model="openai/gpt-oss-20b", hardware="h100-sxm", engine="sglang", rate=1000, requests=60,
-                     isl=6000, osl=64, memory_fraction=0.2, disable_hybrid_swa_memory=disable,
+        result = run(model=MIMO, hardware="h200-sxm", tp=8, engine="sglang", rate=1000, requests=60,
+                     isl=6000, osl=64, memory_fraction=0.28, disable_hybrid_swa_memory=disable,
                      check_invariants=True)
         assert result.summary()["completed"] == 60
         stats[disable] = result.instances[0]
@@ -157,14 +163,14 @@ def test_sglang_launch_lines_carry_the_window_pool_knobs():
     from phasewise.apps.launch_args import engine_flags
     from phasewise.sim.deployment import Deployment
 
-    dep = Deployment(model=GPT_OSS, instances=[dict(hardware="h100-sxm", tp=1, engine="sglang",
-                                                    swa_full_tokens_ratio=0.6)])
+    dep = Deployment(model=MIMO, instances=[dict(hardware="h200-sxm", tp=8, engine="sglang",
+                                                 swa_full_tokens_ratio=0.6)])
     commands, _, _ = launch_commands(dep)
     assert "--swa-full-tokens-ratio 0.6" in " ".join(" ".join(c.argv) for c in commands)
     published = engine_flags()["sglang"]["flags"]
     assert {a for c in commands for a in c.argv if a.startswith("--")} <= set(published)
-    dep = Deployment(model=GPT_OSS, instances=[dict(hardware="h100-sxm", tp=1, engine="sglang",
-                                                    disable_hybrid_swa_memory=True)])
+    dep = Deployment(model=MIMO, instances=[dict(hardware="h200-sxm", tp=8, engine="sglang",
+                                                 disable_hybrid_swa_memory=True)])
     assert "--disable-hybrid-swa-memory" in launch_commands(dep)[0][0].argv
 
 
@@ -204,10 +210,12 @@ def test_a_disaggregated_vllm_decode_instance_holds_twice_gpt_oss_kv():
 
 
 def test_estimate_gives_sglangs_two_pool_sizes_as_its_start_up_log_does():
-    """gpt-oss-120b on an H100 with SGLang: full pool = capacity / (1 + 0.8 x 1), window pool 0.8 of it, and the
-    sequences of 8,193 tokens that fit are the full pool's count (the window pool holds 128 each)."""
-    mem = estimate(GPT_OSS, "h100-sxm", prompt_len=8192, engine="sglang").to_dict()["memory"]
+    """MiMo-V2-Flash on 8 H200s with SGLang: full pool = capacity / (1 + 0.8 x 39 / 9) (39 windowed layers per 9
+    full, one KV head a GPU in each at TP8), window pool 0.8 of it, and the sequences of 8,193 tokens that fit are
+    the full pool's count (the window pool holds 129 each). gpt-oss-120b, once the example, has no window pool on
+    SGLang 0.5.5."""
+    mem = estimate(MIMO, "h200-sxm", tp=8, prompt_len=8192, engine="sglang").to_dict()["memory"]
     full, window = mem["window_pool_tokens"]
-    assert full == int(mem["kv_capacity_tokens"] / 1.8) and window == int(full * 0.8)
+    assert full == int(mem["kv_capacity_tokens"] / (1 + 0.8 * 39 / 9)) and window == int(full * 0.8)
     assert mem["max_batch_at_context"] == full // 8193
     assert estimate(GEMMA, "h100-sxm", engine="sglang").to_dict()["memory"]["window_pool_tokens"] is None

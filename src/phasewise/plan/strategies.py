@@ -24,10 +24,10 @@ from phasewise.plan.options import (
     deployment_fields,
 )
 from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
-from phasewise.sim.deployment import MAX_REPLICAS
+from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
-from phasewise.specs.engines import engine_knobs, graph_knobs, knob_values, vendor_refusal
+from phasewise.specs.engines import disagg_tp_refusal, engine_knobs, graph_knobs, knob_values, vendor_refusal
 from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
@@ -78,6 +78,30 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
     return strategies, pruned
+
+
+# Where the export puts a disaggregated deployment's instances (apps/launch.py launch_commands: the groups in order,
+# prefill then decode, packed onto nodes of the chip's GPUs, an instance that fits one node not split across two),
+# and so where its KV goes
+PLACEMENT = ("the export places the prefill instances, then the decode ones, node by node, and the router sends a "
+             "prefill's KV to any decode instance; NVLink and PCIe do not leave a node")
+
+
+def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int) -> tuple[str, str | None]:
+    """(the link a disaggregated deployment of `gpus` GPUs moves its KV over, why it is not `asked` or None): the
+    plan's --kv-link (nvlink by default) while every prefill and decode instance shares one node's NVLink domain
+    (the chip's gpus_per_node: 8 on an HGX board, 72 in an NVL72 rack), rdma where they cannot: the deployment's
+    GPUs beyond one node (PLACEMENT: some prefill-decode pair then sits on two nodes, and an instance spanning nodes
+    is one already) or its phases on different chips. The link is one for the whole deployment (sim/deployment.py
+    kv_link): past one node, RDMA is the one every pair can use."""
+    if asked == "rdma":
+        return asked, None
+    if chip_identity(p_name) != chip_identity(d_name):
+        return "rdma", f"with prefill on {p_name} and decode on {d_name} (two machines)"
+    node = min(p_hw.interconnect.gpus_per_node, d_hw.interconnect.gpus_per_node)
+    if gpus > node:
+        return "rdma", f"beyond one {node}-GPU node of {p_name}"
+    return asked, None
 
 
 def chip_budget(opts: PlanOptions, chip: str, gpus: int) -> int:
@@ -180,6 +204,10 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     if unknown:
         raise PhasewiseError(f"--router '{unknown[0]}' is not one of {', '.join(ROUTERS)}")
     model, hw = with_routing_skew(load_model(model_name), opts.routing_skew), load_hardware(hardware)
+    refusal = mtp_draft_refusal(model_name) if True in opts.speculative else None
+    if refusal:  # the plan's speculative strategies draft with MTP (deployment_fields: the default draft)
+        raise PhasewiseError(f"--spec plans MTP speculative decoding, which {refusal}: drop --spec (to weigh a draft "
+                             "model, simulate it: simulate --spec-tokens N --spec-draft MODEL)")
     pruned: list[str] = []
     out: list[Strategy] = []
 
@@ -276,6 +304,11 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 chips = "" if p_name == d_name == hardware else f" {chip_label[p_name]}/{chip_label[d_name]}"
                 for (p_split, p_layout), (d_split, d_layout) in role_layouts(model, p_tp, d_tp, opts, pruned):
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
+                    refusal = disagg_tp_refusal(opts.engine, p_tp // p_layout.get("attention_dp", 1),
+                                                d_tp // d_layout.get("attention_dp", 1), model.num_kv_heads)
+                    if refusal:  # the engine's P/D connector would not start the pair
+                        pruned.append(f"disaggregated {roles}: {refusal}")
+                        continue
                     if not (instance_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction,
                                           min_kv_tokens, p_layout, opts.engine, spec, "prefill")
                             and instance_fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction,
@@ -303,15 +336,24 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                                        speculative=spec, prefill_hardware=p_name, decode_hardware=d_name,
                                        **{f"prefill_{k}": v for k, v in p_layout.items()},
                                        **{f"decode_{k}": v for k, v in d_layout.items()})
-                        out.append(Strategy(name, deployment_fields(model_name, groups, opts, spec_cfg),
-                                            deployment_fields(model_name, one, opts, spec_cfg), k, k * unit,
+                        link, apart_why = kv_link_between(opts.kv_link, p_name, p_hw, d_name, d_hw, k * unit)
+                        if apart_why:
+                            note = (f"disaggregated strategies {apart_why}: KV transfers costed over rdma, not "
+                                    f"--kv-link {opts.kv_link} ({PLACEMENT})")
+                            pruned.extend([note] if note not in pruned else [])
+                        link_opts = replace(opts, kv_link=link)
+                        details["kv_link"] = link
+                        out.append(Strategy(name, deployment_fields(model_name, groups, link_opts, spec_cfg),
+                                            deployment_fields(model_name, one, link_opts, spec_cfg), k, k * unit,
                                             "disaggregated", details))
                         if ("attention-offload" in opts.policies and spec_cfg is None and not opts.mapping
                                 and not (p_layout or d_layout)):
                             offload = {"attention_offload": {"mode": "auto"}}
                             out.append(Strategy(f"{name} +offload",
-                                                {**deployment_fields(model_name, groups, opts, None, False), **offload},
-                                                {**deployment_fields(model_name, one, opts, None, False), **offload}, k,
+                                                {**deployment_fields(model_name, groups, link_opts, None, False),
+                                                 **offload},
+                                                {**deployment_fields(model_name, one, link_opts, None, False),
+                                                 **offload}, k,
                                                 k * unit,
                                                 "disaggregated", dict(details, attention_offload="auto")))
     if "encoders" in opts.policies:

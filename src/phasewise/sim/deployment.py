@@ -25,7 +25,8 @@ from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
 from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
-from phasewise.specs.engines import KNOB_TYPES
+from phasewise.specs.engines import KNOB_TYPES, disagg_tp_refusal
+from phasewise.specs.hf_config import MTP_FIELDS
 
 # router dynamo_kv's settings (Deployment fields, and the flags of the same names): what each does, for the one-line
 # error that refuses it beside another router
@@ -440,6 +441,33 @@ class Deployment(BaseModel):
             raise ValueError("mix of collocated and prefill/decode roles is not supported; use one or the other")
         return self
 
+    @model_validator(mode="after")
+    def _mtp_draft(self) -> Deployment:
+        if self.speculative is None or self.speculative.draft != "mtp":
+            return self
+        for model in dict.fromkeys(g.model or self.model for g in self.instances):
+            refusal = mtp_draft_refusal(model)
+            if refusal:
+                raise ValueError(f"speculative draft 'mtp' (--spec-draft's default) {refusal}: give a draft model of "
+                                 "its family (--spec-draft MODEL, `draft:` in a deployment file), or leave speculative "
+                                 "decoding off")
+        return self
+
+    @model_validator(mode="after")
+    def _disagg_tp(self) -> Deployment:
+        """The prefill / decode TP pairs the decode groups' engines' P/D connector refuses (specs/engines.py
+        disagg_tp_refusal: vLLM's NixlConnector), one line; the router may send any prefill's KV to any decode."""
+        def attention_tp(g: InstanceGroup) -> int:  # the engine's tensor-parallel size (each attention-DP rank's)
+            return g.tp // (g.attention_dp or 1)
+
+        for d in (g for g in self.instances if g.role == "decode"):
+            for p in (g for g in self.instances if g.role == "prefill" and attention_tp(g) != attention_tp(d)):
+                refusal = disagg_tp_refusal(d.engine, attention_tp(p), attention_tp(d),
+                                            _kv_heads(d.model or self.model))
+                if refusal:
+                    raise ValueError(f"a prefill group of tp={p.tp} beside a decode group of tp={d.tp}: {refusal}")
+        return self
+
     @property
     def gpus(self) -> int:
         return sum(g.gpus for g in self.instances) + (self.encoders.gpus if self.encoders is not None else 0)
@@ -447,6 +475,41 @@ class Deployment(BaseModel):
     @property
     def disaggregated(self) -> bool:
         return any(g.role == "prefill" for g in self.instances)
+
+
+def _kv_heads(model: str) -> int | None:
+    """The model's KV heads (config.json num_key_value_heads), or None where it does not load (its own one-line error
+    comes when the deployment is simulated)."""
+    from phasewise.specs import load_model
+
+    try:
+        return load_model(model).num_kv_heads
+    except PhasewiseError:
+        return None
+
+
+def mtp_modules(model: str) -> int | None:
+    """The multi-token-prediction modules `model`'s checkpoint carries (ModelSpec.mtp_layers, which the config
+    parser reads from each family's own field: specs/hf_config.py MTP_FIELDS); None where the model does not load."""
+    from phasewise.specs import load_model
+
+    try:
+        return load_model(model).mtp_layers
+    except PhasewiseError:
+        return None
+
+
+def mtp_draft_refusal(model: str) -> str | None:
+    """Why draft `mtp` cannot run on `model` (a clause: '... drafts with ...'), or None: an MTP draft is the model's
+    own multi-token-prediction modules, loaded from the target's checkpoint (SGLang 0.5.5-era srt/server_args.py
+    _handle_speculative_decoding: NEXTN runs as EAGLE with the target as its draft path only for DeepseekV3/V32,
+    Glm4Moe and BailingMoe(V2), any other model needs --speculative-draft-model-path); a checkpoint without them has
+    nothing to draft with."""
+    modules = mtp_modules(model)
+    if modules is None or modules > 0:
+        return None
+    return (f"drafts with the model's own multi-token-prediction layers, and {model} has none (its config.json "
+            f"counts none in {' / '.join(MTP_FIELDS)})")
 
 
 def load_deployment(path: str) -> Deployment:

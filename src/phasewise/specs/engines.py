@@ -244,6 +244,38 @@ def _window_kv_rule(engine: str) -> dict[str, Any]:
     return dict(preset_entry(engine).get("window_kv") or {})
 
 
+def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: int | None) -> str | None:
+    """Why `engine`'s (preset[@version]) P/D connector refuses a prefill instance whose attention runs over
+    `prefill_tp` GPUs beside a decode one over `decode_tp` (vLLM's --tensor-parallel-size: with attention data
+    parallelism each rank's, tp / attention_dp; the preset's `kv_connector_tp` in engine_presets.yaml: vLLM's
+    NixlConnector; the decode side's engine, whose worker reads the prefill's KV and checks the pair at its
+    handshake), or None where it runs. `kv_heads`: the model's KV heads (config.json num_key_value_heads), for the
+    replicated-KV rule; None skips it. A preset without the rule (or a host profile) has none."""
+    from phasewise.specs.engine_kv import _version_key
+
+    name, _, version = engine.partition("@")
+    entry = packaged("engine_presets.yaml")["presets"].get(name.lower()) or {}
+    rule = entry.get("kv_connector_tp")
+    if not rule:
+        return None
+    label, connector = f"{name}@{version or entry['default_version']}", rule["connector"]
+    if max(prefill_tp, decode_tp) % min(prefill_tp, decode_tp):
+        return (f"{label}'s {connector} splits the KV between a prefill TP{prefill_tp} and a decode TP{decode_tp} "
+                "instance only when one TP is a multiple of the other")
+    if prefill_tp <= decode_tp:
+        return None
+    first = str(rule["prefill_above_decode_from"])
+    if _version_key(version or entry["default_version"]) < _version_key(first):
+        return (f"prefill TP{prefill_tp} above decode TP{decode_tp}: {label}'s {connector} refuses it (\"Decode TP "
+                f"cannot be smaller than prefill TP\"; supported from {name}@{first}); give the decode instances at "
+                "least the prefill's TP")
+    if kv_heads is not None and prefill_tp >= kv_heads:
+        return (f"prefill TP{prefill_tp} above decode TP{decode_tp} with the prefill's KV replicated (TP{prefill_tp} "
+                f">= the model's {kv_heads} KV heads): {label}'s {connector} refuses it (\"Num kv_heads > tp_size and "
+                "P TP > D TP case, not supported\"); give the decode instances at least the prefill's TP")
+    return None
+
+
 def role_knobs(engine: str, role: str) -> dict[str, Any]:
     """The knob values a preset takes by default in a deployment role (`role_defaults` in engine_presets.yaml:
     TensorRT-LLM's context servers run without the overlap scheduler), which the user's knobs override."""
@@ -298,6 +330,13 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     model_defaults = (entry.get("model_knob_defaults") or {}).get(model_type) or {}
     values.update({k: v for k, v in model_defaults.items() if k in allowed})
     values.update(knobs)
+    # what the version does with speculative decoding (the table's `speculative`: SGLang's mixed chunk forced off and
+    # its running requests capped where not given; its overlap scheduler below)
+    speculating = (table.get("speculative") or {}) if speculative_draft is not None else {}
+    if "enable_mixed_chunk" in speculating:
+        values["enable_mixed_chunk"] = speculating["enable_mixed_chunk"]
+    if "max_running_requests" in speculating and values.get("max_running_requests") is None:
+        values["max_running_requests"] = speculating["max_running_requests"]
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
                              "--enable-piecewise-cuda-graph")
@@ -308,6 +347,8 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     sched = entry["scheduler"]
     config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp)
     config = replace(config, role=role)
+    if speculating.get("overlap_scheduler") is False:  # the version runs speculative decoding without the overlap
+        config = replace(config, profile=config.profile.model_copy(update={"overlap_scheduling": False}))
     if sched == "sglang":  # its --mem-fraction-static default follows the GPU, the chunk, the graphs and the layout
         config = replace(config, memory_fraction=sglang_memory_fraction(
             hw.memory_capacity_bytes, values["chunked_prefill_size"], values["cuda_graph_max_bs"], tp, pp, attention_dp,

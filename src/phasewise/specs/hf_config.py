@@ -353,7 +353,25 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
         if isinstance(exc, PhasewiseError):
             raise
         raise PhasewiseError(f"{where}: {exc}") from None
-    return spec
+    modules = mtp_module_count(cfg, mt)
+    return spec.model_copy(update={"mtp_layers": modules}) if modules and not spec.mtp_layers else spec
+
+
+# The fields a checkpoint counts its multi-token-prediction modules in (what speculative draft `mtp` runs; the engines
+# load them from the target's own checkpoint): DeepSeek-V3, GLM-4.5 / 5, MiMo-7B and Nemotron 3 Super
+# num_nextn_predict_layers, Qwen3-Next / Qwen3.5 mtp_num_hidden_layers, MiniMax-M2.x num_mtp_modules (models.yaml)
+MTP_FIELDS = ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules")
+# MiMo-V2-Flash's three MTP modules, which its config class does not count (the model card: "3 MTP modules";
+# specs/data/models.yaml)
+MIMO_V2_MTP_MODULES = 3
+
+
+def mtp_module_count(cfg: dict[str, Any], mt: str) -> int:
+    """The MTP modules a checkpoint's config.json counts (the first of MTP_FIELDS it sets), 0 for none."""
+    count = first_field(cfg, *MTP_FIELDS, default=0)
+    if not count and mt in MIMO_TYPES:
+        return MIMO_V2_MTP_MODULES
+    return int(count) if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
 
 
 def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
