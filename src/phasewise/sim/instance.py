@@ -201,6 +201,9 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         if req.cancelled:  # the client left while its request was in the frontend
             self.outstanding -= req.prompt + req.output
             return
+        prefix = self.kv.prefix
+        if prefix is not None and prefix.ranked:  # attention DP: the engine's dispatcher picks its rank (and cache)
+            prefix.assign(req)
         if self.recv is not None and self.busy:  # read at the scheduler's next read point
             self.recv.inbox.append(req)
             self._end_run_at_read()
@@ -310,10 +313,13 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             t += load_s
         elif load_s > t:  # layer by layer beside the forward
             t = load_s
-        host = self.kv.prefix.host if self.kv.prefix is not None else None
+        prefix = self.kv.prefix
+        host = prefix.host if prefix is not None and not prefix.ranked else None
         if host is not None and host.pending_write_s:  # and for the writes of the blocks offloaded since the last
             t += host.pending_write_s  # one, where they block (TensorRT-LLM's syncTransfers, SGLang's write_back)
             host.pending_write_s = 0.0
+        elif prefix is not None and prefix.ranked:  # attention DP: each rank's own writes, the ranks in step
+            t += prefix.write_wait_s()
         start = self.pipeline.enter(now, self._stage_device_s(shape, it[1])) if self.pipeline is not None else now
         self._account(it, t, shape.seqs, prefill_tokens, decode_tokens, 1, start)
         self.loop.at(start + t, self._end_iteration, chunks, decodes > 0)
@@ -445,10 +451,15 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
 
     def cancel(self, req: SimRequest) -> bool:
         """Remove a cancelled request from this instance, freeing its KV; False if it is not here."""
+        prefix = self.kv.prefix
         if req in self.waiting:
             self.waiting.remove(req)
+            if prefix is not None and prefix.ranked:
+                prefix.drop(req)
         elif self.recv is not None and req in self.recv.inbox:  # sent, not read by the scheduler yet
             self.recv.inbox.remove(req)
+            if prefix is not None and prefix.ranked:
+                prefix.drop(req)
         elif req in self.prefilling:
             self.prefilling.remove(req)
             self.kv.free_blocks(req.kv_blocks, req)
@@ -470,6 +481,17 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.outstanding -= req.prompt + req.output
         self.poke()
         return True
+
+    def _leave(self, req: SimRequest, d: int) -> int:
+        """DecodingSet._leave; with attention DP the blocks its last step grew into are its rank's."""
+        prefix = self.kv.prefix
+        if prefix is None or not prefix.ranked:
+            return DecodingSet._leave(self, req, d)
+        prefix.charge(req)
+        try:
+            return DecodingSet._leave(self, req, d)
+        finally:
+            prefix.charging = -1
 
     def _finish_due(self) -> None:
         heap, ends = self.finish_heap, self.decode_end.data
@@ -493,6 +515,9 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.cluster.finish(req)
 
     def _reject(self, req: SimRequest, reason: str) -> None:
+        prefix = self.kv.prefix
+        if prefix is not None and prefix.ranked:  # refused from the queue: it leaves its rank
+            prefix.drop(req)
         self.outstanding -= req.prompt + req.output
         self.cluster.reject(req, reason)
 

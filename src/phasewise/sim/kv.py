@@ -18,7 +18,8 @@ class KVBlocks:
     block_seconds: float = 0.0
     last_s: float = 0.0
     # prefix caching (sim/prefix_cache.py): shared blocks count once in `used`; its idle cached blocks count as free
-    # and are evicted (least recently used first) when an allocation needs them
+    # and are evicted (least recently used first) when an allocation needs them. With attention DP a
+    # RankedPrefixCache, a cache per rank: an allocation names its rank first (charge), a free its request
     prefix: object = None
 
     def blocks_for(self, tokens: int | float) -> int:
@@ -45,10 +46,12 @@ class KVBlocks:
     def free_blocks(self, n: int, req=None) -> None:
         """Free `n` blocks; with `req` (the request that held them) under prefix caching, its blocks other requests
         still share stay in use and its cached blocks become idle."""
-        if req is not None and req.prefix_cache is not None and req.prefix_cache is self.prefix:
-            n -= self.prefix.release(req)
+        if req is not None and req.prefix_cache is not None and req.prefix_cache.kv is self:  # (its rank's, with
+            n -= req.prefix_cache.release(req)  # attention DP)
         if n < 0 or n > self.used:
             raise RuntimeError(f"KV free of {n} blocks with {self.used} in use")
+        if self.prefix is not None and self.prefix.ranked:  # attention DP: the blocks leave the request's rank
+            self.prefix.freed(req, n)
         if self.clock is not None:
             self.advance()
         self.used -= n

@@ -67,6 +67,9 @@ class KvAdmission:
             return True
         if self._seats() <= 0 or not self.can_reserve(blocks + extra_blocks):
             return False
+        if cache is not None and cache.ranked:  # attention DP: its blocks are its rank's
+            cache.charge(req)
+            cache.admit(req)
         self.kv.allocate(blocks)
         req.kv_blocks = blocks
         req.prefilled = 0
@@ -109,18 +112,37 @@ class KvAdmission:
         n = self.running.n
         if n:
             need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
-            grow = int((need - self.running.blocks[:n]).sum())
+            rows = need - self.running.blocks[:n]
+            grow = int(rows.sum())
             if grow:
-                self.kv.allocate(grow)
+                cache = self.kv.prefix
+                if cache is not None and cache.ranked:  # attention DP: each sequence's growth on its own rank
+                    self._top_up_ranks(cache, rows)
+                else:
+                    self.kv.allocate(grow)
                 self.running.blocks[:n] = need
                 self.decoding_blocks += grow
+
+    def _top_up_ranks(self, cache, rows: np.ndarray) -> None:
+        """Allocate the decoding sequences' growth `rows` rank by rank (RankedPrefixCache)."""
+        reqs, by_rank = self.running.reqs, {}
+        for i in np.flatnonzero(rows).tolist():
+            r = cache.rank_of[reqs[i]]
+            by_rank[r] = by_rank.get(r, 0) + int(rows[i])
+        for r in sorted(by_rank):
+            cache.charging = r
+            self.kv.allocate(by_rank[r])
 
     def _preempt(self) -> None:
         """Recompute preemption (SGLang: retraction) of the policy's victim: it gives its blocks back and
         waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
         req = self.running.reqs[self.scheduler.victim(self)]
         held = self._leave(req, self.decode_steps)
+        cache = self.kv.prefix
+        rank = cache.rank_of[req] if cache is not None and cache.ranked else -1
         self.kv.free_blocks(held, req)
+        if rank >= 0 and self.role != "decode":  # attention DP: it waits again on its rank
+            cache.requeue(req, rank)
         req.kv_blocks = 0
         req.prefilled = 0  # it re-prefills its prompt and generated tokens (admission sets a prefix cache's hit)
         req.epoch += 1

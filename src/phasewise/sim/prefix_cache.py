@@ -52,11 +52,15 @@ if TYPE_CHECKING:
 class PrefixCache:
     __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
                  "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host",
-                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens")
+                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens", "capacity")
+    ranked = False  # one cache for the whole instance (RankedPrefixCache: one per attention-DP rank)
 
     def __init__(self, kv: KVBlocks, host: HostTier | None = None, store: HostTier | None = None,
-                 store_fetch_s: float = 0.0, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> None:
+                 store_fetch_s: float = 0.0, key_tokens: int = MOONCAKE_BLOCK_TOKENS,
+                 capacity: int | None = None) -> None:
         self.kv = kv
+        # engine blocks of its pool: the instance's KV blocks, or (attention DP) its rank's share of them
+        self.capacity = kv.capacity if capacity is None else capacity
         self.key_tokens = key_tokens  # tokens of one prefix block (a key): the trace's, or the twin's engine block
         self.host = host  # the host-memory tier, or None
         self.store = store  # the deployment's shared KV store (sim/kv_tiers.py kv_store), or None
@@ -190,8 +194,11 @@ class PrefixCache:
         over = kv.used + n + len(self.idle) * per - kv.capacity
         if over <= 0 or not self.idle:
             return
+        self.evict(min(-(-over // per), len(self.idle)))
+
+    def evict(self, n_keys: int) -> None:
+        """Evict the `n_keys` least recently used idle prefix blocks."""
         refs, idle = self.refs, self.idle
-        n_keys = min(-(-over // per), len(idle))
         host = self.host if self.host is not None and self.host.on_evict else None
         uses = self.host.uses if self.host is not None else {}
         for _ in range(n_keys):
@@ -201,7 +208,7 @@ class PrefixCache:
                 host.keep(k)
             elif uses:  # a block the GPU drops before its n-th use is forgotten, its count with it
                 uses.pop(k, None)
-        self.evicted_blocks += n_keys * per
+        self.evicted_blocks += n_keys * self.per_key
 
     def figures(self) -> dict[str, float]:
         host = self.host
@@ -216,17 +223,260 @@ class PrefixCache:
                 "host_cached_blocks": len(host.keys) if host else 0,
                 "host_capacity_blocks": host.capacity_keys if host else 0,
                 "host_written_through": int(host is not None and not host.on_evict),  # instances whose tier is
-                "gpu_capacity_blocks": self.kv.capacity // self.per_key if self.per_key else 0,
+                "gpu_capacity_blocks": self.capacity // self.per_key if self.per_key else 0,
                 # the shared store's hits and fetch time here (its own figures: summarize, once)
                 "store_hit_blocks": self.store_hit_keys, "store_load_s": self.store_load_s}
+
+
+# How an engine's attention-DP ranks get their requests (each rank has its own scheduler and its own prefix cache; none
+# of these defaults looks at the caches):
+#   round_robin  SGLang's data-parallel controller, --load-balance-method round_robin by default
+#                (srt/managers/data_parallel_controller.py round_robin_scheduler; server_args.py; 0.4-0.5 versions read
+#                via the code search): the next rank in turn, whatever it holds;
+#   least_loaded vLLM's internal DP load balancing (v1/engine/core_client.py DPLBAsyncMPClient, v0.10-era and later
+#                versions read via the code search, assumed for 0.14): the rank with the lowest 4 x waiting + running
+#                requests, the lowest rank on a tie (the coordinator's counts, refreshed every 100 ms, plus the
+#                requests the frontend has sent since: here the rank's own counts at once);
+#   trtllm       TensorRT-LLM's attention DP (_pytorch/pyexecutor executor_request_queue.py
+#                _schedule_attention_dp_requests, _balance_requests_across_ranks): among the ranks holding fewer
+#                than the mean active requests (rounded up, at least the busiest's), the one whose active requests'
+#                prompt tokens are fewest (then fewer requests, the lower rank); a request counts as active on its
+#                rank from its assignment on.
+# A request is assigned when it reaches the instance's scheduler (TensorRT-LLM assigns a request when its executor
+# fetches it from the shared queue, which waits while every rank is full: not modelled); a recomputed one stays on
+# its rank.
+DP_DISPATCH = {"sglang": "round_robin", "trtllm": "trtllm"}  # by EngineConfig.scheduler; the others vLLM's
+
+
+def dp_dispatch(scheduler: str) -> str:
+    return DP_DISPATCH.get(scheduler, "least_loaded")
+
+
+class _HostSum:
+    """The ranks' host tiers' hits together (what the live twin's metrics read of an instance's cache)."""
+    __slots__ = ("hosts",)
+
+    def __init__(self, hosts: list[HostTier]) -> None:
+        self.hosts = hosts
+
+    @property
+    def hit_keys(self) -> int:
+        return sum(h.hit_keys for h in self.hosts)
+
+
+class RankedPrefixCache:
+    """An instance's prefix caches under attention data parallelism: one PrefixCache per rank, as each DP rank keeps
+    its own (vLLM: a KV cache manager per engine core; SGLang: a radix tree per DP scheduler; TensorRT-LLM: a KV cache
+    manager per rank), over its share of the instance's KV blocks (the memory model's pool is per rank, the
+    instance's capacity their sum: a block belongs to one rank). Each request is assigned a rank when it reaches the
+    scheduler (dp_dispatch: the engine's default policy); its lookups, insertions and evictions happen in that
+    rank's cache, and the engine blocks it allocates count against that rank's share (`used`).
+
+    Admission stays the instance's (sim/kv_admission.py: seats and blocks of all ranks together), so a rank's
+    requests may hold more than its share while another rank has room: its idle cached blocks are then all
+    evicted, and the instance's free + idle + in use <= capacity is kept by evicting idle blocks where a rank holds
+    more than its share, the most over first (other ranks' too: their pool lent), least recently used first;
+    `borrowed_blocks` counts those evictions, beyond those each rank's own share forces.
+
+    Every allocation names its rank first (`charge`); every free passes the request (KVBlocks.free_blocks)."""
+    ranked = True
+    __slots__ = ("kv", "ranks", "shares", "used", "policy", "rank_of", "admitted", "waiting", "running",
+                 "active_tokens", "next_rank", "charging", "borrowed_blocks", "key_tokens")
+
+    def __init__(self, kv: KVBlocks, ranks: int, policy: str, hosts: list[HostTier | None],
+                 key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> None:
+        self.kv = kv
+        self.key_tokens = key_tokens
+        base, extra = divmod(kv.capacity, ranks)
+        self.shares = [base + (r < extra) for r in range(ranks)]  # engine blocks of each rank's pool
+        self.ranks = [PrefixCache(kv, hosts[r], key_tokens=key_tokens, capacity=self.shares[r]) for r in range(ranks)]
+        self.used = [0] * ranks  # engine blocks in use by each rank's requests (a shared block once)
+        self.policy = policy
+        self.rank_of: dict[SimRequest, int] = {}  # requests on a rank (assigned, not gone)
+        self.admitted: set[SimRequest] = set()  # those of them holding blocks
+        self.waiting = [0] * ranks  # a rank's requests not holding blocks (queued)
+        self.running = [0] * ranks  # and holding them
+        self.active_tokens = [0] * ranks  # prompt tokens of a rank's requests (TensorRT-LLM's balance)
+        self.next_rank = 0  # round robin's counter
+        self.charging = -1  # the rank the next allocation is for (-1: none named)
+        self.borrowed_blocks = 0
+
+    # --- ranks ------------------------------------------------------------------------------------------------------
+    def assign(self, req: SimRequest) -> int:
+        """The rank `req` goes to, by the engine's default dispatch (it reaches the scheduler now)."""
+        r = self.rank_of.get(req)
+        if r is not None:
+            return r
+        n = len(self.ranks)
+        if self.policy == "round_robin":
+            r = self.next_rank
+            self.next_rank = (r + 1) % n
+        elif self.policy == "least_loaded":
+            waiting, running = self.waiting, self.running
+            r = min(range(n), key=lambda i: (4 * waiting[i] + running[i], i))
+        else:  # trtllm
+            active = [w + a for w, a in zip(self.waiting, self.running)]
+            expected = max(-(-(sum(active) + 1) // n), max(active))
+            r = min((i for i in range(n) if active[i] < expected),
+                    key=lambda i: (self.active_tokens[i], active[i], i))
+        self._join(req, r)
+        return r
+
+    def _join(self, req: SimRequest, r: int) -> None:
+        self.rank_of[req] = r
+        self.waiting[r] += 1
+        self.active_tokens[r] += req.prompt
+
+    def drop(self, req: SimRequest) -> None:
+        """`req` leaves the instance without holding blocks (cancelled or refused while queued)."""
+        r = self.rank_of.pop(req, None)
+        if r is None:
+            return
+        if req in self.admitted:
+            raise RuntimeError(f"request {req.id} dropped from rank {r} while it holds KV blocks")
+        self.waiting[r] -= 1
+        self.active_tokens[r] -= req.prompt
+
+    def charge(self, req: SimRequest) -> None:
+        """The next allocation is `req`'s: on its rank (assigned now if it was not)."""
+        self.charging = self.assign(req)
+
+    def admit(self, req: SimRequest) -> None:
+        """`req` takes its blocks (its admission's allocation is charged to its rank)."""
+        r = self.rank_of[req]
+        if req not in self.admitted:
+            self.admitted.add(req)
+            self.waiting[r] -= 1
+            self.running[r] += 1
+
+    def freed(self, req: SimRequest | None, n: int) -> None:
+        """`req` gave back `n` engine blocks (those no other request holds): all it held; it leaves its rank (a
+        preempted one is queued again on it: requeue)."""
+        if req is None or req not in self.rank_of:
+            raise RuntimeError("KV blocks freed under attention DP without the request that held them")
+        r = self.rank_of.pop(req)
+        self.used[r] -= n
+        if req in self.admitted:
+            self.admitted.discard(req)
+            self.running[r] -= 1
+        else:
+            self.waiting[r] -= 1
+        self.active_tokens[r] -= req.prompt
+
+    def requeue(self, req: SimRequest, r: int) -> None:
+        """A preempted request waits again on its rank (vLLM's engine core and SGLang's scheduler keep it)."""
+        self._join(req, r)
+
+    # --- the PrefixCache interface, on the request's rank -------------------------------------------------------------
+    def keys(self, req: SimRequest) -> list[int]:
+        return self.ranks[0].keys(req)
+
+    def probe(self, req: SimRequest) -> tuple[int, int]:
+        r = self.rank_of.get(req)
+        if r is None:  # not on a rank yet (a router's look): the best any rank offers
+            return max(c.probe(req) for c in self.ranks)
+        return self.ranks[r].probe(req)
+
+    def matched_blocks(self, req: SimRequest) -> int:
+        """Leading prefix blocks cached on any rank (a router sees the instance: the union of its ranks' prefixes)."""
+        return max(c.matched_blocks(req) for c in self.ranks)
+
+    def acquire(self, req: SimRequest, blocks: int, hit: int, held_blocks: int) -> int:
+        self.charge(req)
+        self.admit(req)
+        return self.ranks[self.charging].acquire(req, blocks, hit, held_blocks)
+
+    def make_room(self, n: int) -> None:
+        """Before `n` engine blocks are allocated to the rank charged: its least recently used idle blocks go until
+        they fit in its share, then any rank's while the instance's pool is short. The blocks count as the rank's."""
+        r, self.charging = self.charging, -1
+        if r < 0:
+            raise RuntimeError("KV blocks allocated under attention DP without naming the rank they are for")
+        cache = self.ranks[r]
+        per = cache.per_key
+        if per and cache.idle:
+            over = self.used[r] + n + len(cache.idle) * per - self.shares[r]
+            if over > 0:
+                cache.evict(min(-(-over // per), len(cache.idle)))
+        kv = self.kv
+        over = kv.used + n + self.idle_blocks - kv.capacity
+        while over > 0:  # some rank's requests hold more than its share: idle blocks go where a rank keeps more than
+            # its share (the most over first; this allocation counted), least recently used first
+            fullest, excess = None, 0
+            for i, c in enumerate(self.ranks):
+                if c.idle:
+                    e = self.used[i] + (n if i == r else 0) + len(c.idle) * c.per_key - self.shares[i]
+                    if fullest is None or e > excess:
+                        fullest, excess = c, e
+            if fullest is None:
+                break
+            per = fullest.per_key
+            keys = min(-(-over // per), len(fullest.idle))
+            if excess > 0:
+                keys = min(keys, -(-excess // per))
+            fullest.evict(keys)
+            self.borrowed_blocks += keys * per
+            over -= keys * per
+        self.used[r] += n
+
+    def write_wait_s(self) -> float:
+        """The writes to host memory an iteration waits for (each rank's own, the ranks in step: the longest), taken."""
+        wait = 0.0
+        for c in self.ranks:
+            if c.host is not None and c.host.pending_write_s:
+                wait = max(wait, c.host.pending_write_s)
+                c.host.pending_write_s = 0.0
+        return wait
+
+    # --- the figures, all ranks together ----------------------------------------------------------------------------
+    @property
+    def idle_blocks(self) -> int:
+        return sum(c.idle_blocks for c in self.ranks)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.ranks)
+
+    @property
+    def recompute_lookups(self) -> int:
+        return sum(c.recompute_lookups for c in self.ranks)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(c.prompt_tokens for c in self.ranks)
+
+    @property
+    def hit_tokens(self) -> int:
+        return sum(c.hit_tokens for c in self.ranks)
+
+    @property
+    def store_hit_keys(self) -> int:
+        return sum(c.store_hit_keys for c in self.ranks)
+
+    @property
+    def host(self) -> _HostSum | None:
+        hosts = [c.host for c in self.ranks if c.host is not None]
+        return _HostSum(hosts) if hosts else None
+
+    @property
+    def store(self) -> HostTier | None:
+        return self.ranks[0].store
 
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     """The deployment's prefix-cache figures (SimResult.policy['prefix_cache']): hit rates by tokens (of all prompt
     tokens looked up, as vLLM's prefix cache hit rate) and by shareable prefix blocks (key_tokens each: a Mooncake
-    trace's 512; evicted_blocks: engine blocks), prefill tokens saved (recomputations' hits included)."""
+    trace's 512; evicted_blocks: engine blocks), prefill tokens saved (recomputations' hits included). An instance
+    with attention DP counts its ranks' caches (RankedPrefixCache) together."""
+    ranked = [c for c in caches if c.ranked]
+    instances = len(caches)
+    caches = [r for c in caches for r in (c.ranks if c.ranked else (c,))]
     total = {k: sum(c.figures()[k] for c in caches) for k in caches[0].figures()}
-    total["instances"] = len(caches)
+    total["instances"] = instances
+    if ranked:  # attention DP: a cache per rank
+        total["rank_caches"] = sum(len(c.ranks) for c in ranked)
+        total["rank_dispatch"] = sorted({c.policy for c in ranked})
+        total["rank_borrowed_blocks"] = sum(c.borrowed_blocks for c in ranked)
     total["hit_rate_tokens"] = total["hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"] else 0.0
     total["hit_rate_blocks"] = total["hit_blocks"] / total["lookup_blocks"] if total["lookup_blocks"] else 0.0
     total["saved_prefill_tokens"] = total["hit_tokens"] + total["recompute_hit_tokens"]
@@ -274,7 +524,13 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                 raise PhasewiseError(f"--prefix-caching on: {inst.engine.label} raises {inst.model.name}'s KV block to "
                                      f"{inst.kv.block_size} tokens (one recurrent state's page); prefix sharing in "
                                      f"such blocks is not modelled; use --prefix-caching off")
-            inst.kv.prefix = PrefixCache(inst.kv, host_tier(inst), key_tokens=inst.cluster.prefix_block_tokens)
+            dp = inst.cost.layout.attention_dp
+            if dp > 1:  # a cache per attention rank, each with its share of the blocks and of the host tier
+                inst.kv.prefix = RankedPrefixCache(inst.kv, dp, dp_dispatch(inst.engine.scheduler),
+                                                   [rank_host_tier(inst, dp) for _ in range(dp)],
+                                                   key_tokens=inst.cluster.prefix_block_tokens)
+            else:
+                inst.kv.prefix = PrefixCache(inst.kv, host_tier(inst), key_tokens=inst.cluster.prefix_block_tokens)
             caching.append(inst)
         elif inst.group.host_kv_cache_bytes:
             raise PhasewiseError(f"--host-kv-cache-gb (host_kv_cache_bytes) keeps evicted prefix blocks in host "
@@ -282,4 +538,19 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                                  f"--prefix-caching on")
     store = kv_store(deployment, caching)
     for inst in caching if store is not None else ():
-        inst.kv.prefix.store, inst.kv.prefix.store_fetch_s = store, store_fetch_s(inst)
+        for cache in inst.kv.prefix.ranks if inst.kv.prefix.ranked else (inst.kv.prefix,):
+            cache.store, cache.store_fetch_s = store, store_fetch_s(inst)
+
+
+def rank_host_tier(inst, ranks: int) -> HostTier | None:
+    """One attention rank's host-memory tier: its share of the instance's (host_tier sizes the whole instance's in
+    blocks held on one rank's GPUs)."""
+    tier = host_tier(inst)
+    if tier is None:
+        return None
+    tier.capacity_keys //= ranks
+    if tier.capacity_keys < 1:
+        raise PhasewiseError(f"--host-kv-cache-gb {inst.group.host_kv_cache_bytes / 1e9:g}: each of the {ranks} "
+                             f"attention-DP ranks keeps its own host tier, and its share holds no "
+                             f"{inst.cluster.prefix_block_tokens}-token prefix block; give at least {ranks}x more")
+    return tier
