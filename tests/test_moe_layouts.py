@@ -260,9 +260,10 @@ def test_planner_enumerates_moe_layouts_only_for_moe_models():
     assert "DP8EP8" in names and " EP8 " in names and "1P(TP8 EP8) 1D(TP8 DP8EP8)" in names
     dense, _ = enumerate_strategies("meta-llama/Llama-3.1-8B", "h200-sxm", 16, opts)
     assert not any("EP" in s.name for s in dense)
-    # the batch cap (256, the instance's) is written as vLLM takes it: --max-num-seqs per data-parallel rank
+    # the batch cap (256) is vLLM's --max-num-seqs as vLLM reads it: each data-parallel rank's (tests/
+    # test_moe_planning.py); an instance of 8 ranks holds 8 x 256
     groups = {s.name: s.deployment["instances"] for s in moe}
-    assert next(g for n, g in groups.items() if n.startswith("2x TP8 DP8EP8"))[0]["max_num_seqs"] == 32
+    assert next(g for n, g in groups.items() if n.startswith("2x TP8 DP8EP8"))[0]["max_num_seqs"] == 256
     assert next(g for n, g in groups.items() if n.startswith("2x TP8 EP8"))[0]["max_num_seqs"] == 256
 
 

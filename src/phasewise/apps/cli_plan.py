@@ -54,11 +54,11 @@ def plan_cmd(
     image_share: ImageShare = None,
     image_tokens_included: ImageTokensIncluded = False,
     objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
-    tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those)")] = None,
+    tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those; for a mixture-of-experts model on an engine with expert parallelism, also its DP-EP layout over whole nodes within --gpus)")] = None,
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
     precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8 (default: the checkpoint's own format, else bf16)")] = "",
-    chunk_sizes: Annotated[str, typer.Option(help="chunked-prefill token budgets to try (prefill-first always)")] = "512,2048",
-    batch_caps: Annotated[str, typer.Option(help="max sequences per iteration to try")] = "256",
+    chunk_sizes: Annotated[str, typer.Option(help="chunked-prefill token budgets to try, as the engine's flag reads them (vllm --max-num-batched-tokens and trtllm max_num_tokens per attention-DP rank, sglang --chunked-prefill-size per instance; names say '/rank'); the engine's default and vLLM V0's prefill-first too")] = "512,2048",
+    batch_caps: Annotated[Optional[str], typer.Option(help="max sequences to try, as the engine's flag reads them: vllm --max-num-seqs and trtllm max_batch_size per attention-DP rank (an instance holds ranks x it; names say 'b256/rank'), sglang --max-running-requests per instance; the last also the disaggregated decode instances' (default: 256 and the engine's own default on the chip: vllm 1024 per rank on GPUs of 70 GB or more, trtllm 2048 per rank, sglang unset, 'bauto')")] = None,
     disagg: Annotated[bool, typer.Option("--disagg/--no-disagg", help="include disaggregated xPyD strategies")] = True,
     spec: Annotated[bool, typer.Option("--spec/--no-spec", help="also try speculative decoding")] = False,
     spec_tokens: Annotated[Optional[int], typer.Option(help="speculative decoding (--spec): draft tokens per step (default 3)")] = None,
@@ -95,7 +95,10 @@ def plan_cmd(
     if dllm is not None and images_per_request is not None:
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, {}):
-        return plan_dllm_cmd(console, dllm, dict(locals()), changed_options(plan_cmd, locals()))
+        from phasewise.apps.dllm_view import PLAN_AR_BATCH_CAPS  # unset --batch-caps: the dLLM ranking's own caps
+
+        params = dict(locals(), batch_caps=PLAN_AR_BATCH_CAPS if batch_caps is None else batch_caps)
+        return plan_dllm_cmd(console, dllm, params, changed_options(plan_cmd, locals()))
     from dataclasses import replace
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -143,7 +146,8 @@ def plan_cmd(
     opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options or "1,2,4,8"), tp_across_nodes=tp_options is None,
                        pp_options=parse_ints("--pp-options", pp_options),
                        precisions=listed("--precisions", precisions),
-                       chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes), batch_caps=parse_ints("--batch-caps", batch_caps),
+                       chunk_sizes=parse_ints("--chunk-sizes", chunk_sizes),
+                       batch_caps=parse_ints("--batch-caps", "256" if batch_caps is None else batch_caps), engine_default_cap=batch_caps is None,
                        disaggregated=disagg, speculative=(False, True) if spec else (False,),
                        **spec_values, engine=engine, kv_link="nvlink" if kv_link is None else kv_link,
                        prefill_hardware=listed("--prefill-hardware", prefill_hardware),

@@ -78,45 +78,70 @@ def busiest_rank_share(seqs: float, ranks: int) -> float:
     return math.ceil(seqs / ranks) / seqs
 
 
+# The flags that set a layout's sizes (simulate, estimate): an instance group in a role has its own (a disaggregated
+# deployment's prefill and decode instances take --prefill-tp / --prefill-ep / ..., falling back to --tp / --ep)
+LAYOUT_FLAGS = {"tp": "--tp", "ep": "--ep", "moe_tp": "--moe-tp", "attention_dp": "--attention-dp"}
+
+
+def role_flags(role: str) -> dict[str, str]:
+    """The flags that set the layout of an instance group in `role` (collocated: LAYOUT_FLAGS; prefill, decode:
+    --{role}-tp, --{role}-ep, --{role}-attention-dp, the experts' --moe-tp being one for both)."""
+    if role not in ("prefill", "decode"):
+        return dict(LAYOUT_FLAGS)
+    return {**LAYOUT_FLAGS, **{k: f"--{role}-{v.removeprefix('--')}" for k, v in LAYOUT_FLAGS.items() if k != "moe_tp"}}
+
+
 def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: int | None = None,
-                    attention_dp: int | None = None, moe_imbalance: float | None = None) -> ParallelLayout:
-    """A validated layout; each error names the flag and what it may be."""
+                    attention_dp: int | None = None, moe_imbalance: float | None = None,
+                    flags: dict[str, str] | None = None) -> ParallelLayout:
+    """A validated layout; each error names the flag and what it may be (`flags`: the flags that set tp, ep,
+    moe_tp and attention_dp, role_flags; LAYOUT_FLAGS by default). Expert and attention-data parallelism apply to
+    mixture-of-experts models: on a dense one --ep above 1, any --moe-tp and --attention-dp above 1 are refused."""
+    f = {**LAYOUT_FLAGS, **(flags or {})}
     if tp < 1:
-        raise PhasewiseError(f"--tp must be >= 1 (got {tp})")
+        raise PhasewiseError(f"{f['tp']} must be >= 1 (got {tp})")
+    if not model.num_experts:  # what only a MoE model has: refused, not silently run as something else
+        given = [(f[k], v) for k, v in (("ep", ep), ("moe_tp", moe_tp), ("attention_dp", attention_dp))
+                 if v is not None and (k == "moe_tp" or v > 1)]
+        if given:
+            flag, value = given[0]
+            why = ("; independent copies of a dense model are --replicas" if flag == f["attention_dp"]
+                   else "")
+            raise PhasewiseError(f"{flag} {value}: {f['ep']}, {f['moe_tp']} and {f['attention_dp']} apply to "
+                                 f"mixture-of-experts models; {model.name} is dense{why}")
     attention_dp = attention_dp or 1
-    for flag, value in (("--ep", ep), ("--moe-tp", moe_tp)):  # the one given alone sets the other: tp / it
-        other = moe_tp if flag == "--ep" else ep
+    for key, value in (("ep", ep), ("moe_tp", moe_tp)):  # the one given alone sets the other: tp / it
+        other = moe_tp if key == "ep" else ep
         if value is not None and value >= 1 and other is None and tp % value:
             allowed = [d for d in _divisors(tp)
-                       if flag == "--moe-tp" or not model.num_experts or model.num_experts % d == 0]
-            raise PhasewiseError(f"{flag} {value} must divide --tp {tp} (ep x moe-tp = tp, the stage's GPUs; "
+                       if key == "moe_tp" or not model.num_experts or model.num_experts % d == 0]
+            raise PhasewiseError(f"{f[key]} {value} must divide {f['tp']} {tp} (ep x moe-tp = tp, the stage's GPUs; "
                                  f"allowed: {', '.join(map(str, allowed))})")
     if ep is None:
         ep = tp // moe_tp if moe_tp else 1
     moe_tp = moe_tp or tp // max(ep, 1)
-    for flag, value in (("--ep", ep), ("--moe-tp", moe_tp), ("--attention-dp", attention_dp)):
+    for key, value in (("ep", ep), ("moe_tp", moe_tp), ("attention_dp", attention_dp)):
         if value < 1:
-            raise PhasewiseError(f"{flag} must be >= 1 (got {value})")
+            raise PhasewiseError(f"{f[key]} must be >= 1 (got {value})")
     if tp % attention_dp:
-        raise PhasewiseError(f"--attention-dp {attention_dp} must divide --tp {tp} (attention runs over "
+        raise PhasewiseError(f"{f['attention_dp']} {attention_dp} must divide {f['tp']} {tp} (attention runs over "
                              f"tp / attention_dp GPUs per rank; allowed: {', '.join(map(str, _divisors(tp)))})")
     if ep > 1 or moe_tp != tp:
-        if not model.num_experts:
-            raise PhasewiseError(f"--ep / --moe-tp apply to mixture-of-experts models; {model.name} is dense")
         if ep * moe_tp != tp:
-            raise PhasewiseError(f"--ep {ep} x --moe-tp {moe_tp} must equal --tp {tp} (the stage's GPUs)")
+            raise PhasewiseError(f"{f['ep']} {ep} x {f['moe_tp']} {moe_tp} must equal {f['tp']} {tp} (the stage's "
+                                 "GPUs)")
         if model.num_experts % ep:
-            raise PhasewiseError(f"--ep {ep} does not divide the {model.num_experts} experts of {model.name} "
+            raise PhasewiseError(f"{f['ep']} {ep} does not divide the {model.num_experts} experts of {model.name} "
                                  f"(allowed: {', '.join(str(d) for d in _divisors(model.num_experts) if tp % d == 0)})")
     if moe_imbalance is not None and ep == 1:  # one GPU holds every expert's rows: there is nothing to balance
-        raise PhasewiseError("--moe-imbalance applies to expert parallelism: give --ep > 1 (a mixture-of-experts "
+        raise PhasewiseError(f"--moe-imbalance applies to expert parallelism: give {f['ep']} > 1 (a mixture-of-experts "
                              f"model; {model.name} runs with ep 1 here)")
     top_k = model.experts_per_token or 1
     most = max_rank_ratio(model.num_experts, top_k, ep) if model.num_experts else float(ep)
     if moe_imbalance is not None and not 1 <= moe_imbalance <= most:
         raise PhasewiseError(f"--moe-imbalance is the most-loaded GPU's expert rows over the mean: from 1 to "
-                             f"{most:g}, min(--ep {ep}, {model.num_experts} experts / top-{top_k}) (its experts take "
-                             f"every row of a token they can) (got {moe_imbalance})")
+                             f"{most:g}, min({f['ep']} {ep}, {model.num_experts} experts / top-{top_k}) (its experts "
+                             f"take every row of a token they can) (got {moe_imbalance})")
     skew = model.expert_top20_share
     ratio = busiest_rank_ratio(model.num_experts, ep, skew, top_k) if skew and ep > 1 else 1.0
     return ParallelLayout(tp=tp, attention_dp=attention_dp, ep=ep, moe_imbalance=moe_imbalance,

@@ -10,27 +10,32 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.memory import compressed_kv_pool, draft_memory, kv_sequence_tokens, kv_state_pages
-from phasewise.perf.parallel import parallel_layout
+from phasewise.perf.parallel import LAYOUT_FLAGS, parallel_layout
 from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes
 from phasewise.plan.options import MOE_LAYOUTS, PlanOptions
 from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv, window_pool_speculation
-from phasewise.specs.engines import memory_fraction_of, resolve_engine
+from phasewise.specs.engines import layout_refusal, memory_fraction_of, resolve_engine
 
 
-def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int, fraction: float | None,
+def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int | None, fraction: float | None,
                   min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
                   role: str = "collocated") -> bool:
     """Whether the weights and `min_kv_tokens` of KV fit one instance in `role` (`mtp`: with the MTP draft beside
-    them, the planner's speculative decoding)."""
+    them, the planner's speculative decoding). `max_seqs`: the sequences the whole instance holds (specs/engines.py
+    instance_seqs), None for the engine's own default; as simulate, the activations are sized for at most 1,024
+    (sim/simulate.py), a recurrent state's seats for every one."""
     split = parallel_layout(model, tp, **layout) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
                             role=role, vision=model.vision, model_type=model.model_type)
+    if max_seqs is None:
+        max_seqs = config.max_seqs
     if fraction is None:  # the engine's own default on this layout
         fraction = config.memory_fraction
     quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
     window = window_kv(config, model, hw)
-    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs, memory_fraction=fraction,
+    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=min(max_seqs, 1024),
+                     memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio,
@@ -54,8 +59,14 @@ def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> li
     if not model.num_experts or tp == 1:
         return [("", {})]
     out = []
-    for name in opts.moe_layouts:
+    # TP sizes added across nodes for the wide-EP layout alone (enumerate_strategies: PlanOptions.wide_ep_tp)
+    names = ("dp-ep",) if tp in opts.wide_ep_tp else opts.moe_layouts
+    for name in names:
         fields = {"tp": {}, "ep": {"ep": tp}, "dp-ep": {"ep": tp, "attention_dp": tp}}[name]
+        refusal = layout_refusal(opts.engine, tp, fields.get("ep"), None, fields.get("attention_dp"), LAYOUT_FLAGS)
+        if refusal:  # an engine without expert or attention-data parallelism (engine_presets.yaml moe_parallelism)
+            pruned.append(f"tp={tp} {name}: {refusal}")
+            continue
         try:
             if fields:
                 parallel_layout(model, tp, **fields)

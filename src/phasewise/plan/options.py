@@ -25,10 +25,23 @@ class PlanOptions:
     # up to the budget), as a model larger than one node's memory needs (the CLI's default; off once the user names
     # --tp-options)
     tp_across_nodes: bool = True
+    # TP sizes of whole nodes tried in the DP-EP layout only (the wide-EP layout across nodes): what
+    # enumerate_strategies adds, with tp_across_nodes, for a MoE model that fits within one node on an engine with
+    # expert and attention-data parallelism (set by the planner, not a flag)
+    wide_ep_tp: tuple[int, ...] = ()
     pp_options: tuple[int, ...] = (1,)
     precisions: tuple[str, ...] = ()  # empty: the model's native format (its checkpoint's), else bf16
-    chunk_sizes: tuple[int, ...] = (512, 2048)  # chunked-prefill token budgets; the engine's own default too
+    # chunked-prefill token budgets (the engine's own default too) and sequence caps, each as the engine's own flag
+    # reads it: with attention DP, vLLM's --max-num-batched-tokens / --max-num-seqs and TensorRT-LLM's max_num_tokens
+    # / max_batch_size are each rank's, SGLang's --chunked-prefill-size / --max-running-requests the instance's
+    # (specs/engines.py caps_per_rank); the last cap is also the disaggregated decode instances'
+    chunk_sizes: tuple[int, ...] = (512, 2048)
     batch_caps: tuple[int, ...] = (256,)
+    # also try the engine's own default sequence cap on the chip (specs/engines.py default_seq_cap: vLLM 0.14's 1,024
+    # per rank on a GPU of 70 GB or more, TensorRT-LLM's 2,048 per rank, SGLang's unset cap sized by its KV pool,
+    # `bauto`), after batch_caps, so the decode instances run at it: `plan`'s default while --batch-caps is not
+    # named; a sweep sets it as strategies.engine_default_cap
+    engine_default_cap: bool = False
     disaggregated: bool = True
     ratios: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1))  # prefill:decode instances
     speculative: tuple[bool, ...] = (False,)

@@ -21,6 +21,7 @@ from phasewise.plan.goodput import (
     WorkloadSpec,
     capacity_estimate,
     evaluate,
+    goodput_tokens_per_s_per_gpu,
     rate_share,
     slice_traffic,
     slice_units,
@@ -96,11 +97,12 @@ class PlanResult:
         return objective_value(self.objective, r)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per ranked strategy. Latencies and tokens/s are the verification run's (the whole deployment,
-        or `verified_units` of its `units`, at the goodput shown); NaN where no rate verified. `deployment`: its
-        whole Deployment fields, as `simulate --deployment` / `serve --deployment` read them. `prefix_hit_rate`:
-        the prompt tokens the prefix caches served in that run (a workload with prefix structure, engines caching
-        prefixes; else NaN)."""
+        """One row per ranked strategy. Latencies are the verification run's (the whole deployment, or
+        `verified_units` of its `units`, at the goodput shown); tokens/s per GPU the goodput's output tokens
+        (goodput.py goodput_tokens_per_s_per_gpu: goodput x that run's tokens per request); NaN where no rate
+        verified. `deployment`: its whole Deployment fields, as `simulate --deployment` / `serve --deployment`
+        read them. `prefix_hit_rate`: the prompt tokens the prefix caches served in that run (a workload with prefix
+        structure, engines caching prefixes; else NaN)."""
         out = []
         for rank, r in enumerate(self.ranked, start=1):
             v = r.verified.summary if r.verified is not None else {}
@@ -111,7 +113,8 @@ class PlanResult:
                 "ttft_p90_ms": v.get("ttft_ms", {}).get("p90", math.nan),
                 "tpot_p90_ms": v.get("tpot_ms", {}).get("p90", math.nan),
                 "tbt_p99_ms": v.get("tbt_ms", {}).get("p99", math.nan),
-                "tokens_per_s_per_gpu": v.get("throughput", {}).get("output_tokens_per_s_per_gpu", math.nan),
+                # the goodput's output tokens (goodput_rps x the verification run's tokens per request)
+                "tokens_per_s_per_gpu": goodput_tokens_per_s_per_gpu(r.goodput_rps, v, r.gpus),
                 "prefix_hit_rate": (v.get("prefix_cache") or {}).get("hit_rate_tokens", math.nan),
                 "search_rps": r.search_rps,
                 "verified_attainment": r.verified_attainment,

@@ -13,7 +13,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.parallel import check_parallelism
+from phasewise.perf.parallel import LAYOUT_FLAGS, check_parallelism
 from phasewise.plan.instance_fit import instance_fits, instance_layouts, role_layouts
 from phasewise.plan.options import (
     POLICIES,
@@ -27,7 +27,17 @@ from phasewise.plan.strategy_policies import behind_each_router, priority_pools,
 from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
-from phasewise.specs.engines import disagg_tp_refusal, engine_knobs, graph_knobs, knob_values, vendor_refusal
+from phasewise.specs.engines import (
+    caps_per_rank,
+    default_seq_cap,
+    disagg_tp_refusal,
+    engine_knobs,
+    graph_knobs,
+    instance_seqs,
+    knob_values,
+    layout_refusal,
+    vendor_refusal,
+)
 from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
@@ -55,6 +65,14 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     strategies, pruned = _enumerate(model_name, hardware, gpus, opts, min_kv_tokens)
     node = chip.interconnect.gpus_per_node
     wider = tuple(n for n in (node * 2 ** i for i in range(1, 12)) if n <= gpus and n not in opts.tp_options)
+    wide_ep = wide_ep_sizes(model_name, opts, wider) if strategies else ()
+    if wide_ep:  # a MoE model within one node: its wide-EP layout over whole nodes competes too
+        strategies, more = _enumerate(model_name, hardware, gpus,
+                                      replace(opts, tp_options=(*opts.tp_options, *wide_ep), wide_ep_tp=wide_ep),
+                                      min_kv_tokens)
+        pruned = [f"{WIDE_EP} {node}-GPU nodes of {hardware}: tried TP {', '.join(map(str, wide_ep))} DP-EP "
+                  f"(attention data-parallel, experts expert-parallel) beside --tp-options "
+                  f"{','.join(map(str, opts.tp_options))}", *more]
     if not strategies and opts.tp_across_nodes and wider:
         strategies, more = _enumerate(model_name, hardware, gpus, replace(opts, tp_options=wider), min_kv_tokens)
         pruned = [f"{ACROSS_NODES} {node}-GPU node of {hardware} at --tp-options "
@@ -78,6 +96,23 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
     return strategies, pruned
+
+
+WIDE_EP = "wide-EP layout across"  # the pruned line that opens a plan that added it (wide_ep_sizes)
+
+
+def wide_ep_sizes(model_name: str, opts: PlanOptions, wider: tuple[int, ...]) -> tuple[int, ...]:
+    """The TP sizes of whole nodes (`wider`: 2, 4, ... nodes within --gpus) a plan also tries in the DP-EP layout
+    alone, as DeepSeek-class models are served across nodes (attention data-parallel, experts expert-parallel over
+    16-plus GPUs: SGLang's and TensorRT-LLM's wide-EP deployments): with --tp-options left at its default
+    (opts.tp_across_nodes), for a mixture-of-experts model, dp-ep among --moe-layouts, on an engine with expert and
+    attention-data parallelism (engine_presets.yaml moe_parallelism). Pure TP and TP-attention EP across nodes
+    stay out (an all-reduce over RDMA every layer): --tp-options 8,16 tries them."""
+    if not (opts.tp_across_nodes and wider and "dp-ep" in opts.moe_layouts and not opts.mapping):
+        return ()
+    if not load_model(model_name).num_experts:
+        return ()
+    return tuple(n for n in wider if layout_refusal(opts.engine, n, n, None, n, LAYOUT_FLAGS) is None)
 
 
 # Where the export puts a disaggregated deployment's instances (apps/launch.py launch_commands: the groups in order,
@@ -222,6 +257,11 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
             return False
         return tp * pp <= budget
 
+    caps = plan_caps(opts, hw)
+
+    def decode_seqs(layout: dict[str, Any]) -> int | None:  # a decode instance's sequences: the last cap's
+        return None if caps[-1] is None else instance_seqs(opts.engine, caps[-1], layout.get("attention_dp", 1))
+
     prefill_chips = [(name, load_hardware(name)) for name in opts.prefill_hardware or (hardware,)]
     decode_chips = [(name, load_hardware(name)) for name in opts.decode_hardware or (hardware,)]
     chip_label = _chip_labels(list(dict.fromkeys([hardware, *opts.prefill_hardware, *opts.decode_hardware])))
@@ -258,32 +298,35 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                     continue
                 replicas = gpus // (tp * pp)
                 layouts = instance_layouts(model, tp, opts, pruned)
-                for cap, (split, layout) in itertools.product(opts.batch_caps, layouts):
-                    if not instance_fits(model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens,
+                for cap, (split, layout) in itertools.product(caps, layouts):
+                    dp = layout.get("attention_dp", 1)
+                    label = cap_label(opts.engine, cap, dp)
+                    seqs = None if cap is None else instance_seqs(opts.engine, cap, dp)
+                    if not instance_fits(model, hw, quant, tp, pp, 8192, seqs, opts.memory_fraction, min_kv_tokens,
                                          layout, opts.engine, spec):
-                        pruned.append(f"collocated tp={tp}{split} pp={pp} {tag}: model + KV for {min_kv_tokens} "
-                                      f"tokens do not fit in {hardware} memory")
+                        pruned.append(f"collocated tp={tp}{split} pp={pp} {label} {tag}: model + KV for "
+                                      f"{min_kv_tokens} tokens do not fit in {hardware} memory")
                         continue
                     for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
-                                                                     layout.get("attention_dp", 1)):
+                                                                     tp, layout, pruned):
                         variant = engine_fields["engine"]
                         if variant != opts.engine and not instance_fits(
                                 model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
                                 variant, spec):
                             # another engine holds memory otherwise: vLLM V0 a recurrent state for every seat
-                            pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} b{cap} {tag}: model + KV for "
+                            pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} {label} {tag}: model + KV for "
                                           f"{min_kv_tokens} tokens do not fit in {hardware} memory under {variant}")
                             continue
                         group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **layout,
                                      **engine_fields)
-                        name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} b{cap} {tag}"
+                        name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} {label} {tag}"
                         out.append(Strategy(name, deployment_fields(model_name, [group], opts, spec_cfg),
                                             deployment_fields(model_name, [dict(group, replicas=1)], opts, spec_cfg),
                                             replicas, replicas * tp * pp, "collocated",
                                             dict(tp=tp, pp=pp, replicas=replicas, scheduler=sched, batch_cap=cap,
                                                  precision=precision, speculative=spec, **layout)))
-                    if layout:
-                        continue  # the policies below run on tensor-parallel instances
+                    if layout or cap not in opts.batch_caps:
+                        continue  # the policies below run on tensor-parallel instances, at the caps given
                     if "priority-pools" in opts.policies:
                         pools = priority_pools(model_name, base, tp, pp, replicas, cap, tag, opts, spec_cfg)
                         if pools is None:
@@ -311,8 +354,9 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                         continue
                     if not (instance_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction,
                                           min_kv_tokens, p_layout, opts.engine, spec, "prefill")
-                            and instance_fits(model, d_hw, quant, d_tp, 1, 512, 256, opts.memory_fraction,
-                                              min_kv_tokens, d_layout, opts.engine, spec, "decode")):
+                            and instance_fits(model, d_hw, quant, d_tp, 1, 512, decode_seqs(d_layout),
+                                              opts.memory_fraction, min_kv_tokens, d_layout, opts.engine, spec,
+                                              "decode")):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
                     for x, y in opts.ratios:
@@ -324,12 +368,13 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                         if k < 1:
                             continue
                         px, dy = x * k, y * k
-                        p_dp, d_dp = p_layout.get("attention_dp", 1), d_layout.get("attention_dp", 1)
+                        # each as the engine's flag reads it (per attention-DP rank on vLLM and TensorRT-LLM): the
+                        # prefill's 64 sequences, the decode's the last cap (with the engine's own, that one)
                         groups = [dict(base, role="prefill", hardware=p_name, tp=p_tp, replicas=px, **p_layout,
-                                       **knob_values(opts.engine, 64, attention_dp=p_dp)),
+                                       **knob_values(opts.engine, 64)),
                                   dict(base, role="decode", hardware=d_name, tp=d_tp, replicas=dy, **d_layout,
-                                       **knob_values(opts.engine, opts.batch_caps[-1], attention_dp=d_dp),
-                                       **graph_knobs(opts.engine, opts.batch_caps[-1], d_dp))]
+                                       **knob_values(opts.engine, caps[-1]),
+                                       **(graph_knobs(opts.engine, caps[-1]) if caps[-1] is not None else {}))]
                         one = [dict(groups[0], replicas=x), dict(groups[1], replicas=y)]
                         name = f"{px}P(TP{p_tp}{p_split}) {dy}D(TP{d_tp}{d_split}){chips} {tag}"
                         details = dict(prefill=px, prefill_tp=p_tp, decode=dy, decode_tp=d_tp, precision=precision,
@@ -377,27 +422,62 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
 
 
 
-def _scheduling_variants(opts: PlanOptions, cap: int, tokens_per_step: int = 1,
-                         attention_dp: int = 1) -> list[tuple[str, dict[str, Any]]]:
-    """(label, engine fields) of each way to schedule a collocated instance with at most `cap` sequences of
-    `tokens_per_step` tokens per decode step (speculative decoding: draft + 1): the engine with its default token
-    budget, with each of --chunk-sizes as its budget (chunking on) where it holds a full decode step, for vLLM,
-    V0's prefill-first scheduler as the unchunked baseline, and for SGLang with attention DP each of those budgets
-    again with its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk
-    sizes are the instance's; a knob the engine reads per attention-DP rank gets its rank's share (knob_values)."""
-    graphs = graph_knobs(opts.engine, cap, attention_dp)  # decode graphs up to the cap, as a tuned deployment sets them
-    default_knobs = knob_values(opts.engine, cap, attention_dp=attention_dp)
-    out = [(f"{opts.engine} default", dict(engine=opts.engine, **default_knobs, **graphs))]
+def plan_caps(opts: PlanOptions, hw) -> list[int | None]:
+    """The sequence caps a plan tries on chip `hw`: --batch-caps, then (opts.engine_default_cap) the engine's own
+    default cap there where it is not among them (specs/engines.py default_seq_cap; None: the engine sizes it from
+    its KV pool, SGLang's), each as the engine's own flag reads it (caps_per_rank)."""
+    caps: list[int | None] = list(opts.batch_caps)
+    own = default_seq_cap(opts.engine, hw) if opts.engine_default_cap else 0
+    if own != 0 and own not in caps:
+        caps.append(own)
+    return caps
+
+
+def cap_label(engine: str, cap: int | None, attention_dp: int = 1) -> str:
+    """How a strategy's name gives its sequence cap: b256; b256/rank where the engine reads it per attention-DP
+    rank (caps_per_rank: vLLM, TensorRT-LLM), the instance then holding attention_dp times it; bauto for the
+    engine's own cap sized by its KV pool (SGLang's --max-running-requests unset)."""
+    if cap is None:
+        return "bauto"
+    return f"b{cap}/rank" if attention_dp > 1 and caps_per_rank(engine) else f"b{cap}"
+
+
+def _scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int = 1, tp: int = 1,
+                         layout: dict[str, Any] | None = None,
+                         pruned: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, engine fields) of each way to schedule a collocated instance of `tp` GPUs in `layout` with a
+    sequence cap of `cap` (None: the engine's own) and decode steps of `tokens_per_step` tokens (speculative
+    decoding: draft + 1): the engine with its default token budget; with each of --chunk-sizes as its budget
+    (chunking on) where it holds a full decode step (with attention DP on vLLM or TensorRT-LLM, whose budget is
+    each rank's, also exactly one full decode step of the rank: the ranks step together); for vLLM, V0's
+    prefill-first scheduler as the unchunked baseline (where V0 runs the layout: none with expert or
+    attention-data parallelism, a pruned line); and for SGLang with attention DP each of those budgets again with
+    its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are
+    written as the engine's flags read them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on
+    SGLang: specs/engines.py caps_per_rank), and so named ('chunked 2048/rank')."""
+    layout = layout or {}
+    attention_dp = layout.get("attention_dp", 1)
+    per_rank = "/rank" if attention_dp > 1 and caps_per_rank(opts.engine) else ""
+    # decode graphs up to the cap, as a tuned deployment sets them (each rank's where the cap is)
+    graphs = graph_knobs(opts.engine, cap) if cap is not None else {}
+    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap), **graphs))]
     chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
-    for chunk in opts.chunk_sizes:
-        if chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
-            knobs = knob_values(opts.engine, cap, chunk, attention_dp)
-            out.append((f"chunked {chunk}", dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
+    chunks = list(opts.chunk_sizes)
+    if per_rank and cap is not None and cap * tokens_per_step not in chunks:
+        # attention-DP ranks step together: one rank's prefill chunk holds up every rank's decodes, so the smallest
+        # budget the engine takes, one full decode step of the rank's cap (vLLM refuses a smaller one), is tried too
+        chunks.insert(0, cap * tokens_per_step)
+    for chunk in chunks:
+        if cap is None or chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
+            knobs = knob_values(opts.engine, cap, chunk)
+            out.append((f"chunked {chunk}{per_rank}", dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
     if opts.engine.split("@")[0] == "vllm":
-        out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))
+        refusal = layout_refusal("vllm-v0", tp, layout.get("ep"), None, attention_dp, LAYOUT_FLAGS)
+        if refusal is None:
+            out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))
+        elif pruned is not None:
+            pruned.append(f"collocated tp={tp} prefill-first {cap_label(opts.engine, cap, attention_dp)}: {refusal}")
     if attention_dp > 1 and "enable_prefill_delayer" in engine_knobs(opts.engine):  # beside each token budget
         out += [(label.replace(" default", "") + " prefill-delayer", dict(fields, enable_prefill_delayer=True))
                 for label, fields in list(out) if fields["engine"] == opts.engine]
     return out
-
-

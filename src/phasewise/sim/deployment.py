@@ -25,7 +25,7 @@ from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
 from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
-from phasewise.specs.engines import KNOB_TYPES, disagg_tp_refusal
+from phasewise.specs.engines import KNOB_TYPES, disagg_tp_refusal, layout_refusal
 from phasewise.specs.hf_config import MTP_FIELDS
 
 # router dynamo_kv's settings (Deployment fields, and the flags of the same names): what each does, for the one-line
@@ -451,6 +451,32 @@ class Deployment(BaseModel):
                 raise ValueError(f"speculative draft 'mtp' (--spec-draft's default) {refusal}: give a draft model of "
                                  "its family (--spec-draft MODEL, `draft:` in a deployment file), or leave speculative "
                                  "decoding off")
+        return self
+
+    @model_validator(mode="after")
+    def _layouts(self) -> Deployment:
+        """Each group's MoE layout (ep, moe_tp, attention_dp, moe_imbalance), one line naming the flags that set it
+        in its role (perf/parallel.py role_flags: a decode group's --decode-ep, --decode-tp): an engine without
+        expert or attention-data parallelism (engine_presets.yaml moe_parallelism), a dense model, sizes that do
+        not divide (perf/parallel.py parallel_layout). Before the checks that divide by them (_disagg_tp)."""
+        from phasewise.perf.parallel import parallel_layout, role_flags
+        from phasewise.specs import load_model
+
+        for index, g in enumerate(self.instances):
+            if g.ep is None and g.moe_tp is None and g.attention_dp is None and g.moe_imbalance is None:
+                continue
+            flags = role_flags(g.role)
+            refusal = layout_refusal(g.engine, g.tp, g.ep, g.moe_tp, g.attention_dp, flags)
+            if refusal:
+                raise ValueError(f"instances[{index}] ({g.role}): {refusal}")
+            try:
+                model = load_model(g.model or self.model)
+            except PhasewiseError:  # its own one-line error comes when the deployment is simulated
+                continue
+            try:
+                parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance, flags=flags)
+            except PhasewiseError as exc:
+                raise ValueError(f"instances[{index}] ({g.role}): {exc}") from None
         return self
 
     @model_validator(mode="after")

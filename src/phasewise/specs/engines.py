@@ -164,23 +164,83 @@ def preset_versions(engine: str) -> tuple[str, ...]:
     return tuple(preset_entry(engine).get("versions", {}))
 
 
+# The layouts of a MoE instance beyond tensor parallelism (perf/parallel.py) a preset may run (its `moe_parallelism`
+# in engine_presets.yaml, with the sources), as the flags that ask for them name them
+MOE_PARALLELISM = {"ep": "expert parallelism", "attention_dp": "attention data parallelism"}
+
+
+def moe_parallelism_refusal(engine: str, kind: str, asked: str) -> str | None:
+    """Why `engine` (preset[@version]; a host profile behaves as vLLM V1) cannot run `kind` (ep | attention_dp,
+    MOE_PARALLELISM) as `asked` (the flag and value that asked for it, e.g. '--ep 8'), one line naming the presets
+    that run it; None where it does."""
+    if kind in (preset_entry(engine).get("moe_parallelism") or ()):
+        return None
+    takers = [name for name, entry in packaged("engine_presets.yaml")["presets"].items()
+              if kind in (entry.get("moe_parallelism") or ())]
+    return (f"{asked} is not possible on engine '{engine}': it has no {MOE_PARALLELISM[kind]} (engines that run "
+            f"it: {', '.join(takers)})")
+
+
+def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, attention_dp: int | None,
+                   flags: dict[str, str]) -> str | None:
+    """Why `engine` cannot run an instance of `tp` GPUs split as asked (ep, moe_tp, attention_dp as given, None
+    where not), one line naming the flag that asked (`flags`: perf/parallel.py role_flags) and the presets that
+    run it (moe_parallelism_refusal): expert parallelism (ep > 1, or moe_tp below tp) or attention DP (> 1) on an
+    engine without it. None where it runs."""
+    asked = {"ep": (f"{flags['ep']} {ep}" if ep is not None and ep > 1 else
+                    f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and moe_tp < tp else None),
+             "attention_dp": f"{flags['attention_dp']} {attention_dp}" if (attention_dp or 1) > 1 else None}
+    return next((r for kind, flag in asked.items() if flag and (r := moe_parallelism_refusal(engine, kind, flag))),
+                None)
+
+
 def engine_knobs(engine: str) -> tuple[str, ...]:
     """The knobs an engine has (a profile name or file behaves as vLLM V1)."""
     return tuple(preset_entry(engine)["knobs"])
 
 
+# The generic caps a planner varies, and the knob each engine has for them (knob_values, cap_knob)
+CAP_KNOBS = {"max_seqs": ("max_num_seqs", "max_running_requests", "max_batch_size"),
+             "token_budget": ("max_num_batched_tokens", "chunk_size", "chunked_prefill_size", "max_num_tokens")}
+
+
+def cap_knob(engine: str, generic: str) -> str:
+    """The engine's knob for a generic cap (`max_seqs` or `token_budget`, CAP_KNOBS): vLLM's max_num_seqs, SGLang's
+    max_running_requests, TensorRT-LLM's max_batch_size, ..."""
+    own = engine_knobs(engine)
+    return next(k for k in CAP_KNOBS[generic] if k in own)
+
+
+def caps_per_rank(engine: str) -> bool:
+    """Whether the engine reads its sequence cap and token budget per attention-DP rank (PER_RANK_KNOBS: vLLM's
+    --max-num-seqs / --max-num-batched-tokens, TensorRT-LLM's max_batch_size / max_num_tokens), not per instance
+    (SGLang's --max-running-requests / --chunked-prefill-size, which SGLang divides over the ranks itself)."""
+    return cap_knob(engine, "max_seqs") in PER_RANK_KNOBS
+
+
+def instance_seqs(engine: str, cap: int, attention_dp: int = 1) -> int:
+    """The sequences an instance of `attention_dp` ranks holds at a sequence cap of `cap` as the engine's own flag
+    reads it: attention_dp x cap where the flag is each rank's (caps_per_rank), cap where it is the instance's."""
+    return cap * attention_dp if caps_per_rank(engine) else cap
+
+
+def default_seq_cap(engine: str, hw: HardwareSpec, tp: int = 1) -> int | None:
+    """The sequence cap the engine runs with when its flag is not given (the preset's default for this GPU: vLLM
+    0.14's --max-num-seqs 1024 on a GPU of 70 GB or more, TensorRT-LLM 1.1's max_batch_size 2048), in the flag's
+    own meaning (caps_per_rank); None where the engine derives it from its KV pool (SGLang's max_running_requests
+    left unset: specs/engines.py _build)."""
+    return resolve_engine(engine, hw, tp=tp).knobs.get(cap_knob(engine, "max_seqs"))
+
+
 def knob_values(engine: str, max_seqs: int | None = None, token_budget: int | None = None,
                 attention_dp: int = 1) -> dict[str, int]:
-    """Generic caps of a whole instance in the engine's own knob names (for planners that vary them across
-    engines); with attention DP, a knob the engine reads per DP rank (PER_RANK_KNOBS) gets the instance's value over
-    the ranks (at least 1)."""
-    names = {"max_seqs": ("max_num_seqs", "max_running_requests", "max_batch_size"),
-             "token_budget": ("max_num_batched_tokens", "chunk_size", "chunked_prefill_size", "max_num_tokens")}
-    own = engine_knobs(engine)
+    """Generic caps in the engine's own knob names (for planners that vary them across engines). `attention_dp` > 1
+    reads the caps as a whole instance's: a knob the engine reads per DP rank (PER_RANK_KNOBS) then gets the
+    instance's value over the ranks (at least 1); at 1 (plan's use) each value is the flag's as the engine reads it."""
     out: dict[str, int] = {}
     for generic, value in (("max_seqs", max_seqs), ("token_budget", token_budget)):
         if value is not None:
-            knob = next(k for k in names[generic] if k in own)
+            knob = cap_knob(engine, generic)
             out[knob] = rank_share(value, attention_dp) if knob in PER_RANK_KNOBS else int(value)
     return out
 
@@ -191,11 +251,12 @@ def rank_share(value: float, attention_dp: int) -> int:
 
 
 def graph_knobs(engine: str, max_seqs: int, attention_dp: int = 1) -> dict[str, Any]:
-    """The CUDA-graph knobs a deployment tuned for `max_seqs` decode sequences (the instance's) sets where the
-    engine's default capture stops short of them: TensorRT-LLM captures up to 128 by default, and AIConfigurator's
-    generator (trtllm.rule) and InferenceX's recipes set cuda_graph_config {max_batch_size: the batch, enable_padding:
-    true}, each attention-DP rank capturing its own share. None for the other engines (vLLM and SGLang capture up to
-    512 by default)."""
+    """The CUDA-graph knobs a deployment tuned for `max_seqs` decode sequences sets where the engine's default
+    capture stops short of them: TensorRT-LLM captures up to 128 by default, and AIConfigurator's generator
+    (trtllm.rule) and InferenceX's recipes set cuda_graph_config {max_batch_size: the batch, enable_padding: true},
+    each attention-DP rank capturing its own batch. `max_seqs` is max_batch_size as the engine reads it (each
+    rank's); `attention_dp` > 1 reads it as the whole instance's, as knob_values does. None for the other engines
+    (vLLM and SGLang capture up to 512 by default)."""
     if "cuda_graph_max_batch_size" in engine_knobs(engine):
         return {"cuda_graph_max_batch_size": rank_share(max_seqs, attention_dp), "cuda_graph_padding_enabled": True}
     return {}
@@ -437,8 +498,11 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         chunk = values["chunked_prefill_size"]
         running = values.get("max_running_requests")
         if running is None:
-            kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL
-            running = max(1, min(kv // 2, SGLANG_REQUEST_POOL))
+            # unset: each DP-attention rank's scheduler takes min(its KV pool's tokens // 2, its request pool)
+            # (managers/tp_worker.py, 0.4-0.5 era: max_total_num_tokens // 2 unless given, capped at
+            # req_to_token_pool.size; each rank has its own pool), so the instance holds attention_dp times that
+            kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL * attention_dp
+            running = attention_dp * max(1, min(kv // attention_dp // 2, SGLANG_REQUEST_POOL))
         # every size up to --cuda-graph-max-bs, none above the request pool (cuda_graph_runner.py keeps capture sizes
         # <= req_to_token_pool.size, max_running_requests)
         graphs["cuda_graph_sizes"] = tuple(range(1, min(values["cuda_graph_max_bs"], running) + 1))
