@@ -102,7 +102,7 @@ def test_the_script_runs_a_nodes_commands_with_its_addresses(tmp_path, stub_engi
 
 
 DISAGG = {"model": M, "kv_link": "rdma", "instances": [{"role": "prefill", "tp": 1, "replicas": 2},
-                                                        {"role": "decode", "tp": 8, "replicas": 1}]}
+                                                       {"role": "decode", "tp": 8, "replicas": 1}]}
 
 
 def test_workers_another_node_reaches_listen_beyond_localhost(tmp_path, stub_engines):

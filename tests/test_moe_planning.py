@@ -205,8 +205,8 @@ def test_tokens_per_gpu_in_a_plans_rows_are_its_goodputs():
     verification run's tokens over its duration, which drains its last requests after the arrivals stop (732 shown
     for a goodput of 17.55 req/s x 1,024 tokens / 16 GPUs = 1,123)."""
     work = WorkloadSpec((512,), (256,), seed=0, name="512/256")
-    res = plan(LLAMA, "h100-sxm", 1, Slo(1000, 50), work, opts=PlanOptions(tp_options=(1,), chunk_sizes=(),
-                                                                          disaggregated=False), refine=1, workers=1)
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), disaggregated=False)
+    res = plan(LLAMA, "h100-sxm", 1, Slo(1000, 50), work, opts=opts, refine=1, workers=1)
     row = res.rows()[0]
     assert row["goodput_rps"] > 0
     assert row["tokens_per_s_per_gpu"] == pytest.approx(row["goodput_rps"] * 256 / row["gpus"], rel=1e-9)

@@ -215,7 +215,8 @@ def test_spad_chip_table_names_the_precisions_peak():
 def test_jupiter_claim_quotes_the_papers_setting_only_as_the_papers():
     from phasewise.scenarios import jupiter
 
-    defaults = (jupiter.SETUP["outline_points"].value, jupiter.SETUP["devices"].value, jupiter.SETUP["acceptance"].value)
+    defaults = (jupiter.SETUP["outline_points"].value, jupiter.SETUP["devices"].value,
+                jupiter.SETUP["acceptance"].value)
     assert defaults == jupiter.PAPER_DECODE
     result = get_scenario("jupiter").run({"acceptance": "2", "max_sub_sequences": "4"})
     claim = next(c.claim for c in result.outcome.checks if c.name == "decode: outline + Medusa per-token speedup")
