@@ -1,4 +1,4 @@
-"""Prefix caching under attention data parallelism: a cache per rank (sim/prefix_cache.py RankedPrefixCache), each
+"""Prefix caching under attention data parallelism: a cache per rank (sim/prefix_cache_ranks.py RankedPrefixCache), each
 request's lookups in its own rank's cache. The DP8 hit ratio on the Mooncake excerpt against one computed from the
 trace's hash_ids rank by rank (SGLang's round robin; vLLM's and TensorRT-LLM's assignments as the simulator made
 them), a deployment without attention DP keeping one cache, and block conservation under DP (hypothesis: every
@@ -50,10 +50,10 @@ def per_rank_hits(rows: list[dict], ranks: list[int]) -> tuple[int, int, int]:
 
 def recording_assignments(monkeypatch) -> list[tuple[int, int]]:
     """(request id, rank) of every rank assignment, in the order they are made."""
-    from phasewise.sim import prefix_cache
+    from phasewise.sim import prefix_cache_ranks
 
     made: list[tuple[int, int]] = []
-    assign = prefix_cache.RankedPrefixCache.assign
+    assign = prefix_cache_ranks.RankedPrefixCache.assign
 
     def recorded(self, req):
         new = req not in self.rank_of
@@ -62,7 +62,7 @@ def recording_assignments(monkeypatch) -> list[tuple[int, int]]:
             made.append((req.id, rank))
         return rank
 
-    monkeypatch.setattr(prefix_cache.RankedPrefixCache, "assign", recorded)
+    monkeypatch.setattr(prefix_cache_ranks.RankedPrefixCache, "assign", recorded)
     return made
 
 
@@ -170,7 +170,7 @@ def test_a_rank_over_its_share_takes_other_ranks_idle_blocks_last():
     """Two ranks of 32 blocks: a rank's allocation evicts its own idle blocks down to its share first; only while the
     instance's pool is short (its requests hold more than its share: admission is the instance's) does it evict
     another rank's, counted as borrowed."""
-    from phasewise.sim.prefix_cache import RankedPrefixCache
+    from phasewise.sim.prefix_cache_ranks import RankedPrefixCache
 
     kv = KVBlocks(64, block_size=128)  # 4 engine blocks per 512-token prefix block
     ranked = kv.prefix = RankedPrefixCache(kv, 2, "round_robin", [None, None])
