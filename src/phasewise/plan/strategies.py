@@ -115,7 +115,7 @@ def wide_ep_sizes(model_name: str, opts: PlanOptions, wider: tuple[int, ...]) ->
     return tuple(n for n in wider if layout_refusal(opts.engine, n, n, None, n, LAYOUT_FLAGS) is None)
 
 
-# Where the export puts a disaggregated deployment's instances (apps/launch.py launch_commands: the groups in order,
+# Where the export puts a disaggregated deployment's instances (apps/launch_nodes.py placements: the groups in order,
 # prefill then decode, packed onto nodes of the chip's GPUs, an instance that fits one node not split across two),
 # and so where its KV goes
 PLACEMENT = ("the export places the prefill instances, then the decode ones, node by node, and the router sends a "
