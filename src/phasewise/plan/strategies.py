@@ -419,9 +419,6 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     return unique, pruned
 
 
-
-
-
 def plan_caps(opts: PlanOptions, hw) -> list[int | None]:
     """The sequence caps a plan tries on chip `hw`: --batch-caps, then (opts.engine_default_cap) the engine's own
     default cap there where it is not among them (specs/engines.py default_seq_cap; None: the engine sizes it from
