@@ -305,6 +305,8 @@ def test_cli_dllm_defaults_to_the_released_codes_engine_and_refuses_what_cannot_
     code, _, err = run_cli("plan", "--dllm", "odb", "--model", LLADA, "--gpus", "1", "--isl", "3500", "--osl", "100",
                            "--slo-ttft-ms", "2000", "--slo-tpot-ms", "50")
     assert code == 2 and "4,096-token context" in err
+    code, _, err = run_cli("plan", "--dllm", "odb", "--model", LLADA, "--gpus", "1", "--isl", "10.5", "--osl", "64")
+    assert code == 2 and "--isl must be a whole number of tokens for fixed lengths" in err  # simulate's rule too
 
 
 def test_tpot_is_what_a_client_measures_and_has_no_cliff_at_the_first_block():

@@ -202,7 +202,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     from phasewise.plan.dllm_plan import rank_dllm
     from phasewise.specs import load_model
     from phasewise.specs.dllm import decoding
-    from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist
+    from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist, check_length_flags
 
     dllm_requested(params["model"], dllm, {})
     for key, flag in given:
@@ -224,6 +224,8 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
             raise PhasewiseError(f"--batch-caps must list integers >= 1 (got '{caps_text}')")
     chips = [h.strip() for h in params["hardware"].split(",") if h.strip()]
     precision = (params.get("precisions") or "").split(",")[0].strip() or None
+    check_length_flags(params.get("isl"), params.get("osl"), params.get("isl_dist"), params.get("osl_dist"),
+                       params.get("isl_spread"), params.get("osl_spread"))  # as simulate's and plan's
     isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
     dec = decoding(dllm)
     check_lengths(load_model(params["model"]), dec, [isl], [osl])  # the means: no such request runs as asked
