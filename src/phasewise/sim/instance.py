@@ -276,6 +276,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         if self.recv is not None and self.recv.inbox:  # an idle scheduler reads at once
             self.waiting.extend(self.recv.read(self.decode_steps))
             return self._step()
+        self.scheduler.on_idle(self)
         self.busy = False
 
     # --- launching and committing iterations -------------------------------------------------

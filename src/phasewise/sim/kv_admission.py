@@ -135,7 +135,8 @@ class KvAdmission:
 
     def _preempt(self) -> None:
         """Recompute preemption (SGLang: retraction) of the policy's victim: it gives its blocks back and
-        waits at the head of the queue to re-prefill its prompt and the tokens it has generated."""
+        waits again (at the head of the queue or its tail, as the policy says) to re-prefill its prompt and the
+        tokens it has generated."""
         req = self.running.reqs[self.scheduler.victim(self)]
         held = self._leave(req, self.decode_steps)
         cache = self.kv.prefix
@@ -151,8 +152,10 @@ class KvAdmission:
         if self.role == "decode":  # no prefill here: recompute on a prefill instance
             self.outstanding -= req.prompt + req.output
             self.cluster.requeue(req)
-        else:
+        elif self.scheduler.requeue_at_head:
             self.waiting.appendleft(req)
+        else:
+            self.waiting.append(req)
         self.scheduler.on_preempt(self)
 
     def make_room(self) -> int:

@@ -33,6 +33,9 @@ class Scheduler:
 
     __slots__ = ("config",)
     reorders = False  # whether waiting prompts are served out of arrival order (priority pools predict by it)
+    # where a preempted request waits again: the head of the queue (vLLM's prepend_request) or its tail (SGLang's
+    # _extend_requests_to_queue of the retracted requests)
+    requeue_at_head = True
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -51,6 +54,9 @@ class Scheduler:
 
     def on_preempt(self, inst: Instance) -> None:
         """Called after a preemption or retraction."""
+
+    def on_idle(self, inst: Instance) -> None:
+        """Called when the instance has nothing left to run and goes idle."""
 
     def steps_before_next_look(self, inst: Instance) -> int | None:
         """After next_batch held the waiting prompts back: the decode iterations after which it must be asked

@@ -3,10 +3,12 @@ unless enable_mixed_chunk); a prefill batch holds at most chunked_prefill_size p
 prompt continues in the next prefill batch) and takes in prompts while max_prefill_tokens lasts: a prompt
 that would reach what is left of it waits for the next batch unless it is the batch's first (0.5.x
 schedule_policy.py PrefillAdder.add_one_req; later versions apply that wait only with chunking off).
-Admission keeps KV for the future output of every running request and of the new one, scaled by a
-new-token ratio that starts at init_new_token_ratio, decays linearly to its floor over
-new_token_ratio_decay_steps decode steps and is reset by a retraction; when
-the KV runs out mid-decode, running requests are retracted (back to the queue, to be recomputed),
+Admission keeps KV for the future output of every running request, scaled by a new-token ratio that
+starts at init_new_token_ratio, decays linearly to its floor over new_token_ratio_decay_steps decode
+steps and is reset by a retraction or an idle pass, and for the whole (clipped) future output of the
+new prompt and of the prompts admitted before it that are not decoding yet (PrefillAdder.add_one_req's
+total_tokens and _update_prefill_budget: only the running batch's offset is scaled); when the KV runs
+out mid-decode, running requests are retracted (to the tail of the queue, to be recomputed),
 fewest decoded tokens first (srt/managers/scheduler.py, schedule_policy.py; ../shared/ENGINES.md).
 Simplification: after a retraction the ratio returns to its initial value (SGLang recomputes it from
 the remaining requests); output lengths are clipped at CLIP_MAX_NEW_TOKENS as SGLang does. With
@@ -22,6 +24,7 @@ CLIP_MAX_NEW_TOKENS = 4096  # SGLang's clip of max_new_tokens in admission estim
 
 class SglangScheduler(Scheduler):
     __slots__ = ("reset_step", "delayer")
+    requeue_at_head = False  # update_running_batch: _extend_requests_to_queue(retracted_reqs), the queue's tail
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -58,10 +61,12 @@ class SglangScheduler(Scheduler):
         return self.delayer.hold_steps if self.delayer is not None and self.delayer.held else None
 
     def admission_extra_blocks(self, inst, req) -> int:
-        ratio = self.new_token_ratio(inst)
-        future = inst.running.remaining_tokens(inst.decode_steps, inst.tokens_per_step, CLIP_MAX_NEW_TOKENS)
-        future += min(req.output - req.generated, CLIP_MAX_NEW_TOKENS)
-        return inst.kv.blocks_for(ratio * future)
+        """PrefillAdder's reservation: the running requests' future output scaled by the new-token ratio, and in
+        full (clipped) the output of every prompt admitted but not yet decoding and of the new one."""
+        running = inst.running.remaining_tokens(inst.decode_steps, inst.tokens_per_step, CLIP_MAX_NEW_TOKENS)
+        admitted = sum(min(max(r.output - r.generated, 0), CLIP_MAX_NEW_TOKENS) for r in inst.prefilling)
+        admitted += min(max(req.output - req.generated, 0), CLIP_MAX_NEW_TOKENS)
+        return inst.kv.blocks_for(self.new_token_ratio(inst) * running + admitted)
 
     def victim(self, inst) -> int:
         """Fewest decoded tokens first; among those, the longest prompt."""
@@ -70,4 +75,8 @@ class SglangScheduler(Scheduler):
         return min(range(run.n), key=lambda i: (generated[i], -run.reqs[i].prompt))
 
     def on_preempt(self, inst) -> None:
+        self.reset_step = inst.decode_steps
+
+    def on_idle(self, inst) -> None:
+        """An idle pass resets the ratio to its initial value (scheduler.py self_check_during_idle)."""
         self.reset_step = inst.decode_steps
