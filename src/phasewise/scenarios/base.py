@@ -248,8 +248,3 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
         out[key] = value
     return out
 
-
-def ratio_check(name: str, claim: str, paper: float | list[float] | None, value: float, band: tuple[float, float],
-                why: str) -> Check:
-    """A check (shorthand used by the scenarios)."""
-    return Check(name, claim, paper, float(value), (float(band[0]), float(band[1])), why)

@@ -82,12 +82,3 @@ class CompressedAttention(BaseModel):
         """The final hyper-connection collapse before the last norm (DeepseekV4HyperHead)."""
         return self.hc_mult * self.hc_mult * hidden + self.hc_mult + 1
 
-    # --- what one sequence holds -----------------------------------------------------------------
-    def compressed_entries_per_token(self) -> float:
-        """Compressed entries (head_dim wide) the stack holds per token of context: 1 / ratio in each compressed
-        layer."""
-        return self.csa_layers / self.csa_ratio + self.hca_layers / self.hca_ratio
-
-    def index_keys_per_token(self) -> float:
-        """Indexer keys the stack holds per token of context (one per CSA entry)."""
-        return self.csa_layers / self.csa_ratio

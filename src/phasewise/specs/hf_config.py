@@ -154,8 +154,6 @@ TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "gemma4_text", "smollm3", "
 ERNIE_MOE_NAMES = {"moe_num_experts": "num_experts", "moe_k": "num_experts_per_tok",
                    "moe_num_shared_experts": "n_shared_experts"}
 BAILING_NAMES = {"num_shared_experts": "n_shared_experts"}
-# Gemma 2 / 3: GeGLU MLPs, tied embeddings, and sliding-window layers in a fixed pattern (specs/hf_layers.py)
-GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
 # Fields a config.json may omit because transformers' config class supplies them: the checkpoints' own files rely on
 # them (google/gemma-3-27b-it's text_config names 10 fields; vocab_size, the activation and the window pattern come
 # from Gemma3TextConfig). Values: the config classes' __init__ defaults (transformers
