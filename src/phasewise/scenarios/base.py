@@ -247,4 +247,3 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
             raise PhasewiseError(f"--set {key} given twice")
         out[key] = value
     return out
-

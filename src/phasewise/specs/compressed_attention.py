@@ -81,4 +81,3 @@ class CompressedAttention(BaseModel):
     def head_params(self, hidden: int) -> int:
         """The final hyper-connection collapse before the last norm (DeepseekV4HyperHead)."""
         return self.hc_mult * self.hc_mult * hidden + self.hc_mult + 1
-
