@@ -147,9 +147,10 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     if embeddings:  # per-layer embeddings: the table split as the embedding is, its projection (in BF16) with it
         embed += m.per_layer_input_params / attention_tp * hp
-    # a vision encoder on the first stage, in bf16, its projections split over the attention TP ranks (vLLM's and
-    # SGLang's Column/RowParallelLinear; its patch and position embeddings, ~1 %, are counted as split too; an
-    # InternViT's attention whole where its heads do not divide: VisionEncoder.params_per_gpu)
+    # a vision encoder on the first stage, in the unquantized dtype (bf16, or fp32 / fp16 where the model runs in
+    # them), its projections split over the attention TP ranks (vLLM's and SGLang's Column/RowParallelLinear; its
+    # patch and position embeddings, ~1 %, are counted as split too; an InternViT's attention whole where its heads
+    # do not divide: VisionEncoder.params_per_gpu)
     encoder = m.vision.params_per_gpu(attention_tp) * hp if embeddings and m.vision is not None else 0.0
     first = layers * per_layer + embed + encoder + (lm_head if pp == 1 else 0.0)
     last = (m.num_layers - layers * (pp - 1)) * per_layer + lm_head if pp > 1 else first
