@@ -551,6 +551,12 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
             cfg["adp_balance"] = (values["attention_dp_timeout_iters"], values["attention_dp_batching_wait_iters"])
         if values.get("batch_wait_timeout_iters", 0) > 0 or values.get("batch_wait_max_tokens_ratio", 0) > 0:
             cfg["batch_wait"] = (values["batch_wait_timeout_iters"], values["batch_wait_max_tokens_ratio"])
+    if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
+        # before the attention-DP totals below: the flags (and vLLM's own check) are each rank's
+        name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
+        raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
+                             f"({cfg['max_seqs']}): a step's decodes alone would use the whole budget and "
+                             f"prefills would starve (vLLM enforces the same)")
     if attention_dp > 1 and sched in ("vllm", "shortest-prefill", "trtllm"):
         # each rank schedules its own sequences within its own caps (PER_RANK_KNOBS): the instance's step holds the
         # ranks' batches together, a prompt (on one rank) at most one rank's budget a step
@@ -558,11 +564,6 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cfg.update(max_seqs=cfg["max_seqs"] * attention_dp, token_budget=rank_budget * attention_dp,
                    prefill_chunk_tokens=cfg["prefill_chunk_tokens"] * attention_dp,
                    partial_prefills=cfg["partial_prefills"] * attention_dp, prefill_rank_tokens=rank_budget)
-    if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
-        name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
-        raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
-                             f"({cfg['max_seqs']}): a step's decodes alone would use the whole budget and "
-                             f"prefills would starve (vLLM enforces the same)")
     if graphs:
         profile = profile.model_copy(update=graphs)
     source = str(table.get("source", ""))

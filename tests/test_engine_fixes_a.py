@@ -1,0 +1,18 @@
+"""Engine presets as the real engines read their flags: vLLM's budget with chunked prefill off, SGLang's request
+pool, vLLM 0.10's piecewise decode graphs, the partial-prefill flag vLLM V1 refuses, per-rank flags in the budget
+check under attention DP, and engine files that refine a preset."""
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.specs import load_hardware
+from phasewise.specs.engines import resolve_engine
+
+H100 = "h100-sxm"
+
+
+def test_budget_check_under_attention_dp_names_the_flags_as_given():
+    """--max-num-batched-tokens 512 beside vLLM's 1,024 sequences a rank, 4 ranks: the error names 512 and 1024
+    (each rank's, as the flags and vLLM read them), not the instance's 2,048 and 4,096."""
+    with pytest.raises(PhasewiseError, match=r"--max-num-batched-tokens \(512\) must be >= --max-num-seqs \(1024\)"):
+        resolve_engine("vllm", load_hardware(H100), {"max_num_batched_tokens": 512}, attention_dp=4, tp=4)
