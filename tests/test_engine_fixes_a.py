@@ -16,3 +16,12 @@ def test_budget_check_under_attention_dp_names_the_flags_as_given():
     (each rank's, as the flags and vLLM read them), not the instance's 2,048 and 4,096."""
     with pytest.raises(PhasewiseError, match=r"--max-num-batched-tokens \(512\) must be >= --max-num-seqs \(1024\)"):
         resolve_engine("vllm", load_hardware(H100), {"max_num_batched_tokens": 512}, attention_dp=4, tp=4)
+
+
+@pytest.mark.parametrize("version", ["0.8.5", "0.10", "0.11", "0.12", "0.14"])
+def test_vllm_v1_refuses_concurrent_partial_prefills(version):
+    """vLLM V1 has no concurrent partial prefills (0.14: NotImplementedError 'Concurrent Partial Prefill is not
+    supported'; earlier versions fall back to the V0 engine): above 1 the flag is a one-line error, not ignored."""
+    with pytest.raises(PhasewiseError, match="--max-num-partial-prefills=2 is not possible on vllm@"):
+        resolve_engine(f"vllm@{version}", load_hardware(H100), {"max_num_partial_prefills": 2})
+    assert resolve_engine(f"vllm@{version}", load_hardware(H100), {"max_num_partial_prefills": 1}).partial_prefills == 1
