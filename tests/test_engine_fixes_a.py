@@ -25,3 +25,21 @@ def test_vllm_v1_refuses_concurrent_partial_prefills(version):
     with pytest.raises(PhasewiseError, match="--max-num-partial-prefills=2 is not possible on vllm@"):
         resolve_engine(f"vllm@{version}", load_hardware(H100), {"max_num_partial_prefills": 2})
     assert resolve_engine(f"vllm@{version}", load_hardware(H100), {"max_num_partial_prefills": 1}).partial_prefills == 1
+
+
+def test_vllm_without_chunked_prefill_budgets_the_served_context():
+    """vLLM with chunked prefill off sets max_num_batched_tokens to max_model_len (engine/arg_utils.py) and refuses a
+    smaller one given (config/scheduler.py verify_max_model_len): Llama-3.1-8B serves 131,072 tokens."""
+    from phasewise.sim.deployment import collocated
+    from phasewise.sim.simulate import build_group
+
+    def engine(**knobs):
+        dep = collocated("meta-llama/Llama-3.1-8B", H100, engine="vllm", **knobs)
+        return build_group(dep, dep.instances[0], 0)[3]
+
+    assert engine(enable_chunked_prefill=False).token_budget == 131_072
+    assert engine(enable_chunked_prefill=False, max_num_batched_tokens=200_000).token_budget == 200_000
+    assert engine().token_budget == 8192  # chunked prefill on: the preset's budget
+    with pytest.raises(PhasewiseError, match=r"--max-num-batched-tokens \(8192\) is smaller than max_model_len "
+                                             r"\(131072"):
+        engine(enable_chunked_prefill=False, max_num_batched_tokens=8192)

@@ -347,13 +347,15 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
                    role: str = "collocated", speculative_draft: str | None = None,
                    attention_dp: int = 1, tp: int = 1, vision: VisionEncoder | None = None,
-                   model_type: str | None = None) -> EngineConfig:
+                   model_type: str | None = None, max_model_len: int | None = None) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
     instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
     draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks, `tp` its
     GPUs per pipeline stage (SGLang's defaults follow both); `vision` the model's vision encoder (SGLang lowers its
     default memory fraction for one); `model_type` the model's (config.json), for the knob defaults an engine sets
-    for that model alone (the preset's `model_knob_defaults`: SGLang's 256 running requests for DeepSeek-V4)."""
+    for that model alone (the preset's `model_knob_defaults`: SGLang's 256 running requests for DeepSeek-V4);
+    `max_model_len` the context the deployment serves (the model's: vLLM's max_model_len, SGLang's context_len),
+    which vLLM's budget without chunked prefill and SGLang's request pool follow (None: not known)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -406,7 +408,10 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
             table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
-    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp)
+    if sched in ("vllm", "shortest-prefill") and not values.get("enable_chunked_prefill", True) and max_model_len:
+        values["max_num_batched_tokens"] = _unchunked_budget(knobs.get("max_num_batched_tokens"), max_model_len)
+    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp,
+                    max_model_len)
     config = replace(config, role=role)
     if speculating.get("overlap_scheduler") is False:  # the version runs speculative decoding without the overlap
         config = replace(config, profile=config.profile.model_copy(update={"overlap_scheduling": False}))
@@ -417,6 +422,20 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if bare:
         config = replace(config, profile=profile)
     return config
+
+
+def _unchunked_budget(asked: int | None, max_model_len: int) -> int:
+    """vLLM V1's token budget with chunked prefill off: the served context unless given (engine/arg_utils.py
+    _set_default_args: `if not self.enable_chunked_prefill: self.max_num_batched_tokens = model_config.max_model_len`,
+    0.12-0.14 era), as a whole prompt must fit one step; a smaller one given is refused (config/scheduler.py
+    SchedulerConfig.verify_max_model_len) with vLLM's own words."""
+    if asked is None:
+        return max_model_len
+    if asked < max_model_len:
+        raise PhasewiseError(f"--max-num-batched-tokens ({asked}) is smaller than max_model_len ({max_model_len}, "
+                             "the model's context) with chunked prefill off: vLLM refuses it, as a prompt must fit "
+                             "one step (raise --max-num-batched-tokens or turn chunked prefill on)")
+    return asked
 
 
 def _async_scheduling(label: str, default: bool, speculation: str, asked: bool | None, pp: int,
@@ -467,7 +486,8 @@ def _file_scheduler(path: str) -> str:
 
 
 def _build(key: str, version: str, sched: str, profile: EngineProfile, values: dict[str, Any], table: dict,
-           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None, attention_dp: int = 1) -> EngineConfig:
+           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None, attention_dp: int = 1,
+           max_model_len: int | None = None) -> EngineConfig:
     graphs: dict[str, Any] = {}
     if "cuda_graph_sizes" in table:
         graphs["cuda_graph_sizes"] = graph_sizes(table["cuda_graph_sizes"])
