@@ -43,3 +43,26 @@ def test_vllm_without_chunked_prefill_budgets_the_served_context():
     with pytest.raises(PhasewiseError, match=r"--max-num-batched-tokens \(8192\) is smaller than max_model_len "
                                              r"\(131072"):
         engine(enable_chunked_prefill=False, max_num_batched_tokens=8192)
+
+
+@pytest.mark.parametrize("kv_tokens, context, running", [
+    (450_000, 131_072, 2048),  # 450,000 / 131,072 x 512 = 1,757: the pool's floor
+    (1_000_000, 131_072, 3906),
+    (450_000, 8192, 4096),  # the pool's cap
+    (3000, 131_072, 1500),  # the KV pool's half is smaller
+])
+def test_sglang_running_requests_follow_its_request_pool(kv_tokens, context, running):
+    """SGLang's max_running_requests unset: min(KV tokens / 2, its req_to_token pool), the pool
+    min(max(KV tokens / context x 512, 2048), 4096) (model_runner.py init_memory_pool)."""
+    config = resolve_engine("sglang", load_hardware(H100), kv_capacity_tokens=kv_tokens, max_model_len=context)
+    assert config.max_seqs == running
+
+
+def test_sglang_default_running_requests_in_a_simulation():
+    """Llama-3.1-8B on an H100: ~450k KV tokens over a 131,072-token context: a pool of 2,048 requests, not 4,096."""
+    from phasewise.sim.deployment import collocated
+    from phasewise.sim.simulate import build_group
+
+    dep = collocated("meta-llama/Llama-3.1-8B", H100, engine="sglang")
+    _, kv_tokens, _, engine = build_group(dep, dep.instances[0], 0)
+    assert kv_tokens / 131_072 * 512 < 2048 and engine.max_seqs == 2048

@@ -58,7 +58,7 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {
     "cuda_graph_max_bs": (1, 65_536), "piecewise_cuda_graph_max_tokens": (1, 1_048_576),
 }
 GIB = 1024**3
-SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
+SGLANG_REQUEST_POOL = 4096  # the most requests SGLang's request pool holds when max_running_requests is unset
 # Knobs an engine reads per attention-DP rank, each rank scheduling its own sequences: vLLM's (--data-parallel-size:
 # one engine core, with its own scheduler, per rank), TensorRT-LLM's (enable_attention_dp: one executor per rank;
 # py_executor.py _balance_adp_requests compares each rank's own generation count with max_batch_size; AIConfigurator's
@@ -438,6 +438,16 @@ def _unchunked_budget(asked: int | None, max_model_len: int) -> int:
     return asked
 
 
+def sglang_request_pool(rank_kv_tokens: int, context_tokens: int | None) -> int:
+    """The requests one SGLang scheduler's req_to_token pool holds when --max-running-requests is unset: its KV
+    pool's tokens over the context x 512, kept within 2,048-4,096 (srt/model_executor/model_runner.py
+    init_memory_pool, 0.4-0.5 era: `max_num_reqs = min(max(int(max_total_num_tokens / context_len * 512), 2048),
+    4096)`; _resolve_max_num_reqs keeps it in later versions). The context unknown: the cap."""
+    if not context_tokens:
+        return SGLANG_REQUEST_POOL
+    return min(max(int(rank_kv_tokens / context_tokens * 512), 2048), SGLANG_REQUEST_POOL)
+
+
 def _async_scheduling(label: str, default: bool, speculation: str, asked: bool | None, pp: int,
                       speculative_draft: str | None) -> bool:
     """vLLM's async scheduling in force: the version's default, off with PP > 1 or a speculation it does not run
@@ -520,9 +530,12 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         if running is None:
             # unset: each DP-attention rank's scheduler takes min(its KV pool's tokens // 2, its request pool)
             # (managers/tp_worker.py, 0.4-0.5 era: max_total_num_tokens // 2 unless given, capped at
-            # req_to_token_pool.size; each rank has its own pool), so the instance holds attention_dp times that
+            # req_to_token_pool.size; each rank has its own pool, sglang_request_pool), so the instance holds
+            # attention_dp times that
             kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL * attention_dp
-            running = attention_dp * max(1, min(kv // attention_dp // 2, SGLANG_REQUEST_POOL))
+            rank_kv = kv // attention_dp
+            context = max_model_len if kv_capacity_tokens is not None else None  # no KV pool known: the cap
+            running = attention_dp * max(1, min(rank_kv // 2, sglang_request_pool(rank_kv, context)))
         # every size up to --cuda-graph-max-bs, none above the request pool (cuda_graph_runner.py keeps capture sizes
         # <= req_to_token_pool.size, max_running_requests)
         graphs["cuda_graph_sizes"] = tuple(range(1, min(values["cuda_graph_max_bs"], running) + 1))
