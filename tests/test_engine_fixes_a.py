@@ -66,3 +66,23 @@ def test_sglang_default_running_requests_in_a_simulation():
     dep = collocated("meta-llama/Llama-3.1-8B", H100, engine="sglang")
     _, kv_tokens, _, engine = build_group(dep, dep.instances[0], 0)
     assert kv_tokens / 131_072 * 512 < 2048 and engine.max_seqs == 2048
+
+
+@pytest.mark.parametrize("version, attention_eager", [("0.8.5", True), ("0.10", True), ("0.11", False),
+                                                      ("0.12", False), ("0.14", False)])
+def test_vllm_piecewise_graphs_launch_decode_attention_eagerly(version, attention_eager):
+    """vLLM before 0.11 runs cudagraph_mode PIECEWISE: attention stays outside the captured graphs for decode-only
+    batches too, so its kernels are launched from the host every step (0.11 on: FULL_AND_PIECEWISE, full decode
+    graphs)."""
+    from phasewise.perf.batch import BatchShape
+    from phasewise.sim.deployment import collocated
+    from phasewise.sim.simulate import build_group
+
+    dep = collocated("meta-llama/Llama-3.1-8B", H100, engine=f"vllm@{version}")
+    cost = build_group(dep, dep.instances[0], 0)[0]
+    assert cost.engine.cuda_graph_attention_eager is attention_eager
+    decode = BatchShape.uniform(8, 1, 1024, True, None)
+    assert not cost.graph_launch(decode)[0]  # the batch replays graphs either way
+    ops = {op.name: op for op in cost.iteration(decode).operators}
+    assert (ops["attention"].dispatch_s > 0) is attention_eager and ("eager_dispatch" in ops) is attention_eager
+    assert cost.fast(decode)[0] == pytest.approx(cost.iteration(decode).latency_s)

@@ -511,6 +511,9 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cap = min(2 * seqs, 512, budget)  # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget)
         graphs["cuda_graph_sizes"] = tuple(s for s in sizes if s <= cap) or (1,)
         graphs["cuda_graph_mixed"] = True  # V1 piecewise graphs cover mixed batches by token count
+        # the version's cudagraph_mode (engine_presets.yaml): PIECEWISE leaves attention outside the graphs for
+        # decode-only batches too; FULL_AND_PIECEWISE replays full graphs (attention inside) for them
+        graphs["cuda_graph_attention_eager"] = table.get("cudagraph_mode", "full_and_piecewise") == "piecewise"
         graphs["overlap_scheduling"] = bool(values.get("async_scheduling", False))
         chunked = values.get("enable_chunked_prefill", True)
         cfg = dict(max_seqs=seqs, token_budget=budget, chunked_prefill=chunked, prefill_chunk_tokens=budget,

@@ -246,6 +246,10 @@ class EngineProfile(BaseModel):
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = True
     cuda_graph_mixed: bool = False  # graphs also cover batches with prefill tokens, by token count (vLLM V1)
+    # every graph-replayed batch, decode-only ones too, launches its attention eagerly between the captured pieces
+    # (vLLM's cudagraph_mode PIECEWISE, its default before 0.11's FULL_AND_PIECEWISE); false: decode-only batches
+    # replay a graph that holds attention too
+    cuda_graph_attention_eager: bool = False
     # token counts of the piecewise CUDA graphs an engine captures for batches with prefill tokens, beside its decode
     # graphs (SGLang --enable-piecewise-cuda-graph): such a batch up to the largest replays them, padded up
     piecewise_graph_tokens: tuple[int, ...] = ()
