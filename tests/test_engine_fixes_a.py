@@ -86,3 +86,54 @@ def test_vllm_piecewise_graphs_launch_decode_attention_eagerly(version, attentio
     ops = {op.name: op for op in cost.iteration(decode).operators}
     assert (ops["attention"].dispatch_s > 0) is attention_eager and ("eager_dispatch" in ops) is attention_eager
     assert cost.fast(decode)[0] == pytest.approx(cost.iteration(decode).latency_s)
+
+
+def _latencies(engine: str):
+    import numpy as np
+
+    from phasewise.sim import simulate
+    from phasewise.sim.deployment import collocated
+    from phasewise.workload import Workload
+
+    count = 60
+    result = simulate(collocated("meta-llama/Llama-3.1-8B", H100, engine=engine),
+                      Workload(np.arange(count) * 0.1, np.full(count, 700), np.full(count, 150)))
+    return list(result.ttft_s), list(result.tpot_s)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "vllm@0.10", "sglang"])
+def test_fit_engine_file_with_the_presets_constants_runs_as_the_preset(tmp_path, engine):
+    """fit-engine's file names the preset it refines: with the fitted constants at the preset's own values it runs
+    exactly as --engine PRESET (async scheduling, capture sizes, knobs), not as a bare profile."""
+    from phasewise.apps.fit_view import write_engine
+    from phasewise.specs import load_engine
+    from phasewise.specs.engines import preset_entry
+
+    profile = load_engine(preset_entry(engine)["profile"])
+    values = {"iteration_overhead_s": profile.iteration_overhead_s, "eager_launch_s": profile.eager_launch_s}
+    out = write_engine({"profile": profile, "values": values, "fit_runs": 2, "held_out_runs": 2}, engine,
+                       "points.yaml", str(tmp_path / "fit.yaml"))
+    assert f"preset: {engine}" in out.read_text()
+    assert _latencies(str(out)) == _latencies(engine)
+
+
+def test_engine_file_that_names_a_preset_refines_it(tmp_path):
+    """engines.yaml's `vllm` entry copied with `preset: vllm` runs as --engine vllm; a changed constant changes it."""
+    same, slower = tmp_path / "same.yaml", tmp_path / "slower.yaml"
+    same.write_text("engines:\n  mine:\n    preset: vllm\n    iteration_overhead_s: 1.0e-3\n")
+    slower.write_text("engines:\n  mine:\n    preset: vllm\n    iteration_overhead_s: 2.0e-2\n")
+    preset = _latencies("vllm")
+    assert _latencies(str(same)) == preset
+    assert sum(_latencies(str(slower))[1]) > sum(preset[1])
+
+
+@pytest.mark.parametrize("body, message", [
+    ("preset: vllm\n    cuda_graph_sizes: [1, 2]", "cuda_graph_sizes is set by preset 'vllm'"),
+    ("preset: vllm\n    scheduler: vllm", "give preset or scheduler, not both"),
+    ("preset: vlm", "preset 'vlm' is not one of vllm"),
+])
+def test_engine_file_preset_mistakes_are_one_line_errors(tmp_path, body, message):
+    path = tmp_path / "eng.yaml"
+    path.write_text(f"engines:\n  mine:\n    {body}\n")
+    with pytest.raises(PhasewiseError, match=message):
+        resolve_engine(str(path), load_hardware(H100))

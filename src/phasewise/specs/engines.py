@@ -20,7 +20,7 @@ from phasewise.specs.engine_defaults import (
     sglang_vision_factor,
     trtllm_graph_sizes,
 )
-from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
+from phasewise.specs.hardware import EngineProfile, HardwareSpec, engine_file_preset, load_engine
 from phasewise.specs.vision import VisionEncoder
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
@@ -140,10 +140,18 @@ def preset_names() -> list[str]:
 
 
 def preset_entry(engine: str) -> dict[str, Any]:
-    """A preset's entry in engine_presets.yaml by name (`preset[@version]`); a profile name or file behaves as
-    vLLM V1."""
+    """A preset's entry in engine_presets.yaml by name (`preset[@version]`), or the preset an engine file refines
+    (its `preset:`); a profile name or bare file behaves as vLLM V1."""
     presets = packaged("engine_presets.yaml")["presets"]
-    return presets.get(engine.split("@", 1)[0].lower(), presets["vllm"])
+    return presets.get(preset_key(engine), presets["vllm"])
+
+
+def preset_key(engine: str) -> str:
+    """The preset key `engine` (`preset[@version]`, a profile name or an engine file) stands for: the name; an engine
+    file's `preset:` (engine_file_preset) where it names one."""
+    name = engine.split("@", 1)[0]
+    preset = engine_file_preset(name) if looks_like_path(name) else None
+    return (preset or name).split("@", 1)[0].lower()
 
 
 def vendor_refusal(engine: str, hw: HardwareSpec) -> str | None:
@@ -151,7 +159,7 @@ def vendor_refusal(engine: str, hw: HardwareSpec) -> str | None:
     (TensorRT-LLM on an AMD GPU); None where it runs (a chip with no vendor, a profile name or file: any engine)."""
     presets = packaged("engine_presets.yaml")["presets"]
     name = engine.split("@", 1)[0]
-    vendors = (presets.get(name.lower()) or {}).get("vendors")
+    vendors = (presets.get(preset_key(engine)) or {}).get("vendors")
     if not vendors or hw.vendor is None or hw.vendor in vendors:
         return None
     runs_on = [key for key, entry in presets.items() if hw.vendor in (entry.get("vendors") or (hw.vendor,))]
@@ -315,7 +323,7 @@ def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: in
     from phasewise.specs.engine_kv import _version_key
 
     name, _, version = engine.partition("@")
-    entry = packaged("engine_presets.yaml")["presets"].get(name.lower()) or {}
+    entry = packaged("engine_presets.yaml")["presets"].get(preset_key(engine)) or {}
     rule = entry.get("kv_connector_tp")
     if not rule:
         return None
@@ -363,9 +371,15 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     name, _, version = engine.partition("@")
     key = name.lower()
     bare = False  # a host profile alone keeps its own CUDA-graph and overlap settings
+    file_preset = engine_file_preset(name) if looks_like_path(name) else None
     if key in presets:
         entry = presets[key]
         profile = load_engine(entry["profile"])
+    elif file_preset is not None:
+        # a file that refines a preset: the preset as it runs, the file's host constants over its profile's
+        preset, _, preset_version = file_preset.partition("@")
+        entry, profile = presets[preset.lower()], load_engine(name)
+        key, version = name, version or preset_version
     elif looks_like_path(engine) or key in packaged("engines.yaml")["engines"]:
         # A bare host profile (e.g. what `phasewise calibrate` writes): scheduled as its file says, else vLLM V1.
         profile = load_engine(engine)
