@@ -12,6 +12,7 @@ import subprocess
 import pytest
 from test_plan_export import PREFIX, _parse
 
+from phasewise.errors import PhasewiseError
 from phasewise.apps.launch import launch_commands, launch_script
 from phasewise.apps.launch_args import engine_flags
 from phasewise.sim.deployment import build_deployment
@@ -160,8 +161,8 @@ def test_sarathis_partial_prefills_are_not_written_and_the_script_says_what_runs
         "vllm"]["flags"]
     assert any("no vLLM V1 equivalent" in c and "512-token budget" in c for c in cmd.comments)
     asked = build_deployment({"model": M, "instances": [{"hardware": "h100-sxm", "max_num_partial_prefills": 4}]})
-    (cmd,), _, _ = launch_commands(asked)
-    assert "--max-num-partial-prefills" not in cmd.argv and any("not written" in c for c in cmd.comments)
+    with pytest.raises(PhasewiseError, match="max-num-partial-prefills=4 is not possible on vllm@0.14"):
+        launch_commands(asked)  # vLLM V1 refuses it, so the deployment is refused before any export
 
 
 @pytest.mark.parametrize("engine, line", [

@@ -12,8 +12,9 @@ import yaml
 from phasewise.errors import PhasewiseError
 from phasewise.perf.fit import FITTABLE, fit_engine, parse_points, relative_error
 from phasewise.specs import load_engine
-from phasewise.specs.catalog import read_user_file
-from phasewise.specs.engines import SCHEDULERS
+from phasewise.specs.catalog import looks_like_path, read_user_file
+from phasewise.specs.engines import SCHEDULERS, preset_entry, preset_names
+from phasewise.specs.hardware import PRESET_PROFILE_FIELDS, engine_file_preset
 
 HOLDOUTS = ("every-other", "none")
 
@@ -46,12 +47,23 @@ def _errors(rows: list[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def write_engine(result: dict[str, Any], engine: str, points_path: str, out: str) -> Path:
+    """The fitted engine as an engine file. Fitted from a preset (`vllm[@0.12]`, or a file that refines one), the file
+    refines that preset (`preset:`): `--engine FILE` runs the preset as `--engine PRESET` does (scheduler, knobs,
+    CUDA graphs, async / overlap scheduling) with the fitted constants, and the file's fields that differ from the
+    preset's profile. From a bare profile, the whole profile and its scheduler."""
     profile = result["profile"]
-    entry = profile.model_dump(exclude={"name"})
-    entry["cuda_graph_sizes"] = list(entry["cuda_graph_sizes"])
-    scheduler = engine.split("@")[0]
-    if scheduler in SCHEDULERS:
-        entry["scheduler"] = scheduler
+    preset = _preset_of(engine)
+    if preset is not None:
+        base = load_engine(preset_entry(preset)["profile"]).model_dump(exclude={"name"})
+        fields = profile.model_dump(exclude={"name", "source", *PRESET_PROFILE_FIELDS})
+        entry = {"preset": preset, **{k: v for k, v in fields.items() if v != base[k]},
+                 **{k: fields[k] for k in result["values"]}}
+    else:
+        entry = profile.model_dump(exclude={"name"})
+        entry["cuda_graph_sizes"] = list(entry["cuda_graph_sizes"])
+        scheduler = engine.split("@")[0]
+        if scheduler in SCHEDULERS:
+            entry["scheduler"] = scheduler
     entry["source"] = (f"phasewise fit-engine {points_path} --engine {engine}: "
                        + ", ".join(f"{k} {v:.4g}" for k, v in result["values"].items())
                        + f" fitted on {result['fit_runs']} runs ({result['held_out_runs']} held out)")
@@ -61,6 +73,18 @@ def write_engine(result: dict[str, Any], engine: str, points_path: str, out: str
     except OSError as exc:
         raise PhasewiseError(f"--out {out}: cannot write ({exc.strerror})") from None
     return path
+
+
+def _preset_of(engine: str) -> str | None:
+    """The preset (`name[@version]`) fit-engine's --engine runs as: a preset named, or the one an engine file refines
+    (with the version --engine gives, if any); None for a bare profile."""
+    name, _, version = engine.partition("@")
+    if name.lower() in preset_names():
+        return engine.lower()
+    preset = engine_file_preset(name) if looks_like_path(name) else None
+    if preset is None:
+        return None
+    return f"{preset.split('@', 1)[0]}@{version}" if version else preset
 
 
 def render_fit(console, result: dict[str, Any]) -> None:

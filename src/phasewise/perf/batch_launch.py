@@ -70,11 +70,12 @@ class BatchLaunch:
         tokens, logit_tokens = self._busiest_rank(shape)
         return max(tokens, gemm_tokens / self.attention_dp), logit_tokens
 
-    @staticmethod
-    def _attention_eager(shape: BatchShape, eager: bool) -> bool:
-        """Whether the iteration launches its attention eagerly: when it runs eagerly, and when a batch with
-        prefill tokens replays piecewise graphs (vLLM V1's, SGLang's), which leave attention between the pieces."""
-        return eager or shape.prefill_tokens > 0
+    def _attention_eager(self, shape: BatchShape, eager: bool) -> bool:
+        """Whether the iteration launches its attention eagerly: when it runs eagerly, when a batch with prefill
+        tokens replays piecewise graphs (vLLM V1's, SGLang's), which leave attention between the pieces, and for
+        every batch where the engine's graphs are piecewise only (EngineProfile.cuda_graph_attention_eager: vLLM
+        before 0.11, its decode batches too)."""
+        return eager or shape.prefill_tokens > 0 or self.engine.cuda_graph_attention_eager
 
     def _with_host(self, device_s: float, host_s: float) -> float:
         """An iteration's time from its device time and its host work: their sum, or, when the engine's

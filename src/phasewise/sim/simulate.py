@@ -82,7 +82,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         def resolve(kv_capacity_tokens: int | None = None) -> EngineConfig:
             return resolve_engine(g.engine, hw, g.knobs, g.entry_point, g.pp, kv_capacity_tokens, role=g.role,
                                   speculative_draft=draft, attention_dp=layout.attention_dp, tp=g.tp,
-                                  vision=model.vision, model_type=model.model_type)
+                                  vision=model.vision, model_type=model.model_type,
+                                  max_model_len=model.max_position_embeddings or None)
 
         engine = resolve()
         # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout

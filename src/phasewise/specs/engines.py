@@ -20,7 +20,7 @@ from phasewise.specs.engine_defaults import (
     sglang_vision_factor,
     trtllm_graph_sizes,
 )
-from phasewise.specs.hardware import EngineProfile, HardwareSpec, load_engine
+from phasewise.specs.hardware import EngineProfile, HardwareSpec, engine_file_preset, load_engine
 from phasewise.specs.vision import VisionEncoder
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
@@ -58,7 +58,7 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {
     "cuda_graph_max_bs": (1, 65_536), "piecewise_cuda_graph_max_tokens": (1, 1_048_576),
 }
 GIB = 1024**3
-SGLANG_REQUEST_POOL = 4096  # assumed cap of SGLang's request pool when max_running_requests is unset
+SGLANG_REQUEST_POOL = 4096  # the most requests SGLang's request pool holds when max_running_requests is unset
 # Knobs an engine reads per attention-DP rank, each rank scheduling its own sequences: vLLM's (--data-parallel-size:
 # one engine core, with its own scheduler, per rank), TensorRT-LLM's (enable_attention_dp: one executor per rank;
 # py_executor.py _balance_adp_requests compares each rank's own generation count with max_batch_size; AIConfigurator's
@@ -140,10 +140,18 @@ def preset_names() -> list[str]:
 
 
 def preset_entry(engine: str) -> dict[str, Any]:
-    """A preset's entry in engine_presets.yaml by name (`preset[@version]`); a profile name or file behaves as
-    vLLM V1."""
+    """A preset's entry in engine_presets.yaml by name (`preset[@version]`), or the preset an engine file refines
+    (its `preset:`); a profile name or bare file behaves as vLLM V1."""
     presets = packaged("engine_presets.yaml")["presets"]
-    return presets.get(engine.split("@", 1)[0].lower(), presets["vllm"])
+    return presets.get(preset_key(engine), presets["vllm"])
+
+
+def preset_key(engine: str) -> str:
+    """The preset key `engine` (`preset[@version]`, a profile name or an engine file) stands for: the name; an engine
+    file's `preset:` (engine_file_preset) where it names one."""
+    name = engine.split("@", 1)[0]
+    preset = engine_file_preset(name) if looks_like_path(name) else None
+    return (preset or name).split("@", 1)[0].lower()
 
 
 def vendor_refusal(engine: str, hw: HardwareSpec) -> str | None:
@@ -151,7 +159,7 @@ def vendor_refusal(engine: str, hw: HardwareSpec) -> str | None:
     (TensorRT-LLM on an AMD GPU); None where it runs (a chip with no vendor, a profile name or file: any engine)."""
     presets = packaged("engine_presets.yaml")["presets"]
     name = engine.split("@", 1)[0]
-    vendors = (presets.get(name.lower()) or {}).get("vendors")
+    vendors = (presets.get(preset_key(engine)) or {}).get("vendors")
     if not vendors or hw.vendor is None or hw.vendor in vendors:
         return None
     runs_on = [key for key, entry in presets.items() if hw.vendor in (entry.get("vendors") or (hw.vendor,))]
@@ -315,7 +323,7 @@ def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: in
     from phasewise.specs.engine_kv import _version_key
 
     name, _, version = engine.partition("@")
-    entry = packaged("engine_presets.yaml")["presets"].get(name.lower()) or {}
+    entry = packaged("engine_presets.yaml")["presets"].get(preset_key(engine)) or {}
     rule = entry.get("kv_connector_tp")
     if not rule:
         return None
@@ -347,13 +355,15 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
                    entry_point: str = "server", pp: int = 1, kv_capacity_tokens: int | None = None,
                    role: str = "collocated", speculative_draft: str | None = None,
                    attention_dp: int = 1, tp: int = 1, vision: VisionEncoder | None = None,
-                   model_type: str | None = None) -> EngineConfig:
+                   model_type: str | None = None, max_model_len: int | None = None) -> EngineConfig:
     """`engine` (preset[@version], a profile key, or a profile YAML) on `hw`, with the user's knobs, for an
     instance in `role` (collocated, prefill or decode); `speculative_draft` is the deployment's draft ('mtp' or a
     draft model id; None without speculative decoding); `attention_dp` its attention data-parallel ranks, `tp` its
     GPUs per pipeline stage (SGLang's defaults follow both); `vision` the model's vision encoder (SGLang lowers its
     default memory fraction for one); `model_type` the model's (config.json), for the knob defaults an engine sets
-    for that model alone (the preset's `model_knob_defaults`: SGLang's 256 running requests for DeepSeek-V4)."""
+    for that model alone (the preset's `model_knob_defaults`: SGLang's 256 running requests for DeepSeek-V4);
+    `max_model_len` the context the deployment serves (the model's: vLLM's max_model_len, SGLang's context_len),
+    which vLLM's budget without chunked prefill and SGLang's request pool follow (None: not known)."""
     knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
@@ -361,9 +371,15 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     name, _, version = engine.partition("@")
     key = name.lower()
     bare = False  # a host profile alone keeps its own CUDA-graph and overlap settings
+    file_preset = engine_file_preset(name) if looks_like_path(name) else None
     if key in presets:
         entry = presets[key]
         profile = load_engine(entry["profile"])
+    elif file_preset is not None:
+        # a file that refines a preset: the preset as it runs, the file's host constants over its profile's
+        preset, _, preset_version = file_preset.partition("@")
+        entry, profile = presets[preset.lower()], load_engine(name)
+        key, version = name, version or preset_version
     elif looks_like_path(engine) or key in packaged("engines.yaml")["engines"]:
         # A bare host profile (e.g. what `phasewise calibrate` writes): scheduled as its file says, else vLLM V1.
         profile = load_engine(engine)
@@ -406,7 +422,10 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
             table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
-    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp)
+    if sched in ("vllm", "shortest-prefill") and not values.get("enable_chunked_prefill", True) and max_model_len:
+        values["max_num_batched_tokens"] = _unchunked_budget(knobs.get("max_num_batched_tokens"), max_model_len)
+    config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp,
+                    max_model_len)
     config = replace(config, role=role)
     if speculating.get("overlap_scheduler") is False:  # the version runs speculative decoding without the overlap
         config = replace(config, profile=config.profile.model_copy(update={"overlap_scheduling": False}))
@@ -417,6 +436,30 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if bare:
         config = replace(config, profile=profile)
     return config
+
+
+def _unchunked_budget(asked: int | None, max_model_len: int) -> int:
+    """vLLM V1's token budget with chunked prefill off: the served context unless given (engine/arg_utils.py
+    _set_default_args: `if not self.enable_chunked_prefill: self.max_num_batched_tokens = model_config.max_model_len`,
+    0.12-0.14 era), as a whole prompt must fit one step; a smaller one given is refused (config/scheduler.py
+    SchedulerConfig.verify_max_model_len) with vLLM's own words."""
+    if asked is None:
+        return max_model_len
+    if asked < max_model_len:
+        raise PhasewiseError(f"--max-num-batched-tokens ({asked}) is smaller than max_model_len ({max_model_len}, "
+                             "the model's context) with chunked prefill off: vLLM refuses it, as a prompt must fit "
+                             "one step (raise --max-num-batched-tokens or turn chunked prefill on)")
+    return asked
+
+
+def sglang_request_pool(rank_kv_tokens: int, context_tokens: int | None) -> int:
+    """The requests one SGLang scheduler's req_to_token pool holds when --max-running-requests is unset: its KV
+    pool's tokens over the context x 512, kept within 2,048-4,096 (srt/model_executor/model_runner.py
+    init_memory_pool, 0.4-0.5 era: `max_num_reqs = min(max(int(max_total_num_tokens / context_len * 512), 2048),
+    4096)`; _resolve_max_num_reqs keeps it in later versions). The context unknown: the cap."""
+    if not context_tokens:
+        return SGLANG_REQUEST_POOL
+    return min(max(int(rank_kv_tokens / context_tokens * 512), 2048), SGLANG_REQUEST_POOL)
 
 
 def _async_scheduling(label: str, default: bool, speculation: str, asked: bool | None, pp: int,
@@ -467,7 +510,8 @@ def _file_scheduler(path: str) -> str:
 
 
 def _build(key: str, version: str, sched: str, profile: EngineProfile, values: dict[str, Any], table: dict,
-           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None, attention_dp: int = 1) -> EngineConfig:
+           hw: HardwareSpec, pp: int, kv_capacity_tokens: int | None, attention_dp: int = 1,
+           max_model_len: int | None = None) -> EngineConfig:
     graphs: dict[str, Any] = {}
     if "cuda_graph_sizes" in table:
         graphs["cuda_graph_sizes"] = graph_sizes(table["cuda_graph_sizes"])
@@ -481,6 +525,9 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cap = min(2 * seqs, 512, budget)  # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget)
         graphs["cuda_graph_sizes"] = tuple(s for s in sizes if s <= cap) or (1,)
         graphs["cuda_graph_mixed"] = True  # V1 piecewise graphs cover mixed batches by token count
+        # the version's cudagraph_mode (engine_presets.yaml): PIECEWISE leaves attention outside the graphs for
+        # decode-only batches too; FULL_AND_PIECEWISE replays full graphs (attention inside) for them
+        graphs["cuda_graph_attention_eager"] = table.get("cudagraph_mode", "full_and_piecewise") == "piecewise"
         graphs["overlap_scheduling"] = bool(values.get("async_scheduling", False))
         chunked = values.get("enable_chunked_prefill", True)
         cfg = dict(max_seqs=seqs, token_budget=budget, chunked_prefill=chunked, prefill_chunk_tokens=budget,
@@ -500,9 +547,12 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         if running is None:
             # unset: each DP-attention rank's scheduler takes min(its KV pool's tokens // 2, its request pool)
             # (managers/tp_worker.py, 0.4-0.5 era: max_total_num_tokens // 2 unless given, capped at
-            # req_to_token_pool.size; each rank has its own pool), so the instance holds attention_dp times that
+            # req_to_token_pool.size; each rank has its own pool, sglang_request_pool), so the instance holds
+            # attention_dp times that
             kv = kv_capacity_tokens if kv_capacity_tokens is not None else 2 * SGLANG_REQUEST_POOL * attention_dp
-            running = attention_dp * max(1, min(kv // attention_dp // 2, SGLANG_REQUEST_POOL))
+            rank_kv = kv // attention_dp
+            context = max_model_len if kv_capacity_tokens is not None else None  # no KV pool known: the cap
+            running = attention_dp * max(1, min(rank_kv // 2, sglang_request_pool(rank_kv, context)))
         # every size up to --cuda-graph-max-bs, none above the request pool (cuda_graph_runner.py keeps capture sizes
         # <= req_to_token_pool.size, max_running_requests)
         graphs["cuda_graph_sizes"] = tuple(range(1, min(values["cuda_graph_max_bs"], running) + 1))
@@ -551,6 +601,12 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
             cfg["adp_balance"] = (values["attention_dp_timeout_iters"], values["attention_dp_batching_wait_iters"])
         if values.get("batch_wait_timeout_iters", 0) > 0 or values.get("batch_wait_max_tokens_ratio", 0) > 0:
             cfg["batch_wait"] = (values["batch_wait_timeout_iters"], values["batch_wait_max_tokens_ratio"])
+    if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
+        # before the attention-DP totals below: the flags (and vLLM's own check) are each rank's
+        name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
+        raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
+                             f"({cfg['max_seqs']}): a step's decodes alone would use the whole budget and "
+                             f"prefills would starve (vLLM enforces the same)")
     if attention_dp > 1 and sched in ("vllm", "shortest-prefill", "trtllm"):
         # each rank schedules its own sequences within its own caps (PER_RANK_KNOBS): the instance's step holds the
         # ranks' batches together, a prompt (on one rank) at most one rank's budget a step
@@ -558,11 +614,6 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         cfg.update(max_seqs=cfg["max_seqs"] * attention_dp, token_budget=rank_budget * attention_dp,
                    prefill_chunk_tokens=cfg["prefill_chunk_tokens"] * attention_dp,
                    partial_prefills=cfg["partial_prefills"] * attention_dp, prefill_rank_tokens=rank_budget)
-    if sched in ("vllm", "sarathi", "shortest-prefill") and cfg["token_budget"] < cfg["max_seqs"]:
-        name = "chunk_size" if sched == "sarathi" else "max_num_batched_tokens"
-        raise PhasewiseError(f"--{name.replace('_', '-')} ({cfg['token_budget']}) must be >= --max-num-seqs "
-                             f"({cfg['max_seqs']}): a step's decodes alone would use the whole budget and "
-                             f"prefills would starve (vLLM enforces the same)")
     if graphs:
         profile = profile.model_copy(update=graphs)
     source = str(table.get("source", ""))

@@ -246,6 +246,10 @@ class EngineProfile(BaseModel):
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = True
     cuda_graph_mixed: bool = False  # graphs also cover batches with prefill tokens, by token count (vLLM V1)
+    # every graph-replayed batch, decode-only ones too, launches its attention eagerly between the captured pieces
+    # (vLLM's cudagraph_mode PIECEWISE, its default before 0.11's FULL_AND_PIECEWISE); false: decode-only batches
+    # replay a graph that holds attention too
+    cuda_graph_attention_eager: bool = False
     # token counts of the piecewise CUDA graphs an engine captures for batches with prefill tokens, beside its decode
     # graphs (SGLang --enable-piecewise-cuda-graph): such a batch up to the largest replays them, padded up
     piecewise_graph_tokens: tuple[int, ...] = ()
@@ -366,16 +370,53 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     return build_hardware(key, catalog[key], f"hardware '{key}'")
 
 
+# The profile fields an engine preset sets itself, from its version and knobs (specs/engines.py _build): a file that
+# refines a preset (`preset:`) cannot set them
+PRESET_PROFILE_FIELDS = ("cuda_graph_sizes", "cuda_graph_padding", "cuda_graph_mixed", "cuda_graph_attention_eager",
+                         "piecewise_graph_tokens", "overlap_scheduling")
+
+
+def engine_file_preset(path: str) -> str | None:
+    """The preset (`NAME[@VERSION]`, engine_presets.yaml) an engine file refines (its entry's `preset:` key, as
+    fit-engine writes it): the preset's scheduler, knobs and CUDA-graph / overlap settings, the file's host constants
+    over its profile's. None: a bare profile (scheduled as its `scheduler:` says)."""
+    entry = _engine_file_entry(path)[1]
+    preset = entry.get("preset") if isinstance(entry, dict) else None
+    if preset is None:
+        return None
+    presets = packaged("engine_presets.yaml")["presets"]
+    if not isinstance(preset, str) or preset.split("@", 1)[0].lower() not in presets:
+        raise PhasewiseError(f"engine file '{path}': preset {preset!r} is not one of {', '.join(presets)} "
+                             "(optionally @VERSION)")
+    if "scheduler" in entry:
+        raise PhasewiseError(f"engine file '{path}': give preset or scheduler, not both (the preset names its "
+                             "scheduler)")
+    return preset
+
+
+def _engine_file_entry(path: str) -> tuple[str, Any]:
+    data = read_user_file(path, "engine")
+    engines = data.get("engines")
+    if not isinstance(engines, dict) or len(engines) != 1:
+        raise PhasewiseError(f"engine file '{path}' must hold exactly one entry under 'engines:'")
+    return next(iter(engines.items()))
+
+
 def load_engine(name_or_path: str) -> EngineProfile:
-    """A catalog engine by name, or a YAML file with one entry under `engines:` (as calibrate writes)."""
+    """A catalog engine by name, or a YAML file with one entry under `engines:` (as calibrate writes); a file that
+    names a `preset:` (engine_file_preset) holds the fields it changes in that preset's profile."""
     if looks_like_path(name_or_path):
-        data = read_user_file(name_or_path, "engine")
-        engines = data.get("engines")
-        if not isinstance(engines, dict) or len(engines) != 1:
-            raise PhasewiseError(f"engine file '{name_or_path}' must hold exactly one entry under 'engines:'")
-        key, entry = next(iter(engines.items()))
+        key, entry = _engine_file_entry(name_or_path)
+        preset = engine_file_preset(name_or_path)
         if isinstance(entry, dict):
-            entry = {k: v for k, v in entry.items() if k != "scheduler"}  # read by specs.engines
+            entry = {k: v for k, v in entry.items() if k not in ("scheduler", "preset")}  # read by specs.engines
+        if preset is not None:
+            fixed = [k for k in PRESET_PROFILE_FIELDS if k in entry]
+            if fixed:
+                raise PhasewiseError(f"engine file '{name_or_path}': {', '.join(fixed)} is set by preset '{preset}' "
+                                     "(its version and knobs); remove it, or drop `preset:` for a bare profile")
+            base = packaged("engine_presets.yaml")["presets"][preset.split("@", 1)[0].lower()]["profile"]
+            entry = {**packaged("engines.yaml")["engines"][base], **entry}
         where = f"engine file '{name_or_path}'"
     else:
         engines = packaged("engines.yaml")["engines"]
