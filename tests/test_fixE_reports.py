@@ -30,3 +30,49 @@ def test_alchemist_memory_figure_and_table_show_the_checked_run(alchemist):
     rows = {row[0]: row for row in table["rows"]}
     column = table["columns"].index("peak training GiB")
     assert rows[checked[0]][column] / rows["recompute"][column] == pytest.approx(check["phasewise"], abs=0.01)
+
+
+# --- ascendra: goodput is a property of the attainment curve, not of the bisection's path -------------------------
+def _noisy_attainment(rate: float) -> float:
+    """Attainment that crosses 90 % three times (as Sarathi-Serve's does on 1,000 requests near 30 req/s): it misses
+    in [30.0, 30.4), attains again in [30.4, 31.0), and misses from 31.0 on."""
+    if rate < 30.0 or 30.4 <= rate < 31.0:
+        return 0.91
+    return 0.88
+
+
+class _Fake:
+    def __init__(self, share: float) -> None:
+        self.share = share
+
+    def attained(self):
+        import numpy as np
+
+        return np.array([self.share])
+
+
+@pytest.mark.parametrize("top", [100.0, 37.0, 64.0, 31.0])
+def test_ascendra_goodput_does_not_depend_on_the_search_path(monkeypatch, top):
+    from phasewise.scenarios import ascendra
+
+    monkeypatch.setattr(ascendra._Runs, "__call__", lambda self, policy, rate: _Fake(_noisy_attainment(rate)))
+    setup = get_scenario("ascendra").resolve({"rate_max_rps": str(top), "requests": "50"})
+    rate = ascendra._Runs(setup).goodput("sarathi")
+    # the highest attaining rate of the 1 % grid (1.01^k) past which attainment stays below the target, whatever
+    # the bisection's bracket (before: 30.86 from 100 req/s, 29.8 from 37)
+    assert rate == pytest.approx(1.01 ** 345) and 30.9 < rate < 31.0
+
+
+def test_ascendra_attainment_curves_agree_with_their_goodput_labels(scenario_defaults):
+    result = scenario_defaults("ascendra")
+    setup = result.setup
+    figure = next(f for f in result.outcome.figures if f.layout.title.text.startswith("SLO attainment"))
+    for curve in figure.data:
+        goodput = float(curve.name.rsplit("goodput ", 1)[1].split(" req/s")[0])
+        points = list(zip(curve.x, curve.y))
+        assert any(abs(rate - goodput) < 0.05 and share >= setup["attainment"] for rate, share in points), \
+            (curve.name, points)  # the curve reaches the target at its goodput
+        above = [(rate, share) for rate, share in points if rate > goodput + 0.05 and share >= setup["attainment"]]
+        assert not above, (curve.name, above)  # and not at any rate above it
+    assert "goodput: the highest rate on a 1% grid" in figure.layout.title.text  # the definition, stated
+
