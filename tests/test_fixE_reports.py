@@ -76,3 +76,16 @@ def test_ascendra_attainment_curves_agree_with_their_goodput_labels(scenario_def
         assert not above, (curve.name, above)  # and not at any rate above it
     assert "goodput: the highest rate on a 1% grid" in figure.layout.title.text  # the definition, stated
 
+
+# --- jupiter: the one-device row has no ratio to print ------------------------------------------------------------
+def test_jupiter_table_prints_no_python_none():
+    from types import SimpleNamespace
+
+    from phasewise.scenarios.jupiter import baseline_table
+
+    run = SimpleNamespace(ttft_s=0.5, tpot_s=0.02, end_s=3.0)
+    table = baseline_table([{"mbps": 100.0, "jupiter": run, "layer": run, "tp": None}],
+                           SimpleNamespace(ttft_s=0.37, tpot_s=0.098, end_s=12.92))
+    assert table["rows"][-1] == ["-", "one device", 0.37, 98.0, 12.92, "-"]
+    assert all(cell is not None for row in table["rows"] for cell in row)
+
