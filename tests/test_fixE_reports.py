@@ -89,3 +89,42 @@ def test_jupiter_table_prints_no_python_none():
     assert table["rows"][-1] == ["-", "one device", 0.37, 98.0, 12.92, "-"]
     assert all(cell is not None for row in table["rows"] for cell in row)
 
+
+# --- device-cloud: --setup replaces the device, cloud and link flags: giving both is refused ------------------------
+DC_SETUP = """devices: 4
+device_hardware: jetson-agx-orin
+cloud_hardware: a6000
+cloud_gpus: 8
+uplink_mbps: 100
+downlink_mbps: 100
+latency_s: 0.01
+"""
+
+
+@pytest.mark.parametrize("flags, named", [
+    (("--devices", "30", "--uplink-mbps", "5", "--cloud-gpus", "1"), "--devices, --cloud-gpus, --uplink-mbps do not"),
+    (("--devices", "30"), "--devices does not apply with --setup"),  # the default's value, given: still refused
+    (("--latency-ms", "3"), "--latency-ms does not apply with --setup"),
+])
+def test_device_cloud_refuses_flags_its_setup_file_replaces(run_cli, tmp_path, flags, named):
+    path = tmp_path / "dc.yaml"
+    path.write_text(DC_SETUP)
+    code, out, err = run_cli("device-cloud", "--setup", str(path), *flags)
+    assert code == 2 and named in err and len(err.strip().splitlines()) == 1, (code, out, err)
+
+
+def test_device_cloud_setup_alone_and_flags_alone_still_run(run_cli, tmp_path):
+    path = tmp_path / "dc.yaml"
+    path.write_text(DC_SETUP)
+    code, out, err = run_cli("device-cloud", "--setup", str(path), "--output-len", "8", "--chunk", "64")
+    assert code == 0 and "4 devices" in out, err
+    code, out, err = run_cli("device-cloud", "--devices", "5", "--output-len", "8", "--chunk", "64")
+    assert code == 0 and "5 devices" in out, err
+
+
+def test_edge_refuses_a_chain_flag_given_at_its_defaults_value_beside_a_topology(run_cli, tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
+                    "links: [{a: a, b: b, mbps: 1000, latency_s: 0.001}]\nsplit: [16, 16]\n")
+    code, _, err = run_cli("edge", "--topology", str(path), "--mbps", "1000")
+    assert code == 2 and "--mbps does not apply with --topology" in err
