@@ -128,3 +128,58 @@ def test_edge_refuses_a_chain_flag_given_at_its_defaults_value_beside_a_topology
                     "links: [{a: a, b: b, mbps: 1000, latency_s: 0.001}]\nsplit: [16, 16]\n")
     code, _, err = run_cli("edge", "--topology", str(path), "--mbps", "1000")
     assert code == 2 and "--mbps does not apply with --topology" in err
+
+
+# --- priority pools: class SLOs bounded; a priority column spelled otherwise is named, not skipped ------------------
+POOLS = [dict(hardware="h100-sxm", replicas=2, pool="lp"), dict(hardware="h100-sxm", replicas=1, pool="hp")]
+
+
+@pytest.mark.parametrize("classes, field", [
+    ([[-500, 0], [20000, 500]], "priority_pools.class_slo_ms.0.0"),
+    ([[500, 50], [20000, 0]], "priority_pools.class_slo_ms.1.1"),
+    ([[float("nan"), 50]], "priority_pools.class_slo_ms.0.0"),
+    ([], "priority_pools.class_slo_ms"),
+])
+def test_class_slos_must_be_positive(classes, field):
+    from phasewise.errors import PhasewiseError
+    from phasewise.sim.deployment import build_deployment
+
+    with pytest.raises(PhasewiseError) as err:
+        build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": POOLS,
+                          "priority_pools": {"class_slo_ms": classes}})
+    message = str(err.value)
+    assert field in message and "\n" not in message
+
+
+def test_class_slos_may_be_unbounded_in_a_dimension():
+    from phasewise.sim.deployment import build_deployment
+
+    dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "instances": POOLS,
+                            "priority_pools": {"class_slo_ms": [[float("inf"), 100], [3000, 200]]}})
+    assert dep.priority_pools.class_slo_ms[0][0] == float("inf")
+
+
+@pytest.mark.parametrize("suffix, lines", [
+    (".csv", ["arrived_at,num_prefill_tokens,num_decode_tokens,Priority", "0.0,100,10,0", "0.5,200,20,1"]),
+    (".jsonl", ['{"arrived_at": 0, "num_prefill_tokens": 100, "num_decode_tokens": 10, "Priority": 1}']),
+    (".jsonl", ['{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [0, 1], "PRIORITY": 1}']),
+])
+def test_a_priority_column_spelled_otherwise_is_named(tmp_path, suffix, lines):
+    from phasewise.errors import PhasewiseError
+    from phasewise.workload import load_trace
+
+    path = tmp_path / f"t{suffix}"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PhasewiseError) as err:
+        load_trace(str(path))
+    message = str(err.value)
+    assert "is not read: a request's class is the column 'priority', lower case (found columns: " in message
+    assert "riority'" in message.split("found columns: ")[1].lower() and "\n" not in message
+
+
+def test_a_trace_with_other_unknown_columns_still_reads(tmp_path):
+    from phasewise.workload import load_trace
+
+    path = tmp_path / "t.csv"
+    path.write_text("arrived_at,num_prefill_tokens,num_decode_tokens,priority,tenant\n0.0,100,10,1,a\n0.5,200,20,0,b\n")
+    assert list(load_trace(str(path)).priority) == [1, 0]
