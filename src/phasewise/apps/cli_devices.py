@@ -6,9 +6,29 @@ from typing import Annotated, Optional
 
 import typer
 
-from phasewise.apps.cli_common import DevicePrecision, Engine, Json, Model, app, changed_options, console
+from phasewise.apps.cli_common import (
+    DevicePrecision,
+    Engine,
+    Json,
+    Model,
+    app,
+    changed_options,
+    console,
+    given_on_command_line,
+)
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
+
+
+def refuse_replaced(command, values: dict, replaced: tuple[str, ...], file_flag: str, what: str) -> None:
+    """A file option (--topology, --setup) replaces the flags `replaced`: any of them the user gave too, even at its
+    default's value, is a conflict named in one line, not a flag quietly ignored."""
+    changed = dict(changed_options(command, values))
+    given = [changed.get(key, "--" + key.replace("_", "-")) for key in replaced
+             if key in changed or given_on_command_line(key)]
+    if given:
+        raise PhasewiseError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with {file_flag} "
+                             f"(the file {what})")
 
 
 @app.command("edge")
@@ -40,15 +60,18 @@ def edge_cmd(
     from phasewise.apps.edge_view import render_edge, run_edge
 
     if topology is not None:  # the file's devices and links replace these: giving both is a conflict, not a default
-        for key, flag in changed_options(edge_cmd, locals()):
-            if key in ("devices", "mbps", "latency_ms"):
-                raise PhasewiseError(f"{flag} does not apply with --topology (the file names the devices and links)")
+        refuse_replaced(edge_cmd, locals(), ("devices", "mbps", "latency_ms"), "--topology",
+                        "names the devices and links")
     result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
                       subsequences, outline_points, outline_tokens, medusa_heads, acceptance, objective)
     if as_json:
         print(dumps(result))
         return
     render_edge(console, result)
+
+
+DEVICE_CLOUD_FLAGS = ("devices", "device_hardware", "cloud_hardware", "cloud_gpus", "uplink_mbps", "downlink_mbps",
+                      "latency_ms", "input_layers", "output_layers", "adapter_layers")  # what --setup replaces
 
 
 @app.command("device-cloud")
@@ -78,6 +101,9 @@ def device_cloud_cmd(
     """Many devices sharing one cloud server over a U-shaped split (HAT-style chunked upload and drafting)."""
     from phasewise.apps.device_cloud_view import render_device_cloud, run_device_cloud_view
 
+    if setup is not None:  # the file's devices, cloud, links and split replace these flags (its fields)
+        refuse_replaced(device_cloud_cmd, locals(), DEVICE_CLOUD_FLAGS, "--setup",
+                        "sets the devices, the cloud, the links and the split")
     flags = {"devices": devices, "device_hardware": device_hardware, "cloud_hardware": cloud_hardware,
              "cloud_gpus": cloud_gpus, "uplink_mbps": uplink_mbps, "downlink_mbps": downlink_mbps,
              "latency_s": latency_ms / 1e3, "input_layers": input_layers, "output_layers": output_layers,

@@ -25,6 +25,7 @@ from phasewise.sim.api import build
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import SimResult
 from phasewise.sim.simulate import simulate
+from phasewise.specs import load_model
 
 SHAREGPT = "ShareGPT as the vLLM paper reports it (Kwon et al., SOSP'23, Fig. 11a: mean input 161, output 338)"
 SETUP = {
@@ -95,7 +96,8 @@ def run(setup: dict[str, Any]) -> Outcome:
     alone = _figures(_run(setup, None))
     modes = {mode: _figures(_run(setup, _block(setup, mode))) for mode in MODES}
     # forward-order freeing at its best: every layer offloaded (no hedging), for the memory figure
-    freeing = _figures(_run(setup, {**_block(setup, "offload"), "keep_layers": 0}))["training"]
+    every_layer = _figures(_run(setup, {**_block(setup, "offload"), "keep_layers": 0}))
+    freeing = every_layer["training"]
     recording = _figures(_run(setup, _block(setup, "offload", placement="separate")))
     base, keep, off = (modes[m]["training"] for m in MODES)
     if not base["steps"] or not off["steps"]:
@@ -157,10 +159,22 @@ def run(setup: dict[str, Any]) -> Outcome:
               "rows": [[share, mode, f["training"]["steps"], round(f["training"]["training_tokens_per_s"]),
                         round(f["training"]["training_tokens_per_trainer_s"]), round(f["ttft_ms"], 2),
                         round(f["tpot_ms"], 2)] for mode, points in sweep.items() for share, f in points]}
-    return Outcome(checks, _plots(sweep, alone, modes), [_table(alone, modes, recording), report])
+    runs = _labelled(setup, modes, every_layer)
+    return Outcome(checks, _plots(sweep, alone, runs), [_table(alone, runs, recording), report])
 
 
-def _plots(sweep: dict, alone: dict, modes: dict) -> list[go.Figure]:
+def _labelled(setup: dict[str, Any], modes: dict, every_layer: dict) -> dict[str, dict]:
+    """The colocated trainer runs the step, memory and per-mode figures show, each named by what it ran: the
+    offload run as hedged (its layers kept on the GPU) and the every-layer-offloaded run the memory check compares."""
+    layers = load_model(setup["model"]).num_layers
+    kept = modes["offload"]["training"]["keep_layers"]
+    how = "by the hedge" if setup["keep_layers"] < 0 else "keep_layers"
+    return {"recompute": modes["recompute"], "keep (on the GPU)": modes["keep"],
+            f"offload ({kept} of {layers} layers kept on the GPU, {how})": modes["offload"],
+            f"offload, every layer offloaded (0 of {layers} kept; the memory check)": every_layer}
+
+
+def _plots(sweep: dict, alone: dict, runs: dict) -> list[go.Figure]:
     throughput = go.Figure()
     latency = go.Figure()
     for mode, points in sweep.items():
@@ -185,20 +199,20 @@ def _plots(sweep: dict, alone: dict, modes: dict) -> list[go.Figure]:
                           "with feedback", yaxis_title="ms")
     steps = go.Figure()
     for part in ("forward", "backward", "optimizer", "reload"):
-        steps.add_trace(go.Bar(name=part, x=list(modes),
+        steps.add_trace(go.Bar(name=part, x=list(runs),
                                y=[f["training"]["step_s"][part] / max(f["training"]["steps"], 1)
-                                  for f in modes.values()]))
+                                  for f in runs.values()]))
     steps.update_layout(title="Training step breakdown (mean per step)", barmode="stack", yaxis_title="s")
     memory = go.Figure()
     for key, label in (("weight_state_bytes", "grads + optimizer state"), ("peak_activation_bytes", "activations")):
-        memory.add_trace(go.Bar(name=label, x=list(modes), y=[f["training"][key] / 2 ** 30 for f in modes.values()]))
+        memory.add_trace(go.Bar(name=label, x=list(runs), y=[f["training"][key] / 2 ** 30 for f in runs.values()]))
     memory.update_layout(title="Peak training memory per GPU", barmode="stack", yaxis_title="GiB")
     return [throughput, latency, steps, memory]
 
 
-def _table(alone: dict, modes: dict, recording: dict) -> dict[str, Any]:
+def _table(alone: dict, runs: dict, recording: dict) -> dict[str, Any]:
     rows = [["serving alone", round(alone["ttft_ms"], 2), round(alone["tpot_ms"], 2), "", "", "", ""]]
-    for name, f in [*modes.items(), ("offload, trainer on its own GPU", recording)]:
+    for name, f in [*runs.items(), ("offload, trainer on its own GPU", recording)]:
         t = f["training"]
         rows.append([name, round(f["ttft_ms"], 2), round(f["tpot_ms"], 2), t["steps"],
                      round(t["training_tokens_per_trainer_s"]), round(t["forward_share"], 3),

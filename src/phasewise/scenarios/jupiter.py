@@ -257,9 +257,9 @@ def baseline_table(ends: list[dict[str, Any]], single: SplitRun | None) -> dict[
             if run is not None:
                 rows.append([name, label, round(run.ttft_s, 3), round(run.tpot_s * 1e3, 1), round(run.end_s, 2),
                              round(run.end_s / end["jupiter"].end_s, 1)])
-    if single is not None:
+    if single is not None:  # no links, so no one Jupiter run (one per link bandwidth) to compare it with
         rows.append(["-", "one device", round(single.ttft_s, 3), round(single.tpot_s * 1e3, 1),
-                     round(single.end_s, 2), None])
+                     round(single.end_s, 2), "-"])
     return {"title": "End to end, one request", "columns": ["links", "system", "TTFT s", "TPOT ms", "total s",
                                                             "x Jupiter"], "rows": rows}
 

@@ -17,7 +17,7 @@ YAML form (same fields as the CLI flags):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -57,6 +57,9 @@ class SpecDecode(BaseModel):
         return (1 - a ** (k + 1)) / (1 - a)
 
 
+PositiveMs = Annotated[float, Field(gt=0)]  # an SLO in ms (.inf: none)
+
+
 class PriorityPools(BaseModel):
     """Priority pools with proactive offload (Ascendra): arrivals go to the low-priority (`pool: lp`)
     instances, which serve for throughput; a controller predicts, with the instances' own cost model,
@@ -69,7 +72,8 @@ class PriorityPools(BaseModel):
 
     slo_ttft_ms: float | None = Field(default=None, gt=0)
     slo_tpot_ms: float | None = Field(default=None, gt=0)
-    class_slo_ms: list[tuple[float, float]] | None = None  # [(ttft_ms, tpot_ms)] by request class
+    # [(ttft_ms, tpot_ms)] by request class, each > 0 as slo_ttft_ms / slo_tpot_ms are (.inf: none in that dimension)
+    class_slo_ms: list[tuple[PositiveMs, PositiveMs]] | None = Field(default=None, min_length=1)
     # offload when predicted slack < this margin
     slack_margin_ms: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     migration: Literal["auto", "transfer", "recompute"] = "auto"  # how a decoding request moves

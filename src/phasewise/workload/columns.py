@@ -21,6 +21,19 @@ OPTIONAL = (PRIORITY, IMAGES)
 TOPS = {PRIORITY: None, IMAGES: MAX_IMAGES_PER_REQUEST}  # each column's largest value (None: no bound)
 
 
+def refuse_unread_priority(names: list, path: Path) -> None:
+    """The trace's column (or JSONL key) `names`: one spelled as the class column but for case or spaces
+    (`Priority`, ' priority') is a one-line error, not a column quietly skipped, every request then class 0 (any other
+    column the readers do not know is skipped: Azure's traces carry more)."""
+    if PRIORITY in names:
+        return
+    near = [name for name in names if isinstance(name, str) and name.strip().lower() == PRIORITY]
+    if near:
+        found = ", ".join(repr(name)[:40] for name in names[:12]) + (", ..." if len(names) > 12 else "")
+        raise PhasewiseError(f"trace '{path}': column {near[0]!r} is not read: a request's class is the column "
+                             f"'{PRIORITY}', lower case (found columns: {found})")
+
+
 def optional_columns(extra: dict[str, list], path: Path,
                      line_of: Callable[[int], int]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(priority, image counts) per request from the optional columns a trace has (`extra`: each one's raw values,

@@ -19,7 +19,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
-from phasewise.workload.columns import OPTIONAL, optional_columns
+from phasewise.workload.columns import OPTIONAL, optional_columns, refuse_unread_priority
 from phasewise.workload.request import Workload
 
 MOONCAKE_BLOCK_TOKENS = 512  # tokens per hash id (Mooncake FAST25-release/traces README; ../shared/traces/README.md)
@@ -60,9 +60,11 @@ def load_mooncake(path: Path, limit: int | None = None, text: str | None = None)
         text = read_text(path, "trace", TRACE_MAX_BYTES)
     arrival, prompt, output, hashes, lines = [], [], [], [], []
     extra: dict[str, list] = {name: [] for name in OPTIONAL}
+    keys: dict = {}  # every key any request has, in the order first seen
     for number, obj in jsonl_objects(text, path):
         if limit and len(arrival) >= limit:
             break
+        keys.update(obj)
         where = f"trace '{path}' line {number}"
         t, n_in, n_out, ids = _request(obj, where)
         if arrival and t / 1e3 < arrival[-1]:
@@ -77,6 +79,7 @@ def load_mooncake(path: Path, limit: int | None = None, text: str | None = None)
             values.append(obj.get(name))
     if not arrival:
         raise PhasewiseError(f"trace '{path}' has no requests")
+    refuse_unread_priority(list(keys), path)
     present = {name: values for name, values in extra.items() if any(v is not None for v in values)}
     priority, images = optional_columns(present, path, lines.__getitem__)
     t = np.asarray(arrival)

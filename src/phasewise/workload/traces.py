@@ -15,7 +15,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.reading import MAX_TOKENS, TRACE_MAX_BYTES, jsonl_objects, read_text
-from phasewise.workload.columns import OPTIONAL, optional_columns
+from phasewise.workload.columns import OPTIONAL, optional_columns, refuse_unread_priority
 from phasewise.workload.mooncake import is_mooncake, load_mooncake
 from phasewise.workload.request import Workload
 
@@ -75,6 +75,7 @@ def _csv_columns(path: Path, text: str, reader) -> _Rows:
     """The requests of a CSV trace whose header `reader` is about to read."""
     header = next(reader, None) or []
     index = {name: i for i, name in enumerate(header)}
+    refuse_unread_priority(header, path)
     for cols in COLUMNS:
         if all(c in index for c in cols):
             a, b, c = (index[col] for col in cols)
@@ -118,8 +119,9 @@ def _csv_line_of(text: str) -> Callable[[int], int]:
 def _rows_jsonl(path: Path, text: str) -> _Rows:
     """The requests of a JSONL trace in Azure's namings, each with its file line."""
     rows, lines, extra = [], [], {name: [] for name in OPTIONAL}
-    naming = None
+    naming, keys = None, {}
     for i, obj in jsonl_objects(text, path):
+        keys.update(obj)  # every key any request has, in the order first seen
         for cols in COLUMNS:
             if all(c in obj for c in cols):
                 rows.append(tuple(str(obj[c]) for c in cols))
@@ -131,6 +133,7 @@ def _rows_jsonl(path: Path, text: str) -> _Rows:
         else:
             raise PhasewiseError(f"trace '{path}' line {i}: needs keys {' or '.join('/'.join(c) for c in COLUMNS)}"
                                  " or Mooncake's timestamp/input_length/output_length/hash_ids")
+    refuse_unread_priority(list(keys), path)
     present = {name: values for name, values in extra.items() if any(v is not None for v in values)}
     return _Rows(rows, lines.__getitem__, present, (naming or COLUMNS[0])[0])
 
