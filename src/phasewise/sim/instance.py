@@ -121,7 +121,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         # sum over the decoding set of (join_context - tokens_per_step * join_step), so that the sum of
         # their contexts at decode step d is context_base_sum + seqs * tokens_per_step * d
         self.context_base_sum = 0.0
-        self.decoding_blocks = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
+        self.decoding_blocks = 0  # blocks allocated to the decoding set (its growth is allocated as each leaves)
         self.planned_steps = 0  # decode step the iterations in flight will reach (>= decode_steps)
         self.reserved_ahead_blocks = 0  # sum of the decoding set's blocks reserved beyond their first step's need
         self.busy = False
@@ -432,7 +432,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.decode_steps += n
         self.planned_steps = self.decode_steps
         if self.cluster.check:
-            self._top_up(self.decode_steps - 1)
+            self._check_growth(self.decode_steps - 1)
         if self.cluster.live:
             self._notify_decodes()
         self._finish_due()
