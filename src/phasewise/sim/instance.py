@@ -176,10 +176,11 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request
         validation, tokenization, hand-off to the scheduler), one request at a time, so requests sent
         together reach the scheduler staggered; a recomputed one goes straight to the queue."""
-        if (through_frontend and self.cluster.refuse_beyond_context
-                and 0 < self.model.max_position_embeddings < req.prompt + req.output):
-            self.cluster.reject(req, "beyond_context")  # refused on arrival, as vLLM refuses it (max_model_len)
-            return
+        if through_frontend:
+            reason = self._refusal(req)
+            if reason is not None:  # refused on arrival: it never queues, nor takes another request's turn
+                self.cluster.reject(req, reason)
+                return
         self.outstanding += req.prompt + req.output
         if req.first_instance < 0:
             req.first_instance = self.index
@@ -192,6 +193,20 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             self.loop.at(self.frontend_free_s, self._through_frontend, req)
             return
         self._reach_scheduler(req)
+
+    def _refusal(self, req: SimRequest) -> str | None:
+        """Why the engine refuses a new request on arrival (a metrics.REJECT_REASONS key); None: it may run. Beyond the
+        model's context where the run refuses it (as vLLM refuses beyond max_model_len); beyond this instance's whole
+        KV cache, or, disaggregated, every decode instance's (never_fits), which it could never finish in."""
+        cluster = self.cluster
+        if cluster.refuse_beyond_context and 0 < self.model.max_position_embeddings < req.prompt + req.output:
+            return "beyond_context"
+        if self.never_fits(req.prompt, req.output):
+            return "beyond_kv_capacity"
+        back = cluster.back.instances if cluster.back is not None else ()
+        if back and all(decode.never_fits(req.prompt, req.output) for decode in back):
+            return "beyond_kv_capacity"
+        return None
 
     def _through_frontend(self, req: SimRequest) -> None:
         self.frontend_prompt_tokens -= req.prompt

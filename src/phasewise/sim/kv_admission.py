@@ -82,9 +82,12 @@ class KvAdmission:
         return True
 
     def never_fits(self, prompt_tokens: int, output_tokens: int) -> bool:
-        """Whether a request this long cannot be admitted even to this instance empty: its prompt's KV blocks (its
-        whole output's too, with reserve admission) exceed the whole cache, so step() would reject it."""
-        tokens = prompt_tokens + (output_tokens if self.engine.kv_admission == "reserve" else 0)
+        """Whether a request this long can never run here: the KV blocks of its whole sequence, prompt + output (on a
+        prefill instance, which hands it on after its first token, its prompt's), exceed the whole cache. An engine
+        refuses it on arrival: vLLM does not start unless one request of max_model_len fits its KV cache
+        (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory), so a request beyond the cache is beyond
+        max_model_len, refused before it queues."""
+        tokens = prompt_tokens + (0 if self.role == "prefill" else output_tokens)
         return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
 
     def _kv_tokens_bound(self, tokens: float, seqs: int) -> float:

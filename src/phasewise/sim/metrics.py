@@ -158,6 +158,7 @@ class InstanceStats:
     role: str
     gpus: int
     busy_s: float = 0.0
+    end_s: float = 0.0  # when its last iteration ends (SimResult.duration_s covers it)
     iterations: int = 0
     decode_iterations: int = 0
     prefill_tokens: int = 0
@@ -240,11 +241,14 @@ class SimResult:
 
     @property
     def duration_s(self) -> float:
-        """Simulated time of all requests, warm-up included (what the instances' statistics cover); NaN when none
-        finished (every one rejected)."""
+        """Simulated time of all requests, warm-up included, to the last finish or the last iteration's end, whichever
+        is later (what the instances' statistics cover: a request rejected part-way, once its prompt and generated
+        tokens outgrew the KV cache, leaves iterations after the last finish); NaN when none finished (every one
+        rejected)."""
         if not np.isfinite(self.finish_s).any():
             return math.nan
-        return float(np.nanmax(self.finish_s) - self.arrival_s.min())
+        end = max([float(np.nanmax(self.finish_s)), *(s.end_s for s in self.instances)])
+        return end - float(self.arrival_s.min())
 
     @property
     def measured_duration_s(self) -> float:
