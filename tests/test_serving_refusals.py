@@ -102,3 +102,43 @@ def test_the_twin_refuses_up_front_a_request_whose_output_outgrows_the_kv_cache(
         r = httpx.post(base + "/v1/completions", json={"model": model, "prompt": [7] * 20_000, "max_tokens": 4},
                        timeout=30)
         assert r.status_code == 200
+
+
+def test_trtllm_serve_refuses_a_prompt_beyond_max_num_tokens_with_chunking_off(run_cli):
+    """The PyTorch backend's LLM API raises "should not exceed max_num_tokens" without chunked prefill (trtllm-serve:
+    a 400); trtllm-bench, which raises max_num_tokens to the longest prompt, runs it, as trtllm-serve does with
+    chunking on."""
+    from phasewise.sim.metrics import REJECT_REASONS
+
+    refused = run(engine="trtllm", concurrency=2, requests=4, isl=10_000, osl=4).summary()
+    assert refused["completed"] == 0 and refused["rejected_by"] == {"beyond_token_budget": 4}
+    assert run(engine="trtllm", concurrency=2, requests=4, isl=8_000, osl=4).summary()["completed"] == 4
+    for kw in (dict(engine="trtllm-bench"), dict(engine="trtllm", enable_chunked_prefill=True)):
+        assert run(concurrency=2, requests=4, isl=10_000, osl=4, **kw).summary()["completed"] == 4
+    code, _, err = run_cli("simulate", "--engine", "trtllm", "--concurrency", "2", "--requests", "4", "--isl", "10000",
+                           "--osl", "4")
+    assert code == 2 and REJECT_REASONS["beyond_token_budget"] in err and "4 of 4" in err
+    code, _, err = run_cli("simulate", "--engine", "trtllm", "--rate", "5", "--requests", "8", "--isl", "9000",
+                           "--isl-dist", "uniform", "--isl-spread", "0.2", "--osl", "4")
+    assert code == 0 and "with prompt tokens beyond max_num_tokens" in err
+
+
+def test_the_twin_answers_a_prompt_beyond_max_num_tokens_with_a_400():
+    import httpx
+    from conftest import serving
+
+    from phasewise.apps.tokenizer import Tokenizer
+    from phasewise.apps.twin import LiveSim, create_app
+    from phasewise.sim.deployment import collocated
+
+    model = "meta-llama/Llama-3.1-8B"
+    with serving(create_app(LiveSim(collocated(model, "h100-sxm", engine="trtllm")), model, Tokenizer())) as base:
+        r = httpx.post(base + "/v1/completions", json={"model": model, "prompt": [7] * 9_000, "max_tokens": 4},
+                       timeout=30)
+        error = r.json()["error"]
+        assert r.status_code == 400 and error["code"] == "beyond_token_budget" and error["param"] == "prompt"
+        r = httpx.post(base + "/v1/completions", json={"model": model, "prompt": [7] * 8_000, "max_tokens": 4},
+                       timeout=30)
+        assert r.status_code == 200
+
+

@@ -34,6 +34,7 @@ from phasewise.apps.twin_request import (
     stream_flags,
 )
 from phasewise.errors import PhasewiseError
+from phasewise.sim.metrics import REJECT_REASONS
 from phasewise.specs.vision import ImageGeometry
 
 
@@ -388,8 +389,13 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         front = [i for i in live.instances if i.role != "decode"]
         back = [i for i in live.instances if i.role == "decode"]
         for prompt in prompts:
+            tokens = max(prompt.tokens, 1)
+            refused = {i.scheduler.refusal(tokens) for i in front}
+            if front and None not in refused:  # past a limit of every instance that would prefill it
+                reason = refused.pop()
+                raise ApiError(400, f"the request's {prompt.tokens} prompt tokens: {REJECT_REASONS[reason]}",
+                               "messages" if chat else "prompt", reason)
             for group in (front, back):
-                tokens = max(prompt.tokens, 1)
                 if group and all(i.never_fits(tokens, prompt.max_tokens) for i in group):
                     where = "decode instance" if group is back else "instance"
                     alone = all(i.never_fits(tokens, 0) for i in group)  # the prompt alone, or the output on top

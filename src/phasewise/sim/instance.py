@@ -197,7 +197,8 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
     def _refusal(self, req: SimRequest) -> str | None:
         """Why the engine refuses a new request on arrival (a metrics.REJECT_REASONS key); None: it may run. Beyond the
         model's context where the run refuses it (as vLLM refuses beyond max_model_len); beyond this instance's whole
-        KV cache, or, disaggregated, every decode instance's (never_fits), which it could never finish in."""
+        KV cache, or, disaggregated, every decode instance's (never_fits), which it could never finish in; beyond what
+        the engine's policy takes (Scheduler.refusal)."""
         cluster = self.cluster
         if cluster.refuse_beyond_context and 0 < self.model.max_position_embeddings < req.prompt + req.output:
             return "beyond_context"
@@ -206,7 +207,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         back = cluster.back.instances if cluster.back is not None else ()
         if back and all(decode.never_fits(req.prompt, req.output) for decode in back):
             return "beyond_kv_capacity"
-        return None
+        return self.scheduler.refusal(req.prompt)  # the engine's own limits (TensorRT-LLM's max_num_tokens)
 
     def _through_frontend(self, req: SimRequest) -> None:
         self.frontend_prompt_tokens -= req.prompt

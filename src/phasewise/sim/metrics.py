@@ -61,7 +61,9 @@ def miss_allowance(requests: int, target: float) -> int:
 
 # Why a request can never run (Cluster.reject's reasons), as the one-line note names them
 REJECT_REASONS = {"beyond_context": "prompt + output tokens beyond the model's context (max_position_embeddings)",
-                  "beyond_kv_capacity": "prompt + output tokens beyond one instance's whole KV cache"}
+                  "beyond_kv_capacity": "prompt + output tokens beyond one instance's whole KV cache",
+                  "beyond_token_budget": "prompt tokens beyond max_num_tokens with chunked prefill off "
+                                         "(trtllm-serve refuses them)"}
 
 
 def rejected_note(rejected_by: dict[str, int], requests: int) -> str | None:
