@@ -142,3 +142,27 @@ def test_the_twin_answers_a_prompt_beyond_max_num_tokens_with_a_400():
         assert r.status_code == 200
 
 
+
+def test_every_client_has_its_itl_definition():
+    from phasewise.sim.metrics import CLIENT_ITL
+    from phasewise.workload.clients import client_names
+
+    assert set(client_names()) == set(CLIENT_ITL)
+
+
+def test_each_client_s_itl_is_printed_as_that_client_computes_it(run_cli):
+    """genai-perf and aiperf take ITL per request, (E2E - TTFT) / (output - 1): their TPOT, not the pooled gaps
+    `vllm bench serve` reports (which had been printed for every client: 12.4/8.5/140.4 against 12.4/12.7/14.8)."""
+    import re
+
+    figures = {}
+    for client in ("genai-perf", "aiperf", "vllm-bench"):
+        code, out, _ = run_cli("simulate", "--engine", "vllm", "--concurrency", "8", "--client", client,
+                               "--num-prompts", "40", "--isl", "3000", "--osl", "64")
+        line = next(line for line in out.splitlines() if "reports them" in line)
+        figures[client] = re.search(r"TPOT ([\d./]+), ITL (?:\(([a-z ]+)\) )?([\d./]+)", line).groups()
+    for client in ("genai-perf", "aiperf"):
+        tpot, how, itl = figures[client]
+        assert itl == tpot and how == "per request"
+    tpot, how, itl = figures["vllm-bench"]
+    assert itl != tpot and how == "every gap"

@@ -74,11 +74,36 @@ def rejected_note(rejected_by: dict[str, int], requests: int) -> str | None:
     return f"{sum(rejected_by.values())} of {requests} requests can never run and were rejected: {'; '.join(parts)}"
 
 
+# How each benchmark client (`--client`) takes ITL: every gap between a request's streamed chunks, pooled over the
+# requests (the summary's tbt_ms), or one figure per request, (E2E - TTFT) / (output tokens - 1), which is its TPOT
+# (tpot_ms). Without a client, every gap (`vllm bench serve`'s).
+CLIENT_ITL = {
+    "vllm-bench": "tbt_ms",  # vllm/benchmarks/serve.py calculate_metrics: itls += outputs[i].itl (ENGINES.md)
+    "sglang-bench": "tbt_ms",  # python/sglang/bench_serving.py calculate_metrics, as vLLM's (ENGINES.md)
+    # SemiAnalysis InferenceX utils/bench_serving/benchmark_serving.py calculate_metrics: itls += outputs[i].itl
+    "inferencex": "tbt_ms",
+    # triton-inference-server/perf_analyzer genai-perf/genai_perf/profile_data_parser/llm_profile_data_parser.py
+    # _parse_requests: inter_token_latency = (req_latency_ns - ttft) / (total_output_token - 1), per request
+    "genai-perf": "tpot_ms",
+    "aiperf": "tpot_ms",  # aiperf metrics/types/inter_token_latency_metric.py, likewise (replay_names)
+}
+
+
+def client_itl(client: str | None) -> str:
+    """The summary key of the ITL figures `client` reports (CLIENT_ITL); every gap without a client."""
+    if client is None:
+        return "tbt_ms"
+    if client not in CLIENT_ITL:
+        raise PhasewiseError(f"--client '{client}' is not one of {', '.join(CLIENT_ITL)}")
+    return CLIENT_ITL[client]
+
+
 class TbtHistogram:
-    """The gaps between a request's streamed chunks (ITL as `vllm bench serve`, SGLang's bench_serving and
-    genai-perf take it: one gap per chunk received after the first). The tokens one step releases together (a
-    speculative step's accepted tokens) arrive as one chunk: the zero gaps between them are not gaps, and a
-    histogram counting them put the p50 ITL of a run accepting ~2 tokens a step at 0."""
+    """The gaps between a request's streamed chunks (ITL as `vllm bench serve`, SGLang's bench_serving and InferenceX
+    take it: one gap per chunk received after the first, pooled over the requests; genai-perf and aiperf take one
+    per request, CLIENT_ITL). The tokens one step releases together (a speculative step's accepted tokens) arrive as
+    one chunk: the zero gaps between them are not gaps, and a histogram counting them put the p50 ITL of a run
+    accepting ~2 tokens a step at 0."""
 
     __slots__ = ("counts", "n", "total", "_pending", "_pending_n")
 
