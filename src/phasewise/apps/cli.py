@@ -405,7 +405,7 @@ def simulate_cmd(
     else:
         from phasewise.apps.online_training_view import render_online_training
 
-        render_summary(console, summary)
+        render_summary(console, summary, client)
         render_online_training(console, summary)
         render_caveats(console, caveats)
 

@@ -52,8 +52,12 @@ def progress_after(console: Console, label: str, enabled: bool = True) -> Iterat
             bar.stop()
 
 
-def render_summary(console: Console, s: dict[str, Any]) -> None:
+def render_summary(console: Console, s: dict[str, Any], client: str | None = None) -> None:
+    """The summary as tables and lines; `client` (--client): the ITL printed beside the steady state is the one that
+    client reports (metrics.CLIENT_ITL: every gap, or per request)."""
     from rich.table import Table  # (imported here: --json output needs no table)
+
+    from phasewise.sim.metrics import client_itl
 
     t = s["throughput"]
     gpus_words = (f"{s['gpus']:.0f} GPU(s)" if s["gpus"] == int(s["gpus"])
@@ -80,11 +84,13 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         def fig(d: dict[str, Any]) -> str:
             return "/".join(f"{d[k]:.1f}" for k in ("mean", "p50", "p99"))
 
+        itl = client_itl(client)
+        how = "every gap" if itl == "tbt_ms" else "per request"
         console.print(f"Steady state ({ss['requests']} requests, first/last wave of {ss['concurrency']} excluded), "
                       f"mean/p50/p99 ms:\n  TTFT {fig(ss['ttft_ms'])}, TPOT {fig(ss['tpot_ms'])}, "
-                      f"ITL {fig(ss['tbt_ms'])}"
-                      f"\n  vs all {s['requests']} requests (as the client reports them): TTFT {fig(s['ttft_ms'])}, "
-                      f"TPOT {fig(s['tpot_ms'])}, ITL {fig(s['tbt_ms'])}")
+                      f"ITL ({how}) {fig(ss[itl])}"
+                      f"\n  vs all {s['requests']} requests (as {client or 'the client'} reports them): "
+                      f"TTFT {fig(s['ttft_ms'])}, TPOT {fig(s['tpot_ms'])}, ITL ({how}) {fig(s[itl])}")
     elif conc:
         console.print(f"Steady state: none (all {s['requests']} requests are in the first or last wave of {conc}; "
                       f"more than {2 * conc} needed)")

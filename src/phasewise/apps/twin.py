@@ -34,6 +34,7 @@ from phasewise.apps.twin_request import (
     stream_flags,
 )
 from phasewise.errors import PhasewiseError
+from phasewise.sim.metrics import REJECT_REASONS
 from phasewise.specs.vision import ImageGeometry
 
 
@@ -383,16 +384,27 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             raise ApiError(400, f"'min_tokens' ({least}) must be <= the output's max_tokens ({prompts[0].max_tokens})",
                            "min_tokens")
         # refused up front, with the reason: a request no instance of a role it needs could ever hold (front: the
-        # collocated or prefill instances; disaggregated, the decode instances too, which take its KV over)
+        # collocated or prefill instances; disaggregated, the decode instances too, which take its KV over), prompt
+        # and output together (never_fits: the simulation refuses it on arrival, as an engine does)
         front = [i for i in live.instances if i.role != "decode"]
         back = [i for i in live.instances if i.role == "decode"]
         for prompt in prompts:
+            tokens = max(prompt.tokens, 1)
+            refused = {i.scheduler.refusal(tokens) for i in front}
+            if front and None not in refused:  # past a limit of every instance that would prefill it
+                reason = refused.pop()
+                raise ApiError(400, f"the request's {prompt.tokens} prompt tokens: {REJECT_REASONS[reason]}",
+                               "messages" if chat else "prompt", reason)
             for group in (front, back):
-                if group and all(i.never_fits(max(prompt.tokens, 1), prompt.max_tokens) for i in group):
+                if group and all(i.never_fits(tokens, prompt.max_tokens) for i in group):
                     where = "decode instance" if group is back else "instance"
-                    raise ApiError(400, f"the request's {prompt.tokens} prompt tokens do not fit in the simulated KV "
-                                        f"cache of any {where} ({max(i.kv.capacity * i.kv.block_size for i in group)} "
-                                        f"tokens)", "messages" if chat else "prompt", "kv_cache_exhausted")
+                    alone = all(i.never_fits(tokens, 0) for i in group)  # the prompt alone, or the output on top
+                    named = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+                    param = ("messages" if chat else "prompt") if alone else named
+                    raise ApiError(400, f"the request's {prompt.tokens} prompt and {prompt.max_tokens} output tokens "
+                                        f"do not fit in the simulated KV cache of any {where} "
+                                        f"({max(i.kv.capacity * i.kv.block_size for i in group)} tokens)", param,
+                                   "kv_cache_exhausted")
         endpoint = "chat_completions" if chat else "completions"
         streams = [live.submit(max(p.tokens, 1), p.max_tokens, p.image_patches, p.image_tokens, p.blocks, endpoint,
                                streaming) for p in prompts for _ in range(choices)]

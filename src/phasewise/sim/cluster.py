@@ -235,6 +235,8 @@ class Cluster:
 
     def reject(self, req: SimRequest, reason: str) -> None:
         self.rejected += 1
+        if not self.live:  # a request rejected part-way was preempted first: counted with the instances' preemptions
+            self.preemptions[req.id] = req.preemptions
         self.prefill_progressed()  # its prompt tokens left the pending count: the router queue may release some
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
         if self.miss_slo is not None:

@@ -121,7 +121,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         # sum over the decoding set of (join_context - tokens_per_step * join_step), so that the sum of
         # their contexts at decode step d is context_base_sum + seqs * tokens_per_step * d
         self.context_base_sum = 0.0
-        self.decoding_blocks = 0  # blocks allocated to the decoding set (its growth is topped up lazily)
+        self.decoding_blocks = 0  # blocks allocated to the decoding set (its growth is allocated as each leaves)
         self.planned_steps = 0  # decode step the iterations in flight will reach (>= decode_steps)
         self.reserved_ahead_blocks = 0  # sum of the decoding set's blocks reserved beyond their first step's need
         self.busy = False
@@ -176,10 +176,11 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request
         validation, tokenization, hand-off to the scheduler), one request at a time, so requests sent
         together reach the scheduler staggered; a recomputed one goes straight to the queue."""
-        if (through_frontend and self.cluster.refuse_beyond_context
-                and 0 < self.model.max_position_embeddings < req.prompt + req.output):
-            self.cluster.reject(req, "beyond_context")  # refused on arrival, as vLLM refuses it (max_model_len)
-            return
+        if through_frontend:
+            reason = self._refusal(req)
+            if reason is not None:  # refused on arrival: it never queues, nor takes another request's turn
+                self.cluster.reject(req, reason)
+                return
         self.outstanding += req.prompt + req.output
         if req.first_instance < 0:
             req.first_instance = self.index
@@ -192,6 +193,21 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             self.loop.at(self.frontend_free_s, self._through_frontend, req)
             return
         self._reach_scheduler(req)
+
+    def _refusal(self, req: SimRequest) -> str | None:
+        """Why the engine refuses a new request on arrival (a metrics.REJECT_REASONS key); None: it may run. Beyond the
+        model's context where the run refuses it (as vLLM refuses beyond max_model_len); beyond this instance's whole
+        KV cache, or, disaggregated, every decode instance's (never_fits), which it could never finish in; beyond what
+        the engine's policy takes (Scheduler.refusal)."""
+        cluster = self.cluster
+        if cluster.refuse_beyond_context and 0 < self.model.max_position_embeddings < req.prompt + req.output:
+            return "beyond_context"
+        if self.never_fits(req.prompt, req.output):
+            return "beyond_kv_capacity"
+        back = cluster.back.instances if cluster.back is not None else ()
+        if back and all(decode.never_fits(req.prompt, req.output) for decode in back):
+            return "beyond_kv_capacity"
+        return self.scheduler.refusal(req.prompt)  # the engine's own limits (TensorRT-LLM's max_num_tokens)
 
     def _through_frontend(self, req: SimRequest) -> None:
         self.frontend_prompt_tokens -= req.prompt
@@ -432,7 +448,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.decode_steps += n
         self.planned_steps = self.decode_steps
         if self.cluster.check:
-            self._top_up(self.decode_steps - 1)
+            self._check_growth(self.decode_steps - 1)
         if self.cluster.live:
             self._notify_decodes()
         self._finish_due()

@@ -34,6 +34,8 @@ class IterationAccounting:
                 st.timeline.append((start, t, min(util, 1.0), seqs, prefill_tokens, decode_tokens))
             st.energy_j += self._idle_power * t + self.work_energy_j(flops, nbytes, t)
         st.busy_s += t
+        if start + t > st.end_s:
+            st.end_s = start + t
         st.iterations += iterations
         if decode_tokens:
             st.decode_iterations += iterations

@@ -1,6 +1,7 @@
 """An instance's KV-block admission (a mixin of sim/instance.py's Instance, whose state it reads): seats and blocks for
-a new prompt (with prefix caching, only its uncached blocks), the decoding set's lazily topped-up growth bounded
-from above between exact checks, and recompute preemption when the next decode step's blocks do not fit."""
+a new prompt (with prefix caching, only its uncached blocks), the decoding set's growth bounded from above between
+exact checks (and allocated as a sequence leaves), and recompute preemption when the next decode step's blocks do not
+fit."""
 
 from __future__ import annotations
 
@@ -81,9 +82,12 @@ class KvAdmission:
         return True
 
     def never_fits(self, prompt_tokens: int, output_tokens: int) -> bool:
-        """Whether a request this long cannot be admitted even to this instance empty: its prompt's KV blocks (its
-        whole output's too, with reserve admission) exceed the whole cache, so step() would reject it."""
-        tokens = prompt_tokens + (output_tokens if self.engine.kv_admission == "reserve" else 0)
+        """Whether a request this long can never run here: the KV blocks of its whole sequence, prompt + output (on a
+        prefill instance, which hands it on after its first token, its prompt's), exceed the whole cache. An engine
+        refuses it on arrival: vLLM does not start unless one request of max_model_len fits its KV cache
+        (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory), so a request beyond the cache is beyond
+        max_model_len, refused before it queues."""
+        tokens = prompt_tokens + (0 if self.role == "prefill" else output_tokens)
         return self.kv.blocks_for(self._kv_tokens(tokens)) > self.kv.capacity
 
     def _kv_tokens_bound(self, tokens: float, seqs: int) -> float:
@@ -106,32 +110,17 @@ class KvAdmission:
         return np.ceil((kv_token_equivalents(tokens, self.kv_terms) + self.kv_state) / self.kv.block_size
                        ).astype(np.int64)
 
-    def _top_up(self, d: int) -> None:
-        """Allocate the blocks the decoding set grew into by step d (exact; raises if over capacity).
-        Done lazily: before an admission the bound would refuse, and at every run in check mode."""
+    def _check_growth(self, d: int) -> None:
+        """Check mode: the blocks the decoding set grew into by step d fit beside every other block in use (exact).
+        Verified, not allocated: an allocation evicts idle prefix-cache blocks (KVBlocks.allocate), so topping the
+        growth up here changed what a run with prefix caching evicts and hits; check mode must not change results."""
         n = self.running.n
         if n:
-            need = np.maximum(self._exact_blocks(d), self.running.blocks[:n])
-            rows = need - self.running.blocks[:n]
-            grow = int(rows.sum())
-            if grow:
-                cache = self.kv.prefix
-                if cache is not None and cache.ranked:  # attention DP: each sequence's growth on its own rank
-                    self._top_up_ranks(cache, rows)
-                else:
-                    self.kv.allocate(grow)
-                self.running.blocks[:n] = need
-                self.decoding_blocks += grow
-
-    def _top_up_ranks(self, cache, rows: np.ndarray) -> None:
-        """Allocate the decoding sequences' growth `rows` rank by rank (RankedPrefixCache)."""
-        reqs, by_rank = self.running.reqs, {}
-        for i in np.flatnonzero(rows).tolist():
-            r = cache.rank_of[reqs[i]]
-            by_rank[r] = by_rank.get(r, 0) + int(rows[i])
-        for r in sorted(by_rank):
-            cache.charging = r
-            self.kv.allocate(by_rank[r])
+            held = self.running.blocks[:n]
+            grow = int((np.maximum(self._exact_blocks(d), held) - held).sum())
+            if self.kv.used + grow > self.kv.capacity:
+                raise AssertionError(f"{self.name}: the decoding set's blocks at step {d} exceed the KV cache "
+                                     f"({self.kv.used} + {grow} > {self.kv.capacity})")
 
     def _preempt(self) -> None:
         """Recompute preemption (SGLang: retraction) of the policy's victim: it gives its blocks back and

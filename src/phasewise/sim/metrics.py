@@ -61,7 +61,9 @@ def miss_allowance(requests: int, target: float) -> int:
 
 # Why a request can never run (Cluster.reject's reasons), as the one-line note names them
 REJECT_REASONS = {"beyond_context": "prompt + output tokens beyond the model's context (max_position_embeddings)",
-                  "beyond_kv_capacity": "prompt + output tokens beyond one instance's whole KV cache"}
+                  "beyond_kv_capacity": "prompt + output tokens beyond one instance's whole KV cache",
+                  "beyond_token_budget": "prompt tokens beyond max_num_tokens with chunked prefill off "
+                                         "(trtllm-serve refuses them)"}
 
 
 def rejected_note(rejected_by: dict[str, int], requests: int) -> str | None:
@@ -72,11 +74,36 @@ def rejected_note(rejected_by: dict[str, int], requests: int) -> str | None:
     return f"{sum(rejected_by.values())} of {requests} requests can never run and were rejected: {'; '.join(parts)}"
 
 
+# How each benchmark client (`--client`) takes ITL: every gap between a request's streamed chunks, pooled over the
+# requests (the summary's tbt_ms), or one figure per request, (E2E - TTFT) / (output tokens - 1), which is its TPOT
+# (tpot_ms). Without a client, every gap (`vllm bench serve`'s).
+CLIENT_ITL = {
+    "vllm-bench": "tbt_ms",  # vllm/benchmarks/serve.py calculate_metrics: itls += outputs[i].itl (ENGINES.md)
+    "sglang-bench": "tbt_ms",  # python/sglang/bench_serving.py calculate_metrics, as vLLM's (ENGINES.md)
+    # SemiAnalysis InferenceX utils/bench_serving/benchmark_serving.py calculate_metrics: itls += outputs[i].itl
+    "inferencex": "tbt_ms",
+    # triton-inference-server/perf_analyzer genai-perf/genai_perf/profile_data_parser/llm_profile_data_parser.py
+    # _parse_requests: inter_token_latency = (req_latency_ns - ttft) / (total_output_token - 1), per request
+    "genai-perf": "tpot_ms",
+    "aiperf": "tpot_ms",  # aiperf metrics/types/inter_token_latency_metric.py, likewise (replay_names)
+}
+
+
+def client_itl(client: str | None) -> str:
+    """The summary key of the ITL figures `client` reports (CLIENT_ITL); every gap without a client."""
+    if client is None:
+        return "tbt_ms"
+    if client not in CLIENT_ITL:
+        raise PhasewiseError(f"--client '{client}' is not one of {', '.join(CLIENT_ITL)}")
+    return CLIENT_ITL[client]
+
+
 class TbtHistogram:
-    """The gaps between a request's streamed chunks (ITL as `vllm bench serve`, SGLang's bench_serving and
-    genai-perf take it: one gap per chunk received after the first). The tokens one step releases together (a
-    speculative step's accepted tokens) arrive as one chunk: the zero gaps between them are not gaps, and a
-    histogram counting them put the p50 ITL of a run accepting ~2 tokens a step at 0."""
+    """The gaps between a request's streamed chunks (ITL as `vllm bench serve`, SGLang's bench_serving and InferenceX
+    take it: one gap per chunk received after the first, pooled over the requests; genai-perf and aiperf take one
+    per request, CLIENT_ITL). The tokens one step releases together (a speculative step's accepted tokens) arrive as
+    one chunk: the zero gaps between them are not gaps, and a histogram counting them put the p50 ITL of a run
+    accepting ~2 tokens a step at 0."""
 
     __slots__ = ("counts", "n", "total", "_pending", "_pending_n")
 
@@ -158,6 +185,7 @@ class InstanceStats:
     role: str
     gpus: int
     busy_s: float = 0.0
+    end_s: float = 0.0  # when its last iteration ends (SimResult.duration_s covers it)
     iterations: int = 0
     decode_iterations: int = 0
     prefill_tokens: int = 0
@@ -240,11 +268,14 @@ class SimResult:
 
     @property
     def duration_s(self) -> float:
-        """Simulated time of all requests, warm-up included (what the instances' statistics cover); NaN when none
-        finished (every one rejected)."""
+        """Simulated time of all requests, warm-up included, to the last finish or the last iteration's end, whichever
+        is later (what the instances' statistics cover: a request rejected part-way, once its prompt and generated
+        tokens outgrew the KV cache, leaves iterations after the last finish); NaN when none finished (every one
+        rejected)."""
         if not np.isfinite(self.finish_s).any():
             return math.nan
-        return float(np.nanmax(self.finish_s) - self.arrival_s.min())
+        end = max([float(np.nanmax(self.finish_s)), *(s.end_s for s in self.instances)])
+        return end - float(self.arrival_s.min())
 
     @property
     def measured_duration_s(self) -> float:

@@ -43,6 +43,11 @@ class Scheduler:
     def next_batch(self, inst: Instance) -> Batch | None:
         raise NotImplementedError
 
+    def refusal(self, prompt_tokens: int) -> str | None:
+        """Why the engine's server refuses a new request of `prompt_tokens` on arrival for this policy's limits (a
+        metrics.REJECT_REASONS key); None: it may run (every policy but TensorRT-LLM's, schedulers/trtllm.py)."""
+        return None
+
     def admission_extra_blocks(self, inst: Instance, req: SimRequest) -> int:
         """Blocks that must stay free beyond the prompt's own for `req` to be admitted (SGLang)."""
         return 0
@@ -104,7 +109,9 @@ class Scheduler:
         """FCFS: admit waiting prompts while seats, KV blocks and the budget allow. With chunking a
         prompt is cut to the budget left (at most `max_partial` prompts part-way at once); without it a
         prompt must fit whole in what is left, except that one longer than the whole budget runs as the
-        step's only prompt (as if the budget were raised to fit it, as trtllm-bench does). `input_budget`
+        step's only prompt, as if the budget were raised to fit it: trtllm-bench raises max_num_tokens to the
+        longest prompt plus max_batch_size, and vLLM V0's budget without chunking is max(max_model_len, 2048)
+        (the vllm-v0 preset assumes 8192); trtllm-serve refuses such a prompt on arrival (refusal). `input_budget`
         (SGLang's max_prefill_tokens left): a prompt whose tokens reach what is left of it waits unless it
         is the batch's first, and admission stops once it is spent (PrefillAdder.add_one_req / budget_state).
         `prompt_cap` (chunked only): one prompt's tokens this step at most (with attention DP, one rank's budget: a

@@ -11,8 +11,25 @@ from phasewise.sim.context_wait import ContextWait
 from phasewise.sim.schedulers.base import Scheduler
 
 
+# Presets whose entry point runs a prompt longer than max_num_tokens with chunking off: trtllm-bench raises
+# max_num_tokens to the longest prompt plus max_batch_size (../shared/ENGINES.md); trtllm-0.5 (the v0.5 C++ runtime's
+# static batches) as modelled before (assumed). The others (trtllm-serve) refuse it (TrtllmScheduler.refusal).
+RUNS_LONG_PROMPTS = ("trtllm-bench", "trtllm-0.5")
+
+
 class TrtllmScheduler(Scheduler):
     __slots__ = ("wait",)
+
+    def refusal(self, prompt_tokens: int) -> str | None:
+        """Without chunked prefill the PyTorch backend's LLM API refuses a prompt longer than max_num_tokens (each
+        attention-DP rank's own): "The sum of prompt length (...), query length (...) should not exceed
+        max_num_tokens (...)" (tensorrt_llm/llmapi/llm.py _check_arguments; tests/unittest/llmapi/test_llm.py
+        test_max_num_token_check), which trtllm-serve answers with a 400."""
+        cfg = self.config
+        if cfg.chunked_prefill or cfg.engine in RUNS_LONG_PROMPTS:
+            return None
+        limit = cfg.prefill_rank_tokens or cfg.token_budget
+        return "beyond_token_budget" if prompt_tokens > limit else None
 
     def __init__(self, config) -> None:
         super().__init__(config)
