@@ -54,7 +54,9 @@ def test_tensorrt_llm_offloads_as_it_evicts_so_a_small_tier_still_adds_hits():
     back (kvCacheManager.cpp offloadBlock / onboardBlock): the tiers hold different blocks, so a host tier smaller
     than the GPU cache adds hits where vLLM's written-through copy adds none; a large one reaches the trace's own."""
     hits, _ = direct_ratio(excerpt_rows())
-    alone, small, large = (prefix(engine="trtllm", host_kv_cache_gb=gb) for gb in (None, 150.0, 2000.0))
+    # (chunked prefill: trtllm-serve refuses the excerpt's prompts beyond max_num_tokens without it)
+    alone, small, large = (prefix(engine="trtllm", enable_chunked_prefill=True, host_kv_cache_gb=gb)
+                           for gb in (None, 150.0, 2000.0))
     assert small["host_capacity_blocks"] < small["cached_blocks"]
     assert small["hit_blocks"] > alone["hit_blocks"] and small["host_hit_blocks"] > 0
     assert large["hit_blocks"] == hits
@@ -111,7 +113,9 @@ def test_vllm_waits_for_its_copies_while_the_others_decode(tmp_path):
     assert tbt_p99("vllm", host_kv_cache_gb=600.0) <= 1.1 * tbt_p99("vllm")
     assert tbt_p99("sglang", host_kv_cache_gb=600.0) > 5 * tbt_p99("sglang")
     # TensorRT-LLM's forward waits for the copies and for the writes of the blocks it offloaded (syncTransfers)
-    assert tbt_p99("trtllm", host_kv_cache_gb=600.0) > 5 * tbt_p99("sglang", host_kv_cache_gb=600.0)
+    # (with chunked prefill: trtllm-serve refuses the excerpt's prompts beyond max_num_tokens without it)
+    assert tbt_p99("trtllm", host_kv_cache_gb=600.0, enable_chunked_prefill=True) > 5 * tbt_p99(
+        "sglang", host_kv_cache_gb=600.0)
 
 
 def test_host_tier_keeps_lru_order_and_writes_a_block_once():
