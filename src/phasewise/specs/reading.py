@@ -72,6 +72,50 @@ def read_text(path: str | Path, what: str, max_bytes: int = CONFIG_MAX_BYTES) ->
                              f"{exc.start})") from None
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int | None, first_line: int | None = None) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UserYamlLoader(yaml.SafeLoader):
+    """YAML for users' files: PyYAML's safe loader, a key repeated in one mapping an error rather than the last one
+    silently winning."""
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges keys that the mapping's own may override
+            line = key_node.start_mark.line + 1
+            if (key_node.tag, key_node.value) in first:
+                raise _DuplicateKey(key_node.value, line, first[(key_node.tag, key_node.value)])
+            first[(key_node.tag, key_node.value)] = line
+        return node
+
+
+class _JsonDecoder(json.JSONDecoder):
+    """json's decoder with a repeated key in one object an error (json.loads keeps the last silently); the pure-Python
+    scanner, whose objects pass through parse_object with their offset (configs are small)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parse_object = self._object
+        self.scan_once = json.scanner.py_make_scanner(self)
+
+    def _object(self, s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
+                object_pairs_hook: Any, memo: Any = None) -> tuple[dict[str, Any], int]:
+        text, start = s_and_end
+        pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_once, None, list, memo)
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:  # the line of the object's opening brace: JSONObject gives no key's offset
+                raise _DuplicateKey(key, None, text.count("\n", 0, start) + 1)
+            obj[key] = value
+        return obj, end
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -91,8 +135,13 @@ def parse_text(text: str, path: str | Path, what: str, non_finite: bool = False)
     `non_finite` reads them as the floats they spell (check_tree then says in which fields they may stand)."""
     try:
         if Path(path).suffix != ".json":
-            return yaml.safe_load(text)
-        return json.loads(text, parse_constant=float if non_finite else _not_json)
+            return yaml.load(text, Loader=_UserYamlLoader)
+        return json.loads(text, cls=_JsonDecoder, parse_constant=float if non_finite else _not_json)
+    except _DuplicateKey as exc:
+        at = (f"line {exc.line}: key '{exc.key}' appears twice in one mapping (first at line {exc.first_line})"
+              if exc.line is not None else
+              f"key '{exc.key}' appears twice in the object opened at line {exc.first_line}")
+        raise PhasewiseError(f"{what} file '{path}' is malformed: {at}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise PhasewiseError(f"{what} file '{path}' is malformed: {_first_line(exc)}") from None
     except _NotJson as exc:

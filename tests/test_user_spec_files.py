@@ -1,0 +1,54 @@
+"""Users' spec files (hardware, engine, mapping, topology, model config) are read as written or refused in one line:
+a catalog chip copied into a file gives the catalog's numbers only with its efficiencies (`phasewise hardware KEY
+--yaml`), never by its key; YAML 1.2 exponents are numbers everywhere; no NaN / Infinity, repeated key, stray key
+beside the wrapper, boolean or unit slip passes silently."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from phasewise.errors import PhasewiseError
+from phasewise.specs.catalog import packaged
+from phasewise.specs.hardware import load_engine, load_hardware
+from phasewise.specs.mappings import load_mapping
+from phasewise.specs.model_catalog import load_model
+from phasewise.specs.reading import read_user_file
+from phasewise.specs.topology import load_topology
+
+
+def catalog_entry(key: str) -> dict:
+    entry = copy.deepcopy(dict(packaged("hardware_specs.yaml")["hardware"][key]))
+    entry.pop("aliases", None)
+    return entry
+
+
+def write(tmp_path, data, name: str = "chip.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+# --- 6: repeated keys ---------------------------------------------------------------------------------------------
+
+def test_a_repeated_key_is_one_line_naming_file_line_and_key(tmp_path):
+    path = write(tmp_path, "model: meta-llama/Llama-3.1-8B\ninstances:\n  - {role: collocated, hardware: h100-sxm}\n"
+                           "instances:\n  - {role: collocated, hardware: h200-sxm}\n", "d.yaml")
+    with pytest.raises(PhasewiseError, match=r"d.yaml' is malformed: line 4: key 'instances' appears twice .*"
+                                             r"first at line 2"):
+        read_user_file(path, "deployment")
+    path = write(tmp_path, "mappings:\n  mine:\n    prefill: {default: digital}\n    decode: {default: cid, "
+                           "default: cim}\n", "m.yaml")
+    with pytest.raises(PhasewiseError, match="line 4: key 'default' appears twice"):
+        load_mapping(path)
+    path = write(tmp_path, '{"a": 1,\n "b": {"c": 1,\n  "c": 2}}', "x.json")
+    with pytest.raises(PhasewiseError, match="key 'c' appears twice in the object opened at line 2"):
+        read_user_file(path, "model config")
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    path = write(tmp_path, "base: &b {x: 1, y: 2}\nmine: {<<: *b, x: 3}\n", "x.yaml")
+    assert read_user_file(path, "test")["mine"] == {"x": 3, "y": 2}
