@@ -32,6 +32,27 @@ def write(tmp_path, data, name: str = "chip.yaml") -> str:
     return str(path)
 
 
+# --- 4: NaN and Infinity ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [("peak_flops.bf16", ".nan"), ("efficiency.memory_half_bytes", ".inf"),
+                                          ("memory_bandwidth_bytes_per_s", "-.inf"), ("tdp_w", "'inf'")])
+def test_a_hardware_file_refuses_nan_and_infinity(tmp_path, field, value):
+    entry = catalog_entry("h100-sxm")
+    entry.setdefault("efficiency", {})
+    parent, _, leaf = field.rpartition(".")
+    (entry[parent] if parent else entry)[leaf] = "SENTINEL"
+    text = yaml.safe_dump({"hardware": {"mine": entry}}, sort_keys=False).replace("SENTINEL", value)
+    with pytest.raises(PhasewiseError, match=f"{leaf}.*finite"):
+        load_hardware(write(tmp_path, text))
+
+
+def test_an_engine_file_refuses_infinity(tmp_path):
+    path = write(tmp_path, "engines:\n  e: {iteration_overhead_s: .inf, per_sequence_overhead_s: 0, "
+                           "eager_launch_s: 0}\n", "e.yaml")
+    with pytest.raises(PhasewiseError, match="engines.e.iteration_overhead_s holds Infinity"):
+        load_engine(path)
+
+
 # --- 6: repeated keys ---------------------------------------------------------------------------------------------
 
 def test_a_repeated_key_is_one_line_naming_file_line_and_key(tmp_path):

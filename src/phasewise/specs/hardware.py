@@ -22,7 +22,7 @@ from phasewise.specs.substrates import Substrate, check_unique_names
 class Efficiency(BaseModel):
     """Fractions of the spec-sheet peaks real kernels reach, and fixed costs. See efficiency.yaml."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     gemm_efficiency_max: float = Field(gt=0, le=1)
     gemm_half_rows: float = Field(ge=0)
@@ -84,7 +84,7 @@ class Efficiency(BaseModel):
 
 
 class Interconnect(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     intra_node_bandwidth_bytes_per_s: float = Field(gt=0)
     intra_node_latency_s: float = Field(ge=0)
@@ -113,7 +113,7 @@ class Interconnect(BaseModel):
 
 
 class HardwareSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     key: str
     name: str
@@ -215,7 +215,7 @@ class UnfusedKernels(BaseModel):
 class EngineProfile(BaseModel):
     """Host-side costs of a serving engine (scheduler, input preparation, kernel dispatch)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str
     description: str = ""

@@ -204,9 +204,9 @@ def check_tree(data: Any, path: str | Path, what: str, non_finite_fields: tuple[
 
 def read_user_file(path: str | Path, what: str, non_finite_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error;
-    `non_finite_fields`: the fields that may hold NaN or Infinity (check_tree; None: JSON refuses them anywhere)."""
+    `non_finite_fields`: the fields that may hold NaN or Infinity (check_tree; None: none, in YAML or JSON)."""
     data = parse_text(read_text(path, what), path, what, non_finite=non_finite_fields is not None)
     if not isinstance(data, dict):
         raise PhasewiseError(f"{what} file '{path}' must hold a mapping at the top level")
-    check_tree(data, path, what, non_finite_fields)
+    check_tree(data, path, what, non_finite_fields or ())  # YAML's .inf / .nan as JSON's NaN / Infinity
     return data
