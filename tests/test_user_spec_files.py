@@ -32,6 +32,33 @@ def write(tmp_path, data, name: str = "chip.yaml") -> str:
     return str(path)
 
 
+# --- 2: YAML 1.2 exponents ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mbps", ["1e3", "1.0e3", "'1e3'", "1000"])
+def test_an_edge_link_reads_an_exponent_as_megabits(tmp_path, mbps):
+    path = write(tmp_path, "devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
+                           f"links: [{{a: a, b: b, mbps: {mbps}, latency_s: 1e-3}}]\n", "t.yaml")
+    topology, _ = load_topology(path)
+    assert topology.links[0].bandwidth_bps == 1e9 and topology.links[0].latency_s == 1e-3
+
+
+def test_an_edge_link_refuses_a_flag_for_its_bandwidth(tmp_path):
+    path = write(tmp_path, "devices: [jetson-agx-orin, jetson-agx-orin]\n"
+                           "links: [{a: jetson-agx-orin-0, b: jetson-agx-orin-1, mbps: true}]\n", "t.yaml")
+    with pytest.raises(PhasewiseError, match="mbps must be a number of Mbit/s"):
+        load_topology(path)
+
+
+def test_a_chip_from_parts_reads_an_exponent_for_its_link_bandwidth(tmp_path):
+    entry = catalog_entry("spad-prefill-chip")
+    text = yaml.safe_dump({"hardware": {"mine": entry}}, sort_keys=False)
+    bandwidth = entry["interconnect"]["intra_node_bandwidth_bytes_per_s"]
+    assert f"intra_node_bandwidth_bytes_per_s: {bandwidth!r}" in text
+    text = text.replace(f"intra_node_bandwidth_bytes_per_s: {bandwidth!r}", "intra_node_bandwidth_bytes_per_s: 450e9")
+    hw = load_hardware(write(tmp_path, text))
+    assert hw.interconnect.intra_node_bandwidth_bytes_per_s == 450e9
+
+
 # --- 4: NaN and Infinity ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value", [("peak_flops.bf16", ".nan"), ("efficiency.memory_half_bytes", ".inf"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,10 @@ class _DuplicateKey(Exception):
 
 
 class _UserYamlLoader(yaml.SafeLoader):
-    """YAML for users' files: PyYAML's safe loader, a key repeated in one mapping an error rather than the last one
-    silently winning."""
+    """YAML for users' files: PyYAML's safe loader (YAML 1.1) but (a) a number with an exponent and no dot or no
+    signed exponent (1e3, 450e9, 1.5e9) is the float YAML 1.2 and JSON read, where YAML 1.1 reads the string '1e3'
+    (which one field would then scale, another refuse and a third misread), and (b) a key repeated in one mapping is
+    an error rather than the last one silently winning."""
 
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
         node = super().compose_mapping_node(anchor)
@@ -93,6 +96,13 @@ class _UserYamlLoader(yaml.SafeLoader):
                 raise _DuplicateKey(key_node.value, line, first[(key_node.tag, key_node.value)])
             first[(key_node.tag, key_node.value)] = line
         return node
+
+
+_UserYamlLoader.yaml_implicit_resolvers = {  # a copy: SafeLoader's own (the catalogs') stay YAML 1.1
+    char: list(resolvers) for char, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UserYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 class _JsonDecoder(json.JSONDecoder):
@@ -114,6 +124,21 @@ class _JsonDecoder(json.JSONDecoder):
                 raise _DuplicateKey(key, None, text.count("\n", 0, start) + 1)
             obj[key] = value
         return obj, end
+
+
+def number(value: Any, field: str, where: str, unit: str = "") -> float:
+    """A numeric field a reader takes by hand (not through a pydantic model): an int or a float, or text that spells
+    a finite one (as pydantic's float fields take it); true / false or anything else is a one-line error."""
+    wanted = f"a number{' of ' + unit if unit else ''}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise PhasewiseError(f"{where}: {field} must be {wanted} (got {value!r})")
+    try:
+        out = float(value)
+    except ValueError:
+        raise PhasewiseError(f"{where}: {field} must be {wanted} (got {value!r})") from None
+    if not math.isfinite(out):
+        raise PhasewiseError(f"{where}: {field} must be {wanted} (got {value!r}: a number must be finite)")
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
