@@ -59,6 +59,24 @@ def test_a_chip_from_parts_reads_an_exponent_for_its_link_bandwidth(tmp_path):
     assert hw.interconnect.intra_node_bandwidth_bytes_per_s == 450e9
 
 
+# --- 3: the GEMM efficiency curve ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("curve, message", [
+    ([[1, 0.0], [1000, 0.5]], r"an efficiency must be in \(0, 1\]"),
+    ([[-5, 0.5], [0, 0.3]], "rows must be > 0"),
+    ([[1, 2]], r"an efficiency must be in \(0, 1\]"),
+    ([[1, -0.5], [100, 0.5]], r"an efficiency must be in \(0, 1\]"),
+    ([[1000, 0.5], [1, 0.2]], "rows must increase strictly"),
+    ([[16, 0.3], [16, 0.5]], "rows must increase strictly"),
+    ([], "needs at least one"),
+])
+def test_a_bad_gemm_efficiency_curve_is_one_line(tmp_path, curve, message):
+    entry = catalog_entry("h100-sxm")
+    entry["efficiency"] = {"gemm_efficiency_curve": curve}
+    with pytest.raises(PhasewiseError, match=f"efficiency.gemm_efficiency_curve: {message}"):
+        load_hardware(write(tmp_path, {"hardware": {"mine": entry}}))
+
+
 # --- 4: NaN and Infinity ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value", [("peak_flops.bf16", ".nan"), ("efficiency.memory_half_bytes", ".inf"),

@@ -7,6 +7,7 @@ spec-sheet format, optionally with its own `efficiency:` block.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,27 @@ class Efficiency(BaseModel):
             return self.kernel_launch_s
         cold_share = min(1.0, layer_weight_bytes / (2.0 * self.host_cache_bytes))
         return self.kernel_launch_s + cold_share * (self.kernel_launch_cold_s - self.kernel_launch_s)
+
+    @field_validator("gemm_efficiency_curve")
+    @classmethod
+    def _curve(cls, value: tuple[tuple[float, float], ...] | None) -> tuple[tuple[float, float], ...] | None:
+        """Points the GEMM efficiency interpolates between (perf/gemm_cost.py, in log rows): at least one, rows > 0
+        and strictly increasing (a repeated or unsorted row would make the interpolation pick points out of order),
+        each efficiency a fraction of the peak in (0, 1]."""
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("needs at least one [rows, efficiency] point (or leave it out)")
+        for rows, efficiency in value:
+            if not (math.isfinite(rows) and rows > 0):
+                raise ValueError(f"rows must be > 0 (got [{rows:g}, {efficiency:g}])")
+            if not 0 < efficiency <= 1:
+                raise ValueError(f"an efficiency must be in (0, 1] (got [{rows:g}, "
+                                 f"{efficiency:g}])")
+        for (before, _), (after, _) in zip(value, value[1:]):
+            if not after > before:
+                raise ValueError(f"rows must increase strictly ({before:g} then {after:g})")
+        return value
 
     @field_validator("weight_read_efficiency")
     @classmethod
