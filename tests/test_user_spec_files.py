@@ -98,6 +98,30 @@ def test_an_engine_file_refuses_infinity(tmp_path):
         load_engine(path)
 
 
+# --- 5: keys beside the wrapper -----------------------------------------------------------------------------------
+
+def test_a_key_beside_the_wrapper_is_refused(tmp_path):
+    hardware = {"hardware": {"mine": catalog_entry("h100-sxm")}, "efficiency": {"gemm_efficiency_max": 0.1}}
+    with pytest.raises(PhasewiseError, match="top-level key 'efficiency' beside 'hardware:'"):
+        load_hardware(write(tmp_path, hardware))
+    engine = {"engines": {"e": {"iteration_overhead_s": 0.001, "per_sequence_overhead_s": 0, "eager_launch_s": 0}},
+              "iteration_overhead_s": 5.0}
+    with pytest.raises(PhasewiseError, match="top-level key 'iteration_overhead_s' beside 'engines:'"):
+        load_engine(write(tmp_path, engine, "e.yaml"))
+    mapping = {"mappings": {"mine": {"prefill": {"default": "digital"}, "decode": {"default": "cid"}}},
+               "prefill": {"default": "cim"}}
+    with pytest.raises(PhasewiseError, match="top-level key 'prefill' beside 'mappings:'"):
+        load_mapping(write(tmp_path, mapping, "m.yaml"))
+
+
+def test_calibrates_file_is_both_a_hardware_and_an_engine_file(tmp_path):
+    entry = catalog_entry("h100-sxm")
+    path = write(tmp_path, {"hardware": {"mine": entry}, "engines": {"mine-eager": {
+        "iteration_overhead_s": 0.001, "per_sequence_overhead_s": 0, "eager_launch_s": 0}},
+        "measurements": {"gemm_flops_by_rows": [[1, 1e9]]}})
+    assert load_hardware(path).key == "mine" and load_engine(path).name == "mine-eager"
+
+
 # --- 6: repeated keys ---------------------------------------------------------------------------------------------
 
 def test_a_repeated_key_is_one_line_naming_file_line_and_key(tmp_path):

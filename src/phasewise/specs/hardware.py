@@ -341,6 +341,20 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
         raise PhasewiseError(f"{where}: {exc}") from None
 
 
+# What `phasewise calibrate` writes beside each other in one file (measure/calibrate.py): a hardware and an engine
+# entry and the measurements they came from; such a file is both a --hardware and an --engine file.
+CALIBRATE_KEYS = ("hardware", "engines", "measurements")
+
+
+def refuse_beside(data: dict[str, Any], wrapper: str, where: str) -> None:
+    """A one-line error for a top-level key beside `wrapper:` that no reader reads (an `efficiency:` block meant for
+    the entry above it, a typo), rather than dropping it."""
+    stray = [key for key in data if key != wrapper and key not in CALIBRATE_KEYS]
+    if stray:
+        raise PhasewiseError(f"{where}: top-level key '{stray[0]}' beside '{wrapper}:' is not read (move it into "
+                             f"the entry under '{wrapper}:', or remove it)")
+
+
 def chip_caveats(chips) -> dict[str, str]:
     """{chip: its entry's caveat} for the chips named (catalog keys, aliases or files) whose entry has one, each once."""
     caveats = {chip: load_hardware(chip).caveat for chip in dict.fromkeys(chips)}  # each chip loaded once
@@ -369,6 +383,7 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     if looks_like_path(name_or_path):
         data = read_user_file(name_or_path, "hardware")
         if isinstance(data.get("hardware"), dict):
+            refuse_beside(data, "hardware", f"hardware file '{name_or_path}'")
             if len(data["hardware"]) != 1:
                 raise PhasewiseError(
                     f"hardware file '{name_or_path}' must hold exactly one entry under 'hardware:' "
@@ -395,6 +410,7 @@ def load_engine(name_or_path: str) -> EngineProfile:
         engines = data.get("engines")
         if not isinstance(engines, dict) or len(engines) != 1:
             raise PhasewiseError(f"engine file '{name_or_path}' must hold exactly one entry under 'engines:'")
+        refuse_beside(data, "engines", f"engine file '{name_or_path}'")
         key, entry = next(iter(engines.items()))
         if isinstance(entry, dict):
             entry = {k: v for k, v in entry.items() if k != "scheduler"}  # read by specs.engines
