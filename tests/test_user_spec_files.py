@@ -32,6 +32,43 @@ def write(tmp_path, data, name: str = "chip.yaml") -> str:
     return str(path)
 
 
+# --- 1: a copied catalog chip -------------------------------------------------------------------------------------
+
+def test_a_user_chip_keyed_like_a_catalog_chip_takes_no_fitted_efficiencies(tmp_path):
+    defaults = packaged("efficiency.yaml")["defaults"]["gpu"]
+    for key in ("h100-sxm", "my-chip"):
+        hw = load_hardware(write(tmp_path, {"hardware": {key: catalog_entry("h100-sxm")}}, f"{key}.yaml"))
+        assert hw.efficiency.memory_efficiency_max == defaults["memory_efficiency_max"], key
+        assert hw.efficiency.kernel_launch_s == defaults["kernel_launch_s"], key
+        assert "no `efficiency:` block" in hw.caveat and "--yaml" in hw.caveat
+    assert load_hardware("h100-sxm").efficiency.kernel_launch_s != defaults["kernel_launch_s"]  # the catalog's fit
+
+
+def test_hardware_yaml_writes_a_file_that_reproduces_the_catalog_chip(run_cli, tmp_path):
+    code, out, err = run_cli("hardware", "b200", "--yaml")
+    assert code == 0, err
+    path = write(tmp_path, out, "b200.yaml")
+    assert load_hardware(path).model_dump() == load_hardware("b200").model_dump()
+    decode = []
+    for chip in ("b200", path):
+        code, out, err = run_cli("estimate", "--model", "meta-llama/Llama-3.1-8B", "--precision", "int8",
+                                 "--hardware", chip, "--json")
+        assert code == 0, err
+        decode.append(json.loads(out)["decode"]["latency_ms"])
+    assert decode[0] == decode[1]
+    for args in (("hardware", "--yaml"), ("hardware", "b200,h100-sxm", "--yaml"), ("hardware", path, "--yaml")):
+        code, out, err = run_cli(*args)
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1 and err.startswith("error: "), args
+
+
+def test_every_catalog_chip_round_trips_through_its_yaml(tmp_path):
+    from phasewise.specs.hardware import catalog_entry_yaml, hardware_names
+
+    for key in hardware_names():
+        path = write(tmp_path, yaml.safe_dump(catalog_entry_yaml(key), sort_keys=False), f"{key}.yaml")
+        assert load_hardware(path).model_dump() == load_hardware(key).model_dump(), key
+
+
 # --- 2: YAML 1.2 exponents ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mbps", ["1e3", "1.0e3", "'1e3'", "1000"])

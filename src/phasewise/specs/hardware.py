@@ -308,8 +308,15 @@ HOST_MEMORY_RESERVE_BYTES = 10 * 2**30
 _ALLOWED_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 
-def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
-    """Validate one spec-sheet entry, filling efficiencies from its kind's default where absent."""
+# A user's chip that runs on its kind's efficiency defaults (build_hardware), said beside its predictions
+DEFAULTS_NOTE = ("no `efficiency:` block: runs on the {kind} class defaults of specs/data/efficiency.yaml, not a "
+                 "catalog chip's fitted values (`phasewise hardware KEY --yaml` writes a catalog chip with its own)")
+
+def build_hardware(key: str, entry: dict[str, Any], where: str, catalog: bool = False) -> HardwareSpec:
+    """Validate one spec-sheet entry, filling efficiencies from its kind's default where absent; a `catalog` entry
+    takes its key's fitted values (efficiency.yaml `hardware:`) over those, a user's entry never (whatever its key:
+    one named h100-sxm is not the catalog's H100). A user's entry without an `efficiency:` block says, in its caveat,
+    that it runs on its kind's defaults."""
     eff_data = packaged("efficiency.yaml")
     entry = dict(entry)
     kind = entry.get("kind", "gpu")
@@ -322,7 +329,10 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
                                  f"{'dtype: FLOP/s' if field == 'peak_flops' else 'constant: value'} "
                                  f"(got {entry[field]!r})")
     eff = {k: v for k, v in defaults.items() if not k.startswith("source")}
-    eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
+    if catalog:
+        eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
+    elif entry.get("efficiency") is None and isinstance(entry.get("caveat") or "", str):  # else: refused below
+        entry["caveat"] = " ".join(filter(None, (entry.get("caveat"), DEFAULTS_NOTE.format(kind=kind))))
     eff.update(entry.pop("efficiency", None) or {})
     entry.pop("efficiency_sources", None)
     entry.pop("aliases", None)  # other names for a catalog entry; used only by load_hardware
@@ -400,7 +410,29 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     key = catalog_key(name_or_path)
     if key is None:
         raise unknown_name("hardware", name_or_path, catalog)
-    return build_hardware(key, catalog[key], f"hardware '{key}'")
+    return build_hardware(key, catalog[key], f"hardware '{key}'", catalog=True)
+
+
+def catalog_entry_yaml(name: str) -> dict[str, Any]:
+    """A catalog chip as a user's hardware file holds it (`hardware: {key: entry}`), its efficiencies resolved into
+    an `efficiency:` block (its kind's defaults, then its fitted values) with their sources under
+    `efficiency_sources:`: that file gives the catalog chip's figures exactly, and is the one to edit for a variant."""
+    key = catalog_key(name)
+    catalog = packaged("hardware_specs.yaml")["hardware"]
+    if looks_like_path(name):
+        raise PhasewiseError(f"hardware '{name}' is a file: only a catalog chip is written as one")
+    if key is None:
+        raise unknown_name("hardware", name, catalog)
+    eff_data = packaged("efficiency.yaml")
+    entry = {k: v for k, v in catalog[key].items() if k not in ("aliases", "efficiency", "efficiency_sources")}
+    defaults = eff_data["defaults"][entry.get("kind", "gpu")]
+    fitted = eff_data["hardware"].get(key) or {}
+    efficiency = {k: v for k, v in defaults.items() if k != "sources"}
+    efficiency.update({k: v for k, v in fitted.items() if k != "sources"})
+    efficiency.update(catalog[key].get("efficiency") or {})
+    sources = {**(defaults.get("sources") or {}), **(fitted.get("sources") or {}),
+               **(catalog[key].get("efficiency_sources") or {})}
+    return {"hardware": {key: {**entry, "efficiency": efficiency, "efficiency_sources": sources}}}
 
 
 def load_engine(name_or_path: str) -> EngineProfile:
