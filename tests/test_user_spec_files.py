@@ -179,3 +179,41 @@ def test_a_repeated_key_is_one_line_naming_file_line_and_key(tmp_path):
 def test_merge_keys_may_still_be_overridden(tmp_path):
     path = write(tmp_path, "base: &b {x: 1, y: 2}\nmine: {<<: *b, x: 3}\n", "x.yaml")
     assert read_user_file(path, "test")["mine"] == {"x": 3, "y": 2}
+
+
+# --- 7: flags and unit slips --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("memory_bandwidth_bytes_per_s", 3.35, r"memory_bandwidth_bytes_per_s is 3.35 bytes/s, below 1e6 bytes/s.*"
+                                           r"unit slip\? 3.35 TB/s is 3.35e12"),
+    ("memory_bandwidth_bytes_per_s", True, "memory_bandwidth_bytes_per_s must be a number or text, not true"),
+    ("memory_capacity_bytes", 64, "memory_capacity_bytes is 64 bytes, below 1 MiB"),
+    ("memory_capacity_bytes", 1e30, "memory_capacity_bytes is 1e\\+30 bytes, above 1e18 bytes"),
+    ("peak_flops.bf16", -1e15, "peak_flops.bf16 must be >= 0 FLOP/s"),
+    ("peak_flops.bf16", 989.4, "peak_flops.bf16 is 989.4 FLOP/s, below 1e6"),
+    ("interconnect.gpus_per_node", False, "interconnect.gpus_per_node must be a number or text, not false"),
+])
+def test_a_unit_slip_or_a_flag_for_a_figure_is_one_line(tmp_path, field, value, message):
+    entry = catalog_entry("h100-sxm")
+    parent, _, leaf = field.rpartition(".")
+    (entry[parent] if parent else entry)[leaf] = value
+    with pytest.raises(PhasewiseError, match=message):
+        load_hardware(write(tmp_path, {"hardware": {"mine": entry}}))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("clock_hz", 1.776, r"parts.compute.clock_hz is 1.776 Hz, below 1e6 Hz.*1.776 GHz is 1.776e9"),
+    ("capacity_bytes", 64, "parts.memory.capacity_bytes is 64 bytes, below 1 MiB"),
+])
+def test_a_unit_slip_in_a_chips_parts_is_one_line(tmp_path, field, value, message):
+    entry = catalog_entry("spad-prefill-chip")
+    entry["parts"]["compute" if field == "clock_hz" else "memory"][field] = value
+    with pytest.raises(PhasewiseError, match=message):
+        load_hardware(write(tmp_path, {"hardware": {"mine": entry}}))
+
+
+def test_an_engine_file_refuses_a_flag_for_a_number(tmp_path):
+    path = write(tmp_path, "engines:\n  e: {iteration_overhead_s: true, per_sequence_overhead_s: 0, "
+                           "eager_launch_s: 0, cuda_graphs: false}\n", "e.yaml")
+    with pytest.raises(PhasewiseError, match="iteration_overhead_s must be a number, not true"):
+        load_engine(path)

@@ -312,6 +312,58 @@ _ALLOWED_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 DEFAULTS_NOTE = ("no `efficiency:` block: runs on the {kind} class defaults of specs/data/efficiency.yaml, not a "
                  "catalog chip's fitted values (`phasewise hardware KEY --yaml` writes a catalog chip with its own)")
 
+# Floors below which a figure is a unit slip, not a chip (3.35 for 3.35 TB/s, 1.776 for 1.776 GHz, 64 for 64 GB):
+# at or below the Intel 8086 (1978; Intel's 8086 datasheet: a 5 MHz clock, a 20-bit address bus reaching 1 MiB, a
+# 16-bit bus cycle of 4 clocks: 2.5 MB/s; no floating point, its 8087 coprocessor some 50 kFLOP/s), which no LLM
+# runs on. The ceiling on memory: 1e18 bytes (an exabyte), ~800x the most memory attached to one accelerator
+# (Cerebras CS-3 with MemoryX: up to 1.2 PB, Cerebras' CS-3 announcement, March 2024).
+_FIGURE_RANGES = {  # field path: (floor, ceiling, unit, an example of the unit slip)
+    "memory_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "3.35 TB/s is 3.35e12"),
+    "interconnect.intra_node_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "450 GB/s is 450e9"),
+    "interconnect.inter_node_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "50 GB/s is 50e9"),
+    "interconnect.pcie_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "64 GB/s is 64e9"),
+    "memory_capacity_bytes": (2**20, 1e18, "bytes", "80 GB is 80e9"),
+    "parts.memory.capacity_bytes": (2**20, 1e18, "bytes", "64 GB is 64e9"),
+    "parts.compute.clock_hz": (1e6, math.inf, "Hz", "1.776 GHz is 1.776e9"),
+    "vector_flops": (1e6, math.inf, "FLOP/s", "67 TFLOP/s is 67e12"),
+    "peak_flops.*": (1e6, math.inf, "FLOP/s", "989 TFLOP/s is 989e12"),  # each dtype's; 0: no such path
+}
+
+
+def _figure(value: float, unit: str) -> str:
+    return "1 MiB" if value == 2**20 else f"{value:.0e}".replace("e+0", "e").replace("e+", "e") + f" {unit}"
+
+
+def check_figures(entry: dict[str, Any], where: str) -> None:
+    """One line for a figure no chip has: true / false anywhere in the entry (no field of it is a flag: `true` for
+    a bandwidth would read as 1 byte/s), a negative peak, or a figure of _FIGURE_RANGES outside its range (the unit
+    slipped). Other fields' ranges are their models' (HardwareSpec, Interconnect, Efficiency, ChipParts)."""
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in entry.items()]
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, bool):
+            raise PhasewiseError(f"{where}: {field} must be a number or text, not {str(value).lower()} (no field of "
+                                 "a hardware entry is a flag)")
+        if isinstance(value, dict):
+            stack.extend((f"{field}.{key}", item) for key, item in value.items())
+            continue
+        if isinstance(value, list):
+            stack.extend((f"{field}[{i}]", item) for i, item in enumerate(value))
+            continue
+        limits = _FIGURE_RANGES.get("peak_flops.*" if field.startswith("peak_flops.") else field)
+        if limits is None or not isinstance(value, (int, float)):
+            continue
+        floor, ceiling, unit, example = limits
+        if field.startswith("peak_flops.") and value == 0:
+            continue
+        if value < 0:
+            raise PhasewiseError(f"{where}: {field} must be >= 0 {unit} (got {value:g})")
+        if not floor <= value <= ceiling:
+            side = f"below {_figure(floor, unit)}" if value < floor else f"above {_figure(ceiling, unit)}"
+            raise PhasewiseError(f"{where}: {field} is {value:g} {unit}, {side} {unit}: the field is in {unit} "
+                                 f"(a unit slip? {example})")
+
+
 def build_hardware(key: str, entry: dict[str, Any], where: str, catalog: bool = False) -> HardwareSpec:
     """Validate one spec-sheet entry, filling efficiencies from its kind's default where absent; a `catalog` entry
     takes its key's fitted values (efficiency.yaml `hardware:`) over those, a user's entry never (whatever its key:
@@ -328,6 +380,7 @@ def build_hardware(key: str, entry: dict[str, Any], where: str, catalog: bool = 
             raise PhasewiseError(f"{where}: {field} must be a mapping of "
                                  f"{'dtype: FLOP/s' if field == 'peak_flops' else 'constant: value'} "
                                  f"(got {entry[field]!r})")
+    check_figures(entry, where)
     eff = {k: v for k, v in defaults.items() if not k.startswith("source")}
     if catalog:
         eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
@@ -453,6 +506,11 @@ def load_engine(name_or_path: str) -> EngineProfile:
         if key not in engines:
             raise unknown_name("engine", name_or_path, engines)
         entry, where = engines[key], f"engine '{name_or_path}'"
+    if isinstance(entry, dict):  # pydantic reads true as 1 for a number: 1 s of overhead per iteration
+        for field, value in entry.items():
+            model_field = EngineProfile.model_fields.get(field)
+            if isinstance(value, bool) and model_field is not None and model_field.annotation is not bool:
+                raise PhasewiseError(f"{where}: {field} must be a number, not {str(value).lower()}")
     try:
         return EngineProfile(name=str(key), **entry)
     except (ValidationError, TypeError) as exc:
