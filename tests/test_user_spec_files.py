@@ -217,3 +217,15 @@ def test_an_engine_file_refuses_a_flag_for_a_number(tmp_path):
                            "eager_launch_s: 0, cuda_graphs: false}\n", "e.yaml")
     with pytest.raises(PhasewiseError, match="iteration_overhead_s must be a number, not true"):
         load_engine(path)
+
+
+# --- 8: a catalog MoE model's config.json -------------------------------------------------------------------------
+
+def test_a_catalog_models_config_file_keeps_its_routing_skew(tmp_path):
+    config = dict(packaged("models.yaml")["models"]["openai/gpt-oss-120b"]["config"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "bos_token_id": 199998, "transformers_version": "4.55.0"}))
+    from_file, from_id = load_model(str(path)), load_model("openai/gpt-oss-120b")
+    assert from_file.expert_top20_share == from_id.expert_top20_share == 0.738
+    path.write_text(json.dumps({**config, "num_experts_per_tok": config["num_experts_per_tok"] + 1}))
+    assert load_model(str(path)).expert_top20_share is None  # another model: uniform routing
