@@ -185,14 +185,29 @@ def hardware_cmd(
         help="catalog keys or hardware YAML paths, comma-separated (none: the whole catalog); a chip built from "
              "parts also shows its die area, yield, cost and TDP by part")] = None,
     as_json: Json = False,
+    as_yaml: Annotated[bool, typer.Option(
+        "--yaml", help="print one catalog chip as a hardware YAML file (its efficiencies resolved into its "
+                       "`efficiency:` block): that file gives the catalog's numbers exactly; edit a copy for a "
+                       "variant")] = False,
 ) -> None:
     """List the hardware catalog, or describe the chips named (your own YAML files too)."""
     from phasewise.apps.hardware_view import chip_row, render_chips
-    from phasewise.specs.hardware import hardware_list, hardware_names, load_hardware
+    from phasewise.specs.hardware import catalog_entry_yaml, hardware_list, hardware_names, load_hardware
 
     if chips is not None and not chips.strip():
         raise PhasewiseError("hardware: the chip list is empty: name chips (keys or YAML paths, comma-separated) "
                              "or give none for the whole catalog")
+    if as_yaml:
+        import yaml
+
+        if as_json or chips is None or len(hardware_list("hardware", chips)) != 1:
+            raise PhasewiseError("hardware --yaml: name one catalog chip (phasewise hardware b200 --yaml > my.yaml), "
+                                 "without --json")
+        entry = catalog_entry_yaml(chips.strip())
+        print(f"# Written by `phasewise hardware {chips.strip()} --yaml`: the catalog entry, its efficiencies "
+              "resolved; use with --hardware FILE")
+        print(yaml.safe_dump(entry, sort_keys=False, allow_unicode=True), end="")
+        return
     keys = hardware_names() if chips is None else hardware_list("hardware", chips)
     rows = [chip_row(key, load_hardware(key)) for key in keys]
     if as_json:

@@ -22,6 +22,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.parts import ChipParts, chip_constants, derived_figures, parse_parts
+from phasewise.specs.reading import number
 
 WAFER_DIAMETER_MM = 300.0
 
@@ -148,12 +149,13 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
     parts = parse_parts(entry["parts"], where)
     out = {**derived_figures(parts), "price_per_hour_usd": 0.0, **entry, "parts": parts}
     links = entry.get("interconnect") or {}
-    per_direction = links.get("intra_node_bandwidth_bytes_per_s", 0.0) if isinstance(links, dict) else 0.0
-    if isinstance(per_direction, bool) or not isinstance(per_direction, (int, float)) or not per_direction >= 0:
+    per_direction = number(links.get("intra_node_bandwidth_bytes_per_s", 0.0) if isinstance(links, dict) else 0.0,
+                           "interconnect.intra_node_bandwidth_bytes_per_s", where, "bytes/s")
+    if per_direction < 0:
         raise PhasewiseError(f"{where}: interconnect.intra_node_bandwidth_bytes_per_s must be a number of bytes/s "
-                             f"(got {per_direction!r})")
+                             f">= 0 (got {per_direction:g})")
     try:
-        cost = chip_cost(parts, 2 * float(per_direction))  # a die past the reticle is an error, TDP given or not
+        cost = chip_cost(parts, 2 * per_direction)  # a die past the reticle is an error, TDP given or not
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where} {exc}") from None
     if "tdp_w" not in entry:

@@ -7,6 +7,7 @@ spec-sheet format, optionally with its own `efficiency:` block.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from phasewise.specs.substrates import Substrate, check_unique_names
 class Efficiency(BaseModel):
     """Fractions of the spec-sheet peaks real kernels reach, and fixed costs. See efficiency.yaml."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     gemm_efficiency_max: float = Field(gt=0, le=1)
     gemm_half_rows: float = Field(ge=0)
@@ -74,6 +75,27 @@ class Efficiency(BaseModel):
         cold_share = min(1.0, layer_weight_bytes / (2.0 * self.host_cache_bytes))
         return self.kernel_launch_s + cold_share * (self.kernel_launch_cold_s - self.kernel_launch_s)
 
+    @field_validator("gemm_efficiency_curve")
+    @classmethod
+    def _curve(cls, value: tuple[tuple[float, float], ...] | None) -> tuple[tuple[float, float], ...] | None:
+        """Points the GEMM efficiency interpolates between (perf/gemm_cost.py, in log rows): at least one, rows > 0
+        and strictly increasing (a repeated or unsorted row would make the interpolation pick points out of order),
+        each efficiency a fraction of the peak in (0, 1]."""
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("needs at least one [rows, efficiency] point (or leave it out)")
+        for rows, efficiency in value:
+            if not (math.isfinite(rows) and rows > 0):
+                raise ValueError(f"rows must be > 0 (got [{rows:g}, {efficiency:g}])")
+            if not 0 < efficiency <= 1:
+                raise ValueError(f"an efficiency must be in (0, 1] (got [{rows:g}, "
+                                 f"{efficiency:g}])")
+        for (before, _), (after, _) in zip(value, value[1:]):
+            if not after > before:
+                raise ValueError(f"rows must increase strictly ({before:g} then {after:g})")
+        return value
+
     @field_validator("weight_read_efficiency")
     @classmethod
     def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
@@ -84,7 +106,7 @@ class Efficiency(BaseModel):
 
 
 class Interconnect(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     intra_node_bandwidth_bytes_per_s: float = Field(gt=0)
     intra_node_latency_s: float = Field(ge=0)
@@ -113,7 +135,7 @@ class Interconnect(BaseModel):
 
 
 class HardwareSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     key: str
     name: str
@@ -215,7 +237,7 @@ class UnfusedKernels(BaseModel):
 class EngineProfile(BaseModel):
     """Host-side costs of a serving engine (scheduler, input preparation, kernel dispatch)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str
     description: str = ""
@@ -290,8 +312,67 @@ HOST_MEMORY_RESERVE_BYTES = 10 * 2**30
 _ALLOWED_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 
-def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
-    """Validate one spec-sheet entry, filling efficiencies from its kind's default where absent."""
+# A user's chip that runs on its kind's efficiency defaults (build_hardware), said beside its predictions
+DEFAULTS_NOTE = ("no `efficiency:` block: runs on the {kind} class defaults of specs/data/efficiency.yaml, not a "
+                 "catalog chip's fitted values (`phasewise hardware KEY --yaml` writes a catalog chip with its own)")
+
+# Floors below which a figure is a unit slip, not a chip (3.35 for 3.35 TB/s, 1.776 for 1.776 GHz, 64 for 64 GB):
+# at or below the Intel 8086 (1978; Intel's 8086 datasheet: a 5 MHz clock, a 20-bit address bus reaching 1 MiB, a
+# 16-bit bus cycle of 4 clocks: 2.5 MB/s; no floating point, its 8087 coprocessor some 50 kFLOP/s), which no LLM
+# runs on. The ceiling on memory: 1e18 bytes (an exabyte), ~800x the most memory attached to one accelerator
+# (Cerebras CS-3 with MemoryX: up to 1.2 PB, Cerebras' CS-3 announcement, March 2024).
+_FIGURE_RANGES = {  # field path: (floor, ceiling, unit, an example of the unit slip)
+    "memory_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "3.35 TB/s is 3.35e12"),
+    "interconnect.intra_node_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "450 GB/s is 450e9"),
+    "interconnect.inter_node_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "50 GB/s is 50e9"),
+    "interconnect.pcie_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "64 GB/s is 64e9"),
+    "memory_capacity_bytes": (2**20, 1e18, "bytes", "80 GB is 80e9"),
+    "parts.memory.capacity_bytes": (2**20, 1e18, "bytes", "64 GB is 64e9"),
+    "parts.compute.clock_hz": (1e6, math.inf, "Hz", "1.776 GHz is 1.776e9"),
+    "vector_flops": (1e6, math.inf, "FLOP/s", "67 TFLOP/s is 67e12"),
+    "peak_flops.*": (1e6, math.inf, "FLOP/s", "989 TFLOP/s is 989e12"),  # each dtype's; 0: no such path
+}
+
+
+def _figure(value: float, unit: str) -> str:
+    return "1 MiB" if value == 2**20 else f"{value:.0e}".replace("e+0", "e").replace("e+", "e") + f" {unit}"
+
+
+def check_figures(entry: dict[str, Any], where: str) -> None:
+    """One line for a figure no chip has: true / false anywhere in the entry (no field of it is a flag: `true` for
+    a bandwidth would read as 1 byte/s), a negative peak, or a figure of _FIGURE_RANGES outside its range (the unit
+    slipped). Other fields' ranges are their models' (HardwareSpec, Interconnect, Efficiency, ChipParts)."""
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in entry.items()]
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, bool):
+            raise PhasewiseError(f"{where}: {field} must be a number or text, not {str(value).lower()} (no field of "
+                                 "a hardware entry is a flag)")
+        if isinstance(value, dict):
+            stack.extend((f"{field}.{key}", item) for key, item in value.items())
+            continue
+        if isinstance(value, list):
+            stack.extend((f"{field}[{i}]", item) for i, item in enumerate(value))
+            continue
+        limits = _FIGURE_RANGES.get("peak_flops.*" if field.startswith("peak_flops.") else field)
+        if limits is None or not isinstance(value, (int, float)):
+            continue
+        floor, ceiling, unit, example = limits
+        if field.startswith("peak_flops.") and value == 0:
+            continue
+        if value < 0:
+            raise PhasewiseError(f"{where}: {field} must be >= 0 {unit} (got {value:g})")
+        if not floor <= value <= ceiling:
+            side = f"below {_figure(floor, unit)}" if value < floor else f"above {_figure(ceiling, unit)}"
+            raise PhasewiseError(f"{where}: {field} is {value:g} {unit}, {side} {unit}: the field is in {unit} "
+                                 f"(a unit slip? {example})")
+
+
+def build_hardware(key: str, entry: dict[str, Any], where: str, catalog: bool = False) -> HardwareSpec:
+    """Validate one spec-sheet entry, filling efficiencies from its kind's default where absent; a `catalog` entry
+    takes its key's fitted values (efficiency.yaml `hardware:`) over those, a user's entry never (whatever its key:
+    one named h100-sxm is not the catalog's H100). A user's entry without an `efficiency:` block says, in its caveat,
+    that it runs on its kind's defaults."""
     eff_data = packaged("efficiency.yaml")
     entry = dict(entry)
     kind = entry.get("kind", "gpu")
@@ -303,8 +384,12 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
             raise PhasewiseError(f"{where}: {field} must be a mapping of "
                                  f"{'dtype: FLOP/s' if field == 'peak_flops' else 'constant: value'} "
                                  f"(got {entry[field]!r})")
+    check_figures(entry, where)
     eff = {k: v for k, v in defaults.items() if not k.startswith("source")}
-    eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
+    if catalog:
+        eff.update({k: v for k, v in (eff_data["hardware"].get(key) or {}).items() if k != "sources"})
+    elif entry.get("efficiency") is None and isinstance(entry.get("caveat") or "", str):  # else: refused below
+        entry["caveat"] = " ".join(filter(None, (entry.get("caveat"), DEFAULTS_NOTE.format(kind=kind))))
     eff.update(entry.pop("efficiency", None) or {})
     entry.pop("efficiency_sources", None)
     entry.pop("aliases", None)  # other names for a catalog entry; used only by load_hardware
@@ -321,6 +406,20 @@ def build_hardware(key: str, entry: dict[str, Any], where: str) -> HardwareSpec:
         raise pydantic_message(where, exc) from None
     except TypeError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
+
+
+# What `phasewise calibrate` writes beside each other in one file (measure/calibrate.py): a hardware and an engine
+# entry and the measurements they came from; such a file is both a --hardware and an --engine file.
+CALIBRATE_KEYS = ("hardware", "engines", "measurements")
+
+
+def refuse_beside(data: dict[str, Any], wrapper: str, where: str) -> None:
+    """A one-line error for a top-level key beside `wrapper:` that no reader reads (an `efficiency:` block meant for
+    the entry above it, a typo), rather than dropping it."""
+    stray = [key for key in data if key != wrapper and key not in CALIBRATE_KEYS]
+    if stray:
+        raise PhasewiseError(f"{where}: top-level key '{stray[0]}' beside '{wrapper}:' is not read (move it into "
+                             f"the entry under '{wrapper}:', or remove it)")
 
 
 def chip_caveats(chips) -> dict[str, str]:
@@ -351,6 +450,7 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     if looks_like_path(name_or_path):
         data = read_user_file(name_or_path, "hardware")
         if isinstance(data.get("hardware"), dict):
+            refuse_beside(data, "hardware", f"hardware file '{name_or_path}'")
             if len(data["hardware"]) != 1:
                 raise PhasewiseError(
                     f"hardware file '{name_or_path}' must hold exactly one entry under 'hardware:' "
@@ -367,7 +467,29 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     key = catalog_key(name_or_path)
     if key is None:
         raise unknown_name("hardware", name_or_path, catalog)
-    return build_hardware(key, catalog[key], f"hardware '{key}'")
+    return build_hardware(key, catalog[key], f"hardware '{key}'", catalog=True)
+
+
+def catalog_entry_yaml(name: str) -> dict[str, Any]:
+    """A catalog chip as a user's hardware file holds it (`hardware: {key: entry}`), its efficiencies resolved into
+    an `efficiency:` block (its kind's defaults, then its fitted values) with their sources under
+    `efficiency_sources:`: that file gives the catalog chip's figures exactly, and is the one to edit for a variant."""
+    key = catalog_key(name)
+    catalog = packaged("hardware_specs.yaml")["hardware"]
+    if looks_like_path(name):
+        raise PhasewiseError(f"hardware '{name}' is a file: only a catalog chip is written as one")
+    if key is None:
+        raise unknown_name("hardware", name, catalog)
+    eff_data = packaged("efficiency.yaml")
+    entry = {k: v for k, v in catalog[key].items() if k not in ("aliases", "efficiency", "efficiency_sources")}
+    defaults = eff_data["defaults"][entry.get("kind", "gpu")]
+    fitted = eff_data["hardware"].get(key) or {}
+    efficiency = {k: v for k, v in defaults.items() if k != "sources"}
+    efficiency.update({k: v for k, v in fitted.items() if k != "sources"})
+    efficiency.update(catalog[key].get("efficiency") or {})
+    sources = {**(defaults.get("sources") or {}), **(fitted.get("sources") or {}),
+               **(catalog[key].get("efficiency_sources") or {})}
+    return {"hardware": {key: {**entry, "efficiency": efficiency, "efficiency_sources": sources}}}
 
 
 # The profile fields an engine preset sets itself, from its version and knobs (specs/engines.py _build): a file that
@@ -399,6 +521,7 @@ def _engine_file_entry(path: str) -> tuple[str, Any]:
     engines = data.get("engines")
     if not isinstance(engines, dict) or len(engines) != 1:
         raise PhasewiseError(f"engine file '{path}' must hold exactly one entry under 'engines:'")
+    refuse_beside(data, "engines", f"engine file '{path}'")
     return next(iter(engines.items()))
 
 
@@ -424,6 +547,11 @@ def load_engine(name_or_path: str) -> EngineProfile:
         if key not in engines:
             raise unknown_name("engine", name_or_path, engines)
         entry, where = engines[key], f"engine '{name_or_path}'"
+    if isinstance(entry, dict):  # pydantic reads true as 1 for a number: 1 s of overhead per iteration
+        for field, value in entry.items():
+            model_field = EngineProfile.model_fields.get(field)
+            if isinstance(value, bool) and model_field is not None and model_field.annotation is not bool:
+                raise PhasewiseError(f"{where}: {field} must be a number, not {str(value).lower()}")
     try:
         return EngineProfile(name=str(key), **entry)
     except (ValidationError, TypeError) as exc:

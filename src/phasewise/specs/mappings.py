@@ -75,6 +75,10 @@ def load_mapping(name_or_path: str) -> Mapping:
             if len(data["mappings"]) != 1:
                 raise PhasewiseError(f"{where} must hold exactly one entry under 'mappings:' "
                                      f"(found {len(data['mappings'])})")
+            stray = [key for key in data if key != "mappings"]
+            if stray:
+                raise PhasewiseError(f"{where}: top-level key '{stray[0]}' beside 'mappings:' is not read (move it "
+                                     "into the entry under 'mappings:', or remove it)")
             name, entry = next(iter(data["mappings"].items()))
         else:
             name = str(data.get("name") or name_or_path)

@@ -59,10 +59,24 @@ def load_model(name_or_path: str) -> ModelSpec:
     """A catalog model by HF id or alias (case-insensitive), or a config.json / YAML file by path."""
     cfg, entry, key = _checkpoint_config(name_or_path)
     if entry is None:
-        return from_hf_config(name_or_path, cfg, where=f"model config '{name_or_path}'")
+        return _with_catalog_skew(from_hf_config(name_or_path, cfg, where=f"model config '{name_or_path}'"))
     spec = from_hf_config(key, cfg)
     if entry.get("routing_skew"):  # a measured property of the trained router, not a config.json field
         spec = spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
     requantized = {alias.lower(): precision for alias, precision in (entry.get("alias_precisions") or {}).items()}
     native = requantized.get(name_or_path.lower())
     return spec.model_copy(update={"native_precision": native}) if native else spec
+
+
+def _with_catalog_skew(spec: ModelSpec) -> ModelSpec:
+    """A user's config file of a MoE model that parses to exactly a catalog model (every field of the spec but its
+    name: the catalog's config.json, downloaded or copied) takes that model's routing skew, as its catalog id does;
+    any other config runs on uniform routing (--routing-skew sets a skew)."""
+    if not spec.num_experts:
+        return spec
+    for key, entry in packaged("models.yaml")["models"].items():
+        if entry.get("routing_skew"):
+            catalog_spec = from_hf_config(key, entry["config"])
+            if catalog_spec == spec.model_copy(update={"name": key}):
+                return spec.model_copy(update={"expert_top20_share": float(entry["routing_skew"]["top20_share"])})
+    return spec

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,74 @@ def read_text(path: str | Path, what: str, max_bytes: int = CONFIG_MAX_BYTES) ->
                              f"{exc.start})") from None
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int | None, first_line: int | None = None) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UserYamlLoader(yaml.SafeLoader):
+    """YAML for users' files: PyYAML's safe loader (YAML 1.1) but (a) a number with an exponent and no dot or no
+    signed exponent (1e3, 450e9, 1.5e9) is the float YAML 1.2 and JSON read, where YAML 1.1 reads the string '1e3'
+    (which one field would then scale, another refuse and a third misread), and (b) a key repeated in one mapping is
+    an error rather than the last one silently winning."""
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges keys that the mapping's own may override
+            line = key_node.start_mark.line + 1
+            if (key_node.tag, key_node.value) in first:
+                raise _DuplicateKey(key_node.value, line, first[(key_node.tag, key_node.value)])
+            first[(key_node.tag, key_node.value)] = line
+        return node
+
+
+_UserYamlLoader.yaml_implicit_resolvers = {  # a copy: SafeLoader's own (the catalogs') stay YAML 1.1
+    char: list(resolvers) for char, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UserYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+class _JsonDecoder(json.JSONDecoder):
+    """json's decoder with a repeated key in one object an error (json.loads keeps the last silently); the pure-Python
+    scanner, whose objects pass through parse_object with their offset (configs are small)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parse_object = self._object
+        self.scan_once = json.scanner.py_make_scanner(self)
+
+    def _object(self, s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
+                object_pairs_hook: Any, memo: Any = None) -> tuple[dict[str, Any], int]:
+        text, start = s_and_end
+        pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_once, None, list, memo)
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:  # the line of the object's opening brace: JSONObject gives no key's offset
+                raise _DuplicateKey(key, None, text.count("\n", 0, start) + 1)
+            obj[key] = value
+        return obj, end
+
+
+def number(value: Any, field: str, where: str, unit: str = "") -> float:
+    """A numeric field a reader takes by hand (not through a pydantic model): an int or a float, or text that spells
+    a finite one (as pydantic's float fields take it); true / false or anything else is a one-line error."""
+    wanted = f"a number{' of ' + unit if unit else ''}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise PhasewiseError(f"{where}: {field} must be {wanted} (got {value!r})")
+    try:
+        out = float(value)
+    except ValueError:
+        raise PhasewiseError(f"{where}: {field} must be {wanted} (got {value!r})") from None
+    if not math.isfinite(out):
+        raise PhasewiseError(f"{where}: {field} must be {wanted} (got {value!r}: a number must be finite)")
+    return out
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -91,8 +160,13 @@ def parse_text(text: str, path: str | Path, what: str, non_finite: bool = False)
     `non_finite` reads them as the floats they spell (check_tree then says in which fields they may stand)."""
     try:
         if Path(path).suffix != ".json":
-            return yaml.safe_load(text)
-        return json.loads(text, parse_constant=float if non_finite else _not_json)
+            return yaml.load(text, Loader=_UserYamlLoader)
+        return json.loads(text, cls=_JsonDecoder, parse_constant=float if non_finite else _not_json)
+    except _DuplicateKey as exc:
+        at = (f"line {exc.line}: key '{exc.key}' appears twice in one mapping (first at line {exc.first_line})"
+              if exc.line is not None else
+              f"key '{exc.key}' appears twice in the object opened at line {exc.first_line}")
+        raise PhasewiseError(f"{what} file '{path}' is malformed: {at}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise PhasewiseError(f"{what} file '{path}' is malformed: {_first_line(exc)}") from None
     except _NotJson as exc:
@@ -155,9 +229,9 @@ def check_tree(data: Any, path: str | Path, what: str, non_finite_fields: tuple[
 
 def read_user_file(path: str | Path, what: str, non_finite_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Parse a user-supplied YAML or JSON file holding a mapping, turning every failure into a one-line error;
-    `non_finite_fields`: the fields that may hold NaN or Infinity (check_tree; None: JSON refuses them anywhere)."""
+    `non_finite_fields`: the fields that may hold NaN or Infinity (check_tree; None: none, in YAML or JSON)."""
     data = parse_text(read_text(path, what), path, what, non_finite=non_finite_fields is not None)
     if not isinstance(data, dict):
         raise PhasewiseError(f"{what} file '{path}' must hold a mapping at the top level")
-    check_tree(data, path, what, non_finite_fields)
+    check_tree(data, path, what, non_finite_fields or ())  # YAML's .inf / .nan as JSON's NaN / Infinity
     return data

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.specs.catalog import read_user_file
+from phasewise.specs.reading import number
 
 
 class EdgeDevice(BaseModel):
@@ -116,7 +117,7 @@ def parse_topology(data: Any, where: str = "topology") -> Topology:
             mbps = entry.pop("mbps")
             if "bandwidth_bps" in entry:
                 raise PhasewiseError(f"{where}: link {i} gives both mbps and bandwidth_bps")
-            entry["bandwidth_bps"] = float(mbps) * 1e6 if isinstance(mbps, (int, float)) else mbps
+            entry["bandwidth_bps"] = number(mbps, "mbps", f"{where}: link {i}", "Mbit/s") * 1e6
         try:
             link = EdgeLink(**entry)
         except ValidationError as exc:
