@@ -334,7 +334,7 @@ def test_backend_flags_that_would_go_unused_are_refused(kwargs, message):
     ("{chunk_sizes: [abc]}", "strategies: chunk_sizes.0: Input should be a valid integer"),
     ("{tp_options: [0]}", "strategies.tp_options must list integers >= 1"),
     ("{ratios: [[1, 0]]}", "strategies.ratios must list [prefill, decode] instance counts >= 1"),
-    ("{spec_acceptance: .nan}", "strategies.spec_acceptance must be in [0, 1)"),
+    ("{spec_acceptance: .nan}", "strategies.spec_acceptance holds NaN"),
     ("{memory_fraction: 2}", "strategies.memory_fraction must be in (0, 1]"),
 ])
 def test_sweep_strategies_are_checked_as_plans_flags_are(run_cli, tmp_path, strategies, message):
