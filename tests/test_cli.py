@@ -130,7 +130,7 @@ def test_a_trace_flag_is_never_silently_the_default(run_cli, command):
     default Azure conversation lengths), a missing one too."""
     code, out, err = run_cli(*command)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert ("trace name is empty" in err) if "no-such-trace" not in command else ("does not exist" in err)
+    assert ("is empty" in err) if "no-such-trace" not in command else ("does not exist" in err)
 
 
 @pytest.mark.parametrize("command, message", [

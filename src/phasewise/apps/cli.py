@@ -415,9 +415,31 @@ from phasewise.apps import cli_plan  # noqa: E402,F401,I001
 from phasewise.apps import cli_devices, cli_measure, cli_reproduce, cli_serve  # noqa: E402,F401
 
 
+def empty_values(argv: list[str]) -> None:
+    """A text option given as an empty string ('--out ""', '--report='), which typer would hand on as "not given" or
+    as a name to look up, is a one-line error naming it, on every command alike; an option whose own default is the
+    empty string (it means "none") may be given so."""
+    command = typer.main.get_command(app)  # typer's click, vendored or not: read by duck typing
+    words = [w for w in argv if not w.startswith("-")]
+    if not words or words[0] not in getattr(command, "commands", {}):
+        return
+    options = {opt: param for param in command.commands[words[0]].params
+               if getattr(param, "param_type_name", "") == "option" for opt in param.opts}
+    for i, word in enumerate(argv):
+        flag, eq, value = word.partition("=")
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else None
+        param = options.get(flag)
+        if param is None or param.is_flag or value is None or value.strip():
+            continue
+        if param.default != "":
+            refuse_empty({flag.lstrip("-").replace("-", "_"): value})
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2, never a traceback."""
     try:
+        empty_values(sys.argv[1:])
         code = app(standalone_mode=False)  # a command's typer.Exit(code) comes back as its return value
         if isinstance(code, int) and code:
             sys.exit(code)
