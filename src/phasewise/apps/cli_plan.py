@@ -53,7 +53,7 @@ def plan_cmd(
     image_size: ImageSize = None,
     image_share: ImageShare = None,
     image_tokens_included: ImageTokensIncluded = False,
-    objective: Annotated[str, typer.Option(help="goodput-per-gpu | goodput-per-dollar | goodput-per-watt | cost (cheapest cluster hardware, chips from parts) | power (lowest cluster TDP)")] = "goodput-per-gpu",
+    objective: Annotated[str, typer.Option(help="what the ranking divides the goodput by: goodput-per-gpu (req/s per GPU) | goodput-per-dollar (requests per $ of GPU rental time) | goodput-per-watt (requests per joule of simulated power) | cost (req/s per $1k of cluster hardware, chips from parts) | power (req/s per kW of cluster TDP)")] = "goodput-per-gpu",
     tp_options: Annotated[str | None, typer.Option(help="TP degrees to try (default: 1,2,4,8, and whole nodes, TP 16, 32, ... within --gpus, when the model fits in none of those; for a mixture-of-experts model on an engine with expert parallelism, also its DP-EP layout over whole nodes within --gpus)")] = None,
     pp_options: Annotated[str, typer.Option(help="PP degrees to try (collocated)")] = "1",
     precisions: Annotated[str, typer.Option(help="precisions to try, e.g. bf16,fp8 (default: the checkpoint's own format, else bf16)")] = "",
@@ -190,6 +190,12 @@ def plan_cmd(
             print(dumps({"feasible": False, "budget": result.budget(), "closest": result.closest(),
                          "pruned": result.pruned, "wall_s": result.wall_s}, default=float))
         print(result.infeasible_line(), file=sys.stderr)
+        if export:
+            print(f"export: skipped, no strategy meets the SLOs (nothing to write to {export})", file=sys.stderr)
+        if report:  # the curves show how close each strategy came
+            from phasewise.apps.report import write_report
+
+            print(f"report: {write_report(result, {}, report)}", file=sys.stderr)
         raise typer.Exit(1)
     if as_json:
         from phasewise.apps.plan_view import host_tier_beyond_node, plan_caveats

@@ -15,7 +15,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
-from phasewise.sim.deployment import build_deployment
+from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.encode_pool import encoder_cost
 from phasewise.sim.metrics import miss_allowance
 from phasewise.sim.routers import CACHE_AWARE
@@ -216,6 +216,10 @@ class VerifiedRun:
     units_simulated: int
     units: int
     deployment: dict[str, Any]
+    # the verification step above this rate that failed (binds(): the SLO or the backlog), and its rate; None where
+    # no step above failed (every climb held, or none was tried: the search's bracket then says)
+    binding: str | None = None
+    binding_rps: float = math.nan
 
     def workload(self, work: WorkloadSpec) -> Workload:
         return slice_traffic(replace(work, seed=self.seed), self.rate_rps, self.requests, self.units_simulated,
@@ -235,7 +239,7 @@ class GoodputResult:
     strategy: Strategy
     goodput_rps: float  # highest rate meeting the attainment target (0 if none)
     capacity_estimate_rps: float
-    binding: str  # which SLO fails first above the goodput: prefill (TTFT), decode (TPOT) or decode (every TBT)
+    binding: str  # what fails first above the goodput: prefill (TTFT), decode (TPOT), decode (every TBT) or capacity
     at_goodput: dict[str, Any]  # summary of the simulation at the goodput rate
     curve: list[dict[str, float]] = field(default_factory=list)  # every simulated rate
     simulations: int = 0
@@ -243,6 +247,10 @@ class GoodputResult:
     verified_attainment: float = math.nan
     verified: VerifiedRun | None = None  # the run at goodput_rps that verified it (None: not verified, or failed)
     search_units: int = 1  # units the search's simulations held (all of them for a workload with prefix structure)
+    # the rate `binding` failed at (the whole deployment's): the search's lowest failing rate, or, once verified, the
+    # failing verification step above the goodput (binding_by says which)
+    binding_rps: float = math.nan
+    binding_by: str = "search"
     # every simulated rate's summary, keyed by (rate, the workload's fingerprint): a later search of the same strategy
     # under the same SLOs reads a probe it repeats from here (evaluate's `known`)
     probes: dict[tuple[float, str], dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -314,48 +322,76 @@ def stopped_early(s: dict[str, Any]) -> bool:
     """Whether the run a summary comes from was stopped once its target was out of reach (simulate's
     stop_after_misses): its figures then cover only the requests finished by then."""
     stopped = s["sim"]["stopped_s"]
-    return stopped == stopped
+    return bool(stopped == stopped)
 
 
-def _lite(s: dict[str, Any], rate: float, scale: float) -> dict[str, float]:
-    """The curve's point at `rate` (the whole deployment's) from a run of 1/`scale` of it; `stopped` 1 where the
-    run was stopped once the target was out of reach (its attainment then a lower bound, its rates partial)."""
+def _lite(s: dict[str, Any], rate: float, scale: float, gpus: int) -> dict[str, Any]:
+    """The curve's point at `rate` (the whole deployment's, on its `gpus` GPUs) from a run of 1/`scale` of it;
+    `stopped` where the run was stopped once the target was out of reach (its attainment then a lower bound, its
+    rates partial), `stable` whether its queue stayed bounded (stable()); tokens/s per GPU the rate's output tokens,
+    as the ranked table's (goodput_tokens_per_s_per_gpu)."""
     tpot = s["tpot_ms"]["mean"]
     return {
         "rate_rps": rate,
         "attainment": s["slo"]["attainment"],
-        "stable": float(s.get("stable", True)),
-        "stopped": float(stopped_early(s)),
+        "stable": bool(s.get("stable", True)),
+        "stopped": stopped_early(s),
         "ttft_attainment": s["slo"]["ttft_attainment"],
         "tpot_attainment": s["slo"]["tpot_attainment"],
         "tbt_attainment": s["slo"]["tbt_attainment"],
         "ttft_p90_ms": s["ttft_ms"]["p90"],
         "tpot_p90_ms": s["tpot_ms"]["p90"],
         "tbt_p99_ms": s["tbt_ms"]["p99"],
-        "tokens_per_s_per_gpu": s["throughput"]["output_tokens_per_s_per_gpu"],
+        "tokens_per_s_per_gpu": goodput_tokens_per_s_per_gpu(rate, s, gpus),
         "tokens_per_s_per_user": 1e3 / tpot if tpot and tpot == tpot else math.nan,
         "power_w": s["energy_j"] / s["duration_s"] * scale if s["duration_s"] > 0 else math.nan,  # every GPU's
     }
 
 
+WAITING_MARGIN_PER_INSTANCE = 2  # waiting requests per instance a stable queue may add over the window (noise)
+
+
 def stable(res: SimResult) -> bool:
-    """Whether the deployment keeps up: the requests in the system over the last fifth of the arrival
-    window are not clearly more than over its middle (a growing backlog is overload, whatever a finite
-    window's attainment says: a lenient TPOT SLO can hide a queue that grows for minutes). At exactly
-    the capacity the backlog wanders like a random walk; the margin only flags clear growth."""
-    arrival, finish = res.arrival_s, res.finish_s
+    """Whether the deployment keeps up: the requests waiting for a seat (arrived, not yet scheduled) over the last
+    fifth of the arrival window are not clearly more than over its middle. The queue beyond the seats, not the
+    requests in the system: while the running batch fills its seats the in-system count rises whatever the load,
+    and once they are full an overload shows only as arrivals that wait (a growing backlog is overload, whatever a
+    finite window's attainment says). At exactly the capacity the queue wanders like a random walk; the margin
+    (WAITING_MARGIN_PER_INSTANCE per instance, and half the middle's) only flags clear growth. A request never
+    scheduled (refused) never waits."""
+    arrival, scheduled = res.arrival_s, res.scheduled_s
     end = float(arrival.max())
     if end <= 0:
         return True
-    order = np.sort(arrival)
-    done = np.sort(np.where(np.isfinite(finish), finish, np.inf))
+    admitted = np.isfinite(scheduled)
+    arrived = np.sort(arrival[admitted])
+    seated = np.sort(scheduled[admitted])
 
-    def in_system(ts: np.ndarray) -> float:
-        return float(np.mean(np.searchsorted(order, ts, side="right") - np.searchsorted(done, ts, side="right")))
+    def waiting(ts: np.ndarray) -> float:
+        return float(np.mean(np.searchsorted(arrived, ts, side="right") - np.searchsorted(seated, ts, side="right")))
 
-    middle = in_system(np.linspace(0.3, 0.5, 9) * end)
-    last = in_system(np.linspace(0.8, 1.0, 9) * end)
-    return last <= 1.5 * middle + 20
+    middle = waiting(np.linspace(0.3, 0.5, 21) * end)
+    last = waiting(np.linspace(0.8, 1.0, 21) * end)
+    return last <= 1.5 * middle + WAITING_MARGIN_PER_INSTANCE * max(len(res.instances), 1)
+
+
+def seats(dep: Deployment, work: WorkloadSpec) -> int:
+    """The requests a deployment's (collocated or decode) instances hold at once on `work`'s mean lengths: each
+    one's batch (decode_batch), times its replicas. The time to fill them, seats / rate, is the E2E a request takes
+    once they are full (Little's law): verification's window is a multiple of it (planner.verify_window_s)."""
+    prompt, osl = work.mean_prompt, work.mean_output
+    total = 0
+    for index, group in enumerate(dep.instances):
+        if group.role == "prefill":
+            continue
+        _, kv_tokens, _, engine = build_group(dep, group, index)
+        total += group.replicas * decode_batch(engine.max_seqs, kv_tokens, prompt, osl)
+    return max(total, 1)
+
+
+def decode_batch(max_seqs: int, kv_tokens: float, prompt: float, osl: float) -> int:
+    """An instance's batch at mean lengths: its sequence cap, or the requests its KV holds at half their output."""
+    return max(1, min(max_seqs, int(kv_tokens / (prompt + osl / 2))))
 
 
 def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
@@ -384,7 +420,7 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
         if dep.encoders is not None:
             encoder_s = 0.0
         prompt = isl if images is not None and images.in_prompt else isl + image_tokens
-        batch = max(1, min(engine.max_seqs, int(kv_tokens / (prompt + osl / 2))))
+        batch = decode_batch(engine.max_seqs, kv_tokens, prompt, osl)
         context = int(prompt + osl / 2)
         caching = group.prefix_caching if group.prefix_caching is not None else engine.prefix_caching
         cached = int(isl * work.reusable_share) if caching else 0
@@ -490,20 +526,25 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
             s["stable"] = work.steady(res)
             runs += 1
         probes[key] = summaries[rate] = s
-        points[rate] = _lite(s, rate, strategy.units / simulated_units)
+        points[rate] = _lite(s, rate, strategy.units / simulated_units, strategy.gpus)
         return s["slo"]["attainment"] >= target and s["stable"]
 
     lo, hi = highest_rate(attains, max(cap * 1.25, 1e-3), steps)
     if lo == 0.0 and summaries and stopped_early(summaries[min(summaries)]):
         attains(min(summaries), complete=True)  # no rate attains: the lowest tried, whole, says how close it came
     above = summaries.get(hi)
-    binding = "-"
-    if above is not None:  # (a stopped run: which SLO the requests finished by then missed most)
-        t, d, g = (above["slo"][k] for k in ("ttft_attainment", "tpot_attainment", "tbt_attainment"))
-        if min(t, d, g) >= target and not above["stable"]:
-            binding = "capacity (backlog grows)"
-        else:
-            binding = min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]
+    binding = binds(above, target) if above is not None else "-"
     curve = [points[rate] for rate in sorted(points)]
     return GoodputResult(strategy, lo, cap, binding, summaries.get(lo) or {}, curve, runs,
-                         search_units=simulated_units, probes=probes)
+                         search_units=simulated_units, probes=probes,
+                         binding_rps=hi if above is not None else math.nan)
+
+
+def binds(s: dict[str, Any], target: float) -> str:
+    """What fails in the run `s` summarises (a rate above the goodput): the SLO fewest requests meet, or the
+    backlog where every SLO's attainment holds but the queue grows (s["stable"]). A stopped run: the SLO the
+    requests finished by then missed most."""
+    t, d, g = (s["slo"][k] for k in ("ttft_attainment", "tpot_attainment", "tbt_attainment"))
+    if min(t, d, g) >= target and not s.get("stable", True):
+        return "capacity (backlog grows)"
+    return min((t, "prefill (TTFT)"), (d, "decode (TPOT)"), (g, "decode (every TBT)"))[1]

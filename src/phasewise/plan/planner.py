@@ -19,27 +19,37 @@ from phasewise.plan.goodput import (
     GoodputResult,
     VerifiedRun,
     WorkloadSpec,
+    binds,
     capacity_estimate,
     evaluate,
     goodput_tokens_per_s_per_gpu,
     rate_share,
+    seats,
     slice_traffic,
     slice_units,
 )
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
 from phasewise.sim import SimResult, Slo, simulate
-from phasewise.sim.deployment import build_deployment
+from phasewise.sim.deployment import Deployment, build_deployment
+from phasewise.sim.metrics import miss_allowance
 from phasewise.specs import load_hardware
 from phasewise.specs.hardware import chip_identity, hardware_list, parts_chips
 
-# cost / power: goodput per dollar of cluster hardware (chips from parts) / per watt of cluster TDP: the cheapest /
-# lowest-TDP cluster meeting the SLOs at a given rate (plan/cluster_cost.py)
+# goodput per GPU, per dollar of GPU time (req/$), per joule of simulated power (req/J); cost / power: goodput per
+# $1,000 of cluster hardware (chips from parts) / per kW of cluster TDP (plan/cluster_cost.py)
 OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar", "goodput-per-watt", "cost", "power")
 # the objective's unit, for table headers and JSON (objective_value below)
 OBJECTIVE_UNITS = {"goodput-per-gpu": "req/s/GPU", "goodput-per-dollar": "req/$", "goodput-per-watt": "req/J",
                    "cost": "req/s per $1k", "power": "req/s per kW"}
+# the unit of objective_per's quotient (the analytic pre-screen's figures): goodput-per-watt's divides by TDP there
+PRESCREEN_UNITS = dict(OBJECTIVE_UNITS, **{"goodput-per-watt": "req/s per kW of TDP"})
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
-VERIFY_WINDOW_S = 60.0
+VERIFY_WINDOW_S, VERIFY_MAX_WINDOW_S = 60.0, 600.0  # verification's shortest and longest windows of arrivals
+VERIFY_SEEDS = 3  # fresh seeds each verified rate must hold on, every one
+# their windows in times the seats take to fill (verify_window_s): the first seed's long enough for a slow overload's
+# queue to grow (a 1-GPU b256 deployment 5 % above its capacity: 12 fills, ~110 s, fail where 60 s hold), the
+# others' for a lucky draw of lengths to show in the attainment
+VERIFY_FILLS, VERIFY_SEED_FILLS = 12.0, 4.0
 VERIFY_CLIMB, VERIFY_CLIMB_STEPS = 1.1, 6  # verification's steps above the search's rate (up to 1.77 x)
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
 REFINE = dict(steps=6, window_s=60.0, min_requests=500)
@@ -121,7 +131,7 @@ class PlanResult:
                 # units the verification run simulated (a slice of the fleet past goodput.SLICE_INSTANCES instances)
                 "verified_units": r.verified.units_simulated if r.verified is not None else math.nan,
                 "units": r.strategy.units,
-                "binding": r.binding, "reason": reason(r),
+                "binding": r.binding, "binding_rps": r.binding_rps, "reason": reason(r),
                 "deployment": r.strategy.deployment,
             })
             cluster = cluster_hardware(r.strategy.deployment, with_cost=self.objective == "cost")
@@ -185,8 +195,11 @@ class PlanResult:
         return [(r.strategy.name, p) for r in searches for p in r.curve if not p.get("stopped")]
 
     def pareto(self) -> list[dict[str, float]]:
-        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every rate simulated whole."""
-        pts = [dict(p, strategy=name) for name, p in self.whole_points() if math.isfinite(p["tokens_per_s_per_user"])]
+        """Non-dominated (tokens/s per GPU, tokens/s per user) points over every rate simulated whole whose queue
+        stayed bounded (a growing backlog sustains neither figure); tokens/s per GPU is the rate's output tokens, as
+        the ranked table's (goodput_tokens_per_s_per_gpu)."""
+        pts = [dict(p, strategy=name) for name, p in self.whole_points()
+               if p["stable"] and math.isfinite(p["tokens_per_s_per_user"])]
         pts.sort(key=lambda p: (-p["tokens_per_s_per_gpu"], -p["tokens_per_s_per_user"]))
         front, best_user = [], -math.inf
         for p in pts:
@@ -229,7 +242,7 @@ def prescreen(objective: str, strategies: list[Strategy], capacities: list[float
     for s, capacity in zip(strategies, capacities):
         per = objective_per(objective, s)
         scores.append(capacity / per if per > 0 else math.nan)
-    unit = OBJECTIVE_UNITS[objective]
+    unit = PRESCREEN_UNITS[objective]
     best: dict[str, float] = {}
     for s, score in zip(strategies, scores):
         if not math.isnan(score):
@@ -246,12 +259,18 @@ def prescreen(objective: str, strategies: list[Strategy], capacities: list[float
 
 
 def reason(r: GoodputResult) -> str:
-    """Why the goodput is what it is: the SLO that fails first above the search's answer (latencies are the
-    verification run's, in the row's own columns)."""
+    """Why the goodput is what it is: what failed at the lowest failing rate tried above it, and that rate (the
+    whole deployment's): the verification step above the goodput, or, where none failed there (it held at the
+    search's answer, or at every climb), the search's lowest failing rate (latencies are the verification run's,
+    in the row's own columns)."""
     if r.goodput_rps <= 0:
         return "meets the SLOs at no tested rate"
-    found = r.goodput_rps if math.isnan(r.search_rps) else r.search_rps
-    return f"{r.binding} binds above {found:.2f} req/s (the search, on one unit)"
+    if math.isnan(r.binding_rps) or r.binding_rps <= r.goodput_rps:
+        return f"held at every rate tried (up to {r.goodput_rps:.2f} req/s)"
+    by = ("verification, the whole deployment" if r.binding_by == "verification" and not r.verified.sliced else
+          "verification, a slice of the deployment" if r.binding_by == "verification" else
+          "the search, on one unit" if r.search_units == 1 else f"the search, on {r.search_units} units")
+    return f"{r.binding} binds at {r.binding_rps:.2f} req/s ({by})"
 
 
 def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, target: float = 0.9,
@@ -302,6 +321,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     for r, (rate, att, run) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
                                                     tick("verifying", len(checks)))):
         r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
+        if run is not None and run.binding is not None:  # the verification step above the goodput that failed
+            r.binding, r.binding_rps, r.binding_by = run.binding, run.binding_rps, "verification"
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
@@ -336,57 +357,107 @@ def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
                     "--objective goodput-per-gpu, power" + (" or cost" if hw.parts is not None else ""))
 
 
+def verify_window_s(dep: Deployment, work: WorkloadSpec, slo: Slo, rate_rps: float, fills: float) -> float:
+    """How long verification offers `rate_rps` (the simulated deployment's) for: `fills` times the time its
+    seats take to fill (seats / rate: the E2E a request takes once they are full, Little's law; no longer than
+    the E2E a request meeting the SLOs takes, TTFT + output x TPOT, where they are finite: a load that never fills
+    the seats settles within it), between VERIFY_WINDOW_S and VERIFY_MAX_WINDOW_S. An overload a little above the
+    capacity shows only once the seats are full and the queue beyond them has grown for a while: a 1-GPU b256
+    deployment of Llama-3.1-8B at 28 req/s fills its seats in ~9 s and holds a 60 s window at 100 % attainment,
+    but not 300 s (0.22)."""
+    fill_s = seats(dep, work) / rate_rps
+    slo_e2e_s = (slo.ttft_ms + work.mean_output * slo.tpot_ms) / 1e3
+    if math.isfinite(slo_e2e_s):
+        fill_s = min(fill_s, slo_e2e_s)
+    return min(max(VERIFY_WINDOW_S, fills * fill_s), VERIFY_MAX_WINDOW_S)
+
+
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
            target: float, search_units: int = 1) -> tuple[float, float, VerifiedRun | None]:
-    """The deployment (or its slice, slice_units), behind its router, on fresh random numbers: the highest of rate
-    x (1, 0.95, ..., 0.8) at which attainment >= target - VERIFY_TOLERANCE with a stable backlog, the attainment
-    there and that run (the table's latencies and the report's CDFs come from it); (0, attainment at 0.8 x rate,
-    None) if none holds. When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most
-    VERIFY_CLIMB_STEPS times) where verification runs more units than the search did (`search_units`): the search
-    ran them at their share of the rate, and more units behind a load-aware router share their bursts (a prompt
-    far longer than most waits on one unit while the router sends the next requests to the others), so the whole
-    can hold more than its units' sum. Where both ran the same units (one xPyD unit, a prefix workload's slice) the
-    search's own bracket already bounds the rate. Rates are the whole deployment's."""
+    """The deployment (or its slice, slice_units), behind its router, on VERIFY_SEEDS fresh seeds (the first over
+    VERIFY_FILLS times the seats' fill time, the others over VERIFY_SEED_FILLS: verify_window_s): the highest of
+    rate x (1, 0.95, ..., 0.8) at which every seed's attainment >= target - VERIFY_TOLERANCE with a stable queue
+    (goodput.stable), the worst seed's attainment there and its run (the table's latencies and the report's CDFs
+    come from it); (0, the attainment of the last run at 0.8 x rate, None) if none holds.
+    When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most VERIFY_CLIMB_STEPS
+    times) where verification runs more units than the search did (`search_units`): the search ran them at their
+    share of the rate, and more units behind a load-aware router share their bursts (a prompt far longer than most
+    waits on one unit while the router sends the next requests to the others), so the whole can hold more than its
+    units' sum. The climb tries each rate on the first seed; the highest it reached is then confirmed on the others,
+    stepping back down the climb where one fails. Where both ran the same units (one xPyD unit, a prefix workload's
+    slice) the search's own bracket already bounds the rate. The run kept records the step above it that failed
+    (its binding and rate). Rates are the whole deployment's."""
     if rate <= 0:
         return 0.0, math.nan, None
     units = slice_units(strategy, work)
     fields = strategy.slice(units)
     dep = build_deployment(fields)
-    fresh = replace(work, seed=work.seed + 1)
+    seeds = [work.seed + k for k in range(1, VERIFY_SEEDS + 1)]
 
-    def attempt(r: float) -> tuple[float, VerifiedRun | None]:
-        n = int(max(REFINE["min_requests"], rate_share(r, units, strategy.units) * VERIFY_WINDOW_S))
-        res = simulate(dep, slice_traffic(fresh, r, n, units, strategy.units, dep.router), slo, images=work.images,
-                       refuse_beyond_context=work.refuse_beyond_context)
-        s = res.summary()
-        att = float(s["slo"]["attainment"])
-        if att >= target - VERIFY_TOLERANCE and fresh.steady(res):
-            m = res.measured_mask
-            kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms", "slo", "throughput", "energy_j",
-                                      "duration_s", "requests", "completed", "prefix_cache") if k in s}
-            # each role's mean KV use (the share of its instances' KV caches held, time-averaged): the HPA on
-            # kv_usage aims at it (plan/fleet.py)
-            by_role: dict[str, list[float]] = {}
-            for instance in s.get("instances", []):
-                by_role.setdefault(instance["role"], []).append(float(instance["kv_mean_use"]))
-            kept["kv_mean_use"] = {role: float(np.mean(uses)) for role, uses in by_role.items()}
-            return att, VerifiedRun(r, n, fresh.seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3, units,
-                                    strategy.units, fields)
-        return att, None
+    def attempt(r: float, tried: list[int]) -> tuple[float, VerifiedRun | None, dict[str, Any]]:
+        """The worst attainment over the seeds `tried` at rate `r`, that seed's run where every one held (None at
+        the first that did not), and the summary of the worst (or failing) run."""
+        simulated_rate = rate_share(r, units, strategy.units)
+        worst: tuple[float, SimResult, dict[str, Any], int, int] | None = None
+        for seed in tried:
+            fills = VERIFY_FILLS if seed == seeds[0] else VERIFY_SEED_FILLS
+            window_s = verify_window_s(dep, work, slo, simulated_rate, fills)
+            n = int(max(REFINE["min_requests"], simulated_rate * window_s))
+            fresh = replace(work, seed=seed)
+            traffic = slice_traffic(fresh, r, n, units, strategy.units, dep.router)
+            # a run that cannot hold is stopped once that is certain (a run that holds runs whole)
+            res = simulate(dep, traffic, slo, images=work.images, refuse_beyond_context=work.refuse_beyond_context,
+                           stop_after_misses=miss_allowance(len(traffic), target - VERIFY_TOLERANCE))
+            s = res.summary()
+            s["stable"] = fresh.steady(res)
+            att = float(s["slo"]["attainment"])
+            if not (att >= target - VERIFY_TOLERANCE and s["stable"]):
+                return att, None, s
+            if worst is None or att < worst[0]:
+                worst = (att, res, s, seed, n)
+        att, res, s, seed, n = worst
+        m = res.measured_mask
+        kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms", "slo", "throughput", "energy_j",
+                                  "duration_s", "requests", "completed", "prefix_cache") if k in s}
+        # each role's mean KV use (the share of its instances' KV caches held, time-averaged): the HPA on
+        # kv_usage aims at it (plan/fleet.py)
+        by_role: dict[str, list[float]] = {}
+        for instance in s.get("instances", []):
+            by_role.setdefault(instance["role"], []).append(float(instance["kv_mean_use"]))
+        kept["kv_mean_use"] = {role: float(np.mean(uses)) for role, uses in by_role.items()}
+        return att, VerifiedRun(r, n, seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3, units,
+                                strategy.units, fields), s
 
-    att = 0.0
+    def held(run: VerifiedRun, att: float, above: tuple[float, dict[str, Any]] | None
+             ) -> tuple[float, float, VerifiedRun]:
+        if above is not None:
+            run.binding, run.binding_rps = binds(above[1], target), above[0]
+        return run.rate_rps, att, run
+
+    att, above = 0.0, None
     for factor in (1.0, 0.95, 0.9, 0.85, 0.8):
-        att, run = attempt(rate * factor)
+        att, run, s = attempt(rate * factor, seeds)
         if run is None:
+            above = (rate * factor, s)
             continue
-        held = (rate * factor, att, run)
-        if factor == 1.0 and units > search_units:  # more units than the search ran: they may hold more
-            for step in range(1, VERIFY_CLIMB_STEPS + 1):
-                higher_att, higher = attempt(rate * VERIFY_CLIMB ** step)
-                if higher is None:
-                    break
-                held = (higher.rate_rps, higher_att, higher)
-        return held
+        if factor < 1.0 or units <= search_units:  # no climb: the step above (or the search's bracket) binds
+            return held(run, att, above)
+        # more units than the search ran: they may hold more. Climb on the first seed, then confirm downwards
+        climbed: list[tuple[float, float, VerifiedRun]] = []
+        for step in range(1, VERIFY_CLIMB_STEPS + 1):
+            higher_rate = rate * VERIFY_CLIMB ** step
+            higher_att, higher, s = attempt(higher_rate, seeds[:1])
+            if higher is None:
+                above = (higher_rate, s)
+                break
+            climbed.append((higher_rate, higher_att, higher))
+        for higher_rate, first_att, first in reversed(climbed):
+            rest_att, rest, s = attempt(higher_rate, seeds[1:]) if len(seeds) > 1 else (first_att, first, {})
+            if rest is None:
+                above = (higher_rate, s)
+                continue
+            return held(first if first_att <= rest_att else rest, min(first_att, rest_att), above)
+        return held(run, att, above)
     return 0.0, att, None
 
 

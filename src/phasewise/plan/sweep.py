@@ -111,7 +111,13 @@ def _entry(cfg: SweepConfig, index: int, exc: PhasewiseError) -> PhasewiseError:
 
 
 def _workloads(cfg: SweepConfig) -> list[WorkloadSpec]:
-    """Each workload once (its trace read once), whatever the models and chips it runs on."""
+    """Each workload once (its trace read once), whatever the models and chips it runs on; two of one name are a
+    one-line error (the rows name their workload by it: they could not be told apart)."""
+    names = [w.name for w in cfg.workloads]
+    twice = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if twice is not None:
+        raise PhasewiseError(f"{cfg._source}: workloads.{names.index(twice, names.index(twice) + 1)}: the name "
+                             f"'{twice}' is given twice (each workload needs a name of its own: the rows name it)")
     works = []
     for index, w in enumerate(cfg.workloads):
         try:
