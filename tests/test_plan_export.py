@@ -70,11 +70,12 @@ def test_export_round_trips_through_simulate_at_the_planned_goodput(exported, ru
         assert code == 0, err
         records = np.genfromtxt(runs / "requests.csv", delimiter=",", names=True)
         backlog = SimpleNamespace(arrival_s=records["arrival_s"],
-                                  finish_s=records["arrival_s"] + records["e2e_ms"] / 1e3)
+                                  scheduled_s=records["arrival_s"] + records["queue_ms"] / 1e3, instances=[None])
         return json.loads((runs / "summary.json").read_text())["slo"]["attainment"] >= 0.9 and stable(backlog)
 
     # the plan's own request sample (its search's seed, REFINE's window) at each rate: the exported YAML through the
-    # CLI must find the search's goodput again (bisection, 8 steps), and the verified one within 5 %
+    # CLI must find the search's rate again (bisection, 8 steps) within 5 %; the verified goodput is at most that
+    # (verification's longer windows and fresh seeds only step it down)
     spec = WorkloadSpec((2048,), (256,))
 
     def at(rate: float, name: str) -> bool:
@@ -85,7 +86,7 @@ def test_export_round_trips_through_simulate_at_the_planned_goodput(exported, ru
     for step in range(8):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if at(mid, f"mid{step}") else (lo, mid)
-    assert lo == pytest.approx(goodput, rel=0.05)
+    assert lo == pytest.approx(search, rel=0.05) and goodput <= search
     # and on fresh random numbers (another seed), the planned goodput still meets the SLOs
     assert attains(replace(spec, seed=7).at_rate(goodput, 600), "fresh")
     assert not (out / "phasewise-report.html").exists()  # no --report, no report

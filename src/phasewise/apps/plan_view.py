@@ -46,7 +46,7 @@ def plan_table(result: PlanResult, width: int) -> Table:
     table.add_column("#", justify="right")
     table.add_column("strategy", ratio=1, overflow="fold", min_width=12)
     table.add_column("GPUs", justify="right")
-    table.add_column("goodput\nreq/s", justify="right")
+    table.add_column("goodput\nreq/s", justify="right", min_width=7)
     per_gpu = wide and result.objective != "goodput-per-gpu"
     if per_gpu:
         table.add_column("goodput\nreq/s/GPU", justify="right")
