@@ -202,6 +202,45 @@ def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, att
                 None)
 
 
+# The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them; the unquantized
+# ones (fp32, bf16, fp16: the model's dtype, every engine's "auto") run on all, and a bare host profile (engines.yaml,
+# a calibrated file) on any. Checked by kv_dtype_refusal.
+QUANTIZED_KV_DTYPES = ("fp8", "int8", "int4")
+# vLLM --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2 (docs features/quantization/quantized_kvcache: FP8 only)
+VLLM_KV = ("fp8",)
+PRESET_KV_DTYPES: dict[str, tuple[str, ...]] = {
+    "vllm": VLLM_KV, "vllm-v0": VLLM_KV,
+    # vLLM 0.2 had no quantized KV cache: kv_cache_dtype came with FP8 E5M2 (vllm-project/vllm PR #2279, Jan 2024)
+    "vllm-2023": (),
+    # scheduling policies modelled on vLLM's engine (their profile is vLLM's): its KV cache
+    "sarathi": VLLM_KV, "ascendra-lp": VLLM_KV, "ascendra-hp": VLLM_KV,
+    # SGLang 0.5 srt/server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16, fp4_e2m1
+    "sglang": ("fp8",),
+    # TensorRT-LLM 1.x PyTorch backend (_torch/pyexecutor model_loader: _VALID_KV_CACHE_DTYPES = ("fp8", "nvfp4",
+    # "auto") for kv_cache_config.dtype; an INT8 KV cache reached that backend only in a 2026 change, after 1.1)
+    "trtllm": ("fp8",), "trtllm-bench": ("fp8",),
+    # TensorRT-LLM 0.5 C++ runtime: engines built with --int8_kv_cache or --fp8_kv_cache (examples/llama/build.py)
+    "trtllm-0.5": ("fp8", "int8"),
+}
+
+
+def kv_dtype_refusal(engine: str, kv_dtype: str) -> str | None:
+    """Why `engine` (preset[@version] or an engine file refining one) cannot keep its KV cache in `kv_dtype` (a
+    --kv-dtype), one line naming what it can; None where it can (an unquantized dtype, or a bare host profile)."""
+    key = preset_key(engine)
+    if kv_dtype not in QUANTIZED_KV_DTYPES or key not in packaged("engine_presets.yaml")["presets"]:
+        return None
+    quantized = PRESET_KV_DTYPES[key]
+    if kv_dtype in quantized:
+        return None
+    allowed = ", ".join(("fp32", "bf16", "fp16", *quantized))
+    keeps = f"quantizes its KV cache to {' or '.join(quantized)} only" if quantized else \
+        "keeps its KV cache in the model's dtype only"
+    name = engine.split("@", 1)[0]
+    return (f"--kv-dtype {kv_dtype} is not possible on engine '{name}': it {keeps} (allowed: {allowed}; a host "
+            "profile such as --engine ideal keeps any)")
+
+
 def engine_knobs(engine: str) -> tuple[str, ...]:
     """The knobs an engine has (a profile name or file behaves as vLLM V1)."""
     return tuple(preset_entry(engine)["knobs"])
