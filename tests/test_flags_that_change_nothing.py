@@ -42,3 +42,18 @@ def test_every_preset_lists_its_kv_dtypes():
 
     assert set(PRESET_KV_DTYPES) == set(packaged("engine_presets.yaml")["presets"])
     assert kv_dtype_refusal("vllm@0.8.5", "int8") and kv_dtype_refusal("ideal", "int4") is None
+
+
+@pytest.mark.parametrize("args, flag", [(("--prompt-len", "200000"), "--prompt-len 200,000 is beyond"),
+                                        (("--prompt-len", "131073"), "--prompt-len 131,073 is beyond"),
+                                        (("--context-len", "131073", "--prompt-len", "10"),
+                                         "--context-len 131,073 is beyond")])
+def test_estimate_refuses_a_sequence_past_the_context(run_cli, args, flag):
+    """Llama-3.1-8B serves 131,072 tokens: a 200,000-token prompt printed 'fits' and was priced."""
+    err = one_line_error(run_cli, "estimate", *args)
+    assert flag in err and "131,072-token context" in err
+
+
+def test_estimate_runs_up_to_the_context(run_cli):
+    code, _, err = run_cli("estimate", "--prompt-len", "131072", "--json")
+    assert code == 0, err
