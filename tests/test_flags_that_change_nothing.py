@@ -57,3 +57,11 @@ def test_estimate_refuses_a_sequence_past_the_context(run_cli, args, flag):
 def test_estimate_runs_up_to_the_context(run_cli):
     code, _, err = run_cli("estimate", "--prompt-len", "131072", "--json")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("args, flag", [(("--client", "vllm-bench", "--warmup", "1000000000"), "--warmup"),
+                                        (("--warmup", "9999001", "--requests", "1000"), "--warmup")])
+def test_warmup_is_capped_with_the_measured_requests(run_cli, args, flag):
+    """`--warmup 10^9` ran until killed at 4.5 GB; the warm-up requests are simulated like the measured ones."""
+    err = one_line_error(run_cli, "simulate", "--concurrency", "4", *args)
+    assert err.startswith(f"error: {flag}:") and "10,000,000" in err
