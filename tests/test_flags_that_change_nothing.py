@@ -65,3 +65,11 @@ def test_warmup_is_capped_with_the_measured_requests(run_cli, args, flag):
     """`--warmup 10^9` ran until killed at 4.5 GB; the warm-up requests are simulated like the measured ones."""
     err = one_line_error(run_cli, "simulate", "--concurrency", "4", *args)
     assert err.startswith(f"error: {flag}:") and "10,000,000" in err
+
+
+@pytest.mark.parametrize("command", ["device-cloud", "edge"])
+@pytest.mark.parametrize("latency", ["inf", "nan"])
+def test_a_link_latency_must_be_finite(run_cli, command, latency):
+    """device-cloud printed 'mean TTFT inf ms, mean TBT nan ms'; edge said no layer split fits."""
+    err = one_line_error(run_cli, command, "--latency-ms", latency)
+    assert "latency_s" in err and ("finite" in err or "greater than or equal" in err)
