@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from phasewise.errors import PhasewiseError
+from phasewise.specs import load_hardware
 from phasewise.specs.catalog import packaged
+from phasewise.specs.engines import resolve_engine
 
+MOE = "Qwen/Qwen3-30B-A3B"
 
 def one_line_error(run_cli, *args: str) -> str:
     code, _, err = run_cli(*args)
@@ -73,3 +77,35 @@ def test_a_link_latency_must_be_finite(run_cli, command, latency):
     """device-cloud printed 'mean TTFT inf ms, mean TBT nan ms'; edge said no layer split fits."""
     err = one_line_error(run_cli, command, "--latency-ms", latency)
     assert "latency_s" in err and ("finite" in err or "greater than or equal" in err)
+
+
+@pytest.mark.parametrize("engine, knobs, message", [
+    ("trtllm", {"attention_dp_enable_balance": True}, "--attention-dp-enable-balance .* --attention-dp of 2 or more"),
+    ("trtllm", {"attention_dp_timeout_iters": 5}, "--attention-dp-timeout-iters needs --attention-dp-enable-balance"),
+    ("trtllm", {"attention_dp_batching_wait_iters": 5},
+     "--attention-dp-batching-wait-iters needs --attention-dp-enable-balance"),
+    ("sglang", {"prefill_delayer_max_delay_passes": 5},
+     "--prefill-delayer-max-delay-passes needs --enable-prefill-delayer"),
+])
+def test_a_knob_whose_switch_is_off_is_refused(engine, knobs, message):
+    with pytest.raises(PhasewiseError, match=message):
+        resolve_engine(engine, load_hardware("h100-sxm"), knobs)
+
+
+def test_the_switched_knobs_run_with_their_switch_and_batch_waiting_without_attention_dp():
+    hw = load_hardware("h100-sxm")
+    config = resolve_engine("trtllm", hw, {"attention_dp_enable_balance": True, "attention_dp_timeout_iters": 5},
+                            attention_dp=4)
+    assert config.adp_balance == (5, 10)
+    delayed = resolve_engine("sglang", hw, {"enable_prefill_delayer": True, "prefill_delayer_max_delay_passes": 5},
+                             attention_dp=4)
+    assert delayed.prefill_delayer == 5
+    with pytest.raises(PhasewiseError, match="--batch-wait-timeout-iters is TensorRT-LLM's batch waiting without"):
+        resolve_engine("trtllm", hw, {"batch_wait_timeout_iters": 8}, attention_dp=4)
+    assert resolve_engine("trtllm", hw, {"batch_wait_timeout_iters": 8}).batch_wait == (8, 0.0)
+
+
+def test_the_cli_names_the_switch(run_cli):
+    err = one_line_error(run_cli, "simulate", "--model", MOE, "--tp", "4", "--ep", "4", "--engine", "trtllm",
+                         "--attention-dp-enable-balance", "--rate", "1", "--requests", "3")
+    assert "--attention-dp of 2 or more" in err

@@ -456,6 +456,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
                              "--enable-piecewise-cuda-graph")
+    _refuse_idle_knobs(knobs, values, attention_dp)
     if "async_scheduling" in table:
         values["async_scheduling"] = _async_scheduling(
             f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
@@ -475,6 +476,30 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if bare:
         config = replace(config, profile=profile)
     return config
+
+
+def _refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_dp: int) -> None:
+    """A one-line error for a knob given where what it tunes is off, so it would change nothing: TensorRT-LLM's
+    attention-DP balance runs only with attention DP and its batch waiting only without (_torch/pyexecutor/
+    py_executor.py _schedule: `if self.enable_attention_dp and self.attention_dp_enable_balance:
+    _balance_adp_requests`, then `if not self.enable_attention_dp and ...` the batch waiting; sim/context_wait.py),
+    its attention_dp_config timeout_iters / batching_wait_iters only read with enable_balance (PyExecutor.__init__);
+    SGLang's max delay passes only with its prefill delayer on."""
+    if knobs.get("attention_dp_enable_balance") and attention_dp < 2:
+        raise PhasewiseError("--attention-dp-enable-balance holds context requests until every attention-DP rank has "
+                             "one: it needs --attention-dp of 2 or more (a mixture-of-experts model; without "
+                             "attention DP TensorRT-LLM's waiting is --batch-wait-timeout-iters)")
+    waiting = [k for k in ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio") if knobs.get(k)]
+    if waiting and attention_dp > 1:
+        raise PhasewiseError(f"--{waiting[0].replace('_', '-')} is TensorRT-LLM's batch waiting without attention DP: "
+                             f"with --attention-dp {attention_dp} it waits by --attention-dp-enable-balance instead")
+    needs = {"attention_dp_timeout_iters": "attention_dp_enable_balance",
+             "attention_dp_batching_wait_iters": "attention_dp_enable_balance",
+             "prefill_delayer_max_delay_passes": "enable_prefill_delayer"}
+    for knob, switch in needs.items():
+        if knob in knobs and not values.get(switch):
+            raise PhasewiseError(f"--{knob.replace('_', '-')} needs --{switch.replace('_', '-')}: it tunes what that "
+                                 "flag turns on, and alone would change nothing")
 
 
 def _unchunked_budget(asked: int | None, max_model_len: int) -> int:
