@@ -4,6 +4,8 @@ warm-up, an infinite link latency, a knob whose switch is off, an SLO nothing re
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from phasewise.errors import PhasewiseError
@@ -109,3 +111,19 @@ def test_the_cli_names_the_switch(run_cli):
     err = one_line_error(run_cli, "simulate", "--model", MOE, "--tp", "4", "--ep", "4", "--engine", "trtllm",
                          "--attention-dp-enable-balance", "--rate", "1", "--requests", "3")
     assert "--attention-dp of 2 or more" in err
+
+
+def test_serve_refuses_slos_nothing_reads(run_cli):
+    """Only priority pools steer by --slo-ttft-ms / --slo-tpot-ms in serve (as --slack-margin-ms needs them)."""
+    from phasewise.apps.cli_serve import refuse_unread_slos
+    from phasewise.sim.api import deployment_from_flags
+
+    for flag in ("--slo-ttft-ms", "--slo-tpot-ms"):
+        err = one_line_error(run_cli, "serve", flag, "500")
+        assert f"{flag} is the deadline priority pools steer by: it needs --scheduler ascendra" in err
+    pools = deployment_from_flags(scheduler="ascendra", replicas=2)
+    refuse_unread_slos(pools, 500.0, 50.0)  # read
+    refuse_unread_slos(deployment_from_flags(), math.inf, math.inf)  # not given
+    own = pools.model_copy(update={"priority_pools": pools.priority_pools.model_copy(update={"slo_ttft_ms": 400.0})})
+    with pytest.raises(PhasewiseError, match="--slo-ttft-ms: the deployment's priority_pools block sets its own"):
+        refuse_unread_slos(own, 500.0, math.inf)
