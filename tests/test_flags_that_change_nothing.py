@@ -127,3 +127,16 @@ def test_serve_refuses_slos_nothing_reads(run_cli):
     own = pools.model_copy(update={"priority_pools": pools.priority_pools.model_copy(update={"slo_ttft_ms": 400.0})})
     with pytest.raises(PhasewiseError, match="--slo-ttft-ms: the deployment's priority_pools block sets its own"):
         refuse_unread_slos(own, 500.0, math.inf)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--attention-dp", "0"), "--attention-dp must be >= 1 (got 0)"),
+    (("--moe-tp", "0"), "--moe-tp must be >= 1 (got 0)"),
+    (("--moe-tp", "-2"), "--moe-tp must be >= 1 (got -2)"),  # was "--ep must be >= 1 (got -2)"
+    (("--ep", "0"), "--ep must be >= 1 (got 0)"),
+])
+@pytest.mark.parametrize("model", [MOE, "meta-llama/Llama-3.1-8B"])
+def test_a_parallel_size_below_one_names_the_flag_given(run_cli, args, message, model):
+    """0 was read as unset (estimate ran), a negative --moe-tp blamed --ep."""
+    err = one_line_error(run_cli, "estimate", "--model", model, "--tp", "4", *args)
+    assert message in err

@@ -194,9 +194,9 @@ def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, att
     """Why `engine` cannot run an instance of `tp` GPUs split as asked (ep, moe_tp, attention_dp as given, None
     where not), one line naming the flag that asked (`flags`: perf/parallel.py role_flags) and the presets that
     run it (moe_parallelism_refusal): expert parallelism (ep > 1, or moe_tp below tp) or attention DP (> 1) on an
-    engine without it. None where it runs."""
+    engine without it. None where it runs (sizes below 1 are perf/parallel.py parallel_layout's to refuse)."""
     asked = {"ep": (f"{flags['ep']} {ep}" if ep is not None and ep > 1 else
-                    f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and moe_tp < tp else None),
+                    f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and 1 <= moe_tp < tp else None),
              "attention_dp": f"{flags['attention_dp']} {attention_dp}" if (attention_dp or 1) > 1 else None}
     return next((r for kind, flag in asked.items() if flag and (r := moe_parallelism_refusal(engine, kind, flag))),
                 None)
