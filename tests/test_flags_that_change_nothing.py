@@ -140,3 +140,11 @@ def test_a_parallel_size_below_one_names_the_flag_given(run_cli, args, message, 
     """0 was read as unset (estimate ran), a negative --moe-tp blamed --ep."""
     err = one_line_error(run_cli, "estimate", "--model", model, "--tp", "4", *args)
     assert message in err
+
+
+def test_the_unknown_engine_error_lists_each_preset_once_main_ones_first(run_cli):
+    err = one_line_error(run_cli, "estimate", "--engine", "vlm")
+    presets = list(packaged("engine_presets.yaml")["presets"])
+    assert "did you mean vllm" in err and "(presets: vllm, sglang, trtllm, " in err
+    listed = err.split("(presets: ", 1)[1].split("; or ", 1)[0].replace("; host profiles:", ",").split(", ")
+    assert len(set(listed)) == len(listed) and set(presets) < set(listed), err  # each once, none cut off

@@ -426,7 +426,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
         entry = presets[sched]  # every scheduler has a preset of its own name
         key, version, bare = engine, version or entry["default_version"], True
     else:
-        raise unknown_name("engine", engine, list(presets) + list(packaged("engines.yaml")["engines"]))
+        raise unknown_engine(engine)
     version = version or entry["default_version"]
     refusal = vendor_refusal(engine, hw)  # None for a bare profile: only presets name vendors
     if refusal:
@@ -500,6 +500,21 @@ def _refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_
         if knob in knobs and not values.get(switch):
             raise PhasewiseError(f"--{knob.replace('_', '-')} needs --{switch.replace('_', '-')}: it tunes what that "
                                  "flag turns on, and alone would change nothing")
+
+
+MAIN_PRESETS = ("vllm", "sglang", "trtllm")  # listed first where an engine name is unknown
+
+
+def unknown_engine(engine: str) -> PhasewiseError:
+    """The one-line error for an engine name that is neither a preset, a host profile nor a file: the closest names
+    (unknown_name), then every preset (vLLM, SGLang, TensorRT-LLM first) and the host profiles that are not also
+    presets (engines.yaml), each once and none cut off."""
+    presets = list(packaged("engine_presets.yaml")["presets"])
+    profiles = [name for name in packaged("engines.yaml")["engines"] if name not in presets]
+    ordered = [*MAIN_PRESETS, *(name for name in presets if name not in MAIN_PRESETS)]
+    closest = str(unknown_name("engine", engine, presets + profiles)).split(" (known: ", 1)[0]
+    return PhasewiseError(f"{closest} (presets: {', '.join(ordered)}; host profiles: {', '.join(profiles)}; or an "
+                          "engine YAML file)")
 
 
 def _unchunked_budget(asked: int | None, max_model_len: int) -> int:
