@@ -162,10 +162,19 @@ ENGINE_KNOBS = {"vllm": {"async_scheduling": True},
 PREFIX = {"vllm": ["vllm", "serve"], "sglang": ["python", "-m", "sglang.launch_server"], "trtllm": ["trtllm-serve"]}
 
 
+# TensorRT-LLM balances attention-DP ranks only with attention DP and batch-waits only without (specs/engines.py
+# _refuse_idle_knobs): each group gets the waiting knobs its layout reads
+ADP_BALANCE = ("attention_dp_enable_balance", "attention_dp_timeout_iters", "attention_dp_batching_wait_iters")
+BATCH_WAIT = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio")
+
+
 def _with_engine(data: dict, engine: str) -> dict:
-    knobs = ENGINE_KNOBS[engine]
+    def knobs(group: dict) -> dict:
+        unread = BATCH_WAIT if (group.get("attention_dp") or 1) > 1 else ADP_BALANCE
+        return {k: v for k, v in ENGINE_KNOBS[engine].items() if k not in unread}
+
     groups = [{k: v for k, v in g.items() if k not in ("max_num_seqs", "enable_chunked_prefill",
-                                                        "max_num_batched_tokens")} | {"engine": engine} | knobs
+                                                        "max_num_batched_tokens")} | {"engine": engine} | knobs(g)
               for g in data["instances"]]
     return dict(data, instances=groups)
 
@@ -191,7 +200,7 @@ def test_launch_commands_parse_against_published_flags(engine, case):
         options = [yaml.safe_load(text) for name, text in files.items() if name != "disagg.yaml"]
         assert all(o["cuda_graph_config"] == {"max_batch_size": 64, "enable_padding": True} for o in options)
         assert all(o["attention_dp_config"] == {"enable_balance": True, "timeout_iters": 60, "batching_wait_iters": 0}
-                   and o["batch_wait_timeout_iters"] == 8 for o in options)
+                   if o.get("enable_attention_dp") else o["batch_wait_timeout_iters"] == 8 for o in options)
         # context servers run without the overlap scheduler, as phasewise simulates them (engine_presets.yaml)
         for name, text in files.items():
             if name != "disagg.yaml":

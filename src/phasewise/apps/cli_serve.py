@@ -229,6 +229,7 @@ def serve_cmd(
                                 hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
                                 attention_offload=attention_offload, online_training=online_training,
                                 **given_layout(locals()), **given_knobs(locals()))
+    refuse_unread_slos(dep, slo_ttft_ms, slo_tpot_ms)
     for flag, value in (("--max-request-bytes", max_request_bytes),
                         ("--max-concurrent-requests", max_concurrent_requests)):
         if value < 1:
@@ -263,6 +264,23 @@ def serve_cmd(
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
     server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
     server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0
+
+
+def refuse_unread_slos(dep, slo_ttft_ms: float, slo_tpot_ms: float) -> None:
+    """A one-line error for an SLO flag nothing in serve reads: only priority pools steer by the SLOs (their block's
+    own first: sim/priority_pools.py); the twin's /metrics report latencies, not attainment, and attention offload,
+    the other reader in simulate, does not run live. Unset (inf): nothing to check."""
+    pools = dep.priority_pools
+    for flag, value, own in (("--slo-ttft-ms", slo_ttft_ms, "slo_ttft_ms"),
+                             ("--slo-tpot-ms", slo_tpot_ms, "slo_tpot_ms")):
+        if value == math.inf:
+            continue
+        if pools is None:
+            raise PhasewiseError(f"{flag} is the deadline priority pools steer by: it needs --scheduler ascendra (or a "
+                                 "--deployment with a priority_pools block); nothing else in serve reads it")
+        if getattr(pools, own) is not None:
+            raise PhasewiseError(f"{flag}: the deployment's priority_pools block sets its own {own} "
+                                 f"({getattr(pools, own):g}), which the pools steer by; drop one of them")
 
 
 def cold_start_s(live, cold_start: str, weights_read_gbps: float | None,

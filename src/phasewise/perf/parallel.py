@@ -98,8 +98,9 @@ def parallel_layout(model: ModelSpec, tp: int, ep: int | None = None, moe_tp: in
     moe_tp and attention_dp, role_flags; LAYOUT_FLAGS by default). Expert and attention-data parallelism apply to
     mixture-of-experts models: on a dense one --ep above 1, any --moe-tp and --attention-dp above 1 are refused."""
     f = {**LAYOUT_FLAGS, **(flags or {})}
-    if tp < 1:
-        raise PhasewiseError(f"{f['tp']} must be >= 1 (got {tp})")
+    for key, value in (("tp", tp), ("ep", ep), ("moe_tp", moe_tp), ("attention_dp", attention_dp)):
+        if value is not None and value < 1:  # as given: 0 is not "unset", and a derived size never names the flag
+            raise PhasewiseError(f"{f[key]} must be >= 1 (got {value})")
     if not model.num_experts:  # what only a MoE model has: refused, not silently run as something else
         given = [(f[k], v) for k, v in (("ep", ep), ("moe_tp", moe_tp), ("attention_dp", attention_dp))
                  if v is not None and (k == "moe_tp" or v > 1)]

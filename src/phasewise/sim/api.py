@@ -462,6 +462,12 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
             work = open_loop(rate, 1000 if count is None else count, prompt, output, arrival=arrival,
                              cv=1.0 if cv is None else cv,
                              seed=seed)
+    if isinstance(work, ClosedLoop) and work.requests + work.warmup_requests > MAX_REQUESTS:
+        # the warm-up requests are simulated too: the cap is on all of them (a --warmup of 10^9 ran out of memory)
+        flag = "--warmup" if warmup is not None else "--concurrency"  # else the client's warm-up per connection
+        raise PhasewiseError(f"{flag}: {work.warmup_requests:,} warm-up requests beside {work.requests:,} measured "
+                             f"ones pass the {MAX_REQUESTS:,} requests one simulation holds (warm-up ones are "
+                             f"simulated too): at most {MAX_REQUESTS - work.requests:,} warm-up requests here")
     if knobs.get("encode_workers") is not None and images is None:
         raise PhasewiseError("--encode-workers needs image inputs (--images-per-request, or a trace with a NumImages "
                              "column and --image-size): without images the encode workers would have nothing to do")

@@ -36,7 +36,7 @@ class DeviceCloud(BaseModel):
     cloud_gpus: int = Field(default=1, ge=1, le=10_000)  # each simulated as its own worker: a typo of 10^11 hung
     uplink_mbps: float = Field(gt=0)
     downlink_mbps: float = Field(gt=0)
-    latency_s: float = Field(default=0.0, ge=0)
+    latency_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     input_layers: int = Field(default=1, ge=1)
     output_layers: int = Field(default=1, ge=1)
     adapter_layers: int = Field(default=1, ge=0)

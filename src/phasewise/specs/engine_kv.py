@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.engines import EngineConfig, preset_entry
+from phasewise.specs.engines import EngineConfig, kv_dtype_refusal, preset_entry
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
@@ -183,9 +183,12 @@ def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: Ha
               asked_kv_dtype: bool) -> QuantScheme:
     """`quant` with the KV cache as the engine keeps it for `model` on `hw`: its "auto" dtype where none was asked
     (default_kv_dtype) and, for a DeepSeek sparse-attention model, its FP8 latent's layout (the preset's
-    `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8)."""
+    `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8). An asked
+    dtype the engine cannot keep (specs/engines.py kv_dtype_refusal) is a one-line error."""
     if not asked_kv_dtype:
         quant = quant.with_kv(default_kv_dtype(config, model, hw))
+    elif refusal := kv_dtype_refusal(config.engine, quant.kv_dtype):  # an INT4 KV cache on vLLM, ...
+        raise PhasewiseError(refusal)
     if model.sparse_attention_topk or model.compressed is not None:
         refusal = sparse_kv_refusal(config.engine, model, hw, quant.kv_dtype)
         if refusal:

@@ -194,12 +194,51 @@ def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, att
     """Why `engine` cannot run an instance of `tp` GPUs split as asked (ep, moe_tp, attention_dp as given, None
     where not), one line naming the flag that asked (`flags`: perf/parallel.py role_flags) and the presets that
     run it (moe_parallelism_refusal): expert parallelism (ep > 1, or moe_tp below tp) or attention DP (> 1) on an
-    engine without it. None where it runs."""
+    engine without it. None where it runs (sizes below 1 are perf/parallel.py parallel_layout's to refuse)."""
     asked = {"ep": (f"{flags['ep']} {ep}" if ep is not None and ep > 1 else
-                    f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and moe_tp < tp else None),
+                    f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and 1 <= moe_tp < tp else None),
              "attention_dp": f"{flags['attention_dp']} {attention_dp}" if (attention_dp or 1) > 1 else None}
     return next((r for kind, flag in asked.items() if flag and (r := moe_parallelism_refusal(engine, kind, flag))),
                 None)
+
+
+# The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them; the unquantized
+# ones (fp32, bf16, fp16: the model's dtype, every engine's "auto") run on all, and a bare host profile (engines.yaml,
+# a calibrated file) on any. Checked by kv_dtype_refusal.
+QUANTIZED_KV_DTYPES = ("fp8", "int8", "int4")
+# vLLM --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2 (docs features/quantization/quantized_kvcache: FP8 only)
+VLLM_KV = ("fp8",)
+PRESET_KV_DTYPES: dict[str, tuple[str, ...]] = {
+    "vllm": VLLM_KV, "vllm-v0": VLLM_KV,
+    # vLLM 0.2 had no quantized KV cache: kv_cache_dtype came with FP8 E5M2 (vllm-project/vllm PR #2279, Jan 2024)
+    "vllm-2023": (),
+    # scheduling policies modelled on vLLM's engine (their profile is vLLM's): its KV cache
+    "sarathi": VLLM_KV, "ascendra-lp": VLLM_KV, "ascendra-hp": VLLM_KV,
+    # SGLang 0.5 srt/server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16, fp4_e2m1
+    "sglang": ("fp8",),
+    # TensorRT-LLM 1.x PyTorch backend (_torch/pyexecutor model_loader: _VALID_KV_CACHE_DTYPES = ("fp8", "nvfp4",
+    # "auto") for kv_cache_config.dtype; an INT8 KV cache reached that backend only in a 2026 change, after 1.1)
+    "trtllm": ("fp8",), "trtllm-bench": ("fp8",),
+    # TensorRT-LLM 0.5 C++ runtime: engines built with --int8_kv_cache or --fp8_kv_cache (examples/llama/build.py)
+    "trtllm-0.5": ("fp8", "int8"),
+}
+
+
+def kv_dtype_refusal(engine: str, kv_dtype: str) -> str | None:
+    """Why `engine` (preset[@version] or an engine file refining one) cannot keep its KV cache in `kv_dtype` (a
+    --kv-dtype), one line naming what it can; None where it can (an unquantized dtype, or a bare host profile)."""
+    key = preset_key(engine)
+    if kv_dtype not in QUANTIZED_KV_DTYPES or key not in packaged("engine_presets.yaml")["presets"]:
+        return None
+    quantized = PRESET_KV_DTYPES[key]
+    if kv_dtype in quantized:
+        return None
+    allowed = ", ".join(("fp32", "bf16", "fp16", *quantized))
+    keeps = f"quantizes its KV cache to {' or '.join(quantized)} only" if quantized else \
+        "keeps its KV cache in the model's dtype only"
+    name = engine.split("@", 1)[0]
+    return (f"--kv-dtype {kv_dtype} is not possible on engine '{name}': it {keeps} (allowed: {allowed}; a host "
+            "profile such as --engine ideal keeps any)")
 
 
 def engine_knobs(engine: str) -> tuple[str, ...]:
@@ -387,7 +426,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
         entry = presets[sched]  # every scheduler has a preset of its own name
         key, version, bare = engine, version or entry["default_version"], True
     else:
-        raise unknown_name("engine", engine, list(presets) + list(packaged("engines.yaml")["engines"]))
+        raise unknown_engine(engine)
     version = version or entry["default_version"]
     refusal = vendor_refusal(engine, hw)  # None for a bare profile: only presets name vendors
     if refusal:
@@ -417,6 +456,7 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if "piecewise_cuda_graph_max_tokens" in knobs and not values.get("enable_piecewise_cuda_graph"):
         raise PhasewiseError("--piecewise-cuda-graph-max-tokens sizes SGLang's piecewise CUDA graphs: it needs "
                              "--enable-piecewise-cuda-graph")
+    _refuse_idle_knobs(knobs, values, attention_dp)
     if "async_scheduling" in table:
         values["async_scheduling"] = _async_scheduling(
             f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
@@ -436,6 +476,45 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if bare:
         config = replace(config, profile=profile)
     return config
+
+
+def _refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_dp: int) -> None:
+    """A one-line error for a knob given where what it tunes is off, so it would change nothing: TensorRT-LLM's
+    attention-DP balance runs only with attention DP and its batch waiting only without (_torch/pyexecutor/
+    py_executor.py _schedule: `if self.enable_attention_dp and self.attention_dp_enable_balance:
+    _balance_adp_requests`, then `if not self.enable_attention_dp and ...` the batch waiting; sim/context_wait.py),
+    its attention_dp_config timeout_iters / batching_wait_iters only read with enable_balance (PyExecutor.__init__);
+    SGLang's max delay passes only with its prefill delayer on."""
+    if knobs.get("attention_dp_enable_balance") and attention_dp < 2:
+        raise PhasewiseError("--attention-dp-enable-balance holds context requests until every attention-DP rank has "
+                             "one: it needs --attention-dp of 2 or more (a mixture-of-experts model; without "
+                             "attention DP TensorRT-LLM's waiting is --batch-wait-timeout-iters)")
+    waiting = [k for k in ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio") if knobs.get(k)]
+    if waiting and attention_dp > 1:
+        raise PhasewiseError(f"--{waiting[0].replace('_', '-')} is TensorRT-LLM's batch waiting without attention DP: "
+                             f"with --attention-dp {attention_dp} it waits by --attention-dp-enable-balance instead")
+    needs = {"attention_dp_timeout_iters": "attention_dp_enable_balance",
+             "attention_dp_batching_wait_iters": "attention_dp_enable_balance",
+             "prefill_delayer_max_delay_passes": "enable_prefill_delayer"}
+    for knob, switch in needs.items():
+        if knob in knobs and not values.get(switch):
+            raise PhasewiseError(f"--{knob.replace('_', '-')} needs --{switch.replace('_', '-')}: it tunes what that "
+                                 "flag turns on, and alone would change nothing")
+
+
+MAIN_PRESETS = ("vllm", "sglang", "trtllm")  # listed first where an engine name is unknown
+
+
+def unknown_engine(engine: str) -> PhasewiseError:
+    """The one-line error for an engine name that is neither a preset, a host profile nor a file: the closest names
+    (unknown_name), then every preset (vLLM, SGLang, TensorRT-LLM first) and the host profiles that are not also
+    presets (engines.yaml), each once and none cut off."""
+    presets = list(packaged("engine_presets.yaml")["presets"])
+    profiles = [name for name in packaged("engines.yaml")["engines"] if name not in presets]
+    ordered = [*MAIN_PRESETS, *(name for name in presets if name not in MAIN_PRESETS)]
+    closest = str(unknown_name("engine", engine, presets + profiles)).split(" (known: ", 1)[0]
+    return PhasewiseError(f"{closest} (presets: {', '.join(ordered)}; host profiles: {', '.join(profiles)}; or an "
+                          "engine YAML file)")
 
 
 def _unchunked_budget(asked: int | None, max_model_len: int) -> int:

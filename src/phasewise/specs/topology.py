@@ -34,7 +34,7 @@ class EdgeLink(BaseModel):
     a: str
     b: str
     bandwidth_bps: float = Field(gt=0)  # bits per second
-    latency_s: float = Field(default=0.0, ge=0)
+    latency_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     jitter_s: float = Field(default=0.0, ge=0)  # extra delay drawn uniformly in [0, jitter_s] per transfer
 
     @property
