@@ -26,3 +26,11 @@ def test_an_option_whose_default_is_empty_may_be_given_empty(run_cli):
     code, _, err = run_cli("plan", "--gpus", "1", "--tp-options", "1", "--no-disagg", "--precisions", "",
                            "--chunk-sizes", "2048", "--batch-caps", "256", "--isl", "256", "--osl", "32")
     assert "is empty" not in err
+
+
+def test_device_cloud_refuses_an_acceptance_without_drafting(run_cli):
+    """--draft-tokens 0 decodes plain autoregressively: an --acceptance beside it (even at its default's value) had
+    been accepted and changed nothing."""
+    for value in ("0.1", "0.8"):
+        code, _, err = run_cli("device-cloud", "--draft-tokens", "0", "--acceptance", value)
+        assert code == 2 and err.startswith("error: --acceptance needs --draft-tokens >= 1") and err.count("\n") == 1

@@ -104,6 +104,10 @@ def device_cloud_cmd(
     if setup is not None:  # the file's devices, cloud, links and split replace these flags (its fields)
         refuse_replaced(device_cloud_cmd, locals(), DEVICE_CLOUD_FLAGS, "--setup",
                         "sets the devices, the cloud, the links and the split")
+    if draft_tokens == 0 and ("acceptance" in dict(changed_options(device_cloud_cmd, locals()))
+                              or given_on_command_line("acceptance")):
+        raise PhasewiseError("--acceptance needs --draft-tokens >= 1 (with 0 the devices decode plain "
+                             "autoregressively: there is no draft to accept)")
     flags = {"devices": devices, "device_hardware": device_hardware, "cloud_hardware": cloud_hardware,
              "cloud_gpus": cloud_gpus, "uplink_mbps": uplink_mbps, "downlink_mbps": downlink_mbps,
              "latency_s": latency_ms / 1e3, "input_layers": input_layers, "output_layers": output_layers,
