@@ -78,7 +78,7 @@ def test_plan_cost_names_the_flag_that_brought_a_chip_without_parts(run_cli):
     """--objective cost prices chips from parts: collocated strategies run on --hardware (default h100-sxm) even
     when --prefill-hardware / --decode-hardware name chips from parts; the error names the flag, before any search."""
     common = ("plan", "--model", SMALL_MODEL, "--gpus", "2", "--tp-options", "1", "--isl", "512", "--osl", "16",
-              "--report", "", "--objective", "cost")
+              "--objective", "cost")
     code, _, err = run_cli(*common, "--prefill-hardware", "spad-prefill-chip", "--decode-hardware", "spad-decode-chip")
     assert code == 2 and err.count("\n") == 1
     assert "--hardware names 'h100-sxm', which has none (h100-sxm is --hardware's default)" in err

@@ -204,7 +204,7 @@ def test_plan_ranks_chips_and_batch_caps_by_goodput(run_cli):
                   answer=LengthDist("fixed", 200), slo_ttft_ms=2000, slo_tpot_ms=50, target=0.9, requests=10)
     for args, message in ((("--dllm", "odb"), "is autoregressive"), (("--model", LLADA), "it needs --dllm"),
                           (("--model", LLADA, "--dllm", "odb", "--spec"), "--spec does not apply with --dllm")):
-        code, _, err = run_cli("plan", *args, "--report", "")
+        code, _, err = run_cli("plan", *args)
         assert code == 2 and message in err, (args, err)
 
 

@@ -110,7 +110,7 @@ def test_plan_with_a_mapping_ranks(run_cli):
     code, out, err = run_cli("plan", "--model", LLAMA2, "--hardware", "halo-2.5d", "--precisions", "int8",
                              "--mapping", "halo", "--gpus", "2", "--tp-options", "1,2", "--chunk-sizes", "2048",
                              "--batch-caps", "16", "--isl", "512", "--osl", "32", "--top", "1", "--workers", "2",
-                             "--report", "", "--json")
+                             "--json")
     assert code == 0, err
     data = json.loads(out)
     assert data["rows"] and data["rows"][0]["goodput_rps"] > 0
@@ -122,8 +122,8 @@ def test_plan_with_a_mapping_ranks(run_cli):
     ("simulate", ("--hardware", "halo-2.5d", "--mapping", "halo-x"), "unknown mapping 'halo-x'"),
     ("simulate", ("--hardware", "halo-2.5d", "--mapping", "halo", "--tp", "2"), "use tp=1"),
     ("simulate", ("--hardware", "halo-2.5d", "--mapping", "halo", "--spec-tokens", "2"), "speculative"),
-    ("plan", ("--hardware", "h100-sxm", "--mapping", "halo", "--report", ""), "lists no substrates"),
-    ("plan", ("--hardware", "halo-2.5d", "--mapping", "nope", "--report", ""), "unknown mapping 'nope'"),
+    ("plan", ("--hardware", "h100-sxm", "--mapping", "halo"), "lists no substrates"),
+    ("plan", ("--hardware", "halo-2.5d", "--mapping", "nope"), "unknown mapping 'nope'"),
 ])
 def test_bad_mapping_input_is_one_line(run_cli, command, args, message):
     rest = ("--rate", "1", "--requests", "5") if command == "simulate" else ("--gpus", "1", "--tp-options", "1")

@@ -72,11 +72,11 @@ def test_the_new_parts_are_sourced_and_run():
 
 def test_plan_by_dollar_refuses_a_chip_without_a_rental_price(run_cli):
     code, _, err = run_cli("plan", "--model", "meta-llama/Llama-3.1-8B", "--hardware", "h200-sxm,mi355x", "--gpus",
-                           "2", "--isl", "512", "--osl", "16", "--report", "", "--objective", "goodput-per-dollar")
+                           "2", "--isl", "512", "--osl", "16", "--objective", "goodput-per-dollar")
     assert code == 2 and err.count("\n") == 1
     assert "--hardware names 'mi355x', which has none (price_per_hour_usd 0)" in err
     code, out, err = run_cli("plan", "--model", "meta-llama/Llama-3.1-8B", "--hardware", "mi300x", "--gpus", "2",
                              "--tp-options", "1,2", "--chunk-sizes", "2048", "--batch-caps", "64", "--isl", "512",
-                             "--osl", "16", "--top", "1", "--workers", "1", "--report", "", "--json",
+                             "--osl", "16", "--top", "1", "--workers", "1", "--json",
                              "--objective", "goodput-per-dollar", "--no-disagg")
     assert code == 0, err

@@ -252,7 +252,7 @@ def test_ray_backend_matches_local():
     ],
 )
 def test_plan_bad_input(run_cli, args, message):
-    code, _, err = run_cli("plan", "--report", "", *args)
+    code, _, err = run_cli("plan", *args)
     assert code == 2 and message in err and err.count("\n") == 1
 
 

@@ -50,7 +50,7 @@ def test_pools_need_two_instances_and_unknown_policies_are_errors():
 
 def test_plan_cli_takes_policies(run_cli):
     code, _, err = run_cli("plan", "--model", M, "--hardware", "a100-sxm-80gb", "--gpus", "2", "--tp-options", "1",
-                           "--slo-ttft-ms", "1000", "--slo-tpot-ms", "100", "--policies", "nope", "--report", "")
+                           "--slo-ttft-ms", "1000", "--slo-tpot-ms", "100", "--policies", "nope")
     assert code == 2 and "--policies 'nope'" in err and len(err.strip().splitlines()) == 1
 
 

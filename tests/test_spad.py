@@ -143,7 +143,7 @@ def test_user_chip_runs_through_estimate_simulate_and_plan(tmp_path, run_cli):
     assert json.loads(out)["completed"] == 40
     code, out, err = run_cli("plan", "--model", SMALL_MODEL, "--hardware", path, "--gpus", "2", "--tp-options", "1",
                              "--chunk-sizes", "2048", "--batch-caps", "64", "--isl", "512", "--osl", "32",
-                             "--top", "1", "--workers", "1", "--report", "", "--json", "--objective", "cost")
+                             "--top", "1", "--workers", "1", "--json", "--objective", "cost")
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert rows and rows[0]["cluster_cost_usd"] > 0 and rows[0]["objective"] > 0
@@ -200,7 +200,7 @@ def test_heterogeneous_disaggregation_simulates_and_the_link_takes_the_slower_en
 def test_plan_objectives_cost_and_power(run_cli):
     args = ("plan", "--model", SMALL_MODEL, "--hardware", "spad-h100-model", "--gpus", "2", "--tp-options", "1",
             "--chunk-sizes", "2048", "--batch-caps", "64", "--isl", "1024", "--osl", "32", "--top", "2",
-            "--workers", "2", "--report", "", "--json", "--prefill-hardware", "spad-h100-model,spad-prefill-chip",
+            "--workers", "2", "--json", "--prefill-hardware", "spad-h100-model,spad-prefill-chip",
             "--decode-hardware", "spad-decode-chip")
     code, out, err = run_cli(*args, "--objective", "cost")
     assert code == 0, err
@@ -211,7 +211,7 @@ def test_plan_objectives_cost_and_power(run_cli):
     assert code == 0, err
     assert all(r["cluster_tdp_w"] > 0 for r in json.loads(out)["rows"])
     code, _, err = run_cli("plan", "--model", SMALL_MODEL, "--hardware", "h100-sxm", "--gpus", "1", "--tp-options",
-                           "1", "--isl", "512", "--osl", "16", "--report", "", "--objective", "cost", "--no-disagg")
+                           "1", "--isl", "512", "--osl", "16", "--objective", "cost", "--no-disagg")
     assert code == 2 and "which has none" in err and err.count("\n") == 1
     cluster = cluster_hardware({"instances": [{"hardware": "spad-prefill-chip", "tp": 8, "replicas": 1},
                                               {"hardware": "spad-decode-chip", "tp": 8, "replicas": 2}]})
