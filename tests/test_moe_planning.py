@@ -211,5 +211,6 @@ def test_tokens_per_gpu_in_a_plans_rows_are_its_goodputs():
     assert row["goodput_rps"] > 0
     assert row["tokens_per_s_per_gpu"] == pytest.approx(row["goodput_rps"] * 256 / row["gpus"], rel=1e-9)
     measured = res.ranked[0].verified.summary["throughput"]["output_tokens_per_s_per_gpu"]
-    assert measured < 0.97 * row["tokens_per_s_per_gpu"]  # what it showed before: the drain counted in
+    assert measured < row["tokens_per_s_per_gpu"]  # what it showed before: the drain counted in (less of it since
+    # verification's windows grew to several times the seats' fill time)
     assert math.isfinite(row["tokens_per_s_per_gpu"])
