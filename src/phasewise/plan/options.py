@@ -1,10 +1,12 @@
 """What a plan chooses from and what it chooses: PlanOptions (the CLI's --tp-options, --chunk-sizes, ... flags),
 a Strategy (a deployment of identical units, searched on one), and the Deployment fields a strategy's groups
-become (deployment_fields: the plan's host-memory prefix tier and KV store where the groups cache prefixes)."""
+become (deployment_fields: the plan's host-memory prefix tier and KV store where the groups cache prefixes), and
+check_options: which options cannot apply to the models asked (plan's and sweep's one check)."""
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -144,3 +146,38 @@ def caches_prefixes(model: str, engine: str, hardware: str) -> bool:
     spec = load_model(model)
     config = resolve_engine(engine, load_hardware(hardware), model_type=spec.model_type)
     return not spec.window_all_layers and config.host_kv_load is not None and prefix_caching_default(config, spec)
+
+
+# how a command names a strategy option, given its field and, where the refusal is about one value, that value as a
+# sweep's YAML writes it: plan its flag (plan_flag), sweep its `strategies.` key (sweep_key)
+OptionName = Callable[..., str]
+
+# options that shape disaggregated strategies only: (field, the value that does, as YAML writes it, or None: any
+# chip listed; kv_link: given at all, and it shapes priority pools' too)
+_DISAGG_ONLY = (("prefill_hardware", None), ("decode_hardware", None), ("policies", "attention-offload"),
+                ("kv_link", None))
+
+
+def check_options(models: Sequence[str], opts: PlanOptions, given: Collection[str], name: OptionName) -> None:
+    """A one-line error where a strategy option cannot apply to the plan (or to any cell of the sweep) of `models`:
+    what plan and sweep would otherwise take and ignore. `given` holds the fields the user set (a default is not a
+    choice), `name` names an option (plan: its flag; sweep: its `strategies.` key)."""
+    if not opts.disaggregated:
+        for option, value in _DISAGG_ONLY:
+            if option == "kv_link":  # given at all, unless priority pools move their KV over it
+                used = option in given and "priority-pools" not in opts.policies
+            else:
+                used = value in getattr(opts, option) if value else bool(getattr(opts, option))
+            if used:
+                raise PhasewiseError(f"{name(option, value)} shapes disaggregated strategies, which "
+                                     f"{name('disaggregated', 'false')} leaves out")
+    if True not in opts.speculative:
+        for option in ("spec_tokens", "spec_acceptance"):
+            if option in given:
+                raise PhasewiseError(f"{name(option)} needs {name('speculative', '[false, true]')} (the strategies "
+                                     "try speculative decoding only with it)")
+    if "moe_layouts" in given:
+        dense = [model for model in models if not load_model(model).num_experts]
+        if len(dense) == len(models):
+            raise PhasewiseError(f"{name('moe_layouts')} applies to mixture-of-experts models; "
+                                 f"{' and '.join(dense)} {'is' if len(dense) == 1 else 'are'} dense")

@@ -41,6 +41,7 @@ from phasewise.plan.goodput import (
     workload_spec,
 )
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
+from phasewise.plan.options import check_options
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
@@ -194,6 +195,20 @@ def _check_ranges(opts: PlanOptions) -> PlanOptions:
     return opts
 
 
+def sweep_key(option: str, value: str | None = None) -> str:
+    """How a sweep names a strategy option (plan/options.py OptionName): its `strategies.` key, with `value`."""
+    return f"strategies.{option}" + (f": {value}" if value else "")
+
+
+def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
+    """No strategy option that applies to no cell of the grid (plan/options.py check_options: plan refuses the same
+    flags). One line naming the file and the entry otherwise."""
+    try:
+        check_options(cfg.models, opts, set(cfg.strategies), sweep_key)
+    except PhasewiseError as exc:
+        raise PhasewiseError(f"{cfg._source}: {exc}") from None
+
+
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
     opts = _options(cfg)
@@ -205,8 +220,10 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     jobs: list[tuple[dict[str, Any], tuple]] = []
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
     works = _workloads(cfg)
-    for model in cfg.models:
+    for model in cfg.models:  # each workload on each model, then the options on the grid, before any simulation
         _check_model(cfg, model, works)
+    _check_grid(cfg, opts)
+    for model in cfg.models:
         for hw in cfg.hardware:
             try:
                 strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)

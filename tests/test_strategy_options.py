@@ -1,0 +1,75 @@
+"""plan and sweep take one set of strategy options through one check (plan/options.py check_options): an option
+that applies to no strategy of the plan or no cell of the sweep is a one-line error naming plan's flag or sweep's
+key, never taken and ignored."""
+
+import pytest
+
+from phasewise.errors import PhasewiseError
+from phasewise.plan import PlanOptions
+
+M = "meta-llama/Llama-3.1-8B"
+MOE = "Qwen/Qwen3-30B-A3B"
+BASE = ("models: [{models}]\nhardware: [{hardware}]\ngpus: 1\nworkloads: [{{name: short, isl: 512, osl: 64}}]\n"
+        "slo: {{ttft_ms: 1000, tpot_ms: 50}}\n"
+        "strategies: {{tp_options: [1], chunk_sizes: [512], batch_caps: [256], disaggregated: false{extra}}}\n")
+
+
+def sweep(run_cli, tmp_path, extra: str = "", models: str = M, hardware: str = "h100-sxm"):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(BASE.format(models=models, hardware=hardware, extra=extra))
+    return run_cli("sweep", str(cfg), "--out", str(tmp_path / "s.csv"), "--workers", "1")
+
+
+# (sweep's strategies entry, plan's flags, what both say: plan's flag or sweep's key around it)
+NOT_APPLYING = [
+    ("kv_link: pcie", ["--no-disagg", "--kv-link", "pcie"],
+     "{kv_link} shapes disaggregated strategies, which {no_disagg} leaves out"),
+    ("prefill_hardware: [h200-sxm]", ["--no-disagg", "--prefill-hardware", "h200-sxm"],
+     "{prefill_hardware} shapes disaggregated strategies, which {no_disagg} leaves out"),
+    ("decode_hardware: [h200-sxm]", ["--no-disagg", "--decode-hardware", "h200-sxm"],
+     "{decode_hardware} shapes disaggregated strategies, which {no_disagg} leaves out"),
+    ("policies: [attention-offload]", ["--no-disagg", "--policies", "attention-offload"],
+     "{offload} shapes disaggregated strategies, which {no_disagg} leaves out"),
+    ("spec_tokens: 3", ["--no-disagg", "--spec-tokens", "3"], "{spec_tokens} needs {spec}"),
+    ("spec_acceptance: 0.5", ["--no-disagg", "--spec-acceptance", "0.5"], "{spec_acceptance} needs {spec}"),
+    ("moe_layouts: [ep]", ["--no-disagg", "--moe-layouts", "ep"],
+     "{moe_layouts} applies to mixture-of-experts models; meta-llama/Llama-3.1-8B is dense"),
+]
+PLAN_NAMES = dict(kv_link="--kv-link", no_disagg="--no-disagg", prefill_hardware="--prefill-hardware",
+                  decode_hardware="--decode-hardware", offload="--policies attention-offload",
+                  spec_tokens="--spec-tokens", spec_acceptance="--spec-acceptance", spec="--spec",
+                  moe_layouts="--moe-layouts")
+SWEEP_NAMES = dict(kv_link="strategies.kv_link", no_disagg="strategies.disaggregated: false",
+                   prefill_hardware="strategies.prefill_hardware", decode_hardware="strategies.decode_hardware",
+                   offload="strategies.policies: attention-offload", spec_tokens="strategies.spec_tokens",
+                   spec_acceptance="strategies.spec_acceptance", spec="strategies.speculative: [false, true]",
+                   moe_layouts="strategies.moe_layouts")
+
+
+@pytest.mark.parametrize("entry, flags, message", NOT_APPLYING, ids=[case[0] for case in NOT_APPLYING])
+def test_sweep_refuses_what_plan_refuses(run_cli, tmp_path, entry, flags, message):
+    """Each of these gave a CSV identical to the sweep without it; plan refused the same as flags."""
+    code, _, err = sweep(run_cli, tmp_path, ", " + entry)
+    assert code == 2 and message.format(**SWEEP_NAMES) in err and "sweep.yaml'" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("entry, flags, message", NOT_APPLYING, ids=[case[0] for case in NOT_APPLYING])
+def test_plan_refuses_them_by_flag(run_cli, entry, flags, message):
+    code, _, err = run_cli("plan", "--gpus", "1", "--tp-options", "1", "--isl", "512", "--osl", "64", *flags)
+    assert code == 2 and message.format(**PLAN_NAMES) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_options_that_apply_somewhere_are_taken():
+    """A grid with a MoE model among dense ones takes moe_layouts; kv_link beside priority pools (their KV moves
+    over it); spec options with speculative decoding tried."""
+    from phasewise.plan.options import check_options
+    from phasewise.plan.sweep import sweep_key
+
+    check_options([M, MOE], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
+    check_options([M], PlanOptions(disaggregated=False, policies=("priority-pools",), kv_link="pcie"),
+                  {"kv_link", "policies"}, sweep_key)
+    check_options([M], PlanOptions(speculative=(False, True), spec_tokens=2), {"spec_tokens"}, sweep_key)
+    with pytest.raises(PhasewiseError, match="dense"):
+        check_options([M], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
