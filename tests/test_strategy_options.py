@@ -1,6 +1,9 @@
 """plan and sweep take one set of strategy options through one check (plan/options.py check_options): an option
 that applies to no strategy of the plan or no cell of the sweep is a one-line error naming plan's flag or sweep's
-key, never taken and ignored."""
+key, never taken and ignored; --host-kv-cache-gb / --kv-store-gb where no engine tried caches prefixes likewise (and
+where some do, the plan names the ranked strategies that run without them)."""
+
+import json
 
 import pytest
 
@@ -34,16 +37,22 @@ NOT_APPLYING = [
     ("spec_acceptance: 0.5", ["--no-disagg", "--spec-acceptance", "0.5"], "{spec_acceptance} needs {spec}"),
     ("moe_layouts: [ep]", ["--no-disagg", "--moe-layouts", "ep"],
      "{moe_layouts} applies to mixture-of-experts models; meta-llama/Llama-3.1-8B is dense"),
+    ("engine: vllm-v0, host_kv_cache_bytes: 1.0e10", ["--no-disagg", "--engine", "vllm-v0", "--host-kv-cache-gb", "10"],
+     "{host} holds prefix blocks evicted from the GPU: it needs prefix caching, which no strategy here has (prefix "
+     "caching is off on vllm-v0@0.6 by default for meta-llama/Llama-3.1-8B)"),
+    ("engine: vllm-v0, kv_store_bytes: 1.0e10", ["--no-disagg", "--engine", "vllm-v0", "--kv-store-gb", "10"],
+     "{store} holds prefix blocks evicted from the GPU: it needs prefix caching"),
 ]
 PLAN_NAMES = dict(kv_link="--kv-link", no_disagg="--no-disagg", prefill_hardware="--prefill-hardware",
                   decode_hardware="--decode-hardware", offload="--policies attention-offload",
                   spec_tokens="--spec-tokens", spec_acceptance="--spec-acceptance", spec="--spec",
-                  moe_layouts="--moe-layouts")
+                  moe_layouts="--moe-layouts", host="--host-kv-cache-gb", store="--kv-store-gb")
 SWEEP_NAMES = dict(kv_link="strategies.kv_link", no_disagg="strategies.disaggregated: false",
                    prefill_hardware="strategies.prefill_hardware", decode_hardware="strategies.decode_hardware",
                    offload="strategies.policies: attention-offload", spec_tokens="strategies.spec_tokens",
                    spec_acceptance="strategies.spec_acceptance", spec="strategies.speculative: [false, true]",
-                   moe_layouts="strategies.moe_layouts")
+                   moe_layouts="strategies.moe_layouts", host="strategies.host_kv_cache_bytes",
+                   store="strategies.kv_store_bytes")
 
 
 @pytest.mark.parametrize("entry, flags, message", NOT_APPLYING, ids=[case[0] for case in NOT_APPLYING])
@@ -63,13 +72,30 @@ def test_plan_refuses_them_by_flag(run_cli, entry, flags, message):
 
 def test_options_that_apply_somewhere_are_taken():
     """A grid with a MoE model among dense ones takes moe_layouts; kv_link beside priority pools (their KV moves
-    over it); spec options with speculative decoding tried."""
+    over it); spec options with speculative decoding tried; a host tier where one engine of several caches."""
     from phasewise.plan.options import check_options
     from phasewise.plan.sweep import sweep_key
 
-    check_options([M, MOE], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
-    check_options([M], PlanOptions(disaggregated=False, policies=("priority-pools",), kv_link="pcie"),
+    check_options([M, MOE], ["h100-sxm"], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
+    check_options([M], ["h100-sxm"], PlanOptions(disaggregated=False, policies=("priority-pools",), kv_link="pcie"),
                   {"kv_link", "policies"}, sweep_key)
-    check_options([M], PlanOptions(speculative=(False, True), spec_tokens=2), {"spec_tokens"}, sweep_key)
+    check_options([M], ["h100-sxm"], PlanOptions(speculative=(False, True), spec_tokens=2), {"spec_tokens"}, sweep_key)
+    check_options([M], ["h100-sxm"], PlanOptions(engine="vllm-v0,vllm", host_kv_cache_bytes=1e10),
+                  {"engine", "host_kv_cache_bytes"}, sweep_key)
     with pytest.raises(PhasewiseError, match="dense"):
-        check_options([M], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
+        check_options([M], ["h100-sxm"], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
+
+
+def test_plan_names_the_strategies_that_run_without_the_host_tier(run_cli):
+    """vLLM V1 caches prefixes by default, V0 (the plan's prefill-first baseline) does not: the ranked prefill-first
+    strategy runs without --host-kv-cache-gb, and the plan says so (it used to drop it there silently)."""
+    code, out, err = run_cli("plan", "--gpus", "1", "--tp-options", "1", "--no-disagg", "--isl", "512", "--osl", "64",
+                             "--chunk-sizes", "512", "--batch-caps", "256", "--host-kv-cache-gb", "10", "--json",
+                             "--workers", "1")
+    assert code == 0, err
+    result = json.loads(out)
+    without = [f"#{row['rank']}" for row in result["rows"]
+               if not any(g.get("host_kv_cache_bytes") for g in row["deployment"]["instances"])]
+    assert without and all("prefill-first" in result["rows"][int(rank[1:]) - 1]["strategy"] for rank in without)
+    assert result["without_host_tier"].startswith(f"{', '.join(without)} run without --host-kv-cache-gb: ")
+    assert len(without) < len(result["rows"])  # the others keep it

@@ -4,7 +4,7 @@ trace through fixed and autoscaled fleets) and `phasewise sweep` (goodput over a
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -30,6 +30,9 @@ from phasewise.apps.cli_common import (
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, name_list, refuse_empty
+
+if TYPE_CHECKING:
+    from phasewise.plan.options import PlanOptions
 
 
 @app.command("plan")
@@ -143,10 +146,11 @@ def plan_cmd(
                        host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb),
                        kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb))
     # the options that cannot apply to this plan, refused as sweep refuses them (plan/options.py check_options)
-    check_options([model], opts, {key for key, _ in changed_options(plan_cmd, locals())}, plan_flag)
+    chips = hardware_list("--hardware", hardware)
+    check_options([model], [*chips, *opts.prefill_hardware, *opts.decode_hardware], opts,
+                  {key for key, _ in changed_options(plan_cmd, locals())}, plan_flag)
     if chip_gpus is not None:
-        chips = list(dict.fromkeys([*hardware_list("--hardware", hardware), *opts.prefill_hardware,
-                                    *opts.decode_hardware]))
+        chips = list(dict.fromkeys([*chips, *opts.prefill_hardware, *opts.decode_hardware]))
         if len({chip_identity(c) for c in chips}) < 2:
             raise PhasewiseError("--chip-gpus gives several chips their own budgets: name them in --hardware A,B or "
                                  "--prefill-hardware / --decode-hardware (one chip: --gpus)")
@@ -189,13 +193,17 @@ def plan_cmd(
 
         rows = result.rows()
         caveats = plan_caveats(result)
+        unused = without_host_tier(rows, opts)
         print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
                      "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
-                     **({"caveats": caveats} if caveats else {}),
+                     **({"caveats": caveats} if caveats else {}), **({"without_host_tier": unused} if unused else {}),
                      "wall_s": result.wall_s, **({"fleets": fleets_json(fleets)} if fleets else {})},
                     default=float))
     else:
         render_plan(console, result)
+        unused = without_host_tier(result.rows(), opts)
+        if unused:
+            console.print(f"[yellow]host memory[/]: {unused}")
         if fleets:
             render_fleets(console, fleets)
     if export:
@@ -243,8 +251,23 @@ def sweep_cmd(
                           markup=False)
 
 
+def without_host_tier(rows: list[dict], opts: PlanOptions) -> str | None:
+    """The ranked strategies that run without --host-kv-cache-gb / --kv-store-gb although given (no instance of
+    theirs caches prefixes: plan/options.py deployment_fields), as a line, or None. check_options has refused the
+    flags where no strategy could keep them."""
+    flags = " and ".join(flag for flag, size in (("--host-kv-cache-gb", opts.host_kv_cache_bytes),
+                                                 ("--kv-store-gb", opts.kv_store_bytes)) if size)
+    ranks = [f"#{row['rank']}" for row in rows
+             if not row["deployment"].get("kv_store_bytes")
+             and not any(group.get("host_kv_cache_bytes") for group in row["deployment"]["instances"])]
+    if not (flags and ranks):
+        return None
+    return (f"{', '.join(ranks)} run without {flags}: none of their instances caches prefixes (off by default on "
+            "their engine, as vLLM V0's prefill-first, or a policy keeping no prefix cache)")
+
+
 # a PlanOptions field's plan flag where it is not --field-name, and the flag that gives a value (check_options names)
-_FLAGS = {"routers": "--router"}
+_FLAGS = {"routers": "--router", "host_kv_cache_bytes": "--host-kv-cache-gb", "kv_store_bytes": "--kv-store-gb"}
 _VALUE_FLAGS = {("disaggregated", "false"): "--no-disagg", ("speculative", "[false, true]"): "--spec"}
 
 

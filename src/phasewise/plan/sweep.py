@@ -204,7 +204,8 @@ def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
     """No strategy option that applies to no cell of the grid (plan/options.py check_options: plan refuses the same
     flags). One line naming the file and the entry otherwise."""
     try:
-        check_options(cfg.models, opts, set(cfg.strategies), sweep_key)
+        check_options(cfg.models, [*cfg.hardware, *opts.prefill_hardware, *opts.decode_hardware], opts,
+                      set(cfg.strategies), sweep_key)
     except PhasewiseError as exc:
         raise PhasewiseError(f"{cfg._source}: {exc}") from None
 
