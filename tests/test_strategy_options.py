@@ -1,7 +1,8 @@
 """plan and sweep take one set of strategy options through one check (plan/options.py check_options): an option
 that applies to no strategy of the plan or no cell of the sweep is a one-line error naming plan's flag or sweep's
 key, never taken and ignored; --host-kv-cache-gb / --kv-store-gb where no engine tried caches prefixes likewise (and
-where some do, the plan names the ranked strategies that run without them)."""
+where some do, the plan names the ranked strategies that run without them); a list naming a model, chip or engine
+twice is refused, not run twice."""
 
 import json
 
@@ -99,3 +100,27 @@ def test_plan_names_the_strategies_that_run_without_the_host_tier(run_cli):
     assert without and all("prefill-first" in result["rows"][int(rank[1:]) - 1]["strategy"] for rank in without)
     assert result["without_host_tier"].startswith(f"{', '.join(without)} run without --host-kv-cache-gb: ")
     assert len(without) < len(result["rows"])  # the others keep it
+
+
+@pytest.mark.parametrize("models, hardware, extra, message", [
+    (f"{M}, {M}", "h100-sxm", "", f"models names {M} twice"),
+    (M, "h100-sxm, h100-sxm", "", "hardware names h100-sxm twice"),
+    (M, "h100-sxm, H100-SXM", "", "hardware names one chip twice: h100-sxm and H100-SXM"),
+    (M, "h100-sxm", ", decode_hardware: [h200-sxm, h200-sxm]",
+     "strategies.decode_hardware names h200-sxm twice"),
+    (M, "h100-sxm", ", routers: [round_robin, round_robin]", "strategies.routers names round_robin twice"),
+    (M, "h100-sxm", ", engine: 'vllm,vllm'", "strategies.engine 'vllm,vllm' names vllm twice"),
+])
+def test_sweep_refuses_a_list_naming_one_entry_twice(run_cli, tmp_path, models, hardware, extra, message):
+    """models: [X, X] or hardware: [h100-sxm, h100-sxm] gave every row twice."""
+    code, _, err = sweep(run_cli, tmp_path, extra, models, hardware)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_dllm_plan_refuses_a_chip_named_twice(run_cli):
+    """plan --dllm --hardware h100-sxm,h100-sxm printed every ranking row twice."""
+    for hardware, message in (("h100-sxm,h100-sxm", "--hardware 'h100-sxm,h100-sxm' names h100-sxm twice"),
+                              ("h100-sxm,H100-SXM", "--hardware names one chip twice: h100-sxm and H100-SXM")):
+        code, _, err = run_cli("plan", "--model", "GSAI-ML/LLaDA-8B-Instruct", "--dllm", "fast-dllm",
+                               "--hardware", hardware, "--gpus", "1", "--batch-caps", "1")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
-from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.errors import PhasewiseError, name_list, pydantic_message
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import (
@@ -45,6 +45,7 @@ from phasewise.plan.options import check_options
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
+from phasewise.specs.hardware import chip_identity
 from phasewise.workload.generators import LengthKind
 
 
@@ -201,9 +202,24 @@ def sweep_key(option: str, value: str | None = None) -> str:
 
 
 def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
-    """No strategy option that applies to no cell of the grid (plan/options.py check_options: plan refuses the same
-    flags). One line naming the file and the entry otherwise."""
+    """Each model, chip, engine and named strategy option of the grid once (two rows of one cell could not be told
+    apart; plan's flags refuse the same), and no strategy option that applies to no cell of it (plan/options.py
+    check_options: plan refuses the same flags). One line naming the file and the entry otherwise."""
+    lists = [("models", cfg.models, str), ("hardware", cfg.hardware, chip_identity),
+             *((sweep_key(option), getattr(opts, option), chip_identity)
+               for option in ("prefill_hardware", "decode_hardware")),
+             *((sweep_key(option), getattr(opts, option), str)
+               for option in ("precisions", "policies", "moe_layouts", "routers"))]
     try:
+        for key, names, identity in lists:
+            seen: dict[str, str] = {}
+            for name in names:
+                if identity(name) in seen:
+                    first = seen[identity(name)]
+                    raise PhasewiseError(f"{key} names {name} twice" if first == name
+                                         else f"{key} names one chip twice: {first} and {name}")
+                seen[identity(name)] = name
+        name_list(sweep_key("engine"), opts.engine)  # each engine once, as plan's --engine
         check_options(cfg.models, [*cfg.hardware, *opts.prefill_hardware, *opts.decode_hardware], opts,
                       set(cfg.strategies), sweep_key)
     except PhasewiseError as exc:
