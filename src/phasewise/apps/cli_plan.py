@@ -4,7 +4,7 @@ trace through fixed and autoscaled fleets) and `phasewise sweep` (goodput over a
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -30,6 +30,9 @@ from phasewise.apps.cli_common import (
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, name_list, refuse_empty
+
+if TYPE_CHECKING:
+    from phasewise.plan.options import PlanOptions
 
 
 @app.command("plan")
@@ -108,6 +111,7 @@ def plan_cmd(
     from phasewise.plan import PlanOptions, plan
     from phasewise.plan.fleet import parse_fleets, plan_fleets
     from phasewise.plan.goodput import workload_spec
+    from phasewise.plan.options import check_options
     from phasewise.plan.strategies import parse_chip_gpus
     from phasewise.sim import Slo
     from phasewise.sim.api import host_kv_cache_bytes
@@ -122,25 +126,9 @@ def plan_cmd(
         raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
     if rank != 1 and export is None:
         raise PhasewiseError(f"--rank {rank} picks the strategy --export writes: give --export DIR")
-    if not disagg:  # flags that only shape disaggregated strategies
-        given = [flag for flag, used in (("--prefill-hardware", prefill_hardware),
-                                         ("--decode-hardware", decode_hardware),
-                                         ("--policies attention-offload", "attention-offload" in policies),
-                                         ("--kv-link", kv_link is not None and "priority-pools" not in policies))
-                 if used]
-        if given:
-            raise PhasewiseError(f"{given[0]} shapes disaggregated strategies, which --no-disagg leaves out")
-    if any(key == "moe_layouts" for key, _ in changed_options(plan_cmd, locals())):
-        from phasewise.specs import load_model
-
-        if not load_model(model).num_experts:
-            raise PhasewiseError(f"--moe-layouts applies to mixture-of-experts models; {model} is dense")
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
                       objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
                       image_size=image_size))
-    if not spec and (spec_tokens is not None or spec_acceptance is not None):
-        flag = "--spec-tokens" if spec_tokens is not None else "--spec-acceptance"
-        raise PhasewiseError(f"{flag} needs --spec (the strategies try speculative decoding only with it)")
     spec_values = {k: v for k, v in (("spec_tokens", spec_tokens), ("spec_acceptance", spec_acceptance))
                    if v is not None}  # unset: PlanOptions' defaults
     opts = PlanOptions(tp_options=parse_ints("--tp-options", tp_options or "1,2,4,8"), tp_across_nodes=tp_options is None,
@@ -157,9 +145,12 @@ def plan_cmd(
                        routers=listed("--router", router), routing_skew=routing_skew,
                        host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb),
                        kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb))
+    # the options that cannot apply to this plan, refused as sweep refuses them (plan/options.py check_options)
+    chips = hardware_list("--hardware", hardware)
+    check_options([model], [*chips, *opts.prefill_hardware, *opts.decode_hardware], opts,
+                  {key for key, _ in changed_options(plan_cmd, locals())}, plan_flag)
     if chip_gpus is not None:
-        chips = list(dict.fromkeys([*hardware_list("--hardware", hardware), *opts.prefill_hardware,
-                                    *opts.decode_hardware]))
+        chips = list(dict.fromkeys([*chips, *opts.prefill_hardware, *opts.decode_hardware]))
         if len({chip_identity(c) for c in chips}) < 2:
             raise PhasewiseError("--chip-gpus gives several chips their own budgets: name them in --hardware A,B or "
                                  "--prefill-hardware / --decode-hardware (one chip: --gpus)")
@@ -202,13 +193,17 @@ def plan_cmd(
 
         rows = result.rows()
         caveats = plan_caveats(result)
+        unused = without_host_tier(rows, opts)
         print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
                      "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
-                     **({"caveats": caveats} if caveats else {}),
+                     **({"caveats": caveats} if caveats else {}), **({"without_host_tier": unused} if unused else {}),
                      "wall_s": result.wall_s, **({"fleets": fleets_json(fleets)} if fleets else {})},
                     default=float))
     else:
         render_plan(console, result)
+        unused = without_host_tier(result.rows(), opts)
+        if unused:
+            console.print(f"[yellow]host memory[/]: {unused}")
         if fleets:
             render_fleets(console, fleets)
     if export:
@@ -254,6 +249,34 @@ def sweep_cmd(
         if row["kind"] == "none":
             console.print(f"no strategy for {row['model']} on {row['hardware']} ({row['workload']}): {row['binding']}",
                           markup=False)
+
+
+def without_host_tier(rows: list[dict], opts: PlanOptions) -> str | None:
+    """The ranked strategies that run without --host-kv-cache-gb / --kv-store-gb although given (no instance of
+    theirs caches prefixes: plan/options.py deployment_fields), as a line, or None. check_options has refused the
+    flags where no strategy could keep them."""
+    flags = " and ".join(flag for flag, size in (("--host-kv-cache-gb", opts.host_kv_cache_bytes),
+                                                 ("--kv-store-gb", opts.kv_store_bytes)) if size)
+    ranks = [f"#{row['rank']}" for row in rows
+             if not row["deployment"].get("kv_store_bytes")
+             and not any(group.get("host_kv_cache_bytes") for group in row["deployment"]["instances"])]
+    if not (flags and ranks):
+        return None
+    return (f"{', '.join(ranks)} run without {flags}: none of their instances caches prefixes (off by default on "
+            "their engine, as vLLM V0's prefill-first, or a policy keeping no prefix cache)")
+
+
+# a PlanOptions field's plan flag where it is not --field-name, and the flag that gives a value (check_options names)
+_FLAGS = {"routers": "--router", "host_kv_cache_bytes": "--host-kv-cache-gb", "kv_store_bytes": "--kv-store-gb"}
+_VALUE_FLAGS = {("disaggregated", "false"): "--no-disagg", ("speculative", "[false, true]"): "--spec"}
+
+
+def plan_flag(option: str, value: str | None = None) -> str:
+    """How plan names a strategy option (plan/options.py OptionName): its flag, with `value` where one is meant."""
+    if (option, value) in _VALUE_FLAGS:
+        return _VALUE_FLAGS[option, value]
+    flag = _FLAGS.get(option, "--" + option.replace("_", "-"))
+    return f"{flag} {value}" if value else flag
 
 
 def listed(flag: str, value: str) -> tuple[str, ...]:

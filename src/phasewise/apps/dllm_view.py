@@ -202,6 +202,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     from phasewise.plan.dllm_plan import rank_dllm
     from phasewise.specs import load_model
     from phasewise.specs.dllm import decoding
+    from phasewise.specs.hardware import hardware_list
     from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist, check_length_flags
 
     dllm_requested(params["model"], dllm, {})
@@ -222,7 +223,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
             raise PhasewiseError(f"--batch-caps must be comma-separated integers (got '{caps_text}')") from None
         if not caps or min(caps) < 1:
             raise PhasewiseError(f"--batch-caps must list integers >= 1 (got '{caps_text}')")
-    chips = [h.strip() for h in params["hardware"].split(",") if h.strip()]
+    chips = hardware_list("--hardware", params["hardware"])  # each chip once, as plan's --hardware
     precision = (params.get("precisions") or "").split(",")[0].strip() or None
     check_length_flags(params.get("isl"), params.get("osl"), params.get("isl_dist"), params.get("osl_dist"),
                        params.get("isl_spread"), params.get("osl_spread"))  # as simulate's and plan's

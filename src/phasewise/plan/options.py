@@ -1,15 +1,17 @@
 """What a plan chooses from and what it chooses: PlanOptions (the CLI's --tp-options, --chunk-sizes, ... flags),
 a Strategy (a deployment of identical units, searched on one), and the Deployment fields a strategy's groups
-become (deployment_fields: the plan's host-memory prefix tier and KV store where the groups cache prefixes)."""
+become (deployment_fields: the plan's host-memory prefix tier and KV store where the groups cache prefixes), and
+check_options: which options cannot apply to the models, chips and engines asked (plan's and sweep's one check)."""
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, name_list
 from phasewise.sim.deployment import Deployment
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import prefix_caching_default
@@ -137,10 +139,79 @@ def deployment_fields(model: str, groups: list[dict], opts: PlanOptions, spec: d
     return dep
 
 
-@lru_cache(maxsize=256)
 def caches_prefixes(model: str, engine: str, hardware: str) -> bool:
     """Whether `engine` caches prompt prefixes by default for `model` and keeps a host-memory tier (the plan's
     --host-kv-cache-gb goes where both hold)."""
+    return not host_tier_refusal(model, engine, hardware)
+
+
+# how a command names a strategy option, given its field and, where the refusal is about one value, that value as a
+# sweep's YAML writes it: plan its flag (plan_flag), sweep its `strategies.` key (sweep_key)
+OptionName = Callable[..., str]
+
+# options that shape disaggregated strategies only: (field, the value that does, as YAML writes it, or None: any
+# chip listed; kv_link: given at all, and it shapes priority pools' too)
+_DISAGG_ONLY = (("prefill_hardware", None), ("decode_hardware", None), ("policies", "attention-offload"),
+                ("kv_link", None))
+
+
+def check_options(models: Sequence[str], chips: Sequence[str], opts: PlanOptions, given: Collection[str],
+                  name: OptionName) -> None:
+    """A one-line error where a strategy option cannot apply to the plan (or to any cell of the sweep) of `models`
+    on `chips` (prefill and decode chips too) with opts.engine (one or several, comma-separated): what plan and sweep
+    would otherwise take and ignore. `given` holds the fields the user set (a default is not a choice), `name` names
+    an option (plan: its flag; sweep: its `strategies.` key)."""
+    if not opts.disaggregated:
+        for option, value in _DISAGG_ONLY:
+            if option == "kv_link":  # given at all, unless priority pools move their KV over it
+                used = option in given and "priority-pools" not in opts.policies
+            else:
+                used = value in getattr(opts, option) if value else bool(getattr(opts, option))
+            if used:
+                raise PhasewiseError(f"{name(option, value)} shapes disaggregated strategies, which "
+                                     f"{name('disaggregated', 'false')} leaves out")
+    if True not in opts.speculative:
+        for option in ("spec_tokens", "spec_acceptance"):
+            if option in given:
+                raise PhasewiseError(f"{name(option)} needs {name('speculative', '[false, true]')} (the strategies "
+                                     "try speculative decoding only with it)")
+    if "moe_layouts" in given:
+        dense = [model for model in models if not load_model(model).num_experts]
+        if len(dense) == len(models):
+            raise PhasewiseError(f"{name('moe_layouts')} applies to mixture-of-experts models; "
+                                 f"{' and '.join(dense)} {'is' if len(dense) == 1 else 'are'} dense")
+    for option in ("host_kv_cache_bytes", "kv_store_bytes"):
+        if getattr(opts, option):
+            why = _no_host_tier(models, chips, name_list(name("engine"), opts.engine))
+            if why:
+                raise PhasewiseError(f"{name(option)} holds prefix blocks evicted from the GPU: it needs prefix "
+                                     f"caching, which no strategy here has ({why})")
+
+
+def _no_host_tier(models: Sequence[str], chips: Sequence[str], engines: Sequence[str]) -> str:
+    """Why no instance of any model x chip x engine keeps prefix blocks in host memory, "" where one does (a pair
+    the engine cannot run, the plan's own error or pruned line later, is left out)."""
+    reasons = []
+    for model, chip, engine in ((m, c, e) for m in models for c in chips for e in engines):
+        try:
+            reasons.append(host_tier_refusal(model, engine, chip))
+        except PhasewiseError:  # an engine the chip lacks
+            continue
+        if not reasons[-1]:
+            return ""
+    return "; ".join(dict.fromkeys(reasons))
+
+
+@lru_cache(maxsize=256)
+def host_tier_refusal(model: str, engine: str, hardware: str) -> str:
+    """Why `engine` keeps no host-memory tier of prompt prefixes for `model` on `hardware` ("" where it does: it
+    caches prefixes by default and has such a tier; the plan's --host-kv-cache-gb and --kv-store-gb go there)."""
     spec = load_model(model)
     config = resolve_engine(engine, load_hardware(hardware), model_type=spec.model_type)
-    return not spec.window_all_layers and config.host_kv_load is not None and prefix_caching_default(config, spec)
+    if spec.window_all_layers:
+        return f"prefix caching of {model} (sliding-window attention on every layer) is not modelled"
+    if not prefix_caching_default(config, spec):
+        return f"prefix caching is off on {config.label} by default for {model}"
+    if config.host_kv_load is None:
+        return f"{config.label} keeps no host-memory KV tier"
+    return ""

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
-from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.errors import PhasewiseError, name_list, pydantic_message
 from phasewise.plan.backends import run_all
 from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import (
@@ -41,9 +41,11 @@ from phasewise.plan.goodput import (
     workload_spec,
 )
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
+from phasewise.plan.options import check_options
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
+from phasewise.specs.hardware import chip_identity
 from phasewise.workload.generators import LengthKind
 
 
@@ -194,6 +196,36 @@ def _check_ranges(opts: PlanOptions) -> PlanOptions:
     return opts
 
 
+def sweep_key(option: str, value: str | None = None) -> str:
+    """How a sweep names a strategy option (plan/options.py OptionName): its `strategies.` key, with `value`."""
+    return f"strategies.{option}" + (f": {value}" if value else "")
+
+
+def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
+    """Each model, chip, engine and named strategy option of the grid once (two rows of one cell could not be told
+    apart; plan's flags refuse the same), and no strategy option that applies to no cell of it (plan/options.py
+    check_options: plan refuses the same flags). One line naming the file and the entry otherwise."""
+    lists = [("models", cfg.models, str), ("hardware", cfg.hardware, chip_identity),
+             *((sweep_key(option), getattr(opts, option), chip_identity)
+               for option in ("prefill_hardware", "decode_hardware")),
+             *((sweep_key(option), getattr(opts, option), str)
+               for option in ("precisions", "policies", "moe_layouts", "routers"))]
+    try:
+        for key, names, identity in lists:
+            seen: dict[str, str] = {}
+            for name in names:
+                if identity(name) in seen:
+                    first = seen[identity(name)]
+                    raise PhasewiseError(f"{key} names {name} twice" if first == name
+                                         else f"{key} names one chip twice: {first} and {name}")
+                seen[identity(name)] = name
+        name_list(sweep_key("engine"), opts.engine)  # each engine once, as plan's --engine
+        check_options(cfg.models, [*cfg.hardware, *opts.prefill_hardware, *opts.decode_hardware], opts,
+                      set(cfg.strategies), sweep_key)
+    except PhasewiseError as exc:
+        raise PhasewiseError(f"{cfg._source}: {exc}") from None
+
+
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
     opts = _options(cfg)
@@ -205,8 +237,10 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     jobs: list[tuple[dict[str, Any], tuple]] = []
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
     works = _workloads(cfg)
-    for model in cfg.models:
+    for model in cfg.models:  # each workload on each model, then the options on the grid, before any simulation
         _check_model(cfg, model, works)
+    _check_grid(cfg, opts)
+    for model in cfg.models:
         for hw in cfg.hardware:
             try:
                 strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
