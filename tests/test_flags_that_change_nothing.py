@@ -15,6 +15,7 @@ from phasewise.specs.engines import resolve_engine
 
 MOE = "Qwen/Qwen3-30B-A3B"
 
+
 def one_line_error(run_cli, *args: str) -> str:
     code, _, err = run_cli(*args)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err

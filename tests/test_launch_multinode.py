@@ -12,9 +12,9 @@ import subprocess
 import pytest
 from test_plan_export import PREFIX, _parse
 
-from phasewise.errors import PhasewiseError
 from phasewise.apps.launch import launch_commands, launch_script
 from phasewise.apps.launch_args import engine_flags
+from phasewise.errors import PhasewiseError
 from phasewise.sim.deployment import build_deployment
 
 MOE, M = "Qwen/Qwen3-30B-A3B", "meta-llama/Llama-3.1-8B"

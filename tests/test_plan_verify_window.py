@@ -64,7 +64,8 @@ def test_binding_comes_from_the_verification_step_that_failed():
     two = Strategy("2x TP1", two_dep, one_dep, 2, 2, "collocated")
     work, slo = WorkloadSpec((1024,), (128,), seed=0, name="1024/128"), Slo(1000, 50)
     rate, _, run = verify(two, 60.0, work, slo, 0.9)
-    assert run is not None and run.binding in ("prefill (TTFT)", "decode (TPOT)", "decode (every TBT)", "capacity (backlog grows)")
+    assert run is not None and run.binding in ("prefill (TTFT)", "decode (TPOT)", "decode (every TBT)",
+                                               "capacity (backlog grows)")
     assert run.binding_rps > rate
     r = GoodputResult(two, rate, math.nan, run.binding, {}, search_rps=60.0, verified=run,
                       binding_rps=run.binding_rps, binding_by="verification")

@@ -142,7 +142,6 @@ def test_the_twin_answers_a_prompt_beyond_max_num_tokens_with_a_400():
         assert r.status_code == 200
 
 
-
 def test_every_client_has_its_itl_definition():
     from phasewise.sim.metrics import CLIENT_ITL
     from phasewise.workload.clients import client_names

@@ -40,8 +40,8 @@ from phasewise.plan.goodput import (
     refuse_when_none_fits,
     workload_spec,
 )
-from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.options import check_options
+from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file

@@ -10,7 +10,6 @@ from __future__ import annotations
 from phasewise.sim.context_wait import ContextWait
 from phasewise.sim.schedulers.base import Scheduler
 
-
 # Presets whose entry point runs a prompt longer than max_num_tokens with chunking off: trtllm-bench raises
 # max_num_tokens to the longest prompt plus max_batch_size (../shared/ENGINES.md); trtllm-0.5 (the v0.5 C++ runtime's
 # static batches) as modelled before (assumed). The others (trtllm-serve) refuse it (TrtllmScheduler.refusal).
