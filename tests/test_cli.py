@@ -270,11 +270,12 @@ def test_flags_a_mode_does_not_read_and_odd_values_are_one_line_errors(run_cli, 
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_edge_refuses_chain_flags_beside_a_topology_file(run_cli, tmp_path):
+@pytest.mark.parametrize("mbps", ["5", "1000"])  # 1000: the flag's default, given all the same
+def test_edge_refuses_chain_flags_beside_a_topology_file(run_cli, tmp_path, mbps):
     path = tmp_path / "t.yaml"
     path.write_text("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
                     "links: [{a: a, b: b, mbps: 1000, latency_s: 0.001}]\nsplit: [16, 16]\n")
-    code, _, err = run_cli("edge", "--topology", str(path), "--mbps", "5")
+    code, _, err = run_cli("edge", "--topology", str(path), "--mbps", mbps)
     assert code == 2 and "--mbps does not apply with --topology" in err
 
 

@@ -122,14 +122,6 @@ def test_device_cloud_setup_alone_and_flags_alone_still_run(run_cli, tmp_path):
     assert code == 0 and "5 devices" in out, err
 
 
-def test_edge_refuses_a_chain_flag_given_at_its_defaults_value_beside_a_topology(run_cli, tmp_path):
-    path = tmp_path / "t.yaml"
-    path.write_text("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
-                    "links: [{a: a, b: b, mbps: 1000, latency_s: 0.001}]\nsplit: [16, 16]\n")
-    code, _, err = run_cli("edge", "--topology", str(path), "--mbps", "1000")
-    assert code == 2 and "--mbps does not apply with --topology" in err
-
-
 # --- priority pools: class SLOs bounded; a priority column spelled otherwise is named, not skipped ------------------
 POOLS = [dict(hardware="h100-sxm", replicas=2, pool="lp"), dict(hardware="h100-sxm", replicas=1, pool="hp")]
 

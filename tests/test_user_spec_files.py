@@ -128,10 +128,13 @@ def test_a_hardware_file_refuses_nan_and_infinity(tmp_path, field, value):
         load_hardware(write(tmp_path, text))
 
 
-def test_an_engine_file_refuses_infinity(tmp_path):
-    path = write(tmp_path, "engines:\n  e: {iteration_overhead_s: .inf, per_sequence_overhead_s: 0, "
-                           "eager_launch_s: 0}\n", "e.yaml")
-    with pytest.raises(PhasewiseError, match="engines.e.iteration_overhead_s holds Infinity"):
+@pytest.mark.parametrize("value, extra, message", [
+    (".inf", "", "engines.e.iteration_overhead_s holds Infinity"),
+    ("true", ", cuda_graphs: false", "iteration_overhead_s must be a number, not true")])
+def test_an_engine_file_refuses_infinity_or_a_flag_for_a_number(tmp_path, value, extra, message):
+    path = write(tmp_path, f"engines:\n  e: {{iteration_overhead_s: {value}, per_sequence_overhead_s: 0, "
+                           f"eager_launch_s: 0{extra}}}\n", "e.yaml")
+    with pytest.raises(PhasewiseError, match=message):
         load_engine(path)
 
 
@@ -210,13 +213,6 @@ def test_a_unit_slip_in_a_chips_parts_is_one_line(tmp_path, field, value, messag
     entry["parts"]["compute" if field == "clock_hz" else "memory"][field] = value
     with pytest.raises(PhasewiseError, match=message):
         load_hardware(write(tmp_path, {"hardware": {"mine": entry}}))
-
-
-def test_an_engine_file_refuses_a_flag_for_a_number(tmp_path):
-    path = write(tmp_path, "engines:\n  e: {iteration_overhead_s: true, per_sequence_overhead_s: 0, "
-                           "eager_launch_s: 0, cuda_graphs: false}\n", "e.yaml")
-    with pytest.raises(PhasewiseError, match="iteration_overhead_s must be a number, not true"):
-        load_engine(path)
 
 
 # --- 8: a catalog MoE model's config.json -------------------------------------------------------------------------
