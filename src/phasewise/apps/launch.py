@@ -90,9 +90,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         if knob in ("max_num_seqs", "max_num_batched_tokens"):
             argv += [f"--{knob.replace('_', '-')}", str(value)]
         elif knob == "max_num_partial_prefills":
-            if value != 1:  # 1: vLLM's own value
-                notes.append(f"max_num_partial_prefills {value}: {PARTIAL_PREFILLS_REFUSED}; not written, the "
-                             "server runs one prompt part-way through prefill at a time")
+            pass  # 1, vLLM's own value: the V1 presets refuse more (engine_presets.yaml), so nothing to write
         elif knob == "enable_chunked_prefill":
             argv.append("--enable-chunked-prefill" if value else "--no-enable-chunked-prefill")
         elif knob == "async_scheduling":
