@@ -62,10 +62,6 @@ def build_mapping(name: str, entry: Any, where: str) -> Mapping:
     return mapping
 
 
-def mapping_names() -> list[str]:
-    return list(packaged("mappings.yaml")["mappings"])
-
-
 def load_mapping(name_or_path: str) -> Mapping:
     """A catalog policy by name (case-insensitive) or a YAML file holding one mapping."""
     if looks_like_path(name_or_path):
