@@ -135,3 +135,27 @@ def test_prescreen_lines_under_goodput_per_watt_say_per_kw_of_tdp():
     pruned: list[str] = []
     prescreen("goodput-per-watt", strategies, capacities, pruned)
     assert pruned and all("req/s per kW of TDP" in line and "req/J" not in line for line in pruned)
+
+
+def test_screened_strategies_are_verified_in_turn_when_the_first_fail(monkeypatch):
+    """Verification can refuse what the search held: a plan whose refined strategies all fail it verifies the next
+    screened ones that held (it had answered 'no strategy meets' while others would have held, the Mooncake plan
+    with --router least_outstanding,prefix_aware)."""
+    from phasewise.plan import planner
+
+    real, failed = planner.verify, []
+
+    def first_fails(strategy, rate, *args):
+        if not failed:  # the first strategy verified fails, as a long window's overload would make it
+            failed.append(strategy.name)
+            return 0.0, 0.5, None
+        return real(strategy, rate, *args)
+
+    monkeypatch.setattr(planner, "verify", first_fails)
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), batch_caps=(256,), engine_default_cap=False,
+                       disaggregated=False)
+    res = planner.plan(M, "h100-sxm", 1, Slo(1000, 50), WorkloadSpec((512,), (64,), seed=0, name="512/64"),
+                       opts=opts, refine=1, workers=1)
+    rows = res.rows()
+    assert failed and any(r["strategy"] == failed[0] and r["goodput_rps"] == 0 for r in rows)
+    assert rows[0]["goodput_rps"] > 0 and rows[0]["strategy"] != failed[0]

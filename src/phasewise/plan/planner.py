@@ -51,6 +51,7 @@ VERIFY_SEEDS = 3  # fresh seeds each verified rate must hold on, every one
 # others' for a lucky draw of lengths to show in the attainment
 VERIFY_FILLS, VERIFY_SEED_FILLS = 12.0, 4.0
 VERIFY_CLIMB, VERIFY_CLIMB_STEPS = 1.1, 6  # verification's steps above the search's rate (up to 1.77 x)
+VERIFY_MORE_ROUNDS = 2  # rounds of further screened strategies refined and verified where too few of the first held
 SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
 REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
@@ -312,17 +313,31 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         if r.goodput_rps > 0 and strategy_chip(r.strategy) not in refined_chips:
             top.append(r)
             refined_chips.add(strategy_chip(r.strategy))
-    # each with its screening's probes: on a replayed trace, refining repeats them exactly and reads them
-    refined = run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
-                                  REFINE["min_requests"], r.probes) for r in top],
-                      backend, workers, ray_address, tick("refining", len(top)))
-    refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
-    checks = [(r.strategy, r.goodput_rps, work, slo, target, r.search_units) for r in refined]
-    for r, (rate, att, run) in zip(refined, run_all(verify, checks, backend, workers, ray_address,
-                                                    tick("verifying", len(checks)))):
-        r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
-        if run is not None and run.binding is not None:  # the verification step above the goodput that failed
-            r.binding, r.binding_rps, r.binding_by = run.binding, run.binding_rps, "verification"
+    def refine_and_verify(batch: list[GoodputResult]) -> list[GoodputResult]:
+        # each with its screening's probes: on a replayed trace, refining repeats them exactly and reads them
+        done = run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
+                                   REFINE["min_requests"], r.probes) for r in batch],
+                       backend, workers, ray_address, tick("refining", len(batch)))
+        checks = [(r.strategy, r.goodput_rps, work, slo, target, r.search_units) for r in done]
+        for r, (rate, att, run) in zip(done, run_all(verify, checks, backend, workers, ray_address,
+                                                     tick("verifying", len(checks)))):
+            r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
+            if run is not None and run.binding is not None:  # the verification step above the goodput that failed
+                r.binding, r.binding_rps, r.binding_by = run.binding, run.binding_rps, "verification"
+        return done
+
+    refined = refine_and_verify(top)
+    # verification can refuse what the search held (longer windows, other seeds): while fewer than `refine` strategies
+    # hold, the next screened ones that held are refined and verified too, so a plan whose first candidates all fail
+    # verification still ranks those that hold (VERIFY_MORE_ROUNDS rounds at most)
+    chosen = {id(r) for r in top}
+    for _ in range(VERIFY_MORE_ROUNDS):
+        holding = sum(r.goodput_rps > 0 for r in refined)
+        more = [r for r in screen if id(r) not in chosen and r.goodput_rps > 0][:max(refine - holding, 0)]
+        if not more:
+            break
+        chosen.update(id(r) for r in more)
+        refined += refine_and_verify(more)
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
