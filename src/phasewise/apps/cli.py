@@ -440,6 +440,8 @@ def empty_values(argv: list[str]) -> None:
     """A text option given as an empty string ('--out ""', '--report='), which typer would hand on as "not given" or
     as a name to look up, is a one-line error naming it, on every command alike; an option whose own default is the
     empty string (it means "none") may be given so."""
+    if not any(not w.strip() or w.startswith("--") and w.endswith("=") for w in argv):
+        return  # nothing empty: the command tree (~50 ms to build) is not needed
     command = typer.main.get_command(app)  # typer's click, vendored or not: read by duck typing
     words = [w for w in argv if not w.startswith("-")]
     if not words or words[0] not in getattr(command, "commands", {}):
