@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from phasewise.apps.cli import app
+from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.kernel_fit import FFN_OPERATORS, fit_sync_mma_efficiency, speedup, with_sync_mma_efficiency
 from phasewise.perf.quant_kernels import attention_compute_s, gemm_compute_s, main_loop_s
@@ -107,6 +108,20 @@ def test_fit_recovers_its_constant():
     assert fit.value == pytest.approx(0.6, rel=1e-6)
     assert fit.start == 1.0 and fit.start_speedup < measured
     assert fit.fitted_speedup == pytest.approx(measured, rel=1e-9)
+
+
+def test_fit_out_of_range_names_the_speedup_the_right_way_round():
+    """speedup(slow, fast) is how many times faster `fast` runs: the error says `fast` over `slow`."""
+    shape = BatchShape.uniform(16, 1024, 0)
+    with pytest.raises(PhasewiseError) as err:
+        fit_sync_mma_efficiency(LLAMA2, H100, QSERVE, FIREQ, IDEAL, shape, 0.5)
+    assert "gives w4a8-fp8 a speedup of 0.5 over w4a8 " in str(err.value), str(err.value)
+
+
+def test_reproduce_fireq_off_its_range_says_fireq_over_qserve(run_cli):
+    code, out, err = run_cli("reproduce", "fireq", "--set", "hardware=b200")
+    assert code == 2 and "gives w4a8-fp8 a speedup of 1.68 over w4a8 " in err, (code, err)
+    assert err.strip().count("\n") == 0
 
 
 def test_reproduce_fireq_defaults_keep_their_checks(scenario_defaults):

@@ -78,8 +78,9 @@ def fit_sync_mma_efficiency(model: ModelSpec, hardware: HardwareSpec, slow: Quan
     lo, hi = lowest, 1.0
     lo_ratio, hi_ratio = ratio(lo), ratio(hi)
     if not hi_ratio <= target_speedup <= lo_ratio:
-        raise PhasewiseError(f"no sync_mma_efficiency of {hardware.key} in [{lowest:g}, 1] gives {slow.name} a "
-                             f"speedup of {target_speedup:g} over {fast.name} (range {hi_ratio:.3g}-{lo_ratio:.3g})")
+        # speedup(slow, fast): how many times faster `fast` runs than `slow`
+        raise PhasewiseError(f"no sync_mma_efficiency of {hardware.key} in [{lowest:g}, 1] gives {fast.name} a "
+                             f"speedup of {target_speedup:g} over {slow.name} (range {hi_ratio:.3g}-{lo_ratio:.3g})")
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         if ratio(mid) > target_speedup:
