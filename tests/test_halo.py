@@ -239,3 +239,21 @@ def test_the_mapped_energy_says_its_mean_power_and_when_it_is_over_the_tdp(run_c
                            "--mapping", "all-cid", "--prompt-len", "1", "--context-len", "1")
     flat = " ".join(out.split())
     assert code == 0 and "mJ of dynamic energy" in flat and "over the chip's 300 W TDP" in flat
+
+
+@pytest.mark.parametrize("precision, tops, slices, bound", [
+    ("int8", 210, 8, "compute-bound at its 52 TFLOP/s for int8"),
+    ("bf16", 105, 16, "bandwidth-bound for bf16, under its 52 TFLOP/s"),
+])
+def test_scenario_explanations_follow_the_precision_run(precision, tops, slices, bound):
+    """The checks' explanations quote the CiM's rate at the weights' width and the CiD's bound at the precision
+    run (they said int8 and 210 TOPS whatever it was): 16-bit weights take twice the 1-bit cell slices, and a
+    bf16 GEMV needs the CiD's 1 FLOP per internal byte, no more."""
+    result = get_scenario("halo").run({"models": LLAMA2, "prompts": "1024,4096", "outputs": "128,512",
+                                       "precision": precision, "kv_dtype": precision})
+    why = {c.name: c.why for c in result.outcome.checks}
+    cent, attacc = why["geomean speedup over all-CiD (CENT-like)"], why["geomean speedup over AttAcc-like"]
+    assert f"the CiM's {tops} TOPS ({precision} weights in {slices} cell slices)" in cent, cent
+    assert f"({bound})" in attacc, attacc
+    other = "int8" if precision == "bf16" else "bf16"
+    assert all(other not in text for text in why.values()), why

@@ -194,6 +194,8 @@ def run(setup: dict[str, Any]) -> Outcome:
     slow = sweep(setup, chip(setup, write_scale=slow_scale))
     gm_slow = geomean(list(speedups(slow, proposed, "attacc").values()))
     band, paper_a, paper_c = BAND, PAPER_SPEEDUP_ATTACC, PAPER_SPEEDUP_CENT
+    precision = setup["precision"]
+    weight_bits = 8.0 * load_quant(precision, setup["kv_dtype"]).weight_bytes_per_param  # as MappedCost slices them
     best_point = max(over["attacc"].values())
     write_bw = min(cim.program_bandwidth_bytes_per_s, cim.weight_source_bandwidth_bytes_per_s)
     checks = [
@@ -221,14 +223,15 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"geomean speedup of HALO over the attention-optimized (AttAcc-like) mapping over the grid, against "
               f"the paper's {paper_a:g}x", paper_a, gm["attacc"], (paper_a * (1 - band), paper_a * (1 + band)),
               f"AttAcc-like keeps the FC GEMMs on the CiM in decode: each step reprograms the weights at the HBM's "
-              f"external rate, HALO reads them at {cid.internal_bandwidth_multiple:g}x it on the CiD (compute-bound "
-              f"at its {cid.flops_per_s / 1e12:.0f} TFLOP/s for int8), so the per-point speedup is at most "
+              f"external rate, HALO reads them at {cid.internal_bandwidth_multiple:g}x it on the CiD "
+              f"({cid_decode_bound(points, proposed, cid, precision)}), so the per-point speedup is at most "
               f"{best_point:.1f}x (decode-heavy) and ~2x where prefill attention dominates; 18x needs CiM writes well "
               f"below the HBM rate (written at a tenth of the HBM rate: geomean {gm_slow:.1f}x) or FC on weaker units"),
         Check("geomean speedup over all-CiD (CENT-like)",
               f"geomean speedup of HALO over the fully-CiD (CENT-like) mapping over the grid, against the paper's "
               f"{paper_c:g}x", paper_c, gm["all-cid"], (paper_c * (1 - band), paper_c * (1 + band)),
-              f"prefill GEMMs at the CiM's {cim.macs_per_s(8) * 2 / 1e12:.0f} TOPS (int8) vs the CiD's "
+              f"prefill GEMMs at the CiM's {cim.macs_per_s(weight_bits) * 2 / 1e12:.0f} TOPS ({precision} "
+              f"weights in {cim.slices(weight_bits)} cell slices) vs the CiD's "
               f"{cid.flops_per_s / 1e12:.0f} TFLOP/s: up to {max(over['all-cid'].values()):.1f}x at long prompts, "
               f"{min(over['all-cid'].values()):.2f}x where decode dominates (same decode on the CiD)"),
         Check("HALO saves energy over AttAcc-like and CENT-like",
@@ -241,6 +244,18 @@ def run(setup: dict[str, Any]) -> Outcome:
     ]
     return Outcome(checks, figures=figures(setup, points, over, proposed),
                    tables=[grid_table(points, over, proposed), breakdown_table(setup, hw, proposed)])
+
+
+def cid_decode_bound(points: dict, proposed: str, cid, precision: str) -> str:
+    """What bounds `proposed`'s decode FC GEMVs on the CiD at `precision`: its FLOP/s or its internal bandwidth (the
+    first decode step of the longest point's FFN operators, as perf/mapping.py costs them)."""
+    key = max(points, key=lambda k: (k[1], k[2]))
+    ffn = [op for op in points[key][proposed].decode_first.operators if op.op_class == "ffn" and op.kind == "cid"]
+    if not ffn:
+        return f"its {cid.flops_per_s / 1e12:.0f} TFLOP/s; {proposed} puts no decode FFN on it"
+    if sum(op.compute_s for op in ffn) >= sum(op.memory_s for op in ffn):
+        return f"compute-bound at its {cid.flops_per_s / 1e12:.0f} TFLOP/s for {precision}"
+    return f"bandwidth-bound for {precision}, under its {cid.flops_per_s / 1e12:.0f} TFLOP/s"
 
 
 def grid_table(points: dict, over: dict, proposed: str) -> dict[str, Any]:
