@@ -257,3 +257,25 @@ def test_scenario_explanations_follow_the_precision_run(precision, tops, slices,
     assert f"({bound})" in attacc, attacc
     other = "int8" if precision == "bf16" else "bf16"
     assert all(other not in text for text in why.values()), why
+
+
+def test_simulate_says_the_mapping_and_its_energy_by_substrate(run_cli):
+    """`simulate --mapping` printed nothing of the mapping (its energy was in --json only): one line names it, with
+    its dynamic energy by substrate and its mean power over the run, the figures --json gives."""
+    args = ("simulate", "--model", LLAMA2, "--hardware", "halo-2.5d", "--precision", "int8", "--mapping", "halo",
+            "--requests", "20", "--isl", "512", "--osl", "32", "--rate", "2")
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    mapped = summary["policy"]["mapping"]
+    code, out, err = run_cli(*args)
+    flat = " ".join(out.split())
+    assert code == 0, err
+    line = flat[flat.index("Operator mapping halo:"):]
+    assert line.startswith(f"Operator mapping halo: {mapped['energy_j']:.3g} J of dynamic energy over "
+                           f"{mapped['iterations']:,} iterations on the substrates (")
+    assert set(mapped["by_substrate_j"]) == {"vector", "cid", "cim", "movement"}
+    for name, joules in mapped["by_substrate_j"].items():
+        assert f"{name} {joules:.3g} J" in line
+    mean_w = mapped["energy_j"] / summary["duration_s"]
+    assert f"{mean_w:.3g} W on average over the {summary['duration_s']:.1f} simulated s" in line

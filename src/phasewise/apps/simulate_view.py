@@ -163,6 +163,14 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
         console.print(
             f"Router queue (dynamo_kv): {queue['held_requests']:,} requests held until an instance had room, at most "
             f"{queue['peak_waiting']:,} at once, {queue['mean_hold_s'] * 1e3:,.0f} ms each on average (in their TTFT)")
+    mapped = (s.get("policy") or {}).get("mapping")  # sim/mapped_energy.py mapping_summary
+    if mapped:
+        parts = sorted(mapped["by_substrate_j"].items(), key=lambda item: -item[1])
+        mean_w = (f", {mapped['energy_j'] / s['duration_s']:.3g} W on average over the {s['duration_s']:.1f} simulated s"
+                  if s["duration_s"] > 0 else "")
+        console.print(f"Operator mapping {', '.join(mapped['mappings'])}: {mapped['energy_j']:.3g} J of dynamic energy "
+                      f"over {mapped['iterations']:,} iterations on the substrates ("
+                      + ", ".join(f"{name} {joules:.3g} J" for name, joules in parts) + f"){mean_w}")
     cache = s.get("prefix_cache")
     if cache:
         console.print(
