@@ -224,8 +224,9 @@ def test_scenario_rejects_a_chip_without_the_substrates():
 
 def test_the_mapped_energy_says_its_mean_power_and_when_it_is_over_the_tdp(run_cli):
     """The mapped energy is the work's, without static power; its mean power per phase is printed, with a note where
-    it is over the chip's TDP: halo-2.5d's CiD reads 16 x 3.28 TB/s at 12 pJ/B and computes 52 TFLOP/s at 1 pJ, which
-    an all-CiD decode step of Llama-2-7B sustains: ~676 W against the package's assumed 300 W."""
+    it is over the chip's TDP: halo-2.5d's CiD reads 16 x 3.28 TB/s at 12 pJ/B and computes 52 TFLOP/s at 1 pJ (~681 W
+    at both full rates); an all-CiD int8 decode step of Llama-2-7B is compute-bound at 2 FLOPs a weight byte, so it
+    reads at half the internal rate: ~371 W (0.254 ms, 94.4 mJ) against the package's assumed 300 W."""
     code, out, err = run_cli("estimate", "--model", LLAMA2, "--hardware", "halo-2.5d", "--precision", "int8",
                              "--mapping", "all-cid", "--prompt-len", "1", "--context-len", "1", "--json")
     assert code == 0, err
