@@ -121,19 +121,55 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     ({"model_type": "minimax_m2", "attn_type_list": 7}, r"field attn_type_list must be a list of 0 \(lightning\)"),
     ({"layer_types": 3}, "field layer_types must be a list of each layer's kind"),
     ({"layer_types": ["full_attention", {}]}, "field layer_types must name each layer's kind as a string"),
-    ({"num_experts": 8, "num_experts_per_tok": 2, "mlp_only_layers": [[0]]},
+    ({"model_type": "qwen2_moe", "num_experts": 8, "num_experts_per_tok": 2, "mlp_only_layers": [[0]]},
      "field mlp_only_layers must be a list of layer indices"),
     ({"model_type": "qwen3_next", "full_attention_interval": 0},
      "field full_attention_interval must be a positive integer"),
     # a typo the MoE and window parsers would walk layer by layer (it hung them): refused at once
-    ({"num_hidden_layers": 10**12, "num_experts": 8, "num_experts_per_tok": 2},
+    ({"model_type": "qwen2_moe", "num_hidden_layers": 10**12, "num_experts": 8, "num_experts_per_tok": 2},
      r"field num_hidden_layers must be at most 100,000 \(got 1000000000000\)"),
+    # fields a family's engines do not build, which the parser had costed (issue 14's audit): experts in a dense
+    # family (71 -> 424 MB of weights), a shared expert in Qwen3-MoE (71.2 -> 83.8 MB), an activation not modelled
+    ({"num_experts": 8, "num_experts_per_tok": 2},
+     "field num_experts \\(experts: model_type 'llama' builds one dense MLP a layer\\) is not modelled"),
+    ({"model_type": "mistral", "num_local_experts": 8, "num_experts_per_tok": 2}, "field num_local_experts \\(experts"),
+    ({"model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 512,
+      "shared_expert_intermediate_size": 1024},
+     "field shared_expert_intermediate_size \\(a shared expert: model_type 'qwen3_moe' routes to its experts alone"),
+    ({"model_type": "gemma", "hidden_activation": "relu2"},
+     "field hidden_activation 'relu2' is not modelled for model_type 'gemma' \\(allowed: gelu_pytorch_tanh_gated, "
+     "silu, swiglu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast\\)"),
+    ({"hidden_act": "relu2"}, "field hidden_act 'relu2' is not modelled for model_type 'llama'"),
 ])
 def test_configs_it_cannot_cost_are_refused_by_name(tmp_path, change, match):
     cfg = {k: v for k, v in {**LLAMA, **change}.items() if v is not None}
     with pytest.raises(PhasewiseError, match=match) as err:
         load_model(_write(tmp_path, cfg))
     assert "\n" not in str(err.value)
+
+
+def test_moe_fields_where_the_family_builds_them_are_read(tmp_path):
+    """The refusals above name fields only where a family's engines do not build them: Qwen2-MoE keeps its shared
+    expert, Qwen3-MoE without one loads, Gemma's GeGLU activation is read."""
+    moe = {**LLAMA, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 512}
+    qwen2 = load_model(_write(tmp_path, {**moe, "model_type": "qwen2_moe", "shared_expert_intermediate_size": 1024}))
+    assert (qwen2.num_experts, qwen2.shared_expert_intermediate_size) == (8, 1024)
+    qwen3 = load_model(_write(tmp_path, {**moe, "model_type": "qwen3_moe"}))
+    assert (qwen3.num_experts, qwen3.shared_expert_intermediate_size) == (8, 0)
+    assert load_model(_write(tmp_path, {**LLAMA, "model_type": "gemma",
+                                        "hidden_activation": "gelu_pytorch_tanh"})).mlp_gated
+
+
+def test_latent_attention_ignores_a_sliding_window_as_the_engines_do(tmp_path):
+    """vLLM's MLAAttention builds its kernel with sliding_window=None and a full-attention KV spec (and
+    DeepseekV3Config has no such field): a sliding_window in a deepseek_v3 config changes nothing. It had been costed
+    as a 4,096-token window on every layer (DeepSeek-V3 on 8 x H200 at 64 x 64k tokens: 33.6 ms a decode step
+    instead of 115 ms, and fitting where it does not)."""
+    latent = {**LLAMA, "model_type": "deepseek_v3", "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
+              "qk_nope_head_dim": 128, "v_head_dim": 128, "max_position_embeddings": 163840}
+    plain = load_model(_write(tmp_path, latent))
+    windowed = load_model(_write(tmp_path, {**latent, "sliding_window": 4096}))
+    assert windowed.sliding_window is None and windowed == plain
 
 
 def test_full_attention_layer_types_are_accepted(tmp_path):

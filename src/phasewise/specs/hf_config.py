@@ -258,6 +258,25 @@ LATENT_FIELDS = ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_hea
 SPARSE_FIELDS = ("index_topk", "index_n_heads", "index_head_dim")
 LAYER_PATTERN_FIELDS = ("sliding_window_pattern", "attention_chunk_size", "full_attention_interval",
                         "attn_type_list", "hybrid_override_pattern")
+# Dense families: their transformers classes (LlamaConfig / LlamaMLP, Qwen2Config, Gemma's, ...) build one MLP in
+# every layer and no experts, whatever expert count the file holds; the MoE siblings are model_types of their own
+# (mixtral, qwen2_moe, qwen3_moe, glm4_moe, olmoe, ernie4_5_moe, granitemoe, phimoe, qwen3_vl_moe_text). An expert
+# count here, which the Llama-style parser would cost as a MoE, is refused by name
+DENSE_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "qwen3_vl_text",
+               "ministral3", "glm4", "seed_oss", "olmo2", "olmo3", "smollm3", "exaone4", "ernie4_5", "granite",
+               "internlm3", "phi", "starcoder2", "internlm2", "olmo", "cohere", "cohere2", "qwen2_vl_text",
+               "qwen2_5_vl_text", "mimo")
+EXPERT_COUNT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts")  # what the parser reads as experts
+# MoE families without a shared expert: Qwen3-MoE's sparse block is the routed experts alone (transformers
+# Qwen3MoeSparseMoeBlock; vLLM qwen3_moe.py Qwen3MoeSparseMoeBlock builds FusedMoE and the gate, no shared_expert,
+# which Qwen2-MoE's block has; vLLM qwen3_vl_moe.py reuses it). A shared-expert width there is refused by name
+NO_SHARED_EXPERT_TYPES = ("qwen3_moe", "qwen3_vl_moe_text")
+SHARED_EXPERT_FIELDS = ("shared_expert_intermediate_size", "shared_intermediate_size", "n_shared_experts")
+# The MLP activations the Llama-style parser costs (an elementwise function of the gate, or of fc1 in the ungated
+# MLPs of NON_GATED_TYPES: their cost is the matmuls around it): what the supported checkpoints name. Another one
+# (e.g. Nemotron's relu2, whose MLP is ungated) is refused by name; vLLM refuses it too (llama.py LlamaMLP: "Only
+# silu is supported for now"; gemma.py _get_gemma_act_fn: gelu or gelu_pytorch_tanh)
+MODELLED_ACTS = tuple(sorted(GATED_ACTS)) + ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast")
 
 
 def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> ModelSpec:
@@ -406,6 +425,12 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         # "vision": image tokens attend both ways, text tokens causally)
     if mt not in LATENT_ATTENTION_TYPES:
         unread += [k for k in LATENT_FIELDS if cfg.get(k)]
+    if mt in DENSE_TYPES:
+        unread += [f"{k} (experts: model_type '{mt}' builds one dense MLP a layer)" for k in EXPERT_COUNT_FIELDS
+                   if cfg.get(k)]
+    if mt in NO_SHARED_EXPERT_TYPES:
+        unread += [f"{k} (a shared expert: model_type '{mt}' routes to its experts alone)"
+                   for k in SHARED_EXPERT_FIELDS if cfg.get(k)]
     if mt not in SPARSE_LATENT_TYPES:
         unread += [k for k in SPARSE_FIELDS if cfg.get(k)]
     kinds = set(cfg.get("layer_types") or []) - {"full_attention", "sliding_attention"} - (
@@ -458,9 +483,18 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         if mt == "jamba":
             moe_layers = jamba_moe_layers(cfg, where, layers)
     layer_types = cfg.get("layer_types") or []
-    window, windowed_layers, chunked, pattern = window_layers(cfg, where, mt, layers)
+    # latent attention attends over every cached token: the engines apply no sliding_window to it (vLLM
+    # mla_attention.py MLAAttention builds its impl with sliding_window=None and an MLAAttentionSpec, a full-attention
+    # KV spec; transformers' DeepseekV3Config has no sliding_window field), so a config's sliding_window is ignored here
+    # as there (it had been costed as a 4,096-token window on every layer)
+    windows = {k: v for k, v in cfg.items() if k != "sliding_window"} if mt in LATENT_ATTENTION_TYPES else cfg
+    window, windowed_layers, chunked, pattern = window_layers(windows, where, mt, layers)
     # gpt-oss's attention sinks (one learned logit per head) and attention biases change no cost worth modelling
+    act_field = "hidden_act" if cfg.get("hidden_act") is not None else "hidden_activation"
     act = str(first_field(cfg, "hidden_act", "hidden_activation", default="silu")).lower()
+    if act not in MODELLED_ACTS:
+        raise PhasewiseError(f"{where}: field {act_field} '{act}' is not modelled for model_type '{mt}' "
+                             f"(allowed: {', '.join(MODELLED_ACTS)})")
     latent = {}
     head_dim = int(first_field(cfg, "head_dim", default=hidden // heads))
     if mt in LATENT_ATTENTION_TYPES:
