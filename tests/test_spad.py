@@ -251,6 +251,10 @@ def test_spad_scenario_defaults_and_variations_keep_the_directions(scenario_defa
     # the variant chip really has the other memory: cheaper memory, less bandwidth
     chips = {row[0]: row for row in varied.outcome.tables[0]["rows"]}
     assert any(row[4] == "LPDDR5X" for row in chips.values())
+    # one trace: the re-allocation moves the fleet to the other Azure trace, not back onto the trace it was sized for
+    moved = {c.name: c for c in varied.outcome.checks}["re-allocated fleet cost when the workload changes"].why
+    assert "sized for azure-conv, serving azure-code" in moved and "serving azure-conv" in moved
+    assert "sized for azure-conv, serving azure-conv" not in moved and "azure-code: not in traces" in moved
 
 
 def test_spad_search_window_is_a_setup_parameter():
