@@ -1,6 +1,9 @@
-"""SPAD-1's re-allocation check moves a fleet between two workloads, also where `traces` names one."""
+"""SPAD-1's re-allocation check moves a fleet between two workloads, also where `traces` names one; its setup text
+quotes no figure that a change elsewhere would leave stale."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -25,3 +28,10 @@ def test_a_trace_named_twice_is_a_one_line_error():
         get_scenario("spad").resolve({"traces": "azure-conv,azure-code,azure-conv"})
     assert "\n" not in str(err.value)
 
+
+def test_the_window_text_quotes_no_figures():
+    """The window's help had quoted cost / TDP ratios at 15 / 30 / 60 s that the next change to the model left
+    stale (0.62 / 1.08 quoted, 0.65 / 1.24 run): it says what a longer window does and where the figures are."""
+    text = SETUP["window_s"].source
+    assert not re.search(r"\d\.\d", text) and "%" not in text, text
+    assert "README" in text
