@@ -248,9 +248,15 @@ def test_spad_scenario_defaults_and_variations_keep_the_directions(scenario_defa
                            "decode_contexts": "2048,8192", "traces": "azure-conv"})
     assert varied.setup["prefill_memory"] == "LPDDR5X"
     assert_directions(directions(varied))
-    # the variant chip really has the other memory: cheaper memory, less bandwidth
-    chips = {row[0]: row for row in varied.outcome.tables[0]["rows"]}
-    assert any(row[4] == "LPDDR5X" for row in chips.values())
+    # the variant chip really has the other memory, at the GDDR7 chip's bandwidth and capacity by design
+    # (prefill_variant widens the bus): its row differs from the default's in the memory type and its price only
+    default_chip, variant_chip = (result.outcome.tables[0]["rows"][1] for result in (default, varied))
+    assert (default_chip[4], variant_chip[4]) == ("GDDR7", "LPDDR5X")
+    assert variant_chip[2:4] == default_chip[2:4] and variant_chip[8] != default_chip[8]  # GB/s, GiB; memory $
+    # one trace: the re-allocation moves the fleet to the other Azure trace, not back onto the trace it was sized for
+    moved = {c.name: c for c in varied.outcome.checks}["re-allocated fleet cost when the workload changes"].why
+    assert "sized for azure-conv, serving azure-code" in moved and "serving azure-conv" in moved
+    assert "sized for azure-conv, serving azure-conv" not in moved and "azure-code: not in traces" in moved
 
 
 def test_spad_search_window_is_a_setup_parameter():

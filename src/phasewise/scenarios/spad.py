@@ -37,6 +37,7 @@ from phasewise.specs.parts import chip_constants
 from phasewise.workload import load_trace
 
 MEMORY_TYPES = tuple(chip_constants()["memory_types"])  # every type chip_parts.yaml prices
+AZURE_TRACES = ("azure-conv", "azure-code")  # PAPERS.md SPAD-1's two workloads, bundled excerpts
 COLLECTIVES = ("tp_allreduce", "pp_send_recv")
 
 SETUP = {
@@ -56,8 +57,9 @@ SETUP = {
                      "this range's longest, 8,192 (a decode context within the model's)"),
     "decode_batches": Param([1, 8, 16, 32, 64], "PAPERS.md SPAD-1: batch 1-64"),
     "decode_contexts": Param([1024, 2048, 4096], "PAPERS.md SPAD-1: 1-4k context"),
-    "traces": Param(["azure-conv", "azure-code"], "PAPERS.md SPAD-1: Azure conversation and coding traces (bundled "
-                    "excerpts)"),
+    "traces": Param(list(AZURE_TRACES), "PAPERS.md SPAD-1: Azure conversation and coding traces (bundled excerpts); "
+                    "with one trace, the re-allocation check also searches the other Azure trace (azure-conv for a "
+                    "trace of neither) to move the fleet to"),
     # at most the bundled excerpts' 2,000 requests (more would silently be the whole excerpt)
     "trace_requests": Param(1000, "assumed: the excerpts' first 1,000 requests keep the scenario within seconds",
                             upper=2000),
@@ -69,9 +71,9 @@ SETUP = {
     "helpers": Param(6, "assumed: H100-model instances of the other phase, enough that it never binds (the table "
                      "shows the binding phase)", upper=60),
     "window_s": Param(15.0, "assumed: each goodput search simulates this many seconds of arrivals per rate, within "
-                      "seconds; settled to ~+-7 %, the searches' resolution: 30 / 60 s move the conversation trace's "
-                      "cost ratio 0.62 -> 0.71 / 0.65 and TDP ratio 1.08 -> 1.17 / 1.13 (the Decode Chip's decode "
-                      "goodput is ~20 % higher at 15 s than at 30-60 s)", upper=3600.0),
+                      "seconds; a longer window lets a slow overload show (a queue that grows, TTFTs that drift past "
+                      "the SLO) at proportionally more simulation: rerun at 30 or 60 to see whether the cluster "
+                      "figures have settled (the README's SPAD row gives them at a longer window too)", upper=3600.0),
     "seed": Param(0, "assumed: any seed"),
 }
 
@@ -85,6 +87,9 @@ def validate(setup: dict[str, Any]) -> None:
     lengths_within_context("spad", setup["model"], max(setup["prompts"]), keys="prompts (the longest)",
                            beyond=PROMPTS_LONGEST)
     lengths_within_context("spad", setup["model"], max(setup["decode_contexts"]), keys="decode_contexts (the longest)")
+    twice = next((name for i, name in enumerate(setup["traces"]) if name in setup["traces"][:i]), None)
+    if twice is not None:
+        raise PhasewiseError(f"reproduce spad: --set traces names '{twice}' twice (give each trace once)")
     # the TP degree and precision as the cost model takes them (its own checks: TP dividing the heads, a known scheme)
     check_with("spad", {"--tp": "--set tp", "--precision": "--set precision"},
                lambda: CostModel(load_model(setup["model"]), load_hardware(setup["h100"]),
@@ -196,6 +201,15 @@ def phase_goodput(setup: dict[str, Any], chip: str, phase: str, work: WorkloadSp
     return result.goodput_rps, f"{result.binding} ({helpers} helpers)"
 
 
+def reallocation_traces(traces: list[str]) -> list[str]:
+    """The workloads the re-allocation check moves a fleet between: the setup's traces, or, where it names one, that
+    trace and the other Azure trace (azure-conv for a trace of neither): a fleet sized for a trace and serving that
+    same trace would only repeat the cluster-cost check."""
+    if len(traces) > 1:
+        return list(traces)
+    return [traces[0], next(name for name in AZURE_TRACES if name != traces[0])]
+
+
 def reallocated_rate(fleet: dict[str, float], goodput: dict[tuple[str, str], float], steps: int = 60) -> float:
     """The highest rate a fleet of instances ({chip role: instances}) serves when each instance may run either
     phase: max over the split of each chip's instances of min(prefill capacity, decode capacity)."""
@@ -276,8 +290,9 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
 
     # (c) clusters sized for the same SLOs on each trace
     slo = Slo(setup["slo_ttft_ms"], setup["slo_tpot_ms"])
+    searched = reallocation_traces(setup["traces"])  # the setup's traces, and the re-allocation's other with one
     keys, tasks = [], []
-    for trace_name in setup["traces"]:
+    for trace_name in searched:
         trace = load_trace(trace_name, setup["trace_requests"])
         work = WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
                             None, seed=setup["seed"], name=trace_name)
@@ -289,8 +304,8 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
     size = [capacity_estimate(phase_unit(setup, chip, phase, 1000), work) for _, chip, phase, work, _ in tasks]
     order = sorted(range(len(tasks)), key=lambda i: -size[i])
     found = dict(zip(order, run_all(phase_goodput, [tasks[i] for i in order])))
-    goodputs: dict[str, dict[tuple[str, str], float]] = {trace_name: {} for trace_name in setup["traces"]}
-    bindings: dict[str, dict[tuple[str, str], str]] = {trace_name: {} for trace_name in setup["traces"]}
+    goodputs: dict[str, dict[tuple[str, str], float]] = {trace_name: {} for trace_name in searched}
+    bindings: dict[str, dict[tuple[str, str], str]] = {trace_name: {} for trace_name in searched}
     for (trace_name, role, phase), (g, binding) in zip(keys, (found[i] for i in range(len(tasks)))):
         goodputs[trace_name][(role, phase)] = g
         bindings[trace_name][(role, phase)] = binding
@@ -324,10 +339,9 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
                             "saves per request; and at the batches a 200 ms TPOT allows, decode GEMMs leave the memory "
                             "roof on half the arrays"))
 
-    # (d) re-allocation: a fleet sized for one trace serves the other, each chip running either phase
+    # (d) re-allocation: a fleet sized for one trace serves another, each chip running either phase
     realloc = []
-    traces = setup["traces"]
-    for sized, served in itertools.permutations(traces, 2) if len(traces) > 1 else [(traces[0], traces[0])]:
+    for sized, served in itertools.permutations(searched, 2):
         g_sized = goodputs[sized]
         fleet = {"prefill": 1.0 / g_sized[("prefill", "prefill")], "decode": 1.0 / g_sized[("decode", "decode")]}
         rate = reallocated_rate(fleet, goodputs[served])
@@ -340,7 +354,9 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
                         "another, still costs 11-43 % less than an H100-model cluster for the new trace (worst case)",
                         REALLOCATED_COST[0], worst[3], REALLOCATED_COST[1],
                         "; ".join(f"sized for {a}, serving {b}: {rate:.2f} req/s per 1 req/s of fleet, cost ratio "
-                                  f"{ratio:.2f}" for a, b, rate, ratio in realloc)))
+                                  f"{ratio:.2f}" for a, b, rate, ratio in realloc)
+                        + ("".join(f"; {name}: not in traces, searched for this check only (traces names one)"
+                                   for name in searched if name not in setup["traces"]))))
 
     return Outcome(checks, figures=_figures(setup, prefill, decode_ratio, table, clusters),
                    tables=[_chips_table(table, chips, setup["precision"]), _goodput_table(goodputs, bindings),
