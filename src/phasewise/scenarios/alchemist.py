@@ -15,6 +15,7 @@ serving TTFT/TPOT vs feedback rate, colocated.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import plotly.graph_objects as go
@@ -57,6 +58,13 @@ SETUP = {
 }
 MODES = ("recompute", "keep", "offload")
 RECORDING_SEEDS = 8  # arrival seeds the recording overhead is averaged over (paired runs; see run())
+# The recording check's room below 0 (%). Recording only adds work, but it lengthens the prefill iterations that
+# record, and an iteration ending later changes which iteration each later arrival waits behind and what joins it:
+# a pair of runs on the same arrivals differs by up to ~1 % either way (per-pair sd 0.3-0.7 % over the feedback
+# shares 0.05-1, rates 2-20 req/s and both methods), the mean of RECORDING_SEEDS pairs by ~0.2 % (one sd). With the
+# recording's cost zero the pair is identical (tests/test_online_training.py), so a mean below 0 is that shift, not
+# a speed-up; -1 % is about four of its sds.
+ALIGNMENT_SHIFT_PCT = 1.0
 
 
 def _run(setup: dict[str, Any], training: dict | None) -> SimResult:
@@ -108,14 +116,16 @@ def run(setup: dict[str, Any]) -> Outcome:
     gain = off["training_tokens_per_trainer_s"] / slowest
     keep_gain = keep["training_tokens_per_trainer_s"] / base["training_tokens_per_trainer_s"]
     memory = freeing["peak_training_bytes"] / base["peak_training_bytes"]
-    # the recording's overhead is a fraction of a percent, as large as the batching noise one seed's arrivals give
-    # the difference of two runs: the mean of the paired differences over RECORDING_SEEDS arrival seeds
+    # the recording's overhead is a fraction of a percent, as large as the shift of iteration boundaries it causes
+    # (ALIGNMENT_SHIFT_PCT): the mean of the paired differences over RECORDING_SEEDS arrival seeds, each pair the
+    # same arrivals and lengths (common random numbers), so that only the recording differs within a pair
     paired = [(alone["ttft_ms"], recording["ttft_ms"])]
     for offset in range(1, RECORDING_SEEDS):
         other = {**setup, "seed": setup["seed"] + offset}
         paired.append((_figures(_run(other, None))["ttft_ms"],
                        _figures(_run(other, _block(other, "offload", placement="separate")))["ttft_ms"]))
-    overhead = 100.0 * sum(rec / base - 1.0 for base, rec in paired) / len(paired)
+    differences = [100.0 * (rec / base - 1.0) for base, rec in paired]
+    overhead = statistics.fmean(differences)
     gib = 2 ** 30
     checks = [
         Check("training throughput gain (offload vs recompute)",
@@ -142,8 +152,13 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"its training throughput {freeing['training_tokens_per_trainer_s'] / slowest:.2f}x the recompute "
               f"trainer's (reload exposed over {freeing['host_link']})"),
         Check("serving TTFT overhead of activation recording (%)",
-              "recording prefill activations costs serving negligible latency (<= 5 %)", 5.0, overhead, (0.0, 5.0),
-              f"mean of {len(paired)} paired runs (arrival seeds {setup['seed']}..{setup['seed'] + len(paired) - 1}); "
+              "recording prefill activations costs serving negligible latency (<= 5 %)", 5.0, overhead,
+              (-ALIGNMENT_SHIFT_PCT, 5.0),
+              f"mean of {len(paired)} paired runs (arrival seeds {setup['seed']}..{setup['seed'] + len(paired) - 1}, "
+              f"each pair the same arrivals and lengths; the pairs' sd {statistics.stdev(differences):.2f} %): "
+              f"recording only lengthens the prefill iterations that record, but an iteration ending later moves "
+              f"which iteration each later arrival waits behind, a shift of either sign (down to "
+              f"-{ALIGNMENT_SHIFT_PCT:g} % it is that, not a speed-up); "
               f"seed {setup['seed']}: mean TTFT {recording['ttft_ms']:.2f} ms recording (offload, trainer on its own "
               f"GPU) vs {alone['ttft_ms']:.2f} ms serving alone; "
               f"{recording['training']['recorded_bytes'] / gib:.1f} GiB "
