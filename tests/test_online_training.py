@@ -283,3 +283,15 @@ def test_a_trainer_that_does_not_fit_is_told_what_it_does_not_already_use(run_cl
     code, _, err = run_cli("simulate", "--requests", "20", "--rate", "4", "--online-training", "full", "--model",
                            "Qwen/Qwen3-30B-A3B")
     assert code == 2 and "use method lora, reuse offload, or raise tp" in err
+
+
+def test_the_throughput_check_names_the_offload_run_it_compares(scenario_defaults):
+    """At the defaults the hedge keeps all 32 layers on the GPU (over PCIe a reload would not hide behind the
+    backward): the check says so, rather than 'offload', whose memory saving that run does not have."""
+    result = scenario_defaults("alchemist")
+    gain = next(c for c in result.to_json()["checks"] if c["name"].startswith(GAIN))
+    assert gain["name"] == (f"{GAIN}: offload (32 of 32 layers kept on the GPU, by the hedge over pcie) "
+                            "vs recompute"), gain["name"]
+    assert "every layer kept, the offload step is keep's" in gain["why"]
+    plotted = [row[0] for row in result.outcome.tables[0]["rows"]]
+    assert "offload (32 of 32 layers kept on the GPU, by the hedge over pcie)" in plotted, plotted
