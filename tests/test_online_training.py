@@ -295,3 +295,17 @@ def test_the_throughput_check_names_the_offload_run_it_compares(scenario_default
     assert "every layer kept, the offload step is keep's" in gain["why"]
     plotted = [row[0] for row in result.outcome.tables[0]["rows"]]
     assert "offload (32 of 32 layers kept on the GPU, by the hedge over pcie)" in plotted, plotted
+
+
+def test_the_requests_help_gives_the_steps_the_feedback_sweep_rests_on(scenario_defaults):
+    """The report of training vs feedback share rests on a few steps per share (one per 8,192 tokens of feedback):
+    the setup's help says how many, as the report's steps column has them (it had said 'tens')."""
+    from phasewise.scenarios import alchemist
+
+    report = scenario_defaults("alchemist").outcome.tables[-1]
+    share, trainer, steps = (report["columns"].index(c) for c in ("feedback share", "trainer", "steps"))
+    counts = [row[steps] for row in report["rows"] if row[trainer] == "recompute"]
+    assert [row[share] for row in report["rows"] if row[trainer] == "recompute"] == [0.05, 0.1, 0.2, 0.4]
+    help_text = alchemist.SETUP["requests"].source
+    assert "tens of training steps" not in help_text
+    assert f"{counts[0]}, {counts[1]}, {counts[2]} and {counts[3]} at 5, 10, 20 and 40 %" in help_text, counts

@@ -52,8 +52,10 @@ SETUP = {
     "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
     "rate": Param(6.0, "assumed: a moderate load for one H100 serving an 8B model (well below its capacity)"),
     # at most 10x the default: every simulation grows linearly with its requests
-    "requests": Param(1200, "assumed: enough requests for tens of training steps at the sweep's shares, within "
-                            "the scenario's time", upper=12000),
+    "requests": Param(1200, "assumed: enough requests for a few training steps at each of the sweep's shares (1, "
+                            "2, 4 and 9 at 5, 10, 20 and 40 %: a step waits for train_batch_tokens of feedback; tens "
+                            "at 5 % would take 20x the requests and as many times the seconds), within the scenario's "
+                            "time", upper=12000),
     "seed": Param(0, "assumed"),
 }
 MODES = ("recompute", "keep", "offload")
