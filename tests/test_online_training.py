@@ -180,13 +180,57 @@ def test_alchemist_passes_on_its_defaults_but_its_known_gap(scenario_defaults):
                                                                        for c in checks.values() if not c["pass"]]
 
 
-@pytest.mark.parametrize("sets", [{"feedback_share": 0.4}, {"method": "lora"}], ids=["feedback", "lora"])
+GAIN = "training throughput gain"  # its name goes on with the offload run it compares (layers kept on the GPU)
+MEMORY = "peak training memory (offload vs recompute)"
+TTFT = "serving TTFT overhead of activation recording (%)"
+# the README's known misses: full fine-tuning's resident state keeps the memory above the paper's 0.53x; LoRA's
+# frozen weights (a shorter backward, little optimizer state) put its gain, forward share and memory past the bands
+KNOWN_MISSES = {"full": {MEMORY}, "lora": {GAIN, "redundant forward share of the training step", MEMORY}}
+
+
+@pytest.mark.parametrize("sets", [{"feedback_share": 0.05}, {"feedback_share": 0.4}, {"method": "lora"}],
+                         ids=["feedback-0.05", "feedback-0.4", "lora"])
 def test_alchemist_directions_hold_under_variations(sets):
-    checks, _ = _checks(sweep_shares="0.2", requests=600, **sets)
-    assert checks["training throughput gain (offload vs recompute)"]["phasewise"] > 1.0
-    assert checks["peak training memory (offload vs recompute)"]["phasewise"] < 1.0
+    """Every check but the README's known misses passes: the TTFT check's value below 0 at a 5 % feedback share and
+    with LoRA (-0.05 %, -0.03 %) is the shift of iteration boundaries the recording causes, not a regression."""
+    checks, _ = _checks(sweep_shares=sets.get("feedback_share", 0.2), **sets)
+    gain = next(c for name, c in checks.items() if name.startswith(GAIN))
+    assert gain["phasewise"] > 1.0
+    assert checks[MEMORY]["phasewise"] < 1.0
     assert 0 < checks["redundant forward share of the training step"]["phasewise"] < 0.5
-    assert abs(checks["serving TTFT overhead of activation recording (%)"]["phasewise"]) < 5.0
+    known = KNOWN_MISSES[sets.get("method", "full")]
+    failed = [(name, c["phasewise"], c["band"]) for name, c in checks.items()
+              if not c["pass"] and not any(name.startswith(miss) for miss in known)]
+    assert not failed, failed
+    assert checks[TTFT]["pass"], checks[TTFT]
+
+
+def test_recording_is_all_that_differs_between_the_ttft_checks_pair(monkeypatch):
+    """The recording check's pair (serving alone, and recording with the trainer on its own GPU) runs the same
+    arrivals: with the recording's cost zero the two are identical, request by request, so the value the check
+    averages is the recording's effect alone (of either sign: it moves iteration boundaries)."""
+    from phasewise.scenarios import alchemist
+    from phasewise.sim import online_training
+
+    setup = {key: param.value for key, param in alchemist.SETUP.items()} | {"requests": 300, "feedback_share": 0.5}
+    alone = alchemist._run(setup, None)
+    recorded = alchemist._run(setup, alchemist._block(setup, "offload", placement="separate"))
+    assert recorded.summary()["policy"]["online_training"]["recording_s"] > 0
+    assert not np.array_equal(recorded.first_token_s, alone.first_token_s)
+    monkeypatch.setattr(online_training, "recording_bytes_per_token", lambda *args, **kwargs: 0.0)
+    free = alchemist._run(setup, alchemist._block(setup, "offload", placement="separate"))
+    assert free.summary()["policy"]["online_training"]["recording_s"] == 0
+    assert np.array_equal(free.first_token_s, alone.first_token_s)
+
+
+def test_a_recording_that_slows_serving_fails_the_ttft_check(monkeypatch):
+    """The band's room below 0 does not hide a regression: recording 30x the bytes costs serving well over 5 %."""
+    from phasewise.sim import online_training
+
+    real = online_training.recording_bytes_per_token
+    monkeypatch.setattr(online_training, "recording_bytes_per_token", lambda *a, **k: 30 * real(*a, **k))
+    checks, _ = _checks(sweep_shares=0.2, requests=600)
+    assert checks[TTFT]["phasewise"] > 5.0 and not checks[TTFT]["pass"]
 
 
 def test_a_step_with_nothing_recorded_costs_what_recomputing_it_costs():
@@ -239,3 +283,29 @@ def test_a_trainer_that_does_not_fit_is_told_what_it_does_not_already_use(run_cl
     code, _, err = run_cli("simulate", "--requests", "20", "--rate", "4", "--online-training", "full", "--model",
                            "Qwen/Qwen3-30B-A3B")
     assert code == 2 and "use method lora, reuse offload, or raise tp" in err
+
+
+def test_the_throughput_check_names_the_offload_run_it_compares(scenario_defaults):
+    """At the defaults the hedge keeps all 32 layers on the GPU (over PCIe a reload would not hide behind the
+    backward): the check says so, rather than 'offload', whose memory saving that run does not have."""
+    result = scenario_defaults("alchemist")
+    gain = next(c for c in result.to_json()["checks"] if c["name"].startswith(GAIN))
+    assert gain["name"] == (f"{GAIN}: offload (32 of 32 layers kept on the GPU, by the hedge over pcie) "
+                            "vs recompute"), gain["name"]
+    assert "every layer kept, the offload step is keep's" in gain["why"]
+    plotted = [row[0] for row in result.outcome.tables[0]["rows"]]
+    assert "offload (32 of 32 layers kept on the GPU, by the hedge over pcie)" in plotted, plotted
+
+
+def test_the_requests_help_gives_the_steps_the_feedback_sweep_rests_on(scenario_defaults):
+    """The report of training vs feedback share rests on a few steps per share (one per 8,192 tokens of feedback):
+    the setup's help says how many, as the report's steps column has them (it had said 'tens')."""
+    from phasewise.scenarios import alchemist
+
+    report = scenario_defaults("alchemist").outcome.tables[-1]
+    share, trainer, steps = (report["columns"].index(c) for c in ("feedback share", "trainer", "steps"))
+    counts = [row[steps] for row in report["rows"] if row[trainer] == "recompute"]
+    assert [row[share] for row in report["rows"] if row[trainer] == "recompute"] == [0.05, 0.1, 0.2, 0.4]
+    help_text = alchemist.SETUP["requests"].source
+    assert "tens of training steps" not in help_text
+    assert f"{counts[0]}, {counts[1]}, {counts[2]} and {counts[3]} at 5, 10, 20 and 40 %" in help_text, counts
