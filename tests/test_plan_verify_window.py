@@ -159,3 +159,17 @@ def test_screened_strategies_are_verified_in_turn_when_the_first_fail(monkeypatc
     rows = res.rows()
     assert failed and any(r["strategy"] == failed[0] and r["goodput_rps"] == 0 for r in rows)
     assert rows[0]["goodput_rps"] > 0 and rows[0]["strategy"] != failed[0]
+
+
+def test_idle_decode_instances_widen_no_backlog_margin():
+    """The waiting queue forms on the instance that seats a request (here the one prefill instance): a prefill
+    overloaded at 10.5 req/s (4,096-token prompts on one H100) is not stable whether 1 or 12 decode instances stand
+    behind it. The margin had counted every instance, so 12 idle decode replicas passed the same backlog."""
+    work = WorkloadSpec((4096,), (64,), seed=0, name="4096/64")
+    verdicts = []
+    for decodes in (1, 12):
+        dep = build_deployment({"model": M, "instances": [
+            {"role": "prefill", "hardware": "h100-sxm", "tp": 1, "replicas": 1},
+            {"role": "decode", "hardware": "h100-sxm", "tp": 1, "replicas": decodes}]})
+        verdicts.append(stable(simulate(dep, work.at_rate(10.5, 10 * 126), Slo(10000, 200))))
+    assert verdicts == [False, False]

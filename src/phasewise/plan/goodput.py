@@ -357,7 +357,7 @@ def stable(res: SimResult) -> bool:
     requests in the system: while the running batch fills its seats the in-system count rises whatever the load,
     and once they are full an overload shows only as arrivals that wait (a growing backlog is overload, whatever a
     finite window's attainment says). At exactly the capacity the queue wanders like a random walk; the margin
-    (WAITING_MARGIN_PER_INSTANCE per instance, and half the middle's) only flags clear growth. A request never
+    (WAITING_MARGIN_PER_INSTANCE per instance that seats requests, and half the middle's) only flags clear growth. A request never
     scheduled (refused) never waits."""
     arrival, scheduled = res.arrival_s, res.scheduled_s
     end = float(arrival.max())
@@ -372,7 +372,10 @@ def stable(res: SimResult) -> bool:
 
     middle = waiting(np.linspace(0.3, 0.5, 21) * end)
     last = waiting(np.linspace(0.8, 1.0, 21) * end)
-    return last <= 1.5 * middle + WAITING_MARGIN_PER_INSTANCE * max(len(res.instances), 1)
+    # the queue forms where requests are first seated: collocated and prefill instances (and encoders before
+    # them), never on decode ones (scheduled_s is their prefill's), so idle decode instances widen no margin
+    queues = sum(stats.role != "decode" for stats in res.instances)
+    return last <= 1.5 * middle + WAITING_MARGIN_PER_INSTANCE * max(queues, 1)
 
 
 def seats(dep: Deployment, work: WorkloadSpec) -> int:
