@@ -1,0 +1,53 @@
+"""Diffusion LMs across the surfaces: plan --dllm takes simulate's decoding knobs, the odb-dllm scenario refuses
+what simulate refuses (answers past the canvas, an autoregressive model), and the claim's linear check runs on each
+chip it names (ODB-dLLM, PAPERS.md section 1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+LLADA = "GSAI-ML/LLaDA-8B-Instruct"
+PLAN = ("plan", "--dllm", "odb", "--model", LLADA, "--hardware", "h100-sxm", "--gpus", "1", "--isl", "1000", "--osl",
+        "250", "--batch-caps", "4")
+
+
+def test_plan_dllm_takes_simulates_decoding_knobs(run_cli):
+    """--gen-length, --block-length, ... were 'No such option' on plan, which always planned a 1024-token canvas in
+    blocks of 32: a 512-token canvas halves the filler blocks fast-dllm decodes, so it serves more requests."""
+    def goodput(*args: str) -> float:
+        code, out, err = run_cli("plan", "--dllm", "fast-dllm", *PLAN[3:], "--json", *args)
+        assert code == 0, err
+        return json.loads(out)["ranking"][0]["goodput_rps"]
+
+    canvas = {gen: goodput("--gen-length", str(gen)) for gen in (512, 1024)}
+    assert canvas[512] > 1.2 * canvas[1024]
+    assert goodput("--block-length", "64") != canvas[1024]
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--gen-length", "1000"), "--gen-length 1000 is not a multiple of --block-length 32"),
+    (("--block-length", "0"), "--block-length must be an integer >= 1"),
+    (("--jump-probs", "a,b"), "--jump-probs takes comma-separated numbers"),
+    (("--jump-probs", "0.5,0.6"), "--jump-probs must be numbers >= 0 summing to 1"),
+    (("--jump-copies", "0"), "--jump-copies must be an integer >= 1"),
+    (("--dllm-cache", "prefix"), "--jump-copies 4 needs --dllm-cache dual"),
+    (("--dllm-cache", "disk"), "--dllm-cache 'disk' is not one of none, prefix, dual"),
+    (("--dllm-steps", "64"), "--dllm-steps does not apply to --dllm odb"),
+    (("--tokens-per-step", "40"), "--tokens-per-step must be a number from 1 to --block-length 32"),
+    (("--gen-length", "128"), "1 of 1 answers are longer than the --gen-length 128 canvas (longest 250)"),
+])
+def test_plan_dllm_knobs_refuse_bad_values_in_one_line(run_cli, args, says):
+    code, _, err = run_cli(*PLAN, *args)
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("flag, value", [("--gen-length", "512"), ("--block-length", "64"), ("--dllm-steps", "64"),
+                                         ("--dllm-cache", "dual"), ("--tokens-per-step", "2"),
+                                         ("--jump-copies", "2"), ("--jump-probs", "1,0,0"),
+                                         ("--dllm-threshold", "0.9")])
+def test_plan_dllm_knobs_without_dllm_are_refused(run_cli, flag, value):
+    code, _, err = run_cli("plan", "--gpus", "1", flag, value)
+    assert code == 2 and f"{flag} needs --dllm baseline|fast-dllm|alp|odb" in err, err
+    assert len(err.strip().splitlines()) == 1
