@@ -51,3 +51,30 @@ def test_plan_dllm_knobs_without_dllm_are_refused(run_cli, flag, value):
     code, _, err = run_cli("plan", "--gpus", "1", flag, value)
     assert code == 2 and f"{flag} needs --dllm baseline|fast-dllm|alp|odb" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def _refused(sets: dict[str, str]) -> str:
+    from phasewise.errors import PhasewiseError
+    from phasewise.scenarios import get_scenario
+
+    with pytest.raises(PhasewiseError) as info:
+        get_scenario("odb-dllm").run(sets)
+    text = str(info.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("sets, says", [
+    ({"gen_length": "128"}, "reproduce odb-dllm: 12 of 12 answers are longer than the gen_length 128 canvas (longest "
+                            "294); they would be cut there: raise gen_length"),
+    ({"gen_length": "320"}, "answers of the sensitivity table's answer_tokens x (1 + answer_spread) row are longer "
+                            "than the gen_length 320 canvas (longest 353)"),
+])
+def test_scenario_refuses_answers_past_the_canvas_as_simulate_does(run_cli, sets, says):
+    """gen_length 128 cut the 200-300-token answers at the canvas and the run went on (the ladder check then failed:
+    fast-dllm -> alp 1.00x), while simulate refuses the same requests."""
+    assert says in _refused(sets)
+    code, _, err = run_cli("simulate", "--model", LLADA, "--dllm", "odb", "--rate", "1", "--requests", "3", "--isl",
+                           "1000", "--osl", "250", "--gen-length", "128")
+    assert code == 2 and "answers are longer than the --gen-length 128 canvas (longest 250)" in err
+

@@ -95,6 +95,7 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     from phasewise.apps.simulate_view import write_records
     from phasewise.perf.cost import CostModel
     from phasewise.perf.dllm import DllmCost
+    from phasewise.plan.dllm_plan import check_lengths
     from phasewise.sim.api import build
     from phasewise.sim.dllm import simulate_dllm
     from phasewise.specs import load_hardware, load_model, load_quant
@@ -152,23 +153,6 @@ def dllm_engine(params: dict[str, Any], given: list[tuple[str, str]]) -> str:
     return params["engine"] if given_at_all else "hf-eager"
 
 
-def check_lengths(model, dec, prompts, answers) -> None:
-    """One-line errors for requests a dLLM cannot serve as asked: a prompt + canvas past the model's context (the
-    canvas is always --gen-length positions), an answer longer than the canvas (it would be cut there)."""
-    import numpy as np
-
-    prompts, answers = np.asarray(prompts), np.asarray(answers)
-    context = model.max_position_embeddings or 0
-    beyond = int(np.count_nonzero(prompts + dec.gen_length > context)) if context else 0
-    if beyond:
-        raise PhasewiseError(f"{beyond} of {len(prompts)} requests' prompt + --gen-length {dec.gen_length} canvas pass "
-                             f"{model.name}'s {context:,}-token context (longest prompt {int(prompts.max()):,})")
-    longer = int(np.count_nonzero(answers > dec.gen_length))
-    if longer:
-        raise PhasewiseError(f"{longer} of {len(answers)} answers are longer than the --gen-length {dec.gen_length} "
-                             f"canvas (longest {int(answers.max()):,}); they would be cut there: raise --gen-length")
-
-
 def check_fits(cm, dec, workload, batch_cap: int, memory_fraction: float) -> None:
     """A one-line error when `batch_cap` requests of the longest prompt + canvas do not fit one instance."""
     from phasewise.perf.dllm import dllm_memory
@@ -221,7 +205,7 @@ PLAN_DLLM_READS = {"model", "hardware", "gpus", "slo_ttft_ms", "slo_tpot_ms", "a
 def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]]) -> None:
     """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py);
     `given` as simulate_dllm_cmd's."""
-    from phasewise.plan.dllm_plan import rank_dllm
+    from phasewise.plan.dllm_plan import check_lengths, rank_dllm
     from phasewise.specs import load_model
     from phasewise.specs.hardware import hardware_list
     from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist, check_length_flags
