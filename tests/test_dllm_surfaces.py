@@ -78,3 +78,9 @@ def test_scenario_refuses_answers_past_the_canvas_as_simulate_does(run_cli, sets
                            "1000", "--osl", "250", "--gen-length", "128")
     assert code == 2 and "answers are longer than the --gen-length 128 canvas (longest 250)" in err
 
+
+def test_scenario_refuses_an_autoregressive_model_as_simulate_does():
+    """model=meta-llama/Llama-3.1-8B ran the ladder on a causal model and printed checks."""
+    assert _refused({"model": "meta-llama/Llama-3.1-8B"}) == (
+        "reproduce odb-dllm: --set model: needs a diffusion LM (bidirectional attention, e.g. "
+        "GSAI-ML/LLaDA-8B-Instruct); meta-llama/Llama-3.1-8B is autoregressive")

@@ -53,14 +53,16 @@ def dllm_requested(model: str, dllm: str | None, knobs: dict[str, Any]) -> bool:
     given = [KNOB_FLAGS[k] for k, v in knobs.items() if k in KNOB_FLAGS and v is not None]
     if dllm is None and given:
         raise PhasewiseError(f"{given[0]} needs --dllm baseline|fast-dllm|alp|odb (a diffusion-LM decoding)")
+    if dllm is not None:
+        from phasewise.plan.dllm_plan import diffusion_model
+
+        diffusion_model(model)  # an autoregressive model: a one-line error
+        return True
     spec = load_model(model)
-    if dllm is not None and spec.causal:
-        raise PhasewiseError(f"--dllm needs a diffusion LM (bidirectional attention, e.g. GSAI-ML/LLaDA-8B-Instruct);"
-                             f" {spec.name} is autoregressive")
-    if dllm is None and not spec.causal:
+    if not spec.causal:
         raise PhasewiseError(f"{spec.name} is a diffusion LM (bidirectional, decoded block by block): it needs "
                              "--dllm baseline|fast-dllm|alp|odb")
-    return dllm is not None
+    return False
 
 
 def parse_probs(text: str | None) -> tuple[float, ...] | None:

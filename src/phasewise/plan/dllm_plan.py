@@ -53,6 +53,16 @@ class DllmRanked:
                 "tpot_p90_ms": self.tpot_p90_ms, "e2e_mean_ms": self.e2e_mean_ms, "busy_fraction": self.busy_fraction}
 
 
+def diffusion_model(model: str) -> ModelSpec:
+    """The model's spec; a one-line error naming --dllm when it is autoregressive (causal attention: it decodes one
+    token a forward, no canvas). A scenario re-words the flag to its setup key (scenarios/base.py check_with)."""
+    spec = load_model(model)
+    if spec.causal:
+        raise PhasewiseError(f"--dllm needs a diffusion LM (bidirectional attention, e.g. GSAI-ML/LLaDA-8B-Instruct);"
+                             f" {spec.name} is autoregressive")
+    return spec
+
+
 def check_lengths(model: ModelSpec, dec: DllmDecoding, prompts, answers) -> None:
     """One-line errors for requests a dLLM cannot serve as asked: a prompt + canvas past the model's context (the
     canvas is always --gen-length positions), an answer longer than the canvas (it would be cut there). The flags'
@@ -140,4 +150,4 @@ def _evaluate(dec: DllmDecoding, cost: DllmCost, strategy: DllmStrategy, prompt:
                       s["ttft_ms"]["p90"], s["tpot_ms"]["p90"], s["e2e_ms"]["mean"], s["instances"]["busy_fraction"])
 
 
-__all__ = ["DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths", "rank_dllm"]
+__all__ = ["DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths", "diffusion_model", "rank_dllm"]

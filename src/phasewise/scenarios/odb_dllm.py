@@ -19,7 +19,7 @@ import numpy as np
 
 from phasewise.perf import CostModel
 from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
-from phasewise.plan.dllm_plan import check_lengths
+from phasewise.plan.dllm_plan import check_lengths, diffusion_model
 from phasewise.scenarios.base import (
     FIXED_FIGURE,
     Check,
@@ -132,6 +132,8 @@ DECODING_KEYS = {"--gen-length": "gen_length", "--block-length": "block_length",
 def validate(setup: dict[str, Any]) -> None:
     """What holds only together, before anything runs: the forwards' sizes within the cached context, the context and
     each request within the model's, and the ladder's decodings (specs/dllm.py's own checks, keys named)."""
+    # a causal model has no canvas to decode: refused as simulate/plan --dllm refuse it
+    spec = check_with("odb-dllm", {"--dllm": "--set model:"}, lambda: diffusion_model(setup["model"]))
     ctx = setup["context_tokens"]
     for key in ("flat_tokens", "linear_tokens"):
         small, wide = setup[key]
@@ -160,7 +162,7 @@ def validate(setup: dict[str, Any]) -> None:
                           "table's answer_tokens x (1 + answer_spread) row")):
         prompts, answers = requests_of(setup, answer).lengths()
         check_with("odb-dllm", {"--gen-length": "gen_length", "answers are": f"{which} are"},
-                   lambda: check_lengths(load_model(model), canvas, prompts, answers))
+                   lambda: check_lengths(spec, canvas, prompts, answers))
 
 
 def requests_of(setup: dict[str, Any], answer_tokens: float) -> ClosedLoop:
