@@ -280,9 +280,9 @@ def test_scenario_directions_hold_under_variations(sets):
 def test_cli_dllm_defaults_to_the_released_codes_engine_and_refuses_what_cannot_run(run_cli):
     """Without --engine a dLLM forward is costed as the released code's transformers loop (hf-eager; the CLI's vllm
     default serves no diffusion LM), as the README says; a prompt + canvas past the context, an answer past the
-    canvas, a memory fraction outside (0, 1], a zero cap and a threshold with no tokens per step are one-line
-    errors (they ran: past the context, cut at the canvas, 240k KV tokens at fraction 2, zero read as one, the
-    threshold changing nothing)."""
+    canvas, a memory fraction outside (0, 1], a zero cap and a threshold (it acts only through --tokens-per-step)
+    are one-line errors (they ran: past the context, cut at the canvas, 240k KV tokens at fraction 2, zero read as
+    one, the threshold changing nothing)."""
     common = ("--model", LLADA, "--dllm", "odb", "--concurrency", "1", "--requests", "2", "--isl", "1000", "--osl",
               "250", "--json")
     code, out, err = run_cli("simulate", *common)
@@ -297,7 +297,7 @@ def test_cli_dllm_defaults_to_the_released_codes_engine_and_refuses_what_cannot_
            (("--memory-fraction", "2"), "--memory-fraction must be in (0, 1]"),
            (("--batch-cap", "0"), "--batch-cap must be >= 1"),
            (("--replicas", "0"), "--replicas must be >= 1"),
-           (("--dllm-threshold", "0.7"), "give --tokens-per-step for it too")]
+           (("--dllm-threshold", "0.7"), "give --tokens-per-step for your threshold instead")]
     for args, message in bad:
         code, _, err = run_cli("simulate", "--model", LLADA, "--dllm", "fast-dllm" if "0.7" in args else "odb",
                                "--rate", "1", "--requests", "2", *args)

@@ -95,3 +95,19 @@ def test_scenario_checks_the_linear_forward_on_each_chip_the_claim_names(scenari
     assert (a100.band, a100.paper, a100.claim) == (h100.band, h100.paper, h100.claim) == (
         (1.7, 2.3), 2.0, "above the ridge a forward is compute-bound: time scales linearly with new tokens")
     assert not h100.passed and h100.phasewise == pytest.approx(1.40, abs=0.01)  # the known gap, band untouched
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan"])
+def test_a_threshold_is_refused_pointing_at_tokens_per_step(run_cli, command):
+    """--dllm-threshold 0.5 and 0.99 with --tokens-per-step 2.77 gave identical runs (the threshold was reported and
+    changed nothing; no source relates a threshold to the tokens a forward decides beyond the measured 2.77 at 0.9),
+    so it is refused on every threshold mode, even with --tokens-per-step, naming the flag that carries the effect."""
+    workload = ("--rate", "1", "--requests", "2") if command == "simulate" else ("--gpus", "1")
+    for mode in ("fast-dllm", "odb"):
+        for extra in (("--tokens-per-step", "2.77"), ()):
+            code, _, err = run_cli(command, "--model", LLADA, "--dllm", mode, *workload, "--isl", "1000", "--osl",
+                                   "250", "--dllm-threshold", "0.5", *extra)
+            assert code == 2 and len(err.strip().splitlines()) == 1, err
+            assert "--dllm-threshold 0.5 changes nothing by itself" in err and "give --tokens-per-step" in err
+    code, _, err = run_cli(command, "--model", LLADA, "--dllm", "baseline", *workload, "--dllm-threshold", "0.5")
+    assert code == 2 and "--dllm-threshold does not apply to --dllm baseline" in err

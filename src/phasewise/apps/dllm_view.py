@@ -30,7 +30,7 @@ DECODING_KNOBS = tuple(key for key in KNOB_FLAGS if key != "batch_cap")
 GenLength = Annotated[Optional[int], typer.Option(help="--dllm: masked canvas positions per request (default 1024)")]
 BlockLength = Annotated[Optional[int], typer.Option(help="--dllm: canvas positions per block (default 32)")]
 DllmSteps = Annotated[Optional[int], typer.Option(help="--dllm baseline: forwards per canvas (default --gen-length)")]
-DllmThreshold = Annotated[Optional[float], typer.Option(help="--dllm fast-dllm|alp|odb: confidence threshold (default 0.9)")]
+DllmThreshold = Annotated[Optional[float], typer.Option(help="--dllm: refused, a threshold acts only through --tokens-per-step (the tokens a forward decides at it; the modes decode at 0.9)")]
 DllmCache = Annotated[Optional[str], typer.Option(help="--dllm: none|prefix|dual (default: the mode's)")]
 TokensPerStep = Annotated[Optional[float], typer.Option(help="--dllm: mean answer tokens a forward decides at the threshold (default 2.77)")]
 JumpCopies = Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")]
@@ -80,9 +80,19 @@ def parse_probs(text: str | None) -> tuple[float, ...] | None:
 
 def decoding_of(dllm: str, params: dict[str, Any]) -> DllmDecoding:
     """The --dllm MODE decoding with the knob flags in `params` (simulate's and plan's alike): specs/dllm.py's
-    one-line errors for values it cannot take or a knob the mode has not."""
-    from phasewise.specs.dllm import decoding
+    one-line errors for values it cannot take or a knob the mode has not.
 
+    --dllm-threshold is refused on the threshold modes: a forward's time depends on the threshold only through the
+    tokens it decides at it, and no source gives that relation beyond the one measured point (2.77 at 0.9, d3LLM's
+    Fast-dLLM GSM8K data, specs/dllm.py TOKENS_PER_STEP; the relation is the task's, not the model's alone), so a
+    threshold would be reported and change nothing: --tokens-per-step carries the effect."""
+    from phasewise.specs.dllm import MODE_DEFAULTS, THRESHOLD, TOKENS_PER_STEP, decoding
+
+    threshold = params.get("dllm_threshold")
+    if threshold is not None and MODE_DEFAULTS.get(dllm, {}).get("threshold") is not None:
+        raise PhasewiseError(f"--dllm-threshold {threshold:g} changes nothing by itself: a threshold acts only through "
+                             f"the tokens a forward decides at it, --tokens-per-step ({TOKENS_PER_STEP} measured at "
+                             f"{THRESHOLD} on GSM8K, the default): give --tokens-per-step for your threshold instead")
     return decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
                     steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
                     threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
