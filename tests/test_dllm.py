@@ -266,8 +266,10 @@ def test_d3llms_tokens_per_second_are_counted_as_its_eval_counts_them():
 
 
 @pytest.mark.parametrize("sets", [["gen_length=512"], ["block_length=64"], ["hardware=a100-sxm-80gb"],
-                                  ["model=GSAI-ML/LLaDA-1.5", "answer_tokens=150"]])
-def test_scenario_directions_hold_under_variations(sets):
+                                  ["gen_length=512", "block_length=16", "answer_tokens=150"]])
+def test_scenario_directions_hold_under_variations(sets, scenario_defaults):
+    """The directions hold where each key of the variation moves the figures (model=GSAI-ML/LLaDA-1.5, an alias of
+    LLaDA-8B's architecture, had moved nothing: its row varied the answers alone)."""
     result = get_scenario("odb-dllm").run(parse_sets(sets))
     checks = {c.name: c for c in result.outcome.checks}
     ladder_check = checks["every rung of the settings ladder is faster than the one before"]
@@ -276,13 +278,21 @@ def test_scenario_directions_hold_under_variations(sets):
         if "32-token forward" in c.name:  # host-bound block steps: jump-share's 4 x 32 tokens cost one step's time
             assert c.passed, c.why
 
+    def figures(run) -> list[tuple[str, float]]:
+        return [(c.name, c.phasewise) for c in run.outcome.checks]
+
+    for key in sets:
+        rest = [item for item in sets if item != key]
+        without = get_scenario("odb-dllm").run(parse_sets(rest)) if rest else scenario_defaults("odb-dllm")
+        assert figures(result) != figures(without), f"{key} changes no figure of {sets}"
+
 
 def test_cli_dllm_defaults_to_the_released_codes_engine_and_refuses_what_cannot_run(run_cli):
     """Without --engine a dLLM forward is costed as the released code's transformers loop (hf-eager; the CLI's vllm
     default serves no diffusion LM), as the README says; a prompt + canvas past the context, an answer past the
-    canvas, a memory fraction outside (0, 1], a zero cap and a threshold with no tokens per step are one-line
-    errors (they ran: past the context, cut at the canvas, 240k KV tokens at fraction 2, zero read as one, the
-    threshold changing nothing)."""
+    canvas, a memory fraction outside (0, 1], a zero cap and a threshold (it acts only through --tokens-per-step)
+    are one-line errors (they ran: past the context, cut at the canvas, 240k KV tokens at fraction 2, zero read as
+    one, the threshold changing nothing)."""
     common = ("--model", LLADA, "--dllm", "odb", "--concurrency", "1", "--requests", "2", "--isl", "1000", "--osl",
               "250", "--json")
     code, out, err = run_cli("simulate", *common)
@@ -297,7 +307,7 @@ def test_cli_dllm_defaults_to_the_released_codes_engine_and_refuses_what_cannot_
            (("--memory-fraction", "2"), "--memory-fraction must be in (0, 1]"),
            (("--batch-cap", "0"), "--batch-cap must be >= 1"),
            (("--replicas", "0"), "--replicas must be >= 1"),
-           (("--dllm-threshold", "0.7"), "give --tokens-per-step for it too")]
+           (("--dllm-threshold", "0.7"), "give --tokens-per-step for your threshold instead")]
     for args, message in bad:
         code, _, err = run_cli("simulate", "--model", LLADA, "--dllm", "fast-dllm" if "0.7" in args else "odb",
                                "--rate", "1", "--requests", "2", *args)

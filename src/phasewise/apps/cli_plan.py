@@ -28,6 +28,16 @@ from phasewise.apps.cli_common import (
     console,
     parse_ints,
 )
+from phasewise.apps.dllm_view import (
+    BlockLength,
+    DllmCache,
+    DllmSteps,
+    DllmThreshold,
+    GenLength,
+    JumpCopies,
+    JumpProbs,
+    TokensPerStep,
+)
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, name_list, refuse_empty
 
@@ -88,6 +98,14 @@ def plan_cmd(
     rank: Annotated[int, typer.Option(help="--export: which ranked strategy (1 = the winner)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON (each row with its deployment)")] = False,
     dllm: Annotated[Optional[str], typer.Option(help="diffusion LM (LLaDA): rank chips (--hardware, comma-separated) x --batch-caps (default 1,2,4,8,16,32) of one-GPU instances for this decoding: baseline|fast-dllm|alp|odb")] = None,
+    gen_length: GenLength = None,
+    block_length: BlockLength = None,
+    dllm_steps: DllmSteps = None,
+    dllm_threshold: DllmThreshold = None,
+    dllm_cache: DllmCache = None,
+    tokens_per_step: TokensPerStep = None,
+    jump_copies: JumpCopies = None,
+    jump_probs: JumpProbs = None,
     autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput, and 100 % with a 60 s scale-down window) | kpa (Knative's KPA on requests in flight) | keda (KEDA, from and to zero) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,
     autoscale_rate: Annotated[Optional[float], typer.Option(help="--autoscale: the trace's mean rate for the replay, req/s (default: its own pace)")] = None,
 ) -> None:
@@ -97,7 +115,7 @@ def plan_cmd(
 
     if dllm is not None and images_per_request is not None:
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
-    if dllm_requested(model, dllm, {}):
+    if dllm_requested(model, dllm, locals()):  # a decoding knob without --dllm: a one-line error
         from phasewise.apps.dllm_view import PLAN_AR_BATCH_CAPS  # unset --batch-caps: the dLLM ranking's own caps
 
         params = dict(locals(), batch_caps=PLAN_AR_BATCH_CAPS if batch_caps is None else batch_caps)

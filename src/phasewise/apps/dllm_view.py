@@ -7,7 +7,9 @@ an autoregressive one with it) and `simulate_dllm_cmd`; everything else lives he
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
 
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
@@ -15,11 +17,24 @@ from phasewise.errors import PhasewiseError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from phasewise.specs.dllm import DllmDecoding
+
 # --dllm's knobs: the simulate parameter and its flag
 KNOB_FLAGS = {"gen_length": "--gen-length", "block_length": "--block-length", "dllm_steps": "--dllm-steps",
               "dllm_threshold": "--dllm-threshold", "dllm_cache": "--dllm-cache",
               "tokens_per_step": "--tokens-per-step", "jump_copies": "--jump-copies", "jump_probs": "--jump-probs",
               "batch_cap": "--batch-cap"}
+# the decoding's knobs (--batch-cap is an instance's): simulate --dllm and plan --dllm take them alike
+DECODING_KNOBS = tuple(key for key in KNOB_FLAGS if key != "batch_cap")
+# their options, as plan declares them (apps/cli_plan.py)
+GenLength = Annotated[Optional[int], typer.Option(help="--dllm: masked canvas positions per request (default 1024)")]
+BlockLength = Annotated[Optional[int], typer.Option(help="--dllm: canvas positions per block (default 32)")]
+DllmSteps = Annotated[Optional[int], typer.Option(help="--dllm baseline: forwards per canvas (default --gen-length)")]
+DllmThreshold = Annotated[Optional[float], typer.Option(help="--dllm: refused, a threshold acts only through --tokens-per-step (the tokens a forward decides at it; the modes decode at 0.9)")]
+DllmCache = Annotated[Optional[str], typer.Option(help="--dllm: none|prefix|dual (default: the mode's)")]
+TokensPerStep = Annotated[Optional[float], typer.Option(help="--dllm: mean answer tokens a forward decides at the threshold (default 2.77)")]
+JumpCopies = Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")]
+JumpProbs = Annotated[Optional[str], typer.Option(help="--dllm odb: P(0, 1, 2 extra tokens accepted), comma-separated")]
 # the simulate flags a dLLM run reads: any other given with --dllm is refused by name (apps/cli_common.py
 # changed_options), never ignored
 WORKLOAD_KEYS = ("trace", "trace_limit", "rate", "requests", "isl", "osl", "isl_dist", "osl_dist", "isl_spread",
@@ -31,21 +46,23 @@ DLLM_SIMULATE_UNUSED = {"slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tp
 
 
 def dllm_requested(model: str, dllm: str | None, knobs: dict[str, Any]) -> bool:
-    """Whether this simulate call is a dLLM one; a one-line error for a knob without --dllm, --dllm on an
+    """Whether this simulate or plan call is a dLLM one; a one-line error for a knob without --dllm, --dllm on an
     autoregressive model, or a diffusion model without --dllm."""
     from phasewise.specs import load_model
 
     given = [KNOB_FLAGS[k] for k, v in knobs.items() if k in KNOB_FLAGS and v is not None]
     if dllm is None and given:
         raise PhasewiseError(f"{given[0]} needs --dllm baseline|fast-dllm|alp|odb (a diffusion-LM decoding)")
+    if dllm is not None:
+        from phasewise.plan.dllm_plan import diffusion_model
+
+        diffusion_model(model)  # an autoregressive model: a one-line error
+        return True
     spec = load_model(model)
-    if dllm is not None and spec.causal:
-        raise PhasewiseError(f"--dllm needs a diffusion LM (bidirectional attention, e.g. GSAI-ML/LLaDA-8B-Instruct);"
-                             f" {spec.name} is autoregressive")
-    if dllm is None and not spec.causal:
+    if not spec.causal:
         raise PhasewiseError(f"{spec.name} is a diffusion LM (bidirectional, decoded block by block): it needs "
                              "--dllm baseline|fast-dllm|alp|odb")
-    return dllm is not None
+    return False
 
 
 def parse_probs(text: str | None) -> tuple[float, ...] | None:
@@ -61,6 +78,27 @@ def parse_probs(text: str | None) -> tuple[float, ...] | None:
     return values
 
 
+def decoding_of(dllm: str, params: dict[str, Any]) -> DllmDecoding:
+    """The --dllm MODE decoding with the knob flags in `params` (simulate's and plan's alike): specs/dllm.py's
+    one-line errors for values it cannot take or a knob the mode has not.
+
+    --dllm-threshold is refused on the threshold modes: a forward's time depends on the threshold only through the
+    tokens it decides at it, and no source gives that relation beyond the one measured point (2.77 at 0.9, d3LLM's
+    Fast-dLLM GSM8K data, specs/dllm.py TOKENS_PER_STEP; the relation is the task's, not the model's alone), so a
+    threshold would be reported and change nothing: --tokens-per-step carries the effect."""
+    from phasewise.specs.dllm import MODE_DEFAULTS, THRESHOLD, TOKENS_PER_STEP, decoding
+
+    threshold = params.get("dllm_threshold")
+    if threshold is not None and MODE_DEFAULTS.get(dllm, {}).get("threshold") is not None:
+        raise PhasewiseError(f"--dllm-threshold {threshold:g} changes nothing by itself: a threshold acts only through "
+                             f"the tokens a forward decides at it, --tokens-per-step ({TOKENS_PER_STEP} measured at "
+                             f"{THRESHOLD} on GSM8K, the default): give --tokens-per-step for your threshold instead")
+    return decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
+                    steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
+                    threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
+                    copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")))
+
+
 def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]], *,
                       as_json: bool, out: str | None, out_format: str) -> None:
     """Build the decoding, the instance's cost model and the workload from simulate's flags; run; print. `given`:
@@ -69,10 +107,10 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     from phasewise.apps.simulate_view import write_records
     from phasewise.perf.cost import CostModel
     from phasewise.perf.dllm import DllmCost
+    from phasewise.plan.dllm_plan import check_lengths
     from phasewise.sim.api import build
     from phasewise.sim.dllm import simulate_dllm
     from phasewise.specs import load_hardware, load_model, load_quant
-    from phasewise.specs.dllm import decoding
     from phasewise.specs.engines import resolve_engine
     from phasewise.workload import ClosedLoop
 
@@ -85,10 +123,7 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
             raise PhasewiseError(f"{flag} does not apply with --dllm (a dLLM instance serves whole requests: its "
                                  "flags are the chip, precision, engine, --tp, --replicas, --batch-cap, the "
                                  "workload's and the decoding's)")
-    dec = decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
-                   steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
-                   threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
-                   copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")))
+    dec = decoding_of(dllm, params)
     for key, flag in (("batch_cap", "--batch-cap"), ("replicas", "--replicas")):
         if params.get(key) is not None and params[key] < 1:
             raise PhasewiseError(f"{flag} must be >= 1 (got {params[key]})")
@@ -128,23 +163,6 @@ def dllm_engine(params: dict[str, Any], given: list[tuple[str, str]]) -> str:
 
     given_at_all = any(key == "engine" for key, _ in given) or given_on_command_line("engine")
     return params["engine"] if given_at_all else "hf-eager"
-
-
-def check_lengths(model, dec, prompts, answers) -> None:
-    """One-line errors for requests a dLLM cannot serve as asked: a prompt + canvas past the model's context (the
-    canvas is always --gen-length positions), an answer longer than the canvas (it would be cut there)."""
-    import numpy as np
-
-    prompts, answers = np.asarray(prompts), np.asarray(answers)
-    context = model.max_position_embeddings or 0
-    beyond = int(np.count_nonzero(prompts + dec.gen_length > context)) if context else 0
-    if beyond:
-        raise PhasewiseError(f"{beyond} of {len(prompts)} requests' prompt + --gen-length {dec.gen_length} canvas pass "
-                             f"{model.name}'s {context:,}-token context (longest prompt {int(prompts.max()):,})")
-    longer = int(np.count_nonzero(answers > dec.gen_length))
-    if longer:
-        raise PhasewiseError(f"{longer} of {len(answers)} answers are longer than the --gen-length {dec.gen_length} "
-                             f"canvas (longest {int(answers.max()):,}); they would be cut there: raise --gen-length")
 
 
 def check_fits(cm, dec, workload, batch_cap: int, memory_fraction: float) -> None:
@@ -190,22 +208,21 @@ def render_dllm(console: Console, s: dict[str, Any]) -> None:
 PLAN_AR_BATCH_CAPS = "256"  # plan's --batch-caps default (for autoregressive engines)
 PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
 # the plan flags a dLLM ranking reads (a dLLM's tokens appear a block at a time, so --slo-tbt-ms, a gap between
-# two of them, is not among them): any other given with --dllm is refused by name
+# two of them, is not among them; the decoding's knobs as simulate's): any other given with --dllm is refused by name
 PLAN_DLLM_READS = {"model", "hardware", "gpus", "slo_ttft_ms", "slo_tpot_ms", "attainment", "isl", "osl", "isl_dist",
                    "osl_dist", "isl_spread", "osl_spread", "objective", "precisions", "batch_caps", "engine", "seed",
-                   "as_json", "dllm"}
+                   "as_json", "dllm", *DECODING_KNOBS}
 
 
 def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]]) -> None:
     """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py);
     `given` as simulate_dllm_cmd's."""
-    from phasewise.plan.dllm_plan import rank_dllm
+    from phasewise.plan.dllm_plan import check_lengths, rank_dllm
     from phasewise.specs import load_model
-    from phasewise.specs.dllm import decoding
     from phasewise.specs.hardware import hardware_list
     from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist, check_length_flags
 
-    dllm_requested(params["model"], dllm, {})
+    dllm_requested(params["model"], dllm, params)
     for key, flag in given:
         if key not in PLAN_DLLM_READS:
             raise PhasewiseError(f"{flag} does not apply with --dllm (give --isl/--osl; a dLLM plan ranks chips "
@@ -228,7 +245,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     check_length_flags(params.get("isl"), params.get("osl"), params.get("isl_dist"), params.get("osl_dist"),
                        params.get("isl_spread"), params.get("osl_spread"))  # as simulate's and plan's
     isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
-    dec = decoding(dllm)
+    dec = decoding_of(dllm, params)
     check_lengths(load_model(params["model"]), dec, [isl], [osl])  # the means: no such request runs as asked
     ranked = rank_dllm(dec, params["model"], chips, params["gpus"], caps,
                        prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
@@ -241,7 +258,8 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     else:
         from rich.table import Table
 
-        table = Table(title=f"dLLM {dllm} deployments of {params['gpus']} GPU(s), ranked by "
+        table = Table(title=f"dLLM {dllm} deployments (canvas {dec.gen_length} in blocks of {dec.block_length}) "
+                            f"of {params['gpus']} GPU(s), ranked by "
                             f"{params.get('objective', 'goodput-per-gpu')} (TTFT = time to first block <= "
                             f"{params['slo_ttft_ms']:g} ms, TPOT <= {params['slo_tpot_ms']:g} ms for "
                             f"{params['attainment']:.0%})", title_justify="left")
@@ -259,6 +277,6 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                              "after it is over its limit even unloaded); relax --slo-ttft-ms / --slo-tpot-ms")
 
 
-__all__ = ["DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "dllm_requested", "parse_probs",
+__all__ = ["DECODING_KNOBS", "DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "decoding_of", "dllm_requested", "parse_probs",
            "plan_dllm_cmd", "render_dllm",
            "simulate_dllm_cmd"]

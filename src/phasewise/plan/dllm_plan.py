@@ -18,7 +18,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.cost import CostModel
 from phasewise.perf.dllm import DllmCost, dllm_memory
 from phasewise.sim.dllm import DllmRun, simulate_dllm
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs import ModelSpec, load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.dllm import DllmDecoding
 from phasewise.workload import ClosedLoop, LengthDist, open_loop
 
@@ -51,6 +51,32 @@ class DllmRanked:
                 "goodput_rps": self.goodput_rps, "goodput_rps_per_gpu": self.per_gpu_rps,
                 "requests_per_dollar": self.requests_per_dollar, "ttft_p90_ms": self.ttft_p90_ms,
                 "tpot_p90_ms": self.tpot_p90_ms, "e2e_mean_ms": self.e2e_mean_ms, "busy_fraction": self.busy_fraction}
+
+
+def diffusion_model(model: str) -> ModelSpec:
+    """The model's spec; a one-line error naming --dllm when it is autoregressive (causal attention: it decodes one
+    token a forward, no canvas). A scenario re-words the flag to its setup key (scenarios/base.py check_with)."""
+    spec = load_model(model)
+    if spec.causal:
+        raise PhasewiseError(f"--dllm needs a diffusion LM (bidirectional attention, e.g. GSAI-ML/LLaDA-8B-Instruct);"
+                             f" {spec.name} is autoregressive")
+    return spec
+
+
+def check_lengths(model: ModelSpec, dec: DllmDecoding, prompts, answers) -> None:
+    """One-line errors for requests a dLLM cannot serve as asked: a prompt + canvas past the model's context (the
+    canvas is always --gen-length positions), an answer longer than the canvas (it would be cut there). The flags'
+    names are the CLI's; a scenario re-words them to its setup keys (scenarios/base.py check_with)."""
+    prompts, answers = np.asarray(prompts), np.asarray(answers)
+    context = model.max_position_embeddings or 0
+    beyond = int(np.count_nonzero(prompts + dec.gen_length > context)) if context else 0
+    if beyond:
+        raise PhasewiseError(f"{beyond} of {len(prompts)} requests' prompt + --gen-length {dec.gen_length} canvas pass "
+                             f"{model.name}'s {context:,}-token context (longest prompt {int(prompts.max()):,})")
+    longer = int(np.count_nonzero(answers > dec.gen_length))
+    if longer:
+        raise PhasewiseError(f"{longer} of {len(answers)} answers are longer than the --gen-length {dec.gen_length} "
+                             f"canvas (longest {int(answers.max()):,}); they would be cut there: raise --gen-length")
 
 
 def attainment(run: DllmRun, slo_ttft_ms: float, slo_tpot_ms: float) -> float:
@@ -124,4 +150,4 @@ def _evaluate(dec: DllmDecoding, cost: DllmCost, strategy: DllmStrategy, prompt:
                       s["ttft_ms"]["p90"], s["tpot_ms"]["p90"], s["e2e_ms"]["mean"], s["instances"]["busy_fraction"])
 
 
-__all__ = ["DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "rank_dllm"]
+__all__ = ["DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths", "diffusion_model", "rank_dllm"]

@@ -19,6 +19,7 @@ import numpy as np
 
 from phasewise.perf import CostModel
 from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
+from phasewise.plan.dllm_plan import check_lengths, diffusion_model
 from phasewise.scenarios.base import (
     FIXED_FIGURE,
     Check,
@@ -32,7 +33,7 @@ from phasewise.scenarios.base import (
 from phasewise.sim.dllm import DllmRun, simulate_dllm
 from phasewise.sim.dllm_request import STEP
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.dllm import ladder
+from phasewise.specs.dllm import decoding, ladder
 from phasewise.workload import ClosedLoop, LengthDist
 
 PAPER = ("Orchestrating Dual-Boundaries: An Arithmetic Intensity Inspired Acceleration Framework for Diffusion "
@@ -131,6 +132,8 @@ DECODING_KEYS = {"--gen-length": "gen_length", "--block-length": "block_length",
 def validate(setup: dict[str, Any]) -> None:
     """What holds only together, before anything runs: the forwards' sizes within the cached context, the context and
     each request within the model's, and the ladder's decodings (specs/dllm.py's own checks, keys named)."""
+    # a causal model has no canvas to decode: refused as simulate/plan --dllm refuse it
+    spec = check_with("odb-dllm", {"--dllm": "--set model:"}, lambda: diffusion_model(setup["model"]))
     ctx = setup["context_tokens"]
     for key in ("flat_tokens", "linear_tokens"):
         small, wide = setup[key]
@@ -152,6 +155,25 @@ def validate(setup: dict[str, Any]) -> None:
         check_with("odb-dllm", names, lambda gen=gen: ladder(
             gen_length=setup[gen], block_length=setup["block_length"], tokens_per_step=setup["tokens_per_step"],
             copies=setup["jump_copies"], jump_probs=tuple(setup["jump_probs"])))
+    # answers past the canvas would be cut there (the ladder's rungs then decode the same canvas): simulate's check,
+    # on the ladder's requests and the sensitivity table's longer ones (the measured table's cut is its assumption)
+    canvas = decoding("fast-dllm", gen_length=setup["gen_length"], block_length=setup["block_length"])
+    for answer, which in ((setup["answer_tokens"], "answers"), (longest_answers(setup), "answers of the sensitivity "
+                          "table's answer_tokens x (1 + answer_spread) row")):
+        prompts, answers = requests_of(setup, answer).lengths()
+        check_with("odb-dllm", {"--gen-length": "gen_length", "answers are": f"{which} are"},
+                   lambda: check_lengths(spec, canvas, prompts, answers))
+
+
+def requests_of(setup: dict[str, Any], answer_tokens: float) -> ClosedLoop:
+    """The GSM8K-like requests one at a time: fixed prompts, answers uniform +- answer_spread around the mean."""
+    return ClosedLoop(1, setup["requests"], LengthDist("fixed", setup["prompt_tokens"]),
+                      LengthDist("uniform", answer_tokens, setup["answer_spread"]), seed=setup["seed"])
+
+
+def longest_answers(setup: dict[str, Any]) -> float:
+    """The sensitivity table's longest answers' mean (an end of the answers' range)."""
+    return setup["answer_tokens"] * (1 + setup["answer_spread"])
 
 
 def cost_of(setup: dict[str, Any], hardware: str) -> DllmCost:
@@ -173,8 +195,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     rungs = ladder(gen_length=setup["gen_length"], block_length=setup["block_length"],
                    tokens_per_step=setup["tokens_per_step"], copies=setup["jump_copies"],
                    jump_probs=tuple(setup["jump_probs"]))
-    work = ClosedLoop(1, setup["requests"], LengthDist("fixed", setup["prompt_tokens"]),
-                      LengthDist("uniform", setup["answer_tokens"], setup["answer_spread"]), seed=setup["seed"])
+    work = requests_of(setup, setup["answer_tokens"])
     main = costs[setup["hardware"]]
     runs = {mode: simulate_dllm(dec, main, work, seed=setup["seed"], timeline_requests=1)
             for mode, dec in rungs.items()}
@@ -200,16 +221,16 @@ def run(setup: dict[str, Any]) -> Outcome:
             + host_floor(costs[hw], device[hw], curve, (small, wide))))
     measured_chip = costs.get(setup["measured_forward_hardware"]) or cost_of(setup, setup["measured_forward_hardware"])
     forward_table, forward_summary = forward_measured(setup, measured_chip, device_cost(measured_chip))
-    curve = curves[setup["hardware"]]
-    lin = curve[hi_lin][0] / curve[lo_lin][0]
-    checks.append(Check(
-        f"{setup['hardware']}: {hi_lin}-token forward vs {lo_lin}-token forward",
-        "above the ridge a forward is compute-bound: time scales linearly with new tokens", 2.0, lin,
-        LINEAR_BAND,
-        f"{curve[lo_lin][0] * 1e3:.1f} ms vs {curve[hi_lin][0] * 1e3:.1f} ms "
-        f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
-        + host_floor(main, device[setup["hardware"]], curve, (lo_lin, hi_lin))
-        + forward_measured_text(forward_summary)))
+    for hw, curve in curves.items():  # the claim's chips, H100 and A100 (hardware, second_hardware)
+        lin = curve[hi_lin][0] / curve[lo_lin][0]
+        checks.append(Check(
+            f"{hw}: {hi_lin}-token forward vs {lo_lin}-token forward",
+            "above the ridge a forward is compute-bound: time scales linearly with new tokens", 2.0, lin,
+            LINEAR_BAND,
+            f"{curve[lo_lin][0] * 1e3:.1f} ms vs {curve[hi_lin][0] * 1e3:.1f} ms "
+            f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
+            + host_floor(costs[hw], device[hw], curve, (lo_lin, hi_lin))
+            + forward_measured_text(forward_summary)))
     n = setup["requests"]
     per = {m: runs[m].summary()["per_request"] for m in order}
     detail = ("per request at batch 1, refreshes + block steps: " + "; ".join(
@@ -272,8 +293,7 @@ def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> di
     def ratio(answer: float, probs: tuple[float, ...], cost: DllmCost) -> float:
         rungs = ladder(gen_length=setup["gen_length"], block_length=setup["block_length"],
                        tokens_per_step=setup["tokens_per_step"], copies=setup["jump_copies"], jump_probs=probs)
-        work = ClosedLoop(1, setup["requests"], LengthDist("fixed", setup["prompt_tokens"]),
-                          LengthDist("uniform", answer, setup["answer_spread"]), seed=setup["seed"])
+        work = requests_of(setup, answer)
         e2e = {m: float(simulate_dllm(rungs[m], cost, work, seed=setup["seed"]).e2e_s().mean())
                for m in ("fast-dllm", "odb")}
         return e2e["fast-dllm"] / e2e["odb"]
@@ -284,7 +304,7 @@ def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> di
             ["no speculative token ever accepted (jump_probs 1,0,0)", f"{ratio(answer, (1.0, 0.0, 0.0), main):.2f}"],
             ["both always accepted (jump_probs 0,0,1)", f"{ratio(answer, (0.0, 0.0, 1.0), main):.2f}"],
             *([f"answers averaging {a:.0f} tokens (an end of the range)", f"{ratio(a, probs, main):.2f}"]
-              for a in (answer * (1 - setup["answer_spread"]), answer * (1 + setup["answer_spread"]))),
+              for a in (answer * (1 - setup["answer_spread"]), longest_answers(setup))),
             ["device time only (engine ideal)", f"{ratio(answer, probs, ideal):.2f}"]]
     return {"title": f"ODB-dLLM vs Fast-dLLM with one input moved ({main.cm.hw.key}; paper 2.63-6.30x)",
             "columns": ["input", "ODB / Fast-dLLM E2E"], "rows": rows}
