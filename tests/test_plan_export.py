@@ -69,8 +69,9 @@ def test_export_round_trips_through_simulate_at_the_planned_goodput(exported, ru
                                "--slo-tpot-ms", "50", "--out", str(runs))
         assert code == 0, err
         records = np.genfromtxt(runs / "requests.csv", delimiter=",", names=True)
+        seats = [SimpleNamespace(role="collocated")]  # --no-disagg: one collocated instance seats the requests
         backlog = SimpleNamespace(arrival_s=records["arrival_s"],
-                                  scheduled_s=records["arrival_s"] + records["queue_ms"] / 1e3, instances=[None])
+                                  scheduled_s=records["arrival_s"] + records["queue_ms"] / 1e3, instances=seats)
         return json.loads((runs / "summary.json").read_text())["slo"]["attainment"] >= 0.9 and stable(backlog)
 
     # the plan's own request sample (its search's seed, REFINE's window) at each rate: the exported YAML through the
