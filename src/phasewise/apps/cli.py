@@ -118,6 +118,16 @@ from phasewise.apps.cli_common import (
     given_layout,
     render_caveats,
 )
+from phasewise.apps.dllm_view import (
+    BlockLength,
+    DllmCache,
+    DllmSteps,
+    DllmThreshold,
+    GenLength,
+    JumpCopies,
+    JumpProbs,
+    TokensPerStep,
+)
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, one_line, refuse_empty
 
@@ -355,14 +365,14 @@ def simulate_cmd(
     out_format: Annotated[str, typer.Option("--format", help="records format: csv|parquet")] = "csv",
     # diffusion LMs (apps/dllm_view.py): --osl is the answer length, the end marker's place in the canvas
     dllm: Annotated[Optional[str], typer.Option(help="diffusion-LM decoding (LLaDA models): baseline|fast-dllm|alp|odb")] = None,
-    gen_length: Annotated[Optional[int], typer.Option(help="--dllm: masked canvas positions per request (default 1024)")] = None,
-    block_length: Annotated[Optional[int], typer.Option(help="--dllm: canvas positions per block (default 32)")] = None,
-    dllm_steps: Annotated[Optional[int], typer.Option(help="--dllm baseline: forwards per canvas (default --gen-length)")] = None,
-    dllm_threshold: Annotated[Optional[float], typer.Option(help="--dllm fast-dllm|alp|odb: confidence threshold (default 0.9)")] = None,
-    dllm_cache: Annotated[Optional[str], typer.Option(help="--dllm: none|prefix|dual (default: the mode's)")] = None,
-    tokens_per_step: Annotated[Optional[float], typer.Option(help="--dllm: mean answer tokens a forward decides at the threshold (default 2.77)")] = None,
-    jump_copies: Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")] = None,
-    jump_probs: Annotated[Optional[str], typer.Option(help="--dllm odb: P(0, 1, 2 extra tokens accepted), comma-separated")] = None,
+    gen_length: GenLength = None,
+    block_length: BlockLength = None,
+    dllm_steps: DllmSteps = None,
+    dllm_threshold: DllmThreshold = None,
+    dllm_cache: DllmCache = None,
+    tokens_per_step: TokensPerStep = None,
+    jump_copies: JumpCopies = None,
+    jump_probs: JumpProbs = None,
     batch_cap: Annotated[Optional[int], typer.Option(help="--dllm: requests batched per instance (default 1)")] = None,
 ) -> None:
     """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
