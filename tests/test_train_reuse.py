@@ -18,6 +18,9 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 SMOKE_BOUND = 0.25  # median |error| of the speedup: a smoke bound (see above), not the 15 % target of the check
+# predicted / measured step time, uncalibrated: the class default is 2-3x off this machine's rates (1.8-2.3x on a
+# loaded 2-core run), so 5x either way bounds a broken cost model or timer, not the check's accuracy
+ABSOLUTE_FACTOR = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,9 @@ def test_quick_train_reuse_smoke_bound_and_directions(tiny_full):
     assert sum(p.measured_s["reuse_step"] for p in points) < sum(p.measured_s["step"] for p in points)
     stats = train_reuse_summary(points)
     assert stats["unfitted_speedup_median_abs_error"] <= SMOKE_BOUND, stats
-    assert stats["median_abs_error"] >= 0 and stats["unfitted_median_abs_error"] >= 0
+    for p in points:
+        for metric in ("step", "reuse_step"):
+            assert 1 / ABSOLUTE_FACTOR < p.predicted_s[metric] / p.measured_s[metric] < ABSOLUTE_FACTOR, (metric, p)
 
 
 def test_lora_variant_runs_and_is_cheaper(tiny_config):
