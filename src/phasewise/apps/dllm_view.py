@@ -30,7 +30,9 @@ DECODING_KNOBS = tuple(key for key in KNOB_FLAGS if key != "batch_cap")
 GenLength = Annotated[Optional[int], typer.Option(help="--dllm: masked canvas positions per request (default 1024)")]
 BlockLength = Annotated[Optional[int], typer.Option(help="--dllm: canvas positions per block (default 32)")]
 DllmSteps = Annotated[Optional[int], typer.Option(help="--dllm baseline: forwards per canvas (default --gen-length)")]
-DllmThreshold = Annotated[Optional[float], typer.Option(help="--dllm: refused, a threshold acts only through --tokens-per-step (the tokens a forward decides at it; the modes decode at 0.9)")]
+DllmThreshold = Annotated[Optional[float], typer.Option(
+    help="--dllm: refused, a threshold acts only through --tokens-per-step (the tokens a forward decides at it; the "
+         "modes decode at 0.9)")]
 DllmCache = Annotated[Optional[str], typer.Option(help="--dllm: none|prefix|dual (default: the mode's)")]
 TokensPerStep = Annotated[Optional[float], typer.Option(help="--dllm: mean answer tokens a forward decides at the threshold (default 2.77)")]
 JumpCopies = Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")]
@@ -277,6 +279,5 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                              "after it is over its limit even unloaded); relax --slo-ttft-ms / --slo-tpot-ms")
 
 
-__all__ = ["DECODING_KNOBS", "DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "decoding_of", "dllm_requested", "parse_probs",
-           "plan_dllm_cmd", "render_dllm",
-           "simulate_dllm_cmd"]
+__all__ = ["DECODING_KNOBS", "DLLM_SIMULATE_READS", "KNOB_FLAGS", "PLAN_DLLM_READS", "check_fits", "decoding_of",
+           "dllm_requested", "parse_probs", "plan_dllm_cmd", "render_dllm", "simulate_dllm_cmd"]

@@ -166,8 +166,9 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
     mapped = (s.get("policy") or {}).get("mapping")  # sim/mapped_energy.py mapping_summary
     if mapped:
         parts = sorted(mapped["by_substrate_j"].items(), key=lambda item: -item[1])
-        mean_w = (f", {mapped['energy_j'] / s['duration_s']:.3g} W on average over the {s['duration_s']:.1f} simulated s"
-                  if s["duration_s"] > 0 else "")
+        span_s = s["duration_s"]
+        mean_w = (f", {mapped['energy_j'] / span_s:.3g} W on average over the {span_s:.1f} simulated s"
+                  if span_s > 0 else "")
         console.print(f"Operator mapping {', '.join(mapped['mappings'])}: {mapped['energy_j']:.3g} J of dynamic energy "
                       f"over {mapped['iterations']:,} iterations on the substrates ("
                       + ", ".join(f"{name} {joules:.3g} J" for name, joules in parts) + f"){mean_w}")

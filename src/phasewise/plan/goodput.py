@@ -357,8 +357,8 @@ def stable(res: SimResult) -> bool:
     requests in the system: while the running batch fills its seats the in-system count rises whatever the load,
     and once they are full an overload shows only as arrivals that wait (a growing backlog is overload, whatever a
     finite window's attainment says). At exactly the capacity the queue wanders like a random walk; the margin
-    (WAITING_MARGIN_PER_INSTANCE per instance that seats requests, and half the middle's) only flags clear growth. A request never
-    scheduled (refused) never waits."""
+    (WAITING_MARGIN_PER_INSTANCE per instance that seats requests, and half the middle's) only flags clear growth.
+    A request never scheduled (refused) never waits."""
     arrival, scheduled = res.arrival_s, res.scheduled_s
     end = float(arrival.max())
     if end <= 0:
