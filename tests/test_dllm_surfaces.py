@@ -111,3 +111,27 @@ def test_a_threshold_is_refused_pointing_at_tokens_per_step(run_cli, command):
             assert "--dllm-threshold 0.5 changes nothing by itself" in err and "give --tokens-per-step" in err
     code, _, err = run_cli(command, "--model", LLADA, "--dllm", "baseline", *workload, "--dllm-threshold", "0.5")
     assert code == 2 and "--dllm-threshold does not apply to --dllm baseline" in err
+
+
+def test_simulate_dllm_out_writes_each_requests_timeline(run_cli, tmp_path):
+    """The issue's per-request timeline of refreshes vs block steps, from simulate (it was only in the reproduce
+    report, for one request): --out writes timeline.csv, a row per forward of each request, whose refresh and step
+    counts are requests.csv's, in time order, ending at the request's finish."""
+    import csv
+
+    code, _, err = run_cli("simulate", "--dllm", "odb", "--model", LLADA, "--hardware", "h100-sxm", "--isl", "1000",
+                           "--osl", "250", "--requests", "6", "--rate", "0.5", "--batch-cap", "2", "--out",
+                           str(tmp_path))
+    assert code == 0, err
+    requests = list(csv.DictReader((tmp_path / "requests.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "timeline.csv").open()))
+    assert json.loads((tmp_path / "summary.json").read_text())["timeline_requests"] == len(requests) == 6
+    for req in requests:
+        mine = [row for row in rows if row["request"] == req["request"]]
+        kinds = [row["kind"] for row in mine]
+        assert kinds.count("refresh") + kinds.count("full") == int(req["refreshes"])
+        assert kinds.count("step") == int(req["steps"]) and len(mine) == int(req["forwards"])
+        ends = [float(row["end_s"]) for row in mine]
+        assert ends == sorted(ends) and ends[-1] == pytest.approx(float(req["finish_s"]))
+        assert all(float(row["start_s"]) < float(row["end_s"]) for row in mine)
+        assert {row["replica"] for row in mine} == {req["replica"]}

@@ -24,6 +24,9 @@ KNOB_FLAGS = {"gen_length": "--gen-length", "block_length": "--block-length", "d
               "dllm_threshold": "--dllm-threshold", "dllm_cache": "--dllm-cache",
               "tokens_per_step": "--tokens-per-step", "jump_copies": "--jump-copies", "jump_probs": "--jump-probs",
               "batch_cap": "--batch-cap"}
+# --out's timeline (refreshes vs block steps, a row per forward) covers the first requests up to this many (~100
+# forwards each at the defaults: bounded memory whatever --requests is)
+TIMELINE_REQUESTS = 1000
 # the decoding's knobs (--batch-cap is an instance's): simulate --dllm and plan --dllm take them alike
 DECODING_KNOBS = tuple(key for key in KNOB_FLAGS if key != "batch_cap")
 # their options, as plan declares them (apps/cli_plan.py)
@@ -145,11 +148,13 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     batch_cap = params.get("batch_cap") or 1
     check_fits(cm, dec, spec.workload, batch_cap, config.fraction(fraction))
     run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas") or 1,
-                        batch_cap=batch_cap, seed=params.get("seed", 0))
+                        batch_cap=batch_cap, seed=params.get("seed", 0),
+                        timeline_requests=TIMELINE_REQUESTS if out else 0)
     summary = run.summary()
     summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, config.profile.name
     if out:
-        for path in write_records(run, summary, out, out_format):
+        summary["timeline_requests"] = min(TIMELINE_REQUESTS, len(run.plans))
+        for path in write_records(run, summary, out, out_format, extra={"timeline": run.timeline_columns()}):
             print(f"wrote {path}", file=sys.stderr)
     if as_json:
         print(dumps(summary))

@@ -229,34 +229,40 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
                   f"{sim['events']:,} events)[/]")
 
 
-def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt: str) -> list[Path]:
-    """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json."""
+def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt: str,
+                  extra: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+    """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json; `extra`: more
+    tables by file stem ({stem: {column: values}}), written the same way."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PhasewiseError(f"--out '{out_dir}': cannot create the directory ({exc.strerror})") from None
-    cols = result.records()
-    written = []
+    written = [write_table(result.records(), out / "requests", fmt)]
+    written += [write_table(cols, out / stem, fmt) for stem, cols in (extra or {}).items()]
+    summary_path = out / "summary.json"
+    summary_path.write_text(dumps(summary, indent=2))
+    written.append(summary_path)
+    return written
+
+
+def write_table(cols: dict[str, Any], stem: Path, fmt: str) -> Path:
+    """One table ({column: values}) at `stem`.csv or `stem`.parquet."""
     if fmt == "parquet":
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
             raise PhasewiseError("--format parquet needs pyarrow: pip install pyarrow (or use --format csv)") from None
-        path = out / "requests.parquet"
-        pq.write_table(pa.table({k: v for k, v in cols.items()}), path)
+        path = stem.with_suffix(".parquet")
+        pq.write_table(pa.table(dict(cols)), path)
     elif fmt == "csv":
-        path = out / "requests.csv"
+        path = stem.with_suffix(".csv")
         names = list(cols)
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(names)
-            w.writerows(zip(*(cols[n].tolist() for n in names)))
+            w.writerows(zip(*(cols[n].tolist() if hasattr(cols[n], "tolist") else list(cols[n]) for n in names)))
     else:
         raise PhasewiseError(f"--format '{fmt}' is not one of csv, parquet")
-    written.append(path)
-    summary_path = out / "summary.json"
-    summary_path.write_text(dumps(summary, indent=2))
-    written.append(summary_path)
-    return written
+    return path

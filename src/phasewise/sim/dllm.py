@@ -74,6 +74,14 @@ class DllmRun:
                 "forwards": np.array([x.forwards for x in p]), "refreshes": np.array([x.refreshes for x in p]),
                 "steps": np.array([x.steps for x in p])}
 
+    def timeline_columns(self) -> dict[str, list]:
+        """The recorded requests' forwards, one row each in time order per request: its replica, start and end (s),
+        kind (full, refresh or step) and the block it decodes."""
+        rows = sorted(self.timeline)
+        return {"request": [r[0] for r in rows], "replica": [int(self.replica[r[0]]) for r in rows],
+                "start_s": [r[1] for r in rows], "end_s": [r[2] for r in rows], "kind": [r[3] for r in rows],
+                "block": [r[4] for r in rows]}
+
     def summary(self) -> dict[str, Any]:
         d, n = self.decoding, len(self.plans)
         done = np.isfinite(self.finish_s)
