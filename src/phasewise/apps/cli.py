@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from phasewise.apps import dllm_view as knobs  # --dllm's option declarations, shared with plan
 from phasewise.apps.cli_common import (
     AdpBatchingWaitIters,
     AdpEnableBalance,
@@ -117,16 +118,6 @@ from phasewise.apps.cli_common import (
     given_knobs,
     given_layout,
     render_caveats,
-)
-from phasewise.apps.dllm_view import (
-    BlockLength,
-    DllmCache,
-    DllmSteps,
-    DllmThreshold,
-    GenLength,
-    JumpCopies,
-    JumpProbs,
-    TokensPerStep,
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, one_line, refuse_empty
@@ -365,14 +356,14 @@ def simulate_cmd(
     out_format: Annotated[str, typer.Option("--format", help="records format: csv|parquet")] = "csv",
     # diffusion LMs (apps/dllm_view.py): --osl is the answer length, the end marker's place in the canvas
     dllm: Annotated[Optional[str], typer.Option(help="diffusion-LM decoding (LLaDA models): baseline|fast-dllm|alp|odb")] = None,
-    gen_length: GenLength = None,
-    block_length: BlockLength = None,
-    dllm_steps: DllmSteps = None,
-    dllm_threshold: DllmThreshold = None,
-    dllm_cache: DllmCache = None,
-    tokens_per_step: TokensPerStep = None,
-    jump_copies: JumpCopies = None,
-    jump_probs: JumpProbs = None,
+    gen_length: knobs.GenLength = None,
+    block_length: knobs.BlockLength = None,
+    dllm_steps: knobs.DllmSteps = None,
+    dllm_threshold: knobs.DllmThreshold = None,
+    dllm_cache: knobs.DllmCache = None,
+    tokens_per_step: knobs.TokensPerStep = None,
+    jump_copies: knobs.JumpCopies = None,
+    jump_probs: knobs.JumpProbs = None,
     batch_cap: Annotated[Optional[int], typer.Option(help="--dllm: requests batched per instance (default 1)")] = None,
 ) -> None:
     """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
