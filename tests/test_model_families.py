@@ -136,6 +136,17 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     ({"model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 512,
       "shared_expert_intermediate_size": 1024},
      "field shared_expert_intermediate_size \\(a shared expert: model_type 'qwen3_moe' routes to its experts alone"),
+    # the MoE families whose engines build no shared expert either (vLLM mixtral.py, olmoe.py, phimoe.py, granitemoe.py,
+    # gpt_oss.py, minimax_m2.py, jamba.py, lfm2_moe.py): each shared-expert name the parser reads is refused
+    *[({"model_type": family, "num_local_experts": 8, "num_experts": 8, "num_experts_per_tok": 2, field: width},
+       f"field {field} \\(a shared expert: model_type '{family}' routes to its experts alone\\)")
+      for family, field, width in (("mixtral", "shared_expert_intermediate_size", 1024),
+                                   ("olmoe", "shared_intermediate_size", 1024), ("phimoe", "n_shared_experts", 1),
+                                   ("granitemoe", "shared_intermediate_size", 1024),
+                                   ("gpt_oss", "shared_expert_intermediate_size", 1024),
+                                   ("minimax_m2", "n_shared_experts", 1),
+                                   ("jamba", "shared_expert_intermediate_size", 1024),
+                                   ("lfm2_moe", "n_shared_experts", 1))],
     ({"model_type": "gemma", "hidden_activation": "relu2"},
      "field hidden_activation 'relu2' is not modelled for model_type 'gemma' \\(allowed: gelu_pytorch_tanh_gated, "
      "silu, swiglu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast\\)"),
@@ -156,6 +167,11 @@ def test_moe_fields_where_the_family_builds_them_are_read(tmp_path):
     assert (qwen2.num_experts, qwen2.shared_expert_intermediate_size) == (8, 1024)
     qwen3 = load_model(_write(tmp_path, {**moe, "model_type": "qwen3_moe"}))
     assert (qwen3.num_experts, qwen3.shared_expert_intermediate_size) == (8, 0)
+    # Granite's shared variant builds its shared MLP (vLLM granitemoeshared.py shared_mlp), MiniMax-Text-01 its
+    # shared_mlp where shared_intermediate_size > 0 (minimax_text_01.py)
+    granite = load_model(_write(tmp_path, {**LLAMA, "model_type": "granitemoeshared", "num_local_experts": 8,
+                                           "num_experts_per_tok": 2, "shared_intermediate_size": 1024}))
+    assert (granite.num_experts, granite.shared_expert_intermediate_size) == (8, 1024)
     assert load_model(_write(tmp_path, {**LLAMA, "model_type": "gemma",
                                         "hidden_activation": "gelu_pytorch_tanh"})).mlp_gated
 
