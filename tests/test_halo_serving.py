@@ -114,6 +114,7 @@ def test_plan_with_a_mapping_ranks(run_cli):
     assert code == 0, err
     data = json.loads(out)
     assert data["rows"] and data["rows"][0]["goodput_rps"] > 0
+    assert all(row["strategy"].endswith("int8 mapping halo") for row in data["rows"])  # the table names it
     assert any("tp=2" in line and "mapping" in line for line in data["pruned"])
 
 

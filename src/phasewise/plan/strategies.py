@@ -285,7 +285,8 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
     for precision, quant in usable:
         for spec in opts.speculative:
             spec_cfg = {"draft_tokens": opts.spec_tokens, "acceptance": opts.spec_acceptance} if spec else None
-            tag = f"{precision}{' +spec' if spec else ''}"
+            # an operator mapping is named beside the precision: the same layout without it is another strategy
+            tag = f"{precision}{' +spec' if spec else ''}{f' mapping {mapping.name}' if opts.mapping else ''}"
             base = dict(hardware=hardware, precision=precision, engine=opts.engine,
                         memory_fraction=opts.memory_fraction)  # engine fields per variant replace `engine`
             if opts.mapping:
