@@ -362,6 +362,7 @@ def simulate_cmd(
     dllm_threshold: knobs.DllmThreshold = None,
     dllm_cache: knobs.DllmCache = None,
     tokens_per_step: knobs.TokensPerStep = None,
+    tokens_per_step_probs: knobs.TokensPerStepProbs = None,
     jump_copies: knobs.JumpCopies = None,
     jump_probs: knobs.JumpProbs = None,
     batch_cap: Annotated[Optional[int], typer.Option(help="--dllm: requests batched per instance (default 1)")] = None,

@@ -37,6 +37,7 @@ from phasewise.apps.dllm_view import (
     JumpCopies,
     JumpProbs,
     TokensPerStep,
+    TokensPerStepProbs,
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError, name_list, refuse_empty
@@ -104,6 +105,7 @@ def plan_cmd(
     dllm_threshold: DllmThreshold = None,
     dllm_cache: DllmCache = None,
     tokens_per_step: TokensPerStep = None,
+    tokens_per_step_probs: TokensPerStepProbs = None,
     jump_copies: JumpCopies = None,
     jump_probs: JumpProbs = None,
     autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput, and 100 % with a 60 s scale-down window) | kpa (Knative's KPA on requests in flight) | keda (KEDA, from and to zero) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 # --dllm's knobs: the simulate parameter and its flag
 KNOB_FLAGS = {"gen_length": "--gen-length", "block_length": "--block-length", "dllm_steps": "--dllm-steps",
               "dllm_threshold": "--dllm-threshold", "dllm_cache": "--dllm-cache",
-              "tokens_per_step": "--tokens-per-step", "jump_copies": "--jump-copies", "jump_probs": "--jump-probs",
-              "batch_cap": "--batch-cap"}
+              "tokens_per_step": "--tokens-per-step", "tokens_per_step_probs": "--tokens-per-step-probs",
+              "jump_copies": "--jump-copies", "jump_probs": "--jump-probs", "batch_cap": "--batch-cap"}
 # --out's timeline (refreshes vs block steps, a row per forward) covers the first requests up to this many (~100
 # forwards each at the defaults: bounded memory whatever --requests is)
 TIMELINE_REQUESTS = 1000
@@ -38,6 +38,9 @@ DllmThreshold = Annotated[Optional[float], typer.Option(
          "modes decode at 0.9)")]
 DllmCache = Annotated[Optional[str], typer.Option(help="--dllm: none|prefix|dual (default: the mode's)")]
 TokensPerStep = Annotated[Optional[float], typer.Option(help="--dllm: mean answer tokens a forward decides at the threshold (default 2.77)")]
+TokensPerStepProbs = Annotated[Optional[str], typer.Option(
+    help="--dllm fast-dllm|alp|odb: P(1, 2, ..., k answer tokens a forward decides), comma-separated, k <= "
+         "--block-length: the distribution instead of --tokens-per-step's mean (1 + Poisson)")]
 JumpCopies = Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")]
 JumpProbs = Annotated[Optional[str], typer.Option(help="--dllm odb: P(0, 1, 2 extra tokens accepted), comma-separated")]
 # the simulate flags a dLLM run reads: any other given with --dllm is refused by name (apps/cli_common.py
@@ -70,16 +73,16 @@ def dllm_requested(model: str, dllm: str | None, knobs: dict[str, Any]) -> bool:
     return False
 
 
-def parse_probs(text: str | None) -> tuple[float, ...] | None:
+def parse_probs(text: str | None, flag: str = "--jump-probs",
+                meaning: str = "P(0, 1, ... extra tokens)") -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
         values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise PhasewiseError(f"--jump-probs takes comma-separated numbers, P(0, 1, ... extra tokens) (got {text!r})"
-                             ) from None
+        raise PhasewiseError(f"{flag} takes comma-separated numbers, {meaning} (got {text!r})") from None
     if not values:
-        raise PhasewiseError("--jump-probs takes comma-separated numbers, P(0, 1, ... extra tokens)")
+        raise PhasewiseError(f"{flag} takes comma-separated numbers, {meaning}")
     return values
 
 
@@ -101,7 +104,9 @@ def decoding_of(dllm: str, params: dict[str, Any]) -> DllmDecoding:
     return decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
                     steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
                     threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
-                    copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")))
+                    copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")),
+                    tokens_per_step_probs=parse_probs(params.get("tokens_per_step_probs"), "--tokens-per-step-probs",
+                                                      "P(1, 2, ... answer tokens a forward decides)"))
 
 
 def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]], *,

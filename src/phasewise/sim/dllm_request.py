@@ -7,7 +7,8 @@ drawn once (`plan_request`) and the instance (sim/dllm.py) only times it. Struct
   refresh that rebuilds the cache), then block steps until no position of the block is masked
   (Fast-dLLM llada/generate.py, ODB-dLLM generate_alp_jump_share.py);
 * without a threshold a block takes the fixed `steps` schedule; with one, a forward decides 1 + Poisson(mean - 1)
-  of the block's answer tokens (the top one always, the rest above the threshold: the input distribution), and
+  of the block's answer tokens (the top one always, the rest above the threshold: the input distribution), or a
+  draw from `tokens_per_step_probs` (P(1, 2, ..., k) tokens) when the decoding gives one, and
   the end-of-text filler after the answer in the whole block at its first forward (EOS predictions are
   confident: in Fast-dLLM's released GSM8K decode histories, llada/predictions.jsonl, each all-EOS block is
   decided by one forward);
@@ -83,6 +84,9 @@ def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng:
     cumulative = np.cumsum(dec.accept_probs) / sum(dec.accept_probs)
     last_extra = len(cumulative) - 1
     mean_more = dec.tokens_per_step - 1.0
+    # the categorical P(1, 2, ..., k tokens decided), drawn as jump_probs; None: 1 + Poisson(mean_more)
+    decide_cumulative = (None if dec.tokens_per_step_probs is None
+                         else np.cumsum(dec.tokens_per_step_probs) / sum(dec.tokens_per_step_probs))
     canvas = G
     kind: list[int] = []
     block: list[int] = []
@@ -108,7 +112,13 @@ def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng:
                 answer_left -= take
                 eos_left -= d - take
             else:
-                d_answer = min(answer_left, 1 + int(rng.poisson(mean_more))) if answer_left else 0
+                if not answer_left:
+                    d_answer = 0
+                elif decide_cumulative is None:
+                    d_answer = min(answer_left, 1 + int(rng.poisson(mean_more)))
+                else:
+                    drawn = int(np.searchsorted(decide_cumulative, rng.random(), side="right"))
+                    d_answer = min(answer_left, 1 + min(drawn, len(decide_cumulative) - 1))
                 if k == STEP and dec.copies > 1 and answer_left > d_answer:
                     extra = min(int(np.searchsorted(cumulative, rng.random(), side="right")), last_extra)
                     d_answer += min(extra, answer_left - d_answer)

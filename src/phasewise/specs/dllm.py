@@ -12,7 +12,8 @@ llada/generate.py, PKU-SEC-Lab/ODB-dLLM llada_instruct/generate_alp_jump_share.p
 
 Tokens decided per forward: a fixed schedule without a threshold (`steps` spread evenly over the blocks, as
 `get_num_transfer_tokens`), else every masked token whose confidence passes `threshold`, at least one (the top
-one is always kept): an input distribution, 1 + Poisson(tokens_per_step - 1) answer tokens per forward.
+one is always kept): an input distribution, 1 + Poisson(tokens_per_step - 1) answer tokens per forward, or the
+categorical `tokens_per_step_probs` (P(1, 2, ..., k) tokens, e.g. a measured histogram) when given.
 
 Modes are the settings ladder of ODB-dLLM's eval script (llada_instruct/eval_llada_instruct.sh):
   baseline   LLaDA: no cache, steps = gen_length (one token a step)
@@ -60,6 +61,9 @@ class DllmDecoding:
     cache: str = "dual"
     threshold: float | None = THRESHOLD  # None: the fixed `steps` schedule
     tokens_per_step: float = TOKENS_PER_STEP  # mean answer tokens a forward decides at the threshold
+    # P(1, 2, ..., k answer tokens decided by a forward) at the threshold; None: 1 + Poisson(tokens_per_step - 1).
+    # When given, tokens_per_step is its mean (decoding() sets it)
+    tokens_per_step_probs: tuple[float, ...] | None = None
     alp: bool = True  # adaptive length prediction
     copies: int = JUMP_COPIES  # jump-share: block + speculative copies per block step (1 = off)
     jump_probs: tuple[float, ...] = JUMP_PROBS  # P(k extra tokens accepted), k = 0, 1, ...
@@ -82,6 +86,8 @@ class DllmDecoding:
                                      f"and be <= --gen-length {self.gen_length} (LLaDA's steps % num_blocks == 0)")
         elif not 0 < self.threshold <= 1:
             raise PhasewiseError(f"--dllm-threshold must be in (0, 1] (got {self.threshold})")
+        if self.tokens_per_step_probs is not None:
+            self._check_tokens_per_step_probs()
         if not (math.isfinite(self.tokens_per_step) and 1 <= self.tokens_per_step <= self.block_length):
             raise PhasewiseError(f"--tokens-per-step must be a number from 1 to --block-length {self.block_length} "
                                  f"(a forward decides at most its block; got {self.tokens_per_step})")
@@ -92,6 +98,22 @@ class DllmDecoding:
         if not probs or any(not (math.isfinite(p) and p >= 0) for p in probs) or abs(sum(probs) - 1) > 1e-6:
             raise PhasewiseError(f"--jump-probs must be numbers >= 0 summing to 1, P(0, 1, ... extra tokens) "
                                  f"(got {', '.join(f'{p:g}' for p in probs)})")
+
+    def _check_tokens_per_step_probs(self) -> None:
+        probs = self.tokens_per_step_probs
+        if self.threshold is None:
+            raise PhasewiseError(f"--tokens-per-step-probs does not apply to --dllm {self.mode} (it decodes a fixed "
+                                 "--dllm-steps schedule)")
+        shown = ", ".join(f"{p:g}" for p in probs)
+        if not probs or any(not (math.isfinite(p) and p >= 0) for p in probs) or abs(sum(probs) - 1) > 1e-6:
+            raise PhasewiseError(f"--tokens-per-step-probs must be numbers >= 0 summing to 1, P(1, 2, ... answer "
+                                 f"tokens a forward decides) (got {shown})")
+        if len(probs) > self.block_length:
+            raise PhasewiseError(f"--tokens-per-step-probs gives P(1 .. {len(probs)} tokens) but a forward decides "
+                                 f"at most its block, --block-length {self.block_length} (got {shown})")
+        if abs(self.tokens_per_step - mean_tokens(probs)) > 1e-9:
+            raise PhasewiseError(f"--tokens-per-step {self.tokens_per_step:g} is not the mean "
+                                 f"{mean_tokens(probs):g} of --tokens-per-step-probs {shown}: give one of them")
 
     @property
     def blocks(self) -> int:
@@ -120,6 +142,11 @@ class DllmDecoding:
         return [b // n + (1 if i < b % n else 0) for i in range(n)]
 
 
+def mean_tokens(probs: tuple[float, ...]) -> float:
+    """Mean tokens a forward decides under P(1, 2, ..., k) = `probs`."""
+    return sum((k + 1) * p for k, p in enumerate(probs)) / sum(probs)
+
+
 MODE_DEFAULTS = {
     "baseline": {"cache": "none", "threshold": None, "alp": False, "copies": 1},
     "fast-dllm": {"cache": "dual", "threshold": THRESHOLD, "alp": False, "copies": 1},
@@ -131,18 +158,28 @@ MODE_DEFAULTS = {
 def decoding(mode: str, *, gen_length: int | None = None, block_length: int | None = None,
              steps: int | None = None, cache: str | None = None, threshold: float | None = None,
              tokens_per_step: float | None = None, copies: int | None = None,
-             jump_probs: tuple[float, ...] | None = None) -> DllmDecoding:
+             jump_probs: tuple[float, ...] | None = None,
+             tokens_per_step_probs: tuple[float, ...] | None = None) -> DllmDecoding:
     """The mode's configuration (MODE_DEFAULTS) with the given overrides; `steps` defaults to gen_length (one
-    token a step, as the eval script's steps=1024 for gen_length=1024). A threshold or jump knob on a mode that
-    has none is an error, not silently ignored."""
+    token a step, as the eval script's steps=1024 for gen_length=1024); `tokens_per_step_probs` sets
+    tokens_per_step to its mean. A threshold or jump knob on a mode that has none is an error, not silently
+    ignored."""
     if mode not in MODE_DEFAULTS:
         raise PhasewiseError(f"--dllm '{mode}' is not one of {', '.join(MODES)}")
     base = MODE_DEFAULTS[mode]
-    if base["threshold"] is None and (threshold is not None or tokens_per_step is not None):
-        flag = "--dllm-threshold" if threshold is not None else "--tokens-per-step"
+    if base["threshold"] is None and (threshold, tokens_per_step, tokens_per_step_probs) != (None, None, None):
+        flag = ("--dllm-threshold" if threshold is not None else "--tokens-per-step" if tokens_per_step is not None
+                else "--tokens-per-step-probs")
         raise PhasewiseError(f"{flag} does not apply to --dllm {mode} (it decodes a fixed --dllm-steps schedule)")
     if base["threshold"] is not None and steps is not None:
         raise PhasewiseError(f"--dllm-steps does not apply to --dllm {mode} (it decodes by --dllm-threshold)")
+    if tokens_per_step is not None and tokens_per_step_probs is not None:
+        raise PhasewiseError("--tokens-per-step and --tokens-per-step-probs both set what a forward decides: give "
+                             "one (the mean, or the distribution)")
+    if tokens_per_step_probs is not None:
+        tokens_per_step_probs = tuple(tokens_per_step_probs)
+        if tokens_per_step_probs and sum(tokens_per_step_probs) > 0:  # else DllmDecoding's check names the flag
+            tokens_per_step = mean_tokens(tokens_per_step_probs)
     if base["threshold"] is not None and threshold not in (None, base["threshold"]) and tokens_per_step is None:
         raise PhasewiseError(f"--dllm-threshold {threshold:g} acts through --tokens-per-step, the tokens a forward "
                              f"decides at that threshold (measured: {TOKENS_PER_STEP} at {THRESHOLD} on GSM8K): give "
@@ -156,19 +193,21 @@ def decoding(mode: str, *, gen_length: int | None = None, block_length: int | No
                        threshold=base["threshold"] if threshold is None else threshold,
                        tokens_per_step=TOKENS_PER_STEP if tokens_per_step is None else tokens_per_step,
                        alp=base["alp"], copies=base["copies"] if copies is None else copies,
-                       jump_probs=JUMP_PROBS if jump_probs is None else tuple(jump_probs))
+                       jump_probs=JUMP_PROBS if jump_probs is None else tuple(jump_probs),
+                       tokens_per_step_probs=tokens_per_step_probs)
     return out
 
 
 def ladder(**overrides) -> dict[str, DllmDecoding]:
     """The settings ladder (baseline, fast-dllm, alp, odb) with shared overrides (gen_length, block_length,
-    tokens_per_step, copies, jump_probs: each applied where the mode has it)."""
+    tokens_per_step, tokens_per_step_probs, copies, jump_probs: each applied where the mode has it)."""
     out = {}
     for mode in MODES:
         base = MODE_DEFAULTS[mode]
         kw = {k: v for k, v in overrides.items() if v is not None}
         if base["threshold"] is None:
             kw.pop("tokens_per_step", None)
+            kw.pop("tokens_per_step_probs", None)
             kw.pop("threshold", None)
         else:
             kw.pop("steps", None)
@@ -180,4 +219,4 @@ def ladder(**overrides) -> dict[str, DllmDecoding]:
 
 
 __all__ = ["BLOCK_LENGTH", "CACHE_MODES", "DllmDecoding", "GEN_LENGTH", "JUMP_COPIES", "JUMP_PROBS", "MODES",
-           "MODE_DEFAULTS", "THRESHOLD", "TOKENS_PER_STEP", "decoding", "ladder"]
+           "MODE_DEFAULTS", "THRESHOLD", "TOKENS_PER_STEP", "decoding", "ladder", "mean_tokens"]
