@@ -61,7 +61,7 @@ def test_cli_takes_the_distribution_on_simulate_and_plan(run_cli):
     code, out, err = run_cli("simulate", *common, "--dllm", "fast-dllm", "--tokens-per-step-probs", "0,0,1")
     assert code == 0, err
     d = json.loads(out)
-    assert d["dllm"]["tokens_per_step"] == 3
+    assert d["dllm"]["tokens_per_step"] == 3 and d["dllm"]["tokens_per_step_probs"] == [0, 0, 1]
     # 3 blocks of 32 (no ALP): two all-answer blocks of ceil(32 / 3) = 11 forwards, then 26 answer tokens + 6
     # filler decided at the refresh: ceil(26 / 3) = 9
     assert d["per_request"]["forwards"] == 11 + 11 + 9

@@ -95,6 +95,7 @@ class DllmRun:
             "dllm": {"mode": d.mode, "gen_length": d.gen_length, "block_length": d.block_length, "cache": d.cache,
                      "threshold": d.threshold, "steps": d.steps if d.threshold is None else None,
                      "tokens_per_step": d.tokens_per_step if d.threshold is not None else None,
+                     "tokens_per_step_probs": list(d.tokens_per_step_probs) if d.tokens_per_step_probs else None,
                      "alp": d.alp, "jump_copies": d.copies, "jump_probs": list(d.jump_probs) if d.jump_share else None},
             "requests": n, "completed": int(done.sum()), "duration_s": span, "replicas": self.replicas,
             "batch_cap": self.batch_cap,
