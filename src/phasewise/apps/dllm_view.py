@@ -88,19 +88,10 @@ def parse_probs(text: str | None, flag: str = "--jump-probs",
 
 def decoding_of(dllm: str, params: dict[str, Any]) -> DllmDecoding:
     """The --dllm MODE decoding with the knob flags in `params` (simulate's and plan's alike): specs/dllm.py's
-    one-line errors for values it cannot take or a knob the mode has not.
+    one-line errors for values it cannot take or a knob the mode has not (--dllm-threshold on the threshold modes
+    among them: it acts only through --tokens-per-step)."""
+    from phasewise.specs.dllm import decoding
 
-    --dllm-threshold is refused on the threshold modes: a forward's time depends on the threshold only through the
-    tokens it decides at it, and no source gives that relation beyond the one measured point (2.77 at 0.9, d3LLM's
-    Fast-dLLM GSM8K data, specs/dllm.py TOKENS_PER_STEP; the relation is the task's, not the model's alone), so a
-    threshold would be reported and change nothing: --tokens-per-step carries the effect."""
-    from phasewise.specs.dllm import MODE_DEFAULTS, THRESHOLD, TOKENS_PER_STEP, decoding
-
-    threshold = params.get("dllm_threshold")
-    if threshold is not None and MODE_DEFAULTS.get(dllm, {}).get("threshold") is not None:
-        raise PhasewiseError(f"--dllm-threshold {threshold:g} changes nothing by itself: a threshold acts only through "
-                             f"the tokens a forward decides at it, --tokens-per-step ({TOKENS_PER_STEP} measured at "
-                             f"{THRESHOLD} on GSM8K, the default): give --tokens-per-step for your threshold instead")
     return decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
                     steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
                     threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
