@@ -73,6 +73,16 @@ class RequestPlan:
         return sum(1 for k in self.kind if k == STEP)
 
 
+def cumulative_of(probs: tuple[float, ...]) -> np.ndarray:
+    """A categorical distribution's cumulative shares (normalised), for `draw`."""
+    return np.cumsum(probs) / sum(probs)
+
+
+def draw(cumulative: np.ndarray, rng: np.random.Generator) -> int:
+    """An index from the categorical `cumulative` (one uniform draw of `rng`)."""
+    return min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(cumulative) - 1)
+
+
 def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng: np.random.Generator) -> RequestPlan:
     """The forwards of one request with `prompt_tokens` and an answer of `answer_tokens` (capped at the canvas)."""
     P, G, B = int(prompt_tokens), dec.gen_length, dec.block_length
@@ -81,12 +91,10 @@ def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng:
     blocks = answer_blocks if dec.alp else dec.blocks
     detect = int(rng.random() * answer_blocks) if dec.alp else None
     schedule = dec.schedule() if dec.threshold is None else None
-    cumulative = np.cumsum(dec.accept_probs) / sum(dec.accept_probs)
-    last_extra = len(cumulative) - 1
+    accepted = cumulative_of(dec.accept_probs)
     mean_more = dec.tokens_per_step - 1.0
     # the categorical P(1, 2, ..., k tokens decided), drawn as jump_probs; None: 1 + Poisson(mean_more)
-    decide_cumulative = (None if dec.tokens_per_step_probs is None
-                         else np.cumsum(dec.tokens_per_step_probs) / sum(dec.tokens_per_step_probs))
+    decided_by = None if dec.tokens_per_step_probs is None else cumulative_of(dec.tokens_per_step_probs)
     canvas = G
     kind: list[int] = []
     block: list[int] = []
@@ -114,14 +122,12 @@ def plan_request(dec: DllmDecoding, prompt_tokens: int, answer_tokens: int, rng:
             else:
                 if not answer_left:
                     d_answer = 0
-                elif decide_cumulative is None:
+                elif decided_by is None:
                     d_answer = min(answer_left, 1 + int(rng.poisson(mean_more)))
                 else:
-                    drawn = int(np.searchsorted(decide_cumulative, rng.random(), side="right"))
-                    d_answer = min(answer_left, 1 + min(drawn, len(decide_cumulative) - 1))
+                    d_answer = min(answer_left, 1 + draw(decided_by, rng))
                 if k == STEP and dec.copies > 1 and answer_left > d_answer:
-                    extra = min(int(np.searchsorted(cumulative, rng.random(), side="right")), last_extra)
-                    d_answer += min(extra, answer_left - d_answer)
+                    d_answer += min(draw(accepted, rng), answer_left - d_answer)
                 d = d_answer + (eos_left if i == 0 else 0)
                 answer_left -= d_answer
                 eos_left -= d - d_answer
