@@ -92,3 +92,34 @@ def test_cli_refuses_bad_distributions_in_one_line(run_cli, command, args, messa
     code, out, err = run_cli(command, "--model", LLADA, "--isl", "200", "--osl", "90", *args)
     assert code == 2, (out, err)
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+# reproduce odb-dllm takes the distribution as a setup key, as simulate and plan --dllm take the flag
+def _baseline_speedup(sets: dict[str, str]) -> float:
+    from phasewise.scenarios import get_scenario
+
+    result = get_scenario("odb-dllm").run({"requests": "3", **sets})
+    check = next(c for c in result.outcome.checks if c.name.startswith("ODB-dLLM vs the LLaDA baseline"))
+    return check.phasewise
+
+
+def test_odb_scenario_takes_the_distribution_and_it_moves_the_figures():
+    one_token, four_tokens = _baseline_speedup({"tokens_per_step_probs": "1"}), _baseline_speedup(
+        {"tokens_per_step_probs": "0,0,0,1"})
+    # four tokens a forward: a quarter of the block steps the one-token histogram takes, the refreshes alike
+    assert four_tokens > 1.3 * one_token
+
+
+@pytest.mark.parametrize("sets, message", [
+    ({"tokens_per_step_probs": "0.2,0.3,0.6"}, "tokens_per_step_probs must be numbers >= 0 summing to 1"),
+    ({"tokens_per_step_probs": "0.5,0.5", "tokens_per_step": "3"},
+     "--set tokens_per_step, tokens_per_step_probs: give one"),
+    ({"tokens_per_step_probs": "1.5"}, "--set tokens_per_step_probs='1.5' is not a number <= 1"),
+])
+def test_odb_scenario_refuses_bad_distributions_naming_the_key(sets, message):
+    from phasewise.scenarios import get_scenario
+
+    with pytest.raises(PhasewiseError) as info:
+        get_scenario("odb-dllm").resolve(sets)
+    text = str(info.value)
+    assert message in text and text.startswith("reproduce odb-dllm: ") and "--tokens-per-step" not in text, text

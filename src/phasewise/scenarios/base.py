@@ -33,11 +33,19 @@ class Param:
     upper: float | None = None  # the largest value allowed (a fraction's 1; a bound on what a run can simulate)
     lower: float | None = None  # the smallest value allowed, where it is not the default's sign (a -1 "auto", a 2)
     items: tuple[int, int] | None = None  # a list of at least / at most this many values (a grid a run sweeps)
+    element: Any = None  # an optional list's value type, by example (its default, empty, is "not given")
+
+    def proto(self) -> Any:
+        """A value of the type `--set` parses: the default, or its first element, or `element` for an empty list."""
+        default = self.value
+        if not isinstance(default, (list, tuple)):
+            return default
+        return default[0] if default else (self.element if self.element is not None else "")
 
     def allowed(self) -> str:
         """The values `--set` takes, in words (the listing's and --help-setup's column)."""
         default = self.value
-        proto = (default[0] if default else "") if isinstance(default, (list, tuple)) else default
+        proto = self.proto()
         if self.choices:
             text = "one of " + ", ".join(self.choices)
         elif isinstance(proto, bool):
@@ -54,6 +62,8 @@ class Param:
             count = (f"{self.length}" if self.length is not None else
                      f"{self.items[0]}-{self.items[1]}" if self.items is not None else "1 or more")
             text = f"{count} comma-separated values, each {text}"
+            if not default:
+                text += " (default: not given)"
         return text
 
 
@@ -189,7 +199,7 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
         return raw
 
     if isinstance(default, (list, tuple)):
-        proto = default[0] if default else ""
+        proto = param.proto()
         items = [one(proto, part) for part in text.split(",") if part.strip()]
         if not items:
             raise bad("a comma-separated list")

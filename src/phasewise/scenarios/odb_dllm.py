@@ -74,6 +74,11 @@ SETUP = {
                                    "threshold=0.9 acts only through it: another threshold is another tokens_per_step)",
                              help="mean answer tokens a forward decides at the confidence threshold, from 1 to "
                                   "block_length"),
+    "tokens_per_step_probs": Param([], "assumed: not given (the mean above, drawn as 1 + Poisson(mean - 1)); a "
+                                       "measured histogram P(1), P(2), ... of the tokens a forward decides replaces "
+                                       "it (simulate --tokens-per-step-probs)",
+                                   help="P(1..k) answer tokens decided per forward, summing to 1 (replaces "
+                                        "tokens_per_step)", upper=1.0, items=(1, 256), element=0.0),
     # at most 64 copies (64 x a 32-token block = 2,048 new tokens, the cached context's 2k)
     "jump_copies": Param(4, "ODB-dLLM generate_alp_jump_share.py: the block + 3 speculative copies = 4 x 32 tokens",
                          upper=64),
@@ -125,8 +130,18 @@ SETUP = {
 }
 
 # the capability's flags (specs/dllm.py DllmDecoding) as the setup names them
-DECODING_KEYS = {"--gen-length": "gen_length", "--block-length": "block_length", "--tokens-per-step": "tokens_per_step",
+DECODING_KEYS = {"--gen-length": "gen_length", "--block-length": "block_length",
+                 "--tokens-per-step-probs": "tokens_per_step_probs", "--tokens-per-step": "tokens_per_step",
                  "--jump-copies": "jump_copies", "--jump-probs": "jump_probs"}
+
+
+def tokens_knobs(setup: dict[str, Any]) -> dict[str, Any]:
+    """The tokens a threshold forward decides, as the ladder takes them: the histogram when one is given, else the
+    mean (the capability takes one of the two)."""
+    probs = setup["tokens_per_step_probs"]
+    if probs:
+        return {"tokens_per_step_probs": tuple(probs)}
+    return {"tokens_per_step": setup["tokens_per_step"]}
 
 
 def validate(setup: dict[str, Any]) -> None:
@@ -142,6 +157,9 @@ def validate(setup: dict[str, Any]) -> None:
                               f"{ctx} (a forward's new tokens are part of the cached context)")
         if not small < wide:
             raise setup_error("odb-dllm", key, f"the smaller forward first ({small},{wide})")
+    if setup["tokens_per_step_probs"] and setup["tokens_per_step"] != SETUP["tokens_per_step"].value:
+        raise setup_error("odb-dllm", "tokens_per_step, tokens_per_step_probs", "give one: the histogram replaces "
+                          "the mean")
     model = setup["model"]
     lengths_within_context("odb-dllm", model, ctx, keys="context_tokens")
     lengths_within_context("odb-dllm", model, setup["prompt_tokens"], setup["gen_length"],
@@ -153,7 +171,7 @@ def validate(setup: dict[str, Any]) -> None:
     for gen in ("gen_length", "measured_gen_length"):
         names = {**DECODING_KEYS, "--gen-length": gen}
         check_with("odb-dllm", names, lambda gen=gen: ladder(
-            gen_length=setup[gen], block_length=setup["block_length"], tokens_per_step=setup["tokens_per_step"],
+            gen_length=setup[gen], block_length=setup["block_length"], **tokens_knobs(setup),
             copies=setup["jump_copies"], jump_probs=tuple(setup["jump_probs"])))
     # answers past the canvas would be cut there (the ladder's rungs then decode the same canvas): simulate's check,
     # on the ladder's requests and the sensitivity table's longer ones (the measured table's cut is its assumption)
@@ -193,7 +211,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     device = {hw: {n: t for n, t, _ in forward_curve(device_cost(c), ctx, sizes)} for hw, c in costs.items()}
 
     rungs = ladder(gen_length=setup["gen_length"], block_length=setup["block_length"],
-                   tokens_per_step=setup["tokens_per_step"], copies=setup["jump_copies"],
+                   **tokens_knobs(setup), copies=setup["jump_copies"],
                    jump_probs=tuple(setup["jump_probs"]))
     work = requests_of(setup, setup["answer_tokens"])
     main = costs[setup["hardware"]]
@@ -292,7 +310,7 @@ def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> di
     depends on what the papers do not publish. Context, not a check; the defaults stay as sourced."""
     def ratio(answer: float, probs: tuple[float, ...], cost: DllmCost) -> float:
         rungs = ladder(gen_length=setup["gen_length"], block_length=setup["block_length"],
-                       tokens_per_step=setup["tokens_per_step"], copies=setup["jump_copies"], jump_probs=probs)
+                       **tokens_knobs(setup), copies=setup["jump_copies"], jump_probs=probs)
         work = requests_of(setup, answer)
         e2e = {m: float(simulate_dllm(rungs[m], cost, work, seed=setup["seed"]).e2e_s().mean())
                for m in ("fast-dllm", "odb")}
@@ -327,7 +345,7 @@ def measured_table(setup: dict[str, Any], costs: dict[str, DllmCost]) -> dict[st
         got = {}
         for mode in ("baseline", "fast-dllm"):
             dec = ladder(gen_length=gen_length, block_length=setup["block_length"],
-                         tokens_per_step=setup["tokens_per_step"])[mode]
+                         **tokens_knobs(setup))[mode]
             run = simulate_dllm(dec, cost, work)
             got[mode] = float(np.minimum(run.answer_tokens, gen_length).sum() / run.e2e_s().sum())
         base, fast = measured[2 * i], measured[2 * i + 1]
