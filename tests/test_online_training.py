@@ -149,6 +149,10 @@ def test_bad_blocks_are_one_line_errors(block, message):
     (("--online-training", "lora", "--feedback-share", "0"), "--feedback-share must be in (0, 1]"),
     (("--online-training", "full", "--lora-rank", "8"), "--lora-rank needs --online-training lora"),
     (("--online-training", "lora", "--keep-layers", "2"), "--keep-layers needs --train-reuse-mode offload"),
+    (("--online-training", "lora", "--host-link", "nvlink"), "--host-link needs --train-reuse-mode offload"),
+    (("--online-training", "lora", "--train-reuse-mode", "offload", "--host-link", "ib"),
+     "--host-link 'ib' is not one of pcie, nvlink"),
+    (("--host-link", "pcie"), "--host-link needs --online-training full|lora"),
 ])
 def test_bad_flags_are_one_line_errors(run_cli, args, message):
     code, out, err = run_cli("simulate", "--rate", "2", "--requests", "10", *args)
@@ -163,7 +167,22 @@ def test_simulate_prints_the_trainer(run_cli):
     t = json.loads(out)["policy"]["online_training"]
     assert t["method"] == "lora" and t["reuse"] == "offload" and t["steps"] > 0
     code, out, err = run_cli(*args)
-    assert code == 0 and "Online training (LoRA r=16, reuse offload" in out and "Memory per GPU" in out
+    assert code == 0 and "Online training (LoRA r=16, reuse offload over pcie" in out and "Memory per GPU" in out
+
+
+def test_simulate_offloads_over_the_link_host_link_names(run_cli):
+    """--host-link chooses offload's link (the YAML's host_link): every layer offloaded, NVLink's reloads hide
+    behind the backward where PCIe's are exposed."""
+    args = ("simulate", "--model", LLAMA, "--tp", "4", "--rate", "6", "--requests", "300", "--online-training", "full",
+            "--train-reuse-mode", "offload", "--feedback-share", "0.5", "--keep-layers", "0", "--json")
+    reload_share = {}
+    for link in ("pcie", "nvlink"):
+        code, out, err = run_cli(*args, "--host-link", link)
+        assert code == 0, err
+        t = json.loads(out)["policy"]["online_training"]
+        assert t["host_link"] == link and t["steps"] > 0
+        reload_share[link] = t["step_s"]["reload"] / sum(t["step_s"].values())
+    assert reload_share["pcie"] > 0.2 and reload_share["nvlink"] < 0.5 * reload_share["pcie"], reload_share
 
 
 # --- the scenario ----------------------------------------------------------------------------------------
@@ -188,8 +207,9 @@ TTFT = "serving TTFT overhead of activation recording (%)"
 KNOWN_MISSES = {"full": {MEMORY}, "lora": {GAIN, "redundant forward share of the training step", MEMORY}}
 
 
-@pytest.mark.parametrize("sets", [{"feedback_share": 0.05}, {"feedback_share": 0.4}, {"method": "lora"}],
-                         ids=["feedback-0.05", "feedback-0.4", "lora"])
+@pytest.mark.parametrize("sets", [{"feedback_share": 0.05}, {"feedback_share": 0.4}, {"method": "lora"},
+                                  {"host_link": "nvlink"}],
+                         ids=["feedback-0.05", "feedback-0.4", "lora", "nvlink"])
 def test_alchemist_directions_hold_under_variations(sets):
     """Every check but the README's known misses passes: the TTFT check's value below 0 at a 5 % feedback share and
     with LoRA (-0.05 %, -0.03 %) is the shift of iteration boundaries the recording causes, not a regression."""
@@ -203,6 +223,8 @@ def test_alchemist_directions_hold_under_variations(sets):
               if not c["pass"] and not any(name.startswith(miss) for miss in known)]
     assert not failed, failed
     assert checks[TTFT]["pass"], checks[TTFT]
+    if "host_link" in sets:  # the run offloads over the link the setup names, and the check says so
+        assert "by the hedge over nvlink" in gain["name"], gain["name"]
 
 
 def test_recording_is_all_that_differs_between_the_ttft_checks_pair(monkeypatch):

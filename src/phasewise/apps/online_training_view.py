@@ -17,7 +17,9 @@ def render_online_training(console: Console, summary: dict[str, Any]) -> None:
     gib = 2 ** 30
     method = f"LoRA r={t['lora_rank']}" if t["method"] == "lora" else "full fine-tuning"
     sharing = t["sharing"] if t["trainer_sm_share"] is None else f"{t['sharing']} ({t['trainer_sm_share']:.0%} SMs)"
-    reuse = t["reuse"] + (f", {t['keep_layers']} layers kept" if t["reuse"] == "offload" and t["keep_layers"] else "")
+    reuse = t["reuse"]
+    if reuse == "offload":
+        reuse += f" over {t['host_link']}" + (f", {t['keep_layers']} layers kept" if t["keep_layers"] else "")
     step = t["step_s"]
     total = sum(step.values()) or 1.0
     parts = ", ".join(f"{k} {v / total:.0%}" for k, v in step.items())

@@ -47,6 +47,9 @@ SETUP = {
                                                  "serving latency vs feedback rate)", upper=1.0, items=(1, 40)),
     "keep_layers": Param(-1, "PAPERS.md section 10: hedging (-1: the simulator's default, the fewest layers kept on "
                              "the GPU whose reload then hides behind the backward; N >= 0: N layers)", lower=-1),
+    "host_link": Param("pcie", "PAPERS.md section 10: activations offloaded to host memory (over the host link, "
+                               "PCIe); nvlink: to a peer GPU's memory, the issue's other link",
+                       choices=("pcie", "nvlink"), help="the link offload copies recordings over and reloads them from"),
     "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}", upper=32768.0),
     "output_tokens": Param(338.0, f"{SHAREGPT}", upper=4096.0),
     "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
@@ -86,8 +89,10 @@ def _block(setup: dict[str, Any], reuse: str, share: float | None = None, placem
              "train_batch_tokens": setup["train_batch_tokens"], "placement": placement}
     if setup["method"] == "lora":
         block["lora_rank"] = setup["lora_rank"]
-    if reuse == "offload" and setup["keep_layers"] >= 0:
-        block["keep_layers"] = setup["keep_layers"]
+    if reuse == "offload":
+        block["host_link"] = setup["host_link"]
+        if setup["keep_layers"] >= 0:
+            block["keep_layers"] = setup["keep_layers"]
     return block
 
 

@@ -72,7 +72,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                           train_reuse_mode: str | None = None, feedback_share: float | None = None,
                           train_batch_tokens: int | None = None, gpu_sharing: str | None = None,
                           trainer_sm_share: float | None = None, lora_rank: int | None = None,
-                          keep_layers: int | None = None, ep: int | None = None, moe_tp: int | None = None,
+                          keep_layers: int | None = None, host_link: str | None = None, ep: int | None = None,
+                          moe_tp: int | None = None,
                           attention_dp: int | None = None, prefill_ep: int | None = None,
                           decode_ep: int | None = None, prefill_attention_dp: int | None = None,
                           decode_attention_dp: int | None = None, moe_imbalance: float | None = None,
@@ -152,7 +153,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
-                              trainer_sm_share, lora_rank, keep_layers, arch == "collocated")
+                              trainer_sm_share, lora_rank, keep_layers, arch == "collocated", host_link)
     if training is not None and pools is not None:
         raise PhasewiseError("--online-training does not combine with --scheduler ascendra")
     if pools is not None:
@@ -359,7 +360,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           online_training: str = "off", train_reuse_mode: str | None = None, feedback_share: float | None = None,
           train_batch_tokens: int | None = None, gpu_sharing: str | None = None,
           trainer_sm_share: float | None = None, lora_rank: int | None = None, keep_layers: int | None = None,
-          prefix_caching: str | None = None, host_kv_cache_gb: float | None = None, kv_store_gb: float | None = None,
+          host_link: str | None = None, prefix_caching: str | None = None, host_kv_cache_gb: float | None = None,
+          kv_store_gb: float | None = None,
           trace: str | None = None,
           trace_limit: int | None = None, rate: float | None = None,
           requests: int | None = None, isl: float | None = None, osl: float | None = None,
@@ -390,7 +392,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         prefill_hardware=prefill_hardware, decode_hardware=decode_hardware, mapping=mapping,
         online_training=online_training, train_reuse_mode=train_reuse_mode, feedback_share=feedback_share,
         train_batch_tokens=train_batch_tokens, gpu_sharing=gpu_sharing, trainer_sm_share=trainer_sm_share,
-        lora_rank=lora_rank, keep_layers=keep_layers, prefix_caching=prefix_caching,
+        lora_rank=lora_rank, keep_layers=keep_layers, host_link=host_link, prefix_caching=prefix_caching,
         host_kv_cache_gb=host_kv_cache_gb, kv_store_gb=kv_store_gb, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from phasewise.sim.request import SimRequest
 
 SHARINGS = ("time-slice", "sm-partition")
+HOST_LINKS = ("pcie", "nvlink")  # offload's link: the chip's host link, or NVLink to a peer's memory
 # The trainer's SM share under sm-partition when none is given. Assumed: a minority of the SMs, so that serving
 # keeps most of the GPU (PAPERS.md section 10 gives no split; MPS shares are set per client).
 DEFAULT_SM_SHARE = 0.3
@@ -60,13 +61,13 @@ HIDDEN_RELOAD = 0.01
 def training_block(mode: str, reuse: str | None = None, feedback_share: float | None = None,
                    batch_tokens: int | None = None, sharing: str | None = None, sm_share: float | None = None,
                    lora_rank: int | None = None, keep_layers: int | None = None,
-                   collocated: bool = True) -> dict | None:
+                   collocated: bool = True, host_link: str | None = None) -> dict | None:
     """The deployment's `online_training` block from the simulate flags --online-training full|lora|off,
     --train-reuse-mode, --feedback-share, --train-batch-tokens, --gpu-sharing, --trainer-sm-share, --lora-rank,
-    --keep-layers (None: no block; then none of the others may be given)."""
+    --keep-layers, --host-link (None: no block; then none of the others may be given)."""
     flags = {"--train-reuse-mode": reuse, "--feedback-share": feedback_share, "--train-batch-tokens": batch_tokens,
              "--gpu-sharing": sharing, "--trainer-sm-share": sm_share, "--lora-rank": lora_rank,
-             "--keep-layers": keep_layers}
+             "--keep-layers": keep_layers, "--host-link": host_link}
     text = str(mode).strip().lower()
     if text == "off":
         given = [flag for flag, value in flags.items() if value is not None]
@@ -100,10 +101,16 @@ def training_block(mode: str, reuse: str | None = None, feedback_share: float | 
             raise PhasewiseError("--keep-layers needs --train-reuse-mode offload (layers kept on the GPU)")
         if keep_layers < 0:
             raise PhasewiseError(f"--keep-layers must be >= 0 (got {keep_layers})")
+    if host_link is not None:
+        if host_link not in HOST_LINKS:
+            raise PhasewiseError(f"--host-link '{host_link}' is not one of {', '.join(HOST_LINKS)}")
+        if reuse != "offload":
+            raise PhasewiseError("--host-link needs --train-reuse-mode offload (the link recordings are offloaded "
+                                 "over)")
     block: dict = {"method": text}
     for key, value in (("reuse", reuse), ("feedback_share", feedback_share), ("train_batch_tokens", batch_tokens),
                        ("sharing", sharing), ("trainer_sm_share", sm_share), ("lora_rank", lora_rank),
-                       ("keep_layers", keep_layers)):
+                       ("keep_layers", keep_layers), ("host_link", host_link)):
         if value is not None:
             block[key] = value
     return block
