@@ -120,7 +120,7 @@ def test_refusals_name_the_field(tmp_path):
     stored in another format: one-line errors naming the field; the colocated trainer, which takes one head width,
     refuses the model by name."""
     for field, value in (("swa_num_attention_heads", 32), ("swa_v_head_dim", 192),
-                         ("hybrid_layer_pattern", [0, 1] * 10)):
+                         ("hybrid_layer_pattern", [0, 1] * 10), ("n_shared_experts", 1)):  # vLLM's MiMoV2MoE: none
         with pytest.raises(PhasewiseError, match=f"field {field}") as err:
             load_model(_write(tmp_path, dict(_remote_config(), **{field: value})))
         assert "\n" not in str(err.value)

@@ -272,11 +272,12 @@ EXPERT_COUNT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts")  
 # which Qwen2-MoE's block has; vLLM qwen3_vl_moe.py reuses it). So do these MoE blocks, a gate (router) and FusedMoE
 # over the routed experts and nothing beside them: vLLM mixtral.py MixtralMoE, olmoe.py OlmoeMoE, phimoe.py PhiMoE,
 # granitemoe.py GraniteMoeMoE, gpt_oss.py MLPBlock, minimax_m2.py MiniMaxM2MoE, jamba.py JambaMoE, lfm2_moe.py
-# Lfm2MoeSparseMoeBlock. A shared-expert width there is refused by name. Their siblings that do build one keep it:
+# Lfm2MoeSparseMoeBlock, mimo_v2_flash.py MiMoV2MoE (also the checkpoint's remote-code model_type mimo_v2). A
+# shared-expert width there is refused by name. Their siblings that do build one keep it:
 # granitemoeshared (shared_mlp), qwen2_moe, glm4_moe, dots1, ernie4_5_moe, bailing_moe, the DeepSeek lineage, and
 # MiniMax-Text-01 / M1 (minimax_text_01.py builds shared_mlp where shared_intermediate_size > 0)
 NO_SHARED_EXPERT_TYPES = ("qwen3_moe", "qwen3_vl_moe_text", "mixtral", "olmoe", "phimoe", "granitemoe", "gpt_oss",
-                          "minimax_m2", "jamba", "lfm2_moe")
+                          "minimax_m2", "jamba", "lfm2_moe", "mimo_v2_flash", "mimo_v2")
 SHARED_EXPERT_FIELDS = ("shared_expert_intermediate_size", "shared_intermediate_size", "n_shared_experts")
 # The MLP activations the Llama-style parser costs (an elementwise function of the gate, or of fc1 in the ungated
 # MLPs of NON_GATED_TYPES: their cost is the matmuls around it): what the supported checkpoints name. Another one
