@@ -49,6 +49,33 @@ def test_all_to_all_bytes_are_each_tokens_hidden_state_to_the_experts_held_elsew
     assert op.bytes == pytest.approx(58 * sent * (1 + 4 / 128 + 2), rel=1e-12)
 
 
+@pytest.mark.parametrize("engine, precision, dispatch", [
+    ("sglang", "nvfp4", 2.0),  # DeepEP's rule: FP8 only where the GEMMs run FP8, else BF16
+    ("trtllm-pytorch", "nvfp4", 0.5 + 1 / 16),  # TensorRT-LLM's post-quant dispatch: FP4 + an FP8 scale per 16
+    ("trtllm-pytorch", "fp8-block", 2.0),  # TensorRT-LLM: block-scale FP8 tokens sent in BF16, quantized on receipt
+    ("sglang", "fp8-block", 1 + 4 / 128),
+])
+def test_each_engine_dispatches_in_the_dtype_its_moe_layer_sends(engine, precision, dispatch):
+    """The same tokens x top-k x hidden x (ep-1)/ep copies on B200 whatever the engine; the bytes each copy's
+    dispatch carries are the engine's for the scheme (EngineProfile.moe_dispatch_bytes), its combine BF16."""
+    m = load_model(DEEPSEEK)
+    cm = CostModel(m, load_hardware("b200"), load_quant(precision), load_engine(engine), tp=8,
+                   layout=parallel_layout(m, 8, ep=8, attention_dp=8))
+    op = _ops(cm, BatchShape.uniform(256, 1, 1024))["moe_all_to_all"]
+    assert op.bytes == pytest.approx(58 * 256 / 8 * 8 * 7168 * 7 / 8 * (dispatch + 2), rel=1e-12)
+
+
+def test_a_dispatch_dtype_for_an_unknown_scheme_is_refused_by_name():
+    from pydantic import ValidationError
+
+    from phasewise.specs.hardware import EngineProfile
+
+    with pytest.raises(ValidationError, match="moe_dispatch_bytes: 'nvfp5' is not a quantization scheme"):
+        EngineProfile(iteration_overhead_s=0, per_sequence_overhead_s=0, moe_dispatch_bytes={"nvfp5": 0.5})
+    with pytest.raises(ValidationError, match=r"moe_dispatch_bytes.nvfp4 must be in \(0, 4\]"):
+        EngineProfile(iteration_overhead_s=0, per_sequence_overhead_s=0, moe_dispatch_bytes={"nvfp4": 0})
+
+
 def test_an_expert_split_by_moe_tp_receives_each_copy_on_every_gpu_of_its_group():
     """EP4 x moe-TP2: each (token, expert) copy goes to both GPUs of the expert's group, the partner in this GPU's
     own group included: T k (moe_tp - 1/ep) copies leave a GPU, 1.75 T k against EP8's 0.875 T k (it was 0.75 T k,

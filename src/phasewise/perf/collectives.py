@@ -83,7 +83,8 @@ class Communication:
     def _all_to_all(self, T: float, extend: bool) -> tuple[float, float]:
         """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:
         the dispatch in FP8 with one FP32 scale per 128 channels when the GEMMs run FP8 (else the activation
-        dtype), the combine in BF16. Inside one NVLink domain every (token, expert) copy held on another GPU
+        dtype; or in what the engine's profile sends for the model's scheme, EngineProfile.moe_dispatch_bytes), the
+        combine in BF16. Inside one NVLink domain every (token, expert) copy held on another GPU
         moves over NVLink. Across nodes (the EP group larger than a node, packed gpus_per_node a node), as
         DeepEP's two kernel families do (deepseek-ai/DeepEP README): a batch with prompt tokens (SGLang's deepep
         "auto" mode picks the normal kernels for extend batches) sends each token once over RDMA to every other
@@ -94,7 +95,9 @@ class Communication:
         rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; tests/test_moe_layouts.py)."""
         m, layout, ic = self.model, self.layout, self.hw.interconnect
         k, ep, h = m.experts_per_token, layout.ep, m.expert_hidden_size  # a latent MoE moves its latent
-        dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
+        dispatch_bytes = self.engine.moe_dispatch_bytes.get(self.quant.name)
+        if dispatch_bytes is None:
+            dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
         per_token_bytes = h * (dispatch_bytes + self.hp_bytes)  # dispatched, then combined back
         scale = self.eff.link_efficiency * self.engine.collective_efficiency
         if ep <= ic.gpus_per_node:

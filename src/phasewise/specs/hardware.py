@@ -295,6 +295,11 @@ class EngineProfile(BaseModel):
     # fused_qk_norm_rope for Qwen3): no kernels or traffic of their own; the others' their own kernel (as vLLM and
     # SGLang run them by default)
     qk_norm_rope_fused: tuple[str, ...] = ()
+    # Bytes per hidden element a MoE layer's dispatch sends (all-to-all, or the all-gather before it), by the model's
+    # quantization scheme: where the engine quantizes its tokens before sending them (or sends them in BF16 and
+    # quantizes on receipt). A scheme absent here: DeepEP's rule (FP8 with an FP32 scale per 128 channels when the
+    # GEMMs run FP8, else the activation dtype). The combine returns BF16 everywhere.
+    moe_dispatch_bytes: dict[str, float] = Field(default_factory=dict)
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
     # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)
@@ -304,6 +309,20 @@ class EngineProfile(BaseModel):
     # the running requests); None: a state slot for each of the engine's sequences, out of the KV cache's memory
     recurrent_state_pool_ratio: float | None = Field(default=None, gt=0)
     source: str = ""
+
+    @field_validator("moe_dispatch_bytes")
+    @classmethod
+    def _dispatch_schemes(cls, value: dict[str, float]) -> dict[str, float]:
+        from phasewise.specs.quant import quant_names  # the quantization catalog (specs/quant.py)
+
+        known = quant_names()
+        for scheme, nbytes in value.items():
+            if scheme not in known:
+                raise ValueError(f"moe_dispatch_bytes: '{scheme}' is not a quantization scheme (allowed: "
+                                 f"{', '.join(known)})")
+            if not 0 < nbytes <= 4:
+                raise ValueError(f"moe_dispatch_bytes.{scheme} must be in (0, 4] bytes an element (got {nbytes})")
+        return value
 
 
 # host memory a KV tier leaves free on a node: SGLang's HiCache refuses a host pool beyond the available memory less
