@@ -86,7 +86,8 @@ GpuSharing = Annotated[Optional[str], typer.Option(help="online training: time-s
 TrainerSmShare = Annotated[Optional[float], typer.Option(help="online training, sm-partition: the trainer's SM share (default 0.3)")]
 LoraRank = Annotated[Optional[int], typer.Option(help="online training lora: adapter rank (default 16)")]
 KeepLayers = Annotated[Optional[int], typer.Option(help="online training, offload: layers whose recordings stay on the GPU")]
-HostLink = Annotated[Optional[str], typer.Option(help="online training, offload: pcie (the host's memory, default) | nvlink (a peer's memory)")]
+HostLink = Annotated[Optional[str], typer.Option(
+    help="online training, offload: pcie (the host's memory, default) | nvlink (a peer's memory)")]
 # How an instance's tp GPUs split MoE experts and attention (perf/parallel.py), as the engines name it.
 Ep = Annotated[Optional[int], typer.Option(help="MoE expert-parallel size (each GPU holds experts / ep; ep x moe-tp = tp)")]
 MoeTp = Annotated[Optional[int], typer.Option(help="MoE tensor-parallel size (default tp / ep)")]

@@ -49,7 +49,8 @@ SETUP = {
                              "the GPU whose reload then hides behind the backward; N >= 0: N layers)", lower=-1),
     "host_link": Param("pcie", "PAPERS.md section 10: activations offloaded to host memory (over the host link, "
                                "PCIe); nvlink: to a peer GPU's memory, the issue's other link",
-                       choices=("pcie", "nvlink"), help="the link offload copies recordings over and reloads them from"),
+                       choices=("pcie", "nvlink"),
+                       help="the link offload copies recordings over and reloads them from"),
     "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}", upper=32768.0),
     "output_tokens": Param(338.0, f"{SHAREGPT}", upper=4096.0),
     "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
