@@ -37,8 +37,9 @@ def test_an_all_tensor_parallel_layout_costs_exactly_what_no_layout_costs():
 
 
 def test_all_to_all_bytes_are_each_tokens_hidden_state_to_the_experts_held_elsewhere():
-    """Per GPU and MoE layer: its tokens x top-k x hidden x (ep-1)/ep, dispatched in FP8 (1 byte + one FP32
-    scale per 128 channels) and combined back in BF16 (2 bytes)."""
+    """Per GPU and MoE layer: its tokens x top-k x hidden x (ep-1)/ep, dispatched as SGLang's default path sends
+    an FP8 model's tokens, in BF16 (its attention-DP gather; DeepEP's FP8 only with --moe-a2a-backend deepep),
+    and combined back in BF16 (2 bytes)."""
     m = load_model(DEEPSEEK)
     cm = _cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8))
     batch = 256
@@ -46,14 +47,17 @@ def test_all_to_all_bytes_are_each_tokens_hidden_state_to_the_experts_held_elsew
     per_rank_tokens = batch / 8
     sent = per_rank_tokens * 8 * 7168 * 7 / 8
     assert op.count == 58
-    assert op.bytes == pytest.approx(58 * sent * (1 + 4 / 128 + 2), rel=1e-12)
+    assert op.bytes == pytest.approx(58 * sent * (2 + 2), rel=1e-12)
 
 
 @pytest.mark.parametrize("engine, precision, dispatch", [
-    ("sglang", "nvfp4", 2.0),  # DeepEP's rule: FP8 only where the GEMMs run FP8, else BF16
+    ("ideal", "nvfp4", 2.0),  # DeepEP's rule (a profile naming no scheme): FP8 only where the GEMMs run FP8
+    ("ideal", "fp8-block", 1 + 4 / 128),
+    ("sglang", "nvfp4", 2.0),  # SGLang's default attention-DP gather: BF16 hidden states
     ("trtllm-pytorch", "nvfp4", 0.5 + 1 / 16),  # TensorRT-LLM's post-quant dispatch: FP4 + an FP8 scale per 16
     ("trtllm-pytorch", "fp8-block", 2.0),  # TensorRT-LLM: block-scale FP8 tokens sent in BF16, quantized on receipt
-    ("sglang", "fp8-block", 1 + 4 / 128),
+    ("sglang", "fp8-block", 2.0),
+    ("vllm", "fp8-block", 2.0),  # vLLM's default naive / all-gather + reduce-scatter backends: BF16
 ])
 def test_each_engine_dispatches_in_the_dtype_its_moe_layer_sends(engine, precision, dispatch):
     """The same tokens x top-k x hidden x (ep-1)/ep copies on B200 whatever the engine; the bytes each copy's
@@ -84,7 +88,7 @@ def test_an_expert_split_by_moe_tp_receives_each_copy_on_every_gpu_of_its_group(
     batch, shape = 256, BatchShape.uniform(256, 1, 1024)
     ep8 = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8)), shape)["moe_all_to_all"]
     ep4 = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=4, attention_dp=8)), shape)["moe_all_to_all"]
-    per_copy = 58 * 7168 * (1 + 4 / 128 + 2)
+    per_copy = 58 * 7168 * (2 + 2)
     assert ep4.bytes == pytest.approx(batch / 8 * 8 * (2 - 1 / 4) * per_copy, rel=1e-12)
     assert ep4.bytes == pytest.approx(2 * ep8.bytes, rel=1e-12) and ep4.time_s > ep8.time_s
 
