@@ -456,3 +456,40 @@ def test_the_all_to_all_is_network_bound_like_the_other_collectives():
     m = load_model(DEEPSEEK)
     op = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8)), BatchShape.uniform(64, 1024, 0))
     assert op["moe_all_to_all"].bound == "network" and op["moe_all_to_all"].compute_s == 0.0
+
+
+def test_sglang_deepep_knob_dispatches_fp8_where_its_default_gathers_bf16(run_cli):
+    """SGLang's --moe-a2a-backend: none (default) gathers the ranks' BF16 hidden states, deepep sends DeepEP's FP8
+    all-to-all; the same DeepSeek-R1 DP8EP8 deployment serves 2,048-token prompts sooner with DeepEP, and the launch
+    script carries the flag."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.sim.deployment import build_deployment
+
+    args = ("simulate", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h200-sxm", "--tp", "8", "--ep", "8",
+            "--attention-dp", "8", "--engine", "sglang", "--isl", "2048", "--osl", "16", "--concurrency", "64",
+            "--requests", "64", "--json")
+    ttft = {}
+    for backend in ("none", "deepep"):
+        code, out, err = run_cli(*args, "--moe-a2a-backend", backend)
+        assert code == 0, err
+        ttft[backend] = json.loads(out)["ttft_ms"]["mean"]
+    assert ttft["deepep"] < 0.97 * ttft["none"], ttft
+    group = {"engine": "sglang", "hardware": "h200-sxm", "tp": 8, "ep": 8, "attention_dp": 8,
+             "moe_a2a_backend": "deepep"}
+    dep = build_deployment({"model": "deepseek-ai/DeepSeek-R1", "instances": [group]})
+    argv = launch_commands(dep)[0][0].argv
+    assert argv[argv.index("--moe-a2a-backend") + 1] == "deepep"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--tp", "8", "--engine", "sglang", "--moe-a2a-backend", "deepep"),
+     "--moe-a2a-backend deepep dispatches tokens between attention-DP ranks' experts: it needs --attention-dp"),
+    (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "sglang", "--moe-a2a-backend", "mooncake"),
+     "--moe-a2a-backend must be one of none, deepep (got 'mooncake')"),
+    (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "vllm", "--moe-a2a-backend", "deepep"),
+     "--moe-a2a-backend is not a knob of vllm"),
+])
+def test_the_deepep_knob_is_refused_where_it_would_change_nothing(run_cli, args, message):
+    code, out, err = run_cli("simulate", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h200-sxm", *args,
+                             "--requests", "2", "--concurrency", "1")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

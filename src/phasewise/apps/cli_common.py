@@ -117,6 +117,9 @@ RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new req
 MambaSsmDtype = Annotated[Optional[str], typer.Option(help="sglang, vllm: dtype of linear-attention layers' "
                                                               "recurrent states, fp32|bf16 (default sglang fp32, "
                                                               "vllm bf16)")]
+MoeA2aBackend = Annotated[Optional[str], typer.Option(
+    help="sglang, with --attention-dp and --ep: none (default: the ranks' BF16 hidden states gathered) | deepep "
+         "(DeepEP's all-to-all, FP8 with FP8 GEMMs)")]
 HicacheWritePolicy = Annotated[Optional[str], typer.Option(
     help="sglang: when a prefix block reaches the host tier (--host-kv-cache-gb), write_through (default, as cached) | "
          "write_through_selective (at its second use) | write_back (as the GPU evicts it, the forward waiting)")]

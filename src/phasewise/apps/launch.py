@@ -237,6 +237,8 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv += ["--mamba-ssm-dtype", {"fp32": "float32", "bf16": "bfloat16"}[value]]
         elif knob == "hicache_write_policy":
             argv += ["--hicache-write-policy", value]
+        elif knob == "moe_a2a_backend":
+            argv += ["--moe-a2a-backend", value]
         else:
             notes.append(f"{knob} {value}: no SGLang argument")
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)
