@@ -70,3 +70,23 @@ def test_an_idle_pass_resets_the_new_token_ratio(monkeypatch):
     result = simulate(spec.deployment, work, spec.slo)
     assert float(result.finish_s[0]) < 60.0
     assert ratios[0] == ratios[-1] == 0.7
+
+
+def test_a_disaggregated_prefill_server_reserves_one_output_token_a_prompt(monkeypatch):
+    """SGLang's prefill server sets every request's max_new_tokens to 1 (disaggregation/prefill.py _process_req), so
+    its PrefillAdder keeps one token free for each prompt admitted in the pass and for the new one, not their clipped
+    outputs; the decode server's admission is its own."""
+    seen = []
+    original = sglang_scheduler.SglangScheduler.admission_extra_blocks
+
+    def record(self, inst, req):
+        extra = original(self, inst, req)
+        seen.append((inst.role, extra, len(inst.prefilling)))
+        return extra
+
+    monkeypatch.setattr(sglang_scheduler.SglangScheduler, "admission_extra_blocks", record)
+    result = _run(arch="disagg", prefill_workers=1, decode_workers=1, concurrency=8, requests=16, isl=ISL,
+                  osl=OSL)
+    assert result.summary()["completed"] == 16
+    prefill = [(extra, queued) for role, extra, queued in seen if role == "prefill"]
+    assert prefill and all(extra == queued + 1 for extra, queued in prefill)  # a page is one token

@@ -62,7 +62,11 @@ class SglangScheduler(Scheduler):
 
     def admission_extra_blocks(self, inst, req) -> int:
         """PrefillAdder's reservation: the running requests' future output scaled by the new-token ratio, and in
-        full (clipped) the output of every prompt admitted but not yet decoding and of the new one."""
+        full (clipped) the output of every prompt admitted but not yet decoding and of the new one. A disaggregated
+        prefill server sets each request's max_new_tokens to 1 (disaggregation/prefill.py _process_req): one token
+        each."""
+        if inst.role == "prefill":
+            return inst.kv.blocks_for(len(inst.prefilling) + 1)
         running = inst.running.remaining_tokens(inst.decode_steps, inst.tokens_per_step, CLIP_MAX_NEW_TOKENS)
         admitted = sum(min(max(r.output - r.generated, 0), CLIP_MAX_NEW_TOKENS) for r in inst.prefilling)
         admitted += min(max(req.output - req.generated, 0), CLIP_MAX_NEW_TOKENS)
