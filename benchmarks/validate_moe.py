@@ -62,7 +62,8 @@ TensorRT-LLM's max_batch_size are each attention-DP rank's, batch_size, as the e
 specs/engines.py PER_RANK_KNOBS); agg token budget = batch_size + isl + 1500 per rank (TensorRT-LLM max_num_tokens,
 vLLM max_num_batched_tokens); SGLang agg: max_prefill_tokens = isl + 1500 per rank and enable_mixed_chunk true ("agg
 enable_mixed_chunk = true"); prefill role: token budget isl + 1500 per rank; TensorRT-LLM decode role: max_num_tokens
-= its sequence cap. KV link: nvlink
+= its sequence cap; SGLang with attention DP and EP over more than 8 GPUs: --moe-a2a-backend deepep (chosen on the
+fit rows: the note by AIC_MARGIN). KV link: nvlink
 on gb200/gb300 (one NVL72 domain) or when prefill and decode fit one 8-GPU node, else rdma.
 --reading inferencex reads the rows as SemiAnalysis InferenceX's recipes deploy and measure them instead (the
 container images of many rows are those InferenceX's configs name, e.g. the enroot form nvcr.io#nvidia/...): its
@@ -145,6 +146,11 @@ FP8_KV = vc.FP8_KV
 NODE_GPUS = 8  # GPUs per HGX B200/B300 node; gb200/gb300 rows sit in one NVL72 domain
 NVL72 = ("gb200", "gb300")
 AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg token budget
+# SGLang instances whose experts spread over more than one node's GPUs (attention DP beside EP 16-32: the GB200 /
+# GB300 rows' 32-GPU decode workers) read as run with --moe-a2a-backend deepep, the wide-EP recipes' flag, not
+# SGLang's default gather (every rank's tokens onto every GPU; the CSV states no flags). Chosen on the fit rows
+# (cfg489, cfg528, cfg575: 6 rows at 1,024-6,144 clients): TPOT median |error| 17 % read so (signed -10 to -36 %),
+# 34 % with the gather (+32 to +79 %).
 
 
 def row_precision(r: dict[str, str]) -> str | None:
@@ -420,6 +426,8 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
     if role != "prefill" and reading == "aic":
         # AIConfigurator's trtllm.rule: CUDA graphs with padding up to the worker's max_bs (per attention-DP rank)
         kw.update(graph_knobs(engine, max(1, batch_rank)))
+    if engine == "sglang" and dp > 1 and lay.ep > NODE_GPUS:  # wide EP read as DeepEP's (the note by AIC_MARGIN)
+        kw["moe_a2a_backend"] = "deepep"
     return kw
 
 

@@ -19,9 +19,13 @@ DEEPSEEK = "deepseek-ai/DeepSeek-V3"
 QWEN_MOE = "Qwen/Qwen3-30B-A3B"
 
 
-def _cost(model: str, tp: int, layout: ParallelLayout | None, precision: str = "fp8") -> CostModel:
-    return CostModel(load_model(model), load_hardware("h200-sxm"), load_quant(precision), load_engine("sglang"),
-                     tp=tp, layout=layout)
+def _cost(model: str, tp: int, layout: ParallelLayout | None, precision: str = "fp8",
+          dispatch: str = "all_to_all") -> CostModel:
+    """SGLang on H200; its MoE tokens by all-to-all (its --moe-a2a-backend deepep's exchange, in its default's BF16)
+    unless `dispatch` says otherwise (its default, gather)."""
+    engine = load_engine("sglang").model_copy(update={"moe_dispatch": dispatch})
+    return CostModel(load_model(model), load_hardware("h200-sxm"), load_quant(precision), engine, tp=tp,
+                     layout=layout)
 
 
 def _ops(cm: CostModel, shape: BatchShape) -> dict:
@@ -60,12 +64,14 @@ def test_all_to_all_bytes_are_each_tokens_hidden_state_to_the_experts_held_elsew
     ("vllm", "fp8-block", 2.0),  # vLLM's default naive / all-gather + reduce-scatter backends: BF16
 ])
 def test_each_engine_dispatches_in_the_dtype_its_moe_layer_sends(engine, precision, dispatch):
-    """The same tokens x top-k x hidden x (ep-1)/ep copies on B200 whatever the engine; the bytes each copy's
-    dispatch carries are the engine's for the scheme (EngineProfile.moe_dispatch_bytes), its combine BF16."""
+    """The same tokens x top-k x hidden x (ep-1)/ep copies on B200 whatever the engine (at EP = attention DP = 8 with
+    top-8 the gather's volume too); the bytes each copy's dispatch carries are the engine's for the scheme
+    (EngineProfile.moe_dispatch_bytes), its combine BF16."""
     m = load_model(DEEPSEEK)
     cm = CostModel(m, load_hardware("b200"), load_quant(precision), load_engine(engine), tp=8,
                    layout=parallel_layout(m, 8, ep=8, attention_dp=8))
-    op = _ops(cm, BatchShape.uniform(256, 1, 1024))["moe_all_to_all"]
+    ops = _ops(cm, BatchShape.uniform(256, 1, 1024))
+    op = ops.get("moe_all_to_all") or ops["moe_gather"]
     assert op.bytes == pytest.approx(58 * 256 / 8 * 8 * 7168 * 7 / 8 * (dispatch + 2), rel=1e-12)
 
 
@@ -139,8 +145,12 @@ def test_decode_runs_across_nodes_match_fast_and_prompts_take_the_normal_kernels
     from phasewise.perf.decode_line import DecodeLine
 
     m = load_model(DEEPSEEK)
-    cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8-block"), load_engine("sglang"), tp=16,
-                   layout=ParallelLayout(tp=16, attention_dp=16, ep=16))
+    layout = ParallelLayout(tp=16, attention_dp=16, ep=16)
+    sglang = load_engine("sglang")  # its default gather, then DeepEP's all-to-all (--moe-a2a-backend deepep)
+    cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8-block"), sglang, tp=16, layout=layout)
+    assert_decode_runs_match_fast(cm, DecodeLine, (16, 256), (100, 4000), 50, (0, 49))
+    deepep = sglang.model_copy(update={"moe_dispatch": "all_to_all", "moe_dispatch_bytes": {}})
+    cm = CostModel(m, load_hardware("h200-sxm"), load_quant("fp8-block"), deepep, tp=16, layout=layout)
     assert_decode_runs_match_fast(cm, DecodeLine, (16, 256), (100, 4000), 50, (0, 49))
     seqs = 256
     decode = BatchShape(decode_seqs=seqs, decode_tokens=seqs, decode_pairs=seqs, decode_kv_tokens=seqs,
@@ -456,6 +466,75 @@ def test_the_all_to_all_is_network_bound_like_the_other_collectives():
     m = load_model(DEEPSEEK)
     op = _ops(_cost(DEEPSEEK, 8, parallel_layout(m, 8, ep=8, attention_dp=8)), BatchShape.uniform(64, 1024, 0))
     assert op["moe_all_to_all"].bound == "network" and op["moe_all_to_all"].compute_s == 0.0
+
+
+def test_the_gather_moves_every_other_ranks_tokens_whatever_the_routing():
+    """SGLang's and vLLM's default exchange under attention DP + EP (EngineProfile.moe_dispatch gather): every GPU
+    receives the other ranks' tokens (an all-gather, in the dispatch dtype) and sends back their partial outputs (a
+    reduce-scatter, BF16), top-k and EP aside. DeepSeek (top-8) at DP8 EP8: the all-to-all's bytes; gpt-oss-120b
+    (top-4): twice them; one rank's lone prompt crosses every GPU's link of the ring too. Each a ring over the 8
+    GPUs: 2 x 7 latency steps and the bytes at the NVLink rate."""
+    shape = BatchShape.uniform(256, 1, 1024)
+    tokens = 256 / 8  # each attention rank's
+    for model, layers, top_k, hidden in ((DEEPSEEK, 58, 8, 7168), ("openai/gpt-oss-120b", 36, 4, 2880)):
+        m = load_model(model)
+        layout = parallel_layout(m, 8, ep=8, attention_dp=8)
+        gather = _ops(_cost(model, 8, layout, "bf16", dispatch="gather"), shape)
+        all_to_all = _ops(_cost(model, 8, layout, "bf16"), shape)["moe_all_to_all"]
+        op = gather["moe_gather"]
+        assert "moe_all_to_all" not in gather and op.count == layers
+        assert op.bytes == pytest.approx(layers * 7 * tokens * hidden * (2 + 2), rel=1e-12)
+        assert op.bytes == pytest.approx(all_to_all.bytes * 8 / top_k, rel=1e-12)
+    lone = _ops(_cost(DEEPSEEK, 8, parallel_layout(load_model(DEEPSEEK), 8, ep=8, attention_dp=8), "bf16",
+                      dispatch="gather"), BatchShape.uniform(1, 2048, 0))["moe_gather"]
+    assert lone.bytes == pytest.approx(58 * 2048 * 7 / 8 * 7168 * (2 + 2), rel=1e-12)  # one rank's prompt, every link
+    hw = load_hardware("h200-sxm")
+    ic, eff = hw.interconnect, hw.efficiency
+    one_layer = op.bytes / op.count
+    assert op.memory_s / op.count == pytest.approx(
+        2 * 7 * ic.intra_node_latency_s + one_layer / (ic.intra_node_bandwidth_bytes_per_s * eff.link_efficiency),
+        rel=1e-9)
+
+
+def test_an_engine_yaml_chooses_the_exchange_and_an_unknown_one_is_refused_by_name(tmp_path):
+    """A user's engine file sets `moe_dispatch` (vLLM with VLLM_ALL2ALL_BACKEND=deepep_*: all_to_all); a value the
+    cost model does not know is a one-line error naming the field and the three it takes."""
+    good, bad = tmp_path / "vllm_deepep.yaml", tmp_path / "bad.yaml"
+    good.write_text("engines:\n  vllm-deepep:\n    preset: vllm\n    moe_dispatch: all_to_all\n")
+    bad.write_text("engines:\n  vllm-x:\n    preset: vllm\n    moe_dispatch: alltoall\n")
+    assert load_engine(str(good)).moe_dispatch == "all_to_all" and load_engine("vllm").moe_dispatch == "gather"
+    with pytest.raises(PhasewiseError, match="moe_dispatch: Input should be 'all_to_all', 'gather' or "
+                                             "'all_to_all_on_mnnvl'"):
+        load_engine(str(bad))
+
+
+def test_a_gathered_moe_layer_all_reduces_over_its_attention_tp_group():
+    """With two GPUs an attention rank (TP8 x DP4, EP8), the reduce-scatter leaves each GPU the partial sum of the
+    experts it holds: vLLM's MoE block then all-reduces over the attention TP group, a reduction per MoE layer beside
+    the mixers' (61) and the dense MLPs' (3); DeepEP's combine returns whole outputs."""
+    m = load_model(DEEPSEEK)
+    layout = parallel_layout(m, 8, ep=8, attention_dp=4)
+    shape = BatchShape.uniform(64, 1, 1024)
+    gathered = _ops(_cost(DEEPSEEK, 8, layout, dispatch="gather"), shape)
+    exchanged = _ops(_cost(DEEPSEEK, 8, layout), shape)
+    assert gathered["tp_allreduce"].count == 61 + 3 + 58 and exchanged["tp_allreduce"].count == 61 + 3
+    assert gathered["tp_allreduce"].bytes == pytest.approx(exchanged["tp_allreduce"].bytes * 122 / 64, rel=1e-12)
+
+
+@pytest.mark.parametrize("hardware, ep, exchange", [
+    ("b200", 8, "moe_gather"),  # an 8-GPU board: no MNNVL, no all-to-all (DeepEP only behind an env variable)
+    ("gb200", 8, "moe_gather"),  # EP no larger than top-8: NotEnabled
+    ("gb200", 16, "moe_all_to_all"),  # an NVL72 rack, EP 16 > top-8: MNNVL's all-to-all
+])
+def test_tensorrt_llm_takes_its_all_to_all_only_inside_a_multi_node_nvlink_domain(hardware, ep, exchange):
+    """TensorRT-LLM's select_alltoall_method_type (EngineProfile.moe_dispatch all_to_all_on_mnnvl): MNNVL's
+    all-to-all where EP > top-k and the GPUs share a multi-node NVLink fabric, else the all-gather /
+    reduce-scatter."""
+    m = load_model(DEEPSEEK)
+    cm = CostModel(m, load_hardware(hardware), load_quant("nvfp4"), load_engine("trtllm-pytorch"), tp=ep,
+                   layout=parallel_layout(m, ep, ep=ep, attention_dp=ep))
+    ops = _ops(cm, BatchShape.uniform(4 * ep, 1, 1024))
+    assert exchange in ops and ({"moe_gather", "moe_all_to_all"} - {exchange}).isdisjoint(ops)
 
 
 def test_sglang_deepep_knob_dispatches_fp8_where_its_default_gathers_bf16(run_cli):

@@ -15,6 +15,8 @@ from phasewise.perf.operators import OperatorCost
 
 __all__ = ["Communication", "link", "ring_bandwidth"]
 
+BOARD_GPUS = 8  # an HGX baseboard's NVLink domain; a larger one (an NVL72 rack's) spans nodes: multi-node NVLink
+
 
 class Communication:
     """CostModel's collectives (a base class: it reads the model's layout, dtypes, links and _op())."""
@@ -45,8 +47,9 @@ class Communication:
     def _reductions(self, T: float, L: int, eager: bool, all_tokens: int, extend: bool) -> list[OperatorCost]:
         """Communication of a stage's layers: the all-reduce after attention (over the attention TP group) and
         after each MLP (dense layers: the attention TP group; MoE layers: the whole stage), or for MoE layers
-        with attention DP beside EP an all-to-all dispatch of each token to its experts' GPUs and a combine back
-        (_all_to_all)."""
+        with attention DP beside EP the exchange the engine runs: an all-to-all dispatch of each token to its experts'
+        GPUs and a combine back (_all_to_all), or every rank's tokens gathered and the outputs reduce-scattered back
+        (_gather), whose partial sums an attention-TP group then all-reduces (each of its GPUs held other experts)."""
         h, ab, layout = self.model.hidden_size, self.a_bytes, self.layout
         if layout.attention_dp == 1 and not layout.dispatches:  # the plain tensor-parallel stage
             if self.tp == 1:
@@ -56,15 +59,17 @@ class Communication:
                 dense_layers) + moe_layers, T * h * ab, self.tp, self.tp_bw, self.tp_lat, eager)]
         ops: list[OperatorCost] = []
         dense_layers, moe_layers = self.mlp_layers(L)
-        # after attention and each dense MLP
+        gathers = bool(moe_layers) and layout.dispatches and self._gathers_tokens()
+        # after attention and each dense MLP (and each gathered MoE layer's reduce-scatter)
         attention_tp_reductions = self._mixer_reductions(L) + self._own_dense_reductions(dense_layers)
+        attention_tp_reductions += moe_layers if gathers else 0
         if layout.attention_tp > 1:
             ops.append(self._collective("tp_allreduce", attention_tp_reductions, T * h * ab, layout.attention_tp,
                                         self.tp_bw, self.tp_lat, eager))
         if moe_layers and layout.dispatches:
-            moved_bytes, network_s = self._all_to_all(T, extend)
-            ops.append(self._op("moe_all_to_all", moe_layers, 0.0, moved_bytes, 0.0, network_s, eager,
-                                self.engine.collective_overhead_s))
+            moved_bytes, network_s = self._gather(all_tokens) if gathers else self._all_to_all(T, extend)
+            ops.append(self._op("moe_gather" if gathers else "moe_all_to_all", moe_layers, 0.0, moved_bytes, 0.0,
+                                network_s, eager, self.engine.collective_overhead_s))
         elif moe_layers and self.tp > 1:  # every rank's tokens gathered, the outputs reduced and scattered back
             ops.append(self._collective("tp_allreduce", moe_layers, all_tokens * h * ab, self.tp, self.moe_ring_bw,
                                         self.moe_lat, eager))
@@ -79,6 +84,44 @@ class Communication:
         """All-reduces of the dense MLPs' own: none where a layer sums its attention's and MLP's outputs before one
         (ModelSpec.parallel_block_reduce, Falcon), else one each."""
         return 0 if self.model.parallel_block_reduce else dense_layers
+
+    def _gathers_tokens(self) -> bool:
+        """Whether the engine brings a MoE layer's tokens to their experts by an all-gather and takes their outputs
+        back by a reduce-scatter (EngineProfile.moe_dispatch gather) rather than by an all-to-all. TensorRT-LLM's rule
+        (all_to_all_on_mnnvl, its MoE modules' select_alltoall_method_type): no all-to-all where the EP group is no
+        larger than top-k, MNNVL's where the GPUs share a multi-node NVLink domain (one larger than an 8-GPU board,
+        as NVL72 racks are), else none (DeepEP only behind TRTLLM_CAN_USE_DEEP_EP): the gather."""
+        rule = self.engine.moe_dispatch
+        if rule == "all_to_all_on_mnnvl":
+            ic = self.hw.interconnect
+            return not (self.layout.ep > self.model.experts_per_token and BOARD_GPUS < ic.gpus_per_node
+                        and self.tp <= ic.gpus_per_node)
+        return rule == "gather"
+
+    def _dispatch_bytes(self) -> float:
+        """Bytes per hidden element a token's dispatch carries: what the engine's profile sends for the model's scheme
+        (EngineProfile.moe_dispatch_bytes), else DeepEP's rule: FP8 with one FP32 scale per 128 channels when the
+        GEMMs run FP8, else the activation dtype."""
+        dispatch_bytes = self.engine.moe_dispatch_bytes.get(self.quant.name)
+        if dispatch_bytes is None:
+            dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
+        return dispatch_bytes
+
+    def _gather(self, all_tokens: float) -> tuple[float, float]:
+        """(bytes moved, seconds) of one MoE layer's exchange as SGLang's and vLLM's default attention-DP paths run it:
+        every attention rank's tokens all-gathered onto every GPU before the experts (in the dispatch dtype), the
+        experts' partial outputs reduce-scattered back to their ranks (BF16; NCCL all_gatherv / reduce_scatterv over
+        the ranks), whatever the routing. Each a ring over the D ranks: every GPU's link carries (D - 1) / D of the
+        `all_tokens` (the ranks' tokens together: with balanced ranks the others' (D - 1) T, as many bytes as the
+        all-to-all's 7/8 x 8 copies a token at EP = attention DP = 8 with top-8, twice them with top-4 or over 16 ranks;
+        one rank's lone prompt still crosses every link), a step's latency per other rank, the bytes at the ring's bus
+        bandwidth (across nodes, its NICs: ring_bandwidth)."""
+        h = self.model.expert_hidden_size  # a latent MoE gathers its latent
+        ranks = self.layout.attention_dp
+        moved = all_tokens * (ranks - 1) / ranks * h * (self._dispatch_bytes() + self.hp_bytes)
+        rate = self.moe_ring_bw * self.eff.link_efficiency * self.engine.collective_efficiency
+        steps = 2 * (ranks - 1)  # the all-gather's ring, then the reduce-scatter's
+        return moved, steps * self.moe_lat + moved / rate
 
     def _all_to_all(self, T: float, extend: bool) -> tuple[float, float]:
         """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:
@@ -95,10 +138,7 @@ class Communication:
         rank, 7,168 hidden, top-8, FP8 dispatch, BF16 combine; tests/test_moe_layouts.py)."""
         m, layout, ic = self.model, self.layout, self.hw.interconnect
         k, ep, h = m.experts_per_token, layout.ep, m.expert_hidden_size  # a latent MoE moves its latent
-        dispatch_bytes = self.engine.moe_dispatch_bytes.get(self.quant.name)
-        if dispatch_bytes is None:
-            dispatch_bytes = 1.0 + 4.0 / 128 if self.quant.compute_dtype == "fp8" else self.a_bytes
-        per_token_bytes = h * (dispatch_bytes + self.hp_bytes)  # dispatched, then combined back
+        per_token_bytes = h * (self._dispatch_bytes() + self.hp_bytes)  # dispatched, then combined back
         scale = self.eff.link_efficiency * self.engine.collective_efficiency
         if ep <= ic.gpus_per_node:
             # each (token, expert) copy reaches every GPU of the expert's moe_tp group (each holds a slice of its

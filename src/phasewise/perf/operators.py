@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 KERNELS = {
     "elementwise": 4, "qkv_proj": 1, "attention": 2, "o_proj": 1, "mlp_gate_up": 1, "mlp_down": 1,
     "moe_router": 2, "moe_experts": 4, "moe_shared": 2, "moe_latent_proj": 2, "tp_allreduce": 1, "embedding": 1,
-    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "qk_norm_allreduce": 1, "linear_allreduce": 1,
+    "lm_head": 3, "pp_send_recv": 1, "moe_all_to_all": 2, "moe_gather": 2, "qk_norm_allreduce": 1,
+    "linear_allreduce": 1,
     # per-layer embeddings' gate GEMM, GELU x the layer's input, projection GEMM, norm + residual add (Gemma 4 E2B)
     "per_layer_input": 4,
 }
@@ -167,6 +168,7 @@ OPERATOR_GROUP = {
     "per_layer_input": "dense",
     "elementwise": "elementwise", "embedding": "elementwise",
     "tp_allreduce": "communication", "pp_send_recv": "communication", "moe_all_to_all": "communication",
+    "moe_gather": "communication",
     "qk_norm_allreduce": "communication", "linear_allreduce": "communication",
     EAGER_DISPATCH: "host",
 }

@@ -605,6 +605,7 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
     if values.get("moe_a2a_backend") == "deepep":  # SGLang's DeepEP dispatch: FP8 where the GEMMs run FP8 (the
         graphs["moe_dispatch_bytes"] = {}  # rule a profile naming no scheme takes), not its default BF16 gather
+        graphs["moe_dispatch"] = "all_to_all"
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
         sizes = graphs.get("cuda_graph_sizes", ())

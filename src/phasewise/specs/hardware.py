@@ -300,6 +300,13 @@ class EngineProfile(BaseModel):
     # quantizes on receipt). A scheme absent here: DeepEP's rule (FP8 with an FP32 scale per 128 channels when the
     # GEMMs run FP8, else the activation dtype). The combine returns BF16 everywhere.
     moe_dispatch_bytes: dict[str, float] = Field(default_factory=dict)
+    # How a MoE layer under attention data parallelism beside expert parallelism brings tokens to their experts
+    # (perf/collectives.py): all_to_all (each token to the GPUs holding its experts and back, DeepEP-style), gather
+    # (every attention rank's tokens all-gathered onto every GPU before the experts and their outputs reduce-scattered
+    # back: SGLang's default --moe-a2a-backend none, vLLM's default all2all backends), or all_to_all_on_mnnvl
+    # (TensorRT-LLM: its MNNVL all-to-all where the EP group is larger than top-k inside one multi-node NVLink domain,
+    # the gather elsewhere)
+    moe_dispatch: Literal["all_to_all", "gather", "all_to_all_on_mnnvl"] = "all_to_all"
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
     # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)
