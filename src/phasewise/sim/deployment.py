@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
+from phasewise.sim.online_training import GpuSharing, HostLink
 from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.engines import KNOB_TYPES, disagg_tp_refusal, layout_refusal
@@ -225,10 +226,10 @@ class OnlineTraining(BaseModel):
     feedback_share: float = Field(default=0.1, gt=0, le=1, allow_inf_nan=False)
     sample: Literal["prompt", "prompt+answer"] = "prompt+answer"  # the tokens a feedback sample trains on
     train_batch_tokens: int = Field(default=8192, ge=1)  # assumed: a small online batch (PAPERS.md: "small batches")
-    sharing: Literal["time-slice", "sm-partition"] = "time-slice"
+    sharing: GpuSharing = "time-slice"
     # sm-partition (default 0.3, assumed)
     trainer_sm_share: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
-    host_link: Literal["pcie", "nvlink"] = "pcie"  # offload: the chip's host link, or NVLink to a peer's memory
+    host_link: HostLink = "pcie"  # offload: the chip's host link, or NVLink to a peer's memory
     # keep: GPU memory for recordings, in batches. Assumed: the batch in training plus half a batch recorded meanwhile
     record_buffer_batches: float = Field(default=1.5, gt=0, allow_inf_nan=False)
     placement: Literal["colocated", "separate"] = "colocated"

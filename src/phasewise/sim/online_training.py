@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
@@ -49,8 +49,9 @@ if TYPE_CHECKING:
     from phasewise.sim.instance import Instance
     from phasewise.sim.request import SimRequest
 
-SHARINGS = ("time-slice", "sm-partition")
-HOST_LINKS = ("pcie", "nvlink")  # offload's link: the chip's host link, or NVLink to a peer's memory
+GpuSharing = Literal["time-slice", "sm-partition"]
+HostLink = Literal["pcie", "nvlink"]  # offload's link: the chip's host link, or NVLink to a peer's memory
+SHARINGS, HOST_LINKS = get_args(GpuSharing), get_args(HostLink)  # (the deployment YAML's types too)
 # The trainer's SM share under sm-partition when none is given. Assumed: a minority of the SMs, so that serving
 # keeps most of the GPU (PAPERS.md section 10 gives no split; MPS shares are set per client).
 DEFAULT_SM_SHARE = 0.3
