@@ -113,6 +113,9 @@ def test_odb_scenario_takes_the_distribution_and_it_moves_the_figures():
 @pytest.mark.parametrize("sets, message", [
     ({"tokens_per_step_probs": "0.2,0.3,0.6"}, "tokens_per_step_probs must be numbers >= 0 summing to 1"),
     ({"tokens_per_step_probs": "0.5,0.5", "tokens_per_step": "3"},
+     "--set tokens_per_step, tokens_per_step_probs: give one: tokens_per_step_probs replaces tokens_per_step"),
+    # the mean given at its default value is given all the same: refused, not silently replaced by the histogram
+    ({"tokens_per_step_probs": "0.5,0.5", "tokens_per_step": "2.77"},
      "--set tokens_per_step, tokens_per_step_probs: give one"),
     ({"tokens_per_step_probs": "1.5"}, "--set tokens_per_step_probs='1.5' is not a number <= 1"),
 ])

@@ -131,11 +131,18 @@ class Scenario:
     # figure is typed in to make a check pass), and former keys that set nothing: not setup, so `--set` refuses each
     # by name with what it is (FIXED_FIGURE's words for a figure)
     fixed: dict[str, str] = field(default_factory=dict)
+    # groups of setup keys of which `--set` takes one (one replaces another: both given, whatever their values, is an
+    # error naming them, never one silently ignored)
+    exclusive: tuple[tuple[str, ...], ...] = ()
 
     def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
         """The setup's values with `--set key=value` overrides parsed to each default's type, then checked together
-        (`validate`)."""
+        (`exclusive`, `validate`)."""
         values = {k: p.value for k, p in self.setup.items()}
+        for keys in self.exclusive:
+            if sum(key in (overrides or {}) for key in keys) > 1:
+                raise setup_error(self.name, ", ".join(keys), "give one: "
+                                  f"{keys[-1]} replaces {', '.join(keys[:-1])}")
         for key, text in (overrides or {}).items():
             if key in self.fixed:
                 raise PhasewiseError(f"reproduce {self.name}: --set {key}: not a setup key: {self.fixed[key]}")
