@@ -560,6 +560,30 @@ def test_sglang_deepep_knob_dispatches_fp8_where_its_default_gathers_bf16(run_cl
     assert argv[argv.index("--moe-a2a-backend") + 1] == "deepep"
 
 
+def test_vllm_all2all_backend_knob_takes_deepep_across_nodes_where_its_default_gathers(run_cli):
+    """vLLM's --all2all-backend: allgather_reducescatter (default) gathers every data-parallel rank's BF16 tokens onto
+    every GPU, over two H200 nodes' NICs at DP16 EP16; deepep_low_latency sends DeepEP's FP8 all-to-all: sooner first
+    tokens and faster steps, and the launch script carries the flag."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.sim.deployment import build_deployment
+
+    args = ("simulate", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h200-sxm", "--tp", "16", "--ep", "16",
+            "--attention-dp", "16", "--isl", "2048", "--osl", "16", "--concurrency", "32", "--requests", "32", "--json")
+    runs = {}
+    for backend in ("allgather_reducescatter", "deepep_low_latency"):
+        code, out, err = run_cli(*args, "--all2all-backend", backend)
+        assert code == 0, err
+        runs[backend] = json.loads(out)
+    gather, deepep = runs["allgather_reducescatter"], runs["deepep_low_latency"]
+    assert deepep["ttft_ms"]["mean"] < 0.9 * gather["ttft_ms"]["mean"]
+    assert deepep["tpot_ms"]["mean"] < 0.9 * gather["tpot_ms"]["mean"]
+    group = {"engine": "vllm", "hardware": "h200-sxm", "tp": 16, "ep": 16, "attention_dp": 16,
+             "all2all_backend": "deepep_low_latency"}
+    dep = build_deployment({"model": "deepseek-ai/DeepSeek-R1", "instances": [group]})
+    argv = launch_commands(dep)[0][0].argv
+    assert argv[argv.index("--all2all-backend") + 1] == "deepep_low_latency"
+
+
 @pytest.mark.parametrize("args, message", [
     (("--tp", "8", "--engine", "sglang", "--moe-a2a-backend", "deepep"),
      "--moe-a2a-backend deepep dispatches tokens between attention-DP ranks' experts: it needs --attention-dp"),
@@ -567,6 +591,14 @@ def test_sglang_deepep_knob_dispatches_fp8_where_its_default_gathers_bf16(run_cl
      "--moe-a2a-backend must be one of none, deepep (got 'mooncake')"),
     (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "vllm", "--moe-a2a-backend", "deepep"),
      "--moe-a2a-backend is not a knob of vllm"),
+    (("--tp", "8", "--engine", "vllm", "--all2all-backend", "deepep_low_latency"),
+     "--all2all-backend deepep_low_latency dispatches tokens between data-parallel ranks' experts: it needs "
+     "--attention-dp"),
+    (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "vllm", "--all2all-backend", "pplx"),
+     "--all2all-backend must be one of allgather_reducescatter, deepep_high_throughput, deepep_low_latency "
+     "(got 'pplx')"),
+    (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "sglang", "--all2all-backend",
+      "deepep_low_latency"), "--all2all-backend is not a knob of sglang"),
 ])
 def test_the_deepep_knob_is_refused_where_it_would_change_nothing(run_cli, args, message):
     code, out, err = run_cli("simulate", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h200-sxm", *args,

@@ -117,6 +117,9 @@ RecvIntervalOption = Annotated[Optional[int], typer.Option(help="sglang: new req
 MambaSsmDtype = Annotated[Optional[str], typer.Option(help="sglang, vllm: dtype of linear-attention layers' "
                                                               "recurrent states, fp32|bf16 (default sglang fp32, "
                                                               "vllm bf16)")]
+All2allBackend = Annotated[Optional[str], typer.Option(
+    help="vllm, with --attention-dp and --ep: allgather_reducescatter (default: every rank's BF16 tokens gathered) | "
+         "deepep_high_throughput | deepep_low_latency (DeepEP's all-to-all, FP8 with FP8 GEMMs)")]
 MoeA2aBackend = Annotated[Optional[str], typer.Option(
     help="sglang, with --attention-dp and --ep: none (default: the ranks' BF16 hidden states gathered) | deepep "
          "(DeepEP's all-to-all, FP8 with FP8 GEMMs)")]

@@ -97,6 +97,8 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv.append("--async-scheduling" if value else "--no-async-scheduling")
         elif knob == "mamba_ssm_dtype":  # auto: the model's dtype (BF16 checkpoints)
             argv += ["--mamba-ssm-cache-dtype", {"fp32": "float32", "bf16": "auto"}[value]]
+        elif knob == "all2all_backend":  # VLLM_ALL2ALL_BACKEND in versions before the flag
+            argv += ["--all2all-backend", value]
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
     built = build_group(dep, g, dep.instances.index(g))  # (cost model, KV tokens, _, engine): as simulated

@@ -150,6 +150,7 @@ class InstanceGroup(BaseModel):
     enable_prefill_delayer: bool | None = None  # sglang (with attention DP: the ranks prefill together)
     prefill_delayer_max_delay_passes: int | None = None  # sglang
     moe_a2a_backend: str | None = None  # sglang (none | deepep: DeepEP's all-to-all under attention DP + EP)
+    all2all_backend: str | None = None  # vllm (allgather_reducescatter | deepep_high_throughput | deepep_low_latency)
     max_batch_size: int | None = None  # trtllm
     max_num_tokens: int | None = None  # trtllm
     cuda_graph_max_batch_size: int | None = None  # trtllm (1.x: cuda_graph_config.max_batch_size)

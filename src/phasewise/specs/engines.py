@@ -38,13 +38,14 @@ KNOB_TYPES: dict[str, type] = {
     "attention_dp_batching_wait_iters": int, "batch_wait_timeout_iters": int, "batch_wait_max_tokens_ratio": float,
     "async_scheduling": bool, "mamba_ssm_dtype": str, "swa_full_tokens_ratio": float,
     "disable_hybrid_swa_memory": bool, "hicache_write_policy": str, "enable_prefill_delayer": bool,
-    "prefill_delayer_max_delay_passes": int, "moe_a2a_backend": str,
+    "prefill_delayer_max_delay_passes": int, "moe_a2a_backend": str, "all2all_backend": str,
 }
 # Knobs that take one of a few names
 KNOB_CHOICES: dict[str, tuple[str, ...]] = {
     "mamba_ssm_dtype": ("fp32", "bf16"),
     "hicache_write_policy": ("write_through", "write_through_selective", "write_back"),
     "moe_a2a_backend": ("none", "deepep"),
+    "all2all_backend": ("allgather_reducescatter", "deepep_high_throughput", "deepep_low_latency"),
 }
 # SGLang's --hicache-write-policy -> when a block reaches its host tier (EngineConfig.host_kv_write)
 HICACHE_WRITES = {"write_through": "through", "write_through_selective": "selective", "write_back": "back"}
@@ -498,6 +499,10 @@ def _refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_
         raise PhasewiseError("--moe-a2a-backend deepep dispatches tokens between attention-DP ranks' experts: it "
                              "needs --attention-dp of 2 or more and --ep (without attention DP SGLang's MoE layers "
                              "all-reduce over the tensor-parallel group)")
+    if str(knobs.get("all2all_backend", "")).startswith("deepep") and attention_dp < 2:
+        raise PhasewiseError(f"--all2all-backend {knobs['all2all_backend']} dispatches tokens between data-parallel "
+                             "ranks' experts: it needs --attention-dp of 2 or more and --ep (without data parallelism "
+                             "vLLM's MoE layers all-reduce over the tensor-parallel group)")
     needs = {"attention_dp_timeout_iters": "attention_dp_enable_balance",
              "attention_dp_batching_wait_iters": "attention_dp_enable_balance",
              "prefill_delayer_max_delay_passes": "enable_prefill_delayer"}
@@ -603,8 +608,10 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["cuda_graph_padding"] = bool(table["cuda_graph_padding"])
     if values.get("mamba_ssm_dtype"):  # SGLang --mamba-ssm-dtype, vLLM --mamba-ssm-cache-dtype: the states' dtype
         graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
-    if values.get("moe_a2a_backend") == "deepep":  # SGLang's DeepEP dispatch: FP8 where the GEMMs run FP8 (the
-        graphs["moe_dispatch_bytes"] = {}  # rule a profile naming no scheme takes), not its default BF16 gather
+    # SGLang's --moe-a2a-backend deepep, vLLM's --all2all-backend deepep_*: DeepEP's all-to-all, FP8 where the GEMMs run
+    # FP8 (the rule a profile naming no scheme takes), not their default BF16 gather
+    if values.get("moe_a2a_backend") == "deepep" or str(values.get("all2all_backend", "")).startswith("deepep"):
+        graphs["moe_dispatch_bytes"] = {}
         graphs["moe_dispatch"] = "all_to_all"
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
