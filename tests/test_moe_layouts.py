@@ -592,8 +592,8 @@ def test_vllm_all2all_backend_knob_takes_deepep_across_nodes_where_its_default_g
     (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "vllm", "--moe-a2a-backend", "deepep"),
      "--moe-a2a-backend is not a knob of vllm"),
     (("--tp", "8", "--engine", "vllm", "--all2all-backend", "deepep_low_latency"),
-     "--all2all-backend deepep_low_latency dispatches tokens between data-parallel ranks' experts: it needs "
-     "--attention-dp"),
+     "--all2all-backend deepep_low_latency dispatches tokens between attention-DP ranks' experts: it needs "
+     "--attention-dp of 2 or more and --ep (without attention DP vLLM's MoE layers all-reduce"),
     (("--tp", "8", "--ep", "8", "--attention-dp", "8", "--engine", "vllm", "--all2all-backend", "pplx"),
      "--all2all-backend must be one of allgather_reducescatter, deepep_high_throughput, deepep_low_latency "
      "(got 'pplx')"),

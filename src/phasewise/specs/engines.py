@@ -47,6 +47,16 @@ KNOB_CHOICES: dict[str, tuple[str, ...]] = {
     "moe_a2a_backend": ("none", "deepep"),
     "all2all_backend": ("allgather_reducescatter", "deepep_high_throughput", "deepep_low_latency"),
 }
+# The knobs that choose DeepEP's all-to-all for a MoE layer's exchange under attention DP + EP, and whose they are
+DEEPEP_KNOBS = {"moe_a2a_backend": "SGLang", "all2all_backend": "vLLM"}
+
+
+def takes_deepep(values: dict[str, Any]) -> bool:
+    """Whether the knob values choose DeepEP's all-to-all (SGLang's deepep, vLLM's deepep_high_throughput or
+    deepep_low_latency)."""
+    return any(str(values.get(knob) or "").startswith("deepep") for knob in DEEPEP_KNOBS)
+
+
 # SGLang's --hicache-write-policy -> when a block reaches its host tier (EngineConfig.host_kv_write)
 HICACHE_WRITES = {"write_through": "through", "write_through_selective": "selective", "write_back": "back"}
 # Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
@@ -495,14 +505,11 @@ def _refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_
     if waiting and attention_dp > 1:
         raise PhasewiseError(f"--{waiting[0].replace('_', '-')} is TensorRT-LLM's batch waiting without attention DP: "
                              f"with --attention-dp {attention_dp} it waits by --attention-dp-enable-balance instead")
-    if knobs.get("moe_a2a_backend") == "deepep" and attention_dp < 2:
-        raise PhasewiseError("--moe-a2a-backend deepep dispatches tokens between attention-DP ranks' experts: it "
-                             "needs --attention-dp of 2 or more and --ep (without attention DP SGLang's MoE layers "
-                             "all-reduce over the tensor-parallel group)")
-    if str(knobs.get("all2all_backend", "")).startswith("deepep") and attention_dp < 2:
-        raise PhasewiseError(f"--all2all-backend {knobs['all2all_backend']} dispatches tokens between data-parallel "
-                             "ranks' experts: it needs --attention-dp of 2 or more and --ep (without data parallelism "
-                             "vLLM's MoE layers all-reduce over the tensor-parallel group)")
+    for knob, engine in DEEPEP_KNOBS.items():
+        if takes_deepep({knob: knobs.get(knob)}) and attention_dp < 2:
+            raise PhasewiseError(f"--{knob.replace('_', '-')} {knobs[knob]} dispatches tokens between attention-DP "
+                                 f"ranks' experts: it needs --attention-dp of 2 or more and --ep (without attention DP "
+                                 f"{engine}'s MoE layers all-reduce over the tensor-parallel group)")
     needs = {"attention_dp_timeout_iters": "attention_dp_enable_balance",
              "attention_dp_batching_wait_iters": "attention_dp_enable_balance",
              "prefill_delayer_max_delay_passes": "enable_prefill_delayer"}
@@ -610,7 +617,7 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
     # SGLang's --moe-a2a-backend deepep, vLLM's --all2all-backend deepep_*: DeepEP's all-to-all, FP8 where the GEMMs run
     # FP8 (the rule a profile naming no scheme takes), not their default BF16 gather
-    if values.get("moe_a2a_backend") == "deepep" or str(values.get("all2all_backend", "")).startswith("deepep"):
+    if takes_deepep(values):
         graphs["moe_dispatch_bytes"] = {}
         graphs["moe_dispatch"] = "all_to_all"
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
