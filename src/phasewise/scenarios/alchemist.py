@@ -25,6 +25,7 @@ from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_wi
 from phasewise.sim.api import build
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import SimResult
+from phasewise.sim.online_training import HOST_LINKS
 from phasewise.sim.simulate import simulate
 from phasewise.specs import load_model
 
@@ -49,7 +50,7 @@ SETUP = {
                              "the GPU whose reload then hides behind the backward; N >= 0: N layers)", lower=-1),
     "host_link": Param("pcie", "PAPERS.md section 10: activations offloaded to host memory (over the host link, "
                                "PCIe); nvlink: to a peer GPU's memory, the issue's other link",
-                       choices=("pcie", "nvlink"),
+                       choices=HOST_LINKS,
                        help="the link offload copies recordings over and reloads them from"),
     "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}", upper=32768.0),
     "output_tokens": Param(338.0, f"{SHAREGPT}", upper=4096.0),
