@@ -139,6 +139,37 @@ def test_a_moe_model_within_one_node_also_tries_its_wide_ep_layout_across_nodes(
     assert max(s.details["tp"] for s in dense) == 8
 
 
+def test_the_wide_ep_layout_is_also_tried_with_deepep_where_the_engine_has_its_knob():
+    """Across two nodes the engines' default exchange gathers every rank's tokens; vLLM and SGLang also run DeepEP's
+    all-to-all there (vLLM's docs: deepep_high_throughput for multi-node prefill, deepep_low_latency for decode), so
+    the planner tries the wide-EP layout both ways, each role with its choice, a disaggregated pair with DeepEP on
+    both roles or neither; within one board (TP8) the default alone; TensorRT-LLM, which chooses its own, none."""
+    from phasewise.plan.instance_fit import role_layouts
+
+    opts = PlanOptions(precisions=("fp8-block",), chunk_sizes=(), disaggregated=False)
+    vllm, _ = enumerate_strategies(R1, "h200-sxm", 16, opts)
+    deepep = [s for s in vllm if "DeepEP" in s.name]
+    assert deepep and all(s.details["tp"] == 16 and s.details["attention_dp"] == 16 for s in deepep)
+    assert all(s.deployment["instances"][0]["all2all_backend"] == "deepep_low_latency" for s in deepep)
+    plain = {s.name.replace(" DeepEP", "") for s in deepep}
+    assert plain <= {s.name for s in vllm if s.details["tp"] == 16 and "DeepEP" not in s.name}
+    assert not any("DeepEP" in s.name or "all2all_backend" in s.deployment["instances"][0]
+                   for s in vllm if s.details["tp"] == 8)
+    sglang, _ = enumerate_strategies(R1, "h200-sxm", 16, _with(opts, engine="sglang"))
+    assert {s.deployment["instances"][0].get("moe_a2a_backend") for s in sglang if "DeepEP" in s.name} == {"deepep"}
+    trtllm, _ = enumerate_strategies(R1, "h200-sxm", 16, _with(opts, engine="trtllm"))
+    assert trtllm and not any("DeepEP" in s.name for s in trtllm)
+    from phasewise.specs import load_model
+
+    pairs = role_layouts(load_model(R1), 16, 16, _with(opts, disaggregated=True), [])
+    knobs = {(p[1].get("all2all_backend"), d[1].get("all2all_backend")) for p, d in pairs if "attention_dp" in p[1]}
+    assert knobs == {(None, None), ("deepep_high_throughput", "deepep_low_latency")}
+    # a prefill instance in a board beside a wide DeepEP decode: the decode may take it alone
+    beside = {d[1].get("all2all_backend") for p, d in role_layouts(load_model(R1), 8, 16, opts, [])
+              if "attention_dp" in d[1]}
+    assert beside == {None, "deepep_low_latency"}
+
+
 def test_prefill_first_is_not_planned_under_expert_or_attention_data_parallelism():
     """vLLM V0 (0.6), which the prefill-first strategies run, has neither: the planner prunes them there, saying so."""
     opts = PlanOptions(tp_options=(8,), precisions=("fp8",), chunk_sizes=(), disaggregated=False,

@@ -83,7 +83,7 @@ def plan_cmd(
     decode_hardware: Annotated[str, typer.Option(help="disaggregated: chips decode instances may run on, comma-separated (default --hardware)")] = "",
     mapping: MappingOption = None,
     policies: Annotated[str, typer.Option(help="serving policies also tried, comma-separated: priority-pools (Ascendra LP+HP pools), attention-offload (Adrenaline, disaggregated), encoders (a multimodal model's images: one encode GPU beside every 1, 2, 4 or 8 units)")] = "",
-    moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel)")] = "tp,ep,dp-ep",
+    moe_layouts: Annotated[str, typer.Option(help="MoE models: layouts tried per instance, comma-separated: tp (all tensor parallel), ep (experts expert-parallel), dp-ep (attention data-parallel + experts expert-parallel; wider than 8 GPUs also with DeepEP where the engine has its knob)")] = "tp,ep,dp-ep",
     routing_skew: RoutingSkew = None,
     host_kv_cache_gb: HostKvCache = None,
     kv_store_gb: KvStore = None,

@@ -9,12 +9,16 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
+from phasewise.perf.collectives import BOARD_GPUS
 from phasewise.perf.memory import compressed_kv_pool, draft_memory, kv_sequence_tokens, kv_state_pages
 from phasewise.perf.parallel import LAYOUT_FLAGS, parallel_layout
 from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes
 from phasewise.plan.options import MOE_LAYOUTS, PlanOptions
 from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv, window_pool_speculation
-from phasewise.specs.engines import layout_refusal, memory_fraction_of, resolve_engine
+from phasewise.specs.engines import deepep_fields, layout_refusal, memory_fraction_of, resolve_engine
+
+# an instance-group field of a layout that places GPUs (the rest a layout may carry, e.g. DeepEP's knob, are engine's)
+PARALLEL_FIELDS = ("ep", "moe_tp", "attention_dp")
 
 
 def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int | None, fraction: float | None,
@@ -24,7 +28,7 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
     them, the planner's speculative decoding). `max_seqs`: the sequences the whole instance holds (specs/engines.py
     instance_seqs), None for the engine's own default; as simulate, the activations are sized for at most 1,024
     (sim/simulate.py), a recurrent state's seats for every one."""
-    split = parallel_layout(model, tp, **layout) if layout else None
+    split = parallel_layout(model, tp, **{k: v for k, v in layout.items() if k in PARALLEL_FIELDS}) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
                             role=role, vision=model.vision, model_type=model.model_type)
@@ -50,9 +54,13 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
     return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
 
 
-def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run
-    (a dense model, or tp = 1: tensor parallel only)."""
+def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str],
+                     role: str = "collocated") -> list[tuple[str, dict[str, Any]]]:
+    """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run in
+    `role` (a dense model, or tp = 1: tensor parallel only). A dp-ep layout wider than a board's NVLink domain
+    (BOARD_GPUS) is tried twice where the engine has a DeepEP knob: with the engine's default exchange and with
+    DeepEP's all-to-all (specs/engines.py deepep_fields), the multi-node layouts vLLM's docs and SGLang's wide-EP
+    recipes run it on; within a board the engines' defaults are kept."""
     unknown = [name for name in opts.moe_layouts if name not in MOE_LAYOUTS]
     if unknown:
         raise PhasewiseError(f"--moe-layouts '{unknown[0]}' is not one of {', '.join(MOE_LAYOUTS)}")
@@ -75,15 +83,28 @@ def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str]) -> li
             continue
         suffix = {"tp": "", "ep": f" EP{tp}", "dp-ep": f" DP{tp}EP{tp}"}[name]
         out.append((suffix, fields))
+        deepep = deepep_fields(opts.engine, role) if name == "dp-ep" and tp > BOARD_GPUS else {}
+        if deepep:
+            out.append((f"{suffix} DeepEP", {**fields, **deepep}))
     return out
 
 
 def role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple]:
     """Layout pairs of a disaggregated unit: each --moe-layouts layout on both roles, and prefill with experts
-    expert-parallel beside decode in the wide-EP layout (as the Blackwell disaggregated DeepSeek rows run)."""
-    prefill, decode = instance_layouts(model, p_tp, opts, pruned), instance_layouts(model, d_tp, opts, pruned)
-    pairs = [(p, d) for p in prefill for d in decode if p[1].keys() == d[1].keys()]
+    expert-parallel beside decode in the wide-EP layout (as the Blackwell disaggregated DeepSeek rows run). Where
+    both roles are tried with DeepEP (instance_layouts), a pair takes it on both or on neither."""
+    prefill = instance_layouts(model, p_tp, opts, pruned, "prefill")
+    decode = instance_layouts(model, d_tp, opts, pruned, "decode")
+
+    def parallel(fields: dict[str, Any]) -> set[str]:
+        return {k for k in fields if k in PARALLEL_FIELDS}
+
+    def deepep(fields: dict[str, Any]) -> bool:
+        return len(fields) > len(parallel(fields))
+
+    both = any(deepep(f) for _, f in prefill) and any(deepep(f) for _, f in decode)
+    pairs = [(p, d) for p in prefill for d in decode
+             if parallel(p[1]) == parallel(d[1]) and not (both and deepep(p[1]) != deepep(d[1]))]
     pairs += [(p, d) for p in prefill for d in decode if "attention_dp" not in p[1] and "attention_dp" in d[1]
               and p[1]]
     return pairs
-

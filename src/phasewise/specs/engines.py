@@ -57,6 +57,22 @@ def takes_deepep(values: dict[str, Any]) -> bool:
     return any(str(values.get(knob) or "").startswith("deepep") for knob in DEEPEP_KNOBS)
 
 
+# Each DeepEP knob's value for an instance's role, as a planner sets it: vLLM's docs pair deepep_high_throughput with
+# multi-node prefill and deepep_low_latency with multi-node decode (serving/expert_parallel_deployment.md, "Backend
+# Selection Guide"); a collocated instance steps decode-only batches most iterations (the low-latency kernels, which
+# CUDA graphs capture). SGLang's one choice runs DeepEP's auto mode in every role (--deepep-mode auto).
+DEEPEP_CHOICE = {"moe_a2a_backend": {"prefill": "deepep", "decode": "deepep", "collocated": "deepep"},
+                 "all2all_backend": {"prefill": "deepep_high_throughput", "decode": "deepep_low_latency",
+                                     "collocated": "deepep_low_latency"}}
+
+
+def deepep_fields(engine: str, role: str) -> dict[str, str]:
+    """The knob and value with which `engine` runs a MoE layer's exchange as DeepEP's all-to-all in `role`
+    (collocated, prefill, decode); {} for an engine without such a knob (TensorRT-LLM chooses its own)."""
+    knobs = engine_knobs(engine)
+    return {knob: choice[role] for knob, choice in DEEPEP_CHOICE.items() if knob in knobs}
+
+
 # SGLang's --hicache-write-policy -> when a block reaches its host tier (EngineConfig.host_kv_write)
 HICACHE_WRITES = {"write_through": "through", "write_through_selective": "selective", "write_back": "back"}
 # Knobs whose allowed range is not the type's default (integers >= 1, numbers > 0): (lowest, highest)
