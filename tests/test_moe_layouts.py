@@ -604,3 +604,59 @@ def test_the_deepep_knob_is_refused_where_it_would_change_nothing(run_cli, args,
     code, out, err = run_cli("simulate", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h200-sxm", *args,
                              "--requests", "2", "--concurrency", "1")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_deepep_buffers_are_sized_as_deepep_sizes_them_and_held_beside_the_kv_cache():
+    """DeepEP's low-latency RDMA buffer (csrc/config.hpp LowLatencyLayout): odd/even send and receive buffers of
+    experts x tokens-per-rank messages, a combine message of DeepSeek's 7,168 BF16 channels with 56 bf16x2 min/max
+    (14,560 bytes) the larger; its NVLink size hint over 16 ranks: 10 channels x 8 NVLink peers x (7 counters of 4
+    bytes + 288 slots of 2 x 7,168 + 8 + 128 x 12 + 128 x 4 bytes). vLLM's deepep_low_latency holds 1 GiB of NVLink
+    buffer and the low-latency one for 256 tokens a rank: the KV cache shrinks by exactly that on every GPU, and a
+    layout without attention DP (no all-to-all) holds none."""
+    from phasewise.perf.deepep_buffers import exchange_buffer_bytes, low_latency_buffer_bytes, nvl_buffer_hint_bytes
+    from phasewise.perf.parallel import parallel_layout
+    from phasewise.sim.deployment import build_deployment
+    from phasewise.sim.simulate import build_group
+    from phasewise.specs import load_hardware, load_model
+    from phasewise.specs.engines import resolve_engine
+
+    assert low_latency_buffer_bytes(7168, 256, 128) == 4 * 256 * 128 * 14_560
+    assert nvl_buffer_hint_bytes(7168, 16) == 10 * 8 * (7 * 4 + 288 * (2 * 7168 + 8 + 128 * 12 + 128 * 4))
+    r1, h200 = load_model("deepseek-ai/DeepSeek-R1"), load_hardware("h200-sxm")
+    wide = parallel_layout(r1, 16, ep=16, attention_dp=16)
+    sglang = resolve_engine("sglang", h200, {"moe_a2a_backend": "deepep"}, attention_dp=16, tp=16)
+    assert exchange_buffer_bytes(sglang.profile, r1, wide) == nvl_buffer_hint_bytes(7168, 16) \
+        + low_latency_buffer_bytes(7168, 256, 128)
+    assert exchange_buffer_bytes(resolve_engine("sglang", h200, attention_dp=16, tp=16).profile, r1, wide) == 0
+    capacity = {}
+    for backend in ("allgather_reducescatter", "deepep_low_latency", "deepep_high_throughput"):
+        group = {"engine": "vllm", "hardware": "h200-sxm", "tp": 16, "ep": 16, "attention_dp": 16,
+                 "all2all_backend": backend}
+        dep = build_deployment({"model": "deepseek-ai/DeepSeek-R1", "instances": [group]})
+        capacity[backend] = build_group(dep, dep.instances[0], 0)[1]
+    low_latency = 2**30 + low_latency_buffer_bytes(7168, 256, 256)
+    high_throughput = 2 * 2**30  # its NVLink buffer and, across nodes, as much RDMA buffer
+    assert capacity["deepep_low_latency"] < capacity["deepep_high_throughput"] < capacity["allgather_reducescatter"]
+    lost = {k: capacity["allgather_reducescatter"] - capacity[k]
+            for k in ("deepep_low_latency", "deepep_high_throughput")}
+    # 16 attention ranks, each losing the buffer's bytes of KV: the ratio of the two losses is the buffers' ratio
+    ratio = lost["deepep_low_latency"] / lost["deepep_high_throughput"]
+    assert ratio == pytest.approx(low_latency / high_throughput, rel=1e-3)
+
+
+def test_an_engine_yaml_states_its_deepep_buffers_and_a_bad_one_is_refused_by_name(tmp_path):
+    """A user's engine file that runs DeepEP (moe_dispatch: all_to_all) states the buffers it allocates; they are held
+    on every GPU of an attention-DP + EP layout, and a negative size is a one-line error naming the field."""
+    from phasewise.perf.deepep_buffers import exchange_buffer_bytes, low_latency_buffer_bytes
+    from phasewise.perf.parallel import parallel_layout
+
+    good, bad = tmp_path / "deepep.yaml", tmp_path / "bad.yaml"
+    good.write_text("engines:\n  vllm-deepep:\n    preset: vllm\n    moe_dispatch: all_to_all\n    deepep_buffers:\n"
+                    "      nvl_bytes: 5.0e8\n      low_latency_tokens_per_rank: 64\n")
+    bad.write_text("engines:\n  vllm-deepep:\n    preset: vllm\n    deepep_buffers:\n      nvl_bytes: -1\n")
+    profile, r1 = load_engine(str(good)), load_model(DEEPSEEK)
+    layout = parallel_layout(r1, 8, ep=8, attention_dp=8)
+    assert exchange_buffer_bytes(profile, r1, layout) == 5.0e8 + low_latency_buffer_bytes(7168, 256, 64)
+    assert exchange_buffer_bytes(profile, r1, parallel_layout(r1, 8, ep=8)) == 0  # no all-to-all without attention DP
+    with pytest.raises(PhasewiseError, match="nvl_bytes: Input should be greater than or equal to 0"):
+        load_engine(str(bad))

@@ -9,6 +9,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError, refuse_empty
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
+from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedPhases
 from phasewise.perf.memory import MemoryFit, compressed_kv_pool, kv_sequence_tokens, kv_state_pages, memory_fit
@@ -205,7 +206,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool,
                      slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)),
-                     kv_pool=pool)
+                     kv_pool=pool, buffer_bytes=exchange_buffer_bytes(config.profile, spec, layout))
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)
              if kv_terms[3] else None)  # a pooled layout (a stack of sliding layers only holds no full pool)

@@ -327,7 +327,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                fraction_of: str = "total", state_dtype: str = "bf16",
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
                state_in_kv_pool: bool = False, slot_bytes: float = 0.0,
-               kv_pool: SharedBlockPool | WindowPages | None = None) -> MemoryFit:
+               kv_pool: SharedBlockPool | WindowPages | None = None, buffer_bytes: float = 0.0) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -348,12 +348,13 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     holds on this GPU for its request slots beside the KV pool (slot_state_bytes x its slots on the GPU).
     `kv_pool`: how the engine holds compressed attention's windows (compressed_kv_pool: DeepSeek-V4 under vLLM and
     TensorRT-LLM): a KV token costs its bytes per token, and a prefill chunk of the step's token budget keeps what
-    its windows hold free."""
+    its windows hold free. `buffer_bytes`: what the engine holds for its MoE exchange (perf/deepep_buffers.py
+    exchange_buffer_bytes), reserved beside the runtime's."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
     acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp))
-    reserved = hardware.efficiency.reserved_bytes
+    reserved = hardware.efficiency.reserved_bytes + buffer_bytes
     if fraction_of not in FRACTION_OF:
         raise ValueError(f"fraction_of '{fraction_of}' is not one of {', '.join(FRACTION_OF)}")
     usable = hardware.memory_capacity_bytes * memory_fraction

@@ -10,6 +10,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.collectives import BOARD_GPUS
+from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.memory import compressed_kv_pool, draft_memory, kv_sequence_tokens, kv_state_pages
 from phasewise.perf.parallel import LAYOUT_FLAGS, parallel_layout
 from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes
@@ -47,7 +48,8 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
                      state_in_kv_pool=recurrent_state_in_kv_pool(config, model),
                      slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
                                                  window_pool_speculation(config, model, mtp)),
-                     kv_pool=compressed_kv_pool(config, model, quant, pp))
+                     kv_pool=compressed_kv_pool(config, model, quant, pp),
+                     buffer_bytes=exchange_buffer_bytes(config.profile, model, split))
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
                             speculation=window_pool_speculation(config, model, mtp))
     pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)

@@ -12,6 +12,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
+from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
@@ -106,7 +107,8 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                          slot_bytes=slot_state_bytes(model, window_kv(engine, model, hw)[0],
                                                      math.ceil(engine.max_seqs / layout.attention_dp),
                                                      window_pool_speculation(engine, model, spec is not None)),
-                         kv_pool=compressed_kv_pool(engine, model, quant, g.pp, g.block_size))
+                         kv_pool=compressed_kv_pool(engine, model, quant, g.pp, g.block_size),
+                         buffer_bytes=exchange_buffer_bytes(engine.profile, model, layout))
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them

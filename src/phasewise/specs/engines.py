@@ -20,7 +20,7 @@ from phasewise.specs.engine_defaults import (
     sglang_vision_factor,
     trtllm_graph_sizes,
 )
-from phasewise.specs.hardware import EngineProfile, HardwareSpec, engine_file_preset, load_engine
+from phasewise.specs.hardware import DeepEPBuffers, EngineProfile, HardwareSpec, engine_file_preset, load_engine
 from phasewise.specs.vision import VisionEncoder
 
 SCHEDULERS = ("vllm", "vllm-v0", "sarathi", "sglang", "trtllm", "shortest-prefill")
@@ -64,6 +64,19 @@ def takes_deepep(values: dict[str, Any]) -> bool:
 DEEPEP_CHOICE = {"moe_a2a_backend": {"prefill": "deepep", "decode": "deepep", "collocated": "deepep"},
                  "all2all_backend": {"prefill": "deepep_high_throughput", "decode": "deepep_low_latency",
                                      "collocated": "deepep_low_latency"}}
+
+
+# What each DeepEP choice allocates on every GPU (perf/deepep_buffers.py sizes it): SGLang (deepep, its auto mode)
+# asks DeepEP for its NVLink size hint and the low-latency buffer for SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK
+# tokens (default 128: srt/layers/moe/token_dispatcher/deepep.py DeepEPBuffer.get_deepep_buffer); vLLM
+# (distributed/device_communicators/all2all.py) VLLM_DEEPEP_BUFFER_SIZE_MB (1,024 MiB) of NVLink buffer, the
+# low-latency manager the low-latency buffer for VLLM_MOE_DP_CHUNK_SIZE (256) tokens a DP rank dispatches, the
+# high-throughput one another 1,024 MiB of RDMA buffer across nodes. All read via the code search.
+DEEPEP_BUFFERS = {
+    "deepep": DeepEPBuffers(low_latency_tokens_per_rank=128),
+    "deepep_low_latency": DeepEPBuffers(nvl_bytes=1024 * 2**20, low_latency_tokens_per_rank=256),
+    "deepep_high_throughput": DeepEPBuffers(nvl_bytes=1024 * 2**20, internode_rdma_bytes=1024 * 2**20),
+}
 
 
 def deepep_fields(engine: str, role: str) -> dict[str, str]:
@@ -636,6 +649,8 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     if takes_deepep(values):
         graphs["moe_dispatch_bytes"] = {}
         graphs["moe_dispatch"] = "all_to_all"
+        graphs["deepep_buffers"] = next(DEEPEP_BUFFERS[str(values[knob])] for knob in DEEPEP_KNOBS
+                                        if str(values.get(knob) or "").startswith("deepep"))
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
         sizes = graphs.get("cuda_graph_sizes", ())

@@ -234,6 +234,20 @@ class UnfusedKernels(BaseModel):
     attention: float = Field(ge=1)
 
 
+class DeepEPBuffers(BaseModel):
+    """What an engine allocates for DeepEP's all-to-all on each GPU (perf/deepep_buffers.py sizes it for a model):
+    an NVLink buffer for the normal (high-throughput) kernels of `nvl_bytes` (None: DeepEP's own size hint for the
+    model's hidden size and the EP group, deep_ep Config.get_nvl_buffer_size_hint, as SGLang asks for it), the
+    low-latency kernels' RDMA buffer for `low_latency_tokens_per_rank` tokens a rank may dispatch (None: the engine
+    runs no low-latency kernels), and `internode_rdma_bytes` for the normal kernels' RDMA buffer when the EP group
+    spans nodes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    nvl_bytes: float | None = Field(default=None, ge=0)
+    low_latency_tokens_per_rank: int | None = Field(default=None, gt=0)
+    internode_rdma_bytes: float = Field(default=0.0, ge=0)
+
+
 class EngineProfile(BaseModel):
     """Host-side costs of a serving engine (scheduler, input preparation, kernel dispatch)."""
 
@@ -307,6 +321,9 @@ class EngineProfile(BaseModel):
     # (TensorRT-LLM: its MNNVL all-to-all where the EP group is larger than top-k inside one multi-node NVLink domain,
     # the gather elsewhere)
     moe_dispatch: Literal["all_to_all", "gather", "all_to_all_on_mnnvl"] = "all_to_all"
+    # the GPU memory the engine holds for DeepEP's all-to-all where it runs it (SGLang's --moe-a2a-backend deepep,
+    # vLLM's --all2all-backend deepep_*; specs/engines.py DEEPEP_BUFFERS); None: none held apart
+    deepep_buffers: DeepEPBuffers | None = None
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
     # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)
