@@ -16,10 +16,7 @@ from phasewise.perf.parallel import LAYOUT_FLAGS, parallel_layout
 from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes
 from phasewise.plan.options import MOE_LAYOUTS, PlanOptions
 from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv, window_pool_speculation
-from phasewise.specs.engines import deepep_fields, layout_refusal, memory_fraction_of, resolve_engine
-
-# an instance-group field of a layout that places GPUs (the rest a layout may carry, e.g. DeepEP's knob, are engine's)
-PARALLEL_FIELDS = ("ep", "moe_tp", "attention_dp")
+from phasewise.specs.engines import DEEPEP_KNOBS, deepep_fields, layout_refusal, memory_fraction_of, resolve_engine
 
 
 def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int | None, fraction: float | None,
@@ -29,7 +26,8 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
     them, the planner's speculative decoding). `max_seqs`: the sequences the whole instance holds (specs/engines.py
     instance_seqs), None for the engine's own default; as simulate, the activations are sized for at most 1,024
     (sim/simulate.py), a recurrent state's seats for every one."""
-    split = parallel_layout(model, tp, **{k: v for k, v in layout.items() if k in PARALLEL_FIELDS}) if layout else None
+    # a layout's fields that place GPUs (LAYOUT_FLAGS'); the rest, e.g. a DeepEP knob, are the engine's
+    split = parallel_layout(model, tp, **{k: v for k, v in layout.items() if k in LAYOUT_FLAGS}) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
                             role=role, vision=model.vision, model_type=model.model_type)
@@ -99,10 +97,10 @@ def role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[st
     decode = instance_layouts(model, d_tp, opts, pruned, "decode")
 
     def parallel(fields: dict[str, Any]) -> set[str]:
-        return {k for k in fields if k in PARALLEL_FIELDS}
+        return {k for k in fields if k in LAYOUT_FLAGS}
 
     def deepep(fields: dict[str, Any]) -> bool:
-        return len(fields) > len(parallel(fields))
+        return any(k in DEEPEP_KNOBS for k in fields)
 
     both = any(deepep(f) for _, f in prefill) and any(deepep(f) for _, f in decode)
     pairs = [(p, d) for p in prefill for d in decode

@@ -51,10 +51,16 @@ KNOB_CHOICES: dict[str, tuple[str, ...]] = {
 DEEPEP_KNOBS = {"moe_a2a_backend": "SGLang", "all2all_backend": "vLLM"}
 
 
+def deepep_choice(values: dict[str, Any]) -> str | None:
+    """The knob value that chooses DeepEP's all-to-all among `values` (SGLang's deepep, vLLM's deepep_high_throughput
+    or deepep_low_latency), None where none does."""
+    return next((str(values[knob]) for knob in DEEPEP_KNOBS if str(values.get(knob) or "").startswith("deepep")),
+                None)
+
+
 def takes_deepep(values: dict[str, Any]) -> bool:
-    """Whether the knob values choose DeepEP's all-to-all (SGLang's deepep, vLLM's deepep_high_throughput or
-    deepep_low_latency)."""
-    return any(str(values.get(knob) or "").startswith("deepep") for knob in DEEPEP_KNOBS)
+    """Whether the knob values choose DeepEP's all-to-all."""
+    return deepep_choice(values) is not None
 
 
 # Each DeepEP knob's value for an instance's role, as a planner sets it: vLLM's docs pair deepep_high_throughput with
@@ -646,11 +652,11 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
         graphs["recurrent_state_dtype"] = values["mamba_ssm_dtype"]
     # SGLang's --moe-a2a-backend deepep, vLLM's --all2all-backend deepep_*: DeepEP's all-to-all, FP8 where the GEMMs run
     # FP8 (the rule a profile naming no scheme takes), not their default BF16 gather
-    if takes_deepep(values):
+    choice = deepep_choice(values)
+    if choice:
         graphs["moe_dispatch_bytes"] = {}
         graphs["moe_dispatch"] = "all_to_all"
-        graphs["deepep_buffers"] = next(DEEPEP_BUFFERS[str(values[knob])] for knob in DEEPEP_KNOBS
-                                        if str(values.get(knob) or "").startswith("deepep"))
+        graphs["deepep_buffers"] = DEEPEP_BUFFERS[choice]
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
         sizes = graphs.get("cuda_graph_sizes", ())
