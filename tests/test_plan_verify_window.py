@@ -173,3 +173,31 @@ def test_idle_decode_instances_widen_no_backlog_margin():
             {"role": "decode", "hardware": "h100-sxm", "tp": 1, "replicas": decodes}]})
         verdicts.append(stable(simulate(dep, work.at_rate(10.5, 10 * 126), Slo(10000, 200))))
     assert verdicts == [False, False]
+
+
+def test_the_refined_cut_does_not_split_a_screening_tie(monkeypatch):
+    """Strategies the screening scores alike are all refined: screening cannot order them (a disaggregated unit
+    whose prefill binds scores the same beside any decode layout; the 32-GPU DeepSeek-R1 plan lost its best, 2P(TP8)
+    1D(TP16), at the --top 5 cut behind a tied twin). Here the b512 strategy's screening is made b1024's."""
+    from dataclasses import replace
+
+    from phasewise.plan import planner
+
+    real = planner.evaluate
+    screened = {}
+
+    def tied(strategy, work, slo, target, steps, *args):
+        result = real(strategy, work, slo, target, steps, *args)
+        if steps == planner.SCREEN["steps"] and strategy.name.startswith("1x TP1 vllm default"):
+            screened.setdefault("rate", result.goodput_rps)  # the first one screened: b1024 (caps in that order)
+            result = replace(result, goodput_rps=screened["rate"])
+        return result
+
+    monkeypatch.setattr(planner, "evaluate", tied)
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(), batch_caps=(1024, 512), engine_default_cap=False,
+                       disaggregated=False, policies=())
+    res = planner.plan(M, "h100-sxm", 1, Slo(1000, 50), WorkloadSpec((512,), (64,), seed=0, name="512/64"),
+                       opts=opts, refine=1, workers=1)
+    refined = {r["strategy"] for r in res.rows()}
+    assert {"1x TP1 vllm default b1024 bf16", "1x TP1 vllm default b512 bf16"} <= refined
+    assert not any("prefill-first" in name for name in refined)  # below the tie: not refined

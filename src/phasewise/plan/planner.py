@@ -307,7 +307,11 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                  SCREEN["min_requests"]) for s in strategies],
                      backend, workers, ray_address, tick("screening", len(strategies)))
     screen.sort(key=lambda r: objective_value(objective, r), reverse=True)
-    top = screen[:refine]
+    # the cut at `refine` does not split a tie: strategies the screening scores alike (e.g. a disaggregated unit whose
+    # prefill binds, beside the same unit with another decode layout) are all refined, as screening cannot order them
+    last = objective_value(objective, screen[refine - 1]) if 0 < refine <= len(screen) else None
+    top = screen[:refine] + [r for r in screen[refine:] if last and r.goodput_rps > 0
+                             and objective_value(objective, r) == last]
     refined_chips = {strategy_chip(r.strategy) for r in top}
     for r in screen:  # a plan across chips: each chip's best is refined too, so the ranking compares the chips
         if r.goodput_rps > 0 and strategy_chip(r.strategy) not in refined_chips:
