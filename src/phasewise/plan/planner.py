@@ -317,6 +317,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         if r.goodput_rps > 0 and strategy_chip(r.strategy) not in refined_chips:
             top.append(r)
             refined_chips.add(strategy_chip(r.strategy))
+
     def refine_and_verify(batch: list[GoodputResult]) -> list[GoodputResult]:
         # each with its screening's probes: on a replayed trace, refining repeats them exactly and reads them
         done = run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
