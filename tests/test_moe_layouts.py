@@ -660,3 +660,32 @@ def test_an_engine_yaml_states_its_deepep_buffers_and_a_bad_one_is_refused_by_na
     assert exchange_buffer_bytes(profile, r1, parallel_layout(r1, 8, ep=8)) == 0  # no all-to-all without attention DP
     with pytest.raises(PhasewiseError, match="nvl_bytes: Input should be greater than or equal to 0"):
         load_engine(str(bad))
+
+
+def test_estimate_takes_the_exchange_knobs_as_simulate_does(run_cli):
+    """`estimate --all2all-backend` / `--moe-a2a-backend`: the per-operator table shows the exchange the knob chooses
+    (DeepEP's all-to-all in place of vLLM's gather) and the memory fit holds DeepEP's buffers; the knob is checked
+    as simulate checks it (another engine's, or without attention DP, a one-line error)."""
+    from phasewise.perf.deepep_buffers import low_latency_buffer_bytes
+
+    args = ("estimate", "--model", "deepseek-ai/DeepSeek-R1", "--hardware", "h200-sxm", "--tp", "16", "--ep", "16",
+            "--attention-dp", "16", "--batch", "64", "--prompt-len", "2048", "--json")
+    runs = {}
+    for extra in ((), ("--all2all-backend", "deepep_low_latency")):
+        code, out, err = run_cli(*args, *extra)
+        assert code == 0, err
+        runs[extra[-1] if extra else "default"] = json.loads(out)
+    default, deepep = runs["default"], runs["deepep_low_latency"]
+
+    def ops(run, phase):
+        return {op["name"] for op in run["operators"][phase]}
+
+    assert "moe_gather" in ops(default, "prefill") and "moe_all_to_all" in ops(deepep, "prefill")
+    assert deepep["prefill"]["latency_ms"] < default["prefill"]["latency_ms"]
+    held = deepep["memory"]["reserved_bytes"] - default["memory"]["reserved_bytes"]
+    assert held == pytest.approx(2**30 + low_latency_buffer_bytes(7168, 256, 256))
+    for extra, message in ((("--engine", "trtllm", "--all2all-backend", "deepep_low_latency"),
+                            "--all2all-backend is not a knob of trtllm"),
+                           (("--moe-a2a-backend", "deepep"), "--moe-a2a-backend is not a knob of vllm")):
+        code, _, err = run_cli(*args, *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

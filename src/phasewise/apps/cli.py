@@ -151,6 +151,8 @@ def estimate_cmd(
     image_size: ImageSize = None,
     weights_read_gbps: WeightsReadGbps = None,
     compile_cache: CompileCache = None,
+    moe_a2a_backend: MoeA2aBackend = None,
+    all2all_backend: All2allBackend = None,
     as_json: Json = False,
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown, the memory fit and the start-up time."""
@@ -167,6 +169,8 @@ def estimate_cmd(
     refusal = layout_refusal(engine, tp, ep, moe_tp, attention_dp, LAYOUT_FLAGS)  # as a deployment's (_layouts)
     if refusal:
         raise PhasewiseError(refusal)
+    exchange_knobs = {knob: value for knob, value in (("moe_a2a_backend", moe_a2a_backend),
+                                                      ("all2all_backend", all2all_backend)) if value is not None}
 
     def one(chip: str):
         est = estimate(model, chip, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,
@@ -175,7 +179,7 @@ def estimate_cmd(
                        moe_imbalance=moe_imbalance, routing_skew=routing_skew,
                        images_per_sequence=images.per_request if images else 0,
                        image_px=images.one_size("estimate") if images else None,
-                       weights_read_gbps=weights_read_gbps, compile_cache=compile_cache)
+                       weights_read_gbps=weights_read_gbps, compile_cache=compile_cache, knobs=exchange_knobs)
         refuse_beyond_context(est, context_len is not None)
         mem = est.memory
         if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:

@@ -149,12 +149,14 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
              ep: int | None = None, moe_tp: int | None = None, attention_dp: int | None = None,
              moe_imbalance: float | None = None, routing_skew: float | None = None, images_per_sequence: int = 0,
              image_px: tuple[int, int] | None = None, weights_read_gbps: float | None = None,
-             compile_cache: str | None = None) -> Estimate:
+             compile_cache: str | None = None, knobs: dict[str, Any] | None = None) -> Estimate:
     """Prefill of `batch` prompts of `prompt_len` tokens, and one decode step at `context_len` (with attention
     data parallelism, `batch` is the instance's, spread over its attention ranks); `routing_skew`: the traffic's
     MoE routing skew in place of the model's (perf/expert_load.py); `images_per_sequence` images of `image_px`
     (width, height) in each prompt: their tokens added to it, the vision encoder's forward over them reported;
-    `weights_read_gbps` and `compile_cache` the instance's start-up (perf/startup.py)."""
+    `weights_read_gbps` and `compile_cache` the instance's start-up (perf/startup.py); `knobs` the engine's flags
+    that change an iteration's cost or memory (the MoE exchange's: SGLang's moe_a2a_backend, vLLM's all2all_backend),
+    checked as simulate checks them."""
     refuse_empty(dict(model=model, hardware=hardware, precision=precision, kv_dtype=kv_dtype, engine=engine,
                       mapping=mapping))
     for field, value in (("batch", batch), ("prompt-len", prompt_len)):
@@ -168,7 +170,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
-    config = resolve_engine(engine, hw, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision,
+    config = resolve_engine(engine, hw, knobs, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision,
                             model_type=spec.model_type)
     # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout
     quant = engine_kv(quant, config, spec, hw, asked_kv_dtype=kv_dtype is not None)
