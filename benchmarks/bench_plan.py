@@ -2,6 +2,9 @@
 lengths, TTFT <= 1 s and TPOT <= 50 ms for 90 % of requests), through the CLI as a user runs it.
 
     python benchmarks/bench_plan.py [--repeat 3] [--backend local|ray]
+    python benchmarks/bench_plan.py --repeat 1 --model deepseek-ai/DeepSeek-R1 --hardware h200-sxm --gpus 16
+
+Any other `phasewise plan` flag given here is passed through (a MoE plan over nodes, another engine, ...).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--backend", default="local")
-    args = ap.parse_args()
+    args, plan_flags = ap.parse_known_args()
     cmd = [sys.executable, "-m", "phasewise.apps.cli", "plan", "--backend", args.backend, "--report",
-           "/tmp/phasewise-bench-report.html"]
+           "/tmp/phasewise-bench-report.html", *plan_flags]
     walls = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
@@ -28,7 +31,8 @@ def main() -> None:
         if proc.returncode:
             sys.exit(proc.stderr)
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"phasewise plan (default job, report included, backend {args.backend}): "
+    job = " ".join(plan_flags) or "default job"
+    print(f"phasewise plan ({job}, report included, backend {args.backend}): "
           f"best {min(walls):.2f} s, median {sorted(walls)[len(walls) // 2]:.2f} s over {args.repeat} runs; "
           f"peak RSS of a process {rss:.0f} MiB")
     first = [line for line in proc.stdout.splitlines() if "strategies simulated" in line]
