@@ -169,8 +169,7 @@ def estimate_cmd(
     refusal = layout_refusal(engine, tp, ep, moe_tp, attention_dp, LAYOUT_FLAGS)  # as a deployment's (_layouts)
     if refusal:
         raise PhasewiseError(refusal)
-    exchange_knobs = {knob: value for knob, value in (("moe_a2a_backend", moe_a2a_backend),
-                                                      ("all2all_backend", all2all_backend)) if value is not None}
+    exchange_knobs = given_knobs(locals())  # the MoE exchange's: the engine knobs estimate takes
 
     def one(chip: str):
         est = estimate(model, chip, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,

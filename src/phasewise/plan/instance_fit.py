@@ -19,6 +19,11 @@ from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, win
 from phasewise.specs.engines import DEEPEP_KNOBS, deepep_fields, layout_refusal, memory_fraction_of, resolve_engine
 
 
+def placement(layout: dict[str, Any]) -> dict[str, Any]:
+    """A layout's fields that place GPUs (LAYOUT_FLAGS'); the rest, e.g. a DeepEP knob, are the engine's."""
+    return {k: v for k, v in layout.items() if k in LAYOUT_FLAGS}
+
+
 def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int | None, fraction: float | None,
                   min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
                   role: str = "collocated") -> bool:
@@ -26,8 +31,7 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
     them, the planner's speculative decoding). `max_seqs`: the sequences the whole instance holds (specs/engines.py
     instance_seqs), None for the engine's own default; as simulate, the activations are sized for at most 1,024
     (sim/simulate.py), a recurrent state's seats for every one."""
-    # a layout's fields that place GPUs (LAYOUT_FLAGS'); the rest, e.g. a DeepEP knob, are the engine's
-    split = parallel_layout(model, tp, **{k: v for k, v in layout.items() if k in LAYOUT_FLAGS}) if layout else None
+    split = parallel_layout(model, tp, **placement(layout)) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
                             role=role, vision=model.vision, model_type=model.model_type)
@@ -96,15 +100,12 @@ def role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[st
     prefill = instance_layouts(model, p_tp, opts, pruned, "prefill")
     decode = instance_layouts(model, d_tp, opts, pruned, "decode")
 
-    def parallel(fields: dict[str, Any]) -> set[str]:
-        return {k for k in fields if k in LAYOUT_FLAGS}
-
     def deepep(fields: dict[str, Any]) -> bool:
         return any(k in DEEPEP_KNOBS for k in fields)
 
     both = any(deepep(f) for _, f in prefill) and any(deepep(f) for _, f in decode)
     pairs = [(p, d) for p in prefill for d in decode
-             if parallel(p[1]) == parallel(d[1]) and not (both and deepep(p[1]) != deepep(d[1]))]
+             if placement(p[1]).keys() == placement(d[1]).keys() and not (both and deepep(p[1]) != deepep(d[1]))]
     pairs += [(p, d) for p in prefill for d in decode if "attention_dp" not in p[1] and "attention_dp" in d[1]
               and p[1]]
     return pairs
