@@ -60,7 +60,7 @@ def deployments(draw):
                   dict(role="decode", replicas=draw(st.integers(1, 2)), **common)]
     else:
         groups = [dict(role="collocated", replicas=draw(st.integers(1, 3)), **common)]
-    data = dict(model=model, instances=groups, router=draw(st.sampled_from(["round_robin", "least_outstanding",
+    data = dict(model=model, instances=groups, router=draw(st.sampled_from(["round_robin", "random", "least_outstanding",
                                                                             "kv_aware", "dynamo_kv"])),
                 kv_link=draw(st.sampled_from(["nvlink", "pcie", "rdma"])))
     if speculative:

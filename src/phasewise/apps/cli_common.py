@@ -52,7 +52,7 @@ MemoryFraction = Annotated[Optional[float], typer.Option(
          "weights and activations leave (free_gpu_memory_fraction; default 0.9)")]
 SpecDraft = Annotated[Optional[str], typer.Option(help="speculative decoding: 'mtp' or a draft model id (default mtp)")]
 # Serving policies and options of a deployment (simulate and serve)
-Router = Annotated[str, typer.Option(help="round_robin|least_outstanding|kv_aware (most free KV blocks)|prefix_aware (longest cached prefix, SGLang router's rule)|dynamo_kv (NVIDIA Dynamo's KV router: cache-miss prefill blocks + decode blocks)")]
+Router = Annotated[str, typer.Option(help="round_robin|random (Dynamo's --router-mode random)|least_outstanding|kv_aware (most free KV blocks)|prefix_aware (longest cached prefix, SGLang router's rule)|dynamo_kv (NVIDIA Dynamo's KV router: cache-miss prefill blocks + decode blocks)")]
 KvOverlapWeight = Annotated[Optional[float], typer.Option(help="--router dynamo_kv: weight of the cache-miss prefill blocks in its cost (Dynamo's --kv-overlap-score-weight; default 1.0; 0: load alone)")]
 RouterTemperature = Annotated[Optional[float], typer.Option(help="--router dynamo_kv: draw the instance from its costs by softmax at this temperature (Dynamo's --router-temperature; default 0: the lowest cost)")]
 RouterKvEvents = Annotated[Optional[bool], typer.Option("--router-kv-events/--no-router-kv-events", help="--router dynamo_kv: read the instances' prefix caches from their KV events (default), or predict them from its own routing (Dynamo's --no-router-kv-events)")]

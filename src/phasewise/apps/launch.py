@@ -54,6 +54,9 @@ FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 
 ROUTER_FRONTS = {
     None: "e.g. llm-d's gateway, sglang_router, or a least-connections proxy",
     "prefix_aware": "sglang_router's --policy cache_aware",
+    "round_robin": "NVIDIA Dynamo: python -m dynamo.frontend (round-robin, its default --router-mode), or any "
+                   "round-robin proxy",
+    "random": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode random",
     "dynamo_kv": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode kv{settings}, with each worker run as python "
                  "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
 }

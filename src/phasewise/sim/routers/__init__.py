@@ -7,10 +7,12 @@ from phasewise.sim.routers.dynamo_kv import DynamoKvRouter, DynamoKvSettings
 from phasewise.sim.routers.kv_aware import KvAwareRouter
 from phasewise.sim.routers.least_outstanding import LeastOutstandingRouter
 from phasewise.sim.routers.prefix_aware import PrefixAwareRouter
+from phasewise.sim.routers.random_choice import RandomRouter
 from phasewise.sim.routers.round_robin import RoundRobinRouter
 
 ROUTERS: dict[str, type[Router]] = {
     "round_robin": RoundRobinRouter,
+    "random": RandomRouter,
     "least_outstanding": LeastOutstandingRouter,
     "kv_aware": KvAwareRouter,
     "prefix_aware": PrefixAwareRouter,
