@@ -81,7 +81,7 @@ def test_plan_searches_a_prefix_trace_on_the_whole_deployment_and_reports_its_hi
 
 
 def test_bad_router_is_one_line(run_cli):
-    with pytest.raises(PhasewiseError, match="--router 'nearest' is not one of round_robin, least_outstanding"):
+    with pytest.raises(PhasewiseError, match="--router 'nearest' is not one of round_robin, random, least_outstanding"):
         enumerate_strategies(M, "h100-sxm", 2, PlanOptions(routers=("nearest",)))
     code, _, err = run_cli("plan", "--gpus", "1", "--router", "nearest")
     assert code == 2 and err.strip().count("\n") == 0 and "--router 'nearest'" in err

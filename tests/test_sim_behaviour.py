@@ -209,7 +209,7 @@ def test_full_shared_trace_loads_when_present():
         ({"instances": []}, "instances"),
         ({"instances": [{"hardware": "h100-sxm", "tp": 0}]}, "instances.0.tp"),
         ({"instances": [{"entry_point": "fcfs"}]}, "instances.0.entry_point"),
-        ({"router": "random", "instances": [{}]}, "router"),
+        ({"router": "randomly", "instances": [{}]}, "router"),
     ],
 )
 def test_bad_deployments_name_the_field(data, message):

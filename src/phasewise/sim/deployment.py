@@ -276,7 +276,8 @@ class Deployment(BaseModel):
 
     model: str = "meta-llama/Llama-3.1-8B"
     instances: list[InstanceGroup] = Field(min_length=1)
-    router: Literal["round_robin", "random", "least_outstanding", "kv_aware", "prefix_aware", "dynamo_kv"] = "least_outstanding"
+    router: Literal["round_robin", "random", "least_outstanding", "kv_aware", "prefix_aware",
+                    "dynamo_kv"] = "least_outstanding"
     # router dynamo_kv: the weight of the prefill (cache-miss) blocks in its cost (sim/routers/dynamo_kv.py); unset:
     # Dynamo's default, 1.0
     kv_overlap_score_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
