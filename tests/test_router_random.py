@@ -25,6 +25,9 @@ def test_draws_are_uniform_and_repeat():
     assert set(counts) == set(instances)
     assert all(900 <= n <= 1100 for n in counts.values()), counts  # 1,000 each, sd ~27
     assert make_router("random", ["only"]).pick() == "only"
+    # a disaggregated deployment's prefill and decode routers draw apart (seeded by their instances' names)
+    prefill, decode = make_router("random", ["pre0", "pre1"]), make_router("random", ["dec0", "dec1"])
+    assert [prefill.pick()[-1] for _ in range(64)] != [decode.pick()[-1] for _ in range(64)]
 
 
 def closed_loop(router: str):

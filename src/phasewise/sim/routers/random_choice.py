@@ -4,8 +4,8 @@ configuration.md "Routing strategy: round-robin, random, kv, direct"; its push r
 `rand` crate). Blind to load as round robin is, but without round robin's turn: in a closed loop whose requests
 all take as long (a fixed-length benchmark) round robin's next turn falls on the instance whose seat just freed,
 while a draw lands on a full instance as often as its share, and the request waits there for a seat while
-another stands free. The draws come from a generator seeded with 0, so a run repeats (as router dynamo_kv's
-softmax draws)."""
+another stands free. The draws come from a generator seeded with the instances' names, so a run repeats and a
+disaggregated deployment's two routers (its prefill and its decode instances) draw apart, as Dynamo's do."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class RandomRouter(Router):
 
     def __init__(self, instances) -> None:
         super().__init__(instances)
-        self.draws = random.Random(0)
+        self.draws = random.Random(" ".join(str(getattr(i, "name", i)) for i in instances))  # str seeds: sha512
 
     def choose(self):
         # len() each time: an autoscaler adds and removes instances (sim/autoscaler.py)
