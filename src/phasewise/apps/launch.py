@@ -34,6 +34,7 @@ from phasewise.apps.launch_args import (
     version_needs,
 )
 from phasewise.apps.launch_nodes import node_count, per_node, placements
+from phasewise.apps.launch_routers import dynamo_router_note, sglang_policy_args, trtllm_router_blocks
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.startup import startup_estimate
@@ -418,19 +419,25 @@ def _disagg_front(dep: Deployment, families: set[str], urls: dict[str, list[str]
             argv += ["--prefill", u, str(p)]
         for u in urls["decode"]:
             argv += ["--decode", u]
-        return Command(argv + ["--host", "0.0.0.0", "--port", str(FRONT_PORT)], comments=note)
+        policies, approximated = sglang_policy_args(dep.router)  # as the deployment was simulated (launch_routers.py)
+        return Command(argv + policies + ["--host", "0.0.0.0", "--port", str(FRONT_PORT)],
+                       comments=note + approximated)
     if family == "trtllm":
+        context_router, generation_router, approximated = trtllm_router_blocks(dep.router)
+        note += approximated
         files["disagg.yaml"] = yaml.safe_dump({
             "hostname": "0.0.0.0", "port": FRONT_PORT, "backend": "pytorch",
-            "context_servers": {"num_instances": len(hosts["prefill"]), "urls": hosts["prefill"]},
-            "generation_servers": {"num_instances": len(hosts["decode"]), "urls": hosts["decode"]}}, sort_keys=False)
+            "context_servers": {"num_instances": len(hosts["prefill"]), "urls": hosts["prefill"],
+                                "router": context_router},
+            "generation_servers": {"num_instances": len(hosts["decode"]), "urls": hosts["decode"],
+                                   "router": generation_router}}, sort_keys=False)
         if nodes > 1:
             note.append("disagg.yaml's urls name the nodes node0, node1, ...: write each node's address there")
         return Command(["trtllm-serve", "disaggregated", "-c", "disagg.yaml"], comments=note)
     note += ["vLLM has no P/D router of its own: route with llm-d's inference scheduler (P/D disaggregation) or",
              "NVIDIA Dynamo: `python -m dynamo.frontend` with each worker as `python -m dynamo.vllm` (prefill",
              "workers with --is-prefill-worker); prefill " + " ".join(urls["prefill"]) + "; decode "
-             + " ".join(urls["decode"])]
+             + " ".join(urls["decode"]), dynamo_router_note(dep.router)]
     return Command([], comments=note)
 
 
