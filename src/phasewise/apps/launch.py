@@ -34,7 +34,12 @@ from phasewise.apps.launch_args import (
     version_needs,
 )
 from phasewise.apps.launch_nodes import node_count, per_node, placements
-from phasewise.apps.launch_routers import dynamo_router_note, sglang_policy_args, trtllm_router_blocks
+from phasewise.apps.launch_routers import (
+    dynamo_frontend,
+    dynamo_router_note,
+    sglang_policy_args,
+    trtllm_router_blocks,
+)
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.startup import startup_estimate
@@ -57,8 +62,8 @@ ROUTER_FRONTS = {
     "prefix_aware": "sglang_router's --policy cache_aware",
     "round_robin": "NVIDIA Dynamo: python -m dynamo.frontend (round-robin, its default --router-mode), or any "
                    "round-robin proxy",
-    "random": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode random",
-    "dynamo_kv": "NVIDIA Dynamo: python -m dynamo.frontend --router-mode kv{settings}, with each worker run as python "
+    "random": f"NVIDIA Dynamo: {dynamo_frontend('random')}",
+    "dynamo_kv": f"NVIDIA Dynamo: {dynamo_frontend('dynamo_kv')}{{settings}}, with each worker run as python "
                  "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
 }
 # vllm 0.14 engine/arg_utils.py _check_feature_supported (0.11 fell back to V0, which it no longer has)

@@ -18,6 +18,8 @@ routing drops its overlap term (sim/routers/dynamo_kv.py)."""
 
 from __future__ import annotations
 
+from phasewise.apps.launch_args import engine_flags
+
 # phasewise router -> (prefill policy, decode policy)
 SGLANG_PD_POLICIES = {
     "round_robin": ("round_robin", "round_robin"),
@@ -49,19 +51,23 @@ def sglang_policy_args(router: str) -> tuple[list[str], list[str]]:
 def trtllm_router_blocks(router: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """disagg.yaml's `router` blocks (context servers, generation servers) for `router` and the comment lines."""
     if router not in TRTLLM_DISAGG_ROUTERS:
+        published = ", ".join(engine_flags()["trtllm"]["disaggregated"]["router_types"])
         return ({"type": "round_robin"}, {"type": "round_robin"},
-                [f"router {router}: trtllm-serve disaggregated has none (round_robin, load_balancing, "
-                 "kv_cache_aware, conversation): round_robin written"])
+                [f"router {router}: trtllm-serve disaggregated has none ({published}): round_robin written"])
     context, generation = TRTLLM_DISAGG_ROUTERS[router]
     notes = [f"router {router}: load_balancing counts the requests in flight, not {_WEIGHS[router]}"] \
         if router in _WEIGHS else []
     return {"type": context}, {"type": generation}, notes
 
 
+def dynamo_frontend(router: str) -> str:
+    """Dynamo's frontend command routing as `router` (one of DYNAMO_ROUTER_MODES)."""
+    return f"python -m dynamo.frontend --router-mode {DYNAMO_ROUTER_MODES[router]}"
+
+
 def dynamo_router_note(router: str) -> str:
     """How Dynamo's frontend routes as `router` did, for a vLLM P/D deployment's comment."""
-    mode = DYNAMO_ROUTER_MODES.get(router)
-    if mode is not None:
-        return f"routed as planned (router {router}) by `python -m dynamo.frontend --router-mode {mode}`"
+    if router in DYNAMO_ROUTER_MODES:
+        return f"routed as planned (router {router}) by `{dynamo_frontend(router)}`"
     return (f"router {router} has no Dynamo mode (round-robin, random, kv): llm-d's scheduler scores load and "
             "cached prefixes, or Dynamo's --router-mode kv weighs both")
