@@ -139,10 +139,34 @@ def test_the_papers_figures_and_bands_are_not_setup_keys(name, key):
     ("ascendra", {"lp_token_budget": "1"}, "--set lp_token_budget (1) must be >=", "--max-num"),
     ("jupiter", {"devices": "64"}, "--set devices=", "split ["),
     ("spad", {"tp": "1000"}, "--set tp 1000 does not divide", "--tp"),
+    # a capability's own refusal raised while the setup runs (a catalog's, a chip's): named by the key (Scenario's
+    # naming_keys); it had read "error: unknown hardware 'foo'" and "choose another --precision"
+    ("fireq", {"hardware": "foo"}, "reproduce fireq: --set hardware: unknown hardware 'foo'", "--hardware"),
+    ("hat", {"model": "foo/bar"}, "reproduce hat: --set model: unknown model 'foo/bar'", "--model"),
+    ("halo", {"models": "meta-llama/Llama-2-7b-hf,foo/x"}, "--set models: unknown model 'foo/x'", "--model"),
 ])
 def test_errors_name_the_set_key(name, sets, says, not_says):
     message = refused(name, sets)
     assert says in message and not_says not in message
+
+
+@pytest.mark.parametrize("name, sets, says", [
+    ("halo", {"precision": "fp16", "kv_dtype": "fp16"}, "--set hardware: hardware 'halo-2.5d' has no fp16 compute "
+                                                        "path (has: bf16, int8); choose another --set precision"),
+    ("odb-dllm", {"hardware": "foo"}, "reproduce odb-dllm: --set hardware: unknown hardware 'foo'"),
+])
+def test_errors_raised_while_running_name_the_set_key(name, sets, says):
+    with pytest.raises(PhasewiseError) as info:
+        get_scenario(name).run(sets)
+    message = str(info.value)
+    assert says in message and len(message.splitlines()) == 1
+
+
+def test_a_bad_value_lists_the_known_keys():
+    """SCENARIOS.md: unknown keys or bad values, a one-line error listing the known keys."""
+    message = refused("fireq", {"batch": "-1"})
+    assert "--set batch='-1' is not a number > 0" in message
+    assert "known keys: hardware, engine, fireq, qserve" in message and "\n" not in message
 
 
 # 9: the listing shows the setup keys, --help-setup what each takes

@@ -9,8 +9,10 @@ paper's, within a band) and plotly figures for the HTML report. Contract: ../sha
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,19 +151,44 @@ class Scenario:
             if key not in self.setup:
                 raise PhasewiseError(f"reproduce {self.name}: unknown --set key '{key}' "
                                      f"(known: {', '.join(self.setup)})")
-            values[key] = parse_value(self.name, key, text, self.setup[key])
+            try:
+                values[key] = parse_value(self.name, key, text, self.setup[key])
+            except PhasewiseError as exc:
+                raise PhasewiseError(f"{exc}; known keys: {', '.join(self.setup)}") from None
         if self.validate is not None:
-            self.validate(dict(values))
+            with self.naming_keys(values):
+                self.validate(dict(values))
         return values
 
     def run(self, overrides: dict[str, str] | None = None) -> ScenarioResult:
         setup = self.resolve(overrides)
         wall0 = time.perf_counter()
         try:
-            outcome = self.run_fn(dict(setup))
+            with self.naming_keys(setup):
+                outcome = self.run_fn(dict(setup))
         except ValidationError as exc:  # an override a deployment's or policy's schema refuses (e.g. acceptance 1)
             raise pydantic_message(f"reproduce {self.name}", exc) from None
         return ScenarioResult(self, setup, outcome, time.perf_counter() - wall0)
+
+    @contextmanager
+    def naming_keys(self, values: dict[str, Any]) -> Iterator[None]:
+        """A capability's one-line error raised while the setup is checked or run (a catalog's 'unknown hardware
+        'foo'', a chip without the precision's compute path) reworded to name the --set keys: the keys whose value
+        it quotes, and each flag it names that is a setup key (--precision -> --set precision). Errors already
+        naming this scenario pass unchanged."""
+        try:
+            yield
+        except PhasewiseError as exc:
+            text = str(exc)
+            if text.startswith(f"reproduce {self.name}"):
+                raise
+            for key in sorted(self.setup, key=len, reverse=True):
+                text = re.sub(rf"--{key.replace('_', '[-_]')}\b", f"--set {key}", text)
+            quoted = [key for key, value in values.items()
+                      if any(f"'{item}'" in text for item in (value if isinstance(value, list) else [value])
+                             if isinstance(item, str))]
+            named = f"--set {', '.join(quoted)}: " if quoted else ""
+            raise PhasewiseError(f"reproduce {self.name}: {named}{text}") from None
 
 
 def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:

@@ -103,7 +103,8 @@ def run(setup: dict[str, Any]) -> Outcome:
     linear = next(row for row in split if row[0] == "linear layers")
     paper, tol = PREFILL_SPEEDUP, PREFILL_TOLERANCE
     decode_1 = fitted[1]["ffn_decode"]
-    lowest_prefill = min(fitted[b]["prefill"] for b in batches)
+    slowest = min(batches, key=lambda b: fitted[b]["prefill"])
+    lowest_prefill = fitted[slowest]["prefill"]
     # Amdahl at each batch: the whole prefill gains less than its FFN does at that batch
     kept = {b: fitted[b]["prefill"] / fitted[b]["ffn_prefill"] for b in batches}
     most_kept = max(kept, key=kept.get)
@@ -127,10 +128,13 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"{fitted[batches[-1]]['ffn_decode']:.2f}x at {batches[-1]} as QServe's serial main loop turns "
               f"compute-bound (unfitted {unfitted[1]['ffn_decode']:.3f})"),
         Check("FireQ faster at every prefill batch",
-              "direction: prefill speedup > 1 at every benchmark batch",
-              None, lowest_prefill, (1.0, 1e9),
+              "direction: prefill speedup > 1 at every benchmark batch (by more than 1 %: a tie is no speedup)",
+              None, lowest_prefill, (1.01, 1e9),
               "lowest whole-prefill speedup over batches " + ", ".join(
-                  f"{b}: {fitted[b]['prefill']:.2f}x" for b in batches)),
+                  f"{b}: {fitted[b]['prefill']:.2f}x" for b in batches)
+              + host_exposed(slowest, amdahl_split(model, fitted_hw, qserve, fireq, engine,
+                                                   prefill_shape(slowest, seq, setup["all_logits"])),
+                             setup["engine"])),
         Check("prefill speedup below the FFN's at every batch",
               "direction (Amdahl): at each batch the whole prefill gains less than its FFN does, so the highest "
               "prefill / FFN speedup ratio over the batches is below 1",
@@ -164,6 +168,18 @@ def implied_share(paper: float, linear: tuple[str, float, float, float], toleran
 
 PARTS = (("linear layers", kernel_fit.LINEAR_OPERATORS), ("attention", ("attention",)),
          ("elementwise", ("elementwise", "embedding")), ("LM head", ("lm_head",)))
+
+
+def host_exposed(batch: int, split: list[tuple[str, float, float, float]], engine: str) -> str:
+    """Where the host's work (the engine's eager dispatch, launches) takes a larger share of FireQ's prefill than of
+    QServe's at `batch` (amdahl_split's last row), what that costs: the faster kernels wait for the host."""
+    name, slow_share, fast_share, _ = split[-1]
+    if fast_share <= slow_share + 0.01:
+        return ""
+    linear = next(row for row in split if row[0] == "linear layers")
+    return (f"; at batch {batch} the linear layers run {linear[3]:.2f}x faster, but {name} take {fast_share:.0%} of "
+            f"FireQ's prefill against {slow_share:.0%} of QServe's: {engine}'s host dispatch, hidden under QServe's "
+            "slower kernels, is what FireQ's wait for")
 
 
 def amdahl_split(model, hardware, slow, fast, engine, shape) -> list[tuple[str, float, float, float]]:

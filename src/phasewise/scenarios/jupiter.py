@@ -143,6 +143,8 @@ def run(setup: dict[str, Any]) -> Outcome:
     single = single_device(model, quant, engine, setup["hardware"], prompt, output)
     low = ends[0]
     reduction_low = low["layer"].end_s / low["jupiter"].end_s
+    # what one token's hidden state takes on a link at the low bandwidth (its bytes on the paper's split's first hop)
+    hop_s = split_model(setup["low_mbps"], paper_split).boundary_bytes(0, 1) * 8 / (setup["low_mbps"] * 1e6)
     ideal_decode = min(jupiter.points, devices) * jupiter.acceptance
     step = [(jupiter.verify_tokens, prompt, jupiter.verify_tokens)]
     first_step_s, last_step_s = high_medusa.stage_s(0, step), high_medusa.stage_s(devices - 1, step)
@@ -210,8 +212,12 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"layer pipeline (S=1, AR) {low['layer'].end_s:.2f} s vs Jupiter {low['jupiter'].end_s:.2f} s "
               f"(split {list(low['plan'].split)}, S={low['plan'].sub_sequences}: the planner's, TTFT "
               f"{low['plan'].best_s * 1e3:.0f} ms against {low['paper_ttft_s'] * 1e3:.0f} ms at the paper's "
-              f"{paper_split}, S={subs}, from which its search starts on like devices); band: at least the prefill "
-              "formula's gain, at most the paper's best"),
+              f"{paper_split}, S={subs}, from which its search starts on like devices); a token's hidden state takes "
+              f"{hop_s * 1e3:.1f} ms a link at {setup['low_mbps']:g} Mbps, the {prompt}-token prompt "
+              f"{prompt * hop_s:.2f} s"
+              + (": the links, not the stages, bind, below the compute-bound formula's gain"
+                 if reduction_low < ideal_speedup else "")
+              + "; band: at least the prefill formula's gain, at most the paper's best"),
     ]
     return Outcome(checks, figures=figures(plans, timeline), tables=[baseline_table(ends, single)])
 
