@@ -143,11 +143,14 @@ def test_yaml_pools(tmp_path):
     assert dep.priority_pools.migration == "recompute" and dep.instances[1].pool == "hp"
     res = simulate(dep, starving_workload(n=60, rate=10.0), check_invariants=True)  # the block's own SLOs
     assert "priority_pools" in res.policy
-    for text, message in (("instances: [{pool: hp}]\n", "needs the deployment's `priority_pools`"),
-                          ("instances: [{pool: lp}]\npriority_pools: {}\n", "one instance group with pool: hp"),
-                          ("instances: [{pool: hp}]\npriority_pools: {}\n", "at least one low-priority"),
-                          ("instances: [{pool: lp}, {pool: hp}]\npriority_pools: {migration: x}\n", "migration")):
-        path.write_text(text)
+    for text, message in (("instances: [{pool: hp, hardware: h100-sxm}]\n", "needs the deployment's `priority_pools`"),
+                          ("instances: [{pool: lp, hardware: h100-sxm}]\npriority_pools: {}\n",
+                           "one instance group with pool: hp"),
+                          ("instances: [{pool: hp, hardware: h100-sxm}]\npriority_pools: {}\n",
+                           "at least one low-priority"),
+                          ("instances: [{pool: lp, hardware: h100-sxm}, {pool: hp, hardware: h100-sxm}]\n"
+                           "priority_pools: {migration: x}\n", "migration")):
+        path.write_text("model: meta-llama/Meta-Llama-3-8B\n" + text)
         with pytest.raises(PhasewiseError, match=message):
             load_deployment(str(path))
 

@@ -125,7 +125,8 @@ def test_flags_and_the_twin(run_cli, tmp_path):
         code, _, err = run_cli("simulate", "--requests", "20", *flags)
         assert code == 2 and words in err
     path = tmp_path / "scaled.yaml"
-    path.write_text(yaml.safe_dump({"model": M, "instances": [{"replicas": 2}], "autoscale": {"target": 2}}))
+    path.write_text(yaml.safe_dump({"model": M, "instances": [{"replicas": 2, "hardware": "h100-sxm"}],
+                                    "autoscale": {"target": 2}}))
     code, _, err = run_cli("serve", "--deployment", str(path), "--port", "1")
     assert code == 2 and "autoscale is simulate's" in err
 

@@ -188,7 +188,7 @@ def test_build_wires_the_client():
         (["--concurrency", "4", "--osl", "inf"], "--osl must be a finite number of tokens >= 1 (got inf)"),
         (["--rate", "5", "--seed", "-1"], "--seed must be >= 0 (got -1)"),
         (["--rate", "5", "--requests", "99999999999"], "--requests must be <= 10,000,000"),
-        (["--rate", "5", "--replicas", "99999999999"], "instances.0.replicas: Input should be less than or equal to"),
+        (["--rate", "5", "--replicas", "99999999999"], "--replicas: Input should be less than or equal to"),
         # flags that used to be ignored without a word
         (["--trace", "azure-conv", "--isl", "100"], "--isl does not apply to --trace"),
         (["--trace", "azure-conv", "--osl-dist", "uniform"], "--osl-dist does not apply to --trace"),

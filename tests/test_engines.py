@@ -144,7 +144,7 @@ def test_bad_engine_knobs_are_one_line_errors(engine, knobs, message):
 
 def test_knob_beside_deployment_file_is_an_error(tmp_path):
     path = tmp_path / "dep.yaml"
-    path.write_text("model: meta-llama/Llama-3.1-8B\ninstances: [{engine: sglang}]\n")
+    path.write_text("model: meta-llama/Llama-3.1-8B\ninstances: [{engine: sglang, hardware: h100-sxm}]\n")
     with pytest.raises(PhasewiseError, match="cannot be combined with --deployment"):
         run(deployment=str(path), tp=2, rate=1, requests=4)
     with pytest.raises(PhasewiseError, match="cannot be combined with --deployment"):

@@ -306,12 +306,12 @@ def test_serve_flags_refuse_in_one_line_or_serve(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args, field", [
-    (("--spec-tokens", "3", "--spec-acceptance", "nan"), "speculative.acceptance"),
-    (("--memory-fraction", "nan"), "memory_fraction"),
-    (("--routing-skew", "nan", "--model", "Qwen/Qwen3-30B-A3B"), "routing_skew"),
+    (("--spec-tokens", "3", "--spec-acceptance", "nan"), "--spec-acceptance"),
+    (("--memory-fraction", "nan"), "--memory-fraction"),
+    (("--routing-skew", "nan", "--model", "Qwen/Qwen3-30B-A3B"), "--routing-skew"),
 ])
 def test_a_nan_in_a_bounded_field_is_named_as_not_finite(run_cli, args, field):
     """A NaN passes no bound, so pydantic named the bound it failed first ('Input should be less than 1'); the
-    deployment's bounded floats refuse it as what it is."""
+    deployment's bounded floats refuse it as what it is, named by the flag that set it (sim/api.py flag_of)."""
     code, _, err = run_cli("simulate", "--rate", "1", "--requests", "3", *args)
     assert code == 2 and field in err and "finite number" in err and len(err.strip().splitlines()) == 1, err

@@ -381,7 +381,7 @@ def test_routing_skew_of_the_users_traffic_reaches_every_surface(run_cli):
             (lambda: with_routing_skew(load_model("mistralai/Mixtral-8x7B-v0.1"), 0.22), "outside what 8 experts"),
             (lambda: with_routing_skew(model, 1.0), r"from 0.2 \(uniform\) to below 1 \(got 1.0\)"),
             (lambda: run(model=QWEN_MOE, hardware="h200-sxm", tp=2, rate=1, requests=2, deployment=None,
-                         routing_skew=0.1), "routing_skew")):
+                         routing_skew=0.1), "--routing-skew: Input should be greater than or equal to 0.2")):
         with pytest.raises(PhasewiseError, match=message) as err:
             call()
         assert "\n" not in str(err.value)

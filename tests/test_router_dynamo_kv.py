@@ -91,7 +91,7 @@ def test_the_weight_is_refused_beside_another_router_and_out_of_range(tmp_path, 
         run(router="prefix_aware", kv_overlap_score_weight=2.0, requests=5)
     code, out, err = run_cli("simulate", "--requests", "5", "--router", "dynamo_kv",
                              "--kv-overlap-score-weight", "-1")
-    assert code == 2 and "kv_overlap_score_weight: Input should be greater than or equal to 0" in err
+    assert code == 2 and "--kv-overlap-score-weight: Input should be greater than or equal to 0" in err
     assert len(err.strip().splitlines()) == 1
     path = tmp_path / "dep.yaml"
     path.write_text("model: meta-llama/Llama-3.1-8B\nrouter: least_outstanding\nkv_overlap_score_weight: 2\n"

@@ -132,7 +132,7 @@ def test_each_setting_is_refused_beside_another_router_and_out_of_range(tmp_path
     with pytest.raises(PhasewiseError, match=f"^{flag} .* --router dynamo_kv.*; the router here is prefix_aware"):
         run(router="prefix_aware", requests=5, **{field: 1.0})
     code, out, err = run_cli("simulate", "--requests", "5", "--router", "dynamo_kv", flag, "-1")
-    assert code == 2 and f"{field}: Input should be greater than or equal to 0" in err
+    assert code == 2 and f"{flag}: Input should be greater than or equal to 0" in err  # named by the flag
     assert len(err.strip().splitlines()) == 1
     path = tmp_path / "dep.yaml"
     path.write_text(f"model: meta-llama/Llama-3.1-8B\nrouter: least_outstanding\n{field}: 2\n"
@@ -202,4 +202,4 @@ def test_kv_events_settings_as_flags_and_refusals(run_cli):
         deployment_from_flags(replicas=2, router="prefix_aware", router_kv_events=False)
     code, out, err = run_cli("simulate", "--requests", "5", "--replicas", "2", "--router", "dynamo_kv",
                              "--no-router-kv-events", "--router-ttl-s", "0")
-    assert code == 2 and "router_ttl_s: Input should be greater than 0" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--router-ttl-s: Input should be greater than 0" in err and len(err.strip().splitlines()) == 1

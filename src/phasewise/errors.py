@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class PhasewiseError(ValueError):
@@ -51,14 +51,17 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> PhasewiseError:
     return PhasewiseError(f"unknown {kind} '{name}'{hint} (known: {shown})")
 
 
-def pydantic_message(where: str, exc: Exception) -> PhasewiseError:
-    """Turn a pydantic ValidationError into one line naming the field(s)."""
+def pydantic_message(where: str, exc: Exception, field_name: Callable[[tuple], str | None] | None = None
+                     ) -> PhasewiseError:
+    """Turn a pydantic ValidationError into one line naming the field(s): each by its location (e.g.
+    instances.0.tp), or by what `field_name` calls it (the flag that set it), where it has a name for it."""
     errors = getattr(exc, "errors", None)
     if errors is None:
         return PhasewiseError(f"{where}: {exc}")
     parts = []
     for err in errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()))
+        path = tuple(err.get("loc", ()))
+        loc = (field_name(path) if field_name is not None else None) or ".".join(str(p) for p in path)
         msg = err.get("msg", "invalid").removeprefix("Value error, ")  # a validator's own sentence names its fields
         parts.append(f"{loc}: {msg}" if loc else msg)
     return PhasewiseError(f"{where}: " + "; ".join(parts))

@@ -120,6 +120,7 @@ from phasewise.apps.cli_common import (
     console,
     given_knobs,
     given_layout,
+    refuse_typed_beside_deployment,
     render_caveats,
 )
 from phasewise.apps.jsonout import dumps
@@ -379,6 +380,7 @@ def simulate_cmd(
     """Simulate a workload on a deployment: per-request TTFT/TBT/E2E, throughput, goodput, per-instance stats."""
     from phasewise.apps.dllm_view import dllm_requested, simulate_dllm_cmd
 
+    refuse_typed_beside_deployment(deployment)
     if out_format not in ("csv", "parquet"):  # before the run, not after it
         raise PhasewiseError(f"--format '{out_format}' is not one of csv, parquet")
     if out is None and out_format != "csv":

@@ -252,6 +252,15 @@ def given_on_command_line(parameter: str) -> bool:
     return False
 
 
+def refuse_typed_beside_deployment(deployment: str | None) -> None:
+    """--deployment sets the whole deployment: a deployment flag typed beside it is refused by name, even at its
+    default's value (sim/api.py deployment_from_flags refuses the ones whose value differs; it cannot tell these)."""
+    if deployment is not None:
+        from phasewise.sim.api import deployment_flag_names, refuse_beside_deployment
+
+        refuse_beside_deployment([n for n in deployment_flag_names() if given_on_command_line(n)])
+
+
 def changed_options(command, values: dict) -> list[tuple[str, str]]:
     """(parameter, flag) of each option of the typer `command` whose value in `values` differs from its default,
     in declaration order: what the user gave (a mode that reads only some of them refuses the rest by name)."""

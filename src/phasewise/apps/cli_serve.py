@@ -99,6 +99,7 @@ from phasewise.apps.cli_common import (
     console,
     given_knobs,
     given_layout,
+    refuse_typed_beside_deployment,
 )
 from phasewise.errors import PhasewiseError, refuse_empty
 
@@ -215,6 +216,7 @@ def serve_cmd(
     from phasewise.sim.api import deployment_from_flags
 
     DrainingServer = draining_server()
+    refuse_typed_beside_deployment(deployment)
     refuse_empty(dict(served_model_name=served_model_name, tokenizer=tokenizer, host=host))
     if not 0 < port < 65536:
         raise PhasewiseError(f"--port must be in 1..65535 (got {port})")

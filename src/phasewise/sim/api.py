@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from phasewise.errors import PhasewiseError, refuse_empty
@@ -111,11 +112,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         given = dict(locals())
         defaults = {n: p.default for n, p in inspect.signature(deployment_from_flags).parameters.items()
                     if p.default is not inspect.Parameter.empty and n != "deployment"}
-        beside = [n for n, d in defaults.items() if given[n] != d] + list(knobs)
-        if beside:
-            flag = beside[0].replace("_", "-")
-            raise PhasewiseError(f"--{flag} cannot be combined with --deployment (the file sets the whole "
-                                 f"deployment; put {beside[0]} in it)")
+        refuse_beside_deployment([n for n, d in defaults.items() if given[n] != d] + list(knobs))
         return load_deployment(deployment)
     replicas, prefill_workers, decode_workers, kv_link = role_flags(arch, scheduler, replicas, prefill_workers,
                                                                     decode_workers, prefill_tp, decode_tp, kv_link)
@@ -164,7 +161,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                   dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
         store = {"kv_store_bytes": host_kv_cache_bytes("--kv-store-gb", kv_store_gb)} if kv_store_gb is not None else {}
         return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
-                                 "priority_pools": block, **encoders, **store, **dynamo}, "deployment flags")
+                                 "priority_pools": block, **encoders, **store, **dynamo}, "deployment flags",
+                                flag_of(groups))
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
@@ -176,9 +174,9 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
             raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
-        groups = [dict(role="prefill", tp=prefill_tp or tp, replicas=prefill_workers,
+        groups = [dict(role="prefill", tp=tp if prefill_tp is None else prefill_tp, replicas=prefill_workers,
                        **dict(common, hardware=prefill_hardware or hardware), **layouts["prefill"]),
-                  dict(role="decode", tp=decode_tp or tp, replicas=decode_workers,
+                  dict(role="decode", tp=tp if decode_tp is None else decode_tp, replicas=decode_workers,
                        **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
@@ -197,7 +195,46 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         data["attention_offload"] = offload
     if training is not None:
         data["online_training"] = training
-    return build_deployment(data, "deployment flags")
+    return build_deployment(data, "deployment flags", flag_of(groups))
+
+
+# the flags that set a field of one role's instance group (each beside the flag that sets it for every group)
+ROLE_FLAGS = {("prefill", "replicas"): "--prefill-workers", ("decode", "replicas"): "--decode-workers",
+              ("hp", "replicas"): "--hp-instances", ("lp", "replicas"): "--replicas (less --hp-instances)"}
+ROLE_FIELDS = ("tp", "hardware", "ep", "attention_dp")
+SPECULATIVE_FLAGS = {"draft_tokens": "--spec-tokens", "acceptance": "--spec-acceptance", "draft": "--spec-draft"}
+
+
+def flag_of(groups: list[dict]) -> Callable[[tuple], str | None]:
+    """What names a field of a deployment built from flags in an error: the flag that set it (a group's tp:
+    --tp; a prefill group's: --prefill-tp / --tp; a speculative block's acceptance: --spec-acceptance), not its
+    location in the deployment (instances.0.tp)."""
+    def name(loc: tuple) -> str | None:
+        if len(loc) >= 3 and loc[0] == "instances" and isinstance(loc[1], int) and loc[1] < len(groups):
+            group, field = groups[loc[1]], str(loc[2])
+            role = group.get("pool") or group.get("role")
+            if (role, field) in ROLE_FLAGS:
+                return ROLE_FLAGS[role, field]
+            flag = "--" + field.replace("_", "-")
+            return f"--{role}-{flag[2:]} / {flag}" if role in ("prefill", "decode") and field in ROLE_FIELDS else flag
+        if len(loc) >= 2 and loc[0] == "speculative":
+            return SPECULATIVE_FLAGS.get(str(loc[1]))
+        return "--" + str(loc[-1]).replace("_", "-") if loc and isinstance(loc[-1], str) else None
+    return name
+
+
+def deployment_flag_names() -> list[str]:
+    """The flags deployment_from_flags reads (and the engine knobs), which a --deployment file replaces."""
+    return [n for n in inspect.signature(deployment_from_flags).parameters
+            if n not in ("deployment", "knobs")] + list(KNOB_TYPES)
+
+
+def refuse_beside_deployment(names: list[str]) -> None:
+    """A one-line error naming the first of `names`, deployment flags given beside --deployment: the file sets the
+    whole deployment (a caller that can tell a flag typed at its default's value, the CLI, passes those too)."""
+    if names:
+        raise PhasewiseError(f"--{names[0].replace('_', '-')} cannot be combined with --deployment (the file sets the "
+                             f"whole deployment; put {names[0]} in it)")
 
 
 def autoscale_flags(minimum: int | None, metric: str | None, target: float | None,

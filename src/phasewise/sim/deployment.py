@@ -17,6 +17,7 @@ YAML form (same fields as the CLI flags):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -547,15 +548,34 @@ def mtp_draft_refusal(model: str) -> str | None:
 
 
 def load_deployment(path: str) -> Deployment:
+    """A user's deployment file. It names what it serves and where: `model` and each group's `hardware` are required
+    there (the Deployment's defaults serve the API's constructors; a file without them would run Llama-3.1-8B on
+    H100s without saying so)."""
     data = read_user_file(path, "deployment")
-    return build_deployment(data, f"deployment '{path}'")
+    where = f"deployment '{path}'"
+    if isinstance(data, dict):
+        if "model" not in data:
+            raise PhasewiseError(f"{where}: model: required (a catalog name, e.g. meta-llama/Llama-3.1-8B, or a "
+                                 "config.json path)")
+        instances = data.get("instances")
+        groups = [(f"instances.{i}", g) for i, g in enumerate(instances)] if isinstance(instances, list) else []
+        if isinstance(data.get("encoders"), dict):
+            groups.append(("encoders", data["encoders"]))
+        for name, group in groups:
+            if isinstance(group, dict) and "hardware" not in group:
+                raise PhasewiseError(f"{where}: {name}.hardware: required (a catalog key, e.g. h100-sxm, or a "
+                                     "hardware YAML path)")
+    return build_deployment(data, where)
 
 
-def build_deployment(data: dict, where: str = "deployment") -> Deployment:
+def build_deployment(data: dict, where: str = "deployment",
+                     field_name: Callable[[tuple], str | None] | None = None) -> Deployment:
+    """`data` as a Deployment, or a one-line error naming each refused field (`field_name`: what the caller calls a
+    field's location, e.g. the flag that set it; pydantic_message)."""
     try:
         return Deployment(**data)
     except ValidationError as exc:
-        raise pydantic_message(where, exc) from None
+        raise pydantic_message(where, exc, field_name) from None
     except TypeError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
 
