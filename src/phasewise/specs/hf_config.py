@@ -23,6 +23,7 @@ from phasewise.specs.hf_deepseek_v4 import deepseek_v4_spec
 from phasewise.specs.hf_gemma4 import GEMMA4_DEFAULTS, gemma4_config
 from phasewise.specs.hf_gpt import GPT_TYPES, gpt_spec
 from phasewise.specs.hf_layers import (
+    DIVISORS,
     GATED_ACTS,
     SPEC_FIELDS,
     WINDOW_PATTERN_DEFAULT,
@@ -31,6 +32,7 @@ from phasewise.specs.hf_layers import (
     hunyuan_fields,
     is_int_list,
     llama4_moe_layers,
+    positive,
     require_field,
     serving_context,
     window_layers,
@@ -300,6 +302,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
                              f"supported: {', '.join(SUPPORTED_TYPES)}")
     if mt not in SUPPORTED_TYPES:
         raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
+    _refuse_mistyped_fields(cfg, where)
     if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (its vision encoder: ENCODERS)
         field = "llm_config" if mt == "internvl_chat" else "text_config"  # InternVL's own files: llm_config
         text = cfg.get(field)
@@ -388,6 +391,38 @@ MTP_FIELDS = ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modu
 # MiMo-V2-Flash's three MTP modules, which its config class does not count (the model card: "3 MTP modules";
 # specs/data/models.yaml)
 MIMO_V2_MTP_MODULES = 3
+
+
+# Shape fields the parsers read as whole numbers (int() of them would take true as 1 and 2.5 as 2): where a config
+# sets one (not null), an integer (or, for a family's per-layer lists, a list of them): > 0 for these (the
+# dividing ones among them, hf_layers.DIVISORS), >= 0 for NON_NEGATIVE_FIELDS
+POSITIVE_FIELDS = (*DIVISORS, "num_key_value_heads", "head_dim", "vocab_size", "n_routed_experts", "num_experts_per_tok",
+                   "kv_lora_rank", "qk_rope_head_dim", "v_head_dim", "index_topk", "index_n_heads", "index_head_dim")
+NON_NEGATIVE_FIELDS = (
+    "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "shared_intermediate_size",
+    "max_position_embeddings", "num_experts", "num_local_experts", "n_shared_experts", "first_k_dense_replace",
+    "decoder_sparse_step", "moe_layer_freq", "q_lora_rank", "qk_nope_head_dim", "num_nextn_predict_layers", "n_group",
+    "topk_group")
+# yes / no fields: a JSON boolean ("yes" or 1 would be read as true)
+BOOLEAN_FIELDS = ("tie_word_embeddings", "use_sliding_window")
+
+
+def _refuse_mistyped_fields(cfg: dict[str, Any], where: str) -> None:
+    """A one-line error naming a shape field that is not a whole number of its sign (POSITIVE_FIELDS,
+    NON_NEGATIVE_FIELDS), or a yes / no field that is not a boolean (BOOLEAN_FIELDS), before any parser reads it."""
+    for key in (*POSITIVE_FIELDS, *NON_NEGATIVE_FIELDS):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        for item in value if isinstance(value, list) else (value,):
+            if key in POSITIVE_FIELDS:
+                positive(item, where, key)
+            elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise PhasewiseError(f"{where}: field {key} must be a non-negative integer (got {value!r})")
+    for key in BOOLEAN_FIELDS:
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise PhasewiseError(f"{where}: field {key} must be true or false (got {value!r})")
 
 
 def mtp_module_count(cfg: dict[str, Any], mt: str) -> int:
