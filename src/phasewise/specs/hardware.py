@@ -169,6 +169,13 @@ class HardwareSpec(BaseModel):
     def _unique_substrates(cls, value: tuple[Substrate, ...]) -> tuple[Substrate, ...]:
         return check_unique_names(value)
 
+    @model_validator(mode="after")
+    def _idle_within_tdp(self) -> HardwareSpec:
+        if self.idle_w is not None and 0 < self.tdp_w < self.idle_w:  # tdp_w 0: not known (a power objective refuses it)
+            raise ValueError(f"idle_w ({self.idle_w:g} W) must be at most tdp_w ({self.tdp_w:g} W): the simulator's "
+                             "power runs from idle to TDP with utilization")
+        return self
+
     def peak(self, dtype: str) -> float:
         """Dense tensor peak for a compute dtype; a one-line error if the chip has no such path."""
         value = self.peak_flops.get(dtype)

@@ -111,7 +111,7 @@ class ChipParts(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    process_node: str = "N5"
+    process_node: str  # a node of chip_parts.yaml process_nodes (N7, N5, N3, N2): area, cost and power follow it
     compute: ComputeUnits
     l2_bytes: float = Field(default=0.0, ge=0)
     memory: Memory

@@ -86,10 +86,11 @@ def _csv_columns(path: Path, text: str, reader) -> _Rows:
 
             optional = [name for name in OPTIONAL if name in index]
             line_of = _csv_line_of(text)
-            if not optional:
-                return _Rows([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in reader if r], line_of, {},
-                             cols[0])
             raw = [r for r in reader if r]
+            long = next((i for i, r in enumerate(raw) if len(r) > len(header)), None)
+            if long is not None:  # a shifted or corrupt row: which field is which is not known
+                raise PhasewiseError(f"trace '{path}' line {line_of(long)}: {len(raw[long])} fields, more than the "
+                                     f"header's {len(header)} columns")
             extra = {name: [r[index[name]] if index[name] < len(r) else None for r in raw] for name in optional}
             return _Rows([(r[a], r[b], r[c]) if len(r) >= width else short(r) for r in raw], line_of, extra, cols[0])
     wanted = " or ".join("/".join(c) for c in COLUMNS)
