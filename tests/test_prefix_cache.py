@@ -29,16 +29,31 @@ def excerpt_rows() -> list[dict]:
 
 def direct_ratio(rows: list[dict]) -> tuple[int, int]:
     """(hits, lookups) straight from the hash_ids: each full 512-token block of a prompt's first input_length - 1
-    tokens is a lookup; the first occurrence of its prefix (the ids up to it) is a miss, every later one a hit."""
+    tokens is a lookup (the last prompt token is computed), a hit if an earlier prompt held its prefix (the ids up
+    to it) among its full blocks: every full block of a prompt is cached, its last one included."""
     seen, hits, lookups = set(), 0, 0
     for r in rows:
         ids = r["hash_ids"]
         for j in range(min((r["input_length"] - 1) // 512, len(ids))):
-            prefix = tuple(ids[: j + 1])
-            hits += prefix in seen
-            seen.add(prefix)
+            hits += tuple(ids[: j + 1]) in seen
             lookups += 1
+        seen.update(tuple(ids[: j + 1]) for j in range(r["input_length"] // 512))
     return hits, lookups
+
+
+def test_a_prompt_of_whole_blocks_caches_its_last_block(tmp_path):
+    """A 1,024-token prompt fills blocks 0 and 1, and the engines cache both once it is prefilled (vLLM and SGLang
+    cache every full block); only a lookup stops short of a prompt's last token. Block 1 had been left uncached (the
+    lookup's limit used for the insertion too): a follow-up extending it found 512 tokens, not 1,024. The same
+    prompt again finds all but its last block (its last token is computed)."""
+    path = tmp_path / "t.jsonl"
+    rows = [{"timestamp": 0, "input_length": 1024, "output_length": 16, "hash_ids": [0, 1]},
+            {"timestamp": 500, "input_length": 1600, "output_length": 16, "hash_ids": [0, 1, 2, 3]},
+            {"timestamp": 1000, "input_length": 1024, "output_length": 16, "hash_ids": [0, 1]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run(model="meta-llama/Llama-3.1-8B", hardware="h200-sxm", trace=str(path), check_invariants=True)
+    assert list(res.records()["cached_tokens"]) == [0, 1024, 512]
+    assert direct_ratio(rows) == (3, 5)  # lookups 1 + 3 + 1, hits 0 + 2 + 1
 
 
 def test_unbounded_cache_hit_ratio_matches_the_trace():
@@ -238,7 +253,7 @@ def full_trace_rows() -> list[dict]:
 def test_full_trace_hit_ratio_matches_the_trace_and_bounded_caches_lower_it():
     """The issue's check on the whole conversation trace (12,031 requests), not only the excerpt: an unbounded cache
     (a 20 TB host tier beside the GPU pool: every block the GPU evicts is still served) hits exactly the blocks the
-    hash_ids repeat (105,584 of 276,469, 38.19 %), and smaller GPU pools without a host tier hit monotonically fewer
+    hash_ids repeat (105,592 of 276,469, 38.19 %), and smaller GPU pools without a host tier hit monotonically fewer
     (27.7, 20.2, 7.2, 5.0 % at memory fraction 0.9, 0.5, 0.2, 0.1). About 5 s a simulation on two cores."""
     hits, lookups = direct_ratio(full_trace_rows())
     full = dict(model="meta-llama/Llama-3.1-8B", hardware="h200-sxm", tp=8, trace=str(FULL))

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from phasewise.errors import PhasewiseError
 from phasewise.sim.kv_tiers import HostTier, host_tier, kv_store, store_fetch_s
-from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS, block_keys, engine_blocks_per_key
+from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS, block_keys, engine_blocks_per_key, lookup_blocks
 
 if TYPE_CHECKING:
     from phasewise.sim.kv import KVBlocks
@@ -92,12 +92,19 @@ class PrefixCache:
         return req.prefix_keys
 
     def probe(self, req: SimRequest) -> tuple[int, int]:
-        """(leading cached prefix blocks, engine blocks of its keys held by running requests), changing nothing."""
+        """(leading cached prefix blocks, engine blocks of its keys held by running requests), changing nothing. The
+        hit stops at lookup_blocks() (the last prompt token is computed); a prompt of whole blocks whose last one is
+        cached shares that block rather than holding a second copy of it (vLLM keeps the duplicate: one block's
+        memory, not counted here)."""
         refs = self.refs
         host = self.host.keys if self.host is not None else ()
         store = self.store.keys if self.store is not None else ()
-        hit, held, leading = 0, 0, True
-        for k in self.keys(req):
+        hit, held = 0, 0
+        limit = lookup_blocks(req.prompt, self.key_tokens)
+        leading = limit > 0
+        for i, k in enumerate(self.keys(req)):
+            if i == limit:
+                leading = False
             r = refs.get(k)
             if r is None:
                 if leading and (k in host or k in store):
@@ -114,7 +121,7 @@ class PrefixCache:
     def matched_blocks(self, req: SimRequest) -> int:
         """Leading prefix blocks of `req`'s prompt cached here (the cache-aware router's score)."""
         refs, n = self.refs, 0
-        for k in self.keys(req):
+        for k in self.keys(req)[:lookup_blocks(req.prompt, self.key_tokens)]:
             if k not in refs:
                 break
             n += 1
@@ -169,7 +176,7 @@ class PrefixCache:
             self.requests += 1
             self.prompt_tokens += req.prompt
             self.hit_tokens += tokens
-            self.lookup_keys += len(keys)
+            self.lookup_keys += min(len(keys), lookup_blocks(req.prompt, self.key_tokens))
             self.hit_keys += hit
         self.shared_keys += present
         return tokens

@@ -110,13 +110,21 @@ def _request(obj: dict, where: str) -> tuple[float, int, int, list[int]]:
 
 def block_keys(hash_ids: tuple[int, ...], prompt_tokens: int, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> list[int]:
     """The keys of a prompt's shareable prefix blocks of `key_tokens` tokens each (a Mooncake trace's 512, or the
-    twin's hashes of the engines' KV blocks; the full ones among its first prompt - 1 tokens), each the chained hash
-    of the ids up to it: equal keys mean equal prefixes up to the end of that block."""
+    twin's hashes of the engines' KV blocks): every full block of the prompt, what its finished prefill caches (vLLM
+    and SGLang cache each full block), each the chained hash of the ids up to it: equal keys mean equal prefixes up
+    to the end of that block. A lookup reads only the first lookup_blocks() of them."""
     keys, chain = [], 0
-    for h in hash_ids[:(prompt_tokens - 1) // key_tokens]:
+    for h in hash_ids[:prompt_tokens // key_tokens]:
         chain = hash((chain, h))
         keys.append(chain)
     return keys
+
+
+def lookup_blocks(prompt_tokens: int, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> int:
+    """How many of a prompt's leading blocks a prefix-cache lookup may hit: the full ones among its first prompt - 1
+    tokens, as the engines look up (vLLM's KV cache manager leaves the last prompt token to compute, for its logits;
+    SGLang's radix match likewise), so a prompt of whole blocks finds at most all but its last."""
+    return (prompt_tokens - 1) // key_tokens
 
 
 def engine_blocks_per_key(block_size: int, key_tokens: int = MOONCAKE_BLOCK_TOKENS) -> int:
@@ -135,7 +143,7 @@ def reusable_prompt_share(hashes: list[tuple[int, ...]], prompt_tokens) -> float
     reused = 0
     for ids, tokens in zip(hashes, prompt_tokens):
         keys = block_keys(ids, int(tokens))
-        reused += sum(key in seen for key in keys) * MOONCAKE_BLOCK_TOKENS
+        reused += sum(key in seen for key in keys[:lookup_blocks(int(tokens))]) * MOONCAKE_BLOCK_TOKENS
         seen.update(keys)
     total = int(np.sum(prompt_tokens))
     return reused / total if total else 0.0
