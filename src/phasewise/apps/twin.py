@@ -100,6 +100,7 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
     from contextlib import asynccontextmanager
 
     context = live.model.max_position_embeddings or 0
+    vocab = live.model.vocab_size
     block_tokens = live.cluster.prefix_block_tokens  # a prompt's hashes, one per engine KV block
     in_flight = [0]
     vision = live.model.vision is not None
@@ -360,7 +361,10 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         """A completions prompt (a string, or token ids)."""
         if isinstance(prompt, str):
             prompt_tokens, blocks = await count(prompt, max_tokens, "prompt", "max_tokens")
-        else:  # token ids
+        else:  # token ids, each within the vocabulary (vLLM's input processor: "Token id ... is out of vocabulary")
+            bad = next((t for t in prompt if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise ApiError(400, f"Token id {bad} is out of vocabulary (0 to {vocab - 1})", "prompt")
             prompt_tokens, blocks = len(prompt), id_blocks(prompt, block_tokens)
         check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
         return Prompt(prompt_tokens, blocks, (), (), max_tokens)

@@ -57,8 +57,8 @@ class LiveSim:
 
     def __init__(self, deployment: Deployment, speed: float = 1.0, slo: Slo | None = None) -> None:
         """`slo`: the deadlines priority pools steer by (their block's own, if it sets them, come first)."""
-        if not speed > 0:
-            raise PhasewiseError(f"--speed must be > 0 (got {speed})")
+        if not (math.isfinite(speed) and speed > 0):
+            raise PhasewiseError(f"--speed must be a finite number > 0 (got {speed})")
         self.loop = EventLoop()
         # prompts are hashed in the engines' own KV blocks (prefix_block_tokens None), so hits come to the block
         self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True, slo=slo,
