@@ -139,7 +139,9 @@ def test_sglang_prefill_servers_get_their_own_bootstrap_ports_and_a_dp_decode_ro
     assert [a.disaggregation_bootstrap_port for a in args] == [8998, 8999, None]
     assert [a.prefill_round_robin_balance for a in args] == [False, False, True]
     router = _parse(engine_flags()["sglang"]["router"], front.argv[3:])
-    assert router.prefill == [["http://node0:8001", "8998"], ["http://node0:8002", "8999"]]
+    # one node: the router reaches the servers on localhost, where SGLang listens by default (no --host given)
+    assert router.prefill == [["http://localhost:8001", "8998"], ["http://localhost:8002", "8999"]]
+    assert all("--host" not in c.argv for c in workers)
 
 
 def test_a_flag_later_than_the_modelled_version_says_the_version_it_needs():

@@ -113,6 +113,41 @@ def test_rank_out_of_range_is_a_one_line_error(run_cli):
     assert code == 2 and "--rank must be >= 1" in err and err.count("\n") == 1
 
 
+def test_an_export_onto_a_file_is_refused_before_the_search(run_cli, tmp_path, monkeypatch):
+    """It was refused only after the search (minutes on a large plan) had run and printed its table."""
+    path = tmp_path / "afile"
+    path.write_text("")
+    monkeypatch.setattr("phasewise.plan.plan", lambda *a, **k: pytest.fail("the search ran"))
+    code, out, err = run_cli(*PLAN, "--export", str(path))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "a file of that name exists" in err
+
+
+def test_an_export_into_a_used_directory_names_the_files_it_did_not_write(run_cli, tmp_path):
+    """A vLLM export over an earlier TensorRT-LLM one left its disagg.yaml there unsaid."""
+    (tmp_path / "disagg.yaml").write_text("stale: true\n")
+    code, _, err = run_cli(*PLAN, "--top", "1", "--export", str(tmp_path))
+    assert code == 0 and f"note: {tmp_path} also holds disagg.yaml, not written by this export" in err
+    assert (tmp_path / "launch.sh").is_file() and (tmp_path / "disagg.yaml").is_file()  # nothing deleted
+
+
+def test_a_tbt_deadline_adds_its_column(run_cli):
+    """A "decode (every TBT)" binding had no figure in the table; with --slo-tbt-ms the TBT p99 column is there."""
+    code, out, _ = run_cli(*PLAN, "--top", "1", "--slo-tbt-ms", "100", "--json")
+    assert code == 0 and "tbt_p99_ms" in json.loads(out)["rows"][0]
+    code, out, _ = run_cli(*PLAN, "--top", "1", "--slo-tbt-ms", "100")
+    assert code == 0 and "TBT p99" in out
+    code, out, _ = run_cli(*PLAN, "--top", "1")
+    assert code == 0 and "TBT p99" not in out
+
+
+def test_a_tp_that_divides_no_layout_is_refused_without_a_multi_node_hint(run_cli):
+    """Llama-3.1-8B fits one GPU: the hint to plan two nodes misled, and the reason stood twice (collocated and
+    disaggregated pruned alike)."""
+    code, _, err = run_cli("plan", "--workers", "1", "--tp-options", "3")
+    assert code == 2 and err.count("\n") == 1 and err.count("does not divide num_attention_heads") == 1
+    assert "choose --tp-options among the allowed values" in err and "node" not in err.split(");")[-1]
+
+
 def _parser(spec: dict) -> argparse.ArgumentParser:
     """An argument parser accepting exactly the published flags, with their value types and choices."""
     p = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)

@@ -4,6 +4,7 @@ trace through fixed and autoscaled fleets) and `phasewise sweep` (goodput over a
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -146,6 +147,10 @@ def plan_cmd(
         raise PhasewiseError(f"--rank must be >= 1, 1 being the winner (got {rank})")
     if rank != 1 and export is None:
         raise PhasewiseError(f"--rank {rank} picks the strategy --export writes: give --export DIR")
+    if export:
+        from phasewise.apps.launch import check_export_directory
+
+        check_export_directory(export)
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
                       objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
                       image_size=image_size))
@@ -231,6 +236,12 @@ def plan_cmd(
 
         written = write_export(result, export, rank) + ([write_fleet(fleets, export)] if fleets else [])
         print(f"export: {', '.join(str(p) for p in written)}", file=sys.stderr)
+        names = {Path(p).name for p in written}
+        others = sorted(p.name for p in Path(export).iterdir() if p.name not in names)
+        if others:  # an earlier export's files (a TensorRT-LLM disagg.yaml beside a vLLM script) are not this one's
+            more = ", ..." if len(others) > 5 else ""
+            print(f"note: {export} also holds {', '.join(others[:5])}{more}, not written by this export (an earlier "
+                  "one's?): launch.sh reads only the files above", file=sys.stderr)
     elif not as_json:
         console.print("to launch #1: the same command with --export DIR (deployment.yaml and the engine's launch.sh; "
                       "--rank N for another)", style="dim")

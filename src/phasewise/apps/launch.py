@@ -378,8 +378,10 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
             cmd.comments.insert(0, f"{g.role} {replica + 1}/{g.replicas} {where}")
             if replica:
                 cmd.comments = cmd.comments[:1]  # the group's notes once
-            urls.setdefault(g.role, []).append(f"http://{node_addr(head) if nodes > 1 else f'node{head}'}:{port}")
-            hosts.setdefault(g.role, []).append(f"node{head}:{port}")
+            # one node: the front end reaches the servers on localhost, where SGLang and trtllm-serve listen by
+            # default (engine_flags.yaml --host); over several: each node's address (disagg.yaml: its name, noted)
+            urls.setdefault(g.role, []).append(f"http://{node_addr(head) if nodes > 1 else 'localhost'}:{port}")
+            hosts.setdefault(g.role, []).append(f"{f'node{head}' if nodes > 1 else 'localhost'}:{port}")
             for node_cmd in per_node(cmd, family, g, place, nodes > 1):
                 files.update(node_cmd.files)
                 workers.append(node_cmd)
@@ -467,8 +469,6 @@ def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, st
         names = " ".join(f"{NODE_VAR}{k}_ADDR" for k in range(nodes))
         where += [f"# {nodes} nodes: on node k (0-{nodes - 1}) run `{NODE_VAR}=k ./launch.sh` with {names} set to the "
                   "nodes' IP addresses; it starts node k's commands"]
-    else:
-        where += ["# (nodeN in URLs: the node's address)"]
     lines = ["#!/usr/bin/env bash", *[f"# {h}" for h in header],
              *[f"# {h}" for h in engine_lines(dep, [n for cmd in workers for n in cmd.needs])], *where,
              f"# Deployment router policy planned: {dep.router} (the front end's / gateway's job)",
@@ -493,6 +493,14 @@ def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, st
         lines.append("")
     lines.append("wait")
     return "\n".join(lines) + "\n", files
+
+
+def check_export_directory(directory: str | Path) -> None:
+    """Before the search: --export's path is a directory, or nothing yet (a file there could not hold the export,
+    and the search's minutes would be lost to the refusal after it)."""
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise PhasewiseError(f"--export '{directory}': a file of that name exists; give a directory (new or not)")
 
 
 def write_export(result: PlanResult, directory: str | Path, rank: int = 1) -> list[Path]:

@@ -54,6 +54,9 @@ def plan_table(result: PlanResult, width: int) -> Table:
                      min_width=max(len(result.objective), len(unit) + 2))
     table.add_column("TTFT p90\nms", justify="right")
     table.add_column("TPOT p90\nms", justify="right")
+    tbt = math.isfinite(result.slo.max_tbt_ms)  # a TBT deadline (--slo-tbt-ms): the gaps its "binds" may name
+    if tbt:
+        table.add_column("TBT p99\nms", justify="right")
     if wide:
         table.add_column("tok/s/GPU", justify="right")
         table.add_column("verified", justify="right")
@@ -63,6 +66,8 @@ def plan_table(result: PlanResult, width: int) -> Table:
         if per_gpu:
             cells.append(f"{r['goodput_rps_per_gpu']:.2f}")
         cells += [_num(r["objective"], ".4g"), _num(r["ttft_p90_ms"], ".0f"), _num(r["tpot_p90_ms"], ".1f")]
+        if tbt:
+            cells.append(_num(r["tbt_p99_ms"], ".1f"))
         if wide:
             cells += [_num(r["tokens_per_s_per_gpu"], ",.0f"), _verified(r)]
         cells.append(r["binding"] if wide else r["binding"].split(" (")[0])

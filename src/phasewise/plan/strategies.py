@@ -87,18 +87,22 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
     if not strategies:
         tried = max((*opts.tp_options, *(wider if opts.tp_across_nodes else ())))
         largest = [line for line in pruned if f"tp={tried} " in line or f"TP{tried}" in line]
-        if tried < 2 * node:  # one node's GPUs at most: the next step is an instance of two nodes
+        shown = list(dict.fromkeys(largest or pruned))[:2]  # collocated and disaggregated can prune alike: once
+        if shown and all(DOES_NOT_DIVIDE in line for line in shown):  # the layout, not the memory: no bigger node helps
+            hint = "choose --tp-options among the allowed values"
+        elif tried < 2 * node:  # one node's GPUs at most: the next step is an instance of two nodes
             hint = (f"an instance of two {node}-GPU nodes needs --gpus {2 * node}" if gpus < 2 * node
                     else f"--tp-options {2 * node} spans two nodes")
         else:
             hint = "raise --gpus, or try --pp-options or a smaller --precision"
         raise NoStrategyFits(
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
-            f"({'; '.join((largest or pruned)[:2]) or 'no TP x PP within the budget'}); {hint}")
+            f"({'; '.join(shown) or 'no TP x PP within the budget'}); {hint}")
     return strategies, pruned
 
 
 WIDE_EP = "wide-EP layout across"  # the pruned line that opens a plan that added it (wide_ep_sizes)
+DOES_NOT_DIVIDE = "does not divide"  # a layout refusal's words (perf/parallel.py): the TP, not the memory, refused
 
 
 def wide_ep_sizes(model_name: str, opts: PlanOptions, wider: tuple[int, ...]) -> tuple[int, ...]:
