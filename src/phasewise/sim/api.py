@@ -198,28 +198,31 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     return build_deployment(data, "deployment flags", flag_of(groups))
 
 
-# the flags that set a field of one role's instance group (each beside the flag that sets it for every group)
+# the flags that set a field of one role's (or priority pool's) instance groups, where the field's own name is not one
 ROLE_FLAGS = {("prefill", "replicas"): "--prefill-workers", ("decode", "replicas"): "--decode-workers",
               ("hp", "replicas"): "--hp-instances", ("lp", "replicas"): "--replicas (less --hp-instances)"}
-ROLE_FIELDS = ("tp", "hardware", "ep", "attention_dp")
 SPECULATIVE_FLAGS = {"draft_tokens": "--spec-tokens", "acceptance": "--spec-acceptance", "draft": "--spec-draft"}
 
 
 def flag_of(groups: list[dict]) -> Callable[[tuple], str | None]:
-    """What names a field of a deployment built from flags in an error: the flag that set it (a group's tp:
-    --tp; a prefill group's: --prefill-tp / --tp; a speculative block's acceptance: --spec-acceptance), not its
-    location in the deployment (instances.0.tp)."""
+    """What names a field of a deployment built from flags in an error: the flag that set it (a group's tp: --tp; a
+    prefill group's: --prefill-tp / --tp; a speculative block's acceptance: --spec-acceptance), not its location in
+    the deployment (instances.0.tp); a field no flag of that name sets keeps its location."""
+    names = set(deployment_flag_names())
+
+    def flag(name: str) -> str | None:
+        return "--" + name.replace("_", "-") if name in names else None
+
     def name(loc: tuple) -> str | None:
         if len(loc) >= 3 and loc[0] == "instances" and isinstance(loc[1], int) and loc[1] < len(groups):
             group, field = groups[loc[1]], str(loc[2])
             role = group.get("pool") or group.get("role")
             if (role, field) in ROLE_FLAGS:
                 return ROLE_FLAGS[role, field]
-            flag = "--" + field.replace("_", "-")
-            return f"--{role}-{flag[2:]} / {flag}" if role in ("prefill", "decode") and field in ROLE_FIELDS else flag
+            return " / ".join(f for f in (flag(f"{role}_{field}"), flag(field)) if f) or None
         if len(loc) >= 2 and loc[0] == "speculative":
             return SPECULATIVE_FLAGS.get(str(loc[1]))
-        return "--" + str(loc[-1]).replace("_", "-") if loc and isinstance(loc[-1], str) else None
+        return flag(str(loc[0])) if len(loc) == 1 else None
     return name
 
 

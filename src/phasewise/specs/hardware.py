@@ -171,7 +171,8 @@ class HardwareSpec(BaseModel):
 
     @model_validator(mode="after")
     def _idle_within_tdp(self) -> HardwareSpec:
-        if self.idle_w is not None and 0 < self.tdp_w < self.idle_w:  # tdp_w 0: not known (a power objective refuses it)
+        # tdp_w 0: not known (a power objective refuses it)
+        if self.idle_w is not None and 0 < self.tdp_w < self.idle_w:
             raise ValueError(f"idle_w ({self.idle_w:g} W) must be at most tdp_w ({self.tdp_w:g} W): the simulator's "
                              "power runs from idle to TDP with utilization")
         return self

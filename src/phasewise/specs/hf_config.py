@@ -396,8 +396,9 @@ MIMO_V2_MTP_MODULES = 3
 # Shape fields the parsers read as whole numbers (int() of them would take true as 1 and 2.5 as 2): where a config
 # sets one (not null), an integer (or, for a family's per-layer lists, a list of them): > 0 for these (the
 # dividing ones among them, hf_layers.DIVISORS), >= 0 for NON_NEGATIVE_FIELDS
-POSITIVE_FIELDS = (*DIVISORS, "num_key_value_heads", "head_dim", "vocab_size", "n_routed_experts", "num_experts_per_tok",
-                   "kv_lora_rank", "qk_rope_head_dim", "v_head_dim", "index_topk", "index_n_heads", "index_head_dim")
+POSITIVE_FIELDS = (*DIVISORS, "num_key_value_heads", "head_dim", "vocab_size", "n_routed_experts",
+                   "num_experts_per_tok", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim", "index_topk",
+                   "index_n_heads", "index_head_dim")
 NON_NEGATIVE_FIELDS = (
     "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "shared_intermediate_size",
     "max_position_embeddings", "num_experts", "num_local_experts", "n_shared_experts", "first_k_dense_replace",
