@@ -85,9 +85,11 @@ def test_slower_kv_link_delays_the_first_token():
 def test_disaggregated_first_token_arrives_with_the_first_decode_step():
     """The decode instance returns the first token (sampled by the prefill) with the second, after its first
     decode step (SGLang's PD decode server; sgl-project/sglang issue #8210): a 2-token request ends at its TTFT,
-    which exceeds the prefill by the KV transfer and that step."""
+    which exceeds the prefill by the KV transfer and that step. (vLLM's and TensorRT-LLM's decode sides stream them
+    apart: tests/test_disagg_first_token.py.)"""
     dep = build_deployment({"model": "meta-llama/Llama-3.1-8B", "kv_link": "rdma", "instances": [
-        {"role": "prefill", "hardware": "h100-sxm"}, {"role": "decode", "hardware": "h100-sxm"}]})
+        {"role": "prefill", "hardware": "h100-sxm", "engine": "sglang"},
+        {"role": "decode", "hardware": "h100-sxm", "engine": "sglang"}]})
     res = simulate(dep, open_loop(0.2, 20, LengthDist("fixed", 2000), LengthDist("fixed", 2), seed=3),
                    check_invariants=True)
     assert np.allclose(res.finish_s, res.first_token_s, rtol=0, atol=1e-12)

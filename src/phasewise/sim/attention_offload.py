@@ -289,7 +289,7 @@ class AttentionOffloadController:
             for req in offload.ready:
                 if math.isnan(req.scheduled_s):
                     req.scheduled_s = now
-                self.cluster.first_token_pending(req)
+                self.cluster.first_token_pending(req, decode)
                 req.join_step = step
                 req.join_context = context = req.prompt + req.generated - 1
                 offload.running.add(req, req.kv_blocks)

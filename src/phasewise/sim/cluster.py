@@ -198,22 +198,41 @@ class Cluster:
         src.poke()  # freed blocks may admit waiting prompts
         dst.join_ready(req)
 
-    @staticmethod
-    def first_token_pending(req: SimRequest) -> None:
-        """Disaggregated serving: the first token, sampled by the prefill instance, reaches the client with the
-        request's first decode step on the decode instance it joins (after its KV arrived and a seat freed):
-        SGLang's decode server returns the first and second tokens together (sgl-project/sglang issue #8210,
-        maintainer's comment), and a vLLM decode pod behind llm-d's sidecar samples the first token itself
-        (inference-sim/inference-sim issue #930), so TTFT holds the KV transfer, the wait for a seat and one
-        decode step. Resolved by first_token_at_decode() when its first decode run is recorded."""
-        if math.isnan(req.first_token_s):
-            req.first_pending = True
+    def first_token_pending(self, req: SimRequest, inst: Instance) -> None:
+        """Disaggregated serving, as `req` (its first token sampled by the prefill instance) takes a seat on the
+        decode instance `inst`: that token reaches the client as inst's engine streams it (EngineProfile.
+        disagg_first_token): with_second, with the request's first decode step (SGLang's decode server returns the
+        first and second tokens together, sgl-project/sglang issue #8210): TTFT holds the KV transfer, the wait for a
+        seat and one decode step; recomputed, the decode instance computes the last prompt token again and samples
+        the first token itself in that step, the second in the next (a vLLM decode pod, inference-sim issue #930):
+        one more step, whose first emits the first token; at_schedule, now, as the step is scheduled (TensorRT-LLM's
+        generation server). Pending ones are resolved by first_token_at_decode() when the first run is recorded."""
+        if not math.isnan(req.first_token_s):
+            return
+        mode = inst.cost.engine.disagg_first_token
+        if mode == "at_schedule":
+            now = self.loop.now
+            req.first_token_s = now
+            req.segments.append((None, now))
+            if self.live:
+                req.streamed = 1
+                self.on_token(req, 1, now, inst)
+            return
+        if mode == "recomputed":
+            req.generated -= 1  # sampled again by the decode instance's first step (its run's first token)
+        req.first_pending = True
 
     def first_token_at_decode(self, req: SimRequest, inst: Instance, join_step: int, steps: int) -> None:
         """Before a decode run of `steps` steps from `join_step` on `inst` is recorded: a pending first token
-        (first_token_pending) is emitted with the run's first step (at its end; when the run has no step, as
-        on a preemption before its first, now)."""
+        (first_token_pending) is emitted with the run's first step (at its end; when the run has no step, as on a
+        preemption before its first, now); one the decode instance recomputes is the run's own first token (its
+        segment holds it), still pending while the run has no step."""
         if not req.first_pending:
+            return
+        if inst.cost.engine.disagg_first_token == "recomputed":
+            if steps:
+                req.first_pending = False
+                req.first_token_s = inst.decode_end.data.item(join_step)
             return
         req.first_pending = False
         t = inst.decode_end.data.item(join_step) if steps else self.loop.now

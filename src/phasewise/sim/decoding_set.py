@@ -148,7 +148,7 @@ class DecodingSet:
             req = self.ready.popleft()
             if math.isnan(req.scheduled_s):
                 req.scheduled_s = self.loop.now
-            self.cluster.first_token_pending(req)
+            self.cluster.first_token_pending(req, self)
             self._join(req)
 
     def _run_length(self) -> int:

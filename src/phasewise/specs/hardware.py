@@ -307,6 +307,12 @@ class EngineProfile(BaseModel):
     # instance, beyond the transfer's bytes and the link latency (the request-plane hop through the router, the
     # transfer's setup, the decode side polling for its completion); the prefill instance's engine sets it.
     kv_handoff_s: float = Field(default=0.0, ge=0)
+    # Disaggregated serving: how the decode instance streams the first token the prefill instance sampled (the decode
+    # instance's engine sets it; sim/cluster.py first_token_pending): with_second, together with the second at the
+    # end of its first decode step (SGLang); recomputed, the decode instance computes the last prompt token again and
+    # samples the first token itself in its first step, the second in the next (vLLM's NixlConnector P/D);
+    # at_schedule, sent as its first decode step is scheduled, before that step runs (TensorRT-LLM)
+    disagg_first_token: Literal["with_second", "recomputed", "at_schedule"] = "with_second"
     # Graph-replayed batches of at most this many tokens (per attention rank) run a MoE layer's shared expert on a
     # second CUDA stream beside the routed experts, so its kernels' launch gaps hide behind them (0: never)
     shared_expert_stream_tokens: int = Field(default=0, ge=0)
