@@ -9,11 +9,11 @@ import numpy as np
 
 from phasewise.sim.request import SimRequest
 
-_ARRAYS = ("join_context", "join_step", "join_generated", "output", "blocks", "arrival")
+_ARRAYS = ("join_context", "join_step", "join_generated", "output", "blocks", "arrival", "admitted")
 
 
 class RunningSet:
-    __slots__ = ("reqs", "n", *_ARRAYS)
+    __slots__ = ("reqs", "n", "admissions", *_ARRAYS)
 
     def __init__(self, capacity: int = 256) -> None:
         self.reqs: list[SimRequest] = []
@@ -23,6 +23,10 @@ class RunningSet:
         self.output = np.empty(capacity)
         self.blocks = np.empty(capacity, dtype=np.int64)
         self.arrival = np.empty(capacity)
+        # when each joined, in joins (a request re-admitted after a preemption: its latest): the engines' running
+        # lists append a request as it is scheduled, and preemption victims are chosen by that order (schedulers)
+        self.admitted = np.empty(capacity, dtype=np.int64)
+        self.admissions = 0
         self.n = 0
 
     def __len__(self) -> int:
@@ -40,6 +44,8 @@ class RunningSet:
         self.reqs.append(req)
         self.join_context[i], self.join_step[i], self.blocks[i] = req.join_context, req.join_step, blocks
         self.join_generated[i], self.output[i], self.arrival[i] = req.generated, req.output, req.arrival_s
+        self.admitted[i] = self.admissions
+        self.admissions += 1
         self.n += 1
 
     def remove(self, req: SimRequest) -> int:
@@ -50,7 +56,8 @@ class RunningSet:
             moved = self.reqs[last]
             self.reqs[i] = moved
             moved.slot = i
-            for arr in (self.join_context, self.join_step, self.join_generated, self.output, self.blocks, self.arrival):
+            for name in _ARRAYS:
+                arr = getattr(self, name)
                 arr[i] = arr[last]
         self.reqs.pop()
         self.n = last

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from phasewise.sim.instance import Instance
     from phasewise.sim.request import SimRequest
@@ -53,9 +55,11 @@ class Scheduler:
         return 0
 
     def victim(self, inst: Instance) -> int:
-        """Index in the decoding set of the request to preempt: the latest arrival (vLLM)."""
+        """Index in the decoding set of the request to preempt: the latest arrival, among requests that arrived
+        together (a closed-loop client's first burst) the latest admitted (vLLM V0's FCFS: its running queue sorted
+        by arrival, stably, and popped from the tail)."""
         run = inst.running
-        return int(run.arrival[: run.n].argmax())
+        return int(np.lexsort((run.admitted[: run.n], run.arrival[: run.n]))[-1])
 
     def on_preempt(self, inst: Instance) -> None:
         """Called after a preemption or retraction."""

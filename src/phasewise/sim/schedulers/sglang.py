@@ -73,10 +73,11 @@ class SglangScheduler(Scheduler):
         return inst.kv.blocks_for(self.new_token_ratio(inst) * running + admitted)
 
     def victim(self, inst) -> int:
-        """Fewest decoded tokens first; among those, the longest prompt."""
+        """Fewest decoded tokens first; among those, the longest prompt; among those, the latest admitted
+        (retract_decode sorts the batch by (output length, -prompt length) in reverse, stably, and pops the tail)."""
         run = inst.running
         generated = run.generated(inst.decode_steps, inst.tokens_per_step)
-        return min(range(run.n), key=lambda i: (generated[i], -run.reqs[i].prompt))
+        return min(range(run.n), key=lambda i: (generated[i], -run.reqs[i].prompt, -run.admitted[i]))
 
     def on_preempt(self, inst) -> None:
         self.reset_step = inst.decode_steps

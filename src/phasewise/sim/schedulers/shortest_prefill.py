@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from bisect import insort_right
 
-from phasewise.sim.schedulers.base import Scheduler
+from phasewise.sim.schedulers.vllm import VllmV1Scheduler
 
 
-class ShortestPrefillFirstScheduler(Scheduler):
+class ShortestPrefillFirstScheduler(VllmV1Scheduler):  # its preemption victim too
     __slots__ = ("_head", "_tail")
     reorders = True
 

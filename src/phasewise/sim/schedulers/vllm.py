@@ -14,3 +14,9 @@ class VllmV1Scheduler(Scheduler):
     def next_batch(self, inst):
         preempted = inst.make_room() if inst.running.n else 0
         return self.mixed_batch(inst, admit=not preempted)
+
+    def victim(self, inst) -> int:
+        """The latest admitted (FCFS: `self.running.pop()`, the running list's tail, where a scheduled request is
+        appended, a resumed one too), whatever its arrival."""
+        run = inst.running
+        return int(run.admitted[: run.n].argmax())
