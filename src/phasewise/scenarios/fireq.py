@@ -179,7 +179,7 @@ def host_exposed(batch: int, split: list[tuple[str, float, float, float]], engin
     linear = next(row for row in split if row[0] == "linear layers")
     return (f"; at batch {batch} the linear layers run {linear[3]:.2f}x faster, but {name} take {fast_share:.0%} of "
             f"FireQ's prefill against {slow_share:.0%} of QServe's: {engine}'s host dispatch, hidden under QServe's "
-            "slower kernels, is what FireQ's wait for")
+            "slower kernels, is what FireQ's kernels wait for")
 
 
 def amdahl_split(model, hardware, slow, fast, engine, shape) -> list[tuple[str, float, float, float]]:
