@@ -68,12 +68,12 @@ def fit_sync_mma_efficiency(model: ModelSpec, hardware: HardwareSpec, slow: Quan
                              operators: tuple[str, ...] = FFN_OPERATORS, lowest: float = 0.01) -> KernelFit:
     """Fit `hardware`'s sync_mma_efficiency so that speedup(slow, fast) over `operators` at `shape` equals
     `target_speedup` (bisection in [lowest, 1]; the speedup falls as the efficiency rises). An error when no
-    value in that range reaches it (e.g. `slow` declares no mma.sync kernel, or `shape` is memory-bound)."""
-    fast_s = operator_time_s(model, hardware, fast, engine, shape, operators)
+    value in that range reaches it (e.g. `slow` declares no mma.sync kernel, both schemes run mma.sync kernels so
+    the constant moves both, or `shape` is memory-bound). Both schemes are timed at each trial value."""
 
     def ratio(value: float) -> float:
-        return operator_time_s(model, with_sync_mma_efficiency(hardware, value), slow, engine, shape,
-                               operators) / fast_s
+        trial = with_sync_mma_efficiency(hardware, value)
+        return speedup(model, trial, slow, fast, engine, shape, operators)
 
     lo, hi = lowest, 1.0
     lo_ratio, hi_ratio = ratio(lo), ratio(hi)

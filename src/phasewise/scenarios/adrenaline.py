@@ -162,6 +162,23 @@ def _capacity(setup: dict[str, Any], offload: dict) -> tuple[float, dict[str, fl
     return low + share * (high - low), at_low, points
 
 
+def search_note(setup: dict[str, Any], *searches: Any) -> str:
+    """Why a capacity is missing (nan): the rate search never met the attainment target, or never left it."""
+    notes = []
+    for name, (cap, points) in zip(("plain", "offload"), zip(searches[::2], searches[1::2])):
+        if not math.isnan(cap):
+            continue
+        low, high = points[0][0], points[-1][0]
+        if points[0][1]["attainment"] < setup["slo_attainment"]:
+            notes.append(f"{name}: already below {setup['slo_attainment']:.0%} attainment at rate_min {low:.1f} "
+                         "req/s (lower --set rate_min)")
+        else:
+            notes.append(f"{name}: every rate from {low:.1f} to {high:.1f} req/s ({len(points)} steps of "
+                         f"rate_factor {setup['rate_factor']:g}) met {setup['slo_attainment']:.0%} attainment, so the "
+                         "search never crossed it (raise --set rate_min or rate_factor)")
+    return ("; no capacity found for " + "; ".join(notes)) if notes else ""
+
+
 def run(setup: dict[str, Any]) -> Outcome:
     plain_mode, offload_mode = {"mode": "fixed", "requests": 0}, {"mode": "auto"}
     # the searches and runs below are independent and deterministic: one process per core
@@ -183,12 +200,16 @@ def run(setup: dict[str, Any]) -> Outcome:
         return a[key] / b[key] if b[key] > 0 else math.nan
 
     gain = offload_cap / plain_cap
+    # load-aware offloading is shown only where something was offloaded below saturation: a controller that never
+    # offloads has no gain to give up, and its "no gain when saturated" would compare two identical runs
+    never_offloaded = not offload.get("offloaded_requests")
     checks = [
         Check("throughput_gain", "overall throughput up to 1.68x with attention offloaded", 1.68, gain, (1.4, 1.75),
               f"rate sustained at {setup['slo_attainment']:.0%} SLO attainment: {offload_cap:.1f} vs "
               f"{plain_cap:.1f} req/s; the decode batch grows from {plain['decode_batch']:.0f} to "
               f"{offload['decode_batch']:.0f} while the step stays within the TPOT SLO (dense work grows, "
-              f"the local attention does not); the controller's main refusal there: {offload['declined']}"),
+              f"the local attention does not); the controller's main refusal there: {offload['declined']}"
+              + search_note(setup, plain_cap, plain_points, offload_cap, offload_points)),
         Check("offloaded_per_local", "the controller offloads N of a decode batch M (PAPERS.md: N/M 0.5-1.3)",
               [0.5, 1.3], offload["offloaded_per_local"], (0.5, 1.3),
               "N/M over the decode steps with offloaded requests, at the highest rate sustained; N is bounded "
@@ -208,8 +229,10 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"{plain['decode_compute']:.1%} -> {offload['decode_compute']:.1%} of peak: the dense layers run "
               "M + N rows per step"),
         Check("saturated_gain", "no gain when the prefill GPU is saturated (load-aware offloading)", 1.0,
-              saturated_gain, (0.9, 1.1),
-              f"the median of three saturated rates ({spread}), {setup['saturated_prefill_factor']:g}x (x 0.9-1.1) "
+              math.nan if never_offloaded else saturated_gain, (0.9, 1.1),
+              ("not shown: the controller offloaded no request at the highest rate sustained either, so no gain "
+               "is given up at saturation (the two runs compared are alike); " if never_offloaded else "")
+              + f"the median of three saturated rates ({spread}), {setup['saturated_prefill_factor']:g}x (x 0.9-1.1) "
               f"the prefill instance's capacity of {prefill_rps:.1f} req/s: its prompts alone keep it busy, queue "
               f"and miss the TTFT SLO, so the controller stops offloading (at {saturated_rate:.1f} req/s "
               f"{saturated['offloaded_requests']} of {setup['requests']} offloaded, N/M "

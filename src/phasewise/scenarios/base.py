@@ -217,9 +217,10 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
                 raise bad("a finite number")
             # a quantity declared positive (rates, lengths, counts, SLOs) stays positive; one declared 0 (a seed,
             # an "auto" 0) stays >= 0
-            if proto > 0 and not value > 0:
+            # an explicit `lower` replaces the default's sign (a share that may be 0, a -1 "auto")
+            if param.lower is None and proto > 0 and not value > 0:
                 raise bad("a number > 0")
-            if proto == 0 and value < 0:
+            if param.lower is None and proto == 0 and value < 0:
                 raise bad("a number >= 0")
             if param.lower is not None and value < param.lower:
                 raise bad(f"a number >= {param.lower:g}")

@@ -152,7 +152,9 @@ def run(setup: dict[str, Any]) -> Outcome:
               within, statistics.median(held_abs), (0.0, within),
               f"held-out median {statistics.median(held_abs):.1%}, p90 {np.percentile(held_abs, 90):.1%}, worst "
               f"{worst['point'].label} {worst['fitted']:+.1%}; {share_within:.0%} of held-out figures within "
-              f"{within:.0%} (PAPERS.md proposes >= 80 %: prefill at 8k tokens under TP8 is under-predicted ~24 %); "
+              f"{within:.0%} (PAPERS.md proposes >= 80 %; beyond it: " + (", ".join(
+                  f"{r['point'].label} {r['fitted']:+.1%}" for r in sorted(held, key=lambda r: -abs(r["fitted"]))
+                  if abs(r["fitted"]) > within) or "none") + "); "
               f"unfitted class default median {statistics.median(default_abs):.1%}"),
         Check("pure roofline misses decode at TP8",
               "decode is dispatch-bound: a pure roofline's TBT error at TP8 exceeds 50 % (5.1 ms roofline vs "

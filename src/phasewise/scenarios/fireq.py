@@ -137,8 +137,8 @@ def run(setup: dict[str, Any]) -> Outcome:
                              setup["engine"])),
         Check("prefill speedup below the FFN's at every batch",
               "direction (Amdahl): at each batch the whole prefill gains less than its FFN does, so the highest "
-              "prefill / FFN speedup ratio over the batches is below 1",
-              None, kept[most_kept], (0.0, 1.0),
+              "prefill / FFN speedup ratio over the batches is below 1 (by more than 1 %: a tie is not below)",
+              None, kept[most_kept], (0.0, 0.99),
               f"highest at batch {most_kept}: prefill {fitted[most_kept]['prefill']:.2f}x over FFN "
               f"{fitted[most_kept]['ffn_prefill']:.2f}x; by batch " + ", ".join(
                   f"{b}: {fitted[b]['prefill']:.2f}x / {fitted[b]['ffn_prefill']:.2f}x" for b in batches)),

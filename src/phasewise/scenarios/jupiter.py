@@ -32,7 +32,8 @@ SETUP = {
     "model": Param("lmsys/vicuna-7b-v1.3", "PAPERS.md section 7: Jupiter's config (Vicuna-7B v1.3, 32 layers)"),
     "hardware": Param("jetson-agx-orin", "PAPERS.md Jupiter-1: a Jetson AGX Orin roofline (LPDDR5 204.8 GB/s)"),
     # at most 8: the split planner's search grows fast with the devices (4: ~7 s, 8: ~57 s on 2 cores)
-    "devices": Param(4, "PAPERS.md section 7: 32 layers split [8,8,8,8] over 4 devices", upper=8),
+    "devices": Param(4, "PAPERS.md section 7: 32 layers split [8,8,8,8] over 4 devices", upper=8,
+                     lower=2),  # one device has no pipeline to compare against
     "precision": Param("bf16", "PAPERS.md section 7: bf16"),
     "engine": Param("ideal", "assumed: PAPERS.md Jupiter-1 prices device compute by a roofline (no host overhead)"),
     "prompt_tokens": Param(640, "PAPERS.md Jupiter-1: n = 640 (5 sub-sequences of 128)"),

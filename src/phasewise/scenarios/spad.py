@@ -152,14 +152,17 @@ def prefill_latencies(setup: dict[str, Any], chips: dict[str, str]) -> dict[str,
     for role, name in chips.items():
         hw = load_hardware(name)
         cost = CostModel(model, hw, quant, engine, setup["tp"], 1)
-        latency, roofline = [], []
+        latency, roofline, memory_bound = [], [], []
         peak, bandwidth = hw.peak(cost.quant.compute_dtype), hw.memory_bandwidth_bytes_per_s  # the path it runs on
         for prompt in setup["prompts"]:
             iteration = cost.iteration(BatchShape.uniform(1, prompt, 0))
             latency.append(iteration.latency_s)
+            # the operators' time where memory binds them (weight and activation streaming)
+            memory_bound.append(sum(op.time_s for op in iteration.operators
+                                    if op.name not in COLLECTIVES and op.memory_s >= op.compute_s))
             roofline.append(sum(op.memory_s if op.name in COLLECTIVES else max(op.flops / peak, op.bytes / bandwidth)
                                 for op in iteration.operators))
-        out[role] = {"latency": latency, "roofline": roofline}
+        out[role] = {"latency": latency, "roofline": roofline, "memory_bound": memory_bound}
     return out
 
 
@@ -223,6 +226,31 @@ def reallocated_rate(fleet: dict[str, float], goodput: dict[tuple[str, str], flo
     return best
 
 
+def slowest_prompt_note(setup: dict[str, Any], prefill: dict[str, dict[str, list[float]]], gains: list[float]) -> str:
+    """The prompt >= 512 where the Prefill Chip gains least, with both chips' latency and memory-bound share."""
+    long = [i for i, prompt in enumerate(setup["prompts"]) if prompt >= 512]
+    if not long:
+        return "no prompt of 512 tokens or more in prompts"
+    i = min(long, key=lambda j: gains[j])
+    h100, chip = prefill["h100"], prefill["prefill"]
+    return (f"lowest at {setup['prompts'][i]} tokens: {h100['latency'][i] * 1e3:.1f} ms on the H100 model vs "
+            f"{chip['latency'][i] * 1e3:.1f} ms on the Prefill Chip, whose memory-bound operators (weights streamed "
+            f"from its GDDR) take {chip['memory_bound'][i] / chip['latency'][i]:.0%} of it against "
+            f"{h100['memory_bound'][i] / h100['latency'][i]:.0%} on the H100 model's HBM")
+
+
+def phase_split(goodput: dict[tuple[str, str], float], measure: dict[str, float], what: str) -> str:
+    """The cluster ratio as its two phases make it: each phase's `what` per req/s on the SPAD chip over the H100
+    model's, weighted by the phase's share of the H100-model cluster (ratio = share x prefill + rest x decode)."""
+    per = {(role, phase): measure[role] / goodput[(role, phase)] if goodput[(role, phase)] > 0 else math.inf
+           for role, phase in (("h100", "prefill"), ("prefill", "prefill"), ("h100", "decode"), ("decode", "decode"))}
+    base = per[("h100", "prefill")] + per[("h100", "decode")]
+    share = per[("h100", "prefill")] / base if math.isfinite(base) else math.nan
+    return (f"prefill holds {share:.0%} of the H100-model cluster's {what}; per req/s, Prefill Chips need "
+            f"{per[('prefill', 'prefill')] / per[('h100', 'prefill')]:.2f}x the H100 model's {what} for prefill and "
+            f"Decode Chips {per[('decode', 'decode')] / per[('h100', 'decode')]:.2f}x for decode")
+
+
 def run(setup: dict[str, Any]) -> Outcome:
     with tempfile.TemporaryDirectory() as folder:
         chips = {"h100": setup["h100"], "prefill": prefill_variant(setup["prefill_chip"], setup["prefill_memory"],
@@ -244,6 +272,7 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
     # (a) prefill: the Prefill Chip against the H100 model
     prefill = prefill_latencies(setup, {"h100": chips["h100"], "prefill": chips["prefill"]})
     gains = [h / p for h, p in zip(prefill["h100"]["latency"], prefill["prefill"]["latency"])]
+    long_gains = [g for prompt, g in zip(setup["prompts"], gains) if prompt >= 512]
     roof_gains = [h / p for h, p in zip(prefill["h100"]["roofline"], prefill["prefill"]["roofline"])]
     paths = {role: tensor_path(info["hw"], setup["precision"]) for role, info in table.items()}
     peak_ratio = (table["prefill"]["hw"].peak(paths["prefill"]) / table["h100"]["hw"].peak(paths["h100"]))
@@ -263,6 +292,11 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
               f"{statistics.mean(roof_gains):.2f}x. GEMMs tile onto the arrays (fill/drain of 32x32 arrays), weight "
               "streaming at 2 TB/s binds short prompts, and elementwise traffic, TP all-reduce and host costs do not "
               "scale with the tensor peak"),
+        Check("Prefill Chip no slower at any prompt >= 512",
+              "PAPERS.md SPAD-1 (a): the Prefill Chip's prefill latency <= 1.0x the H100 model's for prompts >= 512 "
+              "(the lowest H100 / Prefill Chip latency ratio over those prompts)",
+              None, min(long_gains) if long_gains else math.nan, (1.0, 1e9),
+              slowest_prompt_note(setup, prefill, gains)),
         Check("Prefill Chip hardware cost",
               "the Prefill Chip costs 52 % less than the H100 model (chip cost ratio: die from wafer price and yield, "
               "memory $/GB, package)", PREFILL_COST[0], usd["prefill"] / usd["h100"], PREFILL_COST[1],
@@ -329,15 +363,14 @@ def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
         checks.append(Check(f"cluster hardware cost at equal SLOs ({trace_name})",
                             "Prefill + Decode Chip clusters cost 19-41 % less than H100-model clusters serving the same "
                             f"rate within the SLOs (cost ratio; TTFT {slo.ttft_ms:.0f} ms, TPOT {slo.tpot_ms:.0f} ms)",
-                            CLUSTER_COST[0], spad_usd / base_usd, CLUSTER_COST[1], shape))
+                            CLUSTER_COST[0], spad_usd / base_usd, CLUSTER_COST[1],
+                            f"{shape}; {phase_split(g, usd, 'cost')}"))
         checks.append(Check(f"cluster TDP at equal SLOs ({trace_name})",
                             "Prefill + Decode Chip clusters draw 2-17 % less TDP than H100-model clusters at equal SLOs",
                             CLUSTER_TDP[0], spad_w / base_w, CLUSTER_TDP[1],
                             f"TDP per chip: H100 model {tdp['h100']:.0f} W, Prefill Chip {tdp['prefill']:.0f} W, Decode "
-                            f"Chip {tdp['decode']:.0f} W; {shape}. The power model (specs/data/chip_parts.yaml) charges "
-                            "the doubled arrays their energy at full clock, more per chip than the prefill speed-up "
-                            "saves per request; and at the batches a 200 ms TPOT allows, decode GEMMs leave the memory "
-                            "roof on half the arrays"))
+                            f"Chip {tdp['decode']:.0f} W (specs/data/chip_parts.yaml: the Prefill Chip's doubled "
+                            f"arrays draw their energy at full clock); {shape}; {phase_split(g, tdp, 'TDP')}"))
 
     # (d) re-allocation: a fleet sized for one trace serves another, each chip running either phase
     realloc = []
