@@ -9,8 +9,8 @@ import math
 import pytest
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.kernel_fit import fit_sync_mma_efficiency, speedup
 from phasewise.perf.batch import BatchShape
+from phasewise.perf.kernel_fit import fit_sync_mma_efficiency, speedup
 from phasewise.scenarios import get_scenario
 from phasewise.scenarios.adrenaline import search_note
 from phasewise.scenarios.spad import phase_split
