@@ -70,16 +70,16 @@ def main() -> None:
     ap.add_argument("--trace", default=str(FULL) if FULL.is_file() else "mooncake")
     args = ap.parse_args()
     print(f"{args.trace}: the trace's prefix reuse (unbounded cache) {trace_ratio(args.trace):.1%} of blocks")
-    print(f"{'run':30s} {'wall s':>7s} {'req/s':>8s} {'hit tok':>8s} {'(host)':>8s} {'hit blk':>8s} {'evicted':>11s} "
+    print(f"{'run':30s} {'wall s':>7s} {'req/s':>8s} {'hit tok':>8s} {'(host)':>8s} {'hit blk':>8s} {'evict tok':>11s} "
           f"{'TTFT mean':>10s} {'TTFT p99':>10s}")
     for label, kw in RUNS:
         t0 = time.perf_counter()
         s = run(model="meta-llama/Llama-3.1-8B", trace=args.trace, **kw).summary()
         wall = time.perf_counter() - t0
-        c = s["prefix_cache"] or {"hit_rate_tokens": 0.0, "hit_rate_blocks": 0.0, "evicted_blocks": 0,
+        c = s["prefix_cache"] or {"hit_rate_tokens": 0.0, "hit_rate_blocks": 0.0, "evicted_tokens": 0,
                                   "host_hit_rate_tokens": 0.0}
         print(f"{label:30s} {wall:7.2f} {s['requests'] / wall:8,.0f} {c['hit_rate_tokens']:8.1%} "
-              f"{c['host_hit_rate_tokens']:8.1%} {c['hit_rate_blocks']:8.1%} {c['evicted_blocks']:11,} {s['ttft_ms']['mean']:10,.0f} "
+              f"{c['host_hit_rate_tokens']:8.1%} {c['hit_rate_blocks']:8.1%} {c['evicted_tokens']:11,} {s['ttft_ms']['mean']:10,.0f} "
               f"{s['ttft_ms']['p99']:10,.0f}")
 
 

@@ -36,7 +36,7 @@ def test_plan_dllm_takes_simulates_decoding_knobs(run_cli):
     (("--dllm-cache", "disk"), "--dllm-cache 'disk' is not one of none, prefix, dual"),
     (("--dllm-steps", "64"), "--dllm-steps does not apply to --dllm odb"),
     (("--tokens-per-step", "40"), "--tokens-per-step must be a number from 1 to --block-length 32"),
-    (("--gen-length", "128"), "1 of 1 answers are longer than the --gen-length 128 canvas (longest 250)"),
+    (("--gen-length", "128"), "200 of 200 answers are longer than the --gen-length 128 canvas (longest 250)"),
 ])
 def test_plan_dllm_knobs_refuse_bad_values_in_one_line(run_cli, args, says):
     code, _, err = run_cli(*PLAN, *args)

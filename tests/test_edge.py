@@ -37,7 +37,7 @@ def test_topology_yaml_and_one_line_errors():
         parse_topology({"devices": ["jetson-agx-orin"], "links": [{"a": "jetson-agx-orin-0", "b": "y", "mbps": 1}]})
     with pytest.raises(PhasewiseError, match="no route"):
         parse_topology({"devices": ["a6000", "a6000"]}).route(0, 1)
-    with pytest.raises(PhasewiseError, match="bandwidth_bps"):
+    with pytest.raises(PhasewiseError, match="link 0: mbps: Input should be greater than 0"):  # the file's key
         parse_topology({"devices": ["a6000", {"name": "b", "hardware": "a6000"}],
                         "links": [{"a": "a6000-0", "b": "b", "mbps": -1}]})
     assert parse_split([[0, 10], [10, 32]], 32, 2) == ((0, 10), (10, 32))

@@ -140,15 +140,15 @@ def test_device_cloud_command_plans_the_chunk_and_rejects_bad_setups(run_cli, tm
     assert result["split"] == [1, 30, 1] and 1 < result["chunk_tokens"] < 1024
     assert result["tbt_s"] < result["plain_tbt_s"] and set(result["busy_s"]) == {
         "device dev0", "link dev0 up", "cloud gpu0", "link dev0 down"}
-    code, out, err = run_cli("device-cloud", "--output-len", "0", "--devices", "2")
+    code, out, err = run_cli("device-cloud", "--output-len", "1", "--devices", "2")  # the prefill's token alone
     assert code == 0 and "TTFT vs chunk size" in out and "busy" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("devices: 2\ndevice_hardware: jetson-agx-orin\ncloud_hardware: a6000\nuplink_mbps: 50\n"
                    "downlink_mbps: 50\noutput_layers: 40\n")
     for args, match in ((["--setup", str(bad)], "leave none of the model's 32"),
-                        (["--uplink-mbps", "0"], "uplink_mbps"), (["--acceptance", "1.5"], "--acceptance"),
+                        (["--uplink-mbps", "0"], "--uplink-mbps"), (["--acceptance", "1.5"], "--acceptance"),
                         # each cloud GPU is a simulated worker: 10^11 of them hung (benchmarks/fuzz_flags.py)
-                        (["--cloud-gpus", "99999999999"], "cloud_gpus: Input should be less than or equal to 10000")):
+                        (["--cloud-gpus", "99999999999"], "--cloud-gpus: Input should be less than or equal to 10000")):
         code, out, err = run_cli("device-cloud", *args)
         assert code == 2 and match in err and err.count("\n") == 1
 

@@ -349,5 +349,5 @@ def test_sweep_workloads_carry_images(run_cli, tmp_path):
     text_model = tmp_path / "bad.yaml"
     text_model.write_text(cfg.read_text().replace(VL30, "meta-llama/Llama-3.1-8B"))
     code, _, err = run_cli("sweep", str(text_model), "--out", str(out), "--workers", "1")
-    assert code != 0 and "workload 'photo': --images-per-request: model" in err
+    assert code != 0 and "workload 'photo': images_per_request: model" in err
     assert len(err.strip().splitlines()) == 1

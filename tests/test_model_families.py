@@ -122,7 +122,7 @@ LLAMA = {"model_type": "llama", "hidden_size": 1024, "num_attention_heads": 8, "
     ({"layer_types": 3}, "field layer_types must be a list of each layer's kind"),
     ({"layer_types": ["full_attention", {}]}, "field layer_types must name each layer's kind as a string"),
     ({"model_type": "qwen2_moe", "num_experts": 8, "num_experts_per_tok": 2, "mlp_only_layers": [[0]]},
-     "field mlp_only_layers must be a list of layer indices"),
+     "field mlp_only_layers must list layer indices in 0.."),
     ({"model_type": "qwen3_next", "full_attention_interval": 0},
      "field full_attention_interval must be a positive integer"),
     # a typo the MoE and window parsers would walk layer by layer (it hung them): refused at once

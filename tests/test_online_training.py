@@ -300,11 +300,11 @@ def test_a_trainer_that_does_not_fit_is_told_what_it_does_not_already_use(run_cl
     full fine-tuning with recompute is told both."""
     code, _, err = run_cli("simulate", "--requests", "20", "--rate", "4", "--online-training", "lora", "--model",
                            "Qwen/Qwen3-30B-A3B", "--train-reuse-mode", "offload")
-    assert code == 2 and "keep fewer layers on the GPU (--keep-layers / keep_layers: 48 of 48 kept" in err
-    assert "use method lora" not in err and "reuse offload" not in err
+    assert code == 2 and "keep fewer layers on the GPU (--keep-layers: 48 of 48 kept" in err
+    assert "use --online-training lora" not in err and "--train-reuse-mode offload" not in err
     code, _, err = run_cli("simulate", "--requests", "20", "--rate", "4", "--online-training", "full", "--model",
                            "Qwen/Qwen3-30B-A3B")
-    assert code == 2 and "use method lora, reuse offload, or raise tp" in err
+    assert code == 2 and "use --online-training lora, --train-reuse-mode offload, or raise --tp" in err
 
 
 def test_the_throughput_check_names_the_offload_run_it_compares(scenario_defaults):

@@ -59,7 +59,7 @@ def test_a_prompt_of_whole_blocks_caches_its_last_block(tmp_path):
 def test_unbounded_cache_hit_ratio_matches_the_trace():
     hits, lookups = direct_ratio(excerpt_rows())
     cache = run(**UNBOUNDED, check_invariants=True).summary()["prefix_cache"]
-    assert cache["evicted_blocks"] == 0 and cache["recompute_lookups"] == 0
+    assert cache["evicted_prefix_blocks"] == 0 and cache["recompute_lookups"] == 0
     assert (cache["hit_blocks"], cache["lookup_blocks"]) == (hits, lookups)
     assert cache["hit_tokens"] == 512 * hits
     assert 0.1 < cache["hit_rate_blocks"] < 0.3  # the excerpt's direct ratio is 16.7 %
@@ -237,7 +237,7 @@ def test_json_has_prefix_cache_and_replay_tool_names(run_cli):
     code, out, err = run_cli("simulate", "--trace", "mooncake", "--trace-limit", "100", "--json")
     assert code == 0, err
     d = json.loads(out)
-    assert {"hit_rate_tokens", "hit_rate_blocks", "saved_prefill_tokens", "evicted_blocks"} <= set(d["prefix_cache"])
+    assert {"hit_rate_tokens", "hit_rate_blocks", "saved_prefill_tokens", "evicted_prefix_blocks", "evicted_tokens"} <= set(d["prefix_cache"])
     for name in ("time_to_first_token", "inter_token_latency", "request_latency"):
         assert {"unit", "avg", "p50", "p90", "p99"} <= set(d["aiperf"][name])
     assert d["aiperf"]["output_token_throughput"]["unit"] == "tokens/sec"

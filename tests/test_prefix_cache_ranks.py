@@ -72,7 +72,7 @@ def test_dp8_hit_ratio_is_each_ranks_own_under_round_robin():
     cache = run(**DP8, attention_dp=8, engine="sglang", check_invariants=True).summary()["prefix_cache"]
     hits, lookups, prompt = per_rank_hits(rows, [i % 8 for i in range(len(rows))])
     shared_hits, _, _ = per_rank_hits(rows, [0] * len(rows))  # one cache for the instance: what it was
-    assert cache["evicted_blocks"] == 0 and cache["recompute_lookups"] == 0
+    assert cache["evicted_prefix_blocks"] == 0 and cache["recompute_lookups"] == 0
     assert (cache["hit_blocks"], cache["lookup_blocks"], cache["prompt_tokens"]) == (hits, lookups, prompt)
     assert cache["hit_tokens"] == BLOCK * hits and cache["hit_rate_tokens"] == BLOCK * hits / prompt
     assert cache["rank_caches"] == 8 and cache["rank_dispatch"] == ["round_robin"]
@@ -90,7 +90,7 @@ def test_dp8_hits_follow_the_engines_own_assignment(monkeypatch, engine, policy)
     cache = run(**DP8, attention_dp=8, engine=engine, check_invariants=True, **chunked).summary()["prefix_cache"]
     assert [i for i, _ in made] == list(range(len(rows)))  # each request once, in arrival order
     hits, lookups, _ = per_rank_hits(rows, [rank for _, rank in made])
-    assert cache["evicted_blocks"] == 0 and cache["rank_dispatch"] == [policy]
+    assert cache["evicted_prefix_blocks"] == 0 and cache["rank_dispatch"] == [policy]
     assert (cache["hit_blocks"], cache["lookup_blocks"]) == (hits, lookups)
     assert len({rank for _, rank in made}) == 8
 
@@ -101,7 +101,7 @@ def test_without_attention_dp_one_cache_serves_the_instance():
     rows = excerpt_rows()
     one = run(**DP8, engine="sglang", check_invariants=True).summary()["prefix_cache"]
     hits, lookups, _ = per_rank_hits(rows, [0] * len(rows))
-    assert one["evicted_blocks"] == 0 and (one["hit_blocks"], one["lookup_blocks"]) == (hits, lookups)
+    assert one["evicted_prefix_blocks"] == 0 and (one["hit_blocks"], one["lookup_blocks"]) == (hits, lookups)
     assert "rank_caches" not in one and one["instances"] == 1
     ranked = run(**DP8, attention_dp=8, engine="sglang").summary()["prefix_cache"]
     assert ranked["instances"] == 1 and ranked["rank_caches"] == 8 and ranked["hit_blocks"] < hits / 3

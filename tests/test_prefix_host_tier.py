@@ -30,9 +30,9 @@ def prefix(**kw) -> dict:
 def test_a_large_host_tier_restores_the_trace_ratio():
     hits, lookups = direct_ratio(excerpt_rows())
     gpu_only = prefix()
-    assert gpu_only["evicted_blocks"] > 0 and gpu_only["hit_blocks"] < hits  # the bounded GPU cache loses hits
+    assert gpu_only["evicted_prefix_blocks"] > 0 and gpu_only["hit_blocks"] < hits  # the bounded GPU cache loses hits
     tiered = prefix(host_kv_cache_gb=2000.0, check_invariants=True)
-    assert tiered["evicted_blocks"] > 0 and tiered["host_dropped_blocks"] == 0
+    assert tiered["evicted_prefix_blocks"] > 0 and tiered["host_dropped_blocks"] == 0
     assert (tiered["hit_blocks"], tiered["lookup_blocks"]) == (hits, lookups)  # every evicted block came back
     assert tiered["hit_tokens"] == 512 * hits
     assert tiered["host_hit_tokens"] == 512 * tiered["host_hit_blocks"] > 0

@@ -12,7 +12,7 @@ def test_check_mode_changes_no_result_with_prefix_caching():
     prefix blocks, which changed the evictions and the TTFTs of a Mooncake run)."""
     kw = dict(engine="vllm", trace="mooncake", trace_limit=200, rate=10, memory_fraction=0.5, seed=121)
     plain, checked = run(**kw).summary(), run(check_invariants=True, **kw).summary()
-    assert plain["prefix_cache"]["evicted_blocks"] == checked["prefix_cache"]["evicted_blocks"]
+    assert plain["prefix_cache"]["evicted_prefix_blocks"] == checked["prefix_cache"]["evicted_prefix_blocks"]
     assert plain["ttft_ms"] == checked["ttft_ms"] and plain["tbt_ms"] == checked["tbt_ms"]
 
 

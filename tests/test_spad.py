@@ -30,7 +30,8 @@ def chip_entry(**memory) -> dict:
                                                         "array_cols": 16, "clock_hz": 1.5e9, "vector_width": 16,
                                                         "sram_per_core_bytes": 262144},
                       "l2_bytes": 33554432, "memory": mem},
-            "interconnect": {"intra_node_bandwidth_bytes_per_s": 64.0e9, "intra_node_latency_s": 2.0e-6,
+            # no links (parts.links 0): its GPUs meet over PCIe Gen4 x16, 32 GB/s each way (an L4's host link)
+            "interconnect": {"intra_node_bandwidth_bytes_per_s": 32.0e9, "intra_node_latency_s": 2.0e-6,
                              "inter_node_bandwidth_bytes_per_s": 25.0e9, "inter_node_latency_s": 5.0e-6},
             "sources": {"all": "test chip"}}
 
@@ -186,9 +187,10 @@ def test_heterogeneous_disaggregation_simulates_and_the_link_takes_the_slower_en
                     decode_hardware="spad-decode-chip", **common).summary()
     same = sim_run(hardware="spad-h100-model", **common).summary()
     assert mixed["slo"]["attainment"] == 1.0 and same["slo"]["attainment"] == 1.0
-    # a decode chip on a slow link: the KV transfer runs at the slower end's rate, so requests finish later
+    # a decode chip on a slow link: the KV transfer runs at the slower end's rate, so requests finish later (two
+    # chips are two machines: the KV goes over rdma, each chip's inter-node link)
     slow = chip_entry(type="HBM3", interface_bits=1024, gbps_per_pin=6.0)
-    slow["interconnect"]["intra_node_bandwidth_bytes_per_s"] = 1.0e9
+    slow["interconnect"]["inter_node_bandwidth_bytes_per_s"] = 1.0e9
     slow_path = write_chip(tmp_path, slow, "slowlink")
     slowed = sim_run(hardware="spad-h100-model", decode_hardware=slow_path, **common).summary()
     assert slowed["e2e_ms"]["mean"] > same["e2e_ms"]["mean"] + 100  # ~128 MB of KV over 1 GB/s x efficiency

@@ -51,6 +51,12 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> PhasewiseError:
     return PhasewiseError(f"unknown {kind} '{name}'{hint} (known: {shown})")
 
 
+def field_label(path: tuple, field_name: Callable[[tuple], str | None] | None = None) -> str:
+    """What an error calls the field at `path`: what `field_name` calls it (the flag that set it) where it has a
+    name for it, else its location (instances.0.tp, online_training.keep_layers)."""
+    return (field_name(path) if field_name is not None else None) or ".".join(str(p) for p in path)
+
+
 def pydantic_message(where: str, exc: Exception, field_name: Callable[[tuple], str | None] | None = None
                      ) -> PhasewiseError:
     """Turn a pydantic ValidationError into one line naming the field(s): each by its location (e.g.
@@ -61,7 +67,7 @@ def pydantic_message(where: str, exc: Exception, field_name: Callable[[tuple], s
     parts = []
     for err in errors():
         path = tuple(err.get("loc", ()))
-        loc = (field_name(path) if field_name is not None else None) or ".".join(str(p) for p in path)
+        loc = field_label(path, field_name)
         msg = err.get("msg", "invalid").removeprefix("Value error, ")  # a validator's own sentence names its fields
         parts.append(f"{loc}: {msg}" if loc else msg)
     return PhasewiseError(f"{where}: " + "; ".join(parts))

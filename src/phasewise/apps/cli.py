@@ -431,6 +431,8 @@ def simulate_cmd(
     caveats = chip_caveats(g.hardware for g in spec.deployment.instances)
     if caveats:
         summary["caveats"] = caveats
+    if spec.notes:  # what the deployment does that the flags did not say (sim/api.py SimSpec.notes)
+        summary["notes"] = list(spec.notes)
     if out:
         for path in write_records(result, summary, out, out_format):
             print(f"wrote {path}", file=sys.stderr)
@@ -442,6 +444,8 @@ def simulate_cmd(
         render_summary(console, summary, client)
         render_online_training(console, summary)
         render_caveats(console, caveats)
+        for note in spec.notes:
+            console.print(f"[yellow]note[/] {note}", highlight=False)
 
 
 # the other commands register themselves on the same app, plan and sweep first (--help lists them in this order)

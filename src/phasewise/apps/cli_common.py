@@ -45,7 +45,7 @@ PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill in
 DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]
 PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
 DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
-KvLink = Annotated[Optional[str], typer.Option(help="KV transfer link between instances (disagg, priority pools): nvlink|pcie|rdma (default nvlink)")]
+KvLink = Annotated[Optional[str], typer.Option(help="KV transfer link between instances (disagg, priority pools): nvlink|pcie|rdma (default nvlink; rdma between different prefill and decode chips)")]
 MemoryFraction = Annotated[Optional[float], typer.Option(
     help="device memory fraction, as the engine means it: vllm of the whole GPU (default 0.9); sglang for weights + KV "
          "(mem_fraction_static; default: what SGLang computes from the GPU, chunk, graphs and layout); trtllm of what "

@@ -45,7 +45,8 @@ def edge_cmd(
     precision: DevicePrecision = "bf16",
     engine: Engine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
-    output_len: Annotated[int, typer.Option(help="output tokens")] = 128,
+    output_len: Annotated[int, typer.Option(help="output tokens, the prefill's first included (as simulate's --osl): "
+                                                 "TPOT over the output-len - 1 decoded after it")] = 128,
     subsequences: Annotated[int, typer.Option(help="prefill sub-sequences S (0: planned)")] = 0,
     outline_points: Annotated[int, typer.Option(help="outline points decoded in parallel (1: plain AR)")] = 1,
     outline_tokens: Annotated[int, typer.Option(help="skeleton tokens decoded before the points")] = 0,
@@ -92,7 +93,8 @@ def device_cloud_cmd(
     precision: DevicePrecision = "fp16",
     engine: Engine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,
-    output_len: Annotated[int, typer.Option(help="output tokens")] = 64,
+    output_len: Annotated[int, typer.Option(help="output tokens, the prefill's first included (as simulate's --osl): "
+                                                 "TBT over the output-len - 1 decoded after it")] = 64,
     chunk: Annotated[int, typer.Option(help="prompt chunk tokens (0: planned per device)")] = 0,
     draft_tokens: Annotated[int, typer.Option(help="tokens the device drafts per verify (0: plain AR)")] = 4,
     acceptance: Annotated[float, typer.Option(help="per-token draft acceptance (i.i.d.)")] = 0.8,

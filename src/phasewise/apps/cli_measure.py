@@ -249,7 +249,9 @@ def refuse_unused(modes: dict[str, bool], given: dict[str, object]) -> None:
 @app.command("fit-engine")
 def fit_engine_cmd(
     points: Annotated[str, typer.Argument(help="YAML/JSON with measured runs under 'points:' (see README)")],
-    engine: Annotated[str, typer.Option(help="engine profile to start from (its unfitted values)")] = "vllm",
+    engine: Annotated[str, typer.Option(help="engine to start from, run as estimate runs it: a preset "
+                                             "(vllm, vllm@0.12, sglang, ...), a host profile or an engine file "
+                                             "(its unfitted values)")] = "vllm",
     params: Annotated[str, typer.Option(help="comma-separated EngineProfile fields to fit")] =
         "per_sequence_overhead_s,eager_launch_s,elementwise_passes",
     holdout: Annotated[str, typer.Option(help="every-other: every second run (file order) is held out; none")] =

@@ -119,10 +119,8 @@ def plan_cmd(
     if dllm is not None and images_per_request is not None:
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, locals()):  # a decoding knob without --dllm: a one-line error
-        from phasewise.apps.dllm_view import PLAN_AR_BATCH_CAPS  # unset --batch-caps: the dLLM ranking's own caps
-
-        params = dict(locals(), batch_caps=PLAN_AR_BATCH_CAPS if batch_caps is None else batch_caps)
-        return plan_dllm_cmd(console, dllm, params, changed_options(plan_cmd, locals()))
+        # unset --batch-caps stays None: the dLLM ranking's own caps
+        return plan_dllm_cmd(console, dllm, dict(locals()), changed_options(plan_cmd, locals()))
     from dataclasses import replace
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -150,7 +148,7 @@ def plan_cmd(
     if export:
         from phasewise.apps.launch import check_export_directory
 
-        check_export_directory(export)
+        check_export_directory(export, model)
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
                       objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
                       image_size=image_size))

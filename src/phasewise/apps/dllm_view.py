@@ -92,12 +92,16 @@ def decoding_of(dllm: str, params: dict[str, Any]) -> DllmDecoding:
     among them: it acts only through --tokens-per-step)."""
     from phasewise.specs.dllm import decoding
 
-    return decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
-                    steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
-                    threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
-                    copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")),
-                    tokens_per_step_probs=parse_probs(params.get("tokens_per_step_probs"), "--tokens-per-step-probs",
-                                                      "P(1, 2, ... answer tokens a forward decides)"))
+    dec = decoding(dllm, gen_length=params.get("gen_length"), block_length=params.get("block_length"),
+                   steps=params.get("dllm_steps"), cache=params.get("dllm_cache"),
+                   threshold=params.get("dllm_threshold"), tokens_per_step=params.get("tokens_per_step"),
+                   copies=params.get("jump_copies"), jump_probs=parse_probs(params.get("jump_probs")),
+                   tokens_per_step_probs=parse_probs(params.get("tokens_per_step_probs"), "--tokens-per-step-probs",
+                                                     "P(1, 2, ... answer tokens a forward decides)"))
+    if params.get("jump_probs") is not None and not dec.jump_share:  # no speculative copy accepts anything
+        raise PhasewiseError(f"--jump-probs needs --jump-copies 2 or more (--jump-copies {dec.copies} turns "
+                             "jump-share speculation off)")
+    return dec
 
 
 def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]], *,
@@ -169,27 +173,31 @@ def dllm_engine(params: dict[str, Any], given: list[tuple[str, str]]) -> str:
 
 
 def check_fits(cm, dec, workload, batch_cap: int, memory_fraction: float) -> None:
-    """A one-line error when `batch_cap` requests of the longest prompt + canvas do not fit one instance."""
-    from phasewise.perf.dllm import dllm_memory
+    """A one-line error when `batch_cap` requests of the longest prompt + canvas do not fit one instance (perf/dllm.py
+    memory_error: it names --batch-cap, --jump-copies or the lengths, whichever does not fit)."""
+    from phasewise.perf.dllm import memory_error
     from phasewise.workload import ClosedLoop
 
     prompts = workload.lengths()[0] if isinstance(workload, ClosedLoop) else workload.prompt_tokens
-    extra = (dec.copies - 1) * dec.block_length
-    mem = dllm_memory(cm, int(max(prompts)), dec.gen_length, batch_cap, extra, memory_fraction)
-    if not mem.fits:
-        raise PhasewiseError(f"--batch-cap {batch_cap} does not fit on {cm.hw.key}: {mem.reason()} (each request "
-                             f"keeps the KV of its prompt + {dec.gen_length}-token canvas); lower --batch-cap")
+    error = memory_error(cm, dec, int(max(prompts)), batch_cap, memory_fraction)
+    if error is not None:
+        raise PhasewiseError(error)
+
+
+def decoding_words(d: dict[str, Any]) -> str:
+    """The decoding's knobs in a line, from its `dllm` block (DllmDecoding.to_json): simulate's and plan's titles."""
+    knobs = (f"threshold {d['threshold']}, {d['tokens_per_step']:g} tokens/forward" if d["threshold"] is not None
+             else f"{d['steps']} steps")
+    extra = (", ALP" if d["alp"] else "") + (f", jump-share x{d['jump_copies']}" if d["jump_copies"] > 1 else "")
+    return f"canvas {d['gen_length']} in blocks of {d['block_length']}, cache {d['cache']}, {knobs}{extra}"
 
 
 def render_dllm(console: Console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     d, t, f = s["dllm"], s["throughput"], s["per_request"]
-    knobs = (f"threshold {d['threshold']}, {d['tokens_per_step']:g} tokens/forward" if d["threshold"] is not None
-             else f"{d['steps']} steps")
-    extra = (", ALP" if d["alp"] else "") + (f", jump-share x{d['jump_copies']}" if d["jump_copies"] > 1 else "")
-    console.print(f"[bold]dLLM {d['mode']}[/] on {s.get('model', '')} / {s.get('hardware', '')}: canvas "
-                  f"{d['gen_length']} in blocks of {d['block_length']}, cache {d['cache']}, {knobs}{extra}")
+    console.print(f"[bold]dLLM {d['mode']}[/] on {s.get('model', '')} / {s.get('hardware', '')}: "
+                  f"{decoding_words(d)}")
     console.print(f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.2f} simulated s on "
                   f"{s['replicas']} instance(s), batch cap {s['batch_cap']}: {t['requests_per_s']:.2f} req/s, "
                   f"{t['output_tokens_per_s']:,.0f} answer tok/s; per request {s['tokens_per_s']['mean']:,.1f} tok/s")
@@ -208,7 +216,6 @@ def render_dllm(console: Console, s: dict[str, Any]) -> None:
     console.print(f"[dim]simulated in {s['sim']['wall_s']:.2f} s wall[/]")
 
 
-PLAN_AR_BATCH_CAPS = "256"  # plan's --batch-caps default (for autoregressive engines)
 PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
 # the plan flags a dLLM ranking reads (a dLLM's tokens appear a block at a time, so --slo-tbt-ms, a gap between
 # two of them, is not among them; the decoding's knobs as simulate's): any other given with --dllm is refused by name
@@ -220,8 +227,7 @@ PLAN_DLLM_READS = {"model", "hardware", "gpus", "slo_ttft_ms", "slo_tpot_ms", "a
 def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]]) -> None:
     """`plan --dllm MODE`: rank chips x batch caps of one-GPU dLLM instances by goodput (plan/dllm_plan.py);
     `given` as simulate_dllm_cmd's."""
-    from phasewise.plan.dllm_plan import check_lengths, rank_dllm
-    from phasewise.specs import load_model
+    from phasewise.plan.dllm_plan import rank_dllm
     from phasewise.specs.hardware import hardware_list
     from phasewise.workload import DEFAULT_ISL, DEFAULT_OSL, LengthDist, check_length_flags
 
@@ -233,8 +239,8 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     if len([p for p in (params.get("precisions") or "").split(",") if p.strip()]) > 1:
         raise PhasewiseError("--precisions takes one precision with --dllm (got "
                              f"'{params.get('precisions')}')")
-    caps_text = params.get("batch_caps", PLAN_AR_BATCH_CAPS)
-    if caps_text == PLAN_AR_BATCH_CAPS:
+    caps_text = params.get("batch_caps")  # None: not typed, the dLLM ranking's own caps
+    if caps_text is None:
         caps = list(PLAN_DLLM_BATCH_CAPS)
     else:
         try:
@@ -249,7 +255,6 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                        params.get("isl_spread"), params.get("osl_spread"))  # as simulate's and plan's
     isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
     dec = decoding_of(dllm, params)
-    check_lengths(load_model(params["model"]), dec, [isl], [osl])  # the means: no such request runs as asked
     ranked = rank_dllm(dec, params["model"], chips, params["gpus"], caps,
                        prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
                        answer=LengthDist(params.get("osl_dist", "fixed"), osl, params.get("osl_spread", 0.0)),
@@ -257,11 +262,11 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                        target=params["attainment"], engine=dllm_engine(params, given), precision=precision,
                        objective=params.get("objective", "goodput-per-gpu"), seed=params.get("seed", 0))
     if params.get("as_json"):
-        print(dumps({"dllm": dllm, "ranking": [r.to_json() for r in ranked]}))
+        print(dumps({"dllm": dec.to_json(), "ranking": [r.to_json() for r in ranked]}))
     else:
         from rich.table import Table
 
-        table = Table(title=f"dLLM {dllm} deployments (canvas {dec.gen_length} in blocks of {dec.block_length}) "
+        table = Table(title=f"dLLM {dllm} deployments ({decoding_words(dec.to_json())}) "
                             f"of {params['gpus']} GPU(s), ranked by "
                             f"{params.get('objective', 'goodput-per-gpu')} (TTFT = time to first block <= "
                             f"{params['slo_ttft_ms']:g} ms, TPOT <= {params['slo_tpot_ms']:g} ms for "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from phasewise.errors import PhasewiseError
 from phasewise.plan.edge_split import plan_edge_split
+from phasewise.plan.goodput import lengths_within_context
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
@@ -16,9 +18,9 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
              precision: str, engine: str, prompt_len: int, output_len: int, subsequences: int, outline_points: int,
              outline_tokens: int, medusa_heads: int, acceptance: float, objective: str | None = None
              ) -> dict[str, Any]:
-    if prompt_len < 1 or output_len < 0 or subsequences < 0 or outline_points < 1 or medusa_heads < 0 \
+    if prompt_len < 1 or output_len < 1 or subsequences < 0 or outline_points < 1 or medusa_heads < 0 \
             or outline_tokens < 0:
-        raise PhasewiseError("--prompt-len and --outline-points must be >= 1; --output-len, --subsequences, "
+        raise PhasewiseError("--prompt-len, --output-len and --outline-points must be >= 1; --subsequences, "
                              "--outline-tokens and --medusa-heads >= 0")
     if subsequences > prompt_len:
         raise PhasewiseError(f"--subsequences cuts the prompt into pieces of at least one token: at most --prompt-len "
@@ -30,6 +32,12 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
         raise PhasewiseError(f"--acceptance must lie in [1, 1 + medusa heads] = [1, {1 + medusa_heads}] "
                              f"(got {acceptance})")
     spec, quant, profile = load_model(model), load_quant(precision), load_engine(engine)
+    # --output-len counts the output as simulate's --osl does: the prefill's first token and output_len - 1 decoded
+    # after it (run_split's output_tokens), the TPOT over those
+    decoded = output_len - 1
+    label = "--prompt-len + --output-len" + (" + --outline-tokens" if outline_tokens else "")
+    lengths_within_context(prompt_len + outline_tokens, output_len, spec.max_position_embeddings, label,
+                           f"{spec.name}'s")  # as simulate refuses a request past the context
     file_split = None
     if topology:
         topo, file_split = load_topology(topology)
@@ -37,8 +45,18 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
         names = [d.strip() for d in devices.split(",")]
         if not all(names):
             raise PhasewiseError(f"--devices lists hardware separated by commas, none empty (got '{devices}')")
+        if not (mbps > 0 and math.isfinite(mbps)):
+            raise PhasewiseError(f"--mbps is each link's bandwidth: a finite number > 0 Mbit/s (got {mbps:g})")
+        if not (latency_ms >= 0 and math.isfinite(latency_ms)):
+            raise PhasewiseError(f"--latency-ms is each link's latency: a finite number >= 0 ms (got {latency_ms:g})")
         topo = chain_topology(names, mbps, latency_ms / 1e3)
-    hardware = [load_hardware(d.hardware) for d in topo.devices]
+    hardware = []
+    for i, device in enumerate(topo.devices):
+        try:
+            hardware.append(load_hardware(device.hardware))
+        except PhasewiseError as exc:
+            raise PhasewiseError(f"topology '{topology}': device {i}: hardware: {exc}" if topology
+                                 else f"--devices: {exc}") from None
     for i in range(len(topo.devices) - 1):
         topo.route(i, i + 1)  # every consecutive pair of stages must be connected
     decode = DecodePlan(points=outline_points, outline_tokens=outline_tokens if outline_points > 1 else 0,
@@ -46,7 +64,7 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
     planned = None
     if split == "auto" or subsequences == 0:
         options = None if subsequences == 0 else [subsequences]
-        planned = plan_edge_split(spec, quant, profile, topo, hardware, prompt_len, output_len,
+        planned = plan_edge_split(spec, quant, profile, topo, hardware, prompt_len, decoded,
                                   medusa_heads=medusa_heads, sub_sequence_options=options,
                                   objective=objective or "ttft", decode=decode)
     elif objective is not None:
@@ -65,15 +83,15 @@ def run_edge(model: str, topology: str | None, devices: str, mbps: float, latenc
             raise PhasewiseError(f"--split must be auto, file or layer counts like 8,8,8,8 (got '{split}')") from None
     subs = planned.sub_sequences if subsequences == 0 else subsequences
     model_split = SplitModel(spec, quant, profile, topo, hardware, layers, medusa_heads)
-    model_split.check_memory(prompt_len + output_len + outline_tokens, sub_sequence_lengths(prompt_len, subs)[0],
+    model_split.check_memory(prompt_len + decoded + outline_tokens, sub_sequence_lengths(prompt_len, subs)[0],
                              outline_points)
-    run = run_split(model_split, prompt_len, output_len, subs, decode)
-    context = prompt_len + output_len + outline_tokens
+    run = run_split(model_split, prompt_len, decoded, subs, decode)
+    context = prompt_len + decoded + outline_tokens
     stages = [_stage_row(model_split, i, context, sub_sequence_lengths(prompt_len, subs)[0], outline_points)
               for i in range(len(model_split.stages))]
     return {"model": spec.name, "devices": [f"{d.name} ({d.hardware})" for d in topo.devices],
             "split": model_split.split, "sub_sequences": subs, "ttft_s": run.ttft_s, "tpot_s": run.tpot_s,
-            "total_s": run.end_s, "decode_steps": run.decode_steps,
+            "total_s": run.end_s, "output_tokens": output_len, "decode_steps": run.decode_steps,
             "objective": planned.objective if planned else None,
             f"{planned.objective if planned else 'ttft'}_by_sub_sequences":
                 [list(x) for x in planned.by_sub_sequences] if planned else None,
@@ -102,7 +120,8 @@ def render_edge(console, result: dict[str, Any]) -> None:
     console.print(f"{result['model']} over {', '.join(result['devices'])}: split {result['split']}, "
                   f"S={result['sub_sequences']}{planned}")
     console.print(f"TTFT {result['ttft_s'] * 1e3:.1f} ms, TPOT {result['tpot_s'] * 1e3:.2f} ms, "
-                  f"total {result['total_s']:.3f} s ({result['decode_steps']} decode steps)")
+                  f"total {result['total_s']:.3f} s ({result['output_tokens']} output tokens: the prefill's first, "
+                  f"then {result['decode_steps']} decode steps)")
     table = Table(title="Where the time goes (busy time per device and link)")
     table.add_column("resource")
     table.add_column("busy s")

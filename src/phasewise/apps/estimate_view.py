@@ -53,13 +53,21 @@ def render_estimate(console: Console, est: Estimate) -> None:
         f"{d['kv_dtype']} KV, engine {d['engine']}; "
         f"ridge {d['ridge_flops_per_byte']:.0f} FLOP/byte"
     )
-    for phase, it, title in (
-        ("prefill", est.prefill, f"Prefill: {est.batch} x {est.prompt_len} tokens in one iteration"
-         + idle_ranks(est.batch, layout.attention_dp, "a prompt")),
-        ("decode", est.decode, f"Decode step: {est.batch} sequences at {est.context_len} cached tokens"
-         + idle_ranks(est.batch, layout.attention_dp, "a sequence")),
-    ):
-        p = d[phase]
+    shapes = {"prefill": f"{est.batch} x {est.prompt_len} tokens in one iteration"
+                         + idle_ranks(est.batch, layout.attention_dp, "a prompt"),
+              "decode": f"{est.batch} sequences at {est.context_len} cached tokens"
+                        + idle_ranks(est.batch, layout.attention_dp, "a sequence")}
+    roofline, unmapped = d, ""
+    if est.mapped is not None:  # the mapped figures lead; the roofline's follow, said to be without the mapping
+        name = est.mapped.mapping
+        render_mapped(console, est.mapped, {
+            phase: f"{label} on mapping '{name}': {shapes[phase]} -> {d[phase]['latency_ms']:.2f} ms, "
+                   f"{d[phase]['tokens_per_s']:,.0f} tok/s, {d[phase]['bound']}-bound"
+            for phase, label in (("prefill", "Prefill"), ("decode", "Decode step"))})
+        roofline, unmapped = d["unmapped"], "Unmapped (the chip's peaks as one roofline, not the mapping) "
+    for phase, it, title in (("prefill", est.prefill, f"{unmapped}Prefill: {shapes['prefill']}"),
+                             ("decode", est.decode, f"{unmapped}Decode step: {shapes['decode']}")):
+        p = roofline[phase]
         table = Table(title=f"{title} -> {p['latency_ms']:.2f} ms, {p['tokens_per_s']:,.0f} tok/s, "
                             f"{p['bound']}-bound, intensity {p['arithmetic_intensity']:.1f} FLOP/B",
                       title_justify="left")
@@ -73,8 +81,6 @@ def render_estimate(console: Console, est: Estimate) -> None:
         table.add_row("host overhead", "1", f"{it.host_s * 1e3:.3f}", "", "", f"{it.host_s * 1e3:.3f}", "", "", "",
                       "dispatch")
         console.print(table)
-    if est.mapped is not None:
-        render_mapped(console, est.mapped)
     images = d.get("images")
     if images:
         console.print(
@@ -159,9 +165,12 @@ def render_comparison(console: Console, rows: list[dict[str, Any]]) -> None:
     if first is not None:
         dp = first["attention_dp"]
         layout = (f", ep={first['ep']}" if first["ep"] > 1 else "") + (f", attention_dp={dp}" if dp > 1 else "")
+        mapping = first.get("mapping")
         console.print(f"[bold]{first['model']}[/] (tp={first['tp']}, pp={first['pp']}{layout}, {first['precision']}, "
                       f"engine {first['engine']}): prefill of {first['batch']} x {first['prompt_len']} tokens, a "
                       f"decode step of {first['batch']} at {first['context_len']} cached tokens, per chip"
+                      + (f", on mapping '{mapping['name']}' (its substrates; --json's estimate.unmapped: the "
+                         "roofline without it)" if mapping else "")
                       + idle_ranks(first["batch"], dp, "a prompt and a sequence; tokens/s and per $ are the busy "
                                    "ranks'"))
     table = Table(title_justify="left")

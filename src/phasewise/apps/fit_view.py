@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from phasewise.errors import PhasewiseError
-from phasewise.perf.fit import FITTABLE, fit_engine, parse_points, relative_error
+from phasewise.perf.fit import FITTABLE, fit_engine, parse_points, running_costs
 from phasewise.specs import load_engine
 from phasewise.specs.catalog import looks_like_path, read_user_file
 from phasewise.specs.engines import SCHEDULERS, preset_entry, preset_names
@@ -20,19 +20,28 @@ HOLDOUTS = ("every-other", "none")
 
 
 def run_fit(points_path: str, engine: str, params: str, holdout: str) -> dict[str, Any]:
+    """The fit of `params` on the runs `holdout` keeps, each point costed as `estimate --engine ENGINE` costs it (a
+    preset as it runs on the point's chip and TP: perf/fit.py running_costs), so the fitted and unfitted errors are
+    those of the written engine file and of ENGINE themselves."""
     if holdout not in HOLDOUTS:
         raise PhasewiseError(f"--holdout '{holdout}' is not one of {', '.join(HOLDOUTS)}")
     names = tuple(p.strip() for p in params.split(",") if p.strip())
     if not names:
         raise PhasewiseError(f"--params needs at least one of {', '.join(FITTABLE)}")
-    points = parse_points(read_user_file(points_path, "points"), f"points file '{points_path}'")
-    start = load_engine(engine)
+    where = f"points file '{points_path}'"
+    data = read_user_file(points_path, "points")
+    points = parse_points(data, where)
     runs = list(dict.fromkeys(p.run for p in points))  # file order
-    held = set(runs[1::2]) if holdout == "every-other" and len(runs) > 1 else set()
-    fit = fit_engine([p for p in points if p.run not in held], start, names)
+    if holdout == "every-other" and len(runs) < 2:
+        raise PhasewiseError(f"{where}: --holdout every-other holds out every other run, and the file has one run "
+                             f"('{runs[0]}'): add runs for a held-out error, or give --holdout none to fit on it alone")
+    start, predict = running_costs(data, engine, where)
+    held = set(runs[1::2]) if holdout == "every-other" else set()
+    fit = fit_engine([p for p in points if p.run not in held], start, names, predict=predict)
     rows = [{"figure": p.label, "split": "held-out" if p.run in held else "fit", "measured_ms": p.measured_ms,
-             "fitted_error": relative_error(p, fit.engine), "start_error": relative_error(p, start)} for p in points]
-    return {"engine": start.name, "values": fit.values, "fit_runs": fit.runs, "held_out_runs": len(held),
+             "fitted_error": predict(p, fit.engine) / p.measured_ms - 1.0,
+             "start_error": predict(p, start) / p.measured_ms - 1.0} for p in points]
+    return {"engine": engine, "values": fit.values, "fit_runs": fit.runs, "held_out_runs": len(held),
             "summary": {side: _errors([r for r in rows if r["split"] == side]) for side in ("fit", "held-out")},
             "points": rows, "profile": fit.engine}
 

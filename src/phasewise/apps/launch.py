@@ -82,12 +82,8 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         argv += ["--data-parallel-size", str(dp)]
     if g.pp > 1:
         argv += ["--pipeline-parallel-size", str(g.pp)]
-    ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
-    if ep > 1:
-        argv.append("--enable-expert-parallel")
-        if ep != g.tp:
-            notes.append(f"ep {ep} x moe_tp {g.tp // ep}: vLLM's expert parallelism spans all tp x dp GPUs "
-                         f"(ep = {g.tp}); a partial EP with MoE tensor parallelism has no vLLM argument")
+    if (g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)) > 1:  # all tp x dp GPUs: a partial EP is refused on vLLM
+        argv.append("--enable-expert-parallel")  # (specs/engines.py layout_refusal, WHOLE_INSTANCE_EP)
     argv += precision_args(dep, g, "vllm", notes)
     kv = kv_dtype_arg(dep, g, "vllm", notes)
     if kv:
@@ -495,12 +491,15 @@ def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, st
     return "\n".join(lines) + "\n", files
 
 
-def check_export_directory(directory: str | Path) -> None:
+def check_export_directory(directory: str | Path, model: str | None = None) -> None:
     """Before the search: --export's path is a directory, or nothing yet (a file there could not hold the export,
-    and the search's minutes would be lost to the refusal after it)."""
+    and the search's minutes would be lost to the refusal after it), and `model` (--model) is something the
+    engines load (checkpoint_id: a config file not named config.json is refused)."""
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise PhasewiseError(f"--export '{directory}': a file of that name exists; give a directory (new or not)")
+    if model is not None:
+        checkpoint_id(model)
 
 
 def write_export(result: PlanResult, directory: str | Path, rank: int = 1) -> list[Path]:

@@ -177,17 +177,20 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
         console.print(
             f"Prefix cache ({cache['instances']} instance(s)): hit rate {cache['hit_rate_tokens']:.1%} of prompt "
             f"tokens, "
-            f"{cache['hit_rate_blocks']:.1%} of shareable 512-token blocks; {cache['saved_prefill_tokens']:,} prefill "
-            f"tokens saved; {cache['evicted_blocks']:,} KV blocks evicted")
+            f"{cache['hit_rate_blocks']:.1%} of shareable {cache['prefix_block_tokens']}-token blocks; "
+            f"{cache['saved_prefill_tokens']:,} prefill tokens saved; {cache['evicted_prefix_blocks']:,} "
+            f"{cache['prefix_block_tokens']}-token blocks ({cache['evicted_tokens']:,} tokens of KV) evicted")
         if cache["host_capacity_blocks"]:
             console.print(
                 f"  host memory tier: {cache['host_hit_rate_tokens']:.1%} of prompt tokens hit there "
                 f"({cache['host_hit_blocks']:,} blocks copied back in {cache['host_load_s']:.3g} s of PCIe time); "
-                f"{cache['host_cached_blocks']:,} of {cache['host_capacity_blocks']:,} 512-token blocks held, "
+                f"{cache['host_cached_blocks']:,} of {cache['host_capacity_blocks']:,} "
+                f"{cache['prefix_block_tokens']}-token blocks held, "
                 f"{cache['host_written_blocks']:,} written, {cache['host_dropped_blocks']:,} dropped")
             if cache["host_written_through"] and cache["host_capacity_blocks"] <= cache["gpu_capacity_blocks"]:
                 console.print(
-                    f"  the host tier holds no more than the GPU KV cache ({cache['gpu_capacity_blocks']:,} blocks): "
+                    f"  the host tier holds no more than the GPU KV cache ({cache['gpu_capacity_blocks']:,} "
+                    f"{cache['prefix_block_tokens']}-token blocks): "
                     "written through, it keeps the blocks the GPU keeps and adds few hits; SGLang sizes it at 2x the "
                     "GPU pool by default")
         if cache.get("host_beyond_node"):
@@ -196,7 +199,8 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
         console.print(
             f"  shared KV store: {cache['store_hit_rate_tokens']:.1%} of prompt tokens hit there "
             f"({cache['store_hit_blocks']:,} blocks fetched in {cache['store_load_s']:.3g} s of network time); "
-            f"{cache['store_cached_blocks']:,} of {cache['store_capacity_blocks']:,} 512-token blocks held, "
+            f"{cache['store_cached_blocks']:,} of {cache['store_capacity_blocks']:,} "
+            f"{cache['prefix_block_tokens']}-token blocks held, "
             f"{cache['store_written_blocks']:,} written, {cache['store_dropped_blocks']:,} dropped")
     images = s.get("images")
     if images:

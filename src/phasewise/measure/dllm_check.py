@@ -50,7 +50,7 @@ from phasewise.measure.validate import (
     scaled_config,
 )
 from phasewise.perf import BatchShape
-from phasewise.specs import load_model
+from phasewise.plan.dllm_plan import diffusion_model
 from phasewise.specs.hf_config import from_hf_config
 from phasewise.specs.model import ModelSpec
 
@@ -156,9 +156,9 @@ def dllm_validate(hardware: str, model: str = DLLM_MODEL, layers: int = 6, hidde
     if threads not in (None, 1):
         raise PhasewiseError(f"--threads {threads}: --dllm times one torch thread (MEASURING.md), whose CPU time it "
                              "reports beside the wall time; leave --threads unset or 1")
+    spec = diffusion_model(model)  # an autoregressive model: simulate's and plan's one-line error
     torch, dev = torch_and_device("cpu", 1)
     transformers = need_transformers()
-    spec = load_model(model)
     cfg = scaled_config(spec, layers, hidden)
     small: ModelSpec = from_hf_config(f"{spec.name} (scaled, bidirectional)", cfg).model_copy(
         update={"causal": False})

@@ -107,9 +107,12 @@ def train_reuse_validate(model: str, hardware: str, layers: int = 4, hidden: int
         raise PhasewiseError(f"--train-method '{method}' is not one of {', '.join(TRAIN_METHODS)}")
     if layers < 1 or hidden < 1:
         raise PhasewiseError(f"--layers and --hidden must be >= 1 (got {layers}, {hidden})")
+    spec = load_model(model)
+    if not spec.causal:  # the step timed is a causal LM's (next-token loss, causal mask): not this model's training
+        raise PhasewiseError(f"--train-reuse times a causal LM's training step (next-token loss, causal attention); "
+                             f"{spec.name} is a diffusion LM (bidirectional): give an autoregressive --model")
     torch, dev = torch_and_device("cpu", threads)
     transformers = need_transformers()
-    spec = load_model(model)
     cfg = scaled_config(spec, layers, hidden)
     from phasewise.specs.hf_config import from_hf_config
 

@@ -18,6 +18,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import SUM_FIELDS, BatchShape
 from phasewise.perf.cost import CostModel
 from phasewise.perf.memory import MemoryFit, memory_fit
+from phasewise.specs.dllm import DllmDecoding
 
 FIELDS = SUM_FIELDS
 ROW_WIDTH = len(FIELDS)
@@ -112,13 +113,47 @@ def forward_curve(cost: DllmCost, context_tokens: int, new_tokens: list[int]) ->
 
 
 def dllm_memory(cm: CostModel, prompt_tokens: int, gen_length: int, batch: int, extra_tokens: int = 0,
-                memory_fraction: float = 0.9) -> MemoryFit:
+                memory_fraction: float = 0.9, step_tokens: int = 0) -> MemoryFit:
     """Memory of `batch` requests on one instance: each holds the KV of its prompt + canvas (+ `extra_tokens`, e.g.
-    jump-share's copies written beside the block), and a refresh of all of them runs at once (activations)."""
-    per_request = prompt_tokens + gen_length
-    return memory_fit(cm.model, cm.hw, cm.quant, cm.tp, 1, max_tokens=batch * per_request, max_seqs=batch,
-                      kv_needed_tokens=batch * (per_request + extra_tokens), memory_fraction=memory_fraction)
+    jump-share's copies written beside the block), and the largest forward runs for all of them at once: a refresh
+    over prompt + canvas, or a block step of `step_tokens` new positions (jump-share's block x copies) where that is
+    more. Its activations hold the logits of every new position (forward_shape's LM head: logits = new tokens)."""
+    largest = max(prompt_tokens + gen_length, step_tokens)
+    return memory_fit(cm.model, cm.hw, cm.quant, cm.tp, 1, max_tokens=batch * largest, max_seqs=batch,
+                      kv_needed_tokens=batch * (prompt_tokens + gen_length + extra_tokens),
+                      memory_fraction=memory_fraction, logit_tokens=batch * largest)
 
 
-__all__ = ["DllmCost", "FIELDS", "ROW_WIDTH", "dllm_memory", "forward_curve", "forward_shape", "ridge_flops_per_byte",
-           "ridge_tokens", "row_shape", "shape_row"]
+def decoding_memory(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: int, memory_fraction: float = 0.9,
+                    copies: int | None = None) -> MemoryFit:
+    """dllm_memory of `batch` requests of `prompt_tokens` decoded by `dec` (`copies` in place of its own): the
+    canvas, jump-share's copies beside the block and their step."""
+    copies = dec.copies if copies is None else copies
+    return dllm_memory(cm, prompt_tokens, dec.gen_length, batch, (copies - 1) * dec.block_length, memory_fraction,
+                       copies * dec.block_length if copies > 1 else 0)
+
+
+def memory_error(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: int, memory_fraction: float = 0.9,
+                 cap_flag: str = "--batch-cap") -> str | None:
+    """None when `batch` requests of up to `prompt_tokens` fit one instance (decoding_memory), else a one-line
+    error naming the flag to change: --jump-copies where the copies are what does not fit (the batch fits without
+    them), the lengths where one request does not fit, else `cap_flag`."""
+    mem = decoding_memory(cm, dec, prompt_tokens, batch, memory_fraction)
+    if mem.fits:
+        return None
+    what = (f"each request keeps the KV of its prompt (up to {prompt_tokens:,}) + {dec.gen_length}-token canvas"
+            + (f" + {dec.copies - 1} copies of its {dec.block_length}-token block" if dec.copies > 1 else "")
+            + ", and a forward of them all holds the logits of every position it decodes")
+    if dec.copies > 1 and decoding_memory(cm, dec, prompt_tokens, batch, memory_fraction, copies=1).fits:
+        at = f" at {cap_flag} {batch}" if batch > 1 else ""
+        also = f" (or {cap_flag})" if batch > 1 else ""
+        return (f"--jump-copies {dec.copies} does not fit on {cm.hw.key}{at}: {mem.reason()} ({what}); "
+                f"lower --jump-copies{also}")
+    if batch == 1:
+        return (f"one request does not fit on {cm.hw.key}: {mem.reason()} ({what}); lower --gen-length or the "
+                "prompts' lengths (--isl)")
+    return f"{cap_flag} {batch} does not fit on {cm.hw.key}: {mem.reason()} ({what}); lower {cap_flag}"
+
+
+__all__ = ["DllmCost", "FIELDS", "ROW_WIDTH", "decoding_memory", "dllm_memory", "forward_curve", "forward_shape",
+           "memory_error", "ridge_flops_per_byte", "ridge_tokens", "row_shape", "shape_row"]

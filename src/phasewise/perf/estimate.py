@@ -11,7 +11,7 @@ from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.mapping import MappedCost, MappedPhases
+from phasewise.perf.mapping import MappedCost, MappedIteration, MappedPhases
 from phasewise.perf.memory import MemoryFit, compressed_kv_pool, kv_sequence_tokens, kv_state_pages, memory_fit
 from phasewise.perf.parallel import parallel_layout
 from phasewise.perf.shared_block_pool import SharedBlockPool
@@ -97,10 +97,7 @@ class Estimate:
             "prompt_len": self.prompt_len,
             "context_len": self.context_len,
             "ridge_flops_per_byte": ridge,
-            "prefill_ms": self.prefill.latency_s * 1e3,
-            "decode_step_ms": self.decode.latency_s * 1e3,
-            "prefill": phase(self.prefill, self.batch * self.prompt_len),
-            "decode": phase(self.decode, self.batch),
+            **self._figures(phase(self.prefill, self.batch * self.prompt_len), phase(self.decode, self.batch)),
             "operators": {"prefill": ops(self.prefill), "decode": ops(self.decode)},
             "fits": mem.fits,
             "memory": {
@@ -141,6 +138,27 @@ class Estimate:
             **({"images": self.images} if self.images else {}),
             **({"startup": self.startup.to_dict()} if self.startup else {}),
         }
+
+    def _figures(self, prefill: dict[str, Any], decode: dict[str, Any]) -> dict[str, Any]:
+        """The prefill and decode step's figures: with --mapping the mapped ones (the substrates' iterations with the
+        engine's host work), the roofline's kept under `unmapped`; else the roofline's (`prefill`, `decode`: their
+        phase dicts)."""
+        roofline = {"prefill_ms": prefill["latency_ms"], "decode_step_ms": decode["latency_ms"],
+                    "prefill": prefill, "decode": decode}
+        m = self.mapped
+        if m is None:
+            return roofline
+        mapped = {"prefill": mapped_phase(m.prefill, m.prefill_s, m.prefill_host_s, self.batch * self.prompt_len),
+                  "decode": mapped_phase(m.decode, m.decode_s, m.decode_host_s, self.batch)}
+        return {"prefill_ms": mapped["prefill"]["latency_ms"], "decode_step_ms": mapped["decode"]["latency_ms"],
+                **mapped, "unmapped": roofline}
+
+
+def mapped_phase(it: MappedIteration, latency_s: float, host_s: float, tokens: int) -> dict[str, Any]:
+    """A mapped iteration's figures in the form of Estimate.to_dict's phase dicts."""
+    return {"latency_ms": latency_s * 1e3, "stage_ms": latency_s * 1e3, "host_overhead_ms": host_s * 1e3,
+            "flops": it.flops, "bytes": it.bytes, "arithmetic_intensity": it.flops / it.bytes if it.bytes else 0.0,
+            "tokens_per_s": tokens / latency_s, "bound": it.bound(host_s)}
 
 
 def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: str | None = None,
@@ -254,23 +272,29 @@ def block_pool_figures(pool: SharedBlockPool, mem: MemoryFit, max_model_len: int
 
 
 def mapped_phases(cm: CostModel, mapping: str, batch: int, prompt_len: int, context_len: int) -> MappedPhases:
-    """The prefill and the decode step of estimate() with each operator on the substrate `mapping` gives it."""
+    """The prefill and the decode step of estimate() with each operator on the substrate `mapping` gives it, and the
+    engine's host work with each as CostModel adds it to an iteration (as simulate's MappedCostModel.fast does)."""
     mapped = MappedCost(cm, load_mapping(mapping))
     model = cm.model
-    return MappedPhases(
-        mapped.mapping.name,
-        mapped.iteration(BatchShape.uniform(batch, prompt_len, 0, model.causal, model.window_all_layers), "prefill"),
-        mapped.iteration(BatchShape.uniform(batch, 1, context_len, model.causal, model.window_all_layers), "decode"),
-        cm.hw.tdp_w)
+    shapes = (BatchShape.uniform(batch, prompt_len, 0, model.causal, model.window_all_layers),
+              BatchShape.uniform(batch, 1, context_len, model.causal, model.window_all_layers))
+    prefill, decode = mapped.iteration(shapes[0], "prefill"), mapped.iteration(shapes[1], "decode")
+    prefill_host_s, decode_host_s = cm.host_s(shapes[0]), cm.host_s(shapes[1])
+    return MappedPhases(mapped.mapping.name, prefill, decode, cm.hw.tdp_w, prefill_host_s, decode_host_s,
+                        cm._with_host(prefill.latency_s, prefill_host_s), cm._with_host(decode.latency_s, decode_host_s),
+                        cm.engine.overlap_scheduling)
 
 
 def mapped_dict(mapped: MappedPhases) -> dict[str, Any]:
-    """--mapping's part of estimate's JSON: per phase, latency, energy and every operator on its substrate."""
-    out: dict[str, Any] = {"name": mapped.mapping}
-    for it in (mapped.prefill, mapped.decode):
+    """--mapping's part of estimate's JSON: per phase, latency (the substrates', and the iteration's with the engine's
+    host work: the estimate's prefill_ms / decode_step_ms), energy and every operator on its substrate."""
+    out: dict[str, Any] = {"name": mapped.mapping, "host_overlapped": mapped.host_overlapped}
+    for it, host_s, with_host_s in ((mapped.prefill, mapped.prefill_host_s, mapped.prefill_s),
+                                    (mapped.decode, mapped.decode_host_s, mapped.decode_s)):
         phase = it.phase
         out[phase] = {
-            "latency_ms": it.latency_s * 1e3, "energy_j": it.energy_j, "dynamic_power_w": it.dynamic_power_w,
+            "latency_ms": it.latency_s * 1e3, "host_overhead_ms": host_s * 1e3, "with_host_ms": with_host_s * 1e3,
+            "energy_j": it.energy_j, "dynamic_power_w": it.dynamic_power_w,
             "over_tdp": it.dynamic_power_w > mapped.tdp_w,
             "by_substrate": {k: {"time_ms": t * 1e3, "energy_j": e} for k, (t, e) in it.by_substrate().items()},
             "operators": [{"name": op.name, "class": op.op_class, "substrate": op.substrate, "kind": op.kind,

@@ -10,8 +10,10 @@ log space over named EngineProfile fields, minimising the mean |log(predicted / 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -63,6 +65,9 @@ class MeasuredRun(BaseModel):
     ttft_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # a measured time: finite
     tbt_context: int | None = Field(default=None, ge=0)  # cached tokens per sequence at the measured decode step
     tbt_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # the context the measured run served where it set one past the model's (vLLM's --max-model-len over
+    # max_position_embeddings, as Splitwise's 8,192-token Llama-2 runs did); None: the model's own
+    max_model_len: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _pairs(self) -> MeasuredRun:
@@ -146,9 +151,13 @@ class FitResult:
     runs: int
 
 
+Predict = Callable[[LatencyPoint, EngineProfile], float]  # a point's figure in ms with an engine's host constants
+
+
 def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[str, ...],
-               rounds: int = 60) -> FitResult:
-    """Fit `params` (EngineProfile fields, at most as many as the fit has runs) of `start` to `points`."""
+               rounds: int = 60, predict: Predict = predict_ms) -> FitResult:
+    """Fit `params` (EngineProfile fields, at most as many as the fit has runs) of `start` to `points`; `predict`
+    costs a point with a trial profile (predict_ms: the profile alone; running_costs: an engine as it runs)."""
     unknown = [p for p in params if p not in FITTABLE]
     if unknown:
         raise PhasewiseError(f"cannot fit '{unknown[0]}' (fittable: {', '.join(FITTABLE)})")
@@ -159,7 +168,7 @@ def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[s
 
     def loss(trial: dict[str, float]) -> float:
         engine = start.model_copy(update=trial)
-        return sum(log_error(p, engine) for p in points) / len(points)
+        return sum(abs(math.log(predict(p, engine) / p.measured_ms)) for p in points) / len(points)
 
     best = loss(values)
     step = math.log(4.0)
@@ -185,3 +194,68 @@ def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[s
 def _floor(key: str) -> float:
     """A starting value for a field that is 0 in the start profile (log steps need a positive value)."""
     return {"elementwise_passes": 1.0, "compute_efficiency": 1.0, "collective_efficiency": 1.0}.get(key, 1e-6)
+
+
+def running_costs(data: dict, engine: str, where: str) -> tuple[EngineProfile, Predict]:
+    """How `estimate --engine ENGINE` costs each point of a points file's parsed content (checked by parse_points
+    first): the model, chip, precision (with the engine's KV dtype), layout and the engine's host profile as it runs
+    there (a preset's CUDA graphs and overlap scheduling for the row's chip and TP; perf/estimate.py), so a fit and its
+    errors are what the written engine file predicts. A row that estimate or simulate would refuse is a one-line error
+    naming points[i] and its key: an unknown model, chip or precision, a TP that does not split the model, a prompt or
+    context past the model's context, a batch that does not fit in memory. Returns the engine's host profile as it
+    runs (the fit's start) and predict(point, profile): the point's figure in ms with `profile`'s fittable constants
+    over the engine's own."""
+    from phasewise.perf.estimate import estimate
+    from phasewise.perf.parallel import check_parallelism
+
+    costs: dict[LatencyPoint, CostModel] = {}
+    for i, row in enumerate(data["points"]):
+        run, at = MeasuredRun(**row), f"{where}: points[{i}]"
+        loaded: list[Any] = []
+        for key, load in (("model", load_model), ("hardware", load_hardware), ("precision", load_quant)):
+            try:
+                loaded.append(load(getattr(run, key)))
+            except PhasewiseError as exc:
+                raise PhasewiseError(f"{at}.{key}: {exc}") from None
+        spec = loaded[0]
+        try:
+            check_parallelism(spec, run.tp, 1)
+        except PhasewiseError as exc:
+            raise PhasewiseError(f"{at}.tp: {str(exc).replace(f'--tp {run.tp} ', f'tp {run.tp} ', 1)}") from None
+        limit = run.max_model_len or spec.max_position_embeddings
+        for key, tokens in (("prompt", run.prompt), ("tbt_context", run.tbt_context)):
+            if limit and tokens is not None and tokens > limit:
+                served = (f"the run's max_model_len {limit:,}" if run.max_model_len else
+                          f"{spec.name}'s {limit:,}-token context (max_position_embeddings)")
+                raise PhasewiseError(f"{at}.{key}: {tokens:,} tokens are beyond {served}: the engines refuse such a "
+                                     "request, as estimate and simulate do (a run that served a longer context says "
+                                     "so with max_model_len: N)")
+        prompt = run.prompt or 1
+        context = run.tbt_context if run.tbt_context is not None else prompt
+        try:
+            est = estimate(run.model, run.hardware, tp=run.tp, precision=run.precision, engine=engine,
+                           batch=run.batch, prompt_len=prompt, context_len=context)
+        except PhasewiseError as exc:
+            if str(exc).startswith("unknown engine"):
+                raise
+            raise PhasewiseError(f"{at}: {exc}") from None
+        mem = est.memory
+        if not mem.fits:
+            raise PhasewiseError(f"{at}: {spec.name} with a batch of {run.batch} at {max(prompt, context + 1):,} "
+                                 f"tokens does not fit on {run.hardware} at tp={run.tp} in {run.precision} with "
+                                 f"{engine}: {mem.reason()} (as estimate reports it; check tp, batch and precision)")
+        for point in run.points():
+            costs[point] = est.cost_model
+
+    def predict(point: LatencyPoint, engine_profile: EngineProfile) -> float:
+        cm = costs[point]
+        profile = cm.engine.model_copy(update={k: getattr(engine_profile, k) for k in FITTABLE})
+        cost = CostModel(cm.model, cm.hw, cm.quant, profile, cm.tp, cm.pp, cm.layout)
+        window = cm.model.window_all_layers
+        if point.phase == "prefill":
+            shape = BatchShape.uniform(point.batch, point.tokens, 0, cm.model.causal, window)
+        else:
+            shape = BatchShape.uniform(point.batch, 1, point.tokens, cm.model.causal, window)
+        return cost.fast(shape)[0] * 1e3
+
+    return next(iter(costs.values())).engine, predict

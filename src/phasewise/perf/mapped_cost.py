@@ -50,8 +50,7 @@ class MappedCostModel(CostModel):
         stage is the whole iteration); bytes are what the operators read and write (stationary + activations)."""
         it = self.mapped_iteration(shape)
         latency_s = self._with_host(it.latency_s, self.host_s(shape))
-        flops, nbytes = _work(it)
-        return latency_s, latency_s, flops, nbytes
+        return latency_s, latency_s, it.flops, it.bytes
 
     # --- series of decode iterations ---------------------------------------------------------------
     def decode_line(self, seqs: int, tokens: int, logit_tokens: int) -> DecodeLine | StepwiseDecode:
@@ -82,15 +81,10 @@ class MappedCostModel(CostModel):
         host_s = self.host_s(BatchShape(decode_seqs=seqs, decode_tokens=tokens, logit_tokens=logit_tokens))
         overlapped_host_s = host_s if self.engine.overlap_scheduling else 0.0
         offset_s = sum(others[0]) + (0.0 if overlapped_host_s else host_s)
-        (flops_0, bytes_0), (flops_p, _), (_, bytes_k) = (_work(it) for it in (zero, by_pairs, by_kv))
+        (flops_0, bytes_0), (flops_p, _), (_, bytes_k) = ((it.flops, it.bytes) for it in (zero, by_pairs, by_kv))
         return DecodeLine(
             s_per_pair=(a_pairs.compute_s - a_zero.compute_s) / PROBE,
             s_per_kv_token=(a_kv.memory_s - a_zero.memory_s) / PROBE, fixed_s=a_zero.memory_s, dispatch_s=0.0,
             latency_per_attention_s=1.0, latency_offset_s=offset_s, stage_per_attention_s=1.0, stage_offset_s=offset_s,
             flops_per_pair=(flops_p - flops_0) / PROBE, flops=flops_0, bytes_per_kv_token=(bytes_k - bytes_0) / PROBE,
             bytes=bytes_0, overlapped_host_s=overlapped_host_s)
-
-def _work(it: MappedIteration) -> tuple[float, float]:
-    """(FLOPs, bytes read and written) of a mapped iteration."""
-    return (sum(op.flops for op in it.operators),
-            sum(op.stationary_bytes + op.activation_bytes for op in it.operators))

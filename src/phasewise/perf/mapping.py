@@ -89,6 +89,25 @@ class MappedIteration:
     def dynamic_power_w(self) -> float:
         return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
 
+    @property
+    def flops(self) -> float:
+        return sum(op.flops for op in self.operators)
+
+    @property
+    def bytes(self) -> float:
+        """Bytes the operators read and write (stationary + activations)."""
+        return sum(op.stationary_bytes + op.activation_bytes for op in self.operators)
+
+    def bound(self, host_s: float = 0.0) -> str:
+        """What accounts for most of the iteration's time: each operator's compute, memory or (CiM) programming,
+        the movements between substrates, or the engine's host work (`host_s`, as IterationCost.bound counts it)."""
+        by: dict[str, float] = {"dispatch": host_s, "movement": sum(m.time_s for m in self.movements)}
+        for op in self.operators:
+            roof = max((("compute", op.compute_s), ("memory", op.memory_s), ("program", op.program_s)),
+                       key=lambda pair: pair[1])[0]
+            by[roof] = by.get(roof, 0.0) + op.time_s
+        return max(by, key=by.__getitem__)
+
     def by_substrate(self) -> dict[str, tuple[float, float]]:
         """substrate -> (time_s, energy_j), movements under 'movement'."""
         out: dict[str, tuple[float, float]] = {}
@@ -102,12 +121,19 @@ class MappedIteration:
 
 @dataclass(slots=True)
 class MappedPhases:
-    """A prefill and a decode step under one mapping (what `estimate --mapping` shows)."""
+    """A prefill and a decode step under one mapping (what `estimate --mapping` shows): each iteration on the
+    substrates, the engine's host work for it, and the iteration's time with that work as the engine adds it
+    (CostModel._with_host: after the device's, or under it where the engine schedules ahead)."""
 
     mapping: str
     prefill: MappedIteration
     decode: MappedIteration
     tdp_w: float  # the chip's: a phase whose dynamic power exceeds it cannot run at the substrates' rates
+    prefill_host_s: float
+    decode_host_s: float
+    prefill_s: float  # the prefill iteration's time, its host work included
+    decode_s: float  # the decode step's
+    host_overlapped: bool  # the engine's host work runs under the device's (overlap scheduling)
 
 
 @dataclass(slots=True)

@@ -312,13 +312,17 @@ def kv_sequence_tokens(tokens: float, terms: tuple[float, float, int, bool], pag
     return equivalents + state
 
 
-def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int) -> float:
-    """Peak transient memory of one iteration: live hidden states, QKV, MLP intermediate, fp32 logits."""
+def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int,
+                     logit_tokens: int | None = None) -> float:
+    """Peak transient memory of one iteration: live hidden states, QKV, MLP intermediate, fp32 logits (of
+    `logit_tokens` positions; default one per sequence, its last: a diffusion LM's forward has one at every new
+    position)."""
     m = model
     a = quant.activation_bytes if quant.compute_dtype != "fp32" else 4.0
     inter = max(m.intermediate_size, m.widest_mlp_size, m.expert_intermediate_size * max(m.experts_per_token, 1))
     per_token = (4 * m.hidden_size + (m.q_size + 2 * m.kv_size) / tp + 2 * inter / tp) * a
-    return max_tokens * per_token + max_seqs * m.vocab_size / tp * 4.0
+    logits = max_seqs if logit_tokens is None else logit_tokens
+    return max_tokens * per_token + logits * m.vocab_size / tp * 4.0
 
 
 def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp: int = 1, pp: int = 1,
@@ -327,7 +331,8 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                fraction_of: str = "total", state_dtype: str = "bf16",
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
                state_in_kv_pool: bool = False, slot_bytes: float = 0.0,
-               kv_pool: SharedBlockPool | WindowPages | None = None, buffer_bytes: float = 0.0) -> MemoryFit:
+               kv_pool: SharedBlockPool | WindowPages | None = None, buffer_bytes: float = 0.0,
+               logit_tokens: int | None = None) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -349,11 +354,13 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     `kv_pool`: how the engine holds compressed attention's windows (compressed_kv_pool: DeepSeek-V4 under vLLM and
     TensorRT-LLM): a KV token costs its bytes per token, and a prefill chunk of the step's token budget keeps what
     its windows hold free. `buffer_bytes`: what the engine holds for its MoE exchange (perf/deepep_buffers.py
-    exchange_buffer_bytes), reserved beside the runtime's."""
+    exchange_buffer_bytes), reserved beside the runtime's. `logit_tokens`: the positions whose logits one iteration
+    holds (activation_bytes; default one per sequence of `max_seqs`)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
-    acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp))
+    acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp),
+                            None if logit_tokens is None else math.ceil(logit_tokens / dp))
     reserved = hardware.efficiency.reserved_bytes + buffer_bytes
     if fraction_of not in FRACTION_OF:
         raise ValueError(f"fraction_of '{fraction_of}' is not one of {', '.join(FRACTION_OF)}")

@@ -84,13 +84,18 @@ def startup_estimate(cost, engine: EngineConfig, weights_read_gbps: float | None
                      compile_cache: str | None = None) -> StartupEstimate:
     """The start-up of one instance whose forward `cost` (perf/cost.py CostModel) prices, run by `engine`; None:
     a checkpoint in the page cache (startup.yaml's read rate), no compile cache."""
-    compile_cache = "cold" if compile_cache is None else compile_cache
-    if compile_cache not in COMPILE_CACHES:
+    if compile_cache is not None and compile_cache not in COMPILE_CACHES:
         raise PhasewiseError(f"--compile-cache must be one of {', '.join(COMPILE_CACHES)} (got '{compile_cache}')")
+    constants = _constants(engine)
+    compiles = constants["compile_cold_s_per_layer"] or constants["compile_warm_s_per_layer"]
+    if compile_cache is not None and not compiles:
+        raise PhasewiseError(f"--compile-cache {compile_cache} does not apply to engine '{engine.label}': it runs no "
+                             "torch.compile at start-up (vLLM V1 compiles by default; startup.yaml), so there is no "
+                             "compile cache to be cold or warm; drop --compile-cache")
+    compile_cache = "cold" if compile_cache is None else compile_cache
     if weights_read_gbps is not None and not (weights_read_gbps > 0 and math.isfinite(weights_read_gbps)):
         raise PhasewiseError(f"--weights-read-gbps must be a finite number > 0 (got {weights_read_gbps:g})")
     read = float(_table()["weights_read_bytes_per_s"]) if weights_read_gbps is None else weights_read_gbps * 1e9
-    constants = _constants(engine)
     stage_layers = cost.layers_per_stage
     gpus = cost.tp * cost.pp
     nodes = math.ceil(gpus / cost.hw.interconnect.gpus_per_node)

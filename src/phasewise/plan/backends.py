@@ -54,6 +54,8 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
         raise PhasewiseError("--backend ray needs Ray: pip install 'phasewise[ray]' (or pip install ray)") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
+        if address:
+            check_ray_address(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=False)
@@ -73,3 +75,30 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
             if progress:
                 progress(1)
     return results
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0  # how long --ray-address's head may take to accept a connection
+
+
+def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """A one-line error naming --ray-address where nothing accepts a connection at its host:port within
+    `timeout_s` (ray.init would retry the GCS for minutes with warnings). `auto` (the cluster this machine
+    joined) and an address without a port are left to Ray."""
+    import socket
+
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not host:
+        return
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise PhasewiseError(f"--ray-address '{address}': the port must be a number in 1-65535 (host:port, e.g. "
+                             "127.0.0.1:6379)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = (f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError)
+               else (exc.strerror or type(exc).__name__).lower())
+        raise PhasewiseError(f"--ray-address '{address}': no Ray cluster answers there ({why}); start one with "
+                             "`ray start --head` and give its address, or leave --ray-address out for a Ray started "
+                             "here") from None

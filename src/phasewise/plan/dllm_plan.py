@@ -1,9 +1,10 @@
 """`phasewise plan --dllm MODE`: diffusion-LM deployments ranked by goodput under SLOs.
 
-Candidates: each chip x each batch cap whose requests fit one GPU (perf/dllm.py `dllm_memory`: every request
-keeps the KV of its prompt + canvas), with as many one-GPU instances as the budget holds. Goodput: the highest
-Poisson rate at which `attainment` of the requests meet both SLOs (time to first block <= the TTFT limit, TPOT
-after it <= the TBT limit) while the instance keeps up (it completes >= 90 % of the offered rate over the run):
+Candidates: each chip x each batch cap whose requests fit one GPU (perf/dllm.py `memory_error`: every request
+keeps the KV of its prompt + canvas, and the batch's largest forward holds the logits of every position it
+decodes), with as many one-GPU instances as the budget holds. Goodput: the highest Poisson rate at which
+`attainment` of the requests meet both SLOs (time to first block <= the TTFT limit, TPOT after it <= the TBT limit)
+while the instance keeps up (it completes >= 90 % of the offered rate over the run):
 bisection on one instance fed rate / replicas (round-robin routing splits the load evenly), times the replicas.
 Every evaluation is deterministic (one seed for all rates: the same requests at every rate).
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.cost import CostModel
-from phasewise.perf.dllm import DllmCost, dllm_memory
+from phasewise.perf.dllm import DllmCost, memory_error
 from phasewise.sim.dllm import DllmRun, simulate_dllm
 from phasewise.specs import ModelSpec, load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.dllm import DllmDecoding
@@ -98,18 +99,28 @@ def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, bat
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
     spec = load_model(model)
     quant = load_quant(precision or spec.default_precision)
-    longest = int(prompt.sample(np.random.default_rng(seed), requests).max())
-    out = []
+    # the requests every rate serves (open_loop draws the lengths after the gaps: the same at any rate), checked as
+    # simulate --dllm checks its own
+    served = open_loop(1.0, requests, prompt, answer, seed=seed)
+    check_lengths(spec, dec, served.prompt_tokens, served.output_tokens)
+    longest = int(served.prompt_tokens.max())
+    out, refused = [], []
     for key in hardware:
         hw = load_hardware(key)
         cost = DllmCost.of(CostModel(spec, hw, quant, load_engine(engine)))
         for cap in batch_caps:
-            extra = (dec.copies - 1) * dec.block_length
-            if not dllm_memory(cost.cm, longest, dec.gen_length, cap, extra, memory_fraction).fits:
+            error = memory_error(cost.cm, dec, longest, cap, memory_fraction, "--batch-caps")
+            if error is not None:
+                refused.append(error)
                 continue
             out.append(_evaluate(dec, cost, DllmStrategy(hw.key, cap, gpus), prompt, answer, slo_ttft_ms,
                                  slo_tpot_ms, target, requests, seed))
     if not out:
+        # the copies, or one request's lengths, not the caps, are what does not fit: memory_error names their flags
+        for opening in ("--jump-copies", "one request"):
+            named = [e for e in refused if e.startswith(opening)]
+            if named:
+                raise PhasewiseError(named[0])
         raise PhasewiseError(f"no batch cap in {', '.join(map(str, batch_caps))} fits {spec.name} with its "
                              f"{dec.gen_length}-token canvas on {', '.join(hardware)}; try smaller --batch-caps")
     metric = (lambda r: r.per_gpu_rps) if objective == "goodput-per-gpu" else (lambda r: r.requests_per_dollar)

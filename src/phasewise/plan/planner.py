@@ -374,7 +374,8 @@ def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
                 raise PhasewiseError(
                     f"--objective goodput-per-dollar divides by the chips' rental prices, and {flag} names '{chip}', "
                     "which has none (price_per_hour_usd 0): give it one in a hardware YAML, or rank by "
-                    "--objective goodput-per-gpu, power" + (" or cost" if hw.parts is not None else ""))
+                    "--objective " + " or ".join(["goodput-per-gpu"] + (["power"] if hw.tdp_w > 0 else [])
+                                                 + (["cost"] if hw.parts is not None else [])))
 
 
 def verify_window_s(dep: Deployment, work: WorkloadSpec, slo: Slo, rate_rps: float, fills: float) -> float:

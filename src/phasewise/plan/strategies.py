@@ -126,6 +126,14 @@ PLACEMENT = ("the export places the prefill instances, then the decode ones, nod
              "prefill's KV to any decode instance; NVLink and PCIe do not leave a node")
 
 
+def chips_apart(p_name: str, d_name: str) -> str | None:
+    """Why prefill and decode instances cannot share a node's NVLink or PCIe (their chips differ: two machines), or
+    None; `simulate --arch disagg` applies it too (sim/api.py disagg_kv_link)."""
+    if chip_identity(p_name) != chip_identity(d_name):
+        return f"with prefill on {p_name} and decode on {d_name} (two machines)"
+    return None
+
+
 def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int) -> tuple[str, str | None]:
     """(the link a disaggregated deployment of `gpus` GPUs moves its KV over, why it is not `asked` or None): the
     plan's --kv-link (nvlink by default) while every prefill and decode instance shares one node's NVLink domain
@@ -135,8 +143,9 @@ def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int)
     kv_link): past one node, RDMA is the one every pair can use."""
     if asked == "rdma":
         return asked, None
-    if chip_identity(p_name) != chip_identity(d_name):
-        return "rdma", f"with prefill on {p_name} and decode on {d_name} (two machines)"
+    apart = chips_apart(p_name, d_name)
+    if apart:
+        return "rdma", apart
     node = min(p_hw.interconnect.gpus_per_node, d_hw.interconnect.gpus_per_node)
     if gpus > node:
         return "rdma", f"beyond one {node}-GPU node of {p_name}"

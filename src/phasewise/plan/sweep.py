@@ -107,9 +107,18 @@ def sweep_field(field: str) -> str:
     return "trace" if field == "workload" else field
 
 
+# the image flags workload/images.py names in its errors, as a sweep workload's keys
+_IMAGE_KEYS = {"--images-per-request": "images_per_request", "--image-size": "image_size",
+               "--image-share": "image_share", "--image-tokens-included": "image_tokens_included"}
+
+
 def _entry(cfg: SweepConfig, index: int, exc: PhasewiseError) -> PhasewiseError:
-    """An error about workload entry `index`, naming the file and the entry as a schema error does."""
-    return PhasewiseError(f"{cfg._source}: workloads.{index}, workload '{cfg.workloads[index].name}': {exc}")
+    """An error about workload entry `index`, naming the file and the entry as a schema error does (and the image
+    settings by the entry's keys, not plan's flags)."""
+    message = str(exc)
+    for flag, key in _IMAGE_KEYS.items():
+        message = message.replace(flag, key)
+    return PhasewiseError(f"{cfg._source}: workloads.{index}, workload '{cfg.workloads[index].name}': {message}")
 
 
 def _workloads(cfg: SweepConfig) -> list[WorkloadSpec]:
@@ -153,7 +162,7 @@ def _options(cfg: SweepConfig) -> PlanOptions:
     allowed = set(PlanOptions.__dataclass_fields__)
     unknown = set(cfg.strategies) - allowed
     if unknown:
-        raise PhasewiseError(f"sweep config: strategies.{sorted(unknown)[0]} is not an option "
+        raise PhasewiseError(f"{cfg._source}: strategies.{sorted(unknown)[0]} is not an option "
                              f"(allowed: {', '.join(sorted(allowed))})")
     fields = dict(cfg.strategies)
     if "tp_options" in fields:  # TP sizes named: those only, as --tp-options on `plan`
@@ -161,8 +170,8 @@ def _options(cfg: SweepConfig) -> PlanOptions:
     try:  # each option's type, as PlanOptions declares it (lists of sizes, names, flags)
         opts = _PLAN_OPTIONS.validate_python(fields)
     except ValidationError as exc:
-        raise pydantic_message("sweep config: strategies", exc) from None
-    return _check_ranges(opts)
+        raise pydantic_message(f"{cfg._source}: strategies", exc) from None
+    return _check_ranges(opts, cfg._source)
 
 
 # the values plan's flags refuse (cli.py: --tp-options and the other size lists through parse_ints, the rest through
@@ -171,9 +180,9 @@ _PLAN_OPTIONS = TypeAdapter(PlanOptions)
 SIZE_LISTS = ("tp_options", "pp_options", "chunk_sizes", "batch_caps")
 
 
-def _check_ranges(opts: PlanOptions) -> PlanOptions:
+def _check_ranges(opts: PlanOptions, source: str = "sweep config") -> PlanOptions:
     def bad(name: str, rule: str) -> PhasewiseError:
-        return PhasewiseError(f"sweep config: strategies.{name} {rule} (got {getattr(opts, name)!r})")
+        return PhasewiseError(f"{source}: strategies.{name} {rule} (got {getattr(opts, name)!r})")
 
     for name in SIZE_LISTS:
         if not getattr(opts, name) or min(getattr(opts, name)) < 1:
@@ -205,7 +214,7 @@ def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
     """Each model, chip, engine and named strategy option of the grid once (two rows of one cell could not be told
     apart; plan's flags refuse the same), and no strategy option that applies to no cell of it (plan/options.py
     check_options: plan refuses the same flags). One line naming the file and the entry otherwise."""
-    lists = [("models", cfg.models, str), ("hardware", cfg.hardware, chip_identity),
+    lists = [("models", cfg.models, model_identity), ("hardware", cfg.hardware, chip_identity),
              *((sweep_key(option), getattr(opts, option), chip_identity)
                for option in ("prefill_hardware", "decode_hardware")),
              *((sweep_key(option), getattr(opts, option), str)
@@ -216,14 +225,75 @@ def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
             for name in names:
                 if identity(name) in seen:
                     first = seen[identity(name)]
+                    what = "model" if key == "models" else "chip"
                     raise PhasewiseError(f"{key} names {name} twice" if first == name
-                                         else f"{key} names one chip twice: {first} and {name}")
+                                         else f"{key} names one {what} twice: {first} and {name}")
                 seen[identity(name)] = name
         name_list(sweep_key("engine"), opts.engine)  # each engine once, as plan's --engine
         check_options(cfg.models, [*cfg.hardware, *opts.prefill_hardware, *opts.decode_hardware], opts,
                       set(cfg.strategies), sweep_key)
     except PhasewiseError as exc:
         raise PhasewiseError(f"{cfg._source}: {exc}") from None
+
+
+def model_identity(model: str) -> str:
+    """What a model name stands for: its catalog key (an alias or another case of it), a requantized alias of its
+    own (its checkpoint is another: alias_precisions), or its file's resolved path."""
+    from phasewise.specs.catalog import looks_like_path, packaged
+    from phasewise.specs.model_catalog import catalog_names
+
+    if looks_like_path(model) or Path(model).is_dir():
+        return str(Path(model).resolve())
+    key = catalog_names().get(model.lower())
+    if key is None:
+        return model
+    requantized = {alias.lower() for alias in packaged("models.yaml")["models"][key].get("alias_precisions") or {}}
+    return model.lower() if model.lower() in requantized else key
+
+
+def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
+    """Each model, chip, precision, engine, serving policy and router the file names exists, and speculative
+    strategies have a draft on each model: one line naming the file and the entry's key otherwise (not plan's
+    flag, not a bare 'unknown model')."""
+    from phasewise.plan.options import POLICIES, ROUTERS
+    from phasewise.sim.deployment import mtp_draft_refusal
+    from phasewise.specs import load_hardware, load_model, load_quant
+    from phasewise.specs.engines import resolve_engine, vendor_refusal
+
+    def named(key: str, load: Callable[[str], Any], names: Any) -> list[Any]:
+        out = []
+        for index, name in enumerate(names):
+            try:
+                out.append(load(name))
+            except PhasewiseError as exc:
+                raise PhasewiseError(f"{cfg._source}: {key}.{index}: {exc}") from None
+        return out
+
+    named("models", load_model, cfg.models)
+    chips = named("hardware", load_hardware, cfg.hardware)
+    for option in ("prefill_hardware", "decode_hardware"):
+        named(sweep_key(option), load_hardware, getattr(opts, option))
+    named(sweep_key("precisions"), load_quant, opts.precisions)
+    for option, names, allowed in (("policies", opts.policies, POLICIES), ("routers", opts.routers, ROUTERS)):
+        unknown = [n for n in names if n not in allowed] or ([] if names or option == "policies" else ["(none)"])
+        if unknown:
+            raise PhasewiseError(f"{cfg._source}: {sweep_key(option)}: '{unknown[0]}' is not one of "
+                                 f"{', '.join(allowed)}")
+    for engine in name_list(sweep_key("engine"), opts.engine):
+        try:
+            for hw in chips:
+                if vendor_refusal(engine, hw) is None:  # an engine the chip lacks: that cell's row says so
+                    resolve_engine(engine, hw)
+        except PhasewiseError as exc:
+            message = str(exc).removeprefix("--engine ")
+            raise PhasewiseError(f"{cfg._source}: {sweep_key('engine')}: {message}") from None
+    if True in opts.speculative:
+        for index, model in enumerate(cfg.models):
+            refusal = mtp_draft_refusal(model)
+            if refusal:  # the strategies' speculative decoding drafts with MTP (plan's --spec refuses it too)
+                raise PhasewiseError(f"{cfg._source}: {sweep_key('speculative')}: true plans MTP speculative "
+                                     f"decoding, which {refusal} (models.{index}): list only false (to weigh a draft "
+                                     "model, simulate it: simulate --spec-tokens N --spec-draft MODEL)")
 
 
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
@@ -236,6 +306,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
+    _check_names(cfg, opts)
     works = _workloads(cfg)
     for model in cfg.models:  # each workload on each model, then the options on the grid, before any simulation
         _check_model(cfg, model, works)
@@ -262,9 +333,10 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
         rows.append({**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
                      "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
                      "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r),
-                     "goodput_requests_per_joule": objective_value("goodput-per-watt", r),
+                     "goodput_requests_per_joule": _per_joule(r),
                      **_cluster_figures(r),
                      "binding": r.binding, "ttft_p90_ms": c.get("ttft_p90_ms"), "tpot_p90_ms": c.get("tpot_p90_ms"),
+                     "tbt_p99_ms": c.get("tbt_p99_ms"),
                      "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu"), "simulations": r.simulations})
     if unfit and not rows:
         raise NoStrategyFits(f"no cell of the sweep has a strategy ({unfit[0][0]['model']} on "
@@ -273,6 +345,18 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
         rows.append({**dict.fromkeys(rows[0], math.nan), **key, "strategy": "", "kind": "none", "gpus": 0,
                      "goodput_rps": 0.0, "goodput_rps_per_gpu": 0.0, "binding": why, "simulations": 0})
     return rows
+
+
+def _per_joule(r: GoodputResult) -> float:
+    """Goodput per joule of the simulated power (plan's --objective goodput-per-watt, which refuses such chips); NaN
+    where the power is unknown, as the other per-unit figures are, not 0: a chip of the deployment with no TDP
+    (tdp_w 0, as `calibrate` writes one: the simulated energy has no dynamic power to scale), or no power simulated."""
+    from phasewise.specs import load_hardware
+
+    chips = cluster_hardware(r.strategy.deployment, with_cost=False).chips
+    if any(not load_hardware(chip).tdp_w > 0 for chip in chips) or not r.power_w() > 0:
+        return math.nan
+    return objective_value("goodput-per-watt", r)
 
 
 def _cluster_figures(r: GoodputResult) -> dict[str, float]:

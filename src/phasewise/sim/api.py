@@ -13,6 +13,7 @@ import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from phasewise.errors import PhasewiseError, refuse_empty
 from phasewise.sim.attention_offload import offload_block
@@ -24,7 +25,7 @@ from phasewise.sim.deployment import (
     load_deployment,
 )
 from phasewise.sim.metrics import SimResult, Slo
-from phasewise.sim.online_training import training_block
+from phasewise.sim.online_training import TRAINING_FLAGS, training_block
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
 from phasewise.workload import (
@@ -51,6 +52,7 @@ class SimSpec:
     workload: Workload | ClosedLoop
     slo: Slo
     images: ImageInputs | None = None  # the images requests carry (workload/images.py)
+    notes: tuple[str, ...] = ()  # what the flags did not say but the deployment does (disagg_kv_link), to print
 
 
 def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1,
@@ -114,6 +116,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                     if p.default is not inspect.Parameter.empty and n != "deployment"}
         refuse_beside_deployment([n for n, d in defaults.items() if given[n] != d] + list(knobs))
         return load_deployment(deployment)
+    asked_kv_link = kv_link
     replicas, prefill_workers, decode_workers, kv_link = role_flags(arch, scheduler, replicas, prefill_workers,
                                                                     decode_workers, prefill_tp, decode_tp, kv_link)
     common = dict(hardware=hardware, pp=pp, kv_dtype=kv_dtype, engine=engine, entry_point=entry_point,
@@ -150,7 +153,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
-                              trainer_sm_share, lora_rank, keep_layers, arch == "collocated", host_link)
+                              trainer_sm_share, lora_rank, keep_layers, arch == "collocated", host_link, pp,
+                              mapping is not None)
     if training is not None and pools is not None:
         raise PhasewiseError("--online-training does not combine with --scheduler ascendra")
     if pools is not None:
@@ -174,6 +178,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
             raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
+        kv_link = disagg_kv_link(asked_kv_link, prefill_hardware or hardware, decode_hardware or hardware)[0]
         groups = [dict(role="prefill", tp=tp if prefill_tp is None else prefill_tp, replicas=prefill_workers,
                        **dict(common, hardware=prefill_hardware or hardware), **layouts["prefill"]),
                   dict(role="decode", tp=tp if decode_tp is None else decode_tp, replicas=decode_workers,
@@ -207,23 +212,38 @@ SPECULATIVE_FLAGS = {"draft_tokens": "--spec-tokens", "acceptance": "--spec-acce
 def flag_of(groups: list[dict]) -> Callable[[tuple], str | None]:
     """What names a field of a deployment built from flags in an error: the flag that set it (a group's tp: --tp; a
     prefill group's: --prefill-tp / --tp; a speculative block's acceptance: --spec-acceptance), not its location in
-    the deployment (instances.0.tp); a field no flag of that name sets keeps its location."""
-    names = set(deployment_flag_names())
+    the deployment (instances.0.tp); a field no flag of that name sets keeps its location. A plain object, not a
+    closure: the Deployment keeps it (Deployment.field_label) and a deployment crosses processes (plan/backends)."""
+    return FlagOf(tuple(group.get("pool") or group.get("role") for group in groups))
 
-    def flag(name: str) -> str | None:
-        return "--" + name.replace("_", "-") if name in names else None
 
-    def name(loc: tuple) -> str | None:
-        if len(loc) >= 3 and loc[0] == "instances" and isinstance(loc[1], int) and loc[1] < len(groups):
-            group, field = groups[loc[1]], str(loc[2])
-            role = group.get("pool") or group.get("role")
+@dataclass(frozen=True, slots=True)
+class FlagOf:
+    """flag_of's namer: each instance group's role (or priority pool), in the deployment's order."""
+
+    roles: tuple[str | None, ...]
+
+    def __call__(self, loc: tuple) -> str | None:
+        if len(loc) >= 3 and loc[0] == "instances" and isinstance(loc[1], int) and loc[1] < len(self.roles):
+            role, field = self.roles[loc[1]], str(loc[2])
             if (role, field) in ROLE_FLAGS:
                 return ROLE_FLAGS[role, field]
-            return " / ".join(f for f in (flag(f"{role}_{field}"), flag(field)) if f) or None
+            return " / ".join(f for f in (flag_named(f"{role}_{field}"), flag_named(field)) if f) or None
         if len(loc) >= 2 and loc[0] == "speculative":
             return SPECULATIVE_FLAGS.get(str(loc[1]))
-        return flag(str(loc[0])) if len(loc) == 1 else None
-    return name
+        if len(loc) >= 2 and loc[0] == "online_training":
+            return TRAINING_FLAGS.get(str(loc[1]))
+        return flag_named(str(loc[0])) if len(loc) == 1 else None
+
+
+def flag_named(name: str) -> str | None:
+    """The flag spelling of a deployment field set by a flag of its name (tp: --tp), None for one no flag sets."""
+    return "--" + name.replace("_", "-") if name in flag_names() else None
+
+
+@cache
+def flag_names() -> frozenset[str]:
+    return frozenset(deployment_flag_names())
 
 
 def deployment_flag_names() -> list[str]:
@@ -322,6 +342,24 @@ def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, lin
 
 
 SCHEDULER_MODES = ("plain", "ascendra")
+
+
+def disagg_kv_link(asked: str | None, prefill_hardware: str, decode_hardware: str) -> tuple[str, str | None]:
+    """(the link a disaggregated deployment from flags moves its KV over, a note where that is not the default
+    nvlink): plan's rule (plan/strategies.py chips_apart): prefill and decode on different chips are two machines,
+    so their KV goes over rdma; a typed --kv-link nvlink or pcie there is a one-line error."""
+    from phasewise.plan.strategies import chips_apart  # (plan imports the simulator)
+
+    apart = chips_apart(prefill_hardware, decode_hardware)
+    if apart is None or asked == "rdma":
+        return asked or "nvlink", None
+    if asked is not None:
+        raise PhasewiseError(f"--kv-link {asked} cannot carry KV {apart}: NVLink and PCIe do not leave a node; "
+                             "give --kv-link rdma (the default there)")
+    return "rdma", (f"KV transfers costed over rdma {apart}, not the default --kv-link nvlink: NVLink and PCIe do "
+                    "not leave a node")
+
+
 # requests one simulation generates at most (~12-16k simulated requests/s: benchmarks/bench_sim.py)
 MAX_REQUESTS = 10_000_000
 MIGRATIONS = ("auto", "transfer", "recompute")
@@ -513,7 +551,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     if knobs.get("encode_workers") is not None and images is None:
         raise PhasewiseError("--encode-workers needs image inputs (--images-per-request, or a trace with a NumImages "
                              "column and --image-size): without images the encode workers would have nothing to do")
-    return SimSpec(dep, work, slo, images)
+    kv_note = (disagg_kv_link(kv_link, prefill_hardware or hardware, decode_hardware or hardware)[1]
+               if arch == "disagg" and deployment is None else None)
+    return SimSpec(dep, work, slo, images, (kv_note,) if kv_note else ())
 
 
 def run(check_invariants: bool = False, **kwargs) -> SimResult:

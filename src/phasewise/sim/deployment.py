@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.errors import PhasewiseError, field_label, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
 from phasewise.sim.online_training import GpuSharing, HostLink
 from phasewise.sim.routers import DynamoKvSettings
@@ -388,6 +388,12 @@ class Deployment(BaseModel):
             return [(0, self.autoscale)]
         return [(i, g.autoscale) for i, g in enumerate(self.instances) if g.autoscale is not None]
 
+    def field_label(self, *path) -> str:
+        """What an error calls the field at `path` (e.g. "online_training", "keep_layers"): the flag that set it where
+        the deployment was built from flags (build_deployment's field_name, sim/api.py flag_of), else its location
+        in the deployment file, as a refused field is named (errors.py field_label)."""
+        return field_label(path, self.__dict__.get("field_name"))
+
     @model_validator(mode="after")
     def _training(self) -> Deployment:
         if self.online_training is None:
@@ -571,9 +577,13 @@ def load_deployment(path: str) -> Deployment:
 def build_deployment(data: dict, where: str = "deployment",
                      field_name: Callable[[tuple], str | None] | None = None) -> Deployment:
     """`data` as a Deployment, or a one-line error naming each refused field (`field_name`: what the caller calls a
-    field's location, e.g. the flag that set it; pydantic_message)."""
+    field's location, e.g. the flag that set it; pydantic_message). The Deployment keeps `field_name` for the errors
+    a simulation raises later about its fields (Deployment.field_label)."""
     try:
-        return Deployment(**data)
+        dep = Deployment(**data)
+        if field_name is not None:  # beside the fields, not one of them: no part of equality, dumps or files
+            object.__setattr__(dep, "field_name", field_name)
+        return dep
     except ValidationError as exc:
         raise pydantic_message(where, exc, field_name) from None
     except TypeError as exc:

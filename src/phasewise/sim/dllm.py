@@ -92,11 +92,7 @@ class DllmRun:
         forwards = np.array([p.forwards for p in self.plans], dtype=np.float64)
         busy = sum(self.busy_s)
         return {
-            "dllm": {"mode": d.mode, "gen_length": d.gen_length, "block_length": d.block_length, "cache": d.cache,
-                     "threshold": d.threshold, "steps": d.steps if d.threshold is None else None,
-                     "tokens_per_step": d.tokens_per_step if d.threshold is not None else None,
-                     "tokens_per_step_probs": list(d.tokens_per_step_probs) if d.tokens_per_step_probs else None,
-                     "alp": d.alp, "jump_copies": d.copies, "jump_probs": list(d.jump_probs) if d.jump_share else None},
+            "dllm": d.to_json(),
             "requests": n, "completed": int(done.sum()), "duration_s": span, "replicas": self.replicas,
             "batch_cap": self.batch_cap,
             "ttft_ms": _dist_ms(self.ttfb_s()), "tpot_ms": _dist_ms(self.tpot_s()), "e2e_ms": _dist_ms(e2e),

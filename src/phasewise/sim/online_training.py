@@ -59,16 +59,27 @@ DEFAULT_SM_SHARE = 0.3
 HIDDEN_RELOAD = 0.01
 
 
+# the simulate flag that sets each field of the deployment's `online_training` block (training_block), by which an
+# error about a deployment built from flags names the field (sim/api.py flag_of)
+TRAINING_FLAGS = {"method": "--online-training", "reuse": "--train-reuse-mode", "feedback_share": "--feedback-share",
+                  "train_batch_tokens": "--train-batch-tokens", "sharing": "--gpu-sharing",
+                  "trainer_sm_share": "--trainer-sm-share", "lora_rank": "--lora-rank", "keep_layers": "--keep-layers",
+                  "host_link": "--host-link"}
+
+
 def training_block(mode: str, reuse: str | None = None, feedback_share: float | None = None,
                    batch_tokens: int | None = None, sharing: str | None = None, sm_share: float | None = None,
                    lora_rank: int | None = None, keep_layers: int | None = None,
-                   collocated: bool = True, host_link: str | None = None) -> dict | None:
+                   collocated: bool = True, host_link: str | None = None, pp: int = 1,
+                   mapped: bool = False) -> dict | None:
     """The deployment's `online_training` block from the simulate flags --online-training full|lora|off,
     --train-reuse-mode, --feedback-share, --train-batch-tokens, --gpu-sharing, --trainer-sm-share, --lora-rank,
-    --keep-layers, --host-link (None: no block; then none of the others may be given)."""
-    flags = {"--train-reuse-mode": reuse, "--feedback-share": feedback_share, "--train-batch-tokens": batch_tokens,
-             "--gpu-sharing": sharing, "--trainer-sm-share": sm_share, "--lora-rank": lora_rank,
-             "--keep-layers": keep_layers, "--host-link": host_link}
+    --keep-layers, --host-link (None: no block; then none of the others may be given); `pp` and `mapped`: the
+    instances' --pp and whether --mapping is given (the trainer takes neither)."""
+    flags = {TRAINING_FLAGS[key]: value for key, value in (
+        ("reuse", reuse), ("feedback_share", feedback_share), ("train_batch_tokens", batch_tokens),
+        ("sharing", sharing), ("trainer_sm_share", sm_share), ("lora_rank", lora_rank), ("keep_layers", keep_layers),
+        ("host_link", host_link))}
     text = str(mode).strip().lower()
     if text == "off":
         given = [flag for flag, value in flags.items() if value is not None]
@@ -79,6 +90,12 @@ def training_block(mode: str, reuse: str | None = None, feedback_share: float | 
         raise PhasewiseError(f"--online-training takes {', '.join(TRAIN_METHODS)} or off (got {mode!r})")
     if not collocated:
         raise PhasewiseError("--online-training needs --arch collocated (the trainer shares the serving GPUs)")
+    if pp != 1:  # the deployment's own check, worded for the flags (Deployment._training)
+        raise PhasewiseError(f"--online-training needs --pp 1 (a training step is costed on one whole model per "
+                             f"instance; got --pp {pp})")
+    if mapped:
+        raise PhasewiseError("--online-training does not combine with --mapping (a training step is costed on the "
+                             "chip's own roofs)")
     if reuse is not None and reuse not in REUSE_MODES:
         raise PhasewiseError(f"--train-reuse-mode '{reuse}' is not one of {', '.join(REUSE_MODES)}")
     if sharing is not None and sharing not in SHARINGS:
@@ -168,6 +185,11 @@ class OnlineTrainer:
         self.sm_share = (config.trainer_sm_share or DEFAULT_SM_SHARE) if config.sharing == "sm-partition" else None
         self.separate = config.placement == "separate"
         self._steps: dict[tuple, TrainingStep] = {}
+        self.label = cluster.deployment.field_label  # a field's name in an error: its flag, or its key in the file
+        layers = instances[0].cost.layers_per_stage
+        if config.keep_layers is not None and config.keep_layers > layers:
+            raise PhasewiseError(f"{self.label('online_training', 'keep_layers')} {config.keep_layers}: "
+                                 f"{instances[0].model.name} has {layers} layers to keep on the GPU (give 0-{layers})")
         self.keep_layers = config.keep_layers or 0
         if config.reuse == "offload" and config.keep_layers is None:
             self.keep_layers = self._hedge(instances[0])
@@ -240,17 +262,21 @@ class OnlineTrainer:
         if blocks >= inst.kv.capacity:
             gib = 2 ** 30
             kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, group.tp, group.pp)
-            tips = ["lower train_batch_tokens"] + (["use method lora"] if self.config.method != "lora" else [])
+            label = self.label
+            tips = [f"lower {label('online_training', 'train_batch_tokens')}"] + (
+                [f"use {label('online_training', 'method')} lora"] if self.config.method != "lora" else [])
             hedged = ", by the hedge" if self.config.keep_layers is None else ""
-            tips += (["reuse offload"] if self.reuse != "offload" else
-                     [f"keep fewer layers on the GPU (--keep-layers / keep_layers: {self.keep_layers} of "
-                      f"{inst.cost.layers_per_stage} kept{hedged})"] if self.keep_layers else [])
+            tips += ([f"{label('online_training', 'reuse')} offload"] if self.reuse != "offload" else
+                     [f"keep fewer layers on the GPU ({label('online_training', 'keep_layers')}: {self.keep_layers} "
+                      f"of {inst.cost.layers_per_stage} kept{hedged})"] if self.keep_layers else [])
+            index = next((i for i, g in enumerate(self.cluster.deployment.instances) if g is group), 0)
             raise PhasewiseError(
-                f"online_training: the trainer needs {reserved / gib:.1f} GiB per GPU (grads and optimizer state "
-                f"{self._nominal(inst).weight_state_bytes / gib:.1f} GiB, activations {activations / gib:.1f} GiB) "
+                f"{label('online_training')}: the trainer needs {reserved / gib:.1f} GiB per GPU (grads and optimizer "
+                f"state {self._nominal(inst).weight_state_bytes / gib:.1f} GiB, activations "
+                f"{activations / gib:.1f} GiB) "
                 f"but the KV cache of {inst.name} ({group.hardware} tp={group.tp}) has only "
                 f"{inst.kv.capacity * inst.kv.block_size * kv_token_bytes / gib:.1f} GiB: {', '.join(tips)}, or "
-                f"raise tp")
+                f"raise {label('instances', index, 'tp')}")
         inst.kv.capacity -= blocks
         inst.stats.kv_capacity_blocks = inst.kv.capacity
         self.kv_blocks_reserved += blocks

@@ -220,7 +220,10 @@ class PrefixCache:
     def figures(self) -> dict[str, float]:
         host = self.host
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "hit_tokens": self.hit_tokens,
-                "lookup_blocks": self.lookup_keys, "hit_blocks": self.hit_keys, "evicted_blocks": self.evicted_blocks,
+                "lookup_blocks": self.lookup_keys, "hit_blocks": self.hit_keys,
+                # evictions in the same prefix blocks (key_tokens each) and in KV tokens (engine blocks x their size)
+                "evicted_prefix_blocks": self.evicted_blocks // self.per_key if self.per_key else 0,
+                "evicted_tokens": self.evicted_blocks * self.kv.block_size,
                 "recompute_lookups": self.recompute_lookups, "recompute_hit_tokens": self.recompute_hit_tokens,
                 "shared_blocks": self.shared_keys, "cached_blocks": len(self.refs), "idle_blocks": len(self.idle),
                 # the host tier's, in prefix blocks (key_tokens each); zeros without one
@@ -238,8 +241,9 @@ class PrefixCache:
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     """The deployment's prefix-cache figures (SimResult.policy['prefix_cache']): hit rates by tokens (of all prompt
     tokens looked up, as vLLM's prefix cache hit rate) and by shareable prefix blocks (key_tokens each: a Mooncake
-    trace's 512; evicted_blocks: engine blocks), prefill tokens saved (recomputations' hits included). An instance
-    with attention DP counts its ranks' caches (RankedPrefixCache) together."""
+    trace's 512: every *_blocks count but rank_borrowed_blocks, engine blocks), evictions in those blocks and in KV
+    tokens, prefill tokens saved (recomputations' hits included). An instance with attention DP counts its ranks'
+    caches (RankedPrefixCache) together."""
     ranked = [c for c in caches if c.ranked]
     instances = len(caches)
     caches = [r for c in caches for r in (c.ranks if c.ranked else (c,))]
@@ -248,7 +252,8 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     if ranked:  # attention DP: a cache per rank
         total["rank_caches"] = sum(len(c.ranks) for c in ranked)
         total["rank_dispatch"] = sorted({c.policy for c in ranked})
-        total["rank_borrowed_blocks"] = sum(c.borrowed_blocks for c in ranked)
+        total["rank_borrowed_blocks"] = sum(c.borrowed_blocks for c in ranked)  # engine blocks (README's key)
+        total["rank_borrowed_tokens"] = sum(c.borrowed_blocks * c.kv.block_size for c in ranked)
     total["hit_rate_tokens"] = total["hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"] else 0.0
     total["hit_rate_blocks"] = total["hit_blocks"] / total["lookup_blocks"] if total["lookup_blocks"] else 0.0
     total["saved_prefill_tokens"] = total["hit_tokens"] + total["recompute_hit_tokens"]

@@ -8,9 +8,13 @@
     yield      = (1 + A x defect density / cluster)^-cluster
     die cost   = dies x wafer price / (dies per wafer x yield)
     chip cost  = die cost + memory GB x $/GB of its type + package (organic, or 2.5D interposer for HBM or dies > 1)
-    TDP        = static W/mm2 x area + (tensor pJ/FLOP x peak + vector pJ/FLOP x vector peak) x node energy
+    TDP        = static W/mm2 x area + (tensor pJ/FLOP x array FLOP/s + vector pJ/FLOP x vector peak) x node energy
                  + memory pJ/bit x bandwidth + link pJ/bit x link bandwidth + die-to-die pJ/bit x its traffic
-                 (node energy: the process node's switching energy relative to N5, whose pJ/FLOP the table holds)
+                 (node energy: the process node's switching energy relative to N5, whose pJ/FLOP the table holds;
+                 array FLOP/s: every PE's MAC a cycle, 2 FLOP, at the clock, whatever dtype_rates say: a dtype
+                 at rate 2 does twice the FLOPs in the same arrays at the same power)
+    links      = the intra-node bandwidth each way is at most parts.links x one link's rate each way
+                 (NVLink4's 25 GB/s), or, with no links, the PCIe host link's (the node's GPUs meet over PCIe)
 Every constant with its source: specs/data/chip_parts.yaml.
 """
 
@@ -116,7 +120,7 @@ def power_w(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> dict[s
     c, memory, node_energy = parts.compute, parts.memory, parts.node["energy_vs_n5"]
     return {
         "static": power["static_w_per_mm2"] * sum(die_area_mm2(parts).values()),
-        "tensor": power["tensor_pj_per_flop"] * node_energy * 1e-12 * c.tensor_flops("bf16"),
+        "tensor": power["tensor_pj_per_flop"] * node_energy * 1e-12 * c.array_flops,
         "vector": power["vector_pj_per_flop"] * node_energy * 1e-12 * c.vector_flops,
         "memory": memory.constants["pj_per_bit"] * 1e-12 * 8 * memory.bandwidth_bytes_per_s,
         "links": power["link_pj_per_bit"] * 1e-12 * 8 * link_bandwidth_bytes_per_s if parts.links else 0.0,
@@ -145,22 +149,83 @@ def chip_cost(parts: ChipParts, link_bandwidth_bytes_per_s: float = 0.0) -> Chip
 
 def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
     """A hardware entry with `parts:` completed by the figures the parts determine (peaks, bandwidth, capacity,
-    memory type, TDP; no rental price: 0). Figures the entry gives itself are kept."""
+    memory type, TDP; no rental price: 0, unless the entry gives one). A figure the parts determine given beside
+    them is a one-line error unless it is theirs (parts_figure_refusal), and so is an intra-node bandwidth their
+    links cannot carry (check_links): the chip is one chip, its timing, cost, power and energy from one set of parts."""
     parts = parse_parts(entry["parts"], where)
-    out = {**derived_figures(parts), "price_per_hour_usd": 0.0, **entry, "parts": parts}
-    links = entry.get("interconnect") or {}
-    per_direction = number(links.get("intra_node_bandwidth_bytes_per_s", 0.0) if isinstance(links, dict) else 0.0,
+    interconnect = entry.get("interconnect") if isinstance(entry.get("interconnect"), dict) else {}
+    per_direction = number(interconnect.get("intra_node_bandwidth_bytes_per_s", 0.0),
                            "interconnect.intra_node_bandwidth_bytes_per_s", where, "bytes/s")
     if per_direction < 0:
         raise PhasewiseError(f"{where}: interconnect.intra_node_bandwidth_bytes_per_s must be a number of bytes/s "
                              f">= 0 (got {per_direction:g})")
     try:
-        cost = chip_cost(parts, 2 * per_direction)  # a die past the reticle is an error, TDP given or not
+        cost = chip_cost(parts, 2 * per_direction)  # a die past the reticle is an error
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where} {exc}") from None
-    if "tdp_w" not in entry:
-        out["tdp_w"] = cost.tdp_w
-    return out
+    derived = {**derived_figures(parts), "tdp_w": cost.tdp_w,
+               "idle_w": cost.power_w["static"] + cost.power_w["links"] + cost.power_w["die-to-die"]}
+    for field, theirs in derived.items():
+        if entry.get(field) is not None:  # (null: not given)
+            refusal = parts_figure_refusal(field, entry[field], theirs)
+            if refusal:
+                raise PhasewiseError(f"{where}: {refusal}")
+    if "intra_node_bandwidth_bytes_per_s" in interconnect:
+        from phasewise.specs.hardware import Interconnect  # (hardware.py imports this module)
+
+        default_pcie = Interconnect.model_fields["pcie_bandwidth_bytes_per_s"].default
+        pcie = number(interconnect.get("pcie_bandwidth_bytes_per_s", default_pcie),
+                      "interconnect.pcie_bandwidth_bytes_per_s", where, "bytes/s")
+        check_links(parts, per_direction, pcie, where)
+    derived.pop("idle_w")  # HardwareSpec.idle_power_w: a chip from parts' own (work_energy)
+    return {**derived, "price_per_hour_usd": 0.0, **entry, "parts": parts}
+
+
+def check_links(parts: ChipParts, per_direction: float, pcie_bytes_per_s: float, where: str) -> None:
+    """One line where the intra-node bandwidth (bytes/s each way) is more than the chip's links carry: parts.links x
+    one link's rate (chip_parts.yaml links), or with no links, more than its PCIe host link (the node's GPUs then meet
+    over PCIe, as h100-pcie's do)."""
+    per_link = chip_constants()["links"]["bytes_per_s_per_direction"]
+    needed = math.ceil(per_direction / per_link - 1e-9)
+    if parts.links:
+        limit = parts.links * per_link
+        if per_direction > limit * (1 + 1e-9):
+            raise PhasewiseError(
+                f"{where}: interconnect.intra_node_bandwidth_bytes_per_s {per_direction:.4g} (each way) is more than "
+                f"parts.links carry: {parts.links} x {per_link / 1e9:g} GB/s each way = {limit:.4g} "
+                f"(chip_parts.yaml links; NVLink4: 18 links, 450e9 each way, 900 GB/s both ways): give parts.links "
+                f"{needed} or lower the bandwidth")
+    elif per_direction > pcie_bytes_per_s * (1 + 1e-9):
+        raise PhasewiseError(
+            f"{where}: parts.links is 0 (no chip-to-chip links: the node's GPUs meet over PCIe), but "
+            f"interconnect.intra_node_bandwidth_bytes_per_s {per_direction:.4g} is above "
+            f"interconnect.pcie_bandwidth_bytes_per_s {pcie_bytes_per_s:.4g}: give parts.links {needed} "
+            f"({per_link / 1e9:g} GB/s each way a link) or lower the bandwidth to the PCIe link's")
+
+
+def parts_figure_refusal(field: str, given: Any, theirs: Any) -> str | None:
+    """Why a figure given beside `parts:` is refused (None where it is the parts' own figure)."""
+    if isinstance(theirs, dict):
+        same = isinstance(given, dict) and set(given) == set(theirs) and all(
+            _same(given[k], v) for k, v in theirs.items())
+        text = "{" + ", ".join(f"{k}: {v:.4g}" for k, v in theirs.items()) + "}"
+    elif isinstance(theirs, str):
+        same, text = given == theirs, repr(theirs)
+    else:
+        same, text = _same(given, theirs), f"{theirs:.4g}"
+    if same:
+        return None
+    shown = given if isinstance(given, (dict, str)) else f"{given:.4g}" if isinstance(given, (int, float)) else given
+    return (f"{field} {shown} is given beside parts:, which give {field} {text}: remove one (a chip from parts takes "
+            "its figures from them, so that its timing, cost, power and energy are one chip's)")
+
+
+def _same(given: Any, theirs: float) -> bool:
+    """Whether a figure given (a number, or text spelling one) is the parts' own."""
+    try:
+        return not isinstance(given, bool) and math.isclose(float(given), theirs, rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
 
 
 def hardware_chip_cost(hardware: Any) -> ChipCost:
@@ -176,7 +241,7 @@ def hardware_chip_cost(hardware: Any) -> ChipCost:
 
 def work_energy(hardware: Any) -> tuple[float, float, float] | None:
     """A chip built from parts: (static W, J per FLOP, J per byte of memory traffic), from the parts' power at full
-    rate (power_w: the tensor units' watts over their bf16 peak, the memory's over its bandwidth; static leakage and
+    rate (power_w: the tensor units' watts over the arrays' FLOP/s at rate 1, the memory's over its bandwidth; static leakage and
     the links, chip-to-chip and die-to-die, burn whether the chip works or not), so its energy follows the work its
     parts do rather than a share of its TDP. None for a catalog chip (no parts)."""
     parts = getattr(hardware, "parts", None)
@@ -184,7 +249,7 @@ def work_energy(hardware: Any) -> tuple[float, float, float] | None:
         return None
     power = hardware_chip_cost(hardware).power_w
     idle_w = power["static"] + power["links"] + power["die-to-die"]
-    return (idle_w, power["tensor"] / parts.compute.tensor_flops("bf16"),
+    return (idle_w, power["tensor"] / parts.compute.array_flops,
             power["memory"] / parts.memory.bandwidth_bytes_per_s)
 
 

@@ -19,6 +19,7 @@ YAML (or the same dict built from flags):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -69,8 +70,10 @@ class DeviceCloud(BaseModel):
         return parse_topology({"devices": [{"name": "device", "hardware": self.device_hardware}]}, "device-cloud")
 
 
-def parse_device_cloud(data: Any, where: str = "device-cloud") -> DeviceCloud:
-    """A DeviceCloud from its YAML dict; every mistake is one line."""
+def parse_device_cloud(data: Any, where: str = "device-cloud", flag: Callable[[str], str] | None = None
+                       ) -> DeviceCloud:
+    """A DeviceCloud from its YAML dict (checked: its chips exist); every mistake is one line naming the key, or
+    what `flag` calls it (the command-line flag that set it, where the flags built the dict)."""
     if not isinstance(data, dict):
         raise PhasewiseError(f"{where}: expected a mapping (devices, device_hardware, cloud_hardware, uplink_mbps, "
                              "downlink_mbps, ...)")
@@ -78,7 +81,16 @@ def parse_device_cloud(data: Any, where: str = "device-cloud") -> DeviceCloud:
     unknown = set(data) - set(known)
     if unknown:
         raise PhasewiseError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+    name = flag or (lambda key: key)
     try:
-        return DeviceCloud(**data)
+        setup = DeviceCloud(**data)
     except ValidationError as exc:
-        raise pydantic_message(where, exc) from None
+        raise pydantic_message(where, exc, lambda loc: name(str(loc[0])) if loc else None) from None
+    from phasewise.specs import load_hardware
+
+    for key in ("device_hardware", "cloud_hardware"):
+        try:
+            load_hardware(getattr(setup, key))
+        except PhasewiseError as exc:
+            raise PhasewiseError(f"{where}: {name(key)}: {exc}") from None
+    return setup

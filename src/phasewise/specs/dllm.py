@@ -99,6 +99,17 @@ class DllmDecoding:
             raise PhasewiseError(f"--jump-probs must be numbers >= 0 summing to 1, P(0, 1, ... extra tokens) "
                                  f"(got {', '.join(f'{p:g}' for p in probs)})")
 
+    def to_json(self) -> dict:
+        """The settings as simulate --json's and plan --json's `dllm` block report them (a knob the mode does not
+        read is None)."""
+        return {"mode": self.mode, "gen_length": self.gen_length, "block_length": self.block_length,
+                "cache": self.cache, "threshold": self.threshold,
+                "steps": self.steps if self.threshold is None else None,
+                "tokens_per_step": self.tokens_per_step if self.threshold is not None else None,
+                "tokens_per_step_probs": list(self.tokens_per_step_probs) if self.tokens_per_step_probs else None,
+                "alp": self.alp, "jump_copies": self.copies,
+                "jump_probs": list(self.jump_probs) if self.jump_share else None}
+
     def _check_tokens_per_step_probs(self) -> None:
         probs = self.tokens_per_step_probs
         if self.threshold is None:

@@ -236,17 +236,35 @@ def moe_parallelism_refusal(engine: str, kind: str, asked: str) -> str | None:
             f"it: {', '.join(takers)})")
 
 
+# Presets whose expert parallelism has no size of its own: vLLM's --enable-expert-parallel shards the experts over
+# every GPU of the instance, tp x dp (vllm/model_executor/layers/fused_moe/config.py FusedMoEParallelConfig.make:
+# use_ep makes ep_size = dp_size x tp_size and the MoE's own TP 1), so a partial EP (--ep below --tp, beside MoE
+# tensor parallelism) has no vLLM argument. SGLang (--ep-size beside --tp-size, its --moe-dense-tp-size) and
+# TensorRT-LLM (moe_expert_parallel_size x moe_tensor_parallel_size) size it on their own.
+WHOLE_INSTANCE_EP = ("vllm",)
+
+
 def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, attention_dp: int | None,
                    flags: dict[str, str]) -> str | None:
     """Why `engine` cannot run an instance of `tp` GPUs split as asked (ep, moe_tp, attention_dp as given, None
     where not), one line naming the flag that asked (`flags`: perf/parallel.py role_flags) and the presets that
     run it (moe_parallelism_refusal): expert parallelism (ep > 1, or moe_tp below tp) or attention DP (> 1) on an
-    engine without it. None where it runs (sizes below 1 are perf/parallel.py parallel_layout's to refuse)."""
+    engine without it, or a partial EP (1 < ep < tp) on one whose EP spans the instance (WHOLE_INSTANCE_EP). None
+    where it runs (sizes below 1, or that do not divide, are perf/parallel.py parallel_layout's to refuse)."""
     asked = {"ep": (f"{flags['ep']} {ep}" if ep is not None and ep > 1 else
                     f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and 1 <= moe_tp < tp else None),
              "attention_dp": f"{flags['attention_dp']} {attention_dp}" if (attention_dp or 1) > 1 else None}
-    return next((r for kind, flag in asked.items() if flag and (r := moe_parallelism_refusal(engine, kind, flag))),
-                None)
+    refusal = next((r for kind, flag in asked.items()
+                    if flag and (r := moe_parallelism_refusal(engine, kind, flag))), None)
+    ep_size = ep if ep is not None else tp // moe_tp if moe_tp and tp % moe_tp == 0 else None
+    if (refusal is None and preset_key(engine) in WHOLE_INSTANCE_EP and ep_size is not None and 1 < ep_size < tp
+            and tp % ep_size == 0):  # a size that does not divide: parallel_layout's error names the allowed ones
+        takers = [name for name, entry in packaged("engine_presets.yaml")["presets"].items()
+                  if "ep" in (entry.get("moe_parallelism") or ()) and name not in WHOLE_INSTANCE_EP]
+        return (f"{asked['ep']} is not possible on engine '{engine.split('@', 1)[0]}': its expert parallelism "
+                f"(--enable-expert-parallel) spans all {tp} GPUs of the instance, so {flags['ep']} must be {tp} "
+                f"({flags['moe_tp']} 1) or expert parallelism off (a partial EP runs on: {', '.join(takers)})")
+    return refusal
 
 
 # The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them; the unquantized

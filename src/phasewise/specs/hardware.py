@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from phasewise.errors import PhasewiseError, name_list, pydantic_message, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.chip_cost import fill_from_parts, work_energy
-from phasewise.specs.parts import ChipParts
+from phasewise.specs.hardware_errors import allowed_keys, spec_message
+from phasewise.specs.parts import COMPUTE_DTYPES, ChipParts
 from phasewise.specs.substrates import Substrate, check_unique_names
 
 
@@ -366,7 +367,6 @@ class EngineProfile(BaseModel):
 # host memory a KV tier leaves free on a node: SGLang's HiCache refuses a host pool beyond the available memory less
 # 10 GiB (mem_cache/memory_pool_host.py: "preserve at least 10GB for other usage", HICACHE_HOST_MEMORY_RESERVE_BYTES)
 HOST_MEMORY_RESERVE_BYTES = 10 * 2**30
-_ALLOWED_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 
 # A user's chip that runs on its kind's efficiency defaults (build_hardware), said beside its predictions
@@ -392,6 +392,7 @@ _FIGURE_RANGES = {  # field path: (floor, ceiling, unit, an example of the unit 
 
 
 def _figure(value: float, unit: str) -> str:
+    """A range's bound with its unit (1 MiB: itself a number of bytes)."""
     return "1 MiB" if value == 2**20 else f"{value:.0e}".replace("e+0", "e").replace("e+", "e") + f" {unit}"
 
 
@@ -421,7 +422,7 @@ def check_figures(entry: dict[str, Any], where: str) -> None:
             raise PhasewiseError(f"{where}: {field} must be >= 0 {unit} (got {value:g})")
         if not floor <= value <= ceiling:
             side = f"below {_figure(floor, unit)}" if value < floor else f"above {_figure(ceiling, unit)}"
-            raise PhasewiseError(f"{where}: {field} is {value:g} {unit}, {side} {unit}: the field is in {unit} "
+            raise PhasewiseError(f"{where}: {field} is {value:g} {unit}, {side}: the field is in {unit} "
                                  f"(a unit slip? {example})")
 
 
@@ -452,17 +453,41 @@ def build_hardware(key: str, entry: dict[str, Any], where: str, catalog: bool = 
     entry.pop("aliases", None)  # other names for a catalog entry; used only by load_hardware
     if entry.get("parts") is not None:
         entry = fill_from_parts(entry, where)
-    bad = [d for d in (entry.get("peak_flops") or {}) if d not in _ALLOWED_DTYPES]
+    else:
+        refuse_no_figures(entry, where)
+    bad = [d for d in (entry.get("peak_flops") or {}) if d not in COMPUTE_DTYPES]
     if bad:
         raise PhasewiseError(
-            f"{where}: peak_flops.{bad[0]} is not a known dtype (allowed: {', '.join(_ALLOWED_DTYPES)})"
+            f"{where}: peak_flops.{bad[0]} is not a known dtype (allowed: {', '.join(COMPUTE_DTYPES)})"
         )
     try:
         return HardwareSpec(key=key, efficiency=eff, **entry)
     except ValidationError as exc:
-        raise pydantic_message(where, exc) from None
+        raise spec_message(where, exc, HardwareSpec) from None
     except TypeError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
+
+
+# The figures a chip's entry gives, or its parts derive (parts.py derived_figures, chip_cost.py: TDP), with the
+# rental price a chip from parts has none of (0)
+PARTS_FIGURES = ("peak_flops", "vector_flops", "memory_bandwidth_bytes_per_s", "memory_capacity_bytes", "tdp_w",
+                 "price_per_hour_usd")
+
+
+def refuse_no_figures(entry: dict[str, Any], where: str) -> None:
+    """One line for an entry with neither parts nor the figures they would give (an empty `parts:`, a misspelt
+    `part:`), naming both ways and any unknown key, in place of a "Field required" for each figure."""
+    missing = [field for field in PARTS_FIGURES if field not in entry]
+    if not missing:
+        return
+    unknown = [str(k) for k in entry if k not in HardwareSpec.model_fields]
+    said = [f"{k}: unknown key (allowed: {', '.join(allowed_keys(HardwareSpec))})" for k in unknown[:1]]
+    if "parts" in entry:
+        said.append("parts: is empty")
+    parts_keys = ", ".join(allowed_keys(ChipParts))
+    said.append(f"a chip needs either parts: {{{parts_keys}}} (its figures derive from them) or the figures "
+                f"{', '.join(PARTS_FIGURES)} (missing: {', '.join(missing)})")
+    raise PhasewiseError(f"{where}: " + "; ".join(said))
 
 
 # What `phasewise calibrate` writes beside each other in one file (measure/calibrate.py): a hardware and an engine

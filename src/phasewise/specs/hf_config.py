@@ -27,10 +27,11 @@ from phasewise.specs.hf_layers import (
     GATED_ACTS,
     SPEC_FIELDS,
     WINDOW_PATTERN_DEFAULT,
+    check_layer_count,
+    check_layer_indices,
     ernie_moe_layers,
     first_field,
     hunyuan_fields,
-    is_int_list,
     llama4_moe_layers,
     positive,
     require_field,
@@ -71,7 +72,6 @@ from phasewise.specs.hf_vision import (
 from phasewise.specs.model import ModelSpec
 
 __all__ = ["SUPPORTED_TYPES", "from_hf_config"]
-
 
 
 # model_type -> the parser that understands it. Llama-style: the common field names (hidden_size,
@@ -445,6 +445,10 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
         raise PhasewiseError(f"{where}: field layer_types must name each layer's kind as a string (got {odd[0]!r})")
     # MiniMax's attn_type_list: 1 = full softmax attention, 0 = lightning (linear); all 1 (MiniMax-M2) is plain
     kinds_listed = cfg.get("attn_type_list")
+    layers = cfg.get("num_hidden_layers")
+    if (kinds_listed is not None and mt not in LIGHTNING_TYPES  # lightning_fields checks it with its kinds
+            and isinstance(layers, int) and not isinstance(layers, bool)):
+        check_layer_count(kinds_listed, where, "attn_type_list", layers)  # as layer_types (hf_layers window_layers)
     full = kinds_listed is not None and all(kind == 1 for kind in kinds_listed)
     hybrid = mt in LINEAR_HYBRID_TYPES or mt in LIGHTNING_TYPES
     unread = [k for k in LAYER_PATTERN_FIELDS if cfg.get(k) is not None
@@ -492,6 +496,29 @@ def _refuse_unread_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
                              f"(its layers would be costed wrongly)")
 
 
+def _check_expert_groups(cfg: dict[str, Any], where: str, experts: int, top_k: int) -> None:
+    """DeepSeek-style grouped routing (n_group groups of the routed experts, the best topk_group groups kept, top-k
+    chosen among their experts), refused where it cannot run: vLLM's grouped_topk views the router's scores as
+    n_group groups of equal size (n_routed_experts % n_group == 0) and keeps topk_group of them (<= n_group), among
+    whose experts the top-k are picked (num_experts_per_tok <= topk_group x experts per group)."""
+    groups, kept = cfg.get("n_group"), cfg.get("topk_group")
+    if groups is None:
+        return
+    groups = positive(groups, where, "n_group")
+    if experts % groups:
+        allowed = ", ".join(str(d) for d in range(1, experts + 1) if experts % d == 0)
+        raise PhasewiseError(f"{where}: field n_group {groups} must divide the {experts} routed experts into equal "
+                             f"groups (allowed: {allowed})")
+    kept = positive(groups if kept is None else kept, where, "topk_group")
+    if kept > groups:
+        raise PhasewiseError(f"{where}: field topk_group {kept} must be at most n_group {groups} (the groups the "
+                             "router keeps of n_group)")
+    if top_k > kept * (experts // groups):
+        raise PhasewiseError(f"{where}: field num_experts_per_tok {top_k} must be at most topk_group {kept} x "
+                             f"{experts // groups} experts a group ({kept * (experts // groups)}): the experts the "
+                             "kept groups hold")
+
+
 def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
     hidden = int(require_field(cfg, where, "hidden_size"))
     heads = int(require_field(cfg, where, "num_attention_heads"))
@@ -507,12 +534,12 @@ def _llama_style(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSp
         n_shared = int(first_field(cfg, "n_shared_experts", default=0))
         if n_shared and not shared_inter:
             shared_inter = n_shared * expert_inter
-        step = int(first_field(cfg, "decoder_sparse_step", default=1)) or 1  # Qwen: layer i is MoE if (i+1) % step == 0
-        freq = int(first_field(cfg, "moe_layer_freq", default=1)) or 1  # DeepSeek: if i % freq == 0
-        dense_only = cfg.get("mlp_only_layers") or []
-        if not is_int_list(dense_only):
-            raise PhasewiseError(f"{where}: field mlp_only_layers must be a list of layer indices (got {dense_only!r})")
-        dense_only = set(dense_only)
+        # Qwen: layer i is MoE if (i + 1) % step == 0; DeepSeek: if i % freq == 0 (transformers and vLLM divide by
+        # them: a 0 is a ZeroDivisionError there, not "every layer")
+        step = positive(first_field(cfg, "decoder_sparse_step", default=1), where, "decoder_sparse_step")
+        freq = positive(first_field(cfg, "moe_layer_freq", default=1), where, "moe_layer_freq")
+        _check_expert_groups(cfg, where, num_experts, top_k)
+        dense_only = set(check_layer_indices(cfg.get("mlp_only_layers") or [], where, "mlp_only_layers", layers))
         first_dense = int(first_field(cfg, "first_k_dense_replace", default=0))
         moe_layers = sum(
             1

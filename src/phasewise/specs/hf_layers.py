@@ -33,18 +33,38 @@ def is_int_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
 
 
+def check_layer_count(listed: list, where: str, field: str, layers: int) -> None:
+    """A per-layer list (layer_types, attn_type_list, a per-layer MoE size) must give one entry per layer: a shorter
+    or longer one is an error naming it, never a list read in part or ignored."""
+    if len(listed) != layers:
+        raise PhasewiseError(f"{where}: {field} lists {len(listed)} layers, num_hidden_layers is {layers}")
+
+
+def check_layer_indices(listed: Any, where: str, field: str, layers: int) -> list[int]:
+    """A list of layer indices (mlp_only_layers): each in 0..layers - 1 (an index past the stack names no layer)."""
+    if not is_int_list(listed) or any(not 0 <= i < layers for i in listed):
+        raise PhasewiseError(f"{where}: field {field} must list layer indices in 0..{layers - 1} (got {listed!r})")
+    return listed
+
+
 def family_layer_types(cfg: dict[str, Any], where: str, mt: str, layers: int, window: int | None) -> list[str]:
     """The layer_types a family's transformers config class derives when its config.json lists none ([]: the family
     has no rule of its own), `window` the sliding window that applies. Olmo 3 (Olmo3Config): every 4th layer full,
-    the others sliding. Gemma 2 / 3, Cohere 2 and EXAONE 4: sliding unless (i + 1) is a multiple of
-    sliding_window_pattern (WINDOW_PATTERN_DEFAULT where the file names none), or, as EXAONE 4's docstring spells a
-    string pattern, layer i local where the pattern's (i mod length)-th letter is L ("LLLG": three local, one
-    global), the last layer global whatever the pattern; none without a window (Exaone4Config divides by a zero
+    the others sliding. gpt-oss (GptOssConfig): layers 0, 2, 4, ... sliding, the others full (none without a
+    window). Gemma 2 / 3, Cohere 2 and EXAONE 4: sliding unless (i + 1) is a multiple of sliding_window_pattern
+    (WINDOW_PATTERN_DEFAULT where the file names none), or, as EXAONE 4's docstring spells a string pattern, layer
+    i local where the pattern's (i mod length)-th letter is L ("LLLG": three local, one global), the last layer
+    global whatever the pattern; none without a window (Exaone4Config divides by a zero
     pattern there). SmolLM3 (SmolLM3Config): sliding only with use_sliding_window, on its NoPE layers
     (no_rope_layers[i] == 0; by default every 4th). dots.llm1 (Dots1Config): sliding from layer max_window_layers
     on; Qwen2 / Qwen3 (dense and MoE) likewise, from their default 28 (MAX_WINDOW_LAYERS_DEFAULT)."""
     if mt == "olmo3":
         return ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(layers)]
+    if mt == "gpt_oss":
+        # transformers models/gpt_oss/configuration_gpt_oss.py GptOssConfig.__init__ fills a missing layer_types with
+        # "sliding_attention" if bool((i + 1) % 2) else "full_attention"; vLLM's gpt_oss.py OAIAttention windows the
+        # same layers (sliding_window where layer_idx % 2 == 0)
+        return ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)] if window else []
     if mt in WINDOW_PATTERN_DEFAULT or mt == "exaone4":
         if not window:
             return []
@@ -104,8 +124,7 @@ def window_layers(cfg: dict[str, Any], where: str, mt: str, layers: int
     layer_types = layer_types or family_layer_types(cfg, where, mt, layers, window)
     windowed = None
     if layer_types:
-        if len(layer_types) != layers:
-            raise PhasewiseError(f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {layers}")
+        check_layer_count(layer_types, where, "layer_types", layers)
         windowed = sum(kind == "sliding_attention" for kind in layer_types)
     if windowed == 0:
         return None, None, False, ""  # every layer full: a sliding_window field alone does not apply
@@ -174,10 +193,14 @@ def ernie_moe_layers(cfg: dict[str, Any], where: str, layers: int) -> int:
 
 
 def _uniform(cfg: dict[str, Any], where: str, field: str) -> Any:
-    """A field a config may give per layer as a list: its one value (None when absent); differing values are not
-    modelled (one expert width, top-k and shared expert for every MoE layer)."""
+    """A field a config may give per layer as a list: its one value (None when absent); a list must give one value
+    per layer (check_layer_count), and differing values are not modelled (one expert width, top-k and shared expert
+    for every MoE layer)."""
     value = cfg.get(field)
     if isinstance(value, list):
+        layers = cfg.get("num_hidden_layers")
+        if isinstance(layers, int) and not isinstance(layers, bool):
+            check_layer_count(value, where, field, layers)
         if not value or any(v != value[0] for v in value):
             raise PhasewiseError(f"{where}: field {field} differs between layers ({value[:4]}...): per-layer MoE "
                                  "sizes are not modelled")

@@ -5,18 +5,24 @@ reads (tensor peak per dtype, vector peak, memory bandwidth and capacity) follow
     tensor peak  = cores x lanes_per_core x array_rows x array_cols x 2 FLOP x clock x dtype rate
     vector peak  = cores x lanes_per_core x vector_width x 2 FLOP x clock
     bandwidth    = interface_bits x gbps_per_pin / 8
-A hardware YAML entry may give `parts:` instead of (or beside) those figures; figures it gives win.
+A hardware YAML entry gives `parts:` instead of those figures (and of its TDP and idle power): one of them given
+beside the parts as well is an error unless it is what the parts give (specs/chip_cost.py fill_from_parts), so that
+a chip's timing, cost, power and energy all come from one set of parts.
 Constants per memory type and process node: specs/data/chip_parts.yaml.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.errors import PhasewiseError
 from phasewise.specs.catalog import packaged
+
+# The tensor dtypes a chip may have a path for (a hardware entry's peak_flops keys, a part's dtype_rates keys)
+ComputeDtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+COMPUTE_DTYPES: tuple[str, ...] = get_args(ComputeDtype)
 
 # MACs per PE per cycle relative to BF16, when the parts do not say (Hopper-class tensor paths: FP8 and
 # INT8 at twice the BF16 rate, TF32 at half)
@@ -41,7 +47,8 @@ class ComputeUnits(BaseModel):
     vector_width: int = Field(gt=0)
     sram_per_core_bytes: float = Field(default=0.0, ge=0)
     register_bytes_per_core: float = Field(default=0.0, ge=0)
-    dtype_rates: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DTYPE_RATES))
+    # MACs each PE does a cycle in a dtype, relative to the arrays' own rate (1: array_rows x array_cols MACs)
+    dtype_rates: dict[ComputeDtype, float] = Field(default_factory=lambda: dict(DEFAULT_DTYPE_RATES))
 
     @field_validator("dtype_rates")
     @classmethod
@@ -49,6 +56,9 @@ class ComputeUnits(BaseModel):
         for dtype, rate in value.items():
             if not rate > 0:
                 raise ValueError(f"dtype_rates.{dtype} must be > 0 (got {rate})")
+        if "bf16" not in value:  # perf/cost.py CostModel: hp_dtype, attention's peak
+            raise ValueError(f"needs bf16 (has: {', '.join(value) or 'none'}): attention and the other high-precision "
+                             "work run in bf16 whatever the --precision (fp32 and fp16 aside)")
         return value
 
     @property
@@ -59,8 +69,13 @@ class ComputeUnits(BaseModel):
     def macs_per_cycle(self) -> int:
         return self.arrays * self.array_rows * self.array_cols
 
+    @property
+    def array_flops(self) -> float:
+        """FLOP/s of every array at its own rate (dtype rate 1): a MAC a PE a cycle, 2 FLOP each."""
+        return 2.0 * self.macs_per_cycle * self.clock_hz
+
     def tensor_flops(self, dtype: str = "bf16") -> float:
-        return 2.0 * self.macs_per_cycle * self.clock_hz * self.dtype_rates.get(dtype, 0.0)
+        return self.array_flops * self.dtype_rates.get(dtype, 0.0)
 
     @property
     def vector_flops(self) -> float:
@@ -151,7 +166,9 @@ def known_constant(table: str, value: str, what: str) -> str:
 
 
 def parse_parts(data: Any, where: str) -> ChipParts:
-    """`parts:` of a hardware entry, as one line on any error."""
+    """`parts:` of a hardware entry, as one line on any error (each field by its path, parts.compute.cores)."""
+    from phasewise.specs.hardware_errors import spec_message
+
     if isinstance(data, ChipParts):
         return data
     if not isinstance(data, dict):
@@ -159,13 +176,13 @@ def parse_parts(data: Any, where: str) -> ChipParts:
     try:
         return ChipParts(**data)
     except ValidationError as exc:
-        raise pydantic_message(f"{where} parts", exc) from None
+        raise spec_message(where, exc, ChipParts, "parts") from None
     except TypeError as exc:
         raise PhasewiseError(f"{where} parts: {exc}") from None
 
 
 def derived_figures(parts: ChipParts) -> dict[str, Any]:
-    """The spec-sheet fields the parts determine (the caller's own values win over these)."""
+    """The spec-sheet fields the parts determine (an entry may not give other values for them: fill_from_parts)."""
     memory = parts.memory
     return {"peak_flops": parts.peak_flops(), "vector_flops": parts.compute.vector_flops,
             "memory_bandwidth_bytes_per_s": memory.bandwidth_bytes_per_s,

@@ -113,20 +113,28 @@ def parse_topology(data: Any, where: str = "topology") -> Topology:
         if not isinstance(entry, dict):
             raise PhasewiseError(f"{where}: link {i} must be a mapping {{a, b, mbps|bandwidth_bps, latency_s}}")
         entry = dict(entry)
-        if "mbps" in entry:
+        in_mbps = "mbps" in entry
+        if in_mbps:
             mbps = entry.pop("mbps")
             if "bandwidth_bps" in entry:
                 raise PhasewiseError(f"{where}: link {i} gives both mbps and bandwidth_bps")
             entry["bandwidth_bps"] = number(mbps, "mbps", f"{where}: link {i}", "Mbit/s") * 1e6
         try:
             link = EdgeLink(**entry)
-        except ValidationError as exc:
-            raise pydantic_message(f"{where}: link {i}", exc) from None
+        except ValidationError as exc:  # a bandwidth given in Mbit/s is named by the key the file used
+            raise pydantic_message(f"{where}: link {i}", exc,
+                                   lambda loc: "mbps" if in_mbps and loc[:1] == ("bandwidth_bps",) else None
+                                   ) from None
         for end in (link.a, link.b):
             if end not in names:
                 raise PhasewiseError(f"{where}: link {i} names unknown device '{end}' (known: {', '.join(names)})")
         if link.a == link.b:
             raise PhasewiseError(f"{where}: link {i} joins '{link.a}' to itself")
+        pair = {link.a, link.b}
+        twice = next((j for j, other in enumerate(links) if {other.a, other.b} == pair), None)
+        if twice is not None:  # a link is undirected: a second one between the pair would be silently unused
+            raise PhasewiseError(f"{where}: links {twice} and {i} both join '{link.a}' and '{link.b}' (a link is "
+                                 "undirected and shared both ways): give each pair of devices one link")
         links.append(link)
     return Topology(devices=tuple(devices), links=tuple(links))
 
