@@ -39,10 +39,8 @@ import yaml
 from phasewise.apps import cli
 from phasewise.specs.catalog import packaged
 
-# Splitwise's rows, those past Llama-2's 4,096-token context saying the context their runs served (fit-engine
-# refuses a row past it otherwise, as estimate and simulate refuse such a request)
-POINTS = [dict(row, max_model_len=8257) if row.get("prompt", 0) > 4096 else row for row in yaml.safe_load(
-    resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text())["points"]]
+POINTS = yaml.safe_load(resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text())[
+    "points"]
 HPA = {"metric": "running", "target": 8, "min_replicas": 1, "sync_period_s": 15, "tolerance": 0.1,
        "scale_down_window_s": 60, "scale_up_policies": [{"type": "pods", "value": 2, "period_s": 30}],
        "scale_down_select": "min", "startup_s": 20}

@@ -194,9 +194,12 @@ def test_cli_simulates_a_dllm_and_refuses_misuse(run_cli):
 
 def test_plan_ranks_chips_and_batch_caps_by_goodput(run_cli):
     dec = decoding("odb", gen_length=512)
+    left_out: list[tuple[str, int]] = []
     ranked = rank_dllm(dec, LLADA, ["h100-sxm"], 2, [1, 8, 4096], prompt=LengthDist("fixed", 500),
-                       answer=LengthDist("fixed", 200), slo_ttft_ms=2000, slo_tpot_ms=50, target=0.9, requests=60)
-    assert [r.strategy.batch_cap for r in ranked] == [8, 1]  # 4096 requests' KV does not fit: pruned
+                       answer=LengthDist("fixed", 200), slo_ttft_ms=2000, slo_tpot_ms=50, target=0.9, requests=60,
+                       left_out=left_out)
+    assert [r.strategy.batch_cap for r in ranked] == [8, 1]  # 4096 requests' KV does not fit: pruned, and said
+    assert left_out == [("h100-sxm", 4096)]
     assert ranked[0].goodput_rps > ranked[1].goodput_rps > 0 and ranked[0].strategy.replicas == 2
     assert ranked[0].ttft_p90_ms <= 2000 * 1.05
     with pytest.raises(PhasewiseError, match="no batch cap in 4096 fits"):

@@ -11,9 +11,10 @@ import pytest
 @pytest.fixture
 def points_file(tmp_path):
     path = tmp_path / "points.yaml"
-    text = resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text()
     # Splitwise ran Llama-2-70B at 8,192-token prompts, past its 4,096-token context: the rows say the context served
-    path.write_text(text.replace("prompt: 8192, ", "prompt: 8192, max_model_len: 8257, "))
+    text = resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text()
+    assert text.count("prompt: 8192, tbt_context: 8256, max_model_len: 8257,") == 4
+    path.write_text(text)
     return path
 
 

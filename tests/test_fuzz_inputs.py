@@ -49,8 +49,7 @@ SWEEP = ("models: [meta-llama/Llama-3.1-8B]\nhardware: [h100-sxm]\ngpus: 1\n"
          "workloads: [{name: short, isl: 512, osl: 64}]\nslo: {ttft_ms: 1000, tbt_ms: 50}\n"
          "strategies: {tp_options: [1], chunk_sizes: [512], disaggregated: false}\n")
 # Splitwise's measured rows, those past Llama-2's 4,096-token context saying the context their runs served
-POINTS = resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text().replace(
-    "prompt: 8192, ", "prompt: 8192, max_model_len: 8257, ")
+POINTS = resources.files("phasewise.scenarios").joinpath("data", "splitwise_vllm.yaml").read_text()
 TOPOLOGY = ("devices: [{name: a, hardware: jetson-agx-orin}, {name: b, hardware: jetson-agx-orin}]\n"
             "links: [{a: a, b: b, mbps: 100}]\n")
 DEVICE_CLOUD = ("devices: 2\ndevice_hardware: jetson-agx-orin\ncloud_hardware: a6000\nuplink_mbps: 50\n"

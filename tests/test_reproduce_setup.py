@@ -95,7 +95,7 @@ def test_the_papers_long_grid_past_llama2s_context_is_allowed_and_said():
     halo, spad = get_scenario("halo"), get_scenario("spad")
     assert "past its 4,096-token context" in halo.setup["prompts"].source
     assert "past Llama-2-70B's 4,096-token context" in spad.setup["prompts"].source
-    assert halo.resolve({"prompts": "32768", "outputs": "2048"})["prompts"] == [32768]
+    assert halo.resolve({"prompts": "32768", "outputs": "128,2048"})["prompts"] == [32768]
     assert "or the 34,816 of the paper's setup" in refused("halo", {"prompts": "32768", "outputs": "4096"})
 
 

@@ -255,14 +255,18 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                        params.get("isl_spread"), params.get("osl_spread"))  # as simulate's and plan's
     isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
     dec = decoding_of(dllm, params)
-    ranked = rank_dllm(dec, params["model"], chips, params["gpus"], caps,
+    left_out: list[tuple[str, int]] = []
+    ranked = rank_dllm(dec, params["model"], chips, params["gpus"], caps, left_out=left_out,
                        prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
                        answer=LengthDist(params.get("osl_dist", "fixed"), osl, params.get("osl_spread", 0.0)),
                        slo_ttft_ms=params["slo_ttft_ms"], slo_tpot_ms=params["slo_tpot_ms"],
                        target=params["attainment"], engine=dllm_engine(params, given), precision=precision,
                        objective=params.get("objective", "goodput-per-gpu"), seed=params.get("seed", 0))
+    dropped = (", ".join(f"{cap} on {chip}" for chip, cap in left_out) + ": their batch does not fit one GPU (KV of "
+               "prompt + canvas, and a refresh's logits at every position)") if left_out else ""
     if params.get("as_json"):
-        print(dumps({"dllm": dec.to_json(), "ranking": [r.to_json() for r in ranked]}))
+        print(dumps({"dllm": dec.to_json(), "ranking": [r.to_json() for r in ranked],
+                     "left_out": [{"hardware": chip, "batch_cap": cap} for chip, cap in left_out]}))
     else:
         from rich.table import Table
 
@@ -280,6 +284,8 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                           f"{r.per_gpu_rps:.2f}", f"{r.requests_per_dollar:,.0f}", f"{r.ttft_p90_ms:.0f}",
                           f"{r.tpot_p90_ms:.1f}", f"{r.e2e_mean_ms:.0f}", f"{r.busy_fraction:.0%}")
         console.print(table)
+        if dropped:
+            console.print(f"batch caps left out: {dropped}")
     if ranked[0].goodput_rps <= 0:
         raise PhasewiseError("no dLLM deployment meets the SLOs at any rate (the time to first block or the TPOT "
                              "after it is over its limit even unloaded); relax --slo-ttft-ms / --slo-tpot-ms")

@@ -53,9 +53,9 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
     except ImportError:
         raise PhasewiseError("--backend ray needs Ray: pip install 'phasewise[ray]' (or pip install ray)") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:  # (before Ray is asked: one already started here would not look at the address)
+        check_ray_address(address)
     if not ray.is_initialized():
-        if address:
-            check_ray_address(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=False)

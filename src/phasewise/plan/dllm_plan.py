@@ -89,8 +89,10 @@ def attainment(run: DllmRun, slo_ttft_ms: float, slo_tpot_ms: float) -> float:
 def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, batch_caps: list[int], *,
               prompt: LengthDist, answer: LengthDist, slo_ttft_ms: float, slo_tpot_ms: float, target: float,
               engine: str = "hf-eager", precision: str | None = None, objective: str = "goodput-per-gpu",
-              requests: int = 200, seed: int = 0, memory_fraction: float = 0.9) -> list[DllmRanked]:
-    """Every fitting (chip, batch cap) with `gpus` one-GPU replicas, best first by `objective`."""
+              requests: int = 200, seed: int = 0, memory_fraction: float = 0.9,
+              left_out: list[tuple[str, int]] | None = None) -> list[DllmRanked]:
+    """Every fitting (chip, batch cap) with `gpus` one-GPU replicas, best first by `objective`; the (chip, cap)
+    pairs whose batch does not fit are appended to `left_out` where given (the caller says so)."""
     if objective not in OBJECTIVES:
         raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)} with --dllm")
     if not 0 < target <= 1:
@@ -112,6 +114,8 @@ def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, bat
             error = memory_error(cost.cm, dec, longest, cap, memory_fraction, "--batch-caps")
             if error is not None:
                 refused.append(error)
+                if left_out is not None:
+                    left_out.append((hw.key, cap))
                 continue
             out.append(_evaluate(dec, cost, DllmStrategy(hw.key, cap, gpus), prompt, answer, slo_ttft_ms,
                                  slo_tpot_ms, target, requests, seed))

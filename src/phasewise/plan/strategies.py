@@ -38,7 +38,7 @@ from phasewise.specs.engines import (
     layout_refusal,
     vendor_refusal,
 )
-from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
+from phasewise.specs.hardware import catalog_key, chip_identity, chips_apart, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -124,14 +124,6 @@ def wide_ep_sizes(model_name: str, opts: PlanOptions, wider: tuple[int, ...]) ->
 # and so where its KV goes
 PLACEMENT = ("the export places the prefill instances, then the decode ones, node by node, and the router sends a "
              "prefill's KV to any decode instance; NVLink and PCIe do not leave a node")
-
-
-def chips_apart(p_name: str, d_name: str) -> str | None:
-    """Why prefill and decode instances cannot share a node's NVLink or PCIe (their chips differ: two machines), or
-    None; `simulate --arch disagg` applies it too (sim/api.py disagg_kv_link)."""
-    if chip_identity(p_name) != chip_identity(d_name):
-        return f"with prefill on {p_name} and decode on {d_name} (two machines)"
-    return None
 
 
 def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int) -> tuple[str, str | None]:

@@ -86,10 +86,6 @@ def validate(setup: dict[str, Any]) -> None:
         raise setup_error("halo", "cid_internal_multiple", f"0 for the chip's own, or from 1 to 64 (got {k:g})")
     check_with("halo", {"--kv-dtype": "kv_dtype", "--precision": "precision"},
                lambda: load_quant(setup["precision"], setup["kv_dtype"]))
-    if len(set(setup["outputs"])) < 2:
-        # the two "grows with" checks compare points of different outputs (and so prompt/output ratios)
-        raise setup_error("halo", "outputs", f"at least two different output lengths: the speedups' growth with the "
-                          f"output (and the prompt/output ratio) compares points (got {setup['outputs']})")
     for model in setup["models"]:
         lengths_within_context("halo", model, max(setup["prompts"]), max(setup["outputs"]),
                                keys="prompts + outputs (the longest)", beyond=GRID_LONGEST)
@@ -101,6 +97,10 @@ def validate(setup: dict[str, Any]) -> None:
                           f"{len(setup['models'])} x {len(setup['prompts'])} x {len(setup['outputs'])} x "
                           f"{setup['decode_samples']} = {evaluations:,} request evaluations; at most "
                           f"{MAX_EVALUATIONS:,} (10x the paper's grid) keep a run within seconds")
+    if len(set(setup["outputs"])) < 2:
+        # the two "grows with" checks compare points of different outputs (and so prompt/output ratios)
+        raise setup_error("halo", "outputs", f"at least two different output lengths: the speedups' growth with the "
+                          f"output (and the prompt/output ratio) compares points (got {setup['outputs']})")
 
 
 def chip(setup: dict[str, Any], write_scale: float = 1.0):

@@ -28,6 +28,7 @@ from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import TRAINING_FLAGS, training_block
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
+from phasewise.specs.hardware import chips_apart
 from phasewise.workload import (
     DEFAULT_ISL,
     DEFAULT_OSL,
@@ -346,10 +347,8 @@ SCHEDULER_MODES = ("plain", "ascendra")
 
 def disagg_kv_link(asked: str | None, prefill_hardware: str, decode_hardware: str) -> tuple[str, str | None]:
     """(the link a disaggregated deployment from flags moves its KV over, a note where that is not the default
-    nvlink): plan's rule (plan/strategies.py chips_apart): prefill and decode on different chips are two machines,
+    nvlink): plan's rule (specs/hardware.py chips_apart): prefill and decode on different chips are two machines,
     so their KV goes over rdma; a typed --kv-link nvlink or pcie there is a one-line error."""
-    from phasewise.plan.strategies import chips_apart  # (plan imports the simulator)
-
     apart = chips_apart(prefill_hardware, decode_hardware)
     if apart is None or asked == "rdma":
         return asked or "nvlink", None

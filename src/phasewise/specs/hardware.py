@@ -656,3 +656,11 @@ def hardware_list(flag: str, value: str) -> list[str]:
 def chip_identity(chip: str) -> str:
     """What a chip name stands for: its catalog key (any alias or case), or its file's resolved path."""
     return str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
+
+
+def chips_apart(p_name: str, d_name: str) -> str | None:
+    """Why prefill and decode instances cannot share a node's NVLink or PCIe (their chips differ: two machines), or
+    None; plan (plan/strategies.py kv_link_between) and `simulate --arch disagg` (sim/api.py disagg_kv_link) apply it."""
+    if chip_identity(p_name) != chip_identity(d_name):
+        return f"with prefill on {p_name} and decode on {d_name} (two machines)"
+    return None
