@@ -232,17 +232,27 @@ def _combined(labels: dict[str, str], detail: str, which: str, enumerate_one) ->
     return strategies, pruned
 
 
+def unknown_choice(opts: PlanOptions) -> tuple[str, str, tuple[str, ...]] | None:
+    """The first serving policy or router `opts` names that does not exist (no router at all: '(none)'), as
+    (field, name, allowed); None when all exist. Plan and sweep word the refusal (sweep.py _check_names)."""
+    for option, allowed in (("policies", POLICIES), ("routers", ROUTERS)):
+        names = getattr(opts, option)
+        unknown = [n for n in names if n not in allowed] or ([] if names or option == "policies" else ["(none)"])
+        if unknown:
+            return option, unknown[0], allowed
+    return None
+
+
 def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int
                ) -> tuple[list[Strategy], list[str]]:
     """enumerate_strategies() at opts.tp_options as given: (strategies, pruned), possibly no strategy."""
     if gpus < 1:
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
-    unknown = [p for p in opts.policies if p not in POLICIES]
+    unknown = unknown_choice(opts)
     if unknown:
-        raise PhasewiseError(f"--policies '{unknown[0]}' is not one of {', '.join(POLICIES)}")
-    unknown = [r for r in opts.routers if r not in ROUTERS] or ([] if opts.routers else ["(none)"])
-    if unknown:
-        raise PhasewiseError(f"--router '{unknown[0]}' is not one of {', '.join(ROUTERS)}")
+        option, name, allowed = unknown
+        raise PhasewiseError(f"{'--policies' if option == 'policies' else '--router'} '{name}' is not one of "
+                             f"{', '.join(allowed)}")
     model, hw = with_routing_skew(load_model(model_name), opts.routing_skew), load_hardware(hardware)
     refusal = mtp_draft_refusal(model_name) if True in opts.speculative else None
     if refusal:  # the plan's speculative strategies draft with MTP (deployment_fields: the default draft)

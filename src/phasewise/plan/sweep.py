@@ -42,7 +42,7 @@ from phasewise.plan.goodput import (
 )
 from phasewise.plan.options import check_options
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
-from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies
+from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies, unknown_choice
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.hardware import chip_identity
@@ -255,7 +255,6 @@ def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
     """Each model, chip, precision, engine, serving policy and router the file names exists, and speculative
     strategies have a draft on each model: one line naming the file and the entry's key otherwise (not plan's
     flag, not a bare 'unknown model')."""
-    from phasewise.plan.options import POLICIES, ROUTERS
     from phasewise.sim.deployment import mtp_draft_refusal
     from phasewise.specs import load_hardware, load_model, load_quant
     from phasewise.specs.engines import resolve_engine, vendor_refusal
@@ -274,11 +273,10 @@ def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
     for option in ("prefill_hardware", "decode_hardware"):
         named(sweep_key(option), load_hardware, getattr(opts, option))
     named(sweep_key("precisions"), load_quant, opts.precisions)
-    for option, names, allowed in (("policies", opts.policies, POLICIES), ("routers", opts.routers, ROUTERS)):
-        unknown = [n for n in names if n not in allowed] or ([] if names or option == "policies" else ["(none)"])
-        if unknown:
-            raise PhasewiseError(f"{cfg._source}: {sweep_key(option)}: '{unknown[0]}' is not one of "
-                                 f"{', '.join(allowed)}")
+    unknown = unknown_choice(opts)  # as plan refuses them (strategies.py _enumerate)
+    if unknown:
+        option, name, allowed = unknown
+        raise PhasewiseError(f"{cfg._source}: {sweep_key(option)}: '{name}' is not one of {', '.join(allowed)}")
     for engine in name_list(sweep_key("engine"), opts.engine):
         try:
             for hw in chips:

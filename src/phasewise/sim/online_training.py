@@ -76,10 +76,10 @@ def training_block(mode: str, reuse: str | None = None, feedback_share: float | 
     --train-reuse-mode, --feedback-share, --train-batch-tokens, --gpu-sharing, --trainer-sm-share, --lora-rank,
     --keep-layers, --host-link (None: no block; then none of the others may be given); `pp` and `mapped`: the
     instances' --pp and whether --mapping is given (the trainer takes neither)."""
-    flags = {TRAINING_FLAGS[key]: value for key, value in (
-        ("reuse", reuse), ("feedback_share", feedback_share), ("train_batch_tokens", batch_tokens),
-        ("sharing", sharing), ("trainer_sm_share", sm_share), ("lora_rank", lora_rank), ("keep_layers", keep_layers),
-        ("host_link", host_link))}
+    fields = {"reuse": reuse, "feedback_share": feedback_share, "train_batch_tokens": batch_tokens,
+              "sharing": sharing, "trainer_sm_share": sm_share, "lora_rank": lora_rank, "keep_layers": keep_layers,
+              "host_link": host_link}
+    flags = {TRAINING_FLAGS[key]: value for key, value in fields.items()}
     text = str(mode).strip().lower()
     if text == "off":
         given = [flag for flag, value in flags.items() if value is not None]
@@ -125,13 +125,7 @@ def training_block(mode: str, reuse: str | None = None, feedback_share: float | 
         if reuse != "offload":
             raise PhasewiseError("--host-link needs --train-reuse-mode offload (the link recordings are offloaded "
                                  "over)")
-    block: dict = {"method": text}
-    for key, value in (("reuse", reuse), ("feedback_share", feedback_share), ("train_batch_tokens", batch_tokens),
-                       ("sharing", sharing), ("trainer_sm_share", sm_share), ("lora_rank", lora_rank),
-                       ("keep_layers", keep_layers), ("host_link", host_link)):
-        if value is not None:
-            block[key] = value
-    return block
+    return {"method": text, **{key: value for key, value in fields.items() if value is not None}}
 
 
 @dataclass(slots=True)

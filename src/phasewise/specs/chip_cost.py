@@ -59,6 +59,11 @@ class ChipCost:
     def tdp_w(self) -> float:
         return sum(self.power_w.values())
 
+    @property
+    def idle_w(self) -> float:
+        """What burns whether the chip works or not: static leakage and the links, chip-to-chip and die-to-die."""
+        return self.power_w["static"] + self.power_w["links"] + self.power_w["die-to-die"]
+
 
 def sram_mm2(nbytes: float, node: dict) -> float:
     logic = chip_constants()["logic"]
@@ -163,9 +168,9 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
         cost = chip_cost(parts, 2 * per_direction)  # a die past the reticle is an error
     except PhasewiseError as exc:
         raise PhasewiseError(f"{where} {exc}") from None
-    derived = {**derived_figures(parts), "tdp_w": cost.tdp_w,
-               "idle_w": cost.power_w["static"] + cost.power_w["links"] + cost.power_w["die-to-die"]}
-    for field, theirs in derived.items():
+    derived = {**derived_figures(parts), "tdp_w": cost.tdp_w}
+    # idle_w: checked, not filled (HardwareSpec.idle_power_w: a chip from parts' own, work_energy)
+    for field, theirs in {**derived, "idle_w": cost.idle_w}.items():
         if entry.get(field) is not None:  # (null: not given)
             refusal = parts_figure_refusal(field, entry[field], theirs)
             if refusal:
@@ -177,7 +182,6 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
         pcie = number(interconnect.get("pcie_bandwidth_bytes_per_s", default_pcie),
                       "interconnect.pcie_bandwidth_bytes_per_s", where, "bytes/s")
         check_links(parts, per_direction, pcie, where)
-    derived.pop("idle_w")  # HardwareSpec.idle_power_w: a chip from parts' own (work_energy)
     return {**derived, "price_per_hour_usd": 0.0, **entry, "parts": parts}
 
 
@@ -241,16 +245,15 @@ def hardware_chip_cost(hardware: Any) -> ChipCost:
 
 def work_energy(hardware: Any) -> tuple[float, float, float] | None:
     """A chip built from parts: (static W, J per FLOP, J per byte of memory traffic), from the parts' power at full
-    rate (power_w: the tensor units' watts over the arrays' FLOP/s at rate 1, the memory's over its bandwidth; static leakage and
-    the links, chip-to-chip and die-to-die, burn whether the chip works or not), so its energy follows the work its
-    parts do rather than a share of its TDP. None for a catalog chip (no parts)."""
+    rate (power_w: the tensor units' watts over the arrays' FLOP/s at rate 1, the memory's over its bandwidth;
+    ChipCost.idle_w: static leakage and the links, chip-to-chip and die-to-die, burn whether the chip works or not),
+    so its energy follows the work its parts do rather than a share of its TDP. None for a catalog chip (no parts)."""
     parts = getattr(hardware, "parts", None)
     if parts is None:
         return None
-    power = hardware_chip_cost(hardware).power_w
-    idle_w = power["static"] + power["links"] + power["die-to-die"]
-    return (idle_w, power["tensor"] / parts.compute.array_flops,
-            power["memory"] / parts.memory.bandwidth_bytes_per_s)
+    cost = hardware_chip_cost(hardware)
+    return (cost.idle_w, cost.power_w["tensor"] / parts.compute.array_flops,
+            cost.power_w["memory"] / parts.memory.bandwidth_bytes_per_s)
 
 
 def hardware_cost_usd(hardware: Any) -> float:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from phasewise.errors import PhasewiseError
 from phasewise.specs.catalog import packaged
+from phasewise.specs.hardware_errors import spec_message
 
 # The tensor dtypes a chip may have a path for (a hardware entry's peak_flops keys, a part's dtype_rates keys)
 ComputeDtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
@@ -167,8 +168,6 @@ def known_constant(table: str, value: str, what: str) -> str:
 
 def parse_parts(data: Any, where: str) -> ChipParts:
     """`parts:` of a hardware entry, as one line on any error (each field by its path, parts.compute.cores)."""
-    from phasewise.specs.hardware_errors import spec_message
-
     if isinstance(data, ChipParts):
         return data
     if not isinstance(data, dict):
