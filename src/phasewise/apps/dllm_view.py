@@ -181,7 +181,7 @@ def check_fits(cm, dec, workload, batch_cap: int, memory_fraction: float) -> Non
     prompts = workload.lengths()[0] if isinstance(workload, ClosedLoop) else workload.prompt_tokens
     error = memory_error(cm, dec, int(max(prompts)), batch_cap, memory_fraction)
     if error is not None:
-        raise PhasewiseError(error)
+        raise PhasewiseError(error.text)
 
 
 def decoding_words(d: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ rather than a dense (copies x block)^2 square; every copy's KV is read and writt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import SUM_FIELDS, BatchShape
@@ -133,11 +134,19 @@ def decoding_memory(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch:
                        copies * dec.block_length if copies > 1 else 0)
 
 
+class MemoryRefusal(NamedTuple):
+    """Why a dLLM batch does not fit one instance: what to change ("copies", "lengths" or "cap") and the one line
+    that says so (naming its flag)."""
+
+    cause: str
+    text: str
+
+
 def memory_error(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: int, memory_fraction: float = 0.9,
-                 cap_flag: str = "--batch-cap") -> str | None:
-    """None when `batch` requests of up to `prompt_tokens` fit one instance (decoding_memory), else a one-line
-    error naming the flag to change: --jump-copies where the copies are what does not fit (the batch fits without
-    them), the lengths where one request does not fit, else `cap_flag`."""
+                 cap_flag: str = "--batch-cap") -> MemoryRefusal | None:
+    """None when `batch` requests of up to `prompt_tokens` fit one instance (decoding_memory), else what does not
+    fit and a one-line error naming the flag to change: --jump-copies where the copies are what does not fit (the
+    batch fits without them), the lengths where one request does not fit, else `cap_flag`."""
     mem = decoding_memory(cm, dec, prompt_tokens, batch, memory_fraction)
     if mem.fits:
         return None
@@ -147,13 +156,14 @@ def memory_error(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: in
     if dec.copies > 1 and decoding_memory(cm, dec, prompt_tokens, batch, memory_fraction, copies=1).fits:
         at = f" at {cap_flag} {batch}" if batch > 1 else ""
         also = f" (or {cap_flag})" if batch > 1 else ""
-        return (f"--jump-copies {dec.copies} does not fit on {cm.hw.key}{at}: {mem.reason()} ({what}); "
-                f"lower --jump-copies{also}")
+        return MemoryRefusal("copies", f"--jump-copies {dec.copies} does not fit on {cm.hw.key}{at}: "
+                                       f"{mem.reason()} ({what}); lower --jump-copies{also}")
     if batch == 1:
-        return (f"one request does not fit on {cm.hw.key}: {mem.reason()} ({what}); lower --gen-length or the "
-                "prompts' lengths (--isl)")
-    return f"{cap_flag} {batch} does not fit on {cm.hw.key}: {mem.reason()} ({what}); lower {cap_flag}"
+        return MemoryRefusal("lengths", f"one request does not fit on {cm.hw.key}: {mem.reason()} ({what}); lower "
+                                        "--gen-length or the prompts' lengths (--isl)")
+    return MemoryRefusal("cap", f"{cap_flag} {batch} does not fit on {cm.hw.key}: {mem.reason()} ({what}); lower "
+                                f"{cap_flag}")
 
 
-__all__ = ["DllmCost", "FIELDS", "ROW_WIDTH", "decoding_memory", "dllm_memory", "forward_curve", "forward_shape",
-           "memory_error", "ridge_flops_per_byte", "ridge_tokens", "row_shape", "shape_row"]
+__all__ = ["DllmCost", "FIELDS", "MemoryRefusal", "ROW_WIDTH", "decoding_memory", "dllm_memory", "forward_curve",
+           "forward_shape", "memory_error", "ridge_flops_per_byte", "ridge_tokens", "row_shape", "shape_row"]

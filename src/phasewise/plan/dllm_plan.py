@@ -121,8 +121,8 @@ def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, bat
                                  slo_tpot_ms, target, requests, seed))
     if not out:
         # the copies, or one request's lengths, not the caps, are what does not fit: memory_error names their flags
-        for opening in ("--jump-copies", "one request"):
-            named = [e for e in refused if e.startswith(opening)]
+        for cause in ("copies", "lengths"):
+            named = [e.text for e in refused if e.cause == cause]
             if named:
                 raise PhasewiseError(named[0])
         raise PhasewiseError(f"no batch cap in {', '.join(map(str, batch_caps))} fits {spec.name} with its "
