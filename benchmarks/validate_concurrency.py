@@ -753,10 +753,11 @@ FIT_PARAMS += [(f"engine:{_eng}", "kv_handoff_s", 1e-4, 0.5, True) for _eng in (
 # A MoE model's routing skew where no measurement is published (perf/expert_load.py: the busiest 20 % of the
 # experts' share of the routed tokens; 0.2 = uniform, 0.65 = the most skewed published, Qwen3-235B's): it sets how
 # many distinct experts, so how many weights, a decode step of a given batch reads. Only benchmarks/validate_moe.py's
-# gpt-oss rows move it.
-FIT_PARAMS += [("model:openai/gpt-oss-120b", "expert_top20_share", 0.2, 0.8, False)]
+# gpt-oss, MiniMax-M2.5 and Kimi-K2.5 rows move theirs (each catalog entry's, so its aliases' too).
+SKEW_FITTED_MODELS = ("openai/gpt-oss-120b", "MiniMaxAI/MiniMax-M2", "moonshotai/Kimi-K2-Instruct")
+FIT_PARAMS += [(f"model:{name}", "expert_top20_share", 0.2, 0.8, False) for name in SKEW_FITTED_MODELS]
 # the model constants fitted by the line above, at their unfitted values (the class-default column)
-FITTED_MODEL_CONSTANTS = {"openai/gpt-oss-120b": {"expert_top20_share": None}}
+FITTED_MODEL_CONSTANTS = {name: {"expert_top20_share": None} for name in SKEW_FITTED_MODELS}
 
 
 def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:

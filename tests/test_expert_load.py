@@ -90,12 +90,16 @@ def test_deepseek_decode_streams_fewer_expert_weights_than_uniform_routing():
     assert expert_bytes(model) < expert_bytes(uniform)
 
 
-def test_gpt_oss_120b_carries_its_fitted_skew_and_says_so():
-    """No measurement of gpt-oss's routing is published: its skew is fitted on the measured runs' fit split and
-    its catalog source says that, and how (benchmarks/validate_moe.py --fit --fit-only model:)."""
-    assert load_model("openai/gpt-oss-120b").expert_top20_share == 0.738
-    source = packaged("models.yaml")["models"]["openai/gpt-oss-120b"]["routing_skew"]["source"]
-    assert source.startswith("fitted, not measured") and "--fit-only model:" in source
+@pytest.mark.parametrize("model_id, served_as", [("openai/gpt-oss-120b", "openai/gpt-oss-120b"),
+                                                 ("MiniMaxAI/MiniMax-M2", "MiniMaxAI/MiniMax-M2.5"),
+                                                 ("moonshotai/Kimi-K2-Instruct", "moonshotai/Kimi-K2.5")])
+def test_fitted_skews_say_so_and_reach_their_aliases(model_id, served_as):
+    """No measurement of gpt-oss's, MiniMax-M2.5's or Kimi-K2.5's routing is published: each skew is fitted on the
+    measured runs' fit split, its catalog source says that and how (benchmarks/validate_moe.py --fit --fit-only
+    model:), and the alias the runs served takes the entry's value."""
+    entry = packaged("models.yaml")["models"][model_id]["routing_skew"]
+    assert entry["source"].startswith("fitted, not measured") and "--fit-only model:" in entry["source"]
+    assert load_model(served_as).expert_top20_share == float(entry["top20_share"])
 
 
 @pytest.mark.parametrize("experts, top_k, tokens, tile_rows, share",

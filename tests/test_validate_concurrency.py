@@ -198,7 +198,7 @@ def test_a_page_s_ttft_quantiles_are_compared_beside_the_mean(vc, tmp_path, caps
 
 def test_model_constants_reach_the_simulation_and_the_class_default_unfits_them(vc):
     """`model:<id>` constants (--with, --fit) reach the simulator's model loader; the class-default column puts
-    the model constants fitted on these rows (gpt-oss-120b's routing skew) back at their unfitted values and keeps
+    the model constants fitted on these rows (gpt-oss-120b's, MiniMax-M2.5's and Kimi-K2.5's routing skews) back at their unfitted values and keeps
     the measured ones (DeepSeek's); restore_constants gives the catalog back."""
     import importlib
 
@@ -207,12 +207,26 @@ def test_model_constants_reach_the_simulation_and_the_class_default_unfits_them(
     assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.5
     assert sim_mod.load_model("deepseek-ai/DeepSeek-R1").expert_top20_share == 0.35
     vc.apply_constants({"base": "class-default"}, "vllm")
-    assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share is None
+    for fitted in ("openai/gpt-oss-120b", "MiniMaxAI/MiniMax-M2.5", "moonshotai/Kimi-K2.5"):  # aliases included
+        assert sim_mod.load_model(fitted).expert_top20_share is None
     assert sim_mod.load_model("deepseek-ai/DeepSeek-R1").expert_top20_share == 0.35
     vc.restore_constants()
     assert sim_mod.load_model("openai/gpt-oss-120b").expert_top20_share == 0.738
+    assert sim_mod.load_model("MiniMaxAI/MiniMax-M2.5").expert_top20_share == 0.478
     assert vc.with_overrides({}, ["model:openai/gpt-oss-120b.expert_top20_share=0.4"]) == {
         "model:openai/gpt-oss-120b": {"expert_top20_share": 0.4}}
+
+
+def test_the_harness_fits_and_unfits_exactly_the_catalog_s_fitted_skews(vc):
+    """A catalog routing skew whose source says it is fitted is one the harness fits (FIT_PARAMS) and puts back at
+    uniform routing in the class-default column (FITTED_MODEL_CONSTANTS); a measured one (DeepSeek's, Qwen3-235B's)
+    is neither."""
+    from phasewise.specs.catalog import packaged
+
+    fitted = {key for key, entry in packaged("models.yaml")["models"].items()
+              if (entry.get("routing_skew") or {}).get("source", "").startswith("fitted")}
+    assert fitted == set(vc.SKEW_FITTED_MODELS) == set(vc.FITTED_MODEL_CONSTANTS)
+    assert {key.split(":", 1)[1] for key, field, *_ in vc.FIT_PARAMS if field == "expert_top20_share"} == fitted
 
 
 def test_with_refuses_a_key_or_field_no_loader_reads(vc):
