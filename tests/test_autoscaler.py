@@ -154,14 +154,15 @@ def test_disaggregated_groups_scale_apart():
 
 
 def test_scales_to_zero_and_back_from_the_gateway():
-    """min_replicas 0 (KEDA's or Knative's scale to zero): with no replica serving, requests wait at the gateway,
+    """min_replicas 0 (KEDA's or Knative's scale to zero; here the KPA's): with no replica serving, requests wait at the gateway,
     the first of them starts a replica at once, and they go to it when it serves; between two bursts the group goes
     to zero and holds no GPU, and the next burst's first request waits out a start-up again."""
     burst = step_load(((5, 60),), prompt=512, output=64)
     n = len(burst.arrival_s)
     load = Workload(np.concatenate([burst.arrival_s, burst.arrival_s + 960.0]), np.full(2 * n, 512),
                     np.full(2 * n, 64))  # nothing arrives between 60 and 960 s
-    result, summary = run(replicas=2, load=load, min_replicas=0, target=2, startup_s=30.0, scale_down_window_s=60.0)
+    result, summary = run(replicas=2, load=load, min_replicas=0, metric="concurrency", target=2, autoscaler="kpa",
+                          startup_s=30.0)
     scale = summary["policy"]["autoscale"][0]
     ups = [e for e in scale["events"] if e["action"] == "up"]
     zero = [e for e in scale["events"] if e["action"] == "down" and e["replicas"] == 0]
@@ -177,7 +178,8 @@ def test_scales_to_zero_and_back_from_the_gateway():
     with pytest.raises(PhasewiseError, match="a decode group's autoscale min_replicas must be >= 1"):
         build_deployment({"model": M, "instances": [{"role": "prefill"}, {"role": "decode", "replicas": 2,
                                                                           "autoscale": {"min_replicas": 0,
-                                                                                        "target": 2}}]})
+                                                                                        "target": 2,
+                                                                                        "autoscaler": "keda"}}]})
 
 
 def test_knative_metrics_rps_and_concurrency():

@@ -84,10 +84,16 @@ def test_a_decode_tp_at_or_above_the_prefills_still_builds():
 # --- an MTP draft needs MTP layers ----------------------------------------------------------------------------
 
 def test_plan_spec_on_a_model_without_mtp_layers_is_refused_in_one_line():
-    """--spec planned MTP drafting for Llama-3.1-8B, which has no MTP layers to draft with."""
+    """--spec planned MTP drafting for Llama-3.1-8B, which has no MTP layers to draft with: the options check
+    refuses it in one line where no model listed has them; the enumeration then plans it without +spec."""
+    from phasewise.apps.cli_plan import plan_flag
+    from phasewise.plan.options import check_options
+
     with pytest.raises(PhasewiseError, match="--spec") as err:
-        enumerate_strategies(LLAMA_8B, "h100-sxm", 8, PlanOptions(speculative=(False, True)))
+        check_options([LLAMA_8B], ["h100-sxm"], PlanOptions(speculative=(False, True)), set(), plan_flag)
     assert "\n" not in str(err.value) and "--spec-draft" in str(err.value) and LLAMA_8B in str(err.value)
+    plain, _ = enumerate_strategies(LLAMA_8B, "h100-sxm", 8, PlanOptions(speculative=(False, True)))
+    assert plain and not any(s.details.get("speculative") for s in plain)
     strategies, _ = enumerate_strategies("XiaomiMiMo/MiMo-7B-Base", "h100-sxm", 2,
                                          PlanOptions(speculative=(False, True), tp_options=(1,)))
     assert any(s.details.get("speculative") for s in strategies)  # its one MTP layer (num_nextn_predict_layers)
@@ -129,7 +135,9 @@ def test_sglang_speculative_decoding_turns_its_overlap_scheduler_off(engine):
     plain = resolve_engine(engine, hw)
     assert plain.profile.overlap_scheduling is True and plain.max_seqs > 48
     for draft in ("mtp", "Qwen/Qwen3-0.6B"):
-        spec = resolve_engine(engine, hw, {"enable_mixed_chunk": True}, speculative_draft=draft)
+        with pytest.raises(PhasewiseError, match="--enable-mixed-chunk"):
+            resolve_engine(engine, hw, {"enable_mixed_chunk": True}, speculative_draft=draft)
+        spec = resolve_engine(engine, hw, speculative_draft=draft)
         assert spec.profile.overlap_scheduling is False
         assert spec.max_seqs == 48 and spec.mixed_batches is False
     asked = resolve_engine(engine, hw, {"max_running_requests": 128}, speculative_draft="mtp")

@@ -80,7 +80,8 @@ def test_options_that_apply_somewhere_are_taken():
     check_options([M, MOE], ["h100-sxm"], PlanOptions(moe_layouts=("ep",)), {"moe_layouts"}, sweep_key)
     check_options([M], ["h100-sxm"], PlanOptions(disaggregated=False, policies=("priority-pools",), kv_link="pcie"),
                   {"kv_link", "policies"}, sweep_key)
-    check_options([M], ["h100-sxm"], PlanOptions(speculative=(False, True), spec_tokens=2), {"spec_tokens"}, sweep_key)
+    check_options([M, "XiaomiMiMo/MiMo-7B-Base"], ["h100-sxm"], PlanOptions(speculative=(False, True), spec_tokens=2),
+                  {"spec_tokens"}, sweep_key)
     check_options([M], ["h100-sxm"], PlanOptions(engine="vllm-v0,vllm", host_kv_cache_bytes=1e10),
                   {"engine", "host_kv_cache_bytes"}, sweep_key)
     with pytest.raises(PhasewiseError, match="dense"):

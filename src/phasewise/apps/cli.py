@@ -385,6 +385,12 @@ def simulate_cmd(
         raise PhasewiseError(f"--format '{out_format}' is not one of csv, parquet")
     if out is None and out_format != "csv":
         raise PhasewiseError("--format chooses the records' format under --out DIR: give --out")
+    if out:  # before the run: --out DIR's files can be written, and none is a file this run reads
+        from phasewise.apps.simulate_view import check_records_out
+
+        given = locals()
+        check_records_out(out, out_format, {flag: given[name] for name, flag in changed_options(simulate_cmd, given)
+                                            if name != "out"})
     if dllm is not None and images_per_request is not None:
         raise PhasewiseError("--images-per-request does not apply to --dllm (a diffusion LM takes text prompts)")
     if dllm_requested(model, dllm, locals()):

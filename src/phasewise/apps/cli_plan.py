@@ -95,7 +95,7 @@ def plan_cmd(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
     workers: Annotated[Optional[int], typer.Option(help="local worker processes (default: CPU count)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    report: Annotated[Optional[str], typer.Option(help="write the HTML report to this path (none unless asked)")] = None,
+    report: Annotated[Optional[str], typer.Option(help="write the HTML report to this path (none unless asked; checked before the search, the folders on its way created, as --export creates its own)")] = None,
     export: Annotated[Optional[str], typer.Option(help="write the --rank strategy's deployment.yaml and launch.sh (vllm/sglang/trtllm) to this directory")] = None,
     rank: Annotated[int, typer.Option(help="--export: which ranked strategy (1 = the winner)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON (each row with its deployment)")] = False,
@@ -149,6 +149,22 @@ def plan_cmd(
         from phasewise.apps.launch import check_export_directory
 
         check_export_directory(export, model)
+    # before the search: the report's path can be written, and no output is a file this plan reads
+    outputs = {}
+    if report:
+        from phasewise.apps.report import check_report_path
+
+        check_report_path(report)
+        outputs[f"--report '{report}'"] = report
+    if export:
+        outputs.update({f"--export '{export}' ({name})": Path(export) / name
+                        for name in ("deployment.yaml", "launch.sh")})
+    if outputs:
+        from phasewise.apps.simulate_view import refuse_overwriting_inputs
+
+        given = locals()
+        refuse_overwriting_inputs(outputs, {flag: given[name] for name, flag in changed_options(plan_cmd, given)
+                                            if name not in ("report", "export")})
     refuse_empty(dict(tp_options=tp_options, moe_layouts=moe_layouts, router=router, engine=engine, kv_link=kv_link,
                       objective=objective, arrivals=arrivals, isl_dist=isl_dist, osl_dist=osl_dist,
                       image_size=image_size))
@@ -206,10 +222,8 @@ def plan_cmd(
         print(result.infeasible_line(), file=sys.stderr)
         if export:
             print(f"export: skipped, no strategy meets the SLOs (nothing to write to {export})", file=sys.stderr)
-        if report:  # the curves show how close each strategy came
-            from phasewise.apps.report import write_report
-
-            print(f"report: {write_report(result, {}, report)}", file=sys.stderr)
+        if report:  # the verdict, the closest strategy's figures, the curves of how close each came
+            print(f"report: {written_report(result, {}, report)}", file=sys.stderr)
         raise typer.Exit(1)
     if as_json:
         from phasewise.apps.plan_view import host_tier_beyond_node, plan_caveats
@@ -244,10 +258,19 @@ def plan_cmd(
         console.print("to launch #1: the same command with --export DIR (deployment.yaml and the engine's launch.sh; "
                       "--rank N for another)", style="dim")
     if report:
-        from phasewise.apps.report import write_report
-
-        path = write_report(result, winner_timeline(result, work), report, fleets=fleets_html(fleets) if fleets else "")
+        path = written_report(result, winner_timeline(result, work), report,
+                              fleets=fleets_html(fleets) if fleets else "")
         print(f"report: {path}", file=sys.stderr)
+
+
+def written_report(result, timeline, report: str, fleets: str = "") -> str:
+    """Write plan's --report; the path written, and the folders created on its way (as --export and sweep --out
+    create theirs) named, so none appears unsaid."""
+    from phasewise.apps.report import new_folders, write_report
+
+    created = new_folders(report)
+    path = write_report(result, timeline, report, fleets=fleets)
+    return f"{path}" + (f" (created {', '.join(str(f) for f in created)})" if created else "")
 
 
 @app.command("sweep")
@@ -261,10 +284,12 @@ def sweep_cmd(
     """Goodput of every strategy over a grid of models x hardware x workloads, to CSV/Parquet."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from phasewise.apps.simulate_view import refuse_overwriting_inputs
     from phasewise.plan.sweep import check_out, load_sweep, run_sweep, write_rows
 
     check_out(out)
     cfg = load_sweep(config)
+    refuse_overwriting_inputs({f"--out '{out}'": out}, sweep_inputs(config, cfg))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         def progress(stage: str, done: int, total: int):
@@ -278,6 +303,23 @@ def sweep_cmd(
         if row["kind"] == "none":
             console.print(f"no strategy for {row['model']} on {row['hardware']} ({row['workload']}): {row['binding']}",
                           markup=False)
+
+
+def sweep_inputs(config: str, cfg) -> dict[str, str]:
+    """{how an error names it: value} of what a sweep reads that may name a file: its config, each workload's trace,
+    each model and chip (a YAML or checkpoint by path), the strategies' disaggregated chips."""
+    found = {"the sweep config": config}
+    for index, w in enumerate(cfg.workloads):
+        if w.trace:
+            found[f"the sweep's workloads.{index}.trace"] = w.trace
+    for key in ("models", "hardware"):
+        for index, value in enumerate(getattr(cfg, key)):
+            found[f"the sweep's {key}.{index}"] = value
+    for key in ("prefill_hardware", "decode_hardware"):
+        values = cfg.strategies.get(key) or []
+        for index, value in enumerate([values] if isinstance(values, str) else values):
+            found[f"the sweep's strategies.{key}.{index}"] = value
+    return found
 
 
 def without_host_tier(rows: list[dict], opts: PlanOptions) -> str | None:

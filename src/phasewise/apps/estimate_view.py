@@ -13,6 +13,8 @@ from phasewise.apps.mapping_view import render_mapped
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import Estimate
 
+# the estimate tables' host row: added after the device's work, or overlapped with it (engine overlap_scheduling)
+HOST_ROW = {False: "host overhead", True: "host (overlapped: max with device)"}
 WINDOW_KV_WORDS = {"all_tokens": "every token on every layer (one pool)",
                    "window_pool": "a pool of their own (--swa-full-tokens-ratio)"}
 
@@ -78,8 +80,14 @@ def render_estimate(console: Console, est: Estimate) -> None:
             table.add_row(op.name, str(op.count), f"{op.time_s * 1e3:.3f}", f"{op.compute_s * 1e3:.3f}",
                           f"{op.memory_s * 1e3:.3f}", f"{(op.dispatch_s + op.launch_s) * 1e3:.3f}",
                           _fmt_flops(op.flops), _fmt_bytes(op.bytes), f"{op.arithmetic_intensity:.1f}", op.bound)
-        table.add_row("host overhead", "1", f"{it.host_s * 1e3:.3f}", "", "", f"{it.host_s * 1e3:.3f}", "", "", "",
-                      "dispatch")
+        # the engine's host work: after the device's (the rows add up to the title's time), or, where its scheduler
+        # overlaps the next step's host work with this one, under it (the title: the larger of the two, not the sum)
+        table.add_row(HOST_ROW[cm.engine.overlap_scheduling], "1", f"{it.host_s * 1e3:.3f}", "", "",
+                      f"{it.host_s * 1e3:.3f}", "", "", "", "dispatch")
+        if cm.engine.overlap_scheduling:
+            table.caption = (f"{d['engine']} overlaps its host work with the device's: the step takes the larger of "
+                             "the host row and the operators' time, not their sum")
+            table.caption_justify = "left"
         console.print(table)
     images = d.get("images")
     if images:

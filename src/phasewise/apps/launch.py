@@ -260,9 +260,12 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
         if spec.draft == "mtp":
             argv += ["--speculative-algorithm", "NEXTN", "--speculative-num-steps", str(spec.draft_tokens),
                      "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(spec.draft_tokens + 1)]
-        else:
-            notes.append(f"speculative draft model {spec.draft}: SGLang drafts with EAGLE heads or MTP layers; "
-                         "pass an EAGLE draft with --speculative-algorithm EAGLE --speculative-draft-model-path")
+        else:  # a small draft LLM: SGLang's STANDALONE algorithm (srt/server_args.py --speculative-algorithm choices
+            # EAGLE, EAGLE3, NEXTN, STANDALONE, NGRAM; speculative/standalone_worker.py loads the draft model from
+            # --speculative-draft-model-path), one chain of k drafts as simulated
+            argv += ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path",
+                     checkpoint_id(spec.draft), "--speculative-num-steps", str(spec.draft_tokens),
+                     "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(spec.draft_tokens + 1)]
     if g.role != "collocated":
         argv += ["--disaggregation-mode", g.role, "--disaggregation-transfer-backend", KV_BACKEND["sglang"]]
         if g.knobs.get("enable_prefill_delayer"):
@@ -328,9 +331,11 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
         spec = dep.speculative
         if spec.draft == "mtp":
             options["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": spec.draft_tokens}
-        else:
-            options["speculative_config"] = {"decoding_type": "Eagle", "max_draft_len": spec.draft_tokens,
-                                             "speculative_model_dir": spec.draft}
+        else:  # a plain draft LLM: TensorRT-LLM 1.x's draft/target mode (llmapi/llm_args.py DraftTargetDecodingConfig,
+            # decoding_type "Draft_Target", the PyTorch backend's ModelDrafter; max_draft_len and
+            # speculative_model_dir from DecodingBaseConfig), not Eagle, whose draft is an EAGLE head
+            options["speculative_config"] = {"decoding_type": "Draft_Target", "max_draft_len": spec.draft_tokens,
+                                             "speculative_model_dir": checkpoint_id(spec.draft)}
     if g.role != "collocated":
         options["cache_transceiver_config"] = {"backend": KV_BACKEND["trtllm"]}
     name = f"extra-llm-api-{g.role}-{index}.yaml"

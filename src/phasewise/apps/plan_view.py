@@ -28,7 +28,8 @@ def _verified(r: dict) -> str:
     return f"{v:.0%} at {r['goodput_rps'] / search:.0%}{where}"
 
 
-def _num(x: float, fmt: str) -> str:
+def num_cell(x: float | None, fmt: str) -> str:
+    """A table cell: `x` formatted, '-' where it is missing (None, NaN, infinite)."""
     return "-" if x is None or not math.isfinite(x) else format(x, fmt)
 
 
@@ -65,11 +66,12 @@ def plan_table(result: PlanResult, width: int) -> Table:
         cells = [str(r["rank"]), r["strategy"], str(r["gpus"]), f"{r['goodput_rps']:.2f}"]
         if per_gpu:
             cells.append(f"{r['goodput_rps_per_gpu']:.2f}")
-        cells += [_num(r["objective"], ".4g"), _num(r["ttft_p90_ms"], ".0f"), _num(r["tpot_p90_ms"], ".1f")]
+        cells += [num_cell(r["objective"], ".4g"), num_cell(r["ttft_p90_ms"], ".0f"),
+                  num_cell(r["tpot_p90_ms"], ".1f")]
         if tbt:
-            cells.append(_num(r["tbt_p99_ms"], ".1f"))
+            cells.append(num_cell(r["tbt_p99_ms"], ".1f"))
         if wide:
-            cells += [_num(r["tokens_per_s_per_gpu"], ",.0f"), _verified(r)]
+            cells += [num_cell(r["tokens_per_s_per_gpu"], ",.0f"), _verified(r)]
         cells.append(r["binding"] if wide else r["binding"].split(" (")[0])
         table.add_row(*cells)
     return table
@@ -110,15 +112,38 @@ def render_plan(console: Console, result: PlanResult) -> None:
     render_caveats(console, plan_caveats(result))
     front = result.pareto()
     if front:
-        pareto = Table(title="Pareto front: output tokens/s per GPU vs tokens/s per user", title_justify="left")
+        shown, step = front_rows(front)
+        every = (f"; every {ordinal(step)} of its {len(front)} points and the last (--json and --report have all)"
+                 if step > 1 else "")
+        pareto = Table(title="Pareto front: output tokens/s per GPU vs tokens/s per user (the ranked strategies: "
+                             "verified, their rows' figures; search, their refined searches below)" + every,
+                       title_justify="left")
         for col in ("tok/s/GPU", "tok/s/user", "rate req/s"):
             pareto.add_column(col, justify="right")
+        pareto.add_column("run")
         pareto.add_column("strategy", ratio=1, overflow="fold")
-        step = max(1, len(front) // 8)
-        for p in front[::step]:
+        for p in shown:
             pareto.add_row(f"{p['tokens_per_s_per_gpu']:,.0f}", f"{p['tokens_per_s_per_user']:.1f}",
-                           f"{p['rate_rps']:.2f}", p["strategy"])
+                           f"{p['rate_rps']:.2f}", FRONT_RUNS.get(p.get("run", ""), p.get("run", "")), p["strategy"])
         console.print(pareto)
+
+
+FRONT_ROWS = 16  # the printed Pareto front's most rows: past it, every Nth point and the last, the title says so
+FRONT_RUNS = {"verification": "verified", "refined search": "search", "screening": "screening"}
+
+
+def front_rows(front: list[dict]) -> tuple[list[dict], int]:
+    """The Pareto front's points the console prints and the step between them: all of them (step 1) up to
+    FRONT_ROWS, else every Nth (N the smallest keeping within FRONT_ROWS - 1) and the last: both ends of the front."""
+    if len(front) <= FRONT_ROWS:
+        return front, 1
+    step = -(-len(front) // (FRONT_ROWS - 1))
+    shown = front[::step]
+    return (shown if shown[-1] is front[-1] else [*shown, front[-1]]), step
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def plan_caveats(result: PlanResult) -> dict[str, str]:

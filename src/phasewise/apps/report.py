@@ -2,7 +2,9 @@
 
 Sections: the ranked table, SLO attainment (goodput) vs request rate, TTFT and TPOT CDFs of the
 top strategies, the Pareto front of throughput per GPU vs per-user token rate, the winner's
-per-instance utilization over time, and each ranked strategy's deployment (YAML).
+per-instance utilization over time, and each ranked strategy's deployment (YAML). A plan no strategy meets: the
+verdict line the console prints, the closest strategy's figures, attainment curves and deployment, no ranking of
+zeros and no empty charts.
 
 Every latency figure comes from the runs the table comes from: each strategy's verification run on
 the whole deployment (or, for a large fleet, a slice of its units at their share of the rate) at the goodput
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
-from phasewise.apps.plan_view import plan_caveats
+from phasewise.apps.plan_view import num_cell, plan_caveats
 from phasewise.errors import PhasewiseError
 from phasewise.plan.export import deployment_yaml
+from phasewise.plan.goodput import GoodputResult
 from phasewise.plan.planner import OBJECTIVE_UNITS, PlanResult
 from phasewise.sim.metrics import SimResult
 
@@ -52,8 +56,8 @@ def _table(result: PlanResult) -> str:
             if r["verified_units"] < r["units"]:
                 verified += f" on {r['verified_units']} of {r['units']} units"
         cells = (r["rank"], r["strategy"], r["gpus"], f"{r['goodput_rps']:.2f}", f"{r['goodput_rps_per_gpu']:.2f}",
-                 f"{r['objective']:.4g}", f"{r['ttft_p90_ms']:.0f}", f"{r['tpot_p90_ms']:.1f}", f"{r['tbt_p99_ms']:.1f}",
-                 f"{r['tokens_per_s_per_gpu']:,.0f}", verified, r["reason"])
+                 num_cell(r["objective"], ".4g"), num_cell(r["ttft_p90_ms"], ".0f"), num_cell(r["tpot_p90_ms"], ".1f"),
+                 num_cell(r["tbt_p99_ms"], ".1f"), num_cell(r["tokens_per_s_per_gpu"], ",.0f"), verified, r["reason"])
         if hits:
             cells = (*cells[:10], "-" if math.isnan(r["prefix_hit_rate"]) else f"{r['prefix_hit_rate']:.1%}",
                      *cells[10:])
@@ -62,14 +66,52 @@ def _table(result: PlanResult) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def _searched(result: PlanResult, name: str) -> GoodputResult | None:
+    """The search result of the strategy named `name`: its refined one where it was refined, else its screening's."""
+    return next((r for r in (*result.ranked, *result.screened) if r.strategy.name == name), None)
+
+
+def _closest(result: PlanResult) -> str:
+    """An infeasible plan's verdict: the line the console prints, and the closest strategy's figures (the point
+    that came nearest: PlanResult.closest), in place of a ranking of zeros."""
+    line = f"<p id=\"verdict\"><b>{html.escape(result.infeasible_line())}</b></p>"
+    c = result.closest()
+    if not c:
+        return line
+    head = ("closest strategy", "rate req/s", "SLO attainment", "TTFT attainment", "TPOT attainment", "TTFT p90 ms",
+            "TPOT p90 ms", "binds")
+    cells = (c["strategy"], f"{c['rate_rps']:.3g}", f"{c['attainment']:.1%}", f"{c['ttft_attainment']:.1%}",
+             f"{c['tpot_attainment']:.1%}", num_cell(c["ttft_p90_ms"], ".0f"), num_cell(c["tpot_p90_ms"], ".1f"),
+             c["binds"])
+    return (line + "<table id=\"closest\"><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody><tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in cells)
+            + "</tr></tbody></table>")
+
+
 def _deployments(result: PlanResult) -> str:
-    """Each ranked strategy's deployment, the YAML `plan --export` writes (simulate/serve --deployment read it)."""
+    """Each ranked strategy's deployment, the YAML `plan --export` writes (simulate/serve --deployment read it); an
+    infeasible plan's: the closest strategy's."""
+    if not result.feasible:
+        r = _searched(result, result.closest().get("strategy", ""))
+        if r is None:
+            return ""
+        return (f"<details open><summary>closest: {html.escape(r.strategy.name)}</summary>"
+                f"<pre>{html.escape(deployment_yaml(r.strategy.deployment))}</pre></details>")
     out = []
     for rank, r in enumerate(result.ranked, start=1):
         text = deployment_yaml(r.strategy.deployment)
         out.append(f"<details{' open' if rank == 1 else ''}><summary>{rank}. {html.escape(r.strategy.name)}"
                    f"</summary><pre>{html.escape(text)}</pre></details>")
     return "".join(out)
+
+
+def _deployments_note(result: PlanResult) -> str:
+    if not result.feasible:
+        return ("The closest strategy's deployment (nothing to export: it does not meet the SLOs); "
+                "<code>phasewise simulate --deployment</code> reads it unchanged.")
+    return ("Each ranked strategy's deployment; <code>phasewise plan --export DIR [--rank N]</code> writes it with the "
+            "engines' launch commands, and <code>phasewise simulate --deployment</code> / <code>serve --deployment"
+            "</code> read it unchanged.")
 
 
 def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +133,11 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
 
     # 1. attainment vs rate
     fig = go.Figure()
-    for i, r in enumerate(result.ranked):
+    curves = list(result.ranked)
+    closest = None if result.feasible else _searched(result, result.closest().get("strategy", ""))
+    if closest is not None and all(closest is not r for r in curves):  # a strategy screened only came closest: its curve first
+        curves.insert(0, closest)
+    for i, r in enumerate(curves):
         xs = [c["rate_rps"] for c in r.curve]
         ys = [c["attainment"] for c in r.curve]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=r.strategy.name,
@@ -111,7 +157,7 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
 
     # 2. CDFs of the top strategies: their verification runs, the runs the table's percentiles come from
     verified = [r for r in result.ranked if r.verified is not None][:cdfs]
-    for metric, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)")):
+    for metric, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)")) if verified else ():  # none: no empty chart
         fig = go.Figure()
         for i, r in enumerate(verified):
             x, y = _cdf(r.verified.ttft_ms if metric == "ttft" else r.verified.tpot_ms)
@@ -125,20 +171,24 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
                           yaxis_title="fraction of requests", height=380)
         figs.append((f"cdf_{metric}", fig))
 
-    # 3. Pareto front
-    fig = go.Figure()
-    pts = [(c["tokens_per_s_per_user"], c["tokens_per_s_per_gpu"], name) for name, c in result.whole_points()
-           if math.isfinite(c["tokens_per_s_per_user"])]
-    if pts:
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name="simulated points",
-                                 text=[p[2] for p in pts], marker={"color": "#bbbbbb", "size": 6}))
+    # 3. Pareto front: over the runs the ranking reads (PlanResult.front_points), none of them screening only
     front = result.pareto()
-    fig.add_trace(go.Scatter(x=[p["tokens_per_s_per_user"] for p in front], y=[p["tokens_per_s_per_gpu"] for p in front],
-                             mode="lines+markers", name="Pareto front", text=[p["strategy"] for p in front],
-                             line={"color": COLORS[1]}))
-    fig.update_layout(title="Throughput per GPU vs per-user token rate", xaxis_title="tokens/s per user (1 / TPOT)",
-                      yaxis_title="output tokens/s per GPU", height=420)
-    figs.append(("pareto", fig))
+    if front:
+        fig = go.Figure()
+        pts = [(c["tokens_per_s_per_user"], c["tokens_per_s_per_gpu"], f"{name} ({c['run']})")
+               for name, c in result.front_points() if math.isfinite(c["tokens_per_s_per_user"])]
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
+                                 name="simulated points (verified, refined search)", text=[p[2] for p in pts],
+                                 marker={"color": "#bbbbbb", "size": 6}))
+        fig.add_trace(go.Scatter(x=[p["tokens_per_s_per_user"] for p in front],
+                                 y=[p["tokens_per_s_per_gpu"] for p in front], mode="lines+markers",
+                                 name="Pareto front", text=[f"{p['strategy']} ({p['run']})" for p in front],
+                                 line={"color": COLORS[1]}))
+        fig.update_layout(title="Throughput per GPU vs per-user token rate: each ranked strategy's verification run "
+                                "(its row's figures) and its refined search at lower rates",
+                          xaxis_title="tokens/s per user (1 / TPOT)", yaxis_title="output tokens/s per GPU",
+                          height=420)
+        figs.append(("pareto", fig))
 
     # 3b. a plan across chips: each chip's best verified strategy by the objective
     chips = result.best_per_chip()
@@ -173,6 +223,8 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
         figs.append(("timeline", fig))
 
     slo = result.slo
+    ranked = (f"<h2>Ranked strategies</h2>\n{_table(result)}" if result.feasible
+              else f"<h2>No strategy meets the SLOs</h2>\n{_closest(result)}")
     pruned = "".join(f"<li>{html.escape(p)}</li>" for p in result.pruned[:50])
     caveats = "".join(f"<p class=\"meta\"><b>Caveat</b> {html.escape(chip)}: {html.escape(text)}</p>"
                       for chip, text in plan_caveats(result).items())
@@ -192,23 +244,52 @@ th {{ background: #f3f3f3; }}
 workload {html.escape(result.workload)}; SLOs {html.escape(slo.describe())}
 for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 {len(result.screened)} strategies simulated, {len(result.pruned)} pruned; planned in {result.wall_s:.1f} s.</p>
-<h2>Ranked strategies</h2>
-{_table(result)}
+{ranked}
 {caveats}
-<h2>Goodput, latency distributions, Pareto front, utilization</h2>
+<h2>{"Goodput, latency distributions, Pareto front, utilization" if result.feasible
+     else "SLO attainment vs request rate"}</h2>
 {''.join(_fig_html(f, name) for name, f in figs)}
 <h2>Deployments</h2>
-<p class="meta">Each ranked strategy's deployment; <code>phasewise plan --export DIR [--rank N]</code> writes it with
-the engines' launch commands, and <code>phasewise simulate --deployment</code> / <code>serve --deployment</code> read
-it unchanged.</p>
+<p class="meta">{_deployments_note(result)}</p>
 {_deployments(result)}
 {fleets}
 <h2>Pruned</h2><ul>{pruned or '<li>none</li>'}</ul>
 </body></html>"""
-    out = Path(path)
+    out = check_report_path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(body, encoding="utf-8")
     except OSError as exc:
         raise PhasewiseError(f"--report '{path}': cannot write ({exc.strerror})") from None
     return out
+
+
+def check_report_path(path: str | Path) -> Path:
+    """`--report PATH` checked before the search (as --export is), not after its minutes: a one-line error where
+    PATH is a directory or a folder on its way is a file, or where the nearest folder that exists cannot be written.
+    Folders on the way that do not exist yet are created when the report is written (as --export and sweep --out
+    create theirs; new_folders says which)."""
+    out = Path(path)
+    if out.is_dir():
+        raise PhasewiseError(f"--report '{path}': cannot write, it is a directory (give a file path, e.g. "
+                             f"{out / 'report.html'})")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PhasewiseError(f"--report '{path}': cannot write, {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PhasewiseError(f"--report '{path}': cannot write in {folder} (Permission denied)")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise PhasewiseError(f"--report '{path}': cannot write (Permission denied)")
+    return out
+
+
+def new_folders(path: str | Path) -> list[Path]:
+    """The folders writing `path` creates (those on its way that do not exist yet), outermost first."""
+    missing = []
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]

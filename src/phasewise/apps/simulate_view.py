@@ -233,19 +233,105 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
                   f"{sim['events']:,} events)[/]")
 
 
+RECORDS = "requests"  # --out DIR's files: the per-request records' stem, and the summary
+SUMMARY = "summary.json"
+
+
+# the files of a checkpoint directory a run may read (config, tokenizer, weights, remote code)
+CHECKPOINT_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".safetensors", ".bin", ".pt", ".model", ".tiktoken",
+                                 ".txt", ".py", ".gguf"})
+
+
+def input_files(values: dict[str, Any]) -> dict[tuple[int, int], str]:
+    """The files a run reads that its command line names by path, keyed by file identity (device, inode: a symlink or
+    another spelling of the path is the same file), each with how the command named it ("--workload 'T.csv'"):
+    every string value (and each item of a comma-separated one) naming an existing file, and a checkpoint's files
+    directly in one naming a directory (a local checkpoint's config.json; not an earlier run's report or records
+    beside them). `values`: {flag or label: value}."""
+    found: dict[tuple[int, int], str] = {}
+    for flag, value in values.items():
+        if not isinstance(value, str):
+            continue
+        for part in dict.fromkeys([value.strip(), *(v.strip() for v in value.split(","))]):
+            if not part:
+                continue
+            path = Path(part).expanduser()
+            try:
+                if path.is_file():
+                    files = [path]
+                elif path.is_dir():
+                    files = [f for f in path.iterdir() if f.suffix in CHECKPOINT_SUFFIXES and f.is_file()]
+                else:
+                    continue
+                for f in files:
+                    key = _identity(f)
+                    if key is not None:
+                        found.setdefault(key, f"{flag} '{part}'" + ("" if f is path else f" ({f.name})"))
+            except OSError:  # unreadable: the run's own reading of it says why
+                continue
+    return found
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | Path], inputs: dict[str, Any]) -> None:
+    """Before any work: a one-line error where an output (`outputs`: {how to name it: its path}) is a file the run
+    reads (input_files of `inputs`): outputs never overwrite their inputs."""
+    read = input_files(inputs)
+    for what, out in outputs.items():
+        key = _identity(Path(out).expanduser())
+        if key is not None and key in read:
+            raise PhasewiseError(f"{what} would overwrite {read[key]}, which this run reads: outputs never replace "
+                                 "their inputs; write it elsewhere")
+
+
+def records_paths(out_dir: str, fmt: str) -> dict[str, Path]:
+    """{how an error names it: path} of the files `--out DIR` writes (the records, summary.json)."""
+    out = Path(out_dir)
+    suffix = ".parquet" if fmt == "parquet" else ".csv"
+    return {f"--out '{out_dir}' ({RECORDS}{suffix})": out / f"{RECORDS}{suffix}",
+            f"--out '{out_dir}' ({SUMMARY})": out / SUMMARY}
+
+
+def check_records_out(out_dir: str, fmt: str, inputs: dict[str, Any]) -> None:
+    """Before the run: `--out DIR` can take its files (none of them a directory, DIR not a file) and none of them is a
+    file the run reads (`inputs`: {flag: value} as given, refuse_overwriting_inputs). One-line errors."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PhasewiseError(f"--out '{out_dir}': a file of that name exists; give a directory (new or not)")
+    paths = records_paths(out_dir, fmt)
+    for what, path in paths.items():
+        if path.is_dir():
+            raise PhasewiseError(f"{what}: cannot write, {path} is a directory")
+    refuse_overwriting_inputs(paths, inputs)
+
+
 def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt: str,
-                  extra: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+                  extra: dict[str, dict[str, Any]] | None = None, inputs: dict[str, Any] | None = None) -> list[Path]:
     """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json; `extra`: more
-    tables by file stem ({stem: {column: values}}), written the same way."""
+    tables by file stem ({stem: {column: values}}), written the same way. Checked first (check_records_out, with
+    `inputs` where given: the run's {flag: value}), so a directory in a file's place is a one-line error, not a
+    traceback, and nothing is half written."""
+    check_records_out(out_dir, fmt, inputs or {})
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PhasewiseError(f"--out '{out_dir}': cannot create the directory ({exc.strerror})") from None
-    written = [write_table(result.records(), out / "requests", fmt)]
-    written += [write_table(cols, out / stem, fmt) for stem, cols in (extra or {}).items()]
-    summary_path = out / "summary.json"
-    summary_path.write_text(dumps(summary, indent=2))
+    try:
+        written = [write_table(result.records(), out / RECORDS, fmt)]
+        written += [write_table(cols, out / stem, fmt) for stem, cols in (extra or {}).items()]
+        summary_path = out / SUMMARY
+        summary_path.write_text(dumps(summary, indent=2))
+    except OSError as exc:  # a directory in a table's place (extra's), no permission, a full disk
+        where = f" {exc.filename}" if exc.filename else ""
+        raise PhasewiseError(f"--out '{out_dir}': cannot write{where} ({exc.strerror})") from None
     written.append(summary_path)
     return written
 

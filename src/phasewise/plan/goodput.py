@@ -325,7 +325,7 @@ def stopped_early(s: dict[str, Any]) -> bool:
     return bool(stopped == stopped)
 
 
-def _lite(s: dict[str, Any], rate: float, scale: float, gpus: int) -> dict[str, Any]:
+def curve_point(s: dict[str, Any], rate: float, scale: float, gpus: int) -> dict[str, Any]:
     """The curve's point at `rate` (the whole deployment's, on its `gpus` GPUs) from a run of 1/`scale` of it;
     `stopped` where the run was stopped once the target was out of reach (its attainment then a lower bound, its
     rates partial), `stable` whether its queue stayed bounded (stable()); tokens/s per GPU the rate's output tokens,
@@ -529,7 +529,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
             s["stable"] = work.steady(res)
             runs += 1
         probes[key] = summaries[rate] = s
-        points[rate] = _lite(s, rate, strategy.units / simulated_units, strategy.gpus)
+        points[rate] = curve_point(s, rate, strategy.units / simulated_units, strategy.gpus)
         return s["slo"]["attainment"] >= target and s["stable"]
 
     lo, hi = highest_rate(attains, max(cap * 1.25, 1e-3), steps)

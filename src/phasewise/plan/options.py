@@ -175,6 +175,8 @@ def check_options(models: Sequence[str], chips: Sequence[str], opts: PlanOptions
             if option in given:
                 raise PhasewiseError(f"{name(option)} needs {name('speculative', '[false, true]')} (the strategies "
                                      "try speculative decoding only with it)")
+    else:
+        check_speculative(models, opts, name)
     if "moe_layouts" in given:
         dense = [model for model in models if not load_model(model).num_experts]
         if len(dense) == len(models):
@@ -186,6 +188,34 @@ def check_options(models: Sequence[str], chips: Sequence[str], opts: PlanOptions
             if why:
                 raise PhasewiseError(f"{name(option)} holds prefix blocks evicted from the GPU: it needs prefix "
                                      f"caching, which no strategy here has ({why})")
+
+
+def check_speculative(models: Sequence[str], opts: PlanOptions, name: OptionName) -> None:
+    """The speculative options of a plan or sweep that tries speculative decoding: the draft tokens and acceptance
+    within SpecDecode's ranges (sim/deployment.py), each named as the command names it (plan: --spec-tokens,
+    sweep: strategies.spec_tokens), and an MTP draft on at least one model (the strategies draft with the model's
+    own MTP layers: a model without them is tried without speculative decoding, strategies.py _enumerate)."""
+    from phasewise.sim.deployment import SpecDecode, mtp_draft_refusal
+
+    limits = SpecDecode.model_fields["draft_tokens"].metadata
+    low = next(m.ge for m in limits if getattr(m, "ge", None) is not None)
+    high = next(m.le for m in limits if getattr(m, "le", None) is not None)
+    tokens = opts.spec_tokens
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not low <= tokens <= high:
+        raise PhasewiseError(f"{name('spec_tokens')} must be an integer from {low} to {high} draft tokens per step "
+                             f"(got {tokens!r})")
+    acceptance = opts.spec_acceptance
+    if isinstance(acceptance, bool) or not isinstance(acceptance, (int, float)) or not 0 <= acceptance < 1:
+        raise PhasewiseError(f"{name('spec_acceptance')} must be a probability at least 0 and below 1 (got "
+                             f"{acceptance!r}: at 1 every draft would be accepted and a step would never end)")
+    refusals = [(index, model, mtp_draft_refusal(model)) for index, model in enumerate(models)]
+    refused = [(index, model, why) for index, model, why in refusals if why]
+    if refused and len(refused) == len(models):
+        index, model, why = refused[0]
+        where = f" (models.{index}; no model listed has MTP layers)" if len(models) > 1 else ""
+        raise PhasewiseError(f"{name('speculative', '[false, true]')} plans MTP speculative decoding, which {why}"
+                             f"{where}: drop it (to weigh a draft model, simulate it: simulate --spec-tokens N "
+                             "--spec-draft MODEL)")
 
 
 def _no_host_tier(models: Sequence[str], chips: Sequence[str], engines: Sequence[str]) -> str:

@@ -25,6 +25,7 @@ from phasewise.plan.options import (
 )
 from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
 from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal
+from phasewise.sim.simulate import spec_budget_refusal
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
 from phasewise.specs.engines import (
@@ -36,6 +37,7 @@ from phasewise.specs.engines import (
     instance_seqs,
     knob_values,
     layout_refusal,
+    resolve_engine,
     vendor_refusal,
 )
 from phasewise.specs.hardware import catalog_key, chip_identity, chips_apart, hardware_list
@@ -254,11 +256,16 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
         raise PhasewiseError(f"{'--policies' if option == 'policies' else '--router'} '{name}' is not one of "
                              f"{', '.join(allowed)}")
     model, hw = with_routing_skew(load_model(model_name), opts.routing_skew), load_hardware(hardware)
-    refusal = mtp_draft_refusal(model_name) if True in opts.speculative else None
-    if refusal:  # the plan's speculative strategies draft with MTP (deployment_fields: the default draft)
-        raise PhasewiseError(f"--spec plans MTP speculative decoding, which {refusal}: drop --spec (to weigh a draft "
-                             "model, simulate it: simulate --spec-tokens N --spec-draft MODEL)")
     pruned: list[str] = []
+    refusal = mtp_draft_refusal(model_name) if True in opts.speculative else None
+    if refusal:  # the speculative strategies draft with MTP (deployment_fields: the default draft); a model without
+        # MTP layers is planned without them (a sweep's grid of models with and without: plan/options.py
+        # check_speculative refuses speculative decoding that applies to no model)
+        line = f"speculative decoding (+spec): MTP drafting, which {refusal}"
+        if False not in opts.speculative:
+            raise NoStrategyFits(f"no strategy fits: {line}")
+        pruned.append(line)
+        opts = replace(opts, speculative=tuple(s for s in opts.speculative if s is not True))
     out: list[Strategy] = []
 
     def parallel_ok(tp: int, pp: int, budget: int = gpus) -> bool:
@@ -326,6 +333,11 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                     for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
                                                                      tp, layout, pruned):
                         variant = engine_fields["engine"]
+                        starves = _spec_budget_refusal(engine_fields, hw, model, tp, pp, layout, opts.spec_tokens) \
+                            if spec else None
+                        if starves:  # the engine's own token budget (its default variant) below a decode step
+                            pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} {label} {tag}: {starves}")
+                            continue
                         if variant != opts.engine and not instance_fits(
                                 model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
                                 variant, spec):
@@ -375,6 +387,16 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                                               "decode")):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
                         continue
+                    if spec:  # each phase's engine with its token budget (the decode one: the last cap's)
+                        starves = next(filter(None, (
+                            _spec_budget_refusal(dict(engine=opts.engine, **knob_values(opts.engine, seqs)), chip,
+                                                 model, role_tp, 1, role_layout, opts.spec_tokens, role)
+                            for role, chip, role_tp, role_layout, seqs in (
+                                ("prefill", p_hw, p_tp, p_layout, 64), ("decode", d_hw, d_tp, d_layout, caps[-1])))),
+                            None)
+                        if starves:
+                            pruned.append(f"disaggregated {roles} {tag}: {starves}")
+                            continue
                     for x, y in opts.ratios:
                         unit = x * p_tp + y * d_tp
                         if apart:  # each group within its own chip's budget
@@ -433,6 +455,21 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
             names.add(s.name)
             unique.append(s)
     return unique, pruned
+
+
+def _spec_budget_refusal(engine_fields: dict[str, Any], hw, model, tp: int, pp: int, layout: dict[str, Any],
+                         draft_tokens: int, role: str = "collocated") -> str | None:
+    """Why a collocated group of `engine_fields` cannot speculate `draft_tokens` drafts (sim/simulate.py
+    spec_budget_refusal on the engine resolved as the simulation resolves it: its default token budget below the
+    cap x (k + 1)), or None; an engine the simulation refuses otherwise is left to its own error."""
+    knobs = {key: value for key, value in engine_fields.items() if key != "engine" and value is not None}
+    try:
+        engine = resolve_engine(engine_fields["engine"], hw, knobs, pp=pp, role=role, speculative_draft="mtp",
+                                attention_dp=layout.get("attention_dp", 1), tp=tp, vision=model.vision,
+                                model_type=model.model_type, max_model_len=model.max_position_embeddings or None)
+    except PhasewiseError:
+        return None
+    return spec_budget_refusal(engine, draft_tokens)
 
 
 def plan_caps(opts: PlanOptions, hw) -> list[int | None]:

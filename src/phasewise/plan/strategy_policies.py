@@ -4,11 +4,13 @@ over collocated replicas (--policies priority-pools)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from typing import Any
 
 from phasewise.plan.options import PlanOptions, Strategy, deployment_fields
+from phasewise.sim.metrics import Slo
 
 POOL_UNIT = 4  # instances per priority-pool unit: 3 LP + 1 HP, as Ascendra-1 runs (PAPERS.md section 6)
 ENCODER_SHARES = (1, 2, 4, 8)  # encoders policy: base units per encode GPU tried
@@ -17,7 +19,7 @@ ENCODER_SHARES = (1, 2, 4, 8)  # encoders policy: base units per encode GPU trie
 def with_encoders(s: Strategy, gpus: int, hardware: str) -> list[Strategy]:
     """`s` with one encode GPU (TP1 on the plan's chip) beside every 1, 2, 4 or 8 of its units, as many such
     units as the budget then holds (none for priority pools and attention offload, which keep their own units)."""
-    if s.unit.get("priority_pools") or s.unit.get("attention_offload"):
+    if "priority_pools" in s.unit or s.unit.get("attention_offload"):  # (an empty priority_pools block too)
         return []
     per_unit = s.gpus // s.units
     counts = {g["role"]: g.get("replicas", 1) for g in s.unit["instances"]}
@@ -63,7 +65,8 @@ def priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas:
                    opts: PlanOptions, spec: dict | None) -> Strategy | None:
     """Ascendra's priority pools over the collocated replicas: units of POOL_UNIT instances (fewer if the budget
     has fewer), one of each high-priority (`ascendra-hp`) and the rest low-priority (`ascendra-lp`, shortest
-    prefill first, capped at `cap` sequences); deadlines come from the plan's SLOs. None where they do not apply."""
+    prefill first, capped at `cap` sequences); deadlines come from the plan's SLOs, which with_planned_slos writes
+    into its priority_pools block. None where they do not apply."""
     if pp != 1 or spec is not None or replicas < 2 or opts.mapping:
         return None
     size = min(POOL_UNIT, replicas)
@@ -82,3 +85,23 @@ def priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas:
                     dict(tp=tp, pp=pp, replicas=units * size, scheduler="priority pools", batch_cap=cap,
                          precision=base["precision"], speculative=False))
 
+
+def pool_slos(slo: Slo) -> dict[str, float]:
+    """The priority_pools block's SLO fields (sim/deployment.py PriorityPools slo_ttft_ms / slo_tpot_ms) of the SLOs
+    `slo`, those it sets (an unset one is infinite: no field)."""
+    return {name: value for name, value in (("slo_ttft_ms", slo.ttft_ms), ("slo_tpot_ms", slo.tpot_ms))
+            if math.isfinite(value)}
+
+
+def with_planned_slos(strategies: list[Strategy], slo: Slo) -> list[Strategy]:
+    """`strategies`, each priority-pools one with the SLOs it is planned under in its priority_pools block
+    (pool_slos): its pools' controller sets its deadlines by them in the plan's runs as in `simulate --deployment` of
+    its exported deployment.yaml, which then runs unchanged, without --slo-* flags (its SLOs were a run's, not the
+    file's, before). Other strategies as they are."""
+    fields = pool_slos(slo)
+
+    def planned(dep: dict[str, Any]) -> dict[str, Any]:
+        return {**dep, "priority_pools": {**dep["priority_pools"], **fields}}
+
+    return [replace(s, deployment=planned(s.deployment), unit=planned(s.unit)) if "priority_pools" in s.deployment
+            else s for s in strategies]

@@ -43,6 +43,7 @@ from phasewise.plan.goodput import (
 from phasewise.plan.options import check_options
 from phasewise.plan.planner import REFINE, SCREEN, objective_value
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies, unknown_choice
+from phasewise.plan.strategy_policies import with_planned_slos
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.hardware import chip_identity
@@ -252,10 +253,9 @@ def model_identity(model: str) -> str:
 
 
 def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
-    """Each model, chip, precision, engine, serving policy and router the file names exists, and speculative
-    strategies have a draft on each model: one line naming the file and the entry's key otherwise (not plan's
-    flag, not a bare 'unknown model')."""
-    from phasewise.sim.deployment import mtp_draft_refusal
+    """Each model, chip, precision, engine, serving policy and router the file names exists: one line naming the file
+    and the entry's key otherwise (not plan's flag, not a bare 'unknown model'). Speculative strategies on models
+    without MTP layers: check_options (an error only where no model listed has them)."""
     from phasewise.specs import load_hardware, load_model, load_quant
     from phasewise.specs.engines import resolve_engine, vendor_refusal
 
@@ -285,13 +285,6 @@ def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
         except PhasewiseError as exc:
             message = str(exc).removeprefix("--engine ")
             raise PhasewiseError(f"{cfg._source}: {sweep_key('engine')}: {message}") from None
-    if True in opts.speculative:
-        for index, model in enumerate(cfg.models):
-            refusal = mtp_draft_refusal(model)
-            if refusal:  # the strategies' speculative decoding drafts with MTP (plan's --spec refuses it too)
-                raise PhasewiseError(f"{cfg._source}: {sweep_key('speculative')}: true plans MTP speculative "
-                                     f"decoding, which {refusal} (models.{index}): list only false (to weigh a draft "
-                                     "model, simulate it: simulate --spec-tokens N --spec-draft MODEL)")
 
 
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
@@ -313,6 +306,7 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
         for hw in cfg.hardware:
             try:
                 strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
+                strategies = with_planned_slos(strategies, slo)
             except NoStrategyFits as exc:  # one cell of the grid (a model too large, an engine the chip lacks)
                 unfit += [({"model": model, "hardware": hw, "workload": w.name}, str(exc)) for w in cfg.workloads]
                 continue

@@ -21,6 +21,7 @@ from phasewise.sim.deployment import (
     DYNAMO_ROUTER_FIELDS,
     Deployment,
     EncodeWorkers,
+    InstanceGroup,
     build_deployment,
     load_deployment,
 )
@@ -150,7 +151,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                              "only without KV events: add --no-router-kv-events")
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
-                                    autoscaler))
+                                    autoscaler, replicas))
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
@@ -158,21 +159,21 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                               mapping is not None)
     if training is not None and pools is not None:
         raise PhasewiseError("--online-training does not combine with --scheduler ascendra")
-    if pools is not None:
-        common.pop("engine")
-        lp_count, block = pools
-        hp = {k: v for k, v in common.items() if k not in knobs}
-        groups = [dict(role="collocated", pool="lp", tp=tp, replicas=lp_count, engine=lp_engine, **common),
-                  dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp)]
-        store = {"kv_store_bytes": host_kv_cache_bytes("--kv-store-gb", kv_store_gb)} if kv_store_gb is not None else {}
-        return build_deployment({"model": model, "instances": groups, "router": router, "kv_link": kv_link,
-                                 "priority_pools": block, **encoders, **store, **dynamo}, "deployment flags",
-                                flag_of(groups))
+    # every check below applies to priority pools as to a plain deployment: the pools are collocated instances
     if arch != "disagg" and (prefill_hardware or decode_hardware):
         raise PhasewiseError("--prefill-hardware / --decode-hardware need --arch disagg")
     layouts = moe_layout_flags(arch, ep, moe_tp, attention_dp, prefill_ep, decode_ep, prefill_attention_dp,
                                decode_attention_dp, moe_imbalance)
-    if arch == "collocated":
+    blocks: dict = {}
+    if pools is not None:  # the LP instances take the engine knobs, the HP ones their engine's own settings
+        common.pop("engine")
+        lp_count, blocks["priority_pools"] = pools
+        hp = {k: v for k, v in common.items() if k not in knobs}
+        groups = [dict(role="collocated", pool="lp", tp=tp, replicas=lp_count, engine=lp_engine, **common,
+                       **layouts["collocated"]),
+                  dict(role="collocated", pool="hp", tp=tp, replicas=replicas - lp_count, engine=hp_engine, **hp,
+                       **layouts["collocated"])]
+    elif arch == "collocated":
         groups = [dict(role="collocated", tp=tp, replicas=replicas, **common, **layouts["collocated"])]
     elif arch == "disagg":
         if decode_workers < 1:
@@ -186,7 +187,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                        **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
-    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **encoders, **dynamo}
+    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **blocks, **encoders,
+            **dynamo}
     if kv_store_gb is not None:  # a KV store the instances share (sim/kv_tiers.py kv_store)
         data["kv_store_bytes"] = host_kv_cache_bytes("--kv-store-gb", kv_store_gb)
     if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
@@ -208,6 +210,17 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
 ROLE_FLAGS = {("prefill", "replicas"): "--prefill-workers", ("decode", "replicas"): "--decode-workers",
               ("hp", "replicas"): "--hp-instances", ("lp", "replicas"): "--replicas (less --hp-instances)"}
 SPECULATIVE_FLAGS = {"draft_tokens": "--spec-tokens", "acceptance": "--spec-acceptance", "draft": "--spec-draft"}
+AUTOSCALE_FLAGS = {"min_replicas": "--autoscale-min", "metric": "--autoscale-metric", "target": "--autoscale-target",
+                   "startup_s": "--autoscale-startup-s", "autoscaler": "--autoscaler"}
+ENCODER_FLAGS = {"replicas": "--encode-workers", "tp": "--encode-tp", "hardware": "--encode-hardware",
+                 "link": "--encode-link"}
+POOL_FLAGS = {"slack_margin_ms": "--slack-margin-ms", "migration": "--migration"}
+OFFLOAD_FLAGS = {"mode": "--attention-offload", "requests": "--attention-offload",
+                 "sm_share": "--attention-offload-sm-share"}
+# the deployment's blocks that flags set field by field: each field's flag (FlagOf names a refused field by it; a
+# flag's place in a deployment file, yaml_path, is its field's)
+BLOCK_FLAGS = {"speculative": SPECULATIVE_FLAGS, "online_training": TRAINING_FLAGS, "autoscale": AUTOSCALE_FLAGS,
+               "encoders": ENCODER_FLAGS, "priority_pools": POOL_FLAGS, "attention_offload": OFFLOAD_FLAGS}
 
 
 def flag_of(groups: list[dict]) -> Callable[[tuple], str | None]:
@@ -230,10 +243,8 @@ class FlagOf:
             if (role, field) in ROLE_FLAGS:
                 return ROLE_FLAGS[role, field]
             return " / ".join(f for f in (flag_named(f"{role}_{field}"), flag_named(field)) if f) or None
-        if len(loc) >= 2 and loc[0] == "speculative":
-            return SPECULATIVE_FLAGS.get(str(loc[1]))
-        if len(loc) >= 2 and loc[0] == "online_training":
-            return TRAINING_FLAGS.get(str(loc[1]))
+        if len(loc) >= 2 and loc[0] in BLOCK_FLAGS:
+            return BLOCK_FLAGS[loc[0]].get(str(loc[1]))
         return flag_named(str(loc[0])) if len(loc) == 1 else None
 
 
@@ -254,17 +265,53 @@ def deployment_flag_names() -> list[str]:
 
 
 def refuse_beside_deployment(names: list[str]) -> None:
-    """A one-line error naming the first of `names`, deployment flags given beside --deployment: the file sets the
-    whole deployment (a caller that can tell a flag typed at its default's value, the CLI, passes those too)."""
+    """A one-line error naming the first of `names`, deployment flags given beside --deployment, and where the file
+    sets what it sets (yaml_path): the file sets the whole deployment (a caller that can tell a flag typed at its
+    default's value, the CLI, passes those too)."""
     if names:
         raise PhasewiseError(f"--{names[0].replace('_', '-')} cannot be combined with --deployment (the file sets the "
-                             f"whole deployment; put {names[0]} in it)")
+                             f"whole deployment; put {yaml_path(names[0])} in it)")
+
+
+# where a deployment file sets what a flag sets, for the flags not named after a field of the deployment or of its
+# instance groups, nor of a block in BLOCK_FLAGS
+YAML_PATHS = {
+    "arch": "instance groups of role: prefill and role: decode",
+    "prefill_workers": "the role: prefill group's replicas", "decode_workers": "the role: decode group's replicas",
+    "prefill_tp": "the role: prefill group's tp", "decode_tp": "the role: decode group's tp",
+    "prefill_hardware": "the role: prefill group's hardware", "decode_hardware": "the role: decode group's hardware",
+    "prefill_ep": "the role: prefill group's ep", "decode_ep": "the role: decode group's ep",
+    "prefill_attention_dp": "the role: prefill group's attention_dp",
+    "decode_attention_dp": "the role: decode group's attention_dp",
+    "scheduler": "a priority_pools block and instance groups of pool: lp and pool: hp",
+    "hp_instances": "the pool: hp group's replicas", "lp_engine": "the pool: lp group's engine",
+    "hp_engine": "the pool: hp group's engine",
+    "attention_offload": "attention_offload: {mode: auto} or {mode: fixed, requests: N}",
+    "host_kv_cache_gb": "instances[].host_kv_cache_bytes (bytes, not GB)",
+    "kv_store_gb": "kv_store_bytes (bytes, not GB)",
+}
+
+
+def yaml_path(name: str) -> str:
+    """Where a deployment file sets what the deployment flag `name` (its parameter name) sets: a block's field
+    (autoscale.min_replicas for --autoscale-min), an instance group's (instances[].tp), the deployment's (router)."""
+    if name in YAML_PATHS:
+        return YAML_PATHS[name]
+    flag = "--" + name.replace("_", "-")
+    for block, flags in BLOCK_FLAGS.items():
+        field = next((field for field, f in flags.items() if f == flag), None)
+        if field is not None:
+            return f"{block}.{field}"
+    if name in InstanceGroup.model_fields and name not in Deployment.model_fields:
+        return f"instances[].{name}"
+    return name
 
 
 def autoscale_flags(minimum: int | None, metric: str | None, target: float | None,
-                    startup_s: float | None, autoscaler: str | None = None) -> dict:
+                    startup_s: float | None, autoscaler: str | None = None, replicas: int | None = None) -> dict:
     """The deployment's `autoscale` block from the --autoscale-* flags and --autoscaler ({} without
-    --autoscale-min)."""
+    --autoscale-min), the rules between its fields named by their flags (a field's own bounds the Autoscale block
+    checks, FlagOf naming its flag); `replicas`: --replicas, the most the autoscaler runs."""
     if minimum is None:
         given = [flag for flag, value in (("--autoscale-metric", metric), ("--autoscale-target", target),
                                           ("--autoscale-startup-s", startup_s), ("--autoscaler", autoscaler))
@@ -280,6 +327,15 @@ def autoscale_flags(minimum: int | None, metric: str | None, target: float | Non
     if target is None:
         raise PhasewiseError("--autoscale-min needs --autoscale-target X: the metric's value per ready replica the "
                              "autoscaler aims at (waiting or running requests, or a KV cache share)")
+    if metric == "kv_usage" and target > 1:
+        raise PhasewiseError(f"--autoscale-target for --autoscale-metric kv_usage is a share of the KV cache, in "
+                             f"(0, 1] (got {target:g})")
+    if autoscaler == "kpa" and metric not in ("concurrency", "rps"):
+        raise PhasewiseError(f"--autoscaler kpa (Knative's Pod Autoscaler) scales on --autoscale-metric concurrency "
+                             f"or rps (got {metric or 'waiting, the default'})")
+    if replicas is not None and minimum > replicas:
+        raise PhasewiseError(f"--autoscale-min ({minimum}) is above --replicas ({replicas}), the most the autoscaler "
+                             "runs")
     block = {"min_replicas": minimum, "target": target}
     if metric is not None:
         block["metric"] = metric
@@ -552,7 +608,14 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
                              "column and --image-size): without images the encode workers would have nothing to do")
     kv_note = (disagg_kv_link(kv_link, prefill_hardware or hardware, decode_hardware or hardware)[1]
                if arch == "disagg" and deployment is None else None)
-    return SimSpec(dep, work, slo, images, (kv_note,) if kv_note else ())
+    notes = (kv_note,) if kv_note else ()
+    moves = dep.priority_pools is not None or (dep.attention_offload is not None
+                                               and dep.attention_offload.mode != "off")
+    if moves and any(group.prefix_caching is not False for group in dep.instances):
+        notes += ("no instance caches prefixes with priority pools or attention offload, whatever its engine's "
+                  "default (their migrations move KV blocks the cache does not follow; sim/prefix_cache.py): "
+                  "--out's records have no cached_tokens column",)
+    return SimSpec(dep, work, slo, images, notes)
 
 
 def run(check_invariants: bool = False, **kwargs) -> SimResult:

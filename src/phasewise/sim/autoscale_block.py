@@ -34,6 +34,19 @@ def _runs(data, autoscaler: str, fields: tuple[str, ...], whose: str) -> bool:
     return False
 
 
+# an Autoscale block's integer fields: a boolean is refused (pydantic's lax mode reads true as 1)
+INT_FIELDS = ("min_replicas", "initial_replicas", "max_gpu_budget", "activation_scale")
+
+
+def _no_bools(data, fields: tuple[str, ...], where: str):
+    """A one-line error where an integer field of a block (its raw fields) is a boolean (YAML's true / false)."""
+    if isinstance(data, dict):
+        for key in fields:
+            if isinstance(data.get(key), bool):
+                raise ValueError(f"{where} {key} must be an integer (got {str(data[key]).lower()}, a boolean)")
+    return data
+
+
 class ScalingPolicy(BaseModel):
     """One of an HPA's scaling policies (behavior.scaleUp / scaleDown .policies): at most `value` pods or `value`
     percent of the replicas at the start of each `period_s` (sim/hpa_behavior.py)."""
@@ -43,6 +56,11 @@ class ScalingPolicy(BaseModel):
     type: Literal["pods", "percent"]
     value: int = Field(gt=0)  # pods, or percent of the replicas at the period's start (an integer, as Kubernetes')
     period_s: float = Field(gt=0, le=1800, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_value(cls, data):
+        return _no_bools(data, ("value",), "autoscale scaling policy")
 
 
 # the HPA's default behavior (kubernetes.io HPA "Default Behavior")
@@ -92,7 +110,8 @@ class Autoscale(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_replicas: int = Field(default=1, ge=0)  # 0: scaled to zero, requests held at the gateway meanwhile
+    # 0: scaled to zero, requests held at the gateway meanwhile (autoscaler kpa or keda: the HPA's are Pods metrics)
+    min_replicas: int = Field(default=1, ge=0)
     # replicas serving when the run starts (a Deployment's spec.replicas before the autoscaler's first decision);
     # None: min_replicas
     initial_replicas: int | None = Field(default=None, ge=0)
@@ -142,6 +161,11 @@ class Autoscale(BaseModel):
     target_utilization_percentage: float | None = Field(default=None, gt=0, le=100)
     scale_down_delay_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
     activation_scale: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_ints(cls, data):
+        return _no_bools(data, INT_FIELDS, "autoscale")
 
     @model_validator(mode="before")
     @classmethod
@@ -230,6 +254,21 @@ class Autoscale(BaseModel):
         if given:
             raise ValueError(f"autoscale {given[0]} is the sla planner's (metric sla); metric {self.metric} scales "
                              f"on its target")
+        if self.autoscaler == "hpa" and self.min_replicas == 0:
+            # Kubernetes' HorizontalPodAutoscalerSpec.minReplicas: "allowed to be 0 if the alpha feature gate
+            # HPAScaleToZero is enabled and at least one Object or External metric is configured"; the engine's
+            # gauges here (vllm:num_requests_waiting / _running, its KV share, requests a replica) are Pods metrics
+            raise ValueError(f"autoscale min_replicas 0 (scale to zero) needs autoscaler kpa or keda (--autoscaler "
+                             f"kpa|keda): the HPA scales to zero only on an Object or External metric behind the "
+                             f"alpha HPAScaleToZero gate, and metric {self.metric} is a per-pod metric (allowed: "
+                             f"min_replicas >= 1 with autoscaler hpa)")
+        for direction in ("up", "down"):
+            # Kubernetes' HPAScalingRules.policies: "At least one policy must be specified, otherwise the
+            # HPAScalingRules will be discarded as invalid"; selectPolicy Disabled turns a direction off
+            if not getattr(self, f"scale_{direction}_policies"):
+                raise ValueError(f"autoscale scale_{direction}_policies is empty: give at least one {{type: "
+                                 f"pods|percent, value, period_s}} (Kubernetes refuses scaling rules without a "
+                                 f"policy), or scale_{direction}_select: disabled to turn scaling {direction} off")
         if self.target is None:
             raise ValueError(f"autoscale metric {self.metric} needs a target: its value per ready replica (allowed "
                              f"metrics: waiting, running, concurrency, rps, kv_usage, or sla without one)")

@@ -52,7 +52,7 @@ def check_span(scalers: list[Autoscaler], span_s: float) -> None:
         if span_s / tick > MAX_AUTOSCALER_TICKS:
             raise PhasewiseError(f"autoscale: the arrivals span {span_s:.3g} s, {span_s / tick:.3g} of the "
                                  f"autoscaler's {tick:g} s periods (at most {MAX_AUTOSCALER_TICKS:,}): replay the "
-                                 f"trace at a higher rate")
+                                 f"trace at a higher rate, or give a longer sync_period_s")
 
 
 def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> int:
@@ -90,6 +90,11 @@ class Autoscaler:
         self.startup_s = config.startup_s if config.startup_s is not None else \
             startup_estimate(first.cost, first.engine).total_s
         n = len(replicas)
+        if config.activation_scale is not None and config.activation_scale > n:
+            # Knative's activation-scale is the fewest replicas while there is traffic (and the wake from zero): above
+            # the most the group runs it could never hold
+            raise PhasewiseError(f"autoscale activation_scale ({config.activation_scale}) is above the group's "
+                                 f"replicas ({n}), the most it runs: give 1 to {n}")
         serving = config.min_replicas if config.initial_replicas is None else config.initial_replicas
         self.state = ["ready" if k < serving else "off" for k in range(n)]
         for inst in replicas[serving:]:
@@ -125,11 +130,12 @@ class Autoscaler:
         self.loop.at(config.sync_period_s, self.sync)
 
     def tick_s(self) -> float:
-        """The shortest period of its loops (sync, Knative's sampling, KEDA's poll, the planner's load period)."""
+        """The shortest period of its loops (sync, Knative's tick and sampling, KEDA's poll, the planner's load
+        period)."""
         config = self.config
+        periods = [config.sync_period_s]  # the KPA's tick too (sync, every sync_period_s), beside its sampling
         if self.kpa is not None:
-            return KPA_SAMPLE_S
-        periods = [config.sync_period_s]
+            periods.append(KPA_SAMPLE_S)
         if self.planner is not None and config.load_scaling:
             periods.append(config.load_period_s)
         if config.autoscaler == "keda":

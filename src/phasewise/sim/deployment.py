@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phasewise.errors import PhasewiseError, field_label, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
@@ -48,9 +48,36 @@ class SpecDecode(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    draft_tokens: int = Field(default=4, ge=1, le=16)
+    # required, as simulate's --spec-tokens is: the engines have no one default (vLLM's speculative_config needs
+    # num_speculative_tokens for a draft model, TensorRT-LLM's max_draft_len is required, SGLang picks
+    # speculative_num_steps per model architecture), so a deployment file states it (plan --spec searches with its
+    # own documented default, plan/options.py PlanOptions.spec_tokens)
+    draft_tokens: int = Field(ge=1, le=16)
     acceptance: float = Field(default=0.7, ge=0, lt=1, allow_inf_nan=False)
     draft: str = "mtp"  # 'mtp' (one extra decoder layer + LM head per draft token) or a draft model id
+
+    @model_validator(mode="before")
+    @classmethod
+    def _draft_tokens_given(cls, data):
+        if isinstance(data, dict) and "draft_tokens" not in data:
+            raise ValueError("draft_tokens is required: the draft tokens per step, 1 to 16 (simulate's --spec-tokens; "
+                             "the engines have no common default)")
+        return data
+
+    @field_validator("draft")
+    @classmethod
+    def _draft(cls, value: str) -> str:
+        """'mtp' in any case, else a model this tool loads (a catalog name or a config.json path)."""
+        if value.strip().lower() == "mtp":
+            return "mtp"
+        from phasewise.specs import load_model
+
+        try:
+            load_model(value)
+        except PhasewiseError as exc:
+            raise ValueError(f"'{value}' is neither mtp (the model's own multi-token-prediction layers) nor a draft "
+                             f"model this tool knows: give mtp or a draft model id ({exc})") from None
+        return value
 
     @property
     def tokens_per_step(self) -> float:

@@ -62,6 +62,16 @@ def build_group(dep: Deployment, g: InstanceGroup, index: int
     return _build_group(dep.model, g, dep.speculative, index)
 
 
+def spec_budget_refusal(engine: EngineConfig, draft_tokens: int) -> str | None:
+    """Why `engine` cannot run speculative decoding of `draft_tokens` drafts (a clause), or None: a vLLM-style
+    token budget below a full decode step of every sequence (max sequences x (k + 1) tokens) would leave no room
+    for prefills. The simulation refuses such a group; plan prunes such a strategy (plan/strategies.py)."""
+    if engine.scheduler in ("vllm", "sarathi") and engine.token_budget < engine.max_seqs * (draft_tokens + 1):
+        return (f"the token budget ({engine.token_budget}) is below max sequences ({engine.max_seqs}) x "
+                f"{draft_tokens + 1} tokens per speculative decode step: prefills would starve")
+    return None
+
+
 @lru_cache(maxsize=128)
 def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                  ) -> tuple[CostModel, int, CostModel | None, EngineConfig]:
@@ -122,12 +132,9 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
         if model.linear_attention_layers and not caching and not engine.profile.recurrent_state_overlap:
             # the overlap scheduler is turned off only with the prefix cache on (SGLang: no_buffer MambaRadixCache)
             engine = replace(engine, profile=engine.profile.model_copy(update={"recurrent_state_overlap": True}))
-        if spec is not None and engine.scheduler in ("vllm", "sarathi") \
-                and engine.token_budget < engine.max_seqs * (spec.draft_tokens + 1):
-            raise PhasewiseError(
-                f"the token budget ({engine.token_budget}) is below max sequences ({engine.max_seqs}) x "
-                f"{spec.draft_tokens + 1} tokens per speculative decode step: prefills would starve; raise "
-                f"--max-num-batched-tokens / --chunk-size or lower --max-num-seqs")
+        starves = spec_budget_refusal(engine, spec.draft_tokens) if spec is not None else None
+        if starves:
+            raise PhasewiseError(f"{starves}; raise --max-num-batched-tokens / --chunk-size or lower --max-num-seqs")
         if g.mapping is None:
             cost = CostModel(model, hw, quant, engine.profile, g.tp, g.pp, layout)
         else:  # every iteration on the chip's substrates

@@ -9,10 +9,14 @@ duration; it skips the adjustment where none finished (its metrics NaN: "no acti
 (sim/load_predictor.py: constant, the last interval's, or Kalman; one each for requests, ISL and OSL, fed every
 interval, and first a warm-up trace's intervals when given) forecast the next interval's load, and it wants
 - prefill: ceil(requests x ISL / interval x min(1, TTFT correction) / (ISL / TTFT(ISL))), an engine's prefill
-  throughput its profile's for one request of ISL tokens alone (chunked as the engine chunks it); the group's
-  min_replicas where that TTFT is above the SLA (no throughput meets it);
+  throughput its profile's for one request of ISL tokens alone (chunked as the engine chunks it), whatever that
+  TTFT against the SLA (Dynamo's PrefillPlanner._compute_replica_requirements divides by
+  PrefillInterpolator.interpolate_thpt_per_gpu(ISL) with no TTFT test: a prompt slower alone than ttft_s still
+  counts its load);
 - decode: ceil(requests x OSL / interval / decode throughput), the engine's best (the largest batch at a context of
-  ISL + OSL / 2 that its KV cache holds and whose step meets ITL / ITL correction; min_replicas where none does);
+  ISL + OSL / 2 that its KV cache holds and whose step meets ITL / ITL correction; where even a batch of one misses
+  it, a batch of one's, the lightest point: DecodeInterpolator.find_best_throughput_per_gpu returns the lightest
+  profiled point when none meets the ITL, and DecodePlanner falls back to min_endpoint only on a throughput <= 0);
 never fewer than the group's min_replicas. Corrections (unless `correction: false`): the observed mean TTFT over
 the profile's at the observed ISL, and the observed ITL over the profile's at the decode replicas' mean
 concurrency (requests / replicas x duration / interval), both over what the interval observed. Replicas are set
@@ -120,8 +124,10 @@ class SlaPlanner:
 
     def best_decode_tokens_per_s(self, itl_s: float, context: int) -> float:
         """The engine's decode throughput at the largest batch whose step meets `itl_s` (its KV cache and sequence
-        cap bounding the batch; a step's time rises with the batch: bisection); 0 where even a batch of one misses
-        it (no throughput meets the ITL: the group then stays at its minimum, Dynamo's DecodePlanner fallback)."""
+        cap bounding the batch; a step's time rises with the batch: bisection); where even a batch of one misses it,
+        a batch of one's, the lightest point (Dynamo's DecodeInterpolator.find_best_throughput_per_gpu returns its
+        sweep's lightest point when none meets the ITL, so DecodePlanner still sizes the group on the load; its
+        min_endpoint fallback is for a throughput <= 0, which a step's finite time never gives)."""
         inst = self.engine
         most = max(1, min(inst.max_seqs, inst.kv.capacity * inst.kv.block_size // max(context, 1)))
         low, high = 1, most
@@ -133,9 +139,7 @@ class SlaPlanner:
                 low = middle
             else:
                 high = middle
-        if low == 1 and self.decode_itl_s(1, context) > itl_s:
-            return 0.0
-        return low / self.decode_itl_s(low, context)
+        return low / self.decode_itl_s(low, context)  # low 1 where a batch of one misses: the lightest point
 
     # --- one adjustment -------------------------------------------------------------------------------------------
     def wanted(self, now: float, ready: int, requests: int) -> int | None:
@@ -165,7 +169,7 @@ class SlaPlanner:
         elif self.role == "prefill":  # the next interval's load at the profile's throughput for its prompts
             profile_ttft_s = self.prefill_ttft_s(max(int(round(next_isl)), 1))
             need = next_requests * next_isl / period * min(1.0, self.correction)
-            want = math.ceil(need / (max(next_isl, 1.0) / profile_ttft_s)) if profile_ttft_s <= config.ttft_s else 0
+            want = math.ceil(need / (max(next_isl, 1.0) / profile_ttft_s))  # no TTFT test, as Dynamo's
         else:
             target_s = config.itl_s / self.correction if self.correction > 0 else config.itl_s
             best = self.best_decode_tokens_per_s(target_s, max(int(next_isl + next_osl / 2), 1))

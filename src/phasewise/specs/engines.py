@@ -515,6 +515,12 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     # its running requests capped where not given; its overlap scheduler below)
     speculating = (table.get("speculative") or {}) if speculative_draft is not None else {}
     if "enable_mixed_chunk" in speculating:
+        if knobs.get("enable_mixed_chunk") and not speculating["enable_mixed_chunk"]:
+            # SGLang srt/server_args.py (_handle_speculative_decoding; EAGLE, EAGLE3, NEXTN and STANDALONE): "Mixed
+            # chunked prefill is disabled because of using eagle speculative decoding" (a warning, then off)
+            raise PhasewiseError(f"--enable-mixed-chunk is not possible with speculative decoding (--spec-tokens) on "
+                                 f"{name}@{version}: SGLang turns mixed chunks off under speculative decoding; drop "
+                                 "one of them")
         values["enable_mixed_chunk"] = speculating["enable_mixed_chunk"]
     if "max_running_requests" in speculating and values.get("max_running_requests") is None:
         values["max_running_requests"] = speculating["max_running_requests"]
