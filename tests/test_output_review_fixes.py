@@ -99,6 +99,9 @@ def test_simulate_out_refuses_to_overwrite_its_trace(tmp_path):
     with pytest.raises(PhasewiseError, match=r"summary\.json.* would overwrite --deployment"):
         (folder / "summary.json").write_text("{}")
         check_records_out(str(folder), "csv", {"--deployment": str(folder / "summary.json")})
+    # --model DIR --out DIR, run twice: the first run's summary.json beside the checkpoint's config.json is no input
+    (folder / "config.json").write_text("{}")
+    check_records_out(str(folder), "parquet", {"--model": str(folder)})
 
 
 # 2. the Pareto front: one fidelity, a ranked strategy's point its row's figures

@@ -1,6 +1,8 @@
 """Speculative-decoding review fixes: the draft's prompt pass, plan pruning, sweep grids, SGLang mixed chunks,
 flag-naming errors, the draft-token default, and the export of a draft-model deployment."""
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -131,3 +133,52 @@ def test_export_of_a_draft_model_deployment():
     options = yaml.safe_load(next(iter(files.values())) if files else workers[0].files.popitem()[1])
     assert options["speculative_config"] == {"decoding_type": "Draft_Target", "max_draft_len": 3,
                                              "speculative_model_dir": "Qwen/Qwen3-0.6B"}
+    workers, _, _ = launch_commands(dep("vllm"))
+    argv = workers[0].argv
+    assert json.loads(argv[argv.index("--speculative-config") + 1]) == {"model": "Qwen/Qwen3-0.6B",
+                                                                        "num_speculative_tokens": 3}
+
+
+def test_vllm_exports_a_draft_given_by_its_config_file_as_its_directory(tmp_path):
+    """A draft model given as a config.json path reaches vLLM's --speculative-config as its checkpoint directory, as
+    the target's path does (checkpoint_id), not as the file."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.specs.catalog import packaged
+
+    (tmp_path / "config.json").write_text(json.dumps(packaged("models.yaml")["models"]["Qwen/Qwen3-0.6B"]["config"]))
+    dep = build_deployment({"model": "Qwen/Qwen3-8B", "instances": [{"hardware": "h100-sxm", "engine": "vllm"}],
+                            "speculative": {"draft_tokens": 2, "draft": str(tmp_path / "config.json")}})
+    argv = launch_commands(dep)[0][0].argv
+    assert json.loads(argv[argv.index("--speculative-config") + 1])["model"] == str(tmp_path)
+
+
+def test_the_drafts_first_pass_reads_the_verify_steps_kv_once_at_any_k():
+    """The draft's first forward runs over the k + 1 tokens each decode verified, reading the KV the verify step
+    reads, not its new tokens a second time (the sums passed in hold them already), and in the decode kernel's class
+    at k = 16 too (17 new tokens, which BatchShape.add would file as a prefill); with k = 1 it is the only pass."""
+    from phasewise.sim.draft_cost import draft_time_s
+
+    draft = CostModel(load_model("Qwen/Qwen3-0.6B"), load_hardware("h100-sxm"), load_quant("bf16"),
+                      load_engine("ideal"), 1, 1)
+    for k in (1, 16):
+        verify = BatchShape(decode_seqs=8, decode_tokens=8 * (k + 1), decode_pairs=8 * (k + 1) * 2000.0,
+                            decode_kv_tokens=8 * (2000.0 + k + 1), logit_tokens=8 * (k + 1))
+        first = draft.fast(verify)[0]
+        rest = (k - 1) * draft.fast(BatchShape.uniform(8, 1, 2000 + k + 1))[0]
+        assert draft_time_s(draft, k, 8, verify.decode_pairs, verify.decode_kv_tokens) == pytest.approx(first + rest)
+
+
+def test_the_capacity_estimate_counts_the_draft_over_the_prompt():
+    """The planner's capacity estimate charges the draft as the simulator does (sim/draft_cost.py): a draft model's
+    prefill beside each prompt lowers the prefill-bound capacity."""
+    from phasewise.plan.goodput import WorkloadSpec, capacity_estimate
+    from phasewise.plan.options import Strategy
+
+    def capacity(speculative):
+        dep = {"model": "Qwen/Qwen3-8B", "instances": [{"hardware": "h100-sxm"}], **speculative}
+        strategy = Strategy(name="s", kind="collocated", gpus=1, deployment=dep, unit=dep, units=1)
+        return capacity_estimate(strategy, WorkloadSpec(prompts=(8192,), outputs=(16,)))
+
+    plain = capacity({})
+    drafted = capacity({"speculative": {"draft_tokens": 2, "draft": "Qwen/Qwen3-4B", "acceptance": 0.0}})
+    assert drafted < 0.8 * plain

@@ -208,7 +208,7 @@ def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
     if spec.draft == "mtp":
         notes.append("method mtp needs a checkpoint with MTP layers (e.g. DeepSeek-V3); else use an EAGLE draft")
         return {"method": "mtp", "num_speculative_tokens": spec.draft_tokens}
-    return {"model": spec.draft, "num_speculative_tokens": spec.draft_tokens}
+    return {"model": checkpoint_id(spec.draft), "num_speculative_tokens": spec.draft_tokens}
 
 
 def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:

@@ -259,8 +259,9 @@ def input_files(values: dict[str, Any]) -> dict[tuple[int, int], str]:
             try:
                 if path.is_file():
                     files = [path]
-                elif path.is_dir():
-                    files = [f for f in path.iterdir() if f.suffix in CHECKPOINT_SUFFIXES and f.is_file()]
+                elif path.is_dir():  # a checkpoint's files, not an earlier run's summary.json beside them
+                    files = [f for f in path.iterdir()
+                             if f.suffix in CHECKPOINT_SUFFIXES and f.name != SUMMARY and f.is_file()]
                 else:
                     continue
                 for f in files:

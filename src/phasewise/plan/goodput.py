@@ -16,6 +16,7 @@ from phasewise.perf import BatchShape
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import Deployment, build_deployment
+from phasewise.sim.draft_cost import draft_time_s
 from phasewise.sim.encode_pool import encoder_cost
 from phasewise.sim.metrics import miss_allowance
 from phasewise.sim.routers import CACHE_AWARE
@@ -428,10 +429,14 @@ def capacity_estimate(strategy: Strategy, work: WorkloadSpec) -> float:
         caching = group.prefix_caching if group.prefix_caching is not None else engine.prefix_caching
         cached = int(isl * work.reusable_share) if caching else 0
         ranks = cost.layout.attention_dp  # they prefill their own prompts side by side
-        t_prefill = cost.fast(BatchShape.uniform(ranks, max(int(prompt) - cached, 1), cached))[1]
-        t_step = cost.fast(BatchShape.uniform(batch, step_tokens, context))[1]
-        if draft is not None:
-            t_step += spec.draft_tokens * draft.fast(BatchShape.uniform(batch, 1, context))[0]
+        new_tokens = max(int(prompt) - cached, 1)
+        t_prefill = cost.fast(BatchShape.uniform(ranks, new_tokens, cached))[1]
+        verify = BatchShape.uniform(batch, step_tokens, context)
+        t_step = cost.fast(verify)[1]
+        if draft is not None:  # the draft beside each verify step and over each prompt (sim/draft_cost.py)
+            t_step += draft_time_s(draft, spec.draft_tokens, batch, verify.decode_pairs + verify.prefill_pairs,
+                                   verify.decode_kv_tokens + verify.prefill_kv_tokens)
+            t_prefill += draft_time_s(draft, spec.draft_tokens, 0, 0.0, 0.0, [(new_tokens, cached, True)] * ranks)
         per_prefill = ranks / (t_prefill + encoder_s)
         per_decode = batch * tokens_per_step / (max(osl - 1, 1.0) * t_step)
         n = group.replicas

@@ -459,7 +459,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
 
 def _spec_budget_refusal(engine_fields: dict[str, Any], hw, model, tp: int, pp: int, layout: dict[str, Any],
                          draft_tokens: int, role: str = "collocated") -> str | None:
-    """Why a collocated group of `engine_fields` cannot speculate `draft_tokens` drafts (sim/simulate.py
+    """Why a group of `role` with `engine_fields` cannot speculate `draft_tokens` drafts (sim/simulate.py
     spec_budget_refusal on the engine resolved as the simulation resolves it: its default token budget below the
     cap x (k + 1)), or None; an engine the simulation refuses otherwise is left to its own error."""
     knobs = {key: value for key, value in engine_fields.items() if key != "engine" and value is not None}

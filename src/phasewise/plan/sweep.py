@@ -190,10 +190,7 @@ def _check_ranges(opts: PlanOptions, source: str = "sweep config") -> PlanOption
             raise bad(name, "must list integers >= 1")
     if not opts.ratios or min(min(pair) for pair in opts.ratios) < 1:
         raise bad("ratios", "must list [prefill, decode] instance counts >= 1")
-    if not 1 <= opts.spec_tokens <= 16:
-        raise bad("spec_tokens", "must be 1-16")
-    if not 0 <= opts.spec_acceptance < 1:
-        raise bad("spec_acceptance", "must be in [0, 1)")
+    # spec_tokens / spec_acceptance: plan/options.py check_speculative, by SpecDecode's own bounds
     if opts.memory_fraction is not None and not 0 < opts.memory_fraction <= 1:
         raise bad("memory_fraction", "must be in (0, 1]")
     if opts.routing_skew is not None and not math.isfinite(opts.routing_skew):

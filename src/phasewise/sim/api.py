@@ -27,6 +27,7 @@ from phasewise.sim.deployment import (
 )
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import TRAINING_FLAGS, training_block
+from phasewise.sim.prefix_cache import migrates_kv
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
 from phasewise.specs.hardware import chips_apart
@@ -151,7 +152,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
                              "only without KV events: add --no-router-kv-events")
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
-                                    autoscaler, replicas))
+                                    autoscaler, replicas if arch == "collocated" and scheduler is None else None))
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
                                 engine, replicas)
     training = training_block(online_training, train_reuse_mode, feedback_share, train_batch_tokens, gpu_sharing,
@@ -609,9 +610,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     kv_note = (disagg_kv_link(kv_link, prefill_hardware or hardware, decode_hardware or hardware)[1]
                if arch == "disagg" and deployment is None else None)
     notes = (kv_note,) if kv_note else ()
-    moves = dep.priority_pools is not None or (dep.attention_offload is not None
-                                               and dep.attention_offload.mode != "off")
-    if moves and any(group.prefix_caching is not False for group in dep.instances):
+    if migrates_kv(dep) and any(group.prefix_caching is not False for group in dep.instances):
         notes += ("no instance caches prefixes with priority pools or attention offload, whatever its engine's "
                   "default (their migrations move KV blocks the cache does not follow; sim/prefix_cache.py): "
                   "--out's records have no cached_tokens column",)

@@ -48,11 +48,12 @@ MAX_AUTOSCALER_TICKS = 2_000_000
 def check_span(scalers: list[Autoscaler], span_s: float) -> None:
     """A one-line error when the arrivals' span holds more than MAX_AUTOSCALER_TICKS of an autoscaler's periods."""
     for scaler in scalers:
-        tick = scaler.tick_s()
+        field, tick = scaler.shortest_period()
         if span_s / tick > MAX_AUTOSCALER_TICKS:
+            longer = (f", or give a longer {field}" if field.endswith("_s") else f" (its period is {field})")
             raise PhasewiseError(f"autoscale: the arrivals span {span_s:.3g} s, {span_s / tick:.3g} of the "
                                  f"autoscaler's {tick:g} s periods (at most {MAX_AUTOSCALER_TICKS:,}): replay the "
-                                 f"trace at a higher rate, or give a longer sync_period_s")
+                                 f"trace at a higher rate{longer}")
 
 
 def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> int:
@@ -132,15 +133,19 @@ class Autoscaler:
     def tick_s(self) -> float:
         """The shortest period of its loops (sync, Knative's tick and sampling, KEDA's poll, the planner's load
         period)."""
+        return self.shortest_period()[1]
+
+    def shortest_period(self) -> tuple[str, float]:
+        """(what sets it, seconds) of the shortest period of its loops: tick_s and the field that sets it."""
         config = self.config
-        periods = [config.sync_period_s]  # the KPA's tick too (sync, every sync_period_s), beside its sampling
+        periods = [("sync_period_s", config.sync_period_s)]  # the KPA's tick too, beside its sampling
         if self.kpa is not None:
-            periods.append(KPA_SAMPLE_S)
+            periods.append(("the KPA's 1 s sampling, fixed", KPA_SAMPLE_S))
         if self.planner is not None and config.load_scaling:
-            periods.append(config.load_period_s)
+            periods.append(("load_period_s", config.load_period_s))
         if config.autoscaler == "keda":
-            periods.append(config.polling_interval_s)
-        return min(periods)
+            periods.append(("polling_interval_s", config.polling_interval_s))
+        return min(periods, key=lambda named: named[1])
 
     def wake(self) -> None:
         """A request reached the gateway with no replica serving: a group that takes requests and has none ready

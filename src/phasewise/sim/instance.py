@@ -33,6 +33,7 @@ from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import kv_state_pages
 from phasewise.perf.window_kv import kv_stored_terms, kv_window_terms
 from phasewise.sim.decoding_set import MAX_RUN, DecodingSet, windowed_keys
+from phasewise.sim.draft_cost import draft_time_s
 from phasewise.sim.image_encoding import encode_images
 from phasewise.sim.iteration_accounting import IterationAccounting
 from phasewise.sim.kv import KVBlocks
@@ -303,6 +304,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             self.make_room()
         shape = self._decode_shape() if with_decodes and self.running.n else BatchShape()
         decodes, decode_tokens = shape.decode_seqs, shape.decode_tokens
+        decode_sums = shape.decode_pairs, shape.decode_kv_tokens  # the decodes' own, before any short chunk joins
         causal, window = self.model.causal, self.window
         prefill_tokens = 0
         for req, take in chunks:  # a short chunk over cached tokens joins the decode kernel's class (perf/batch.py),
@@ -321,7 +323,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         if self.trainer is not None:  # online training: recording the prompts' activations, a trainer beside
             t = self.trainer.prefill_time(self, chunks, t)
         if self.draft is not None and (decodes or chunks):  # the draft over the decodes and the prompt tokens
-            t += self._draft_time(decodes, shape.decode_kv_tokens, chunks)
+            t += self._draft_time(decodes, *decode_sums, chunks)
         load_s = 0.0
         for req, _ in chunks:  # prefix blocks copied back from host memory (an engine that loads asynchronously
             load_s += req.kv_load_s  # has none left here: sim/kv_admission.py)
@@ -410,7 +412,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             lat, base = self.cost.decode_line_series(line, pairs, kv, steps, seqs * accepted, seqs * accepted * fed,
                                                      self._capped_keys_series(steps))
         if self.draft is not None:
-            lat += self._draft_time(seqs, kv)
+            lat += self._draft_time(seqs, pairs, kv)
         if self.trainer is not None:  # online training: slower beside an SM-partitioned trainer
             lat = self.trainer.run_latencies(self, lat)
         # end times: np.cumsum(lat) (without its wrapper, which costs more than a short run's sum) + now, written
@@ -538,31 +540,10 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.outstanding -= req.prompt + req.output
         self.cluster.reject(req, reason)
 
-    def _draft_time(self, S: int, kv_tokens: float, chunks: list[tuple[SimRequest, int]] = ()) -> float:
-        """The draft's k forwards (draft model or MTP module) in an iteration with S decoding sequences holding
-        `kv_tokens` KV tokens and the prompt `chunks` (request, tokens) beside them. The first forward runs over
-        every token the target ran: each decode step's k + 1 (the verified drafts and the bonus token) and each
-        prompt chunk at its context, building the draft's KV (an MTP module's too) over the prompt; the other
-        k - 1 forwards propose one token per sequence that drafts next (the decodes and the prompts completed).
-        Sources: vLLM V1 gpu_model_runner.py propose_draft_token_ids (without drafts in the batch the proposer
-        takes input_ids[:num_scheduled_tokens], prefill tokens included) and spec_decode/eagle.py
-        prepare_inputs_padded (the default padded drafter batch: "all tokens are included as inputs to the
-        speculator, with the rejected tokens used as padding"; draft_model.py's DraftModelProposer and the MTP
-        proposer share that path); SGLang speculative/eagle_worker.py forward_draft_extend ("the full hidden
-        states to prefill the KV cache of the draft model", STANDALONE drafts as an EAGLEWorker) and
-        forward_draft_extend_after_decode (its CUDA graph runs speculative_num_steps + 1 tokens per request);
-        TensorRT-LLM _torch/speculative/model_drafter.py _create_context_request (the draft's context phase over
-        the target's last context chunk) and the accepted-tokens request after a generation step."""
-        k, causal = self.spec.draft_tokens, self.model.causal
-        first = BatchShape.uniform(S, k + 1, max(int(kv_tokens / S), 1), causal) if S else BatchShape()
-        drafting, context = S, kv_tokens
-        for req, take in chunks:
-            first.add(take, req.prefilled, causal)
-            if req.prefilled + take >= req.prefill_target:  # a completed prompt proposes its first drafts
-                drafting += 1
-                context += req.prefilled + take
-        t = self.draft.fast(first)[0]
-        if drafting and k > 1:
-            t += (k - 1) * self.draft.fast(BatchShape.uniform(drafting, 1, max(int(context / drafting), 1),
-                                                               causal))[0]
-        return t
+    def _draft_time(self, S: int, pairs: float, kv_tokens: float,
+                    chunks: list[tuple[SimRequest, int]] = ()) -> float:
+        """The draft's k forwards beside an iteration with S decoding sequences (their verify step's `pairs` and
+        `kv_tokens`) and the prompt `chunks` (request, tokens): sim/draft_cost.py."""
+        return draft_time_s(self.draft, self.spec.draft_tokens, S, pairs, kv_tokens,
+                            ((take, req.prefilled, req.prefilled + take >= req.prefill_target) for req, take in chunks),
+                            self.model.causal)

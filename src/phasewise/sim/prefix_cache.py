@@ -275,12 +275,18 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     return total
 
 
+def migrates_kv(deployment) -> bool:
+    """Whether the deployment moves a request's KV blocks between instances mid-request (priority pools' offloads,
+    attention offload's): no prefix cache follows such moves, so none is kept (attach_prefix_caches)."""
+    return deployment.priority_pools is not None or (deployment.attention_offload is not None
+                                                     and deployment.attention_offload.mode != "off")
+
+
 def attach_prefix_caches(deployment, instances: list) -> None:
     """A prefix cache on each instance that admits prompts, where its engine caches prefixes (the preset's default,
     or the group's `prefix_caching`). Not with priority pools or attention offload, whose migrations move KV blocks
-    the cache does not follow, nor for sliding-window models."""
-    moves = deployment.priority_pools is not None or (deployment.attention_offload is not None
-                                                      and deployment.attention_offload.mode != "off")
+    the cache does not follow (migrates_kv), nor for sliding-window models."""
+    moves = migrates_kv(deployment)
     if moves and deployment.kv_store_bytes:
         raise PhasewiseError("--kv-store-gb (kv_store_bytes) is not modelled with priority pools or attention "
                              "offload, whose migrations move KV blocks the prefix caches do not follow")
