@@ -127,9 +127,12 @@ class Communication:
         """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:
         the dispatch in FP8 with one FP32 scale per 128 channels when the GEMMs run FP8 (else the activation
         dtype; or in what the engine's profile sends for the model's scheme, EngineProfile.moe_dispatch_bytes), the
-        combine in BF16. Inside one NVLink domain every (token, expert) copy held on another GPU
-        moves over NVLink. Across nodes (the EP group larger than a node, packed gpus_per_node a node), as
-        DeepEP's two kernel families do (deepseek-ai/DeepEP README): a batch with prompt tokens (SGLang's deepep
+        combine in BF16. Inside one NVLink domain every (token, expert) copy held on another GPU moves over NVLink
+        in a decode batch (the low-latency kernels), a batch with prompt tokens once per other GPU holding one of
+        its experts where the exchange is DeepEP's (moe_dispatch all_to_all: the normal kernels' intranode dispatch;
+        SGLang's deepep "auto" mode picks them for extend batches; TensorRT-LLM's MNNVL all-to-all, whose prefill
+        packing was not read, keeps a copy per expert). Across nodes (the EP group larger than a node, packed
+        gpus_per_node a node), as DeepEP's two kernel families do (deepseek-ai/DeepEP README): a batch with prompt tokens (SGLang's deepep
         "auto" mode picks the normal kernels for extend batches) sends each token once over RDMA to every other
         node holding one of its experts, and forwards it there over NVLink, RDMA being the bottleneck ("Internode
         16 EP: 43 GB/s (RDMA)" on 400 Gb/s NICs); a decode batch (the low-latency kernels) sends each (token,
@@ -141,10 +144,16 @@ class Communication:
         per_token_bytes = h * (self._dispatch_bytes() + self.hp_bytes)  # dispatched, then combined back
         scale = self.eff.link_efficiency * self.engine.collective_efficiency
         if ep <= ic.gpus_per_node:
-            # each (token, expert) copy reaches every GPU of the expert's moe_tp group (each holds a slice of its
-            # weights): the moe_tp - 1 others of this GPU's own group for the 1 / ep of its experts there, all moe_tp
-            # of another group's for the rest; moe_tp 1: the (ep - 1) / ep copies that leave the GPU
-            copies = T * k * (layout.moe_tp - 1.0 / ep)
+            if extend and layout.moe_tp == 1 and self.engine.moe_dispatch == "all_to_all":
+                # the normal kernels send a token once to each other rank holding one of its experts (intranode
+                # dispatch by is_token_in_rank; the combine sends back each rank's sum of its experts' outputs):
+                # uniform routing, as across nodes below
+                copies = T * (ep - 1) * (1.0 - (1.0 - 1.0 / ep) ** k)
+            else:
+                # each (token, expert) copy reaches every GPU of the expert's moe_tp group (each holds a slice of its
+                # weights): the moe_tp - 1 others of this GPU's own group for the 1 / ep of its experts there, all
+                # moe_tp of another group's for the rest; moe_tp 1: the (ep - 1) / ep copies that leave the GPU
+                copies = T * k * (layout.moe_tp - 1.0 / ep)
             return copies * per_token_bytes, 2 * self.moe_lat + copies * per_token_bytes / (self.moe_bw * scale)
         nic_rate = ic.inter_node_bandwidth_bytes_per_s * scale
         nvlink_rate = ic.group_bandwidth(ic.gpus_per_node) * scale

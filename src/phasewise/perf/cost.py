@@ -284,7 +284,8 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
             ops.append(self._eager_dispatch(ops))
         latency_s, stage_s = self.pipeline.times(*stage_inputs(ops))
         host_s = self.host_s(shape)
-        return IterationCost(self._with_host(latency_s, host_s), self._with_host(stage_s, host_s), host_s, ops)
+        with_host_s = self._with_host(latency_s, host_s)
+        return IterationCost(with_host_s, self._with_host(stage_s, host_s), host_s, ops, with_host_s - latency_s)
 
     def iteration_parts(self, shape: BatchShape) -> IterationParts:
         """iteration(shape) by pipeline stage and operator group (attention, dense GEMMs, elementwise,

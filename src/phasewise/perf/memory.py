@@ -128,13 +128,16 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
         attn = attn * (1 - m.linear_layer_share) + linear * m.linear_layer_share
     attn *= 1.0 - m.attention_free_share  # the mean layer's: attention-free layers hold none
     latent = m.moe_latent_params  # a latent MoE's projections: whole on every GPU (replicated)
+    # the router: whole on every GPU and unquantized (vLLM's and SGLang's MoE gates are ReplicatedLinear layers
+    # built without a quant_config, as the cost model's moe_router operator reads them), in BF16 below
+    router = m.hidden_size * m.num_experts
     dense = m.dense_mlp_params * m.dense_mlp_width_factor * m.dense_layer_share  # double-wide layers' share too
     if dp == 1:
-        mlp = dense / tp + ((m.moe_layer_params - latent) / tp + latent) * moe_share
+        mlp = dense / tp + ((m.moe_layer_params - latent - router) / tp + latent) * moe_share
     else:
         shared = m.mlp_matrices * m.hidden_size * m.shared_expert_intermediate_size
         mlp = (dense / attention_tp
-               + ((m.moe_layer_params - shared - latent) / tp + shared / attention_tp + latent) * moe_share)
+               + ((m.moe_layer_params - shared - latent - router) / tp + shared / attention_tp + latent) * moe_share)
     mlp += m.per_layer_input_layer_params  # the per-layer-input gate and projection, whole on every GPU
     norms = 2 * m.hidden_size * hp
     # the routed experts (spread over all tp GPUs either way) in their own scheme where the checkpoint stores them
@@ -142,7 +145,7 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     routed = m.num_experts * m.mlp_matrices * m.expert_hidden_size * m.expert_intermediate_size / tp * moe_share
     expert_bytes = quant.experts_scheme().weight_bytes_per_param
     per_layer = ((attn + mlp - routed) * quant.weight_bytes_per_param + routed * expert_bytes + norms
-                 + compressed_extra)
+                 + router * moe_share * hp + compressed_extra)
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
     if embeddings:  # per-layer embeddings: the table split as the embedding is, its projection (in BF16) with it

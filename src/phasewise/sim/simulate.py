@@ -50,7 +50,7 @@ from phasewise.specs.engine_kv import (
     window_kv,
     window_pool_speculation,
 )
-from phasewise.specs.engines import EngineConfig, resolve_engine
+from phasewise.specs.engines import EngineConfig, disagg_kv_dtype_refusal, resolve_engine
 from phasewise.specs.mappings import load_mapping
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
@@ -154,6 +154,34 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
     return cost, mem.kv_capacity_tokens, draft, engine
 
 
+def kv_wire_bytes_per_token(instances: list[Instance]) -> float:
+    """Bytes one token's KV puts on the wire per layer in a KV hand-off (disaggregation, a pool's migration), summed
+    over the receiving instance's GPUs: each GPU of a decode instance receives the KV it will hold
+    (kv_bytes_per_token_layer at its attention TP), whole where the KV is replicated, which multi-head latent
+    attention's latent always is (vLLM's TpKVTopology: "MLA is always replicated") and GQA's KV is where the TP passes
+    the KV heads, a shard of it otherwise; the ports (link_for / receiver_for) spread those bytes over their GPUs'
+    lanes, so a transfer takes a GPU's share over one lane. In the sender's KV dtype (a prefill instance's); the
+    first decode group's TP (the first group's where there is none). Under attention DP a sequence's KV lands on one
+    rank, whose GPUs' lanes alone carry it: its time is right, while concurrent transfers to other ranks share the
+    port (an underestimate of the instance's receive capacity by the DP degree)."""
+    sender = next((i for i in instances if i.role == "prefill"), instances[0])
+    receiver = next((i for i in instances if i.role == "decode"), instances[0])
+    group = receiver.group
+    attention_tp = group.tp // (group.attention_dp or 1)
+    return group.tp * kv_bytes_per_token_layer(receiver.model, sender.cost.quant, attention_tp)
+
+
+def refuse_kv_dtype_pairs(instances: list[Instance]) -> None:
+    """A prefill group beside a decode group whose engine's P/D connector refuses their KV dtypes (specs/engines.py
+    disagg_kv_dtype_refusal): one line, before anything runs."""
+    pairs = {(p.cost.quant.kv_dtype, d.group.engine, d.cost.quant.kv_dtype)
+             for p in instances if p.role == "prefill" for d in instances if d.role == "decode"}
+    for prefill_dtype, engine, decode_dtype in sorted(pairs):
+        refusal = disagg_kv_dtype_refusal(engine, prefill_dtype, decode_dtype)
+        if refusal:
+            raise PhasewiseError(refusal)
+
+
 def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False,
                   live: bool = False, slo: Slo | None = None,
                   prefix_block_tokens: int | None = MOONCAKE_BLOCK_TOKENS) -> tuple[Cluster, list[Instance], float]:
@@ -182,10 +210,10 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
                 replica_of[name] = replica
                 instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
         group_instances.append(instances[first:])
+    refuse_kv_dtype_pairs(instances)
     m, first_cost = instances[0].model, instances[0].cost
     windowed = m.sliding_window_layers if m.window_layer_share else 0  # a hybrid's: counted by kv_terms
-    cluster.kv_bytes_per_token = kv_bytes_per_token_layer(m, first_cost.quant, 1) * (
-        m.full_attention_layers - windowed)
+    cluster.kv_bytes_per_token = kv_wire_bytes_per_token(instances) * (m.full_attention_layers - windowed)
     cluster.state_bytes_per_sequence = recurrent_state_bytes_per_sequence(
         m, first_cost.quant, 1, 1, first_cost.engine.recurrent_state_dtype)
 

@@ -417,6 +417,21 @@ def _window_kv_rule(engine: str) -> dict[str, Any]:
     return dict(preset_entry(engine).get("window_kv") or {})
 
 
+def disagg_kv_dtype_refusal(engine: str, prefill_kv_dtype: str, decode_kv_dtype: str) -> str | None:
+    """Why `engine`'s (the decode side's preset) P/D connector refuses a prefill instance keeping its KV cache in
+    `prefill_kv_dtype` beside a decode one keeping it in `decode_kv_dtype`, or None: vLLM's NixlConnector (the
+    preset's kv_connector_tp) hashes cache_dtype into the compatibility hash both sides compare at their handshake
+    (nixl_connector.py compute_nixl_compatibility_hash: "KV cache format (dtype, sliding window)"), so the pair
+    never connects. A preset without that connector has none."""
+    entry = packaged("engine_presets.yaml")["presets"].get(preset_key(engine)) or {}
+    rule = entry.get("kv_connector_tp")
+    if not rule or prefill_kv_dtype == decode_kv_dtype:
+        return None
+    return (f"a prefill KV cache in {prefill_kv_dtype} beside a decode one in {decode_kv_dtype}: {engine}'s "
+            f"{rule['connector']} refuses the pair at its handshake (its compatibility hash holds the KV cache dtype); "
+            "give both roles the same --kv-dtype (kv_dtype)")
+
+
 def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: int | None) -> str | None:
     """Why `engine`'s (preset[@version]) P/D connector refuses a prefill instance whose attention runs over
     `prefill_tp` GPUs beside a decode one over `decode_tp` (vLLM's --tensor-parallel-size: with attention data
