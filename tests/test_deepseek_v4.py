@@ -184,11 +184,13 @@ def test_prefill_attention_indexer_and_projections_by_hand():
 
 
 def test_weights_per_gpu_by_hand():
-    """TP 8 against TP 1: q_a and the K = V projection (FP8 here), the compressors, indexers and mixers (BF16) and
-    the norms are whole on every GPU; everything else is split, so 8 x TP-8 less TP 1 is 7 x what is whole."""
+    """TP 8 against TP 1: q_a and the K = V projection (FP8 here), the compressors, indexers and mixers (BF16), the
+    MoE routers (BF16) and the norms are whole on every GPU; everything else is split, so 8 x TP-8 less TP 1 is 7 x
+    what is whole."""
     m, fp8 = load_model(FLASH), load_quant("fp8")
     h = 4096
-    whole = 43 * (h * (1024 + 512) * fp8.weight_bytes_per_param + 2 * h * 2) + m.compression_params * 2
+    whole = (43 * (h * (1024 + 512) * fp8.weight_bytes_per_param + 2 * h * 2) + m.compression_params * 2
+             + m.num_moe_layers * h * m.num_experts * 2)
     assert 8 * weight_bytes_per_gpu(m, fp8, 8, 1) - weight_bytes_per_gpu(m, fp8, 1, 1) == pytest.approx(7 * whole,
                                                                                                           rel=1e-9)
 

@@ -90,12 +90,12 @@ def test_a_latent_moe_runs_its_experts_in_the_latent_width(tmp_path):
     assert m.moe_layer_params == moe
     assert m.total_params == 40 * _mamba_params(h, 128, 64, 8, 128) + 8 * attention + 40 * moe + 2 * 131072 * h
     assert m.total_params == pytest.approx(120e9, rel=0.01) and m.active_params == pytest.approx(12.8e9, rel=0.01)
-    # at TP4 every GPU holds a quarter of the experts, the shared expert and the router, both projections whole
+    # at TP4 every GPU holds a quarter of the experts and the shared expert, both projections and the router whole
     # (replicated); attention's 2 KV heads are replicated to one per GPU; BF16, untied embeddings split by TP
-    proj = 2 * h * latent
+    proj, router = 2 * h * latent, h * 512
     attention_per_gpu = h * (4096 + 4096 + 2 * 256 * 2) / 4
     mixer = attention_per_gpu * 8 / 48 + _mamba_params(h, 128, 64, 8, 128) / 4 * 40 / 48
-    mlp = ((moe - proj) / 4 + proj) * 40 / 48
+    mlp = ((moe - proj - router) / 4 + proj + router) * 40 / 48
     per_layer = (mixer + mlp) * 2 + 2 * h * 2
     assert weight_bytes_per_gpu(m, load_quant("bf16"), 4, 1) == pytest.approx(
         48 * per_layer + 2 * 131072 * h / 4 * 2, rel=1e-12)
