@@ -116,7 +116,7 @@ def render_estimate(console: Console, est: Estimate) -> None:
            f"blocks of {m['hybrid_kv_block_tokens']:,} tokens)" if m["recurrent_state_in_kv_pool"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "
         f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "
-        + (f"(the instance's: its {d['attention_dp']} attention-DP ranks' caches together) "
+        + (f"(the instance's: its {d['attention_dp']} attention ranks' caches together) "
            if d.get("attention_dp", 1) > 1 else "")
         + f"(max batch {m['max_batch_at_context']:,} at this context, {m['kv_tokens_per_sequence']:,} tokens' KV each"
         + (f", windowed layers' KV: {WINDOW_KV_WORDS[m['window_kv_layout']]}"
