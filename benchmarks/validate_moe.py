@@ -443,21 +443,35 @@ SGLANG_MEMORY_FALLBACK = INFERENCEX_SGLANG[("DeepSeek-V3/R1", "fp8-block", "*", 
 
 
 @cache
-def _fits_at_default(model: str, group_json: str) -> bool:
+def _fits_at_default(model: str, group_json: str, kv_tokens_held: int = 0) -> bool:
     """Whether an SGLang group (as a deployment YAML holds it, JSON-encoded) fits at the engine's default memory
-    fraction."""
+    fraction, its KV pool holding `kv_tokens_held` tokens (the run's own clients' share, `_held_tokens`)."""
     from phasewise.errors import PhasewiseError
     from phasewise.sim.deployment import build_deployment
     from phasewise.sim.simulate import build_group
 
     dep = build_deployment({"model": model, "instances": [json.loads(group_json)]})
     try:
-        build_group(dep, dep.instances[0], 0)
+        kv_capacity_tokens = build_group(dep, dep.instances[0], 0)[1]
     except PhasewiseError as exc:
         if "does not fit in memory" in str(exc):
             return False
         raise
-    return True
+    return kv_capacity_tokens >= kv_tokens_held
+
+
+def _held_tokens(role: str, r: dict[str, str], workers: int) -> int:
+    """The KV tokens a group's instance held in the measured run, from the row's own inputs (its clients, prompt and
+    output lengths; no measured figure): a collocated or decode instance its share of the clients' whole sequences,
+    a prefill instance one prompt. A deployment sized for its clients holds them: one whose pool at SGLang's default
+    fraction cannot, and at SGLANG_MEMORY_FALLBACK can, was deployed with the larger fraction (where neither holds
+    them the run queued whichever it had, and the default stays): since 2026-12-07, when the pool became the default
+    fraction of the memory free after the runtime's start (SGLang's profile_max_num_token), DeepSeek-V3 FP8 on 4 GB200
+    GPUs keeps 6,481 tokens where its 8 disaggregated clients hold 16,384."""
+    isl, osl = int(r["isl"]), int(r["osl"])
+    if role == "prefill":
+        return isl
+    return -(-int(r["concurrency"]) // max(workers, 1)) * (isl + osl)
 
 
 def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str, reading: str = "aic",
@@ -475,11 +489,17 @@ def deployment(r: dict[str, str], m: Mapped, model: str, hw: str, precision: str
         g.update(_knobs(r["backend"], role, lay, m.caps[role], int(r["isl"]),
                         m.caps[role] // max(lay.attention_dp, 1), reading, precision, int(r["concurrency"]),
                         FAMILY.get(r["model_path"], ""), r["system"]))
+        held = _held_tokens(role, r, m.workers[role])
+        alone = dict(g, role="collocated", replicas=1)
         if g["engine"] == "sglang" and "memory_fraction" not in g and \
-                not _fits_at_default(model, json.dumps(dict(g, role="collocated", replicas=1), sort_keys=True)):
+                not _fits_at_default(model, json.dumps(alone, sort_keys=True), held) and \
+                (not _fits_at_default(model, json.dumps(alone, sort_keys=True))
+                 or _fits_at_default(model, json.dumps(dict(alone, memory_fraction=SGLANG_MEMORY_FALLBACK),
+                                                       sort_keys=True), held)):
             g["memory_fraction"] = SGLANG_MEMORY_FALLBACK
             if notes is not None:
-                notes.append(f"{role}: mem_fraction_static {SGLANG_MEMORY_FALLBACK:g} (the default does not fit)")
+                notes.append(f"{role}: mem_fraction_static {SGLANG_MEMORY_FALLBACK:g} (the default does not hold "
+                             "the run's clients)")
         groups.append(g)
     data: dict[str, Any] = {"model": model, "instances": groups}
     if r["mode"] == "disagg":

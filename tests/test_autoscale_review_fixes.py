@@ -166,11 +166,12 @@ def test_activation_scale_above_the_replicas_is_refused():
      "activation_scale"),
     ({"min_replicas": 1, "target": 4, "scale_up_policies": [{"type": "pods", "value": True, "period_s": 15}]},
      "value"),
+    ({"min_replicas": 1, "target": True}, "target"),  # a float field too (specs/numbers_not_booleans.py)
 ])
 def test_booleans_are_not_integers(block, field):
-    one_line_error(collocated(block), f"{field} must be an integer (got true, a boolean)")
+    one_line_error(collocated(block), f"{field}: must be a number, not true")
 
 
 def test_a_boolean_gpu_budget_is_refused():
     block = {"metric": "sla", "max_gpu_budget": True}
-    one_line_error(disaggregated(block, block), "max_gpu_budget must be an integer (got true, a boolean)")
+    one_line_error(disaggregated(block, block), "max_gpu_budget: must be a number, not true")

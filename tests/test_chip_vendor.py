@@ -129,9 +129,9 @@ def test_a_sweep_keeps_its_grid_where_a_cell_has_no_strategy(run_cli, tmp_path):
     assert set(cells) == {(m, hw) for m in (SMALL_MODEL, "meta-llama/Llama-3.1-405B") for hw in ("h100-sxm", "mi300x")}
     served = [r for r in rows if r["kind"] != "none"]
     assert served and all(r["hardware"] == "h100-sxm" and r["model"] == SMALL_MODEL for r in served)
-    assert all(float(r["goodput_rps"]) > 0 for r in served)
+    assert all(float(r["search_rps"]) > 0 for r in served)
     amd = cells[(SMALL_MODEL, "mi300x")]
-    assert amd["kind"] == "none" and float(amd["goodput_rps"]) == 0 and "NVIDIA GPUs only" in amd["binding"]
+    assert amd["kind"] == "none" and float(amd["search_rps"]) == 0 and "NVIDIA GPUs only" in amd["binding"]
     assert "no strategy fits" in cells[("meta-llama/Llama-3.1-405B", "h100-sxm")]["binding"]
     assert f"no strategy for {SMALL_MODEL} on mi300x (short): engine 'trtllm'" in printed.replace("\n", " ")
     cfg.write_text(cfg.read_text().replace("hardware: [h100-sxm, mi300x]", "hardware: [mi300x]"))

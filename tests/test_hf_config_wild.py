@@ -98,7 +98,7 @@ def test_a_w8a8_int8_checkpoint_runs_on_an_a100(tmp_path, run_cli):
 ])
 def test_compressed_tensors_combinations_without_a_scheme_are_refused(weights, acts, fmt, message):
     with pytest.raises(PhasewiseError, match=message):
-        from_hf_config("q", _compressed(weights, acts, fmt))
+        from_hf_config("q", _compressed(weights, acts, fmt)).default_precision  # a run without --precision
 
 
 def test_compressed_tensors_2_4_sparsity_is_refused_and_unstructured_dense_is_read():
@@ -107,7 +107,7 @@ def test_compressed_tensors_2_4_sparsity_is_refused_and_unstructured_dense_is_re
     w8a8 = (_args("int", 8), _args("int", 8, strategy="token", dynamic=True), "int-quantized")
     two_four = _compressed(*w8a8, sparsity_config={"format": "dense", "sparsity_structure": "2:4"})
     with pytest.raises(PhasewiseError, match=r"sparsity_config.sparsity_structure '2:4' is not modelled"):
-        from_hf_config("q", two_four)
+        from_hf_config("q", two_four).default_precision
     unstructured = _compressed(*w8a8, sparsity_config={"format": "dense", "sparsity_structure": "unstructured"})
     assert from_hf_config("q", unstructured).native_precision == "int8"
 
@@ -118,7 +118,7 @@ def test_compressed_tensors_groups_of_different_schemes_are_refused():
     cfg["quantization_config"]["config_groups"]["group_1"] = mlp
     with pytest.raises(PhasewiseError, match=r"config_groups give different schemes \(w4a16, w8a16\): mixed "
                                              r"precision is not modelled"):
-        from_hf_config("q", cfg)
+        from_hf_config("q", cfg).default_precision
 
 
 # allenai/OLMo-7B-0724-hf's config.json (transformers OlmoConfig names)

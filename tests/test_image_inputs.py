@@ -344,7 +344,7 @@ def test_sweep_workloads_carry_images(run_cli, tmp_path):
     rows = list(csv.DictReader(out.open()))
     by = {}
     for row in rows:
-        by.setdefault(row["strategy"], {})[row["workload"]] = float(row["goodput_rps"])
+        by.setdefault(row["strategy"], {})[row["workload"]] = float(row["search_rps"])
     assert by and all(0 < g["photo"] < g["text"] for g in by.values())
     text_model = tmp_path / "bad.yaml"
     text_model.write_text(cfg.read_text().replace(VL30, "meta-llama/Llama-3.1-8B"))

@@ -185,9 +185,9 @@ def test_nemotron_simulates_with_its_invariants(engine):
     assert result["completed"] == 40
 
 
-@pytest.mark.parametrize("pp, message", [(20, "--pp 20: a stage of 2 layers keeps no softmax-attention layer .* "
+@pytest.mark.parametrize("pp, message", [(20, "--pp 20: a stage of 2 costed layers keeps no softmax-attention layer .* "
                                                  "use --pp 14 or less"),
-                                         (10**11, "exceeds the 29 layers")])
+                                         (10**11, "exceeds the 52 layers")])  # its blocks, which stages split
 def test_pipeline_stages_that_would_keep_no_attention_layer_are_refused(pp, message):
     """Stages are costed at the stack's shares: one of 2 layers would keep no softmax-attention (KV) layer at Nemotron-3
     Nano's 23 of 29 linear, so PP 15 and up is refused before the memory fit splits the stack (PP 14: 3 layers, 1 of

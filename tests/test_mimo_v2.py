@@ -112,7 +112,7 @@ def test_sglang_takes_its_hybrid_swa_pool():
     """SGLang's is_hybrid_swa_model names MiMo-V2-Flash: its sliding layers in a pool of their own."""
     m, hw = load_model(MIMO), load_hardware("h200-sxm")
     assert window_kv(resolve_engine("sglang", hw, tp=8), m, hw) == ("window_pool", 0.8)
-    assert window_kv(resolve_engine("vllm", hw, tp=8), m, hw)[0] == "per_sequence"
+    assert window_kv(resolve_engine("vllm", hw, tp=8), m, hw)[0] == "layer_groups"  # vLLM's KV cache groups
 
 
 def test_refusals_name_the_field(tmp_path):
@@ -128,7 +128,7 @@ def test_refusals_name_the_field(tmp_path):
         load_model(_write(tmp_path, {"model_type": "mimo_v2_flash", "num_hidden_layers": 10**12}))
     stored = dict(_remote_config(), quantization_config={"quant_method": "fp8", "store_dtype": "mxfp4"})
     with pytest.raises(PhasewiseError, match="store_dtype 'mxfp4' is not modelled"):
-        load_model(_write(tmp_path, stored))
+        load_model(_write(tmp_path, stored)).default_precision
     cm = CostModel(load_model(MIMO), load_hardware("h200-sxm"), load_quant("fp8-block"), load_engine("vllm"), tp=8)
     with pytest.raises(PhasewiseError, match="not all alike"):
         training_step(cm, seqs=1, tokens_per_seq=128)

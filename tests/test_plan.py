@@ -275,19 +275,20 @@ def test_sweep_writes_grid(run_cli, tmp_path):
     code, _, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
     assert code == 0, err
     lines = out.read_text().splitlines()
-    # per hardware: vLLM with its default budget, chunked at 512, and V0 prefill-first
-    assert len(lines) == 1 + 3 * 3 and lines[0].startswith("model,hardware,workload,strategy")
+    # per hardware: vLLM with its default budget, chunked at 512, and V0 prefill-first, at b256 and (as plan without
+    # --batch-caps) the engine's own cap where it differs: vLLM's 1,024 on the 80 GB chips, not spad-decode-chip's
+    assert len(lines) == 1 + 5 + 5 + 3 and lines[0].startswith("model,hardware,workload,strategy")
     # each row's cluster TDP and goodput per kW; a hardware cost for the chip built from parts only
     for row in csv.DictReader(lines):
         chip = load_hardware(row["hardware"])
         assert float(row["cluster_tdp_w"]) == pytest.approx(chip.tdp_w)
-        assert float(row["goodput_rps_per_kw"]) == pytest.approx(float(row["goodput_rps"]) / (chip.tdp_w / 1e3))
+        assert float(row["search_rps_per_kw"]) == pytest.approx(float(row["search_rps"]) / (chip.tdp_w / 1e3))
         cost = float(row["cluster_cost_usd"])
         if chip.parts is None:
-            assert math.isnan(cost) and math.isnan(float(row["goodput_rps_per_1k_usd"]))
+            assert math.isnan(cost) and math.isnan(float(row["search_rps_per_1k_usd"]))
         else:
             assert cost == pytest.approx(hardware_cost_usd(chip))
-            assert float(row["goodput_rps_per_1k_usd"]) == pytest.approx(float(row["goodput_rps"]) / (cost / 1e3))
+            assert float(row["search_rps_per_1k_usd"]) == pytest.approx(float(row["search_rps"]) / (cost / 1e3))
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [m]\nhardware: [h100-sxm]\nworkloads: [{name: a}]\nstrategies: {tp: [1]}\n")
     code, _, err = run_cli("sweep", str(bad), "--out", str(out))
@@ -306,7 +307,7 @@ def test_sweep_out_is_checked_before_the_sweep_and_its_folder_made(run_cli, tmp_
                    "strategies: {tp_options: [1], chunk_sizes: [512], disaggregated: false}\n")
     out = tmp_path / "new" / "deeper" / "s.csv"
     code, printed, err = run_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")
-    assert code == 0 and out.exists() and len(out.read_text().splitlines()) == 1 + 3, err
+    assert code == 0 and out.exists() and len(out.read_text().splitlines()) == 1 + 5, err  # b256 and b1024
     monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran before --out was checked"))
     (tmp_path / "folder.csv").mkdir()
     blocker = tmp_path / "file"

@@ -70,7 +70,9 @@ def test_counts_a_run_could_not_finish_with_are_refused(name, sets, bound):
 
 
 def test_halos_grid_is_bounded_as_a_whole():
-    message = refused("halo", {"prompts": ",".join(["1024"] * 12), "outputs": ",".join(["128"] * 12)})
+    # (distinct values: a grid names each once, scenarios/base.py Param.distinct)
+    message = refused("halo", {"prompts": ",".join(str(1024 + i) for i in range(12)),
+                               "outputs": ",".join(str(128 + i) for i in range(12))})
     assert "models, prompts, outputs, decode_samples" in message and "at most 2,160" in message
 
 

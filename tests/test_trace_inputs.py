@@ -100,7 +100,8 @@ def _sweep(tmp_path, workload: str) -> str:
 @pytest.mark.parametrize("workload, message", [
     ("{name: a, isl: 100, arrivals: trace}", "workloads.0, workload 'a': arrivals trace needs trace"),
     ("{name: a, trace: azure-conv, isl: 100}", "workloads.0, workload 'a': give either trace or isl/osl, not both"),
-    ("{name: a, trace: azure-conv, isl_dist: uniform}", "workloads.0, workload 'a': isl_dist uniform needs isl/osl"),
+    ("{name: a, trace: azure-conv, isl_dist: uniform, isl_spread: 0.5}",  # (without a spread: it needs one first)
+     "workloads.0, workload 'a': isl_dist uniform needs isl/osl"),
     ("{name: a, isl: 100, isl_spread: 0.5}", "workload 'a': isl_spread applies to isl_dist uniform or lognormal"),
     ("{name: a, isl: 10.5}", "workload 'a': isl must be a whole number of tokens for fixed lengths"),
     ("{name: a, trace: missing.csv}", "workloads.0, workload 'a': trace 'missing.csv' does not exist"),
@@ -204,6 +205,7 @@ def test_a_fixed_length_is_whole_tokens(run_cli):
         check_length_flags(10.5, None, None, None, None, None)
     assert "--isl must be a whole number of tokens for fixed lengths (got 10.5" in _one_line(err)
     check_length_flags(10.5, 200.5, "uniform", "lognormal", 0.5, 0.8)  # a mean: as before
-    check_length_flags(10.5, None, None, None, None, None, sampled_by="the client's sampling")  # the client's own
+    with pytest.raises(PhasewiseError, match="whole number of tokens for the client's sampling"):  # it floored too
+        check_length_flags(10.5, None, None, None, None, None, sampled_by="the client's sampling")
     code, _, err = run_cli("simulate", "--rate", "5", "--requests", "10", "--osl", "64.5")
     assert code == 2 and "--osl must be a whole number of tokens" in err

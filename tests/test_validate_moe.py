@@ -319,3 +319,21 @@ def test_a_family_no_row_is_of_stops_the_run_naming_the_covered_ones(vm, tmp_pat
                              silicon_tpot_ms="10"))
     with pytest.raises(SystemExit, match=r"--family DeepSeek: no covered row is of it \(covered: gpt-oss\)"):
         vm.main(["--rows", str(path), "--family", "DeepSeek", "--no-rows"])
+
+
+def test_an_sglang_group_sized_for_its_clients_takes_the_larger_fraction(vm):
+    """SGLang's pool is its fraction of the memory free after the runtime starts (profile_max_num_token): DeepSeek-V3
+    FP8 on 4 GB200 GPUs keeps a few thousand tokens at the default, fewer than 8 clients' 1k + 1k sequences hold.
+    The harness reads such a group as deployed with 0.95 where that holds them, from the row's own inputs only."""
+    import json
+
+    group = {"role": "collocated", "hardware": "gb200", "tp": 4, "replicas": 1, "engine": "sglang",
+             "precision": "fp8-block", "kv_dtype": "fp8"}
+    row = {"isl": "1024", "osl": "1024", "concurrency": "8"}
+    held = vm._held_tokens("decode", row, 1)
+    assert held == 8 * 2048 and vm._held_tokens("prefill", row, 1) == 1024
+    as_json = json.dumps(group, sort_keys=True)
+    assert vm._fits_at_default("deepseek-ai/DeepSeek-V3", as_json)  # the weights fit at the default
+    assert not vm._fits_at_default("deepseek-ai/DeepSeek-V3", as_json, held)  # its clients do not
+    larger = json.dumps(dict(group, memory_fraction=vm.SGLANG_MEMORY_FALLBACK), sort_keys=True)
+    assert vm._fits_at_default("deepseek-ai/DeepSeek-V3", larger, held)

@@ -33,7 +33,7 @@ def _layout(engine: str, model: str, hardware: str, **knobs) -> tuple[str, float
 
 
 def test_each_engine_holds_windowed_layers_as_its_source_says():
-    assert _layout("vllm", GEMMA, "h100-sxm") == ("per_sequence", 1.0)
+    assert _layout("vllm", GEMMA, "h100-sxm") == ("layer_groups", 1.0)
     assert _layout("trtllm", GPT_OSS, "b200") == ("per_sequence", 1.0)
     # SGLang: Gemma is not among its hybrid-SWA architectures: one pool, every layer every token
     assert _layout("sglang", GEMMA, "h100-sxm")[0] == "all_tokens"
@@ -71,16 +71,18 @@ def test_sglang_window_pool_holds_as_many_sequences_as_its_own_split_of_the_memo
 
 
 def test_estimate_shows_each_engines_sequences_at_a_long_context():
-    """Gemma-3-27B at 8,192 tokens: vLLM 8,193 + 5.2 x 1,024 = 13,518 full-layer tokens a sequence, SGLang 6.2 x
+    """Gemma-3-27B at 8,192 tokens: vLLM 8,193 + 6 x 1,024 = 14,337 full-layer tokens a sequence (its 52 sliding
+    layers in 6 KV cache groups of 10), 14,352 in 16-token blocks, SGLang 6.2 x
     8,193 = 50,797; gpt-oss-120b with SGLang 0.5.5 (its window pool off on every GPU) 2 x 8,193 = 16,386 on an H100
     as on a B200."""
-    cases = ((GEMMA, "h100-sxm", "vllm", 13518, "per_sequence"), (GEMMA, "h100-sxm", "sglang", 50797, "all_tokens"),
+    cases = ((GEMMA, "h100-sxm", "vllm", 14352, "layer_groups"), (GEMMA, "h100-sxm", "sglang", 50797, "all_tokens"),
              (GPT_OSS, "h100-sxm", "sglang", 16386, "all_tokens"), (GPT_OSS, "b200", "sglang", 16386, "all_tokens"),
-             (GPT_OSS, "h100-sxm", "vllm", 8321, "per_sequence"))
+             (GPT_OSS, "h100-sxm", "vllm", 8336, "layer_groups"))
     for model, hardware, engine, per_sequence, layout in cases:
         mem = estimate(model, hardware, prompt_len=8192, engine=engine).to_dict()["memory"]
         assert (mem["kv_tokens_per_sequence"], mem["window_kv_layout"]) == (per_sequence, layout), (model, engine)
-        assert mem["max_batch_at_context"] == mem["kv_capacity_tokens"] // per_sequence
+        assert mem["max_batch_at_context"] == mem["kv_capacity_tokens"] // mem["kv_block_tokens"] * mem[
+            "kv_block_tokens"] // per_sequence
     dense = estimate("meta-llama/Llama-3.1-8B-Instruct", "h100-sxm", engine="sglang").to_dict()["memory"]
     assert dense["window_kv_layout"] is None
 
@@ -148,7 +150,7 @@ def test_sglang_serves_fewer_long_sequences_without_its_window_pool():
     stats = {}
     for disable in (False, True):
         result = run(model=MIMO, hardware="h200-sxm", tp=8, engine="sglang", rate=1000, requests=60,
-                     isl=6000, osl=64, memory_fraction=0.28, disable_hybrid_swa_memory=disable,
+                     isl=6000, osl=64, memory_fraction=0.283, disable_hybrid_swa_memory=disable,
                      check_invariants=True)
         assert result.summary()["completed"] == 60
         stats[disable] = result.instances[0]
@@ -183,11 +185,11 @@ def test_vllm_holds_every_token_where_its_hybrid_kv_cache_manager_is_off():
     def layout(model: str, engine: str = "vllm", role: str = "collocated") -> str:
         return window_kv(resolve_engine(engine, hw, role=role), load_model(model), hw)[0]
 
-    assert layout(GPT_OSS) == layout(GEMMA) == "per_sequence"
+    assert layout(GPT_OSS) == layout(GEMMA) == "layer_groups"
     assert layout(GPT_OSS, role="prefill") == layout(GPT_OSS, role="decode") == "all_tokens"
     assert layout("meta-llama/Llama-4-Scout-17B-16E-Instruct") == "all_tokens"
     assert layout(GPT_OSS, "vllm@0.8.5") == "all_tokens"
-    assert layout("mistralai/Mistral-7B-v0.1", "vllm@0.8.5") == "per_sequence"  # every layer windowed: freed
+    assert layout("mistralai/Mistral-7B-v0.1", "vllm@0.8.5") == "layer_groups"  # every layer windowed: freed
     assert layout(GPT_OSS, "trtllm", role="decode") == "per_sequence"
     # V0's block manager: one block table for every layer (hybrids whole), every-layer windows reuse their blocks
     assert layout(GPT_OSS, "vllm-v0") == layout(GEMMA, "sarathi") == "all_tokens"

@@ -24,11 +24,12 @@ def refuse_empty(flags: dict) -> None:
             raise PhasewiseError(f"--{name.replace('_', '-')} is empty: give a value or leave the flag out")
 
 
-def name_list(flag: str, value: str) -> list[str]:
-    """The names a comma-separated `flag` gives (--engine, --hardware: one, or several), each once."""
+def name_list(flag: str, value: str, item: str = "name") -> list[str]:
+    """The names a comma-separated `flag` gives (--engine, --hardware: one, or several), each once; `item` what each
+    is, for the error (a name; a size of --tp-options)."""
     names = [name.strip() for name in value.split(",")]
     if not all(names):
-        raise PhasewiseError(f"{flag} '{value}': an empty name in the list (give names separated by commas)")
+        raise PhasewiseError(f"{flag} '{value}': an empty {item} in the list (give {item}s separated by commas)")
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice:
         raise PhasewiseError(f"{flag} '{value}' names {twice} twice")

@@ -121,6 +121,7 @@ from phasewise.apps.cli_common import (
     given_knobs,
     given_layout,
     refuse_typed_beside_deployment,
+    refuse_typed_tp_beside_role_tps,
     render_caveats,
 )
 from phasewise.apps.jsonout import dumps
@@ -381,6 +382,7 @@ def simulate_cmd(
     from phasewise.apps.dllm_view import dllm_requested, simulate_dllm_cmd
 
     refuse_typed_beside_deployment(deployment)
+    refuse_typed_tp_beside_role_tps(arch, prefill_tp, decode_tp)
     if out_format not in ("csv", "parquet"):  # before the run, not after it
         raise PhasewiseError(f"--format '{out_format}' is not one of csv, parquet")
     if out is None and out_format != "csv":
@@ -429,7 +431,7 @@ def simulate_cmd(
                  **given_knobs(locals()))
     with progress_after(console, "simulating", enabled=not as_json) as progress:
         result = simulate(spec.deployment, spec.workload, spec.slo, progress=progress, refuse_beyond_context=True,
-                          images=spec.images)
+                          images=spec.images, seed=spec.seed)
     warning = result.rejection_warning()  # requests beyond the context or KV cache (all of them: an error)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, name_list
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Predict, plan and emulate LLM serving, prefill and decode treated as two workloads.")
@@ -209,13 +209,28 @@ def given_knobs(params: dict) -> dict:
 
 
 def parse_ints(flag: str, text: str) -> tuple[int, ...]:
+    """The integers >= 1 a comma-separated `flag` lists, each once: an empty item or a repeat is a one-line error, as
+    in a list of names (errors.py name_list)."""
+    items = name_list(flag, text, "integer")  # (a PhasewiseError is a ValueError: outside the try)
     try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
+        values = tuple(int(x) for x in items)
     except ValueError:
         raise PhasewiseError(f"{flag} must be comma-separated integers (got '{text}')") from None
-    if not values or min(values) < 1:
+    if min(values) < 1:
         raise PhasewiseError(f"{flag} must list integers >= 1 (got '{text}')")
+    twice = next((value for value in values if values.count(value) > 1), None)  # 1,01 as 1,1
+    if twice is not None:
+        raise PhasewiseError(f"{flag} '{text}' names {twice} twice")
     return values
+
+
+def refuse_typed_tp_beside_role_tps(arch: str, prefill_tp: int | None, decode_tp: int | None) -> None:
+    """--tp typed, even at its default's value, beside both --prefill-tp and --decode-tp (--arch disagg): it would
+    set neither role's TP (sim/api.py refuses a --tp off its default there; it cannot tell one typed at 1)."""
+    if arch == "disagg" and prefill_tp is not None and decode_tp is not None and given_on_command_line("tp"):
+        from phasewise.sim.api import TP_BESIDE_ROLE_TPS
+
+        raise PhasewiseError(TP_BESIDE_ROLE_TPS.format(tp=""))
 
 
 def single_cpu_forwards(mode: str, others: dict[str, bool], device: str, threads: int | None) -> None:

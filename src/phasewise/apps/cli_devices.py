@@ -20,12 +20,17 @@ from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
 
 
+def flags_given(command, values: dict, keys: tuple[str, ...]) -> list[str]:
+    """The flags of `keys` the user gave, even at their default's value."""
+    changed = dict(changed_options(command, values))
+    return [changed.get(key, "--" + key.replace("_", "-")) for key in keys
+            if key in changed or given_on_command_line(key)]
+
+
 def refuse_replaced(command, values: dict, replaced: tuple[str, ...], file_flag: str, what: str) -> None:
     """A file option (--topology, --setup) replaces the flags `replaced`: any of them the user gave too, even at its
     default's value, is a conflict named in one line, not a flag quietly ignored."""
-    changed = dict(changed_options(command, values))
-    given = [changed.get(key, "--" + key.replace("_", "-")) for key in replaced
-             if key in changed or given_on_command_line(key)]
+    given = flags_given(command, values, replaced)
     if given:
         raise PhasewiseError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with {file_flag} "
                              f"(the file {what})")
@@ -40,8 +45,9 @@ def edge_cmd(
         "jetson-agx-orin,jetson-agx-orin,jetson-agx-orin,jetson-agx-orin",
     mbps: Annotated[float, typer.Option(help="bandwidth of each link (Mbit/s)")] = 1000.0,
     latency_ms: Annotated[float, typer.Option(help="latency of each link (ms)")] = 1.0,
-    split: Annotated[str, typer.Option(help="layers per device (8,8,8,8), auto (planned) or file (the YAML's)")] =
-        "auto",
+    split: Annotated[Optional[str], typer.Option(
+        help="layers per device (8,8,8,8), auto (planned) or file (the topology YAML's); default: the topology "
+             "YAML's split: where it has one, else auto")] = None,
     precision: DevicePrecision = "bf16",
     engine: Engine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
@@ -63,6 +69,11 @@ def edge_cmd(
     if topology is not None:  # the file's devices and links replace these: giving both is a conflict, not a default
         refuse_replaced(edge_cmd, locals(), ("devices", "mbps", "latency_ms"), "--topology",
                         "names the devices and links")
+    elif "," not in devices:  # one device: no link for --mbps / --latency-ms to set
+        given = flags_given(edge_cmd, locals(), ("mbps", "latency_ms"))
+        if given:
+            raise PhasewiseError(f"{', '.join(given)}: --devices names one device, so there is no link to set "
+                                 "(list two or more devices, comma-separated)")
     result = run_edge(model, topology, devices, mbps, latency_ms, split, precision, engine, prompt_len, output_len,
                       subsequences, outline_points, outline_tokens, medusa_heads, acceptance, objective)
     if as_json:
@@ -151,8 +162,14 @@ def models_cmd(as_json: Json = False) -> None:
         if m.linear_attention_layers:
             kind = {"gated_deltanet": "gated DeltaNet", "mamba2": "Mamba-2", "kda": "KDA", "mamba1": "Mamba-1",
                     "lightning": "lightning", "short_conv": "short conv"}[m.linear_recurrence]
-            attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
-        if m.mlp_free_layers:
+            if m.decoder_layers == m.num_layers:
+                attention += f", {m.linear_attention_layers} of {m.num_layers} layers linear ({kind})"
+            elif m.model_type == "falcon_h1":  # costed as a mixer layer and an attention layer per decoder layer
+                attention += f", a {kind} mixer beside attention in each of its {m.decoder_layers} layers"
+            else:  # Nemotron-H: its blocks (mixer, attention, MLP) costed in pairs
+                attention += (f", blocks: {m.linear_attention_layers} {kind}, {m.full_attention_layers} attention, "
+                              f"{m.num_layers - m.mlp_free_layers} MLP / MoE")
+        if m.mlp_free_layers and m.decoder_layers == m.num_layers:
             attention += f", {m.mlp_free_layers} without an MLP"
         if m.attention_free_layers:
             attention += f", {m.attention_free_layers} of {m.num_layers} layers without attention"
@@ -172,12 +189,12 @@ def models_cmd(as_json: Json = False) -> None:
             attention += ", bidirectional"
         aliases = list(entry.get("aliases") or [])
         rows.append({"model": key, "aliases": aliases, "total_params": m.total_params,
-                     "active_params": m.active_params, "layers": m.num_layers, "hidden_size": m.hidden_size,
+                     "active_params": m.active_params, "layers": m.decoder_layers, "hidden_size": m.hidden_size,
                      "attention": attention, "num_heads": m.num_heads, "num_kv_heads": m.num_kv_heads,
                      "experts_per_token": m.experts_per_token, "num_experts": m.num_experts,
                      "default_precision": m.default_precision,
                      "max_position_embeddings": m.max_position_embeddings})
-        table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.num_layers),
+        table.add_row(key, f"{m.total_params / 1e9:.1f}B", f"{m.active_params / 1e9:.1f}B", str(m.decoder_layers),
                       str(m.hidden_size), attention, experts, m.default_precision, ", ".join(aliases))
     if as_json:
         print(dumps({"models": rows}))

@@ -32,7 +32,7 @@ def calibrate_cmd(
     import yaml
 
     from phasewise.errors import refuse_empty
-    from phasewise.measure.calibrate import calibrate
+    from phasewise.measure.calibrate import calibrate, compact_measurements
     from phasewise.measure.host_allocator import use_host_allocator
 
     refuse_empty(dict(out=out, name=name))
@@ -42,13 +42,16 @@ def calibrate_cmd(
         raise PhasewiseError(f"--out '{out}': cannot write ({'Is a directory' if target.is_dir() else 'no such folder'})")
     with console.status("calibrating") as status:
         result = calibrate(device, quick, threads, name, progress=lambda m: status.update(f"calibrating: {m}"))
-    measurements = result.pop("measurements")
+    measurements = result["measurements"]
     try:
         with open(out, "w") as f:
-            f.write("# Written by `phasewise calibrate`; use with --hardware " + out + "\n")
-            yaml.safe_dump(result, f, sort_keys=False)
+            f.write("# Written by `phasewise calibrate`; use with --hardware " + out + "\n# measurements: the raw "
+                    "figures the fields above were fitted from (what each field came from: its sources)\n")
+            yaml.safe_dump(dict(result, measurements=compact_measurements(measurements)), f, sort_keys=False)
     except OSError as exc:
         raise PhasewiseError(f"--out '{out}': cannot write ({exc.strerror})") from None
+    for warning in measurements["warnings"]:
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     (key, entry), = result["hardware"].items()
     eff = entry["efficiency"]
     peak = next(iter(entry["peak_flops"].values()))
@@ -93,7 +96,7 @@ def validate_cmd(
     canvas: Annotated[Optional[int], typer.Option(help="--dllm: canvas positions of the refresh (also timed at 2x "
                                                        "prompt + canvas; default 256)")] = None,
     blocks: Annotated[Optional[str], typer.Option(help="--dllm: block sizes (new positions), comma-separated "
-                                                       "(default 32,64,128,256)")] = None,
+                                                       "(default 32,64,128,256; --quick 32,64)")] = None,
     train_reuse: Annotated[bool, typer.Option("--train-reuse", help="time training steps with the forward recomputed "
                                               "vs its saved activations reused (Alchemist) against the training cost "
                                               "model (default model mistralai/Mistral-7B-v0.1, scaled)")] = False,
@@ -134,7 +137,7 @@ def validate_cmd(
     clients, requests, repeats = given_or(clients, 4), given_or(requests, 16), given_or(repeats, 3)
     prompt, output, canvas = given_or(prompt, 128), given_or(output, 32), given_or(canvas, 256)
     link_mbps, sub_sequences = given_or(link_mbps, "20,200"), given_or(sub_sequences, "1,2,4,8")
-    blocks, train_method = given_or(blocks, "32,64,128,256"), given_or(train_method, "full")
+    train_method = given_or(train_method, "full")  # --blocks stays None when not given: --dllm's default by --quick
     if recurrent or gemma4:
         from phasewise.apps.stack_validate_view import run_stack_validate
 
@@ -189,20 +192,33 @@ def validate_cmd(
     if as_json:
         print(dumps({"info": info, "summary": stats, "serve": serving, "points": [
             {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
-             "predicted_ms": p.predicted_s * 1e3, "error": p.error} for p in points]}))
+             "predicted_ms": p.predicted_s * 1e3, "error": p.error,
+             "unfitted_predicted_ms": None if p.unfitted_s is None else p.unfitted_s * 1e3,
+             "unfitted_error": p.unfitted_error} for p in points]}))
         return
+    unfitted = "unfitted_median_abs_error" in stats
     table = Table(title=f"{info['model']} ({info['params'] / 1e6:.0f}M params) on {info['hardware']}, "
-                        f"engine {info['engine']}, {allocator_words(info)}", title_justify="left")
-    for col in ("phase", "batch", "tokens", "measured ms", "predicted ms", "error"):
+                        f"engine {info['engine']}"
+                        + (f" (unfitted: catalog {info['unfitted_hardware']} / {info['unfitted_engine']})"
+                           if unfitted else "") + f", {allocator_words(info)}", title_justify="left")
+    for col in ("phase", "batch", "tokens", "measured ms", "predicted ms", "error") + (
+            ("unfitted ms", "error") if unfitted else ()):
         table.add_column(col, justify="left" if col == "phase" else "right")
     for p in points:
         label = "prompt" if p.phase == "prefill" else "context"
         table.add_row(p.phase, str(p.batch), f"{p.tokens} {label}", f"{p.measured_s * 1e3:.1f}",
-                      f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}")
+                      f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}",
+                      *((f"{p.unfitted_s * 1e3:.1f}", f"{p.unfitted_error:+.1%}") if unfitted else ()))
     console.print(table)
-    console.print("median |error|: " + ", ".join(f"{k.replace('_median_abs_error', '')} {v:.1%}"
-                                                 for k, v in stats.items() if k != "median_abs_error")
-                  + f", all {stats['median_abs_error']:.1%}")
+    for phase, prefix in (("prefill", "prefill_"), ("decode", "decode_"), ("all", "")):
+        if f"{prefix}median_abs_error" not in stats:
+            continue
+        console.print(f"{phase} |error| calibrated: median {stats[f'{prefix}median_abs_error']:.1%} (worst "
+                      f"{stats[f'{prefix}worst_abs_error']:.1%})"
+                      + (f"; unfitted: median {stats[f'{prefix}unfitted_median_abs_error']:.1%} (worst "
+                         f"{stats[f'{prefix}unfitted_worst_abs_error']:.1%})" if unfitted else ""))
+    if not unfitted:
+        console.print("unfitted: none on --device cuda (the catalog has no class-default entry for an unnamed GPU)")
     if serving:
         st = Table(title=f"Closed loop: {serving['clients']} clients, {serving['requests']} requests of "
                          f"{serving['prompt']}/{serving['output']} tokens, real loop (median of "
@@ -261,7 +277,13 @@ def fit_engine_cmd(
 ) -> None:
     """Fit an engine's host constants to measured TTFT/TBT points; report held-out error beside the unfitted."""
     from phasewise.apps.fit_view import render_fit, run_fit, write_engine
+    from phasewise.apps.simulate_view import refuse_overwriting_inputs
+    from phasewise.specs.catalog import looks_like_path
 
+    if out:  # before the fit: the engine file never replaces the points or the engine file it starts from
+        engine_file = engine.partition("@")[0]  # --engine FILE[@version]; a preset's name is no file
+        refuse_overwriting_inputs({f"--out '{out}'": out}, {"POINTS": points, **(
+            {"--engine": engine_file} if looks_like_path(engine_file) else {})})
     result = run_fit(points, engine, params, holdout)
     if out:
         write_engine(result, engine, points, out)

@@ -298,7 +298,9 @@ def sweep_cmd(
 
         rows = run_sweep(cfg, backend, workers, ray_address, progress)
     path = write_rows(rows, out)
-    console.print(f"{len(rows)} rows -> {path}")
+    what = ("each strategy's goodput verified as plan verifies it" if cfg.fidelity == "verified" else
+            f"fidelity {cfg.fidelity}: the search's rates on one unit, unverified, in search_* columns")
+    console.print(f"{len(rows)} rows -> {path} ({what})", markup=False)
     for row in rows:
         if row["kind"] == "none":
             console.print(f"no strategy for {row['model']} on {row['hardware']} ({row['workload']}): {row['binding']}",

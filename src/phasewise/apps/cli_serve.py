@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 import time
 from typing import Annotated, Optional
 
@@ -100,6 +101,7 @@ from phasewise.apps.cli_common import (
     given_knobs,
     given_layout,
     refuse_typed_beside_deployment,
+    refuse_typed_tp_beside_role_tps,
 )
 from phasewise.errors import PhasewiseError, refuse_empty
 
@@ -220,6 +222,7 @@ def serve_cmd(
     refuse_empty(dict(served_model_name=served_model_name, tokenizer=tokenizer, host=host))
     if not 0 < port < 65536:
         raise PhasewiseError(f"--port must be in 1..65535 (got {port})")
+    refuse_typed_tp_beside_role_tps(arch, prefill_tp, decode_tp)
     dep = deployment_from_flags(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                                 engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers,
                                 decode_workers=decode_workers, deployment=deployment, entry_point=entry_point,
@@ -263,6 +266,7 @@ def serve_cmd(
     app = create_app(live, name, Tokenizer(tokenizer), max_request_bytes=max_request_bytes,
                      max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px,
                      prompt_tokens_details=enable_prompt_tokens_details)
+    check_listen_address(host, port)  # after every other refusal (a test's --port 1 is never bound), before a banner
     if startup_s > 0:  # as vLLM and SGLang do, the port opens once the engine is up: until then, refused
         console.print(f"phasewise twin: starting up ({startup_words}), listening in {startup_s / speed:.1f} s")
         time.sleep(startup_s / speed)
@@ -270,6 +274,26 @@ def serve_cmd(
     console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
     server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
     server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Before any banner: --host names an address of this machine and --port is free there, else a one-line error
+    naming them (uvicorn would print the URL first, then fail with its own "[Errno ...]" line and exit 3). The port is
+    bound and let go at once, with SO_REUSEADDR as uvicorn binds it (a port in TIME_WAIT is free to both)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise PhasewiseError(f"--host '{host}': {why} (give an address or name of this machine: 127.0.0.1, the "
+                             "default, or 0.0.0.0 for every interface)") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise PhasewiseError(f"--host '{host}' --port {port}: cannot listen there "
+                                 f"({exc.strerror or exc})") from None
 
 
 def refuse_unread_slos(dep, slo_ttft_ms: float, slo_tpot_ms: float) -> None:

@@ -7,7 +7,10 @@ from phasewise.errors import PhasewiseError
 from phasewise.measure.host_allocator import allocator_words
 
 
-def _blocks(text: str) -> list[int]:
+def _blocks(text: str | None) -> list[int] | None:
+    """--blocks as given; None when not given (dllm_validate's default: BLOCKS, or QUICK_BLOCKS with --quick)."""
+    if text is None:
+        return None
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -18,7 +21,7 @@ def _blocks(text: str) -> list[int]:
 
 
 def run_dllm_validate(console, model: str | None, hardware: str, device: str, layers: int | None,
-                      hidden: int | None, engine: str | None, prompt: int, canvas: int, blocks: str, quick: bool,
+                      hidden: int | None, engine: str | None, prompt: int, canvas: int, blocks: str | None, quick: bool,
                       threads: int | None, as_json: bool, serve: bool = False, pipeline: int = 0) -> None:
     from rich.table import Table
 

@@ -16,7 +16,11 @@ from phasewise.perf.estimate import Estimate
 # the estimate tables' host row: added after the device's work, or overlapped with it (engine overlap_scheduling)
 HOST_ROW = {False: "host overhead", True: "host (overlapped: max with device)"}
 WINDOW_KV_WORDS = {"all_tokens": "every token on every layer (one pool)",
-                   "window_pool": "a pool of their own (--swa-full-tokens-ratio)"}
+                   "window_pool": "a pool of their own (--swa-full-tokens-ratio)",
+                   "layer_groups": "their last window, in vLLM's KV cache groups"}
+# what bounds estimate's max batch (Estimate.to_dict max_batch_bound_by)
+BATCH_BOUND_WORDS = {"kv_pool": "the KV pool", "state_seats": "the recurrent-state pool's seats",
+                     "engine_max_sequences": "the engine's max sequences"}
 
 
 def _fmt_flops(x: float) -> str:
@@ -115,10 +119,18 @@ def render_estimate(console: Console, est: Estimate) -> None:
         + (f", recurrent state from the KV pool ({m['recurrent_state_bytes_per_sequence'] / 2**20:.1f} MiB/sequence, "
            f"blocks of {m['hybrid_kv_block_tokens']:,} tokens)" if m["recurrent_state_in_kv_pool"] else "")
         + f" of {m['usable_bytes'] / gib:.1f} GiB usable; "
-        f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token -> {m['kv_capacity_tokens']:,} tokens "
+        f"KV {m['kv_bytes_per_token'] / 1024:.1f} KiB/token on {m['kv_token_unit']} -> "
+        f"{m['kv_capacity_tokens']:,} tokens "
         + (f"(the instance's: its {d['attention_dp']} attention ranks' caches together) "
            if d.get("attention_dp", 1) > 1 else "")
-        + f"(max batch {m['max_batch_at_context']:,} at this context, {m['kv_tokens_per_sequence']:,} tokens' KV each"
+        + (f"(vLLM's start-up 'GPU KV cache size': {m['engine_kv_cache_tokens']:,} tokens) "
+           if m["engine_kv_cache_tokens"] is not None
+           and m["engine_kv_cache_tokens"] < m["kv_capacity_tokens"] - m["kv_block_tokens"] else "")
+        + f"(max batch {m['max_batch_at_context']:,} at this context, bound by "
+        f"{BATCH_BOUND_WORDS[m['max_batch_bound_by']]}"
+        + (f" of {m['engine_max_sequences']:,}" if m["max_batch_bound_by"] == "engine_max_sequences" else "")
+        + f"; {m['kv_tokens_per_sequence']:,} tokens' KV each"
+        + (f" in {m['kv_block_tokens']}-token blocks" if m["kv_block_tokens"] > 1 else "")
         + (f", windowed layers' KV: {WINDOW_KV_WORDS[m['window_kv_layout']]}"
            if m["window_kv_layout"] not in (None, "per_sequence") else "")
         + (f", full pool {m['window_pool_tokens'][0]:,} / window pool {m['window_pool_tokens'][1]:,} tokens per "

@@ -38,10 +38,18 @@ def run_fit(points_path: str, engine: str, params: str, holdout: str) -> dict[st
     start, predict = running_costs(data, engine, where)
     held = set(runs[1::2]) if holdout == "every-other" else set()
     fit = fit_engine([p for p in points if p.run not in held], start, names, predict=predict)
+    if not fit.fitted:
+        it = "it" if len(names) == 1 else "them"
+        raise PhasewiseError(f"--params {', '.join(names)}: no fit point responds to "
+                             f"{'it' if len(names) == 1 else 'any of them'} (the fit's error is the same over each "
+                             f"field's whole range), so these points cannot determine {it}"
+                             + (" (collective_overhead_s needs runs at tp > 1)" if "collective_overhead_s" in names
+                                else ""))
     rows = [{"figure": p.label, "split": "held-out" if p.run in held else "fit", "measured_ms": p.measured_ms,
              "fitted_error": predict(p, fit.engine) / p.measured_ms - 1.0,
              "start_error": predict(p, start) / p.measured_ms - 1.0} for p in points]
-    return {"engine": engine, "values": fit.values, "fit_runs": fit.runs, "held_out_runs": len(held),
+    return {"engine": engine, "values": fit.fitted, "fit_runs": fit.runs, "held_out_runs": len(held),
+            "undetermined": {k: fit.values[k] for k in fit.undetermined},
             "summary": {side: _errors([r for r in rows if r["split"] == side]) for side in ("fit", "held-out")},
             "points": rows, "profile": fit.engine}
 
@@ -75,13 +83,24 @@ def write_engine(result: dict[str, Any], engine: str, points_path: str, out: str
             entry["scheduler"] = scheduler
     entry["source"] = (f"phasewise fit-engine {points_path} --engine {engine}: "
                        + ", ".join(f"{k} {v:.4g}" for k, v in result["values"].items())
-                       + f" fitted on {result['fit_runs']} runs ({result['held_out_runs']} held out)")
+                       + f" fitted on {result['fit_runs']} runs ({result['held_out_runs']} held out)"
+                       + _undetermined_words(result))
     path = Path(out)
     try:
         path.write_text(yaml.safe_dump({"engines": {f"{profile.name}-fit": entry}}, sort_keys=False))
     except OSError as exc:
         raise PhasewiseError(f"--out {out}: cannot write ({exc.strerror})") from None
     return path
+
+
+def _undetermined_words(result: dict[str, Any]) -> str:
+    """'; not determined by these points (left at the start value): F V' for the fields no fit point responds to
+    (run_fit's `undetermined`); '' if none."""
+    undetermined = result.get("undetermined") or {}
+    if not undetermined:
+        return ""
+    return "; not determined by these points (left at the start value): " + ", ".join(
+        f"{k} {v:.4g}" for k, v in undetermined.items())
 
 
 def _preset_of(engine: str) -> str | None:
@@ -100,7 +119,8 @@ def render_fit(console, result: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"fit-engine {result['engine']}: " + ", ".join(f"{k} = {v:.4g}"
-                                                                       for k, v in result["values"].items()))
+                                                                       for k, v in result["values"].items())
+                  + _undetermined_words(result))
     for col in ("figure", "split", "measured ms", "fitted", "unfitted"):
         table.add_column(col)
     for r in result["points"]:

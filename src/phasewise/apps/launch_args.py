@@ -120,6 +120,12 @@ def engine_lines(dep: Deployment, needs: list[str]) -> list[str]:
 
 def precision_args(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> list[str]:
     model = load_model(g.model or dep.model)
+    if g.precision and model.unmodelled_quantization and not model.native_precision:
+        # a format phasewise does not model, costed as --precision: the engine reads the checkpoint's own
+        notes.append(f"precision {g.precision} is what the checkpoint's weights were costed as (its quantization "
+                     "format is not modelled here): the engine reads the checkpoint's own format from its "
+                     "quantization config")
+        return []
     native = model.default_precision
     precision = g.precision or native
     if precision == native:

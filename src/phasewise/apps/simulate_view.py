@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -247,9 +248,9 @@ def input_files(values: dict[str, Any]) -> dict[tuple[int, int], str]:
     another spelling of the path is the same file), each with how the command named it ("--workload 'T.csv'"):
     every string value (and each item of a comma-separated one) naming an existing file, and a checkpoint's files
     directly in one naming a directory (a local checkpoint's config.json; not an earlier run's report or records
-    beside them). `values`: {flag or label: value}."""
+    beside them). `values`: {flag or label: value}; a --deployment file's own texts count too (named_in_deployment)."""
     found: dict[tuple[int, int], str] = {}
-    for flag, value in values.items():
+    for flag, value in {**values, **named_in_deployment(values.get("--deployment"))}.items():
         if not isinstance(value, str):
             continue
         for part in dict.fromkeys([value.strip(), *(v.strip() for v in value.split(","))]):
@@ -273,10 +274,47 @@ def input_files(values: dict[str, Any]) -> dict[tuple[int, int], str]:
     return found
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def named_in_deployment(path: Any) -> dict[str, str]:
+    """{how an error names it: text} of every text a --deployment file holds, the files the run reads through it among
+    them (its model, each group's hardware, model, engine and mapping, a draft model: any path it can name), each
+    named by its place in the file ("--deployment 'd.yaml' (instances.0.hardware)"). {} where `path` is no readable
+    deployment file (the run's own reading of it says why)."""
+    if not isinstance(path, str):
+        return {}
+    from phasewise.specs.reading import read_user_file
+
     try:
-        st = path.stat()
-    except OSError:
+        data = read_user_file(path, "deployment")
+    except PhasewiseError:
+        return {}
+    found: dict[str, str] = {}
+
+    def walk(node: Any, where: tuple[str, ...]) -> None:
+        if isinstance(node, str):
+            found[f"--deployment '{path}' ({'.'.join(where)})"] = node
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*where, str(key)))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, (*where, str(index)))
+
+    walk(data, ())
+    return found
+
+
+def as_written(path: str | Path) -> Path:
+    """Where writing to `path` lands once the folders on its way are made (as the outputs' writers make them): the
+    folders that exist followed through their links, a `..` after one not yet made its parent (`sub/../t.csv` is
+    `t.csv`: stat() of the path as given finds no file while sub/ is missing)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file `path` names (device, inode), as writing to it would find it (as_written); None where there is none."""
+    try:
+        st = as_written(path).stat()
+    except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
 
@@ -286,7 +324,7 @@ def refuse_overwriting_inputs(outputs: dict[str, str | Path], inputs: dict[str, 
     reads (input_files of `inputs`): outputs never overwrite their inputs."""
     read = input_files(inputs)
     for what, out in outputs.items():
-        key = _identity(Path(out).expanduser())
+        key = _identity(Path(out))
         if key is not None and key in read:
             raise PhasewiseError(f"{what} would overwrite {read[key]}, which this run reads: outputs never replace "
                                  "their inputs; write it elsewhere")
@@ -303,12 +341,12 @@ def records_paths(out_dir: str, fmt: str) -> dict[str, Path]:
 def check_records_out(out_dir: str, fmt: str, inputs: dict[str, Any]) -> None:
     """Before the run: `--out DIR` can take its files (none of them a directory, DIR not a file) and none of them is a
     file the run reads (`inputs`: {flag: value} as given, refuse_overwriting_inputs). One-line errors."""
-    out = Path(out_dir)
+    out = as_written(out_dir)
     if out.exists() and not out.is_dir():
         raise PhasewiseError(f"--out '{out_dir}': a file of that name exists; give a directory (new or not)")
     paths = records_paths(out_dir, fmt)
     for what, path in paths.items():
-        if path.is_dir():
+        if as_written(path).is_dir():
             raise PhasewiseError(f"{what}: cannot write, {path} is a directory")
     refuse_overwriting_inputs(paths, inputs)
 

@@ -7,7 +7,8 @@ Measured, then fitted:
   memory        matrix-vector products over weights streamed from memory at row lengths 256 .. 8192: the
                 bandwidth at long rows and the row length at which half of it is reached; large copies;
   attention     scaled_dot_product_attention at prefill shapes (causal, efficiency over query rows)
-                and decode shapes (one query row over a growing KV: bandwidth fraction);
+                and decode shapes (one query row over distinct K and V read from memory: bandwidth fraction at
+                the longest context);
   overheads     a real transformers Llama at tiny width, 1 and 5 layers, one token: time per layer
                 (-> per-kernel dispatch) and per forward (-> the engine's per-iteration overhead),
                 and batch 1 vs 16 (-> per-sequence overhead).
@@ -36,6 +37,7 @@ from phasewise.perf.cost import KERNELS
 # hidden, MLP width, heads (of 128), KV heads: a Llama layer of 25 MB in fp32, beyond any core's private cache
 COLD_WIDTH = (768, 2048, 6, 2)
 COLD_ROWS = 32  # up to this many rows GEMMs are timed with their weights streamed from memory
+PROBE_HEADS, PROBE_HEAD_DIM = 8, 64  # the attention probes' heads (prefill and decode)
 DENSE_LAYER_KERNELS = sum(KERNELS[k] for k in ("elementwise", "qkv_proj", "attention", "o_proj", "mlp_gate_up",
                                                  "mlp_down"))
 
@@ -147,7 +149,7 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
 
     # --- attention ----------------------------------------------------------------------------------
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    heads, hd = 8, 64
+    heads, hd = PROBE_HEADS, PROBE_HEAD_DIM
     pre = []
     for seq in ((64, 256) if quick else (64, 256, 1024)):
         say(f"attention prefill {seq}")
@@ -156,14 +158,9 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
         flops = 4.0 * hd * heads * seq * (seq + 1) / 2
         pre.append((float(seq), flops / t / peak))
     att_eff, att_half = _fit_half(pre)
-    dec = []
-    for ctx in ((256, 2048) if quick else (512, 2048, 8192)):
-        say(f"attention decode {ctx}")
-        q = torch.randn(8, heads, 1, hd, device=dev, dtype=dtype)
-        kv = torch.randn(8, heads, ctx, hd, device=dev, dtype=dtype)
-        t = median_time(lambda: sdpa(q, kv, kv), sync, reps, min_time_s=0.01)
-        dec.append(2.0 * kv.numel() * esize / t / bandwidth)
-    att_mem_eff = min(1.0, max(dec))
+    contexts = (256, 2048) if quick else (512, 2048, 8192)
+    dec = decode_attention_fractions(torch, dev, dtype, esize, sync, reps, bandwidth, pool_bytes, contexts, say)
+    att_mem_eff, att_warning = decode_attention_efficiency(dec)
 
     # --- dispatch and per-iteration overheads, from a real (tiny) transformers Llama --------------
     layer_s, iteration_s, per_seq_s = _overheads(torch, dev, dtype, sync, reps, say)
@@ -194,6 +191,15 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
                                              "by row length k (elements: GB/s): " + ", ".join(
                                                  f"{k}: {r / 1e9:.2f}" for k, r in row_rates.items())
                                              + f" -> {bandwidth / 1e9:.2f} GB/s x k / (k + {row_half:.4g})",
+                    "attention_efficiency": f"scaled_dot_product_attention, causal, {heads} heads of {hd}, over "
+                                            "prompts of " + ", ".join(f"{int(n)}: {e:.3f}" for n, e in pre)
+                                            + " of the GEMM peak (tokens: fraction), fitted as max x n / (n + half)",
+                    "attention_memory_efficiency": (
+                        f"decode attention (one query row, {DECODE_BATCH} sequences x {heads} heads of {hd}, distinct "
+                        f"K and V from a pool beyond {pool_bytes >> 20} MiB used round-robin) over the measured "
+                        "bandwidth at contexts " + ", ".join(f"{c}: {f:.3f}" for c, f in dec.items())
+                        + f" (tokens: fraction); the longest context's, {max(dec)} tokens, as decode reads a long "
+                        "cache" + (f". WARNING: {att_warning}" if att_warning else "")),
                     "interconnect": "not measured (single device)",
                     "tdp_w": "not measured", "price_per_hour_usd": "not applicable"},
         "efficiency": {
@@ -220,7 +226,9 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
         "cuda_graphs": False,
         "cuda_graph_max_batch": 0,
         "decode_attention_tensor_cores": bool(cuda),
-        "source": source,
+        "source": source + "; unfused_elementwise: each class (transformers' LlamaRMSNorm after a residual add, on a "
+                           "head, apply_rotary_pos_emb, SiLU gating; 512 tokens) timed alone, its time at the measured "
+                           "bandwidth over its fused bytes (measurements: elementwise_over_fused_bytes)",
     }
     if cuda:
         engine["eager_launch_s"], entry["efficiency"]["kernel_launch_s"] = float(f"{kernel_launch:.4g}"), 2e-6
@@ -241,9 +249,62 @@ def calibrate(device: str = "cpu", quick: bool = False, threads: int | None = No
                              "copy_bytes_per_s_by_size": dict(bws), "cold_matvec_bytes_per_s": cold_rates,
                              "weight_stream_bytes_per_s_by_row_length": row_rates,
                              "prefill_attention_efficiency": dict(pre),
-                             "decode_attention_bandwidth_fraction": dec, "layer_overhead_s": layer_s,
+                             "decode_attention_bandwidth_fraction_by_context": dec, "layer_overhead_s": layer_s,
                              "iteration_overhead_s": iteration_s, "per_sequence_overhead_s": per_seq_s,
-                             "elementwise_over_fused_bytes": unfused, "cold_dispatch": cold}}
+                             "elementwise_over_fused_bytes": unfused, "cold_dispatch": cold,
+                             "warnings": [w for w in (att_warning,) if w]}}
+
+
+DECODE_BATCH = 8  # sequences of the decode-attention probe
+
+
+def decode_attention_fractions(torch, dev, dtype, esize: int, sync, reps: int, bandwidth: float, pool_bytes: int,
+                               contexts: tuple[int, ...], say) -> dict[int, float]:
+    """{context: bytes of K and V read / time / `bandwidth`} of one query row's scaled_dot_product_attention over a
+    cache of `context` tokens, as decode reads it: K and V two tensors (each byte read once), and enough (K, V) pairs,
+    used round-robin, to pass `pool_bytes`, beyond the caches (so the KV is read from memory, not a warm cache)."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    heads, hd = PROBE_HEADS, PROBE_HEAD_DIM
+    fractions = {}
+    for ctx in contexts:
+        say(f"attention decode {ctx}")
+        pair_bytes = 2 * DECODE_BATCH * heads * ctx * hd * esize
+        count = max(2, pool_bytes // pair_bytes)
+        q = torch.randn(DECODE_BATCH, heads, 1, hd, device=dev, dtype=dtype)
+        pool = [tuple(torch.randn(DECODE_BATCH, heads, ctx, hd, device=dev, dtype=dtype) for _ in "kv")
+                for _ in range(count)]
+        t = median_time(lambda: [sdpa(q, k, v) for k, v in pool], sync, reps) / count
+        fractions[ctx] = pair_bytes / t / bandwidth
+        pool.clear()
+    return fractions
+
+
+def decode_attention_efficiency(fractions: dict[int, float]) -> tuple[float, str]:
+    """(attention_memory_efficiency, a warning or '') from decode_attention_fractions: the longest context's (decode
+    reads a long cache; a short one adds a per-call cost the dispatch term counts). Above 1 the measurement is wrong
+    (the KV read from a cache, or the machine's load changed between the bandwidth probe and this one): the field
+    can hold at most 1, so it is written as 1 and the warning, naming the measured fraction, goes beside it (its
+    source, and calibrate's output), never a silent clamp."""
+    longest = max(fractions)
+    if fractions[longest] <= 1.0:
+        return fractions[longest], ""
+    return 1.0, (f"decode attention at {longest} tokens read its KV at {fractions[longest]:.2f}x the measured memory "
+                 "bandwidth: above 1 the measurement is wrong (the KV served from a cache, or the machine's load "
+                 "changed between the probes); attention_memory_efficiency written as 1, its upper bound: rerun "
+                 "calibrate on an idle machine")
+
+
+def compact_measurements(value: Any) -> Any:
+    """calibrate's raw measurements as its YAML holds them: floats to 4 significant figures, keys as text (the
+    readers' rule for YAML keys; a whole number without its '.0')."""
+    if isinstance(value, dict):
+        return {str(int(k) if isinstance(k, float) and k.is_integer() else k): compact_measurements(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [compact_measurements(v) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    return value
 
 
 def _overheads(torch, dev, dtype, sync, reps: int, say) -> tuple[float, float, float]:

@@ -16,10 +16,19 @@ from phasewise.errors import PhasewiseError
 from phasewise.measure.host_allocator import host_allocator_note
 from phasewise.measure.pipeline_check import TwoStagePipeline
 from phasewise.measure.torch_env import MAX_REPEATS
-from phasewise.measure.validate import measured_engine, relative_error, scaled_config, scaled_kv_heads, scaled_width
+from phasewise.measure.validate import (
+    UNFITTED_ENGINE,
+    UNFITTED_HARDWARE,
+    measured_engine,
+    relative_error,
+    scaled_config,
+    scaled_kv_heads,
+    scaled_width,
+    timed_hardware,
+)
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, run_split, sub_sequence_lengths
-from phasewise.specs import load_hardware, load_model, load_quant
+from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.topology import chain_topology
 
@@ -36,11 +45,16 @@ class PipelinePoint:
     link_mbps: float
     sub_sequences: int
     measured_s: float
-    predicted_s: float
+    predicted_s: float  # on the calibrated entry
+    unfitted_s: float  # on the class-default entry (UNFITTED_HARDWARE / UNFITTED_ENGINE)
 
     @property
     def error(self) -> float:
         return relative_error(self.predicted_s, self.measured_s)
+
+    @property
+    def unfitted_error(self) -> float:
+        return relative_error(self.unfitted_s, self.measured_s)
 
 
 def scaled_lfm2_config(model: ModelSpec, layers: int, hidden: int) -> dict[str, Any]:
@@ -93,9 +107,10 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
 
     small = from_hf_config(f"{spec.name} (scaled)", hf_config)
     boundary = layers // 2
-    hw = load_hardware(hardware)
+    hw = timed_hardware(hardware, "cpu")
     eng = measured_engine(hardware, engine)
     quant = load_quant("fp32")
+    sides = ((hardware, hw, eng), (UNFITTED_HARDWARE, load_hardware(UNFITTED_HARDWARE), load_engine(UNFITTED_ENGINE)))
 
     measured: dict[tuple[str, float, int], list[float]] = {}
     wall_start = time.perf_counter()
@@ -124,17 +139,20 @@ def pipeline_validate(model: str, hardware: str, stages: int = 2, link_mbps: lis
 
     points = []
     for (metric, mbps, subs), times in measured.items():
-        topo = chain_topology([hardware, hardware], mbps, latency_s)
-        split = SplitModel(small, quant, eng, topo, [hw, hw], [boundary, layers - boundary])
-        if metric == "ttft":
-            predicted = run_split(split, prompt_tokens, 0, subs).ttft_s
-        else:
-            predicted = run_split(split, prompt_tokens, decode_steps, 1, DecodePlan()).tpot_s
-        points.append(PipelinePoint(metric, mbps, subs, statistics.median(times), predicted))
+        predicted = []
+        for key, chip, profile in sides:  # calibrated, then unfitted
+            topo = chain_topology([key, key], mbps, latency_s)
+            split = SplitModel(small, quant, profile, topo, [chip, chip], [boundary, layers - boundary])
+            if metric == "ttft":
+                predicted.append(run_split(split, prompt_tokens, 0, subs).ttft_s)
+            else:
+                predicted.append(run_split(split, prompt_tokens, decode_steps, 1, DecodePlan()).tpot_s)
+        points.append(PipelinePoint(metric, mbps, subs, statistics.median(times), *predicted))
     info = {"model": small.name, "params": small.total_params, "layers": layers, "hidden": hidden, "family": family,
             "stage_linear_layers": [split_layers(small, n, first) for n, first in ((boundary, 0),
                                                                                   (layers - boundary, boundary))],
             "split": [boundary, layers - boundary], "hardware": hw.key, "engine": eng.name,
+            "unfitted_hardware": UNFITTED_HARDWARE, "unfitted_engine": UNFITTED_ENGINE,
             "prompt_tokens": prompt_tokens, "decode_steps": decode_steps, "repeats": repeats,
             "socket_one_way_latency_s": latency_s, "small_message_one_way_latency_s": ping_s,
             "measure_wall_s": wall_s, "host_allocator": host_allocator_note(),
@@ -149,13 +167,17 @@ def split_layers(model: ModelSpec, layers: int, first_layer: int) -> int:
 
 
 def pipeline_summary(points: list[PipelinePoint]) -> dict[str, float]:
+    """Median and worst |error| per metric and over all points, of the calibrated ("") and the unfitted
+    ("unfitted_") prediction against the measured time."""
     out: dict[str, float] = {}
-    for metric in ("ttft", "decode"):
-        errs = [abs(p.error) for p in points if p.metric == metric]
-        if errs:
-            out[f"{metric}_median_abs_error"] = statistics.median(errs)
-            out[f"{metric}_worst_abs_error"] = max(errs)
-    errs = [abs(p.error) for p in points]
-    out["median_abs_error"] = statistics.median(errs) if errs else math.nan
-    out["worst_abs_error"] = max(errs) if errs else math.nan
+    for metric in ("ttft", "decode", None):
+        chosen = [p for p in points if metric is None or p.metric == metric]
+        prefix = f"{metric}_" if metric else ""
+        for label, errs in (("", [abs(p.error) for p in chosen]), ("unfitted_", [abs(p.unfitted_error)
+                                                                                 for p in chosen])):
+            if errs:
+                out[f"{prefix}{label}median_abs_error"] = statistics.median(errs)
+                out[f"{prefix}{label}worst_abs_error"] = max(errs)
+            elif metric is None:
+                out[f"{label}median_abs_error"] = out[f"{label}worst_abs_error"] = math.nan
     return out

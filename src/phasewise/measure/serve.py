@@ -24,11 +24,11 @@ from phasewise.measure.torch_env import (
     need_transformers,
     torch_and_device,
 )
-from phasewise.measure.validate import scaled_config
+from phasewise.measure.validate import measured_engine, scaled_config, timed_hardware
 from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
-from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+from phasewise.specs import load_model, load_quant
 from phasewise.specs.hf_config import from_hf_config
 from phasewise.workload import ClosedLoop, LengthDist
 
@@ -177,6 +177,9 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
             raise PhasewiseError(f"{flag} must be at most {most:,} for a real run here (got {value:,})")
     check_run_fits("the --serve loop", cfg, small.total_params, prompt, clients * (prompt + output), clients,
                    2 if dev.type == "cuda" else 4, torch, dev, "lower --clients, --prompt or --output")
+    # The chip and engine the simulator runs on, resolved before the loop is timed (one rule: measured_engine)
+    hw = timed_hardware(hardware, dev.type)
+    eng = measured_engine(hardware, engine)
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **{k: v for k, v in cfg.items() if k not in ("model_type", "architectures")}))
     hf = hf.to(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
@@ -184,9 +187,6 @@ def serve_check(model: str, hardware: str, device: str = "cpu", layers: int | No
 
     # The same workload through the simulator: the calibrated chip and engine, prefill-first with one
     # prompt per prefill iteration, plus the loop's per-sequence attention dispatch.
-    hw = load_hardware(hardware)
-    eng = load_engine(engine) if engine else (load_engine(hardware) if hardware.endswith((".yaml", ".yml"))
-                                              else load_engine("hf-eager"))
     precision = "bf16" if dev.type == "cuda" else "fp32"
     layer_bytes = weight_bytes_per_gpu(small, load_quant(precision), 1, 1, embeddings=False) / small.num_layers
     per_seq = small.num_layers * OPS_PER_SEQUENCE_LAYER * hw.efficiency.kernel_launch_at(layer_bytes)

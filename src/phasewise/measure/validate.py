@@ -16,7 +16,7 @@ from phasewise.measure.torch_env import kv_cache_arg, median_time, need_transfor
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import read_user_file
-from phasewise.specs.hardware import EngineProfile
+from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 
 DEFAULT_GRID = {
@@ -32,11 +32,16 @@ class Point:
     batch: int
     tokens: int
     measured_s: float
-    predicted_s: float
+    predicted_s: float  # on the calibrated entry
+    unfitted_s: float | None = None  # on the class-default entry (UNFITTED_HARDWARE / UNFITTED_ENGINE); None on CUDA
 
     @property
     def error(self) -> float:
         return relative_error(self.predicted_s, self.measured_s)
+
+    @property
+    def unfitted_error(self) -> float | None:
+        return None if self.unfitted_s is None else relative_error(self.unfitted_s, self.measured_s)
 
 
 def relative_error(predicted_s: float, measured_s: float) -> float:
@@ -73,11 +78,29 @@ class MeasuredVsPredicted:
 UNFITTED_HARDWARE, UNFITTED_ENGINE = "cpu-local", "hf-eager"
 
 
+# the hardware kinds a timed device can be: this CPU, or a CUDA device (a data-centre GPU or an edge module's)
+DEVICE_KINDS = {"cpu": ("cpu",), "cuda": ("gpu", "edge")}
+
+
+def timed_hardware(hardware: str, device: str = "cpu") -> HardwareSpec:
+    """The `--hardware` entry a check on `device` predicts with, before anything is timed: one of the device's kinds
+    (DEVICE_KINDS), else a one-line error (an H100's figures against this CPU's times compare nothing)."""
+    hw = load_hardware(hardware)
+    kinds = DEVICE_KINDS[device]
+    if hw.kind not in kinds:
+        fix = (f"calibrate's YAML (`phasewise calibrate --device {device}`)" +
+               (f" or the catalog's {UNFITTED_HARDWARE}" if device == "cpu" else "") +
+               f", an entry of kind {' or '.join(kinds)}")
+        raise PhasewiseError(f"--hardware '{hardware}' is a {hw.kind} entry ({hw.name}), but --device {device} times "
+                             f"{'this CPU' if device == 'cpu' else 'a CUDA device'}: give {fix}")
+    return hw
+
+
 def cpu_cost_models(model: ModelSpec, hardware: str, engine: str | None = None) -> tuple[CostModel, CostModel]:
-    """(calibrated, unfitted) cost models of `model` in fp32 on this CPU (MEASURING.md): on the `hardware` entry
-    with measured_engine's profile, and on UNFITTED_HARDWARE with UNFITTED_ENGINE."""
+    """(calibrated, unfitted) cost models of `model` in fp32 on this CPU (MEASURING.md): on the `hardware` entry (a
+    CPU's: timed_hardware) with measured_engine's profile, and on UNFITTED_HARDWARE with UNFITTED_ENGINE."""
     quant = load_quant("fp32")
-    calibrated = CostModel(model, load_hardware(hardware), quant, measured_engine(hardware, engine))
+    calibrated = CostModel(model, timed_hardware(hardware, "cpu"), quant, measured_engine(hardware, engine))
     return calibrated, CostModel(model, load_hardware(UNFITTED_HARDWARE), quant, load_engine(UNFITTED_ENGINE))
 
 
@@ -148,11 +171,13 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     from phasewise.specs.hf_config import from_hf_config
 
     small = from_hf_config(f"{spec.name} (scaled)", cfg)
-    hw = load_hardware(hardware)
     cuda = dev.type == "cuda"
-    quant = load_quant("bf16" if cuda else "fp32")
-    eng = measured_engine(hardware, engine)
-    cm = CostModel(small, hw, quant, eng)
+    unfitted: CostModel | None = None  # the catalog has no class-default entry for an unnamed GPU: none on CUDA
+    if cuda:
+        cm = CostModel(small, timed_hardware(hardware, "cuda"), load_quant("bf16"), measured_engine(hardware, engine))
+    else:
+        cm, unfitted = cpu_cost_models(small, hardware, engine)
+    hw, eng = cm.hw, cm.engine
     params_bytes = small.total_params * (2 if cuda else 4)
     free = torch.cuda.mem_get_info(dev)[0] if cuda else hw.memory_capacity_bytes * 0.8
     if params_bytes > free:
@@ -171,13 +196,17 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
     reps = 3 if quick else 5
     points: list[Point] = []
     vocab = small.vocab_size
+
+    def predicted(shape: BatchShape) -> tuple[float, float | None]:
+        return (cm.iteration(shape).latency_s,
+                None if unfitted is None else unfitted.iteration(shape).latency_s)
+
     with torch.inference_mode():
         for batch, prompt in grid["prefill"]:
             say(f"prefill batch {batch} x {prompt}")
             ids = torch.randint(0, vocab, (batch, prompt), device=dev)
             t = median_time(lambda: hf(ids, use_cache=True, logits_to_keep=1), sync, reps)
-            pred = cm.iteration(BatchShape.uniform(batch, prompt, 0)).latency_s
-            points.append(Point("prefill", batch, prompt, t, pred))
+            points.append(Point("prefill", batch, prompt, t, *predicted(BatchShape.uniform(batch, prompt, 0))))
         for batch, ctx in grid["decode"]:
             say(f"decode batch {batch} at {ctx}")
             ids = torch.randint(0, vocab, (batch, ctx), device=dev)
@@ -191,20 +220,31 @@ def validate(model: str, hardware: str, device: str = "cpu", layers: int | None 
                 hf(nxt, **{kv_arg: cache}, use_cache=True, logits_to_keep=1)
 
             t = median_time(step, sync, reps)
-            pred = cm.iteration(BatchShape.uniform(batch, 1, ctx)).latency_s
-            points.append(Point("decode", batch, ctx, t, pred))
+            points.append(Point("decode", batch, ctx, t, *predicted(BatchShape.uniform(batch, 1, ctx))))
     info = {"model": small.name, "params": small.total_params, "config": cfg, "hardware": hw.key,
-            "engine": eng.name, "device": device, "threads": torch.get_num_threads() if not cuda else None,
+            "engine": eng.name, "unfitted_hardware": None if cuda else UNFITTED_HARDWARE,
+            "unfitted_engine": None if cuda else UNFITTED_ENGINE, "device": device,
+            "threads": torch.get_num_threads() if not cuda else None,
             "host_allocator": host_allocator_note()}
     return points, info
 
 
 def summary(points: list[Point]) -> dict[str, float]:
-    out = {}
-    for phase in ("prefill", "decode"):
-        errs = [abs(p.error) for p in points if p.phase == phase]
-        if errs:
-            out[f"{phase}_median_abs_error"] = statistics.median(errs)
-    errs = [abs(p.error) for p in points]
-    out["median_abs_error"] = statistics.median(errs) if errs else math.nan
+    """Median and worst |error| per phase and over all points, of the calibrated prediction ("") and, where the points
+    have one (a CPU run), of the unfitted one ("unfitted_"), against the measured wall time."""
+    out: dict[str, float] = {}
+    unfitted = bool(points) and all(p.unfitted_s is not None for p in points)
+    for phase in ("prefill", "decode", None):
+        chosen = [p for p in points if phase is None or p.phase == phase]
+        prefix = f"{phase}_" if phase else ""
+        if not chosen:
+            if phase is None:
+                out["median_abs_error"] = out["worst_abs_error"] = math.nan
+            continue
+        sides = [("", [abs(p.error) for p in chosen])]
+        if unfitted:
+            sides.append(("unfitted_", [abs(p.unfitted_error) for p in chosen]))
+        for label, errors in sides:
+            out[f"{prefix}{label}median_abs_error"] = statistics.median(errors)
+            out[f"{prefix}{label}worst_abs_error"] = max(errors)
     return out

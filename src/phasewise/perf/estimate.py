@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from phasewise.errors import PhasewiseError, refuse_empty
@@ -12,20 +12,30 @@ from phasewise.perf.cost import CostModel, IterationCost
 from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.mapping import MappedCost, MappedIteration, MappedPhases
-from phasewise.perf.memory import MemoryFit, compressed_kv_pool, kv_sequence_tokens, kv_state_pages, memory_fit
+from phasewise.perf.memory import (
+    MemoryFit,
+    compressed_kv_pool,
+    kv_pool_sequences,
+    kv_sequence_tokens,
+    kv_state_pages,
+    memory_fit,
+    profile_batch,
+)
 from phasewise.perf.parallel import parallel_layout
 from phasewise.perf.shared_block_pool import SharedBlockPool
 from phasewise.perf.startup import StartupEstimate, startup_estimate
-from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes, window_pool_tokens
+from phasewise.perf.window_kv import (
+    kv_window_terms,
+    slot_state_bytes,
+    vllm_group_size,
+    vllm_kv_cache_groups,
+    window_pool_tokens,
+)
 from phasewise.perf.window_pages import WindowPages
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv
+from phasewise.specs.engine_kv import engine_kv, kv_block, recurrent_state_in_kv_pool, window_kv
 from phasewise.specs.engines import resolve_engine
 from phasewise.specs.mappings import load_mapping
-
-# Activation memory is sized for this many tokens per iteration (vLLM's max_num_batched_tokens and
-# TensorRT-LLM's max_num_tokens default to 8192-16384): larger prefills run in several iterations.
-MAX_BATCHED_TOKENS = 16384
 
 
 @dataclass(slots=True)
@@ -43,7 +53,8 @@ class Estimate:
     window_kv_layout: str = "per_sequence"
     kv_terms: tuple[float, float, int, bool] = (1.0, 0.0, 0, False)
     window_pool_tokens: tuple[int, int] | None = None  # window_pool: (full-pool, window-pool) tokens per attention rank
-    # (block, state tokens) of a hybrid's states kept in the KV pool (vLLM V1: perf/memory.py kv_state_pages)
+    # (block, state tokens) of the pool: the engine's KV block (raised for a hybrid's states kept in the KV pool,
+    # vLLM V1), the states' worth per sequence (perf/memory.py kv_state_pages)
     kv_pages: tuple[int, float] = (1, 0.0)
     # image inputs (--images-per-request): the images of one sequence and the encoder's forward over the batch's
     images: dict[str, Any] | None = None
@@ -55,7 +66,8 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
         ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
-        per_sequence_kv = math.ceil(kv_sequence_tokens(max(self.context_len + 1, 1), self.kv_terms, self.kv_pages))
+        context = max(self.context_len + 1, 1)
+        per_sequence_kv = math.ceil(kv_sequence_tokens(context, self.kv_terms, self.kv_pages))
 
         def phase(it: IterationCost, tokens: int) -> dict[str, Any]:
             return {
@@ -110,8 +122,14 @@ class Estimate:
                 "encoder_params": cm.model.encoder_params,
                 "activation_bytes": mem.activation_bytes,
                 "reserved_bytes": mem.reserved_bytes,
+                # one token's KV on the layers that hold every token (a windowed stack's full layers only; with
+                # every layer windowed, all of them): the unit of kv_capacity_tokens (kv_token_unit: those layers)
                 "kv_bytes_per_token": mem.kv_bytes_per_token,
+                "kv_token_unit": self._token_unit(),
                 "kv_capacity_tokens": mem.kv_capacity_tokens,
+                "kv_block_tokens": mem.kv_block_tokens,
+                # vLLM's start-up "GPU KV cache size" for this pool (None: another engine, or vLLM's shared pool)
+                "engine_kv_cache_tokens": self._engine_kv_cache_tokens(),
                 "kv_needed_tokens": mem.kv_needed_tokens,
                 "recurrent_state_bytes_per_sequence": mem.state_bytes_per_sequence,
                 "recurrent_state_bytes": mem.state_bytes,
@@ -128,8 +146,13 @@ class Estimate:
                 "window_kv_layout": self.window_kv_layout if cm.model.sliding_window else None,
                 # window_pool: the two pools' tokens per attention rank, as SGLang logs them at start-up
                 "window_pool_tokens": list(self.window_pool_tokens) if self.window_pool_tokens else None,
-                "max_batch_at_context": min(mem.kv_capacity_tokens // per_sequence_kv,
-                                            mem.state_seats if mem.state_seats is not None else 1 << 62),
+                # the KV pool's (in whole blocks), the state pool's seats and the engine's max sequences, the least
+                "max_batch_at_context": min(kv_pool_sequences(mem.kv_capacity_tokens, context, self.kv_terms,
+                                                              self.kv_pages),
+                                            mem.state_seats if mem.state_seats is not None else 1 << 62,
+                                            mem.max_sequences if mem.max_sequences is not None else 1 << 62),
+                "max_batch_bound_by": self._batch_bound(context),
+                "engine_max_sequences": mem.max_sequences,
                 # the KV pool a prefill chunk's window blocks hold (vLLM's DeepSeek-V4 pool), kept free
                 "chunk_window_bytes": mem.chunk_window_bytes,
                 "compressed_kv_pool": self.kv_pool,
@@ -138,6 +161,38 @@ class Estimate:
             **({"images": self.images} if self.images else {}),
             **({"startup": self.startup.to_dict()} if self.startup else {}),
         }
+
+    def _token_unit(self) -> str:
+        """The layers one of kv_capacity_tokens holds a token's KV on: every layer holding KV, or the full layers only
+        of a stack whose other layers keep a window (their KV per sequence: kv_tokens_per_sequence)."""
+        model = self.cost_model.model
+        if model.window_layer_share and not model.window_all_layers and self.kv_terms[1]:
+            return f"its {model.full_kv_layers} full-attention layers (windowed layers' KV counted per sequence)"
+        return "every layer holding KV"
+
+    def _engine_kv_cache_tokens(self) -> int | None:
+        """vLLM's start-up "GPU KV cache size" for this pool: its blocks over its KV cache groups x the block
+        (v1/core/kv_cache_utils.py _report_kv_cache_config: num_blocks // len(kv_cache_groups) x block_size; a
+        windowed stack's groups: perf/window_kv.py vllm_kv_cache_groups), on one attention rank summed over them.
+        None for another engine, a hybrid's states in the pool or DeepSeek-V4's pool (kv_pool's own figures)."""
+        if self.window_kv_layout != "layer_groups" or self.kv_pool or self.memory.state_in_kv_pool:
+            return None
+        model = self.cost_model.model
+        block = self.kv_pages[0]
+        groups = vllm_kv_cache_groups(model)
+        if groups == 1:
+            return self.memory.kv_capacity_tokens // block * block
+        # a block holds one group's layers, kv_capacity_tokens' unit all the full layers
+        size = vllm_group_size(model.full_kv_layers, model.window_kv_layers)
+        blocks = int(self.memory.kv_capacity_tokens * model.full_kv_layers / size) // block
+        return blocks // groups * block
+
+    def _batch_bound(self, context: int) -> str:
+        """Which cap max_batch_at_context is: the KV pool's, the recurrent-state pool's seats, the engine's."""
+        mem = self.memory
+        kv = kv_pool_sequences(mem.kv_capacity_tokens, context, self.kv_terms, self.kv_pages)
+        caps = {"kv_pool": kv, "state_seats": mem.state_seats, "engine_max_sequences": mem.max_sequences}
+        return min((v, k) for k, v in caps.items() if v is not None)[1]
 
     def _figures(self, prefill: dict[str, Any], decode: dict[str, Any]) -> dict[str, Any]:
         """The prefill and decode step's figures: with --mapping the mapped ones (the substrates' iterations with the
@@ -216,17 +271,24 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     window_layout, pool_ratio = window_kv(config, spec, hw)
     kv_terms = kv_window_terms(spec, window_layout, pool_ratio, attention_tp=layout.attention_tp, quant=quant)
     in_pool = recurrent_state_in_kv_pool(config, spec)  # vLLM V1: each sequence's state taken from the KV pool
-    pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, 1)
+    # the pool's block: the engine's (a latent-attention kernel's where it forces one), raised for a hybrid's states
+    pages = kv_state_pages(config, spec, quant, tp // layout.attention_dp, pp, kv_block(config, spec, hw, None)[0])
     pool = compressed_kv_pool(config, spec, quant, pp)  # DeepSeek-V4's windows under vLLM and TensorRT-LLM
     needed = batch * math.ceil(kv_sequence_tokens(per_seq, kv_terms, pages))
-    # Engines split prefill into iterations of at most MAX_BATCHED_TOKENS: that bounds activations.
-    mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=min(batch * prompt_len, MAX_BATCHED_TOKENS),
-                     max_seqs=batch,
+    # the pool as the engine sizes it at start-up, whatever this batch (perf/memory.py profile_batch: simulate's)
+    max_tokens, max_seqs = profile_batch(config)
+    mem = memory_fit(spec, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=max_seqs,
                      kv_needed_tokens=needed, memory_fraction=config.fraction(memory_fraction), layout=layout,
                      fraction_of=config.memory_fraction_of, state_dtype=config.profile.recurrent_state_dtype,
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool,
                      slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)),
                      kv_pool=pool, buffer_bytes=exchange_buffer_bytes(config.profile, spec, layout))
+    if config.scheduler == "sglang" and not (knobs or {}).get("max_running_requests"):
+        # SGLang's default max running requests follows the KV pool's size (as simulate resolves it)
+        config = resolve_engine(engine, hw, knobs, pp=pp, kv_capacity_tokens=mem.kv_capacity_tokens,
+                                attention_dp=layout.attention_dp, tp=tp, vision=spec.vision,
+                                model_type=spec.model_type)
+    mem = replace(mem, kv_block_tokens=pages[0], sequences=batch, max_sequences=config.max_seqs)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)
              if kv_terms[3] else None)  # a pooled layout (a stack of sliding layers only holds no full pool)

@@ -3,8 +3,9 @@ paper's table (BestServe-1 fits an engine's host costs to Splitwise's measured v
 
 A point is one measured figure of one run: the prefill of `batch` prompts of `prompt` tokens as one
 iteration (TTFT), or one decode step of `batch` sequences at `context` cached tokens (TBT). The run is
-the unit of a fit/test split: a run's TTFT and TBT are on the same side. The fit is a pattern search in
-log space over named EngineProfile fields, minimising the mean |log(predicted / measured)|.
+the unit of a fit/test split: a run's TTFT and TBT are on the same side. The fit scans each named EngineProfile
+field over a coarse log grid, then refines by a pattern search in log space, minimising the mean
+|log(predicted / measured)|; a field no point responds to is reported undetermined, not fitted.
 """
 
 from __future__ import annotations
@@ -145,19 +146,45 @@ def relative_error(point: LatencyPoint, engine: EngineProfile, roofline: bool = 
 @dataclass(frozen=True, slots=True)
 class FitResult:
     engine: EngineProfile  # the start profile with the fitted fields
-    values: dict[str, float]
+    values: dict[str, float]  # every field asked for: fitted, or its start value where undetermined
     loss: float  # mean |log error| over the fit points
     points: int
     runs: int
+    # fields no fit point responds to (the loss the same over the field's whole grid): left at their start value,
+    # not fitted (collective_overhead_s where every run is TP1)
+    undetermined: tuple[str, ...] = ()
+
+    @property
+    def fitted(self) -> dict[str, float]:
+        """The fields the points determined, with their fitted values."""
+        return {k: v for k, v in self.values.items() if k not in self.undetermined}
 
 
 Predict = Callable[[LatencyPoint, EngineProfile], float]  # a point's figure in ms with an engine's host constants
 
+# Each field's coarse log grid (lowest, highest; factor GRID_STEP): the search first scans it field by field so that a
+# start on a flat stretch (a host time hidden under the device time it overlaps: max(host, device)) still finds the
+# slope; then a pattern search refines. Efficiencies and elementwise_passes over their allowed range (_BOUNDS); host
+# times from 10 ns to 1 s (assumed: engines' per-step, per-sequence and per-kernel host costs lie inside it).
+_TIME_GRID = (1e-8, 1.0)
+GRID_STEP = 2.0
+_SAME = 1e-12  # loss differences below this are none
+
+
+def _grid(key: str) -> list[float]:
+    lo, hi = _BOUNDS.get(key, _TIME_GRID)
+    count = int(math.floor(math.log(hi / lo) / math.log(GRID_STEP) + 1e-9))
+    return [lo * GRID_STEP ** i for i in range(count + 1)] + ([hi] if lo * GRID_STEP ** count < hi else [])
+
 
 def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[str, ...],
-               rounds: int = 60, predict: Predict = predict_ms) -> FitResult:
+               rounds: int = 60, predict: Predict = predict_ms, sweeps: int = 3) -> FitResult:
     """Fit `params` (EngineProfile fields, at most as many as the fit has runs) of `start` to `points`; `predict`
-    costs a point with a trial profile (predict_ms: the profile alone; running_costs: an engine as it runs)."""
+    costs a point with a trial profile (predict_ms: the profile alone; running_costs: an engine as it runs).
+    A pattern search in log space from the start, then up to `sweeps` times each field's coarse grid (_grid, the
+    others held) and, where it found a lower loss, the pattern search again from there. A field whose grid never
+    moves the loss is undetermined by these points: left at its start value and named in FitResult.undetermined,
+    never reported as fitted."""
     unknown = [p for p in params if p not in FITTABLE]
     if unknown:
         raise PhasewiseError(f"cannot fit '{unknown[0]}' (fittable: {', '.join(FITTABLE)})")
@@ -170,7 +197,29 @@ def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[s
         engine = start.model_copy(update=trial)
         return sum(abs(math.log(predict(p, engine) / p.measured_ms)) for p in points) / len(points)
 
+    values, best = _pattern_search(loss, values, loss(values), params, rounds)
+    moved: set[str] = set()  # fields whose grid changed the loss somewhere
+    for _ in range(sweeps):
+        before = best
+        for key in params:
+            scanned = [(loss(dict(values, **{key: v})), v) for v in _grid(key)]
+            if max(s for s, _ in scanned) - min(s for s, _ in scanned) > _SAME:
+                moved.add(key)
+            value, at = min(scanned)
+            if value < best - _SAME:
+                values, best = dict(values, **{key: at}), value
+        if best >= before - _SAME:
+            break
+        values, best = _pattern_search(loss, values, best, tuple(k for k in params if k in moved), rounds)
+    undetermined = tuple(k for k in params if k not in moved)
+    values.update({k: float(getattr(start, k)) for k in undetermined})
     best = loss(values)
+    return FitResult(start.model_copy(update=values), values, best, len(points), len(runs), undetermined)
+
+
+def _pattern_search(loss: Callable[[dict[str, float]], float], values: dict[str, float], best: float,
+                    params: tuple[str, ...], rounds: int) -> tuple[dict[str, float], float]:
+    """Coordinate steps of x4 up and down in log space, halved (in log) whenever none improves, to 1e-3."""
     step = math.log(4.0)
     for _ in range(rounds):
         improved = False
@@ -182,13 +231,13 @@ def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[s
                 if trial[key] == values[key]:
                     continue
                 value = loss(trial)
-                if value < best - 1e-12:
+                if value < best - _SAME:
                     values, best, improved = trial, value, True
         if not improved:
             step /= 2
             if step < 1e-3:
                 break
-    return FitResult(start.model_copy(update=values), values, best, len(points), len(runs))
+    return values, best
 
 
 def _floor(key: str) -> float:

@@ -52,6 +52,13 @@ class MemoryFit:
     # the KV memory a prefill chunk of the step's token budget holds for its windows until its forward ends, kept
     # free of running sequences' KV (DeepSeek-V4 under vLLM and TensorRT-LLM: compressed_kv_pool's chunk_bytes)
     chunk_window_bytes: float = 0.0
+    # the KV block the pool is cut into (kv_state_pages' block: the engine's, raised for a hybrid's states): a batch
+    # fits in whole blocks (kv_pool_sequences), as the simulator's KVBlocks hold it
+    kv_block_tokens: int = 1
+    # the sequences a batch runs at once, and the most the engine runs (its max_num_seqs / max_running_requests /
+    # max_batch_size; None: no cap checked)
+    sequences: int = 0
+    max_sequences: int | None = None
 
     @property
     def kv_free_bytes(self) -> float:
@@ -66,9 +73,18 @@ class MemoryFit:
         return max(self.usable_bytes - self.capacity_bytes, 0.0)
 
     @property
+    def kv_pool_tokens(self) -> int:
+        """kv_capacity_tokens in whole blocks (kv_block_tokens): what a batch's blocks are taken from."""
+        return self.kv_capacity_tokens // self.kv_block_tokens * self.kv_block_tokens
+
+    @property
+    def over_sequences(self) -> bool:
+        return self.max_sequences is not None and self.sequences > self.max_sequences
+
+    @property
     def fits(self) -> bool:
-        return (self.kv_free_bytes > 0 and self.kv_capacity_tokens >= self.kv_needed_tokens
-                and self.state_seats != 0 and not self.over_capacity_bytes)
+        return (self.kv_free_bytes > 0 and self.kv_pool_tokens >= self.kv_needed_tokens
+                and self.state_seats != 0 and not self.over_capacity_bytes and not self.over_sequences)
 
     def reason(self) -> str:
         gib = 2**30
@@ -91,9 +107,13 @@ class MemoryFit:
         if self.state_seats == 0:
             return (f"the recurrent-state pool holds no sequence ({self.state_bytes / gib:.2f} GiB for "
                     f"{self.state_bytes_per_sequence / 2**20:.1f} MiB per sequence)")
-        if self.kv_capacity_tokens < self.kv_needed_tokens:
-            return (f"the batch needs {self.kv_needed_tokens} KV tokens but only "
-                    f"{self.kv_capacity_tokens} fit per GPU")
+        if self.kv_pool_tokens < self.kv_needed_tokens:
+            blocks = f" (in {self.kv_block_tokens}-token blocks)" if self.kv_block_tokens > 1 else ""
+            return (f"the batch needs {self.kv_needed_tokens} KV tokens{blocks} but only "
+                    f"{self.kv_pool_tokens} fit per GPU")
+        if self.over_sequences:
+            return (f"the batch of {self.sequences:,} sequences exceeds the engine's {self.max_sequences:,} running "
+                    "at once (its max sequences: --max-num-seqs / --max-running-requests / max_batch_size)")
         return "fits"
 
 
@@ -305,14 +325,34 @@ def compressed_kv_pool(config: EngineConfig, model: ModelSpec, quant: QuantSchem
 
 
 def kv_sequence_tokens(tokens: float, terms: tuple[float, float, int, bool], pages: tuple[int, float]) -> float:
-    """KV tokens one sequence of `tokens` context takes from the pool: its kv_token_equivalents (`terms`), rounded up
-    to whole blocks where the engine raised its block for a hybrid's states, plus those states' worth (`pages`:
-    kv_state_pages)."""
+    """KV tokens one sequence of `tokens` context takes from the pool: its kv_token_equivalents (`terms`) in the
+    pool's whole blocks, plus its states' or windows' worth where the engine keeps them there (`pages`:
+    kv_state_pages' (block, state tokens))."""
     block, state = pages
-    equivalents = kv_token_equivalents(tokens, terms)
-    if block > 1:
-        equivalents = math.ceil(equivalents / block) * block
-    return equivalents + state
+    return math.ceil(kv_token_equivalents(tokens, terms) / block) * block + state
+
+
+def kv_pool_sequences(capacity_tokens: int, tokens: float, terms: tuple[float, float, int, bool],
+                      pages: tuple[int, float]) -> int:
+    """Sequences of `tokens` context a pool of `capacity_tokens` (MemoryFit.kv_capacity_tokens) holds at once: its
+    whole blocks (the simulator's KVBlocks(capacity // block)) over one sequence's kv_sequence_tokens. The one
+    rounding rule of estimate's max batch and the planner's floor (vLLM: a pool of num_blocks blocks, a request
+    whole blocks; its reserved null block is not modelled)."""
+    pool = capacity_tokens // pages[0] * pages[0]
+    return int(pool // max(kv_sequence_tokens(tokens, terms, pages), 1))
+
+
+# the sequences the start-up profile's activations are sized for, at most (vLLM's profile run spreads
+# max_num_batched_tokens over min(max_num_seqs, tokens) dummy requests; beyond 1,024 the logits are negligible)
+PROFILE_MAX_SEQS = 1024
+
+
+def profile_batch(config: EngineConfig, max_seqs: int | None = None) -> tuple[int, int]:
+    """(tokens, sequences) of one iteration the engine sizes its memory for at start-up, before it sizes the KV pool:
+    its token budget (vLLM's profile run at max_num_batched_tokens, TensorRT-LLM's at max_num_tokens, SGLang's
+    chunked-prefill size) over its max sequences (`max_seqs`, else the engine's), at most PROFILE_MAX_SEQS. One pool
+    size per deployment: simulate, estimate and the planner's floor all pass it to memory_fit."""
+    return config.token_budget, min(config.max_seqs if max_seqs is None else max_seqs, PROFILE_MAX_SEQS)
 
 
 def activation_bytes(model: ModelSpec, quant: QuantScheme, tp: int, max_tokens: int, max_seqs: int,
@@ -340,8 +380,10 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
       total   of the whole GPU, for everything the engine holds (vLLM's gpu_memory_utilization);
-      static  of the whole GPU, for the weights and the KV pool only: activations, CUDA graphs and the runtime
-              live in the rest (SGLang's mem_fraction_static, srt/server_args.py _handle_gpu_memory_settings);
+      static  of the GPU's memory free before loading (the whole GPU less the runtime's context, reserved_bytes),
+              for the weights and the KV pool only: activations, CUDA graphs and the runtime live in the rest
+              (SGLang's mem_fraction_static, srt/server_args.py _handle_gpu_memory_settings; its pool:
+              model_runner.py profile_max_num_token);
       free    of the memory left once the weights, activations and runtime are in (TensorRT-LLM's
               free_gpu_memory_fraction: that share of torch.cuda.mem_get_info()'s free bytes,
               _torch/pyexecutor/resource_manager.py).
@@ -371,8 +413,11 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     if fraction_of == "free":
         taken = weights + acts + reserved
         usable = taken + memory_fraction * max(hardware.memory_capacity_bytes - taken, 0.0)
-    elif fraction_of == "static":  # the KV pool is what the weights leave of the fraction
-        usable += acts + reserved
+    elif fraction_of == "static":  # the KV pool is what the weights leave of the fraction of the memory free
+        # before loading (SGLang model_runner.py profile_max_num_token: rest = available - total x (1 - fraction),
+        # total = init_torch_distributed's free memory, after the CUDA context and NCCL: the hardware's reserved)
+        context = min(hardware.efficiency.reserved_bytes, hardware.memory_capacity_bytes)
+        usable = (hardware.memory_capacity_bytes - context) * memory_fraction + acts + reserved
     per_token = kv_bytes_per_token(model, quant, attention_tp, pp)
     chunk = 0.0
     if kv_pool is not None:

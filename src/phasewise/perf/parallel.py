@@ -157,36 +157,55 @@ def _divisors(n: int) -> list[int]:
     return small + [n // d for d in reversed(small) if d * d != n]
 
 
-def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
-    """Whether `tp` GPUs can split the model's attention (heads, KV heads, linear-attention heads, grouped output
-    projections) and `pp` stages its layers; else a one-line error naming the flag and the allowed values."""
-    if tp < 1 or pp < 1:
-        raise PhasewiseError(f"--tp and --pp must be >= 1 (got tp={tp}, pp={pp})")
+def _tp_refusal(model: ModelSpec, tp: int) -> tuple[str, str] | None:
+    """Why `tp` GPUs cannot split the model's attention, as (what check_parallelism says after "--tp N ", a note
+    before the allowed values), None where they can: the heads (num_heads % tp), the KV heads of each kind (divided,
+    or replicated: tp a multiple of them), the linear-attention heads (vLLM layers/mamba/mamba_mixer2.py
+    MambaMixer2 asserts num_heads % tp == 0 and n_groups % tp == 0 or n_groups == 1, a single group replicated:
+    linear_replicated_width; gated DeltaNet's and the others' key and value heads both split), DeepSeek-V4's grouped
+    output projection (o_groups)."""
     if model.num_heads % tp:
-        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and
-              (model.num_kv_heads % d == 0 or d % model.num_kv_heads == 0)]
-        raise PhasewiseError(
-            f"--tp {tp} does not divide num_attention_heads={model.num_heads} of {model.name} "
-            f"(allowed: {', '.join(map(str, ok))})"
-        )
+        return f"does not divide num_attention_heads={model.num_heads}", ""
     for kv_heads, which in ((model.num_kv_heads, "num_key_value_heads"),
                             (model.window_layer_kv_heads, "the windowed layers' KV heads")):
         if kv_heads % tp and tp % kv_heads:
-            raise PhasewiseError(f"--tp {tp} neither divides nor is a multiple of {which}={kv_heads} of {model.name}")
+            return f"neither divides nor is a multiple of {which}={kv_heads}", ""
     if model.linear_attention_layers and ((model.linear_key_heads % tp and not model.linear_replicated_width(tp))
                                           or model.linear_value_heads % tp):
-        ok = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and model.linear_value_heads % d == 0
-              and (model.linear_key_heads % d == 0 or model.linear_replicated_width(d))]
-        raise PhasewiseError(
-            f"--tp {tp} does not divide the linear-attention heads of {model.name} (linear_num_key_heads="
-            f"{model.linear_key_heads}, linear_num_value_heads={model.linear_value_heads}; allowed: "
-            f"{', '.join(map(str, ok))})")
+        key, value = model.linear_head_fields
+        named = [f"{value}={model.linear_value_heads}"]
+        if key and key != value:
+            named.insert(0, f"{key}={model.linear_key_heads}")
+        split = (": Mamba-2 splits its heads, and its groups unless there is one" if model.linear_recurrence == "mamba2"
+                 else "")
+        return "does not divide the linear-attention heads", f"{', '.join(named)}{split}; "
     if model.compressed is not None and model.compressed.o_groups % tp:
-        ok = [d for d in range(1, model.compressed.o_groups + 1) if model.compressed.o_groups % d == 0]
-        raise PhasewiseError(f"--tp {tp} does not divide o_groups={model.compressed.o_groups} of {model.name} (its "
-                             f"grouped output projection is split by group; allowed: {', '.join(map(str, ok))})")
-    if pp > model.num_layers:
-        raise PhasewiseError(f"--pp {pp} exceeds the {model.num_layers} layers of {model.name}")
+        return f"does not divide o_groups={model.compressed.o_groups}", ("its grouped output projection is split by "
+                                                                         "group; ")
+    return None
+
+
+def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
+    """Whether `tp` GPUs can split the model's attention (_tp_refusal) and `pp` stages its layers (_check_stages);
+    else a one-line error naming the flag and the values every constraint allows."""
+    if tp < 1 or pp < 1:
+        raise PhasewiseError(f"--tp and --pp must be >= 1 (got tp={tp}, pp={pp})")
+    refusal = _tp_refusal(model, tp)
+    if refusal:
+        what, note = refusal
+        allowed = [d for d in _divisors(model.num_heads) if _tp_refusal(model, d) is None]
+        raise PhasewiseError(f"--tp {tp} {what} of {model.name} ({note}allowed: {', '.join(map(str, allowed))})")
+    _check_stages(model, pp)
+
+
+def _check_stages(model: ModelSpec, pp: int) -> None:
+    """Whether `pp` pipeline stages can split the model's decoder layers (ModelSpec.decoder_layers, which engines
+    split: vLLM's get_pp_indices over num_hidden_layers), each costed (ModelSpec.stage_layers) with a layer at least
+    and a softmax-attention one."""
+    layers = model.decoder_layers
+    if pp > layers:
+        raise PhasewiseError(f"--pp {pp} exceeds the {layers} layers of {model.name}")
+    costed = "" if layers == model.num_layers else f"; its {layers} layers costed as {model.num_layers}"
     if model.linear_attention_layers and pp > 1:
         # a stage is costed as the stack's share of each kind (ModelSpec.stage_layers): it must keep a softmax layer
         def softmax_layers(stages: int) -> int:
@@ -195,10 +214,15 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
 
         if softmax_layers(pp) < 1:
             most = max(d for d in range(1, pp) if softmax_layers(d) >= 1)
+            stage = f"{model.stage_layers(pp)[0]} {'costed ' if costed else ''}layers"
             raise PhasewiseError(
-                f"--pp {pp}: a stage of {model.stage_layers(pp)[0]} layers keeps no softmax-attention layer at "
-                f"{model.name}'s share ({model.linear_attention_layers} of {model.num_layers} layers linear), and "
-                f"stages are costed at the stack's shares; use --pp {most} or less")
+                f"--pp {pp}: a stage of {stage} keeps no softmax-attention layer at "
+                f"{model.name}'s share ({model.linear_attention_layers} of {model.num_layers} layers linear{costed}), "
+                f"and stages are costed at the stack's shares; use --pp {most} or less")
+    if pp > model.num_layers:  # Nemotron-H's blocks, each MLP block paired with a mixer: a costed layer a stage
+        raise PhasewiseError(f"--pp {pp}: {model.name}'s {layers} layers are costed as {model.num_layers} (each MLP "
+                             f"block paired with a mixer block), a stage holding one at least; use --pp "
+                             f"{model.num_layers} or less")
     if model.kv_shared_layers and pp > 1:
         raise PhasewiseError(f"--pp {pp}: pipeline parallelism of a model whose layers reuse earlier layers' KV "
                              f"({model.name}) is not modelled yet; use --pp 1")

@@ -15,7 +15,7 @@ from phasewise.perf.kv_geometry import (
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme
 
-WINDOW_KV_LAYOUTS = ("per_sequence", "all_tokens", "window_pool", "block_pool", "window_pages")
+WINDOW_KV_LAYOUTS = ("per_sequence", "layer_groups", "all_tokens", "window_pool", "block_pool", "window_pages")
 
 
 def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: float = 1.0, *, attention_tp: int,
@@ -27,6 +27,12 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
     - per_sequence: the context on the full layers plus, on the windowed layers (this many per full layer), its
       last `window` tokens; every layer windowed: min(context, window). vLLM's hybrid KV cache manager (it frees the
       blocks that leave a window); TensorRT-LLM is modelled so too, unverified (README).
+    - layer_groups: per_sequence in vLLM's KV cache groups (v1/core/kv_cache_utils.py
+      _get_kv_cache_groups_uniform_page_size): every group holds the same number of layers, the group size the
+      smallest attention type's layer count (the largest where it is under 1.5x the smallest), each type in
+      ceil(its layers / group size) groups, the last padded; a block of any group costs a group's layers. So a
+      windowed layer counts ceil(W / g) x g / F per full layer (gemma-3's 52 sliding, 10 full: 6 groups of 10, 60
+      / 10 where per_sequence counts 52 / 10), and the full layers ceil(F / g) x g / F (vllm_layer_groups).
     - all_tokens: every layer holds the whole context, the windows only masking attention (SGLang's one KV pool
       for every model but the few its hybrid SWA pool takes, or with that pool disabled; vLLM with its hybrid KV
       cache manager off: chunked local attention, a KV connector, versions before the hybrid allocator).
@@ -74,8 +80,37 @@ def kv_window_terms(model: ModelSpec, layout: str = "per_sequence", pool_ratio: 
         if layout == "window_pool":
             full = 1.0 + pool_ratio * windowed
             return full, full / pool_ratio, model.sliding_window, True
+        if layout == "layer_groups":
+            full_slots, window_slots = vllm_layer_groups(model.full_kv_layers, model.window_kv_layers)
+            full_layers = model.full_kv_layers
+            return (full_slots / full_layers, window_slots / full_layers * window_kv_ratio(model, attention_tp),
+                    model.sliding_window, False)
         return 1.0, windowed, model.sliding_window, False
     return 1.0, 0.0, 0, False
+
+
+def vllm_group_size(full_layers: int, window_layers: int) -> int:
+    """The layers of each of vLLM's KV cache groups for a stack of `full_layers` full-attention and `window_layers`
+    sliding-window layers holding KV (v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size: the smaller
+    count, or the larger where it is under 1.5x the smaller)."""
+    size = min(full_layers, window_layers)
+    return max(full_layers, window_layers) if max(full_layers, window_layers) < size * 1.5 else size
+
+
+def vllm_layer_groups(full_layers: int, window_layers: int) -> tuple[int, int]:
+    """(full, windowed) layer slots vLLM gives such a stack: each type in cdiv(layers, group size) groups of
+    vllm_group_size layers, the last padded."""
+    size = vllm_group_size(full_layers, window_layers)
+    return -(-full_layers // size) * size, -(-window_layers // size) * size
+
+
+def vllm_kv_cache_groups(model: ModelSpec) -> int:
+    """The KV cache groups vLLM's hybrid KV cache manager splits `model`'s attention layers into (1 for a stack of
+    one attention type)."""
+    if not model.window_layer_share or model.window_all_layers:
+        return 1
+    full, window = model.full_kv_layers, model.window_kv_layers
+    return sum(vllm_layer_groups(full, window)) // vllm_group_size(full, window)
 
 
 def slot_state_bytes(model: ModelSpec, layout: str, slots: int = 1,
@@ -111,7 +146,7 @@ def kv_stored_terms(model: ModelSpec, layout: str = "per_sequence", *, attention
                     quant: QuantScheme | None = None) -> tuple[float, float, int, bool]:
     """kv_window_terms of the bytes a sequence's KV holds (what a KV transfer moves), not of its share of the
     memory: a window pool's sequence holds its context on the full layers and its window on the windowed ones."""
-    stored = "per_sequence" if layout in ("window_pool", "block_pool", "window_pages") else layout
+    stored = "per_sequence" if layout in ("layer_groups", "window_pool", "block_pool", "window_pages") else layout
     return kv_window_terms(model, stored, attention_tp=attention_tp, quant=quant)
 
 
@@ -127,7 +162,7 @@ def kv_token_equivalents(tokens, terms: tuple[float, float, int, bool]):
     if pooled:
         return np.maximum(full * tokens, windowed * capped) if isinstance(tokens, np.ndarray) else max(
             full * tokens, windowed * capped)
-    return tokens + windowed * capped
+    return (tokens if full == 1.0 else full * tokens) + windowed * capped
 
 
 def kv_tokens_bound(tokens: float, seqs: int, terms: tuple[float, float, int, bool]) -> float:

@@ -11,7 +11,8 @@ time for one layer of an n/S-token sub-sequence), and from the best split of the
 MAX_SHIFT layers from one stage to any other (the stages between them shifting along) at a time while that lowers
 TTFT (steepest descent; contiguous splits only, one stage per device in topology order). Moves of more than one
 layer, and past a neighbour, matter where a stage's cost depends on its range (a hybrid's kinds of layer,
-ModelSpec.layer_pattern): there moving one layer can cost more than moving three.
+ModelSpec.layer_pattern): there moving one layer can cost more than moving three. Given a split (the user's), only
+S is searched, for that split.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from phasewise.specs.quant import QuantScheme
 from phasewise.specs.topology import Topology
 
 MAX_SHIFT = 3  # layers a boundary may move in one step of the descent
+MAX_SUB_SEQUENCES = 16  # the S a plan tries by default: 1 to this
 OBJECTIVES = ("ttft", "total")
 
 
@@ -51,18 +53,19 @@ def proportional_split(speeds: list[float], layers: int) -> list[int]:
     while sum(split) < layers:
         split[order[k % len(order)]] += 1
         k += 1
-    while sum(split) > layers:
-        i = max(range(len(split)), key=lambda j: split[j] - shares[j])
+    while sum(split) > layers:  # raising a slow device's share to one layer took it from the stages that have more
+        i = max((j for j in range(len(split)) if split[j] > 1), key=lambda j: split[j] - shares[j])
         split[i] -= 1
     return split
 
 
 def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile, topology: Topology,
                     hardware: list[HardwareSpec], prompt_tokens: int, output_tokens: int = 0,
-                    max_sub_sequences: int = 16, medusa_heads: int = 0,
+                    max_sub_sequences: int = MAX_SUB_SEQUENCES, medusa_heads: int = 0,
                     sub_sequence_options: list[int] | None = None, objective: str = "ttft",
-                    decode: DecodePlan | None = None) -> EdgePlan:
-    """The split and S of least simulated TTFT, or total latency (see module doc)."""
+                    decode: DecodePlan | None = None, fixed_split: tuple[int, ...] | None = None) -> EdgePlan:
+    """The split and S of least simulated TTFT, or total latency (see module doc); given `fixed_split` (layers per
+    stage, the user's), the S of least objective for that split alone."""
     if objective not in OBJECTIVES:
         raise PhasewiseError(f"--objective must be one of {', '.join(OBJECTIVES)} (got '{objective}')")
     stages = len(topology.devices)
@@ -124,18 +127,22 @@ def plan_edge_split(model: ModelSpec, quant: QuantScheme, engine: EngineProfile,
     for sub in options:
         if sub > prompt_tokens:
             continue
-        piece = sub_sequence_lengths(prompt_tokens, sub)[0]
-        speeds = [1.0 / _one_layer_s(probe, i, piece) for i in range(stages)]
-        starts = {tuple(proportional_split(speeds, model.num_layers))}
-        if previous is not None:
-            starts.add(previous)
-        current, split = min(descend(start, sub) for start in sorted(starts))
+        if fixed_split is not None:
+            current, split = score(tuple(fixed_split), sub), tuple(fixed_split)
+        else:
+            piece = sub_sequence_lengths(prompt_tokens, sub)[0]
+            speeds = [1.0 / _one_layer_s(probe, i, piece) for i in range(stages)]
+            starts = {tuple(proportional_split(speeds, model.num_layers))}
+            if previous is not None:
+                starts.add(previous)
+            current, split = min(descend(start, sub) for start in sorted(starts))
         previous = split
         by_sub.append((sub, current))
         if best is None or current < best[0]:
             best = (current, split, sub)
     if best is None or best[0] == float("inf"):
-        raise PhasewiseError("no layer split fits the devices' memory")
+        raise PhasewiseError(f"split {list(fixed_split)} does not fit the devices' memory at any S" if fixed_split
+                             else "no layer split fits the devices' memory")
     return EdgePlan(best[1], best[2], objective, best[0], tuple(by_sub), len(cache))
 
 

@@ -130,8 +130,11 @@ def primed(trace: Workload) -> Replay:
     head = np.flatnonzero(t < prime_s)
     cat = np.concatenate
     hashes = None
-    if trace.prefix_hashes is not None:  # fresh block hashes (negative: the traces' are not) for the prime
-        hashes = [tuple(-(1 + k * 100_000 + b) for b in range(len(trace.prefix_hashes[i])))
+    if trace.prefix_hashes is not None:  # fresh block hashes for the prime: below every id of the trace's, whatever
+        # their sign (workload/request.py prefix_stride takes ids as opaque labels too)
+        below = min((h for hs in trace.prefix_hashes for h in hs), default=0)
+        step = max((len(hs) for hs in trace.prefix_hashes), default=0) + 1
+        hashes = [tuple(min(below, 0) - (1 + k * step + b) for b in range(len(trace.prefix_hashes[i])))
                   for k, i in enumerate(head)] + list(trace.prefix_hashes)
     images = None if trace.image_counts is None else cat([trace.image_counts[head], trace.image_counts])
     priority = None if trace.priority is None else cat([trace.priority[head], trace.priority])
@@ -157,7 +160,11 @@ def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: 
     if "dynamo" in names and not (math.isfinite(slo.ttft_ms) and math.isfinite(slo.tpot_ms)):
         raise PhasewiseError("--autoscale dynamo sizes for a TTFT and an inter-token latency: give finite "
                              "--slo-ttft-ms and --slo-tpot-ms")
-    span_s = replayed_trace(work, rate_rps).duration_s
+    replayed_trace(work, None)  # a trace's arrivals, and a rate > 0, before the span's arithmetic
+    if rate_rps is not None and not (math.isfinite(rate_rps) and rate_rps > 0):
+        raise PhasewiseError(f"--autoscale-rate must be a rate > 0 in req/s (got {rate_rps})")
+    own = Workload(np.asarray(work.arrivals), np.asarray(work.prompts), np.asarray(work.outputs))
+    span_s = own.duration_s if rate_rps is None else own.duration_s * own.mean_rate_rps / rate_rps
     if span_s / HPA_SYNC_S > MAX_AUTOSCALER_TICKS:
         raise PhasewiseError(f"--autoscale-rate {rate_rps:g} spreads the trace over {span_s:.3g} s, more than "
                              f"{MAX_AUTOSCALER_TICKS:,} of the HPA's {HPA_SYNC_S:g} s periods: give a higher rate")

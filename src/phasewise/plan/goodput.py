@@ -167,13 +167,13 @@ def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: floa
         raise PhasewiseError(f"{name('arrivals')} '{arrivals}' is not one of poisson, trace")
     if seed < 0:
         raise PhasewiseError(f"{name('seed')} must be >= 0 (got {seed})")
-    check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, name=name)
     lengths_flags = f"{name('isl')}/{name('osl')}"
     for side, dist, spread in (("isl", isl_dist, isl_spread), ("osl", osl_dist, osl_spread)):
         if isl is None and osl is None and (dist != "fixed" or spread):
             shown = f"{name(side + '_dist')} {dist}" if dist != "fixed" else name(side + "_spread")
             raise PhasewiseError(f"{shown} needs {lengths_flags} (without them the lengths are the trace's: "
                                  f"{workload or 'azure-conv'})")
+    check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread, name=name)
     lengths_within_context(isl, osl, context_tokens, f"{name('isl')} + {name('osl')}")
     if isl is not None or osl is not None:
         if workload is not None:

@@ -11,11 +11,17 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import memory_fit
 from phasewise.perf.collectives import BOARD_GPUS
 from phasewise.perf.deepep_buffers import exchange_buffer_bytes
-from phasewise.perf.memory import compressed_kv_pool, draft_memory, kv_sequence_tokens, kv_state_pages
+from phasewise.perf.memory import compressed_kv_pool, draft_memory, kv_pool_sequences, kv_state_pages, profile_batch
 from phasewise.perf.parallel import LAYOUT_FLAGS, parallel_layout
 from phasewise.perf.window_kv import kv_window_terms, slot_state_bytes
 from phasewise.plan.options import MOE_LAYOUTS, PlanOptions
-from phasewise.specs.engine_kv import engine_kv, recurrent_state_in_kv_pool, window_kv, window_pool_speculation
+from phasewise.specs.engine_kv import (
+    engine_kv,
+    kv_block,
+    recurrent_state_in_kv_pool,
+    window_kv,
+    window_pool_speculation,
+)
 from phasewise.specs.engines import DEEPEP_KNOBS, deepep_fields, layout_refusal, memory_fraction_of, resolve_engine
 
 
@@ -24,13 +30,14 @@ def placement(layout: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in layout.items() if k in LAYOUT_FLAGS}
 
 
-def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs: int | None, fraction: float | None,
+def instance_fits(model, hw, quant, tp: int, pp: int, max_seqs: int | None, fraction: float | None,
                   min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
                   role: str = "collocated") -> bool:
     """Whether the weights and `min_kv_tokens` of KV fit one instance in `role` (`mtp`: with the MTP draft beside
     them, the planner's speculative decoding). `max_seqs`: the sequences the whole instance holds (specs/engines.py
     instance_seqs), None for the engine's own default; as simulate, the activations are sized for at most 1,024
-    (sim/simulate.py), a recurrent state's seats for every one."""
+    (perf/memory.py profile_batch), a recurrent state's seats for every one; `min_kv_tokens` of one sequence in the
+    engine's whole KV blocks (perf/memory.py kv_pool_sequences: the simulator's rounding)."""
     split = parallel_layout(model, tp, **placement(layout)) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
@@ -41,7 +48,8 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
         fraction = config.memory_fraction
     quant = engine_kv(quant, config, model, hw, asked_kv_dtype=False)  # the engine's "auto" KV, as simulate's
     window = window_kv(config, model, hw)
-    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=max_tokens, max_seqs=min(max_seqs, 1024),
+    profile_tokens, profile_seqs = profile_batch(config, max_seqs)  # the start-up profile run simulate sizes by
+    mem = memory_fit(model, hw, quant, tp, pp, max_tokens=profile_tokens, max_seqs=profile_seqs,
                      memory_fraction=fraction,
                      layout=split, fraction_of=memory_fraction_of(engine),
                      state_dtype=config.profile.recurrent_state_dtype,
@@ -54,8 +62,8 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_tokens: int, max_seqs:
                      buffer_bytes=exchange_buffer_bytes(config.profile, model, split))
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
                             speculation=window_pool_speculation(config, model, mtp))
-    pages = kv_state_pages(config, model, quant, tp // dp, pp, 1)
-    return mem.kv_capacity_tokens >= kv_sequence_tokens(min_kv_tokens, terms, pages)
+    pages = kv_state_pages(config, model, quant, tp // dp, pp, kv_block(config, model, hw, None)[0])
+    return kv_pool_sequences(mem.kv_capacity_tokens, min_kv_tokens, terms, pages) >= 1
 
 
 def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str],

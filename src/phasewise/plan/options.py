@@ -130,8 +130,9 @@ def deployment_fields(model: str, groups: list[dict], opts: PlanOptions, spec: d
     if opts.host_kv_cache_bytes:
         groups = [dict(g, host_kv_cache_bytes=opts.host_kv_cache_bytes) if caches else g
                   for g, caches in zip(groups, caching)]
-    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0],
-                           "kv_link": opts.kv_link}
+    dep: dict[str, Any] = {"model": model, "instances": groups, "router": opts.routers[0]}
+    if any(g.get("role") in ("prefill", "decode") or g.get("pool") for g in groups):  # KV moves between groups
+        dep["kv_link"] = opts.kv_link
     if opts.kv_store_bytes and any(caching):
         dep["kv_store_bytes"] = opts.kv_store_bytes
     if spec:

@@ -357,11 +357,9 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                    REFINE["min_requests"], r.probes) for r in batch],
                        backend, workers, ray_address, tick("refining", len(batch)))
         checks = [(r.strategy, r.goodput_rps, work, slo, target, r.search_units) for r in done]
-        for r, (rate, att, run) in zip(done, run_all(verify, checks, backend, workers, ray_address,
-                                                     tick("verifying", len(checks)))):
-            r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, att, run
-            if run is not None and run.binding is not None:  # the verification step above the goodput that failed
-                r.binding, r.binding_rps, r.binding_by = run.binding, run.binding_rps, "verification"
+        for r, verdict in zip(done, run_all(verify, checks, backend, workers, ray_address,
+                                            tick("verifying", len(checks)))):
+            take_verification(r, *verdict)
         return done
 
     refined = refine_and_verify(top)
@@ -380,6 +378,14 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
                       work.beyond_context_share)
+
+
+def take_verification(r: GoodputResult, rate: float, attainment: float, run) -> None:
+    """A refined strategy takes its verification (verify's rate, attainment and run): the search's answer kept as
+    search_rps, the goodput the verified rate, and the binding SLO the verification's where a step above failed."""
+    r.search_rps, r.goodput_rps, r.verified_attainment, r.verified = r.goodput_rps, rate, attainment, run
+    if run is not None and run.binding is not None:  # the verification step above the goodput that failed
+        r.binding, r.binding_rps, r.binding_by = run.binding, run.binding_rps, "verification"
 
 
 def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:

@@ -325,7 +325,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                     dp = layout.get("attention_dp", 1)
                     label = cap_label(opts.engine, cap, dp)
                     seqs = None if cap is None else instance_seqs(opts.engine, cap, dp)
-                    if not instance_fits(model, hw, quant, tp, pp, 8192, seqs, opts.memory_fraction, min_kv_tokens,
+                    if not instance_fits(model, hw, quant, tp, pp, seqs, opts.memory_fraction, min_kv_tokens,
                                          layout, opts.engine, spec):
                         pruned.append(f"collocated tp={tp}{split} pp={pp} {label} {tag}: model + KV for "
                                       f"{min_kv_tokens} tokens do not fit in {hardware} memory")
@@ -339,7 +339,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                             pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} {label} {tag}: {starves}")
                             continue
                         if variant != opts.engine and not instance_fits(
-                                model, hw, quant, tp, pp, 8192, cap, opts.memory_fraction, min_kv_tokens, layout,
+                                model, hw, quant, tp, pp, cap, opts.memory_fraction, min_kv_tokens, layout,
                                 variant, spec):
                             # another engine holds memory otherwise: vLLM V0 a recurrent state for every seat
                             pruned.append(f"collocated tp={tp}{split} pp={pp} {sched} {label} {tag}: model + KV for "
@@ -380,9 +380,9 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                     if refusal:  # the engine's P/D connector would not start the pair
                         pruned.append(f"disaggregated {roles}: {refusal}")
                         continue
-                    if not (instance_fits(model, p_hw, quant, p_tp, 1, 8192, 64, opts.memory_fraction,
+                    if not (instance_fits(model, p_hw, quant, p_tp, 1, 64, opts.memory_fraction,
                                           min_kv_tokens, p_layout, opts.engine, spec, "prefill")
-                            and instance_fits(model, d_hw, quant, d_tp, 1, 512, decode_seqs(d_layout),
+                            and instance_fits(model, d_hw, quant, d_tp, 1, decode_seqs(d_layout),
                                               opts.memory_fraction, min_kv_tokens, d_layout, opts.engine, spec,
                                               "decode")):
                         pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")

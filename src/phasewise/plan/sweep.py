@@ -1,5 +1,6 @@
-"""`phasewise sweep config.yaml`: goodput of every strategy over a grid of models x hardware x
-workloads, written as one row per (model, hardware, workload, strategy) to CSV or Parquet.
+"""`phasewise sweep config.yaml`: every strategy's goodput search (or, `fidelity: verified`, the goodput plan
+verifies) over a grid of models x hardware x workloads, one row per (model, hardware, workload, strategy) to CSV or
+Parquet.
 
     models: [meta-llama/Llama-3.1-8B, Qwen/Qwen3-8B]
     hardware: [h100-sxm, a100-sxm-80gb]
@@ -12,7 +13,14 @@ workloads, written as one row per (model, hardware, workload, strategy) to CSV o
     slo: {ttft_ms: 1000, tpot_ms: 50}
     attainment: 0.9
     strategies: {tp_options: [1, 2], chunk_sizes: [512], disaggregated: false}
-    fidelity: screen          # screen (fast) | refine (longer simulations, more bisection steps)
+    fidelity: screen          # screen (fast) | refine (longer searches) | verified (plan's figures: slow)
+
+`screen` and `refine` stop at the search's answer on one unit, which plan's verification on the whole deployment
+often refuses or moves: their rate columns are named search_* (search_rps, search_rps_per_gpu, ...), never goodput_*.
+`verified` gives each strategy the goodput `plan` ranks it by (screened, refined, then verified on fresh seeds:
+planner.verify), in goodput_* columns with that verification's latencies, at plan's cost per strategy (7 to 36 times
+a screening's time on the 1- and 8-GPU grids timed). The strategy options default as plan's flags do (without
+batch_caps the engine's own sequence cap is tried too: strategies.engine_default_cap).
 
 With `strategies: {policies: [encoders]}` the strategies with encode workers (+NE) run on the workloads that
 carry images only.
@@ -23,11 +31,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from phasewise.errors import PhasewiseError, name_list, pydantic_message
 from phasewise.plan.backends import run_all
@@ -41,16 +50,17 @@ from phasewise.plan.goodput import (
     workload_spec,
 )
 from phasewise.plan.options import check_options
-from phasewise.plan.planner import REFINE, SCREEN, objective_value
-from phasewise.plan.strategies import NoStrategyFits, PlanOptions, enumerate_strategies, unknown_choice
+from phasewise.plan.planner import REFINE, SCREEN, PlanResult, objective_value, take_verification, verify
+from phasewise.plan.strategies import NoStrategyFits, PlanOptions, Strategy, enumerate_strategies, unknown_choice
 from phasewise.plan.strategy_policies import with_planned_slos
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.hardware import chip_identity
+from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
 from phasewise.workload.generators import LengthKind
 
 
-class SweepWorkload(BaseModel):
+class SweepWorkload(NumbersNotBooleans):
     """One workload of the grid: a trace (bundled or a file) or lengths (isl/osl); neither: the bundled Azure
     conversation excerpt's lengths, as plan without --workload."""
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +80,7 @@ class SweepWorkload(BaseModel):
     image_tokens_included: bool = False  # the lengths count the images' tokens (--image-tokens-included)
 
 
-class SweepSlo(BaseModel):
+class SweepSlo(NumbersNotBooleans):
     """TTFT, TPOT (each request's mean gap) and every-gap TBT limits, as plan's --slo-ttft-ms / --slo-tpot-ms /
     --slo-tbt-ms."""
     model_config = ConfigDict(extra="forbid")
@@ -79,7 +89,7 @@ class SweepSlo(BaseModel):
     tbt_ms: float = Field(default=float("inf"), gt=0)
 
 
-class SweepConfig(BaseModel):
+class SweepConfig(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid")
     models: list[str] = Field(min_length=1)
     hardware: list[str] = Field(min_length=1)
@@ -88,7 +98,8 @@ class SweepConfig(BaseModel):
     slo: SweepSlo = SweepSlo()
     attainment: float = Field(default=0.9, gt=0, le=1)
     strategies: dict[str, Any] = Field(default_factory=dict)
-    fidelity: Literal["screen", "refine"] = "screen"
+    # screen / refine: the search's rate on one unit, unverified (search_* columns); verified: plan's figures
+    fidelity: Literal["screen", "refine", "verified"] = "screen"
     seed: int = Field(default=0, ge=0)
     _source: str = PrivateAttr(default="sweep config")  # how errors name it: its file, once load_sweep read it
 
@@ -166,13 +177,33 @@ def _options(cfg: SweepConfig) -> PlanOptions:
         raise PhasewiseError(f"{cfg._source}: strategies.{sorted(unknown)[0]} is not an option "
                              f"(allowed: {', '.join(sorted(allowed))})")
     fields = dict(cfg.strategies)
+    _refuse_flags(fields, cfg._source)
     if "tp_options" in fields:  # TP sizes named: those only, as --tp-options on `plan`
         fields.setdefault("tp_across_nodes", False)
+    if "batch_caps" not in fields:  # as plan without --batch-caps: 256, then the engine's own cap on the chip
+        fields.setdefault("engine_default_cap", True)
     try:  # each option's type, as PlanOptions declares it (lists of sizes, names, flags)
         opts = _PLAN_OPTIONS.validate_python(fields)
     except ValidationError as exc:
         raise pydantic_message(f"{cfg._source}: strategies", exc) from None
     return _check_ranges(opts, cfg._source)
+
+
+def _refuse_flags(fields: dict[str, Any], source: str) -> None:
+    """true / false given for a strategy option that is no flag (a size, a share, a name; pydantic would read true as
+    1): a one-line error naming its key, as the sweep's own numbers refuse them (specs/numbers_not_booleans.py)."""
+    flags = [name for name, f in PlanOptions.__dataclass_fields__.items() if "bool" in str(f.type)]
+    for name, value in fields.items():
+        if name in flags:  # a flag, or a list of them (speculative)
+            continue
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (list, tuple)):
+                stack.extend(item)
+            elif isinstance(item, bool):
+                raise PhasewiseError(f"{source}: strategies.{name} takes numbers or names, not "
+                                     f"{str(item).lower()} (true / false are for {', '.join(flags)})")
 
 
 # the values plan's flags refuse (cli.py: --tp-options and the other size lists through parse_ints, the rest through
@@ -286,11 +317,14 @@ def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
 
 def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = None, ray_address: str | None = None,
               progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> list[dict[str, Any]]:
+    """One row per (model, hardware, workload, strategy): plan's figures (`fidelity: verified`), or the search's
+    answer on one unit, its rate columns named search_* (`screen`, `refine`)."""
     opts = _options(cfg)
     slo = Slo(cfg.slo.ttft_ms, cfg.slo.tpot_ms, cfg.slo.tbt_ms)
     if not any(math.isfinite(v) for v in (slo.ttft_ms, slo.tpot_ms, slo.max_tbt_ms)):  # as plan refuses
         raise PhasewiseError("sweep needs at least one SLO: slo.ttft_ms, slo.tpot_ms or slo.tbt_ms (without one a "
                              "'goodput' is only the capacity)")
+    verified = cfg.fidelity == "verified"
     settings = SCREEN if cfg.fidelity == "screen" else REFINE
     jobs: list[tuple[dict[str, Any], tuple]] = []
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
@@ -311,29 +345,66 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                 for s in strategies:
                     if s.deployment.get("encoders") and work.images is None:
                         continue  # encode workers beside a text workload: nothing for them to do
-                    jobs.append(({"model": model, "hardware": hw, "workload": w.name},
-                                 (s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
-                                  settings["min_requests"])))
+                    task = (s, work, slo, cfg.attainment) if verified else (
+                        s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
+                        settings["min_requests"])
+                    jobs.append(({"model": model, "hardware": hw, "workload": w.name}, task))
     tick = progress("sweeping", 0, len(jobs)) if progress else None
-    results = run_all(evaluate, [j[1] for j in jobs], backend, workers, ray_address, tick)
-    rows = []
-    for (key, _), r in zip(jobs, results):
-        c = r.point()
-        rows.append({**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
-                     "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
-                     "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r),
-                     "goodput_requests_per_joule": _per_joule(r),
-                     **_cluster_figures(r),
-                     "binding": r.binding, "ttft_p90_ms": c.get("ttft_p90_ms"), "tpot_p90_ms": c.get("tpot_p90_ms"),
-                     "tbt_p99_ms": c.get("tbt_p99_ms"),
-                     "tokens_per_s_per_gpu": c.get("tokens_per_s_per_gpu"), "simulations": r.simulations})
+    results = run_all(plan_figures if verified else evaluate, [j[1] for j in jobs], backend, workers, ray_address,
+                      tick)
+    rows = [_row(cfg, key, r, slo, verified) for (key, _), r in zip(jobs, results)]
     if unfit and not rows:
         raise NoStrategyFits(f"no cell of the sweep has a strategy ({unfit[0][0]['model']} on "
                              f"{unfit[0][0]['hardware']}: {unfit[0][1]})")
     for key, why in unfit:  # a row of its own with the reason, goodput 0: the grid stays whole
         rows.append({**dict.fromkeys(rows[0], math.nan), **key, "strategy": "", "kind": "none", "gpus": 0,
-                     "goodput_rps": 0.0, "goodput_rps_per_gpu": 0.0, "binding": why, "simulations": 0})
-    return rows
+                     "goodput_rps": 0.0, "goodput_rps_per_gpu": 0.0, "binding": why, "simulations": 0,
+                     **({"reason": why} if verified else {})})
+    return rows if verified else [searched(row) for row in rows]
+
+
+def plan_figures(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float) -> GoodputResult:
+    """The strategy's goodput as `plan` ranks it (planner.plan's refine_and_verify): screened, refined from the
+    screening's probes, then verified on the whole deployment (or its slice) on fresh seeds (planner.verify); the
+    refined search's answer kept as search_rps. Runs in a worker process."""
+    screened = evaluate(strategy, work, slo, target, SCREEN["steps"], SCREEN["window_s"], SCREEN["min_requests"])
+    r = evaluate(strategy, work, slo, target, REFINE["steps"], REFINE["window_s"], REFINE["min_requests"],
+                 screened.probes)
+    take_verification(r, *verify(strategy, r.goodput_rps, work, slo, target, r.search_units))
+    r.probes = {}  # the search's summaries: not sent back from the worker (no row reads them)
+    return r
+
+
+# the figures a row takes from plan's own row of the strategy (PlanResult.rows: the verification run's), verified
+_PLAN_FIGURES = ("ttft_p90_ms", "tpot_p90_ms", "tbt_p99_ms", "tokens_per_s_per_gpu")
+_VERIFICATION = ("search_rps", "verified_attainment", "reason")
+
+
+def _row(cfg: SweepConfig, key: dict[str, Any], r: GoodputResult, slo: Slo, verified: bool) -> dict[str, Any]:
+    """A strategy's row. Verified: the latencies and tokens/s per GPU of plan's row for it (the verification run at
+    the goodput), the refined search's rate, the attainment verified and plan's reason; else the search's run at its
+    answer (GoodputResult.point)."""
+    if verified:
+        plan_row = PlanResult(key["model"], key["hardware"], cfg.gpus, slo, cfg.attainment, "goodput-per-gpu",
+                              key["workload"], [r], [], []).rows()[0]
+        figures = {name: plan_row[name] for name in _PLAN_FIGURES}
+    else:
+        point = r.point()
+        figures = {name: point.get(name) for name in _PLAN_FIGURES}
+    row = {**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
+           "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
+           "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r),
+           "goodput_requests_per_joule": _per_joule(r), **_cluster_figures(r), "binding": r.binding,
+           **figures, "simulations": r.simulations}
+    if verified:
+        row.update({name: plan_row[name] for name in _VERIFICATION})
+    return row
+
+
+def searched(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of search rates (`fidelity: screen | refine`, unverified): its goodput_* columns named search_*."""
+    return {("search_" + name.removeprefix("goodput_") if name.startswith("goodput_") else name): value
+            for name, value in row.items()}
 
 
 def _per_joule(r: GoodputResult) -> float:
@@ -369,7 +440,8 @@ def check_out(path: str) -> Path:
         raise PhasewiseError(f"--out '{path}' must end in .csv or .parquet")
     if out.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
         raise PhasewiseError("--out *.parquet needs pyarrow: pip install pyarrow (or write .csv)")
-    if out.is_dir():
+    # where the rows land once the folders on the way are made (a `..` after a folder not yet made: its parent)
+    if Path(os.path.realpath(out.expanduser())).is_dir():
         raise PhasewiseError(f"--out '{path}': cannot write (Is a directory)")
     return out
 

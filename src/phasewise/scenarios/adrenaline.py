@@ -31,6 +31,7 @@ from phasewise.sim.api import build
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.metrics import SimResult
 from phasewise.sim.simulate import build_group, simulate
+from phasewise.workload import MAX_LOGNORMAL_SPREAD
 
 SHAREGPT = "ShareGPT as the vLLM paper reports it (Kwon et al., SOSP'23, Fig. 11a: mean input 161, output 338)"
 SETUP = {
@@ -45,7 +46,8 @@ SETUP = {
                                 "M = min(KV capacity, TPOT-feasible batch)), not by a seat cap"),
     "prompt_tokens": Param(161.0, f"{SHAREGPT} (unverified in this pass)"),
     "output_tokens": Param(338.0, f"{SHAREGPT} (unverified in this pass)"),
-    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
+    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)",
+                          upper=MAX_LOGNORMAL_SPREAD),
     "slo_tpot_ms": Param(100.0, "assumed: the paper's SLOs are not accessible (PAPERS.md); a chat TPOT SLO"),
     "slo_ttft_ms": Param(1000.0, "assumed: the paper's SLOs are not accessible (PAPERS.md); a chat TTFT SLO"),
     "slo_attainment": Param(0.9, "assumed: the usual 90 % SLO attainment of serving papers (DistServe)", upper=1.0),

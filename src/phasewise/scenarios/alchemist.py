@@ -28,6 +28,7 @@ from phasewise.sim.metrics import SimResult
 from phasewise.sim.online_training import HOST_LINKS
 from phasewise.sim.simulate import simulate
 from phasewise.specs import load_model
+from phasewise.workload import MAX_LOGNORMAL_SPREAD
 
 SHAREGPT = "ShareGPT as the vLLM paper reports it (Kwon et al., SOSP'23, Fig. 11a: mean input 161, output 338)"
 SETUP = {
@@ -54,7 +55,8 @@ SETUP = {
                        help="the link offload copies recordings over and reloads them from"),
     "prompt_tokens": Param(161.0, f"PAPERS.md section 10: ShareGPT-sampled inputs; {SHAREGPT}", upper=32768.0),
     "output_tokens": Param(338.0, f"{SHAREGPT}", upper=4096.0),
-    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)", upper=3.0),
+    "length_sigma": Param(0.8, "assumed: lognormal lengths with ShareGPT's long tail (sigma of log length)",
+                          upper=MAX_LOGNORMAL_SPREAD),
     "rate": Param(6.0, "assumed: a moderate load for one H100 serving an 8B model (well below its capacity)"),
     # at most 10x the default: every simulation grows linearly with its requests
     "requests": Param(1200, "assumed: enough requests for a few training steps at each of the sweep's shares (1, "

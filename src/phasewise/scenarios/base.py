@@ -36,6 +36,16 @@ class Param:
     lower: float | None = None  # the smallest value allowed, where it is not the default's sign (a -1 "auto", a 2)
     items: tuple[int, int] | None = None  # a list of at least / at most this many values (a grid a run sweeps)
     element: Any = None  # an optional list's value type, by example (its default, empty, is "not given")
+    # a list whose values each come once (a grid a run sweeps, models to compare); None: a list without a fixed
+    # `length` whose default holds each value once (not a band, a measured series, or probabilities such as 1/3, 1/3)
+    distinct: bool | None = None
+
+    def each_once(self) -> bool:
+        """Whether `--set` refuses a value twice in this list (`distinct`)."""
+        if self.distinct is not None:
+            return self.distinct
+        default = self.value
+        return self.length is None and bool(default) and len(set(default)) == len(default)
 
     def proto(self) -> Any:
         """A value of the type `--set` parses: the default, or its first element, or `element` for an empty list."""
@@ -63,7 +73,7 @@ class Param:
         if isinstance(default, (list, tuple)):
             count = (f"{self.length}" if self.length is not None else
                      f"{self.items[0]}-{self.items[1]}" if self.items is not None else "1 or more")
-            text = f"{count} comma-separated values, each {text}"
+            text = f"{count} comma-separated values, each {text}" + (", each once" if self.each_once() else "")
             if not default:
                 text += " (default: not given)"
         return text
@@ -235,9 +245,14 @@ def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
 
     if isinstance(default, (list, tuple)):
         proto = param.proto()
-        items = [one(proto, part) for part in text.split(",") if part.strip()]
-        if not items:
-            raise bad("a comma-separated list")
+        parts = text.split(",")
+        if not all(part.strip() for part in parts):  # as in a list of names (errors.py name_list)
+            raise PhasewiseError(f"reproduce {scenario}: --set {key}={text!r}: an empty value in the list (give "
+                                 "values separated by commas)")
+        items = [one(proto, part) for part in parts]
+        twice = next((item for item in items if items.count(item) > 1), None) if param.each_once() else None
+        if twice is not None:
+            raise PhasewiseError(f"reproduce {scenario}: --set {key}={text!r} names {twice} twice")
         if param.length is not None and len(items) != param.length:
             raise bad(f"a comma-separated list of {param.length} values")
         if param.items is not None and not param.items[0] <= len(items) <= param.items[1]:

@@ -23,6 +23,7 @@ from phasewise.sim.deployment import (
     EncodeWorkers,
     InstanceGroup,
     build_deployment,
+    link_between,
     load_deployment,
 )
 from phasewise.sim.metrics import SimResult, Slo
@@ -38,6 +39,7 @@ from phasewise.workload import (
     ImageInputs,
     LengthDist,
     Workload,
+    check_arrival_span,
     check_length_flags,
     client_workload,
     image_inputs,
@@ -56,6 +58,7 @@ class SimSpec:
     slo: Slo
     images: ImageInputs | None = None  # the images requests carry (workload/images.py)
     notes: tuple[str, ...] = ()  # what the flags did not say but the deployment does (disagg_kv_link), to print
+    seed: int = 0  # --seed: the lengths' and arrivals' draws (in the workload) and the routers' that draw
 
 
 def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm", tp: int = 1,
@@ -150,7 +153,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     if router_ttl_s is not None and router_kv_events is not False:
         raise PhasewiseError("--router-ttl-s keeps a block in --router dynamo_kv's approximate index, which it uses "
                              "only without KV events: add --no-router-kv-events")
-    encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware)
+    encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware,
+                             (prefill_hardware or hardware) if arch == "disagg" else hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
                                     autoscaler, replicas if arch == "collocated" and scheduler is None else None))
     pools = priority_pool_flags(scheduler, hp_instances, lp_engine, hp_engine, slack_margin_ms, migration, arch,
@@ -181,6 +185,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError("--decode-workers must be >= 1 with --arch disagg")
         if prefill_workers < 1:
             raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
+        if prefill_tp is not None and decode_tp is not None and tp != 1:
+            raise PhasewiseError(TP_BESIDE_ROLE_TPS.format(tp=f" {tp}"))
         kv_link = disagg_kv_link(asked_kv_link, prefill_hardware or hardware, decode_hardware or hardware)[0]
         groups = [dict(role="prefill", tp=tp if prefill_tp is None else prefill_tp, replicas=prefill_workers,
                        **dict(common, hardware=prefill_hardware or hardware), **layouts["prefill"]),
@@ -337,6 +343,10 @@ def autoscale_flags(minimum: int | None, metric: str | None, target: float | Non
     if replicas is not None and minimum > replicas:
         raise PhasewiseError(f"--autoscale-min ({minimum}) is above --replicas ({replicas}), the most the autoscaler "
                              "runs")
+    if replicas is not None and minimum == replicas:
+        raise PhasewiseError(f"--autoscale-min ({minimum}) is --replicas ({replicas}), the most the autoscaler runs: "
+                             "it would have no replica to add; give --replicas above --autoscale-min, or drop the "
+                             "autoscaler")
     block = {"min_replicas": minimum, "target": target}
     if metric is not None:
         block["metric"] = metric
@@ -380,9 +390,11 @@ ENCODE_LINKS = typing.get_args(EncodeWorkers.model_fields["link"].annotation)  #
 
 
 def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, link: str | None,
-                  default_hardware: str) -> dict:
+                  default_hardware: str, fed_hardware: str | None = None) -> dict:
     """The `encoders` block of --encode-workers N (--encode-tp, --encode-hardware, default the instances' chip,
-    --encode-link), each flag checked; {} without --encode-workers (then the others must be left alone)."""
+    --encode-link), each flag checked; {} without --encode-workers (then the others must be left alone).
+    `fed_hardware`: the chip of the instances the encoders feed (those that prefill; default `default_hardware`),
+    for the link's rule (sim/deployment.py link_between: nvlink and pcie do not reach another chip's machine)."""
     if workers is None:
         for flag, value in (("--encode-tp", tp), ("--encode-hardware", hardware), ("--encode-link", link)):
             if value is not None:
@@ -394,6 +406,11 @@ def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, lin
         raise PhasewiseError(f"--encode-tp must be >= 1 (got {tp})")
     if link is not None and link not in ENCODE_LINKS:
         raise PhasewiseError(f"--encode-link '{link}' is not one of {', '.join(ENCODE_LINKS)}")
+    fed = fed_hardware or default_hardware
+    apart = chips_apart(hardware or default_hardware, fed, ("the encoders", "the instances they feed"))
+    refusal = link_between(link, apart, "the embeddings")[1]
+    if refusal:
+        raise PhasewiseError(f"--encode-link {refusal}; give --encode-link rdma (the default there)")
     block = {"hardware": hardware or default_hardware, "replicas": workers, "tp": tp or 1,
              **({"link": link} if link else {})}
     return {"encoders": block}
@@ -407,15 +424,18 @@ def disagg_kv_link(asked: str | None, prefill_hardware: str, decode_hardware: st
     nvlink): plan's rule (specs/hardware.py chips_apart): prefill and decode on different chips are two machines,
     so their KV goes over rdma; a typed --kv-link nvlink or pcie there is a one-line error."""
     apart = chips_apart(prefill_hardware, decode_hardware)
-    if apart is None or asked == "rdma":
-        return asked or "nvlink", None
-    if asked is not None:
-        raise PhasewiseError(f"--kv-link {asked} cannot carry KV {apart}: NVLink and PCIe do not leave a node; "
-                             "give --kv-link rdma (the default there)")
-    return "rdma", (f"KV transfers costed over rdma {apart}, not the default --kv-link nvlink: NVLink and PCIe do "
-                    "not leave a node")
+    link, refusal = link_between(asked, apart)
+    if refusal:
+        raise PhasewiseError(f"--kv-link {refusal}; give --kv-link rdma (the default there)")
+    if apart is None or asked is not None:
+        return link, None
+    return link, (f"KV transfers costed over {link} {apart}, not the default --kv-link nvlink: NVLink and PCIe do "
+                  "not leave a node")
 
 
+# --tp beside both --prefill-tp and --decode-tp (with a " VALUE" where the value is known): it would set neither
+TP_BESIDE_ROLE_TPS = ("--tp{tp} sets the TP of a role given none of its own (--prefill-tp, --decode-tp), and both "
+                      "are given here: drop --tp")
 # requests one simulation generates at most (~12-16k simulated requests/s: benchmarks/bench_sim.py)
 MAX_REQUESTS = 10_000_000
 MIGRATIONS = ("auto", "transfer", "recompute")
@@ -530,6 +550,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         host_kv_cache_gb=host_kv_cache_gb, kv_store_gb=kv_store_gb, **knobs)
 
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
+    notes: tuple[str, ...] = ()  # SimSpec.notes
     if requests is not None and num_prompts is not None:
         raise PhasewiseError("give either --requests or --num-prompts (the same count), not both")
     count = num_prompts if num_prompts is not None else requests
@@ -566,9 +587,12 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
             if value is not None:
                 raise PhasewiseError(f"{flag} does not apply to --trace (the trace gives every request's lengths)")
         work: Workload | ClosedLoop = load_trace(trace, trace_limit)
+        notes += trace_notes(trace, trace_limit, work, dep)
         images = image_inputs(images_per_request, image_size, image_share, work.image_counts, f"trace '{trace}'",
                               image_tokens_included)
         if rate is not None:
+            work.check_rescalable()
+            check_arrival_span(work.duration_s * work.mean_rate_rps / rate, len(work), rate, "--rate")
             work = work.scaled_to_rate(rate)
     else:
         check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread,
@@ -595,6 +619,8 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
             arrival = "poisson" if arrival is None else arrival
             if cv is not None and arrival != "gamma":
                 raise PhasewiseError(f"--cv shapes gamma arrivals (--arrival gamma; got {arrival})")
+            check_arrival_span((1000 if count is None else count) / rate, 1000 if count is None else count, rate,
+                               "--rate")  # the arrivals' expected span, before drawing them
             work = open_loop(rate, 1000 if count is None else count, prompt, output, arrival=arrival,
                              cv=1.0 if cv is None else cv,
                              seed=seed)
@@ -609,16 +635,32 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
                              "column and --image-size): without images the encode workers would have nothing to do")
     kv_note = (disagg_kv_link(kv_link, prefill_hardware or hardware, decode_hardware or hardware)[1]
                if arch == "disagg" and deployment is None else None)
-    notes = (kv_note,) if kv_note else ()
+    notes += ((kv_note,) if kv_note else ()) + dep.link_notes()
     if migrates_kv(dep) and any(group.prefix_caching is not False for group in dep.instances):
         notes += ("no instance caches prefixes with priority pools or attention offload, whatever its engine's "
                   "default (their migrations move KV blocks the cache does not follow; sim/prefix_cache.py): "
                   "--out's records have no cached_tokens column",)
-    return SimSpec(dep, work, slo, images, notes)
+    return SimSpec(dep, work, slo, images, notes, seed)
+
+
+def trace_notes(trace: str, trace_limit: int | None, work: Workload, dep: Deployment) -> tuple[str, ...]:
+    """What a trace run does that its flags may not say: a --trace-limit past the trace's requests (all of them
+    run), and a priority column no part of the deployment reads (only priority pools' class_slo_ms do:
+    sim/priority_pools.py PoolController.slo_s)."""
+    notes: tuple[str, ...] = ()
+    if trace_limit is not None and len(work) < trace_limit:
+        notes += (f"--trace-limit {trace_limit:,}: trace '{trace}' holds {len(work):,} requests, all of them "
+                  "replayed",)
+    if work.priority is not None and not (dep.priority_pools is not None and dep.priority_pools.class_slo_ms):
+        notes += (f"trace '{trace}': its priority column is ignored: only priority pools with per-class SLOs read "
+                  "it (a --deployment file's priority_pools block with class_slo_ms); every request here is served "
+                  "alike",)
+    return notes
 
 
 def run(check_invariants: bool = False, **kwargs) -> SimResult:
     """`build(**kwargs)` simulated. A request past the model's context runs here if its KV fits (the papers' replays
     run them); `phasewise simulate` refuses it as an engine does: simulate(..., refuse_beyond_context=True)."""
     spec = build(**kwargs)
-    return simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images)
+    return simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images,
+                    seed=spec.seed)

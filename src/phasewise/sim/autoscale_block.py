@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
 
 # an Autoscale block's fields for metric sla only (Dynamo's planner)
 PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_scaling", "load_period_s",
@@ -34,20 +36,7 @@ def _runs(data, autoscaler: str, fields: tuple[str, ...], whose: str) -> bool:
     return False
 
 
-# an Autoscale block's integer fields: a boolean is refused (pydantic's lax mode reads true as 1)
-INT_FIELDS = ("min_replicas", "initial_replicas", "max_gpu_budget", "activation_scale")
-
-
-def _no_bools(data, fields: tuple[str, ...], where: str):
-    """A one-line error where an integer field of a block (its raw fields) is a boolean (YAML's true / false)."""
-    if isinstance(data, dict):
-        for key in fields:
-            if isinstance(data.get(key), bool):
-                raise ValueError(f"{where} {key} must be an integer (got {str(data[key]).lower()}, a boolean)")
-    return data
-
-
-class ScalingPolicy(BaseModel):
+class ScalingPolicy(NumbersNotBooleans):
     """One of an HPA's scaling policies (behavior.scaleUp / scaleDown .policies): at most `value` pods or `value`
     percent of the replicas at the start of each `period_s` (sim/hpa_behavior.py)."""
 
@@ -56,11 +45,6 @@ class ScalingPolicy(BaseModel):
     type: Literal["pods", "percent"]
     value: int = Field(gt=0)  # pods, or percent of the replicas at the period's start (an integer, as Kubernetes')
     period_s: float = Field(gt=0, le=1800, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strict_value(cls, data):
-        return _no_bools(data, ("value",), "autoscale scaling policy")
 
 
 # the HPA's default behavior (kubernetes.io HPA "Default Behavior")
@@ -72,7 +56,7 @@ HPA_FIELDS = ("tolerance", "scale_down_window_s", "scale_up_window_s", "scale_up
               "scale_up_select", "scale_down_select")
 
 
-class Autoscale(BaseModel):
+class Autoscale(NumbersNotBooleans):
     """A horizontal autoscaler over an instance group's replicas (the deployment's one collocated group, or any group,
     a disaggregated deployment's prefill and decode groups each their own), as Kubernetes' HPA (or KEDA behind it)
     runs one on an engine's metric: every `sync_period_s` it reads `metric` from the ready replicas (waiting:
@@ -161,11 +145,6 @@ class Autoscale(BaseModel):
     target_utilization_percentage: float | None = Field(default=None, gt=0, le=100)
     scale_down_delay_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
     activation_scale: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strict_ints(cls, data):
-        return _no_bools(data, INT_FIELDS, "autoscale")
 
     @model_validator(mode="before")
     @classmethod

@@ -77,13 +77,13 @@ class Cluster:
         self._gaps: list[float] = []  # gaps at segment boundaries, binned in batches
         self._check_gaps: list[np.ndarray] = []  # check mode: every request's gaps, recomputed explicitly
 
-    def wire(self, instances: list[Instance], router: str, link_for, receiver_for=None) -> None:
+    def wire(self, instances: list[Instance], router: str, link_for, receiver_for=None, seed: int = 0) -> None:
         self.instances = instances
         front = [i for i in instances if i.role in ("collocated", "prefill") and i.group.pool != "hp"]
         back = [i for i in instances if i.role == "decode"]
         dynamo = self.deployment.dynamo_router()
-        self.front = make_router(router, front, dynamo)
-        self.back = make_router(router, back, dynamo) if back else None
+        self.front = make_router(router, front, dynamo, seed)
+        self.back = make_router(router, back, dynamo, seed) if back else None
         if dynamo.queue_threshold is not None and router == "dynamo_kv":
             self.router_queue = RouterQueue()
         attach_prefix_caches(self.deployment, front)

@@ -4,7 +4,8 @@ YAML form (same fields as the CLI flags):
 
     model: meta-llama/Llama-3.1-8B
     router: least_outstanding        # round_robin | random | least_outstanding | kv_aware | prefix_aware | dynamo_kv
-    kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer)
+    kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer; unset: nvlink, rdma
+                                     # where prefill and decode sit on different chips, two machines)
     instances:
       - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}   # + mapping: halo (a chip with substrates)
       - {role: decode, hardware: h100-sxm, tp: 1, replicas: 1, engine: vllm, max_num_seqs: 256}
@@ -20,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from phasewise.errors import PhasewiseError, field_label, pydantic_message
 from phasewise.sim.autoscale_block import Autoscale
@@ -28,7 +35,9 @@ from phasewise.sim.online_training import GpuSharing, HostLink
 from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.engines import KNOB_TYPES, disagg_tp_refusal, layout_refusal
+from phasewise.specs.hardware import chips_apart
 from phasewise.specs.hf_config import MTP_FIELDS
+from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
 
 # router dynamo_kv's settings (Deployment fields, and the flags of the same names): what each does, for the one-line
 # error that refuses it beside another router
@@ -42,7 +51,20 @@ DYNAMO_ROUTER_FIELDS = {
 MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
 
 
-class SpecDecode(BaseModel):
+def link_between(asked: str | None, apart: str | None, what: str = "KV") -> tuple[str, str | None]:
+    """(the link `what` crosses between two parts of a deployment, why `asked` cannot be it or None): `asked` (None:
+    unset, nvlink); where the parts sit on different chips, two machines (`apart`: specs/hardware.py chips_apart's
+    why), rdma, the default there, nvlink and PCIe not leaving a node. The one rule of the KV link (simulate's
+    --kv-link, a deployment's kv_link) and the encoders' (--encode-link, encoders.link); plan's is
+    plan/strategies.py kv_link_between."""
+    if apart is None:
+        return asked or "nvlink", None
+    if asked in (None, "rdma"):
+        return "rdma", None
+    return asked, f"{asked} cannot carry {what} {apart}: NVLink and PCIe do not leave a node"
+
+
+class SpecDecode(NumbersNotBooleans):
     """Speculative decoding: `draft_tokens` proposals per step, each accepted with probability
     `acceptance` (i.i.d.), verified in one multi-token decode step of the target model."""
 
@@ -89,7 +111,7 @@ class SpecDecode(BaseModel):
 PositiveMs = Annotated[float, Field(gt=0)]  # an SLO in ms (.inf: none)
 
 
-class PriorityPools(BaseModel):
+class PriorityPools(NumbersNotBooleans):
     """Priority pools with proactive offload (Ascendra): arrivals go to the low-priority (`pool: lp`)
     instances, which serve for throughput; a controller predicts, with the instances' own cost model,
     each waiting or decoding request's TTFT/TPOT against its deadline and moves those predicted to miss
@@ -110,7 +132,7 @@ class PriorityPools(BaseModel):
     check_interval_ms: float = Field(default=200.0, ge=0, allow_inf_nan=False)
 
 
-class InstanceGroup(BaseModel):
+class InstanceGroup(NumbersNotBooleans):
     """Identical instances: hardware, parallelism, precision, and the serving engine with its knobs.
     A knob left unset takes the engine's default for the GPU, version and entry point
     (specs/data/engine_presets.yaml); a knob the engine does not have is an error."""
@@ -200,7 +222,7 @@ class InstanceGroup(BaseModel):
         return self.tp * self.pp * self.replicas
 
 
-class AttentionOffload(BaseModel):
+class AttentionOffload(NumbersNotBooleans):
     """Adrenaline's attention offload (disaggregated deployments): the decode attention of extra requests runs
     on a prefill instance, which keeps their KV in its HBM; the decode batch grows from its local M to M + N.
     mode auto: a load-aware controller picks N within the TPOT SLO, the prefill GPU's free HBM, the overlap
@@ -231,7 +253,7 @@ class AttentionOffload(BaseModel):
         return self
 
 
-class OnlineTraining(BaseModel):
+class OnlineTraining(NumbersNotBooleans):
     """A trainer colocated with serving on every (collocated) instance (online continual learning; Alchemist when
     `reuse` is keep or offload). Served requests chosen for feedback (`feedback_share` of them) become training
     samples (their prompt, or prompt + answer) queued on the instance that served them; each `train_batch_tokens`
@@ -275,7 +297,7 @@ class OnlineTraining(BaseModel):
         return self
 
 
-class EncodeWorkers(BaseModel):
+class EncodeWorkers(NumbersNotBooleans):
     """Disaggregated vision encoders (encode / prefill / decode serving, as vLLM's disaggregated encoder, SGLang's
     encoder-only servers and Dynamo's multimodal encode workers run them): `replicas` workers of `tp` GPUs of
     `hardware` run the model's vision encoder over the images of the requests that carry them, in BF16, each
@@ -290,6 +312,7 @@ class EncodeWorkers(BaseModel):
     tp: int = Field(default=1, ge=1)
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     engine: str = "vllm"  # whose host dispatch launches the encoder's kernels (an engine preset or host profile)
+    # unset: nvlink, rdma where the encoders sit on another chip than the instances they feed (Deployment._links)
     link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     # assumed: vLLM's encoder compute budget is its max_num_batched_tokens (8,192 on an H100-class server)
     max_batch_tokens: int = Field(default=8192, ge=1)
@@ -299,7 +322,7 @@ class EncodeWorkers(BaseModel):
         return self.tp * self.replicas
 
 
-class Deployment(BaseModel):
+class Deployment(NumbersNotBooleans):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = "meta-llama/Llama-3.1-8B"
@@ -317,6 +340,8 @@ class Deployment(BaseModel):
     # with them, and 120 s), Dynamo's --no-router-kv-events and router_ttl_secs
     router_kv_events: bool | None = None
     router_ttl_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # prefill -> decode KV (and priority pools' migrations); unset: nvlink, rdma where the groups it joins sit on
+    # different chips (_links)
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
     priority_pools: PriorityPools | None = None
@@ -327,6 +352,63 @@ class Deployment(BaseModel):
     # Mooncake Store, LMCache remote backend or SGLang HiCache storage backend; 0: none
     kv_store_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     autoscale: Autoscale | None = None  # replicas added and removed with the load (collocated, one group)
+
+    @model_validator(mode="after")
+    def _links(self) -> Deployment:
+        """The KV link and the encoders' where the parts they join sit on different chips, two machines
+        (link_between): rdma when unset (kept unset: link_notes says so), nvlink or pcie a one-line error."""
+        link, refusal = link_between(self.kv_link if "kv_link" in self.model_fields_set else None, self.kv_apart())
+        if refusal:
+            raise ValueError(f"kv_link {refusal}; give kv_link: rdma (the default there)")
+        object.__setattr__(self, "kv_link", link)  # frozen: set while validating, as the field's default
+        encoders = self.encoders
+        if encoders is not None:
+            asked = encoders.link if "link" in encoders.model_fields_set else None
+            link, refusal = link_between(asked, self.encoders_apart(), "the embeddings")
+            if refusal:
+                raise ValueError(f"encoders.link {refusal}; give link: rdma (the default there)")
+            if link != encoders.link:  # a copy: the block given may be another deployment's too
+                encoders = encoders.model_copy()
+                object.__setattr__(encoders, "link", link)
+                object.__setattr__(self, "encoders", encoders)
+        return self
+
+    def kv_apart(self) -> str | None:
+        """Why KV cannot cross NVLink or PCIe here (specs/hardware.py chips_apart), or None: a prefill and a decode
+        group, or a low- and a high-priority pool (which migrate requests), on different chips."""
+        for first, second in (("prefill", "decode"), ("lp", "hp")):
+            sides = [{g.hardware: None for g in self.instances if side in (g.role, g.pool)} for side in (first, second)]
+            for a in sides[0]:
+                for b in sides[1]:
+                    apart = chips_apart(a, b, (first, second))
+                    if apart:
+                        return apart
+        return None
+
+    def encoders_apart(self) -> str | None:
+        """Why the encoders' embeddings cannot cross NVLink or PCIe to the instances that prefill (chips_apart), or
+        None."""
+        if self.encoders is None:
+            return None
+        for g in self.instances:
+            if g.role != "decode":
+                apart = chips_apart(self.encoders.hardware, g.hardware, ("the encoders", f"the {g.role} instances"))
+                if apart:
+                    return apart
+        return None
+
+    def link_notes(self) -> tuple[str, ...]:
+        """What a link left unset is costed over where it is not nvlink (_links), each naming the field as an error
+        would (field_label: the flag where flags built the deployment), to print beside the run."""
+        notes = []
+        if "kv_link" not in self.model_fields_set and self.kv_link != "nvlink":
+            notes.append(f"KV transfers costed over {self.kv_link} {self.kv_apart()}, not the default "
+                         f"{self.field_label('kv_link')} nvlink: NVLink and PCIe do not leave a node")
+        encoders = self.encoders
+        if encoders is not None and "link" not in encoders.model_fields_set and encoders.link != "nvlink":
+            notes.append(f"the encoders' embeddings costed over {encoders.link} {self.encoders_apart()}, not the "
+                         f"default {self.field_label('encoders', 'link')} nvlink: NVLink and PCIe do not leave a node")
+        return tuple(notes)
 
     @model_validator(mode="after")
     def _dynamo_router(self) -> Deployment:
@@ -598,7 +680,28 @@ def load_deployment(path: str) -> Deployment:
             if isinstance(group, dict) and "hardware" not in group:
                 raise PhasewiseError(f"{where}: {name}.hardware: required (a catalog key, e.g. h100-sxm, or a "
                                      "hardware YAML path)")
-    return build_deployment(data, where)
+    dep = build_deployment(data, where)
+    refuse_unused_file_fields(dep, where)
+    return dep
+
+
+def refuse_unused_file_fields(dep: Deployment, where: str) -> None:
+    """What a deployment file states that would change nothing, refused as the flags are (sim/api.py role_flags,
+    autoscale_flags): a kv_link other than the default where no KV moves between instances (no prefill and decode
+    groups, no priority pools), and an autoscaler whose group's replicas leave it no replica to add (its
+    min_replicas at them). Files only: plan's collocated strategies carry the default kv_link, and a pinned group
+    is a comparison the API builds (tests/test_autoscaler.py)."""
+    if dep.kv_link != "nvlink" and not dep.disaggregated and dep.priority_pools is None:
+        raise PhasewiseError(f"{where}: kv_link: {dep.kv_link} carries KV between prefill and decode instances (or "
+                             "priority pools' migrations); this deployment's collocated instances move none (as "
+                             "simulate refuses --kv-link without --arch disagg): drop kv_link")
+    for index, config in dep.autoscaled():
+        replicas = dep.instances[index].replicas
+        if config.min_replicas >= replicas:
+            name = "autoscale" if dep.autoscale is not None else f"instances.{index}.autoscale"
+            raise PhasewiseError(f"{where}: {name}.min_replicas ({config.min_replicas}) is the group's replicas "
+                                 f"({replicas}), the most it runs: the autoscaler would have no replica to add; give "
+                                 "the group more replicas than min_replicas, or drop autoscale")
 
 
 def build_deployment(data: dict, where: str = "deployment",

@@ -36,15 +36,23 @@ EMBEDDING_BYTES = 2  # BF16, as the encoders hand their embeddings to the langua
 
 def encoder_cost(deployment: Deployment) -> CostModel:
     """The cost model an encode worker of `deployment` runs its forwards by (its chip and TP, BF16 weights, its
-    engine's host dispatch); cached per deployment."""
-    return _encoder_cost(deployment.model, deployment.encoders)
+    engine's host dispatch); cached per deployment. A TP the model's heads refuse is named as the deployment names
+    the encoders' tp (--encode-tp from flags, encoders.tp in a file: Deployment.field_label), not as --tp."""
+    return _encoder_cost(deployment.model, deployment.encoders, deployment.field_label("encoders", "tp"))
 
 
 @lru_cache(maxsize=32)
-def _encoder_cost(model_name: str, spec) -> CostModel:
+def _encoder_cost(model_name: str, spec, tp_name: str) -> CostModel:
     model, hw = load_model(model_name), load_hardware(spec.hardware)
     engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision, model_type=model.model_type)
-    return CostModel(model, hw, load_quant("bf16"), engine.profile, spec.tp, 1, parallel_layout(model, spec.tp))
+    layout = parallel_layout(model, spec.tp, flags={"tp": tp_name})
+    try:
+        return CostModel(model, hw, load_quant("bf16"), engine.profile, spec.tp, 1, layout)
+    except PhasewiseError as exc:  # perf/parallel.py check_parallelism names the instances' flag, --tp
+        text = str(exc)
+        if text.startswith("--tp "):
+            raise PhasewiseError(f"{tp_name} {text.removeprefix('--tp ')}") from None
+        raise
 
 
 class EncodeWorker:

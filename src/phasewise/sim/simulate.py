@@ -20,6 +20,7 @@ from phasewise.perf.memory import (
     compressed_kv_pool,
     draft_memory,
     mtp_module,
+    profile_batch,
     recurrent_state_bytes_per_sequence,
 )
 from phasewise.perf.parallel import check_parallelism, parallel_layout
@@ -108,8 +109,9 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
                                  f"vocabulary and {model.name} {model.vocab_size:,}: the engines verify the draft's "
                                  "token ids against the target's, so they must share one (a draft of its family)")
         draft_mem = (0.0, 0.0) if spec is None else draft_memory(model, draft_model, quant, g.tp, layout)
-        mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=engine.token_budget,
-                         max_seqs=min(engine.max_seqs, 1024), memory_fraction=engine.fraction(g.memory_fraction),
+        max_tokens, max_seqs = profile_batch(engine)  # the pool as the engine sizes it (estimate's, the planner's)
+        mem = memory_fit(model, hw, quant, g.tp, g.pp, max_tokens=max_tokens,
+                         max_seqs=max_seqs, memory_fraction=engine.fraction(g.memory_fraction),
                          layout=layout, fraction_of=engine.memory_fraction_of,
                          state_dtype=engine.profile.recurrent_state_dtype,
                          state_pool_ratio=engine.profile.recurrent_state_pool_ratio, draft=draft_mem,
@@ -184,13 +186,14 @@ def refuse_kv_dtype_pairs(instances: list[Instance]) -> None:
 
 def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, check: bool = False,
                   live: bool = False, slo: Slo | None = None,
-                  prefix_block_tokens: int | None = MOONCAKE_BLOCK_TOKENS) -> tuple[Cluster, list[Instance], float]:
+                  prefix_block_tokens: int | None = MOONCAKE_BLOCK_TOKENS,
+                  seed: int = 0) -> tuple[Cluster, list[Instance], float]:
     """The deployment's instances, router and links on `loop`; also the deployment's price per hour.
     `live` (the digital twin) notifies every token as it is produced and keeps no per-request arrays.
     `slo`: the run's SLOs (priority pools take their deadlines from them unless their block sets its own).
     `prefix_block_tokens`: the tokens of one prefix block, the prefix caches' key (a Mooncake trace's 512); None: the
     instances' own KV block (their least common multiple), as the twin hashes prompts, so a cache hits to the block
-    as the engines' do."""
+    as the engines' do. `seed`: the routers' draws (random choice, a KV router's temperature)."""
     cluster = Cluster(deployment, loop, n_requests, check)
     cluster.live = live
     instances: list[Instance] = []
@@ -246,7 +249,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
     if prefix_block_tokens is None:
         prefix_block_tokens = math.lcm(*{i.kernel_block for i in instances})
     cluster.prefix_block_tokens = prefix_block_tokens
-    cluster.wire(instances, deployment.router, link_for, receiver_for)
+    cluster.wire(instances, deployment.router, link_for, receiver_for, seed)
     pair = deployment.planned_pair()  # two planners under one GPU budget (sim/planner_budget.py)
     for gi, config in deployment.autoscaled():
         if live:
@@ -275,7 +278,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
 def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo | None = None,
              check_invariants: bool = False, record_timeline: bool = False,
              progress: Callable[[int, int], None] | None = None, refuse_beyond_context: bool = False,
-             images: ImageInputs | None = None, stop_after_misses: int | None = None) -> SimResult:
+             images: ImageInputs | None = None, stop_after_misses: int | None = None, seed: int = 0) -> SimResult:
     """Run the workload through the deployment; per-request latencies and per-instance statistics.
     `progress(done, total)` is called now and then with the requests finished so far (a progress bar).
     `refuse_beyond_context`: reject a request whose prompt + output tokens exceed the model's context on arrival,
@@ -284,7 +287,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     `stop_after_misses` (an open loop's; a search's probe): end the run as soon as more than this many requests
     have surely missed the SLOs (rejected, or finished past TTFT, TPOT or a gap known by then), when the attainment
     can no longer exceed (requests - that - 1) / requests; the result's `stopped_s` says when, and the requests
-    not finished by then count as missing."""
+    not finished by then count as missing. `seed`: the routers' draws (`--seed`; the workload's own draws are made
+    when it is built)."""
     wall0 = time.perf_counter()
     slo = slo or Slo()
     loop = EventLoop()
@@ -304,7 +308,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
     if deployment.priority_pools is not None and deployment.priority_pools.class_slo_ms:
         check_classes(deployment.priority_pools.class_slo_ms, priority, f"workload '{workload.name}'")
-    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo)
+    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo, seed=seed)
     if stop_after_misses is not None:
         if closed:
             raise PhasewiseError("stop_after_misses needs an open loop (arrival times), not closed-loop clients")

@@ -1,6 +1,7 @@
 """One request through a model split over edge devices, event by event: each device its own timeline (a FIFO
-of forwards), each link its own shared queue (sim/link.py), so pipelining and contention come out of the
-simulation, not a formula.
+of forwards), each link a stream per sending end (LinkStreams: one socket, its transfers one after another and
+delivered in order, as measure/pipeline_check.py's sender thread drains its queue) whose two ends share the link's
+bandwidth (sim/link.py), so pipelining and contention come out of the simulation, not a formula.
 
 Prefill (Jupiter's intra-sequence pipeline): the prompt is cut into S sub-sequences; sub-sequence j runs on
 stage i once stage i is free and its hidden states have arrived from stage i-1, attending to the KV of the
@@ -11,7 +12,8 @@ Decode modes (DecodePlan):
     back to the first stage before the next step;
   - outline-parallel (points=K): a skeleton of `outline_tokens` is decoded first as one sequence, then its K
     points as independent sequences (prompt + own tokens as context), in flight together, so up to K stages
-    have work at once;
+    have work at once; the points share the output's tokens (the first ones a token longer; a point past the
+    tokens decodes none);
   - Medusa (verify_tokens=k+1, acceptance=a): each step runs k+1 candidate tokens through every stage and
     advances a tokens on average (an input); the heads cost the last stage.
 """
@@ -116,6 +118,48 @@ class DeviceQueue:
         done()
 
 
+class LinkStreams:
+    """One link between two devices: each end sends its transfers one after another (one stream, as one socket or
+    NCCL channel does), the next starting when the last byte of the one before is on the wire, so the latency does
+    not serialise them; the two ends' streams in flight split the link's bandwidth (sim/link.Link, processor
+    sharing). A transfer arrives the link latency and a jitter draw after its last byte leaves, never before the
+    one its end sent before it (a stream delivers in order)."""
+
+    __slots__ = ("loop", "link", "latency_s", "queues", "sending", "arrived_s", "keys")
+
+    def __init__(self, loop: EventLoop, bandwidth_bytes_per_s: float, latency_s: float) -> None:
+        self.loop, self.latency_s = loop, latency_s
+        self.link = Link(loop, bandwidth_bytes_per_s, 0.0)
+        self.queues: dict[int, deque] = {}
+        self.sending: set[int] = set()
+        self.arrived_s: dict[int, float] = {}
+        self.keys = 0
+
+    def send(self, sender: int, nbytes: float, jitter_s: Callable[[], float], done: Callable[[float], None]
+             ) -> None:
+        """Queue `nbytes` on device `sender`'s stream; `done(start_s)` when they arrive (start_s: when they went on
+        the wire)."""
+        self.queues.setdefault(sender, deque()).append((nbytes, jitter_s, done))
+        if sender not in self.sending:
+            self._start(sender)
+
+    def _start(self, sender: int) -> None:
+        nbytes, jitter_s, done = self.queues[sender].popleft()
+        self.sending.add(sender)
+        self.keys += 1
+        start = self.loop.now
+
+        def sent() -> None:
+            arrive = max(self.loop.now + self.latency_s + jitter_s(), self.arrived_s.get(sender, 0.0))
+            self.arrived_s[sender] = arrive
+            self.loop.at(arrive, done, start)
+            self.sending.discard(sender)
+            if self.queues[sender]:
+                self._start(sender)
+
+        self.link.send(self.keys, nbytes, sent)
+
+
 class SplitPipeline:
     """The event world of one request: devices, links, and routes between stages."""
 
@@ -125,34 +169,33 @@ class SplitPipeline:
         self.spans: list[Span] = []
         topo = split.topology
         self.devices = [DeviceQueue(self.loop, d.name, self.spans) for d in topo.devices]
-        self.links = [Link(self.loop, link.bandwidth_bytes_per_s, link.latency_s) for link in topo.links]
+        self.links = [LinkStreams(self.loop, link.bandwidth_bytes_per_s, link.latency_s) for link in topo.links]
+        self.ends = [(topo.index(link.a), topo.index(link.b)) for link in topo.links]
         self.rng = random.Random(seed)
-        self._keys = 0
 
     def transfer(self, src: int, dst: int, nbytes: float, label: str, done: Callable[[], None]) -> None:
-        """Send `nbytes` from device `src` to device `dst` hop by hop; `done()` when the last hop delivers."""
+        """Send `nbytes` from device `src` to device `dst` hop by hop, each hop on the stream of the device sending
+        it; `done()` when the last hop delivers."""
         path = self.split.route(src, dst)
         links = self.split.topology.links
 
-        def hop(step: int) -> None:
+        def hop(step: int, here: int) -> None:
             if step == len(path):
                 done()
                 return
             k = path[step]
-            spec, start = links[k], self.loop.now
-            self._keys += 1
+            spec, (a, b) = links[k], self.ends[k]
 
-            def delivered() -> None:
-                jitter = self.rng.uniform(0.0, spec.jitter_s) if spec.jitter_s else 0.0
-                self.loop.at(self.loop.now + jitter, arrived)
+            def jitter_s() -> float:
+                return self.rng.uniform(0.0, spec.jitter_s) if spec.jitter_s else 0.0
 
-            def arrived() -> None:
-                self.spans.append(Span(f"link {spec.a}-{spec.b}", start, self.loop.now, label))
-                hop(step + 1)
+            def arrived(start_s: float) -> None:
+                self.spans.append(Span(f"link {spec.a}-{spec.b}", start_s, self.loop.now, label))
+                hop(step + 1, b if here == a else a)
 
-            self.links[k].send(self._keys, nbytes, delivered)
+            self.links[k].send(here, nbytes, jitter_s, arrived)
 
-        hop(0)
+        hop(0, src)
 
     def forward(self, sequences: list[tuple[int, int, int]], label: str, done: Callable[[], None],
                 stage: int = 0) -> None:
@@ -191,13 +234,13 @@ def run_split(split: SplitModel, prompt_tokens: int, output_tokens: int, sub_seq
     last_device, first_device = stages[-1].device, stages[0].device
     lengths = sub_sequence_lengths(prompt_tokens, sub_sequences)
 
-    def decode_sequences(count: int, tokens_each: int, context: int, then: Callable[[], None]) -> None:
-        """`count` independent sequences of `tokens_each` tokens, each step one forward through every stage."""
+    def decode_sequences(tokens: list[int], context: int, then: Callable[[], None]) -> None:
+        """Independent sequences of `tokens` tokens each, each step one forward through every stage."""
         plan = decode or DecodePlan()
-        remaining = [count]
+        remaining = [len(tokens)]
 
         def step(index: int, produced: float) -> None:
-            if produced >= tokens_each:
+            if produced >= tokens[index]:
                 remaining[0] -= 1
                 if remaining[0] == 0:
                     then()
@@ -212,7 +255,7 @@ def run_split(split: SplitModel, prompt_tokens: int, output_tokens: int, sub_seq
 
             world.forward([(plan.verify_tokens, cached, plan.verify_tokens)], f"decode {index}", sampled)
 
-        for index in range(count):
+        for index in range(len(tokens)):
             step(index, 0.0)
 
     def decoded() -> None:
@@ -220,16 +263,17 @@ def run_split(split: SplitModel, prompt_tokens: int, output_tokens: int, sub_seq
 
     def points() -> None:
         result["points_start"] = loop.now
-        plan = decode or DecodePlan()
-        per_point = -(-output_tokens // plan.points)
-        decode_sequences(plan.points, per_point, prompt_tokens + plan.outline_tokens, decoded)
+        plan = decode or DecodePlan()  # the points decode the output's tokens between them, no more
+        base, extra = divmod(output_tokens, plan.points)
+        decode_sequences([base + (1 if j < extra else 0) for j in range(plan.points)],
+                         prompt_tokens + plan.outline_tokens, decoded)
 
     def prefilled() -> None:
         result["ttft"] = result["end"] = result["points_start"] = loop.now
         if decode is None or output_tokens < 1:  # (one output token is one decode step, as for any other count)
             return
         if decode.points > 1 and decode.outline_tokens:
-            decode_sequences(1, decode.outline_tokens, prompt_tokens, points)
+            decode_sequences([decode.outline_tokens], prompt_tokens, points)
         else:
             points()
 

@@ -397,7 +397,7 @@ def _pick(rule: Any, hw: HardwareSpec, entry_point: str, tp: int = 1) -> Any:
 def _version_table(name: str, entry: dict, version: str) -> dict[str, Any]:
     versions = entry["versions"]
     if version not in versions:
-        raise PhasewiseError(f"--engine {name}@{version}: unknown version (known: {', '.join(versions)})")
+        raise PhasewiseError(f"--engine {name}@{version}: unknown version '{version}' (known: {', '.join(versions)})")
     table = dict(versions[version])
     while "inherit" in table:
         parent = dict(versions[table.pop("inherit")])
@@ -487,7 +487,8 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     if entry_point not in ENTRY_POINTS:
         raise PhasewiseError(f"entry_point '{entry_point}' is not one of {', '.join(ENTRY_POINTS)}")
     presets = packaged("engine_presets.yaml")["presets"]
-    name, _, version = engine.partition("@")
+    name, at, version = engine.partition("@")
+    given = version if at else None  # `name@` gives an empty version: unknown, as any other (_version_table)
     key = name.lower()
     bare = False  # a host profile alone keeps its own CUDA-graph and overlap settings
     file_preset = engine_file_preset(name) if looks_like_path(name) else None
@@ -498,16 +499,17 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
         # a file that refines a preset: the preset as it runs, the file's host constants over its profile's
         preset, _, preset_version = file_preset.partition("@")
         entry, profile = presets[preset.lower()], load_engine(name)
-        key, version = name, version or preset_version
+        key, version = name, preset_version if given is None else given
     elif looks_like_path(engine) or key in packaged("engines.yaml")["engines"]:
         # A bare host profile (e.g. what `phasewise calibrate` writes): scheduled as its file says, else vLLM V1.
         profile = load_engine(engine)
         sched = _file_scheduler(engine) if looks_like_path(engine) else "vllm"
         entry = presets[sched]  # every scheduler has a preset of its own name
-        key, version, bare = engine, version or entry["default_version"], True
+        key, version, bare = engine, entry["default_version"] if given is None else given, True
     else:
         raise unknown_engine(engine)
-    version = version or entry["default_version"]
+    if given is None:
+        version = version or entry["default_version"]
     refusal = vendor_refusal(engine, hw)  # None for a bare profile: only presets name vendors
     if refusal:
         raise PhasewiseError(refusal)

@@ -658,9 +658,11 @@ def chip_identity(chip: str) -> str:
     return str(Path(chip).resolve()) if looks_like_path(chip) else catalog_key(chip) or chip
 
 
-def chips_apart(p_name: str, d_name: str) -> str | None:
-    """Why prefill and decode instances cannot share a node's NVLink or PCIe (their chips differ: two machines), or
-    None; plan (plan/strategies.py kv_link_between) and `simulate --arch disagg` (sim/api.py disagg_kv_link) apply it."""
+def chips_apart(p_name: str, d_name: str, sides: tuple[str, str] = ("prefill", "decode")) -> str | None:
+    """Why prefill and decode instances (or the two `sides` named, e.g. encoders and the instances they feed) cannot
+    share a node's NVLink or PCIe (their chips differ: two machines), or None; plan (plan/strategies.py
+    kv_link_between), `simulate --arch disagg` (sim/api.py disagg_kv_link) and a deployment's links
+    (sim/deployment.py link_between) apply it."""
     if chip_identity(p_name) != chip_identity(d_name):
-        return f"with prefill on {p_name} and decode on {d_name} (two machines)"
+        return f"with {sides[0]} on {p_name} and {sides[1]} on {d_name} (two machines)"
     return None

@@ -42,7 +42,7 @@ from phasewise.specs.hf_linear_attention import gated_deltanet_fields, kda_field
 from phasewise.specs.hf_mamba import GRANITE_LAYER_KINDS, granite_hybrid_spec, nemotron_h_spec
 from phasewise.specs.hf_mimo import MIMO_DEFAULTS, MIMO_TYPES, mimo_config
 from phasewise.specs.hf_nas import NAS_TYPES, nas_config
-from phasewise.specs.hf_quant import native_precision
+from phasewise.specs.hf_quant import with_checkpoint_precision
 from phasewise.specs.hf_recurrent import (
     BAMBA_DEFAULTS,
     FALCON_H1_DEFAULTS,
@@ -302,7 +302,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
                              f"supported: {', '.join(SUPPORTED_TYPES)}")
     if mt not in SUPPORTED_TYPES:
         raise PhasewiseError(f"{where}: unknown model_type '{mt}' (supported: {', '.join(SUPPORTED_TYPES)})")
-    _refuse_mistyped_fields(cfg, where)
+    _refuse_mistyped_fields(cfg, where, mt)
     if mt in TEXT_WRAPPER_TYPES:  # the language model of a multimodal checkpoint (its vision encoder: ENCODERS)
         field = "llm_config" if mt == "internvl_chat" else "text_config"  # InternVL's own files: llm_config
         text = cfg.get(field)
@@ -332,8 +332,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             if isinstance(exc, PhasewiseError):
                 raise
             raise PhasewiseError(f"{where}: {exc}") from None
-        native = native_precision(cfg, where)
-        return spec.model_copy(update={"native_precision": native}) if native else spec
+        return with_checkpoint_precision(spec, cfg, where)
     cfg = {**CONFIG_CLASS_DEFAULTS.get(mt, {}), **cfg}
     if mt in HUNYUAN_TYPES:
         cfg = hunyuan_fields(cfg, where)
@@ -371,9 +370,7 @@ def from_hf_config(name: str, cfg: dict[str, Any], where: str | None = None) -> 
             spec = falcon_h1_spec(name, cfg, where)
         else:
             spec = _llama_style(name, cfg, where, mt)
-        native = native_precision(cfg, where)
-        if native:
-            spec = spec.model_copy(update={"native_precision": native})
+        spec = with_checkpoint_precision(spec, cfg, where)
     except ValidationError as exc:
         raise pydantic_message(where, exc) from None
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. int('wide'), int(inf)
@@ -404,16 +401,28 @@ NON_NEGATIVE_FIELDS = (
     "max_position_embeddings", "num_experts", "num_local_experts", "n_shared_experts", "first_k_dense_replace",
     "decoder_sparse_step", "moe_layer_freq", "q_lora_rank", "qk_nope_head_dim", "num_nextn_predict_layers", "n_group",
     "topk_group")
+# Families whose config marks a dense model by num_experts_per_tok 0 beside num_local_experts 0 (or none):
+# Granite 4.0's dense checkpoints (ibm-granite/granite-4.0-h-1b, -micro: "num_local_experts": 0,
+# "num_experts_per_tok": 0); vLLM's granitemoehybrid.py builds the MoE block only where num_local_experts > 0 (the
+# shared MLP alone then), so the top-k is never read. A 0 top-k beside experts stays refused
+DENSE_TOP_K_TYPES = ("granitemoehybrid",)
 # yes / no fields: a JSON boolean ("yes" or 1 would be read as true)
 BOOLEAN_FIELDS = ("tie_word_embeddings", "use_sliding_window")
 
 
-def _refuse_mistyped_fields(cfg: dict[str, Any], where: str) -> None:
+def _dense_top_k(cfg: dict[str, Any], mt: str) -> bool:
+    """Whether the config marks a dense model by a top-k of 0 beside no experts, as its family's config class does
+    (DENSE_TOP_K_TYPES)."""
+    return mt in DENSE_TOP_K_TYPES and cfg.get("num_experts_per_tok") == 0 and not cfg.get("num_local_experts")
+
+
+def _refuse_mistyped_fields(cfg: dict[str, Any], where: str, mt: str) -> None:
     """A one-line error naming a shape field that is not a whole number of its sign (POSITIVE_FIELDS,
-    NON_NEGATIVE_FIELDS), or a yes / no field that is not a boolean (BOOLEAN_FIELDS), before any parser reads it."""
+    NON_NEGATIVE_FIELDS), or a yes / no field that is not a boolean (BOOLEAN_FIELDS), before any parser reads it;
+    a family's dense marker (_dense_top_k) aside."""
     for key in (*POSITIVE_FIELDS, *NON_NEGATIVE_FIELDS):
         value = cfg.get(key)
-        if value is None:
+        if value is None or (key == "num_experts_per_tok" and _dense_top_k(cfg, mt)):
             continue
         for item in value if isinstance(value, list) else (value,):
             if key in POSITIVE_FIELDS:

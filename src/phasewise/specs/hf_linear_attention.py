@@ -51,6 +51,8 @@ def kda_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any]:
         sizes[field] = positive(linear.get(field), where, f"linear_attn_config.{field}")
     return dict(linear_attention_layers=len(kda), layer_pattern=linear_pattern((i - 1 for i in kda), layers),
                 linear_key_heads=sizes["num_heads"],
-                linear_value_heads=sizes["num_heads"], linear_key_head_dim=sizes["head_dim"],
+                linear_value_heads=sizes["num_heads"],
+                linear_head_fields=("linear_attn_config.num_heads", "linear_attn_config.num_heads"),
+                linear_key_head_dim=sizes["head_dim"],
                 linear_value_head_dim=sizes["head_dim"], linear_conv_kernel=sizes["short_conv_kernel_size"],
                 linear_recurrence="kda")

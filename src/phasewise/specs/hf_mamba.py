@@ -52,6 +52,9 @@ def nemotron_h_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     act = str(first_field(cfg, "mlp_hidden_act", default="relu2")).lower()
     return ModelSpec(
         name=name, model_type="nemotron_h", num_layers=mixers, hidden_size=hidden, num_heads=heads,
+        # its decoder layers are the blocks (vLLM nemotron_h.py: make_layers(len(hybrid_override_pattern)), which
+        # pipeline stages split), num_hidden_layers of them
+        num_hidden_layers=sum(blocks.values()),
         num_kv_heads=int(first_field(cfg, "num_key_value_heads", default=heads)),
         head_dim=int(first_field(cfg, "head_dim", "attention_head_dim", default=hidden // heads)),
         intermediate_size=int(require_field(cfg, where, "intermediate_size")) if blocks["mlp"] else 0,
@@ -65,6 +68,7 @@ def nemotron_h_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         linear_attention_layers=blocks["mamba"], linear_recurrence="mamba2",
         linear_key_heads=int(require_field(cfg, where, "n_groups")),
         linear_value_heads=int(require_field(cfg, where, "mamba_num_heads")),
+        linear_head_fields=("n_groups", "mamba_num_heads"),
         linear_key_head_dim=int(require_field(cfg, where, "ssm_state_size")),
         linear_value_head_dim=int(require_field(cfg, where, "mamba_head_dim")),
         linear_conv_kernel=int(require_field(cfg, where, "conv_kernel")),
@@ -80,7 +84,7 @@ def granite_hybrid_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec
     sharing B and C of mamba_d_state; a conv of mamba_d_conv taps; chunks of mamba_chunk_size) or softmax attention
     (no RoPE with position_embedding_type "nope"); every layer then runs a gated MoE of num_local_experts
     (intermediate_size each) beside a gated shared MLP of shared_intermediate_size, or that MLP alone without
-    experts."""
+    experts (num_local_experts 0: Granite 4.0-H-1B, -micro, whose num_experts_per_tok 0 is then not read)."""
     kinds = cfg.get("layer_types")
     if not isinstance(kinds, list) or not kinds:
         raise PhasewiseError(f"{where}: missing field layer_types (each layer's mixer: "
@@ -111,6 +115,7 @@ def granite_hybrid_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec
         linear_attention_layers=kinds.count("mamba"), linear_recurrence="mamba2",
         layer_pattern=linear_pattern((i for i, kind in enumerate(kinds) if kind == "mamba"), layers),
         linear_key_heads=int(require_field(cfg, where, "mamba_n_groups")), linear_value_heads=mamba_heads,
+        linear_head_fields=("mamba_n_groups", "mamba_n_heads"),
         linear_key_head_dim=int(require_field(cfg, where, "mamba_d_state")), linear_value_head_dim=head_dim,
         linear_conv_kernel=int(require_field(cfg, where, "mamba_d_conv")),
         linear_chunk_tokens=int(first_field(cfg, "mamba_chunk_size", default=256)),

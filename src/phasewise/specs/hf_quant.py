@@ -1,18 +1,53 @@
 """A checkpoint's own weight format, read from its config.json's quantization_config as a --precision name (the
-format a model is costed in unless the user gives another: ModelSpec.native_precision)."""
+format a model is costed in unless the user gives another: ModelSpec.native_precision). A format or parameter not
+modelled here is no error while the user gives --precision (ModelSpec.unmodelled_quantization: default_precision
+raises it); a quantization_config that is not well-formed is an error at once."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.model import ModelSpec
+
+# the quant_method values read here (fbgemm_fp8: Meta's FP8 checkpoints, e.g. Llama-3.1-405B-Instruct-FP8)
+KNOWN_METHODS = ("fp8", "fbgemm_fp8", "mxfp4", "modelopt", "awq", "gptq", "compressed-tensors")
+# the weight bits AWQ and GPTQ checkpoints are read at: 4 (w4a16, Marlin-style kernels). vLLM runs GPTQ's 8-bit
+# weights too (gptq_marlin.py TYPE_MAP: uint4b8, uint8b128), in groups whose scales w8a16 does not count: give
+# --precision for them
+WEIGHT_ONLY_BITS = {4: "w4a16"}
+
+
+class UnmodelledFormat(PhasewiseError):
+    """A well-formed quantization_config whose format or parameter has no --precision here: the checkpoint runs
+    only where the user names what to cost its weights as (--precision)."""
+
+
+def checkpoint_precision(cfg: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """(native_precision, unmodelled_quantization) of a checkpoint's config.json: its --precision name (None when it
+    has no quantization_config), or, where its format is not modelled, None and the one-line reason, which a run
+    without --precision raises (ModelSpec.default_precision). A malformed quantization_config is an error here."""
+    try:
+        return native_precision(cfg, where), None
+    except UnmodelledFormat as exc:
+        return None, str(exc)
+
+
+def with_checkpoint_precision(spec: ModelSpec, cfg: dict[str, Any], where: str) -> ModelSpec:
+    """`spec` with its checkpoint's format (checkpoint_precision): the --precision it runs in by default, or why
+    none is modelled (a run then needs --precision)."""
+    native, unmodelled = checkpoint_precision(cfg, where)
+    if not (native or unmodelled):
+        return spec
+    return spec.model_copy(update={"native_precision": native, "unmodelled_quantization": unmodelled})
 
 
 def native_precision(cfg: dict[str, Any], where: str) -> str | None:
     """The --precision name of a checkpoint's quantization_config (None when it has none): FP8 with 128x128
-    block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, MXFP4
-    (gpt-oss: the experts only) bf16-mxfp4, ModelOpt NVFP4 nvfp4, 4-bit AWQ/GPTQ weights w4a16; compressed-tensors
-    (llm-compressor) checkpoints by their weights' and activations' types (_group_scheme)."""
+    block scales (DeepSeek, Qwen3 -FP8) is fp8-block, per-tensor FP8 (ModelOpt, compressed-tensors) fp8, FBGEMM's
+    per-channel FP8 (Meta's -FP8 checkpoints) fp8, MXFP4 (gpt-oss: the experts only) bf16-mxfp4, ModelOpt NVFP4
+    nvfp4, 4-bit AWQ/GPTQ weights w4a16; compressed-tensors (llm-compressor) checkpoints by their weights' and
+    activations' types (_group_scheme). A format not modelled raises UnmodelledFormat."""
     qc = cfg.get("quantization_config")
     if not qc:
         return None
@@ -24,23 +59,39 @@ def native_precision(cfg: dict[str, Any], where: str) -> str | None:
         # DeepSeek-V4: FP4 experts (E2M1 with a UE8M0 scale per 32: MXFP4) beside FP8 blocks elsewhere
         return "fp8-block-mxfp4"
     if method == "fp8" and str(qc.get("store_dtype", "fp8")).lower() not in ("fp8", "e4m3"):
-        raise PhasewiseError(f"{where}: quantization_config store_dtype '{qc['store_dtype']}' is not modelled (an FP8 "
-                             "checkpoint stored in another format); give --precision")
+        raise UnmodelledFormat(f"{where}: quantization_config store_dtype '{qc['store_dtype']}' is not modelled (an "
+                               "FP8 checkpoint stored in another format); give --precision")
     if method == "fp8":
         return "fp8-block" if qc.get("weight_block_size") else "fp8"
+    if method == "fbgemm_fp8":
+        # vLLM quantization/fbgemm_fp8.py FBGEMMFp8LinearMethod: FP8 E4M3 weights with a scale per output channel
+        # (ChannelQuantScaleParameter), activations quantized per token at run time (Fp8LinearOp with
+        # use_per_token_if_dynamic; Marlin weight-only below compute capability 8.9, as for every fp8 checkpoint),
+        # modules_to_not_convert left unquantized: W8A8 FP8 with per-channel scales, the fp8 scheme
+        # (specs/data/quant.yaml), as the catalog runs meta-llama/Llama-3.1-405B-Instruct-FP8 (alias_precisions)
+        return "fp8"
     if method == "mxfp4":  # Hugging Face's Mxfp4Config quantizes the MoE experts only (modules_to_not_convert)
         return "bf16-mxfp4"
     if method == "modelopt":
         algo = str(qc.get("quant_algo", "")).upper()
         if algo in ("FP8", "NVFP4"):
             return algo.lower()
-        raise PhasewiseError(f"{where}: quantization_config quant_algo '{algo}' is not modelled (known: FP8, NVFP4)")
-    if method in ("awq", "gptq") and int(qc.get("bits", qc.get("w_bit", 4))) == 4:
-        return "w4a16"
+        raise UnmodelledFormat(f"{where}: quantization_config quant_algo '{algo}' is not modelled (known: FP8, "
+                               "NVFP4); give --precision")
+    if method in ("awq", "gptq"):
+        field = "bits" if qc.get("bits") is not None or qc.get("w_bit") is None else "w_bit"
+        bits = qc.get(field, 4)
+        if not isinstance(bits, int) or isinstance(bits, bool):
+            raise PhasewiseError(f"{where}: quantization_config {field} must be an integer (got {bits!r})")
+        if bits not in WEIGHT_ONLY_BITS:
+            modelled = ", ".join(f"{b} ({name})" for b, name in WEIGHT_ONLY_BITS.items())
+            raise UnmodelledFormat(f"{where}: quantization_config {field} {bits} is not modelled for quant_method "
+                                   f"'{method}' (modelled: {modelled}); give --precision")
+        return WEIGHT_ONLY_BITS[bits]
     if method == "compressed-tensors":
         return _compressed_tensors(qc, where)
-    raise PhasewiseError(f"{where}: quantization_config quant_method '{method}' is not modelled "
-                         f"(known: fp8, mxfp4, modelopt, awq, gptq, compressed-tensors); give --precision")
+    raise UnmodelledFormat(f"{where}: quantization_config quant_method '{method}' is not modelled "
+                           f"(known: {', '.join(KNOWN_METHODS)}); give --precision")
 
 
 # compressed-tensors formats that store sparse weights (2:4 or bitmask: vllm-project/compressed-tensors
@@ -58,8 +109,8 @@ def _compressed_tensors(qc: dict[str, Any], where: str) -> str:
     _refuse_sparsity(qc, groups, where)
     schemes = {_group_scheme(name, group, qc, where) for name, group in groups.items()}
     if len(schemes) > 1:
-        raise PhasewiseError(f"{where}: quantization_config config_groups give different schemes "
-                             f"({', '.join(sorted(schemes))}): mixed precision is not modelled; give --precision")
+        raise UnmodelledFormat(f"{where}: quantization_config config_groups give different schemes "
+                               f"({', '.join(sorted(schemes))}): mixed precision is not modelled; give --precision")
     return schemes.pop()
 
 
@@ -77,9 +128,9 @@ def _refuse_sparsity(qc: dict[str, Any], groups: dict[str, Any], where: str) -> 
         sparse.append(("sparsity_config.sparsity_structure", "2:4"))
     if sparse:
         field, value = sparse[0]
-        raise PhasewiseError(f"{where}: quantization_config {field} '{value}' is not modelled (sparse weights; known: "
-                             "dense weights, formats pack-quantized, int-quantized, float-quantized, naive-quantized, "
-                             "nvfp4-pack-quantized, mxfp4-pack-quantized); give --precision")
+        raise UnmodelledFormat(f"{where}: quantization_config {field} '{value}' is not modelled (sparse weights; "
+                               "known: dense weights, formats pack-quantized, int-quantized, float-quantized, "
+                               "naive-quantized, nvfp4-pack-quantized, mxfp4-pack-quantized); give --precision")
 
 
 def _args(group: dict[str, Any], key: str, name: str, where: str) -> tuple[str, int, int | None] | None:
@@ -130,7 +181,7 @@ def _group_scheme(name: str, group: dict[str, Any], qc: dict[str, Any], where: s
     if (w_kind, w_bits) == ("int", 4) and acts is None:
         return _int4_weight_only(group["weights"], qc)
     activations = f"{a_kind} {a_bits}-bit" if acts else "null (weight-only)"
-    raise PhasewiseError(
+    raise UnmodelledFormat(
         f"{where}: quantization_config config_groups.{name}: weights {w_kind} {w_bits}-bit (group_size {w_group}) "
         f"with input_activations {activations} is not modelled (known: float 4-bit group 16 with float 4-bit "
         "activations = nvfp4, float 4-bit group 32 = mxfp4, int 8-bit weight-only = w8a16, int 8-bit with int 8-bit "
@@ -146,9 +197,10 @@ def _fp8(weights: dict[str, Any], name: str, where: str) -> str:
         return "fp8"
     if strategy == "block" and weights.get("block_structure") == [128, 128]:
         return "fp8-block"
-    raise PhasewiseError(f"{where}: quantization_config config_groups.{name}.weights: FP8 with strategy '{strategy}' "
-                         f"(block_structure {weights.get('block_structure')!r}) is not modelled (known: tensor, "
-                         "channel = fp8; block with block_structure [128, 128] = fp8-block); give --precision")
+    raise UnmodelledFormat(f"{where}: quantization_config config_groups.{name}.weights: FP8 with strategy "
+                           f"'{strategy}' (block_structure {weights.get('block_structure')!r}) is not modelled (known: "
+                           "tensor, channel = fp8; block with block_structure [128, 128] = fp8-block); give "
+                           "--precision")
 
 
 def _int4_weight_only(weights: dict[str, Any], qc: dict[str, Any]) -> str:

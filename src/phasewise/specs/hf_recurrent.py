@@ -59,6 +59,7 @@ def mamba1_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, Any
                 layer_pattern=linear_pattern(set(range(layers)) - set(attention), layers),
                 linear_recurrence="mamba1", linear_key_heads=0,
                 linear_value_heads=positive(cfg.get("mamba_expand"), where, "mamba_expand") * hidden,
+                linear_head_fields=("", "mamba_expand x hidden_size"),
                 linear_value_head_dim=1,
                 linear_key_head_dim=positive(cfg.get("mamba_d_state"), where, "mamba_d_state"),
                 linear_conv_kernel=positive(cfg.get("mamba_d_conv"), where, "mamba_d_conv"), linear_dt_rank=rank,
@@ -87,6 +88,7 @@ def lightning_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, 
         positive(cfg.get("hidden_size"), where, "hidden_size") // heads)
     return dict(linear_attention_layers=len(linear), layer_pattern=linear_pattern(linear, layers),
                 linear_recurrence="lightning", linear_key_heads=heads,
+                linear_head_fields=("num_attention_heads", "num_attention_heads"),
                 linear_value_heads=heads, linear_key_head_dim=head_dim, linear_value_head_dim=head_dim,
                 linear_conv_kernel=0, linear_chunk_tokens=LIGHTNING_BLOCK_TOKENS)
 
@@ -147,6 +149,7 @@ def short_conv_fields(cfg: dict[str, Any], where: str, layer_types: list) -> dic
     return dict(linear_attention_layers=len(conv), layer_pattern=linear_pattern(conv, len(layer_types)),
                 linear_recurrence="short_conv", linear_key_heads=0,
                 linear_key_head_dim=0, linear_value_heads=positive(cfg.get("hidden_size"), where, "hidden_size"),
+                linear_head_fields=("", "hidden_size"),
                 linear_value_head_dim=1, linear_conv_kernel=positive(cfg.get("conv_L_cache"), where, "conv_L_cache"))
 
 
@@ -161,7 +164,8 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
     every layer runs softmax attention and a Mamba-2 mixer side by side on the same normed input, their outputs
     summed, then a gated SiLU MLP. Costed as Nemotron-H's blocks are paired: each layer's attention with its MLP, its
     Mamba-2 mixer an MLP-free layer beside it (2 x num_hidden_layers layers; one TP all-reduce after each mixer and
-    each MLP). The mixer: mamba_n_heads heads of mamba_d_head ("auto": its width over the heads) over mamba_d_ssm
+    each MLP); num_hidden_layers stays its decoder layers (ModelSpec.decoder_layers: what pipeline stages split).
+    The mixer: mamba_n_heads heads of mamba_d_head ("auto": its width over the heads) over mamba_d_ssm
     channels (else mamba_expand x hidden_size), mamba_n_groups groups sharing B and C of mamba_d_state, a conv of
     mamba_d_conv taps, chunks of mamba_chunk_size. The multipliers (attention_in_multiplier, ssm_multipliers, ...)
     scale activations and cost nothing."""
@@ -186,7 +190,8 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
                              f"width mamba_d_ssm ({width})")
     kv_heads = cfg.get("num_key_value_heads")
     return ModelSpec(
-        name=name, model_type="falcon_h1", num_layers=2 * layers, hidden_size=hidden, num_heads=heads,
+        name=name, model_type="falcon_h1", num_layers=2 * layers, num_hidden_layers=layers, hidden_size=hidden,
+        num_heads=heads,
         num_kv_heads=positive(kv_heads, where, "num_key_value_heads") if kv_heads is not None else heads,
         head_dim=positive(cfg.get("head_dim", hidden // heads), where, "head_dim"),
         intermediate_size=positive(cfg.get("intermediate_size"), where, "intermediate_size"),
@@ -195,6 +200,7 @@ def falcon_h1_spec(name: str, cfg: dict[str, Any], where: str) -> ModelSpec:
         max_position_embeddings=int(cfg.get("max_position_embeddings") or 0),
         mlp_free_layers=layers, linear_attention_layers=layers, linear_recurrence="mamba2",
         linear_key_heads=positive(cfg.get("mamba_n_groups"), where, "mamba_n_groups"), linear_value_heads=mamba_heads,
+        linear_head_fields=("mamba_n_groups", "mamba_n_heads"),
         linear_key_head_dim=positive(cfg.get("mamba_d_state"), where, "mamba_d_state"), linear_value_head_dim=head,
         linear_conv_kernel=positive(cfg.get("mamba_d_conv"), where, "mamba_d_conv"),
         linear_chunk_tokens=positive(cfg.get("mamba_chunk_size"), where, "mamba_chunk_size"))

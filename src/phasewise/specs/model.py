@@ -29,6 +29,12 @@ class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
     name: str
     model_type: str
     num_layers: int = Field(gt=0)
+    # The config's own decoder layers (its num_hidden_layers) where the cost model counts its layers otherwise:
+    # Falcon-H1 (each decoder layer costed as two, its attention with its MLP and its Mamba-2 mixer beside them),
+    # Nemotron-H (one decoder layer per block of hybrid_override_pattern, costed as mixer blocks paired with MLP
+    # blocks). What a user counts and what an engine's pipeline stages split (vLLM's make_layers over
+    # num_hidden_layers / len(hybrid_override_pattern)): decoder_layers. 0: num_layers, which is then the config's
+    num_hidden_layers: int = Field(default=0, ge=0)
     hidden_size: int = Field(gt=0)
     num_heads: int = Field(gt=0)
     num_kv_heads: int = Field(gt=0)
@@ -125,6 +131,10 @@ class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
     linear_key_head_dim: int = Field(default=0, ge=0)
     linear_value_head_dim: int = Field(default=0, ge=0)
     linear_conv_kernel: int = Field(default=0, ge=0)
+    # the config.json's own names of linear_key_heads and linear_value_heads (Nemotron-H's n_groups and
+    # mamba_num_heads, Falcon-H1's and Granite 4.0-H's mamba_n_groups and mamba_n_heads, ...): what a --tp error
+    # names (perf/parallel.py check_parallelism)
+    linear_head_fields: tuple[str, str] = ("linear_num_key_heads", "linear_num_value_heads")
     # The recurrence those layers run: gated DeltaNet (above), or Mamba-2's SSD (Nemotron-H: mamba_num_heads value
     # heads of mamba_head_dim, n_groups key heads whose B and C, ssm_state_size wide, the value heads share; in_proj
     # to z, x, B, C and one dt per head; the conv over x, B and C; a gated RMSNorm; out_proj). linear_chunk_tokens:
@@ -170,6 +180,10 @@ class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
     expert_top20_share: float | None = Field(default=None, ge=0.2, lt=1)
     # the checkpoint's own weight format (its quantization_config), a --precision name; None: unquantized (bf16)
     native_precision: str | None = None
+    # why the checkpoint's quantization_config names no --precision here (a format or parameter not modelled:
+    # specs/hf_quant.py checkpoint_precision), a one-line error: a run then needs --precision (default_precision
+    # raises it), which sets what the weights are costed as; None: its format is read (native_precision) or it has none
+    unmodelled_quantization: str | None = None
     # a multimodal checkpoint's vision encoder (specs/vision.py, built by specs/hf_vision.py): weights held on the
     # first pipeline stage, run over a request's images (perf/vision.py), never for a text request
     vision: VisionEncoder | None = None
@@ -198,8 +212,17 @@ class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
 
     @property
     def default_precision(self) -> str:
-        """The --precision a run takes when none is given: the checkpoint's native format, as engines load it."""
+        """The --precision a run takes when none is given: the checkpoint's native format, as engines load it; a
+        format not modelled (unmodelled_quantization) is a one-line error asking for --precision."""
+        if not self.native_precision and self.unmodelled_quantization:
+            raise PhasewiseError(self.unmodelled_quantization)
         return self.native_precision or "bf16"
+
+    @property
+    def decoder_layers(self) -> int:
+        """The config's decoder layers (num_hidden_layers): what a user counts and pipeline stages split; the cost
+        model's num_layers where they are the same."""
+        return self.num_hidden_layers or self.num_layers
 
     @property
     def kv_proj_size(self) -> int:

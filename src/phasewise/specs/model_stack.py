@@ -20,7 +20,7 @@ def stack_part(spec: ModelSpec, layers: int, first_layer: int | None = None) -> 
     layer). MoE layers as many as fit (min). KV-shared layers sit at the stack's end, so their part needs its
     place (`first_layer`: _kv_shared_part)."""
     kinds = spec.layer_pattern[first_layer:first_layer + layers] if first_layer is not None else ""
-    update: dict = {"num_layers": layers, "num_moe_layers": min(spec.num_moe_layers, layers),
+    update: dict = {"num_layers": layers, "num_hidden_layers": 0, "num_moe_layers": min(spec.num_moe_layers, layers),
                     "layer_pattern": kinds}
     windowed = 0
     if spec.window_layer_share:

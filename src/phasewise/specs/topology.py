@@ -5,8 +5,9 @@ YAML (or the same dict built from flags):
   devices: [{name: orin0, hardware: jetson-agx-orin}, ...]   # or plain keys: [jetson-agx-orin, ...]
   links:   [{a: orin0, b: orin1, mbps: 100, latency_s: 1e-3, jitter_s: 0}, ...]   # or bandwidth_bps
   split:   [8, 8, 8, 8]        # layers per device, in device order; or ranges [[0, 8], [8, 16], ...]
-A link is undirected and shared: every transfer over it in either direction splits its bandwidth
-(sim/link.py). A transfer between devices without a direct link follows the fewest-hop route.
+A link is undirected and shared: each end sends its transfers one after another (one stream, in order), and the
+two ends' streams split its bandwidth (sim/split_pipeline.py LinkStreams over sim/link.py). A transfer between
+devices without a direct link follows the fewest-hop route. A number is a number: YAML's true / false is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.specs.catalog import read_user_file
+from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
 from phasewise.specs.reading import number
 
 
@@ -28,14 +30,14 @@ class EdgeDevice(BaseModel):
     hardware: str = Field(min_length=1)  # catalog key or hardware YAML path (specs.load_hardware)
 
 
-class EdgeLink(BaseModel):
+class EdgeLink(NumbersNotBooleans):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     a: str
     b: str
-    bandwidth_bps: float = Field(gt=0)  # bits per second
+    bandwidth_bps: float = Field(gt=0, allow_inf_nan=False)  # bits per second
     latency_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    jitter_s: float = Field(default=0.0, ge=0)  # extra delay drawn uniformly in [0, jitter_s] per transfer
+    jitter_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # extra delay drawn uniformly in [0, jitter_s]
 
     @property
     def bandwidth_bytes_per_s(self) -> float:

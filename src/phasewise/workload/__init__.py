@@ -4,6 +4,7 @@ from phasewise.workload.clients import BenchmarkClient, client_names, client_wor
 from phasewise.workload.generators import (
     DEFAULT_ISL,
     DEFAULT_OSL,
+    MAX_LOGNORMAL_SPREAD,
     ClosedLoop,
     LengthDist,
     check_length_flags,
@@ -12,9 +13,9 @@ from phasewise.workload.generators import (
 )
 from phasewise.workload.images import ImageInputs, image_inputs
 from phasewise.workload.mooncake import reusable_prompt_share
-from phasewise.workload.request import Workload, prefix_copy, prefix_stride
+from phasewise.workload.request import Workload, check_arrival_span, prefix_copy, prefix_stride
 from phasewise.workload.traces import load_trace
 
-__all__ = ["DEFAULT_ISL", "DEFAULT_OSL", "BenchmarkClient", "ClosedLoop", "ImageInputs", "image_inputs", "LengthDist",
-           "check_length_flags", "flag_name", "Workload", "client_names", "client_workload", "load_client",
+__all__ = ["DEFAULT_ISL", "DEFAULT_OSL", "MAX_LOGNORMAL_SPREAD", "BenchmarkClient", "ClosedLoop", "ImageInputs", "image_inputs", "LengthDist",
+           "check_arrival_span", "check_length_flags", "flag_name", "Workload", "client_names", "client_workload", "load_client",
            "load_trace", "open_loop", "prefix_copy", "prefix_stride", "reusable_prompt_share"]

@@ -15,6 +15,16 @@ LengthKind = Literal["fixed", "uniform", "lognormal"]  # the length distribution
 FLAG_DISTRIBUTIONS: tuple[str, ...] = get_args(LengthKind)
 DISTRIBUTIONS = (*FLAG_DISTRIBUTIONS, "empirical")  # empirical: a trace's own lengths (samples), never a flag's
 DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # mean prompt and output tokens when neither a trace nor --isl/--osl says
+# the largest lognormal spread (sigma of log length): past it a run's lengths no longer have the asked mean. The
+# median over 30 seeds of 1,000 draws' mean (mean 1,000 tokens): 10 % below the asked mean at sigma 2, 22 % at 2.5,
+# 36 % at 3, 73 % at 4 (the draws' mass sits ever further below the mean, in a tail few samples reach); at 40 every
+# draw clips to one token (tests/test_workload_review_fixes.py)
+MAX_LOGNORMAL_SPREAD = 2.0
+# gamma arrivals' coefficient of variation, [lowest, highest]: below 0.001 the gaps are within 0.3 % (3 sd) of the
+# mean gap, a fixed rate (and under ~1e-154 cv**2 underflows to 0); above 10 float64 rounds a growing share of the
+# gaps to exactly 0 (0.05 % at 10, 44 % at 30, 93 % at 100), so the requests bunch at single instants and the
+# sample's cv falls short of the asked one (tests/test_workload_review_fixes.py)
+CV_RANGE = (0.001, 10.0)
 
 
 def flag_name(field: str) -> str:
@@ -26,9 +36,9 @@ def check_length_flags(isl: float | None, osl: float | None, isl_dist: str | Non
                        isl_spread: float | None, osl_spread: float | None, sampled_by: str = "fixed",
                        name: Callable[[str], str] = flag_name) -> None:
     """One-line errors naming the flag (`name`: a field's name in the caller's words, plan's and simulate's flags by
-    default) for --isl / --osl means (finite, >= 1 token; whole tokens for fixed lengths), their distributions
-    (FLAG_DISTRIBUTIONS) and spreads (> 0 for lognormal; only for uniform or lognormal lengths, not for fixed ones or
-    `sampled_by`, a client's own sampling)."""
+    default) for --isl / --osl means (finite, >= 1 token; whole tokens for fixed lengths and for `sampled_by`, a
+    client's own sampling), their distributions (FLAG_DISTRIBUTIONS) and spreads (uniform: in (0, 1]; lognormal: in
+    (0, MAX_LOGNORMAL_SPREAD]; only for uniform or lognormal lengths, not for fixed ones or a client's sampling)."""
     for side, mean, dist, spread in (("isl", isl, isl_dist, isl_spread), ("osl", osl, osl_dist, osl_spread)):
         _check_length_flag(side, mean, dist, spread, sampled_by, name)
 
@@ -41,12 +51,21 @@ def _check_length_flag(side: str, mean: float | None, dist: str | None, spread: 
         raise PhasewiseError(f"{dist_flag} '{dist}' is not one of {', '.join(FLAG_DISTRIBUTIONS)}")
     if mean is not None and not (np.isfinite(mean) and mean >= 1):
         raise PhasewiseError(f"{flag} must be a finite number of tokens >= 1 (got {mean})")
-    if mean is not None and (dist or sampled_by) == "fixed" and mean != int(mean):
-        raise PhasewiseError(f"{flag} must be a whole number of tokens for fixed lengths (got {mean:g}; "
+    if mean is not None and dist in (None, "fixed") and mean != int(mean):  # fixed lengths, or a client's flags
+        # (vllm/sglang --random-input-len, genai-perf/aiperf --synthetic-input-tokens-mean: integers)
+        whose = "fixed lengths" if (dist or sampled_by) == "fixed" else f"{sampled_by}, whose length flags are integers"
+        raise PhasewiseError(f"{flag} must be a whole number of tokens for {whose} (got {mean:g}; "
                              f"{dist_flag} uniform or lognormal take a mean)")
     if dist == "lognormal" and not (spread is not None and spread > 0):
         raise PhasewiseError(f"{spread_flag} must be > 0 for lognormal (the sigma of log length, e.g. 0.8)")
-    if dist == "uniform" and spread is not None and spread > 1:
+    if dist == "lognormal" and not spread <= MAX_LOGNORMAL_SPREAD:
+        raise PhasewiseError(f"{spread_flag} must be <= {MAX_LOGNORMAL_SPREAD:g} for lognormal (the sigma of log "
+                             f"length; got {spread:g}: past it the lengths drawn no longer have the asked mean)")
+    if dist == "uniform" and not (spread is not None and spread > 0):
+        given = "not given" if spread is None else f"got {spread:g}"
+        raise PhasewiseError(f"{spread_flag} must be > 0 for uniform (the half-width over the mean, at most 1, e.g. "
+                             f"0.5; {given}): without it the lengths are fixed, which is {dist_flag} fixed")
+    if dist == "uniform" and spread > 1:
         raise PhasewiseError(f"{spread_flag} must be <= 1 for uniform (the half-width over the mean; got {spread}: "
                              "lengths below one token would be clipped and move the mean)")
     if spread and dist not in ("uniform", "lognormal"):
@@ -78,6 +97,9 @@ class LengthDist:
                                  f"(got {self.spread})")
         if self.kind == "lognormal" and self.spread <= 0:  # used to become 1.0 silently
             raise PhasewiseError("a lognormal length needs spread (sigma of log length) > 0, e.g. 0.8")
+        if self.kind == "lognormal" and self.spread > MAX_LOGNORMAL_SPREAD:
+            raise PhasewiseError(f"a lognormal length's spread (sigma of log length) must be <= "
+                                 f"{MAX_LOGNORMAL_SPREAD:g} (got {self.spread:g}): past it the draws miss the mean")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.kind == "fixed":
@@ -104,14 +126,17 @@ def open_loop(rate_rps: float, n: int, prompt: LengthDist, output: LengthDist, *
     if arrival == "poisson":
         gaps = rng.exponential(1.0 / rate_rps, n)
     elif arrival == "gamma":
-        if not (np.isfinite(cv) and cv > 0):
-            raise PhasewiseError(f"--cv must be a finite number > 0 (got {cv})")
+        low, high = CV_RANGE
+        if not low <= cv <= high:
+            raise PhasewiseError(f"--cv must be a finite number > 0 within [{low:g}, {high:g}] (got {cv:g}): "
+                                 "below, the gaps are a fixed rate's; above, float64 rounds ever more of them to 0")
         shape = 1.0 / cv**2
         gaps = rng.gamma(shape, 1.0 / (rate_rps * shape), n)
     else:
         raise PhasewiseError(f"--arrival '{arrival}' is not one of poisson, gamma")
     gaps[0] = 0.0
-    return Workload(np.cumsum(gaps), prompt.sample(rng, n), output.sample(rng, n), name=f"{arrival}@{rate_rps:g}")
+    arrival_s = np.cumsum(gaps)
+    return Workload(arrival_s, prompt.sample(rng, n), output.sample(rng, n), name=f"{arrival}@{rate_rps:g}")
 
 
 @dataclass(slots=True, frozen=True)

@@ -10,6 +10,21 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 
+# the latest arrival a workload holds, s (about 32 years): float64's step there is 0.12 us (2^-23 s), so latencies of
+# a few ms keep their digits; at a rate of 1e-300 req/s the arrivals reached 1e300 s, where a step is 1e284 s and
+# every TTFT read 0.0 ms
+MAX_ARRIVAL_S = 1e9
+
+
+def check_arrival_span(span_s: float, n: int, rate_rps: float, flag: str) -> None:
+    """A one-line error naming `flag` where `n` requests at `rate_rps` span more than MAX_ARRIVAL_S: a rate a user
+    gives (simulate's and serve's --rate, sim/api.py build); the planner's own probes, at least its first guess / 4,096,
+    stay within a few times it (a lowest probe of 500 requests at 2.4e-7 req/s spans 2e9 s, kept to 0.24 us)."""
+    if span_s > MAX_ARRIVAL_S:
+        raise PhasewiseError(f"{flag} {rate_rps:g} spreads {n:,} requests over {span_s:.3g} s, past the "
+                             f"{MAX_ARRIVAL_S:.0e} s (about 32 years) within which float64 keeps times to the "
+                             f"microsecond: give a {flag} above {n / MAX_ARRIVAL_S:.3g}")
+
 
 @dataclass(slots=True)
 class Workload:
@@ -128,8 +143,13 @@ class Workload:
 
 
 def prefix_stride(hashes: list[tuple[int, ...]]) -> int:
-    """An offset past every block hash of `hashes`: copy k of a trace renames block h to h + k x stride."""
-    return 1 + max((max(blocks) for blocks in hashes if blocks), default=0)
+    """The span of `hashes`' block ids (largest - smallest + 1): copy k of a trace renames block h to h + k x stride,
+    so each copy's ids lie in a range of their own, above the previous copy's, whatever their sign (hash ids are
+    opaque labels: a trace's may be negative)."""
+    used = [blocks for blocks in hashes if blocks]
+    if not used:
+        return 1
+    return 1 + max(max(blocks) for blocks in used) - min(min(blocks) for blocks in used)
 
 
 def prefix_copy(blocks: tuple[int, ...], copy: int, stride: int) -> tuple[int, ...]:

@@ -21,10 +21,13 @@ ROUTERS: dict[str, type[Router]] = {
 CACHE_AWARE = ("prefix_aware", "dynamo_kv")  # routers that follow the instances' prefix caches
 
 
-def make_router(policy: str, instances, dynamo: DynamoKvSettings | None = None) -> Router:
-    """The `policy` router over `instances` (`dynamo`: dynamo_kv's settings; None: Dynamo's defaults)."""
+def make_router(policy: str, instances, dynamo: DynamoKvSettings | None = None, seed: int = 0) -> Router:
+    """The `policy` router over `instances` (`dynamo`: dynamo_kv's settings; None: Dynamo's defaults). `seed`: the
+    run's --seed, which the routers that draw (random, dynamo_kv at a temperature above 0) seed their draws with."""
     if policy == "dynamo_kv":
-        return DynamoKvRouter(instances, dynamo)
+        return DynamoKvRouter(instances, dynamo, seed)
+    if policy == "random":
+        return RandomRouter(instances, seed)
     return ROUTERS[policy](instances)
 
 

@@ -25,7 +25,8 @@ More of Dynamo's router settings (KvRouterConfig; the KV events above, and these
 - router_temperature (`--router-temperature`): above 0 the instance is drawn, not taken: each with probability
   proportional to exp(-(cost - lowest) / ((highest - lowest) x temperature)), all alike when the costs are equal
   (selector.rs softmax_sample: the costs rescaled to [-1 / temperature, 0] before the softmax, so the temperature
-  does not depend on the costs' scale). The draws come from a generator seeded with 0, so a run repeats.
+  does not depend on the costs' scale). The draws come from a generator seeded with the run's --seed (default 0),
+  so a run repeats and another seed draws anew.
 - router_queue_threshold (`--router-queue-threshold`): a new request waits at the router while every instance's
   pending prefill tokens exceed threshold x its engine's token budget (Dynamo: max_num_batched_tokens), and the
   waiting requests go, first come first served, as soon as one instance is below it (sim/router_queue.py): the
@@ -86,13 +87,13 @@ def active_decode_blocks(inst) -> float:
 class DynamoKvRouter(LeastOutstandingRouter):
     __slots__ = ("overlap_weight", "temperature", "queue_threshold", "draws", "ttl_s", "approx")
 
-    def __init__(self, instances, settings: DynamoKvSettings | None = None) -> None:
+    def __init__(self, instances, settings: DynamoKvSettings | None = None, seed: int = 0) -> None:
         super().__init__(instances)
         settings = settings or DynamoKvSettings()
         self.overlap_weight = settings.overlap_weight
         self.temperature = settings.temperature
         self.queue_threshold = settings.queue_threshold
-        self.draws = random.Random(0) if settings.temperature > 0 else None
+        self.draws = random.Random(seed) if settings.temperature > 0 else None
         self.ttl_s = None if settings.kv_events else settings.ttl_s
         self.approx: ApproxIndex | None = None  # without KV events: built at the first request with prefix hashes
 

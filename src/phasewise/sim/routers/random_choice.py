@@ -4,8 +4,10 @@ configuration.md "Routing strategy: round-robin, random, kv, direct"; its push r
 `rand` crate). Blind to load as round robin is, but without round robin's turn: in a closed loop whose requests
 all take as long (a fixed-length benchmark) round robin's next turn falls on the instance whose seat just freed,
 while a draw lands on a full instance as often as its share, and the request waits there for a seat while
-another stands free. The draws come from a generator seeded with the instances' names, so a run repeats and a
-disaggregated deployment's two routers (its prefill and its decode instances) draw apart, as Dynamo's do."""
+another stands free. The draws come from a generator seeded with the instances' names and the run's --seed, so a
+run repeats, another seed draws anew, and a disaggregated deployment's two routers (its prefill and its decode
+instances) draw apart, as Dynamo's do. Seed 0 (the default) seeds with the names alone, as before seeds reached
+the router."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from phasewise.sim.routers.base import Router
 class RandomRouter(Router):
     __slots__ = ("draws",)
 
-    def __init__(self, instances) -> None:
+    def __init__(self, instances, seed: int = 0) -> None:
         super().__init__(instances)
-        self.draws = random.Random(" ".join(str(getattr(i, "name", i)) for i in instances))  # str seeds: sha512
+        names = " ".join(str(getattr(i, "name", i)) for i in instances)
+        self.draws = random.Random(f"{names} seed {seed}" if seed else names)  # str seeds: sha512
 
     def choose(self):
         # len() each time: an autoscaler adds and removes instances (sim/autoscaler.py)
