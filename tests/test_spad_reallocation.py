@@ -24,7 +24,8 @@ def test_one_trace_reallocates_toward_the_other_azure_trace():
 
 
 def test_a_trace_named_twice_is_a_one_line_error():
-    with pytest.raises(PhasewiseError, match="--set traces names 'azure-conv' twice") as err:
+    with pytest.raises(PhasewiseError, match="--set traces='azure-conv,azure-code,azure-conv' names azure-conv twice") \
+            as err:
         get_scenario("spad").resolve({"traces": "azure-conv,azure-code,azure-conv"})
     assert "\n" not in str(err.value)
 
