@@ -87,9 +87,6 @@ def validate(setup: dict[str, Any]) -> None:
     lengths_within_context("spad", setup["model"], max(setup["prompts"]), keys="prompts (the longest)",
                            beyond=PROMPTS_LONGEST)
     lengths_within_context("spad", setup["model"], max(setup["decode_contexts"]), keys="decode_contexts (the longest)")
-    twice = next((name for i, name in enumerate(setup["traces"]) if name in setup["traces"][:i]), None)
-    if twice is not None:
-        raise PhasewiseError(f"reproduce spad: --set traces names '{twice}' twice (give each trace once)")
     # the TP degree and precision as the cost model takes them (its own checks: TP dividing the heads, a known scheme)
     check_with("spad", {"--tp": "--set tp", "--precision": "--set precision"},
                lambda: CostModel(load_model(setup["model"]), load_hardware(setup["h100"]),
