@@ -164,7 +164,7 @@ def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: 
     if rate_rps is not None and not (math.isfinite(rate_rps) and rate_rps > 0):
         raise PhasewiseError(f"--autoscale-rate must be a rate > 0 in req/s (got {rate_rps})")
     own = Workload(np.asarray(work.arrivals), np.asarray(work.prompts), np.asarray(work.outputs))
-    span_s = own.duration_s if rate_rps is None else own.duration_s * own.mean_rate_rps / rate_rps
+    span_s = own.duration_s if rate_rps is None else own.span_at_rate_s(rate_rps)
     if span_s / HPA_SYNC_S > MAX_AUTOSCALER_TICKS:
         raise PhasewiseError(f"--autoscale-rate {rate_rps:g} spreads the trace over {span_s:.3g} s, more than "
                              f"{MAX_AUTOSCALER_TICKS:,} of the HPA's {HPA_SYNC_S:g} s periods: give a higher rate")

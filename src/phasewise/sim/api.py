@@ -592,7 +592,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
                               image_tokens_included)
         if rate is not None:
             work.check_rescalable()
-            check_arrival_span(work.duration_s * work.mean_rate_rps / rate, len(work), rate, "--rate")
+            check_arrival_span(work.span_at_rate_s(rate), len(work), rate, "--rate")
             work = work.scaled_to_rate(rate)
     else:
         check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread,

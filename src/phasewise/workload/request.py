@@ -113,6 +113,10 @@ class Workload:
         return Workload(t * factor, self.prompt_tokens, self.output_tokens, self.priority,
                         self.name, self.prefix_hashes, self.image_counts)
 
+    def span_at_rate_s(self, rate_rps: float) -> float:
+        """The arrivals' span once scaled_to_rate(rate_rps): its n - 1 gaps at the rate's mean gap."""
+        return (len(self) - 1) / rate_rps
+
     def check_rescalable(self) -> None:
         """A one-line error where the arrivals span no time (one request, or all at one instant): they have no rate
         for scaled_to_rate to rescale (plan and sweep check it before their search, simulate before its run)."""
