@@ -904,13 +904,16 @@ def write_csv(path: str, cases, results, fitted, skipped) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=2, help="processes (1 = in this process)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N covered rows (CSV order, then public)")
+    ap.add_argument("--workers", type=at_least(1), default=2, help="processes (1 = in this process)")
+    ap.add_argument("--limit", type=at_least(1), default=None,
+                    help="only the first N covered rows (CSV order, then public)")
     ap.add_argument("--engine", choices=ENGINES + ("unknown",), default=None, help="only rows of this engine")
     ap.add_argument("--source", choices=("all", "csv", "public"), default="all")
-    ap.add_argument("--max-concurrency", type=int, default=None, help="only rows with concurrency <= this")
-    ap.add_argument("--rounds", type=int, default=10, help="CSV rows: requests per row = rounds x concurrency")
-    ap.add_argument("--warmup-rounds", type=int, default=2, help="CSV rows: warm-up requests = this x concurrency")
+    ap.add_argument("--max-concurrency", type=at_least(1), default=None, help="only rows with concurrency <= this")
+    ap.add_argument("--rounds", type=at_least(1), default=None,
+                    help="CSV rows: requests per row = rounds x concurrency (default 10)")
+    ap.add_argument("--warmup-rounds", type=at_least(0), default=None,
+                    help="CSV rows: warm-up requests = this x concurrency (default 2)")
     add_constant_options(ap)
     ap.add_argument("--no-rows", action="store_true", help="print only the summary tables")
     ap.add_argument("--csv", type=output_csv, default=None,
@@ -925,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="public tables that run speculative decoding without stating its acceptance: run them "
                          "with this per-token draft acceptance (0 <= A < 1), printed as an assumption")
     args = rows_args(ap, argv)
+    check_source_options(ap, args)
 
     if not args.rows.exists() and args.source != "public":
         print(rows_missing(args.rows), file=sys.stderr)
@@ -938,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.source in ("all", "public"):
         c, s = load_public_cases(YAML_PATH, dict(args.assume_part), args.assume_acceptance)
         if args.tables:  # only the public tables whose id starts with one of these
-            prefixes = tuple(args.tables.split(","))
+            prefixes = table_prefixes(ap, args.tables)
             c = [case for case in c if case["group"].removeprefix("public:").startswith(prefixes)]
             s = [row for row in s if row[1].startswith(prefixes)]
         cases += c
@@ -947,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     all_test = sorted({c["config"] for c in cases if c["split"] == "test" and c["source"] == "csv"})
     if args.engine:
         cases = [c for c in cases if c["engine"] == args.engine]
-    if args.max_concurrency:
+    if args.max_concurrency is not None:
         cases = [c for c in cases if c["concurrency"] <= args.max_concurrency]
     if args.limit is not None:
         cases = cases[: args.limit]
@@ -986,6 +990,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def at_least(minimum: int):
+    """An argparse type: a whole number >= `minimum` (a count or a bound); anything else is argparse's one-line
+    error naming the flag (never a value read as another: a negative --limit is not a slice from the end)."""
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= {minimum}")
+        return value
+
+    return whole_number
+
+
+def check_source_options(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The options one --source reads and the other has no rows for stop the run instead of being ignored;
+    then --rounds and --warmup-rounds get their defaults (10 and 2)."""
+    if args.source == "csv":
+        given = [flag for flag, value in (("--tables", args.tables), ("--assume-part", args.assume_part),
+                                          ("--assume-acceptance", args.assume_acceptance is not None)) if value]
+        if given:
+            ap.error(f"argument {given[0]}: chooses or runs public tables; --source csv has none "
+                     "(use --source all or public)")
+    if args.source == "public":
+        given = [flag for flag, value in (("--rounds", args.rounds), ("--warmup-rounds", args.warmup_rounds))
+                 if value is not None]
+        if given:
+            ap.error(f"argument {given[0]}: sets the CSV rows' request count; --source public has none (a public "
+                     "table's rows use its stated count; use --source all or csv)")
+    args.rounds = 10 if args.rounds is None else args.rounds
+    args.warmup_rounds = 2 if args.warmup_rounds is None else args.warmup_rounds
+
+
+def table_prefixes(ap: argparse.ArgumentParser, tables: str, path: Path = YAML_PATH) -> tuple[str, ...]:
+    """--tables' prefixes; one that starts no table id of public_concurrency.yaml stops the run, listing the ids."""
+    ids = [t["id"] for t in yaml.safe_load(path.read_text())["tables"]]
+    prefixes = tuple(p.strip() for p in tables.split(","))
+    for prefix in prefixes:
+        if not prefix or not any(i.startswith(prefix) for i in ids):
+            ap.error(f"argument --tables: {prefix!r} starts no table id (comma-separated prefixes of: "
+                     f"{', '.join(ids)})")
+    return prefixes
+
+
 def acceptance_value(text: str) -> float:
     """--assume-acceptance A: a per-token draft acceptance probability in [0, 1)."""
     try:
@@ -1007,6 +1056,10 @@ def assumed_part(text: str) -> tuple[str, str]:
     return gpu, key
 
 
+# --fit's search: golden-section evaluations per constant, sweeps, requests per fit row (x concurrency)
+FIT_DEFAULTS = {"fit_evals": 10, "fit_sweeps": 2, "fit_rounds": 2}
+
+
 def add_constant_options(ap: argparse.ArgumentParser) -> None:
     """The options run_cases() reads: the constants, candidate values on top of them, and the fit."""
     ap.add_argument("--constants", choices=("class-default", "catalog"), default="class-default")
@@ -1016,9 +1069,13 @@ def add_constant_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fit-only", default="", help="fit only the constants whose key or field starts with one of "
                     "these, or is exactly KEY.FIELD (comma-separated, e.g. engine:, eager_launch_s or "
                     "engine:trtllm.eager_launch_s); default: every one")
-    ap.add_argument("--fit-evals", type=int, default=10, help="golden-section evaluations per constant")
-    ap.add_argument("--fit-sweeps", type=int, default=2)
-    ap.add_argument("--fit-rounds", type=int, default=2, help="requests per fit row = this x concurrency (0 = --rounds)")
+    ap.add_argument("--fit-evals", type=at_least(2), default=None,
+                    help="golden-section evaluations per constant (at least its first 2; default "
+                         f"{FIT_DEFAULTS['fit_evals']})")
+    ap.add_argument("--fit-sweeps", type=at_least(1), default=None,
+                    help=f"coordinate-descent sweeps (default {FIT_DEFAULTS['fit_sweeps']})")
+    ap.add_argument("--fit-rounds", type=at_least(0), default=None, help="requests per fit row = this x concurrency "
+                    f"(0 = --rounds; default {FIT_DEFAULTS['fit_rounds']})")
 
 
 def _fits_only(param: tuple, only: str) -> bool:
@@ -1043,6 +1100,11 @@ def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
     t0 = time.perf_counter()
     if args.fit_only and not args.fit:
         raise SystemExit("--fit-only chooses the constants --fit fits: it needs --fit")
+    for name, default in FIT_DEFAULTS.items():
+        if getattr(args, name) is not None and not args.fit:
+            raise SystemExit(f"--{name.replace('_', '-')} sets --fit's search: it needs --fit")
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     constants, only = with_overrides({"base": args.constants}, args.with_), check_fit_only(args.fit_only)
     pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
     try:

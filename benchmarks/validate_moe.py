@@ -732,19 +732,21 @@ def print_versions(cases, results) -> None:
 # --- main -----------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=2, help="processes (1 = in this process)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N covered rows (CSV order)")
+    ap.add_argument("--workers", type=vc.at_least(1), default=2, help="processes (1 = in this process)")
+    ap.add_argument("--limit", type=vc.at_least(1), default=None, help="only the first N covered rows (CSV order)")
     ap.add_argument("--engine", choices=vc.ENGINES, default=None)
     ap.add_argument("--mode", choices=MODES, default=None)
     ap.add_argument("--family", default=None, help="only this model family (e.g. DeepSeek-V3/R1, Kimi-K2.5)")
     ap.add_argument("--split", choices=("fit", "test"), default=None, help="only fit or held-out rows")
-    ap.add_argument("--max-concurrency", type=int, default=None, help="only rows with concurrency <= this")
-    ap.add_argument("--every", type=int, default=1, help="every k-th covered row (a spread-out subset)")
-    ap.add_argument("--rounds", type=int, default=10, help="requests per row = rounds x concurrency")
-    ap.add_argument("--warmup-rounds", type=int, default=2, help="warm-up requests = this x concurrency")
-    ap.add_argument("--large-c", type=int, default=None, help="rows at this concurrency or more simulate only "
-                    "--large-c-rounds x C requests (a quick, biased look: off by default)")
-    ap.add_argument("--large-c-rounds", type=int, default=2, help="requests per large-C row = this x concurrency")
+    ap.add_argument("--max-concurrency", type=vc.at_least(1), default=None, help="only rows with concurrency <= this")
+    ap.add_argument("--every", type=vc.at_least(1), default=1, help="every k-th covered row (a spread-out subset)")
+    ap.add_argument("--rounds", type=vc.at_least(1), default=10, help="requests per row = rounds x concurrency")
+    ap.add_argument("--warmup-rounds", type=vc.at_least(0), default=2, help="warm-up requests = this x concurrency")
+    ap.add_argument("--large-c", type=vc.at_least(1), default=None,
+                    help="rows at this concurrency or more simulate only --large-c-rounds x C requests (a quick, "
+                    "biased look: off by default)")
+    ap.add_argument("--large-c-rounds", type=vc.at_least(1), default=None,
+                    help="requests per large-C row = this x concurrency (default 2; only with --large-c)")
     vc.add_constant_options(ap)
     ap.add_argument("--reading", choices=("aic", "inferencex", "provenance"), default="provenance",
                     help="how the rows were deployed and measured: aic = AIConfigurator's generator and genai-perf "
@@ -762,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="write every row's prediction (and every skipped row) here (an output file)")
     vc.add_rows_option(ap)
     args = vc.rows_args(ap, argv)
+    if args.large_c_rounds is not None and args.large_c is None:
+        ap.error("--large-c-rounds applies only with --large-c (rows at that concurrency or more)")
+    args.large_c_rounds = 2 if args.large_c_rounds is None else args.large_c_rounds
 
     if not args.rows.exists():
         print(vc.rows_missing(args.rows), file=sys.stderr)
@@ -783,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
            and (args.mode is None or c["mode"] == args.mode) and (args.family is None or c["family"] == args.family)
            and (args.split is None or c["split"] == args.split)
            and (args.max_concurrency is None or c["concurrency"] <= args.max_concurrency)]
-    sel = sel[:: max(args.every, 1)]
+    sel = sel[:: args.every]
     for i, c in enumerate(sel):
         if args.large_c is not None and c["concurrency"] >= args.large_c and args.large_c_rounds < args.rounds:
             sel[i] = dict(c, requests=args.large_c_rounds * c["concurrency"],

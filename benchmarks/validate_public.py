@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.fit import log_error
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import packaged
 
@@ -200,10 +201,6 @@ def given_constants() -> dict[tuple[str, str], dict[str, float]]:
             for key, params in fitted_here.items()}
 
 
-def log_error(p: dict[str, Any], overrides: dict) -> float:
-    return abs(math.log(predict(p, overrides, "defaults") / p["measured"]))
-
-
 def start_values(group: FitGroup) -> dict[str, float]:
     key = group.keys[0]
     if group.section == "host":
@@ -232,7 +229,7 @@ def fit(points: list[dict[str, Any]], say=print) -> Fit:
             return out
 
         def loss(values: dict[str, float]) -> float:
-            return statistics.fmean(log_error(p, trial(values)) for p in pts)
+            return statistics.fmean(log_error(predict(p, trial(values), "defaults"), p["measured"]) for p in pts)
 
         x = {k: max(v, 1e-6) for k, v in start_values(group).items()}
         best, step = loss(x), 2.0

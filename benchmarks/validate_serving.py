@@ -18,7 +18,7 @@ cache (ModelOpt FP8 checkpoints quantize the KV cache too: an assumption, stated
     python benchmarks/validate_serving.py --moe    # the same page's MoE tables, nothing fitted on them
 
 --moe: the perf-overview file at the same commit also tabulates four MoE models (Llama 4 Scout and Maverick,
-Qwen3-235B-A22B, Qwen3-30B-A3B) on B200/GB200 (NVFP4 checkpoints) and H200/H100 (FP8), 117 points, none of
+Qwen3-235B-A22B, Qwen3-30B-A3B) on B200/GB200 (NVFP4 checkpoints) and H200/H100 (FP8), 110 points, none of
 them used by any fit in the catalog: a held-out check of the MoE path (expert parallelism, the shared expert,
 Llama 4's chunked layers, NVFP4 grouped GEMMs) at maximum throughput. Its MoE command is `trtllm-bench --tp
 $tp_size --ep $ep_size` with llm_options naming `enable_attention_dp: true`, but nested under
@@ -41,6 +41,7 @@ t=0 for INF; nothing fitted on them.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 
@@ -274,16 +275,35 @@ def fit_overhead(point) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fit", action="store_true")
-    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the benchmark's request count to simulate")
-    ap.add_argument("--moe", action="store_true", help="the page's MoE tables instead of Table B's dense points")
-    ap.add_argument("--mixtral", action="store_true", help="the v0.17 page's Mixtral-8x7B throughput table (TP 1-8)")
-    ap.add_argument("--online", action="store_true", help="the v0.17 page's online-serving table (TTFT, ITL vs QPS)")
-    ap.add_argument("--dense-page", action="store_true",
-                    help="every dense table of the page (Table B's 15 points are a subset), Blackwell NVFP4 included")
-    ap.add_argument("--moe-attention", choices=("dp", "tp"), default="dp",
-                    help="--moe: attention data-parallel over the TP group (the page's intent) or tensor-parallel")
+    ap.add_argument("--fit", action="store_true", help="Table B: fit trtllm-pytorch's iteration overhead on B1")
+    ap.add_argument("--scale", type=fraction, default=None,
+                    help="fraction (0, 1] of the benchmark's request count to simulate (default 1; not --online, "
+                         f"whose rows are {ONLINE_REQUESTS} requests each)")
+    tables = ap.add_mutually_exclusive_group()
+    tables.add_argument("--moe", action="store_true", help="the page's MoE tables instead of Table B's dense points")
+    tables.add_argument("--mixtral", action="store_true",
+                        help="the v0.17 page's Mixtral-8x7B throughput table (TP 1-8)")
+    tables.add_argument("--online", action="store_true",
+                        help="the v0.17 page's online-serving table (TTFT, ITL vs QPS)")
+    tables.add_argument("--dense-page", action="store_true",
+                        help="every dense table of the page (Table B's 15 points are a subset), Blackwell NVFP4 "
+                             "included")
+    ap.add_argument("--moe-attention", choices=("dp", "tp"), default=None,
+                    help="--moe: attention data-parallel over the TP group (the page's intent, the default) or "
+                         "tensor-parallel")
     args = ap.parse_args(argv)
+    # a flag the chosen table does not read stops the run (never quietly ignored)
+    other = next((f for f, on in (("--moe", args.moe), ("--mixtral", args.mixtral), ("--online", args.online),
+                                  ("--dense-page", args.dense_page)) if on), None)
+    if args.fit and other:
+        ap.error(f"argument --fit: fits on Table B's B1; {other} has nothing fitted (drop one)")
+    if args.moe_attention is not None and not args.moe:
+        ap.error("argument --moe-attention: reads the MoE tables only; it needs --moe")
+    if args.scale is not None and args.online:
+        ap.error(f"argument --scale: --online simulates each row's {ONLINE_REQUESTS} requests as published; "
+                 "drop --scale")
+    args.moe_attention = args.moe_attention or "dp"
+    args.scale = 1.0 if args.scale is None else args.scale
     if args.online:
         return online_main()
     if args.moe or args.dense_page or args.mixtral:
@@ -309,6 +329,17 @@ def main(argv: list[str] | None = None) -> int:
             within = sum(x <= 0.2 for x in v) / len(v)
             print(f"median |error| {split}: {statistics.median(v):.1%} over {len(v)} points ({within:.0%} within 20 %)")
     return 0
+
+
+def fraction(text: str) -> float:
+    """--scale: a fraction of a benchmark's request count, in (0, 1] (0 would still simulate one request)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction in (0, 1], e.g. 0.1")
+    return value
 
 
 def page_main(args) -> int:
