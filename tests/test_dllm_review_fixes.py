@@ -151,3 +151,124 @@ def test_a_flag_built_deployment_equals_the_same_deployment_built_otherwise():
     assert flags == plain and flags.model_dump() == plain.model_dump()
     assert flags.field_label("online_training", "keep_layers") == "--keep-layers"
     assert plain.field_label("online_training", "keep_layers") == "online_training.keep_layers"
+
+
+# --- second review: --out's timeline, one-token answers, trace notes, one SLO test, one summary helper ---------------
+
+SIMULATE = ("simulate", "--model", LLADA, "--dllm", "fast-dllm")
+
+
+def _trace(path, priority: bool = False):
+    """A three-request trace (answers within a 1,024-token canvas), with a priority column where asked."""
+    rows = [(0.0, 100, 20, 0), (1.0, 100, 20, 1), (2.0, 120, 20, 0)]
+    head = "TIMESTAMP,ContextTokens,GeneratedTokens" + (",priority" if priority else "")
+    path.write_text("\n".join([head, *(",".join(map(str, r if priority else r[:3])) for r in rows)]) + "\n")
+    return path
+
+
+def test_out_never_replaces_an_input_named_like_its_timeline(run_cli, tmp_path):
+    """simulate --dllm --out DIR wrote DIR/timeline.csv over a --trace of that name: only requests.csv and
+    summary.json were checked. Every file the run writes is now checked before the run, and nothing is written."""
+    trace = _trace(tmp_path / "timeline.csv")
+    before = trace.read_text()
+    code, _, err = run_cli(*SIMULATE, "--trace", str(trace), "--out", str(tmp_path))
+    err = _one_line_error(code, err)
+    assert "(timeline.csv) would overwrite --trace" in err and "outputs never replace their inputs" in err
+    assert trace.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["timeline.csv"]
+
+
+def test_a_directory_in_the_timeline_s_place_is_refused_before_anything_is_written(run_cli, tmp_path):
+    """A directory named DIR/timeline.csv failed only after requests.csv was written: now before the run."""
+    (tmp_path / "out" / "timeline.csv").mkdir(parents=True)
+    code, _, err = run_cli(*SIMULATE, "--trace", str(_trace(tmp_path / "t.csv")), "--out", str(tmp_path / "out"))
+    assert "(timeline.csv): cannot write" in _one_line_error(code, err)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["timeline.csv"]
+
+
+def test_write_records_checks_its_extra_tables_against_the_inputs(tmp_path):
+    from phasewise.apps.simulate_view import write_records
+    from phasewise.errors import PhasewiseError
+
+    trace = _trace(tmp_path / "timeline.csv")
+    with pytest.raises(PhasewiseError, match=r"\(timeline.csv\) would overwrite --trace"):
+        write_records(None, {}, str(tmp_path), "csv", extra={"timeline": {"a": [1]}}, inputs={"--trace": str(trace)})
+
+
+def _run(answers, mode="fast-dllm"):
+    import numpy as np
+
+    from phasewise.perf.dllm import DllmCost
+    from phasewise.sim.dllm import simulate_dllm
+    from phasewise.workload import Workload
+
+    cm = CostModel(load_model(LLADA), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("hf-eager"))
+    n = len(answers)
+    work = Workload(np.arange(n) * 100.0, np.full(n, 100), np.asarray(answers))  # apart: no queueing
+    return simulate_dllm(decoding(mode, gen_length=128), DllmCost.of(cm), work)
+
+
+def test_a_one_token_answer_has_no_tpot():
+    """TPOT is (E2E - time to first block) / (answer - 1): a one-token answer has no gap between tokens. It got
+    E2E - TTFB (2,699 ms at baseline, --gen-length 128) where the autoregressive path and vllm bench leave it out."""
+    import numpy as np
+
+    run = _run([1, 1, 40])
+    tpot = run.tpot_s()
+    assert np.isnan(tpot[:2]).all() and np.isfinite(tpot[2])
+    assert tpot[2] == pytest.approx((run.finish_s[2] - run.first_block_s[2]) / 39)
+    s = run.summary()["tpot_ms"]
+    assert s["mean"] == pytest.approx(tpot[2] * 1e3) and s["p99"] == pytest.approx(tpot[2] * 1e3)
+    assert all(np.isnan(v) for v in _run([1, 1]).summary()["tpot_ms"].values())
+
+
+def test_the_cli_reports_no_tpot_for_one_token_answers(run_cli):
+    code, out, err = run_cli(*SIMULATE[:3], "--dllm", "baseline", "--osl", "1", "--isl", "100", "--gen-length", "128",
+                             "--block-length", "32", "--concurrency", "1", "--requests", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["tpot_ms"] == {"mean": None, "p50": None, "p90": None, "p99": None}
+
+
+def test_a_trace_s_priority_column_is_noted_as_on_the_autoregressive_path(run_cli, tmp_path):
+    """--dllm with a trace's priority column said nothing; the autoregressive path notes it is ignored."""
+    trace = str(_trace(tmp_path / "pt.csv", priority=True))
+    code, out, err = run_cli(*SIMULATE, "--trace", trace)
+    assert code == 0, err
+    assert "note" in out and "its priority column is ignored" in " ".join(out.split())
+    code, out, err = run_cli(*SIMULATE, "--trace", trace, "--trace-limit", "5", "--json")
+    notes = json.loads(out)["notes"]
+    assert code == 0 and len(notes) == 2 and "--trace-limit 5" in notes[0] and "priority column" in notes[1]
+    code, out, _ = run_cli(*SIMULATE, "--trace", str(_trace(tmp_path / "plain.csv")), "--json")
+    assert code == 0 and "notes" not in json.loads(out)
+
+
+def test_plan_exempts_one_token_answers_from_tpot_as_slo_met_does(run_cli):
+    """plan --dllm had its own SLO test, without slo_met's exemption of one-token answers from TPOT: --osl 1 was
+    'no dLLM deployment meets the SLOs ... even unloaded'. It now ranks one (0.44 req/s on an H100)."""
+    code, out, err = run_cli("plan", "--dllm", "fast-dllm", "--model", LLADA, "--hardware", "h100-sxm", "--gpus",
+                             "1", "--isl", "200", "--osl", "1", "--slo-ttft-ms", "2000", "--slo-tpot-ms", "50",
+                             "--batch-caps", "1", "--json")
+    assert code == 0, err
+    best = json.loads(out)["ranking"][0]
+    assert best["goodput_rps"] > 0 and best["tpot_p90_ms"] is None
+
+
+def test_attainment_is_slo_met_s():
+    import numpy as np
+
+    from phasewise.plan.dllm_plan import attainment
+    from phasewise.sim.metrics import Slo, slo_met
+
+    run = _run([1, 8, 40, 100])
+    ttft_ms, tpot_ms = float(np.median(run.ttfb_s())) * 1e3, float(np.nanmedian(run.tpot_s())) * 1e3
+    for limits in ((ttft_ms, tpot_ms), (1e9, 1e-9), (1e-9, 1e9), (1e9, 1e9)):
+        met = slo_met(Slo(*limits), run.ttfb_s(), run.tpot_s(), np.nan, run.answer_tokens)
+        assert attainment(run, *limits) == pytest.approx(float(np.mean(met)))
+    assert attainment(run, 1e9, 1e-9) == pytest.approx(0.25)  # the one-token answer alone: no TPOT to miss
+
+
+def test_one_latency_summary_helper():
+    """sim/dllm.py kept a byte-for-byte copy of sim/metrics.py's percentile summary."""
+    import phasewise.sim.dllm as dllm
+    import phasewise.sim.metrics as metrics
+
+    assert not hasattr(dllm, "_dist_ms") and dllm.dist_ms is metrics.dist_ms

@@ -27,6 +27,7 @@ KNOB_FLAGS = {"gen_length": "--gen-length", "block_length": "--block-length", "d
 # --out's timeline (refreshes vs block steps, a row per forward) covers the first requests up to this many (~100
 # forwards each at the defaults: bounded memory whatever --requests is)
 TIMELINE_REQUESTS = 1000
+TIMELINE = "timeline"  # its file stem under --out DIR, beside the records and summary.json
 # the decoding's knobs (--batch-cap is an instance's): simulate --dllm and plan --dllm take them alike
 DECODING_KNOBS = tuple(key for key in KNOB_FLAGS if key != "batch_cap")
 # their options, as plan declares them (apps/cli_plan.py)
@@ -109,11 +110,11 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     """Build the decoding, the instance's cost model and the workload from simulate's flags; run; print. `given`:
     the flags the user set ((parameter, flag), cli_common.changed_options): one this path does not read is an
     error."""
-    from phasewise.apps.simulate_view import write_records
+    from phasewise.apps.simulate_view import check_records_out, write_records
     from phasewise.perf.cost import CostModel
     from phasewise.perf.dllm import DllmCost
     from phasewise.plan.dllm_plan import check_lengths
-    from phasewise.sim.api import build
+    from phasewise.sim.api import build, trace_notes
     from phasewise.sim.dllm import simulate_dllm
     from phasewise.specs import load_hardware, load_model, load_quant
     from phasewise.specs.engines import resolve_engine
@@ -128,6 +129,9 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
             raise PhasewiseError(f"{flag} does not apply with --dllm (a dLLM instance serves whole requests: its "
                                  "flags are the chip, precision, engine, --tp, --replicas, --batch-cap, the "
                                  "workload's and the decoding's)")
+    inputs = {flag: params[key] for key, flag in given if key != "out"}  # the files the run reads, as given
+    if out:  # before the run: none of --out DIR's files (the timeline's among them) replaces one of them
+        check_records_out(out, out_format, inputs, (TIMELINE,))
     dec = decoding_of(dllm, params)
     for key, flag in (("batch_cap", "--batch-cap"), ("replicas", "--replicas")):
         if params.get(key) is not None and params[key] < 1:
@@ -152,14 +156,23 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
                         timeline_requests=TIMELINE_REQUESTS if out else 0)
     summary = run.summary()
     summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, config.profile.name
+    # what a trace run does that its flags may not say (an ignored priority column, a --trace-limit past its end), as
+    # the autoregressive path notes it (sim/api.py trace_notes)
+    notes = (trace_notes(params["trace"], params.get("trace_limit"), spec.workload, spec.deployment)
+             if params.get("trace") is not None else ())
+    if notes:
+        summary["notes"] = list(notes)
     if out:
         summary["timeline_requests"] = min(TIMELINE_REQUESTS, len(run.plans))
-        for path in write_records(run, summary, out, out_format, extra={"timeline": run.timeline_columns()}):
+        for path in write_records(run, summary, out, out_format, extra={TIMELINE: run.timeline_columns()},
+                                  inputs=inputs):
             print(f"wrote {path}", file=sys.stderr)
     if as_json:
         print(dumps(summary))
     else:
         render_dllm(console, summary)
+        for note in notes:
+            console.print(f"[yellow]note[/] {note}", highlight=False)
 
 
 def dllm_engine(params: dict[str, Any], given: list[tuple[str, str]]) -> str:

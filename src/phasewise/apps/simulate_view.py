@@ -330,21 +330,23 @@ def refuse_overwriting_inputs(outputs: dict[str, str | Path], inputs: dict[str, 
                                  "their inputs; write it elsewhere")
 
 
-def records_paths(out_dir: str, fmt: str) -> dict[str, Path]:
-    """{how an error names it: path} of the files `--out DIR` writes (the records, summary.json)."""
+def records_paths(out_dir: str, fmt: str, extra: tuple[str, ...] = ()) -> dict[str, Path]:
+    """{how an error names it: path} of the files `--out DIR` writes (the records, `extra`'s tables by file stem,
+    summary.json)."""
     out = Path(out_dir)
     suffix = ".parquet" if fmt == "parquet" else ".csv"
-    return {f"--out '{out_dir}' ({RECORDS}{suffix})": out / f"{RECORDS}{suffix}",
+    return {**{f"--out '{out_dir}' ({stem}{suffix})": out / f"{stem}{suffix}" for stem in (RECORDS, *extra)},
             f"--out '{out_dir}' ({SUMMARY})": out / SUMMARY}
 
 
-def check_records_out(out_dir: str, fmt: str, inputs: dict[str, Any]) -> None:
-    """Before the run: `--out DIR` can take its files (none of them a directory, DIR not a file) and none of them is a
-    file the run reads (`inputs`: {flag: value} as given, refuse_overwriting_inputs). One-line errors."""
+def check_records_out(out_dir: str, fmt: str, inputs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+    """Before the run: `--out DIR` can take its files (the records, `extra`'s tables by file stem, summary.json: none
+    of them a directory, DIR not a file) and none of them is a file the run reads (`inputs`: {flag: value} as given,
+    refuse_overwriting_inputs). One-line errors."""
     out = as_written(out_dir)
     if out.exists() and not out.is_dir():
         raise PhasewiseError(f"--out '{out_dir}': a file of that name exists; give a directory (new or not)")
-    paths = records_paths(out_dir, fmt)
+    paths = records_paths(out_dir, fmt, extra)
     for what, path in paths.items():
         if as_written(path).is_dir():
             raise PhasewiseError(f"{what}: cannot write, {path} is a directory")
@@ -354,10 +356,10 @@ def check_records_out(out_dir: str, fmt: str, inputs: dict[str, Any]) -> None:
 def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt: str,
                   extra: dict[str, dict[str, Any]] | None = None, inputs: dict[str, Any] | None = None) -> list[Path]:
     """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json; `extra`: more
-    tables by file stem ({stem: {column: values}}), written the same way. Checked first (check_records_out, with
-    `inputs` where given: the run's {flag: value}), so a directory in a file's place is a one-line error, not a
-    traceback, and nothing is half written."""
-    check_records_out(out_dir, fmt, inputs or {})
+    tables by file stem ({stem: {column: values}}), written the same way. Checked first (check_records_out, extra's
+    tables among them, with `inputs` where given: the run's {flag: value}), so a directory in a file's place is a
+    one-line error, not a traceback, and nothing is half written."""
+    check_records_out(out_dir, fmt, inputs or {}, tuple(extra or {}))
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,16 @@
 Candidates: each chip x each batch cap whose requests fit one GPU (perf/dllm.py `memory_error`: every request
 keeps the KV of its prompt + canvas, and the batch's largest forward holds the logits of every position it
 decodes), with as many one-GPU instances as the budget holds. Goodput: the highest Poisson rate at which
-`attainment` of the requests meet both SLOs (time to first block <= the TTFT limit, TPOT after it <= the TBT limit)
-while the instance keeps up (it completes >= 90 % of the offered rate over the run):
-bisection on one instance fed rate / replicas (round-robin routing splits the load evenly), times the replicas.
+`attainment` of the requests meet the SLOs as sim/metrics.py slo_met tests them (time to first block <= the TTFT
+limit; TPOT after it <= the TPOT limit, for answers of more than one token) while the instance keeps up (it
+completes >= 90 % of the offered rate over the run): bisection on one instance fed rate / replicas (round-robin
+routing splits the load evenly), times the replicas.
 Every evaluation is deterministic (one seed for all rates: the same requests at every rate).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.cost import CostModel
 from phasewise.perf.dllm import DllmCost, memory_error
 from phasewise.sim.dllm import DllmRun, simulate_dllm
+from phasewise.sim.metrics import Slo, slo_met
 from phasewise.specs import ModelSpec, load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.dllm import DllmDecoding
 from phasewise.workload import ClosedLoop, LengthDist, open_loop
@@ -81,8 +84,10 @@ def check_lengths(model: ModelSpec, dec: DllmDecoding, prompts, answers) -> None
 
 
 def attainment(run: DllmRun, slo_ttft_ms: float, slo_tpot_ms: float) -> float:
-    """Share of requests whose time to first block and TPOT both meet their limits."""
-    ok = (run.ttfb_s() * 1e3 <= slo_ttft_ms) & (run.tpot_s() * 1e3 <= slo_tpot_ms)
+    """Share of requests that attain the SLOs as the autoregressive path's do (sim/metrics.py slo_met): time to first
+    block as TTFT, and TPOT after it for answers of more than one token (a one-token answer has none)."""
+    ok = slo_met(Slo(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms), run.ttfb_s(), run.tpot_s(), math.nan,
+                 run.answer_tokens)
     return float(ok.mean())
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.dllm import DllmCost
 from phasewise.sim.dllm_request import KINDS, RequestPlan, plan_request
+from phasewise.sim.metrics import dist_ms
 from phasewise.specs.dllm import DllmDecoding
 from phasewise.workload import ClosedLoop, Workload
 
@@ -61,9 +62,12 @@ class DllmRun:
         """(E2E - time to first block) / (answer tokens - 1), as a benchmark client computes TPOT from what it
         receives (vllm bench: (E2E - TTFT) / (output tokens - 1)); the first block's tokens but its first are among
         them. Divided by the answer tokens after the first block, an answer within one block had TPOT 0 where the
-        request stopped there (odb) and its trailing blocks' whole time where it decodes them all (fast-dllm)."""
-        after = np.maximum(self.answer_tokens - 1, 1)
-        return (self.finish_s - self.first_block_s) / after
+        request stopped there (odb) and its trailing blocks' whole time where it decodes them all (fast-dllm).
+        NaN for a one-token answer: it has no gap between tokens (vllm bench skips output_len <= 1; the
+        autoregressive path leaves it undefined too, sim/cluster.py), so summaries leave it out and an SLO on TPOT
+        does not apply to it (sim/metrics.py slo_met)."""
+        after = self.answer_tokens - 1
+        return np.where(after >= 1, (self.finish_s - self.first_block_s) / np.maximum(after, 1), math.nan)
 
     def records(self) -> dict[str, np.ndarray]:
         p = self.plans
@@ -95,8 +99,8 @@ class DllmRun:
             "dllm": d.to_json(),
             "requests": n, "completed": int(done.sum()), "duration_s": span, "replicas": self.replicas,
             "batch_cap": self.batch_cap,
-            "ttft_ms": _dist_ms(self.ttfb_s()), "tpot_ms": _dist_ms(self.tpot_s()), "e2e_ms": _dist_ms(e2e),
-            "queue_ms": _dist_ms(self.admit_s - self.arrival_s),
+            "ttft_ms": dist_ms(self.ttfb_s()), "tpot_ms": dist_ms(self.tpot_s()), "e2e_ms": dist_ms(e2e),
+            "queue_ms": dist_ms(self.admit_s - self.arrival_s),
             "tokens_per_s": {"mean": float(np.nanmean(tok_s)), "p50": float(np.nanpercentile(tok_s, 50))},
             "throughput": {"requests_per_s": done.sum() / span if span > 0 else math.nan,
                            "output_tokens_per_s": answer[done].sum() / span if span > 0 else math.nan},
@@ -129,14 +133,6 @@ class DllmRun:
             if end <= start or start < last.get(r, -math.inf):
                 raise AssertionError(f"request {r}: a forward ran backwards in time")
             last[r] = end
-
-
-def _dist_ms(x: np.ndarray) -> dict[str, float]:
-    x = x[np.isfinite(x)] * 1e3
-    if not len(x):
-        return {k: math.nan for k in ("mean", "p50", "p90", "p99")}
-    p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
 def simulate_dllm(dec: DllmDecoding, cost: DllmCost, workload: Workload | ClosedLoop, *, replicas: int = 1,

@@ -170,7 +170,7 @@ class TbtHistogram:
         return {"mean": self.mean * 1e3, **{f"p{q}": self.percentile(q) * 1e3 for q in (50, 90, 99)}}
 
 
-def _dist(x: np.ndarray) -> dict[str, float]:
+def dist_ms(x: np.ndarray) -> dict[str, float]:
     """mean, p50, p90, p99 in ms of the finite values of x (seconds)."""
     x = x[np.isfinite(x)] * 1e3
     if not len(x):
@@ -308,11 +308,11 @@ class SimResult:
             "concurrency": c,
             "excluded_first": c,
             "excluded_last": c,
-            "ttft_ms": _dist(self.ttft_s[w]),
-            "tpot_ms": _dist(self.tpot_s[w]),
+            "ttft_ms": dist_ms(self.ttft_s[w]),
+            "tpot_ms": dist_ms(self.tpot_s[w]),
             "tbt_ms": self.steady_tbt.figures() if self.steady_tbt is not None else
             {k: math.nan for k in ("mean", "p50", "p90", "p99")},
-            "e2e_ms": _dist(self.e2e_s[w]),
+            "e2e_ms": dist_ms(self.e2e_s[w]),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -341,11 +341,11 @@ class SimResult:
             "warmup_requests": int((~m).sum()),
             "concurrency": self.concurrency,
             "duration_s": dur,
-            "ttft_ms": _dist(ttft),
-            "tpot_ms": _dist(tpot),
+            "ttft_ms": dist_ms(ttft),
+            "tpot_ms": dist_ms(tpot),
             "tbt_ms": self.tbt.figures(),
-            "e2e_ms": _dist(self.e2e_s[m]),
-            "queue_ms": _dist(self.queue_s[m]),
+            "e2e_ms": dist_ms(self.e2e_s[m]),
+            "queue_ms": dist_ms(self.queue_s[m]),
             "steady_state": self.steady_state(),
             "preemptions": int(self.preemptions[m].sum()),
             "throughput": {
@@ -378,8 +378,8 @@ class SimResult:
             carried = self.images[m] > 0  # TTFT of the requests with images and of those without apart
             out["images"] = {**self.policy["images"], "requests_with_images": int(carried.sum()),
                              "images_carried": int(self.images[m].sum()),
-                             "ttft_ms_with_images": _dist(ttft[carried]),
-                             "ttft_ms_without_images": _dist(ttft[~carried])}
+                             "ttft_ms_with_images": dist_ms(ttft[carried]),
+                             "ttft_ms_without_images": dist_ms(ttft[~carried])}
         out["aiperf"] = replay_names(out)
         return out
 
