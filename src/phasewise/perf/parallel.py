@@ -198,6 +198,21 @@ def check_parallelism(model: ModelSpec, tp: int, pp: int) -> None:
     _check_stages(model, pp)
 
 
+def check_layout_parallelism(model: ModelSpec, tp: int, pp: int, attention_dp: int = 1) -> None:
+    """check_parallelism on the GPUs each attention rank splits the heads over, tp / attention_dp: with attention
+    data-parallel a rank runs its own sequences' attention over its share of the stage's GPUs (vLLM --data-parallel-size
+    N beside --tensor-parallel-size tp / N; SGLang's --enable-dp-attention, attention TP tp / dp), so Llama-4
+    Maverick's 40 heads run TP16 DP16EP16 (attention TP 1) where plain TP16 cannot split them. A one-line error
+    naming both flags where a rank's share cannot."""
+    if attention_dp <= 1:
+        check_parallelism(model, tp, pp)
+        return
+    try:
+        check_parallelism(model, tp // attention_dp, pp)
+    except PhasewiseError as exc:
+        raise PhasewiseError(f"--tp {tp} / --attention-dp {attention_dp}: each attention rank's {exc}") from None
+
+
 def _check_stages(model: ModelSpec, pp: int) -> None:
     """Whether `pp` pipeline stages can split the model's decoder layers (ModelSpec.decoder_layers, which engines
     split: vLLM's get_pp_indices over num_hidden_layers), each costed (ModelSpec.stage_layers) with a layer at least

@@ -4,6 +4,7 @@ unchanged (sim/deployment.py's fields), headed by comment lines saying what the 
 from __future__ import annotations
 
 import math
+import shlex
 from typing import Any
 
 import yaml
@@ -39,11 +40,34 @@ def plan_header(result: PlanResult, r: GoodputResult, rank: int) -> list[str]:
     p90 = (v.get("ttft_ms", {}).get("p90", math.nan), v.get("tpot_ms", {}).get("p90", math.nan))
     chips = " + ".join(f"{n} x {chip}" for chip, n in cluster_hardware(r.strategy.deployment, with_cost=False
                                                                         ).chips.items())
+    seeds = r.verified.seeds if r.verified is not None else 0
     return [f"phasewise plan, rank {rank} of {len(result.ranked)} by {result.objective}: {r.strategy.name}",
             f"{result.model} on {chips}; workload {result.workload}",
             f"SLOs: {slo.describe()} for {result.target:.0%} of requests",
             f"planned goodput {r.goodput_rps:.3f} req/s (verified"
             + (f" on {r.verified.units_simulated} of its {r.verified.units} units at their share of the rate"
                if r.verified is not None and r.verified.sliced else "")
+            + (f" on {seeds} fresh seeds, the worst's run" if seeds > 1 else
+               " on one seed, a replayed trace having nothing to resample" if seeds == 1 else "")
+            + (f", held looped to {r.verified.looped_requests:,} requests too to fill its window, the run shown the "
+               "trace once" if r.verified is not None and r.verified.looped_requests else "")
             + f": attainment {r.verified_attainment:.1%}, "
-            f"TTFT p90 {p90[0]:.0f} ms, TPOT p90 {p90[1]:.1f} ms); binds: {r.binding}"]
+            f"TTFT p90 {p90[0]:.0f} ms, TPOT p90 {p90[1]:.1f} ms); binds: {r.binding}",
+            *replay_line(result, r)]
+
+
+def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
+    """The command that replays a verification run of a replayed trace (plan --arrivals trace, the whole deployment
+    simulated, no images), [] otherwise: `simulate --deployment` on this file replays the trace once at the
+    row's rate (its exact float), as verify ran it, and reads the same attainment and p90s (tests/
+    test_plan_review_fixes.py). A Poisson workload's draws and a slice's share are the planner's own: no flag of
+    simulate's makes them."""
+    v = r.verified
+    if result.trace is None or v is None or v.sliced or result.images:
+        return []
+    slo = result.slo
+    flags = [f"--{name} {value:g}" if float(f"{value:g}") == value else f"--{name} {value!r}"
+             for name, value in (("slo-ttft-ms", slo.ttft_ms), ("slo-tpot-ms", slo.tpot_ms),
+                                 ("slo-tbt-ms", slo.max_tbt_ms)) if math.isfinite(value)]
+    return [f"replay: phasewise simulate --deployment deployment.yaml --trace {shlex.quote(result.trace)} "
+            f"--rate {v.rate_rps!r} {' '.join(flags)} (the verification's run: the trace once at that rate)"]

@@ -63,6 +63,7 @@ class WorkloadSpec:
     # and sweep's workloads, workload_spec); off, it runs if its KV fits, as the papers' replays run them
     refuse_beyond_context: bool = False
     beyond_context_share: float = 0.0  # its requests' share past the model's context (workload_spec, when refused)
+    trace: str | None = None  # the trace replayed with its own arrivals (plan --arrivals trace), as --trace names it
 
     def at_rate(self, rate: float, requests: int | None = None) -> Workload:
         n = requests or self.requests
@@ -83,7 +84,8 @@ class WorkloadSpec:
             # pass whose prefix blocks are its own (prefix_copy)
             position = int(rng.integers(0, len(self.prompts))) + np.arange(n)
             idx = position % len(self.prompts)
-            stride = prefix_stride(hashes)
+            # (the stride, a pass over every block id, only where a probe wraps past the trace: copy 0 keeps its ids)
+            stride = prefix_stride(hashes) if position[-1] >= len(self.prompts) else 1
             return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx], np.asarray(self.outputs)[idx],
                             prefix_hashes=[prefix_copy(hashes[i], int(p) // len(self.prompts), stride)
                                            for i, p in zip(idx, position)],
@@ -198,7 +200,7 @@ def _text_spec(workload: str | None, arrivals: str, isl: float | None, osl: floa
     counts = None if trace.image_counts is None else tuple(int(x) for x in trace.image_counts)
     return WorkloadSpec(tuple(int(x) for x in trace.prompt_tokens), tuple(int(x) for x in trace.output_tokens),
                         pattern, seed=seed, name=label, prefix_hashes=hashes, reusable_share=share,
-                        image_counts=counts)
+                        image_counts=counts, trace=(workload or "azure-conv") if arrivals == "trace" else None)
 
 
 @dataclass(slots=True)
@@ -221,6 +223,8 @@ class VerifiedRun:
     # no step above failed (every climb held, or none was tried: the search's bracket then says)
     binding: str | None = None
     binding_rps: float = math.nan
+    seeds: int = 1  # the fresh seeds the rate held on, this run the worst (plan.verify; fresh_draws)
+    looped_requests: int = 0  # a replayed trace: the requests it was looped to, to fill the window, holding too
 
     def workload(self, work: WorkloadSpec) -> Workload:
         return slice_traffic(replace(work, seed=self.seed), self.rate_rps, self.requests, self.units_simulated,
@@ -303,8 +307,22 @@ def slice_traffic(work: WorkloadSpec, rate_rps: float, requests: int, units: int
     if (work.prefix_hashes is None and work.arrivals is None) or units >= of_units:
         return work.at_rate(rate_share(rate_rps, units, of_units), requests)
     share = units / of_units
-    whole = work.at_rate(rate_rps, math.ceil(requests / share))
+    whole = work.at_rate(rate_rps, -(-requests * of_units // units))  # ceil(requests / share), exactly
     return traffic_share(whole, share, work.seed, whole_conversations=router in CACHE_AWARE)
+
+
+def fresh_draws(work: WorkloadSpec, units: int, of_units: int) -> bool:
+    """Whether another seed draws other traffic for `units` of `of_units` units (slice_traffic): Poisson arrivals
+    do (their gaps and lengths; a prefix trace's window), a slice of a replayed trace does (the requests its share
+    keeps); a replayed trace simulated whole does not (at_rate takes it as it is, whatever the seed)."""
+    return work.arrivals is None or units < of_units
+
+
+def trace_requests(work: WorkloadSpec, units: int, of_units: int) -> int:
+    """The requests a replayed trace's verification asks slice_traffic for: the trace once, as `simulate --trace
+    --rate` replays it (at_rate loops it past its end for more), or a slice's share of them (the whole trace once,
+    shared out: ceil(share x floor(n / share)) <= n)."""
+    return max(1, len(work.prompts) * min(units, of_units) // of_units)
 
 
 def goodput_tokens_per_s_per_gpu(rate_rps: float, s: dict[str, Any], gpus: int) -> float:

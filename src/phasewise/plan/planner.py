@@ -23,11 +23,13 @@ from phasewise.plan.goodput import (
     capacity_estimate,
     curve_point,
     evaluate,
+    fresh_draws,
     goodput_tokens_per_s_per_gpu,
     rate_share,
     seats,
     slice_traffic,
     slice_units,
+    trace_requests,
 )
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
 from phasewise.plan.strategy_policies import with_planned_slos
@@ -75,6 +77,8 @@ class PlanResult:
     chip_gpus: tuple[tuple[str, int], ...] = ()  # --chip-gpus: some chips' own budgets
     phase_chips: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # --prefill-hardware, --decode-hardware
     beyond_context_share: float = 0.0  # the workload's requests past the model's context, refused (WorkloadSpec)
+    trace: str | None = None  # the trace replayed with its own arrivals (WorkloadSpec.trace): the export's replay line
+    images: bool = False  # the requests carry images (WorkloadSpec.images): simulate's flags for them not kept here
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips; with
@@ -131,6 +135,9 @@ class PlanResult:
                 "prefix_hit_rate": (v.get("prefix_cache") or {}).get("hit_rate_tokens", math.nan),
                 "search_rps": r.search_rps,
                 "verified_attainment": r.verified_attainment,
+                # the fresh seeds it held on, the row the worst's run: 1 where they would draw alike (a replayed trace
+                # simulated whole: verify); NaN where no rate verified
+                "verified_seeds": r.verified.seeds if r.verified is not None else math.nan,
                 # units the verification run simulated (a slice of the fleet past goodput.SLICE_INSTANCES instances)
                 "verified_units": r.verified.units_simulated if r.verified is not None else math.nan,
                 "units": r.strategy.units,
@@ -153,8 +160,7 @@ class PlanResult:
         """When no strategy meets the SLOs: the simulated point with the highest attainment (on a tie, the one
         whose worse p90 is nearest its SLO), its strategy, and the SLO that binds there (the one fewer meet)."""
         def key(p: dict) -> tuple[float, float]:
-            excess = max(p["ttft_p90_ms"] / self.slo.ttft_ms, p["tpot_p90_ms"] / self.slo.tpot_ms)
-            return p["attainment"], -excess if math.isfinite(excess) else -math.inf
+            return p["attainment"], -p90_excess(self.slo, p["ttft_p90_ms"], p["tpot_p90_ms"])
 
         pts = [(key(p), name, p) for name, p in self.whole_points()]
         if not pts:
@@ -231,6 +237,15 @@ class PlanResult:
                 front.append(p)
                 best_user = p["tokens_per_s_per_user"]
         return front
+
+
+def p90_excess(slo: Slo, ttft_p90_ms: float, tpot_p90_ms: float) -> float:
+    """How far a run's p90 latencies reach into their SLOs: the larger of TTFT p90 / its SLO and TPOT p90 / its SLO
+    (an SLO not set counts 0, a p90 missing under one set infinite). It orders runs of one attainment: the closest
+    miss (PlanResult.closest, the least) and, among seeds that hold alike, the worst (verify, the most)."""
+    ratios = [p / limit if math.isfinite(p) else math.inf
+              for p, limit in ((ttft_p90_ms, slo.ttft_ms), (tpot_p90_ms, slo.tpot_ms)) if math.isfinite(limit)]
+    return max(ratios, default=0.0)
 
 
 def verified_point(r: GoodputResult) -> dict[str, Any]:
@@ -377,7 +392,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
-                      work.beyond_context_share)
+                      work.beyond_context_share, work.trace, work.images is not None)
 
 
 def take_verification(r: GoodputResult, rate: float, attainment: float, run) -> None:
@@ -438,7 +453,11 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
     VERIFY_FILLS times the seats' fill time, the others over VERIFY_SEED_FILLS: verify_window_s): the highest of
     rate x (1, 0.95, ..., 0.8) at which every seed's attainment >= target - VERIFY_TOLERANCE with a stable queue
     (goodput.stable), the worst seed's attainment there and its run (the table's latencies and the report's CDFs
-    come from it); (0, the attainment of the last run at 0.8 x rate, None) if none holds.
+    come from it; among seeds of one attainment the worst is the one whose p90s reach furthest into the SLOs,
+    p90_excess); (0, the attainment of the last run at 0.8 x rate, None) if none holds. A replayed trace
+    (--arrivals trace) shorter than the window is looped to fill it, and must hold both so and once, as `simulate
+    --trace --rate` replays it (trace_requests), the run kept the latter; simulated whole it is one seed, every seed
+    drawing it alike (fresh_draws).
     When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most VERIFY_CLIMB_STEPS
     times) where verification runs more units than the search did (`search_units`): the search ran them at their
     share of the rate, and more units behind a load-aware router share their bursts (a prompt far longer than most
@@ -452,30 +471,38 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
     units = slice_units(strategy, work)
     fields = strategy.slice(units)
     dep = build_deployment(fields)
-    seeds = [work.seed + k for k in range(1, VERIFY_SEEDS + 1)]
+    seeds = [work.seed + k for k in range(1, (VERIFY_SEEDS if fresh_draws(work, units, strategy.units) else 1) + 1)]
+
+    def worst_first(att: float, s: dict[str, Any]) -> tuple[float, float]:  # min(): the worst run of those held
+        return att, -p90_excess(slo, s["ttft_ms"]["p90"], s["tpot_ms"]["p90"])
 
     def attempt(r: float, tried: list[int]) -> tuple[float, VerifiedRun | None, dict[str, Any]]:
         """The worst attainment over the seeds `tried` at rate `r`, that seed's run where every one held (None at
         the first that did not), and the summary of the worst (or failing) run."""
         simulated_rate = rate_share(r, units, strategy.units)
-        worst: tuple[float, SimResult, dict[str, Any], int, int] | None = None
+        worst: tuple[float, SimResult, dict[str, Any], int, int, int] | None = None
         for seed in tried:
             fills = VERIFY_FILLS if seed == seeds[0] else VERIFY_SEED_FILLS
             window_s = verify_window_s(dep, work, slo, simulated_rate, fills)
             n = int(max(REFINE["min_requests"], simulated_rate * window_s))
+            # a replayed trace shorter than the window is looped to fill it (at_rate), a run simulate cannot replay:
+            # it must hold, and so must the trace once, as simulate --trace --rate replays it, the run kept
+            once = trace_requests(work, units, strategy.units) if work.arrivals is not None else n
+            looped = n if once < n else 0
             fresh = replace(work, seed=seed)
-            traffic = slice_traffic(fresh, r, n, units, strategy.units, dep.router)
-            # a run that cannot hold is stopped once that is certain (a run that holds runs whole)
-            res = simulate(dep, traffic, slo, images=work.images, refuse_beyond_context=work.refuse_beyond_context,
-                           stop_after_misses=miss_allowance(len(traffic), target - VERIFY_TOLERANCE))
-            s = res.summary()
-            s["stable"] = fresh.steady(res)
-            att = float(s["slo"]["attainment"])
-            if not (att >= target - VERIFY_TOLERANCE and s["stable"]):
-                return att, None, s
-            if worst is None or att < worst[0]:
-                worst = (att, res, s, seed, n)
-        att, res, s, seed, n = worst
+            for count in (looped, once) if looped else (once,):
+                traffic = slice_traffic(fresh, r, count, units, strategy.units, dep.router)
+                # a run that cannot hold is stopped once that is certain (a run that holds runs whole)
+                res = simulate(dep, traffic, slo, images=work.images, refuse_beyond_context=work.refuse_beyond_context,
+                               stop_after_misses=miss_allowance(len(traffic), target - VERIFY_TOLERANCE))
+                s = res.summary()
+                s["stable"] = fresh.steady(res)
+                att = float(s["slo"]["attainment"])
+                if not (att >= target - VERIFY_TOLERANCE and s["stable"]):
+                    return att, None, s
+            if worst is None or worst_first(att, s) < worst_first(worst[0], worst[2]):
+                worst = (att, res, s, seed, once, looped)
+        att, res, s, seed, n, looped = worst
         m = res.measured_mask
         kept = {k: s[k] for k in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms", "slo", "throughput", "energy_j",
                                   "duration_s", "requests", "completed", "prefix_cache") if k in s}
@@ -486,12 +513,13 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
             by_role.setdefault(instance["role"], []).append(float(instance["kv_mean_use"]))
         kept["kv_mean_use"] = {role: float(np.mean(uses)) for role, uses in by_role.items()}
         return att, VerifiedRun(r, n, seed, kept, res.ttft_s[m] * 1e3, res.tpot_s[m] * 1e3, units,
-                                strategy.units, fields), s
+                                strategy.units, fields, looped_requests=looped), s
 
     def held(run: VerifiedRun, att: float, above: tuple[float, dict[str, Any]] | None
              ) -> tuple[float, float, VerifiedRun]:
         if above is not None:
             run.binding, run.binding_rps = binds(above[1], target), above[0]
+        run.seeds = len(seeds)
         return run.rate_rps, att, run
 
     att, above = 0.0, None
@@ -516,7 +544,8 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
             if rest is None:
                 above = (higher_rate, s)
                 continue
-            return held(first if first_att <= rest_att else rest, min(first_att, rest_att), above)
+            worse = min((first_att, first), (rest_att, rest), key=lambda pair: worst_first(pair[0], pair[1].summary))
+            return held(worse[1], worse[0], above)
         return held(run, att, above)
     return 0.0, att, None
 

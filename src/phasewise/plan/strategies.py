@@ -13,7 +13,7 @@ from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.parallel import LAYOUT_FLAGS, check_parallelism
+from phasewise.perf.parallel import LAYOUT_FLAGS, check_layout_parallelism, check_parallelism
 from phasewise.plan.instance_fit import instance_fits, instance_layouts, role_layouts
 from phasewise.plan.options import (
     POLICIES,
@@ -100,7 +100,7 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
         raise NoStrategyFits(
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join(shown) or 'no TP x PP within the budget'}); {hint}")
-    return strategies, pruned
+    return strategies, list(dict.fromkeys(pruned))  # the enumerations above can prune alike: each line once
 
 
 WIDE_EP = "wide-EP layout across"  # the pruned line that opens a plan that added it (wide_ep_sizes)
@@ -268,15 +268,32 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
         opts = replace(opts, speculative=tuple(s for s in opts.speculative if s is not True))
     out: list[Strategy] = []
 
+    def attention_ok(tp: int, pp: int, layout: dict[str, Any], into: list[str] | None = pruned) -> bool:
+        """Whether the layout's attention ranks split the model's heads, tp / attention_dp GPUs each
+        (check_layout_parallelism); an attention-data-parallel layout's refusal is a pruned line in `into`, the
+        others' parallel_ok's."""
+        dp = layout.get("attention_dp", 1)
+        try:
+            check_layout_parallelism(model, tp, pp, dp)
+        except PhasewiseError as exc:
+            if dp > 1 and into is not None:
+                into.append(f"tp={tp} pp={pp} attention_dp={dp}: {exc}")
+            return False
+        return True
+
     def parallel_ok(tp: int, pp: int, budget: int = gpus) -> bool:
         if opts.mapping and (tp, pp) != (1, 1):
             pruned.append(f"tp={tp} pp={pp}: an operator mapping places one chip's operators (tp=1, pp=1 only)")
             return False
         try:
             check_parallelism(model, tp, pp)
-        except PhasewiseError as exc:
-            pruned.append(f"tp={tp} pp={pp}: {exc}")
-            return False
+        except PhasewiseError as exc:  # attention over all tp GPUs cannot: a DP-EP layout's ranks split tp / dp
+            if not any(attention_ok(tp, pp, fields, None) for _, fields in instance_layouts(model, tp, opts, [])):
+                pruned.append(f"tp={tp} pp={pp}: {exc}")
+                return False
+            others = () if tp in opts.wide_ep_tp else [name for name in opts.moe_layouts if name != "dp-ep"]
+            if others:  # the layouts with attention over all tp GPUs, refused; the DP-EP one goes on
+                pruned.append(f"tp={tp} pp={pp} {'/'.join(others)} layouts (attention over all {tp} GPUs): {exc}")
         return tp * pp <= budget
 
     caps = plan_caps(opts, hw)
@@ -320,7 +337,8 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 if not parallel_ok(tp, pp):
                     continue
                 replicas = gpus // (tp * pp)
-                layouts = instance_layouts(model, tp, opts, pruned)
+                layouts = [(split, layout) for split, layout in instance_layouts(model, tp, opts, pruned)
+                           if attention_ok(tp, pp, layout)]
                 for cap, (split, layout) in itertools.product(caps, layouts):
                     dp = layout.get("attention_dp", 1)
                     label = cap_label(opts.engine, cap, dp)
@@ -374,6 +392,8 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                     continue
                 chips = "" if p_name == d_name == hardware else f" {chip_label[p_name]}/{chip_label[d_name]}"
                 for (p_split, p_layout), (d_split, d_layout) in role_layouts(model, p_tp, d_tp, opts, pruned):
+                    if not (attention_ok(p_tp, 1, p_layout) and attention_ok(d_tp, 1, d_layout)):
+                        continue
                     roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"
                     refusal = disagg_tp_refusal(opts.engine, p_tp // p_layout.get("attention_dp", 1),
                                                 d_tp // d_layout.get("attention_dp", 1), model.num_kv_heads)
@@ -454,7 +474,7 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
         if s.name not in names:
             names.add(s.name)
             unique.append(s)
-    return unique, pruned
+    return unique, list(dict.fromkeys(pruned))  # a refusal met in several loops (precisions, P/D pairs): once
 
 
 def _spec_budget_refusal(engine_fields: dict[str, Any], hw, model, tp: int, pp: int, layout: dict[str, Any],
