@@ -75,8 +75,8 @@ def test_a_burst_spreads_out_under_chunking_and_stays_in_lock_step_without():
 
 
 def test_pipeline_parallelism_pipelines():
-    """PP=2 runs two micro-batches through the two stages at once, each holding its share of twice the
-    KV memory: > 1.6x the saturated throughput of PP=1 with the engine's defaults (KV-bound there)."""
+    """PP=2 runs two micro-batches through the two stages at once, both drawing on the replica's one KV pool,
+    twice PP=1's memory: > 1.6x the saturated throughput of PP=1 with the engine's defaults (KV-bound there)."""
     tput = {}
     for pp in (1, 2):
         res = run(model=M, hardware="h100-sxm", pp=pp, engine="vllm", rate=1000, requests=4000, isl=1024,
@@ -86,8 +86,9 @@ def test_pipeline_parallelism_pipelines():
 
 
 def test_pipeline_micro_batches_overlap_in_the_stages():
-    """At a fixed sequence cap, two micro-batches of half the batch each still beat one batch: their
-    stages overlap (the gain is below 2x: each weight read now serves half as many tokens)."""
+    """At a fixed sequence cap (one over the replica's two micro-batches, which share its seats: about half the
+    batch each when both run), two micro-batches still beat one batch: their stages overlap (the gain is below
+    2x: each weight read serves one micro-batch's tokens, not the whole batch's)."""
     tput = {}
     for pp in (1, 2):
         res = run(model=M, hardware="h100-sxm", pp=pp, engine="vllm", max_num_seqs=256, rate=1000,

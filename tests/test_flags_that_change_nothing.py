@@ -126,7 +126,7 @@ def test_serve_refuses_slos_nothing_reads(run_cli):
     refuse_unread_slos(pools, 500.0, 50.0)  # read
     refuse_unread_slos(deployment_from_flags(), math.inf, math.inf)  # not given
     own = pools.model_copy(update={"priority_pools": pools.priority_pools.model_copy(update={"slo_ttft_ms": 400.0})})
-    with pytest.raises(PhasewiseError, match="--slo-ttft-ms: the deployment's priority_pools block sets its own"):
+    with pytest.raises(PhasewiseError, match="--slo-ttft-ms 500: the deployment's priority_pools block sets its own"):
         refuse_unread_slos(own, 500.0, math.inf)
 
 

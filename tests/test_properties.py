@@ -94,7 +94,7 @@ DENSE = [m for m in MODELS if not load_model(m).num_experts]
 def test_long_prefill_is_compute_bound_on_gpus(model, hw, prompt):
     it = cm(model, hw, engine="ideal").iteration(BatchShape.uniform(1, prompt, 0))
     assert it.bound == "compute"
-    assert it.flops / it.bytes > load_hardware(hw).ridge_flops_per_byte / 4
+    assert it.flops / it.bytes > load_hardware(hw).ridge_flops_per_byte("bf16") / 4
 
 
 @settings(max_examples=30, deadline=None)

@@ -297,20 +297,21 @@ def check_listen_address(host: str, port: int) -> None:
 
 
 def refuse_unread_slos(dep, slo_ttft_ms: float, slo_tpot_ms: float) -> None:
-    """A one-line error for an SLO flag nothing in serve reads: only priority pools steer by the SLOs (their block's
-    own first: sim/priority_pools.py); the twin's /metrics report latencies, not attainment, and attention offload,
-    the other reader in simulate, does not run live. Unset (inf): nothing to check."""
+    """A one-line error for an SLO flag nothing in serve reads: only priority pools steer by the SLOs; the twin's
+    /metrics report latencies, not attainment, and attention offload, the other reader in simulate, does not run live.
+    One beside the pools' block's own is refused as simulate refuses it (sim/priority_pools.py headline_slo, the rule's
+    one place). Unset (inf): nothing to check."""
+    from phasewise.sim.metrics import Slo
+    from phasewise.sim.priority_pools import headline_slo
+
     pools = dep.priority_pools
-    for flag, value, own in (("--slo-ttft-ms", slo_ttft_ms, "slo_ttft_ms"),
-                             ("--slo-tpot-ms", slo_tpot_ms, "slo_tpot_ms")):
-        if value == math.inf:
-            continue
-        if pools is None:
-            raise PhasewiseError(f"{flag} is the deadline priority pools steer by: it needs --scheduler ascendra (or a "
-                                 "--deployment with a priority_pools block); nothing else in serve reads it")
-        if getattr(pools, own) is not None:
-            raise PhasewiseError(f"{flag}: the deployment's priority_pools block sets its own {own} "
-                                 f"({getattr(pools, own):g}), which the pools steer by; drop one of them")
+    if pools is None:
+        for flag, value in (("--slo-ttft-ms", slo_ttft_ms), ("--slo-tpot-ms", slo_tpot_ms)):
+            if value != math.inf:
+                raise PhasewiseError(f"{flag} is the deadline priority pools steer by: it needs --scheduler ascendra "
+                                     "(or a --deployment with a priority_pools block); nothing else in serve reads it")
+        return
+    headline_slo(pools, Slo(slo_ttft_ms, slo_tpot_ms), flags=True)
 
 
 def cold_start_s(live, cold_start: str, weights_read_gbps: float | None,

@@ -17,7 +17,13 @@ from phasewise.apps.remote_code import remote_code_args
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
-from phasewise.specs.engine_kv import default_kv_block, default_kv_dtype, kv_block, prefix_caching_refusal
+from phasewise.specs.engine_kv import (
+    default_kv_block,
+    default_kv_dtype,
+    kv_block,
+    prefix_caching_refusal,
+    version_key,
+)
 from phasewise.specs.engines import preset_entry
 
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
@@ -79,10 +85,6 @@ class Command:
         return (env + " " if env else "") + " ".join(_shell_word(a) for a in self.argv)
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text))
-
-
 def launch_version(dep: Deployment, g: InstanceGroup, family: str) -> str:
     """The engine version the plan modelled for the group's command: its preset's version where the group runs the
     family's own preset (`vllm@0.11`), else the family preset's default (specs/data/engine_presets.yaml): a
@@ -99,7 +101,7 @@ def version_needs(family: str, argv: list[str], version: str) -> list[str]:
     return [f"{flag} needs {name} >= {flags[flag]['since']}: {name} {version} (the version the plan modelled) has no "
             f"such argument and refuses it; run this deployment with {name} {flags[flag]['since']} or later"
             for flag in argv if flag in flags and "since" in flags[flag]
-            and _version(flags[flag]["since"]) > _version(version)]
+            and version_key(flags[flag]["since"]) > version_key(version)]
 
 
 def engine_lines(dep: Deployment, needs: list[str]) -> list[str]:
@@ -108,7 +110,7 @@ def engine_lines(dep: Deployment, needs: list[str]) -> list[str]:
     lines = []
     for family in dict.fromkeys(engine_family(g.engine) for g in dep.instances):
         versions = sorted({launch_version(dep, g, family) for g in dep.instances if engine_family(g.engine) == family},
-                          key=_version)
+                          key=version_key)
         spec = engine_flags()[family]
         name, read = ENGINE_NAMES[family], spec["version"]
         same = all(read == v or read.startswith(v + ".") for v in versions)

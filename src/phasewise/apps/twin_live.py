@@ -40,7 +40,7 @@ class Stream:
     seen: int = 0  # tokens the simulation produced for it so far
 
 
-@dataclass
+@dataclass(slots=True)
 class TwinMetrics:
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     tpot: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
@@ -76,6 +76,11 @@ class LiveSim:
         self.vllm_phases = VllmRequestPhases(self.model.max_position_embeddings or 10**6)
         self.dynamo_namespace: str | None = None  # a label the frontend series carry (serve --dynamo-namespace)
         self.wakeup: asyncio.Event | None = None
+        # one per KV pool: the first virtual engine of a PP replica stands for its replica's shared pool and cache
+        self.pools = [instance for instance in self.instances if instance.first_of_pool]
+        # Dynamo's worker of each instance: its replica (the virtual engines of a PP replica are one worker)
+        ids = {id(first): n + 1 for n, first in enumerate(self.pools)}
+        self.worker_ids = [ids[id(next(e for e in (i, *i.siblings) if e.first_of_pool))] for i in self.instances]
 
     def now(self) -> float:
         return (time.perf_counter() - self.wall0) * self.speed
@@ -124,9 +129,10 @@ class LiveSim:
                           first_token=not math.isnan(stream.last_token_s))
 
     def worker(self, index: int) -> tuple[str, str, str]:
-        """Instance `index` as Dynamo labels a worker: (worker_id, dp_rank, worker_type); a collocated worker is a
-        "decode" one, as Dynamo's frontend labels aggregated workers."""
-        return str(index + 1), "0", "prefill" if self.instances[index].role == "prefill" else "decode"
+        """Instance `index` as Dynamo labels a worker: (worker_id, dp_rank, worker_type), its replica's (a PP
+        replica's virtual engines are one worker); a collocated worker is a "decode" one, as Dynamo's frontend labels
+        aggregated workers."""
+        return str(self.worker_ids[index]), "0", "prefill" if self.instances[index].role == "prefill" else "decode"
 
     def _on_token(self, req: SimRequest, n: int, t: float, instance) -> None:
         stream: Stream = req.handle
@@ -183,8 +189,12 @@ class LiveSim:
             self.wakeup.clear()
 
     def gauges(self) -> dict[str, float]:
-        running, waiting, used = (sum(column) for column in zip(*(i.gauges() for i in self.instances)))
-        cap = sum(i.kv.capacity for i in self.instances)
+        """Requests running and waiting over the instances; the KV blocks in use over the pools, each counted once
+        (a PP replica's virtual engines each report their shared pool's)."""
+        rows = [(i.first_of_pool, i.gauges()) for i in self.instances]
+        running, waiting = sum(row[0] for _, row in rows), sum(row[1] for _, row in rows)
+        used = sum(row[2] for first, row in rows if first)
+        cap = sum(i.kv.capacity for i in self.pools)
         return {"running": running, "waiting": waiting, "kv_usage": used / cap if cap else 0.0}
 
     def prometheus(self, model_name: str) -> str:
@@ -220,7 +230,7 @@ class LiveSim:
             "# TYPE vllm:e2e_request_latency_seconds histogram", *m.e2e.lines("vllm:e2e_request_latency_seconds", lab),
             *self.vllm_phases.lines(lab, m.tpot),
         ]
-        caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
+        caches = [i.kv.prefix for i in self.pools if i.kv.prefix is not None]  # (once each, as Cluster.finalize)
         if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)
             queries = sum(c.prompt_tokens for c in caches)
             host = (sum(c.host.hit_keys for c in caches if c.host is not None)
@@ -247,7 +257,8 @@ class LiveSim:
             lines += self._sglang_lines(lab, g, m, hit_rate)
         if any(i.engine.scheduler == "trtllm" for i in self.instances):
             lines += self.trtllm.lines(model_name, g["running"], g["waiting"], g["kv_usage"], hit_rate)
-        load = [(self.worker(i.index), i.prefill_tokens_pending(), i.kv.used) for i in self.instances]
+        load = [(self.worker(i.index), sum(e.prefill_tokens_pending() for e in (i, *i.siblings)), i.kv.used)
+                for i in self.pools]  # per worker: a PP replica's virtual engines together
         lines += self.dynamo.lines(model_name, self.dynamo_namespace, load)
         return "\n".join(lines) + "\n"
 
@@ -255,7 +266,7 @@ class LiveSim:
         """The same state under SGLang's names (srt/metrics/collector.py), for a deployment of SGLang instances:
         what its dashboards and autoscalers read. Its histograms here keep the twin's (vLLM's) buckets;
         sglang:cache_hit_rate is the prefix cache's hit rate so far (SGLang's gauge: the last batch's)."""
-        used = sum(i.kv.used for i in self.instances) * self.instances[0].kv.block_size
+        used = sum(i.kv.used for i in self.pools) * self.instances[0].kv.block_size
         return [
             "# HELP sglang:num_running_reqs The number of running requests.",
             "# TYPE sglang:num_running_reqs gauge", f"sglang:num_running_reqs{{{lab}}} {g['running']}",

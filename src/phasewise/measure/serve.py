@@ -43,8 +43,8 @@ class Req:
     arrival: float
     token_times: list[float] = field(default_factory=list)
     pos: int = 0
-    k: list = field(default_factory=list)
-    v: list = field(default_factory=list)
+    keys: list = field(default_factory=list)  # per layer: the sequence's K cache (kv_heads x tokens x head_dim)
+    values: list = field(default_factory=list)  # and its V cache
     last: int = 0
 
 
@@ -72,9 +72,9 @@ class MiniEngine:
         pos = torch.arange(T, device=self.dev)[None]
         h = self.hf.model.embed_tokens(ids)
         cos, sin, rot = self._rope(h, pos)
-        r.k = [torch.zeros(self.kv_heads, r.prompt + r.output, self.hd, device=self.dev, dtype=self.dtype)
+        r.keys = [torch.zeros(self.kv_heads, r.prompt + r.output, self.hd, device=self.dev, dtype=self.dtype)
                for _ in self.layers]
-        r.v = [torch.zeros_like(r.k[0]) for _ in self.layers]
+        r.values = [torch.zeros_like(r.keys[0]) for _ in self.layers]
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
             x = layer.input_layernorm(h)
@@ -82,8 +82,8 @@ class MiniEngine:
             k = a.k_proj(x).view(1, T, self.kv_heads, self.hd).transpose(1, 2)
             v = a.v_proj(x).view(1, T, self.kv_heads, self.hd).transpose(1, 2)
             q, k = rot(q, k, cos, sin)
-            r.k[i][:, :T] = k[0]
-            r.v[i][:, :T] = v[0]
+            r.keys[i][:, :T] = k[0]
+            r.values[i][:, :T] = v[0]
             o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
             h = h + a.o_proj(o.transpose(1, 2).reshape(1, T, -1))
             h = h + layer.mlp(layer.post_attention_layernorm(h))
@@ -107,11 +107,11 @@ class MiniEngine:
             q, k = rot(q, k, cos, sin)
             outs = []
             for j, r in enumerate(running):  # attention per sequence, against its own cache
-                r.k[i][:, r.pos] = k[j, :, 0]
-                r.v[i][:, r.pos] = v[j, :, 0]
+                r.keys[i][:, r.pos] = k[j, :, 0]
+                r.values[i][:, r.pos] = v[j, :, 0]
                 n = r.pos + 1
                 outs.append(torch.nn.functional.scaled_dot_product_attention(
-                    q[j:j + 1], r.k[i][None, :, :n], r.v[i][None, :, :n], enable_gqa=True))
+                    q[j:j + 1], r.keys[i][None, :, :n], r.values[i][None, :, :n], enable_gqa=True))
             o = torch.cat(outs).transpose(1, 2).reshape(S, 1, -1)
             h = h + a.o_proj(o)
             h = h + layer.mlp(layer.post_attention_layernorm(h))

@@ -82,11 +82,11 @@ def _add_lora(torch, hf, rank: int) -> list:
         def __init__(self, base: nn.Linear) -> None:
             super().__init__()
             self.base = base
-            self.a = nn.Parameter(torch.randn(base.in_features, rank) / math.sqrt(base.in_features))
-            self.b = nn.Parameter(torch.zeros(rank, base.out_features))  # LoRA's init: B = 0 (Hu et al. 2021)
+            self.lora_a = nn.Parameter(torch.randn(base.in_features, rank) / math.sqrt(base.in_features))
+            self.lora_b = nn.Parameter(torch.zeros(rank, base.out_features))  # LoRA's init: B = 0 (Hu et al. 2021)
 
         def forward(self, x):
-            return self.base(x) + (x @ self.a) @ self.b
+            return self.base(x) + (x @ self.lora_a) @ self.lora_b
 
     for p in hf.parameters():
         p.requires_grad_(False)
@@ -94,7 +94,7 @@ def _add_lora(torch, hf, rank: int) -> list:
     for layer in hf.model.layers:
         attn = layer.self_attn
         attn.q_proj, attn.v_proj = LoraLinear(attn.q_proj), LoraLinear(attn.v_proj)
-        params += [attn.q_proj.a, attn.q_proj.b, attn.v_proj.a, attn.v_proj.b]
+        params += [attn.q_proj.lora_a, attn.q_proj.lora_b, attn.v_proj.lora_a, attn.v_proj.lora_b]
     return params
 
 

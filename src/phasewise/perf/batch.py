@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 # A sequence with cached context and at most this many new tokens runs the decode attention kernel
 # (memory-bound KV reads, e.g. paged/flash-decoding); longer ones run the prefill kernel.
 DECODE_MAX_NEW_TOKENS = 16
 
 
 def attention_pairs(new: int, cached: int, causal: bool = True, window: int | None = None) -> int:
-    """(query, key) pairs attention computes for `new` queries after `cached` keys."""
+    """(query, key) pairs attention computes for `new` queries after `cached` keys: causal, query j of
+    cached + 1..cached + new sees min(j, window) keys (its closed form); otherwise each sees min(cached + new, window).
+    windowed_pairs sums the same count over many sequences and decode steps."""
     if not causal:
         keys = cached + new if window is None else min(cached + new, window)
         return new * keys
@@ -27,6 +31,26 @@ def attention_pairs(new: int, cached: int, causal: bool = True, window: int | No
     if a > window:
         return new * window
     return (a + window) * (window - a + 1) // 2 + (b - window) * window
+
+
+def windowed_keys(keys: np.ndarray, window: float, grown: np.ndarray) -> np.ndarray:
+    """The sum over sequences of min(keys + grown, window) at each step: `keys` each sequence's at the first step,
+    `grown` the tokens each has added by each step (ascending). The keys under the window sorted, a prefix sum and one
+    searchsorted over the steps: O(S log S + steps), where the whole S x steps minimum is O(S x steps)."""
+    short = np.sort(keys[keys < window])
+    below_sum = np.concatenate(((0.0,), np.cumsum(short)))
+    below = np.searchsorted(short, window - grown)  # sequences still under the window at each step
+    return below_sum[below] + below * grown + (keys.size - below) * float(window)
+
+
+def windowed_pairs(new: int, keys: np.ndarray, causal: bool, window: float, grown: np.ndarray) -> np.ndarray:
+    """attention_pairs(new, keys + grown - new, causal, window) summed over the sequences at each step: `keys` each
+    sequence's keys (cached + new) at the first step, `grown` as windowed_keys'. Causal, query t of the `new`
+    (0 the last) sees min(keys + grown - t, window) keys, so the sum is windowed_keys' of keys - t over the queries:
+    O(new x (S log S + steps))."""
+    if not causal:
+        return new * windowed_keys(keys, window, grown)
+    return sum(windowed_keys(keys - t, window, grown) for t in range(new))
 
 
 @dataclass(slots=True)

@@ -79,10 +79,6 @@ class DllmCost:
         row = shape_row(new_tokens, cached_tokens, copies)
         return self.row_s(tuple(x * batch for x in row))
 
-    def refresh_s(self, prompt_tokens: int, canvas_tokens: int, batch: int = 1) -> float:
-        """The full forward at a block boundary: prompt + canvas, nothing cached (the cache is rebuilt)."""
-        return self.forward_s(prompt_tokens + canvas_tokens, 0, 1, batch)
-
     def step_s(self, prompt_tokens: int, canvas_tokens: int, block_tokens: int, copies: int = 1,
                batch: int = 1) -> float:
         """A dual-cache block step: the block (x copies) over the cache of prompt + canvas less the block."""
@@ -90,8 +86,8 @@ class DllmCost:
 
 
 def ridge_flops_per_byte(cm: CostModel) -> float:
-    """The roofline's ridge of `cm`'s chip at its compute dtype: peak FLOP/s over memory bytes/s."""
-    return cm.peak / cm.hw.memory_bandwidth_bytes_per_s
+    """The roofline's ridge of `cm`'s chip at its compute dtype (specs/hardware.py ridge_flops_per_byte)."""
+    return cm.hw.ridge_flops_per_byte(cm.quant.compute_dtype)
 
 
 def ridge_tokens(cm: CostModel) -> float:

@@ -65,7 +65,7 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
-        ridge = cm.peak / cm.hw.memory_bandwidth_bytes_per_s
+        ridge = cm.hw.ridge_flops_per_byte(cm.quant.compute_dtype)
         context = max(self.context_len + 1, 1)
         per_sequence_kv = math.ceil(kv_sequence_tokens(context, self.kv_terms, self.kv_pages))
 

@@ -22,7 +22,9 @@ from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.hardware import EngineProfile
+from phasewise.specs.hardware import EngineProfile, HardwareSpec
+from phasewise.specs.model import ModelSpec
+from phasewise.specs.quant import QuantScheme
 
 FITTABLE = ("iteration_overhead_s", "per_sequence_overhead_s", "eager_launch_s", "elementwise_passes",
             "collective_overhead_s", "compute_efficiency", "collective_efficiency")
@@ -112,18 +114,29 @@ def _specs(model: str, hardware: str, precision: str):
     return load_model(model), load_hardware(hardware), load_quant(precision)
 
 
+# the pure roofline's efficiencies: every fraction of a peak 1, no half-saturation sizes, no kernel launch
+ROOFLINE_EFFICIENCY = dict(
+    gemm_efficiency_max=1.0, gemm_half_rows=0.0, gemm_efficiency_curve=(), memory_efficiency_max=1.0,
+    memory_half_bytes=0.0, attention_efficiency_max=1.0, attention_half_tokens=0.0,
+    attention_memory_efficiency=1.0, kernel_launch_s=0.0, link_efficiency=1.0)
+
+
+def roofline_cost(model: ModelSpec, hw: HardwareSpec, quant: QuantScheme, tp: int, pp: int = 1) -> CostModel:
+    """The pure roofline of `model` on `hw` (the one definition: predict_ms(roofline=True), scenarios that set one
+    beside the cost model): spec-sheet peaks with every efficiency 1 and no host, launch or dispatch time (the
+    `ideal` engine); the operators, GEMM tiling and collectives' algorithms are the cost model's own."""
+    eff = hw.efficiency.model_copy(update=ROOFLINE_EFFICIENCY)
+    return CostModel(model, hw.model_copy(update={"efficiency": eff}), quant, load_engine("ideal"), tp, pp)
+
+
 def predict_ms(point: LatencyPoint, engine: EngineProfile, roofline: bool = False) -> float:
-    """The cost model's figure for `point` with `engine`'s host costs; `roofline`: spec-sheet peaks with
-    every efficiency 1 and no host, launch or dispatch time (the pure roofline)."""
+    """The cost model's figure for `point` with `engine`'s host costs; `roofline`: the pure roofline
+    (roofline_cost), whatever `engine`."""
     model, hw, quant = _specs(point.model, point.hardware, point.precision)
     if roofline:
-        eff = hw.efficiency.model_copy(update=dict(
-            gemm_efficiency_max=1.0, gemm_half_rows=0.0, gemm_efficiency_curve=(), memory_efficiency_max=1.0,
-            memory_half_bytes=0.0, attention_efficiency_max=1.0, attention_half_tokens=0.0,
-            attention_memory_efficiency=1.0, kernel_launch_s=0.0, link_efficiency=1.0))
-        hw = hw.model_copy(update={"efficiency": eff})
-        engine = load_engine("ideal")
-    cost = CostModel(model, hw, quant, engine, point.tp, 1)
+        cost = roofline_cost(model, hw, quant, point.tp)
+    else:
+        cost = CostModel(model, hw, quant, engine, point.tp, 1)
     if point.phase == "prefill":
         shape = BatchShape.uniform(point.batch, point.tokens, 0, model.causal)
     elif point.phase == "decode":
@@ -133,9 +146,9 @@ def predict_ms(point: LatencyPoint, engine: EngineProfile, roofline: bool = Fals
     return cost.fast(shape)[0] * 1e3
 
 
-def log_error(point: LatencyPoint, engine: EngineProfile, roofline: bool = False) -> float:
-    """|log(predicted / measured)|."""
-    return abs(math.log(predict_ms(point, engine, roofline) / point.measured_ms))
+def log_error(predicted_ms: float, measured_ms: float) -> float:
+    """|log(predicted / measured)|: a point's term of the fits' loss (fit_engine, benchmarks/validate_public.py)."""
+    return abs(math.log(predicted_ms / measured_ms))
 
 
 def relative_error(point: LatencyPoint, engine: EngineProfile, roofline: bool = False) -> float:
@@ -195,7 +208,7 @@ def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[s
 
     def loss(trial: dict[str, float]) -> float:
         engine = start.model_copy(update=trial)
-        return sum(abs(math.log(predict(p, engine) / p.measured_ms)) for p in points) / len(points)
+        return sum(log_error(predict(p, engine), p.measured_ms) for p in points) / len(points)
 
     values, best = _pattern_search(loss, values, loss(values), params, rounds)
     moved: set[str] = set()  # fields whose grid changed the loss somewhere

@@ -24,6 +24,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.perf.cost import CostModel, OperatorCost
+from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.operators import EAGER_DISPATCH
 from phasewise.specs.mappings import Mapping, resolve_mapping
 from phasewise.specs.substrates import ComputeInDram, ComputeInMemory, DigitalUnit, Substrate
@@ -177,7 +178,7 @@ class MappedCost:
         self.hidden = m.hidden_size
         self.q_width = cost_model.heads * m.head_dim
         self.qkv_width = (cost_model.heads + 2 * cost_model.kv_heads) * m.head_dim
-        self.kv_bytes_per_token = 2 * cost_model.kv_heads * m.head_dim * cost_model.kv_bytes  # one layer
+        self.kv_bytes_per_token = kv_bytes_per_token_layer(m, cost_model.quant, cost_model.tp)  # one layer
         self.weight_bits = 8.0 * cost_model.w_bytes
         self.kv_bits = 8.0 * cost_model.kv_bytes
 

@@ -104,7 +104,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     ideal_speedup = devices * subs / (subs + devices - 1)
     piece = sub_sequence_lengths(prompt, subs)[0]
     device = load_hardware(setup["hardware"])
-    ridge = device.peak(quant.on(device).compute_dtype) / device.memory_bandwidth_bytes_per_s
+    ridge = device.ridge_flops_per_byte(quant.on(device).compute_dtype)
     bound = ("memory-bound, each sub-sequence re-reads the stage's weights, so the formula's compute-bound premise "
              "does not hold" if piece < ridge else "compute-bound, the formula's premise")
     # the formula's own premise: the shortest sub-sequences, in multiples of the paper's, whose GEMMs pass the

@@ -13,6 +13,9 @@ metrics. sim/sla_planner.py calls these for a group of role collocated.
   context of ISL + OSL / 2, the sequence cap and the prefill/decode balance (ISL / (budget - batch) <= OSL); its
   rate batch x accepted tokens a step / (OSL x iteration) by Little's law, that of a batch of one where none meets
   both.
+- engine_share: the sequences and KV tokens the profile's engine holds at most (the sweeps' bounds): its sequence
+  cap and KV cache; a virtual engine of a pipeline-parallel replica (one micro-batch, its step a micro-batch's),
+  its equal share of the cap and the pool its replica's pp virtual engines share, whatever they hold at the time.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from phasewise.perf.batch import BatchShape
 
 if TYPE_CHECKING:
     from phasewise.sim.instance import Instance
+
+
+def engine_share(inst: Instance) -> tuple[int, int]:
+    """(sequences, KV tokens) the engine's profile holds at most: its replica's sequence cap and KV pool over the
+    virtual engines sharing them (one without pipeline parallelism)."""
+    engines = 1 + len(inst.siblings)
+    return max(1, inst.seq_cap // engines), inst.kv.capacity // engines * inst.kv.block_size
 
 
 def mixed_step_s(inst: Instance, prefill_tokens: int, decode_seqs: int, context: int) -> float:
@@ -49,8 +59,9 @@ def agg_engine_rps(inst: Instance, isl: float, osl: float, ttft_s: float, itl_s:
         return 0.0
     budget = inst.engine.token_budget
     context = isl + osl / 2.0
-    kv_cap = max(1, int(inst.kv.capacity * inst.kv.block_size / max(1.0, context)))
-    hard_cap = max(1, min(kv_cap, inst.max_seqs, budget - 1))
+    seqs, kv_tokens = engine_share(inst)
+    kv_cap = max(1, int(kv_tokens / max(1.0, context)))
+    hard_cap = max(1, min(kv_cap, seqs, budget - 1))
     low, high = 1, hard_cap  # the largest batch whose prefill the rest of the budget keeps up with
     while low < high:
         middle = (low + high + 1) // 2

@@ -29,6 +29,7 @@ from phasewise.sim.deployment import (
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import TRAINING_FLAGS, training_block
 from phasewise.sim.prefix_cache import migrates_kv
+from phasewise.sim.priority_pools import headline_slo
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
 from phasewise.specs.hardware import chips_apart
@@ -549,8 +550,14 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         lora_rank=lora_rank, keep_layers=keep_layers, host_link=host_link, prefix_caching=prefix_caching,
         host_kv_cache_gb=host_kv_cache_gb, kv_store_gb=kv_store_gb, **knobs)
 
+    # the headline's SLOs: a priority_pools block's own where it sets them (--slo-* beside them refused)
+    slo = headline_slo(dep.priority_pools, slo, flags=True)
     # Workload. Benchmark clients (--client) run a closed loop: request count, warm-up and lengths as they do.
     notes: tuple[str, ...] = ()  # SimSpec.notes
+    if dep.priority_pools is not None and dep.priority_pools.class_slo_ms:
+        notes += (f"priority_pools.class_slo_ms steers the pools by each request's class (its priority); the headline "
+                  f"attainment scores every request against one SLO: {slo.describe()} (the block's slo_ttft_ms / "
+                  "slo_tpot_ms, else --slo-*)",)
     if requests is not None and num_prompts is not None:
         raise PhasewiseError("give either --requests or --num-prompts (the same count), not both")
     count = num_prompts if num_prompts is not None else requests
@@ -635,12 +642,30 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
                              "column and --image-size): without images the encode workers would have nothing to do")
     kv_note = (disagg_kv_link(kv_link, prefill_hardware or hardware, decode_hardware or hardware)[1]
                if arch == "disagg" and deployment is None else None)
-    notes += ((kv_note,) if kv_note else ()) + dep.link_notes()
+    notes += ((kv_note,) if kv_note else ()) + dep.link_notes() + prefix_notes(work, dep)
     if migrates_kv(dep) and any(group.prefix_caching is not False for group in dep.instances):
         notes += ("no instance caches prefixes with priority pools or attention offload, whatever its engine's "
                   "default (their migrations move KV blocks the cache does not follow; sim/prefix_cache.py): "
                   "--out's records have no cached_tokens column",)
     return SimSpec(dep, work, slo, images, notes, seed)
+
+
+def prefix_notes(work: Workload | ClosedLoop, dep: Deployment) -> tuple[str, ...]:
+    """A note where the deployment asks for what only prompts' prefix hashes feed (prefix caching turned on, a host KV
+    tier, a KV store, prefix_aware routing) and the workload has none (generated lengths, a trace without hash_ids):
+    no prompt shares a prefix with another, so they change nothing, as README says of such traces."""
+    if getattr(work, "prefix_hashes", None) is not None:
+        return ()
+    asked = [flag for flag, on in (
+        ("--prefix-caching on (prefix_caching: true)", any(g.prefix_caching for g in dep.instances)),
+        ("--host-kv-cache-gb (host_kv_cache_bytes)", any(g.host_kv_cache_bytes for g in dep.instances)),
+        ("--kv-store-gb (kv_store_bytes)", dep.kv_store_bytes > 0),
+        ("--router prefix_aware", dep.router == "prefix_aware")) if on]
+    if not asked:
+        return ()
+    return (f"{', '.join(asked)}: workload '{work.name}' has no prefix hashes (a trace with hash_ids, as Mooncake's, "
+            f"gives them), so no prompt shares a prefix and {'it changes' if len(asked) == 1 else 'they change'} "
+            "nothing here",)
 
 
 def trace_notes(trace: str, trace_limit: int | None, work: Workload, dep: Deployment) -> tuple[str, ...]:

@@ -188,12 +188,13 @@ class Autoscaler:
 
     def _metric_total(self, ready: list[Instance], routed: int, period_s: float) -> float:
         """The metric summed over the ready replicas, as a Prometheus query behind KEDA's trigger sums it (rps: the
-        requests routed a second, `routed` over `period_s`)."""
+        requests routed a second, `routed` over `period_s`; kv_usage: each replica's share of its KV cache in use,
+        vllm:kv_cache_usage_perc, a pool the virtual engines of a PP replica share counted once)."""
         metric = self.config.metric
         if metric == "rps":
             return routed / period_s
         if metric == "kv_usage":
-            return sum(i.gauges()[2] / i.kv.capacity for i in ready)
+            return sum(i.gauges()[2] / i.kv.capacity for i in ready if i.first_of_pool)
         gauges = [i.gauges() for i in ready]
         if metric == "concurrency":
             return sum(running + waiting for running, waiting, _ in gauges)
@@ -212,7 +213,8 @@ class Autoscaler:
         """The metric over the ready replicas; `routed`: requests routed since the last sync."""
         if self.config.metric == "rps":  # a second over the last period, per instance taking them
             return routed / self.config.sync_period_s / max(len(self.routed), 1)
-        return self._metric_total(ready, routed, self.config.sync_period_s) / len(ready)
+        replicas = sum(1 for i in ready if i.first_of_pool)  # (a PP replica's virtual engines: one replica)
+        return self._metric_total(ready, routed, self.config.sync_period_s) / replicas
 
     def planner_wanted(self, now: float) -> tuple[int | None, int]:
         """The throughput-based planner's replicas for the next interval (None: no adjustment) and the current

@@ -139,7 +139,8 @@ class Cluster:
     def transfer(self, req: SimRequest, src: Instance) -> None:
         """Prefill done on `src`: reserve KV on a decode instance, then send the KV over src's link."""
         dst = self.back.pick()
-        if self.offload is not None and self.offload.try_offload(req, src, dst):
+        # (a request its prefill's token completed has nothing to decode: no attention to offload)
+        if self.offload is not None and req.generated < req.output and self.offload.try_offload(req, src, dst):
             return  # its KV stays on src, where its attention runs
         dst.outstanding += req.prompt + req.output  # counted now, so the next pick sees it
         src.sending += 1
@@ -206,11 +207,14 @@ class Cluster:
         seat and one decode step; recomputed, the decode instance computes the last prompt token again and samples
         the first token itself in that step, the second in the next (a vLLM decode pod, inference-sim issue #930):
         one more step, whose first emits the first token; at_schedule, now, as the step is scheduled (TensorRT-LLM's
-        generation server). Pending ones are resolved by first_token_at_decode() when the first run is recorded."""
+        generation server). A request that token completes (one output token) is returned now where the decode
+        instance does not recompute it (SGLang's decode server finishes it as it takes it, with no forward:
+        process_batch_result_prebuilt), and Instance._join finishes it; recomputed, after its one step. Pending ones
+        are resolved by first_token_at_decode() when the first run is recorded."""
         if not math.isnan(req.first_token_s):
             return
         mode = inst.cost.engine.disagg_first_token
-        if mode == "at_schedule":
+        if mode == "at_schedule" or (mode == "with_second" and req.generated >= req.output):
             now = self.loop.now
             req.first_token_s = now
             req.segments.append((None, now))
@@ -365,7 +369,8 @@ class Cluster:
             self.trainer.finalize()
         if self.router_queue is not None:
             self.policy_stats["router_queue"] = self.router_queue.figures()
-        caches = [i.kv.prefix for i in self.instances if i.kv.prefix is not None]
+        # (once each: the virtual engines of a PP replica share theirs)
+        caches = list({id(i.kv.prefix): i.kv.prefix for i in self.instances if i.kv.prefix is not None}.values())
         if caches and any(c.requests or c.recompute_lookups for c in caches):  # only where prompts had prefix hashes
             self.policy_stats["prefix_cache"] = summarize(caches)
 

@@ -12,20 +12,20 @@ import math
 import numpy as np
 
 from phasewise.perf import BatchShape
+from phasewise.perf.batch import attention_pairs, windowed_keys, windowed_pairs
 from phasewise.sim.request import SimRequest
 
 MAX_RUN = 4096  # decode iterations costed in one call at most
 _FIRST_STEP = np.zeros(1)
 
 
-def windowed_keys(keys: np.ndarray, window: float, grown: np.ndarray) -> np.ndarray:
-    """The sum over sequences of min(keys + grown, window) at each step: `keys` each sequence's at the first step,
-    `grown` the tokens each has added by each step (ascending). The keys under the window sorted, a prefix sum and one
-    searchsorted over the steps: O(S log S + steps), where the whole S x steps minimum is O(S x steps)."""
-    short = np.sort(keys[keys < window])
-    below_sum = np.concatenate(((0.0,), np.cumsum(short)))
-    below = np.searchsorted(short, window - grown)  # sequences still under the window at each step
-    return below_sum[below] + below * grown + (keys.size - below) * float(window)
+def _capped_sum(short: list[float], seqs: int, window: float) -> float:
+    """windowed_keys at its first step (grown 0) in plain Python, bit for bit: `short` the keys under the window in
+    ascending order (its prefix sum's), the other of the `seqs` sequences reading the window whole."""
+    total = 0.0
+    for k in short:
+        total += k
+    return total + (seqs - len(short)) * float(window)
 
 
 class DecodingSet:
@@ -36,16 +36,16 @@ class DecodingSet:
         stack's windowed layers: each context's own keys, decode_window)."""
         S, new = self.running.n, self.decode_new_tokens
         pairs, kv = self._decode_sums()
-        capped = self._capped_keys_series(_FIRST_STEP)
+        capped = self._capped_keys_first() if self.capped_keys else None
         return BatchShape(decode_seqs=S, decode_tokens=S * new, decode_pairs=pairs, decode_kv_tokens=kv,
-                          logit_tokens=S * new, decode_window=None if capped is None else (
-                              self._keys_cap(), float(capped[0][0]), float(capped[1][0])))
+                          logit_tokens=S * new, decode_window=None if capped is None else (self.keys_cap, *capped))
 
     def _keys_cap(self) -> int:
         """The keys a decoding sequence reads at most in the layers that cap them: a hybrid stack's sliding window
         (an all-windowed stack's is self.window's own path); 0 for other stacks. Sparse attention's top-k (DSA) is
         left to the caps on the sums: counting each context moved GLM-5's TPOT on the Azure conversation trace by
-        0.05-0.25 % at 20-27 % more simulation time (its indexer reads every key either way)."""
+        0.05-0.25 % at 20-27 % more simulation time (its indexer reads every key either way). Instance keeps it as
+        `keys_cap` (the model and its window are fixed)."""
         model = self.model
         return model.sliding_window if model.sliding_window and not self.window and model.window_layer_share else 0
 
@@ -65,20 +65,60 @@ class DecodingSet:
             return None
         if under.all() and keys.max() + accepted * float(steps[-1]) < window:
             return None  # every context under the cap to the last step: the sums are each one's keys
-        kv = windowed_keys(keys, window, accepted * np.asarray(steps, dtype=np.float64))
-        return kv * new, kv
+        grown = accepted * np.asarray(steps, dtype=np.float64)
+        kv = windowed_keys(keys, window, grown)
+        causal = self.model.causal
+        # one causal new token: its pairs are its keys (windowed_pairs' own sum, not computed twice)
+        return kv if new == 1 and causal else windowed_pairs(new, keys, causal, window, grown), kv
+
+    def _capped_keys_first(self) -> tuple[float, float] | None:
+        """_capped_keys_series(_FIRST_STEP) as floats, the same sums in the same order (bit for bit): in plain Python
+        over `capped_seqs`, the sequences whose keys less new - 1 (a step's earliest new token's) may be under the
+        cap, the others reading it whole. Every decode iteration asks (_decode_shape), and a few short contexts beside
+        a long one (a 128-token window: 4 % of the Azure conversation prompts) are enough to keep asking: NumPy's
+        cost per call, not the sums, was the time."""
+        window, S = self.capped_keys, self.running.n
+        if not window or not S:
+            return None
+        new, accepted, d = self.decode_new_tokens, self.tokens_per_step, self.decode_steps
+        last, keys, gone = new - 1, [], None
+        members = self.capped_seqs
+        for req in members:
+            k = req.join_context + accepted * (d - req.join_step) + new  # RunningSet.contexts' arithmetic, + new
+            if k - last < window:
+                keys.append(k)
+            elif gone is None:
+                gone = [req]
+            else:
+                gone.append(req)
+        if gone:  # contexts only grow: they never read under the cap again
+            members.difference_update(gone)
+        short = sorted([k for k in keys if k < window])
+        if not short:
+            self.capped_keys = 0  # as _capped_keys_series: clear until a shorter one joins
+            return None
+        if len(short) == S:
+            return None  # every context under the cap at this step: the sums are each one's keys
+        kv = _capped_sum(short, S, window)
+        if not self.model.causal:
+            return new * kv, kv
+        if new == 1:
+            return kv, kv
+        pairs = 0
+        for t in range(new):  # windowed_pairs' sum over the new tokens, the earliest reading t keys fewer
+            pairs = pairs + _capped_sum(sorted([k - t for k in keys if k - t < window]), S, window)
+        return pairs, kv
 
     def _decode_sums(self) -> tuple[float, float]:
         """(attention pairs, KV tokens) of the decoding sequences at decode index self.decode_steps."""
         S, new = self.running.n, self.decode_new_tokens
         if self.window:
-            ctx = self.running.contexts(self.decode_steps, self.tokens_per_step)
-            kv = float(np.minimum(ctx + new, self.window).sum())
-            return kv * new, kv
+            keys = self.running.contexts(self.decode_steps, self.tokens_per_step) + new
+            kv = float(np.minimum(keys, self.window).sum())
+            return float(windowed_pairs(new, keys, self.model.causal, self.window, _FIRST_STEP)[0]), kv
         ctx_sum = self._decoding_contexts(self.decode_steps)
-        kv = ctx_sum + S * new
-        pairs = new * ctx_sum + S * new * (new + 1) / 2 if self.model.causal else new * kv
-        return pairs, kv
+        # attention_pairs is linear in the cached tokens below any window: each sequence's at 0 plus new per one
+        return new * ctx_sum + S * attention_pairs(new, 0, self.model.causal), ctx_sum + S * new
 
     def _decoding_contexts(self, step: float) -> float:
         """Cached tokens of the whole decoding set at decode step `step` (before it runs)."""
@@ -107,9 +147,11 @@ class DecodingSet:
         req.join_context = context = req.prompt + req.generated - 1
         self.running.add(req, blocks)
         self.decoding_blocks += blocks
-        cap = self._keys_cap()
+        cap = self.keys_cap
         if cap and context + self.decode_new_tokens < cap:
             self.capped_keys = cap  # a context under the cap: _capped_keys_series counts it
+        if cap and context + 1 < cap:  # its keys less new - 1 under it (_capped_keys_first)
+            self.capped_seqs.add(req)
         # blocks held beyond what its first step needs (reserved ahead): counted in the KV bound
         req.kv_excess = excess = max(0, blocks - self.kv.blocks_for(self._kv_tokens(context + self.decode_new_tokens)))
         self.reserved_ahead_blocks += excess
@@ -136,6 +178,7 @@ class DecodingSet:
         tokens = context + accepted * (d - 1 - join_step) + self.decode_new_tokens  # written by its last step
         final = self.kv.blocks_for(math.ceil(self._kv_tokens(tokens)))
         held = self.running.remove(req)
+        self.capped_seqs.discard(req)
         self.decoding_blocks -= held
         if final > held:
             self.kv.allocate(final - held)

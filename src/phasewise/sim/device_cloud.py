@@ -78,12 +78,12 @@ class CloudRun:
 class UShapedCost:
     """Stage times of the U (device input, cloud middle, device output) and of the device's draft model."""
 
-    __slots__ = ("model", "quant", "setup", "u", "draft")
+    __slots__ = ("model", "quant", "setup", "u_stages", "draft")
 
     def __init__(self, model: ModelSpec, quant: QuantScheme, engine: EngineProfile, setup: DeviceCloud) -> None:
         self.model, self.quant, self.setup = model, quant, setup
         topo = setup.u_topology()
-        self.u = SplitModel(model, quant, engine, topo, [load_hardware(d.hardware) for d in topo.devices],
+        self.u_stages = SplitModel(model, quant, engine, topo, [load_hardware(d.hardware) for d in topo.devices],
                             setup.split(model.num_layers))
         draft_layers = setup.input_layers + setup.adapter_layers + setup.output_layers
         drafter = model.stack_part(draft_layers, 0)
@@ -91,13 +91,13 @@ class UShapedCost:
                                 [load_hardware(setup.device_hardware)], [draft_layers])
 
     def input_s(self, new: int, cached: int) -> float:
-        return self.u.stage_s(0, [(new, cached, 0)])
+        return self.u_stages.stage_s(0, [(new, cached, 0)])
 
     def middle_s(self, sequences: list[tuple[int, int, int]]) -> float:
-        return self.u.stage_s(1, sequences)
+        return self.u_stages.stage_s(1, sequences)
 
     def output_s(self, new: int, cached: int, logits: int) -> float:
-        return self.u.stage_s(2, [(new, cached, logits)])
+        return self.u_stages.stage_s(2, [(new, cached, logits)])
 
     def draft_s(self, cached: int) -> float:
         return self.draft.stage_s(0, [(1, cached, 1)])
@@ -105,19 +105,20 @@ class UShapedCost:
     def up_bytes(self, tokens: int) -> float:
         """What `tokens` positions send up to the cloud (SplitModel.boundary_bytes: the hidden states, and any later
         layer's per-layer input)."""
-        return self.u.boundary_bytes(0, tokens)
+        return self.u_stages.boundary_bytes(0, tokens)
 
     def down_bytes(self, tokens: int) -> float:
         """What they bring back down to the output layers (with the KV the device's KV-shared layers reuse)."""
-        return self.u.boundary_bytes(1, tokens)
+        return self.u_stages.boundary_bytes(1, tokens)
 
     def check_memory(self, context_tokens: int, batch_tokens: int, sequences_per_gpu: int,
                      memory_fraction: float = 0.9) -> None:
         """One-line errors when a device's submodels and adapter (the draft model, with its KV) or a cloud GPU's
         middle model (with the KV of its devices' requests) do not fit."""
         self.draft.check_memory(context_tokens, batch_tokens, 1, memory_fraction)
-        need = self.u.stage_memory_bytes(1, context_tokens * sequences_per_gpu, batch_tokens, sequences_per_gpu)
-        hw, usable = self.u.hardware[1], self.u.usable_bytes(1, memory_fraction)
+        stages = self.u_stages
+        need = stages.stage_memory_bytes(1, context_tokens * sequences_per_gpu, batch_tokens, sequences_per_gpu)
+        hw, usable = stages.hardware[1], stages.usable_bytes(1, memory_fraction)
         if need > usable:
             raise PhasewiseError(f"the cloud's middle layers with {sequences_per_gpu} requests' KV need "
                                  f"{need / 2**30:.1f} GiB per GPU ({hw.key}), which has {usable / 2**30:.1f} GiB usable")

@@ -9,9 +9,10 @@ Iterations come in three kinds:
            length, so a run of n of them is costed in one vectorized call (CostModel.decode_series)
            and committed at once. A run ends early, at an iteration boundary, when work arrives.
 
-Pipeline parallelism: a PP replica is `pp` virtual engines (as vLLM's and TensorRT-LLM's micro-batches),
-each with its share of the KV blocks and sequence slots, sharing one PipelineGate: a micro-batch enters
-the first stage when the previous one has left it, and its tokens come out a full pipeline latency later.
+Pipeline parallelism: a PP replica is `pp` virtual engines (as vLLM's and TensorRT-LLM's micro-batches) sharing
+its one KV pool and sequence cap (`siblings`: vLLM V1 schedules every micro-batch from one scheduler and KV cache
+manager, TensorRT-LLM and SGLang alike) and one PipelineGate: a micro-batch enters the first stage when the previous
+one has left it, and its tokens come out a full pipeline latency later.
 
 Its KV admission and preemption are sim/kv_admission.py's, its decoding set's bookkeeping (joins, leaves, the
 sums a decode step is costed by, finishes, run lengths) sim/decoding_set.py's, its iterations' accounting (busy time,
@@ -29,10 +30,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
+from phasewise.perf.batch import windowed_keys, windowed_pairs
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import kv_state_pages
 from phasewise.perf.window_kv import kv_stored_terms, kv_window_terms
-from phasewise.sim.decoding_set import MAX_RUN, DecodingSet, windowed_keys
+from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
 from phasewise.sim.draft_cost import draft_time_s
 from phasewise.sim.image_encoding import encode_images
 from phasewise.sim.iteration_accounting import IterationAccounting
@@ -60,9 +62,9 @@ _STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
 class Instance(KvAdmission, DecodingSet, IterationAccounting):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
-    __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler", "pipeline",
-                 "max_seqs", "kernel_block", "kv", "spec", "tokens_per_step", "decode_new_tokens", "draft", "window",
-                 "capped_keys",
+    __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler",
+                 "pipeline", "siblings", "idle_mark", "seq_cap", "kernel_block", "kv", "spec", "tokens_per_step",
+                 "decode_new_tokens", "draft", "window", "keys_cap", "capped_keys", "capped_seqs",
                  "kv_terms", "kv_state", "kv_stored", "waiting",
                  "prefilling", "ready", "pending_transfers", "incoming", "sending", "running", "finish_heap",
                  "decode_end",
@@ -70,12 +72,14 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
                  "reserved_ahead_blocks", "busy", "version", "decode_run", "outstanding", "frontend_free_s",
                  "frontend_prompt_tokens", "stats",
                  "host_link_free_s",
-                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power", "_work_joules",
-                 "controller", "offload", "mapped_energy", "trainer", "recv")
+                 "idle_w", "tdp_w", "_work_scale", "_inv_peak", "_inv_bw", "_idle_power", "_dynamic_power",
+                 "_work_joules", "controller", "offload", "mapped_energy", "trainer", "recv")
 
     def __init__(self, name: str, index: int, group: InstanceGroup, cost: CostModel, kv_capacity_tokens: int,
                  cluster: Cluster, draft: CostModel | None, engine: EngineConfig,
-                 pipeline: PipelineGate | None = None) -> None:
+                 pipeline: PipelineGate | None = None, shared_kv: KVBlocks | None = None) -> None:
+        """`shared_kv`: the KV pool of the PP replica this virtual engine is one of (its first virtual engine's; None:
+        this one's own, of `kv_capacity_tokens`); build_cluster sets `siblings`, the replica's other virtual engines."""
         self.name, self.group, self.role, self.cost, self.cluster = name, group, group.role, cost, cluster
         self.index = index  # position in the cluster's instance list
         self.loop = cluster.loop
@@ -84,23 +88,29 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.scheduler = make_scheduler(engine)
         self.pipeline = pipeline  # shared by the virtual engines of one PP replica (None: no PP)
         engines = pipeline.virtual_engines if pipeline else 1
-        self.max_seqs = max(1, engine.max_seqs // engines)  # sequences this (virtual) engine may hold
+        self.siblings: tuple[Instance, ...] = ()  # the other virtual engines of its PP replica
+        self.idle_mark = None  # PP: the replica's KV and seats when it went idle with work waiting (_wake_siblings)
+        self.seq_cap = engine.max_seqs  # sequences its replica may hold (max_seqs: what this engine may take now)
         # the block the engine runs on (block_size, else its default; a latent-attention model's MLA kernel may force
         # one); then KV tokens' worth of the pool a running sequence's recurrent state takes, and the block it comes
         # in (vLLM V1 keeps them there, in blocks raised to one state's page)
         self.kernel_block, _ = kv_block(engine, self.model, cost.hw, group.block_size)
         block, self.kv_state = kv_state_pages(engine, self.model, cost.quant, cost.layout.attention_tp, cost.pp,
                                               self.kernel_block)
-        self.kv = KVBlocks(kv_capacity_tokens // engines // block, block)
+        self.kv = shared_kv if shared_kv is not None else KVBlocks(kv_capacity_tokens // block, block)
         spec = cluster.deployment.speculative
         self.spec = spec
         self.tokens_per_step = spec.tokens_per_step if spec else 1.0  # tokens accepted per decode step
         self.decode_new_tokens = spec.draft_tokens + 1 if spec else 1  # tokens each decode step feeds the model
         self.draft = draft
         self.window = self.model.window_all_layers  # a hybrid stack windows some layers: the cost model does that
+        self.keys_cap = self._keys_cap()  # a hybrid stack's sliding window (DecodingSet._keys_cap), else 0
         # the keys cap of a hybrid stack's sliding window while a decoding context may be under it
         # (DecodingSet._capped_keys_series): 0 for other stacks, and once every context reaches it (until one joins)
         self.capped_keys = 0
+        # the decoding requests whose keys (less a step's new tokens but one) may be under keys_cap: the few whose
+        # sums _capped_keys_first adds (joined under it, dropped as they reach it or leave)
+        self.capped_seqs: set[SimRequest] = set()
         layout, pool_ratio = window_kv(engine, self.model, cost.hw)  # how the engine holds windowed layers' KV
         # a sequence's share of the KV blocks (its attention rank's GPUs), and the bytes its KV holds, whole (what a
         # transfer moves: sim/cluster.py counts the model's KV per token at TP 1)
@@ -152,6 +162,33 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         # a chip built from parts: energy by the work its parts do (J per FLOP, J per byte), else None
         energy = work_energy(hw)
         self._work_joules = None if energy is None or self.idle_w != energy[0] else energy[1:]
+
+    @property
+    def max_seqs(self) -> int:
+        """Sequences this engine may hold now: its engine's max_seqs, less what the other virtual engines of its PP
+        replica hold (one cap over the micro-batches, as vLLM V1's max_num_seqs caps its one scheduler's requests)."""
+        cap = self.seq_cap
+        for other in self.siblings:
+            cap -= other.running.n + len(other.prefilling) + len(other.ready) + other.incoming
+        return cap
+
+    def _replica_mark(self) -> tuple[int, int, int]:
+        """PP: what frees room for a virtual engine's waiting work: the pool's blocks in use and freed, the seats
+        held."""
+        held = sum(i.running.n + len(i.prefilling) + len(i.ready) + i.incoming for i in (self, *self.siblings))
+        return self.kv.used, self.kv.freed_total, held
+
+    def _wake_siblings(self) -> None:
+        """PP: an idle virtual engine whose work waited for blocks or seats steps again once the replica's others
+        have freed some (their iteration boundaries free them), not before (two idle engines would wake each other)."""
+        mark = None
+        for other in self.siblings:
+            if other.busy or other.idle_mark is None:
+                continue
+            mark = mark or self._replica_mark()
+            if mark != other.idle_mark:
+                other.idle_mark = None
+                other.poke()
 
     def gauges(self) -> tuple[int, int, float]:
         """What the engine's metrics report now: requests running (vllm:num_requests_running), waiting
@@ -264,6 +301,8 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
     # --- scheduling ----------------------------------------------------------------------------
     def _step(self) -> None:
         """Choose and launch the next iteration (or go idle)."""
+        if self.siblings:
+            self._wake_siblings()
         if self.trainer is not None and self.trainer.take_turn(self):  # time-sliced training step
             return
         if self.controller is not None:  # priority pools: offload requests predicted to miss their SLOs
@@ -295,6 +334,8 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             return self._step()
         self.scheduler.on_idle(self)
         self.busy = False
+        if self.siblings and (self.waiting or self.ready or self.pending_transfers):  # waits on the others' room
+            self.idle_mark = self._replica_mark()
 
     # --- launching and committing iterations -------------------------------------------------
     def _launch(self, batch: Batch) -> None:
@@ -370,10 +411,13 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
 
     def _prefill_done(self, req: SimRequest, now: float) -> None:
         """The iteration that completes a prompt samples the next token. A prefill instance's first token
-        reaches the client with the request's first decode step (Cluster.first_token_pending), as the
-        engines' disaggregated serving streams it, unless it is the request's only token."""
+        reaches the client from the decode instance (Cluster.first_token_pending), as the engines' disaggregated
+        serving streams it, even when it is the request's only token: vLLM's P/D proxy streams the decode server's
+        response whatever the client's max_tokens, SGLang's decode server returns a request its prefill's token
+        completes as it takes it (process_batch_result_prebuilt), TensorRT-LLM's disaggregated server sends a context
+        response that stopped at its length to the generation server (_need_gen)."""
         req.generated += 1
-        to_decode_side = self.role == "prefill" and math.isnan(req.first_token_s) and req.generated < req.output
+        to_decode_side = self.role == "prefill" and math.isnan(req.first_token_s)
         if not to_decode_side:  # the token is emitted here
             if math.isnan(req.first_token_s):
                 req.first_token_s = now
@@ -381,7 +425,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             if self.cluster.live:
                 req.streamed = req.generated
                 self.cluster.on_token(req, 1, now, self)
-        if req.generated >= req.output:
+        if req.generated >= req.output and not to_decode_side:
             self._finish(req, now)
         elif self.role == "prefill":
             self.outstanding -= req.prompt + req.output
@@ -403,10 +447,12 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         pairs, kv = self._decode_sums()
         if self.offload is not None and self.offload.decoding(self):  # attention offload (no window, no spec)
             lat, base = self.offload.series(self, steps, seqs, pairs, kv)
-        elif self.window:
-            kv_series = windowed_keys(self.running.contexts(self.decode_steps, accepted) + fed, self.window,
-                                      accepted * steps)
-            lat, base = self.cost.decode_series(self._decode_shape(), kv_series * fed, kv_series)
+        elif self.window:  # each context's keys and pairs (the first step's: _decode_sums'), the window over them
+            keys, grown = self.running.contexts(self.decode_steps, accepted) + fed, accepted * steps
+            causal = self.model.causal
+            kv_series = windowed_keys(keys, self.window, grown)
+            pair_series = kv_series if fed == 1 and causal else windowed_pairs(fed, keys, causal, self.window, grown)
+            lat, base = self.cost.decode_series(self._decode_shape(), pair_series, kv_series)
         else:  # every step adds `accepted` tokens to each of the `seqs` contexts (no BatchShape: only its sums)
             line = self.cost.decode_line(seqs, seqs * fed, seqs * fed)
             lat, base = self.cost.decode_line_series(line, pairs, kv, steps, seqs * accepted, seqs * accepted * fed,
@@ -500,6 +546,14 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.outstanding -= req.prompt + req.output
         self.poke()
         return True
+
+    def _join(self, req: SimRequest) -> None:
+        """DecodingSet._join; a request with no token left to decode (disaggregated, its prefill's token its only
+        one, returned as it takes its seat here: Cluster.first_token_pending) finishes now, its blocks freed."""
+        if req.generated >= req.output:
+            self._finish(req, self.loop.now)
+            return
+        DecodingSet._join(self, req)
 
     def _leave(self, req: SimRequest, d: int) -> int:
         """DecodingSet._leave; with attention DP the blocks its last step grew into are its rank's."""

@@ -1,13 +1,21 @@
 """An instance's bookkeeping of the iterations it runs (a mixin of sim/instance.py's Instance, whose state it reads):
 busy time, FLOPs and bytes, energy between idle power and TDP by utilization (a chip built from parts: its static
 power and its work's energy per FLOP and per byte, specs/chip_cost.py work_energy), and the KV blocks held over
-time."""
+time. The virtual engines of a pipeline-parallel replica share one KV pool (Instance.siblings): each accounts the
+replica's pool (every virtual engine's decoding set) over the time none of them had accounted yet, and adds it to
+every one's figures, so each shows its replica's pool (kv_mean_use, kv_peak_use), counted once over time."""
 
 from __future__ import annotations
 
 
 class IterationAccounting:
     __slots__ = ()
+
+    @property
+    def first_of_pool(self) -> bool:
+        """Whether it is the first instance of those sharing its KV pool (a PP replica's virtual engines share one;
+        any other instance has its own): a sum over instances counts each pool once by counting it at its first."""
+        return all(other.index > self.index for other in self.siblings)
 
     def work_energy_j(self, flops: float, nbytes: float, duration_s: float | None = None) -> float:
         """The energy above idle of work on this instance's GPUs (FLOPs and bytes, all of them together): a chip built
@@ -25,6 +33,8 @@ class IterationAccounting:
                  iterations: int, start: float) -> None:
         """Busy time, work, energy (power between idle and TDP by utilization) and KV use of iterations."""
         st = self.stats
+        # PP: how far the replica's pool is accounted already (its virtual engines' iterations start in order)
+        pool_mark = max(st.end_s, *(other.stats.end_s for other in self.siblings)) if self.siblings else 0.0
         scale = self._work_scale * iterations
         flops, nbytes = it[-2] * scale, it[-1] * scale
         if t > 0:
@@ -44,6 +54,9 @@ class IterationAccounting:
         st.batch_seqs_sum += seqs * iterations
         st.flops += flops
         st.bytes += nbytes
+        if self.siblings:
+            self._account_pool(start + t - (start if start > pool_mark else pool_mark))
+            return
         S, kv = self.running.n, self.kv
         used = kv.used - self.decoding_blocks
         if S:  # the decoding set's tokens in blocks (a hybrid's windows bounded), plus half a block of slack each
@@ -51,3 +64,22 @@ class IterationAccounting:
         st.kv_token_seconds += used * t
         if used > st.kv_peak_blocks:
             st.kv_peak_blocks = min(int(used), kv.capacity)
+
+    def _account_pool(self, new_s: float) -> None:
+        """PP: the replica's one KV pool held over `new_s` seconds no virtual engine of it had accounted: its blocks in
+        use, every virtual engine's decoding set bounded as _account bounds one's, added to each one's figures."""
+        engines = (self, *self.siblings)
+        used = float(self.kv.used)
+        for engine in engines:
+            S = engine.running.n
+            used -= engine.decoding_blocks
+            if S:
+                used += engine._kv_tokens_bound(engine._decoding_tokens(engine.decode_steps), S) / self.kv.block_size \
+                    + S / 2
+        peak = min(int(used), self.kv.capacity)
+        for engine in engines:
+            st = engine.stats
+            if new_s > 0:
+                st.kv_token_seconds += used * new_s
+            if used > st.kv_peak_blocks:
+                st.kv_peak_blocks = peak

@@ -1,7 +1,8 @@
 """An instance's KV-block admission (a mixin of sim/instance.py's Instance, whose state it reads): seats and blocks for
 a new prompt (with prefix caching, only its uncached blocks), the decoding set's growth bounded from above between
 exact checks (and allocated as a sequence leaves), and recompute preemption when the next decode step's blocks do not
-fit."""
+fit. The virtual engines of a pipeline-parallel replica (Instance.siblings) share one pool and one sequence cap, as
+the engines' one scheduler and KV cache manager hold them: each counts the others' decoding sets' growth too."""
 
 from __future__ import annotations
 
@@ -19,15 +20,36 @@ class KvAdmission:
     def _seats(self) -> int:
         return self.max_seqs - self.running.n - len(self.prefilling)
 
-    def _free_blocks_bound(self) -> float:
-        """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound."""
+    def _growth_bound(self) -> float:
+        """Blocks the decoding set has grown into (through the steps in flight) beyond those allocated to it, at most."""
         S = self.running.n
         if not S:
-            return self.kv.free
+            return 0.0
         # the iterations in flight will grow the contexts up to decode step d_planned
         tokens = self._kv_tokens_bound(self._decoding_tokens(self.planned_steps), S)
         grown = tokens / self.kv.block_size + S + self.reserved_ahead_blocks - self.decoding_blocks
-        return self.kv.free - max(grown, 0.0)
+        return grown if grown > 0.0 else 0.0
+
+    def _free_blocks_bound(self) -> float:
+        """Free blocks, counting the decoding set's growth since its last exact top-up by an upper bound (and, in a
+        pipeline-parallel replica, its other virtual engines' decoding sets', which share the pool)."""
+        free = self.kv.free - self._growth_bound()
+        for other in self.siblings:
+            free -= other._growth_bound()
+        return free
+
+    def _exact_growth(self, d: int) -> int:
+        """Blocks the decoding set needs to run decode step d beyond those allocated to it (exact)."""
+        S = self.running.n
+        if not S:
+            return 0
+        held = self.running.blocks[:S]
+        return int((np.maximum(self._exact_blocks(d), held) - held).sum())
+
+    def _siblings_growth(self) -> int:
+        """The other virtual engines' of a pipeline-parallel replica (one KV pool): their decoding sets' growth through
+        the step each has in flight, or will run next (exact); 0 without pipeline parallelism."""
+        return sum(other._exact_growth(other.planned_steps) for other in self.siblings)
 
     def can_reserve(self, blocks: int) -> bool:
         """Whether `blocks` can be allocated now without starving the decoding set's growth so far."""
@@ -35,11 +57,12 @@ class KvAdmission:
             return True
         # exact: the decoding set's blocks through the steps in flight, then what is left
         S = self.running.n
+        others = self._siblings_growth() if self.siblings else 0
         if S:
             held = self.running.blocks[:S]
             need = int(np.maximum(self._exact_blocks(self.planned_steps), held).sum())
-            return self.kv.used - self.decoding_blocks + need + blocks <= self.kv.capacity
-        return blocks <= self.kv.free
+            return self.kv.used - self.decoding_blocks + need + others + blocks <= self.kv.capacity
+        return blocks + others <= self.kv.free
 
     def try_admit(self, req: SimRequest, extra_blocks: int = 0) -> bool:
         """Take a seat and the KV blocks of `req`'s prompt (and, with reserve admission, of its whole
@@ -116,8 +139,7 @@ class KvAdmission:
         growth up here changed what a run with prefix caching evicts and hits; check mode must not change results."""
         n = self.running.n
         if n:
-            held = self.running.blocks[:n]
-            grow = int((np.maximum(self._exact_blocks(d), held) - held).sum())
+            grow = self._exact_growth(d) + self._siblings_growth()
             if self.kv.used + grow > self.kv.capacity:
                 raise AssertionError(f"{self.name}: the decoding set's blocks at step {d} exceed the KV cache "
                                      f"({self.kv.used} + {grow} > {self.kv.capacity})")
@@ -152,11 +174,12 @@ class KvAdmission:
         if self.running.n and self._free_blocks_bound() >= 0:
             return 0  # even the upper bound fits
         preempted = 0
+        others = self._siblings_growth() if self.siblings else 0  # (a PP replica's other virtual engines)
         while self.running.n:
             seqs = self.running.n
             held = self.running.blocks[:seqs]
             if self.kv.used - int(held.sum()) + int(np.maximum(self._exact_blocks(self.decode_steps), held).sum()) \
-                    <= self.kv.capacity:
+                    + others <= self.kv.capacity:
                 break
             self._preempt()
             preempted += 1

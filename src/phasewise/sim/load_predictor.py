@@ -4,8 +4,8 @@ sizes the next interval for its one-step forecast (sim/sla_planner.py).
 
 - constant: the next interval is the last one.
 - kalman: a local linear trend Kalman filter (level and trend; the level follows the trend from one interval to the
-  next, each with its own process noise, `q_level` and `q_trend`, observed with noise `r`), Dynamo's choice for
-  bursty traffic: it extrapolates a ramp where the constant predictor lags it by an interval. Its defaults are
+  next, each with its own process noise, `q_level` and `q_trend`, observed with noise `measurement_noise`), Dynamo's
+  choice for bursty traffic: it extrapolates a ramp where the constant predictor lags it by an interval. Its defaults are
   Dynamo's (PlannerConfig kalman_q_level 1.0, kalman_q_trend 0.1, kalman_r 10.0; the first observation sets the
   level, trend 0, their variance 1000).
 
@@ -51,7 +51,7 @@ class LoadPredictor:
     log1p: bool = False
     q_level: float = 1.0
     q_trend: float = 0.1
-    r: float = 10.0
+    measurement_noise: float = 10.0  # Dynamo's kalman_r: the variance of an observation about the level
     last: float = 0.0  # the last observation kept (raw)
     seen_traffic: bool = False  # a non-zero observation came: zeros count from then on
     level: float = math.nan  # the Kalman state [level, trend] and its covariance [[p00, p01], [p01, p11]]
@@ -104,7 +104,7 @@ class LoadPredictor:
     def _correct(self, measured: float) -> None:
         """The measurement update, H = [1, 0], in the Joseph form filterpy uses (symmetric, positive)."""
         innovation = measured - self.level
-        s = self.p00 + self.r
+        s = self.p00 + self.measurement_noise
         gain0, gain1 = self.p00 / s, self.p01 / s
         self.level += gain0 * innovation
         self.trend += gain1 * innovation
@@ -115,6 +115,6 @@ class LoadPredictor:
         a01 = one_minus * p01
         a10 = p01 - gain1 * p00
         a11 = p11 - gain1 * p01
-        self.p00 = a00 * one_minus + gain0 * gain0 * self.r
-        self.p01 = -a00 * gain1 + a01 + gain0 * gain1 * self.r
-        self.p11 = -a10 * gain1 + a11 + gain1 * gain1 * self.r
+        self.p00 = a00 * one_minus + gain0 * gain0 * self.measurement_noise
+        self.p01 = -a00 * gain1 + a01 + gain0 * gain1 * self.measurement_noise
+        self.p11 = -a10 * gain1 + a11 + gain1 * gain1 * self.measurement_noise

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 class PrefixCache:
     __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
                  "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host",
-                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens", "capacity")
+                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens", "capacity", "index")
     ranked = False  # one cache for the whole instance (RankedPrefixCache: one per attention-DP rank)
 
     def __init__(self, kv: KVBlocks, host: HostTier | None = None, store: HostTier | None = None,
@@ -79,6 +79,7 @@ class PrefixCache:
         self.evicted_blocks = 0  # engine blocks
         self.recompute_lookups = 0
         self.recompute_hit_tokens = 0
+        self.index: PrefixIndex | None = None  # a router's index of the caches' keys: told of each cached or evicted
 
     @property
     def idle_blocks(self) -> int:
@@ -133,11 +134,13 @@ class PrefixCache:
         refs, idle = self.refs, self.idle
         keys = self.keys(req)
         present = loaded = fetched = 0
-        host, store = self.host, self.store
+        host, store, index = self.host, self.store, self.index
         for i, k in enumerate(keys):
             r = refs.get(k)
             if r is None:
                 refs[k] = 1
+                if index is not None:
+                    index.add(k, self)
                 if i < hit:  # in the leading run through host memory (copied back) or the store (fetched)
                     if host is not None and k in host.keys:
                         loaded += 1
@@ -208,9 +211,12 @@ class PrefixCache:
         refs, idle = self.refs, self.idle
         host = self.host if self.host is not None and self.host.on_evict else None
         uses = self.host.uses if self.host is not None else {}
+        index = self.index
         for _ in range(n_keys):
             k, _ = idle.popitem(last=False)
             del refs[k]
+            if index is not None:
+                index.remove(k, self)
             if host is not None:  # offloaded as the GPU reclaims it
                 host.keep(k)
             elif uses:  # a block the GPU drops before its n-th use is forgotten, its count with it
@@ -236,6 +242,58 @@ class PrefixCache:
                 "gpu_capacity_blocks": self.capacity // self.per_key if self.per_key else 0,
                 # the shared store's hits and fetch time here (its own figures: summarize, once)
                 "store_hit_blocks": self.store_hit_keys, "store_load_s": self.store_load_s}
+
+
+class PrefixIndex:
+    """Which caches hold each prefix key, kept by the caches themselves (PrefixCache.index: each key cached or
+    evicted): one walk of a prompt's keys gives every cache's overlap, where asking each cache walks the prompt once
+    per instance (Dynamo's KV router likewise keeps one prefix tree of every worker's blocks from their KV events,
+    its KvIndexer: docs/design_docs/router_design.md)."""
+
+    __slots__ = ("holders",)
+
+    def __init__(self) -> None:
+        self.holders: dict[int, set[PrefixCache]] = {}  # key -> the caches holding its blocks (in use or idle)
+
+    def attach(self, cache: PrefixCache) -> None:
+        """Follow `cache` from now on (its keys so far included)."""
+        cache.index = self
+        for k in cache.refs:
+            self.add(k, cache)
+
+    def add(self, k: int, cache: PrefixCache) -> None:
+        holders = self.holders.get(k)
+        if holders is None:
+            self.holders[k] = {cache}
+        else:
+            holders.add(cache)
+
+    def remove(self, k: int, cache: PrefixCache) -> None:
+        holders = self.holders[k]
+        holders.discard(cache)
+        if not holders:
+            del self.holders[k]
+
+    def overlaps(self, keys: list[int], limit: int) -> dict[PrefixCache, tuple[int, int]]:
+        """{cache: (leading keys of the first `limit` it holds, keys running requests there hold)} for the caches
+        holding any of a prompt's `keys`: what PrefixCache.matched_blocks and probe (its held blocks, in keys) count
+        there; a cache absent holds none."""
+        holders, matched, held = self.holders, {}, {}
+        run = None  # the caches holding every key so far (None before the first)
+        for i, k in enumerate(keys):
+            caches = holders.get(k)
+            if i < limit:
+                if run is None:
+                    run = set(caches) if caches else set()
+                elif run:
+                    run = run & caches if caches else set()
+                for cache in run:
+                    matched[cache] = i + 1
+            if caches:
+                for cache in caches:
+                    if cache.refs[k]:
+                        held[cache] = held.get(cache, 0) + 1
+        return {cache: (matched.get(cache, 0), held.get(cache, 0)) for cache in matched.keys() | held.keys()}
 
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
@@ -284,8 +342,9 @@ def migrates_kv(deployment) -> bool:
 
 def attach_prefix_caches(deployment, instances: list) -> None:
     """A prefix cache on each instance that admits prompts, where its engine caches prefixes (the preset's default,
-    or the group's `prefix_caching`). Not with priority pools or attention offload, whose migrations move KV blocks
-    the cache does not follow (migrates_kv), nor for sliding-window models."""
+    or the group's `prefix_caching`); one for a pipeline-parallel replica's virtual engines, which share its pool.
+    Not with priority pools or attention offload, whose migrations move KV blocks the cache does not follow
+    (migrates_kv), nor for sliding-window models."""
     moves = migrates_kv(deployment)
     if moves and deployment.kv_store_bytes:
         raise PhasewiseError("--kv-store-gb (kv_store_bytes) is not modelled with priority pools or attention "
@@ -303,6 +362,9 @@ def attach_prefix_caches(deployment, instances: list) -> None:
                                      f"modelled with {why}; use --prefix-caching off, without --host-kv-cache-gb")
             continue
         if asked if asked is not None else inst.engine.prefix_caching:
+            if inst.kv.prefix is not None:  # a virtual engine of a PP replica: the replica's pool and cache, shared
+                caching.append(inst)
+                continue
             if inst.kv.block_size != inst.kernel_block:
                 raise PhasewiseError(f"--prefix-caching on: {inst.engine.label} raises {inst.model.name}'s KV block to "
                                      f"{inst.kv.block_size} tokens (one recurrent state's page); prefix sharing in "

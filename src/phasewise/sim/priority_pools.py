@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +37,7 @@ import numpy as np
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape
 from phasewise.sim.link import Link, link_rate
+from phasewise.sim.metrics import Slo
 
 ARRIVAL_WINDOW_S = 10.0  # recent arrivals that estimate how much later work passes a waiting prompt
 MAX_PASSING_SHARE = 0.95  # (beyond it a prompt is predicted to wait 20x its queue: as good as starving)
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
     from phasewise.sim.deployment import PriorityPools
     from phasewise.sim.instance import Instance
-    from phasewise.sim.metrics import Slo
     from phasewise.sim.request import SimRequest
 
 
@@ -59,6 +60,26 @@ def check_classes(class_slo_ms: list[tuple[float, float]] | None, priorities, wh
         raise PhasewiseError(f"{where}: priority_pools.class_slo_ms gives {classes} classes (priorities "
                              f"0..{classes - 1}) and none for priority {listed}: give each class the trace uses its "
                              "[ttft_ms, tpot_ms]")
+
+
+def headline_slo(config: PriorityPools | None, slo: Slo, flags: bool = False) -> Slo:
+    """The run's SLOs, which its headline attainment scores: the priority_pools block's slo_ttft_ms / slo_tpot_ms where
+    it sets them (the deadlines the pools steer by), else `slo`'s. `flags` (simulate's --slo-* flags): one given beside
+    the block's own is refused, as serve refuses it (apps/cli_serve.py refuse_unread_slos); else (the Python API) one
+    that differs from it."""
+    if config is None:
+        return slo
+    own = {}
+    for flag, field, name in (("--slo-ttft-ms", "slo_ttft_ms", "ttft_ms"), ("--slo-tpot-ms", "slo_tpot_ms", "tpot_ms")):
+        block, given = getattr(config, field), getattr(slo, name)
+        if block is None:
+            continue
+        if math.isfinite(given) and (flags or given != block):
+            raise PhasewiseError(f"{flag} {given:g}: the deployment's priority_pools block sets its own {field} "
+                                 f"({block:g}), which the pools steer by (and simulate's headline scores); drop one "
+                                 "of them")
+        own[name] = block
+    return replace(slo, **own) if own else slo
 
 
 class PoolController:

@@ -39,7 +39,7 @@ from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
 from phasewise.sim.online_training import OnlineTrainer
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.planner_budget import PlannerPair
-from phasewise.sim.priority_pools import PoolController, check_classes
+from phasewise.sim.priority_pools import PoolController, check_classes, headline_slo
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.engine_kv import (
@@ -208,10 +208,15 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         for r in range(g.replicas):
             replica = f"{short}{gi}.{r}"
             gate = PipelineGate(g.pp) if g.pp > 1 else None
+            engines: list[Instance] = []
             for ve in range(g.pp if gate else 1):  # a PP replica runs pp virtual engines (micro-batches)
                 name = f"{replica}.ve{ve}" if gate else replica
                 replica_of[name] = replica
-                instances.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate))
+                engines.append(Instance(name, len(instances), g, cost, kv_tokens, cluster, draft, engine, gate,
+                                        shared_kv=engines[0].kv if engines else None))  # one KV pool per replica
+                instances.append(engines[-1])
+            for inst in engines if gate else ():
+                inst.siblings = tuple(other for other in engines if other is not inst)
         group_instances.append(instances[first:])
     refuse_kv_dtype_pairs(instances)
     m, first_cost = instances[0].model, instances[0].cost
@@ -284,13 +289,15 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     `refuse_beyond_context`: reject a request whose prompt + output tokens exceed the model's context on arrival,
     as a serving engine does (`phasewise simulate`); off, it runs if its KV fits, as the papers' replays run them.
     `images`: the images requests carry (workload/images.py), their tokens added to the prompts the workload gives.
+    `slo`: the SLOs the headline attainment scores; a priority_pools block's slo_ttft_ms / slo_tpot_ms come first (one
+    of `slo` that differs from them is refused: sim/priority_pools.py headline_slo).
     `stop_after_misses` (an open loop's; a search's probe): end the run as soon as more than this many requests
     have surely missed the SLOs (rejected, or finished past TTFT, TPOT or a gap known by then), when the attainment
     can no longer exceed (requests - that - 1) / requests; the result's `stopped_s` says when, and the requests
     not finished by then count as missing. `seed`: the routers' draws (`--seed`; the workload's own draws are made
     when it is built)."""
     wall0 = time.perf_counter()
-    slo = slo or Slo()
+    slo = headline_slo(deployment.priority_pools, slo or Slo())  # the pools' own SLOs, which they steer by
     loop = EventLoop()
     closed = isinstance(workload, ClosedLoop)
     if closed:  # measured requests are ids 0..n_measured-1 in release order; warm-up requests come after

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from phasewise.perf.batch import BatchShape
-from phasewise.sim.agg_profile import agg_engine_rps, agg_ttft_s, mixed_step_s
+from phasewise.sim.agg_profile import agg_engine_rps, agg_ttft_s, engine_share, mixed_step_s
 from phasewise.sim.frontend_counters import FrontendCounters
 from phasewise.sim.load_predictor import LoadPredictor, warmup_intervals
 from phasewise.workload.traces import load_trace
@@ -128,8 +128,8 @@ class SlaPlanner:
         a batch of one's, the lightest point (Dynamo's DecodeInterpolator.find_best_throughput_per_gpu returns its
         sweep's lightest point when none meets the ITL, so DecodePlanner still sizes the group on the load; its
         min_endpoint fallback is for a throughput <= 0, which a step's finite time never gives)."""
-        inst = self.engine
-        most = max(1, min(inst.max_seqs, inst.kv.capacity * inst.kv.block_size // max(context, 1)))
+        seqs, kv_tokens = engine_share(self.engine)  # (sim/agg_profile.py: a PP virtual engine's share)
+        most = max(1, min(seqs, kv_tokens // max(context, 1)))
         low, high = 1, most
         if self.decode_itl_s(most, context) <= itl_s:
             low = most
@@ -203,9 +203,11 @@ class SlaPlanner:
         its iterations carried beside the next decode step), as Dynamo's aggregated planner estimates them."""
         frontend = self.cluster.frontend
         mean_prompt = frontend.input_tokens // frontend.requests if frontend.requests else 0
+        engines = (inst, *inst.siblings)  # those drawing on its KV pool (a PP replica's virtual engines share one)
         if self.role == "collocated":
             seqs = inst.running.n
-            context = inst.kv.used * inst.kv.block_size // seqs if seqs else 0
+            pooled = sum(engine.running.n for engine in engines)
+            context = inst.kv.used * inst.kv.block_size // pooled if pooled else 0
             if role == "prefill":
                 queued = sum(req.prefill_target - req.prefilled for req in (*inst.waiting, *inst.prefilling))
                 return agg_ttft_s(inst, queued + mean_prompt, seqs, context)
@@ -221,8 +223,10 @@ class SlaPlanner:
         seqs = inst.running.n + len(inst.ready) + len(inst.pending_transfers)
         if not seqs:
             return 0.0
-        kv_tokens = inst.kv.used * inst.kv.block_size + sum(req.prompt for req, _ in inst.pending_transfers)
-        return self.decode_itl_s(seqs, max(kv_tokens // seqs, 1))
+        pooled = sum(engine.running.n + len(engine.ready) + len(engine.pending_transfers) for engine in engines)
+        kv_tokens = inst.kv.used * inst.kv.block_size + sum(req.prompt for engine in engines
+                                                            for req, _ in engine.pending_transfers)
+        return self.decode_itl_s(seqs, max(kv_tokens // pooled, 1))
 
     def load_step(self, ready: list[Instance]) -> int:
         """+1, -1 or 0 replicas: the load-based decision over the ready replicas. A collocated group (Dynamo's

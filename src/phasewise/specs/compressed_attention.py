@@ -54,9 +54,6 @@ class CompressedAttention(BaseModel):
     def compressed_layers(self) -> int:
         return self.csa_layers + self.hca_layers
 
-    def sliding_layers(self, num_layers: int) -> int:
-        return num_layers - self.compressed_layers
-
     # --- weights, per layer of each kind -------------------------------------------------------
     def csa_compressor_params(self, hidden: int, q_lora_rank: int, head_dim: int) -> int:
         """A CSA layer's compressor (kv and gate, 2 x head_dim wide: overlapping windows; the gate's position bias;

@@ -5,6 +5,7 @@ the KV pool, and whether prefix caching is on by default or refused for a model.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from phasewise.errors import PhasewiseError
@@ -117,7 +118,7 @@ def recurrent_state_in_kv_pool(config: EngineConfig, model: ModelSpec) -> bool:
     if not model.linear_attention_layers or rule.get("recurrent_state") != "kv_pool":
         return False
     first = rule.get("hybrid_from_version")
-    if first and _version_key(config.version) < _version_key(str(first)):
+    if first and version_key(config.version) < version_key(str(first)):
         return False
     return not ("kv_connector" in rule.get("all_tokens_for", ()) and config.role in ("prefill", "decode"))
 
@@ -232,8 +233,23 @@ def prefix_caching_refusal(config: EngineConfig, model: ModelSpec) -> str:
     return ""
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
+# a version's release numbers and the pre- or post-release tag after them (PEP 440's spellings); the rest is ignored
+_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)(?:[.-]?(dev|a|b|rc|post)\.?(\d*))?")
+_PHASES = {"dev": 0, "a": 1, "b": 2, "rc": 3, None: 4, "post": 5}  # a release's place beside its own tags
+
+
+def version_key(version: str) -> tuple[tuple[int, ...], tuple[int, int]]:
+    """An engine version's sort key (`--engine NAME@VERSION`, engine_presets.yaml's rules, engine_flags.yaml's
+    `since`): its release numbers, trailing zeros dropped (0.11 = 0.11.0), then its tag: dev, a, b and rc before
+    the release, post after it: 0.10.2 < 0.11.0rc1 < 0.11 < 0.11.0.post1 < 0.11.1. A version that starts with no
+    number (`paper`) sorts before every numbered one."""
+    match = _VERSION.match(version.strip())
+    if match is None:
+        return (), (_PHASES[None], 0)
+    release = [int(part) for part in match.group(1).split(".")]
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    return tuple(release), (_PHASES[match.group(2)], int(match.group(3) or 0))
 
 
 def _hybrid_manager_off(config: EngineConfig, model: ModelSpec, rule: dict[str, Any]) -> bool:
@@ -245,7 +261,7 @@ def _hybrid_manager_off(config: EngineConfig, model: ModelSpec, rule: dict[str, 
     reasons = rule.get("all_tokens_for", ())
     hybrid = bool(model.window_layer_share)
     first = rule.get("hybrid_from_version")
-    if hybrid and first and _version_key(config.version) < _version_key(str(first)):
+    if hybrid and first and version_key(config.version) < version_key(str(first)):
         return True
     if "chunked_attention" in reasons and model.chunked_attention:
         return True

@@ -439,7 +439,7 @@ def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: in
     NixlConnector; the decode side's engine, whose worker reads the prefill's KV and checks the pair at its
     handshake), or None where it runs. `kv_heads`: the model's KV heads (config.json num_key_value_heads), for the
     replicated-KV rule; None skips it. A preset without the rule (or a host profile) has none."""
-    from phasewise.specs.engine_kv import _version_key
+    from phasewise.specs.engine_kv import version_key
 
     name, _, version = engine.partition("@")
     entry = packaged("engine_presets.yaml")["presets"].get(preset_key(engine)) or {}
@@ -453,7 +453,7 @@ def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: in
     if prefill_tp <= decode_tp:
         return None
     first = str(rule["prefill_above_decode_from"])
-    if _version_key(version or entry["default_version"]) < _version_key(first):
+    if version_key(version or entry["default_version"]) < version_key(first):
         return (f"prefill TP{prefill_tp} above decode TP{decode_tp}: {label}'s {connector} refuses it (\"Decode TP "
                 f"cannot be smaller than prefill TP\"; supported from {name}@{first}); give the decode instances at "
                 "least the prefill's TP")

@@ -207,9 +207,10 @@ class HardwareSpec(BaseModel):
         node = self.interconnect.host_memory_bytes_per_node
         return None if node is None else max(node - HOST_MEMORY_RESERVE_BYTES, 0.0) / self.interconnect.gpus_per_node
 
-    @property
-    def ridge_flops_per_byte(self) -> float:
-        return self.peak_flops.get("bf16", max(self.peak_flops.values())) / self.memory_bandwidth_bytes_per_s
+    def ridge_flops_per_byte(self, dtype: str) -> float:
+        """The roofline's ridge at compute dtype `dtype`: its dense peak FLOP/s over memory bytes/s, the arithmetic
+        intensity above which a kernel is compute-bound (the one definition: `estimate`, perf/dllm.py, scenarios)."""
+        return self.peak(dtype) / self.memory_bandwidth_bytes_per_s
 
 
 class UnfusedElementwise(BaseModel):

@@ -14,8 +14,12 @@ size (Dynamo's --kv-cache-block-size, which must match the engine's):
   already hold. Dynamo counts a request's blocks from the moment it routes it, so a queued prompt's blocks weigh in
   both terms, as they do in its default formula.
 The overlap is read from the instance's own prefix cache, as Dynamo's KV events give it (sim/prefix_cache.py), idle
-cached blocks included; without KV events (router_kv_events false, Dynamo's --no-router-kv-events) it is predicted
-from the router's own routing decisions instead (sim/routers/approx_index.py).
+cached blocks included: one walk of the prompt's keys over an index the caches keep (PrefixIndex; Dynamo's KvIndexer
+likewise keeps one prefix tree of every worker's blocks from their KV events, docs/design_docs/router_design.md)
+gives each instance's overlap and held blocks, so an instance holding none of them costs only its gauges (an
+attention-DP instance's caches, one per rank, are asked apart).
+Without KV events (router_kv_events false, Dynamo's --no-router-kv-events) the overlap is predicted from the
+router's own routing decisions instead (sim/routers/approx_index.py).
 overlap_score_weight (`--kv-overlap-score-weight`, default 1.0): larger favours cache hits (TTFT), 0 ignores the
 cache and balances the load alone. A request without prefix hashes has no overlap anywhere: the cost balances
 prefill and decode load. Behind a disaggregated deployment's decode instances (a KV transfer to place, no prompt
@@ -40,10 +44,17 @@ import math
 import random
 from dataclasses import dataclass
 
+from phasewise.sim.prefix_cache import PrefixIndex
 from phasewise.sim.routers.approx_index import TTL_S, ApproxIndex
 from phasewise.sim.routers.least_outstanding import LeastOutstandingRouter
+from phasewise.workload.mooncake import lookup_blocks
 
 OVERLAP_SCORE_WEIGHT = 1.0  # Dynamo KvRouterConfig.overlap_score_weight default (--kv-overlap-score-weight)
+_NO_OVERLAP = (0, 0)  # (leading keys cached, keys held) where a cache holds none of a prompt's keys
+# instances from which one index walk beats asking each cache (the index's upkeep at every key cached or evicted
+# costs more below): the Mooncake conversation trace on H100s, CPU time, walk vs ask: 4 replicas +4 %, 8 +2.5 %,
+# 12 -2.5 %, 16 -6 %, 64 -25 %, 128 -38 % (the same routing either way)
+INDEX_MIN_INSTANCES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +96,8 @@ def active_decode_blocks(inst) -> float:
 
 
 class DynamoKvRouter(LeastOutstandingRouter):
-    __slots__ = ("overlap_weight", "temperature", "queue_threshold", "draws", "ttl_s", "approx")
+    __slots__ = ("overlap_weight", "temperature", "queue_threshold", "draws", "ttl_s", "approx", "index", "indexed",
+                 "keyed")
 
     def __init__(self, instances, settings: DynamoKvSettings | None = None, seed: int = 0) -> None:
         super().__init__(instances)
@@ -96,20 +108,28 @@ class DynamoKvRouter(LeastOutstandingRouter):
         self.draws = random.Random(seed) if settings.temperature > 0 else None
         self.ttl_s = None if settings.kv_events else settings.ttl_s
         self.approx: ApproxIndex | None = None  # without KV events: built at the first request with prefix hashes
+        self.index: PrefixIndex | None = None  # the caches' keys: built at the first request with prefix hashes
+        self.indexed: list | None = None  # the instances whose caches it follows (_overlaps)
+        self.keyed = None  # one of their caches: the prompt's keys and lookup length in its key size (one cluster's)
 
-    def cost_blocks(self, inst, req) -> float:
-        """Dynamo's cost of sending `req` to `inst` (lower is better)."""
-        block = inst.kv.block_size
-        cached_tokens = held_blocks = 0
+    def cost_blocks(self, inst, req, overlaps: dict | None = None) -> float:
+        """Dynamo's cost of sending `req` to `inst` (lower is better). `overlaps`: _overlaps(req), (leading keys
+        cached, keys held) of each indexed cache holding any of its keys; an attention-DP instance's caches are
+        asked."""
+        cached_tokens = held_blocks = matched = 0
         cache = inst.kv.prefix
         if req.prefix is not None:
+            if cache is not None and overlaps is not None and not cache.ranked:
+                matched, held = overlaps.get(cache, _NO_OVERLAP)
+                held_blocks = held * cache.per_key  # the running requests' blocks there (its active sequences)
+            elif cache is not None:
+                matched = cache.matched_blocks(req) if self.ttl_s is None else 0
+                held_blocks = cache.probe(req)[1]
             if self.ttl_s is not None:  # what the router predicts from its own routing
                 cached_tokens = self._approx(inst).matched_tokens(inst.index, req, inst.loop.now)
-            elif cache is not None:  # what the instance's KV events report
-                cached_tokens = min(cache.matched_blocks(req) * cache.key_tokens, req.prompt)
-            if cache is not None:  # the running requests' blocks there (the router tracks its active sequences)
-                held_blocks = cache.probe(req)[1]
-        prefill_blocks = (inst.prefill_tokens_pending() + req.prompt - cached_tokens) / block
+            elif matched:  # what the instance's KV events report
+                cached_tokens = min(matched * cache.key_tokens, req.prompt)
+        prefill_blocks = (inst.prefill_tokens_pending() + req.prompt - cached_tokens) / inst.kv.block_size
         new_blocks = max(inst.kv.blocks_for(req.prompt) - held_blocks, 0)
         return self.overlap_weight * prefill_blocks + active_decode_blocks(inst) + new_blocks
 
@@ -117,15 +137,41 @@ class DynamoKvRouter(LeastOutstandingRouter):
         instances = self.instances
         if len(instances) == 1:
             return instances[0]
+        overlaps = self._overlaps(req) if req.prefix is not None else None
         if self.draws is not None:
-            costs = [self.cost_blocks(inst, req) for inst in instances]
+            costs = [self.cost_blocks(inst, req, overlaps) for inst in instances]
             chosen = instances[softmax_pick(costs, self.temperature, self.draws.random())]
         else:
-            costs = [(self.cost_blocks(inst, req), inst.outstanding, j) for j, inst in enumerate(instances)]
+            costs = [(self.cost_blocks(inst, req, overlaps), inst.outstanding, j) for j, inst in enumerate(instances)]
             chosen = instances[min(costs)[2]]
         if self.ttl_s is not None and req.prefix is not None:
             self._approx(chosen).record(chosen.index, req, chosen.loop.now)
         return chosen
+
+    def _overlaps(self, req) -> dict | None:
+        """PrefixIndex.overlaps of `req`'s keys over the instances' caches; None where none has a cache to index, or
+        while the router has had fewer than INDEX_MIN_INSTANCES (each cache is asked). The instances' caches are
+        indexed at their first look (and again whenever the instances change: an autoscaler's), their engine
+        blocks per key set as a lookup sets them."""
+        if self.index is None and len(self.instances) < INDEX_MIN_INSTANCES:
+            return None
+        if self.indexed != self.instances:
+            index = self.index = self.index or PrefixIndex()
+            self.indexed, self.keyed = list(self.instances), None
+            for inst in self.instances:
+                cache = inst.kv.prefix
+                if cache is None or cache.ranked:
+                    continue
+                if cache.index is not index:
+                    index.attach(cache)
+                if not cache.per_key:
+                    cache.keys(req)  # its engine blocks per key, set at its first lookup
+                if self.keyed is None:
+                    self.keyed = cache
+        keyed = self.keyed
+        if keyed is None:
+            return None
+        return self.index.overlaps(keyed.keys(req), lookup_blocks(req.prompt, keyed.key_tokens))
 
     def _approx(self, inst) -> ApproxIndex:
         if self.approx is None:
