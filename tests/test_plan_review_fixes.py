@@ -4,6 +4,7 @@ worst seed's run shown when seeds tie on attainment."""
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from phasewise.errors import PhasewiseError
@@ -151,3 +152,31 @@ def test_p90_excess():
     assert p90_excess(SLO, 500.0, 40.0) == 0.8
     assert p90_excess(Slo(float("inf"), 50), 5000.0, 25.0) == 0.5  # an SLO not set counts 0
     assert p90_excess(SLO, float("nan"), 10.0) == float("inf")
+
+
+def _replay(strategy, trace: str) -> str:
+    """The export's replay line for `strategy` verified (a stand-in run) on `trace`."""
+    from phasewise.plan.goodput import VerifiedRun
+    run = VerifiedRun(12.5, 300, 1, {}, np.zeros(1), np.zeros(1), 1, 1, strategy.deployment)
+    r = GoodputResult(strategy, 12.5, 12.5, "decode (TPOT)", {}, verified=run, verified_attainment=1.0)
+    result = PlanResult(M, "h100-sxm", 1, SLO, 0.9, "goodput-per-gpu", "t", [r], [r], [], trace=trace)
+    return next(line for line in plan_header(result, r, 1) if line.startswith("replay: "))
+
+
+def test_the_replay_line_leaves_out_slos_a_priority_pools_block_sets():
+    """simulate refuses --slo-* beside the priority_pools block's own (which plan --export writes): the exported
+    command was refused by the tool that wrote it."""
+    base = one_gpu()
+    pools = replace(base, deployment={**base.deployment, "priority_pools": {"slo_ttft_ms": 1000.0,
+                                                                            "slo_tpot_ms": 50.0}})
+    assert "--slo-" not in _replay(pools, "azure-conv")
+    assert "--slo-ttft-ms 1000 --slo-tpot-ms 50" in _replay(base, "azure-conv")
+
+
+def test_the_replay_line_names_a_trace_file_by_its_absolute_path(tmp_path, monkeypatch):
+    """The command runs from the export's folder (deployment.yaml beside it): a trace given relative to where plan
+    ran was found from neither folder. A bundled trace keeps its name."""
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,5\n")
+    monkeypatch.chdir(tmp_path)
+    assert f"--trace {tmp_path / 't.csv'} " in _replay(one_gpu(), "t.csv")
+    assert "--trace azure-conv " in _replay(one_gpu(), "azure-conv")

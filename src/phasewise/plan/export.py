@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -66,8 +67,15 @@ def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
     if result.trace is None or v is None or v.sliced or result.images:
         return []
     slo = result.slo
-    flags = [f"--{name} {value:g}" if float(f"{value:g}") == value else f"--{name} {value!r}"
-             for name, value in (("slo-ttft-ms", slo.ttft_ms), ("slo-tpot-ms", slo.tpot_ms),
-                                 ("slo-tbt-ms", slo.max_tbt_ms)) if math.isfinite(value)]
-    return [f"replay: phasewise simulate --deployment deployment.yaml --trace {shlex.quote(result.trace)} "
-            f"--rate {v.rate_rps!r} {' '.join(flags)} (the verification's run: the trace once at that rate)"]
+    in_file = r.strategy.deployment.get("priority_pools") or {}  # the SLOs its block sets: simulate refuses them again
+    flags = []
+    for name, field, value in (("slo-ttft-ms", "slo_ttft_ms", slo.ttft_ms), ("slo-tpot-ms", "slo_tpot_ms", slo.tpot_ms),
+                               ("slo-tbt-ms", None, slo.max_tbt_ms)):
+        if math.isfinite(value) and field not in in_file:
+            flags.append(f"--{name} {value:g}" if float(f"{value:g}") == value else f"--{name} {value!r}")
+    # a trace file by its absolute path (the command runs from the export's folder, deployment.yaml beside it); a
+    # bundled trace by its name
+    trace = str(Path(result.trace).resolve()) if Path(result.trace).is_file() else result.trace
+    return [f"replay: phasewise simulate --deployment deployment.yaml --trace {shlex.quote(trace)} "
+            f"--rate {v.rate_rps!r} {' '.join(flags)} (the verification's run: the trace once at that rate, from this "
+            "file's folder)"]
