@@ -24,14 +24,17 @@ from phasewise.apps.image_header import data_url_size
 from phasewise.apps.tokenizer import Tokenizer, filler, id_blocks
 from phasewise.apps.twin_live import LiveSim, Stream
 from phasewise.apps.twin_request import (
+    IMAGE_PART,
     ApiError,
     Prompt,
+    chat_texts,
     check_sampling,
     choice_count,
     completion_prompts,
     int_field,
     refuse_unanswerable,
     stream_flags,
+    tools_text,
 )
 from phasewise.errors import PhasewiseError
 from phasewise.sim.metrics import REJECT_REASONS
@@ -82,11 +85,6 @@ async def _disconnected(request: Request) -> None:
 # Prompts longer than this many characters are tokenized on a worker thread, off the event loop that streams
 # every other request's tokens (a 700 KB prompt takes ~0.5 s to count here).
 INLINE_TOKENIZE_CHARS = 16384
-# chat content parts the twin counts (OpenAI's text part, and an assistant message's refusal text); an image_url
-# part where the model has a vision encoder (its tokens and encoder patches, specs/vision.py); audio, video and file
-# parts are refused: their tokens and encoders are not simulated
-TEXT_PARTS = ("text", "refusal")
-IMAGE_PART = "image_url"
 
 
 def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256,
@@ -104,7 +102,6 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
     block_tokens = live.cluster.prefix_block_tokens  # a prompt's hashes, one per engine KV block
     in_flight = [0]
     vision = live.model.vision is not None
-    allowed_parts = TEXT_PARTS + ((IMAGE_PART,) if vision else ())
 
     def image_geometry(part: dict, where: str) -> ImageGeometry:
         """An image_url part's patches and prompt tokens: its size read from an inline data: URL's header, else
@@ -193,7 +190,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        if body.get("model") is not None and body["model"] != model_name:  # none: the served model, as vLLM takes it
+        if body.get("model") is not None and not isinstance(body["model"], str):
+            raise ApiError(400, f"'model' must be a string (got {json.dumps(body['model'])[:80]})", "model")
+        if body.get("model") and body["model"] != model_name:  # none or "": the served model, as vLLM takes it
             raise ApiError(404, f"the model '{body.get('model')}' does not exist; this server serves '{model_name}'",
                            "model", "model_not_found", "invalid_request_error")
         return body
@@ -220,11 +219,13 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             return await asyncio.to_thread(tokenizer.count_and_blocks, text, block_tokens)
         return tokenizer.count_and_blocks(text, block_tokens)
 
-    def usage(streams: list[Stream], choices: int) -> dict[str, Any]:
+    def usage(streams: list[Stream], choices: int, completion_tokens: int | None = None) -> dict[str, Any]:
         """A response's usage: each prompt's tokens once however many choices it has (the streams are `choices` a
-        prompt, in order), and every choice's output tokens."""
+        prompt, in order), and every choice's output tokens (`completion_tokens`: those sent so far, where the
+        simulation has produced more)."""
         firsts = streams[::choices]
-        p, c = sum(s.req.prompt for s in firsts), sum(s.emitted for s in streams)
+        p = sum(s.req.prompt for s in firsts)
+        c = sum(s.emitted for s in streams) if completion_tokens is None else completion_tokens
         out: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
         cached = sum(s.req.cached_tokens for s in firsts if s.req.cached_tokens > 0)
         if prompt_tokens_details and cached > 0:
@@ -287,32 +288,38 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
                 live.cancel(stream)
 
     async def choice_tokens(streams: list[Stream]):
-        """(choice index, tokens) as the simulation produces them and (index, None) as a choice ends: one stream's
-        directly, several interleaved in the order their tokens come; closing it cancels what has not ended."""
+        """(choice index, the choice's tokens before these, tokens) as the simulation produces them and (index, the
+        choice's tokens, None) as a choice ends: one stream's directly, several interleaved in the order their tokens
+        come (each with its own positions: a choice's pump runs ahead of what has been sent); closing it cancels
+        what has not ended."""
         if len(streams) == 1:
+            before = 0
             async for n in tokens(streams[0]):
-                yield 0, n
-            yield 0, None
+                yield 0, before, n
+                before += n
+            yield 0, before, None
             return
         queue: asyncio.Queue = asyncio.Queue()
 
         async def pump(index: int, stream: Stream) -> None:
+            before = 0
             try:
                 async for n in tokens(stream):
-                    queue.put_nowait((index, n))
-                queue.put_nowait((index, None))
+                    queue.put_nowait((index, before, n))
+                    before += n
+                queue.put_nowait((index, before, None))
             except ApiError as exc:
-                queue.put_nowait((index, exc))
+                queue.put_nowait((index, before, exc))
 
         tasks = [asyncio.ensure_future(pump(index, stream)) for index, stream in enumerate(streams)]
         try:
             left = len(streams)
             while left:
-                index, item = await queue.get()
+                index, before, item = await queue.get()
                 if isinstance(item, ApiError):
                     raise item
                 left -= item is None
-                yield index, item
+                yield index, before, item
         finally:
             for task in tasks:
                 task.cancel()
@@ -324,29 +331,12 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         # both checked (vLLM validates each); max_completion_tokens, OpenAI's current name, wins
         named = int_field(body, "max_completion_tokens"), int_field(body, "max_tokens")
         asked = named[0] or named[1]
-        msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            raise ApiError(400, "'messages' must be a non-empty list", "messages")
-        text, images = [], []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m:
-                raise ApiError(400, f"messages[{i}] must be an object with a 'role'", "messages")
-            c = m.get("content") or ""
-            if isinstance(c, list):  # content parts: text, and images where the model has a vision encoder
-                for j, part in enumerate(c):
-                    kind = part.get("type", "text") if isinstance(part, dict) else None
-                    if kind == IMAGE_PART and vision:
-                        images.append(image_geometry(part, f"messages[{i}].content[{j}]"))
-                    elif kind not in TEXT_PARTS:
-                        raise ApiError(400, f"messages[{i}].content[{j}]: a part of type {kind!r} is not "
-                                       f"simulated (allowed: {', '.join(allowed_parts)}; the twin costs "
-                                       f"{'text and images' if vision else 'text prompts only'})", "messages")
-                c = " ".join(str(part.get(part.get("type", "text"), "")) for part in c
-                             if part.get("type", "text") in TEXT_PARTS)
-            text.append(str(c))
+        text, images = chat_texts(body, image_geometry if vision else None)
         overhead = 4 * len(text) + 3  # the chat template's tokens around each message
         overhead += sum(image.prompt_tokens for image in images)
-        prompt_tokens, blocks = await count("\n".join(text), asked or 1, "messages", tokens_param, overhead)
+        tools = tools_text(body)  # rendered first, as templates put them in the system prompt: a shared prefix
+        prompt_tokens, blocks = await count("\n".join(([tools] if tools else []) + text), asked or 1, "messages",
+                                            tokens_param, overhead)
         prompt_tokens += overhead
         if images:  # their pixels are not hashed: such a prompt shares no prefix
             blocks = None
@@ -441,6 +431,9 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
         in_flight[0] += 1
         try:
             response = await answer(request, chat)
+        except RecursionError:  # a value the body's parser read just within its depth, written back a few calls deeper
+            in_flight[0] -= 1
+            raise ApiError(400, "the request body is nested too deep to handle") from None
         except BaseException:
             in_flight[0] -= 1
             raise
@@ -463,12 +456,13 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
             async def sse():
                 started = [not chat] * len(streams)  # a chat choice's first chunk also carries the assistant role
                 try:
-                    async for index, n in choice_tokens(streams):
-                        used = usage([streams[index]], 1) if continuous else None
+                    async for index, before, n in choice_tokens(streams):
+                        # the choice's tokens sent with this chunk (its pump may have run ahead)
+                        used = usage([streams[index]], 1, before + (n or 0)) if continuous else None
                         if n is None:  # the choice ended
                             yield chunk(rid, created, None if chat else "", "length", chat, False, index, used)
                             continue
-                        text = filler(streams[index].emitted - n, n)
+                        text = filler(before, n)
                         if not started[index]:
                             yield chunk(rid, created, text, None, chat, True, index, used)
                             started[index] = True

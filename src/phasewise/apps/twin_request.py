@@ -1,13 +1,15 @@
-"""What a twin request asks for besides its prompt text, checked as vLLM's OpenAI server checks it: the error object
-the twin answers with; how many choices (`n`, and a completions batch of prompts); streaming and its usage options;
-the sampling parameters, validated by type and range though they change no timing (an output is always max_tokens
-long, as with `ignore_eos`); and what the twin cannot answer (log-probabilities, echo, best_of), refused by name
-rather than answered with nulls a client would trip over."""
+"""What a twin request asks for, checked as vLLM's OpenAI server checks it: the error object the twin answers with;
+a chat's messages and tools as the text its template renders (what the twin counts as prompt tokens); how many
+choices (`n`, and a completions batch of prompts); streaming and its usage options; the sampling parameters,
+validated by type and range though they change no timing (an output is always max_tokens long, as with
+`ignore_eos`); and what the twin cannot answer (log-probabilities, echo, best_of, beam search, a suffix, structured
+output, tool calls), refused by name rather than answered with nulls or plain text a client would trip over."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,21 @@ from phasewise.errors import one_line
 
 # the most choices (prompts x n) one request may ask for: each is a request in the simulation
 MAX_CHOICES = 1024
+# vLLM's bounds: vllm/sampling_params.py (_SAMPLING_EPS, the temperature below which sampling is greedy, where n must
+# be 1; "temperature must be in [0, 2]") and vllm/entrypoints/openai/chat_completion/protocol.py (seed: a signed
+# 64-bit integer, Field(ge=_INT64_MIN, le=_INT64_MAX))
+GREEDY_TEMPERATURE = 1e-5
+MAX_TEMPERATURE = 2.0
+SEED_RANGE = (-(2**63), 2**63 - 1)
+# chat content parts the twin counts (OpenAI's text part, and an assistant message's refusal text); an image_url
+# part where the model has a vision encoder (its tokens and encoder patches, specs/vision.py); audio, video and file
+# parts are refused: their tokens and encoders are not simulated
+TEXT_PARTS = ("text", "refusal")
+IMAGE_PART = "image_url"
+# response_format types (vLLM's AnyResponseFormat): only plain text is answerable with filler text
+RESPONSE_FORMATS = ("text", "json_object", "json_schema", "structural_tag")
+# vLLM's structured-output fields besides response_format (structured_outputs, and the guided_* of older versions)
+STRUCTURED_FIELDS = ("structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +91,7 @@ def _list_of(body: dict, name: str, kind: type, what: str) -> None:
 def check_sampling(body: dict) -> None:
     """The sampling parameters vLLM validates, by type and range (vLLM's SamplingParams checks); none changes the
     simulated timing."""
-    _number(body, "temperature", 0.0, math.inf)
+    _number(body, "temperature", 0.0, MAX_TEMPERATURE)
     _number(body, "top_p", 0.0, 1.0, low_open=True)
     _number(body, "min_p", 0.0, 1.0)
     _number(body, "presence_penalty", -2.0, 2.0)
@@ -86,7 +103,17 @@ def check_sampling(body: dict) -> None:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ApiError(400, f"'seed' must be an integer (got {json.dumps(seed)})", "seed")
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ApiError(400, f"'seed' must be in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], a signed 64-bit integer "
+                            f"(got {seed})", "seed")
     _list_of(body, "stop", str, "a string or a list of strings")
+    stop = body.get("stop")
+    if stop == "" or (isinstance(stop, list) and "" in stop):  # vLLM's error, word for word (sampling_params.py)
+        raise ApiError(400, "stop cannot contain an empty string.", "stop")
+    temperature, n = body.get("temperature"), body.get("n")
+    if temperature is not None and temperature < GREEDY_TEMPERATURE and isinstance(n, int) and n > 1:
+        raise ApiError(400, f"n must be 1 when using greedy sampling, got {n}. ('temperature' {temperature:g} is "
+                            "greedy; the n choices would be the same text)", "n")
     _list_of(body, "stop_token_ids", int, "a list of token ids")
     if body.get("ignore_eos") is not None and not isinstance(body["ignore_eos"], bool):
         raise ApiError(400, f"'ignore_eos' must be a boolean (got {json.dumps(body['ignore_eos'])})", "ignore_eos")
@@ -94,8 +121,9 @@ def check_sampling(body: dict) -> None:
 
 
 def refuse_unanswerable(body: dict, chat: bool) -> None:
-    """What the twin's filler output cannot carry, refused by name (a 200 with nulls would break a client that reads
-    it): log-probabilities, the prompt echoed, best_of's extra candidates."""
+    """What the twin's filler output cannot carry, refused by name (a 200 with nulls, or plain text where JSON was
+    asked for, would break a client that reads it): log-probabilities, the prompt echoed, best_of's extra candidates,
+    beam search, a completion's suffix (which vLLM refuses too), structured output."""
     why = "the twin's output is filler text of simulated length"
     if body.get("logprobs") is not None and body["logprobs"] is not False:  # completions' 0 asks for the token's
         raise ApiError(400, f"'logprobs': {why}; it has no log-probabilities", "logprobs")
@@ -107,6 +135,23 @@ def refuse_unanswerable(body: dict, chat: bool) -> None:
         raise ApiError(400, f"'echo': {why}; it does not echo the prompt", "echo")
     if not chat and body.get("best_of") not in (None, 1):
         raise ApiError(400, f"'best_of': {why}; it does not rank candidates (ask for n choices instead)", "best_of")
+    if body.get("use_beam_search") not in (None, False):
+        raise ApiError(400, f"'use_beam_search': {why}; it does not search beams (ask for n choices instead)",
+                       "use_beam_search")
+    if not chat and body.get("suffix") is not None:  # vLLM's own answer (its completion serving)
+        raise ApiError(400, "suffix is not currently supported", "suffix")
+    fmt = body.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in RESPONSE_FORMATS:
+            raise ApiError(400, f"'response_format' must be an object whose type is one of "
+                                f"{', '.join(RESPONSE_FORMATS)} (got {json.dumps(fmt)[:80]})", "response_format")
+        if kind != "text":
+            raise ApiError(400, f"'response_format' {kind}: {why}; it cannot follow a JSON or structural format "
+                                "(leave response_format out, or give type text)", "response_format")
+    named = next((name for name in STRUCTURED_FIELDS if body.get(name) is not None), None)
+    if named:
+        raise ApiError(400, f"'{named}': {why}; it cannot follow a structured-output constraint", named)
 
 
 def stream_flags(body: dict) -> tuple[bool, bool, bool]:
@@ -124,8 +169,12 @@ def stream_flags(body: dict) -> tuple[bool, bool, bool]:
         raise ApiError(400, "'stream_options' must be an object", "stream_options")
     if not stream:
         raise ApiError(400, "'stream_options' can only be given with 'stream': true", "stream_options")
-    include = bool(opts.get("include_usage"))
-    return stream, include, include and bool(opts.get("continuous_usage_stats"))
+    for name in ("include_usage", "continuous_usage_stats"):
+        if opts.get(name) is not None and not isinstance(opts[name], bool):
+            raise ApiError(400, f"'stream_options.{name}' must be a boolean: true or false (got "
+                                f"{json.dumps(opts[name])[:80]})", f"stream_options.{name}")
+    include = opts.get("include_usage") is True
+    return stream, include, include and opts.get("continuous_usage_stats") is True
 
 
 def completion_prompts(body: dict) -> list[str | list[int]]:
@@ -155,3 +204,100 @@ def choice_count(body: dict, prompts: int) -> int:
         raise ApiError(400, f"the request asks for {n * prompts} choices ({prompts} prompt(s) x n = {n}); the twin "
                             f"answers at most {MAX_CHOICES} in one request", "n")
     return n
+
+
+def chat_texts(body: dict, image: Callable[[dict, str], Any] | None) -> tuple[list[str], list]:
+    """A chat's messages as the text its template renders, one a message (its content, and an assistant message's
+    tool calls: each function's name and arguments), and its images' geometry (`image`: an image_url part's, given
+    the part and where it is; None for a model without a vision encoder, whose image parts are refused)."""
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ApiError(400, "'messages' must be a non-empty list", "messages")
+    allowed = TEXT_PARTS + ((IMAGE_PART,) if image else ())
+    texts, images = [], []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, f"messages[{i}] must be an object with a 'role' string", "messages")
+        c = m.get("content")
+        if isinstance(c, list):  # content parts: text, and images where the model has a vision encoder
+            said = []
+            for j, part in enumerate(c):
+                kind = part.get("type", "text") if isinstance(part, dict) else None
+                where = f"messages[{i}].content[{j}]"
+                if kind == IMAGE_PART and image:
+                    images.append(image(part, where))
+                elif kind in TEXT_PARTS:
+                    if not isinstance(part.get(kind), str):
+                        raise ApiError(400, f"{where}.{kind} must be a string (got {json.dumps(part.get(kind))[:80]})",
+                                       "messages")
+                    said.append(part[kind])
+                else:
+                    raise ApiError(400, f"{where}: a part of type {kind!r} is not simulated (allowed: "
+                                        f"{', '.join(allowed)}; the twin costs "
+                                        f"{'text and images' if image else 'text prompts only'})", "messages")
+            c = " ".join(said)
+        elif c is not None and not isinstance(c, str):
+            raise ApiError(400, f"messages[{i}].content must be a string, a list of content parts or null (got "
+                                f"{json.dumps(c)[:80]})", "messages")
+        texts.append(" ".join(filter(None, [c or "", *_tool_calls(m.get("tool_calls"), i)])))
+    return texts, images
+
+
+def _tool_calls(calls, i: int) -> list[str]:
+    """An assistant message's tool calls as its template renders them: each function's name and arguments."""
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise ApiError(400, f"messages[{i}].tool_calls must be a list of tool calls", "messages")
+    out = []
+    for k, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
+            raise ApiError(400, f"messages[{i}].tool_calls[{k}] must be an object whose 'function' has a 'name' and "
+                                "an 'arguments' string", "messages")
+        out.append(f"{fn['name']} {fn['arguments']}")
+    return out
+
+
+def tools_text(body: dict) -> str:
+    """A chat's tools as the JSON its template renders into the prompt ('' without tools), once `tool_choice` is
+    checked as vLLM's ChatCompletionRequest checks it (protocol.py check_tool_usage; with tools and no tool_choice it
+    is "auto"). The twin answers only tool_choice "none": "auto" gets the 400 a vLLM server started without
+    --enable-auto-tool-choice gives (serving_chat), and "required" or a named tool, which vLLM answers with a tool call
+    (structured output), are refused by name, as the twin's filler text holds no tool call."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is not None and not isinstance(tools, list):
+        raise ApiError(400, "'tools' must be a list of {\"type\": \"function\", \"function\": {\"name\": ...}} objects",
+                       "tools")
+    for k, tool in enumerate(tools or ()):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise ApiError(400, f"tools[{k}] must be an object of type \"function\" (got {json.dumps(tool)[:80]})",
+                           "tools")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise ApiError(400, f"tools[{k}].function must be an object with a non-empty 'name' string", "tools")
+    if choice is None and tools:
+        choice = "auto"
+    if choice == "required" and tools == []:  # vLLM (as OpenAI): as "none"
+        choice = "none"
+    if choice not in (None, "none"):
+        if tools is None:
+            raise ApiError(400, "When using `tool_choice`, `tools` must be set.", "tool_choice")
+        if choice not in ("auto", "required") and not isinstance(choice, dict):
+            raise ApiError(400, f"Invalid value for `tool_choice`: {json.dumps(choice)[:80]}! Only named tools, "
+                                "\"none\", \"auto\" or \"required\" are supported.", "tool_choice")
+        if isinstance(choice, dict):
+            fn = choice.get("function")
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ApiError(400, "Invalid value for `tool_choice`: a named tool is {\"type\": \"function\", "
+                                    "\"function\": {\"name\": \"my_function\"}}", "tool_choice")
+            if name not in {tool["function"]["name"] for tool in tools}:
+                raise ApiError(400, "The tool specified in `tool_choice` does not match any of the specified `tools`",
+                               "tool_choice")
+        why = "the twin's output is filler text of simulated length and holds no tool call; give tool_choice \"none\""
+        if choice == "auto":
+            raise ApiError(400, f"\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be "
+                                f"set ({why})", "tool_choice")
+        raise ApiError(400, f"'tool_choice' {json.dumps(choice)[:80]}: {why}", "tool_choice")
+    return "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools or ())
