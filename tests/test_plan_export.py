@@ -18,11 +18,14 @@ from rich.console import Console
 
 from phasewise.apps.launch import launch_commands, launch_script
 from phasewise.apps.launch_args import engine_flags
+from phasewise.apps.launch_nodes import placements
 from phasewise.apps.plan_view import plan_table
 from phasewise.errors import PhasewiseError
 from phasewise.plan.goodput import WorkloadSpec, stable
 from phasewise.plan.planner import REFINE
 from phasewise.sim.deployment import build_deployment, load_deployment
+from phasewise.specs.engines import deepep_fields
+from phasewise.specs.hardware import load_hardware
 from phasewise.workload import Workload
 
 PLAN = ("plan", "--gpus", "1", "--tp-options", "1", "--chunk-sizes", "512", "--no-disagg", "--isl", "2048",
@@ -187,6 +190,11 @@ DEPLOYMENTS = {
     "host-tier": {"model": M, "instances": [{"tp": 2, "host_kv_cache_bytes": 64e9}]},
     "disagg": {"model": M, "kv_link": "rdma", "instances": [{"role": "prefill", "tp": 1, "replicas": 2},
                                                              {"role": "decode", "tp": 2, "replicas": 1}]},
+    # DeepEP's all-to-all over two 8-GPU nodes (attention DP 16 x EP 16): `deepep` is the engine's DeepEP knob as a
+    # planner sets it (specs/engines.py deepep_fields: vLLM's --all2all-backend, SGLang's --moe-a2a-backend), whose
+    # flags the published list once lacked
+    "deepep": {"model": MOE, "instances": [{"hardware": "h100-sxm", "tp": 16, "ep": 16, "attention_dp": 16,
+                                            "deepep": True}]},
 }
 ENGINE_KNOBS = {"vllm": {"async_scheduling": True},
                 "sglang": {"max_running_requests": 128, "chunked_prefill_size": 4096,
@@ -211,7 +219,8 @@ def _with_engine(data: dict, engine: str) -> dict:
         return {k: v for k, v in ENGINE_KNOBS[engine].items() if k not in unread}
 
     groups = [{k: v for k, v in g.items() if k not in ("max_num_seqs", "enable_chunked_prefill",
-                                                        "max_num_batched_tokens")} | {"engine": engine} | knobs(g)
+                                                        "max_num_batched_tokens", "deepep")} | {"engine": engine}
+              | knobs(g) | (deepep_fields(engine, g.get("role", "collocated")) if g.get("deepep") else {})
               for g in data["instances"]]
     return dict(data, instances=groups)
 
@@ -224,9 +233,12 @@ def test_launch_commands_parse_against_published_flags(engine, case):
         with pytest.raises(PhasewiseError, match="--ep 2 is not possible on engine 'vllm'"):
             build_deployment(_with_engine(DEPLOYMENTS[case], engine))
         return
+    if engine == "trtllm" and case == "deepep":  # no DeepEP knob (it chooses its own all-to-all); its multi-node
+        return  # launch, one mpirun, is test_launch_multinode.py's
     dep = build_deployment(_with_engine(DEPLOYMENTS[case], engine))
     workers, front, files = launch_commands(dep)
-    assert len(workers) == sum(g.replicas for g in dep.instances)
+    nodes = [len(p.nodes) for group in placements(dep) for p in group]  # an instance wider than a node: one per node
+    assert len(workers) == sum(nodes)
     for cmd in workers:
         assert cmd.argv[:len(PREFIX[engine])] == PREFIX[engine]
         args = _parse(flags, cmd.argv[len(PREFIX[engine]):])
@@ -235,7 +247,10 @@ def test_launch_commands_parse_against_published_flags(engine, case):
         tp = {"vllm": "tensor_parallel_size", "sglang": "tp_size", "trtllm": "tp_size"}[engine]
         dp = getattr(args, "data_parallel_size", None) or 1 if engine == "vllm" else 1
         assert int(getattr(args, tp)) * dp == g.tp  # the GPUs of the instance
-        assert len(cmd.env["CUDA_VISIBLE_DEVICES"].split(",")) == g.tp and set(cmd.env) <= set(flags["env"])
+        span = -(-g.tp // load_hardware(g.hardware).interconnect.gpus_per_node)  # its nodes: a command on each
+        assert len(cmd.env["CUDA_VISIBLE_DEVICES"].split(",")) * span == g.tp and set(cmd.env) <= set(flags["env"])
+        for knob, value in deepep_fields(engine, g.role).items():  # the DeepEP choice, as the engine parses it
+            assert getattr(args, knob, None) == (value if knob in g.knobs else None), (knob, cmd.argv)
     if engine == "trtllm":  # the LLM-API options and the disaggregated server config use the published keys
         api = flags["llm_api_options"]
         options = [yaml.safe_load(text) for name, text in files.items() if name != "disagg.yaml"]
