@@ -25,15 +25,16 @@ def _ttft_ms(**flags) -> float:
 
 def test_an_mla_latent_crosses_each_decode_gpus_own_lane_whole():
     """DeepSeek-V3 at TP8: every decode GPU holds the whole 70,272-byte-a-token latent (MLA is always replicated), so
-    an 8,192-token prompt's 576 MB cross each GPU's own NIC: RDMA minus NVLink is 576 MB over one lane of each (12.8
-    ms here), where the latent had been cut into eight shards (1.6 ms)."""
-    hw = load_hardware("h200-sxm")
+    an 8,192-token prompt's 576 MB cross each GPU's own NIC: RDMA minus NVLink is 576 MB over one lane of each (13.6
+    ms here), where the latent had been cut into eight shards (1.7 ms). On GB200s: one NVL72 rack holds both phases'
+    16 GPUs (16 H200s span two 8-GPU nodes, whose KV cannot cross NVLink)."""
+    hw = load_hardware("gb200")
     model = load_model(DEEPSEEK)
     per_gpu = kv_bytes_per_token_layer(model, load_quant("fp8-block"), 8) * model.num_layers * 8192
     efficiency = 0.8  # efficiency.yaml link_efficiency (the chip's)
     expected_ms = 1e3 * per_gpu / efficiency * (1 / link_rate(hw.interconnect, "rdma")[0]
                                                 - 1 / link_rate(hw.interconnect, "nvlink")[0])
-    flags = dict(arch="disagg", model=DEEPSEEK, hardware="h200-sxm", tp=8)
+    flags = dict(arch="disagg", model=DEEPSEEK, hardware="gb200", tp=8)
     gap_ms = _ttft_ms(kv_link="rdma", **flags) - _ttft_ms(kv_link="nvlink", **flags)
     assert expected_ms > 10 and gap_ms == pytest.approx(expected_ms, rel=0.02)
 

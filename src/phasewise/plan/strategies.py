@@ -24,7 +24,7 @@ from phasewise.plan.options import (
     deployment_fields,
 )
 from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
-from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal
+from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal, phases_apart
 from phasewise.sim.simulate import spec_budget_refusal
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.catalog import looks_like_path
@@ -40,7 +40,7 @@ from phasewise.specs.engines import (
     resolve_engine,
     vendor_refusal,
 )
-from phasewise.specs.hardware import catalog_key, chip_identity, chips_apart, hardware_list
+from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -133,17 +133,13 @@ def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int)
     plan's --kv-link (nvlink by default) while every prefill and decode instance shares one node's NVLink domain
     (the chip's gpus_per_node: 8 on an HGX board, 72 in an NVL72 rack), rdma where they cannot: the deployment's
     GPUs beyond one node (PLACEMENT: some prefill-decode pair then sits on two nodes, and an instance spanning nodes
-    is one already) or its phases on different chips. The link is one for the whole deployment (sim/deployment.py
-    kv_link): past one node, RDMA is the one every pair can use."""
+    is one already) or its phases on different chips: sim/deployment.py phases_apart, the deployment's own rule. The
+    link is one for the whole deployment (sim/deployment.py kv_link): past one node, RDMA is the one every pair can
+    use."""
     if asked == "rdma":
         return asked, None
-    apart = chips_apart(p_name, d_name)
-    if apart:
-        return "rdma", apart
-    node = min(p_hw.interconnect.gpus_per_node, d_hw.interconnect.gpus_per_node)
-    if gpus > node:
-        return "rdma", f"beyond one {node}-GPU node of {p_name}"
-    return asked, None
+    apart = phases_apart(p_name, d_name, gpus, p_hw, d_hw)
+    return ("rdma", apart) if apart else (asked, None)
 
 
 def chip_budget(opts: PlanOptions, chip: str, gpus: int) -> int:

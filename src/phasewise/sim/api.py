@@ -25,6 +25,7 @@ from phasewise.sim.deployment import (
     build_deployment,
     link_between,
     load_deployment,
+    phases_apart,
 )
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import TRAINING_FLAGS, training_block
@@ -188,15 +189,16 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
             raise PhasewiseError("--prefill-workers must be >= 1 with --arch disagg")
         if prefill_tp is not None and decode_tp is not None and tp != 1:
             raise PhasewiseError(TP_BESIDE_ROLE_TPS.format(tp=f" {tp}"))
-        kv_link = disagg_kv_link(asked_kv_link, prefill_hardware or hardware, decode_hardware or hardware)[0]
         groups = [dict(role="prefill", tp=tp if prefill_tp is None else prefill_tp, replicas=prefill_workers,
                        **dict(common, hardware=prefill_hardware or hardware), **layouts["prefill"]),
                   dict(role="decode", tp=tp if decode_tp is None else decode_tp, replicas=decode_workers,
                        **dict(common, hardware=decode_hardware or hardware), **layouts["decode"])]
+        kv_link = disagg_kv_link(asked_kv_link, groups)
     else:
         raise PhasewiseError(f"--arch '{arch}' is not one of collocated, disagg")
-    data = {"model": model, "instances": groups, "router": router, "kv_link": kv_link, **blocks, **encoders,
-            **dynamo}
+    data = {"model": model, "instances": groups, "router": router, **blocks, **encoders, **dynamo}
+    if kv_link is not None:  # None: a disaggregated deployment's unset link, its own rule's (disagg_kv_link)
+        data["kv_link"] = kv_link
     if kv_store_gb is not None:  # a KV store the instances share (sim/kv_tiers.py kv_store)
         data["kv_store_bytes"] = host_kv_cache_bytes("--kv-store-gb", kv_store_gb)
     if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
@@ -420,18 +422,18 @@ def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, lin
 SCHEDULER_MODES = ("plain", "ascendra")
 
 
-def disagg_kv_link(asked: str | None, prefill_hardware: str, decode_hardware: str) -> tuple[str, str | None]:
-    """(the link a disaggregated deployment from flags moves its KV over, a note where that is not the default
-    nvlink): plan's rule (specs/hardware.py chips_apart): prefill and decode on different chips are two machines,
-    so their KV goes over rdma; a typed --kv-link nvlink or pcie there is a one-line error."""
-    apart = chips_apart(prefill_hardware, decode_hardware)
-    link, refusal = link_between(asked, apart)
+def disagg_kv_link(asked: str | None, groups: list[dict]) -> str | None:
+    """The kv_link a disaggregated deployment from flags states (its prefill and decode `groups`): a typed --kv-link,
+    refused in one line where it is nvlink or pcie and prefill and decode cannot share one node (sim/deployment.py
+    phases_apart: on different chips, or more GPUs together than one node's, as plan's rule); else None: unset, the
+    deployment takes nvlink or, where they cannot share a node, rdma, and says so (Deployment.link_notes)."""
+    if asked is None:
+        return None
+    gpus = sum(g["tp"] * g["pp"] * g["replicas"] for g in groups)
+    refusal = link_between(asked, phases_apart(groups[0]["hardware"], groups[1]["hardware"], gpus))[1]
     if refusal:
         raise PhasewiseError(f"--kv-link {refusal}; give --kv-link rdma (the default there)")
-    if apart is None or asked is not None:
-        return link, None
-    return link, (f"KV transfers costed over {link} {apart}, not the default --kv-link nvlink: NVLink and PCIe do "
-                  "not leave a node")
+    return asked
 
 
 # --tp beside both --prefill-tp and --decode-tp (with a " VALUE" where the value is known): it would set neither
@@ -640,9 +642,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     if knobs.get("encode_workers") is not None and images is None:
         raise PhasewiseError("--encode-workers needs image inputs (--images-per-request, or a trace with a NumImages "
                              "column and --image-size): without images the encode workers would have nothing to do")
-    kv_note = (disagg_kv_link(kv_link, prefill_hardware or hardware, decode_hardware or hardware)[1]
-               if arch == "disagg" and deployment is None else None)
-    notes += ((kv_note,) if kv_note else ()) + dep.link_notes() + prefix_notes(work, dep)
+    notes += dep.link_notes() + prefix_notes(work, dep)  # an unset --kv-link's rdma among them (disagg_kv_link)
     if migrates_kv(dep) and any(group.prefix_caching is not False for group in dep.instances):
         notes += ("no instance caches prefixes with priority pools or attention offload, whatever its engine's "
                   "default (their migrations move KV blocks the cache does not follow; sim/prefix_cache.py): "

@@ -5,7 +5,8 @@ YAML form (same fields as the CLI flags):
     model: meta-llama/Llama-3.1-8B
     router: least_outstanding        # round_robin | random | least_outstanding | kv_aware | prefix_aware | dynamo_kv
     kv_link: nvlink                  # nvlink | pcie | rdma (prefill -> decode KV transfer; unset: nvlink, rdma
-                                     # where prefill and decode sit on different chips, two machines)
+                                     # where prefill and decode cannot share one node: on different chips, two
+                                     # machines, or more GPUs together than one node's gpus_per_node)
     instances:
       - {role: prefill, hardware: h100-sxm, tp: 1, replicas: 1}   # + mapping: halo (a chip with substrates)
       - {role: decode, hardware: h100-sxm, tp: 1, replicas: 1, engine: vllm, max_num_seqs: 256}
@@ -53,7 +54,7 @@ MAX_REPLICAS = 10_000  # instances in one group at most (InstanceGroup.replicas)
 
 def link_between(asked: str | None, apart: str | None, what: str = "KV") -> tuple[str, str | None]:
     """(the link `what` crosses between two parts of a deployment, why `asked` cannot be it or None): `asked` (None:
-    unset, nvlink); where the parts sit on different chips, two machines (`apart`: specs/hardware.py chips_apart's
+    unset, nvlink); where the parts cannot share one node (`apart`: phases_apart's or specs/hardware.py chips_apart's
     why), rdma, the default there, nvlink and PCIe not leaving a node. The one rule of the KV link (simulate's
     --kv-link, a deployment's kv_link) and the encoders' (--encode-link, encoders.link); plan's is
     plan/strategies.py kv_link_between."""
@@ -62,6 +63,32 @@ def link_between(asked: str | None, apart: str | None, what: str = "KV") -> tupl
     if asked in (None, "rdma"):
         return "rdma", None
     return asked, f"{asked} cannot carry {what} {apart}: NVLink and PCIe do not leave a node"
+
+
+def phases_apart(p_name: str, d_name: str, gpus: int, p_hw=None, d_hw=None) -> str | None:
+    """Why a disaggregated deployment's prefill (on `p_name`) and decode (on `d_name`) instances cannot all share one
+    node's NVLink or PCIe, or None: their chips differ (specs/hardware.py chips_apart: two machines), or their `gpus`
+    (prefill and decode together; an autoscaled group's at its most replicas) pass one node's, the smaller
+    gpus_per_node of the two chips (8 on an HGX board, 72 in an NVL72 rack): the export places the prefill
+    instances, then the decode ones, node by node (apps/launch_nodes.py placements), and the router sends a
+    prefill's KV to any decode instance, so some pair then sits on two nodes. `p_hw` / `d_hw`: the chips, loaded
+    (else loaded here; one that does not load gives None, its own one-line error coming when the deployment is
+    simulated). The one rule of a deployment's kv_link (Deployment.kv_apart), simulate's --kv-link (sim/api.py
+    disagg_kv_link) and plan's (plan/strategies.py kv_link_between)."""
+    apart = chips_apart(p_name, d_name)
+    if apart:
+        return apart
+    if p_hw is None or d_hw is None:
+        from phasewise.specs import load_hardware
+
+        try:
+            p_hw, d_hw = p_hw or load_hardware(p_name), d_hw or load_hardware(d_name)
+        except PhasewiseError:
+            return None
+    node = min(p_hw.interconnect.gpus_per_node, d_hw.interconnect.gpus_per_node)
+    if gpus > node:
+        return f"beyond one {node}-GPU node of {p_name}"
+    return None
 
 
 class SpecDecode(NumbersNotBooleans):
@@ -340,8 +367,8 @@ class Deployment(NumbersNotBooleans):
     # with them, and 120 s), Dynamo's --no-router-kv-events and router_ttl_secs
     router_kv_events: bool | None = None
     router_ttl_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    # prefill -> decode KV (and priority pools' migrations); unset: nvlink, rdma where the groups it joins sit on
-    # different chips (_links)
+    # prefill -> decode KV (and priority pools' migrations); unset: nvlink, rdma where the groups it joins cannot
+    # share one node (_links)
     kv_link: Literal["nvlink", "pcie", "rdma"] = "nvlink"
     speculative: SpecDecode | None = None
     priority_pools: PriorityPools | None = None
@@ -355,8 +382,8 @@ class Deployment(NumbersNotBooleans):
 
     @model_validator(mode="after")
     def _links(self) -> Deployment:
-        """The KV link and the encoders' where the parts they join sit on different chips, two machines
-        (link_between): rdma when unset (kept unset: link_notes says so), nvlink or pcie a one-line error."""
+        """The KV link and the encoders' where the parts they join cannot share one node (kv_apart, encoders_apart;
+        link_between): rdma when unset (kept unset: link_notes says so), nvlink or pcie a one-line error."""
         link, refusal = link_between(self.kv_link if "kv_link" in self.model_fields_set else None, self.kv_apart())
         if refusal:
             raise ValueError(f"kv_link {refusal}; give kv_link: rdma (the default there)")
@@ -374,15 +401,21 @@ class Deployment(NumbersNotBooleans):
         return self
 
     def kv_apart(self) -> str | None:
-        """Why KV cannot cross NVLink or PCIe here (specs/hardware.py chips_apart), or None: a prefill and a decode
-        group, or a low- and a high-priority pool (which migrate requests), on different chips."""
-        for first, second in (("prefill", "decode"), ("lp", "hp")):
-            sides = [{g.hardware: None for g in self.instances if side in (g.role, g.pool)} for side in (first, second)]
-            for a in sides[0]:
-                for b in sides[1]:
-                    apart = chips_apart(a, b, (first, second))
-                    if apart:
-                        return apart
+        """Why KV cannot cross NVLink or PCIe here, or None: a prefill and a decode group that cannot share one node
+        (phases_apart: on different chips, or more prefill and decode GPUs than one node's), or a low- and a
+        high-priority pool (which migrate requests) on different chips (specs/hardware.py chips_apart)."""
+        # an autoscaled group's replicas: the most it runs
+        gpus = sum(g.gpus for g in self.instances if g.role in ("prefill", "decode"))
+        for p_name in {g.hardware: None for g in self.instances if g.role == "prefill"}:
+            for d_name in {g.hardware: None for g in self.instances if g.role == "decode"}:
+                apart = phases_apart(p_name, d_name, gpus)
+                if apart:
+                    return apart
+        for a in {g.hardware: None for g in self.instances if g.pool == "lp"}:
+            for b in {g.hardware: None for g in self.instances if g.pool == "hp"}:
+                apart = chips_apart(a, b, ("lp", "hp"))
+                if apart:
+                    return apart
         return None
 
     def encoders_apart(self) -> str | None:
@@ -726,11 +759,13 @@ def collocated(model: str, hardware: str, tp: int = 1, pp: int = 1, replicas: in
 
 
 def disaggregated(model: str, hardware: str, prefill_workers: int, decode_workers: int, prefill_tp: int = 1,
-                  decode_tp: int = 1, kv_link: str = "nvlink", **kw) -> Deployment:
+                  decode_tp: int = 1, kv_link: str | None = None, **kw) -> Deployment:
+    """`kv_link` None: unset, nvlink or, where prefill and decode cannot share one node, rdma (Deployment._links)."""
     if decode_workers < 1:
         raise PhasewiseError("--decode-workers must be >= 1 in a disaggregated deployment")
     if prefill_workers < 1:
         raise PhasewiseError("--prefill-workers must be >= 1 in a disaggregated deployment")
-    return build_deployment({"model": model, "kv_link": kv_link, "instances": [
+    link = {} if kv_link is None else {"kv_link": kv_link}
+    return build_deployment({"model": model, **link, "instances": [
         dict(role="prefill", hardware=hardware, tp=prefill_tp, replicas=prefill_workers, **kw),
         dict(role="decode", hardware=hardware, tp=decode_tp, replicas=decode_workers, **kw)]})
