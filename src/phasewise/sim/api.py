@@ -59,7 +59,7 @@ class SimSpec:
     workload: Workload | ClosedLoop
     slo: Slo
     images: ImageInputs | None = None  # the images requests carry (workload/images.py)
-    notes: tuple[str, ...] = ()  # what the flags did not say but the deployment does (disagg_kv_link), to print
+    notes: tuple[str, ...] = ()  # what the flags did not say but the deployment does (its link_notes), to print
     seed: int = 0  # --seed: the lengths' and arrivals' draws (in the workload) and the routers' that draw
 
 

@@ -661,9 +661,9 @@ def chip_identity(chip: str) -> str:
 
 def chips_apart(p_name: str, d_name: str, sides: tuple[str, str] = ("prefill", "decode")) -> str | None:
     """Why prefill and decode instances (or the two `sides` named, e.g. encoders and the instances they feed) cannot
-    share a node's NVLink or PCIe (their chips differ: two machines), or None; plan (plan/strategies.py
-    kv_link_between), `simulate --arch disagg` (sim/api.py disagg_kv_link) and a deployment's links
-    (sim/deployment.py link_between) apply it."""
+    share a node's NVLink or PCIe (their chips differ: two machines), or None; sim/deployment.py phases_apart (the
+    prefill / decode rule of plan, `simulate --arch disagg` and deployment files, which adds one node's GPU count)
+    and a deployment's other links (two priority pools, encoders) apply it."""
     if chip_identity(p_name) != chip_identity(d_name):
         return f"with {sides[0]} on {p_name} and {sides[1]} on {d_name} (two machines)"
     return None
