@@ -320,7 +320,7 @@ class Cluster:
             self.tbt.add(np.array(self._gaps))
             self._gaps = []
         if self.check:
-            times = self._token_times(req)
+            times = self.token_times(req)
             self._check_request(req, times)
             self._check_gaps.append(np.diff(times))
         if self.on_finish:
@@ -391,8 +391,8 @@ class Cluster:
                                           np.sort(self.max_tbt_s[done][np.isfinite(self.max_tbt_s[done])])):
             raise AssertionError("per-request max TBT differs from the explicit token gaps")
 
-    def _token_times(self, req: SimRequest) -> np.ndarray:
-        """Every token's emission time, in order (used by the invariant checks)."""
+    def token_times(self, req: SimRequest) -> np.ndarray:
+        """Every token's emission time, in order (the invariant checks; a benchmark client's TBT histograms)."""
         parts = []
         for seg in req.segments:
             inst = seg[0]

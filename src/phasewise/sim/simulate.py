@@ -27,6 +27,7 @@ from phasewise.perf.parallel import check_parallelism, parallel_layout
 from phasewise.perf.window_kv import slot_state_bytes
 from phasewise.sim.attention_offload import AttentionOffloadController
 from phasewise.sim.autoscaler import Autoscaler, check_span
+from phasewise.sim.bench_clients import BenchmarkClients
 from phasewise.sim.cluster import Cluster
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.encode_pool import EncodePool
@@ -35,7 +36,7 @@ from phasewise.sim.fabric import Port
 from phasewise.sim.instance import Instance
 from phasewise.sim.link import link_rate
 from phasewise.sim.mapped_energy import mapping_summary
-from phasewise.sim.metrics import SimResult, Slo, TbtHistogram
+from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import OnlineTrainer
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.planner_budget import PlannerPair
@@ -347,57 +348,10 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
             req.image_tokens = tuple(g.prompt_tokens for g in each)
         return req
 
-    warm_tbt, steady_tbt = TbtHistogram(), None
-    if closed:
-        # A benchmark client: warm-up requests first (behind the semaphore of C, alone), then, warmup_sleep_s
-        # after the last one finished, every measured request released behind the semaphore: C in flight,
-        # the next sent when one finishes (+ think_s). Warm-up gaps are kept apart to be taken out of the
-        # TBT histogram; the steady-state requests' (neither the first nor the last wave of C) are collected.
-        conc = workload.concurrency
-        measured_ids, warm_ids = iter(range(n_measured)), iter(range(n_measured, n))
-        warm_left = n_warm
-        steady_lo, steady_hi = conc, n_measured - conc
-        steady_tbt = TbtHistogram() if steady_hi > steady_lo else None
-
-        def send(i: int, client: int) -> None:
-            req = request(i, loop.now)
-            req.client = client
-            arrival[i] = loop.now
-            cluster.arrive(req)
-
-        def issue(client: int) -> None:
-            i = next(measured_ids, None)
-            if i is not None:
-                send(i, client)
-
-        def release() -> None:
-            for c in range(min(conc, n_measured)):
-                loop.at(loop.now, issue, c)
-
-        def finished(req: SimRequest) -> None:
-            nonlocal warm_left
-            completed = req.finish_s == req.finish_s  # not rejected
-            if req.id >= n_measured:
-                if completed:
-                    warm_tbt.add(np.diff(cluster._token_times(req)))
-                warm_left -= 1
-                j = next(warm_ids, None)
-                if j is not None:
-                    loop.at(loop.now, send, j, req.client)
-                elif warm_left == 0:
-                    loop.at(loop.now + workload.warmup_sleep_s, release)
-                return
-            if steady_tbt is not None and completed and steady_lo <= req.id < steady_hi:
-                steady_tbt.add(np.diff(cluster._token_times(req)))
-            loop.at(loop.now + workload.think_s, issue, req.client)
-
-        cluster.on_finish = finished
-        if n_warm:
-            for c in range(min(conc, n_warm)):
-                loop.at(0.0, send, next(warm_ids), c)
-        else:
-            for c in range(min(conc, n_measured)):
-                loop.at(0.0, issue, c)
+    clients = None
+    if closed:  # a benchmark client at fixed concurrency (sim/bench_clients.py)
+        clients = BenchmarkClients(loop, cluster, workload, request, arrival)
+        clients.start()
     else:
         def arrive(i: int) -> None:  # one pending arrival at a time keeps the heap small
             cluster.arrive(request(i, float(arrival[i])))
@@ -407,23 +361,12 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         loop.at(float(arrival[0]), arrive, 0)
     loop.run(None if progress is None else lambda: progress(cluster.done + cluster.rejected, n))
     cluster.finalize()
-    gpus: float = deployment.gpus
-    held_s: dict = {}  # autoscaled replicas' GPU time: price, GPUs and idle energy follow it
-    if cluster.autoscalers:
-        finished = cluster.finish_s[np.isfinite(cluster.finish_s)]
-        end_s = float(finished.max()) if len(finished) else loop.now
-        for scaler in cluster.autoscalers:
-            scaler.finish(end_s)
-            held_s.update(scaler.active_seconds())
-            g = deployment.instances[scaler.group]
-            idle_share = 1.0 - scaler.mean_replicas / len(scaler.replicas)
-            price -= scaler.replicas[0].cost.hw.price_per_hour_usd * g.gpus * idle_share
-            gpus -= g.gpus * idle_share
+    gpus, price, held_s = _autoscaled_share(deployment, cluster, price, loop.now)
     energies = [inst.mapped_energy for inst in instances if inst.mapped_energy is not None]
     if energies:  # operator mappings: energy on the substrates
         cluster.policy_stats["mapping"] = mapping_summary(energies)
     if closed and n_warm:  # warm-up requests are excluded from every summary figure
-        cluster.tbt.subtract(warm_tbt)
+        cluster.tbt.subtract(clients.warm_tbt)
     workers = cluster.encoders.workers if cluster.encoders is not None else []
     if workers:  # disaggregated encoders: what their workers did, and the requests they encoded
         cluster.policy_stats["encoders"] = {
@@ -435,13 +378,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     if cluster.done + cluster.rejected != n and not stopped:
         raise RuntimeError(f"simulation ended with {n - cluster.done - cluster.rejected} requests unfinished")
     if check_invariants and not stopped:
-        for inst in instances:
-            kv = inst.kv
-            if kv.used != 0 or kv.allocated_total != kv.freed_total:
-                raise AssertionError(f"{inst.name}: KV blocks not conserved ({kv.used} in use, "
-                                     f"{kv.allocated_total} allocated, {kv.freed_total} freed)")
-            if kv.peak > kv.capacity:
-                raise AssertionError(f"{inst.name}: KV peak {kv.peak} above capacity {kv.capacity}")
+        _check_kv_conserved(instances)
     result = SimResult(
         arrival_s=np.asarray(arrival, dtype=np.float64), prompt_tokens=np.asarray(prompts),
         output_tokens=np.asarray(outputs), first_token_s=cluster.first_token_s, finish_s=cluster.finish_s,
@@ -452,7 +389,8 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         price_per_hour_usd=price, slo=slo,
         events=loop.events, rejected=cluster.rejected, rejected_by=dict(cluster.rejected_by),
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
-        concurrency=workload.concurrency if closed else None, steady_tbt=steady_tbt, policy=cluster.policy_stats,
+        concurrency=workload.concurrency if closed else None,
+        steady_tbt=None if clients is None else clients.steady_tbt, policy=cluster.policy_stats,
         images=image_counts, stopped_s=cluster.stopped_s)
     dur = result.duration_s if cluster.done else 0.0
     for inst in [*instances, *workers]:  # idle power for the time each instance or encode worker was not busy
@@ -460,6 +398,37 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         st.energy_j += st.gpus * inst.idle_w * max(held_s.get(inst, dur) - st.busy_s, 0.0)
     result.wall_s = time.perf_counter() - wall0
     return result
+
+
+def _autoscaled_share(deployment: Deployment, cluster: Cluster, price_per_hour_usd: float,
+                      now_s: float) -> tuple[float, float, dict]:
+    """The deployment's GPUs and price per hour with each autoscaled group counted for the share of its replicas it
+    ran on average, and each autoscaled replica's seconds held (price, GPUs and idle energy follow them)."""
+    gpus: float = deployment.gpus
+    held_s: dict = {}
+    if cluster.autoscalers:
+        finished = cluster.finish_s[np.isfinite(cluster.finish_s)]
+        end_s = float(finished.max()) if len(finished) else now_s
+        for scaler in cluster.autoscalers:
+            scaler.finish(end_s)
+            held_s.update(scaler.active_seconds())
+            group = deployment.instances[scaler.group]
+            idle_share = 1.0 - scaler.mean_replicas / len(scaler.replicas)
+            price_per_hour_usd -= scaler.replicas[0].cost.hw.price_per_hour_usd * group.gpus * idle_share
+            gpus -= group.gpus * idle_share
+    return gpus, price_per_hour_usd, held_s
+
+
+def _check_kv_conserved(instances: list[Instance]) -> None:
+    """Invariants at the end of a run (enabled in tests): every KV block allocated was freed, none held, and the
+    peak never above the pool."""
+    for inst in instances:
+        kv = inst.kv
+        if kv.used != 0 or kv.allocated_total != kv.freed_total:
+            raise AssertionError(f"{inst.name}: KV blocks not conserved ({kv.used} in use, "
+                                 f"{kv.allocated_total} allocated, {kv.freed_total} freed)")
+        if kv.peak > kv.capacity:
+            raise AssertionError(f"{inst.name}: KV peak {kv.peak} above capacity {kv.capacity}")
 
 
 def _image_load(images: ImageInputs | None, instances: list, cluster) -> tuple:

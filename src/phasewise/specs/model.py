@@ -24,7 +24,8 @@ from phasewise.specs.window_shapes import WindowShapes
 class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
     """The shape of a decoder-only transformer, in the units the cost model needs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # protected_namespaces: a field is named model_type, as config.json names it (pydantic < 2.10 warns on "model_")
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     name: str
     model_type: str
