@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import serving
 
-from phasewise.apps import twin
+from phasewise.apps import twin, twin_admission
 from phasewise.apps.tokenizer import Tokenizer
 from phasewise.sim.deployment import collocated
 
@@ -201,7 +201,7 @@ def test_a_body_nested_too_deep_to_write_back_is_a_400_not_a_500(url, monkeypatc
     def too_deep(_body):
         raise RecursionError("maximum recursion depth exceeded while encoding a JSON object")
 
-    monkeypatch.setattr(twin, "tools_text", too_deep)
+    monkeypatch.setattr(twin_admission, "tools_text", too_deep)
     r = _post(url, CHAT, tools=[TOOL], tool_choice="none")
     assert r.status_code == 400 and "nested too deep" in r.json()["error"]["message"], r.text
     monkeypatch.undo()
