@@ -113,7 +113,10 @@ def test_cim_reprograms_weights_beyond_its_capacity_and_not_within():
     big = cim.model_copy(update={"arrays": 10_000_000})  # holds the whole model and its KV
     roomy = hw.model_copy(update={"substrates": tuple(big if p.kind == "cim" else p for p in hw.substrates)})
     fits = {op.name: op for op in mapped("all-cim", roomy).iteration(shape, "decode").operators}
-    assert all(op.programmed_bytes == 0 and op.program_s == 0 for op in fits.values())
+    # the weights and the cached KV stay programmed; the step's new token's K and V (32 layers x 8,192 bytes) are
+    # written once (perf/mapping.py cim_programmed_bytes)
+    assert all(op.programmed_bytes == 0 and op.program_s == 0 for name, op in fits.items() if name != "attention")
+    assert fits["attention"].programmed_bytes == pytest.approx(32 * 8192)
     assert fits["mlp_gate_up"].time_s < op.time_s / 10
 
 
@@ -244,8 +247,10 @@ def test_the_mapped_energy_says_its_mean_power_and_when_it_is_over_the_tdp(run_c
 
 
 @pytest.mark.parametrize("precision, tops, slices, bound", [
-    ("int8", 210, 8, "compute-bound at its 52 TFLOP/s for int8"),
-    ("bf16", 105, 16, "bandwidth-bound for bf16, under its 52 TFLOP/s"),
+    ("int8", 210, 8, "reads the weights at 8.0x the HBM rate, compute-bound: its 52 TFLOP/s at 2 FLOPs per int8 weight "
+                     "byte"),
+    ("bf16", 105, 16, "reads the weights at 16.0x the HBM rate, bound by its 16x internal bandwidth, under its 52 "
+                      "TFLOP/s"),
 ])
 def test_scenario_explanations_follow_the_precision_run(precision, tops, slices, bound):
     """The checks' explanations quote the CiM's rate at the weights' width and the CiD's bound at the precision
@@ -256,7 +261,7 @@ def test_scenario_explanations_follow_the_precision_run(precision, tops, slices,
     why = {c.name: c.why for c in result.outcome.checks}
     cent, attacc = why["geomean speedup over all-CiD (CENT-like)"], why["geomean speedup over AttAcc-like"]
     assert f"the CiM's {tops} TOPS ({precision} weights in {slices} cell slices)" in cent, cent
-    assert f"({bound})" in attacc, attacc
+    assert f"on the CiD {bound}" in attacc, attacc
     other = "int8" if precision == "bf16" else "bf16"
     assert all(other not in text for text in why.values()), why
 

@@ -43,7 +43,8 @@ TokensPerStepProbs = Annotated[Optional[str], typer.Option(
     help="--dllm fast-dllm|alp|odb: P(1, 2, ..., k answer tokens a forward decides), comma-separated, k <= "
          "--block-length: the distribution instead of --tokens-per-step's mean (1 + Poisson)")]
 JumpCopies = Annotated[Optional[int], typer.Option(help="--dllm odb: block + speculative copies per step (default 4)")]
-JumpProbs = Annotated[Optional[str], typer.Option(help="--dllm odb: P(0, 1, 2 extra tokens accepted), comma-separated")]
+JumpProbs = Annotated[Optional[str], typer.Option(help="--dllm odb: P(0, 1, ... extra tokens accepted), comma-separated "
+                                                   "(up to --jump-copies extra: 4 by default)")]
 # the simulate flags a dLLM run reads: any other given with --dllm is refused by name (apps/cli_common.py
 # changed_options), never ignored
 WORKLOAD_KEYS = ("trace", "trace_limit", "rate", "requests", "isl", "osl", "isl_dist", "osl_dist", "isl_spread",

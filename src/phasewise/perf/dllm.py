@@ -12,14 +12,14 @@ rather than a dense (copies x block)^2 square; every copy's KV is read and writt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import SUM_FIELDS, BatchShape
 from phasewise.perf.cost import CostModel
 from phasewise.perf.memory import MemoryFit, memory_fit
-from phasewise.specs.dllm import DllmDecoding
+from phasewise.specs.dllm import LATE_PHASE_MASKS, DllmDecoding
 
 FIELDS = SUM_FIELDS
 ROW_WIDTH = len(FIELDS)
@@ -124,10 +124,17 @@ def dllm_memory(cm: CostModel, prompt_tokens: int, gen_length: int, batch: int, 
 def decoding_memory(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: int, memory_fraction: float = 0.9,
                     copies: int | None = None) -> MemoryFit:
     """dllm_memory of `batch` requests of `prompt_tokens` decoded by `dec` (`copies` in place of its own): the
-    canvas, jump-share's copies beside the block and their step."""
+    canvas, jump-share's copies beside the block and their step, the wider of its two phases' (the first phase's
+    copies x block; the late phase's block and 2 x copies - 1 candidates over the masks left, at most
+    LATE_PHASE_MASKS + the first phase's extra: 32 + 7 x 20 = 172 tokens at 4 copies of 32)."""
     copies = dec.copies if copies is None else copies
-    return dllm_memory(cm, prompt_tokens, dec.gen_length, batch, (copies - 1) * dec.block_length, memory_fraction,
-                       copies * dec.block_length if copies > 1 else 0)
+    if copies <= 1:
+        return dllm_memory(cm, prompt_tokens, dec.gen_length, batch, 0, memory_fraction, 0)
+    dec = replace(dec, copies=copies)
+    late_masks = min(dec.block_length - 1, LATE_PHASE_MASKS + dec.first_extra)
+    step_tokens = max(copies * dec.block_length, dec.late_step_tokens(late_masks))
+    return dllm_memory(cm, prompt_tokens, dec.gen_length, batch, step_tokens - dec.block_length, memory_fraction,
+                       step_tokens)
 
 
 class MemoryRefusal(NamedTuple):
@@ -147,7 +154,8 @@ def memory_error(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: in
     if mem.fits:
         return None
     what = (f"each request keeps the KV of its prompt (up to {prompt_tokens:,}) + {dec.gen_length}-token canvas"
-            + (f" + {dec.copies - 1} copies of its {dec.block_length}-token block" if dec.copies > 1 else "")
+            + (f" + jump-share's {dec.copies - 1} copies of its {dec.block_length}-token block, or its late "
+               f"phase's {2 * dec.copies - 1} candidates over the masks left" if dec.copies > 1 else "")
             + ", and a forward of them all holds the logits of every position it decodes")
     if dec.copies > 1 and decoding_memory(cm, dec, prompt_tokens, batch, memory_fraction, copies=1).fits:
         at = f" at {cap_flag} {batch}" if batch > 1 else ""

@@ -7,7 +7,8 @@ out), and each operator costs, on its substrate (specs/substrates.py):
   cid      max(FLOPs / flops_per_s, stationary / internal bandwidth + activations / external bandwidth)
   cim      MACs / (arrays x rows x ADCs x sample rate / slices) + programmed bytes / min(write rate, source
            DRAM bandwidth); the stationary bytes of every operator a phase puts on the CiM share its capacity:
-           when they exceed it, the excess is programmed again every pass (each operator its share).
+           when they exceed it, the excess is programmed again every pass (each operator its share); the KV
+           the pass's own tokens make (a prompt's) is in no array yet and is programmed at least once.
 Operators of one sequence at low batch run one after another: the iteration is their sum plus the
 movements, an activation crossing from one substrate to another between consecutive operator classes
 (bytes / the slower port + both ports' latency, per layer), and in prefill the prompt's KV cache handed to
@@ -228,6 +229,11 @@ class MappedCost:
         io = self._gemm_io_bytes(op, shape.tokens)
         return max(op.bytes - (activation if io is None else io), 0.0)
 
+    def _new_kv_bytes(self, op: OperatorCost, shape: BatchShape) -> float:
+        """The K and V this iteration's tokens make (attention: every new token's, over its layers; 0 for a GEMM):
+        never in the CiM's crossbars before the pass that makes them."""
+        return shape.tokens * self.kv_bytes_per_token * op.count if op.name == "attention" else 0.0
+
     # --- one iteration ----------------------------------------------------------------------------------
     def iteration(self, shape: BatchShape, phase: str) -> MappedIteration:
         """iteration(shape) of the CostModel with each operator on the substrate `phase` maps its class to."""
@@ -250,8 +256,9 @@ class MappedCost:
         operators = []
         for op, op_class, part, activation, stationary in rows:
             programmed = 0.0
-            if isinstance(part, ComputeInMemory) and on_cim[part.name] > part.capacity_bytes:
-                programmed = stationary * (1.0 - part.capacity_bytes / on_cim[part.name])
+            if isinstance(part, ComputeInMemory):
+                programmed = cim_programmed_bytes(stationary, on_cim[part.name], part.capacity_bytes,
+                                                  self._new_kv_bytes(op, shape))
             bits = self.kv_bits if op_class == "attention" else self.weight_bits
             operators.append(substrate_cost(part, op, op_class, stationary, activation, programmed, bits))
         return MappedIteration(phase, operators, self._movements(placement, shape, phase))
@@ -318,6 +325,15 @@ def _steps_sum(steps: np.ndarray, values: list[float], count: int) -> float:
     ys = np.asarray(values)
     # for a line f: sum_{j=a..b} f(j) = integral_a^b f + (f(a) + f(b)) / 2 (exact; trapezoids between samples)
     return float(np.sum((ys[:-1] + ys[1:]) / 2.0 * widths) + (ys[0] + ys[-1]) / 2.0)
+
+
+def cim_programmed_bytes(stationary: float, on_cim: float, capacity: float, new: float = 0.0) -> float:
+    """Bytes an operator writes into the CiM's arrays in one pass: the stationary bytes (`stationary`) of every
+    operator the pass puts on the CiM (`on_cim`) share its `capacity`, each in proportion; what does not fit is
+    programmed again every pass (the steady-state rule: weights that fit stay), and bytes made this pass (`new`: a
+    prompt's KV) are in no array yet, so at least they are written, once: max(excess share, new)."""
+    excess = stationary * (1.0 - capacity / on_cim) if on_cim > capacity else 0.0
+    return max(excess, new)
 
 
 def substrate_cost(part: Substrate, op: OperatorCost, op_class: str, stationary: float, activation: float,

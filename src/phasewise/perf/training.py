@@ -24,8 +24,13 @@ Reuse (Alchemist): serving's prefill recorded what the backward needs from the d
 skips their forward (forward_s = 0). It still runs the head over every training token (final hidden state ->
 LM head -> loss), which serving's prefill does not (it computes the last token's logits only); under reuse that
 head forward is counted in backward_s (head_forward_s says how much). `keep` holds the recorded activations on the
-GPU; `offload` holds them in host memory and reloads them in backward order over the host link, a layer's reload
-overlapping the backward of the layer above it; the last `keep_layers` layers stay on the GPU (hedging).
+GPU; `offload` holds them in host memory and reloads them in backward order over the host link into the layer
+slots the step's memory is charged for (max(keep_layers, 2) layers): a slot is free at the start where the kept
+layers leave one, else once a layer's backward is done, so reloads run over the link while the kept layers'
+backward runs; the last `keep_layers` layers stay on the GPU (hedging). A batch serving recorded in part
+(`reused_share` of its tokens): the rest's forward is recomputed (the layers' and the embedding's, their share of
+the batch), only the recorded share is reloaded, and the recomputed tokens' activations stay resident (all layers)
+until their backward.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ LORA_LAYER = {"hidden": 3, "q": 2, "kv": 2, "inter": -1}
 
 @dataclass(slots=True)
 class TrainingStep:
-    forward_s: float  # the trainer's own forward with autograd (0 when serving's activations are reused)
+    forward_s: float  # the trainer's own forward with autograd (under reuse: the tokens serving did not record)
     backward_s: float  # backward of every layer (under reuse also the head's forward: head_forward_s)
     optimizer_s: float
     reload_s: float  # host->device reload time NOT hidden behind backward (0 unless offload)
@@ -92,6 +97,8 @@ class TrainingStep:
     #                              forward_s for recompute, of backward_s under reuse)
     trained_params: float = 0.0
     tokens: int = 0
+    held_bytes: float = 0.0  # the recorded activations on the GPU from serving's prefill to the step: keep all,
+    #                          offload the kept layers' (and the head's, where any are kept), of the recorded share
 
     @property
     def step_s(self) -> float:
@@ -146,12 +153,15 @@ def head_saved_bytes_per_token(model: ModelSpec, method: str = "full", *, elemen
 
 
 def recording_bytes_per_token(model: ModelSpec, method: str = "full", *, lora_rank: int = 16,
-                              element_bytes: float = 2.0, tp: int = 1) -> float:
+                              element_bytes: float = 2.0, tp: int = 1, layers: int | None = None) -> float:
     """Bytes serving's prefill writes per prompt token on one of `tp` GPUs to record what that GPU's trainer will
     reuse: every layer's saved activations (incl. K and V; layer_saved_bytes_per_token, the rank's share) and the
-    final hidden state (the trainer's head starts from it). `element_bytes`: serving's activation dtype (2: bf16)."""
+    final hidden state (the trainer's head starts from it). `element_bytes`: serving's activation dtype (2: bf16).
+    `layers`: the last `layers` layers' part only, with the final hidden state when any (offload's layers kept on
+    the GPU: the first the backward needs); None: every layer."""
     layer = layer_saved_bytes_per_token(model, method, lora_rank=lora_rank, element_bytes=element_bytes, tp=tp)
-    return model.num_layers * layer + model.hidden_size * element_bytes
+    layers = model.num_layers if layers is None else layers
+    return layers * layer + (model.hidden_size * element_bytes if layers else 0.0)
 
 
 def trained_params(model: ModelSpec, method: str = "full", lora_rank: int = 16, tp: int = 1) -> float:
@@ -179,12 +189,13 @@ def _gemm_op(cm: CostModel, name: str, count: int, rows: float, k: float, n: flo
 
 def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, method: str = "full",
                   lora_rank: int = 16, reuse: str = "recompute", host_link_bytes_per_s: float | None = None,
-                  keep_layers: int = 0, weights_shared: bool = True) -> TrainingStep:
+                  keep_layers: int = 0, weights_shared: bool = True, reused_share: float = 1.0) -> TrainingStep:
     """One training step over `seqs` sequences of `tokens_per_seq` tokens on `cost_model`'s GPU group (pp = 1).
     `host_link_bytes_per_s`: the offload link (default: the hardware's PCIe x its link efficiency);
     `keep_layers`: with offload, the last layers kept on the GPU; `weights_shared`: the trainer updates the
     weights serving reads (else it holds its own copy, counted in weight_state_bytes; LoRA adapters' weights are
-    always counted)."""
+    always counted); `reused_share`: with keep or offload, the share of the tokens serving recorded (the rest's
+    forward is recomputed)."""
     cm = cost_model
     _check("method", method, TRAIN_METHODS)
     _check("reuse", reuse, REUSE_MODES)
@@ -205,6 +216,10 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
     L = cm.layers_per_stage
     if not 0 <= keep_layers <= L:
         raise PhasewiseError(f"keep_layers must be in 0..{L} (the model's layers; got {keep_layers})")
+    if not 0.0 <= reused_share <= 1.0:
+        raise PhasewiseError(f"reused_share must be in [0, 1] (the share of the tokens recorded; got {reused_share})")
+    if reuse == "recompute" and reused_share != 1.0:
+        raise PhasewiseError(f"reused_share applies to reuse keep or offload (reuse is recompute; got {reused_share})")
     if host_link_bytes_per_s is not None and not host_link_bytes_per_s > 0:
         raise PhasewiseError(f"host_link_bytes_per_s must be > 0 (got {host_link_bytes_per_s})")
     m = cm.model
@@ -282,34 +297,50 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
 
     backward_core_s = layer_backward_s + head_backward_s + embedding_backward_s
     reload_s = 0.0
-    peak = activation_bytes
+    peak, held = activation_bytes, 0.0
     if reuse == "recompute":
         forward_s, backward_s = layer_forward_s + head_s + embedding_s + host_s, backward_core_s
-    else:
-        forward_s, backward_s = 0.0, head_s + backward_core_s
+    else:  # the tokens not recorded: their layers' and embedding's forward (the head's runs over all: backward_s)
+        recomputed = 1.0 - reused_share
+        forward_s, backward_s = (layer_forward_s + embedding_s + host_s) * recomputed, head_s + backward_core_s
         if reuse == "offload":
             link = (host_link_bytes_per_s if host_link_bytes_per_s is not None
                     else cm.hw.interconnect.pcie_bandwidth_bytes_per_s * cm.eff.link_efficiency)
             reload_s = exposed_reload_s(layer_backward_s / L, head_s + head_backward_s, L, keep_layers,
-                                        per_layer / link)
-            peak = head_bytes + per_layer * max(keep_layers, min(2, L))
+                                        reused_share * per_layer / link)
+            # the recorded share in the reload slots, the recomputed share's every layer until its backward
+            peak = head_bytes + per_layer * (reused_share * reload_slots(L, keep_layers) + recomputed * L)
+            held = reused_share * (keep_layers * per_layer + head_bytes) if keep_layers else 0.0
+        else:
+            held = reused_share * activation_bytes
     return TrainingStep(forward_s, backward_s, optimizer_s, reload_s, activation_bytes, peak, weight_state_bytes,
-                        head_forward_s=head_s, trained_params=params, tokens=tokens)
+                        head_forward_s=head_s, trained_params=params, tokens=tokens, held_bytes=held)
+
+
+def reload_slots(layers: int, keep_layers: int) -> int:
+    """Layers' activations an offload step holds at once: the kept ones, and at least two (one computing, one
+    arriving)."""
+    return max(keep_layers, min(2, layers))
 
 
 def exposed_reload_s(layer_backward_s: float, head_s: float, layers: int, keep_layers: int,
                      layer_reload_s: float) -> float:
     """Reload time the backward waits for: layers L-1 .. 0 in backward order after the head (`head_s`); the last
-    `keep_layers` are resident, each other one is reloaded over the link (one at a time, `layer_reload_s` each),
-    starting when the backward of the layer above it starts (two layers resident: one computing, one arriving)."""
-    link_free, above_start, end, waited = 0.0, 0.0, head_s, 0.0
-    for layer in range(layers - 1, -1, -1):
+    `keep_layers` are resident, each other one is reloaded over the link (one at a time, `layer_reload_s` each)
+    into a free one of the reload_slots(): the slots the kept layers leave free from the start, then each slot a
+    layer's finished backward frees (its activations dropped), in order."""
+    free_at_start = reload_slots(layers, keep_layers) - keep_layers
+    ends: list[float] = []  # each layer's backward end, in backward order: when its slot frees
+    link_free, end, waited = 0.0, head_s, 0.0
+    for position in range(layers):  # position 0 is layer L-1
         start = end
-        if layer < layers - keep_layers:
-            link_free = max(link_free, above_start) + layer_reload_s
+        offloaded = position - keep_layers  # this layer's place among the reloads (< 0: kept)
+        if offloaded >= 0:
+            slot = offloaded - free_at_start  # the slot it takes: free from the start, or the n-th layer's
+            link_free = max(link_free, ends[slot] if slot >= 0 else 0.0) + layer_reload_s
             if link_free > end:  # the backward waits for this layer's activations
                 waited += link_free - end
                 start = link_free
         end = start + layer_backward_s
-        above_start = start
+        ends.append(end)
     return waited

@@ -138,7 +138,7 @@ def run(setup: dict[str, Any]) -> Outcome:
     differences = [100.0 * (rec / base - 1.0) for base, rec in paired]
     overhead = statistics.fmean(differences)
     gib = 2 ** 30
-    kept_all = off["keep_layers"] == load_model(setup["model"]).num_layers  # the hedge's answer over PCIe
+    kept_all = off["keep_layers"] == load_model(setup["model"]).num_layers  # every layer kept: keep's run
     checks = [
         Check(f"training throughput gain: {_offload_run(setup, off)} vs recompute",
               "reusing serving's activations raises training throughput up to 1.72x (PAPERS.md: 1/(1-f) for a "
@@ -163,7 +163,9 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"{base['weight_state_bytes'] / gib:.2f} GiB in both; activations "
               f"{freeing['peak_activation_bytes'] / gib:.2f} vs {base['peak_activation_bytes'] / gib:.2f} GiB); "
               f"its training throughput {freeing['training_tokens_per_trainer_s'] / slowest:.2f}x the recompute "
-              f"trainer's (reload exposed over {freeing['host_link']})"),
+              f"trainer's (reload exposed over {freeing['host_link']}); the throughput check's run, "
+              f"{off['keep_layers']} layers kept: {off['peak_training_bytes'] / gib:.2f} GiB "
+              f"({off['peak_training_bytes'] / base['peak_training_bytes']:.2f}x)"),
         Check("serving TTFT overhead of activation recording (%)",
               "recording prefill activations costs serving negligible latency (<= 5 %)", 5.0, overhead,
               (-ALIGNMENT_SHIFT_PCT, 5.0),
@@ -202,7 +204,7 @@ def _labelled(setup: dict[str, Any], modes: dict, every_layer: dict) -> dict[str
 
 def _offload_run(setup: dict[str, Any], training: dict) -> str:
     """What the offload run ran: how many layers it kept on the GPU, and who chose them (the hedge, for its host
-    link: over PCIe an 8B's reload does not hide behind the backward, and it keeps every layer)."""
+    link: the fewest whose reload hides behind the backward of the layers before them)."""
     layers = load_model(setup["model"]).num_layers
     how = f"by the hedge over {training['host_link']}" if setup["keep_layers"] < 0 else "keep_layers"
     return f"offload ({training['keep_layers']} of {layers} layers kept on the GPU, {how})"

@@ -65,7 +65,9 @@ SETUP = {
     "outputs": Param([128, 512, 2048], "PAPERS.md HALO-1: output in {128, 512, 2k}"),
     # a generous but finite range around PAPERS.md's k ~ 4-16 (bank-level PIM's internal over external bandwidth)
     "cid_internal_multiple": Param(0.0, "PAPERS.md HALO-1: CiD internal BW = k x external, k ~ 4-16; 0 keeps the "
-                                   "chip's figure (halo-2.5d: 16)", upper=64.0,
+                                   "chip's figure (halo-2.5d: 16); the CiD's FLOP/s scale with k, the chip's FLOP "
+                                   "per internal byte kept (its MAC lanes sit by the banks whose reads make the "
+                                   "multiple: hardware_specs.yaml halo-2.5d)", upper=64.0,
                                    help="0 (the chip's own) or from 1 to 64"),
     "breakdown_prompt": Param(4096, "assumed: a mid-grid point for the per-operator breakdown table"),
     "breakdown_output": Param(512, "assumed: a mid-grid point for the per-operator breakdown table"),
@@ -104,13 +106,15 @@ def validate(setup: dict[str, Any]) -> None:
 
 
 def chip(setup: dict[str, Any], write_scale: float = 1.0):
-    """The chip with the setup's CiD multiple (0: its own) and its CiM write rate scaled by `write_scale`."""
+    """The chip with the setup's CiD multiple (0: its own), its FLOP/s scaled with it (the chip's FLOP per internal
+    byte kept), and its CiM write rate scaled by `write_scale`."""
     hw = load_hardware(setup["hardware"])
     k = setup["cid_internal_multiple"]
     parts = []
     for part in hw.substrates:
         if part.kind == "cid" and k:
-            part = part.model_copy(update={"internal_bandwidth_multiple": float(k)})
+            part = part.model_copy(update={"internal_bandwidth_multiple": float(k),
+                                           "flops_per_s": part.flops_per_s * k / part.internal_bandwidth_multiple})
         if part.kind == "cim" and write_scale != 1.0:
             part = part.model_copy(update={"program_rows_per_s": part.program_rows_per_s * write_scale})
         parts.append(part)
@@ -209,14 +213,15 @@ def run(setup: dict[str, Any]) -> Outcome:
     least_key = min(over["attacc"], key=over["attacc"].get)
     best_point, least_point = over["attacc"][best_key], over["attacc"][least_key]
     write_bw = min(cim.program_bandwidth_bytes_per_s, cim.weight_source_bandwidth_bytes_per_s)
+    decode_read = cid_decode_read(points, proposed, cid, precision, weight_bits)
     checks = [
         Check("HALO at or below both extremes",
               "the phase-aware mapping's request latency is at or below all-CiD's and all-CiM's at every point "
               "(largest ratio of its latency to the better extreme)",
               None, worst, (0.0, 1.0),
               f"worst at {worst_key[0].split('/')[-1]} {worst_key[1]}/{worst_key[2]}: prefill on CiM beats CiD's "
-              f"{cid.flops_per_s / 1e12:.0f} TFLOP/s, decode on CiD reads weights at {cid.internal_bandwidth_multiple:g}x "
-              f"the HBM rate the CiM reprograms them at"),
+              f"{cid.flops_per_s / 1e12:.0f} TFLOP/s; decode on the CiD {decode_read}, where the CiM would "
+              "reprogram them at the HBM rate"),
         Check("speedup over all-CiD grows with prompt/output",
               f"the speedup over the CENT-like mapping grows with the prompt/output ratio (share of {pairs} point "
               "pairs, same model, whose speedups order as their ratios)",
@@ -234,8 +239,7 @@ def run(setup: dict[str, Any]) -> Outcome:
               f"geomean speedup of HALO over the attention-optimized (AttAcc-like) mapping over the grid, against "
               f"the paper's {paper_a:g}x", paper_a, gm["attacc"], (paper_a * (1 - band), paper_a * (1 + band)),
               f"AttAcc-like keeps the FC GEMMs on the CiM in decode: each step reprograms the weights at the HBM's "
-              f"external rate, HALO reads them at {cid.internal_bandwidth_multiple:g}x it on the CiD "
-              f"({cid_decode_bound(points, proposed, cid, precision)}), so the per-point speedup runs from "
+              f"external rate; HALO's decode on the CiD {decode_read}, so the per-point speedup runs from "
               f"{least_point:.2f}x ({point_name(least_key)}) to {best_point:.1f}x ({point_name(best_key)}); 18x needs "
               "CiM writes well "
               f"below the HBM rate (written at a tenth of the HBM rate: geomean {gm_slow:.1f}x) or FC on weaker units"),
@@ -258,16 +262,22 @@ def run(setup: dict[str, Any]) -> Outcome:
                    tables=[grid_table(points, over, proposed), breakdown_table(setup, hw, proposed)])
 
 
-def cid_decode_bound(points: dict, proposed: str, cid, precision: str) -> str:
-    """What bounds `proposed`'s decode FC GEMVs on the CiD at `precision`: its FLOP/s or its internal bandwidth (the
-    first decode step of the longest point's FFN operators, as perf/mapping.py costs them)."""
+def cid_decode_read(points: dict, proposed: str, cid, precision: str, weight_bits: float) -> str:
+    """How fast `proposed`'s decode FC GEMVs read their weights on the CiD, as a multiple of the HBM's external rate,
+    and what bounds it: its FLOP/s or its internal bandwidth (the first decode step of the longest point's FFN
+    operators, as perf/mapping.py costs them)."""
     key = max(points, key=lambda k: (k[1], k[2]))
     ffn = [op for op in points[key][proposed].decode_first.operators if op.op_class == "ffn" and op.kind == "cid"]
     if not ffn:
-        return f"its {cid.flops_per_s / 1e12:.0f} TFLOP/s; {proposed} puts no decode FFN on it"
+        return f"runs no FFN ({proposed} puts none on the CiD's {cid.flops_per_s / 1e12:.0f} TFLOP/s)"
+    rate = sum(op.stationary_bytes for op in ffn) / sum(op.time_s for op in ffn)
+    multiple = rate / cid.external_bandwidth_bytes_per_s
+    reads = f"reads the weights at {multiple:.1f}x the HBM rate"
     if sum(op.compute_s for op in ffn) >= sum(op.memory_s for op in ffn):
-        return f"compute-bound at its {cid.flops_per_s / 1e12:.0f} TFLOP/s for {precision}"
-    return f"bandwidth-bound for {precision}, under its {cid.flops_per_s / 1e12:.0f} TFLOP/s"
+        return (f"{reads}, compute-bound: its {cid.flops_per_s / 1e12:.0f} TFLOP/s at {16 / weight_bits:g} FLOPs per "
+                f"{precision} weight byte, below its {cid.internal_bandwidth_multiple:g}x internal bandwidth")
+    return (f"{reads}, bound by its {cid.internal_bandwidth_multiple:g}x internal bandwidth, under its "
+            f"{cid.flops_per_s / 1e12:.0f} TFLOP/s")
 
 
 def grid_table(points: dict, over: dict, proposed: str) -> dict[str, Any]:

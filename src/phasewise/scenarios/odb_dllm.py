@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from phasewise.perf import CostModel
-from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte, ridge_tokens
+from phasewise.perf.dllm import DllmCost, forward_curve, forward_shape, ridge_flops_per_byte
+from phasewise.perf.operators import OPERATOR_GROUP
 from phasewise.plan.dllm_plan import check_lengths, diffusion_model
 from phasewise.scenarios.base import (
     FIXED_FIGURE,
@@ -221,8 +222,10 @@ def run(setup: dict[str, Any]) -> Outcome:
     shares = {mode: time_split(r, main) for mode, r in runs.items()}
 
     checks = []
+    ridges = {hw: model_ridge_tokens(c, ctx) for hw, c in costs.items()}
     for hw, curve in curves.items():
         ratio = curve[wide][0] / curve[small][0]
+        on_device = device[hw][wide] / device[hw][small]
         bigger = [n for n in sizes if n > small and curve[n][0] > FLAT_LIMIT * curve[small][0]]
         knee = (f"; the forward passes {FLAT_LIMIT}x the {small}-token one from {bigger[0]} new tokens"
                 if bigger and bigger[0] <= wide else "")
@@ -231,9 +234,11 @@ def run(setup: dict[str, Any]) -> Outcome:
             f"{wide} new tokens cost <= {FLAT_LIMIT}x {small} (the jump-share premise)", 1.0, ratio,
             (2.0 - FLAT_LIMIT, FLAT_LIMIT),
             f"{ctx}-position context: {curve[small][0] * 1e3:.2f} ms vs {curve[wide][0] * 1e3:.2f} ms; "
-            f"{curve[small][1]:.0f} and {curve[wide][1]:.0f} FLOP/B against a ridge of "
-            f"{ridge_flops_per_byte(costs[hw].cm):.0f} FLOP/B (~{ridge_tokens(costs[hw].cm):.0f} new tokens){knee}"
-            + host_floor(costs[hw], device[hw], curve, (small, wide))))
+            f"{curve[small][1]:.0f} and {curve[wide][1]:.0f} FLOP/B; "
+            + ridge_text(costs[hw], ctx, ridges[hw], (small, wide)) + knee
+            + host_floor(costs[hw], device[hw], curve, (small, wide))
+            + (f": it passes on the host floor alone, the device's {on_device:.2f}x being over the {FLAT_LIMIT}x "
+               "limit" if ratio <= FLAT_LIMIT < on_device else "")))
     measured_chip = costs.get(setup["measured_forward_hardware"]) or cost_of(setup, setup["measured_forward_hardware"])
     forward_table, forward_summary = forward_measured(setup, measured_chip, device_cost(measured_chip))
     for hw, curve in curves.items():  # the claim's chips, H100 and A100 (hardware, second_hardware)
@@ -251,8 +256,10 @@ def run(setup: dict[str, Any]) -> Outcome:
     detail = ("per request at batch 1, refreshes + block steps: " + "; ".join(
         f"{m} {e2e[m]:.2f} s = {per[m]['refreshes']:.1f} full/refresh forwards {shares[m][1] / n:.2f} s + "
         f"{per[m]['steps']:.1f} steps {shares[m][2] / n:.2f} s" for m in order)
-        + (f". Jump-share cuts the block steps {per['alp']['steps'] / per['odb']['steps']:.2f}x (mean "
-           f"{sum(p * k for k, p in enumerate(setup['jump_probs'])):.2f} extra tokens a step, assumed)"
+        + (f". Jump-share cuts the block steps {per['alp']['steps'] / per['odb']['steps']:.2f}x ("
+           f"{accepted_extra(runs['odb']):.2f} extra tokens accepted a step on average, drawn from jump_probs "
+           f"(assumed), up to {rungs['odb'].first_extra} with {rungs['odb'].copies} candidates and "
+           f"{rungs['odb'].most_extra} with {2 * rungs['odb'].copies} once few masks are left)"
            if setup["jump_copies"] > 1 else ". Jump-share is off (jump_copies 1: no speculative copies, so +ALP "
            "and ODB-dLLM decode alike)")
         + " and ALP the "
@@ -278,9 +285,40 @@ def run(setup: dict[str, Any]) -> Outcome:
     tables.append(measured_table(setup, costs))
     tables.append(forward_table)
     tables.append(sensitivity_table(setup, main, vs_fast))
-    figures = [timeline_figure(runs, order), curve_figure(curves, costs, ctx, setup["model"]),
+    figures = [timeline_figure(runs, order), curve_figure(curves, ridges, ctx, setup["model"]),
                ladder_figure(e2e, order, setup["hardware"])]
     return Outcome(checks, figures, tables)
+
+
+def model_ridge_tokens(cost: DllmCost, context_tokens: int) -> int | None:
+    """The fewest new tokens at which a forward's weight GEMMs (its dense operators, over `context_tokens`
+    positions) take the cost model longer to compute than to stream: the ridge as the model runs it (its GEMM
+    efficiency at that many rows, its streaming bandwidth), not the chip's peak one; None if not by the context."""
+    def compute_bound(new: int) -> bool:
+        ops = [op for op in cost.cm.iteration(forward_shape(new, context_tokens - new)).operators
+               if OPERATOR_GROUP.get(op.name) == "dense"]
+        return sum(op.compute_s for op in ops) >= sum(op.memory_s for op in ops)
+
+    if not compute_bound(context_tokens):
+        return None
+    low, high = 1, context_tokens
+    while low < high:  # compute over memory grows with the rows: the first compute-bound size
+        mid = (low + high) // 2
+        low, high = (low, mid) if compute_bound(mid) else (mid + 1, high)
+    return low
+
+
+def ridge_text(cost: DllmCost, context_tokens: int, ridge: int | None, sizes: tuple[int, int]) -> str:
+    """The model's ridge against the forwards of `sizes`, and the chip's peak ridge beside it."""
+    peak = ridge_flops_per_byte(cost.cm)
+    if ridge is None:
+        return (f"the cost model's weight GEMMs stay memory-bound up to {context_tokens} new tokens (peak ridge "
+                f"{peak:.0f} FLOP/B)")
+    at = forward_curve(cost, context_tokens, [ridge])[0][2]
+    above = [n for n in sizes if n >= ridge]
+    return (f"the cost model's weight GEMMs turn compute-bound from {ridge} new tokens ({at:.0f} FLOP/B; its GEMM "
+            f"efficiency grows with the rows, so below the chip's peak ridge of {peak:.0f} FLOP/B)"
+            + (f", so the {above[0]}-token forward is past it" if above else ""))
 
 
 def device_cost(cost: DllmCost) -> DllmCost:
@@ -318,10 +356,12 @@ def sensitivity_table(setup: dict[str, Any], main: DllmCost, value: float) -> di
         return e2e["fast-dllm"] / e2e["odb"]
 
     probs, answer = tuple(setup["jump_probs"]), setup["answer_tokens"]
+    most = setup["jump_copies"]  # DllmDecoding.most_extra: its late phase's 2 x copies candidates
     ideal = device_cost(main)
     rows = [["defaults", f"{value:.2f}"],
             ["no speculative token ever accepted (jump_probs 1,0,0)", f"{ratio(answer, (1.0, 0.0, 0.0), main):.2f}"],
-            ["both always accepted (jump_probs 0,0,1)", f"{ratio(answer, (0.0, 0.0, 1.0), main):.2f}"],
+            [f"the most always accepted (jump_probs {','.join(['0'] * most + ['1'])})",
+             f"{ratio(answer, (0.0,) * most + (1.0,), main):.2f}"],
             *([f"answers averaging {a:.0f} tokens (an end of the range)", f"{ratio(a, probs, main):.2f}"]
               for a in (answer * (1 - setup["answer_spread"]), longest_answers(setup))),
             ["device time only (engine ideal)", f"{ratio(answer, probs, ideal):.2f}"]]
@@ -399,6 +439,12 @@ def forward_measured_text(summary: dict[str, tuple]) -> str:
             f"{lin_start} to {lin_end} (phasewise {lin_p:.2f}x)"
             + (": the same shape" if abs(lin_p / lin_m - 1) <= 0.1 and abs(flat_p / flat_m - 1) <= 0.1 else "")
             + (f" on a {'lower' if floor_m < floor_p else 'higher'} host floor"))
+
+
+def accepted_extra(r: DllmRun) -> float:
+    """Speculative tokens the jump-share block steps accepted, per step, as the run drew them."""
+    steps = sum(p.steps for p in r.plans)
+    return sum(sum(p.extra) for p in r.plans) / steps if steps else 0.0
 
 
 def time_split(r: DllmRun, cost: DllmCost) -> tuple[float, float, float]:
@@ -481,7 +527,7 @@ def timeline_figure(runs: dict[str, DllmRun], order: list[str]) -> Any:
     return fig
 
 
-def curve_figure(curves: dict, costs: dict[str, DllmCost], ctx: int, model: str) -> Any:
+def curve_figure(curves: dict, ridges: dict[str, int | None], ctx: int, model: str) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -490,9 +536,10 @@ def curve_figure(curves: dict, costs: dict[str, DllmCost], ctx: int, model: str)
     for hw, curve in curves.items():
         xs = sorted(curve)
         fig.add_trace(go.Scatter(x=xs, y=[curve[n][0] * 1e3 for n in xs], mode="lines+markers", name=hw))
-        ridge = ridge_tokens(costs[hw].cm)
-        fig.add_trace(go.Scatter(x=[ridge, ridge], y=[low, high], mode="lines", line={"dash": "dot"},
-                                 name=f"{hw} ridge (~{ridge:.0f} new tokens)"))
+        ridge = ridges[hw]
+        if ridge is not None:  # the cost model's (model_ridge_tokens)
+            fig.add_trace(go.Scatter(x=[ridge, ridge], y=[low, high], mode="lines", line={"dash": "dot"},
+                                     name=f"{hw} ridge (~{ridge} new tokens, the cost model's)"))
     fig.update_layout(title=f"{model.split('/')[-1]} forward time vs new positions ({ctx}-position context)",
                       xaxis={"title": "new tokens in the forward", "type": "log"},
                       yaxis={"title": "forward time (ms)", "type": "log"})

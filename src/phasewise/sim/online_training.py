@@ -13,14 +13,18 @@
             what its own trainer reads back) x the recorded tokens at the chip's streaming bandwidth. Keep holds them on
             the GPU in a buffer of `record_buffer_batches` batches (a request that does not fit is not recorded:
             the trainer recomputes its forward); offload copies them to host memory over `host_link` (the copy
-            overlaps serving; its link time is reported) and holds the last `keep_layers` on the GPU through the
-            step (hedging; by default the fewest whose reload then hides behind the backward, within
-            HIDDEN_RELOAD of a full batch's step). Tokens not recorded (answers, cached prefixes, requests not
-            recorded) cost the trainer their layers' forward (the recompute step's, less its head, x their share of
-            the batch);
+            overlaps serving; its link time is reported) but holds the last `keep_layers` on the GPU from the
+            prefill to the step (hedging; by default the fewest whose reload then hides behind the backward,
+            within HIDDEN_RELOAD of a full batch's step, of one-token sequences: the shortest backward), in a
+            buffer of `record_buffer_batches` batches of those layers, counted as keep's (keep_layers = all:
+            keep's memory); with placement separate the serving GPU
+            holds none (everything crosses the link to the trainer's own GPU). Tokens not recorded (answers,
+            cached prefixes, requests not recorded) cost the trainer their layers' forward (their share of the
+            batch: perf/training.py reused_share), are not reloaded, and hold their activations until backward;
   memory    the trainer's resident bytes (trained parameters' grads and optimizer state, and the activations its
-            step holds at once: a whole batch for recompute, the recording buffer for keep, the reload window for
-            offload) are taken from the KV cache at start: fewer KV blocks;
+            step holds at once: a whole batch for recompute, the recording buffer for keep, the kept layers'
+            buffer or the reload window, the larger, for offload) are taken from the KV cache at start: fewer KV
+            blocks;
   sharing   time-slice: a step holds the GPU between serving iterations (serving waits), alternating with them
             when both have work; sm-partition: the trainer runs beside serving on `trainer_sm_share` of the SMs
             (MPS-style), its step time divided by the share, serving iterations launched meanwhile divided by
@@ -135,7 +139,7 @@ class Sample:
     id: int
     tokens: int
     recorded: int
-    held_bytes: float  # keep: its recordings' bytes in the instance's GPU buffer
+    held_bytes: float  # keep / offload's kept layers: its recordings' bytes in the instance's GPU buffer
 
 
 @dataclass(slots=True)
@@ -146,7 +150,7 @@ class Recording:
     start: int
     end: int
     tokens: int = 0
-    held_bytes: float = 0.0  # keep: the room reserved in the instance's GPU buffer (per GPU)
+    held_bytes: float = 0.0  # keep / offload's kept layers: the room reserved in the GPU buffer (per GPU)
 
 
 @dataclass(slots=True)
@@ -159,8 +163,10 @@ class Lane:
     queue: deque = field(default_factory=deque)
     queued_tokens: int = 0
     record_bytes_per_token: float = 0.0  # what one GPU writes per recorded prompt token (its TP rank's share)
+    held_bytes_per_token: float = 0.0  # of which it holds on the GPU until the step (keep: all; offload: the kept
+    #                                    layers'; placement separate: none); the rest crosses the host link
     recorded: dict = field(default_factory=dict)  # request id -> Recording (None: not recorded, no buffer room)
-    held_bytes: float = 0.0  # keep: recordings on the GPU (per GPU)
+    held_bytes: float = 0.0  # keep / offload's kept layers: recordings on the GPU (per GPU)
     training: bool = False  # a step in flight
     trained_last: bool = False  # time-slice: the last turn was the trainer's
 
@@ -197,7 +203,7 @@ class OnlineTrainer:
         # figures
         self.samples = self.trained_samples = self.steps = self.skipped = 0
         self.trained_tokens = self.reused_tokens = 0
-        self.busy_s = self.forward_s = self.backward_s = self.optimizer_s = self.reload_s = self.extra_forward_s = 0.0
+        self.busy_s = self.forward_s = self.backward_s = self.optimizer_s = self.reload_s = 0.0
         self.recorded_bytes = self.recording_s = self.serving_lost_s = self.record_link_s = 0.0
         self.peak_activation_bytes = 0.0
         self.peak_held_bytes = 0.0
@@ -208,23 +214,26 @@ class OnlineTrainer:
     def _host_bandwidth(self, inst: Instance) -> float:
         return effective_bandwidth(inst.cost, self.config.host_link)
 
-    def _cost(self, inst: Instance, seqs: int, tokens_per_seq: int, reuse: str) -> TrainingStep:
-        key = (inst.group, seqs, tokens_per_seq, reuse)
+    def _cost(self, inst: Instance, seqs: int, tokens_per_seq: int, reuse: str,
+              reused_share: float = 1.0) -> TrainingStep:
+        key = (inst.group, seqs, tokens_per_seq, reuse, reused_share)
         found = self._steps.get(key)
         if found is None:
             c = self.config
             found = self._steps[key] = training_step(
                 inst.cost, seqs, tokens_per_seq, method=c.method, lora_rank=c.lora_rank, reuse=reuse,
                 host_link_bytes_per_s=self._host_bandwidth(inst) if reuse == "offload" else None,
-                keep_layers=self.keep_layers if reuse == "offload" else 0)
+                keep_layers=self.keep_layers if reuse == "offload" else 0, reused_share=reused_share)
         return found
 
     def _hedge(self, inst: Instance) -> int:
-        """The fewest layers kept on the GPU for which a full batch's reload hides behind its backward."""
+        """The fewest layers kept on the GPU for which a full batch's reload hides behind its backward, whatever
+        its sequences' lengths: taken at one-token sequences, whose backward (its attention least) is the
+        shortest of a batch of train_batch_tokens."""
         c, layers = self.config, inst.cost.layers_per_stage
         host = self._host_bandwidth(inst)
         for keep in range(layers + 1):
-            step = training_step(inst.cost, 1, self.budget, method=c.method, lora_rank=c.lora_rank, reuse="offload",
+            step = training_step(inst.cost, self.budget, 1, method=c.method, lora_rank=c.lora_rank, reuse="offload",
                                  host_link_bytes_per_s=host, keep_layers=keep)
             if step.reload_s <= HIDDEN_RELOAD * step.step_s:
                 return keep
@@ -237,9 +246,7 @@ class OnlineTrainer:
     def _reserved(self, inst: Instance) -> tuple[float, float, int, float]:
         """(bytes the trainer holds per GPU, its record buffer's, the KV blocks they take, its activations')."""
         nominal = self._nominal(inst)  # (perf/training.py's bytes are one GPU's)
-        buffer = 0.0
-        if self.reuse == "keep":
-            buffer = self.config.record_buffer_batches * nominal.activation_bytes
+        buffer = self.config.record_buffer_batches * nominal.held_bytes  # keep, offload's kept layers (else 0)
         activations = max(buffer, nominal.peak_activation_bytes)
         reserved = nominal.weight_state_bytes + activations
         kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, inst.group.tp, inst.group.pp)
@@ -247,10 +254,14 @@ class OnlineTrainer:
 
     def _lane(self, inst: Instance) -> Lane:
         """The instance's trainer, with its memory taken from the KV cache."""
-        record = recording_bytes_per_token(inst.model, self.config.method, lora_rank=self.config.lora_rank,
+        c = self.config
+        record = recording_bytes_per_token(inst.model, c.method, lora_rank=c.lora_rank,
                                            tp=inst.cost.tp) if self.recording else 0.0
-        if self.separate:  # its memory is on its own GPU
+        if self.separate:  # its memory is on its own GPU: the serving GPU holds no recording
             return Lane(inst, 0.0, 0.0, record_bytes_per_token=record)
+        held = record if self.reuse == "keep" else recording_bytes_per_token(
+            inst.model, c.method, lora_rank=c.lora_rank, tp=inst.cost.tp,
+            layers=self.keep_layers) if self.reuse == "offload" else 0.0
         reserved, buffer, blocks, activations = self._reserved(inst)
         group = inst.group
         if blocks >= inst.kv.capacity:
@@ -274,7 +285,7 @@ class OnlineTrainer:
         inst.kv.capacity -= blocks
         inst.stats.kv_capacity_blocks = inst.kv.capacity
         self.kv_blocks_reserved += blocks
-        return Lane(inst, reserved, buffer, record_bytes_per_token=record)
+        return Lane(inst, reserved, buffer, record_bytes_per_token=record, held_bytes_per_token=held)
 
     # --- feedback ----------------------------------------------------------------------------------
     def chosen(self, request_id: int) -> bool:
@@ -333,14 +344,11 @@ class OnlineTrainer:
         inst = lane.inst
         total = sum(s.tokens for s in batch)
         seqs = len(batch)
-        step = self._cost(inst, seqs, math.ceil(total / seqs), self.reuse)
-        extra = 0.0
         reused = sum(s.recorded for s in batch) if self.recording else 0
-        if self.recording and reused < total:  # tokens serving did not record: the trainer's own forward of the
-            # layers (the head's forward runs over every token in the reuse step already: its backward_s)
-            recompute = self._cost(inst, seqs, math.ceil(total / seqs), "recompute")
-            extra = (recompute.forward_s - recompute.head_forward_s) * (1 - reused / total)
-        duration = step.step_s + extra
+        # tokens serving did not record: the trainer's own forward of their layers, no reload (perf/training.py)
+        step = self._cost(inst, seqs, math.ceil(total / seqs), self.reuse,
+                          reused / total if self.recording else 1.0)
+        duration = step.step_s
         if self.sm_share is not None:
             duration /= self.sm_share
         lane.training = True
@@ -353,7 +361,6 @@ class OnlineTrainer:
         self.backward_s += step.backward_s
         self.optimizer_s += step.optimizer_s
         self.reload_s += step.reload_s
-        self.extra_forward_s += extra
         self.peak_activation_bytes = max(self.peak_activation_bytes, step.peak_activation_bytes, lane.held_bytes)
         if self.trained_ids is not None:
             for s in batch:
@@ -389,16 +396,14 @@ class OnlineTrainer:
                 if not self.chosen(req.id):
                     continue
                 if req.id not in lane.recorded:  # its first chunk: room for the prompt it computes (keep: on the GPU)
-                    need = (req.prompt - min(req.prefilled, req.prompt)) * lane.record_bytes_per_token
-                    if self.reuse == "keep" and lane.held_bytes + need > lane.buffer_bytes:
+                    need = (req.prompt - min(req.prefilled, req.prompt)) * lane.held_bytes_per_token
+                    if need and lane.held_bytes + need > lane.buffer_bytes:
                         lane.recorded[req.id] = None
                         self.skipped += 1
                         continue
-                    if self.reuse == "keep":
-                        lane.held_bytes += need
-                        self.peak_held_bytes = max(self.peak_held_bytes, lane.held_bytes)
-                    lane.recorded[req.id] = Recording(req.prefilled, req.prefilled,
-                                                      held_bytes=need if self.reuse == "keep" else 0.0)
+                    lane.held_bytes += need
+                    self.peak_held_bytes = max(self.peak_held_bytes, lane.held_bytes)
+                    lane.recorded[req.id] = Recording(req.prefilled, req.prefilled, held_bytes=need)
                 recording = lane.recorded[req.id]
                 if recording is None:
                     continue
@@ -416,8 +421,10 @@ class OnlineTrainer:
                 time_s += extra
                 self.recording_s += extra
                 self.recorded_bytes += nbytes * inst.cost.tp
-                if self.reuse == "offload":  # the copy to host overlaps serving (copy engine); its link time
-                    self.record_link_s += nbytes / self._host_bandwidth(inst)
+                if self.reuse == "offload":  # the copy to host of what the GPU does not keep overlaps serving (copy
+                    # engine); its link time
+                    offloaded = tokens * (lane.record_bytes_per_token - lane.held_bytes_per_token)
+                    self.record_link_s += offloaded / self._host_bandwidth(inst)
         if self.sm_share is not None and lane.training:
             slowed = time_s / (1.0 - self.sm_share)
             self.serving_lost_s += slowed - time_s
@@ -438,7 +445,7 @@ class OnlineTrainer:
         if self.cluster.check and any(lane.training for lane in self.lanes.values()):
             raise AssertionError("online_training: a training step still in flight at the end")
         c = self.config
-        step_s = self.forward_s + self.backward_s + self.optimizer_s + self.reload_s + self.extra_forward_s
+        step_s = self.forward_s + self.backward_s + self.optimizer_s + self.reload_s
         weight_state = self.weight_state_bytes
         self.cluster.policy_stats["online_training"] = {
             "method": c.method, "lora_rank": c.lora_rank if c.method == "lora" else None, "reuse": c.reuse,
@@ -453,9 +460,9 @@ class OnlineTrainer:
             # training tokens per second of the trainer's own time (its capacity), and per simulated second
             "training_tokens_per_trainer_s": self.trained_tokens / self.busy_s if self.busy_s else 0.0,
             "training_tokens_per_s": self.trained_tokens / self.loop.now if self.loop.now > 0 else 0.0,
-            "step_s": {"forward": self.forward_s + self.extra_forward_s, "backward": self.backward_s,
+            "step_s": {"forward": self.forward_s, "backward": self.backward_s,
                        "optimizer": self.optimizer_s, "reload": self.reload_s},
-            "forward_share": (self.forward_s + self.extra_forward_s) / step_s if step_s else 0.0,
+            "forward_share": self.forward_s / step_s if step_s else 0.0,
             # per GPU: the trained parameters' state plus the most activations a step (or keep's buffer) held
             "weight_state_bytes": weight_state, "peak_activation_bytes": self.peak_activation_bytes,
             "peak_training_bytes": weight_state + self.peak_activation_bytes,

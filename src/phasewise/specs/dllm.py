@@ -21,7 +21,10 @@ Modes are the settings ladder of ODB-dLLM's eval script (llada_instruct/eval_lla
   alp        + adaptive length prediction: at a refresh the end marker turns confident, the canvas is cut to the
              answer's end rounded up to a block, and decoding stops after the block that holds it
   odb        + jump-share: a block step forwards the block and `copies - 1` speculative copies (4 x 32 = 128
-             tokens, block-diagonal attention) and accepts 0-2 extra tokens (`jump_probs`)
+             tokens, block-diagonal attention: the candidates none, top-1, top-2, both) and accepts 0-2 extra
+             tokens; once few masks are left in the block (late_phase) it forwards 2 x copies candidates (none, 1,
+             2, 12, 3, 123, 4, 1234) over the block's masked positions only, block + 7 x masks wide, and accepts
+             0-4 (`jump_probs`: P(0, 1, ... extra tokens accepted), past a phase's most: its most)
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ JUMP_COPIES = 4
 # first phase of jump-share can have (none, one of the top-2, both), because the paper's acceptance
 # statistics are not accessible (PAPERS.md section 1 lists none); an input to vary, not a measured figure.
 JUMP_PROBS = (1 / 3, 1 / 3, 1 / 3)
+# generate_alp_jump_share.py's switch to 8 candidates: after a step that accepted e extra tokens (choice 0, 1|2,
+# 3: seven_threshold 86, 89, 92), when 32 + 3 x the masks the step before left <= that threshold, i.e. when
+# those masks <= LATE_PHASE_MASKS + e; then to the block's end
+LATE_PHASE_MASKS = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,11 @@ class DllmDecoding:
         if not probs or any(not (math.isfinite(p) and p >= 0) for p in probs) or abs(sum(probs) - 1) > 1e-6:
             raise PhasewiseError(f"--jump-probs must be numbers >= 0 summing to 1, P(0, 1, ... extra tokens) "
                                  f"(got {', '.join(f'{p:g}' for p in probs)})")
+        if self.jump_share and len(probs) > self.most_extra + 1:
+            raise PhasewiseError(f"--jump-probs gives P(0 .. {len(probs) - 1} extra tokens) but --jump-copies "
+                                 f"{self.copies} accepts at most {self.most_extra} (its late phase's "
+                                 f"{2 * self.copies} candidates): give at most {self.most_extra + 1} numbers "
+                                 f"(got {', '.join(f'{p:g}' for p in probs)})")
 
     def to_json(self) -> dict:
         """The settings as simulate --json's and plan --json's `dllm` block report them (a knob the mode does not
@@ -139,13 +151,22 @@ class DllmDecoding:
         return self.copies > 1
 
     @property
-    def accept_probs(self) -> tuple[float, ...]:
-        """P(k extra tokens accepted) with this many copies: each copy is the block with a combination of the top
-        candidates filled (4 = none, top-1, top-2, both: up to 2 extra), so `copies` copies accept at most
-        floor(log2(copies)) extra tokens; `jump_probs`' mass beyond that falls on the most they can."""
-        most = int(math.log2(self.copies))
-        probs = self.jump_probs
-        return probs if len(probs) <= most + 1 else probs[:most] + (sum(probs[most:]),)
+    def first_extra(self) -> int:
+        """Extra tokens a first-phase step accepts at most: its `copies` candidates are the chain none, 1, 2, 12
+        (generate_alp_jump_share.py), each further pair adding top-k alone and tops 1..k, so copies // 2; a draw
+        of more accepts that many (the top candidates it has all agree)."""
+        return self.copies // 2
+
+    @property
+    def most_extra(self) -> int:
+        """Extra tokens a late-phase step accepts at most: its 2 x copies candidates (8: none, 1, 2, 12, 3, 123, 4,
+        1234, up to 4 extra, choice_id 7)."""
+        return self.copies
+
+    def late_step_tokens(self, masks: int) -> int:
+        """New tokens of a late-phase step with `masks` masked positions left in the block: the block once and
+        each other candidate's masked positions (32 + 7 x masks for 8 candidates)."""
+        return self.block_length + (2 * self.copies - 1) * masks
 
     def schedule(self) -> list[int]:
         """Tokens decided by each forward of a block without a threshold (LLaDA's get_num_transfer_tokens)."""
