@@ -86,6 +86,12 @@ def test_answers_fed_back_are_recomputed_not_reloaded_and_their_activations_coun
     assert 0 < stats["reused_tokens"] < 0.5 * stats["trained_tokens"]
     assert stats["step_s"]["reload"] == 0.0
     assert stats["peak_activation_bytes"] > 5 * 2 ** 30  # the recomputed tokens' every layer, not two
+    # beyond what was reserved from the KV cache: said (the text output warns), not silent
+    over = stats["weight_state_bytes"] + stats["peak_activation_bytes"] - stats["reserved_bytes"]
+    assert over > 5 * 2 ** 30 and stats["peak_over_reserved_bytes"] == pytest.approx(over)
+    prompts = _run({"reuse": "offload", "keep_layers": 0, "feedback_share": 0.2, "sample": "prompt",
+                    "train_batch_tokens": 8192}, rate=6.0, requests=300, isl=161, osl=338)
+    assert prompts["steps"] > 0 and prompts["peak_over_reserved_bytes"] == 0.0
 
 
 # --- 3. offload's kept layers are held on the GPU from prefill to the step ---------------------------------------

@@ -38,3 +38,9 @@ def render_online_training(console: Console, summary: dict[str, Any]) -> None:
         + (f" (host link {t['record_link_utilization']:.0%} busy copying them)" if t["reuse"] == "offload" else "")
         + (f" ({t['recording_skipped']:,} requests not recorded: buffer full)" if t["recording_skipped"] else "")
         + f", {t['serving_time_lost_s']:.2f} s of serving time lost to the trainer.")
+    if t.get("peak_over_reserved_bytes", 0.0) > 0:
+        console.print(
+            f"  [yellow]A step held {t['peak_over_reserved_bytes'] / gib:.1f} GiB more than was reserved from the KV "
+            "cache (the activations of the tokens it recomputed: answers fed back, or recordings skipped); on a GPU "
+            "it would not fit beside the KV cache: sample prompt only, fewer train_batch_tokens, or reuse "
+            "recompute, whose reservation holds every activation.[/yellow]")

@@ -467,6 +467,10 @@ class OnlineTrainer:
             "weight_state_bytes": weight_state, "peak_activation_bytes": self.peak_activation_bytes,
             "peak_training_bytes": weight_state + self.peak_activation_bytes,
             "reserved_bytes": next(iter(self.lanes.values())).reserved_bytes,
+            # what a step held beyond the reservation (the activations of tokens it recomputed: answers fed back,
+            # recordings skipped); on a GPU such a step would not fit beside the KV cache
+            "peak_over_reserved_bytes": 0.0 if self.separate else max(
+                0.0, weight_state + self.peak_activation_bytes - next(iter(self.lanes.values())).reserved_bytes),
             "kv_blocks_reserved": self.kv_blocks_reserved,
             "recorded_bytes": self.recorded_bytes, "recording_s": self.recording_s,
             # offload: the host link's busy share copying recordings (per GPU, over the simulated time)
