@@ -60,7 +60,8 @@ def test_parts_derive_the_spec_sheet_figures():
 
 
 def test_bigger_arrays_gain_less_than_their_peak_on_skinny_gemms():
-    small = ComputeUnits(cores=132, lanes_per_core=4, array_rows=16, array_cols=16, clock_hz=1e9, vector_width=32)
+    small = ComputeUnits(cores=132, lanes_per_core=4, array_rows=16, array_cols=16, clock_hz=1e9, vector_width=32,
+                         sram_per_core_bytes=262144)
     big = small.model_copy(update={"array_rows": 32, "array_cols": 32})
     for rows in (1, 8, 64):
         gain = (big.tensor_flops() * array_utilization(rows, 8192, 1280, big)
@@ -183,8 +184,7 @@ def test_hardware_describes_a_users_chip_with_its_cost_and_power_by_part(tmp_pat
 
 def test_heterogeneous_disaggregation_simulates_and_the_link_takes_the_slower_end(tmp_path):
     common = dict(model=SMALL_MODEL, arch="disagg", rate=4, requests=60, isl=1024, osl=16)
-    mixed = sim_run(hardware="spad-h100-model", prefill_hardware="spad-prefill-chip",
-                    decode_hardware="spad-decode-chip", **common).summary()
+    mixed = sim_run(prefill_hardware="spad-prefill-chip", decode_hardware="spad-decode-chip", **common).summary()
     same = sim_run(hardware="spad-h100-model", **common).summary()
     assert mixed["slo"]["attainment"] == 1.0 and same["slo"]["attainment"] == 1.0
     # a decode chip on a slow link: the KV transfer runs at the slower end's rate, so requests finish later (two

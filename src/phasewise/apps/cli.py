@@ -121,6 +121,7 @@ from phasewise.apps.cli_common import (
     given_knobs,
     given_layout,
     refuse_typed_beside_deployment,
+    refuse_typed_hardware_beside_role_hardware,
     refuse_typed_tp_beside_role_tps,
     render_caveats,
 )
@@ -194,6 +195,13 @@ def estimate_cmd(
         return est
 
     chips = hardware_list("--hardware", hardware)
+    if precision is not None:  # an unknown one: one line before any chip's row (--hardware A,B), not a row each
+        from phasewise.specs.quant import load_quant
+
+        try:
+            load_quant(precision)
+        except PhasewiseError as exc:
+            raise PhasewiseError(f"--precision: {exc}") from None
     if len(chips) > 1:  # one row per chip: the same model, layout and batch side by side
         from phasewise.apps.estimate_view import compare_chips, render_comparison
 
@@ -383,6 +391,8 @@ def simulate_cmd(
 
     refuse_typed_beside_deployment(deployment)
     refuse_typed_tp_beside_role_tps(arch, prefill_tp, decode_tp)
+    refuse_typed_hardware_beside_role_hardware(arch, prefill_hardware, decode_hardware,
+                                                encode_workers is not None and encode_hardware is None)
     if out_format not in ("csv", "parquet"):  # before the run, not after it
         raise PhasewiseError(f"--format '{out_format}' is not one of csv, parquet")
     if out is None and out_format != "csv":
@@ -485,15 +495,41 @@ def empty_values(argv: list[str]) -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2, never a traceback."""
+    """Entry point: user errors become one line on stderr and exit status 2, never a traceback. A SIGTERM ends a run
+    as Ctrl-C does (a pool's workers ended with it: plan/backends.py), with status 143; a closed stdout pipe
+    (`| head`) exits quietly with 141 (cli_common.closed_stdout_exit); stdout that cannot be written (a full disk)
+    or is closed is a one-line error, status 2."""
+    import errno
+    import signal
+
+    from phasewise.apps.cli_common import closed_stdout_exit, on_sigterm, output_write_failed
+
+    if sys.stdout is None:  # started with stdout closed (`>&-`): print() would drop the output unsaid
+        print("error: standard output is closed: redirect it (>/dev/null to discard the output)", file=sys.stderr)
+        sys.exit(2)
+    terminated = on_sigterm()
     try:
         empty_values(sys.argv[1:])
         code = app(standalone_mode=False)  # a command's typer.Exit(code) comes back as its return value
+        sys.stdout.flush()  # here, not at exit: a failed write is reported as one line
+        if terminated and code == 130:  # (typer turns the KeyboardInterrupt into Exit(130))
+            code = 128 + signal.SIGTERM
         if isinstance(code, int) and code:
             sys.exit(code)
     except PhasewiseError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as exc:  # typer (print) and rich (console) turn a closed pipe into exit status 1
+        if isinstance(exc.__context__, OSError) and exc.__context__.errno == errno.EPIPE:
+            closed_stdout_exit()
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            closed_stdout_exit()
+        if output_write_failed(exc):
+            print(f"error: cannot write the output ({exc.strerror})", file=sys.stderr)
+            sys.exit(2)
+        raise
     except Exception as exc:  # usage errors of typer's (vendored or external) click: print, no traceback
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
@@ -502,7 +538,7 @@ def main() -> None:
             sys.exit(1)
         raise
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
 
 
 if __name__ == "__main__":

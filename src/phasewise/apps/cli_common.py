@@ -3,17 +3,117 @@ and the helpers that read knob, layout and integer-list flags."""
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from phasewise.errors import PhasewiseError, name_list
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Predict, plan and emulate LLM serving, prefill and decode treated as two workloads.")
-console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """stdout's reader went away mid-print (`| head`): exit as closed_stdout_exit says (rich's own exits 1)."""
+        self.quiet = True
+        closed_stdout_exit()
+
+
+def closed_stdout_exit() -> NoReturn:
+    """stdout's reader closed the pipe (`phasewise ... | head -1`): quietly, with exit status 141, the 128 + SIGPIPE a
+    shell reports for a writer the closed pipe ended (as `yes | head -1`): the output was cut short, so not 0, and
+    not 1 either (a failing check, no strategy meeting the SLOs) nor 2 (an error). What is left to flush goes to
+    /dev/null (the interpreter's flush at exit would fail again)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file
+        pass
+    raise SystemExit(CLOSED_PIPE_EXIT)
+
+
+CLOSED_PIPE_EXIT = 128 + 13  # 128 + SIGPIPE, as a shell reports it
+
+
+def output_write_failed(exc: OSError) -> bool:
+    """Whether `exc` is a write that failed for want of room or a working device (a full disk, a quota, an I/O error)
+    on a stream already open, stdout above all (a file the commands open and write is their own one-line error,
+    naming its flag): then what is left of stdout goes to /dev/null, so that the interpreter's flush at exit does
+    not fail again with a traceback."""
+    if exc.filename is not None or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+        return False
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    return True
+
+
+def on_sigterm() -> list[bool]:
+    """A SIGTERM to this process raises KeyboardInterrupt as Ctrl-C does (so a pool's workers are ended, never left
+    running: plan/backends.py), once: a second one ends it at once. The list returned holds True once one came. A
+    forked worker process inheriting the handler dies of the signal as by default. (`serve` sets its own.)"""
+    came: list[bool] = []
+    main_pid = os.getpid()
+
+    def handler(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != main_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        came.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    return came
+
+
+def fit_to_width(table: Table, width: int, optional: tuple[str, ...] = ()) -> None:
+    """`table` made to fit `width` columns without cutting a cell short (rich's ellipsis or crop): where its narrowest
+    layout (its no_wrap columns, numbers and keys, whole; the others wrapped at their longest word) is wider, its
+    cells lose their padding, then the `optional` columns (by header) go, in that order, its caption naming them."""
+    import io
+
+    from rich.measure import Measurement
+
+    measuring = Console(width=width, file=io.StringIO())
+
+    options = measuring.options.update_width(10_000)
+
+    def narrowest() -> int:  # (rich's own measure reads a no_wrap header "p90 ms" as 3 wide, its longest word)
+        total = table._extra_width
+        for column in table.columns:
+            widths = [Measurement.get(measuring, options, cell) for cell in (column.header, *column.cells)]
+            width = max(m.maximum if column.no_wrap else m.minimum for m in widths)
+            total += max(width, column.min_width or 0) + table._get_padding_width(column._index)
+        return total
+
+    if narrowest() <= width:
+        return
+    table.padding = (0, 0)
+    dropped = []
+    for header in optional:
+        if narrowest() <= width:
+            break
+        column = next((c for c in table.columns if str(c.header) == header), None)
+        if column is not None:
+            table.columns.remove(column)
+            dropped.append(header.replace("\n/", "/").replace("\n", " "))
+    for index, column in enumerate(table.columns):
+        column._index = index  # (rich's padding reads it)
+    if dropped:
+        table.caption = (f"{', '.join(dropped)} left out at {width} columns: a wider terminal or --json shows "
+                         f"{'it' if len(dropped) == 1 else 'them'}")
+
+
+# 140 columns where stdout is no terminal (a file, a pipe) or closed (`>&-`: None; main() refuses to run then)
+console = _Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 140)
 
 # Options several commands share, defined once.
 Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a config.json path")]
@@ -231,6 +331,18 @@ def refuse_typed_tp_beside_role_tps(arch: str, prefill_tp: int | None, decode_tp
         from phasewise.sim.api import TP_BESIDE_ROLE_TPS
 
         raise PhasewiseError(TP_BESIDE_ROLE_TPS.format(tp=""))
+
+
+def refuse_typed_hardware_beside_role_hardware(arch: str, prefill_hardware: str | None, decode_hardware: str | None,
+                                               encoders_on_hardware: bool = False) -> None:
+    """--hardware typed, even at its default's value, beside both --prefill-hardware and --decode-hardware (--arch
+    disagg) with no encoder on it: it would set no chip (sim/api.py refuses one off its default; it cannot tell one
+    typed at h100-sxm)."""
+    if (arch == "disagg" and prefill_hardware and decode_hardware and not encoders_on_hardware
+            and given_on_command_line("hardware")):
+        from phasewise.sim.api import HARDWARE_BESIDE_ROLE_HARDWARE
+
+        raise PhasewiseError(HARDWARE_BESIDE_ROLE_HARDWARE.format(hardware=""))
 
 
 def single_cpu_forwards(mode: str, others: dict[str, bool], device: str, threads: int | None) -> None:

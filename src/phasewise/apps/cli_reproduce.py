@@ -57,6 +57,10 @@ def reproduce_cmd(
     else:
         scenario = get_scenario(name)
         scenario.resolve(overrides)  # bad keys and values fail before anything runs
+        if report:  # the report's path, before the run (not after its seconds)
+            from phasewise.apps.report import check_report_path
+
+            check_report_path(report)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

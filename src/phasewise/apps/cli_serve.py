@@ -101,6 +101,7 @@ from phasewise.apps.cli_common import (
     given_knobs,
     given_layout,
     refuse_typed_beside_deployment,
+    refuse_typed_hardware_beside_role_hardware,
     refuse_typed_tp_beside_role_tps,
 )
 from phasewise.errors import PhasewiseError, refuse_empty
@@ -223,6 +224,7 @@ def serve_cmd(
     if not 0 < port < 65536:
         raise PhasewiseError(f"--port must be in 1..65535 (got {port})")
     refuse_typed_tp_beside_role_tps(arch, prefill_tp, decode_tp)
+    refuse_typed_hardware_beside_role_hardware(arch, prefill_hardware, decode_hardware)
     dep = deployment_from_flags(model=model, hardware=hardware, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                                 engine=engine, replicas=replicas, arch=arch, prefill_workers=prefill_workers,
                                 decode_workers=decode_workers, deployment=deployment, entry_point=entry_point,

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from phasewise.apps.cli_common import fit_to_width
 from phasewise.apps.mapping_view import render_mapped
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import Estimate
@@ -79,7 +80,9 @@ def render_estimate(console: Console, est: Estimate) -> None:
                       title_justify="left")
         for col in ("operator", "x", "time ms", "compute ms", "memory ms", "dispatch ms", "FLOPs", "bytes",
                     "FLOP/B", "bound"):
-            table.add_column(col, justify="right" if col not in ("operator", "bound") else "left")
+            # figures and names whole (no_wrap); on a narrow terminal fit_to_width drops padding, then columns
+            table.add_column(col, justify="right" if col not in ("operator", "bound") else "left",
+                             no_wrap=col != "bound", overflow="fold")
         for op in it.operators:
             table.add_row(op.name, str(op.count), f"{op.time_s * 1e3:.3f}", f"{op.compute_s * 1e3:.3f}",
                           f"{op.memory_s * 1e3:.3f}", f"{(op.dispatch_s + op.launch_s) * 1e3:.3f}",
@@ -92,6 +95,7 @@ def render_estimate(console: Console, est: Estimate) -> None:
             table.caption = (f"{d['engine']} overlaps its host work with the device's: the step takes the larger of "
                              "the host row and the operators' time, not their sum")
             table.caption_justify = "left"
+        fit_to_width(table, console.width, ("dispatch ms", "FLOP/B", "compute ms", "memory ms"))
         console.print(table)
     images = d.get("images")
     if images:
@@ -199,7 +203,7 @@ def render_comparison(console: Console, rows: list[dict[str, Any]]) -> None:
     for col in ("chip", "prefill ms", "prefill bound", "decode ms", "decode bound", "decode tok/s", "KV tokens",
                 "$/h", "prefill tok/$", "decode tok/$", "fits"):
         table.add_column(col, justify="left" if col in ("chip", "prefill bound", "decode bound", "fits") else "right",
-                         no_wrap=col == "chip")
+                         no_wrap=col not in ("prefill bound", "decode bound", "fits"), overflow="fold")
     for r in rows:
         if "estimate" not in r:
             table.add_row(r["hardware"], *[""] * 9, "[red]no[/] (below)")
@@ -211,6 +215,7 @@ def render_comparison(console: Console, rows: list[dict[str, Any]]) -> None:
                       f"{d['decode']['latency_ms']:.2f}", d["decode"]["bound"], f"{d['decode']['tokens_per_s']:,.0f}",
                       f"{d['memory']['kv_capacity_tokens']:,}", f"{r['price_per_hour_usd']:.2f}", *per_dollar,
                       "[green]yes[/]" if r["fits"] else "[red]no[/] (below)")
+    fit_to_width(table, console.width, ("prefill tok/$", "decode tok/$", "$/h", "KV tokens", "decode tok/s"))
     console.print(table)
     for r in rows:
         if not r["fits"]:

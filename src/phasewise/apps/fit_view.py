@@ -11,6 +11,7 @@ import yaml
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.fit import FITTABLE, fit_engine, parse_points, running_costs
+from phasewise.plan.export import check_output_path
 from phasewise.specs import load_engine
 from phasewise.specs.catalog import looks_like_path, read_user_file
 from phasewise.specs.engines import SCHEDULERS, preset_entry, preset_names
@@ -85,8 +86,9 @@ def write_engine(result: dict[str, Any], engine: str, points_path: str, out: str
                        + ", ".join(f"{k} {v:.4g}" for k, v in result["values"].items())
                        + f" fitted on {result['fit_runs']} runs ({result['held_out_runs']} held out)"
                        + _undetermined_words(result))
-    path = Path(out)
+    path = check_output_path(f"--out '{out}'", out)  # (checked before the fit too: cli_measure.py)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the folders on its way, as --report's and --export's
         path.write_text(yaml.safe_dump({"engines": {f"{profile.name}-fit": entry}}, sort_keys=False))
     except OSError as exc:
         raise PhasewiseError(f"--out {out}: cannot write ({exc.strerror})") from None

@@ -41,9 +41,13 @@ def cost_dict(cost: ChipCost) -> dict[str, Any]:
 
 
 def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    from phasewise.apps.cli_common import fit_to_width
+
     table = Table(title=title)
-    for col in ("key", "name", "bf16 TFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
-        table.add_column(col)
+    # the key and the figures whole (no_wrap), the name wrapped; narrower than them, fit_to_width drops the peaks
+    # below bf16 first
+    for col in ("key", "name", "bf16\nTFLOP/s", "fp8", "int8", "int4/fp4", "GB/s", "GiB", "W", "$/h"):
+        table.add_column(col, no_wrap=col != "name", overflow="fold")
     for row in rows:
         peaks = row["peak_flops"]
 
@@ -54,6 +58,7 @@ def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> No
         table.add_row(row["key"], row["name"], tflops("bf16"), tflops("fp8"), tflops("int8"), low,
                       f"{row['memory_bandwidth_bytes_per_s'] / 1e9:.0f}", f"{row['memory_capacity_bytes'] / 2**30:.0f}",
                       f"{row['tdp_w']:.0f}", f"{row['price_per_hour_usd']:.2f}")
+    fit_to_width(table, console.width, optional=("int4/fp4", "int8", "fp8", "W"))
     console.print(table)
     for row in rows:
         if row["parts_cost"] is not None:

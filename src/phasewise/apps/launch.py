@@ -44,7 +44,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.startup import startup_estimate
 from phasewise.perf.window_kv import kv_window_terms
-from phasewise.plan.export import deployment_yaml, pick, plan_header
+from phasewise.plan.export import absolute_paths, check_output_path, deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
@@ -497,12 +497,11 @@ def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, st
 
 
 def check_export_directory(directory: str | Path, model: str | None = None) -> None:
-    """Before the search: --export's path is a directory, or nothing yet (a file there could not hold the export,
-    and the search's minutes would be lost to the refusal after it), and `model` (--model) is something the
-    engines load (checkpoint_id: a config file not named config.json is refused)."""
-    out = Path(directory)
-    if out.exists() and not out.is_dir():
-        raise PhasewiseError(f"--export '{directory}': a file of that name exists; give a directory (new or not)")
+    """Before the search: --export's path is a directory, or nothing yet, that can be made and written (no file on
+    its way, the nearest folder there writable: export.py check_output_path; the search's minutes would be lost to
+    a refusal after it), and `model` (--model) is something the engines load (checkpoint_id: a config file not
+    named config.json is refused)."""
+    check_output_path(f"--export '{directory}'", directory, directory=True)
     if model is not None:
         checkpoint_id(model)
 
@@ -512,13 +511,15 @@ def write_export(result: PlanResult, directory: str | Path, rank: int = 1) -> li
     it unchanged), launch.sh for its engine, and the config files the commands read."""
     r = pick(result, rank)
     header = plan_header(result, r, rank)
-    dep = build_deployment(r.strategy.deployment, f"strategy '{r.strategy.name}'")
+    # the user's files by absolute path, in the script as in deployment.yaml (run from any folder)
+    deployment = absolute_paths(r.strategy.deployment)
+    dep = build_deployment(deployment, f"strategy '{r.strategy.name}'")
     script, files = launch_script(dep, header)
-    out = Path(directory)
+    out = Path(directory).expanduser()  # '~' as check_export_directory reads it
     written = []
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name, text in {"deployment.yaml": deployment_yaml(r.strategy.deployment, header),
+        for name, text in {"deployment.yaml": deployment_yaml(deployment, header),
                            "launch.sh": script, **files}.items():
             path = out / name
             path.write_text(text, encoding="utf-8")

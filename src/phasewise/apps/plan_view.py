@@ -9,7 +9,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from phasewise.apps.cli_common import render_caveats
+from phasewise.apps.cli_common import fit_to_width, render_caveats
 from phasewise.plan import PlanResult, WorkloadSpec
 from phasewise.plan.planner import OBJECTIVE_UNITS, verified_timeline
 from phasewise.plan.strategies import ACROSS_NODES
@@ -44,22 +44,22 @@ def plan_table(result: PlanResult, width: int) -> Table:
     table = Table(title=f"Top strategies by {result.objective}, goodput verified on {where}"
                         + (" (attainment there, at what share of the search's rate)" if wide else ""),
                   title_justify="left")
-    table.add_column("#", justify="right")
+    # the figures whole (no_wrap), the strategy and what binds wrapped at their words
+    table.add_column("#", justify="right", no_wrap=True)
     table.add_column("strategy", ratio=1, overflow="fold", min_width=12)
-    table.add_column("GPUs", justify="right")
-    table.add_column("goodput\nreq/s", justify="right", min_width=7)
+    table.add_column("GPUs", justify="right", no_wrap=True)
+    table.add_column("goodput\nreq/s", justify="right", no_wrap=True)
     per_gpu = wide and result.objective != "goodput-per-gpu"
     if per_gpu:
-        table.add_column("goodput\nreq/s/GPU", justify="right")
-    table.add_column(objective, justify="right", no_wrap=True,
-                     min_width=max(len(result.objective), len(unit) + 2))
-    table.add_column("TTFT p90\nms", justify="right")
-    table.add_column("TPOT p90\nms", justify="right")
+        table.add_column("goodput\nreq/s/GPU", justify="right", no_wrap=True)
+    table.add_column(objective, justify="right", no_wrap=True)
+    table.add_column("TTFT p90\nms", justify="right", no_wrap=True)
+    table.add_column("TPOT p90\nms", justify="right", no_wrap=True)
     tbt = math.isfinite(result.slo.max_tbt_ms)  # a TBT deadline (--slo-tbt-ms): the gaps its "binds" may name
     if tbt:
-        table.add_column("TBT p99\nms", justify="right")
+        table.add_column("TBT p99\nms", justify="right", no_wrap=True)
     if wide:
-        table.add_column("tok/s/GPU", justify="right")
+        table.add_column("tok/s/GPU", justify="right", no_wrap=True)
         table.add_column("verified", justify="right")
     table.add_column("binds", overflow="fold")
     for r in result.rows():
@@ -74,6 +74,7 @@ def plan_table(result: PlanResult, width: int) -> Table:
             cells += [num_cell(r["tokens_per_s_per_gpu"], ",.0f"), _verified(r)]
         cells.append(r["binding"] if wide else r["binding"].split(" (")[0])
         table.add_row(*cells)
+    fit_to_width(table, width, optional=("GPUs",))  # narrower than its figures: no padding, then no GPUs column
     return table
 
 

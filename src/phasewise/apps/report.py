@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -265,30 +264,22 @@ for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 
 
 def check_report_path(path: str | Path) -> Path:
-    """`--report PATH` checked before the search (as --export is), not after its minutes: a one-line error where
-    PATH is a directory or a folder on its way is a file, or where the nearest folder that exists cannot be written.
-    Folders on the way that do not exist yet are created when the report is written (as --export and sweep --out
-    create theirs; new_folders says which)."""
-    out = Path(path)
-    if out.is_dir():
+    """`--report PATH` checked before the search (as --export is), not after its minutes: plan/export.py
+    check_output_path's rule (no folder in its place, no file on its way, the nearest folder that exists writable;
+    '~' expanded: the path returned is the one written). Folders on the way that do not exist yet are created when
+    the report is written (as --export and sweep --out create theirs; new_folders says which)."""
+    from phasewise.plan.export import check_output_path
+
+    if Path(path).expanduser().is_dir():
         raise PhasewiseError(f"--report '{path}': cannot write, it is a directory (give a file path, e.g. "
-                             f"{out / 'report.html'})")
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise PhasewiseError(f"--report '{path}': cannot write, {folder} is not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PhasewiseError(f"--report '{path}': cannot write in {folder} (Permission denied)")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise PhasewiseError(f"--report '{path}': cannot write (Permission denied)")
-    return out
+                             f"{Path(path) / 'report.html'})")
+    return check_output_path(f"--report '{path}'", path)
 
 
 def new_folders(path: str | Path) -> list[Path]:
     """The folders writing `path` creates (those on its way that do not exist yet), outermost first."""
     missing = []
-    folder = Path(path).parent
+    folder = Path(path).expanduser().parent
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from phasewise.apps.reproduce_view import figure
 from phasewise.errors import PhasewiseError
+from phasewise.plan.export import check_output_path
 from phasewise.scenarios import ScenarioResult
 
 
@@ -49,9 +50,11 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}}
 {'<h2>Tables</h2>' + tables if tables else ''}
 <h2>Setup</h2>{setup}
 </body></html>"""
-    path = Path(path)
+    given = path
+    path = check_output_path(f"--report '{given}'", given)  # '~' expanded as the check before the run reads it
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the folders on its way, as plan --report makes them
         path.write_text(page)
     except OSError as exc:
-        raise PhasewiseError(f"--report {path}: cannot write ({exc.strerror})") from None
+        raise PhasewiseError(f"--report '{given}': cannot write ({exc.strerror})") from None
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
     client reports (metrics.CLIENT_ITL: every gap, or per request)."""
     from rich.table import Table  # (imported here: --json output needs no table)
 
+    from phasewise.apps.cli_common import fit_to_width
     from phasewise.sim.metrics import client_itl
 
     t = s["throughput"]
@@ -100,14 +102,17 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
                   f"TPOT {slo['tpot_attainment']:.1%}, every TBT {slo['tbt_attainment']:.1%}); "
                   f"goodput {g['requests_per_s']:.2f} req/s ({g['requests_per_s_per_gpu']:.2f}/GPU)")
     inst = Table(title="Instances", title_justify="left")
-    for col in ("instance", "role", "GPUs", "busy", "iterations", "mean batch", "tokens/iter", "KV mean", "KV peak",
-                "compute util", "BW util", "energy kJ", "preempt"):
-        inst.add_column(col, justify="left" if col in ("instance", "role") else "right")
+    # names and figures whole (no_wrap); on a narrow terminal fit_to_width drops the secondary columns, in this order
+    for col in ("instance", "role", "GPUs", "busy", "iterations", "mean\nbatch", "tokens\n/iter", "KV\nmean",
+                "KV\npeak", "compute\nutil", "BW\nutil", "energy\nkJ", "preempt"):
+        inst.add_column(col, justify="left" if col in ("instance", "role") else "right", no_wrap=True)
     for i in s["instances"]:
         inst.add_row(i["name"], i["role"], str(i["gpus"]), f"{i['busy_fraction']:.0%}", f"{i['iterations']:,}",
                      f"{i['mean_batch_seqs']:.1f}", f"{i['mean_tokens_per_iteration']:.0f}", f"{i['kv_mean_use']:.0%}",
                      f"{i['kv_peak_use']:.0%}", f"{i['compute_utilization']:.0%}", f"{i['bandwidth_utilization']:.0%}",
                      f"{i['energy_j'] / 1e3:,.1f}", str(i["preemptions"]))
+    fit_to_width(inst, console.width, optional=("tokens\n/iter", "energy\nkJ", "KV\nmean", "BW\nutil", "mean\nbatch",
+                                             "compute\nutil", "iterations"))
     console.print(inst)
     pools = (s.get("policy") or {}).get("priority_pools")
     if pools:
@@ -320,8 +325,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def refuse_overwriting_inputs(outputs: dict[str, str | Path], inputs: dict[str, Any]) -> None:
-    """Before any work: a one-line error where an output (`outputs`: {how to name it: its path}) is a file the run
-    reads (input_files of `inputs`): outputs never overwrite their inputs."""
+    """Before any work: a one-line error where an output (`outputs`: {how to name it: its path}) cannot be written
+    (plan/export.py check_output_path: a folder in its place, a file on its way, no writable folder) or is a file
+    the run reads (input_files of `inputs`): outputs never overwrite their inputs."""
+    from phasewise.plan.export import check_output_path
+
+    for what, out in outputs.items():
+        check_output_path(what, out)
     read = input_files(inputs)
     for what, out in outputs.items():
         key = _identity(Path(out))
@@ -358,9 +368,11 @@ def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt:
     """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json; `extra`: more
     tables by file stem ({stem: {column: values}}), written the same way. Checked first (check_records_out, extra's
     tables among them, with `inputs` where given: the run's {flag: value}), so a directory in a file's place is a
-    one-line error, not a traceback, and nothing is half written."""
+    one-line error, not a traceback, and nothing is half written. The files an earlier run left in DIR that this
+    one did not write (records in the other format, a --dllm run's timeline) are named in a note on stderr, as
+    plan --export names its folder's: they are not this run's."""
     check_records_out(out_dir, fmt, inputs or {}, tuple(extra or {}))
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()  # '~' as check_records_out reads it
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -374,7 +386,21 @@ def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt:
         where = f" {exc.filename}" if exc.filename else ""
         raise PhasewiseError(f"--out '{out_dir}': cannot write{where} ({exc.strerror})") from None
     written.append(summary_path)
+    note_others(out_dir, written)
     return written
+
+
+def note_others(out_dir: str, written: list[Path]) -> None:
+    """A note on stderr naming the files in `out_dir` besides `written` (an earlier run's), if any."""
+    names = {path.name for path in written}
+    try:
+        others = sorted(p.name for p in Path(out_dir).expanduser().iterdir() if p.name not in names)
+    except OSError:
+        return
+    if others:
+        more = ", ..." if len(others) > 5 else ""
+        print(f"note: {out_dir} also holds {', '.join(others[:5])}{more}, not written by this run (an earlier "
+              "one's?): summary.json describes this run's files alone", file=sys.stderr)
 
 
 def write_table(cols: dict[str, Any], stem: Path, fmt: str) -> Path:

@@ -3,6 +3,7 @@ Each evaluation is deterministic, so both give identical results for the same in
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,11 +23,15 @@ def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "loca
         raise PhasewiseError(f"--workers must be >= 1 (got {workers})")
     if backend == "local" and ray_address is not None:
         raise PhasewiseError("--ray-address names a Ray cluster: it needs --backend ray")
-    if backend == "ray" and ray_address is not None and workers is not None:
-        raise PhasewiseError("--workers sizes the local pool or a Ray started here; with --ray-address the cluster's "
-                             "own CPUs set it")
     if backend == "ray":
-        return _run_ray(fn, tasks, ray_address, workers, progress)
+        # RAY_ADDRESS as Ray itself reads it: a cluster to join (its own CPUs, no num_cpus), as --ray-address is
+        address = ray_address if ray_address is not None else os.environ.get("RAY_ADDRESS", "").strip() or None
+        source = "--ray-address" if ray_address is not None else "RAY_ADDRESS"
+        if address is not None and workers is not None:
+            raise PhasewiseError(f"--workers sizes the local pool or a Ray started here; with {source} '{address}' "
+                                 "the cluster's own CPUs set it"
+                                 + (" (unset RAY_ADDRESS to start a Ray here)" if source == "RAY_ADDRESS" else ""))
+        return _run_ray(fn, tasks, address, source, workers, progress)
     # at most one process a task (a larger --workers starts no idle processes)
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     if workers <= 1 or len(tasks) <= 1:
@@ -37,16 +42,38 @@ def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "loca
                 progress(1)
         return out
     results: list[Any] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         futures = {pool.submit(fn, *t): i for i, t in enumerate(tasks)}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
             if progress:
                 progress(1)
+    except BaseException:  # Ctrl-C, a SIGTERM (apps/cli.py main raises it here), a task's error
+        _stop_pool(pool, before)
+        raise
+    pool.shutdown()
     return results
 
 
-def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None, workers: int | None,
+def _stop_pool(pool: ProcessPoolExecutor, before: set[int]) -> None:
+    """The pool's queued tasks dropped and its workers ended now: a `with` block's shutdown would wait for every
+    queued task (the whole search) and a worker never told (a SIGTERM to the main process alone) would outlive it."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    workers = [p for p in multiprocessing.active_children() if p.pid not in before]
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        proc.join(timeout=WORKER_EXIT_S)
+        if proc.is_alive():
+            proc.kill()
+
+
+WORKER_EXIT_S = 2.0  # how long a terminated worker may take to exit before it is killed
+
+
+def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None, source: str, workers: int | None,
              progress: Callable[[int], None] | None) -> list[Any]:
     try:
         import ray
@@ -54,7 +81,7 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
         raise PhasewiseError("--backend ray needs Ray: pip install 'phasewise[ray]' (or pip install ray)") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:  # (before Ray is asked: one already started here would not look at the address)
-        check_ray_address(address)
+        check_ray_address(address, source)
     if not ray.is_initialized():
         try:
             if address:
@@ -62,7 +89,9 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
             else:
                 ray.init(include_dashboard=False, log_to_driver=False, num_cpus=workers or os.cpu_count())
         except Exception as exc:  # connection failures come as several exception types
-            raise PhasewiseError(f"--backend ray: cannot start or reach Ray ({type(exc).__name__}: {exc})") from None
+            where = f" at {source} '{address}'" if address else ""
+            raise PhasewiseError(f"--backend ray: cannot start or reach Ray{where} ({type(exc).__name__}: {exc})"
+                                 ) from None
     remote = ray.remote(fn)
     refs = [remote.remote(*t) for t in tasks]
     index = {ref: i for i, ref in enumerate(refs)}
@@ -80,10 +109,10 @@ def _run_ray(fn: Callable[..., Any], tasks: Sequence[tuple], address: str | None
 RAY_CONNECT_TIMEOUT_S = 5.0  # how long --ray-address's head may take to accept a connection
 
 
-def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """A one-line error naming --ray-address where nothing accepts a connection at its host:port within
-    `timeout_s` (ray.init would retry the GCS for minutes with warnings). `auto` (the cluster this machine
-    joined) and an address without a port are left to Ray."""
+def check_ray_address(address: str, source: str = "--ray-address", timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """A one-line error naming `source` (--ray-address, or the RAY_ADDRESS environment variable) where nothing
+    accepts a connection at its host:port within `timeout_s` (ray.init would retry the GCS for minutes with
+    warnings). `auto` (the cluster this machine joined) and an address without a port are left to Ray."""
     import socket
 
     target = address.split("://", 1)[-1].rstrip("/")
@@ -91,7 +120,7 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
     if address == "auto" or not sep or not host:
         return
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise PhasewiseError(f"--ray-address '{address}': the port must be a number in 1-65535 (host:port, e.g. "
+        raise PhasewiseError(f"{source} '{address}': the port must be a number in 1-65535 (host:port, e.g. "
                              "127.0.0.1:6379)")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
@@ -99,6 +128,6 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
     except OSError as exc:
         why = (f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError)
                else (exc.strerror or type(exc).__name__).lower())
-        raise PhasewiseError(f"--ray-address '{address}': no Ray cluster answers there ({why}); start one with "
-                             "`ray start --head` and give its address, or leave --ray-address out for a Ray started "
-                             "here") from None
+        leave = "unset RAY_ADDRESS" if source == "RAY_ADDRESS" else "leave --ray-address out"
+        raise PhasewiseError(f"{source} '{address}': no Ray cluster answers there ({why}); start one with "
+                             f"`ray start --head` and give its address, or {leave} for a Ray started here") from None

@@ -4,6 +4,7 @@ unchanged (sim/deployment.py's fields), headed by comment lines saying what the 
 from __future__ import annotations
 
 import math
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,33 @@ def pick(result: PlanResult, rank: int) -> GoodputResult:
 
 
 def deployment_yaml(deployment: dict[str, Any], header: list[str] | None = None) -> str:
-    """The deployment's fields as YAML (comments first), keys in the order the planner built them."""
+    """The deployment's fields as YAML (comments first), keys in the order the planner built them; the user's files
+    it names by absolute path (absolute_paths), so that it reads the same from any folder."""
     lines = [f"# {line}" for line in header or []]
-    return "\n".join(lines + [yaml.safe_dump(deployment, sort_keys=False, default_flow_style=False).rstrip()]) + "\n"
+    return "\n".join(lines + [yaml.safe_dump(absolute_paths(deployment), sort_keys=False,
+                                              default_flow_style=False).rstrip()]) + "\n"
+
+
+def absolute_paths(node: Any) -> Any:
+    """`node` (a deployment's fields) with every text naming a user's file or checkpoint folder by a path relative to
+    this folder (a hardware, engine, mapping or model file, a checkpoint: 'cfgdir/chip.yaml') made absolute, as
+    the replay line's trace is: the exported file is read from its own folder (`simulate --deployment` there) or
+    any other (`serve --deployment /path/...`). A path is a text ending in .yaml / .yml / .json or holding a
+    folder separator that names a file here, or a folder with a config.json (the loaders read those before the
+    catalog); catalog names (h100-sxm, vllm, meta-llama/Llama-3.1-8B where no such checkpoint is here) stay."""
+    if isinstance(node, dict):
+        return {key: absolute_paths(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [absolute_paths(value) for value in node]
+    if isinstance(node, str) and node.strip() and not Path(node).expanduser().is_absolute() \
+            and (node.endswith((".yaml", ".yml", ".json")) or "/" in node or os.sep in node):
+        path = Path(node).expanduser()
+        try:
+            if path.is_file() or (path / "config.json").is_file():  # a file, or a checkpoint as load_model reads it
+                return str(path.resolve())
+        except (OSError, ValueError):  # unreadable or an odd name: left for the reader's own error
+            pass
+    return node
 
 
 def plan_header(result: PlanResult, r: GoodputResult, rank: int) -> list[str]:
@@ -79,3 +104,34 @@ def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
     return [f"replay: phasewise simulate --deployment deployment.yaml --trace {shlex.quote(trace)} "
             f"--rate {v.rate_rps!r} {' '.join(flags)} (the verification's run: the trace once at that rate, from this "
             "file's folder)"]
+
+
+def check_output_path(what: str, path: str | Path, directory: bool = False) -> Path:
+    """Before the work (not after its minutes): `path`, an output file (a folder with `directory`: --export's), can
+    be written, a one-line error naming `what` (the flag and its value) otherwise: it is no folder (no file), no
+    folder on its way is a file, and the nearest folder that exists takes new files (writable, not on a read-only
+    file system). Folders on the way that do not exist yet are made when it is written. '~' is expanded, here as in
+    the writing: the path returned is the one to write."""
+    out = Path(path).expanduser()
+    if out.is_dir() and not directory:
+        raise PhasewiseError(f"{what}: cannot write, it is a directory (give a file path)")
+    if out.exists() and not out.is_dir() and directory:
+        raise PhasewiseError(f"{what}: a file of that name exists; give a directory (new or not)")
+    folder = out if directory else out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PhasewiseError(f"{what}: cannot write, {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PhasewiseError(f"{what}: cannot write in {folder} ({_why_not_writable(folder)})")
+    if out.is_file() and not os.access(out, os.W_OK):
+        raise PhasewiseError(f"{what}: cannot write ({_why_not_writable(out)})")
+    return out
+
+
+def _why_not_writable(path: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        read_only = False
+    return "Read-only file system" if read_only else "Permission denied"

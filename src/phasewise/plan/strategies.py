@@ -144,8 +144,14 @@ def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int)
 
 def chip_budget(opts: PlanOptions, chip: str, gpus: int) -> int:
     """The GPUs `chip` may use: its --chip-gpus budget (by catalog key or file), else the plan's --gpus."""
+    own = own_budget(opts, chip)
+    return gpus if own is None else own
+
+
+def own_budget(opts: PlanOptions, chip: str) -> int | None:
+    """`chip`'s own --chip-gpus budget (by catalog key or file); None where --chip-gpus gives it none."""
     identity = chip_identity(chip)
-    return next((n for name, n in opts.chip_gpus if chip_identity(name) == identity), gpus)
+    return next((n for name, n in opts.chip_gpus if chip_identity(name) == identity), None)
 
 
 def parse_chip_gpus(value: str, chips: list[str]) -> tuple[tuple[str, int], ...]:
@@ -381,9 +387,11 @@ def _enumerate(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min
                 continue
             for (p_name, p_hw), (d_name, d_hw), p_tp, d_tp in itertools.product(
                     prefill_chips, decode_chips, opts.tp_options, opts.tp_options):
-                # budgets: one --gpus for both groups, unless --chip-gpus gives their chips their own
+                # budgets: one --gpus for both groups, unless --chip-gpus gives their (different) chips their own,
+                # each group then within its chip's whatever the numbers (equal ones too)
                 p_gpus, d_gpus = chip_budget(opts, p_name, gpus), chip_budget(opts, d_name, gpus)
-                apart = chip_identity(p_name) != chip_identity(d_name) and (p_gpus, d_gpus) != (gpus, gpus)
+                apart = chip_identity(p_name) != chip_identity(d_name) and (
+                    own_budget(opts, p_name) is not None or own_budget(opts, d_name) is not None)
                 if not (parallel_ok(p_tp, 1, p_gpus) and parallel_ok(d_tp, 1, d_gpus)):
                     continue
                 chips = "" if p_name == d_name == hardware else f" {chip_label[p_name]}/{chip_label[d_name]}"

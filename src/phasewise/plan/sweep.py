@@ -434,7 +434,11 @@ def _cluster_figures(r: GoodputResult) -> dict[str, float]:
 
 
 def check_out(path: str) -> Path:
-    """`--out` as a path the rows can go to, checked before the sweep runs (not after its minutes of work)."""
+    """`--out` as a path the rows can go to, checked before the sweep runs (not after its minutes of work): its
+    suffix, and that it can be written (export.py check_output_path: no folder there, no file on its way, the
+    nearest folder writable); the path to write, '~' expanded as the check read it."""
+    from phasewise.plan.export import check_output_path
+
     out = Path(path)
     if out.suffix not in (".csv", ".parquet"):
         raise PhasewiseError(f"--out '{path}' must end in .csv or .parquet")
@@ -443,7 +447,7 @@ def check_out(path: str) -> Path:
     # where the rows land once the folders on the way are made (a `..` after a folder not yet made: its parent)
     if Path(os.path.realpath(out.expanduser())).is_dir():
         raise PhasewiseError(f"--out '{path}': cannot write (Is a directory)")
-    return out
+    return check_output_path(f"--out '{path}'", out)
 
 
 def write_rows(rows: list[dict[str, Any]], path: str) -> Path:

@@ -160,7 +160,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self._idle_power = gpus * self.idle_w
         self._dynamic_power = gpus * (self.tdp_w - self.idle_w)
         # a chip built from parts: energy by the work its parts do (J per FLOP, J per byte), else None
-        energy = work_energy(hw)
+        energy = work_energy(hw, cost.quant.compute_dtype)  # a FLOP at that dtype's rate
         self._work_joules = None if energy is None or self.idle_w != energy[0] else energy[1:]
 
     @property

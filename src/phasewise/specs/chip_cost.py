@@ -243,17 +243,22 @@ def hardware_chip_cost(hardware: Any) -> ChipCost:
     return chip_cost(parts, 2 * hardware.interconnect.intra_node_bandwidth_bytes_per_s)
 
 
-def work_energy(hardware: Any) -> tuple[float, float, float] | None:
-    """A chip built from parts: (static W, J per FLOP, J per byte of memory traffic), from the parts' power at full
-    rate (power_w: the tensor units' watts over the arrays' FLOP/s at rate 1, the memory's over its bandwidth;
-    ChipCost.idle_w: static leakage and the links, chip-to-chip and die-to-die, burn whether the chip works or not),
-    so its energy follows the work its parts do rather than a share of its TDP. None for a catalog chip (no parts)."""
+def work_energy(hardware: Any, dtype: str = "bf16") -> tuple[float, float, float] | None:
+    """A chip built from parts: (static W, J per FLOP in `dtype`, J per byte of memory traffic), from the parts' power
+    at full rate (power_w: the tensor units' watts, which are the arrays' at their own rate whatever the dtype, over
+    the tensor FLOP/s in `dtype`, array_flops x its dtype_rates rate: an fp8 FLOP at rate 2 costs half a rate-1 one;
+    the memory's over its bandwidth; ChipCost.idle_w: static leakage and the links, chip-to-chip and die-to-die, burn
+    whether the chip works or not), so its energy follows the work its parts do rather than a share of its TDP, and
+    work at a dtype's peak draws the tensor units' share of the TDP, no more. None for a catalog chip (no parts)."""
     parts = getattr(hardware, "parts", None)
     if parts is None:
         return None
+    flops = parts.compute.tensor_flops(dtype)
+    if not flops > 0:
+        raise PhasewiseError(f"hardware '{hardware.key}' has no {dtype} compute path (parts.compute.dtype_rates: "
+                             f"{', '.join(parts.compute.dtype_rates)})")
     cost = hardware_chip_cost(hardware)
-    return (cost.idle_w, cost.power_w["tensor"] / parts.compute.array_flops,
-            cost.power_w["memory"] / parts.memory.bandwidth_bytes_per_s)
+    return (cost.idle_w, cost.power_w["tensor"] / flops, cost.power_w["memory"] / parts.memory.bandwidth_bytes_per_s)
 
 
 def hardware_cost_usd(hardware: Any) -> float:

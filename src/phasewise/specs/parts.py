@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from phasewise.errors import PhasewiseError
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hardware_errors import spec_message
+from phasewise.specs.quant import dtype_bytes
 
 # The tensor dtypes a chip may have a path for (a hardware entry's peak_flops keys, a part's dtype_rates keys)
 ComputeDtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
@@ -46,7 +47,7 @@ class ComputeUnits(BaseModel):
     array_cols: int = Field(gt=0)
     clock_hz: float = Field(gt=0)
     vector_width: int = Field(gt=0)
-    sram_per_core_bytes: float = Field(default=0.0, ge=0)
+    sram_per_core_bytes: float = Field(gt=0)  # required: a core stages its arrays' tiles in it (_stages_a_tile)
     register_bytes_per_core: float = Field(default=0.0, ge=0)
     # MACs each PE does a cycle in a dtype, relative to the arrays' own rate (1: array_rows x array_cols MACs)
     dtype_rates: dict[ComputeDtype, float] = Field(default_factory=lambda: dict(DEFAULT_DTYPE_RATES))
@@ -61,6 +62,19 @@ class ComputeUnits(BaseModel):
             raise ValueError(f"needs bf16 (has: {', '.join(value) or 'none'}): attention and the other high-precision "
                              "work run in bf16 whatever the --precision (fp32 and fp16 aside)")
         return value
+
+    @model_validator(mode="after")
+    def _stages_a_tile(self) -> ComputeUnits:
+        if self.sram_per_core_bytes < self.tile_bytes_per_core:
+            raise ValueError(f"sram_per_core_bytes {self.sram_per_core_bytes:g} cannot stage a tile for each of the "
+                             f"core's arrays: {self.lanes_per_core} x {self.array_rows} x {self.array_cols} bf16 "
+                             f"weights = {self.tile_bytes_per_core:g} bytes at least (H100: 256 KiB an SM)")
+        return self
+
+    @property
+    def tile_bytes_per_core(self) -> float:
+        """One bf16 weight tile (array_rows x array_cols) for each array of a core: the least its SRAM stages."""
+        return self.lanes_per_core * self.array_rows * self.array_cols * dtype_bytes("bf16")
 
     @property
     def arrays(self) -> int:
@@ -84,7 +98,8 @@ class ComputeUnits(BaseModel):
 
 
 class Memory(BaseModel):
-    """Off-chip memory: its type (chip_parts.yaml memory_types), bus width, pin rate and capacity."""
+    """Off-chip memory: its type (chip_parts.yaml memory_types), bus width, pin rate and capacity, the capacity at most
+    what the bus's units hold (an HBM stack, a 32-bit GDDR / LPDDR channel: max_bytes_per_unit)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +121,14 @@ class Memory(BaseModel):
                              f"{kind['interface_unit_bits']}-bit unit")
         if self.gbps_per_pin > kind["max_gbps_per_pin"]:
             raise ValueError(f"gbps_per_pin {self.gbps_per_pin} exceeds {self.type}'s {kind['max_gbps_per_pin']}")
+        most = self.units * kind["max_bytes_per_unit"]
+        if self.capacity_bytes > most:
+            unit = kind["unit_name"]
+            raise ValueError(
+                f"capacity_bytes {self.capacity_bytes:.4g} exceeds what interface_bits {self.interface_bits} hold: "
+                f"{self.units} {self.type} {unit}{'s' if self.units > 1 else ''} x "
+                f"{kind['max_bytes_per_unit'] / 2 ** 30:g} GiB = {most:.4g} (chip_parts.yaml max_bytes_per_unit): "
+                "widen interface_bits or lower capacity_bytes")
         return self
 
     @property
@@ -129,12 +152,21 @@ class ChipParts(BaseModel):
 
     process_node: str  # a node of chip_parts.yaml process_nodes (N7, N5, N3, N2): area, cost and power follow it
     compute: ComputeUnits
-    l2_bytes: float = Field(default=0.0, ge=0)
+    l2_bytes: float = Field(gt=0)  # required: the tiles every core streams from memory pass through it (_l2)
     memory: Memory
     links: int = Field(default=0, ge=0)  # chip-to-chip link PHYs (NVLink-class)
     other_mm2: float = Field(default=0.0, ge=0)
     dies: int = Field(default=1, ge=1)  # the parts split evenly over this many dies on one interposer
     die_to_die_bandwidth_bytes_per_s: float = Field(default=0.0, ge=0)  # each die's die-to-die link, each direction
+
+    @model_validator(mode="after")
+    def _l2(self) -> ChipParts:
+        least = self.compute.cores * self.compute.tile_bytes_per_core
+        if self.l2_bytes < least:
+            raise ValueError(f"l2_bytes {self.l2_bytes:g} cannot stage a tile for each core's arrays: "
+                             f"{self.compute.cores} cores x {self.compute.tile_bytes_per_core:g} bytes = {least:g} "
+                             "bytes at least (H100: 50 MiB)")
+        return self
 
     @model_validator(mode="after")
     def _die_to_die(self) -> ChipParts:
