@@ -459,7 +459,7 @@ def simulate_cmd(
     else:
         from phasewise.apps.online_training_view import render_online_training
 
-        render_summary(console, summary, client)
+        render_summary(console, summary, client, speculative=spec.deployment.speculative is not None)
         render_online_training(console, summary)
         render_caveats(console, caveats)
         for note in spec.notes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from phasewise.apps.cli_common import fit_to_width
+from phasewise.apps.hardware_view import cell, known
 from phasewise.apps.mapping_view import render_mapped
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import Estimate
@@ -166,8 +166,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
 def compare_chips(chips: list[str], estimate_on: Callable[[str], Estimate]) -> list[dict[str, Any]]:
     """`estimate --hardware A,B,...`: one row per chip, its estimate's figures (estimate_on(chip)) or, where the
     model does not fit or the chip lacks the precision's tensor path, that one-line reason (`fits` false, `error`).
-    Tokens per dollar: the phase's tokens/s over the instance's GPUs at the chip's $/GPU-hour (NaN for a chip with
-    no rental price)."""
+    Tokens per dollar: the phase's tokens/s over the instance's GPUs at the chip's $/GPU-hour; both NaN (null in
+    --json, n/a in the table) for a chip with no rental price."""
     rows = []
     for chip in chips:
         try:
@@ -176,12 +176,12 @@ def compare_chips(chips: list[str], estimate_on: Callable[[str], Estimate]) -> l
             rows.append({"hardware": chip, "fits": False, "error": str(exc)})
             continue
         d, cm = est.to_dict(), est.cost_model
-        per_hour = cm.hw.price_per_hour_usd * cm.tp * cm.pp
+        per_hour = known(cm.hw.price_per_hour_usd) * cm.tp * cm.pp
         row = {"hardware": chip, "fits": d["fits"], "error": None if d["fits"] else d["memory"]["reason"],
                "gpus": cm.tp * cm.pp, "price_per_hour_usd": per_hour, "estimate": d}
         for phase in ("prefill", "decode"):
             tps = d[phase]["tokens_per_s"]
-            row[f"{phase}_tokens_per_dollar"] = tps * 3600 / per_hour if per_hour > 0 else math.nan
+            row[f"{phase}_tokens_per_dollar"] = tps * 3600 / per_hour
         rows.append(row)
     return rows
 
@@ -209,11 +209,10 @@ def render_comparison(console: Console, rows: list[dict[str, Any]]) -> None:
             table.add_row(r["hardware"], *[""] * 9, "[red]no[/] (below)")
             continue
         d = r["estimate"]
-        per_dollar = [f"{r[k]:,.0f}" if math.isfinite(r[k]) else "n/a"
-                      for k in ("prefill_tokens_per_dollar", "decode_tokens_per_dollar")]
+        per_dollar = [cell(r[k], ",.0f") for k in ("prefill_tokens_per_dollar", "decode_tokens_per_dollar")]
         table.add_row(r["hardware"], f"{d['prefill']['latency_ms']:.2f}", d["prefill"]["bound"],
                       f"{d['decode']['latency_ms']:.2f}", d["decode"]["bound"], f"{d['decode']['tokens_per_s']:,.0f}",
-                      f"{d['memory']['kv_capacity_tokens']:,}", f"{r['price_per_hour_usd']:.2f}", *per_dollar,
+                      f"{d['memory']['kv_capacity_tokens']:,}", cell(r["price_per_hour_usd"], ".2f"), *per_dollar,
                       "[green]yes[/]" if r["fits"] else "[red]no[/] (below)")
     fit_to_width(table, console.width, ("prefill tok/$", "decode tok/$", "$/h", "KV tokens", "decode tok/s"))
     console.print(table)

@@ -5,6 +5,7 @@ before running it through estimate, simulate and plan."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -14,13 +15,25 @@ from phasewise.specs.chip_cost import ChipCost, hardware_chip_cost
 from phasewise.specs.hardware import HardwareSpec
 
 
+def known(figure: float) -> float:
+    """A catalog figure the catalog may not know (price_per_hour_usd, tdp_w: 0 where no public figure was found, as
+    the chip's sources say): NaN then, which --json writes as null and tables as n/a (cell), never as 0."""
+    return figure if figure > 0 else math.nan
+
+
+def cell(figure: float, spec: str) -> str:
+    """A figure in a table cell, formatted by `spec`; n/a where it is not known (NaN, as known() gives)."""
+    return format(figure, spec) if math.isfinite(figure) else "n/a"
+
+
 def chip_row(key: str, hw: HardwareSpec) -> dict[str, Any]:
-    """One chip's figures as `hardware --json` lists them; `parts_cost` for a chip built from parts (else None)."""
+    """One chip's figures as `hardware --json` lists them; `parts_cost` for a chip built from parts (else None);
+    tdp_w and price_per_hour_usd null where the catalog has none (known())."""
     return {"key": key, "name": hw.name, "kind": hw.kind, "peak_flops": dict(hw.peak_flops),
             "vector_flops": hw.vector_flops, "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
             "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
-            "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.tdp_w,
-            "price_per_hour_usd": hw.price_per_hour_usd, "sources": dict(hw.sources),
+            "interconnect": hw.interconnect.model_dump(), "tdp_w": known(hw.tdp_w),
+            "price_per_hour_usd": known(hw.price_per_hour_usd), "sources": dict(hw.sources),
             "parts_cost": None if hw.parts is None else cost_dict(hardware_chip_cost(hw)),
             "substrates": [substrate_dict(substrate) for substrate in hw.substrates]}
 
@@ -57,7 +70,7 @@ def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> No
         low = "/".join(tflops(d) for d in ("int4", "fp4") if d in peaks) or "-"
         table.add_row(row["key"], row["name"], tflops("bf16"), tflops("fp8"), tflops("int8"), low,
                       f"{row['memory_bandwidth_bytes_per_s'] / 1e9:.0f}", f"{row['memory_capacity_bytes'] / 2**30:.0f}",
-                      f"{row['tdp_w']:.0f}", f"{row['price_per_hour_usd']:.2f}")
+                      cell(row["tdp_w"], ".0f"), cell(row["price_per_hour_usd"], ".2f"))
     fit_to_width(table, console.width, optional=("int4/fp4", "int8", "fp8", "W"))
     console.print(table)
     for row in rows:

@@ -54,9 +54,12 @@ def progress_after(console: Console, label: str, enabled: bool = True) -> Iterat
             bar.stop()
 
 
-def render_summary(console: Console, s: dict[str, Any], client: str | None = None) -> None:
+def render_summary(console: Console, s: dict[str, Any], client: str | None = None,
+                   speculative: bool | None = None) -> None:
     """The summary as tables and lines; `client` (--client): the ITL printed beside the steady state is the one that
-    client reports (metrics.CLIENT_ITL: every gap, or per request)."""
+    client reports (metrics.CLIENT_ITL: every gap, or per request). The TBT row is the gap between streamed chunks
+    (metrics.TbtHistogram): one a token only where `speculative` is False (a speculative step streams its accepted
+    tokens as one chunk); None (not told) labels it by chunk, which holds either way."""
     from rich.table import Table  # (imported here: --json output needs no table)
 
     from phasewise.apps.cli_common import fit_to_width
@@ -75,7 +78,8 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
     table = Table(title="Latency (ms)", title_justify="left")
     for col in ("metric", "mean", "p50", "p90", "p99"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    for key, label in (("ttft_ms", "TTFT"), ("tbt_ms", "TBT (every token)"), ("tpot_ms", "TPOT (per request)"),
+    tbt = "TBT (every token)" if speculative is False else "TBT (every streamed chunk)"
+    for key, label in (("ttft_ms", "TTFT"), ("tbt_ms", tbt), ("tpot_ms", "TPOT (per request)"),
                        ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
         d = s[key]
         table.add_row(label, *(f"{d[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))

@@ -58,7 +58,8 @@ OUTPUT_BUCKETS = log_buckets(50.0, 32000.0, 10)
 
 
 class DynamoFrontendMetrics:
-    """dynamo_frontend_* over the twin's requests (each request's observations through the calls below)."""
+    """dynamo_frontend_* over the twin's requests (each request's observations through the calls below; every span
+    in wall seconds, as LiveSim.wall_s gives them)."""
 
     __slots__ = ("ttft", "itl", "duration", "input_tokens", "output_tokens", "cached_tokens", "started", "active",
                  "queued", "output_tokens_total", "requests", "worker_ttft_s", "worker_isl", "worker_itl_s")

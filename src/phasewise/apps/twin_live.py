@@ -1,6 +1,10 @@
 """The twin's live simulation: requests enter the simulator at their real arrival times and their tokens come out
 when the simulated clock (wall clock x speed) reaches them; the twin's Prometheus metrics (TTFT/TPOT histograms,
-gauges) as vLLM names them. apps/twin.py serves it over the OpenAI API."""
+gauges) as vLLM names them. apps/twin.py serves it over the OpenAI API.
+
+Every latency the metrics expose (each engine's and Dynamo's _seconds histograms and gauges) is in wall seconds,
+the clock the clients see their tokens on and the counters are rated over (Prometheus reads them against its scrape
+timestamps): a span of simulated seconds takes simulated / speed of them (LiveSim.wall_s, the one conversion)."""
 
 from __future__ import annotations
 
@@ -83,7 +87,13 @@ class LiveSim:
         self.worker_ids = [ids[id(next(e for e in (i, *i.siblings) if e.first_of_pool))] for i in self.instances]
 
     def now(self) -> float:
+        """The simulated clock: wall seconds since start_clock() x speed."""
         return (time.perf_counter() - self.wall0) * self.speed
+
+    def wall_s(self, simulated_s: float) -> float:
+        """A span of `simulated_s` simulated seconds as the wall seconds it takes (tokens stream when now() reaches
+        them): the clock of every latency /metrics exposes, as clients measure them and counters are rated."""
+        return simulated_s / self.speed
 
     def start_clock(self) -> None:
         """Simulated time starts now (after a cold start the twin waited out before listening)."""
@@ -125,8 +135,8 @@ class LiveSim:
 
     def _dynamo_ended(self, stream: Stream, end_s: float, error_type: str = "") -> None:
         req = stream.req
-        self.dynamo.ended(stream.endpoint, stream.streaming, end_s - req.arrival_s, req.streamed, error_type,
-                          first_token=not math.isnan(stream.last_token_s))
+        self.dynamo.ended(stream.endpoint, stream.streaming, self.wall_s(end_s - req.arrival_s), req.streamed,
+                          error_type, first_token=not math.isnan(stream.last_token_s))
 
     def worker(self, index: int) -> tuple[str, str, str]:
         """Instance `index` as Dynamo labels a worker: (worker_id, dp_rank, worker_type), its replica's (a PP
@@ -141,16 +151,16 @@ class LiveSim:
         m = self.metrics
         first = math.isnan(stream.last_token_s)
         stream.seen += n
+        since_s = self.wall_s(t - (req.arrival_s if first else stream.last_token_s))  # since arrival / last chunk
         if first:
-            m.ttft.observe(t - req.arrival_s)
+            m.ttft.observe(since_s)
             stream.first_token_s = t
-            self.dynamo.worker_first_token(self.worker(req.first_instance), t - req.arrival_s, req.prompt)
+            self.dynamo.worker_first_token(self.worker(req.first_instance), since_s, req.prompt)
         else:
-            m.tpot.observe((t - stream.last_token_s) / n, n)
+            m.tpot.observe(since_s / n, n)
             self.dynamo.worker_inter_token(self.worker(instance.index),
-                                           (t - stream.first_token_s) / (stream.seen - 1))
-        self.dynamo.tokens(n, first, t - (req.arrival_s if first else stream.last_token_s), req.prompt,
-                           req.cached_tokens)
+                                           self.wall_s(t - stream.first_token_s) / (stream.seen - 1))
+        self.dynamo.tokens(n, first, since_s, req.prompt, req.cached_tokens)
         stream.last_token_s = t
         m.generation_tokens += n
         stream.queue.put_nowait(("tokens", n))
@@ -162,10 +172,10 @@ class LiveSim:
         stream.done = True
         if req.finish_s == req.finish_s:
             self.metrics.success += 1
-            self.metrics.e2e.observe(req.finish_s - req.arrival_s)
+            self.metrics.e2e.observe(self.wall_s(req.finish_s - req.arrival_s))
             self._dynamo_ended(stream, req.finish_s)
-            self.trtllm.finished(req)
-            self.vllm_phases.finished(req)
+            self.trtllm.finished(req, self.wall_s)
+            self.vllm_phases.finished(req, self.wall_s)
             stream.queue.put_nowait(("done", None))
         else:
             self.metrics.rejected += 1

@@ -14,6 +14,7 @@ the prefill / decode / inference time histograms, memory and batch-size gauges, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from phasewise.apps.prom_histogram import Histogram
 from phasewise.sim.request import SimRequest
@@ -37,14 +38,15 @@ class TrtllmMetrics:
         self.ttft, self.tpot = Histogram(TTFT_BUCKETS), Histogram(TPOT_BUCKETS)
         self.success = self.prompt_tokens = self.generation_tokens = 0
 
-    def finished(self, req: SimRequest) -> None:
+    def finished(self, req: SimRequest, wall_s: Callable[[float], float]) -> None:
+        """A finished request; `wall_s`: its spans of simulated seconds as wall seconds (LiveSim.wall_s)."""
         self.success += 1
-        self.e2e.observe(req.finish_s - req.arrival_s)
-        self.ttft.observe(req.first_token_s - req.arrival_s)
+        self.e2e.observe(wall_s(req.finish_s - req.arrival_s))
+        self.ttft.observe(wall_s(req.first_token_s - req.arrival_s))
         if req.output > 1:
-            self.tpot.observe((req.finish_s - req.first_token_s) / (req.output - 1))
+            self.tpot.observe(wall_s(req.finish_s - req.first_token_s) / (req.output - 1))
         if not math.isnan(req.scheduled_s):
-            self.queue.observe(req.scheduled_s - req.arrival_s)
+            self.queue.observe(wall_s(req.scheduled_s - req.arrival_s))
         self.prompt_tokens += req.prompt
         self.generation_tokens += req.output
 

@@ -11,6 +11,8 @@ preempted request finishes (vllm:num_preemptions_total)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from phasewise.apps.prom_histogram import Histogram
 from phasewise.sim.request import SimRequest
 
@@ -45,11 +47,12 @@ class VllmRequestPhases:
         self.kv_computed_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.preemptions = 0
 
-    def finished(self, req: SimRequest) -> None:
+    def finished(self, req: SimRequest, wall_s: Callable[[float], float]) -> None:
+        """A finished request; `wall_s`: its spans of simulated seconds as wall seconds (LiveSim.wall_s)."""
         scheduled_s = req.scheduled_s if req.scheduled_s == req.scheduled_s else req.arrival_s
         for name, value in (("queue", scheduled_s - req.arrival_s), ("prefill", req.first_token_s - scheduled_s),
                             ("decode", req.finish_s - req.first_token_s), ("inference", req.finish_s - scheduled_s)):
-            self.phases[name].observe(value)
+            self.phases[name].observe(wall_s(value))
         self.prompt_tokens.observe(req.prompt)
         self.generation_tokens.observe(req.output)
         self.kv_computed_tokens.observe(req.prompt - max(req.cached_tokens, 0))

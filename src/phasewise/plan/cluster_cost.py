@@ -6,6 +6,7 @@ scale with the rate."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,9 @@ def cluster_hardware(deployment: dict[str, Any], with_cost: bool = True) -> Clus
     cost = tdp = price = 0.0
     for name, count in chips.items():
         hw = load_hardware(name)
-        tdp += hw.tdp_w * count
-        price += hw.price_per_hour_usd * count
+        # a price or TDP the catalog does not know (0 there) leaves the cluster's unknown, not partial: NaN
+        tdp += hw.tdp_w * count if hw.tdp_w > 0 else math.nan
+        price += hw.price_per_hour_usd * count if hw.price_per_hour_usd > 0 else math.nan
         if with_cost:
             cost += hardware_cost_usd(hw) * count
     return ClusterHardware(chips, cost, tdp, price)
