@@ -137,9 +137,11 @@ PrefillWorkers = Annotated[Optional[int], typer.Option(help="disagg: prefill ins
 DecodeWorkers = Annotated[Optional[int], typer.Option(help="disagg: decode instances (default 1)")]
 DeploymentFile = Annotated[Optional[str], typer.Option(help="deployment YAML (replaces the deployment flags)")]
 EntryPoint = Annotated[str, typer.Option(help="server|offline: engine defaults of the OpenAI server or the LLM class")]
-# SLOs: TPOT is each request's mean gap between output tokens (DistServe's definition), TBT every single gap.
+# SLOs: TPOT is each request's mean gap between output tokens (DistServe's definition), TBT every single gap
+# between streamed chunks (a token; with speculative decoding a step's accepted tokens).
 SloTpot = Annotated[float, typer.Option(help="TPOT SLO (ms): each request's mean time per output token")]
-SloTbt = Annotated[float, typer.Option(help="TBT SLO (ms): every gap between two output tokens of a request")]
+SloTbt = Annotated[float, typer.Option(help="TBT SLO (ms): every gap between two streamed chunks of a request (a token; "
+                                           "with speculative decoding a step's accepted tokens)")]
 # Deployment options `simulate` and `serve` share.
 PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill instances (default --tp)")]
 DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,6 +63,26 @@ class Estimate:
     # how the engine holds DeepSeek-V4's windows (perf/memory.py compressed_kv_pool): vLLM's shared block pool with
     # its start-up figures, or TensorRT-LLM's window pages
     kv_pool: dict[str, Any] | None = None
+    context_given: bool = False  # whether estimate() was given context_len (beyond_context names it then)
+
+    def beyond_context(self) -> str | None:
+        """Why an engine refuses this request, where its prompt or its decode step's cached context is past the
+        model's context (max_position_embeddings; 0: unknown), as `phasewise estimate`, simulate (sim/instance.py)
+        and plan (plan/goodput.py) refuse it (vLLM's max_model_len check); None within it. A prompt of exactly the
+        context is kept: its prefill is what is asked, though its decode step's token would be one past it."""
+        model = self.cost_model.model
+        limit = model.max_position_embeddings
+        if not limit or max(self.prompt_len, self.context_len) <= limit:
+            return None
+        if self.context_given and self.context_len > limit:
+            what = f"--context-len {self.context_len:,}"
+        elif self.images:
+            what = (f"--prompt-len {self.images['text_prompt_len']:,} with its images' "
+                    f"{self.prompt_len - self.images['text_prompt_len']:,} tokens")
+        else:
+            what = f"--prompt-len {self.prompt_len:,}"
+        return (f"{what} is beyond {model.name}'s {limit:,}-token context (max_position_embeddings): the engines "
+                "refuse such a request, as simulate and plan do")
 
     def to_dict(self) -> dict[str, Any]:
         cm = self.cost_model
@@ -112,6 +133,8 @@ class Estimate:
             **self._figures(phase(self.prefill, self.batch * self.prompt_len), phase(self.decode, self.batch)),
             "operators": {"prefill": ops(self.prefill), "decode": ops(self.decode)},
             "fits": mem.fits,
+            # past the model's context (only then: `phasewise estimate` refuses it, refuse_beyond_context)
+            **({"beyond_context": why} if (why := self.beyond_context()) else {}),
             "memory": {
                 "fits": mem.fits,
                 "reason": mem.reason(),
@@ -209,6 +232,15 @@ class Estimate:
                 **mapped, "unmapped": roofline}
 
 
+def refuse_beyond_context(est: Estimate) -> None:
+    """A one-line error where the estimate's request is past the model's context (Estimate.beyond_context): what
+    `phasewise estimate` refuses, which estimate() reports instead (a run's own max_model_len may serve it:
+    perf/fit.py)."""
+    refusal = est.beyond_context()
+    if refusal:
+        raise PhasewiseError(refusal)
+
+
 def mapped_phase(it: MappedIteration, latency_s: float, host_s: float, tokens: int) -> dict[str, Any]:
     """A mapped iteration's figures in the form of Estimate.to_dict's phase dicts."""
     return {"latency_ms": latency_s * 1e3, "stage_ms": latency_s * 1e3, "host_overhead_ms": host_s * 1e3,
@@ -229,14 +261,33 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     (width, height) in each prompt: their tokens added to it, the vision encoder's forward over them reported;
     `weights_read_gbps` and `compile_cache` the instance's start-up (perf/startup.py); `knobs` the engine's flags
     that change an iteration's cost or memory (the MoE exchange's: SGLang's moe_a2a_backend, vLLM's all2all_backend),
-    checked as simulate checks them."""
+    checked as simulate checks them. Arguments of the wrong type or range are one-line errors naming them; a
+    request past the model's context and a model that does not fit are reported, not refused (as `phasewise
+    estimate` refuses them): Estimate.beyond_context() (refuse_beyond_context raises it) and memory.fits /
+    memory.reason() ("fits", "beyond_context" in to_dict)."""
+    for flag, value in (("--model", model), ("--hardware", hardware), ("--engine", engine)):
+        if not isinstance(value, str):
+            raise PhasewiseError(f"{flag} must be a name or a file's path (got {value!r})")
     refuse_empty(dict(model=model, hardware=hardware, precision=precision, kv_dtype=kv_dtype, engine=engine,
                       mapping=mapping))
-    for field, value in (("batch", batch), ("prompt-len", prompt_len)):
-        if value < 1:
-            raise PhasewiseError(f"--{field} must be >= 1 (got {value})")
-    if context_len is not None and context_len < 0:
-        raise PhasewiseError(f"--context-len must be >= 0 (got {context_len})")
+    for flag, value, low in (("--tp", tp, 1), ("--pp", pp, 1), ("--batch", batch, 1), ("--prompt-len", prompt_len, 1),
+                             ("--context-len", context_len, 0),
+                             ("images_per_sequence (--images-per-request)", images_per_sequence, 0)):
+        if value is None and flag == "--context-len":
+            continue
+        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+            raise PhasewiseError(f"{flag} must be an integer >= {low} (got {value!r})")
+        if value < low and flag not in ("--tp", "--pp"):  # theirs: perf/parallel.py's, as every command's
+            raise PhasewiseError(f"{flag} must be >= {low} (got {value})")
+    if images_per_sequence and image_px is None:
+        raise PhasewiseError(f"images_per_sequence {images_per_sequence} needs image_px (width, height) in pixels "
+                             "(--image-size WxH)")
+    if image_px is not None and not images_per_sequence:
+        raise PhasewiseError("image_px sizes the images of images_per_sequence (--images-per-request), which is 0 "
+                             "here: give images_per_sequence >= 1 or leave image_px out")
+    if image_px is not None and not (isinstance(image_px, (tuple, list)) and len(image_px) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in image_px)):
+        raise PhasewiseError(f"image_px must be (width, height), two integers of pixels (got {image_px!r})")
     if memory_fraction is not None and not 0 < memory_fraction <= 1:
         raise PhasewiseError(f"--memory-fraction must be in (0, 1] (got {memory_fraction})")
     spec = with_routing_skew(load_model(model), routing_skew)
@@ -260,6 +311,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                   "prompt_tokens_per_image": geometry.prompt_tokens, "text_prompt_len": prompt_len,
                   "encoder_ms": encoded.time_s * 1e3, "encoder_flops": encoded.flops, "encoder_bytes": encoded.bytes}
         prompt_len += image_tokens
+    context_given = context_len is not None
     if context_len is None:
         context_len = prompt_len
     prefill = cm.iteration(BatchShape.uniform(batch, prompt_len, 0, spec.causal, window))
@@ -295,7 +347,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     return Estimate(cm, batch, prompt_len, context_len, prefill, decode, mem, mapped, config.fraction(memory_fraction),
                     window_layout, kv_terms, pools, pages, images, startup,
                     kv_pool_figures(pool, mem, spec.max_position_embeddings, config.token_budget,
-                                    layout.attention_dp) if pool else None)
+                                    layout.attention_dp) if pool else None, context_given)
 
 
 def kv_pool_figures(pool: SharedBlockPool | WindowPages, mem: MemoryFit, max_model_len: int, token_budget: int,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +25,7 @@ from phasewise.perf.cost import CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
+from phasewise.specs.model_catalog import CHECKPOINT_CONFIG
 from phasewise.specs.quant import QuantScheme
 
 FITTABLE = ("iteration_overhead_s", "per_sequence_overhead_s", "eager_launch_s", "elementwise_passes",
@@ -109,8 +111,32 @@ def parse_points(data: dict, where: str) -> list[LatencyPoint]:
     return points
 
 
-@cache
+def spec_file_stamps(*names: str | None) -> tuple:
+    """What a cache keyed on spec names (a model, chip, engine or mapping) keys on beside them, so that it sees a
+    user's file edited between two calls in one process: each name that is a file by its (mtime_ns, size), a
+    checkpoint directory by its config.json's (specs/model_catalog.py reads that), a catalog name (no such file) by
+    None. One stat a name (~1 us), cheap beside what the caches keep."""
+    stamps = []
+    for name in names:
+        stamp = None
+        if name:
+            try:
+                path = Path(name)
+                stat = (path / CHECKPOINT_CONFIG if path.is_dir() else path).stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+            except (OSError, ValueError):  # no such file (a catalog name), or a name no path can be
+                pass
+        stamps.append(stamp)
+    return tuple(stamps)
+
+
 def _specs(model: str, hardware: str, precision: str):
+    """The specs a point names, cached per process and keyed on its files' stamps (an edited file read afresh)."""
+    return _cached_specs(model, hardware, precision, spec_file_stamps(model, hardware))
+
+
+@lru_cache(maxsize=256)
+def _cached_specs(model: str, hardware: str, precision: str, stamps: tuple):
     return load_model(model), load_hardware(hardware), load_quant(precision)
 
 

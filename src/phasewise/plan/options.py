@@ -5,6 +5,7 @@ check_options: which options cannot apply to the models, chips and engines asked
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
+from phasewise.perf.fit import spec_file_stamps
+from phasewise.sim.api import is_integer, is_number
 from phasewise.sim.deployment import Deployment
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import prefix_caching_default
@@ -77,6 +80,49 @@ class PlanOptions:
     # a plan across chips gives each its own; a disaggregated strategy's prefill and decode groups each stay within
     # their chip's
     chip_gpus: tuple[tuple[str, int], ...] = ()
+
+    def check(self) -> None:
+        """A one-line error naming the field (and the plan flag that sets it) where a value is one plan's flags
+        refuse (apps/cli_common.py parse_ints: sizes are integers >= 1), rather than a strategy quietly built from it
+        (a batch cap of 0 ran at max_num_seqs 1) or quietly dropped (a chunk size of -1). plan() calls it; not run at
+        construction, where sweep's pydantic reading of a config would wrap the message (plan/sweep.py refuses the
+        same values with its strategies.* keys). Empty lists: chunk_sizes and ratios may be (the engine's default
+        chunking alone, collocated strategies alone), batch_caps with engine_default_cap."""
+        for name in ("tp_options", "pp_options", "chunk_sizes", "batch_caps", "wide_ep_tp"):
+            values = getattr(self, name)
+            empty_allowed = name in ("chunk_sizes", "wide_ep_tp") or (name == "batch_caps" and self.engine_default_cap)
+            if (not isinstance(values, (tuple, list)) or not (values or empty_allowed)
+                    or not all(is_integer(v) and v >= 1 for v in values)):
+                raise PhasewiseError(f"{_label(name)} must list integers >= 1 (got {values!r})")
+        if not isinstance(self.ratios, (tuple, list)) or not all(
+                isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_integer(v) and v >= 1 for v in pair)
+                for pair in self.ratios):
+            raise PhasewiseError(f"{_label('ratios')} must list (prefill, decode) instance counts >= 1 "
+                                 f"(got {self.ratios!r})")
+        fraction = self.memory_fraction
+        if fraction is not None and not (is_number(fraction) and 0 < fraction <= 1):
+            raise PhasewiseError(f"{_label('memory_fraction')} must be in (0, 1] (got {fraction!r})")
+        if self.routing_skew is not None and not (is_number(self.routing_skew) and math.isfinite(self.routing_skew)):
+            raise PhasewiseError(f"{_label('routing_skew')} must be a finite number (got {self.routing_skew!r})")
+        for name in ("host_kv_cache_bytes", "kv_store_bytes"):
+            size = getattr(self, name)
+            if not (is_number(size) and 0 <= size < math.inf):
+                raise PhasewiseError(f"{_label(name)} must be a finite size >= 0 in bytes (got {size!r})")
+        if not all(isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)
+                   and is_integer(pair[1]) and pair[1] >= 1 for pair in self.chip_gpus):
+            raise PhasewiseError(f"{_label('chip_gpus')} must give each chip (name, GPUs) with GPUs an integer >= 1 "
+                                 f"(got {self.chip_gpus!r})")
+
+
+# the plan flags that set PlanOptions' fields, where the flag is not the field's name spelled as a flag
+PLAN_FLAGS = {"ratios": None, "wide_ep_tp": None, "memory_fraction": None, "host_kv_cache_bytes": "--host-kv-cache-gb (GB)",
+              "kv_store_bytes": "--kv-store-gb (GB)", "routers": "--router"}
+
+
+def _label(name: str) -> str:
+    """How PlanOptions.check names a field: PlanOptions.batch_caps (plan --batch-caps)."""
+    flag = PLAN_FLAGS.get(name, "--" + name.replace("_", "-"))
+    return f"PlanOptions.{name}" + (f" (plan {flag})" if flag else "")
 
 
 POLICIES = ("priority-pools", "attention-offload", "encoders")
@@ -233,10 +279,15 @@ def _no_host_tier(models: Sequence[str], chips: Sequence[str], engines: Sequence
     return "; ".join(dict.fromkeys(reasons))
 
 
-@lru_cache(maxsize=256)
 def host_tier_refusal(model: str, engine: str, hardware: str) -> str:
     """Why `engine` keeps no host-memory tier of prompt prefixes for `model` on `hardware` ("" where it does: it
-    caches prefixes by default and has such a tier; the plan's --host-kv-cache-gb and --kv-store-gb go there)."""
+    caches prefixes by default and has such a tier; the plan's --host-kv-cache-gb and --kv-store-gb go there).
+    Cached per process, keyed on the stamps of the files named too (an edited model or chip file read afresh)."""
+    return _host_tier_refusal(model, engine, hardware, spec_file_stamps(model, engine, hardware))
+
+
+@lru_cache(maxsize=256)
+def _host_tier_refusal(model: str, engine: str, hardware: str, stamps: tuple) -> str:
     spec = load_model(model)
     config = resolve_engine(engine, load_hardware(hardware), model_type=spec.model_type)
     if spec.window_all_layers:

@@ -35,6 +35,7 @@ from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategie
 from phasewise.plan.strategy_policies import with_planned_slos
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import Deployment, build_deployment
+from phasewise.sim.api import is_integer
 from phasewise.sim.metrics import miss_allowance
 from phasewise.specs import load_hardware
 from phasewise.specs.hardware import chip_identity, hardware_list, parts_chips
@@ -321,6 +322,23 @@ def reason(r: GoodputResult) -> str:
     return f"{r.binding} binds at {r.binding_rps:.2f} req/s ({by})"
 
 
+def _check_arguments(gpus, slo, work, opts, refine) -> None:
+    """plan()'s arguments of the types and ranges plan's flags give (--gpus, --top: integers >= 1), a one-line error
+    naming the argument otherwise; the options' values by PlanOptions.check."""
+    for name, value in (("--gpus", gpus), ("--top (refine)", refine)):
+        if not is_integer(value):
+            raise PhasewiseError(f"{name} must be an integer >= 1 (got {value!r})")
+        if value < 1:
+            raise PhasewiseError(f"{name} must be >= 1 (got {value})")
+    for name, value, kind, what in (("slo", slo, Slo, "a Slo (phasewise.sim.Slo(ttft_ms, tpot_ms, max_tbt_ms))"),
+                                    ("work", work, WorkloadSpec, "a WorkloadSpec (plan/goodput.py workload_spec)"),
+                                    ("opts", opts, (PlanOptions, type(None)), "a PlanOptions or None")):
+        if not isinstance(value, kind):
+            raise PhasewiseError(f"plan(): {name} must be {what} (got {type(value).__name__})")
+    if opts is not None:
+        opts.check()
+
+
 def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, target: float = 0.9,
          objective: str = "goodput-per-gpu", opts: PlanOptions | None = None, refine: int = 5,
          backend: str = "local", workers: int | None = None, ray_address: str | None = None,
@@ -330,6 +348,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     analytic pre-screen weighs each chip's against that chip's best, and each chip's best screened strategy is
     refined and verified beside the overall top `refine`, so the ranking shows every chip that meets the SLOs."""
     t0 = time.perf_counter()
+    _check_arguments(gpus, slo, work, opts, refine)
     if objective not in OBJECTIVES:
         raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
     if not 0 < target <= 1:

@@ -203,8 +203,16 @@ class Scenario:
 
 def parse_value(scenario: str, key: str, text: str, param: Param) -> Any:
     """`text` as the type of `param`'s default: bool, int, float, str (one of `choices` if given), or a
-    comma-separated list of the first element's type."""
+    comma-separated list of the first element's type. From Python (resolve / run's overrides), a value may be given
+    as itself (1024, 0.5, True, [1, 2]): read as its text, through the same checks; another kind of value is a
+    one-line error naming the key."""
     default = param.value
+    if not isinstance(text, str):
+        items = text if isinstance(text, (list, tuple)) else [text]
+        if not items or not all(isinstance(v, (bool, int, float, str)) for v in items):
+            raise PhasewiseError(f"reproduce {scenario}: --set {key}={text!r} is not text or a value of the key's own "
+                                 f"type ({type(default).__name__}, e.g. {default!r})")
+        text = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in items)
 
     def bad(kind: str) -> PhasewiseError:
         allowed = f" (allowed: {', '.join(param.choices)})" if param.choices else ""

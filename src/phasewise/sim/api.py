@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from phasewise.sim.prefix_cache import migrates_kv
 from phasewise.sim.priority_pools import headline_slo
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
-from phasewise.specs.hardware import chips_apart
+from phasewise.specs.hardware import chip_caveats, chips_apart
 from phasewise.workload import (
     DEFAULT_ISL,
     DEFAULT_OSL,
@@ -155,6 +156,8 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
     if router_ttl_s is not None and router_kv_events is not False:
         raise PhasewiseError("--router-ttl-s keeps a block in --router dynamo_kv's approximate index, which it uses "
                              "only without KV events: add --no-router-kv-events")
+    refuse_hardware_beside_role_hardware(arch, hardware, prefill_hardware, decode_hardware,
+                                         encode_workers is not None and encode_hardware is None)
     encoders = encoder_flags(encode_workers, encode_tp, encode_hardware, encode_link, hardware,
                              (prefill_hardware or hardware) if arch == "disagg" else hardware)
     encoders.update(autoscale_flags(autoscale_min, autoscale_metric, autoscale_target, autoscale_startup_s,
@@ -439,6 +442,44 @@ def disagg_kv_link(asked: str | None, groups: list[dict]) -> str | None:
 # --tp beside both --prefill-tp and --decode-tp (with a " VALUE" where the value is known): it would set neither
 TP_BESIDE_ROLE_TPS = ("--tp{tp} sets the TP of a role given none of its own (--prefill-tp, --decode-tp), and both "
                       "are given here: drop --tp")
+# --hardware beside both --prefill-hardware and --decode-hardware (and no encoders on it): it would set no chip
+HARDWARE_BESIDE_ROLE_HARDWARE = ("--hardware{hardware} sets the chip of a role given none of its own "
+                                 "(--prefill-hardware, --decode-hardware; the encoders' without --encode-hardware), "
+                                 "and both are given here: drop --hardware")
+
+
+def refuse_hardware_beside_role_hardware(arch: str, hardware: str, prefill_hardware: str | None,
+                                         decode_hardware: str | None, encoders_on_hardware: bool) -> None:
+    """--hardware off its default beside both --prefill-hardware and --decode-hardware (--arch disagg), where no
+    encoder runs on it (--encode-workers without --encode-hardware): a one-line error, as --tp beside both role TPs
+    is (TP_BESIDE_ROLE_TPS), not a chip quietly unused. A --hardware typed at its default's value cannot be told
+    from none here."""
+    default = inspect.signature(deployment_from_flags).parameters["hardware"].default
+    if (arch == "disagg" and prefill_hardware and decode_hardware and hardware != default
+            and not encoders_on_hardware):
+        raise PhasewiseError(HARDWARE_BESIDE_ROLE_HARDWARE.format(hardware=f" {hardware}"))
+
+
+def is_integer(value) -> bool:
+    """An integer (numpy's too), not a bool: what an integer flag takes (2e3, 16.0 are not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A real number (numpy's too), not a bool or a string: what a number flag takes."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_argument_types(integers: dict, reals: dict) -> None:
+    """A one-line error naming the argument (as its flag) whose value is not of the type its flag takes, an integer
+    (`integers`: requests, seed) or a number (`reals`: rate), rather than a TypeError inside numpy; None: not given.
+    The CLI's flags are parsed to these types already."""
+    for names, ok, kind in ((integers, is_integer, "an integer"), (reals, is_number, "a number")):
+        for name, value in names.items():
+            if value is not None and not ok(value):
+                raise PhasewiseError(f"--{name.replace('_', '-')} takes {kind} (got {value!r})")
+
+
 # requests one simulation generates at most (~12-16k simulated requests/s: benchmarks/bench_sim.py)
 MAX_REQUESTS = 10_000_000
 MIGRATIONS = ("auto", "transfer", "recompute")
@@ -531,6 +572,11 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           image_tokens_included: bool = False,
           **knobs) -> SimSpec:
     """`knobs`: engine knobs by their engines' names (see deployment_from_flags)."""
+    check_argument_types(dict(trace_limit=trace_limit, requests=requests, num_prompts=num_prompts, warmup=warmup,
+                              concurrency=concurrency, seed=seed, images_per_request=images_per_request),
+                         dict(rate=rate, isl=isl, osl=osl, isl_spread=isl_spread, osl_spread=osl_spread, cv=cv,
+                              slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_tbt_ms=slo_tbt_ms,
+                              image_share=image_share))
     refuse_empty(dict(isl_dist=isl_dist, osl_dist=osl_dist, arrival=arrival, client=client, image_size=image_size))
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_tbt_ms)
     if trace is None:
@@ -683,9 +729,29 @@ def trace_notes(trace: str, trace_limit: int | None, work: Workload, dep: Deploy
     return notes
 
 
-def run(check_invariants: bool = False, **kwargs) -> SimResult:
-    """`build(**kwargs)` simulated. A request past the model's context runs here if its KV fits (the papers' replays
-    run them); `phasewise simulate` refuses it as an engine does: simulate(..., refuse_beyond_context=True)."""
+# simulate's diffusion-LM arguments (apps/dllm_view.py KNOB_FLAGS and --dllm): run() simulates autoregressive decoding
+DLLM_ARGUMENTS = ("dllm", "gen_length", "block_length", "dllm_steps", "dllm_threshold", "dllm_cache", "tokens_per_step",
+                  "tokens_per_step_probs", "jump_copies", "jump_probs", "batch_cap")
+
+
+def run(check_invariants: bool = False, refuse_beyond_context: bool = True, **kwargs) -> SimResult:
+    """`build(**kwargs)` simulated as `phasewise simulate` runs it: a request whose prompt and output pass the
+    model's context rejected as an engine rejects it (`refuse_beyond_context=False`: it runs if its KV fits, as the
+    papers' replays run them), every request rejected a one-line error (result.rejection_warning() gives the line
+    simulate prints on some), and the result's `caveats` and `notes` (its summary()'s too) what simulate prints
+    beside its figures. With `deployment=FILE`, any deployment argument given (not None), at its default's value
+    too, is refused as simulate refuses its flag typed beside --deployment. A diffusion LM (LLaDA) is not run here:
+    simulate --dllm, or phasewise.sim.dllm.simulate_dllm (its decoding, cost model and workload) in Python."""
+    given = [name for name in DLLM_ARGUMENTS if name in kwargs]
+    if given:
+        raise PhasewiseError(f"run() does not take {given[0]}: it simulates autoregressive decoding; a diffusion LM "
+                             "runs through `phasewise simulate --dllm`, or phasewise.sim.dllm.simulate_dllm in Python")
+    if kwargs.get("deployment") is not None:  # the caller's own arguments: one at its default's value is told apart
+        refuse_beside_deployment([name for name in deployment_flag_names() if kwargs.get(name) is not None])
     spec = build(**kwargs)
-    return simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images,
-                    seed=spec.seed)
+    result = simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images,
+                      seed=spec.seed, refuse_beyond_context=refuse_beyond_context)
+    result.rejection_warning()  # every request rejected: "nothing can run", as simulate says
+    result.caveats = chip_caveats(g.hardware for g in spec.deployment.instances)
+    result.notes = spec.notes
+    return result

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel
+from phasewise.perf.fit import spec_file_stamps
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.link import Link, link_rate
 from phasewise.sim.metrics import InstanceStats
@@ -38,11 +39,15 @@ def encoder_cost(deployment: Deployment) -> CostModel:
     """The cost model an encode worker of `deployment` runs its forwards by (its chip and TP, BF16 weights, its
     engine's host dispatch); cached per deployment. A TP the model's heads refuse is named as the deployment names
     the encoders' tp (--encode-tp from flags, encoders.tp in a file: Deployment.field_label), not as --tp."""
-    return _encoder_cost(deployment.model, deployment.encoders, deployment.field_label("encoders", "tp"))
+    spec = deployment.encoders
+    return _encoder_cost(deployment.model, spec, deployment.field_label("encoders", "tp"),
+                         spec_file_stamps(deployment.model, spec.hardware, spec.engine))
 
 
 @lru_cache(maxsize=32)
-def _encoder_cost(model_name: str, spec, tp_name: str) -> CostModel:
+def _encoder_cost(model_name: str, spec, tp_name: str, stamps: tuple = ()) -> CostModel:
+    """encoder_cost's, keyed on the stamps of the files it reads too (perf/fit.py spec_file_stamps): an edited
+    model or chip file is read afresh."""
     model, hw = load_model(model_name), load_hardware(spec.hardware)
     engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision, model_type=model.model_type)
     layout = parallel_layout(model, spec.tp, flags={"tp": tp_name})

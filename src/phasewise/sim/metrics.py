@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,6 +242,11 @@ class SimResult:
     stopped_s: float = math.nan  # when a run with stop_after_misses ended early (NaN: it ran every request)
     # prompt tokens each request's first admission found in a prefix cache (-1: none kept where it was admitted)
     cached_tokens: np.ndarray | None = None
+    # what `phasewise simulate` prints beside the figures, set by sim/api.py run(): the chips' caveats ({chip: its
+    # entry's caveat}) and the notes on what the flags did not say (SimSpec.notes); summary() gives them as its
+    # "caveats" and "notes", as simulate --json does. simulate() leaves them empty (its caller has the spec).
+    caveats: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def rejection_warning(self) -> str | None:
         """The one-line note on requests that can never run (None if every one can); a one-line error when no
@@ -333,6 +339,7 @@ class SimResult:
         span = self.duration_s
         ttft, tpot = self.ttft_s[m], self.tpot_s[m]
         multi = self.output_tokens[m] > 1
+        policy = copy.deepcopy(self.policy)  # the summary's own: a change to it leaves the result's as it was
         out = {
             "requests": int(m.sum()),
             "completed": done,
@@ -370,17 +377,21 @@ class SimResult:
             "sim": {"wall_s": self.wall_s, "events": self.events, "stopped_s": self.stopped_s,
                     "requests_per_wall_s": len(self.arrival_s) / self.wall_s if self.wall_s else math.nan},
             "instances": [self._instance_summary(s, span) for s in self.instances],
-            "policy": self.policy,
+            "policy": policy,
             # prefix caching (sim/prefix_cache.py): hit rates, saved prefill tokens, evictions; None without hashes
-            "prefix_cache": self.policy.get("prefix_cache"),
+            "prefix_cache": policy.get("prefix_cache"),
         }
         if self.images is not None:  # image inputs (workload/images.py): what each carrying request had, and the
             carried = self.images[m] > 0  # TTFT of the requests with images and of those without apart
-            out["images"] = {**self.policy["images"], "requests_with_images": int(carried.sum()),
+            out["images"] = {**policy["images"], "requests_with_images": int(carried.sum()),
                              "images_carried": int(self.images[m].sum()),
                              "ttft_ms_with_images": dist_ms(ttft[carried]),
                              "ttft_ms_without_images": dist_ms(ttft[~carried])}
         out["aiperf"] = replay_names(out)
+        if self.caveats:  # run()'s (sim/api.py), after every figure as simulate --json has them
+            out["caveats"] = dict(self.caveats)
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
     def _instance_summary(self, s: InstanceStats, dur: float) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,6 +15,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.expert_load import with_routing_skew
+from phasewise.perf.fit import spec_file_stamps
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import (
@@ -60,8 +62,18 @@ from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 
 def build_group(dep: Deployment, g: InstanceGroup, index: int
                 ) -> tuple[CostModel, int, CostModel | None, EngineConfig]:
-    """Cost model, KV capacity (tokens), draft cost model and resolved engine of one instance group."""
-    return _build_group(dep.model, g, dep.speculative, index)
+    """Cost model, KV capacity (tokens), draft cost model and resolved engine of one instance group; cached per
+    process, keyed on the stamps of the files the group names (model, chip, engine, mapping, draft), so that a file
+    edited between two runs is read afresh."""
+    draft = dep.speculative.draft if dep.speculative is not None else None
+    stamps = spec_file_stamps(dep.model, g.model, g.hardware, g.engine, g.mapping, draft)
+    return _build_group(dep.model, g, dep.speculative, index, stamps)
+
+
+# a diffusion LM (specs/model.py causal False) asked for without a dLLM decoding: the simulation refuses it (its
+# autoregressive figures would be a model's it is not); apps/dllm_view.py dllm_requested says this to the CLI first
+DIFFUSION_NEEDS_DLLM = ("{model} is a diffusion LM (bidirectional, decoded block by block): it needs --dllm "
+                        "baseline|fast-dllm|alp|odb")
 
 
 def spec_budget_refusal(engine: EngineConfig, draft_tokens: int) -> str | None:
@@ -75,10 +87,14 @@ def spec_budget_refusal(engine: EngineConfig, draft_tokens: int) -> str | None:
 
 
 @lru_cache(maxsize=128)
-def _build_group(dep_model: str, g: InstanceGroup, spec, index: int
+def _build_group(dep_model: str, g: InstanceGroup, spec, index: int, stamps: tuple = ()
                  ) -> tuple[CostModel, int, CostModel | None, EngineConfig]:
-    """Cached per process: planners simulate the same groups many times (and keep their cost caches)."""
+    """Cached per process: planners simulate the same groups many times (and keep their cost caches). `stamps`:
+    the group's files' (build_group), a key only."""
     model = load_model(g.model or dep_model)
+    if not model.causal:  # a diffusion LM decodes block by block over a bidirectional canvas: sim/dllm.py's
+        raise PhasewiseError(DIFFUSION_NEEDS_DLLM.format(model=model.name) + "; simulate() and run() model "
+                             "autoregressive decoding (in Python: phasewise.sim.dllm.simulate_dllm)")
     precision = g.precision or model.default_precision
     where = f"deployment instances[{index}] ({g.role} {g.hardware} tp={g.tp} pp={g.pp} {precision})"
     try:
@@ -298,6 +314,7 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
     not finished by then count as missing. `seed`: the routers' draws (`--seed`; the workload's own draws are made
     when it is built)."""
     wall0 = time.perf_counter()
+    _check_arguments(deployment, workload, slo, images, seed, stop_after_misses)
     slo = headline_slo(deployment.priority_pools, slo or Slo())  # the pools' own SLOs, which they steer by
     loop = EventLoop()
     closed = isinstance(workload, ClosedLoop)
@@ -379,9 +396,11 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         raise RuntimeError(f"simulation ended with {n - cluster.done - cluster.rejected} requests unfinished")
     if check_invariants and not stopped:
         _check_kv_conserved(instances)
+    # the result's per-request arrays are its own (copies, never the workload's: a user's in-place change to one
+    # would change the workload the next run reads)
     result = SimResult(
-        arrival_s=np.asarray(arrival, dtype=np.float64), prompt_tokens=np.asarray(prompts),
-        output_tokens=np.asarray(outputs), first_token_s=cluster.first_token_s, finish_s=cluster.finish_s,
+        arrival_s=np.array(arrival, dtype=np.float64), prompt_tokens=np.array(prompts),
+        output_tokens=np.array(outputs), first_token_s=cluster.first_token_s, finish_s=cluster.finish_s,
         scheduled_s=cluster.scheduled_s, tpot_s=cluster.tpot_s, max_tbt_s=cluster.max_tbt_s,
         preemptions=cluster.preemptions, instance=cluster.instance_of, cached_tokens=cluster.cached_tokens,
         tbt=cluster.tbt,
@@ -391,13 +410,30 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         measured=(np.arange(n) < n_measured) if closed and n_warm else None,
         concurrency=workload.concurrency if closed else None,
         steady_tbt=None if clients is None else clients.steady_tbt, policy=cluster.policy_stats,
-        images=image_counts, stopped_s=cluster.stopped_s)
+        images=None if image_counts is None else np.array(image_counts), stopped_s=cluster.stopped_s)
     dur = result.duration_s if cluster.done else 0.0
     for inst in [*instances, *workers]:  # idle power for the time each instance or encode worker was not busy
         st = inst.stats
         st.energy_j += st.gpus * inst.idle_w * max(held_s.get(inst, dur) - st.busy_s, 0.0)
     result.wall_s = time.perf_counter() - wall0
     return result
+
+
+def _check_arguments(deployment, workload, slo, images, seed, stop_after_misses) -> None:
+    """simulate()'s arguments of the types it reads, else a one-line error naming the argument (not an
+    AttributeError deep inside): the objects themselves, not a path, a tuple or a dict."""
+    kinds = (("deployment", deployment, Deployment, "a Deployment (sim/deployment.py: load_deployment(path) reads a "
+              "file, build_deployment(dict) a mapping)"),
+             ("workload", workload, (Workload, ClosedLoop), "a Workload or a ClosedLoop (phasewise.workload)"),
+             ("slo", slo, (Slo, type(None)), "a Slo (phasewise.sim.Slo(ttft_ms, tpot_ms, max_tbt_ms)) or None"),
+             ("images", images, (ImageInputs, type(None)), "an ImageInputs (phasewise.workload) or None"))
+    for name, value, kind, what in kinds:
+        if not isinstance(value, kind):
+            raise PhasewiseError(f"simulate(): {name} must be {what} (got {type(value).__name__})")
+    for name, value, low in (("seed", seed, 0), ("stop_after_misses", stop_after_misses, 0)):
+        if value is not None and not (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                                      and value >= low):
+            raise PhasewiseError(f"simulate(): {name} must be an integer >= {low} (got {value!r})")
 
 
 def _autoscaled_share(deployment: Deployment, cluster: Cluster, price_per_hour_usd: float,

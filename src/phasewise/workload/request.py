@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.reading import MAX_TOKENS
 
 # the latest arrival a workload holds, s (about 32 years): float64's step there is 0.12 us (2^-23 s), so latencies of
 # a few ms keep their digits; at a rate of 1e-300 req/s the arrivals reached 1e300 s, where a step is 1e284 s and
@@ -26,6 +27,39 @@ def check_arrival_span(span_s: float, n: int, rate_rps: float, flag: str) -> Non
                              f"microsecond: give a {flag} above {n / MAX_ARRIVAL_S:.3g}")
 
 
+def _numbers(values, field: str, name: str) -> np.ndarray:
+    """`values` as a 1-D array of real numbers, one per request; a one-line error naming `field` otherwise (a
+    string, a scalar, a 2-D or ragged list)."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):  # a ragged list
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iuf":
+        if arr is None:
+            what = "a ragged sequence"
+        elif arr.ndim != 1:
+            what = "a scalar" if arr.ndim == 0 else f"a {arr.ndim}-D array"
+        else:
+            what = {"U": "text", "S": "bytes", "b": "booleans", "O": "objects"}.get(arr.dtype.kind, str(arr.dtype))
+        raise PhasewiseError(f"{name}: {field} must be a 1-D array of numbers, one per request (got {what})")
+    return arr
+
+
+def _token_counts(values, field: str, what: str, name: str) -> np.ndarray:
+    """`values` as int64 token counts, each an integer >= 1 and <= MAX_TOKENS as a trace's (workload/traces.py):
+    a fractional, NaN or infinite count is a one-line error naming the request, never truncated."""
+    arr = _numbers(values, field, name)
+    if arr.dtype.kind == "f":
+        ok = np.isfinite(arr) & (arr == np.floor(arr)) & (arr >= 1) & (arr <= MAX_TOKENS)
+    else:
+        ok = (arr >= 1) & (arr <= MAX_TOKENS)
+    if not ok.all():
+        row = int(np.argmin(ok))
+        raise PhasewiseError(f"{name}: request {row}: {what} must be an integer >= 1 and <= {MAX_TOKENS} "
+                             f"(got {arr[row].item()!r})")
+    return arr.astype(np.int64, copy=False)
+
+
 @dataclass(slots=True)
 class Workload:
     """Open-loop requests. Arrays are index-aligned; arrivals are sorted ascending."""
@@ -41,12 +75,13 @@ class Workload:
     image_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.arrival_s = np.asarray(self.arrival_s, dtype=np.float64)
-        self.prompt_tokens = np.asarray(self.prompt_tokens, dtype=np.int64)
-        self.output_tokens = np.asarray(self.output_tokens, dtype=np.int64)
+        self.arrival_s = _numbers(self.arrival_s, "arrival_s", self.name).astype(np.float64, copy=False)
+        self.prompt_tokens = _token_counts(self.prompt_tokens, "prompt_tokens", "prompt tokens", self.name)
+        self.output_tokens = _token_counts(self.output_tokens, "output_tokens", "output tokens", self.name)
         n = len(self.arrival_s)
         if not (len(self.prompt_tokens) == len(self.output_tokens) == n):
-            raise PhasewiseError("workload arrays differ in length")
+            raise PhasewiseError(f"{self.name}: workload arrays differ in length (arrival_s {n:,}, prompt_tokens "
+                                 f"{len(self.prompt_tokens):,}, output_tokens {len(self.output_tokens):,})")
         if n == 0:
             raise PhasewiseError("workload has no requests")
         if self.priority is not None:
@@ -59,8 +94,6 @@ class Workload:
                 raise PhasewiseError(f"{self.name}: image counts must be one integer >= 0 per request")
         checks = (
             (np.isfinite(self.arrival_s) & (self.arrival_s >= 0), "arrival time must be a finite number >= 0"),
-            (self.prompt_tokens >= 1, "prompt tokens must be >= 1"),
-            (self.output_tokens >= 1, "output tokens must be >= 1"),
         )
         for ok, what in checks:
             if not ok.all():
