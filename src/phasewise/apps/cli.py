@@ -186,10 +186,16 @@ def estimate_cmd(
         mem = est.memory
         if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
             default = ", the engine default" if memory_fraction is None else ""
+            # smaller precisions than the one run (fp8 beside fp8 was offered), each with a compute path on the chip
+            from phasewise.specs.quant import load_quant
+
+            here = est.cost_model.quant.weight_bytes_per_param
+            smaller = [name for name in ("fp8", "w4a16") if load_quant(name).weight_bytes_per_param < here]
+            hint = f"use a smaller --precision ({', '.join(smaller)}), " if smaller else ""
             raise PhasewiseError(
                 f"{est.cost_model.model.name} does not fit on {chip} at tp={tp} pp={pp} in "
                 f"{precision or est.cost_model.model.default_precision}: "
-                f"{mem.reason()}; raise --tp/--pp, use a smaller --precision (fp8, w4a16) or a larger "
+                f"{mem.reason()}; raise --tp/--pp, {hint}or a larger "
                 f"--memory-fraction ({est.memory_fraction:g} here{default})"
             )
         return est
