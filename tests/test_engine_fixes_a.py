@@ -12,10 +12,12 @@ H100 = "h100-sxm"
 
 
 def test_budget_check_under_attention_dp_names_the_flags_as_given():
-    """--max-num-batched-tokens 512 beside vLLM's 1,024 sequences a rank, 4 ranks: the error names 512 and 1024
-    (each rank's, as the flags and vLLM read them), not the instance's 2,048 and 4,096."""
+    """--max-num-batched-tokens 512 beside --max-num-seqs 1024 a rank, 4 ranks: the error names 512 and 1024
+    (each rank's, as the flags and vLLM read them), not the instance's 2,048 and 4,096. (Both given: the budget
+    alone lowers vLLM 0.10+'s default sequence cap to it, tests/test_engines_review_fixes.py.)"""
     with pytest.raises(PhasewiseError, match=r"--max-num-batched-tokens \(512\) must be >= --max-num-seqs \(1024\)"):
-        resolve_engine("vllm", load_hardware(H100), {"max_num_batched_tokens": 512}, attention_dp=4, tp=4)
+        resolve_engine("vllm", load_hardware(H100), {"max_num_batched_tokens": 512, "max_num_seqs": 1024},
+                       attention_dp=4, tp=4)
 
 
 @pytest.mark.parametrize("version", ["0.8.5", "0.10", "0.11", "0.12", "0.14"])

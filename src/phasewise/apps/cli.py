@@ -160,7 +160,7 @@ def estimate_cmd(
 ) -> None:
     """Prefill latency, one decode step, the per-operator breakdown, the memory fit and the start-up time."""
     from phasewise.apps.estimate_view import render_estimate
-    from phasewise.perf.estimate import estimate
+    from phasewise.perf.estimate import estimate, refuse_beyond_context
     from phasewise.specs.hardware import chip_caveats, hardware_list
     from phasewise.workload import image_inputs
 
@@ -182,7 +182,7 @@ def estimate_cmd(
                        images_per_sequence=images.per_request if images else 0,
                        image_px=images.one_size("estimate") if images else None,
                        weights_read_gbps=weights_read_gbps, compile_cache=compile_cache, knobs=exchange_knobs)
-        refuse_beyond_context(est, context_len is not None)
+        refuse_beyond_context(est)  # (perf/estimate.py: Estimate.beyond_context)
         mem = est.memory
         if mem.weight_bytes + mem.reserved_bytes >= mem.usable_bytes:
             default = ", the engine default" if memory_fraction is None else ""
@@ -228,26 +228,6 @@ def estimate_cmd(
     else:
         render_estimate(console, est)
         render_caveats(console, caveats)
-
-
-def refuse_beyond_context(est, context_given: bool) -> None:
-    """A one-line error where the estimate's prompt or its decode step's cached context is past the model's context
-    (max_position_embeddings; 0: unknown): the engines refuse such a request (vLLM's max_model_len check), as
-    simulate (sim/instance.py) and plan (plan/goodput.py) refuse it. A prompt of exactly the context is kept: its
-    prefill is what is asked, though its decode step's token would be one past the context."""
-    model = est.cost_model.model
-    limit = model.max_position_embeddings
-    if not limit or max(est.prompt_len, est.context_len) <= limit:
-        return
-    if context_given and est.context_len > limit:
-        what = f"--context-len {est.context_len:,}"
-    elif est.images:
-        what = (f"--prompt-len {est.images['text_prompt_len']:,} with its images' "
-                f"{est.prompt_len - est.images['text_prompt_len']:,} tokens")
-    else:
-        what = f"--prompt-len {est.prompt_len:,}"
-    raise PhasewiseError(f"{what} is beyond {model.name}'s {limit:,}-token context (max_position_embeddings): the "
-                         "engines refuse such a request, as simulate and plan do")
 
 
 @app.command("simulate")

@@ -70,8 +70,9 @@ def dllm_requested(model: str, dllm: str | None, knobs: dict[str, Any]) -> bool:
         return True
     spec = load_model(model)
     if not spec.causal:
-        raise PhasewiseError(f"{spec.name} is a diffusion LM (bidirectional, decoded block by block): it needs "
-                             "--dllm baseline|fast-dllm|alp|odb")
+        from phasewise.sim.simulate import DIFFUSION_NEEDS_DLLM
+
+        raise PhasewiseError(DIFFUSION_NEEDS_DLLM.format(model=spec.name))
     return False
 
 

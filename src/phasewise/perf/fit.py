@@ -14,10 +14,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from phasewise.errors import PhasewiseError, pydantic_message
 from phasewise.perf.batch import BatchShape
@@ -25,8 +24,9 @@ from phasewise.perf.cost import CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
-from phasewise.specs.model_catalog import CHECKPOINT_CONFIG
+from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
 from phasewise.specs.quant import QuantScheme
+from phasewise.specs.reading import spec_file_stamps
 
 FITTABLE = ("iteration_overhead_s", "per_sequence_overhead_s", "eager_launch_s", "elementwise_passes",
             "collective_overhead_s", "compute_efficiency", "collective_efficiency")
@@ -50,8 +50,9 @@ class LatencyPoint:
         return f"{self.run} {'TTFT' if self.phase == 'prefill' else 'TBT'}"
 
 
-class MeasuredRun(BaseModel):
-    """One row of a points file: a run's configuration and its measured TTFT and/or TBT.
+class MeasuredRun(NumbersNotBooleans):
+    """One row of a points file: a run's configuration and its measured TTFT and/or TBT (YAML's true / false where
+    a number goes refused, naming the field, as in every user file).
 
     points:
       - {run: D1, model: meta-llama/Llama-2-70b-hf, hardware: h100-sxm, tp: 8, batch: 1, prompt: 512,
@@ -109,25 +110,6 @@ def parse_points(data: dict, where: str) -> list[LatencyPoint]:
         except ValidationError as exc:
             raise pydantic_message(f"{where}: points[{i}]", exc) from None
     return points
-
-
-def spec_file_stamps(*names: str | None) -> tuple:
-    """What a cache keyed on spec names (a model, chip, engine or mapping) keys on beside them, so that it sees a
-    user's file edited between two calls in one process: each name that is a file by its (mtime_ns, size), a
-    checkpoint directory by its config.json's (specs/model_catalog.py reads that), a catalog name (no such file) by
-    None. One stat a name (~1 us), cheap beside what the caches keep."""
-    stamps = []
-    for name in names:
-        stamp = None
-        if name:
-            try:
-                path = Path(name)
-                stat = (path / CHECKPOINT_CONFIG if path.is_dir() else path).stat()
-                stamp = (stat.st_mtime_ns, stat.st_size)
-            except (OSError, ValueError):  # no such file (a catalog name), or a name no path can be
-                pass
-        stamps.append(stamp)
-    return tuple(stamps)
 
 
 def _specs(model: str, hardware: str, precision: str):
@@ -229,7 +211,8 @@ def fit_engine(points: list[LatencyPoint], start: EngineProfile, params: tuple[s
         raise PhasewiseError(f"cannot fit '{unknown[0]}' (fittable: {', '.join(FITTABLE)})")
     runs = {p.run for p in points}
     if len(params) > len(runs):
-        raise PhasewiseError(f"{len(params)} constants cannot be fitted on {len(runs)} runs")
+        raise PhasewiseError(f"{len(params)} constants cannot be fitted on {len(runs)} run{'s' * (len(runs) != 1)}: "
+                             f"a fit determines at most one constant a run (give at most {len(runs)})")
     values = {k: float(getattr(start, k)) or _floor(k) for k in params}
 
     def loss(trial: dict[str, float]) -> float:

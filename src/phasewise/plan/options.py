@@ -13,12 +13,12 @@ from functools import lru_cache
 from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
-from phasewise.perf.fit import spec_file_stamps
 from phasewise.sim.api import is_integer, is_number
 from phasewise.sim.deployment import Deployment
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import prefix_caching_default
 from phasewise.specs.engines import resolve_engine
+from phasewise.specs.reading import spec_file_stamps
 
 
 @dataclass(slots=True, frozen=True)
@@ -130,6 +130,7 @@ POLICIES = ("priority-pools", "attention-offload", "encoders")
 
 class NoStrategyFits(PhasewiseError):
     """Nothing within the budget fits the model (a one-line error like any PhasewiseError)."""
+
 
 ROUTERS = typing.get_args(Deployment.model_fields["router"].annotation)
 MOE_LAYOUTS = ("tp", "ep", "dp-ep")

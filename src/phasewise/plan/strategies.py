@@ -37,6 +37,7 @@ from phasewise.specs.engines import (
     instance_seqs,
     knob_values,
     layout_refusal,
+    pipeline_refusal,
     resolve_engine,
     vendor_refusal,
 )
@@ -395,6 +396,10 @@ class _Enumeration:
                 label = cap_label(opts.engine, cap, dp)
                 seqs = None if cap is None else instance_seqs(opts.engine, cap, dp)
                 where = f"collocated tp={tp}{split} pp={pp}"
+                refusal = pipeline_refusal(opts.engine, pp, speculative=spec)
+                if refusal:  # the engine refuses the combination at start-up (SGLang: PP with speculation)
+                    pruned.append(f"{where} {label} {tag}: {refusal}")
+                    continue
                 if not instance_fits(model, hw, quant, tp, pp, seqs, opts.memory_fraction, min_kv, layout,
                                      opts.engine, spec):
                     pruned.append(f"{where} {label} {tag}: model + KV for {min_kv} tokens do not fit in {hardware} "

@@ -571,7 +571,9 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
           images_per_request: int | None = None, image_size: str | None = None, image_share: float | None = None,
           image_tokens_included: bool = False,
           **knobs) -> SimSpec:
-    """`knobs`: engine knobs by their engines' names (see deployment_from_flags)."""
+    """`knobs`: engine knobs by their engines' names (see deployment_from_flags). Beside `deployment=FILE` a
+    deployment argument off its default is refused; one at its default's value cannot be told from none here (the
+    CLI passes every flag): run() refuses those too, as simulate refuses a flag typed beside --deployment."""
     check_argument_types(dict(trace_limit=trace_limit, requests=requests, num_prompts=num_prompts, warmup=warmup,
                               concurrency=concurrency, seed=seed, images_per_request=images_per_request),
                          dict(rate=rate, isl=isl, osl=osl, isl_spread=isl_spread, osl_spread=osl_spread, cv=cv,
@@ -734,14 +736,17 @@ DLLM_ARGUMENTS = ("dllm", "gen_length", "block_length", "dllm_steps", "dllm_thre
                   "tokens_per_step_probs", "jump_copies", "jump_probs", "batch_cap")
 
 
-def run(check_invariants: bool = False, refuse_beyond_context: bool = True, **kwargs) -> SimResult:
-    """`build(**kwargs)` simulated as `phasewise simulate` runs it: a request whose prompt and output pass the
-    model's context rejected as an engine rejects it (`refuse_beyond_context=False`: it runs if its KV fits, as the
-    papers' replays run them), every request rejected a one-line error (result.rejection_warning() gives the line
-    simulate prints on some), and the result's `caveats` and `notes` (its summary()'s too) what simulate prints
-    beside its figures. With `deployment=FILE`, any deployment argument given (not None), at its default's value
-    too, is refused as simulate refuses its flag typed beside --deployment. A diffusion LM (LLaDA) is not run here:
-    simulate --dllm, or phasewise.sim.dllm.simulate_dllm (its decoding, cost model and workload) in Python."""
+def run(check_invariants: bool = False, refuse_beyond_context: bool = False, **kwargs) -> SimResult:
+    """`build(**kwargs)` simulated; the result's `caveats` and `notes` (its summary()'s "caveats" and "notes", as
+    simulate --json gives them) are what `phasewise simulate` prints beside its figures. Two things simulate does
+    are the caller's to ask for, as the library's own users (tests, the papers' replays) run without them:
+    `refuse_beyond_context=True` rejects a request whose prompt and output pass the model's context as an engine
+    does (simulate's; off, it runs if its KV fits, as the papers' replays run them), and result.rejection_warning()
+    is simulate's line on requests that can never run, its one-line error ("nothing can run") where every one was
+    rejected (summary()'s "rejected" / "rejected_by" count them either way). With `deployment=FILE`, any
+    deployment argument given (not None), at its default's value too, is refused as simulate refuses its flag typed
+    beside --deployment. A diffusion LM (LLaDA) is not run here: simulate --dllm, or
+    phasewise.sim.dllm.simulate_dllm (its decoding, cost model and workload) in Python."""
     given = [name for name in DLLM_ARGUMENTS if name in kwargs]
     if given:
         raise PhasewiseError(f"run() does not take {given[0]}: it simulates autoregressive decoding; a diffusion LM "
@@ -751,7 +756,6 @@ def run(check_invariants: bool = False, refuse_beyond_context: bool = True, **kw
     spec = build(**kwargs)
     result = simulate(spec.deployment, spec.workload, spec.slo, check_invariants=check_invariants, images=spec.images,
                       seed=spec.seed, refuse_beyond_context=refuse_beyond_context)
-    result.rejection_warning()  # every request rejected: "nothing can run", as simulate says
     result.caveats = chip_caveats(g.hardware for g in spec.deployment.instances)
     result.notes = spec.notes
     return result

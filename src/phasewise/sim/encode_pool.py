@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel
-from phasewise.perf.fit import spec_file_stamps
 from phasewise.perf.parallel import parallel_layout
 from phasewise.sim.link import Link, link_rate
 from phasewise.sim.metrics import InstanceStats
 from phasewise.sim.request import SimRequest
 from phasewise.specs import load_hardware, load_model, load_quant
 from phasewise.specs.engines import resolve_engine
+from phasewise.specs.reading import spec_file_stamps
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
@@ -46,7 +46,7 @@ def encoder_cost(deployment: Deployment) -> CostModel:
 
 @lru_cache(maxsize=32)
 def _encoder_cost(model_name: str, spec, tp_name: str, stamps: tuple = ()) -> CostModel:
-    """encoder_cost's, keyed on the stamps of the files it reads too (perf/fit.py spec_file_stamps): an edited
+    """encoder_cost's, keyed on the stamps of the files it reads too (specs/reading.py spec_file_stamps): an edited
     model or chip file is read afresh."""
     model, hw = load_model(model_name), load_hardware(spec.hardware)
     engine = resolve_engine(spec.engine, hw, tp=spec.tp, vision=model.vision, model_type=model.model_type)

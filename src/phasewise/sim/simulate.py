@@ -15,7 +15,6 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf import CostModel, memory_fit
 from phasewise.perf.deepep_buffers import exchange_buffer_bytes
 from phasewise.perf.expert_load import with_routing_skew
-from phasewise.perf.fit import spec_file_stamps
 from phasewise.perf.kv_geometry import kv_bytes_per_token_layer
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import (
@@ -56,6 +55,7 @@ from phasewise.specs.engine_kv import (
 )
 from phasewise.specs.engines import EngineConfig, disagg_kv_dtype_refusal, resolve_engine
 from phasewise.specs.mappings import load_mapping
+from phasewise.specs.reading import spec_file_stamps
 from phasewise.workload import ClosedLoop, ImageInputs, Workload
 from phasewise.workload.mooncake import MOONCAKE_BLOCK_TOKENS
 

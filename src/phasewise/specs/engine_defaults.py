@@ -27,6 +27,56 @@ def sglang_memory_fraction(memory_bytes: float, chunked_prefill_size: int, cuda_
     return round((memory_mib - reserved) / memory_mib, 3)
 
 
+def sglang_memory_fraction_by_memory(memory_bytes: float, tp: int, pp: int, attention_dp: int,
+                                     speculative_draft: str | None) -> float:
+    """SGLang's default --mem-fraction-static before sgl-project/sglang PR #10975 (opened 2025-09-27; its reserve
+    formula, sglang_memory_fraction, from the first release after it): a reserve (GiB) by the GPU's memory alone,
+    2.8 + tp x pp / 10 below 35 GiB, 9.5 + tp x pp / 2 below 90 GiB (H100, A100), 12 + tp x pp / 2 below 160 GiB
+    (H20, H200), 32 above (B200, MI300); plus 2 GiB for an EAGLE/MTP draft or 6 GiB for a separate draft model
+    (STANDALONE), 4 GiB with DP attention; (memory - reserve) / memory (srt/server_args.py __post_init__ "Set mem
+    fraction static", from PR #7054 of 2025-06: the 0.4.8 copy and a 0.5.x copy before #10975, read via the code
+    search). H100 TP1 0.874, TP2 0.868, TP8 0.831; B200 0.821; L40S 0.778."""
+    memory_mib = memory_bytes / 2**20
+    parallel = tp * pp
+    if memory_mib < 35 * 1024:  # T4, 4080 (< 20 GiB) and A10, L40, 4090, 5090 alike
+        reserved = (2.8 + parallel / 10) * 1024
+    elif memory_mib < 90 * 1024:
+        reserved = (9.5 + parallel / 2) * 1024
+    elif memory_mib < 160 * 1024:  # H20 (< 100 GiB) and H200 alike
+        reserved = (12 + parallel / 2) * 1024
+    else:
+        reserved = 32 * 1024
+    if speculative_draft is not None:
+        reserved += 2 * 1024 if speculative_draft == "mtp" else 6 * 1024
+    if attention_dp > 1:
+        reserved += 4 * 1024
+    return round((memory_mib - reserved) / memory_mib, 3)
+
+
+def vllm_batch_caps(rule: str | None, budget: int, seqs: int, budget_given: bool, seqs_given: bool,
+                    chunked: bool, max_model_len: int | None) -> tuple[int, int]:
+    """vLLM V1's (max_num_batched_tokens, max_num_seqs) once its EngineArgs fill what was not given, from the
+    version's defaults `budget` and `seqs` (or the flags given), by the version's `rule` (engine_presets.yaml
+    `batch_caps`):
+    - None (0.8.5; engine/arg_utils.py _set_default_args_v1): each default stands;
+    - seqs_within_budget (0.10, 0.11; the same function): max_num_seqs left unset is `min(default_max_num_seqs,
+      self.max_num_batched_tokens or sys.maxsize)`, so a budget given below the default sequences alone runs;
+    - context (0.12-0.14; _set_default_max_num_seqs_and_batched_tokens_args): a budget left unset is, with chunked
+      prefill off, `max(model_config.max_model_len, self.max_num_batched_tokens)`, then in every case `min(
+      self.max_num_seqs * model_config.max_model_len, self.max_num_batched_tokens)`; max_num_seqs left unset is
+      `min(self.max_num_seqs, self.max_num_batched_tokens)`. The context unknown (`max_model_len` None): the
+      budget's default stands.
+    Read via the code search (vllm-project/vllm engine/arg_utils.py copies of each era). The flags given are kept:
+    a budget below the sequences both given is vLLM's error (specs/engines.py)."""
+    if rule == "context" and not budget_given and max_model_len:
+        if not chunked:
+            budget = max(max_model_len, budget)
+        budget = min(seqs * max_model_len, budget)
+    if rule in ("seqs_within_budget", "context") and not seqs_given:
+        seqs = min(seqs, budget)
+    return budget, seqs
+
+
 def sglang_vision_factor(depth: int, hidden_size: int) -> float:
     """What SGLang multiplies its default --mem-fraction-static by for a multimodal model, to leave room for the
     vision encoder's activations (srt/server_args.py adjust_mem_fraction_for_vlm, 0.4.x-0.5.x; read via the code

@@ -16,9 +16,11 @@ from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.engine_defaults import (
     graph_sizes,
     sglang_memory_fraction,
+    sglang_memory_fraction_by_memory,
     sglang_piecewise_tokens,
     sglang_vision_factor,
     trtllm_graph_sizes,
+    vllm_batch_caps,
 )
 from phasewise.specs.hardware import DeepEPBuffers, EngineProfile, HardwareSpec, engine_file_preset, load_engine
 from phasewise.specs.vision import VisionEncoder
@@ -528,6 +530,11 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
     model_defaults = (entry.get("model_knob_defaults") or {}).get(model_type) or {}
     values.update({k: v for k, v in model_defaults.items() if k in allowed})
     values.update(knobs)
+    pipeline = table.get("pipeline_parallel") or {}  # what the version does beside PP > 1 (SGLang's rules)
+    refusal = _pipeline_refusal(f"{name}@{version}", pipeline, pp, speculative_draft is not None,
+                                bool(values.get("enable_mixed_chunk")))
+    if refusal:
+        raise PhasewiseError(refusal)
     # what the version does with speculative decoding (the table's `speculative`: SGLang's mixed chunk forced off and
     # its running requests capped where not given; its overlap scheduler below)
     speculating = (table.get("speculative") or {}) if speculative_draft is not None else {}
@@ -550,17 +557,28 @@ def resolve_engine(engine: str, hw: HardwareSpec, knobs: dict[str, Any] | None =
             f"{name}@{version}", bool(_pick(table["async_scheduling"], hw, entry_point)),
             table.get("async_speculation", "none"), knobs.get("async_scheduling"), pp, speculative_draft)
     sched = entry["scheduler"]
-    if sched in ("vllm", "shortest-prefill") and not values.get("enable_chunked_prefill", True) and max_model_len:
-        values["max_num_batched_tokens"] = _unchunked_budget(knobs.get("max_num_batched_tokens"), max_model_len)
+    if sched in ("vllm", "shortest-prefill"):  # the version's EngineArgs fill the caps not given
+        chunked = values.get("enable_chunked_prefill", True)
+        if not chunked and max_model_len and "max_num_batched_tokens" in knobs:
+            _refuse_short_unchunked_budget(knobs["max_num_batched_tokens"], max_model_len)
+        values["max_num_batched_tokens"], values["max_num_seqs"] = vllm_batch_caps(
+            table.get("batch_caps"), values["max_num_batched_tokens"], values["max_num_seqs"],
+            "max_num_batched_tokens" in knobs, "max_num_seqs" in knobs, chunked, max_model_len)
     config = _build(key, version, sched, profile, values, table, hw, pp, kv_capacity_tokens, attention_dp,
                     max_model_len)
     config = replace(config, role=role)
-    if speculating.get("overlap_scheduler") is False:  # the version runs speculative decoding without the overlap
+    # the version runs speculative decoding (SGLang), or PP > 1 (SGLang: "Pipeline parallelism is incompatible with
+    # overlap schedule"), without the overlap
+    if speculating.get("overlap_scheduler") is False or (pp > 1 and pipeline.get("overlap_scheduler") is False):
         config = replace(config, profile=config.profile.model_copy(update={"overlap_scheduling": False}))
-    if sched == "sglang":  # its --mem-fraction-static default follows the GPU, the chunk, the graphs and the layout
-        config = replace(config, memory_fraction=sglang_memory_fraction(
-            hw.memory_capacity_bytes, values["chunked_prefill_size"], values["cuda_graph_max_bs"], tp, pp, attention_dp,
-            speculative_draft) * (1.0 if vision is None else sglang_vision_factor(vision.depth, vision.hidden_size)))
+    if sched == "sglang":  # its --mem-fraction-static default: by the GPU's memory alone before PR #10975, then by
+        # the chunk, the graphs and the layout (engine_presets.yaml `mem_fraction_static_rule`)
+        fraction = sglang_memory_fraction_by_memory(hw.memory_capacity_bytes, tp, pp, attention_dp, speculative_draft) \
+            if table.get("mem_fraction_static_rule") == "by_memory" else sglang_memory_fraction(
+                hw.memory_capacity_bytes, values["chunked_prefill_size"], values["cuda_graph_max_bs"], tp, pp,
+                attention_dp, speculative_draft)
+        config = replace(config, memory_fraction=fraction * (
+            1.0 if vision is None else sglang_vision_factor(vision.depth, vision.hidden_size)))
     if bare:
         config = replace(config, profile=profile)
     return config
@@ -610,18 +628,39 @@ def unknown_engine(engine: str) -> PhasewiseError:
                           "engine YAML file)")
 
 
-def _unchunked_budget(asked: int | None, max_model_len: int) -> int:
-    """vLLM V1's token budget with chunked prefill off: the served context unless given (engine/arg_utils.py
-    _set_default_args: `if not self.enable_chunked_prefill: self.max_num_batched_tokens = model_config.max_model_len`,
-    0.12-0.14 era), as a whole prompt must fit one step; a smaller one given is refused (config/scheduler.py
-    SchedulerConfig.verify_max_model_len) with vLLM's own words."""
-    if asked is None:
-        return max_model_len
+def _refuse_short_unchunked_budget(asked: int, max_model_len: int) -> None:
+    """vLLM V1 with chunked prefill off refuses a --max-num-batched-tokens given below the served context
+    (config/scheduler.py SchedulerConfig.verify_max_model_len), as a whole prompt must fit one step; the budget left
+    unset follows the context (engine_defaults.py vllm_batch_caps)."""
     if asked < max_model_len:
         raise PhasewiseError(f"--max-num-batched-tokens ({asked}) is smaller than max_model_len ({max_model_len}, "
                              "the model's context) with chunked prefill off: vLLM refuses it, as a prompt must fit "
                              "one step (raise --max-num-batched-tokens or turn chunked prefill on)")
-    return asked
+
+
+def pipeline_refusal(engine: str, pp: int, speculative: bool, mixed_chunk: bool = False) -> str | None:
+    """Why `engine` (preset[@version], or a file refining one) cannot run `pp` pipeline stages beside speculative
+    decoding (`speculative`) or --enable-mixed-chunk (`mixed_chunk`), one line naming the flag; None where it runs
+    (an unknown version: resolve_engine's error). For a planner to prune such layouts."""
+    name, _, version = engine.partition("@")
+    entry = preset_entry(engine)
+    version = version or entry["default_version"]
+    if version not in entry["versions"]:
+        return None
+    return _pipeline_refusal(f"{name}@{version}", _version_table(name, entry, version).get("pipeline_parallel") or {},
+                             pp, speculative, mixed_chunk)
+
+
+def _pipeline_refusal(label: str, rule: dict[str, Any], pp: int, speculative: bool, mixed_chunk: bool) -> str | None:
+    """What the version refuses beside PP > 1 (its `pipeline_parallel` `refuses` in engine_presets.yaml): SGLang's
+    check_server_args stops at start-up when pp_size > 1 comes with speculative decoding or --enable-mixed-chunk."""
+    asked = {"enable_mixed_chunk": "--enable-mixed-chunk" if mixed_chunk else None,
+             "speculative": "speculative decoding (--spec-tokens)" if speculative else None}
+    refused = [asked[what] for what in rule.get("refuses") or () if asked.get(what)]
+    if pp < 2 or not refused:
+        return None
+    return (f"{refused[0]} with --pp {pp} is not possible on {label}: it refuses pipeline parallelism beside "
+            "speculative decoding or mixed chunked prefill at start-up; use --pp 1 or drop it")
 
 
 def sglang_request_pool(rank_kv_tokens: int, context_tokens: int | None) -> int:
@@ -701,7 +740,9 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     if sched in ("vllm", "shortest-prefill"):  # shortest-prefill: vLLM V1's mechanics, another admission order
         budget, seqs = values["max_num_batched_tokens"], values["max_num_seqs"]
         sizes = graphs.get("cuda_graph_sizes", ())
-        cap = min(2 * seqs, 512, budget)  # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget)
+        # vLLM caps capture sizes at min(2 x max_num_seqs, 512, budget) from 0.10 (PR #20628); before, at the budget
+        # alone (the version's `graph_capture_cap: budget`, engine_presets.yaml)
+        cap = budget if table.get("graph_capture_cap") == "budget" else min(2 * seqs, 512, budget)
         graphs["cuda_graph_sizes"] = tuple(s for s in sizes if s <= cap) or (1,)
         graphs["cuda_graph_mixed"] = True  # V1 piecewise graphs cover mixed batches by token count
         # the version's cudagraph_mode (engine_presets.yaml): PIECEWISE leaves attention outside the graphs for

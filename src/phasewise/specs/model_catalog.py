@@ -11,11 +11,9 @@ from phasewise.errors import PhasewiseError, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hf_config import NON_FINITE_FIELDS, from_hf_config
 from phasewise.specs.model import ModelSpec
+from phasewise.specs.reading import CHECKPOINT_CONFIG
 
 __all__ = ["catalog_names", "checkpoint_id", "checkpoint_model_type", "load_model"]
-
-# the file a checkpoint directory holds its architecture in, the one file an engine reads the model's shape from
-CHECKPOINT_CONFIG = "config.json"
 
 
 def catalog_names() -> dict[str, str]:

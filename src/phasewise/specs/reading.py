@@ -19,6 +19,9 @@ import yaml
 
 from phasewise.errors import PhasewiseError
 
+# the file a checkpoint directory holds its architecture in, the one file an engine reads the model's shape from
+CHECKPOINT_CONFIG = "config.json"
+
 # Largest sane inputs. Configs: assumed, 16 MiB is ~1000x the largest shipped catalog (models.yaml, ~60 KB) and
 # any HF config.json (a few KB). Traces: assumed, 1 GiB is ~10 M CSV rows (~25 M requests of the Azure 2024
 # week-long traces need ~1 GB); parsed rows cost ~10x their text in memory, so larger files would not fit the
@@ -235,3 +238,22 @@ def read_user_file(path: str | Path, what: str, non_finite_fields: tuple[str, ..
         raise PhasewiseError(f"{what} file '{path}' must hold a mapping at the top level")
     check_tree(data, path, what, non_finite_fields or ())  # YAML's .inf / .nan as JSON's NaN / Infinity
     return data
+
+
+def spec_file_stamps(*names: str | None) -> tuple:
+    """What a cache keyed on spec names (a model, chip, engine or mapping) keys on beside them, so that it sees a
+    user's file edited between two calls in one process: each name that is a file by its (mtime_ns, size), a
+    checkpoint directory by its config.json's (specs/model_catalog.py reads that), a catalog name (no such file) by
+    None. One stat a name (~1 us), cheap beside what the caches keep."""
+    stamps = []
+    for name in names:
+        stamp = None
+        if name:
+            try:
+                path = Path(name)
+                stat = (path / CHECKPOINT_CONFIG if path.is_dir() else path).stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+            except (OSError, ValueError):  # no such file (a catalog name), or a name no path can be
+                pass
+        stamps.append(stamp)
+    return tuple(stamps)
