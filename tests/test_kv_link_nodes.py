@@ -1,7 +1,7 @@
 """A disaggregated deployment's KV link beyond one node: prefill and decode instances whose GPUs together pass one
 node's (the chip's gpus_per_node: 8 on an HGX board, 72 in an NVL72 rack) are placed on several nodes (apps/
 launch_nodes.py placements), and NVLink and PCIe do not leave a node. The deployment's unset kv_link is rdma there (a
-note says so), a stated nvlink or pcie a one-line error, as plan's rule (plan/strategies.py kv_link_between) and
+note says so), a stated nvlink or pcie a one-line error, as plan's rule (plan/chip_budgets.py kv_link_between) and
 simulate's --kv-link already said: one rule, sim/deployment.py phases_apart. A 2P2D TP8 deployment on H100s (32
 GPUs, 4 nodes) had kept NVLink between its phases."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from phasewise.apps.launch_nodes import node_count
 from phasewise.errors import PhasewiseError
-from phasewise.plan.strategies import kv_link_between
+from phasewise.plan.chip_budgets import kv_link_between
 from phasewise.sim.api import build
 from phasewise.sim.deployment import build_deployment, disaggregated, phases_apart
 from phasewise.specs import load_hardware

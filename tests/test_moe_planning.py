@@ -71,7 +71,7 @@ def test_the_default_caps_include_each_engines_own(engine, own, label):
     """Without --batch-caps a plan tries 256 and the cap the engine runs with when its flag is not given (vLLM 0.14:
     1,024 sequences a rank on a GPU of 70 GB or more; TensorRT-LLM 1.1: 2,048 a rank; SGLang: unset, sized by its KV
     pool), so a DP layout runs at the batch the engine would; its disaggregated decode instances take it too."""
-    from phasewise.plan.strategies import plan_caps
+    from phasewise.plan.scheduling_variants import plan_caps
 
     opts = PlanOptions(tp_options=(8,), precisions=("fp8",), chunk_sizes=(), ratios=((1, 1),), engine=engine,
                        tp_across_nodes=False, engine_default_cap=True)

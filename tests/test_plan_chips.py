@@ -13,10 +13,10 @@ from phasewise.apps.plan_view import render_plan
 from phasewise.apps.report import write_report
 from phasewise.errors import PhasewiseError
 from phasewise.plan import GoodputResult, PlanOptions, WorkloadSpec, enumerate_strategies, plan
+from phasewise.plan.chip_budgets import chip_labels, strategy_chip
 from phasewise.plan.export import plan_header
 from phasewise.plan.goodput import capacity_estimate
 from phasewise.plan.planner import PRESCREEN, objective_per, objective_value, prescreen
-from phasewise.plan.strategies import _chip_labels, strategy_chip
 from phasewise.sim import Slo
 from phasewise.specs import load_hardware
 
@@ -148,7 +148,7 @@ def test_a_users_chip_file_is_named_by_its_stem_unless_that_is_ambiguous(tmp_pat
     strategies, _ = enumerate_strategies(M, f"{mine},h100-sxm", 1, ONE_LAYOUT)
     ours = [s for s in strategies if s.name.startswith("my_chip ")]
     assert ours and all(strategy_chip(s) == "my_chip" and _chips(s.deployment) == {str(mine)} for s in ours)
-    assert _chip_labels(["a/x.yaml", "b/x.yaml", "c/b200.yaml", "H100-SXM"]) == {
+    assert chip_labels(["a/x.yaml", "b/x.yaml", "c/b200.yaml", "H100-SXM"]) == {
         "a/x.yaml": "a/x.yaml", "b/x.yaml": "b/x.yaml", "c/b200.yaml": "c/b200.yaml", "H100-SXM": "h100-sxm"}
     with pytest.raises(PhasewiseError, match="names one chip twice: .*my_chip.yaml and .*my_chip.yaml"):
         enumerate_strategies(M, f"{mine},{tmp_path}/../{tmp_path.name}/my_chip.yaml", 1, ONE_LAYOUT)

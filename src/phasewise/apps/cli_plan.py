@@ -128,10 +128,10 @@ def plan_cmd(
     from phasewise.apps.fleet_view import fleets_html, fleets_json, render_fleets, write_fleet
     from phasewise.apps.plan_view import render_plan, winner_timeline
     from phasewise.plan import PlanOptions, plan
+    from phasewise.plan.chip_budgets import parse_chip_gpus
     from phasewise.plan.fleet import parse_fleets, plan_fleets
     from phasewise.plan.goodput import workload_spec
     from phasewise.plan.options import check_options
-    from phasewise.plan.strategies import parse_chip_gpus
     from phasewise.sim import Slo
     from phasewise.sim.api import host_kv_cache_bytes
     from phasewise.specs import load_model

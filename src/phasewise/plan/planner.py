@@ -14,6 +14,7 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.plan.backends import run_all
+from phasewise.plan.chip_budgets import strategy_chip
 from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import (
     GoodputResult,
@@ -31,7 +32,7 @@ from phasewise.plan.goodput import (
     slice_units,
     trace_requests,
 )
-from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies, strategy_chip
+from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
 from phasewise.plan.strategy_policies import with_planned_slos
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.api import is_integer

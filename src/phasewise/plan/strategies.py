@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.parallel import LAYOUT_FLAGS, check_layout_parallelism, check_parallelism
+from phasewise.plan.chip_budgets import PLACEMENT, chip_budget, chip_labels, kv_link_between, own_budget
 from phasewise.plan.instance_fit import instance_fits, instance_layouts, role_layouts
 from phasewise.plan.options import (
     POLICIES,
@@ -23,25 +23,25 @@ from phasewise.plan.options import (
     Strategy,
     deployment_fields,
 )
+from phasewise.plan.scheduling_variants import (
+    cap_label,
+    group_spec_budget_refusal,
+    plan_caps,
+    scheduling_variants,
+)
 from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
-from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal, phases_apart
-from phasewise.sim.simulate import spec_budget_refusal
+from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.catalog import looks_like_path
 from phasewise.specs.engines import (
-    caps_per_rank,
-    default_seq_cap,
     disagg_tp_refusal,
-    engine_knobs,
     graph_knobs,
     instance_seqs,
     knob_values,
     layout_refusal,
     pipeline_refusal,
-    resolve_engine,
     vendor_refusal,
 )
-from phasewise.specs.hardware import catalog_key, chip_identity, hardware_list
+from phasewise.specs.hardware import chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan gone beyond one node
@@ -122,74 +122,9 @@ def wide_ep_sizes(model_name: str, opts: PlanOptions, wider: tuple[int, ...]) ->
     return tuple(n for n in wider if layout_refusal(opts.engine, n, n, None, n, LAYOUT_FLAGS) is None)
 
 
-# Where the export puts a disaggregated deployment's instances (apps/launch_nodes.py placements: the groups in order,
-# prefill then decode, packed onto nodes of the chip's GPUs, an instance that fits one node not split across two),
-# and so where its KV goes
-PLACEMENT = ("the export places the prefill instances, then the decode ones, node by node, and the router sends a "
-             "prefill's KV to any decode instance; NVLink and PCIe do not leave a node")
-
-
-def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int) -> tuple[str, str | None]:
-    """(the link a disaggregated deployment of `gpus` GPUs moves its KV over, why it is not `asked` or None): the
-    plan's --kv-link (nvlink by default) while every prefill and decode instance shares one node's NVLink domain
-    (the chip's gpus_per_node: 8 on an HGX board, 72 in an NVL72 rack), rdma where they cannot: the deployment's
-    GPUs beyond one node (PLACEMENT: some prefill-decode pair then sits on two nodes, and an instance spanning nodes
-    is one already) or its phases on different chips: sim/deployment.py phases_apart, the deployment's own rule. The
-    link is one for the whole deployment (sim/deployment.py kv_link): past one node, RDMA is the one every pair can
-    use."""
-    if asked == "rdma":
-        return asked, None
-    apart = phases_apart(p_name, d_name, gpus, p_hw, d_hw)
-    return ("rdma", apart) if apart else (asked, None)
-
-
-def chip_budget(opts: PlanOptions, chip: str, gpus: int) -> int:
-    """The GPUs `chip` may use: its --chip-gpus budget (by catalog key or file), else the plan's --gpus."""
-    own = own_budget(opts, chip)
-    return gpus if own is None else own
-
-
-def own_budget(opts: PlanOptions, chip: str) -> int | None:
-    """`chip`'s own --chip-gpus budget (by catalog key or file); None where --chip-gpus gives it none."""
-    identity = chip_identity(chip)
-    return next((n for name, n in opts.chip_gpus if chip_identity(name) == identity), None)
-
-
-def parse_chip_gpus(value: str, chips: list[str]) -> tuple[tuple[str, int], ...]:
-    """--chip-gpus 'h100-sxm=16,b200=8': each chip (one the plan uses) with its GPU budget (an integer >= 1)."""
-    used = {chip_identity(c): c for c in chips}
-    out: list[tuple[str, int]] = []
-    for item in name_list("--chip-gpus", value):
-        chip, sep, count = item.partition("=")
-        chip, count = chip.strip(), count.strip()
-        if not sep or not chip or not count.isdigit() or int(count) < 1:
-            raise PhasewiseError(f"--chip-gpus '{item}' is not CHIP=N with N an integer >= 1 (e.g. h100-sxm=16,b200=8)")
-        if chip_identity(chip) not in used:
-            raise PhasewiseError(f"--chip-gpus names {chip}, which the plan does not use (its chips: "
-                                 f"{', '.join(chips)})")
-        if any(chip_identity(name) == chip_identity(chip) for name, _ in out):
-            raise PhasewiseError(f"--chip-gpus gives {chip} twice")
-        out.append((used[chip_identity(chip)], int(count)))
-    return tuple(out)
-
-
 def plan_engines(engine: str) -> list[str]:
     """The engines a plan's --engine names (one, or several comma-separated), each once."""
     return name_list("--engine", engine)
-
-
-def strategy_chip(strategy: Strategy) -> str:
-    """The chip a strategy of a plan across chips runs on (details['chip']), else '' (a plan on one chip)."""
-    return strategy.details.get("chip", "")
-
-
-def _chip_labels(chips: list[str]) -> dict[str, str]:
-    """How a plan across chips names each: a catalog key as it is, a user's hardware YAML by its file's stem
-    (chips/my_chip.yaml -> my_chip) unless two files share it or it is a catalog key (then the path)."""
-    stems = {chip: Path(chip).stem if looks_like_path(chip) else catalog_key(chip) or chip for chip in chips}
-    taken = list(stems.values())
-    return {chip: stem if taken.count(stem) == 1 and (not looks_like_path(chip) or catalog_key(stem) is None)
-            else chip for chip, stem in stems.items()}
 
 
 def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int
@@ -204,7 +139,7 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
                              f"--hardware chips ({', '.join(chips)}) each chip's strategies run on it alone")
     for chip in chips:
         load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
-    return _combined(_chip_labels(chips), "chip", f"on any of {', '.join(chips)}",
+    return _combined(chip_labels(chips), "chip", f"on any of {', '.join(chips)}",
                      lambda chip: enumerate_strategies(model_name, chip, chip_budget(opts, chip, gpus), opts,
                                                        min_kv_tokens))
 
@@ -303,7 +238,7 @@ class _Enumeration:
         self.caps = plan_caps(opts, self.hw)
         self.prefill_chips = [(name, load_hardware(name)) for name in opts.prefill_hardware or (hardware,)]
         self.decode_chips = [(name, load_hardware(name)) for name in opts.decode_hardware or (hardware,)]
-        self.chip_label = _chip_labels(list(dict.fromkeys([hardware, *opts.prefill_hardware,
+        self.chip_label = chip_labels(list(dict.fromkeys([hardware, *opts.prefill_hardware,
                                                            *opts.decode_hardware])))
         if opts.mapping:  # one-line errors before any simulation: an unknown mapping, a chip without substrates
             self.mapping = load_mapping(opts.mapping)
@@ -405,10 +340,10 @@ class _Enumeration:
                     pruned.append(f"{where} {label} {tag}: model + KV for {min_kv} tokens do not fit in {hardware} "
                                   "memory")
                     continue
-                for sched, engine_fields in _scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
+                for sched, engine_fields in scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
                                                                  tp, layout, pruned):
                     variant = engine_fields["engine"]
-                    starves = _spec_budget_refusal(engine_fields, hw, model, tp, pp, layout, opts.spec_tokens) \
+                    starves = group_spec_budget_refusal(engine_fields, hw, model, tp, pp, layout, opts.spec_tokens) \
                         if spec else None
                     if starves:  # the engine's own token budget (its default variant) below a decode step
                         pruned.append(f"{where} {sched} {label} {tag}: {starves}")
@@ -471,7 +406,7 @@ class _Enumeration:
                     continue
                 if spec:  # each phase's engine with its token budget (the decode one: the last cap's)
                     starves = next(filter(None, (
-                        _spec_budget_refusal(dict(engine=opts.engine, **knob_values(opts.engine, seqs)), chip,
+                        group_spec_budget_refusal(dict(engine=opts.engine, **knob_values(opts.engine, seqs)), chip,
                                              model, role_tp, 1, role_layout, opts.spec_tokens, role)
                         for role, chip, role_tp, role_layout, seqs in (
                             ("prefill", p_hw, p_tp, p_layout, 64), ("decode", d_hw, d_tp, d_layout, self.caps[-1])))),
@@ -548,79 +483,3 @@ class _Enumeration:
                 names.add(s.name)
                 unique.append(s)
         return unique, list(dict.fromkeys(pruned))
-
-
-def _spec_budget_refusal(engine_fields: dict[str, Any], hw, model, tp: int, pp: int, layout: dict[str, Any],
-                         draft_tokens: int, role: str = "collocated") -> str | None:
-    """Why a group of `role` with `engine_fields` cannot speculate `draft_tokens` drafts (sim/simulate.py
-    spec_budget_refusal on the engine resolved as the simulation resolves it: its default token budget below the
-    cap x (k + 1)), or None; an engine the simulation refuses otherwise is left to its own error."""
-    knobs = {key: value for key, value in engine_fields.items() if key != "engine" and value is not None}
-    try:
-        engine = resolve_engine(engine_fields["engine"], hw, knobs, pp=pp, role=role, speculative_draft="mtp",
-                                attention_dp=layout.get("attention_dp", 1), tp=tp, vision=model.vision,
-                                model_type=model.model_type, max_model_len=model.max_position_embeddings or None)
-    except PhasewiseError:
-        return None
-    return spec_budget_refusal(engine, draft_tokens)
-
-
-def plan_caps(opts: PlanOptions, hw) -> list[int | None]:
-    """The sequence caps a plan tries on chip `hw`: --batch-caps, then (opts.engine_default_cap) the engine's own
-    default cap there where it is not among them (specs/engines.py default_seq_cap; None: the engine sizes it from
-    its KV pool, SGLang's), each as the engine's own flag reads it (caps_per_rank)."""
-    caps: list[int | None] = list(opts.batch_caps)
-    own = default_seq_cap(opts.engine, hw) if opts.engine_default_cap else 0
-    if own != 0 and own not in caps:
-        caps.append(own)
-    return caps
-
-
-def cap_label(engine: str, cap: int | None, attention_dp: int = 1) -> str:
-    """How a strategy's name gives its sequence cap: b256; b256/rank where the engine reads it per attention-DP
-    rank (caps_per_rank: vLLM, TensorRT-LLM), the instance then holding attention_dp times it; bauto for the
-    engine's own cap sized by its KV pool (SGLang's --max-running-requests unset)."""
-    if cap is None:
-        return "bauto"
-    return f"b{cap}/rank" if attention_dp > 1 and caps_per_rank(engine) else f"b{cap}"
-
-
-def _scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int = 1, tp: int = 1,
-                         layout: dict[str, Any] | None = None,
-                         pruned: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(label, engine fields) of each way to schedule a collocated instance of `tp` GPUs in `layout` with a
-    sequence cap of `cap` (None: the engine's own) and decode steps of `tokens_per_step` tokens (speculative
-    decoding: draft + 1): the engine with its default token budget; with each of --chunk-sizes as its budget
-    (chunking on) where it holds a full decode step (with attention DP on vLLM or TensorRT-LLM, whose budget is
-    each rank's, also exactly one full decode step of the rank: the ranks step together); for vLLM, V0's
-    prefill-first scheduler as the unchunked baseline (where V0 runs the layout: none with expert or
-    attention-data parallelism, a pruned line); and for SGLang with attention DP each of those budgets again with
-    its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are
-    written as the engine's flags read them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on
-    SGLang: specs/engines.py caps_per_rank), and so named ('chunked 2048/rank')."""
-    layout = layout or {}
-    attention_dp = layout.get("attention_dp", 1)
-    per_rank = "/rank" if attention_dp > 1 and caps_per_rank(opts.engine) else ""
-    # decode graphs up to the cap, as a tuned deployment sets them (each rank's where the cap is)
-    graphs = graph_knobs(opts.engine, cap) if cap is not None else {}
-    out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap), **graphs))]
-    chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
-    chunks = list(opts.chunk_sizes)
-    if per_rank and cap is not None and cap * tokens_per_step not in chunks:
-        # attention-DP ranks step together: one rank's prefill chunk holds up every rank's decodes, so the smallest
-        # budget the engine takes, one full decode step of the rank's cap (vLLM refuses a smaller one), is tried too
-        chunks.insert(0, cap * tokens_per_step)
-    for chunk in chunks:
-        if cap is None or chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
-            knobs = knob_values(opts.engine, cap, chunk)
-            out.append((f"chunked {chunk}{per_rank}", dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
-    if opts.engine.split("@")[0] == "vllm":
-        refusal = layout_refusal("vllm-v0", tp, layout.get("ep"), None, attention_dp, LAYOUT_FLAGS)
-        if refusal is None:
-            out.append(("prefill-first", dict(engine="vllm-v0", **knob_values("vllm-v0", cap))))
-        elif pruned is not None:
-            pruned.append(f"collocated tp={tp} prefill-first {cap_label(opts.engine, cap, attention_dp)}: {refusal}")
-    if attention_dp > 1 and "enable_prefill_delayer" in engine_knobs(opts.engine):  # beside each token budget
-        out += [(label.replace(" default", "") + " prefill-delayer", dict(fields, enable_prefill_delayer=True))
-                for label, fields in list(out) if fields["engine"] == opts.engine]
-    return out
