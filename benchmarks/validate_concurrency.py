@@ -443,7 +443,7 @@ def public_layout(settings: dict[str, Any], acceptance: float | None) -> dict[st
 def stated_version(engine: str, release: str) -> str | None:
     """The engine preset's version a page's release string names ('vLLM 0.10.2' -> '0.10'), matched on the
     preset's own version keys (major.minor, or the exact string); None where the preset has no such version."""
-    from phasewise.specs.engines import preset_versions
+    from phasewise.specs.engine_presets import preset_versions
 
     if engine not in ENGINES or not isinstance(release, str):
         return None

@@ -15,7 +15,8 @@ from phasewise.plan.strategies import NoStrategyFits, enumerate_strategies
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_hardware, load_quant
 from phasewise.specs.catalog import packaged
-from phasewise.specs.engines import resolve_engine, vendor_refusal
+from phasewise.specs.engine_refusals import vendor_refusal
+from phasewise.specs.engines import resolve_engine
 
 SMALL_MODEL = "meta-llama/Llama-3.1-8B"
 OSS = "openai/gpt-oss-120b"

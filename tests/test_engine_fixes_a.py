@@ -109,7 +109,7 @@ def test_fit_engine_file_with_the_presets_constants_runs_as_the_preset(tmp_path,
     exactly as --engine PRESET (async scheduling, capture sizes, knobs), not as a bare profile."""
     from phasewise.apps.fit_view import write_engine
     from phasewise.specs import load_engine
-    from phasewise.specs.engines import preset_entry
+    from phasewise.specs.engine_presets import preset_entry
 
     profile = load_engine(preset_entry(engine)["profile"])
     values = {"iteration_overhead_s": profile.iteration_overhead_s, "eager_launch_s": profile.eager_launch_s}

@@ -8,7 +8,8 @@ from phasewise.errors import PhasewiseError
 from phasewise.sim.api import run
 from phasewise.specs import load_hardware
 from phasewise.specs.engine_defaults import sglang_memory_fraction_by_memory, vllm_batch_caps
-from phasewise.specs.engines import pipeline_refusal, resolve_engine
+from phasewise.specs.engine_refusals import pipeline_refusal
+from phasewise.specs.engines import resolve_engine
 
 H100 = "h100-sxm"
 

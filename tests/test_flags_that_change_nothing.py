@@ -45,7 +45,7 @@ def test_kv_dtypes_an_engine_keeps_still_run(run_cli, engine, kv_dtype):
 
 
 def test_every_preset_lists_its_kv_dtypes():
-    from phasewise.specs.engines import PRESET_KV_DTYPES, kv_dtype_refusal
+    from phasewise.specs.engine_refusals import PRESET_KV_DTYPES, kv_dtype_refusal
 
     assert set(PRESET_KV_DTYPES) == set(packaged("engine_presets.yaml")["presets"])
     assert kv_dtype_refusal("vllm@0.8.5", "int8") and kv_dtype_refusal("ideal", "int4") is None

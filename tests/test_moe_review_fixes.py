@@ -16,7 +16,7 @@ from phasewise.sim.api import run
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_model
 from phasewise.specs.catalog import packaged
-from phasewise.specs.engines import layout_refusal
+from phasewise.specs.engine_refusals import layout_refusal
 from phasewise.specs.model_catalog import checkpoint_id
 
 OSS = "openai/gpt-oss-120b"

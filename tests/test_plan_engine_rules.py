@@ -41,7 +41,7 @@ def test_vllm_before_0_14_is_not_planned_with_a_prefill_tp_above_the_decodes():
 
 def test_vllm_0_14_refuses_a_larger_prefill_tp_whose_kv_is_replicated():
     """P TP >= the model's KV heads replicates the prefill's KV; 0.14's handshake asserts that case away."""
-    from phasewise.specs.engines import disagg_tp_refusal
+    from phasewise.specs.engine_refusals import disagg_tp_refusal
 
     found, pruned = _disagg(LLAMA_70B, "h200-sxm", 16, tp_options=(4, 8))
     assert not any(name.startswith(("1P(TP8) 1D(TP4)", "1P(TP8) 2D(TP4)")) for name in found)

@@ -167,7 +167,7 @@ def estimate_cmd(
     refuse_empty(dict(image_size=image_size))
     images = image_inputs(images_per_request, image_size, None)
     from phasewise.perf.parallel import LAYOUT_FLAGS
-    from phasewise.specs.engines import layout_refusal
+    from phasewise.specs.engine_refusals import layout_refusal
 
     refusal = layout_refusal(engine, tp, ep, moe_tp, attention_dp, LAYOUT_FLAGS)  # as a deployment's (_layouts)
     if refusal:

@@ -24,7 +24,7 @@ from phasewise.specs.engine_kv import (
     prefix_caching_refusal,
     version_key,
 )
-from phasewise.specs.engines import preset_entry
+from phasewise.specs.engine_presets import preset_entry
 
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
 # (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint

@@ -22,7 +22,8 @@ from phasewise.specs.engine_kv import (
     window_kv,
     window_pool_speculation,
 )
-from phasewise.specs.engines import DEEPEP_KNOBS, deepep_fields, layout_refusal, memory_fraction_of, resolve_engine
+from phasewise.specs.engine_refusals import layout_refusal
+from phasewise.specs.engines import DEEPEP_KNOBS, deepep_fields, memory_fraction_of, resolve_engine
 
 
 def placement(layout: dict[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.parallel import LAYOUT_FLAGS
 from phasewise.plan.options import PlanOptions
 from phasewise.sim.simulate import spec_budget_refusal
+from phasewise.specs.engine_refusals import layout_refusal
 from phasewise.specs.engines import (
     caps_per_rank,
     default_seq_cap,
     engine_knobs,
     graph_knobs,
     knob_values,
-    layout_refusal,
     resolve_engine,
 )
 

@@ -32,15 +32,8 @@ from phasewise.plan.scheduling_variants import (
 from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
 from phasewise.sim.deployment import MAX_REPLICAS, mtp_draft_refusal
 from phasewise.specs import load_hardware, load_model, load_quant
-from phasewise.specs.engines import (
-    disagg_tp_refusal,
-    graph_knobs,
-    instance_seqs,
-    knob_values,
-    layout_refusal,
-    pipeline_refusal,
-    vendor_refusal,
-)
+from phasewise.specs.engine_refusals import disagg_tp_refusal, layout_refusal, pipeline_refusal, vendor_refusal
+from phasewise.specs.engines import graph_knobs, instance_seqs, knob_values
 from phasewise.specs.hardware import chip_identity, hardware_list
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 

@@ -285,7 +285,8 @@ def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
     and the entry's key otherwise (not plan's flag, not a bare 'unknown model'). Speculative strategies on models
     without MTP layers: check_options (an error only where no model listed has them)."""
     from phasewise.specs import load_hardware, load_model, load_quant
-    from phasewise.specs.engines import resolve_engine, vendor_refusal
+    from phasewise.specs.engine_refusals import vendor_refusal
+    from phasewise.specs.engines import resolve_engine
 
     def named(key: str, load: Callable[[str], Any], names: Any) -> list[Any]:
         out = []

@@ -53,7 +53,8 @@ from phasewise.specs.engine_kv import (
     window_kv,
     window_pool_speculation,
 )
-from phasewise.specs.engines import EngineConfig, disagg_kv_dtype_refusal, resolve_engine
+from phasewise.specs.engine_refusals import disagg_kv_dtype_refusal
+from phasewise.specs.engines import EngineConfig, resolve_engine
 from phasewise.specs.mappings import load_mapping
 from phasewise.specs.reading import spec_file_stamps
 from phasewise.workload import ClosedLoop, ImageInputs, Workload

@@ -9,7 +9,9 @@ import re
 from typing import Any
 
 from phasewise.errors import PhasewiseError
-from phasewise.specs.engines import EngineConfig, kv_dtype_refusal, preset_entry
+from phasewise.specs.engine_presets import preset_entry
+from phasewise.specs.engine_refusals import kv_dtype_refusal
+from phasewise.specs.engines import EngineConfig
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme

@@ -1,0 +1,186 @@
+"""What an engine cannot run, each a one-line reason naming the flag that asked and the presets that can (None where
+it runs): a chip of another vendor, expert or attention-data parallelism it lacks (or a partial EP where its EP
+spans the instance), a quantized KV cache it cannot keep, a P/D pair its connector refuses, pipeline stages beside
+what the version refuses with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phasewise.specs.catalog import packaged
+from phasewise.specs.engine_presets import preset_entry, preset_key, version_table
+from phasewise.specs.hardware import HardwareSpec
+
+VENDOR_NAMES = {"nvidia": "NVIDIA", "amd": "AMD"}  # hardware_specs.yaml `vendor` as the error messages spell it
+
+
+def vendor_refusal(engine: str, hw: HardwareSpec) -> str | None:
+    """Why `engine` (a preset[@version]) does not run on `hw`: a preset whose `vendors` leave out the chip's vendor
+    (TensorRT-LLM on an AMD GPU); None where it runs (a chip with no vendor, a profile name or file: any engine)."""
+    presets = packaged("engine_presets.yaml")["presets"]
+    name = engine.split("@", 1)[0]
+    vendors = (presets.get(preset_key(engine)) or {}).get("vendors")
+    if not vendors or hw.vendor is None or hw.vendor in vendors:
+        return None
+    runs_on = [key for key, entry in presets.items() if hw.vendor in (entry.get("vendors") or (hw.vendor,))]
+    return (f"engine '{name}' runs on {' and '.join(VENDOR_NAMES[v] for v in vendors)} GPUs only; hardware "
+            f"'{hw.key}' is an {VENDOR_NAMES[hw.vendor]} chip (engines for it: {', '.join(runs_on)})")
+
+
+# The layouts of a MoE instance beyond tensor parallelism (perf/parallel.py) a preset may run (its `moe_parallelism`
+# in engine_presets.yaml, with the sources), as the flags that ask for them name them
+MOE_PARALLELISM = {"ep": "expert parallelism", "attention_dp": "attention data parallelism"}
+
+
+def moe_parallelism_refusal(engine: str, kind: str, asked: str) -> str | None:
+    """Why `engine` (preset[@version]; a host profile behaves as vLLM V1) cannot run `kind` (ep | attention_dp,
+    MOE_PARALLELISM) as `asked` (the flag and value that asked for it, e.g. '--ep 8'), one line naming the presets
+    that run it; None where it does."""
+    if kind in (preset_entry(engine).get("moe_parallelism") or ()):
+        return None
+    takers = [name for name, entry in packaged("engine_presets.yaml")["presets"].items()
+              if kind in (entry.get("moe_parallelism") or ())]
+    return (f"{asked} is not possible on engine '{engine}': it has no {MOE_PARALLELISM[kind]} (engines that run "
+            f"it: {', '.join(takers)})")
+
+
+# Presets whose expert parallelism has no size of its own: vLLM's --enable-expert-parallel shards the experts over
+# every GPU of the instance, tp x dp (vllm/model_executor/layers/fused_moe/config.py FusedMoEParallelConfig.make:
+# use_ep makes ep_size = dp_size x tp_size and the MoE's own TP 1), so a partial EP (--ep below --tp, beside MoE
+# tensor parallelism) has no vLLM argument. SGLang (--ep-size beside --tp-size, its --moe-dense-tp-size) and
+# TensorRT-LLM (moe_expert_parallel_size x moe_tensor_parallel_size) size it on their own.
+WHOLE_INSTANCE_EP = ("vllm",)
+
+
+def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, attention_dp: int | None,
+                   flags: dict[str, str]) -> str | None:
+    """Why `engine` cannot run an instance of `tp` GPUs split as asked (ep, moe_tp, attention_dp as given, None
+    where not), one line naming the flag that asked (`flags`: perf/parallel.py role_flags) and the presets that
+    run it (moe_parallelism_refusal): expert parallelism (ep > 1, or moe_tp below tp) or attention DP (> 1) on an
+    engine without it, or a partial EP (1 < ep < tp) on one whose EP spans the instance (WHOLE_INSTANCE_EP). None
+    where it runs (sizes below 1, or that do not divide, are perf/parallel.py parallel_layout's to refuse)."""
+    asked = {"ep": (f"{flags['ep']} {ep}" if ep is not None and ep > 1 else
+                    f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and 1 <= moe_tp < tp else None),
+             "attention_dp": f"{flags['attention_dp']} {attention_dp}" if (attention_dp or 1) > 1 else None}
+    refusal = next((r for kind, flag in asked.items()
+                    if flag and (r := moe_parallelism_refusal(engine, kind, flag))), None)
+    ep_size = ep if ep is not None else tp // moe_tp if moe_tp and tp % moe_tp == 0 else None
+    if (refusal is None and preset_key(engine) in WHOLE_INSTANCE_EP and ep_size is not None and 1 < ep_size < tp
+            and tp % ep_size == 0):  # a size that does not divide: parallel_layout's error names the allowed ones
+        takers = [name for name, entry in packaged("engine_presets.yaml")["presets"].items()
+                  if "ep" in (entry.get("moe_parallelism") or ()) and name not in WHOLE_INSTANCE_EP]
+        return (f"{asked['ep']} is not possible on engine '{engine.split('@', 1)[0]}': its expert parallelism "
+                f"(--enable-expert-parallel) spans all {tp} GPUs of the instance, so {flags['ep']} must be {tp} "
+                f"({flags['moe_tp']} 1) or expert parallelism off (a partial EP runs on: {', '.join(takers)})")
+    return refusal
+
+
+# The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them; the unquantized
+# ones (fp32, bf16, fp16: the model's dtype, every engine's "auto") run on all, and a bare host profile (engines.yaml,
+# a calibrated file) on any. Checked by kv_dtype_refusal.
+QUANTIZED_KV_DTYPES = ("fp8", "int8", "int4")
+# vLLM --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2 (docs features/quantization/quantized_kvcache: FP8 only)
+VLLM_KV = ("fp8",)
+PRESET_KV_DTYPES: dict[str, tuple[str, ...]] = {
+    "vllm": VLLM_KV, "vllm-v0": VLLM_KV,
+    # vLLM 0.2 had no quantized KV cache: kv_cache_dtype came with FP8 E5M2 (vllm-project/vllm PR #2279, Jan 2024)
+    "vllm-2023": (),
+    # scheduling policies modelled on vLLM's engine (their profile is vLLM's): its KV cache
+    "sarathi": VLLM_KV, "ascendra-lp": VLLM_KV, "ascendra-hp": VLLM_KV,
+    # SGLang 0.5 srt/server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16, fp4_e2m1
+    "sglang": ("fp8",),
+    # TensorRT-LLM 1.x PyTorch backend (_torch/pyexecutor model_loader: _VALID_KV_CACHE_DTYPES = ("fp8", "nvfp4",
+    # "auto") for kv_cache_config.dtype; an INT8 KV cache reached that backend only in a 2026 change, after 1.1)
+    "trtllm": ("fp8",), "trtllm-bench": ("fp8",),
+    # TensorRT-LLM 0.5 C++ runtime: engines built with --int8_kv_cache or --fp8_kv_cache (examples/llama/build.py)
+    "trtllm-0.5": ("fp8", "int8"),
+}
+
+
+def kv_dtype_refusal(engine: str, kv_dtype: str) -> str | None:
+    """Why `engine` (preset[@version] or an engine file refining one) cannot keep its KV cache in `kv_dtype` (a
+    --kv-dtype), one line naming what it can; None where it can (an unquantized dtype, or a bare host profile)."""
+    key = preset_key(engine)
+    if kv_dtype not in QUANTIZED_KV_DTYPES or key not in packaged("engine_presets.yaml")["presets"]:
+        return None
+    quantized = PRESET_KV_DTYPES[key]
+    if kv_dtype in quantized:
+        return None
+    allowed = ", ".join(("fp32", "bf16", "fp16", *quantized))
+    keeps = f"quantizes its KV cache to {' or '.join(quantized)} only" if quantized else \
+        "keeps its KV cache in the model's dtype only"
+    name = engine.split("@", 1)[0]
+    return (f"--kv-dtype {kv_dtype} is not possible on engine '{name}': it {keeps} (allowed: {allowed}; a host "
+            "profile such as --engine ideal keeps any)")
+
+
+def disagg_kv_dtype_refusal(engine: str, prefill_kv_dtype: str, decode_kv_dtype: str) -> str | None:
+    """Why `engine`'s (the decode side's preset) P/D connector refuses a prefill instance keeping its KV cache in
+    `prefill_kv_dtype` beside a decode one keeping it in `decode_kv_dtype`, or None: vLLM's NixlConnector (the
+    preset's kv_connector_tp) hashes cache_dtype into the compatibility hash both sides compare at their handshake
+    (nixl_connector.py compute_nixl_compatibility_hash: "KV cache format (dtype, sliding window)"), so the pair
+    never connects. A preset without that connector has none."""
+    entry = packaged("engine_presets.yaml")["presets"].get(preset_key(engine)) or {}
+    rule = entry.get("kv_connector_tp")
+    if not rule or prefill_kv_dtype == decode_kv_dtype:
+        return None
+    return (f"a prefill KV cache in {prefill_kv_dtype} beside a decode one in {decode_kv_dtype}: {engine}'s "
+            f"{rule['connector']} refuses the pair at its handshake (its compatibility hash holds the KV cache dtype); "
+            "give both roles the same --kv-dtype (kv_dtype)")
+
+
+def disagg_tp_refusal(engine: str, prefill_tp: int, decode_tp: int, kv_heads: int | None) -> str | None:
+    """Why `engine`'s (preset[@version]) P/D connector refuses a prefill instance whose attention runs over
+    `prefill_tp` GPUs beside a decode one over `decode_tp` (vLLM's --tensor-parallel-size: with attention data
+    parallelism each rank's, tp / attention_dp; the preset's `kv_connector_tp` in engine_presets.yaml: vLLM's
+    NixlConnector; the decode side's engine, whose worker reads the prefill's KV and checks the pair at its
+    handshake), or None where it runs. `kv_heads`: the model's KV heads (config.json num_key_value_heads), for the
+    replicated-KV rule; None skips it. A preset without the rule (or a host profile) has none."""
+    from phasewise.specs.engine_kv import version_key
+
+    name, _, version = engine.partition("@")
+    entry = packaged("engine_presets.yaml")["presets"].get(preset_key(engine)) or {}
+    rule = entry.get("kv_connector_tp")
+    if not rule:
+        return None
+    label, connector = f"{name}@{version or entry['default_version']}", rule["connector"]
+    if max(prefill_tp, decode_tp) % min(prefill_tp, decode_tp):
+        return (f"{label}'s {connector} splits the KV between a prefill TP{prefill_tp} and a decode TP{decode_tp} "
+                "instance only when one TP is a multiple of the other")
+    if prefill_tp <= decode_tp:
+        return None
+    first = str(rule["prefill_above_decode_from"])
+    if version_key(version or entry["default_version"]) < version_key(first):
+        return (f"prefill TP{prefill_tp} above decode TP{decode_tp}: {label}'s {connector} refuses it (\"Decode TP "
+                f"cannot be smaller than prefill TP\"; supported from {name}@{first}); give the decode instances at "
+                "least the prefill's TP")
+    if kv_heads is not None and prefill_tp >= kv_heads:
+        return (f"prefill TP{prefill_tp} above decode TP{decode_tp} with the prefill's KV replicated (TP{prefill_tp} "
+                f">= the model's {kv_heads} KV heads): {label}'s {connector} refuses it (\"Num kv_heads > tp_size and "
+                "P TP > D TP case, not supported\"); give the decode instances at least the prefill's TP")
+    return None
+
+
+def pipeline_refusal(engine: str, pp: int, speculative: bool, mixed_chunk: bool = False) -> str | None:
+    """Why `engine` (preset[@version], or a file refining one) cannot run `pp` pipeline stages beside speculative
+    decoding (`speculative`) or --enable-mixed-chunk (`mixed_chunk`), one line naming the flag; None where it runs
+    (an unknown version: resolve_engine's error). For a planner to prune such layouts."""
+    name, _, version = engine.partition("@")
+    entry = preset_entry(engine)
+    version = version or entry["default_version"]
+    if version not in entry["versions"]:
+        return None
+    return pipeline_rule_refusal(f"{name}@{version}", version_table(name, entry, version).get("pipeline_parallel") or {},
+                             pp, speculative, mixed_chunk)
+
+
+def pipeline_rule_refusal(label: str, rule: dict[str, Any], pp: int, speculative: bool, mixed_chunk: bool) -> str | None:
+    """What the version refuses beside PP > 1 (its `pipeline_parallel` `refuses` in engine_presets.yaml): SGLang's
+    check_server_args stops at start-up when pp_size > 1 comes with speculative decoding or --enable-mixed-chunk."""
+    asked = {"enable_mixed_chunk": "--enable-mixed-chunk" if mixed_chunk else None,
+             "speculative": "speculative decoding (--spec-tokens)" if speculative else None}
+    refused = [asked[what] for what in rule.get("refuses") or () if asked.get(what)]
+    if pp < 2 or not refused:
+        return None
+    return (f"{refused[0]} with --pp {pp} is not possible on {label}: it refuses pipeline parallelism beside "
+            "speculative decoding or mixed chunked prefill at start-up; use --pp 1 or drop it")
