@@ -18,6 +18,7 @@ from phasewise.apps.cli_common import (
 )
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
+from phasewise.specs.device_cloud import DeviceCloud
 
 
 def flags_given(command, values: dict, keys: tuple[str, ...]) -> list[str]:
@@ -86,21 +87,27 @@ DEVICE_CLOUD_FLAGS = ("devices", "device_hardware", "cloud_hardware", "cloud_gpu
                       "latency_ms", "input_layers", "output_layers", "adapter_layers")  # what --setup replaces
 
 
+# the flags' defaults are the setup file's (one set: a file that leaves a field out runs as the flags would)
+_SETUP = {name: field.default for name, field in DeviceCloud.model_fields.items()}
+
+
 @app.command("device-cloud")
 def device_cloud_cmd(
     model: Model = "meta-llama/Llama-2-7b-hf",
     setup: Annotated[Optional[str], typer.Option(help="device-cloud YAML (specs/device_cloud.py; replaces the "
                                                       "flags below)")] = None,
-    devices: Annotated[int, typer.Option(help="devices sharing the cloud, one request each")] = 30,
-    device_hardware: Annotated[str, typer.Option(help="each device's hardware")] = "jetson-agx-orin",
-    cloud_hardware: Annotated[str, typer.Option(help="the cloud's GPUs")] = "a6000",
-    cloud_gpus: Annotated[int, typer.Option(help="cloud GPUs, each a copy of the middle layers")] = 8,
-    uplink_mbps: Annotated[float, typer.Option(help="each device's uplink (Mbit/s)")] = 100.0,
-    downlink_mbps: Annotated[float, typer.Option(help="each device's downlink (Mbit/s)")] = 100.0,
-    latency_ms: Annotated[float, typer.Option(help="one-way device-cloud latency (ms)")] = 10.0,
-    input_layers: Annotated[int, typer.Option(help="first layers on the device")] = 1,
-    output_layers: Annotated[int, typer.Option(help="last layers on the device")] = 1,
-    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")] = 1,
+    devices: Annotated[int, typer.Option(help="devices sharing the cloud, one request each")] = _SETUP["devices"],
+    device_hardware: Annotated[str, typer.Option(help="each device's hardware")] = _SETUP["device_hardware"],
+    cloud_hardware: Annotated[str, typer.Option(help="the cloud's GPUs")] = _SETUP["cloud_hardware"],
+    cloud_gpus: Annotated[int, typer.Option(help="cloud GPUs, each a copy of the middle layers")
+                          ] = _SETUP["cloud_gpus"],
+    uplink_mbps: Annotated[float, typer.Option(help="each device's uplink (Mbit/s)")] = _SETUP["uplink_mbps"],
+    downlink_mbps: Annotated[float, typer.Option(help="each device's downlink (Mbit/s)")] = _SETUP["downlink_mbps"],
+    latency_ms: Annotated[float, typer.Option(help="one-way device-cloud latency (ms)")] = _SETUP["latency_s"] * 1e3,
+    input_layers: Annotated[int, typer.Option(help="first layers on the device")] = _SETUP["input_layers"],
+    output_layers: Annotated[int, typer.Option(help="last layers on the device")] = _SETUP["output_layers"],
+    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")
+                              ] = _SETUP["adapter_layers"],
     precision: DevicePrecision = "fp16",
     engine: Engine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,

@@ -14,7 +14,8 @@ from phasewise.perf.fit import FITTABLE, fit_engine, parse_points, running_costs
 from phasewise.plan.export import check_output_path
 from phasewise.specs import load_engine
 from phasewise.specs.catalog import looks_like_path, read_user_file
-from phasewise.specs.engines import SCHEDULERS, preset_entry, preset_names
+from phasewise.specs.engine_presets import preset_entry, preset_names
+from phasewise.specs.engines import SCHEDULERS
 from phasewise.specs.hardware import PRESET_PROFILE_FIELDS, engine_file_preset
 
 HOLDOUTS = ("every-other", "none")
@@ -36,8 +37,9 @@ def run_fit(points_path: str, engine: str, params: str, holdout: str) -> dict[st
     if holdout == "every-other" and len(runs) < 2:
         raise PhasewiseError(f"{where}: --holdout every-other holds out every other run, and the file has one run "
                              f"('{runs[0]}'): add runs for a held-out error, or give --holdout none to fit on it alone")
-    start, predict = running_costs(data, engine, where)
     held = set(runs[1::2]) if holdout == "every-other" else set()
+    _check_params(names, len(runs) - len(held), len(held))
+    start, predict = running_costs(data, engine, where)
     fit = fit_engine([p for p in points if p.run not in held], start, names, predict=predict)
     if not fit.fitted:
         it = "it" if len(names) == 1 else "them"
@@ -53,6 +55,19 @@ def run_fit(points_path: str, engine: str, params: str, holdout: str) -> dict[st
             "undetermined": {k: fit.values[k] for k in fit.undetermined},
             "summary": {side: _errors([r for r in rows if r["split"] == side]) for side in ("fit", "held-out")},
             "points": rows, "profile": fit.engine}
+
+
+def _check_params(names: tuple[str, ...], fit_runs: int, held_runs: int) -> None:
+    """--params, one line naming it: each a fittable field, and at most one a run the fit keeps (perf/fit.py
+    fit_engine's rule, worded for the flags), before the points are costed."""
+    unknown = [n for n in names if n not in FITTABLE]
+    if unknown:
+        raise PhasewiseError(f"--params: cannot fit '{unknown[0]}' (fittable: {', '.join(FITTABLE)})")
+    if len(names) > fit_runs:
+        held = f", {held_runs} more held out by --holdout every-other" if held_runs else ""
+        raise PhasewiseError(f"--params {','.join(names)}: {len(names)} constants, and the fit has {fit_runs} "
+                             f"run{'s' * (fit_runs != 1)}{held}: a fit determines at most one constant a run, so "
+                             f"--params takes at most {fit_runs} (of {', '.join(FITTABLE)})")
 
 
 def _errors(rows: list[dict[str, Any]]) -> dict[str, float] | None:

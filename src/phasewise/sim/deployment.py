@@ -35,7 +35,8 @@ from phasewise.sim.autoscale_block import Autoscale
 from phasewise.sim.online_training import GpuSharing, HostLink
 from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
-from phasewise.specs.engines import KNOB_TYPES, disagg_tp_refusal, layout_refusal
+from phasewise.specs.engine_refusals import disagg_tp_refusal, layout_refusal
+from phasewise.specs.engines import KNOB_TYPES
 from phasewise.specs.hardware import chips_apart
 from phasewise.specs.hf_config import MTP_FIELDS
 from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
@@ -57,7 +58,7 @@ def link_between(asked: str | None, apart: str | None, what: str = "KV") -> tupl
     unset, nvlink); where the parts cannot share one node (`apart`: phases_apart's or specs/hardware.py chips_apart's
     why), rdma, the default there, nvlink and PCIe not leaving a node. The one rule of the KV link (simulate's
     --kv-link, a deployment's kv_link) and the encoders' (--encode-link, encoders.link); plan's is
-    plan/strategies.py kv_link_between."""
+    plan/chip_budgets.py kv_link_between."""
     if apart is None:
         return asked or "nvlink", None
     if asked in (None, "rdma"):
@@ -74,7 +75,7 @@ def phases_apart(p_name: str, d_name: str, gpus: int, p_hw=None, d_hw=None) -> s
     prefill's KV to any decode instance, so some pair then sits on two nodes. `p_hw` / `d_hw`: the chips, loaded
     (else loaded here; one that does not load gives None, its own one-line error coming when the deployment is
     simulated). The one rule of a deployment's kv_link (Deployment.kv_apart), simulate's --kv-link (sim/api.py
-    disagg_kv_link) and plan's (plan/strategies.py kv_link_between)."""
+    disagg_kv_link) and plan's (plan/chip_budgets.py kv_link_between)."""
     apart = chips_apart(p_name, d_name)
     if apart:
         return apart
@@ -271,6 +272,13 @@ class AttentionOffload(NumbersNotBooleans):
     tpot_slo_ms: float | None = Field(default=None, gt=0)
     ttft_slo_ms: float | None = Field(default=None, gt=0)
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_off(cls, value):
+        """A bare `mode: off` is mode off: YAML 1.1 (users' files, specs/reading.py) reads off (and no, false) as
+        false. The one Literal of a deployment file whose values YAML 1.1 reads as a boolean."""
+        return "off" if value is False else value
+
     @model_validator(mode="after")
     def _requests(self) -> AttentionOffload:
         if self.mode == "fixed" and self.requests is None:
@@ -318,6 +326,12 @@ class OnlineTraining(NumbersNotBooleans):
             raise ValueError("online_training trainer_sm_share applies to sharing sm-partition")
         if self.keep_layers is not None and self.reuse != "offload":
             raise ValueError(f"online_training keep_layers applies to reuse offload (reuse is {self.reuse})")
+        # given, not defaulted: as the flags refuse --host-link and --lora-rank (sim/online_training.py training_block)
+        if "host_link" in self.model_fields_set and self.reuse != "offload":
+            raise ValueError(f"online_training host_link applies to reuse offload, the link recordings are offloaded "
+                             f"over (reuse is {self.reuse})")
+        if "lora_rank" in self.model_fields_set and self.method != "lora":
+            raise ValueError(f"online_training lora_rank applies to method lora (method is {self.method})")
         if self.placement == "separate" and (self.reuse == "keep" or self.sharing != "time-slice"):
             raise ValueError("online_training placement separate takes reuse recompute or offload (keep holds the "
                              "recordings on the serving GPU) and no GPU sharing")

@@ -208,20 +208,29 @@ def check_links(parts: ChipParts, per_direction: float, pcie_bytes_per_s: float,
 
 
 def parts_figure_refusal(field: str, given: Any, theirs: Any) -> str | None:
-    """Why a figure given beside `parts:` is refused (None where it is the parts' own figure)."""
+    """Why a figure given beside `parts:` is refused (None where it is the parts' own figure). The parts' figures
+    print in full (Python's shortest repr that reads back as the same float, not rounded to a few digits), so that
+    the value the message gives, copied into the file, is accepted: a rounded 597.5 for the parts' 597.5068 W would be
+    refused again, and comparing at the rounding instead would let the file's figure replace the parts' own."""
     if isinstance(theirs, dict):
         same = isinstance(given, dict) and set(given) == set(theirs) and all(
             _same(given[k], v) for k, v in theirs.items())
-        text = "{" + ", ".join(f"{k}: {v:.4g}" for k, v in theirs.items()) + "}"
+        text = "{" + ", ".join(f"{k}: {_figure(v)}" for k, v in theirs.items()) + "}"
     elif isinstance(theirs, str):
         same, text = given == theirs, repr(theirs)
     else:
-        same, text = _same(given, theirs), f"{theirs:.4g}"
+        same, text = _same(given, theirs), _figure(theirs)
     if same:
         return None
-    shown = given if isinstance(given, (dict, str)) else f"{given:.4g}" if isinstance(given, (int, float)) else given
+    shown = ("{" + ", ".join(f"{k}: {_figure(v)}" for k, v in given.items()) + "}" if isinstance(given, dict)
+             else _figure(given))
     return (f"{field} {shown} is given beside parts:, which give {field} {text}: remove one (a chip from parts takes "
             "its figures from them, so that its timing, cost, power and energy are one chip's)")
+
+
+def _figure(value: Any) -> str:
+    """A number as the shortest text that reads back as the same float (597.5067764921462, 3349760000000.0)."""
+    return repr(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def _same(given: Any, theirs: float) -> bool:

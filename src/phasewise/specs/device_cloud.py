@@ -5,17 +5,18 @@ input + adapter + output is an on-device draft model; one cloud server holds the
 Each device has its own uplink and downlink to the cloud.
 
 YAML (or the same dict built from flags):
-  devices: 30                 # how many devices (all of one kind)
-  device_hardware: jetson-agx-orin
-  cloud_hardware: a6000
+  devices: 30                 # how many devices (all of one kind); default 30
+  device_hardware: jetson-agx-orin   # default jetson-agx-orin
+  cloud_hardware: a6000       # default a6000
   cloud_gpus: 8               # default 8
-  uplink_mbps: 100            # finite, > 0
+  uplink_mbps: 100            # finite, > 0; default 100 (downlink_mbps too)
   downlink_mbps: 200
   latency_s: 0.01             # one way, each direction; default 0.01
   input_layers: 1             # default 1 (output_layers, adapter_layers too)
   output_layers: 1
   adapter_layers: 1
-The defaults are the `device-cloud` flags' defaults; YAML's true / false is refused where a number goes.
+Every field has a default, the `device-cloud` flag's of the same name (latency_s: --latency-ms / 1000), so a file
+that leaves a field out runs as the flags would; YAML's true / false is refused where a number goes.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ from phasewise.specs.topology import Topology, parse_topology
 class DeviceCloud(NumbersNotBooleans):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    devices: int = Field(ge=1)
-    device_hardware: str = Field(min_length=1)
-    cloud_hardware: str = Field(min_length=1)
-    # the defaults are `phasewise device-cloud`'s flags' (HAT's testbed; tests/test_edge_review_fixes.py holds them
-    # equal): a setup file that leaves a field out runs as the flags would
+    # every default is `phasewise device-cloud`'s flag's (HAT's testbed; tests/test_readmeC_review_fixes.py holds
+    # each field's equal): a setup file that leaves a field out runs as the flags would
+    devices: int = Field(default=30, ge=1)
+    device_hardware: str = Field(default="jetson-agx-orin", min_length=1)
+    cloud_hardware: str = Field(default="a6000", min_length=1)
     cloud_gpus: int = Field(default=8, ge=1, le=10_000)  # each simulated as its own worker: a typo of 10^11 hung
-    uplink_mbps: float = Field(gt=0, allow_inf_nan=False)
-    downlink_mbps: float = Field(gt=0, allow_inf_nan=False)
+    uplink_mbps: float = Field(default=100.0, gt=0, allow_inf_nan=False)
+    downlink_mbps: float = Field(default=100.0, gt=0, allow_inf_nan=False)
     latency_s: float = Field(default=0.01, ge=0, allow_inf_nan=False)
     input_layers: int = Field(default=1, ge=1)
     output_layers: int = Field(default=1, ge=1)
