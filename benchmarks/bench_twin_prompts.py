@@ -9,6 +9,10 @@ Serves `phasewise serve`'s app in this process on 127.0.0.1 (one Llama-3.1-8B H1
 client, each prompt the shared words then its own, and prints the process CPU time per timed request (server and
 client together: the client's share is the same for every engine) and the wall time (which also holds the
 simulated prefill, at real speed).
+
+TensorRT-LLM runs with chunked prefill on (`enable_chunked_prefill: true`): its default is off, and with it off
+trtllm-serve refuses a prompt beyond max_num_tokens (8,192 by default), so a deployment serving these 32k-token
+prompts must switch it on (or raise max_num_tokens past the longest prompt). vLLM V1 and SGLang chunk by default.
 """
 
 from __future__ import annotations
@@ -26,12 +30,21 @@ from conftest import serving  # noqa: E402 - the tests' in-process uvicorn helpe
 from phasewise.apps.tokenizer import Tokenizer  # noqa: E402
 from phasewise.apps.twin import LiveSim, create_app  # noqa: E402
 from phasewise.sim.deployment import collocated  # noqa: E402
+from phasewise.specs.engine_presets import preset_key  # noqa: E402
+from phasewise.specs.engines import engine_knobs  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-8B"
 
 
+def long_prompt_knobs(engine: str) -> dict[str, bool]:
+    """The knobs a deployment of `engine` serving long prompts needs (see the docstring): TensorRT-LLM (any
+    trtllm preset[@version] that has the knob) chunks only when told to."""
+    chunks_when_told = preset_key(engine).startswith("trtllm") and "enable_chunked_prefill" in engine_knobs(engine)
+    return {"enable_chunked_prefill": True} if chunks_when_told else {}
+
+
 def run(engine: str, shared_tokens: int, own_tokens: int, requests: int, warmup: int) -> tuple[float, float, int]:
-    live = LiveSim(collocated(MODEL, "h100-sxm", engine=engine))
+    live = LiveSim(collocated(MODEL, "h100-sxm", engine=engine, **long_prompt_knobs(engine)))
     shared = "w " * shared_tokens  # one built-in token per word
     with serving(create_app(live, MODEL, Tokenizer())) as url, httpx.Client(timeout=120) as client:
         def send(i: int) -> None:

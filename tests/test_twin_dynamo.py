@@ -59,7 +59,9 @@ def test_dynamo_frontend_series_after_real_requests():
         outputs.append(5)
         text = http.get("/metrics").text
     lab = 'model="qwen/qwen3-8b",dynamo_namespace="twin-ns"'  # the served name lowercased, as Dynamo labels it
-    assert one(text, "dynamo_frontend_requests_started_total") == 3
+    assert series(text, "dynamo_frontend_requests_started_total") == {  # by endpoint and request type, as Dynamo
+        f'{lab},endpoint="chat_completions",request_type="stream"': 2,
+        f'{lab},endpoint="completions",request_type="unary"': 1}
     assert series(text, "dynamo_frontend_requests_total") == {
         f'{lab},endpoint="chat_completions",request_type="stream",status="success",error_type=""': 2,
         f'{lab},endpoint="completions",request_type="unary",status="success",error_type=""': 1}
@@ -98,7 +100,8 @@ def test_a_client_that_leaves_is_a_cancelled_error():
     assert series(text, "dynamo_frontend_requests_total") == {
         'model="qwen/qwen3-8b",endpoint="completions",request_type="stream",status="error",error_type="cancelled"': 1}
     assert one(text, "dynamo_frontend_active_requests") == 0
-    assert one(text, "dynamo_frontend_requests_started_total") == 1
+    assert series(text, "dynamo_frontend_requests_started_total") == {
+        'model="qwen/qwen3-8b",endpoint="completions",request_type="stream"': 1}
     assert 0 < one(text, "dynamo_frontend_output_sequence_tokens_sum") < 2000
 
 

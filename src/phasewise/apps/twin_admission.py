@@ -185,8 +185,9 @@ class RequestAdmission:
         for prompt in prompts:
             self._refuse_never_served(prompt, body, chat)
         endpoint = "chat_completions" if chat else "completions"
+        http = self.live.http_request(endpoint, streaming, len(prompts) * choices)  # Dynamo counts it once
         streams = [self.live.submit(max(p.tokens, 1), p.max_tokens, p.image_patches, p.image_tokens, p.blocks,
-                                    endpoint, streaming) for p in prompts for _ in range(choices)]
+                                    http=http) for p in prompts for _ in range(choices)]
         return streams, choices, streaming, include_usage, continuous
 
     def _refuse_never_served(self, prompt: Prompt, body: dict, chat: bool) -> None:

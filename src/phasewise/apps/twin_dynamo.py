@@ -2,13 +2,16 @@
 (lib/llm/src/http/service/metrics.rs), kept over the twin's requests as that frontend keeps them, so that Dynamo's
 SLA planner, its dashboards or any tool reading a Dynamo frontend can be pointed at a Prometheus scraping the twin.
 
-What the frontend does, and this module with it: a request counts as started when it arrives
-(requests_started_total) and in flight until its response ends (active_requests and the deprecated
-inflight_requests); it waits for its first token in the HTTP queue (queued_requests). Its first chunk of tokens
-gives its time to first token and its input length; every later chunk of n tokens gives n inter-token latencies
-of (gap / n); when it ends, its output length (if it has any tokens), its duration and one requests_total by
-endpoint, request type (stream / unary), status (success / error) and error type ("" for none, cancelled for a
-client that left, overload for the twin's 503). Histograms take the frontend's default log-spaced buckets,
+What the frontend does, and this module with it: an HTTP request (a handler entry: one for a batch of prompts or n
+choices, as its completions_single / completions_batch create one InflightGuard and one HttpQueueGuard a request;
+FrontendRequest) counts as started when it arrives (requests_started_total by endpoint and request type) and in
+flight until its response ends (active_requests and the deprecated inflight_requests); it waits for its first token,
+of any of its choices, in the HTTP queue (queued_requests); when its last choice ends, its duration and one
+requests_total by endpoint, request type (stream / unary), status (success / error) and error type ("" for none,
+cancelled for a client that left, overload for the twin's 503; the first of its choices' errors). Per choice (the
+response collector's observations; one choice a request in the usual case): its first chunk of tokens gives its
+time to first token and its input length; every later chunk of n tokens gives n inter-token latencies of (gap / n);
+its end its output length (if it has any tokens). Histograms take the frontend's default log-spaced buckets,
 rounded to two significant figures (generate_log_buckets): TTFT 0.001-480 s in 18, ITL 0.001-2 s in 13, request
 duration 1-512 s in 10, input length 50-128,000 tokens in 12, output length 50-32,000 in 10. The model label is
 the served name lowercased, as the frontend writes it; `dynamo_namespace`, which the planner also filters on, is
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 from phasewise.apps.prom_histogram import Histogram
 
@@ -57,6 +61,25 @@ INPUT_BUCKETS = log_buckets(50.0, 128000.0, 12)
 OUTPUT_BUCKETS = log_buckets(50.0, 32000.0, 10)
 
 
+@dataclass(slots=True)
+class FrontendRequest:
+    """One HTTP request as Dynamo's frontend tracks it (metrics.rs InflightGuard and HttpQueueGuard, one a handler
+    entry): the streams of its choices (a batch's prompts x n) share it."""
+
+    endpoint: str  # chat_completions | completions, as the frontend labels it
+    streaming: bool
+    open: int  # its choices not yet ended
+    arrival_s: float = math.nan  # simulated: its first choice's arrival (LiveSim.submit)
+    answered: bool = False  # a first token of any choice out: it left the HTTP queue
+    error_type: str = ""  # the first of its choices' errors (cancelled, overload); "" while all succeed
+
+
+def prom_value(value: float, integer: bool) -> str:
+    """A sample's value as the Prometheus text format carries it: an integer series' (IntGaugeVec) exactly, a float's
+    in full (Python's shortest round-trip form), never rounded to a few significant figures."""
+    return str(round(value)) if integer else repr(float(value))
+
+
 class DynamoFrontendMetrics:
     """dynamo_frontend_* over the twin's requests (each request's observations through the calls below; every span
     in wall seconds, as LiveSim.wall_s gives them)."""
@@ -69,24 +92,29 @@ class DynamoFrontendMetrics:
         self.duration = Histogram(DURATION_BUCKETS)
         self.input_tokens, self.output_tokens = Histogram(INPUT_BUCKETS), Histogram(OUTPUT_BUCKETS)
         self.cached_tokens = Histogram(INPUT_BUCKETS)  # the frontend's: input_sequence_buckets
-        self.started = self.active = self.queued = self.output_tokens_total = 0
+        self.active = self.queued = self.output_tokens_total = 0
+        self.started: Counter[tuple[str, str]] = Counter()  # HTTP requests by (endpoint, type)
         self.requests: Counter[tuple[str, str, str, str]] = Counter()  # (endpoint, type, status, error type)
         # per worker (worker_id, dp_rank, worker_type): the last request's TTFT and input length, mean ITL so far
         self.worker_ttft_s: dict[tuple[str, str, str], float] = {}
         self.worker_isl: dict[tuple[str, str, str], int] = {}
         self.worker_itl_s: dict[tuple[str, str, str], float] = {}
 
-    def arrived(self) -> None:
-        self.started += 1
+    def arrived(self, endpoint: str, streaming: bool) -> None:
+        """An HTTP request entered the handler (its InflightGuard and HttpQueueGuard made)."""
+        self.started[(endpoint, "stream" if streaming else "unary")] += 1
         self.active += 1
         self.queued += 1
+
+    def answered(self) -> None:
+        """An HTTP request's first token (of any of its choices): it leaves the HTTP queue."""
+        self.queued -= 1
 
     def tokens(self, n: int, first: bool, since_s: float, prompt: int, cached: int = -1) -> None:
         """`n` tokens in one chunk, `since_s` after the request's arrival (first) or its last chunk; `cached`: its
         prompt tokens found in a prefix cache (-1: none kept where it was admitted, nothing observed)."""
         self.output_tokens_total += n
         if first:
-            self.queued -= 1
             self.ttft.observe(since_s)
             self.input_tokens.observe(prompt)
             if cached >= 0:
@@ -103,13 +131,17 @@ class DynamoFrontendMetrics:
         """A later chunk: the request's mean inter-token latency so far, under the worker that produced it."""
         self.worker_itl_s[worker] = mean_itl_s
 
-    def ended(self, endpoint: str, streaming: bool, duration_s: float, emitted: int, error_type: str = "",
-              first_token: bool = True) -> None:
-        """The response is over: `error_type` "" for a success, else Dynamo's (cancelled, overload)."""
-        self.active -= 1
-        self.queued -= not first_token
+    def choice_ended(self, emitted: int) -> None:
+        """A choice is over, with `emitted` tokens: its output length."""
         if emitted:
             self.output_tokens.observe(emitted)
+
+    def ended(self, endpoint: str, streaming: bool, duration_s: float, error_type: str = "",
+              answered: bool = True) -> None:
+        """An HTTP request's response is over (its last choice ended): `error_type` "" for a success, else Dynamo's
+        (cancelled, overload); `answered`: it had a first token (else it leaves the HTTP queue now)."""
+        self.active -= 1
+        self.queued -= not answered
         self.duration.observe(duration_s)
         self.requests[(endpoint, "stream" if streaming else "unary", "error" if error_type else "success",
                        error_type)] += 1
@@ -120,9 +152,11 @@ class DynamoFrontendMetrics:
         `load`: per worker, (worker_id, dp_rank, worker_type), its active prefill tokens and decode blocks now."""
         lab = f'model="{model.lower()}"' + (f',dynamo_namespace="{namespace}"' if namespace else "")
         name = "dynamo_frontend_"
-        out = [f"# HELP {name}requests_started_total Total number of LLM requests started",
-               f"# TYPE {name}requests_started_total counter", f"{name}requests_started_total{{{lab}}} {self.started}",
-               f"# HELP {name}requests_total Total number of LLM requests processed",
+        out = [f"# HELP {name}requests_started_total Total number of LLM requests accepted by the frontend handler",
+               f"# TYPE {name}requests_started_total counter"]
+        out += [f'{name}requests_started_total{{{lab},endpoint="{endpoint}",request_type="{kind}"}} {count}'
+                for (endpoint, kind), count in sorted(self.started.items())]
+        out += [f"# HELP {name}requests_total Total number of LLM requests processed",
                f"# TYPE {name}requests_total counter"]
         out += [f'{name}requests_total{{{lab},endpoint="{endpoint}",request_type="{kind}",status="{status}",'
                 f'error_type="{error}"}} {count}' for (endpoint, kind, status, error), count in
@@ -147,19 +181,22 @@ class DynamoFrontendMetrics:
                     *histogram.lines(name + metric, lab)]
         space = f',dynamo_namespace="{namespace}"' if namespace else ""
 
-        def worker_lines(metric: str, what: str, values: dict[tuple[str, str, str], float]) -> list[str]:
-            rows = [f'{name}{metric}{{worker_id="{w}",dp_rank="{rank}",worker_type="{kind}"{space}}} {value:g}'
+        def worker_lines(metric: str, what: str, values: dict[tuple[str, str, str], float],
+                         integer: bool = False) -> list[str]:
+            """`integer`: an IntGaugeVec of the frontend's (tokens, blocks), else a GaugeVec (seconds)."""
+            rows = [f'{name}{metric}{{worker_id="{w}",dp_rank="{rank}",worker_type="{kind}"{space}}} '
+                    f'{prom_value(value, integer)}'
                     for (w, rank, kind), value in sorted(values.items(), key=lambda item: (int(item[0][0]), item[0]))]
             return [f"# HELP {name}{metric} {what}", f"# TYPE {name}{metric} gauge", *rows] if rows else []
 
         out += worker_lines("worker_active_prefill_tokens", "Active prefill tokens queued per worker",
-                            {worker: prefill for worker, prefill, _ in load})
-        out += worker_lines("worker_active_decode_blocks", "Active KV-cache decode blocks per worker",
-                            {worker: blocks for worker, _, blocks in load})
+                            {worker: prefill for worker, prefill, _ in load}, integer=True)
+        out += worker_lines("worker_active_decode_blocks", "Active KV cache decode blocks per worker",
+                            {worker: blocks for worker, _, blocks in load}, integer=True)
         out += worker_lines("worker_last_time_to_first_token_seconds",
                             "Last observed time to first token per worker (seconds)", self.worker_ttft_s)
         out += worker_lines("worker_last_input_sequence_tokens", "Last observed input sequence tokens per worker",
-                            self.worker_isl)
+                            self.worker_isl, integer=True)
         out += worker_lines("worker_last_inter_token_latency_seconds",
                             "Last observed inter-token latency per worker (seconds)", self.worker_itl_s)
         return out

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from phasewise.apps.prom_histogram import Histogram
-from phasewise.apps.twin_dynamo import DynamoFrontendMetrics
+from phasewise.apps.twin_dynamo import DynamoFrontendMetrics, FrontendRequest
 from phasewise.apps.twin_trtllm import TrtllmMetrics
 from phasewise.apps.twin_vllm import VllmRequestPhases
 from phasewise.errors import PhasewiseError
@@ -38,10 +38,9 @@ class Stream:
     last_token_s: float = math.nan
     done: bool = False
     emitted: int = 0
-    endpoint: str = "completions"  # the OpenAI route it came by, as Dynamo's frontend labels it
-    streaming: bool = True
     first_token_s: float = math.nan
     seen: int = 0  # tokens the simulation produced for it so far
+    http: FrontendRequest | None = None  # the HTTP request it is a choice of (its route, streamed or not; Dynamo's)
 
 
 @dataclass(slots=True)
@@ -105,22 +104,32 @@ class LiveSim:
         return max((startup_estimate(instance.cost, instance.engine, weights_read_gbps, compile_cache)
                     for instance in self.instances), key=lambda estimate: estimate.total_s)
 
+    def http_request(self, endpoint: str, streaming: bool, choices: int) -> FrontendRequest:
+        """An HTTP request arriving now with `choices` choices (its prompts x n), each submit()ted with it: Dynamo's
+        frontend counts it once (started, in flight, queued, then one requests_total when its last choice ends)."""
+        self.dynamo.arrived(endpoint, streaming)
+        return FrontendRequest(endpoint, streaming, choices)
+
     def submit(self, prompt_tokens: int, output_tokens: int, image_patches: tuple[int, ...] = (),
                image_tokens: tuple[int, ...] = (), prefix: tuple[int, ...] | None = None,
-               endpoint: str = "completions", streaming: bool = True) -> Stream:
+               endpoint: str = "completions", streaming: bool = True, http: FrontendRequest | None = None) -> Stream:
         """A request arriving now; `image_patches`, `image_tokens`: its images' encoder patches and prompt tokens
         (those in prompt_tokens); `prefix`: its prompt's leading 512-token blocks' hashes, which the instances'
-        prefix caches share (None: nothing to share); `endpoint` (chat_completions | completions), `streaming`:
-        how it came, for the Dynamo frontend's request counter."""
+        prefix caches share (None: nothing to share); `http`: the HTTP request (http_request()) it is a choice of
+        (None: an HTTP request of its own, of one choice, `endpoint` (chat_completions | completions) and
+        `streaming` saying how it came, for the Dynamo frontend's counters)."""
+        if http is None:
+            http = self.http_request(endpoint, streaming, 1)
         t = self.now()
+        if math.isnan(http.arrival_s):  # its first choice's arrival
+            http.arrival_s = t
         self.loop.run_until(t)
         req = SimRequest(self.next_id, t, prompt_tokens, output_tokens, image_patches=image_patches,
                          image_tokens=image_tokens, prefix=prefix)
         self.next_id += 1
-        stream = Stream(req, asyncio.Queue(), endpoint=endpoint, streaming=streaming)
+        stream = Stream(req, asyncio.Queue(), http=http)
         req.handle = stream
         self.metrics.prompt_tokens += prompt_tokens
-        self.dynamo.arrived()
         self.cluster.arrive(req)
         if self.wakeup is not None:
             self.wakeup.set()
@@ -134,9 +143,14 @@ class LiveSim:
             self._dynamo_ended(stream, self.now(), "cancelled")
 
     def _dynamo_ended(self, stream: Stream, end_s: float, error_type: str = "") -> None:
-        req = stream.req
-        self.dynamo.ended(stream.endpoint, stream.streaming, self.wall_s(end_s - req.arrival_s), req.streamed,
-                          error_type, first_token=not math.isnan(stream.last_token_s))
+        """A choice ended (`error_type` "" for a success); its HTTP request's response with its last choice."""
+        self.dynamo.choice_ended(stream.req.streamed)
+        http = stream.http
+        http.open -= 1
+        http.error_type = http.error_type or error_type
+        if http.open == 0:
+            self.dynamo.ended(http.endpoint, http.streaming, self.wall_s(end_s - http.arrival_s), http.error_type,
+                              http.answered)
 
     def worker(self, index: int) -> tuple[str, str, str]:
         """Instance `index` as Dynamo labels a worker: (worker_id, dp_rank, worker_type), its replica's (a PP
@@ -155,6 +169,9 @@ class LiveSim:
         if first:
             m.ttft.observe(since_s)
             stream.first_token_s = t
+            if not stream.http.answered:  # the HTTP request's first token, of any of its choices
+                stream.http.answered = True
+                self.dynamo.answered()
             self.dynamo.worker_first_token(self.worker(req.first_instance), since_s, req.prompt)
         else:
             m.tpot.observe(since_s / n, n)

@@ -36,7 +36,7 @@ class StartupEstimate:
     graphs_s: float
     checkpoint_bytes: float  # what the instance reads
     captured_graphs: int  # batch sizes captured
-    compile_cache: str
+    compile_cache: str | None  # cold | warm; None for an engine that runs no torch.compile (no cache to be either)
     source: str
 
     @property
@@ -49,9 +49,11 @@ class StartupEstimate:
                 "captured_graphs": self.captured_graphs, "compile_cache": self.compile_cache, "source": self.source}
 
     def summary(self) -> str:
+        """The one start-up line (estimate's, serve --cold-start auto's)."""
+        compiled = ("no torch.compile" if self.compile_cache is None else
+                    f"torch.compile {self.compile_s:.1f} s ({self.compile_cache} cache)")
         return (f"{self.total_s:.0f} s: weights {self.weights_s:.1f} s ({self.checkpoint_bytes / 1e9:.1f} GB), init "
-                f"{self.init_s:.0f} s, torch.compile {self.compile_s:.1f} s ({self.compile_cache} cache), "
-                f"{self.captured_graphs} CUDA graphs {self.graphs_s:.1f} s")
+                f"{self.init_s:.0f} s, {compiled}, {self.captured_graphs} CUDA graphs {self.graphs_s:.1f} s")
 
 
 @lru_cache(maxsize=1)
@@ -83,7 +85,8 @@ def captured_graphs(engine: EngineConfig) -> int:
 def startup_estimate(cost, engine: EngineConfig, weights_read_gbps: float | None = None,
                      compile_cache: str | None = None) -> StartupEstimate:
     """The start-up of one instance whose forward `cost` (perf/cost.py CostModel) prices, run by `engine`; None:
-    a checkpoint in the page cache (startup.yaml's read rate), no compile cache."""
+    a checkpoint in the page cache (startup.yaml's read rate), no compile cache (cold). An engine that runs no
+    torch.compile has no compile cache: its estimate's compile_cache is None, and asking for one is refused."""
     if compile_cache is not None and compile_cache not in COMPILE_CACHES:
         raise PhasewiseError(f"--compile-cache must be one of {', '.join(COMPILE_CACHES)} (got '{compile_cache}')")
     constants = _constants(engine)
@@ -92,7 +95,8 @@ def startup_estimate(cost, engine: EngineConfig, weights_read_gbps: float | None
         raise PhasewiseError(f"--compile-cache {compile_cache} does not apply to engine '{engine.label}': it runs no "
                              "torch.compile at start-up (vLLM V1 compiles by default; startup.yaml), so there is no "
                              "compile cache to be cold or warm; drop --compile-cache")
-    compile_cache = "cold" if compile_cache is None else compile_cache
+    if compiles:
+        compile_cache = "cold" if compile_cache is None else compile_cache
     if weights_read_gbps is not None and not (weights_read_gbps > 0 and math.isfinite(weights_read_gbps)):
         raise PhasewiseError(f"--weights-read-gbps must be a finite number > 0 (got {weights_read_gbps:g})")
     read = float(_table()["weights_read_bytes_per_s"]) if weights_read_gbps is None else weights_read_gbps * 1e9
@@ -100,7 +104,7 @@ def startup_estimate(cost, engine: EngineConfig, weights_read_gbps: float | None
     gpus = cost.tp * cost.pp
     nodes = math.ceil(gpus / cost.hw.interconnect.gpus_per_node)
     checkpoint = weight_bytes_per_gpu(cost.model, cost.quant, 1, 1)
-    compile_per_layer = constants[f"compile_{compile_cache}_s_per_layer"]
+    compile_per_layer = constants[f"compile_{compile_cache}_s_per_layer"] if compiles else 0.0
     graphs = captured_graphs(engine)
     return StartupEstimate(
         weights_s=checkpoint / (read * nodes), init_s=float(constants["init_s"]),

@@ -191,11 +191,14 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
                 other.poke()
 
     def gauges(self) -> tuple[int, int, float]:
-        """What the engine's metrics report now: requests running (vllm:num_requests_running), waiting
-        (vllm:num_requests_waiting: queued, prefilling or, on a decode instance, their KV arrived or on its way)
-        and KV blocks in use (vllm:kv_cache_usage_perc x capacity)."""
-        running = self.running.n + len(self.ready)
-        waiting = len(self.waiting) + len(self.prefilling) + len(self.pending_transfers)
+        """What the engine's metrics report now, as it counts them: requests running (vllm:num_requests_running:
+        decoding, their KV arrived on a decode instance, and prefilling where vLLM V1 (scheduler.running holds
+        partial prefills), V0 and TensorRT-LLM (numActiveRequests, len(active_requests)) count them; SGLang's
+        num_running_reqs is its decoding batch and a chunked prefill is in neither gauge, srt/managers/scheduler.py),
+        waiting (queued or, on a decode instance, their KV on its way) and KV blocks in use (x capacity)."""
+        prefilling = 0 if self.engine.scheduler == "sglang" else len(self.prefilling)
+        running = self.running.n + len(self.ready) + prefilling
+        waiting = len(self.waiting) + len(self.pending_transfers)
         return running, waiting, self.kv.capacity - max(self._free_blocks_bound(), 0.0)
 
     def prefill_tokens_pending(self) -> int:
