@@ -56,7 +56,9 @@ def test_the_prime_replays_the_first_minutes_first_with_prefixes_of_their_own():
 
 @pytest.mark.parametrize("autoscale, rate, slo, arrivals, message", [
     ("hpa,knative", None, SLO, "trace", "--autoscale 'knative' is not one of hpa, kpa, keda, dynamo"),
-    (",", None, SLO, "trace", "is not one of hpa, kpa, keda, dynamo"),
+    (",", None, SLO, "trace", "--autoscale ',': an empty name in the list"),  # as --router's (errors.name_list)
+    ("hpa,", None, SLO, "trace", "--autoscale 'hpa,': an empty name in the list"),
+    (" dynamo, hpa,hpa", None, SLO, "trace", "--autoscale ' dynamo, hpa,hpa' names hpa twice"),
     (None, 10.0, SLO, "trace", "--autoscale-rate is the replay's rate for --autoscale"),
     ("hpa", None, SLO, "poisson", "give --trace and --arrivals trace"),
     ("hpa", -3.0, SLO, "trace", "--autoscale-rate must be a rate > 0"),
@@ -68,7 +70,7 @@ def test_bad_fleet_flags_are_one_line_errors(autoscale, rate, slo, arrivals, mes
     with pytest.raises(PhasewiseError, match=re.escape(message)):
         parse_fleets(autoscale, rate, slo, _work(arrivals))
     assert parse_fleets(None, None, SLO, _work()) is None
-    assert parse_fleets(" dynamo, hpa,hpa", None, SLO, _work()) == ("dynamo", "hpa")
+    assert parse_fleets(" dynamo, hpa", None, SLO, _work()) == ("dynamo", "hpa")
 
 
 def _requests_ready_at_start(initial: int | None) -> tuple[int, dict]:

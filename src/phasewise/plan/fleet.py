@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from phasewise.errors import PhasewiseError
+from phasewise.errors import PhasewiseError, name_list
 from phasewise.plan.backends import run_all
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec
 from phasewise.plan.strategies import Strategy
@@ -152,11 +152,10 @@ def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: 
             raise PhasewiseError("--autoscale-rate is the replay's rate for --autoscale: give --autoscale "
                                  "hpa|kpa|keda|dynamo")
         return None
-    names = tuple(dict.fromkeys(a.strip() for a in autoscale.split(",") if a.strip()))
+    names = tuple(name_list("--autoscale", autoscale))  # each once, none empty: as --router's
     unknown = [a for a in names if a not in FLEETS]
-    if unknown or not names:
-        raise PhasewiseError(f"--autoscale '{unknown[0] if unknown else autoscale}' is not one of "
-                             f"{', '.join(FLEETS)} (comma-separated)")
+    if unknown:
+        raise PhasewiseError(f"--autoscale '{unknown[0]}' is not one of {', '.join(FLEETS)} (comma-separated)")
     if "dynamo" in names and not (math.isfinite(slo.ttft_ms) and math.isfinite(slo.tpot_ms)):
         raise PhasewiseError("--autoscale dynamo sizes for a TTFT and an inter-token latency: give finite "
                              "--slo-ttft-ms and --slo-tpot-ms")

@@ -33,7 +33,9 @@ from phasewise.sim.online_training import TRAINING_FLAGS, training_block
 from phasewise.sim.prefix_cache import migrates_kv
 from phasewise.sim.priority_pools import headline_slo
 from phasewise.sim.simulate import simulate
-from phasewise.specs.engines import KNOB_TYPES
+from phasewise.specs import load_hardware, load_model
+from phasewise.specs.engine_kv import prefix_caching_default
+from phasewise.specs.engines import KNOB_TYPES, resolve_engine
 from phasewise.specs.hardware import chip_caveats, chips_apart
 from phasewise.workload import (
     DEFAULT_ISL,
@@ -703,7 +705,9 @@ def prefix_notes(work: Workload | ClosedLoop, dep: Deployment) -> tuple[str, ...
     tier, a KV store, prefix_aware routing) and the workload has none (generated lengths, a trace without hash_ids):
     no prompt shares a prefix with another, so they change nothing, as README says of such traces."""
     if getattr(work, "prefix_hashes", None) is not None:
-        return ()
+        uncached = uncached_prompts(dep) if dep.router == "prefix_aware" else ""
+        return (f"--router prefix_aware routes by the instances' prefix caches, and {uncached}: it routes as "
+                "least_outstanding here (sim/routers/prefix_aware.py)",) if uncached else ()
     asked = [flag for flag, on in (
         ("--prefix-caching on (prefix_caching: true)", any(g.prefix_caching for g in dep.instances)),
         ("--host-kv-cache-gb (host_kv_cache_bytes)", any(g.host_kv_cache_bytes for g in dep.instances)),
@@ -714,6 +718,31 @@ def prefix_notes(work: Workload | ClosedLoop, dep: Deployment) -> tuple[str, ...
     return (f"{', '.join(asked)}: workload '{work.name}' has no prefix hashes (a trace with hash_ids, as Mooncake's, "
             f"gives them), so no prompt shares a prefix and {'it changes' if len(asked) == 1 else 'they change'} "
             "nothing here",)
+
+
+def uncached_prompts(dep: Deployment) -> str:
+    """Why some instance that admits prompts keeps no prefix cache, as attach_prefix_caches decides it (its
+    group's prefix_caching, else its engine's default for the model; none with priority pools or attention offload,
+    nor for a sliding-window model), "" where each keeps one. A group simulate will refuse is left to it ("")."""
+    if migrates_kv(dep):
+        return "no instance caches prefixes with priority pools or attention offload"
+    for g in dep.instances:
+        if g.role == "decode" or g.prefix_caching:
+            continue
+        if g.prefix_caching is False:
+            return "--prefix-caching off (prefix_caching: false) turns their caching off"
+        try:
+            model = load_model(g.model or dep.model)
+            if model.window_all_layers:
+                return f"prefix caching of {model.name} (sliding-window attention on every layer) is not modelled"
+            config = resolve_engine(g.engine, load_hardware(g.hardware), g.knobs, g.entry_point, g.pp, role=g.role,
+                                    model_type=model.model_type)
+        except PhasewiseError:
+            continue
+        if not prefix_caching_default(config, model):
+            return (f"prefix caching is off on {config.label} by default for {model.name} (--prefix-caching on "
+                    "turns it on)")
+    return ""
 
 
 def trace_notes(trace: str, trace_limit: int | None, work: Workload, dep: Deployment) -> tuple[str, ...]:

@@ -4,11 +4,13 @@ planner) and with what knobs, each with its defaults and its one-line errors; si
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from phasewise.specs.numbers_not_booleans import NumbersNotBooleans
+from phasewise.workload.traces import BUNDLED
 
 # an Autoscale block's fields for metric sla only (Dynamo's planner)
 PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_scaling", "load_period_s",
@@ -16,6 +18,12 @@ PLANNER_FIELDS = ("ttft_s", "itl_s", "correction", "throughput_scaling", "load_s
                   "kalman_r", "predictor_warmup_trace", "max_gpu_budget")
 MAX_STARTUP_S = 86_400.0  # a replica's start-up, at most (Autoscale.startup_s)
 KALMAN_FIELDS = ("kalman_q_level", "kalman_q_trend", "kalman_r")
+# the planner's fields that one of its modes alone reads (sim/autoscaler.py sync / load_sync, sim/sla_planner.py):
+# given while that mode is off, they do nothing, and are an error (its switch, whether it is on by default)
+MODE_FIELDS = (("throughput-based", "throughput_scaling", True,
+                ("sync_period_s", "correction", "predictor", "predictor_log1p", "predictor_warmup_trace",
+                 *KALMAN_FIELDS)),
+               ("load-based", "load_scaling", False, ("load_period_s", "load_down_sensitivity")))
 # an Autoscale block's fields for autoscaler keda only (KEDA's ScaledObject around the HPA)
 KEDA_FIELDS = ("polling_interval_s", "cooldown_period_s", "activation_threshold")
 # an Autoscale block's fields for autoscaler kpa only (Knative's Pod Autoscaler)
@@ -34,6 +42,18 @@ def _runs(data, autoscaler: str, fields: tuple[str, ...], whose: str) -> bool:
         raise ValueError(f"autoscale {given[0]} is {whose}: give autoscaler: {autoscaler} (allowed autoscalers: hpa, "
                          f"kpa, keda)")
     return False
+
+
+def _switched_on(data: dict, switch: str, default: bool) -> bool:
+    """Whether a raw block turns `switch` (a bool field) on, as pydantic will read it ("false" too); `default`
+    where it is not given, or not a boolean (the field's own error follows)."""
+    try:
+        return _BOOL.validate_python(data.get(switch, default))
+    except ValidationError:
+        return default
+
+
+_BOOL = TypeAdapter(bool)
 
 
 class ScalingPolicy(NumbersNotBooleans):
@@ -197,13 +217,19 @@ class Autoscale(NumbersNotBooleans):
             raise ValueError(f"autoscale metric sla (Dynamo's planner) sets the replicas its SLA needs: it takes no "
                              f"{given[0]} (its fields: sync_period_s, {', '.join(PLANNER_FIELDS)})")
         data = {key: value for key, value in data.items() if value is not None}
+        for mode, switch, default, fields in MODE_FIELDS:
+            given = [key for key in fields if key in data]
+            if given and not _switched_on(data, switch, default):
+                state = "false" if switch in data else "off (its default)"
+                raise ValueError(f"autoscale {given[0]} is for the planner's {mode} mode: with {switch} {state} it "
+                                 f"does nothing (drop it, or give {switch}: true)")
         kalman = [key for key in KALMAN_FIELDS if key in data]
         if kalman and data.get("predictor") != "kalman":
             raise ValueError(f"autoscale {kalman[0]} is the kalman predictor's: give predictor: kalman (allowed "
                              f"predictors: constant, kalman)")
         filter_defaults = {"kalman_q_level": 1.0, "kalman_q_trend": 0.1, "kalman_r": 10.0} \
             if data.get("predictor") == "kalman" else {}
-        if data.get("load_scaling"):  # Dynamo's validate_sla_planner_args turns the correction off with load scaling
+        if _switched_on(data, "load_scaling", False):  # Dynamo's validate_sla_planner_args: no correction with it
             if data.get("correction"):
                 raise ValueError("autoscale correction is off when load_scaling is on (Dynamo disables it: load-based "
                                  "scaling already answers to the latencies observed); drop correction")
@@ -211,6 +237,16 @@ class Autoscale(NumbersNotBooleans):
         return {"sync_period_s": 180.0, "ttft_s": 0.5, "itl_s": 0.05, "correction": True, "throughput_scaling": True,
                 "load_scaling": False, "load_period_s": 5.0, "load_down_sensitivity": 0.8, "predictor": "constant",
                 "predictor_log1p": False, **filter_defaults, **data, "tolerance": 0.0, "scale_down_window_s": 0.0}
+
+    @field_validator("predictor_warmup_trace")
+    @classmethod
+    def _warmup_trace(cls, value: str | None) -> str | None:
+        """A warm-up trace that is neither bundled nor a file is refused as the block is read (its rows are read
+        when the planner starts: sim/sla_planner.py)."""
+        if value is not None and value not in BUNDLED and not (value.strip() and Path(value).exists()):
+            raise ValueError(f"autoscale predictor_warmup_trace '{value}' does not exist (give a CSV/JSONL trace "
+                             f"file or one of {', '.join(BUNDLED)})")
+        return value
 
     @model_validator(mode="after")
     def _target(self) -> Autoscale:
@@ -224,10 +260,6 @@ class Autoscale(NumbersNotBooleans):
                 raise ValueError(f"autoscale load_period_s ({self.load_period_s:g}) must be shorter than "
                                  f"sync_period_s ({self.sync_period_s:g}) when both modes run (Dynamo's fast reactive "
                                  f"loop beside its slow predictive one)")
-            if not self.throughput_scaling and (self.predictor != "constant" or self.predictor_log1p
-                                                or self.predictor_warmup_trace is not None):
-                raise ValueError("autoscale predictor forecasts the load for the throughput-based mode: with "
-                                 "throughput_scaling false it does nothing (drop it, or turn throughput_scaling on)")
             return self
         given = [key for key in PLANNER_FIELDS if getattr(self, key) is not None]
         if given:

@@ -326,11 +326,13 @@ class OnlineTraining(NumbersNotBooleans):
             raise ValueError("online_training trainer_sm_share applies to sharing sm-partition")
         if self.keep_layers is not None and self.reuse != "offload":
             raise ValueError(f"online_training keep_layers applies to reuse offload (reuse is {self.reuse})")
-        # given, not defaulted: as the flags refuse --host-link and --lora-rank (sim/online_training.py training_block)
-        if "host_link" in self.model_fields_set and self.reuse != "offload":
+        # given off its default, as the flags refuse --host-link and --lora-rank (sim/online_training.py
+        # training_block); a default written out (a dumped deployment read back) changes nothing and is kept
+        defaults = type(self).model_fields
+        if self.host_link != defaults["host_link"].default and self.reuse != "offload":
             raise ValueError(f"online_training host_link applies to reuse offload, the link recordings are offloaded "
                              f"over (reuse is {self.reuse})")
-        if "lora_rank" in self.model_fields_set and self.method != "lora":
+        if self.lora_rank != defaults["lora_rank"].default and self.method != "lora":
             raise ValueError(f"online_training lora_rank applies to method lora (method is {self.method})")
         if self.placement == "separate" and (self.reuse == "keep" or self.sharing != "time-slice"):
             raise ValueError("online_training placement separate takes reuse recompute or offload (keep holds the "

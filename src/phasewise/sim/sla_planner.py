@@ -47,6 +47,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from phasewise.errors import PhasewiseError
 from phasewise.perf.batch import BatchShape
 from phasewise.sim.agg_profile import agg_engine_rps, agg_ttft_s, engine_share, mixed_step_s
 from phasewise.sim.frontend_counters import FrontendCounters
@@ -96,7 +97,10 @@ class SlaPlanner:
                                               config.kalman_q_trend or 0.0, config.kalman_r or 0.0)
                                 for _ in range(3))  # requests, ISL, OSL
         if config.predictor_warmup_trace is not None and config.throughput_scaling:
-            past = load_trace(config.predictor_warmup_trace)
+            try:
+                past = load_trace(config.predictor_warmup_trace)
+            except PhasewiseError as exc:  # a bad row, or a file gone since the block was read: name the field
+                raise PhasewiseError(f"autoscale predictor_warmup_trace: {exc}") from None
             intervals = warmup_intervals(past.arrival_s, past.prompt_tokens, past.output_tokens, config.sync_period_s)
             for k, predictor in enumerate(self.predictors):
                 predictor.warm([interval[k] for interval in intervals])

@@ -211,7 +211,9 @@ def decoding(mode: str, *, gen_length: int | None = None, block_length: int | No
                 else "--tokens-per-step-probs")
         raise PhasewiseError(f"{flag} does not apply to --dllm {mode} (it decodes a fixed --dllm-steps schedule)")
     if base["threshold"] is not None and steps is not None:
-        raise PhasewiseError(f"--dllm-steps does not apply to --dllm {mode} (it decodes by --dllm-threshold)")
+        raise PhasewiseError(f"--dllm-steps does not apply to --dllm {mode}: it decodes the tokens above a confidence "
+                             f"threshold, not a fixed schedule of steps; --tokens-per-step ({TOKENS_PER_STEP} by "
+                             f"default) or --tokens-per-step-probs set how many a forward decides")
     if tokens_per_step is not None and tokens_per_step_probs is not None:
         raise PhasewiseError("--tokens-per-step and --tokens-per-step-probs both set what a forward decides: give "
                              "one (the mean, or the distribution)")
