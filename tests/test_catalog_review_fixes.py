@@ -28,3 +28,9 @@ def test_a_model_that_does_not_fit_is_offered_only_smaller_precisions(run_cli):
     assert code == 2 and "use a smaller --precision (w4a16)," in err and "(fp8, w4a16)" not in err
     code, _, err = run_cli("estimate", "--model", "meta-llama/Llama-3.1-405B", "--hardware", "l40s")
     assert code == 2 and "use a smaller --precision (fp8, w4a16)," in err
+
+
+def test_the_hint_offers_only_precisions_the_chip_computes(run_cli):
+    """An A100 has no FP8 path: Llama-3.1-70B in BF16 there was told 'fp8, w4a16', and fp8 then failed on the path."""
+    code, _, err = run_cli("estimate", "--model", "meta-llama/Llama-3.1-70B", "--hardware", "a100-sxm-80gb")
+    assert code == 2 and "use a smaller --precision (w4a16)," in err

@@ -141,3 +141,24 @@ def test_an_engine_without_torch_compile_reports_no_compile_cache(run_cli):
         assert code == 0 and json.loads(out)["startup"]["compile_cache"] is None
     code, out, _ = run_cli("estimate", "--model", LLAMA, "--engine", "vllm", "--json")
     assert code == 0 and json.loads(out)["startup"]["compile_cache"] == "cold"  # vLLM V1 compiles: cold by default
+
+
+def test_an_autoscalers_concurrency_counts_a_chunked_prefill_on_every_engine():
+    """SGLang's gauges leave a chunked prefill out of both running and waiting, as its scheduler counts them; a
+    proxy in front (Knative's queue-proxy, the autoscalers' `concurrency`) still has it in flight
+    (Instance.in_flight), where it vanished from the signal on SGLang."""
+    from phasewise.sim.api import build
+    from phasewise.sim.events import EventLoop
+    from phasewise.sim.request import SimRequest
+    from phasewise.sim.simulate import build_cluster
+
+    for engine in ("vllm", "sglang"):  # (TensorRT-LLM's default, chunking off, refuses a 60k prompt)
+        spec = build(engine=engine, requests=1, rate=1.0, isl=60000, osl=10, model="meta-llama/Llama-3.1-8B")
+        loop = EventLoop()
+        cluster, instances, _ = build_cluster(spec.deployment, loop, 1)
+        cluster.arrive(SimRequest(0, 0.0, 60000, 10))
+        loop.run_until(0.3)
+        inst = instances[0]
+        assert len(inst.prefilling) == 1 and inst.in_flight() == 1, engine
+        running, waiting, _ = inst.gauges()
+        assert (running, waiting) == ((0, 0) if engine == "sglang" else (1, 0)), engine

@@ -144,3 +144,17 @@ def test_a_cluster_with_a_chip_of_unknown_price_or_tdp_has_none():
     cluster = cluster_hardware(known, with_cost=False)
     assert cluster.price_per_hour_usd == 4 * h100.price_per_hour_usd and cluster.tdp_w == 4 * h100.tdp_w
     assert math.isnan(cluster_hardware({"instances": [{"hardware": "cpu-local"}]}, with_cost=False).tdp_w)
+
+
+def test_simulate_has_no_tokens_per_dollar_where_a_chip_has_no_price():
+    """An MI355X prefill (no public price) beside an H100 decode: simulate priced the run at the H100's $3.99/h alone
+    (356,635 tokens per dollar); one rule (HardwareSpec.gpu_hour_usd) leaves it unknown, as plan does."""
+    import math
+
+    from phasewise.sim import simulate
+    from phasewise.sim.api import build
+
+    spec = build(arch="disagg", prefill_hardware="mi355x", decode_hardware="h100-sxm", requests=30, rate=2.0)
+    result = simulate(spec.deployment, spec.workload, spec.slo)
+    assert math.isnan(result.price_per_hour_usd)
+    assert math.isnan(result.summary()["throughput"]["output_tokens_per_dollar"])

@@ -36,7 +36,7 @@ def cluster_hardware(deployment: dict[str, Any], with_cost: bool = True) -> Clus
         hw = load_hardware(name)
         # a price or TDP the catalog does not know (0 there) leaves the cluster's unknown, not partial: NaN
         tdp += hw.tdp_w * count if hw.tdp_w > 0 else math.nan
-        price += hw.price_per_hour_usd * count if hw.price_per_hour_usd > 0 else math.nan
+        price += hw.gpu_hour_usd * count
         if with_cost:
             cost += hardware_cost_usd(hw) * count
     return ClusterHardware(chips, cost, tdp, price)

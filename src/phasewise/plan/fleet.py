@@ -363,7 +363,7 @@ def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], r
             fixed_gpus += gpus
         gpus_held = held / window_s * gpus / replicas
         mean_gpus += gpus_held
-        price_per_hour += gpus_held * load_hardware(hardware).price_per_hour_usd
+        price_per_hour += gpus_held * load_hardware(hardware).gpu_hour_usd
     peak = taken = 0.0  # the most GPUs held at once: the groups peak at their own times
     for _, step in sorted(steps, key=lambda s: (s[0], s[1])):  # a release before a take at the same instant
         taken += step

@@ -195,9 +195,9 @@ class Autoscaler:
             return routed / period_s
         if metric == "kv_usage":
             return sum(i.gauges()[2] / i.kv.capacity for i in ready if i.first_of_pool)
+        if metric == "concurrency":  # in flight, as a proxy in front counts them (a chunked prefill on every engine)
+            return sum(i.in_flight() for i in ready)
         gauges = [i.gauges() for i in ready]
-        if metric == "concurrency":
-            return sum(running + waiting for running, waiting, _ in gauges)
         column = 0 if metric == "running" else 1
         return sum(g[column] for g in gauges)
 

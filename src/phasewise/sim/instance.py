@@ -201,6 +201,13 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         waiting = len(self.waiting) + len(self.pending_transfers)
         return running, waiting, self.kv.capacity - max(self._free_blocks_bound(), 0.0)
 
+    def in_flight(self) -> int:
+        """Requests here from their arrival to their end, whatever the engine's gauges call them (queued, prefilling,
+        decoding, their KV on its way): what a proxy in front of the engine counts in flight (Knative's queue-proxy,
+        an autoscaler's `concurrency`), a chunked prefill included on every engine."""
+        return (self.running.n + len(self.ready) + len(self.prefilling) + len(self.waiting)
+                + len(self.pending_transfers))
+
     def prefill_tokens_pending(self) -> int:
         """Prompt tokens still to prefill of the requests routed here and not yet past prefill (in its frontend,
         queued or prefilling: a router's load view, Dynamo's worker_active_prefill_tokens); 0 on a decode instance,

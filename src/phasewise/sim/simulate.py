@@ -220,7 +220,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
     group_instances: list[list[Instance]] = []
     for gi, g in enumerate(deployment.instances):
         cost, kv_tokens, draft, engine = build_group(deployment, g, gi)
-        price += cost.hw.price_per_hour_usd * g.gpus
+        price += cost.hw.gpu_hour_usd * g.gpus
         short = {"collocated": "col", "prefill": "pre", "decode": "dec"}[g.role]
         first = len(instances)
         for r in range(g.replicas):
@@ -287,7 +287,7 @@ def build_cluster(deployment: Deployment, loop: EventLoop, n_requests: int, chec
         PlannerPair(by_group[pair[0]], by_group[pair[1]])
     if deployment.encoders is not None:
         cluster.encoders = EncodePool(deployment, cluster)
-        price += load_hardware(deployment.encoders.hardware).price_per_hour_usd * deployment.encoders.gpus
+        price += load_hardware(deployment.encoders.hardware).gpu_hour_usd * deployment.encoders.gpus
     if deployment.priority_pools is not None:
         cluster.pools = PoolController(deployment.priority_pools, cluster, instances, slo)
     offload = deployment.attention_offload
@@ -451,7 +451,7 @@ def _autoscaled_share(deployment: Deployment, cluster: Cluster, price_per_hour_u
             held_s.update(scaler.active_seconds())
             group = deployment.instances[scaler.group]
             idle_share = 1.0 - scaler.mean_replicas / len(scaler.replicas)
-            price_per_hour_usd -= scaler.replicas[0].cost.hw.price_per_hour_usd * group.gpus * idle_share
+            price_per_hour_usd -= scaler.replicas[0].cost.hw.gpu_hour_usd * group.gpus * idle_share
             gpus -= group.gpus * idle_share
     return gpus, price_per_hour_usd, held_s
 

@@ -178,6 +178,13 @@ class HardwareSpec(BaseModel):
                              "power runs from idle to TDP with utilization")
         return self
 
+    @property
+    def gpu_hour_usd(self) -> float:
+        """The chip's price per GPU-hour, NaN where the catalog knows none (its price_per_hour_usd 0): the one rule
+        by which a sum over chips that holds an unpriced one is unknown, not the priced chips' partial sum
+        (simulate's tokens per dollar, plan's cluster price, a fleet's dollars)."""
+        return self.price_per_hour_usd if self.price_per_hour_usd > 0 else math.nan
+
     def peak(self, dtype: str) -> float:
         """Dense tensor peak for a compute dtype; a one-line error if the chip has no such path."""
         value = self.peak_flops.get(dtype)
