@@ -97,8 +97,8 @@ class TrainingStep:
     #                              forward_s for recompute, of backward_s under reuse)
     trained_params: float = 0.0
     tokens: int = 0
-    held_bytes: float = 0.0  # the recorded activations on the GPU from serving's prefill to the step: keep all,
-    #                          offload the kept layers' (and the head's, where any are kept), of the recorded share
+    held_bytes: float = 0.0  # the recorded share's recordings on the GPU from serving's prefill to the step
+    #                          (held_bytes_per_token: keep all, offload the kept layers' and the final hidden state)
 
     @property
     def step_s(self) -> float:
@@ -162,6 +162,21 @@ def recording_bytes_per_token(model: ModelSpec, method: str = "full", *, lora_ra
     layer = layer_saved_bytes_per_token(model, method, lora_rank=lora_rank, element_bytes=element_bytes, tp=tp)
     layers = model.num_layers if layers is None else layers
     return layers * layer + (model.hidden_size * element_bytes if layers else 0.0)
+
+
+def held_bytes_per_token(cost_model: CostModel, method: str = "full", reuse: str = "keep", *, lora_rank: int = 16,
+                         keep_layers: int = 0) -> float:
+    """Bytes one GPU of `cost_model`'s group holds per recorded prompt token from serving's prefill to the training
+    step: what that prefill wrote for it (recording_bytes_per_token in serving's activation dtype, the TP rank's
+    share), all of it with reuse keep, the last `keep_layers` layers' part (and the final hidden state, when any)
+    with offload, none with recompute. Not the head's fp32 log-probs: serving computes the last token's logits only,
+    the step writes them (its own peak_activation_bytes)."""
+    _check("reuse", reuse, REUSE_MODES)
+    if reuse == "recompute":
+        return 0.0
+    cm = cost_model
+    return recording_bytes_per_token(cm.model, method, lora_rank=lora_rank, element_bytes=cm.a_bytes, tp=cm.tp,
+                                     layers=cm.layers_per_stage if reuse == "keep" else keep_layers)
 
 
 def trained_params(model: ModelSpec, method: str = "full", lora_rank: int = 16, tp: int = 1) -> float:
@@ -310,9 +325,8 @@ def training_step(cost_model: CostModel, seqs: int, tokens_per_seq: int, *, meth
                                         reused_share * per_layer / link)
             # the recorded share in the reload slots, the recomputed share's every layer until its backward
             peak = head_bytes + per_layer * (reused_share * reload_slots(L, keep_layers) + recomputed * L)
-            held = reused_share * (keep_layers * per_layer + head_bytes) if keep_layers else 0.0
-        else:
-            held = reused_share * activation_bytes
+        held = reused_share * tokens * held_bytes_per_token(cm, method, reuse, lora_rank=lora_rank,
+                                                            keep_layers=keep_layers)
     return TrainingStep(forward_s, backward_s, optimizer_s, reload_s, activation_bytes, peak, weight_state_bytes,
                         head_forward_s=head_s, trained_params=params, tokens=tokens, held_bytes=held)
 

@@ -44,7 +44,14 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import kv_bytes_per_token
-from phasewise.perf.training import REUSE_MODES, TRAIN_METHODS, TrainingStep, recording_bytes_per_token, training_step
+from phasewise.perf.training import (
+    REUSE_MODES,
+    TRAIN_METHODS,
+    TrainingStep,
+    held_bytes_per_token,
+    recording_bytes_per_token,
+    training_step,
+)
 from phasewise.sim.link import effective_bandwidth
 
 if TYPE_CHECKING:
@@ -255,13 +262,13 @@ class OnlineTrainer:
     def _lane(self, inst: Instance) -> Lane:
         """The instance's trainer, with its memory taken from the KV cache."""
         c = self.config
-        record = recording_bytes_per_token(inst.model, c.method, lora_rank=c.lora_rank,
+        record = recording_bytes_per_token(inst.model, c.method, lora_rank=c.lora_rank, element_bytes=inst.cost.a_bytes,
                                            tp=inst.cost.tp) if self.recording else 0.0
         if self.separate:  # its memory is on its own GPU: the serving GPU holds no recording
             return Lane(inst, 0.0, 0.0, record_bytes_per_token=record)
-        held = record if self.reuse == "keep" else recording_bytes_per_token(
-            inst.model, c.method, lora_rank=c.lora_rank, tp=inst.cost.tp,
-            layers=self.keep_layers) if self.reuse == "offload" else 0.0
+        # the figure _reserved's buffer (TrainingStep.held_bytes) is sized by
+        held = held_bytes_per_token(inst.cost, c.method, self.reuse, lora_rank=c.lora_rank,
+                                    keep_layers=self.keep_layers)
         reserved, buffer, blocks, activations = self._reserved(inst)
         group = inst.group
         if blocks >= inst.kv.capacity:
