@@ -77,7 +77,11 @@ def on_sigterm() -> list[bool]:
 def fit_to_width(table: Table, width: int, optional: tuple[str, ...] = ()) -> None:
     """`table` made to fit `width` columns without cutting a cell short (rich's ellipsis or crop): where its narrowest
     layout (its no_wrap columns, numbers and keys, whole; the others wrapped at their longest word) is wider, its
-    cells lose their padding, then the `optional` columns (by header) go, in that order, its caption naming them."""
+    cells lose their padding, then the `optional` columns (by header) go, in that order; still wider, the wrapped
+    columns fold (a word split across lines, never cut; FOLD_MIN_CHARS wide at least), then more columns go from the
+    right (never the first; a first column wider than the terminal folds). The caption names every column left out.
+    The wrapped columns' widths are set here (share_out): rich's own narrowing takes from the widest first and can
+    cut a word another column had room for."""
     import io
 
     from rich.measure import Measurement
@@ -86,30 +90,76 @@ def fit_to_width(table: Table, width: int, optional: tuple[str, ...] = ()) -> No
 
     options = measuring.options.update_width(10_000)
 
-    def narrowest() -> int:  # (rich's own measure reads a no_wrap header "p90 ms" as 3 wide, its longest word)
-        total = table._extra_width
-        for column in table.columns:
-            widths = [Measurement.get(measuring, options, cell) for cell in (column.header, *column.cells)]
-            width = max(m.maximum if column.no_wrap else m.minimum for m in widths)
-            total += max(width, column.min_width or 0) + table._get_padding_width(column._index)
-        return total
+    folding: list[bool] = []  # once true, the wrapped columns fold
 
-    if narrowest() <= width:
-        return
-    table.padding = (0, 0)
-    dropped = []
-    for header in optional:
-        if narrowest() <= width:
-            break
-        column = next((c for c in table.columns if str(c.header) == header), None)
-        if column is not None:
-            table.columns.remove(column)
-            dropped.append(header.replace("\n/", "/").replace("\n", " "))
-    for index, column in enumerate(table.columns):
-        column._index = index  # (rich's padding reads it)
+    def span(column) -> tuple[int, int]:  # (narrowest, widest), padding in; a no_wrap column's are one
+        # (rich's own measure reads a no_wrap header "p90 ms" as 3 wide, its longest word)
+        sizes = [Measurement.get(measuring, options, cell) for cell in (column.header, *column.cells)]
+        widest = max(m.maximum for m in sizes)
+        least = widest if column.no_wrap else max(m.minimum for m in sizes)
+        if folding and not column.no_wrap:
+            least = min(least, FOLD_MIN_CHARS)
+        pad = table._get_padding_width(column._index)
+        return max(least, column.min_width or 0) + pad, max(widest, column.min_width or 0) + pad
+
+    def narrowest() -> int:
+        return table._extra_width + sum(span(column)[0] for column in table.columns)
+
+    dropped: list[str] = []
+
+    def drop(column) -> None:
+        table.columns.remove(column)
+        dropped.append(str(column.header).replace("\n/", "/").replace("\n", " "))
+        for index, kept in enumerate(table.columns):
+            kept._index = index  # (rich's padding reads it)
+
+    if narrowest() > width:
+        table.padding = (0, 0)
+        for header in optional:
+            if narrowest() <= width:
+                break
+            column = next((c for c in table.columns if str(c.header) == header), None)
+            if column is not None:
+                drop(column)
+    if narrowest() > width:  # the wrapped columns fold; the figures and keys whole, or left out by name
+        folding.append(True)
+        for column in table.columns:
+            if not column.no_wrap:
+                column.overflow = "fold"
+        while narrowest() > width and len(table.columns) > 1:
+            drop(table.columns[-1])
     if dropped:
         table.caption = (f"{', '.join(dropped)} left out at {width} columns: a wider terminal or --json shows "
                          f"{'it' if len(dropped) == 1 else 'them'}")
+    if narrowest() > width:  # one column left, a figure or key wider than the terminal: folded, not cut
+        only = table.columns[0]
+        only.no_wrap, only.overflow = False, "fold"
+        only.width = max(width - table._extra_width - table._get_padding_width(0), 1)
+        return
+    share_out(table, width, [span(column) for column in table.columns])
+
+
+FOLD_MIN_CHARS = 6  # the narrowest a folded column gets (fit_to_width): narrower, a column to its right goes
+
+
+def share_out(table: Table, width: int, spans: list[tuple[int, int]]) -> None:
+    """Where `table`'s columns at their widest (`spans`: each column's (narrowest, widest), padding in) exceed `width`,
+    the wrapped (not no_wrap) columns' widths set: what the no_wrap ones leave goes to them as water fills, each
+    from its narrowest up to its widest, the narrowest first."""
+    if table._extra_width + sum(widest for _, widest in spans) <= width:
+        return
+    loose = [i for i, column in enumerate(table.columns) if not column.no_wrap]
+    room = width - table._extra_width - sum(spans[i][1] for i in range(len(spans)) if i not in loose)
+    level = 0
+    while level < max((spans[i][1] for i in loose), default=0) and sum(
+            min(max(level + 1, spans[i][0]), spans[i][1]) for i in loose) <= room:
+        level += 1
+    sizes = {i: min(max(level, spans[i][0]), spans[i][1]) for i in loose}
+    for i in loose:  # what the level leaves, a column each, left to right
+        if sum(sizes.values()) < room and sizes[i] < spans[i][1]:
+            sizes[i] += 1
+    for i, size in sizes.items():
+        table.columns[i].width = max(size - table._get_padding_width(i), 1)
 
 
 # 140 columns where stdout is no terminal (a file, a pipe) or closed (`>&-`: None; main() refuses to run then)

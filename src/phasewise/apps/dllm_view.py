@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from phasewise.apps.cli_common import fit_to_width
 from phasewise.apps.jsonout import dumps
 from phasewise.errors import PhasewiseError
 
@@ -217,11 +218,12 @@ def render_dllm(console: Console, s: dict[str, Any]) -> None:
                   f"{s['replicas']} instance(s), batch cap {s['batch_cap']}: {t['requests_per_s']:.2f} req/s, "
                   f"{t['output_tokens_per_s']:,.0f} answer tok/s; per request {s['tokens_per_s']['mean']:,.1f} tok/s")
     table = Table(title="Latency (ms)", title_justify="left")
-    for col in ("metric", "mean", "p50", "p90", "p99"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
+    for col in ("metric", "mean", "p50", "p90", "p99"):  # figures whole (no_wrap); a narrow terminal drops p50
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
     for key, label in (("ttft_ms", "time to first block (TTFT)"), ("tpot_ms", "TPOT after the first block"),
                        ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
         table.add_row(label, *(f"{s[key][k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+    fit_to_width(table, console.width, ("p50",))
     console.print(table)
     inst = s["instances"]
     console.print(f"Per request: {f['answer_tokens']:.0f} answer tokens, canvas {f['canvas_tokens']:.0f}, "
@@ -292,12 +294,13 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                             f"{params['attainment']:.0%})", title_justify="left")
         for col in ("#", "chip", "batch cap", "instances", "goodput req/s", "per GPU", "req/$", "TTFT p90 ms",
                     "TPOT p90 ms", "E2E mean ms", "busy"):
-            table.add_column(col, justify="left" if col == "chip" else "right")
+            table.add_column(col, justify="left" if col == "chip" else "right", no_wrap=True)
         for i, r in enumerate(ranked, 1):
             s = r.strategy
             table.add_row(str(i), s.hardware, str(s.batch_cap), str(s.replicas), f"{r.goodput_rps:.2f}",
                           f"{r.per_gpu_rps:.2f}", f"{r.requests_per_dollar:,.0f}", f"{r.ttft_p90_ms:.0f}",
                           f"{r.tpot_p90_ms:.1f}", f"{r.e2e_mean_ms:.0f}", f"{r.busy_fraction:.0%}")
+        fit_to_width(table, console.width, ("E2E mean ms", "busy", "req/$", "instances", "per GPU"))
         console.print(table)
         if dropped:
             console.print(f"batch caps left out: {dropped}")

@@ -76,13 +76,15 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
         f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU{per_dollar_words}), "
         f"{s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))
     table = Table(title="Latency (ms)", title_justify="left")
+    # the figures whole (no_wrap), the metrics' names wrapped; on a narrow terminal fit_to_width drops p50
     for col in ("metric", "mean", "p50", "p90", "p99"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
     tbt = "TBT (every token)" if speculative is False else "TBT (every streamed chunk)"
     for key, label in (("ttft_ms", "TTFT"), ("tbt_ms", tbt), ("tpot_ms", "TPOT (per request)"),
                        ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
         d = s[key]
         table.add_row(label, *(f"{d[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+    fit_to_width(table, console.width, optional=("p50",))
     console.print(table)
     if s.get("warmup_requests"):
         console.print(f"{s['warmup_requests']} warm-up request(s) simulated first and excluded from every figure")
@@ -120,7 +122,7 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
                      f"{i['kv_peak_use']:.0%}", f"{i['compute_utilization']:.0%}", f"{i['bandwidth_utilization']:.0%}",
                      f"{i['energy_j'] / 1e3:,.1f}", str(i["preemptions"]))
     fit_to_width(inst, console.width, optional=("tokens\n/iter", "energy\nkJ", "KV\nmean", "BW\nutil", "mean\nbatch",
-                                             "compute\nutil", "iterations"))
+                                             "compute\nutil", "iterations", "preempt", "GPUs", "KV\npeak"))
     console.print(inst)
     pools = (s.get("policy") or {}).get("priority_pools")
     if pools:

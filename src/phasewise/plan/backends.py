@@ -59,7 +59,11 @@ def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "loca
 
 def _stop_pool(pool: ProcessPoolExecutor, before: set[int]) -> None:
     """The pool's queued tasks dropped and its workers ended now: a `with` block's shutdown would wait for every
-    queued task (the whole search) and a worker never told (a SIGTERM to the main process alone) would outlive it."""
+    queued task (the whole search) and a worker never told (a SIGTERM to the main process alone) would outlive it.
+    The pool's manager thread is then waited for: it closes its wake-up pipe as it sees the workers gone, and one
+    closing while the interpreter's exit hook (concurrent.futures.process._python_exit) writes to it prints a
+    traceback (OSError: Bad file descriptor) after the run."""
+    manager = getattr(pool, "_executor_manager_thread", None)  # (shutdown(wait=False) forgets it)
     pool.shutdown(wait=False, cancel_futures=True)
     workers = [p for p in multiprocessing.active_children() if p.pid not in before]
     for proc in workers:
@@ -68,6 +72,9 @@ def _stop_pool(pool: ProcessPoolExecutor, before: set[int]) -> None:
         proc.join(timeout=WORKER_EXIT_S)
         if proc.is_alive():
             proc.kill()
+            proc.join(timeout=WORKER_EXIT_S)
+    if manager is not None:
+        manager.join(timeout=WORKER_EXIT_S)
 
 
 WORKER_EXIT_S = 2.0  # how long a terminated worker may take to exit before it is killed
