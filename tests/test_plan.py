@@ -322,7 +322,8 @@ def test_sweep_out_is_checked_before_the_sweep_and_its_folder_made(run_cli, tmp_
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(ray_address="ray://head:10001"), "--ray-address names a Ray cluster: it needs --backend ray"),
-    (dict(backend="ray", ray_address="ray://head:10001", workers=2), "with --ray-address the cluster's own CPUs"),
+    (dict(backend="ray", ray_address="ray://head:10001", workers=2),
+     "with --ray-address 'ray://head:10001' the cluster's own CPUs"),
 ])
 def test_backend_flags_that_would_go_unused_are_refused(kwargs, message):
     with pytest.raises(PhasewiseError, match=message):

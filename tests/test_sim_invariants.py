@@ -56,6 +56,8 @@ def deployments(draw):
                   memory_fraction=draw(st.sampled_from([0.9, 0.5])) if model != "Qwen/Qwen3-30B-A3B" else 0.9,
                   **engine_fields(draw, step_tokens))
     common.update(HYBRID.get(model, {}))  # H200s at half their memory
+    if common["engine"] == "sglang" and (speculative or common.get("enable_mixed_chunk")):
+        common["pp"] = 1  # SGLang refuses PP beside speculative decoding or mixed chunks at start-up
     if draw(st.booleans()):
         groups = [dict(role="prefill", replicas=draw(st.integers(1, 2)), **common),
                   dict(role="decode", replicas=draw(st.integers(1, 2)), **common)]
