@@ -83,7 +83,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.pp > 1:
         argv += ["--pipeline-parallel-size", str(g.pp)]
     if (g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)) > 1:  # all tp x dp GPUs: a partial EP is refused on vLLM
-        argv.append("--enable-expert-parallel")  # (specs/engines.py layout_refusal, WHOLE_INSTANCE_EP)
+        argv.append("--enable-expert-parallel")  # (specs/engine_refusals.py layout_refusal, WHOLE_INSTANCE_EP)
     argv += precision_args(dep, g, "vllm", notes)
     kv = kv_dtype_arg(dep, g, "vllm", notes)
     if kv:

@@ -187,7 +187,7 @@ def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: Ha
     """`quant` with the KV cache as the engine keeps it for `model` on `hw`: its "auto" dtype where none was asked
     (default_kv_dtype) and, for a DeepSeek sparse-attention model, its FP8 latent's layout (the preset's
     `sparse_attention_fp8_kv_layout`, default flashmla: FlashMLA's sparse layout; TensorRT-LLM plain FP8). An asked
-    dtype the engine cannot keep (specs/engines.py kv_dtype_refusal) is a one-line error."""
+    dtype the engine cannot keep (specs/engine_refusals.py kv_dtype_refusal) is a one-line error."""
     if not asked_kv_dtype:
         quant = quant.with_kv(default_kv_dtype(config, model, hw))
     elif refusal := kv_dtype_refusal(config.engine, quant.kv_dtype):  # an INT4 KV cache on vLLM, ...
