@@ -166,3 +166,23 @@ def test_serve_refuses_an_slo_beside_the_blocks_own_by_simulates_rule():
     refuse_unread_slos(own, 500.0, math.inf)  # the block sets no TTFT of its own: the flag's is read
     with pytest.raises(PhasewiseError, match="--slo-tpot-ms is the deadline priority pools steer by"):
         refuse_unread_slos(deployment_from_flags(), math.inf, 50.0)
+
+
+def test_a_transfer_queued_on_an_idle_pp_decode_engine_starts_when_a_sibling_frees_a_seat():
+    """A disaggregated request whose KV transfer waited for a seat its PP replica's other virtual engine held was
+    queued on an idle engine that nothing woke: the run ended with it unfinished (found by the invariant property
+    test). The idle engine now waits on its siblings' room, as one that goes idle with work waiting does."""
+    import numpy as np
+
+    from phasewise.workload import Workload
+
+    group = dict(hardware="h100-sxm", tp=1, pp=2, engine="vllm", max_num_seqs=4, max_num_batched_tokens=256)
+    dep = build_deployment(dict(model="meta-llama/Llama-3.1-8B", router="least_outstanding", kv_link="nvlink",
+                                instances=[dict(role="prefill", replicas=1, **group),
+                                           dict(role="decode", replicas=2, **group)]))
+    rows = [(0.0, 2, 1), (0.0, 1, 43), (0.0, 1, 241), (0.0, 1538, 221), (0.25, 1952, 182), (0.25, 1, 1), (0.25, 1, 1),
+            (0.25, 1, 1), (0.25, 1, 1), (1.0, 1, 1), (1.0, 1, 122), (1.375, 1, 77), (1.75, 1, 32), (2.0, 1, 1),
+            (2.125, 1, 1)]
+    arrival, prompts, outputs = zip(*rows)
+    result = simulate(dep, Workload(np.array(arrival), list(prompts), list(outputs)), check_invariants=True)
+    assert np.isfinite(result.finish_s).all()

@@ -148,6 +148,10 @@ class Cluster:
         req.kv_blocks = 0
         dst.pending_transfers.append((req, src))
         self.try_transfers(dst)
+        if dst.pending_transfers and not dst.busy and dst.siblings:
+            # an idle PP virtual engine whose transfer waits on its replica's others' seats or blocks: their freeing
+            # wakes it (Instance._wake_siblings), as when it goes idle with work waiting
+            dst.wait_on_siblings()
 
     def try_transfers(self, dst: Instance) -> None:
         """Start queued transfers to `dst` (FIFO) while it has a seat and free blocks for them: the decode

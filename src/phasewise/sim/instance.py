@@ -178,6 +178,11 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         held = sum(i.running.n + len(i.prefilling) + len(i.ready) + i.incoming for i in (self, *self.siblings))
         return self.kv.used, self.kv.freed_total, held
 
+    def wait_on_siblings(self) -> None:
+        """PP: idle with work that waits on its replica's others' seats or blocks: a sibling that frees some wakes it
+        (_wake_siblings compares this mark with the replica's state then)."""
+        self.idle_mark = self._replica_mark()
+
     def _wake_siblings(self) -> None:
         """PP: an idle virtual engine whose work waited for blocks or seats steps again once the replica's others
         have freed some (their iteration boundaries free them), not before (two idle engines would wake each other)."""
@@ -345,7 +350,7 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.scheduler.on_idle(self)
         self.busy = False
         if self.siblings and (self.waiting or self.ready or self.pending_transfers):  # waits on the others' room
-            self.idle_mark = self._replica_mark()
+            self.wait_on_siblings()
 
     # --- launching and committing iterations -------------------------------------------------
     def _launch(self, batch: Batch) -> None:
@@ -562,6 +567,8 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         one, returned as it takes its seat here: Cluster.first_token_pending) finishes now, its blocks freed."""
         if req.generated >= req.output:
             self._finish(req, self.loop.now)
+            if self.siblings:  # its seat and blocks, freed outside an iteration's end: an idle sibling may now step
+                self._wake_siblings()
             return
         DecodingSet._join(self, req)
 
