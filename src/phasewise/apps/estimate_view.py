@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from phasewise.apps.cli_common import fit_to_width
-from phasewise.apps.hardware_view import cell, known
+from phasewise.apps.hardware_view import cell
 from phasewise.apps.mapping_view import render_mapped
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import Estimate
@@ -176,7 +176,7 @@ def compare_chips(chips: list[str], estimate_on: Callable[[str], Estimate]) -> l
             rows.append({"hardware": chip, "fits": False, "error": str(exc)})
             continue
         d, cm = est.to_dict(), est.cost_model
-        per_hour = known(cm.hw.price_per_hour_usd) * cm.tp * cm.pp
+        per_hour = cm.hw.gpu_hour_usd * cm.tp * cm.pp
         row = {"hardware": chip, "fits": d["fits"], "error": None if d["fits"] else d["memory"]["reason"],
                "gpus": cm.tp * cm.pp, "price_per_hour_usd": per_hour, "estimate": d}
         for phase in ("prefill", "decode"):

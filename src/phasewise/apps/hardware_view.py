@@ -15,25 +15,19 @@ from phasewise.specs.chip_cost import ChipCost, hardware_chip_cost
 from phasewise.specs.hardware import HardwareSpec
 
 
-def known(figure: float) -> float:
-    """A catalog figure the catalog may not know (price_per_hour_usd, tdp_w: 0 where no public figure was found, as
-    the chip's sources say): NaN then, which --json writes as null and tables as n/a (cell), never as 0."""
-    return figure if figure > 0 else math.nan
-
-
 def cell(figure: float, spec: str) -> str:
-    """A figure in a table cell, formatted by `spec`; n/a where it is not known (NaN, as known() gives)."""
+    """A figure in a table cell, formatted by `spec`; n/a where it is not known (NaN: HardwareSpec.gpu_hour_usd, known_tdp_w)."""
     return format(figure, spec) if math.isfinite(figure) else "n/a"
 
 
 def chip_row(key: str, hw: HardwareSpec) -> dict[str, Any]:
     """One chip's figures as `hardware --json` lists them; `parts_cost` for a chip built from parts (else None);
-    tdp_w and price_per_hour_usd null where the catalog has none (known())."""
+    tdp_w and price_per_hour_usd null where the catalog has none (HardwareSpec.known_tdp_w, gpu_hour_usd)."""
     return {"key": key, "name": hw.name, "kind": hw.kind, "peak_flops": dict(hw.peak_flops),
             "vector_flops": hw.vector_flops, "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
             "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
-            "interconnect": hw.interconnect.model_dump(), "tdp_w": known(hw.tdp_w),
-            "price_per_hour_usd": known(hw.price_per_hour_usd), "sources": dict(hw.sources),
+            "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.known_tdp_w,
+            "price_per_hour_usd": hw.gpu_hour_usd, "sources": dict(hw.sources),
             "parts_cost": None if hw.parts is None else cost_dict(hardware_chip_cost(hw)),
             "substrates": [substrate_dict(substrate) for substrate in hw.substrates]}
 

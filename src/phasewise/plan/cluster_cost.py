@@ -6,7 +6,6 @@ scale with the rate."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +33,8 @@ def cluster_hardware(deployment: dict[str, Any], with_cost: bool = True) -> Clus
     cost = tdp = price = 0.0
     for name, count in chips.items():
         hw = load_hardware(name)
-        # a price or TDP the catalog does not know (0 there) leaves the cluster's unknown, not partial: NaN
-        tdp += hw.tdp_w * count if hw.tdp_w > 0 else math.nan
+        # a price or TDP the catalog does not know leaves the cluster's unknown, not partial (NaN: HardwareSpec)
+        tdp += hw.known_tdp_w * count
         price += hw.gpu_hour_usd * count
         if with_cost:
             cost += hardware_cost_usd(hw) * count

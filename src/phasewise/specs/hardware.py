@@ -185,6 +185,12 @@ class HardwareSpec(BaseModel):
         (simulate's tokens per dollar, plan's cluster price, a fleet's dollars)."""
         return self.price_per_hour_usd if self.price_per_hour_usd > 0 else math.nan
 
+    @property
+    def known_tdp_w(self) -> float:
+        """The chip's TDP, NaN where the catalog knows none (tdp_w 0: cpu-local), by gpu_hour_usd's rule: a cluster
+        holding such a chip has no TDP, `--json` writes it null."""
+        return self.tdp_w if self.tdp_w > 0 else math.nan
+
     def peak(self, dtype: str) -> float:
         """Dense tensor peak for a compute dtype; a one-line error if the chip has no such path."""
         value = self.peak_flops.get(dtype)
