@@ -191,16 +191,8 @@ def estimate_cmd(
 
             here, hw = est.cost_model.quant.weight_bytes_per_param, est.cost_model.hw
 
-            def runs_on_chip(name: str) -> bool:  # the scheme as this chip runs it has a tensor path there
-                try:
-                    scheme = load_quant(name).on(hw)
-                    hw.peak(scheme.compute_dtype)
-                    return True
-                except PhasewiseError:
-                    return False
-
-            smaller = [name for name in ("fp8", "w4a16")
-                       if load_quant(name).weight_bytes_per_param < here and runs_on_chip(name)]
+            smaller = [name for name in ("fp8", "w4a16") if load_quant(name).weight_bytes_per_param < here
+                       and load_quant(name).path_refusal(hw) is None]
             hint = f"use a smaller --precision ({', '.join(smaller)}), " if smaller else ""
             raise PhasewiseError(
                 f"{est.cost_model.model.name} does not fit on {chip} at tp={tp} pp={pp} in "

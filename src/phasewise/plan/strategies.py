@@ -281,12 +281,11 @@ class _Enumeration:
         usable, missing = [], None
         for precision in self.opts.precisions or (self.model.default_precision,):
             quant = load_quant(precision)
-            try:
-                for _, chip in [(self.hardware, self.hw), *self.prefill_chips, *self.decode_chips]:
-                    chip.peak(quant.on(chip).compute_dtype)  # a one-line error if a chip lacks the path
-            except PhasewiseError as exc:  # another precision (or, across chips, another chip) may still serve
-                self.pruned.append(f"{precision}: {exc}")
-                missing = missing or exc
+            chips = [chip for _, chip in [(self.hardware, self.hw), *self.prefill_chips, *self.decode_chips]]
+            refusal = next(filter(None, (quant.path_refusal(chip) for chip in chips)), None)
+            if refusal:  # another precision (or, across chips, another chip) may still serve
+                self.pruned.append(f"{precision}: {refusal}")
+                missing = missing or refusal
                 continue
             usable.append((precision, quant))
         if not usable:  # the first precision's error, as one line

@@ -111,6 +111,15 @@ class QuantScheme(BaseModel):
     def kv_bytes_per_element(self) -> float:
         return kv_bytes_per_element(self.kv_dtype)
 
+    def path_refusal(self, hardware) -> str | None:
+        """Why `hardware` cannot run this scheme (no tensor path for it as the chip runs it: on(), HardwareSpec.peak),
+        one line; None where it can."""
+        try:
+            hardware.peak(self.on(hardware).compute_dtype)
+        except PhasewiseError as exc:
+            return str(exc)
+        return None
+
     def on(self, hardware) -> QuantScheme:
         """The scheme as `hardware` (a HardwareSpec) runs it: itself where the chip has its tensor path (for an FP4
         format, one that takes its block scales: HardwareSpec.fp4_formats); where it has not and the scheme says how
