@@ -160,7 +160,7 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     summary = run.summary()
     summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, config.profile.name
     # what a trace run does that its flags may not say (an ignored priority column, a --trace-limit past its end), as
-    # the autoregressive path notes it (sim/api.py trace_notes)
+    # the autoregressive path notes it (sim/run_notes.py trace_notes)
     notes = (trace_notes(params["trace"], params.get("trace_limit"), spec.workload, spec.deployment)
              if params.get("trace") is not None else ())
     if notes:

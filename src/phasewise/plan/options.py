@@ -13,8 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 from phasewise.errors import PhasewiseError, name_list
-from phasewise.sim.api import is_integer, is_number
 from phasewise.sim.deployment import Deployment
+from phasewise.sim.flag_checks import is_integer, is_number
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import prefix_caching_default
 from phasewise.specs.engines import resolve_engine

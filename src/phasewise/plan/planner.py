@@ -35,8 +35,8 @@ from phasewise.plan.goodput import (
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
 from phasewise.plan.strategy_policies import with_planned_slos
 from phasewise.sim import SimResult, Slo, simulate
-from phasewise.sim.api import is_integer
 from phasewise.sim.deployment import Deployment, build_deployment
+from phasewise.sim.flag_checks import is_integer
 from phasewise.sim.metrics import miss_allowance
 from phasewise.specs import load_hardware
 from phasewise.specs.hardware import chip_identity, hardware_list, parts_chips
