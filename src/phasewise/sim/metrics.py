@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class Slo:
     def __post_init__(self) -> None:
         for name, v in (("--slo-ttft-ms", self.ttft_ms), ("--slo-tpot-ms", self.tpot_ms),
                         ("--slo-tbt-ms", self.max_tbt_ms)):
+            if not isinstance(v, numbers.Real) or isinstance(v, bool):
+                raise PhasewiseError(f"{name} takes a number of ms > 0 (got {v!r})")
             if not v > 0:
                 raise PhasewiseError(f"{name} must be > 0 (got {v})")
 
