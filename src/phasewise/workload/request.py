@@ -45,6 +45,20 @@ def _numbers(values, field: str, name: str) -> np.ndarray:
     return arr
 
 
+def _classes(values, field: str, what: str, name: str, n: int) -> np.ndarray:
+    """`values` as int64 integers >= 0, one per request (a priority class, an image count): a fractional, negative,
+    NaN or non-numeric value, or a length other than the requests', is a one-line error naming the request, never
+    truncated."""
+    arr = _numbers(values, field, name)
+    if len(arr) != n:
+        raise PhasewiseError(f"{name}: {field} holds {len(arr):,} values for {n:,} requests (one per request)")
+    ok = (np.isfinite(arr) & (arr == np.floor(arr)) & (arr >= 0)) if arr.dtype.kind == "f" else arr >= 0
+    if not ok.all():
+        row = int(np.argmin(ok))
+        raise PhasewiseError(f"{name}: request {row}: {what} must be an integer >= 0 (got {arr[row].item()!r})")
+    return arr.astype(np.int64, copy=False)
+
+
 def _token_counts(values, field: str, what: str, name: str) -> np.ndarray:
     """`values` as int64 token counts, each an integer >= 1 and <= MAX_TOKENS as a trace's (workload/traces.py):
     a fractional, NaN or infinite count is a one-line error naming the request, never truncated."""
@@ -85,13 +99,11 @@ class Workload:
         if n == 0:
             raise PhasewiseError("workload has no requests")
         if self.priority is not None:
-            self.priority = np.asarray(self.priority, dtype=np.int64)
+            self.priority = _classes(self.priority, "priority", "priority (0 most urgent)", self.name, n)
         if self.prefix_hashes is not None and len(self.prefix_hashes) != n:
             raise PhasewiseError("workload prefix hashes differ in length from its requests")
         if self.image_counts is not None:
-            self.image_counts = np.asarray(self.image_counts, dtype=np.int64)
-            if len(self.image_counts) != n or (self.image_counts < 0).any():
-                raise PhasewiseError(f"{self.name}: image counts must be one integer >= 0 per request")
+            self.image_counts = _classes(self.image_counts, "image_counts", "image count", self.name, n)
         checks = (
             (np.isfinite(self.arrival_s) & (self.arrival_s >= 0), "arrival time must be a finite number >= 0"),
         )
