@@ -39,6 +39,7 @@ def test_fit_engine_writes_an_engine_the_simulator_takes(run_cli, points_file, t
     (("--params", "cuda_graphs"), "cannot fit 'cuda_graphs'"),
     (("--holdout", "random"), "--holdout 'random' is not one of every-other, none"),
     (("--engine", "nope"), "nope"),
+    (("--params", "eager_launch_s, eager_launch_s"), "--params names eager_launch_s twice"),
 ])
 def test_fit_engine_bad_input_is_one_line(run_cli, points_file, args, message):
     code, _, err = run_cli("fit-engine", str(points_file), *args)

@@ -30,6 +30,9 @@ def run_fit(points_path: str, engine: str, params: str, holdout: str) -> dict[st
     names = tuple(p.strip() for p in params.split(",") if p.strip())
     if not names:
         raise PhasewiseError(f"--params needs at least one of {', '.join(FITTABLE)}")
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if repeated:
+        raise PhasewiseError(f"--params names {repeated} twice: give each field to fit once")
     where = f"points file '{points_path}'"
     data = read_user_file(points_path, "points")
     points = parse_points(data, where)
