@@ -10,12 +10,17 @@ a sliding window) once per run of decode iterations, `decode_stage_series` then 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, refusing  # noqa: E402 - the scripts' shared flag checks
 
 RUN_STEPS = np.arange(64, dtype=np.float64)  # one decode run of 64 iterations
 
@@ -34,8 +39,8 @@ def rate(fn, seconds: float = 1.0, repeat: int = 1) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=1, help="best of this many one-second runs per rate")
-    parser.add_argument("--pp", type=int, default=1, help="pipeline stages")
+    parser.add_argument("--repeat", type=at_least(1), default=1, help="best of this many one-second runs per rate")
+    parser.add_argument("--pp", type=at_least(1), default=1, help="pipeline stages")
     args = parser.parse_args()
     for model, tp in (("meta-llama/Llama-3.1-8B", 1), ("Qwen/Qwen3-30B-A3B", 2), ("meta-llama/Llama-3.1-70B", 4)):
         cm = CostModel(load_model(model), load_hardware("h100-sxm"), load_quant("bf16"), load_engine("vllm"), tp,
@@ -59,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(refusing(main))

@@ -16,6 +16,10 @@ import argparse
 import itertools
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, counts, known, refusing  # noqa: E402 - the scripts' shared flag checks
 
 CHAINS = {
     "3 x agx-orin": ["jetson-agx-orin"] * 3,
@@ -50,16 +54,20 @@ def main() -> int:
     from phasewise.specs.topology import chain_topology
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default=MODELS)
-    ap.add_argument("--sub-sequences", default="1,2,4,8")
-    ap.add_argument("--prompt", type=int, default=640)
-    ap.add_argument("--max-shift", type=int, default=edge_split.MAX_SHIFT)
+    ap.add_argument("--models", default=MODELS, help="comma-separated catalog models")
+    ap.add_argument("--sub-sequences", type=counts, default="1,2,4,8")
+    ap.add_argument("--prompt", type=at_least(1), default=640)
+    ap.add_argument("--max-shift", type=at_least(1), default=edge_split.MAX_SHIFT)
     args = ap.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        ap.error("--models: give one or more catalog models, comma-separated")
+    known(ap, "--models", models, load_model)
     edge_split.MAX_SHIFT = args.max_shift
-    subs = [int(s) for s in args.sub_sequences.split(",")]
+    subs = args.sub_sequences
     quant, engine = load_quant("bf16"), load_engine("ideal")
     worst = 0.0
-    for name in args.models.split(","):
+    for name in models:
         model = load_model(name)
         for chain, devices in CHAINS.items():
             if len(devices) == 4 and model.num_layers > 24:  # C(n-1, 3) splits: exhaustive gets slow
@@ -90,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(refusing(main))

@@ -14,11 +14,15 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least  # noqa: E402 - the scripts' shared flag checks
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=at_least(1), default=3)
     ap.add_argument("--backend", default="local")
     args, plan_flags = ap.parse_known_args()
     cmd = [sys.executable, "-m", "phasewise.apps.cli", "plan", "--backend", args.backend, "--report",

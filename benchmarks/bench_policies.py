@@ -14,11 +14,16 @@ Reports the best of --repeat wall times, simulated requests per wall-second and 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from phasewise.sim import simulate
 from phasewise.sim.api import build
 from phasewise.workload import Workload
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, refusing  # noqa: E402 - the scripts' shared flag checks
 
 ASCENDRA = dict(model="meta-llama/Meta-Llama-3-8B", hardware="a100-sxm-80gb", trace="azure-conv", slo_ttft_ms=1000,
                 slo_tpot_ms=100, replicas=4)
@@ -48,8 +53,8 @@ def _policy(policy: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=20_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--requests", type=at_least(1), default=20_000)
+    ap.add_argument("--repeat", type=at_least(1), default=3)
     args = ap.parse_args()
     walls = {}
     for name, case in CASES.items():
@@ -74,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(refusing(main))

@@ -15,19 +15,24 @@ import argparse
 import resource
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, names, positive  # noqa: E402 - the scripts' shared flag checks
 
 
 def main() -> None:
     from phasewise.scenarios import get_scenario, scenarios
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
-    ap.add_argument("--budget-s", type=float, default=30.0, help="the most seconds a scenario's first run may take")
+    ap.add_argument("--repeat", type=at_least(1), default=3)
+    ap.add_argument("--only", type=names(scenarios(), everything=None), default=list(scenarios()),
+                    help=f"comma-separated scenario names (default: all): {', '.join(scenarios())}")
+    ap.add_argument("--budget-s", type=positive, default=30.0,
+                    help="the most seconds a scenario's first run may take")
     args = ap.parse_args()
-    names = [n for n in args.only.split(",") if n] or list(scenarios())
     over = []
-    for name in names:
+    for name in args.only:
         scenario = get_scenario(name)
         walls = []
         for _ in range(args.repeat):

@@ -18,6 +18,7 @@ import statistics
 import time
 
 import numpy as np
+from bench_args import at_least, positive
 from twin_server import start_twin
 
 MODEL = "meta-llama/Llama-3.1-8B"  # --model overrides
@@ -93,15 +94,17 @@ async def drive(port: int, clients: int, per_client: int, prompt: str, max_token
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", type=int, default=500)
-    ap.add_argument("--per-client", type=int, default=2)
-    ap.add_argument("--prompt-words", type=int, default=300)
-    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--clients", type=at_least(1), default=500)
+    ap.add_argument("--per-client", type=at_least(1), default=2)
+    ap.add_argument("--prompt-words", type=at_least(1), default=300)
+    ap.add_argument("--max-tokens", type=at_least(1), default=64)
     ap.add_argument("--soak", type=float, default=0, help="seconds of steady load (sampling server RSS)")
-    ap.add_argument("--deadline", type=float, default=300)
+    ap.add_argument("--deadline", type=positive, default=300)
     ap.add_argument("--model", default=MODEL)
-    ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--tp", type=at_least(1), default=1)
     args = ap.parse_args()
+    if not 0 <= args.soak < float("inf"):
+        ap.error(f"argument --soak: {args.soak!r}: expected a finite number >= 0 (0: no soak)")
     globals()["MODEL"] = args.model
     # every client sends the same prompt: from 512 tokens on the twin would share its prefix (apps/twin.py), which
     # the simulate() it is compared with (lengths only) cannot; caching off keeps the two alike

@@ -25,13 +25,16 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import known, refusing  # noqa: E402 - the scripts' shared flag checks
 from conftest import serving  # noqa: E402 - the tests' in-process uvicorn helper (127.0.0.1, bounded)
 
 from phasewise.apps.tokenizer import Tokenizer  # noqa: E402
 from phasewise.apps.twin import LiveSim, create_app  # noqa: E402
 from phasewise.sim.deployment import collocated  # noqa: E402
+from phasewise.specs import load_hardware  # noqa: E402
 from phasewise.specs.engine_presets import preset_key  # noqa: E402
-from phasewise.specs.engines import engine_knobs  # noqa: E402
+from phasewise.specs.engines import engine_knobs, resolve_engine  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-8B"
 
@@ -70,7 +73,11 @@ def main() -> None:
     args = ap.parse_args()
     if min(args.shared_tokens, args.own_tokens, args.requests) < 1 or args.warmup < 0:
         ap.error("--shared-tokens, --own-tokens and --requests must be at least 1, --warmup at least 0")
-    for engine in (e.strip() for e in args.engine.split(",") if e.strip()):
+    engines = [e.strip() for e in args.engine.split(",") if e.strip()]
+    if not engines:
+        ap.error("--engine: give one or more engine presets, comma-separated (sglang, vllm, trtllm, ...)")
+    known(ap, "--engine", engines, lambda engine: resolve_engine(engine, load_hardware("h100-sxm")))
+    for engine in engines:
         cpu_s, wall_s, key_tokens = run(engine, args.shared_tokens, args.own_tokens, args.requests, args.warmup)
         print(f"{engine:8s} {key_tokens:4d}-token keys: {cpu_s * 1e3:6.1f} ms CPU / request, "
               f"{wall_s * 1e3:6.1f} ms wall ({args.shared_tokens + args.own_tokens + 3:,}-token prompts, "
@@ -78,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(refusing(main))

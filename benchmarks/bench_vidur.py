@@ -8,7 +8,12 @@ scenario of benchmarks/bench_sim.py: open-loop Poisson arrivals at --rate, promp
 with replacement from the bundled Azure 2023 conversation excerpt, Llama-3-8B (Vidur's
 "meta-llama/Llama-3-8B"; same architecture as Llama-3.1-8B) on one H100, TP 1, PP 1, one replica,
 Vidur's vLLM replica scheduler (prefill-first, whole prompts) with batch_size_cap 256,
-max_tokens_in_batch 8192, block size 16 and a 10% memory margin (phasewise's defaults).
+max_tokens_in_batch 8192, block size 16 and a 10% memory margin. Those are the settings of phasewise's
+`vllm-v0` preset (vLLM 0.6's V0 scheduler: max_num_seqs 256, max_num_batched_tokens 8192, whole prompts,
+16-token blocks, 0.9 of memory, no prefix caching), so the like-for-like phasewise run is
+`python benchmarks/bench_sim.py --engine vllm-v0`. bench_sim.py's default engine, `vllm` (vLLM V1, 0.14 on
+an H100), schedules differently: max_num_seqs 1024, chunked prefill in 8,192-token chunks mixed with decodes,
+prefix caching and async scheduling on. Vidur has no V1 scheduler; this script runs no phasewise code.
 
 What is stubbed, and why: Vidur's execution-time predictors (random forest / linear regression)
 train on profiling data downloaded from Hugging Face (`model_profiling_dataset`, "project-vajra/..."),

@@ -17,6 +17,7 @@ import copy
 import math
 import random
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ from phasewise.specs import load_engine, load_hardware, load_quant
 from phasewise.specs.catalog import packaged
 from phasewise.specs.hf_config import from_hf_config
 from phasewise.specs.model_catalog import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, known  # noqa: E402 - the scripts' shared flag checks
 
 VALUES = [None, 0, -1, 1, 2, 3, 7, 1.5, "x", "4096", True, False, [], [1, 2], {}, {"a": 1}, 10**12, math.nan]
 REMOVED = object()
@@ -111,12 +115,15 @@ def _too_slow(*_: Any) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=int, default=40, help="mutated configs per model")
+    ap.add_argument("--cases", type=at_least(1), default=40, help="mutated configs per model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", action="append", help="only this catalog model (repeatable; default: every one)")
     ap.add_argument("--kind", choices=("all", "model", "hardware"), default="all", help="which catalog to mutate")
-    ap.add_argument("--seconds", type=int, default=10, help="the most one case may take")
+    ap.add_argument("--seconds", type=at_least(1), default=10, help="the most one case may take")
     args = ap.parse_args()
+    if args.model and args.kind == "hardware":
+        ap.error("--model picks catalog models; --kind hardware mutates the chips only (use --kind model or all)")
+    known(ap, "--model", args.model or [], load_model)
     models = packaged("models.yaml")["models"]
     chips = packaged("hardware_specs.yaml")["hardware"]
     entries = []  # (name, base entry, case(mutated entry, scratch folder))

@@ -30,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import positive  # noqa: E402 - the scripts' shared flag checks
+
 PHASEWISE = str(Path(sys.executable).with_name("phasewise"))
 VALUES = ["0", "-1", "1e400", "nan", "inf", "abc", "", "1.5", "99999999999", "\n", "1,2", "1e9", "[]"]
 # each command's flags are read from the command itself (a flag added later is fuzzed too); these are the arguments
@@ -111,13 +114,25 @@ def main() -> int:
                     help="comma-separated: estimate, simulate, plan, reproduce, edge, device-cloud, validate "
                          "(PyTorch)")
     ap.add_argument("--flags", default="", help="comma-separated flag names without dashes (default: every flag)")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take")
+    ap.add_argument("--timeout", type=positive, default=120.0, help="seconds one run may take")
     ap.add_argument("--model", help="estimate / simulate / plan this model instead of each command's default")
     ap.add_argument("--base", default="", help="comma-separated arguments every run also starts from (e.g. "
                     "--engine,sglang: that engine's knobs then take the odd values, not a refusal)")
     ap.add_argument("--processes", action="store_true", help="each run in its own process (slower, isolated)")
     args = ap.parse_args()
+    commands = [c.strip() for c in args.commands.split(",") if c.strip()]
+    allowed = [*BASE, "reproduce"]
+    unknown = [c for c in commands if c not in allowed]
+    if unknown or not commands:
+        ap.error(f"--commands: {', '.join(unknown) or 'none given'}: not one of {', '.join(allowed)}")
     wanted = {"--" + f.strip().lstrip("-") for f in args.flags.split(",") if f.strip()}
+    if wanted:  # a misspelt flag fuzzes nothing: refused, not a green "0 runs, 0 failing"
+        flagged = [c for c in commands if c != "reproduce"]
+        if not flagged:
+            ap.error("--flags: reproduce fuzzes each scenario's --set keys, not flags")
+        unknown = sorted(wanted - {flag for c in flagged for flag, _ in command_flags(c)})
+        if unknown:
+            ap.error(f"--flags: not a flag of {', '.join(flagged)}: {', '.join(unknown)}")
     if not args.processes:
         sys.path.insert(0, str(Path(__file__).parent))
         import fuzz_files
@@ -128,7 +143,7 @@ def main() -> int:
     start, runs, failures = time.perf_counter(), 0, 0
     scratch = tempfile.mkdtemp(prefix="fuzz_flags_")
     os.chdir(scratch)  # what runs write (--out, --report, --export with odd names) lands here
-    for command in [c.strip() for c in args.commands.split(",") if c.strip()]:
+    for command in commands:
         cases: list[list[str]] = []
         if command == "reproduce":
             listing = subprocess.run([PHASEWISE, "reproduce", "--json"], capture_output=True, text=True).stdout

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_args import at_least  # noqa: E402 - the scripts' shared flag checks
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--examples", type=int, default=600, help="hypothesis examples per fuzz test")
+    ap.add_argument("--examples", type=at_least(1), default=600, help="hypothesis examples per fuzz test")
     args = ap.parse_args()
     os.environ["PHASEWISE_FUZZ_EXAMPLES"] = str(args.examples)
     start = time.perf_counter()

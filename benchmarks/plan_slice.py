@@ -13,6 +13,7 @@ steps), and the wall time of the verification.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from phasewise.plan.goodput import rate_share, slice_traffic, slice_units, workl
 from phasewise.plan.planner import REFINE, verify
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, names, refusing  # noqa: E402 - the scripts' shared flag checks
 
 MODEL = "meta-llama/Llama-3.1-8B"
 MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "mooncake_conversation.jsonl"
@@ -37,11 +41,10 @@ CASES = {  # name: (workload, router, strategy name's start, SLOs)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gpus", type=int, default=128)
-    ap.add_argument("--cases", default="all")
+    ap.add_argument("--gpus", type=at_least(1), default=128)
+    ap.add_argument("--cases", type=names(CASES), default="all", help=f"comma-separated: {', '.join(CASES)}, or all")
     args = ap.parse_args()
-    names = list(CASES) if args.cases == "all" else args.cases.split(",")
-    for name in names:
+    for name in args.cases:
         trace, router, prefix, slo = CASES[name]
         if trace == "mooncake" and MOONCAKE.exists():
             trace = str(MOONCAKE)
@@ -49,7 +52,9 @@ def main() -> None:
                                                                                       routers=(router,)))
         work = workload_spec(trace, "poisson", None, None, "fixed", "fixed", 0, 0, 0)
         start = prefix.format(gpus=args.gpus, half=args.gpus // 2)
-        strategy = next(s for s in strategies if s.name.startswith(start))
+        strategy = next((s for s in strategies if s.name.startswith(start)), None)
+        if strategy is None:
+            ap.error(f"--gpus {args.gpus}: no strategy '{start} ...' for case {name} (disagg needs --gpus 2 or more)")
         goodput.SLICE_INSTANCES = 32
         t0 = time.perf_counter()
         searched = evaluate(strategy, work, slo, 0.9, REFINE["steps"], REFINE["window_s"], REFINE["min_requests"])
@@ -75,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(refusing(main))

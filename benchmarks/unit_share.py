@@ -13,6 +13,7 @@ chunked 2,048, at the rates its plan verified and searched.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,10 @@ from phasewise.plan import PlanOptions, enumerate_strategies
 from phasewise.plan.goodput import slice_traffic, workload_spec
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
+from phasewise.specs import load_model, load_quant
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least, known, positives, refusing  # noqa: E402 - the scripts' shared flag checks
 
 FULL = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure_llm_2023_conv.csv"
 
@@ -35,11 +40,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", default=str(FULL) if FULL.exists() else "azure-conv")
     ap.add_argument("--model", default="meta-llama/Llama-3.1-70B")
-    ap.add_argument("--gpus", type=int, default=16)
+    ap.add_argument("--gpus", type=at_least(2), default=16)
     ap.add_argument("--precision", default="fp8")
     ap.add_argument("--strategy", default="8x TP2 chunked 2048", help="the start of a collocated strategy's name")
-    ap.add_argument("--rates", default="46.74,49.2", help="whole-deployment rates, req/s, comma-separated")
+    ap.add_argument("--rates", type=positives, default="46.74,49.2",
+                    help="whole-deployment rates, req/s, comma-separated")
     args = ap.parse_args()
+    known(ap, "--model", [args.model], load_model)
+    known(ap, "--precision", [args.precision], load_quant)
     slo = Slo(2000.0, 100.0)
     work = workload_spec(args.trace, "trace", None, None, "fixed", "fixed", 0.0, 0.0, 0)
     strategies, _ = enumerate_strategies(args.model, "h100-sxm", args.gpus,
@@ -51,7 +59,7 @@ def main() -> None:
     units = strategy.units
     unit = build_deployment(strategy.slice(1))
     print(f"{strategy.name} ({units} units), {args.trace}, {len(work.arrivals):,} requests, {slo.describe()}")
-    for rate in (float(r) for r in args.rates.split(",")):
+    for rate in args.rates:
         t0 = time.perf_counter()
         whole = {router: attainment(build_deployment(dict(strategy.slice(units), router=router)),
                                     work.at_rate(rate, len(work.arrivals)), slo)
@@ -71,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(refusing(main))
