@@ -99,7 +99,7 @@ def test_stream_null_is_false_and_stream_options_need_a_stream(url):
     ("/v1/completions", {"presence_penalty": 3}, "presence_penalty"),
     ("/v1/completions", {"stop": [1]}, "stop"),
     ("/v1/completions", {"seed": 1.5}, "seed"),
-    ("/v1/completions", {"ignore_eos": "yes"}, "ignore_eos"),
+    ("/v1/completions", {"ignore_eos": "maybe"}, "ignore_eos"),  # ("yes" is true, as vLLM reads it)
     ("/v1/completions", {"min_tokens": 9}, "min_tokens"),  # more than max_tokens
     ("/v1/completions", {"prompt": [["a"]]}, "prompt"),
     ("/v1/completions", {"prompt": ["a", [1]]}, "prompt"),

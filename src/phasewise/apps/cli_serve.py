@@ -269,13 +269,21 @@ def serve_cmd(
                      max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px,
                      prompt_tokens_details=enable_prompt_tokens_details)
     check_listen_address(host, port)  # after every other refusal (a test's --port 1 is never bound), before a banner
-    if startup_s > 0:  # as vLLM and SGLang do, the port opens once the engine is up: until then, refused
-        console.print(f"phasewise twin: starting up ({startup_words}), listening in {startup_s / speed:.1f} s")
-        time.sleep(startup_s / speed)
-        live.start_clock()
-    console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, http://{host}:{port}/v1")
-    server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"))
-    server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0
+    server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"),
+                            live, say=console.print)
+    try:
+        if startup_s > 0:  # as vLLM and SGLang do, the port opens once the engine is up: until then, refused
+            console.print(f"phasewise twin: starting up ({startup_words}), listening in {startup_s / speed:.1f} s")
+            time.sleep(startup_s / speed)
+            live.start_clock()
+        console.print(f"phasewise twin: {name} on {dep.gpus} simulated GPU(s) at {speed:g}x, "
+                      f"http://{host}:{port}/v1")
+        server.run()  # SIGTERM / SIGINT: stop accepting, let open streams finish, then exit 0 (apps/twin.py)
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C before it listens (a replica scaled down while starting up)
+        console.print("phasewise twin: stopped before listening")
+        return
+    if server.stopped_now:  # a second Ctrl-C ended open requests with an error: an interrupted command's status
+        raise typer.Exit(130)
 
 
 def check_listen_address(host: str, port: int) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,7 +37,12 @@ async def _counted(chunks, counter: list[int]):
 
 
 def draining_server():
+    """The twin's uvicorn server class (uvicorn imported only when serving). A first SIGTERM or Ctrl-C stops
+    accepting and lets open requests finish (one line says how many), then the server exits 0; a second Ctrl-C while
+    they drain stops it now: each open request ends with a 503 error (a stream's as an error event, then [DONE]),
+    one line says so, and `stopped_now` tells serve to exit 130, as an interrupted command does."""
     import contextlib
+    import logging
     import signal
     import threading
 
@@ -44,7 +50,20 @@ def draining_server():
 
     class DrainingServer(uvicorn.Server):
         """uvicorn's server, but a SIGTERM or SIGINT ends it with exit status 0 once open streams have drained
-        (uvicorn re-raises the signal after its graceful shutdown, which a process manager reads as a crash)."""
+        (uvicorn re-raises the signal after its graceful shutdown, which a process manager reads as a crash), and a
+        second SIGINT (uvicorn's force quit, which cancels the open requests mid-response and logs a traceback for
+        each) ends them with an error instead (LiveSim.stop_all)."""
+
+        def __init__(self, config, live: LiveSim, say: Callable[[str], object]) -> None:
+            """`say`: prints a line to the operator."""
+            super().__init__(config)
+            self.live, self.say = live, say
+            self.loop: asyncio.AbstractEventLoop | None = None
+            self.stopped_now = False
+
+        async def serve(self, sockets=None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -58,7 +77,45 @@ def draining_server():
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
+        def handle_exit(self, sig, frame) -> None:
+            open_requests = len(self.server_state.tasks)
+            if not self.should_exit:
+                self.should_exit = True
+                if open_requests:
+                    self.say(f"phasewise twin: stopping: draining {open_requests} open request(s); "
+                             "Ctrl-C again to stop now")
+                return
+            if sig != signal.SIGINT or self.stopped_now or self.loop is None:  # a second SIGTERM: still draining
+                return
+            self.stopped_now = True
+            self.say(f"phasewise twin: stopping now: {open_requests} open request(s) end with an error")
+            self.loop.call_soon_threadsafe(self._stop_now)
+
+        def _stop_now(self) -> None:
+            """On the event loop: the open requests end with an error; any still open FORCE_QUIT_S later (one not
+            yet in the simulation, or a client not reading) are cancelled, quietly, and FORCE_QUIT_S after that
+            uvicorn's force quit ends the wait for their connections."""
+            self.live.stop_all("the server was stopped (a second Ctrl-C) before this request's last token")
+            logging.getLogger("uvicorn.error").addFilter(_not_a_cancellation)
+            self.loop.call_later(FORCE_QUIT_S, self._cancel_open)
+            self.loop.call_later(2 * FORCE_QUIT_S, setattr, self, "force_exit", True)
+
+        def _cancel_open(self) -> None:
+            for task in list(self.server_state.tasks):
+                task.cancel()
+
     return DrainingServer
+
+
+FORCE_QUIT_S = 2.0  # a forced stop: how long the open requests have to send their error before they are cut off
+
+
+def _not_a_cancellation(record) -> bool:
+    """A log filter that drops the traceback uvicorn logs for each request (and the app's lifespan) a forced stop
+    cancels: as an exception, or as the traceback's text."""
+    if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+        return False
+    return not str(record.msg).rstrip().endswith("CancelledError")
 
 
 def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_chat_tokens: int = 256,

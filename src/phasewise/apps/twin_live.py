@@ -45,11 +45,26 @@ class Stream:
 
 @dataclass(slots=True)
 class TwinMetrics:
+    """The engines' counters and histograms over the twin's requests, each kept when its engine keeps it."""
+
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
-    tpot: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
+    # vLLM V1's inter-token latency: one sample an engine step a request gets tokens in, the gap since its last
+    # ones, not divided by how many came (vllm/v1/metrics/stats.py IterationStats.update_from_output:
+    # inter_token_latencies_iter.append(engine_core_timestamp - last_token_ts)); a speculative step's 2-3 tokens
+    # are one sample
+    step_itl: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
+    # SGLang's: a step's gap divided over its new tokens, one sample each (srt/metrics/collector.py
+    # observe_inter_token_latency: interval / num_new_tokens, observed num_new_tokens times)
+    token_itl: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
+    # vLLM V1 counts a request's prompt when its prefill yields its first token (IterationStats.update_from_output,
+    # under is_prefilling): a prompt still queued, or cancelled before its first token, is not counted
     prompt_tokens: int = 0
     generation_tokens: int = 0
+    # SGLang counts both when a request finishes (tokenizer_manager.py collect_metrics: observe_one_finished_request
+    # once state.finished, prompt_tokens_total.inc(prompt_tokens), generation_tokens_total.inc(completion_tokens))
+    finished_prompt_tokens: int = 0
+    finished_generation_tokens: int = 0
     success: int = 0
     cancelled: int = 0
     rejected: int = 0
@@ -79,6 +94,7 @@ class LiveSim:
         self.vllm_phases = VllmRequestPhases(self.model.max_position_embeddings or 10**6)
         self.dynamo_namespace: str | None = None  # a label the frontend series carry (serve --dynamo-namespace)
         self.wakeup: asyncio.Event | None = None
+        self.open: dict[int, Stream] = {}  # the streams not yet ended, by request id (stop_all())
         # one per KV pool: the first virtual engine of a PP replica stands for its replica's shared pool and cache
         self.pools = [instance for instance in self.instances if instance.first_of_pool]
         # Dynamo's worker of each instance: its replica (the virtual engines of a PP replica are one worker)
@@ -129,7 +145,7 @@ class LiveSim:
         self.next_id += 1
         stream = Stream(req, asyncio.Queue(), http=http)
         req.handle = stream
-        self.metrics.prompt_tokens += prompt_tokens
+        self.open[req.id] = stream
         self.cluster.arrive(req)
         if self.wakeup is not None:
             self.wakeup.set()
@@ -138,9 +154,19 @@ class LiveSim:
     def cancel(self, stream: Stream) -> None:
         if not stream.done:
             stream.done = True
+            self.open.pop(stream.req.id, None)
             self.cluster.cancel(stream.req)
             self.metrics.cancelled += 1
             self._dynamo_ended(stream, self.now(), "cancelled")
+
+    def stop_all(self, message: str) -> int:
+        """End every open stream now, cancelled in the simulation, with `message` as the error its response ends
+        with (a forced stop of the server: apps/twin.py); how many there were."""
+        streams = list(self.open.values())
+        for stream in streams:
+            self.cancel(stream)
+            stream.queue.put_nowait(("error", (message, "server_stopping")))
+        return len(streams)
 
     def _dynamo_ended(self, stream: Stream, end_s: float, error_type: str = "") -> None:
         """A choice ended (`error_type` "" for a success); its HTTP request's response with its last choice."""
@@ -168,13 +194,15 @@ class LiveSim:
         since_s = self.wall_s(t - (req.arrival_s if first else stream.last_token_s))  # since arrival / last chunk
         if first:
             m.ttft.observe(since_s)
+            m.prompt_tokens += req.prompt
             stream.first_token_s = t
             if not stream.http.answered:  # the HTTP request's first token, of any of its choices
                 stream.http.answered = True
                 self.dynamo.answered()
             self.dynamo.worker_first_token(self.worker(req.first_instance), since_s, req.prompt)
         else:
-            m.tpot.observe(since_s / n, n)
+            m.step_itl.observe(since_s)
+            m.token_itl.observe(since_s / n, n)
             self.dynamo.worker_inter_token(self.worker(instance.index),
                                            self.wall_s(t - stream.first_token_s) / (stream.seen - 1))
         self.dynamo.tokens(n, first, since_s, req.prompt, req.cached_tokens)
@@ -187,8 +215,11 @@ class LiveSim:
         if stream is None or stream.done:
             return
         stream.done = True
+        self.open.pop(req.id, None)
         if req.finish_s == req.finish_s:
             self.metrics.success += 1
+            self.metrics.finished_prompt_tokens += req.prompt
+            self.metrics.finished_generation_tokens += stream.seen
             self.metrics.e2e.observe(self.wall_s(req.finish_s - req.arrival_s))
             self._dynamo_ended(stream, req.finish_s)
             self.trtllm.finished(req, self.wall_s)
@@ -197,7 +228,8 @@ class LiveSim:
         else:
             self.metrics.rejected += 1
             self._dynamo_ended(stream, self.loop.now, "overload")  # the twin's 503, Dynamo's overload
-            stream.queue.put_nowait(("error", "the request does not fit in the simulated KV cache"))
+            stream.queue.put_nowait(("error", ("the request does not fit in the simulated KV cache",
+                                               "kv_cache_exhausted")))
 
     async def pump(self) -> None:
         """Process simulated events as the clock reaches them; sleep until the next one or a new request."""
@@ -252,10 +284,10 @@ class LiveSim:
             "# TYPE vllm:time_to_first_token_seconds histogram", *m.ttft.lines("vllm:time_to_first_token_seconds", lab),
             "# HELP vllm:time_per_output_token_seconds Histogram of time per output token in seconds.",
             "# TYPE vllm:time_per_output_token_seconds histogram",
-            *m.tpot.lines("vllm:time_per_output_token_seconds", lab),
+            *m.step_itl.lines("vllm:time_per_output_token_seconds", lab),
             "# HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
             "# TYPE vllm:e2e_request_latency_seconds histogram", *m.e2e.lines("vllm:e2e_request_latency_seconds", lab),
-            *self.vllm_phases.lines(lab, m.tpot),
+            *self.vllm_phases.lines(lab, m.step_itl),
         ]
         caches = [i.kv.prefix for i in self.pools if i.kv.prefix is not None]  # (once each, as Cluster.finalize)
         if caches:  # vLLM V1's prefix-cache counters, in tokens (first lookups: prompt tokens queried, hit)
@@ -291,7 +323,8 @@ class LiveSim:
 
     def _sglang_lines(self, lab: str, g: dict[str, float], m: TwinMetrics, rate: float) -> list[str]:
         """The same state under SGLang's names (srt/metrics/collector.py), for a deployment of SGLang instances:
-        what its dashboards and autoscalers read. Its histograms here keep the twin's (vLLM's) buckets;
+        what its dashboards and autoscalers read. Its histograms here keep the twin's (vLLM's) buckets; its token
+        counters count a request when it finishes, its inter-token latency a sample a token (TwinMetrics);
         sglang:cache_hit_rate is the prefix cache's hit rate so far (SGLang's gauge: the last batch's)."""
         used = sum(i.kv.used for i in self.pools) * self.instances[0].kv.block_size
         return [
@@ -306,16 +339,17 @@ class LiveSim:
             "# HELP sglang:cache_hit_rate The prefix cache hit rate.",
             "# TYPE sglang:cache_hit_rate gauge", f"sglang:cache_hit_rate{{{lab}}} {rate:.6f}",
             "# HELP sglang:prompt_tokens_total Number of prefill tokens processed.",
-            "# TYPE sglang:prompt_tokens_total counter", f"sglang:prompt_tokens_total{{{lab}}} {m.prompt_tokens}",
+            "# TYPE sglang:prompt_tokens_total counter",
+            f"sglang:prompt_tokens_total{{{lab}}} {m.finished_prompt_tokens}",
             "# HELP sglang:generation_tokens_total Number of generation tokens processed.",
             "# TYPE sglang:generation_tokens_total counter",
-            f"sglang:generation_tokens_total{{{lab}}} {m.generation_tokens}",
+            f"sglang:generation_tokens_total{{{lab}}} {m.finished_generation_tokens}",
             "# HELP sglang:time_to_first_token_seconds Histogram of time to first token in seconds.",
             "# TYPE sglang:time_to_first_token_seconds histogram",
             *m.ttft.lines("sglang:time_to_first_token_seconds", lab),
             "# HELP sglang:inter_token_latency_seconds Histogram of inter-token latency in seconds.",
             "# TYPE sglang:inter_token_latency_seconds histogram",
-            *m.tpot.lines("sglang:inter_token_latency_seconds", lab),
+            *m.token_itl.lines("sglang:inter_token_latency_seconds", lab),
             "# HELP sglang:e2e_request_latency_seconds Histogram of End-to-end request latency in seconds",
             "# TYPE sglang:e2e_request_latency_seconds histogram",
             *m.e2e.lines("sglang:e2e_request_latency_seconds", lab),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,12 @@ IMAGE_PART = "image_url"
 RESPONSE_FORMATS = ("text", "json_object", "json_schema", "structural_tag")
 # vLLM's structured-output fields besides response_format (structured_outputs, and the guided_* of older versions)
 STRUCTURED_FIELDS = ("structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
+# vLLM's request models are plain pydantic models, which read a field in lax mode (pydantic's conversion table):
+# a string is an int when it is ASCII digits (a sign, '_' between digits, a '.0...' tail, spaces around), a float
+# when Python's float() reads its ASCII text, a bool when it is one of these words in any case (no spaces)
+INT_TEXT = re.compile(r"[+-]?[0-9](?:_?[0-9])*(?:\.0+)?")
+BOOL_WORDS = {"1": True, "on": True, "t": True, "true": True, "y": True, "yes": True,
+              "0": False, "off": False, "f": False, "false": False, "n": False, "no": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,52 +64,100 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
-def int_field(body: dict, name: str, at_least: int = 1) -> int | None:
+def lax_int(v: Any) -> int | None:
+    """`v` as pydantic's lax mode reads an int field, None where it refuses it: an int or a bool (True is 1), a
+    float with no fractional part within a signed 64-bit integer (3.0, not 3.5), a string of digits (INT_TEXT)."""
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return int(v) if math.isfinite(v) and v.is_integer() and abs(v) < 2.0**63 else None
+    if isinstance(v, str) and INT_TEXT.fullmatch(v.strip()):
+        try:
+            return int(v.strip().split(".")[0])
+        except ValueError:  # beyond Python's 4,300 digits (pydantic: "exceeded maximum size")
+            return None
+    return None
+
+
+def lax_float(v: Any) -> float | None:
+    """`v` as pydantic's lax mode reads a float field, None where it refuses it: a number or a bool, a string
+    Python's float() reads in ASCII ("0.5", "1e-3", "inf")."""
+    try:
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str) and v.strip().isascii():
+            return float(v.strip())
+    except (ValueError, OverflowError):
+        pass
+    return None
+
+
+def lax_bool(v: Any) -> bool | None:
+    """`v` as pydantic's lax mode reads a bool field, None where it refuses it: a bool, 0 or 1 (int or float), one
+    of BOOL_WORDS in any case."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return v == 1
+    if isinstance(v, str):
+        return BOOL_WORDS.get(v.lower())
+    return None
+
+
+def typed_field(body: dict, name: str, lax: Callable[[Any], Any], what: str, where: str | None = None) -> Any:
+    """A field read as vLLM's pydantic models read it (`lax`: lax_int, lax_float or lax_bool), None when absent or
+    null; one it refuses is a 400 naming it (`where`: its place in the body, if not `name`) and what it must be."""
     v = body.get(name)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ApiError(400, f"'{name}' must be an integer (got {json.dumps(v)})", name)
-    if v < at_least:
+    read = lax(v)
+    if read is None:
+        raise ApiError(400, f"'{where or name}' must be {what} (got {json.dumps(v)[:80]})", where or name)
+    return read
+
+
+def int_field(body: dict, name: str, at_least: int = 1) -> int | None:
+    v = typed_field(body, name, lax_int, "an integer")
+    if v is not None and v < at_least:
         raise ApiError(400, f"'{name}' must be >= {at_least} (got {v})", name)
     return v
 
 
-def _number(body: dict, name: str, low: float, high: float, low_open: bool = False) -> None:
-    v = body.get(name)
+def _number(body: dict, name: str, low: float, high: float, low_open: bool = False) -> float | None:
+    v = typed_field(body, name, lax_float, "a number")
     if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ApiError(400, f"'{name}' must be a number (got {json.dumps(v)})", name)
+        return None
+    if not math.isfinite(v):
+        raise ApiError(400, f"'{name}' must be a finite number (got {json.dumps(body[name])})", name)
     if v < low or (low_open and v == low) or v > high:
         span = f"in {'(' if low_open else '['}{low:g}, {high:g}]" if high < math.inf else \
             f"{'>' if low_open else '>='} {low:g}"
-        raise ApiError(400, f"'{name}' must be {span} (got {v})", name)
+        raise ApiError(400, f"'{name}' must be {span} (got {v:g})", name)
+    return v
 
 
 def _list_of(body: dict, name: str, kind: type, what: str) -> None:
     v = body.get(name)
     if v is None or (kind is str and isinstance(v, str)):
         return
-    if not isinstance(v, list) or not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
+    # a list of ints: each as lax_int reads it; of strings: strings only (pydantic's lax mode makes no number a str)
+    if not isinstance(v, list) or not all(lax_int(x) is not None if kind is int else isinstance(x, kind) for x in v):
         raise ApiError(400, f"'{name}' must be {what} (got {json.dumps(v)[:80]})", name)
 
 
 def check_sampling(body: dict) -> None:
-    """The sampling parameters vLLM validates, by type and range (vLLM's SamplingParams checks); none changes the
-    simulated timing."""
-    _number(body, "temperature", 0.0, MAX_TEMPERATURE)
+    """The sampling parameters vLLM validates, by type (read as its pydantic models read them: typed_field) and range
+    (vLLM's SamplingParams checks); none changes the simulated timing."""
+    temperature = _number(body, "temperature", 0.0, MAX_TEMPERATURE)
     _number(body, "top_p", 0.0, 1.0, low_open=True)
     _number(body, "min_p", 0.0, 1.0)
     _number(body, "presence_penalty", -2.0, 2.0)
     _number(body, "frequency_penalty", -2.0, 2.0)
     _number(body, "repetition_penalty", 0.0, math.inf, low_open=True)
-    top_k = body.get("top_k")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < -1):
-        raise ApiError(400, f"'top_k' must be an integer, -1 or 0 (off) or >= 1 (got {json.dumps(top_k)})", "top_k")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ApiError(400, f"'seed' must be an integer (got {json.dumps(seed)})", "seed")
+    top_k = typed_field(body, "top_k", lax_int, "an integer, -1 or 0 (off) or >= 1")
+    if top_k is not None and top_k < -1:
+        raise ApiError(400, f"'top_k' must be an integer, -1 or 0 (off) or >= 1 (got {top_k})", "top_k")
+    seed = typed_field(body, "seed", lax_int, "an integer")
     if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise ApiError(400, f"'seed' must be in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], a signed 64-bit integer "
                             f"(got {seed})", "seed")
@@ -110,13 +165,12 @@ def check_sampling(body: dict) -> None:
     stop = body.get("stop")
     if stop == "" or (isinstance(stop, list) and "" in stop):  # vLLM's error, word for word (sampling_params.py)
         raise ApiError(400, "stop cannot contain an empty string.", "stop")
-    temperature, n = body.get("temperature"), body.get("n")
-    if temperature is not None and temperature < GREEDY_TEMPERATURE and isinstance(n, int) and n > 1:
+    n = lax_int(body.get("n"))  # (refused, if it is no integer, with the choices: choice_count)
+    if temperature is not None and temperature < GREEDY_TEMPERATURE and n is not None and n > 1:
         raise ApiError(400, f"n must be 1 when using greedy sampling, got {n}. ('temperature' {temperature:g} is "
                             "greedy; the n choices would be the same text)", "n")
     _list_of(body, "stop_token_ids", int, "a list of token ids")
-    if body.get("ignore_eos") is not None and not isinstance(body["ignore_eos"], bool):
-        raise ApiError(400, f"'ignore_eos' must be a boolean (got {json.dumps(body['ignore_eos'])})", "ignore_eos")
+    typed_field(body, "ignore_eos", lax_bool, "a boolean")
     int_field(body, "min_tokens", at_least=0)
 
 
@@ -125,17 +179,19 @@ def refuse_unanswerable(body: dict, chat: bool) -> None:
     asked for, would break a client that reads it): log-probabilities, the prompt echoed, best_of's extra candidates,
     beam search, a completion's suffix (which vLLM refuses too), structured output."""
     why = "the twin's output is filler text of simulated length"
-    if body.get("logprobs") is not None and body["logprobs"] is not False:  # completions' 0 asks for the token's
+    # a chat's logprobs is a bool (false: none asked); a completion's a count, where 0 asks for the token's own
+    asked = typed_field(body, "logprobs", lax_bool, "a boolean") if chat else body.get("logprobs")
+    if asked is not None and asked is not False:
         raise ApiError(400, f"'logprobs': {why}; it has no log-probabilities", "logprobs")
-    if body.get("top_logprobs") not in (None, 0):
+    if typed_field(body, "top_logprobs", lax_int, "an integer") not in (None, 0):
         raise ApiError(400, f"'top_logprobs': {why}; it has no log-probabilities", "top_logprobs")
     if body.get("prompt_logprobs") is not None:
         raise ApiError(400, f"'prompt_logprobs': {why}; it has no log-probabilities", "prompt_logprobs")
-    if not chat and body.get("echo") not in (None, False):
+    if not chat and typed_field(body, "echo", lax_bool, "a boolean"):
         raise ApiError(400, f"'echo': {why}; it does not echo the prompt", "echo")
-    if not chat and body.get("best_of") not in (None, 1):
+    if not chat and typed_field(body, "best_of", lax_int, "an integer") not in (None, 1):
         raise ApiError(400, f"'best_of': {why}; it does not rank candidates (ask for n choices instead)", "best_of")
-    if body.get("use_beam_search") not in (None, False):
+    if typed_field(body, "use_beam_search", lax_bool, "a boolean"):
         raise ApiError(400, f"'use_beam_search': {why}; it does not search beams (ask for n choices instead)",
                        "use_beam_search")
     if not chat and body.get("suffix") is not None:  # vLLM's own answer (its completion serving)
@@ -156,12 +212,9 @@ def refuse_unanswerable(body: dict, chat: bool) -> None:
 
 def stream_flags(body: dict) -> tuple[bool, bool, bool]:
     """(streaming, usage in a last chunk, usage in every chunk): `stream` (null is false, as OpenAI's default) and
-    `stream_options`' include_usage and continuous_usage_stats (vLLM's), which only a stream may carry."""
-    stream = body.get("stream")
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise ApiError(400, "'stream' must be a boolean", "stream")
+    `stream_options`' include_usage and continuous_usage_stats (vLLM's), which only a stream may carry; each read as
+    vLLM's pydantic models read a bool (lax_bool: "true" is true)."""
+    stream = bool(typed_field(body, "stream", lax_bool, "a boolean"))
     opts = body.get("stream_options")
     if opts is None:
         return stream, False, False
@@ -169,12 +222,9 @@ def stream_flags(body: dict) -> tuple[bool, bool, bool]:
         raise ApiError(400, "'stream_options' must be an object", "stream_options")
     if not stream:
         raise ApiError(400, "'stream_options' can only be given with 'stream': true", "stream_options")
-    for name in ("include_usage", "continuous_usage_stats"):
-        if opts.get(name) is not None and not isinstance(opts[name], bool):
-            raise ApiError(400, f"'stream_options.{name}' must be a boolean: true or false (got "
-                                f"{json.dumps(opts[name])[:80]})", f"stream_options.{name}")
-    include = opts.get("include_usage") is True
-    return stream, include, include and opts.get("continuous_usage_stats") is True
+    include, continuous = (typed_field(opts, name, lax_bool, "a boolean: true or false", f"stream_options.{name}")
+                           for name in ("include_usage", "continuous_usage_stats"))
+    return stream, include is True, include is True and continuous is True
 
 
 def completion_prompts(body: dict) -> list[str | list[int]]:

@@ -31,8 +31,9 @@ async def tokens(live: LiveSim, stream: Stream):
                 yield value
             elif kind == "done":
                 return
-            else:
-                raise ApiError(503, value, code="kv_cache_exhausted", kind="server_error")
+            else:  # (message, code): a request the KV cache cannot hold, or a server stopped now (LiveSim.stop_all)
+                message, code = value
+                raise ApiError(503, message, code=code, kind="server_error")
     finally:
         if not stream.done:
             live.cancel(stream)

@@ -5,9 +5,12 @@ keeps: for each finished request, the time it spent queued (arrival to its first
 request-latency buckets; its prompt and generation token counts on vLLM's 1-2-5 buckets up to the model's context
 (build_1_2_5_buckets(max_model_len); up to 10^6 tokens for a model whose config states no context), and the prompt
 tokens its prefill computed, those a prefix cache held apart (vllm:request_prefill_kv_computed_tokens: prompt tokens
-less num_cached_tokens, on the same buckets); and the inter-token latency under V1's newer name
-(vllm:inter_token_latency_seconds, the same observations as time_per_output_token). Preemptions are counted when a
-preempted request finishes (vllm:num_preemptions_total)."""
+less num_cached_tokens, on the same buckets); its mean time per output token
+(vllm:request_time_per_output_token_seconds: decode time over its generation tokens after the first, 0 for a request
+of one token, as V1's IterationStats.update_from_finished_request computes mean_time_per_output_token); and the
+inter-token latency under V1's newer name (vllm:inter_token_latency_seconds, the same observations as
+time_per_output_token: one an engine step a request gets tokens in). Preemptions are counted when a preempted
+request finishes (vllm:num_preemptions_total)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from phasewise.sim.request import SimRequest
 
 REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
                            240.0, 480.0, 960.0, 1920.0, 7680.0)
+# vllm:request_time_per_output_token_seconds' buckets (loggers.py)
+REQUEST_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                        40.0, 80.0)
 PHASES = (("queue", "Histogram of time spent in WAITING phase for request."),
           ("prefill", "Histogram of time spent in PREFILL phase for request."),
           ("decode", "Histogram of time spent in DECODE phase for request."),
@@ -38,13 +44,15 @@ def one_two_five_buckets(max_value: int) -> tuple[int, ...]:
 class VllmRequestPhases:
     """The per-request histograms over the twin's finished requests (finished()), rendered by lines()."""
 
-    __slots__ = ("phases", "prompt_tokens", "generation_tokens", "kv_computed_tokens", "preemptions")
+    __slots__ = ("phases", "prompt_tokens", "generation_tokens", "kv_computed_tokens", "time_per_output_token",
+                 "preemptions")
 
     def __init__(self, max_model_len: int) -> None:
         self.phases = {name: Histogram(REQUEST_LATENCY_BUCKETS) for name, _ in PHASES}
         self.prompt_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.generation_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.kv_computed_tokens = Histogram(one_two_five_buckets(max_model_len))
+        self.time_per_output_token = Histogram(REQUEST_TPOT_BUCKETS)
         self.preemptions = 0
 
     def finished(self, req: SimRequest, wall_s: Callable[[float], float]) -> None:
@@ -56,6 +64,9 @@ class VllmRequestPhases:
         self.prompt_tokens.observe(req.prompt)
         self.generation_tokens.observe(req.output)
         self.kv_computed_tokens.observe(req.prompt - max(req.cached_tokens, 0))
+        # the token the prefill made is not counted; a request of one token records 0
+        decode_s = wall_s(req.finish_s - req.first_token_s)
+        self.time_per_output_token.observe(decode_s / (req.output - 1) if req.output > 1 else 0.0)
         self.preemptions += req.preemptions
 
     def lines(self, lab: str, time_per_output_token: Histogram) -> list[str]:
@@ -67,6 +78,9 @@ class VllmRequestPhases:
         for name, what in PHASES:
             metric = f"vllm:request_{name}_time_seconds"
             out += [f"# HELP {metric} {what}", f"# TYPE {metric} histogram", *self.phases[name].lines(metric, lab)]
+        metric = "vllm:request_time_per_output_token_seconds"
+        out += [f"# HELP {metric} Histogram of time_per_output_token_seconds per request.",
+                f"# TYPE {metric} histogram", *self.time_per_output_token.lines(metric, lab)]
         for histogram, metric, what in ((self.prompt_tokens, "vllm:request_prompt_tokens",
                                          "Number of prefill tokens processed."),
                                         (self.generation_tokens, "vllm:request_generation_tokens",
