@@ -57,7 +57,9 @@ assigned by configuration = (backend, model, system, precision, TP). Within each
 configurations are ordered by sha256 of that key and the first ceil(n/3) of them are 'fit', the rest
 'test' (held out): held-out rows are configurations the fit never saw. The split is computed over
 every dense collocated configuration in the CSV, whether or not its hardware loads today, so it does
-not move when new hardware entries land. Public tables are always held out.
+not move when new hardware entries land. Public tables are held out, except those a constant was chosen
+because of (CHOSEN_TABLES: InferenceX's DeepSeek-R1 H200 runs, Hopper's per-kernel gap), whose rows are 'chosen':
+printed apart and never pooled into a held-out ('test') figure.
 
 Constants and --fit. 'class-default' (the default --constants) = the engine profiles as in
 engines.yaml (class defaults, not fitted) and each hardware entry's efficiencies reset to its kind's
@@ -242,15 +244,55 @@ ROW_COLUMNS = ("id,backend,backend_version,model_path,system,precision,mode,isl,
                "measured_on,image").split(",")
 
 
+# the columns the harnesses read as numbers: a value there is a whole number >= 0 (empty: not stated, a row the
+# harness skips with the reason, e.g. 'concurrency not stated'), except the lengths (whole numbers >= 1) and the
+# measured means (numbers > 0), which every row states (../shared/measured/README.md)
+COUNT_COLUMNS = tuple(c for c in ROW_COLUMNS if c.endswith(("_size", "_num_workers")) or c == "concurrency")
+REQUIRED_NUMBERS = {"isl": "a whole number of tokens >= 1", "osl": "a whole number of tokens >= 1",
+                    "silicon_ttft_ms": "a number of milliseconds > 0",
+                    "silicon_tpot_ms": "a number of milliseconds > 0"}
+
+
+def row_value_error(row: dict[str, str]) -> str | None:
+    """The first value of a measured CSV row that is not what the harnesses read it as ('field 'isl' is '1k': it
+    must be ...'), else None."""
+    for col in COUNT_COLUMNS:
+        value = (row.get(col) or "").strip()
+        if value and not (value.isdigit() and value.isascii()):
+            return f"field '{col}' is {value!r}: it must be a whole number >= 0, or empty where not stated"
+    for col, what in REQUIRED_NUMBERS.items():
+        value = (row.get(col) or "").strip()
+        try:
+            ok = int(value) >= 1 if col in ("isl", "osl") else math.isfinite(float(value)) and float(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"field '{col}' is {value!r}: it must be {what}"
+    return None
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a measured CSV; a one-line exit naming the missing columns when it lacks some of ROW_COLUMNS."""
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ROW_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise SystemExit(f"{path}: missing columns {', '.join(missing)} (a measured CSV has all of "
-                             "../shared/measured/blackwell_serving.csv's columns; values may be empty)")
-        return list(reader)
+    """The rows of a measured CSV; a one-line exit naming the file when it is no CSV text or lacks some of
+    ROW_COLUMNS, and the file, line and field of a value that is not a number where the harnesses need one."""
+    if path.is_dir():
+        raise SystemExit(f"--rows {path}: is a directory; give a measured CSV file")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ROW_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise SystemExit(f"{path}: missing columns {', '.join(missing)} (a measured CSV has all of "
+                                 "../shared/measured/blackwell_serving.csv's columns; values may be empty)")
+            rows = []
+            for row in reader:
+                why = row_value_error(row)
+                if why is not None:
+                    raise SystemExit(f"{path} line {reader.line_num} (id {row.get('id') or '?'}): {why}")
+                rows.append(row)
+            return rows
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SystemExit(f"--rows {path}: not a CSV text file ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+                         ) from None
 
 
 def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2
@@ -305,10 +347,21 @@ def load_csv_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int =
     return cases, skipped
 
 
+# Public tables a constant was chosen because of (not fitted on them, but not held out either): their rows get the
+# split 'chosen', printed apart and never pooled into a held-out ('test') figure. The GH100 parts' per-kernel gap
+# (efficiency.yaml kernel_launch_s: b200's fitted 3.8 us) was chosen because of InferenceX's 9 DeepSeek-R1 H200 rows
+# (README, "Hopper's per-kernel gap").
+CHOSEN_WHY = "Hopper's per-kernel gap was chosen because of these rows: not held out"
+CHOSEN_TABLES = {t: "chosen" for t in ("inferencex-issue-870-dsr1-fp8-h200-sglang-c4",
+                                       "inferencex-issue-870-dsr1-fp8-h200-sglang-sweep",
+                                       "inferencex-issue-890-dsr1-fp8-h200-sglang")}
+
+
 def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | None = None,
                       assume_acceptance: float | None = None
                       ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
-    """Cases for the public tables' rows (all held out); the rest as (source, id, skip reason). `assume_parts`
+    """Cases for the public tables' rows (held out, split 'test', except CHOSEN_TABLES' rows: 'chosen'); the rest
+    as (source, id, skip reason). `assume_parts`
     (--assume-part): a GPU named in a table's stated hardware (e.g. 'H100') -> the catalog part assumed for it
     where the page does not pin one (printed in each row's notes); without it such tables are skipped.
     `assume_acceptance` (--assume-acceptance): the per-token draft acceptance assumed for tables that run
@@ -413,7 +466,8 @@ def load_public_cases(path: Path = YAML_PATH, assume_parts: dict[str, str] | Non
                 "measured_ttft_ms": float(row["ttft_ms"]), "measured_tpot_ms": float(row["tpot_ms"]),
                 # TTFT quantiles where the page gives them (compared apart: print_ttft_quantiles)
                 **{f"measured_{q}_ms": float(row[key]) for q, key in TTFT_QUANTILES if key in row},
-                "split": "test", "config": t["id"], "notes": notes,
+                "split": CHOSEN_TABLES.get(t["id"], "test"), "config": t["id"],
+                "notes": notes + ([f"split 'chosen': {CHOSEN_WHY}"] if t["id"] in CHOSEN_TABLES else []),
                 "knobs": {**(s.get("knobs") or {}), **(row.get("knobs") or {})},  # a row's own flags win
                 "run_layout": public_layout(s, acceptance),
             })
@@ -706,7 +760,7 @@ def print_ttft_quantiles(cases, results) -> None:
 
 
 def print_table(cases, columns: list[tuple[str, list[dict[str, Any]], str]]) -> None:
-    """columns: (label, results, which rows: 'all' | 'fit' | 'test')."""
+    """columns: (label, results, which rows: 'all' | 'fit' | 'test' | 'chosen')."""
     print(f"\n{'group':<42} {'constants':<14} {'rows':<9} {'n':>3} | {'TTFT |err| median':>17} {'p90':>6} "
           f"{'worst':>6} | {'TPOT |err| median':>17} {'p90':>6} {'worst':>6}")
     groups = sorted({c["group"] for c in cases}) + ["ALL csv", "ALL public"]
@@ -849,16 +903,36 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
 
 # --- main -----------------------------------------------------------------------------------------
 def output_csv(path: str) -> str:
-    """`--csv`'s type: an output file, never one of the measured inputs (../shared is read-only data)."""
-    target = Path(path).resolve()
+    """`--csv`'s type: an output file that can be written (plan/export.py check_output_path, the CLI's rule: not a
+    directory, no file on its way, a writable folder; folders that do not exist yet are made when it is written) and
+    is none of the inputs a run reads: the measured data (anything under ../shared), the package's catalog (anything
+    in the phasewise package: its data YAMLs), this directory's files (the harnesses, their tables). The --rows file
+    is refused by rows_args. One-line errors, before any run."""
+    import phasewise
+    from phasewise.errors import PhasewiseError
+    from phasewise.plan.export import check_output_path
+
+    target = Path(path).expanduser().resolve()
     if target == CSV_PATH.resolve() or SHARED.resolve() in target.parents or target == YAML_PATH.resolve():
         raise argparse.ArgumentTypeError(f"{path} is measured input data; --csv writes the predictions, "
                                          "give it a new file (e.g. /tmp/predictions.csv)")
+    package = Path(phasewise.__file__).resolve().parent
+    if package in target.parents:
+        raise argparse.ArgumentTypeError(f"{path} is inside the phasewise package ({package}: its catalog is what "
+                                         "the run reads); --csv writes the predictions, give it a new file "
+                                         "(e.g. /tmp/predictions.csv)")
+    if target.is_file() and target.parent == HERE:
+        raise argparse.ArgumentTypeError(f"{path} is one of the benchmarks' own files; --csv writes the predictions, "
+                                         "give it a new file (e.g. /tmp/predictions.csv)")
+    try:
+        check_output_path(path, path)
+    except PhasewiseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return path
 
 
 def add_rows_option(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--rows", type=Path, default=CSV_PATH,
+    ap.add_argument("--rows", type=Path, default=None,
                     help="the measured runs, a CSV with blackwell_serving.csv's columns (another part's rows of the "
                          "same source, a user's own runs); default ../shared/measured/blackwell_serving.csv")
 
@@ -871,8 +945,11 @@ def rows_missing(path: Path) -> str:
 
 
 def rows_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse argv; the --csv output may not be the --rows input (one-line errors, before any run)."""
+    """Parse argv; the --csv output may not be the --rows input (one-line errors, before any run). `rows_given`:
+    whether --rows was named (a --source that reads no CSV refuses it)."""
     args = ap.parse_args(argv)
+    args.rows_given = args.rows is not None
+    args.rows = CSV_PATH if args.rows is None else args.rows
     if args.csv and Path(args.csv).resolve() == args.rows.resolve():
         ap.error(f"argument --csv: {args.csv} is the --rows input; --csv writes the predictions, give it a new file")
     return args
@@ -883,7 +960,9 @@ def write_csv(path: str, cases, results, fitted, skipped) -> None:
             "max_batch", "isl", "osl", "concurrency", "requests", "split", "status",
             "measured_ttft_ms", "measured_tpot_ms", "pred_ttft_ms", "pred_tpot_ms", "err_ttft", "err_tpot",
             "fitted_ttft_ms", "fitted_tpot_ms", "fitted_err_ttft", "fitted_err_tpot", "notes"]
-    with open(path, "w", newline="") as f:
+    out = Path(path).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)  # (output_csv checked that they can be made)
+    with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         for i, (c, r) in enumerate(zip(cases, results)):
@@ -929,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
                          "with this per-token draft acceptance (0 <= A < 1), printed as an assumption")
     args = rows_args(ap, argv)
     check_source_options(ap, args)
+    prefixes = table_prefixes(ap, args.tables) if args.tables else ()
+    check_assumed_parts(ap, args.assume_part, prefixes)
 
     if not args.rows.exists() and args.source != "public":
         print(rows_missing(args.rows), file=sys.stderr)
@@ -942,7 +1023,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.source in ("all", "public"):
         c, s = load_public_cases(YAML_PATH, dict(args.assume_part), args.assume_acceptance)
         if args.tables:  # only the public tables whose id starts with one of these
-            prefixes = table_prefixes(ap, args.tables)
             c = [case for case in c if case["group"].removeprefix("public:").startswith(prefixes)]
             s = [row for row in s if row[1].startswith(prefixes)]
         cases += c
@@ -968,6 +1048,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(backend|model|system|precision|TP) are 'fit', the rest and every public row held out:")
     for key in all_fit:
         print(f"  fit: {key}")
+    chosen = sorted({c["config"] for c in cases if c["split"] == "chosen"})
+    if chosen:
+        print(f"  chosen, not held out ({CHOSEN_WHY}; printed apart, in no 'test' figure): {', '.join(chosen)}")
     print(f"\ncoverage: {sum(c['source'] == 'csv' for c in cases)} CSV rows and "
           f"{sum(c['source'] == 'public' for c in cases)} public rows selected; skipped: "
           f"{by_source.get('csv', 0)} CSV rows, {by_source.get('public', 0)} public rows")
@@ -1015,6 +1098,9 @@ def check_source_options(ap: argparse.ArgumentParser, args: argparse.Namespace) 
             ap.error(f"argument {given[0]}: chooses or runs public tables; --source csv has none "
                      "(use --source all or public)")
     if args.source == "public":
+        if args.rows_given:
+            ap.error(f"argument --rows: {args.rows} is the measured CSV rows' file; --source public reads none "
+                     "(use --source all or csv)")
         given = [flag for flag, value in (("--rounds", args.rounds), ("--warmup-rounds", args.warmup_rounds))
                  if value is not None]
         if given:
@@ -1033,6 +1119,24 @@ def table_prefixes(ap: argparse.ArgumentParser, tables: str, path: Path = YAML_P
             ap.error(f"argument --tables: {prefix!r} starts no table id (comma-separated prefixes of: "
                      f"{', '.join(ids)})")
     return prefixes
+
+
+def check_assumed_parts(ap: argparse.ArgumentParser, parts: list[tuple[str, str]], prefixes: tuple[str, ...] = (),
+                        path: Path = YAML_PATH) -> None:
+    """--assume-part's GPU names: one that no (selected: --tables `prefixes`) public table with an unpinned part
+    states as a word of its stated hardware (as load_public_cases matches it, case included) stops the run, listing
+    what those tables state."""
+    stated = []
+    for t in yaml.safe_load(path.read_text())["tables"]:
+        s = t["settings"]
+        unpinned = s.get("hardware", "unknown") == "unknown" or any(r.get("hardware") == "unknown" for r in t["rows"])
+        if unpinned and (not prefixes or t["id"].startswith(prefixes)):
+            stated.append(str(s.get("stated_hardware", "?")))
+    for gpu, key in parts:
+        if not any(re.search(rf"\b{re.escape(gpu)}\b", text) for text in stated):
+            names = sorted(set(re.findall(r"\b[A-Z]{1,2}\d{2,3}\b", " ".join(stated))))
+            ap.error(f"argument --assume-part: {gpu}={key}: no{' selected' if prefixes else ''} public table whose "
+                     f"part is not pinned states '{gpu}' (they state: {', '.join(names) or 'none'}; case matters)")
 
 
 def acceptance_value(text: str) -> float:
@@ -1106,6 +1210,10 @@ def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
         if getattr(args, name) is None:
             setattr(args, name, default)
     constants, only = with_overrides({"base": args.constants}, args.with_), check_fit_only(args.fit_only)
+    if args.fit and not any(c["split"] == "fit" for c in cases):
+        raise SystemExit(f"--fit: no fit rows among the {len(cases)} selected rows (splits: "
+                         f"{', '.join(sorted({c['split'] for c in cases}))}); it fits on 'fit' rows only: select some "
+                         "(e.g. drop --split test, widen --family / --engine / --limit) or drop --fit")
     pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
     try:
         results = evaluate(cases, constants, pool)
@@ -1181,6 +1289,8 @@ def report(args, cases, results, fitted, fitted_consts, skipped, tables) -> None
     if fitted is not None:
         columns = [(args.constants, results, "fit"), ("fitted", fitted, "fit"),
                    (args.constants, results, "test"), ("fitted", fitted, "test")]
+    if any(c["split"] == "chosen" for c in cases):  # their own rows, never pooled into a held-out ('test') figure
+        columns += [(args.constants, results, "chosen")] + ([("fitted", fitted, "chosen")] if fitted else [])
     tables(cases, columns)
     if fitted_consts is not None:
         print("\nfitted constants (not written to the catalog):")

@@ -89,7 +89,7 @@ empty/bf16 -> bf16; gpt-oss-120b's FP4 rows (labelled nvfp4) -> bf16-mxfp4, the 
 AIConfigurator's w4a16_mxfp4 MoE mode -> bf16-mxfp4, its Hopper label); KV cache FP8 for fp8, fp8-block and FP4 rows
 (validate_concurrency.py's rule and evidence).
 
-Duplicates: 1,147 in-scope rows repeat another row's measurement (same model family, system, backend, mode,
+Duplicates: 1,146 in-scope rows repeat another row's measurement (same model family, system, backend, mode,
 lengths and concurrency, TTFT equal to 0.1 ms and TPOT to 0.01 ms: DeepSeek-R1 runs reappear labelled DeepSeek-V3,
 and some copies carry the values rounded to two decimals); the first row in file order that is not squared-encoded
 is kept, the rest are skipped as duplicates, so a measurement can never sit on both sides of the split.
@@ -795,6 +795,22 @@ def main(argv: list[str] | None = None) -> int:
                           notes=c["notes"] + [f"N = {args.large_c_rounds} x C (large-C bound)"])
     if args.limit is not None:
         sel = sel[: args.limit]
+    if args.with_dense and not any(c["family"] == "dense" for c in sel):
+        dense = [c for c in cases if c["family"] == "dense"]
+        keeps = {"--family": lambda c: c["family"] == args.family, "--mode": lambda c: c["mode"] == args.mode,
+                 "--engine": lambda c: c["engine"] == args.engine, "--split": lambda c: c["split"] == args.split,
+                 "--max-concurrency": lambda c: c["concurrency"] <= args.max_concurrency}
+        given = {"--family": args.family, "--mode": args.mode, "--engine": args.engine, "--split": args.split,
+                 "--max-concurrency": args.max_concurrency}
+        filters = [f"{flag} {given[flag]}" for flag, keep in keeps.items()
+                   if given[flag] is not None and not any(map(keep, dense))]
+        filters = filters or [f"{flag} {value}" for flag, value in (("--every", args.every if args.every > 1 else None),
+                                                                    ("--limit", args.limit)) if value is not None]
+        filters = filters or ["the filters together"]
+        verb = "selects" if len(filters) == 1 and filters[0].startswith("--") else "select"
+        raise SystemExit(f"--with-dense adds the dense collocated rows (family 'dense', mode agg, after the MoE rows), "
+                         f"but {' and '.join(filters)} {verb} none of them: "
+                         "drop --with-dense, or select them too (--family dense for the dense rows alone)")
 
     import phasewise
 
