@@ -170,13 +170,40 @@ Model = Annotated[str, typer.Option(help="HF id or alias from the catalog, or a 
 Hardware = Annotated[str, typer.Option(help="catalog key or a hardware YAML path")]
 Tp = Annotated[int, typer.Option(help="tensor-parallel degree per instance")]
 Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
-Precision = Annotated[Optional[str], typer.Option(help="bf16|fp16|fp8|fp8-block|int8|w8a16|w4a16|w4a16-g32|bf16-w4a16-g32|w4a8|w4a8-fp8|nvfp4|mxfp4|bf16-mxfp4|fp8-block-mxfp4|fp32 (default: the checkpoint's own format, else bf16)")]
-DevicePrecision = Annotated[str, typer.Option(help="bf16|fp16|fp8|int8|w8a16|w4a16|w4a8|fp32")]
+
+
+def _catalog_names() -> dict[str, str]:
+    """What the engine and precision flags take, read from the catalogs themselves so that their help cannot drift
+    from what runs: the engine presets (engine_presets.yaml; vLLM, SGLang, TensorRT-LLM first, as
+    specs/engines.py unknown_engine lists them), the host profiles (engines.yaml) beside them and alone, and the
+    precisions (quant.yaml), each '|'-joined."""
+    from phasewise.specs.catalog import packaged
+    from phasewise.specs.engine_presets import preset_names
+    from phasewise.specs.engines import MAIN_PRESETS
+
+    presets = preset_names()
+    profiles = list(packaged("engines.yaml")["engines"])
+    return {"presets": "|".join([*MAIN_PRESETS, *(name for name in presets if name not in MAIN_PRESETS)]),
+            "other_profiles": ", ".join(name for name in profiles if name not in presets),
+            "profiles": "|".join(profiles), "precisions": "|".join(packaged("quant.yaml")["schemes"])}
+
+
+_NAMES = _catalog_names()
+# (`\[`: rich reads a bare [@version] as markup and drops it from the help)
+ENGINE_HELP = (f"serving engine\\[@version] (e.g. vllm@0.12; an unknown version's error lists the preset's): a preset "
+               f"(scheduler + defaults + host costs) {_NAMES['presets']}, a host profile alone "
+               f"({_NAMES['other_profiles']}: vLLM V1's scheduling), or an engine YAML")
+Precision = Annotated[Optional[str], typer.Option(help=f"{_NAMES['precisions']} (default: the checkpoint's own "
+                                                       "format, else bf16)")]
+# edge and device-cloud: each device runs the model's layers alone, so they take host profiles, no scheduler preset
+DevicePrecision = Annotated[str, typer.Option(help=f"{_NAMES['precisions']} (each chip needs its compute path: a "
+                                                   "one-line error names the paths a chip has)")]
+DeviceEngine = Annotated[str, typer.Option(help=f"host profile (engines.yaml: per-step host costs; no scheduler "
+                                                f"preset nor @version): {_NAMES['profiles']}, or an engine YAML")]
 KvDtype = Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the precision's)")]
-Engine = Annotated[str, typer.Option(help="serving engine [@version]: vllm|sglang|trtllm|vllm-v0|sarathi|vllm-2023|trtllm-0.5 "
-                                           "(scheduler + defaults + host costs), a host profile (hf-eager, ideal), or a YAML")]
+Engine = Annotated[str, typer.Option(help=ENGINE_HELP)]
 PlanEngines = Annotated[str, typer.Option(
-    "--engine", help="serving engine [@version] as for simulate, or several comma-separated (e.g. vllm,sglang,trtllm): "
+    "--engine", help="serving engine\\[@version] as for simulate, or several comma-separated (e.g. vllm,sglang,trtllm): "
                      "each one's strategies compete in one ranking, named after it")]
 PlanHardware = Annotated[str, typer.Option(
     "--hardware", help="catalog key or a hardware YAML path, or several comma-separated (e.g. h100-sxm,h200-sxm,b200): "
@@ -197,7 +224,7 @@ PrefillTp = Annotated[Optional[int], typer.Option(help="disagg: TP of prefill in
 DecodeTp = Annotated[Optional[int], typer.Option(help="disagg: TP of decode instances (default --tp)")]
 PrefillHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the prefill instances (default --hardware)")]
 DecodeHardware = Annotated[Optional[str], typer.Option(help="disagg: chip of the decode instances (default --hardware)")]
-KvLink = Annotated[Optional[str], typer.Option(help="KV transfer link between instances (disagg, priority pools): nvlink|pcie|rdma (default nvlink; rdma between different prefill and decode chips)")]
+KvLink = Annotated[Optional[str], typer.Option(help="KV transfer link between instances (disagg, priority pools): nvlink|pcie|rdma (default nvlink; disagg: rdma, and a note, where prefill and decode cannot share one node: on different chips, or more GPUs together than one node holds, the chip's gpus_per_node; nvlink or pcie given there is an error)")]
 MemoryFraction = Annotated[Optional[float], typer.Option(
     help="device memory fraction, as the engine means it: vllm of the whole GPU (default 0.9); sglang for weights + KV "
          "(mem_fraction_static; default: what SGLang computes from the GPU, chunk, graphs and layout); trtllm of what "
@@ -322,7 +349,7 @@ BatchWaitMaxTokensRatio = Annotated[Optional[float], typer.Option(
     help="trtllm: ... or until the iteration's tokens reach this share of max_num_tokens (default 0)")]
 SpecTokens = Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (0 = off)")]
 SpecAcceptance = Annotated[Optional[float], typer.Option(help="speculative decoding: per-token acceptance rate (default 0.7)")]
-WeightsReadGbps = Annotated[Optional[float], typer.Option(help="start-up: GB/s a node reads the checkpoint at (default 5.3: a checkpoint in the page cache; a cold disk or network store reads ~0.3-2)")]
+WeightsReadGbps = Annotated[Optional[float], typer.Option(help="start-up: GB/s (gigabytes a second, not the gigabits of the *-mbps flags' Mbit/s) a node reads the checkpoint at (default 5.3: a checkpoint in the page cache; a cold disk or network store reads ~0.3-2)")]
 CompileCache = Annotated[Optional[str], typer.Option(help="start-up: torch.compile's cache on disk, cold|warm (default cold; vLLM compiles, the others do not)")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 MappingOption = Annotated[Optional[str], typer.Option("--mapping", help="operator mapping onto the chip's substrates "

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from phasewise.apps.cli_common import (
+    DeviceEngine,
     DevicePrecision,
-    Engine,
     Json,
     Model,
     app,
@@ -50,7 +50,7 @@ def edge_cmd(
         help="layers per device (8,8,8,8), auto (planned) or file (the topology YAML's); default: the topology "
              "YAML's split: where it has one, else auto")] = None,
     precision: DevicePrecision = "bf16",
-    engine: Engine = "ideal",
+    engine: DeviceEngine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 640,
     output_len: Annotated[int, typer.Option(help="output tokens, the prefill's first included (as simulate's --osl): "
                                                  "TPOT over the output-len - 1 decoded after it")] = 128,
@@ -58,7 +58,9 @@ def edge_cmd(
     outline_points: Annotated[int, typer.Option(help="outline points decoded in parallel (1: plain AR)")] = 1,
     outline_tokens: Annotated[int, typer.Option(help="skeleton tokens decoded before the points")] = 0,
     medusa_heads: Annotated[int, typer.Option(help="Medusa heads (0: none)")] = 0,
-    acceptance: Annotated[float, typer.Option(help="Medusa mean tokens accepted per step")] = 1.0,
+    acceptance: Annotated[float, typer.Option(
+        help="Medusa: tokens a decode step advances on average (its accepted guesses + 1), in [1, 1 + "
+             "--medusa-heads] (without Medusa: 1)")] = 1.0,
     objective: Annotated[Optional[str], typer.Option(
         help="what a planned split / S minimises: ttft (the default), or total (the last token's time, decode "
              "included)")] = None,
@@ -85,6 +87,7 @@ def edge_cmd(
 
 DEVICE_CLOUD_FLAGS = ("devices", "device_hardware", "cloud_hardware", "cloud_gpus", "uplink_mbps", "downlink_mbps",
                       "latency_ms", "input_layers", "output_layers", "adapter_layers")  # what --setup replaces
+REPLACED_BY_SETUP = f"--{DEVICE_CLOUD_FLAGS[0]} to --{DEVICE_CLOUD_FLAGS[-1]}".replace("_", "-")  # (--setup's help)
 
 
 # the flags' defaults are the setup file's (one set: a file that leaves a field out runs as the flags would)
@@ -94,8 +97,11 @@ _SETUP = {name: field.default for name, field in DeviceCloud.model_fields.items(
 @app.command("device-cloud")
 def device_cloud_cmd(
     model: Model = "meta-llama/Llama-2-7b-hf",
-    setup: Annotated[Optional[str], typer.Option(help="device-cloud YAML (specs/device_cloud.py; replaces the "
-                                                      "flags below)")] = None,
+    setup: Annotated[Optional[str], typer.Option(help="device-cloud YAML (specs/device_cloud.py): replaces "
+                                                      f"{REPLACED_BY_SETUP} (the devices, the cloud, the links, the "
+                                                      "split); --precision, --engine and --prompt-len to "
+                                                      "--acceptance still apply")
+                     ] = None,
     devices: Annotated[int, typer.Option(help="devices sharing the cloud, one request each")] = _SETUP["devices"],
     device_hardware: Annotated[str, typer.Option(help="each device's hardware")] = _SETUP["device_hardware"],
     cloud_hardware: Annotated[str, typer.Option(help="the cloud's GPUs")] = _SETUP["cloud_hardware"],
@@ -106,16 +112,19 @@ def device_cloud_cmd(
     latency_ms: Annotated[float, typer.Option(help="one-way device-cloud latency (ms)")] = _SETUP["latency_s"] * 1e3,
     input_layers: Annotated[int, typer.Option(help="first layers on the device")] = _SETUP["input_layers"],
     output_layers: Annotated[int, typer.Option(help="last layers on the device")] = _SETUP["output_layers"],
-    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers)")
-                              ] = _SETUP["adapter_layers"],
+    adapter_layers: Annotated[int, typer.Option(help="the device's draft adapter (decoder layers); needs "
+                                                     "--draft-tokens >= 1")] = _SETUP["adapter_layers"],
     precision: DevicePrecision = "fp16",
-    engine: Engine = "ideal",
+    engine: DeviceEngine = "ideal",
     prompt_len: Annotated[int, typer.Option(help="prompt tokens")] = 1024,
     output_len: Annotated[int, typer.Option(help="output tokens, the prefill's first included (as simulate's --osl): "
                                                  "TBT over the output-len - 1 decoded after it")] = 64,
     chunk: Annotated[int, typer.Option(help="prompt chunk tokens (0: planned per device)")] = 0,
-    draft_tokens: Annotated[int, typer.Option(help="tokens the device drafts per verify (0: plain AR)")] = 4,
-    acceptance: Annotated[float, typer.Option(help="per-token draft acceptance (i.i.d.)")] = 0.8,
+    draft_tokens: Annotated[int, typer.Option(help="tokens the device drafts per verify, 0 to 16 (0: plain AR, "
+                                                   "no draft)")] = 4,
+    acceptance: Annotated[float, typer.Option(
+        help="probability that each drafted token is accepted (i.i.d.), in [0, 1); needs --draft-tokens >= 1"
+    )] = 0.8,
     as_json: Json = False,
 ) -> None:
     """Many devices sharing one cloud server over a U-shaped split (HAT-style chunked upload and drafting)."""
@@ -124,10 +133,12 @@ def device_cloud_cmd(
     if setup is not None:  # the file's devices, cloud, links and split replace these flags (its fields)
         refuse_replaced(device_cloud_cmd, locals(), DEVICE_CLOUD_FLAGS, "--setup",
                         "sets the devices, the cloud, the links and the split")
-    if draft_tokens == 0 and ("acceptance" in dict(changed_options(device_cloud_cmd, locals()))
-                              or given_on_command_line("acceptance")):
-        raise PhasewiseError("--acceptance needs --draft-tokens >= 1 (with 0 the devices decode plain "
-                             "autoregressively: there is no draft to accept)")
+    if draft_tokens == 0:  # no draft: the flags that shape it would change nothing
+        given = flags_given(device_cloud_cmd, locals(), ("adapter_layers", "acceptance"))
+        if given:
+            raise PhasewiseError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --draft-tokens >= 1 "
+                                 "(with 0 the devices decode plain autoregressively: there is no draft to run or "
+                                 "accept)")
     flags = {"devices": devices, "device_hardware": device_hardware, "cloud_hardware": cloud_hardware,
              "cloud_gpus": cloud_gpus, "uplink_mbps": uplink_mbps, "downlink_mbps": downlink_mbps,
              "latency_s": latency_ms / 1e3, "input_layers": input_layers, "output_layers": output_layers,

@@ -72,8 +72,14 @@ def validate_cmd(
                                                  "(default meta-llama/Llama-3.1-8B; --dllm: GSAI-ML/LLaDA-8B-Instruct)")] = None,
     hardware: Annotated[str, typer.Option(help="hardware entry: calibrate's YAML or a catalog key")] = "hw.yaml",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
-    layers: Annotated[Optional[int], typer.Option(help="scale down: decoder layers")] = None,
-    hidden: Annotated[Optional[int], typer.Option(help="scale down: hidden size (head_dim, GQA and MLP ratios kept)")] = None,
+    layers: Annotated[Optional[int], typer.Option(
+        help="scale down: decoder layers (default: the model's own with --device cuda, 6 on cpu; --pipeline 4, "
+             "--vision 4 blocks, --recurrent 8, --gemma4 10, --train-reuse 4 (--quick 2), --dllm 6); --layers and "
+             "--hidden default each on its own: giving one leaves the other at its default")] = None,
+    hidden: Annotated[Optional[int], typer.Option(
+        help="scale down: hidden size, head_dim, GQA and MLP ratios kept (default: the model's own with --device "
+             "cuda, 768 on cpu; --pipeline 512, --vision 384, --recurrent and --gemma4 512, --train-reuse 512 "
+             "(--quick 256), --dllm 768)")] = None,
     engine: Annotated[Optional[str], typer.Option(help="engine profile (default: the one calibrate measured, else hf-eager)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="smaller grid")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default 1)")] = None,
@@ -176,8 +182,8 @@ def validate_cmd(
         run_pipeline_validate(console, model, hardware, pipeline, link_mbps, sub_sequences, layers or 4,
                               hidden or 512, engine, prompt, output, repeats, as_json)
         return
-    if device == "cpu" and (layers is None or hidden is None):
-        layers, hidden = layers or 6, hidden or 768  # a ~100-300M-parameter model, CPU-sized
+    if device == "cpu":  # a ~100-300M-parameter model, CPU-sized; each flag not given takes its own default
+        layers, hidden = given_or(layers, 6), given_or(hidden, 768)
     serving = None
     if serve:
         from phasewise.measure.serve import serve_check

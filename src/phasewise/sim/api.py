@@ -25,6 +25,8 @@ from phasewise.sim.flag_checks import (
     moe_layout_flags,
     priority_pool_flags,
     role_flags,
+    router_notes,
+    seed_notes,
 )
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import TRAINING_FLAGS, training_block
@@ -495,6 +497,7 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
         raise PhasewiseError("--encode-workers needs image inputs (--images-per-request, or a trace with a NumImages "
                              "column and --image-size): without images the encode workers would have nothing to do")
     notes += dep.link_notes() + prefix_notes(work, dep)  # an unset --kv-link's rdma among them (disagg_kv_link)
+    notes += router_notes(dep) + seed_notes(seed, work, trace is not None, dep)  # settings with nothing to act on
     if migrates_kv(dep) and any(group.prefix_caching is not False for group in dep.instances):
         notes += ("no instance caches prefixes with priority pools or attention offload, whatever its engine's "
                   "default (their migrations move KV blocks the cache does not follow; sim/prefix_cache.py): "
