@@ -19,7 +19,6 @@ from phasewise.apps.cli_common import (
     Arch,
     AsyncScheduling,
     AttentionDp,
-    AttentionOffload,
     BatchWaitMaxTokensRatio,
     BatchWaitTimeoutIters,
     ChunkedPrefill,
@@ -66,7 +65,6 @@ from phasewise.apps.cli_common import (
     MoeA2aBackend,
     MoeImbalance,
     MoeTp,
-    OnlineTraining,
     PartialPrefills,
     PiecewiseCudaGraph,
     PiecewiseMaxTokens,
@@ -182,8 +180,6 @@ def serve_cmd(
     migration: Migration = "auto",
     slo_ttft_ms: Annotated[float, typer.Option(help="priority pools: the TTFT deadline they steer by (ms)")] = float("inf"),
     slo_tpot_ms: Annotated[float, typer.Option(help="priority pools: the TPOT deadline they steer by (ms)")] = float("inf"),
-    attention_offload: AttentionOffload = "off",
-    online_training: OnlineTraining = "off",
     memory_fraction: MemoryFraction = None,
     mapping: MappingOption = None,
     ep: Ep = None,
@@ -238,7 +234,6 @@ def serve_cmd(
                                 host_kv_cache_gb=host_kv_cache_gb, kv_store_gb=kv_store_gb,
                                 scheduler=scheduler, hp_instances=hp_instances, lp_engine=lp_engine,
                                 hp_engine=hp_engine, slack_margin_ms=slack_margin_ms, migration=migration,
-                                attention_offload=attention_offload, online_training=online_training,
                                 **given_layout(locals()), **given_knobs(locals()))
     refuse_unread_slos(dep, slo_ttft_ms, slo_tpot_ms)
     for flag, value in (("--max-request-bytes", max_request_bytes),

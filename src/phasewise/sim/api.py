@@ -25,14 +25,12 @@ from phasewise.sim.flag_checks import (
     moe_layout_flags,
     priority_pool_flags,
     role_flags,
-    router_notes,
-    seed_notes,
 )
 from phasewise.sim.metrics import SimResult, Slo
 from phasewise.sim.online_training import TRAINING_FLAGS, training_block
 from phasewise.sim.prefix_cache import migrates_kv
 from phasewise.sim.priority_pools import headline_slo
-from phasewise.sim.run_notes import prefix_notes, trace_notes
+from phasewise.sim.run_notes import prefix_notes, router_notes, seed_notes, trace_notes
 from phasewise.sim.simulate import simulate
 from phasewise.specs.engines import KNOB_TYPES
 from phasewise.specs.hardware import chip_caveats

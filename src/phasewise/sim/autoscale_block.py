@@ -189,6 +189,11 @@ class Autoscale(NumbersNotBooleans):
         activation-scale 1) and refuses the HPA's knobs; the KPA's knobs without it are errors."""
         if not _runs(data, "kpa", KPA_FIELDS, "Knative's Pod Autoscaler's"):
             return data
+        if data.get("metric") is None:
+            # Knative's KPA scales on concurrency unless told otherwise: the revision annotation
+            # autoscaling.knative.dev/metric defaults to "concurrency" for the KPA class (knative.dev/docs/serving/
+            # autoscaling/autoscaling-metrics: "concurrency" (default) | "rps"); --autoscaler kpa's default too
+            data = {**data, "metric": "concurrency"}
         if data.get("metric") not in ("concurrency", "rps"):
             raise ValueError(f"autoscaler kpa (Knative's Pod Autoscaler) scales on metric concurrency or rps (got "
                              f"{data.get('metric', 'waiting')})")

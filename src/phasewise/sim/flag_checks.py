@@ -10,9 +10,8 @@ import numbers
 import typing
 
 from phasewise.errors import PhasewiseError
-from phasewise.sim.deployment import Deployment, EncodeWorkers, link_between, phases_apart
+from phasewise.sim.deployment import EncodeWorkers, link_between, phases_apart
 from phasewise.specs.hardware import chips_apart
-from phasewise.workload import ClosedLoop, Workload
 
 
 def autoscale_flags(minimum: int | None, metric: str | None, target: float | None,
@@ -32,18 +31,13 @@ def autoscale_flags(minimum: int | None, metric: str | None, target: float | Non
                              "`autoscale: {metric: sla, ...}` block in a --deployment file (each disaggregated "
                              "group's, or a collocated one's, load-based); the --autoscale-* flags scale collocated "
                              "replicas on waiting, running, concurrency, rps or kv_usage")
-    if autoscaler == "kpa" and metric is None:
-        # Knative's KPA scales on concurrency unless told otherwise: the revision annotation
-        # autoscaling.knative.dev/metric defaults to "concurrency" for the KPA class (knative.dev/docs/serving/
-        # autoscaling/autoscaling-metrics: "concurrency" (default) | "rps")
-        metric = "concurrency"
     if target is None:
         raise PhasewiseError("--autoscale-min needs --autoscale-target X: the metric's value per ready replica the "
                              "autoscaler aims at (waiting or running requests, or a KV cache share)")
     if metric == "kv_usage" and target > 1:
         raise PhasewiseError(f"--autoscale-target for --autoscale-metric kv_usage is a share of the KV cache, in "
                              f"(0, 1] (got {target:g})")
-    if autoscaler == "kpa" and metric not in ("concurrency", "rps"):
+    if autoscaler == "kpa" and metric not in (None, "concurrency", "rps"):  # None: the block's concurrency
         raise PhasewiseError(f"--autoscaler kpa (Knative's Pod Autoscaler) scales on --autoscale-metric concurrency "
                              f"or rps (got {metric})")
     if replicas is not None and minimum > replicas:
@@ -215,62 +209,3 @@ def priority_pool_flags(scheduler: str | None, hp_instances: int | None, lp_engi
     if not slack_margin_ms >= 0:
         raise PhasewiseError(f"--slack-margin-ms must be >= 0 (got {slack_margin_ms})")
     return replicas - hp, {"slack_margin_ms": slack_margin_ms, "migration": migration}
-
-
-def routed_instances(dep: Deployment) -> tuple[int, int]:
-    """(instances the router chooses a new request's among, decode instances it chooses a KV transfer's among), at
-    the most replicas each group runs (an autoscaled group's `replicas`): the collocated or prefill ones, a priority
-    pool's low-priority ones only (the high-priority pool takes migrated requests), and the decode ones, as
-    sim/cluster.py Cluster.wire gives its two routers. One instance is every choice's (routers/base.py pick)."""
-    front = sum(g.replicas for g in dep.instances if g.role in ("collocated", "prefill") and g.pool != "hp")
-    return front, sum(g.replicas for g in dep.instances if g.role == "decode")
-
-
-def router_notes(dep: Deployment) -> tuple[str, ...]:
-    """A note where the router settings given change nothing, for want of two instances to choose among
-    (routed_instances): the router itself (but a dynamo_kv router queue, which holds requests before even one
-    instance) where every choice has one instance; router dynamo_kv's overlap weight and KV-event settings, which
-    weigh only its choice among the instances that take new requests (its decode choice reads their decode blocks
-    alone: routers/dynamo_kv.py choose), where that choice has one; its temperature where no choice has two."""
-    front, back = routed_instances(dep)
-    if front > 1 and back > 1:
-        return ()
-    queue = dep.router == "dynamo_kv" and dep.router_queue_threshold is not None
-    idle = [f"{dep.field_label('router')} {dep.router}"] if (
-        front <= 1 and back <= 1 and dep.router != "least_outstanding" and not queue) else []
-    for name in ("kv_overlap_score_weight", "router_kv_events", "router_ttl_s", "router_temperature"):
-        value = getattr(dep, name)
-        if value is None or front > 1 or (name == "router_temperature" and back > 1):
-            continue
-        label = dep.field_label(name)
-        idle.append("--no-router-kv-events" if label == "--router-kv-events" and value is False else label)
-    if not idle:
-        return ()
-    if dep.disaggregated:
-        why = "one prefill instance takes every request" + (
-            " and one decode instance every KV transfer" if back <= 1 else
-            f" (the router's choice among the {back} decode instances weighs their decode blocks alone)")
-    elif dep.priority_pools is not None:
-        why = "one low-priority instance takes every new request (the high-priority pool takes migrated ones)"
-    else:
-        why = "one instance takes every request"
-    return (f"{', '.join(idle)}: {why}, so the router has no choice to make and "
-            f"{'it changes' if len(idle) == 1 else 'they change'} nothing here",)
-
-
-def seed_notes(seed: int, work: Workload | ClosedLoop, traced: bool, dep: Deployment) -> tuple[str, ...]:
-    """A note where --seed is given (not 0) and nothing in the run draws: a trace's (`traced`) arrivals and lengths
-    are its own, a closed loop's fixed lengths draw nothing (LengthDist.sample), and no router draws (random, or
-    dynamo_kv at a temperature above 0, with two instances or more to draw among: routers/__init__.py make_router).
-    Open-loop arrivals are always drawn."""
-    if seed == 0 or not (traced or isinstance(work, ClosedLoop)):
-        return ()
-    if isinstance(work, ClosedLoop) and any(dist.kind == "empirical" or (dist.kind != "fixed" and dist.spread > 0)
-                                            for dist in (work.prompt, work.output)):
-        return ()
-    drawing = dep.router == "random" or (dep.router == "dynamo_kv" and (dep.router_temperature or 0) > 0)
-    if drawing and max(routed_instances(dep)) > 1:
-        return ()
-    what = "the trace gives every arrival and length" if traced else "the closed loop's lengths are fixed"
-    return (f"--seed {seed}: nothing in this run draws ({what}, and no router draws: only --router random, or "
-            "dynamo_kv with --router-temperature above 0, among two instances or more), so it changes nothing here",)

@@ -1,5 +1,6 @@
 """What a simulation's flags may not say but its workload and deployment do: notes `phasewise simulate` prints
-beside its figures (prefix caching with no prefix hashes to share, a trace's limit and priority column)."""
+beside its figures (prefix caching with no prefix hashes to share, a trace's limit and priority column, a router
+with one instance to choose among, a --seed nothing draws from)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,62 @@ def trace_notes(trace: str, trace_limit: int | None, work: Workload, dep: Deploy
                   "it (a --deployment file's priority_pools block with class_slo_ms); every request here is served "
                   "alike",)
     return notes
+
+
+def routed_instances(dep: Deployment) -> tuple[int, int]:
+    """(instances the router chooses a new request's among, decode instances it chooses a KV transfer's among), at
+    the most replicas each group runs (an autoscaled group's `replicas`): the collocated or prefill ones, a priority
+    pool's low-priority ones only (the high-priority pool takes migrated requests), and the decode ones, as
+    sim/cluster.py Cluster.wire gives its two routers. One instance is every choice's (routers/base.py pick)."""
+    front = sum(g.replicas for g in dep.instances if g.role in ("collocated", "prefill") and g.pool != "hp")
+    return front, sum(g.replicas for g in dep.instances if g.role == "decode")
+
+
+def router_notes(dep: Deployment) -> tuple[str, ...]:
+    """A note where the router settings given change nothing, for want of two instances to choose among
+    (routed_instances): the router itself (but a dynamo_kv router queue, which holds requests before even one
+    instance) where every choice has one instance; router dynamo_kv's overlap weight and KV-event settings, which
+    weigh only its choice among the instances that take new requests (its decode choice reads their decode blocks
+    alone: routers/dynamo_kv.py choose), where that choice has one; its temperature where no choice has two."""
+    front, back = routed_instances(dep)
+    if front > 1 and back > 1:
+        return ()
+    queue = dep.router == "dynamo_kv" and dep.router_queue_threshold is not None
+    idle = [f"{dep.field_label('router')} {dep.router}"] if (
+        front <= 1 and back <= 1 and dep.router != "least_outstanding" and not queue) else []
+    for name in ("kv_overlap_score_weight", "router_kv_events", "router_ttl_s", "router_temperature"):
+        value = getattr(dep, name)
+        if value is None or front > 1 or (name == "router_temperature" and back > 1):
+            continue
+        label = dep.field_label(name)
+        idle.append("--no-router-kv-events" if label == "--router-kv-events" and value is False else label)
+    if not idle:
+        return ()
+    if dep.disaggregated:
+        why = "one prefill instance takes every request" + (
+            " and one decode instance every KV transfer" if back <= 1 else
+            f" (the router's choice among the {back} decode instances weighs their decode blocks alone)")
+    elif dep.priority_pools is not None:
+        why = "one low-priority instance takes every new request (the high-priority pool takes migrated ones)"
+    else:
+        why = "one instance takes every request"
+    return (f"{', '.join(idle)}: {why}, so the router has no choice to make and "
+            f"{'it changes' if len(idle) == 1 else 'they change'} nothing here",)
+
+
+def seed_notes(seed: int, work: Workload | ClosedLoop, traced: bool, dep: Deployment) -> tuple[str, ...]:
+    """A note where --seed is given (not 0) and nothing in the run draws: a trace's (`traced`) arrivals and lengths
+    are its own, a closed loop's fixed lengths draw nothing (LengthDist.sample), and no router draws (random, or
+    dynamo_kv at a temperature above 0, with two instances or more to draw among: routers/__init__.py make_router).
+    Open-loop arrivals are always drawn."""
+    if seed == 0 or not (traced or isinstance(work, ClosedLoop)):
+        return ()
+    if isinstance(work, ClosedLoop) and any(dist.kind == "empirical" or (dist.kind != "fixed" and dist.spread > 0)
+                                            for dist in (work.prompt, work.output)):
+        return ()
+    drawing = dep.router == "random" or (dep.router == "dynamo_kv" and (dep.router_temperature or 0) > 0)
+    if drawing and max(routed_instances(dep)) > 1:
+        return ()
+    what = "the trace gives every arrival and length" if traced else "the closed loop's lengths are fixed"
+    return (f"--seed {seed}: nothing in this run draws ({what}, and no router draws: only --router random, or "
+            "dynamo_kv with --router-temperature above 0, among two instances or more), so it changes nothing here",)
