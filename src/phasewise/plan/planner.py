@@ -1,6 +1,7 @@
-"""`plan()`: enumerate strategies, screen every one's goodput cheaply, refine the best with larger
-simulations, verify each answer on the whole deployment (a slice of its units for a large fleet) with fresh
-random numbers (stepping down 5 % at a time until it holds), rank by the verified goodput."""
+"""`plan()`: enumerate strategies, screen every one's goodput cheaply, refine the best (and those the screening
+cannot order against the last of them: screen_cut.py) with larger simulations, verify each answer on the whole
+deployment (a slice of its units for a large fleet) with fresh random numbers (stepping down 5 % at a time until it
+holds), rank by the verified goodput."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from phasewise.plan.goodput import (
     slice_units,
     trace_requests,
 )
+from phasewise.plan.screen_cut import refined_at_cut
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
 from phasewise.plan.strategy_policies import with_planned_slos
 from phasewise.sim import SimResult, Slo, simulate
@@ -375,11 +377,10 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
                                  SCREEN["min_requests"]) for s in strategies],
                      backend, workers, ray_address, tick("screening", len(strategies)))
     screen.sort(key=lambda r: objective_value(objective, r), reverse=True)
-    # the cut at `refine` does not split a tie: strategies the screening scores alike (e.g. a disaggregated unit whose
-    # prefill binds, beside the same unit with another decode layout) are all refined, as screening cannot order them
-    last = objective_value(objective, screen[refine - 1]) if 0 < refine <= len(screen) else None
-    top = screen[:refine] + [r for r in screen[refine:] if last and r.goodput_rps > 0
-                             and objective_value(objective, r) == last]
+    # the cut at `refine` splits no two strategies the screening cannot order: those within a bisection step of the
+    # last one refined are refined too (screen_cut.py), ties among them (e.g. a disaggregated unit whose prefill
+    # binds, beside the same unit with another decode layout)
+    top = refined_at_cut(screen, refine, lambda r: objective_value(objective, r))
     refined_chips = {strategy_chip(r.strategy) for r in top}
     for r in screen:  # a plan across chips: each chip's best is refined too, so the ranking compares the chips
         if r.goodput_rps > 0 and strategy_chip(r.strategy) not in refined_chips:
