@@ -48,3 +48,10 @@ def test_whole_number_columns_are_kept():
                     priority=[0.0, 1.0, 2.0], image_counts=np.array([1, 0, 2], dtype=np.int32))
     assert work.priority.tolist() == [0, 1, 2] and work.priority.dtype == np.int64
     assert work.image_counts.tolist() == [1, 0, 2]
+
+
+def test_simulate_prints_a_dash_not_nan_where_no_request_has_a_tpot(run_cli):
+    code, out, _ = run_cli("simulate", "--model", "Qwen/Qwen3-0.6B", "--rate", "0.001", "--requests", "3",
+                           "--isl", "1", "--osl", "1")
+    assert code == 0 and "nan" not in out
+    assert "no request produced a second token" in out

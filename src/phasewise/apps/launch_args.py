@@ -31,8 +31,11 @@ from phasewise.specs.engine_presets import preset_entry
 ONLINE_QUANT = {"fp8": "fp8"}
 UNQUANTIZED = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # our KV dtype -> the engines' --kv-cache-dtype (None: the model's dtype, the engines' `auto`; an unquantized dtype is
-# written only where the engine's `auto` would pick another, specs/engine_kv.py default_kv_dtype)
-KV_DTYPE = {"vllm": {"fp8": "fp8"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloat16"}, "trtllm": {"fp8": "fp8"}}
+# written only where it is not what `auto` keeps, kv_dtype_arg). The unquantized values are the ones
+# specs/engine_refusals.py UNQUANTIZED_KV_VALUES lets a plan keep beside the model's dtype (sourced there), and
+# vLLM's "bfloat16" (CacheDType from 0.11: the way out of a model whose `auto` is fp8)
+KV_DTYPE = {"vllm": {"fp8": "fp8", "bf16": "bfloat16"}, "sglang": {"fp8": "fp8_e4m3", "bf16": "bfloat16"},
+            "trtllm": {"fp8": "fp8"}}
 # the KV transfer each engine uses between prefill and decode workers (assumed: NIXL, which vLLM, SGLang and
 # Dynamo all support, over UCX; TensorRT-LLM's cache transceiver's UCX backend)
 KV_BACKEND = {"vllm": "NixlConnector", "sglang": "nixl", "trtllm": "UCX"}
@@ -154,12 +157,14 @@ def precision_args(dep: Deployment, g: InstanceGroup, family: str, notes: list[s
 
 
 def kv_dtype_arg(dep: Deployment, g: InstanceGroup, family: str, notes: list[str]) -> str | None:
-    """The engine's --kv-cache-dtype for the group's kv_dtype: none where its `auto` gives that dtype (the model's
-    dtype, or the engine's own pick for the model, specs/engine_kv.py default_kv_dtype: SGLang's FP8 for a DSA
-    model on Blackwell, which a note names)."""
+    """The engine's --kv-cache-dtype for the group's kv_dtype: none where its `auto` gives that unquantized dtype
+    (the engine's own pick for the model, specs/engine_kv.py default_kv_dtype: SGLang's FP8 for a DSA model on
+    Blackwell, which a note names; else the model's dtype as served, the precision's activation dtype), the
+    engine's explicit value where the plan's differs from it."""
     cost, _, _, engine = build_group(dep, g, dep.instances.index(g))
     model = load_model(g.model or dep.model)
     auto = default_kv_dtype(engine, model, cost.hw)
+    served = auto or cost.quant.activation_dtype  # what --kv-cache-dtype auto keeps
     if g.kv_dtype is None and model.compressed is not None and family == "vllm":
         # DeepSeek-V4's attention asserts an FP8 cache, which its recipe passes (vLLM's DeepSeek-V4 blog and recipe:
         # --kv-cache-dtype fp8 --block-size 256)
@@ -170,13 +175,12 @@ def kv_dtype_arg(dep: Deployment, g: InstanceGroup, family: str, notes: list[str
             notes.append(f"kv_dtype: {engine.label} keeps {g.model or dep.model}'s KV cache in {auto} on "
                          f"{g.hardware} when --kv-cache-dtype is auto; simulated so")
         return None
-    if g.kv_dtype in UNQUANTIZED and auto in (None, g.kv_dtype):
+    if g.kv_dtype in UNQUANTIZED and g.kv_dtype == served:
         return None  # the engine's `auto` gives it
     value = KV_DTYPE[family].get(g.kv_dtype)
-    if value is None:
-        kept = f"; its auto keeps {auto}" if auto is not None else ""
+    if value is None:  # a host profile's plan (a preset's refuses it: specs/engine_refusals.py kv_dtype_refusal)
         notes.append(f"kv_dtype {g.kv_dtype}: {family} has no such KV-cache dtype ({', '.join(KV_DTYPE[family])} "
-                     f"only); not set{kept}")
+                     f"only); not set: its auto keeps {served}, not the {g.kv_dtype} planned")
     return value
 
 

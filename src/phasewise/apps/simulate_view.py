@@ -56,6 +56,12 @@ def progress_after(console: Console, label: str, enabled: bool = True) -> Iterat
             bar.stop()
 
 
+def ms_cell(value: float) -> str:
+    """A latency figure in ms as the tables print it: one decimal, "-" where there is none (NaN: no request had it,
+    e.g. a TPOT where every answer is one token), not "nan"."""
+    return f"{value:.1f}" if math.isfinite(value) else "-"
+
+
 def render_summary(console: Console, s: dict[str, Any], client: str | None = None,
                    speculative: bool | None = None) -> None:
     """The summary as tables and lines; `client` (--client): the ITL printed beside the steady state is the one that
@@ -65,18 +71,19 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
     from rich.table import Table  # (imported here: --json output needs no table)
 
     from phasewise.apps.cli_common import fit_to_width
-    from phasewise.sim.metrics import client_itl
+    from phasewise.sim.metrics import NO_RATE, client_itl
 
     t = s["throughput"]
     gpus_words = (f"{s['gpus']:.0f} GPU(s)" if s["gpus"] == int(s["gpus"])
                   else f"{s['gpus']:.2f} GPU(s) (the mean held)")
     per_dollar = t["output_tokens_per_dollar"]  # NaN: no chip has a rental price (chips from parts)
     per_dollar_words = f", {per_dollar:,.0f}/$" if math.isfinite(per_dollar) else ", no rental price"
+    rates = NO_RATE if s["requests"] < 2 else (
+        f"{t['requests_per_s']:.2f} req/s, {t['output_tokens_per_s']:,.0f} output tok/s "
+        f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU{per_dollar_words})")
     console.print(
         f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.1f} simulated s on {gpus_words}: "
-        f"{t['requests_per_s']:.2f} req/s, {t['output_tokens_per_s']:,.0f} output tok/s "
-        f"({t['output_tokens_per_s_per_gpu']:,.0f}/GPU{per_dollar_words}), "
-        f"{s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))
+        f"{rates}, {s['preemptions']} preemptions" + (f", {s['rejected']} rejected" if s["rejected"] else ""))
     table = Table(title="Latency (ms)", title_justify="left")
     # the figures whole (no_wrap), the metrics' names wrapped; on a narrow terminal fit_to_width drops p50
     for col in ("metric", "mean", "p50", "p90", "p99"):
@@ -85,15 +92,17 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
     for key, label in (("ttft_ms", "TTFT"), ("tbt_ms", tbt), ("tpot_ms", "TPOT (per request)"),
                        ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
         d = s[key]
-        table.add_row(label, *(f"{d[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+        table.add_row(label, *(ms_cell(d[k]) for k in ("mean", "p50", "p90", "p99")))
     fit_to_width(table, console.width, optional=("p50",))
     console.print(table)
+    if not any(math.isfinite(s["tpot_ms"][k]) for k in ("mean", "p99")) and math.isfinite(s["ttft_ms"]["mean"]):
+        console.print("TBT and TPOT: - (no request produced a second token: every answer here is one token long)")
     if s.get("warmup_requests"):
         console.print(f"{s['warmup_requests']} warm-up request(s) simulated first and excluded from every figure")
     ss, conc = s.get("steady_state"), s.get("concurrency")
     if ss:
         def fig(d: dict[str, Any]) -> str:
-            return "/".join(f"{d[k]:.1f}" for k in ("mean", "p50", "p99"))
+            return "/".join(ms_cell(d[k]) for k in ("mean", "p50", "p99"))
 
         itl = client_itl(client)
         how = "every gap" if itl == "tbt_ms" else "per request"
@@ -112,7 +121,8 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
            else "")
     console.print(f"SLO {slo['applied']}: attainment {slo['attainment']:.1%} (TTFT {slo['ttft_attainment']:.1%}, "
                   f"TPOT {slo['tpot_attainment']:.1%}{tbt}); "
-                  f"goodput {g['requests_per_s']:.2f} req/s ({g['requests_per_s_per_gpu']:.2f}/GPU)")
+                  + (f"goodput: {NO_RATE}" if s["requests"] < 2
+                     else f"goodput {g['requests_per_s']:.2f} req/s ({g['requests_per_s_per_gpu']:.2f}/GPU)"))
     inst = Table(title="Instances", title_justify="left")
     # names and figures whole (no_wrap); on a narrow terminal fit_to_width drops the secondary columns, in this order
     for col in ("instance", "role", "GPUs", "busy", "iterations", "mean\nbatch", "tokens\n/iter", "KV\nmean",

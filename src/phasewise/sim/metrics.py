@@ -78,6 +78,12 @@ def rejected_note(rejected_by: dict[str, int], requests: int) -> str | None:
     return f"{sum(rejected_by.values())} of {requests} requests can never run and were rejected: {'; '.join(parts)}"
 
 
+# Why a run of one measured request has no throughput or goodput (null in simulate --json, SimResult.rated_duration_s):
+# its duration, first request sent to last finished, is that request's own end-to-end latency, and one over it no
+# rate of the requests offered (58 req/s for one 17 ms request offered at 1 req/s). The printer's words for it.
+NO_RATE = "no rate from one request (its duration is its own end-to-end latency)"
+
+
 # How each benchmark client (`--client`) takes ITL: every gap between a request's streamed chunks, pooled over the
 # requests (the summary's tbt_ms), or one figure per request, (E2E - TTFT) / (output tokens - 1), which is its TPOT
 # (tpot_ms). Without a client, every gap (`vllm bench serve`'s).
@@ -288,12 +294,19 @@ class SimResult:
 
     @property
     def measured_duration_s(self) -> float:
-        """First measured request sent to last measured request finished (the clients' benchmark duration)."""
+        """First measured request sent to last measured request finished (the clients' benchmark duration); the span
+        the summary's rates are counted over (rated_duration_s)."""
         m = self.measured_mask
         fin = self.finish_s[m]
         if not np.isfinite(fin).any():
             return math.nan
         return float(np.nanmax(fin) - self.arrival_s[m].min())
+
+    @property
+    def rated_duration_s(self) -> float:
+        """measured_duration_s where a rate can be counted over it: where it spans more than one measured request;
+        NaN for a run of one (NO_RATE), whose duration is that request's own end-to-end latency."""
+        return self.measured_duration_s if int(self.measured_mask.sum()) > 1 else math.nan
 
     def attained(self, slo: Slo | None = None) -> np.ndarray:
         slo = slo or self.slo
@@ -329,11 +342,12 @@ class SimResult:
         = (E2E - TTFT) / (output - 1); TBT = ITL, every gap), plus the closed loop's steady state."""
         m = self.measured_mask
         dur = self.measured_duration_s
+        rated = self.rated_duration_s  # the rates' span: NaN (no rate) for a run of one measured request
         finished = np.isfinite(self.finish_s) & m
         done = int(finished.sum())
         out_tokens = int(self.output_tokens[finished].sum())
         attained = self.attained()[m]
-        tps = out_tokens / dur if dur > 0 else math.nan
+        tps = out_tokens / rated if rated > 0 else math.nan
         dollars_per_s = self.price_per_hour_usd / 3600.0
         # the instances' energy covers the whole run, warm-up included, as their statistics do: tokens per joule
         # divides every token generated in it (the measured ones alone would charge them the warm-up's energy)
@@ -359,7 +373,7 @@ class SimResult:
             "steady_state": self.steady_state(),
             "preemptions": int(self.preemptions[m].sum()),
             "throughput": {
-                "requests_per_s": done / dur if dur > 0 else math.nan,
+                "requests_per_s": done / rated if rated > 0 else math.nan,
                 "output_tokens_per_s": tps,
                 "output_tokens_per_s_per_gpu": tps / self.gpus,
                 "output_tokens_per_dollar": tps / dollars_per_s if dollars_per_s > 0 else math.nan,
@@ -373,8 +387,8 @@ class SimResult:
                     "tpot_attainment": float(np.where(multi, tpot * 1e3 <= self.slo.tpot_ms, finished[m]).mean()),
                     "tbt_attainment": float(np.where(multi, self.max_tbt_s[m] * 1e3 <= self.slo.max_tbt_ms,
                                                      finished[m]).mean())},
-            "goodput": {"requests_per_s": attained.sum() / dur if dur > 0 else math.nan,
-                        "requests_per_s_per_gpu": attained.sum() / dur / self.gpus if dur > 0 else math.nan},
+            "goodput": {"requests_per_s": attained.sum() / rated if rated > 0 else math.nan,
+                        "requests_per_s_per_gpu": attained.sum() / rated / self.gpus if rated > 0 else math.nan},
             "gpus": self.gpus,
             "energy_j": energy,
             "sim": {"wall_s": self.wall_s, "events": self.events, "stopped_s": self.stopped_s,

@@ -190,7 +190,7 @@ def engine_kv(quant: QuantScheme, config: EngineConfig, model: ModelSpec, hw: Ha
     dtype the engine cannot keep (specs/engine_refusals.py kv_dtype_refusal) is a one-line error."""
     if not asked_kv_dtype:
         quant = quant.with_kv(default_kv_dtype(config, model, hw))
-    elif refusal := kv_dtype_refusal(config.engine, quant.kv_dtype):  # an INT4 KV cache on vLLM, ...
+    elif refusal := kv_dtype_refusal(config.engine, quant.kv_dtype, quant.activation_dtype):  # INT4 on vLLM, ...
         raise PhasewiseError(refusal)
     if model.sparse_attention_topk or model.compressed is not None:
         refusal = sparse_kv_refusal(config.engine, model, hw, quant.kv_dtype)

@@ -75,9 +75,9 @@ def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, att
     return refusal
 
 
-# The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them; the unquantized
-# ones (fp32, bf16, fp16: the model's dtype, every engine's "auto") run on all, and a bare host profile (engines.yaml,
-# a calibrated file) on any. Checked by kv_dtype_refusal.
+# The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them. Checked by
+# kv_dtype_refusal, beside the unquantized ones (UNQUANTIZED_KV_DTYPES). A bare host profile (engines.yaml, a calibrated
+# file) keeps any.
 QUANTIZED_KV_DTYPES = ("fp8", "int8", "int4")
 # vLLM --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2 (docs features/quantization/quantized_kvcache: FP8 only)
 VLLM_KV = ("fp8",)
@@ -95,20 +95,42 @@ PRESET_KV_DTYPES: dict[str, tuple[str, ...]] = {
     # TensorRT-LLM 0.5 C++ runtime: engines built with --int8_kv_cache or --fp8_kv_cache (examples/llama/build.py)
     "trtllm-0.5": ("fp8", "int8"),
 }
+# An unquantized KV cache (fp32, bf16, fp16) runs on every preset in the model's dtype, what each engine's "auto" keeps
+# (vLLM CacheConfig.cache_dtype: 'If "auto", will use model data type'; SGLang's --kv-cache-dtype help: '"auto" will
+# use model data type'; TensorRT-LLM's "auto": the checkpoint's dtype), and in another only where the engine has a
+# value of its own for it (UNQUANTIZED_KV_VALUES); none has one for fp32.
+UNQUANTIZED_KV_DTYPES = ("fp32", "bf16", "fp16")
+# The unquantized dtypes a preset keeps whatever the model's: SGLang's "bf16" / "bfloat16" (its choices above: no
+# fp16, no fp32). vLLM's CacheDType (vllm/config/cache.py) has "bfloat16" from 0.11 only as the way out of a model
+# that defaults to fp8 ("set to bfloat16 to use bfloat16 instead, this is an invalid option for models that do not
+# default to fp8": there bf16 is the model's dtype, which runs anyway); no float32 in any version (its newest main
+# lists "float16" too, not shown in the 0.8.5-0.14 the presets model). TensorRT-LLM: "auto" is its only unquantized
+# value (the list above); its 0.5 C++ runtime kept the KV cache in the engine's --dtype.
+UNQUANTIZED_KV_VALUES: dict[str, tuple[str, ...]] = {"sglang": ("bf16",)}
 
 
-def kv_dtype_refusal(engine: str, kv_dtype: str) -> str | None:
+def kv_dtype_refusal(engine: str, kv_dtype: str, model_dtype: str | None = None) -> str | None:
     """Why `engine` (preset[@version] or an engine file refining one) cannot keep its KV cache in `kv_dtype` (a
-    --kv-dtype), one line naming what it can; None where it can (an unquantized dtype, or a bare host profile)."""
+    --kv-dtype), one line naming what it can; None where it can: a quantized dtype its flag has (PRESET_KV_DTYPES),
+    `model_dtype` (the model's dtype as served: the precision's activation dtype, quant.yaml, which the engine's
+    "auto" keeps) or another unquantized one it has a value for (UNQUANTIZED_KV_VALUES), or any on a bare host
+    profile. `model_dtype` None (not known to the caller): an unquantized dtype is not checked."""
     key = preset_key(engine)
-    if kv_dtype not in QUANTIZED_KV_DTYPES or key not in packaged("engine_presets.yaml")["presets"]:
+    if key not in packaged("engine_presets.yaml")["presets"]:
         return None
-    quantized = PRESET_KV_DTYPES[key]
-    if kv_dtype in quantized:
+    quantized, explicit = PRESET_KV_DTYPES[key], UNQUANTIZED_KV_VALUES.get(key, ())
+    if kv_dtype in quantized or kv_dtype in explicit or kv_dtype == model_dtype:
         return None
-    allowed = ", ".join(("fp32", "bf16", "fp16", *quantized))
-    keeps = f"quantizes its KV cache to {' or '.join(quantized)} only" if quantized else \
-        "keeps its KV cache in the model's dtype only"
+    if kv_dtype not in QUANTIZED_KV_DTYPES and model_dtype is None:
+        return None
+    own = model_dtype or "the model's dtype"
+    allowed = ", ".join(dict.fromkeys((own, *explicit, *quantized)))
+    if kv_dtype in QUANTIZED_KV_DTYPES:
+        keeps = f"quantizes its KV cache to {' or '.join(quantized)} only" if quantized else \
+            "keeps its KV cache in the model's dtype only"
+    else:
+        others = f" or {' or '.join(d for d in explicit if d != model_dtype)}" if set(explicit) - {model_dtype} else ""
+        keeps = f"keeps an unquantized KV cache only in the model's dtype ({own}, what its auto keeps){others}"
     name = engine.split("@", 1)[0]
     return (f"--kv-dtype {kv_dtype} is not possible on engine '{name}': it {keeps} (allowed: {allowed}; a host "
             "profile such as --engine ideal keeps any)")
