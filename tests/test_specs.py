@@ -273,7 +273,7 @@ def test_blackwell_entries_load_with_a_source_for_every_figure_group(key):
     for group in ("peak_flops", "vector_flops", "memory", "interconnect", "tdp_w", "idle_w", "price_per_hour_usd"):
         assert entry["sources"].get(group, "").strip(), f"{key}: no source for {group}"
     hw = load_hardware(key)
-    assert set(hw.peak_flops) == {"fp32", "bf16", "fp16", "fp8", "int8", "fp4"}
+    assert set(hw.peak_flops) == {"tf32", "bf16", "fp16", "fp8", "int8", "fp4"}
     assert all(isinstance(v, float) for v in hw.peak_flops.values())  # '1e15' would be a YAML string
     assert hw.idle_w is not None and 0 < hw.idle_w < hw.tdp_w
 

@@ -20,10 +20,18 @@ def cell(figure: float, spec: str) -> str:
     return format(figure, spec) if math.isfinite(figure) else "n/a"
 
 
+def significant(figure: float) -> str:
+    """A figure whole where it is 10 or more, else to 3 significant digits (a CPU's 0.001 TFLOP/s is not 0)."""
+    return f"{figure:.0f}" if abs(figure) >= 10 or figure == 0 else f"{figure:.3g}"
+
+
 def chip_row(key: str, hw: HardwareSpec) -> dict[str, Any]:
     """One chip's figures as `hardware --json` lists them; `parts_cost` for a chip built from parts (else None);
-    tdp_w and price_per_hour_usd null where the catalog has none (HardwareSpec.known_tdp_w, gpu_hour_usd)."""
+    tdp_w and price_per_hour_usd null where the catalog has none (HardwareSpec.known_tdp_w, gpu_hour_usd);
+    gemm_peak_flops: the peak each compute dtype's GEMMs run at (HardwareSpec.peak: fp32 on a GPU's vector units,
+    not its peak_flops.tf32)."""
     return {"key": key, "name": hw.name, "kind": hw.kind, "peak_flops": dict(hw.peak_flops),
+            "gemm_peak_flops": {dtype: hw.peak(dtype) for dtype in hw.compute_paths},
             "vector_flops": hw.vector_flops, "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
             "memory_capacity_bytes": hw.memory_capacity_bytes, "memory_type": hw.memory_type,
             "interconnect": hw.interconnect.model_dump(), "tdp_w": hw.known_tdp_w,
@@ -59,11 +67,12 @@ def render_chips(console: Console, rows: list[dict[str, Any]], title: str) -> No
         peaks = row["peak_flops"]
 
         def tflops(dtype: str) -> str:
-            return f"{peaks[dtype] / 1e12:.0f}" if dtype in peaks else "-"
+            return significant(peaks[dtype] / 1e12) if dtype in peaks else "-"
 
         low = "/".join(tflops(d) for d in ("int4", "fp4") if d in peaks) or "-"
         table.add_row(row["key"], row["name"], tflops("bf16"), tflops("fp8"), tflops("int8"), low,
-                      f"{row['memory_bandwidth_bytes_per_s'] / 1e9:.0f}", f"{row['memory_capacity_bytes'] / 2**30:.0f}",
+                      significant(row["memory_bandwidth_bytes_per_s"] / 1e9),
+                      significant(row["memory_capacity_bytes"] / 2**30),
                       cell(row["tdp_w"], ".0f"), cell(row["price_per_hour_usd"], ".2f"))
     fit_to_width(table, console.width, optional=("int4/fp4", "int8", "fp8", "W"))
     console.print(table)

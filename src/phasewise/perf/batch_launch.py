@@ -23,16 +23,17 @@ class BatchLaunch:
         piecewise graphs by token count, mixed batches included (EngineProfile.cuda_graph_mixed); SGLang's
         piecewise graphs for batches with prefill tokens by token count (piecewise_graph_tokens). A batch
         with prefill tokens that replays graphs still launches its attention eagerly between the pieces
-        (iteration())."""
+        (iteration()). On a chip that captures no CUDA graphs (a CPU: HardwareSpec.captures_cuda_graphs) every
+        iteration runs eagerly."""
         engine, tokens = self.engine, shape.tokens
-        if engine.cuda_graphs and shape.prefill_tokens > 0 and engine.piecewise_graph_tokens \
-                and not engine.cuda_graph_mixed:
+        graphs = engine.cuda_graphs and self.hw.captures_cuda_graphs
+        if graphs and shape.prefill_tokens > 0 and engine.piecewise_graph_tokens and not engine.cuda_graph_mixed:
             sizes = engine.piecewise_graph_tokens
             size = math.ceil(self._busiest_rank(shape)[0])  # each attention rank replays its share
             if size > sizes[-1]:
                 return True, tokens
             return False, self._padded(tokens, sizes[bisect.bisect_left(sizes, size)])
-        if not engine.cuda_graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
+        if not graphs or (shape.prefill_tokens > 0 and not engine.cuda_graph_mixed):
             return True, tokens
         size = tokens if engine.cuda_graph_mixed else shape.seqs
         if self.attention_dp > 1:  # each attention rank replays its own graph for its share of the batch

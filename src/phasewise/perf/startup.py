@@ -2,13 +2,16 @@
 autoscaler pays for every replica it adds (the twin waits it out before listening: `serve --cold-start`).
 
 Four parts, as the engines log them (specs/data/startup.yaml has each constant with the log lines it comes from):
-- weights: the instance's checkpoint read at the node's read rate (a checkpoint in the page cache by default;
-  `--weights-read-gbps` for a cold disk or a network store), the nodes of a multi-node instance reading their
-  shares at once;
+- weights: the instance's checkpoint read at a host's read rate (a checkpoint in the page cache by default;
+  `--weights-read-gbps` for a cold disk or a network store), the hosts of a multi-host instance reading their
+  shares at once (a host: the chip's gpus_per_host, the 4-GPU compute tray of an NVL72 rack, not its 72-GPU NVLink
+  domain);
 - init: the engine's memory profiling run, KV cache allocation and warm-up;
-- compile: torch.compile, where the engine compiles by default (vLLM V1), per decoder layer of a pipeline stage,
-  cold (no compile cache on disk) or warm (the cache reused);
-- graphs: CUDA-graph capture, per captured batch size per decoder layer of a stage.
+- compile: torch.compile, where the engine compiles by default (vLLM V1, on a CPU too: its CPU platform compiles
+  with Inductor, vllm/platforms/cpu.py), per decoder layer of a pipeline stage, cold (no compile cache on disk) or
+  warm (the cache reused);
+- graphs: CUDA-graph capture, per captured batch size per decoder layer of a stage (none on a CPU:
+  HardwareSpec.captures_cuda_graphs).
 The stages of a pipeline start in parallel, so a stage's layers count, not the model's.
 """
 
@@ -24,6 +27,7 @@ from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.specs.catalog import packaged
 from phasewise.specs.engine_defaults import sglang_capture_sizes, trtllm_graph_sizes
 from phasewise.specs.engines import EngineConfig
+from phasewise.specs.hardware import HardwareSpec
 
 COMPILE_CACHES = ("cold", "warm")
 
@@ -66,10 +70,11 @@ def _constants(engine: EngineConfig) -> dict[str, Any]:
     return engines.get(engine.engine, engines["default"])
 
 
-def captured_graphs(engine: EngineConfig) -> int:
-    """How many batch sizes the engine captures a CUDA graph for at start-up."""
+def captured_graphs(engine: EngineConfig, hw: HardwareSpec | None = None) -> int:
+    """How many batch sizes the engine captures a CUDA graph for at start-up on `hw` (none on a CPU; None: a GPU)."""
     profile = engine.profile
-    if not profile.cuda_graphs or not _constants(engine).get("captures", True):
+    on_device = hw is None or hw.captures_cuda_graphs
+    if not (profile.cuda_graphs and on_device) or not _constants(engine).get("captures", True):
         return 0
     if engine.scheduler == "sglang" and profile.cuda_graph_sizes:  # the simulated replay lists every size
         return len(sglang_capture_sizes(max(profile.cuda_graph_sizes)))
@@ -102,12 +107,12 @@ def startup_estimate(cost, engine: EngineConfig, weights_read_gbps: float | None
     read = float(_table()["weights_read_bytes_per_s"]) if weights_read_gbps is None else weights_read_gbps * 1e9
     stage_layers = cost.layers_per_stage
     gpus = cost.tp * cost.pp
-    nodes = math.ceil(gpus / cost.hw.interconnect.gpus_per_node)
+    hosts = math.ceil(gpus / cost.hw.interconnect.gpus_per_host)  # each reads its GPUs' share of the checkpoint
     checkpoint = weight_bytes_per_gpu(cost.model, cost.quant, 1, 1)
     compile_per_layer = constants[f"compile_{compile_cache}_s_per_layer"] if compiles else 0.0
-    graphs = captured_graphs(engine)
+    graphs = captured_graphs(engine, cost.hw)
     return StartupEstimate(
-        weights_s=checkpoint / (read * nodes), init_s=float(constants["init_s"]),
+        weights_s=checkpoint / (read * hosts), init_s=float(constants["init_s"]),
         compile_s=compile_per_layer * stage_layers,
         graphs_s=graphs * stage_layers * constants["capture_s_per_graph_layer"],
         checkpoint_bytes=checkpoint, captured_graphs=graphs, compile_cache=compile_cache,

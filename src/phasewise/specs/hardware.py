@@ -7,6 +7,7 @@ spec-sheet format, optionally with its own `efficiency:` block.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,12 @@ from phasewise.specs.chip_cost import fill_from_parts, work_energy
 from phasewise.specs.hardware_errors import allowed_keys, spec_message
 from phasewise.specs.parts import COMPUTE_DTYPES, ChipParts
 from phasewise.specs.substrates import Substrate, check_unique_names
+
+# The keys of an entry's peak_flops: the compute dtypes, and tf32 (a GPU's TF32 tensor peak, which IEEE fp32 GEMMs do
+# not run at: HardwareSpec.peak)
+PEAK_DTYPES: tuple[str, ...] = (*COMPUTE_DTYPES, "tf32")
+# The kinds whose fp32 GEMMs run on their FP32 vector units (CUDA cores) where the entry gives no peak_flops.fp32
+IEEE_FP32_ON_VECTOR_KINDS = ("gpu", "edge")
 
 
 class Efficiency(BaseModel):
@@ -114,12 +121,33 @@ class Interconnect(BaseModel):
     inter_node_bandwidth_bytes_per_s: float = Field(gt=0)
     inter_node_latency_s: float = Field(ge=0)
     pcie_bandwidth_bytes_per_s: float = Field(default=32e9, gt=0)
+    # the GPUs of one NVLink (or PCIe) domain: collectives of a group up to this size stay on the intra-node link
     gpus_per_node: int = Field(default=8, gt=0)
+    # the GPUs one host (one machine: its CPUs, DIMMs and disks) drives; absent: gpus_per_node (an HGX board is one
+    # host). An NVL72 rack is one NVLink domain of 72 GPUs over 18 hosts of 4 (its compute trays): each host reads
+    # its own share of a checkpoint (perf/startup.py)
+    gpus_per_host: int = Field(default=8, gt=0)
     # the reference node's host memory (DIMMs), all its GPUs' together; None: not known (nothing checked against it)
     host_memory_bytes_per_node: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # switch: every GPU reaches its whole intra-node bandwidth to any peer (NVLink through NVSwitch); mesh: one direct
     # link to each other GPU of the node (AMD Infinity Fabric), intra_node_bandwidth being all gpus_per_node - 1 links
     intra_node_topology: Literal["switch", "mesh"] = "switch"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_defaults_to_node(cls, data: Any) -> Any:
+        """gpus_per_host absent: the node's GPUs (one host drives its whole NVLink or PCIe domain)."""
+        if isinstance(data, dict) and data.get("gpus_per_host") is None and "gpus_per_node" in data:
+            data = {**data, "gpus_per_host": data["gpus_per_node"]}
+        return data
+
+    @model_validator(mode="after")
+    def _hosts_tile_the_node(self) -> Interconnect:
+        if self.gpus_per_host > self.gpus_per_node or self.gpus_per_node % self.gpus_per_host:
+            raise ValueError(f"gpus_per_host ({self.gpus_per_host}) must divide gpus_per_node ({self.gpus_per_node}): "
+                             "a node (NVLink domain) is whole hosts, e.g. 4 of 72 for an NVL72 rack, or leave it out "
+                             "(one host a node)")
+        return self
 
     def group_bandwidth(self, ranks: int) -> float:
         """Bytes/s per direction one GPU moves to the other members of an intra-node group of `ranks` GPUs: the whole
@@ -192,15 +220,35 @@ class HardwareSpec(BaseModel):
         return self.tdp_w if self.tdp_w > 0 else math.nan
 
     def peak(self, dtype: str) -> float:
-        """Dense tensor peak for a compute dtype; a one-line error if the chip has no such path."""
-        value = self.peak_flops.get(dtype)
+        """Dense peak a compute dtype's GEMMs run at; a one-line error if the chip has no such path. fp32 GEMMs run
+        in IEEE FP32 (PyTorch's default float32_matmul_precision 'highest', which vLLM's workers set
+        (VLLM_FLOAT32_MATMUL_PRECISION) and SGLang keeps): at peak_flops.fp32 where the entry gives one (a CPU's
+        measured matmul, a chip's arrays that run FP32), else on a GPU at its non-tensor FP32 rate (vector_flops),
+        never at its TF32 tensor peak (peak_flops.tf32: no --precision runs on it)."""
+        value = self.peak_flops.get(dtype) if dtype in COMPUTE_DTYPES else None
+        if not value and dtype == "fp32" and self.kind in IEEE_FP32_ON_VECTOR_KINDS:
+            value = self.vector_flops
         if value is None or value <= 0:
-            has = ", ".join(k for k, v in self.peak_flops.items() if v > 0)
             raise PhasewiseError(
-                f"hardware '{self.key}' has no {dtype} compute path (has: {has}); "
+                f"hardware '{self.key}' has no {dtype} compute path (has: {', '.join(self.compute_paths)}); "
                 "choose another --precision"
             )
         return value
+
+    @property
+    def compute_paths(self) -> list[str]:
+        """The compute dtypes peak() runs on this chip."""
+        paths = [k for k, v in self.peak_flops.items() if k in COMPUTE_DTYPES and v > 0]
+        if "fp32" not in paths and self.kind in IEEE_FP32_ON_VECTOR_KINDS:
+            paths.insert(0, "fp32")
+        return paths
+
+    @property
+    def captures_cuda_graphs(self) -> bool:
+        """Whether an engine captures and replays CUDA graphs on this chip: not on a CPU, which has no CUDA stream to
+        capture (vLLM's CPU platform empties cudagraph_capture_sizes, vllm/platforms/cpu.py
+        check_and_update_config): every step launches its kernels eagerly and start-up captures none."""
+        return self.kind != "cpu"
 
     @property
     def idle_power_w(self) -> float:
@@ -469,10 +517,10 @@ def build_hardware(key: str, entry: dict[str, Any], where: str, catalog: bool = 
         entry = fill_from_parts(entry, where)
     else:
         refuse_no_figures(entry, where)
-    bad = [d for d in (entry.get("peak_flops") or {}) if d not in COMPUTE_DTYPES]
+    bad = [d for d in (entry.get("peak_flops") or {}) if d not in PEAK_DTYPES]
     if bad:
         raise PhasewiseError(
-            f"{where}: peak_flops.{bad[0]} is not a known dtype (allowed: {', '.join(COMPUTE_DTYPES)})"
+            f"{where}: peak_flops.{bad[0]} is not a known dtype (allowed: {', '.join(PEAK_DTYPES)})"
         )
     try:
         return HardwareSpec(key=key, efficiency=eff, **entry)
@@ -585,7 +633,8 @@ def catalog_entry_yaml(name: str) -> dict[str, Any]:
     efficiency.update(catalog[key].get("efficiency") or {})
     sources = {**(defaults.get("sources") or {}), **(fitted.get("sources") or {}),
                **(catalog[key].get("efficiency_sources") or {})}
-    return {"hardware": {key: {**entry, "efficiency": efficiency, "efficiency_sources": sources}}}
+    # a copy: the caller may edit it (a variant) without editing the packaged catalog every later load reads
+    return copy.deepcopy({"hardware": {key: {**entry, "efficiency": efficiency, "efficiency_sources": sources}}})
 
 
 # The profile fields an engine preset sets itself, from its version and knobs (specs/engines.py _build): a file that
