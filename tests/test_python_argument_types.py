@@ -55,3 +55,9 @@ def test_simulate_prints_a_dash_not_nan_where_no_request_has_a_tpot(run_cli):
                            "--isl", "1", "--osl", "1")
     assert code == 0 and "nan" not in out
     assert "no request produced a second token" in out
+
+
+def test_estimate_prints_a_cpus_ridge_to_three_significant_digits(run_cli):
+    # cpu-local: 1e9 FLOP/s bf16 over 12e9 B/s = 0.0833 FLOP/byte, which a whole-number format printed as 0
+    code, out, _ = run_cli("estimate", "--model", "Qwen/Qwen3-0.6B", "--hardware", "cpu-local", "--prompt-len", "16")
+    assert code == 0 and "ridge 0.0833 FLOP/byte" in out

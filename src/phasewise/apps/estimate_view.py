@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from phasewise.apps.cli_common import fit_to_width
-from phasewise.apps.hardware_view import cell
+from phasewise.apps.hardware_view import cell, significant
 from phasewise.apps.mapping_view import render_mapped
 from phasewise.errors import PhasewiseError
 from phasewise.perf.estimate import Estimate
@@ -58,7 +58,7 @@ def render_estimate(console: Console, est: Estimate) -> None:
         f"{d['precision']} weights ({d['compute_dtype']} compute"
         f"{'' if d['expert_compute_dtype'] is None else ', experts ' + d['expert_compute_dtype']}), "
         f"{d['kv_dtype']} KV, engine {d['engine']}; "
-        f"ridge {d['ridge_flops_per_byte']:.0f} FLOP/byte"
+        f"ridge {significant(d['ridge_flops_per_byte'])} FLOP/byte"
     )
     shapes = {"prefill": f"{est.batch} x {est.prompt_len} tokens in one iteration"
                          + idle_ranks(est.batch, layout.attention_dp, "a prompt"),
