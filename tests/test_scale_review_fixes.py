@@ -252,3 +252,21 @@ def test_plan_verifies_the_refined_cut_not_every_refined_strategy(monkeypatch):
     order = [r.strategy.name for r in result.screened]
     assert verified == order[3:8][::-1]  # refined 1.0 ... 8.0: the best five are the last five refined
     assert [r.strategy.name for r in result.ranked] == verified
+
+
+def test_an_infeasible_plan_names_the_rate_its_search_held_not_its_lowest_probe():
+    """A plan whose strategy met the SLOs on one unit but not on the whole deployment: the line names the rate the
+    search held, from which verification stepped down, and why verification refused it (its attainment there, or
+    the queue that grew), not the lowest rate probed (whose attainment is the highest, hence closest())."""
+    from phasewise.plan.planner import PlanResult
+
+    work: WorkloadSpec = workload_spec(None, "poisson", None, None, "fixed", "fixed", 0.0, 0.0, 0, 131072)
+    strategies = planner.enumerate_strategies("meta-llama/Llama-3.1-8B", "h100-sxm", 1, planner.PlanOptions())[0]
+    point = {"rate_rps": 2.35, "attainment": 1.0, "ttft_attainment": 1.0, "tpot_attainment": 1.0,
+             "ttft_p90_ms": 10.0, "tpot_p90_ms": 5.0}
+    r = GoodputResult(strategies[0], 0.0, math.nan, "-", {}, curve=[point])
+    r.search_rps, r.verified_attainment = 7.41, 1.0
+    result = PlanResult("meta-llama/Llama-3.1-8B", "h100-sxm", 1, Slo(5000.0, 100.0), 0.9, "goodput-per-gpu",
+                        work.name, [r], [r], [], 1.0, None, ((), ()), 0.0, None, False)
+    line = result.infeasible_line()
+    assert "whose search held 7.41 req/s" in line and "queue grew" in line and "2.35" not in line

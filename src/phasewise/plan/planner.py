@@ -187,8 +187,16 @@ class PlanResult:
         if not c:
             return line
         if c["attainment"] >= self.target:  # the search met them on one unit; the whole deployment did not
-            return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} on one unit at {c['rate_rps']:.3g} "
-                    f"req/s, not held on the whole deployment (verification at 80-100 % of that rate)")
+            searched = next((r for r in self.ranked if r.strategy.name == c["strategy"]
+                             and r.search_rps > 0), None)
+            if searched is None:  # a screened strategy verification never took
+                return (f"{line}; closest: {c['strategy']}, {c['attainment']:.0%} on one unit at "
+                        f"{c['rate_rps']:.3g} req/s (not refined)")
+            why = (f"its queue grew at each rate (goodput.stable) though {searched.verified_attainment:.0%} met them"
+                   if searched.verified_attainment >= self.target - VERIFY_TOLERANCE
+                   else f"{searched.verified_attainment:.0%} met them at the lowest")
+            return (f"{line}; closest: {c['strategy']}, whose search held {searched.search_rps:.3g} req/s on one "
+                    f"unit, not held on the whole deployment at 80-100 % of that rate ({why})")
         beyond = self.beyond_context_share
         if beyond and 1.0 - beyond < self.target:  # the refused requests alone put the target out of reach
             return (f"{line}: {beyond:.1%} of the workload's requests pass the model's context and are refused, as "
