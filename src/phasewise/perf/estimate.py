@@ -294,8 +294,11 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
     hw = load_hardware(hardware)
     quant = load_quant(precision or spec.default_precision, kv_dtype)
     layout = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
+    # the model's context, as simulate resolves it (sim/simulate.py _build_group): vLLM's budget without chunked
+    # prefill and SGLang's request pool follow it
+    context_tokens = spec.max_position_embeddings or None
     config = resolve_engine(engine, hw, knobs, pp=pp, attention_dp=layout.attention_dp, tp=tp, vision=spec.vision,
-                            model_type=spec.model_type)
+                            model_type=spec.model_type, max_model_len=context_tokens)
     # the engine's "auto" KV dtype where it is not the precision's (SGLang's DSA models), and its sparse layout
     quant = engine_kv(quant, config, spec, hw, asked_kv_dtype=kv_dtype is not None)
     cm = CostModel(spec, hw, quant, config.profile, tp, pp, layout)  # a preset's host profile
@@ -339,7 +342,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
         # SGLang's default max running requests follows the KV pool's size (as simulate resolves it)
         config = resolve_engine(engine, hw, knobs, pp=pp, kv_capacity_tokens=mem.kv_capacity_tokens,
                                 attention_dp=layout.attention_dp, tp=tp, vision=spec.vision,
-                                model_type=spec.model_type)
+                                model_type=spec.model_type, max_model_len=context_tokens)
     mem = replace(mem, kv_block_tokens=pages[0], sequences=batch, max_sequences=config.max_seqs)
     mapped = mapped_phases(cm, mapping, batch, prompt_len, context_len) if mapping else None
     pools = (window_pool_tokens(mem.kv_capacity_tokens // layout.attention_dp, kv_terms, pool_ratio)

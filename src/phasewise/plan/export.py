@@ -86,8 +86,12 @@ def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
     """The command that replays a verification run of a replayed trace (plan --arrivals trace, the whole deployment
     simulated, no images), [] otherwise: `simulate --deployment` on this file replays the trace once at the
     row's rate (its exact float), as verify ran it, and reads the same attainment and p90s (tests/
-    test_plan_review_fixes.py). A Poisson workload's draws and a slice's share are the planner's own: no flag of
-    simulate's makes them."""
+    test_plan_review_fixes.py), with a note (REPLAY_GOODPUT_NOTE) that its goodput and tok/s are over the run's
+    duration, not the plan's. A slice's share is the planner's own, as are the lengths of a Poisson workload drawn
+    from a trace or a distribution (WorkloadSpec.at_rate resamples them): no flag of simulate's makes them. Fixed
+    --isl/--osl lengths with Poisson arrivals `simulate --rate --requests --isl --osl --seed` draws alike (one
+    formula, workload/generators.py poisson_arrivals; the verified run's seed and requests are VerifiedRun's), but
+    this result does not carry the lengths (PlanResult.workload is their label): no line for them yet."""
     v = r.verified
     if result.trace is None or v is None or v.sliced or result.images:
         return []
@@ -103,7 +107,15 @@ def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
     trace = str(Path(result.trace).resolve()) if Path(result.trace).is_file() else result.trace
     return [f"replay: phasewise simulate --deployment deployment.yaml --trace {shlex.quote(trace)} "
             f"--rate {v.rate_rps!r} {' '.join(flags)} (the verification's run: the trace once at that rate, from this "
-            "file's folder)"]
+            "file's folder)", REPLAY_GOODPUT_NOTE]
+
+
+# what the replay's own goodput and tok/s divide by (sim/metrics.py SimResult.summary), beside the plan's
+# (plan/goodput.py goodput_tokens_per_s_per_gpu): the same run, two quantities of one name
+REPLAY_GOODPUT_NOTE = ("the replay's goodput and output tok/s: over its run's duration, first arrival to last "
+                       "finish (the drain past the last arrival included), so lower than the planned goodput (the "
+                       "rate offered while the attainment holds) and its tok/s (that rate x output tokens per "
+                       "request); compare the attainment and the p90s")
 
 
 def check_output_path(what: str, path: str | Path, directory: bool = False) -> Path:

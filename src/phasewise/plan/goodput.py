@@ -35,6 +35,7 @@ from phasewise.workload import (
     prefix_stride,
     reusable_prompt_share,
 )
+from phasewise.workload.generators import poisson_arrivals
 from phasewise.workload.traffic_share import traffic_share
 
 SLICE_INSTANCES = 32  # a deployment of more instances is simulated as whole units holding at least this many
@@ -78,21 +79,20 @@ class WorkloadSpec:
                 span = base.arrival_s[-1] - base.arrival_s[0]
                 base = base.looped(n * span / max(len(base) - 1, 1))
             return base.head(n).scaled_to_rate(rate)
-        gaps = rng.exponential(1.0, n)
-        gaps[0] = 0.0
+        arrival_s = poisson_arrivals(rng, n, rate)  # simulate's open loop's formula: its --seed draws the same
         if hashes is not None:  # the trace's order from a random request on, Poisson-spaced; past its end, another
             # pass whose prefix blocks are its own (prefix_copy)
             position = int(rng.integers(0, len(self.prompts))) + np.arange(n)
             idx = position % len(self.prompts)
             # (the stride, a pass over every block id, only where a probe wraps past the trace: copy 0 keeps its ids)
             stride = prefix_stride(hashes) if position[-1] >= len(self.prompts) else 1
-            return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx], np.asarray(self.outputs)[idx],
+            return Workload(arrival_s, np.asarray(self.prompts)[idx], np.asarray(self.outputs)[idx],
                             prefix_hashes=[prefix_copy(hashes[i], int(p) // len(self.prompts), stride)
                                            for i, p in zip(idx, position)],
                             image_counts=None if counts is None else counts[idx])
         idx_p = rng.integers(0, len(self.prompts), n)
         idx_o = idx_p if len(self.outputs) == len(self.prompts) else rng.integers(0, len(self.outputs), n)
-        return Workload(np.cumsum(gaps) / rate, np.asarray(self.prompts)[idx_p], np.asarray(self.outputs)[idx_o],
+        return Workload(arrival_s, np.asarray(self.prompts)[idx_p], np.asarray(self.outputs)[idx_o],
                         image_counts=None if counts is None else counts[idx_p])
 
     def steady(self, res: SimResult) -> bool:

@@ -3,7 +3,8 @@ busy time, FLOPs and bytes, energy between idle power and TDP by utilization (a 
 power and its work's energy per FLOP and per byte, specs/chip_cost.py work_energy), and the KV blocks held over
 time. The virtual engines of a pipeline-parallel replica share one KV pool (Instance.siblings): each accounts the
 replica's pool (every virtual engine's decoding set) over the time none of them had accounted yet, and adds it to
-every one's figures, so each shows its replica's pool (kv_mean_use, kv_peak_use), counted once over time."""
+every one's figures, so each shows its replica's pool (kv_mean_use, kv_peak_use), counted once over time. Both
+figures are of one per-iteration quantity, whole blocks held (held_blocks): the mean is at most the peak."""
 
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ class IterationAccounting:
         used = kv.used - self.decoding_blocks
         if S:  # the decoding set's tokens in blocks (a hybrid's windows bounded), plus half a block of slack each
             used += self._kv_tokens_bound(self._decoding_tokens(self.decode_steps), S) / kv.block_size + S / 2
-        st.kv_token_seconds += used * t
-        if used > st.kv_peak_blocks:
-            st.kv_peak_blocks = min(int(used), kv.capacity)
+        held = held_blocks(used, kv.capacity)
+        st.kv_token_seconds += held * t
+        if held > st.kv_peak_blocks:
+            st.kv_peak_blocks = held
 
     def _account_pool(self, new_s: float) -> None:
         """PP: the replica's one KV pool held over `new_s` seconds no virtual engine of it had accounted: its blocks in
@@ -76,10 +78,18 @@ class IterationAccounting:
             if S:
                 used += engine._kv_tokens_bound(engine._decoding_tokens(engine.decode_steps), S) / self.kv.block_size \
                     + S / 2
-        peak = min(int(used), self.kv.capacity)
+        held = held_blocks(used, self.kv.capacity)
         for engine in engines:
             st = engine.stats
             if new_s > 0:
-                st.kv_token_seconds += used * new_s
-            if used > st.kv_peak_blocks:
-                st.kv_peak_blocks = peak
+                st.kv_token_seconds += held * new_s
+            if held > st.kv_peak_blocks:
+                st.kv_peak_blocks = held
+
+
+def held_blocks(used: float, capacity: int) -> int:
+    """The whole KV blocks a pool holds, from `used`, the blocks its allocator counts with each decoding set's
+    estimated (its tokens in blocks plus half a block each, the mean of a last block's part left empty): rounded to
+    the nearest block, at most the pool's `capacity`. The one figure both the mean use (its integral over time)
+    and the peak use take, so the mean never passes the peak."""
+    return min(int(used + 0.5), capacity)

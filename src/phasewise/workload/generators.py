@@ -115,6 +115,16 @@ class LengthDist:
         return np.clip(np.floor(x), self.min_tokens, self.max_tokens).astype(np.int64)
 
 
+def poisson_arrivals(rng: np.random.Generator, n: int, rate_rps: float) -> np.ndarray:
+    """n Poisson arrival instants at `rate_rps`, the first at 0 s: exponential gaps of mean 1 drawn from `rng`,
+    summed, over the rate, so that the same draws at another rate are the same instants scaled (plan's search
+    shares its random numbers across rates). The one formula simulate's open loop and plan's workloads
+    (plan/goodput.py WorkloadSpec.at_rate) draw by: the same seed, count and rate give the same instants."""
+    gaps = rng.exponential(1.0, n)
+    gaps[0] = 0.0
+    return np.cumsum(gaps) / rate_rps
+
+
 def open_loop(rate_rps: float, n: int, prompt: LengthDist, output: LengthDist, *, arrival: str = "poisson",
               cv: float = 1.0, seed: int = 0) -> Workload:
     """n requests arriving at `rate_rps`: Poisson, or Gamma with coefficient of variation `cv` (bursty > 1)."""
@@ -124,7 +134,7 @@ def open_loop(rate_rps: float, n: int, prompt: LengthDist, output: LengthDist, *
         raise PhasewiseError(f"--requests must be >= 1 (got {n})")
     rng = np.random.default_rng(seed)
     if arrival == "poisson":
-        gaps = rng.exponential(1.0 / rate_rps, n)
+        arrival_s = poisson_arrivals(rng, n, rate_rps)
     elif arrival == "gamma":
         low, high = CV_RANGE
         if not low <= cv <= high:
@@ -132,10 +142,10 @@ def open_loop(rate_rps: float, n: int, prompt: LengthDist, output: LengthDist, *
                                  "below, the gaps are a fixed rate's; above, float64 rounds ever more of them to 0")
         shape = 1.0 / cv**2
         gaps = rng.gamma(shape, 1.0 / (rate_rps * shape), n)
+        gaps[0] = 0.0
+        arrival_s = np.cumsum(gaps)
     else:
         raise PhasewiseError(f"--arrival '{arrival}' is not one of poisson, gamma")
-    gaps[0] = 0.0
-    arrival_s = np.cumsum(gaps)
     return Workload(arrival_s, prompt.sample(rng, n), output.sample(rng, n), name=f"{arrival}@{rate_rps:g}")
 
 
