@@ -231,29 +231,6 @@ def test_plan_refines_every_strategy_within_the_cuts_step(monkeypatch):
     assert len(result.ranked) == 8
 
 
-def test_plan_verifies_the_refined_cut_not_every_refined_strategy(monkeypatch):
-    """Verification, the costliest step, takes the refined strategies as the screen's cut took the screened ones: the
-    same screening as above refines 8; their refined answers differ by more than their searches' steps (none failed a
-    rate: no bracket), so only the best 5 by the refined goodput are verified and ranked."""
-    verified: list[str] = []
-
-    def fake_run_all(fn, tasks, *args, **kwargs):
-        if fn is planner.evaluate and len(tasks[0]) == 7:  # screening
-            return [GoodputResult(s, (10 - 0.3 * k) * s.gpus, math.nan, "-", {}, binding_rps=(10 - 0.3 * k) * s.gpus
-                                  * 1.125) for k, (s, *_) in enumerate(tasks)]
-        if fn is planner.evaluate:  # refining: the last screened comes out best
-            return [GoodputResult(t[0], 1.0 + k, math.nan, "-", {}) for k, t in enumerate(tasks)]
-        verified.extend(s.name for s, *_ in tasks)
-        return [(rate, 1.0, None) for _, rate, *_ in tasks]
-
-    monkeypatch.setattr(planner, "run_all", fake_run_all)
-    work: WorkloadSpec = workload_spec(None, "poisson", None, None, "fixed", "fixed", 0.0, 0.0, 0, 131072)
-    result = planner.plan("meta-llama/Llama-3.1-8B", "h100-sxm", 8, Slo(1000.0, 50.0), work, refine=5)
-    order = [r.strategy.name for r in result.screened]
-    assert verified == order[3:8][::-1]  # refined 1.0 ... 8.0: the best five are the last five refined
-    assert [r.strategy.name for r in result.ranked] == verified
-
-
 def test_an_infeasible_plan_names_the_rate_its_search_held_not_its_lowest_probe():
     """A plan whose strategy met the SLOs on one unit but not on the whole deployment: the line names the rate the
     search held, from which verification stepped down, and why verification refused it (its attainment there, or

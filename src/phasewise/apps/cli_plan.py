@@ -90,7 +90,7 @@ def plan_cmd(
     kv_store_gb: KvStore = None,
     chip_gpus: Annotated[Optional[str], typer.Option(help="GPU budgets of some chips, in place of --gpus for them: CHIP=N,... (e.g. h100-sxm=16,b200=8), with several --hardware chips or --prefill-/--decode-hardware: each chip's strategies, and each disaggregated group, within its chip's")] = None,
     router: Annotated[str, typer.Option(help="router(s) in front of a deployment's instances, comma-separated to try each: round_robin|random|least_outstanding|kv_aware|prefix_aware (longest cached prefix, SGLang router's rule)|dynamo_kv (NVIDIA Dynamo's KV router, its default weight)")] = "least_outstanding",
-    top: Annotated[int, typer.Option(help="strategies refined with long simulations (and any the screening cannot order against the last of them, within a bisection step of it; the best of these by the refined goodput are verified and ranked; with several --hardware chips, each chip's best)")] = 5,
+    top: Annotated[int, typer.Option(help="strategies refined with long simulations (and any the screening cannot order against the last of them: within a bisection step of it; each verified; with several --hardware chips, each chip's best)")] = 5,
     backend: Annotated[str, typer.Option(help="local (process pool) | ray (RAY_ADDRESS set: that cluster is joined, as with --ray-address)")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
     workers: Annotated[Optional[int], typer.Option(help="local worker processes (default: CPU count)")] = None,

@@ -395,34 +395,21 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
             top.append(r)
             refined_chips.add(strategy_chip(r.strategy))
 
-    def refine_only(batch: list[GoodputResult]) -> list[GoodputResult]:
+    def refine_and_verify(batch: list[GoodputResult]) -> list[GoodputResult]:
         # each with its screening's probes: on a replayed trace, refining repeats them exactly and reads them
-        return run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
+        done = run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
                                    REFINE["min_requests"], r.probes) for r in batch],
                        backend, workers, ray_address, tick("refining", len(batch)))
-
-    def verify_all(done: list[GoodputResult]) -> list[GoodputResult]:
         checks = [(r.strategy, r.goodput_rps, work, slo, target, r.search_units) for r in done]
         for r, verdict in zip(done, run_all(verify, checks, backend, workers, ray_address,
                                             tick("verifying", len(checks)))):
             take_verification(r, *verdict)
         return done
 
-    def refine_and_verify(batch: list[GoodputResult]) -> list[GoodputResult]:
-        return verify_all(refine_only(batch))
-
-    # verification, the costliest step, takes the refined strategies the screen's cut kept as it took the screened
-    # ones: the best `refine` by the refined goodput and those its finer search cannot order against the last of them
-    # (screen_cut.py again, at the refine's own steps), and each chip's best
-    refined = refine_only(top)
-    refined.sort(key=lambda r: objective_value(objective, r), reverse=True)
-    checked = refined_at_cut(refined, refine, lambda r: objective_value(objective, r))
-    checked_chips = {strategy_chip(r.strategy) for r in checked}
-    for r in refined:
-        if r.goodput_rps > 0 and strategy_chip(r.strategy) not in checked_chips:
-            checked.append(r)
-            checked_chips.add(strategy_chip(r.strategy))
-    refined = verify_all(checked)
+    # every refined strategy is verified: verification steps down from the refined rate (5 % a step) or climbs past
+    # it, so an order by the refined goodput is no order by the verified one (a cut there dropped a strategy that
+    # verifies first: tests/test_plan_prefix.py)
+    refined = refine_and_verify(top)
     # verification can refuse what the search held (longer windows, other seeds): while fewer than `refine` strategies
     # hold, the next screened ones that held are refined and verified too, so a plan whose first candidates all fail
     # verification still ranks those that hold (VERIFY_MORE_ROUNDS rounds at most)
