@@ -107,3 +107,23 @@ def test_replay_line_notes_simulates_goodput_is_over_the_runs_duration():
     assert header[5] == REPLAY_GOODPUT_NOTE
     assert "drain" in REPLAY_GOODPUT_NOTE and "lower than the planned goodput" in REPLAY_GOODPUT_NOTE
     assert plan_header(replace(result, trace=None), r, 1)[4:] == []  # no replay, no note
+
+
+def test_a_poisson_plan_of_fixed_lengths_exports_the_line_that_replays_its_verification():
+    """Fixed --isl / --osl with Poisson arrivals: simulate's open loop draws them as plan's verification did (one
+    formula, poisson_arrivals), so the header names the run's rate, requests and seed; behind a router that draws
+    (random: plan seeds it 0, simulate's --seed) no line."""
+    opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), batch_caps=(256,), engine_default_cap=False,
+                       disaggregated=False)
+    strategy = next(s for s in enumerate_strategies(M, "h100-sxm", 1, opts)[0] if s.name == "1x TP1 vllm default b256 "
+                    "bf16")
+    summary = {"ttft_ms": {"p90": 100.0}, "tpot_ms": {"p90": 20.0}}
+    run_ = VerifiedRun(12.0, 300, 1, summary, np.zeros(1), np.zeros(1), 1, 1, strategy.deployment)
+    r = GoodputResult(strategy, 12.0, 12.0, "decode (TPOT)", {}, verified=run_, verified_attainment=1.0)
+    result = PlanResult(M, "h100-sxm", 1, SLO, 0.9, "goodput-per-gpu", "fixed", [r], [r], [],
+                        replay_lengths=(1024, 128))
+    line = plan_header(result, r, 1)[4]
+    assert line.startswith(f"replay: phasewise simulate --deployment deployment.yaml --rate {run_.rate_rps!r} "
+                           f"--requests {run_.requests} --isl 1024 --osl 128 --seed {run_.seed} ")
+    drawn = replace(run_, deployment={**strategy.deployment, "router": "random"})
+    assert plan_header(result, replace(r, verified=drawn), 1)[4:] == []

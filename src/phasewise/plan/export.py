@@ -83,17 +83,27 @@ def plan_header(result: PlanResult, r: GoodputResult, rank: int) -> list[str]:
 
 
 def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
-    """The command that replays a verification run of a replayed trace (plan --arrivals trace, the whole deployment
-    simulated, no images), [] otherwise: `simulate --deployment` on this file replays the trace once at the
-    row's rate (its exact float), as verify ran it, and reads the same attainment and p90s (tests/
-    test_plan_review_fixes.py), with a note (REPLAY_GOODPUT_NOTE) that its goodput and tok/s are over the run's
-    duration, not the plan's. A slice's share is the planner's own, as are the lengths of a Poisson workload drawn
-    from a trace or a distribution (WorkloadSpec.at_rate resamples them): no flag of simulate's makes them. Fixed
-    --isl/--osl lengths with Poisson arrivals `simulate --rate --requests --isl --osl --seed` draws alike (one
-    formula, workload/generators.py poisson_arrivals; the verified run's seed and requests are VerifiedRun's), but
-    this result does not carry the lengths (PlanResult.workload is their label): no line for them yet."""
+    """The command that replays the verification run (the whole deployment simulated, no images), [] where none
+    does: `simulate --deployment` on this file reads the same attainment and p90s, from a replayed trace (plan
+    --arrivals trace: the trace once at the row's rate, its exact float, tests/test_plan_review_fixes.py) or from
+    Poisson arrivals of one prompt and one output length (PlanResult.replay_lengths: the run's rate, requests and
+    seed, the open loop drawing the arrivals by plan's formula, workload/generators.py poisson_arrivals; not
+    behind a router that draws, which plan seeds 0 and simulate's --seed). With a note (REPLAY_GOODPUT_NOTE) that
+    its goodput and tok/s are over the run's duration, not the plan's. A slice's share and lengths resampled from a
+    trace or a distribution are the planner's own: no flag of simulate's makes them."""
     v = r.verified
-    if result.trace is None or v is None or v.sliced or result.images:
+    if v is None or v.sliced or result.images:
+        return []
+    if result.trace is not None:
+        # a trace file by its absolute path (the command runs from the export's folder, deployment.yaml beside it); a
+        # bundled trace by its name
+        trace = str(Path(result.trace).resolve()) if Path(result.trace).is_file() else result.trace
+        load, what = f"--trace {shlex.quote(trace)} --rate {v.rate_rps!r}", "the trace once at that rate"
+    elif result.replay_lengths is not None and not draws_routes(v.deployment):
+        prompt, output = result.replay_lengths
+        load = f"--rate {v.rate_rps!r} --requests {v.requests} --isl {prompt} --osl {output} --seed {v.seed}"
+        what = f"seed {v.seed}'s Poisson arrivals"
+    else:
         return []
     slo = result.slo
     in_file = r.strategy.deployment.get("priority_pools") or {}  # the SLOs its block sets: simulate refuses them again
@@ -102,12 +112,15 @@ def replay_line(result: PlanResult, r: GoodputResult) -> list[str]:
                                ("slo-tbt-ms", None, slo.max_tbt_ms)):
         if math.isfinite(value) and field not in in_file:
             flags.append(f"--{name} {value:g}" if float(f"{value:g}") == value else f"--{name} {value!r}")
-    # a trace file by its absolute path (the command runs from the export's folder, deployment.yaml beside it); a
-    # bundled trace by its name
-    trace = str(Path(result.trace).resolve()) if Path(result.trace).is_file() else result.trace
-    return [f"replay: phasewise simulate --deployment deployment.yaml --trace {shlex.quote(trace)} "
-            f"--rate {v.rate_rps!r} {' '.join(flags)} (the verification's run: the trace once at that rate, from this "
-            "file's folder)", REPLAY_GOODPUT_NOTE]
+    return [f"replay: phasewise simulate --deployment deployment.yaml {load} {' '.join(flags)} (the verification's "
+            f"run: {what}, from this file's folder)", REPLAY_GOODPUT_NOTE]
+
+
+def draws_routes(deployment: dict[str, Any]) -> bool:
+    """Whether the deployment's router draws (random, or dynamo_kv at a temperature above 0): simulate's --seed seeds
+    it, where plan's runs seed it 0."""
+    router = deployment.get("router")
+    return router == "random" or (router == "dynamo_kv" and (deployment.get("router_temperature") or 0) > 0)
 
 
 # what the replay's own goodput and tok/s divide by (sim/metrics.py SimResult.summary), beside the plan's

@@ -100,6 +100,17 @@ class WorkloadSpec:
         return self.arrivals is not None or stable(res)
 
     @property
+    def replay_lengths(self) -> tuple[int, int] | None:
+        """(prompt, output) tokens of every request where simulate's open loop draws this workload as at_rate does:
+        Poisson arrivals (no trace pattern, no prefix order, no images) of one length each, so that whatever request
+        at_rate resamples has them (`simulate --rate --requests --isl P --osl O --seed S`); None otherwise."""
+        if self.arrivals is not None or self.prefix_hashes is not None or self.images is not None:
+            return None
+        if len(set(self.prompts)) != 1 or len(set(self.outputs)) != 1:
+            return None
+        return self.prompts[0], self.outputs[0]
+
+    @property
     def mean_prompt(self) -> float:
         return float(np.mean(self.prompts))
 

@@ -83,6 +83,7 @@ class PlanResult:
     beyond_context_share: float = 0.0  # the workload's requests past the model's context, refused (WorkloadSpec)
     trace: str | None = None  # the trace replayed with its own arrivals (WorkloadSpec.trace): the export's replay line
     images: bool = False  # the requests carry images (WorkloadSpec.images): simulate's flags for them not kept here
+    replay_lengths: tuple[int, int] | None = None  # WorkloadSpec.replay_lengths: the export's Poisson replay line
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips; with
@@ -424,7 +425,7 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
-                      work.beyond_context_share, work.trace, work.images is not None)
+                      work.beyond_context_share, work.trace, work.images is not None, work.replay_lengths)
 
 
 def take_verification(r: GoodputResult, rate: float, attainment: float, run) -> None:
