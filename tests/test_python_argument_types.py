@@ -61,3 +61,15 @@ def test_estimate_prints_a_cpus_ridge_to_three_significant_digits(run_cli):
     # cpu-local: 1e9 FLOP/s bf16 over 12e9 B/s = 0.0833 FLOP/byte, which a whole-number format printed as 0
     code, out, _ = run_cli("estimate", "--model", "Qwen/Qwen3-0.6B", "--hardware", "cpu-local", "--prompt-len", "16")
     assert code == 0 and "ridge 0.0833 FLOP/byte" in out
+
+
+def test_a_launch_on_an_nvl72_rack_runs_a_command_per_4_gpu_tray(tmp_path):
+    """The launch's node is the machine a command runs on: a GB200 NVL72 rack's compute tray of 4 GPUs
+    (interconnect.gpus_per_host), not its 72-GPU NVLink domain, so a TP8 instance spans two trays, 4 GPUs each."""
+    from phasewise.apps.launch import launch_commands
+    from phasewise.sim.deployment import build_deployment
+
+    dep = build_deployment({"model": "meta-llama/Llama-3.1-70B", "instances": [{"hardware": "gb200", "tp": 8}]})
+    workers, _, _ = launch_commands(dep)
+    assert [c.node for c in workers] == [0, 1]
+    assert "on nodes 0-1 (4 GPUs on each)" in workers[0].comments[0]

@@ -149,7 +149,7 @@ def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[s
     an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults."""
     model, hw = load_model(g.model or dep.model), load_hardware(g.hardware)
     own = resolve_engine("vllm", hw, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1, tp=g.tp,
-                         model_type=model.model_type)
+                         model_type=model.model_type, max_model_len=model.max_position_embeddings or None)
     out = []
     for flag, simulated, default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
                                      ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):

@@ -36,13 +36,14 @@ class Placement:
 
 
 def placements(dep: Deployment) -> list[list[Placement]]:
-    """Each group's instances' places, packed onto nodes in order (a node: the chip's gpus_per_node; a group on
+    """Each group's instances' places, packed onto nodes in order (a node: the machine a command runs on, the chip's
+    interconnect.gpus_per_host: an NVL72 rack's 4-GPU compute tray, not its 72-GPU NVLink domain; a group on
     another chip than the last starts a node): one that fits a node stays on one, a wider one takes whole nodes,
     the same number of GPUs on each (the engines' multi-node launches split an instance evenly)."""
     out: list[list[Placement]] = []
     node, gpu, chip = 0, 0, None
     for g in dep.instances:
-        per_node = load_hardware(g.hardware).interconnect.gpus_per_node
+        per_node = load_hardware(g.hardware).interconnect.gpus_per_host
         if gpu and g.hardware != chip:
             node, gpu = node + 1, 0
         chip, group = g.hardware, []

@@ -42,7 +42,8 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_seqs: int | None, frac
     split = parallel_layout(model, tp, **placement(layout)) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
-                            role=role, vision=model.vision, model_type=model.model_type)
+                            role=role, vision=model.vision, model_type=model.model_type,
+                            max_model_len=model.max_position_embeddings or None)  # as simulate resolves it
     if max_seqs is None:
         max_seqs = config.max_seqs
     if fraction is None:  # the engine's own default on this layout

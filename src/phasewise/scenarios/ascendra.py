@@ -26,7 +26,7 @@ from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.simulate import build_group
-from phasewise.workload import Workload, load_trace
+from phasewise.workload import Workload, load_trace, poisson_arrivals
 
 POLICIES = ("vllm", "sarathi", "ascendra")
 UNCHECKED = ("other_vllm", "lp_only")  # reported beside them: the other vLLM scheduler; the LP policy without HP
@@ -113,9 +113,8 @@ class _Runs:
     def __init__(self, setup: dict[str, Any]) -> None:
         self.setup, self.slo = setup, Slo(setup["slo_ttft_ms"], setup["slo_tpot_ms"])
         self.lengths = load_trace(setup["trace"], setup["requests"])
-        unit_gaps = np.random.default_rng(setup["seed"]).exponential(1.0, len(self.lengths))
-        unit_gaps[0] = 0.0
-        self.unit_arrivals = np.cumsum(unit_gaps)  # mean gap 1 s: divided by the rate
+        # mean gap 1 s: divided by the rate (the workload layer's one Poisson formula, at rate 1)
+        self.unit_arrivals = poisson_arrivals(np.random.default_rng(setup["seed"]), len(self.lengths), 1.0)
         self.deployments: dict[str, Deployment] = {}
         self.runs: dict[tuple[str, float], SimResult] = {}
 
