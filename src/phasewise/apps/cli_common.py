@@ -175,17 +175,15 @@ Pp = Annotated[int, typer.Option(help="pipeline-parallel degree per instance")]
 def _catalog_names() -> dict[str, str]:
     """What the engine and precision flags take, read from the catalogs themselves so that their help cannot drift
     from what runs: the engine presets (engine_presets.yaml; vLLM, SGLang, TensorRT-LLM first, as
-    specs/engines.py unknown_engine lists them), the host profiles (engines.yaml) beside them and alone, and the
+    specs/engines.py engine_names), the host profiles (engines.yaml) beside them and alone, and the
     precisions (quant.yaml), each '|'-joined."""
     from phasewise.specs.catalog import packaged
-    from phasewise.specs.engine_presets import preset_names
-    from phasewise.specs.engines import MAIN_PRESETS
+    from phasewise.specs.engines import engine_names
 
-    presets = preset_names()
-    profiles = list(packaged("engines.yaml")["engines"])
-    return {"presets": "|".join([*MAIN_PRESETS, *(name for name in presets if name not in MAIN_PRESETS)]),
-            "other_profiles": ", ".join(name for name in profiles if name not in presets),
-            "profiles": "|".join(profiles), "precisions": "|".join(packaged("quant.yaml")["schemes"])}
+    presets, other_profiles = engine_names()
+    return {"presets": "|".join(presets), "other_profiles": ", ".join(other_profiles),
+            "profiles": "|".join(packaged("engines.yaml")["engines"]),
+            "precisions": "|".join(packaged("quant.yaml")["schemes"])}
 
 
 _NAMES = _catalog_names()

@@ -437,14 +437,20 @@ def _refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_
 MAIN_PRESETS = ("vllm", "sglang", "trtllm")  # listed first where an engine name is unknown
 
 
-def unknown_engine(engine: str) -> PhasewiseError:
-    """The one-line error for an engine name that is neither a preset, a host profile nor a file: the closest names
-    (unknown_name), then every preset (vLLM, SGLang, TensorRT-LLM first) and the host profiles that are not also
-    presets (engines.yaml), each once and none cut off."""
+def engine_names() -> tuple[list[str], list[str]]:
+    """(every preset, vLLM, SGLang, TensorRT-LLM first; the host profiles that are not also presets), as
+    engine_presets.yaml and engines.yaml list them: what --engine takes, for its errors and its help."""
     presets = list(packaged("engine_presets.yaml")["presets"])
     profiles = [name for name in packaged("engines.yaml")["engines"] if name not in presets]
-    ordered = [*MAIN_PRESETS, *(name for name in presets if name not in MAIN_PRESETS)]
-    closest = str(unknown_name("engine", engine, presets + profiles)).split(" (known: ", 1)[0]
+    return [*MAIN_PRESETS, *(name for name in presets if name not in MAIN_PRESETS)], profiles
+
+
+def unknown_engine(engine: str) -> PhasewiseError:
+    """The one-line error for an engine name that is neither a preset, a host profile nor a file: the closest names
+    (unknown_name), then every preset and the host profiles that are not also presets (engine_names), each once and
+    none cut off."""
+    ordered, profiles = engine_names()
+    closest = str(unknown_name("engine", engine, ordered + profiles)).split(" (known: ", 1)[0]
     return PhasewiseError(f"{closest} (presets: {', '.join(ordered)}; host profiles: {', '.join(profiles)}; or an "
                           "engine YAML file)")
 
