@@ -98,6 +98,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import at_least  # noqa: E402 - the scripts' shared flag checks (a whole number >= a bound)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared"
@@ -1071,21 +1074,6 @@ def main(argv: list[str] | None = None) -> int:
     print_ttft_quantiles(cases, results)
     report(args, cases, results, fitted, fitted_consts, skipped, print_table)
     return 0
-
-
-def at_least(minimum: int):
-    """An argparse type: a whole number >= `minimum` (a count or a bound); anything else is argparse's one-line
-    error naming the flag (never a value read as another: a negative --limit is not a slice from the end)."""
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= {minimum}")
-        return value
-
-    return whole_number
 
 
 def check_source_options(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
