@@ -144,8 +144,13 @@ def test_a_prompt_the_decode_instances_cannot_hold_is_refused_before_streaming()
         assert "decode instance" in _error(r)["message"] and _error(r)["param"] == "prompt"
 
 
-def test_serve_takes_the_policy_flags_and_says_what_the_twin_cannot_run(run_cli):
+def test_serve_takes_the_policy_flags_and_says_what_the_twin_cannot_run(run_cli, tmp_path):
     code, _, err = run_cli("serve", "--arch", "disagg", "--attention-offload", "auto", "--port", "1")
+    assert code == 2 and "No such option: --attention-offload" in err  # serve has no flag for what it cannot run
+    dep = tmp_path / "offload.yaml"  # a deployment file's block: named in one line
+    dep.write_text("model: meta-llama/Llama-3.1-8B\ninstances:\n  - {role: prefill, hardware: h100-sxm}\n"
+                   "  - {role: decode, hardware: h100-sxm}\nattention_offload: {mode: auto}\n")
+    code, _, err = run_cli("serve", "--deployment", str(dep), "--port", "1")
     assert code == 2 and "not supported by the digital twin" in err
     code, _, err = run_cli("serve", "--scheduler", "ascendra", "--replicas", "2", "--port", "1")
     assert code == 2 and "--slo-ttft-ms" in err  # priority pools steer by deadlines: serve takes them too
