@@ -3,6 +3,7 @@ the KV mean use never above the peak (both of whole blocks held); one formula fo
 simulate's; the exported replay line's note on what simulate's goodput divides by."""
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,14 +93,20 @@ def test_poisson_draws_scale_with_the_rate():
 
 # --- 2. the replay line says what simulate's goodput divides by -----------------------------------------------------
 
-def test_replay_line_notes_simulates_goodput_is_over_the_runs_duration():
+def _verified_winner() -> tuple[Any, VerifiedRun, GoodputResult]:
+    """(strategy, its verification's run at 12 req/s, 300 requests, seed 1, the ranked result) of a 1-GPU plan."""
     opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), batch_caps=(256,), engine_default_cap=False,
                        disaggregated=False)
     strategy = next(s for s in enumerate_strategies(M, "h100-sxm", 1, opts)[0] if s.name == "1x TP1 vllm default b256 "
                     "bf16")
     summary = {"ttft_ms": {"p90": 100.0}, "tpot_ms": {"p90": 20.0}}
     run_ = VerifiedRun(12.0, 300, 1, summary, np.zeros(1), np.zeros(1), 1, 1, strategy.deployment)
-    r = GoodputResult(strategy, 12.0, 12.0, "decode (TPOT)", {}, verified=run_, verified_attainment=1.0)
+    return strategy, run_, GoodputResult(strategy, 12.0, 12.0, "decode (TPOT)", {}, verified=run_,
+                                         verified_attainment=1.0)
+
+
+def test_replay_line_notes_simulates_goodput_is_over_the_runs_duration():
+    strategy, run_, r = _verified_winner()
     result = PlanResult(M, "h100-sxm", 1, SLO, 0.9, "goodput-per-gpu", "azure-conv", [r], [r], [],
                         trace="azure-conv")
     header = plan_header(result, r, 1)
@@ -113,13 +120,7 @@ def test_a_poisson_plan_of_fixed_lengths_exports_the_line_that_replays_its_verif
     """Fixed --isl / --osl with Poisson arrivals: simulate's open loop draws them as plan's verification did (one
     formula, poisson_arrivals), so the header names the run's rate, requests and seed; behind a router that draws
     (random: plan seeds it 0, simulate's --seed) no line."""
-    opts = PlanOptions(tp_options=(1,), chunk_sizes=(2048,), batch_caps=(256,), engine_default_cap=False,
-                       disaggregated=False)
-    strategy = next(s for s in enumerate_strategies(M, "h100-sxm", 1, opts)[0] if s.name == "1x TP1 vllm default b256 "
-                    "bf16")
-    summary = {"ttft_ms": {"p90": 100.0}, "tpot_ms": {"p90": 20.0}}
-    run_ = VerifiedRun(12.0, 300, 1, summary, np.zeros(1), np.zeros(1), 1, 1, strategy.deployment)
-    r = GoodputResult(strategy, 12.0, 12.0, "decode (TPOT)", {}, verified=run_, verified_attainment=1.0)
+    strategy, run_, r = _verified_winner()
     result = PlanResult(M, "h100-sxm", 1, SLO, 0.9, "goodput-per-gpu", "fixed", [r], [r], [],
                         replay_lengths=(1024, 128))
     line = plan_header(result, r, 1)[4]
