@@ -68,3 +68,13 @@ def test_one_request_has_no_throughput_or_goodput():
 def test_two_requests_keep_the_clients_rate():
     s = run(model="Qwen/Qwen3-0.6B", rate=1, requests=2, isl=100, osl=10).summary()
     assert s["throughput"]["requests_per_s"] == pytest.approx(2 / s["duration_s"])
+
+
+def test_a_diffusion_lm_run_of_one_request_has_no_rate_either(run_cli):
+    # simulate --dllm's summary counted 1 / the request's E2E as req/s (0.22 at 1 req/s offered), as simulate did
+    code, out, _ = run_cli("simulate", "--dllm", "fast-dllm", "--model", "GSAI-ML/LLaDA-8B-Instruct", "--requests", "1",
+                           "--rate", "1")
+    assert code == 0 and "no rate from one request" in out and "req/s" not in out.splitlines()[1]
+    code, out, _ = run_cli("simulate", "--dllm", "fast-dllm", "--model", "GSAI-ML/LLaDA-8B-Instruct", "--requests", "2",
+                           "--rate", "1")
+    assert code == 0 and " req/s, " in out

@@ -211,12 +211,16 @@ def decoding_words(d: dict[str, Any]) -> str:
 def render_dllm(console: Console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from phasewise.sim.metrics import NO_RATE
+
     d, t, f = s["dllm"], s["throughput"], s["per_request"]
     console.print(f"[bold]dLLM {d['mode']}[/] on {s.get('model', '')} / {s.get('hardware', '')}: "
                   f"{decoding_words(d)}")
+    rates = NO_RATE if s["requests"] < 2 else (f"{t['requests_per_s']:.2f} req/s, "
+                                                f"{t['output_tokens_per_s']:,.0f} answer tok/s")
     console.print(f"[bold]{s['completed']}/{s['requests']}[/] requests in {s['duration_s']:.2f} simulated s on "
-                  f"{s['replicas']} instance(s), batch cap {s['batch_cap']}: {t['requests_per_s']:.2f} req/s, "
-                  f"{t['output_tokens_per_s']:,.0f} answer tok/s; per request {s['tokens_per_s']['mean']:,.1f} tok/s")
+                  f"{s['replicas']} instance(s), batch cap {s['batch_cap']}: {rates}; per request "
+                  f"{s['tokens_per_s']['mean']:,.1f} tok/s")
     table = Table(title="Latency (ms)", title_justify="left")
     for col in ("metric", "mean", "p50", "p90", "p99"):  # figures whole (no_wrap); a narrow terminal drops p50
         table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")

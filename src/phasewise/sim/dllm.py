@@ -102,8 +102,9 @@ class DllmRun:
             "ttft_ms": dist_ms(self.ttfb_s()), "tpot_ms": dist_ms(self.tpot_s()), "e2e_ms": dist_ms(e2e),
             "queue_ms": dist_ms(self.admit_s - self.arrival_s),
             "tokens_per_s": {"mean": float(np.nanmean(tok_s)), "p50": float(np.nanpercentile(tok_s, 50))},
-            "throughput": {"requests_per_s": done.sum() / span if span > 0 else math.nan,
-                           "output_tokens_per_s": answer[done].sum() / span if span > 0 else math.nan},
+            # a run of one request has no rate: its span is its own E2E (sim/metrics.py NO_RATE)
+            "throughput": {"requests_per_s": done.sum() / span if span > 0 and n > 1 else math.nan,
+                           "output_tokens_per_s": answer[done].sum() / span if span > 0 and n > 1 else math.nan},
             "per_request": {"answer_tokens": float(answer.mean()),
                             "canvas_tokens": float(np.mean([p.canvas_tokens for p in self.plans])),
                             "forwards": float(forwards.mean()),
