@@ -1,8 +1,25 @@
+import importlib.util
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from phasewise.apps import cli
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str, *, folder: Path = BENCHMARKS, module_name: str | None = None, register: bool = False):
+    """A script of benchmarks/ (`folder`/NAME.py) imported as a module, under `module_name` (default NAME).
+    register: put it in sys.modules under that name before it runs (a script with slotted dataclasses looks its
+    module up there); the caller takes it out again."""
+    spec = importlib.util.spec_from_file_location(module_name or name, Path(folder) / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
@@ -28,7 +45,6 @@ def reproduce_all():
     scenario results it printed by name). The contract test reads its output; each scenario's test of its defaults
     reads its result instead of running the scenario again."""
     import io
-    import sys
     from contextlib import redirect_stdout
 
     import phasewise.scenarios as scenarios_module

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(os.environ.get("PHASEWISE_BENCH", ROOT / "benchmarks"))
@@ -38,10 +38,7 @@ MOE_ROW = dict(DENSE_ROW, id="gpt_oss_b200_vllm_fp4_c4", backend="vllm", model_p
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name, folder=BENCH)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +54,7 @@ def vm(vc):
     # (its slotted dataclasses look their module up in sys.modules); both taken away after
     saved = {name: sys.modules.get(name) for name in ("validate_concurrency", "validate_moe")}
     sys.modules["validate_concurrency"] = vc
-    spec = importlib.util.spec_from_file_location("validate_moe", BENCH / "validate_moe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["validate_moe"] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("validate_moe", folder=BENCH, register=True)
     yield module
     for name, old in saved.items():
         sys.modules.pop(name, None)

@@ -5,23 +5,20 @@ validate_serving.py, validate_amd.py, amd_points.yaml)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_benchmark
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SMALL_TABLE = ["--source", "public", "--tables", "nim-llama3.3-70b-h100-500x2000", "--no-rows", "--workers", "1"]
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +151,7 @@ def test_amd_kernel_gap_reaches_the_static_batches_after_they_were_costed(amd):
 @pytest.fixture(scope="module")
 def vm():
     sys.path.insert(0, str(BENCH))  # validate_moe imports its sibling validate_concurrency
-    spec = importlib.util.spec_from_file_location("validate_moe", BENCH / "validate_moe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["validate_moe"] = module  # its slotted dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_benchmark("validate_moe", register=True)  # its slotted dataclasses look their module up
     yield module
     sys.modules.pop("validate_moe", None)
 

@@ -1,16 +1,13 @@
 """The unfused engine's elementwise traffic (hf-eager: transformers' eager modules), by class: hand-counted bytes in
 the cost model, and the profile's factors against a count of transformers' own layer (when torch is installed)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "count_eager_elementwise.py"
 
 
 def elementwise_bytes(engine) -> float:
@@ -56,9 +53,7 @@ def test_profile_factors_match_a_count_of_transformers_layer():
     profile's factor on two shapes, 38 dispatched ops a layer."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    spec = importlib.util.spec_from_file_location("count_eager_elementwise", SCRIPT)
-    counter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(counter)
+    counter = load_benchmark("count_eager_elementwise")
     unfused = load_engine("hf-eager").unfused_elementwise
     for shape in (counter.SHAPES["Llama-3-8B"], counter.SHAPES["small"]):
         counted = counter.count(256, shape)
@@ -101,9 +96,7 @@ def test_profile_kernels_match_a_count_of_transformers_layer():
     """hf-eager's unfused_kernels are the count's (benchmarks/count_eager_elementwise.py kernels(), meta device)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    spec = importlib.util.spec_from_file_location("count_eager_elementwise", SCRIPT)
-    counter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(counter)
+    counter = load_benchmark("count_eager_elementwise")
     profile = load_engine("hf-eager").unfused_kernels.model_dump()
     for shape in (counter.SHAPES["Llama-3-8B"], counter.SHAPES["small"]):
         counted = counter.kernels(64, shape)

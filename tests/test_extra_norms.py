@@ -1,17 +1,15 @@
 """Norms beyond the two fused add + norms: q / k (and Gemma 4's v) RMSNorms on the softmax layers and Gemma's sandwich
 post-norms, read from the model type (specs/hf_config.py) and costed as kernels and traffic (perf/cost.py), by hand."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from phasewise.perf import BatchShape, CostModel
 from phasewise.perf.operators import KERNELS, kernel_counts
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.hf_config import from_hf_config
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "count_eager_elementwise.py"
 TOKENS, ELEMENT = 1024, 2  # a 1,024-token prompt in bf16
 
 
@@ -120,9 +118,7 @@ def test_qwen3_layer_of_transformers_moves_what_the_cost_model_says():
     moves the cost model's hf-eager elementwise bytes to within 2 %, and a plain RMSNorm its profile's factor."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    spec = importlib.util.spec_from_file_location("count_eager_elementwise", SCRIPT)
-    counter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(counter)
+    counter = load_benchmark("count_eager_elementwise")
     assert counter.check_layer(256, "Qwen3-8B")["ratio"] == pytest.approx(1.0, abs=0.02)
     counted = counter.count(256, counter.SHAPES["Llama-3-8B"])["plain_norm"]
     assert counted == pytest.approx(load_engine("hf-eager").unfused_elementwise.plain_norm, rel=0.02)

@@ -11,6 +11,7 @@ from importlib import resources
 
 import pytest
 import yaml
+from conftest import load_benchmark
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -269,13 +270,7 @@ def test_json_is_written_through_the_strict_writer():
 
 def _runs_clean(benchmark: str, argv: list[str], capsys, monkeypatch) -> None:
     """benchmarks/BENCHMARK.py's main() with `argv` returns 0 and reports 0 failing."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{benchmark}.py"
-    spec = importlib.util.spec_from_file_location(benchmark, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark(benchmark)
     monkeypatch.setattr("sys.argv", [f"{benchmark}.py", *argv])
     assert module.main() == 0, capsys.readouterr().out
     assert " 0 failing" in capsys.readouterr().out

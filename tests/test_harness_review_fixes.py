@@ -6,7 +6,6 @@ checks they share)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -25,10 +25,7 @@ def script(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedPr
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name, module_name=f"{name}_under_test")
 
 
 def one_line_refusal(result: subprocess.CompletedProcess) -> str:

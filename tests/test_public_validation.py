@@ -5,23 +5,15 @@ figures may count held-out runs only. Error bounds asserted here are what the mo
 constants on the held-out runs, with a margin.
 """
 
-import importlib.util
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_public.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def vp():
-    spec = importlib.util.spec_from_file_location("validate_public", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("validate_public", register=True)  # its dataclasses look their module up
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +128,7 @@ def test_tbt_needs_the_dispatch_term(vp):
 
 def test_serving_throughput_against_trtllm_perf_overview():
     """Offline in-flight-batching throughput (PAPERS.md Table B), 10 % of each benchmark's requests."""
-    spec = importlib.util.spec_from_file_location("validate_serving", PATH.parent / "validate_serving.py")
-    vs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vs)
+    vs = load_benchmark("validate_serving")
     errs = [abs(vs.predict(p, None, 0.1) / p[7] - 1) for p in vs.POINTS]
     assert statistics.median(errs) <= 0.20
     assert max(errs) <= 0.35
@@ -148,9 +138,7 @@ def test_the_perf_overview_pages_moe_tables_are_read_as_published():
     """The page's MoE and dense tables as points (110 and 100 published figures; blanks skipped), the MoE models over
     TP > 1 with EP = TP and attention data- or tensor-parallel by the reading; one point of each MoE model predicts
     (a check of the pipeline, not of accuracy: the README gives those figures)."""
-    spec = importlib.util.spec_from_file_location("validate_serving", PATH.parent / "validate_serving.py")
-    vs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vs)
+    vs = load_benchmark("validate_serving")
     for tables in (vs.MOE_TABLES, vs.DENSE_TABLES):
         for columns, rows in tables.values():
             assert len(rows) == len(vs.MOE_LENGTHS) and all(len(row) == len(columns) for row in rows)
@@ -168,9 +156,7 @@ def test_the_perf_overview_pages_moe_tables_are_read_as_published():
 
 def test_the_online_serving_table_is_read_as_published():
     """72 rows (2 models x 2 GPUs x 3 shapes x 6 loads); one row simulates (pipeline, not accuracy: README)."""
-    spec = importlib.util.spec_from_file_location("validate_serving", PATH.parent / "validate_serving.py")
-    vs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vs)
+    vs = load_benchmark("validate_serving")
     rows = [r for shapes in vs.ONLINE_TABLE.values() for rs in shapes.values() for r in rs]
     assert len(rows) == 72 and sum(r[0] is None for r in rows) == 12
     tput, ttft, itl = vs.predict_online("meta-llama/Llama-3.1-8B-Instruct", "h100-sxm", 1, 202, 214, 2)

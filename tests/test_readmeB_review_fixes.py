@@ -6,13 +6,11 @@ an engine that runs no torch.compile reports no compile cache."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import httpx
-from conftest import serving
+from conftest import load_benchmark, serving
 
 from phasewise.apps.tokenizer import Tokenizer
 from phasewise.apps.twin import LiveSim, create_app
@@ -23,7 +21,6 @@ from phasewise.sim.deployment import collocated
 from phasewise.specs.engines import resolve_engine
 
 LLAMA = "meta-llama/Llama-3.1-8B"
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_twin_prompts.py"
 
 
 def series(text: str, name: str) -> dict[str, str]:
@@ -39,9 +36,7 @@ def series(text: str, name: str) -> dict[str, str]:
 def test_bench_twin_prompts_serves_32k_prompts_on_trtllm():
     """The benchmark's TensorRT-LLM deployment chunks its prefill (trtllm-serve refuses a prompt beyond
     max_num_tokens with chunking off, its default), so its 32,003-token prompts are served, not a 400."""
-    spec = importlib.util.spec_from_file_location("bench_twin_prompts", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_twin_prompts")
     assert bench.long_prompt_knobs("trtllm") == {"enable_chunked_prefill": True}
     assert bench.long_prompt_knobs("vllm") == bench.long_prompt_knobs("sglang") == {}
     served = LiveSim(collocated(LLAMA, "h100-sxm", engine="trtllm", **bench.long_prompt_knobs("trtllm")))

@@ -4,7 +4,6 @@ dead code gone."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from dataclasses import fields
@@ -13,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape
@@ -64,10 +64,10 @@ def test_one_log_error_for_the_fit_and_validate_public(monkeypatch):
     from phasewise.perf import fit
 
     assert fit.log_error(2.0, 1.0) == pytest.approx(math.log(2.0)) == pytest.approx(fit.log_error(1.0, 2.0))
-    spec = importlib.util.spec_from_file_location("validate_public_structure", ROOT / "benchmarks/validate_public.py")
-    vp = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, vp)  # its dataclasses look their module up
-    spec.loader.exec_module(vp)
+    try:  # its dataclasses look their module up
+        vp = load_benchmark("validate_public", module_name="validate_public_structure", register=True)
+    finally:
+        sys.modules.pop("validate_public_structure", None)
     assert vp.log_error is fit.log_error
 
 

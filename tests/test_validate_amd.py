@@ -5,18 +5,13 @@ equal to the check's)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_amd.py"
+from conftest import load_benchmark
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("validate_amd", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("validate_amd")
 
 
 def test_every_published_run_is_costed_within_a_loose_bound(capsys):

@@ -4,16 +4,15 @@ The tests of the measured CSV's rows skip when ../shared is absent; those of the
 (benchmarks/public_concurrency.yaml, in this repository) always run."""
 
 import csv
-import importlib.util
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-PATH = ROOT / "benchmarks" / "validate_concurrency.py"
 CSV_PATH = ROOT.parent / "shared" / "measured" / "blackwell_serving.csv"
 
 needs_csv = pytest.mark.skipif(not CSV_PATH.exists(), reason="../shared/measured/blackwell_serving.csv not present")
@@ -21,9 +20,7 @@ needs_csv = pytest.mark.skipif(not CSV_PATH.exists(), reason="../shared/measured
 
 @pytest.fixture(scope="module")
 def vc():
-    spec = importlib.util.spec_from_file_location("validate_concurrency", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("validate_concurrency")
     yield module
     module.restore_constants()  # main() ran in this process: later tests get the catalog's constants back
 

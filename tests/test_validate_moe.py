@@ -2,11 +2,11 @@
 each backend, and the every-row-is-a-case-or-skipped count, when ../shared/measured is present). No simulation."""
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = ROOT / "benchmarks" / "validate_moe.py"
@@ -17,10 +17,7 @@ needs_csv = pytest.mark.skipif(not CSV_PATH.exists(), reason="../shared/measured
 @pytest.fixture(scope="module")
 def vm():
     sys.path.insert(0, str(PATH.parent))  # validate_moe imports its sibling validate_concurrency
-    spec = importlib.util.spec_from_file_location("validate_moe", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["validate_moe"] = module  # its slotted dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_benchmark("validate_moe", register=True)  # its slotted dataclasses look their module up there
     yield module
     module.vc.restore_constants()  # main() ran in this process: later tests get the catalog's constants back
 
