@@ -838,10 +838,12 @@ def golden_section(f, lo: float, hi: float, evals: int) -> tuple[float, float]:
     return best[1], best[0]
 
 
-def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
+def fit(cases, constants: dict[str, Any], pool, evals: int, sweeps: int, rounds: int | None,
         only: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Coordinate descent over FIT_PARAMS on the 'fit' rows (optionally with fewer requests per row); `only`:
-    fit just the constants whose key or field starts with one of these (e.g. 'engine:', 'eager_launch_s')."""
+    """Coordinate descent over FIT_PARAMS on the 'fit' rows (optionally with fewer requests per row), from
+    `constants` (--constants' base and the --with candidates, which stay in every evaluation; a fitted one starts
+    at its --with value); `only`: fit just the constants whose key or field starts with one of these (e.g.
+    'engine:', 'eager_launch_s')."""
     from phasewise.specs import load_engine, load_model
     from phasewise.specs.catalog import packaged
 
@@ -861,10 +863,11 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
     start = {"engine:vllm": profile("vllm"), "engine:sglang": profile("sglang", "vllm"),
              "engine:trtllm": profile("trtllm-pytorch")}
     gpu = packaged("efficiency.yaml")["defaults"]["gpu"]
-    consts: dict[str, Any] = {"base": base}
-    params = [p for p in FIT_PARAMS if not only or any(_fits_only(p, o) for o in only)]
+    consts: dict[str, Any] = json.loads(json.dumps(constants))
+    params = [p for p in FIT_PARAMS if (not only or any(_fits_only(p, o) for o in only))
+              and not (p[0].startswith("engine:") and p[0].split(":")[1] not in fams)]  # no fit row of that engine
     for key, field, *_ in params:
-        if key.startswith("engine:") and key.split(":")[1] not in fams:
+        if field in consts.get(key, {}):  # a --with candidate: the fit starts there
             continue
         if key.startswith("model:"):  # its catalog value, else uniform routing
             value = getattr(load_model(key.split(":", 1)[1]), field) or 0.2
@@ -883,8 +886,6 @@ def fit(cases, base: str, pool, evals: int, sweeps: int, rounds: int | None,
     print(f"fit: {len(rows)} rows, start loss {sum(per_fam.values()):.4f}", flush=True)
     for sweep in range(sweeps):
         for key, field, lo, hi, log in params:
-            if key not in consts:
-                continue
             fams_hit = fams if key.startswith(("hardware:", "model:")) else [key.split(":")[1]]
 
             def objective(x: float) -> float:
@@ -1207,7 +1208,7 @@ def run_cases(cases, args) -> tuple[list, list | None, dict | None, float]:
         results = evaluate(cases, constants, pool)
         fitted = fitted_consts = None
         if args.fit:
-            fitted_consts = fit(cases, args.constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None,
+            fitted_consts = fit(cases, constants, pool, args.fit_evals, args.fit_sweeps, args.fit_rounds or None,
                                 only)
             fitted = evaluate(cases, fitted_consts, pool)
     finally:
