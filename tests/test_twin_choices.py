@@ -114,7 +114,7 @@ def test_what_the_twin_cannot_answer_or_vllm_refuses_is_a_400_naming_the_field(u
 def test_valid_sampling_parameters_are_taken(url):
     fields = {"temperature": 0.7, "top_p": 0.9, "top_k": -1, "min_p": 0.05, "seed": 7, "stop": ["\n"],
               "stop_token_ids": [2], "ignore_eos": True, "min_tokens": 4, "presence_penalty": 0.5,
-              "frequency_penalty": -0.5, "repetition_penalty": 1.1, "logprobs": False, "echo": False, "best_of": 1}
+              "frequency_penalty": -0.5, "repetition_penalty": 1.1, "logprobs": None, "echo": False, "best_of": 1}
     r = httpx.post(url + "/v1/completions", json={"model": M, "prompt": "hi", "max_tokens": 4, **fields})
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
 

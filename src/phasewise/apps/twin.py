@@ -169,8 +169,10 @@ def create_app(live: LiveSim, model_name: str, tokenizer: Tokenizer, default_cha
 
     @app.get("/v1/models")
     async def models():
+        # vLLM's ModelCard (vllm/entrypoints/openai/protocol.py): `root` the model served (its path; `vllm bench
+        # serve` without --model reads data[0]["root"] for its tokenizer, a KeyError where it is missing), `parent` null
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": live.started,
-                                            "owned_by": "phasewise",
+                                            "owned_by": "phasewise", "root": live.model.name, "parent": None,
                                             "max_model_len": admission.context_tokens or None}]}
 
     @app.get("/metrics")

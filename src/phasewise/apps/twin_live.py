@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from phasewise.apps.prom_histogram import Histogram
 from phasewise.apps.twin_dynamo import DynamoFrontendMetrics, FrontendRequest
 from phasewise.apps.twin_trtllm import TrtllmMetrics
-from phasewise.apps.twin_vllm import VllmRequestPhases
+from phasewise.apps.twin_vllm import (
+    REQUEST_LATENCY_BUCKETS,
+    TOKEN_LATENCY_BUCKETS,
+    TTFT_BUCKETS,
+    VllmRequestPhases,
+)
 from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import StartupEstimate, startup_estimate
 from phasewise.sim.deployment import Deployment
@@ -24,11 +29,6 @@ from phasewise.sim.events import EventLoop
 from phasewise.sim.metrics import Slo
 from phasewise.sim.request import SimRequest
 from phasewise.sim.simulate import build_cluster
-
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-                40.0, 80.0)
-TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0)
 
 
 @dataclass(slots=True)
@@ -52,11 +52,11 @@ class TwinMetrics:
     # ones, not divided by how many came (vllm/v1/metrics/stats.py IterationStats.update_from_output:
     # inter_token_latencies_iter.append(engine_core_timestamp - last_token_ts)); a speculative step's 2-3 tokens
     # are one sample
-    step_itl: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
+    step_itl: Histogram = field(default_factory=lambda: Histogram(TOKEN_LATENCY_BUCKETS))
     # SGLang's: a step's gap divided over its new tokens, one sample each (srt/metrics/collector.py
     # observe_inter_token_latency: interval / num_new_tokens, observed num_new_tokens times)
-    token_itl: Histogram = field(default_factory=lambda: Histogram(TPOT_BUCKETS))
-    e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
+    token_itl: Histogram = field(default_factory=lambda: Histogram(TOKEN_LATENCY_BUCKETS))
+    e2e: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
     # vLLM V1 counts a request's prompt when its prefill yields its first token (IterationStats.update_from_output,
     # under is_prefilling): a prompt still queued, or cancelled before its first token, is not counted
     prompt_tokens: int = 0
@@ -285,7 +285,7 @@ class LiveSim:
             "# HELP vllm:time_per_output_token_seconds Histogram of time per output token in seconds.",
             "# TYPE vllm:time_per_output_token_seconds histogram",
             *m.step_itl.lines("vllm:time_per_output_token_seconds", lab),
-            "# HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
+            "# HELP vllm:e2e_request_latency_seconds Histogram of e2e request latency in seconds.",
             "# TYPE vllm:e2e_request_latency_seconds histogram", *m.e2e.lines("vllm:e2e_request_latency_seconds", lab),
             *self.vllm_phases.lines(lab, m.step_itl),
         ]

@@ -179,9 +179,11 @@ def refuse_unanswerable(body: dict, chat: bool) -> None:
     asked for, would break a client that reads it): log-probabilities, the prompt echoed, best_of's extra candidates,
     beam search, a completion's suffix (which vLLM refuses too), structured output."""
     why = "the twin's output is filler text of simulated length"
-    # a chat's logprobs is a bool (false: none asked); a completion's a count, where 0 asks for the token's own
-    asked = typed_field(body, "logprobs", lax_bool, "a boolean") if chat else body.get("logprobs")
-    if asked is not None and asked is not False:
+    # a chat's logprobs is a bool (false: none asked); a completion's a count (vLLM's CompletionRequest.logprobs:
+    # int | None, vllm/entrypoints/openai/protocol.py), where 0 asks for the sampled token's own and false, which
+    # pydantic reads as 0, too: any value but null asks for log-probabilities
+    asked = typed_field(body, "logprobs", lax_bool if chat else lax_int, "a boolean" if chat else "an integer")
+    if asked is not None and (not chat or asked is not False):
         raise ApiError(400, f"'logprobs': {why}; it has no log-probabilities", "logprobs")
     if typed_field(body, "top_logprobs", lax_int, "an integer") not in (None, 0):
         raise ApiError(400, f"'top_logprobs': {why}; it has no log-probabilities", "top_logprobs")
@@ -212,25 +214,34 @@ def refuse_unanswerable(body: dict, chat: bool) -> None:
 
 def stream_flags(body: dict) -> tuple[bool, bool, bool]:
     """(streaming, usage in a last chunk, usage in every chunk): `stream` (null is false, as OpenAI's default) and
-    `stream_options`' include_usage and continuous_usage_stats (vLLM's), which only a stream may carry; each read as
-    vLLM's pydantic models read a bool (lax_bool: "true" is true)."""
+    `stream_options`' include_usage and continuous_usage_stats (vLLM's), each read as vLLM's pydantic models read a
+    bool (lax_bool: "true" is true). As vLLM: include_usage left out is true (`include_usage: bool | None = True`,
+    StreamOptions in vllm/entrypoints/openai/protocol.py, engine/protocol.py in later versions: `stream_options: {}`
+    asks for usage), null or false none, and usage in every chunk needs both (vllm/entrypoints/utils.py
+    should_include_usage: include_usage and continuous_usage_stats); only a stream may carry stream_options, but an
+    empty object, falsy to vLLM's check (validate_stream_options: `data.get("stream_options") and not
+    data.get("stream")`), is let through without one."""
     stream = bool(typed_field(body, "stream", lax_bool, "a boolean"))
     opts = body.get("stream_options")
     if opts is None:
         return stream, False, False
     if not isinstance(opts, dict):
         raise ApiError(400, "'stream_options' must be an object", "stream_options")
-    if not stream:
-        raise ApiError(400, "'stream_options' can only be given with 'stream': true", "stream_options")
+    if opts and not body.get("stream"):  # vLLM's words (its check reads the raw value, as here)
+        raise ApiError(400, "Stream options can only be defined when `stream=True`.", "stream_options")
     include, continuous = (typed_field(opts, name, lax_bool, "a boolean: true or false", f"stream_options.{name}")
                            for name in ("include_usage", "continuous_usage_stats"))
-    return stream, include is True, include is True and continuous is True
+    if "include_usage" not in opts:
+        include = True
+    return stream, stream and include is True, stream and include is True and continuous is True
 
 
 def completion_prompts(body: dict) -> list[str | list[int]]:
     """A completions request's prompts: a string, a list of strings, a list of token ids, or a list of such lists
     (OpenAI's and vLLM's batch), each answered as its own choices."""
     prompt = body.get("prompt")
+    if prompt == "":  # vLLM's words (CompletionRequest.validate_prompt_and_prompt_embeds refuses an empty string)
+        raise ApiError(400, "Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
     if isinstance(prompt, str):
         return [prompt]
     if _token_ids(prompt):

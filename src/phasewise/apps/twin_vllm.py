@@ -19,11 +19,18 @@ from collections.abc import Callable
 from phasewise.apps.prom_histogram import Histogram
 from phasewise.sim.request import SimRequest
 
+# vLLM V1's histogram buckets, as vllm/v1/metrics/loggers.py PrometheusStatLogger.__init__ lists them (v0.11 and
+# v0.12 alike): vllm:time_to_first_token_seconds' (up to 2,560 s)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+                80.0, 160.0, 640.0, 2560.0)
+# vllm:inter_token_latency_seconds', vllm:time_per_output_token_seconds' (its name before 0.11) and
+# vllm:request_time_per_output_token_seconds' (up to 80 s)
+TOKEN_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                         40.0, 80.0)
+# request_latency_buckets: vllm:e2e_request_latency_seconds' and the phases' (queue, prefill, decode, inference), up to
+# 7,680 s
 REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
                            240.0, 480.0, 960.0, 1920.0, 7680.0)
-# vllm:request_time_per_output_token_seconds' buckets (loggers.py)
-REQUEST_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-                        40.0, 80.0)
 PHASES = (("queue", "Histogram of time spent in WAITING phase for request."),
           ("prefill", "Histogram of time spent in PREFILL phase for request."),
           ("decode", "Histogram of time spent in DECODE phase for request."),
@@ -52,7 +59,7 @@ class VllmRequestPhases:
         self.prompt_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.generation_tokens = Histogram(one_two_five_buckets(max_model_len))
         self.kv_computed_tokens = Histogram(one_two_five_buckets(max_model_len))
-        self.time_per_output_token = Histogram(REQUEST_TPOT_BUCKETS)
+        self.time_per_output_token = Histogram(TOKEN_LATENCY_BUCKETS)
         self.preemptions = 0
 
     def finished(self, req: SimRequest, wall_s: Callable[[float], float]) -> None:
