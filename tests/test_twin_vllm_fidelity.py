@@ -127,3 +127,21 @@ def test_vllm_histograms_carry_vllm_v1_buckets():
     assert f'vllm:inter_token_latency_seconds_bucket{{{lab},le="40.0"}} 1' in text
     assert f'vllm:e2e_request_latency_seconds_bucket{{{lab},le="1920.0"}} 1' in text
     assert "# HELP vllm:e2e_request_latency_seconds Histogram of e2e request latency in seconds." in text
+
+
+def test_a_completions_explicit_null_max_tokens_is_a_chats_default_not_16(url):
+    """vLLM's CompletionRequest.max_tokens is `int | None = 16`: left out 16, an explicit null generates to the end
+    of the context, which the twin, with no end-of-sequence, answers as a chat without max_tokens (256 here, or
+    what the context leaves); min_tokens above it raises it, as for a chat."""
+    def completion_tokens(**fields) -> int:
+        body = {"model": M, "prompt": "hi", **fields}
+        r = httpx.post(url + COMPLETIONS, json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]["completion_tokens"]
+
+    assert completion_tokens() == 16
+    assert completion_tokens(max_tokens=None) == 256
+    assert completion_tokens(max_tokens=None, min_tokens=300) == 300
+    # vicuna-7b's 2,048-token context: a 2,000-token prompt (token ids) leaves 48
+    r = httpx.post(url + COMPLETIONS, json={"model": M, "prompt": [1] * 2000, "max_tokens": None}, timeout=60)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 48, r.text

@@ -152,16 +152,21 @@ class RequestAdmission:
         return Prompt(prompt_tokens, blocks, tuple(image.patches for image in images),
                       tuple(image.prompt_tokens for image in images), asked)
 
-    async def completion_prompt(self, prompt: str | list[int], max_tokens: int) -> Prompt:
-        """A completions prompt (a string, or token ids)."""
+    async def completion_prompt(self, prompt: str | list[int], max_tokens: int | None, least: int = 0) -> Prompt:
+        """A completions prompt (a string, or token ids). max_tokens None (an explicit null: vLLM then generates
+        to the end of the context, its CompletionRequest.max_tokens `int | None = 16`): as a chat without one,
+        `default_chat_tokens` (at least min_tokens) or what the context leaves, whichever is fewer."""
         if isinstance(prompt, str):
-            prompt_tokens, blocks = await self.count(prompt, max_tokens, "prompt", "max_tokens")
+            prompt_tokens, blocks = await self.count(prompt, max_tokens or 1, "prompt", "max_tokens")
         else:  # token ids, each within the vocabulary (vLLM's input processor: "Token id ... is out of vocabulary")
             bad = next((t for t in prompt if not 0 <= t < self.vocab_size), None)
             if bad is not None:
                 raise ApiError(400, f"Token id {bad} is out of vocabulary (0 to {self.vocab_size - 1})", "prompt")
             prompt_tokens, blocks = len(prompt), id_blocks(prompt, self.block_tokens)
-        self.check_context(prompt_tokens, max_tokens, "prompt", "max_tokens")
+        self.check_context(prompt_tokens, max_tokens or 1, "prompt", "max_tokens")
+        if max_tokens is None:
+            max_tokens = max(self.default_chat_tokens, least)
+            max_tokens = min(max_tokens, self.context_tokens - prompt_tokens) if self.context_tokens else max_tokens
         return Prompt(prompt_tokens, blocks, (), (), max_tokens)
 
     async def submit(self, body: dict, chat: bool) -> tuple[list[Stream], int, bool, bool, bool]:
@@ -176,8 +181,10 @@ class RequestAdmission:
         else:
             texts = completion_prompts(body)
             choices = choice_count(body, len(texts))
-            max_tokens = int_field(body, "max_tokens") or 16
-            prompts = [await self.completion_prompt(text, max_tokens) for text in texts]
+            # left out: vLLM's (and OpenAI's) default of 16; an explicit null: completion_prompt's rule
+            max_tokens = int_field(body, "max_tokens") if "max_tokens" in body else 16
+            least = int_field(body, "min_tokens", at_least=0) or 0
+            prompts = [await self.completion_prompt(text, max_tokens, least) for text in texts]
         least = int_field(body, "min_tokens", at_least=0) or 0
         if least > prompts[0].max_tokens:
             raise ApiError(400, f"'min_tokens' ({least}) must be <= the output's max_tokens ({prompts[0].max_tokens})",
