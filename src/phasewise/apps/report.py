@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from phasewise.apps.plan_view import num_cell, plan_caveats
+from phasewise.apps.report_charts import COLORS, palette, quantile_curve
 from phasewise.errors import PhasewiseError
 from phasewise.plan.export import deployment_yaml
 from phasewise.plan.goodput import GoodputResult
 from phasewise.plan.planner import OBJECTIVE_UNITS, PlanResult
 from phasewise.sim.metrics import SimResult
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+PRUNED_SHOWN = 50  # pruned lines listed open; the rest behind "and N more"
 
 
 def _fig_html(fig, div_id: str) -> str:
@@ -113,9 +114,24 @@ def _deployments_note(result: PlanResult) -> str:
             "</code> read it unchanged.")
 
 
-def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    v = np.sort(values[np.isfinite(values)])
-    return v, np.arange(1, len(v) + 1) / max(len(v), 1)
+def _pruned(lines: list[str]) -> str:
+    """The pruned lines as a list: the first PRUNED_SHOWN open, the rest behind "and N more" (every one listed)."""
+    items = [f"<li>{html.escape(p)}</li>" for p in lines]
+    if len(items) <= PRUNED_SHOWN:
+        return "".join(items) or "<li>none</li>"
+    return ("".join(items[:PRUNED_SHOWN]) + f"<li><details><summary>and {len(items) - PRUNED_SHOWN} more</summary>"
+            f"<ul>{''.join(items[PRUNED_SHOWN:])}</ul></details></li>")
+
+
+def _timeline_title(result: PlanResult, name: str, sim: SimResult) -> str:
+    """The timeline's title: the strategy, and where its verification ran on a slice of the deployment, which."""
+    title = f"Roofline utilization per instance over time, max(compute, bandwidth): {name}"
+    r = _searched(result, name)
+    v = r.verified if r is not None else None
+    if v is not None and v.sliced:
+        title += (f"; its verification's slice, {v.units_simulated} of {v.units} units ({len(sim.instances)} "
+                  "instances) at their share of the rate")
+    return title
 
 
 def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str | Path, cdfs: int = 3,
@@ -136,16 +152,22 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
     closest = None if result.feasible else _searched(result, result.closest().get("strategy", ""))
     if closest is not None and all(closest is not r for r in curves):  # a strategy screened only came closest: its curve first
         curves.insert(0, closest)
-    for i, r in enumerate(curves):
+    # each strategy its own colour, the same in every chart (the CDFs draw some of them)
+    color = dict(zip((r.strategy.name for r in curves), palette(len(curves))))
+    for r in curves:
+        name = r.strategy.name
         xs = [c["rate_rps"] for c in r.curve]
         ys = [c["attainment"] for c in r.curve]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=r.strategy.name,
-                                 line={"color": COLORS[i % len(COLORS)]},
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, legendgroup=name,
+                                 line={"color": color[name]},
                                  marker={"symbol": ["x" if c.get("stopped") else "circle" for c in r.curve]}))
         if r.verified is not None:  # the table's goodput: its verification run (the whole deployment, or its slice)
             fig.add_trace(go.Scatter(x=[r.goodput_rps], y=[r.verified_attainment], mode="markers",
-                                     name=f"{r.strategy.name} (verified)", showlegend=False,
-                                     marker={"symbol": "star", "size": 14, "color": COLORS[i % len(COLORS)]}))
+                                     name=f"{name} (verified)", showlegend=False, legendgroup=name,
+                                     marker={"symbol": "star", "size": 14, "color": color[name]}))
+    if any(r.verified is not None for r in curves):  # the stars' legend entry (each star its strategy's colour)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="star: verified goodput (the table's)",
+                                 marker={"symbol": "star", "size": 14, "color": "#888888"}))
     fig.add_hline(y=result.target, line_dash="dash", annotation_text=f"target {result.target:.0%}")
     fig.update_layout(title="SLO attainment vs request rate: the search on one unit (lines; x: a run stopped once "
                             "the target was out of reach, its attainment this or a little more) and the verification "
@@ -158,10 +180,10 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
     verified = [r for r in result.ranked if r.verified is not None][:cdfs]
     for metric, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)")) if verified else ():  # none: no empty chart
         fig = go.Figure()
-        for i, r in enumerate(verified):
-            x, y = _cdf(r.verified.ttft_ms if metric == "ttft" else r.verified.tpot_ms)
+        for r in verified:  # each at CDF_POINTS quantiles, the table's p50 / p90 / p99 exactly (quantile_curve)
+            x, y = quantile_curve(r.verified.ttft_ms if metric == "ttft" else r.verified.tpot_ms)
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=r.strategy.name,
-                                     line={"color": COLORS[i % len(COLORS)]}))
+                                     line={"color": color[r.strategy.name]}))
         limit = result.slo.ttft_ms if metric == "ttft" else result.slo.tpot_ms
         if math.isfinite(limit):
             fig.add_vline(x=limit, line_dash="dash", annotation_text="SLO")
@@ -194,7 +216,7 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
     if len(chips) > 1:
         fig = go.Figure(go.Bar(x=[chip for chip, _, _ in chips], y=[result.score(r) for _, _, r in chips],
                                text=[f"#{rank} {r.strategy.name}" for _, rank, r in chips], textposition="auto",
-                               marker={"color": [COLORS[i % len(COLORS)] for i in range(len(chips))]}))
+                               marker={"color": palette(len(chips))}))
         fig.update_layout(title=f"Each chip's best strategy by {result.objective} (verified on the deployment)",
                           xaxis_title="chip", yaxis_title=f"{result.objective} ({OBJECTIVE_UNITS[result.objective]})",
                           height=380)
@@ -207,7 +229,7 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
         end = float(np.nanmax(sim.finish_s)) if np.isfinite(sim.finish_s).any() else 0.0
         bins = np.linspace(0, max(end, 1e-9), 121)
         width = bins[1] - bins[0]
-        for i, st in enumerate(sim.instances):
+        for st, line in zip(sim.instances, palette(len(sim.instances))):
             used = np.zeros(len(bins) - 1)
             for start, dur, util, *_ in st.timeline:
                 a, b = start, start + dur
@@ -215,8 +237,8 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
                 for k in range(lo, hi + 1):
                     used[k] += util * max(0.0, min(b, bins[k + 1]) - max(a, bins[k]))
             fig.add_trace(go.Scatter(x=bins[:-1], y=used / width, mode="lines", name=f"{st.name} ({st.role})",
-                                     line={"color": COLORS[i % len(COLORS)]}))
-        fig.update_layout(title=f"Roofline utilization per instance over time, max(compute, bandwidth): {name}",
+                                     line={"color": line}))
+        fig.update_layout(title=_timeline_title(result, name, sim),
                           xaxis_title="simulated time (s)", yaxis_title="utilization", yaxis_range=[0, 1.05],
                           height=380)
         figs.append(("timeline", fig))
@@ -224,7 +246,7 @@ def write_report(result: PlanResult, timeline: dict[str, SimResult], path: str |
     slo = result.slo
     ranked = (f"<h2>Ranked strategies</h2>\n{_table(result)}" if result.feasible
               else f"<h2>No strategy meets the SLOs</h2>\n{_closest(result)}")
-    pruned = "".join(f"<li>{html.escape(p)}</li>" for p in result.pruned[:50])
+    pruned = _pruned(result.pruned)
     caveats = "".join(f"<p class=\"meta\"><b>Caveat</b> {html.escape(chip)}: {html.escape(text)}</p>"
                       for chip, text in plan_caveats(result).items())
     body = f"""<!DOCTYPE html>
@@ -252,7 +274,7 @@ for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 <p class="meta">{_deployments_note(result)}</p>
 {_deployments(result)}
 {fleets}
-<h2>Pruned</h2><ul>{pruned or '<li>none</li>'}</ul>
+<h2>Pruned</h2><ul>{pruned}</ul>
 </body></html>"""
     out = check_report_path(path)
     try:

@@ -19,6 +19,7 @@ from phasewise.plan.options import (
     POLICIES,
     ROUTERS,
     NoStrategyFits,
+    OptionName,
     PlanOptions,
     Strategy,
     deployment_fields,
@@ -41,19 +42,27 @@ ACROSS_NODES = "nothing fits within one"  # the pruned line that opens a plan go
 CAPPED = f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)"  # ends a pruned line: a group too large
 
 
+def flag_words(option: str, value: str | None = None) -> str:
+    """How plan names an option in a hint or a pruned line: its flag, with `value` ("--gpus 2", "--tp-options 4");
+    a sweep passes its own (sweep.py sweep_words: "gpus: 2", "strategies.tp_options: [4]")."""
+    flag = "--" + option.replace("_", "-")
+    return f"{flag} {value}" if value else flag
+
+
 def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOptions,
-                         min_kv_tokens: int = 8192) -> tuple[list[Strategy], list[str]]:
+                         min_kv_tokens: int = 8192, name: OptionName = flag_words) -> tuple[list[Strategy], list[str]]:
     """Every strategy within the budget, and the reasons others were pruned (one line each). When none fits and
     opts.tp_across_nodes, instances of whole nodes (TP 2, 4, ... nodes, up to the budget) are tried too, with a
     pruned line saying so. opts.engine may list several engines (comma-separated): each one's strategies, named
-    after it, compete in one ranking."""
+    after it, compete in one ranking. When none fits, the error ends with the smallest step that would (_next_step),
+    its options named by `name` (plan: its flags; a sweep: its file's keys)."""
     chips = hardware_list("--hardware", hardware)
     if len(chips) > 1:
-        return _across_chips(model_name, chips, gpus, opts, min_kv_tokens)
+        return _across_chips(model_name, chips, gpus, opts, min_kv_tokens, name)
     gpus = chip_budget(opts, hardware, gpus)
     engines = plan_engines(opts.engine)
     if len(engines) > 1:
-        return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines)
+        return _across_engines(model_name, hardware, gpus, opts, min_kv_tokens, engines, name)
     chip = load_hardware(hardware)
     refusal = vendor_refusal(opts.engine, chip)
     if refusal:  # beside other chips or engines a pruned line (_combined), alone the plan's one-line answer
@@ -67,34 +76,67 @@ def enumerate_strategies(model_name: str, hardware: str, gpus: int, opts: PlanOp
                                       replace(opts, tp_options=(*opts.tp_options, *wide_ep), wide_ep_tp=wide_ep),
                                       min_kv_tokens)
         pruned = [f"{WIDE_EP} {node}-GPU nodes of {hardware}: tried TP {', '.join(map(str, wide_ep))} DP-EP "
-                  f"(attention data-parallel, experts expert-parallel) beside --tp-options "
-                  f"{','.join(map(str, opts.tp_options))}", *more]
+                  f"(attention data-parallel, experts expert-parallel) beside "
+                  f"{name('tp_options', ','.join(map(str, opts.tp_options)))}", *more]
     if not strategies and opts.tp_across_nodes and wider:
         strategies, more = _enumerate(model_name, hardware, gpus, replace(opts, tp_options=wider), min_kv_tokens)
-        pruned = [f"{ACROSS_NODES} {node}-GPU node of {hardware} at --tp-options "
-                  f"{','.join(map(str, opts.tp_options))}: tried TP {', '.join(map(str, wider))} across nodes",
+        pruned = [f"{ACROSS_NODES} {node}-GPU node of {hardware} at "
+                  f"{name('tp_options', ','.join(map(str, opts.tp_options)))}: tried TP {', '.join(map(str, wider))} "
+                  "across nodes",
                   *more, *pruned]
     capped = [line for line in pruned if line.endswith(CAPPED)]
     if not strategies and capped:
         raise NoStrategyFits(f"no strategy fits: every one that fits {model_name} on {gpus:,} x {hardware} needs more "
                              f"than a deployment's {MAX_REPLICAS:,} instances in a group ({capped[0]}); its units are "
-                             f"identical: plan a share of the fleet (at TP{max(opts.tp_options)}, --gpus "
-                             f"{max(opts.tp_options) * MAX_REPLICAS:,} at most) and scale its goodput")
+                             f"identical: plan a share of the fleet (at TP{max(opts.tp_options)}, "
+                             f"{name('gpus', f'{max(opts.tp_options) * MAX_REPLICAS:,}')} at most) and scale its "
+                             "goodput")
     if not strategies:
-        tried = max((*opts.tp_options, *(wider if opts.tp_across_nodes else ())))
+        within = [tp for tp in (*opts.tp_options, *(wider if opts.tp_across_nodes else ())) if tp <= gpus]
+        tried = max(within or opts.tp_options)  # the largest instance the budget held (its pruned lines shown)
         largest = [line for line in pruned if f"tp={tried} " in line or f"TP{tried}" in line]
         shown = list(dict.fromkeys(largest or pruned))[:2]  # collocated and disaggregated can prune alike: once
         if shown and all(DOES_NOT_DIVIDE in line for line in shown):  # the layout, not the memory: no bigger node helps
-            hint = "choose --tp-options among the allowed values"
-        elif tried < 2 * node:  # one node's GPUs at most: the next step is an instance of two nodes
-            hint = (f"an instance of two {node}-GPU nodes needs --gpus {2 * node}" if gpus < 2 * node
-                    else f"--tp-options {2 * node} spans two nodes")
+            hint = f"choose {name('tp_options')} among the allowed values"
         else:
-            hint = "raise --gpus, or try --pp-options or a smaller --precision"
+            hint = (_next_step(model_name, hardware, gpus, opts, min_kv_tokens, node, name)
+                    or f"raise {name('gpus')}, or try {name('pp_options')} or a smaller {name('precisions')}")
         raise NoStrategyFits(
             f"no strategy fits: {model_name} on at most {gpus} x {hardware} "
             f"({'; '.join(shown) or 'no TP x PP within the budget'}); {hint}")
     return strategies, list(dict.fromkeys(pruned))  # the enumerations above can prune alike: each line once
+
+
+def _next_step(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int, node: int,
+               name: OptionName) -> str | None:
+    """The smallest step to a strategy that fits where none did: the smallest TP instance (the PP size the options'
+    smallest) that holds the model, among the sizes not tried within the budget (the options', powers of two up to
+    a node, whole nodes), with the GPUs it needs and the TP size where the options would not try it; None where no
+    such instance fits (or an operator mapping, TP 1 only)."""
+    if opts.mapping:
+        return None
+    pp = min(opts.pp_options)
+    wider = {node * 2 ** i for i in range(1, 12)}
+    tried_later = {*opts.tp_options, *(wider if opts.tp_across_nodes else ())}  # tried once the budget holds them
+    sizes = sorted({*opts.tp_options, *(2 ** i for i in range(12) if 2 ** i <= node), node, *wider}
+                   - {tp for tp in tried_later if tp * pp <= gpus})
+    for tp in sizes:
+        try:
+            found, _ = _enumerate(model_name, hardware, max(gpus, tp * pp),
+                                  replace(opts, tp_options=(tp,), pp_options=(pp,)), min_kv_tokens)
+        except PhasewiseError:  # nothing at this size (a precision the chip lacks ...): the next
+            continue
+        if found:
+            break
+    else:
+        return None
+    size, nodes = f"TP{tp}{f'PP{pp}' if pp > 1 else ''}", {2: "two"}.get(tp * pp // node, str(tp * pp // node))
+    if tp * pp <= gpus:  # within the budget, a TP size the options did not name
+        return (f"{name('tp_options', str(tp))} spans {nodes} nodes" if tp * pp > node
+                else f"{size} fits: {name('tp_options', str(tp))}")
+    more = name("gpus", str(tp * pp)) + ("" if tp in tried_later else f" and {name('tp_options', str(tp))}")
+    return (f"an instance of {nodes} {node}-GPU nodes needs {more}" if tp * pp > node
+            else f"{size} fits on {tp * pp} GPUs: {more}")
 
 
 WIDE_EP = "wide-EP layout across"  # the pruned line that opens a plan that added it (wide_ep_sizes)
@@ -120,8 +162,8 @@ def plan_engines(engine: str) -> list[str]:
     return name_list("--engine", engine)
 
 
-def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int
-                  ) -> tuple[list[Strategy], list[str]]:
+def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOptions, min_kv_tokens: int,
+                  name: OptionName) -> tuple[list[Strategy], list[str]]:
     """enumerate_strategies() on each chip of --hardware with the same GPU budget (engines, layouts, precisions
     as asked), its strategies named and its pruned lines prefixed with the chip (details['chip']); a chip on which
     nothing fits is a pruned line (an error only if nothing fits on any). Disaggregated strategies keep their
@@ -134,16 +176,17 @@ def _across_chips(model_name: str, chips: list[str], gpus: int, opts: PlanOption
         load_hardware(chip)  # an unknown chip is a one-line error, not a pruned line
     return _combined(chip_labels(chips), "chip", f"on any of {', '.join(chips)}",
                      lambda chip: enumerate_strategies(model_name, chip, chip_budget(opts, chip, gpus), opts,
-                                                       min_kv_tokens))
+                                                       min_kv_tokens, name))
 
 
 def _across_engines(model_name: str, hardware: str, gpus: int, opts: PlanOptions, min_kv_tokens: int,
-                    engines: list[str]) -> tuple[list[Strategy], list[str]]:
+                    engines: list[str], name: OptionName) -> tuple[list[Strategy], list[str]]:
     """enumerate_strategies() for each engine, its strategies and pruned lines prefixed with its name; an engine
     with nothing that fits is a pruned line (an error only if none fits)."""
     return _combined(
         {engine: engine for engine in engines}, "engine", f"with any of {', '.join(engines)}",
-        lambda engine: enumerate_strategies(model_name, hardware, gpus, replace(opts, engine=engine), min_kv_tokens))
+        lambda engine: enumerate_strategies(model_name, hardware, gpus, replace(opts, engine=engine), min_kv_tokens,
+                                            name))
 
 
 def _combined(labels: dict[str, str], detail: str, which: str, enumerate_one) -> tuple[list[Strategy], list[str]]:

@@ -47,6 +47,7 @@ from phasewise.plan.goodput import (
     evaluate,
     lengths_within_context,
     refuse_when_none_fits,
+    slice_units,
     workload_spec,
 )
 from phasewise.plan.options import check_options
@@ -124,13 +125,18 @@ _IMAGE_KEYS = {"--images-per-request": "images_per_request", "--image-size": "im
                "--image-share": "image_share", "--image-tokens-included": "image_tokens_included"}
 
 
-def _entry(cfg: SweepConfig, index: int, exc: PhasewiseError) -> PhasewiseError:
-    """An error about workload entry `index`, naming the file and the entry as a schema error does (and the image
-    settings by the entry's keys, not plan's flags)."""
+def _keyed(exc: PhasewiseError) -> str:
+    """An error about a workload with the image settings named by the entry's keys, not plan's flags."""
     message = str(exc)
     for flag, key in _IMAGE_KEYS.items():
         message = message.replace(flag, key)
-    return PhasewiseError(f"{cfg._source}: workloads.{index}, workload '{cfg.workloads[index].name}': {message}")
+    return message
+
+
+def _entry(cfg: SweepConfig, index: int, exc: PhasewiseError) -> PhasewiseError:
+    """An error about workload entry `index`, naming the file and the entry as a schema error does (and the image
+    settings by the entry's keys, not plan's flags)."""
+    return PhasewiseError(f"{cfg._source}: workloads.{index}, workload '{cfg.workloads[index].name}': {_keyed(exc)}")
 
 
 def _workloads(cfg: SweepConfig) -> list[WorkloadSpec]:
@@ -153,13 +159,14 @@ def _workloads(cfg: SweepConfig) -> list[WorkloadSpec]:
     return works
 
 
-def _check_model(cfg: SweepConfig, model: str, works: list[WorkloadSpec]) -> None:
+def _check_model(model: str, works: list[WorkloadSpec], cfg: SweepConfig) -> dict[int, PhasewiseError]:
     """Each workload on `model`: mean lengths and, for a trace, at least one request within its context; images
-    its processor takes. One line naming the entry otherwise."""
+    its processor takes. The refusal of each workload `model` cannot run, by its index."""
     from phasewise.specs import load_model
 
     spec = load_model(model)
     context = spec.max_position_embeddings
+    refused = {}
     for index, (w, work) in enumerate(zip(cfg.workloads, works)):
         try:
             lengths_within_context(w.isl, w.osl, context, "isl + osl", f"{model}'s")
@@ -167,7 +174,21 @@ def _check_model(cfg: SweepConfig, model: str, works: list[WorkloadSpec]) -> Non
             if work.images is not None:  # a text model, or a size its processor refuses
                 work.images.geometries(spec)
         except PhasewiseError as exc:
-            raise _entry(cfg, index, exc) from None
+            refused[index] = exc
+    return refused
+
+
+def _cells_refused(cfg: SweepConfig, works: list[WorkloadSpec]) -> dict[tuple[str, int], str]:
+    """The (model, workload index) cells whose model cannot run the workload (images beside a text model, lengths
+    beyond its context: _check_model), each with its reason, the entry's keys named: rows of kind none, as a cell
+    with no strategy is. A workload no model of the grid runs is a one-line error naming the entry (the first
+    model's refusal): it applies to no cell of the grid."""
+    refused = {model: _check_model(model, works, cfg) for model in cfg.models}
+    for index in range(len(works)):
+        if all(index in by_index for by_index in refused.values()):
+            raise _entry(cfg, index, refused[cfg.models[0]][index])
+    return {(model, index): f"workload '{cfg.workloads[index].name}': {_keyed(exc)}"
+            for model, by_index in refused.items() for index, exc in by_index.items()}
 
 
 def _options(cfg: SweepConfig) -> PlanOptions:
@@ -231,12 +252,26 @@ def _check_ranges(opts: PlanOptions, source: str = "sweep config") -> PlanOption
             raise bad(name, "must be a finite size >= 0")
     if any(gpus < 1 for _, gpus in opts.chip_gpus):
         raise bad("chip_gpus", "must give each chip >= 1 GPU")
+    for name in (*SIZE_LISTS, "ratios", "speculative"):  # as plan's flags refuse 512,512 (cli_common parse_ints)
+        values = [list(v) if isinstance(v, tuple) else v for v in getattr(opts, name)]
+        twice = next((v for index, v in enumerate(values) if v in values[:index]), None)
+        if twice is not None:
+            word = str(twice).lower() if isinstance(twice, bool) else str(twice)
+            raise PhasewiseError(f"{source}: strategies.{name} names {word} twice")
     return opts
 
 
 def sweep_key(option: str, value: str | None = None) -> str:
     """How a sweep names a strategy option (plan/options.py OptionName): its `strategies.` key, with `value`."""
     return f"strategies.{option}" + (f": {value}" if value else "")
+
+
+def sweep_words(option: str, value: str | None = None) -> str:
+    """How a sweep names the options of a 'no strategy' hint (strategies.py flag_words is plan's): `gpus:`, a
+    strategy option's `strategies.` key, a size list's value as a YAML list ("strategies.tp_options: [2]")."""
+    if option == "gpus":
+        return f"gpus: {value}" if value else "gpus"
+    return sweep_key(option, f"[{value.replace(',', ', ')}]" if value and option in SIZE_LISTS else value)
 
 
 def _check_grid(cfg: SweepConfig, opts: PlanOptions) -> None:
@@ -306,7 +341,11 @@ def _check_names(cfg: SweepConfig, opts: PlanOptions) -> None:
     if unknown:
         option, name, allowed = unknown
         raise PhasewiseError(f"{cfg._source}: {sweep_key(option)}: '{name}' is not one of {', '.join(allowed)}")
-    for engine in name_list(sweep_key("engine"), opts.engine):
+    try:  # each engine once, none empty, as plan's --engine
+        engines = name_list(sweep_key("engine"), opts.engine)
+    except PhasewiseError as exc:
+        raise PhasewiseError(f"{cfg._source}: {exc}") from None
+    for engine in engines:
         try:
             for hw in chips:
                 if vendor_refusal(engine, hw) is None:  # an engine the chip lacks: that cell's row says so
@@ -331,25 +370,41 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
     unfit: list[tuple[dict[str, Any], str]] = []  # (model, chip, workload) cells with no strategy, and why
     _check_names(cfg, opts)
     works = _workloads(cfg)
-    for model in cfg.models:  # each workload on each model, then the options on the grid, before any simulation
-        _check_model(cfg, model, works)
+    refused = _cells_refused(cfg, works)  # each workload on each model, then the options, before any simulation
     _check_grid(cfg, opts)
+    routed = False  # whether the search of any job routes (several routers: _routes)
     for model in cfg.models:
         for hw in cfg.hardware:
             try:
-                strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts)
+                strategies, _ = enumerate_strategies(model, hw, cfg.gpus, opts, name=sweep_words)
                 strategies = with_planned_slos(strategies, slo)
             except NoStrategyFits as exc:  # one cell of the grid (a model too large, an engine the chip lacks)
-                unfit += [({"model": model, "hardware": hw, "workload": w.name}, str(exc)) for w in cfg.workloads]
+                unfit += [({"model": model, "hardware": hw, "workload": w.name}, refused.get((model, index), str(exc)))
+                          for index, w in enumerate(cfg.workloads)]
                 continue
-            for w, work in zip(cfg.workloads, works):
+            for index, (w, work) in enumerate(zip(cfg.workloads, works)):
+                if (model, index) in refused:  # a workload the model cannot run (images beside a text model)
+                    unfit.append(({"model": model, "hardware": hw, "workload": w.name}, refused[model, index]))
+                    continue
                 for s in strategies:
                     if s.deployment.get("encoders") and work.images is None:
                         continue  # encode workers beside a text workload: nothing for them to do
+                    if not verified and len(opts.routers) > 1:
+                        if not _routes(s, work):
+                            if s.details.get("router", opts.routers[0]) != opts.routers[0]:
+                                continue  # the search sees no router: its row once, behind the first (as a lone
+                                # instance's in plan: behind_each_router)
+                        else:
+                            routed = True
                     task = (s, work, slo, cfg.attainment) if verified else (
                         s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
                         settings["min_requests"])
                     jobs.append(({"model": model, "hardware": hw, "workload": w.name}, task))
+    if not verified and len(opts.routers) > 1 and jobs and not routed:
+        raise PhasewiseError(f"{cfg._source}: {sweep_key('routers')} compares {', '.join(opts.routers)}, which a "
+                             f"fidelity {cfg.fidelity} search never sees: it simulates one unit of each strategy, "
+                             "here one instance per group with nothing to route (plan compares routers by its "
+                             "verification on the whole deployment): set fidelity: verified, or name one router")
     tick = progress("sweeping", 0, len(jobs)) if progress else None
     results = run_all(plan_figures if verified else evaluate, [j[1] for j in jobs], backend, workers, ray_address,
                       tick)
@@ -362,6 +417,14 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                      "goodput_rps": 0.0, "goodput_rps_per_gpu": 0.0, "binding": why, "simulations": 0,
                      **({"reason": why} if verified else {})})
     return rows if verified else [searched(row) for row in rows]
+
+
+def _routes(strategy: Strategy, work: WorkloadSpec) -> bool:
+    """Whether the search (goodput.evaluate) simulates a group of more than one instance, for a router to choose
+    among: one unit, or, for a workload with prefix structure, the whole deployment or its slice (slice_units), as
+    evaluate chooses."""
+    units = slice_units(strategy, work) if work.prefix_hashes is not None and strategy.units > 1 else 1
+    return any(group.get("replicas", 1) * units > 1 for group in strategy.unit["instances"])
 
 
 def plan_figures(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float) -> GoodputResult:
@@ -389,9 +452,9 @@ def _row(cfg: SweepConfig, key: dict[str, Any], r: GoodputResult, slo: Slo, veri
         plan_row = PlanResult(key["model"], key["hardware"], cfg.gpus, slo, cfg.attainment, "goodput-per-gpu",
                               key["workload"], [r], [], []).rows()[0]
         figures = {name: plan_row[name] for name in _PLAN_FIGURES}
-    else:
+    else:  # a figure the point lacks (no rate attained: no point) NaN, as PlanResult.rows has it: one type a column
         point = r.point()
-        figures = {name: point.get(name) for name in _PLAN_FIGURES}
+        figures = {name: math.nan if point.get(name) is None else float(point[name]) for name in _PLAN_FIGURES}
     row = {**key, "strategy": r.strategy.name, "kind": r.strategy.kind, "gpus": r.gpus,
            "goodput_rps": r.goodput_rps, "goodput_rps_per_gpu": r.goodput_rps / r.gpus,
            "goodput_requests_per_dollar": objective_value("goodput-per-dollar", r),
