@@ -293,3 +293,30 @@ def test_a_tp4_pp2_instance_fills_an_8_gpu_budget_once():
     assert strategies
     for strategy in strategies:
         assert strategy.name.startswith("1x TP4PP2 ") and strategy.gpus == 8, strategy.name
+
+
+# --- sim/schedulers/base.py mixed_batch: the prompt's rank under attention DP (item 20) --------------------------
+
+def test_a_prompt_chunk_under_attention_dp_takes_the_least_loaded_ranks_budget():
+    """Item 20: vLLM (DPLBAsyncMPClient.get_core_engine_for_request: the lowest waiting x 4 + running) and
+    TensorRT-LLM (_balance_requests_across_ranks) put a new prompt on a least-loaded rank, which holds floor(3 / 2)
+    = 1 of 3 balanced decodes: at max_num_batched_tokens 1024 a rank, its chunks are 1024 - 1 = 1023 tokens (the
+    busiest rank's share, ceil, took 1022)."""
+    dep = collocated(QWEN_MOE, "h100-sxm", engine="vllm", tp=2, attention_dp=2, ep=2, max_num_batched_tokens=1024)
+    work = Workload(np.array([0.0, 0.0, 0.0, 0.05]), np.array([16, 16, 16, 4000]), np.array([400, 400, 400, 2]))
+    res = simulate(dep, work, record_timeline=True)
+    assert _launches(res, 0.05)[:4] == [(1023, 3), (1023, 3), (1023, 3), (4000 - 3 * 1023, 3)]
+
+
+def test_sglang_deepep_beside_a_partial_ep_is_refused_as_sglang_sets_ep_to_tp(run_cli):
+    """The reviewer's item 3 command: SGLang with --moe-a2a-backend deepep sets ep_size = tp_size itself
+    (srt/server_args.py _handle_a2a_moe), so --ep 4 --moe-tp 2 at TP 8 would not run as asked: one line, in
+    estimate and in a deployment alike; --ep 8 runs."""
+    layout = ["--model", "Qwen/Qwen3-235B-A22B", "--tp", "8", "--attention-dp", "8", "--engine", "sglang",
+              "--moe-a2a-backend", "deepep", "--precision", "fp8"]
+    code, out, err = run_cli("estimate", *layout, "--ep", "4", "--moe-tp", "2")
+    assert code != 0 and "sets SGLang's expert-parallel size to its TP size" in out + err
+    assert "--ep 4 would run as --ep 8" in out + err and "Traceback" not in out + err
+    assert run_cli("estimate", *layout, "--ep", "8")[0] == 0
+    with pytest.raises(PhasewiseError, match="would run as --ep 2"):
+        collocated(QWEN_MOE, "h100-sxm", engine="sglang", tp=2, attention_dp=2, moe_a2a_backend="deepep")

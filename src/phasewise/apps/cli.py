@@ -169,10 +169,11 @@ def estimate_cmd(
     from phasewise.perf.parallel import LAYOUT_FLAGS
     from phasewise.specs.engine_refusals import layout_refusal
 
-    refusal = layout_refusal(engine, tp, ep, moe_tp, attention_dp, LAYOUT_FLAGS)  # as a deployment's (_layouts)
+    exchange_knobs = given_knobs(locals())  # the MoE exchange's: the engine knobs estimate takes
+    refusal = layout_refusal(engine, tp, ep, moe_tp, attention_dp, LAYOUT_FLAGS,
+                             exchange_knobs)  # as a deployment's (_layouts)
     if refusal:
         raise PhasewiseError(refusal)
-    exchange_knobs = given_knobs(locals())  # the MoE exchange's: the engine knobs estimate takes
 
     def one(chip: str):
         est = estimate(model, chip, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, engine=engine,

@@ -461,7 +461,7 @@ class Deployment(NumbersNotBooleans):
             if g.ep is None and g.moe_tp is None and g.attention_dp is None and g.moe_imbalance is None:
                 continue
             flags = role_flags(g.role)
-            refusal = layout_refusal(g.engine, g.tp, g.ep, g.moe_tp, g.attention_dp, flags)
+            refusal = layout_refusal(g.engine, g.tp, g.ep, g.moe_tp, g.attention_dp, flags, g.knobs)
             if refusal:
                 raise ValueError(f"instances[{index}] ({g.role}): {refusal}")
             try:

@@ -53,18 +53,26 @@ WHOLE_INSTANCE_EP = ("vllm",)
 
 
 def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, attention_dp: int | None,
-                   flags: dict[str, str]) -> str | None:
+                   flags: dict[str, str], knobs: dict[str, Any] | None = None) -> str | None:
     """Why `engine` cannot run an instance of `tp` GPUs split as asked (ep, moe_tp, attention_dp as given, None
     where not), one line naming the flag that asked (`flags`: perf/parallel.py role_flags) and the presets that
     run it (moe_parallelism_refusal): expert parallelism (ep > 1, or moe_tp below tp) or attention DP (> 1) on an
     engine without it, or a partial EP (1 < ep < tp) on one whose EP spans the instance (WHOLE_INSTANCE_EP). None
-    where it runs (sizes below 1, or that do not divide, are perf/parallel.py parallel_layout's to refuse)."""
+    where it runs (sizes below 1, or that do not divide, are perf/parallel.py parallel_layout's to refuse). `knobs`:
+    the engine knobs given; SGLang's --moe-a2a-backend deepep sets its EP size to the TP size itself
+    (srt/server_args.py _handle_a2a_moe: "DeepEP MoE is enabled. The expert parallel size is adjusted to be the
+    same as the tensor parallel size"), so a partial EP asked beside it would not run as asked."""
     asked = {"ep": (f"{flags['ep']} {ep}" if ep is not None and ep > 1 else
                     f"{flags['moe_tp']} {moe_tp}" if moe_tp is not None and 1 <= moe_tp < tp else None),
              "attention_dp": f"{flags['attention_dp']} {attention_dp}" if (attention_dp or 1) > 1 else None}
     refusal = next((r for kind, flag in asked.items()
                     if flag and (r := moe_parallelism_refusal(engine, kind, flag))), None)
     ep_size = ep if ep is not None else tp // moe_tp if moe_tp and tp % moe_tp == 0 else None
+    if (refusal is None and preset_key(engine) == "sglang" and (knobs or {}).get("moe_a2a_backend") == "deepep"
+            and (ep_size or 1) != tp):
+        return (f"--moe-a2a-backend deepep sets SGLang's expert-parallel size to its TP size (srt/server_args.py "
+                f"_handle_a2a_moe), so {asked['ep'] or flags['ep'] + ' 1'} would run as {flags['ep']} {tp}: give "
+                f"{flags['ep']} {tp} ({flags['moe_tp']} 1), or drop --moe-a2a-backend")
     if (refusal is None and preset_key(engine) in WHOLE_INSTANCE_EP and ep_size is not None and 1 < ep_size < tp
             and tp % ep_size == 0):  # a size that does not divide: parallel_layout's error names the allowed ones
         takers = [name for name, entry in packaged("engine_presets.yaml")["presets"].items()

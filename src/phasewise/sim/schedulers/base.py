@@ -84,8 +84,11 @@ class Scheduler:
         decode_tokens = inst.running.n * inst.decode_new_tokens
         budget = cfg.token_budget - decode_tokens
         cap = cfg.prefill_rank_tokens
-        if cap is not None:  # attention DP: a prompt's chunk within one rank's budget less its share of the decodes
-            cap = max(1, cap - -(-decode_tokens // cfg.attention_dp))
+        if cap is not None:  # attention DP: a prompt's chunk within one rank's budget less that rank's decodes: the
+            # engines put a new prompt on a least-loaded rank, which holds floor(decodes / ranks) of balanced decodes
+            # (vLLM's DPLBAsyncMPClient.get_core_engine_for_request: the lowest waiting x 4 + running; TensorRT-LLM's
+            # _balance_requests_across_ranks: the fewest tokens among ranks below ceil((active + new) / ranks))
+            cap = max(1, cap - decode_tokens // cfg.attention_dp)
         budget = self.continue_prefills(inst, batch, budget, cap)
         if admit:
             self.admit_waiting(inst, batch, budget, cfg.chunked_prefill, cfg.partial_prefills, prompt_cap=cap)
