@@ -104,7 +104,7 @@ def test_an_attainment_exactly_at_the_target_attains(monkeypatch):
     monkeypatch.setattr(goodput, "build_deployment", lambda spec, what: SimpleNamespace(router="round_robin"))
     monkeypatch.setattr(goodput, "capacity_estimate", lambda strategy, work: 8.0)
     monkeypatch.setattr(goodput, "simulate", lambda *a, **k: SimpleNamespace(summary=lambda: dict(summary)))
-    monkeypatch.setattr(goodput, "stable", lambda res: True)
+    monkeypatch.setattr(goodput, "queue_verdict", lambda res: goodput.STEADY)  # the queue stays bounded
     monkeypatch.setattr(goodput, "curve_point", lambda s, rate, scale, gpus: {"rate_rps": rate})
     strategy = SimpleNamespace(name="stub", units=1, gpus=1, slice=lambda units: {})
     work = WorkloadSpec((16,), (4,), seed=0, name="16/4")

@@ -98,8 +98,11 @@ def test_every_chip_that_meets_the_slos_is_ranked_and_a_slow_chip_is_not_prescre
     for rank, r in enumerate(result.ranked, start=1):  # an exported file's header names the strategy's own chips
         assert f"{M} on 1 x {strategy_chip(r.strategy)}; workload" in plan_header(result, r, rank)[1]
     best = result.best_per_chip()  # the answer to "which GPU": each chip's best, in ranking order
-    assert [(chip, rank) for chip, rank, _ in best] == [(strategy_chip(r.strategy), i) for i, r in
-                                                        enumerate(result.ranked, start=1)]
+    first_rows = []  # each chip's first ranked row (a chip may hold several: those refined within the cut's step)
+    for i, r in enumerate(result.ranked, start=1):
+        if strategy_chip(r.strategy) not in [chip for chip, _ in first_rows]:
+            first_rows.append((strategy_chip(r.strategy), i))
+    assert [(chip, rank) for chip, rank, _ in best] == first_rows
     console = Console(record=True, width=200)
     render_plan(console, result)
     line = next(t for t in console.export_text().splitlines() if t.startswith("best per chip: "))
