@@ -128,6 +128,7 @@ def plan_cmd(
     from phasewise.apps.fleet_view import fleets_html, fleets_json, render_fleets, write_fleet
     from phasewise.apps.plan_view import render_plan, winner_timeline
     from phasewise.plan import PlanOptions, plan
+    from phasewise.plan.backends import stage_lines
     from phasewise.plan.chip_budgets import parse_chip_gpus
     from phasewise.plan.fleet import parse_fleets, plan_fleets
     from phasewise.plan.goodput import workload_spec
@@ -203,12 +204,17 @@ def plan_cmd(
                          images_per_request=images_per_request, image_size=image_size, image_share=image_share,
                          image_tokens_included=image_tokens_included)
     fleets_asked = parse_fleets(autoscale, autoscale_rate, slo, work)  # before the long search: its errors first
+    # on a terminal a bar per stage; off one (a log, a pipe) or under --json, no bar: a few lines on stderr, each
+    # stage's start and quarters, none for a plan done within seconds (plan/backends.py stage_lines)
+    bar_shown = console.is_terminal and not as_json
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
-        def progress(stage: str, done: int, total: int):
+                  TimeElapsedColumn(), console=console, transient=True, disable=not bar_shown) as bar:
+        def bar_progress(stage: str, done: int, total: int):
             task = bar.add_task(stage, total=total)
             return lambda k: bar.advance(task, k)
 
+        progress = bar_progress if bar_shown else stage_lines(lambda line: print(line, file=sys.stderr, flush=True),
+                                                              "plan")
         result = plan(model, hardware, gpus, slo, work, target=attainment, objective=objective, opts=opts,
                       refine=top, backend=backend, workers=workers, ray_address=ray_address, progress=progress)
         fleets = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -12,6 +13,11 @@ from typing import Any
 from phasewise.errors import PhasewiseError
 
 BACKENDS = ("local", "ray")
+# stage_lines: no line before the work has run this long (a plan that answers in seconds prints nothing extra, as
+# simulate's bar, apps/simulate_view.py PROGRESS_AFTER_S), and at most these many a stage: its start and each
+# quarter of its tasks done
+STAGE_LINES_AFTER_S = 5.0
+STAGE_LINE_QUARTERS = 4
 
 
 def run_all(fn: Callable[..., Any], tasks: Sequence[tuple], backend: str = "local", workers: int | None = None,
@@ -138,3 +144,33 @@ def check_ray_address(address: str, source: str = "--ray-address", timeout_s: fl
         leave = "unset RAY_ADDRESS" if source == "RAY_ADDRESS" else "leave --ray-address out"
         raise PhasewiseError(f"{source} '{address}': no Ray cluster answers there ({why}); start one with "
                              f"`ray start --head` and give its address, or {leave} for a Ray started here") from None
+
+
+def stage_lines(write: Callable[[str], None], label: str, after_s: float | None = None,
+                clock: Callable[[], float] = time.monotonic) -> Callable[[str, int, int], Callable[[int], None]]:
+    """A progress(stage, done, total) callback, as plan() and run_all take it, for output that is not a terminal (a
+    log, a CI job: no bar to redraw): `write` gets one line as a stage starts and one as each quarter of its tasks
+    completes, at most STAGE_LINE_QUARTERS + 1 a stage whatever its size, each with the time since the callback was
+    made; none before `after_s` (STAGE_LINES_AFTER_S) have passed."""
+    start = clock()
+    after_s = STAGE_LINES_AFTER_S if after_s is None else after_s
+
+    def line(text: str) -> None:
+        elapsed = clock() - start
+        if elapsed >= after_s:
+            write(f"{label}: {text} ({elapsed:.0f} s)")
+
+    def progress(stage: str, done: int, total: int) -> Callable[[int], None]:
+        state = {"done": done, "quarter": done * STAGE_LINE_QUARTERS // total if total > 0 else 0}
+        line(f"{stage}: {total} to run" if done == 0 else f"{stage}: {done} of {total} done")
+
+        def advance(k: int) -> None:
+            state["done"] += k
+            quarter = state["done"] * STAGE_LINE_QUARTERS // total if total > 0 else STAGE_LINE_QUARTERS
+            if quarter > state["quarter"]:
+                state["quarter"] = quarter
+                line(f"{stage}: {min(state['done'], total)} of {total} done")
+
+        return advance
+
+    return progress

@@ -28,7 +28,6 @@ from phasewise.plan.goodput import (
     fresh_draws,
     goodput_tokens_per_s_per_gpu,
     rate_share,
-    seats,
     slice_traffic,
     slice_units,
     trace_requests,
@@ -36,8 +35,24 @@ from phasewise.plan.goodput import (
 from phasewise.plan.screen_cut import refined_at_cut
 from phasewise.plan.strategies import PlanOptions, Strategy, enumerate_strategies
 from phasewise.plan.strategy_policies import with_planned_slos
+from phasewise.plan.windows import (  # noqa: F401 (importable here, as before)
+    REFINE,
+    SCREEN,
+    VERIFY_FILLS,
+    VERIFY_MAX_WINDOW_S,
+    VERIFY_SEED_FILLS,
+    VERIFY_STEP,
+    VERIFY_WINDOW_S,
+    WINDOW_SIGMAS,
+    fill_s,
+    refine_anchor_rps,
+    search_task,
+    search_window_s,
+    verify_window_s,
+    window_requests,
+)
 from phasewise.sim import SimResult, Slo, simulate
-from phasewise.sim.deployment import Deployment, build_deployment
+from phasewise.sim.deployment import build_deployment
 from phasewise.sim.flag_checks import is_integer
 from phasewise.sim.metrics import miss_allowance
 from phasewise.specs import load_hardware
@@ -52,16 +67,9 @@ OBJECTIVE_UNITS = {"goodput-per-gpu": "req/s/GPU", "goodput-per-dollar": "req/$"
 # the unit of objective_per's quotient (the analytic pre-screen's figures): goodput-per-watt's divides by TDP there
 PRESCREEN_UNITS = dict(OBJECTIVE_UNITS, **{"goodput-per-watt": "req/s per kW of TDP"})
 VERIFY_TOLERANCE = 0.02  # sampling noise allowed when re-simulating at the goodput rate
-VERIFY_WINDOW_S, VERIFY_MAX_WINDOW_S = 60.0, 600.0  # verification's shortest and longest windows of arrivals
 VERIFY_SEEDS = 3  # fresh seeds each verified rate must hold on, every one
-# their windows in times the seats take to fill (verify_window_s): the first seed's long enough for a slow overload's
-# queue to grow (a 1-GPU b256 deployment 5 % above its capacity: 12 fills, ~110 s, fail where 60 s hold), the
-# others' for a lucky draw of lengths to show in the attainment
-VERIFY_FILLS, VERIFY_SEED_FILLS = 12.0, 4.0
 VERIFY_CLIMB, VERIFY_CLIMB_STEPS = 1.1, 6  # verification's steps above the search's rate (up to 1.77 x)
 VERIFY_MORE_ROUNDS = 2  # rounds of further screened strategies refined and verified where too few of the first held
-SCREEN = dict(steps=3, window_s=20.0, min_requests=150)
-REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 PRESCREEN = 0.4  # strategies whose analytic capacity is below this fraction of the best one are not simulated
 
 
@@ -244,12 +252,26 @@ class PlanResult:
         pts = [dict(p, strategy=name) for name, p in self.front_points()
                if p["stable"] and math.isfinite(p["tokens_per_s_per_user"])]
         pts.sort(key=lambda p: (-p["tokens_per_s_per_gpu"], -p["tokens_per_s_per_user"]))
-        front, best_user = [], -math.inf
+        # figures equal within a relative 1e-9 are one figure: the same rate summed in another order differs in its
+        # last bits (4367.217051467987 and 4367.2170514679865 tokens/s per GPU), which let a point beside a better
+        # one of "higher" throughput stay on the front
+        front: list[dict[str, Any]] = []
         for p in pts:
-            if p["tokens_per_s_per_user"] > best_user:
+            if front and _same(p["tokens_per_s_per_gpu"], front[-1]["tokens_per_s_per_gpu"]):
+                if p["tokens_per_s_per_user"] > front[-1]["tokens_per_s_per_user"] and not _same(
+                        p["tokens_per_s_per_user"], front[-1]["tokens_per_s_per_user"]):
+                    front.pop()  # the same throughput at a higher per-user rate: the one before is dominated
+                else:
+                    continue
+            if not front or (p["tokens_per_s_per_user"] > front[-1]["tokens_per_s_per_user"]
+                             and not _same(p["tokens_per_s_per_user"], front[-1]["tokens_per_s_per_user"])):
                 front.append(p)
-                best_user = p["tokens_per_s_per_user"]
         return front
+
+
+def _same(a: float, b: float) -> bool:
+    """Two figures one within a relative 1e-9 (PlanResult.pareto: a sum's last bits)."""
+    return math.isclose(a, b, rel_tol=1e-9)
 
 
 def p90_excess(slo: Slo, ttft_p90_ms: float, tpot_p90_ms: float) -> float:
@@ -377,13 +399,15 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
         require_prices(objective, hardware, opts)
     strategies, pruned = enumerate_strategies(model, hardware, gpus, opts)
     strategies = with_planned_slos(strategies, slo)  # a pools strategy's controller: the SLOs it is planned under
-    strategies = prescreen(objective, strategies, [capacity_estimate(s, work) for s in strategies], pruned)
+    capacities = {id(s): capacity_estimate(s, work) for s in strategies}
+    strategies = prescreen(objective, strategies, list(capacities.values()), pruned)
 
     def tick(stage: str, total: int) -> Callable[[int], None] | None:
         return progress(stage, 0, total) if progress else None
 
-    screen = run_all(evaluate, [(s, work, slo, target, SCREEN["steps"], SCREEN["window_s"],
-                                 SCREEN["min_requests"]) for s in strategies],
+    # each search's window sized at the rate it is expected to answer near (search_task): the screening's at the
+    # analytic capacity, the refinement's at the screening's answer
+    screen = run_all(evaluate, [search_task(SCREEN, s, work, slo, target, capacities[id(s)]) for s in strategies],
                      backend, workers, ray_address, tick("screening", len(strategies)))
     screen.sort(key=lambda r: objective_value(objective, r), reverse=True)
     # the cut at `refine` splits no two strategies the screening cannot order: those within a bisection step of the
@@ -398,9 +422,8 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
 
     def refine_and_verify(batch: list[GoodputResult]) -> list[GoodputResult]:
         # each with its screening's probes: on a replayed trace, refining repeats them exactly and reads them
-        done = run_all(evaluate, [(r.strategy, work, slo, target, REFINE["steps"], REFINE["window_s"],
-                                   REFINE["min_requests"], r.probes) for r in batch],
-                       backend, workers, ray_address, tick("refining", len(batch)))
+        done = run_all(evaluate, [search_task(REFINE, r.strategy, work, slo, target, refine_anchor_rps(r), r.probes)
+                                  for r in batch], backend, workers, ray_address, tick("refining", len(batch)))
         checks = [(r.strategy, r.goodput_rps, work, slo, target, r.search_units) for r in done]
         for r, verdict in zip(done, run_all(verify, checks, backend, workers, ray_address,
                                             tick("verifying", len(checks)))):
@@ -463,21 +486,6 @@ def require_prices(objective: str, hardware: str, opts: PlanOptions) -> None:
                     "which has none (price_per_hour_usd 0): give it one in a hardware YAML, or rank by "
                     "--objective " + " or ".join(["goodput-per-gpu"] + (["power"] if hw.tdp_w > 0 else [])
                                                  + (["cost"] if hw.parts is not None else [])))
-
-
-def verify_window_s(dep: Deployment, work: WorkloadSpec, slo: Slo, rate_rps: float, fills: float) -> float:
-    """How long verification offers `rate_rps` (the simulated deployment's) for: `fills` times the time its
-    seats take to fill (seats / rate: the E2E a request takes once they are full, Little's law; no longer than
-    the E2E a request meeting the SLOs takes, TTFT + output x TPOT, where they are finite: a load that never fills
-    the seats settles within it), between VERIFY_WINDOW_S and VERIFY_MAX_WINDOW_S. An overload a little above the
-    capacity shows only once the seats are full and the queue beyond them has grown for a while: a 1-GPU b256
-    deployment of Llama-3.1-8B at 28 req/s fills its seats in ~9 s and holds a 60 s window at 100 % attainment,
-    but not 300 s (0.22)."""
-    fill_s = seats(dep, work) / rate_rps
-    slo_e2e_s = (slo.ttft_ms + work.mean_output * slo.tpot_ms) / 1e3
-    if math.isfinite(slo_e2e_s):
-        fill_s = min(fill_s, slo_e2e_s)
-    return min(max(VERIFY_WINDOW_S, fills * fill_s), VERIFY_MAX_WINDOW_S)
 
 
 def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
@@ -556,7 +564,7 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
         return run.rate_rps, att, run
 
     att, above = 0.0, None
-    for factor in (1.0, 0.95, 0.9, 0.85, 0.8):
+    for factor in (round(1.0 - k * VERIFY_STEP, 2) for k in range(5)):  # 1, 0.95, ..., 0.8
         att, run, s = attempt(rate * factor, seeds)
         if run is None:
             above = (rate * factor, s)

@@ -44,6 +44,7 @@ from phasewise.plan.cluster_cost import cluster_hardware
 from phasewise.plan.goodput import (
     GoodputResult,
     WorkloadSpec,
+    capacity_estimate,
     evaluate,
     lengths_within_context,
     refuse_when_none_fits,
@@ -51,9 +52,10 @@ from phasewise.plan.goodput import (
     workload_spec,
 )
 from phasewise.plan.options import check_options
-from phasewise.plan.planner import REFINE, SCREEN, PlanResult, objective_value, take_verification, verify
+from phasewise.plan.planner import PlanResult, objective_value, take_verification, verify
 from phasewise.plan.strategies import NoStrategyFits, PlanOptions, Strategy, enumerate_strategies, unknown_choice
 from phasewise.plan.strategy_policies import with_planned_slos
+from phasewise.plan.windows import REFINE, SCREEN, refine_anchor_rps, search_task
 from phasewise.sim import Slo
 from phasewise.specs.catalog import read_user_file
 from phasewise.specs.hardware import chip_identity
@@ -396,9 +398,8 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
                                 # instance's in plan: behind_each_router)
                         else:
                             routed = True
-                    task = (s, work, slo, cfg.attainment) if verified else (
-                        s, work, slo, cfg.attainment, settings["steps"], settings["window_s"],
-                        settings["min_requests"])
+                    task = (s, work, slo, cfg.attainment) if verified else search_task(
+                        settings, s, work, slo, cfg.attainment, capacity_estimate(s, work))
                     jobs.append(({"model": model, "hardware": hw, "workload": w.name}, task))
     if not verified and len(opts.routers) > 1 and jobs and not routed:
         raise PhasewiseError(f"{cfg._source}: {sweep_key('routers')} compares {', '.join(opts.routers)}, which a "
@@ -431,9 +432,8 @@ def plan_figures(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float
     """The strategy's goodput as `plan` ranks it (planner.plan's refine_and_verify): screened, refined from the
     screening's probes, then verified on the whole deployment (or its slice) on fresh seeds (planner.verify); the
     refined search's answer kept as search_rps. Runs in a worker process."""
-    screened = evaluate(strategy, work, slo, target, SCREEN["steps"], SCREEN["window_s"], SCREEN["min_requests"])
-    r = evaluate(strategy, work, slo, target, REFINE["steps"], REFINE["window_s"], REFINE["min_requests"],
-                 screened.probes)
+    screened = evaluate(*search_task(SCREEN, strategy, work, slo, target, capacity_estimate(strategy, work)))
+    r = evaluate(*search_task(REFINE, strategy, work, slo, target, refine_anchor_rps(screened), screened.probes))
     take_verification(r, *verify(strategy, r.goodput_rps, work, slo, target, r.search_units))
     r.probes = {}  # the search's summaries: not sent back from the worker (no row reads them)
     return r
