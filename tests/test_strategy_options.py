@@ -39,8 +39,8 @@ NOT_APPLYING = [
     ("moe_layouts: [ep]", ["--no-disagg", "--moe-layouts", "ep"],
      "{moe_layouts} applies to mixture-of-experts models; meta-llama/Llama-3.1-8B is dense"),
     ("engine: vllm-v0, host_kv_cache_bytes: 1.0e10", ["--no-disagg", "--engine", "vllm-v0", "--host-kv-cache-gb", "10"],
-     "{host} holds prefix blocks evicted from the GPU: it needs prefix caching, which no strategy here has (prefix "
-     "caching is off on vllm-v0@0.6 by default for meta-llama/Llama-3.1-8B)"),
+     "{host} holds prefix blocks evicted from the GPU: it needs prefix caching and a host-memory KV tier, which no "
+     "strategy here keeps (prefix caching is off on vllm-v0@0.6 by default for meta-llama/Llama-3.1-8B)"),
     ("engine: vllm-v0, kv_store_bytes: 1.0e10", ["--no-disagg", "--engine", "vllm-v0", "--kv-store-gb", "10"],
      "{store} holds prefix blocks evicted from the GPU: it needs prefix caching"),
 ]

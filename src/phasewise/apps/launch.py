@@ -72,7 +72,8 @@ PARTIAL_PREFILLS_REFUSED = ("vLLM 0.14 refuses --max-num-partial-prefills above 
 SGLANG_BOOTSTRAP_PORT = 8998  # server_args.py disaggregation_bootstrap_port default; + the prefill server's index
 
 
-def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
+def _vllm(dep: Deployment, g: InstanceGroup, port: int, longest_request: int | None = None) -> Command:
+    """`longest_request`: the workload's longest request (prompt and output tokens), where the plan knows it."""
     notes = common_notes(dep, g, "vllm")
     argv = ["vllm", "serve", checkpoint_id(g.model or dep.model), "--port", str(port)]
     argv += remote_code_argv(dep, g, "vllm", notes)
@@ -88,11 +89,16 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     kv = kv_dtype_arg(dep, g, "vllm", notes)
     if kv:
         argv += ["--kv-cache-dtype", kv]
+    built = build_group(dep, g, dep.instances.index(g))  # (cost model, KV tokens, _, engine): as simulated
+    context = _vllm_max_model_len(dep, g, built, longest_request, notes)  # None: the model's own
     knobs = g.knobs
     if "chunk_size" in knobs:  # Sarathi's token budget is vLLM's chunked-prefill budget
         knobs = dict(knobs, max_num_batched_tokens=knobs.pop("chunk_size"), enable_chunked_prefill=True)
     for knob, value in knobs.items():
-        if knob in ("max_num_seqs", "max_num_batched_tokens"):
+        if knob == "max_num_batched_tokens" and not built[3].chunked_prefill and value < (
+                context or load_model(g.model or dep.model).max_position_embeddings or 0):
+            pass  # a whole-prompt budget below max_model_len, which vLLM refuses: _vllm_max_model_len's note says so
+        elif knob in ("max_num_seqs", "max_num_batched_tokens"):
             argv += [f"--{knob.replace('_', '-')}", str(value)]
         elif knob == "max_num_partial_prefills":
             pass  # 1, vLLM's own value: the V1 presets refuse more (engine_presets.yaml), so nothing to write
@@ -106,16 +112,26 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int) -> Command:
             argv += ["--all2all-backend", value]
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
-    built = build_group(dep, g, dep.instances.index(g))  # (cost model, KV tokens, _, engine): as simulated
-    argv += _vllm_simulated_caps(dep, g, built[3], argv, notes)
+    argv += _vllm_simulated_caps(dep, g, built[3], argv, context, notes)
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
-    argv += _vllm_max_model_len(dep, g, built, notes)
+    if context is not None:
+        argv += ["--max-model-len", str(context)]
     argv += ["--block-size", str(run_block(dep, g, notes))]
     if g.prefix_caching is not None:
         argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
-    if g.host_kv_cache_bytes and g.role == "collocated":  # vLLM's size is all the instance's ranks' together, GiB
-        argv += ["--kv-offloading-size", f"{g.host_kv_cache_bytes / 2**30:.4g}", "--kv-offloading-backend", "native"]
+    if g.host_kv_cache_bytes and g.role == "collocated":
+        # GiB for each data-parallel rank: each runs its own engine core (v1/engine/core.py DPEngineCoreProc) whose
+        # OffloadingConnector takes the whole --kv-offloading-size (vllm 0.14 config/vllm.py
+        # _post_init_kv_transfer_config: cpu_bytes_to_use = kv_offloading_size * 2**30) and shares it only among its
+        # own TP x PP workers (v1/kv_offload/cpu.py CPUOffloadingSpec: blocks = cpu_bytes_to_use // (page bytes x
+        # parallel_config.world_size), world_size = TP x PP, DP not counted): the instance's tier split over its
+        # attention-DP ranks, as simulated (sim/prefix_cache_ranks.py rank_host_tier)
+        argv += ["--kv-offloading-size", f"{g.host_kv_cache_bytes / dp / 2**30:.4g}", "--kv-offloading-backend",
+                 "native"]
+        if dp > 1:
+            notes.append(f"--kv-offloading-size: each of the {dp} data-parallel ranks' own host KV tier, "
+                         f"{g.host_kv_cache_bytes / 1e9:g} GB planned for the instance in all")
     elif g.host_kv_cache_bytes:
         notes.append("host_kv_cache_bytes beside the disaggregation connector needs vLLM's MultiConnector (NIXL + "
                      "OffloadingConnector): not emitted")
@@ -143,20 +159,34 @@ def _vllm_mxfp4_env(cost, notes: list[str]) -> dict[str, str]:
     return {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}
 
 
-def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[str], notes: list[str]) -> list[str]:
+def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[str], context: int | None,
+                         notes: list[str]) -> list[str]:
     """The simulated preset's caps where `vllm serve`'s own defaults on this chip differ and the knobs did not say
     them: a preset of another scheduler (sarathi's 512-token budget, ascendra's pools, vllm-v0's whole prompts) or
-    an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults."""
+    an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults. The caps
+    vLLM would take are resolved with what the command sets beside them (chunked prefill off, `context` as
+    --max-model-len: vLLM's budget without chunking follows max_model_len, specs/engine_defaults.py vllm_batch_caps)."""
     model, hw = load_model(g.model or dep.model), load_hardware(g.hardware)
-    own = resolve_engine("vllm", hw, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1, tp=g.tp,
-                         model_type=model.model_type, max_model_len=model.max_position_embeddings or None)
+
+    def vllm_own(knobs: dict) -> Any:
+        return resolve_engine("vllm", hw, knobs=knobs, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1,
+                              tp=g.tp, model_type=model.model_type,
+                              max_model_len=context or model.max_position_embeddings or None)
+
+    default = vllm_own({})
+    chunking = []
+    if engine.chunked_prefill != default.chunked_prefill and not any("chunked-prefill" in a for a in argv):
+        chunking.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
+    own = default if engine.chunked_prefill else vllm_own({"enable_chunked_prefill": False})
+    longest = context or model.max_position_embeddings or 0  # max_model_len as launched
     out = []
-    for flag, simulated, default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
-                                     ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):
-        if simulated != default and flag not in argv:
+    for flag, simulated, vllm_default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
+                                         ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):
+        if flag == "--max-num-batched-tokens" and not engine.chunked_prefill and simulated < longest:
+            continue  # below max_model_len without chunking, which vLLM refuses: _vllm_max_model_len's note
+        if simulated != vllm_default and flag not in argv:
             out += [flag, str(simulated)]
-    if engine.chunked_prefill != own.chunked_prefill and not any("chunked-prefill" in a for a in argv):
-        out.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
+    out += chunking
     partial = min(engine.partial_prefills, engine.max_seqs)  # unlimited: as many as the sequences
     if engine.chunked_prefill and partial > own.partial_prefills and "max_num_partial_prefills" not in g.knobs:
         notes.append(f"{g.engine}'s scheduling ({partial} prompts part-way through prefill in one step, as "
@@ -169,12 +199,43 @@ def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[s
     return out
 
 
-def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, built: tuple, notes: list[str]) -> list[str]:
-    """--max-model-len where the model's context does not fit one instance's KV cache: vLLM refuses to start when
-    one sequence of max_model_len tokens (the model's max_position_embeddings by default) cannot be held (its KV
-    cache check at start-up). The longest sequence the planned cache holds (an attention rank's share of it;
-    a hybrid stack's windowed layers counted as vLLM holds them: specs/engine_kv.py window_kv; DeepSeek-V4's windowed
-    groups as its shared block pool counts them), in whole blocks."""
+def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, built: tuple, longest_request: int | None,
+                        notes: list[str]) -> int | None:
+    """--max-model-len (None: the model's context, vLLM's default), the smaller of
+    - the longest sequence the planned KV cache holds, where the model's context does not fit it: vLLM refuses to
+      start when one sequence of max_model_len tokens cannot be held (its KV cache check at start-up; _kv_context);
+    - a whole-prompt scheduler's token budget (chunked prefill off: vllm-v0's prefill-first steps): vLLM without
+      chunked prefill raises its budget to max_model_len and refuses a --max-num-batched-tokens below it (0.14
+      engine/arg_utils.py _set_default_max_num_seqs_and_batched_tokens_args, config/scheduler.py
+      verify_max_model_len), so the simulated budget is vLLM's only as max_model_len; written where the workload's
+      longest request (`longest_request`, prompt and output) fits it, else a note says the budget differs."""
+    model = load_model(g.model or dep.model)
+    engine = built[3]
+    kv_cap = _kv_context(dep, g, built, notes)
+    served = kv_cap or model.max_position_embeddings
+    budget = engine.token_budget // (g.attention_dp or 1)  # each DP rank's own (PER_RANK_KNOBS)
+    if engine.chunked_prefill or not served or budget >= served:
+        return kv_cap
+    if longest_request is not None and longest_request <= budget:
+        notes.append(f"--max-model-len {budget}: the simulated {g.engine} budget of {budget:,} tokens a step, whole "
+                     f"prompts only; vLLM without chunked prefill runs a budget of at least max_model_len ({served:,} "
+                     f"otherwise) and refuses a smaller --max-num-batched-tokens, so the context is capped at the "
+                     f"budget; the workload's requests ({longest_request:,} tokens at most) fit it")
+        return budget
+    why = (f"the workload's requests reach {longest_request:,} tokens, past it" if longest_request is not None else
+           "the workload's longest request is not known here")
+    notes.append(f"the simulated {g.engine} budget of {budget:,} tokens a step is not vLLM's here: without chunked "
+                 f"prefill vLLM's budget is at least max_model_len ({served:,}) and it refuses a smaller "
+                 f"--max-num-batched-tokens, so prompts batch up to {served:,} tokens a step; --max-model-len {budget} "
+                 f"would run it as simulated, but {why}")
+    return kv_cap
+
+
+def _kv_context(dep: Deployment, g: InstanceGroup, built: tuple, notes: list[str]) -> int | None:
+    """The longest sequence the planned KV cache holds, where the model's context does not fit it (None where it
+    does): an attention rank's share of the cache; a hybrid stack's windowed layers counted as vLLM holds them
+    (specs/engine_kv.py window_kv; DeepSeek-V4's windowed groups as its shared block pool counts them), in whole
+    blocks."""
     model = load_model(g.model or dep.model)
     cost, kv_tokens, _, engine = built  # build_group's
     full, windowed, window, _ = kv_window_terms(model, *window_kv(engine, model, cost.hw),  # never pooled in vLLM
@@ -196,10 +257,10 @@ def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, built: tuple, notes: 
         longest = (cap - windowed * reach) / full if cap >= (full + windowed) * reach else cap / (full + windowed)
     longest = int(longest) // block * block
     if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
-        return []
+        return None
     notes.append(f"the model's {model.max_position_embeddings:,}-token context does not fit this instance's KV cache "
                  f"({cap:,} tokens): --max-model-len caps it at the longest sequence the cache holds")
-    return ["--max-model-len", str(longest)]
+    return longest
 
 
 def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
@@ -343,9 +404,11 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     return Command(argv, comments=notes, files={name: yaml.safe_dump(options, sort_keys=False)})
 
 
-def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dict[str, str]]:
+def launch_commands(dep: Deployment, longest_request: int | None = None
+                    ) -> tuple[list[Command], Command | None, dict[str, str]]:
     """(one command per instance and node, the front end's command or None, extra config files) for `dep`'s
-    engines; each command's `node` says where it runs."""
+    engines; each command's `node` says where it runs. `longest_request`: the workload's longest request (prompt
+    and output tokens) where known, for a vLLM command that must cap its context (_vllm_max_model_len)."""
     workers: list[Command] = []
     files: dict[str, str] = {}
     places = placements(dep)
@@ -360,7 +423,7 @@ def launch_commands(dep: Deployment) -> tuple[list[Command], Command | None, dic
         families.add(family)
         for replica, place in enumerate(places[index]):
             if family == "vllm":
-                cmd = _vllm(dep, g, port)
+                cmd = _vllm(dep, g, port, longest_request)
             elif family == "sglang":
                 cmd = _sglang(dep, g, port)
             else:
@@ -460,10 +523,11 @@ def start_up_lines(dep: Deployment) -> list[str]:
     return lines
 
 
-def launch_script(dep: Deployment, header: list[str]) -> tuple[str, dict[str, str]]:
+def launch_script(dep: Deployment, header: list[str], longest_request: int | None = None
+                  ) -> tuple[str, dict[str, str]]:
     """A bash script starting every instance (and the disaggregated front end), and its config files: on a
     deployment over several nodes, the same script on each, run as `NODE=k ./launch.sh`, starting that node's."""
-    workers, front, files = launch_commands(dep)
+    workers, front, files = launch_commands(dep, longest_request)
     nodes = node_count(dep)
     where = ["# One command per instance, on each node of an instance wider than one; unmapped fields are comments"]
     if nodes > 1:
@@ -514,7 +578,8 @@ def write_export(result: PlanResult, directory: str | Path, rank: int = 1) -> li
     # the user's files by absolute path, in the script as in deployment.yaml (run from any folder)
     deployment = absolute_paths(r.strategy.deployment)
     dep = build_deployment(deployment, f"strategy '{r.strategy.name}'")
-    script, files = launch_script(dep, header)
+    lengths = result.replay_lengths  # one prompt and one output length: the longest request (else not known)
+    script, files = launch_script(dep, header, None if lengths is None else sum(lengths))
     out = Path(directory).expanduser()  # '~' as check_export_directory reads it
     written = []
     try:

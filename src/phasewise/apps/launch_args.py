@@ -98,11 +98,13 @@ def launch_version(dep: Deployment, g: InstanceGroup, family: str) -> str:
 
 def version_needs(family: str, argv: list[str], version: str) -> list[str]:
     """What the command needs of a later engine than `version` (the modelled one): a flag whose `since` in
-    apps/data/engine_flags.yaml is later, said plainly, one line per flag."""
+    apps/data/engine_flags.yaml is later, said plainly, one line per flag (its `before`: what the older versions
+    lack, where not the argument itself)."""
     flags = engine_flags()[family]["flags"]
     name = ENGINE_NAMES[family]
-    return [f"{flag} needs {name} >= {flags[flag]['since']}: {name} {version} (the version the plan modelled) has no "
-            f"such argument and refuses it; run this deployment with {name} {flags[flag]['since']} or later"
+    return [f"{flag} needs {name} >= {flags[flag]['since']}: {name} {version} (the version the plan modelled) "
+            f"{flags[flag].get('before', 'has no such argument and refuses it')}; run this deployment with {name} "
+            f"{flags[flag]['since']} or later"
             for flag in argv if flag in flags and "since" in flags[flag]
             and version_key(flags[flag]["since"]) > version_key(version)]
 

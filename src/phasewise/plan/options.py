@@ -15,6 +15,7 @@ from typing import Any
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.sim.deployment import Deployment
 from phasewise.sim.flag_checks import is_integer, is_number
+from phasewise.sim.kv_tiers import HOST_TIER_RELEASES
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_kv import prefix_caching_default
 from phasewise.specs.engines import resolve_engine
@@ -235,7 +236,7 @@ def check_options(models: Sequence[str], chips: Sequence[str], opts: PlanOptions
             why = _no_host_tier(models, chips, name_list(name("engine"), opts.engine))
             if why:
                 raise PhasewiseError(f"{name(option)} holds prefix blocks evicted from the GPU: it needs prefix "
-                                     f"caching, which no strategy here has ({why})")
+                                     f"caching and a host-memory KV tier, which no strategy here keeps ({why})")
 
 
 def check_speculative(models: Sequence[str], opts: PlanOptions, name: OptionName) -> None:
@@ -296,5 +297,5 @@ def _host_tier_refusal(model: str, engine: str, hardware: str, stamps: tuple) ->
     if not prefix_caching_default(config, spec):
         return f"prefix caching is off on {config.label} by default for {model}"
     if config.host_kv_load is None:
-        return f"{config.label} keeps no host-memory KV tier"
+        return f"{config.label} keeps no host-memory KV tier ({HOST_TIER_RELEASES})"
     return ""

@@ -144,7 +144,11 @@ def _gpus(inst) -> int:
     return inst.cost.layout.attention_tp * inst.cost.pp
 
 
+# which engines keep a host-memory KV tier, for the refusals (engine_presets.yaml host_kv_load per version)
+HOST_TIER_RELEASES = ("vLLM's CPU offloading connector is first in 0.11.0: --engine vllm@0.11 or later; SGLang's "
+                      "HiCache and TensorRT-LLM 1.x's host cache have one")
+
+
 def _has_tier(inst, flag: str) -> None:
     if inst.engine.host_kv_load is None:
-        raise PhasewiseError(f"{flag}: {inst.engine.label} keeps no host-memory KV tier (vLLM V1's offloading "
-                             f"connector, SGLang's HiCache and TensorRT-LLM 1.x's host cache do)")
+        raise PhasewiseError(f"{flag}: {inst.engine.label} keeps no host-memory KV tier ({HOST_TIER_RELEASES})")

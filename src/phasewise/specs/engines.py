@@ -644,7 +644,7 @@ def _build(key: str, version: str, sched: str, profile: EngineProfile, values: d
     return EngineConfig(key, version, sched, profile, knobs=values, source=source,
                         attention_dp=attention_dp,
                         prefix_caching=bool(table.get("prefix_caching", False)),
-                        host_kv_load=preset_entry(key).get("host_kv_load"),
+                        host_kv_load=table.get("host_kv_load", preset_entry(key).get("host_kv_load")),  # by version
                         host_kv_write=HICACHE_WRITES[values["hicache_write_policy"]] if values.get(
                             "hicache_write_policy") else str(preset_entry(key).get("host_kv_write", "through")),
                         memory_fraction_of=memory_fraction_of(key), window_kv_rule=_window_kv_rule(key), **cfg)
