@@ -26,7 +26,15 @@ import plotly.graph_objects as go
 
 from phasewise.perf import BatchShape
 from phasewise.plan import run_all
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context, setup_error
+from phasewise.scenarios.base import (
+    Check,
+    Outcome,
+    Param,
+    Scenario,
+    autoregressive,
+    lengths_within_context,
+    setup_error,
+)
 from phasewise.sim.api import build
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.metrics import SimResult
@@ -70,6 +78,7 @@ MAX_STEPS = 14  # rate search steps at most (rate_min x rate_factor^13 covers ~1
 
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: rate steps that climb, and the mean request within the model's context."""
+    autoregressive("adrenaline", "model", setup["model"])
     for key in ("rate_factor", "saturated_prefill_factor"):
         if not setup[key] > 1.0:
             raise setup_error("adrenaline", key, f"a factor more than 1 (got {setup[key]:g})")
@@ -208,9 +217,16 @@ def run(setup: dict[str, Any]) -> Outcome:
     checks = [
         Check("throughput_gain", "overall throughput up to 1.68x with attention offloaded", 1.68, gain, (1.4, 1.75),
               f"rate sustained at {setup['slo_attainment']:.0%} SLO attainment: {offload_cap:.1f} vs "
-              f"{plain_cap:.1f} req/s; the decode batch grows from {plain['decode_batch']:.0f} to "
-              f"{offload['decode_batch']:.0f} while the step stays within the TPOT SLO (dense work grows, "
-              f"the local attention does not); the controller's main refusal there: {offload['declined']}"
+              f"{plain_cap:.1f} req/s; "
+              + (f"no request was offloaded at that rate (the decode batch {plain['decode_batch']:.0f} both ways): "
+                 + ("the decode instance had a seat and KV room for every request as its prefill ended, so the "
+                    "controller was never asked"
+                    if offload["declined"] == "none" else
+                    f"the controller declined each, mostly for {offload['declined']}")
+                 if never_offloaded else
+                 f"the decode batch grows from {plain['decode_batch']:.0f} to {offload['decode_batch']:.0f} while "
+                 "the step stays within the TPOT SLO (dense work grows, the local attention does not); the "
+                 f"controller's main refusal there: {offload['declined']}")
               + search_note(setup, plain_cap, plain_points, offload_cap, offload_points)),
         Check("offloaded_per_local", "the controller offloads N of a decode batch M (PAPERS.md: N/M 0.5-1.3)",
               [0.5, 1.3], offload["offloaded_per_local"], (0.5, 1.3),
@@ -218,7 +234,8 @@ def run(setup: dict[str, Any]) -> Outcome:
               "by the prefill HBM beyond its prompts' headroom, the overlap, the TPOT SLO and the prefill's TTFT"),
         Check("prefill_hbm_capacity", "prefill-instance HBM capacity use up 2.28x", 2.28, ratio("prefill_hbm"),
               (1.6, 3.0), f"(weights + KV in use) / HBM: {plain['prefill_hbm']:.0%} -> {offload['prefill_hbm']:.0%}:"
-              " the offloaded requests' KV lives on the prefill GPU"),
+              + (" nothing offloaded, so nothing more held" if never_offloaded else
+                 " the offloaded requests' KV lives on the prefill GPU")),
         Check("prefill_hbm_bandwidth", "prefill-instance HBM bandwidth use up 2.07x", 2.07,
               ratio("prefill_bandwidth"), (1.5, 3.0),
               f"{plain['prefill_bandwidth']:.1%} -> {offload['prefill_bandwidth']:.1%} of the prefill GPU's "

@@ -21,7 +21,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from phasewise.errors import PhasewiseError
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, autoregressive, lengths_within_context
 from phasewise.sim.api import build
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import SimResult
@@ -108,6 +108,7 @@ def _figures(result: SimResult) -> dict[str, Any]:
 
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: the mean request within the model's context (each value's range is its Param's)."""
+    autoregressive("alchemist", "model", setup["model"])
     lengths_within_context("alchemist", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
 
 

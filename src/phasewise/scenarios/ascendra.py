@@ -22,7 +22,7 @@ import numpy as np
 from phasewise.perf import BatchShape
 from phasewise.plan import run_all
 from phasewise.plan.goodput import highest_rate
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with, setup_error
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, autoregressive, check_with, setup_error
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import Deployment, build_deployment
 from phasewise.sim.simulate import build_group
@@ -96,6 +96,7 @@ GROUP_KEYS = {"lp": {"--max-num-batched-tokens": "--set lp_token_budget",
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: an LP pool beside the HP one, and every policy's instances as the simulator builds them
     (its own checks, e.g. a token budget below the batch's sequences, with the --set keys named)."""
+    autoregressive("ascendra", "model", setup["model"])
     if setup["hp_instances"] >= setup["instances"]:
         raise setup_error("ascendra", "hp_instances, instances", f"hp_instances {setup['hp_instances']} must be "
                           f"fewer than instances {setup['instances']} (the LP pool needs one at least)")

@@ -282,6 +282,17 @@ def lengths_within_context(scenario: str, model: str, prompt_tokens: float, outp
                              f"{model}{also}")
 
 
+def autoregressive(scenario: str, key: str, models: str | list[str]) -> None:
+    """A one-line error naming the --set `key` for a diffusion LM where the scenario decodes token by token (its
+    drafts, heads, decode steps and serving simulations are an autoregressive model's): such a model runs in
+    `reproduce odb-dllm` and `simulate --dllm`."""
+    for model in [models] if isinstance(models, str) else models:
+        if not load_model(model).causal:
+            raise setup_error(scenario, key, f"needs an autoregressive model; {model} is a diffusion LM "
+                                             "(bidirectional, decoded block by block: `reproduce odb-dllm` and "
+                                             "`simulate --dllm` serve it)")
+
+
 FIXED_FIGURE = "the paper's {what}, fixed before the first run (no figure is typed in to make a check pass)"
 
 

@@ -23,7 +23,7 @@ from phasewise.plan import run_all
 from phasewise.plan.goodput import WorkloadSpec, highest_rate
 from phasewise.plan.planner import plan
 from phasewise.plan.strategies import PlanOptions
-from phasewise.scenarios.base import FIXED_FIGURE, Check, Outcome, Param, Scenario, setup_error
+from phasewise.scenarios.base import FIXED_FIGURE, Check, Outcome, Param, Scenario, autoregressive, setup_error
 from phasewise.sim import Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.specs import load_engine
@@ -78,6 +78,7 @@ SETUP = {
 
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: a TP degree that fits in the GPU budget (the planner's own condition)."""
+    autoregressive("bestserve", "model", setup["model"])
     if min(setup["tp_options"]) > setup["gpus"]:
         options = ", ".join(map(str, setup["tp_options"]))
         raise setup_error("bestserve", "tp_options, gpus", f"every tp_options value ({options}) needs more GPUs than "

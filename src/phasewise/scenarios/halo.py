@@ -23,6 +23,7 @@ from phasewise.scenarios.base import (
     Outcome,
     Param,
     Scenario,
+    autoregressive,
     check_with,
     lengths_within_context,
     setup_error,
@@ -83,6 +84,7 @@ GRID_LONGEST = max(SETUP["prompts"].value) + max(SETUP["outputs"].value)
 def validate(setup: dict[str, Any]) -> None:
     """The setup's values together, before anything runs: the chip's CiD multiple, the KV dtype, every request within
     each model's context (or the paper's grid's longest), and the grid within the run's bound."""
+    autoregressive("halo", "models", setup["models"])
     k = setup["cid_internal_multiple"]
     if 0 < k < 1:
         raise setup_error("halo", "cid_internal_multiple", f"0 for the chip's own, or from 1 to 64 (got {k:g})")

@@ -14,7 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from phasewise.plan.hat_chunk import plan_chunk
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, lengths_within_context, setup_error
+from phasewise.scenarios.base import (
+    Check,
+    Outcome,
+    Param,
+    Scenario,
+    autoregressive,
+    check_with,
+    lengths_within_context,
+    setup_error,
+)
 from phasewise.sim.deployment import SpecDecode
 from phasewise.sim.device_cloud import CloudRun, DeviceRequest, UShapedCost, run_device_cloud
 from phasewise.specs import load_engine, load_model, load_quant
@@ -45,7 +54,8 @@ SETUP = {
     "output_layers": Param(1, "assumed: the last decoder layer on the device"),
     "adapter_layers": Param(1, "assumed: a lightweight adapter of one decoder layer between them (the draft model)"),
     "draft_tokens": Param(4, "PAPERS.md HAT-1: draft length 4-8"),
-    "acceptance": Param(0.8, "PAPERS.md HAT-1: acceptance 0.6-0.9 (i.i.d. per token)"),
+    "acceptance": Param(0.8, "PAPERS.md HAT-1: acceptance 0.6-0.9 (i.i.d. per token)",
+                        help="below 1 (SpecDecode's bound: every draft accepted is no draft model)"),
     "min_chunk_tokens": Param(1, "assumed: the chunk search starts at one token (powers of two up to n)",
                               help="at most prompt_tokens"),
     "max_batch_tokens": Param(8192, "assumed: a cloud GPU's token budget per batched forward"),
@@ -55,11 +65,14 @@ SETUP = {
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: a chunk search with a size below the whole prompt (the interior-optimum check compares the
     smallest chunk with the unchunked prompt), and the request within the model's context."""
+    autoregressive("hat", "model", setup["model"])
     if setup["min_chunk_tokens"] >= setup["prompt_tokens"]:
         raise setup_error("hat", "min_chunk_tokens, prompt_tokens", f"min_chunk_tokens {setup['min_chunk_tokens']} "
                           f"must be below prompt_tokens {setup['prompt_tokens']} (the search needs a chunk smaller "
                           "than the whole prompt)")
     lengths_within_context("hat", setup["model"], setup["prompt_tokens"], setup["output_tokens"])
+    check_with("hat", {"acceptance": "--set acceptance", "draft_tokens": "--set draft_tokens"},
+               lambda: SpecDecode(draft_tokens=setup["draft_tokens"], acceptance=setup["acceptance"]))
 
 
 def run(setup: dict[str, Any]) -> Outcome:

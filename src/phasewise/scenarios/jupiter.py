@@ -15,7 +15,16 @@ import math
 from typing import Any
 
 from phasewise.plan.edge_split import plan_edge_split
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with, lengths_within_context, setup_error
+from phasewise.scenarios.base import (
+    Check,
+    Outcome,
+    Param,
+    Scenario,
+    autoregressive,
+    check_with,
+    lengths_within_context,
+    setup_error,
+)
 from phasewise.sim.split_model import SplitModel
 from phasewise.sim.split_pipeline import DecodePlan, SplitRun, run_split, sub_sequence_lengths
 from phasewise.sim.split_tensor_parallel import TensorParallelEdge
@@ -59,6 +68,7 @@ PAPER_DECODE = (4, 4, 2.5)  # PAPERS.md Jupiter-1: K = 4 outline points on P = 4
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: the Medusa acceptance within what a step verifies (DecodePlan's own check), a layer at
     least per device, a token at least per sub-sequence, and the request within the model's context."""
+    autoregressive("jupiter", "model", setup["model"])
     check_with("jupiter", {"DecodePlan acceptance": "--set acceptance", "verify_tokens": "1 + medusa_heads"},
                lambda: DecodePlan(points=setup["outline_points"], outline_tokens=setup["outline_tokens"],
                                   verify_tokens=1 + setup["medusa_heads"], acceptance=setup["acceptance"]))

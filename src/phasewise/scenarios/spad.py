@@ -30,7 +30,7 @@ from phasewise.perf.fit import roofline_cost
 from phasewise.plan import run_all
 from phasewise.plan.goodput import WorkloadSpec, capacity_estimate, evaluate
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, check_with, lengths_within_context
+from phasewise.scenarios.base import Check, Outcome, Param, Scenario, autoregressive, check_with, lengths_within_context
 from phasewise.sim import Slo
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.catalog import packaged
@@ -91,6 +91,7 @@ GOODPUT_STEPS = 7
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: the prompts within the model's context (or the paper's range), the decode contexts within
     the model's."""
+    autoregressive("spad", "model", setup["model"])
     lengths_within_context("spad", setup["model"], max(setup["prompts"]), keys="prompts (the longest)",
                            beyond=PROMPTS_LONGEST)
     lengths_within_context("spad", setup["model"], max(setup["decode_contexts"]), keys="decode_contexts (the longest)")

@@ -61,6 +61,10 @@ class SplitModel:
                  hardware: list[HardwareSpec], split, medusa_heads: int = 0) -> None:
         if model.compressed is not None:
             raise PhasewiseError(f"device splits of compressed attention ({model.name}) are not modelled yet")
+        if not model.causal:  # its stages pipeline token-by-token decode steps, drafts and heads
+            raise PhasewiseError(f"model '{model.name}' is a diffusion LM (bidirectional, decoded block by block): a "
+                                 "split across devices decodes token by token; give an autoregressive model "
+                                 "(`simulate --dllm` serves a diffusion LM)")
         ranges = parse_split(split, model.num_layers, len(topology.devices))
         self.model, self.quant, self.engine, self.topology = model, quant, engine, topology
         self.hardware = hardware
