@@ -214,7 +214,7 @@ def test_plan_refines_every_strategy_within_the_cuts_step(monkeypatch):
     refined: list[str] = []
 
     def fake_run_all(fn, tasks, *args, **kwargs):
-        if fn is planner.evaluate and len(tasks[0]) == 7:  # screening
+        if fn is planner.evaluate and tasks[0][4] == planner.SCREEN["steps"]:  # screening (its bisection steps)
             return [GoodputResult(s, (10 - 0.3 * k) * s.gpus, math.nan, "-", {}, binding_rps=(10 - 0.3 * k) * s.gpus
                                   * 1.125) for k, (s, *_) in enumerate(tasks)]
         if fn is planner.evaluate:  # refining: each at its screened rate
