@@ -129,7 +129,7 @@ def test_reproduce_lists_the_scenarios(run_cli):
     (("reproduce", "odb-dllm", "--set", "tokens_per_step=1e9"), "tokens_per_step must be a number from 1 to"),
     (("reproduce", "spad", "--set", "attainment=2"), "--set attainment='2' is not a number <= 1"),
     (("reproduce", "bestserve", "--set", "replay_window_s=1e9"), "is not a number <= 3600"),
-    (("reproduce", "hat", "--set", "acceptance=1"), "reproduce hat: acceptance: Input should be less than 1"),
+    (("reproduce", "hat", "--set", "acceptance=1"), "reproduce hat: --set acceptance: Input should be less than 1"),
     (("reproduce", "adrenaline", "--set", "prompt_tokens=5000"), "exceed the 4,096-token context"),
     (("reproduce", "alchemist", "--set", "output_tokens=1e9"), "is not a number <= 4096"),
 ])
