@@ -11,7 +11,6 @@ the engine versions, notes) is apps/launch_args.py's."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +39,15 @@ from phasewise.apps.launch_routers import (
     sglang_policy_args,
     trtllm_router_blocks,
 )
+from phasewise.apps.launch_vllm_caps import vllm_max_model_len, vllm_simulated_caps
 from phasewise.errors import PhasewiseError
-from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.startup import startup_estimate
-from phasewise.perf.window_kv import kv_window_terms
 from phasewise.plan.export import absolute_paths, check_output_path, deployment_yaml, pick, plan_header
 from phasewise.plan.planner import PlanResult
 from phasewise.sim.deployment import Deployment, InstanceGroup, build_deployment
 from phasewise.sim.simulate import build_group
-from phasewise.specs import load_hardware, load_model
-from phasewise.specs.engine_kv import kv_block, window_kv
-from phasewise.specs.engines import resolve_engine, role_knobs
+from phasewise.specs import load_model
+from phasewise.specs.engines import role_knobs
 from phasewise.specs.model_catalog import checkpoint_id
 
 # instances are packed onto nodes in order, a node holding its chip's interconnect.gpus_per_node (specs/hardware.py;
@@ -66,9 +63,6 @@ ROUTER_FRONTS = {
     "dynamo_kv": f"NVIDIA Dynamo: {dynamo_frontend('dynamo_kv')}{{settings}}, with each worker run as python "
                  "-m dynamo.vllm | dynamo.sglang | dynamo.trtllm",
 }
-# vllm 0.14 engine/arg_utils.py _check_feature_supported (0.11 fell back to V0, which it no longer has)
-PARTIAL_PREFILLS_REFUSED = ("vLLM 0.14 refuses --max-num-partial-prefills above 1 (NotImplementedError: \"Concurrent "
-                            "Partial Prefill is not supported\")")
 SGLANG_BOOTSTRAP_PORT = 8998  # server_args.py disaggregation_bootstrap_port default; + the prefill server's index
 
 
@@ -90,7 +84,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int, longest_request: int | N
     if kv:
         argv += ["--kv-cache-dtype", kv]
     built = build_group(dep, g, dep.instances.index(g))  # (cost model, KV tokens, _, engine): as simulated
-    context = _vllm_max_model_len(dep, g, built, longest_request, notes)  # None: the model's own
+    context = vllm_max_model_len(dep, g, built, longest_request, notes)  # None: the model's own
     knobs = g.knobs
     if "chunk_size" in knobs:  # Sarathi's token budget is vLLM's chunked-prefill budget
         knobs = dict(knobs, max_num_batched_tokens=knobs.pop("chunk_size"), enable_chunked_prefill=True)
@@ -112,7 +106,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int, longest_request: int | N
             argv += ["--all2all-backend", value]
         else:
             notes.append(f"{knob} {value}: no vLLM argument")
-    argv += _vllm_simulated_caps(dep, g, built[3], argv, context, notes)
+    argv += vllm_simulated_caps(dep, g, built[3], argv, context, notes)
     if g.memory_fraction is not None:  # else vLLM's own default (0.9), as simulated
         argv += ["--gpu-memory-utilization", f"{g.memory_fraction:g}"]
     if context is not None:
@@ -157,110 +151,6 @@ def _vllm_mxfp4_env(cost, notes: list[str]) -> dict[str, str]:
     notes.append("VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1: the MXFP4 experts take MXFP8 activations (W4A8), as "
                  "simulated; without it vLLM runs them with BF16 activations on Blackwell")
     return {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}
-
-
-def _vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[str], context: int | None,
-                         notes: list[str]) -> list[str]:
-    """The simulated preset's caps where `vllm serve`'s own defaults on this chip differ and the knobs did not say
-    them: a preset of another scheduler (sarathi's 512-token budget, ascendra's pools, vllm-v0's whole prompts) or
-    an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults. The caps
-    vLLM would take are resolved with what the command sets beside them (chunked prefill off, `context` as
-    --max-model-len: vLLM's budget without chunking follows max_model_len, specs/engine_defaults.py vllm_batch_caps)."""
-    model, hw = load_model(g.model or dep.model), load_hardware(g.hardware)
-
-    def vllm_own(knobs: dict) -> Any:
-        return resolve_engine("vllm", hw, knobs=knobs, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1,
-                              tp=g.tp, model_type=model.model_type,
-                              max_model_len=context or model.max_position_embeddings or None)
-
-    default = vllm_own({})
-    chunking = []
-    if engine.chunked_prefill != default.chunked_prefill and not any("chunked-prefill" in a for a in argv):
-        chunking.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
-    own = default if engine.chunked_prefill else vllm_own({"enable_chunked_prefill": False})
-    longest = context or model.max_position_embeddings or 0  # max_model_len as launched
-    out = []
-    for flag, simulated, vllm_default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
-                                         ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):
-        if flag == "--max-num-batched-tokens" and not engine.chunked_prefill and simulated < longest:
-            continue  # below max_model_len without chunking, which vLLM refuses: _vllm_max_model_len's note
-        if simulated != vllm_default and flag not in argv:
-            out += [flag, str(simulated)]
-    out += chunking
-    partial = min(engine.partial_prefills, engine.max_seqs)  # unlimited: as many as the sequences
-    if engine.chunked_prefill and partial > own.partial_prefills and "max_num_partial_prefills" not in g.knobs:
-        notes.append(f"{g.engine}'s scheduling ({partial} prompts part-way through prefill in one step, as "
-                     f"simulated) has no vLLM V1 equivalent: {PARTIAL_PREFILLS_REFUSED}; this command runs vLLM V1's "
-                     f"chunked prefill with the simulated {engine.token_budget}-token budget, one prompt part-way "
-                     "through prefill at a time")
-    if out:
-        notes.append(f"{' '.join(a for a in out if a.startswith('--'))}: the simulated {g.engine} caps, where "
-                     "vLLM's own defaults differ")
-    return out
-
-
-def _vllm_max_model_len(dep: Deployment, g: InstanceGroup, built: tuple, longest_request: int | None,
-                        notes: list[str]) -> int | None:
-    """--max-model-len (None: the model's context, vLLM's default), the smaller of
-    - the longest sequence the planned KV cache holds, where the model's context does not fit it: vLLM refuses to
-      start when one sequence of max_model_len tokens cannot be held (its KV cache check at start-up; _kv_context);
-    - a whole-prompt scheduler's token budget (chunked prefill off: vllm-v0's prefill-first steps): vLLM without
-      chunked prefill raises its budget to max_model_len and refuses a --max-num-batched-tokens below it (0.14
-      engine/arg_utils.py _set_default_max_num_seqs_and_batched_tokens_args, config/scheduler.py
-      verify_max_model_len), so the simulated budget is vLLM's only as max_model_len; written where the workload's
-      longest request (`longest_request`, prompt and output) fits it, else a note says the budget differs."""
-    model = load_model(g.model or dep.model)
-    engine = built[3]
-    kv_cap = _kv_context(dep, g, built, notes)
-    served = kv_cap or model.max_position_embeddings
-    budget = engine.token_budget // (g.attention_dp or 1)  # each DP rank's own (PER_RANK_KNOBS)
-    if engine.chunked_prefill or not served or budget >= served:
-        return kv_cap
-    if longest_request is not None and longest_request <= budget:
-        notes.append(f"--max-model-len {budget}: the simulated {g.engine} budget of {budget:,} tokens a step, whole "
-                     f"prompts only; vLLM without chunked prefill runs a budget of at least max_model_len ({served:,} "
-                     f"otherwise) and refuses a smaller --max-num-batched-tokens, so the context is capped at the "
-                     f"budget; the workload's requests ({longest_request:,} tokens at most) fit it")
-        return budget
-    why = (f"the workload's requests reach {longest_request:,} tokens, past it" if longest_request is not None else
-           "the workload's longest request is not known here")
-    notes.append(f"the simulated {g.engine} budget of {budget:,} tokens a step is not vLLM's here: without chunked "
-                 f"prefill vLLM's budget is at least max_model_len ({served:,}) and it refuses a smaller "
-                 f"--max-num-batched-tokens, so prompts batch up to {served:,} tokens a step; --max-model-len {budget} "
-                 f"would run it as simulated, but {why}")
-    return kv_cap
-
-
-def _kv_context(dep: Deployment, g: InstanceGroup, built: tuple, notes: list[str]) -> int | None:
-    """The longest sequence the planned KV cache holds, where the model's context does not fit it (None where it
-    does): an attention rank's share of the cache; a hybrid stack's windowed layers counted as vLLM holds them
-    (specs/engine_kv.py window_kv; DeepSeek-V4's windowed groups as its shared block pool counts them), in whole
-    blocks."""
-    model = load_model(g.model or dep.model)
-    cost, kv_tokens, _, engine = built  # build_group's
-    full, windowed, window, _ = kv_window_terms(model, *window_kv(engine, model, cost.hw),  # never pooled in vLLM
-                                                attention_tp=cost.layout.attention_tp, quant=cost.quant)
-    cap = kv_tokens // (g.attention_dp or 1)
-    pool = kv_block_pool(engine, model, cost.quant, cost.pp)
-    budget = math.ceil(engine.token_budget / (g.attention_dp or 1))
-    block = kv_block(engine, model, cost.hw, g.block_size)[0]  # the block the instance runs on
-    if pool is not None:  # vLLM's own check: one request and a prefill chunk's window blocks (its longest_request)
-        pool_bytes = (cap // pool.block_tokens + pool.chunk_blocks(budget)) * pool.block_bytes
-        longest = pool.longest_request(pool_bytes, budget, model.max_position_embeddings or cap)
-    elif not full:  # every layer windowed: a sequence holds its last window
-        longest = model.max_position_embeddings if window <= cap else 0
-    elif not windowed:  # every layer holds every token
-        longest = cap / full
-    else:  # vLLM charges a windowed layer its window and a prefill chunk, and a block for the window's offset
-        # (SlidingWindowSpec.max_memory_usage_bytes: cdiv(min(window - 1 + max_num_batched_tokens, L), block) + 1)
-        reach = (math.ceil((window - 1 + budget) / block) + 1) * block
-        longest = (cap - windowed * reach) / full if cap >= (full + windowed) * reach else cap / (full + windowed)
-    longest = int(longest) // block * block
-    if not model.max_position_embeddings or model.max_position_embeddings <= longest or longest <= 0:
-        return None
-    notes.append(f"the model's {model.max_position_embeddings:,}-token context does not fit this instance's KV cache "
-                 f"({cap:,} tokens): --max-model-len caps it at the longest sequence the cache holds")
-    return longest
 
 
 def _vllm_spec(dep: Deployment, notes: list[str]) -> dict[str, Any]:
