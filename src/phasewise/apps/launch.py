@@ -91,7 +91,7 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int, longest_request: int | N
     for knob, value in knobs.items():
         if knob == "max_num_batched_tokens" and not built[3].chunked_prefill and value < (
                 context or load_model(g.model or dep.model).max_position_embeddings or 0):
-            pass  # a whole-prompt budget below max_model_len, which vLLM refuses: _vllm_max_model_len's note says so
+            pass  # a whole-prompt budget below max_model_len, which vLLM refuses: vllm_max_model_len's note says so
         elif knob in ("max_num_seqs", "max_num_batched_tokens"):
             argv += [f"--{knob.replace('_', '-')}", str(value)]
         elif knob == "max_num_partial_prefills":
@@ -298,7 +298,8 @@ def launch_commands(dep: Deployment, longest_request: int | None = None
                     ) -> tuple[list[Command], Command | None, dict[str, str]]:
     """(one command per instance and node, the front end's command or None, extra config files) for `dep`'s
     engines; each command's `node` says where it runs. `longest_request`: the workload's longest request (prompt
-    and output tokens) where known, for a vLLM command that must cap its context (_vllm_max_model_len)."""
+    and output tokens) where known, for a vLLM command that must cap its context
+    (launch_vllm_caps.vllm_max_model_len)."""
     workers: list[Command] = []
     files: dict[str, str] = {}
     places = placements(dep)
