@@ -559,6 +559,13 @@ def highest_rate(attains: Callable[[float], bool], guess: float, steps: int) -> 
     return lo, hi
 
 
+def searched_units(strategy: Strategy, work: WorkloadSpec) -> int:
+    """The units a goodput search (evaluate) simulates: one, or, for a workload with prefix structure, the whole
+    deployment or its slice (slice_units): which instance's cache a request finds depends on the router's choices
+    over all of them, so no one unit stands for the deployment."""
+    return slice_units(strategy, work) if work.prefix_hashes is not None and strategy.units > 1 else 1
+
+
 def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0.9, steps: int = 6,
              window_s: float = 60.0, min_requests: int = 300,
              known: dict[tuple[float, str], dict[str, Any]] | None = None) -> GoodputResult:
@@ -568,10 +575,7 @@ def evaluate(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float = 0
     these SLOs (its GoodputResult.probes); a probe whose rate and workload it holds is read, not simulated again (a
     replayed trace is replayed whole at any window, so a finer search repeats a coarser one's probes exactly). Runs
     in a worker process."""
-    # a workload with prefix structure: which instance's cache a request finds depends on the router's choices over
-    # all of them, so no one unit stands for the deployment
-    prefixed = work.prefix_hashes is not None and strategy.units > 1
-    simulated_units = slice_units(strategy, work) if prefixed else 1
+    simulated_units = searched_units(strategy, work)
     simulated = build_deployment(strategy.slice(simulated_units), f"strategy '{strategy.name}'")
     cap = capacity_estimate(strategy, work)
     points: dict[float, dict[str, float]] = {}  # the curve's, by rate

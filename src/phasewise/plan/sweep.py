@@ -48,7 +48,7 @@ from phasewise.plan.goodput import (
     evaluate,
     lengths_within_context,
     refuse_when_none_fits,
-    slice_units,
+    searched_units,
     workload_spec,
 )
 from phasewise.plan.options import check_options
@@ -422,9 +422,8 @@ def run_sweep(cfg: SweepConfig, backend: str = "local", workers: int | None = No
 
 def _routes(strategy: Strategy, work: WorkloadSpec) -> bool:
     """Whether the search (goodput.evaluate) simulates a group of more than one instance, for a router to choose
-    among: one unit, or, for a workload with prefix structure, the whole deployment or its slice (slice_units), as
-    evaluate chooses."""
-    units = slice_units(strategy, work) if work.prefix_hashes is not None and strategy.units > 1 else 1
+    among (the units it simulates: goodput.searched_units)."""
+    units = searched_units(strategy, work)
     return any(group.get("replicas", 1) * units > 1 for group in strategy.unit["instances"])
 
 
