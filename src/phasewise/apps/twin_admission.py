@@ -146,11 +146,16 @@ class RequestAdmission:
         if images:  # their pixels are not hashed: such a prompt shares no prefix
             blocks = None
         self.check_context(prompt_tokens, asked or 1, "messages", tokens_param)
-        if asked is None:  # at least min_tokens, within the context (the prompt alone fits: checked above)
-            asked = max(self.default_chat_tokens, int_field(body, "min_tokens", at_least=0) or 0)
-            asked = min(asked, self.context_tokens - prompt_tokens) if self.context_tokens else asked
+        if asked is None:  # the prompt alone fits: checked above
+            asked = self.default_output(prompt_tokens, int_field(body, "min_tokens", at_least=0) or 0)
         return Prompt(prompt_tokens, blocks, tuple(image.patches for image in images),
                       tuple(image.prompt_tokens for image in images), asked)
+
+    def default_output(self, prompt_tokens: int, least: int) -> int:
+        """The output of a request that names no max_tokens (a chat without one, a completion's explicit null):
+        `default_chat_tokens`, at least `least` (min_tokens), within what the context leaves after the prompt."""
+        tokens = max(self.default_chat_tokens, least)
+        return min(tokens, self.context_tokens - prompt_tokens) if self.context_tokens else tokens
 
     async def completion_prompt(self, prompt: str | list[int], max_tokens: int | None, least: int = 0) -> Prompt:
         """A completions prompt (a string, or token ids). max_tokens None (an explicit null: vLLM then generates
@@ -165,8 +170,7 @@ class RequestAdmission:
             prompt_tokens, blocks = len(prompt), id_blocks(prompt, self.block_tokens)
         self.check_context(prompt_tokens, max_tokens or 1, "prompt", "max_tokens")
         if max_tokens is None:
-            max_tokens = max(self.default_chat_tokens, least)
-            max_tokens = min(max_tokens, self.context_tokens - prompt_tokens) if self.context_tokens else max_tokens
+            max_tokens = self.default_output(prompt_tokens, least)
         return Prompt(prompt_tokens, blocks, (), (), max_tokens)
 
     async def submit(self, body: dict, chat: bool) -> tuple[list[Stream], int, bool, bool, bool]:
