@@ -39,7 +39,7 @@ from phasewise.apps.launch_routers import (
     sglang_policy_args,
     trtllm_router_blocks,
 )
-from phasewise.apps.launch_vllm_caps import vllm_max_model_len, vllm_simulated_caps
+from phasewise.apps.launch_vllm_caps import budget_refused, vllm_max_model_len, vllm_simulated_caps
 from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import startup_estimate
 from phasewise.plan.export import absolute_paths, check_output_path, deployment_yaml, pick, plan_header
@@ -89,9 +89,9 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int, longest_request: int | N
     if "chunk_size" in knobs:  # Sarathi's token budget is vLLM's chunked-prefill budget
         knobs = dict(knobs, max_num_batched_tokens=knobs.pop("chunk_size"), enable_chunked_prefill=True)
     for knob, value in knobs.items():
-        if knob == "max_num_batched_tokens" and not built[3].chunked_prefill and value < (
-                context or load_model(g.model or dep.model).max_position_embeddings or 0):
-            pass  # a whole-prompt budget below max_model_len, which vLLM refuses: vllm_max_model_len's note says so
+        if knob == "max_num_batched_tokens" and budget_refused(built[3], value, context,
+                                                               load_model(g.model or dep.model)):
+            pass  # a whole-prompt budget below max_model_len, which vLLM refuses
         elif knob in ("max_num_seqs", "max_num_batched_tokens"):
             argv += [f"--{knob.replace('_', '-')}", str(value)]
         elif knob == "max_num_partial_prefills":

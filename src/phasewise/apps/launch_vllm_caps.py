@@ -38,12 +38,11 @@ def vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[st
     if engine.chunked_prefill != default.chunked_prefill and not any("chunked-prefill" in a for a in argv):
         chunking.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
     own = default if engine.chunked_prefill else vllm_own({"enable_chunked_prefill": False})
-    longest = context or model.max_position_embeddings or 0  # max_model_len as launched
     out = []
     for flag, simulated, vllm_default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
                                          ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):
-        if flag == "--max-num-batched-tokens" and not engine.chunked_prefill and simulated < longest:
-            continue  # below max_model_len without chunking, which vLLM refuses: vllm_max_model_len's note
+        if flag == "--max-num-batched-tokens" and budget_refused(engine, simulated, context, model):
+            continue  # vllm_max_model_len's note says so
         if simulated != vllm_default and flag not in argv:
             out += [flag, str(simulated)]
     out += chunking
@@ -57,6 +56,13 @@ def vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[st
         notes.append(f"{' '.join(a for a in out if a.startswith('--'))}: the simulated {g.engine} caps, where "
                      "vLLM's own defaults differ")
     return out
+
+
+def budget_refused(engine, budget: int, context: int | None, model) -> bool:
+    """Whether vLLM refuses --max-num-batched-tokens `budget`: a whole-prompt budget (chunked prefill off) below
+    max_model_len as launched (`context`, else the model's own; config/scheduler.py verify_max_model_len), which
+    the command then leaves out (vllm_max_model_len's note says so)."""
+    return not engine.chunked_prefill and budget < (context or model.max_position_embeddings or 0)
 
 
 def vllm_max_model_len(dep: Deployment, g: InstanceGroup, built: tuple, longest_request: int | None,
