@@ -59,7 +59,7 @@ Engine knobs, as AIConfigurator's generator writes them (generator/rule_plugin/{
 benchmark/*.rule; assumed to be how the silicon rows were deployed: the CSV lists no engine flags):
 sequence cap = batch_size x attention_dp per instance (SGLang's max_running_requests; vLLM's max_num_seqs and
 TensorRT-LLM's max_batch_size are each attention-DP rank's, batch_size, as the engines and phasewise read them:
-specs/engines.py PER_RANK_KNOBS); agg token budget = batch_size + isl + 1500 per rank (TensorRT-LLM max_num_tokens,
+specs/engine_caps.py PER_RANK_KNOBS); agg token budget = batch_size + isl + 1500 per rank (TensorRT-LLM max_num_tokens,
 vLLM max_num_batched_tokens); SGLang agg: max_prefill_tokens = isl + 1500 per rank and enable_mixed_chunk true ("agg
 enable_mixed_chunk = true"); prefill role: token budget isl + 1500 per rank; TensorRT-LLM decode role: max_num_tokens
 = its sequence cap; SGLang with attention DP and EP over more than 8 GPUs: --moe-a2a-backend deepep (chosen on the
@@ -412,7 +412,7 @@ def _knobs(engine: str, role: str, lay: Layout, cap: int, isl: int, batch_rank: 
     if role == "collocated" and reading == "inferencex":
         kw = _inferencex_collocated(engine, family, lay, cap, isl, precision, concurrency, system)
     elif role == "collocated":
-        if engine == "sglang":  # SGLang's --max-prefill-tokens is each attention-DP rank's own (specs/engines.py)
+        if engine == "sglang":  # SGLang's --max-prefill-tokens is each attention-DP rank's own (specs/engine_config.py)
             kw.update(max_prefill_tokens=isl + AIC_MARGIN, enable_mixed_chunk=True)
         else:
             kw.update(knob_values(engine, token_budget=dp * (batch_rank + isl + AIC_MARGIN), attention_dp=dp))

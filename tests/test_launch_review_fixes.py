@@ -24,7 +24,7 @@ def _dp_ep(engine: str, roles: tuple[str, ...]) -> dict:
 
 @pytest.mark.parametrize("knob", list(FLAG))
 def test_every_value_a_deepep_knob_takes_is_a_published_choice_of_its_flag(knob):
-    """The knob's allowed values (specs/engines.py KNOB_CHOICES) and each role's DeepEP choice are values the engine's
+    """The knob's allowed values (specs/engine_knob_checks.py KNOB_CHOICES) and each role's DeepEP choice are values the engine's
     flag accepts: the flag was missing from the list, so no check saw them."""
     engine, flag = FLAG[knob]
     choices = engine_flags()[engine]["flags"][flag]["choices"]

@@ -191,7 +191,7 @@ DEPLOYMENTS = {
     "disagg": {"model": M, "kv_link": "rdma", "instances": [{"role": "prefill", "tp": 1, "replicas": 2},
                                                              {"role": "decode", "tp": 2, "replicas": 1}]},
     # DeepEP's all-to-all over two 8-GPU nodes (attention DP 16 x EP 16): `deepep` is the engine's DeepEP knob as a
-    # planner sets it (specs/engines.py deepep_fields: vLLM's --all2all-backend, SGLang's --moe-a2a-backend), whose
+    # planner sets it (specs/engine_deepep.py deepep_fields: vLLM's --all2all-backend, SGLang's --moe-a2a-backend), whose
     # flags the published list once lacked
     "deepep": {"model": MOE, "instances": [{"hardware": "h100-sxm", "tp": 16, "ep": 16, "attention_dp": 16,
                                             "deepep": True}]},
@@ -207,8 +207,8 @@ ENGINE_KNOBS = {"vllm": {"async_scheduling": True},
 PREFIX = {"vllm": ["vllm", "serve"], "sglang": ["python", "-m", "sglang.launch_server"], "trtllm": ["trtllm-serve"]}
 
 
-# TensorRT-LLM balances attention-DP ranks only with attention DP and batch-waits only without (specs/engines.py
-# _refuse_idle_knobs): each group gets the waiting knobs its layout reads
+# TensorRT-LLM balances attention-DP ranks only with attention DP and batch-waits only without (specs/engine_knob_checks.py
+# refuse_idle_knobs): each group gets the waiting knobs its layout reads
 ADP_BALANCE = ("attention_dp_enable_balance", "attention_dp_timeout_iters", "attention_dp_batching_wait_iters")
 BATCH_WAIT = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio")
 

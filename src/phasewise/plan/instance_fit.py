@@ -73,7 +73,7 @@ def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str],
     """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run in
     `role` (a dense model, or tp = 1: tensor parallel only). A dp-ep layout wider than a board's NVLink domain
     (BOARD_GPUS) is tried twice where the engine has a DeepEP knob: with the engine's default exchange and with
-    DeepEP's all-to-all (specs/engines.py deepep_fields), the multi-node layouts vLLM's docs and SGLang's wide-EP
+    DeepEP's all-to-all (specs/engine_deepep.py deepep_fields), the multi-node layouts vLLM's docs and SGLang's wide-EP
     recipes run it on; within a board the engines' defaults are kept."""
     unknown = [name for name in opts.moe_layouts if name not in MOE_LAYOUTS]
     if unknown:

@@ -40,7 +40,7 @@ class PlanOptions:
     # chunked-prefill token budgets (the engine's own default too) and sequence caps, each as the engine's own flag
     # reads it: with attention DP, vLLM's --max-num-batched-tokens / --max-num-seqs and TensorRT-LLM's max_num_tokens
     # / max_batch_size are each rank's, SGLang's --chunked-prefill-size / --max-running-requests the instance's
-    # (specs/engines.py caps_per_rank); the last cap is also the disaggregated decode instances'
+    # (specs/engine_caps.py caps_per_rank); the last cap is also the disaggregated decode instances'
     chunk_sizes: tuple[int, ...] = (512, 2048)
     batch_caps: tuple[int, ...] = (256,)
     # also try the engine's own default sequence cap on the chip (specs/engines.py default_seq_cap: vLLM 0.14's 1,024
@@ -55,7 +55,7 @@ class PlanOptions:
     spec_acceptance: float = 0.7
     engine: str = "vllm"
     kv_link: str = "nvlink"
-    memory_fraction: float | None = None  # None: each engine's default (specs/engines.py EngineConfig.memory_fraction)
+    memory_fraction: float | None = None  # None: each engine's default (specs/engine_config.py EngineConfig.memory_fraction)
     # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
     prefill_hardware: tuple[str, ...] = ()
     decode_hardware: tuple[str, ...] = ()

@@ -69,7 +69,7 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
     attention-data parallelism, a pruned line); and for SGLang with attention DP each of those budgets again with
     its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are
     written as the engine's flags read them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on
-    SGLang: specs/engines.py caps_per_rank), and so named ('chunked 2048/rank')."""
+    SGLang: specs/engine_caps.py caps_per_rank), and so named ('chunked 2048/rank')."""
     layout = layout or {}
     attention_dp = layout.get("attention_dp", 1)
     per_rank = "/rank" if attention_dp > 1 and caps_per_rank(opts.engine) else ""

@@ -126,9 +126,9 @@ class InstanceGroup(NumbersNotBooleans):
     engine: str = "vllm"  # preset[@version] (vllm, sglang, trtllm, vllm-v0, sarathi, ...), or a host profile
     entry_point: Literal["server", "offline"] = "server"
     # None: the engine's default (vLLM 0.9 of the GPU, TensorRT-LLM 0.9 of what is free, SGLang's computed
-    # mem_fraction_static: specs/engines.py EngineConfig.memory_fraction)
+    # mem_fraction_static: specs/engine_config.py EngineConfig.memory_fraction)
     memory_fraction: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
-    # tokens per KV block; None: the engine's default (vLLM 16, SGLang's page 1, TensorRT-LLM 32: specs/engines.py
+    # tokens per KV block; None: the engine's default (vLLM 16, SGLang's page 1, TensorRT-LLM 32: specs/engine_kv.py
     # kv_block, which also applies the block a latent-attention model's kernel forces)
     block_size: int | None = Field(default=None, ge=1)
     # prefix caching (sim/prefix_cache.py): None = the engine's default (engine_presets.yaml `prefix_caching`)
@@ -476,7 +476,7 @@ class Deployment(NumbersNotBooleans):
 
     @model_validator(mode="after")
     def _disagg_tp(self) -> Deployment:
-        """The prefill / decode TP pairs the decode groups' engines' P/D connector refuses (specs/engines.py
+        """The prefill / decode TP pairs the decode groups' engines' P/D connector refuses (specs/engine_refusals.py
         disagg_tp_refusal: vLLM's NixlConnector), one line; the router may send any prefill's KV to any decode."""
         def attention_tp(g: InstanceGroup) -> int:  # the engine's tensor-parallel size (each attention-DP rank's)
             return g.tp // (g.attention_dp or 1)

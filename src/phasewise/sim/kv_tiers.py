@@ -84,7 +84,7 @@ def host_tier(inst) -> HostTier | None:
                              f"prefix block of {cost.model.name} takes {per_gpu * gpus / 1e9:.3g} GB on this "
                              f"instance's {gpus} GPU{'s' if gpus > 1 else ''}; give at least that")
     engine = inst.engine
-    write = engine.host_kv_write  # through | selective | evict | back (specs/engines.py EngineConfig)
+    write = engine.host_kv_write  # through | selective | evict | back (specs/engine_config.py EngineConfig)
     tier = HostTier(capacity, per_gpu / effective_bandwidth(cost, "pcie"), on_evict=write in ("evict", "back"),
                     sync_writes=write == "back" or engine.host_kv_load == "serial", exclusive=write == "evict",
                     write_after_uses=2 if write == "selective" else 1)

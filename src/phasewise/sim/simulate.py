@@ -192,7 +192,7 @@ def kv_wire_bytes_per_token(instances: list[Instance]) -> float:
 
 
 def refuse_kv_dtype_pairs(instances: list[Instance]) -> None:
-    """A prefill group beside a decode group whose engine's P/D connector refuses their KV dtypes (specs/engines.py
+    """A prefill group beside a decode group whose engine's P/D connector refuses their KV dtypes (specs/engine_refusals.py
     disagg_kv_dtype_refusal): one line, before anything runs."""
     pairs = {(p.cost.quant.kv_dtype, d.group.engine, d.cost.quant.kv_dtype)
              for p in instances if p.role == "prefill" for d in instances if d.role == "decode"}

@@ -1,6 +1,6 @@
 """What an engine works out at start-up from its flags, as its own source computes it: SGLang's default memory
 fraction (and its cut for a vision encoder), and the batch sizes and token counts each engine captures CUDA graphs
-at (the engine presets, specs/engines.py, read these into an EngineConfig; perf/startup.py costs the captures)."""
+at (the engine presets, specs/engine_config.py build_engine_config, read these into an EngineConfig; perf/startup.py costs the captures)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def vllm_batch_caps(rule: str | None, budget: int, seqs: int, budget_given: bool
       `min(self.max_num_seqs, self.max_num_batched_tokens)`. The context unknown (`max_model_len` None): the
       budget's default stands.
     Read via the code search (vllm-project/vllm engine/arg_utils.py copies of each era). The flags given are kept:
-    a budget below the sequences both given is vLLM's error (specs/engines.py)."""
+    a budget below the sequences both given is vLLM's error (specs/engine_config.py build_engine_config)."""
     if rule == "context" and not budget_given and max_model_len:
         if not chunked:
             budget = max(max_model_len, budget)

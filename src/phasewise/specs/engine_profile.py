@@ -137,7 +137,7 @@ class EngineProfile(BaseModel):
     # the gather elsewhere)
     moe_dispatch: Literal["all_to_all", "gather", "all_to_all_on_mnnvl"] = "all_to_all"
     # the GPU memory the engine holds for DeepEP's all-to-all where it runs it (SGLang's --moe-a2a-backend deepep,
-    # vLLM's --all2all-backend deepep_*; specs/engines.py DEEPEP_BUFFERS); None: none held apart
+    # vLLM's --all2all-backend deepep_*; specs/engine_deepep.py DEEPEP_BUFFERS); None: none held apart
     deepep_buffers: DeepEPBuffers | None = None
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
@@ -164,7 +164,7 @@ class EngineProfile(BaseModel):
         return value
 
 
-# The profile fields an engine preset sets itself, from its version and knobs (specs/engines.py _build): a file that
+# The profile fields an engine preset sets itself, from its version and knobs (specs/engine_config.py build_engine_config): a file that
 # refines a preset (`preset:`) cannot set them
 PRESET_PROFILE_FIELDS = ("cuda_graph_sizes", "cuda_graph_padding", "cuda_graph_mixed", "cuda_graph_attention_eager",
                          "piecewise_graph_tokens", "overlap_scheduling")

@@ -1,7 +1,7 @@
 """Decoder families with their own config.json field names: OPT (Meta, 2022), BLOOM (BigScience, 2022) and
 AllenAI's own OLMo configs (model_type hf_olmo, the ai2-olmo package's; LLaDA's follow them: d_model, n_heads,
 n_kv_heads, n_layers, mlp_hidden_size). transformers' OLMo (model_type olmo: OlmoConfig's hidden_size,
-num_attention_heads, ...) is Llama-style (specs/hf_config.py)."""
+num_attention_heads, ...) is Llama-style (specs/hf_llama_style.py)."""
 
 from __future__ import annotations
 

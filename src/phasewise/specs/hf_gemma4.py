@@ -1,6 +1,6 @@
 """Gemma 4's config.json (transformers 5.25 models/gemma4/configuration_gemma4.py Gemma4TextConfig, model_type
 gemma4_text; Gemma4ForConditionalGeneration wraps it as the text_config of model_type gemma4), read into the fields
-specs/hf_config.py's Llama-style parser takes.
+specs/hf_llama_style.py's Llama-style parser takes.
 
 Gemma 4 keeps Gemma 3's five sliding-window layers to one full layer (layer_types; by default every 6th layer full,
 and the last layer full whatever the list says: Gemma4TextConfig.__post_init__) but shapes the two kinds apart

@@ -1,5 +1,5 @@
 """Which layers of a config.json's stack attend over a window or a chunk, and which are MoE where a family has its
-own rule (specs/hf_config.py's Llama-style parser reads the rest)."""
+own rule (specs/hf_llama_style.py's Llama-style parser reads the rest)."""
 
 from __future__ import annotations
 

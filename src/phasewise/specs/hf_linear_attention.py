@@ -1,4 +1,4 @@
-"""The linear-attention layers of hybrid families a config.json describes, as ModelSpec fields (specs/hf_config.py's
+"""The linear-attention layers of hybrid families a config.json describes, as ModelSpec fields (specs/hf_llama_style.py's
 Llama-style parser reads the rest): Qwen3-Next's and Qwen3.5's gated DeltaNet, Kimi Linear's KDA."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MiMo-V2-Flash's config.json, read into the fields specs/hf_config.py's Llama-style parser takes, in either of the
+"""MiMo-V2-Flash's config.json, read into the fields specs/hf_llama_style.py's Llama-style parser takes, in either of the
 forms it is published in:
 
 - transformers 5.25's `mimo_v2_flash` (models/mimo_v2_flash, MiMoV2FlashConfig, whose defaults are the checkpoint's):

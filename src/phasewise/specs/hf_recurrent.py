@@ -1,4 +1,4 @@
-"""The recurrent layers of hybrid families a config.json describes, as ModelSpec fields (specs/hf_config.py's
+"""The recurrent layers of hybrid families a config.json describes, as ModelSpec fields (specs/hf_llama_style.py's
 Llama-style parser reads the rest: attention, MLPs, experts): Jamba's Mamba-1 layers, MiniMax-Text-01 / M1's
 lightning attention, LFM2's short convolutions; and Falcon-H1's whole spec (attention and Mamba-2 side by side)."""
 
@@ -76,7 +76,7 @@ def lightning_fields(cfg: dict[str, Any], where: str, layers: int) -> dict[str, 
             raise PhasewiseError(f"{where}: field attn_type_list must give each of the {layers} layers 0 (lightning) "
                                  f"or 1 (softmax attention)")
         linear = [i for i, kind in enumerate(kinds) if kind == 0]
-    else:  # its kinds and length checked with every family's (hf_config.py, hf_layers.py window_layers)
+    else:  # its kinds and length checked with every family's (hf_refusals.py refuse_unread_fields, hf_layers.py window_layers)
         named = cfg.get("layer_types")
         if not named:
             raise PhasewiseError(f"{where}: missing field attn_type_list or layer_types (which layers are lightning "
