@@ -124,7 +124,7 @@ def draws_routes(deployment: dict[str, Any]) -> bool:
 
 
 # what the replay's own goodput and tok/s divide by (sim/metrics.py SimResult.summary), beside the plan's
-# (plan/goodput.py goodput_tokens_per_s_per_gpu): the same run, two quantities of one name
+# (plan/run_summaries.py goodput_tokens_per_s_per_gpu): the same run, two quantities of one name
 REPLAY_GOODPUT_NOTE = ("the replay's goodput and output tok/s: over its run's duration, first arrival to last "
                        "finish (the drain past the last arrival included), so lower than the planned goodput (the "
                        "rate offered while the attainment holds) and its tok/s (that rate x output tokens per "

@@ -274,7 +274,7 @@ def _target(metric: str, load: float) -> float:
 def _kv_aims(r: GoodputResult, roles: list[str], aims: list[tuple[str, float]]) -> list[tuple[str, float]] | None:
     """The HPA on the KV cache's used share (kv_usage, vllm:kv_cache_usage_perc; KServe's LLM autoscaling docs,
     kserve.github.io .../generative-inference/autoscaling, scale vLLM on it or on waiting requests): a collocated or
-    decode replica's target its mean KV use in the verification run (the time-averaged share, planner.py); a prefill
+    decode replica's target its mean KV use in the verification run (time-averaged, plan/verification.py); a prefill
     group keeps its request rate, its KV held only until the hand-off. None when the run reports no KV use for a
     group that needs it."""
     uses = r.verified.summary.get("kv_mean_use") or {}

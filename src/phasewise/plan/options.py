@@ -55,7 +55,7 @@ class PlanOptions:
     spec_acceptance: float = 0.7
     engine: str = "vllm"
     kv_link: str = "nvlink"
-    memory_fraction: float | None = None  # None: each engine's default (specs/engine_config.py EngineConfig.memory_fraction)
+    memory_fraction: float | None = None  # None: the engine default (specs/engine_config.py EngineConfig)
     # disaggregated strategies: chips the prefill / decode instances may run on (empty: the plan's hardware)
     prefill_hardware: tuple[str, ...] = ()
     decode_hardware: tuple[str, ...] = ()

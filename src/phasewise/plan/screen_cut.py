@@ -1,6 +1,6 @@
 """Which screened strategies plan() refines: the best `--top` by the screening's score, and every other strategy the
 screening cannot order against the last of them, as its searches resolve a goodput only to their last bisection step
-(planner.SCREEN's `steps` halvings of the bracket, goodput.highest_rate)."""
+(windows.SCREEN's `steps` halvings of the bracket, bisection.highest_rate)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ Parquet.
 `screen` and `refine` stop at the search's answer on one unit, which plan's verification on the whole deployment
 often refuses or moves: their rate columns are named search_* (search_rps, search_rps_per_gpu, ...), never goodput_*.
 `verified` gives each strategy the goodput `plan` ranks it by (screened, refined, then verified on fresh seeds:
-planner.verify), in goodput_* columns with that verification's latencies, at plan's cost per strategy (7 to 36 times
+verification.py), in goodput_* columns with that verification's latencies, at plan's cost per strategy (7 to 36 times
 a screening's time on the 1- and 8-GPU grids timed). The strategy options default as plan's flags do (without
 batch_caps the engine's own sequence cap is tried too: strategies.engine_default_cap).
 
@@ -429,7 +429,7 @@ def _routes(strategy: Strategy, work: WorkloadSpec) -> bool:
 
 def plan_figures(strategy: Strategy, work: WorkloadSpec, slo: Slo, target: float) -> GoodputResult:
     """The strategy's goodput as `plan` ranks it (planner.plan's refine_and_verify): screened, refined from the
-    screening's probes, then verified on the whole deployment (or its slice) on fresh seeds (planner.verify); the
+    screening's probes, then verified on the whole deployment (or its slice) on fresh seeds (verification.verify); the
     refined search's answer kept as search_rps. Runs in a worker process."""
     screened = evaluate(*search_task(SCREEN, strategy, work, slo, target, capacity_estimate(strategy, work)))
     r = evaluate(*search_task(REFINE, strategy, work, slo, target, refine_anchor_rps(screened), screened.probes))

@@ -1,5 +1,5 @@
 """How long a goodput search or a verification offers its load for: windows of arrivals long enough for an overload
-at the search's resolution to show (the queue beyond the seats growing out of its own random walk, goodput.stable)
+at the search's resolution to show (the queue beyond the seats growing out of its own random walk, stability.stable)
 and for the seats to fill many times over, and no longer than that needs (a small model's unit at thousands of
 requests a second holds what it needs in seconds)."""
 
@@ -23,7 +23,7 @@ REFINE = dict(steps=6, window_s=60.0, min_requests=500)
 VERIFY_STEP = 0.05  # verification's step down from the search's rate (1, 0.95, ..., 0.8 of it)
 # a window need hold no more requests than it takes (window_requests) for an overload at its resolution (a search's
 # last bisection step, verification's step) to show: the queue beyond the seats grows by that share of the requests
-# that arrive (goodput.stable reads it), and must stand out of the queue's own random walk (sqrt(n)) by this many
+# that arrive (stability.stable reads it), and must stand out of the queue's own random walk (sqrt(n)) by this many
 # standard deviations: (sigmas / resolution)^2 requests. Measured: a 0.6B model's 1-GPU b256 unit of 128/32-token
 # requests, whose queue grows past ~1,355 req/s, read as growing at 1,307 req/s on 2 of 6 seeds over 3,000
 # requests, 1 of 6 over 10,000, none over 25,000 (~(8 / 5 %)^2); at 1,420 on all 6 at each
@@ -32,7 +32,7 @@ WINDOW_SIGMAS = 8.0
 
 def fill_s(dep: Deployment, work: WorkloadSpec, slo: Slo, rate_rps: float) -> float:
     """The time `dep`'s seats take to fill at `rate_rps` (the simulated deployment's): seats / rate, the E2E a request
-    takes once they are full (Little's law; goodput.seats), no longer than the E2E a request meeting the SLOs takes,
+    takes once they are full (Little's law; capacity.seats), no longer than the E2E a request meeting the SLOs takes,
     TTFT + output x TPOT, where they are finite (a load that never fills the seats settles within it)."""
     fill = seats(dep, work) / rate_rps
     slo_e2e_s = (slo.ttft_ms + work.mean_output * slo.tpot_ms) / 1e3

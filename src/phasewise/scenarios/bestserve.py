@@ -119,7 +119,7 @@ def replay_goodput(deployment: dict[str, Any], trace, slo: Slo, target: float, g
                    steps: int = 6) -> tuple[float, list[tuple[float, float]]]:
     """The highest rate at which the trace, replayed with its own arrivals rescaled (looped to last at least
     `window_s`), meets `target` attainment on the whole deployment: the planner's bracket-and-bisect search
-    (plan.goodput.highest_rate) from `guess`, on the replay instead of the planner's unit simulations."""
+    (plan.bisection.highest_rate) from `guess`, on the replay instead of the planner's unit simulations."""
     dep = build_deployment(deployment)
     curve: list[tuple[float, float]] = []
 

@@ -82,7 +82,7 @@ SETUP = {
 
 # the longest prompt of the paper's range (PAPERS.md SPAD-1): allowed past a model's shorter context
 PROMPTS_LONGEST = max(SETUP["prompts"].value)
-# Bisections of each goodput search after its bracket (plan.goodput.highest_rate): 4 left the found goodput within
+# Bisections of each goodput search after its bracket (plan.bisection.highest_rate): 4 left the found goodput within
 # ~5 % of the lowest rate that failed, as wide as the chips' differences the cluster ratios rest on (23.60 vs 23.11
 # req/s); 7 narrow it to under 1 % (each phase's goodput and its resolution in the checks' why)
 GOODPUT_STEPS = 7
@@ -216,7 +216,7 @@ def phase_unit(setup: dict[str, Any], chip: str, phase: str, helpers: int):
 def phase_goodput(setup: dict[str, Any], chip: str, phase: str, work: WorkloadSpec,
                   slo: Slo) -> tuple[float, str, float]:
     """Goodput (req/s) of one TP instance of `phase` on `chip`, the other phase over-provisioned: at least
-    `helpers` H100-model instances, and 1.5x the count whose analytic capacity (plan.goodput.capacity_estimate)
+    `helpers` H100-model instances, and 1.5x the count whose analytic capacity (plan.capacity.capacity_estimate)
     matches the measured instance's; what binds above it; and the search's resolution (the lowest rate found to
     fail over the goodput, less 1: the goodput lies within it)."""
     many = 1000  # capacity_estimate of a unit with this many helpers is the measured instance's own capacity
