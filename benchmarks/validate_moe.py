@@ -151,6 +151,17 @@ AIC_MARGIN = vc.AIC_BUDGET_MARGIN  # isl + 1500: AIConfigurator's prefill / agg 
 # SGLang's default gather (every rank's tokens onto every GPU; the CSV states no flags). Chosen on the fit rows
 # (cfg489, cfg528, cfg575: 6 rows at 1,024-6,144 clients): TPOT median |error| 17 % read so (signed -10 to -36 %),
 # 34 % with the gather (+32 to +79 %).
+# WIDE_EP_COLUMNS. SGLang 0.5.5.post2's disaggregated rows write every attention-DP instance's MoE as moe_tp_size G,
+# moe_ep_size 1 (34 instances: decode 32 and 4 GPUs, prefill 4 and 8), its 0.5.8 / 0.5.8.post1 rows as moe_tp 1,
+# moe_ep G (77 of 83), and every other attention-DP instance over more than 8 GPUs in the CSV (SGLang, TensorRT-LLM,
+# vLLM: G 16-64) has moe_ep_size > 1. Read as written, the ten 0.5.5.post2 DeepSeek-V3 decode instances over 32
+# GB200 GPUs at attention DP 32 would be MoE TP 32: FP8 experts 2,048 / 32 = 64 wide, which SGLang refuses at load
+# (not whole 128-wide blocks: specs/engine_refusals.py block_shape_refusal), yet five of them are FP8 runs that were
+# measured. Such an instance is the wide-EP deployment the harness reads as DeepEP (the note above), and SGLang's
+# --moe-a2a-backend deepep sets its EP size to its TP size (srt/server_args.py _handle_a2a_moe): so an SGLang
+# attention-DP instance over more than a node whose columns say moe_ep 1 is read as EP G (ten rows, five FP8 and five
+# FP4; the split keeps its key as the columns write it: config_key). Within a node (4 or 8 GPUs) MoE TP runs, at
+# whole blocks: those keep the columns' reading.
 
 
 def row_precision(r: dict[str, str]) -> str | None:
@@ -177,10 +188,13 @@ class Layout:
     attention_dp: int = 1
     ep: int = 1
     squared: bool = False  # read from the squared encoding (see the module docstring)
+    wide_ep: bool = False  # moe_tp G, moe_ep 1 read as EP G (WIDE_EP_COLUMNS)
 
-    def text(self) -> str:
+    def text(self, as_written: bool = False) -> str:
+        """`as_written`: a wide_ep layout as its columns read (no EP), the split's key (config_key)."""
+        ep = 1 if as_written and self.wide_ep else self.ep
         return f"{self.gpus}g" + (f"/dp{self.attention_dp}" if self.attention_dp > 1 else "") + \
-            (f"/ep{self.ep}" if self.ep > 1 else "")
+            (f"/ep{ep}" if ep > 1 else "")
 
 
 def _int(value: str, default: int = 1) -> int:
@@ -207,6 +221,8 @@ def instance_layout(row: dict[str, str], prefix: str = "", moe: bool = True) -> 
         raise ValueError(f"tp x attention_dp ({attn}) != moe_tp x moe_ep ({moe})")
     if adp == 1 and ep == 1 and attn > NODE_GPUS:
         raise ValueError(f"pure TP over {attn} GPUs of a MoE model (a deployment's GPU total, not an instance)")
+    if row.get("backend") == "sglang" and adp > 1 and ep == 1 and attn > NODE_GPUS:
+        return Layout(attn, adp, attn, wide_ep=True)  # SGLang's attention DP across nodes: EP (WIDE_EP_COLUMNS)
     return Layout(attn, adp, ep)
 
 
@@ -258,8 +274,8 @@ class Mapped:
     workers: dict[str, int]
     caps: dict[str, int]
 
-    def key(self) -> str:
-        return ",".join(f"{role}:{self.workers[role]}x{lay.text()}" for role, lay in self.layouts.items())
+    def key(self, as_written: bool = False) -> str:
+        return ",".join(f"{role}:{self.workers[role]}x{lay.text(as_written)}" for role, lay in self.layouts.items())
 
 
 def map_row(r: dict[str, str]) -> Mapped:
@@ -285,7 +301,8 @@ def map_row(r: dict[str, str]) -> Mapped:
 
 
 def config_key(r: dict[str, str], m: Mapped) -> str:
-    return "|".join((r["backend"], r["mode"], r["model_path"], r["system"], r["precision"], m.key()))
+    """The split's key: the layouts as the columns write them (a WIDE_EP_COLUMNS reading leaves the split as it was)."""
+    return "|".join((r["backend"], r["mode"], r["model_path"], r["system"], r["precision"], m.key(as_written=True)))
 
 
 def split_configs(keyed: list[tuple[dict[str, str], Mapped]]) -> set[str]:
@@ -566,6 +583,8 @@ def load_cases(path: Path = CSV_PATH, rounds: int = 10, warmup_rounds: int = 2, 
         family = FAMILY.get(r["model_path"], r["model_path"].split("/")[-1])
         notes = ["squared layout columns read as " + m.layouts["collocated"].text()] \
             if any(lay.squared for lay in m.layouts.values()) else []
+        notes += [f"{role}: moe_tp {lay.gpus} / moe_ep 1 columns read as EP {lay.ep} (WIDE_EP_COLUMNS)"
+                  for role, lay in m.layouts.items() if lay.wide_ep]
         cases.append({
             "source": "csv", "id": r["id"], "group": f"{family}:{r['mode']}:{r['backend']}", "family": family,
             "mode": r["mode"], "engine": r["backend"], "model": model, "model_stated": r["model_path"],

@@ -10,6 +10,7 @@ import pytest
 
 from phasewise.errors import PhasewiseError
 from phasewise.perf import BatchShape, CostModel, memory_fit
+from phasewise.perf.group_routing import other_ranks_per_token
 from phasewise.perf.parallel import ParallelLayout, parallel_layout
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
 from phasewise.sim.api import run
@@ -121,15 +122,19 @@ def test_decode_all_to_all_across_nodes_matches_deepeps_low_latency_kernels(ep):
 
 def test_prefill_all_to_all_across_nodes_sends_a_token_once_per_other_node():
     """DeepEP's normal kernels (extend batches): a token crosses to each other node holding one of its experts
-    once, then fans out over NVLink there; RDMA binds. EP16 on two 8-GPU nodes, top-8 of uniformly routed experts:
-    1 - (1/2)^8 of the tokens cross, each dispatched in FP8 and combined back in BF16."""
+    once, then fans out over NVLink there; RDMA binds. EP16 on two 8-GPU nodes, each holding four of DeepSeek's
+    eight expert groups; its grouped top-k (the 4 best groups by the sum of their 2 best scores, then the top 8 of
+    their experts) sends 0.983 of the tokens across (perf/group_routing.py; uniform routing would be 1 - (1/2)^8 =
+    0.996), each dispatched in FP8 and combined back in BF16."""
     m = load_model(DEEPSEEK)
     hw = load_hardware("h800-sxm")
     engine = load_engine("ideal")
     cm = CostModel(m, hw, load_quant("fp8-block"), engine, tp=16, layout=ParallelLayout(tp=16, attention_dp=16, ep=16))
     tokens = 4096
     op = _ops(cm, BatchShape.uniform(16, tokens, 0))["moe_all_to_all"]
-    crossing = tokens * (1 - 0.5 ** 8) * 7168 * (1 + 4 / 128 + 2)
+    share = other_ranks_per_token(2, 8, 256, 8, 4)  # the other node's share of the tokens
+    assert share == pytest.approx(0.983, abs=0.005)
+    crossing = tokens * share * 7168 * (1 + 4 / 128 + 2)
     rate = hw.interconnect.inter_node_bandwidth_bytes_per_s * hw.efficiency.link_efficiency
     assert op.bytes == pytest.approx(58 * crossing, rel=1e-12)
     assert op.memory_s == pytest.approx(58 * (2 * hw.interconnect.inter_node_latency_s + crossing / rate), rel=1e-12)

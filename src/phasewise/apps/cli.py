@@ -166,12 +166,19 @@ def estimate_cmd(
 
     refuse_empty(dict(image_size=image_size))
     images = image_inputs(images_per_request, image_size, None)
-    from phasewise.perf.parallel import LAYOUT_FLAGS
-    from phasewise.specs.engine_refusals import layout_refusal
+    from phasewise.perf.parallel import LAYOUT_FLAGS, parallel_layout
+    from phasewise.specs import load_model
+    from phasewise.specs.engine_refusals import block_shape_refusal, layout_refusal
 
     exchange_knobs = given_knobs(locals())  # the MoE exchange's: the engine knobs estimate takes
     refusal = layout_refusal(engine, tp, ep, moe_tp, attention_dp, LAYOUT_FLAGS,
                              exchange_knobs)  # as a deployment's (_layouts)
+    if refusal:
+        raise PhasewiseError(refusal)
+    spec = load_model(model)  # a block-scaled checkpoint's split the engine refuses at load, as a deployment's
+    split = parallel_layout(spec, tp, ep, moe_tp, attention_dp, moe_imbalance)
+    refusal = block_shape_refusal(engine, spec, precision or spec.default_precision, tp, split.moe_tp,
+                                  split.attention_dp, LAYOUT_FLAGS)
     if refusal:
         raise PhasewiseError(refusal)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+from phasewise.perf.group_routing import other_ranks_per_token
 from phasewise.perf.operators import OperatorCost
 
-__all__ = ["Communication", "link", "ring_bandwidth"]
+__all__ = ["Communication", "link", "other_ranks_per_token", "ring_bandwidth"]
 
 BOARD_GPUS = 8  # an HGX baseboard's NVLink domain; a larger one (an NVL72 rack's) spans nodes: multi-node NVLink
 
@@ -38,6 +39,17 @@ class Communication:
         else:
             net = lat + nbytes / rate
         return self._op(name, count, 0.0, nbytes, 0.0, net, eager, self.engine.collective_overhead_s)
+
+    def embedding_reduction(self, T: float) -> OperatorCost | None:
+        """The all-reduce of the embedding's output (`T` tokens x hidden, activation dtype) over the attention TP group,
+        once per forward on the first stage: the table is split by vocabulary over the ranks, each looks up the rows it
+        holds (zeros elsewhere) and the ranks sum them (vLLM and SGLang VocabParallelEmbedding.forward:
+        tensor_model_parallel_all_reduce(output_parallel)). TensorRT-LLM's Embedding (split by hidden, its outputs
+        gathered) was not read: costed as the same all-reduce, the common case. None without attention TP."""
+        if self.layout.attention_tp == 1:
+            return None
+        return self._collective("tp_allreduce", 1, T * self.model.hidden_size * self.a_bytes, self.layout.attention_tp,
+                                self.tp_bw, self.tp_lat, False)
 
     def allreduce_s(self, nbytes: float) -> float:
         """Time of one all-reduce of `nbytes` over the attention TP group, by _collective()'s rule."""
@@ -147,8 +159,8 @@ class Communication:
             if extend and layout.moe_tp == 1 and self.engine.moe_dispatch == "all_to_all":
                 # the normal kernels send a token once to each other rank holding one of its experts (intranode
                 # dispatch by is_token_in_rank; the combine sends back each rank's sum of its experts' outputs):
-                # uniform routing, as across nodes below
-                copies = T * (ep - 1) * (1.0 - (1.0 - 1.0 / ep) ** k)
+                # as across nodes below
+                copies = T * self._other_ranks_per_token(ep)
             else:
                 # each (token, expert) copy reaches every GPU of the expert's moe_tp group (each holds a slice of its
                 # weights): the moe_tp - 1 others of this GPU's own group for the 1 / ep of its experts there, all
@@ -158,8 +170,8 @@ class Communication:
         nic_rate = ic.inter_node_bandwidth_bytes_per_s * scale
         nvlink_rate = ic.group_bandwidth(ic.gpus_per_node) * scale
         local, nodes = ic.gpus_per_node, math.ceil(ep / ic.gpus_per_node)
-        if extend:  # normal kernels: once per other node the token's experts are on (uniform routing)
-            rdma_tokens = T * (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+        if extend:  # normal kernels: once per other node the token's experts are on (group-limited routing)
+            rdma_tokens = T * self._other_ranks_per_token(nodes)
             moved = rdma_tokens * per_token_bytes
             return moved, 2 * ic.inter_node_latency_s + moved / nic_rate
         rdma_copies = T * k * (ep - local) / ep
@@ -167,6 +179,13 @@ class Communication:
         network_s = (2 * ic.inter_node_latency_s
                      + max(rdma_copies / nic_rate, nvlink_copies / nvlink_rate) * per_token_bytes)
         return (rdma_copies + nvlink_copies) * per_token_bytes, network_s
+
+    def _other_ranks_per_token(self, ranks: int) -> float:
+        """Expected ranks (GPUs, or nodes across them) other than its own a token's routed experts sit on, the
+        experts split evenly and in order over `ranks`, under the model's group-limited routing where it has one
+        (ModelSpec n_group / topk_group: perf/group_routing.py other_ranks_per_token)."""
+        m = self.model
+        return other_ranks_per_token(ranks, m.experts_per_token, m.num_experts, m.n_group, m.topk_group)
 
 
 def link(ic, ranks: int) -> tuple[float, float]:

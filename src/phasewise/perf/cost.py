@@ -41,7 +41,7 @@ from phasewise.perf.kv_geometry import (
     kv_heads_per_gpu,
 )
 from phasewise.perf.layer_gemms import LayerGemms
-from phasewise.perf.memory import weight_bytes_per_gpu
+from phasewise.perf.memory import padded_expert_widths, weight_bytes_per_gpu
 from phasewise.perf.operators import (
     EAGER_DISPATCH,
     KERNELS,
@@ -90,6 +90,8 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
         self._weight_read_efficiency = eff.weight_read_efficiency.get(quant.weight_dtype, 1.0)
         # the routed experts' own scheme where the checkpoint stores them apart (QuantScheme.experts), on this chip
         self.expert_quant = quant.experts_scheme().on(hardware) if quant.experts else None
+        # (hidden, intermediate per GPU) of a routed expert as the engine's MoE kernels hold it (padded_expert_widths)
+        self.expert_widths = padded_expert_widths(model, quant, layout.moe_tp, engine.name, hardware)
         if quant.experts and quant.weight_dtype in ("bf16", "fp16", "fp32") and not model.num_experts:
             raise PhasewiseError(f"--precision {quant.name} quantizes a MoE model's routed experts only (the rest "
                                  f"stays {quant.weight_dtype}); {model.name} has no experts: give bf16, fp8, nvfp4, "
@@ -172,7 +174,8 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
         # each kernel's launch cost on the device: on a calibrated CPU, colder as the layers' weights outgrow its cache
         # (the weights are summed only there: this runs for every cost model a plan builds)
         self.kernel_launch_s = eff.kernel_launch_s if eff.kernel_launch_cold_s is None else eff.kernel_launch_at(
-            weight_bytes_per_gpu(m, quant, tp, 1, layout, embeddings=False) / m.num_layers)
+            weight_bytes_per_gpu(m, quant, tp, 1, layout, embeddings=False, engine=engine.name, hardware=hardware)
+            / m.num_layers)
         self._attention_launch_s = self.layers_per_stage * kernels["attention"] * self.kernel_launch_s
         curve = eff.gemm_efficiency_curve
         self._curve = None if not curve else (tuple(math.log(r) for r, _ in curve), tuple(e for _, e in curve))
@@ -425,7 +428,14 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
             projection = self._gemm(T, h, width, self.hp_bytes, self.attn_peak, False)
             embedding = (projection[0], emb_bytes + gather + projection[1], projection[2],
                          self._memory_s(emb_bytes + gather) + projection[3])
-        ops.append(self._op("embedding", 1, *embedding, eager))
+        # a vocabulary-split table: its lookups summed over the attention TP group (embedding_reduction) after the
+        # gather, on its row: the links' time after the gather's, the all-reduce's launch and overhead
+        reduction = self.embedding_reduction(T)
+        extra_s = 0.0
+        if reduction is not None:
+            embedding = (embedding[0], embedding[1] + reduction.bytes, embedding[2], embedding[3] + reduction.memory_s)
+            extra_s = reduction.launch_s
+        ops.append(self._op("embedding", 1, *embedding, eager, extra_s=extra_s))
         vocab = m.vocab_size / self.layout.attention_tp
         # fp32 logits written and read by the sampler; a soft cap's division, tanh and product, kernels of their own
         # after the GEMM (its time added to it, not hidden under it), each reading and writing the logits in the

@@ -122,7 +122,6 @@ class LayerGemms:
             ops.append(self._op("mlp_down", dense_layers, *self._gemm(T, i, h, self.w_bytes, self.peak, True), eager))
         if moe_layers:
             E, k = m.num_experts, m.experts_per_token
-            i = m.expert_intermediate_size / layout.moe_tp
             assignments = all_tokens * k
             # expected experts hit by at least one token, under the model's measured routing skew (expert_load.py)
             active = expected_distinct_experts(E, k, all_tokens, m.expert_top20_share)
@@ -136,20 +135,22 @@ class LayerGemms:
                 return share * expected_row_tiles(E, k, all_tokens, tile_rows, m.expert_top20_share)
 
             he = m.expert_hidden_size  # what the experts read and write: the hidden state, or a latent MoE's latent
+            # the widths the engine's kernels multiply them at: padded where they pad (memory.padded_expert_widths)
+            he_w, i = self.expert_widths
             # the experts' own scheme where the checkpoint stores them apart (DeepSeek-V4's MXFP4 beside FP8)
             scheme = self.expert_quant
             w_bytes, peak = (self.w_bytes, self.peak) if scheme is None else (scheme.weight_bytes_per_param,
                                                                               self.hw.peak(scheme.compute_dtype))
-            f1, b1, c1, _ = self._gemm(assignments, he, up * i, w_bytes, peak, True, weights=active,
+            f1, b1, c1, _ = self._gemm(assignments, he_w, up * i, w_bytes, peak, True, weights=active,
                                        row_tiles=row_tiles, scheme=scheme)
-            f2, b2, c2, _ = self._gemm(assignments, i, he, w_bytes, peak, True, weights=active,
+            f2, b2, c2, _ = self._gemm(assignments, i, he_w, w_bytes, peak, True, weights=active,
                                        row_tiles=row_tiles, scheme=scheme)
             # Fused-MoE kernels gather token rows inside the GEMM (counted in its activation bytes);
             # the top-k combine then reads every expert output and writes one hidden state per token.
             b = b1 + b2 + (assignments + T) * he * self.a_bytes
             # the experts' weights: up (rows of he elements) and down (rows of i), at their row lengths' rates
-            up_bytes = active * he * up * i * w_bytes
-            row_start = self._row_start_bytes(he, up_bytes) + self._row_start_bytes(i, up_bytes / up)
+            up_bytes = active * he_w * up * i * w_bytes
+            row_start = self._row_start_bytes(he_w, up_bytes) + self._row_start_bytes(i, up_bytes / up)
             # at memory_efficiency_max: weight_read_efficiency is the dense kernels' (efficiency.yaml says why)
             ops.append(self._op("moe_experts", moe_layers, f1 + f2, b, c1 + c2, self._memory_s(b + row_start), eager))
             ops.append(self._op("moe_router", moe_layers, *self._gemm(T, h, E, self.hp_bytes, self.attn_peak, False), eager))

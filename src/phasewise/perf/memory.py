@@ -13,6 +13,7 @@ from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.shared_block_pool import SharedBlockPool, shared_block_pool
 from phasewise.perf.window_kv import kv_token_equivalents
 from phasewise.perf.window_pages import WindowPages, window_pages
+from phasewise.specs.catalog import packaged
 from phasewise.specs.engine_kv import (
     compressed_block_pool_rule,
     compressed_window_pages_rule,
@@ -21,7 +22,7 @@ from phasewise.specs.engine_kv import (
 from phasewise.specs.engines import EngineConfig
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
-from phasewise.specs.quant import QuantScheme, dtype_bytes
+from phasewise.specs.quant import QuantScheme, dtype_bytes, load_quant
 
 FRACTION_OF = ("total", "static", "free")  # what an engine's memory fraction is a fraction of (memory_fit)
 
@@ -117,11 +118,33 @@ class MemoryFit:
         return "fits"
 
 
+def padded_expert_widths(model: ModelSpec, quant: QuantScheme, moe_tp: int, engine: str | None = None,
+                         hardware: HardwareSpec | None = None) -> tuple[float, float]:
+    """(hidden, intermediate per GPU) one routed expert is allocated and multiplied at: the checkpoint's
+    (expert_hidden_size, expert_intermediate_size / moe_tp), each rounded up to the multiple `engine`'s (its profile
+    name) MoE kernels pad the experts' stored scheme (quant.experts_scheme()) to on `hardware`'s path for it
+    (quant.yaml expert_padding: vLLM's and SGLang's MXFP4 MoE, 256 and 256 on Blackwell's FP4 path, 64 and none
+    expanded on Hopper). An engine, scheme or path not listed there, or no engine or hardware given: as stored."""
+    hidden, intermediate = model.expert_hidden_size, model.expert_intermediate_size / moe_tp
+    stored = load_quant(quant.experts or quant.name)  # as the checkpoint stores them, not as a chip runs them
+    rules = packaged("quant.yaml").get("expert_padding", {}).get(stored.name, {})
+    if engine is None or hardware is None or engine not in rules:
+        return hidden, intermediate
+    path = "fp4_path" if stored.on(hardware).compute_dtype == stored.compute_dtype else "expanded"
+    rule = rules[engine].get(path)
+    if rule is None:
+        return hidden, intermediate
+    return (math.ceil(hidden / rule["hidden"]) * rule["hidden"],
+            math.ceil(intermediate / rule["intermediate"]) * rule["intermediate"])
+
+
 def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
-                         layout: ParallelLayout | None = None, embeddings: bool = True) -> float:
+                         layout: ParallelLayout | None = None, embeddings: bool = True, engine: str | None = None,
+                         hardware: HardwareSpec | None = None) -> float:
     """Weights on the most loaded GPU. With attention data parallelism (`layout`) the attention, dense MLP,
     shared experts and embeddings are whole on every attention rank's tp / attention_dp GPUs; the routed
-    experts are spread over all tp GPUs (expert or tensor parallel) either way. `embeddings` False: without the
+    experts are spread over all tp GPUs (expert or tensor parallel) either way, at the widths `engine` (a profile
+    name) allocates them on `hardware` (padded_expert_widths; None: as stored). `embeddings` False: without the
     input embedding and output head (a module that shares the target's, draft_memory)."""
     m = model
     hp = dtype_bytes(quant.compute_dtype if quant.compute_dtype in ("fp32", "fp16") else "bf16")
@@ -163,8 +186,13 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     # the routed experts (spread over all tp GPUs either way) in their own scheme where the checkpoint stores them
     # apart (QuantScheme.experts: DeepSeek-V4's MXFP4 beside FP8 blocks)
     routed = m.num_experts * m.mlp_matrices * m.expert_hidden_size * m.expert_intermediate_size / tp * moe_share
+    held = routed  # as the engine allocates them: padded where its kernels pad (padded_expert_widths)
+    if m.num_experts and engine is not None:
+        ep, moe_tp = (layout.ep, layout.moe_tp) if layout is not None else (1, tp)
+        hidden, intermediate = padded_expert_widths(m, quant, moe_tp, engine, hardware)
+        held = m.num_experts / ep * m.mlp_matrices * hidden * intermediate * moe_share
     expert_bytes = quant.experts_scheme().weight_bytes_per_param
-    per_layer = ((attn + mlp - routed) * quant.weight_bytes_per_param + routed * expert_bytes + norms
+    per_layer = ((attn + mlp - routed) * quant.weight_bytes_per_param + held * expert_bytes + norms
                  + router * moe_share * hp + compressed_extra)
     embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
     lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
@@ -375,7 +403,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
                state_in_kv_pool: bool = False, slot_bytes: float = 0.0,
                kv_pool: SharedBlockPool | WindowPages | None = None, buffer_bytes: float = 0.0,
-               logit_tokens: int | None = None) -> MemoryFit:
+               logit_tokens: int | None = None, engine: str | None = None) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -400,10 +428,11 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     TensorRT-LLM): a KV token costs its bytes per token, and a prefill chunk of the step's token budget keeps what
     its windows hold free. `buffer_bytes`: what the engine holds for its MoE exchange (perf/deepep_buffers.py
     exchange_buffer_bytes), reserved beside the runtime's. `logit_tokens`: the positions whose logits one iteration
-    holds (activation_bytes; default one per sequence of `max_seqs`)."""
+    holds (activation_bytes; default one per sequence of `max_seqs`). `engine`: the engine's profile name, whose MoE
+    kernels may pad the routed experts (padded_expert_widths; None: as stored)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
-    weights = weight_bytes_per_gpu(model, quant, tp, pp, layout) + draft[0]
+    weights = weight_bytes_per_gpu(model, quant, tp, pp, layout, engine=engine, hardware=hardware) + draft[0]
     acts = activation_bytes(model, quant, attention_tp, math.ceil(max_tokens / dp), math.ceil(max_seqs / dp),
                             None if logit_tokens is None else math.ceil(logit_tokens / dp))
     reserved = hardware.efficiency.reserved_bytes + buffer_bytes

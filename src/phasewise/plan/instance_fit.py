@@ -22,7 +22,7 @@ from phasewise.specs.engine_kv import (
     window_kv,
     window_pool_speculation,
 )
-from phasewise.specs.engine_refusals import layout_refusal
+from phasewise.specs.engine_refusals import block_shape_refusal, layout_refusal
 from phasewise.specs.engines import DEEPEP_KNOBS, deepep_fields, memory_fraction_of, resolve_engine
 
 
@@ -61,25 +61,35 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_seqs: int | None, frac
                      slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
                                                  window_pool_speculation(config, model, mtp)),
                      kv_pool=compressed_kv_pool(config, model, quant, pp),
-                     buffer_bytes=exchange_buffer_bytes(config.profile, model, split))
+                     buffer_bytes=exchange_buffer_bytes(config.profile, model, split), engine=config.profile.name)
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
                             speculation=window_pool_speculation(config, model, mtp))
     pages = kv_state_pages(config, model, quant, tp // dp, pp, kv_block(config, model, hw, None)[0])
     return kv_pool_sequences(mem.kv_capacity_tokens, min_kv_tokens, terms, pages) >= 1
 
 
-def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str],
-                     role: str = "collocated") -> list[tuple[str, dict[str, Any]]]:
+def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str], role: str = "collocated",
+                     precision: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(name suffix, instance-group fields) of each --moe-layouts layout a tp-GPU instance of `model` can run in
     `role` (a dense model, or tp = 1: tensor parallel only). A dp-ep layout wider than a board's NVLink domain
     (BOARD_GPUS) is tried twice where the engine has a DeepEP knob: with the engine's default exchange and with
     DeepEP's all-to-all (specs/engine_deepep.py deepep_fields), the multi-node layouts vLLM's docs and SGLang's wide-EP
-    recipes run it on; within a board the engines' defaults are kept."""
+    recipes run it on; within a board the engines' defaults are kept. With `precision`, a layout whose split of a
+    block-scaled checkpoint the engine refuses at load (specs/engine_refusals.py block_shape_refusal) is pruned, the
+    plain tensor-parallel one too (a dense model's included)."""
     unknown = [name for name in opts.moe_layouts if name not in MOE_LAYOUTS]
     if unknown:
         raise PhasewiseError(f"--moe-layouts '{unknown[0]}' is not one of {', '.join(MOE_LAYOUTS)}")
+
+    def block_refused(name: str, moe_tp: int, attention_dp: int) -> bool:
+        refusal = None if precision is None else block_shape_refusal(opts.engine, model, precision, tp, moe_tp,
+                                                                     attention_dp, LAYOUT_FLAGS)
+        if refusal:
+            pruned.append(f"tp={tp} {name} {precision}: {refusal}")
+        return refusal is not None
+
     if not model.num_experts or tp == 1:
-        return [("", {})]
+        return [] if block_refused("tp", tp, 1) else [("", {})]
     out = []
     # TP sizes added across nodes for the wide-EP layout alone (enumerate_strategies: PlanOptions.wide_ep_tp)
     names = ("dp-ep",) if tp in opts.wide_ep_tp else opts.moe_layouts
@@ -90,10 +100,11 @@ def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str],
             pruned.append(f"tp={tp} {name}: {refusal}")
             continue
         try:
-            if fields:
-                parallel_layout(model, tp, **fields)
+            split = parallel_layout(model, tp, **fields)
         except PhasewiseError as exc:
             pruned.append(f"tp={tp} {name}: {exc}")
+            continue
+        if block_refused(name, split.moe_tp, split.attention_dp):
             continue
         suffix = {"tp": "", "ep": f" EP{tp}", "dp-ep": f" DP{tp}EP{tp}"}[name]
         out.append((suffix, fields))
@@ -103,12 +114,14 @@ def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str],
     return out
 
 
-def role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str]) -> list[tuple]:
+def role_layouts(model, p_tp: int, d_tp: int, opts: PlanOptions, pruned: list[str],
+                 precision: str | None = None) -> list[tuple]:
     """Layout pairs of a disaggregated unit: each --moe-layouts layout on both roles, and prefill with experts
     expert-parallel beside decode in the wide-EP layout (as the Blackwell disaggregated DeepSeek rows run). Where
-    both roles are tried with DeepEP (instance_layouts), a pair takes it on both or on neither."""
-    prefill = instance_layouts(model, p_tp, opts, pruned, "prefill")
-    decode = instance_layouts(model, d_tp, opts, pruned, "decode")
+    both roles are tried with DeepEP (instance_layouts), a pair takes it on both or on neither. `precision`:
+    instance_layouts'."""
+    prefill = instance_layouts(model, p_tp, opts, pruned, "prefill", precision)
+    decode = instance_layouts(model, d_tp, opts, pruned, "decode", precision)
 
     def deepep(fields: dict[str, Any]) -> bool:
         return any(k in DEEPEP_KNOBS for k in fields)

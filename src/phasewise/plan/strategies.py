@@ -359,7 +359,8 @@ class _Enumeration:
             if not self.parallel_ok(tp, pp):
                 continue
             replicas = self.gpus // (tp * pp)
-            layouts = [(split, layout) for split, layout in instance_layouts(model, tp, opts, pruned)
+            layouts = [(split, layout) for split, layout in instance_layouts(model, tp, opts, pruned,
+                                                                             precision=precision)
                        if self.attention_ok(tp, pp, layout)]
             for cap, (split, layout) in itertools.product(self.caps, layouts):
                 dp = layout.get("attention_dp", 1)
@@ -423,7 +424,8 @@ class _Enumeration:
                 continue
             chips = ("" if p_name == d_name == self.hardware
                      else f" {self.chip_label[p_name]}/{self.chip_label[d_name]}")
-            for (p_split, p_layout), (d_split, d_layout) in role_layouts(model, p_tp, d_tp, opts, pruned):
+            pairs = role_layouts(model, p_tp, d_tp, opts, pruned, precision)
+            for (p_split, p_layout), (d_split, d_layout) in pairs:
                 if not (self.attention_ok(p_tp, 1, p_layout) and self.attention_ok(d_tp, 1, d_layout)):
                     continue
                 roles = f"P-TP{p_tp}{p_split}/D-TP{d_tp}{d_split}{chips}"

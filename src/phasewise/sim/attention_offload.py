@@ -473,7 +473,8 @@ class AttentionOffloadController:
             host.kv.advance()
             group = host.group
             fit = memory_fit(host.model, host.cost.hw, host.cost.quant, group.tp, group.pp,
-                             memory_fraction=host.engine.fraction(group.memory_fraction))
+                             memory_fraction=host.engine.fraction(group.memory_fraction),
+                             engine=host.engine.profile.name)
             block_bytes = fit.kv_bytes_per_token * host.kv.block_size
             sets = self.by_host[host.index]
             held_tokens = sum(s.token_seconds for s in sets)

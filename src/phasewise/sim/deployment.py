@@ -41,7 +41,7 @@ from phasewise.sim.deployment_blocks import (
 )
 from phasewise.sim.routers import DynamoKvSettings
 from phasewise.specs.catalog import read_user_file
-from phasewise.specs.engine_refusals import disagg_tp_refusal, layout_refusal
+from phasewise.specs.engine_refusals import block_shape_refusal, disagg_tp_refusal, layout_refusal
 from phasewise.specs.engines import KNOB_TYPES
 from phasewise.specs.hardware import chips_apart
 from phasewise.specs.hf_config import MTP_FIELDS
@@ -453,15 +453,17 @@ class Deployment(NumbersNotBooleans):
         """Each group's MoE layout (ep, moe_tp, attention_dp, moe_imbalance), one line naming the flags that set it
         in its role (perf/parallel.py role_flags: a decode group's --decode-ep, --decode-tp): an engine without
         expert or attention-data parallelism (engine_presets.yaml moe_parallelism), a dense model, sizes that do
-        not divide (perf/parallel.py parallel_layout). Before the checks that divide by them (_disagg_tp)."""
+        not divide (perf/parallel.py parallel_layout); and every group's split of a block-scaled checkpoint the
+        engine refuses at load (specs/engine_refusals.py block_shape_refusal: FP8 slices of partial 128-wide
+        blocks), with or without those fields. Before the checks that divide by them (_disagg_tp)."""
         from phasewise.perf.parallel import parallel_layout, role_flags
         from phasewise.specs import load_model
 
         for index, g in enumerate(self.instances):
-            if g.ep is None and g.moe_tp is None and g.attention_dp is None and g.moe_imbalance is None:
-                continue
+            moe_fields = not (g.ep is None and g.moe_tp is None and g.attention_dp is None and g.moe_imbalance is None)
             flags = role_flags(g.role)
-            refusal = layout_refusal(g.engine, g.tp, g.ep, g.moe_tp, g.attention_dp, flags, g.knobs)
+            refusal = layout_refusal(g.engine, g.tp, g.ep, g.moe_tp, g.attention_dp, flags, g.knobs) \
+                if moe_fields else None
             if refusal:
                 raise ValueError(f"instances[{index}] ({g.role}): {refusal}")
             try:
@@ -469,9 +471,16 @@ class Deployment(NumbersNotBooleans):
             except PhasewiseError:  # its own one-line error comes when the deployment is simulated
                 continue
             try:
-                parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance, flags=flags)
+                split = parallel_layout(model, g.tp, g.ep, g.moe_tp, g.attention_dp, g.moe_imbalance, flags=flags)
             except PhasewiseError as exc:
                 raise ValueError(f"instances[{index}] ({g.role}): {exc}") from None
+            try:
+                refusal = block_shape_refusal(g.engine, model, g.precision or model.default_precision, g.tp,
+                                              split.moe_tp, split.attention_dp, flags)
+            except PhasewiseError:  # an engine file that does not read: its own one-line error comes later
+                continue
+            if refusal:
+                raise ValueError(f"instances[{index}] ({g.role}): {refusal}")
         return self
 
     @model_validator(mode="after")

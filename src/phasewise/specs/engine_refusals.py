@@ -1,7 +1,7 @@
 """What an engine cannot run, each a one-line reason naming the flag that asked and the presets that can (None where
 it runs): a chip of another vendor, expert or attention-data parallelism it lacks (or a partial EP where its EP
 spans the instance), a quantized KV cache it cannot keep, a P/D pair its connector refuses, pipeline stages beside
-what the version refuses with them."""
+what the version refuses with them, a block-scaled checkpoint split into partial blocks."""
 
 from __future__ import annotations
 
@@ -81,6 +81,80 @@ def layout_refusal(engine: str, tp: int, ep: int | None, moe_tp: int | None, att
                 f"(--enable-expert-parallel) spans all {tp} GPUs of the instance, so {flags['ep']} must be {tp} "
                 f"({flags['moe_tp']} 1) or expert parallelism off (a partial EP runs on: {', '.join(takers)})")
     return refusal
+
+
+# Presets that refuse, at load, a tensor-parallel slice of a block-scaled (quant.yaml weight_blocks) linear that does
+# not hold whole weight blocks, and the first version that accepts it instead (None: none modelled does):
+#   vLLM   (V0 and V1 alike: one quantization layer) Fp8MoEMethod.create_weights: "The output_size of gate's and
+#          up's weight = 192 is not divisible by weight quantization block_n = 128" (and the down projection's input
+#          by block_k under TP); Fp8LinearMethod's
+#          validate_fp8_block_shape for a dense linear's output (column-parallel) and input (row-parallel) slices.
+#          Reported on 0.19 (MiniMax-M2.7 TP8) and 0.25 (MiniMax-M2.5 TP8, served with --enable-expert-parallel
+#          instead), vLLM issue #17569 (Qwen3-235B-A22B-FP8 TP8); padding PRs #39046 and #48173 closed unmerged; #55867
+#          (merged 2026-09) pads only on FlashInfer's TRT-LLM MoE backend, after every version modelled (0.14 newest)
+#   SGLang the same check in its Fp8MoEMethod (QwenLM/Qwen3 issue #1485: Qwen3-235B-A22B-FP8 and Qwen3-30B-A3B-FP8
+#          at TP 8 / 4; sgl-project/sglang issue #3345: DeepSeek-R1 at TP32, its dense MLP 18,432 / 32 = 576)
+# Checked against the measured runs (/work/shared/measured/blackwell_serving.csv, tp = the instance's GPUs, moe_tp =
+# G / ep): no fp8-block row splits a block (MiniMax-M2.5 on vLLM at moe_tp <= 4, 384-wide; Qwen3.5-397B-A17B on
+# SGLang at moe_tp 8, 128-wide; DeepSeek-R1 / V3 at moe_tp <= 8, 256-wide) but five SGLang 0.5.5.post2 DeepSeek-V3
+# decode rows read as 32 GPUs at attention DP 32 without EP (2,048 / 32 = 64): a reading of the columns the source
+# does not confirm (its other 32-GPU rows are EP 32), not a layout SGLang accepts. TensorRT-LLM was not read: no rule.
+BLOCK_SHAPE_PRESETS: dict[str, str | None] = {"vllm": None, "vllm-v0": None, "sglang": None}
+
+
+def block_shape_refusal(engine: str, model: Any, precision: str, tp: int, moe_tp: int | None = None,
+                        attention_dp: int = 1, flags: dict[str, str] | None = None) -> str | None:
+    """Why `engine` (preset[@version]) cannot load `model` (a ModelSpec) in `precision` (a quant.yaml scheme name)
+    split over `tp` GPUs, its experts over `moe_tp` of them (None: tp) and its attention, dense MLP and shared experts
+    over tp / attention_dp: a slice of a block-scaled linear (quant.yaml weight_blocks) that is not a whole number of
+    blocks (BLOCK_SHAPE_PRESETS, with the sources). One line naming the model's width, the split and the flags that
+    run it; None where it loads (an engine without the rule, a scheme without blocks, whole blocks everywhere)."""
+    flags = flags or {"tp": "--tp", "ep": "--ep", "attention_dp": "--attention-dp"}
+    name, _, version = engine.partition("@")
+    key = preset_key(engine)
+    if key not in BLOCK_SHAPE_PRESETS:
+        return None
+    accepts_from = BLOCK_SHAPE_PRESETS[key]
+    if accepts_from is not None and version:
+        from phasewise.specs.engine_kv import version_key
+
+        if version_key(version) >= version_key(accepts_from):
+            return None
+    data = packaged("quant.yaml")
+    schemes = data["schemes"]
+    if precision not in schemes:
+        return None  # load_quant's error names the allowed ones
+    blocks = data.get("weight_blocks", {})
+    experts = schemes[precision].get("experts") or precision
+    moe_tp = tp if moe_tp is None else moe_tp
+    attention_tp = max(tp // max(attention_dp, 1), 1)
+    # (what, width, GPUs it is split over, the block side it must be a multiple of)
+    widths = []
+    if model.num_experts and experts in blocks and moe_tp > 1:
+        widths.append(("routed experts' intermediate size", model.expert_intermediate_size, moe_tp,
+                       max(blocks[experts])))
+    if precision in blocks and attention_tp > 1:
+        side = max(blocks[precision])
+        if model.intermediate_size and model.dense_layer_share:
+            widths.append(("dense MLP's intermediate_size", model.intermediate_size, attention_tp, side))
+        if model.shared_expert_intermediate_size:
+            widths.append(("shared experts' intermediate size", model.shared_expert_intermediate_size, attention_tp,
+                           side))
+    for what, width, ranks, side in widths:
+        if width % ranks == 0 and (width // ranks) % side == 0:
+            continue
+        label = f"{name}@{version or preset_entry(engine)['default_version']}"
+        fits = [d for d in range(1, width // side + 1) if width % d == 0 and (width // d) % side == 0]
+        if "expert" in what and "routed" in what:
+            fix = (f"give {flags['ep']} {tp} (each GPU holds whole experts) or a {flags['tp']} whose experts' share "
+                   f"divides it into whole blocks ({', '.join(map(str, fits))})")
+        else:
+            fix = (f"give a {flags['tp']} (per attention rank) that divides it into whole blocks "
+                   f"({', '.join(map(str, fits))})")
+        return (f"{precision} stores {model.name}'s weights in {side}-wide blocks, but its {what} {width} split over "
+                f"{ranks} GPUs is {width / ranks:g} wide per GPU, not a multiple of {side}: {label} refuses it at load "
+                f"(\"not divisible by weight quantization block_n = {side}\"); {fix}")
+    return None
 
 
 # The quantized KV-cache dtypes (--kv-dtype) each preset can keep, as its own KV-cache flag spells them. Checked by

@@ -74,14 +74,15 @@ TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "gemma4_text", "smollm3", "
 MODELLED_ACTS = tuple(sorted(GATED_ACTS)) + ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast")
 
 
-def _check_expert_groups(cfg: dict[str, Any], where: str, experts: int, top_k: int) -> None:
+def _check_expert_groups(cfg: dict[str, Any], where: str, experts: int, top_k: int) -> dict[str, int]:
     """DeepSeek-style grouped routing (n_group groups of the routed experts, the best topk_group groups kept, top-k
-    chosen among their experts), refused where it cannot run: vLLM's grouped_topk views the router's scores as
-    n_group groups of equal size (n_routed_experts % n_group == 0) and keeps topk_group of them (<= n_group), among
-    whose experts the top-k are picked (num_experts_per_tok <= topk_group x experts per group)."""
+    chosen among their experts) as ModelSpec's n_group and topk_group (topk_group n_group where not given; {}
+    without n_group: no group routing), refused where it cannot run: vLLM's grouped_topk views the router's scores
+    as n_group groups of equal size (n_routed_experts % n_group == 0) and keeps topk_group of them (<= n_group),
+    among whose experts the top-k are picked (num_experts_per_tok <= topk_group x experts per group)."""
     groups, kept = cfg.get("n_group"), cfg.get("topk_group")
     if groups is None:
-        return
+        return {}
     groups = positive(groups, where, "n_group")
     if experts % groups:
         allowed = ", ".join(str(d) for d in range(1, experts + 1) if experts % d == 0)
@@ -95,6 +96,7 @@ def _check_expert_groups(cfg: dict[str, Any], where: str, experts: int, top_k: i
         raise PhasewiseError(f"{where}: field num_experts_per_tok {top_k} must be at most topk_group {kept} x "
                              f"{experts // groups} experts a group ({kept * (experts // groups)}): the experts the "
                              "kept groups hold")
+    return {"n_group": groups, "topk_group": kept}
 
 
 def llama_style_spec(name: str, cfg: dict[str, Any], where: str, mt: str) -> ModelSpec:
@@ -104,6 +106,7 @@ def llama_style_spec(name: str, cfg: dict[str, Any], where: str, mt: str) -> Mod
     num_experts = int(first_field(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=0))
     top_k = int(first_field(cfg, "num_experts_per_tok", default=0)) if num_experts else 0
     moe_layers = 0
+    expert_groups: dict[str, int] = {}
     expert_inter = 0
     shared_inter = 0
     if num_experts:
@@ -116,7 +119,7 @@ def llama_style_spec(name: str, cfg: dict[str, Any], where: str, mt: str) -> Mod
         # them: a 0 is a ZeroDivisionError there, not "every layer")
         step = positive(first_field(cfg, "decoder_sparse_step", default=1), where, "decoder_sparse_step")
         freq = positive(first_field(cfg, "moe_layer_freq", default=1), where, "moe_layer_freq")
-        _check_expert_groups(cfg, where, num_experts, top_k)
+        expert_groups = _check_expert_groups(cfg, where, num_experts, top_k)
         dense_only = set(check_layer_indices(cfg.get("mlp_only_layers") or [], where, "mlp_only_layers", layers))
         first_dense = int(first_field(cfg, "first_k_dense_replace", default=0))
         moe_layers = sum(
@@ -191,6 +194,7 @@ def llama_style_spec(name: str, cfg: dict[str, Any], where: str, mt: str) -> Mod
         expert_intermediate_size=expert_inter,
         shared_expert_intermediate_size=shared_inter,
         num_moe_layers=moe_layers,
+        **expert_groups,
         sliding_window=int(window) if window else None,
         sliding_window_layers=windowed_layers if window else None,
         chunked_attention=chunked,

@@ -50,6 +50,11 @@ class ModelSpec(LinearMixerShapes, WindowShapes, BaseModel):
     expert_intermediate_size: int = Field(default=0, ge=0)
     shared_expert_intermediate_size: int = Field(default=0, ge=0)
     num_moe_layers: int = Field(default=0, ge=0)
+    # DeepSeek-style group-limited routing (config.json n_group, topk_group): the routed experts in n_group equal
+    # groups, the topk_group best groups kept and the top experts_per_token picked among their experts (vLLM
+    # grouped_topk); None: every expert alike (what the all-to-all sends: perf/group_routing.py other_ranks_per_token)
+    n_group: int | None = Field(default=None, ge=1)
+    topk_group: int | None = Field(default=None, ge=1)
     # Latent MoE (Nemotron 3 Super: moe_latent_size): each MoE layer projects the hidden state down to this width
     # (fc1_latent_proj) before dispatching it to the routed experts, which read and write it, and back up
     # (fc2_latent_proj) after combining them; the router and the shared expert read the hidden state. 0: none
