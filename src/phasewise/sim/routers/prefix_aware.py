@@ -5,7 +5,8 @@ its approximate radix tree (as llm-d's precise prefix-cache scorer reads the eng
 - when the load is imbalanced, i.e. (max - min) > BALANCE_ABS_REQUESTS and max > BALANCE_REL x min requests queued
   or running on an instance, the least loaded instance;
 - otherwise the instance with the longest cached prefix of the request's prompt (ties: the least outstanding work) if
-  that prefix is at least CACHE_THRESHOLD of its shareable blocks, else the least outstanding work. (SGLang then
+  that prefix is more than CACHE_THRESHOLD of the prompt's tokens (cache_aware.rs: `match_rate > cache_threshold`,
+  the matched tokens over the prompt's), else the least outstanding work. (SGLang then
   takes the worker with the smallest approximate tree; a real cache under load stays near full, so its size says
   little: on the Mooncake excerpt, 4 x H100, the smallest-cache rule gave fewer hits than round robin and 3x the
   mean TTFT of least-outstanding.)
@@ -39,7 +40,6 @@ class PrefixAwareRouter(LeastOutstandingRouter):  # choose(): the least outstand
             return min(instances, key=lambda i: (_requests(i), i.outstanding))
         matched = [i.kv.prefix.matched_blocks(req) for i in instances]
         best = max(range(len(instances)), key=lambda j: (matched[j], -instances[j].outstanding))
-        shareable = len(instances[best].kv.prefix.keys(req))
-        if shareable and matched[best] >= CACHE_THRESHOLD * shareable:
+        if matched[best] * instances[best].kv.prefix.key_tokens > CACHE_THRESHOLD * req.prompt:
             return instances[best]
         return self.choose()
