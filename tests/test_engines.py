@@ -32,21 +32,21 @@ def test_sglang_decodes_wait_for_prefills_vllm_v1_mixes_them():
     vllm_rise, vllm_gap = _decodes_then_prompts("vllm")
     assert sglang_rise > 1.2  # decodes wait while prefill batches run alone
     assert sglang_rise > vllm_rise  # V1 folds the decodes into the prefill's step
-    assert sglang_gap > vllm_gap  # SGLang: a prefill batch, then a decode step; V1: one mixed step (a decode step less)
+    assert sglang_gap > 1.5 * vllm_gap  # SGLang's longest stall: a prefill batch and then a decode step
 
 
 def test_sglang_prefill_batches_stop_at_max_prefill_tokens():
     """SGLang's PrefillAdder: a prompt that would reach what is left of max_prefill_tokens waits for the next
-    prefill batch unless it is the first. 5 prompts of 1,024 tokens at once: under the default 16,384 all 5 share
-    one batch, under 2,524 (1,024 + 1,500, what AIConfigurator writes) two, under 512 one (the first always goes
-    in)."""
+    prefill batch unless it is the first. 5 prompts of 1,024 tokens at once (the first, read alone, starts a
+    batch by itself; the other 4 wait for the next): under the default 16,384 those 4 share one batch, under 2,524
+    (1,024 + 1,500, what AIConfigurator writes) two, under 512 one (the first always goes in)."""
     work = Workload(np.zeros(5), np.full(5, 1024), np.full(5, 16))
 
     def largest_batch(**knobs) -> int:  # the most prompts that got their first token together
         ttft = simulate(collocated(M, "h100-sxm", engine="sglang", **knobs), work).ttft_s
         return int(np.unique(np.round(ttft, 9), return_counts=True)[1].max())
 
-    assert largest_batch() == 5
+    assert largest_batch() == 4
     assert largest_batch(max_prefill_tokens=2524) == 2
     assert largest_batch(max_prefill_tokens=512) == 1
 
@@ -332,7 +332,7 @@ def test_sglang_attention_dp_gives_each_rank_its_share_of_the_chunk():
 def test_sglang_attention_dp_prefills_a_long_prompt_in_rank_sized_chunks():
     """DeepSeek-R1 on 8 B200s, attention DP 8: an 8,192-token prompt alone takes four 2,048-token prefill batches on
     its rank (slower than one 8,192-token batch, the chunk raised to 8 x 8,192), while 2,048-token prompts arriving
-    together go one per rank into one batch, eight at most."""
+    together go one per rank into one batch, eight at most (the first, read alone, starts a batch by itself)."""
     # the memory fraction fixed: SGLang's default reserves 1.5 MiB of activations per token of chunk (0.349 at a
     # 65,536-token chunk, where DeepSeek's weights no longer fit)
     layout = dict(engine="sglang", ep=8, attention_dp=8, max_running_requests=64, memory_fraction=0.85)
@@ -344,7 +344,7 @@ def test_sglang_attention_dp_prefills_a_long_prompt_in_rank_sized_chunks():
 
     chunked, whole = ttft(1, 8192)[0], ttft(1, 8192, chunked_prefill_size=8 * 8192)[0]
     assert chunked > 1.1 * whole
-    for prompts, batches in ((9, [8, 1]), (10, [8, 2])):
+    for prompts, batches in ((9, [1, 8]), (10, [1, 8, 1])):
         firsts, counts = np.unique(np.round(ttft(prompts, 2048), 9), return_counts=True)
         assert counts.tolist() == batches
 

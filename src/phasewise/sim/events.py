@@ -1,15 +1,10 @@
-"""The event heap (in the spirit of SimPy's core): callbacks ordered by time, ties by insertion; an event put
-at the end of its instant (at_end) runs after every ordinary one due then."""
+"""The event heap (in the spirit of SimPy's core): callbacks ordered by time, ties by insertion."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any
-
-# added to an at_end event's sequence number: it sorts after every ordinary event of its instant (sequence numbers
-# stay far below it), and among the instant's other at_end events by insertion
-_END_OF_INSTANT = 1 << 62
 
 
 class EventLoop:
@@ -27,14 +22,6 @@ class EventLoop:
             raise RuntimeError(f"causality: event at {t} scheduled after now={self.now}")
         seq = self._seq
         heappush(self._heap, (t, seq, fn, args))
-        self._seq = seq + 1
-
-    def at_end(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Call fn(*args) now, after every ordinary event (at()) due now, those already in the heap and those they
-        schedule for now: an engine's scheduler, woken, reads everything handed to it at this instant before it
-        schedules (sim/instance.py poke)."""
-        seq = self._seq
-        heappush(self._heap, (self.now, seq + _END_OF_INSTANT, fn, args))
         self._seq = seq + 1
 
     def run_until(self, t: float) -> None:

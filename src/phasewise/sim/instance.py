@@ -287,23 +287,17 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         self.poke()
 
     def poke(self) -> None:
-        """New work: start if idle, or end a decode run at its next iteration boundary. An idle engine starts once
-        everything handed to it at this instant is in (EventLoop.at_end): requests that reach the scheduler together
-        are seated together, as the engines drain their input before each schedule (vLLM V1's EngineCoreProc
-        run_busy_loop: _process_input_queue, which empties input_queue, then the step; v0.10.1
-        vllm/v1/engine/core.py)."""
+        """New work: start now if idle, or end a decode run at its next iteration boundary. An idle engine starts on
+        the first request that reaches its scheduler: requests sent separately reach it one after another (its API
+        server takes, tokenizes and hands them over one at a time), and the engine, woken by the first, schedules
+        what it holds then (vLLM V1's EngineCoreProc busy loop blocks on its input queue, drains what is there, and
+        steps), so those arriving at the same simulated instant after the first join its next step: the limit of a
+        frontend time per request going to zero (frontend_request_s, 0 in the presets, staggers them explicitly)."""
         if not self.busy:
             self.busy = True
-            self.loop.at_end(self._wake)
+            self.loop.at(self.loop.now, self._step)
         elif self.decode_run is not None:
             self._cut_run(self._iteration_in_flight())
-
-    def _wake(self) -> None:
-        """An idle engine's first step; its scheduler reads every request sent to it until now (an idle SGLang
-        scheduler reads at once: sim/recv_interval.py)."""
-        if self.recv is not None and self.recv.inbox:
-            self.waiting.extend(self.recv.read(self.decode_steps))
-        self._step()
 
     def _iteration_in_flight(self) -> int:
         """Index, within the decode run in flight, of the iteration running now."""
