@@ -309,6 +309,6 @@ def test_serve_flags_refuse_in_one_line_or_serve(capsys, monkeypatch):
 ])
 def test_a_nan_in_a_bounded_field_is_named_as_not_finite(run_cli, args, field):
     """A NaN passes no bound, so pydantic named the bound it failed first ('Input should be less than 1'); the
-    deployment's bounded floats refuse it as what it is, named by the flag that set it (sim/api.py flag_of)."""
+    deployment's bounded floats refuse it as what it is, named by the flag that set it (deployment_flags.py flag_of)."""
     code, _, err = run_cli("simulate", "--rate", "1", "--requests", "3", *args)
     assert code == 2 and field in err and "finite number" in err and len(err.strip().splitlines()) == 1, err

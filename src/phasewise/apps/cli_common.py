@@ -403,7 +403,7 @@ def parse_ints(flag: str, text: str) -> tuple[int, ...]:
 
 def refuse_typed_tp_beside_role_tps(arch: str, prefill_tp: int | None, decode_tp: int | None) -> None:
     """--tp typed, even at its default's value, beside both --prefill-tp and --decode-tp (--arch disagg): it would
-    set neither role's TP (sim/api.py refuses a --tp off its default there; it cannot tell one typed at 1)."""
+    set neither role's TP (deployment_flags.py refuses a --tp off its default there; it cannot tell one typed at 1)."""
     if arch == "disagg" and prefill_tp is not None and decode_tp is not None and given_on_command_line("tp"):
         from phasewise.sim.api import TP_BESIDE_ROLE_TPS
 
@@ -413,8 +413,8 @@ def refuse_typed_tp_beside_role_tps(arch: str, prefill_tp: int | None, decode_tp
 def refuse_typed_hardware_beside_role_hardware(arch: str, prefill_hardware: str | None, decode_hardware: str | None,
                                                encoders_on_hardware: bool = False) -> None:
     """--hardware typed, even at its default's value, beside both --prefill-hardware and --decode-hardware (--arch
-    disagg) with no encoder on it: it would set no chip (sim/api.py refuses one off its default; it cannot tell one
-    typed at h100-sxm)."""
+    disagg) with no encoder on it: it would set no chip (deployment_flags.py refuses one off its default; it cannot
+    tell one typed at h100-sxm)."""
     if (arch == "disagg" and prefill_hardware and decode_hardware and not encoders_on_hardware
             and given_on_command_line("hardware")):
         from phasewise.sim.api import HARDWARE_BESIDE_ROLE_HARDWARE
@@ -458,7 +458,8 @@ def given_on_command_line(parameter: str) -> bool:
 
 def refuse_typed_beside_deployment(deployment: str | None) -> None:
     """--deployment sets the whole deployment: a deployment flag typed beside it is refused by name, even at its
-    default's value (sim/api.py deployment_from_flags refuses the ones whose value differs; it cannot tell these)."""
+    default's value (deployment_flags.py deployment_from_flags refuses the ones whose value differs; it cannot tell
+    these)."""
     if deployment is not None:
         from phasewise.sim.api import deployment_flag_names, refuse_beside_deployment
 

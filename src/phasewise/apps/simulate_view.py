@@ -1,26 +1,38 @@
-"""Rich rendering of a simulation summary, and writing per-request records."""
+"""Rich rendering of a simulation summary, and simulate's progress bar. The per-request records --out writes:
+apps/records_writer.py; the checks of --out's paths before the run: apps/output_checks.py."""
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phasewise.apps.jsonout import dumps
-from phasewise.errors import PhasewiseError
+from phasewise.apps.output_checks import (  # noqa: F401 (importable here, as before)
+    CHECKPOINT_SUFFIXES,
+    RECORDS,
+    SUMMARY,
+    _identity,
+    as_written,
+    check_records_out,
+    input_files,
+    named_in_deployment,
+    records_paths,
+    refuse_overwriting_inputs,
+    table_path,
+)
+from phasewise.apps.records_writer import (  # noqa: F401 (importable here, as before)
+    discard,
+    note_others,
+    signals_held,
+    staging_path,
+    write_records,
+    write_table,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from phasewise.sim.metrics import SimResult
 
 
 # A run shows a progress bar only once it has taken this long (short runs print nothing extra).
@@ -259,259 +271,3 @@ def render_summary(console: Console, s: dict[str, Any], client: str | None = Non
     sim = s["sim"]
     console.print(f"[dim]simulated in {sim['wall_s']:.2f} s wall ({sim['requests_per_wall_s']:,.0f} requests/s, "
                   f"{sim['events']:,} events)[/]")
-
-
-RECORDS = "requests"  # --out DIR's files: the per-request records' stem, and the summary
-SUMMARY = "summary.json"
-
-
-# the files of a checkpoint directory a run may read (config, tokenizer, weights, remote code)
-CHECKPOINT_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".safetensors", ".bin", ".pt", ".model", ".tiktoken",
-                                 ".txt", ".py", ".gguf"})
-
-
-def input_files(values: dict[str, Any]) -> dict[tuple[int, int], str]:
-    """The files a run reads that its command line names by path, keyed by file identity (device, inode: a symlink or
-    another spelling of the path is the same file), each with how the command named it ("--workload 'T.csv'"):
-    every string value (and each item of a comma-separated one) naming an existing file, and a checkpoint's files
-    directly in one naming a directory (a local checkpoint's config.json; not an earlier run's report or records
-    beside them). `values`: {flag or label: value}; a --deployment file's own texts count too (named_in_deployment)."""
-    found: dict[tuple[int, int], str] = {}
-    for flag, value in {**values, **named_in_deployment(values.get("--deployment"))}.items():
-        if not isinstance(value, str):
-            continue
-        for part in dict.fromkeys([value.strip(), *(v.strip() for v in value.split(","))]):
-            if not part:
-                continue
-            path = Path(part).expanduser()
-            try:
-                if path.is_file():
-                    files = [path]
-                elif path.is_dir():  # a checkpoint's files, not an earlier run's summary.json beside them
-                    files = [f for f in path.iterdir()
-                             if f.suffix in CHECKPOINT_SUFFIXES and f.name != SUMMARY and f.is_file()]
-                else:
-                    continue
-                for f in files:
-                    key = _identity(f)
-                    if key is not None:
-                        found.setdefault(key, f"{flag} '{part}'" + ("" if f is path else f" ({f.name})"))
-            except OSError:  # unreadable: the run's own reading of it says why
-                continue
-    return found
-
-
-def named_in_deployment(path: Any) -> dict[str, str]:
-    """{how an error names it: text} of every text a --deployment file holds, the files the run reads through it among
-    them (its model, each group's hardware, model, engine and mapping, a draft model: any path it can name), each
-    named by its place in the file ("--deployment 'd.yaml' (instances.0.hardware)"). {} where `path` is no readable
-    deployment file (the run's own reading of it says why)."""
-    if not isinstance(path, str):
-        return {}
-    from phasewise.specs.reading import read_user_file
-
-    try:
-        data = read_user_file(path, "deployment")
-    except PhasewiseError:
-        return {}
-    found: dict[str, str] = {}
-
-    def walk(node: Any, where: tuple[str, ...]) -> None:
-        if isinstance(node, str):
-            found[f"--deployment '{path}' ({'.'.join(where)})"] = node
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, (*where, str(key)))
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(value, (*where, str(index)))
-
-    walk(data, ())
-    return found
-
-
-def as_written(path: str | Path) -> Path:
-    """Where writing to `path` lands once the folders on its way are made (as the outputs' writers make them): the
-    folders that exist followed through their links, a `..` after one not yet made its parent (`sub/../t.csv` is
-    `t.csv`: stat() of the path as given finds no file while sub/ is missing)."""
-    return Path(os.path.realpath(Path(path).expanduser()))
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """The file `path` names (device, inode), as writing to it would find it (as_written); None where there is none."""
-    try:
-        st = as_written(path).stat()
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
-
-
-def refuse_overwriting_inputs(outputs: dict[str, str | Path], inputs: dict[str, Any]) -> None:
-    """Before any work: a one-line error where an output (`outputs`: {how to name it: its path}) cannot be written
-    (plan/export.py check_output_path: a folder in its place, a file on its way, no writable folder) or is a file
-    the run reads (input_files of `inputs`): outputs never overwrite their inputs."""
-    from phasewise.plan.export import check_output_path
-
-    for what, out in outputs.items():
-        check_output_path(what, out)
-    read = input_files(inputs)
-    for what, out in outputs.items():
-        key = _identity(Path(out))
-        if key is not None and key in read:
-            raise PhasewiseError(f"{what} would overwrite {read[key]}, which this run reads: outputs never replace "
-                                 "their inputs; write it elsewhere")
-
-
-def records_paths(out_dir: str, fmt: str, extra: tuple[str, ...] = ()) -> dict[str, Path]:
-    """{how an error names it: path} of the files `--out DIR` writes (the records, `extra`'s tables by file stem,
-    summary.json)."""
-    out = Path(out_dir)
-    tables = [table_path(out / stem, fmt) for stem in (RECORDS, *extra)]
-    return {**{f"--out '{out_dir}' ({path.name})": path for path in tables},
-            f"--out '{out_dir}' ({SUMMARY})": out / SUMMARY}
-
-
-def check_records_out(out_dir: str, fmt: str, inputs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
-    """Before the run: `--out DIR` can take its files (the records, `extra`'s tables by file stem, summary.json: none
-    of them a directory, DIR not a file) and none of them is a file the run reads (`inputs`: {flag: value} as given,
-    refuse_overwriting_inputs). One-line errors."""
-    out = as_written(out_dir)
-    if out.exists() and not out.is_dir():
-        raise PhasewiseError(f"--out '{out_dir}': a file of that name exists; give a directory (new or not)")
-    paths = records_paths(out_dir, fmt, extra)
-    for what, path in paths.items():
-        if as_written(path).is_dir():
-            raise PhasewiseError(f"{what}: cannot write, {path} is a directory")
-    refuse_overwriting_inputs(paths, inputs)
-
-
-def write_records(result: SimResult, summary: dict[str, Any], out_dir: str, fmt: str,
-                  extra: dict[str, dict[str, Any]] | None = None, inputs: dict[str, Any] | None = None) -> list[Path]:
-    """Per-request records as CSV (always available) or Parquet (needs pyarrow), plus summary.json; `extra`: more
-    tables by file stem ({stem: {column: values}}), written the same way. Checked first (check_records_out, extra's
-    tables among them, with `inputs` where given: the run's {flag: value}), so a directory in a file's place is a
-    one-line error, not a traceback. Nothing is half written: each file is written to a temporary name beside it
-    (staging_path) and all are renamed into place together once every one is written (summary.json last, Ctrl-C and
-    SIGTERM held over the renames: signals_held); an interrupt or a failed write before then removes the temporaries
-    and leaves DIR's earlier files as they were, saying so in one line. The files an earlier run left in DIR that this
-    one did not write (records in the other format, a --dllm run's timeline) are named in a note on stderr, as
-    plan --export names its folder's: they are not this run's."""
-    check_records_out(out_dir, fmt, inputs or {}, tuple(extra or {}))
-    out = Path(out_dir).expanduser()  # '~' as check_records_out reads it
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PhasewiseError(f"--out '{out_dir}': cannot create the directory ({exc.strerror})") from None
-    staged: list[tuple[Path, Path]] = []  # (temporary, final), in the order they are renamed: summary.json last
-    placed = False
-    try:
-        for stem, cols in ((RECORDS, None), *(extra or {}).items()):
-            final = table_path(out / stem, fmt)
-            staged.append((staging_path(final), final))
-            write_table(result.records() if cols is None else cols, staged[-1][0], fmt)
-        summary_path = out / SUMMARY
-        staged.append((staging_path(summary_path), summary_path))
-        staged[-1][0].write_text(dumps(summary, indent=2))
-        with signals_held():  # every file renamed, or (an interrupt before) none
-            for temporary, final in staged:
-                os.replace(temporary, final)
-            placed = True
-    except OSError as exc:  # a directory in a table's place (extra's), no permission, a full disk
-        finals = {str(temporary): final for temporary, final in staged}  # a temporary named as the file it stands for
-        where = f" {finals.get(str(exc.filename), exc.filename)}" if exc.filename else ""
-        raise PhasewiseError(f"--out '{out_dir}': cannot write{where} ({exc.strerror})") from None
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli_common.on_sigterm): the exit status stays the interrupt's
-        if not placed:  # (one held over the renames arrives after them: every file is this run's)
-            print(f"interrupted: --out '{out_dir}' not written (its previous files left as they were)",
-                  file=sys.stderr)
-        raise
-    finally:
-        if not placed:
-            discard(staged)
-    written = [final for _, final in staged]
-    note_others(out_dir, written)
-    return written
-
-
-def staging_path(final: Path) -> Path:
-    """The temporary name `final` is written under before it is renamed into place: beside it (the same folder, so
-    the rename is atomic), hidden, this process's, and named partial should a kill leave it."""
-    return final.with_name(f".{final.name}.{os.getpid()}.partial")
-
-
-def discard(staged: list[tuple[Path, Path]]) -> None:
-    """Remove the temporaries of `staged` ((temporary, final) pairs) that exist; the finals are left alone."""
-    for temporary, _ in staged:
-        try:
-            temporary.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held while the block runs (renames that take microseconds: an interrupt lands before or after
-    all of them, not between two), the first that came handled as it ends, by the handler it found (Ctrl-C's
-    KeyboardInterrupt, cli_common.on_sigterm's; a default one's signal sent again). Python's own handlers, swapped for
-    the block's span, not a thread's signal mask, which a signal sent to the process passes by way of any other
-    thread (pyarrow's pool). Outside the main thread, which alone can set handlers, nothing is held."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    came: list[int] = []
-    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    before = {signum: handler for signum, handler in before.items() if handler is not None}  # None: not Python's
-    for signum in before:
-        signal.signal(signum, lambda number, frame: came.append(number))
-    try:
-        yield
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-        if came:
-            handler = before[came[0]]
-            if callable(handler):
-                handler(came[0], None)
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), came[0])
-
-
-def note_others(out_dir: str, written: list[Path]) -> None:
-    """A note on stderr naming the files in `out_dir` besides `written` (an earlier run's), if any."""
-    names = {path.name for path in written}
-    try:
-        others = sorted(p.name for p in Path(out_dir).expanduser().iterdir() if p.name not in names)
-    except OSError:
-        return
-    if others:
-        more = ", ..." if len(others) > 5 else ""
-        print(f"note: {out_dir} also holds {', '.join(others[:5])}{more}, not written by this run (an earlier "
-              "one's?): summary.json describes this run's files alone", file=sys.stderr)
-
-
-def table_path(stem: Path, fmt: str) -> Path:
-    """Where a table of `stem` is written in format `fmt`: `stem`.csv or `stem`.parquet."""
-    if fmt not in ("csv", "parquet"):
-        raise PhasewiseError(f"--format '{fmt}' is not one of csv, parquet")
-    return stem.with_suffix(f".{fmt}")
-
-
-def write_table(cols: dict[str, Any], path: Path, fmt: str) -> Path:
-    """One table ({column: values}) at `path` (table_path names it; write_records writes a temporary name) as CSV or
-    Parquet."""
-    if fmt == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise PhasewiseError("--format parquet needs pyarrow: pip install pyarrow (or use --format csv)") from None
-        pq.write_table(pa.table(dict(cols)), path)
-    elif fmt == "csv":
-        names = list(cols)
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(names)
-            w.writerows(zip(*(cols[n].tolist() if hasattr(cols[n], "tolist") else list(cols[n]) for n in names)))
-    else:
-        raise PhasewiseError(f"--format '{fmt}' is not one of csv, parquet")
-    return path

@@ -86,7 +86,7 @@ class PlanOptions:
         """A one-line error naming the field (and the plan flag that sets it) where a value is one plan's flags
         refuse (apps/cli_common.py parse_ints: sizes are integers >= 1), rather than a strategy quietly built from it
         (a batch cap of 0 ran at max_num_seqs 1) or quietly dropped (a chunk size of -1). plan() calls it; not run at
-        construction, where sweep's pydantic reading of a config would wrap the message (plan/sweep.py refuses the
+        construction, where sweep's pydantic reading of a config would wrap the message (sweep_options.py refuses the
         same values with its strategies.* keys). Empty lists: chunk_sizes and ratios may be (the engine's default
         chunking alone, collocated strategies alone), batch_caps with engine_default_cap."""
         for name in ("tp_options", "pp_options", "chunk_sizes", "batch_caps", "wide_ep_tp"):

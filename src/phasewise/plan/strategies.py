@@ -44,7 +44,7 @@ CAPPED = f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)"  # e
 
 def flag_words(option: str, value: str | None = None) -> str:
     """How plan names an option in a hint or a pruned line: its flag, with `value` ("--gpus 2", "--tp-options 4");
-    a sweep passes its own (sweep.py sweep_words: "gpus: 2", "strategies.tp_options: [4]")."""
+    a sweep passes its own (sweep_options.py sweep_words: "gpus: 2", "strategies.tp_options: [4]")."""
     flag = "--" + option.replace("_", "-")
     return f"{flag} {value}" if value else flag
 
@@ -210,7 +210,7 @@ def _combined(labels: dict[str, str], detail: str, which: str, enumerate_one) ->
 
 def unknown_choice(opts: PlanOptions) -> tuple[str, str, tuple[str, ...]] | None:
     """The first serving policy or router `opts` names that does not exist (no router at all: '(none)'), as
-    (field, name, allowed); None when all exist. Plan and sweep word the refusal (sweep.py _check_names)."""
+    (field, name, allowed); None when all exist. Plan and sweep word the refusal (sweep_grid.py _check_names)."""
     for option, allowed in (("policies", POLICIES), ("routers", ROUTERS)):
         names = getattr(opts, option)
         unknown = [n for n in names if n not in allowed] or ([] if names or option == "policies" else ["(none)"])

@@ -79,7 +79,7 @@ def phases_apart(p_name: str, d_name: str, gpus: int, p_hw=None, d_hw=None) -> s
     instances, then the decode ones, node by node (apps/launch_nodes.py placements), and the router sends a
     prefill's KV to any decode instance, so some pair then sits on two nodes. `p_hw` / `d_hw`: the chips, loaded
     (else loaded here; one that does not load gives None, its own one-line error coming when the deployment is
-    simulated). The one rule of a deployment's kv_link (Deployment.kv_apart), simulate's --kv-link (sim/api.py
+    simulated). The one rule of a deployment's kv_link (Deployment.kv_apart), simulate's --kv-link (sim/flag_checks.py
     disagg_kv_link) and plan's (plan/chip_budgets.py kv_link_between)."""
     apart = chips_apart(p_name, d_name)
     if apart:
@@ -370,8 +370,8 @@ class Deployment(NumbersNotBooleans):
 
     def field_label(self, *path) -> str:
         """What an error calls the field at `path` (e.g. "online_training", "keep_layers"): the flag that set it where
-        the deployment was built from flags (build_deployment's field_name, sim/api.py flag_of), else its location
-        in the deployment file, as a refused field is named (errors.py field_label)."""
+        the deployment was built from flags (build_deployment's field_name, deployment_flags.py flag_of), else its
+        location in the deployment file, as a refused field is named (errors.py field_label)."""
         return field_label(path, self.__dict__.get("field_name"))
 
     @model_validator(mode="after")

@@ -71,7 +71,7 @@ HIDDEN_RELOAD = 0.01
 
 
 # the simulate flag that sets each field of the deployment's `online_training` block (training_block), by which an
-# error about a deployment built from flags names the field (sim/api.py flag_of)
+# error about a deployment built from flags names the field (sim/deployment_flags.py flag_of)
 TRAINING_FLAGS = {"method": "--online-training", "reuse": "--train-reuse-mode", "feedback_share": "--feedback-share",
                   "train_batch_tokens": "--train-batch-tokens", "sharing": "--gpu-sharing",
                   "trainer_sm_share": "--trainer-sm-share", "lora_rank": "--lora-rank", "keep_layers": "--keep-layers",
