@@ -70,8 +70,10 @@ def test_vllms_nixl_connector_refuses_two_kv_dtypes():
 def test_deepeps_normal_kernels_send_a_prompt_token_once_per_rank_inside_a_node(run_cli):
     """DeepSeek-V3 on 8 H200s, EP8 beside attention DP8, SGLang with --moe-a2a-backend deepep: a prefill's tokens go
     once to each other rank holding one of their experts (DeepEP's normal kernels: 7 x (1 - (7/8)^8) = 4.59 ranks a
-    token under uniform routing, where it had been charged its 7 off-rank expert copies); a decode step's low-latency
-    kernels still send every (token, expert) copy. FP8 dispatch with a scale per 128 channels, BF16 combine."""
+    token under uniform routing, where it had been charged its 7 off-rank expert copies; 3.46 under DeepSeek-V3's
+    group-limited routing, 4 of its 8 expert groups, one a rank at EP8: perf/group_routing.py); a decode step's
+    low-latency kernels still send every (token, expert) copy. FP8 dispatch with a scale per 128 channels, BF16
+    combine."""
     import json
 
     code, out, err = run_cli("estimate", "--model", DEEPSEEK, "--hardware", "h200-sxm", "--tp", "8", "--ep", "8",
@@ -83,5 +85,9 @@ def test_deepeps_normal_kernels_send_a_prompt_token_once_per_rank_inside_a_node(
     prefill = next(op for op in ops["prefill"] if op["name"] == "moe_all_to_all")
     decode = next(op for op in ops["decode"] if op["name"] == "moe_all_to_all")
     tokens = 64 * 1024 / 8  # a rank's prompt tokens
-    assert prefill["bytes"] / prefill["count"] == pytest.approx(tokens * 7 * (1 - (7 / 8) ** 8) * per_token)
+    from phasewise.perf.group_routing import other_ranks_per_token
+
+    other_ranks = other_ranks_per_token(8, 8, 256, 8, 4)
+    assert other_ranks == pytest.approx(3.46, abs=0.02)  # at most topk_group = 4 ranks a token, its own among them
+    assert prefill["bytes"] / prefill["count"] == pytest.approx(tokens * other_ranks * per_token)
     assert decode["bytes"] / decode["count"] == pytest.approx(64 / 8 * 8 * 7 / 8 * per_token)
