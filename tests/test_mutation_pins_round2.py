@@ -284,7 +284,7 @@ def test_an_intra_node_all_to_all_pays_one_latency_for_the_dispatch_and_one_for_
     assert op.memory_s / 48 == pytest.approx(2 * ic.intra_node_latency_s + per_layer_bytes / rate, rel=1e-12)
 
 
-# --- plan/strategies.py: a TP x PP instance's replicas (item 12) ------------------------------------------------
+# --- plan/strategy_enumeration.py: a TP x PP instance's replicas (item 12) -----------------------------------------
 
 def test_a_tp4_pp2_instance_fills_an_8_gpu_budget_once():
     """Item 12 (`gpus // (tp * pp)` -> `gpus // tp`). 8 GPUs hold one TP4 x PP2 instance (8 GPUs), not two."""

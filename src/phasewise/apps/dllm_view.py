@@ -1,6 +1,6 @@
 """`phasewise simulate --dllm MODE`: diffusion-LM serving (sim/dllm.py) from the CLI's flags, and its printout.
 
-cli.py declares the flags and calls `dllm_requested` (which also refuses a diffusion model without --dllm and
+cli_simulate.py declares the flags and calls `dllm_requested` (which also refuses a diffusion model without --dllm and
 an autoregressive one with it) and `simulate_dllm_cmd`; everything else lives here.
 """
 

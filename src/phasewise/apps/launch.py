@@ -50,7 +50,7 @@ from phasewise.specs import load_model
 from phasewise.specs.engines import role_knobs
 from phasewise.specs.model_catalog import checkpoint_id
 
-# instances are packed onto nodes in order, a node holding its chip's interconnect.gpus_per_node (specs/hardware.py;
+# instances are packed onto nodes in order, a node holding its chip's interconnect.gpus_per_node (hardware_spec.py;
 # 8 on an HGX/DGX node); one that fits a node does not straddle two, a wider one takes whole nodes
 FRONT_PORT = 8000  # the router / front end; workers listen from FRONT_PORT + 1 up
 # what runs a collocated deployment's router policy in front of its replicas

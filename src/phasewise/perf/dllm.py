@@ -86,7 +86,7 @@ class DllmCost:
 
 
 def ridge_flops_per_byte(cm: CostModel) -> float:
-    """The roofline's ridge of `cm`'s chip at its compute dtype (specs/hardware.py ridge_flops_per_byte)."""
+    """The roofline's ridge of `cm`'s chip at its compute dtype (specs/hardware_spec.py ridge_flops_per_byte)."""
     return cm.hw.ridge_flops_per_byte(cm.quant.compute_dtype)
 
 

@@ -49,7 +49,7 @@ def _refuse_flags(fields: dict[str, Any], source: str) -> None:
                                      f"{str(item).lower()} (true / false are for {', '.join(flags)})")
 
 
-# the values plan's flags refuse (cli.py: --tp-options and the other size lists through parse_ints, the rest through
+# the values plan's flags refuse (cli_plan: --tp-options and the other size lists through parse_ints, the rest through
 # their own checks), refused here with the option's name
 _PLAN_OPTIONS = TypeAdapter(PlanOptions)
 SIZE_LISTS = ("tp_options", "pp_options", "chunk_sizes", "batch_caps")

@@ -80,7 +80,7 @@ DIFFUSION_NEEDS_DLLM = ("{model} is a diffusion LM (bidirectional, decoded block
 def spec_budget_refusal(engine: EngineConfig, draft_tokens: int) -> str | None:
     """Why `engine` cannot run speculative decoding of `draft_tokens` drafts (a clause), or None: a vLLM-style
     token budget below a full decode step of every sequence (max sequences x (k + 1) tokens) would leave no room
-    for prefills. The simulation refuses such a group; plan prunes such a strategy (plan/strategies.py)."""
+    for prefills. The simulation refuses such a group; plan prunes such a strategy (plan/strategy_enumeration.py)."""
     if engine.scheduler in ("vllm", "sarathi") and engine.token_budget < engine.max_seqs * (draft_tokens + 1):
         return (f"the token budget ({engine.token_budget}) is below max sequences ({engine.max_seqs}) x "
                 f"{draft_tokens + 1} tokens per speculative decode step: prefills would starve")

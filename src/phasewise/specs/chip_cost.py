@@ -176,7 +176,7 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
             if refusal:
                 raise PhasewiseError(f"{where}: {refusal}")
     if "intra_node_bandwidth_bytes_per_s" in interconnect:
-        from phasewise.specs.hardware import Interconnect  # (hardware.py imports this module)
+        from phasewise.specs.hardware_spec import Interconnect  # (hardware_spec.py imports this module)
 
         default_pcie = Interconnect.model_fields["pcie_bandwidth_bytes_per_s"].default
         pcie = number(interconnect.get("pcie_bandwidth_bytes_per_s", default_pcie),

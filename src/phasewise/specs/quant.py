@@ -82,7 +82,7 @@ class QuantScheme(BaseModel):
     without_compute_path: ComputeFallback | None = None
     tensor_path: str | None = None
     # a block-scaled FP4 format's name where its scales ride the fp4 tensor path (NVFP4: E4M3 per 16; MXFP4: E8M0 per
-    # 32); a chip's fp4 path takes only the formats its `fp4_formats` lists (specs/hardware.py)
+    # 32); a chip's fp4 path takes only the formats its `fp4_formats` lists (specs/hardware_spec.py)
     fp4_format: Literal["nvfp4", "mxfp4"] | None = None
     # the routed experts' own scheme (a scheme name), the rest of the model in this one (DeepSeek-V4: FP8 blocks
     # beside MXFP4 experts); None: the experts in this scheme too
