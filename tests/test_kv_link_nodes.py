@@ -2,7 +2,7 @@
 node's (the chip's gpus_per_node: 8 on an HGX board, 72 in an NVL72 rack) are placed on several nodes (apps/
 launch_nodes.py placements), and NVLink and PCIe do not leave a node. The deployment's unset kv_link is rdma there (a
 note says so), a stated nvlink or pcie a one-line error, as plan's rule (plan/chip_budgets.py kv_link_between) and
-simulate's --kv-link already said: one rule, sim/deployment.py phases_apart. A 2P2D TP8 deployment on H100s (32
+simulate's --kv-link already said: one rule, sim/deployment_links.py phases_apart. A 2P2D TP8 deployment on H100s (32
 GPUs, 4 nodes) had kept NVLink between its phases."""
 
 import pytest

@@ -181,7 +181,7 @@ M, MOE = "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-30B-A3B"
 DEPLOYMENTS = {
     "collocated": {"model": M, "instances": [{"tp": 2, "replicas": 2, "max_num_seqs": 128,
                                               "enable_chunked_prefill": True, "max_num_batched_tokens": 2048}]},
-    # MiMo-7B's one MTP layer drafts (Llama-3.1-8B has none: sim/deployment.py mtp_draft_refusal)
+    # MiMo-7B's one MTP layer drafts (Llama-3.1-8B has none: sim/deployment_model_checks.py mtp_draft_refusal)
     "fp8": {"model": "XiaomiMiMo/MiMo-7B-Base", "instances": [{"tp": 1, "precision": "fp8", "kv_dtype": "fp8",
                                                               "prefix_caching": False}],
             "speculative": {"draft_tokens": 3, "acceptance": 0.7}},

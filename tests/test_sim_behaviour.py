@@ -53,7 +53,7 @@ def test_too_small_kv_causes_preemptions(conv):
     assert tight.instances[0].kv_peak_blocks <= tight.instances[0].kv_capacity_blocks
 
 
-# a target and a draft model of one vocabulary: Llama-3.1-8B has no MTP layers to draft with (sim/deployment.py
+# a target and a draft model of one vocabulary: Llama-3.1-8B has no MTP layers to draft with (deployment_model_checks.py
 # mtp_draft_refusal) and the catalog has no small Llama 3; a 32B target, its 0.6B draft a small share of a step
 SPEC_TARGET, SPEC_DRAFT = "Qwen/Qwen3-32B", "Qwen/Qwen3-0.6B"
 

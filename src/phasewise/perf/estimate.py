@@ -67,7 +67,7 @@ class Estimate:
 
     def beyond_context(self) -> str | None:
         """Why an engine refuses this request, where its prompt or its decode step's cached context is past the
-        model's context (max_position_embeddings; 0: unknown), as `phasewise estimate`, simulate (sim/instance.py)
+        model's context (max_position_embeddings; 0: unknown), as `phasewise estimate`, simulate (sim/request_entry.py)
         and plan (plan/goodput.py) refuse it (vLLM's max_model_len check); None within it. A prompt of exactly the
         context is kept: its prefill is what is asked, though its decode step's token would be one past it."""
         model = self.cost_model.model

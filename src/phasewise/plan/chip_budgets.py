@@ -23,8 +23,8 @@ def kv_link_between(asked: str, p_name: str, p_hw, d_name: str, d_hw, gpus: int)
     plan's --kv-link (nvlink by default) while every prefill and decode instance shares one node's NVLink domain
     (the chip's gpus_per_node: 8 on an HGX board, 72 in an NVL72 rack), rdma where they cannot: the deployment's
     GPUs beyond one node (PLACEMENT: some prefill-decode pair then sits on two nodes, and an instance spanning nodes
-    is one already) or its phases on different chips: sim/deployment.py phases_apart, the deployment's own rule. The
-    link is one for the whole deployment (sim/deployment.py kv_link): past one node, RDMA is the one every pair can
+    is one already) or its phases on different chips: deployment_links.py phases_apart, the deployment's own rule. The
+    link is one for the whole deployment (deployment_links.py kv_link): past one node, RDMA is the one every pair can
     use."""
     if asked == "rdma":
         return asked, None

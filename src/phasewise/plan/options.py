@@ -241,7 +241,7 @@ def check_options(models: Sequence[str], chips: Sequence[str], opts: PlanOptions
 
 def check_speculative(models: Sequence[str], opts: PlanOptions, name: OptionName) -> None:
     """The speculative options of a plan or sweep that tries speculative decoding: the draft tokens and acceptance
-    within SpecDecode's ranges (sim/deployment.py), each named as the command names it (plan: --spec-tokens,
+    within SpecDecode's ranges (sim/deployment_blocks.py), each named as the command names it (plan: --spec-tokens,
     sweep: strategies.spec_tokens), and an MTP draft on at least one model (the strategies draft with the model's
     own MTP layers: a model without them is tried without speculative decoding, strategy_enumeration.py)."""
     from phasewise.sim.deployment import SpecDecode, mtp_draft_refusal

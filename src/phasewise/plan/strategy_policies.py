@@ -87,7 +87,7 @@ def priority_pools(model: str, base: dict[str, Any], tp: int, pp: int, replicas:
 
 
 def pool_slos(slo: Slo) -> dict[str, float]:
-    """The priority_pools block's SLO fields (sim/deployment.py PriorityPools slo_ttft_ms / slo_tpot_ms) of the SLOs
+    """The priority_pools block's SLO fields (deployment_blocks.py PriorityPools slo_ttft_ms / slo_tpot_ms) of the SLOs
     `slo`, those it sets (an unset one is infinite: no field)."""
     return {name: value for name, value in (("slo_ttft_ms", slo.ttft_ms), ("slo_tpot_ms", slo.tpot_ms))
             if math.isfinite(value)}

@@ -1,6 +1,6 @@
 """A deployment's optional blocks, each a pydantic model a deployment file (and the flags) sets: speculative
 decoding, priority pools (Ascendra), attention offload (Adrenaline), online training (Alchemist) and disaggregated
-vision encoders. The deployment itself, its instance groups and their rules: sim/deployment.py."""
+vision encoders. The deployment: sim/deployment.py; its groups: sim/instance_group.py; its rules: its bases."""
 
 from __future__ import annotations
 

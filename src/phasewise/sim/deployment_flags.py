@@ -165,7 +165,7 @@ def deployment_from_flags(*, model: str = "meta-llama/Llama-3.1-8B", hardware: s
         data["kv_link"] = kv_link
     if kv_store_gb is not None:  # a KV store the instances share (sim/kv_tiers.py kv_store)
         data["kv_store_bytes"] = host_kv_cache_bytes("--kv-store-gb", kv_store_gb)
-    if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment.py)
+    if spec_tokens:  # unset acceptance and draft: the Speculative block's defaults (sim/deployment_blocks.py)
         data["speculative"] = {"draft_tokens": spec_tokens, **({"acceptance": spec_acceptance}
                                                                if spec_acceptance is not None else {}),
                                **({"draft": spec_draft} if spec_draft is not None else {})}

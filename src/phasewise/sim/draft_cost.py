@@ -1,5 +1,5 @@
 """A speculative draft's time in one iteration of its target (draft model or MTP module): the one formula the
-simulator's iterations (sim/instance.py) and the planner's capacity estimate (plan/goodput.py) both use.
+simulator's iterations (sim/instance.py, decode_runs.py) and the planner's capacity estimate (plan/goodput.py) both use.
 
 The draft's first forward runs over every token the target ran: each decode step's k + 1 (the verified drafts and the
 bonus token) and each prompt chunk at its context, building the draft's KV (an MTP module's too) over the prompt;

@@ -1,8 +1,8 @@
-"""Disaggregated vision encoders (sim/deployment.py EncodeWorkers): encode workers of their own run the vision encoder
+"""Disaggregated vision encoders (deployment_blocks.py EncodeWorkers): encode workers of their own run the vision encoder
 over the images of the requests that carry them, before the language model sees those requests.
 
 A request with images is sent to the encode worker with the fewest image tokens outstanding. It passes the worker's
-frontend (its engine's per-request API-server time, one request at a time, as sim/instance.py's frontend), then
+frontend (its engine's per-request API-server time, one request at a time, as request_entry.py's frontend), then
 waits in its queue. A worker runs one forward at a time over the requests waiting there, whole and in arrival order,
 until the next one would take the batch beyond `max_batch_tokens` image tokens (the first always goes); a forward
 takes the encoder's time (perf/vision.py) plus the engine's per-iteration host overhead. When it ends, each request's

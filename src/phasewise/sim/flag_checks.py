@@ -94,7 +94,7 @@ def encoder_flags(workers: int | None, tp: int | None, hardware: str | None, lin
     """The `encoders` block of --encode-workers N (--encode-tp, --encode-hardware, default the instances' chip,
     --encode-link), each flag checked; {} without --encode-workers (then the others must be left alone).
     `fed_hardware`: the chip of the instances the encoders feed (those that prefill; default `default_hardware`),
-    for the link's rule (sim/deployment.py link_between: nvlink and pcie do not reach another chip's machine)."""
+    for the link's rule (sim/deployment_links.py link_between: nvlink and pcie do not reach another chip's machine)."""
     if workers is None:
         for flag, value in (("--encode-tp", tp), ("--encode-hardware", hardware), ("--encode-link", link)):
             if value is not None:
@@ -121,7 +121,7 @@ SCHEDULER_MODES = ("plain", "ascendra")
 
 def disagg_kv_link(asked: str | None, groups: list[dict]) -> str | None:
     """The kv_link a disaggregated deployment from flags states (its prefill and decode `groups`): a typed --kv-link,
-    refused in one line where it is nvlink or pcie and prefill and decode cannot share one node (sim/deployment.py
+    refused in one line where it is nvlink or pcie and prefill and decode cannot share one node (sim/deployment_links.py
     phases_apart: on different chips, or more GPUs together than one node's, as plan's rule); else None: unset, the
     deployment takes nvlink or, where they cannot share a node, rdma, and says so (Deployment.link_notes)."""
     if asked is None:

@@ -16,36 +16,37 @@ one has left it, and its tokens come out a full pipeline latency later.
 
 Its KV admission and preemption are sim/kv_admission.py's, its decoding set's bookkeeping (joins, leaves, the
 sums a decode step is costed by, finishes, run lengths) sim/decoding_set.py's, its iterations' accounting (busy time,
-work, energy, KV held) sim/iteration_accounting.py's: bases of Instance, on its state. Which images an iteration
-encodes is sim/image_encoding.py's.
+work, energy, KV held) sim/iteration_accounting.py's, its decode runs (launched, cut, committed, the requests due
+finished) sim/decode_runs.py's, the requests reaching it from outside (routed through the frontend or refused on
+arrival, their KV arrived, cancelled) sim/request_entry.py's, its load as routers and autoscalers read it
+sim/load_views.py's: bases of Instance, on its state. Which images an iteration encodes is sim/image_encoding.py's.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from phasewise.perf import BatchShape, CostModel
-from phasewise.perf.batch import windowed_keys, windowed_pairs
 from phasewise.perf.mapped_cost import MappedCostModel
 from phasewise.perf.memory import kv_state_pages
 from phasewise.perf.window_kv import kv_stored_terms, kv_window_terms
-from phasewise.sim.decoding_set import MAX_RUN, DecodingSet
+from phasewise.sim.decode_runs import DecodeRuns
+from phasewise.sim.decoding_set import DecodingSet
 from phasewise.sim.draft_cost import draft_time_s
 from phasewise.sim.image_encoding import encode_images
 from phasewise.sim.iteration_accounting import IterationAccounting
 from phasewise.sim.kv import KVBlocks
 from phasewise.sim.kv_admission import KvAdmission
+from phasewise.sim.load_views import LoadViews
 from phasewise.sim.mapped_energy import MappedEnergy
 from phasewise.sim.metrics import InstanceStats
 from phasewise.sim.pipeline import PipelineGate
 from phasewise.sim.prompt_queue import PromptQueue
 from phasewise.sim.recv_interval import RecvInterval
 from phasewise.sim.request import SimRequest
+from phasewise.sim.request_entry import RequestEntry
 from phasewise.sim.running import RunningSet
 from phasewise.sim.schedulers import Batch, make_scheduler
 from phasewise.sim.series import Series
@@ -54,13 +55,11 @@ from phasewise.specs.engine_kv import kv_block, window_kv, window_pool_speculati
 
 if TYPE_CHECKING:
     from phasewise.sim.cluster import Cluster
-    from phasewise.sim.deployment import InstanceGroup
+    from phasewise.sim.instance_group import InstanceGroup
     from phasewise.specs.engines import EngineConfig
 
-_STEPS = np.arange(MAX_RUN, dtype=np.float64)
 
-
-class Instance(KvAdmission, DecodingSet, IterationAccounting):
+class Instance(RequestEntry, LoadViews, DecodeRuns, KvAdmission, DecodingSet, IterationAccounting):
     # (slots: more attributes than CPython keeps fast in an instance dict, and the hot path reads them all the time)
     __slots__ = ("name", "index", "group", "role", "cost", "cluster", "loop", "model", "engine", "scheduler",
                  "pipeline", "siblings", "idle_mark", "seq_cap", "kernel_block", "kv", "spec", "tokens_per_step",
@@ -195,97 +194,6 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
                 other.idle_mark = None
                 other.poke()
 
-    def gauges(self) -> tuple[int, int, float]:
-        """What the engine's metrics report now, as it counts them: requests running (vllm:num_requests_running:
-        decoding, their KV arrived on a decode instance, and prefilling where vLLM V1 (scheduler.running holds
-        partial prefills), V0 and TensorRT-LLM (numActiveRequests, len(active_requests)) count them; SGLang's
-        num_running_reqs is its decoding batch and a chunked prefill is in neither gauge, srt/managers/scheduler.py),
-        waiting (queued or, on a decode instance, their KV on its way) and KV blocks in use (x capacity)."""
-        prefilling = 0 if self.engine.scheduler == "sglang" else len(self.prefilling)
-        running = self.running.n + len(self.ready) + prefilling
-        waiting = len(self.waiting) + len(self.pending_transfers)
-        return running, waiting, self.kv.capacity - max(self._free_blocks_bound(), 0.0)
-
-    def in_flight(self) -> int:
-        """Requests here from their arrival to their end, whatever the engine's gauges call them (queued, prefilling,
-        decoding, their KV on its way): what a proxy in front of the engine counts in flight (Knative's queue-proxy,
-        an autoscaler's `concurrency`), a chunked prefill included on every engine."""
-        return (self.running.n + len(self.ready) + len(self.prefilling) + len(self.waiting)
-                + len(self.pending_transfers))
-
-    def prefill_tokens_pending(self) -> int:
-        """Prompt tokens still to prefill of the requests routed here and not yet past prefill (in its frontend,
-        queued or prefilling: a router's load view, Dynamo's worker_active_prefill_tokens); 0 on a decode instance,
-        whose prefills run elsewhere."""
-        if self.role == "decode":
-            return 0
-        if self.cluster.check:
-            assert self.waiting.tokens == sum(r.prefill_target for r in self.waiting), "queued prompt tokens"
-        return (self.frontend_prompt_tokens + self.waiting.tokens
-                + sum(r.prefill_target - r.prefilled for r in self.prefilling))
-
-    # --- entry points ------------------------------------------------------------------------
-    def enqueue(self, req: SimRequest, through_frontend: bool = True) -> None:
-        """A request routed here. A new one first passes the engine's frontend (API server: HTTP, request
-        validation, tokenization, hand-off to the scheduler), one request at a time, so requests sent
-        together reach the scheduler staggered; a recomputed one goes straight to the queue."""
-        if through_frontend:
-            reason = self._refusal(req)
-            if reason is not None:  # refused on arrival: it never queues, nor takes another request's turn
-                self.cluster.reject(req, reason)
-                return
-        self.outstanding += req.prompt + req.output
-        if req.first_instance < 0:
-            req.first_instance = self.index
-        engine = self.cost.engine
-        frontend_s = engine.frontend_request_s + engine.frontend_token_s * req.prompt if through_frontend else 0.0
-        if frontend_s > 0.0:
-            start_s = max(self.loop.now, self.frontend_free_s)
-            self.frontend_free_s = start_s + frontend_s
-            self.frontend_prompt_tokens += req.prompt
-            self.loop.at(self.frontend_free_s, self._through_frontend, req)
-            return
-        self._reach_scheduler(req)
-
-    def _refusal(self, req: SimRequest) -> str | None:
-        """Why the engine refuses a new request on arrival (a metrics.REJECT_REASONS key); None: it may run. Beyond the
-        model's context where the run refuses it (as vLLM refuses beyond max_model_len); beyond this instance's whole
-        KV cache, or, disaggregated, every decode instance's (never_fits), which it could never finish in; beyond what
-        the engine's policy takes (Scheduler.refusal)."""
-        cluster = self.cluster
-        if cluster.refuse_beyond_context and 0 < self.model.max_position_embeddings < req.prompt + req.output:
-            return "beyond_context"
-        if self.never_fits(req.prompt, req.output):
-            return "beyond_kv_capacity"
-        back = cluster.back.instances if cluster.back is not None else ()
-        if back and all(decode.never_fits(req.prompt, req.output) for decode in back):
-            return "beyond_kv_capacity"
-        return self.scheduler.refusal(req.prompt)  # the engine's own limits (TensorRT-LLM's max_num_tokens)
-
-    def _through_frontend(self, req: SimRequest) -> None:
-        self.frontend_prompt_tokens -= req.prompt
-        self._reach_scheduler(req)
-
-    def _reach_scheduler(self, req: SimRequest) -> None:
-        if req.cancelled:  # the client left while its request was in the frontend
-            self.outstanding -= req.prompt + req.output
-            return
-        prefix = self.kv.prefix
-        if prefix is not None and prefix.ranked:  # attention DP: the engine's dispatcher picks its rank (and cache)
-            prefix.assign(req)
-        if self.recv is not None and self.busy:  # read at the scheduler's next read point
-            self.recv.inbox.append(req)
-            self._end_run_at_read()
-            return
-        self.waiting.append(req)
-        self.poke()
-
-    def join_ready(self, req: SimRequest) -> None:
-        """Decode role: a request whose KV has arrived joins the decoding set at the next boundary
-        (its tokens were added to `outstanding` when the transfer was routed here)."""
-        self.ready.append(req)
-        self.poke()
-
     def poke(self) -> None:
         """New work: start now if idle, or end a decode run at its next iteration boundary. An idle engine starts on
         the first request that reaches its scheduler: requests sent separately reach it one after another (its API
@@ -298,25 +206,6 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
             self.loop.at(self.loop.now, self._step)
         elif self.decode_run is not None:
             self._cut_run(self._iteration_in_flight())
-
-    def _iteration_in_flight(self) -> int:
-        """Index, within the decode run in flight, of the iteration running now."""
-        return int(self.decode_run[1].searchsorted(self.loop.now, side="left"))
-
-    def _cut_run(self, i: int) -> None:
-        """End the decode run in flight after its iteration i (if it would run longer)."""
-        start, ends, _, base = self.decode_run
-        if i < len(ends) - 1:
-            self.version += 1
-            self.decode_run = (start, ends[: i + 1], self.version, base)
-            self.planned_steps = self.decode_steps + i
-            self.loop.at(float(ends[i]), self._end_run, self.version)
-
-    def _end_run_at_read(self) -> None:
-        """Requests are held for the scheduler's next read: end the decode run in flight there."""
-        if self.decode_run is not None:
-            i = self._iteration_in_flight()
-            self._cut_run(i + self.recv.steps_to_next_read(self.decode_steps + i + 1) % self.recv.interval)
 
     # --- scheduling ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -453,120 +342,6 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         else:
             self._join(req)
 
-    def _launch_run(self) -> None:
-        n = self._run_length()
-        if self.cluster.live:
-            n = min(n, 1)  # the twin streams every token at its iteration's end
-        if self.offload is not None:
-            n = self.offload.run_length(self, n)
-        if n <= 0:  # everything was preempted
-            return self._step()
-        now = self.loop.now
-        seqs, accepted, fed = self.running.n, self.tokens_per_step, self.decode_new_tokens
-        steps = _STEPS[:n]
-        pairs, kv = self._decode_sums()
-        if self.offload is not None and self.offload.decoding(self):  # attention offload (no window, no spec)
-            lat, base = self.offload.series(self, steps, seqs, pairs, kv)
-        elif self.window:  # each context's keys and pairs (the first step's: _decode_sums'), the window over them
-            keys, grown = self.running.contexts(self.decode_steps, accepted) + fed, accepted * steps
-            causal = self.model.causal
-            kv_series = windowed_keys(keys, self.window, grown)
-            pair_series = kv_series if fed == 1 and causal else windowed_pairs(fed, keys, causal, self.window, grown)
-            lat, base = self.cost.decode_series(self._decode_shape(), pair_series, kv_series)
-        else:  # every step adds `accepted` tokens to each of the `seqs` contexts (no BatchShape: only its sums)
-            line = self.cost.decode_line(seqs, seqs * fed, seqs * fed)
-            lat, base = self.cost.decode_line_series(line, pairs, kv, steps, seqs * accepted, seqs * accepted * fed,
-                                                     self._capped_keys_series(steps))
-        if self.draft is not None:
-            lat += self._draft_time(seqs, pairs, kv)
-        if self.trainer is not None:  # online training: slower beside an SM-partitioned trainer
-            lat = self.trainer.run_latencies(self, lat)
-        # end times: np.cumsum(lat) (without its wrapper, which costs more than a short run's sum) + now, written
-        # straight past the end of decode_end, which keeps those the run completes when it ends
-        ends = np.add.accumulate(lat, out=self.decode_end.tail(n))
-        ends += now
-        self.version += 1
-        self.decode_run = (now, ends, self.version, base)
-        self.planned_steps = self.decode_steps + n - 1
-        self.loop.at(float(ends[-1]), self._end_run, self.version)
-        if self.recv is not None and self.recv.inbox:
-            self._end_run_at_read()
-        if self.waiting or self.prefilling:  # prompts held back for some iterations (TensorRT-LLM's waiting)
-            look = self.scheduler.steps_before_next_look(self)
-            if look is not None:
-                self._cut_run(look - 1)
-
-    def _end_run(self, version: int) -> None:
-        if version != self.version or self.decode_run is None:
-            return
-        start, ends, _, base = self.decode_run
-        self.decode_run = None
-        n, seqs = len(ends), self.running.n
-        if self.offload is not None and self.role == "decode":  # offloaded requests decoded in the run too
-            seqs += self.offload.end_run(self, n, float(ends[-1]) - start)
-        self._account(base, float(ends[-1]) - start, seqs, 0, seqs * self.decode_new_tokens * n, n, start)
-        if self.mapped_energy is not None:
-            self.mapped_energy.add_decode_run(self, n)
-        self.decode_end.commit(n)  # (ends were written there)
-        self._decode_steps_done(n)
-        self._step()
-
-    def _decode_steps_done(self, n: int) -> None:
-        """Commit n decode steps whose end times were just recorded: finish who is due."""
-        self.decode_steps += n
-        self.planned_steps = self.decode_steps
-        if self.cluster.check:
-            self._check_growth(self.decode_steps - 1)
-        if self.cluster.live:
-            self._notify_decodes()
-        self._finish_due()
-        if self.offload is not None and self.role == "decode":
-            self.offload.finish_due(self)
-
-    def _notify_decodes(self) -> None:
-        """Live: every decoding request's tokens produced by the iteration that just ended."""
-        now, g, spec = self.loop.now, self.tokens_per_step, self.spec
-        for r in self.running.reqs:
-            steps = self.decode_steps - r.join_step
-            made = (math.floor(g * (r.spec_steps + steps)) - math.floor(g * r.spec_steps)) if spec else steps
-            total = min(r.generated + made, r.output)
-            if total > r.streamed:
-                self.cluster.on_token(r, total - r.streamed, now, self)
-                r.streamed = total
-
-    def cancel(self, req: SimRequest) -> bool:
-        """Remove a cancelled request from this instance, freeing its KV; False if it is not here."""
-        prefix = self.kv.prefix
-        if req in self.waiting:
-            self.waiting.remove(req)
-            if prefix is not None and prefix.ranked:
-                prefix.drop(req)
-        elif self.recv is not None and req in self.recv.inbox:  # sent, not read by the scheduler yet
-            self.recv.inbox.remove(req)
-            if prefix is not None and prefix.ranked:
-                prefix.drop(req)
-        elif req in self.prefilling:
-            self.prefilling.remove(req)
-            self.kv.free_blocks(req.kv_blocks, req)
-        elif req.slot >= 0 and req.slot < self.running.n and self.running.reqs[req.slot] is req:
-            self.kv.free_blocks(self._leave(req, self.decode_steps), req)
-            req.epoch += 1
-        elif req in self.ready:
-            self.ready.remove(req)
-            self.kv.free_blocks(req.kv_blocks, req)
-        elif any(r is req for r, _ in self.pending_transfers):  # its KV still sits on the prefill instance
-            src = next(s for r, s in self.pending_transfers if r is req)
-            self.pending_transfers = deque(p for p in self.pending_transfers if p[0] is not req)
-            src.kv.free_blocks(req.src_blocks, req)
-            req.src_blocks = 0
-            src.poke()
-        else:
-            return False
-        req.kv_blocks = 0
-        self.outstanding -= req.prompt + req.output
-        self.poke()
-        return True
-
     def _join(self, req: SimRequest) -> None:
         """DecodingSet._join; a request with no token left to decode (disaggregated, its prefill's token its only
         one, returned as it takes its seat here: Cluster.first_token_pending) finishes now, its blocks freed."""
@@ -588,18 +363,6 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         finally:
             prefix.charging = -1
 
-    def _finish_due(self) -> None:
-        heap, ends = self.finish_heap, self.decode_end.data
-        while heap and heap[0][0] <= self.decode_steps:
-            d_fin, _, req, epoch = heapq.heappop(heap)
-            if epoch != req.epoch:
-                continue
-            end = ends.item(d_fin - 1)
-            held = self._leave(req, d_fin)
-            self.kv.free_blocks(held, req)
-            req.kv_blocks = 0
-            self._finish(req, end)
-
     def _finish(self, req: SimRequest, t: float) -> None:
         if req.kv_blocks:
             self.kv.free_blocks(req.kv_blocks, req)
@@ -608,13 +371,6 @@ class Instance(KvAdmission, DecodingSet, IterationAccounting):
         req.last_instance = self.index
         self.outstanding -= req.prompt + req.output
         self.cluster.finish(req)
-
-    def _reject(self, req: SimRequest, reason: str) -> None:
-        prefix = self.kv.prefix
-        if prefix is not None and prefix.ranked:  # refused from the queue: it leaves its rank
-            prefix.drop(req)
-        self.outstanding -= req.prompt + req.output
-        self.cluster.reject(req, reason)
 
     def _draft_time(self, S: int, pairs: float, kv_tokens: float,
                     chunks: list[tuple[SimRequest, int]] = ()) -> float:

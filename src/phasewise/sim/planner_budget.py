@@ -35,7 +35,7 @@ class PlannerPair:
     def __init__(self, prefill: Autoscaler, decode: Autoscaler) -> None:
         """The two groups' autoscalers (created `paired`: this schedules their planners)."""
         self.prefill, self.decode, self.loop = prefill, decode, prefill.loop
-        self.config = prefill.config  # the fields both blocks share (sim/deployment.py Deployment.planned_pair)
+        self.config = prefill.config  # the fields both blocks share (sim/deployment_autoscaling.py planned_pair)
         self.budget_gpus = self.config.max_gpu_budget
         if self.config.throughput_scaling:
             self.loop.at(self.config.sync_period_s, self.sync)

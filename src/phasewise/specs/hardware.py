@@ -182,7 +182,7 @@ def chip_identity(chip: str) -> str:
 
 def chips_apart(p_name: str, d_name: str, sides: tuple[str, str] = ("prefill", "decode")) -> str | None:
     """Why prefill and decode instances (or the two `sides` named, e.g. encoders and the instances they feed) cannot
-    share a node's NVLink or PCIe (their chips differ: two machines), or None; sim/deployment.py phases_apart (the
+    share a node's NVLink or PCIe (their chips differ: two machines), or None; sim/deployment_links.py phases_apart (the
     prefill / decode rule of plan, `simulate --arch disagg` and deployment files, which adds one node's GPU count)
     and a deployment's other links (two priority pools, encoders) apply it."""
     if chip_identity(p_name) != chip_identity(d_name):
