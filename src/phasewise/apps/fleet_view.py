@@ -43,7 +43,7 @@ def fleet_table(fleets: FleetPlan) -> Table:
         table.add_column(name, justify=justify, overflow="fold")
     best = fleets.best()
     for run in fleets.runs:
-        style = "bold green" if run is best else ("dim" if run.note else None)
+        style = "bold green" if run is best else ("dim" if run.note or run.never_scaled else None)
         settings = run.note if run.note else run.detail
         table.add_row(run.strategy, run.fleet, settings, _num(run.mean_gpus, ".2f"), _num(run.peak_gpus, ".0f"),
                       _num(run.gpu_hours, ".3g"), _num(run.cost_usd, ",.2f"),

@@ -24,18 +24,21 @@ import numpy as np
 
 from phasewise.errors import PhasewiseError, name_list
 from phasewise.plan.backends import run_all
+from phasewise.plan.capacity import decode_batch
 from phasewise.plan.goodput import GoodputResult, WorkloadSpec
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
 from phasewise.sim.autoscale_block import Autoscale
-from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS
+from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS, shortest_period
 from phasewise.sim.deployment import build_deployment
+from phasewise.sim.simulate import build_group
 from phasewise.specs import load_hardware
 from phasewise.workload.images import ImageInputs
 from phasewise.workload.request import Workload
 
 FLEETS = ("hpa", "kpa", "keda", "dynamo")  # --autoscale: the autoscalers tried beside the fixed fleet
 AUTOSCALER_NAMES = {"hpa": "the HPA", "kpa": "Knative's KPA", "keda": "KEDA"}
+HPA_TOLERANCE = Autoscale.model_fields["tolerance"].default  # the HPA scales up beyond target x (1 + it)
 HPA_TARGET_SHARES = (0.6, 0.8, 1.0)  # of one replica's concurrency at its goodput (Little's law), each tried
 # the HPA's variants: each target share at Kubernetes' default 300 s scale-down window, and the highest share with
 # the window cut to 60 s, which releases what a surge added sooner (behavior.scaleDown.stabilizationWindowSeconds)
@@ -52,7 +55,6 @@ KPA_SCALE_DOWN_DELAY_S = HPA_SCALE_DOWN_WINDOW_S
 KPA_VARIANTS = ((1.0, {}), (1.0, {"scale_down_delay_s": KPA_SCALE_DOWN_DELAY_S}))
 KEDA_TARGET_SHARE = 0.8  # KEDA: the HPA's middle target, its difference being the scaling from and to zero
 FIRST_MINUTE_S = 60.0  # the window whose rate sizes an autoscaled fleet's starting replicas
-HPA_SYNC_S = 15.0  # the shortest period of the fleets' autoscalers (the HPA's sync; Dynamo's planner: 180 s)
 # the trace's first seconds replayed before it and not measured, so that every fleet meets the trace already serving:
 # its requests in flight, the autoscalers' windows filled (Knative's 60 s, Dynamo's 180 s interval) and a cold
 # start's reactions over (the KPA's partial first window halves a cold fleet, panics and releases the surge ~290 s
@@ -87,6 +89,8 @@ class FleetRun:
     meets: bool = False
     note: str = ""
     deployment: dict[str, Any] = field(default_factory=dict)  # the Deployment fields simulated
+    # autoscaled, but no group scaled once over the replay: its starting replicas did the work, not its autoscaler
+    never_scaled: bool = False
 
 
 @dataclass(slots=True)
@@ -100,8 +104,9 @@ class FleetPlan:
 
     def best(self) -> FleetRun | None:
         """The fleet with the fewest GPU-hours (to 3 significant digits; a tie goes to the higher-ranked strategy,
-        then the fixed fleet) that meets the SLOs (None: no fleet does)."""
-        meeting = [r for r in self.runs if r.meets]
+        then the fixed fleet) that meets the SLOs (None: no fleet does); an autoscaled fleet that never scaled is not
+        an autoscaled answer (its strategy's fixed fleet of that size meets them as well)."""
+        meeting = [r for r in self.runs if r.meets and not r.never_scaled]
         return min(meeting, key=lambda r: float(f"{r.gpu_hours:.3g}")) if meeting else None
 
     def fixed(self, strategy: str) -> FleetRun | None:
@@ -164,9 +169,16 @@ def parse_fleets(autoscale: str | None, rate_rps: float | None, slo: Slo, work: 
         raise PhasewiseError(f"--autoscale-rate must be a rate > 0 in req/s (got {rate_rps})")
     own = Workload(np.asarray(work.arrivals), np.asarray(work.prompts), np.asarray(work.outputs))
     span_s = own.duration_s if rate_rps is None else own.span_at_rate_s(rate_rps)
-    if span_s / HPA_SYNC_S > MAX_AUTOSCALER_TICKS:
-        raise PhasewiseError(f"--autoscale-rate {rate_rps:g} spreads the trace over {span_s:.3g} s, more than "
-                             f"{MAX_AUTOSCALER_TICKS:,} of the HPA's {HPA_SYNC_S:g} s periods: give a higher rate")
+    replay_s = span_s + min(PRIME_S, span_s)  # the prime replayed before it (primed)
+    for name in names:  # each autoscaler against its own shortest period, as the simulation checks it (check_span)
+        what, tick = shortest_period(Autoscale(metric="sla") if name == "dynamo" else
+                                     Autoscale(autoscaler=name, metric="rps", target=1.0))
+        if replay_s / tick > MAX_AUTOSCALER_TICKS:
+            pace = "at its own pace" if rate_rps is None else f"at --autoscale-rate {rate_rps:g}"
+            whose = AUTOSCALER_NAMES.get(name, "Dynamo's planner")
+            raise PhasewiseError(f"--autoscale {name}: the trace replayed {pace} spans {replay_s:.3g} s, more than "
+                                 f"{MAX_AUTOSCALER_TICKS:,} of {whose}'s {tick:g} s periods ({what}): give a higher "
+                                 f"--autoscale-rate")
     return names
 
 
@@ -189,7 +201,7 @@ def plan_fleets(ranked: list[GoodputResult], work: WorkloadSpec, slo: Slo, targe
         start = min(s.units, max(1, math.ceil(first_rate / per_unit)))
         tasks.append((_smallest_fixed, s, replay, slo, target, work.images))
         for fleet in autoscalers:
-            runs = _autoscaled(fleet, r, start, slo)
+            runs = _autoscaled(fleet, r, start, slo, work)
             for detail, fields in runs:
                 if isinstance(fields, str):
                     skipped.append(FleetRun(s.name, fleet, detail, note=fields))
@@ -208,9 +220,10 @@ def _task(task: tuple) -> FleetRun:
     return fn(*args)
 
 
-def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> list[tuple[str, dict | str]]:
+def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo, work: WorkloadSpec
+                ) -> list[tuple[str, dict | str]]:
     """(detail, Deployment fields) of each autoscaled fleet of `fleet` for the strategy; (detail, why not) where
-    none runs."""
+    none runs, or where its blocks are an earlier variant's once capped."""
     s = r.strategy
     fields = s.slice(s.units)
     groups = fields["instances"]
@@ -236,20 +249,32 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
                 {"kpa": KPA_VARIANTS, "keda": ((KEDA_TARGET_SHARE, {}),)}.get(fleet, HPA_VARIANTS)]
     if fleet == "hpa" and (kv_aims := _kv_aims(r, roles, aims)) is not None:
         variants.append((1.0, {}, kv_aims))
-    out = []
+    # the requests a replica runs at most, which its running gauge cannot pass (the KPA's metrics have no ceiling)
+    ceilings = _ceilings(fields, work) if fleet != "kpa" else [math.inf] * len(roles)
+    out: list[tuple[str, dict | str]] = []
     for share, knobs, group_aims in variants:
         words, blocks = [], []
-        for role, (metric, load), unit in zip(roles, group_aims, s.unit["instances"]):
-            target = _target(metric, load * share)
+        for role, (metric, load), unit, ceiling in zip(roles, group_aims, s.unit["instances"], ceilings):
+            most = _reachable(metric, ceiling)
+            if most <= 0:
+                words = [f"{role} {metric} reads too little to scale up on: no target lets {AUTOSCALER_NAMES[fleet]} "
+                         f"add replicas (it adds them above the target + {HPA_TOLERANCE:.0%})"]
+                break
+            target = _target(metric, load * share, most)
             # KEDA from and to zero, but a decode group keeps one replica (a finished prefill needs somewhere to go)
             floor = {"min_replicas": 0 if role != "decode" else 1} if fleet == "keda" else {}
             blocks.append({"metric": metric, "target": target, "initial_replicas": start_units * unit["replicas"],
                            **({"autoscaler": fleet} if fleet != "hpa" else {}), **floor, **knobs})
             whose = "" if role == "collocated" else f"{role} "
             of = f"{load:.1f}" if metric == "rps" else f"{load:.0f}"
-            share_words = (" x 70 % utilization" if fleet == "kpa" else " (its mean KV use at the goodput)"
-                           if metric == "kv_usage" else f" ({share:.0%} of {of})")
-            words.append(f"{whose}{metric} {target:g} a replica{share_words}")
+            share_words = (" x 70 % utilization" if fleet == "kpa" else " (its mean KV use at the goodput"
+                           if metric == "kv_usage" else f" ({share:.0%} of {of}")
+            if target < _target(metric, load * share):  # a replica's gauge never passes target x 1.1 above it
+                share_words += f", capped at {most:g} to scale up at all"
+            words.append(f"{whose}{metric} {target:g} a replica{share_words}{')' if fleet != 'kpa' else ''}")
+        if len(blocks) < len(roles):
+            out.append(("", words[0]))
+            continue
         detail = "; ".join(words)
         for knob, what in (("scale_down_window_s", "scale-down window"), ("scale_down_delay_s", "scale-down delay")):
             if knob in knobs:
@@ -257,18 +282,45 @@ def _autoscaled(fleet: str, r: GoodputResult, start_units: int, slo: Slo) -> lis
         if fleet == "keda":
             detail += ", " + ", ".join(("" if role == "collocated" else f"{role} ") + f"{b['min_replicas']}-"
                                        f"{g['replicas']}" for role, b, g in zip(roles, blocks, groups))
-        out.append((detail, dict(fields, instances=[dict(g, autoscale=b) for g, b in zip(groups, blocks)])))
+        scaled = dict(fields, instances=[dict(g, autoscale=b) for g, b in zip(groups, blocks)])
+        same = next((d for d, f in out if f == scaled), None)  # two shares capped to one target: run once
+        out.append((detail, scaled if same is None else f"its blocks are those of '{same}' once capped"))
     return out
 
 
-def _target(metric: str, load: float) -> float:
+def _ceilings(fields: dict[str, Any], work: WorkloadSpec) -> list[float]:
+    """Per group, the most a replica's vllm:num_requests_running reads: the requests it runs at once on the trace's
+    mean lengths (plan/capacity.py decode_batch: its engine's sequence cap, max_num_seqs, or what its KV holds)."""
+    dep = build_deployment(fields)
+    out = []
+    for g, group in enumerate(dep.instances):
+        _, kv_tokens, _, engine = build_group(dep, group, g)
+        out.append(float(decode_batch(engine.max_seqs, kv_tokens, work.mean_prompt, work.mean_output)))
+    return out
+
+
+def _reachable(metric: str, running_most: float) -> float:
+    """The highest target of `metric` the HPA can scale up from (inf: any): it adds replicas once the ready
+    replicas' mean over the target is beyond its tolerance (sim/autoscaler.py hpa_replicas; KEDA's external metric
+    alike), which a gauge that reads at most `running_most` requests running (kv_usage: all the KV, 1) never is at a
+    target of that over 1 + tolerance or above; 0: no target of its step (a request, 0.1 % of the KV) can."""
+    if metric not in ("running", "kv_usage"):
+        return math.inf
+    most, step = (running_most, 1.0) if metric == "running" else (1.0, 0.001)
+    n = math.floor(most / (1.0 + HPA_TOLERANCE) / step) + 1
+    while n > 0 and most / (n * step) - 1.0 <= HPA_TOLERANCE:
+        n -= 1
+    return round(n * step, 3)
+
+
+def _target(metric: str, load: float, most: float = math.inf) -> float:
     """An autoscale block's target for `load` of `metric` a replica: a rate to a tenth of a request a second, a KV
-    share to 0.1 % (at most all of it), requests running or in flight whole ones."""
+    share to 0.1 % (at most all of it), requests running or in flight whole ones; at most `most` (_reachable)."""
     if metric == "rps":
         return max(0.1, round(load, 1))
     if metric == "kv_usage":
-        return min(1.0, max(0.001, round(load, 3)))
-    return max(1, round(load))
+        return min(1.0, most, max(0.001, round(load, 3)))
+    return min(most, max(1, round(load)))
 
 
 def _kv_aims(r: GoodputResult, roles: list[str], aims: list[tuple[str, float]]) -> list[tuple[str, float]] | None:
@@ -375,9 +427,12 @@ def _fleet_run(strategy: str, fleet: str, detail: str, fields: dict[str, Any], r
     multi = res.output_tokens[measured] > 1
     tpot = res.tpot_s[measured][multi] * 1e3
     hours = window_s / 3600.0
+    never = bool(scaled) and not any(e.get("events", True) for e in scaled.values())  # (no record: not known)
+    if never:
+        detail += "; never scaled: its starting replicas served the whole replay"
     return FleetRun(strategy, fleet, detail, att, mean_gpus, float(peak), mean_gpus * hours, price_per_hour * hours,
                     float(np.nanpercentile(ttft, 90)), float(np.nanpercentile(tpot, 90)) if len(tpot) else math.nan,
-                    att >= target, deployment=fields)
+                    att >= target, deployment=fields, never_scaled=never)
 
 
 def _smallest_fixed(strategy: Strategy, replay: Replay, slo: Slo, target: float,

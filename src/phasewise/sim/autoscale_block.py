@@ -28,7 +28,8 @@ MODE_FIELDS = (("throughput-based", "throughput_scaling", True,
 KEDA_FIELDS = ("polling_interval_s", "cooldown_period_s", "activation_threshold")
 # an Autoscale block's fields for autoscaler kpa only (Knative's Pod Autoscaler)
 KPA_FIELDS = ("stable_window_s", "panic_window_percentage", "panic_threshold_percentage", "max_scale_up_rate",
-              "max_scale_down_rate", "target_utilization_percentage", "scale_down_delay_s", "activation_scale")
+              "max_scale_down_rate", "target_utilization_percentage", "scale_down_delay_s", "activation_scale",
+              "scale_to_zero_grace_period_s")
 
 
 def _runs(data, autoscaler: str, fields: tuple[str, ...], whose: str) -> bool:
@@ -105,8 +106,9 @@ class Autoscale(NumbersNotBooleans):
     guide). `autoscaler: kpa`: Knative's Pod Autoscaler instead of the HPA's algorithm, on concurrency or rps
     (sim/kpa.py): every second's revision-wide metric averaged over a stable and a panic window, a tick every 2 s,
     `target` the per-replica target before `target_utilization_percentage` (70); its knobs are Knative's
-    config-autoscaler keys (`scale_down_delay_s`, 0: a lower count acts once it has lasted that long) and the
-    revision's `activation_scale` (1: the fewest replicas while there is traffic, from zero too). The HPA's
+    config-autoscaler keys (`scale_down_delay_s`, 0: a lower count acts once it has lasted that long;
+    `scale_to_zero_grace_period_s`, 30: how long the last replicas stay once it is inactive) and the revision's
+    `activation_scale` (1: the fewest replicas while there is traffic, from zero too). The HPA's
     `behavior`: `scale_up_window_s` (0) beside `scale_down_window_s`, scaling policies `scale_up_policies` /
     `scale_down_policies` (each {type: pods|percent, value, period_s}) and `scale_up_select` / `scale_down_select`
     (max|min|disabled), Kubernetes' defaults (sim/hpa_behavior.py).
@@ -165,6 +167,8 @@ class Autoscale(NumbersNotBooleans):
     target_utilization_percentage: float | None = Field(default=None, gt=0, le=100)
     scale_down_delay_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
     activation_scale: int | None = Field(default=None, ge=1)
+    # Knative's validation: "scale-to-zero-grace-period must be positive" (pkg/autoscaler/config/config.go)
+    scale_to_zero_grace_period_s: float | None = Field(default=None, gt=0, le=3600, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -185,8 +189,9 @@ class Autoscale(NumbersNotBooleans):
     def _knative_defaults(cls, data):
         """autoscaler kpa takes Knative's config-autoscaler defaults (stable-window 60s, panic-window-percentage 10,
         panic-threshold-percentage 200, max-scale-up-rate 1000, max-scale-down-rate 2,
-        container-concurrency-target-percentage 70, tick-interval 2s, scale-down-delay 0s; the revision annotation
-        activation-scale 1) and refuses the HPA's knobs; the KPA's knobs without it are errors."""
+        container-concurrency-target-percentage 70, tick-interval 2s, scale-down-delay 0s, scale-to-zero-grace-period
+        30s: pkg/autoscaler/config/config.go defaultConfig; the revision annotation activation-scale 1) and refuses
+        the HPA's knobs; the KPA's knobs without it are errors."""
         if not _runs(data, "kpa", KPA_FIELDS, "Knative's Pod Autoscaler's"):
             return data
         if data.get("metric") is None:
@@ -204,6 +209,7 @@ class Autoscale(NumbersNotBooleans):
         return {"sync_period_s": 2.0, "stable_window_s": 60.0, "panic_window_percentage": 10.0,
                 "panic_threshold_percentage": 200.0, "max_scale_up_rate": 1000.0, "max_scale_down_rate": 2.0,
                 "target_utilization_percentage": 70.0, "scale_down_delay_s": 0.0, "activation_scale": 1,
+                "scale_to_zero_grace_period_s": 30.0,
                 **{key: value for key, value in data.items() if value is not None}}
 
     @model_validator(mode="before")
@@ -259,6 +265,12 @@ class Autoscale(NumbersNotBooleans):
             raise ValueError(f"autoscale initial_replicas ({self.initial_replicas}) is below min_replicas "
                              f"({self.min_replicas})")
         if self.metric == "sla":
+            if self.min_replicas < 1:
+                # Dynamo's planner keeps at least --min-endpoint workers a group (default 1: components/planner
+                # defaults.py BasePlannerDefaults.min_endpoint); at zero no request finishes, its interval metrics
+                # read "no active requests" and it skips them: nothing would start a worker again
+                raise ValueError(f"autoscale min_replicas {self.min_replicas} with metric sla: Dynamo's SLA planner "
+                                 f"does not scale from zero (allowed: min_replicas >= 1, its --min-endpoint)")
             if not (self.throughput_scaling or self.load_scaling):
                 raise ValueError("autoscale metric sla needs throughput_scaling or load_scaling (or both) on")
             if self.throughput_scaling and self.load_scaling and self.load_period_s >= self.sync_period_s:

@@ -8,8 +8,11 @@ count as the HPA counts pods without a metric: hpa_replicas), then the HPA's beh
 stabilization windows (up 0 s, down 300 s) and scaling policies (up by 100 % or 4 pods a 15 s period, the higher;
 down by 100 %). More than it has: it starts them at once; each serves after its start-up (its engine's,
 perf/startup.py, or the block's startup_s) and holds its GPUs from the moment it starts. Fewer: it stops first the
-replicas still starting, then the ready ones with the least outstanding work, which take no new requests and leave
-once their last one finishes (found at the next sync, or within 15 s when the period is longer). The router sees the
+replicas still starting, then ready ones, in the order Kubernetes' ReplicaSet deletes pods (pkg/controller
+controller_utils.go ActivePodsWithRanks, blind to load: not ready before ready, then the most recently ready,
+deletion_order); a ready one takes no new requests and leaves once its last one finishes (found at the next sync, or
+within 15 s when the period is longer). A replica started again is a new engine process: its prefix cache and host
+KV tier start empty (PrefixCache.reset; a KV store beside the fleet keeps its blocks). The router sees the
 ready replicas only (decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale
 to zero) requests wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves.
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
@@ -17,7 +20,8 @@ Metric sla: NVIDIA Dynamo's SLA planner sets the replicas instead (sim/sla_plann
 each adjustment interval, up or down at once; its load-based mode one at a time every load period; the replicas
 start, serve and drain as above. Two groups' planners under one GPU budget adjust together (sim/planner_budget.py
 calls them: `paired`). Autoscaler kpa: Knative's Pod Autoscaler instead (sim/kpa.py) on concurrency or rps, sampled
-every second, deciding every tick (2 s), its count set at once.
+every second, deciding every tick (2 s), its count set at once, its last replica kept for the scale-to-zero grace
+period (KpaDecider.scale_to_zero).
 """
 
 from __future__ import annotations
@@ -48,12 +52,37 @@ MAX_AUTOSCALER_TICKS = 2_000_000
 def check_span(scalers: list[Autoscaler], span_s: float) -> None:
     """A one-line error when the arrivals' span holds more than MAX_AUTOSCALER_TICKS of an autoscaler's periods."""
     for scaler in scalers:
-        field, tick = scaler.shortest_period()
+        field, tick = shortest_period(scaler.config)
         if span_s / tick > MAX_AUTOSCALER_TICKS:
             longer = (f", or give a longer {field}" if field.endswith("_s") else f" (its period is {field})")
             raise PhasewiseError(f"autoscale: the arrivals span {span_s:.3g} s, {span_s / tick:.3g} of the "
                                  f"autoscaler's {tick:g} s periods (at most {MAX_AUTOSCALER_TICKS:,}): replay the "
                                  f"trace at a higher rate{longer}")
+
+
+def shortest_period(config: Autoscale) -> tuple[str, float]:
+    """(what sets it, seconds) of the shortest period of an autoscale block's loops: its sync (the KPA's tick too),
+    Knative's 1 s sampling, the planner's load period, KEDA's poll."""
+    periods = [("sync_period_s", config.sync_period_s)]
+    if config.autoscaler == "kpa":
+        periods.append(("the KPA's 1 s sampling, fixed", KPA_SAMPLE_S))
+    if config.metric == "sla" and config.load_scaling:
+        periods.append(("load_period_s", config.load_period_s))
+    if config.autoscaler == "keda":
+        periods.append(("polling_interval_s", config.polling_interval_s))
+    return min(periods, key=lambda named: named[1])
+
+
+def deletion_order(times_s: list[float], now: float) -> list[int]:
+    """Indices of replicas in the order Kubernetes' ReplicaSet deletes its pods among pods alike (same phase and
+    readiness; pkg/controller/controller_utils.go ActivePodsWithRanks.Less, rules 6 and 8): `times_s` their ready
+    (or, not ready, creation) times; the youngest first, ages compared in base-2 logarithmic buckets of nanoseconds
+    (logarithmicRankDiff, LogarithmicScaleDown on by default since Kubernetes 1.22). Within a bucket Kubernetes
+    orders by pod UID, at random: here the more recent first. No pod-deletion-cost, node co-location or restarts."""
+    def bucket(t: float) -> int:
+        age_ns = (now - t) * 1e9
+        return int(math.log2(age_ns)) if age_ns > 0 else -1
+    return sorted(range(len(times_s)), key=lambda k: (bucket(times_s[k]), -times_s[k]))
 
 
 def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> int:
@@ -76,7 +105,8 @@ def hpa_replicas(ratio: float, ready: int, starting: int, tolerance: float) -> i
 class Autoscaler:
     __slots__ = ("config", "cluster", "loop", "group", "replicas", "routed", "state", "since_s", "active_s",
                  "gpu_periods", "version", "behavior", "events", "startup_s", "n_requests", "peak", "mean_replicas",
-                 "last_routed", "planner", "drain_check", "kpa", "sampled_routed", "keda_routed", "keda_active_s")
+                 "last_routed", "planner", "drain_check", "kpa", "sampled_routed", "keda_routed", "keda_active_s",
+                 "ready_s")
 
     def __init__(self, config: Autoscale, cluster: Cluster, group: int, replicas: list[Instance], routed: list,
                  n_requests: int, paired: bool = False) -> None:
@@ -101,6 +131,7 @@ class Autoscaler:
         for inst in replicas[serving:]:
             routed.remove(inst)
         self.since_s = [0.0 if k < serving else math.nan for k in range(n)]  # GPU time from here
+        self.ready_s = list(self.since_s)  # when each replica became ready (NaN: not ready)
         self.active_s = [0.0] * n  # GPU time of the periods that ended
         self.gpu_periods: list[tuple[float, float]] = []  # (start, end) of every period a replica held its GPUs
         self.version = [0] * n  # a start the autoscaler took back does not become ready later
@@ -117,7 +148,8 @@ class Autoscaler:
             config.target * config.target_utilization_percentage / 100.0, config.stable_window_s,
             config.stable_window_s * config.panic_window_percentage / 100.0,
             config.panic_threshold_percentage / 100.0, config.max_scale_up_rate, config.max_scale_down_rate,
-            config.activation_scale, config.scale_down_delay_s)
+            config.activation_scale, config.scale_down_delay_s, config.scale_to_zero_grace_period_s,
+            active_since_s=0.0 if serving else math.nan)
         self.sampled_routed = 0  # the cluster's routed requests at the last KPA sample
         self.keda_routed, self.keda_active_s = 0, 0.0  # at KEDA's last poll; when its metric was last above zero
         if config.autoscaler == "keda":
@@ -137,15 +169,7 @@ class Autoscaler:
 
     def shortest_period(self) -> tuple[str, float]:
         """(what sets it, seconds) of the shortest period of its loops: tick_s and the field that sets it."""
-        config = self.config
-        periods = [("sync_period_s", config.sync_period_s)]  # the KPA's tick too, beside its sampling
-        if self.kpa is not None:
-            periods.append(("the KPA's 1 s sampling, fixed", KPA_SAMPLE_S))
-        if self.planner is not None and config.load_scaling:
-            periods.append(("load_period_s", config.load_period_s))
-        if config.autoscaler == "keda":
-            periods.append(("polling_interval_s", config.polling_interval_s))
-        return min(periods, key=lambda named: named[1])
+        return shortest_period(self.config)
 
     def wake(self) -> None:
         """A request reached the gateway with no replica serving: a group that takes requests and has none ready
@@ -167,7 +191,7 @@ class Autoscaler:
         self._leave_drained(now)
         current = self._count("ready") + self._count("starting")
         routed, self.keda_routed = self.cluster.routed_requests - self.keda_routed, self.cluster.routed_requests
-        total = self._metric_total(self._ready_replicas(), routed, config.polling_interval_s) + self._held()
+        total = self._keda_total(self._ready_replicas(), routed, config.polling_interval_s)
         if total > config.activation_threshold:
             self.keda_active_s = now
             if not current:
@@ -200,6 +224,12 @@ class Autoscaler:
         gauges = [i.gauges() for i in ready]
         column = 0 if metric == "running" else 1
         return sum(g[column] for g in gauges)
+
+    def _keda_total(self, ready: list[Instance], routed: int, period_s: float) -> float:
+        """KEDA's trigger value: the metric's total with the requests the gateway holds (as its HTTP add-on's
+        interceptor counts its pending requests). One query gives both the HPA's external metric and the activity
+        check (a scaler's GetMetricsAndActivity returns the value and value > activationThreshold)."""
+        return self._metric_total(ready, routed, period_s) + self._held()
 
     def _held(self) -> int:
         """Requests the gateway holds for this group, as Knative's activator and KEDA's HTTP interceptor report them
@@ -240,8 +270,11 @@ class Autoscaler:
         if self.kpa is not None:  # Knative's tick: the decider's count, at once (within the group's bounds)
             self._leave_drained(now)
             wanted = self.kpa.desired(now, self._count("ready"))
+            current = self._count("ready") + self._count("starting")
+            if wanted is not None:  # to zero only after Knative's grace period (handleScaleToZero)
+                wanted = self.kpa.scale_to_zero(now, wanted, current, self._count("ready"))
             if wanted is not None:
-                self._set(wanted, self._count("ready") + self._count("starting"), now)
+                self._set(wanted, current, now)
             self.loop.at(now + config.sync_period_s, self.sync)
             return
         if self.planner is not None:  # Dynamo's planner: the replicas its throughput-based mode wants, at once (with
@@ -260,7 +293,7 @@ class Autoscaler:
             if not current:  # at zero the HPA is off; KEDA's poll activates the group
                 self.loop.at(now + config.sync_period_s, self.sync)
                 return
-            total = self._metric_total(serving, routed, config.sync_period_s)
+            total = self._keda_total(serving, routed, config.sync_period_s)
             wanted = current if abs(total / (config.target * current) - 1.0) <= config.tolerance else \
                 max(1, math.ceil(total / config.target))  # KEDA keeps the HPA at one replica at least
         elif ready:
@@ -351,25 +384,28 @@ class Autoscaler:
 
     def _ready(self, k: int, version: int) -> None:
         if self.state[k] == "starting" and self.version[k] == version:
-            self.state[k] = "ready"
+            self.state[k], self.ready_s[k] = "ready", self.loop.now
+            if self.kpa is not None and math.isnan(self.kpa.active_since_s):  # the revision serves again: active
+                self.kpa.active_since_s = self.loop.now
             self.routed.append(self.replicas[k])
             self.cluster.release_gateway()
 
     def _scale_down(self, fewer: int, now: float) -> None:
-        """Stop `fewer` replicas: those starting first, then drain the least loaded ready ones. A group that takes
-        requests keeps one while the gateway holds some for it (Knative's activator reports the requests it
-        buffers, so the revision is not scaled to zero under them; with none left, nothing would wake it)."""
+        """Stop `fewer` replicas: those starting first, then drain ready ones, each kind in the ReplicaSet's order
+        (deletion_order: the youngest first, whatever their load). A group that takes requests keeps one while the
+        gateway holds some for it (Knative's activator reports the requests it buffers, so the revision is not
+        scaled to zero under them; with none left, nothing would wake it)."""
         if self.replicas[0].role != "decode" and self.cluster.gateway:
             fewer = min(fewer, self._count("ready") + self._count("starting") - 1)
             if fewer <= 0:
                 return
         starting = [k for k, s in enumerate(self.state) if s == "starting"]
-        for k in starting[:fewer]:  # not serving yet: stopped at once
-            self._stop(k, now)
+        for j in deletion_order([self.since_s[k] for k in starting], now)[:fewer]:  # not serving yet: stopped now
+            self._stop(starting[j], now)
         left = fewer - min(fewer, len(starting))
-        by_load = sorted((k for k, s in enumerate(self.state) if s == "ready"),
-                         key=lambda k: self.replicas[k].outstanding)
-        for k in by_load[:left]:
+        ready = [k for k, s in enumerate(self.state) if s == "ready"]
+        for j in deletion_order([self.ready_s[k] for k in ready], now)[:left]:
+            k = ready[j]
             self.state[k] = "draining"
             self.routed.remove(self.replicas[k])
         if left and self.config.sync_period_s > DRAIN_CHECK_S and not self.drain_check:
@@ -378,9 +414,14 @@ class Autoscaler:
         self.events.append((now, "down", self._count("ready") + self._count("starting")))
 
     def _stop(self, k: int, now: float) -> None:
+        """Replica `k` leaves its GPUs: its engine process ends, and with it the KV it cached (a start later is a new
+        process, its prefix cache and host tier empty, the router's index told; PrefixCache.reset)."""
         self.active_s[k] += now - self.since_s[k]
         self.gpu_periods.append((self.since_s[k], now))
-        self.state[k], self.since_s[k] = "off", math.nan
+        self.state[k], self.since_s[k], self.ready_s[k] = "off", math.nan, math.nan
+        prefix = self.replicas[k].kv.prefix
+        for cache in () if prefix is None else prefix.ranks if prefix.ranked else (prefix,):
+            cache.reset()
 
     def finish(self, end_s: float) -> None:
         """At the run's end: every replica still holding GPUs counts them to `end_s`; the run's figures."""
@@ -399,7 +440,8 @@ class Autoscaler:
             "sync_period_s": config.sync_period_s, "startup_s": self.startup_s, "autoscaler": config.autoscaler,
             **({"panics": self.kpa.panics, "target_utilization_percentage": config.target_utilization_percentage,
                 "stable_window_s": config.stable_window_s, "scale_down_delay_s": config.scale_down_delay_s,
-                "activation_scale": config.activation_scale} if self.kpa is not None else {}),
+                "activation_scale": config.activation_scale,
+                "scale_to_zero_grace_period_s": config.scale_to_zero_grace_period_s} if self.kpa is not None else {}),
             **({"polling_interval_s": config.polling_interval_s, "cooldown_period_s": config.cooldown_period_s,
                 "activation_threshold": config.activation_threshold} if config.autoscaler == "keda" else {}),
             "scale_down_window_s": config.scale_down_window_s, "scale_ups": sum(e[1] == "up" for e in self.events),

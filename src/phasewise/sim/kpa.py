@@ -14,8 +14,13 @@ container-concurrency-target-percentage 70, tick-interval 2s; knative.dev/docs/s
 Activation scale (autoscaling.knative.dev/activation-scale, default 1): while either window's count is above zero,
 that count is at least this many replicas. Scale-down delay (scale-down-delay, default 0 s): the count it acts on
 is the most it wanted over that many seconds back, so it scales down only once the lower want has lasted that
-long (Knative's delay window, applied after the panic logic). Not here: the target burst capacity's routing
-through the activator, the weighted-exponential window averaging (linear is the default).
+long (Knative's delay window, applied after the panic logic). To zero (scale_to_zero: Knative's reconciler,
+pkg/reconciler/autoscaling/kpa/scaler.go handleScaleToZero): a count of 0 from a revision active for less than a
+stable window keeps one replica; after that it marks the revision inactive (the activator in the path) and keeps
+its replicas for the scale-to-zero grace period (config-autoscaler scale-to-zero-grace-period, default 30 s), a
+count above 0 meanwhile making it active again. Not here: the target burst capacity's routing through the
+activator, the weighted-exponential window averaging (linear is the default), scale-to-zero-pod-retention-period
+(default 0 s), the activation timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ class KpaDecider:
     max_scale_down_rate: float = 2.0
     activation_scale: int = 1  # the fewest replicas while there is traffic (Knative's activation-scale)
     scale_down_delay_s: float = 0.0  # a lower count acts only once it has lasted this long (scale-down-delay)
+    # inactive this long before the last replicas go (scale-to-zero-grace-period; config-autoscaler's default 30 s)
+    scale_to_zero_grace_period_s: float = 30.0
+    active_since_s: float = math.nan  # when a replica last served after none did (the PA's Active; NaN: none serves)
+    inactive_since_s: float = math.nan  # when a count of 0 marked it inactive (NaN: active)
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # (time, the revision's metric)
     wants: deque[tuple[float, int]] = field(default_factory=deque)  # (time, count) within the scale-down delay
     panic_since_s: float = math.nan  # when it last crossed the panic threshold (NaN: not panicking)
@@ -79,3 +88,23 @@ class KpaDecider:
                 self.wants.popleft()  # (a delay below the clock's resolution keeps this tick's own want)
             wanted = max(count for _, count in self.wants)
         return wanted
+
+    def scale_to_zero(self, now: float, wanted: int, current: int, ready: int) -> int | None:
+        """The count the reconciler applies for this tick's `wanted` (Knative's handleScaleToZero), `current`
+        replicas held (ready or starting), `ready` of them serving; None: no change this tick. Above 0 it applies as
+        is. 0 from a revision serving for less than a stable window: 1 (the rest of the window first); then it is
+        marked inactive and keeps its replicas until the grace period has passed; while none serves yet
+        (activating), no change."""
+        if not ready:
+            self.active_since_s = math.nan
+        if wanted > 0 or current == 0:
+            self.inactive_since_s = math.nan
+            return wanted
+        if not ready:  # activating: Knative waits (up to its activation timeout, not modelled)
+            return None
+        if math.isnan(self.inactive_since_s):
+            if now - self.active_since_s < self.stable_window_s:
+                return 1
+            self.inactive_since_s = now  # marked inactive: the activator in the path, the replicas kept
+            return None
+        return 0 if now - self.inactive_since_s >= self.scale_to_zero_grace_period_s else None

@@ -223,6 +223,24 @@ class PrefixCache:
                 uses.pop(k, None)
         self.evicted_blocks += n_keys * self.per_key
 
+    def reset(self) -> None:
+        """A new engine process in this cache's place (a replica an autoscaler stopped, sim/autoscaler.py _stop):
+        its GPU prefix cache and its host tier, both the process's memory, start empty, and a router's index
+        forgets its keys (Dynamo's router drops a worker's blocks when it leaves); the KV store beside the fleet
+        keeps its blocks; the run's counts stay. Every block idle: no request may hold one."""
+        if any(self.refs.values()):
+            raise RuntimeError("prefix cache reset while requests hold its blocks")
+        if self.index is not None:
+            for k in self.refs:
+                self.index.remove(k, self)
+        self.refs.clear()
+        self.idle.clear()
+        host = self.host
+        if host is not None:
+            host.keys.clear()
+            host.uses.clear()
+            host.pending_write_s = 0.0
+
     def figures(self) -> dict[str, float]:
         host = self.host
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "hit_tokens": self.hit_tokens,
