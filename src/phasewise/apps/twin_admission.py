@@ -121,10 +121,13 @@ class RequestAdmission:
     async def count(self, text: str, max_tokens: int, prompt_param: str, tokens_param: str,
                     overhead: int = 0) -> tuple[int, tuple]:
         """Prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, the engines' KV block each):
-        a too-long prompt (with `overhead` more tokens around it: a chat template's) is refused from a linear-time
-        bound before any tokenizing, and a long one is tokenized off the event loop."""
-        self.check_context(self.tokenizer.min_tokens(text) + overhead, max_tokens, prompt_param, tokens_param,
-                           at_least=True)
+        a prompt whose linear-time lower bound (with `overhead` more tokens around it: a chat template's) alone
+        reaches the context is refused from it before any tokenizing, naming the prompt; any other is tokenized (a
+        long one off the event loop) and the callers' exact check names the field to blame, as vLLM's counted error
+        does (a bound under the context with max_tokens over it says nothing certain of the prompt)."""
+        bound = self.tokenizer.min_tokens(text) + overhead
+        if self.context_tokens and bound >= self.context_tokens:
+            self.check_context(bound, max_tokens, prompt_param, tokens_param, at_least=True)
         if len(text) > INLINE_TOKENIZE_CHARS:
             return await asyncio.to_thread(self.tokenizer.count_and_blocks, text, self.block_tokens)
         return self.tokenizer.count_and_blocks(text, self.block_tokens)
