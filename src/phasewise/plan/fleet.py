@@ -29,7 +29,7 @@ from phasewise.plan.goodput import GoodputResult, WorkloadSpec
 from phasewise.plan.strategies import Strategy
 from phasewise.sim import Slo, simulate
 from phasewise.sim.autoscale_block import Autoscale
-from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS, shortest_period
+from phasewise.sim.autoscaler import MAX_AUTOSCALER_TICKS, hpa_replicas, shortest_period
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_hardware
@@ -308,7 +308,7 @@ def _reachable(metric: str, running_most: float) -> float:
         return math.inf
     most, step = (running_most, 1.0) if metric == "running" else (1.0, 0.001)
     n = math.floor(most / (1.0 + HPA_TOLERANCE) / step) + 1
-    while n > 0 and most / (n * step) - 1.0 <= HPA_TOLERANCE:
+    while n > 0 and hpa_replicas(most / (n * step), 1, 0, HPA_TOLERANCE) <= 1:  # one ready replica stays one
         n -= 1
     return round(n * step, 3)
 
