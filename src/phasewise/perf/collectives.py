@@ -45,11 +45,37 @@ class Communication:
         once per forward on the first stage: the table is split by vocabulary over the ranks, each looks up the rows it
         holds (zeros elsewhere) and the ranks sum them (vLLM and SGLang VocabParallelEmbedding.forward:
         tensor_model_parallel_all_reduce(output_parallel)). TensorRT-LLM's Embedding (split by hidden, its outputs
-        gathered) was not read: costed as the same all-reduce, the common case. None without attention TP."""
-        if self.layout.attention_tp == 1:
+        gathered) was not read: costed as the same all-reduce, the common case. None without attention TP, or where
+        the table is whole on every GPU (vocab_split.py vocab_split: SGLang under attention DP)."""
+        ranks = self.vocab.embedding_gpus
+        if ranks == 1:
             return None
-        return self._collective("tp_allreduce", 1, T * self.model.hidden_size * self.a_bytes, self.layout.attention_tp,
-                                self.tp_bw, self.tp_lat, False)
+        return self._collective("tp_allreduce", 1, T * self.model.hidden_size * self.a_bytes, ranks, self.tp_bw,
+                                self.tp_lat, False)
+
+    def lm_head_exchange(self, rows: float, vocab_per_gpu: float) -> tuple[float, float]:
+        """(bytes moved, seconds) of the communication around an LM head split over the stage's whole TP group under
+        attention DP (vocab_split.py vocab_split gathers_logit_tokens; SGLang's layers/logits_processor.py
+        LogitsProcessor._get_logits without --enable-dp-lm-head): the `rows` logit tokens of every attention rank
+        gathered onto every GPU before the head (dp_gather_replicate in SUM_LEN mode, layers/dp_attention.py
+        _dp_gather_via_all_reduce: each rank's rows written into a zeroed buffer of all of them, all-reduced over the
+        TP group in the activation dtype: _collective's rule), then the head's logits, `vocab_per_gpu` wide on each
+        GPU, all-gathered over the TP group in the weight's dtype (tensor_model_parallel_all_gather: NCCL's ring,
+        a step's latency per other GPU, (tp - 1) / tp of the gathered bytes over each link at the ring's bus
+        bandwidth); each rank then copies out its own rows (dp_scatter, not counted). The launches and the engine's
+        overhead of the two collectives are in the seconds."""
+        gather = self._collective("tp_allreduce", 1, rows * self.model.hidden_size * self.a_bytes, self.tp,
+                                  self.moe_ring_bw, self.moe_lat, False)
+        logits = (self.tp - 1) * rows * vocab_per_gpu * self.hp_bytes  # every other GPU's slice of every row
+        all_gather_s = (self._ring_s(logits, self.tp - 1) + self.kernel_launch_s
+                        + self.engine.collective_overhead_s)
+        return gather.bytes + logits, gather.time_s + all_gather_s
+
+    def _ring_s(self, moved: float, steps: int) -> float:
+        """Seconds of a ring collective over the stage's GPUs: a link latency per step, `moved` bytes (what each GPU's
+        link carries) at the ring's bus bandwidth (across nodes, its NICs: ring_bandwidth)."""
+        rate = self.moe_ring_bw * self.eff.link_efficiency * self.engine.collective_efficiency
+        return steps * self.moe_lat + moved / rate
 
     def allreduce_s(self, nbytes: float) -> float:
         """Time of one all-reduce of `nbytes` over the attention TP group, by _collective()'s rule."""
@@ -131,9 +157,7 @@ class Communication:
         h = self.model.expert_hidden_size  # a latent MoE gathers its latent
         ranks = self.layout.attention_dp
         moved = all_tokens * (ranks - 1) / ranks * h * (self._dispatch_bytes() + self.hp_bytes)
-        rate = self.moe_ring_bw * self.eff.link_efficiency * self.engine.collective_efficiency
-        steps = 2 * (ranks - 1)  # the all-gather's ring, then the reduce-scatter's
-        return moved, steps * self.moe_lat + moved / rate
+        return moved, self._ring_s(moved, 2 * (ranks - 1))  # the all-gather's ring, then the reduce-scatter's
 
     def _all_to_all(self, T: float, extend: bool) -> tuple[float, float]:
         """(bytes moved, seconds) of one MoE layer's dispatch and combine for this GPU's `T` tokens, DeepEP-style:

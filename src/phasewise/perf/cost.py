@@ -56,6 +56,7 @@ from phasewise.perf.operators import (
 from phasewise.perf.parallel import ParallelLayout, check_parallelism
 from phasewise.perf.stages import NOT_PER_LAYER, IterationParts, Pipeline, stage_inputs
 from phasewise.perf.vision import EncoderCost, encoder_forward
+from phasewise.perf.vocab_split import vocab_split
 from phasewise.specs.hardware import EngineProfile, HardwareSpec
 from phasewise.specs.model import ModelSpec
 from phasewise.specs.quant import QuantScheme, dtype_bytes
@@ -80,6 +81,7 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
         self.model, self.hw, self.quant, self.engine, self.tp, self.pp = model, hardware, quant, engine, tp, pp
         self.layout = layout
         self.attention_dp = layout.attention_dp  # attention ranks: each runs whole sequences of the batch
+        self.vocab = vocab_split(model, tp, layout.attention_dp, engine)  # where the embedding and LM head live
         eff = hardware.efficiency
         self.eff = eff
         self.peak = hardware.peak(quant.compute_dtype)
@@ -365,7 +367,7 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
         L = self.layers_per_stage
         hd, h, ab = m.head_dim, m.hidden_size, self.a_bytes
         ops: list[OperatorCost] = []
-        all_tokens = T
+        all_tokens, all_logit_tokens = T, logit_tokens
         if self.attention_dp > 1:  # the busiest attention rank's tokens: the others wait for it at the MoE layers
             T, logit_tokens = rank_tokens, rank_logit_tokens
         # Per-layer elementwise work: 2 fused add+norms, RoPE on q and k, the MLP activation.
@@ -436,15 +438,20 @@ class CostModel(DecodeSeries, Communication, LayerGemms, GemmCost, BatchLaunch):
             embedding = (embedding[0], embedding[1] + reduction.bytes, embedding[2], embedding[3] + reduction.memory_s)
             extra_s = reduction.launch_s
         ops.append(self._op("embedding", 1, *embedding, eager, extra_s=extra_s))
-        vocab = m.vocab_size / self.layout.attention_tp
+        vocab = m.vocab_size / self.vocab.lm_head_gpus  # the head's vocabulary on each GPU (vocab_split.py vocab_split)
+        exchanged, exchange_s = 0.0, 0.0
+        if self.vocab.gathers_logit_tokens:  # every attention rank's logit tokens through this GPU's slice of the head
+            logit_tokens = all_logit_tokens
+            exchanged, exchange_s = self.lm_head_exchange(logit_tokens, vocab)
         # fp32 logits written and read by the sampler; a soft cap's division, tanh and product, kernels of their own
         # after the GEMM (its time added to it, not hidden under it), each reading and writing the logits in the
-        # activations' dtype (vLLM's LogitsProcessor and transformers run the three; SGLang's fused_softcap one)
+        # activations' dtype (vLLM's LogitsProcessor and transformers run the three; SGLang's fused_softcap one);
+        # the gathered head's communication after it likewise
         softcap_bytes = LOGIT_SOFTCAP_KERNELS * 2 * logit_tokens * vocab * ab if m.logit_softcap else 0.0
         flops, nbytes, compute_s, memory_s = self._gemm(logit_tokens, h, vocab, self.hp_bytes, self.attn_peak, False,
                                                         extra_bytes=logit_tokens * vocab * 4.0)
-        ops.append(self._op("lm_head", 1, flops, nbytes + softcap_bytes, compute_s, memory_s, eager,
-                            extra_s=self._memory_s(softcap_bytes) if softcap_bytes else 0.0))
+        ops.append(self._op("lm_head", 1, flops, nbytes + softcap_bytes + exchanged, compute_s, memory_s, eager,
+                            extra_s=(self._memory_s(softcap_bytes) if softcap_bytes else 0.0) + exchange_s))
         if self.pp > 1:  # the residual stream crosses each stage boundary (compressed attention: its hc_mult streams)
             streams = m.compressed.hc_mult if m.compressed is not None else 1
             ops.append(self._collective("pp_send_recv", self.pp - 1, T * streams * h * ab, 2, self.pp_bw, self.pp_lat,

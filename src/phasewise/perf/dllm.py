@@ -118,7 +118,7 @@ def dllm_memory(cm: CostModel, prompt_tokens: int, gen_length: int, batch: int, 
     largest = max(prompt_tokens + gen_length, step_tokens)
     return memory_fit(cm.model, cm.hw, cm.quant, cm.tp, 1, max_tokens=batch * largest, max_seqs=batch,
                       kv_needed_tokens=batch * (prompt_tokens + gen_length + extra_tokens),
-                      memory_fraction=memory_fraction, logit_tokens=batch * largest, engine=cm.engine.name)
+                      memory_fraction=memory_fraction, logit_tokens=batch * largest, engine=cm.engine)
 
 
 def decoding_memory(cm: CostModel, dec: DllmDecoding, prompt_tokens: int, batch: int, memory_fraction: float = 0.9,

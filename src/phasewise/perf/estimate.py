@@ -338,7 +338,7 @@ def estimate(model: str, hardware: str, *, tp: int = 1, pp: int = 1, precision: 
                      state_pool_ratio=config.profile.recurrent_state_pool_ratio, state_in_kv_pool=in_pool,
                      slot_bytes=slot_state_bytes(spec, window_layout, math.ceil(config.max_seqs / layout.attention_dp)),
                      kv_pool=pool, buffer_bytes=exchange_buffer_bytes(config.profile, spec, layout),
-                     engine=config.profile.name)
+                     engine=config.profile)
     if config.scheduler == "sglang" and not (knobs or {}).get("max_running_requests"):
         # SGLang's default max running requests follows the KV pool's size (as simulate resolves it)
         config = resolve_engine(engine, hw, knobs, pp=pp, kv_capacity_tokens=mem.kv_capacity_tokens,

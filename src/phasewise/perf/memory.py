@@ -11,6 +11,7 @@ from phasewise.perf.kv_geometry import (
 )
 from phasewise.perf.parallel import ParallelLayout
 from phasewise.perf.shared_block_pool import SharedBlockPool, shared_block_pool
+from phasewise.perf.vocab_split import profile_of, vocab_split
 from phasewise.perf.window_kv import kv_token_equivalents
 from phasewise.perf.window_pages import WindowPages, window_pages
 from phasewise.specs.catalog import packaged
@@ -19,6 +20,7 @@ from phasewise.specs.engine_kv import (
     compressed_window_pages_rule,
     recurrent_state_in_kv_pool,
 )
+from phasewise.specs.engine_profile import EngineProfile
 from phasewise.specs.engines import EngineConfig
 from phasewise.specs.hardware import HardwareSpec
 from phasewise.specs.model import ModelSpec
@@ -139,14 +141,17 @@ def padded_expert_widths(model: ModelSpec, quant: QuantScheme, moe_tp: int, engi
 
 
 def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
-                         layout: ParallelLayout | None = None, embeddings: bool = True, engine: str | None = None,
-                         hardware: HardwareSpec | None = None) -> float:
+                         layout: ParallelLayout | None = None, embeddings: bool = True,
+                         engine: str | EngineProfile | None = None, hardware: HardwareSpec | None = None) -> float:
     """Weights on the most loaded GPU. With attention data parallelism (`layout`) the attention, dense MLP,
-    shared experts and embeddings are whole on every attention rank's tp / attention_dp GPUs; the routed
-    experts are spread over all tp GPUs (expert or tensor parallel) either way, at the widths `engine` (a profile
-    name) allocates them on `hardware` (padded_expert_widths; None: as stored). `embeddings` False: without the
-    input embedding and output head (a module that shares the target's, draft_memory)."""
+    shared experts and embeddings are whole on every attention rank's tp / attention_dp GPUs (the embedding and
+    output head where `engine` holds them: vocab_split); the routed experts are spread over all tp GPUs (expert or
+    tensor parallel) either way, at the widths `engine` (a profile, or its name: profile_of) allocates them on
+    `hardware` (padded_expert_widths; None: as stored). `embeddings` False: without the input embedding and output
+    head (a module that shares the target's, draft_memory)."""
     m = model
+    profile = profile_of(engine)
+    engine = profile.name if profile is not None else engine
     hp = dtype_bytes(quant.compute_dtype if quant.compute_dtype in ("fp32", "fp16") else "bf16")
     layers = math.ceil(m.num_layers / pp)
     moe_share = m.num_moe_layers / m.num_layers
@@ -194,10 +199,11 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantScheme, tp: int, pp: int,
     expert_bytes = quant.experts_scheme().weight_bytes_per_param
     per_layer = ((attn + mlp - routed) * quant.weight_bytes_per_param + held * expert_bytes + norms
                  + router * moe_share * hp + compressed_extra)
-    embed = m.embedding_params / attention_tp * hp if embeddings else 0.0
-    lm_head = embed if (pp > 1 or not m.tie_embeddings) else 0.0
+    split = vocab_split(m, tp, dp, profile)
+    embed = m.embedding_params / split.embedding_gpus * hp if embeddings else 0.0
+    lm_head = m.embedding_params / split.lm_head_gpus * hp if embeddings and (pp > 1 or not m.tie_embeddings) else 0.0
     if embeddings:  # per-layer embeddings: the table split as the embedding is, its projection (in BF16) with it
-        embed += m.per_layer_input_params / attention_tp * hp
+        embed += m.per_layer_input_params / split.embedding_gpus * hp
     # a vision encoder on the first stage, in the unquantized dtype (bf16, or fp32 / fp16 where the model runs in
     # them), its projections split over the attention TP ranks (vLLM's and SGLang's Column/RowParallelLinear; its
     # patch and position embeddings, ~1 %, are counted as split too; an InternViT's attention whole where its heads
@@ -403,7 +409,7 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
                state_pool_ratio: float | None = None, draft: tuple[float, float] = (0.0, 0.0),
                state_in_kv_pool: bool = False, slot_bytes: float = 0.0,
                kv_pool: SharedBlockPool | WindowPages | None = None, buffer_bytes: float = 0.0,
-               logit_tokens: int | None = None, engine: str | None = None) -> MemoryFit:
+               logit_tokens: int | None = None, engine: str | EngineProfile | None = None) -> MemoryFit:
     """Memory of the most loaded GPU; `max_tokens`/`max_seqs` bound one iteration's batch. With attention
     data parallelism (`layout`) each attention rank holds the KV of its own sequences and runs 1/attention_dp
     of the batch: kv_capacity_tokens is then the instance's, all ranks together. `memory_fraction` (FRACTION_OF):
@@ -428,8 +434,9 @@ def memory_fit(model: ModelSpec, hardware: HardwareSpec, quant: QuantScheme, tp:
     TensorRT-LLM): a KV token costs its bytes per token, and a prefill chunk of the step's token budget keeps what
     its windows hold free. `buffer_bytes`: what the engine holds for its MoE exchange (perf/deepep_buffers.py
     exchange_buffer_bytes), reserved beside the runtime's. `logit_tokens`: the positions whose logits one iteration
-    holds (activation_bytes; default one per sequence of `max_seqs`). `engine`: the engine's profile name, whose MoE
-    kernels may pad the routed experts (padded_expert_widths; None: as stored)."""
+    holds (activation_bytes; default one per sequence of `max_seqs`). `engine`: the engine's profile (or its name:
+    profile_of), whose MoE kernels may pad the routed experts (padded_expert_widths; None: as stored) and which
+    places the embedding and LM head under attention DP (vocab_split)."""
     dp = layout.attention_dp if layout is not None else 1
     attention_tp = tp // dp
     weights = weight_bytes_per_gpu(model, quant, tp, pp, layout, engine=engine, hardware=hardware) + draft[0]

@@ -61,7 +61,7 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_seqs: int | None, frac
                      slot_bytes=slot_state_bytes(model, window[0], math.ceil(max_seqs / dp),
                                                  window_pool_speculation(config, model, mtp)),
                      kv_pool=compressed_kv_pool(config, model, quant, pp),
-                     buffer_bytes=exchange_buffer_bytes(config.profile, model, split), engine=config.profile.name)
+                     buffer_bytes=exchange_buffer_bytes(config.profile, model, split), engine=config.profile)
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
                             speculation=window_pool_speculation(config, model, mtp))
     pages = kv_state_pages(config, model, quant, tp // dp, pp, kv_block(config, model, hw, None)[0])

@@ -474,7 +474,7 @@ class AttentionOffloadController:
             group = host.group
             fit = memory_fit(host.model, host.cost.hw, host.cost.quant, group.tp, group.pp,
                              memory_fraction=host.engine.fraction(group.memory_fraction),
-                             engine=host.engine.profile.name)
+                             engine=host.engine.profile)
             block_bytes = fit.kv_bytes_per_token * host.kv.block_size
             sets = self.by_host[host.index]
             held_tokens = sum(s.token_seconds for s in sets)

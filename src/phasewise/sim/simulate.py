@@ -139,7 +139,7 @@ def _build_group(dep_model: str, g: InstanceGroup, spec, index: int, stamps: tup
                                                      window_pool_speculation(engine, model, spec is not None)),
                          kv_pool=compressed_kv_pool(engine, model, quant, g.pp, g.block_size),
                          buffer_bytes=exchange_buffer_bytes(engine.profile, model, layout),
-                         engine=engine.profile.name)
+                         engine=engine.profile)
         if engine.scheduler == "sglang" and g.max_running_requests is None:  # its default follows the KV size
             engine = resolve(mem.kv_capacity_tokens)
         if mem.state_seats and engine.max_seqs > mem.state_seats:  # the state pool's slots cap them

@@ -139,6 +139,14 @@ class EngineProfile(BaseModel):
     # the GPU memory the engine holds for DeepEP's all-to-all where it runs it (SGLang's --moe-a2a-backend deepep,
     # vLLM's --all2all-backend deepep_*; specs/engine_deepep.py DEEPEP_BUFFERS); None: none held apart
     deepep_buffers: DeepEPBuffers | None = None
+    # Under attention data parallelism, the GPUs the output head's vocabulary is split over (perf/vocab_split.py
+    # vocab_split): each attention rank's own (attention_tp: vLLM's TP group inside a DP rank, TensorRT-LLM's whole
+    # head at attention TP 1), or the stage's whole TP group (tp: SGLang without --enable-dp-lm-head, which then runs
+    # the head on every rank's logit tokens gathered: perf/collectives.py lm_head_exchange)
+    lm_head_split: Literal["attention_tp", "tp"] = "attention_tp"
+    # Under attention data parallelism, the input embedding split by vocabulary over each attention rank's GPUs, its
+    # lookups all-reduced there (attention_tp), or whole on every GPU with no all-reduce (replicated)
+    embedding_split: Literal["attention_tp", "replicated"] = "attention_tp"
     # Linear-attention (gated DeltaNet, Mamba-style) layers: the dtype the engine keeps each sequence's recurrent state
     # in, and whether its overlap scheduler stays on for such models with the prefix cache on (SGLang's default
     # MambaRadixCache turns it off; sim/simulate.py keeps it on when the deployment's prefix cache is off)
