@@ -14,7 +14,8 @@ deletion_order); a ready one takes no new requests and leaves once its last one 
 within 15 s when the period is longer). A replica started again is a new engine process: its prefix cache and host
 KV tier start empty (PrefixCache.reset; a KV store beside the fleet keeps its blocks). The router sees the
 ready replicas only (decode replicas: the KV transfers' router). At zero (min_replicas 0: KEDA's or Knative's scale
-to zero) requests wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves.
+to zero) requests wait at the cluster's gateway; the first starts a replica at once and they go to it when it serves
+(to the replicas ready at that instant, shared by the router's rule, when several start together).
 A replica's GPU time is counted from its start to its leaving: the run's price and idle energy follow it.
 Metric sla: NVIDIA Dynamo's SLA planner sets the replicas instead (sim/sla_planner.py): its throughput-based mode at
 each adjustment interval, up or down at once; its load-based mode one at a time every load period; the replicas
@@ -33,6 +34,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import startup_estimate
 from phasewise.sim.hpa_behavior import HpaBehavior
 from phasewise.sim.kpa import KpaDecider
+from phasewise.sim.routers.dynamo_kv import DynamoKvRouter
 from phasewise.sim.sla_planner import SlaPlanner
 
 if TYPE_CHECKING:
@@ -383,12 +385,23 @@ class Autoscaler:
             self.events.append((now, "up", current + len(started)))
 
     def _ready(self, k: int, version: int) -> None:
+        """Replica `k` serves (unless its start was taken back). The requests the gateway holds go once every replica
+        ready at this instant is routable: the last of a run of ready events due now (replicas started together,
+        any group's) releases them, so the router shares them among those replicas by its rule, as Knative's
+        activator and a load balancer send held requests to the endpoints ready."""
+        loop, cluster = self.loop, self.cluster
         if self.state[k] == "starting" and self.version[k] == version:
-            self.state[k], self.ready_s[k] = "ready", self.loop.now
+            self.state[k], self.ready_s[k] = "ready", loop.now
             if self.kpa is not None and math.isnan(self.kpa.active_since_s):  # the revision serves again: active
-                self.kpa.active_since_s = self.loop.now
+                self.kpa.active_since_s = loop.now
             self.routed.append(self.replicas[k])
-            self.cluster.release_gateway()
+            cluster.release_due = True
+        when, call = loop.next_call()
+        if when == loop.now and getattr(call, "__func__", None) is Autoscaler._ready:
+            return  # another replica's ready event is next, at this instant: it releases them
+        if cluster.release_due:
+            cluster.release_due = False
+            cluster.release_gateway()
 
     def _scale_down(self, fewer: int, now: float) -> None:
         """Stop `fewer` replicas: those starting first, then drain ready ones, each kind in the ReplicaSet's order
@@ -422,6 +435,8 @@ class Autoscaler:
         prefix = self.replicas[k].kv.prefix
         for cache in () if prefix is None else prefix.ranks if prefix.ranked else (prefix,):
             cache.reset()
+        if isinstance(self.cluster.front, DynamoKvRouter):  # its approximate index too (without KV events)
+            self.cluster.front.forget(self.replicas[k])
 
     def finish(self, end_s: float) -> None:
         """At the run's end: every replica still holding GPUs counts them to `end_s`; the run's figures."""

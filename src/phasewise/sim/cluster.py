@@ -50,6 +50,9 @@ class Cluster:
         self.encoders = None  # disaggregated vision encoders (sim/encode_pool.py), when the deployment has them
         self.autoscalers: list = []  # replicas added and removed with the load (sim/autoscaler.py), a group each
         self.gateway: deque = deque()  # requests held while no replica serves (an autoscaler at zero)
+        # a replica became ready: the gateway's release is due once the replicas ready at this instant all are
+        # (Autoscaler._ready)
+        self.release_due = False
         self.router_queue: RouterQueue | None = None  # router dynamo_kv's queue, with a threshold
         self.routed_requests = 0  # new requests sent towards the collocated or prefill instances so far
         # over the finished requests, as a frontend's Prometheus counters: kept only for a planner that reads them

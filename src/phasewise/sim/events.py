@@ -44,6 +44,11 @@ class EventLoop:
     def next_time(self) -> float:
         return self._heap[0][0] if self._heap else float("inf")
 
+    def next_call(self) -> tuple[float, Callable[..., Any] | None]:
+        """(time, callback) of the next event, (inf, None) when none is left: an event can see whether the next one
+        is due at the same instant and of its kind (the autoscaler's replicas ready together, sim/autoscaler.py)."""
+        return (self._heap[0][0], self._heap[0][2]) if self._heap else (float("inf"), None)
+
     def run(self, tick: Callable[[], None] | None = None, every: int = 1 << 16) -> None:
         """Process every event; `tick()` is called every `every` events (a progress report), if given."""
         heap, pop = self._heap, heappop

@@ -56,6 +56,14 @@ class ApproxIndex:
         if len(holders) * self.blocks_per_key > MAX_TREE_BLOCKS:
             self._prune(int(MAX_TREE_BLOCKS * PRUNE_TARGET_RATIO) // self.blocks_per_key)
 
+    def forget(self, instance: int) -> None:
+        """`instance` left (an autoscaler stopped its engine): every block recorded there goes, as Dynamo's router
+        removes a deleted worker from its approximate indexer (lib/llm/src/kv_router/subscriber.rs
+        start_kv_router_background on the instance's deletion, approx.rs ApproxKvIndexer: trie.remove_worker); its
+        heap entries are left stale."""
+        for entry in [entry for entry in self.expiry_s if entry[0] == instance]:
+            self._drop(*entry)
+
     def _drop(self, instance: int, key: int) -> None:
         del self.expiry_s[(instance, key)]
         left = self.holders[key] - 1

@@ -173,6 +173,13 @@ class DynamoKvRouter(LeastOutstandingRouter):
             return None
         return self.index.overlaps(keyed.keys(req), lookup_blocks(req.prompt, keyed.key_tokens))
 
+    def forget(self, inst) -> None:
+        """`inst` stopped (sim/autoscaler.py _stop): without KV events, what the router recorded there is dropped (a
+        start later is a new engine, its cache empty; ApproxIndex.forget); with them its cache's reset told the
+        index already (PrefixCache.reset)."""
+        if self.approx is not None:
+            self.approx.forget(inst.index)
+
     def _approx(self, inst) -> ApproxIndex:
         if self.approx is None:
             self.approx = ApproxIndex(self.ttl_s, inst.cluster.prefix_block_tokens, inst.kv.block_size)
