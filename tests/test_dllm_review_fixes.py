@@ -272,3 +272,188 @@ def test_one_latency_summary_helper():
     import phasewise.sim.metrics as metrics
 
     assert not hasattr(dllm, "_dist_ms") and dllm.dist_ms is metrics.dist_ms
+
+
+# --- second review: plan resolves the engine as simulate does, the trainer's resident peak, validate's labels, -----
+# --- a one-token TPOT's '-', the ODB checks' order ------------------------------------------------------------------
+
+ODB_PLAN = ("plan", "--dllm", "odb", "--model", LLADA, "--hardware", "h100-sxm", "--gpus", "1")
+
+
+def _ok_json(code: int, out: str, err: str) -> dict:
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_plan_ranks_at_the_figures_simulate_gives_at_its_goodput_rate(run_cli):
+    """plan --dllm costed --engine vllm with the bare vllm profile (load_engine), simulate --dllm with the preset as
+    resolved for the chip (resolve_engine): 9.21 vs 8.19 ms a forward, plan's e2e mean 709 ms vs simulate's 533 ms
+    at plan's own goodput rate. Both now resolve it in one place (plan/dllm_plan.py dllm_instance)."""
+    plan = _ok_json(*run_cli(*ODB_PLAN, "--isl", "500", "--osl", "100", "--gen-length", "256", "--batch-caps", "1",
+                             "--engine", "vllm", "--json"))
+    row, = plan["ranking"]
+    sim = _ok_json(*run_cli("simulate", "--model", LLADA, "--dllm", "odb", "--engine", "vllm", "--gen-length", "256",
+                            "--rate", repr(row["goodput_rps"]), "--requests", "200", "--isl", "500", "--osl", "100",
+                            "--json"))
+    assert sim["engine"] == "vllm"
+    assert row["e2e_mean_ms"] == pytest.approx(sim["e2e_ms"]["mean"], rel=1e-9)
+    assert row["ttft_p90_ms"] == pytest.approx(sim["ttft_ms"]["p90"], rel=1e-9)
+    assert row["tpot_p90_ms"] == pytest.approx(sim["tpot_ms"]["p90"], rel=1e-9)
+    assert row["busy_fraction"] == pytest.approx(sim["instances"]["busy_fraction"], rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ["trtllm", "vllm@0.12"])
+def test_plan_takes_the_engines_simulate_takes(run_cli, engine):
+    """`plan --dllm --engine trtllm` and `--engine vllm@0.12` were 'unknown engine'; simulate --dllm takes both."""
+    plan = _ok_json(*run_cli(*ODB_PLAN, "--isl", "500", "--osl", "100", "--gen-length", "256", "--batch-caps", "1",
+                             "--engine", engine, "--json"))
+    assert plan["ranking"][0]["goodput_rps"] > 0
+
+
+def test_plan_takes_one_engine_with_dllm(run_cli):
+    err = _one_line_error(*run_cli(*ODB_PLAN, "--engine", "vllm,sglang", "--batch-caps", "1")[::2])
+    assert "--engine takes one engine with --dllm" in err
+
+
+def test_plan_leaves_out_a_cap_simulate_refuses(run_cli):
+    """plan --dllm held every engine to a 0.9 memory fraction: it ranked cap 24 on sglang (whose own fraction on an
+    H100 is 0.835) first, which simulate --dllm refuses (51,936 KV tokens needed, 46,028 fit)."""
+    lengths = ("--isl", "1000", "--osl", "250")
+    err = _one_line_error(*run_cli("simulate", "--model", LLADA, "--dllm", "odb", "--engine", "sglang", "--rate", "5",
+                                   "--requests", "10", *lengths, "--batch-cap", "24")[::2])
+    assert "does not fit" in err
+    plan = _ok_json(*run_cli(*ODB_PLAN, "--engine", "sglang", *lengths, "--slo-ttft-ms", "5000", "--slo-tpot-ms",
+                             "100", "--batch-caps", "16,24", "--json"))
+    assert [r["batch_cap"] for r in plan["ranking"]] == [16]
+    assert plan["left_out"] == [{"hardware": "h100-sxm", "batch_cap": 24}]
+    code, _, err = run_cli("simulate", "--model", LLADA, "--dllm", "odb", "--engine", "sglang", "--rate", "5",
+                           "--requests", "10", *lengths, "--batch-cap", "16", "--json")
+    assert code == 0, err
+
+
+def _trainer(run_cli, *args: str) -> dict:
+    out = _ok_json(*run_cli("simulate", "--model", LLAMA, "--tp", "4", "--online-training", "full", "--json", *args))
+    return out["policy"]["online_training"]
+
+
+def test_the_trainer_s_peak_is_what_is_resident_together(run_cli):
+    """Reuse keep, every request fed back: a step whose 7 samples' recordings were all skipped recomputes 7,700
+    tokens (14.67 GiB of its own activations) while the buffer holds 21.34 GiB of other requests' recordings: ~36.0
+    GiB resident. The peak was max(step, buffer) = 21.34 GiB and peak_over_reserved_bytes 0."""
+    gib = 2 ** 30
+    t = _trainer(run_cli, "--rate", "20", "--requests", "120", "--isl", "1000", "--osl", "100",
+                 "--train-reuse-mode", "keep", "--feedback-share", "1")
+    assert t["recording_skipped"] > 0
+    # 21.34 GiB held + 7,700 x 2,046,208 B (TP4 bf16: every layer's saved activations and the head) = 36.0 GiB
+    assert 34 < t["peak_activation_bytes"] / gib < 38
+    over = t["weight_state_bytes"] + t["peak_activation_bytes"] - t["reserved_bytes"]
+    assert over > 10 * gib and t["peak_over_reserved_bytes"] == pytest.approx(over)
+
+
+def test_a_fully_recorded_run_stays_within_its_reservation(run_cli):
+    t = _trainer(run_cli, "--rate", "6", "--requests", "300", "--isl", "161", "--osl", "338", "--train-reuse-mode",
+                 "keep", "--feedback-share", "0.2")
+    assert t["recording_skipped"] == 0 and t["steps"] > 0
+    assert t["peak_over_reserved_bytes"] == 0.0
+    assert t["weight_state_bytes"] + t["peak_activation_bytes"] <= t["reserved_bytes"]
+
+
+def test_the_reservation_holds_the_head_s_log_probs_beside_the_buffer(run_cli):
+    """keep's reservation was max(buffer, a batch's activations) = the 1.5-batch buffer: a step's head (its saved
+    input and fp32 log-probs, 1.04 GiB a batch at TP4) was never reserved."""
+    from phasewise.perf.training import head_saved_bytes_per_token, recording_bytes_per_token
+
+    model, budget = load_model(LLAMA), 8192
+    t = _trainer(run_cli, "--rate", "6", "--requests", "40", "--isl", "161", "--osl", "338", "--train-reuse-mode",
+                 "keep", "--feedback-share", "0.2")
+    buffer = 1.5 * budget * recording_bytes_per_token(model, tp=4)
+    head_beyond_recording = budget * (head_saved_bytes_per_token(model, tp=4) - model.hidden_size * 2)
+    assert head_beyond_recording == budget * (4096 * 2 + 128256 / 4 * 4)  # the LM head's input + fp32 log-probs
+    assert t["reserved_bytes"] - t["weight_state_bytes"] == pytest.approx(buffer + head_beyond_recording)
+
+
+def _fake_dllm_validate(*args, **kwargs):
+    from phasewise.measure.dllm_check import DllmPoint
+
+    points = [DllmPoint("block", 1, 32, 128, 32, 0.010, 0.010, 0.027, 0.027),
+              DllmPoint("refresh", 1, 256, 0, 256, 0.050, 0.050, 0.120, 0.120)]
+    return points, {"model": "small", "params": 1e6, "hardware_source": args[0], "engine": "hf-eager",
+                    "unfitted_hardware": "cpu-local", "unfitted_engine": "hf-eager", "repeats": 1,
+                    "host_allocator": "caching (test)"}
+
+
+def _fake_train_reuse_validate(*args, **kwargs):
+    from phasewise.measure.train_reuse import METRICS, TrainPoint
+
+    times = {m: 0.01 for m in METRICS}
+    point = TrainPoint(1, 64, times, {m: 0.025 for m in METRICS}, {m: 0.025 for m in METRICS}, 1e6, 1e6, times,
+                       {m: 0.0 for m in METRICS}, {m: 0.0 for m in METRICS})
+    return [point], {"model": "small", "params": 1e6, "layers": 1, "hidden": 128, "method": "full", "threads": 1,
+                     "host_allocator": "caching (test)", "clock": "thread CPU time", "hardware": "cpu-local",
+                     "engine": "hf-eager", "unfitted": "cpu-local/hf-eager", "measure_wall_s": 0.0}
+
+
+def _fake_validate(*args, **kwargs):
+    from phasewise.measure.validate import Point
+
+    return [Point("prefill", 1, 64, 0.01, 0.025, 0.025), Point("decode", 1, 64, 0.001, 0.0025, 0.0025)], {
+        "model": "small", "params": 1e6, "hardware": "cpu-local", "engine": "hf-eager",
+        "unfitted_hardware": "cpu-local", "unfitted_engine": "hf-eager", "host_allocator": "caching (test)"}
+
+
+@pytest.mark.parametrize("mode", ["--dllm", "--train-reuse", None])
+def test_validate_does_not_call_a_catalog_entry_calibrated(run_cli, monkeypatch, tmp_path, mode):
+    """validate --dllm / --train-reuse (and the plain grid) labelled the catalog's cpu-local 'calibrated' beside the
+    same entry's 'unfitted' column; a catalog key is now named as such, not calibrated, and a file stays
+    'calibrated' (the README's calibrated entry: calibrate's YAML)."""
+    monkeypatch.setattr("phasewise.measure.dllm_check.dllm_validate", _fake_dllm_validate)
+    monkeypatch.setattr("phasewise.measure.train_reuse.train_reuse_validate", _fake_train_reuse_validate)
+    monkeypatch.setattr("phasewise.measure.validate.validate", _fake_validate)
+    monkeypatch.setenv("COLUMNS", "400")
+    flags = (mode,) if mode else ()
+    code, out, err = run_cli("validate", *flags, "--hardware", "cpu-local", "--quick")
+    assert code == 0, err
+    words = " ".join(out.split())
+    assert "catalog cpu-local (not calibrated)" in words and "calibrated vs" not in words
+    assert "calibrated;" not in words and "|error| calibrated" not in words
+    assert "is a catalog entry, not calibrated here" in words
+    hw = tmp_path / "hw.yaml"
+    hw.write_text("hardware: {}\n")
+    code, out, err = run_cli("validate", *flags, "--hardware", str(hw), "--quick")
+    assert code == 0, err
+    words = " ".join(out.split())
+    assert "not calibrated" not in words and "calibrated" in words
+    code, out, err = run_cli("validate", *flags, "--hardware", "cpu-local", "--quick", "--json")
+    assert code == 0, err
+    assert json.loads(out)["info"]["hardware_calibrated"] is False
+
+
+def test_a_one_token_tpot_prints_a_dash_as_the_autoregressive_path_does(run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run_cli("simulate", "--model", LLADA, "--dllm", "odb", "--gen-length", "256", "--concurrency",
+                             "1", "--requests", "3", "--isl", "500", "--osl", "1")
+    assert code == 0, err
+    assert "nan" not in out
+    row = next(line for line in out.splitlines() if "TPOT after the first block" in line)
+    assert row.count("-") >= 4
+    assert "TPOT: - (no request produced a second token: every answer here is one token long)" in out
+    code, out, err = run_cli(*ODB_PLAN, "--isl", "500", "--osl", "1", "--gen-length", "256", "--batch-caps", "1")
+    assert code == 0, err
+    assert "nan" not in out
+
+
+def test_odb_forward_checks_give_their_times_in_the_title_s_order(run_cli):
+    """'1024-token forward vs 512-token forward' explained '28.5 ms vs 39.9 ms' (28.5 ms is the 512-token one)."""
+    import re
+
+    code, out, err = run_cli("reproduce", "odb-dllm", "--json")
+    assert code in (0, 1), err  # 1: a check outside its band (the report says which), not a failure to run
+    checks = json.loads(out)["checks"]
+    forward = [c for c in checks if re.search(r"\d+-token forward vs \d+-token forward", c["name"])]
+    assert len(forward) == 4
+    for c in forward:
+        first, second = (float(x) for x in re.search(r"([\d.]+) ms vs ([\d.]+) ms", c["why"]).groups())
+        assert first / second == pytest.approx(c["phasewise"], rel=5e-3), c["why"]
+        device = re.search(r"the device's ([\d.]+) / ([\d.]+) ms; on the device alone ([\d.]+)x", c["why"])
+        if device:
+            assert float(device[1]) / float(device[2]) == pytest.approx(float(device[3]), rel=2e-2), c["why"]

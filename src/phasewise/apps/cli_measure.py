@@ -195,7 +195,9 @@ def validate_cmd(
         points, info = validate(model, hardware, device, layers, hidden, engine, quick, threads,
                                 progress=lambda m: status.update(f"validating: {m}"))
     stats = summary(points)
+    words = entry_words(hardware)
     if as_json:
+        info = {**info, "hardware_calibrated": words == "calibrated"}
         print(dumps({"info": info, "summary": stats, "serve": serving, "points": [
             {"phase": p.phase, "batch": p.batch, "tokens": p.tokens, "measured_ms": p.measured_s * 1e3,
              "predicted_ms": p.predicted_s * 1e3, "error": p.error,
@@ -219,10 +221,13 @@ def validate_cmd(
     for phase, prefix in (("prefill", "prefill_"), ("decode", "decode_"), ("all", "")):
         if f"{prefix}median_abs_error" not in stats:
             continue
-        console.print(f"{phase} |error| calibrated: median {stats[f'{prefix}median_abs_error']:.1%} (worst "
+        console.print(f"{phase} |error| {words}: median {stats[f'{prefix}median_abs_error']:.1%} (worst "
                       f"{stats[f'{prefix}worst_abs_error']:.1%})"
                       + (f"; unfitted: median {stats[f'{prefix}unfitted_median_abs_error']:.1%} (worst "
                          f"{stats[f'{prefix}unfitted_worst_abs_error']:.1%})" if unfitted else ""))
+    note = uncalibrated_note(hardware)
+    if note:
+        console.print(f"[yellow]note[/] {note}", highlight=False)
     if not unfitted:
         console.print("unfitted: none on --device cuda (the catalog has no class-default entry for an unnamed GPU)")
     if serving:
@@ -239,6 +244,24 @@ def validate_cmd(
         st.add_row("duration s", f"{serving['real']['duration_s']:.2f}", f"{serving['simulated']['duration_s']:.2f}",
                    f"{serving['errors']['duration']:+.1%}")
         console.print(st)
+
+
+def entry_words(hardware: str) -> str:
+    """validate's name for the entry its first prediction is on (`--hardware` as given): 'calibrated' for a file
+    (`phasewise calibrate`'s YAML: the README's calibrated entry), else the catalog entry named, which is not
+    calibrated on this machine."""
+    from phasewise.specs.catalog import looks_like_path
+
+    return "calibrated" if looks_like_path(hardware) else f"catalog {hardware} (not calibrated)"
+
+
+def uncalibrated_note(hardware: str) -> str | None:
+    """A line saying a catalog key's predictions are the catalog's, not this machine's calibrated ones (None for a
+    file)."""
+    if entry_words(hardware) == "calibrated":
+        return None
+    return (f"--hardware {hardware} is a catalog entry, not calibrated here (`phasewise calibrate` writes one): the "
+            "first prediction column is that entry's figures, not this machine's measured ones")
 
 
 # validate's flags that shape one mode's run, and the modes each applies to ("" the plain prefill/decode grid)

@@ -25,6 +25,7 @@ def run_dllm_validate(console, model: str | None, hardware: str, device: str, la
                       threads: int | None, as_json: bool, serve: bool = False, pipeline: int = 0) -> None:
     from rich.table import Table
 
+    from phasewise.apps.cli_measure import entry_words, uncalibrated_note
     from phasewise.measure.dllm_check import DLLM_MODEL, dllm_summary, dllm_validate
 
     if serve or pipeline:
@@ -38,7 +39,9 @@ def run_dllm_validate(console, model: str | None, hardware: str, device: str, la
                                      sizes, quick, engine, threads,
                                      progress=lambda m: status.update(f"dllm: {m}"))
     stats = dllm_summary(points)
+    words = entry_words(hardware)
     if as_json:
+        info = {**info, "hardware_calibrated": words == "calibrated"}
         print(dumps({"info": info, "summary": stats, "points": [
             {"kind": p.kind, "batch": p.batch, "new": p.new, "cached": p.cached, "logit_tokens": p.logit_tokens,
              "measured_ms": p.measured_s * 1e3, "cpu_ms": p.cpu_s * 1e3, "predicted_ms": p.predicted_s * 1e3,
@@ -60,8 +63,11 @@ def run_dllm_validate(console, model: str | None, hardware: str, device: str, la
                       f"{p.cpu_s * 1e3:.1f}", f"{p.predicted_s * 1e3:.1f}", f"{p.error:+.1%}", f"{p.cpu_error:+.1%}",
                       f"{p.unfitted_s * 1e3:.1f}", f"{p.unfitted_error:+.1%}", f"{p.unfitted_cpu_error:+.1%}")
     console.print(table)
-    for label, key in (("calibrated vs wall", ""), ("calibrated vs CPU time", "cpu_"), ("unfitted vs wall", "unfitted_"),
+    for label, key in ((f"{words} vs wall", ""), (f"{words} vs CPU time", "cpu_"), ("unfitted vs wall", "unfitted_"),
                        ("unfitted vs CPU time", "unfitted_cpu_")):
         parts = [f"{k} median {stats[f'{k}_{key}median_abs_error']:.1%} (worst {stats[f'{k}_{key}worst_abs_error']:.1%})"
                  for k in ("block", "refresh") if f"{k}_{key}median_abs_error" in stats]
         console.print(f"|error| {label}: " + ", ".join(parts) + f"; all median {stats[f'{key}median_abs_error']:.1%}")
+    note = uncalibrated_note(hardware)
+    if note:
+        console.print(f"[yellow]note[/] {note}", highlight=False)

@@ -6,6 +6,7 @@ an autoregressive one with it) and `simulate_dllm_cmd`; everything else lives he
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -114,13 +115,11 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     the flags the user set ((parameter, flag), cli_common.changed_options): one this path does not read is an
     error."""
     from phasewise.apps.simulate_view import check_records_out, write_records
-    from phasewise.perf.cost import CostModel
     from phasewise.perf.dllm import DllmCost
-    from phasewise.plan.dllm_plan import check_lengths
+    from phasewise.plan.dllm_plan import check_lengths, dllm_instance
     from phasewise.sim.api import build, trace_notes
     from phasewise.sim.dllm import simulate_dllm
     from phasewise.specs import load_hardware, load_model, load_quant
-    from phasewise.specs.engines import resolve_engine
     from phasewise.workload import ClosedLoop
 
     for key, flag in DLLM_SIMULATE_UNUSED.items():
@@ -139,26 +138,24 @@ def simulate_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given
     for key, flag in (("batch_cap", "--batch-cap"), ("replicas", "--replicas")):
         if params.get(key) is not None and params[key] < 1:
             raise PhasewiseError(f"{flag} must be >= 1 (got {params[key]})")
-    fraction = params.get("memory_fraction")
-    if fraction is not None and not 0 < fraction <= 1:
-        raise PhasewiseError(f"--memory-fraction must be in (0, 1], the share of GPU memory the engine takes (got "
-                             f"{fraction:g})")
     model, hw = load_model(params["model"]), load_hardware(params["hardware"])
     quant = load_quant(params.get("precision") or model.default_precision, params.get("kv_dtype"))
-    config = resolve_engine(dllm_engine(params, given), hw, tp=params.get("tp", 1))
-    cm = CostModel(model, hw, quant, config.profile, params.get("tp", 1), 1)
+    # the engine as plan --dllm resolves it (plan/dllm_plan.py dllm_instance): its figures and its fit alike
+    instance = dllm_instance(model, hw, quant, dllm_engine(params, given), params.get("tp", 1),
+                             params.get("memory_fraction"))
+    cm = instance.cost
     spec = build(model=params["model"], hardware=params["hardware"], precision=quant.name,
                  **{k: params[k] for k in WORKLOAD_KEYS if k in params})
     prompts, answers = (spec.workload.lengths() if isinstance(spec.workload, ClosedLoop)
                         else (spec.workload.prompt_tokens, spec.workload.output_tokens))
     check_lengths(model, dec, prompts, answers)
     batch_cap = params.get("batch_cap") or 1
-    check_fits(cm, dec, spec.workload, batch_cap, config.fraction(fraction))
+    check_fits(cm, dec, spec.workload, batch_cap, instance.memory_fraction)
     run = simulate_dllm(dec, DllmCost.of(cm), spec.workload, replicas=params.get("replicas") or 1,
                         batch_cap=batch_cap, seed=params.get("seed", 0),
                         timeline_requests=TIMELINE_REQUESTS if out else 0)
     summary = run.summary()
-    summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, config.profile.name
+    summary["model"], summary["hardware"], summary["engine"] = model.name, hw.key, instance.engine
     # what a trace run does that its flags may not say (an ignored priority column, a --trace-limit past its end), as
     # the autoregressive path notes it (sim/run_notes.py trace_notes)
     notes = (trace_notes(params["trace"], params.get("trace_limit"), spec.workload, spec.deployment)
@@ -211,6 +208,7 @@ def decoding_words(d: dict[str, Any]) -> str:
 def render_dllm(console: Console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from phasewise.apps.simulate_view import ms_cell
     from phasewise.sim.metrics import NO_RATE
 
     d, t, f = s["dllm"], s["throughput"], s["per_request"]
@@ -226,15 +224,24 @@ def render_dllm(console: Console, s: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
     for key, label in (("ttft_ms", "time to first block (TTFT)"), ("tpot_ms", "TPOT after the first block"),
                        ("e2e_ms", "end-to-end"), ("queue_ms", "queueing")):
-        table.add_row(label, *(f"{s[key][k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+        table.add_row(label, *(ms_cell(s[key][k]) for k in ("mean", "p50", "p90", "p99")))
     fit_to_width(table, console.width, ("p50",))
     console.print(table)
+    if not any(math.isfinite(s["tpot_ms"][k]) for k in ("mean", "p99")) and math.isfinite(s["ttft_ms"]["mean"]):
+        # as the autoregressive path says it (apps/simulate_view.py render_summary)
+        console.print("TPOT: - (no request produced a second token: every answer here is one token long)")
     inst = s["instances"]
     console.print(f"Per request: {f['answer_tokens']:.0f} answer tokens, canvas {f['canvas_tokens']:.0f}, "
                   f"{f['forwards']:.1f} forwards ({f['refreshes']:.1f} full/refresh, {f['steps']:.1f} block steps), "
                   f"{f['tokens_per_forward']:.2f} canvas tokens per forward. Instances: {inst['iterations']:,} "
                   f"iterations, busy {inst['busy_fraction']:.0%}, mean batch {inst['mean_batch']:.2f}")
     console.print(f"[dim]simulated in {s['sim']['wall_s']:.2f} s wall[/]")
+
+
+def _cell(value: float, spec: str) -> str:
+    """A ranking figure in `spec`'s format, "-" where there is none (NaN: no rental price, no rate met the SLOs),
+    not "nan" (as simulate_view.ms_cell)."""
+    return f"{value:{spec}}" if math.isfinite(value) else "-"
 
 
 PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what ~fits an 80 GB GPU at a 2k canvas
@@ -257,6 +264,9 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
         if key not in PLAN_DLLM_READS:
             raise PhasewiseError(f"{flag} does not apply with --dllm (give --isl/--osl; a dLLM plan ranks chips "
                                  "and batch caps of one-GPU instances)")
+    engines = [e for e in (params.get("engine") or "").split(",") if e.strip()]
+    if len(engines) > 1:  # one-GPU instances of one engine: several would be several rankings
+        raise PhasewiseError(f"--engine takes one engine with --dllm (got '{params.get('engine')}')")
     if len([p for p in (params.get("precisions") or "").split(",") if p.strip()]) > 1:
         raise PhasewiseError("--precisions takes one precision with --dllm (got "
                              f"'{params.get('precisions')}')")
@@ -291,6 +301,8 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
     else:
         from rich.table import Table
 
+        from phasewise.apps.simulate_view import ms_cell
+
         table = Table(title=f"dLLM {dllm} deployments ({decoding_words(dec.to_json())}) "
                             f"of {params['gpus']} GPU(s), ranked by "
                             f"{params.get('objective', 'goodput-per-gpu')} (TTFT = time to first block <= "
@@ -302,8 +314,8 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
         for i, r in enumerate(ranked, 1):
             s = r.strategy
             table.add_row(str(i), s.hardware, str(s.batch_cap), str(s.replicas), f"{r.goodput_rps:.2f}",
-                          f"{r.per_gpu_rps:.2f}", f"{r.requests_per_dollar:,.0f}", f"{r.ttft_p90_ms:.0f}",
-                          f"{r.tpot_p90_ms:.1f}", f"{r.e2e_mean_ms:.0f}", f"{r.busy_fraction:.0%}")
+                          f"{r.per_gpu_rps:.2f}", _cell(r.requests_per_dollar, ",.0f"), _cell(r.ttft_p90_ms, ".0f"),
+                          ms_cell(r.tpot_p90_ms), _cell(r.e2e_mean_ms, ".0f"), f"{r.busy_fraction:.0%}")
         fit_to_width(table, console.width, ("E2E mean ms", "busy", "req/$", "instances", "per GPU"))
         console.print(table)
         if dropped:

@@ -40,7 +40,8 @@ def render_online_training(console: Console, summary: dict[str, Any]) -> None:
         + f", {t['serving_time_lost_s']:.2f} s of serving time lost to the trainer.")
     if t.get("peak_over_reserved_bytes", 0.0) > 0:
         console.print(
-            f"  [yellow]A step held {t['peak_over_reserved_bytes'] / gib:.1f} GiB more than was reserved from the KV "
-            "cache (the activations of the tokens it recomputed: answers fed back, or recordings skipped); on a GPU "
+            f"  [yellow]A step, beside the recordings the buffer held, took {t['peak_over_reserved_bytes'] / gib:.1f} GiB "
+            "more than was reserved from the KV cache (the activations of the tokens it recomputed: answers fed back, "
+            "or recordings skipped); on a GPU "
             "it would not fit beside the KV cache: sample prompt only, fewer train_batch_tokens, or reuse "
             "recompute, whose reservation holds every activation.[/yellow]")

@@ -25,6 +25,7 @@ def run_train_reuse_validate(console, model: str, hardware: str, layers: int | N
                              as_json: bool) -> None:
     from rich.table import Table
 
+    from phasewise.apps.cli_measure import entry_words, uncalibrated_note
     from phasewise.measure.train_reuse import METRICS, train_reuse_summary, train_reuse_validate
 
     if quick:
@@ -35,7 +36,9 @@ def run_train_reuse_validate(console, model: str, hardware: str, layers: int | N
         points, info = train_reuse_validate(model, hardware, layers, hidden, method, quick, engine=engine,
                                             threads=threads, progress=lambda m: status.update(f"train-reuse: {m}"))
     stats = train_reuse_summary(points)
+    words = entry_words(hardware)
     if as_json:
+        info = {**info, "hardware_calibrated": words == "calibrated"}
         print(dumps({"info": info, "summary": stats, "points": [
             {"seqs": p.seqs, "tokens_per_seq": p.tokens_per_seq,
              "measured_ms": {m: p.measured_s[m] * 1e3 for m in METRICS},
@@ -70,6 +73,9 @@ def run_train_reuse_validate(console, model: str, hardware: str, layers: int | N
                       end_section=True)
     console.print(table)
     console.print(f"|error| of the two steps (recompute, reuse): median {stats['median_abs_error']:.1%}, worst "
-                  f"{stats['worst_abs_error']:.1%} calibrated; median {stats['unfitted_median_abs_error']:.1%}, worst "
+                  f"{stats['worst_abs_error']:.1%} {words}; median {stats['unfitted_median_abs_error']:.1%}, worst "
                   f"{stats['unfitted_worst_abs_error']:.1%} unfitted. Speedup error median "
                   f"{stats['speedup_median_abs_error']:.1%} (measuring took {info['measure_wall_s']:.0f} s)")
+    note = uncalibrated_note(hardware)
+    if note:
+        console.print(f"[yellow]note[/] {note}", highlight=False)

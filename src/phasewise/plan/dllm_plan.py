@@ -22,8 +22,9 @@ from phasewise.perf.cost import CostModel
 from phasewise.perf.dllm import DllmCost, memory_error
 from phasewise.sim.dllm import DllmRun, simulate_dllm
 from phasewise.sim.metrics import Slo, slo_met
-from phasewise.specs import ModelSpec, load_engine, load_hardware, load_model, load_quant
+from phasewise.specs import HardwareSpec, ModelSpec, QuantScheme, load_hardware, load_model, load_quant
 from phasewise.specs.dllm import DllmDecoding
+from phasewise.specs.engines import resolve_engine
 from phasewise.workload import ClosedLoop, LengthDist, open_loop
 
 OBJECTIVES = ("goodput-per-gpu", "goodput-per-dollar")
@@ -55,6 +56,27 @@ class DllmRanked:
                 "goodput_rps": self.goodput_rps, "goodput_rps_per_gpu": self.per_gpu_rps,
                 "requests_per_dollar": self.requests_per_dollar, "ttft_p90_ms": self.ttft_p90_ms,
                 "tpot_p90_ms": self.tpot_p90_ms, "e2e_mean_ms": self.e2e_mean_ms, "busy_fraction": self.busy_fraction}
+
+
+@dataclass(frozen=True, slots=True)
+class DllmInstance:
+    """One dLLM instance's engine, as simulate --dllm and plan --dllm both cost it (dllm_instance)."""
+    cost: CostModel  # its forwards, with the engine preset's profile as resolved for the chip
+    memory_fraction: float  # the share of GPU memory it may fill: --memory-fraction, else the engine's own
+    engine: str  # the profile's name, for the summary
+
+
+def dllm_instance(spec: ModelSpec, hw: HardwareSpec, quant: QuantScheme, engine: str, tp: int = 1,
+                  memory_fraction: float | None = None) -> DllmInstance:
+    """`engine` (a preset[@version], a profile key or file, as simulate's --engine) resolved for `hw` (specs/engines.py
+    resolve_engine: the preset's profile on this chip and its memory fraction); `memory_fraction` the deployment's
+    (None: the engine's default). The one place both simulate --dllm and plan --dllm turn --engine into a cost."""
+    if memory_fraction is not None and not 0 < memory_fraction <= 1:
+        raise PhasewiseError(f"--memory-fraction must be in (0, 1], the share of GPU memory the engine takes (got "
+                             f"{memory_fraction:g})")
+    config = resolve_engine(engine, hw, tp=tp)
+    return DllmInstance(CostModel(spec, hw, quant, config.profile, tp, 1), config.fraction(memory_fraction),
+                        config.profile.name)
 
 
 def diffusion_model(model: str) -> ModelSpec:
@@ -94,10 +116,11 @@ def attainment(run: DllmRun, slo_ttft_ms: float, slo_tpot_ms: float) -> float:
 def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, batch_caps: list[int], *,
               prompt: LengthDist, answer: LengthDist, slo_ttft_ms: float, slo_tpot_ms: float, target: float,
               engine: str = "hf-eager", precision: str | None = None, objective: str = "goodput-per-gpu",
-              requests: int = 200, seed: int = 0, memory_fraction: float = 0.9,
+              requests: int = 200, seed: int = 0, memory_fraction: float | None = None,
               left_out: list[tuple[str, int]] | None = None) -> list[DllmRanked]:
     """Every fitting (chip, batch cap) with `gpus` one-GPU replicas, best first by `objective`; the (chip, cap)
-    pairs whose batch does not fit are appended to `left_out` where given (the caller says so)."""
+    pairs whose batch does not fit are appended to `left_out` where given (the caller says so). `engine` and
+    `memory_fraction` (None: the engine's own) resolved per chip as simulate --dllm resolves them (dllm_instance)."""
     if objective not in OBJECTIVES:
         raise PhasewiseError(f"--objective '{objective}' is not one of {', '.join(OBJECTIVES)} with --dllm")
     if not 0 < target <= 1:
@@ -114,9 +137,10 @@ def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, bat
     out, refused = [], []
     for key in hardware:
         hw = load_hardware(key)
-        cost = DllmCost.of(CostModel(spec, hw, quant, load_engine(engine)))
+        instance = dllm_instance(spec, hw, quant, engine, memory_fraction=memory_fraction)
+        cost = DllmCost.of(instance.cost)
         for cap in batch_caps:
-            error = memory_error(cost.cm, dec, longest, cap, memory_fraction, "--batch-caps")
+            error = memory_error(cost.cm, dec, longest, cap, instance.memory_fraction, "--batch-caps")
             if error is not None:
                 refused.append(error)
                 if left_out is not None:
@@ -170,4 +194,5 @@ def _evaluate(dec: DllmDecoding, cost: DllmCost, strategy: DllmStrategy, prompt:
                       s["ttft_ms"]["p90"], s["tpot_ms"]["p90"], s["e2e_ms"]["mean"], s["instances"]["busy_fraction"])
 
 
-__all__ = ["DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths", "diffusion_model", "rank_dllm"]
+__all__ = ["DllmInstance", "DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths", "diffusion_model",
+           "dllm_instance", "rank_dllm"]

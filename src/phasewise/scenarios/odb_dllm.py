@@ -233,10 +233,10 @@ def run(setup: dict[str, Any]) -> Outcome:
             f"{hw}: {wide}-token forward vs {small}-token forward", "below the ridge a forward is memory-bound: "
             f"{wide} new tokens cost <= {FLAT_LIMIT}x {small} (the jump-share premise)", 1.0, ratio,
             (2.0 - FLAT_LIMIT, FLAT_LIMIT),
-            f"{ctx}-position context: {curve[small][0] * 1e3:.2f} ms vs {curve[wide][0] * 1e3:.2f} ms; "
-            f"{curve[small][1]:.0f} and {curve[wide][1]:.0f} FLOP/B; "
+            f"{ctx}-position context: {curve[wide][0] * 1e3:.2f} ms vs {curve[small][0] * 1e3:.2f} ms; "
+            f"{curve[wide][1]:.0f} and {curve[small][1]:.0f} FLOP/B; "
             + ridge_text(costs[hw], ctx, ridges[hw], (small, wide)) + knee
-            + host_floor(costs[hw], device[hw], curve, (small, wide))
+            + host_floor(costs[hw], device[hw], curve, (wide, small))
             + (f": it passes on the host floor alone, the device's {on_device:.2f}x being over the {FLAT_LIMIT}x "
                "limit" if ratio <= FLAT_LIMIT < on_device else "")))
     measured_chip = costs.get(setup["measured_forward_hardware"]) or cost_of(setup, setup["measured_forward_hardware"])
@@ -247,9 +247,9 @@ def run(setup: dict[str, Any]) -> Outcome:
             f"{hw}: {hi_lin}-token forward vs {lo_lin}-token forward",
             "above the ridge a forward is compute-bound: time scales linearly with new tokens", 2.0, lin,
             LINEAR_BAND,
-            f"{curve[lo_lin][0] * 1e3:.1f} ms vs {curve[hi_lin][0] * 1e3:.1f} ms "
-            f"({curve[lo_lin][1]:.0f} / {curve[hi_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
-            + host_floor(costs[hw], device[hw], curve, (lo_lin, hi_lin))
+            f"{curve[hi_lin][0] * 1e3:.1f} ms vs {curve[lo_lin][0] * 1e3:.1f} ms "
+            f"({curve[hi_lin][1]:.0f} / {curve[lo_lin][1]:.0f} FLOP/B); at {ctx} tokens {curve[ctx][0] * 1e3:.1f} ms"
+            + host_floor(costs[hw], device[hw], curve, (hi_lin, lo_lin))
             + forward_measured_text(forward_summary)))
     n = setup["requests"]
     per = {m: runs[m].summary()["per_request"] for m in order}
@@ -330,8 +330,9 @@ def device_cost(cost: DllmCost) -> DllmCost:
 def host_floor(cost: DllmCost, device: dict[int, float], curve: dict[int, tuple[float, float]],
                sizes: tuple[int, int]) -> str:
     """Where the engine's host sets a forward's pace (its eager dispatch above the device's time): the forwards of
-    `sizes` as run against the device's time alone, and the ratio on the device alone; "" where neither is."""
-    small, wide = sizes
+    `sizes` (wide, small: the check's title's order) as run against the device's time alone, and the ratio on the
+    device alone; "" where neither is."""
+    wide, small = sizes
     if all(curve[n][0] <= 1.02 * device[n] for n in sizes):
         return ""
     cm = cost.cm
@@ -339,8 +340,8 @@ def host_floor(cost: DllmCost, device: dict[int, float], curve: dict[int, tuple[
     kernels = sum(op.dispatch_s for op in per_layer) / cm.layers_per_stage / cm.eager_launch_s
     return (f". Host-bound: {cm.engine.name} dispatches its kernels one by one, a layer's ~{kernels:.0f} "
             f"(engines.yaml) at {cm.eager_launch_s * 1e6:.0f} us each, "
-            f"{curve[small][0] * 1e3:.1f} / {curve[wide][0] * 1e3:.1f} ms against the device's "
-            f"{device[small] * 1e3:.1f} / {device[wide] * 1e3:.1f} ms; on the device alone "
+            f"{curve[wide][0] * 1e3:.1f} / {curve[small][0] * 1e3:.1f} ms against the device's "
+            f"{device[wide] * 1e3:.1f} / {device[small] * 1e3:.1f} ms; on the device alone "
             f"{device[wide] / device[small]:.2f}x")
 
 

@@ -21,10 +21,13 @@
             holds none (everything crosses the link to the trainer's own GPU). Tokens not recorded (answers,
             cached prefixes, requests not recorded) cost the trainer their layers' forward (their share of the
             batch: perf/training.py reused_share), are not reloaded, and hold their activations until backward;
-  memory    the trainer's resident bytes (trained parameters' grads and optimizer state, and the activations its
-            step holds at once: a whole batch for recompute, the recording buffer for keep, the kept layers'
-            buffer or the reload window, the larger, for offload) are taken from the KV cache at start: fewer KV
-            blocks;
+  memory    the trainer's resident bytes (trained parameters' grads and optimizer state, and the activations held at
+            once: the recording buffer (keep; offload's kept layers) plus what a fully recorded batch's step holds
+            beyond its recordings (the head's saved input and fp32 log-probs; recompute: the whole batch; offload:
+            the reload window's layers beyond the kept ones)) are taken from the KV cache at start: fewer KV blocks.
+            The peak reported is what was resident together: the buffer's recordings (other requests' among them)
+            plus the step in flight's activations that are not its recordings there (a partly recorded batch's
+            recomputed tokens', held until backward);
   sharing   time-slice: a step holds the GPU between serving iterations (serving waits), alternating with them
             when both have work; sm-partition: the trainer runs beside serving on `trainer_sm_share` of the SMs
             (MPS-style), its step time divided by the share, serving iterations launched meanwhile divided by
@@ -174,6 +177,8 @@ class Lane:
     #                                    layers'; placement separate: none); the rest crosses the host link
     recorded: dict = field(default_factory=dict)  # request id -> Recording (None: not recorded, no buffer room)
     held_bytes: float = 0.0  # keep / offload's kept layers: recordings on the GPU (per GPU)
+    step_bytes: float = 0.0  # the step in flight's activations beside the buffer (its peak less its recordings in
+    #                          it: the head's, the recomputed tokens'); 0 between steps
     training: bool = False  # a step in flight
     trained_last: bool = False  # time-slice: the last turn was the trainer's
 
@@ -254,7 +259,9 @@ class OnlineTrainer:
         """(bytes the trainer holds per GPU, its record buffer's, the KV blocks they take, its activations')."""
         nominal = self._nominal(inst)  # (perf/training.py's bytes are one GPU's)
         buffer = self.config.record_buffer_batches * nominal.held_bytes  # keep, offload's kept layers (else 0)
-        activations = max(buffer, nominal.peak_activation_bytes)
+        # the buffer, and beside it what a fully recorded batch's step holds beyond its recordings (which sit in the
+        # buffer): the head's saved input and fp32 log-probs (recompute: the whole batch, no buffer)
+        activations = buffer + nominal.peak_activation_bytes - nominal.held_bytes
         reserved = nominal.weight_state_bytes + activations
         kv_token_bytes = kv_bytes_per_token(inst.model, inst.cost.quant, inst.group.tp, inst.group.pp)
         return reserved, buffer, math.ceil(reserved / (kv_token_bytes * inst.kv.block_size)), activations
@@ -368,7 +375,11 @@ class OnlineTrainer:
         self.backward_s += step.backward_s
         self.optimizer_s += step.optimizer_s
         self.reload_s += step.reload_s
-        self.peak_activation_bytes = max(self.peak_activation_bytes, step.peak_activation_bytes, lane.held_bytes)
+        # resident beside the buffer (which holds the batch's recordings and other requests'): the step's activations
+        # less its own recordings already counted there
+        own = min(step.held_bytes, sum(s.held_bytes for s in batch))
+        lane.step_bytes = step.peak_activation_bytes - own
+        self._resident(lane)
         if self.trained_ids is not None:
             for s in batch:
                 if s.id in self.trained_ids:
@@ -379,8 +390,14 @@ class OnlineTrainer:
             inst.poke()  # serving's next iteration runs on the remaining SMs
         return duration
 
+    def _resident(self, lane: Lane) -> None:
+        """The activation bytes on the lane's GPU now (the buffer's recordings and the step in flight's others) into
+        the peak."""
+        self.peak_activation_bytes = max(self.peak_activation_bytes, lane.held_bytes + lane.step_bytes)
+
     def _end(self, lane: Lane, batch: list[Sample]) -> None:
         lane.training = False
+        lane.step_bytes = 0.0
         lane.held_bytes -= sum(s.held_bytes for s in batch)  # keep: the batch's recordings are consumed
         self.last_end_s = self.loop.now
         if self.separate:
@@ -410,6 +427,7 @@ class OnlineTrainer:
                         continue
                     lane.held_bytes += need
                     self.peak_held_bytes = max(self.peak_held_bytes, lane.held_bytes)
+                    self._resident(lane)  # beside a step in flight (sm-partition) too
                     lane.recorded[req.id] = Recording(req.prefilled, req.prefilled, held_bytes=need)
                 recording = lane.recorded[req.id]
                 if recording is None:
@@ -470,7 +488,8 @@ class OnlineTrainer:
             "step_s": {"forward": self.forward_s, "backward": self.backward_s,
                        "optimizer": self.optimizer_s, "reload": self.reload_s},
             "forward_share": self.forward_s / step_s if step_s else 0.0,
-            # per GPU: the trained parameters' state plus the most activations a step (or keep's buffer) held
+            # per GPU: the trained parameters' state plus the most activations resident at once (the buffer's
+            # recordings and the step in flight's others: its head's, its recomputed tokens')
             "weight_state_bytes": weight_state, "peak_activation_bytes": self.peak_activation_bytes,
             "peak_training_bytes": weight_state + self.peak_activation_bytes,
             "reserved_bytes": next(iter(self.lanes.values())).reserved_bytes,
