@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from phasewise.errors import PhasewiseError, pydantic_message
+from phasewise.perf.estimate import estimate
 from phasewise.specs import load_model
 
 
@@ -280,6 +281,14 @@ def lengths_within_context(scenario: str, model: str, prompt_tokens: float, outp
         also = f" (or the {beyond:,} of the paper's setup, its Param's source)" if beyond > context else ""
         raise PhasewiseError(f"reproduce {scenario}: {keys} = {total:g} exceed the {context:,}-token context of "
                              f"{model}{also}")
+
+
+def memory_refusal(model: str, hardware: str, **sizes: Any) -> str | None:
+    """Why `model` does not fit on one `hardware` at `sizes` (estimate's keywords: tp, precision, engine, batch,
+    prompt_len, ...) as `phasewise estimate` sizes it (MemoryFit.reason), or None where it fits: the one memory check
+    the scenarios' setups run before anything else."""
+    fit = estimate(model, hardware, **sizes).memory
+    return None if fit.fits else fit.reason()
 
 
 def autoregressive(scenario: str, key: str, models: str | list[str]) -> None:

@@ -25,6 +25,8 @@ from phasewise.scenarios.base import (
     autoregressive,
     check_with,
     lengths_within_context,
+    memory_refusal,
+    setup_error,
 )
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 
@@ -67,7 +69,7 @@ SETUP = {
 
 def validate(setup: dict[str, Any]) -> None:
     """Before anything runs: both schemes' tensor paths on the chip (HardwareSpec.peak's own check, as QuantScheme.on
-    picks the path), and the sequences within each model's context."""
+    picks the path), the sequences within each model's context, and each model in the chip's memory."""
     autoregressive("fireq", "model", setup["model"])
     hardware = load_hardware(setup["hardware"])
     for key in ("fireq", "qserve"):
@@ -79,6 +81,17 @@ def validate(setup: dict[str, Any]) -> None:
                              "--precision": key}, path_exists)
     lengths_within_context("fireq", setup["model"], setup["seq_len"], keys="seq_len")
     lengths_within_context("fireq", setup["fit_model"], setup["fit_seq_len"], keys="fit_seq_len")
+    # each model's weights and its benchmark's KV on one chip under either scheme, as `phasewise estimate` sizes them
+    for model, batch, seq_len in (("model", "batch", "seq_len"), ("fit_model", "fit_batch", "fit_seq_len")):
+        for key in ("fireq", "qserve"):
+            why = memory_refusal(setup[model], setup["hardware"], precision=setup[key], engine=setup["engine"],
+                                 batch=setup[batch], prompt_len=setup[seq_len])
+            if why is not None:
+                raise setup_error("fireq", f"{model}, {key}, hardware",
+                                  f"{setup[model]} in {setup[key]} does not fit one '{setup['hardware']}': "
+                                  f"{why} ({setup[batch]} x {setup[seq_len]:,} tokens, as `phasewise "
+                                  "estimate` sizes it); FireQ's benchmarks run one GPU: a smaller model, or a chip "
+                                  "with more memory")
 
 
 def prefill_shape(batch: int, seq_len: int, all_logits: bool) -> BatchShape:

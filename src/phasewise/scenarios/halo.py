@@ -26,12 +26,14 @@ from phasewise.scenarios.base import (
     autoregressive,
     check_with,
     lengths_within_context,
+    memory_refusal,
     setup_error,
 )
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
 from phasewise.specs.mappings import load_mapping
 
 BASELINES = ("all-cid", "attacc", "all-cim")
+ENGINE = "ideal"  # device time only: the chip has no host engine to model
 # The paper's figures (HALO abstract, PAPERS.md section 3) and the band of the geomean checks (PAPERS.md HALO-1), fixed
 # before the first run: not setup (SCENARIOS.md: no figure is typed in to make a check pass)
 PAPER_SPEEDUP_ATTACC = 18.0  # up to 18x geomean speedup over AttAcc
@@ -83,7 +85,8 @@ GRID_LONGEST = max(SETUP["prompts"].value) + max(SETUP["outputs"].value)
 
 def validate(setup: dict[str, Any]) -> None:
     """The setup's values together, before anything runs: the chip's CiD multiple, the KV dtype, every request within
-    each model's context (or the paper's grid's longest), and the grid within the run's bound."""
+    each model's context (or the paper's grid's longest), each model in the chip's memory, and the grid within the
+    run's bound."""
     autoregressive("halo", "models", setup["models"])
     k = setup["cid_internal_multiple"]
     if 0 < k < 1:
@@ -95,6 +98,16 @@ def validate(setup: dict[str, Any]) -> None:
                                keys="prompts + outputs (the longest)", beyond=GRID_LONGEST)
     lengths_within_context("halo", setup["models"][0], setup["breakdown_prompt"], setup["breakdown_output"],
                            keys="breakdown_prompt + breakdown_output", beyond=GRID_LONGEST)
+    longest = max(max(setup["prompts"]) + max(setup["outputs"]), setup["breakdown_prompt"] + setup["breakdown_output"])
+    for model in setup["models"]:  # each model's weights and a batch of the longest request's KV in the chip's memory
+        why = memory_refusal(model, setup["hardware"], precision=setup["precision"], kv_dtype=setup["kv_dtype"],
+                             engine=ENGINE, batch=setup["batch"], prompt_len=max(setup["prompts"]),
+                             context_len=longest)
+        if why is not None:
+            raise setup_error("halo", "models, precision, hardware",
+                              f"{model} in {setup['precision']} does not fit '{setup['hardware']}': {why} "
+                              f"(batch {setup['batch']} of the longest request, {longest:,} tokens, as `phasewise "
+                              "estimate` sizes it); a smaller model or precision, or a chip with more memory")
     evaluations = len(setup["models"]) * len(setup["prompts"]) * len(setup["outputs"]) * setup["decode_samples"]
     if evaluations > MAX_EVALUATIONS:
         raise setup_error("halo", "models, prompts, outputs, decode_samples",
@@ -126,7 +139,7 @@ def chip(setup: dict[str, Any], write_scale: float = 1.0):
 def sweep(setup: dict[str, Any], hw) -> dict[tuple[str, int, int], dict[str, RequestCost]]:
     """(model, prompt, output) -> mapping -> the request's cost."""
     quant = load_quant(setup["precision"], setup["kv_dtype"])
-    engine = load_engine("ideal")  # device time only: the chip has no host engine to model
+    engine = load_engine(ENGINE)
     mappings = {name: load_mapping(name) for name in (setup["mapping"], *BASELINES)}
     out: dict[tuple[str, int, int], dict[str, RequestCost]] = {}
     for model_name in setup["models"]:

@@ -30,11 +30,20 @@ from phasewise.perf.fit import roofline_cost
 from phasewise.plan import run_all
 from phasewise.plan.goodput import WorkloadSpec, capacity_estimate, evaluate
 from phasewise.plan.strategies import PlanOptions, enumerate_strategies
-from phasewise.scenarios.base import Check, Outcome, Param, Scenario, autoregressive, check_with, lengths_within_context
+from phasewise.scenarios.base import (
+    Check,
+    Outcome,
+    Param,
+    Scenario,
+    autoregressive,
+    check_with,
+    lengths_within_context,
+    memory_refusal,
+    setup_error,
+)
 from phasewise.sim import Slo
 from phasewise.specs import load_engine, load_hardware, load_model, load_quant
-from phasewise.specs.catalog import packaged
-from phasewise.specs.chip_cost import chip_cost
+from phasewise.specs.chip_cost import chip_cost, parts_entry
 from phasewise.specs.engines import resolve_engine
 from phasewise.specs.parts import chip_constants
 from phasewise.workload import load_trace
@@ -99,6 +108,49 @@ def validate(setup: dict[str, Any]) -> None:
     check_with("spad", {"--tp": "--set tp", "--precision": "--set precision"},
                lambda: CostModel(load_model(setup["model"]), load_hardware(setup["h100"]),
                                  load_quant(setup["precision"]), load_engine(setup["engine"]), setup["tp"], 1))
+    for key in CHIPS:  # their cost, TDP and GEMM tiling come from their parts
+        if load_hardware(setup[key]).parts is None:
+            raise setup_error("spad", key, f"needs a chip built from parts ('{setup[key]}' has none: `parts:` in its "
+                                           "YAML, specs/parts.py)")
+    variant_memory(load_hardware(setup["prefill_chip"]), setup["prefill_memory"])
+    fits_every_chip(setup)
+
+
+# the setup keys of the three chips, as the checks name them
+CHIPS = {"h100": "the H100 model", "prefill_chip": "the Prefill Chip", "decode_chip": "the Decode Chip"}
+
+
+def chip_refusal(setup: dict[str, Any], tp: int, chip: str) -> str | None:
+    """Why `chip` cannot hold the setup's model at `tp` (MemoryFit.reason), or None: its weights and the KV of one
+    request of the longest prompt (the longest decode context where longer) as `phasewise estimate` sizes them (perf's
+    memory fit under the engine's memory fraction and start-up profile batch; the planner's disaggregated unit needs
+    as much: phase_unit)."""
+    return memory_refusal(setup["model"], chip, tp=tp, precision=setup["precision"], engine=setup["engine"],
+                          prompt_len=max(setup["prompts"]), context_len=max(setup["decode_contexts"]))
+
+
+def fits_every_chip(setup: dict[str, Any]) -> None:
+    """Before anything runs: a one-line error naming the --set keys where a chip cannot hold the model at the setup's
+    TP and precision (chip_refusal), with the TP degrees within a node at which every chip holds it."""
+    refused = next(((key, why) for key in CHIPS if (why := chip_refusal(setup, setup["tp"], setup[key]))), None)
+    if refused is None:
+        return
+    key, why = refused
+    node = load_hardware(setup["h100"]).interconnect.gpus_per_node
+    holding = []
+    for tp in (2 ** i for i in range(node.bit_length())):
+        try:
+            if not any(chip_refusal(setup, tp, setup[chip]) for chip in CHIPS):
+                holding.append(tp)
+        except PhasewiseError:  # a TP the model's heads do not divide
+            continue
+    hint = (f"every chip holds it at tp {', '.join(map(str, holding))}" if holding else
+            f"no tp up to a node's {node} holds it on every chip: a smaller precision or model")
+    tokens = max(max(setup["prompts"]), max(setup["decode_contexts"]))
+    raise setup_error("spad", f"model, precision, tp, {key}",
+                      f"{setup['model']} in {setup['precision']} at TP{setup['tp']} does not fit {CHIPS[key]} "
+                      f"'{setup[key]}': {why} (one request of {tokens:,} tokens, as `phasewise estimate` sizes it); "
+                      f"{hint}")
 
 
 def peak_path(paths: dict[str, str]) -> str:
@@ -124,20 +176,32 @@ REALLOCATED_COST = ([0.57, 0.89], (0.57, 0.89))  # paper -11 % to -43 % after re
 
 
 def prefill_variant(name: str, memory_type: str, folder: Path) -> str:
-    """The Prefill Chip's catalog entry with another memory type of the same bandwidth and capacity, as a hardware
-    YAML path (its own key if unchanged)."""
-    entry = packaged("hardware_specs.yaml")["hardware"].get(name)
-    if entry is None or "parts" not in entry or entry["parts"]["memory"]["type"] == memory_type:
+    """The Prefill Chip (`name`: a catalog key, alias or file, a chip built from parts) with another memory type of the
+    same bandwidth and capacity (specs/parts.py Memory.of_type), as a hardware YAML path in `folder`, its memory's
+    source the new memory's; `name` itself where its memory is already of that type."""
+    hw = load_hardware(name)
+    if hw.parts is None or hw.parts.memory.type == memory_type:  # (validate refuses a chip without parts)
         return name
+    memory = variant_memory(hw, memory_type)
     kind = chip_constants()["memory_types"][memory_type]
-    memory = dict(entry["parts"]["memory"])
-    unit, bits_per_s = kind["interface_unit_bits"], memory["interface_bits"] * memory["gbps_per_pin"]
-    interface_bits = math.ceil(bits_per_s / kind["max_gbps_per_pin"] / unit) * unit
-    memory.update(type=memory_type, interface_bits=interface_bits, gbps_per_pin=bits_per_s / interface_bits)
-    variant = dict(entry, parts=dict(entry["parts"], memory=memory), name=f"{entry['name']} with {memory_type}")
-    path = folder / f"{name}-{memory_type}.yaml"
-    path.write_text(yaml.safe_dump({"hardware": {f"{name}-{memory_type.lower()}": variant}}))
+    entry = parts_entry(hw)
+    source = (f"{memory_type} in place of the chip's {hw.parts.memory.type} (reproduce spad --set prefill_memory): "
+              f"its {memory.bandwidth_bytes_per_s / 1e9:,.0f} GB/s and {memory.capacity_bytes / 2 ** 30:,.0f} GiB kept "
+              f"over {memory.units} {kind['unit_name']}{'s' if memory.units > 1 else ''} ({memory.interface_bits} "
+              f"bits at {memory.gbps_per_pin:.3g} Gb/s; chip_parts.yaml {memory_type} max_gbps_per_pin: "
+              f"{kind['sources']['max_gbps_per_pin']})")
+    variant = dict(entry, parts=dict(entry["parts"], memory=memory.model_dump()), name=f"{hw.name} with {memory_type}",
+                   sources={**entry.get("sources", {}), "memory": source})
+    path = folder / f"prefill-chip-{memory_type}.yaml"
+    path.write_text(yaml.safe_dump({"hardware": {f"{hw.key}-{memory_type.lower()}": variant}}))
     return str(path)
+
+
+def variant_memory(hw, memory_type: str):
+    """The Prefill Chip's memory as `memory_type` (specs/parts.py Memory.of_type: its bandwidth and capacity kept); a
+    one-line error naming --set prefill_memory where the type's units cannot hold the capacity."""
+    return hw.parts.memory.of_type(memory_type, f"reproduce spad: --set prefill_memory={memory_type} on prefill_chip "
+                                                f"'{hw.key}'")
 
 
 def chip_table(chips: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -200,8 +264,12 @@ def phase_unit(setup: dict[str, Any], chip: str, phase: str, helpers: int):
                        precisions=(setup["precision"],),
                        prefill_hardware=(chip if phase == "prefill" else setup["h100"],),
                        decode_hardware=(chip if phase == "decode" else setup["h100"],))
-    strategies, _ = enumerate_strategies(setup["model"], setup["h100"], tp * (1 + helpers), opts)
-    unit = next(s for s in strategies if s.kind == "disaggregated")
+    strategies, pruned = enumerate_strategies(setup["model"], setup["h100"], tp * (1 + helpers), opts)
+    unit = next((s for s in strategies if s.kind == "disaggregated"), None)
+    if unit is None:  # what validate's memory check (fits_every_chip) let through, in the planner's words
+        why = "; ".join(line for line in pruned if line.startswith("disaggregated"))
+        raise setup_error("spad", "model, precision, tp", f"the planner finds no disaggregated unit of one TP{tp} "
+                          f"{phase} instance on '{chip}': {why or 'no strategy of that kind'}")
     knobs = h100_engine_knobs(setup, chip, phase)
     if not knobs:
         return unit
@@ -311,10 +379,6 @@ def run(setup: dict[str, Any]) -> Outcome:
 
 
 def _run(setup: dict[str, Any], chips: dict[str, str]) -> Outcome:
-    for role, name in chips.items():
-        if load_hardware(name).parts is None:
-            key = {"h100": "h100", "prefill": "prefill_chip", "decode": "decode_chip"}[role]
-            raise PhasewiseError(f"reproduce spad: --set {key} needs a chip built from parts ('{name}' has none)")
     table = chip_table(chips)
     usd = {role: info["cost"].total_usd for role, info in table.items()}
     tdp = {role: info["hw"].tdp_w for role, info in table.items()}

@@ -185,6 +185,18 @@ def fill_from_parts(entry: dict[str, Any], where: str) -> dict[str, Any]:
     return {**derived, "price_per_hour_usd": 0.0, **entry, "parts": parts}
 
 
+def parts_entry(hardware: Any) -> dict[str, Any]:
+    """A chip built from parts as a hardware file's entry (`hardware: {key: entry}`, its efficiencies resolved), less
+    the figures its parts determine (those fill_from_parts fills or checks: derived_figures, tdp_w, idle_w), so that a
+    copy with other parts derives its own; a one-line error for a chip without parts."""
+    parts = getattr(hardware, "parts", None)
+    if parts is None:
+        raise PhasewiseError(f"hardware '{hardware.key}' has no parts: only a chip built from parts (`parts:` in its "
+                             "YAML) can take other parts")
+    derived = {"key", *derived_figures(parts), "tdp_w", "idle_w"}
+    return hardware.model_dump(mode="json", exclude=derived, exclude_none=True)
+
+
 def check_links(parts: ChipParts, per_direction: float, pcie_bytes_per_s: float, where: str) -> None:
     """One line where the intra-node bandwidth (bytes/s each way) is more than the chip's links carry: parts.links x
     one link's rate (chip_parts.yaml links), or with no links, more than its PCIe host link (the node's GPUs then meet

@@ -4,6 +4,7 @@ belongs (check_figures), an entry with neither parts nor the figures they would 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from phasewise.errors import PhasewiseError
@@ -15,7 +16,12 @@ from phasewise.specs.parts import ChipParts
 # at or below the Intel 8086 (1978; Intel's 8086 datasheet: a 5 MHz clock, a 20-bit address bus reaching 1 MiB, a
 # 16-bit bus cycle of 4 clocks: 2.5 MB/s; no floating point, its 8087 coprocessor some 50 kFLOP/s), which no LLM
 # runs on. The ceiling on memory: 1e18 bytes (an exabyte), ~800x the most memory attached to one accelerator
-# (Cerebras CS-3 with MemoryX: up to 1.2 PB, Cerebras' CS-3 announcement, March 2024).
+# (Cerebras CS-3 with MemoryX: up to 1.2 PB, Cerebras' CS-3 announcement, March 2024). The ceiling on a clock: 10 GHz,
+# above any clock silicon has run (the HWBot-validated overclocking record, under liquid helium: 9,130.33 MHz, an
+# Intel Core i9-14900KF, 2025, hardwareluxx.de news 66900; an accelerator's arrays clock at 1-2 GHz: H100 SXM's
+# boost 1.98 GHz, NVIDIA's H100 datasheet): 1e15 for 1 GHz would be a chip of a million times the power. A
+# substrate's bandwidths and FLOP/s (specs/substrates.py) have the same floors (a substrate's `[i]` reads `[*]`);
+# those reading the chip's DRAM are at most its own memory bandwidth (substrates.py check_dram_readers).
 _FIGURE_RANGES = {  # field path: (floor, ceiling, unit, an example of the unit slip)
     "memory_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "3.35 TB/s is 3.35e12"),
     "interconnect.intra_node_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "450 GB/s is 450e9"),
@@ -23,9 +29,14 @@ _FIGURE_RANGES = {  # field path: (floor, ceiling, unit, an example of the unit 
     "interconnect.pcie_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "64 GB/s is 64e9"),
     "memory_capacity_bytes": (2**20, 1e18, "bytes", "80 GB is 80e9"),
     "parts.memory.capacity_bytes": (2**20, 1e18, "bytes", "64 GB is 64e9"),
-    "parts.compute.clock_hz": (1e6, math.inf, "Hz", "1.776 GHz is 1.776e9"),
+    "parts.compute.clock_hz": (1e6, 1e10, "Hz", "1.776 GHz is 1.776e9"),
     "vector_flops": (1e6, math.inf, "FLOP/s", "67 TFLOP/s is 67e12"),
     "peak_flops.*": (1e6, math.inf, "FLOP/s", "989 TFLOP/s is 989e12"),  # each dtype's; 0: no such path
+    "substrates[*].flops_per_s": (1e6, math.inf, "FLOP/s", "52 TFLOP/s is 52e12"),
+    "substrates[*].memory_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "3.28 TB/s is 3.28e12"),
+    "substrates[*].external_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "3.28 TB/s is 3.28e12"),
+    "substrates[*].weight_source_bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "3.28 TB/s is 3.28e12"),
+    "substrates[*].port.bandwidth_bytes_per_s": (1e6, math.inf, "bytes/s", "2 TB/s is 2e12"),
 }
 
 
@@ -50,7 +61,8 @@ def check_figures(entry: dict[str, Any], where: str) -> None:
         if isinstance(value, list):
             stack.extend((f"{field}[{i}]", item) for i, item in enumerate(value))
             continue
-        limits = _FIGURE_RANGES.get("peak_flops.*" if field.startswith("peak_flops.") else field)
+        limits = _FIGURE_RANGES.get("peak_flops.*" if field.startswith("peak_flops.") else
+                                    re.sub(r"\[\d+\]", "[*]", field))
         if limits is None or not isinstance(value, (int, float)):
             continue
         floor, ceiling, unit, example = limits

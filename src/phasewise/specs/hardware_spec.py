@@ -10,9 +10,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from phasewise.errors import PhasewiseError
+from phasewise.specs.catalog import packaged
 from phasewise.specs.chip_cost import work_energy
 from phasewise.specs.parts import COMPUTE_DTYPES, ChipParts
-from phasewise.specs.substrates import Substrate, check_unique_names
+from phasewise.specs.substrates import Substrate, check_dram_readers, check_unique_names
 
 # The keys of an entry's peak_flops: the compute dtypes, and tf32 (a GPU's TF32 tensor peak, which IEEE fp32 GEMMs do
 # not run at: HardwareSpec.peak)
@@ -190,6 +191,28 @@ class HardwareSpec(BaseModel):
     @classmethod
     def _unique_substrates(cls, value: tuple[Substrate, ...]) -> tuple[Substrate, ...]:
         return check_unique_names(value)
+
+    @model_validator(mode="after")
+    def _parts_tile_their_gemms(self) -> HardwareSpec:
+        """A chip from parts: each GEMM's efficiency is how it tiles onto the arrays (perf/tiling.py) times
+        gemm_efficiency_max, so a GEMM curve or half rows of its own would be read by nothing: refused, but for the
+        class default `phasewise hardware KEY --yaml` writes (the kind's, efficiency.yaml)."""
+        if self.parts is None:
+            return self
+        why = ("a chip from parts takes its GEMM efficiency from how each GEMM tiles onto parts.compute's arrays "
+               "(perf/tiling.py) times efficiency.gemm_efficiency_max")
+        if self.efficiency.gemm_efficiency_curve:
+            raise ValueError(f"efficiency.gemm_efficiency_curve is not used: {why}; remove it")
+        default = packaged("efficiency.yaml")["defaults"][self.kind]["gemm_half_rows"]
+        if self.efficiency.gemm_half_rows != default:
+            raise ValueError(f"efficiency.gemm_half_rows {self.efficiency.gemm_half_rows:g} is not used: {why}; remove "
+                             f"it (or keep the {self.kind} class default {default:g})")
+        return self
+
+    @model_validator(mode="after")
+    def _substrates_within_the_memory(self) -> HardwareSpec:
+        check_dram_readers(self.substrates, self.memory_bandwidth_bytes_per_s)
+        return self
 
     @model_validator(mode="after")
     def _idle_within_tdp(self) -> HardwareSpec:

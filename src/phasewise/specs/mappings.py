@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from phasewise.errors import PhasewiseError, pydantic_message, unknown_name
+from phasewise.errors import PhasewiseError, unknown_name
 from phasewise.specs.catalog import looks_like_path, packaged, read_user_file
 from phasewise.specs.hardware import HardwareSpec
+from phasewise.specs.hardware_errors import spec_message
 from phasewise.specs.substrates import SUBSTRATE_KINDS, Substrate
 
 # in the order a layer runs them (embedding first, lm_head last)
@@ -45,8 +46,8 @@ def build_mapping(name: str, entry: Any, where: str) -> Mapping:
         raise PhasewiseError(f"{where}: a mapping must be a mapping of prefill/decode tables")
     try:
         mapping = Mapping(name=name, **entry)
-    except ValidationError as exc:
-        raise pydantic_message(where, exc) from None
+    except ValidationError as exc:  # an unknown key with the keys allowed, as a hardware or parts file's
+        raise spec_message(where, exc, Mapping) from None
     except TypeError as exc:
         raise PhasewiseError(f"{where}: {exc}") from None
     for phase in PHASES:

@@ -13,6 +13,7 @@ Constants per memory type and process node: specs/data/chip_parts.yaml.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -143,6 +144,21 @@ class Memory(BaseModel):
     def units(self) -> int:
         """PHY / controller units (HBM stacks, GDDR devices' channels)."""
         return self.interface_bits // self.constants["interface_unit_bits"]
+
+    def of_type(self, memory_type: str, where: str) -> Memory:
+        """This memory's bandwidth and capacity in another type (chip_parts.yaml memory_types): the bus widened to
+        whole units of the type at its fastest pin rate, the pins then slowed to carry this bandwidth exactly; a
+        one-line error (`where`) for a type not known or a capacity its units cannot hold."""
+        try:
+            kind = chip_constants()["memory_types"][known_constant("memory_types", memory_type, "memory type")]
+            unit, bits_per_s = kind["interface_unit_bits"], self.interface_bits * self.gbps_per_pin
+            interface_bits = math.ceil(bits_per_s / kind["max_gbps_per_pin"] / unit) * unit
+            return Memory(type=memory_type, interface_bits=interface_bits, gbps_per_pin=bits_per_s / interface_bits,
+                          capacity_bytes=self.capacity_bytes)
+        except ValidationError as exc:
+            raise spec_message(where, exc, Memory, "parts.memory") from None
+        except ValueError as exc:
+            raise PhasewiseError(f"{where}: parts.memory.type: {exc}") from None
 
 
 class ChipParts(BaseModel):

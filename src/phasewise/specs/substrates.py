@@ -133,3 +133,23 @@ def check_unique_names(substrates: tuple[Substrate, ...]) -> tuple[Substrate, ..
             raise ValueError(f"two substrates are named '{part.name}'")
         seen.add(part.name)
     return substrates
+
+
+# Each substrate's field for the bandwidth at which it reads the chip's DRAM (a digital unit's operands, a CiD's
+# interface, the DRAM a CiM is programmed from): one DRAM, so none above the chip's memory bandwidth
+DRAM_READS = {"digital": "memory_bandwidth_bytes_per_s", "cid": "external_bandwidth_bytes_per_s",
+              "cim": "weight_source_bandwidth_bytes_per_s"}
+
+
+def check_dram_readers(substrates: tuple[Substrate, ...], memory_bandwidth_bytes_per_s: float) -> None:
+    """A substrate reading the chip's DRAM faster than the chip's own memory bandwidth is a unit slip (1e13 for a
+    3.28e12 HBM), not a chip: a ValueError naming the substrate, its field and the chip's figure. A CiD's banks
+    read faster inside the DRAM (internal_bandwidth_multiple), not over its interface."""
+    for i, part in enumerate(substrates):
+        field = DRAM_READS[part.kind]
+        value = getattr(part, field)
+        if value > memory_bandwidth_bytes_per_s * (1 + 1e-9):
+            inside = " (a CiD's faster bank reads are its internal_bandwidth_multiple)" if part.kind == "cid" else ""
+            raise ValueError(f"substrates[{i}].{field} ({part.kind} '{part.name}') is {value:.4g} bytes/s, above the "
+                             f"chip's memory_bandwidth_bytes_per_s {memory_bandwidth_bytes_per_s:.4g}, the DRAM it "
+                             f"reads{inside}: a unit slip? (3.28 TB/s is 3.28e12)")
