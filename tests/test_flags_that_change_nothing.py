@@ -105,7 +105,8 @@ def test_the_switched_knobs_run_with_their_switch_and_batch_waiting_without_atte
     assert delayed.prefill_delayer == 5
     with pytest.raises(PhasewiseError, match="--batch-wait-timeout-iters is TensorRT-LLM's batch waiting without"):
         resolve_engine("trtllm", hw, {"batch_wait_timeout_iters": 8}, attention_dp=4)
-    assert resolve_engine("trtllm", hw, {"batch_wait_timeout_iters": 8}).batch_wait == (8, 0.0)
+    both = {"batch_wait_timeout_iters": 8, "batch_wait_max_tokens_ratio": 0.5}  # either alone never waits
+    assert resolve_engine("trtllm", hw, both).batch_wait == (8, 0.5)
 
 
 def test_the_cli_names_the_switch(run_cli):

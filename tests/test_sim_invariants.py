@@ -37,9 +37,10 @@ def engine_fields(draw, max_new_tokens: int) -> dict:
                     scheduler_recv_interval=draw(st.sampled_from([1, 1, 4, 30])))  # 1: read every iteration
     return dict(engine=engine, max_batch_size=seqs, max_num_tokens=budget,
                 enable_chunked_prefill=draw(st.booleans()),
-                # TensorRT-LLM's batch waiting (sim/context_wait.py): off, or holding prompts beside decodes
-                batch_wait_timeout_iters=draw(st.sampled_from([0, 0, 5, 40])),
-                batch_wait_max_tokens_ratio=draw(st.sampled_from([0.0, 0.3])))
+                # TensorRT-LLM's batch waiting (sim/context_wait.py): off, or holding prompts beside decodes (it
+                # waits only with both knobs above 0: specs/engine_knob_checks.py refuses either alone)
+                **dict(zip(("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio"),
+                           draw(st.sampled_from([(0, 0.0), (0, 0.0), (5, 0.3), (40, 0.3)])))))
 
 
 @st.composite

@@ -7,6 +7,7 @@ import math
 import re
 import socket
 import time
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
@@ -264,6 +265,8 @@ def serve_cmd(
                      max_concurrent_requests=max_concurrent_requests, url_image_px=url_image_px,
                      prompt_tokens_details=enable_prompt_tokens_details)
     check_listen_address(host, port)  # after every other refusal (a test's --port 1 is never bound), before a banner
+    for note in deployment_notes(dep):  # as simulate prints them, before the banner
+        console.print(f"[yellow]note[/] {note}", highlight=False)
     server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", loop="auto", http="auto"),
                             live, say=console.print)
     try:
@@ -299,6 +302,16 @@ def check_listen_address(host: str, port: int) -> None:
         except OSError as exc:
             raise PhasewiseError(f"--host '{host}' --port {port}: cannot listen there "
                                  f"({exc.strerror or exc})") from None
+
+
+def deployment_notes(dep) -> tuple[str, ...]:
+    """What the deployment does that serve's flags may not say, in simulate's words (sim/api.py build): a link left
+    unset costed over RDMA (Deployment.link_notes), prefix_aware routing over instances that cache no prefixes, and
+    router settings with no choice to make (sim/run_notes.py). The twin's prompts carry their prefix hashes
+    (apps/twin_admission.py), as a trace with hash_ids does."""
+    from phasewise.sim.api import prefix_notes, router_notes
+
+    return dep.link_notes() + prefix_notes(SimpleNamespace(prefix_hashes=()), dep) + router_notes(dep)
 
 
 def refuse_unread_slos(dep, slo_ttft_ms: float, slo_tpot_ms: float) -> None:

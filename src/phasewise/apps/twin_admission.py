@@ -35,6 +35,44 @@ from phasewise.specs.vision import ImageGeometry
 # every other request's tokens (a 700 KB prompt takes ~0.5 s to count here).
 INLINE_TOKENIZE_CHARS = 16384
 
+# A chat template's tokens, as the twin counts them (OpenAI's cookbook, num_tokens_from_messages: 4 a message, 3
+# priming the reply) and hashes them with the contents: a message opens with its turn's start, its role and the
+# header's end (Llama 3: <|start_header_id|>user<|end_header_id|>) and closes with its turn's end (<|eot_id|>); the
+# reply opens as an assistant message does. Each stands for one token, never equal to a text's (tuples, not str).
+TURN_START, HEADER_END, TURN_END = ("template", "turn start"), ("template", "header end"), ("template", "turn end")
+
+
+def message_open(role: str) -> tuple:
+    """The template's tokens before a message's content: its role among them."""
+    return TURN_START, ("role", role), HEADER_END
+
+
+MESSAGE_CLOSE = (TURN_END,)
+REPLY_OPEN = message_open("assistant")
+
+
+def template_tokens(messages: int) -> int:
+    """The tokens a chat template puts around `messages` messages and before the reply."""
+    return messages * (len(message_open("")) + len(MESSAGE_CLOSE)) + len(REPLY_OPEN)
+
+
+def chat_tokens_and_blocks(tokenizer: Tokenizer, roles: list[str], texts: list[str], tools: str,
+                           block_tokens: int) -> tuple[int, tuple]:
+    """A chat's tokens as its template renders them (each message's role and the template's tokens around it,
+    then its content: the first's begins with the tools' JSON; then the reply's opening) and the hashes of its
+    leading full `block_tokens`-token blocks, as a completion's (id_blocks, over one key a token): a chat and a
+    completion of the same text share no block, messages of the same text under two roles part at the role, and a
+    chat extended by turns shares the whole earlier chat. Each content is counted alone, as the template's own
+    tokens part it from the next."""
+    keys: list = []
+    for n, (role, text) in enumerate(zip(roles, texts)):
+        keys += message_open(role)
+        for said in ([tools] if tools and n == 0 else []) + [text]:
+            keys += tokenizer.count_and_blocks(said, 1)[1]  # one key a token
+        keys += MESSAGE_CLOSE
+    keys += REPLY_OPEN
+    return len(keys), id_blocks(keys, block_tokens)
+
 
 @dataclass(slots=True)
 class RequestAdmission:
@@ -118,19 +156,20 @@ class RequestAdmission:
                             f"prompt and {max_tokens} output tokens ({param} is too large)", param,
                        "context_length_exceeded")
 
-    async def count(self, text: str, max_tokens: int, prompt_param: str, tokens_param: str,
-                    overhead: int = 0) -> tuple[int, tuple]:
-        """Prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, the engines' KV block each):
-        a prompt whose linear-time lower bound (with `overhead` more tokens around it: a chat template's) alone
-        reaches the context is refused from it before any tokenizing, naming the prompt; any other is tokenized (a
-        long one off the event loop) and the callers' exact check names the field to blame, as vLLM's counted error
-        does (a bound under the context with max_tokens over it says nothing certain of the prompt)."""
+    async def count(self, text: str, max_tokens: int, prompt_param: str, tokens_param: str) -> tuple[int, tuple]:
+        """A completion's prompt tokens of `text` and its leading blocks' hashes (the prefix cache's, the engines'
+        KV block each), once refuse_at_least() let it through; tokenized off the event loop where long."""
+        self.refuse_at_least(text, 0, max_tokens, prompt_param, tokens_param)
+        return await _off_the_loop(len(text), self.tokenizer.count_and_blocks, text, self.block_tokens)
+
+    def refuse_at_least(self, text: str, overhead: int, max_tokens: int, prompt_param: str, tokens_param: str) -> None:
+        """A prompt whose linear-time lower bound (`text`'s, with `overhead` more tokens around it: a chat
+        template's and its images') alone reaches the context is refused from it before any tokenizing, naming the
+        prompt; any other is tokenized and the callers' exact check names the field to blame, as vLLM's counted
+        error does (a bound under the context with max_tokens over it says nothing certain of the prompt)."""
         bound = self.tokenizer.min_tokens(text) + overhead
         if self.context_tokens and bound >= self.context_tokens:
             self.check_context(bound, max_tokens, prompt_param, tokens_param, at_least=True)
-        if len(text) > INLINE_TOKENIZE_CHARS:
-            return await asyncio.to_thread(self.tokenizer.count_and_blocks, text, self.block_tokens)
-        return self.tokenizer.count_and_blocks(text, self.block_tokens)
 
     async def chat_prompt(self, body: dict) -> Prompt:
         """A chat request's prompt; without max_tokens, `default_chat_tokens` or what the context leaves after the
@@ -140,12 +179,14 @@ class RequestAdmission:
         named = int_field(body, "max_completion_tokens"), int_field(body, "max_tokens")
         asked = named[0] or named[1]
         text, images = chat_texts(body, self.image_geometry if self.vision else None)
-        overhead = 4 * len(text) + 3  # the chat template's tokens around each message
-        overhead += sum(image.prompt_tokens for image in images)
-        tools = tools_text(body)  # rendered first, as templates put them in the system prompt: a shared prefix
-        prompt_tokens, blocks = await self.count("\n".join(([tools] if tools else []) + text), asked or 1,
-                                                 "messages", tokens_param, overhead)
-        prompt_tokens += overhead
+        roles = [message["role"] for message in body["messages"]]  # each a string (chat_texts)
+        image_tokens = sum(image.prompt_tokens for image in images)
+        tools = tools_text(body)  # in the first message, as templates put them in the system prompt
+        joined = "\n".join(([tools] if tools else []) + text)
+        self.refuse_at_least(joined, template_tokens(len(text)) + image_tokens, asked or 1, "messages", tokens_param)
+        prompt_tokens, blocks = await _off_the_loop(len(joined), chat_tokens_and_blocks, self.tokenizer, roles, text,
+                                                    tools, self.block_tokens)
+        prompt_tokens += image_tokens
         if images:  # their pixels are not hashed: such a prompt shares no prefix
             blocks = None
         self.check_context(prompt_tokens, asked or 1, "messages", tokens_param)
@@ -226,3 +267,10 @@ class RequestAdmission:
                                     f"do not fit in the simulated KV cache of any {where} "
                                     f"({max(i.kv.capacity * i.kv.block_size for i in group)} tokens)", param,
                                "kv_cache_exhausted")
+
+
+async def _off_the_loop(chars: int, tokenize, *args):
+    """tokenize(*args), on a worker thread where the prompt has more than INLINE_TOKENIZE_CHARS characters."""
+    if chars > INLINE_TOKENIZE_CHARS:
+        return await asyncio.to_thread(tokenize, *args)
+    return tokenize(*args)

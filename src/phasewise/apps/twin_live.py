@@ -30,6 +30,15 @@ from phasewise.sim.metrics import Slo
 from phasewise.sim.request import SimRequest
 from phasewise.sim.simulate import build_cluster
 
+# --speed's range, simulated seconds a wall second. Below 1e-3 a 1-second request takes over 17 minutes to answer
+# (a 10 ms engine step 10 s of wall time), slower than any test watches. The simulated clock is wall seconds x
+# speed, a float64 that resolves about 2^-52 of its value: at 1e6, after a day of wall time (8.6e10 simulated
+# s), still 15 us, well under an engine step's milliseconds; at 1e12 a minute's run (6e13 s) resolves only 8 ms,
+# and at 1e300 a step's end rounds to its start (latencies of 0). Above ~1e3 a step is shorter than the event
+# loop's timer (epoll waits in whole milliseconds: selectors.EpollSelector.select), so tokens already stream as
+# fast as the simulation runs: a larger speed only coarsens the clock.
+SPEED_RANGE = (1e-3, 1e6)
+
 
 @dataclass(slots=True)
 class Stream:
@@ -75,8 +84,9 @@ class LiveSim:
 
     def __init__(self, deployment: Deployment, speed: float = 1.0, slo: Slo | None = None) -> None:
         """`slo`: the deadlines priority pools steer by (their block's own, if it sets them, come first)."""
-        if not (math.isfinite(speed) and speed > 0):
-            raise PhasewiseError(f"--speed must be a finite number > 0 (got {speed})")
+        if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:  # NaN too
+            raise PhasewiseError(f"--speed must be a finite number > 0 within [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}] "
+                                 f"simulated seconds a wall second (got {speed:g})")
         self.loop = EventLoop()
         # prompts are hashed in the engines' own KV blocks (prefix_block_tokens None), so hits come to the block
         self.cluster, self.instances, _ = build_cluster(deployment, self.loop, 0, live=True, slo=slo,

@@ -41,6 +41,9 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {
     "cuda_graph_max_bs": (1, 65_536), "piecewise_cuda_graph_max_tokens": (1, 1_048_576),
 }
 
+# TensorRT-LLM's batch waiting without attention DP: its iteration limit and its share of max_num_tokens
+BATCH_WAIT_KNOBS = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio")
+
 
 def check_knob(knob: str, value: Any) -> None:
     """A one-line error unless `value` has the knob's type and lies in its range."""
@@ -74,10 +77,19 @@ def refuse_idle_knobs(knobs: dict[str, Any], values: dict[str, Any], attention_d
         raise PhasewiseError("--attention-dp-enable-balance holds context requests until every attention-DP rank has "
                              "one: it needs --attention-dp of 2 or more (a mixture-of-experts model; without "
                              "attention DP TensorRT-LLM's waiting is --batch-wait-timeout-iters)")
-    waiting = [k for k in ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio") if knobs.get(k)]
+    waiting = [k for k in BATCH_WAIT_KNOBS if knobs.get(k)]
     if waiting and attention_dp > 1:
         raise PhasewiseError(f"--{waiting[0].replace('_', '-')} is TensorRT-LLM's batch waiting without attention DP: "
                              f"with --attention-dp {attention_dp} it waits by --attention-dp-enable-balance instead")
+    # TensorRT-LLM holds prompts only while both limits are unmet (py_executor.py _waiting_requests: stop_waiting =
+    # batch_wait_iters_count >= batch_wait_timeout_iters or num_scheduled_tokens >= batch_wait_max_tokens_ratio *
+    # max_num_tokens; both 0 by default): with either at 0 it never waits, and the other alone changes nothing
+    lone = [k for k in waiting if not all(values.get(other) for other in BATCH_WAIT_KNOBS)]
+    if lone:
+        other = next(k for k in BATCH_WAIT_KNOBS if k != lone[0])
+        raise PhasewiseError(f"--{lone[0].replace('_', '-')} needs --{other.replace('_', '-')} > 0 too: TensorRT-LLM "
+                             "holds prompts until either is reached, so with one at 0 it never waits and the other "
+                             "would change nothing")
     for knob, engine in DEEPEP_KNOBS.items():
         if takes_deepep({knob: knobs.get(knob)}) and attention_dp < 2:
             raise PhasewiseError(f"--{knob.replace('_', '-')} {knobs[knob]} dispatches tokens between attention-DP "
