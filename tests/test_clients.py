@@ -32,7 +32,7 @@ def test_presets_defaults():
     assert load_client("sglang-bench").warmup_output_cap == 32
     # overrides
     w = client_workload("vllm-bench", 16, num_prompts=80, warmup=3)
-    assert (w.requests, w.warmup_requests) == (80, 3)
+    assert (w.requests, w.warmup_requests) == (80, 4)  # vLLM's readiness request, then --num-warmups 3
     assert client_workload("sglang-bench", 16, warmup=0).warmup_sleep_s == 0.0
 
 
@@ -79,7 +79,7 @@ def test_closed_loop_validation():
 
 
 def test_warmup_is_excluded_and_delays_the_measured_requests():
-    dep = deployment_from_flags()
+    dep = deployment_from_flags(prefix_caching="off")  # with a prefix cache its copy warms request 0 (below)
     warm = simulate(dep, client_workload("sglang-bench", 4, 20, None, 512, 64, seed=3), check_invariants=True)
     cold = simulate(dep, client_workload("sglang-bench", 4, 20, 0, 512, 64, seed=3), check_invariants=True)
     sw, sc = warm.summary(), cold.summary()
@@ -89,7 +89,7 @@ def test_warmup_is_excluded_and_delays_the_measured_requests():
     assert warm.arrival_s[-1] == 0.0
     assert warm.arrival_s[:20].min() == pytest.approx(warm.finish_s[-1] + 1.0)
     assert warm.output_tokens[-1] == min(warm.output_tokens[0], 32)  # sglang caps the warm-up's output
-    # it warms nothing in a simulator: the measured figures are those of the run without it
+    # without a prefix cache it warms nothing in a simulator: the measured figures are those of the run without it
     for key in ("ttft_ms", "tpot_ms", "tbt_ms", "e2e_ms", "queue_ms"):
         for q in ("mean", "p50", "p99"):
             assert sw[key][q] == pytest.approx(sc[key][q], rel=1e-9), (key, q)
@@ -97,6 +97,11 @@ def test_warmup_is_excluded_and_delays_the_measured_requests():
     assert sw["completed"] == 20 and warm.tbt.n == cold.tbt.n
     assert sw["throughput"]["output_tokens_per_s"] == pytest.approx(sc["throughput"]["output_tokens_per_s"])
     assert not warm.records()["measured"][-1]
+    # with the engine's prefix cache (on by default) the copy warms request 0, its very prompt, and nothing else
+    cached = simulate(deployment_from_flags(), client_workload("sglang-bench", 4, 20, None, 512, 64, seed=3),
+                      check_invariants=True)
+    assert cached.cached_tokens[0] > 0 and (cached.cached_tokens[1:20] == 0).all()
+    assert cached.ttft_s[0] < warm.ttft_s[0]
 
 
 @pytest.mark.parametrize("client, warmup", [("vllm-bench", None), ("vllm-bench", 5), ("sglang-bench", 3)])
@@ -106,9 +111,10 @@ def test_warmup_gaps_leave_the_tbt_histogram(client, warmup):
     warm = simulate(dep, client_workload(client, 2, 12, warmup, **kw), check_invariants=True)
     cold = simulate(dep, client_workload(client, 2, 12, 0, **kw), check_invariants=True)
     w = warm.summary()["warmup_requests"]
-    assert w == (1 if warmup is None else warmup) and (warm.output_tokens[12:] > 1).all()
+    readiness = int(client == "vllm-bench")  # vLLM's readiness request comes before its --num-warmups copies
+    assert w == (1 if warmup is None else warmup + readiness) and (warm.output_tokens[12:] > 1).all()
     assert warm.arrival_s[:12].min() >= warm.finish_s[12:].max()  # all warm-ups done before the release
-    assert warm.tbt.n == cold.tbt.n == int((cold.output_tokens - 1).sum())
+    assert warm.tbt.n == cold.tbt.n == int((cold.output_tokens[:12] - 1).sum())
     assert warm.summary()["tbt_ms"] == pytest.approx(cold.summary()["tbt_ms"], rel=1e-9)
 
 
@@ -230,19 +236,20 @@ def test_text_output_prints_the_steady_state_line(run_cli):
 def test_tokens_per_joule_does_not_charge_the_measured_tokens_for_the_warm_up(run_cli):
     """The instances' energy covers the warm-up too: tokens per joule divides every token generated in it, so a
     warm-up barely moves it (it fell 17 % with InferenceX's 16 warm-up requests when only the measured tokens
-    counted)."""
+    counted). Without a prefix cache: with one, the copies of the first prompt skip most of their prefill, so a
+    warm-up's tokens cost less energy than the run's."""
     figures = []
     for warmup in ("16", "0"):
         code, out, _ = run_cli("simulate", "--concurrency", "8", "--client", "inferencex", "--warmup", warmup,
-                               "--json")
+                               "--prefix-caching", "off", "--json")
         assert code == 0
         figures.append(json.loads(out)["throughput"]["output_tokens_per_joule"])
     assert figures[0] == pytest.approx(figures[1], rel=0.01)
 
 
 def test_vllm_bench_without_lengths_uses_its_random_datasets_defaults():
-    """`vllm bench serve`'s random dataset is 1024 / 128 tokens by default (ENGINES.md); other clients keep
-    phasewise's 1024 / 256, and given lengths win."""
+    """`vllm bench serve`'s random dataset is 1024 / 128 tokens by default (ENGINES.md), SGLang's bench_serving's
+    1024 / 1024; given lengths win."""
     assert load_client("vllm-bench").default_lengths == (1024, 128)
     for client, osl, expected in (("vllm-bench", None, {128}), ("vllm-bench", 64, {64})):
         spec = build(concurrency=2, client=client, num_prompts=4, osl=osl, warmup=0)
@@ -250,4 +257,4 @@ def test_vllm_bench_without_lengths_uses_its_random_datasets_defaults():
         assert set(result.output_tokens.tolist()) == expected and set(result.prompt_tokens.tolist()) == {1024}
     spec = build(concurrency=2, client="sglang-bench", num_prompts=40, warmup=0)
     outputs = simulate(spec.deployment, spec.workload).output_tokens
-    assert outputs.max() <= 256 < 2 * outputs.max()  # SGLang's random dataset: uniform in [1, L], L = 256
+    assert outputs.max() <= 1024 < 2 * outputs.max()  # SGLang's random dataset: uniform in [1, L], L = 1024

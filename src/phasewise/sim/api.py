@@ -193,9 +193,10 @@ def build(*, model: str = "meta-llama/Llama-3.1-8B", hardware: str = "h100-sxm",
     else:
         check_length_flags(isl, osl, isl_dist, osl_dist, isl_spread, osl_spread,
                            sampled_by="the client's sampling" if client else "fixed")
-        defaults = (load_client(client).default_lengths if client else None) or (DEFAULT_ISL, DEFAULT_OSL)
-        isl = defaults[0] if isl is None else isl  # a client's own dataset defaults (vllm-bench: 1024 / 128)
-        osl = defaults[1] if osl is None else osl
+        if client is not None:  # a client's own dataset defaults (vllm-bench: 1024 / 128), else phasewise's, noted
+            isl, osl, length_notes = load_client(client).lengths_for(isl, osl)
+            notes += length_notes
+        isl, osl = DEFAULT_ISL if isl is None else isl, DEFAULT_OSL if osl is None else osl
         isl_spread, osl_spread = isl_spread or 0.0, osl_spread or 0.0
         prompt = LengthDist(isl_dist or "fixed", isl, isl_spread)
         output = LengthDist(osl_dist or "fixed", osl, osl_spread)

@@ -99,6 +99,7 @@ class KvAdmission:
         req.prefilled = 0
         if cache is not None and req.cached_tokens < 0:  # a prompt with nothing to share, where prefixes are cached
             req.cached_tokens = 0
+            cache.count_unhashed(req)
         req.images_done = 0  # every attempt encodes its images again (an engine frees a preempted one's encoder cache)
         if math.isnan(req.scheduled_s):
             req.scheduled_s = self.loop.now

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 class PrefixCache:
     __slots__ = ("kv", "per_key", "refs", "idle", "requests", "prompt_tokens", "hit_tokens", "lookup_keys",
                  "hit_keys", "shared_keys", "evicted_blocks", "recompute_lookups", "recompute_hit_tokens", "host",
-                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens", "capacity", "index")
+                 "store", "store_fetch_s", "store_hit_keys", "store_load_s", "key_tokens", "capacity", "index",
+                 "unhashed_requests", "unhashed_prompt_tokens")
     ranked = False  # one cache for the whole instance (RankedPrefixCache: one per attention-DP rank)
 
     def __init__(self, kv: KVBlocks, host: HostTier | None = None, store: HostTier | None = None,
@@ -79,6 +80,10 @@ class PrefixCache:
         self.evicted_blocks = 0  # engine blocks
         self.recompute_lookups = 0
         self.recompute_hit_tokens = 0
+        # first admissions of prompts without prefix hashes (a generated workload's, beside a client's warm-up copies
+        # of its first prompt): looked up by the engine, as every prompt is, and never hit (count_unhashed)
+        self.unhashed_requests = 0
+        self.unhashed_prompt_tokens = 0
         self.index: PrefixIndex | None = None  # a router's index of the caches' keys: told of each cached or evicted
 
     @property
@@ -184,6 +189,12 @@ class PrefixCache:
         self.shared_keys += present
         return tokens
 
+    def count_unhashed(self, req: SimRequest) -> None:
+        """`req`'s prompt, carrying no prefix hashes, is admitted for the first time: the engine looks it up as any
+        other (vLLM's prefix_cache_queries count every prompt's tokens) and finds nothing it could share."""
+        self.unhashed_requests += 1
+        self.unhashed_prompt_tokens += req.prompt
+
     def release(self, req: SimRequest) -> int:
         """Drop `req`'s references; returns how many of its engine blocks other requests still hold."""
         refs, idle = self.refs, self.idle
@@ -244,6 +255,7 @@ class PrefixCache:
     def figures(self) -> dict[str, float]:
         host = self.host
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "hit_tokens": self.hit_tokens,
+                "unhashed_requests": self.unhashed_requests, "unhashed_prompt_tokens": self.unhashed_prompt_tokens,
                 "lookup_blocks": self.lookup_keys, "hit_blocks": self.hit_keys,
                 # evictions in the same prefix blocks (key_tokens each) and in KV tokens (engine blocks x their size)
                 "evicted_prefix_blocks": self.evicted_blocks // self.per_key if self.per_key else 0,
@@ -316,9 +328,9 @@ class PrefixIndex:
 
 def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     """The deployment's prefix-cache figures (SimResult.policy['prefix_cache']): hit rates by tokens (of all prompt
-    tokens looked up, as vLLM's prefix cache hit rate) and by shareable prefix blocks (key_tokens each: a Mooncake
-    trace's 512: every *_blocks count but rank_borrowed_blocks, engine blocks), evictions in those blocks and in KV
-    tokens, prefill tokens saved (recomputations' hits included). An instance with attention DP counts its ranks'
+    tokens looked up, those of prompts without prefix hashes too, as vLLM's prefix cache hit rate) and by shareable
+    prefix blocks (key_tokens each: a Mooncake trace's 512: every *_blocks count but rank_borrowed_blocks, engine
+    blocks), evictions in those blocks and in KV tokens, prefill tokens saved (recomputations' hits included). An instance with attention DP counts its ranks'
     caches (RankedPrefixCache) together."""
     ranked = [c for c in caches if c.ranked]
     instances = len(caches)
@@ -330,17 +342,17 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
         total["rank_dispatch"] = sorted({c.policy for c in ranked})
         total["rank_borrowed_blocks"] = sum(c.borrowed_blocks for c in ranked)  # engine blocks (README's key)
         total["rank_borrowed_tokens"] = sum(c.borrowed_blocks * c.kv.block_size for c in ranked)
-    total["hit_rate_tokens"] = total["hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"] else 0.0
+    # by tokens over every prompt looked up, those without prefix hashes too (they find nothing)
+    looked_up = total["prompt_tokens"] + total["unhashed_prompt_tokens"]
+    total["hit_rate_tokens"] = total["hit_tokens"] / looked_up if looked_up else 0.0
     total["hit_rate_blocks"] = total["hit_blocks"] / total["lookup_blocks"] if total["lookup_blocks"] else 0.0
     total["saved_prefill_tokens"] = total["hit_tokens"] + total["recompute_hit_tokens"]
     key_tokens = caches[0].key_tokens  # one cluster, one size
     total["prefix_block_tokens"] = key_tokens
     total["host_hit_tokens"] = total["host_hit_blocks"] * key_tokens
-    total["host_hit_rate_tokens"] = (total["host_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
-                                     else 0.0)
+    total["host_hit_rate_tokens"] = total["host_hit_tokens"] / looked_up if looked_up else 0.0
     total["store_hit_tokens"] = total["store_hit_blocks"] * key_tokens
-    total["store_hit_rate_tokens"] = (total["store_hit_tokens"] / total["prompt_tokens"] if total["prompt_tokens"]
-                                      else 0.0)
+    total["store_hit_rate_tokens"] = total["store_hit_tokens"] / looked_up if looked_up else 0.0
     notes = [c.host.beyond_node for c in caches if c.host is not None and c.host.beyond_node]
     total["host_beyond_node"] = notes[0] if notes else None
     store = caches[0].store  # one object, shared: its own figures once

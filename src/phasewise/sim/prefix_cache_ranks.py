@@ -129,6 +129,10 @@ class RankedPrefixCache:
         self.waiting[r] -= 1
         self.active_tokens[r] -= req.prompt
 
+    def count_unhashed(self, req: SimRequest) -> None:
+        """`req`, without prefix hashes, is admitted: looked up in its rank's cache (PrefixCache.count_unhashed)."""
+        self.ranks[self.assign(req)].count_unhashed(req)
+
     def charge(self, req: SimRequest) -> None:
         """The next allocation is `req`'s: on its rank (assigned now if it was not)."""
         self.charging = self.assign(req)

@@ -335,7 +335,10 @@ def simulate(deployment: Deployment, workload: Workload | ClosedLoop, slo: Slo |
         priority = workload.priority if workload.priority is not None else np.zeros(n, dtype=np.int64)
     if deployment.priority_pools is not None and deployment.priority_pools.class_slo_ms:
         check_classes(deployment.priority_pools.class_slo_ms, priority, f"workload '{workload.name}'")
-    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo, seed=seed)
+    # a closed loop's only shared prompt is its first, which a client's warm-up copies repeat (sim/bench_clients.py):
+    # keyed in the engines' own blocks, as the twin keys its prompts, so its hits come to the block as theirs
+    cluster, instances, price = build_cluster(deployment, loop, n, check_invariants, slo=slo, seed=seed,
+                                              prefix_block_tokens=None if closed else MOONCAKE_BLOCK_TOKENS)
     if stop_after_misses is not None:
         if closed:
             raise PhasewiseError("stop_after_misses needs an open loop (arrival times), not closed-loop clients")

@@ -156,9 +156,11 @@ class ClosedLoop:
     With think_s = 0 this is what `vllm bench serve --max-concurrency C`, SGLang's bench_serving, aiperf
     and genai-perf do: every request released at t=0 behind a semaphore of C, no jitter; a request's
     arrival (TTFT start) is when it passes the semaphore. Request i is the i-th to pass.
-    Warm-up: `warmup_requests` requests, each with the lengths of the first measured request (outputs
-    capped at `warmup_output_cap` when set), run first behind the same semaphore; the measured requests
-    are released `warmup_sleep_s` after the last warm-up request finishes. Warm-up requests take
+    Warm-up: `warmup_requests` copies of the first measured request (its prompt and its lengths, outputs capped at
+    `warmup_output_cap` when set; a prefix cache that is on matches them and request 0 as one prompt:
+    sim/bench_clients.py), run first: the first `readiness_requests` of them one at a time, each alone (vLLM's
+    readiness check), then the rest all at once (`warmup_at_once`, SGLang's) or behind the same semaphore of C;
+    the measured requests are released `warmup_sleep_s` after the last of them finishes. Warm-up requests take
     simulated time but are excluded from every summary figure."""
 
     concurrency: int
@@ -170,6 +172,8 @@ class ClosedLoop:
     warmup_requests: int = 0
     warmup_sleep_s: float = 0.0
     warmup_output_cap: int | None = None
+    readiness_requests: int = 0  # of the warm-up requests, the first ones, each sent alone and awaited
+    warmup_at_once: bool = False  # the other warm-up requests all sent at once, not C at a time
     name: str = "closed loop"
 
     def __post_init__(self) -> None:
@@ -179,6 +183,9 @@ class ClosedLoop:
             raise PhasewiseError(f"--requests must be >= 1 (got {self.requests})")
         if self.warmup_requests < 0:
             raise PhasewiseError(f"--warmup must be >= 0 (got {self.warmup_requests})")
+        if not 0 <= self.readiness_requests <= self.warmup_requests:
+            raise PhasewiseError(f"readiness requests must be within [0, warm-up requests {self.warmup_requests}] "
+                                 f"(got {self.readiness_requests}): they are the first warm-up requests")
         if not (self.warmup_sleep_s >= 0 and np.isfinite(self.warmup_sleep_s)):
             raise PhasewiseError(f"warm-up sleep must be a finite number of seconds >= 0 (got {self.warmup_sleep_s})")
         if self.warmup_output_cap is not None and self.warmup_output_cap < 1:
@@ -192,7 +199,7 @@ class ClosedLoop:
         return self.prompt.sample(rng, self.requests), self.output.sample(rng, self.requests)
 
     def warmup_lengths(self, prompts: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The warm-up requests' lengths: the first measured request's (as vLLM's and SGLang's clients
+        """The warm-up requests' lengths: the first measured request's (as vLLM's, SGLang's and InferenceX's clients
         send input_requests[0]), outputs capped at `warmup_output_cap`."""
         w = self.warmup_requests
         out = int(outputs[0]) if self.warmup_output_cap is None else min(int(outputs[0]), self.warmup_output_cap)
