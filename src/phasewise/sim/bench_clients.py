@@ -5,7 +5,8 @@ once (`warmup_at_once`: SGLang's, with no semaphore) or C at a time behind the c
 --num-warmups, InferenceX's); `warmup_sleep_s` after the last of them has finished, every measured request is
 released behind the semaphore: C in flight, the next one sent when one finishes (+ `think_s`). Measured requests are
 ids 0..measured-1 in release order, warm-up requests come after them. The warm-up requests are copies of measured
-request 0, its very prompt: where an instance caches prefixes they and request 0 carry one prefix identity (the
+request 0 (its lengths); where the client sends its very prompt (`warmup_copies_prompt`: vLLM's, SGLang's and
+InferenceX's) and an instance caches prefixes, they and request 0 carry one prefix identity (the
 prefix hashes a Mooncake trace's requests carry, sim/prefix_cache.py), so later copies hit what earlier ones
 cached, block-aligned and at most prompt - 1 tokens; no other request shares anything. The warm-up requests' gaps
 are kept apart (to be taken out of the run's TBT histogram); the steady-state requests' (neither the first nor the
@@ -51,7 +52,7 @@ class BenchmarkClients:
         """The first wave at time 0: the warm-up requests', or the measured ones' where there is no warm-up."""
         self.cluster.on_finish = self.finished
         # with prefix caching off everywhere the copies carry nothing: the run is the one it was
-        self.shares_prefix = self.workload.warmup_requests > 0 and any(
+        self.shares_prefix = self.workload.warmup_copies_prompt and self.workload.warmup_requests > 0 and any(
             inst.kv.prefix is not None for inst in self.cluster.instances)
         if self.workload.warmup_requests:
             self._warm_up()

@@ -28,7 +28,7 @@ def prefix_notes(work: Workload | ClosedLoop, dep: Deployment) -> tuple[str, ...
         ("--router prefix_aware", dep.router == "prefix_aware")) if on]
     if not asked:
         return ()
-    if isinstance(work, ClosedLoop) and work.warmup_requests:  # sim/bench_clients.py: the copies of its first prompt
+    if isinstance(work, ClosedLoop) and work.warmup_requests and work.warmup_copies_prompt:  # sim/bench_clients.py
         return (f"{', '.join(asked)}: workload '{work.name}' shares one prefix only, its first prompt with the "
                 f"client's {work.warmup_requests} warm-up cop{'y' if work.warmup_requests == 1 else 'ies'} of it; "
                 "its other prompts share none",)

@@ -22,8 +22,8 @@ from phasewise.workload.generators import DEFAULT_ISL, DEFAULT_OSL, ClosedLoop, 
 
 LENGTHS = ("fixed", "vllm-random", "sglang-random")
 _FIELDS = ("num_prompts", "num_prompts_per_concurrency", "readiness_requests", "warmup_requests",
-           "warmup_per_concurrency", "warmup_at_once", "warmup_sleep_s", "warmup_output_cap", "lengths", "range_ratio",
-           "default_lengths")
+           "warmup_per_concurrency", "warmup_at_once", "warmup_copies_prompt", "warmup_sleep_s", "warmup_output_cap",
+           "lengths", "range_ratio", "default_lengths")
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,6 +37,7 @@ class BenchmarkClient:
     warmup_requests: int  # sent next, not counted: max(warmup_requests, warmup_per_concurrency x C)
     warmup_per_concurrency: int
     warmup_at_once: bool  # the warm-up requests all sent at once (SGLang's), else C at a time behind the semaphore
+    warmup_copies_prompt: bool  # they send the first request's very prompt (vLLM's, SGLang's, InferenceX's)
     warmup_sleep_s: float  # pause after the warm-up, before the measured requests are released
     warmup_output_cap: int | None  # warm-up output tokens = min(first request's, cap)
     lengths: str  # fixed | vllm-random | sglang-random
@@ -150,4 +151,4 @@ def client_workload(client: str | BenchmarkClient, concurrency: int, num_prompts
     return ClosedLoop(concurrency, n, prompt or c.length_dist(isl), output or c.length_dist(osl),
                       seed=seed, warmup_requests=unmeasured, warmup_sleep_s=c.warmup_sleep_s if unmeasured else 0.0,
                       warmup_output_cap=c.warmup_output_cap, readiness_requests=c.readiness_requests,
-                      warmup_at_once=c.warmup_at_once, name=c.name)
+                      warmup_at_once=c.warmup_at_once, warmup_copies_prompt=c.warmup_copies_prompt, name=c.name)

@@ -157,7 +157,8 @@ class ClosedLoop:
     and genai-perf do: every request released at t=0 behind a semaphore of C, no jitter; a request's
     arrival (TTFT start) is when it passes the semaphore. Request i is the i-th to pass.
     Warm-up: `warmup_requests` copies of the first measured request (its prompt and its lengths, outputs capped at
-    `warmup_output_cap` when set; a prefix cache that is on matches them and request 0 as one prompt:
+    `warmup_output_cap` when set; with `warmup_copies_prompt`, as vLLM's, SGLang's and InferenceX's clients send
+    input_requests[0] itself, a prefix cache that is on matches them and request 0 as one prompt:
     sim/bench_clients.py), run first: the first `readiness_requests` of them one at a time, each alone (vLLM's
     readiness check), then the rest all at once (`warmup_at_once`, SGLang's) or behind the same semaphore of C;
     the measured requests are released `warmup_sleep_s` after the last of them finishes. Warm-up requests take
@@ -174,6 +175,7 @@ class ClosedLoop:
     warmup_output_cap: int | None = None
     readiness_requests: int = 0  # of the warm-up requests, the first ones, each sent alone and awaited
     warmup_at_once: bool = False  # the other warm-up requests all sent at once, not C at a time
+    warmup_copies_prompt: bool = False  # they send request 0's very prompt (else prompts of their own, none shared)
     name: str = "closed loop"
 
     def __post_init__(self) -> None:
