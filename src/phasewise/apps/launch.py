@@ -32,6 +32,7 @@ from phasewise.apps.launch_args import (
     run_block,
     version_needs,
 )
+from phasewise.apps.launch_caps import prefix_caching_setting, trtllm_simulated_caps
 from phasewise.apps.launch_nodes import node_count, per_node, placements
 from phasewise.apps.launch_routers import (
     dynamo_frontend,
@@ -112,8 +113,9 @@ def _vllm(dep: Deployment, g: InstanceGroup, port: int, longest_request: int | N
     if context is not None:
         argv += ["--max-model-len", str(context)]
     argv += ["--block-size", str(run_block(dep, g, notes))]
-    if g.prefix_caching is not None:
-        argv.append("--enable-prefix-caching" if g.prefix_caching else "--no-enable-prefix-caching")
+    caching = prefix_caching_setting(dep, g, "vllm", built[3])  # None: vLLM's own default, as simulated
+    if caching is not None:
+        argv.append("--enable-prefix-caching" if caching else "--no-enable-prefix-caching")
     if g.host_kv_cache_bytes and g.role == "collocated":
         # GiB for each data-parallel rank: each runs its own engine core (v1/engine/core.py DPEngineCoreProc) whose
         # OffloadingConnector takes the whole --kv-offloading-size (vllm 0.14 config/vllm.py
@@ -202,7 +204,8 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     if g.memory_fraction is not None:  # else SGLang computes its own, as simulated (specs/engines.py)
         argv += ["--mem-fraction-static", f"{g.memory_fraction:g}"]
     argv += ["--page-size", str(run_block(dep, g, notes))]
-    if g.prefix_caching is False:
+    # SGLang caches prefixes unless told (its radix cache): only the off switch exists
+    if prefix_caching_setting(dep, g, "sglang", build_group(dep, g, dep.instances.index(g))[3]) is False:
         argv.append("--disable-radix-cache")
     if g.host_kv_cache_bytes:  # SGLang's --hicache-size: GB of host memory per rank
         argv += ["--enable-hierarchical-cache", "--hicache-size", f"{g.host_kv_cache_bytes / (g.tp * g.pp) / 1e9:.4g}"]
@@ -231,8 +234,10 @@ def _sglang(dep: Deployment, g: InstanceGroup, port: int) -> Command:
     return Command(argv, comments=notes)
 
 
-def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command:
+def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int, longest_prompt: int | None = None) -> Command:
+    """`longest_prompt`: the workload's longest prompt, where the plan knows it (launch_caps.trtllm_simulated_caps)."""
     notes = common_notes(dep, g, "trtllm")
+    engine = build_group(dep, g, dep.instances.index(g))[3]  # as simulated
     options: dict[str, Any] = {}
     ep = g.ep or (g.tp // g.moe_tp if g.moe_tp else 1)
     argv = ["trtllm-serve", checkpoint_id(g.model or dep.model), "--backend", "pytorch", "--port", str(port),
@@ -256,15 +261,17 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
     kv = kv_dtype_arg(dep, g, "trtllm", notes)
     if kv:
         kv_cache["dtype"] = kv
-    if g.prefix_caching is not None:
-        kv_cache["enable_block_reuse"] = g.prefix_caching
+    caching = prefix_caching_setting(dep, g, "trtllm", engine)  # None: trtllm-serve's own default, as simulated
+    if caching is not None:
+        kv_cache["enable_block_reuse"] = caching
     elif refused := reuse_refused(dep, g):  # TensorRT-LLM's default (on) would not start: off, as simulated
         kv_cache["enable_block_reuse"] = False
         notes.append(f"enable_block_reuse false: {refused}")
     if g.host_kv_cache_bytes:  # bytes of host memory for offloaded blocks, each rank's own KV cache manager
         kv_cache["host_cache_size"] = int(g.host_kv_cache_bytes / (g.tp * g.pp))
     options["kv_cache_config"] = kv_cache
-    for knob, value in {**role_knobs(g.engine, g.role), **g.knobs}.items():
+    knobs = {**role_knobs(g.engine, g.role), **g.knobs}
+    for knob, value in knobs.items():
         if knob in ("max_batch_size", "max_num_tokens"):
             argv += [f"--{knob}", str(value)]
         elif knob in ("enable_chunked_prefill", "disable_overlap_scheduler", "batch_wait_timeout_iters",
@@ -278,6 +285,10 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
             options.setdefault("cuda_graph_config", {})["enable_padding"] = value
         else:
             notes.append(f"{knob} {value}: no TensorRT-LLM argument")
+    caps = trtllm_simulated_caps(dep, g, engine, knobs, longest_prompt)
+    argv += caps.argv
+    options.update(caps.options)
+    notes += caps.differs
     if dep.speculative is not None:
         spec = dep.speculative
         if spec.draft == "mtp":
@@ -291,15 +302,16 @@ def _trtllm(dep: Deployment, g: InstanceGroup, port: int, index: int) -> Command
         options["cache_transceiver_config"] = {"backend": KV_BACKEND["trtllm"]}
     name = f"extra-llm-api-{g.role}-{index}.yaml"
     argv += ["--extra_llm_api_options", name]
-    return Command(argv, comments=notes, files={name: yaml.safe_dump(options, sort_keys=False)})
+    return Command(argv, comments=notes, files={name: yaml.safe_dump(options, sort_keys=False)}, differs=caps.differs)
 
 
-def launch_commands(dep: Deployment, longest_request: int | None = None
+def launch_commands(dep: Deployment, longest_request: int | None = None, longest_prompt: int | None = None
                     ) -> tuple[list[Command], Command | None, dict[str, str]]:
     """(one command per instance and node, the front end's command or None, extra config files) for `dep`'s
     engines; each command's `node` says where it runs. `longest_request`: the workload's longest request (prompt
     and output tokens) where known, for a vLLM command that must cap its context
-    (launch_vllm_caps.vllm_max_model_len)."""
+    (launch_vllm_caps.vllm_max_model_len); `longest_prompt`: its longest prompt where known, for a TensorRT-LLM
+    command whose simulated preset ran prompts past its budget (launch_caps.trtllm_simulated_caps)."""
     workers: list[Command] = []
     files: dict[str, str] = {}
     places = placements(dep)
@@ -318,14 +330,15 @@ def launch_commands(dep: Deployment, longest_request: int | None = None
             elif family == "sglang":
                 cmd = _sglang(dep, g, port)
             else:
-                cmd = _trtllm(dep, g, port, index)
+                cmd = _trtllm(dep, g, port, index, longest_prompt)
             if nodes > 1 and family != "vllm":  # vLLM's API server binds every interface already
                 cmd.argv += ["--host", "0.0.0.0"]
             if family == "sglang" and g.role == "prefill":  # each its own bootstrap server, told to the router
                 bootstrap.append(SGLANG_BOOTSTRAP_PORT + prefills)
                 cmd.argv += ["--disaggregation-bootstrap-port", str(bootstrap[-1])]
                 prefills += 1
-            cmd.needs = version_needs(family, cmd.argv, launch_version(dep, g, family))
+            version = launch_version(dep, g, family)
+            cmd.needs = version_needs(family, cmd.argv, version)
             cmd.comments += cmd.needs
             head = place.nodes[0]
             where = f"on node {head}" if len(place.nodes) == 1 else (
@@ -338,6 +351,9 @@ def launch_commands(dep: Deployment, longest_request: int | None = None
             urls.setdefault(g.role, []).append(f"http://{node_addr(head) if nodes > 1 else 'localhost'}:{port}")
             hosts.setdefault(g.role, []).append(f"{f'node{head}' if nodes > 1 else 'localhost'}:{port}")
             for node_cmd in per_node(cmd, family, g, place, nodes > 1):
+                # the multi-node arguments per_node adds need what they need too (vLLM's --nnodes: 0.11.1 on)
+                added = [n for n in version_needs(family, node_cmd.argv, version) if n not in node_cmd.needs]
+                node_cmd.needs, node_cmd.comments = node_cmd.needs + added, node_cmd.comments + added
                 files.update(node_cmd.files)
                 workers.append(node_cmd)
             port += 1
@@ -414,11 +430,12 @@ def start_up_lines(dep: Deployment) -> list[str]:
     return lines
 
 
-def launch_script(dep: Deployment, header: list[str], longest_request: int | None = None
-                  ) -> tuple[str, dict[str, str]]:
+def launch_script(dep: Deployment, header: list[str], longest_request: int | None = None,
+                  longest_prompt: int | None = None) -> tuple[str, dict[str, str]]:
     """A bash script starting every instance (and the disaggregated front end), and its config files: on a
-    deployment over several nodes, the same script on each, run as `NODE=k ./launch.sh`, starting that node's."""
-    workers, front, files = launch_commands(dep, longest_request)
+    deployment over several nodes, the same script on each, run as `NODE=k ./launch.sh`, starting that node's. Its
+    header says what the commands need of a later engine and what they run otherwise than simulated."""
+    workers, front, files = launch_commands(dep, longest_request, longest_prompt)
     nodes = node_count(dep)
     where = ["# One command per instance, on each node of an instance wider than one; unmapped fields are comments"]
     if nodes > 1:
@@ -426,7 +443,8 @@ def launch_script(dep: Deployment, header: list[str], longest_request: int | Non
         where += [f"# {nodes} nodes: on node k (0-{nodes - 1}) run `{NODE_VAR}=k ./launch.sh` with {names} set to the "
                   "nodes' IP addresses; it starts node k's commands"]
     lines = ["#!/usr/bin/env bash", *[f"# {h}" for h in header],
-             *[f"# {h}" for h in engine_lines(dep, [n for cmd in workers for n in cmd.needs])], *where,
+             *[f"# {h}" for h in engine_lines(dep, [n for cmd in workers for n in cmd.needs])],
+             *[f"# Not as simulated: {d}" for d in dict.fromkeys(d for cmd in workers for d in cmd.differs)], *where,
              f"# Deployment router policy planned: {dep.router} (the front end's / gateway's job)",
              *start_up_lines(dep), "set -euo pipefail", 'cd "$(dirname "$0")"']
     if nodes > 1:
@@ -470,7 +488,8 @@ def write_export(result: PlanResult, directory: str | Path, rank: int = 1) -> li
     deployment = absolute_paths(r.strategy.deployment)
     dep = build_deployment(deployment, f"strategy '{r.strategy.name}'")
     lengths = result.replay_lengths  # one prompt and one output length: the longest request (else not known)
-    script, files = launch_script(dep, header, None if lengths is None else sum(lengths))
+    script, files = launch_script(dep, header, None if lengths is None else sum(lengths),
+                                  None if lengths is None else lengths[0])
     out = Path(directory).expanduser()  # '~' as check_export_directory reads it
     written = []
     try:

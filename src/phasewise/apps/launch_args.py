@@ -82,6 +82,8 @@ class Command:
     files: dict[str, str] = field(default_factory=dict)  # config files it reads, name -> text
     node: int = 0  # the node it runs on (0: the first)
     needs: list[str] = field(default_factory=list)  # what it needs of a later engine than modelled (version_needs)
+    # what it runs otherwise than simulated, said at the command and in the header (launch_caps.py TrtllmCaps)
+    differs: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         env = " ".join(f"{k}={_shell_word(v)}" for k, v in self.env.items())

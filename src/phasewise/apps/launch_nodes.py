@@ -86,7 +86,8 @@ def per_node(cmd: Command, family: str, g: InstanceGroup, place: Placement, cros
             env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(NIXL_SIDE_CHANNEL_PORT + place.first_gpu)
             if cross_node:  # address the prefill worker hands the decode worker (localhost by default)
                 env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = node_addr(node)
-        return Command(argv, env=env, comments=comments, files=cmd.files, node=node, needs=cmd.needs)
+        return Command(argv, env=env, comments=comments, files=cmd.files, node=node, needs=cmd.needs,
+                       differs=cmd.differs)
 
     if count == 1:
         return [on(place.nodes[0], cmd.argv, cmd.comments)]
@@ -99,7 +100,7 @@ def per_node(cmd: Command, family: str, g: InstanceGroup, place: Placement, cros
             f"one MPI world of {count * place.gpus} ranks over nodes {place.nodes[0]}-{place.nodes[-1]}, started from "
             f"node {place.nodes[0]} (mpirun reaches the others over ssh; under Slurm: srun -N {count} "
             f"--ntasks-per-node {place.gpus} --mpi=pmix trtllm-llmapi-launch trtllm-serve ...)"],
-            files=cmd.files, node=place.nodes[0], needs=cmd.needs)]
+            files=cmd.files, node=place.nodes[0], needs=cmd.needs, differs=cmd.differs)]
     out = []
     dp = g.attention_dp or 1
     rank = g.tp // dp * g.pp  # a vLLM data-parallel rank's GPUs

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from phasewise.apps.launch_caps import launched_default
 from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.window_kv import kv_window_terms
 from phasewise.sim.deployment import Deployment, InstanceGroup
-from phasewise.specs import load_hardware, load_model
+from phasewise.specs import load_model
 from phasewise.specs.engine_kv import kv_block, window_kv
-from phasewise.specs.engines import resolve_engine
 
 # vllm 0.14 engine/arg_utils.py _check_feature_supported (0.11 fell back to V0, which it no longer has)
 PARTIAL_PREFILLS_REFUSED = ("vLLM 0.14 refuses --max-num-partial-prefills above 1 (NotImplementedError: \"Concurrent "
@@ -26,12 +26,10 @@ def vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[st
     an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults. The caps
     vLLM would take are resolved with what the command sets beside them (chunked prefill off, `context` as
     --max-model-len: vLLM's budget without chunking follows max_model_len, specs/engine_defaults.py vllm_batch_caps)."""
-    model, hw = load_model(g.model or dep.model), load_hardware(g.hardware)
+    model = load_model(g.model or dep.model)
 
-    def vllm_own(knobs: dict) -> Any:
-        return resolve_engine("vllm", hw, knobs=knobs, pp=g.pp, role=g.role, attention_dp=g.attention_dp or 1,
-                              tp=g.tp, model_type=model.model_type,
-                              max_model_len=context or model.max_position_embeddings or None)
+    def vllm_own(knobs: dict) -> Any:  # vLLM's own caps for the group beside `knobs` (launch_caps.launched_default)
+        return launched_default(dep, g, "vllm", knobs, context)
 
     default = vllm_own({})
     chunking = []

@@ -1,7 +1,7 @@
 """The ways a plan schedules a collocated instance: the sequence caps it tries on a chip and how a strategy's name
 gives them, each engine's scheduling variants (its default token budget, each chunk size, vLLM V0's prefill-first
-baseline, SGLang's prefill delayer under attention DP), and whether a group's token budget holds a speculative
-decode step."""
+baseline, SGLang's prefill delayer under attention DP where the modelled release has it), and whether a group's token
+budget holds a speculative decode step."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.parallel import LAYOUT_FLAGS
 from phasewise.plan.options import PlanOptions
 from phasewise.sim.simulate import spec_budget_refusal
+from phasewise.specs.engine_kv import version_key
+from phasewise.specs.engine_presets import preset_entry, preset_key
 from phasewise.specs.engine_refusals import layout_refusal
 from phasewise.specs.engines import (
     caps_per_rank,
@@ -20,6 +22,18 @@ from phasewise.specs.engines import (
     knob_values,
     resolve_engine,
 )
+
+# Schedulers that keep prompts whole unless a variant turns chunking on (specs/engine_config.py build_engine_config:
+# vLLM V0's always; TensorRT-LLM's enable_chunked_prefill defaults to false, and trtllm-0.5 has no such knob): a token
+# budget variant of theirs is named 'budget N' (whole prompts within N tokens a step), not 'chunked N'
+WHOLE_PROMPT_SCHEDULERS = ("vllm-v0", "trtllm")
+# Scheduling variants whose knob came in a later release than some versions the plan models: the knob, its engine's
+# preset and the first release with its flag. The same release as apps/data/engine_flags.yaml's `since` for the flag
+# (tests/test_launch_review_fixes2.py keeps them equal; the plan layer does not read the apps layer's data): SGLang's
+# --enable-prefill-delayer is in neither 0.5.5's nor 0.5.7's srt/server_args.py, in 0.5.8's (sglang PR #16269,
+# 2026-01). Under an older modelled version the variant is not planned (a pruned line names the release it needs):
+# that release could not launch it
+VARIANT_RELEASES = {"enable_prefill_delayer": ("sglang", "0.5.8")}
 
 
 def group_spec_budget_refusal(engine_fields: dict[str, Any], hw, model, tp: int, pp: int, layout: dict[str, Any],
@@ -67,9 +81,11 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
     each rank's, also exactly one full decode step of the rank: the ranks step together); for vLLM, V0's
     prefill-first scheduler as the unchunked baseline (where V0 runs the layout: none with expert or
     attention-data parallelism, a pruned line); and for SGLang with attention DP each of those budgets again with
-    its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py). `cap` and the chunk sizes are
-    written as the engine's flags read them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on
-    SGLang: specs/engine_caps.py caps_per_rank), and so named ('chunked 2048/rank')."""
+    its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py), where the modelled release has the
+    delayer (VARIANT_RELEASES; else a pruned line). `cap` and the chunk sizes are written as the engine's flags read
+    them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on SGLang: specs/engine_caps.py
+    caps_per_rank), and so named ('chunked 2048/rank'; 'budget 2048' where the engine keeps prompts whole,
+    WHOLE_PROMPT_SCHEDULERS)."""
     layout = layout or {}
     attention_dp = layout.get("attention_dp", 1)
     per_rank = "/rank" if attention_dp > 1 and caps_per_rank(opts.engine) else ""
@@ -77,6 +93,7 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
     graphs = graph_knobs(opts.engine, cap) if cap is not None else {}
     out = [(f"{opts.engine} default", dict(engine=opts.engine, **knob_values(opts.engine, cap), **graphs))]
     chunk_on = {"enable_chunked_prefill": True} if "enable_chunked_prefill" in engine_knobs(opts.engine) else {}
+    cuts_prompts = bool(chunk_on) or preset_entry(opts.engine)["scheduler"] not in WHOLE_PROMPT_SCHEDULERS
     chunks = list(opts.chunk_sizes)
     if per_rank and cap is not None and cap * tokens_per_step not in chunks:
         # attention-DP ranks step together: one rank's prefill chunk holds up every rank's decodes, so the smallest
@@ -85,7 +102,8 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
     for chunk in chunks:
         if cap is None or chunk >= cap * tokens_per_step:  # a budget below a full decode step would starve prefills
             knobs = knob_values(opts.engine, cap, chunk)
-            out.append((f"chunked {chunk}{per_rank}", dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
+            out.append((f"{'chunked' if cuts_prompts else 'budget'} {chunk}{per_rank}",
+                        dict(engine=opts.engine, **knobs, **graphs, **chunk_on)))
     if opts.engine.split("@")[0] == "vllm":
         refusal = layout_refusal("vllm-v0", tp, layout.get("ep"), None, attention_dp, LAYOUT_FLAGS)
         if refusal is None:
@@ -93,6 +111,23 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
         elif pruned is not None:
             pruned.append(f"collocated tp={tp} prefill-first {cap_label(opts.engine, cap, attention_dp)}: {refusal}")
     if attention_dp > 1 and "enable_prefill_delayer" in engine_knobs(opts.engine):  # beside each token budget
-        out += [(label.replace(" default", "") + " prefill-delayer", dict(fields, enable_prefill_delayer=True))
-                for label, fields in list(out) if fields["engine"] == opts.engine]
+        lacks = _release_lacking(opts.engine, "enable_prefill_delayer")
+        if lacks is None:
+            out += [(label.replace(" default", "") + " prefill-delayer", dict(fields, enable_prefill_delayer=True))
+                    for label, fields in list(out) if fields["engine"] == opts.engine]
+        elif pruned is not None:
+            pruned.append(f"collocated tp={tp} prefill-delayer {cap_label(opts.engine, cap, attention_dp)}: {lacks}")
     return out
+
+
+def _release_lacking(engine: str, knob: str) -> str | None:
+    """Why `engine` (preset[@version]) as modelled cannot launch the variant of `knob` (VARIANT_RELEASES: its
+    version before the flag's first release), or None."""
+    preset, since = VARIANT_RELEASES[knob]
+    version = engine.partition("@")[2] or str(preset_entry(engine)["default_version"])
+    if preset_key(engine) != preset or version_key(version) >= version_key(since):
+        return None
+    later = [v for v in preset_entry(preset)["versions"] if version_key(v) >= version_key(since)]
+    return (f"not planned: --{knob.replace('_', '-')} needs {preset} >= {since}, and {preset}@{version} (the version "
+            f"modelled) has no such argument; " + (f"--engine {preset}@{later[0]} plans it" if later else
+                                                   f"no {preset} version modelled has it"))
