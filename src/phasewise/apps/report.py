@@ -26,6 +26,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.plan.export import deployment_yaml
 from phasewise.plan.goodput import GoodputResult
 from phasewise.plan.planner import OBJECTIVE_UNITS, PlanResult
+from phasewise.plan.windows import VERIFY_FACTORS
 from phasewise.sim.metrics import SimResult
 
 PRUNED_SHOWN = 50  # pruned lines listed open; the rest behind "and N more"
@@ -50,7 +51,7 @@ def _table(result: PlanResult) -> str:
         if math.isnan(v):
             verified = "-"
         elif r["goodput_rps"] <= 0:
-            verified = f"failed ({v:.1%} at 80 % of {r['search_rps']:.2f})"
+            verified = f"failed ({v:.1%} at {VERIFY_FACTORS[-1] * 100:.0f} % of {r['search_rps']:.2f})"
         else:
             verified = f"{v:.1%} at {r['goodput_rps'] / r['search_rps']:.0%} of {r['search_rps']:.2f}"
             if r["verified_units"] < r["units"]:

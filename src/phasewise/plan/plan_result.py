@@ -14,6 +14,7 @@ from phasewise.plan.goodput_results import GoodputResult
 from phasewise.plan.objectives import OBJECTIVE_UNITS, objective_value
 from phasewise.plan.run_summaries import curve_point, goodput_tokens_per_s_per_gpu
 from phasewise.plan.verification import VERIFY_TOLERANCE, p90_excess
+from phasewise.plan.windows import VERIFY_FACTORS
 from phasewise.sim import Slo
 from phasewise.specs.hardware import chip_identity
 
@@ -150,7 +151,8 @@ class PlanResult:
                    if searched.verified_attainment >= self.target - VERIFY_TOLERANCE
                    else f"{searched.verified_attainment:.0%} met them at the lowest")
             return (f"{line}; closest: {c['strategy']}, whose search held {searched.search_rps:.3g} req/s on one "
-                    f"unit, not held on the whole deployment at 80-100 % of that rate ({why})")
+                    f"unit, not held on the whole deployment at {VERIFY_FACTORS[-1] * 100:.0f}-100 % of that rate "
+                    f"({why})")
         beyond = self.beyond_context_share
         if beyond and 1.0 - beyond < self.target:  # the refused requests alone put the target out of reach
             return (f"{line}: {beyond:.1%} of the workload's requests pass the model's context and are refused, as "

@@ -17,7 +17,7 @@ from phasewise.plan.goodput_results import GoodputResult, VerifiedRun
 from phasewise.plan.run_summaries import binds
 from phasewise.plan.strategies import Strategy
 from phasewise.plan.unit_traffic import fresh_draws, rate_share, slice_traffic, trace_requests
-from phasewise.plan.windows import REFINE, VERIFY_FILLS, VERIFY_SEED_FILLS, VERIFY_STEP, verify_window_s
+from phasewise.plan.windows import REFINE, VERIFY_FACTORS, VERIFY_FILLS, VERIFY_SEED_FILLS, verify_window_s
 from phasewise.sim import SimResult, Slo, simulate
 from phasewise.sim.deployment import build_deployment
 from phasewise.sim.metrics import miss_allowance
@@ -52,13 +52,15 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
            target: float, search_units: int = 1) -> tuple[float, float, VerifiedRun | None]:
     """The deployment (or its slice, slice_units), behind its router, on VERIFY_SEEDS fresh seeds (the first over
     VERIFY_FILLS times the seats' fill time, the others over VERIFY_SEED_FILLS: verify_window_s): the highest of
-    rate x (1, 0.95, ..., 0.8) at which every seed's attainment >= target - VERIFY_TOLERANCE with a stable queue
-    (stability.stable), the worst seed's attainment there and its run (the table's latencies and the report's CDFs
-    come from it; among seeds of one attainment the worst is the one whose p90s reach furthest into the SLOs,
-    p90_excess); (0, the attainment of the last run at 0.8 x rate, None) if none holds. A replayed trace
-    (--arrivals trace) shorter than the window is looped to fill it, and must hold both so and once, as `simulate
-    --trace --rate` replays it (trace_requests), the run kept the latter; simulated whole it is one seed, every seed
-    drawing it alike (fresh_draws).
+    rate x (1, 0.95, ..., 0.05: VERIFY_FACTORS, stepping down until one holds) at which every seed's attainment >=
+    target - VERIFY_TOLERANCE with a stable queue (stability.stable), the worst seed's attainment there and its run
+    (the table's latencies and the report's CDFs come from it; among seeds of one attainment the worst is the one
+    whose p90s reach furthest into the SLOs, p90_excess); (0, the attainment of the last run, at the lowest step,
+    None) if none holds. The steps reach down to 5 % of the search's rate, not 80 %: a looser SLO raises the
+    search's answer, and a floor near it rose above the rates that held under tighter SLOs (VERIFY_FACTORS). A
+    replayed trace (--arrivals trace) shorter than the window is looped to fill it, and must hold both so and once,
+    as `simulate --trace --rate` replays it (trace_requests), the run kept the latter; simulated whole it is one
+    seed, every seed drawing it alike (fresh_draws).
     When the search's rate holds, the rate climbs by VERIFY_CLIMB while it still does (at most VERIFY_CLIMB_STEPS
     times) where verification runs more units than the search did (`search_units`): the search ran them at their
     share of the rate, and more units behind a load-aware router share their bursts (a prompt far longer than most
@@ -124,7 +126,7 @@ def verify(strategy: Strategy, rate: float, work: WorkloadSpec, slo: Slo,
         return run.rate_rps, att, run
 
     att, above = 0.0, None
-    for factor in (round(1.0 - k * VERIFY_STEP, 2) for k in range(5)):  # 1, 0.95, ..., 0.8
+    for factor in VERIFY_FACTORS:  # 1, 0.95, ..., 0.05, until one holds
         att, run, s = attempt(rate * factor, seeds)
         if run is None:
             above = (rate * factor, s)
