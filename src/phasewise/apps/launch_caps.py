@@ -57,8 +57,8 @@ def trtllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, knobs: dict
     release, trtllm-0.5's 16,384-token budget, runs with its own only so), unless `knobs` (the group's, written
     beside) give them; and chunked prefill where the simulated preset ran a prompt longer than its budget whole
     (sim/schedulers/trtllm.py RUNS_LONG_PROMPTS: trtllm-0.5, trtllm-bench) and the plan's prompts may be longer
-    (`longest_prompt` beyond the budget; not known: the model's context beyond it): trtllm-serve without chunked prefill refuses such a prompt
-    (the PyTorch LLM API's _check_arguments, "should not exceed max_num_tokens": HTTP 400; TrtllmScheduler.refusal),
+    (`longest_prompt` beyond the budget; not known: the model's context beyond it): trtllm-serve without chunked
+    prefill refuses such a prompt (the PyTorch LLM API's _check_arguments, "should not exceed max_num_tokens": HTTP 400; TrtllmScheduler.refusal),
     so the command turns chunking on at the simulated budget and says what differs."""
     dp = g.attention_dp or 1
     seqs, budget = rank_share(engine.max_seqs, dp), rank_share(engine.token_budget, dp)

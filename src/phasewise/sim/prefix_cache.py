@@ -330,8 +330,8 @@ def summarize(caches: list[PrefixCache]) -> dict[str, float | int]:
     """The deployment's prefix-cache figures (SimResult.policy['prefix_cache']): hit rates by tokens (of all prompt
     tokens looked up, those of prompts without prefix hashes too, as vLLM's prefix cache hit rate) and by shareable
     prefix blocks (key_tokens each: a Mooncake trace's 512: every *_blocks count but rank_borrowed_blocks, engine
-    blocks), evictions in those blocks and in KV tokens, prefill tokens saved (recomputations' hits included). An instance with attention DP counts its ranks'
-    caches (RankedPrefixCache) together."""
+    blocks), evictions in those blocks and in KV tokens, prefill tokens saved (recomputations' hits included). An
+    instance with attention DP counts its ranks' caches (RankedPrefixCache) together."""
     ranked = [c for c in caches if c.ranked]
     instances = len(caches)
     caches = [r for c in caches for r in (c.ranks if c.ranked else (c,))]
