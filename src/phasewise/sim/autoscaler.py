@@ -34,7 +34,6 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.startup import startup_estimate
 from phasewise.sim.hpa_behavior import HpaBehavior
 from phasewise.sim.kpa import KpaDecider
-from phasewise.sim.routers.dynamo_kv import DynamoKvRouter
 from phasewise.sim.sla_planner import SlaPlanner
 
 if TYPE_CHECKING:
@@ -435,8 +434,7 @@ class Autoscaler:
         prefix = self.replicas[k].kv.prefix
         for cache in () if prefix is None else prefix.ranks if prefix.ranked else (prefix,):
             cache.reset()
-        if isinstance(self.cluster.front, DynamoKvRouter):  # its approximate index too (without KV events)
-            self.cluster.front.forget(self.replicas[k])
+        self.cluster.front.forget(self.replicas[k])  # what the router recorded there (Dynamo's approximate index)
 
     def finish(self, end_s: float) -> None:
         """At the run's end: every replica still holding GPUs counts them to `end_s`; the run's figures."""

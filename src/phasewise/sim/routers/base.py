@@ -29,3 +29,7 @@ class Router:
     def must_hold(self) -> bool:
         """Whether a new request waits at the router for now (Dynamo's router queue); no by default."""
         return False
+
+    def forget(self, inst: Instance) -> None:
+        """`inst` stopped (an autoscaler's replica, sim/autoscaler.py _stop): drop what the policy recorded about it
+        beyond the instance's own state; nothing by default (Dynamo's approximate index drops its blocks)."""
