@@ -12,6 +12,7 @@ from phasewise.perf.memory import kv_block_pool
 from phasewise.perf.window_kv import kv_window_terms
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.specs import load_model
+from phasewise.specs.engine_caps import rank_share
 from phasewise.specs.engine_kv import kv_block, window_kv
 
 # vllm 0.14 engine/arg_utils.py _check_feature_supported (0.11 fell back to V0, which it no longer has)
@@ -25,8 +26,12 @@ def vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[st
     them: a preset of another scheduler (sarathi's 512-token budget, ascendra's pools, vllm-v0's whole prompts) or
     an older release launched with today's vLLM runs with what was simulated, not with vLLM's defaults. The caps
     vLLM would take are resolved with what the command sets beside them (chunked prefill off, `context` as
-    --max-model-len: vLLM's budget without chunking follows max_model_len, specs/engine_defaults.py vllm_batch_caps)."""
+    --max-model-len: vLLM's budget without chunking follows max_model_len, specs/engine_defaults.py vllm_batch_caps).
+    Both flags are each data-parallel rank's (one engine core per rank, specs/engine_caps.py PER_RANK_KNOBS), while
+    `engine`'s caps and launched_default's are the instance's (specs/engine_config.py multiplies the flags by
+    attention_dp): both sides are compared and written as one rank's share."""
     model = load_model(g.model or dep.model)
+    ranks = g.attention_dp or 1
 
     def vllm_own(knobs: dict) -> Any:  # vLLM's own caps for the group beside `knobs` (launch_caps.launched_default)
         return launched_default(dep, g, "vllm", knobs, context)
@@ -37,8 +42,10 @@ def vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[st
         chunking.append("--enable-chunked-prefill" if engine.chunked_prefill else "--no-enable-chunked-prefill")
     own = default if engine.chunked_prefill else vllm_own({"enable_chunked_prefill": False})
     out = []
-    for flag, simulated, vllm_default in (("--max-num-seqs", engine.max_seqs, own.max_seqs),
-                                         ("--max-num-batched-tokens", engine.token_budget, own.token_budget)):
+    rank_budget = rank_share(engine.token_budget, ranks)
+    for flag, simulated, vllm_default in (
+            ("--max-num-seqs", rank_share(engine.max_seqs, ranks), rank_share(own.max_seqs, ranks)),
+            ("--max-num-batched-tokens", rank_budget, rank_share(own.token_budget, ranks))):
         if flag == "--max-num-batched-tokens" and budget_refused(engine, simulated, context, model):
             continue  # vllm_max_model_len's note says so
         if simulated != vllm_default and flag not in argv:
@@ -48,7 +55,7 @@ def vllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, argv: list[st
     if engine.chunked_prefill and partial > own.partial_prefills and "max_num_partial_prefills" not in g.knobs:
         notes.append(f"{g.engine}'s scheduling ({partial} prompts part-way through prefill in one step, as "
                      f"simulated) has no vLLM V1 equivalent: {PARTIAL_PREFILLS_REFUSED}; this command runs vLLM V1's "
-                     f"chunked prefill with the simulated {engine.token_budget}-token budget, one prompt part-way "
+                     f"chunked prefill with the simulated {rank_budget}-token budget, one prompt part-way "
                      "through prefill at a time")
     if out:
         notes.append(f"{' '.join(a for a in out if a.startswith('--'))}: the simulated {g.engine} caps, where "
