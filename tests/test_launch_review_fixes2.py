@@ -99,10 +99,14 @@ def test_vllm_multi_node_tensor_parallel_flags_say_they_need_0_11_1(engine, need
     0.11.1's: a TP16 instance over two nodes under an older modelled version says so, at its commands and header."""
     script, _ = _script(engine, model="meta-llama/Llama-3.1-405B", tp=16, max_num_seqs=64)
     assert "--nnodes 2" in script
-    header = script.split("set -euo pipefail")[0]
-    said = f"--nnodes needs vLLM >= 0.11.1: vLLM {engine.partition('@')[2]} (the version the plan modelled)"
-    assert (said in header) == needs and (said in script.split("set -euo pipefail")[1]) == needs
-    assert ("--master-addr needs vLLM >= 0.11.1" in header) == needs
+    header, body = script.split("set -euo pipefail")
+    said = f" vLLM >= 0.11.1: vLLM {engine.partition('@')[2]} (the version the plan modelled)"
+
+    def says(text: str, flag: str) -> bool:  # a line of its own or one naming the flags of a release together
+        return any(said in line and flag in line.split(" need")[0] for line in text.splitlines())
+
+    assert says(header, "--nnodes") == needs and says(body, "--nnodes") == needs
+    assert says(header, "--master-addr") == needs
 
 
 def test_an_sglang_0_5_5_plan_does_not_rank_the_0_5_8_prefill_delayer():
@@ -116,9 +120,48 @@ def test_an_sglang_0_5_5_plan_does_not_rank_the_0_5_8_prefill_delayer():
                for line in pruned)
 
 
-def test_the_planner_s_release_for_a_variant_is_the_flag_s_since():
-    """The plan's VARIANT_RELEASES and apps/data/engine_flags.yaml's `since` name one release for each flag."""
-    from phasewise.plan.scheduling_variants import VARIANT_RELEASES
+def test_the_planner_and_the_launch_script_read_one_release_for_a_knob_s_flag(monkeypatch):
+    """The release of --enable-prefill-delayer lives once, in the sglang preset's knob_since (specs/data/
+    engine_presets.yaml): moving it there moves both the plan's variant (planned or pruned, the pruned line naming
+    it) and launch.sh's `needs` line (apps/data/engine_flags.yaml refers to it)."""
+    from phasewise.apps.launch_args import version_needs
+    from phasewise.specs.engine_presets import preset_entry
 
-    for knob, (engine, since) in VARIANT_RELEASES.items():
-        assert engine_flags()[engine]["flags"][f"--{knob.replace('_', '-')}"]["since"] == since
+    def planned(pruned: list[str]) -> bool:
+        variants = scheduling_variants(PlanOptions(engine="sglang", chunk_sizes=(2048,)), 128, tp=4,
+                                       layout={"attention_dp": 4, "ep": 4}, pruned=pruned)
+        return any("prefill-delayer" in label for label, _ in variants)
+
+    since = preset_entry("sglang")["knob_since"]
+    assert engine_flags()["sglang"]["flags"]["--enable-prefill-delayer"]["since"] == since["enable_prefill_delayer"]
+    for release, on_0_5_5 in (("0.5.5", True), ("0.5.6", False), ("0.5.8", False)):
+        monkeypatch.setitem(since, "enable_prefill_delayer", release)
+        pruned: list[str] = []
+        assert planned(pruned) == on_0_5_5
+        assert engine_flags()["sglang"]["flags"]["--enable-prefill-delayer"]["since"] == release
+        needs = version_needs("sglang", ["--enable-prefill-delayer"], "0.5.5")
+        assert bool(needs) == (not on_0_5_5)
+        if not on_0_5_5:
+            assert any(f"--enable-prefill-delayer needs sglang >= {release}" in line for line in pruned)
+            assert needs[0].startswith(f"--enable-prefill-delayer needs SGLang >= {release}: SGLang 0.5.5")
+
+
+def test_a_flag_whose_knob_has_a_release_does_not_write_its_own():
+    """apps/data/engine_flags.yaml writes no release of its own for a flag whose knob's release the engine's preset
+    records (knob_since): it refers to that one (`since: {knob: K}`), and every such reference names a release."""
+    from importlib import resources
+
+    from phasewise.specs.engine_presets import preset_entry
+
+    raw = yaml.safe_load(resources.files("phasewise.apps").joinpath("data", "engine_flags.yaml").read_text())
+    referred = 0
+    for family, spec in raw.items():
+        for knob in preset_entry(family).get("knob_since") or {}:
+            entry = spec["flags"][f"--{knob.replace('_', '-')}"]
+            assert entry["since"] == {"knob": knob}, (family, knob)
+            referred += 1
+        for flag, entry in spec["flags"].items():
+            if isinstance(entry.get("since"), dict):
+                release = preset_entry(family)["knob_since"][entry["since"]["knob"]]
+                assert engine_flags()[family]["flags"][flag]["since"] == release
+    assert referred >= 2  # the prefill delayer's two flags

@@ -114,11 +114,12 @@ def test_the_planner_tries_the_delayer_on_sglang_s_attention_dp_layouts(monkeypa
     """`plan` under an SGLang version with the flag: every attention-DP layout also runs with the prefill delayer on,
     at the default token budget and at each --chunk-sizes budget (a strategy of its own, its deployment carrying the
     knob and that budget); tensor-parallel layouts, and other engines, do not get it. (No modelled SGLang has it
-    yet: 0.5.5 is made to stand for one here; tests/test_launch_review_fixes2.py checks 0.5.5 leaves it out.)"""
-    from phasewise.plan import scheduling_variants
+    yet: 0.5.5 is made to stand for one here, the sglang preset's knob_since for the flag moved to it;
+    tests/test_launch_review_fixes2.py checks 0.5.5 leaves it out.)"""
     from phasewise.plan.strategies import PlanOptions, enumerate_strategies
+    from phasewise.specs.engine_presets import preset_entry
 
-    monkeypatch.setitem(scheduling_variants.VARIANT_RELEASES, "enable_prefill_delayer", ("sglang", "0.5.5"))
+    monkeypatch.setitem(preset_entry("sglang")["knob_since"], "enable_prefill_delayer", "0.5.5")
 
     opts = PlanOptions(engine="sglang", tp_options=(4,), chunk_sizes=(), disaggregated=False)
     strategies, _ = enumerate_strategies(MOE, "b200", 4, opts)

@@ -24,7 +24,7 @@ from phasewise.specs.engine_kv import (
     prefix_caching_refusal,
     version_key,
 )
-from phasewise.specs.engine_presets import preset_entry
+from phasewise.specs.engine_presets import knob_since, preset_entry
 
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
 # (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
@@ -61,9 +61,32 @@ def _shell_word(word: str) -> str:
 
 
 @cache
-def engine_flags() -> dict[str, Any]:
-    """The published argument names each engine's command takes (apps/data/engine_flags.yaml)."""
+def _flag_file() -> dict[str, Any]:
     return yaml.safe_load(resources.files("phasewise.apps").joinpath("data", "engine_flags.yaml").read_text())
+
+
+def engine_flags() -> dict[str, Any]:
+    """The published argument names each engine's command takes (apps/data/engine_flags.yaml), a flag's `since:
+    {knob: K}` read as the release the engine's preset records for knob K (specs/data/engine_presets.yaml
+    knob_since, the planner's record of it too)."""
+    table = _flag_file()
+    return {family: _knob_releases(family, spec) for family, spec in table.items()}
+
+
+def _knob_releases(family: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """`family`'s entry with each `since: {knob: K}` replaced by the preset's release (a copy; else the entry)."""
+    refer = {flag: entry["since"]["knob"] for flag, entry in spec["flags"].items()
+             if isinstance(entry.get("since"), dict)}
+    if not refer:
+        return spec
+    flags = dict(spec["flags"])
+    for flag, knob in refer.items():
+        since = knob_since(family, knob)
+        if since is None:
+            raise LookupError(f"apps/data/engine_flags.yaml {family} {flag}: `since: {{knob: {knob}}}`, but "
+                              f"specs/data/engine_presets.yaml's {family} preset has no knob_since for {knob}")
+        flags[flag] = dict(flags[flag], since=since)
+    return dict(spec, flags=flags)
 
 
 def engine_family(engine: str) -> str:

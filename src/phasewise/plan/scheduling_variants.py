@@ -12,7 +12,7 @@ from phasewise.perf.parallel import LAYOUT_FLAGS
 from phasewise.plan.options import PlanOptions
 from phasewise.sim.simulate import spec_budget_refusal
 from phasewise.specs.engine_kv import version_key
-from phasewise.specs.engine_presets import preset_entry, preset_key
+from phasewise.specs.engine_presets import knob_since, preset_entry, preset_key
 from phasewise.specs.engine_refusals import layout_refusal
 from phasewise.specs.engines import (
     caps_per_rank,
@@ -27,13 +27,6 @@ from phasewise.specs.engines import (
 # vLLM V0's always; TensorRT-LLM's enable_chunked_prefill defaults to false, and trtllm-0.5 has no such knob): a token
 # budget variant of theirs is named 'budget N' (whole prompts within N tokens a step), not 'chunked N'
 WHOLE_PROMPT_SCHEDULERS = ("vllm-v0", "trtllm")
-# Scheduling variants whose knob came in a later release than some versions the plan models: the knob, its engine's
-# preset and the first release with its flag. The same release as apps/data/engine_flags.yaml's `since` for the flag
-# (tests/test_launch_review_fixes2.py keeps them equal; the plan layer does not read the apps layer's data): SGLang's
-# --enable-prefill-delayer is in neither 0.5.5's nor 0.5.7's srt/server_args.py, in 0.5.8's (sglang PR #16269,
-# 2026-01). Under an older modelled version the variant is not planned (a pruned line names the release it needs):
-# that release could not launch it
-VARIANT_RELEASES = {"enable_prefill_delayer": ("sglang", "0.5.8")}
 
 
 def group_spec_budget_refusal(engine_fields: dict[str, Any], hw, model, tp: int, pp: int, layout: dict[str, Any],
@@ -82,10 +75,10 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
     prefill-first scheduler as the unchunked baseline (where V0 runs the layout: none with expert or
     attention-data parallelism, a pruned line); and for SGLang with attention DP each of those budgets again with
     its prefill delayer on (the ranks prefill together: sim/prefill_delayer.py), where the modelled release has the
-    delayer (VARIANT_RELEASES; else a pruned line). `cap` and the chunk sizes are written as the engine's flags read
-    them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on SGLang: specs/engine_caps.py
-    caps_per_rank), and so named ('chunked 2048/rank'; 'budget 2048' where the engine keeps prompts whole,
-    WHOLE_PROMPT_SCHEDULERS)."""
+    delayer (specs/engine_presets.py knob_since; else a pruned line). `cap` and the chunk sizes are written as the
+    engine's flags read them (per attention-DP rank on vLLM and TensorRT-LLM, the instance's on SGLang:
+    specs/engine_caps.py caps_per_rank), and so named ('chunked 2048/rank'; 'budget 2048' where the engine keeps
+    prompts whole, WHOLE_PROMPT_SCHEDULERS)."""
     layout = layout or {}
     attention_dp = layout.get("attention_dp", 1)
     per_rank = "/rank" if attention_dp > 1 and caps_per_rank(opts.engine) else ""
@@ -121,13 +114,15 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
 
 
 def _release_lacking(engine: str, knob: str) -> str | None:
-    """Why `engine` (preset[@version]) as modelled cannot launch the variant of `knob` (VARIANT_RELEASES: its
-    version before the flag's first release), or None."""
-    preset, since = VARIANT_RELEASES[knob]
+    """Why `engine` (preset[@version]) as modelled cannot launch the variant of `knob`: its version is before the
+    first release with the knob's flag (specs/engine_presets.py knob_since, the release launch.sh also gates the
+    flag on: apps/data/engine_flags.yaml), which could not launch it; or None."""
+    since = knob_since(engine, knob)
     version = engine.partition("@")[2] or str(preset_entry(engine)["default_version"])
-    if preset_key(engine) != preset or version_key(version) >= version_key(since):
+    if since is None or version_key(version) >= version_key(since):
         return None
-    later = [v for v in preset_entry(preset)["versions"] if version_key(v) >= version_key(since)]
+    preset = preset_key(engine)
+    later = [v for v in preset_entry(engine)["versions"] if version_key(v) >= version_key(since)]
     return (f"not planned: --{knob.replace('_', '-')} needs {preset} >= {since}, and {preset}@{version} (the version "
             f"modelled) has no such argument; " + (f"--engine {preset}@{later[0]} plans it" if later else
                                                    f"no {preset} version modelled has it"))

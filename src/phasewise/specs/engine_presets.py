@@ -1,5 +1,5 @@
 """The engine presets' table (engine_presets.yaml): a preset's entry by name (`preset[@version]`, or the preset an
-engine file refines), its versions and a version's defaults with what it inherits."""
+engine file refines), its versions, the release a knob came in, and a version's defaults with what it inherits."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def preset_key(engine: str) -> str:
 def preset_versions(engine: str) -> tuple[str, ...]:
     """The versions a preset carries defaults for (`engine@version`); a profile name or file: vLLM V1's."""
     return tuple(preset_entry(engine).get("versions", {}))
+
+
+def knob_since(engine: str, knob: str) -> str | None:
+    """The first release of `engine`'s preset (`preset[@version]`, or the preset an engine file refines) with
+    `knob`'s flag, where that is later than a version the preset models (engine_presets.yaml `knob_since`: the
+    planner's and the launch scripts' one record of it); None: every version modelled has it."""
+    return (preset_entry(engine).get("knob_since") or {}).get(knob)
 
 
 def version_table(name: str, entry: dict, version: str) -> dict[str, Any]:
