@@ -249,7 +249,7 @@ PLAN_DLLM_BATCH_CAPS = (1, 2, 4, 8, 16, 32)  # assumed: powers of two up to what
 # two of them, is not among them; the decoding's knobs as simulate's): any other given with --dllm is refused by name
 PLAN_DLLM_READS = {"model", "hardware", "gpus", "slo_ttft_ms", "slo_tpot_ms", "attainment", "isl", "osl", "isl_dist",
                    "osl_dist", "isl_spread", "osl_spread", "objective", "precisions", "batch_caps", "engine", "seed",
-                   "as_json", "dllm", *DECODING_KNOBS}
+                   "memory_fraction", "as_json", "dllm", *DECODING_KNOBS}
 
 
 def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: list[tuple[str, str]]) -> None:
@@ -286,17 +286,23 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
                        params.get("isl_spread"), params.get("osl_spread"))  # as simulate's and plan's
     isl, osl = params.get("isl") or DEFAULT_ISL, params.get("osl") or DEFAULT_OSL
     dec = decoding_of(dllm, params)
+    memory_fraction = params.get("memory_fraction")  # None: the engine's own (rank_dllm checks the range)
     left_out: list[tuple[str, int]] = []
     ranked = rank_dllm(dec, params["model"], chips, params["gpus"], caps, left_out=left_out,
                        prompt=LengthDist(params.get("isl_dist", "fixed"), isl, params.get("isl_spread", 0.0)),
                        answer=LengthDist(params.get("osl_dist", "fixed"), osl, params.get("osl_spread", 0.0)),
                        slo_ttft_ms=params["slo_ttft_ms"], slo_tpot_ms=params["slo_tpot_ms"],
                        target=params["attainment"], engine=dllm_engine(params, given), precision=precision,
-                       objective=params.get("objective", "goodput-per-gpu"), seed=params.get("seed", 0))
-    dropped = (", ".join(f"{cap} on {chip}" for chip, cap in left_out) + ": their batch does not fit one GPU (KV of "
-               "prompt + canvas, and a refresh's logits at every position)") if left_out else ""
+                       objective=params.get("objective", "goodput-per-gpu"), seed=params.get("seed", 0),
+                       memory_fraction=memory_fraction)
+    # the share of each GPU an instance may fill, where given (else the engine's own, as simulate --dllm's)
+    within = f" in --memory-fraction {memory_fraction:g} of it" if memory_fraction is not None else ""
+    at_fraction = f" at --memory-fraction {memory_fraction:g}" if memory_fraction is not None else ""
+    dropped = (", ".join(f"{cap} on {chip}" for chip, cap in left_out) + f": their batch does not fit one GPU{within} "
+               "(KV of prompt + canvas, and a refresh's logits at every position)") if left_out else ""
     if params.get("as_json"):
-        print(dumps({"dllm": dec.to_json(), "ranking": [r.to_json() for r in ranked],
+        print(dumps({"dllm": dec.to_json(), "memory_fraction": memory_fraction,
+                     "ranking": [r.to_json() for r in ranked],
                      "left_out": [{"hardware": chip, "batch_cap": cap} for chip, cap in left_out]}))
     else:
         from rich.table import Table
@@ -304,7 +310,7 @@ def plan_dllm_cmd(console: Console, dllm: str, params: dict[str, Any], given: li
         from phasewise.apps.simulate_view import ms_cell
 
         table = Table(title=f"dLLM {dllm} deployments ({decoding_words(dec.to_json())}) "
-                            f"of {params['gpus']} GPU(s), ranked by "
+                            f"of {params['gpus']} GPU(s){at_fraction}, ranked by "
                             f"{params.get('objective', 'goodput-per-gpu')} (TTFT = time to first block <= "
                             f"{params['slo_ttft_ms']:g} ms, TPOT <= {params['slo_tpot_ms']:g} ms for "
                             f"{params['attainment']:.0%})", title_justify="left")

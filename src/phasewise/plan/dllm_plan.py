@@ -66,14 +66,20 @@ class DllmInstance:
     engine: str  # the profile's name, for the summary
 
 
+def check_memory_fraction(memory_fraction: float | None) -> None:
+    """A one-line error for a --memory-fraction outside (0, 1] (None: the engine's own, always fine): simulate
+    --dllm's and plan --dllm's one rule."""
+    if memory_fraction is not None and not 0 < memory_fraction <= 1:
+        raise PhasewiseError(f"--memory-fraction must be in (0, 1], the share of GPU memory the engine takes (got "
+                             f"{memory_fraction:g})")
+
+
 def dllm_instance(spec: ModelSpec, hw: HardwareSpec, quant: QuantScheme, engine: str, tp: int = 1,
                   memory_fraction: float | None = None) -> DllmInstance:
     """`engine` (a preset[@version], a profile key or file, as simulate's --engine) resolved for `hw` (specs/engines.py
     resolve_engine: the preset's profile on this chip and its memory fraction); `memory_fraction` the deployment's
     (None: the engine's default). The one place both simulate --dllm and plan --dllm turn --engine into a cost."""
-    if memory_fraction is not None and not 0 < memory_fraction <= 1:
-        raise PhasewiseError(f"--memory-fraction must be in (0, 1], the share of GPU memory the engine takes (got "
-                             f"{memory_fraction:g})")
+    check_memory_fraction(memory_fraction)
     config = resolve_engine(engine, hw, tp=tp)
     return DllmInstance(CostModel(spec, hw, quant, config.profile, tp, 1), config.fraction(memory_fraction),
                         config.profile.name)
@@ -127,6 +133,7 @@ def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, bat
         raise PhasewiseError(f"--attainment must be in (0, 1] (got {target})")
     if gpus < 1:
         raise PhasewiseError(f"--gpus must be >= 1 (got {gpus})")
+    check_memory_fraction(memory_fraction)  # before any chip's instance: dllm_instance's rule
     spec = load_model(model)
     quant = load_quant(precision or spec.default_precision)
     # the requests every rate serves (open_loop draws the lengths after the gaps: the same at any rate), checked as
@@ -150,12 +157,15 @@ def rank_dllm(dec: DllmDecoding, model: str, hardware: list[str], gpus: int, bat
                                  slo_tpot_ms, target, requests, seed))
     if not out:
         # the copies, or one request's lengths, not the caps, are what does not fit: memory_error names their flags
+        # (and a --memory-fraction given, the other way to make room)
+        larger = f", or a larger --memory-fraction than {memory_fraction:g}" if memory_fraction is not None else ""
         for cause in ("copies", "lengths"):
             named = [e.text for e in refused if e.cause == cause]
             if named:
-                raise PhasewiseError(named[0])
+                raise PhasewiseError(named[0] + larger)
         raise PhasewiseError(f"no batch cap in {', '.join(map(str, batch_caps))} fits {spec.name} with its "
-                             f"{dec.gen_length}-token canvas on {', '.join(hardware)}; try smaller --batch-caps")
+                             f"{dec.gen_length}-token canvas on {', '.join(hardware)}; try smaller --batch-caps"
+                             f"{larger}")
     metric = (lambda r: r.per_gpu_rps) if objective == "goodput-per-gpu" else (lambda r: r.requests_per_dollar)
     return sorted(out, key=lambda r: (-metric(r), r.strategy.hardware, r.strategy.batch_cap))
 
@@ -194,5 +204,5 @@ def _evaluate(dec: DllmDecoding, cost: DllmCost, strategy: DllmStrategy, prompt:
                       s["ttft_ms"]["p90"], s["tpot_ms"]["p90"], s["e2e_ms"]["mean"], s["instances"]["busy_fraction"])
 
 
-__all__ = ["DllmInstance", "DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths", "diffusion_model",
-           "dllm_instance", "rank_dllm"]
+__all__ = ["DllmInstance", "DllmRanked", "DllmStrategy", "OBJECTIVES", "attainment", "check_lengths",
+           "check_memory_fraction", "diffusion_model", "dllm_instance", "rank_dllm"]
