@@ -162,7 +162,8 @@ def test_plan_refuses_options_plan_flags_refuse():
                              (dict(chunk_sizes=(-1,)), "PlanOptions.chunk_sizes .* must list integers >= 1"),
                              (dict(tp_options=()), "PlanOptions.tp_options .* must list integers >= 1"),
                              (dict(tp_options=(1.5,)), "PlanOptions.tp_options"),
-                             (dict(memory_fraction=2.0), "PlanOptions.memory_fraction must be in \\(0, 1\\]"),
+                             (dict(memory_fraction=2.0),
+                              "PlanOptions.memory_fraction \\(plan --memory-fraction\\) must be in \\(0, 1\\]"),
                              (dict(ratios=((1, 0),)), "PlanOptions.ratios must list")):
         with pytest.raises(PhasewiseError, match=message):
             plan(LLAMA, "h100-sxm", 1, Slo(1000, 50), work, opts=PlanOptions(**{**base, **options}))

@@ -1,7 +1,7 @@
 """plan --dllm takes --memory-fraction as simulate --dllm does (plan/dllm_plan.py dllm_instance): it was 'No such
 option' on plan, whose dLLM ranking always filled the engine's own fraction (0.9 for hf-eager) of each GPU. A smaller
 fraction holds fewer requests' KV of prompt + canvas, so the larger batch caps are left out and the winner changes;
-values outside (0, 1] are one-line errors, and plan without --dllm refuses the flag rather than ignore it."""
+values outside (0, 1] are one-line errors, and plan without --dllm plans its engine strategies at the fraction."""
 
 from __future__ import annotations
 
@@ -54,7 +54,11 @@ def test_plan_and_simulate_dllm_refuse_the_same_values_alike(run_cli):
     assert code == 2 and plan_err == simulate_err
 
 
-def test_plan_without_dllm_refuses_memory_fraction_rather_than_ignore_it(run_cli):
-    code, out, err = run_cli("plan", "--gpus", "1", "--memory-fraction", "0.8")
+def test_plan_without_dllm_plans_its_engine_strategies_at_the_memory_fraction(run_cli):
+    """The engine strategies take --memory-fraction too (PlanOptions.memory_fraction, as a sweep's): Llama-3.1-8B's
+    16 GB of weights do not fit 0.15 of one H100, so nothing fits, and the pruned lines name the flag."""
+    code, out, err = run_cli("plan", "--gpus", "1", "--memory-fraction", "0.15")
     assert code == 2 and out == ""
-    assert "--memory-fraction applies with --dllm" in err and len(err.strip().splitlines()) == 1
+    assert "no strategy fits" in err and "do not fit in --memory-fraction 0.15 of h100-sxm memory" in err
+    code, out, err = run_cli("plan", "--gpus", "1", "--memory-fraction", "1.5")
+    assert code == 2 and "plan --memory-fraction" in err and "(0, 1]" in err and len(err.strip().splitlines()) == 1

@@ -46,12 +46,14 @@ from phasewise.errors import PhasewiseError, name_list, refuse_empty
 if TYPE_CHECKING:
     from phasewise.plan.options import PlanOptions
 
-# plan --dllm's instances' memory share, as simulate --dllm's --memory-fraction (plan/dllm_plan.py dllm_instance);
-# refused without --dllm (the engine strategies run at each engine's own)
-DllmMemoryFraction = Annotated[Optional[float], typer.Option(
-    "--memory-fraction", help="--dllm: the share of each GPU's memory an instance may fill (weights, the KV of prompt "
-                              "+ canvas, a forward's logits), in (0, 1] (default: the engine's own, 0.9 for "
-                              "hf-eager); a smaller one fits fewer --batch-caps")]
+# the engine strategies' device memory fraction, as the engine means it (cli_common.MemoryFraction), and plan --dllm's
+# instances' share of each GPU, as simulate --dllm's --memory-fraction (plan/dllm_plan.py dllm_instance)
+PlanMemoryFraction = Annotated[Optional[float], typer.Option(
+    "--memory-fraction", help="device memory fraction every strategy's instances launch with, as the engine means it: "
+                              "vllm of the whole GPU (default 0.9); sglang for weights + KV (mem_fraction_static; "
+                              "default: what SGLang computes); trtllm of what weights and activations leave "
+                              "(free_gpu_memory_fraction; default 0.9); --dllm: the share of each GPU an instance may "
+                              "fill (default the engine's own, 0.9 for hf-eager). Exported launch commands carry it")]
 
 
 @app.command("plan")
@@ -116,7 +118,7 @@ def plan_cmd(
     tokens_per_step_probs: TokensPerStepProbs = None,
     jump_copies: JumpCopies = None,
     jump_probs: JumpProbs = None,
-    memory_fraction: DllmMemoryFraction = None,
+    memory_fraction: PlanMemoryFraction = None,
     autoscale: Annotated[Optional[str], typer.Option(help="after ranking, replay the whole trace (--arrivals trace) through each ranked strategy as a fixed fleet (the fewest units meeting the SLOs) and autoscaled with, comma-separated: hpa (Kubernetes' HPA on vllm:num_requests_running, targets 60/80/100 % of a replica's concurrency at its goodput, and 100 % with a 60 s scale-down window) | kpa (Knative's KPA on requests in flight) | keda (KEDA, from and to zero) | dynamo (NVIDIA Dynamo's SLA planner on the SLOs); GPU-hours, $ and attainment of each (plan/fleet.py)")] = None,
     autoscale_rate: Annotated[Optional[float], typer.Option(help="--autoscale: the trace's mean rate for the replay, req/s (default: its own pace)")] = None,
 ) -> None:
@@ -129,9 +131,6 @@ def plan_cmd(
     if dllm_requested(model, dllm, locals()):  # a decoding knob without --dllm: a one-line error
         # unset --batch-caps stays None: the dLLM ranking's own caps
         return plan_dllm_cmd(console, dllm, dict(locals()), changed_options(plan_cmd, locals()))
-    if memory_fraction is not None:  # never quietly ignored: the engine strategies run at each engine's own
-        raise PhasewiseError("--memory-fraction applies with --dllm (its one-GPU instances); plan's engine strategies "
-                             "run at each engine's own fraction (a sweep's strategies.memory_fraction sets theirs)")
     from dataclasses import replace
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -195,7 +194,8 @@ def plan_cmd(
                        moe_layouts=listed("--moe-layouts", moe_layouts),
                        routers=listed("--router", router), routing_skew=routing_skew,
                        host_kv_cache_bytes=host_kv_cache_bytes("--host-kv-cache-gb", host_kv_cache_gb),
-                       kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb))
+                       kv_store_bytes=host_kv_cache_bytes("--kv-store-gb", kv_store_gb),
+                       memory_fraction=memory_fraction)
     # the options that cannot apply to this plan, refused as sweep refuses them (plan/options.py check_options)
     chips = hardware_list("--hardware", hardware)
     check_options([model], [*chips, *opts.prefill_hardware, *opts.decode_hardware], opts,

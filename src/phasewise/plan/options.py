@@ -116,7 +116,7 @@ class PlanOptions:
 
 
 # the plan flags that set PlanOptions' fields, where the flag is not the field's name spelled as a flag
-PLAN_FLAGS = {"ratios": None, "wide_ep_tp": None, "memory_fraction": None, "host_kv_cache_bytes": "--host-kv-cache-gb (GB)",
+PLAN_FLAGS = {"ratios": None, "wide_ep_tp": None, "host_kv_cache_bytes": "--host-kv-cache-gb (GB)",
               "kv_store_bytes": "--kv-store-gb (GB)", "routers": "--router"}
 
 

@@ -161,8 +161,9 @@ class _Enumeration:
                     continue
                 if not instance_fits(model, hw, quant, tp, pp, seqs, opts.memory_fraction, min_kv, layout,
                                      opts.engine, spec):
-                    pruned.append(f"{where} {label} {tag}: model + KV for {min_kv} tokens do not fit in {hardware} "
-                                  "memory")
+                    share = "" if opts.memory_fraction is None else f"--memory-fraction {opts.memory_fraction:g} of "
+                    pruned.append(f"{where} {label} {tag}: model + KV for {min_kv} tokens do not fit in {share}"
+                                  f"{hardware} memory")
                     continue
                 for sched, engine_fields in scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
                                                                  tp, layout, pruned):
