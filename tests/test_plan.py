@@ -58,7 +58,7 @@ def test_a_model_larger_than_one_node_is_planned_across_nodes_unless_tp_sizes_ar
     assert strategies and {s.details["tp"] for s in strategies} == {16}
     assert pruned[0].startswith(ACROSS_NODES) and "tried TP 16 across nodes" in pruned[0]
     named = PlanOptions(tp_options=(1, 2, 4, 8), tp_across_nodes=False, chunk_sizes=(), disaggregated=False)
-    with pytest.raises(PhasewiseError, match=r"tp=8 .*do not fit.*; --tp-options 16 spans two nodes$"):
+    with pytest.raises(PhasewiseError, match=r"tp=8 .*does not fit.*; --tp-options 16 spans two nodes$"):
         enumerate_strategies("deepseek-ai/DeepSeek-R1", "h100-sxm", 16, named)
     with pytest.raises(PhasewiseError, match="an instance of two 8-GPU nodes needs --gpus 16$"):
         enumerate_strategies("deepseek-ai/DeepSeek-R1", "h100-sxm", 8, opts)

@@ -59,6 +59,6 @@ def test_plan_without_dllm_plans_its_engine_strategies_at_the_memory_fraction(ru
     16 GB of weights do not fit 0.15 of one H100, so nothing fits, and the pruned lines name the flag."""
     code, out, err = run_cli("plan", "--gpus", "1", "--memory-fraction", "0.15")
     assert code == 2 and out == ""
-    assert "no strategy fits" in err and "do not fit in --memory-fraction 0.15 of h100-sxm memory" in err
+    assert "no strategy fits" in err and "does not fit h100-sxm at --memory-fraction 0.15: weights" in err
     code, out, err = run_cli("plan", "--gpus", "1", "--memory-fraction", "1.5")
     assert code == 2 and "plan --memory-fraction" in err and "(0, 1]" in err and len(err.strip().splitlines()) == 1

@@ -34,11 +34,22 @@ def placement(layout: dict[str, Any]) -> dict[str, Any]:
 def instance_fits(model, hw, quant, tp: int, pp: int, max_seqs: int | None, fraction: float | None,
                   min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm", mtp: bool = False,
                   role: str = "collocated") -> bool:
-    """Whether the weights and `min_kv_tokens` of KV fit one instance in `role` (`mtp`: with the MTP draft beside
-    them, the planner's speculative decoding). `max_seqs`: the sequences the whole instance holds (specs/engines.py
-    instance_seqs), None for the engine's own default; as simulate, the activations are sized for at most 1,024
-    (perf/memory.py profile_batch), a recurrent state's seats for every one; `min_kv_tokens` of one sequence in the
-    engine's whole KV blocks (perf/memory.py kv_pool_sequences: the simulator's rounding)."""
+    """Whether one instance fits its memory (instance_memory_refusal gives none)."""
+    return instance_memory_refusal(model, hw, quant, tp, pp, max_seqs, fraction, min_kv_tokens, layout, engine, mtp,
+                                   role) is None
+
+
+def instance_memory_refusal(model, hw, quant, tp: int, pp: int, max_seqs: int | None, fraction: float | None,
+                            min_kv_tokens: int, layout: dict[str, Any] | None = None, engine: str = "vllm",
+                            mtp: bool = False, role: str = "collocated") -> str | None:
+    """Why the weights and `min_kv_tokens` of KV do not fit one instance in `role` (`mtp`: with the MTP draft beside
+    them, the planner's speculative decoding), None where they do: simulate's own refusal (sim/simulate.py
+    build_group: perf/memory.py MemoryFit.fits, e.g. SGLang's static pool at a high --memory-fraction leaving its
+    activations too little beside it) in its words, or one sequence of `min_kv_tokens` not held. `max_seqs`: the
+    sequences the whole instance holds (specs/engines.py instance_seqs), None for the engine's own default; as
+    simulate, the activations are sized for at most 1,024 (perf/memory.py profile_batch), a recurrent state's seats
+    for every one; `min_kv_tokens` of one sequence in the engine's whole KV blocks (perf/memory.py
+    kv_pool_sequences: the simulator's rounding)."""
     split = parallel_layout(model, tp, **placement(layout)) if layout else None
     dp = split.attention_dp if split else 1
     config = resolve_engine(engine, hw, pp=pp, tp=tp, attention_dp=dp, speculative_draft="mtp" if mtp else None,
@@ -65,7 +76,12 @@ def instance_fits(model, hw, quant, tp: int, pp: int, max_seqs: int | None, frac
     terms = kv_window_terms(model, *window, attention_tp=tp // dp, quant=quant,
                             speculation=window_pool_speculation(config, model, mtp))
     pages = kv_state_pages(config, model, quant, tp // dp, pp, kv_block(config, model, hw, None)[0])
-    return kv_pool_sequences(mem.kv_capacity_tokens, min_kv_tokens, terms, pages) >= 1
+    if not mem.fits:  # so no strategy ranked here fails to start in simulate
+        return mem.reason()
+    if kv_pool_sequences(mem.kv_capacity_tokens, min_kv_tokens, terms, pages) < 1:
+        return (f"its KV pool ({mem.kv_capacity_tokens:,} tokens a GPU) holds no sequence of {min_kv_tokens:,} tokens "
+                "beside the weights")
+    return None
 
 
 def instance_layouts(model, tp: int, opts: PlanOptions, pruned: list[str], role: str = "collocated",

@@ -12,7 +12,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.expert_load import with_routing_skew
 from phasewise.perf.parallel import check_layout_parallelism, check_parallelism
 from phasewise.plan.chip_budgets import PLACEMENT, chip_budget, chip_labels, kv_link_between, own_budget
-from phasewise.plan.instance_fit import instance_fits, instance_layouts, role_layouts
+from phasewise.plan.instance_fit import instance_layouts, instance_memory_refusal, role_layouts
 from phasewise.plan.options import NoStrategyFits, PlanOptions, Strategy, deployment_fields
 from phasewise.plan.scheduling_variants import cap_label, group_spec_budget_refusal, plan_caps, scheduling_variants
 from phasewise.plan.strategy_policies import behind_each_router, priority_pools, with_encoders
@@ -24,6 +24,13 @@ from phasewise.specs.hardware import chip_identity
 from phasewise.specs.mappings import load_mapping, resolve_mapping
 
 CAPPED = f"({MAX_REPLICAS:,}; larger instances fill the budget with fewer)"  # ends a pruned line: a group too large
+
+
+def memory_pruned(opts: PlanOptions, hardware: str, refusal: str) -> str:
+    """A pruned line's words for an instance `refusal` (plan/instance_fit.py instance_memory_refusal) does not let
+    fit on `hardware`, naming the plan's --memory-fraction where it sets one (else each engine's own)."""
+    at = "" if opts.memory_fraction is None else f" at --memory-fraction {opts.memory_fraction:g}"
+    return f"does not fit {hardware}{at}: {refusal}"
 
 
 @dataclass(slots=True)
@@ -159,11 +166,10 @@ class _Enumeration:
                 if refusal:  # the engine refuses the combination at start-up (SGLang: PP with speculation)
                     pruned.append(f"{where} {label} {tag}: {refusal}")
                     continue
-                if not instance_fits(model, hw, quant, tp, pp, seqs, opts.memory_fraction, min_kv, layout,
-                                     opts.engine, spec):
-                    share = "" if opts.memory_fraction is None else f"--memory-fraction {opts.memory_fraction:g} of "
-                    pruned.append(f"{where} {label} {tag}: model + KV for {min_kv} tokens do not fit in {share}"
-                                  f"{hardware} memory")
+                refusal = instance_memory_refusal(model, hw, quant, tp, pp, seqs, opts.memory_fraction, min_kv,
+                                                  layout, opts.engine, spec)
+                if refusal:
+                    pruned.append(f"{where} {label} {tag}: {memory_pruned(opts, hardware, refusal)}")
                     continue
                 for sched, engine_fields in scheduling_variants(opts, cap, opts.spec_tokens + 1 if spec else 1,
                                                                  tp, layout, pruned):
@@ -173,11 +179,11 @@ class _Enumeration:
                     if starves:  # the engine's own token budget (its default variant) below a decode step
                         pruned.append(f"{where} {sched} {label} {tag}: {starves}")
                         continue
-                    if variant != opts.engine and not instance_fits(
-                            model, hw, quant, tp, pp, cap, opts.memory_fraction, min_kv, layout, variant, spec):
-                        # another engine holds memory otherwise: vLLM V0 a recurrent state for every seat
-                        pruned.append(f"{where} {sched} {label} {tag}: model + KV for {min_kv} tokens do not fit "
-                                      f"in {hardware} memory under {variant}")
+                    refusal = None if variant == opts.engine else instance_memory_refusal(
+                        model, hw, quant, tp, pp, cap, opts.memory_fraction, min_kv, layout, variant, spec)
+                    if refusal:  # another engine holds memory otherwise: vLLM V0 a recurrent state for every seat
+                        pruned.append(f"{where} {sched} {label} {tag}: under {variant} "
+                                      f"{memory_pruned(opts, hardware, refusal)}")
                         continue
                     group = dict(base, role="collocated", tp=tp, pp=pp, replicas=replicas, **layout, **engine_fields)
                     name = f"{replicas}x TP{tp}{f'PP{pp}' if pp > 1 else ''}{split} {sched} {label} {tag}"
@@ -223,12 +229,17 @@ class _Enumeration:
                 if refusal:  # the engine's P/D connector would not start the pair
                     pruned.append(f"disaggregated {roles}: {refusal}")
                     continue
-                if not (instance_fits(model, p_hw, quant, p_tp, 1, 64, opts.memory_fraction,
-                                      self.min_kv_tokens, p_layout, opts.engine, spec, "prefill")
-                        and instance_fits(model, d_hw, quant, d_tp, 1, self.decode_seqs(d_layout),
-                                          opts.memory_fraction, self.min_kv_tokens, d_layout, opts.engine, spec,
-                                          "decode")):
-                    pruned.append(f"disaggregated {roles} {tag}: an instance does not fit in memory")
+                refusal = next(((role, chip, why) for role, chip, why in (
+                    ("prefill", p_name, instance_memory_refusal(model, p_hw, quant, p_tp, 1, 64, opts.memory_fraction,
+                                                              self.min_kv_tokens, p_layout, opts.engine, spec,
+                                                              "prefill")),
+                    ("decode", d_name, instance_memory_refusal(model, d_hw, quant, d_tp, 1, self.decode_seqs(d_layout),
+                                                             opts.memory_fraction, self.min_kv_tokens, d_layout,
+                                                             opts.engine, spec, "decode"))) if why), None)
+                if refusal:
+                    role, chip, why = refusal
+                    pruned.append(f"disaggregated {roles} {tag}: its {role} instance "
+                                  f"{memory_pruned(opts, chip, why)}")
                     continue
                 if spec:  # each phase's engine with its token budget (the decode one: the last cap's)
                     starves = next(filter(None, (
