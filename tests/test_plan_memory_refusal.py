@@ -6,6 +6,8 @@ says why, in the refusal's own words, and names the plan's --memory-fraction, fo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from phasewise.plan.options import NoStrategyFits
@@ -42,3 +44,13 @@ def test_at_the_engines_own_fraction_the_line_names_no_flag():
     strategies, pruned = _enumerate(1, memory_fraction=None, disaggregated=False, precisions=("bf16",),
                                     batch_caps=(256,))
     assert strategies and not any("--memory-fraction" in line for line in pruned)
+
+
+def test_the_plan_says_the_fraction_its_strategies_ran_at(run_cli):
+    """--memory-fraction was visible only in each row's deployment: the summary line and --json's top level say it."""
+    code, out, _ = run_cli("plan", "--gpus", "1", "--tp-options", "1", "--no-disagg", "--batch-caps", "256", "--top",
+                           "1", "--workers", "1", "--memory-fraction", "0.8", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["memory_fraction"] == 0.8
+    assert result["rows"][0]["deployment"]["instances"][0]["memory_fraction"] == 0.8

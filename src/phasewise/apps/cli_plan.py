@@ -232,9 +232,12 @@ def plan_cmd(
         if fleets_asked and result.feasible:
             fleets = plan_fleets(result.ranked, work, slo, attainment, fleets_asked, autoscale_rate, backend,
                                  workers, ray_address, progress)
+    # --json's top level says the fraction every strategy ran at (each row's deployment carries it too)
+    fraction_json = {} if result.memory_fraction is None else {"memory_fraction": result.memory_fraction}
     if not result.feasible:  # one line, the closest strategy and the SLO that binds; no table of zeros
         if as_json:
-            print(dumps({"feasible": False, "budget": result.budget(), "closest": result.closest(),
+            print(dumps({"feasible": False, "budget": result.budget(), **fraction_json,
+                         "closest": result.closest(),
                          "pruned": result.pruned, "wall_s": result.wall_s}, default=float))
         print(result.infeasible_line(), file=sys.stderr)
         if export:
@@ -248,7 +251,8 @@ def plan_cmd(
         rows = result.rows()
         caveats = plan_caveats(result)
         unused = without_host_tier(rows, opts)
-        print(dumps({"feasible": True, "budget": result.budget(), "rows": rows, "pareto": result.pareto(),
+        print(dumps({"feasible": True, "budget": result.budget(), **fraction_json, "rows": rows,
+                     "pareto": result.pareto(),
                      "pruned": result.pruned, "host_beyond_node": host_tier_beyond_node(rows),
                      **({"caveats": caveats} if caveats else {}), **({"without_host_tier": unused} if unused else {}),
                      "wall_s": result.wall_s, **({"fleets": fleets_json(fleets)} if fleets else {})},

@@ -80,7 +80,7 @@ def plan_table(result: PlanResult, width: int) -> Table:
 
 def render_plan(console: Console, result: PlanResult) -> None:
     slo = result.slo
-    console.print(f"[bold]{result.model}[/] on up to {result.budget()}; {result.workload}; "
+    console.print(f"[bold]{result.model}[/] on up to {result.budget()}{result.memory_words()}; {result.workload}; "
                   f"{slo.describe()} for {result.target:.0%} of requests; "
                   f"{len(result.screened)} strategies simulated, {len(result.pruned)} pruned, "
                   f"{result.wall_s:.1f} s")

@@ -262,7 +262,7 @@ th {{ background: #f3f3f3; }}
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>phasewise plan</h1>
-<p class="meta">{html.escape(result.model)} on up to {html.escape(result.budget())};
+<p class="meta">{html.escape(result.model)} on up to {html.escape(result.budget() + result.memory_words())};
 workload {html.escape(result.workload)}; SLOs {html.escape(slo.describe())}
 for {result.target:.0%} of requests; objective {html.escape(result.objective)};
 {len(result.screened)} strategies simulated, {len(result.pruned)} pruned; planned in {result.wall_s:.1f} s.</p>

@@ -38,6 +38,11 @@ class PlanResult:
     trace: str | None = None  # the trace replayed with its own arrivals (WorkloadSpec.trace): the export's replay line
     images: bool = False  # the requests carry images (WorkloadSpec.images): simulate's flags for them not kept here
     replay_lengths: tuple[int, int] | None = None  # WorkloadSpec.replay_lengths: the export's Poisson replay line
+    memory_fraction: float | None = None  # --memory-fraction: every strategy's (None: each engine's own)
+
+    def memory_words(self) -> str:
+        """'; --memory-fraction F' where the plan set every strategy's device memory fraction, else ''."""
+        return "" if self.memory_fraction is None else f"; --memory-fraction {self.memory_fraction:g}"
 
     def budget(self) -> str:
         """The GPU budget in words: '8 x h100-sxm', or '8 GPUs of h100-sxm or b200' for a plan across chips; with

@@ -150,4 +150,5 @@ def plan(model: str, hardware: str, gpus: int, slo: Slo, work: WorkloadSpec, *, 
     refined.sort(key=lambda r: (objective_value(objective, r), r.goodput_rps), reverse=True)
     return PlanResult(model, hardware, gpus, slo, target, objective, work.name, refined, screen, pruned,
                       time.perf_counter() - t0, opts.chip_gpus, (opts.prefill_hardware, opts.decode_hardware),
-                      work.beyond_context_share, work.trace, work.images is not None, work.replay_lengths)
+                      work.beyond_context_share, work.trace, work.images is not None, work.replay_lengths,
+                      opts.memory_fraction)
