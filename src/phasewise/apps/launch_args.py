@@ -17,6 +17,7 @@ from phasewise.apps.remote_code import remote_code_args
 from phasewise.sim.deployment import Deployment, InstanceGroup
 from phasewise.sim.simulate import build_group
 from phasewise.specs import load_model
+from phasewise.specs.catalog import looks_like_path
 from phasewise.specs.engine_kv import (
     default_kv_block,
     default_kv_dtype,
@@ -24,7 +25,7 @@ from phasewise.specs.engine_kv import (
     prefix_caching_refusal,
     version_key,
 )
-from phasewise.specs.engine_presets import knob_since, preset_entry
+from phasewise.specs.engine_presets import knob_since, preset_entry, preset_key, preset_names, preset_release
 
 # our precision -> the engines' online-quantization argument, where the engine quantizes a bf16 checkpoint itself
 # (vLLM and SGLang: --quantization fp8, dynamic per-tensor FP8); other formats need a pre-quantized checkpoint
@@ -90,8 +91,12 @@ def _knob_releases(family: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_family(engine: str) -> str:
-    """vllm | sglang | trtllm: the engine whose commands a preset's group gets (vLLM for the others)."""
-    name = engine.split("@")[0]
+    """vllm | sglang | trtllm: the engine whose commands a preset's group gets (vLLM for the others), an engine file
+    that refines a preset (`preset: sglang@0.5.2`) its preset's (specs/engine_presets.py preset_key), a bare engine
+    file vLLM's whatever its name or `scheduler:`."""
+    name = preset_key(engine)
+    if name not in preset_names() and looks_like_path(engine.partition("@")[0]):
+        return "vllm"
     return "sglang" if name.startswith("sglang") else "trtllm" if name.startswith("trtllm") else "vllm"
 
 
@@ -115,10 +120,12 @@ class Command:
 
 def launch_version(dep: Deployment, g: InstanceGroup, family: str) -> str:
     """The engine version the plan modelled for the group's command: its preset's version where the group runs the
-    family's own preset (`vllm@0.11`), else the family preset's default (specs/data/engine_presets.yaml): a
-    scheduler simulated without a command of its own is launched with today's engine."""
-    engine = build_group(dep, g, dep.instances.index(g))[3]
-    return engine.version if engine.engine == family else str(preset_entry(family)["default_version"])
+    family's own preset (`vllm@0.11`, or an engine file refining it: the file's `preset:` version), read as the
+    planner reads it (specs/engine_presets.py preset_release), else the family preset's default
+    (specs/data/engine_presets.yaml): a scheduler simulated without a command of its own is launched with today's
+    engine."""
+    preset, version = preset_release(g.engine)
+    return version if preset == family else str(preset_entry(family)["default_version"])
 
 
 def version_needs(family: str, argv: list[str], version: str) -> list[str]:
@@ -213,10 +220,13 @@ def kv_dtype_arg(dep: Deployment, g: InstanceGroup, family: str, notes: list[str
 
 def common_notes(dep: Deployment, g: InstanceGroup, family: str) -> list[str]:
     notes = [f"{g.role} instances: {g.replicas} x {g.tp * g.pp} x {g.hardware}"]
-    name = g.engine.split("@")[0]
+    name = preset_key(g.engine)  # an engine file's preset where it refines one
     if name != family:
         notes.append(f"planned engine '{g.engine}' (simulated scheduler) has no launch command of its own; "
                      f"{family} is the nearest")
+    elif name != g.engine.partition("@")[0].lower():
+        notes.append(f"engine file '{g.engine.partition('@')[0]}' refines {name}: launched as {ENGINE_NAMES[family]}; "
+                     "its host constants are simulation inputs, not arguments")
     if name == "vllm-v0":
         notes.append("prefill-first (vLLM V0) scheduling: vLLM >= 0.11 runs only V1; --no-enable-chunked-prefill "
                      "keeps prompts whole in vLLM 0.14 (0.11 forced chunking on), but V1 still mixes them into "

@@ -11,8 +11,9 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.parallel import LAYOUT_FLAGS
 from phasewise.plan.options import PlanOptions
 from phasewise.sim.simulate import spec_budget_refusal
+from phasewise.specs.catalog import looks_like_path
 from phasewise.specs.engine_kv import version_key
-from phasewise.specs.engine_presets import knob_since, preset_entry, preset_key
+from phasewise.specs.engine_presets import knob_since, preset_entry, preset_release
 from phasewise.specs.engine_refusals import layout_refusal
 from phasewise.specs.engines import (
     caps_per_rank,
@@ -114,15 +115,17 @@ def scheduling_variants(opts: PlanOptions, cap: int | None, tokens_per_step: int
 
 
 def _release_lacking(engine: str, knob: str) -> str | None:
-    """Why `engine` (preset[@version]) as modelled cannot launch the variant of `knob`: its version is before the
-    first release with the knob's flag (specs/engine_presets.py knob_since, the release launch.sh also gates the
-    flag on: apps/data/engine_flags.yaml), which could not launch it; or None."""
+    """Why `engine` (preset[@version], or an engine file that refines a preset) as modelled cannot launch the variant
+    of `knob`: its version (specs/engine_presets.py preset_release, the version launch.sh names too: an engine
+    file's own `preset:` version) is before the first release with the knob's flag (knob_since, the release
+    launch.sh also gates the flag on: apps/data/engine_flags.yaml), which could not launch it; or None."""
     since = knob_since(engine, knob)
-    version = engine.partition("@")[2] or str(preset_entry(engine)["default_version"])
+    preset, version = preset_release(engine)
     if since is None or version_key(version) >= version_key(since):
         return None
-    preset = preset_key(engine)
     later = [v for v in preset_entry(engine)["versions"] if version_key(v) >= version_key(since)]
+    file = engine.partition("@")[0]
+    name = file if looks_like_path(file) else preset  # an engine file at a later version: FILE@VERSION
     return (f"not planned: --{knob.replace('_', '-')} needs {preset} >= {since}, and {preset}@{version} (the version "
-            f"modelled) has no such argument; " + (f"--engine {preset}@{later[0]} plans it" if later else
+            f"modelled) has no such argument; " + (f"--engine {name}@{later[0]} plans it" if later else
                                                    f"no {preset} version modelled has it"))
