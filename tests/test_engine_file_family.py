@@ -156,3 +156,25 @@ def test_the_shipped_knob_since_releases_read():
     for name in preset_names():
         for knob, release in (preset_entry(name).get("knob_since") or {}).items():
             assert knob_since(name, knob) == release
+
+
+def test_a_file_refining_trtllm_bench_runs_long_prompts_whole_and_starts_as_it(tmp_path):
+    """An engine file refining a preset ran as it in the scheduler and the memory fit but not where the code asked
+    for the preset by name: a file refining trtllm-bench refused a prompt over its token budget (trtllm-serve's 400,
+    which trtllm-bench's entry point does not give) and started with startup.yaml's default constants."""
+    from phasewise.perf import startup
+    from phasewise.sim.schedulers.trtllm import TrtllmScheduler
+    from phasewise.specs import load_hardware
+    from phasewise.specs.engines import resolve_engine
+
+    path = tmp_path / "bench.yaml"
+    path.write_text("engines:\n  mine:\n    preset: trtllm-bench\n    iteration_overhead_s: 1.0e-3\n")
+    hw = load_hardware("h100-sxm")
+    from_file, preset = resolve_engine(str(path), hw), resolve_engine("trtllm-bench", hw)
+    long_prompt = from_file.token_budget + 1
+    assert TrtllmScheduler(from_file).refusal(long_prompt) is None
+    assert TrtllmScheduler(preset).refusal(long_prompt) is None
+    assert startup._constants(from_file) == startup._constants(preset)
+    from phasewise.sim.schedulers.trtllm import runs_long_prompts  # the one rule launch_caps reads too
+
+    assert runs_long_prompts(str(path)) and runs_long_prompts("trtllm-bench") and not runs_long_prompts("trtllm")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phasewise.sim.deployment import Deployment, InstanceGroup
-from phasewise.sim.schedulers.trtllm import RUNS_LONG_PROMPTS
+from phasewise.sim.schedulers.trtllm import runs_long_prompts
 from phasewise.specs import load_hardware, load_model
 from phasewise.specs.engine_caps import rank_share
 from phasewise.specs.engine_kv import prefix_caching_default
@@ -67,7 +67,7 @@ def trtllm_simulated_caps(dep: Deployment, g: InstanceGroup, engine, knobs: dict
         if flag not in knobs:
             out.argv += [f"--{flag}", str(value)]
     budget = int(knobs.get("max_num_tokens", budget))
-    if engine.chunked_prefill or engine.engine not in RUNS_LONG_PROMPTS or knobs.get("enable_chunked_prefill"):
+    if engine.chunked_prefill or not runs_long_prompts(engine.engine) or knobs.get("enable_chunked_prefill"):
         return out
     context = load_model(g.model or dep.model).max_position_embeddings
     if (longest_prompt if longest_prompt is not None else context or budget + 1) <= budget:

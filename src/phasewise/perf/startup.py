@@ -26,6 +26,7 @@ from phasewise.errors import PhasewiseError
 from phasewise.perf.memory import weight_bytes_per_gpu
 from phasewise.specs.catalog import packaged
 from phasewise.specs.engine_defaults import sglang_capture_sizes, trtllm_graph_sizes
+from phasewise.specs.engine_presets import preset_key
 from phasewise.specs.engines import EngineConfig
 from phasewise.specs.hardware import HardwareSpec
 
@@ -66,8 +67,10 @@ def _table() -> dict[str, Any]:
 
 
 def _constants(engine: EngineConfig) -> dict[str, Any]:
+    """startup.yaml's constants for `engine`'s preset (an engine file: the preset it refines, preset_key), else its
+    `default` entry."""
     engines = _table()["engines"]
-    return engines.get(engine.engine, engines["default"])
+    return engines.get(preset_key(engine.engine), engines["default"])
 
 
 def captured_graphs(engine: EngineConfig, hw: HardwareSpec | None = None) -> int:

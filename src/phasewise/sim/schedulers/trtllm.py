@@ -7,13 +7,23 @@ batch waiting on, context requests may wait some iterations first (sim/context_w
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from phasewise.sim.context_wait import ContextWait
 from phasewise.sim.schedulers.base import Scheduler
+from phasewise.specs.engine_presets import preset_key
 
 # Presets whose entry point runs a prompt longer than max_num_tokens with chunking off: trtllm-bench raises
 # max_num_tokens to the longest prompt plus max_batch_size (../shared/ENGINES.md); trtllm-0.5 (the v0.5 C++ runtime's
 # static batches) as modelled before (assumed). The others (trtllm-serve) refuse it (TrtllmScheduler.refusal).
 RUNS_LONG_PROMPTS = ("trtllm-bench", "trtllm-0.5")
+
+
+@lru_cache(maxsize=256)
+def runs_long_prompts(engine: str) -> bool:
+    """Whether `engine` (a preset[@version] or an engine file, EngineConfig.engine) runs as one of RUNS_LONG_PROMPTS:
+    an engine file that refines one (its `preset:`, specs.engine_presets.preset_key) runs as the preset does."""
+    return preset_key(engine) in RUNS_LONG_PROMPTS
 
 
 class TrtllmScheduler(Scheduler):
@@ -25,7 +35,7 @@ class TrtllmScheduler(Scheduler):
         max_num_tokens (...)" (tensorrt_llm/llmapi/llm.py _check_arguments; tests/unittest/llmapi/test_llm.py
         test_max_num_token_check), which trtllm-serve answers with a 400."""
         cfg = self.config
-        if cfg.chunked_prefill or cfg.engine in RUNS_LONG_PROMPTS:
+        if cfg.chunked_prefill or runs_long_prompts(cfg.engine):
             return None
         limit = cfg.prefill_rank_tokens or cfg.token_budget
         return "beyond_token_budget" if prompt_tokens > limit else None
