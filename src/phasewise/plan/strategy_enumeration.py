@@ -229,17 +229,17 @@ class _Enumeration:
                 if refusal:  # the engine's P/D connector would not start the pair
                     pruned.append(f"disaggregated {roles}: {refusal}")
                     continue
-                refusal = next(((role, chip, why) for role, chip, why in (
-                    ("prefill", p_name, instance_memory_refusal(model, p_hw, quant, p_tp, 1, 64, opts.memory_fraction,
-                                                              self.min_kv_tokens, p_layout, opts.engine, spec,
-                                                              "prefill")),
-                    ("decode", d_name, instance_memory_refusal(model, d_hw, quant, d_tp, 1, self.decode_seqs(d_layout),
-                                                             opts.memory_fraction, self.min_kv_tokens, d_layout,
-                                                             opts.engine, spec, "decode"))) if why), None)
+                refusal = None  # the first role whose instance does not fit (the decode one checked only after)
+                for role, chip, chip_spec, role_tp, seqs, role_layout in (
+                        ("prefill", p_name, p_hw, p_tp, 64, p_layout),
+                        ("decode", d_name, d_hw, d_tp, self.decode_seqs(d_layout), d_layout)):
+                    why = instance_memory_refusal(model, chip_spec, quant, role_tp, 1, seqs, opts.memory_fraction,
+                                                  self.min_kv_tokens, role_layout, opts.engine, spec, role)
+                    if why:
+                        refusal = f"its {role} instance {memory_pruned(opts, chip, why)}"
+                        break
                 if refusal:
-                    role, chip, why = refusal
-                    pruned.append(f"disaggregated {roles} {tag}: its {role} instance "
-                                  f"{memory_pruned(opts, chip, why)}")
+                    pruned.append(f"disaggregated {roles} {tag}: {refusal}")
                     continue
                 if spec:  # each phase's engine with its token budget (the decode one: the last cap's)
                     starves = next(filter(None, (
