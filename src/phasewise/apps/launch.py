@@ -17,16 +17,15 @@ from typing import Any
 import yaml
 
 from phasewise.apps.launch_args import (
-    ENGINE_NAMES,
     KV_BACKEND,
     NODE_VAR,
     Command,
     common_notes,
     engine_family,
-    engine_flags,
     engine_lines,
     kv_dtype_arg,
     launch_version,
+    multi_node_needs,
     node_addr,
     precision_args,
     remote_code_argv,
@@ -354,7 +353,7 @@ def launch_commands(dep: Deployment, longest_request: int | None = None, longest
             hosts.setdefault(g.role, []).append(f"{f'node{head}' if nodes > 1 else 'localhost'}:{port}")
             for node_cmd in per_node(cmd, family, g, place, nodes > 1):
                 # the multi-node arguments per_node adds need what they need too (vLLM's --nnodes: 0.11.1 on)
-                added = _multi_node_needs(family, node_cmd.argv, node_cmd.needs, version)
+                added = multi_node_needs(family, node_cmd.argv, node_cmd.needs, version)
                 node_cmd.needs, node_cmd.comments = node_cmd.needs + added, node_cmd.comments + added
                 files.update(node_cmd.files)
                 workers.append(node_cmd)
@@ -373,34 +372,6 @@ def launch_commands(dep: Deployment, longest_request: int | None = None, longest
                                       f"{dep.router} policy ({_router_front(dep)}) to "
                                       + " ".join(u for us in urls.values() for u in us)])
     return workers, front, files
-
-
-def _multi_node_needs(family: str, node_argv: list[str], needs: list[str], version: str) -> list[str]:
-    """What the multi-node arguments per_node adds to a command (`node_argv`; vLLM's --nnodes, --node-rank,
-    --master-addr and --master-port, all 0.11.1 on) need of a later engine than the modelled `version`, beyond the
-    command's own `needs`: one line naming all the flags that came in one release (each flag's `before` kept), where
-    version_needs says one line per flag: four lines repeating "needs vLLM >= 0.11.1" at each node's command and in
-    the header."""
-    flags = engine_flags()[family]["flags"]
-    by_release: dict[str, list[str]] = {}
-    for flag in node_argv:
-        said = version_needs(family, [flag], version)
-        if said and said[0] not in needs and flag not in by_release.get(flags[flag]["since"], []):
-            by_release.setdefault(flags[flag]["since"], []).append(flag)
-    lines = []
-    for release, added in by_release.items():
-        if len(added) == 1:
-            lines += version_needs(family, added, version)
-            continue
-        name = ENGINE_NAMES[family]
-        lacks = [flags[flag]["before"] for flag in added if "before" in flags[flag]]
-        plain = [flag for flag in added if "before" not in flags[flag]]
-        if plain:
-            listed = plain[0] if len(plain) == 1 else f"{', '.join(plain[:-1])} or {plain[-1]}"
-            lacks.append(f"has no {listed} and refuses {'it' if len(plain) == 1 else 'them'}")
-        lines.append(f"{', '.join(added[:-1])} and {added[-1]} need {name} >= {release}: {name} {version} (the version "
-                     f"the plan modelled) {', and '.join(lacks)}; run this deployment with {name} {release} or later")
-    return lines
 
 
 def _router_front(dep: Deployment) -> str:

@@ -141,6 +141,34 @@ def version_needs(family: str, argv: list[str], version: str) -> list[str]:
             and version_key(flags[flag]["since"]) > version_key(version)]
 
 
+def multi_node_needs(family: str, node_argv: list[str], needs: list[str], version: str) -> list[str]:
+    """What the multi-node arguments per_node adds to a command (`node_argv`; vLLM's --nnodes, --node-rank,
+    --master-addr and --master-port, all 0.11.1 on) need of a later engine than the modelled `version`, beyond the
+    command's own `needs`: one line naming all the flags that came in one release (each flag's `before` kept), where
+    version_needs says one line per flag: four lines repeating "needs vLLM >= 0.11.1" at each node's command and in
+    the header."""
+    flags = engine_flags()[family]["flags"]
+    by_release: dict[str, list[str]] = {}
+    for flag in node_argv:
+        said = version_needs(family, [flag], version)
+        if said and said[0] not in needs and flag not in by_release.get(flags[flag]["since"], []):
+            by_release.setdefault(flags[flag]["since"], []).append(flag)
+    lines = []
+    for release, added in by_release.items():
+        if len(added) == 1:
+            lines += version_needs(family, added, version)
+            continue
+        name = ENGINE_NAMES[family]
+        lacks = [flags[flag]["before"] for flag in added if "before" in flags[flag]]
+        plain = [flag for flag in added if "before" not in flags[flag]]
+        if plain:
+            listed = plain[0] if len(plain) == 1 else f"{', '.join(plain[:-1])} or {plain[-1]}"
+            lacks.append(f"has no {listed} and refuses {'it' if len(plain) == 1 else 'them'}")
+        lines.append(f"{', '.join(added[:-1])} and {added[-1]} need {name} >= {release}: {name} {version} (the version "
+                     f"the plan modelled) {', and '.join(lacks)}; run this deployment with {name} {release} or later")
+    return lines
+
+
 def engine_lines(dep: Deployment, needs: list[str]) -> list[str]:
     """launch.sh's header lines naming each engine it launches: the version the plan modelled, the version whose
     arguments the flags are (apps/data/engine_flags.yaml), and what the commands need of a later one."""
